@@ -1,0 +1,105 @@
+// The client side of the shared namespace, over undici: streaming GET and PUT with
+// errors mapped to the catalogue. Used by push/pull, assets, the agent and the runner.
+import { Agent, request, type Dispatcher } from 'undici';
+import type { Readable } from 'node:stream';
+import { FleetError, NotFoundError, UpstreamError } from '../errors.js';
+
+export const clientAgent = new Agent({
+  connections: 64,
+  connectTimeout: 10_000,
+  headersTimeout: 60_000,
+  bodyTimeout: 120_000,
+  keepAliveTimeout: 10_000,
+});
+
+export interface RequestOptions {
+  readonly token?: string;
+  readonly headers?: Record<string, string>;
+  readonly signal?: AbortSignal;
+  readonly dispatcher?: Dispatcher;
+}
+
+function headersFor(options: RequestOptions): Record<string, string> {
+  const headers: Record<string, string> = { 'accept-encoding': 'identity', ...options.headers };
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  return headers;
+}
+
+/** Turns a non-2xx answer into a catalogued error, using the server's JSON body when it has one. */
+async function failure(url: string, method: string, res: Dispatcher.ResponseData): Promise<never> {
+  let body = '';
+  try {
+    body = (await res.body.text()).slice(0, 2000);
+  } catch {
+    // the body is only used to improve the message
+  }
+  let message = `${method} ${url}: HTTP ${res.statusCode}`;
+  let code: string | undefined;
+  try {
+    const parsed = JSON.parse(body) as { code?: string; message?: string };
+    if (parsed.message) message += `: ${parsed.message}`;
+    code = parsed.code;
+  } catch {
+    if (body) message += `: ${body.split('\n')[0]}`;
+  }
+  if (res.statusCode === 404) throw new NotFoundError(message);
+  if (res.statusCode === 401) throw new FleetError('FC_ERR_UNAUTHORIZED', message);
+  if (res.statusCode === 403) throw new FleetError('FC_ERR_FORBIDDEN', message);
+  if (code === 'FC_ERR_DIGEST_MISMATCH') throw new FleetError('FC_ERR_DIGEST_MISMATCH', message);
+  if (res.statusCode === 413) throw new FleetError('FC_ERR_TOO_LARGE', message);
+  if (res.statusCode === 504) throw new UpstreamError(message, { timeout: true, status: res.statusCode });
+  throw new UpstreamError(message, { status: res.statusCode });
+}
+
+async function send(method: Dispatcher.HttpMethod, url: string, options: RequestOptions, body?: Readable | string | Buffer): Promise<Dispatcher.ResponseData> {
+  try {
+    return await request(url, {
+      method,
+      headers: headersFor(options),
+      body,
+      signal: options.signal,
+      dispatcher: options.dispatcher ?? clientAgent,
+    });
+  } catch (err) {
+    if (err instanceof FleetError) throw err;
+    const timeout = err instanceof Error && /timeout/i.test(err.name + err.message);
+    throw new UpstreamError(`${method} ${url}: ${(err as Error).message}`, { cause: err, timeout });
+  }
+}
+
+/** GET with a streaming body; throws NotFoundError on 404, other catalogued errors otherwise. */
+export async function httpGet(url: string, options: RequestOptions = {}): Promise<Dispatcher.ResponseData> {
+  const res = await send('GET', url, options);
+  if (res.statusCode >= 200 && res.statusCode < 300) return res;
+  return failure(url, 'GET', res);
+}
+
+/** HEAD: true for 2xx, false for 404, throws otherwise. */
+export async function httpExists(url: string, options: RequestOptions = {}): Promise<boolean> {
+  const res = await send('HEAD', url, options);
+  await res.body.dump();
+  if (res.statusCode >= 200 && res.statusCode < 300) return true;
+  if (res.statusCode === 404) return false;
+  return failure(url, 'HEAD', res);
+}
+
+/** GET a small JSON document. */
+export async function httpGetJson<T>(url: string, options: RequestOptions = {}): Promise<T> {
+  const res = await httpGet(url, options);
+  return (await res.body.json()) as T;
+}
+
+/** PUT a streaming body (or a small buffer) and parse the JSON answer. */
+export async function httpPut<T = unknown>(url: string, body: Readable | string | Buffer, options: RequestOptions = {}): Promise<T> {
+  const res = await send('PUT', url, options, body);
+  if (res.statusCode >= 200 && res.statusCode < 300) {
+    const text = await res.body.text();
+    return (text ? JSON.parse(text) : {}) as T;
+  }
+  return failure(url, 'PUT', res);
+}
+
+/** Joins a base URL ("http://h:p" or with a path prefix) and an absolute namespace path. */
+export function joinUrl(base: string, path: string): string {
+  return base.replace(/\/+$/, '') + path;
+}

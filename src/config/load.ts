@@ -1,0 +1,72 @@
+// YAML configuration with one schema for types and validation (TypeBox + ajv), and
+// messages that name the file, the line and the field.
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import type { Static, TSchema } from '@sinclair/typebox';
+import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { ConfigError } from '../errors.js';
+
+const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
+
+/** JSON pointer "/a/b/0" → field path "a.b[0]". */
+function fieldPath(pointer: string): string {
+  return pointer
+    .split('/')
+    .slice(1)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .reduce((acc, part) => (/^\d+$/.test(part) ? `${acc}[${part}]` : acc ? `${acc}.${part}` : part), '');
+}
+
+function lineOf(doc: Document, lc: LineCounter, pointer: string): number | undefined {
+  const segments = pointer.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+  for (let n = segments.length; n >= 0; n--) {
+    const node = n === 0 ? doc.contents : doc.getIn(segments.slice(0, n), true);
+    if (isNode(node) && node.range) return lc.linePos(node.range[0]).line;
+  }
+  return undefined;
+}
+
+function describe(e: ErrorObject): { pointer: string; message: string } {
+  if (e.keyword === 'additionalProperties') {
+    const extra = String((e.params as { additionalProperty: string }).additionalProperty);
+    return { pointer: `${e.instancePath}/${extra}`, message: `unknown field "${extra}"` };
+  }
+  if (e.keyword === 'required') {
+    const missing = String((e.params as { missingProperty: string }).missingProperty);
+    return { pointer: e.instancePath, message: `missing required field "${missing}"` };
+  }
+  return { pointer: e.instancePath, message: e.message ?? 'invalid value' };
+}
+
+/**
+ * Parses YAML text and validates it against a TypeBox schema, filling defaults.
+ * Throws ConfigError("file:line: field: message").
+ */
+export function parseConfig<S extends TSchema>(schema: S, text: string, file: string): Static<S> {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const err = doc.errors[0]!;
+    const line = err.linePos?.[0]?.line;
+    throw new ConfigError(`${file}:${line ?? '?'}: ${err.message.split('\n')[0]}`, file, line);
+  }
+  const value: unknown = doc.toJS() ?? {};
+  const validate = ajv.compile(schema);
+  if (!validate(value)) {
+    const { pointer, message } = describe(validate.errors![0]!);
+    const line = lineOf(doc, lc, pointer);
+    const field = fieldPath(pointer) || '(top level)';
+    throw new ConfigError(`${file}:${line ?? '?'}: ${field}: ${message}`, file, line, field);
+  }
+  return value as Static<S>;
+}
+
+export function loadConfigFile<S extends TSchema>(schema: S, file: string): Static<S> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${file}: cannot read configuration: ${(err as Error).message}`, file);
+  }
+  return parseConfig(schema, text, file);
+}

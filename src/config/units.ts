@@ -1,0 +1,49 @@
+// Human units in configuration and flags: sizes ("50GiB", "512M") and durations ("30s", "5m").
+import { FleetError } from '../errors.js';
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1, b: 1,
+  k: 1024, kb: 1000, kib: 1024,
+  m: 1024 ** 2, mb: 1000 ** 2, mib: 1024 ** 2,
+  g: 1024 ** 3, gb: 1000 ** 3, gib: 1024 ** 3,
+  t: 1024 ** 4, tb: 1000 ** 4, tib: 1024 ** 4,
+};
+
+/** Parses "50GiB", "512M", "1.5GB", "1048576" into bytes. */
+export function parseSize(text: string | number): number {
+  if (typeof text === 'number') return text;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) {
+    throw new FleetError('FC_ERR_USAGE', `invalid size "${text}" (examples: 4096, 512MiB, 50GiB, 1TB)`);
+  }
+  return Math.floor(Number(m[1]) * unit);
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses "30s", "5m", "1h30m", "250ms" (Go-style) into milliseconds; a bare number is seconds. */
+export function parseDuration(text: string | number): number {
+  if (typeof text === 'number') return text * 1000;
+  const trimmed = text.trim();
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed) * 1000;
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
+  let total = 0;
+  let pos = 0;
+  for (let m = re.exec(trimmed); m; m = re.exec(trimmed)) {
+    total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
+    pos = re.lastIndex;
+  }
+  if (pos === 0 || pos !== trimmed.length) {
+    throw new FleetError('FC_ERR_USAGE', `invalid duration "${text}" (examples: 250ms, 30s, 5m, 1h30m)`);
+  }
+  return total;
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}

@@ -1,0 +1,124 @@
+// One error catalogue for the whole product. Every failure a user can see has a
+// stable code; the HTTP status and the CLI exit code of each code are set here and
+// only here. docs/errors.md documents every code (a test keeps the two in step).
+// Retired codes are never reused.
+
+export interface ErrorSpec {
+  /** HTTP status when the error reaches a server's error handler. */
+  readonly status: number;
+  /** Process exit code when the error reaches the CLI's main(). */
+  readonly exit: number;
+  /** One line for docs and --help. */
+  readonly summary: string;
+}
+
+/** Exit codes scripts can rely on (documented in docs/errors.md). */
+export const EXIT = {
+  ok: 0,
+  failure: 1, // generic failure; also "some tasks failed" for `run`
+  usage: 2, // bad command line
+  config: 3, // bad configuration or project file
+  notFound: 4,
+  integrity: 5, // digest or size mismatch
+  unavailable: 6, // upstream or network failure
+  auth: 7,
+  internal: 70,
+} as const;
+
+export const ERROR_CODES = {
+  FC_ERR_USAGE: { status: 400, exit: EXIT.usage, summary: 'The command line is malformed.' },
+  FC_ERR_CONFIG: { status: 500, exit: EXIT.config, summary: 'A configuration file is invalid; the message names file, line and field.' },
+  FC_ERR_BAD_REQUEST: { status: 400, exit: EXIT.usage, summary: 'The request is malformed (bad header, bad JSON body).' },
+  FC_ERR_BAD_DIGEST: { status: 400, exit: EXIT.usage, summary: 'A digest is malformed: unknown algorithm, non-hex, or wrong length.' },
+  FC_ERR_BAD_NAME: { status: 400, exit: EXIT.usage, summary: 'A name or path is refused: "..", absolute, backslash, NUL, control characters or too long.' },
+  FC_ERR_DIGEST_MISMATCH: { status: 400, exit: EXIT.integrity, summary: 'The content does not hash to the expected digest; nothing was stored.' },
+  FC_ERR_SIZE_MISMATCH: { status: 400, exit: EXIT.integrity, summary: 'The content does not have the expected size; nothing was stored.' },
+  FC_ERR_TOO_LARGE: { status: 413, exit: EXIT.failure, summary: 'The body exceeds the configured limit.' },
+  FC_ERR_RANGE: { status: 416, exit: EXIT.usage, summary: 'The requested byte range cannot be satisfied.' },
+  FC_ERR_NOT_FOUND: { status: 404, exit: EXIT.notFound, summary: 'No such object, name or route.' },
+  FC_ERR_UNAUTHORIZED: { status: 401, exit: EXIT.auth, summary: 'The request needs a bearer token and has none.' },
+  FC_ERR_FORBIDDEN: { status: 403, exit: EXIT.auth, summary: 'The bearer token is not accepted.' },
+  FC_ERR_ABORTED: { status: 400, exit: EXIT.failure, summary: 'The client aborted the transfer; nothing was stored.' },
+  FC_ERR_INSUFFICIENT_STORAGE: { status: 507, exit: EXIT.failure, summary: 'The store has no room for the object.' },
+  FC_ERR_UPSTREAM: { status: 502, exit: EXIT.unavailable, summary: 'The upstream answered with an error or broke the connection.' },
+  FC_ERR_UPSTREAM_TIMEOUT: { status: 504, exit: EXIT.unavailable, summary: 'The upstream did not answer in time.' },
+  FC_ERR_UNAVAILABLE: { status: 503, exit: EXIT.unavailable, summary: 'The service or upstream is temporarily unavailable.' },
+  FC_ERR_DELTA: { status: 422, exit: EXIT.failure, summary: 'A VCDIFF delta could not be encoded or decoded.' },
+  FC_ERR_PROJECT: { status: 422, exit: EXIT.config, summary: 'A spread project (spread.yaml, task.yaml) is invalid or a filter matches nothing.' },
+  FC_ERR_TASK_FAILED: { status: 500, exit: EXIT.failure, summary: 'One or more tasks failed or were aborted.' },
+  FC_ERR_INTERNAL: { status: 500, exit: EXIT.internal, summary: 'An unexpected internal error.' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class FleetError extends Error {
+  readonly code: ErrorCode;
+  /** Extra machine-readable fields sent in the JSON error body. */
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.details = options?.details;
+  }
+
+  get status(): number {
+    return ERROR_CODES[this.code].status;
+  }
+
+  get exitCode(): number {
+    return ERROR_CODES[this.code].exit;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { code: this.code, message: this.message, ...this.details };
+  }
+}
+
+/** The only error that means "absent": a store miss, an unknown name. */
+export class NotFoundError extends FleetError {
+  constructor(message: string) {
+    super('FC_ERR_NOT_FOUND', message);
+  }
+}
+
+export class DigestMismatchError extends FleetError {
+  constructor(readonly expected: string, readonly actual: string) {
+    super('FC_ERR_DIGEST_MISMATCH', `digest mismatch: expected ${expected}, got ${actual}`, { details: { expected, actual } });
+  }
+}
+
+export class SizeMismatchError extends FleetError {
+  constructor(readonly expected: number, readonly actual: number) {
+    super('FC_ERR_SIZE_MISMATCH', `size mismatch: expected ${expected} bytes, got ${actual}`, { details: { expected, actual } });
+  }
+}
+
+export class ConfigError extends FleetError {
+  constructor(message: string, readonly file?: string, readonly line?: number, readonly field?: string) {
+    super('FC_ERR_CONFIG', message, { details: { file, line, field } });
+  }
+}
+
+export class UsageError extends FleetError {
+  constructor(message: string) {
+    super('FC_ERR_USAGE', message);
+  }
+}
+
+export class UpstreamError extends FleetError {
+  constructor(message: string, options?: { cause?: unknown; timeout?: boolean; status?: number }) {
+    super(options?.timeout ? 'FC_ERR_UPSTREAM_TIMEOUT' : 'FC_ERR_UPSTREAM', message, {
+      cause: options?.cause,
+      details: options?.status === undefined ? undefined : { upstreamStatus: options.status },
+    });
+  }
+}
+
+/** Wraps anything thrown into a FleetError, keeping FleetErrors as they are. */
+export function toFleetError(err: unknown): FleetError {
+  if (err instanceof FleetError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new FleetError('FC_ERR_INTERNAL', message, { cause: err });
+}

@@ -1,0 +1,56 @@
+// The seam between the servers and where bytes live. Local disk now (disk.ts);
+// S3-compatible object storage fits the same five calls.
+import type { Readable } from 'node:stream';
+import type { Digest, DigestAlgorithm } from './digest.js';
+
+export interface BlobStat {
+  readonly digest: Digest;
+  readonly size: number;
+  /** Last modification (commit) time, ms since the epoch. */
+  readonly mtimeMs: number;
+}
+
+export interface PutOptions {
+  /** When given, the put is refused (DigestMismatchError) unless the content hashes to it. */
+  readonly expected?: Digest;
+  /** Algorithm to hash with when no expected digest is given (default sha256). */
+  readonly algo?: DigestAlgorithm;
+  /** When given, the put is refused (SizeMismatchError) unless exactly this many bytes arrive. */
+  readonly expectedSize?: number;
+  /** Refuse (FC_ERR_TOO_LARGE) as soon as more than this many bytes arrive. */
+  readonly maxSize?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface PutResult {
+  readonly digest: Digest;
+  readonly size: number;
+  /** False when the object already existed (the new copy was discarded). */
+  readonly created: boolean;
+}
+
+export interface ReadRange {
+  /** First byte, inclusive. */
+  readonly start: number;
+  /** Last byte, inclusive. */
+  readonly end: number;
+}
+
+export interface BlobStore {
+  /** Makes the store ready: creates directories, removes leftover temporary files. */
+  open(): Promise<void>;
+  has(digest: Digest): Promise<boolean>;
+  /** Throws NotFoundError when absent. */
+  stat(digest: Digest): Promise<BlobStat>;
+  /** Throws NotFoundError when absent. The range is inclusive on both ends. */
+  createReadStream(digest: Digest, range?: ReadRange): Promise<Readable>;
+  /**
+   * Streams `body` into the store, hashing as it goes. Nothing is visible under the
+   * digest until every byte is written, verified and durably committed.
+   */
+  put(body: Readable, options?: PutOptions): Promise<PutResult>;
+  /** Returns false when the object was absent. */
+  delete(digest: Digest): Promise<boolean>;
+  /** Every committed object, in no particular order (start-up scans). */
+  list(): AsyncIterable<BlobStat>;
+}

@@ -1,0 +1,49 @@
+// Digests as they appear in URLs and records: "<algo>:<hex>" in text, /<algo>/<hex> in paths.
+import { FleetError } from '../errors.js';
+
+export const DIGEST_ALGORITHMS = ['sha256', 'sha512'] as const;
+export type DigestAlgorithm = (typeof DIGEST_ALGORITHMS)[number];
+
+const HEX_LENGTH: Record<DigestAlgorithm, number> = { sha256: 64, sha512: 128 };
+
+export interface Digest {
+  readonly algo: DigestAlgorithm;
+  /** Lowercase hex. */
+  readonly hex: string;
+}
+
+export function isDigestAlgorithm(value: string): value is DigestAlgorithm {
+  return (DIGEST_ALGORITHMS as readonly string[]).includes(value);
+}
+
+/** Validates an algorithm and hex string from a URL or a record; throws FC_ERR_BAD_DIGEST. */
+export function parseDigest(algo: string, hex: string): Digest {
+  if (!isDigestAlgorithm(algo)) {
+    throw new FleetError('FC_ERR_BAD_DIGEST', `unknown digest algorithm "${algo}" (expected sha256 or sha512)`);
+  }
+  const want = HEX_LENGTH[algo];
+  if (hex.length !== want || !/^[0-9a-fA-F]+$/.test(hex)) {
+    throw new FleetError('FC_ERR_BAD_DIGEST', `malformed ${algo} digest: expected ${want} hex characters`);
+  }
+  return { algo, hex: hex.toLowerCase() };
+}
+
+/** Parses "sha256:<hex>". */
+export function parseDigestString(text: string): Digest {
+  const colon = text.indexOf(':');
+  if (colon < 0) throw new FleetError('FC_ERR_BAD_DIGEST', `malformed digest "${text.slice(0, 20)}": expected <algo>:<hex>`);
+  return parseDigest(text.slice(0, colon), text.slice(colon + 1));
+}
+
+export function formatDigest(d: Digest): string {
+  return `${d.algo}:${d.hex}`;
+}
+
+export function sameDigest(a: Digest, b: Digest): boolean {
+  return a.algo === b.algo && a.hex === b.hex;
+}
+
+/** The path of a blob in the shared namespace. */
+export function casPath(d: Digest): string {
+  return `/cas/${d.algo}/${d.hex}`;
+}
