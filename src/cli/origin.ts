@@ -1,0 +1,72 @@
+// `fleetcache origin`: the artifact service.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { loadConfigFile, parseConfig } from '../config/load.js';
+import { parseSize } from '../config/units.js';
+import { OriginConfigSchema, type OriginConfig, type OriginOptions } from '../origin/config.js';
+import { buildOriginServer } from '../origin/server.js';
+import { readTokenFile } from '../client/token.js';
+import { createLogger } from '../log.js';
+import { serveUntilSignal } from './listen.js';
+
+interface OriginFlags {
+  config?: string;
+  listen?: string;
+  data?: string;
+  tokenFile?: string;
+}
+
+/**
+ * The write tokens: --token-file / tokenFile (one token per line, so a new one can be added
+ * before the old one is removed), else $FLEETCACHE_TOKEN, else a random token kept in
+ * <data>/token (mode 0600) so that a local origin is never writable without one.
+ */
+export function resolveOriginTokens(tokenFile: string | undefined, dataDir: string): { tokens: string[]; source: string } {
+  if (tokenFile) return { tokens: readTokenFile(tokenFile).split('\n').map((t) => t.trim()).filter(Boolean), source: tokenFile };
+  const env = process.env.FLEETCACHE_TOKEN?.trim();
+  if (env) return { tokens: [env], source: 'FLEETCACHE_TOKEN' };
+  const file = join(dataDir, 'token');
+  if (!existsSync(file)) {
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(file, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+  }
+  return { tokens: [readFileSync(file, 'utf8').trim()], source: file };
+}
+
+export function originOptionsFrom(config: OriginConfig, flags: OriginFlags): { options: OriginOptions; listen: string; tokenSource: string } {
+  const dataDir = resolve(flags.data ?? config.data);
+  const { tokens, source } = resolveOriginTokens(flags.tokenFile ?? config.tokenFile, dataDir);
+  return {
+    listen: flags.listen ?? config.listen,
+    tokenSource: source,
+    options: {
+      dataDir,
+      tokens,
+      readAccess: config.readAccess,
+      maxBlobSize: parseSize(config.limits.maxBlobSize),
+      maxRecordSize: parseSize(config.limits.maxRecordSize),
+      maxHeaders: config.limits.maxHeaders,
+      logLevel: config.logLevel,
+    },
+  };
+}
+
+export function registerOrigin(program: Command): void {
+  program
+    .command('origin')
+    .description('Run the artifact service: content-addressed blobs, names, tooltool downloads, authenticated uploads')
+    .option('-c, --config <file>', 'YAML configuration (see config/origin.yaml)')
+    .option('--listen <host:port>', 'address to listen on; port 0 picks a free one (default 127.0.0.1:8080)')
+    .option('--data <dir>', 'data directory (default cache/origin)')
+    .option('--token-file <file>', 'file with the write token(s), one per line (default $FLEETCACHE_TOKEN, else <data>/token)')
+    .addHelpText('after', '\nPrints "listening http://HOST:PORT" on stdout when ready; logs are JSON on stderr.\nStops cleanly on SIGINT or SIGTERM.')
+    .action(async (flags: OriginFlags) => {
+      const config = flags.config ? loadConfigFile(OriginConfigSchema, flags.config) : parseConfig(OriginConfigSchema, '{}', '(defaults)');
+      const { options, listen, tokenSource } = originOptionsFrom(config, flags);
+      const app = await buildOriginServer(options);
+      createLogger(config.logLevel).info({ data: options.dataDir, tokenSource }, 'origin starting');
+      await serveUntilSignal(app, listen);
+    });
+}

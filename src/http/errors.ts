@@ -1,0 +1,36 @@
+// The one place where errors become HTTP answers: JSON bodies with a stable code.
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { FleetError, toFleetError } from '../errors.js';
+
+function fromFastify(err: FastifyError): FleetError | undefined {
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new FleetError('FC_ERR_TOO_LARGE', 'body exceeds the configured limit');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new FleetError('FC_ERR_BAD_REQUEST', err.message);
+    default:
+      if (err.validation) return new FleetError('FC_ERR_BAD_REQUEST', err.message);
+      if (err instanceof SyntaxError) return new FleetError('FC_ERR_BAD_REQUEST', `malformed body: ${err.message}`);
+      return undefined;
+  }
+}
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    const fe = err instanceof FleetError ? err : (fromFastify(err) ?? toFleetError(err));
+    if (fe.status >= 500) request.log.error({ err }, fe.message);
+    else request.log.info({ code: fe.code }, fe.message);
+    if (reply.sent || reply.raw.headersSent) {
+      // A streamed body failed after the headers went out: cut the connection so the
+      // client sees an aborted response, never a clean end of a truncated body.
+      reply.raw.destroy(fe);
+      return;
+    }
+    void reply.code(fe.status).header('cache-control', 'no-store').send(fe.toJSON());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send(new FleetError('FC_ERR_NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`).toJSON());
+  });
+}

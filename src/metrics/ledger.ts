@@ -1,0 +1,82 @@
+// Byte and request accounting for a server. One source of truth: the counters live
+// here; /-/stats serialises them and /-/metrics exposes them through prom-client.
+import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** What a route serves: cas, tooltool, artifacts, projects, mirror:<name>, ops. */
+export type RouteKind = string;
+
+export interface KindTotals {
+  bytesIn: number;
+  bytesOut: number;
+  requests: number;
+}
+
+export class TrafficLedger {
+  readonly registry = new Registry();
+  readonly #kinds = new Map<RouteKind, KindTotals>();
+  readonly #requests: Counter<'kind' | 'method' | 'status'>;
+  readonly #bytesIn: Counter<'kind'>;
+  readonly #bytesOut: Counter<'kind'>;
+  readonly startedAt = Date.now();
+
+  constructor(readonly role: string, labels: Record<string, string> = {}) {
+    this.registry.setDefaultLabels({ role, ...labels });
+    collectDefaultMetrics({ register: this.registry, prefix: 'fleetcache_' });
+    this.#requests = new Counter({
+      name: 'fleetcache_requests_total',
+      help: 'HTTP requests answered, by kind of route, method and status',
+      labelNames: ['kind', 'method', 'status'],
+      registers: [this.registry],
+    });
+    this.#bytesIn = new Counter({
+      name: 'fleetcache_bytes_in_total',
+      help: 'Body bytes received from clients (uploads), by kind of route',
+      labelNames: ['kind'],
+      registers: [this.registry],
+    });
+    this.#bytesOut = new Counter({
+      name: 'fleetcache_bytes_out_total',
+      help: 'Body bytes sent to clients, by kind of route',
+      labelNames: ['kind'],
+      registers: [this.registry],
+    });
+  }
+
+  #totals(kind: RouteKind): KindTotals {
+    let t = this.#kinds.get(kind);
+    if (!t) {
+      t = { bytesIn: 0, bytesOut: 0, requests: 0 };
+      this.#kinds.set(kind, t);
+    }
+    return t;
+  }
+
+  request(kind: RouteKind, method: string, status: number): void {
+    this.#totals(kind).requests++;
+    this.#requests.inc({ kind, method, status: String(status) });
+  }
+
+  bytesIn(kind: RouteKind, n: number): void {
+    if (n <= 0) return;
+    this.#totals(kind).bytesIn += n;
+    this.#bytesIn.inc({ kind }, n);
+  }
+
+  bytesOut(kind: RouteKind, n: number): void {
+    if (n <= 0) return;
+    this.#totals(kind).bytesOut += n;
+    this.#bytesOut.inc({ kind }, n);
+  }
+
+  snapshot(): { role: string; uptimeSeconds: number; kinds: Record<RouteKind, KindTotals>; totals: KindTotals } {
+    const kinds: Record<RouteKind, KindTotals> = {};
+    const totals: KindTotals = { bytesIn: 0, bytesOut: 0, requests: 0 };
+    for (const [k, v] of this.#kinds) {
+      kinds[k] = { ...v };
+      totals.bytesIn += v.bytesIn;
+      totals.bytesOut += v.bytesOut;
+      totals.requests += v.requests;
+    }
+    return { role: this.role, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), kinds, totals };
+  }
+}

@@ -1,0 +1,44 @@
+// What the origin's route groups share: storage, accounting, auth and limits.
+import type { FastifyRequest } from 'fastify';
+import type { TokenCheck } from '../http/auth.js';
+import type { TrafficLedger } from '../metrics/ledger.js';
+import type { BlobStore } from '../store/blob-store.js';
+import type { NameStore } from '../store/names.js';
+import { FleetError } from '../errors.js';
+import { formatDigest, type Digest } from '../store/digest.js';
+
+export interface OriginContext {
+  readonly store: BlobStore;
+  readonly names: NameStore;
+  readonly ledger: TrafficLedger;
+  readonly auth: TokenCheck;
+  readonly readAccess: 'public' | 'token';
+  readonly maxBlobSize: number;
+  readonly maxRecordSize: number;
+  /** Digests ("algo:hex") uploaded with visibility internal: reads need a token. */
+  readonly internal: Set<string>;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Kind of route for accounting: cas, tooltool, artifacts, projects, ops. */
+    kind?: string;
+  }
+}
+
+/** Refuses a read that needs a token. Internal blobs answer 403 without one, as tooltool does. */
+export function checkRead(ctx: OriginContext, request: FastifyRequest, digest?: Digest): void {
+  const internal = digest !== undefined && ctx.internal.has(formatDigest(digest));
+  if (!internal && ctx.readAccess === 'public') return;
+  if (!ctx.auth.accepts(request)) {
+    throw new FleetError('FC_ERR_FORBIDDEN', internal ? 'this asset is internal: a bearer token is required' : 'reads need a bearer token');
+  }
+}
+
+/** Refuses an upload whose declared length is already over the limit, before reading it. */
+export function checkDeclaredLength(request: FastifyRequest, limit: number): void {
+  const declared = Number(request.headers['content-length'] ?? NaN);
+  if (Number.isFinite(declared) && declared > limit) {
+    throw new FleetError('FC_ERR_TOO_LARGE', `body of ${declared} bytes exceeds the limit of ${limit} bytes`);
+  }
+}

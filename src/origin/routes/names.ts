@@ -1,0 +1,112 @@
+// Named content: artifacts/{run}/{job}/{path}, projects/{p}/bases/{id}, projects/{p}/runs/{run}.
+// A named blob is stored in the CAS and a small record points at it.
+import { createHash } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { FleetError } from '../../errors.js';
+import { ifNoneMatchHits, replyWithBlob } from '../../http/blob-reply.js';
+import { parseDigestString, formatDigest } from '../../store/digest.js';
+import type { NameRecord } from '../../store/names.js';
+import { checkSegment, parseNamePath } from '../../store/safe-name.js';
+import { checkDeclaredLength, checkRead, type OriginContext } from '../context.js';
+
+/** Names may change: caches and clients revalidate them (ETag = digest of the content). */
+const NAME_CACHE_CONTROL = 'public, no-cache';
+
+/** The raw, still percent-encoded path after a prefix such as "/artifacts/". */
+function rawTail(request: FastifyRequest, prefix: string): string {
+  const path = request.url.split('?')[0]!;
+  return path.slice(prefix.length);
+}
+
+async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
+  ctx.auth.require(request);
+  checkDeclaredLength(request, ctx.maxBlobSize);
+  const result = await ctx.store.put(request.raw, { maxSize: ctx.maxBlobSize });
+  ctx.ledger.bytesIn(kind, result.size);
+  const contentType = request.headers['content-type'];
+  const record: NameRecord = { digest: formatDigest(result.digest), size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}) };
+  await ctx.names.put(segments, record);
+  return reply.code(201).send({ digest: record.digest, size: record.size });
+}
+
+async function getNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
+  checkRead(ctx, request);
+  const record = await ctx.names.get(segments);
+  return replyWithBlob(request, reply, ctx.store, parseDigestString(record.digest), {
+    kind,
+    ledger: ctx.ledger,
+    cacheControl: NAME_CACHE_CONTROL,
+    contentType: record.contentType,
+  });
+}
+
+async function readSmallBody(request: FastifyRequest, limit: number): Promise<Buffer> {
+  checkDeclaredLength(request, limit);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request.raw as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new FleetError('FC_ERR_TOO_LARGE', `body exceeds the limit of ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Promise<void> {
+  // ---- artifacts ---------------------------------------------------------------
+  const artifactSegments = (request: FastifyRequest) => ['artifacts', ...parseNamePath(rawTail(request, '/artifacts/'), 'artifact name', { min: 3 })];
+  app.put('/artifacts/*', { config: { kind: 'artifacts' } }, (request, reply) => putNamedBlob(ctx, request, reply, artifactSegments(request), 'artifacts'));
+  app.route({ method: ['GET', 'HEAD'], url: '/artifacts/*', config: { kind: 'artifacts' }, handler: (request, reply) => getNamedBlob(ctx, request, reply, artifactSegments(request), 'artifacts') });
+
+  // ---- project bases -----------------------------------------------------------
+  type BaseParams = { Params: { project: string; id: string } };
+  const baseSegments = (p: BaseParams['Params']) => ['projects', checkSegment(p.project, 'project'), 'bases', checkSegment(p.id, 'base id')];
+  app.put<BaseParams>('/projects/:project/bases/:id', { config: { kind: 'projects' } }, (request, reply) =>
+    putNamedBlob(ctx, request, reply, baseSegments(request.params), 'projects'),
+  );
+  app.route<BaseParams>({
+    method: ['GET', 'HEAD'],
+    url: '/projects/:project/bases/:id',
+    config: { kind: 'projects' },
+    handler: (request, reply) => getNamedBlob(ctx, request, reply, baseSegments(request.params), 'projects'),
+  });
+  app.get<{ Params: { project: string } }>('/projects/:project/bases/', { config: { kind: 'projects' } }, async (request, reply) => {
+    checkRead(ctx, request);
+    const project = checkSegment(request.params.project, 'project');
+    const bases = (await ctx.names.list(['projects', project, 'bases']))
+      .map(([id, rec]) => ({ id, digest: rec.digest, size: rec.size, created: rec.created }))
+      .sort((a, b) => b.created - a.created || (a.id < b.id ? 1 : -1));
+    return reply.header('cache-control', NAME_CACHE_CONTROL).send({ project, bases });
+  });
+
+  // ---- run manifests (small JSON documents) ------------------------------------
+  type RunParams = { Params: { project: string; run: string } };
+  const runSegments = (p: RunParams['Params']) => ['projects', checkSegment(p.project, 'project'), 'runs', checkSegment(p.run, 'run id')];
+  app.put<RunParams>('/projects/:project/runs/:run', { config: { kind: 'projects' } }, async (request, reply) => {
+    ctx.auth.require(request);
+    const segments = runSegments(request.params);
+    const body = await readSmallBody(request, ctx.maxRecordSize);
+    let manifest: unknown;
+    try {
+      manifest = JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      throw new FleetError('FC_ERR_BAD_REQUEST', `run manifest is not JSON: ${(err as Error).message}`);
+    }
+    if (manifest === null || typeof manifest !== 'object' || Array.isArray(manifest)) {
+      throw new FleetError('FC_ERR_BAD_REQUEST', 'run manifest must be a JSON object');
+    }
+    await ctx.names.put(segments, manifest);
+    ctx.ledger.bytesIn('projects', body.length);
+    return reply.code(201).send({ project: segments[1], run: segments[3], size: body.length });
+  });
+  app.get<RunParams>('/projects/:project/runs/:run', { config: { kind: 'projects' } }, async (request, reply) => {
+    checkRead(ctx, request);
+    const manifest = await ctx.names.get<object>(runSegments(request.params));
+    const text = JSON.stringify(manifest);
+    const etag = `"sha256:${createHash('sha256').update(text).digest('hex')}"`;
+    reply.header('etag', etag).header('cache-control', NAME_CACHE_CONTROL).type('application/json');
+    if (ifNoneMatchHits(request.headers['if-none-match'], etag)) return reply.code(304).send();
+    ctx.ledger.bytesOut('projects', Buffer.byteLength(text));
+    return reply.send(text);
+  });
+}

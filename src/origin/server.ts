@@ -1,0 +1,68 @@
+// The origin: the artifact service. buildOriginServer registers everything and returns
+// the fastify instance without listening; only the CLI listens.
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { TokenCheck } from '../http/auth.js';
+import { installErrorHandling } from '../http/errors.js';
+import { createLogger } from '../log.js';
+import { TrafficLedger } from '../metrics/ledger.js';
+import { DiskBlobStore } from '../store/disk.js';
+import { NameStore } from '../store/names.js';
+import type { BlobStore } from '../store/blob-store.js';
+import type { OriginOptions } from './config.js';
+import type { OriginContext } from './context.js';
+import { casRoutes, loadInternalSet } from './routes/cas.js';
+import { nameRoutes } from './routes/names.js';
+import { opsRoutes } from './routes/ops.js';
+
+export const DEFAULT_MAX_BLOB_SIZE = 20 * 1024 ** 3;
+export const DEFAULT_MAX_RECORD_SIZE = 1024 ** 2;
+
+export interface OriginServer {
+  readonly app: FastifyInstance;
+  readonly context: OriginContext;
+}
+
+export async function buildOriginServer(options: OriginOptions, store: BlobStore = new DiskBlobStore(options.dataDir)): Promise<FastifyInstance> {
+  return (await buildOrigin(options, store)).app;
+}
+
+export async function buildOrigin(options: OriginOptions, store: BlobStore = new DiskBlobStore(options.dataDir)): Promise<OriginServer> {
+  const names = new NameStore(options.dataDir);
+  await store.open();
+  await names.open();
+  const context: OriginContext = {
+    store,
+    names,
+    ledger: new TrafficLedger('origin'),
+    auth: new TokenCheck(options.tokens),
+    readAccess: options.readAccess ?? 'public',
+    maxBlobSize: options.maxBlobSize ?? DEFAULT_MAX_BLOB_SIZE,
+    maxRecordSize: options.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE,
+    internal: new Set(),
+  };
+  await loadInternalSet(context);
+
+  const app = Fastify({
+    loggerInstance: createLogger(options.logLevel === false ? 'silent' : (options.logLevel ?? 'info')) as FastifyBaseLogger,
+    maxParamLength: 1024,
+    bodyLimit: context.maxRecordSize,
+    return503OnClosing: true,
+    forceCloseConnections: true,
+    // HEAD routes are explicit: the automatic ones would read a whole blob to discard it.
+    exposeHeadRoutes: false,
+    disableRequestLogging: true,
+  });
+  app.server.maxHeadersCount = options.maxHeaders ?? 64;
+  // Bodies are never buffered by a parser: every route streams request.raw itself.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+  installErrorHandling(app);
+  app.addHook('onResponse', async (request, reply) => {
+    context.ledger.request(request.routeOptions.config.kind ?? 'other', request.method, reply.statusCode);
+  });
+
+  await app.register(async (scope) => opsRoutes(scope, context));
+  await app.register(async (scope) => casRoutes(scope, context));
+  await app.register(async (scope) => nameRoutes(scope, context));
+  return { app, context };
+}

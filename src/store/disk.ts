@@ -1,0 +1,166 @@
+// Local-disk blob store. Layout (versioned, sharded, restart-safe):
+//   <root>/cas.v1/<algo>/<2 hex>/<hex>   committed objects
+//   <root>/tmp/<random>                  uploads in progress (removed at open)
+// A put streams into an O_EXCL temp file while hashing, verifies, fsyncs, then
+// renames into place: a crash at any moment leaves either nothing or a whole object.
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { DigestMismatchError, FleetError, NotFoundError, SizeMismatchError } from '../errors.js';
+import type { BlobStat, BlobStore, PutOptions, PutResult, ReadRange } from './blob-store.js';
+import { DIGEST_ALGORITHMS, sameDigest, type Digest, type DigestAlgorithm } from './digest.js';
+
+const READ_CHUNK = 1024 * 1024;
+
+export class DiskBlobStore implements BlobStore {
+  readonly root: string;
+  readonly #casDir: string;
+  readonly #tmpDir: string;
+
+  constructor(root: string) {
+    this.root = root;
+    this.#casDir = join(root, 'cas.v1');
+    this.#tmpDir = join(root, 'tmp');
+  }
+
+  async open(): Promise<void> {
+    await rm(this.#tmpDir, { recursive: true, force: true });
+    await mkdir(this.#tmpDir, { recursive: true });
+    for (const algo of DIGEST_ALGORITHMS) await mkdir(join(this.#casDir, algo), { recursive: true });
+  }
+
+  pathOf(d: Digest): string {
+    return join(this.#casDir, d.algo, d.hex.slice(0, 2), d.hex);
+  }
+
+  async has(d: Digest): Promise<boolean> {
+    try {
+      await stat(this.pathOf(d));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async stat(d: Digest): Promise<BlobStat> {
+    try {
+      const st = await stat(this.pathOf(d));
+      return { digest: d, size: st.size, mtimeMs: st.mtimeMs };
+    } catch (err) {
+      throw notFoundOr(err, d);
+    }
+  }
+
+  async createReadStream(d: Digest, range?: ReadRange): Promise<Readable> {
+    let handle;
+    try {
+      handle = await open(this.pathOf(d), 'r');
+    } catch (err) {
+      throw notFoundOr(err, d);
+    }
+    return handle.createReadStream({ start: range?.start, end: range?.end, highWaterMark: READ_CHUNK });
+  }
+
+  async put(body: Readable, options: PutOptions = {}): Promise<PutResult> {
+    const algo: DigestAlgorithm = options.expected?.algo ?? options.algo ?? 'sha256';
+    const tmp = join(this.#tmpDir, `${Date.now().toString(36)}-${randomBytes(8).toString('hex')}`);
+    const hash = createHash(algo);
+    let size = 0;
+    const limit = options.maxSize ?? Infinity;
+    const expectedSize = options.expectedSize;
+    const meter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        size += chunk.length;
+        if (size > limit) return done(new FleetError('FC_ERR_TOO_LARGE', `body exceeds the limit of ${limit} bytes`));
+        if (expectedSize !== undefined && size > expectedSize) return done(new SizeMismatchError(expectedSize, size));
+        hash.update(chunk);
+        done(null, chunk);
+      },
+    });
+    const out = createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
+    try {
+      await pipeline(body, meter, out, options.signal ? { signal: options.signal } : {});
+      if (expectedSize !== undefined && size !== expectedSize) throw new SizeMismatchError(expectedSize, size);
+      const digest: Digest = { algo, hex: hash.digest('hex') };
+      if (options.expected && !sameDigest(options.expected, digest)) {
+        throw new DigestMismatchError(`${options.expected.algo}:${options.expected.hex}`, `${algo}:${digest.hex}`);
+      }
+      await fsyncFile(tmp);
+      const target = this.pathOf(digest);
+      if (await this.has(digest)) {
+        await unlink(tmp);
+        return { digest, size, created: false };
+      }
+      await mkdir(join(this.#casDir, algo, digest.hex.slice(0, 2)), { recursive: true });
+      // rename is atomic: two concurrent puts of one digest leave one whole object.
+      await rename(tmp, target);
+      await fsyncFile(join(this.#casDir, algo, digest.hex.slice(0, 2)));
+      return { digest, size, created: true };
+    } catch (err) {
+      out.destroy();
+      await rm(tmp, { force: true });
+      if (err instanceof FleetError) throw err;
+      if (isAbort(err)) throw new FleetError('FC_ERR_ABORTED', 'upload aborted before completion; nothing was stored', { cause: err });
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
+        throw new FleetError('FC_ERR_INSUFFICIENT_STORAGE', 'no space left on the store device', { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  async delete(d: Digest): Promise<boolean> {
+    try {
+      await unlink(this.pathOf(d));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+  }
+
+  async *list(): AsyncIterable<BlobStat> {
+    for (const algo of DIGEST_ALGORITHMS) {
+      const algoDir = join(this.#casDir, algo);
+      for (const shard of await readdirOrEmpty(algoDir)) {
+        for (const hex of await readdirOrEmpty(join(algoDir, shard))) {
+          try {
+            const st = await stat(join(algoDir, shard, hex));
+            yield { digest: { algo, hex }, size: st.size, mtimeMs: st.mtimeMs };
+          } catch {
+            // deleted while listing
+          }
+        }
+      }
+    }
+  }
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch {
+    return [];
+  }
+}
+
+async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+function isAbort(err: unknown): boolean {
+  const e = err as NodeJS.ErrnoException;
+  return e?.name === 'AbortError' || e?.code === 'ECONNRESET' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE' || e?.code === 'ABORT_ERR';
+}
+
+function notFoundOr(err: unknown, d: Digest): Error {
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new NotFoundError(`no object ${d.algo}:${d.hex}`);
+  return err as Error;
+}

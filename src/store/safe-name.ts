@@ -1,0 +1,50 @@
+// Names from URLs (artifact paths, project and run ids) become file paths only after
+// this check: every segment is decoded once and refused if it could escape or confuse.
+import { FleetError } from '../errors.js';
+
+export const MAX_SEGMENT_BYTES = 200;
+export const MAX_NAME_BYTES = 1024;
+
+/** Validates one decoded path segment. */
+export function checkSegment(segment: string, what: string): string {
+  if (segment === '' || segment === '.' || segment === '..') {
+    throw new FleetError('FC_ERR_BAD_NAME', `${what}: empty, "." or ".." segment refused`);
+  }
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f/\\]/.test(segment)) {
+    throw new FleetError('FC_ERR_BAD_NAME', `${what}: slash, backslash, NUL or control character refused`);
+  }
+  if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES) {
+    throw new FleetError('FC_ERR_BAD_NAME', `${what}: segment longer than ${MAX_SEGMENT_BYTES} bytes`);
+  }
+  return segment;
+}
+
+/**
+ * Splits a raw (still percent-encoded) URL path tail into decoded, validated segments.
+ * "%2F" inside a segment decodes to "/" and is then refused, like every other escape.
+ */
+export function parseNamePath(raw: string, what: string, opts: { min?: number; max?: number } = {}): string[] {
+  if (Buffer.byteLength(raw) > MAX_NAME_BYTES * 3) throw new FleetError('FC_ERR_BAD_NAME', `${what}: name too long`);
+  const parts = raw.split('/');
+  const segments = parts.map((p) => {
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(p);
+    } catch {
+      throw new FleetError('FC_ERR_BAD_NAME', `${what}: malformed percent-encoding`);
+    }
+    return checkSegment(decoded, what);
+  });
+  const total = segments.reduce((n, s) => n + Buffer.byteLength(s) + 1, 0);
+  if (total > MAX_NAME_BYTES) throw new FleetError('FC_ERR_BAD_NAME', `${what}: name longer than ${MAX_NAME_BYTES} bytes`);
+  if (segments.length < (opts.min ?? 1) || segments.length > (opts.max ?? Infinity)) {
+    throw new FleetError('FC_ERR_BAD_NAME', `${what}: expected ${opts.min ?? 1}${opts.max === opts.min ? '' : ' or more'} path segment(s)`);
+  }
+  return segments;
+}
+
+/** A validated segment as a file name: percent-encoding keeps every byte safe on disk. */
+export function segmentToFileName(segment: string): string {
+  return encodeURIComponent(segment).replace(/\./g, (m, i: number) => (i === 0 ? '%2E' : m));
+}
