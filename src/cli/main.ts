@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { EXIT, FleetError, toFleetError } from '../errors.js';
 import { registerOrigin } from './origin.js';
+import { registerAssets } from './assets.js';
 
 const VERSION = '0.1.0';
 
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerOrigin(program);
+  registerAssets(program);
   return program;
 }
 

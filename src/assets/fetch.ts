@@ -1,0 +1,312 @@
+// Fetching tooltool assets (shared/tooltool.md §3): per record, in manifest order, a
+// file already present and valid is kept, then the local cache folder is tried, then
+// each base URL in order (`<base>/<algorithm>/<digest>`, one plain GET, the headers of
+// the real client). Bytes are streamed into a temp file in the destination while being
+// hashed; size and digest are checked before the rename gives the file its name, so a
+// partial or wrong file never appears. Unlike tooltool, a wrong body from one URL moves
+// on to the next URL (a broken mirror should not fail a machine), and cache-folder
+// entries are committed with a rename, so concurrent runs never read half a copy.
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { copyFile, lstat, mkdir, rename, rm, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { request, type Dispatcher } from 'undici';
+import { clientAgent } from '../client/http.js';
+import { DigestMismatchError, FleetError, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError } from '../errors.js';
+import { hashFile, readManifest, type DroppedRecord, type ManifestRecord } from './manifest.js';
+import { unpackArchive, type ArchiveKind } from './unpack.js';
+
+export type AssetSource = 'present' | 'cache' | 'download';
+
+export interface AssetProgress {
+  readonly filename: string;
+  /** Bytes received so far for this file (from the network or the cache folder). */
+  readonly received: number;
+  readonly total: number | null;
+  readonly source: 'cache' | 'download';
+  readonly done: boolean;
+}
+
+export interface FetchAssetsOptions {
+  readonly manifestPath: string;
+  /** Base URLs, tried in order (nearest cache first). */
+  readonly urls: readonly string[];
+  /** tooltool's local cache folder: a flat directory of files named by hex digest. */
+  readonly cacheFolder?: string;
+  /** Where files appear and archives unpack (default: the current directory). */
+  readonly dest?: string;
+  /** Sent as `Authorization: Bearer …` on the first request of each download, never after a redirect. */
+  readonly token?: string;
+  /** Only these manifest filenames (default: all). */
+  readonly files?: readonly string[];
+  readonly onProgress?: (progress: AssetProgress) => void;
+  readonly signal?: AbortSignal;
+  readonly dispatcher?: Dispatcher;
+}
+
+export interface AssetResult {
+  readonly filename: string;
+  readonly size: number | null;
+  readonly digest: string;
+  /** Where the file came from; undefined when it failed. */
+  source?: AssetSource;
+  /** The base URL that served it. */
+  url?: string;
+  /** Bytes received over the network for this file, failed attempts included. */
+  bytesDownloaded: number;
+  /** Bytes copied from the local cache folder. */
+  bytesFromCache: number;
+  unpacked?: ArchiveKind;
+  /** Problems that did not fail the file (a bad cache entry, a URL that failed first). */
+  readonly warnings: string[];
+  error?: FleetError;
+}
+
+export interface FetchAssetsResult {
+  readonly files: readonly AssetResult[];
+  readonly failed: number;
+  readonly bytesDownloaded: number;
+  readonly bytesFromCache: number;
+  /** Records tooltool would skip silently (a required key missing). */
+  readonly dropped: readonly DroppedRecord[];
+}
+
+const USER_AGENT = 'fleetcache-assets/0.1.0';
+const MAX_REDIRECTS = 5;
+
+/** `<base>/<algorithm>/<digest>`; the base may carry a path prefix, with or without a trailing slash. */
+export function assetUrl(base: string, record: Pick<ManifestRecord, 'algorithm' | 'digest'>): string {
+  return `${base.replace(/\/+$/, '')}/${record.algorithm}/${record.digest}`;
+}
+
+function tempName(dir: string, filename: string): string {
+  return join(dir, `.${filename}.${randomBytes(6).toString('hex')}.fleetcache-part`);
+}
+
+/**
+ * Streams `source` into a new file at `tmp` while hashing, refusing more bytes than the
+ * record's size as soon as they arrive, then checks size and digest.
+ */
+async function receive(source: AsyncIterable<Buffer>, tmp: string, record: ManifestRecord, onBytes: (n: number) => void): Promise<void> {
+  const hash = createHash(record.algorithm);
+  let size = 0;
+  await pipeline(
+    source,
+    async function* (chunks: AsyncIterable<Buffer>) {
+      for await (const chunk of chunks) {
+        size += chunk.length;
+        if (record.size !== null && size > record.size) throw new SizeMismatchError(record.size, size);
+        hash.update(chunk);
+        onBytes(chunk.length);
+        yield chunk;
+      }
+    },
+    createWriteStream(tmp, { flags: 'wx', mode: 0o644 }),
+  );
+  if (record.size !== null && size !== record.size) throw new SizeMismatchError(record.size, size);
+  const digest = hash.digest('hex');
+  if (digest !== record.digest) throw new DigestMismatchError(`${record.algorithm}:${record.digest}`, `${record.algorithm}:${digest}`);
+}
+
+/** One GET, following redirects itself so the token goes to the first host only (like tooltool). */
+async function openAsset(url: string, options: FetchAssetsOptions): Promise<Dispatcher.ResponseData> {
+  let target = url;
+  let token = options.token;
+  for (let hop = 0; ; hop++) {
+    const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': USER_AGENT };
+    if (token) headers.authorization = `Bearer ${token}`;
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(target, { method: 'GET', headers, signal: options.signal, dispatcher: options.dispatcher ?? clientAgent });
+    } catch (err) {
+      throw new UpstreamError(`GET ${target}: ${(err as Error).message}`, { cause: err });
+    }
+    const { statusCode } = res;
+    if (statusCode >= 200 && statusCode < 300) return res;
+    await res.body.dump().catch(() => undefined);
+    const location = res.headers.location;
+    if (statusCode >= 300 && statusCode < 400 && typeof location === 'string' && hop < MAX_REDIRECTS) {
+      target = new URL(location, target).href;
+      token = undefined;
+      continue;
+    }
+    const message = `GET ${target}: HTTP ${statusCode}`;
+    if (statusCode === 404) throw new NotFoundError(message);
+    if (statusCode === 401) throw new FleetError('FC_ERR_UNAUTHORIZED', message);
+    if (statusCode === 403) throw new FleetError('FC_ERR_FORBIDDEN', message);
+    throw new UpstreamError(message, { status: statusCode });
+  }
+}
+
+async function isValid(path: string, record: ManifestRecord): Promise<boolean> {
+  const st = await lstat(path).catch(() => undefined);
+  if (!st) return false;
+  if (!st.isFile()) throw new UsageError(`${path} exists and is not a regular file`);
+  if (record.size !== null && st.size !== record.size) return false;
+  return (await hashFile(path, record.algorithm)).digest === record.digest;
+}
+
+async function touch(path: string): Promise<void> {
+  const now = new Date();
+  await utimes(path, now, now);
+}
+
+class RecordFetch {
+  readonly #record: ManifestRecord;
+  readonly #options: FetchAssetsOptions;
+  readonly #dest: string;
+  readonly result: AssetResult;
+
+  constructor(record: ManifestRecord, options: FetchAssetsOptions, dest: string) {
+    this.#record = record;
+    this.#options = options;
+    this.#dest = dest;
+    this.result = { filename: record.filename, size: record.size, digest: record.digest, bytesDownloaded: 0, bytesFromCache: 0, warnings: [] };
+  }
+
+  get #final(): string {
+    return join(this.#dest, this.#record.filename);
+  }
+
+  /** Gets the file into place; throws when no source had it. */
+  async run(): Promise<void> {
+    const final = this.#final;
+    if (await isValid(final, this.#record)) {
+      this.result.source = 'present';
+      return;
+    }
+    await rm(final, { force: true });
+    if (await this.#fromCache()) return;
+    await this.#download();
+    await this.#storeInCache();
+  }
+
+  #progress(received: number, source: 'cache' | 'download', done: boolean): void {
+    this.#options.onProgress?.({ filename: this.#record.filename, received, total: this.#record.size, source, done });
+  }
+
+  /** Copies `<cache>/<digest>` through a verified temp file; a bad entry is deleted (it self-heals). */
+  async #fromCache(): Promise<boolean> {
+    const folder = this.#options.cacheFolder;
+    if (!folder) return false;
+    const entry = join(folder, this.#record.digest);
+    if (!(await lstat(entry).catch(() => undefined))?.isFile()) return false;
+    const tmp = tempName(this.#dest, this.#record.filename);
+    let received = 0;
+    try {
+      await receive(createReadStream(entry), tmp, this.#record, (n) => this.#progress((received += n), 'cache', false));
+      await rename(tmp, this.#final);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      await rm(entry, { force: true });
+      this.result.warnings.push(`cache folder entry ${entry} was invalid and was removed: ${(err as Error).message}`);
+      return false;
+    }
+    await touch(entry).catch(() => undefined);
+    this.#progress(received, 'cache', true);
+    this.result.source = 'cache';
+    this.result.bytesFromCache = received;
+    return true;
+  }
+
+  async #download(): Promise<void> {
+    const failures: FleetError[] = [];
+    if (this.#options.urls.length === 0) throw new UsageError(`${this.#record.filename}: not present and no --url to fetch it from`);
+    for (const base of this.#options.urls) {
+      const url = assetUrl(base, this.#record);
+      const tmp = tempName(this.#dest, this.#record.filename);
+      let received = 0;
+      try {
+        const res = await openAsset(url, this.#options);
+        await receive(res.body, tmp, this.#record, (n) => {
+          received += n;
+          this.#progress(received, 'download', false);
+        });
+        await rename(tmp, this.#final);
+        this.#progress(received, 'download', true);
+        this.result.source = 'download';
+        this.result.url = base;
+        this.result.bytesDownloaded += received;
+        return;
+      } catch (err) {
+        this.result.bytesDownloaded += received;
+        await rm(tmp, { force: true });
+        if (this.#options.signal?.aborted) throw toFleetError(err);
+        const fe = toFleetError(err);
+        failures.push(fe);
+        this.result.warnings.push(`${url}: ${fe.message}`);
+      }
+    }
+    // The most telling failure decides the code: bad content, then auth, then the rest.
+    const rank = (e: FleetError): number =>
+      e.code === 'FC_ERR_DIGEST_MISMATCH' || e.code === 'FC_ERR_SIZE_MISMATCH' ? 0 : e.code === 'FC_ERR_FORBIDDEN' || e.code === 'FC_ERR_UNAUTHORIZED' ? 1 : e.code === 'FC_ERR_NOT_FOUND' ? 3 : 2;
+    const worst = [...failures].sort((a, b) => rank(a) - rank(b))[0]!;
+    const detail = failures.map((f) => f.message).join('; ');
+    throw new FleetError(worst.code, `${this.#record.filename}: every URL failed: ${detail}`, { cause: worst });
+  }
+
+  /** Adds the downloaded file to the cache folder (0700 dir, rename-committed); failures only warn. */
+  async #storeInCache(): Promise<void> {
+    const folder = this.#options.cacheFolder;
+    if (!folder) return;
+    const entry = join(folder, this.#record.digest);
+    const tmp = tempName(folder, this.#record.digest);
+    try {
+      await mkdir(folder, { recursive: true, mode: 0o700 });
+      await copyFile(this.#final, tmp);
+      await rename(tmp, entry);
+      await touch(entry);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      this.result.warnings.push(`cannot add to cache folder ${folder}: ${(err as Error).message}`);
+    }
+  }
+
+  async unpack(): Promise<void> {
+    if (!this.#record.unpack || this.result.error) return;
+    try {
+      this.result.unpacked = await unpackArchive(this.#final, this.#record.filename, this.#dest);
+    } catch (err) {
+      this.result.error = toFleetError(err);
+    }
+  }
+}
+
+/**
+ * Fetches every selected record of a manifest. Never throws for a single file: each
+ * result carries its error, and `failed` counts them. Throws only for a bad manifest,
+ * an unknown selected name or an abort.
+ */
+export async function fetchAssets(options: FetchAssetsOptions): Promise<FetchAssetsResult> {
+  const manifest = await readManifest(options.manifestPath);
+  let records = manifest.records;
+  if (options.files && options.files.length > 0) {
+    const known = new Set(records.map((r) => r.filename));
+    const unknown = options.files.filter((f) => !known.has(f));
+    if (unknown.length > 0) throw new UsageError(`${options.manifestPath}: no record named ${unknown.map((f) => `"${f}"`).join(', ')}`);
+    const wanted = new Set(options.files);
+    records = records.filter((r) => wanted.has(r.filename));
+  }
+  const dest = options.dest ?? process.cwd();
+  await mkdir(dest, { recursive: true });
+  const fetches = records.map((r) => new RecordFetch(r, options, dest));
+  for (const f of fetches) {
+    try {
+      await f.run();
+    } catch (err) {
+      if (options.signal?.aborted) throw toFleetError(err);
+      f.result.error = toFleetError(err);
+    }
+  }
+  // Like tooltool: unpack after every file is in place (also files already present).
+  for (const f of fetches) await f.unpack();
+  const files = fetches.map((f) => f.result);
+  return {
+    files,
+    failed: files.filter((f) => f.error).length,
+    bytesDownloaded: files.reduce((n, f) => n + f.bytesDownloaded, 0),
+    bytesFromCache: files.reduce((n, f) => n + f.bytesFromCache, 0),
+    dropped: manifest.dropped,
+  };
+}

@@ -1,0 +1,249 @@
+// tooltool manifests (shared/tooltool.md §1): a JSON array of file records. Parsing
+// follows the real client where it matters (records missing a required key are
+// dropped, unknown keys ignored, `size: null` skips the size check) but reports every
+// malformed value with file:line:field instead of crashing half-way through a fetch.
+import { createHash, getHashes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { ConfigError, UsageError } from '../errors.js';
+
+export type Visibility = 'public' | 'internal';
+
+export interface ManifestRecord {
+  readonly filename: string;
+  /** null: the size is not checked (tooltool accepts this). */
+  readonly size: number | null;
+  readonly algorithm: string;
+  /** Lowercase hex. */
+  readonly digest: string;
+  readonly unpack: boolean;
+  readonly visibility?: Visibility;
+  readonly version?: string;
+}
+
+export interface DroppedRecord {
+  readonly index: number;
+  readonly line: number;
+  /** The required keys the record lacks. */
+  readonly missing: readonly string[];
+}
+
+export interface Manifest {
+  readonly records: readonly ManifestRecord[];
+  /** Records tooltool would silently skip; we keep them so callers can warn. */
+  readonly dropped: readonly DroppedRecord[];
+}
+
+const REQUIRED = ['filename', 'size', 'algorithm', 'digest'] as const;
+
+/** Byte length of each hash's digest, so a digest of the wrong length is caught up front. */
+function digestLength(algorithm: string): number | undefined {
+  if (!getHashes().includes(algorithm)) return undefined;
+  try {
+    return createHash(algorithm).digest().length;
+  } catch {
+    return undefined; // listed but not usable (e.g. shake without an output length)
+  }
+}
+
+/** Offsets where each element of the top-level JSON array starts (text already parsed OK). */
+function elementOffsets(text: string): number[] {
+  const offsets: number[] = [];
+  let depth = 0;
+  let inString = false;
+  let expectElement = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+      continue;
+    }
+    if (/\s/.test(c)) continue;
+    if (depth === 1 && expectElement && c !== ']') {
+      offsets.push(i);
+      expectElement = false;
+    }
+    if (c === '"') inString = true;
+    else if (c === '[' || c === '{') {
+      depth++;
+      if (depth === 1) expectElement = true;
+    } else if (c === ']' || c === '}') depth--;
+    else if (c === ',' && depth === 1) expectElement = true;
+  }
+  return offsets;
+}
+
+function lineAt(text: string, offset: number): number {
+  let line = 1;
+  for (let i = 0; i < offset && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
+  return line;
+}
+
+/** Refuses names tooltool refuses (BadFilenameException) plus ones that cannot be a plain file. */
+export function checkFilename(name: string): string | undefined {
+  if (name === '' || name === '.' || name === '..') return 'must be a plain file name';
+  if (/[/\\]/.test(name)) return 'must not contain "/" or "\\"';
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f]/.test(name)) return 'must not contain control characters';
+  return undefined;
+}
+
+/** Parses manifest text; `file` is only used in messages. */
+export function parseManifest(text: string, file: string): Manifest {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    const pos = /position (\d+)/.exec((err as Error).message);
+    const line = pos ? lineAt(text, Number(pos[1])) : undefined;
+    throw new ConfigError(`${file}${line ? `:${line}` : ''}: invalid manifest: ${(err as Error).message}`, file, line);
+  }
+  if (!Array.isArray(data)) throw new ConfigError(`${file}:1: invalid manifest: expected a JSON array of file records`, file, 1);
+  const offsets = elementOffsets(text);
+  const records: ManifestRecord[] = [];
+  const dropped: DroppedRecord[] = [];
+  const seen = new Map<string, number>();
+  data.forEach((raw: unknown, index) => {
+    const line = lineAt(text, offsets[index] ?? 0);
+    const fail = (field: string, why: string): never => {
+      throw new ConfigError(`${file}:${line}: record ${index}: ${field} ${why}`, file, line, `[${index}].${field}`);
+    };
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('', 'must be an object');
+    const r = raw as Record<string, unknown>;
+    const missing = REQUIRED.filter((k) => !(k in r));
+    if (missing.length > 0) {
+      dropped.push({ index, line, missing });
+      return;
+    }
+    if (typeof r.filename !== 'string') fail('filename', 'must be a string');
+    const filename = r.filename as string;
+    const bad = checkFilename(filename);
+    if (bad) fail('filename', `"${filename}" ${bad}`);
+    if (r.size !== null && !(typeof r.size === 'number' && Number.isSafeInteger(r.size) && r.size >= 0)) {
+      fail('size', 'must be a non-negative integer or null');
+    }
+    if (typeof r.algorithm !== 'string') fail('algorithm', 'must be a string');
+    const algorithm = r.algorithm as string;
+    const length = digestLength(algorithm);
+    if (length === undefined) fail('algorithm', `"${algorithm}" is not a known hash algorithm`);
+    if (typeof r.digest !== 'string' || !new RegExp(`^[0-9a-f]{${length! * 2}}$`).test(r.digest)) {
+      fail('digest', `must be ${length! * 2} lowercase hex characters for ${algorithm}`);
+    }
+    if (r.unpack !== undefined && typeof r.unpack !== 'boolean') fail('unpack', 'must be true or false');
+    if (r.visibility !== undefined && r.visibility !== 'public' && r.visibility !== 'internal') {
+      fail('visibility', 'must be "public" or "internal"');
+    }
+    if (r.version !== undefined && typeof r.version !== 'string') fail('version', 'must be a string');
+    const before = seen.get(filename);
+    if (before !== undefined) fail('filename', `"${filename}" is already used by record ${before}`);
+    seen.set(filename, index);
+    records.push({
+      filename,
+      size: r.size as number | null,
+      algorithm,
+      digest: r.digest as string,
+      unpack: r.unpack === true,
+      ...(r.visibility !== undefined ? { visibility: r.visibility as Visibility } : {}),
+      ...(r.version !== undefined ? { version: r.version as string } : {}),
+    });
+  });
+  return { records, dropped };
+}
+
+export async function readManifest(file: string): Promise<Manifest> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${file}: cannot read manifest: ${(err as Error).message}`, file);
+  }
+  return parseManifest(text, file);
+}
+
+/** The JSON text tooltool's `add` writes: same key order, 2-space indent. */
+export function formatManifest(records: readonly ManifestRecord[]): string {
+  const plain = records.map((r) => ({
+    filename: r.filename,
+    size: r.size,
+    algorithm: r.algorithm,
+    digest: r.digest,
+    ...(r.unpack ? { unpack: true } : {}),
+    ...(r.version !== undefined ? { version: r.version } : {}),
+    ...(r.visibility !== undefined ? { visibility: r.visibility } : {}),
+  }));
+  return `${JSON.stringify(plain, null, 2)}\n`;
+}
+
+/** Writes atomically (temp file + rename), so a reader never sees half a manifest. */
+export async function writeManifest(file: string, records: readonly ManifestRecord[]): Promise<void> {
+  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+  await writeFile(tmp, formatManifest(records));
+  await rename(tmp, file);
+}
+
+/** Streams a file through a hash; returns its size and lowercase hex digest. */
+export async function hashFile(path: string, algorithm: string): Promise<{ size: number; digest: string }> {
+  const hash = createHash(algorithm);
+  let size = 0;
+  await pipeline(createReadStream(path), async (source: AsyncIterable<Buffer>) => {
+    for await (const chunk of source) {
+      size += chunk.length;
+      hash.update(chunk);
+    }
+  });
+  return { size, digest: hash.digest('hex') };
+}
+
+export interface AddOptions {
+  readonly visibility?: Visibility;
+  readonly unpack?: boolean;
+  readonly version?: string;
+}
+
+/**
+ * `assets add`: hashes each file (sha512, as tooltool's add does) and appends a record,
+ * creating the manifest if needed. Re-adding an identical file is a no-op; a different
+ * file under a name already in the manifest is refused.
+ */
+export async function addToManifest(manifestPath: string, files: readonly string[], options: AddOptions = {}): Promise<ManifestRecord[]> {
+  let existing: readonly ManifestRecord[] = [];
+  try {
+    existing = (await readManifest(manifestPath)).records;
+  } catch (err) {
+    if (!(err instanceof ConfigError && /cannot read manifest: ENOENT/.test(err.message))) throw err;
+  }
+  const records = [...existing];
+  const added: ManifestRecord[] = [];
+  for (const path of files) {
+    const filename = basename(path);
+    const bad = checkFilename(filename);
+    if (bad) throw new UsageError(`${path}: file name ${bad}`);
+    let stat: { size: number; digest: string };
+    try {
+      stat = await hashFile(path, 'sha512');
+    } catch (err) {
+      throw new UsageError(`${path}: cannot read: ${(err as Error).message}`);
+    }
+    const record: ManifestRecord = {
+      filename,
+      size: stat.size,
+      algorithm: 'sha512',
+      digest: stat.digest,
+      unpack: options.unpack === true,
+      ...(options.version !== undefined ? { version: options.version } : {}),
+      visibility: options.visibility ?? 'public',
+    };
+    const same = records.find((r) => r.filename === filename);
+    if (same) {
+      if (same.digest === record.digest && same.algorithm === record.algorithm) continue;
+      throw new UsageError(`${manifestPath}: already has a different file named "${filename}" (digest ${same.digest.slice(0, 16)}…)`);
+    }
+    records.push(record);
+    added.push(record);
+  }
+  await writeManifest(manifestPath, records);
+  return added;
+}

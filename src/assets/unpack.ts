@@ -1,0 +1,232 @@
+// Unpacking `unpack: true` assets like tooltool (shared/tooltool.md §3.5): the format is
+// decided by content, the directory named like the archive minus its extensions is
+// removed first, and every entry, link target and parent directory must stay inside
+// the destination. tar goes through tar-stream; gzip through node:zlib; bzip2, xz and
+// zstd through Debian's `bzip2`, `xz` and `zstd` as streaming filters (no npm library
+// for them is both streaming and well kept on Node 20); zip through yauzl.
+import { spawn } from 'node:child_process';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { link, lstat, mkdir, open, realpath, rm, symlink, unlink } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import type { Duplex, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import * as tarStream from 'tar-stream';
+import yauzl from 'yauzl';
+import { FleetError } from '../errors.js';
+
+export type ArchiveKind = 'tar' | 'tar.gz' | 'tar.bz2' | 'tar.xz' | 'tar.zst' | 'zip';
+
+/** Debian commands that decompress stdin to stdout. */
+const FILTERS: Partial<Record<ArchiveKind, readonly string[]>> = {
+  'tar.bz2': ['bzip2', '-dc'],
+  'tar.xz': ['xz', '-dc'],
+  'tar.zst': ['zstd', '-dcq'],
+};
+
+function unpackError(archive: string, why: string, cause?: unknown): FleetError {
+  return new FleetError('FC_ERR_BAD_NAME', `${archive}: cannot unpack: ${why}`, cause === undefined ? undefined : { cause });
+}
+
+/** Reads the first bytes and names the archive format (undefined: not an archive we know). */
+export async function detectArchive(path: string): Promise<ArchiveKind | undefined> {
+  const fh = await open(path, 'r');
+  const head = Buffer.alloc(512);
+  try {
+    await fh.read(head, 0, 512, 0);
+  } finally {
+    await fh.close();
+  }
+  if (head[0] === 0x1f && head[1] === 0x8b) return 'tar.gz';
+  if (head.subarray(0, 3).toString('latin1') === 'BZh') return 'tar.bz2';
+  if (head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'tar.xz';
+  if (head.readUInt32LE(0) === 0xfd2fb528) return 'tar.zst';
+  if (head.subarray(0, 2).toString('latin1') === 'PK') return 'zip';
+  if (head.subarray(257, 262).toString('latin1') === 'ustar') return 'tar';
+  return undefined;
+}
+
+/** `toolchain.tar.gz` → `toolchain` (tooltool strips two extensions; one for zip). */
+export function unpackDirName(filename: string, kind: ArchiveKind): string {
+  const strip = (name: string): string => {
+    const dot = name.lastIndexOf('.');
+    return dot > 0 ? name.slice(0, dot) : name;
+  };
+  return kind === 'zip' ? strip(filename) : strip(strip(filename));
+}
+
+class Target {
+  readonly #root: string;
+  readonly #archive: string;
+
+  constructor(root: string, archive: string) {
+    this.#root = root;
+    this.#archive = archive;
+  }
+
+  /** Resolves an entry name inside the root; refuses absolute names and `..` escapes. */
+  path(name: string): string {
+    const clean = name.replace(/\/+$/, '');
+    if (clean === '' || clean === '.' || clean === './') return this.#root;
+    if (isAbsolute(clean) || clean.includes('\0')) throw unpackError(this.#archive, `entry "${name}" has an absolute path`);
+    const full = resolve(this.#root, clean);
+    this.#inside(full, `entry "${name}" escapes the destination`);
+    return full;
+  }
+
+  #inside(full: string, why: string): void {
+    const rel = relative(this.#root, full);
+    if (rel === '') return;
+    if (rel.startsWith(`..${sep}`) || rel === '..' || isAbsolute(rel)) throw unpackError(this.#archive, why);
+  }
+
+  /** Creates the parent of `full` and checks that, symlinks resolved, it is still inside. */
+  async parent(full: string, name: string): Promise<void> {
+    const dir = dirname(full);
+    await mkdir(dir, { recursive: true });
+    this.#inside(await realpath(dir), `entry "${name}" goes through a link out of the destination`);
+  }
+
+  linkTarget(full: string, target: string, name: string): void {
+    if (isAbsolute(target)) throw unpackError(this.#archive, `link "${name}" points to the absolute path ${target}`);
+    this.#inside(resolve(dirname(full), target), `link "${name}" points out of the destination`);
+  }
+
+  /** Removes whatever is at `full` (not a directory), so a new entry never writes through an old link. */
+  async clear(full: string): Promise<void> {
+    const st = await lstat(full).catch(() => undefined);
+    if (st && !st.isDirectory()) await unlink(full);
+  }
+}
+
+function checkMode(archive: string, name: string, mode: number | undefined): number {
+  const m = mode ?? 0o644;
+  if (m & 0o6000) throw unpackError(archive, `entry "${name}" is setuid or setgid`);
+  return m & 0o777;
+}
+
+async function writeEntry(target: Target, full: string, name: string, body: AsyncIterable<unknown>, mode: number): Promise<void> {
+  await target.parent(full, name);
+  await target.clear(full);
+  // 'wx' = O_CREAT|O_EXCL: never follows a link that appeared at the path.
+  await pipeline(body, createWriteStream(full, { flags: 'wx', mode }));
+}
+
+function wrap(archive: string, err: unknown): FleetError {
+  return err instanceof FleetError ? err : unpackError(archive, (err as Error).message, err);
+}
+
+async function extractTar(archive: string, streams: [Readable, ...Duplex[]], target: Target): Promise<void> {
+  const extract = tarStream.extract();
+  const done = pipeline([...streams, extract]);
+  done.catch(() => undefined); // awaited below; a throw inside the loop must not leave it unhandled
+  try {
+    for await (const entry of extract) {
+      const { name, type, mode, linkname } = entry.header;
+      const full = target.path(name);
+      if (type === 'directory') {
+        await mkdir(full, { recursive: true });
+        entry.resume();
+      } else if (type === 'file' || type === 'contiguous-file') {
+        await writeEntry(target, full, name, entry, checkMode(archive, name, mode));
+      } else if (type === 'symlink' || type === 'link') {
+        entry.resume();
+        if (!linkname) throw unpackError(archive, `link "${name}" has no target`);
+        await target.parent(full, name);
+        await target.clear(full);
+        if (type === 'symlink') {
+          target.linkTarget(full, linkname, name);
+          await symlink(linkname, full);
+        } else {
+          // hard link targets are archive paths, resolved from the root
+          await link(target.path(linkname), full);
+        }
+      } else {
+        entry.resume();
+        throw unpackError(archive, `entry "${name}" has unsupported type ${type ?? 'unknown'}`);
+      }
+    }
+    await done;
+  } catch (err) {
+    throw wrap(archive, err);
+  }
+}
+
+/** Pipes the archive through a Debian decompressor into the tar reader. */
+async function extractFiltered(archive: string, command: readonly string[], target: Target): Promise<void> {
+  const [cmd, ...args] = command as [string, ...string[]];
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-2000); });
+  const exited = new Promise<number | null>((res, rej) => {
+    child.once('error', (err) => rej(unpackError(archive, `cannot run ${cmd} (Debian package ${cmd === 'xz' ? 'xz-utils' : cmd}): ${err.message}`, err)));
+    child.once('close', (code) => res(code));
+  });
+  exited.catch(() => undefined);
+  try {
+    await Promise.all([pipeline(createReadStream(archive), child.stdin), extractTar(archive, [child.stdout], target)]);
+    const code = await exited;
+    if (code !== 0) throw unpackError(archive, `${cmd} exited with ${code}: ${stderr.trim()}`);
+  } catch (err) {
+    child.kill();
+    const code = await exited; // a spawn failure rejects here with the clearer message
+    // A corrupt stream shows first as a short tar; the decompressor's own message is better.
+    if (code !== 0 && code !== null && stderr.trim()) throw unpackError(archive, `${cmd} exited with ${code}: ${stderr.trim()}`);
+    throw wrap(archive, err);
+  }
+}
+
+function openZip(path: string): Promise<yauzl.ZipFile> {
+  return new Promise((res, rej) => yauzl.open(path, { lazyEntries: true, autoClose: true }, (err, zip) => (err ? rej(err) : res(zip))));
+}
+
+async function extractZip(archive: string, target: Target): Promise<void> {
+  const zip = await openZip(archive).catch((err: unknown) => { throw unpackError(archive, (err as Error).message, err); });
+  await new Promise<void>((res, rej) => {
+    const fail = (err: unknown): void => {
+      zip.close();
+      rej(err instanceof FleetError ? err : unpackError(archive, (err as Error).message, err));
+    };
+    zip.on('error', fail);
+    zip.on('end', res);
+    zip.on('entry', (entry: yauzl.Entry) => {
+      (async () => {
+        const full = target.path(entry.fileName);
+        if (entry.fileName.endsWith('/')) {
+          await mkdir(full, { recursive: true });
+        } else {
+          // Like Python's extractall: unix mode bits when present, links become plain files.
+          const unixMode = (entry.externalFileAttributes >>> 16) & 0o7777;
+          const mode = unixMode ? checkMode(archive, entry.fileName, unixMode) : 0o644;
+          const body = await new Promise<Readable>((ok, ko) => zip.openReadStream(entry, (err, s) => (err ? ko(err) : ok(s))));
+          await writeEntry(target, full, entry.fileName, body, mode);
+        }
+        zip.readEntry();
+      })().catch(fail);
+    });
+    zip.readEntry();
+  });
+}
+
+/**
+ * Unpacks `archive` (a file named `filename`) into `dest`, after removing the directory
+ * tooltool removes. Returns the format found.
+ */
+export async function unpackArchive(archive: string, filename: string, dest: string): Promise<ArchiveKind> {
+  const kind = await detectArchive(archive);
+  if (!kind) throw unpackError(archive, 'unknown archive format (expected tar, tar.gz, tar.bz2, tar.xz, tar.zst or zip)');
+  const root = await realpath(dest);
+  const target = new Target(root, archive);
+  const stale = unpackDirName(filename, kind);
+  if (stale !== filename && stale !== '' && stale !== '.' && stale !== '..') await rm(join(root, stale), { recursive: true, force: true });
+  if (kind === 'zip') {
+    await extractZip(archive, target);
+  } else if (kind === 'tar') {
+    await extractTar(archive, [createReadStream(archive)], target);
+  } else if (kind === 'tar.gz') {
+    await extractTar(archive, [createReadStream(archive), createGunzip()], target);
+  } else {
+    await extractFiltered(archive, FILTERS[kind]!, target);
+  }
+  return kind;
+}
