@@ -1,0 +1,158 @@
+// The `adhoc` backend (spec section 15): the user's allocate and discard scripts run
+// locally with bash and the ADDRESS, ERROR and FATAL helpers; the address they print is
+// then reached over SSH.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Type, type Static } from '@sinclair/typebox';
+import { parseDuration } from '../config/units.js';
+import { FleetError, UpstreamError } from '../errors.js';
+import { waitForPort } from '../ssh/client.js';
+import type { BackendContext, EnvEntry, Machine, MachineRecord, Provider, SystemSpec } from './backend.js';
+import { LocalExecutor } from './local.js';
+import { SshMachine, splitAddress } from './ssh-machine.js';
+
+const duration = Type.Union([Type.String(), Type.Number()]);
+
+export const adhocOptions = Type.Object(
+  {
+    allocate: Type.String({ minLength: 1 }),
+    discard: Type.Optional(Type.String()),
+    'warn-timeout': Type.Optional(duration),
+    'kill-timeout': Type.Optional(duration),
+    /** Pause between allocate attempts after ERROR or a failure (spread: 5s). */
+    'retry-delay': Type.Optional(duration),
+    /** Give up allocating, waiting for the port, after this long (spread: 5m). */
+    'allocate-timeout': Type.Optional(duration),
+  },
+  { additionalProperties: true },
+);
+export type AdhocOptions = Static<typeof adhocOptions>;
+
+const ADDRESS_HELPER = `ADDRESS() { { set +xu; } 2>/dev/null; [ -z "\${1:-}" ] && echo '<ADDRESS>' || echo "<ADDRESS $1>"; }`;
+const MARKER = /^<(ADDRESS|ERROR|FATAL)(?: (.*))?>$/gm;
+
+export interface AdhocOutcome {
+  exitCode: number;
+  output: string;
+  address?: string;
+  error?: string;
+  fatal?: string;
+}
+
+/** Reads spread's `<NAME value>` markers from a script's output. */
+export function parseMarkers(exitCode: number, output: string): AdhocOutcome {
+  const outcome: AdhocOutcome = { exitCode, output };
+  for (const m of output.matchAll(MARKER)) {
+    const value = (m[2] ?? '').trim();
+    if (m[1] === 'ADDRESS') outcome.address = value;
+    else if (m[1] === 'ERROR') outcome.error = value || 'ERROR called';
+    else outcome.fatal = value || 'FATAL called';
+  }
+  return outcome;
+}
+
+/** Single quotes so passwords with `$` reach the script unchanged. */
+function literal(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+export class AdhocProvider implements Provider {
+  readonly type = 'adhoc';
+  readonly name: string;
+  readonly #options: AdhocOptions;
+  readonly #ctx: BackendContext;
+  readonly #local: LocalExecutor;
+
+  constructor(name: string, options: AdhocOptions, ctx: BackendContext) {
+    this.name = name;
+    this.#options = options;
+    this.#ctx = ctx;
+    this.#local = new LocalExecutor(ctx.projectRoot);
+  }
+
+  #ms(key: 'warn-timeout' | 'kill-timeout' | 'retry-delay' | 'allocate-timeout', fallback: number): number {
+    const v = this.#options[key];
+    return v === undefined ? fallback : parseDuration(v);
+  }
+
+  #password(system: SystemSpec): string {
+    return system.password ?? this.#ctx.password;
+  }
+
+  /** Runs allocate or discard the way spread does (cwd project root, its env only). */
+  async runScript(script: string, system: SystemSpec, address: string): Promise<AdhocOutcome> {
+    const env: EnvEntry[] = [
+      ['SPREAD_BACKEND', literal(this.name)],
+      ['SPREAD_SYSTEM', literal(system.name)],
+      ['SPREAD_SYSTEM_USERNAME', literal(system.username ?? '')],
+      ['SPREAD_SYSTEM_PASSWORD', literal(system.password ?? '')],
+      ['SPREAD_SYSTEM_ADDRESS', literal(address)],
+    ];
+    if (system.password === undefined) env.push(['SPREAD_PASSWORD', literal(this.#ctx.password)]);
+    const label = `${this.name}:${system.name}`;
+    const r = await this.#local.exec(`${ADDRESS_HELPER}\n${script}`, {
+      env,
+      trace: false,
+      warnTimeout: this.#ms('warn-timeout', 5 * 60_000),
+      killTimeout: this.#ms('kill-timeout', 15 * 60_000),
+      onWarn: () => this.#ctx.log?.(`WARNING: ${label} script running late.`),
+    });
+    return parseMarkers(r.exitCode, r.output);
+  }
+
+  async allocate(system: SystemSpec, options?: { signal?: AbortSignal }): Promise<Machine> {
+    const label = `${this.name}:${system.name}`;
+    const deadline = Date.now() + this.#ms('allocate-timeout', 5 * 60_000);
+    let address: string | undefined;
+    for (;;) {
+      const r = await this.runScript(this.#options.allocate, system, '');
+      if (r.fatal) throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: ${r.fatal}`);
+      if (r.exitCode === 0 && !r.error) {
+        if (!r.address || /\s/.test(r.address)) {
+          throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: allocate script must print an address with ADDRESS <host[:port]>`);
+        }
+        address = r.address;
+        break;
+      }
+      const why = r.error ?? `allocate script failed with exit code ${r.exitCode}: ${r.output.trim().split('\n').slice(-5).join('; ')}`;
+      if (Date.now() > deadline) throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: ${why}`);
+      this.#ctx.log?.(`Cannot allocate ${label}: ${why}`);
+      await sleep(this.#ms('retry-delay', 5000), undefined, { signal: options?.signal });
+    }
+    const { host, port } = splitAddress(address);
+    this.#ctx.log?.(`Waiting for ${label} to make SSH available at ${host}:${port}...`);
+    try {
+      await waitForPort(host, port, Math.max(0, deadline - Date.now()), options?.signal);
+      return await this.#connect(address, system);
+    } catch (err) {
+      await this.#release(system, address).catch(() => undefined);
+      throw err instanceof FleetError ? err : new UpstreamError(`cannot connect to ${label} at ${address}`, { cause: err });
+    }
+  }
+
+  #connect(address: string, system: SystemSpec, retries = 30): Promise<SshMachine> {
+    const { host, port } = splitAddress(address);
+    const target = { host, port, username: system.username ?? 'root', password: this.#password(system) };
+    // spread retries SSH for about a minute after the port opens.
+    return SshMachine.connect(this, system, address, target, this.#ctx.remotePath, { timeout: 10_000, retries, retryDelay: 2000 });
+  }
+
+  reuse(record: MachineRecord, system: SystemSpec): Promise<Machine> {
+    return this.#connect(record.address, { ...system, username: record.username ?? system.username, password: record.password ?? system.password }, 1);
+  }
+
+  async #release(system: SystemSpec, address: string): Promise<void> {
+    if (!this.#options.discard) return;
+    const r = await this.runScript(this.#options.discard, system, address);
+    if (r.exitCode !== 0 || r.error || r.fatal) {
+      throw new FleetError('FC_ERR_UNAVAILABLE', `cannot discard ${this.name}:${system.name} at ${address}: ${r.fatal ?? r.error ?? r.output.trim()}`);
+    }
+  }
+
+  discard(machine: Machine): Promise<void> {
+    return this.#release(machine.system, machine.address);
+  }
+}
+
+export function create(name: string, options: AdhocOptions, ctx: BackendContext): Provider {
+  return new AdhocProvider(name, options, ctx);
+}

@@ -1,0 +1,107 @@
+// The backend interface: a Provider allocates Machines; a Machine runs scripts and moves
+// files through an Executor (a local bash or an ssh2 session). One file per backend
+// beside this one; registry.ts maps a backend `type:` to its factory.
+import type { Readable, Writable } from 'node:stream';
+
+/** A system as a backend needs it (narrow on purpose: the spread model owns the full type). */
+export interface SystemSpec {
+  /** The system name, e.g. "ubuntu-24.04". */
+  name: string;
+  /** SSH user; default root. */
+  username?: string;
+  /** SSH password; backends fall back to the session password. */
+  password?: string;
+}
+
+/** One environment entry, emitted in order as `export KEY="value"` (spread's rule). */
+export type EnvEntry = readonly [key: string, value: string];
+
+export interface ExecOptions {
+  /** Ordered environment; values are shell-evaluated on the machine like spread's. */
+  env?: readonly EnvEntry[];
+  /** Working directory on the machine (default: the machine's project path). */
+  cwd?: string;
+  /** `set -x` before the script (spread traces; default true). */
+  trace?: boolean;
+  /** Called with each chunk of combined stdout+stderr as it arrives. */
+  onOutput?: (chunk: string) => void;
+  /** Every warnTimeout ms while the script runs, called with the output tail. */
+  warnTimeout?: number;
+  onWarn?: (info: { elapsedMs: number; tail: string }) => void;
+  /** After killTimeout ms the script's process group is killed (SIGKILL). */
+  killTimeout?: number;
+  /** Aborting kills the script like a kill timeout. */
+  signal?: AbortSignal;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  /** Combined output (the last OUTPUT_CAP bytes when larger). */
+  output: string;
+  /** True when the script was killed by the kill timeout or the signal. */
+  killed: boolean;
+}
+
+/** Where scripts run and files move. Implemented by LocalExecutor and SshExecutor. */
+export interface Executor {
+  /** Runs a script under `/bin/bash -` with spread's wrapper (see script.ts). */
+  exec(script: string, options?: ExecOptions): Promise<ExecResult>;
+  /** Writes a stream or local file to a path on the machine (parents created). */
+  upload(source: Readable | string, remotePath: string, mode?: number): Promise<void>;
+  /** Reads a file of the machine into a stream or local file. */
+  download(remotePath: string, target: Writable | string): Promise<void>;
+  /** Releases connections (not the machine). */
+  close(): Promise<void>;
+}
+
+/** Enough to find a machine again with `-reuse` (written to the reuse file). */
+export interface MachineRecord {
+  backend: string;
+  system: string;
+  address: string;
+  username?: string;
+  password?: string;
+  /** Backend-specific data (the local backend keeps its directory here). */
+  data?: string;
+}
+
+export interface Machine extends Executor {
+  /** Label used in logs: `backend:system` (spread's server label). */
+  readonly name: string;
+  /** host[:port] for remote machines; the directory for local ones. */
+  readonly address: string;
+  readonly system: SystemSpec;
+  readonly backendName: string;
+  /** Where the project lives on the machine: the value of SPREAD_PATH. */
+  readonly projectPath: string;
+  /** Key for dispatch-storm control: machines sharing a host share it. */
+  readonly executorKey: string;
+  record(): MachineRecord;
+  /** Closes connections and releases the machine through its provider. */
+  discard(): Promise<void>;
+}
+
+export interface Provider {
+  /** The backend's name in spread.yaml. */
+  readonly name: string;
+  readonly type: string;
+  allocate(system: SystemSpec, options?: { signal?: AbortSignal }): Promise<Machine>;
+  /** Reconnects to a machine kept by an earlier `-reuse` run. */
+  reuse(record: MachineRecord, system: SystemSpec): Promise<Machine>;
+  /** Releases a machine (runs discard scripts, frees hosts, removes directories). */
+  discard(machine: Machine): Promise<void>;
+}
+
+/** What every backend factory receives besides its own options. */
+export interface BackendContext {
+  /** The spread project root on this host (cwd of adhoc scripts). */
+  projectRoot: string;
+  /** The project's `path:` on machines (e.g. /home/test). */
+  remotePath: string;
+  /** Session password (spread's -pass, or random). */
+  password: string;
+  /** Directory for local state, e.g. `cache/`. */
+  stateDir: string;
+  /** Log line sink (spread-style lines; the caller adds timestamps). */
+  log?: (line: string) => void;
+}

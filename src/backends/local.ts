@@ -1,0 +1,155 @@
+// The `local` backend: each machine is a private directory on this host, scripts run
+// under bash there. The project's `path` is placed inside the directory and SPREAD_PATH
+// names where it really is, so any number of local machines never collide.
+import { spawn } from 'node:child_process';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { constants } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Type, type Static } from '@sinclair/typebox';
+import type { BackendContext, ExecOptions, ExecResult, Executor, Machine, MachineRecord, Provider, SystemSpec } from './backend.js';
+import { OutputBuffer, renderScript, watchScript } from './script.js';
+
+export const localOptions = Type.Object(
+  {
+    /** Where machine directories go (default `<stateDir>/machines`). */
+    root: Type.Optional(Type.String({ minLength: 1 })),
+  },
+  { additionalProperties: true },
+);
+export type LocalOptions = Static<typeof localOptions>;
+
+/** Runs scripts with the host's bash, each in its own process group. */
+export class LocalExecutor implements Executor {
+  readonly #base: string;
+
+  /** `base` resolves relative cwd and file paths (the machine's project path). */
+  constructor(base: string) {
+    this.#base = base;
+  }
+
+  #path(p: string): string {
+    return isAbsolute(p) ? p : resolve(this.#base, p);
+  }
+
+  exec(script: string, o: ExecOptions = {}): Promise<ExecResult> {
+    const text = renderScript(script, { dir: this.#path(o.cwd ?? '.'), env: o.env, trace: o.trace });
+    const out = new OutputBuffer();
+    return new Promise<ExecResult>((done, fail) => {
+      // detached: a new process group, so a kill reaches everything the script started.
+      const child = spawn('/bin/bash', ['-'], { cwd: this.#base, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+      let killed = false;
+      const disarm = watchScript(o, out, () => {
+        killed = true;
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      });
+      const onData = (b: Buffer): void => {
+        const s = b.toString('utf8');
+        out.push(s);
+        o.onOutput?.(s);
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
+      child.stdin.on('error', () => undefined); // the script may exit before reading all of it
+      child.on('error', (err) => {
+        disarm();
+        fail(err);
+      });
+      child.on('close', (code, sig) => {
+        disarm();
+        const exitCode = code ?? 128 + (sig ? constants.signals[sig] : 0);
+        done({ exitCode, output: out.text(), killed });
+      });
+      child.stdin.end(text);
+    });
+  }
+
+  async upload(source: Readable | string, remotePath: string, mode?: number): Promise<void> {
+    const target = this.#path(remotePath);
+    await mkdir(dirname(target), { recursive: true });
+    const input = typeof source === 'string' ? createReadStream(source) : source;
+    await pipeline(input, createWriteStream(target, mode === undefined ? {} : { mode }));
+  }
+
+  async download(remotePath: string, target: Writable | string): Promise<void> {
+    const output = typeof target === 'string' ? createWriteStream(target) : target;
+    await pipeline(createReadStream(this.#path(remotePath)), output);
+  }
+
+  async close(): Promise<void> {}
+}
+
+class LocalMachine extends LocalExecutor implements Machine {
+  readonly name: string;
+  readonly address: string;
+  readonly system: SystemSpec;
+  readonly backendName: string;
+  readonly projectPath: string;
+  readonly executorKey = 'local';
+  readonly #provider: LocalProvider;
+
+  constructor(provider: LocalProvider, system: SystemSpec, dir: string, remotePath: string) {
+    const projectPath = join(dir, remotePath);
+    super(projectPath);
+    this.#provider = provider;
+    this.backendName = provider.name;
+    this.name = `${provider.name}:${system.name}`;
+    this.system = system;
+    this.address = dir;
+    this.projectPath = projectPath;
+  }
+
+  record(): MachineRecord {
+    return { backend: this.backendName, system: this.system.name, address: this.address, data: this.address };
+  }
+
+  discard(): Promise<void> {
+    return this.#provider.discard(this);
+  }
+}
+
+export class LocalProvider implements Provider {
+  readonly type = 'local';
+  readonly name: string;
+  readonly #root: string;
+  readonly #remotePath: string;
+
+  constructor(name: string, options: LocalOptions, ctx: BackendContext) {
+    this.name = name;
+    this.#root = resolve(options.root ?? join(ctx.stateDir, 'machines'));
+    this.#remotePath = ctx.remotePath;
+  }
+
+  async allocate(system: SystemSpec): Promise<Machine> {
+    // pid + random: machines of concurrent runs on one host never share a directory.
+    const dir = join(this.#root, `${this.name}-${system.name}-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const machine = new LocalMachine(this, system, dir, this.#remotePath);
+    await mkdir(machine.projectPath, { recursive: true });
+    return machine;
+  }
+
+  async reuse(record: MachineRecord, system: SystemSpec): Promise<Machine> {
+    const dir = record.data ?? record.address;
+    const machine = new LocalMachine(this, system, dir, this.#remotePath);
+    await mkdir(machine.projectPath, { recursive: true });
+    return machine;
+  }
+
+  async discard(machine: Machine): Promise<void> {
+    if (!(machine instanceof LocalMachine) || !machine.address.startsWith(this.#root)) {
+      throw new Error(`${machine.name}: not a machine of local backend ${this.name}`);
+    }
+    await rm(machine.address, { recursive: true, force: true });
+  }
+}
+
+export function create(name: string, options: LocalOptions, ctx: BackendContext): Provider {
+  return new LocalProvider(name, options, ctx);
+}

@@ -1,0 +1,97 @@
+// What every executor shares: spread's remote script wrapper (spec section 11), the
+// bounded output buffer, and the warn/kill timers.
+import type { EnvEntry, ExecOptions } from './backend.js';
+
+/** Output kept per script; older bytes are dropped (scripts can print gigabytes). */
+export const OUTPUT_CAP = 1 << 20;
+/** spread's fixed PATH for remote scripts. */
+export const REMOTE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin';
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const HELPERS = [
+  `REBOOT() { { set +xu; } 2>/dev/null; [ -z "\${1:-}" ] && echo '<REBOOT>' || echo "<REBOOT $1>"; exit 213; }`,
+  `ERROR() { { set +xu; } 2>/dev/null; [ -z "\${1:-}" ] && echo '<ERROR>' || echo "<ERROR $*>"; exit 213; }`,
+  `FATAL() { { set +xu; } 2>/dev/null; [ -z "\${1:-}" ] && echo '<FATAL>' || echo "<FATAL $*>"; exit 213; }`,
+  `MATCH() { { set +xu; } 2>/dev/null; local stdin; stdin=$(cat); echo "$stdin" | grep -q -E "$@" || { echo "error: pattern not found on stdin:" >&2; echo "$stdin" >&2; return 1; }; }`,
+  `NOMATCH() { { set +xu; } 2>/dev/null; local stdin; stdin=$(cat); if echo "$stdin" | grep -q -E "$@"; then echo "NOMATCH pattern='$*' found in:" >&2; echo "$stdin" >&2; return 1; fi; }`,
+];
+
+/** `export KEY="value"`; empty or self-quoted values go unquoted (spec 4.3). */
+export function exportLine([key, value]: EnvEntry): string {
+  if (!ENV_KEY.test(key)) throw new Error(`invalid environment variable name "${key}"`);
+  const quoted = value === '' || value.startsWith('"') || value.startsWith("'") ? value : `"${value}"`;
+  return `export ${key}=${quoted}`;
+}
+
+export interface RenderOptions {
+  dir: string;
+  env?: readonly EnvEntry[];
+  trace?: boolean;
+  /** Replace PATH by spread's fixed one (remote machines) or keep the caller's (local). */
+  fixedPath?: boolean;
+}
+
+/** The text fed to `/bin/bash -`: set -eu, cd, helpers, exports, set -x, the script. */
+export function renderScript(script: string, o: RenderOptions): string {
+  const lines = ['set -eu', `cd '${o.dir.replace(/'/g, `'\\''`)}'`, ...HELPERS];
+  lines.push('export DEBIAN_FRONTEND=noninteractive', 'export DEBIAN_PRIORITY=critical');
+  if (o.fixedPath) lines.push(`export PATH=${REMOTE_PATH}`);
+  for (const entry of o.env ?? []) lines.push(exportLine(entry));
+  if (o.trace ?? true) lines.push('set -x');
+  lines.push('(', script, ') </dev/null', '');
+  return lines.join('\n');
+}
+
+/** Keeps the last OUTPUT_CAP characters of a stream of chunks. */
+export class OutputBuffer {
+  #chunks: string[] = [];
+  #length = 0;
+  #seenAtWarn = 0;
+  #total = 0;
+
+  push(chunk: string): void {
+    this.#chunks.push(chunk);
+    this.#length += chunk.length;
+    this.#total += chunk.length;
+    while (this.#length > OUTPUT_CAP && this.#chunks.length > 1) this.#length -= this.#chunks.shift()!.length;
+  }
+
+  text(): string {
+    const all = this.#chunks.join('');
+    return all.length > OUTPUT_CAP ? all.slice(all.length - OUTPUT_CAP) : all;
+  }
+
+  /** spread's warning body: the last 10 lines of new output, or why there are none. */
+  warnTail(): string {
+    if (this.#total === 0) return 'Output still empty.';
+    if (this.#total === this.#seenAtWarn) return 'Output unchanged.';
+    this.#seenAtWarn = this.#total;
+    return this.text().trimEnd().split('\n').slice(-10).join('\n');
+  }
+}
+
+/**
+ * Arms warn and kill timers (and the abort signal) for one running script.
+ * Returns a disarm function; `kill` is called at most once.
+ */
+export function watchScript(o: ExecOptions, out: OutputBuffer, kill: () => void): () => void {
+  const started = Date.now();
+  const timers: NodeJS.Timeout[] = [];
+  let killed = false;
+  const killOnce = (): void => {
+    if (killed) return;
+    killed = true;
+    kill();
+  };
+  if (o.warnTimeout && o.warnTimeout > 0 && o.onWarn) {
+    const onWarn = o.onWarn;
+    timers.push(setInterval(() => onWarn({ elapsedMs: Date.now() - started, tail: out.warnTail() }), o.warnTimeout));
+  }
+  if (o.killTimeout && o.killTimeout > 0) timers.push(setTimeout(killOnce, o.killTimeout));
+  o.signal?.addEventListener('abort', killOnce, { once: true });
+  if (o.signal?.aborted) killOnce();
+  return () => {
+    for (const t of timers) clearTimeout(t);
+    o.signal?.removeEventListener('abort', killOnce);
+  };
+}

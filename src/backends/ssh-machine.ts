@@ -1,0 +1,76 @@
+// A machine reached over SSH (the `ssh` and `adhoc` backends): an SshClient plus the
+// identity a provider needs to release it.
+import type { Readable, Writable } from 'node:stream';
+import type { ExecOptions, ExecResult, Machine, MachineRecord, Provider, SystemSpec } from './backend.js';
+import { SshClient, type ConnectOptions, type SshTarget } from '../ssh/client.js';
+
+/** Splits "host[:port]" (IPv6 in brackets) with a default port. */
+export function splitAddress(address: string, defaultPort = 22): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:\s]+))(?::(\d+))?$/.exec(address);
+  if (!m) throw new Error(`invalid address "${address}" (expected host[:port])`);
+  return { host: (m[1] ?? m[2])!, port: m[3] ? Number(m[3]) : defaultPort };
+}
+
+export class SshMachine implements Machine {
+  readonly name: string;
+  readonly address: string;
+  readonly system: SystemSpec;
+  readonly backendName: string;
+  readonly projectPath: string;
+  readonly executorKey: string;
+  readonly #client: SshClient;
+  readonly #provider: Provider;
+  readonly #target: SshTarget;
+
+  private constructor(provider: Provider, system: SystemSpec, address: string, target: SshTarget, client: SshClient, projectPath: string) {
+    this.#provider = provider;
+    this.#client = client;
+    this.#target = target;
+    this.backendName = provider.name;
+    this.name = `${provider.name}:${system.name}`;
+    this.system = system;
+    this.address = address;
+    this.projectPath = projectPath;
+    this.executorKey = `ssh:${target.host}`;
+  }
+
+  static async connect(
+    provider: Provider,
+    system: SystemSpec,
+    address: string,
+    target: SshTarget,
+    projectPath: string,
+    options: ConnectOptions,
+  ): Promise<SshMachine> {
+    const client = await SshClient.connect(target, options, projectPath);
+    return new SshMachine(provider, system, address, target, client, projectPath);
+  }
+
+  exec(script: string, options?: ExecOptions): Promise<ExecResult> {
+    return this.#client.exec(script, options);
+  }
+
+  upload(source: Readable | string, remotePath: string, mode?: number): Promise<void> {
+    return this.#client.upload(source, remotePath, mode);
+  }
+
+  download(remotePath: string, target: Writable | string): Promise<void> {
+    return this.#client.download(remotePath, target);
+  }
+
+  close(): Promise<void> {
+    return this.#client.close();
+  }
+
+  record(): MachineRecord {
+    const r: MachineRecord = { backend: this.backendName, system: this.system.name, address: this.address };
+    if (this.#target.username !== undefined) r.username = this.#target.username;
+    if (this.#target.password !== undefined) r.password = this.#target.password;
+    return r;
+  }
+
+  async discard(): Promise<void> {
+    await this.close();
+    await this.#provider.discard(this);
+  }
+}

@@ -1,0 +1,117 @@
+// The `ssh` backend: a static list of hosts reached over SSH. A host serves one
+// machine at a time; allocate waits for a free host of the system when all are busy.
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
+import { ConfigError } from '../errors.js';
+import type { BackendContext, Machine, MachineRecord, Provider, SystemSpec } from './backend.js';
+import { SshMachine, splitAddress } from './ssh-machine.js';
+
+const host = Type.Object(
+  {
+    address: Type.String({ minLength: 1, description: 'host[:port]' }),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    user: Type.Optional(Type.String({ minLength: 1 })),
+    password: Type.Optional(Type.String()),
+    /** Private key file, relative to the project root. */
+    key: Type.Optional(Type.String({ minLength: 1 })),
+    /** Systems this host can serve (default: any). */
+    systems: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+  },
+  { additionalProperties: false },
+);
+
+export const sshOptions = Type.Object(
+  {
+    hosts: Type.Array(host, { minItems: 1 }),
+    'connect-timeout': Type.Optional(Type.Integer({ minimum: 1, description: 'ms per attempt' })),
+    'connect-retries': Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: true },
+);
+export type SshOptions = Static<typeof sshOptions>;
+type Host = Static<typeof host>;
+
+export class SshProvider implements Provider {
+  readonly type = 'ssh';
+  readonly name: string;
+  readonly #options: SshOptions;
+  readonly #ctx: BackendContext;
+  readonly #busy = new Set<Host>();
+  readonly #waiters: Array<() => void> = [];
+
+  constructor(name: string, options: SshOptions, ctx: BackendContext) {
+    this.name = name;
+    this.#options = options;
+    this.#ctx = ctx;
+  }
+
+  #serves(h: Host, system: string): boolean {
+    return !h.systems || h.systems.includes(system);
+  }
+
+  async #take(system: SystemSpec, signal?: AbortSignal): Promise<Host> {
+    if (!this.#options.hosts.some((h) => this.#serves(h, system.name))) {
+      throw new ConfigError(`backend ${this.name}: no host serves system ${system.name}`);
+    }
+    for (;;) {
+      const free = this.#options.hosts.find((h) => !this.#busy.has(h) && this.#serves(h, system.name));
+      if (free) {
+        this.#busy.add(free);
+        return free;
+      }
+      signal?.throwIfAborted();
+      await new Promise<void>((wake) => this.#waiters.push(wake));
+    }
+  }
+
+  #release(h: Host): void {
+    this.#busy.delete(h);
+    for (const wake of this.#waiters.splice(0)) wake();
+  }
+
+  #hostOf(address: string): Host | undefined {
+    return this.#options.hosts.find((h) => h.address === address);
+  }
+
+  async #connect(h: Host, system: SystemSpec): Promise<Machine> {
+    const { host: hostname, port } = splitAddress(h.address, h.port ?? 22);
+    const target = {
+      host: hostname,
+      port,
+      username: h.user ?? system.username ?? 'root',
+      password: h.password ?? system.password ?? this.#ctx.password,
+      privateKey: h.key ? readFileSync(resolve(this.#ctx.projectRoot, h.key)) : undefined,
+    };
+    return SshMachine.connect(this, system, h.address, target, this.#ctx.remotePath, {
+      timeout: this.#options['connect-timeout'] ?? 10_000,
+      retries: this.#options['connect-retries'] ?? 2,
+    });
+  }
+
+  async allocate(system: SystemSpec, options?: { signal?: AbortSignal }): Promise<Machine> {
+    const h = await this.#take(system, options?.signal);
+    try {
+      return await this.#connect(h, system);
+    } catch (err) {
+      this.#release(h);
+      throw err;
+    }
+  }
+
+  async reuse(record: MachineRecord, system: SystemSpec): Promise<Machine> {
+    const h = this.#hostOf(record.address);
+    if (!h) throw new ConfigError(`backend ${this.name}: reused host ${record.address} is not in its hosts list`);
+    this.#busy.add(h);
+    return this.#connect(h, system);
+  }
+
+  async discard(machine: Machine): Promise<void> {
+    const h = this.#hostOf(machine.address);
+    if (h) this.#release(h);
+  }
+}
+
+export function create(name: string, options: SshOptions, ctx: BackendContext): Provider {
+  return new SshProvider(name, options, ctx);
+}

@@ -1,0 +1,203 @@
+// An ssh2 client for machines: connect with timeout and retries, run spread-wrapped
+// scripts with streaming output, exit code and kill timeouts, and move files over SFTP.
+// Every remote command of the runner goes through this class.
+import { connect as tcpConnect } from 'node:net';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { posix } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, type ClientChannel, type SFTPWrapper } from 'ssh2';
+import { UpstreamError } from '../errors.js';
+import type { ExecOptions, ExecResult, Executor } from '../backends/backend.js';
+import { OutputBuffer, renderScript, watchScript } from '../backends/script.js';
+
+export interface SshTarget {
+  host: string;
+  port?: number;
+  /** Default root; other users run scripts through `sudo -i` like spread. */
+  username?: string;
+  password?: string;
+  /** PEM/OpenSSH private key text. */
+  privateKey?: string | Buffer;
+}
+
+export interface ConnectOptions {
+  /** Per attempt, ms (default 10 s). */
+  timeout?: number;
+  /** Extra attempts after the first (default 0). */
+  retries?: number;
+  /** Pause between attempts, ms (default 1 s). */
+  retryDelay?: number;
+  signal?: AbortSignal;
+}
+
+const PID_MARK = /^<PID (\d+)>$/;
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+function connectOnce(target: SshTarget, timeout: number): Promise<Client> {
+  return new Promise((done, fail) => {
+    const client = new Client();
+    const onError = (err: Error): void => {
+      client.end();
+      fail(err);
+    };
+    client.once('error', onError);
+    client.once('ready', () => {
+      client.off('error', onError);
+      client.on('error', () => undefined); // later errors surface as failed operations
+      done(client);
+    });
+    client.connect({
+      host: target.host,
+      port: target.port ?? 22,
+      username: target.username ?? 'root',
+      password: target.password,
+      privateKey: target.privateKey,
+      readyTimeout: timeout,
+      keepaliveInterval: 15_000,
+    });
+  });
+}
+
+/** Waits until host:port accepts TCP connections (spread waits before SSH). */
+export async function waitForPort(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((done) => {
+      const sock = tcpConnect({ host, port, timeout: 2000 });
+      sock.once('connect', () => (sock.destroy(), done(true)));
+      sock.once('error', () => done(false));
+      sock.once('timeout', () => (sock.destroy(), done(false)));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new UpstreamError(`${host}:${port} does not accept connections`, { timeout: true });
+    await sleep(250, undefined, { signal });
+  }
+}
+
+export class SshClient implements Executor {
+  readonly #client: Client;
+  readonly #sudo: string;
+  readonly #base: string;
+  #sftp: Promise<SFTPWrapper> | undefined;
+
+  private constructor(client: Client, target: SshTarget, base: string) {
+    this.#client = client;
+    this.#sudo = (target.username ?? 'root') === 'root' ? '' : 'sudo -i ';
+    this.#base = base;
+  }
+
+  /**
+   * Connects, retrying on failure. `base` is the directory relative paths and the
+   * default cwd resolve against (the machine's project path).
+   */
+  static async connect(target: SshTarget, o: ConnectOptions = {}, base = '/'): Promise<SshClient> {
+    const attempts = (o.retries ?? 0) + 1;
+    let last: unknown;
+    for (let i = 0; i < attempts; i++) {
+      if (i > 0) await sleep(o.retryDelay ?? 1000, undefined, { signal: o.signal });
+      o.signal?.throwIfAborted();
+      try {
+        return new SshClient(await connectOnce(target, o.timeout ?? 10_000), target, base);
+      } catch (err) {
+        last = err;
+      }
+    }
+    const why = last instanceof Error ? last.message : String(last);
+    throw new UpstreamError(`cannot connect to ${target.host}:${target.port ?? 22}: ${why}`, { cause: last });
+  }
+
+  #path(p: string): string {
+    return posix.isAbsolute(p) ? p : posix.resolve(this.#base, p);
+  }
+
+  #channel(command: string): Promise<ClientChannel> {
+    return new Promise((done, fail) => this.#client.exec(command, (err, ch) => (err ? fail(err) : done(ch))));
+  }
+
+  /** Runs one command; stdout and stderr go to `onData`. Resolves with its exit code. */
+  async command(command: string, stdin?: string, onData?: (chunk: string) => void): Promise<number> {
+    const ch = await this.#channel(command);
+    return new Promise((done, fail) => {
+      let code = -1;
+      ch.on('data', (b: Buffer) => onData?.(b.toString('utf8')));
+      ch.stderr.on('data', (b: Buffer) => onData?.(b.toString('utf8')));
+      ch.on('exit', (c: number | null) => (code = c ?? 255));
+      ch.on('error', fail);
+      ch.on('close', () => done(code));
+      ch.end(stdin);
+    });
+  }
+
+  /** Runs a spread-wrapped script under `/bin/bash -` (see script.ts). */
+  async exec(script: string, o: ExecOptions = {}): Promise<ExecResult> {
+    const text = renderScript(script, { dir: this.#path(o.cwd ?? '.'), env: o.env, trace: o.trace, fixedPath: true });
+    // sshd makes the session's command a process-group leader; its pid names the group.
+    const ch = await this.#channel(`echo "<PID $$>" >&2; exec ${this.#sudo}/bin/bash -`);
+    const out = new OutputBuffer();
+    let pid: number | undefined;
+    let pending = '';
+    let killed = false;
+    const emit = (s: string): void => {
+      out.push(s);
+      o.onOutput?.(s);
+    };
+    return new Promise((done, fail) => {
+      let code = 255;
+      const disarm = watchScript(o, out, () => {
+        killed = true;
+        if (pid !== undefined) this.command(`${this.#sudo}kill -KILL -- -${pid}`).catch(() => undefined);
+        ch.close();
+      });
+      ch.on('data', (b: Buffer) => emit(b.toString('utf8')));
+      ch.stderr.on('data', (b: Buffer) => {
+        if (pid !== undefined) return emit(b.toString('utf8'));
+        pending += b.toString('utf8');
+        const nl = pending.indexOf('\n');
+        if (nl < 0) return;
+        const m = PID_MARK.exec(pending.slice(0, nl));
+        if (m) pid = Number(m[1]);
+        else pid = 0; // no marker: nothing to parse any more
+        const rest = m ? pending.slice(nl + 1) : pending;
+        pending = '';
+        if (rest) emit(rest);
+      });
+      ch.on('exit', (c: number | null, sig?: string) => (code = c ?? (sig ? 128 + 9 : 255)));
+      ch.on('error', (err: Error) => (disarm(), fail(err)));
+      ch.on('close', () => {
+        disarm();
+        done({ exitCode: killed ? 137 : code, output: out.text(), killed });
+      });
+      ch.end(text);
+    });
+  }
+
+  #sftpSession(): Promise<SFTPWrapper> {
+    this.#sftp ??= new Promise((done, fail) => this.#client.sftp((err, s) => (err ? fail(err) : done(s))));
+    return this.#sftp;
+  }
+
+  async upload(source: Readable | string, remotePath: string, mode?: number): Promise<void> {
+    const target = this.#path(remotePath);
+    const code = await this.command(`${this.#sudo}mkdir -p ${shellQuote(posix.dirname(target))}`);
+    if (code !== 0) throw new UpstreamError(`cannot create ${posix.dirname(target)} on the machine`);
+    const sftp = await this.#sftpSession();
+    const input = typeof source === 'string' ? createReadStream(source) : source;
+    await pipeline(input, sftp.createWriteStream(target, mode === undefined ? {} : { mode }));
+  }
+
+  async download(remotePath: string, target: Writable | string): Promise<void> {
+    const sftp = await this.#sftpSession();
+    const output = typeof target === 'string' ? createWriteStream(target) : target;
+    await pipeline(sftp.createReadStream(this.#path(remotePath)), output);
+  }
+
+  async close(): Promise<void> {
+    if (this.#sftp) (await this.#sftp.catch(() => undefined))?.end();
+    this.#client.end();
+  }
+}

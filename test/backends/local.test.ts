@@ -1,0 +1,107 @@
+import t from 'tap';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { createProvider } from '../../src/backends/registry.js';
+import type { BackendContext } from '../../src/backends/backend.js';
+
+function ctx(dir: string): BackendContext {
+  return { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache') };
+}
+
+t.test('machines are private directories holding the project path', async (t) => {
+  const dir = t.testdir();
+  const p = createProvider('local', 'local', {}, ctx(dir));
+  const [a, b] = await Promise.all([p.allocate({ name: 'ubuntu' }), p.allocate({ name: 'ubuntu' })]);
+  t.not(a!.projectPath, b!.projectPath, 'two machines never share a directory');
+  t.ok(a!.projectPath.endsWith('/home/test'));
+  t.ok(a!.projectPath.startsWith(join(dir, 'cache', 'machines')));
+  t.equal(a!.name, 'local:ubuntu');
+  const r = await a!.exec('echo "$SPREAD_PATH"; pwd; touch here', { env: [['SPREAD_PATH', a!.projectPath]], trace: false });
+  t.equal(r.exitCode, 0);
+  t.equal(r.output, `${a!.projectPath}\n${a!.projectPath}\n`);
+  t.ok(existsSync(join(a!.projectPath, 'here')));
+  t.notOk(existsSync(join(b!.projectPath, 'here')));
+  await a!.discard();
+  t.notOk(existsSync(a!.address), 'discard removes the directory');
+  await b!.discard();
+});
+
+t.test('environment order, quoting, helpers and exit codes', async (t) => {
+  const p = createProvider('local', 'local', {}, ctx(t.testdir()));
+  const m = await p.allocate({ name: 's' });
+  const env = [
+    ['A', 'one'],
+    ['B', '$A-two'],
+    ['C', "'$A literal'"],
+    ['E', ''],
+  ] as const;
+  let r = await m.exec('echo "$B|$C|$E|$DEBIAN_FRONTEND"', { env, trace: false });
+  t.equal(r.output, 'one-two|$A literal||noninteractive\n');
+  r = await m.exec('echo hello', {});
+  t.match(r.output, /\+ echo hello\nhello/, 'traced with set -x');
+  r = await m.exec('false; echo not reached', { trace: false });
+  t.equal(r.exitCode, 1, 'set -e stops at the first failure');
+  t.equal(r.output, '');
+  r = await m.exec('ERROR something broke', { trace: false });
+  t.equal(r.exitCode, 213);
+  t.equal(r.output, '<ERROR something broke>\n');
+  r = await m.exec('echo "a b c" | MATCH "b c"; echo ok', { trace: false });
+  t.equal(r.output, 'ok\n');
+  r = await m.exec('echo "abc" | MATCH xyz', { trace: false });
+  t.equal(r.exitCode, 1);
+  t.match(r.output, /pattern not found on stdin:\nabc/);
+  r = await m.exec('echo "abc" | NOMATCH b', { trace: false });
+  t.equal(r.exitCode, 1);
+  r = await m.exec('read x || echo stdin is empty', { trace: false });
+  t.equal(r.output, 'stdin is empty\n');
+  r = await m.exec('pwd', { trace: false, cwd: 'suite/task' });
+  t.equal(r.exitCode, 1, 'a missing cwd fails the script');
+  await m.discard();
+});
+
+t.test('streaming output, warn timeout and kill timeout kill the group', async (t) => {
+  const dir = t.testdir();
+  const p = createProvider('local', 'local', {}, ctx(dir));
+  const m = await p.allocate({ name: 's' });
+  const chunks: string[] = [];
+  const warnings: string[] = [];
+  const started = Date.now();
+  const r = await m.exec('echo first; (sleep 30; touch child-survived) & sleep 30', {
+    trace: false,
+    onOutput: (c) => chunks.push(c),
+    warnTimeout: 150,
+    onWarn: (w) => warnings.push(w.tail),
+    killTimeout: 500,
+  });
+  t.ok(Date.now() - started < 5000, 'killed quickly');
+  t.ok(r.killed);
+  t.equal(r.exitCode, 137);
+  t.same(chunks, ['first\n']);
+  t.equal(warnings[0], 'first');
+  t.equal(warnings[1], 'Output unchanged.');
+  const ps = await m.exec('pgrep -f "sleep 30" || true', { trace: false });
+  t.equal(ps.output, '', 'no process of the group survives');
+  await m.discard();
+});
+
+t.test('upload and download', async (t) => {
+  const dir = t.testdir();
+  const p = createProvider('local', 'local', {}, ctx(dir));
+  const m = await p.allocate({ name: 's' });
+  await m.upload(Readable.from([Buffer.from('payload')]), 'sub/dir/file.txt', 0o600);
+  const r = await m.exec('cat sub/dir/file.txt; echo; stat -c %a sub/dir/file.txt', { trace: false });
+  t.equal(r.output, 'payload\n600\n');
+  await m.download('sub/dir/file.txt', join(dir, 'back.txt'));
+  t.equal(await readFile(join(dir, 'back.txt'), 'utf8'), 'payload');
+  const reused = await p.reuse(m.record(), m.system);
+  t.equal(reused.projectPath, m.projectPath, 'reuse finds the same directory');
+  await m.discard();
+});
+
+t.test('registry validates backend options', async (t) => {
+  t.throws(() => createProvider('x', 'nope', {}, ctx(t.testdir())), /backend x: type: unknown backend type "nope"/);
+  t.throws(() => createProvider('x', 'adhoc', {}, ctx(t.testdir())), /backend x: .*allocate/);
+  t.throws(() => createProvider('x', 'ssh', { hosts: [{ address: 'h', bogus: 1 }] }, ctx(t.testdir())), /hosts\.0/);
+});
