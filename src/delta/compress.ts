@@ -1,0 +1,53 @@
+// Secondary compression of a VCDIFF with node:zlib (xdelta3-wasm has none of its own).
+// Brotli and gzip were measured on real package deltas (bench/delta.ts, bench/RESULTS.md);
+// DEFAULT_COMPRESSION is the winner. Reading auto-detects: raw VCDIFF and gzip have magic
+// numbers, anything else is tried as brotli.
+import { brotliCompressSync, brotliDecompressSync, constants, gunzipSync, gzipSync } from 'node:zlib';
+import { FleetError } from '../errors.js';
+import { isVcdiff } from './vcdiff.js';
+
+export const COMPRESSIONS = ['none', 'gzip', 'brotli'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
+export const DEFAULT_COMPRESSION: Compression = 'brotli';
+
+export function isCompression(value: string): value is Compression {
+  return (COMPRESSIONS as readonly string[]).includes(value);
+}
+
+/** Deltas are small by construction (the caller re-bases when they are not), so sync is fine. */
+export function compressDelta(vcdiff: Uint8Array, compression: Compression): Buffer {
+  switch (compression) {
+    case 'none':
+      return Buffer.from(vcdiff);
+    case 'gzip':
+      return gzipSync(vcdiff, { level: 9 });
+    case 'brotli':
+      return brotliCompressSync(vcdiff, {
+        params: {
+          [constants.BROTLI_PARAM_QUALITY]: constants.BROTLI_MAX_QUALITY,
+          [constants.BROTLI_PARAM_LGWIN]: constants.BROTLI_LARGE_MAX_WINDOW_BITS > 24 ? 24 : constants.BROTLI_MAX_WINDOW_BITS,
+          [constants.BROTLI_PARAM_SIZE_HINT]: vcdiff.length,
+        },
+      });
+  }
+}
+
+export function detectCompression(bytes: Uint8Array): Compression {
+  if (isVcdiff(bytes)) return 'none';
+  if (bytes[0] === 0x1f && bytes[1] === 0x8b) return 'gzip';
+  return 'brotli';
+}
+
+/** The raw VCDIFF inside a (possibly compressed) delta file. */
+export function decompressDelta(bytes: Uint8Array, compression: Compression = detectCompression(bytes)): Buffer {
+  let out: Buffer;
+  try {
+    if (compression === 'none') out = Buffer.from(bytes);
+    else if (compression === 'gzip') out = gunzipSync(bytes);
+    else out = brotliDecompressSync(bytes);
+  } catch (err) {
+    throw new FleetError('FC_ERR_DELTA', `delta is not valid ${compression} data: ${(err as Error).message}`, { cause: err });
+  }
+  if (!isVcdiff(out)) throw new FleetError('FC_ERR_DELTA', `delta (${compression}) does not contain a VCDIFF stream`);
+  return out;
+}

@@ -1,0 +1,164 @@
+// Project tree → deterministic tar (tar-stream). Same tree, same bytes: paths sorted by
+// byte order within each directory, mtime fixed, uid/gid 0, empty owner names; modes,
+// symlinks and empty directories kept; long names go into pax headers (tar-stream does
+// that by itself). File contents are streamed with backpressure, so a tree of any size
+// packs in constant memory. Hard links are packed as regular files; sockets, FIFOs and
+// devices are skipped (they are not project content).
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { lstat, readdir, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { FleetError, UsageError } from '../errors.js';
+import { globComponent, PackRuleSet, type PackRules } from './rules.js';
+
+/** 2000-01-01T00:00:00Z: fixed, and unlike 0 it does not make GNU tar warn on extract. */
+export const PACK_MTIME = new Date(946_684_800_000);
+
+function byteOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+async function sortedNames(dir: string): Promise<string[]> {
+  return (await readdir(dir)).sort(byteOrder);
+}
+
+/** Expands the include globs (one path component at a time) into sorted root-relative paths. */
+async function expandIncludes(root: string, rules: PackRuleSet): Promise<string[]> {
+  if (!rules.include) return sortedNames(root);
+  const out = new Set<string>();
+  for (const entry of rules.include) {
+    const parts = entry.replace(/^\.\/+/, '').replace(/\/+$/, '').split('/').filter((p) => p !== '');
+    let paths = [''];
+    for (const part of parts) {
+      const next: string[] = [];
+      for (const base of paths) {
+        if (!/[*?[]/.test(part)) {
+          next.push(base ? `${base}/${part}` : part);
+          continue;
+        }
+        const re = globComponent(part);
+        let names: string[] = [];
+        try {
+          names = await sortedNames(join(root, base));
+        } catch {
+          // not a directory: nothing under it matches
+        }
+        // like Go's filepath.Glob (spread), `*` matches dotfiles too
+        for (const name of names) if (re.test(name)) next.push(base ? `${base}/${name}` : name);
+      }
+      paths = next;
+    }
+    const found: string[] = [];
+    for (const p of paths) {
+      if (p === '') continue;
+      try {
+        await lstat(join(root, p));
+        found.push(p);
+      } catch {
+        // a literal path that does not exist is reported below
+      }
+    }
+    if (found.length === 0) throw new UsageError(`include entry "${entry}" matches nothing under ${root}`);
+    for (const p of found) out.add(p);
+  }
+  return [...out].sort(byteOrder);
+}
+
+interface Item {
+  readonly rel: string;
+  readonly abs: string;
+}
+
+/** Every packable path in order: depth first, byte-sorted, excluded subtrees skipped. */
+async function* walk(root: string, rules: PackRuleSet): AsyncGenerator<Item> {
+  for (const rel of await expandIncludes(root, rules)) yield* walkFrom(root, rel, rules);
+}
+
+async function* walkFrom(root: string, rel: string, rules: PackRuleSet): AsyncGenerator<Item> {
+  if (rules.isExcluded(rel)) return;
+  const abs = join(root, rel);
+  yield { rel, abs };
+  const st = await lstat(abs);
+  if (!st.isDirectory()) return;
+  for (const name of await sortedNames(abs)) yield* walkFrom(root, `${rel}/${name}`, rules);
+}
+
+function header(name: string, mode: number): tar.Headers {
+  return { name, mode: mode & 0o7777, mtime: PACK_MTIME, uid: 0, gid: 0, uname: '', gname: '' };
+}
+
+async function addEntry(pack: tar.Pack, item: Item, rules: PackRuleSet): Promise<boolean> {
+  const st = await lstat(item.abs);
+  const name = rules.rename(item.rel, 'path');
+  if (st.isDirectory()) {
+    pack.entry({ ...header(`${name}/`, st.mode), type: 'directory' });
+  } else if (st.isSymbolicLink()) {
+    const target = rules.rename(await readlink(item.abs), 'symlink-target');
+    pack.entry({ ...header(name, st.mode), type: 'symlink', linkname: target });
+  } else if (st.isFile()) {
+    const entry = pack.entry({ ...header(name, st.mode), type: 'file', size: st.size });
+    await pipeline(createReadStream(item.abs), entry);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+export interface PackSummary {
+  readonly entries: number;
+  readonly skipped: readonly string[];
+}
+
+/**
+ * Packs `root` into a tar stream. The summary promise settles when the tar is complete
+ * (and rejects on any error, which also destroys the stream).
+ */
+export function packTree(root: string, rules: PackRules = {}): { stream: Readable; done: Promise<PackSummary> } {
+  const set = new PackRuleSet(rules);
+  const pack = tar.pack();
+  const done = (async () => {
+    let entries = 0;
+    const skipped: string[] = [];
+    try {
+      for await (const item of walk(root, set)) {
+        if (await addEntry(pack, item, set)) entries++;
+        else skipped.push(item.rel);
+      }
+      pack.finalize();
+      return { entries, skipped };
+    } catch (err) {
+      const wrapped = err instanceof FleetError ? err : new FleetError('FC_ERR_INTERNAL', `packing ${root}: ${(err as Error).message}`, { cause: err });
+      pack.destroy(wrapped);
+      throw wrapped;
+    }
+  })();
+  // the stream carries the error to its consumer; avoid an unhandled rejection here
+  done.catch(() => undefined);
+  return { stream: pack, done };
+}
+
+export interface PackedFile extends PackSummary {
+  readonly size: number;
+  /** Lowercase hex sha256 of the tar. */
+  readonly sha256: string;
+}
+
+/** Packs `root` into `file`, hashing on the way. */
+export async function packToFile(root: string, file: string, rules: PackRules = {}): Promise<PackedFile> {
+  const { stream, done } = packTree(root, rules);
+  const hash = createHash('sha256');
+  let size = 0;
+  const tap = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      size += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  await pipeline(stream, tap, createWriteStream(file));
+  const summary = await done;
+  return { ...summary, size, sha256: hash.digest('hex') };
+}

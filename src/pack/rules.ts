@@ -1,0 +1,195 @@
+// spread's project content rules (spread-spec.md §12), with the GNU tar semantics spread
+// relies on: `include` entries are globs over paths relative to the project root (default:
+// every root entry, dotfiles included); `exclude` entries are tar --exclude patterns
+// (unanchored, `*` matches `/`), plus `.spread-reuse.*` always; `rename` entries are tar
+// --transform expressions `s,regex,replacement,flags` (POSIX basic regex unless flag x;
+// flags g, i, x, a number, and r/R s/S h/H scopes: `S` leaves symlink targets alone).
+import { UsageError } from '../errors.js';
+
+export interface PackRules {
+  readonly include?: readonly string[];
+  readonly exclude?: readonly string[];
+  readonly rename?: readonly string[];
+}
+
+const ALWAYS_EXCLUDED = '.spread-reuse.*';
+
+/** A shell glob as a regex body; `slash` says whether `*` and `?` may match `/`. */
+function globBody(pattern: string, slash: boolean): string {
+  const any = slash ? '[^]' : '[^/]';
+  let out = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i] as string;
+    if (c === '*') out += `${any}*`;
+    else if (c === '?') out += any;
+    else if (c === '\\' && i + 1 < pattern.length) out += escapeRegex(pattern[++i] as string);
+    else if (c === '[') {
+      const end = pattern.indexOf(']', i + 2);
+      if (end < 0) out += '\\[';
+      else {
+        let body = pattern.slice(i + 1, end).replace(/\\/g, '\\\\');
+        if (body.startsWith('!')) body = `^${body.slice(1)}`;
+        out += `[${body}]`;
+        i = end;
+      }
+    } else out += escapeRegex(c);
+  }
+  return out;
+}
+
+function escapeRegex(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}
+
+/** Matches one path component against a glob (for include expansion). */
+export function globComponent(pattern: string): RegExp {
+  return new RegExp(`^${globBody(pattern, false)}$`);
+}
+
+/** tar --exclude: the pattern matches the whole path or any tail starting after a `/`. */
+function excludeMatcher(pattern: string): RegExp {
+  const trimmed = pattern.replace(/\/+$/, '').replace(/^\.\//, '');
+  return new RegExp(`(^|/)${globBody(trimmed, true)}$`);
+}
+
+/** Converts a POSIX basic regular expression (with GNU extensions) to JavaScript syntax. */
+function breToJs(bre: string): string {
+  let out = '';
+  let atStart = true; // a `*` here is literal in a BRE
+  for (let i = 0; i < bre.length; i++) {
+    const c = bre[i] as string;
+    if (c === '\\' && i + 1 < bre.length) {
+      const n = bre[++i] as string;
+      if ('(){}|+?'.includes(n)) out += n;
+      else if (/[1-9]/.test(n)) out += `\\${n}`;
+      else out += escapeRegex(n);
+      atStart = n === '(' || n === '|';
+      continue;
+    }
+    if (c === '[') {
+      let j = i + 1;
+      if (bre[j] === '^') j++;
+      if (bre[j] === ']') j++;
+      const end = bre.indexOf(']', j);
+      if (end < 0) throw new UsageError(`rename: unterminated bracket expression in "${bre}"`);
+      out += `[${bre.slice(i + 1, end).replace(/\\/g, '\\\\')}]`;
+      i = end;
+    } else if (c === '*' && atStart) out += '\\*';
+    else if ('(){}|+?/'.includes(c)) out += `\\${c}`;
+    else out += c;
+    atStart = false;
+  }
+  return out;
+}
+
+/** Converts a sed replacement (`\1`, `&`, `\&`) to a String.replace replacement. */
+function sedReplacement(text: string): string {
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i] as string;
+    if (c === '\\' && i + 1 < text.length) {
+      const n = text[++i] as string;
+      if (/[0-9]/.test(n)) out += n === '0' ? '$&' : `$${n}`;
+      else if (n === 'n') out += '\n';
+      else if ('LUluE'.includes(n)) throw new UsageError(`rename: case conversion \\${n} is not supported`);
+      else out += n === '$' ? '$$' : n;
+    } else if (c === '&') out += '$&';
+    else if (c === '$') out += '$$';
+    else out += c;
+  }
+  return out;
+}
+
+export type NameKind = 'path' | 'symlink-target';
+
+interface Transform {
+  readonly regex: RegExp;
+  readonly replacement: string;
+  /** Replace only the nth match (tar's numeric flag); 0 = per the g flag. */
+  readonly nth: number;
+  readonly paths: boolean;
+  readonly symlinkTargets: boolean;
+}
+
+/** Parses one tar --transform expression, e.g. `s,^,project/,` or `s/a/b/gS`. */
+export function parseTransform(expression: string): Transform {
+  if (expression[0] !== 's' || expression.length < 4) throw new UsageError(`rename: "${expression}" is not a s/regex/replacement/ expression`);
+  const delim = expression[1] as string;
+  const parts: string[] = [''];
+  for (let i = 2; i < expression.length; i++) {
+    const c = expression[i] as string;
+    if (c === '\\' && expression[i + 1] === delim) {
+      parts[parts.length - 1] += delim;
+      i++;
+    } else if (c === '\\' && i + 1 < expression.length) {
+      parts[parts.length - 1] += c + (expression[++i] as string);
+    } else if (c === delim && parts.length < 3) parts.push('');
+    else parts[parts.length - 1] += c;
+  }
+  if (parts.length !== 3) throw new UsageError(`rename: "${expression}" needs three "${delim}" delimiters`);
+  const [source, replacement, flags] = parts as [string, string, string];
+  let global = false;
+  let ignoreCase = false;
+  let extended = false;
+  let nth = 0;
+  let paths = true;
+  let symlinkTargets = true;
+  for (const match of flags.matchAll(/[0-9]+|./g)) {
+    const f = match[0];
+    if (/^[0-9]+$/.test(f)) nth = Number(f);
+    else if (f === 'g') global = true;
+    else if (f === 'i') ignoreCase = true;
+    else if (f === 'x') extended = true;
+    else if (f === 'r') paths = true;
+    else if (f === 'R') paths = false;
+    else if (f === 's') symlinkTargets = true;
+    else if (f === 'S') symlinkTargets = false;
+    else if (f !== 'h' && f !== 'H') throw new UsageError(`rename: unknown flag "${f}" in "${expression}"`);
+  }
+  let regex: RegExp;
+  try {
+    regex = new RegExp(extended ? source : breToJs(source), `${global || nth > 0 ? 'g' : ''}${ignoreCase ? 'i' : ''}`);
+  } catch (err) {
+    throw new UsageError(`rename: bad regular expression in "${expression}": ${(err as Error).message}`);
+  }
+  return { regex, replacement: sedReplacement(replacement), nth, paths, symlinkTargets };
+}
+
+function applyTransform(t: Transform, name: string): string {
+  t.regex.lastIndex = 0;
+  if (t.nth === 0) return name.replace(t.regex, t.replacement);
+  let seen = 0;
+  return name.replace(t.regex, (...args: unknown[]) => {
+    seen++;
+    const whole = args[0] as string;
+    if (seen !== t.nth) return whole;
+    // expand the replacement for this one match with a non-global copy
+    return whole.replace(new RegExp(t.regex.source, t.regex.flags.replace('g', '')), t.replacement);
+  });
+}
+
+/** The compiled rules: which paths go in, and under which names. */
+export class PackRuleSet {
+  readonly include: readonly string[] | undefined;
+  readonly #exclude: readonly RegExp[];
+  readonly #transforms: readonly Transform[];
+
+  constructor(rules: PackRules = {}) {
+    this.include = rules.include && rules.include.length > 0 ? rules.include : undefined;
+    this.#exclude = [ALWAYS_EXCLUDED, ...(rules.exclude ?? [])].map(excludeMatcher);
+    this.#transforms = (rules.rename ?? []).map(parseTransform);
+  }
+
+  /** `path` is relative to the project root, `/`-separated, no trailing slash. */
+  isExcluded(path: string): boolean {
+    return this.#exclude.some((re) => re.test(path));
+  }
+
+  rename(name: string, kind: NameKind): string {
+    let out = name;
+    for (const t of this.#transforms) {
+      if (kind === 'path' ? t.paths : t.symlinkTargets) out = applyTransform(t, out);
+    }
+    return out;
+  }
+}

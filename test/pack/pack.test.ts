@@ -1,0 +1,150 @@
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, truncateSync, utimesSync, writeFileSync, createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { packToFile, packTree } from '../../src/pack/packer.js';
+import { unpackTar } from '../../src/pack/unpack.js';
+
+const LONG = `${'d'.repeat(60)}/${'n'.repeat(70)}-long-name-over-100-bytes.txt`;
+
+function makeTree(root: string): void {
+  mkdirSync(join(root, 'src/sub'), { recursive: true });
+  mkdirSync(join(root, 'empty/inner-empty'), { recursive: true });
+  mkdirSync(join(root, LONG.split('/')[0] as string), { recursive: true });
+  writeFileSync(join(root, 'README.md'), '# project\n'.repeat(50));
+  writeFileSync(join(root, 'src/main.c'), 'int main(void) { return 0; }\n');
+  writeFileSync(join(root, 'src/sub/blob.bin'), randomBytes(70_000));
+  writeFileSync(join(root, LONG), 'long\n');
+  writeFileSync(join(root, 'run.sh'), '#!/bin/sh\necho hi\n');
+  chmodSync(join(root, 'run.sh'), 0o755);
+  writeFileSync(join(root, 'private.key'), 'secret');
+  chmodSync(join(root, 'private.key'), 0o600);
+  writeFileSync(join(root, '.hidden'), 'dot');
+  writeFileSync(join(root, '.spread-reuse.123.yaml'), 'never packed');
+  symlinkSync('src/main.c', join(root, 'link-to-main'));
+  symlinkSync('../README.md', join(root, 'src/up-link'));
+  symlinkSync('/etc/passwd', join(root, 'abs-link'));
+}
+
+/** path → description of every entry under dir, for comparing trees. */
+function describe(dir: string, rel = ''): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of readdirSync(join(dir, rel)).sort()) {
+    const p = rel ? `${rel}/${name}` : name;
+    const st = lstatSync(join(dir, p));
+    const mode = (st.mode & 0o7777).toString(8);
+    if (st.isSymbolicLink()) out[p] = `link ${readlinkSync(join(dir, p))}`;
+    else if (st.isDirectory()) {
+      out[p] = `dir ${mode}`;
+      Object.assign(out, describe(dir, p));
+    } else out[p] = `file ${mode} ${createHash('sha256').update(readFileSync(join(dir, p))).digest('hex')}`;
+  }
+  return out;
+}
+
+t.test('deterministic: same tree, same bytes, whatever the mtimes', async (t) => {
+  const dir = t.testdir();
+  const root = join(dir, 'p');
+  mkdirSync(root);
+  makeTree(root);
+  const a = await packToFile(root, join(dir, 'a.tar'));
+  utimesSync(join(root, 'README.md'), new Date(2020, 1, 1), new Date(2021, 1, 1));
+  utimesSync(join(root, 'src'), new Date(2019, 1, 1), new Date(2019, 1, 1));
+  const b = await packToFile(root, join(dir, 'b.tar'));
+  t.equal(a.sha256, b.sha256);
+  t.equal(a.size, b.size);
+  t.same(readFileSync(join(dir, 'a.tar')), readFileSync(join(dir, 'b.tar')));
+  writeFileSync(join(root, 'README.md'), 'changed');
+  const c = await packToFile(root, join(dir, 'c.tar'));
+  t.not(c.sha256, a.sha256, 'a content change changes the tar');
+});
+
+t.test('GNU tar reads it: sorted names, owners, modes, long names, no reuse files', async (t) => {
+  const dir = t.testdir();
+  const root = join(dir, 'p');
+  mkdirSync(root);
+  makeTree(root);
+  await packToFile(root, join(dir, 'a.tar'));
+  const listing = execFileSync('tar', ['--numeric-owner', '-tvf', join(dir, 'a.tar')], { encoding: 'utf8' }).trim().split('\n');
+  const names = listing.map((l) => l.split(/\s+/).slice(5).join(' '));
+  t.ok(names.includes(LONG), 'long name intact');
+  t.notOk(names.some((n) => n.includes('.spread-reuse')), '.spread-reuse.* excluded');
+  t.ok(names.includes('link-to-main -> src/main.c'));
+  t.ok(names.includes('empty/inner-empty/'));
+  t.ok(listing.every((l) => l.split(/\s+/)[1] === '0/0'), 'uid/gid 0');
+  t.ok(listing.every((l) => l.includes('2000-01-01')), 'fixed mtime');
+  t.match(listing.find((l) => l.endsWith(' run.sh')), /^-rwxr-xr-x/);
+  t.match(listing.find((l) => l.endsWith(' private.key')), /^-rw-------/);
+  t.same(names.slice(0, 3), ['.hidden', 'README.md', 'abs-link -> /etc/passwd'], 'byte-order sorted');
+  const gnuOut = join(dir, 'gnu');
+  mkdirSync(gnuOut);
+  execFileSync('tar', ['-xf', join(dir, 'a.tar'), '-C', gnuOut]);
+  const expected = describe(root);
+  delete expected['.spread-reuse.123.yaml'];
+  t.same(describe(gnuOut), expected, 'GNU tar extracts the same tree');
+});
+
+t.test('round trip through our unpacker', async (t) => {
+  const dir = t.testdir();
+  const root = join(dir, 'p');
+  mkdirSync(root);
+  makeTree(root);
+  await packToFile(root, join(dir, 'a.tar'));
+  const out = join(dir, 'out');
+  const { entries } = await unpackTar(createReadStream(join(dir, 'a.tar')), out);
+  const expected = describe(root);
+  delete expected['.spread-reuse.123.yaml'];
+  t.same(describe(out), expected);
+  t.equal(entries, Object.keys(expected).length);
+  await t.rejects(unpackTar(createReadStream(join(dir, 'a.tar')), out), /not empty/, 'refuses a non-empty target');
+});
+
+t.test('include, exclude and rename rules', async (t) => {
+  const dir = t.testdir();
+  const root = join(dir, 'p');
+  mkdirSync(root);
+  makeTree(root);
+  const list = async (rules: Parameters<typeof packToFile>[2]): Promise<string[]> => {
+    await packToFile(root, join(dir, 'r.tar'), rules);
+    return execFileSync('tar', ['-tvf', join(dir, 'r.tar')], { encoding: 'utf8' }).trim().split('\n').filter((l) => l !== '').map((l) => l.split(/\s+/).slice(5).join(' '));
+  };
+  t.same(await list({ include: ['src', 'README.md'] }), ['README.md', 'src/', 'src/main.c', 'src/sub/', 'src/sub/blob.bin', 'src/up-link -> ../README.md']);
+  t.same(await list({ include: ['src'], exclude: ['*.bin', 'up-link'] }), ['src/', 'src/main.c', 'src/sub/']);
+  t.same(await list({ include: ['src/sub'], exclude: ['src/sub'] }), [], 'excluded include root');
+  t.same(await list({ include: ['*.md', '.hid*'] }), ['.hidden', 'README.md'], 'globs, dotfiles included');
+  t.same(await list({ include: ['link-to-main', 'src/main.c'], rename: ['s,^,proj/,'] }), ['proj/link-to-main -> proj/src/main.c', 'proj/src/main.c'], 'rename applies to link targets');
+  t.same(await list({ include: ['link-to-main', 'src/main.c'], rename: ['s,^,proj/,S'] }), ['proj/link-to-main -> src/main.c', 'proj/src/main.c'], 'S leaves link targets alone');
+  t.same(await list({ include: ['src/main.c'], rename: ['s/\\(src\\)\\/\\(.*\\)\\.c/\\2-\\1.C/'] }), ['main-src.C'], 'BRE groups');
+  t.same(await list({ include: ['src/sub/blob.bin'], rename: ['s/b/B/2'] }), ['src/sub/Blob.bin'], 'numeric flag: second match only');
+  t.same(await list({ include: ['src/main.c'], rename: ['s/a/A/g'] }), ['src/mAin.c']);
+  await t.rejects(list({ include: ['nope'] }), /matches nothing/);
+  await t.rejects(list({ rename: ['s/a/b'] }), /three/);
+});
+
+t.test('streams: a 400 MiB file packs without holding it in memory', async (t) => {
+  const dir = t.testdir();
+  const root = join(dir, 'p');
+  mkdirSync(root);
+  writeFileSync(join(root, 'big.img'), '');
+  truncateSync(join(root, 'big.img'), 400 * 1024 * 1024);
+  const before = process.memoryUsage().rss;
+  let peak = before;
+  let bytes = 0;
+  const { stream, done } = packTree(root);
+  await pipeline(
+    stream,
+    new Writable({
+      write(chunk: Buffer, _e, cb) {
+        bytes += chunk.length;
+        peak = Math.max(peak, process.memoryUsage().rss);
+        cb();
+      },
+    }),
+  );
+  await done;
+  t.ok(bytes > 400 * 1024 * 1024);
+  t.ok(peak - before < 150 * 1024 * 1024, `rss grew by ${((peak - before) / 1048576).toFixed(0)} MiB`);
+});
