@@ -19,8 +19,17 @@ export const MAX_MEMORY_BYTES = 65536 * PAGE;
 const ORIGINAL_PAGES = 256;
 const SECTION_MEMORY = 5;
 
+// @types/node 20 does not declare the WebAssembly namespace; this is the part we use.
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+}
+interface WasmApi {
+  instantiate(bytes: Uint8Array, imports: object): Promise<{ instance: { exports: object } }>;
+}
+const wasmApi = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
 interface Xd3Exports {
-  readonly memory: WebAssembly.Memory;
+  readonly memory: WasmMemory;
   malloc(size: number): number;
   free(ptr: number): void;
   xd3_encode_memory(input: number, inputSize: number, source: number, sourceSize: number, output: number, outputSizePtr: number, outputMax: number, flags: number): number;
@@ -109,9 +118,9 @@ export class Xd3Instance {
       throw new FleetError('FC_ERR_DELTA', `delta job needs ${bytes} bytes of wasm memory, above the 4 GiB limit of xdelta3-wasm`);
     }
     const pages = Math.max(ORIGINAL_PAGES, Math.ceil(bytes / PAGE));
-    let instance: WebAssembly.Instance;
+    let instance: { exports: object };
     try {
-      ({ instance } = await WebAssembly.instantiate(withMemoryPages(moduleBytes(), pages), {}));
+      ({ instance } = await wasmApi.instantiate(withMemoryPages(moduleBytes(), pages), {}));
     } catch (err) {
       throw new FleetError('FC_ERR_DELTA', `cannot instantiate xdelta3 with ${pages * PAGE} bytes of memory: ${(err as Error).message}`, { cause: err });
     }

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { FleetError, UsageError } from '../errors.js';
@@ -86,7 +86,7 @@ async function* walkFrom(root: string, rel: string, rules: PackRuleSet): AsyncGe
   for (const name of await sortedNames(abs)) yield* walkFrom(root, `${rel}/${name}`, rules);
 }
 
-function header(name: string, mode: number): tar.Headers {
+function header(name: string, mode: number): Partial<tar.Header> & { name: string } {
   return { name, mode: mode & 0o7777, mtime: PACK_MTIME, uid: 0, gid: 0, uname: '', gname: '' };
 }
 
@@ -137,7 +137,7 @@ export function packTree(root: string, rules: PackRules = {}): { stream: Readabl
   })();
   // the stream carries the error to its consumer; avoid an unhandled rejection here
   done.catch(() => undefined);
-  return { stream: pack, done };
+  return { stream: Readable.from(pack, { objectMode: false }), done };
 }
 
 export interface PackedFile extends PackSummary {

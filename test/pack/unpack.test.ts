@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { safeEntryPath, unpackTar } from '../../src/pack/unpack.js';
 
-type Entry = { header: tar.Headers; body?: string };
+type Entry = { header: Partial<tar.Header> & { name: string }; body?: string };
 
 async function tarOf(entries: Entry[]): Promise<Readable> {
   const pack = tar.pack();
