@@ -1,0 +1,46 @@
+// The scripts and timeouts a job needs, combined as spread's client does (spread-spec
+// §10, §11): each non-empty piece in its own `( ... )` subshell, blank line between.
+import { DISABLED_TIMEOUT, type Job } from './model.js';
+
+export function joinScripts(...scripts: string[]): string {
+  return scripts.filter((s) => s !== '').map((s) => `(\n${s}\n)`).join('\n\n');
+}
+
+/** project prepare-each, backend prepare-each, suite prepare-each, task prepare. */
+export function jobPrepare(job: Job, project: { prepareEach: string }): string {
+  return joinScripts(project.prepareEach, job.backend.prepareEach, job.suite.prepareEach, job.task.prepare);
+}
+
+/** task restore, suite restore-each, backend restore-each, project restore-each. */
+export function jobRestore(job: Job, project: { restoreEach: string }): string {
+  return joinScripts(job.task.restore, job.suite.restoreEach, job.backend.restoreEach, project.restoreEach);
+}
+
+/** task debug, suite debug-each, backend debug-each, project debug-each. */
+export function jobDebug(job: Job, project: { debugEach: string }): string {
+  return joinScripts(job.task.debug, job.suite.debugEach, job.backend.debugEach, project.debugEach);
+}
+
+export type ScriptLevel = 'task' | 'suite' | 'backend' | 'project';
+
+const DEFAULT_WARN = 5 * 60_000;
+const DEFAULT_KILL = 15 * 60_000;
+const YEAR = 365 * 24 * 3_600_000;
+
+/**
+ * Effective warn and kill timeouts (ms) for a script of the given level: the first set
+ * value from that level outwards; defaults 5m/15m; disabled → one year; a kill timeout
+ * that is an exact multiple of the warn timeout is reduced by 1 s.
+ */
+export function scriptTimeouts(job: Job, project: { warnTimeout: number | undefined; killTimeout: number | undefined }, level: ScriptLevel): { warn: number; kill: number } {
+  const chain = [job.task, job.suite, job.backend, project];
+  const from = { task: 0, suite: 1, backend: 2, project: 3 }[level];
+  const pick = (get: (l: (typeof chain)[number]) => number | undefined, dflt: number): number => {
+    const v = chain.slice(from).map(get).find((t) => t !== undefined && t !== 0) ?? dflt;
+    return v === DISABLED_TIMEOUT ? YEAR : v;
+  };
+  const warn = pick((l) => l.warnTimeout, DEFAULT_WARN);
+  let kill = pick((l) => l.killTimeout, DEFAULT_KILL);
+  if (warn > 0 && kill % warn === 0) kill -= 1000;
+  return { warn, kill };
+}

@@ -1,0 +1,161 @@
+// Reading spread's YAML the way yaml.v2 decodes it into spread's structs: scalars become
+// strings as written, null means "absent", unknown keys are ignored, and every error
+// names the file and line.
+import { LineCounter, parseDocument, isAlias, isMap, isScalar, isSeq, type Document, type Node, type Scalar } from 'yaml';
+import { FleetError } from '../errors.js';
+import type { EnvEntry, Origin } from './model.js';
+
+/** Makes the one error type of the project model. */
+export function projectError(message: string, origin?: Origin): FleetError {
+  const where = origin ? `${origin.file}${origin.line === undefined ? '' : `:${origin.line}`}: ` : '';
+  return new FleetError('FC_ERR_PROJECT', where + message, { details: origin ? { file: origin.file, line: origin.line } : undefined });
+}
+
+const YAML11_TRUE = new Set(['y', 'Y', 'yes', 'Yes', 'YES', 'true', 'True', 'TRUE', 'on', 'On', 'ON']);
+const YAML11_FALSE = new Set(['n', 'N', 'no', 'No', 'NO', 'false', 'False', 'FALSE', 'off', 'Off', 'OFF']);
+const INT = /^[-+]?(?:0|[1-9][0-9_]*|0[0-7_]+|0x[0-9a-fA-F_]+|0b[01_]+)$/;
+
+/** A parsed YAML file with line lookup. Values are nodes or undefined (absent/null). */
+export class YamlFile {
+  readonly file: string;
+  readonly #doc: Document;
+  readonly #lc = new LineCounter();
+
+  /** `file` is the display name (relative to the project root). */
+  constructor(file: string, text: string) {
+    this.file = file;
+    this.#doc = parseDocument(text, { lineCounter: this.#lc, version: '1.1', uniqueKeys: false, prettyErrors: false });
+    const err = this.#doc.errors[0];
+    if (err) {
+      const line = err.linePos?.[0]?.line;
+      throw projectError(`cannot load ${file}: yaml: ${err.message.split('\n')[0]}`, { file, line });
+    }
+  }
+
+  get root(): Node | undefined {
+    return this.#value(this.#doc.contents as Node | null);
+  }
+
+  origin(node: Node | undefined): Origin {
+    const line = node?.range ? this.#lc.linePos(node.range[0]).line : undefined;
+    return { file: this.file, line };
+  }
+
+  fail(node: Node | undefined, message: string): FleetError {
+    return projectError(message, this.origin(node));
+  }
+
+  /** Resolves aliases and turns null scalars into undefined. */
+  #value(node: Node | null | undefined): Node | undefined {
+    let n: Node | null | undefined = node;
+    if (n && isAlias(n)) n = n.resolve(this.#doc) ?? undefined;
+    if (!n) return undefined;
+    if (isScalar(n) && n.value === null) return undefined;
+    return n;
+  }
+
+  #kind(node: Node): string {
+    if (isMap(node)) return '!!map';
+    if (isSeq(node)) return '!!seq';
+    return '!!str';
+  }
+
+  #typeError(node: Node, into: string): FleetError {
+    const shown = isScalar(node) ? ` \`${this.#text(node)}\`` : '';
+    return this.fail(node, `cannot load ${this.file}: yaml: unmarshal errors: cannot unmarshal ${this.#kind(node)}${shown} into ${into}`);
+  }
+
+  #text(node: Scalar): string {
+    if (node.type === 'PLAIN' && node.source !== undefined) return node.source;
+    return String(node.value);
+  }
+
+  /** The key/value pairs of a mapping, `<<` merge keys applied (explicit keys win). */
+  pairs(node: Node | undefined, into = 'map'): Array<{ key: string; keyNode: Node; value: Node | undefined }> {
+    if (node === undefined) return [];
+    if (!isMap(node)) throw this.#typeError(node, into);
+    const out: Array<{ key: string; keyNode: Node; value: Node | undefined }> = [];
+    const merged: typeof out = [];
+    for (const pair of node.items) {
+      const keyNode = this.#value(pair.key as Node | null);
+      const key = keyNode && isScalar(keyNode) ? this.#text(keyNode) : '';
+      if (key === '<<' && keyNode && isScalar(keyNode) && keyNode.type === 'PLAIN') {
+        const src = this.#value(pair.value as Node | null);
+        const sources = src && isSeq(src) ? src.items.map((i) => this.#value(i as Node)) : [src];
+        for (const s of sources) merged.push(...this.pairs(s, into));
+        continue;
+      }
+      out.push({ key, keyNode: keyNode ?? (pair.value as Node), value: this.#value(pair.value as Node | null) });
+    }
+    const explicit = new Set(out.map((p) => p.key));
+    return [...merged.filter((p) => !explicit.has(p.key)), ...out];
+  }
+
+  /** A lookup of a mapping's fields by name (the last of duplicate keys wins, like yaml.v2). */
+  fields(node: Node | undefined, into: string): Map<string, Node | undefined> {
+    const m = new Map<string, Node | undefined>();
+    for (const p of this.pairs(node, into)) m.set(p.key, p.value);
+    return m;
+  }
+
+  str(node: Node | undefined): string {
+    if (node === undefined) return '';
+    if (!isScalar(node)) throw this.#typeError(node, 'string');
+    return this.#text(node);
+  }
+
+  /** A script: trimmed of surrounding whitespace. */
+  script(node: Node | undefined): string {
+    return this.str(node).trim();
+  }
+
+  list(node: Node | undefined): string[] {
+    if (node === undefined) return [];
+    if (!isSeq(node)) throw this.#typeError(node, '[]string');
+    return node.items.map((item) => this.str(this.#value(item as Node)));
+  }
+
+  items(node: Node | undefined, into: string): Array<Node | undefined> {
+    if (node === undefined) return [];
+    if (!isSeq(node)) throw this.#typeError(node, into);
+    return node.items.map((item) => this.#value(item as Node));
+  }
+
+  bool(node: Node | undefined): boolean {
+    if (node === undefined) return false;
+    const text = isScalar(node) ? this.#text(node) : '';
+    if (isScalar(node) && YAML11_TRUE.has(text)) return true;
+    if (isScalar(node) && YAML11_FALSE.has(text)) return false;
+    throw this.#typeError(node, 'bool');
+  }
+
+  /** An integer; undefined when absent (spread's OptionalInt "not set"). */
+  int(node: Node | undefined): number | undefined {
+    if (node === undefined) return undefined;
+    const text = isScalar(node) ? this.#text(node) : '';
+    if (!isScalar(node) || !INT.test(text)) throw this.#typeError(node, 'int');
+    const clean = text.replace(/_/g, '');
+    const neg = clean.startsWith('-');
+    const body = clean.replace(/^[-+]/, '');
+    const n = body.startsWith('0x') ? parseInt(body.slice(2), 16)
+      : body.startsWith('0b') ? parseInt(body.slice(2), 2)
+      : body.length > 1 && body.startsWith('0') ? parseInt(body, 8)
+      : parseInt(body, 10);
+    return neg ? -n : n;
+  }
+
+  /** An environment map: ordered, names validated, duplicates refused. */
+  env(node: Node | undefined, context: string): EnvEntry[] {
+    const out: EnvEntry[] = [];
+    const seen = new Set<string>();
+    for (const { key, keyNode, value } of this.pairs(node, 'map[string]string')) {
+      if (!VARNAME.test(key)) throw this.fail(keyNode, `invalid ${context} environment: invalid variable name: ${JSON.stringify(key)}`);
+      if (seen.has(key)) throw this.fail(keyNode, `invalid ${context} environment: variable ${JSON.stringify(key)} defined multiple times`);
+      seen.add(key);
+      out.push([key, this.str(value)]);
+    }
+    return out;
+  }
+}
+
+export const VARNAME = /^[a-zA-Z_][a-zA-Z0-9_]*(?:\/[a-zA-Z0-9_]+(?:,[a-zA-Z0-9_]+)*)?$/;
