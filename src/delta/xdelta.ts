@@ -12,6 +12,8 @@ import { MAX_MEMORY_BYTES, Xd3Instance } from './wasm.js';
 export type DeltaInput = { readonly path: string } | Uint8Array;
 
 const COMPLEVEL_SHIFT = 20;
+/** Per-window Adler-32 of the target, checked on decode (native xdelta3 sets it too). */
+const XD3_ADLER32 = 1 << 10;
 const WINSIZE = 1 << 23; // XD3_DEFAULT_WINSIZE, used by xd3_encode_memory
 const SLACK = 96 * 1024 * 1024; // small-match tables, section buffers, malloc overhead
 /** xdelta3's "large step" (source checksum stride) per level: see xdelta3-cfgs.h. */
@@ -91,7 +93,7 @@ export async function encodeDelta(base: DeltaInput, target: DeltaInput, options:
   const xd = await Xd3Instance.create(encodeMemoryNeed(baseSize, targetSize, level));
   const source = await load(xd, base, baseSize, 'base');
   const input = await load(xd, target, targetSize, 'target');
-  const out = xd.run('encode', input, source, encodeOutputMax(targetSize), level << COMPLEVEL_SHIFT);
+  const out = xd.run('encode', input, source, encodeOutputMax(targetSize), (level << COMPLEVEL_SHIFT) | XD3_ADLER32);
   return { vcdiff: Buffer.from(out), level };
 }
 

@@ -1,0 +1,92 @@
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { compressDelta, decompressDelta, detectCompression } from '../../src/delta/compress.js';
+import { inspectVcdiff } from '../../src/delta/vcdiff.js';
+import { chooseLevel, decodeDelta, encodeDelta } from '../../src/delta/xdelta.js';
+import { withMemoryPages } from '../../src/delta/wasm.js';
+
+/** A base and an edited copy: some bytes changed, inserted and removed. */
+function pair(size: number): { base: Buffer; target: Buffer } {
+  const base = randomBytes(size);
+  const target = Buffer.concat([base.subarray(0, size / 4), randomBytes(3000), base.subarray(size / 4 + 100, size / 2), Buffer.from('edit'), base.subarray(size / 2 + 10)]);
+  return { base, target };
+}
+
+const decode = (base: Uint8Array | { path: string }, vcdiff: Uint8Array): Promise<Buffer> => decodeDelta(base, vcdiff, async (r) => Buffer.from(r));
+
+t.test('round trip above the 16 MiB memory of xdelta3-wasm as shipped', async (t) => {
+  const { base, target } = pair(24 << 20);
+  const { vcdiff, level } = await encodeDelta(base, target);
+  t.equal(level, 9);
+  t.ok(vcdiff.length < 20_000, `delta is small (${vcdiff.length})`);
+  t.equal(inspectVcdiff(vcdiff).targetSize, target.length);
+  t.same(await decode(base, vcdiff), target);
+});
+
+t.test('the level reaches xdelta3 as flags (9 << 20)', async (t) => {
+  const base = Buffer.from(Array.from({ length: 40_000 }, (_, i) => `line ${i % 977} ${(i * 7919) % 10007}\n`).join(''));
+  const target = Buffer.from(base.toString().replace(/line 5/g, 'LINE 5'));
+  const fast = await encodeDelta(base, target, { level: 1 });
+  const slow = await encodeDelta(base, target, { level: 9 });
+  t.not(Buffer.compare(fast.vcdiff, slow.vcdiff), 0, 'levels give different deltas');
+  t.ok(slow.vcdiff.length <= fast.vcdiff.length, `level 9 ${slow.vcdiff.length} <= level 1 ${fast.vcdiff.length}`);
+  t.same(await decode(base, fast.vcdiff), target);
+  t.same(await decode(base, slow.vcdiff), target);
+});
+
+t.test('large inputs: level lowered to fit, clear error beyond 4 GiB of wasm memory', async (t) => {
+  t.equal(chooseLevel(1 << 30, 1 << 30, 9), 5, '1 GiB base + 1 GiB target fit at level 5');
+  t.equal(chooseLevel(100 << 20, 100 << 20, 9), 9);
+  t.throws(() => chooseLevel(1.5 * 2 ** 30, 1.5 * 2 ** 30, 9), { code: 'FC_ERR_DELTA', message: /too large for xdelta3-wasm.*limit is 4294967296/ });
+});
+
+t.test('memory section rewrite', async (t) => {
+  // (module (memory 1 2)) as bytes
+  const mod = Uint8Array.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 5, 4, 1, 1, 1, 2]);
+  const out = withMemoryPages(mod, 300);
+  t.same([...out.subarray(8)], [5, 6, 1, 1, 0xac, 0x02, 0xac, 0x02]);
+  t.throws(() => withMemoryPages(mod.subarray(0, 8), 300), /no memory section/);
+});
+
+t.test('corrupt and hostile deltas fail cleanly', async (t) => {
+  const { base, target } = pair(1 << 20);
+  const { vcdiff } = await encodeDelta(base, target);
+  const flipped = Buffer.from(vcdiff);
+  flipped[flipped.length - 20] = (flipped[flipped.length - 20] as number) ^ 0xff;
+  await t.rejects(decode(base, flipped), { code: 'FC_ERR_DELTA' }, 'flipped byte');
+  await t.rejects(decode(base, vcdiff.subarray(0, vcdiff.length - 7)), { code: 'FC_ERR_DELTA' }, 'truncated');
+  await t.rejects(decode(randomBytes(1 << 20), vcdiff), { code: 'FC_ERR_DELTA' }, 'wrong base (adler32)');
+  await t.rejects(decode(base, Buffer.from('not a delta')), { code: 'FC_ERR_DELTA', message: /bad magic/ });
+  await t.rejects(encodeDelta(base, target, { level: 12 }), { code: 'FC_ERR_USAGE' });
+});
+
+t.test('interop with Debian xdelta3 -S none, both ways; -S djw refused clearly', async (t) => {
+  const dir = t.testdir();
+  const { base, target } = pair(6 << 20);
+  writeFileSync(join(dir, 'base'), base);
+  writeFileSync(join(dir, 'target'), target);
+  // ours → native
+  const { vcdiff } = await encodeDelta({ path: join(dir, 'base') }, { path: join(dir, 'target') });
+  writeFileSync(join(dir, 'ours.vcdiff'), vcdiff);
+  execFileSync('xdelta3', ['-d', '-f', '-s', join(dir, 'base'), join(dir, 'ours.vcdiff'), join(dir, 'native-out')]);
+  t.same(readFileSync(join(dir, 'native-out')), target, 'native xdelta3 decodes our delta');
+  // native → ours
+  execFileSync('xdelta3', ['-e', '-9', '-S', 'none', '-f', '-s', join(dir, 'base'), join(dir, 'target'), join(dir, 'native.vcdiff')]);
+  t.same(await decode({ path: join(dir, 'base') }, readFileSync(join(dir, 'native.vcdiff'))), target, 'we decode native -S none');
+  execFileSync('xdelta3', ['-e', '-9', '-S', 'djw', '-f', '-s', join(dir, 'base'), join(dir, 'target'), join(dir, 'djw.vcdiff')]);
+  await t.rejects(decode(base, readFileSync(join(dir, 'djw.vcdiff'))), { code: 'FC_ERR_DELTA', message: /secondary compression \(djw\).*-S none/ });
+});
+
+t.test('secondary compression round trips and is detected', async (t) => {
+  const { base, target } = pair(1 << 20);
+  const { vcdiff } = await encodeDelta(base, target);
+  for (const c of ['none', 'gzip', 'brotli'] as const) {
+    const packed = compressDelta(vcdiff, c);
+    t.equal(detectCompression(packed), c);
+    t.same(decompressDelta(packed), vcdiff, c);
+  }
+  t.throws(() => decompressDelta(Buffer.from('garbage that is not brotli')), { code: 'FC_ERR_DELTA' });
+});
