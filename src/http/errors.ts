@@ -1,11 +1,13 @@
 // The one place where errors become HTTP answers: JSON bodies with a stable code.
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, toFleetError } from '../errors.js';
 
 function fromFastify(err: FastifyError): FleetError | undefined {
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new FleetError('FC_ERR_TOO_LARGE', 'body exceeds the configured limit');
+    case 'FST_ERR_BAD_URL':
+      return new FleetError('FC_ERR_BAD_NAME', `malformed URL: ${err.message}`);
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
@@ -33,4 +35,10 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send(new FleetError('FC_ERR_NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`).toJSON());
   });
+}
+
+/** For fastify's `frameworkErrors` option: malformed URLs and similar, before routing. */
+export function frameworkErrors(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const fe = fromFastify(error) ?? new FleetError('FC_ERR_BAD_REQUEST', error.message);
+  void reply.code(fe.status).header('cache-control', 'no-store').send(fe.toJSON());
 }

@@ -2,7 +2,7 @@
 // the fastify instance without listening; only the CLI listens.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { TokenCheck } from '../http/auth.js';
-import { installErrorHandling } from '../http/errors.js';
+import { frameworkErrors, installErrorHandling } from '../http/errors.js';
 import { createLogger } from '../log.js';
 import { TrafficLedger } from '../metrics/ledger.js';
 import { DiskBlobStore } from '../store/disk.js';
@@ -51,6 +51,7 @@ export async function buildOrigin(options: OriginOptions, store: BlobStore = new
     // HEAD routes are explicit: the automatic ones would read a whole blob to discard it.
     exposeHeadRoutes: false,
     disableRequestLogging: true,
+    frameworkErrors,
   });
   app.server.maxHeadersCount = options.maxHeaders ?? 64;
   // Bodies are never buffered by a parser: every route streams request.raw itself.

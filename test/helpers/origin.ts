@@ -1,0 +1,26 @@
+// An in-process origin on 127.0.0.1:0 for tests, closed in teardown.
+import type { FastifyInstance } from 'fastify';
+import type { Test } from 'tap';
+import { buildOrigin } from '../../src/origin/server.js';
+import type { OriginContext } from '../../src/origin/context.js';
+import type { OriginOptions } from '../../src/origin/config.js';
+
+export const TEST_TOKEN = 'test-token-0123456789';
+
+export interface TestOrigin {
+  readonly url: string;
+  readonly app: FastifyInstance;
+  readonly context: OriginContext;
+  readonly dataDir: string;
+  readonly token: string;
+}
+
+export async function startOrigin(t: Test, options: Partial<OriginOptions> = {}): Promise<TestOrigin> {
+  const dataDir = options.dataDir ?? t.testdir();
+  const { app, context } = await buildOrigin({ dataDir, tokens: [TEST_TOKEN], logLevel: false, ...options });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => app.close());
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  return { url: `http://127.0.0.1:${port}`, app, context, dataDir, token: TEST_TOKEN };
+}
