@@ -96,9 +96,9 @@ async function receive(source: AsyncIterable<Buffer>, tmp: string, record: Manif
     async function* (chunks: AsyncIterable<Buffer>) {
       for await (const chunk of chunks) {
         size += chunk.length;
+        onBytes(chunk.length);
         if (record.size !== null && size > record.size) throw new SizeMismatchError(record.size, size);
         hash.update(chunk);
-        onBytes(chunk.length);
         yield chunk;
       }
     },

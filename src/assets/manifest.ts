@@ -109,7 +109,7 @@ export function parseManifest(text: string, file: string): Manifest {
   data.forEach((raw: unknown, index) => {
     const line = lineAt(text, offsets[index] ?? 0);
     const fail = (field: string, why: string): never => {
-      throw new ConfigError(`${file}:${line}: record ${index}: ${field} ${why}`, file, line, `[${index}].${field}`);
+      throw new ConfigError(`${file}:${line}: record ${index}: ${field ? `${field} ` : ''}${why}`, file, line, `[${index}]${field ? `.${field}` : ''}`);
     };
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('', 'must be an object');
     const r = raw as Record<string, unknown>;

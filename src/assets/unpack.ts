@@ -92,6 +92,18 @@ class Target {
     this.#inside(resolve(dirname(full), target), `link "${name}" points out of the destination`);
   }
 
+  /** After creating a link: through earlier links it may still resolve outside; then it goes. */
+  async linkResolved(full: string, name: string): Promise<void> {
+    const real = await realpath(full).catch(() => undefined); // dangling: checked when written through
+    if (real === undefined) return;
+    try {
+      this.#inside(real, `link "${name}" points out of the destination`);
+    } catch (err) {
+      await unlink(full);
+      throw err;
+    }
+  }
+
   /** Removes whatever is at `full` (not a directory), so a new entry never writes through an old link. */
   async clear(full: string): Promise<void> {
     const st = await lstat(full).catch(() => undefined);
@@ -137,6 +149,7 @@ async function extractTar(archive: string, streams: [Readable, ...Duplex[]], tar
         if (type === 'symlink') {
           target.linkTarget(full, linkname, name);
           await symlink(linkname, full);
+          await target.linkResolved(full, name);
         } else {
           // hard link targets are archive paths, resolved from the root
           await link(target.path(linkname), full);

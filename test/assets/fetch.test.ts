@@ -1,0 +1,178 @@
+import t, { type Test } from 'tap';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { fetchAssets } from '../../src/assets/fetch.js';
+import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.js';
+import { uploadAssets } from '../../src/assets/upload.js';
+import { startOrigin } from '../helpers/origin.js';
+import { BlobServer, compress, makeTar, sha512 } from './helpers.js';
+
+const A = randomBytes(300 * 1024);
+const B = Buffer.from('plain text asset\n');
+const C = randomBytes(5000);
+
+function record(filename: string, data: Buffer, extra: Partial<ManifestRecord> = {}): ManifestRecord {
+  return { filename, size: data.length, algorithm: 'sha512', digest: sha512(data), unpack: false, visibility: 'public', ...extra };
+}
+
+async function archive(): Promise<Buffer> {
+  return compress(await makeTar([{ name: 'tool/bin/cc', body: 'compiler', mode: 0o755 }, { name: 'tool/lib/x', body: 'lib' }]), 'gz');
+}
+
+/** An origin holding `files` (uploaded with assets upload) and a manifest naming them. */
+async function originWith(t: Test, files: [ManifestRecord, Buffer][]) {
+  const root = t.testdir({ src: {}, data: {} });
+  const origin = await startOrigin(t, { dataDir: join(root, 'data') });
+  for (const [r, data] of files) await writeFile(join(root, 'src', r.filename), data);
+  const manifest = join(root, 'src', 'manifest.tt');
+  await writeFile(manifest, formatManifest(files.map(([r]) => r)));
+  const uploaded = await uploadAssets({ manifestPath: manifest, origin: origin.url, token: origin.token, dir: join(root, 'src') });
+  t.ok(uploaded.every((u) => u.uploaded), 'assets upload PUT every file');
+  t.ok((await uploadAssets({ manifestPath: manifest, origin: origin.url, token: origin.token, dir: join(root, 'src') })).every((u) => !u.uploaded), 'a second upload skips them all');
+  return { root, origin, manifest };
+}
+
+function partials(dir: string): string[] {
+  return readdirSync(dir).filter((n) => n.includes('fleetcache-part'));
+}
+
+t.test('several records: good ones land, an archive unpacks, wrong size and wrong digest fail cleanly', async (t) => {
+  const tgz = await archive();
+  const { root, origin } = await originWith(t, [
+    [record('a.bin', A), A],
+    [record('b.txt', B), B],
+    [record('tool.tar.gz', tgz, { unpack: true }), tgz],
+    [record('c.bin', C), C],
+  ]);
+  // A mirror that serves wrong bytes for one digest, tried before the origin.
+  const liar = new BlobServer();
+  const liarUrl = await liar.start();
+  t.teardown(() => liar.stop());
+  const wrongDigest = record('wrong-digest.bin', C, { digest: sha512('something else') });
+  liar.blobs.set(wrongDigest.digest, C);
+  const manifest = join(root, 'fetch.tt');
+  await writeFile(manifest, formatManifest([
+    record('a.bin', A),
+    record('b.txt', B),
+    record('tool.tar.gz', tgz, { unpack: true }),
+    record('short.bin', C, { size: C.length + 1 }),
+    record('long.bin', C, { size: C.length - 1 }),
+    wrongDigest,
+  ]));
+  const dest = join(root, 'dest');
+  const progress: string[] = [];
+  const res = await fetchAssets({ manifestPath: manifest, urls: [liarUrl, `${origin.url}/`], dest, onProgress: (p) => p.done && progress.push(p.filename) });
+  const by = new Map(res.files.map((f) => [f.filename, f]));
+  t.equal(res.failed, 3);
+  t.ok(readFileSync(join(dest, 'a.bin')).equals(A));
+  t.ok(readFileSync(join(dest, 'b.txt')).equals(B));
+  t.equal(by.get('a.bin')!.source, 'download');
+  t.equal(by.get('a.bin')!.url, `${origin.url}/`);
+  t.equal(by.get('a.bin')!.bytesDownloaded, A.length);
+  t.equal(by.get('tool.tar.gz')!.unpacked, 'tar.gz');
+  t.equal(readFileSync(join(dest, 'tool/bin/cc'), 'utf8'), 'compiler');
+  t.equal(statSync(join(dest, 'tool/bin/cc')).mode & 0o111, 0o111, 'executable bit kept');
+  t.equal(by.get('short.bin')!.error?.code, 'FC_ERR_SIZE_MISMATCH');
+  t.equal(by.get('long.bin')!.error?.code, 'FC_ERR_SIZE_MISMATCH');
+  t.equal(by.get('wrong-digest.bin')!.error?.code, 'FC_ERR_DIGEST_MISMATCH');
+  t.match(by.get('wrong-digest.bin')!.error?.message, /every URL failed/);
+  for (const name of ['short.bin', 'long.bin', 'wrong-digest.bin']) t.notOk(existsSync(join(dest, name)), `${name} never appears`);
+  t.same(partials(dest), [], 'no partial file is left');
+  t.same(progress, ['a.bin', 'b.txt', 'tool.tar.gz']);
+  t.equal(res.bytesDownloaded, A.length + B.length + tgz.length + C.length * 3, 'failed attempts count as traffic (short, long, wrong digest)');
+
+  // A present, valid file is kept without any request; a present archive is unpacked again.
+  const before = liar.requests.length;
+  const again = await fetchAssets({ manifestPath: manifest, urls: [liarUrl], dest, files: ['a.bin', 'tool.tar.gz'] });
+  t.equal(again.failed, 0);
+  t.same(again.files.map((f) => f.source), ['present', 'present']);
+  t.equal(again.files[1]!.unpacked, 'tar.gz');
+  t.equal(liar.requests.length, before, 'no request for present files');
+  await t.rejects(fetchAssets({ manifestPath: manifest, urls: [liarUrl], dest, files: ['nope'] }), /no record named "nope"/);
+});
+
+t.test('URL fallback: a 404 server first, then the origin', async (t) => {
+  const { root, origin, manifest } = await originWith(t, [[record('a.bin', A), A], [record('b.txt', B), B]]);
+  const empty = new BlobServer();
+  const emptyUrl = await empty.start();
+  t.teardown(() => empty.stop());
+  const res = await fetchAssets({ manifestPath: manifest, urls: [`${emptyUrl}/tooltool`, origin.url], dest: join(root, 'dest') });
+  t.equal(res.failed, 0);
+  t.same(res.files.map((f) => f.url), [origin.url, origin.url]);
+  t.same(empty.requests.map((r) => r.url), [`/tooltool/sha512/${sha512(A)}`, `/tooltool/sha512/${sha512(B)}`], 'one GET per record at the 404 server, path prefix kept');
+  t.match(res.files[0]!.warnings[0], /HTTP 404/);
+  const h = empty.requests[0]!.headers;
+  t.equal(h['accept-encoding'], 'identity');
+  t.notOk(h.range);
+  t.notOk(h.authorization, 'no token given, none sent');
+  t.ok(readFileSync(join(root, 'dest', 'b.txt')).equals(B));
+
+  const none = await fetchAssets({ manifestPath: manifest, urls: [emptyUrl, 'http://127.0.0.1:1'], dest: join(root, 'dest2') });
+  t.equal(none.failed, 2);
+  t.equal(none.files[0]!.error?.code, 'FC_ERR_UPSTREAM', 'a refused connection outranks a 404');
+  t.same(readdirSync(join(root, 'dest2')), []);
+});
+
+t.test('a warm cache folder makes zero requests; a corrupt entry heals', async (t) => {
+  const tgz = await archive();
+  const server = new BlobServer();
+  const url = await server.start();
+  t.teardown(() => server.stop());
+  const recs: [ManifestRecord, Buffer][] = [[record('a.bin', A), A], [record('tool.tar.gz', tgz, { unpack: true }), tgz], [record('c.bin', C), C]];
+  for (const [r, data] of recs) server.blobs.set(r.digest, data);
+  const root = t.testdir({});
+  const manifest = join(root, 'manifest.tt');
+  await writeFile(manifest, formatManifest(recs.map(([r]) => r)));
+  const cacheFolder = join(root, 'tooltool-cache');
+
+  const cold = await fetchAssets({ manifestPath: manifest, urls: [url], cacheFolder, dest: join(root, 'd1') });
+  t.equal(cold.failed, 0);
+  t.equal(server.requests.length, 3);
+  t.same(readdirSync(cacheFolder).sort(), recs.map(([r]) => r.digest).sort(), 'flat folder of bare hex digests');
+  t.equal(statSync(cacheFolder).mode & 0o777, 0o700);
+  t.ok(readFileSync(join(cacheFolder, sha512(A))).equals(A));
+
+  const old = new Date(Date.now() - 3600_000);
+  utimesSync(join(cacheFolder, sha512(A)), old, old);
+  const warm = await fetchAssets({ manifestPath: manifest, urls: [url], cacheFolder, dest: join(root, 'd2') });
+  t.equal(server.requests.length, 3, 'zero requests with a warm cache folder');
+  t.same(warm.files.map((f) => f.source), ['cache', 'cache', 'cache']);
+  t.equal(warm.bytesDownloaded, 0);
+  t.equal(warm.bytesFromCache, A.length + tgz.length + C.length);
+  t.ok(readFileSync(join(root, 'd2', 'a.bin')).equals(A));
+  t.equal(readFileSync(join(root, 'd2', 'tool/lib/x'), 'utf8'), 'lib', 'unpacked from the cached archive');
+  t.ok(statSync(join(cacheFolder, sha512(A))).mtimeMs > old.getTime() + 1000, 'a cache hit touches the entry');
+
+  writeFileSync(join(cacheFolder, sha512(C)), 'corrupted');
+  const healed = await fetchAssets({ manifestPath: manifest, urls: [url], cacheFolder, dest: join(root, 'd3') });
+  t.equal(healed.failed, 0);
+  t.equal(server.requests.length, 4, 'only the corrupt entry is fetched again');
+  t.match(healed.files[2]!.warnings[0], /was invalid and was removed/);
+  t.ok(readFileSync(join(cacheFolder, sha512(C))).equals(C), 'the entry is good again');
+  t.same(partials(join(root, 'd3')), []);
+  t.same(partials(cacheFolder), []);
+});
+
+t.test('internal visibility: 403 without a token, bytes with it', async (t) => {
+  const { root, origin, manifest } = await originWith(t, [[record('secret.bin', C, { visibility: 'internal' }), C], [record('b.txt', B), B]]);
+  const anon = await request(`${origin.url}/sha512/${sha512(C)}`);
+  await anon.body.dump();
+  t.equal(anon.statusCode, 403, 'the origin refuses an anonymous GET of an internal asset');
+
+  const without = await fetchAssets({ manifestPath: manifest, urls: [origin.url], dest: join(root, 'anon') });
+  t.equal(without.files[0]!.error?.code, 'FC_ERR_FORBIDDEN');
+  t.notOk(existsSync(join(root, 'anon', 'secret.bin')));
+  t.equal(without.files[1]!.source, 'download', 'public assets still come without a token');
+
+  const withToken = await fetchAssets({ manifestPath: manifest, urls: [origin.url], dest: join(root, 'auth'), token: origin.token });
+  t.equal(withToken.failed, 0);
+  t.ok(readFileSync(join(root, 'auth', 'secret.bin')).equals(C));
+
+  await mkdir(join(root, 'bad'));
+  await writeFile(join(root, 'bad', 'secret.bin'), C);
+  await writeFile(join(root, 'bad', 'b.txt'), 'not the manifest content');
+  await t.rejects(uploadAssets({ manifestPath: manifest, origin: origin.url, token: origin.token, dir: join(root, 'bad') }), /mismatch/, 'upload verifies local files first');
+});

@@ -1,0 +1,117 @@
+import t, { type Test } from 'tap';
+import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { unpackArchive, unpackDirName } from '../../src/assets/unpack.js';
+import { FleetError } from '../../src/errors.js';
+import { compress, makeTar, makeZip, type TarEntry } from './helpers.js';
+
+const TREE: TarEntry[] = [
+  { name: 'tool/', type: 'directory' },
+  { name: 'tool/bin/run', body: '#!/bin/sh\necho hi\n', mode: 0o755 },
+  { name: 'tool/README', body: 'readme' },
+  { name: 'tool/run-link', type: 'symlink', linkname: 'bin/run' },
+  { name: 'tool/README.hard', type: 'link', linkname: 'tool/README' },
+];
+
+
+function checkTree(t: Test, dir: string): void {
+  t.equal(readFileSync(join(dir, 'tool/bin/run'), 'utf8'), '#!/bin/sh\necho hi\n');
+  t.equal(statSync(join(dir, 'tool/bin/run')).mode & 0o777, 0o755, 'mode kept');
+  t.equal(readlinkSync(join(dir, 'tool/run-link')), 'bin/run', 'symlink created');
+  t.equal(readFileSync(join(dir, 'tool/README.hard'), 'utf8'), 'readme', 'hard link created');
+}
+
+
+t.test('every supported format, detected by content', async (t) => {
+  const tar = await makeTar(TREE);
+  const archives: [string, Buffer, string][] = [
+    ['tool.tar', tar, 'tar'],
+    ['tool.tar.gz', compress(tar, 'gz'), 'tar.gz'],
+    ['tool.tar.bz2', compress(tar, 'bz2'), 'tar.bz2'],
+    ['tool.tar.xz', compress(tar, 'xz'), 'tar.xz'],
+    ['tool.tar.zst', compress(tar, 'zst'), 'tar.zst'],
+    ['renamed.bin', compress(tar, 'xz'), 'tar.xz'],
+  ];
+  for (const [name, data, kind] of archives) {
+    const dir = t.testdir({ tool: { stale: 'removed before unpack' } });
+    await writeFile(join(dir, name), data);
+    t.equal(await unpackArchive(join(dir, name), name, dir), kind, name);
+    checkTree(t, dir);
+    if (name.startsWith('tool')) t.notOk(existsSync(join(dir, 'tool/stale')), 'the directory named like the archive is removed first');
+    t.ok(existsSync(join(dir, name)), 'the archive stays');
+  }
+});
+
+t.test('zip', async (t) => {
+  const dir = t.testdir({ pkg: { stale: 'x' } });
+  await writeFile(join(dir, 'pkg.zip'), makeZip([{ name: 'pkg/a.txt', body: 'A' }, { name: 'pkg/bin/x', body: 'X', mode: 0o755 }]));
+  t.equal(await unpackArchive(join(dir, 'pkg.zip'), 'pkg.zip', dir), 'zip');
+  t.equal(readFileSync(join(dir, 'pkg/a.txt'), 'utf8'), 'A');
+  t.equal(statSync(join(dir, 'pkg/bin/x')).mode & 0o777, 0o755);
+  t.notOk(existsSync(join(dir, 'pkg/stale')));
+  await writeFile(join(dir, 'evil.zip'), makeZip([{ name: '../evil.txt', body: 'E' }]));
+  await t.rejects(unpackArchive(join(dir, 'evil.zip'), 'evil.zip', dir), FleetError);
+  t.notOk(existsSync(join(dir, '..', 'evil.txt')));
+});
+
+t.test('entries that escape the destination are refused', async (t) => {
+  const cases: [string, TarEntry[], RegExp][] = [
+    ['dotdot', [{ name: '../escaped', body: 'x' }], /escapes the destination/],
+    ['nested dotdot', [{ name: 'a/../../escaped', body: 'x' }], /escapes the destination/],
+    ['absolute', [{ name: '/tmp/escaped-abs', body: 'x' }], /absolute path/],
+    ['symlink out', [{ name: 'out', type: 'symlink', linkname: '../..' }], /points out of the destination/],
+    ['absolute symlink', [{ name: 'etc', type: 'symlink', linkname: '/etc' }], /absolute path/],
+    [
+      'write through a symlink',
+      [
+        { name: 'd', type: 'symlink', linkname: '.' },
+        { name: 'd2', type: 'symlink', linkname: 'd/..' },
+        { name: 'd2/x', body: 'x' },
+      ],
+      /link "d2" points out of the destination/,
+    ],
+    ['hard link out', [{ name: 'h', type: 'link', linkname: '../../etc/passwd' }], /escapes the destination/],
+    ['setuid', [{ name: 'su', body: 'x', mode: 0o4755 }], /setuid/],
+  ];
+  for (const [label, entries, re] of cases) {
+    const root = t.testdir({ dest: {} });
+    const dest = join(root, 'dest');
+    await writeFile(join(root, 'a.tar'), await makeTar(entries));
+    await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', dest), re, label);
+    t.notOk(existsSync(join(root, 'escaped')), `${label}: nothing written outside`);
+  }
+  t.notOk(existsSync('/tmp/escaped-abs'));
+});
+
+t.test('a file entry never writes through an existing symlink', async (t) => {
+  const root = t.testdir({ dest: {}, outside: 'keep' });
+  const dest = join(root, 'dest');
+  const entries: TarEntry[] = [
+    { name: 'f', type: 'symlink', linkname: 'g' },
+    { name: 'f', body: 'replaced' },
+  ];
+  await writeFile(join(root, 'a.tar'), await makeTar(entries));
+  await unpackArchive(join(root, 'a.tar'), 'a.tar', dest);
+  t.ok(lstatSync(join(dest, 'f')).isFile(), 'the link was replaced by the file');
+  t.equal(readFileSync(join(root, 'outside'), 'utf8'), 'keep');
+});
+
+t.test('corrupt or unknown archives fail cleanly', async (t) => {
+  const dir = t.testdir({ 'junk.tar.gz': 'not an archive at all' });
+  await t.rejects(unpackArchive(join(dir, 'junk.tar.gz'), 'junk.tar.gz', dir), /unknown archive format/);
+  const xz = compress(await makeTar(TREE), 'xz');
+  xz[Math.floor(xz.length / 2)] ^= 0xff;
+  await writeFile(join(dir, 'bad.tar.xz'), xz);
+  await t.rejects(unpackArchive(join(dir, 'bad.tar.xz'), 'bad.tar.xz', dir), /bad\.tar\.xz: cannot unpack/);
+  const gz = compress(await makeTar(TREE), 'gz');
+  await writeFile(join(dir, 'short.tar.gz'), gz.subarray(0, gz.length - 30));
+  await t.rejects(unpackArchive(join(dir, 'short.tar.gz'), 'short.tar.gz', dir), /cannot unpack/);
+});
+
+t.test('unpackDirName strips like tooltool', async (t) => {
+  t.equal(unpackDirName('toolchain.tar.gz', 'tar.gz'), 'toolchain');
+  t.equal(unpackDirName('foo.tar', 'tar'), 'foo');
+  t.equal(unpackDirName('pkg.zip', 'zip'), 'pkg');
+  t.equal(unpackDirName('.tar.gz', 'tar.gz'), '.tar');
+});
