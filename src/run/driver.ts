@@ -1,0 +1,190 @@
+// The async half of the scheduler: runs one worker per planned machine over a JobQueue,
+// with dispatch-storm control (at most N machines of one executor in start-up at once,
+// and a delay between two dispatches to the same executor) and load-aware admission
+// (a machine above the load threshold gets no job until its load drops).
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EventEmitter, once } from 'node:events';
+import type { JobQueue, SchedJob, WorkerId } from './scheduler.js';
+
+export interface WorkerInfo {
+  id: WorkerId;
+  backend: string;
+  system: string;
+  /** Index of the worker within its backend+system. */
+  index: number;
+}
+
+export interface DriverHooks<M> {
+  /** Start-up phase (allocate, connect, send project); counted against storm limits. */
+  start(worker: WorkerInfo, signal: AbortSignal): Promise<M>;
+  /** Runs one job; resolve false when the machine is broken and the worker must stop. */
+  run(machine: M, job: SchedJob, worker: WorkerInfo): Promise<boolean>;
+  /** End of the worker: restores, discard or keep. */
+  stop(machine: M, worker: WorkerInfo): Promise<void>;
+  /** The machine's 1-minute load average (e.g. `cat /proc/loadavg` through its executor). */
+  load?(machine: M): Promise<number>;
+  /** Storm-control key of a worker: the host or backend its machine lives on (default backend). */
+  executorKey?(worker: WorkerInfo): string;
+}
+
+export interface DriverOptions {
+  /** Machines of one executor in start-up at once (default 4). */
+  startupLimit?: number;
+  /** Minimum ms between two dispatches to the same executor (default 1000). */
+  dispatchDelay?: number;
+  /** Load average above which a machine gets no new job (default: no limit). */
+  loadThreshold?: number;
+  /** First and longest pause between two load polls of a waiting machine, ms (default 1 s, 30 s). */
+  loadPoll?: { initial: number; max: number };
+  signal?: AbortSignal;
+}
+
+export interface DriverResult {
+  /** Workers whose start-up failed, with the error. */
+  startFailures: Array<{ worker: WorkerInfo; error: unknown }>;
+  /** Jobs no worker took (aborted). */
+  remaining: SchedJob[];
+}
+
+/** Counting semaphore plus a minimum spacing between two entries, per executor key. */
+export class DispatchGate {
+  readonly #limit: number;
+  readonly #delay: number;
+  readonly #active = new Map<string, number>();
+  readonly #next = new Map<string, number>();
+  readonly #waiters = new Map<string, Array<() => void>>();
+
+  constructor(limit: number, delay: number) {
+    this.#limit = Math.max(1, limit);
+    this.#delay = Math.max(0, delay);
+  }
+
+  /** Waits for a start-up slot of `key`; returns the release function. */
+  async enter(key: string, signal?: AbortSignal): Promise<() => void> {
+    while ((this.#active.get(key) ?? 0) >= this.#limit) {
+      await new Promise<void>((wake) => {
+        const list = this.#waiters.get(key) ?? [];
+        list.push(wake);
+        this.#waiters.set(key, list);
+      });
+    }
+    this.#active.set(key, (this.#active.get(key) ?? 0) + 1);
+    // Reserve the next dispatch time before sleeping so concurrent entries space out.
+    const at = Math.max(Date.now(), this.#next.get(key) ?? 0);
+    this.#next.set(key, at + this.#delay);
+    try {
+      if (at > Date.now()) await sleep(at - Date.now(), undefined, { signal });
+    } catch (err) {
+      this.#leave(key);
+      throw err;
+    }
+    let released = false;
+    return () => {
+      if (!released) this.#leave(key);
+      released = true;
+    };
+  }
+
+  #leave(key: string): void {
+    this.#active.set(key, (this.#active.get(key) ?? 1) - 1);
+    this.#waiters.get(key)?.shift()?.();
+  }
+}
+
+/**
+ * Holds a machine back while its load is above the threshold. Polls with a doubling
+ * pause, and re-polls at once when a job on the same executor finishes (the likeliest
+ * moment the load drops), so a waiting worker never spins.
+ */
+export class LoadGate {
+  readonly #threshold: number;
+  readonly #poll: { initial: number; max: number };
+  readonly #events = new EventEmitter();
+
+  constructor(threshold: number, poll = { initial: 1000, max: 30_000 }) {
+    this.#threshold = threshold;
+    this.#poll = poll;
+    this.#events.setMaxListeners(0);
+  }
+
+  /** Signals that a job on `key` finished. */
+  jobFinished(key: string): void {
+    this.#events.emit(key);
+  }
+
+  async admit(key: string, load: () => Promise<number>, signal?: AbortSignal): Promise<void> {
+    let pause = this.#poll.initial;
+    while ((await load()) > this.#threshold) {
+      const ac = new AbortController();
+      const stop = (): void => ac.abort();
+      signal?.addEventListener('abort', stop, { once: true });
+      try {
+        await Promise.race([sleep(pause, undefined, { signal: ac.signal }), once(this.#events, key, { signal: ac.signal })]).catch(() => undefined);
+      } finally {
+        ac.abort();
+        signal?.removeEventListener('abort', stop);
+      }
+      signal?.throwIfAborted();
+      pause = Math.min(pause * 2, this.#poll.max);
+    }
+  }
+}
+
+/**
+ * Runs `plan` workers over the queue until no job is left. Each worker starts its
+ * machine through the gate, then takes jobs (after load admission) until the queue has
+ * none for it or its machine breaks, then stops the machine.
+ */
+export async function runWorkers<M>(
+  queue: JobQueue,
+  plan: ReadonlyArray<{ backend: string; system: string; count: number }>,
+  hooks: DriverHooks<M>,
+  o: DriverOptions = {},
+): Promise<DriverResult> {
+  const gate = new DispatchGate(o.startupLimit ?? 4, o.dispatchDelay ?? 1000);
+  const loadGate = o.loadThreshold === undefined ? undefined : new LoadGate(o.loadThreshold, o.loadPoll);
+  const signal = o.signal ?? new AbortController().signal;
+  const result: DriverResult = { startFailures: [], remaining: [] };
+  const workers: WorkerInfo[] = plan.flatMap((p) =>
+    Array.from({ length: p.count }, (_, index) => ({ id: queue.addWorker(p.backend, p.system), backend: p.backend, system: p.system, index })),
+  );
+
+  async function work(w: WorkerInfo): Promise<void> {
+    const key = hooks.executorKey?.(w) ?? w.backend;
+    let machine: M;
+    const release = await gate.enter(key, signal).catch(() => undefined);
+    if (!release) return queue.leave(w.id);
+    try {
+      // Others may have drained this system's jobs while we waited for a slot.
+      if (signal.aborted || !queue.hasPending(w.backend, w.system)) return queue.leave(w.id);
+      machine = await hooks.start(w, signal);
+    } catch (error) {
+      result.startFailures.push({ worker: w, error });
+      return queue.leave(w.id);
+    } finally {
+      release();
+    }
+    try {
+      for (;;) {
+        if (signal.aborted) break;
+        if (loadGate && hooks.load) {
+          const load = hooks.load.bind(hooks, machine);
+          await loadGate.admit(key, load, signal).catch(() => undefined);
+          if (signal.aborted) break;
+        }
+        const job = queue.next(w.id);
+        if (!job) break;
+        const ok = await hooks.run(machine, job, w);
+        loadGate?.jobFinished(key);
+        if (!ok) break;
+      }
+    } finally {
+      queue.leave(w.id);
+      await hooks.stop(machine, w);
+    }
+  }
+
+  await Promise.all(workers.map(work));
+  result.remaining = queue.remaining();
+  return result;
+}

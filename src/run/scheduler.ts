@@ -1,0 +1,229 @@
+// spread's scheduling (spec section 10) as a pure core: one shared pending list,
+// per-worker seeded permutations, priority tiers, suite affinity and samples. Beyond
+// spread, jobs of equal priority are tiered by their recorded duration, longest first.
+// No I/O here; driver.ts runs workers on top of it.
+
+/** What the scheduler needs of a job (narrow: the spread model owns the full type). */
+export interface SchedJob {
+  /** Full name, `backend:system:suite/task[:variant][#sample]`. */
+  name: string;
+  backend: string;
+  system: string;
+  /** Suite name with its trailing slash, e.g. `tests/`. */
+  suite: string;
+  /** Task name, `suite/task`. */
+  task: string;
+  variant: string;
+  /** 1-based sample number. */
+  sample: number;
+  /** The first explicitly set priority (task, suite, system, backend), if any. */
+  priority?: number;
+}
+
+export interface QueueOptions {
+  seed: number;
+  /** Expected seconds of a job (Timings.estimate); undefined when unknown. */
+  duration?: (job: SchedJob) => number | undefined;
+}
+
+/** Seeded PRNG (mulberry32): same seed, same order. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A permutation of 0..n-1 (Fisher–Yates over the seeded PRNG). */
+export function permutation(n: number, seed: number): number[] {
+  const next = prng(seed);
+  const p = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [p[i], p[j]] = [p[j]!, p[i]!];
+  }
+  return p;
+}
+
+/**
+ * spread's seed rule: the given one; else, with more jobs than workers, the current
+ * Unix time (to be printed as `Sequence of jobs produced with -seed=N`); else 0.
+ */
+export function chooseSeed(jobs: number, workers: number, given?: number): { seed: number; announce: boolean } {
+  if (given !== undefined) return { seed: given, announce: false };
+  if (jobs > workers) return { seed: Math.floor(Date.now() / 1000), announce: true };
+  return { seed: 0, announce: false };
+}
+
+/** Workers per backend+system: min(configured workers, selected jobs), spread's rule. */
+export function workerPlan(
+  jobs: readonly SchedJob[],
+  workersOf: (backend: string, system: string) => number,
+): Array<{ backend: string; system: string; count: number }> {
+  const counts = new Map<string, { backend: string; system: string; jobs: number }>();
+  for (const j of jobs) {
+    const k = `${j.backend}\0${j.system}`;
+    const c = counts.get(k) ?? { backend: j.backend, system: j.system, jobs: 0 };
+    c.jobs++;
+    counts.set(k, c);
+  }
+  return [...counts.values()].map((c) => ({ backend: c.backend, system: c.system, count: Math.min(Math.max(1, workersOf(c.backend, c.system)), c.jobs) }));
+}
+
+/** Duration tiers double: jobs within a factor of two share a tier, so suite affinity still acts. */
+function tierOf(seconds: number): number {
+  return Math.floor(Math.log2(Math.max(seconds, 1)));
+}
+
+interface WorkerState {
+  backend: string;
+  system: string;
+  perm: number[];
+  suite: string | undefined;
+  lastTask: number | undefined;
+  done: boolean;
+}
+
+export type WorkerId = number;
+
+export class JobQueue {
+  readonly #jobs: readonly SchedJob[];
+  readonly #pending: boolean[];
+  readonly #priority: number[];
+  readonly #tier: number[];
+  /** Task key (backend, system, task) of each job, and which tasks have samples > 1. */
+  readonly #taskKey: string[];
+  readonly #sampled = new Set<string>();
+  readonly #seed: number;
+  readonly #workers: WorkerState[] = [];
+  readonly #perSystem = new Map<string, number>();
+  /** Workers inside each suite, keyed `backend\0system\0suite`. */
+  readonly #inside = new Map<string, number>();
+  #left: number;
+
+  constructor(jobs: readonly SchedJob[], options: QueueOptions) {
+    this.#jobs = jobs;
+    this.#seed = options.seed;
+    this.#pending = jobs.map(() => true);
+    this.#left = jobs.length;
+    this.#priority = jobs.map((j) => j.priority ?? 0);
+    this.#taskKey = jobs.map((j) => `${j.backend}\0${j.system}\0${j.task}`);
+    jobs.forEach((j, i) => {
+      if (j.sample > 1) this.#sampled.add(this.#taskKey[i]!);
+    });
+    const est = jobs.map((j) => options.duration?.(j));
+    const known = est.filter((d): d is number => d !== undefined);
+    // Unknown jobs (new tasks) are assumed as long as the longest known one.
+    const unknownTier = known.length ? tierOf(Math.max(...known)) : 0;
+    this.#tier = est.map((d) => (d === undefined ? unknownTier : tierOf(d)));
+  }
+
+  /** Adds worker i of its backend+system; its permutation is seeded with seed+i. */
+  addWorker(backend: string, system: string): WorkerId {
+    const k = `${backend}\0${system}`;
+    const i = this.#perSystem.get(k) ?? 0;
+    this.#perSystem.set(k, i + 1);
+    this.#workers.push({ backend, system, perm: permutation(this.#jobs.length, this.#seed + i), suite: undefined, lastTask: undefined, done: false });
+    return this.#workers.length - 1;
+  }
+
+  get pending(): number {
+    return this.#left;
+  }
+
+  /** Whether any job of this backend+system is still pending. */
+  hasPending(backend: string, system: string): boolean {
+    return this.#jobs.some((j, i) => this.#pending[i] && j.backend === backend && j.system === system);
+  }
+
+  /** Jobs never taken (reported as aborted at the end of a run). */
+  remaining(): SchedJob[] {
+    return this.#jobs.filter((_, i) => this.#pending[i]);
+  }
+
+  /** The suite a worker is inside (its last job's), for suite prepare/restore decisions. */
+  suiteOf(worker: WorkerId): string | undefined {
+    return this.#workers[worker]!.suite;
+  }
+
+  #suiteKey(w: WorkerState, suite: string): string {
+    return `${w.backend}\0${w.system}\0${suite}`;
+  }
+
+  #enter(w: WorkerState, suite: string | undefined): void {
+    if (w.suite === suite) return;
+    if (w.suite !== undefined) this.#inside.set(this.#suiteKey(w, w.suite), (this.#inside.get(this.#suiteKey(w, w.suite)) ?? 1) - 1);
+    if (suite !== undefined) this.#inside.set(this.#suiteKey(w, suite), (this.#inside.get(this.#suiteKey(w, suite)) ?? 0) + 1);
+    w.suite = suite;
+  }
+
+  /** Lowest pending sample of the same backend, system and task (any variant). */
+  #minSample(key: string): number | undefined {
+    let best: number | undefined;
+    this.#jobs.forEach((j, i) => {
+      if (this.#pending[i] && this.#taskKey[i] === key && (best === undefined || j.sample < this.#jobs[best]!.sample)) best = i;
+    });
+    return best;
+  }
+
+  #higher(a: number, b: number): boolean {
+    const pa = this.#priority[a]!;
+    const pb = this.#priority[b]!;
+    return pa !== pb ? pa > pb : this.#tier[a]! > this.#tier[b]!;
+  }
+
+  #select(w: WorkerState): number | undefined {
+    if (w.lastTask !== undefined && this.#sampled.has(this.#taskKey[w.lastTask]!)) {
+      const s = this.#minSample(this.#taskKey[w.lastTask]!);
+      if (s !== undefined) return s;
+    }
+    const mine = (i: number): boolean => this.#pending[i]! && this.#jobs[i]!.backend === w.backend && this.#jobs[i]!.system === w.system;
+    let top: number | undefined;
+    for (let i = 0; i < this.#jobs.length; i++) if (mine(i) && (top === undefined || this.#higher(i, top))) top = i;
+    if (top === undefined) return undefined;
+    let best: number | undefined;
+    let bestInside = Infinity;
+    for (const i of w.perm) {
+      if (!mine(i) || this.#higher(top, i)) continue;
+      const suite = this.#jobs[i]!.suite;
+      if (suite === w.suite) {
+        best = i;
+        break;
+      }
+      const inside = this.#inside.get(this.#suiteKey(w, suite)) ?? 0;
+      if (inside < bestInside) {
+        best = i;
+        bestInside = inside;
+      }
+    }
+    if (best !== undefined && this.#sampled.has(this.#taskKey[best]!)) return this.#minSample(this.#taskKey[best]!) ?? best;
+    return best;
+  }
+
+  /** The worker's next job, or undefined when it has none left (it then leaves). */
+  next(worker: WorkerId): SchedJob | undefined {
+    const w = this.#workers[worker]!;
+    if (w.done) return undefined;
+    const i = this.#select(w);
+    if (i === undefined) {
+      this.leave(worker);
+      return undefined;
+    }
+    this.#pending[i] = false;
+    this.#left--;
+    w.lastTask = i;
+    this.#enter(w, this.#jobs[i]!.suite);
+    return this.#jobs[i];
+  }
+
+  /** The worker stops (finished, or its machine broke): it leaves its suite for good. */
+  leave(worker: WorkerId): void {
+    const w = this.#workers[worker]!;
+    this.#enter(w, undefined);
+    w.done = true;
+  }
+}

@@ -1,0 +1,150 @@
+import t from 'tap';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DispatchGate, LoadGate, runWorkers } from '../../src/run/driver.js';
+import { JobQueue, workerPlan, type SchedJob } from '../../src/run/scheduler.js';
+import { createProvider } from '../../src/backends/registry.js';
+import type { Machine } from '../../src/backends/backend.js';
+
+function jobs(systems: string[], perSystem: number): SchedJob[] {
+  return systems.flatMap((system) =>
+    Array.from({ length: perSystem }, (_, i) => ({ name: `b:${system}:s/t${i}`, backend: 'b', system, suite: 's/', task: `s/t${i}`, variant: '', sample: 1 })),
+  );
+}
+
+t.test('dispatch gate: at most N in start-up, spaced by the delay', async (t) => {
+  const gate = new DispatchGate(2, 50);
+  let active = 0;
+  let peak = 0;
+  const entered: number[] = [];
+  const started = Date.now();
+  await Promise.all(
+    Array.from({ length: 5 }, async () => {
+      const release = await gate.enter('host');
+      entered.push(Date.now() - started);
+      peak = Math.max(peak, ++active);
+      await sleep(120);
+      active--;
+      release();
+    }),
+  );
+  t.equal(peak, 2, 'never more than two in start-up');
+  entered.sort((a, b) => a - b);
+  for (let i = 1; i < entered.length; i++) t.ok(entered[i]! - entered[i - 1]! >= 45, `dispatch ${i} waited the delay`);
+  const other = Date.now();
+  (await gate.enter('other-host'))();
+  t.ok(Date.now() - other < 40, 'another executor is not held back');
+});
+
+t.test('load gate: waits while loaded, wakes on a finished job without spinning', async (t) => {
+  const gate = new LoadGate(1.5, { initial: 10_000, max: 10_000 });
+  let load = 4;
+  let polls = 0;
+  const admitted = gate.admit('h', async () => (polls++, load));
+  await sleep(100);
+  t.equal(polls, 1, 'no busy loop while the load is high');
+  load = 0.5;
+  const at = Date.now();
+  gate.jobFinished('h');
+  await admitted;
+  t.ok(Date.now() - at < 1000, 'woken by the event, not the 10 s timer');
+  t.equal(polls, 2);
+  const gate2 = new LoadGate(1, { initial: 20, max: 40 });
+  let calls = 0;
+  await gate2.admit('h', async () => (++calls < 4 ? 9 : 0));
+  t.equal(calls, 4, 'timer polls with backoff until the load drops');
+});
+
+t.test('runWorkers over local machines: every job once, storm limit, load admission', async (t) => {
+  const dir = t.testdir();
+  const provider = createProvider('b', 'local', {}, { projectRoot: dir, remotePath: '/p', password: 'x', stateDir: dir });
+  const all = jobs(['x', 'y'], 6);
+  const q = new JobQueue(all, { seed: 9 });
+  const plan = workerPlan(all, () => 3);
+  let starting = 0;
+  let peakStarting = 0;
+  const ran: string[] = [];
+  const loadReads = new Map<string, number>();
+  const res = await runWorkers<Machine>(
+    q,
+    plan,
+    {
+      async start(w) {
+        peakStarting = Math.max(peakStarting, ++starting);
+        const m = await provider.allocate({ name: w.system });
+        await sleep(30);
+        starting--;
+        return m;
+      },
+      async run(m, job) {
+        const r = await m.exec(`echo ${job.task} >> ran.txt`, { trace: false });
+        ran.push(job.name);
+        return r.exitCode === 0;
+      },
+      async stop(m) {
+        await m.discard();
+      },
+      async load(m) {
+        // The first read of each machine reports a high load: admission must wait.
+        const n = (loadReads.get(m.address) ?? 0) + 1;
+        loadReads.set(m.address, n);
+        if (n === 1) return 5;
+        const r = await m.exec('cut -d" " -f1 /proc/loadavg', { trace: false });
+        return Number(r.output) > 1000 ? 1000 : 0;
+      },
+    },
+    { startupLimit: 2, dispatchDelay: 5, loadThreshold: 1000, loadPoll: { initial: 20, max: 100 } },
+  );
+  t.same(res.startFailures, []);
+  t.same(res.remaining, []);
+  t.same([...ran].sort(), all.map((j) => j.name).sort(), 'every job ran exactly once');
+  t.equal(peakStarting, 2, 'start-up limited per executor');
+  t.equal(loadReads.size, 6, 'each machine was checked');
+  for (const n of loadReads.values()) t.ok(n >= 2, 'admission re-polled after a high load');
+});
+
+t.test('a broken machine stops its worker; start failures leave jobs to others', async (t) => {
+  const all = jobs(['x'], 6);
+  const q = new JobQueue(all, { seed: 1 });
+  const ran: string[] = [];
+  const res = await runWorkers<number>(
+    q,
+    [{ backend: 'b', system: 'x', count: 3 }],
+    {
+      async start(w) {
+        if (w.index === 0) throw new Error('allocation failed');
+        return w.index;
+      },
+      async run(m, job) {
+        ran.push(`${m}:${job.name}`);
+        await sleep(5);
+        return m !== 1; // machine 1 breaks after its first job
+      },
+      async stop() {},
+    },
+    { dispatchDelay: 0 },
+  );
+  t.equal(res.startFailures.length, 1);
+  t.match(String(res.startFailures[0]!.error), /allocation failed/);
+  t.equal(ran.filter((r) => r.startsWith('1:')).length, 1, 'the broken worker took one job');
+  t.equal(ran.length, 6, 'the healthy worker took the rest');
+  t.same(res.remaining, []);
+});
+
+t.test('abort: workers stop taking jobs and the rest is reported', async (t) => {
+  const all = jobs(['x'], 10);
+  const q = new JobQueue(all, { seed: 1 });
+  const ac = new AbortController();
+  let n = 0;
+  const res = await runWorkers<number>(
+    q,
+    [{ backend: 'b', system: 'x', count: 1 }],
+    {
+      start: async () => 1,
+      run: async () => (++n === 3 && ac.abort(), true),
+      stop: async () => {},
+    },
+    { signal: ac.signal, dispatchDelay: 0 },
+  );
+  t.equal(n, 3);
+  t.equal(res.remaining.length, 7);
+});

@@ -1,0 +1,102 @@
+import t from 'tap';
+import { JobQueue, chooseSeed, permutation, workerPlan, type SchedJob } from '../../src/run/scheduler.js';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TIMINGS_FILE, Timings } from '../../src/run/timings.js';
+
+function job(system: string, suite: string, task: string, extra: Partial<SchedJob> = {}): SchedJob {
+  const variant = extra.variant ?? '';
+  const sample = extra.sample ?? 1;
+  const name = `b:${system}:${suite}${task}${variant ? `:${variant}` : ''}${sample > 1 ? `#${sample}` : ''}`;
+  return { name, backend: 'b', system, suite, task: `${suite}${task}`, variant, sample, ...extra };
+}
+
+function drain(q: JobQueue, w: number): string[] {
+  const out: string[] = [];
+  for (let j = q.next(w); j; j = q.next(w)) out.push(j.name);
+  return out;
+}
+
+t.test('permutations and seeds', async (t) => {
+  t.same(permutation(10, 5), permutation(10, 5), 'same seed, same order');
+  t.not(permutation(10, 5).join(), permutation(10, 6).join());
+  t.same([...permutation(50, 1)].sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i));
+  t.same(chooseSeed(3, 5), { seed: 0, announce: false }, 'jobs ≤ workers: seed 0, silent');
+  t.same(chooseSeed(10, 2, 42), { seed: 42, announce: false });
+  const s = chooseSeed(10, 2);
+  t.ok(s.announce && Math.abs(s.seed - Date.now() / 1000) < 5, 'more jobs than workers: time seed, announced');
+  const jobs = [job('x', 's/', 'a'), job('x', 's/', 'b'), job('y', 's/', 'a')];
+  t.same(workerPlan(jobs, () => 4), [
+    { backend: 'b', system: 'x', count: 2 },
+    { backend: 'b', system: 'y', count: 1 },
+  ]);
+});
+
+t.test('priority tiers come first and jobs never cross systems', async (t) => {
+  const jobs = [job('x', 's/', 'low', { priority: -1 }), job('x', 's/', 'mid'), job('x', 's/', 'high', { priority: 5 }), job('y', 's/', 'other', { priority: 100 })];
+  const q = new JobQueue(jobs, { seed: 1 });
+  const w = q.addWorker('b', 'x');
+  t.same(drain(q, w), ['b:x:s/high', 'b:x:s/mid', 'b:x:s/low']);
+  t.equal(q.pending, 1);
+  t.same(q.remaining().map((j) => j.name), ['b:y:s/other']);
+});
+
+t.test('suite affinity: a worker stays in its suite, others spread over suites', async (t) => {
+  const jobs = ['a', 'b', 'c', 'd'].flatMap((task) => [job('x', 's1/', task), job('x', 's2/', task)]);
+  for (let seed = 0; seed < 20; seed++) {
+    const q = new JobQueue(jobs, { seed });
+    const w1 = q.addWorker('b', 'x');
+    const w2 = q.addWorker('b', 'x');
+    const first = q.next(w1)!;
+    const second = q.next(w2)!;
+    t.not(first.suite, second.suite, 'the second worker goes to the suite with fewer workers');
+    // w1 keeps taking its own suite while that suite has jobs.
+    for (let i = 0; i < 3; i++) t.equal(q.next(w1)!.suite, first.suite);
+    t.equal(q.suiteOf(w1), first.suite);
+  }
+});
+
+t.test('samples: the lowest pending sample of the same task first', async (t) => {
+  const jobs = [1, 2, 3].flatMap((n) => [job('x', 's/', 'multi', { sample: n }), job('x', 's/', `single${n}`)]);
+  const q = new JobQueue(jobs, { seed: 3 });
+  const w = q.addWorker('b', 'x');
+  const order = drain(q, w);
+  const i = order.indexOf('b:x:s/multi');
+  t.same(order.slice(i, i + 3), ['b:x:s/multi', 'b:x:s/multi#2', 'b:x:s/multi#3'], 'samples run back to back in order');
+});
+
+t.test('recorded durations: longest first without priorities, priorities still win', async (t) => {
+  const timings = await Timings.load(t.testdir());
+  const jobs = Array.from({ length: 12 }, (_, i) => job('x', `s${i % 3}/`, `t${i}`));
+  jobs.forEach((j, i) => timings.record(j, i === 7 ? 300 : i === 2 ? 150 : 10 + i));
+  await timings.save();
+  t.equal((await Timings.load(join(t.testdir(), 'nowhere'))).size, 0, 'a missing file means no history');
+  for (let seed = 0; seed < 10; seed++) {
+    const q = new JobQueue(jobs, { seed, duration: (j) => timings.estimate(j) });
+    const w = q.addWorker('b', 'x');
+    const order = drain(q, w);
+    t.same(order.slice(0, 2), ['b:x:s1/t7', 'b:x:s2/t2'], 'the long jobs start first');
+  }
+  const withPriority = jobs.map((j, i) => (i === 0 ? { ...j, priority: 1 } : j));
+  const q = new JobQueue(withPriority, { seed: 1, duration: (j) => timings.estimate(j) });
+  t.equal(q.next(q.addWorker('b', 'x'))!.name, 'b:x:s0/t0', 'an explicit priority beats duration');
+  const fresh = [...jobs, job('x', 's0/', 'new')];
+  const q2 = new JobQueue(fresh, { seed: 2, duration: (j) => timings.estimate(j) });
+  t.ok(['b:x:s0/new', 'b:x:s1/t7'].includes(q2.next(q2.addWorker('b', 'x'))!.name), 'an unknown job counts as long');
+});
+
+t.test('timings file: moving average, fallback across systems, atomic save', async (t) => {
+  const dir = t.testdir();
+  const a = await Timings.load(dir);
+  const j = job('x', 's/', 't');
+  a.record(j, 100);
+  a.record({ ...j, name: `${j.name}#2` }, 50);
+  t.equal(a.estimate(j), 75, 'samples share an entry; newest run weighs half');
+  await a.save();
+  const b = await Timings.load(dir);
+  t.equal(b.estimate(j), 75);
+  t.equal(b.estimate(job('other', 's/', 't')), 75, 'same task on another system');
+  t.equal(b.estimate(job('x', 's/', 'unknown')), undefined);
+  await writeFile(join(dir, TIMINGS_FILE), '{broken');
+  t.equal((await Timings.load(dir)).size, 0, 'a damaged file means no history');
+});
