@@ -1,9 +1,9 @@
 // The origin: the artifact service. buildOriginServer registers everything and returns
 // the fastify instance without listening; only the CLI listens.
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { TokenCheck } from '../http/auth.js';
-import { frameworkErrors, installErrorHandling } from '../http/errors.js';
-import { createLogger } from '../log.js';
+import { installErrorHandling } from '../http/errors.js';
+import { baseServerOptions } from '../http/server-options.js';
 import { TrafficLedger } from '../metrics/ledger.js';
 import { DiskBlobStore } from '../store/disk.js';
 import { NameStore } from '../store/names.js';
@@ -42,17 +42,7 @@ export async function buildOrigin(options: OriginOptions, store: BlobStore = new
   };
   await loadInternalSet(context);
 
-  const app = Fastify({
-    loggerInstance: createLogger(options.logLevel === false ? 'silent' : (options.logLevel ?? 'info')) as FastifyBaseLogger,
-    maxParamLength: 1024,
-    bodyLimit: context.maxRecordSize,
-    return503OnClosing: true,
-    forceCloseConnections: true,
-    // HEAD routes are explicit: the automatic ones would read a whole blob to discard it.
-    exposeHeadRoutes: false,
-    disableRequestLogging: true,
-    frameworkErrors,
-  });
+  const app = Fastify(baseServerOptions(options.logLevel, context.maxRecordSize));
   app.server.maxHeadersCount = options.maxHeaders ?? 64;
   // Bodies are never buffered by a parser: every route streams request.raw itself.
   app.removeAllContentTypeParsers();

@@ -1,0 +1,28 @@
+// Every error code is documented in docs/errors.md, and the document names no stale code.
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { ERROR_CODES, EXIT, FleetError } from '../src/errors.js';
+import { REPO_ROOT } from './helpers/processes.js';
+
+const doc = readFileSync(`${REPO_ROOT}docs/errors.md`, 'utf8');
+
+t.test('docs/errors.md documents every code with its status and exit code', async (t) => {
+  for (const [code, spec] of Object.entries(ERROR_CODES)) {
+    const row = doc.split('\n').find((l) => l.startsWith(`| \`${code}\``));
+    t.ok(row, `${code} is documented`);
+    if (row) {
+      const cells = row.split('|').map((c) => c.trim());
+      t.equal(cells[2], String(spec.status), `${code} status`);
+      t.equal(cells[3], String(spec.exit), `${code} exit code`);
+    }
+  }
+  const documented = [...doc.matchAll(/^\| `(FC_ERR_[A-Z_]+)`/gm)].map((m) => m[1]);
+  t.same(documented.filter((c) => !(c! in ERROR_CODES)), [], 'no stale codes');
+});
+
+t.test('FleetError carries status and exit code from the catalogue', async (t) => {
+  const e = new FleetError('FC_ERR_DIGEST_MISMATCH', 'x');
+  t.equal(e.status, 400);
+  t.equal(e.exitCode, EXIT.integrity);
+  t.same(e.toJSON(), { code: 'FC_ERR_DIGEST_MISMATCH', message: 'x' });
+});
