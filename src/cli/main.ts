@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { EXIT, FleetError, toFleetError } from '../errors.js';
 import { registerOrigin } from './origin.js';
 import { registerAssets } from './assets.js';
+import { registerList } from './list.js';
 
 const VERSION = '0.1.0';
 
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerOrigin(program);
   registerAssets(program);
+  registerList(program);
   return program;
 }
 

@@ -4,7 +4,7 @@
 import type { Backend, Env, Job, Project, Suite, System } from './model.js';
 import { evalHostOnly } from './env.js';
 import { compileFilter } from './filter.js';
-import { compareJobs, jobName } from './order.js';
+import { jobName, sortJobs } from './order.js';
 import { resolveProjectFields, resolveRemotePath } from './resolve.js';
 import { EMPTY_SET, applyLevel, applyLevels, envVariants, type Level, type SetState } from './sets.js';
 import { projectError } from './yaml.js';
@@ -120,7 +120,7 @@ export function expandJobs(project: Project, filters: readonly string[] = [], op
   // Evaluated for its errors, as spread does before reporting jobs.
   resolveProjectFields(project);
   if (kept.length === 0) throw projectError(filter.empty ? 'cannot find any tasks' : 'nothing matches provider filter');
-  return kept.sort(compareJobs);
+  return sortJobs(kept);
 }
 
 function keep(job: Job, manual: { backends: boolean; systems: boolean; suites: boolean; tasks: boolean }): boolean {

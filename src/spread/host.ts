@@ -1,7 +1,7 @@
 // `$(HOST:cmd)` commands run on the controller (spread-spec §4.3). Loading runs every
 // distinct command once and records its output or error; expansion only looks results
 // up, so it stays free of I/O. A failure is reported only where a job uses it.
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import type { HostResult } from './model.js';
 
 /** Non-greedy up to the first `)`, exactly like spread's varcmd. */
@@ -14,23 +14,31 @@ export function hostCommands(value: string): string[] {
 }
 
 /** Runs one command with /bin/bash -c; stdout minus trailing newlines, or stderr lines joined by "; ". */
-export function runHostCommand(cmd: string): HostResult {
-  const r = spawnSync('/bin/bash', ['-c', cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
-  if (r.error) return { ok: false, error: r.error.message };
-  if (r.status !== 0) {
-    const msg = r.stderr.trim();
-    if (msg) return { ok: false, error: msg.split('\n').join('; ') };
-    return { ok: false, error: r.signal ? `signal: ${r.signal.toLowerCase().replace(/^sig/, '')}` : `exit status ${r.status}` };
-  }
-  return { ok: true, output: r.stdout.replace(/\n+$/, '') };
+export function runHostCommand(cmd: string): Promise<HostResult> {
+  return new Promise((resolve) => {
+    execFile('/bin/bash', ['-c', cmd], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (!err) return resolve({ ok: true, output: stdout.replace(/\n+$/, '') });
+      const msg = stderr.trim();
+      if (msg) return resolve({ ok: false, error: msg.split('\n').join('; ') });
+      const code = (err as { code?: unknown }).code;
+      resolve({ ok: false, error: typeof code === 'number' ? `exit status ${code}` : err.message });
+    });
+  });
 }
 
-export function runHostCommands(values: Iterable<string>): Record<string, HostResult> {
+const PARALLEL = 8;
+
+/** Runs every distinct command found in the values, a few at a time. */
+export async function runHostCommands(values: Iterable<string>): Promise<Record<string, HostResult>> {
+  const cmds = [...new Set([...values].flatMap(hostCommands))];
   const out: Record<string, HostResult> = {};
-  for (const value of values) {
-    for (const cmd of hostCommands(value)) {
-      if (!Object.hasOwn(out, cmd)) out[cmd] = runHostCommand(cmd);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < cmds.length) {
+      const cmd = cmds[next++]!;
+      out[cmd] = await runHostCommand(cmd);
     }
-  }
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL, cmds.length) }, worker));
   return out;
 }

@@ -29,8 +29,8 @@ export function findProject(cwd: string): string {
   throw projectError(`cannot load project file from ${start}: cannot find spread.yaml or .spread.yaml`);
 }
 
-/** Loads the project whose spread.yaml (or .spread.yaml) is in `dir`. */
-export function loadProject(dir: string): Project {
+/** Loads the project whose spread.yaml (or .spread.yaml) is in `dir`, running its `$(HOST:…)` commands. */
+export async function loadProject(dir: string): Promise<Project> {
   const baseDir = path.resolve(dir);
   const file = projectFileIn(baseDir);
   if (!file) throw projectError(`cannot load project file from ${baseDir}: cannot find spread.yaml or .spread.yaml`);
@@ -68,7 +68,7 @@ export function loadProject(dir: string): Project {
     rename: y.list(f.get('rename')),
     origin: y.origin(y.root),
   };
-  return { ...partial, hostOutputs: runHostCommands(hostValues(partial, backends, suites)) };
+  return { ...partial, hostOutputs: await runHostCommands(hostValues(partial, backends, suites)) };
 }
 
 /** Every value in which spread evaluates `$(HOST:…)`. */

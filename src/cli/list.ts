@@ -1,0 +1,60 @@
+// `fleetcache list [FILTER...]`: the jobs spread -list would print, one per line; with
+// --json, also each job's evaluated environment, priority, workers and region.
+// Errors end like spread's: "error: <message>" on stderr and exit status 1.
+import type { Command } from 'commander';
+import { expandJobs, findProject, jobEnvironment, loadProject, type Job } from '../spread/index.js';
+import { toFleetError } from '../errors.js';
+
+/** One job as `list --json` shows it. */
+export function jobToJson(job: Job): Record<string, unknown> {
+  return {
+    name: job.name,
+    backend: job.backend.name,
+    system: job.system.name,
+    suite: job.suite.name,
+    task: job.task.name,
+    variant: job.variant,
+    sample: job.sample,
+    priority: job.priority,
+    workers: job.system.workers,
+    region: job.system.region ?? job.backend.region ?? null,
+    // Keys are identifiers (never integer-like), so object order is the environment's order.
+    environment: Object.fromEntries(jobEnvironment(job)),
+  };
+}
+
+function write(out: NodeJS.WritableStream, text: string): Promise<void> {
+  return new Promise((resolve, reject) => out.write(text, (err) => (err ? reject(err) : resolve())));
+}
+
+export async function listJobs(cwd: string, filters: readonly string[], json: boolean, out: NodeJS.WritableStream): Promise<void> {
+  const project = await loadProject(findProject(cwd));
+  const jobs = expandJobs(project, filters);
+  if (!json) {
+    await write(out, jobs.map((j) => j.name).join('\n') + '\n');
+    return;
+  }
+  // Written in chunks: snapd's 147k jobs with full environments are hundreds of MB.
+  const CHUNK = 500;
+  for (let i = 0; i < jobs.length; i += CHUNK) {
+    const lines = jobs.slice(i, i + CHUNK).map((j, k) => (i + k === 0 ? '[' : ',') + JSON.stringify(jobToJson(j)));
+    await write(out, lines.join('\n') + '\n');
+  }
+  await write(out, ']\n');
+}
+
+export function registerList(program: Command): void {
+  program
+    .command('list')
+    .description('List the jobs of the spread project in the current directory, as `spread -list` does.')
+    .argument('[filter...]', 'spread filter arguments (backend, system, suite/, /task, ..., #N)')
+    .option('--json', 'print a JSON array with each job\'s environment, priority, workers and region')
+    .action(async (filters: string[], opts: { json?: boolean }) => {
+      try {
+        await listJobs(process.cwd(), filters, opts.json === true, process.stdout);
+      } catch (err) {
+        process.stderr.write(`error: ${toFleetError(err).message}\n`);
+        process.exitCode = 1;
+      }
+    });
+}
