@@ -3,6 +3,8 @@
 import { Command, CommanderError } from 'commander';
 import { EXIT, FleetError, toFleetError } from '../errors.js';
 import { registerOrigin } from './origin.js';
+import { registerDemo } from './demo.js';
+import { registerCache } from './cache.js';
 import { registerAssets } from './assets.js';
 import { registerList } from './list.js';
 
@@ -17,7 +19,9 @@ export function buildProgram(): Command {
     )
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  registerDemo(program);
   registerOrigin(program);
+  registerCache(program);
   registerAssets(program);
   registerList(program);
   return program;

@@ -1,0 +1,116 @@
+// Configuration of a regional cache: one TypeBox schema gives the types and the
+// validation (config/cache-<region>.yaml); command-line flags override the file.
+import path from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
+import { loadConfigFile, parseConfig } from '../config/load.js';
+import { parseDuration, parseSize } from '../config/units.js';
+import { UsageError } from '../errors.js';
+
+const Size = Type.Union([Type.String({ minLength: 1 }), Type.Integer({ minimum: 0 })]);
+const Duration = Type.Union([Type.String({ minLength: 1 }), Type.Number({ minimum: 0 })]);
+
+export const timeoutsSchema = Type.Object(
+  {
+    /** TCP/TLS connect. */
+    connect: Type.Optional(Duration),
+    /** From request sent to response headers: the bound on how long a miss may wait. */
+    headers: Type.Optional(Duration),
+    /** Longest silence between two body chunks. */
+    body: Type.Optional(Duration),
+  },
+  { additionalProperties: false },
+);
+
+export const cacheConfigSchema = Type.Object(
+  {
+    region: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$', default: 'default' }),
+    listen: Type.String({ default: '127.0.0.1:8081' }),
+    /** The origin, or a parent cache. */
+    upstream: Type.String({ minLength: 1 }),
+    /** Data directory; default cache/region-<region> under the working directory. */
+    data: Type.Optional(Type.String({ minLength: 1 })),
+    maxSize: Type.Optional(Size),
+    /** Bearer token sent upstream on PUT when the client sends none. */
+    tokenFile: Type.Optional(Type.String({ minLength: 1 })),
+    logLevel: Type.Optional(Type.String({ minLength: 1 })),
+    timeouts: Type.Optional(timeoutsSchema),
+    /** Other upstreams served under /mirror/{name}/{path}. */
+    mirrors: Type.Optional(
+      Type.Record(
+        Type.String({ pattern: '^[A-Za-z0-9._-]+$' }),
+        Type.Object({ url: Type.String({ minLength: 1 }), timeouts: Type.Optional(timeoutsSchema) }, { additionalProperties: false }),
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type CacheConfigFile = Static<typeof cacheConfigSchema>;
+
+export interface UpstreamTimeouts {
+  readonly connectMs: number;
+  readonly headersMs: number;
+  readonly bodyMs: number;
+}
+
+/** The resolved configuration buildCacheServer() takes. */
+export interface CacheConfig {
+  readonly region: string;
+  readonly upstream: string;
+  readonly dataDir: string;
+  readonly maxSize: number;
+  readonly token?: string;
+  readonly timeouts: UpstreamTimeouts;
+  readonly mirrors: ReadonlyMap<string, { readonly url: string; readonly timeouts: UpstreamTimeouts }>;
+  /** pino level; 'silent' in tests. */
+  readonly logLevel?: string;
+}
+
+export const DEFAULT_MAX_SIZE = 50 * 1024 ** 3;
+export const DEFAULT_TIMEOUTS: UpstreamTimeouts = { connectMs: 5_000, headersMs: 30_000, bodyMs: 60_000 };
+
+function resolveTimeouts(t: Static<typeof timeoutsSchema> | undefined, base: UpstreamTimeouts): UpstreamTimeouts {
+  return {
+    connectMs: t?.connect === undefined ? base.connectMs : parseDuration(t.connect),
+    headersMs: t?.headers === undefined ? base.headersMs : parseDuration(t.headers),
+    bodyMs: t?.body === undefined ? base.bodyMs : parseDuration(t.body),
+  };
+}
+
+function checkUrl(url: string, what: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UsageError(`${what}: invalid URL "${url}"`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new UsageError(`${what}: URL must be http or https: "${url}"`);
+  return url.replace(/\/+$/, '');
+}
+
+/** Turns the validated file (or flags alone) into a CacheConfig. */
+export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.cwd(), token?: string): CacheConfig {
+  const timeouts = resolveTimeouts(file.timeouts, DEFAULT_TIMEOUTS);
+  const mirrors = new Map<string, { url: string; timeouts: UpstreamTimeouts }>();
+  for (const [name, m] of Object.entries(file.mirrors ?? {})) {
+    mirrors.set(name, { url: checkUrl(m.url, `mirrors.${name}.url`), timeouts: resolveTimeouts(m.timeouts, timeouts) });
+  }
+  return {
+    region: file.region,
+    upstream: checkUrl(file.upstream, 'upstream'),
+    dataDir: path.resolve(cwd, file.data ?? path.join('cache', `region-${file.region}`)),
+    maxSize: file.maxSize === undefined ? DEFAULT_MAX_SIZE : parseSize(file.maxSize),
+    ...(file.logLevel === undefined ? {} : { logLevel: file.logLevel }),
+    ...(token === undefined ? {} : { token }),
+    timeouts,
+    mirrors,
+  };
+}
+
+export function parseCacheConfig(text: string, file: string): CacheConfigFile {
+  return parseConfig(cacheConfigSchema, text, file);
+}
+
+export function loadCacheConfig(file: string): CacheConfigFile {
+  return loadConfigFile(cacheConfigSchema, file);
+}

@@ -1,0 +1,105 @@
+// What every route of the cache shares, and the serving paths common to all namespaces:
+// a disk hit, a fill (leader or joiner), and a plain passthrough.
+import { open } from 'node:fs/promises';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger as Logger } from 'fastify';
+import { StorageError, type DiskStore, type Hit } from './disk-store.js';
+import type { Fill, Fills } from './fill.js';
+import type { CacheMetrics, Kind } from './metrics.js';
+import { sendBody, type CacheStatus } from './serve.js';
+import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
+
+export interface CacheContext {
+  readonly store: DiskStore;
+  readonly fills: Fills;
+  readonly metrics: CacheMetrics;
+  readonly upstream: Upstream;
+  readonly mirrors: ReadonlyMap<string, Upstream>;
+  readonly log: Logger;
+  /** Sent upstream on PUT when the client sends no Authorization. */
+  readonly token?: string;
+}
+
+const HIT_HWM = 512 * 1024;
+
+/** Collapsing is only among requests with the same credentials, so no one is served another's private answer. */
+export function flightKey(id: string, req: FastifyRequest, extra = ''): string {
+  return `${id}\0${req.headers.authorization ?? ''}\0${extra}`;
+}
+
+export function authHeaders(req: FastifyRequest): HeaderMap {
+  const auth = req.headers.authorization;
+  return auth ? { authorization: auth } : {};
+}
+
+/** Cache-Control private or no-store: never kept, only proxied. */
+export function isPrivate(headers: Record<string, string | string[] | undefined>): boolean {
+  const cc = headers['cache-control'];
+  return /(?:^|[\s,])(?:private|no-store)\b/i.test(Array.isArray(cc) ? cc.join(',') : cc ?? '');
+}
+
+/**
+ * Serves a committed entry from disk. Resolves to undefined when the file vanished
+ * between lookup and open (evicted meanwhile): the caller treats it as a miss.
+ */
+export async function serveHit(
+  ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, hit: Hit, headers: HeaderMap = hit.meta.headers,
+): Promise<FastifyReply | undefined> {
+  const fh = await open(hit.file, 'r').catch(() => undefined);
+  if (!fh) return undefined;
+  ctx.metrics.hit(kind);
+  return sendBody(req, reply, {
+    status: hit.meta.status,
+    headers,
+    size: hit.meta.size,
+    open: (start, end) => fh.createReadStream({ start, ...(end === undefined ? {} : { end }), highWaterMark: HIT_HWM }),
+    discard: () => void fh.close().catch(() => undefined),
+  }, { kind, cache: 'HIT', ageSeconds: (Date.now() - hit.meta.storedAt) / 1000, metrics: ctx.metrics });
+}
+
+/** Serves a fill's growing file; a storage failure before the first byte turns into a passthrough. */
+export async function serveFill(
+  ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, fill: Fill, cache: CacheStatus,
+  passthrough: () => Promise<FastifyReply>,
+): Promise<FastifyReply> {
+  if (cache === 'COLLAPSED') ctx.metrics.collapsed(kind);
+  else ctx.metrics.miss(kind);
+  let head;
+  try {
+    head = await fill.head;
+  } catch (err) {
+    if (err instanceof StorageError) return passthrough();
+    throw err;
+  }
+  return sendBody(req, reply, {
+    status: head.status,
+    headers: head.headers,
+    size: head.size,
+    open: (start, end) => fill.read(start, end),
+    finalSize: async () => {
+      await fill.done;
+      if (fill.error) throw fill.error;
+      return fill.written;
+    },
+  }, { kind, cache, ageSeconds: 0, metrics: ctx.metrics });
+}
+
+/** Proxies one request to upstream without keeping anything (HEAD misses, private answers, full disk). */
+export async function passthrough(
+  ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, upstream: Upstream, path: string, headers: HeaderMap,
+): Promise<FastifyReply> {
+  const method = req.method === 'HEAD' ? 'HEAD' : 'GET';
+  const res = await upstream.request(path, { method, headers });
+  reply.code(res.statusCode).headers(endToEnd(res.headers)).header('x-cache', 'MISS').header('age', '0');
+  if (method === 'HEAD') {
+    await res.body.dump();
+    return reply.send();
+  }
+  let n = 0;
+  res.body.on('data', (c: Buffer) => (n += c.length));
+  res.body.once('end', () => {
+    ctx.metrics.upstream(kind, n);
+    ctx.metrics.served(kind, n);
+  });
+  return reply.send(res.body);
+}

@@ -1,0 +1,233 @@
+// The cache's disk: bodies plus JSON sidecars, indexed by an lru-cache bounded in bytes.
+//
+// Layout (versioned, sharded, restart-safe):
+//   <data>/cas.v1/<algo>/<2 hex>/<hex>        immutable blobs, by digest
+//   <data>/http.v1/<2 hex>/<sha256(key)>       names and mirror entries, by request key
+//   <file>.json                                 sidecar: status, headers, policy
+//   <data>/tmp/                                 fills in progress; emptied at start
+// Commit writes the sidecar first and renames the body last, so a body on disk always
+// has its sidecar; start-up drops orphans and size mismatches.
+import { createHash, randomBytes } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { LRUCache } from 'lru-cache';
+import type { CachePolicyObject } from 'http-cache-semantics';
+import type { FastifyBaseLogger as Logger } from 'fastify';
+import type { Digest } from '../store/digest.js';
+
+export interface EntryMeta {
+  /** The request key the entry answers (for humans and collision checks). */
+  readonly key: string;
+  readonly status: number;
+  /** Response headers replayed to clients (content-type, etag, last-modified, cache-control…). */
+  readonly headers: Record<string, string>;
+  readonly size: number;
+  /** When the body was received from upstream, ms since the epoch. */
+  readonly storedAt: number;
+  /** http-cache-semantics policy of mirror entries. */
+  readonly policy?: CachePolicyObject;
+}
+
+interface Entry {
+  readonly size: number;
+  meta: EntryMeta | undefined;
+}
+
+export interface Hit {
+  readonly id: string;
+  readonly file: string;
+  readonly meta: EntryMeta;
+}
+
+/** A storage failure (disk full, I/O error): the cache turns into a passthrough for a while. */
+export class StorageError extends Error {}
+
+const SIDECAR = '.json';
+const FULL_COOLDOWN_MS = 30_000;
+/** Room kept free on the data filesystem beyond the object being filled. */
+const FREE_MARGIN = 1024 * 1024;
+
+export function casId(d: Digest): string {
+  return `cas.v1/${d.algo}/${d.hex.slice(0, 2)}/${d.hex}`;
+}
+
+export function httpId(key: string): string {
+  const h = createHash('sha256').update(key).digest('hex');
+  return `http.v1/${h.slice(0, 2)}/${h}`;
+}
+
+async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+export class DiskStore {
+  readonly dir: string;
+  readonly maxSize: number;
+  #log: Logger;
+  #lru: LRUCache<string, Entry>;
+  #fullUntil = 0;
+
+  constructor(dir: string, maxSize: number, log: Logger) {
+    this.dir = dir;
+    this.maxSize = maxSize;
+    this.#log = log;
+    this.#lru = new LRUCache<string, Entry>({
+      maxSize,
+      sizeCalculation: (e) => Math.max(1, e.size),
+      dispose: (_e, id, reason) => {
+        // 'set' replaced the entry in place (same file names, already renamed over).
+        if (reason === 'evict' || reason === 'delete') void this.#unlinkEntry(id);
+      },
+    });
+  }
+
+  get bytes(): number {
+    return this.#lru.calculatedSize;
+  }
+
+  get count(): number {
+    return this.#lru.size;
+  }
+
+  /** Creates directories, removes leftover temp files and rebuilds the index from disk, oldest access first. */
+  async open(): Promise<void> {
+    await rm(path.join(this.dir, 'tmp'), { recursive: true, force: true });
+    await mkdir(path.join(this.dir, 'tmp'), { recursive: true });
+    const shards: string[] = [];
+    for (const algo of await readdir(path.join(this.dir, 'cas.v1')).catch(() => [] as string[])) {
+      for (const s of await readdir(path.join(this.dir, 'cas.v1', algo)).catch(() => [] as string[])) shards.push(`cas.v1/${algo}/${s}`);
+    }
+    for (const s of await readdir(path.join(this.dir, 'http.v1')).catch(() => [] as string[])) shards.push(`http.v1/${s}`);
+    const found: { id: string; size: number; atimeMs: number }[] = [];
+    const orphans: string[] = [];
+    await mapLimit(shards, 16, async (shard) => {
+      const names = await readdir(path.join(this.dir, shard));
+      const set = new Set(names);
+      const bodies = names.filter((n) => !n.endsWith(SIDECAR));
+      for (const n of names) if (n.endsWith(SIDECAR) && !set.has(n.slice(0, -SIDECAR.length))) orphans.push(`${shard}/${n}`);
+      await mapLimit(bodies, 8, async (n) => {
+        const id = `${shard}/${n}`;
+        if (!set.has(n + SIDECAR)) return void orphans.push(id);
+        const st = await stat(path.join(this.dir, id));
+        found.push({ id, size: st.size, atimeMs: st.atimeMs });
+      });
+    });
+    await mapLimit(orphans, 16, (id) => rm(path.join(this.dir, id), { force: true }));
+    found.sort((a, b) => a.atimeMs - b.atimeMs);
+    for (const f of found) this.#lru.set(f.id, { size: f.size, meta: undefined });
+  }
+
+  /** The committed entry with its sidecar, marking it most recently used; undefined on a miss. */
+  async lookup(id: string): Promise<Hit | undefined> {
+    const entry = this.#lru.get(id);
+    if (!entry) return undefined;
+    const file = path.join(this.dir, id);
+    if (!entry.meta) {
+      try {
+        const meta = JSON.parse(await readFile(file + SIDECAR, 'utf8')) as EntryMeta;
+        if (meta.size !== entry.size) throw new Error(`sidecar says ${meta.size} bytes, body has ${entry.size}`);
+        entry.meta = meta;
+      } catch (err) {
+        this.#log.warn({ id, err: (err as Error).message }, 'dropping unreadable cache entry');
+        this.#lru.delete(id);
+        return undefined;
+      }
+    }
+    return { id, file, meta: entry.meta };
+  }
+
+  /** Peeks without touching recency (tests, stats). */
+  has(id: string): boolean {
+    return this.#lru.has(id);
+  }
+
+  delete(id: string): void {
+    this.#lru.delete(id);
+  }
+
+  /** Replaces the sidecar of a committed entry (after a revalidation). */
+  async updateMeta(id: string, meta: EntryMeta): Promise<void> {
+    const entry = this.#lru.peek(id);
+    if (!entry) return;
+    entry.meta = meta;
+    const file = path.join(this.dir, id);
+    const tmp = this.tempPath();
+    try {
+      await writeFile(tmp, JSON.stringify(meta));
+      await rename(tmp, file + SIDECAR);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      this.#log.error({ id, err: (err as Error).message }, 'cannot update cache sidecar');
+    }
+  }
+
+  tempPath(): string {
+    return path.join(this.dir, 'tmp', randomBytes(12).toString('hex'));
+  }
+
+  /** Opens a new, exclusive temp file for a fill. Throws StorageError when the disk refuses. */
+  async createTemp(): Promise<{ path: string; fh: FileHandle }> {
+    if (this.isFull()) throw new StorageError('cache disk is full (cooling down)');
+    const p = this.tempPath();
+    try {
+      return { path: p, fh: await open(p, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644) };
+    } catch (err) {
+      throw this.storageFailure(err);
+    }
+  }
+
+  /** Throws StorageError unless the filesystem has room for `size` more bytes. */
+  async reserve(size: number): Promise<void> {
+    if (size > this.maxSize) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
+    const fs = await statfs(this.dir);
+    if (fs.bavail * fs.bsize < size + FREE_MARGIN) {
+      throw this.storageFailure(new Error(`no space left for ${size} bytes (${fs.bavail * fs.bsize} free)`));
+    }
+  }
+
+  /** Logs a storage failure, starts the passthrough cool-down, and returns the StorageError to throw. */
+  storageFailure(err: unknown): StorageError {
+    const message = err instanceof Error ? err.message : String(err);
+    if (err instanceof StorageError) return err;
+    this.#fullUntil = Date.now() + FULL_COOLDOWN_MS;
+    this.#log.error({ err: message, dir: this.dir }, 'cache storage failure: passing requests through for 30s');
+    return new StorageError(`cache storage failure: ${message}`, { cause: err });
+  }
+
+  isFull(): boolean {
+    return Date.now() < this.#fullUntil;
+  }
+
+  /**
+   * Makes a completed temp file visible under `id`: sidecar first, body last (atomic renames).
+   * The caller has fsynced and closed the body.
+   */
+  async commit(id: string, tmpBody: string, meta: EntryMeta): Promise<void> {
+    if (meta.size > this.maxSize) {
+      await rm(tmpBody, { force: true });
+      return;
+    }
+    const file = path.join(this.dir, id);
+    const tmpSide = this.tempPath();
+    try {
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(tmpSide, JSON.stringify(meta));
+      await rename(tmpSide, file + SIDECAR);
+      await rename(tmpBody, file);
+    } catch (err) {
+      await Promise.all([rm(tmpSide, { force: true }), rm(tmpBody, { force: true })]);
+      throw this.storageFailure(err);
+    }
+    this.#lru.set(id, { size: meta.size, meta });
+  }
+
+  async #unlinkEntry(id: string): Promise<void> {
+    const file = path.join(this.dir, id);
+    await Promise.all([unlink(file).catch(() => undefined), unlink(file + SIDECAR).catch(() => undefined)]);
+  }
+}

@@ -1,0 +1,281 @@
+// Exactly-once fills. The first miss for a key streams the upstream body into a temp
+// file; every waiter (the first, late joiners, Range requests) reads that growing file
+// through a shared read descriptor, woken on each write. The entry is committed (fsync,
+// rename) only once complete and, for /cas, verified. If upstream fails, every reader is
+// destroyed with the error (never a clean end) and nothing is kept. Readers hold back the
+// last byte until the fill has ended, so no client ever sees a complete-looking body of
+// a failed fill.
+import { createHash, type Hash } from 'node:crypto';
+import { open, rm, type FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { DigestMismatchError, UpstreamError } from '../errors.js';
+import type { FastifyBaseLogger as Logger } from 'fastify';
+import { formatDigest, type Digest } from '../store/digest.js';
+import { StorageError, type DiskStore, type EntryMeta } from './disk-store.js';
+import type { HeaderMap } from './upstream.js';
+
+export interface FillDecision {
+  readonly status: number;
+  /** Headers sent to every waiter. */
+  readonly headers: HeaderMap;
+  /** What to commit with the body, or undefined when the response must not be kept. */
+  readonly meta?: Omit<EntryMeta, 'size' | 'storedAt'>;
+}
+
+export interface FillHead {
+  readonly status: number;
+  readonly headers: HeaderMap;
+  /** Content-Length when upstream announced it. */
+  readonly size: number | undefined;
+}
+
+export interface FillSpec {
+  /** Store id to commit under. */
+  readonly id: string;
+  readonly request: () => Promise<Dispatcher.ResponseData>;
+  readonly decide: (res: Dispatcher.ResponseData) => FillDecision;
+  /** /cas fills: the digest the body must hash to. */
+  readonly verify?: Digest;
+  /** Called once with the number of bytes received from upstream. */
+  readonly onUpstreamBytes?: (n: number) => void;
+}
+
+const READ_CHUNK = 256 * 1024;
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+export class Fill {
+  readonly head: Promise<FillHead>;
+  /** Resolves when the fill has committed or dropped its body. */
+  readonly done: Promise<void>;
+  #store: DiskStore;
+  #log: Logger;
+  #spec: FillSpec;
+  #rfh: FileHandle | undefined;
+  #refs = 1;
+  #written = 0;
+  #ended = false;
+  #error: Error | undefined;
+  #progress = deferred();
+  #resolveHead!: (h: FillHead) => void;
+  #rejectHead!: (e: Error) => void;
+
+  constructor(store: DiskStore, log: Logger, spec: FillSpec) {
+    this.#store = store;
+    this.#log = log;
+    this.#spec = spec;
+    this.head = new Promise<FillHead>((resolve, reject) => {
+      this.#resolveHead = resolve;
+      this.#rejectHead = reject;
+    });
+    this.head.catch(() => undefined);
+    this.done = this.#run();
+  }
+
+  get written(): number {
+    return this.#written;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  get error(): Error | undefined {
+    return this.#error;
+  }
+
+  /** Bytes a reader may hand out now (the last one waits for the end). */
+  get readable(): number {
+    return this.#ended ? this.#written : Math.max(0, this.#written - 1);
+  }
+
+  /** Resolves on the next write, end or failure. */
+  progress(): Promise<void> {
+    return this.#progress.promise;
+  }
+
+  /** A stream of bytes [start, end] (inclusive; end undefined = to the end). Call after `head` resolved. */
+  read(start = 0, end?: number): Readable {
+    if (!this.#rfh) throw new Error('Fill.read() before head');
+    this.#refs++;
+    return new FillReader(this, this.#rfh, start, end ?? Infinity);
+  }
+
+  release(): void {
+    if (--this.#refs === 0 && this.#rfh) void this.#rfh.close().catch(() => undefined);
+  }
+
+  #wake(): void {
+    const d = this.#progress;
+    this.#progress = deferred();
+    d.resolve();
+  }
+
+  #fail(err: Error): void {
+    this.#error = err;
+    this.#wake();
+  }
+
+  async #run(): Promise<void> {
+    let tmp: { path: string; fh: FileHandle } | undefined;
+    let res: Dispatcher.ResponseData | undefined;
+    let hash: Hash | undefined;
+    let committed = false;
+    try {
+      tmp = await this.#store.createTemp();
+      res = await this.#spec.request();
+      const decision = this.#spec.decide(res);
+      const cl = res.headers['content-length'];
+      const size = typeof cl === 'string' && /^\d+$/.test(cl) ? Number(cl) : undefined;
+      if (size !== undefined) await this.#store.reserve(size);
+      this.#rfh = await open(tmp.path, 'r');
+      this.#resolveHead({ status: decision.status, headers: decision.headers, size });
+      if (this.#spec.verify) hash = createHash(this.#spec.verify.algo);
+      const fh = tmp.fh;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        hash?.update(chunk);
+        let off = 0;
+        try {
+          while (off < chunk.length) {
+            const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, this.#written + off);
+            off += bytesWritten;
+          }
+        } catch (err) {
+          throw this.#store.storageFailure(err);
+        }
+        this.#written += chunk.length;
+        this.#wake();
+      }
+      if (size !== undefined && this.#written !== size) {
+        throw new UpstreamError(`upstream sent ${this.#written} of ${size} bytes`);
+      }
+      if (hash && this.#spec.verify && decision.status === 200) {
+        const actual = hash.digest('hex');
+        if (actual !== this.#spec.verify.hex) {
+          throw new DigestMismatchError(formatDigest(this.#spec.verify), `${this.#spec.verify.algo}:${actual}`);
+        }
+      }
+      this.#ended = true;
+      this.#wake();
+      if (decision.meta) {
+        await fh.sync();
+        await fh.close();
+        await this.#store.commit(this.#spec.id, tmp.path, { ...decision.meta, size: this.#written, storedAt: Date.now() });
+        committed = true;
+      }
+    } catch (err) {
+      const e = err instanceof Error ? err : new Error(String(err));
+      if (!(e instanceof StorageError) && !(e instanceof UpstreamError)) this.#log.warn({ id: this.#spec.id, err: e.message }, 'fill failed');
+      this.#rejectHead(e);
+      if (!this.#ended) this.#fail(e instanceof UpstreamError || e instanceof StorageError ? e : new UpstreamError(e.message, { cause: e }));
+      res?.body.destroy();
+    } finally {
+      if (tmp) {
+        await tmp.fh.close().catch(() => undefined);
+        if (!committed) await rm(tmp.path, { force: true });
+      }
+      this.#spec.onUpstreamBytes?.(this.#written);
+      this.release();
+    }
+  }
+}
+
+class FillReader extends Readable {
+  #fill: Fill;
+  #fh: FileHandle;
+  #pos: number;
+  #last: number;
+  #pumping = false;
+  #released = false;
+
+  constructor(fill: Fill, fh: FileHandle, start: number, last: number) {
+    super({ highWaterMark: READ_CHUNK });
+    this.#fill = fill;
+    this.#fh = fh;
+    this.#pos = start;
+    this.#last = last;
+  }
+
+  override _read(): void {
+    if (!this.#pumping) void this.#pump();
+  }
+
+  async #pump(): Promise<void> {
+    this.#pumping = true;
+    try {
+      for (;;) {
+        const fill = this.#fill;
+        if (fill.error) return void this.destroy(fill.error);
+        if (this.#pos > this.#last || (fill.ended && this.#pos >= fill.written)) return void this.push(null);
+        const avail = Math.min(fill.readable, this.#last + 1) - this.#pos;
+        if (avail <= 0) {
+          await fill.progress();
+          continue;
+        }
+        const n = Math.min(avail, READ_CHUNK);
+        const buf = Buffer.allocUnsafe(n);
+        const { bytesRead } = await this.#fh.read(buf, 0, n, this.#pos);
+        if (this.destroyed) return;
+        this.#pos += bytesRead;
+        if (!this.push(bytesRead === n ? buf : buf.subarray(0, bytesRead))) return;
+      }
+    } catch (err) {
+      this.destroy(err as Error);
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (!this.#released) {
+      this.#released = true;
+      this.#fill.release();
+    }
+    cb(err);
+  }
+}
+
+/** The in-flight map: one Fill per key until it is done. */
+export class Fills {
+  #map = new Map<string, Fill>();
+  #store: DiskStore;
+  #log: Logger;
+
+  constructor(store: DiskStore, log: Logger) {
+    this.#store = store;
+    this.#log = log;
+  }
+
+  get size(): number {
+    return this.#map.size;
+  }
+
+  /** The fill in flight for `key`; a failed one is never joined (the next request starts anew). */
+  get(key: string): Fill | undefined {
+    const fill = this.#map.get(key);
+    return fill && !fill.error ? fill : undefined;
+  }
+
+  start(key: string, spec: FillSpec): Fill {
+    const fill = new Fill(this.#store, this.#log, spec);
+    this.#map.set(key, fill);
+    void fill.done.finally(() => {
+      if (this.#map.get(key) === fill) this.#map.delete(key);
+    });
+    return fill;
+  }
+
+  async drain(): Promise<void> {
+    await Promise.all([...this.#map.values()].map((f) => f.done));
+  }
+}

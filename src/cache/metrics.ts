@@ -1,0 +1,87 @@
+// The cache's accounting: a prom-client registry of its own (several caches can live in
+// one process, e.g. in tests) plus plain tallies for the JSON /-/stats.
+import { Counter, Gauge, Registry } from 'prom-client';
+
+/** cas, tooltool, artifacts, projects, or mirror:NAME. */
+export type Kind = string;
+
+export interface KindTally {
+  bytesServed: number;
+  bytesUpstream: number;
+  hits: number;
+  misses: number;
+  collapsed: number;
+}
+
+export class CacheMetrics {
+  readonly registry = new Registry();
+  #tallies = new Map<Kind, KindTally>();
+  #served: Counter<'kind'>;
+  #upstream: Counter<'kind'>;
+  #hits: Counter<'kind'>;
+  #misses: Counter<'kind'>;
+  #collapsed: Counter<'kind'>;
+
+  constructor(gauges: { inflight: () => number; lruBytes: () => number; lruObjects: () => number }) {
+    const registers = [this.registry];
+    const counter = (name: string, help: string): Counter<'kind'> => new Counter({ name, help, labelNames: ['kind'], registers });
+    this.#served = counter('fleetcache_cache_bytes_served_total', 'Bytes of bodies sent to clients.');
+    this.#upstream = counter('fleetcache_cache_bytes_upstream_total', 'Bytes of bodies received from upstream.');
+    this.#hits = counter('fleetcache_cache_hits_total', 'Requests answered from disk.');
+    this.#misses = counter('fleetcache_cache_misses_total', 'Requests that started an upstream fetch.');
+    this.#collapsed = counter('fleetcache_cache_collapsed_total', 'Requests that joined a fill already in flight.');
+    new Gauge({ name: 'fleetcache_cache_inflight_fills', help: 'Fills in progress.', registers, collect() { this.set(gauges.inflight()); } });
+    new Gauge({ name: 'fleetcache_cache_lru_bytes', help: 'Bytes held on disk by the LRU index.', registers, collect() { this.set(gauges.lruBytes()); } });
+    new Gauge({ name: 'fleetcache_cache_lru_objects', help: 'Objects held on disk by the LRU index.', registers, collect() { this.set(gauges.lruObjects()); } });
+  }
+
+  #tally(kind: Kind): KindTally {
+    let t = this.#tallies.get(kind);
+    if (!t) {
+      t = { bytesServed: 0, bytesUpstream: 0, hits: 0, misses: 0, collapsed: 0 };
+      this.#tallies.set(kind, t);
+    }
+    return t;
+  }
+
+  served(kind: Kind, bytes: number): void {
+    this.#tally(kind).bytesServed += bytes;
+    this.#served.inc({ kind }, bytes);
+  }
+
+  upstream(kind: Kind, bytes: number): void {
+    this.#tally(kind).bytesUpstream += bytes;
+    this.#upstream.inc({ kind }, bytes);
+  }
+
+  hit(kind: Kind): void {
+    this.#tally(kind).hits++;
+    this.#hits.inc({ kind });
+  }
+
+  miss(kind: Kind): void {
+    this.#tally(kind).misses++;
+    this.#misses.inc({ kind });
+  }
+
+  collapsed(kind: Kind): void {
+    this.#tally(kind).collapsed++;
+    this.#collapsed.inc({ kind });
+  }
+
+  /** JSON figures; savings = share of served bytes that did not come from upstream. */
+  stats(): { kinds: Record<Kind, KindTally & { savingsRatio: number }>; total: KindTally & { savingsRatio: number } } {
+    const ratio = (t: KindTally): number => (t.bytesServed === 0 ? 0 : Math.max(0, 1 - t.bytesUpstream / t.bytesServed));
+    const total: KindTally = { bytesServed: 0, bytesUpstream: 0, hits: 0, misses: 0, collapsed: 0 };
+    const kinds: Record<Kind, KindTally & { savingsRatio: number }> = {};
+    for (const [kind, t] of this.#tallies) {
+      kinds[kind] = { ...t, savingsRatio: ratio(t) };
+      total.bytesServed += t.bytesServed;
+      total.bytesUpstream += t.bytesUpstream;
+      total.hits += t.hits;
+      total.misses += t.misses;
+      total.collapsed += t.collapsed;
+    }
+    return { kinds, total: { ...total, savingsRatio: ratio(total) } };
+  }
+}

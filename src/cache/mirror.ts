@@ -1,0 +1,133 @@
+// /mirror/{name}/{path}: configured upstreams proxied with RFC 9111 semantics.
+//
+// Why http-cache-semantics and not undici's cache interceptor: undici's rules are only
+// reachable through its client-side interceptor (its cache-control parsing and freshness
+// code are internal), it forwards our clients' conditional requests instead of answering
+// them, never stores or serves ranges, and its deduplication drops late joiners. This
+// cache owns storage, single-flight, Range and client 304s, and asks http-cache-semantics
+// (a pure policy object, used by npm and got) the three questions: storable? (new
+// response), usable or revalidate? (evaluateRequest), still valid? (revalidatedPolicy on
+// a 304). The policy is persisted with toObject() in each entry's sidecar.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import CachePolicy from 'http-cache-semantics';
+import type { Dispatcher } from 'undici';
+import { NotFoundError, UpstreamError } from '../errors.js';
+import { flightKey, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
+import { httpId } from './disk-store.js';
+import type { FillDecision } from './fill.js';
+import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
+
+/** Answered by the cache itself (or meaningless for a full fetch), so never forwarded. */
+const CLIENT_ONLY = ['range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since'];
+
+function flat(headers: CachePolicy.Headers): HeaderMap {
+  const out: HeaderMap = {};
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+  return out;
+}
+
+function upstreamHeaders(req: FastifyRequest): HeaderMap {
+  const h = endToEnd(req.headers);
+  for (const name of CLIENT_ONLY) delete h[name];
+  return h;
+}
+
+function decide(policyReq: CachePolicy.Request, key: string) {
+  return (res: Dispatcher.ResponseData): FillDecision => {
+    const policy = new CachePolicy(policyReq, { status: res.statusCode, headers: res.headers }, { shared: true });
+    const headers = flat(policy.responseHeaders());
+    delete headers['content-length'];
+    if (res.statusCode !== 200 || !policy.storable()) return { status: res.statusCode, headers };
+    return { status: 200, headers, meta: { key, status: 200, headers, policy: policy.toObject() } };
+  };
+}
+
+async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name: string; '*': string } }>, reply: FastifyReply): Promise<FastifyReply> {
+  const upstream: Upstream | undefined = ctx.mirrors.get(req.params.name);
+  if (!upstream) throw new NotFoundError(`no mirror named "${req.params.name}"`);
+  const kind = `mirror:${upstream.name}`;
+  const q = req.url.indexOf('?');
+  const upath = `/${req.params['*']}${q >= 0 ? req.url.slice(q) : ''}`;
+  const cacheKey = `mirror:${upstream.name}:${upath}`;
+  const id = httpId(cacheKey);
+  // Vary is unknown before the answer: only collapse requests that agree on the usual suspects.
+  const key = flightKey(id, req, `${req.headers.accept ?? ''}\0${req.headers['accept-encoding'] ?? ''}\0${req.headers['accept-language'] ?? ''}`);
+  const fwd = upstreamHeaders(req);
+  const policyReq: CachePolicy.Request = { url: upath, method: 'GET', headers: req.headers };
+  const direct = (): Promise<FastifyReply> => passthrough(ctx, req, reply, kind, upstream, upath, fwd);
+
+  const joined = ctx.fills.get(key);
+  if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct);
+  const hit = await ctx.store.lookup(id);
+  const policy = hit?.meta.policy ? CachePolicy.fromObject(hit.meta.policy) : undefined;
+  let revalidate: HeaderMap | undefined;
+  if (hit && policy) {
+    const { response, revalidation } = policy.evaluateRequest(policyReq);
+    if (response && (!revalidation || !revalidation.synchronous)) {
+      const served = await serveHit(ctx, req, reply, kind, hit, withoutLength(response.headers));
+      if (served) return served;
+    } else if (revalidation) {
+      revalidate = flat(revalidation.headers);
+      for (const name of ['range', 'if-range']) delete revalidate[name];
+    }
+  }
+  if (req.method === 'HEAD') {
+    ctx.metrics.miss(kind);
+    return direct();
+  }
+  let res: Dispatcher.ResponseData | undefined;
+  let failure: unknown;
+  try {
+    res = await upstream.request(upath, { method: 'GET', headers: revalidate ?? fwd });
+  } catch (err) {
+    failure = err;
+  }
+  if (hit && policy && revalidate) {
+    // A 304, or an error that stale-if-error covers, keeps the stored body.
+    const status = res?.statusCode ?? 502;
+    let outcome: CachePolicy.RevalidationPolicy | undefined;
+    try {
+      outcome = policy.revalidatedPolicy(policyReq, res ? { status, headers: res.headers } : { status, headers: {} });
+    } catch {
+      outcome = undefined;
+    }
+    if (outcome && !outcome.modified && (status === 304 || status >= 500)) {
+      await res?.body.dump();
+      if (status === 304) await ctx.store.updateMeta(id, { ...hit.meta, policy: outcome.policy.toObject() });
+      else ctx.log.warn({ url: upath, status }, 'mirror upstream failing: serving stale (stale-if-error)');
+      const served = await serveHit(ctx, req, reply, kind, hit, withoutLength(outcome.policy.responseHeaders()));
+      if (served) return served;
+      return direct();
+    }
+  }
+  if (!res) throw failure instanceof UpstreamError ? failure : new UpstreamError(String(failure));
+  if (res.statusCode === 304) {
+    // Our entry vanished (or never matched) while upstream answered a conditional request: ask again in full.
+    await res.body.dump();
+    ctx.metrics.miss(kind);
+    return direct();
+  }
+  const response = res;
+  const fill = ctx.fills.start(key, {
+    id,
+    request: () => Promise.resolve(response),
+    decide: decide(policyReq, cacheKey),
+    onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
+  });
+  return serveFill(ctx, req, reply, kind, fill, 'MISS', direct);
+}
+
+function withoutLength(headers: CachePolicy.Headers): HeaderMap {
+  const h = flat(headers);
+  delete h['content-length'];
+  return h;
+}
+
+export function registerMirrorRoutes(app: FastifyInstance, ctx: CacheContext): void {
+  app.route<{ Params: { name: string; '*': string } }>({
+    method: ['GET', 'HEAD'],
+    url: '/mirror/:name/*',
+    exposeHeadRoute: false,
+    handler: (req, reply) => getMirror(ctx, req, reply),
+  });
+}

@@ -1,0 +1,155 @@
+// GET and HEAD for the shared namespace: immutable content (/cas/{algo}/{hex} and the
+// tooltool alias /{algo}/{hex}) is never revalidated once cached; names (/artifacts,
+// /projects) are revalidated with upstream on every request and served stale if it is down.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Dispatcher } from 'undici';
+import { UpstreamError } from '../errors.js';
+import { parseDigest, type Digest } from '../store/digest.js';
+import { authHeaders, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
+import { casId, httpId } from './disk-store.js';
+import type { FillDecision } from './fill.js';
+import { IMMUTABLE_CACHE_CONTROL } from './serve.js';
+import { endToEnd, type HeaderMap } from './upstream.js';
+
+/** Headers of a name kept in its sidecar and replayed on hits. */
+const NAME_HEADERS = ['content-type', 'etag', 'last-modified', 'cache-control', 'content-disposition', 'expires'];
+
+export function immutableHeaders(res: { headers: Record<string, string | string[] | undefined> }, d: Digest): HeaderMap {
+  const ct = res.headers['content-type'];
+  const etag = res.headers.etag;
+  return {
+    'content-type': typeof ct === 'string' ? ct : 'application/octet-stream',
+    // The origin's ETag is the digest; copy it, or make the same one when it sent none.
+    etag: typeof etag === 'string' ? etag : `"${d.algo}:${d.hex}"`,
+    'cache-control': IMMUTABLE_CACHE_CONTROL,
+  };
+}
+
+function passHeaders(res: Dispatcher.ResponseData): HeaderMap {
+  const h = endToEnd(res.headers);
+  delete h['content-length'];
+  return h;
+}
+
+function decideImmutable(key: string, d: Digest) {
+  return (res: Dispatcher.ResponseData): FillDecision => {
+    if (res.statusCode !== 200 || isPrivate(res.headers)) return { status: res.statusCode, headers: passHeaders(res) };
+    const headers = immutableHeaders(res, d);
+    return { status: 200, headers, meta: { key, status: 200, headers } };
+  };
+}
+
+function decideName(key: string) {
+  return (res: Dispatcher.ResponseData): FillDecision => {
+    if (res.statusCode !== 200 || isPrivate(res.headers)) return { status: res.statusCode, headers: passHeaders(res) };
+    const headers: HeaderMap = {};
+    for (const name of NAME_HEADERS) {
+      const v = res.headers[name];
+      if (typeof v === 'string') headers[name] = v;
+    }
+    return { status: 200, headers, meta: { key, status: 200, headers } };
+  };
+}
+
+async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: 'cas' | 'tooltool', d: Digest, upath: string): Promise<FastifyReply> {
+  const id = casId(d);
+  const key = flightKey(id, req);
+  const fwd = { ...authHeaders(req), 'accept-encoding': 'identity' };
+  let fill = ctx.fills.get(key);
+  if (!fill) {
+    const hit = await ctx.store.lookup(id);
+    const served = hit && (await serveHit(ctx, req, reply, kind, hit));
+    if (served) return served;
+    fill = ctx.fills.get(key);
+  }
+  if (fill) return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', () => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd));
+  if (req.method === 'HEAD') {
+    ctx.metrics.miss(kind);
+    return passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd);
+  }
+  fill = ctx.fills.start(key, {
+    id,
+    request: () => ctx.upstream.request(upath, { method: 'GET', headers: fwd }),
+    decide: decideImmutable(`/cas/${d.algo}/${d.hex}`, d),
+    verify: d,
+    onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
+  });
+  return serveFill(ctx, req, reply, kind, fill, 'MISS', () => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd));
+}
+
+async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: 'artifacts' | 'projects'): Promise<FastifyReply> {
+  const upath = req.url;
+  const cacheKey = `GET ${upath}`;
+  const id = httpId(cacheKey);
+  const key = flightKey(id, req);
+  const fwd = { ...authHeaders(req), 'accept-encoding': 'identity' };
+  const direct = (): Promise<FastifyReply> => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd);
+  const joined = ctx.fills.get(key);
+  if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct);
+  if (req.method === 'HEAD') {
+    ctx.metrics.miss(kind);
+    return direct();
+  }
+  const hit = await ctx.store.lookup(id);
+  let res: Dispatcher.ResponseData;
+  try {
+    const conditional: HeaderMap = {};
+    if (hit?.meta.headers.etag) conditional['if-none-match'] = hit.meta.headers.etag;
+    if (hit?.meta.headers['last-modified']) conditional['if-modified-since'] = hit.meta.headers['last-modified'];
+    res = await ctx.upstream.request(upath, { method: 'GET', headers: { ...fwd, ...conditional } });
+  } catch (err) {
+    // stale-if-error: the stored copy beats an error while upstream is down.
+    const stale = hit && err instanceof UpstreamError && (await serveHit(ctx, req, reply, kind, hit));
+    if (stale) {
+      ctx.log.warn({ url: upath, err: err.message }, 'upstream down: serving stored copy');
+      return stale;
+    }
+    throw err;
+  }
+  if (hit && res.statusCode === 304) {
+    await res.body.dump();
+    const served = await serveHit(ctx, req, reply, kind, hit);
+    if (served) return served;
+    return direct();
+  }
+  if (hit && (res.statusCode === 404 || res.statusCode === 410)) ctx.store.delete(id);
+  if (hit && res.statusCode >= 500) {
+    await res.body.dump();
+    const stale = await serveHit(ctx, req, reply, kind, hit);
+    if (stale) return stale;
+    throw new UpstreamError(`upstream ${ctx.upstream.name}: HTTP ${res.statusCode}`, { status: res.statusCode });
+  }
+  const fill = ctx.fills.start(key, {
+    id,
+    request: () => Promise.resolve(res),
+    decide: decideName(cacheKey),
+    onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
+  });
+  return serveFill(ctx, req, reply, kind, fill, 'MISS', direct);
+}
+
+export function registerNamespaceRoutes(app: FastifyInstance, ctx: CacheContext): void {
+  const methods: ('GET' | 'HEAD')[] = ['GET', 'HEAD'];
+  app.route<{ Params: { algo: string; hex: string } }>({
+    method: methods,
+    url: '/cas/:algo/:hex',
+    exposeHeadRoute: false,
+    handler: (req, reply) => {
+      const d = parseDigest(req.params.algo, req.params.hex);
+      return getImmutable(ctx, req, reply, 'cas', d, `/cas/${d.algo}/${d.hex}`);
+    },
+  });
+  app.route<{ Params: { algo: string; hex: string } }>({
+    method: methods,
+    url: '/:algo/:hex',
+    exposeHeadRoute: false,
+    handler: (req, reply) => {
+      // tooltool alias: the query string (?region=…) is ignored.
+      const d = parseDigest(req.params.algo, req.params.hex);
+      return getImmutable(ctx, req, reply, 'tooltool', d, `/${d.algo}/${d.hex}`);
+    },
+  });
+  for (const kind of ['artifacts', 'projects'] as const) {
+    app.route({ method: methods, url: `/${kind}/*`, exposeHeadRoute: false, handler: (req, reply) => getName(ctx, req, reply, kind) });
+  }
+}

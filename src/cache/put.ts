@@ -1,0 +1,129 @@
+// PUT on the namespace: the body is streamed to upstream and, at the same time, into a
+// temp file (hashing as it goes, never buffering). Once upstream accepted it (2xx) the
+// cache keeps it too: /cas only when the digest it computed itself matches the path;
+// names only when upstream's answer carries an ETag to revalidate against later.
+import { createHash, type Hash } from 'node:crypto';
+import { rm, type FileHandle } from 'node:fs/promises';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { parseDigest, type Digest } from '../store/digest.js';
+import type { CacheContext } from './context.js';
+import { casId, httpId, type EntryMeta } from './disk-store.js';
+import type { Kind } from './metrics.js';
+import { immutableHeaders } from './namespace.js';
+import { endToEnd, type HeaderMap } from './upstream.js';
+
+const FORWARD = ['content-type', 'content-length', 'content-encoding', 'content-disposition', 'if-match', 'if-none-match'];
+
+/** Passes chunks on unchanged while hashing them and writing them to a temp file; a disk error only stops the copy. */
+class Tee extends Transform {
+  readonly hash: Hash;
+  size = 0;
+  storing: boolean;
+  #fh: FileHandle | undefined;
+  #onDiskError: (err: unknown) => void;
+
+  constructor(algo: string, fh: FileHandle | undefined, onDiskError: (err: unknown) => void) {
+    super();
+    this.hash = createHash(algo);
+    this.#fh = fh;
+    this.storing = fh !== undefined;
+    this.#onDiskError = onDiskError;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    const pos = this.size;
+    this.size += chunk.length;
+    if (!this.storing || !this.#fh) return cb(null, chunk);
+    this.#fh.write(chunk, 0, chunk.length, pos).then(
+      () => cb(null, chunk),
+      (err: unknown) => {
+        this.storing = false;
+        this.#onDiskError(err);
+        cb(null, chunk);
+      },
+    );
+  }
+}
+
+async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, upath: string, digest?: Digest): Promise<FastifyReply> {
+  const headers: HeaderMap = {};
+  for (const name of FORWARD) {
+    const v = req.headers[name];
+    if (typeof v === 'string') headers[name] = v;
+  }
+  const auth = req.headers.authorization ?? (ctx.token ? `Bearer ${ctx.token}` : undefined);
+  if (auth) headers.authorization = auth;
+
+  const temp = await ctx.store.createTemp().catch(() => undefined);
+  const tee = new Tee(digest?.algo ?? 'sha256', temp?.fh, (err) => ctx.store.storageFailure(err));
+  const uploaded = pipeline(req.raw, tee).then(() => true, () => false);
+  let committed = false;
+  try {
+    const res = await ctx.upstream.request(upath, { method: 'PUT', headers, body: tee });
+    const complete = await uploaded;
+    if (temp && complete && tee.storing && res.statusCode >= 200 && res.statusCode < 300) {
+      committed = await keep(ctx, kind, upath, res.headers, tee, temp, digest);
+    }
+    reply.code(res.statusCode).headers(endToEnd(res.headers)).header('x-cache', 'MISS');
+    return reply.send(res.body);
+  } finally {
+    if (temp) {
+      await temp.fh.close().catch(() => undefined);
+      if (!committed) await rm(temp.path, { force: true });
+    }
+  }
+}
+
+async function keep(
+  ctx: CacheContext, kind: Kind, upath: string, resHeaders: Record<string, string | string[] | undefined>, tee: Tee,
+  temp: { path: string; fh: FileHandle }, digest?: Digest,
+): Promise<boolean> {
+  let id: string;
+  let meta: EntryMeta;
+  const now = Date.now();
+  if (digest) {
+    const actual = tee.hash.digest('hex');
+    if (actual !== digest.hex) {
+      ctx.log.error({ url: upath, actual }, 'upstream accepted a PUT whose body does not match its digest; not kept');
+      return false;
+    }
+    id = casId(digest);
+    meta = { key: `/cas/${digest.algo}/${digest.hex}`, status: 200, headers: immutableHeaders({ headers: {} }, digest), size: tee.size, storedAt: now };
+  } else {
+    const etag = resHeaders.etag;
+    if (typeof etag !== 'string') return false;
+    const key = `GET ${upath}`;
+    id = httpId(key);
+    meta = { key, status: 200, headers: { 'content-type': 'application/octet-stream', etag }, size: tee.size, storedAt: now };
+  }
+  try {
+    await temp.fh.sync();
+    await temp.fh.close();
+    await ctx.store.commit(id, temp.path, meta);
+    ctx.log.debug({ kind, url: upath, size: tee.size }, 'kept uploaded object');
+    return true;
+  } catch (err) {
+    ctx.store.storageFailure(err);
+    return false;
+  }
+}
+
+export function registerPutRoutes(app: FastifyInstance, ctx: CacheContext): void {
+  // Bodies are streams: no parser may buffer them.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null));
+  app.put<{ Params: { algo: string; hex: string } }>('/cas/:algo/:hex', (req, reply) => {
+    const d = parseDigest(req.params.algo, req.params.hex);
+    return forwardPut(ctx, req, reply, 'cas', `/cas/${d.algo}/${d.hex}`, d);
+  });
+  app.put<{ Params: { algo: string; hex: string } }>('/:algo/:hex', (req, reply) => {
+    const d = parseDigest(req.params.algo, req.params.hex);
+    return forwardPut(ctx, req, reply, 'tooltool', `/${d.algo}/${d.hex}`, d);
+  });
+  for (const kind of ['artifacts', 'projects'] as const) {
+    app.put(`/${kind}/*`, (req, reply) => forwardPut(ctx, req, reply, kind, req.url));
+  }
+}

@@ -1,0 +1,89 @@
+// One client per configured upstream (the origin, a parent cache, each mirror): a shared
+// undici Pool with explicit connect/headers/body timeouts, hop-by-hop stripping, and
+// failures mapped to catalogued 502/504 errors so a miss never hangs.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import { Pool, type Dispatcher } from 'undici';
+import { UpstreamError } from '../errors.js';
+import type { UpstreamTimeouts } from './config.js';
+
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
+  'transfer-encoding', 'upgrade', 'host', 'proxy-connection',
+]);
+
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+export type HeaderMap = Record<string, string>;
+
+/** Flattens headers and drops hop-by-hop ones (including those named by Connection). */
+export function endToEnd(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): HeaderMap {
+  const out: HeaderMap = {};
+  const connection = headers.connection;
+  const named = new Set(
+    (Array.isArray(connection) ? connection.join(',') : connection ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean),
+  );
+  for (const [k, v] of Object.entries(headers)) {
+    const name = k.toLowerCase();
+    if (v === undefined || HOP_BY_HOP.has(name) || named.has(name)) continue;
+    out[name] = Array.isArray(v) ? v.join(', ') : String(v);
+  }
+  return out;
+}
+
+export function isTimeout(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && TIMEOUT_CODES.has(String((err as { code?: unknown }).code));
+}
+
+/** Maps a transport failure to UpstreamError (504 for timeouts, 502 otherwise). */
+export function upstreamFailure(name: string, err: unknown): UpstreamError {
+  if (err instanceof UpstreamError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new UpstreamError(`upstream ${name}: ${message}`, { cause: err, timeout: isTimeout(err) });
+}
+
+export interface UpstreamRequest {
+  readonly method: 'GET' | 'HEAD' | 'PUT';
+  readonly headers: HeaderMap;
+  readonly body?: Readable;
+  readonly signal?: AbortSignal;
+}
+
+export class Upstream {
+  readonly name: string;
+  readonly url: string;
+  #pool: Pool;
+  #basePath: string;
+
+  constructor(name: string, url: string, timeouts: UpstreamTimeouts) {
+    const u = new URL(url);
+    this.name = name;
+    this.url = url;
+    this.#basePath = u.pathname.replace(/\/+$/, '');
+    this.#pool = new Pool(u.origin, {
+      connectTimeout: timeouts.connectMs,
+      headersTimeout: timeouts.headersMs,
+      bodyTimeout: timeouts.bodyMs,
+      keepAliveTimeout: 10_000,
+    });
+  }
+
+  /** Sends one request; `path` starts with "/" and may carry a query. Throws UpstreamError. */
+  async request(path: string, req: UpstreamRequest): Promise<Dispatcher.ResponseData> {
+    try {
+      return await this.#pool.request({
+        path: this.#basePath + path,
+        method: req.method,
+        headers: req.headers,
+        body: req.body ?? null,
+        signal: req.signal,
+      });
+    } catch (err) {
+      throw upstreamFailure(this.name, err);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.destroy();
+  }
+}

@@ -1,0 +1,106 @@
+// Exactly-once fills on a real cache and upstream: a stampede, an upstream that dies
+// mid-stream, Range against an object still filling.
+import { createHash } from 'node:crypto';
+import t from 'tap';
+import { request } from 'undici';
+import { startCache } from './harness.js';
+import { sha256, UpstreamFixture } from './upstream-fixture.js';
+
+async function fetchHash(url: string, headers: Record<string, string> = {}): Promise<{ status: number; hash: string; size: number; xcache: string }> {
+  const res = await request(url, { headers });
+  const h = createHash('sha256');
+  let size = 0;
+  for await (const chunk of res.body) {
+    h.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { status: res.statusCode, hash: h.digest('hex'), size, xcache: String(res.headers['x-cache']) };
+}
+
+t.test('32 clients on one cold 64 MiB object: one upstream request, every body right', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex } = up.addBlob(64 * 1024 * 1024);
+  up.options.rate = 128 * 1024 * 1024; // slow enough that all 32 arrive while it fills
+  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const results = await Promise.all(Array.from({ length: 32 }, () => fetchHash(`${url}/cas/sha256/${hex}`)));
+  t.equal(up.count(`/cas/sha256/${hex}`), 1, 'one upstream request');
+  t.ok(results.every((r) => r.status === 200 && r.hash === hex && r.size === 64 * 1024 * 1024), 'all 32 bodies hash right');
+  t.equal(results.filter((r) => r.xcache === 'MISS').length, 1, 'one MISS');
+  t.equal(results.filter((r) => r.xcache === 'COLLAPSED').length, 31, '31 COLLAPSED');
+  await app.cache.fills.drain();
+  const stats = app.cache.metrics.stats().kinds.cas!;
+  t.equal(stats.bytesUpstream, 64 * 1024 * 1024, '64 MiB from upstream');
+  t.equal(stats.bytesServed, 32 * 64 * 1024 * 1024, '2 GiB served');
+  t.equal(stats.collapsed, 31);
+  // now a hit, with the immutable headers
+  const res = await request(`${url}/sha256/${hex}?region=x`);
+  await res.body.dump();
+  t.equal(res.headers['x-cache'], 'HIT', 'the tooltool alias shares the entry');
+  t.equal(res.headers.etag, `"sha256:${hex}"`);
+  t.equal(res.headers['cache-control'], 'public, max-age=31536000, immutable');
+  t.equal(up.requests.length, 1, 'still one upstream request');
+});
+
+t.test('upstream killed mid-stream: every waiter errors, nothing kept, next request refetches', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex } = up.addBlob(8 * 1024 * 1024);
+  up.options.rate = 32 * 1024 * 1024;
+  up.options.dieAfter = 3 * 1024 * 1024;
+  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const outcomes = await Promise.allSettled(Array.from({ length: 8 }, () => fetchHash(`${url}/cas/sha256/${hex}`)));
+  t.ok(outcomes.every((o) => o.status === 'rejected' || o.value.status >= 500), 'no waiter saw a clean end');
+  t.ok(outcomes.some((o) => o.status === 'rejected'), 'streams were aborted');
+  t.equal(up.count(`/cas/sha256/${hex}`), 1, 'they shared one upstream request');
+  t.notOk(app.cache.store.has(`cas.v1/sha256/${hex.slice(0, 2)}/${hex}`), 'nothing committed');
+  const again = await fetchHash(`${url}/cas/sha256/${hex}`);
+  t.equal(again.status, 200);
+  t.equal(again.hash, hex, 'the next request refetched it whole');
+  t.equal(up.count(`/cas/sha256/${hex}`), 2);
+});
+
+t.test('a body that does not hash to its digest is refused and never kept', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex, body } = up.addBlob(1024 * 1024);
+  body[1000] ^= 1; // corrupt in place: the origin now serves wrong bytes
+  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  await t.rejects(fetchHash(`${url}/cas/sha256/${hex}`), 'the response is aborted');
+  t.notOk(app.cache.store.has(`cas.v1/sha256/${hex.slice(0, 2)}/${hex}`));
+});
+
+t.test('Range on an object still filling', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex, body } = up.addBlob(16 * 1024 * 1024);
+  up.options.rate = 16 * 1024 * 1024; // one second to fill
+  const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const full = fetchHash(`${url}/cas/sha256/${hex}`);
+  await new Promise((r) => setTimeout(r, 100));
+  const started = Date.now();
+  const early = await request(`${url}/cas/sha256/${hex}`, { headers: { range: 'bytes=0-99' } });
+  const earlyBody = Buffer.from(await early.body.arrayBuffer());
+  const earlyMs = Date.now() - started;
+  const [late, tail] = await Promise.all([
+    request(`${url}/cas/sha256/${hex}`, { headers: { range: 'bytes=12000000-12000999' } }),
+    request(`${url}/cas/sha256/${hex}`, { headers: { range: 'bytes=-10' } }),
+  ]);
+  t.equal(early.statusCode, 206);
+  t.equal(early.headers['content-range'], `bytes 0-99/${body.length}`);
+  t.equal(early.headers['x-cache'], 'COLLAPSED');
+  t.same(earlyBody, body.subarray(0, 100));
+  t.ok(earlyMs < 500, `the first bytes came before the fill ended (${earlyMs} ms)`);
+  t.same(Buffer.from(await late.body.arrayBuffer()), body.subarray(12000000, 12001000), 'a range ahead of the fill waits for its bytes');
+  t.same(Buffer.from(await tail.body.arrayBuffer()), body.subarray(body.length - 10));
+  t.equal((await full).hash, hex);
+  t.equal(up.requests.length, 1, 'ranges did not go upstream');
+  const bad = await request(`${url}/cas/sha256/${hex}`, { headers: { range: `bytes=${body.length}-` } });
+  await bad.body.dump();
+  t.equal(bad.statusCode, 416);
+  t.equal(bad.headers['content-range'], `bytes */${body.length}`);
+});

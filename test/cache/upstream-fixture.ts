@@ -1,0 +1,126 @@
+// A real node:http upstream for the cache tests, with controllable failures: a rate
+// limit, a connection killed after N bytes, hanging, per-path request counts.
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface Obj {
+  body: Buffer;
+  headers?: Record<string, string>;
+  status?: number;
+}
+
+export interface FixtureOptions {
+  /** Bytes per second per response (0 = unlimited). */
+  rate?: number;
+  /** Close the socket after sending this many body bytes of the next GET. */
+  dieAfter?: number;
+  /** Never answer. */
+  hang?: boolean;
+}
+
+export class UpstreamFixture {
+  readonly objects = new Map<string, Obj>();
+  readonly requests: { method: string; url: string; headers: http.IncomingHttpHeaders }[] = [];
+  readonly puts = new Map<string, Buffer>();
+  options: FixtureOptions = {};
+  /** Custom handler, tried first; returns true when it answered. */
+  handler: ((req: http.IncomingMessage, res: http.ServerResponse) => boolean) | undefined;
+  #server = http.createServer((req, res) => this.#handle(req, res));
+
+  async start(): Promise<string> {
+    await new Promise<void>((r) => this.#server.listen(0, '127.0.0.1', r));
+    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+  }
+
+  async stop(): Promise<void> {
+    this.#server.closeAllConnections();
+    await new Promise<void>((r) => this.#server.close(() => r()));
+  }
+
+  count(url: string, method = 'GET'): number {
+    return this.requests.filter((r) => r.url === url && r.method === method).length;
+  }
+
+  /** Adds a random blob under /cas/sha256/<hex> and /sha256/<hex>; returns its hex digest. */
+  addBlob(size: number, headers?: Record<string, string>): { hex: string; body: Buffer } {
+    const body = randomish(size);
+    const hex = createHash('sha256').update(body).digest('hex');
+    const obj = { body, headers: { etag: `"sha256:${hex}"`, ...headers } };
+    this.objects.set(`/cas/sha256/${hex}`, obj);
+    this.objects.set(`/sha256/${hex}`, obj);
+    return { hex, body };
+  }
+
+  #handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    if (this.handler?.(req, res)) return;
+    if (this.options.hang) return;
+    if (req.method === 'PUT') {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        this.puts.set(req.url ?? '', body);
+        res.writeHead(201, { 'content-type': 'application/json', etag: `"put-${body.length}"` }).end('{"ok":true}');
+      });
+      return;
+    }
+    const obj = this.objects.get(req.url ?? '');
+    if (!obj) {
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"code":"FC_ERR_NOT_FOUND","message":"no such object"}');
+      return;
+    }
+    const inm = req.headers['if-none-match'];
+    if (inm && obj.headers?.etag && inm === obj.headers.etag) {
+      res.writeHead(304, { etag: obj.headers.etag, ...pick(obj.headers, 'cache-control') }).end();
+      return;
+    }
+    res.writeHead(obj.status ?? 200, { 'content-type': 'application/octet-stream', 'content-length': String(obj.body.length), ...obj.headers });
+    if (req.method === 'HEAD') return void res.end();
+    const dieAfter = this.options.dieAfter;
+    this.options.dieAfter = undefined;
+    void this.#send(res, obj.body, this.options.rate ?? 0, dieAfter);
+  }
+
+  async #send(res: http.ServerResponse, body: Buffer, rate: number, dieAfter: number | undefined): Promise<void> {
+    const chunk = 64 * 1024;
+    const limit = dieAfter ?? body.length;
+    const start = Date.now();
+    for (let off = 0; off < limit; off += chunk) {
+      if (res.destroyed) return;
+      const ok = res.write(body.subarray(off, Math.min(off + chunk, limit)));
+      if (!ok) await new Promise((r) => res.once('drain', r));
+      if (rate > 0) {
+        const due = start + ((off + chunk) / rate) * 1000;
+        const wait = due - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+    if (dieAfter !== undefined) res.socket?.destroy();
+    else res.end();
+  }
+}
+
+function pick(h: Record<string, string>, ...names: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const n of names) if (h[n] !== undefined) out[n] = h[n]!;
+  return out;
+}
+
+/** Fast non-repeating filler (random bytes are slow to make at 64 MiB). */
+export function randomish(size: number): Buffer {
+  const buf = Buffer.allocUnsafe(size);
+  let x = (Math.random() * 0xffffffff) >>> 0 || 1;
+  let i = 0;
+  for (; i + 4 <= size; i += 4) {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    buf.writeUInt32LE(x, i);
+  }
+  for (; i < size; i++) buf[i] = i & 0xff;
+  return buf;
+}
+
+export function sha256(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex');
+}
