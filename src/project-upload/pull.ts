@@ -1,0 +1,70 @@
+// Rebuilding a run's project tree on a machine: fetch the manifest, the base and the delta
+// by digest (through a regional cache or the origin), apply the delta, check the result's
+// sha256 and size against the manifest, and only then unpack. A mismatch anywhere is an
+// error and nothing is unpacked.
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { httpGetJson, joinUrl, type RequestOptions } from '../client/http.js';
+import { decompressDelta } from '../delta/compress.js';
+import { decodeDelta } from '../delta/xdelta.js';
+import { DigestMismatchError, SizeMismatchError } from '../errors.js';
+import { unpackTar } from '../pack/unpack.js';
+import { parseRunManifest, type RunManifest } from './manifest.js';
+import { downloadBlob, downloadSmallBlob } from './transfer.js';
+
+export interface PullOptions {
+  readonly project: string;
+  readonly run: string;
+  /** A cache or the origin; both serve /projects and /cas. */
+  readonly from: string;
+  readonly dir: string;
+  readonly token?: string;
+}
+
+export interface PullResult {
+  readonly manifest: RunManifest;
+  /** Bytes fetched: manifest excluded, base plus delta. */
+  readonly bytesReceived: number;
+  readonly entries: number;
+}
+
+export async function fetchRunManifest(from: string, project: string, run: string, http: RequestOptions = {}): Promise<RunManifest> {
+  const url = joinUrl(from, `/projects/${encodeURIComponent(project)}/runs/${encodeURIComponent(run)}`);
+  return parseRunManifest(await httpGetJson<unknown>(url, http), url);
+}
+
+export async function pullProject(options: PullOptions): Promise<PullResult> {
+  const http: RequestOptions = options.token ? { token: options.token } : {};
+  const manifest = await fetchRunManifest(options.from, options.project, options.run, http);
+  const work = await mkdtemp(join(tmpdir(), 'fleetcache-pull-'));
+  try {
+    const baseFile = join(work, 'base.tar');
+    let bytesReceived = await downloadBlob(options.from, manifest.base.digest, manifest.base.size, baseFile, http);
+    let tarFile = baseFile;
+    if (manifest.delta) {
+      const packed = await downloadSmallBlob(options.from, manifest.delta.digest, manifest.delta.size, http);
+      bytesReceived += packed.length;
+      const vcdiff = decompressDelta(packed, manifest.delta.compression);
+      tarFile = join(work, 'result.tar');
+      const out = tarFile;
+      await decodeDelta({ path: baseFile }, vcdiff, async (result) => {
+        checkResult(manifest, result.length, `sha256:${createHash('sha256').update(result).digest('hex')}`);
+        await writeFile(out, result);
+      });
+    } else {
+      checkResult(manifest, manifest.base.size, manifest.base.digest);
+    }
+    const { entries } = await unpackTar(createReadStream(tarFile), options.dir);
+    return { manifest, bytesReceived, entries };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function checkResult(manifest: RunManifest, size: number, digest: string): void {
+  if (size !== manifest.result.size) throw new SizeMismatchError(manifest.result.size, size);
+  if (digest !== manifest.result.digest) throw new DigestMismatchError(manifest.result.digest, digest);
+}

@@ -1,0 +1,155 @@
+// Uploading a project run: pack deterministically, pick the base (among the newest few the
+// origin has) that gives the smallest delta, upload only that delta and a run manifest. The
+// first upload, or a delta above 10% of the gzip-compressed tar, stores the tar as a new base.
+// Bases are kept in a local directory by digest, so the slow link is crossed once per base.
+import { createReadStream } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { createHash, randomBytes } from 'node:crypto';
+import { httpGetJson, httpPut, joinUrl, type RequestOptions } from '../client/http.js';
+import { compressDelta, DEFAULT_COMPRESSION, type Compression } from '../delta/compress.js';
+import { encodeDelta } from '../delta/xdelta.js';
+import { DigestMismatchError, NotFoundError } from '../errors.js';
+import { packToFile } from '../pack/packer.js';
+import type { PackRules } from '../pack/rules.js';
+import { parseDigestString } from '../store/digest.js';
+import { MANIFEST_FORMAT, type RunManifest } from './manifest.js';
+import { downloadBlob } from './transfer.js';
+
+/** A delta above this share of the gzip-compressed tar triggers a new base. */
+export const REBASE_RATIO = 0.1;
+/** How many of the newest bases are tried. */
+export const BASE_CANDIDATES = 3;
+
+export interface BaseInfo {
+  readonly id: string;
+  readonly digest: string;
+  readonly size: number;
+  readonly created: number;
+}
+
+export interface PushOptions {
+  readonly dir: string;
+  readonly project: string;
+  readonly origin: string;
+  readonly token?: string;
+  /** Run id; default: UTC timestamp plus random suffix. */
+  readonly run?: string;
+  /** Where bases are kept by digest between runs. */
+  readonly baseCache: string;
+  readonly rules?: PackRules;
+  readonly compression?: Compression;
+  readonly level?: number;
+}
+
+export interface PushResult {
+  readonly run: string;
+  readonly manifest: RunManifest;
+  /** Bytes PUT to the origin (delta or base, plus the manifest). */
+  readonly bytesSent: number;
+  /** What a full upload would have sent: the gzip-compressed tar, as spread sends it. */
+  readonly fullUploadBytes: number;
+  /** Bytes downloaded to fill the local base cache. */
+  readonly bytesReceived: number;
+  readonly rebased: boolean;
+}
+
+function stamp(): string {
+  return new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+async function gzipSize(file: string): Promise<number> {
+  let size = 0;
+  await pipeline(createReadStream(file), createGzip({ level: 6 }), async (source: AsyncIterable<Buffer>) => {
+    for await (const chunk of source) size += chunk.length;
+  });
+  return size;
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function baseCachePath(baseCache: string, digest: string): string {
+  return join(baseCache, `${parseDigestString(digest).hex}.tar`);
+}
+
+/** The project's bases, newest first; none when the project is new. */
+export async function listBases(origin: string, project: string, options: RequestOptions = {}): Promise<BaseInfo[]> {
+  try {
+    const answer = await httpGetJson<{ bases: BaseInfo[] }>(joinUrl(origin, `/projects/${encodeURIComponent(project)}/bases/`), options);
+    return answer.bases;
+  } catch (err) {
+    if (err instanceof NotFoundError) return [];
+    throw err;
+  }
+}
+
+export async function pushProject(options: PushOptions): Promise<PushResult> {
+  const http: RequestOptions = options.token ? { token: options.token } : {};
+  const compression = options.compression ?? DEFAULT_COMPRESSION;
+  const run = options.run ?? `${stamp()}-${randomBytes(3).toString('hex')}`;
+  const projectPath = `/projects/${encodeURIComponent(options.project)}`;
+  await mkdir(options.baseCache, { recursive: true });
+  const work = await mkdtemp(join(tmpdir(), 'fleetcache-push-'));
+  try {
+    const tarFile = join(work, 'project.tar');
+    const packed = await packToFile(options.dir, tarFile, options.rules);
+    const result = { digest: `sha256:${packed.sha256}`, size: packed.size };
+    const fullUploadBytes = await gzipSize(tarFile);
+
+    let bytesReceived = 0;
+    let best: { base: BaseInfo; delta: Buffer; vcdiffSize: number } | undefined;
+    for (const base of (await listBases(options.origin, options.project, http)).slice(0, BASE_CANDIDATES)) {
+      const local = baseCachePath(options.baseCache, base.digest);
+      if (!(await exists(local))) bytesReceived += await downloadBlob(options.origin, base.digest, base.size, local, http);
+      const { vcdiff } = await encodeDelta({ path: local }, { path: tarFile }, options.level === undefined ? {} : { level: options.level });
+      const delta = compressDelta(vcdiff, compression);
+      if (!best || delta.length < best.delta.length) best = { base, delta, vcdiffSize: vcdiff.length };
+    }
+
+    const created = new Date().toISOString();
+    let manifest: RunManifest;
+    let bytesSent = 0;
+    const rebased = !best || best.delta.length > REBASE_RATIO * fullUploadBytes;
+    if (!best || rebased) {
+      const id = `${stamp()}-${packed.sha256.slice(0, 12)}`;
+      const stored = await httpPut<{ digest: string; size: number }>(joinUrl(options.origin, `${projectPath}/bases/${encodeURIComponent(id)}`), createReadStream(tarFile), http);
+      bytesSent += packed.size;
+      if (stored.digest !== result.digest) throw new DigestMismatchError(result.digest, stored.digest);
+      const local = baseCachePath(options.baseCache, result.digest);
+      if (!(await exists(local))) {
+        await copyFile(tarFile, `${local}.partial`);
+        await rename(`${local}.partial`, local);
+      }
+      manifest = { format: MANIFEST_FORMAT, project: options.project, run, created, base: { id, digest: stored.digest, size: stored.size }, delta: null, result };
+    } else {
+      const digest = `sha256:${createHash('sha256').update(best.delta).digest('hex')}`;
+      await httpPut(joinUrl(options.origin, `/cas/sha256/${parseDigestString(digest).hex}`), best.delta, http);
+      bytesSent += best.delta.length;
+      manifest = {
+        format: MANIFEST_FORMAT,
+        project: options.project,
+        run,
+        created,
+        base: { id: best.base.id, digest: best.base.digest, size: best.base.size },
+        delta: { digest, size: best.delta.length, compression, vcdiffSize: best.vcdiffSize },
+        result,
+      };
+    }
+    const body = JSON.stringify(manifest);
+    await httpPut(joinUrl(options.origin, `${projectPath}/runs/${encodeURIComponent(run)}`), body, { ...http, headers: { 'content-type': 'application/json' } });
+    bytesSent += Buffer.byteLength(body);
+    return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,64 @@
+// Blob transfers for push and pull: downloads that hash while streaming to a file and refuse
+// a digest or size mismatch (the file is removed), and the sha256 of local files.
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { DigestMismatchError, SizeMismatchError } from '../errors.js';
+import { httpGet, joinUrl, type RequestOptions } from '../client/http.js';
+import { casPath, parseDigestString } from '../store/digest.js';
+
+/** A Transform that hashes and counts what passes through. */
+export function hashingTap(): { tap: Transform; result: () => { digest: string; size: number } } {
+  const hash = createHash('sha256');
+  let size = 0;
+  const tap = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      size += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  return { tap, result: () => ({ digest: `sha256:${hash.digest('hex')}`, size }) };
+}
+
+export async function sha256File(file: string): Promise<{ digest: string; size: number }> {
+  const { tap, result } = hashingTap();
+  await pipeline(createReadStream(file), tap, async (source: AsyncIterable<Buffer>) => {
+    for await (const chunk of source) void chunk;
+  });
+  return result();
+}
+
+/**
+ * Downloads /cas/sha256/<hex> from `baseUrl` (a cache or the origin) into `file`, verifying
+ * digest and size on the way. Nothing is left at `file` unless it verified.
+ */
+export async function downloadBlob(baseUrl: string, digest: string, size: number, file: string, options: RequestOptions = {}): Promise<number> {
+  const url = joinUrl(baseUrl, casPath(parseDigestString(digest)));
+  const partial = `${file}.partial`;
+  try {
+    const res = await httpGet(url, options);
+    const { tap, result } = hashingTap();
+    await pipeline(res.body, tap, createWriteStream(partial));
+    const got = result();
+    if (got.size !== size) throw new SizeMismatchError(size, got.size);
+    if (got.digest !== digest) throw new DigestMismatchError(digest, got.digest);
+    await rename(partial, file);
+    return got.size;
+  } finally {
+    await rm(partial, { force: true });
+  }
+}
+
+/** Downloads a small blob into memory, verifying it. */
+export async function downloadSmallBlob(baseUrl: string, digest: string, size: number, options: RequestOptions = {}): Promise<Buffer> {
+  const url = joinUrl(baseUrl, casPath(parseDigestString(digest)));
+  const res = await httpGet(url, options);
+  const body = Buffer.from(await res.body.arrayBuffer());
+  if (body.length !== size) throw new SizeMismatchError(size, body.length);
+  const got = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+  if (got !== digest) throw new DigestMismatchError(digest, got);
+  return body;
+}

@@ -1,0 +1,158 @@
+import t from 'tap';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { buildOriginServer } from '../../src/origin/server.js';
+import { pullProject } from '../../src/project-upload/pull.js';
+import { listBases, pushProject } from '../../src/project-upload/push.js';
+import { casPath, parseDigestString } from '../../src/store/digest.js';
+
+const TOKEN = 'push-pull-test-token';
+
+/** One testdir per test (tap wipes it on every t.testdir() call): origin data under it. */
+async function startOrigin(t: Tap.Test): Promise<{ url: string; dataDir: string; dir: string }> {
+  const dir = t.testdir();
+  const dataDir = join(dir, 'origin-data');
+  const app = await buildOriginServer({ dataDir, tokens: [TOKEN], logLevel: false });
+  t.teardown(() => app.close());
+  const address = await app.listen({ port: 0, host: '127.0.0.1' });
+  return { url: address, dataDir, dir };
+}
+
+/** A project of ~3 MiB: text sources, a binary, a symlink, an empty dir, modes. */
+function makeProject(root: string): void {
+  mkdirSync(join(root, 'src'), { recursive: true });
+  mkdirSync(join(root, 'empty'), { recursive: true });
+  for (let i = 0; i < 40; i++) {
+    writeFileSync(join(root, 'src', `mod${i}.ts`), Array.from({ length: 800 }, (_, j) => `export const v${j} = ${(i * 31 + j) % 97}; // module ${i}\n`).join(''));
+  }
+  writeFileSync(join(root, 'data.bin'), randomBytes(1 << 20));
+  writeFileSync(join(root, 'run.sh'), '#!/bin/sh\nexit 0\n');
+  chmodSync(join(root, 'run.sh'), 0o755);
+  symlinkSync('src/mod0.ts', join(root, 'main.ts'));
+}
+
+function describe(dir: string, rel = ''): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of readdirSync(join(dir, rel)).sort()) {
+    const p = rel ? `${rel}/${name}` : name;
+    const st = lstatSync(join(dir, p));
+    if (st.isSymbolicLink()) out[p] = `link ${readlinkSync(join(dir, p))}`;
+    else if (st.isDirectory()) Object.assign(out, { [p]: `dir ${st.mode & 0o777}` }, describe(dir, p));
+    else out[p] = `file ${st.mode & 0o777} ${createHash('sha256').update(readFileSync(join(dir, p))).digest('hex')}`;
+  }
+  return out;
+}
+
+t.test('first push stores a base, later pushes send small deltas; pull rebuilds each run', async (t) => {
+  const { url, dir } = await startOrigin(t);
+  const project = join(dir, 'project');
+  mkdirSync(project);
+  makeProject(project);
+  const baseCache = join(dir, 'bases');
+  const common = { dir: project, project: 'demo', origin: url, token: TOKEN, baseCache };
+
+  const first = await pushProject({ ...common, run: 'run-1' });
+  t.equal(first.manifest.delta, null, 'first upload is a base');
+  t.ok(first.rebased);
+  t.ok(first.bytesSent > first.manifest.result.size, 'the full tar went up');
+
+  writeFileSync(join(project, 'src', 'mod3.ts'), 'export const changed = true;\n');
+  writeFileSync(join(project, 'NEW.md'), 'new file\n');
+  const second = await pushProject({ ...common, run: 'run-2' });
+  t.notOk(second.rebased);
+  t.ok(second.manifest.delta, 'second upload is a delta');
+  t.equal(second.manifest.base.digest, first.manifest.result.digest);
+  t.ok(second.bytesSent < second.fullUploadBytes / 20, `delta upload ${second.bytesSent} vs full ${second.fullUploadBytes}`);
+  t.equal(second.bytesReceived, 0, 'the base came from the local base cache');
+
+  for (const [run, expectedFrom] of [['run-1', first], ['run-2', second]] as const) {
+    const out = join(dir, `out-${run}`);
+    const pulled = await pullProject({ project: 'demo', run, from: url, dir: out });
+    t.equal(pulled.manifest.result.digest, expectedFrom.manifest.result.digest);
+    if (run === 'run-2') t.same(describe(out), describe(project), 'run-2 tree rebuilt exactly');
+  }
+
+  // a fresh developer machine (empty base cache) downloads the base once
+  const third = await pushProject({ ...common, run: 'run-3', baseCache: join(dir, 'fresh-cache') });
+  t.equal(third.bytesReceived, first.manifest.result.size);
+});
+
+t.test('re-base when the delta exceeds 10% of the compressed tar', async (t) => {
+  const { url, dir } = await startOrigin(t);
+  const project = join(dir, 'project');
+  mkdirSync(project);
+  makeProject(project);
+  const common = { dir: project, project: 'rebase', origin: url, token: TOKEN, baseCache: join(dir, 'bases') };
+  await pushProject({ ...common, run: 'a' });
+  writeFileSync(join(project, 'data.bin'), randomBytes(1 << 20)); // most of the compressed size changes
+  const b = await pushProject({ ...common, run: 'b' });
+  t.ok(b.rebased, 'new base stored');
+  t.equal(b.manifest.delta, null);
+  const bases = await listBases(url, 'rebase');
+  t.equal(bases.length, 2);
+  t.equal(bases[0]?.digest, b.manifest.result.digest, 'newest base first');
+  writeFileSync(join(project, 'src', 'mod1.ts'), 'small change\n');
+  const c = await pushProject({ ...common, run: 'c' });
+  t.notOk(c.rebased);
+  t.equal(c.manifest.base.digest, b.manifest.result.digest, 'delta against the nearer (newest) base');
+  const out = join(dir, 'out');
+  await pullProject({ project: 'rebase', run: 'c', from: url, dir: out });
+  t.same(describe(out), describe(project));
+});
+
+t.test('tampered base or delta: refused, nothing unpacked', async (t) => {
+  const { url, dataDir, dir } = await startOrigin(t);
+  const project = join(dir, 'project');
+  mkdirSync(project);
+  makeProject(project);
+  const common = { dir: project, project: 'tamper', origin: url, token: TOKEN, baseCache: join(dir, 'bases') };
+  await pushProject({ ...common, run: 'one' });
+  writeFileSync(join(project, 'src', 'mod5.ts'), 'changed\n');
+  const two = await pushProject({ ...common, run: 'two' });
+  const delta = two.manifest.delta;
+  if (!delta) throw new Error('expected a delta');
+
+  // a manifest whose result digest does not match what base + delta give
+  const forged = { ...two.manifest, run: 'forged', result: { ...two.manifest.result, digest: `sha256:${'0'.repeat(64)}` } };
+  await request(`${url}/projects/tamper/runs/forged`, { method: 'PUT', body: JSON.stringify(forged), headers: { authorization: `Bearer ${TOKEN}` } }).then((r) => r.body.dump());
+  const out1 = join(dir, 'out1');
+  await t.rejects(pullProject({ project: 'tamper', run: 'forged', from: url, dir: out1 }), { code: 'FC_ERR_DIGEST_MISMATCH' });
+  t.notOk(existsSync(out1) && readdirSync(out1).length > 0, 'nothing unpacked');
+
+  // a delta blob corrupted on the server's disk
+  const hex = parseDigestString(delta.digest).hex;
+  const blobFile = findFile(dataDir, hex);
+  const bytes = readFileSync(blobFile);
+  bytes[bytes.length >> 1] = (bytes[bytes.length >> 1] as number) ^ 0xff;
+  writeFileSync(blobFile, bytes);
+  const out2 = join(dir, 'out2');
+  await t.rejects(pullProject({ project: 'tamper', run: 'two', from: url, dir: out2 }), { code: 'FC_ERR_DIGEST_MISMATCH' });
+  t.notOk(existsSync(out2) && readdirSync(out2).length > 0, 'nothing unpacked');
+
+  // a base corrupted on the server's disk
+  const baseFile = findFile(dataDir, parseDigestString(two.manifest.base.digest).hex);
+  const base = readFileSync(baseFile);
+  base[1000] = (base[1000] as number) ^ 0xff;
+  writeFileSync(baseFile, base);
+  const out3 = join(dir, 'out3');
+  await t.rejects(pullProject({ project: 'tamper', run: 'one', from: url, dir: out3 }), { code: 'FC_ERR_DIGEST_MISMATCH' });
+  t.notOk(existsSync(out3) && readdirSync(out3).length > 0, 'nothing unpacked');
+  t.ok(casPath(parseDigestString(delta.digest)).endsWith(hex));
+});
+
+t.test('writes without the token are refused', async (t) => {
+  const { url, dir } = await startOrigin(t);
+  const project = join(dir, 'project');
+  mkdirSync(project);
+  writeFileSync(join(project, 'a'), 'a');
+  await t.rejects(pushProject({ dir: project, project: 'p', origin: url, baseCache: join(dir, 'b') }), { code: 'FC_ERR_UNAUTHORIZED' });
+});
+
+function findFile(root: string, name: string): string {
+  for (const entry of readdirSync(root, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile() && entry.name === name) return join(entry.parentPath ?? entry.path, entry.name);
+  }
+  throw new Error(`${name} not found under ${root}`);
+}
