@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
+import type { Test } from 'tap';
 import { buildOriginServer } from '../../src/origin/server.js';
 import { pullProject } from '../../src/project-upload/pull.js';
 import { listBases, pushProject } from '../../src/project-upload/push.js';
@@ -11,7 +12,7 @@ import { casPath, parseDigestString } from '../../src/store/digest.js';
 const TOKEN = 'push-pull-test-token';
 
 /** One testdir per test (tap wipes it on every t.testdir() call): origin data under it. */
-async function startOrigin(t: Tap.Test): Promise<{ url: string; dataDir: string; dir: string }> {
+async function startOrigin(t: Test): Promise<{ url: string; dataDir: string; dir: string }> {
   const dir = t.testdir();
   const dataDir = join(dir, 'origin-data');
   const app = await buildOriginServer({ dataDir, tokens: [TOKEN], logLevel: false });

@@ -1,0 +1,36 @@
+// `fleetcache apply --base BASE.tar FILE -o NEW.tar`: rebuild from a delta (any of our
+// compressions, or a plain VCDIFF such as `xdelta3 -e -S none` writes).
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import type { Command } from 'commander';
+import { decompressDelta } from '../delta/compress.js';
+import { decodeDelta } from '../delta/xdelta.js';
+import { DigestMismatchError } from '../errors.js';
+import { parseDigestString } from '../store/digest.js';
+
+export function registerApply(program: Command): void {
+  program
+    .command('apply')
+    .description('apply a delta to BASE (prints the result digest and size)')
+    .argument('<delta>', 'delta file')
+    .requiredOption('--base <file>', 'the base file the delta was made against')
+    .requiredOption('-o, --output <file>', 'file to write')
+    .option('--expect <digest>', 'sha256:<hex> the result must have; nothing is written otherwise')
+    .action(async (deltaFile: string, flags: { base: string; output: string; expect?: string }) => {
+      const expected = flags.expect === undefined ? undefined : parseDigestString(flags.expect);
+      const vcdiff = decompressDelta(await readFile(deltaFile));
+      const partial = `${flags.output}.partial`;
+      try {
+        const digest = await decodeDelta({ path: flags.base }, vcdiff, async (result) => {
+          const hex = createHash('sha256').update(result).digest('hex');
+          if (expected && expected.hex !== hex) throw new DigestMismatchError(`sha256:${expected.hex}`, `sha256:${hex}`);
+          await writeFile(partial, result);
+          return `sha256:${hex}\t${result.length}`;
+        });
+        await rename(partial, flags.output);
+        process.stdout.write(`${digest}\t${flags.output}\n`);
+      } finally {
+        await rm(partial, { force: true });
+      }
+    });
+}

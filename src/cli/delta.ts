@@ -1,0 +1,30 @@
+// `fleetcache delta --base BASE.tar NEW.tar -o FILE`: a VCDIFF (xdelta3), compressed.
+import { writeFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { compressDelta, DEFAULT_COMPRESSION, isCompression } from '../delta/compress.js';
+import { encodeDelta } from '../delta/xdelta.js';
+import { UsageError } from '../errors.js';
+
+export function parseLevel(text: string): number {
+  const level = Number(text);
+  if (!Number.isInteger(level) || level < 1 || level > 9) throw new UsageError(`--level must be 1-9, got "${text}"`);
+  return level;
+}
+
+export function registerDelta(program: Command): void {
+  program
+    .command('delta')
+    .description('encode NEW against BASE as a VCDIFF delta (prints level, VCDIFF size, file size)')
+    .argument('<new>', 'the new file')
+    .requiredOption('--base <file>', 'the base file')
+    .requiredOption('-o, --output <file>', 'delta file to write')
+    .option('--compression <c>', 'none (plain VCDIFF, readable by xdelta3 -d), gzip or brotli', DEFAULT_COMPRESSION)
+    .option('--level <n>', 'xdelta3 level 1-9', '9')
+    .action(async (target: string, flags: { base: string; output: string; compression: string; level: string }) => {
+      if (!isCompression(flags.compression)) throw new UsageError(`--compression must be none, gzip or brotli, got "${flags.compression}"`);
+      const { vcdiff, level } = await encodeDelta({ path: flags.base }, { path: target }, { level: parseLevel(flags.level) });
+      const out = compressDelta(vcdiff, flags.compression);
+      await writeFile(flags.output, out);
+      process.stdout.write(`level ${level}\tvcdiff ${vcdiff.length}\t${flags.compression} ${out.length}\t${flags.output}\n`);
+    });
+}

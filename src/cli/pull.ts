@@ -1,0 +1,20 @@
+// `fleetcache pull --project NAME --run RUN --from URL DIR`: rebuild a run's tree, verified.
+import type { Command } from 'commander';
+import { resolveToken } from '../client/token.js';
+import { pullProject } from '../project-upload/pull.js';
+
+export function registerPull(program: Command): void {
+  program
+    .command('pull')
+    .description('fetch base and delta of a run (through a cache or the origin), verify, unpack into DIR')
+    .argument('<dir>', 'target directory (missing or empty)')
+    .requiredOption('--project <name>', 'project name')
+    .requiredOption('--run <id>', 'run id')
+    .requiredOption('--from <url>', 'cache or origin base URL')
+    .option('--token-file <file>', 'token, when the server requires one for reads (default: $FLEETCACHE_TOKEN)')
+    .action(async (dir: string, flags: { project: string; run: string; from: string; tokenFile?: string }) => {
+      const token = resolveToken(flags.tokenFile);
+      const result = await pullProject({ project: flags.project, run: flags.run, from: flags.from, dir, ...(token ? { token } : {}) });
+      process.stdout.write(`${result.manifest.result.digest}\t${result.entries} entries\t${result.bytesReceived} bytes received\t${dir}\n`);
+    });
+}

@@ -1,0 +1,64 @@
+// `fleetcache push DIR --project NAME --origin URL`: upload a project run as a delta.
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { resolveToken } from '../client/token.js';
+import { formatBytes } from '../config/units.js';
+import { DEFAULT_COMPRESSION, isCompression } from '../delta/compress.js';
+import { UsageError } from '../errors.js';
+import { pushProject } from '../project-upload/push.js';
+import { parseLevel } from './delta.js';
+import { rulesFrom, withRuleOptions, type RuleFlags } from './pack.js';
+
+function defaultBaseCache(): string {
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'fleetcache', 'bases');
+}
+
+interface PushFlags extends RuleFlags {
+  project: string;
+  origin: string;
+  run?: string;
+  tokenFile?: string;
+  baseCache: string;
+  compression: string;
+  level: string;
+}
+
+export function registerPush(program: Command): void {
+  withRuleOptions(
+    program
+      .command('push')
+      .description('pack DIR and upload it as a delta against a base the origin has (prints run id and bytes)')
+      .argument('<dir>', 'project root')
+      .requiredOption('--project <name>', 'project name')
+      .requiredOption('--origin <url>', 'origin base URL')
+      .option('--run <id>', 'run id (default: timestamp and random suffix)')
+      .option('--token-file <file>', 'write token (default: $FLEETCACHE_TOKEN)')
+      .option('--base-cache <dir>', 'local copies of the bases, by digest', defaultBaseCache())
+      .option('--compression <c>', 'delta compression: none, gzip or brotli', DEFAULT_COMPRESSION)
+      .option('--level <n>', 'xdelta3 level 1-9', '9'),
+  ).action(async (dir: string, flags: PushFlags) => {
+    if (!isCompression(flags.compression)) throw new UsageError(`--compression must be none, gzip or brotli, got "${flags.compression}"`);
+    const token = resolveToken(flags.tokenFile);
+    const result = await pushProject({
+      dir,
+      project: flags.project,
+      origin: flags.origin,
+      baseCache: flags.baseCache,
+      rules: rulesFrom(flags),
+      compression: flags.compression,
+      level: parseLevel(flags.level),
+      ...(token ? { token } : {}),
+      ...(flags.run ? { run: flags.run } : {}),
+    });
+    const m = result.manifest;
+    const how = m.delta ? `delta against base ${m.base.id}` : `new base ${m.base.id}`;
+    process.stdout.write(
+      `run\t${result.run}\n` +
+        `uploaded\t${how}\n` +
+        `sent\t${result.bytesSent}\t${formatBytes(result.bytesSent)}\n` +
+        `full upload\t${result.fullUploadBytes}\t${formatBytes(result.fullUploadBytes)}\n` +
+        `received\t${result.bytesReceived}\t${formatBytes(result.bytesReceived)}\n`,
+    );
+  });
+}
