@@ -70,7 +70,9 @@ export function resolveVariant(env: ReadonlyMap<string, string>, variant: string
     slots.push([k, v]);
   }
   for (let i = 0; i < slots.length; i++) {
-    const [k, v] = slots[i]!;
+    const slot = slots[i];
+    if (slot === undefined) continue; // a bare key removed by an earlier renamed one
+    const [k, v] = slot;
     const slash = k.lastIndexOf('/');
     if (slash < 0) continue;
     if (!k.slice(slash + 1).split(',').includes(variant)) {
