@@ -21,7 +21,7 @@ interface AddFlags {
   manifest: string;
   visibility: string;
   unpack?: boolean;
-  version?: string;
+  assetVersion?: string;
 }
 
 interface UploadFlags {
@@ -111,12 +111,12 @@ export function registerAssets(program: Command): void {
     .option('-m, --manifest <file>', 'tooltool manifest', 'manifest.tt')
     .option('--visibility <v>', 'public or internal', 'public')
     .option('--unpack', 'unpack the archive after fetching')
-    .option('--version <text>', 'free-form version label')
+    .option('--asset-version <text>', 'free-form version label (the record\'s "version")')
     .action(async (files: string[], flags: AddFlags) => {
       if (flags.visibility !== 'public' && flags.visibility !== 'internal') {
         throw new UsageError(`--visibility must be public or internal, not "${flags.visibility}"`);
       }
-      const added = await addToManifest(flags.manifest, files, { visibility: flags.visibility, unpack: flags.unpack, version: flags.version });
+      const added = await addToManifest(flags.manifest, files, { visibility: flags.visibility, unpack: flags.unpack, version: flags.assetVersion });
       for (const r of added) process.stdout.write(`${r.filename}\t${r.size}\t${r.algorithm}:${r.digest}\n`);
     });
 

@@ -1,0 +1,71 @@
+// `fleetcache assets add | upload | fetch` as real child processes (stdout not a TTY:
+// no progress bar, one tab-separated line per file).
+import t, { type Test } from 'tap';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { cliArgs } from '../helpers/processes.js';
+import { startOrigin } from '../helpers/origin.js';
+import { compress, makeTar, sha512 } from './helpers.js';
+
+interface Run {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function run(t: Test, args: string[], cwd: string): Promise<Run> {
+  const child = spawn(process.execPath, cliArgs(args), { cwd, env: { ...process.env, FLEETCACHE_TOKEN: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+  return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
+}
+
+t.test('add, upload, fetch with a cache folder, then a failing fetch', async (t) => {
+  const root = t.testdir({ work: {}, origin: {}, dest: {}, dest2: {} });
+  const work = join(root, 'work');
+  const origin = await startOrigin(t, { dataDir: join(root, 'origin') });
+  const tgz = compress(await makeTar([{ name: 'sdk/VERSION', body: '1.2.3\n' }]), 'gz');
+  await writeFile(join(work, 'sdk.tar.gz'), tgz);
+  await writeFile(join(work, 'notes.txt'), 'internal notes');
+  await writeFile(join(work, 'token'), `${origin.token}\n`);
+
+  const add1 = await run(t, ['assets', 'add', 'sdk.tar.gz', '-m', 'manifest.tt', '--unpack', '--asset-version', 'sdk 1.2.3'], work);
+  t.equal(add1.code, 0, add1.stderr);
+  t.equal(add1.stdout, `sdk.tar.gz\t${tgz.length}\tsha512:${sha512(tgz)}\n`);
+  const add2 = await run(t, ['assets', 'add', 'notes.txt', '-m', 'manifest.tt', '--visibility', 'internal'], work);
+  t.equal(add2.code, 0, add2.stderr);
+  const manifest = JSON.parse(readFileSync(join(work, 'manifest.tt'), 'utf8')) as Record<string, unknown>[];
+  t.match(manifest, [{ filename: 'sdk.tar.gz', unpack: true, version: 'sdk 1.2.3', visibility: 'public' }, { filename: 'notes.txt', visibility: 'internal' }]);
+
+  const noToken = await run(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url], work);
+  t.equal(noToken.code, 2, 'upload without a token is a usage error');
+  const up = await run(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url, '--token-file', 'token'], work);
+  t.equal(up.code, 0, up.stderr);
+  t.equal(up.stdout, `sdk.tar.gz\tuploaded\t${tgz.length}\tpublic\nnotes.txt\tuploaded\t14\tinternal\n`);
+
+  const args = ['assets', 'fetch', '-m', join(work, 'manifest.tt'), '--url', origin.url, '--cache-folder', join(root, 'cache')];
+  const fetched = await run(t, [...args, '--token-file', join(work, 'token')], join(root, 'dest'));
+  t.equal(fetched.code, 0, fetched.stderr);
+  t.equal(fetched.stdout, `sdk.tar.gz\tdownload\t${tgz.length}\t${tgz.length}\t0\t${origin.url}\ttar.gz\nnotes.txt\tdownload\t14\t14\t0\t${origin.url}\t-\n`);
+  t.equal(readFileSync(join(root, 'dest', 'sdk', 'VERSION'), 'utf8'), '1.2.3\n', 'unpacked in the current directory');
+  t.notMatch(fetched.stderr, /\x1b\[/, 'no progress bar when stderr is not a terminal');
+
+  const warm = await run(t, args, join(root, 'dest2'));
+  t.equal(warm.code, 0, 'a warm cache folder needs neither the network nor the token');
+  t.match(warm.stdout, /^sdk\.tar\.gz\tcache\t/m);
+  t.match(warm.stdout, /^notes\.txt\tcache\t/m);
+
+  const denied = await run(t, ['assets', 'fetch', '-m', join(work, 'manifest.tt'), '--url', origin.url, '--dest', join(root, 'dest3')], root);
+  t.equal(denied.code, 7, 'an internal file without a token: the auth exit code');
+  t.match(denied.stdout, /^notes\.txt\tfailed\t/m);
+  t.match(denied.stderr, /HTTP 403/);
+  t.ok(existsSync(join(root, 'dest3', 'sdk.tar.gz')), 'the public file still arrived');
+  t.notOk(existsSync(join(root, 'dest3', 'notes.txt')));
+});
