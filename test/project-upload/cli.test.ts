@@ -1,0 +1,88 @@
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { buildOriginServer } from '../../src/origin/server.js';
+import { main } from '../../src/cli/main.js';
+import { cliArgs } from '../helpers/processes.js';
+
+const run = promisify(execFile);
+const TOKEN = 'cli-test-token';
+
+/** The real CLI as a child process (slow to start: used once, to prove the wiring). */
+async function cliProcess(args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
+  const { stdout } = await run(process.execPath, cliArgs(args), { env: { ...process.env, FLEETCACHE_LOG_LEVEL: 'warn', ...env } });
+  return stdout;
+}
+
+/** The same CLI in-process: main() with stdout and stderr captured. */
+async function cli(args: string[]): Promise<string> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const { stdout, stderr } = process;
+  const realOut = stdout.write;
+  const realErr = stderr.write;
+  stdout.write = ((chunk: string | Uint8Array) => out.push(String(chunk)) > 0) as typeof stdout.write;
+  stderr.write = ((chunk: string | Uint8Array) => err.push(String(chunk)) > 0) as typeof stderr.write;
+  let code: number;
+  try {
+    code = await main(args);
+  } finally {
+    stdout.write = realOut;
+    stderr.write = realErr;
+  }
+  if (code !== 0) throw new Error(`fleetcache ${args[0]} exited ${code}: ${err.join('')}`);
+  return out.join('');
+}
+
+function project(root: string, version: number): void {
+  mkdirSync(join(root, 'lib'), { recursive: true });
+  // pseudo-random but the same for every version, so that gzip cannot shrink it to nothing
+  for (let i = 0; i < 30; i++) writeFileSync(join(root, 'lib', `f${i}.js`), Array.from({ length: 200 }, (_, j) => createHash('md5').update(`${i}:${j}`).digest('hex')).join('\n'));
+  writeFileSync(join(root, 'VERSION'), `${version}\n`);
+}
+
+t.test('pack, delta, apply on the command line; plain VCDIFF interoperates with xdelta3', async (t) => {
+  const dir = t.testdir();
+  project(join(dir, 'v1'), 1);
+  project(join(dir, 'v2'), 1);
+  writeFileSync(join(dir, 'v2', 'VERSION'), '2\n');
+  const packed = await cli(['pack', join(dir, 'v1'), '-o', join(dir, 'v1.tar'), '--exclude', 'f29.js']);
+  t.match(packed, /^sha256:[0-9a-f]{64}\t\d+\t/);
+  await cli(['pack', join(dir, 'v2'), '-o', join(dir, 'v2.tar'), '--exclude', 'f29.js']);
+  const delta = await cli(['delta', '--base', join(dir, 'v1.tar'), join(dir, 'v2.tar'), '-o', join(dir, 'd.vcdiff'), '--compression', 'none']);
+  t.match(delta, /^level 9\tvcdiff \d+\tnone \d+\t/);
+  await run('xdelta3', ['-d', '-f', '-s', join(dir, 'v1.tar'), join(dir, 'd.vcdiff'), join(dir, 'native.tar')]);
+  t.same(readFileSync(join(dir, 'native.tar')), readFileSync(join(dir, 'v2.tar')), 'xdelta3 -d rebuilds our delta');
+  await cli(['delta', '--base', join(dir, 'v1.tar'), join(dir, 'v2.tar'), '-o', join(dir, 'd.br')]);
+  const applied = await cli(['apply', '--base', join(dir, 'v1.tar'), join(dir, 'd.br'), '-o', join(dir, 'out.tar')]);
+  t.same(readFileSync(join(dir, 'out.tar')), readFileSync(join(dir, 'v2.tar')));
+  t.match(applied, /^sha256:/);
+  await t.rejects(cli(['apply', '--base', join(dir, 'v1.tar'), join(dir, 'd.br'), '-o', join(dir, 'x.tar'), '--expect', `sha256:${'1'.repeat(64)}`]), /digest mismatch/);
+});
+
+t.test('push and pull on the command line', async (t) => {
+  const dir = t.testdir();
+  const app = await buildOriginServer({ dataDir: join(dir, 'origin'), tokens: [TOKEN], logLevel: false });
+  t.teardown(() => app.close());
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  const src = join(dir, 'src');
+  project(src, 1);
+  const tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, `${TOKEN}\n`);
+  const common = ['--project', 'demo', '--origin', url, '--base-cache', join(dir, 'bases')];
+  const first = await cliProcess(['push', src, ...common, '--run', 'r1'], { FLEETCACHE_TOKEN: TOKEN });
+  t.match(first, /^run\tr1\nuploaded\tnew base /);
+  writeFileSync(join(src, 'VERSION'), '2\n');
+  const second = await cli(['push', src, ...common, '--token-file', tokenFile]);
+  const runId = /^run\t(.+)$/m.exec(second)?.[1] ?? '';
+  t.match(second, /uploaded\tdelta against base /);
+  const sent = Number(/^sent\t(\d+)/m.exec(second)?.[1]);
+  const full = Number(/^full upload\t(\d+)/m.exec(second)?.[1]);
+  t.ok(sent > 0 && sent * 10 < full, `sent ${sent}, full ${full}`);
+  const pulled = await cli(['pull', '--project', 'demo', '--run', runId, '--from', url, join(dir, 'out')]);
+  t.match(pulled, /^sha256:/);
+  t.equal(readFileSync(join(dir, 'out', 'VERSION'), 'utf8'), '2\n');
+});
