@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { fetchAssets } from '../../src/assets/fetch.js';
 import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.js';
@@ -175,4 +177,29 @@ t.test('internal visibility: 403 without a token, bytes with it', async (t) => {
   await writeFile(join(root, 'bad', 'secret.bin'), C);
   await writeFile(join(root, 'bad', 'b.txt'), 'not the manifest content');
   await t.rejects(uploadAssets({ manifestPath: manifest, origin: origin.url, token: origin.token, dir: join(root, 'bad') }), /mismatch/, 'upload verifies local files first');
+});
+
+t.test('a truncated body is never kept; the next URL serves it; size null checks the digest only', async (t) => {
+  const { root, origin } = await originWith(t, [[record('a.bin', A), A]]);
+  // Promises the whole length, sends half, then drops the connection.
+  const cut = createServer((_req, res) => {
+    res.writeHead(200, { 'content-length': A.length });
+    res.write(A.subarray(0, A.length / 2), () => res.destroy());
+  });
+  await new Promise<void>((res) => cut.listen(0, '127.0.0.1', res));
+  t.teardown(() => new Promise<void>((res) => { cut.closeAllConnections(); cut.close(() => res()); }));
+  const cutUrl = `http://127.0.0.1:${(cut.address() as AddressInfo).port}`;
+  const manifest = join(root, 'nosize.tt');
+  await writeFile(manifest, formatManifest([record('a.bin', A, { size: null })]));
+  const dest = join(root, 'dest');
+  const res = await fetchAssets({ manifestPath: manifest, urls: [cutUrl, origin.url], dest });
+  t.equal(res.failed, 0);
+  t.equal(res.files[0]!.url, origin.url);
+  t.match(res.files[0]!.warnings[0], new RegExp(cutUrl));
+  t.ok(readFileSync(join(dest, 'a.bin')).equals(A));
+  t.same(readdirSync(dest), ['a.bin'], 'no partial file from the truncated attempt');
+
+  const only = await fetchAssets({ manifestPath: manifest, urls: [cutUrl], dest: join(root, 'dest2') });
+  t.equal(only.failed, 1);
+  t.same(readdirSync(join(root, 'dest2')), [], 'nothing at all when the only URL truncates');
 });
