@@ -39,29 +39,30 @@ export function isPrivate(headers: Record<string, string | string[] | undefined>
 }
 
 /**
- * Serves a committed entry from disk. Resolves to undefined when the file vanished
- * between lookup and open (evicted meanwhile): the caller treats it as a miss.
+ * Serves a committed entry from disk. Resolves to false when the file vanished between
+ * lookup and open (evicted meanwhile): the caller treats it as a miss.
  */
 export async function serveHit(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, hit: Hit, headers: HeaderMap = hit.meta.headers,
-): Promise<FastifyReply | undefined> {
+): Promise<boolean> {
   const fh = await open(hit.file, 'r').catch(() => undefined);
-  if (!fh) return undefined;
+  if (!fh) return false;
   ctx.metrics.hit(kind);
-  return sendBody(req, reply, {
+  await sendBody(req, reply, {
     status: hit.meta.status,
     headers,
     size: hit.meta.size,
     open: (start, end) => fh.createReadStream({ start, ...(end === undefined ? {} : { end }), highWaterMark: HIT_HWM }),
     discard: () => void fh.close().catch(() => undefined),
   }, { kind, cache: 'HIT', ageSeconds: (Date.now() - hit.meta.storedAt) / 1000, metrics: ctx.metrics });
+  return true;
 }
 
 /** Serves a fill's growing file; a storage failure before the first byte turns into a passthrough. */
 export async function serveFill(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, fill: Fill, cache: CacheStatus,
-  passthrough: () => Promise<FastifyReply>,
-): Promise<FastifyReply> {
+  passthrough: () => Promise<void>,
+): Promise<void> {
   if (cache === 'COLLAPSED') ctx.metrics.collapsed(kind);
   else ctx.metrics.miss(kind);
   let head;
@@ -71,7 +72,7 @@ export async function serveFill(
     if (err instanceof StorageError) return passthrough();
     throw err;
   }
-  return sendBody(req, reply, {
+  await sendBody(req, reply, {
     status: head.status,
     headers: head.headers,
     size: head.size,
@@ -87,13 +88,14 @@ export async function serveFill(
 /** Proxies one request to upstream without keeping anything (HEAD misses, private answers, full disk). */
 export async function passthrough(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, upstream: Upstream, path: string, headers: HeaderMap,
-): Promise<FastifyReply> {
+): Promise<void> {
   const method = req.method === 'HEAD' ? 'HEAD' : 'GET';
   const res = await upstream.request(path, { method, headers });
   reply.code(res.statusCode).headers(endToEnd(res.headers)).header('x-cache', 'MISS').header('age', '0');
   if (method === 'HEAD') {
     await res.body.dump();
-    return reply.send();
+    reply.send();
+    return;
   }
   let n = 0;
   res.body.on('data', (c: Buffer) => (n += c.length));
@@ -101,5 +103,5 @@ export async function passthrough(
     ctx.metrics.upstream(kind, n);
     ctx.metrics.served(kind, n);
   });
-  return reply.send(res.body);
+  reply.send(res.body);
 }

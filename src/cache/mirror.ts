@@ -42,7 +42,7 @@ function decide(policyReq: CachePolicy.Request, key: string) {
   };
 }
 
-async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name: string; '*': string } }>, reply: FastifyReply): Promise<FastifyReply> {
+async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name: string; '*': string } }>, reply: FastifyReply): Promise<void> {
   const upstream: Upstream | undefined = ctx.mirrors.get(req.params.name);
   if (!upstream) throw new NotFoundError(`no mirror named "${req.params.name}"`);
   const kind = `mirror:${upstream.name}`;
@@ -54,7 +54,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   const key = flightKey(id, req, `${req.headers.accept ?? ''}\0${req.headers['accept-encoding'] ?? ''}\0${req.headers['accept-language'] ?? ''}`);
   const fwd = upstreamHeaders(req);
   const policyReq: CachePolicy.Request = { url: upath, method: 'GET', headers: req.headers };
-  const direct = (): Promise<FastifyReply> => passthrough(ctx, req, reply, kind, upstream, upath, fwd);
+  const direct = (): Promise<void> => passthrough(ctx, req, reply, kind, upstream, upath, fwd);
 
   const joined = ctx.fills.get(key);
   if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct);
@@ -64,8 +64,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   if (hit && policy) {
     const { response, revalidation } = policy.evaluateRequest(policyReq);
     if (response && (!revalidation || !revalidation.synchronous)) {
-      const served = await serveHit(ctx, req, reply, kind, hit, withoutLength(response.headers));
-      if (served) return served;
+      if (await serveHit(ctx, req, reply, kind, hit, withoutLength(response.headers))) return;
     } else if (revalidation) {
       revalidate = flat(revalidation.headers);
       for (const name of ['range', 'if-range']) delete revalidate[name];
@@ -95,9 +94,8 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
       await res?.body.dump();
       if (status === 304) await ctx.store.updateMeta(id, { ...hit.meta, policy: outcome.policy.toObject() });
       else ctx.log.warn({ url: upath, status }, 'mirror upstream failing: serving stale (stale-if-error)');
-      const served = await serveHit(ctx, req, reply, kind, hit, withoutLength(outcome.policy.responseHeaders()));
-      if (served) return served;
-      return direct();
+      if (!(await serveHit(ctx, req, reply, kind, hit, withoutLength(outcome.policy.responseHeaders())))) await direct();
+      return;
     }
   }
   if (!res) throw failure instanceof UpstreamError ? failure : new UpstreamError(String(failure));
@@ -128,6 +126,9 @@ export function registerMirrorRoutes(app: FastifyInstance, ctx: CacheContext): v
     method: ['GET', 'HEAD'],
     url: '/mirror/:name/*',
     exposeHeadRoute: false,
-    handler: (req, reply) => getMirror(ctx, req, reply),
+    handler: async (req, reply) => {
+      await getMirror(ctx, req, reply);
+      return reply;
+    },
   });
 }

@@ -51,15 +51,14 @@ function decideName(key: string) {
   };
 }
 
-async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: 'cas' | 'tooltool', d: Digest, upath: string): Promise<FastifyReply> {
+async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: 'cas' | 'tooltool', d: Digest, upath: string): Promise<void> {
   const id = casId(d);
   const key = flightKey(id, req);
   const fwd = { ...authHeaders(req), 'accept-encoding': 'identity' };
   let fill = ctx.fills.get(key);
   if (!fill) {
     const hit = await ctx.store.lookup(id);
-    const served = hit && (await serveHit(ctx, req, reply, kind, hit));
-    if (served) return served;
+    if (hit && (await serveHit(ctx, req, reply, kind, hit))) return;
     fill = ctx.fills.get(key);
   }
   if (fill) return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', () => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd));
@@ -77,13 +76,13 @@ async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: Fasti
   return serveFill(ctx, req, reply, kind, fill, 'MISS', () => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd));
 }
 
-async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: 'artifacts' | 'projects'): Promise<FastifyReply> {
+async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: 'artifacts' | 'projects'): Promise<void> {
   const upath = req.url;
   const cacheKey = `GET ${upath}`;
   const id = httpId(cacheKey);
   const key = flightKey(id, req);
   const fwd = { ...authHeaders(req), 'accept-encoding': 'identity' };
-  const direct = (): Promise<FastifyReply> => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd);
+  const direct = (): Promise<void> => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd);
   const joined = ctx.fills.get(key);
   if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct);
   if (req.method === 'HEAD') {
@@ -99,24 +98,21 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
     res = await ctx.upstream.request(upath, { method: 'GET', headers: { ...fwd, ...conditional } });
   } catch (err) {
     // stale-if-error: the stored copy beats an error while upstream is down.
-    const stale = hit && err instanceof UpstreamError && (await serveHit(ctx, req, reply, kind, hit));
-    if (stale) {
+    if (hit && err instanceof UpstreamError && (await serveHit(ctx, req, reply, kind, hit))) {
       ctx.log.warn({ url: upath, err: err.message }, 'upstream down: serving stored copy');
-      return stale;
+      return;
     }
     throw err;
   }
   if (hit && res.statusCode === 304) {
     await res.body.dump();
-    const served = await serveHit(ctx, req, reply, kind, hit);
-    if (served) return served;
-    return direct();
+    if (!(await serveHit(ctx, req, reply, kind, hit))) await direct();
+    return;
   }
   if (hit && (res.statusCode === 404 || res.statusCode === 410)) ctx.store.delete(id);
   if (hit && res.statusCode >= 500) {
     await res.body.dump();
-    const stale = await serveHit(ctx, req, reply, kind, hit);
-    if (stale) return stale;
+    if (await serveHit(ctx, req, reply, kind, hit)) return;
     throw new UpstreamError(`upstream ${ctx.upstream.name}: HTTP ${res.statusCode}`, { status: res.statusCode });
   }
   const fill = ctx.fills.start(key, {
@@ -134,22 +130,27 @@ export function registerNamespaceRoutes(app: FastifyInstance, ctx: CacheContext)
     method: methods,
     url: '/cas/:algo/:hex',
     exposeHeadRoute: false,
-    handler: (req, reply) => {
+    handler: async (req, reply) => {
       const d = parseDigest(req.params.algo, req.params.hex);
-      return getImmutable(ctx, req, reply, 'cas', d, `/cas/${d.algo}/${d.hex}`);
+      await getImmutable(ctx, req, reply, 'cas', d, `/cas/${d.algo}/${d.hex}`);
+      return reply;
     },
   });
   app.route<{ Params: { algo: string; hex: string } }>({
     method: methods,
     url: '/:algo/:hex',
     exposeHeadRoute: false,
-    handler: (req, reply) => {
+    handler: async (req, reply) => {
       // tooltool alias: the query string (?region=…) is ignored.
       const d = parseDigest(req.params.algo, req.params.hex);
-      return getImmutable(ctx, req, reply, 'tooltool', d, `/${d.algo}/${d.hex}`);
+      await getImmutable(ctx, req, reply, 'tooltool', d, `/${d.algo}/${d.hex}`);
+      return reply;
     },
   });
   for (const kind of ['artifacts', 'projects'] as const) {
-    app.route({ method: methods, url: `/${kind}/*`, exposeHeadRoute: false, handler: (req, reply) => getName(ctx, req, reply, kind) });
+    app.route({ method: methods, url: `/${kind}/*`, exposeHeadRoute: false, handler: async (req, reply) => {
+      await getName(ctx, req, reply, kind);
+      return reply;
+    } });
   }
 }

@@ -48,7 +48,7 @@ class Tee extends Transform {
   }
 }
 
-async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, upath: string, digest?: Digest): Promise<FastifyReply> {
+async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, upath: string, digest?: Digest): Promise<void> {
   const headers: HeaderMap = {};
   for (const name of FORWARD) {
     const v = req.headers[name];
@@ -68,7 +68,7 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
       committed = await keep(ctx, kind, upath, res.headers, tee, temp, digest);
     }
     reply.code(res.statusCode).headers(endToEnd(res.headers)).header('x-cache', 'MISS');
-    return reply.send(res.body);
+    reply.send(res.body);
   } finally {
     if (temp) {
       await temp.fh.close().catch(() => undefined);
@@ -115,15 +115,20 @@ export function registerPutRoutes(app: FastifyInstance, ctx: CacheContext): void
   // Bodies are streams: no parser may buffer them.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, _payload, done) => done(null));
-  app.put<{ Params: { algo: string; hex: string } }>('/cas/:algo/:hex', (req, reply) => {
+  app.put<{ Params: { algo: string; hex: string } }>('/cas/:algo/:hex', async (req, reply) => {
     const d = parseDigest(req.params.algo, req.params.hex);
-    return forwardPut(ctx, req, reply, 'cas', `/cas/${d.algo}/${d.hex}`, d);
+    await forwardPut(ctx, req, reply, 'cas', `/cas/${d.algo}/${d.hex}`, d);
+    return reply;
   });
-  app.put<{ Params: { algo: string; hex: string } }>('/:algo/:hex', (req, reply) => {
+  app.put<{ Params: { algo: string; hex: string } }>('/:algo/:hex', async (req, reply) => {
     const d = parseDigest(req.params.algo, req.params.hex);
-    return forwardPut(ctx, req, reply, 'tooltool', `/${d.algo}/${d.hex}`, d);
+    await forwardPut(ctx, req, reply, 'tooltool', `/${d.algo}/${d.hex}`, d);
+    return reply;
   });
   for (const kind of ['artifacts', 'projects'] as const) {
-    app.put(`/${kind}/*`, (req, reply) => forwardPut(ctx, req, reply, kind, req.url));
+    app.put(`/${kind}/*`, async (req, reply) => {
+      await forwardPut(ctx, req, reply, kind, req.url);
+      return reply;
+    });
   }
 }

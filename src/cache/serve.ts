@@ -59,7 +59,8 @@ function countOnFinish(reply: FastifyReply, ctx: SendContext, bytes: number): vo
   if (bytes > 0) reply.raw.once('finish', () => ctx.metrics.served(ctx.kind, bytes));
 }
 
-export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: Body, ctx: SendContext): Promise<FastifyReply> {
+/** Sends the answer (never awaits the reply itself: a FastifyReply is a thenable). */
+export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: Body, ctx: SendContext): Promise<void> {
   reply.headers(body.headers);
   reply.header('x-cache', ctx.cache);
   if (body.headers.age === undefined) reply.header('age', String(Math.max(0, Math.floor(ctx.ageSeconds))));
@@ -67,14 +68,15 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
   if (body.status !== 200) {
     reply.code(body.status);
     if (body.size !== undefined) reply.header('content-length', String(body.size));
-    if (head) return done(reply, body);
+    if (head) return void done(reply, body);
     countOnFinish(reply, ctx, body.size ?? 0);
-    return reply.send(body.open(0, undefined));
+    reply.send(body.open(0, undefined));
+    return;
   }
   const inm = req.headers['if-none-match'];
   if (typeof inm === 'string' && etagMatches(inm, body.headers.etag)) {
     reply.removeHeader('content-type');
-    return done(reply.code(304), body);
+    return void done(reply.code(304), body);
   }
   reply.header('accept-ranges', 'bytes');
   const rangeHeader = req.headers.range;
@@ -85,25 +87,26 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
   const range = wantsRange && size !== undefined ? parseRange(rangeHeader, size) : undefined;
   if (range === 'unsatisfiable') {
     reply.header('content-range', `bytes */${size}`);
-    return done(reply.code(416).type('application/json'), body, JSON.stringify({ code: 'FC_ERR_RANGE', message: `range ${rangeHeader} not satisfiable (size ${size})` }));
+    return void done(reply.code(416).type('application/json'), body, JSON.stringify({ code: 'FC_ERR_RANGE', message: `range ${rangeHeader} not satisfiable (size ${size})` }));
   }
   if (range) {
     const len = range.end - range.start + 1;
     reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`).header('content-length', String(len));
-    if (head) return done(reply, body);
+    if (head) return void done(reply, body);
     countOnFinish(reply, ctx, len);
-    return reply.send(body.open(range.start, range.end));
+    reply.send(body.open(range.start, range.end));
+    return;
   }
   reply.code(200);
   if (size !== undefined) reply.header('content-length', String(size));
-  if (head) return done(reply, body);
+  if (head) return void done(reply, body);
   const stream = body.open(0, undefined);
   if (size !== undefined) countOnFinish(reply, ctx, size);
   else reply.raw.once('finish', () => body.finalSize?.().then((n) => ctx.metrics.served(ctx.kind, n), () => undefined));
-  return reply.send(stream);
+  reply.send(stream);
 }
 
-function done(reply: FastifyReply, body: Body, payload?: string): FastifyReply {
+function done(reply: FastifyReply, body: Body, payload?: string): void {
   body.discard?.();
-  return reply.send(payload);
+  reply.send(payload);
 }

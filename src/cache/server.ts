@@ -2,7 +2,7 @@
 // returns the instance without listening (the CLI listens; tests use port 0).
 import Fastify, { type FastifyInstance } from 'fastify';
 import { FleetError, NotFoundError, toFleetError } from '../errors.js';
-import { loggerOptions } from '../log.js';
+import { baseServerOptions } from '../http/server-options.js';
 import type { CacheConfig } from './config.js';
 import type { CacheContext } from './context.js';
 import { DiskStore } from './disk-store.js';
@@ -21,13 +21,10 @@ declare module 'fastify' {
 
 export async function buildCacheServer(config: CacheConfig): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: loggerOptions(config.logLevel),
+    ...baseServerOptions(config.logLevel, 1024 * 1024),
     // Large bodies stream for minutes; only an idle socket is cut.
     requestTimeout: 0,
     keepAliveTimeout: 30_000,
-    return503OnClosing: true,
-    maxParamLength: 1024,
-    disableRequestLogging: true,
   });
   const store = new DiskStore(config.dataDir, config.maxSize, app.log);
   await store.open();

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import t from 'tap';
 import { request } from 'undici';
 import { startCache } from './harness.js';
-import { sha256, UpstreamFixture } from './upstream-fixture.js';
+import { UpstreamFixture } from './upstream-fixture.js';
 
 async function fetchHash(url: string, headers: Record<string, string> = {}): Promise<{ status: number; hash: string; size: number; xcache: string }> {
   const res = await request(url, { headers });

@@ -1,0 +1,152 @@
+// The shared namespace through the cache: immutable headers and client 304s, 404 pass-
+// through, names revalidated (304 → disk), stale names when upstream is down, PUT tee,
+// private answers never kept, clear 502/504 within the timeout, metrics and stats.
+import { createHash } from 'node:crypto';
+import t from 'tap';
+import { request } from 'undici';
+import { startCache } from './harness.js';
+import { UpstreamFixture } from './upstream-fixture.js';
+
+async function get(url: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' = 'GET') {
+  const res = await request(url, { method, headers });
+  const body = Buffer.from(await res.body.arrayBuffer());
+  return { status: res.statusCode, headers: res.headers, body };
+}
+
+t.test('immutable objects: headers, client 304, HEAD, 404 passes through, never revalidated', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex, body } = up.addBlob(100_000);
+  const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const missing = await get(`${url}/cas/sha256/${'0'.repeat(64)}`);
+  t.equal(missing.status, 404, 'unknown digest is a 404, not a 5xx');
+  t.match(missing.body.toString(), /FC_ERR_NOT_FOUND/);
+  const bad = await get(`${url}/cas/md5/abc`);
+  t.equal(bad.status, 400);
+  const first = await get(`${url}/cas/sha256/${hex}`);
+  t.equal(first.status, 200);
+  t.equal(first.headers['x-cache'], 'MISS');
+  t.same(first.body, body);
+  await new Promise((r) => setTimeout(r, 50)); // let the commit land
+  const head = await get(`${url}/cas/sha256/${hex}`, {}, 'HEAD');
+  t.equal(head.status, 200);
+  t.equal(head.headers['content-length'], String(body.length));
+  t.equal(head.headers['x-cache'], 'HIT');
+  t.ok(Number(head.headers.age) >= 0, 'Age header');
+  const cond = await get(`${url}/cas/sha256/${hex}`, { 'if-none-match': `"sha256:${hex}"` });
+  t.equal(cond.status, 304);
+  t.equal(cond.body.length, 0);
+  const range = await get(`${url}/cas/sha256/${hex}`, { range: 'bytes=10-19' });
+  t.equal(range.status, 206);
+  t.same(range.body, body.subarray(10, 20));
+  t.equal(up.count(`/cas/sha256/${hex}`), 1, 'immutable content is never revalidated');
+});
+
+t.test('names: revalidated each time, upstream 304 served from disk, stale when upstream is down', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  const name = '/artifacts/run1/job1/log.txt';
+  up.objects.set(name, { body: Buffer.from('version 1'), headers: { etag: '"v1"', 'content-type': 'text/plain' } });
+  const { url } = await startCache(t, { upstream: upUrl, timeouts: { connect: '500ms', headers: '500ms' } }, t.testdir());
+  const a = await get(url + name);
+  t.equal(a.body.toString(), 'version 1');
+  t.equal(a.headers['x-cache'], 'MISS');
+  await new Promise((r) => setTimeout(r, 50));
+  const b = await get(url + name);
+  t.equal(b.headers['x-cache'], 'HIT');
+  t.equal(b.body.toString(), 'version 1');
+  const reval = up.requests.filter((r) => r.url === name);
+  t.equal(reval.length, 2, 'the hit was revalidated');
+  t.equal(reval[1]!.headers['if-none-match'], '"v1"', 'with the stored ETag');
+  up.objects.set(name, { body: Buffer.from('version 2!'), headers: { etag: '"v2"' } });
+  const c = await get(url + name);
+  t.equal(c.body.toString(), 'version 2!', 'a changed name is refetched');
+  await new Promise((r) => setTimeout(r, 50));
+  await up.stop();
+  const started = Date.now();
+  const d = await get(url + name);
+  t.equal(d.status, 200, 'upstream down: the stored copy is served');
+  t.equal(d.body.toString(), 'version 2!');
+  const miss = await get(`${url}/projects/p/bases/none`);
+  t.equal(miss.status, 502, 'a miss with upstream down is a 502');
+  t.match(JSON.parse(miss.body.toString()), { code: 'FC_ERR_UPSTREAM' });
+  t.ok(Date.now() - started < 3000, 'quickly');
+});
+
+t.test('a hanging upstream gives a 504 within the configured timeout', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  up.options.hang = true;
+  const { url } = await startCache(t, { upstream: upUrl, timeouts: { headers: '300ms' } }, t.testdir());
+  const started = Date.now();
+  const res = await get(`${url}/cas/sha256/${'a'.repeat(64)}`);
+  t.equal(res.status, 504);
+  t.match(JSON.parse(res.body.toString()), { code: 'FC_ERR_UPSTREAM_TIMEOUT' });
+  t.ok(Date.now() - started < 2000, `answered in ${Date.now() - started} ms`);
+});
+
+t.test('PUT is forwarded with its Authorization and kept once accepted; /cas verified', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const body = Buffer.alloc(300_000, 7);
+  const hex = createHash('sha256').update(body).digest('hex');
+  const put = await request(`${url}/cas/sha256/${hex}`, { method: 'PUT', body, headers: { authorization: 'Bearer s3cret', 'content-type': 'application/octet-stream' } });
+  await put.body.dump();
+  t.equal(put.statusCode, 201);
+  t.same(up.puts.get(`/cas/sha256/${hex}`), body, 'upstream got the bytes');
+  t.equal(up.requests.at(-1)!.headers.authorization, 'Bearer s3cret');
+  const back = await get(`${url}/cas/sha256/${hex}`);
+  t.equal(back.headers['x-cache'], 'HIT', 'kept locally');
+  t.same(back.body, body);
+  // a body that does not match its path is forwarded (upstream judges) but never kept
+  const wrong = '1'.repeat(64);
+  const put2 = await request(`${url}/cas/sha256/${wrong}`, { method: 'PUT', body: 'nope' });
+  await put2.body.dump();
+  t.notOk(app.cache.store.has(`cas.v1/sha256/11/${wrong}`));
+  const named = await request(`${url}/artifacts/r/j/out.bin`, { method: 'PUT', body: 'artifact' });
+  await named.body.dump();
+  t.equal(named.statusCode, 201);
+  const nameBack = await get(`${url}/artifacts/r/j/out.bin`);
+  t.equal(up.requests.at(-1)!.headers['if-none-match'], '"put-8"', 'revalidated with the ETag upstream gave the PUT');
+  t.equal(nameBack.status, 404, 'the fixture has no GET for it: upstream decides');
+});
+
+t.test('private answers are proxied, never kept nor shared', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex, body } = up.addBlob(5000, { 'cache-control': 'private' });
+  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const a = await get(`${url}/cas/sha256/${hex}`, { authorization: 'Bearer internal' });
+  t.same(a.body, body);
+  t.equal(up.requests[0]!.headers.authorization, 'Bearer internal', 'Authorization passed upstream');
+  await new Promise((r) => setTimeout(r, 50));
+  t.notOk(app.cache.store.has(`cas.v1/sha256/${hex.slice(0, 2)}/${hex}`), 'not kept');
+  await get(`${url}/cas/sha256/${hex}`);
+  t.equal(up.requests.length, 2, 'the next request went upstream again');
+  t.equal(up.requests[1]!.headers.authorization, undefined);
+});
+
+t.test('metrics and stats', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex } = up.addBlob(10_000);
+  const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  await get(`${url}/cas/sha256/${hex}`);
+  await new Promise((r) => setTimeout(r, 50));
+  await get(`${url}/sha256/${hex}`);
+  await get(`${url}/sha256/${hex}`);
+  const stats = JSON.parse((await get(`${url}/-/stats`)).body.toString());
+  t.match(stats.kinds.cas, { hits: 0, misses: 1, bytesServed: 10_000, bytesUpstream: 10_000 });
+  t.match(stats.kinds.tooltool, { hits: 2, bytesServed: 20_000, bytesUpstream: 0 });
+  t.equal(stats.total.savingsRatio.toFixed(3), (1 - 10_000 / 30_000).toFixed(3));
+  const metrics = (await get(`${url}/-/metrics`)).body.toString();
+  t.match(metrics, /fleetcache_cache_hits_total\{kind="tooltool"\} 2/);
+  t.match(metrics, /fleetcache_cache_lru_bytes 10000/);
+  t.equal((await get(`${url}/-/healthz`)).status, 200);
+});
