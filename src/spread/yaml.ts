@@ -27,7 +27,7 @@ export class YamlFile {
     this.#doc = parseDocument(text, { lineCounter: this.#lc, version: '1.1', uniqueKeys: false, prettyErrors: false });
     const err = this.#doc.errors[0];
     if (err) {
-      const line = err.linePos?.[0]?.line;
+      const line = err.linePos?.[0]?.line ?? this.#lc.linePos(err.pos[0]).line;
       throw projectError(`cannot load ${file}: yaml: ${err.message.split('\n')[0]}`, { file, line });
     }
   }

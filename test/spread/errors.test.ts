@@ -1,0 +1,97 @@
+// Load and expansion errors of spread-spec §1–§7, with file and line where YAML has one.
+import t from 'tap';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { expandJobs, findProject, loadProject } from '../../src/spread/index.js';
+import { load, task, writeProject } from './helpers.js';
+
+const ok = { backends: '    lxd:\n        systems: [ubuntu-1]\n', suites: '    s/:\n        summary: s\n' };
+const project = (o: { head?: string; backends?: string; suites?: string; tail?: string } = {}): string =>
+  `${o.head ?? 'project: p\npath: /p\n'}backends:\n${o.backends ?? ok.backends}suites:\n${o.suites ?? ok.suites}${o.tail ?? ''}`;
+
+const loadErrors: Array<[string, string, Record<string, string> | undefined, string | RegExp]> = [
+  ['invalid project name', project({ head: 'project: Bad\npath: /p\n' }), undefined, 'spread.yaml:1: invalid project name: "Bad"'],
+  ['missing path', project({ head: 'project: p\n' }), undefined, /missing project path field with remote project location/],
+  ['no backends', 'project: p\npath: /p\nbackends:\nsuites:\n' + ok.suites, undefined, /must define at least one backend/],
+  ['no suites', 'project: p\npath: /p\nbackends:\n' + ok.backends, undefined, /must define at least one task suite/],
+  ['invalid backend name', project({ backends: '    Big:\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:4: invalid backend name: "Big"'],
+  ['unsupported type', project({ backends: '    x:\n        type: cloud\n        systems: [ubuntu-1]\n' }), undefined, /backend "x" has unsupported type "cloud"/],
+  ['adhoc without allocate', project({ backends: '    adhoc:\n        systems: [ubuntu-1]\n' }), undefined, /backend "adhoc" requires an allocate field/],
+  ['allocate on lxd', project({ backends: '    lxd:\n        allocate: x\n        systems: [ubuntu-1]\n' }), undefined, /backend "lxd" cannot use allocate and dispose fields/],
+  ['no systems', project({ backends: '    lxd:\n        systems: []\n' }), undefined, /no systems specified for backend "lxd"/],
+  ['negative workers', project({ backends: '    lxd:\n        systems:\n            - ubuntu-1:\n                workers: -1\n' }), undefined, /backend "lxd" has system "ubuntu-1" with -1 workers/],
+  ['system name without dash', project({ backends: '    lxd:\n        systems: [ubuntu]\n' }), undefined, /backend "lxd" refers to invalid system name: "ubuntu"/],
+  ['system name with digit first part', project({ suites: '    s/:\n        summary: s\n        systems: [centos9-x]\n' }), undefined, /suite s\/ refers to invalid system name: "centos9-x"/],
+  ['suite without slash', project({ suites: '    s:\n        summary: s\n' }), undefined, /invalid suite name \(must end with \/\): "s"/],
+  ['invalid suite name', project({ suites: '    S/:\n        summary: s\n' }), undefined, /invalid suite name: "S\/"/],
+  ['suite without summary', project({ suites: '    s/:\n' }), undefined, /suite s\/ is missing a summary/],
+  ['missing suite directory', project({ suites: '    gone/:\n        summary: g\n' }), undefined, /spread\.yaml:\d+: cannot list suite gone\/: open .*gone: no such file or directory/],
+  ['invalid variable name', project({ tail: 'environment:\n    1X: a\n' }), undefined, /invalid project environment: invalid variable name: "1X"/],
+  ['duplicate variable', project({ tail: 'environment:\n    X: a\n    X: b\n' }), undefined, /spread\.yaml:\d+: invalid project environment: variable "X" defined multiple times/],
+  ['bad timeout', project({ tail: 'kill-timeout: 10 minutes\n' }), undefined, /timeout must look like 10s or 15m or 1.5h, not "10 minutes"/],
+  ['bad size', project({ backends: '    qemu:\n        memory: 4GB\n        systems: [ubuntu-1]\n' }), undefined, /invalid size string: "4GB"/],
+  ['bad size suffix', project({ backends: '    qemu:\n        memory: 4T\n        systems: [ubuntu-1]\n' }), undefined, /unknown size suffix in "4T", must be one of: B, K, M, G/],
+  ['yaml syntax', project({ tail: 'environment: [a\n' }), undefined, /^spread\.yaml:\d+: cannot load spread\.yaml: yaml: /],
+  ['wrong type', project({ tail: 'exclude: a-string\n' }), undefined, /spread\.yaml:9: .*cannot unmarshal !!str `a-string` into \[\]string/],
+  ['task without summary', project(), { 's/t': 'execute: x\n' }, /s\/t\/task\.yaml:1: s\/t is missing a summary/],
+  ['uppercase task dir', project(), { 's/Bad': task() }, /invalid task name: "s\/Bad"/],
+  ['task yaml error', project(), { 's/t': 'summary: [\n' }, /^s\/t\/task\.yaml:\d+: cannot load s\/t\/task\.yaml: yaml: /],
+  ['absolute artifact', project(), { 's/t': task('a', 'artifacts: [/etc]\n') }, /s\/t has improper artifact path: \/etc/],
+  ['escaping artifact', project(), { 's/t': task('a', 'artifacts: [../x]\n') }, /s\/t has improper artifact path: \.\.\/x/],
+  ['unclean artifact', project(), { 's/t': task('a', 'artifacts: [a//b]\n') }, /s\/t has improper artifact path: a\/\/b/],
+];
+
+for (const [label, spread, tasks, message] of loadErrors) {
+  t.test(`load error: ${label}`, async (t) => {
+    const dir = writeProject(t, { spread, tasks: tasks ?? { 's/t': task() } });
+    await t.rejects(loadProject(dir), { code: 'FC_ERR_PROJECT', message });
+  });
+}
+
+const expandErrors: Array<[string, string, Record<string, string> | undefined, string | RegExp]> = [
+  ['relative path', project({ head: 'project: p\npath: rel/dir\n' }), undefined, /remote project path must be absolute and not \/: rel\/dir/],
+  ['root path', project({ head: 'project: p\npath: /x/..\n' }), undefined, /remote project path must be absolute and not \/: \//],
+  ['unknown backend', project(), { 's/t': task('a', 'backends: [nope]\n') }, /s\/t\/task\.yaml:1: s\/t refers to unknown backend "nope"/],
+  ['failing HOST in key', project({ backends: '    lxd:\n        key: $(HOST:false)\n        systems: [ubuntu-1]\n' }), undefined, '$(HOST:false) in lxd backend key environment returned error: exit status 1'],
+  ['no tasks at all', project(), { 's/t': task('a', 'manual: true\n') }, 'cannot find any tasks'],
+  ['bad glob', project(), { 's/t': task('a', 'variants: ["[x"]\n') }, 'syntax error in pattern'],
+];
+for (const [label, spread, tasks, message] of expandErrors) {
+  t.test(`expansion error: ${label}`, async (t) => {
+    const p = await load(t, { spread, tasks: tasks ?? { 's/t': task() } });
+    t.throws(() => expandJobs(p), { code: 'FC_ERR_PROJECT', message });
+  });
+}
+
+t.test('accepted forms: -1 timeouts, trailing-slash artifacts, null backends, unknown keys, merge keys', async (t) => {
+  const p = await load(t, {
+    spread: project({
+      backends: '    lxd:\n        systems: [ubuntu-1]\n        region: eu-west\n        typo-key: 1\n    gone:\n',
+      tail: 'kill-timeout: -1\nwarn-timeout: 1m30s\nvariants: [ignored]\ndefaults: &d\n    summary: merged\n',
+      suites: '    s/:\n        <<: *d\n        assets: manifests/s.tt\n',
+    }).replace('backends:', 'defaults: &d\n    summary: merged\nbackends:').replace(/\ndefaults: &d\n    summary: merged\n$/, '\n'),
+    tasks: { 's/t': task('a', 'artifacts: [out/, some/file]\nassets: tt.json\nsamples: 0\n') },
+  });
+  t.equal(p.killTimeout, -1);
+  t.equal(p.warnTimeout, 90_000);
+  t.same(p.backends.map((b) => b.name), ['lxd']);
+  t.equal(p.backends[0]!.region, 'eu-west');
+  t.equal(p.suites[0]!.summary, 'merged');
+  t.equal(p.suites[0]!.assets, 'manifests/s.tt');
+  t.same(p.suites[0]!.tasks[0]!.artifacts, ['out', 'some/file']);
+  t.equal(p.suites[0]!.tasks[0]!.assets, 'tt.json');
+  t.equal(p.suites[0]!.tasks[0]!.samples, 1);
+  t.same(expandJobs(p).map((j) => j.name), ['lxd:ubuntu-1:s/t']);
+});
+
+t.test('findProject walks up and accepts .spread.yaml; loading scalars as written', async (t) => {
+  const root = t.testdir({ sub: { deeper: {} }, s: { t: { 'task.yaml': task() }, 'not-a-task': {}, 'file.txt': 'x' } });
+  writeFileSync(path.join(root, '.spread.yaml'), project({ tail: 'environment:\n    V: 1.10\n    E:\n    B: yes\n' }));
+  t.equal(findProject(path.join(root, 'sub', 'deeper')), root);
+  const p = await loadProject(root);
+  t.same(p.environment, [['V', '1.10'], ['E', ''], ['B', 'yes']]);
+  t.same(p.suites[0]!.tasks.map((x) => x.name), ['s/t']);
+  const empty = t.testdir({});
+  mkdirSync(path.join(empty, 'x'));
+  t.throws(() => findProject(path.join(empty, 'x')), { code: 'FC_ERR_PROJECT', message: /cannot find spread.yaml or .spread.yaml/ });
+});

@@ -1,0 +1,62 @@
+// The two real spread trees: snapd must expand to 147,191 jobs quickly, mir must load;
+// and `fleetcache list` prints like `spread -list` and fails like it (exit 1, "error:").
+import t from 'tap';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { Writable } from 'node:stream';
+import path from 'node:path';
+import { expandJobs, loadProject } from '../../src/spread/index.js';
+import { listJobs } from '../../src/cli/list.js';
+
+const REAL = '/work/shared/spread-real';
+
+class Collect extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
+    this.text += chunk.toString();
+    done();
+  }
+}
+
+t.test('snapd: 147,191 jobs in well under 10 s', async (t) => {
+  const dir = t.testdir();
+  execFileSync('tar', ['-xJf', path.join(REAL, 'snapd-yaml.tar.xz'), '-C', dir]);
+  const root = path.join(dir, 'snapd');
+  const started = performance.now();
+  const cpu = process.cpuUsage();
+  const out = new Collect();
+  await listJobs(root, [], false, out);
+  const used = process.cpuUsage(cpu);
+  const cpuMs = (used.user + used.system) / 1000;
+  const wallMs = performance.now() - started;
+  const lines = out.text.split('\n').filter(Boolean);
+  t.equal(lines.length, 147191);
+  // CPU time, not wall time: the test machine is shared with other suites running in parallel.
+  t.ok(cpuMs < 10_000, `load + expand + print: ${Math.round(cpuMs)} ms CPU, ${Math.round(wallMs)} ms wall`);
+  t.same([...lines].sort(), lines, 'output is sorted by name');
+  t.equal(new Set(lines).size, lines.length, 'names are unique');
+});
+
+t.test('mir loads; glob variants appear literally', async (t) => {
+  const project = await loadProject(path.join(REAL, 'mir'));
+  const names = expandJobs(project).map((j) => j.name);
+  t.equal(names.length, 31);
+  for (const v of ['*ld', 'fedora_*', 'ubuntu*']) t.ok(names.some((n) => n.endsWith(`:${v}`)), v);
+  const out = new Collect();
+  await listJobs(path.join(REAL, 'mir'), ['lxd:fedora-44:spread/fedora:fedora_44'], true, out);
+  const [job] = JSON.parse(out.text) as Array<Record<string, unknown>>;
+  t.match(job, { name: 'lxd:fedora-44:spread/fedora:fedora_44', priority: 0, workers: 1, region: null, variant: 'fedora_44' });
+  t.match(job!.environment, { SPREAD_VARIANT: 'fedora_44', RELEASE: '44', DEB_BUILD_EXTRA: '', CCACHE_DIR: '/root/.ccache' });
+});
+
+t.test('fleetcache list exits like spread -list', async (t) => {
+  const cli = path.resolve('test/spread/run-cli.ts');
+  const run = (args: string[]): { status: number | null; stdout: string; stderr: string } =>
+    spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), cli, 'list', ...args], { cwd: path.join(REAL, 'mir'), encoding: 'utf8' });
+  const good = run(['alpine-edge:...:amd64']);
+  t.equal(good.status, 0);
+  t.equal(good.stdout, 'lxd:alpine-edge:spread/alpine:amd64\n');
+  const bad = run(['nothing-like-this']);
+  t.equal(bad.status, 1);
+  t.equal(bad.stdout, '');
+  t.equal(bad.stderr, 'error: nothing matches provider filter\n');
+});
