@@ -5,9 +5,13 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfigFile, parseConfig } from '../config/load.js';
 import { parseSize } from '../config/units.js';
-import { OriginConfigSchema, type OriginConfig, type OriginOptions } from '../origin/config.js';
+import { OriginConfigSchema, type OriginConfig, type OriginOptions, type StorageConfig } from '../origin/config.js';
 import { buildOriginServer } from '../origin/server.js';
 import { readTokenFile } from '../client/token.js';
+import { UsageError } from '../errors.js';
+import type { BlobStore } from '../store/blob-store.js';
+import { DiskBlobStore } from '../store/disk.js';
+import { S3BlobStore } from '../store/s3.js';
 import { createLogger } from '../log.js';
 import { serveUntilSignal } from './listen.js';
 
@@ -33,6 +37,30 @@ export function resolveOriginTokens(tokenFile: string | undefined, dataDir: stri
     writeFileSync(file, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
   }
   return { tokens: [readFileSync(file, 'utf8').trim()], source: file };
+}
+
+/** The blob store named by `storage:`; S3 credentials are read from the environment variables it names. */
+export function createBlobStore(storage: StorageConfig, dataDir: string, env: NodeJS.ProcessEnv = process.env): BlobStore {
+  if (storage.type === 'disk') return new DiskBlobStore(dataDir);
+  const fromEnv = (name: string | undefined, field: string): string | undefined => {
+    if (name === undefined) return undefined;
+    const value = env[name];
+    if (!value) throw new UsageError(`storage.${field} names the environment variable ${name}, which is not set`);
+    return value;
+  };
+  const accessKeyId = fromEnv(storage.accessKeyIdEnv, 'accessKeyIdEnv');
+  const secretAccessKey = fromEnv(storage.secretAccessKeyEnv, 'secretAccessKeyEnv');
+  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+    throw new UsageError('storage: give both accessKeyIdEnv and secretAccessKeyEnv, or neither (the SDK default chain)');
+  }
+  return new S3BlobStore({
+    bucket: storage.bucket,
+    region: storage.region,
+    ...(storage.endpoint === undefined ? {} : { endpoint: storage.endpoint }),
+    ...(storage.prefix === undefined ? {} : { prefix: storage.prefix }),
+    ...(storage.forcePathStyle === undefined ? {} : { forcePathStyle: storage.forcePathStyle }),
+    ...(accessKeyId && secretAccessKey ? { credentials: { accessKeyId, secretAccessKey } } : {}),
+  });
 }
 
 export function originOptionsFrom(config: OriginConfig, flags: OriginFlags): { options: OriginOptions; listen: string; tokenSource: string } {
@@ -65,8 +93,8 @@ export function registerOrigin(program: Command): void {
     .action(async (flags: OriginFlags) => {
       const config = flags.config ? loadConfigFile(OriginConfigSchema, flags.config) : parseConfig(OriginConfigSchema, '{}', '(defaults)');
       const { options, listen, tokenSource } = originOptionsFrom(config, flags);
-      const app = await buildOriginServer(options);
-      createLogger(config.logLevel).info({ data: options.dataDir, tokenSource }, 'origin starting');
+      const app = await buildOriginServer(options, createBlobStore(config.storage, options.dataDir));
+      createLogger(config.logLevel).info({ data: options.dataDir, storage: config.storage.type, tokenSource }, 'origin starting');
       await serveUntilSignal(app, listen);
     });
 }

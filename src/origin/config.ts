@@ -1,6 +1,37 @@
 // The origin's configuration: one TypeBox schema gives the type and the validation.
 import { Type, type Static } from '@sinclair/typebox';
 
+const DiskStorageSchema = Type.Object({ type: Type.Literal('disk') }, { additionalProperties: false });
+
+/** S3-compatible object storage. Credentials come from the environment, never from the file. */
+const S3StorageSchema = Type.Object(
+  {
+    type: Type.Literal('s3'),
+    endpoint: Type.Optional(Type.String({ minLength: 1, description: 'e.g. https://minio.internal:9000; absent for AWS' })),
+    bucket: Type.String({ minLength: 1 }),
+    region: Type.String({ minLength: 1, default: 'us-east-1' }),
+    prefix: Type.Optional(Type.String({ description: 'key prefix, e.g. fleetcache/' })),
+    forcePathStyle: Type.Optional(Type.Boolean({ description: 'bucket in the path (MinIO, Ceph RGW)' })),
+    accessKeyIdEnv: Type.Optional(Type.String({ minLength: 1, description: 'environment variable holding the access key id' })),
+    secretAccessKeyEnv: Type.Optional(Type.String({ minLength: 1, description: 'environment variable holding the secret key' })),
+  },
+  { additionalProperties: false },
+);
+
+export type StorageConfig = Static<typeof DiskStorageSchema> | Static<typeof S3StorageSchema>;
+
+// if/then/else rather than a union: ajv then reports the errors of the chosen branch only
+// ("storage.bucket: missing…"), not those of every branch, and fills only its defaults.
+const StorageSchema = Type.Unsafe<StorageConfig>({
+  type: 'object',
+  required: ['type'],
+  properties: { type: { enum: ['disk', 's3'] } },
+  if: { properties: { type: { const: 'disk' } } },
+  then: DiskStorageSchema,
+  else: S3StorageSchema,
+  default: { type: 'disk' },
+});
+
 export const OriginConfigSchema = Type.Object(
   {
     listen: Type.String({ default: '127.0.0.1:8080', description: 'HOST:PORT; port 0 picks a free one' }),
@@ -15,10 +46,7 @@ export const OriginConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
-    storage: Type.Object(
-      { type: Type.Literal('disk', { default: 'disk' }) },
-      { additionalProperties: false, default: { type: 'disk' } },
-    ),
+    storage: StorageSchema,
     logLevel: Type.String({ default: 'info' }),
   },
   { additionalProperties: false },

@@ -1,0 +1,261 @@
+// Blob store on S3-compatible object storage (AWS S3, MinIO, Ceph RGW). Layout under
+// an optional key prefix:
+//   <prefix>cas/<algo>/<2 hex>/<hex>   committed objects
+//   <prefix>tmp/<time>-<random>        uploads in progress
+// A put streams the body into a temporary key (a multipart upload through lib-storage,
+// so memory stays at partSize × queueSize) while hashing it, verifies size and digest,
+// then copies the object server-side to its final key and deletes the temporary one.
+// The final key therefore only ever holds a whole, verified object; a crash leaves at
+// most a temporary key (removed by open() once a day old) or an
+// unfinished multipart upload (see the bucket lifecycle rule in deploy/OPERATIONS.md).
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  S3Client,
+  UploadPartCopyCommand,
+  AbortMultipartUploadCommand,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { DigestMismatchError, FleetError, NotFoundError, SizeMismatchError } from '../errors.js';
+import type { BlobStat, BlobStore, PutOptions, PutResult, ReadRange } from './blob-store.js';
+import { isDigestAlgorithm, sameDigest, type Digest, type DigestAlgorithm } from './digest.js';
+
+/** Temporary keys older than this are leftovers of a crash (another origin may share the bucket). */
+const DEFAULT_TMP_MAX_AGE_MS = 24 * 3600 * 1000;
+/** CopyObject copies at most 5 GiB; larger objects are copied part by part. */
+const MAX_SINGLE_COPY = 5 * 1024 ** 3;
+const COPY_PART_SIZE = 1024 ** 3;
+
+export interface S3StoreOptions {
+  readonly bucket: string;
+  readonly region: string;
+  /** e.g. http://127.0.0.1:9000 for MinIO; absent for AWS. */
+  readonly endpoint?: string;
+  /** Key prefix, e.g. "fleetcache/"; a trailing slash is added when missing. */
+  readonly prefix?: string;
+  /** Path-style URLs (bucket in the path): needed by most non-AWS servers. */
+  readonly forcePathStyle?: boolean;
+  /** Absent: the SDK's default chain (environment, instance role…). */
+  readonly credentials?: { readonly accessKeyId: string; readonly secretAccessKey: string };
+  /** Multipart part size (min 5 MiB); with 10,000 parts at most, 8 MiB allows 80 GiB objects. */
+  readonly partSize?: number;
+  /** Parts uploaded at once; memory per upload is about partSize × queueSize. */
+  readonly queueSize?: number;
+  /** open() deletes temporary keys older than this (default one day). */
+  readonly tmpMaxAgeMs?: number;
+}
+
+/**
+ * Whether an S3 error means "no such object". S3 answers 404 (NoSuchKey on GET, a bare
+ * NotFound on HEAD), but 403 instead when the credentials lack s3:ListBucket, so that a
+ * missing key cannot be told from a forbidden one; a read-only policy without ListBucket
+ * is common, so a 403 on a read is a miss too. Writes never go through this function.
+ */
+export function isMissingObjectError(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const e = err as { name?: unknown; Code?: unknown; $metadata?: { httpStatusCode?: unknown } };
+  if (e.name === 'NoSuchKey' || e.name === 'NotFound' || e.Code === 'NoSuchKey') return true;
+  const status = e.$metadata?.httpStatusCode;
+  return status === 404 || status === 403;
+}
+
+export class S3BlobStore implements BlobStore {
+  readonly #client: S3Client;
+  readonly #bucket: string;
+  readonly #prefix: string;
+  readonly #partSize: number;
+  readonly #queueSize: number;
+  readonly #tmpMaxAgeMs: number;
+
+  constructor(options: S3StoreOptions) {
+    const config: S3ClientConfig = {
+      region: options.region,
+      forcePathStyle: options.forcePathStyle ?? false,
+      // Checksums only where S3 requires them: the default (CRC32 trailers in aws-chunked
+      // bodies) is not understood by several S3-compatible servers; we verify digests ourselves.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+      ...(options.credentials ? { credentials: { ...options.credentials } } : {}),
+    };
+    this.#client = new S3Client(config);
+    this.#bucket = options.bucket;
+    const prefix = options.prefix ?? '';
+    this.#prefix = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
+    this.#partSize = Math.max(options.partSize ?? 8 * 1024 ** 2, 5 * 1024 ** 2);
+    this.#queueSize = options.queueSize ?? 2;
+    this.#tmpMaxAgeMs = options.tmpMaxAgeMs ?? DEFAULT_TMP_MAX_AGE_MS;
+  }
+
+  keyOf(d: Digest): string {
+    return `${this.#prefix}cas/${d.algo}/${d.hex.slice(0, 2)}/${d.hex}`;
+  }
+
+  /** Checks that the bucket answers, and removes temporary keys left by a crash. */
+  async open(): Promise<void> {
+    const cutoff = Date.now() - this.#tmpMaxAgeMs;
+    for await (const obj of this.#listKeys(`${this.#prefix}tmp/`)) {
+      if (obj.lastModified < cutoff) await this.#deleteKey(obj.key);
+    }
+  }
+
+  async has(d: Digest): Promise<boolean> {
+    try {
+      await this.stat(d);
+      return true;
+    } catch (err) {
+      if (err instanceof NotFoundError) return false;
+      throw err;
+    }
+  }
+
+  async stat(d: Digest): Promise<BlobStat> {
+    const key = this.keyOf(d);
+    const head = await this.#read(d, () => this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key })));
+    return { digest: d, size: head.ContentLength ?? 0, mtimeMs: head.LastModified?.getTime() ?? 0 };
+  }
+
+  async createReadStream(d: Digest, range?: ReadRange): Promise<Readable> {
+    const input = { Bucket: this.#bucket, Key: this.keyOf(d), ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}) };
+    const res = await this.#read(d, () => this.#client.send(new GetObjectCommand(input)));
+    if (!(res.Body instanceof Readable)) throw new FleetError('FC_ERR_INTERNAL', 'object storage returned a body that is not a Node stream');
+    return res.Body;
+  }
+
+  async put(body: Readable, options: PutOptions = {}): Promise<PutResult> {
+    const algo: DigestAlgorithm = options.expected?.algo ?? options.algo ?? 'sha256';
+    const tmpKey = `${this.#prefix}tmp/${Date.now().toString(36)}-${randomBytes(8).toString('hex')}`;
+    const hash = createHash(algo);
+    let size = 0;
+    const limit = options.maxSize ?? Infinity;
+    const expectedSize = options.expectedSize;
+    const meter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        size += chunk.length;
+        if (size > limit) return done(new FleetError('FC_ERR_TOO_LARGE', `body exceeds the limit of ${limit} bytes`));
+        if (expectedSize !== undefined && size > expectedSize) return done(new SizeMismatchError(expectedSize, size));
+        hash.update(chunk);
+        done(null, chunk);
+      },
+    });
+    const upload = new Upload({
+      client: this.#client,
+      params: { Bucket: this.#bucket, Key: tmpKey, Body: meter },
+      partSize: this.#partSize,
+      queueSize: this.#queueSize,
+      leavePartsOnError: false,
+    });
+    const onAbort = () => meter.destroy(new FleetError('FC_ERR_ABORTED', 'upload aborted before completion; nothing was stored'));
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      // Both must settle: the first error (usually the body's) is the one to report.
+      const [fed, sent] = await Promise.allSettled([pipeline(body, meter), upload.done()]);
+      if (fed.status === 'rejected') throw fed.reason;
+      if (sent.status === 'rejected') throw sent.reason;
+      if (expectedSize !== undefined && size !== expectedSize) throw new SizeMismatchError(expectedSize, size);
+      const digest: Digest = { algo, hex: hash.digest('hex') };
+      if (options.expected && !sameDigest(options.expected, digest)) {
+        throw new DigestMismatchError(`${options.expected.algo}:${options.expected.hex}`, `${algo}:${digest.hex}`);
+      }
+      if (await this.has(digest)) return { digest, size, created: false };
+      // Two concurrent puts of one digest both copy identical bytes: the last copy wins, whole.
+      await this.#copy(tmpKey, this.keyOf(digest), size);
+      return { digest, size, created: true };
+    } catch (err) {
+      if (err instanceof FleetError) throw err;
+      if (options.signal?.aborted || isAbort(err)) throw new FleetError('FC_ERR_ABORTED', 'upload aborted before completion; nothing was stored', { cause: err });
+      throw storageError('upload', err);
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      if (!meter.destroyed) meter.destroy();
+      // Deleting an absent key succeeds, so this also covers uploads that never completed.
+      await this.#deleteKey(tmpKey).catch(() => undefined);
+    }
+  }
+
+  async delete(d: Digest): Promise<boolean> {
+    // S3's DeleteObject succeeds for absent keys, so presence is checked first.
+    if (!(await this.has(d))) return false;
+    await this.#deleteKey(this.keyOf(d)).catch((err: unknown) => Promise.reject(storageError('delete', err)));
+    return true;
+  }
+
+  async *list(): AsyncIterable<BlobStat> {
+    const base = `${this.#prefix}cas/`;
+    for await (const obj of this.#listKeys(base)) {
+      const [algo, shard, hex, ...rest] = obj.key.slice(base.length).split('/');
+      if (!algo || !isDigestAlgorithm(algo) || !hex || rest.length > 0 || shard !== hex.slice(0, 2)) continue;
+      yield { digest: { algo, hex }, size: obj.size, mtimeMs: obj.lastModified };
+    }
+  }
+
+  /** Server-side copy: one CopyObject up to 5 GiB, else a multipart copy in 1 GiB parts. */
+  async #copy(from: string, to: string, size: number): Promise<void> {
+    const source = `${this.#bucket}/${encodeURIComponent(from).replace(/%2F/g, '/')}`;
+    if (size <= MAX_SINGLE_COPY) {
+      await this.#client.send(new CopyObjectCommand({ Bucket: this.#bucket, Key: to, CopySource: source }));
+      return;
+    }
+    const { UploadId } = await this.#client.send(new CreateMultipartUploadCommand({ Bucket: this.#bucket, Key: to }));
+    try {
+      const parts: { ETag: string; PartNumber: number }[] = [];
+      for (let start = 0, n = 1; start < size; start += COPY_PART_SIZE, n++) {
+        const end = Math.min(start + COPY_PART_SIZE, size) - 1;
+        const res = await this.#client.send(
+          new UploadPartCopyCommand({ Bucket: this.#bucket, Key: to, UploadId, PartNumber: n, CopySource: source, CopySourceRange: `bytes=${start}-${end}` }),
+        );
+        parts.push({ ETag: res.CopyPartResult?.ETag ?? '', PartNumber: n });
+      }
+      await this.#client.send(new CompleteMultipartUploadCommand({ Bucket: this.#bucket, Key: to, UploadId, MultipartUpload: { Parts: parts } }));
+    } catch (err) {
+      await this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key: to, UploadId })).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async #deleteKey(key: string): Promise<void> {
+    await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }));
+  }
+
+  async *#listKeys(prefix: string): AsyncIterable<{ key: string; size: number; lastModified: number }> {
+    let token: string | undefined;
+    do {
+      const page = await this.#client
+        .send(new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }))
+        .catch((err: unknown) => Promise.reject(storageError('list', err)));
+      for (const o of page.Contents ?? []) {
+        if (o.Key) yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified?.getTime() ?? 0 };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  /** Runs a read of one object: a miss becomes NotFoundError, anything else a 503. */
+  async #read<T>(d: Digest, send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (err) {
+      if (isMissingObjectError(err)) throw new NotFoundError(`no object ${d.algo}:${d.hex}`);
+      throw storageError('read', err);
+    }
+  }
+}
+
+function isAbort(err: unknown): boolean {
+  const e = err as NodeJS.ErrnoException;
+  return e?.name === 'AbortError' || e?.code === 'ECONNRESET' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE' || e?.code === 'ABORT_ERR';
+}
+
+function storageError(what: string, err: unknown): FleetError {
+  const message = err instanceof Error ? err.message : String(err);
+  return new FleetError('FC_ERR_UNAVAILABLE', `object storage ${what} failed: ${message}`, { cause: err });
+}

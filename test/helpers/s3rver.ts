@@ -1,0 +1,48 @@
+// A real S3-compatible server (s3rver, from npm) on 127.0.0.1:0 as a child process,
+// stopped by its PID in the test's teardown. It speaks the S3 REST calls the S3 store
+// uses: PutObject, multipart uploads, GetObject with Range, HeadObject, CopyObject,
+// DeleteObject, ListObjectsV2 (not UploadPartCopy).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+
+/** s3rver's fixed credentials. */
+export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
+
+export interface TestS3Server {
+  readonly endpoint: string;
+  readonly bucket: string;
+  readonly pid: number;
+}
+
+export async function startS3rver(t: Test, bucket = 'fleetcache'): Promise<TestS3Server> {
+  const bin = createRequire(import.meta.url).resolve('s3rver/bin/s3rver.js');
+  // Not t.testdir(): the test may call that itself, which empties it.
+  const dir = mkdtempSync(join(tmpdir(), 'fleetcache-s3rver-'));
+  const child = spawn(process.execPath, [bin, '-d', dir, '-a', '127.0.0.1', '-p', '0', '-s', '--no-vhost-buckets', '--configure-bucket', bucket], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (c: Buffer) => { err = (err + c.toString()).slice(-10_000); });
+  t.teardown(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    process.kill(child.pid!, 'SIGKILL');
+    await exited;
+  });
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`s3rver did not start within 20 s: ${err}`)), 20_000);
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /listening on ([\d.]+):(\d+)/.exec(out);
+      if (m) { clearTimeout(timer); resolve(`http://${m[1]}:${m[2]}`); }
+    });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`s3rver exited with ${code}: ${err}`)); });
+  });
+  return { endpoint, bucket, pid: child.pid! };
+}

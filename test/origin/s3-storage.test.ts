@@ -1,0 +1,87 @@
+// The origin on S3-compatible object storage, end to end: `fleetcache origin` with a
+// `storage: {type: s3}` configuration, against a real S3 server (s3rver) on loopback.
+import t from 'tap';
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { request } from 'undici';
+import { createBlobStore } from '../../src/cli/origin.js';
+import { startS3rver, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
+import { startServerProcess } from '../helpers/processes.js';
+
+const TOKEN = 'e2e-token-abcdef';
+
+t.test('PUT and GET /cas and artifacts through an origin whose blobs live in S3', async (t) => {
+  const s3 = await startS3rver(t);
+  const dir = t.testdir();
+  const config = join(dir, 'origin.yaml');
+  writeFileSync(join(dir, 'tokens'), `old-token\n${TOKEN}\n`);
+  writeFileSync(config, [
+    'listen: 127.0.0.1:0',
+    `data: ${join(dir, 'data')}`,
+    `tokenFile: ${join(dir, 'tokens')}`,
+    'logLevel: warn',
+    'storage:',
+    '  type: s3',
+    `  endpoint: ${s3.endpoint}`,
+    `  bucket: ${s3.bucket}`,
+    '  region: us-east-1',
+    '  prefix: origin',
+    '  forcePathStyle: true',
+    '  accessKeyIdEnv: TEST_S3_KEY',
+    '  secretAccessKeyEnv: TEST_S3_SECRET',
+    '',
+  ].join('\n'));
+  const origin = await startServerProcess(t, ['origin', '--config', config], {
+    TEST_S3_KEY: S3RVER_CREDENTIALS.accessKeyId, TEST_S3_SECRET: S3RVER_CREDENTIALS.secretAccessKey,
+  });
+  const auth = { authorization: `Bearer ${TOKEN}` };
+
+  const data = randomBytes(1_500_000);
+  const hex = createHash('sha256').update(data).digest('hex');
+  const put = await request(`${origin.url}/cas/sha256/${hex}`, { method: 'PUT', body: data, headers: auth });
+  t.equal(put.statusCode, 201, await put.body.text());
+
+  const wrong = await request(`${origin.url}/cas/sha256/${'0'.repeat(64)}`, { method: 'PUT', body: data, headers: auth });
+  t.equal(wrong.statusCode, 400);
+  t.match(await wrong.body.json(), { code: 'FC_ERR_DIGEST_MISMATCH' });
+
+  const get = await request(`${origin.url}/cas/sha256/${hex}`);
+  t.equal(get.statusCode, 200);
+  t.ok(Buffer.from(await get.body.arrayBuffer()).equals(data));
+
+  const ranged = await request(`${origin.url}/cas/sha256/${hex}`, { headers: { range: 'bytes=1000-1999' } });
+  t.equal(ranged.statusCode, 206);
+  t.ok(Buffer.from(await ranged.body.arrayBuffer()).equals(data.subarray(1000, 2000)));
+
+  const head = await request(`${origin.url}/cas/sha256/${hex}`, { method: 'HEAD' });
+  t.equal(head.statusCode, 200);
+  t.equal(head.headers['content-length'], String(data.length));
+  await head.body.dump();
+
+  const missing = await request(`${origin.url}/cas/sha256/${'ab'.repeat(32)}`);
+  t.equal(missing.statusCode, 404);
+  await missing.body.dump();
+
+  // A named artifact: the digest is not known in advance (temporary key, then copy).
+  const art = await request(`${origin.url}/artifacts/run1/job1/log.txt`, { method: 'PUT', body: 'hello from a job\n', headers: auth });
+  t.equal(art.statusCode, 201, await art.body.text());
+  const back = await request(`${origin.url}/artifacts/run1/job1/log.txt`);
+  t.equal(await back.body.text(), 'hello from a job\n');
+
+  // The bytes are in the bucket under the configured prefix, and nothing temporary is left.
+  const raw = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
+  t.teardown(() => raw.destroy());
+  const keys = ((await raw.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'origin/' }))).Contents ?? []).map((o) => o.Key);
+  t.ok(keys.includes(`origin/cas/sha256/${hex.slice(0, 2)}/${hex}`));
+  t.equal(keys.length, 2);
+  t.notOk(keys.some((k) => k?.startsWith('origin/tmp/')));
+});
+
+t.test('createBlobStore refuses a credentials variable that is not set', async (t) => {
+  const storage = { type: 's3' as const, bucket: 'b', region: 'us-east-1', accessKeyIdEnv: 'NOPE_KEY', secretAccessKeyEnv: 'NOPE_SECRET' };
+  t.throws(() => createBlobStore(storage, t.testdir(), {}), { code: 'FC_ERR_USAGE', message: /NOPE_KEY/ });
+  t.throws(() => createBlobStore({ ...storage, secretAccessKeyEnv: undefined }, t.testdir(), { NOPE_KEY: 'k' }), { code: 'FC_ERR_USAGE' });
+  t.ok(createBlobStore(storage, t.testdir(), { NOPE_KEY: 'k', NOPE_SECRET: 's' }));
+});

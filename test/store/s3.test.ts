@@ -1,0 +1,102 @@
+import t from 'tap';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { NotFoundError } from '../../src/errors.js';
+import { isMissingObjectError, S3BlobStore, type S3StoreOptions } from '../../src/store/s3.js';
+import { startS3rver, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
+import { storeTests } from './conformance.js';
+
+const server = await startS3rver(t);
+let stores = 0;
+
+function storeAt(prefix: string, more: Partial<S3StoreOptions> = {}): S3BlobStore {
+  return new S3BlobStore({
+    endpoint: server.endpoint, bucket: server.bucket, region: 'us-east-1', forcePathStyle: true,
+    credentials: S3RVER_CREDENTIALS, prefix, ...more,
+  });
+}
+
+const raw = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
+t.teardown(() => raw.destroy());
+
+async function keysUnder(prefix: string): Promise<string[]> {
+  const page = await raw.send(new ListObjectsV2Command({ Bucket: server.bucket, Prefix: prefix }));
+  return (page.Contents ?? []).map((o) => o.Key ?? '');
+}
+
+// Each conformance test gets its own prefix in the one bucket: stores are independent.
+storeTests(t, async () => {
+  const store = storeAt(`conf-${++stores}`);
+  await store.open();
+  return store;
+});
+
+t.test('isMissingObjectError: 404s and 403s on reads are misses, nothing else', async (t) => {
+  t.ok(isMissingObjectError({ name: 'NoSuchKey', $metadata: { httpStatusCode: 404 } }));
+  t.ok(isMissingObjectError({ name: 'NotFound', $metadata: { httpStatusCode: 404 } }));
+  t.ok(isMissingObjectError({ name: 'Forbidden', $metadata: { httpStatusCode: 403 } }));
+  t.notOk(isMissingObjectError({ name: 'InternalError', $metadata: { httpStatusCode: 500 } }));
+  t.notOk(isMissingObjectError({ name: 'SlowDown', $metadata: { httpStatusCode: 503 } }));
+  t.notOk(isMissingObjectError(new Error('socket hang up')));
+  t.notOk(isMissingObjectError(undefined));
+});
+
+t.test('multipart upload: parts are hashed, verified and committed under cas/', async (t) => {
+  const store = storeAt('multi', { partSize: 5 * 1024 * 1024 });
+  await store.open();
+  const data = randomBytes(12 * 1024 * 1024 + 123);
+  const digest = { algo: 'sha256' as const, hex: createHash('sha256').update(data).digest('hex') };
+  const chunks = Array.from({ length: Math.ceil(data.length / 65536) }, (_, i) => data.subarray(i * 65536, (i + 1) * 65536));
+  const res = await store.put(Readable.from(chunks), { expected: digest });
+  t.same(res, { digest, size: data.length, created: true });
+  t.same(await keysUnder('multi/'), [`multi/cas/sha256/${digest.hex.slice(0, 2)}/${digest.hex}`], 'temporary key removed');
+  const tail: Buffer[] = [];
+  for await (const c of await store.createReadStream(digest, { start: data.length - 100, end: data.length - 1 })) tail.push(c as Buffer);
+  t.ok(Buffer.concat(tail).equals(data.subarray(data.length - 100)));
+  const again = await store.put(Readable.from([data]));
+  t.equal(again.created, false);
+});
+
+t.test('a digest mismatch in a multipart upload leaves no key at all', async (t) => {
+  const store = storeAt('mismatch', { partSize: 5 * 1024 * 1024 });
+  await store.open();
+  const data = randomBytes(6 * 1024 * 1024);
+  const wrong = { algo: 'sha256' as const, hex: '0'.repeat(64) };
+  await t.rejects(store.put(Readable.from([data]), { expected: wrong }), { code: 'FC_ERR_DIGEST_MISMATCH' });
+  t.same(await keysUnder('mismatch/'), []);
+});
+
+t.test('an aborted put removes its temporary key', async (t) => {
+  const store = storeAt('abort');
+  await store.open();
+  const ac = new AbortController();
+  const body = new Readable({ read() {} });
+  body.push(randomBytes(10_000));
+  const p = store.put(body, { signal: ac.signal });
+  setTimeout(() => ac.abort(), 50);
+  await t.rejects(p, { code: 'FC_ERR_ABORTED' });
+  t.same(await keysUnder('abort/'), []);
+});
+
+t.test('open removes stale temporary keys only; list ignores foreign keys', async (t) => {
+  // A temporary key from a crashed put; a fresh one must survive open (another origin
+  // sharing the bucket may be uploading it), an old one goes.
+  await raw.send(new PutObjectCommand({ Bucket: server.bucket, Key: 'stale/tmp/crashed-upload', Body: 'partial' }));
+  await raw.send(new PutObjectCommand({ Bucket: server.bucket, Key: 'stale/cas/sha256/zz/not-a-digest', Body: 'x' }));
+  await storeAt('stale').open();
+  t.same(await keysUnder('stale/tmp/'), ['stale/tmp/crashed-upload']);
+  await new Promise((resolve) => setTimeout(resolve, 1100)); // LastModified has a one-second grain
+  const store = storeAt('stale', { tmpMaxAgeMs: 0 });
+  await store.open();
+  t.same(await keysUnder('stale/tmp/'), []);
+  for await (const s of store.list()) t.fail(`unexpected ${s.digest.hex}`);
+  await t.rejects(store.stat({ algo: 'sha256', hex: 'ab'.repeat(32) }), NotFoundError);
+});
+
+t.test('a server that is down is a 503, not a miss', async (t) => {
+  const store = new S3BlobStore({
+    endpoint: 'http://127.0.0.1:9', bucket: 'b', region: 'us-east-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS,
+  });
+  await t.rejects(store.has({ algo: 'sha256', hex: 'ab'.repeat(32) }), { code: 'FC_ERR_UNAVAILABLE' });
+});
