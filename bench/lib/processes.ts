@@ -1,0 +1,57 @@
+// Child processes for benches: start, wait for readiness, stop by PID (SIGTERM, then
+// SIGKILL). The bench-side counterpart of test/helpers/processes.ts, without tap.
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface BenchProcess {
+  readonly child: ChildProcess;
+  readonly stderr: () => string;
+  stop(): Promise<void>;
+}
+
+/** Spawns a command with piped output; stderr's tail is kept for error messages. */
+export function startProcess(command: string, args: string[], options: SpawnOptions = {}): BenchProcess {
+  const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (c: Buffer) => { err = (err + c.toString()).slice(-20_000); });
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    process.kill(child.pid, 'SIGTERM');
+    const timer = setTimeout(() => { if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL'); }, 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+  return { child, stderr: () => err, stop };
+}
+
+/** Waits for a stdout line matching `pattern` and returns its first capture group. */
+export function waitForLine(p: BenchProcess, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; stderr: ${p.stderr()}`)), timeoutMs);
+    p.child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = pattern.exec(out);
+      if (m) { clearTimeout(timer); resolve(m[1] ?? m[0]); }
+    });
+    p.child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`exited with ${code} before ready; stderr: ${p.stderr()}`)); });
+  });
+}
+
+/** Starts `fleetcache <args>` from source and waits for its "listening http://…" line. */
+export async function startFleetcache(args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<BenchProcess & { url: string }> {
+  const p = startProcess(process.execPath, [...nodeArgs, '--import', 'tsx', `${REPO_ROOT}src/cli/bin.ts`, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env },
+  });
+  try {
+    const url = await waitForLine(p, /^listening (http:\/\/\S+)$/m);
+    return { ...p, url };
+  } catch (err) {
+    await p.stop();
+    throw err;
+  }
+}
