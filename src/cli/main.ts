@@ -7,6 +7,7 @@ import { registerDemo } from './demo.js';
 import { registerCache } from './cache.js';
 import { registerAssets } from './assets.js';
 import { registerList } from './list.js';
+import { registerArtifacts } from './artifacts.js';
 import { registerProjectUpload } from './project-upload.js';
 
 const VERSION = '0.1.0';
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerCache(program);
   registerAssets(program);
   registerList(program);
+  registerArtifacts(program);
   registerProjectUpload(program);
   return program;
 }

@@ -1,0 +1,77 @@
+#!/usr/bin/env node
+// Bundles the machine agent (src/agent/main.ts) into dist/agent.mjs: one self-contained ESM
+// file for Node 20 that the runner sends over SFTP to machines without node_modules.
+//
+// xdelta3-wasm's module is embedded: src/delta/wasm.ts finds the .wasm through
+// node_modules at run time, which a machine does not have, so this build feeds the bytes
+// in (esbuild's binary loader) by a checked edit of that one function in the bundle only.
+// If the source no longer has the expected shape, the build fails instead of shipping an
+// agent that cannot apply deltas.
+//
+// Usage: node scripts/build-agent.mjs [OUTFILE]   (default: dist/agent.mjs)
+import { readdirSync } from 'node:fs';
+import { readFile, rename, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const ENTRY = join(ROOT, 'src/agent/main.ts');
+const EMBEDDED = 'fleetcache-embedded:xdelta3.wasm';
+const ANCHOR = 'function moduleBytes(): Uint8Array {\n  if (!originalModule) {';
+
+function xdelta3WasmFile() {
+  const dist = join(dirname(createRequire(import.meta.url).resolve('xdelta3-wasm/package.json')), 'dist');
+  const file = readdirSync(dist).find((name) => name.endsWith('.wasm'));
+  if (!file) throw new Error(`build-agent: no .wasm file in ${dist}`);
+  return join(dist, file);
+}
+
+/** Makes moduleBytes() in src/delta/wasm.ts return the embedded module. */
+const embedXdelta3 = {
+  name: 'embed-xdelta3-wasm',
+  setup(build) {
+    build.onResolve({ filter: /^fleetcache-embedded:xdelta3\.wasm$/ }, () => ({ path: xdelta3WasmFile() }));
+    build.onLoad({ filter: /[\\/]src[\\/]delta[\\/]wasm\.ts$/ }, async (args) => {
+      const source = await readFile(args.path, 'utf8');
+      if (!source.includes(ANCHOR)) {
+        throw new Error(`build-agent: ${args.path} no longer contains "${ANCHOR.split('\n')[0]}…"; update scripts/build-agent.mjs`);
+      }
+      const patched =
+        `import embeddedXdelta3Wasm from '${EMBEDDED}';\n` +
+        source.replace(ANCHOR, `function moduleBytes(): Uint8Array {\n  originalModule ??= embeddedXdelta3Wasm;\n  if (!originalModule) {`);
+      return { contents: patched, loader: 'ts', resolveDir: dirname(args.path) };
+    });
+  },
+};
+
+/** Builds the bundle; written to a temp name and renamed, so concurrent builds never expose half a file. */
+export async function buildAgent(outfile = join(ROOT, 'dist/agent.mjs')) {
+  const temp = `${outfile}.${process.pid}.tmp`;
+  try {
+    await esbuild.build({
+      entryPoints: [ENTRY],
+      outfile: temp,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      loader: { '.wasm': 'binary' },
+      plugins: [embedXdelta3],
+      // CommonJS dependencies call require() for node builtins; ESM output has no require.
+      banner: { js: "import { createRequire as __agentCreateRequire } from 'node:module';\nconst require = __agentCreateRequire(import.meta.url);" },
+      legalComments: 'none',
+      logLevel: 'warning',
+    });
+    await rename(temp, outfile);
+  } finally {
+    await rm(temp, { force: true });
+  }
+  return outfile;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const out = await buildAgent(process.argv[2] ? resolve(process.argv[2]) : undefined);
+  process.stdout.write(`${out}\n`);
+}

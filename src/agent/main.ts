@@ -1,0 +1,161 @@
+// The machine agent: bundled into one file (dist/agent.mjs, see scripts/build-agent.mjs),
+// sent to each machine and run with the machine's node (>= 20).
+//
+//   node agent.mjs <command> --json-args '<JSON object>'
+//   node agent.mjs <command> --json-args-file FILE
+//
+// Commands and their arguments (JSON fields; "?" = optional):
+//   pull       {urls: string[], project, run, dest, workDir?, token?}
+//              urls: nearest cache first, then the other caches, then the origin. Fetches the
+//              run's base + delta by digest, verifies and unpacks the tree into dest (created).
+//              workDir holds the temporary tars (default: the system temp directory).
+//              → {ok:true, url, urlIndex, fromCache, bytesDownloaded, entries, resultDigest, skipped:[{url, code, error}]}
+//              fromCache: the URL used is not the last one (the origin).
+//   assets     {manifest, urls: string[], cacheFolder?, dest?, token?}
+//              → {ok, files:[{filename, source, url, bytesDownloaded, bytesFromCache, error?}], failed, bytesDownloaded, bytesFromCache}
+//   artifacts  {url, token?, run, job, cwd, paths: string[]}
+//              → {ok:true, files, bytes, missing:[paths], skipped:[paths]}
+//   version    {} → {ok:true, version, node}
+//
+// stdout carries exactly one JSON line. On failure it is {ok:false, error, code, …} and the
+// exit status is non-zero (the catalogue's exit code: 4 not found, 5 integrity, 6 network…).
+// stderr carries one line per URL skipped by pull, for the machine's log.
+import { mkdir, readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { fetchAssets } from '../assets/fetch.js';
+import { UsageError, toFleetError } from '../errors.js';
+import { pullWithFallback } from './pull.js';
+import { uploadArtifacts } from '../artifacts/upload.js';
+
+export const AGENT_VERSION = '0.1.0';
+
+const Urls = Type.Array(Type.String({ minLength: 1 }), { minItems: 1 });
+const Name = Type.String({ minLength: 1 });
+
+const pullArgs = Type.Object(
+  { urls: Urls, project: Name, run: Name, dest: Name, workDir: Type.Optional(Name), token: Type.Optional(Type.String()) },
+  { additionalProperties: false },
+);
+const assetsArgs = Type.Object(
+  { manifest: Name, urls: Urls, cacheFolder: Type.Optional(Name), dest: Type.Optional(Name), token: Type.Optional(Type.String()) },
+  { additionalProperties: false },
+);
+const artifactsArgs = Type.Object(
+  { url: Name, token: Type.Optional(Type.String()), run: Name, job: Name, cwd: Name, paths: Type.Array(Type.String()) },
+  { additionalProperties: false },
+);
+const versionArgs = Type.Object({}, { additionalProperties: false });
+
+type Output = { ok: boolean } & Record<string, unknown>;
+
+function check<S extends TSchema>(schema: S, value: unknown, command: string): Static<S> {
+  if (Value.Check(schema, value)) return value;
+  const first = Value.Errors(schema, value).First();
+  throw new UsageError(`agent ${command}: bad arguments${first ? `: ${first.path || '/'} ${first.message}` : ''}`);
+}
+
+async function pull(args: Static<typeof pullArgs>): Promise<Output> {
+  if (args.workDir) {
+    await mkdir(args.workDir, { recursive: true });
+    // pullProject keeps its temporary tars under os.tmpdir(), which follows TMPDIR.
+    process.env.TMPDIR = resolve(args.workDir);
+  }
+  await mkdir(args.dest, { recursive: true });
+  const pulled = await pullWithFallback({
+    urls: args.urls,
+    project: args.project,
+    run: args.run,
+    dest: args.dest,
+    ...(args.token ? { token: args.token } : {}),
+    onSkip: (url, err) => process.stderr.write(`fleetcache-agent: ${url} skipped: ${err.message}\n`),
+  });
+  return {
+    ok: true,
+    url: pulled.url,
+    urlIndex: pulled.index,
+    fromCache: pulled.index < args.urls.length - 1,
+    bytesDownloaded: pulled.result.bytesReceived,
+    entries: pulled.result.entries,
+    resultDigest: pulled.result.manifest.result.digest,
+    skipped: pulled.skipped,
+  };
+}
+
+async function assets(args: Static<typeof assetsArgs>): Promise<Output> {
+  const result = await fetchAssets({
+    manifestPath: args.manifest,
+    urls: args.urls,
+    ...(args.cacheFolder ? { cacheFolder: args.cacheFolder } : {}),
+    ...(args.dest ? { dest: args.dest } : {}),
+    ...(args.token ? { token: args.token } : {}),
+  });
+  return {
+    ok: result.failed === 0,
+    files: result.files.map((f) => ({
+      filename: f.filename,
+      source: f.source ?? null,
+      url: f.url ?? null,
+      bytesDownloaded: f.bytesDownloaded,
+      bytesFromCache: f.bytesFromCache,
+      ...(f.error ? { error: f.error.message, code: f.error.code } : {}),
+    })),
+    failed: result.failed,
+    bytesDownloaded: result.bytesDownloaded,
+    bytesFromCache: result.bytesFromCache,
+  };
+}
+
+async function artifacts(args: Static<typeof artifactsArgs>): Promise<Output> {
+  const result = await uploadArtifacts({ url: args.url, run: args.run, job: args.job, cwd: args.cwd, paths: args.paths, ...(args.token ? { token: args.token } : {}) });
+  return { ok: true, files: result.files.length, bytes: result.bytes, missing: result.missing, skipped: result.skipped };
+}
+
+async function readArgs(argv: readonly string[]): Promise<unknown> {
+  const [flag, value, ...rest] = argv;
+  if (flag === undefined) return {};
+  if (value === undefined || rest.length > 0 || (flag !== '--json-args' && flag !== '--json-args-file')) {
+    throw new UsageError('usage: agent.mjs <pull|assets|artifacts|version> (--json-args JSON | --json-args-file FILE)');
+  }
+  const text = flag === '--json-args' ? value : await readFile(value, 'utf8');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new UsageError(`agent: ${flag}: invalid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** Runs one agent command; resolves to the JSON line's object and the exit code. */
+async function runAgent(argv: readonly string[]): Promise<{ output: Output; exitCode: number }> {
+  try {
+    const [command, ...rest] = argv;
+    const raw = await readArgs(rest);
+    let output: Output;
+    switch (command) {
+      case 'pull':
+        output = await pull(check(pullArgs, raw, command));
+        break;
+      case 'assets':
+        output = await assets(check(assetsArgs, raw, command));
+        break;
+      case 'artifacts':
+        output = await artifacts(check(artifactsArgs, raw, command));
+        break;
+      case 'version':
+        check(versionArgs, raw, command);
+        output = { ok: true, version: AGENT_VERSION, node: process.versions.node };
+        break;
+      default:
+        throw new UsageError(`agent: unknown command "${command ?? ''}" (pull, assets, artifacts, version)`);
+    }
+    return { output, exitCode: output.ok ? 0 : 1 };
+  } catch (err) {
+    const fe = toFleetError(err);
+    return { output: { ok: false, error: fe.message, ...fe.toJSON() }, exitCode: fe.exitCode };
+  }
+}
+
+const { output, exitCode } = await runAgent(process.argv.slice(2));
+// Exit once the line is written: idle keep-alive sockets must not hold the machine's ssh session.
+process.stdout.write(`${JSON.stringify(output)}\n`, () => process.exit(exitCode));

@@ -1,0 +1,61 @@
+// Where the bundled agent is, for the runner that sends it to machines. The module runs
+// either as src/agent/paths.ts (tsx: tests, dev) or as dist/agent/paths.js (built); both
+// resolve to <package>/dist/agent.mjs. From src/, the bundle is rebuilt when missing or
+// older than any source file, so tests never ship a stale agent.
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { FleetError } from '../errors.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+/** src/agent or dist/agent → the package root. */
+const ROOT = resolve(HERE, '..', '..');
+const FROM_SOURCE = basename(resolve(HERE, '..')) === 'src';
+
+export function agentBundlePath(): string {
+  return join(ROOT, 'dist', 'agent.mjs');
+}
+
+export function agentBuildScript(): string {
+  return join(ROOT, 'scripts', 'build-agent.mjs');
+}
+
+async function newestSource(dir: string): Promise<number> {
+  let newest = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const full = join(dir, entry.name);
+    if (entry.isDirectory()) newest = Math.max(newest, await newestSource(full));
+    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, (await stat(full)).mtimeMs);
+  }
+  return newest;
+}
+
+async function isStale(bundle: string): Promise<boolean> {
+  if (!existsSync(bundle)) return true;
+  if (!FROM_SOURCE) return false;
+  const built = (await stat(bundle)).mtimeMs;
+  return (await newestSource(join(ROOT, 'src'))) > built || (await stat(agentBuildScript())).mtimeMs > built;
+}
+
+let building: Promise<string> | undefined;
+
+/** The bundle's path, building it first (scripts/build-agent.mjs) if missing or stale. */
+export async function ensureAgentBundle(): Promise<string> {
+  const bundle = agentBundlePath();
+  if (!(await isStale(bundle))) return bundle;
+  if (!existsSync(agentBuildScript())) {
+    throw new FleetError('FC_ERR_INTERNAL', `the machine agent ${bundle} is missing and ${agentBuildScript()} is not there to build it`);
+  }
+  building ??= promisify(execFile)(process.execPath, [agentBuildScript(), bundle], { cwd: ROOT })
+    .then(() => bundle)
+    .catch((err: unknown) => {
+      throw new FleetError('FC_ERR_INTERNAL', `building the machine agent failed: ${(err as { stderr?: string }).stderr || (err as Error).message}`, { cause: err });
+    })
+    .finally(() => {
+      building = undefined;
+    });
+  return building;
+}

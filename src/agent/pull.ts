@@ -1,0 +1,79 @@
+// The agent's project fetch: pullProject() against each URL in turn (the region's cache
+// first, other caches next, the origin last). A URL that cannot be reached, answers 5xx,
+// does not have a digest (404), or serves bytes that fail verification is skipped; any
+// other error (a bad token, a broken delta, a tar that does not unpack) ends the pull.
+import { pullProject, type PullResult } from '../project-upload/pull.js';
+import { FleetError, toFleetError, type ErrorCode } from '../errors.js';
+
+export interface FallbackPullOptions {
+  readonly urls: readonly string[];
+  readonly project: string;
+  readonly run: string;
+  readonly dest: string;
+  readonly token?: string;
+  /** Called for each URL given up on, before the next one is tried. */
+  readonly onSkip?: (url: string, error: FleetError) => void;
+}
+
+export interface Attempt {
+  readonly url: string;
+  readonly code: ErrorCode;
+  readonly error: string;
+}
+
+export interface FallbackPullResult {
+  readonly url: string;
+  /** Position of `url` in the list: 0 is the nearest cache. */
+  readonly index: number;
+  readonly result: PullResult;
+  /** The URLs tried before, with why they were skipped. */
+  readonly skipped: readonly Attempt[];
+}
+
+const NEXT_URL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'FC_ERR_NOT_FOUND',
+  'FC_ERR_UPSTREAM',
+  'FC_ERR_UPSTREAM_TIMEOUT',
+  'FC_ERR_UNAVAILABLE',
+  'FC_ERR_DIGEST_MISMATCH',
+  'FC_ERR_SIZE_MISMATCH',
+  'FC_ERR_ABORTED',
+]);
+
+/** Connection failures that surface raw, e.g. while a body is streaming (undici's UND_ERR_*, ECONNRESET…). */
+function isNetworkError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('UND_ERR_') || /^E(CONNRESET|CONNREFUSED|PIPE|TIMEDOUT|HOSTUNREACH|NETUNREACH|AI_AGAIN)$/.test(code));
+}
+
+function classify(err: unknown): { next: boolean; error: FleetError } {
+  if (err instanceof FleetError) return { next: NEXT_URL_CODES.has(err.code), error: err };
+  if (isNetworkError(err)) return { next: true, error: new FleetError('FC_ERR_UPSTREAM', (err as Error).message, { cause: err }) };
+  return { next: false, error: toFleetError(err) };
+}
+
+export async function pullWithFallback(options: FallbackPullOptions): Promise<FallbackPullResult> {
+  if (options.urls.length === 0) throw new FleetError('FC_ERR_USAGE', 'pull: no URL to fetch the project from');
+  const skipped: Attempt[] = [];
+  let last: FleetError | undefined;
+  for (const [index, url] of options.urls.entries()) {
+    try {
+      const result = await pullProject({
+        project: options.project,
+        run: options.run,
+        from: url,
+        dir: options.dest,
+        ...(options.token ? { token: options.token } : {}),
+      });
+      return { url, index, result, skipped };
+    } catch (err) {
+      const { next, error } = classify(err);
+      if (!next) throw error;
+      last = error;
+      skipped.push({ url, code: error.code, error: error.message });
+      options.onSkip?.(url, error);
+    }
+  }
+  const summary = skipped.map((a) => `${a.url}: ${a.error}`).join('; ');
+  throw new FleetError(last!.code, `pull: every URL failed (${summary})`, { details: { attempts: skipped } });
+}

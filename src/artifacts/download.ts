@@ -1,0 +1,119 @@
+// Fetching a job's artifacts from any cache or the origin into DIR/<job name>/<path>, as
+// spread's -artifacts lays them out. The job's _index.json says what exists; every file is
+// streamed into a temp file beside its target, checked against the index (size, sha256)
+// and renamed, so a partial or wrong file never carries the real name. Index paths are
+// validated segment by segment and the target directories are checked after symlinks are
+// resolved: nothing is written outside DIR.
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, realpath, rename, rm } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, sep } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { httpGet, httpGetJson, type RequestOptions } from '../client/http.js';
+import { DigestMismatchError, FleetError, NotFoundError, SizeMismatchError } from '../errors.js';
+import { hashingTap } from '../project-upload/transfer.js';
+import { artifactUrl, indexUrl, nameSegments, parseArtifactIndex, type ArtifactIndex } from './names.js';
+
+export interface ArtifactRef {
+  readonly run: string;
+  readonly job: string;
+  /** A file or directory inside the job's artifacts; undefined for all of them. */
+  readonly path?: string;
+  readonly index: ArtifactIndex;
+}
+
+export interface DownloadedArtifact {
+  readonly path: string;
+  readonly size: number;
+  readonly file: string;
+}
+
+/**
+ * Splits "RUN/JOB[/PATH]": job names contain slashes, so the longest prefix whose
+ * _index.json exists is the job and the rest is the path.
+ */
+export async function resolveArtifactRef(from: string, ref: string, http: RequestOptions = {}): Promise<ArtifactRef> {
+  const [run, ...rest] = nameSegments(ref.replace(/\/+$/, ''), 'artifact reference');
+  if (run === undefined || rest.length === 0) throw new FleetError('FC_ERR_USAGE', `artifact reference "${ref}": expected RUN/JOB[/PATH]`);
+  for (let k = rest.length; k >= 1; k--) {
+    const job = rest.slice(0, k).join('/');
+    const url = indexUrl(from, run, job);
+    let raw: unknown;
+    try {
+      raw = await httpGetJson<unknown>(url, http);
+    } catch (err) {
+      if (err instanceof NotFoundError) continue;
+      throw err;
+    }
+    const path = rest.slice(k).join('/');
+    return { run, job, index: parseArtifactIndex(raw, url), ...(path ? { path } : {}) };
+  }
+  throw new NotFoundError(`no artifacts for "${ref}" at ${from} (no _index.json for any job prefix)`);
+}
+
+function isInside(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
+}
+
+async function downloadOne(url: string, entry: ArtifactIndex['files'][number], target: string, http: RequestOptions): Promise<void> {
+  const temp = join(dirname(target), `.${randomBytes(6).toString('hex')}.fleetcache-partial`);
+  try {
+    const res = await httpGet(url, http);
+    const { tap, result } = hashingTap();
+    await pipeline(res.body, tap, createWriteStream(temp, { flags: 'wx' }));
+    const got = result();
+    if (got.size !== entry.size) throw new SizeMismatchError(entry.size, got.size);
+    if (got.digest !== entry.digest) throw new DigestMismatchError(entry.digest, got.digest);
+    await rename(temp, target);
+  } finally {
+    await rm(temp, { force: true });
+  }
+}
+
+/** Downloads the referenced artifacts into `dir`/<job name>/; returns what was written. */
+export async function downloadArtifacts(from: string, ref: ArtifactRef, dir: string, http: RequestOptions = {}): Promise<DownloadedArtifact[]> {
+  const selected = ref.path === undefined
+    ? ref.index.files
+    : ref.index.files.filter((f) => f.path === ref.path || f.path.startsWith(`${ref.path}/`));
+  if (ref.path !== undefined && selected.length === 0) {
+    throw new NotFoundError(`artifact "${ref.path}" is not in the index of ${ref.run}/${ref.job}`);
+  }
+  await mkdir(dir, { recursive: true });
+  const realDir = await realpath(dir);
+  const jobRoot = join(realDir, ...nameSegments(ref.job, 'job'));
+  const out: DownloadedArtifact[] = [];
+  for (const entry of selected) {
+    const target = join(jobRoot, ...nameSegments(entry.path, 'artifact path'));
+    if (!isInside(realDir, target)) throw new FleetError('FC_ERR_BAD_NAME', `artifact path "${entry.path}" escapes ${dir}`);
+    await mkdir(dirname(target), { recursive: true });
+    // An existing symlink on the way must not lead the write out of DIR.
+    if (!isInside(realDir, await realpath(dirname(target)))) {
+      throw new FleetError('FC_ERR_BAD_NAME', `artifact path "${entry.path}" leads out of ${dir} through a symlink`);
+    }
+    await downloadOne(artifactUrl(from, ref.run, ref.job, entry.path), entry, target, http);
+    out.push({ path: entry.path, size: entry.size, file: target });
+  }
+  return out;
+}
+
+export interface FetchArtifactsOptions {
+  readonly from: string;
+  readonly run: string;
+  /** The job name exactly (slashes allowed); no prefix guessing as for RUN/JOB/PATH. */
+  readonly job: string;
+  /** A file or directory inside the job's artifacts; default: all of them. */
+  readonly path?: string;
+  /** Files land in dest/<job name>/<path>. */
+  readonly dest: string;
+  readonly token?: string;
+}
+
+/** One job's artifacts (what spread's -artifacts DIR does at the end of a task). */
+export async function fetchArtifacts(options: FetchArtifactsOptions): Promise<DownloadedArtifact[]> {
+  const http: RequestOptions = options.token ? { token: options.token } : {};
+  const url = indexUrl(options.from, options.run, options.job);
+  const index = parseArtifactIndex(await httpGetJson<unknown>(url, http), url);
+  const ref: ArtifactRef = { run: options.run, job: options.job, index, ...(options.path ? { path: options.path } : {}) };
+  return downloadArtifacts(options.from, ref, options.dest, http);
+}

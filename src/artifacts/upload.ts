@@ -1,0 +1,134 @@
+// Artifact upload (run by the machine agent): each requested path (relative to the task directory) is
+// walked, every regular file is streamed with a PUT to /artifacts/<run>/<job…>/<path…>
+// (hashed on the way and checked against the server's answer), then the job's index
+// lists what was stored. Every path is checked before the first byte is sent: absolute
+// paths and paths that escape the directory (lexically or through a symlink) are refused.
+import { createReadStream } from 'node:fs';
+import { readdir, realpath, stat } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { httpPut } from '../client/http.js';
+import { DigestMismatchError, FleetError } from '../errors.js';
+import { hashingTap } from '../project-upload/transfer.js';
+import { artifactUrl, INDEX_FORMAT, INDEX_NAME, indexUrl, type ArtifactIndex } from './names.js';
+
+export interface UploadArtifactsOptions {
+  /** The machine's cache (or the origin). */
+  readonly url: string;
+  readonly token?: string;
+  readonly run: string;
+  readonly job: string;
+  /** The directory artifact paths are relative to (the task directory). */
+  readonly cwd: string;
+  readonly paths: readonly string[];
+  /** Parallel PUTs (default 4). */
+  readonly concurrency?: number;
+}
+
+export type ArtifactEntry = ArtifactIndex['files'][number];
+
+export interface UploadArtifactsResult {
+  readonly files: readonly ArtifactEntry[];
+  readonly bytes: number;
+  /** Requested paths that do not exist (a failed task may not have produced them). */
+  readonly missing: readonly string[];
+  /** Entries inside walked directories that are not regular files (symlinks, sockets…). */
+  readonly skipped: readonly string[];
+}
+
+interface Collected {
+  /** Relative path with "/" separators → absolute file. */
+  readonly files: Map<string, string>;
+  readonly missing: string[];
+  readonly skipped: string[];
+}
+
+function isInside(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
+}
+
+function toSlashes(rel: string): string {
+  return rel.split(sep).join('/');
+}
+
+async function walk(dir: string, rel: string, out: Collected): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const entry of entries) {
+    const childRel = rel ? `${rel}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) await walk(join(dir, entry.name), childRel, out);
+    else if (entry.isFile()) out.files.set(childRel, join(dir, entry.name));
+    else out.skipped.push(childRel);
+  }
+}
+
+/** Resolves and checks every requested path; throws before anything is uploaded. */
+export async function collectArtifacts(cwd: string, paths: readonly string[]): Promise<Collected> {
+  const root = await realpath(cwd);
+  const out: Collected = { files: new Map(), missing: [], skipped: [] };
+  for (const requested of paths) {
+    if (requested === '' || isAbsolute(requested)) {
+      throw new FleetError('FC_ERR_BAD_NAME', `artifact path "${requested}": must be relative to the task directory`);
+    }
+    const full = resolve(root, requested);
+    if (!isInside(root, full)) throw new FleetError('FC_ERR_BAD_NAME', `artifact path "${requested}" escapes the task directory`);
+    let real: string;
+    try {
+      real = await realpath(full);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        out.missing.push(requested);
+        continue;
+      }
+      throw err;
+    }
+    if (!isInside(root, real)) throw new FleetError('FC_ERR_BAD_NAME', `artifact path "${requested}" escapes the task directory through a symlink`);
+    const rel = toSlashes(relative(root, full));
+    const info = await stat(real);
+    if (info.isDirectory()) await walk(real, rel, out);
+    else if (info.isFile()) out.files.set(rel, real);
+    else out.skipped.push(rel);
+  }
+  if (out.files.has(INDEX_NAME)) throw new FleetError('FC_ERR_BAD_NAME', `artifact "${INDEX_NAME}" at the top of the task directory clashes with the job's index`);
+  return out;
+}
+
+async function putFile(url: string, file: string, token: string | undefined): Promise<{ size: number; digest: string }> {
+  const { size } = await stat(file);
+  const { tap, result } = hashingTap();
+  const source = createReadStream(file);
+  source.on('error', (err) => tap.destroy(err));
+  source.pipe(tap);
+  const answer = await httpPut<{ digest?: string; size?: number }>(url, tap, {
+    ...(token ? { token } : {}),
+    headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+  });
+  const sent = result();
+  // The server hashed what it received; a difference means the file changed under us.
+  if (answer.digest !== undefined && answer.digest !== sent.digest) throw new DigestMismatchError(sent.digest, answer.digest);
+  return sent;
+}
+
+export async function uploadArtifacts(options: UploadArtifactsOptions): Promise<UploadArtifactsResult> {
+  const collected = await collectArtifacts(options.cwd, options.paths);
+  const queue = [...collected.files.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  // Validate every name (segment rules of the namespace) before the first PUT.
+  const jobs = queue.map(([path, file]) => ({ path, file, url: artifactUrl(options.url, options.run, options.job, path) }));
+  const files: ArtifactEntry[] = new Array<ArtifactEntry>(jobs.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < jobs.length) {
+      const i = next++;
+      const job = jobs[i]!;
+      const sent = await putFile(job.url, job.file, options.token);
+      files[i] = { path: job.path, size: sent.size, digest: sent.digest };
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 4, Math.max(jobs.length, 1)) }, worker));
+  const index: ArtifactIndex = { format: INDEX_FORMAT, run: options.run, job: options.job, files };
+  await httpPut(indexUrl(options.url, options.run, options.job), JSON.stringify(index), {
+    ...(options.token ? { token: options.token } : {}),
+    headers: { 'content-type': 'application/json' },
+  });
+  return { files, bytes: files.reduce((n, f) => n + f.size, 0), missing: collected.missing, skipped: collected.skipped };
+}

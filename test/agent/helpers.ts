@@ -1,0 +1,63 @@
+// Running the bundled agent as a machine would: a copy of dist/agent.mjs alone in a temp
+// directory outside the repository (no node_modules anywhere above it), started with node.
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+import { ensureAgentBundle } from '../../src/agent/paths.js';
+
+export interface AgentRun {
+  readonly code: number;
+  readonly json: Record<string, unknown>;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Copies the (freshly built if stale) bundle to a lone temp directory; returns its path. */
+export async function installAgent(t: Test): Promise<string> {
+  const bundle = await ensureAgentBundle();
+  const dir = mkdtempSync(join(tmpdir(), 'fleetcache-agent-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const agent = join(dir, 'agent.mjs');
+  copyFileSync(bundle, agent);
+  return agent;
+}
+
+export function runAgent(agent: string, command: string, args: object, cwd?: string): Promise<AgentRun> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [agent, command, '--json-args', JSON.stringify(args)], { cwd, timeout: 30_000 }, (err, stdout, stderr) => {
+      const lines = stdout.trim().split('\n');
+      let json: Record<string, unknown>;
+      try {
+        json = JSON.parse(lines[lines.length - 1] ?? '') as Record<string, unknown>;
+      } catch {
+        return reject(new Error(`agent ${command}: no JSON line on stdout (${stdout}); stderr: ${stderr}`));
+      }
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      resolve({ code, json, stdout, stderr });
+    });
+  });
+}
+
+/** A URL nothing listens on: a port bound and released. */
+export async function deadUrl(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `http://127.0.0.1:${port}`;
+}
+
+/** A server that answers every request with `status`. */
+export async function statusServer(t: Test, status: number): Promise<string> {
+  const server: Server = createServer((_req, res) => {
+    res.statusCode = status;
+    res.end('{"code":"FC_ERR_UNAVAILABLE","message":"test server"}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const { port } = server.address() as { port: number };
+  return `http://127.0.0.1:${port}`;
+}

@@ -1,0 +1,80 @@
+// The bundled agent's `pull` against real servers: fallback over a dead URL, a 5xx server
+// and a server without the run, through a real cache, a delta applied by the embedded
+// xdelta3, and the tree unpacked exactly.
+import t from 'tap';
+import { createHash, randomBytes } from 'node:crypto';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pushProject } from '../../src/project-upload/push.js';
+import { startCache } from '../cache/harness.js';
+import { startOrigin } from '../helpers/origin.js';
+import { deadUrl, installAgent, runAgent, statusServer } from './helpers.js';
+
+function describe(dir: string, rel = ''): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of readdirSync(join(dir, rel)).sort()) {
+    const p = rel ? `${rel}/${name}` : name;
+    const st = lstatSync(join(dir, p));
+    if (st.isSymbolicLink()) out[p] = `link ${readlinkSync(join(dir, p))}`;
+    else if (st.isDirectory()) Object.assign(out, { [p]: 'dir' }, describe(dir, p));
+    else out[p] = `file ${st.mode & 0o777} ${createHash('sha256').update(readFileSync(join(dir, p))).digest('hex')}`;
+  }
+  return out;
+}
+
+t.test('pull falls back in order, uses the cache, applies the delta and unpacks', async (t) => {
+  const agent = await installAgent(t);
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const empty = await startOrigin(t, { dataDir: join(dir, 'empty-origin') });
+  const cache = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
+  const failing = await statusServer(t, 503);
+  const dead = await deadUrl();
+
+  const project = join(dir, 'project');
+  mkdirSync(join(project, 'src'), { recursive: true });
+  for (let i = 0; i < 20; i++) writeFileSync(join(project, 'src', `m${i}.txt`), `module ${i}\n`.repeat(500));
+  writeFileSync(join(project, 'blob.bin'), randomBytes(256 * 1024));
+  symlinkSync('src/m0.txt', join(project, 'main.txt'));
+  const common = { dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases') };
+  await pushProject({ ...common, run: 'r1' });
+  writeFileSync(join(project, 'src', 'm3.txt'), 'changed\n');
+  const second = await pushProject({ ...common, run: 'r2' });
+  t.ok(second.manifest.delta, 'the second run is a delta against the first');
+
+  const dest = join(dir, 'machine', 'project');
+  const urls = [dead, failing, empty.url, cache.url, origin.url];
+  const res = await runAgent(agent, 'pull', { urls, project: 'demo', run: 'r2', dest, workDir: join(dir, 'machine', 'work'), token: origin.token });
+  t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
+  t.match(res.json, { ok: true, url: cache.url, urlIndex: 3, fromCache: true, resultDigest: second.manifest.result.digest });
+  t.ok((res.json.bytesDownloaded as number) > 0, 'bytes were downloaded');
+  t.same((res.json.skipped as { url: string; code: string }[]).map((s) => [s.url, s.code]), [
+    [dead, 'FC_ERR_UPSTREAM'],
+    [failing, 'FC_ERR_UPSTREAM'],
+    [empty.url, 'FC_ERR_NOT_FOUND'],
+  ]);
+  t.equal(res.stdout.trim().split('\n').length, 1, 'exactly one line on stdout');
+  t.match(res.stderr, new RegExp(`${dead} skipped`), 'skips are logged on stderr');
+  t.same(describe(dest), describe(project), 'the tree is rebuilt exactly');
+  t.same(readdirSync(join(dir, 'machine', 'work')), [], 'temporary tars are gone');
+
+  const direct = join(dir, 'machine2');
+  const res2 = await runAgent(agent, 'pull', { urls: [dead, origin.url], project: 'demo', run: 'r1', dest: direct });
+  t.equal(res2.code, 0, 'exit status 0', { stderr: res2.stderr });
+  t.match(res2.json, { ok: true, url: origin.url, urlIndex: 1, fromCache: false });
+  t.equal(readFileSync(join(direct, 'src', 'm3.txt'), 'utf8'), 'module 3\n'.repeat(500), 'run r1 has the old content');
+});
+
+t.test('pull fails with one JSON line when no URL serves the run', async (t) => {
+  const agent = await installAgent(t);
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const res = await runAgent(agent, 'pull', { urls: [await deadUrl(), origin.url], project: 'demo', run: 'nope', dest: join(dir, 'dest') });
+  t.equal(res.code, 4, 'not-found exit code');
+  t.match(res.json, { ok: false, code: 'FC_ERR_NOT_FOUND', error: /every URL failed/ });
+  t.equal((res.json.attempts as unknown[]).length, 2);
+
+  const bad = await runAgent(agent, 'pull', { urls: [], project: 'demo', run: 'x', dest: join(dir, 'd') });
+  t.equal(bad.code, 2, 'bad arguments are a usage error');
+  t.match(bad.json, { ok: false, code: 'FC_ERR_USAGE', error: /\/urls/ });
+});
