@@ -1,0 +1,109 @@
+// Artifacts round trip: the bundled agent uploads through a real cache, then
+// `fleetcache artifacts get` (the CLI as a child process) fetches them back into
+// DIR/<job name>/; escaping paths are refused on both sides.
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { httpExists, httpPut } from '../../src/client/http.js';
+import { indexUrl, INDEX_FORMAT } from '../../src/artifacts/names.js';
+import { fetchArtifacts } from '../../src/cli/artifacts.js';
+import { startCache } from '../cache/harness.js';
+import { startOrigin } from '../helpers/origin.js';
+import { cliArgs, REPO_ROOT } from '../helpers/processes.js';
+import { installAgent, runAgent } from './helpers.js';
+
+const JOB = 'local:ubuntu-22.04:tests/main/foo:v1';
+
+function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, cliArgs(args), { cwd: REPO_ROOT, env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
+    });
+  });
+}
+
+t.test('agent artifacts uploads through the cache; artifacts get fetches them back', async (t) => {
+  const agent = await installAgent(t);
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const cache = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
+
+  const task = join(dir, 'machine', 'tests', 'main', 'foo');
+  mkdirSync(join(task, 'out', 'sub'), { recursive: true });
+  const big = randomBytes(300 * 1024);
+  writeFileSync(join(task, 'out', 'log.txt'), 'log line\n');
+  writeFileSync(join(task, 'out', 'sub', 'big.bin'), big);
+  writeFileSync(join(task, 'out', 'sp ace%.txt'), 'odd name\n');
+  writeFileSync(join(task, 'report.json'), '{}\n');
+  symlinkSync('report.json', join(task, 'out', 'link'));
+
+  const res = await runAgent(agent, 'artifacts', {
+    url: cache.url, token: origin.token, run: 'run-1', job: JOB, cwd: task, paths: ['out', 'report.json', 'missing.txt'],
+  });
+  t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
+  t.match(res.json, { ok: true, files: 4, bytes: big.length + 9 + 9 + 3, missing: ['missing.txt'], skipped: ['out/link'] });
+
+  const tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, origin.token);
+  const all = join(dir, 'all');
+  const got = await cli(['artifacts', 'get', `run-1/${JOB}`, '--from', cache.url, '-o', all, '--token-file', tokenFile]);
+  t.equal(got.code, 0, 'get exits 0', { stderr: got.stderr });
+  t.equal(got.stdout.trim().split('\n').length, 4, 'one line per file');
+  const jobDir = join(all, 'local:ubuntu-22.04:tests', 'main', 'foo:v1');
+  t.ok(readFileSync(join(jobDir, 'out', 'sub', 'big.bin')).equals(big), 'binary artifact intact');
+  t.equal(readFileSync(join(jobDir, 'out', 'sp ace%.txt'), 'utf8'), 'odd name\n');
+  t.equal(readFileSync(join(jobDir, 'report.json'), 'utf8'), '{}\n');
+  t.same(readdirSync(join(jobDir, 'out')).sort(), ['log.txt', 'sp ace%.txt', 'sub'], 'no temp files, no symlink');
+
+  // One path of a job, from the origin this time; the job/path split is found from the index.
+  const one = join(dir, 'one');
+  const single = await cli(['artifacts', 'get', `run-1/${JOB}/out/sub/big.bin`, '--from', origin.url, '-o', one], { FLEETCACHE_TOKEN: origin.token });
+  t.equal(single.code, 0, 'single get exits 0', { stderr: single.stderr });
+  t.same(readdirSync(join(one, 'local:ubuntu-22.04:tests', 'main', 'foo:v1')), ['out']);
+  t.ok(readFileSync(join(one, 'local:ubuntu-22.04:tests', 'main', 'foo:v1', 'out', 'sub', 'big.bin')).equals(big));
+
+  const none = await cli(['artifacts', 'get', `run-1/${JOB}/nothing`, '--from', origin.url, '-o', join(dir, 'none')]);
+  t.equal(none.code, 4, 'an unknown path is not found');
+
+  // The runner's entry point (exact job name, no prefix guessing).
+  const viaRunner = await fetchArtifacts({ from: cache.url, run: 'run-1', job: JOB, path: 'out', dest: join(dir, 'runner') });
+  t.same(viaRunner.map((f) => f.path).sort(), ['out/log.txt', 'out/sp ace%.txt', 'out/sub/big.bin']);
+});
+
+t.test('escaping artifact paths are refused before anything is uploaded', async (t) => {
+  const agent = await installAgent(t);
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const task = join(dir, 'task');
+  mkdirSync(task);
+  writeFileSync(join(task, 'ok.txt'), 'fine\n');
+  writeFileSync(join(dir, 'secret.txt'), 'secret\n');
+  symlinkSync('../secret.txt', join(task, 'sneaky'));
+  const base = { url: origin.url, token: origin.token, run: 'r', job: 'j', cwd: task };
+
+  for (const [path, why] of [['../secret.txt', /escapes the task directory/], ['/etc/hostname', /must be relative/], ['sneaky', /through a symlink/], ['a/../../secret.txt', /escapes/]] as const) {
+    const res = await runAgent(agent, 'artifacts', { ...base, paths: ['ok.txt', path] });
+    t.equal(res.code, 2, `${path}: refused with a usage exit code`);
+    t.match(res.json, { ok: false, code: 'FC_ERR_BAD_NAME', error: why }, path);
+  }
+  t.notOk(await httpExists(indexUrl(origin.url, 'r', 'j'), { token: origin.token }), 'no index was written');
+  t.notOk(await httpExists(`${origin.url}/artifacts/r/j/ok.txt`, { token: origin.token }), 'no file was uploaded');
+});
+
+t.test('artifacts get refuses an index whose paths escape the target directory', async (t) => {
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const digest = `sha256:${'0'.repeat(64)}`;
+  for (const [job, path] of [['evil', '../../escaped.txt'], ['evil2', 'a//b'], ['evil3', '/abs']]) {
+    const index = { format: INDEX_FORMAT, run: 'r', job, files: [{ path, size: 1, digest }] };
+    await httpPut(indexUrl(origin.url, 'r', job), JSON.stringify(index), { token: origin.token });
+    const out = join(dir, `out-${job}`);
+    const res = await cli(['artifacts', 'get', `r/${job}`, '--from', origin.url, '-o', out], { FLEETCACHE_TOKEN: origin.token });
+    t.equal(res.code, 2, `${path}: refused`);
+    t.match(res.stderr, /artifact path/, `${path}: the message names the artifact path`);
+    t.notOk(existsSync(out), `${path}: nothing written`);
+  }
+  t.notOk(existsSync(join(dir, 'escaped.txt')));
+});
