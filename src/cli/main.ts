@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { EXIT, FleetError, toFleetError } from '../errors.js';
 import { registerOrigin } from './origin.js';
+import { normaliseSpreadFlags, registerRun } from './run.js';
 import { registerDemo } from './demo.js';
 import { registerCache } from './cache.js';
 import { registerAssets } from './assets.js';
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerDemo(program);
   registerOrigin(program);
+  registerRun(program);
   registerCache(program);
   registerAssets(program);
   registerList(program);
@@ -35,7 +37,7 @@ export function buildProgram(): Command {
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    await program.parseAsync(normaliseSpreadFlags(argv), { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (err) {
     if (err instanceof CommanderError) {

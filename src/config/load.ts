@@ -42,7 +42,7 @@ function describe(e: ErrorObject): { pointer: string; message: string } {
  * Parses YAML text and validates it against a TypeBox schema, filling defaults.
  * Throws ConfigError("file:line: field: message").
  */
-export function parseConfig<S extends TSchema>(schema: S, text: string, file: string): Static<S> {
+export function parseConfig<S extends TSchema>(schema: S, text: string, file: string, at: readonly string[] = []): Static<S> {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
   if (doc.errors.length > 0) {
@@ -50,10 +50,14 @@ export function parseConfig<S extends TSchema>(schema: S, text: string, file: st
     const line = err.linePos?.[0]?.line;
     throw new ConfigError(`${file}:${line ?? '?'}: ${err.message.split('\n')[0]}`, file, line);
   }
-  const value: unknown = doc.toJS() ?? {};
+  // `at` validates one subtree (e.g. the `fleetcache:` key of spread.yaml), lines still exact.
+  const node = at.length === 0 ? doc.contents : doc.getIn(at, true);
+  const value: unknown = (isNode(node) ? node.toJSON() : node) ?? {};
   const validate = ajv.compile(schema);
   if (!validate(value)) {
-    const { pointer, message } = describe(validate.errors![0]!);
+    const described = describe(validate.errors![0]!);
+    const message = described.message;
+    const pointer = at.map((a) => `/${a}`).join('') + described.pointer;
     const line = lineOf(doc, lc, pointer);
     const field = fieldPath(pointer) || '(top level)';
     throw new ConfigError(`${file}:${line ?? '?'}: ${field}: ${message}`, file, line, field);

@@ -50,4 +50,8 @@ export function invalidSystem(systems: readonly string[]): string | undefined {
   return undefined;
 }
 
-export const BACKEND_TYPES = new Set(['google', 'linode', 'lxd', 'qemu', 'adhoc', 'humbox', 'openstack']);
+/**
+ * spread's backend types, plus fleetcache's own `local` and `ssh` (src/backends/registry.ts
+ * says which of them `fleetcache run` can drive; `list` accepts them all).
+ */
+export const BACKEND_TYPES = new Set(['google', 'linode', 'lxd', 'qemu', 'adhoc', 'humbox', 'openstack', 'local', 'ssh']);

@@ -1,0 +1,68 @@
+// `fleetcache run [FILTER...]`: spread's run, with every machine pulling through its region's cache.
+import type { Command } from 'commander';
+import { ensureAgentBundle } from '../agent/paths.js';
+import { formatBytes } from '../config/units.js';
+import { EXIT } from '../errors.js';
+import { RunLog } from '../run/report.js';
+import { runProject, type RunResult } from '../run/runner.js';
+
+interface RunFlags {
+  fleet?: string;
+  tokenFile?: string;
+  seed?: string;
+  artifacts?: string;
+  verbose: number;
+  vv?: boolean;
+  data?: string;
+}
+
+/** The transfer lines printed after spread's summary. */
+export function transferSummary(r: RunResult): string {
+  const pulled = r.pulls.reduce((n, p) => n + p.bytes, 0);
+  const naive = r.pulls.length * r.push.fullUploadBytes;
+  const byUrl = new Map<string, number>();
+  for (const p of r.pulls) byUrl.set(p.url, (byUrl.get(p.url) ?? 0) + 1);
+  return [
+    `Project upload: ${formatBytes(r.push.bytesSent)} sent to the origin (a full upload: ${formatBytes(r.push.fullUploadBytes)})`,
+    `Machines: ${r.pulls.length}, pulled ${formatBytes(pulled)} (${[...byUrl].map(([u, n]) => `${n} via ${u}`).join(', ')}); every machine fetching the full project from the origin: ${formatBytes(naive)}`,
+  ].join('\n');
+}
+
+export function registerRun(program: Command): void {
+  program
+    .command('run')
+    .description('Run the jobs of the spread project in the current directory (spread-compatible)')
+    .argument('[filter...]', 'job filters, as spread matches them')
+    .option('--fleet <file>', 'fleet configuration (default: the fleetcache: key of spread.yaml, else the embedded default)')
+    .option('--token-file <file>', 'origin write token (default $FLEETCACHE_TOKEN)')
+    .option('--seed <n>', 'seed for the job order (spread -seed)')
+    .option('--artifacts <dir>', 'fetch task artifacts into DIR/<job name>/ (spread -artifacts)')
+    .option('--data <dir>', 'local state: embedded servers, machines, base cache (default <project>/cache)')
+    .option('-v, --verbose', 'more output; twice (or --vv) streams script output', (_v: string, n: number) => n + 1, 0)
+    .option('--vv', 'stream script output (spread -vv)')
+    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -vv) are accepted too.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
+    .action(async (filters: string[], flags: RunFlags) => {
+      const log = new RunLog(undefined, flags.vv ? 2 : flags.verbose);
+      const result = await runProject({
+        cwd: process.cwd(),
+        filters,
+        agentBundle: await ensureAgentBundle(),
+        log,
+        ...(flags.fleet ? { fleetFile: flags.fleet } : {}),
+        ...(flags.tokenFile ? { tokenFile: flags.tokenFile } : {}),
+        ...(flags.seed !== undefined ? { seed: Number(flags.seed) } : {}),
+        ...(flags.artifacts ? { artifactsDir: flags.artifacts } : {}),
+        ...(flags.data ? { dataRoot: flags.data } : {}),
+      });
+      process.stdout.write(`${result.tally.summary()}\n${transferSummary(result)}\n`);
+      if (!result.tally.ok) {
+        process.stderr.write('error: unsuccessful run\n');
+        process.exitCode = EXIT.failure;
+      }
+    });
+}
+
+/** spread's single-dash long flags (-seed=1, -vv, -artifacts DIR) as commander's double-dash ones. */
+export function normaliseSpreadFlags(argv: string[]): string[] {
+  return argv.map((a) => (/^-(seed|artifacts|vv|fleet|data)(=.*)?$/.test(a) ? `-${a}` : a));
+}

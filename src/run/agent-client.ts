@@ -1,0 +1,45 @@
+// The runner's side of the machine agent: the bundled agent is uploaded once per
+// machine, then each command runs as `node <agent> <command> --json-args '<json>'` and
+// answers with one JSON line on stdout.
+import type { Machine } from '../backends/backend.js';
+import { FleetError } from '../errors.js';
+
+export const AGENT_REMOTE_NAME = '.fleetcache-agent.mjs';
+
+export interface AgentAnswer {
+  ok: boolean;
+  error?: string;
+  [field: string]: unknown;
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export async function installAgent(machine: Machine, bundle: string, remoteDir: string): Promise<string> {
+  const remote = `${remoteDir}/${AGENT_REMOTE_NAME}`;
+  await machine.upload(bundle, remote, 0o644);
+  return remote;
+}
+
+/** Runs one agent command; throws FC_ERR_UNAVAILABLE with the agent's own message when it fails. */
+export async function runAgent(machine: Machine, agent: string, command: string, args: object, signal?: AbortSignal): Promise<AgentAnswer> {
+  const res = await machine.exec(`node ${shellQuote(agent)} ${command} --json-args ${shellQuote(JSON.stringify(args))}`, {
+    trace: false,
+    cwd: '/',
+    killTimeout: 30 * 60_000,
+    ...(signal ? { signal } : {}),
+  });
+  const last = res.output.trim().split('\n').reverse().find((l) => l.startsWith('{'));
+  let answer: AgentAnswer | undefined;
+  try {
+    answer = last ? (JSON.parse(last) as AgentAnswer) : undefined;
+  } catch {
+    answer = undefined;
+  }
+  if (res.exitCode !== 0 || !answer?.ok) {
+    const why = answer?.error ?? res.output.trim().split('\n').slice(-5).join('\n');
+    throw new FleetError('FC_ERR_UNAVAILABLE', `agent ${command} on ${machine.name} failed: ${why}`);
+  }
+  return answer;
+}

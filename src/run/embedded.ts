@@ -1,0 +1,65 @@
+// The embedded default: with no fleet configuration, `fleetcache run` (and the demo)
+// start an origin and one cache per region in this process, on loopback ports, with
+// their data under cache/. Nothing listens beyond 127.0.0.1.
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildCacheServer } from '../cache/server.js';
+import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../cache/config.js';
+import { resolveOriginTokens } from '../cli/origin.js';
+import { buildOrigin } from '../origin/server.js';
+import type { FleetConfig } from './fleet.js';
+
+export interface EmbeddedFleet {
+  readonly fleet: FleetConfig & { origin: string };
+  readonly token: string;
+  /** Each server by name ("origin", "cache:<region>") for stats and for tests that stop one. */
+  readonly servers: ReadonlyMap<string, FastifyInstance>;
+  close(): Promise<void>;
+}
+
+async function listenLoopback(app: FastifyInstance): Promise<string> {
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = app.server.address();
+  return `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+}
+
+export async function startEmbeddedFleet(dataRoot: string, regions: readonly string[] = ['local'], logLevel = 'warn'): Promise<EmbeddedFleet> {
+  const originDir = join(dataRoot, 'origin');
+  const { tokens } = resolveOriginTokens(undefined, originDir);
+  const servers = new Map<string, FastifyInstance>();
+  const close = async () => {
+    // caches first, so that none is left talking to a closed origin
+    for (const [name, app] of [...servers].reverse()) {
+      await app.close().catch(() => undefined);
+      servers.delete(name);
+    }
+  };
+  try {
+    const { app: origin } = await buildOrigin({ dataDir: originDir, tokens, logLevel });
+    servers.set('origin', origin);
+    const originUrl = await listenLoopback(origin);
+    const fleetRegions: FleetConfig['regions'] = {};
+    for (const region of regions) {
+      const cache = await buildCacheServer({
+        region,
+        upstream: originUrl,
+        dataDir: join(dataRoot, `region-${region}`),
+        maxSize: DEFAULT_MAX_SIZE,
+        timeouts: DEFAULT_TIMEOUTS,
+        mirrors: new Map(),
+        logLevel,
+      });
+      servers.set(`cache:${region}`, cache);
+      fleetRegions[region] = { caches: [await listenLoopback(cache)] };
+    }
+    return {
+      fleet: { origin: originUrl, regions: fleetRegions, defaultRegion: regions[0], startupLimit: 4, dispatchDelay: '250ms' },
+      token: tokens[0]!,
+      servers,
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

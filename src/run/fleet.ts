@@ -1,0 +1,40 @@
+// The fleet configuration: where the origin and each region's caches are. Read from a
+// `fleetcache:` key in spread.yaml (spread ignores unknown keys) or from --fleet FILE.
+import { readFileSync } from 'node:fs';
+import { Type, type Static } from '@sinclair/typebox';
+import { parseDocument } from 'yaml';
+import { loadConfigFile, parseConfig } from '../config/load.js';
+
+const Url = Type.String({ pattern: '^https?://', description: 'http(s) URL' });
+
+export const FleetSchema = Type.Object(
+  {
+    /** The origin's URL. Absent: the runner starts an embedded origin and cache on loopback. */
+    origin: Type.Optional(Url),
+    /** File holding the origin's write token (else $FLEETCACHE_TOKEN). */
+    tokenFile: Type.Optional(Type.String({ minLength: 1 })),
+    /** Regions and their caches, nearest first within a region. */
+    regions: Type.Record(Type.String({ pattern: '^[A-Za-z0-9._-]+$' }), Type.Object({ caches: Type.Array(Url, { minItems: 1 }) }, { additionalProperties: false }), {
+      default: {},
+    }),
+    /** Region of machines whose backend and system name none ("auto": the fastest cache). */
+    defaultRegion: Type.Optional(Type.String({ minLength: 1 })),
+    /** At most this many machines of one host or backend in start-up at once. */
+    startupLimit: Type.Integer({ minimum: 1, default: 4 }),
+    /** Pause between two dispatches to the same executor. */
+    dispatchDelay: Type.String({ default: '1s' }),
+    /** 1-minute load average above which a machine gets no new job. */
+    loadThreshold: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+
+export type FleetConfig = Static<typeof FleetSchema>;
+
+/** The fleet configuration: --fleet FILE, else spread.yaml's `fleetcache:` key, else undefined. */
+export function loadFleetConfig(spreadFile: string, fleetFile: string | undefined): FleetConfig | undefined {
+  if (fleetFile) return loadConfigFile(FleetSchema, fleetFile);
+  const text = readFileSync(spreadFile, 'utf8');
+  if (!parseDocument(text).has('fleetcache')) return undefined;
+  return parseConfig(FleetSchema, text, spreadFile, ['fleetcache']);
+}

@@ -1,0 +1,46 @@
+// Which URLs a machine pulls through, nearest first: the caches of its own region, then
+// the other regions' caches, then the origin. `auto` orders every cache by the round
+// trip the machine itself measures to /-/healthz.
+import type { Machine } from '../backends/backend.js';
+import type { FleetConfig } from './fleet.js';
+
+export interface CacheChoice {
+  readonly region: string;
+  /** Nearest first; the origin last. */
+  readonly urls: readonly string[];
+  /** How the order was chosen, for the log. */
+  readonly how: string;
+}
+
+export function staticOrder(fleet: FleetConfig & { origin: string }, region: string | undefined): CacheChoice {
+  const regionName = region ?? fleet.defaultRegion ?? Object.keys(fleet.regions)[0] ?? '';
+  const own = fleet.regions[regionName]?.caches ?? [];
+  const others = Object.entries(fleet.regions)
+    .filter(([name]) => name !== regionName)
+    .flatMap(([, r]) => r.caches);
+  return { region: regionName, urls: [...own, ...others, fleet.origin], how: own.length > 0 ? `region ${regionName}` : 'no cache for the region' };
+}
+
+/** Measures, on the machine, the time of one GET /-/healthz to each cache (curl), fastest first. */
+export async function measuredOrder(machine: Machine, fleet: FleetConfig & { origin: string }): Promise<CacheChoice> {
+  const caches = Object.entries(fleet.regions).flatMap(([region, r]) => r.caches.map((url) => ({ region, url })));
+  const script = caches
+    .map((c) => `printf '%s\\n' "$(curl -s -o /dev/null -m 3 -w '%{http_code} %{time_total}' '${c.url}/-/healthz' || echo 000 9)"`)
+    .join('\n');
+  const res = await machine.exec(script, { trace: false });
+  const lines = res.output.trim().split('\n');
+  const timed = caches
+    .map((c, i) => {
+      const [code, secs] = (lines[i] ?? '000 9').trim().split(/\s+/);
+      return { ...c, ok: code === '200', ms: Number(secs) * 1000 };
+    })
+    .filter((c) => c.ok)
+    .sort((a, b) => a.ms - b.ms);
+  const best = timed[0];
+  const rest = caches.filter((c) => !timed.some((t) => t.url === c.url)).map((c) => c.url);
+  return {
+    region: best?.region ?? '',
+    urls: [...timed.map((t) => t.url), ...rest, fleet.origin],
+    how: best ? `auto: ${best.url} answered in ${best.ms.toFixed(1)} ms` : 'auto: no cache answered',
+  };
+}

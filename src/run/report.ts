@@ -1,0 +1,74 @@
+// spread's log lines and final summary (spread-spec §16), plus the transfer figures.
+export type FailureKind =
+  | 'task prepare'
+  | 'task restore'
+  | 'suite prepare'
+  | 'suite restore'
+  | 'backend prepare'
+  | 'backend restore'
+  | 'project prepare'
+  | 'project restore';
+
+const FAILURE_ORDER: readonly FailureKind[] = [
+  'task prepare',
+  'task restore',
+  'suite prepare',
+  'suite restore',
+  'backend prepare',
+  'backend restore',
+  'project prepare',
+  'project restore',
+];
+
+function stamp(d = new Date()): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+/** Where a run's lines go: stdout with spread's timestamp prefix, unless quiet. */
+export class RunLog {
+  constructor(readonly write: (text: string) => void = (t) => process.stdout.write(t), readonly verbose = 0) {}
+
+  line(text: string): void {
+    this.write(`${stamp()} ${text}\n`);
+  }
+
+  /** A multi-line block framed by ----- lines (not re-prefixed). */
+  block(title: string, body: string): void {
+    this.write(`${stamp()} ${title} :\n-----\n${body.replace(/\n+$/, '')}\n-----\n`);
+  }
+}
+
+export class RunTally {
+  successful = 0;
+  readonly aborted: string[] = [];
+  readonly failed: string[] = [];
+  readonly failures = new Map<FailureKind, string[]>();
+
+  fail(kind: FailureKind, item: string): void {
+    const list = this.failures.get(kind) ?? [];
+    list.push(item);
+    this.failures.set(kind, list);
+  }
+
+  get ok(): boolean {
+    return this.aborted.length === 0 && this.failed.length === 0 && this.failures.size === 0;
+  }
+
+  summary(): string {
+    const lines = [`Successful tasks: ${this.successful}`, `Aborted tasks: ${this.aborted.length}`];
+    const block = (title: string, items: string[]) => {
+      if (items.length === 0) return;
+      lines.push(`${title}: ${items.length}`);
+      for (const item of [...items].sort()) lines.push(`    - ${item}`);
+    };
+    block('Failed tasks', this.failed);
+    for (const kind of FAILURE_ORDER) block(`Failed ${kind}`, this.failures.get(kind) ?? []);
+    return lines.join('\n');
+  }
+}
+
+/** `backend:system:task[:variant]`: a job name without its #sample suffix, as spread lists failures. */
+export function summaryItem(jobName: string): string {
+  return jobName.replace(/#\d+$/, '');
+}

@@ -1,0 +1,274 @@
+// `fleetcache run`: load the spread project, push only a delta to the origin, allocate
+// machines, have each machine pull the project (and assets) through the cache of its
+// region, run the jobs in spread's order, collect artifacts, print the summary.
+import { readFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { Machine, Provider } from '../backends/backend.js';
+import { createProvider } from '../backends/registry.js';
+import { downloadArtifacts, resolveArtifactRef } from '../artifacts/download.js';
+import { resolveToken } from '../client/token.js';
+import { formatBytes, parseDuration } from '../config/units.js';
+import { FleetError } from '../errors.js';
+import { pushProject, type PushResult } from '../project-upload/push.js';
+import { expandJobs, findProject, loadProject, resolveProjectFields, type Job, type Project } from '../spread/index.js';
+import { AGENT_REMOTE_NAME, installAgent, runAgent } from './agent-client.js';
+import { runWorkers, type WorkerInfo } from './driver.js';
+import { startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
+import { loadFleetConfig, type FleetConfig } from './fleet.js';
+import { measuredOrder, staticOrder, type CacheChoice } from './nearest.js';
+import { RunLog, RunTally, summaryItem } from './report.js';
+import { chooseSeed, JobQueue, workerPlan, type SchedJob } from './scheduler.js';
+import { MachineSession } from './session.js';
+import { Timings } from './timings.js';
+
+export interface RunOptions {
+  readonly cwd: string;
+  readonly filters: readonly string[];
+  readonly fleetFile?: string;
+  readonly tokenFile?: string;
+  readonly seed?: number;
+  /** Directory for local state: embedded servers, machines, base cache (default <root>/cache). */
+  readonly dataRoot?: string;
+  /** Regions of the embedded default (one cache each). */
+  readonly embeddedRegions?: readonly string[];
+  readonly artifactsDir?: string;
+  readonly agentBundle: string;
+  readonly log?: RunLog;
+  readonly run?: string;
+  /** Called with the embedded servers once they listen (the demo reads their figures). */
+  readonly onEmbedded?: (fleet: EmbeddedFleet) => void;
+}
+
+export interface MachineTransfer {
+  readonly machine: string;
+  readonly region: string;
+  readonly url: string;
+  readonly bytes: number;
+}
+
+export interface RunResult {
+  readonly tally: RunTally;
+  readonly push: PushResult;
+  readonly run: string;
+  readonly project: string;
+  readonly origin: string;
+  readonly pulls: MachineTransfer[];
+  readonly assetBytes: number;
+  readonly artifactBytes: number;
+}
+
+/** Backend options as written in spread.yaml (each backend file validates its own). */
+async function rawBackendOptions(project: Project): Promise<Record<string, unknown>> {
+  const doc = parseDocument(await readFile(project.file, 'utf8')).toJS() as { backends?: Record<string, unknown> } | null;
+  return doc?.backends ?? {};
+}
+
+/** The regions the jobs' systems name (the embedded default starts one cache for each). */
+function regionsOf(jobs: readonly Job[]): string[] {
+  const named = new Set(jobs.map((j) => j.system.region ?? j.backend.region).filter((r): r is string => r !== undefined && r !== 'auto'));
+  return named.size > 0 ? [...named].sort() : ['local'];
+}
+
+function schedJob(job: Job): SchedJob {
+  return {
+    name: job.name,
+    backend: job.backend.name,
+    system: job.system.name,
+    suite: job.suite.name,
+    task: job.task.name,
+    variant: job.variant,
+    sample: job.sample,
+    ...(job.priority !== 0 ? { priority: job.priority } : {}),
+  };
+}
+
+export async function runProject(o: RunOptions): Promise<RunResult> {
+  const log = o.log ?? new RunLog();
+  const root = findProject(o.cwd);
+  const project = await loadProject(root);
+  const jobs = expandJobs(project, o.filters);
+  if (jobs.length === 0) throw new FleetError('FC_ERR_PROJECT', 'nothing to run');
+  const dataRoot = o.dataRoot ?? join(project.rootDir, 'cache');
+  const fields = resolveProjectFields(project);
+
+  const configured = loadFleetConfig(project.file, o.fleetFile);
+  let embedded: EmbeddedFleet | undefined;
+  let fleet: FleetConfig & { origin: string };
+  let token: string | undefined;
+  if (configured?.origin) {
+    fleet = { ...configured, origin: configured.origin };
+    token = resolveToken(o.tokenFile ?? configured.tokenFile);
+  } else {
+    embedded = await startEmbeddedFleet(dataRoot, o.embeddedRegions ?? regionsOf(jobs));
+    o.onEmbedded?.(embedded);
+    fleet = embedded.fleet;
+    token = embedded.token;
+  }
+  try {
+    const push = await pushProject({
+      dir: project.rootDir,
+      project: project.name,
+      origin: fleet.origin,
+      ...(token ? { token } : {}),
+      ...(o.run ? { run: o.run } : {}),
+      baseCache: join(dataRoot, 'bases'),
+      rules: { ...(fields.include ? { include: fields.include } : {}), exclude: fields.exclude, rename: fields.rename },
+    });
+    log.line(
+      `Project content is packed for delivery (${formatBytes(push.fullUploadBytes)}); sent ${formatBytes(push.bytesSent)} to the origin` +
+        ` as ${push.rebased ? 'a new base' : 'a delta'} (run ${push.run}).`,
+    );
+    const result = await runJobs(o, log, project, jobs, fleet, token, push, dataRoot, fields.remotePath);
+    return result;
+  } finally {
+    await embedded?.close();
+  }
+}
+
+async function runJobs(
+  o: RunOptions,
+  log: RunLog,
+  project: Project,
+  jobs: Job[],
+  fleet: FleetConfig & { origin: string },
+  token: string | undefined,
+  push: PushResult,
+  dataRoot: string,
+  remotePath: string,
+): Promise<RunResult> {
+  const tally = new RunTally();
+  const timings = await Timings.load(project.rootDir);
+  const sched = jobs.map(schedJob);
+  const byName = new Map(jobs.map((j) => [j.name, j]));
+  const systemOf = new Map(jobs.map((j) => [`${j.backend.name}\0${j.system.name}`, j]));
+  const plan = workerPlan(sched, (b, s) => systemOf.get(`${b}\0${s}`)?.system.workers ?? 1);
+  const { seed, announce } = chooseSeed(sched.length, plan.reduce((n, p) => n + p.count, 0), o.seed);
+  if (announce) log.line(`Sequence of jobs produced with -seed=${seed}`);
+  const queue = new JobQueue(sched, { seed, duration: (j) => timings.estimate(j) });
+
+  const rawOptions = await rawBackendOptions(project);
+  const providers = new Map<string, Provider>();
+  const password = Math.random().toString(36).slice(2, 12);
+  for (const job of jobs) {
+    if (providers.has(job.backend.name)) continue;
+    providers.set(
+      job.backend.name,
+      createProvider(job.backend.name, job.backend.type, rawOptions[job.backend.name] ?? {}, {
+        projectRoot: project.rootDir,
+        remotePath,
+        password,
+        stateDir: dataRoot,
+        log: (line) => log.line(line),
+      }),
+    );
+  }
+
+  const pulls: MachineTransfer[] = [];
+  const transfer = { assets: 0, artifacts: 0 };
+  const choices = new Map<MachineSession, CacheChoice>();
+  const progress = { taken: 0, total: jobs.length };
+  const workDirOf = (m: Machine) => posix.join(posix.dirname(m.projectPath), '.fleetcache');
+  const runAgentFor = (machine: Machine, command: string, args: object) => runAgent(machine, posix.join(workDirOf(machine), AGENT_REMOTE_NAME), command, args);
+
+  const sessionCtx = {
+    project,
+    log,
+    tally,
+    progress,
+    agent: '',
+    onJobTime: (job: Job, seconds: number) => timings.record(schedJob(job), seconds),
+  };
+
+  const result = await runWorkers<MachineSession>(
+    queue,
+    plan,
+    {
+      async start(w: WorkerInfo, signal: AbortSignal) {
+        const job = systemOf.get(`${w.backend}\0${w.system}`)!;
+        const provider = providers.get(w.backend)!;
+        const label = `${w.backend}:${w.system}`;
+        log.line(`Allocating ${label}...`);
+        const machine = await provider.allocate({ name: w.system, username: job.system.username || undefined, password: job.system.password || undefined }, { signal });
+        log.line(`Allocated ${label}.`);
+        try {
+          const region = job.system.region ?? job.backend.region;
+          const choice = region === 'auto' ? await measuredOrder(machine, fleet) : staticOrder(fleet, region);
+          log.line(`Machine ${machine.name} at ${machine.address} pulls through ${choice.urls[0]} (${choice.how}).`);
+          const workDir = workDirOf(machine);
+          const agent = await installAgent(machine, o.agentBundle, workDir);
+          const session = new MachineSession({ ...sessionCtx, agent, ...hooksFor(choice, workDir, machine) }, machine);
+          choices.set(session, choice);
+          log.line(`Sending project content to ${label}...`);
+          const answer = await session.agent('pull', { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir });
+          const url = String(answer.url ?? choice.urls[0]);
+          if (url !== choice.urls[0]) log.line(`Machine ${machine.name} fell back to ${url}.`);
+          pulls.push({ machine: machine.name, region: choice.region, url, bytes: Number(answer.bytesDownloaded ?? 0) });
+          return session;
+        } catch (err) {
+          log.line(`Discarding ${label}...`);
+          await machine.discard().catch(() => undefined);
+          throw err;
+        }
+      },
+      async run(session, sj) {
+        return session.run(byName.get(sj.name)!);
+      },
+      async stop(session) {
+        await session.finish();
+        await session.machine.discard().catch((err: Error) => log.line(`Error discarding ${session.label}: ${err.message}`));
+      },
+      async load(session) {
+        const res = await session.machine.exec('cat /proc/loadavg', { trace: false, cwd: '/' });
+        return Number(res.output.trim().split(/\s+/)[0] ?? 0);
+      },
+      executorKey: (w) => (providers.get(w.backend)?.type === 'local' ? 'localhost' : w.backend),
+    },
+    {
+      startupLimit: fleet.startupLimit,
+      dispatchDelay: parseDuration(fleet.dispatchDelay),
+      ...(fleet.loadThreshold !== undefined ? { loadThreshold: fleet.loadThreshold } : {}),
+    },
+  );
+
+  function hooksFor(choice: CacheChoice, workDir: string, machine: Machine) {
+    return {
+      assets: async (_m: Machine, job: Job) => {
+        const manifest = job.task.assets ? posix.join(job.task.name, job.task.assets) : job.suite.assets ? posix.join(job.suite.name, job.suite.assets) : undefined;
+        if (!manifest) return;
+        const answer = await runAgentFor(machine, 'assets', {
+          manifest: posix.join(machine.projectPath, manifest),
+          urls: choice.urls,
+          cacheFolder: posix.join(workDir, 'assets-cache'),
+          dest: posix.join(machine.projectPath, job.task.name),
+          ...(token ? { token } : {}),
+        });
+        transfer.assets += Number(answer.bytesDownloaded ?? 0);
+      },
+      artifacts: async (_m: Machine, job: Job) => {
+        log.line(`Fetching artifacts of ${job.name}...`);
+        const answer = await runAgentFor(machine, 'artifacts', {
+          url: choice.urls[0],
+          ...(token ? { token } : {}),
+          run: push.run,
+          job: job.name,
+          cwd: posix.join(machine.projectPath, job.task.name),
+          paths: job.task.artifacts,
+        });
+        transfer.artifacts += Number(answer.bytes ?? 0);
+        if (o.artifactsDir) {
+          const http = token ? { token } : {};
+          const ref = await resolveArtifactRef(choice.urls[0]!, `${push.run}/${job.name}`, http);
+          await downloadArtifacts(choice.urls[0]!, ref, o.artifactsDir, http);
+        }
+      },
+    };
+  }
+
+  for (const f of result.startFailures) {
+    log.line(`Error allocating ${f.worker.backend}:${f.worker.system}: ${(f.error as Error).message}`);
+  }
+  for (const j of result.remaining) tally.aborted.push(summaryItem(j.name));
+  await timings.save().catch(() => undefined);
+  return { tally, push, run: push.run, project: project.name, origin: fleet.origin, pulls, assetBytes: transfer.assets, artifactBytes: transfer.artifacts };
+}

@@ -1,0 +1,171 @@
+// One worker's machine through a run, in spread's order (spread-spec §10): project and
+// backend prepare before the first job; suite prepare/restore on suite changes; per job
+// the combined prepare, execute, artifacts, the combined restore; at the end suite,
+// backend and project restore. Failures are tallied as spread counts them.
+import type { EnvEntry, ExecResult, Machine } from '../backends/backend.js';
+import { jobDebug, jobEnvironment, jobPrepare, jobRestore, scriptTimeouts, type Job, type Project, type ScriptLevel } from '../spread/index.js';
+import { runAgent } from './agent-client.js';
+import { summaryItem, type FailureKind, type RunLog, type RunTally } from './report.js';
+
+export interface SessionContext {
+  readonly project: Project;
+  readonly log: RunLog;
+  readonly tally: RunTally;
+  /** Counter for the `(k/n)` of "Executing" lines. */
+  readonly progress: { taken: number; total: number };
+  /** Called after each job's artifacts step when the task has artifacts. */
+  readonly artifacts?: (machine: Machine, job: Job, env: EnvEntry[]) => Promise<void>;
+  /** Fetches the job's tooltool assets on the machine (before the prepare scripts). */
+  readonly assets?: (machine: Machine, job: Job) => Promise<void>;
+  readonly onJobTime?: (job: Job, seconds: number) => void;
+  readonly agent: string;
+}
+
+export class MachineSession {
+  readonly #ctx: SessionContext;
+  readonly machine: Machine;
+  #firstJob: Job | undefined;
+  #projectPrepared = false;
+  #backendPrepared = false;
+  #suite: { job: Job; failed: boolean } | undefined;
+  #broken = false;
+
+  constructor(ctx: SessionContext, machine: Machine) {
+    this.#ctx = ctx;
+    this.machine = machine;
+  }
+
+  get label(): string {
+    return this.machine.name;
+  }
+
+  #env(job: Job): EnvEntry[] {
+    // SPREAD_PATH names where the project really is on this machine (local machines nest it).
+    return jobEnvironment(job).map(([k, v]) => (k === 'SPREAD_PATH' ? [k, this.machine.projectPath] : [k, v]) as EnvEntry);
+  }
+
+  async #script(job: Job, level: ScriptLevel, script: string, context: string, verb: string, cwd: string): Promise<ExecResult | undefined> {
+    if (script === '') return undefined;
+    const { log } = this.#ctx;
+    log.line(`${verb} ${context} (${this.label})...`);
+    const { warn, kill } = scriptTimeouts(job, this.#ctx.project, level);
+    const res = await this.machine.exec(script, {
+      env: this.#env(job),
+      cwd,
+      warnTimeout: warn,
+      killTimeout: kill,
+      onWarn: ({ tail }) => log.line(`WARNING: ${context} (${this.label}) running late. Current output:\n-----\n${tail || 'Output still empty.'}\n-----`),
+      ...(log.verbose > 1 ? { onOutput: (chunk: string) => log.write(chunk) } : {}),
+    });
+    return res;
+  }
+
+  /** Runs a script; on failure prints its output and the matching debug output, tallies, returns false. */
+  async #step(job: Job, level: ScriptLevel, script: string, context: string, verb: 'Preparing' | 'Executing' | 'Restoring', failure: FailureKind | 'execute', cwd: string, debug: string): Promise<boolean> {
+    const res = await this.#script(job, level, script, context, verb, cwd);
+    if (!res || res.exitCode === 0) return true;
+    const { log, tally } = this.#ctx;
+    const what = { Preparing: 'preparing', Executing: 'executing', Restoring: 'restoring' }[verb];
+    log.block(`Error ${what} ${context} (${this.label})`, res.killed ? `${res.output}\nkill-timeout reached` : res.output);
+    if (failure === 'execute') tally.failed.push(summaryItem(job.name));
+    else tally.fail(failure, failure.startsWith('task') ? summaryItem(job.name) : context);
+    if (debug !== '') {
+      const dbg = await this.machine.exec(debug, { env: this.#env(job), cwd, trace: true });
+      log.block(`Debug output for ${context} (${this.label})`, dbg.output);
+    }
+    return false;
+  }
+
+  #taskDir(job: Job): string {
+    return job.task.name;
+  }
+
+  /** Runs one job; false when the machine must not take more jobs. */
+  async run(job: Job): Promise<boolean> {
+    const { project, tally, progress } = this.#ctx;
+    const sys = `${job.backend.name}:${job.system.name}`;
+    this.#firstJob ??= job;
+    if (!this.#projectPrepared) {
+      this.#projectPrepared = true;
+      if (!(await this.#step(job, 'project', project.prepare, sys, 'Preparing', 'project prepare', '.', project.debug))) return this.#abort(job);
+    }
+    if (!this.#backendPrepared) {
+      this.#backendPrepared = true;
+      if (!(await this.#step(job, 'backend', job.backend.prepare, sys, 'Preparing', 'backend prepare', '.', job.backend.debug))) return this.#abort(job);
+    }
+    if (this.#suite && this.#suite.job.suite.name !== job.suite.name) {
+      if (!(await this.#leaveSuite())) return this.#abort(job);
+    }
+    if (!this.#suite) {
+      const ok = await this.#step(job, 'suite', job.suite.prepare, `${sys}:${job.suite.name}`, 'Preparing', 'suite prepare', this.#taskDir(job), job.suite.debug);
+      this.#suite = { job, failed: !ok };
+    }
+    if (this.#suite.failed) {
+      tally.aborted.push(summaryItem(job.name));
+      return true;
+    }
+    const started = Date.now();
+    if (this.#ctx.assets) {
+      try {
+        await this.#ctx.assets(this.machine, job);
+      } catch (err) {
+        this.#ctx.log.line(`Error fetching assets of ${job.name} (${this.label}): ${(err as Error).message}`);
+        tally.fail('task prepare', summaryItem(job.name));
+        tally.aborted.push(summaryItem(job.name));
+        return true;
+      }
+    }
+    const debug = jobDebug(job, project);
+    const prepared = await this.#step(job, 'task', jobPrepare(job, project), job.name, 'Preparing', 'task prepare', this.#taskDir(job), debug);
+    if (prepared) {
+      progress.taken++;
+      const executed = await this.#step(job, 'task', job.task.execute, `${job.name}`, 'Executing', 'execute', this.#taskDir(job), debug);
+      if (executed) tally.successful++;
+    } else {
+      progress.taken++;
+      tally.aborted.push(summaryItem(job.name));
+    }
+    if (this.#ctx.artifacts && job.task.artifacts.length > 0) {
+      await this.#ctx.artifacts(this.machine, job, this.#env(job)).catch((err: Error) => this.#ctx.log.line(`Error fetching artifacts of ${job.name}: ${err.message}`));
+    }
+    const restored = await this.#step(job, 'task', jobRestore(job, project), job.name, 'Restoring', 'task restore', this.#taskDir(job), debug);
+    this.#ctx.onJobTime?.(job, (Date.now() - started) / 1000);
+    if (!restored) this.#broken = true;
+    return restored;
+  }
+
+  #abort(job: Job): boolean {
+    this.#ctx.tally.aborted.push(summaryItem(job.name));
+    this.#broken = true;
+    return false;
+  }
+
+  async #leaveSuite(): Promise<boolean> {
+    const entered = this.#suite;
+    if (!entered) return true;
+    this.#suite = undefined;
+    const { job } = entered;
+    const sys = `${job.backend.name}:${job.system.name}`;
+    return this.#step(job, 'suite', job.suite.restore, `${sys}:${job.suite.name}`, 'Restoring', 'suite restore', this.#taskDir(job), job.suite.debug);
+  }
+
+  /** End of the worker: suite, backend and project restore (project restore even after a failed prepare). */
+  async finish(): Promise<void> {
+    const job = this.#firstJob;
+    if (!job) return;
+    const { project } = this.#ctx;
+    const sys = `${job.backend.name}:${job.system.name}`;
+    await this.#leaveSuite();
+    if (this.#backendPrepared) await this.#step(job, 'backend', job.backend.restore, sys, 'Restoring', 'backend restore', '.', job.backend.debug);
+    if (this.#projectPrepared) await this.#step(job, 'project', project.restore, sys, 'Restoring', 'project restore', '.', project.debug);
+  }
+
+  get broken(): boolean {
+    return this.#broken;
+  }
+
+  /** Agent commands run from the session so that they share its machine. */
+  agent(command: string, args: object): ReturnType<typeof runAgent> {
+    return runAgent(this.machine, this.#ctx.agent, command, args);
+  }
+}
