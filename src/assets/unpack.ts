@@ -132,6 +132,10 @@ async function extractTar(archive: string, streams: [Readable, ...Duplex[]], tar
   const extract = tarStream.extract();
   const done = pipeline([...streams, extract]);
   done.catch(() => undefined); // awaited below; a throw inside the loop must not leave it unhandled
+  // A stream error does not always end the current entry's stream (streamx and node
+  // streams differ), so writing an entry also stops when the whole pipeline fails.
+  const failed = new Promise<never>((_, reject) => { done.catch(reject); });
+  failed.catch(() => undefined);
   try {
     for await (const entry of extract) {
       const { name, type, mode, linkname } = entry.header;
@@ -140,7 +144,7 @@ async function extractTar(archive: string, streams: [Readable, ...Duplex[]], tar
         await mkdir(full, { recursive: true });
         entry.resume();
       } else if (type === 'file' || type === 'contiguous-file') {
-        await writeEntry(target, full, name, entry, checkMode(archive, name, mode));
+        await Promise.race([writeEntry(target, full, name, entry, checkMode(archive, name, mode)), failed]);
       } else if (type === 'symlink' || type === 'link') {
         entry.resume();
         if (!linkname) throw unpackError(archive, `link "${name}" has no target`);
