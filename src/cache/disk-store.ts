@@ -8,8 +8,8 @@
 // Commit writes the sidecar first and renames the body last, so a body on disk always
 // has its sidecar; start-up drops orphans and size mismatches.
 import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsc } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { constants as fsc, readdirSync, statSync } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { CachePolicyObject } from 'http-cache-semantics';
@@ -86,6 +86,11 @@ export class DiskStore {
     });
   }
 
+  /** Replaces the logger (the server's, once it exists; tests capture errors with it). */
+  useLogger(log: Logger): void {
+    this.#log = log;
+  }
+
   get bytes(): number {
     return this.#lru.calculatedSize;
   }
@@ -94,29 +99,41 @@ export class DiskStore {
     return this.#lru.size;
   }
 
-  /** Creates directories, removes leftover temp files and rebuilds the index from disk, oldest access first. */
+  /**
+   * Creates directories, removes leftover temp files and rebuilds the index from disk,
+   * oldest access first. Synchronous stats on purpose: this runs once before serving, and
+   * a tight readdirSync/statSync loop indexes 100,000 objects far faster than the thread pool.
+   */
   async open(): Promise<void> {
     await rm(path.join(this.dir, 'tmp'), { recursive: true, force: true });
     await mkdir(path.join(this.dir, 'tmp'), { recursive: true });
+    const list = (rel: string): string[] => {
+      try {
+        return readdirSync(path.join(this.dir, rel));
+      } catch {
+        return [];
+      }
+    };
     const shards: string[] = [];
-    for (const algo of await readdir(path.join(this.dir, 'cas.v1')).catch(() => [] as string[])) {
-      for (const s of await readdir(path.join(this.dir, 'cas.v1', algo)).catch(() => [] as string[])) shards.push(`cas.v1/${algo}/${s}`);
-    }
-    for (const s of await readdir(path.join(this.dir, 'http.v1')).catch(() => [] as string[])) shards.push(`http.v1/${s}`);
+    for (const algo of list('cas.v1')) for (const s of list(`cas.v1/${algo}`)) shards.push(`cas.v1/${algo}/${s}`);
+    for (const s of list('http.v1')) shards.push(`http.v1/${s}`);
     const found: { id: string; size: number; atimeMs: number }[] = [];
     const orphans: string[] = [];
-    await mapLimit(shards, 16, async (shard) => {
-      const names = await readdir(path.join(this.dir, shard));
+    for (const shard of shards) {
+      const names = list(shard);
       const set = new Set(names);
-      const bodies = names.filter((n) => !n.endsWith(SIDECAR));
-      for (const n of names) if (n.endsWith(SIDECAR) && !set.has(n.slice(0, -SIDECAR.length))) orphans.push(`${shard}/${n}`);
-      await mapLimit(bodies, 8, async (n) => {
+      for (const n of names) {
         const id = `${shard}/${n}`;
-        if (!set.has(n + SIDECAR)) return void orphans.push(id);
-        const st = await stat(path.join(this.dir, id));
-        found.push({ id, size: st.size, atimeMs: st.atimeMs });
-      });
-    });
+        if (n.endsWith(SIDECAR)) {
+          if (!set.has(n.slice(0, -SIDECAR.length))) orphans.push(id);
+        } else if (!set.has(n + SIDECAR)) {
+          orphans.push(id);
+        } else {
+          const st = statSync(path.join(this.dir, id), { throwIfNoEntry: false });
+          if (st) found.push({ id, size: st.size, atimeMs: st.atimeMs });
+        }
+      }
+    }
     await mapLimit(orphans, 16, (id) => rm(path.join(this.dir, id), { force: true }));
     found.sort((a, b) => a.atimeMs - b.atimeMs);
     for (const f of found) this.#lru.set(f.id, { size: f.size, meta: undefined });

@@ -1,0 +1,54 @@
+// A full disk turns the cache into a passthrough with a logged error, not a crash.
+// The data directory is a real 8 MiB tmpfs mounted by the test (needs root).
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import t from 'tap';
+import { request } from 'undici';
+import { resolveCacheConfig } from '../../src/cache/config.js';
+import { buildCacheServer } from '../../src/cache/server.js';
+import { sha256, UpstreamFixture } from './upstream-fixture.js';
+
+const isRoot = process.getuid?.() === 0;
+
+t.test('full disk: passthrough, logged error, no crash', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  // Not t.testdir(): its removal would run before the unmount.
+  const dir = mkdtempSync(path.join(tmpdir(), 'fleetcache-full-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', dir]);
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  const big = up.addBlob(16 * 1024 * 1024); // twice the disk
+  const small = up.addBlob(64 * 1024);
+  const logs: string[] = [];
+  const sink = new Writable({ write(chunk: Buffer, _e, cb) { logs.push(chunk.toString()); cb(); } });
+  const config = resolveCacheConfig({ region: 'full', listen: '127.0.0.1:0', upstream: upUrl, data: dir, maxSize: '1GiB' });
+  const app = await buildCacheServer({ ...config, logLevel: 'silent' });
+  const logger = pino({ level: 'error' }, sink);
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(async () => {
+    await app.close();
+    await app.cache.fills.drain();
+    await up.stop();
+    execFileSync('umount', [dir]);
+    rmdirSync(dir);
+  });
+  app.cache.store.useLogger(logger);
+
+  const get = async (hex: string) => {
+    const res = await request(`${url}/cas/sha256/${hex}`);
+    const body = Buffer.from(await res.body.arrayBuffer());
+    return { status: res.statusCode, hash: sha256(body), xcache: res.headers['x-cache'] };
+  };
+  const a = await get(big.hex);
+  t.equal(a.status, 200);
+  t.equal(a.hash, big.hex, 'the object larger than the disk is passed through whole');
+  t.ok(logs.some((l) => /no space left|storage failure/.test(l)), 'an error was logged');
+  t.equal(app.cache.store.count, 0, 'nothing kept');
+  const b = await get(small.hex);
+  t.equal(b.status, 200);
+  t.equal(b.hash, small.hex, 'while the disk is marked full, requests pass through');
+  t.equal((await request(`${url}/-/healthz`)).statusCode, 200, 'still alive');
+});

@@ -1,0 +1,85 @@
+// /mirror/{name}/{path}: RFC 9111 through http-cache-semantics against a real upstream.
+import http from 'node:http';
+import t from 'tap';
+import { request } from 'undici';
+import { startCache } from './harness.js';
+import { UpstreamFixture } from './upstream-fixture.js';
+
+async function get(url: string, headers: Record<string, string> = {}) {
+  const res = await request(url, { headers });
+  return { status: res.statusCode, headers: res.headers, body: (await res.body.text()) };
+}
+
+function reply(res: http.ServerResponse, status: number, headers: Record<string, string>, body = ''): true {
+  res.writeHead(status, headers).end(body);
+  return true;
+}
+
+t.test('mirror: fresh hits, revalidation with 304, no-store, Vary, stale-if-error', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  let version = 'v1';
+  up.handler = (req, res) => {
+    switch (req.url) {
+      case '/dists/fresh':
+        return reply(res, 200, { 'cache-control': 'max-age=60', etag: '"f"' }, 'fresh body');
+      case '/dists/Release': // must revalidate every time
+        if (req.headers['if-none-match'] === `"${version}"`) return reply(res, 304, { etag: `"${version}"`, 'cache-control': 'no-cache' });
+        return reply(res, 200, { 'cache-control': 'no-cache', etag: `"${version}"`, 'last-modified': 'Mon, 23 Nov 2026 10:00:00 GMT' }, `release ${version}`);
+      case '/secret':
+        return reply(res, 200, { 'cache-control': 'no-store' }, 'secret');
+      case '/lang':
+        return reply(res, 200, { 'cache-control': 'max-age=60', vary: 'accept-language' }, `lang=${req.headers['accept-language']}`);
+      case '/sie':
+        return reply(res, 200, { 'cache-control': 'max-age=0, stale-if-error=600', etag: '"s"' }, 'keep me');
+      default:
+        return false;
+    }
+  };
+  const { url } = await startCache(t, { upstream: upUrl, mirrors: { deb: { url: upUrl } } }, t.testdir());
+  const m = `${url}/mirror/deb`;
+  const settle = () => new Promise((r) => setTimeout(r, 60));
+
+  t.equal((await get(`${m}/dists/fresh`)).headers['x-cache'], 'MISS');
+  await settle();
+  const fresh = await get(`${m}/dists/fresh`);
+  t.equal(fresh.headers['x-cache'], 'HIT');
+  t.equal(fresh.body, 'fresh body');
+  t.equal(up.count('/dists/fresh'), 1, 'fresh: not revalidated');
+  t.equal((await get(`${m}/dists/fresh`, { 'if-none-match': '"f"' })).status, 304, 'client 304 answered by the cache');
+
+  t.equal((await get(`${m}/dists/Release`)).body, 'release v1');
+  await settle();
+  const again = await get(`${m}/dists/Release`);
+  t.equal(again.body, 'release v1');
+  t.equal(again.headers['x-cache'], 'HIT', 'upstream 304 → served from disk');
+  const reval = up.requests.filter((r) => r.url === '/dists/Release');
+  t.equal(reval.length, 2);
+  t.equal(reval[1]!.headers['if-none-match'], '"v1"', 'revalidated with the ETag');
+  version = 'v2';
+  const changed = await get(`${m}/dists/Release`);
+  t.equal(changed.body, 'release v2', 'a changed resource is refetched');
+  t.equal(changed.headers['x-cache'], 'MISS');
+
+  await get(`${m}/secret`);
+  await settle();
+  await get(`${m}/secret`);
+  t.equal(up.count('/secret'), 2, 'no-store is never kept');
+
+  t.equal((await get(`${m}/lang`, { 'accept-language': 'fr' })).body, 'lang=fr');
+  await settle();
+  t.equal((await get(`${m}/lang`, { 'accept-language': 'fr' })).headers['x-cache'], 'HIT');
+  const de = await get(`${m}/lang`, { 'accept-language': 'de' });
+  t.equal(de.body, 'lang=de', 'Vary: another language is not served the stored one');
+
+  await get(`${m}/sie`);
+  await settle();
+  up.handler = (req, res) => (req.url === '/sie' ? reply(res, 503, {}, 'down') : false);
+  const stale = await get(`${m}/sie`);
+  t.equal(stale.status, 200, 'stale-if-error serves the stored copy on a 5xx');
+  t.equal(stale.body, 'keep me');
+  await up.stop();
+  const down = await get(`${m}/sie`);
+  t.equal(down.body, 'keep me', 'and when upstream is unreachable');
+  t.equal((await get(`${url}/mirror/nope/x`)).status, 404, 'unknown mirror');
+});
