@@ -1,6 +1,8 @@
 // The `adhoc` backend (spec section 15): the user's allocate and discard scripts run
 // locally with bash and the ADDRESS, ERROR and FATAL helpers; the address they print is
 // then reached over SSH.
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Type, type Static } from '@sinclair/typebox';
 import { parseDuration } from '../config/units.js';
@@ -16,6 +18,8 @@ export const adhocOptions = Type.Object(
   {
     allocate: Type.String({ minLength: 1 }),
     discard: Type.Optional(Type.String()),
+    /** Private key file (relative to the project root) used instead of the password. */
+    key: Type.Optional(Type.String({ minLength: 1 })),
     'warn-timeout': Type.Optional(duration),
     'kill-timeout': Type.Optional(duration),
     /** Pause between allocate attempts after ERROR or a failure (spread: 5s). */
@@ -131,7 +135,14 @@ export class AdhocProvider implements Provider {
 
   #connect(address: string, system: SystemSpec, retries = 30): Promise<SshMachine> {
     const { host, port } = splitAddress(address);
-    const target = { host, port, username: system.username ?? 'root', password: this.#password(system) };
+    const key = this.#options.key;
+    const target = {
+      host,
+      port,
+      username: system.username ?? 'root',
+      password: this.#password(system),
+      privateKey: key === undefined ? undefined : readFileSync(resolve(this.#ctx.projectRoot, key)),
+    };
     // spread retries SSH for about a minute after the port opens.
     return SshMachine.connect(this, system, address, target, this.#ctx.remotePath, { timeout: 10_000, retries, retryDelay: 2000 });
   }
