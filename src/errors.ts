@@ -45,6 +45,7 @@ export const ERROR_CODES = {
   FC_ERR_UNAVAILABLE: { status: 503, exit: EXIT.unavailable, summary: 'The service or upstream is temporarily unavailable.' },
   FC_ERR_DELTA: { status: 422, exit: EXIT.failure, summary: 'A VCDIFF delta could not be encoded or decoded.' },
   FC_ERR_PROJECT: { status: 422, exit: EXIT.config, summary: 'A spread project (spread.yaml, task.yaml) is invalid or a filter matches nothing.' },
+  FC_ERR_ARCHIVE: { status: 422, exit: EXIT.failure, summary: 'An archive cannot be unpacked: unknown format, corrupt data or an unsupported entry type.' },
   FC_ERR_TASK_FAILED: { status: 500, exit: EXIT.failure, summary: 'One or more tasks failed or were aborted.' },
   FC_ERR_INTERNAL: { status: 500, exit: EXIT.internal, summary: 'An unexpected internal error.' },
 } as const satisfies Record<string, ErrorSpec>;

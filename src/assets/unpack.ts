@@ -24,8 +24,13 @@ const FILTERS: Partial<Record<ArchiveKind, readonly string[]>> = {
   'tar.zst': ['zstd', '-dcq'],
 };
 
-function unpackError(archive: string, why: string, cause?: unknown): FleetError {
-  return new FleetError('FC_ERR_BAD_NAME', `${archive}: cannot unpack: ${why}`, cause === undefined ? undefined : { cause });
+/** Refused entries (escapes, setuid) are FC_ERR_BAD_NAME; broken or unknown archives FC_ERR_ARCHIVE. */
+function unpackError(archive: string, why: string, cause?: unknown, code: 'FC_ERR_ARCHIVE' | 'FC_ERR_BAD_NAME' = 'FC_ERR_ARCHIVE'): FleetError {
+  return new FleetError(code, `${archive}: cannot unpack: ${why}`, cause === undefined ? undefined : { cause });
+}
+
+function refused(archive: string, why: string): FleetError {
+  return unpackError(archive, why, undefined, 'FC_ERR_BAD_NAME');
 }
 
 /** Reads the first bytes and names the archive format (undefined: not an archive we know). */
@@ -68,7 +73,7 @@ class Target {
   path(name: string): string {
     const clean = name.replace(/\/+$/, '');
     if (clean === '' || clean === '.' || clean === './') return this.#root;
-    if (isAbsolute(clean) || clean.includes('\0')) throw unpackError(this.#archive, `entry "${name}" has an absolute path`);
+    if (isAbsolute(clean) || clean.includes('\0')) throw refused(this.#archive, `entry "${name}" has an absolute path`);
     const full = resolve(this.#root, clean);
     this.#inside(full, `entry "${name}" escapes the destination`);
     return full;
@@ -77,7 +82,7 @@ class Target {
   #inside(full: string, why: string): void {
     const rel = relative(this.#root, full);
     if (rel === '') return;
-    if (rel.startsWith(`..${sep}`) || rel === '..' || isAbsolute(rel)) throw unpackError(this.#archive, why);
+    if (rel.startsWith(`..${sep}`) || rel === '..' || isAbsolute(rel)) throw refused(this.#archive, why);
   }
 
   /** Creates the parent of `full` and checks that, symlinks resolved, it is still inside. */
@@ -88,7 +93,7 @@ class Target {
   }
 
   linkTarget(full: string, target: string, name: string): void {
-    if (isAbsolute(target)) throw unpackError(this.#archive, `link "${name}" points to the absolute path ${target}`);
+    if (isAbsolute(target)) throw refused(this.#archive, `link "${name}" points to the absolute path ${target}`);
     this.#inside(resolve(dirname(full), target), `link "${name}" points out of the destination`);
   }
 
@@ -113,7 +118,7 @@ class Target {
 
 function checkMode(archive: string, name: string, mode: number | undefined): number {
   const m = mode ?? 0o644;
-  if (m & 0o6000) throw unpackError(archive, `entry "${name}" is setuid or setgid`);
+  if (m & 0o6000) throw refused(archive, `entry "${name}" is setuid or setgid`);
   return m & 0o777;
 }
 
