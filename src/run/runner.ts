@@ -166,7 +166,6 @@ async function runJobs(
 
   const pulls: MachineTransfer[] = [];
   const transfer = { assets: 0, artifacts: 0 };
-  const choices = new Map<MachineSession, CacheChoice>();
   const progress = { taken: 0, total: jobs.length };
   const workDirOf = (m: Machine) => posix.join(posix.dirname(m.projectPath), '.fleetcache');
   const runAgentFor = (machine: Machine, command: string, args: object) => runAgent(machine, posix.join(workDirOf(machine), AGENT_REMOTE_NAME), command, args);
@@ -176,7 +175,6 @@ async function runJobs(
     log,
     tally,
     progress,
-    agent: '',
     onJobTime: (job: Job, seconds: number) => timings.record(schedJob(job), seconds),
   };
 
@@ -197,13 +195,14 @@ async function runJobs(
           log.line(`Machine ${machine.name} at ${machine.address} pulls through ${choice.urls[0]} (${choice.how}).`);
           const workDir = workDirOf(machine);
           const agent = await installAgent(machine, o.agentBundle, workDir);
-          const session = new MachineSession({ ...sessionCtx, agent, ...hooksFor(choice, workDir, machine) }, machine);
-          choices.set(session, choice);
           log.line(`Sending project content to ${label}...`);
-          const answer = await session.agent('pull', { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir });
+          const answer = await runAgent(machine, agent, 'pull', { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir });
           const url = String(answer.url ?? choice.urls[0]);
           if (url !== choice.urls[0]) log.line(`Machine ${machine.name} fell back to ${url}.`);
           pulls.push({ machine: machine.name, region: choice.region, url, bytes: Number(answer.bytesDownloaded ?? 0) });
+          // Assets and artifacts go through the URL that answered, then the rest in order.
+          const working: CacheChoice = { ...choice, urls: [url, ...choice.urls.filter((u) => u !== url)] };
+          const session = new MachineSession({ ...sessionCtx, ...hooksFor(working, workDir, machine) }, machine);
           return session;
         } catch (err) {
           log.line(`Discarding ${label}...`);

@@ -4,7 +4,6 @@
 // backend and project restore. Failures are tallied as spread counts them.
 import type { EnvEntry, ExecResult, Machine } from '../backends/backend.js';
 import { jobDebug, jobEnvironment, jobPrepare, jobRestore, scriptTimeouts, type Job, type Project, type ScriptLevel } from '../spread/index.js';
-import { runAgent } from './agent-client.js';
 import { summaryItem, type FailureKind, type RunLog, type RunTally } from './report.js';
 
 export interface SessionContext {
@@ -18,7 +17,6 @@ export interface SessionContext {
   /** Fetches the job's tooltool assets on the machine (before the prepare scripts). */
   readonly assets?: (machine: Machine, job: Job) => Promise<void>;
   readonly onJobTime?: (job: Job, seconds: number) => void;
-  readonly agent: string;
 }
 
 export class MachineSession {
@@ -162,10 +160,5 @@ export class MachineSession {
 
   get broken(): boolean {
     return this.#broken;
-  }
-
-  /** Agent commands run from the session so that they share its machine. */
-  agent(command: string, args: object): ReturnType<typeof runAgent> {
-    return runAgent(this.machine, this.#ctx.agent, command, args);
   }
 }

@@ -1,0 +1,107 @@
+// `fleetcache run` end to end on the local backend: the embedded default with two
+// regions, a configured fleet whose cache is down, failures and the summary.
+import t, { type Test } from 'tap';
+import { cp, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ensureAgentBundle } from '../../src/agent/paths.js';
+import { buildCacheServer } from '../../src/cache/server.js';
+import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
+import { RunLog } from '../../src/run/report.js';
+import { runProject } from '../../src/run/runner.js';
+import type { EmbeddedFleet } from '../../src/run/embedded.js';
+import { startOrigin } from '../helpers/origin.js';
+import { REPO_ROOT } from '../helpers/processes.js';
+
+interface CacheStats {
+  total: { bytesServed: number; bytesUpstream: number; hits: number; misses: number };
+}
+
+/** The example project copied into <testdir>/project; other test files go beside it. */
+async function demoProject(t: Test): Promise<string> {
+  const dir = join(t.testdir(), 'project');
+  await cp(join(REPO_ROOT, 'examples/fleet-demo'), dir, { recursive: true });
+  return dir;
+}
+
+function capture(): { log: RunLog; text: () => string } {
+  let out = '';
+  return { log: new RunLog((s) => (out += s)), text: () => out };
+}
+
+t.test('embedded default: two regions, each machine pulls through its own cache', async (t) => {
+  const dir = await demoProject(t);
+  const { log, text } = capture();
+  let embedded: EmbeddedFleet | undefined;
+  const artifacts = join(dir, '..', 'artifacts');
+  const result = await runProject({
+    cwd: dir,
+    filters: [],
+    agentBundle: await ensureAgentBundle(),
+    log,
+    dataRoot: join(dir, 'cache'),
+    artifactsDir: artifacts,
+    onEmbedded: (e) => {
+      embedded = e;
+    },
+  });
+  t.ok(embedded, 'embedded fleet started');
+  if (!result.tally.ok) t.comment(text());
+  t.equal(result.tally.ok, true, 'every job succeeded');
+  t.equal(result.tally.successful, 8);
+  t.equal(result.pulls.length, 4, 'two workers for each of two systems');
+  const regionA = embedded!.fleet.regions['region-a']!.caches[0]!;
+  const regionB = embedded!.fleet.regions['region-b']!.caches[0]!;
+  for (const p of result.pulls) {
+    t.equal(p.url, p.machine.includes('alpha') ? regionA : regionB, `${p.machine} pulled through its region's cache`);
+  }
+  t.equal((await readFile(join(artifacts, 'local:alpha-1:tests/artifacts', 'report.txt'), 'utf8')).trim(), 'report of local:alpha-1:tests/artifacts');
+  t.match(text(), /Successful tasks|Executing local:alpha-1:tests\/hello/);
+});
+
+t.test('a failing task is reported as spread does and the run is unsuccessful', async (t) => {
+  const dir = await demoProject(t);
+  await writeFile(join(dir, 'tests/hello/task.yaml'), 'summary: fails\nexecute: |\n  echo about to fail\n  exit 3\n');
+  const { log, text } = capture();
+  const result = await runProject({ cwd: dir, filters: ['alpha-1'], agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache') });
+  t.equal(result.tally.ok, false);
+  t.same(result.tally.failed, ['local:alpha-1:tests/hello']);
+  t.equal(result.tally.successful, 3);
+  t.match(result.tally.summary(), /Failed tasks: 1\n    - local:alpha-1:tests\/hello/);
+  t.match(text(), /Error executing local:alpha-1:tests\/hello \(local:alpha-1\) :\n-----\n[^]*about to fail/);
+});
+
+t.test('configured fleet: a cache that is down makes its machines fall back, the run still passes', async (t) => {
+  const dir = await demoProject(t);
+  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  const caches: string[] = [];
+  const apps = [];
+  for (const region of ['region-a', 'region-b']) {
+    const app = await buildCacheServer({ region, upstream: origin.url, dataDir: join(dir, '..', region), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    t.teardown(() => app.close());
+    const addr = app.server.address();
+    caches.push(`http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`);
+    apps.push(app);
+  }
+  // region-b's cache dies before its machines pull
+  await apps[1]!.close();
+  const fleetFile = join(dir, 'fleet.yaml');
+  await writeFile(fleetFile, `origin: ${origin.url}\nregions:\n  region-a:\n    caches: [${caches[0]}]\n  region-b:\n    caches: [${caches[1]}]\ndispatchDelay: 0s\n`);
+  const { log, text } = capture();
+  const result = await runProject({ cwd: dir, filters: [], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  if (!result.tally.ok) t.comment(text());
+  t.equal(result.tally.ok, true, 'every job succeeded');
+  const beta = result.pulls.filter((p) => p.machine.includes('beta'));
+  t.ok(beta.length > 0);
+  for (const p of beta) t.equal(p.url, caches[0], 'region-b machines fell back to the next cache');
+  t.match(text(), /fell back to/);
+  const stats = (await (await fetch(`${caches[0]}/-/stats`)).json()) as CacheStats;
+  t.ok(stats.total.bytesServed > 0);
+  t.ok(stats.total.hits > 0, 'later machines hit the cache');
+});
+
+async function tokenFile(t: Test, token: string): Promise<string> {
+  const file = join(t.testdirName, 'token');
+  await writeFile(file, token);
+  return file;
+}
