@@ -1,0 +1,74 @@
+import t from 'tap';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createProvider } from '../../src/backends/registry.js';
+import { parseMarkers } from '../../src/backends/adhoc.js';
+import type { BackendContext } from '../../src/backends/backend.js';
+import { startSshd } from '../ssh/sshd.js';
+
+t.test('adhoc markers', async (t) => {
+  t.same(parseMarkers(0, 'noise\n<ADDRESS 10.0.0.1:2222>\n'), { exitCode: 0, output: 'noise\n<ADDRESS 10.0.0.1:2222>\n', address: '10.0.0.1:2222' });
+  t.equal(parseMarkers(213, '<ERROR not yet>\n').error, 'not yet');
+  t.equal(parseMarkers(213, '<FATAL no quota>\n').fatal, 'no quota');
+  t.equal(parseMarkers(0, 'ADDRESS=1.2.3.4\n').address, undefined, 'ADDRESS= does not work, as in spread');
+});
+
+t.test('ssh and adhoc backends against a real sshd', async (t) => {
+  const dir = t.testdir();
+  const sshd = await startSshd(t, dir);
+  const remotePath = join(dir, 'remote-project');
+  const ctx: BackendContext = { projectRoot: dir, remotePath, password: 'session-pw', stateDir: join(dir, 'cache') };
+  const lines: string[] = [];
+
+  await t.test('ssh: a static host list, one machine per host at a time', async (t) => {
+    const p = createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${sshd.port}`, key: sshd.keyPath, systems: ['debian-12'] }] }, ctx);
+    await t.rejects(p.allocate({ name: 'fedora' }), /no host serves system fedora/);
+    const m = await p.allocate({ name: 'debian-12' });
+    t.equal(m.name, 'lab:debian-12');
+    t.equal(m.projectPath, remotePath);
+    t.equal(m.executorKey, 'ssh:127.0.0.1');
+    await m.exec('mkdir -p "$SPREAD_PATH"', { env: [['SPREAD_PATH', m.projectPath]], cwd: '/', trace: false });
+    const r = await m.exec('echo "$(whoami) in $(pwd)"', { trace: false });
+    t.equal(r.output, `root in ${remotePath}\n`);
+    let second = false;
+    const waiting = p.allocate({ name: 'debian-12' }).then((m2) => ((second = true), m2));
+    await new Promise((r) => setTimeout(r, 200));
+    t.notOk(second, 'the only host is busy: the second allocation waits');
+    await m.discard();
+    const m2 = await waiting;
+    t.ok(second, 'released host is allocated again');
+    t.same(m2.record(), { backend: 'lab', system: 'debian-12', address: `127.0.0.1:${sshd.port}`, username: 'root', password: 'session-pw' });
+    await m2.discard();
+  });
+
+  await t.test('adhoc: allocate prints ADDRESS, discard sees it; ERROR retries, FATAL stops', async (t) => {
+    const log = join(dir, 'adhoc.log');
+    const allocate = [
+      `echo "allocate $SPREAD_BACKEND $SPREAD_SYSTEM pw=$SPREAD_PASSWORD addr=[$SPREAD_SYSTEM_ADDRESS] cwd=$(pwd)" >> ${log}`,
+      `if [ ! -e ${dir}/tried ]; then touch ${dir}/tried; ERROR not ready yet; fi`,
+      `ADDRESS 127.0.0.1:${sshd.port}`,
+    ].join('\n');
+    const discard = `echo "discard $SPREAD_SYSTEM_ADDRESS" >> ${log}`;
+    const p = createProvider('adhoc', 'adhoc', { allocate, discard, key: sshd.keyPath, 'retry-delay': '50ms' }, { ...ctx, log: (l) => lines.push(l) });
+    const m = await p.allocate({ name: 'debian-12' });
+    t.equal(m.name, 'adhoc:debian-12');
+    t.equal(m.address, `127.0.0.1:${sshd.port}`);
+    const r = await m.exec('echo $((6 * 7))', { cwd: '/', trace: false });
+    t.equal(r.output, '42\n');
+    await m.discard();
+    const entries = (await readFile(log, 'utf8')).trim().split('\n');
+    t.equal(entries.length, 3);
+    t.equal(entries[0], `allocate adhoc debian-12 pw=session-pw addr=[] cwd=${dir}`);
+    t.equal(entries[1], entries[0], 'ERROR made spread-style retry');
+    t.equal(entries[2], `discard 127.0.0.1:${sshd.port}`);
+    t.match(lines.join('\n'), /Cannot allocate adhoc:debian-12: not ready yet/);
+    t.match(lines.join('\n'), new RegExp(`Waiting for adhoc:debian-12 to make SSH available at 127.0.0.1:${sshd.port}`));
+
+    const fatal = createProvider('adhoc', 'adhoc', { allocate: 'FATAL out of quota' }, ctx);
+    await t.rejects(fatal.allocate({ name: 'x' }), /cannot allocate adhoc:x: out of quota/);
+    const silent = createProvider('adhoc', 'adhoc', { allocate: 'echo ADDRESS=1.2.3.4' }, ctx);
+    await t.rejects(silent.allocate({ name: 'x' }), /must print an address with ADDRESS/);
+    const failing = createProvider('adhoc', 'adhoc', { allocate: 'echo boom; exit 3', 'retry-delay': '20ms', 'allocate-timeout': '100ms' }, ctx);
+    await t.rejects(failing.allocate({ name: 'x' }), /exit code 3: boom/);
+  });
+});
