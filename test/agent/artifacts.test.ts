@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFil
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { httpExists, httpPut } from '../../src/client/http.js';
+import { downloadArtifacts, resolveArtifactRef } from '../../src/artifacts/download.js';
 import { indexUrl, INDEX_FORMAT } from '../../src/artifacts/names.js';
 import { fetchArtifacts } from '../../src/cli/artifacts.js';
 import { startCache } from '../cache/harness.js';
@@ -58,14 +59,16 @@ t.test('agent artifacts uploads through the cache; artifacts get fetches them ba
   t.same(readdirSync(join(jobDir, 'out')).sort(), ['log.txt', 'sp ace%.txt', 'sub'], 'no temp files, no symlink');
 
   // One path of a job, from the origin this time; the job/path split is found from the index.
+  const http = { token: origin.token };
+  const ref = await resolveArtifactRef(origin.url, `run-1/${JOB}/out/sub/big.bin`, http);
+  t.match(ref, { run: 'run-1', job: JOB, path: 'out/sub/big.bin' });
   const one = join(dir, 'one');
-  const single = await cli(['artifacts', 'get', `run-1/${JOB}/out/sub/big.bin`, '--from', origin.url, '-o', one], { FLEETCACHE_TOKEN: origin.token });
-  t.equal(single.code, 0, 'single get exits 0', { stderr: single.stderr });
+  t.same((await downloadArtifacts(origin.url, ref, one, http)).map((f) => f.path), ['out/sub/big.bin']);
   t.same(readdirSync(join(one, 'local:ubuntu-22.04:tests', 'main', 'foo:v1')), ['out']);
   t.ok(readFileSync(join(one, 'local:ubuntu-22.04:tests', 'main', 'foo:v1', 'out', 'sub', 'big.bin')).equals(big));
-
-  const none = await cli(['artifacts', 'get', `run-1/${JOB}/nothing`, '--from', origin.url, '-o', join(dir, 'none')]);
-  t.equal(none.code, 4, 'an unknown path is not found');
+  const nothing = await resolveArtifactRef(origin.url, `run-1/${JOB}/nothing`, http);
+  await t.rejects(downloadArtifacts(origin.url, nothing, join(dir, 'none'), http), { code: 'FC_ERR_NOT_FOUND' }, 'an unknown path is not found');
+  await t.rejects(resolveArtifactRef(origin.url, 'run-2/other', http), { code: 'FC_ERR_NOT_FOUND' }, 'an unknown job is not found');
 
   // The runner's entry point (exact job name, no prefix guessing).
   const viaRunner = await fetchArtifacts({ from: cache.url, run: 'run-1', job: JOB, path: 'out', dest: join(dir, 'runner') });
@@ -96,14 +99,21 @@ t.test('artifacts get refuses an index whose paths escape the target directory',
   const dir = t.testdir();
   const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
   const digest = `sha256:${'0'.repeat(64)}`;
-  for (const [job, path] of [['evil', '../../escaped.txt'], ['evil2', 'a//b'], ['evil3', '/abs']]) {
+  const cases = [['evil', '../../escaped.txt'], ['evil2', 'a//b'], ['evil3', '/abs']] as const;
+  for (const [job, path] of cases) {
     const index = { format: INDEX_FORMAT, run: 'r', job, files: [{ path, size: 1, digest }] };
     await httpPut(indexUrl(origin.url, 'r', job), JSON.stringify(index), { token: origin.token });
-    const out = join(dir, `out-${job}`);
-    const res = await cli(['artifacts', 'get', `r/${job}`, '--from', origin.url, '-o', out], { FLEETCACHE_TOKEN: origin.token });
-    t.equal(res.code, 2, `${path}: refused`);
-    t.match(res.stderr, /artifact path/, `${path}: the message names the artifact path`);
-    t.notOk(existsSync(out), `${path}: nothing written`);
+  }
+  // The CLI once (exit status and message), the library for the other shapes.
+  const out = join(dir, 'out-evil');
+  const res = await cli(['artifacts', 'get', 'r/evil', '--from', origin.url, '-o', out], { FLEETCACHE_TOKEN: origin.token });
+  t.equal(res.code, 2, 'refused with a usage exit code');
+  t.match(res.stderr, /artifact path/, 'the message names the artifact path');
+  t.notOk(existsSync(out), 'nothing written');
+  for (const [job, path] of cases) {
+    const dest = join(dir, `lib-${job}`);
+    await t.rejects(fetchArtifacts({ from: origin.url, run: 'r', job, dest, token: origin.token }), { code: 'FC_ERR_BAD_NAME' }, `${path}: refused`);
+    t.notOk(existsSync(dest), `${path}: nothing written`);
   }
   t.notOk(existsSync(join(dir, 'escaped.txt')));
 });
