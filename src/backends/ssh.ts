@@ -61,7 +61,10 @@ export class SshProvider implements Provider {
         return free;
       }
       signal?.throwIfAborted();
-      await new Promise<void>((wake) => this.#waiters.push(wake));
+      await new Promise<void>((wake) => {
+        this.#waiters.push(wake);
+        signal?.addEventListener('abort', () => wake(), { once: true });
+      });
     }
   }
 
