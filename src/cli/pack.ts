@@ -1,7 +1,10 @@
 // `fleetcache pack DIR -o FILE.tar`: the deterministic project tar, with spread's rules.
+import { rm } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { packToFile } from '../pack/packer.js';
+import { runRepack } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
+import { sha256File } from '../project-upload/transfer.js';
 
 export interface RuleFlags {
   include: string[];
@@ -29,10 +32,22 @@ export function registerPack(program: Command): void {
       .command('pack')
       .description('pack a project tree into a deterministic tar (prints digest, size, file)')
       .argument('<dir>', 'project root')
-      .requiredOption('-o, --output <file>', 'tar file to write'),
-  ).action(async (dir: string, flags: RuleFlags & { output: string }) => {
-    const packed = await packToFile(dir, flags.output, rulesFrom(flags));
-    process.stdout.write(`sha256:${packed.sha256}\t${packed.size}\t${flags.output}\n`);
+      .requiredOption('-o, --output <file>', 'tar file to write')
+      .option('--repack <script>', "spread's repack script: packed tar on fd 3, final tar on fd 4"),
+  ).action(async (dir: string, flags: RuleFlags & { output: string; repack?: string }) => {
+    const packFile = flags.repack ? `${flags.output}.packed` : flags.output;
+    const packed = await packToFile(dir, packFile, rulesFrom(flags));
+    let digest = `sha256:${packed.sha256}`;
+    let size = packed.size;
+    if (flags.repack) {
+      try {
+        await runRepack(flags.repack, packFile, flags.output, { cwd: dir });
+      } finally {
+        await rm(packFile, { force: true });
+      }
+      ({ digest, size } = await sha256File(flags.output));
+    }
+    process.stdout.write(`${digest}\t${size}\t${flags.output}\n`);
     for (const skipped of packed.skipped) process.stderr.write(`fleetcache: skipped ${skipped} (not a file, directory or symlink)\n`);
   });
 }

@@ -22,6 +22,7 @@ interface PushFlags extends RuleFlags {
   baseCache: string;
   compression: string;
   level: string;
+  repack?: string;
 }
 
 export function registerPush(program: Command): void {
@@ -36,7 +37,8 @@ export function registerPush(program: Command): void {
       .option('--token-file <file>', 'write token (default: $FLEETCACHE_TOKEN)')
       .option('--base-cache <dir>', 'local copies of the bases, by digest', defaultBaseCache())
       .option('--compression <c>', 'delta compression: none, gzip or brotli', DEFAULT_COMPRESSION)
-      .option('--level <n>', 'xdelta3 level 1-9', '9'),
+      .option('--level <n>', 'xdelta3 level 1-9', '9')
+      .option('--repack <script>', "spread's repack script: packed tar on fd 3, tar to upload on fd 4"),
   ).action(async (dir: string, flags: PushFlags) => {
     if (!isCompression(flags.compression)) throw new UsageError(`--compression must be none, gzip or brotli, got "${flags.compression}"`);
     const token = resolveToken(flags.tokenFile);
@@ -50,6 +52,7 @@ export function registerPush(program: Command): void {
       level: parseLevel(flags.level),
       ...(token ? { token } : {}),
       ...(flags.run ? { run: flags.run } : {}),
+      ...(flags.repack ? { repack: flags.repack } : {}),
     });
     const m = result.manifest;
     const how = m.delta ? `delta against base ${m.base.id}` : `new base ${m.base.id}`;

@@ -14,10 +14,11 @@ import { compressDelta, DEFAULT_COMPRESSION, type Compression } from '../delta/c
 import { encodeDelta } from '../delta/xdelta.js';
 import { DigestMismatchError, NotFoundError } from '../errors.js';
 import { packToFile } from '../pack/packer.js';
+import { runRepack } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
 import { parseDigestString } from '../store/digest.js';
 import { MANIFEST_FORMAT, type RunManifest } from './manifest.js';
-import { downloadBlob } from './transfer.js';
+import { downloadBlob, sha256File } from './transfer.js';
 
 /** A delta above this share of the gzip-compressed tar triggers a new base. */
 export const REBASE_RATIO = 0.1;
@@ -43,6 +44,8 @@ export interface PushOptions {
   readonly rules?: PackRules;
   readonly compression?: Compression;
   readonly level?: number;
+  /** spread's repack script: gets the packed tar on fd 3, writes the tar to upload on fd 4. */
+  readonly repack?: string;
 }
 
 export interface PushResult {
@@ -101,9 +104,16 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   await mkdir(options.baseCache, { recursive: true });
   const work = await mkdtemp(join(tmpdir(), 'fleetcache-push-'));
   try {
-    const tarFile = join(work, 'project.tar');
-    const packed = await packToFile(options.dir, tarFile, options.rules);
-    const result = { digest: `sha256:${packed.sha256}`, size: packed.size };
+    const packedFile = join(work, 'packed.tar');
+    const packed = await packToFile(options.dir, packedFile, options.rules);
+    let tarFile = packedFile;
+    let result = { digest: `sha256:${packed.sha256}`, size: packed.size };
+    if (options.repack) {
+      tarFile = join(work, 'repacked.tar');
+      await runRepack(options.repack, packedFile, tarFile, { cwd: options.dir });
+      result = await sha256File(tarFile);
+    }
+    const resultHex = parseDigestString(result.digest).hex;
     const fullUploadBytes = await gzipSize(tarFile);
 
     let bytesReceived = 0;
@@ -121,9 +131,9 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     let bytesSent = 0;
     const rebased = !best || best.delta.length > REBASE_RATIO * fullUploadBytes;
     if (!best || rebased) {
-      const id = `${stamp()}-${packed.sha256.slice(0, 12)}`;
+      const id = `${stamp()}-${resultHex.slice(0, 12)}`;
       const stored = await httpPut<{ digest: string; size: number }>(joinUrl(options.origin, `${projectPath}/bases/${encodeURIComponent(id)}`), createReadStream(tarFile), http);
-      bytesSent += packed.size;
+      bytesSent += result.size;
       if (stored.digest !== result.digest) throw new DigestMismatchError(result.digest, stored.digest);
       const local = baseCachePath(options.baseCache, result.digest);
       if (!(await exists(local))) {

@@ -157,3 +157,20 @@ function findFile(root: string, name: string): string {
   }
   throw new Error(`${name} not found under ${root}`);
 }
+
+t.test("spread's repack script decides what is uploaded", async (t) => {
+  const { url, dir } = await startOrigin(t);
+  const project = join(dir, 'project');
+  mkdirSync(project);
+  makeProject(project);
+  const common = { dir: project, project: 'repack', origin: url, token: TOKEN, baseCache: join(dir, 'bases') };
+  const identity = await pushProject({ ...common, run: 'same', repack: 'cat <&3 >&4' });
+  const plain = await pushProject({ ...common, run: 'plain' });
+  t.equal(identity.manifest.result.digest, plain.manifest.result.digest, 'identity repack changes nothing');
+  const only = await pushProject({ ...common, run: 'only', repack: 'tar --sort=name --mtime=@0 --owner=0 --group=0 -cf - run.sh main.ts >&4' });
+  const out = join(dir, 'out');
+  await pullProject({ project: 'repack', run: 'only', from: url, dir: out });
+  t.same(readdirSync(out).sort(), ['main.ts', 'run.sh']);
+  t.not(only.manifest.result.digest, plain.manifest.result.digest);
+  await t.rejects(pushProject({ ...common, run: 'broken', repack: 'exit 7' }), { code: 'FC_ERR_PROJECT' });
+});
