@@ -13,6 +13,7 @@ import type { OriginContext } from './context.js';
 import { casRoutes, loadInternalSet } from './routes/cas.js';
 import { nameRoutes } from './routes/names.js';
 import { opsRoutes } from './routes/ops.js';
+import { registerDashboard } from '../ui/dashboard.js';
 
 export const DEFAULT_MAX_BLOB_SIZE = 20 * 1024 ** 3;
 export const DEFAULT_MAX_RECORD_SIZE = 1024 ** 2;
@@ -55,5 +56,6 @@ export async function buildOrigin(options: OriginOptions, store: BlobStore = new
   await app.register(async (scope) => opsRoutes(scope, context));
   await app.register(async (scope) => casRoutes(scope, context));
   await app.register(async (scope) => nameRoutes(scope, context));
+  await app.register(registerDashboard, { role: 'origin' });
   return { app, context };
 }

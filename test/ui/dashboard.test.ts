@@ -1,0 +1,164 @@
+// The dashboard in a real browser (Debian's chromium through playwright-core): the figures
+// the page shows must be the ones /-/stats gives, on the origin and on a regional cache.
+import t, { type Test } from 'tap';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { request } from 'undici';
+import { buildCacheServer } from '../../src/cache/server.js';
+import { resolveCacheConfig } from '../../src/cache/config.js';
+import { registerDashboard } from '../../src/ui/dashboard.js';
+import { startOrigin } from '../helpers/origin.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+
+async function launch(t: Test): Promise<BrowserContext> {
+  // A fresh profile per browser, removed in teardown after the browser is closed.
+  const profile = mkdtempSync(join(tmpdir(), 'fleetcache-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
+      '--no-first-run', '--disable-component-update', '--disable-sync'],
+  });
+  t.teardown(async () => {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  });
+  return context;
+}
+
+/** Opens /-/ui, records every /-/stats body the page received, refuses any request elsewhere. */
+async function openDashboard(t: Test, context: BrowserContext, base: string): Promise<{ page: Page; seen: unknown[] }> {
+  const page = await context.newPage();
+  const seen: unknown[] = [];
+  page.on('request', (r) => { if (!r.url().startsWith(base)) t.fail(`the page loaded ${r.url()}`); });
+  page.on('response', (r) => { if (r.url().endsWith('/-/stats')) void r.json().then((j: unknown) => seen.push(j), () => undefined); });
+  page.on('pageerror', (err) => t.fail(`page error: ${err.message}`));
+  await page.goto(`${base}/-/ui?interval=250`);
+  // Three polls: two give a first point of the rate chart; uPlot then draws a canvas.
+  await until(async () => Number(await value(page, 'chart', 'points')) >= 2, 10_000);
+  await page.locator('#chart canvas').first().waitFor({ timeout: 5000 });
+  return { page, seen };
+}
+
+/** Polls a condition from the test side (the page's CSP forbids evaluating strings in it). */
+async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function value(page: Page, testid: string, attr = 'value'): Promise<string | null> {
+  return page.getByTestId(testid).first().getAttribute(`data-${attr}`);
+}
+
+async function stats<T>(base: string): Promise<T> {
+  const res = await request(`${base}/-/stats`);
+  return (await res.body.json()) as T;
+}
+
+function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i === 0 ? String(n) : n.toFixed(2)} ${units[i]}`;
+}
+
+async function putBlob(url: string, token: string, data: Buffer): Promise<string> {
+  const hex = createHash('sha256').update(data).digest('hex');
+  const res = await request(`${url}/cas/sha256/${hex}`, { method: 'PUT', body: data, headers: { authorization: `Bearer ${token}` } });
+  await res.body.dump();
+  if (res.statusCode !== 201) throw new Error(`PUT answered ${res.statusCode}`);
+  return hex;
+}
+
+async function getBlob(url: string): Promise<void> {
+  const res = await request(url);
+  if (res.statusCode !== 200) throw new Error(`GET ${url} answered ${res.statusCode}: ${await res.body.text()}`);
+  await res.body.dump();
+}
+
+t.test('the page and its assets come from the server, with a CSP that forbids elsewhere', async (t) => {
+  const origin = await startOrigin(t);
+  const page = await origin.app.inject({ url: '/-/ui' });
+  t.equal(page.statusCode, 200);
+  t.match(page.headers['content-security-policy'], /default-src 'none'/);
+  t.match(page.body, /\/-\/ui\/assets\/uPlot\.iife\.min\.js/);
+  t.notMatch(page.body, /https?:\/\//, 'no absolute URL in the page');
+  const js = await origin.app.inject({ url: '/-/ui/assets/uPlot.iife.min.js' });
+  t.equal(js.statusCode, 200);
+  t.match(js.headers['content-type'], /javascript/);
+  t.equal((await origin.app.inject({ url: '/-/ui/assets/..%2Fpackage.json' })).statusCode, 404);
+  t.equal((await origin.app.inject({ url: '/-/ui/assets/uPlot.esm.js' })).statusCode, 404);
+});
+
+t.test('in Chromium, origin and cache figures match /-/stats', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} missing (apt-get install chromium)` }, async (t) => {
+  const origin = await startOrigin(t);
+  const a = await putBlob(origin.url, origin.token, randomBytes(1_500_000));
+  await putBlob(origin.url, origin.token, randomBytes(70_000));
+
+  // Not t.testdir() again: that would empty the origin's directory.
+  const cacheDir = mkdtempSync(join(tmpdir(), 'fleetcache-ui-cache-'));
+  t.teardown(() => rmSync(cacheDir, { recursive: true, force: true }));
+  const cache = await buildCacheServer(resolveCacheConfig(
+    { region: 'eu-west', listen: '127.0.0.1:0', upstream: origin.url, data: cacheDir, logLevel: 'silent' },
+  ));
+  await cache.register(registerDashboard, { role: 'cache' });
+  await cache.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => cache.close());
+  const addr = cache.server.address();
+  const cacheUrl = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  await getBlob(`${cacheUrl}/cas/sha256/${a}`); // miss: fetched from the origin
+  // The fill commits just after its last byte is sent; then the next requests are disk hits.
+  await until(async () => (await stats<{ inflightFills: number; store: { objects: number } }>(cacheUrl)).store.objects === 1, 5000);
+  await until(async () => (await stats<{ inflightFills: number }>(cacheUrl)).inflightFills === 0, 5000);
+  await getBlob(`${cacheUrl}/cas/sha256/${a}`); // hit
+  await getBlob(`${cacheUrl}/cas/sha256/${a}`); // hit
+
+  const browser = await launch(t);
+
+  t.test('origin', async (t) => {
+    const { page, seen } = await openDashboard(t, browser, origin.url);
+    const s = await stats<{ role: string; totals: { bytesIn: number; bytesOut: number; requests: number }; kinds: Record<string, { bytesOut: number }> }>(origin.url);
+    t.equal(await page.getByTestId('role').textContent(), 'origin');
+    t.equal(Number(await value(page, 'bytes-served')), s.totals.bytesOut);
+    t.equal(await page.getByTestId('bytes-served').textContent(), formatBytes(s.totals.bytesOut));
+    t.equal(Number(await value(page, 'link-uploads')), s.totals.bytesIn);
+    t.equal(s.totals.bytesIn, 1_570_000, 'both uploads are counted');
+    t.equal(Number(await value(page, 'kind-cas', 'out')), s.kinds.cas?.bytesOut);
+    // Requests grow with every poll: the figure shown is one that a poll returned.
+    const shown = Number(await value(page, 'requests'));
+    t.ok(seen.some((j) => (j as typeof s).totals.requests === shown), `requests ${shown} is one /-/stats gave`);
+    t.equal(await value(page, 'hit-ratio'), '', 'the origin has no hit ratio');
+    t.equal(await page.getByTestId('hit-ratio').textContent(), '—');
+  });
+
+  t.test('cache', async (t) => {
+    const { page } = await openDashboard(t, browser, cacheUrl);
+    const s = await stats<{ total: { bytesServed: number; bytesUpstream: number; hits: number; misses: number; collapsed: number }; inflightFills: number }>(cacheUrl);
+    t.equal(await page.getByTestId('role').textContent(), 'cache eu-west');
+    t.same([s.total.hits, s.total.misses, s.total.collapsed], [2, 1, 0], JSON.stringify(s));
+    const ratio = (s.total.hits + s.total.collapsed) / (s.total.hits + s.total.misses + s.total.collapsed);
+    t.equal(Number(await value(page, 'hit-ratio')), ratio);
+    t.equal(await page.getByTestId('hit-ratio').textContent(), `${(ratio * 100).toFixed(1)} %`);
+    t.equal(Number(await value(page, 'bytes-served')), s.total.bytesServed);
+    const saved = Math.max(0, s.total.bytesServed - s.total.bytesUpstream);
+    t.equal(Number(await value(page, 'bytes-saved')), saved);
+    t.equal(await page.getByTestId('bytes-saved').textContent(), formatBytes(saved));
+    t.equal(Number(await value(page, 'link-upstream')), s.total.bytesUpstream);
+    t.equal(Number(await value(page, 'fills-inflight')), s.inflightFills);
+    t.equal(Number(await value(page, 'requests')), 3);
+
+    // Traffic while the page watches shows up in the next poll.
+    await getBlob(`${cacheUrl}/cas/sha256/${a}`);
+    await until(async () => Number(await value(page, 'requests')) === 4, 5000);
+    const after = await stats<typeof s>(cacheUrl);
+    t.equal(Number(await value(page, 'bytes-served')), after.total.bytesServed);
+    t.equal(Number(await value(page, 'hit-ratio')), 3 / 4);
+  });
+});
