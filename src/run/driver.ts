@@ -40,8 +40,12 @@ export interface DriverOptions {
 }
 
 export interface DriverResult {
-  /** Workers whose start-up failed, with the error. */
-  startFailures: Array<{ worker: WorkerInfo; error: unknown }>;
+  /**
+   * Hook errors, per worker and phase. A failed start or run stops that worker only
+   * (its jobs stay pending for the others); `run` should report task failures by
+   * resolving, and throw only when the machine itself is lost.
+   */
+  failures: Array<{ worker: WorkerInfo; phase: 'start' | 'run' | 'stop'; error: unknown }>;
   /** Jobs no worker took (aborted). */
   remaining: SchedJob[];
 }
@@ -144,7 +148,7 @@ export async function runWorkers<M>(
   const gate = new DispatchGate(o.startupLimit ?? 4, o.dispatchDelay ?? 1000);
   const loadGate = o.loadThreshold === undefined ? undefined : new LoadGate(o.loadThreshold, o.loadPoll);
   const signal = o.signal ?? new AbortController().signal;
-  const result: DriverResult = { startFailures: [], remaining: [] };
+  const result: DriverResult = { failures: [], remaining: [] };
   const workers: WorkerInfo[] = plan.flatMap((p) =>
     Array.from({ length: p.count }, (_, index) => ({ id: queue.addWorker(p.backend, p.system), backend: p.backend, system: p.system, index })),
   );
@@ -159,7 +163,7 @@ export async function runWorkers<M>(
       if (signal.aborted || !queue.hasPending(w.backend, w.system)) return queue.leave(w.id);
       machine = await hooks.start(w, signal);
     } catch (error) {
-      result.startFailures.push({ worker: w, error });
+      result.failures.push({ worker: w, phase: 'start', error });
       return queue.leave(w.id);
     } finally {
       release();
@@ -174,13 +178,18 @@ export async function runWorkers<M>(
         }
         const job = queue.next(w.id);
         if (!job) break;
-        const ok = await hooks.run(machine, job, w);
+        let ok = false;
+        try {
+          ok = await hooks.run(machine, job, w);
+        } catch (error) {
+          result.failures.push({ worker: w, phase: 'run', error });
+        }
         loadGate?.jobFinished(key);
         if (!ok) break;
       }
     } finally {
       queue.leave(w.id);
-      await hooks.stop(machine, w);
+      await hooks.stop(machine, w).catch((error: unknown) => result.failures.push({ worker: w, phase: 'stop', error }));
     }
   }
 

@@ -94,7 +94,7 @@ t.test('runWorkers over local machines: every job once, storm limit, load admiss
     },
     { startupLimit: 2, dispatchDelay: 5, loadThreshold: 1000, loadPoll: { initial: 20, max: 100 } },
   );
-  t.same(res.startFailures, []);
+  t.same(res.failures, []);
   t.same(res.remaining, []);
   t.same([...ran].sort(), all.map((j) => j.name).sort(), 'every job ran exactly once');
   t.equal(peakStarting, 2, 'start-up limited per executor');
@@ -117,14 +117,20 @@ t.test('a broken machine stops its worker; start failures leave jobs to others',
       async run(m, job) {
         ran.push(`${m}:${job.name}`);
         await sleep(5);
-        return m !== 1; // machine 1 breaks after its first job
+        if (m === 1) throw new Error('connection lost'); // machine 1 is lost after its first job
+        return true;
       },
-      async stop() {},
+      async stop(m) {
+        if (m === 2) throw new Error('discard failed');
+      },
     },
     { dispatchDelay: 0 },
   );
-  t.equal(res.startFailures.length, 1);
-  t.match(String(res.startFailures[0]!.error), /allocation failed/);
+  t.equal(res.failures.length, 3);
+  t.match(res.failures[0], { phase: 'start', worker: { index: 0 } });
+  t.match(String(res.failures[0]!.error), /allocation failed/);
+  t.match(res.failures[1], { phase: 'run', worker: { index: 1 } });
+  t.match(res.failures[2], { phase: 'stop', worker: { index: 2 } });
   t.equal(ran.filter((r) => r.startsWith('1:')).length, 1, 'the broken worker took one job');
   t.equal(ran.length, 6, 'the healthy worker took the rest');
   t.same(res.remaining, []);
