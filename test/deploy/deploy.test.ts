@@ -1,0 +1,43 @@
+// The files in deploy/ are what operators copy: the configurations must load with the
+// real schemas, and the units must keep their hardening.
+import t from 'tap';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadConfigFile } from '../../src/config/load.js';
+import { loadCacheConfig, resolveCacheConfig } from '../../src/cache/config.js';
+import { OriginConfigSchema } from '../../src/origin/config.js';
+import { createBlobStore } from '../../src/cli/origin.js';
+import { S3BlobStore } from '../../src/store/s3.js';
+import { REPO_ROOT } from '../helpers/processes.js';
+
+const DEPLOY = join(REPO_ROOT, 'deploy');
+
+t.test('the origin configuration loads and selects the S3 store with credentials from the environment', async (t) => {
+  const config = loadConfigFile(OriginConfigSchema, join(DEPLOY, 'origin.yaml'));
+  t.equal(config.storage.type, 's3');
+  t.throws(() => createBlobStore(config.storage, t.testdir(), {}), { code: 'FC_ERR_USAGE' }, 'refuses to start without the credentials');
+  const store = createBlobStore(config.storage, t.testdir(), { FLEETCACHE_S3_ACCESS_KEY_ID: 'k', FLEETCACHE_S3_SECRET_ACCESS_KEY: 's' });
+  t.ok(store instanceof S3BlobStore);
+});
+
+t.test('three regional caches, one origin', async (t) => {
+  const files = readdirSync(join(DEPLOY, 'regions')).filter((f) => f.endsWith('.yaml')).sort();
+  t.equal(files.length, 3);
+  const resolved = files.map((f) => resolveCacheConfig(loadCacheConfig(join(DEPLOY, 'regions', f))));
+  t.same(resolved.map((c) => c.region), files.map((f) => f.replace(/\.yaml$/, '')), 'each file is named after its region');
+  t.equal(new Set(resolved.map((c) => c.upstream)).size, 1, 'one origin');
+  for (const c of resolved) t.ok(c.maxSize >= 1024 ** 3, `${c.region}: a real disk budget`);
+});
+
+t.test('systemd units are hardened and write only their data directory', async (t) => {
+  for (const unit of ['fleetcache-origin.service', 'fleetcache-cache@.service']) {
+    const text = readFileSync(join(DEPLOY, 'systemd', unit), 'utf8');
+    for (const line of ['DynamicUser=yes', 'ProtectSystem=strict', 'NoNewPrivileges=yes', 'PrivateTmp=yes', 'ProtectHome=yes', 'CapabilityBoundingSet=\n']) {
+      t.ok(text.includes(line), `${unit}: ${line.trim()}`);
+    }
+    const writable = [...text.matchAll(/^ReadWritePaths=(.*)$/gm)].map((m) => m[1]);
+    const state = /^StateDirectory=(\S+)$/m.exec(text)?.[1];
+    t.same(writable, [`/var/lib/${state}`], `${unit}: only the data directory is writable`);
+    t.match(text, new RegExp(`--data /var/lib/${state!.replace(/[%@.]/g, '\\$&')}`), `${unit}: the data flag names that directory`);
+  }
+});
