@@ -25,7 +25,7 @@ export function compressDelta(vcdiff: Uint8Array, compression: Compression): Buf
       return brotliCompressSync(vcdiff, {
         params: {
           [constants.BROTLI_PARAM_QUALITY]: constants.BROTLI_MAX_QUALITY,
-          [constants.BROTLI_PARAM_LGWIN]: constants.BROTLI_LARGE_MAX_WINDOW_BITS > 24 ? 24 : constants.BROTLI_MAX_WINDOW_BITS,
+          [constants.BROTLI_PARAM_LGWIN]: constants.BROTLI_MAX_WINDOW_BITS,
           [constants.BROTLI_PARAM_SIZE_HINT]: vcdiff.length,
         },
       });

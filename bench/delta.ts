@@ -1,0 +1,128 @@
+// Delta upload size and encode time on real data: pairs of published npm packages, unpacked
+// and re-packed by our deterministic packer. Anchors, side by side in one run: the full tar,
+// gzip -9, Debian's `xdelta3 -9 -S djw`, and `zstd -19 --patch-from`.
+// Goal (issue 4): our upload ≤ 0.9× xdelta3 -9 -S djw, our encode time ≤ 3× native xdelta3.
+//
+//   node --import tsx bench/delta.ts [--append]     (--append adds the table to bench/RESULTS.md)
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { compressDelta, type Compression } from '../src/delta/compress.js';
+import { encodeDelta } from '../src/delta/xdelta.js';
+import { packToFile } from '../src/pack/packer.js';
+
+const PAIRS: ReadonlyArray<readonly [string, string, string]> = [
+  ['fastify', '5.0.0', '5.2.1'],
+  ['typescript', '5.4.5', '5.5.4'],
+  ['typescript', '5.5.4', '5.6.3'],
+];
+
+const work = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'fleetcache-bench');
+mkdirSync(work, { recursive: true });
+
+/** npm pack (registry only), unpack, re-pack with our packer; cached between runs. */
+async function projectTar(name: string, version: string): Promise<string> {
+  const tar = join(work, `${name}-${version}.tar`);
+  if (existsSync(tar)) return tar;
+  const tgz = join(work, `${name}-${version}.tgz`);
+  if (!existsSync(tgz)) {
+    const produced = join(work, execFileSync('npm', ['pack', `${name}@${version}`, '--pack-destination', work, '--silent'], { encoding: 'utf8' }).trim().split('\n').pop() ?? '');
+    if (produced !== tgz) renameSync(produced, tgz);
+  }
+  const dir = join(work, `${name}-${version}`);
+  mkdirSync(dir, { recursive: true });
+  if (readdirSync(dir).length === 0) execFileSync('tar', ['-xzf', tgz, '-C', dir]);
+  await packToFile(dir, tar);
+  return tar;
+}
+
+function size(file: string): number {
+  return statSync(file).size;
+}
+
+/** Runs a command `runs` times and returns the best wall time in ms. */
+function timed(cmd: string, args: string[], runs: number): number {
+  let best = Infinity;
+  for (let i = 0; i < runs; i++) {
+    const start = performance.now();
+    execFileSync(cmd, args, { stdio: 'ignore' });
+    best = Math.min(best, performance.now() - start);
+  }
+  return best;
+}
+
+interface Row {
+  readonly pair: string;
+  readonly tar: number;
+  readonly gzip9: number;
+  readonly ours: Record<Compression, number>;
+  readonly oursMs: Record<Compression, number>;
+  readonly level: number;
+  readonly xdelta: number;
+  readonly xdeltaMs: number;
+  readonly zstd: number;
+  readonly zstdMs: number;
+}
+
+async function measure(name: string, from: string, to: string): Promise<Row> {
+  const a = await projectTar(name, from);
+  const b = await projectTar(name, to);
+  const gzip9 = Number(execFileSync('sh', ['-c', `gzip -9 -c "$1" | wc -c`, 'sh', b], { encoding: 'utf8' }).trim());
+  const ours = { none: 0, gzip: 0, brotli: 0 };
+  const oursMs = { none: Infinity, gzip: Infinity, brotli: Infinity };
+  let level = 9;
+  for (let i = 0; i < 3; i++) {
+    const start = performance.now();
+    const encoded = await encodeDelta({ path: a }, { path: b });
+    const encodeMs = performance.now() - start;
+    level = encoded.level;
+    for (const c of ['none', 'gzip', 'brotli'] as const) {
+      const cStart = performance.now();
+      ours[c] = compressDelta(encoded.vcdiff, c).length;
+      oursMs[c] = Math.min(oursMs[c], encodeMs + performance.now() - cStart);
+    }
+  }
+  const xOut = join(work, 'out.xdelta');
+  const xdeltaMs = timed('xdelta3', ['-e', '-9', '-S', 'djw', '-f', '-s', a, b, xOut], 3);
+  const zOut = join(work, 'out.zst');
+  // one run: zstd -19 takes up to a minute on the larger pairs
+  const zstdMs = timed('zstd', ['-q', '-f', '-19', `--patch-from=${a}`, b, '-o', zOut], 1);
+  return { pair: `${name} ${from}→${to}`, tar: size(b), gzip9, ours, oursMs, level, xdelta: size(xOut), xdeltaMs, zstd: size(zOut), zstdMs };
+}
+
+function table(rows: Row[]): string {
+  const f = (n: number) => n.toLocaleString('en-US');
+  const ms = (n: number) => `${n.toFixed(0)} ms`;
+  const lines = [
+    '| pair | tar | gzip -9 | ours brotli | ours gzip | ours raw VCDIFF | xdelta3 -9 -S djw | zstd -19 --patch-from | ours brotli ÷ xdelta3 size | ours encode ÷ xdelta3 time |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const r of rows) {
+    lines.push(
+      `| ${r.pair} | ${f(r.tar)} | ${f(r.gzip9)} | ${f(r.ours.brotli)} (${ms(r.oursMs.brotli)}) | ${f(r.ours.gzip)} (${ms(r.oursMs.gzip)}) | ${f(r.ours.none)} (${ms(r.oursMs.none)}, level ${r.level}) | ` +
+        `${f(r.xdelta)} (${ms(r.xdeltaMs)}) | ${f(r.zstd)} (${ms(r.zstdMs)}) | ${(r.ours.brotli / r.xdelta).toFixed(2)}× | ${(r.oursMs.brotli / r.xdeltaMs).toFixed(2)}× |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+const rows: Row[] = [];
+for (const [name, from, to] of PAIRS) {
+  const row = await measure(name, from, to);
+  rows.push(row);
+  process.stderr.write(`${row.pair}: done\n`);
+}
+const text = table(rows);
+process.stdout.write(`${text}\n`);
+if (process.argv.includes('--append')) {
+  const versions = execFileSync('sh', ['-c', "xdelta3 -V 2>&1 | grep -o 'version [0-9.]*' | head -1; zstd -V | grep -o 'v[0-9.]*'"], { encoding: 'utf8' }).trim().replace(/\n/g, ', zstd ').replace(/^/, 'xdelta3 ');
+  appendFileSync(
+    join(import.meta.dirname, 'RESULTS.md'),
+    `\n## Delta-repacked uploads (issue 4) — 2026-11-23\n\n` +
+      `Command: \`node --import tsx bench/delta.ts --append\` (${versions}; Node ${process.version}; 2 cores). ` +
+      `Packages from \`npm pack\`, unpacked and re-packed by our packer; sizes in bytes of the new version; times are the best of 3 wall-clock runs (zstd: 1 run), ` +
+      `ours = xdelta3-wasm encode + node:zlib compression, in process.\n\n${text}\n`,
+  );
+}
