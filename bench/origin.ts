@@ -10,6 +10,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { Agent, request } from 'undici';
+import { cpuSecondsOf } from './lib/cpu.js';
 import { ensureNginx, startNginx, type RunningNginx } from './lib/nginx.js';
 import { REPO_ROOT, startFleetcache } from './lib/processes.js';
 
@@ -74,13 +75,22 @@ function fetchCount(url: string, digest = false): Promise<{ bytes: number; hex?:
   });
 }
 
-/** CLIENTS concurrent whole-body GETs; returns bytes per second over the wall time. */
-async function measure(url: string): Promise<number> {
+interface Sample {
+  /** Bytes per second over the wall time. */
+  readonly bps: number;
+  /** Server CPU seconds per GiB served (less sensitive to other load on the machine). */
+  readonly cpuPerGiB: number;
+}
+
+/** CLIENTS concurrent whole-body GETs of `url`, served by process `pid`. */
+async function measure(url: string, pid: number): Promise<Sample> {
+  const cpu0 = await cpuSecondsOf(pid);
   const start = process.hrtime.bigint();
   const results = await Promise.all(Array.from({ length: CLIENTS }, () => fetchCount(url)));
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  const cpu = (await cpuSecondsOf(pid)) - cpu0;
   for (const r of results) if (r.bytes !== SIZE) throw new Error(`${url}: got ${r.bytes} bytes, expected ${SIZE}`);
-  return (SIZE * CLIENTS) / seconds;
+  return { bps: (SIZE * CLIENTS) / seconds, cpuPerGiB: cpu / ((SIZE * CLIENTS) / 1024 ** 3) };
 }
 
 const gbps = (bps: number) => (bps / 1e9).toFixed(2);
@@ -129,13 +139,14 @@ async function main(): Promise<void> {
     await rm(blobPath);
 
     const targets = { origin: `${origin.url}/cas/sha256/${hex}`, nginx: `${nginx.url}/${hex}` };
+    const pids = { origin: origin.child.pid!, nginx: nginx.pid };
     // Warm-up: one verified download each, so both read from the page cache afterwards.
     for (const [name, url] of Object.entries(targets)) {
       const r = await fetchCount(url, true);
       if (r.bytes !== SIZE || r.hex !== hex) throw new Error(`${name}: warm-up download is wrong (${r.bytes} bytes, sha256 ${r.hex})`);
     }
 
-    const runs: Record<'origin' | 'nginx', number[]> = { origin: [], nginx: [] };
+    const runs: Record<'origin' | 'nginx', Sample[]> = { origin: [], nginx: [] };
     const roundsStart = Date.now();
     for (let round = 0; round < ROUNDS; round++) {
       if (round > 0 && Date.now() - roundsStart > ROUNDS_BUDGET_MS) {
@@ -145,16 +156,19 @@ async function main(): Promise<void> {
       // Alternate which goes first, so neither always follows the other.
       const order = round % 2 === 0 ? (['origin', 'nginx'] as const) : (['nginx', 'origin'] as const);
       for (const name of order) {
-        const bps = await measure(targets[name]);
-        runs[name].push(bps);
-        console.log(`round ${round + 1} ${name.padEnd(6)} ${gbps(bps)} GB/s`);
+        const sample = await measure(targets[name], pids[name]);
+        runs[name].push(sample);
+        console.log(`round ${round + 1} ${name.padEnd(6)} ${gbps(sample.bps)} GB/s, server CPU ${sample.cpuPerGiB.toFixed(2)} s/GiB`);
       }
     }
-    const o = median(runs.origin);
-    const n = median(runs.nginx);
+    const o = median(runs.origin.map((r) => r.bps));
+    const n = median(runs.nginx.map((r) => r.bps));
+    const oCpu = median(runs.origin.map((r) => r.cpuPerGiB));
+    const nCpu = median(runs.nginx.map((r) => r.cpuPerGiB));
     const ratio = o / n;
     const verdict = ratio >= 0.8 ? 'meets' : 'below';
     console.log(`origin ${gbps(o)} GB/s, nginx ${gbps(n)} GB/s (medians of ${runs.origin.length}): ratio ${ratio.toFixed(2)}× (${verdict} the 0.8× goal)`);
+    console.log(`server CPU per GiB served: origin ${oCpu.toFixed(2)} s, nginx ${nCpu.toFixed(2)} s`);
 
     if (APPEND) {
       const section = [
@@ -164,8 +178,8 @@ async function main(): Promise<void> {
         `Command: \`node --import tsx bench/origin.ts\` (npm run bench:origin). ${CLIENTS} concurrent GETs of a 256 MiB blob,`,
         `${runs.origin.length} rounds alternating origin and nginx (sendfile, 2 workers), loopback, ${cpus().length} cores; medians.`,
         '',
-        `- origin: ${gbps(o)} GB/s (rounds: ${runs.origin.map(gbps).join(', ')})`,
-        `- nginx: ${gbps(n)} GB/s (rounds: ${runs.nginx.map(gbps).join(', ')})`,
+        `- origin: ${gbps(o)} GB/s (rounds: ${runs.origin.map((r) => gbps(r.bps)).join(', ')}), server CPU ${oCpu.toFixed(2)} s/GiB`,
+        `- nginx: ${gbps(n)} GB/s (rounds: ${runs.nginx.map((r) => gbps(r.bps)).join(', ')}), server CPU ${nCpu.toFixed(2)} s/GiB`,
         `- ratio origin/nginx: **${ratio.toFixed(2)}×** (goal ≥ 0.8×: ${verdict})`,
         '',
       ].join('\n');

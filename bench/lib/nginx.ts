@@ -11,6 +11,8 @@ import { startProcess, type BenchProcess } from './processes.js';
 export interface RunningNginx {
   readonly url: string;
   readonly root: string;
+  /** The master's PID (its workers are its children). */
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
@@ -89,5 +91,5 @@ http {
       await sleep(50);
     }
   }
-  return { url, root, stop: () => proc.stop() };
+  return { url, root, pid: proc.child.pid!, stop: () => proc.stop() };
 }

@@ -1,10 +1,14 @@
 // Answering GET/HEAD for an immutable blob: strong ETag = digest, immutable caching,
 // If-None-Match → 304, a single Range → 206 (416 when unsatisfiable), never encoded.
+import { open } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { NotFoundError } from '../errors.js';
 import type { BlobStore } from '../store/blob-store.js';
+import { DiskBlobStore } from '../store/disk.js';
 import { formatDigest, type Digest } from '../store/digest.js';
 import type { TrafficLedger } from '../metrics/ledger.js';
 import { parseRange } from './range.js';
+import { sendFileRange } from './send-file.js';
 
 export const IMMUTABLE_CACHE_CONTROL = 'public, max-age=31536000, immutable';
 
@@ -52,6 +56,14 @@ export async function replyWithBlob(
   if (range) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${st.size}`);
   reply.header('content-length', length);
   if (request.method === 'HEAD') return reply.send();
+  if (store instanceof DiskBlobStore && length > 0) {
+    // Local files go out through recycled buffers (see send-file.ts), not a read stream.
+    const file = await open(store.pathOf(digest), 'r').catch((err: NodeJS.ErrnoException) => {
+      throw err.code === 'ENOENT' ? new NotFoundError(`no object ${digest.algo}:${digest.hex}`) : err;
+    });
+    await sendFileRange(reply, file, range?.start ?? 0, length, (n) => opts.ledger.bytesOut(opts.kind, n));
+    return reply;
+  }
   const body = await store.createReadStream(digest, range);
   body.on('data', (chunk: Buffer) => opts.ledger.bytesOut(opts.kind, chunk.length));
   return reply.send(body);
