@@ -12,6 +12,7 @@ import { registerMirrorRoutes } from './mirror.js';
 import { registerNamespaceRoutes } from './namespace.js';
 import { registerPutRoutes } from './put.js';
 import { Upstream } from './upstream.js';
+import { registerDashboard } from '../ui/dashboard.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -60,6 +61,7 @@ export async function buildCacheServer(config: CacheConfig): Promise<FastifyInst
   registerNamespaceRoutes(app, ctx);
   registerMirrorRoutes(app, ctx);
   await app.register(async (scope) => registerPutRoutes(scope, ctx));
+  await app.register(registerDashboard, { role: 'cache' });
 
   app.addHook('onClose', async () => {
     await Promise.all([upstream.close(), ...[...mirrors.values()].map((m) => m.close())]);

@@ -9,7 +9,6 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { request } from 'undici';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { resolveCacheConfig } from '../../src/cache/config.js';
-import { registerDashboard } from '../../src/ui/dashboard.js';
 import { startOrigin } from '../helpers/origin.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -108,7 +107,6 @@ t.test('in Chromium, origin and cache figures match /-/stats', { skip: existsSyn
   const cache = await buildCacheServer(resolveCacheConfig(
     { region: 'eu-west', listen: '127.0.0.1:0', upstream: origin.url, data: cacheDir, logLevel: 'silent' },
   ));
-  await cache.register(registerDashboard, { role: 'cache' });
   await cache.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => cache.close());
   const addr = cache.server.address();
