@@ -63,9 +63,15 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
   let committed = false;
   try {
     const res = await ctx.upstream.request(upath, { method: 'PUT', headers, body: tee });
-    const complete = await uploaded;
-    if (temp && complete && tee.storing && res.statusCode >= 200 && res.statusCode < 300) {
-      committed = await keep(ctx, kind, upath, res.headers, tee, temp, digest);
+    const accepted = res.statusCode >= 200 && res.statusCode < 300;
+    if (accepted) {
+      if (temp && (await uploaded) && tee.storing) committed = await keep(ctx, kind, upath, res.headers, tee, temp, digest);
+    } else if (!req.raw.complete) {
+      // Upstream refused before reading the whole body: stop reading it, and close the
+      // client's connection after the answer rather than drain a large upload.
+      tee.destroy();
+      req.raw.unpipe();
+      reply.header('connection', 'close');
     }
     reply.code(res.statusCode).headers(endToEnd(res.headers)).header('x-cache', 'MISS');
     reply.send(res.body);

@@ -1,0 +1,57 @@
+// End to end: a real origin (src/origin) behind a real cache, both on loopback.
+import { createHash } from 'node:crypto';
+import t from 'tap';
+import { request } from 'undici';
+import { buildOriginServer } from '../../src/origin/server.js';
+import { startCache } from './harness.js';
+import { randomish } from './upstream-fixture.js';
+
+t.test('cache → origin: PUT through the cache, GET hits, names revalidated', async (t) => {
+  const dir = t.testdir({ origin: {}, cache: {} });
+  const origin = await buildOriginServer({ dataDir: `${dir}/origin`, tokens: ['tok'], logLevel: false });
+  const originUrl = await origin.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => origin.close());
+  const { app, url } = await startCache(t, { upstream: originUrl }, `${dir}/cache`);
+  const body = randomish(3 * 1024 * 1024 + 17);
+  const hex = createHash('sha256').update(body).digest('hex');
+
+  const unauth = await request(`${url}/cas/sha256/${hex}`, { method: 'PUT', body });
+  await unauth.body.dump();
+  t.equal(unauth.statusCode, 401, 'the origin refuses a PUT without the token (passed through)');
+  const put = await request(`${url}/cas/sha256/${hex}`, { method: 'PUT', body, headers: { authorization: 'Bearer tok' } });
+  await put.body.dump();
+  t.ok(put.statusCode >= 200 && put.statusCode < 300, `PUT accepted (${put.statusCode})`);
+  t.ok(app.cache.store.has(`cas.v1/sha256/${hex.slice(0, 2)}/${hex}`), 'kept by the cache');
+
+  const viaAlias = await request(`${url}/sha256/${hex}?region=a`);
+  const got = Buffer.from(await viaAlias.body.arrayBuffer());
+  t.equal(viaAlias.statusCode, 200);
+  t.equal(viaAlias.headers['x-cache'], 'HIT');
+  t.ok(got.equals(body));
+
+  const missing = await request(`${url}/cas/sha256/${'e'.repeat(64)}`);
+  await missing.body.dump();
+  t.equal(missing.statusCode, 404, "the origin's 404 passes through");
+
+  const art = Buffer.from('artifact bytes\n');
+  const aput = await request(`${url}/artifacts/run1/job1/out.txt`, { method: 'PUT', body: art, headers: { authorization: 'Bearer tok' } });
+  await aput.body.dump();
+  t.ok(aput.statusCode < 300, `artifact PUT (${aput.statusCode})`);
+  const a1 = await request(`${url}/artifacts/run1/job1/out.txt`);
+  t.equal(await a1.body.text(), art.toString());
+  await app.cache.fills.drain();
+  const a2 = await request(`${url}/artifacts/run1/job1/out.txt`);
+  t.equal(await a2.body.text(), art.toString());
+  t.equal(a2.headers['x-cache'], 'HIT', 'the name was revalidated (304) and served from disk');
+
+  // a cold object fetched from the origin through the cache
+  const cold = randomish(1024 * 1024);
+  const coldHex = createHash('sha256').update(cold).digest('hex');
+  const direct = await request(`${originUrl}/cas/sha256/${coldHex}`, { method: 'PUT', body: cold, headers: { authorization: 'Bearer tok' } });
+  await direct.body.dump();
+  const c1 = await request(`${url}/cas/sha256/${coldHex}`);
+  t.ok(Buffer.from(await c1.body.arrayBuffer()).equals(cold));
+  t.equal(c1.headers['x-cache'], 'MISS');
+  t.equal(c1.headers.etag, `"sha256:${coldHex}"`, "the origin's ETag is kept");
+  await app.cache.fills.drain();
+});
