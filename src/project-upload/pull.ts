@@ -3,14 +3,14 @@
 // sha256 and size against the manifest, and only then unpack. A mismatch anywhere is an
 // error and nothing is unpacked.
 import { createReadStream } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { httpGetJson, joinUrl, type RequestOptions } from '../client/http.js';
 import { decompressDelta } from '../delta/compress.js';
 import { decodeDelta } from '../delta/xdelta.js';
-import { DigestMismatchError, SizeMismatchError } from '../errors.js';
+import { DigestMismatchError, FleetError, SizeMismatchError } from '../errors.js';
 import { unpackTar } from '../pack/unpack.js';
 import { parseRunManifest, type RunManifest } from './manifest.js';
 import { downloadBlob, downloadSmallBlob } from './transfer.js';
@@ -38,6 +38,7 @@ export async function fetchRunManifest(from: string, project: string, run: strin
 
 export async function pullProject(options: PullOptions): Promise<PullResult> {
   const http: RequestOptions = options.token ? { token: options.token } : {};
+  await refuseNonEmpty(options.dir);
   const manifest = await fetchRunManifest(options.from, options.project, options.run, http);
   const work = await mkdtemp(join(tmpdir(), 'fleetcache-pull-'));
   try {
@@ -62,6 +63,17 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** Fails before any transfer when the target has content (unpackTar checks again). */
+async function refuseNonEmpty(dir: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch {
+    return; // missing: unpackTar creates it
+  }
+  if (entries.length > 0) throw new FleetError('FC_ERR_BAD_NAME', `${dir} is not empty; refusing to unpack into it`);
 }
 
 function checkResult(manifest: RunManifest, size: number, digest: string): void {

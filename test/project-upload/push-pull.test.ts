@@ -1,6 +1,6 @@
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, rmSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import type { Test } from 'tap';
@@ -86,7 +86,8 @@ t.test('re-base when the delta exceeds 10% of the compressed tar', async (t) => 
   mkdirSync(project);
   makeProject(project);
   const common = { dir: project, project: 'rebase', origin: url, token: TOKEN, baseCache: join(dir, 'bases') };
-  await pushProject({ ...common, run: 'a' });
+  const a = await pushProject({ ...common, run: 'a' });
+  const firstData = readFileSync(join(project, 'data.bin'));
   writeFileSync(join(project, 'data.bin'), randomBytes(1 << 20)); // most of the compressed size changes
   const b = await pushProject({ ...common, run: 'b' });
   t.ok(b.rebased, 'new base stored');
@@ -101,6 +102,15 @@ t.test('re-base when the delta exceeds 10% of the compressed tar', async (t) => 
   const out = join(dir, 'out');
   await pullProject({ project: 'rebase', run: 'c', from: url, dir: out });
   t.same(describe(out), describe(project));
+  // back to the first tree: the older base now gives the smaller delta and is chosen
+  rmSync(project, { recursive: true });
+  mkdirSync(project);
+  makeProject(project);
+  writeFileSync(join(project, 'data.bin'), firstData);
+  const d = await pushProject({ ...common, run: 'd' });
+  t.notOk(d.rebased);
+  t.equal(d.manifest.base.digest, a.manifest.result.digest, 'smallest delta among the newest bases, not simply the newest');
+  await t.rejects(pullProject({ project: 'rebase', run: 'd', from: url, dir: out }), /not empty/, 'target must be empty');
 });
 
 t.test('tampered base or delta: refused, nothing unpacked', async (t) => {
