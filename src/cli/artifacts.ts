@@ -6,7 +6,6 @@ import { downloadArtifacts, resolveArtifactRef } from '../artifacts/download.js'
 import { resolveToken } from '../client/token.js';
 
 /** For the runner's -artifacts DIR. */
-export { fetchArtifacts } from '../artifacts/download.js';
 
 interface GetFlags {
   from: string;

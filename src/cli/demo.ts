@@ -1,57 +1,118 @@
-// `fleetcache demo`: the README's first command. Runs the main job on the embedded
-// default (local disk under cache/, loopback ports) and prints what happened.
-import { createHash, randomBytes } from 'node:crypto';
-import { resolve } from 'node:path';
-import { Readable } from 'node:stream';
+// `fleetcache demo`: the README's first command. On the embedded default (an origin and
+// two region caches on loopback ports, data under cache/, the local backend) it runs the
+// bundled example project twice with a small change between the runs, prints spread's
+// summary and the savings report of each run, and fetches one artifact back through a cache.
+import { createHash } from 'node:crypto';
+import { appendFile, cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { httpGet, httpPut, joinUrl } from '../client/http.js';
-import { formatBytes } from '../config/units.js';
+import { ensureAgentBundle } from '../agent/paths.js';
+import { fetchArtifacts } from '../artifacts/download.js';
+import { uploadAssets } from '../assets/upload.js';
 import { FleetError } from '../errors.js';
-import { buildOrigin } from '../origin/server.js';
-import { resolveOriginTokens } from './origin.js';
+import { formatLedger } from '../report/ledger.js';
+import { startEmbeddedFleet } from '../run/embedded.js';
+import { RunLog } from '../run/report.js';
+import { runProject, type RunResult } from '../run/runner.js';
+
+const EXAMPLE = fileURLToPath(new URL('../../examples/fleet-demo', import.meta.url));
+const REGIONS = ['region-a', 'region-b'];
 
 interface DemoFlags {
   data: string;
+  verbose?: boolean;
+}
+
+/** A deterministic 2 MiB "toolchain" and its tooltool manifest, declared by one task. */
+async function addAsset(projectDir: string, assetDir: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  let block = createHash('sha256').update('fleetcache demo toolchain').digest();
+  for (let i = 0; i < 2 * 1024 * 1024; i += block.length) {
+    chunks.push(block);
+    block = createHash('sha256').update(block).digest();
+  }
+  const body = Buffer.concat(chunks);
+  await mkdir(assetDir, { recursive: true });
+  await writeFile(join(assetDir, 'toolchain.bin'), body);
+  const manifest = [{ filename: 'toolchain.bin', size: body.length, algorithm: 'sha512', digest: createHash('sha512').update(body).digest('hex'), visibility: 'public', unpack: false }];
+  const manifestPath = join(projectDir, 'tests/hello/toolchain.tt');
+  await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
+  await writeFile(join(assetDir, 'toolchain.tt'), `${JSON.stringify(manifest, null, 2)}\n`);
+  await appendFile(join(projectDir, 'tests/hello/task.yaml'), 'assets: toolchain.tt\n');
+  return join(assetDir, 'toolchain.tt');
+}
+
+/**
+ * A deterministic vendored tree of ~1.5 MB of source-like text, so that the example has
+ * the proportions of a real project: a small change between runs, a large unchanged rest.
+ */
+async function addVendorTree(projectDir: string): Promise<void> {
+  const words = ['const', 'let', 'return', 'function', 'value', 'index', 'buffer', 'length', 'result', 'error', 'stream', 'await', 'if', 'else', 'for', 'of'];
+  let seed = 42;
+  const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8;
+  for (let f = 0; f < 150; f++) {
+    const lines: string[] = [];
+    for (let l = 0; l < 200; l++) lines.push(`  ${Array.from({ length: 6 + (next() % 6) }, () => words[next() % words.length]).join(' ')};`);
+    const dir = join(projectDir, 'vendor', `pkg${f % 15}`);
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, `mod${f}.js`), `// generated module ${f}\nexport function m${f}() {\n${lines.join('\n')}\n}\n`);
+  }
 }
 
 async function runDemo(flags: DemoFlags): Promise<void> {
-  const dataDir = resolve(flags.data, 'demo-origin');
-  const { tokens } = resolveOriginTokens(undefined, dataDir);
-  const { app, context } = await buildOrigin({ dataDir, tokens, logLevel: 'warn' });
-  await app.listen({ host: '127.0.0.1', port: 0 });
+  const say = (line: string) => process.stdout.write(`${line}\n`);
+  const started = Date.now();
+  const dataRoot = resolve(flags.data);
+  const demoDir = join(dataRoot, 'demo');
+  const projectDir = join(demoDir, 'project');
+  // The project copy is fresh each time; the servers' data persists, so a re-run starts warm.
+  await rm(projectDir, { recursive: true, force: true });
+  await rm(join(dataRoot, 'machines'), { recursive: true, force: true });
+  await cp(EXAMPLE, projectDir, { recursive: true });
+  await addVendorTree(projectDir);
+  const manifest = await addAsset(projectDir, join(demoDir, 'assets'));
+
+  const fleet = await startEmbeddedFleet(dataRoot, REGIONS);
   try {
-    const addr = app.server.address();
-    const origin = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
-    const say = (line: string) => process.stdout.write(`${line}\n`);
-    say(`origin listening ${origin} (data in ${dataDir})`);
+    say(`origin ${fleet.fleet.origin}; caches ${REGIONS.map((r) => `${r} ${fleet.fleet.regions[r]!.caches[0]}`).join(', ')} (data in ${dataRoot})`);
+    const uploaded = await uploadAssets({ manifestPath: manifest, origin: fleet.fleet.origin, token: fleet.token, dir: join(demoDir, 'assets') });
+    say(`asset toolchain.bin ${uploaded[0]?.uploaded ? 'uploaded to' : 'already on'} the origin`);
+    const fleetFile = join(demoDir, 'fleet.yaml');
+    const tokenFile = join(demoDir, 'token');
+    await writeFile(tokenFile, fleet.token, { mode: 0o600 });
+    await writeFile(fleetFile, `${JSON.stringify({ ...fleet.fleet }, null, 2)}\n`);
 
-    const blob = randomBytes(4 * 1024 * 1024);
-    const hex = createHash('sha256').update(blob).digest('hex');
-    const put = await httpPut<{ digest: string; size: number }>(joinUrl(origin, `/cas/sha256/${hex}`), Readable.from([blob]), { token: tokens[0] });
-    say(`uploaded ${formatBytes(put.size)} as ${put.digest}`);
+    const agentBundle = await ensureAgentBundle();
+    const run = async (title: string): Promise<RunResult> => {
+      say(`\n== ${title} ==`);
+      const log = flags.verbose ? new RunLog() : new RunLog(() => undefined);
+      const result = await runProject({ cwd: projectDir, filters: [], fleetFile, tokenFile, agentBundle, log, dataRoot });
+      say(result.tally.summary());
+      say(formatLedger(result.ledger));
+      return result;
+    };
+    const first = await run('run 1');
+    await appendFile(join(projectDir, 'src/app.sh'), '# a small change between the runs\n');
+    const second = await run('run 2 (after a small change to src/app.sh)');
 
-    const res = await httpGet(joinUrl(origin, `/cas/sha256/${hex}`));
-    const back = createHash('sha256');
-    let size = 0;
-    for await (const chunk of res.body) {
-      back.update(chunk as Buffer);
-      size += (chunk as Buffer).length;
-    }
-    const backHex = back.digest('hex');
-    if (backHex !== hex) throw new FleetError('FC_ERR_DIGEST_MISMATCH', `fetched content hashes to ${backHex}, expected ${hex}`);
-    say(`fetched back ${formatBytes(size)}, sha256 verified (etag ${res.headers.etag})`);
-
-    const stats = context.ledger.snapshot();
-    say(`origin counted ${formatBytes(stats.totals.bytesIn)} in, ${formatBytes(stats.totals.bytesOut)} out`);
+    const job = 'local:beta-1:tests/artifacts';
+    const cacheB = fleet.fleet.regions['region-b']!.caches[0]!;
+    const files = await fetchArtifacts({ from: cacheB, run: second.run, job, dest: join(demoDir, 'artifacts'), token: fleet.token });
+    const report = files[0] ? (await readFile(files[0].file, 'utf8')).trim() : '';
+    say(`\nartifact ${job}/report.txt fetched back through the region-b cache: "${report}"`);
+    say(`demo finished in ${((Date.now() - started) / 1000).toFixed(1)} s; \`fleetcache report --data ${flags.data}\` shows the last run again`);
+    if (!first.tally.ok || !second.tally.ok) throw new FleetError('FC_ERR_TASK_FAILED', 'a demo run was unsuccessful');
   } finally {
-    await app.close();
+    await fleet.close();
   }
 }
 
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('Run the main job on the embedded default: an origin on local disk, an upload and a verified download')
+    .description('Run the bundled example project twice on the embedded default (origin + two region caches on loopback) and show the savings')
     .option('--data <dir>', 'where the demo keeps its data', 'cache')
+    .option('-v, --verbose', "print spread's log lines of each run")
     .action(runDemo);
 }

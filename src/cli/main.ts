@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { EXIT, FleetError, toFleetError } from '../errors.js';
 import { registerOrigin } from './origin.js';
 import { normaliseSpreadFlags, registerRun } from './run.js';
+import { registerReport } from './report.js';
 import { registerDemo } from './demo.js';
 import { registerCache } from './cache.js';
 import { registerAssets } from './assets.js';
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerDemo(program);
   registerOrigin(program);
   registerRun(program);
+  registerReport(program);
   registerCache(program);
   registerAssets(program);
   registerList(program);

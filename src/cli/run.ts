@@ -1,10 +1,10 @@
 // `fleetcache run [FILTER...]`: spread's run, with every machine pulling through its region's cache.
 import type { Command } from 'commander';
 import { ensureAgentBundle } from '../agent/paths.js';
-import { formatBytes } from '../config/units.js';
+import { formatLedger } from '../report/ledger.js';
 import { EXIT } from '../errors.js';
 import { RunLog } from '../run/report.js';
-import { runProject, type RunResult } from '../run/runner.js';
+import { runProject } from '../run/runner.js';
 
 interface RunFlags {
   fleet?: string;
@@ -14,18 +14,6 @@ interface RunFlags {
   verbose: number;
   vv?: boolean;
   data?: string;
-}
-
-/** The transfer lines printed after spread's summary. */
-export function transferSummary(r: RunResult): string {
-  const pulled = r.pulls.reduce((n, p) => n + p.bytes, 0);
-  const naive = r.pulls.length * r.push.fullUploadBytes;
-  const byUrl = new Map<string, number>();
-  for (const p of r.pulls) byUrl.set(p.url, (byUrl.get(p.url) ?? 0) + 1);
-  return [
-    `Project upload: ${formatBytes(r.push.bytesSent)} sent to the origin (a full upload: ${formatBytes(r.push.fullUploadBytes)})`,
-    `Machines: ${r.pulls.length}, pulled ${formatBytes(pulled)} (${[...byUrl].map(([u, n]) => `${n} via ${u}`).join(', ')}); every machine fetching the full project from the origin: ${formatBytes(naive)}`,
-  ].join('\n');
 }
 
 export function registerRun(program: Command): void {
@@ -54,7 +42,7 @@ export function registerRun(program: Command): void {
         ...(flags.artifacts ? { artifactsDir: flags.artifacts } : {}),
         ...(flags.data ? { dataRoot: flags.data } : {}),
       });
-      process.stdout.write(`${result.tally.summary()}\n${transferSummary(result)}\n`);
+      process.stdout.write(`${result.tally.summary()}\n${formatLedger(result.ledger)}\n`);
       if (!result.tally.ok) {
         process.stderr.write('error: unsuccessful run\n');
         process.exitCode = EXIT.failure;

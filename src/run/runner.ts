@@ -1,16 +1,17 @@
 // `fleetcache run`: load the spread project, push only a delta to the origin, allocate
 // machines, have each machine pull the project (and assets) through the cache of its
 // region, run the jobs in spread's order, collect artifacts, print the summary.
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { Machine, Provider } from '../backends/backend.js';
 import { createProvider } from '../backends/registry.js';
-import { downloadArtifacts, resolveArtifactRef } from '../artifacts/download.js';
+import { fetchArtifacts } from '../artifacts/download.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes, parseDuration } from '../config/units.js';
 import { FleetError } from '../errors.js';
 import { pushProject, type PushResult } from '../project-upload/push.js';
+import { buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
 import { expandJobs, findProject, loadProject, resolveProjectFields, type Job, type Project } from '../spread/index.js';
 import { AGENT_REMOTE_NAME, installAgent, runAgent } from './agent-client.js';
 import { runWorkers, type WorkerInfo } from './driver.js';
@@ -49,6 +50,7 @@ export interface MachineTransfer {
 
 export interface RunResult {
   readonly tally: RunTally;
+  readonly ledger: Ledger;
   readonly push: PushResult;
   readonly run: string;
   readonly project: string;
@@ -106,6 +108,7 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
     token = embedded.token;
   }
   try {
+    const before = await snapshotFleet(fleet);
     const push = await pushProject({
       dir: project.rootDir,
       project: project.name,
@@ -119,7 +122,9 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
       `Project content is packed for delivery (${formatBytes(push.fullUploadBytes)}); sent ${formatBytes(push.bytesSent)} to the origin` +
         ` as ${push.rebased ? 'a new base' : 'a delta'} (run ${push.run}).`,
     );
-    const result = await runJobs(o, log, project, jobs, fleet, token, push, dataRoot, fields.remotePath);
+    const result = await runJobs(o, log, project, jobs, fleet, token, push, dataRoot, fields.remotePath, before);
+    await mkdir(join(dataRoot, 'reports'), { recursive: true });
+    await writeFile(join(dataRoot, 'reports', `${result.run}.json`), JSON.stringify(result.ledger, null, 2));
     return result;
   } finally {
     await embedded?.close();
@@ -136,6 +141,7 @@ async function runJobs(
   push: PushResult,
   dataRoot: string,
   remotePath: string,
+  before: FleetSnapshot,
 ): Promise<RunResult> {
   const tally = new RunTally();
   const timings = await Timings.load(project.rootDir);
@@ -166,6 +172,7 @@ async function runJobs(
 
   const pulls: MachineTransfer[] = [];
   const transfer = { assets: 0, artifacts: 0 };
+  const assetNaiveByRegion: Record<string, number> = {};
   const progress = { taken: 0, total: jobs.length };
   const workDirOf = (m: Machine) => posix.join(posix.dirname(m.projectPath), '.fleetcache');
   const runAgentFor = (machine: Machine, command: string, args: object) => runAgent(machine, posix.join(workDirOf(machine), AGENT_REMOTE_NAME), command, args);
@@ -243,6 +250,7 @@ async function runJobs(
           ...(token ? { token } : {}),
         });
         transfer.assets += Number(answer.bytesDownloaded ?? 0);
+        assetNaiveByRegion[choice.region] = (assetNaiveByRegion[choice.region] ?? 0) + Number(answer.bytesDownloaded ?? 0) + Number(answer.bytesFromCache ?? 0);
       },
       artifacts: async (_m: Machine, job: Job) => {
         log.line(`Fetching artifacts of ${job.name}...`);
@@ -256,18 +264,28 @@ async function runJobs(
         });
         transfer.artifacts += Number(answer.bytes ?? 0);
         if (o.artifactsDir) {
-          const http = token ? { token } : {};
-          const ref = await resolveArtifactRef(choice.urls[0]!, `${push.run}/${job.name}`, http);
-          await downloadArtifacts(choice.urls[0]!, ref, o.artifactsDir, http);
+          await fetchArtifacts({ from: choice.urls[0]!, run: push.run, job: job.name, dest: o.artifactsDir, ...(token ? { token } : {}) });
         }
       },
     };
   }
 
-  for (const f of result.startFailures) {
-    log.line(`Error allocating ${f.worker.backend}:${f.worker.system}: ${(f.error as Error).message}`);
+  for (const f of result.failures) {
+    const what = { start: 'preparing', run: 'running a job on', stop: 'discarding' }[f.phase];
+    log.line(`Error ${what} ${f.worker.backend}:${f.worker.system}: ${(f.error as Error).message}`);
   }
   for (const j of result.remaining) tally.aborted.push(summaryItem(j.name));
   await timings.save().catch(() => undefined);
-  return { tally, push, run: push.run, project: project.name, origin: fleet.origin, pulls, assetBytes: transfer.assets, artifactBytes: transfer.artifacts };
+  const machinesByRegion: Record<string, number> = {};
+  for (const p of pulls) machinesByRegion[p.region] = (machinesByRegion[p.region] ?? 0) + 1;
+  const ledger = buildLedger(before, await snapshotFleet(fleet), {
+    run: push.run,
+    project: project.name,
+    bytesSent: push.bytesSent,
+    fullUploadBytes: push.fullUploadBytes,
+    machinesByRegion,
+    assetNaiveByRegion,
+    artifactBytes: transfer.artifacts,
+  });
+  return { tally, ledger, push, run: push.run, project: project.name, origin: fleet.origin, pulls, assetBytes: transfer.assets, artifactBytes: transfer.artifacts };
 }

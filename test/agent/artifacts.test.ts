@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { httpExists, httpPut } from '../../src/client/http.js';
 import { downloadArtifacts, resolveArtifactRef } from '../../src/artifacts/download.js';
 import { indexUrl, INDEX_FORMAT } from '../../src/artifacts/names.js';
-import { fetchArtifacts } from '../../src/cli/artifacts.js';
+import { fetchArtifacts } from '../../src/artifacts/download.js';
 import { startCache } from '../cache/harness.js';
 import { startOrigin } from '../helpers/origin.js';
 import { cliArgs, REPO_ROOT } from '../helpers/processes.js';

@@ -1,0 +1,44 @@
+// `fleetcache report`: the transfer ledger of a run (kept by the runner under <data>/reports/).
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { NotFoundError } from '../errors.js';
+import { ledgerHtml } from '../report/html.js';
+import { formatLedger, type Ledger } from '../report/ledger.js';
+
+interface ReportFlags {
+  run?: string;
+  json?: boolean;
+  html?: string;
+  data: string;
+}
+
+export async function readLedger(dataDir: string, run?: string): Promise<Ledger> {
+  const dir = join(resolve(dataDir), 'reports');
+  let name = run ? `${run}.json` : undefined;
+  if (!name) {
+    const all = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.json')).sort();
+    name = all.at(-1);
+  }
+  if (!name) throw new NotFoundError(`no run reports in ${dir}: run \`fleetcache run\` first`);
+  try {
+    return JSON.parse(await readFile(join(dir, name), 'utf8')) as Ledger;
+  } catch {
+    throw new NotFoundError(`no report for run ${run} in ${dir}`);
+  }
+}
+
+export function registerReport(program: Command): void {
+  program
+    .command('report')
+    .description('Show the transfer ledger of a run: bytes per link, actual against naive, and cache hit ratios')
+    .option('--run <id>', 'run id (default: the latest)')
+    .option('--json', 'print the ledger as JSON')
+    .option('--html <file>', 'also write an HTML page with charts')
+    .option('--data <dir>', 'the data directory the run used', 'cache')
+    .action(async (flags: ReportFlags) => {
+      const ledger = await readLedger(flags.data, flags.run);
+      process.stdout.write(flags.json ? `${JSON.stringify(ledger, null, 2)}\n` : `${formatLedger(ledger)}\n`);
+      if (flags.html) await writeFile(flags.html, ledgerHtml(ledger));
+    });
+}

@@ -1,0 +1,71 @@
+// A self-contained HTML page for a ledger: bars of bytes per link (actual against naive)
+// and the hit ratio of each cache, drawn as inline SVG (nothing loaded from elsewhere).
+import type { Ledger } from './ledger.js';
+
+function esc(s: string): string {
+  return s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+}
+
+function human(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+function bars(rows: Array<{ label: string; values: Array<{ v: number; color: string; text: string }> }>, max: number): string {
+  const rowH = 44;
+  const width = 760;
+  const left = 260;
+  const scale = (v: number) => (max === 0 ? 0 : ((width - left - 90) * v) / max);
+  const body = rows
+    .map((r, i) => {
+      const y = i * rowH + 6;
+      const rects = r.values
+        .map((val, j) => `<rect x="${left}" y="${y + j * 16}" width="${scale(val.v).toFixed(1)}" height="14" fill="${val.color}"/>` +
+          `<text x="${left + scale(val.v) + 6}" y="${y + j * 16 + 11}" font-size="11">${esc(val.text)}</text>`)
+        .join('');
+      return `<text x="0" y="${y + 18}" font-size="12">${esc(r.label)}</text>${rects}`;
+    })
+    .join('');
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${rows.length * rowH + 10}" role="img">${body}</svg>`;
+}
+
+export function ledgerHtml(l: Ledger): string {
+  const max = Math.max(1, ...l.links.flatMap((k) => [k.actualBytes, k.naiveBytes]));
+  const linkChart = bars(
+    l.links.map((k) => ({
+      label: k.link,
+      values: [
+        { v: k.actualBytes, color: '#2b7bb9', text: `actual ${human(k.actualBytes)}` },
+        { v: k.naiveBytes, color: '#c8c8c8', text: `naive ${human(k.naiveBytes)}` },
+      ],
+    })),
+    max,
+  );
+  const hitChart = bars(
+    l.caches.map((c) => ({ label: `cache ${c.region}`, values: [{ v: c.hitRatio, color: '#3a9a5b', text: `${(100 * c.hitRatio).toFixed(1)}% (${c.hits} hits, ${c.misses} misses)` }] })),
+    1,
+  );
+  const egress = l.originEgress.naive === 0 ? 0 : l.originEgress.actual / l.originEgress.naive;
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>fleetcache — run ${esc(l.run)}</title>
+<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}h1{font-size:1.4em}table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}</style>
+</head><body>
+<h1>Run ${esc(l.run)} of ${esc(l.project)}: ${l.machines} machines</h1>
+<p>Origin egress: <strong data-testid="origin-egress">${human(l.originEgress.actual)}</strong>, ${(100 * egress).toFixed(1)}% of the ${human(l.originEgress.naive)} that every machine pulling from the origin would have cost.</p>
+<h2>Bytes per link, actual against naive</h2>
+${linkChart}
+<h2>Hit ratio per cache</h2>
+${hitChart}
+<h2>Figures</h2>
+<table><tr><th>link</th><th>actual</th><th>naive</th></tr>
+${l.links.map((k) => `<tr><td>${esc(k.link)}</td><td>${k.actualBytes}</td><td>${k.naiveBytes}</td></tr>`).join('\n')}
+</table>
+</body></html>
+`;
+}

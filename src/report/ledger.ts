@@ -1,0 +1,134 @@
+// The bandwidth ledger of a run: bytes per link, actual against naive (every machine
+// downloading the full project and every asset from the origin, and uploading its
+// artifacts to it), from the origin's and caches' own counters taken before and after
+// the run, and the runner's figures.
+import { httpGetJson, joinUrl } from '../client/http.js';
+import type { FleetConfig } from '../run/fleet.js';
+
+interface CacheKindTally {
+  bytesServed: number;
+  bytesUpstream: number;
+  hits: number;
+  misses: number;
+}
+interface CacheStats {
+  total: CacheKindTally;
+}
+interface OriginStats {
+  totals: { bytesIn: number; bytesOut: number };
+}
+
+export interface FleetSnapshot {
+  readonly origin: OriginStats | undefined;
+  readonly caches: ReadonlyArray<{ region: string; url: string; stats: CacheStats | undefined }>;
+}
+
+export interface LedgerLink {
+  readonly link: string;
+  readonly actualBytes: number;
+  readonly naiveBytes: number;
+}
+
+export interface CacheFigures {
+  readonly region: string;
+  readonly url: string;
+  readonly hits: number;
+  readonly misses: number;
+  readonly hitRatio: number;
+  readonly bytesServed: number;
+  readonly bytesUpstream: number;
+}
+
+export interface Ledger {
+  readonly run: string;
+  readonly project: string;
+  readonly machines: number;
+  readonly links: LedgerLink[];
+  readonly caches: CacheFigures[];
+  /** Origin egress of the run against its naive figure. */
+  readonly originEgress: { actual: number; naive: number };
+}
+
+/** What the runner knows of a run, beside the servers' counters. */
+export interface RunFigures {
+  readonly run: string;
+  readonly project: string;
+  readonly bytesSent: number;
+  /** The gzip-compressed project tar: what each machine would download without caches and deltas. */
+  readonly fullUploadBytes: number;
+  readonly machinesByRegion: Readonly<Record<string, number>>;
+  /** Bytes of the assets each machine needed (downloaded or found in its cache folder), by region. */
+  readonly assetNaiveByRegion: Readonly<Record<string, number>>;
+  readonly artifactBytes: number;
+}
+
+async function tryStats<T>(url: string): Promise<T | undefined> {
+  try {
+    return await httpGetJson<T>(joinUrl(url, '/-/stats'));
+  } catch {
+    return undefined; // a server that is down contributes no figures
+  }
+}
+
+export async function snapshotFleet(fleet: FleetConfig & { origin: string }): Promise<FleetSnapshot> {
+  const caches = Object.entries(fleet.regions).flatMap(([region, r]) => r.caches.map((url) => ({ region, url })));
+  const [origin, ...stats] = await Promise.all([tryStats<OriginStats>(fleet.origin), ...caches.map((c) => tryStats<CacheStats>(c.url))]);
+  return { origin: origin as OriginStats | undefined, caches: caches.map((c, i) => ({ ...c, stats: stats[i] as CacheStats | undefined })) };
+}
+
+const zero: CacheKindTally = { bytesServed: 0, bytesUpstream: 0, hits: 0, misses: 0 };
+
+export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: RunFigures): Ledger {
+  const machines = Object.values(run.machinesByRegion).reduce((a, b) => a + b, 0);
+  const naiveOf = (region: string) => (run.machinesByRegion[region] ?? 0) * run.fullUploadBytes + (run.assetNaiveByRegion[region] ?? 0);
+  const caches: CacheFigures[] = after.caches.map((c, i) => {
+    const b = before.caches[i]?.stats?.total ?? zero;
+    const a = c.stats?.total ?? b;
+    const hits = a.hits - b.hits;
+    const misses = a.misses - b.misses;
+    return {
+      region: c.region,
+      url: c.url,
+      hits,
+      misses,
+      hitRatio: hits + misses === 0 ? 0 : hits / (hits + misses),
+      bytesServed: a.bytesServed - b.bytesServed,
+      bytesUpstream: a.bytesUpstream - b.bytesUpstream,
+    };
+  });
+  const originOut = (after.origin?.totals.bytesOut ?? 0) - (before.origin?.totals.bytesOut ?? 0);
+  const links: LedgerLink[] = [{ link: 'controller → origin (project)', actualBytes: run.bytesSent, naiveBytes: run.fullUploadBytes }];
+  for (const c of caches) {
+    links.push({ link: `origin → cache ${c.region}`, actualBytes: c.bytesUpstream, naiveBytes: naiveOf(c.region) });
+    links.push({ link: `cache ${c.region} → machines`, actualBytes: c.bytesServed, naiveBytes: naiveOf(c.region) });
+  }
+  links.push({ link: 'machines → origin (artifacts)', actualBytes: run.artifactBytes, naiveBytes: run.artifactBytes });
+  return { run: run.run, project: run.project, machines, links, caches, originEgress: { actual: originOut, naive: Object.keys(run.machinesByRegion).reduce((n, r) => n + naiveOf(r), 0) } };
+}
+
+function human(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+export function formatLedger(l: Ledger): string {
+  const rows = l.links.map((k) => {
+    const saved = k.naiveBytes === 0 ? '-' : `${(100 * (1 - k.actualBytes / k.naiveBytes)).toFixed(1)}%`;
+    return `  ${k.link.padEnd(34)} ${human(k.actualBytes).padStart(11)} ${human(k.naiveBytes).padStart(11)} ${saved.padStart(8)}`;
+  });
+  const caches = l.caches.map((c) => `  cache ${c.region}: ${c.hits} hits, ${c.misses} misses, hit ratio ${(100 * c.hitRatio).toFixed(1)}%`);
+  const egress = l.originEgress.naive === 0 ? '-' : `${((100 * l.originEgress.actual) / l.originEgress.naive).toFixed(1)}% of naive`;
+  return [
+    `Transfer report of run ${l.run} (${l.project}, ${l.machines} machines):`,
+    `  ${'link'.padEnd(34)} ${'actual'.padStart(11)} ${'naive'.padStart(11)} ${'saved'.padStart(8)}`,
+    ...rows,
+    ...caches,
+    `  origin egress: ${human(l.originEgress.actual)} (${egress})`,
+  ].join('\n');
+}
