@@ -4,13 +4,15 @@
 // Goal (issue 4): our upload ≤ 0.9× xdelta3 -9 -S djw, our encode time ≤ 3× native xdelta3.
 //
 //   node --import tsx bench/delta.ts [--append]     (--append adds the table to bench/RESULTS.md)
+//   node --import tsx bench/delta.ts --large [--append]   (1 GiB synthetic base and target instead)
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { compressDelta, type Compression } from '../src/delta/compress.js';
-import { encodeDelta } from '../src/delta/xdelta.js';
+import { decodeDelta, encodeDelta } from '../src/delta/xdelta.js';
 import { packToFile } from '../src/pack/packer.js';
 
 const PAIRS: ReadonlyArray<readonly [string, string, string]> = [
@@ -108,15 +110,39 @@ function table(rows: Row[]): string {
   return lines.join('\n');
 }
 
-const rows: Row[] = [];
-for (const [name, from, to] of PAIRS) {
-  const row = await measure(name, from, to);
-  rows.push(row);
-  process.stderr.write(`${row.pair}: done\n`);
+/** The size limit case: a 1 GiB base and a target with a few edits, through wasm memory. */
+async function large(): Promise<string> {
+  const size = 1 << 30;
+  const base = Buffer.allocUnsafe(size);
+  for (let i = 0; i < size; i += 1 << 20) randomFillSync(base, i, 1 << 20);
+  const target = Buffer.concat([base.subarray(0, size / 2), randomBytes(4096), base.subarray(size / 2 + 4096)]);
+  const expected = createHash('sha256').update(target).digest('hex');
+  const start = performance.now();
+  const { vcdiff, level } = await encodeDelta(base, target);
+  const encodeMs = performance.now() - start;
+  const decodeStart = performance.now();
+  const ok = await decodeDelta(base, vcdiff, async (out) => createHash('sha256').update(out).digest('hex') === expected);
+  const decodeMs = performance.now() - decodeStart;
+  if (!ok) throw new Error('1 GiB round trip: digest mismatch');
+  return `1 GiB random base, target with a 4 KiB edit: encode ${(encodeMs / 1000).toFixed(1)} s at level ${level} (lowered automatically to fit 4 GiB of wasm memory), VCDIFF ${vcdiff.length} bytes, decode ${(decodeMs / 1000).toFixed(1)} s, result verified.`;
 }
-const text = table(rows);
+
+let text: string;
+if (process.argv.includes('--large')) {
+  text = await large();
+} else {
+  const rows: Row[] = [];
+  for (const [name, from, to] of PAIRS) {
+    const row = await measure(name, from, to);
+    rows.push(row);
+    process.stderr.write(`${row.pair}: done\n`);
+  }
+  text = table(rows);
+}
 process.stdout.write(`${text}\n`);
-if (process.argv.includes('--append')) {
+if (process.argv.includes('--append') && process.argv.includes('--large')) {
+  appendFileSync(join(import.meta.dirname, 'RESULTS.md'), `\nDelta size limit (2026-11-23, \`node --import tsx bench/delta.ts --large --append\`): ${text}\n`);
+} else if (process.argv.includes('--append')) {
   const versions = execFileSync('sh', ['-c', "xdelta3 -V 2>&1 | grep -o 'version [0-9.]*' | head -1; zstd -V | grep -o 'v[0-9.]*'"], { encoding: 'utf8' }).trim().replace(/\n/g, ', zstd ').replace(/^/, 'xdelta3 ');
   appendFileSync(
     join(import.meta.dirname, 'RESULTS.md'),
