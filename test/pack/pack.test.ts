@@ -68,7 +68,7 @@ t.test('GNU tar reads it: sorted names, owners, modes, long names, no reuse file
   mkdirSync(root);
   makeTree(root);
   await packToFile(root, join(dir, 'a.tar'));
-  const listing = execFileSync('tar', ['--numeric-owner', '-tvf', join(dir, 'a.tar')], { encoding: 'utf8' }).trim().split('\n');
+  const listing = execFileSync('tar', ['--numeric-owner', '-tvf', join(dir, 'a.tar')], { encoding: 'utf8', env: { ...process.env, TZ: 'UTC' } }).trim().split('\n');
   const names = listing.map((l) => l.split(/\s+/).slice(5).join(' '));
   t.ok(names.includes(LONG), 'long name intact');
   t.notOk(names.some((n) => n.includes('.spread-reuse')), '.spread-reuse.* excluded');
