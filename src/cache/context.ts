@@ -1,9 +1,9 @@
 // What every route of the cache shares, and the serving paths common to all namespaces:
 // a disk hit, a fill (leader or joiner), and a plain passthrough.
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyBaseLogger as Logger } from 'fastify';
-import { StorageError, type DiskStore, type Hit } from './disk-store.js';
+import { SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.js';
 import type { Fill, Fills } from './fill.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import { sendBody, type CacheStatus } from './serve.js';
@@ -45,15 +45,33 @@ export function isPrivate(headers: Record<string, string | string[] | undefined>
 export async function serveHit(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, hit: Hit, headers: HeaderMap = hit.meta.headers,
 ): Promise<boolean> {
-  const fh = await open(hit.file, 'r').catch(() => undefined);
-  if (!fh) return false;
+  const size = hit.meta.size;
+  let body = hit.body;
+  let fh: FileHandle | undefined;
+  if (!body) {
+    fh = await open(hit.file, 'r').catch(() => undefined);
+    if (!fh) return false;
+    if (size <= SMALL_MAX) {
+      // Small: one read, then kept in memory; no stream machinery per request.
+      const buf = Buffer.allocUnsafe(size);
+      const { bytesRead } = await fh.read(buf, 0, size, 0).finally(() => fh!.close().catch(() => undefined));
+      if (bytesRead !== size) return false;
+      ctx.store.remember(hit.id, buf);
+      body = buf;
+      fh = undefined;
+    }
+  }
+  const small = body;
+  const file = fh;
   ctx.metrics.hit(kind);
   await sendBody(req, reply, {
     status: hit.meta.status,
     headers,
-    size: hit.meta.size,
-    open: (start, end) => fh.createReadStream({ start, ...(end === undefined ? {} : { end }), highWaterMark: HIT_HWM }),
-    discard: () => void fh.close().catch(() => undefined),
+    size,
+    open: small
+      ? (start, end) => small.subarray(start, end === undefined ? size : end + 1)
+      : (start, end) => file!.createReadStream({ start, ...(end === undefined ? {} : { end }), highWaterMark: Math.min(HIT_HWM, Math.max(1, (end ?? size - 1) - start + 1)) }),
+    ...(file ? { discard: () => void file.close().catch(() => undefined) } : {}),
   }, { kind, cache: 'HIT', ageSeconds: (Date.now() - hit.meta.storedAt) / 1000, metrics: ctx.metrics });
   return true;
 }

@@ -32,18 +32,26 @@ export interface EntryMeta {
 interface Entry {
   readonly size: number;
   meta: EntryMeta | undefined;
+  /** The body itself, for small objects (served without touching the disk). */
+  body?: Buffer;
 }
 
 export interface Hit {
   readonly id: string;
   readonly file: string;
   readonly meta: EntryMeta;
+  /** Set for small bodies held in memory. */
+  readonly body?: Buffer;
 }
 
 /** A storage failure (disk full, I/O error): the cache turns into a passthrough for a while. */
 export class StorageError extends Error {}
 
 const SIDECAR = '.json';
+/** Bodies up to this size are also kept in memory, within SMALL_BUDGET bytes in all. */
+export const SMALL_MAX = 16 * 1024;
+const SMALL_BUDGET = 64 * 1024 * 1024;
+const STATFS_MAX_AGE_MS = 1000;
 const FULL_COOLDOWN_MS = 30_000;
 /** Room kept free on the data filesystem beyond the object being filled. */
 const FREE_MARGIN = 1024 * 1024;
@@ -71,6 +79,8 @@ export class DiskStore {
   #log: Logger;
   #lru: LRUCache<string, Entry>;
   #fullUntil = 0;
+  #smallBytes = 0;
+  #free = { bytes: 0, at: 0 };
 
   constructor(dir: string, maxSize: number, log: Logger) {
     this.dir = dir;
@@ -79,7 +89,8 @@ export class DiskStore {
     this.#lru = new LRUCache<string, Entry>({
       maxSize,
       sizeCalculation: (e) => Math.max(1, e.size),
-      dispose: (_e, id, reason) => {
+      dispose: (e, id, reason) => {
+        if (e.body) this.#smallBytes -= e.body.length;
         // 'set' replaced the entry in place (same file names, already renamed over).
         if (reason === 'evict' || reason === 'delete') void this.#unlinkEntry(id);
       },
@@ -155,7 +166,15 @@ export class DiskStore {
         return undefined;
       }
     }
-    return { id, file, meta: entry.meta };
+    return { id, file, meta: entry.meta, ...(entry.body ? { body: entry.body } : {}) };
+  }
+
+  /** Keeps a small body in memory for later hits (within the budget). */
+  remember(id: string, body: Buffer): void {
+    const entry = this.#lru.peek(id);
+    if (!entry || entry.body || body.length > SMALL_MAX || this.#smallBytes + body.length > SMALL_BUDGET) return;
+    entry.body = body;
+    this.#smallBytes += body.length;
   }
 
   /** Peeks without touching recency (tests, stats). */
@@ -201,10 +220,15 @@ export class DiskStore {
   /** Throws StorageError unless the filesystem has room for `size` more bytes. */
   async reserve(size: number): Promise<void> {
     if (size > this.maxSize) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
-    const fs = await statfs(this.dir);
-    if (fs.bavail * fs.bsize < size + FREE_MARGIN) {
-      throw this.storageFailure(new Error(`no space left for ${size} bytes (${fs.bavail * fs.bsize} free)`));
+    // statfs at most once a second; fills in between are counted against the figure.
+    if (Date.now() - this.#free.at > STATFS_MAX_AGE_MS) {
+      const fs = await statfs(this.dir);
+      this.#free = { bytes: fs.bavail * fs.bsize, at: Date.now() };
     }
+    if (this.#free.bytes < size + FREE_MARGIN) {
+      throw this.storageFailure(new Error(`no space left for ${size} bytes (${this.#free.bytes} free)`));
+    }
+    this.#free.bytes -= size;
   }
 
   /** Logs a storage failure, starts the passthrough cool-down, and returns the StorageError to throw. */

@@ -15,8 +15,8 @@ export interface Body {
   readonly headers: HeaderMap;
   /** Undefined while a fill without Content-Length is still running. */
   readonly size: number | undefined;
-  /** Opens [start, end] (inclusive; undefined = to the end). */
-  readonly open: (start: number, end: number | undefined) => Readable;
+  /** Opens [start, end] (inclusive; undefined = to the end): a stream, or the bytes themselves when small. */
+  readonly open: (start: number, end: number | undefined) => Readable | Buffer;
   /** Resolves to the final size once known (fills without Content-Length). */
   readonly finalSize?: () => Promise<number>;
   /** Releases what `open` would have used when no body is sent (HEAD, 304, 416). */

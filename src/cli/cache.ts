@@ -30,6 +30,9 @@ export function registerCache(program: Command): void {
     .option('--token-file <file>', 'write token sent upstream on PUT when a client sends none')
     .addHelpText('after', '\nPrints "listening http://HOST:PORT" on stdout when ready; logs are JSON on stderr.\nStops cleanly on SIGINT or SIGTERM.')
     .action(async (flags: CacheFlags) => {
+      // Fills fsync, open and rename on the libuv thread pool: 4 threads starve a busy cache.
+      // Effective only before the pool's first use, which is why it is set this early.
+      process.env.UV_THREADPOOL_SIZE ??= '16';
       const file: Partial<CacheConfigFile> = flags.config ? loadCacheConfig(flags.config) : {};
       const upstream = flags.upstream ?? file.upstream;
       if (!upstream) throw new UsageError('no upstream: give --upstream URL or "upstream:" in the --config file');
