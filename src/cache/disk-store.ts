@@ -80,6 +80,8 @@ export class DiskStore {
   #lru: LRUCache<string, Entry>;
   #fullUntil = 0;
   #smallBytes = 0;
+  /** Shard directories known to exist (saves a mkdir per commit). */
+  #dirs = new Set<string>();
   #free = { bytes: 0, at: 0 };
 
   constructor(dir: string, maxSize: number, log: Logger) {
@@ -256,7 +258,11 @@ export class DiskStore {
     const file = path.join(this.dir, id);
     const tmpSide = this.tempPath();
     try {
-      await mkdir(path.dirname(file), { recursive: true });
+      const shard = path.dirname(file);
+      if (!this.#dirs.has(shard)) {
+        await mkdir(shard, { recursive: true });
+        this.#dirs.add(shard);
+      }
       await writeFile(tmpSide, JSON.stringify(meta));
       await rename(tmpSide, file + SIDECAR);
       await rename(tmpBody, file);

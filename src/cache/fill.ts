@@ -12,7 +12,7 @@ import type { Dispatcher } from 'undici';
 import { DigestMismatchError, UpstreamError } from '../errors.js';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { formatDigest, type Digest } from '../store/digest.js';
-import { StorageError, type DiskStore, type EntryMeta } from './disk-store.js';
+import { SMALL_MAX, StorageError, type DiskStore, type EntryMeta } from './disk-store.js';
 import type { HeaderMap } from './upstream.js';
 
 export interface FillDecision {
@@ -62,6 +62,8 @@ export class Fill {
   #log: Logger;
   #spec: FillSpec;
   #rfh: FileHandle | undefined;
+  /** Small fills: the whole body, set once complete and verified. */
+  #body: Buffer | undefined;
   #refs = 1;
   #written = 0;
   #ended = false;
@@ -106,9 +108,16 @@ export class Fill {
 
   /** A stream of bytes [start, end] (inclusive; end undefined = to the end). Call after `head` resolved. */
   read(start = 0, end?: number): Readable {
-    if (!this.#rfh) throw new Error('Fill.read() before head');
+    if (!this.#rfh) return Readable.from(this.#whole(start, end), { objectMode: false });
     this.#refs++;
     return new FillReader(this, this.#rfh, start, end ?? Infinity);
+  }
+
+  /** A small fill's bytes [start, end], once the whole body has arrived and been verified. */
+  async *#whole(start: number, end: number | undefined): AsyncGenerator<Buffer> {
+    while (!this.#ended && !this.#error) await this.progress();
+    if (this.#error || !this.#body) throw this.#error ?? new UpstreamError('fill ended without a body');
+    yield this.#body.subarray(start, end === undefined ? undefined : end + 1);
   }
 
   release(): void {
@@ -126,35 +135,45 @@ export class Fill {
     this.#wake();
   }
 
+  async #write(fh: FileHandle, chunk: Buffer): Promise<void> {
+    let off = 0;
+    try {
+      while (off < chunk.length) {
+        const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, this.#written + off);
+        off += bytesWritten;
+      }
+    } catch (err) {
+      throw this.#store.storageFailure(err);
+    }
+  }
+
   async #run(): Promise<void> {
     let tmp: { path: string; fh: FileHandle } | undefined;
     let res: Dispatcher.ResponseData | undefined;
     let hash: Hash | undefined;
     let committed = false;
     try {
-      tmp = await this.#store.createTemp();
+      if (this.#store.isFull()) throw new StorageError('cache disk is full (cooling down)');
       res = await this.#spec.request();
       const decision = this.#spec.decide(res);
       const cl = res.headers['content-length'];
       const size = typeof cl === 'string' && /^\d+$/.test(cl) ? Number(cl) : undefined;
       if (size !== undefined) await this.#store.reserve(size);
-      this.#rfh = await open(tmp.path, 'r');
+      // Small bodies are gathered in memory and handed out whole once verified: no temp
+      // file and no reads while filling; the file is written at commit.
+      const chunks: Buffer[] | undefined = size !== undefined && size <= SMALL_MAX ? [] : undefined;
+      if (!chunks) {
+        tmp = await this.#store.createTemp();
+        this.#rfh = await open(tmp.path, 'r');
+      }
       this.#resolveHead({ status: decision.status, headers: decision.headers, size });
       if (this.#spec.verify) hash = createHash(this.#spec.verify.algo);
-      const fh = tmp.fh;
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
         hash?.update(chunk);
-        let off = 0;
-        try {
-          while (off < chunk.length) {
-            const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, this.#written + off);
-            off += bytesWritten;
-          }
-        } catch (err) {
-          throw this.#store.storageFailure(err);
-        }
+        if (chunks) chunks.push(chunk);
+        else await this.#write(tmp!.fh, chunk);
         this.#written += chunk.length;
-        this.#wake();
+        if (!chunks) this.#wake();
       }
       if (size !== undefined && this.#written !== size) {
         throw new UpstreamError(`upstream sent ${this.#written} of ${size} bytes`);
@@ -165,13 +184,19 @@ export class Fill {
           throw new DigestMismatchError(formatDigest(this.#spec.verify), `${this.#spec.verify.algo}:${actual}`);
         }
       }
+      if (chunks) this.#body = Buffer.concat(chunks, this.#written);
       this.#ended = true;
       this.#wake();
       if (decision.meta) {
-        await fh.sync();
-        await fh.close();
-        await this.#store.commit(this.#spec.id, tmp.path, { ...decision.meta, size: this.#written, storedAt: Date.now() });
+        if (this.#body) {
+          tmp = await this.#store.createTemp();
+          await this.#write(tmp.fh, this.#body);
+        }
+        await tmp!.fh.sync();
+        await tmp!.fh.close();
+        await this.#store.commit(this.#spec.id, tmp!.path, { ...decision.meta, size: this.#written, storedAt: Date.now() });
         committed = true;
+        if (this.#body) this.#store.remember(this.#spec.id, this.#body);
       }
     } catch (err) {
       const e = err instanceof Error ? err : new Error(String(err));
