@@ -2,7 +2,7 @@
 // origin has) that gives the smallest delta, upload only that delta and a run manifest. The
 // first upload, or a delta above 10% of the gzip-compressed tar, stores the tar as a new base.
 // Bases are kept in a local directory by digest, so the slow link is crossed once per base.
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ import { runRepack } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
 import { parseDigestString } from '../store/digest.js';
 import { MANIFEST_FORMAT, type RunManifest } from './manifest.js';
-import { downloadBlob, sha256File } from './transfer.js';
+import { downloadBlob, hashingTap, sha256File } from './transfer.js';
 
 /** A delta above this share of the gzip-compressed tar triggers a new base. */
 export const REBASE_RATIO = 0.1;
@@ -64,12 +64,11 @@ function stamp(): string {
   return new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
-async function gzipSize(file: string): Promise<number> {
-  let size = 0;
-  await pipeline(createReadStream(file), createGzip({ level: 6 }), async (source: AsyncIterable<Buffer>) => {
-    for await (const chunk of source) size += chunk.length;
-  });
-  return size;
+/** The gzip-compressed tar: what spread would send, and the form in which bases are stored. */
+async function gzipFile(file: string, out: string): Promise<{ digest: string; size: number }> {
+  const { tap, result } = hashingTap();
+  await pipeline(createReadStream(file), createGzip({ level: 6 }), tap, createWriteStream(out));
+  return result();
 }
 
 async function exists(file: string): Promise<boolean> {
@@ -114,13 +113,15 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       result = await sha256File(tarFile);
     }
     const resultHex = parseDigestString(result.digest).hex;
-    const fullUploadBytes = await gzipSize(tarFile);
+    const gzFile = `${tarFile}.gz`;
+    const gz = await gzipFile(tarFile, gzFile);
+    const fullUploadBytes = gz.size;
 
     let bytesReceived = 0;
     let best: { base: BaseInfo; delta: Buffer; vcdiffSize: number } | undefined;
     for (const base of (await listBases(options.origin, options.project, http)).slice(0, BASE_CANDIDATES)) {
       const local = baseCachePath(options.baseCache, base.digest);
-      if (!(await exists(local))) bytesReceived += await downloadBlob(options.origin, base.digest, base.size, local, http);
+      if (!(await exists(local))) bytesReceived += await downloadBlob(options.origin, base.digest, base.size, local, { ...http, gunzip: true });
       const { vcdiff } = await encodeDelta({ path: local }, { path: tarFile }, options.level === undefined ? {} : { level: options.level });
       const delta = compressDelta(vcdiff, compression);
       if (!best || delta.length < best.delta.length) best = { base, delta, vcdiffSize: vcdiff.length };
@@ -132,10 +133,15 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     const rebased = !best || best.delta.length > REBASE_RATIO * fullUploadBytes;
     if (!best || rebased) {
       const id = `${stamp()}-${resultHex.slice(0, 12)}`;
-      const stored = await httpPut<{ digest: string; size: number }>(joinUrl(options.origin, `${projectPath}/bases/${encodeURIComponent(id)}`), createReadStream(tarFile), http);
-      bytesSent += result.size;
-      if (stored.digest !== result.digest) throw new DigestMismatchError(result.digest, stored.digest);
-      const local = baseCachePath(options.baseCache, result.digest);
+      // Bases are stored gzip-compressed: the first upload and each region's first fetch cost
+      // what spread's gzip upload would; the local base cache keeps the plain tar for deltas.
+      const stored = await httpPut<{ digest: string; size: number }>(joinUrl(options.origin, `${projectPath}/bases/${encodeURIComponent(id)}`), createReadStream(gzFile), {
+        ...http,
+        headers: { 'content-type': 'application/gzip' },
+      });
+      bytesSent += gz.size;
+      if (stored.digest !== gz.digest) throw new DigestMismatchError(gz.digest, stored.digest);
+      const local = baseCachePath(options.baseCache, stored.digest);
       if (!(await exists(local))) {
         await copyFile(tarFile, `${local}.partial`);
         await rename(`${local}.partial`, local);

@@ -1,11 +1,12 @@
 // Blob transfers for push and pull: downloads that hash while streaming to a file and refuse
 // a digest or size mismatch (the file is removed), and the sha256 of local files.
+import { createGunzip } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DigestMismatchError, SizeMismatchError } from '../errors.js';
+import { DigestMismatchError, FleetError, SizeMismatchError } from '../errors.js';
 import { httpGet, joinUrl, type RequestOptions } from '../client/http.js';
 import { casPath, parseDigestString } from '../store/digest.js';
 
@@ -35,13 +36,20 @@ export async function sha256File(file: string): Promise<{ digest: string; size: 
  * Downloads /cas/sha256/<hex> from `baseUrl` (a cache or the origin) into `file`, verifying
  * digest and size on the way. Nothing is left at `file` unless it verified.
  */
-export async function downloadBlob(baseUrl: string, digest: string, size: number, file: string, options: RequestOptions = {}): Promise<number> {
+export async function downloadBlob(baseUrl: string, digest: string, size: number, file: string, options: RequestOptions & { gunzip?: boolean } = {}): Promise<number> {
   const url = joinUrl(baseUrl, casPath(parseDigestString(digest)));
   const partial = `${file}.partial`;
   try {
     const res = await httpGet(url, options);
     const { tap, result } = hashingTap();
-    await pipeline(res.body, tap, createWriteStream(partial));
+    // The digest and size are those of the bytes sent; a gzip blob (a base) is stored unpacked.
+    if (options.gunzip) {
+      await pipeline(res.body, tap, createGunzip(), createWriteStream(partial)).catch((err: NodeJS.ErrnoException) => {
+        // corrupt compressed bytes fail before the digest is known: the same integrity error
+        if (err.code?.startsWith('Z_')) throw new FleetError('FC_ERR_DIGEST_MISMATCH', `${url}: corrupt gzip data (${err.message})`, { cause: err });
+        throw err;
+      });
+    } else await pipeline(res.body, tap, createWriteStream(partial));
     const got = result();
     if (got.size !== size) throw new SizeMismatchError(size, got.size);
     if (got.digest !== digest) throw new DigestMismatchError(digest, got.digest);

@@ -116,6 +116,7 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
       ...(token ? { token } : {}),
       ...(o.run ? { run: o.run } : {}),
       baseCache: join(dataRoot, 'bases'),
+      ...(project.repack ? { repack: project.repack } : {}),
       rules: { ...(fields.include ? { include: fields.include } : {}), exclude: fields.exclude, rename: fields.rename },
     });
     log.line(

@@ -1,5 +1,5 @@
 // Routing, auth, validation and path-escape refusals through app.inject().
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
 import { buildOriginServer } from '../../src/origin/server.js';
 import { TEST_TOKEN } from '../helpers/origin.js';
@@ -8,7 +8,7 @@ const auth = { authorization: `Bearer ${TEST_TOKEN}` };
 const sha256 = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
 const sha512 = (s: string | Buffer) => createHash('sha512').update(s).digest('hex');
 
-async function origin(t: Parameters<Parameters<typeof t.test>[1]>[0], opts = {}) {
+async function origin(t: Test, opts = {}) {
   const app = await buildOriginServer({ dataDir: t.testdir(), tokens: [TEST_TOKEN], logLevel: false, ...opts });
   t.teardown(() => app.close());
   return app;

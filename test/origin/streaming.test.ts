@@ -1,6 +1,6 @@
 // The origin as a real process on loopback: large streamed round trips, aborts,
 // concurrency, restarts and raw path escapes.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { connect } from 'node:net';
@@ -38,7 +38,7 @@ function generated(size: number): { body: Readable; digest: Promise<string> } {
   return { body, digest };
 }
 
-async function startOriginProcess(t: Parameters<Parameters<typeof t.test>[1]>[0], dataDir: string) {
+async function startOriginProcess(t: Test, dataDir: string) {
   return startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', dataDir], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' });
 }
 

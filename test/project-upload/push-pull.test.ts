@@ -57,14 +57,14 @@ t.test('first push stores a base, later pushes send small deltas; pull rebuilds 
   const first = await pushProject({ ...common, run: 'run-1' });
   t.equal(first.manifest.delta, null, 'first upload is a base');
   t.ok(first.rebased);
-  t.ok(first.bytesSent > first.manifest.result.size, 'the full tar went up');
+  t.ok(first.bytesSent >= first.fullUploadBytes, 'the whole gzip-compressed tar went up');
 
   writeFileSync(join(project, 'src', 'mod3.ts'), 'export const changed = true;\n');
   writeFileSync(join(project, 'NEW.md'), 'new file\n');
   const second = await pushProject({ ...common, run: 'run-2' });
   t.notOk(second.rebased);
   t.ok(second.manifest.delta, 'second upload is a delta');
-  t.equal(second.manifest.base.digest, first.manifest.result.digest);
+  t.equal(second.manifest.base.digest, first.manifest.base.digest);
   t.ok(second.bytesSent < second.fullUploadBytes / 20, `delta upload ${second.bytesSent} vs full ${second.fullUploadBytes}`);
   t.equal(second.bytesReceived, 0, 'the base came from the local base cache');
 
@@ -77,7 +77,7 @@ t.test('first push stores a base, later pushes send small deltas; pull rebuilds 
 
   // a fresh developer machine (empty base cache) downloads the base once
   const third = await pushProject({ ...common, run: 'run-3', baseCache: join(dir, 'fresh-cache') });
-  t.equal(third.bytesReceived, first.manifest.result.size);
+  t.equal(third.bytesReceived, first.manifest.base.size);
 });
 
 t.test('re-base when the delta exceeds 10% of the compressed tar', async (t) => {
@@ -94,11 +94,11 @@ t.test('re-base when the delta exceeds 10% of the compressed tar', async (t) => 
   t.equal(b.manifest.delta, null);
   const bases = await listBases(url, 'rebase');
   t.equal(bases.length, 2);
-  t.equal(bases[0]?.digest, b.manifest.result.digest, 'newest base first');
+  t.equal(bases[0]?.digest, b.manifest.base.digest, 'newest base first');
   writeFileSync(join(project, 'src', 'mod1.ts'), 'small change\n');
   const c = await pushProject({ ...common, run: 'c' });
   t.notOk(c.rebased);
-  t.equal(c.manifest.base.digest, b.manifest.result.digest, 'delta against the nearer (newest) base');
+  t.equal(c.manifest.base.digest, b.manifest.base.digest, 'delta against the nearer (newest) base');
   const out = join(dir, 'out');
   await pullProject({ project: 'rebase', run: 'c', from: url, dir: out });
   t.same(describe(out), describe(project));
@@ -109,7 +109,7 @@ t.test('re-base when the delta exceeds 10% of the compressed tar', async (t) => 
   writeFileSync(join(project, 'data.bin'), firstData);
   const d = await pushProject({ ...common, run: 'd' });
   t.notOk(d.rebased);
-  t.equal(d.manifest.base.digest, a.manifest.result.digest, 'smallest delta among the newest bases, not simply the newest');
+  t.equal(d.manifest.base.digest, a.manifest.base.digest, 'smallest delta among the newest bases, not simply the newest');
   await t.rejects(pullProject({ project: 'rebase', run: 'd', from: url, dir: out }), /not empty/, 'target must be empty');
 });
 

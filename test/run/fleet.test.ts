@@ -1,0 +1,29 @@
+// The fleet configuration: the example file is valid, and bad values name file, line and field.
+import t from 'tap';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadFleetConfig } from '../../src/run/fleet.js';
+import { REPO_ROOT } from '../helpers/processes.js';
+
+t.test('config/fleet.yaml is valid', async (t) => {
+  const dir = t.testdir({ 'spread.yaml': 'project: p\n' });
+  const fleet = loadFleetConfig(join(dir, 'spread.yaml'), join(REPO_ROOT, 'config/fleet.yaml'));
+  t.equal(Object.keys(fleet!.regions).length, 3);
+  t.equal(fleet!.startupLimit, 4);
+});
+
+t.test('no fleetcache key: the embedded default', async (t) => {
+  const dir = t.testdir({ 'spread.yaml': 'project: p\npath: /x\n' });
+  t.equal(loadFleetConfig(join(dir, 'spread.yaml'), undefined), undefined);
+});
+
+t.test('the fleetcache: key of spread.yaml, errors with file and line', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'spread.yaml');
+  await writeFile(file, 'project: p\npath: /x\nfleetcache:\n  origin: http://o:1\n  regions:\n    a:\n      caches: [ftp://nope]\n');
+  t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /spread\.yaml:7: fleetcache\.regions\.a\.caches\[0\]: / });
+  await writeFile(file, 'project: p\nfleetcache:\n  origin: http://o:1\n  startupLimt: 3\n');
+  t.throws(() => loadFleetConfig(file, undefined), { message: /spread\.yaml:4: fleetcache\.startupLimt: unknown field "startupLimt"/ });
+  await writeFile(file, 'project: p\nfleetcache:\n  origin: http://o:1\n  regions: {a: {caches: [http://c:2]}}\n');
+  t.same(loadFleetConfig(file, undefined)!.regions, { a: { caches: ['http://c:2'] } });
+});
