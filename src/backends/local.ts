@@ -1,6 +1,8 @@
 // The `local` backend: each machine is a private directory on this host, scripts run
 // under bash there. The project's `path` is placed inside the directory and SPREAD_PATH
-// names where it really is, so any number of local machines never collide.
+// names where it really is, so any number of local machines never collide. With `netns:`
+// the scripts run inside that network namespace (`ip netns exec`, needs root): the
+// multi-region test bed puts each region's machines beside its cache that way.
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
@@ -17,6 +19,8 @@ export const localOptions = Type.Object(
   {
     /** Where machine directories go (default `<stateDir>/machines`). */
     root: Type.Optional(Type.String({ minLength: 1 })),
+    /** Network namespace the scripts run in (`ip netns exec NAME /bin/bash -`). */
+    netns: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]+$' })),
   },
   { additionalProperties: true },
 );
@@ -25,10 +29,12 @@ export type LocalOptions = Static<typeof localOptions>;
 /** Runs scripts with the host's bash, each in its own process group. */
 export class LocalExecutor implements Executor {
   readonly #base: string;
+  readonly #netns: string | undefined;
 
   /** `base` resolves relative cwd and file paths (the machine's project path). */
-  constructor(base: string) {
+  constructor(base: string, netns?: string) {
     this.#base = base;
+    this.#netns = netns;
   }
 
   #path(p: string): string {
@@ -40,7 +46,9 @@ export class LocalExecutor implements Executor {
     const out = new OutputBuffer();
     return new Promise<ExecResult>((done, fail) => {
       // detached: a new process group, so a kill reaches everything the script started.
-      const child = spawn('/bin/bash', ['-'], { cwd: this.#base, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+      // `ip netns exec` execs bash in place: the child's PID and process group stay bash's.
+      const [cmd, args]: [string, string[]] = this.#netns ? ['ip', ['netns', 'exec', this.#netns, '/bin/bash', '-']] : ['/bin/bash', ['-']];
+      const child = spawn(cmd, args, { cwd: this.#base, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
       let killed = false;
       const disarm = watchScript(o, out, () => {
         killed = true;
@@ -97,7 +105,7 @@ class LocalMachine extends LocalExecutor implements Machine {
 
   constructor(provider: LocalProvider, system: SystemSpec, dir: string, remotePath: string) {
     const projectPath = join(dir, remotePath);
-    super(projectPath);
+    super(projectPath, provider.netns);
     this.#provider = provider;
     this.backendName = provider.name;
     this.name = `${provider.name}:${system.name}`;
@@ -120,9 +128,11 @@ export class LocalProvider implements Provider {
   readonly name: string;
   readonly #root: string;
   readonly #remotePath: string;
+  readonly netns: string | undefined;
 
   constructor(name: string, options: LocalOptions, ctx: BackendContext) {
     this.name = name;
+    this.netns = options.netns;
     this.#root = resolve(options.root ?? join(ctx.stateDir, 'machines'));
     this.#remotePath = ctx.remotePath;
   }
