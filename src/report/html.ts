@@ -1,20 +1,10 @@
 // A self-contained HTML page for a ledger: bars of bytes per link (actual against naive)
 // and the hit ratio of each cache, drawn as inline SVG (nothing loaded from elsewhere).
 import type { Ledger } from './ledger.js';
+import { formatBytes } from '../config/units.js';
 
 function esc(s: string): string {
   return s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
-}
-
-function human(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
 }
 
 function bars(rows: Array<{ label: string; values: Array<{ v: number; color: string; text: string }> }>, max: number): string {
@@ -41,8 +31,8 @@ export function ledgerHtml(l: Ledger): string {
     l.links.map((k) => ({
       label: k.link,
       values: [
-        { v: k.actualBytes, color: '#2b7bb9', text: `actual ${human(k.actualBytes)}` },
-        { v: k.naiveBytes, color: '#c8c8c8', text: `naive ${human(k.naiveBytes)}` },
+        { v: k.actualBytes, color: '#2b7bb9', text: `actual ${formatBytes(k.actualBytes)}` },
+        { v: k.naiveBytes, color: '#c8c8c8', text: `naive ${formatBytes(k.naiveBytes)}` },
       ],
     })),
     max,
@@ -57,7 +47,7 @@ export function ledgerHtml(l: Ledger): string {
 <style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}h1{font-size:1.4em}table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}</style>
 </head><body>
 <h1>Run ${esc(l.run)} of ${esc(l.project)}: ${l.machines} machines</h1>
-<p>Origin egress: <strong data-testid="origin-egress">${human(l.originEgress.actual)}</strong>, ${(100 * egress).toFixed(1)}% of the ${human(l.originEgress.naive)} that every machine pulling from the origin would have cost.</p>
+<p>Origin egress: <strong data-testid="origin-egress">${formatBytes(l.originEgress.actual)}</strong>, ${(100 * egress).toFixed(1)}% of the ${formatBytes(l.originEgress.naive)} that every machine pulling from the origin would have cost.</p>
 <h2>Bytes per link, actual against naive</h2>
 ${linkChart}
 <h2>Hit ratio per cache</h2>

@@ -4,6 +4,7 @@
 // the run, and the runner's figures.
 import { httpGetJson, joinUrl } from '../client/http.js';
 import type { FleetConfig } from '../run/fleet.js';
+import { formatBytes } from '../config/units.js';
 
 interface CacheKindTally {
   bytesServed: number;
@@ -106,21 +107,10 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
   return { run: run.run, project: run.project, machines, links, caches, originEgress: { actual: originOut, naive: Object.keys(run.machinesByRegion).reduce((n, r) => n + naiveOf(r), 0) } };
 }
 
-function human(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
-}
-
 export function formatLedger(l: Ledger): string {
   const rows = l.links.map((k) => {
     const saved = k.naiveBytes === 0 ? '-' : `${(100 * (1 - k.actualBytes / k.naiveBytes)).toFixed(1)}%`;
-    return `  ${k.link.padEnd(34)} ${human(k.actualBytes).padStart(11)} ${human(k.naiveBytes).padStart(11)} ${saved.padStart(8)}`;
+    return `  ${k.link.padEnd(34)} ${formatBytes(k.actualBytes).padStart(11)} ${formatBytes(k.naiveBytes).padStart(11)} ${saved.padStart(8)}`;
   });
   const caches = l.caches.map((c) => `  cache ${c.region}: ${c.hits} hits, ${c.misses} misses, hit ratio ${(100 * c.hitRatio).toFixed(1)}%`);
   const egress = l.originEgress.naive === 0 ? '-' : `${((100 * l.originEgress.actual) / l.originEgress.naive).toFixed(1)}% of naive`;
@@ -129,6 +119,6 @@ export function formatLedger(l: Ledger): string {
     `  ${'link'.padEnd(34)} ${'actual'.padStart(11)} ${'naive'.padStart(11)} ${'saved'.padStart(8)}`,
     ...rows,
     ...caches,
-    `  origin egress: ${human(l.originEgress.actual)} (${egress})`,
+    `  origin egress: ${formatBytes(l.originEgress.actual)} (${egress})`,
   ].join('\n');
 }

@@ -2,12 +2,15 @@
 // and `fleetcache list` prints like `spread -list` and fails like it (exit 1, "error:").
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import path from 'node:path';
 import { expandJobs, loadProject } from '../../src/spread/index.js';
 import { listJobs } from '../../src/cli/list.js';
 
-const REAL = '/work/shared/spread-real';
+// shared/ sits beside the repository (in CI too); /work/shared is the development machine's copy.
+const BESIDE = path.resolve(import.meta.dirname, '../../../shared/spread-real');
+const REAL = existsSync(BESIDE) ? BESIDE : '/work/shared/spread-real';
 
 class Collect extends Writable {
   text = '';

@@ -1,0 +1,31 @@
+// The README's first command, as a newcomer runs it: `fleetcache demo` exits 0 within
+// 60 s, runs the example twice with every job passing, shows the second run's savings,
+// fetches an artifact back, and works again when re-run on the same data.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { cliArgs, REPO_ROOT } from '../helpers/processes.js';
+
+function demo(data: string): { status: number | null; out: string; seconds: number } {
+  const started = Date.now();
+  const res = spawnSync(process.execPath, cliArgs(['demo', '--data', data]), { cwd: REPO_ROOT, encoding: 'utf8', timeout: 120_000 });
+  return { status: res.status, out: `${res.stdout}\n${res.stderr}`, seconds: (Date.now() - started) / 1000 };
+}
+
+t.test('demo runs twice, passes, saves, and re-runs', async (t) => {
+  const data = join(t.testdir(), 'cache');
+  const first = demo(data);
+  if (first.status !== 0) t.comment(first.out.slice(-3000));
+  t.equal(first.status, 0, 'first demo exits 0');
+  t.ok(first.seconds < 60, `finished in ${first.seconds.toFixed(1)} s`);
+  t.equal(first.out.match(/^Successful tasks: 8$/gm)?.length, 2, 'both runs: 8 successful tasks');
+  t.equal(first.out.match(/^Aborted tasks: 0$/gm)?.length, 2);
+  const runs = first.out.split('== run 2');
+  const egress = /origin egress: .* \(([\d.]+)% of naive\)/.exec(runs[1] ?? '');
+  t.ok(egress && Number(egress[1]) < 3, `second run origin egress ${egress?.[1]}% of naive`);
+  t.match(first.out, /fetched back through the region-b cache: "report of local:beta-1:tests\/artifacts"/);
+  const again = demo(data);
+  if (again.status !== 0) t.comment(again.out.slice(-3000));
+  t.equal(again.status, 0, 're-run exits 0');
+  t.equal(again.out.match(/^Successful tasks: 8$/gm)?.length, 2);
+});

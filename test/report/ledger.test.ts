@@ -1,0 +1,48 @@
+// The ledger: per-link figures from the servers' counters before and after a run.
+import t from 'tap';
+import { buildLedger, formatLedger, type FleetSnapshot } from '../../src/report/ledger.js';
+import { ledgerHtml } from '../../src/report/html.js';
+
+const cache = (served: number, upstream: number, hits: number, misses: number) => ({ total: { bytesServed: served, bytesUpstream: upstream, hits, misses } });
+
+t.test('actual against naive, per link and per cache, from counter differences', async (t) => {
+  const before: FleetSnapshot = {
+    origin: { totals: { bytesIn: 0, bytesOut: 1000 } },
+    caches: [
+      { region: 'a', url: 'http://a', stats: cache(500, 500, 1, 1) },
+      { region: 'b', url: 'http://b', stats: undefined },
+    ],
+  };
+  const after: FleetSnapshot = {
+    origin: { totals: { bytesIn: 50, bytesOut: 1300 } },
+    caches: [
+      { region: 'a', url: 'http://a', stats: cache(4500, 600, 7, 2) },
+      { region: 'b', url: 'http://b', stats: cache(3000, 200, 3, 1) },
+    ],
+  };
+  const ledger = buildLedger(before, after, {
+    run: 'r1',
+    project: 'p',
+    bytesSent: 50,
+    fullUploadBytes: 1000,
+    machinesByRegion: { a: 3, b: 2 },
+    assetNaiveByRegion: { a: 100 },
+    artifactBytes: 7,
+  });
+  t.equal(ledger.machines, 5);
+  t.same(ledger.links[0], { link: 'controller → origin (project)', actualBytes: 50, naiveBytes: 1000 });
+  t.same(ledger.links[1], { link: 'origin → cache a', actualBytes: 100, naiveBytes: 3100 });
+  t.same(ledger.links[2], { link: 'cache a → machines', actualBytes: 4000, naiveBytes: 3100 });
+  // a cache that was down before the run counts from zero
+  t.same(ledger.links[3], { link: 'origin → cache b', actualBytes: 200, naiveBytes: 2000 });
+  t.same(ledger.originEgress, { actual: 300, naive: 5100 });
+  t.equal(ledger.caches[0]!.hitRatio, 6 / 7);
+  const text = formatLedger(ledger);
+  t.match(text, /controller → origin \(project\)\s+50 B\s+1000 B\s+95\.0%/);
+  t.match(text, /cache a: 6 hits, 1 misses, hit ratio 85\.7%/);
+  t.match(text, /origin egress: 300 B \(5\.9% of naive\)/);
+  const html = ledgerHtml(ledger);
+  t.match(html, /<svg/);
+  t.match(html, /data-testid="origin-egress">300 B</);
+  t.notMatch(html, /src="http|href="http/, 'nothing loaded from elsewhere');
+});
