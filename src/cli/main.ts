@@ -17,10 +17,7 @@ const VERSION = '0.1.0';
 export function buildProgram(): Command {
   const program = new Command('fleetcache')
     .version(VERSION)
-    .description(
-      'Regional caches, a content-addressed artifact service, delta-repacked project uploads\n' +
-        'and a spread-compatible runner for test fleets.',
-    )
+    .description('Regional caches, a content-addressed artifact service, delta-repacked project uploads and a spread-compatible runner for test fleets.')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerDemo(program);
