@@ -42,6 +42,8 @@ export interface FillSpec {
 }
 
 const READ_CHUNK = 256 * 1024;
+/** Recent chunks kept in memory so that readers keeping up never touch the file. */
+const RECENT_BYTES = 8 * 1024 * 1024;
 
 interface Deferred {
   promise: Promise<void>;
@@ -62,6 +64,9 @@ export class Fill {
   #log: Logger;
   #spec: FillSpec;
   #rfh: FileHandle | undefined;
+  /** The last chunks written, oldest first (start offset and bytes). */
+  #recent: { start: number; buf: Buffer }[] = [];
+  #recentBytes = 0;
   /** Small fills: the whole body, set once complete and verified. */
   #body: Buffer | undefined;
   #refs = 1;
@@ -99,6 +104,29 @@ export class Fill {
   /** Bytes a reader may hand out now (the last one waits for the end). */
   get readable(): number {
     return this.#ended ? this.#written : Math.max(0, this.#written - 1);
+  }
+
+  /**
+   * The bytes at `pos` from a recent chunk, up to `max`, without copying; undefined when
+   * `pos` is older than the chunks kept (the reader goes to the file).
+   */
+  recentSlice(pos: number, max: number): Buffer | undefined {
+    const recent = this.#recent;
+    if (recent.length === 0 || pos < recent[0]!.start) return undefined;
+    for (let i = recent.length - 1; i >= 0; i--) {
+      const c = recent[i]!;
+      if (pos >= c.start) {
+        const off = pos - c.start;
+        return off < c.buf.length ? c.buf.subarray(off, off + Math.min(max, c.buf.length - off)) : undefined;
+      }
+    }
+    return undefined;
+  }
+
+  #remember(chunk: Buffer): void {
+    this.#recent.push({ start: this.#written, buf: chunk });
+    this.#recentBytes += chunk.length;
+    while (this.#recentBytes > RECENT_BYTES && this.#recent.length > 1) this.#recentBytes -= this.#recent.shift()!.buf.length;
   }
 
   /** Resolves on the next write, end or failure. */
@@ -171,7 +199,10 @@ export class Fill {
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
         hash?.update(chunk);
         if (chunks) chunks.push(chunk);
-        else await this.#write(tmp!.fh, chunk);
+        else {
+          await this.#write(tmp!.fh, chunk);
+          this.#remember(chunk);
+        }
         this.#written += chunk.length;
         if (!chunks) this.#wake();
       }
@@ -210,6 +241,8 @@ export class Fill {
         if (!committed) await rm(tmp.path, { force: true });
       }
       this.#spec.onUpstreamBytes?.(this.#written);
+      this.#recent = [];
+      this.#recentBytes = 0;
       this.release();
     }
   }
@@ -248,6 +281,12 @@ class FillReader extends Readable {
           continue;
         }
         const n = Math.min(avail, READ_CHUNK);
+        const recent = fill.recentSlice(this.#pos, n);
+        if (recent) {
+          this.#pos += recent.length;
+          if (!this.push(recent)) return;
+          continue;
+        }
         const buf = Buffer.allocUnsafe(n);
         const { bytesRead } = await this.#fh.read(buf, 0, n, this.#pos);
         if (this.destroyed) return;
