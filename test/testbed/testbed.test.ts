@@ -4,6 +4,7 @@ import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
+import { createProvider } from '../../src/backends/registry.js';
 import { httpGetJson, joinUrl } from '../../src/client/http.js';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { RunLog } from '../../src/run/report.js';
@@ -41,6 +42,14 @@ t.test('the example project over two regions in network namespaces', async (t) =
   // The caches listen on their namespace's address only: from region-b, region-a's cache is
   // reached over the bridge, and the servers are bound to the private subnet.
   for (const url of [bed.originUrl, ...Object.values(bed.caches)]) t.match(url, /^http:\/\/10\.213\.\d+\.\d+:\d+$/);
+
+  // A machine of the local backend with `netns:` runs its scripts in that namespace.
+  const provider = createProvider('local-a', 'local', { netns: bed.namespaces['region-a'] }, { projectRoot: dir, remotePath: '/home/t', password: 'pw', stateDir: join(dir, 'probe') });
+  const machine = await provider.allocate({ name: 'probe' });
+  const probe = await machine.exec('ip -4 -o addr show dev eth0', { trace: false });
+  await machine.discard();
+  t.equal(probe.exitCode, 0, probe.output);
+  t.match(probe.output, bed.caches['region-a']!.replace(/^http:\/\/|:\d+$/g, ''), "the machine sees region-a's address");
 
   const project = join(dir, 'project');
   await cp(EXAMPLE, project, { recursive: true });
