@@ -1,0 +1,33 @@
+// `fleetcache run` over SSH: the ssh backend reaches a real sshd (Debian's openssh-server)
+// on a loopback port; the agent goes over SFTP, pulls the project through the embedded
+// cache and the tasks run through ssh2.
+import t from 'tap';
+import { cp, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ensureAgentBundle } from '../../src/agent/paths.js';
+import { RunLog } from '../../src/run/report.js';
+import { runProject } from '../../src/run/runner.js';
+import { REPO_ROOT } from '../helpers/processes.js';
+import { startSshd } from '../ssh/sshd.js';
+
+t.test('the example project over the ssh backend', async (t) => {
+  const base = t.testdir();
+  const sshd = await startSshd(t, join(base, 'sshd'));
+  const dir = join(base, 'project');
+  await cp(join(REPO_ROOT, 'examples/fleet-demo'), dir, { recursive: true });
+  // One host: the project path lives on it, so one worker per system, one system.
+  const remote = join(base, 'remote-project');
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    `project: fleet-demo\npath: ${remote}\nenvironment:\n  GREETING: hello\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems:\n      - debian-12:\n          region: region-a\nsuites:\n  tests/:\n    summary: over ssh\n`,
+  );
+  t.teardown(() => rm(remote, { recursive: true, force: true }));
+  let out = '';
+  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true, 'every job succeeded over ssh');
+  t.equal(result.tally.successful, 4);
+  t.equal(result.pulls.length, 1);
+  t.match(result.pulls[0]!.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  t.match(out, /Executing lab:debian-12:tests\/hello \(lab:debian-12\)/);
+});
