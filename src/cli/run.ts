@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { ensureAgentBundle } from '../agent/paths.js';
 import { formatLedger } from '../report/ledger.js';
-import { EXIT } from '../errors.js';
+import { EXIT, UsageError } from '../errors.js';
 import { RunLog } from '../run/report.js';
 import { runProject } from '../run/runner.js';
 
@@ -14,6 +14,14 @@ interface RunFlags {
   verbose: number;
   vv?: boolean;
   data?: string;
+  repeat?: string;
+  abend?: boolean;
+}
+
+function count(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} needs a whole number, not "${text}"`);
+  return n;
 }
 
 export function registerRun(program: Command): void {
@@ -26,9 +34,11 @@ export function registerRun(program: Command): void {
     .option('--seed <n>', 'seed for the job order (spread -seed)')
     .option('--artifacts <dir>', 'fetch task artifacts into DIR/<job name>/ (spread -artifacts)')
     .option('--data <dir>', 'local state: embedded servers, machines, base cache (default <project>/cache)')
+    .option('--repeat <n>', 'run each job N more times, stopping at the first failure (spread -repeat)')
+    .option('--abend', 'stop at the first failure without running restore scripts; keep the machines (spread -abend)')
     .option('-v, --verbose', 'more output; twice (or --vv) streams script output', (_v: string, n: number) => n + 1, 0)
     .option('--vv', 'stream script output (spread -vv)')
-    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -vv) are accepted too.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
+    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -vv) are accepted too.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
     .action(async (filters: string[], flags: RunFlags) => {
       const log = new RunLog(undefined, flags.vv ? 2 : flags.verbose);
       const result = await runProject({
@@ -41,6 +51,8 @@ export function registerRun(program: Command): void {
         ...(flags.seed !== undefined ? { seed: Number(flags.seed) } : {}),
         ...(flags.artifacts ? { artifactsDir: flags.artifacts } : {}),
         ...(flags.data ? { dataRoot: flags.data } : {}),
+        ...(flags.repeat !== undefined ? { repeat: count(flags.repeat, '--repeat') } : {}),
+        ...(flags.abend ? { abend: true } : {}),
       });
       process.stdout.write(`${result.tally.summary()}\n${formatLedger(result.ledger)}\n`);
       if (!result.tally.ok) {
@@ -52,5 +64,5 @@ export function registerRun(program: Command): void {
 
 /** spread's single-dash long flags (-seed=1, -vv, -artifacts DIR) as commander's double-dash ones. */
 export function normaliseSpreadFlags(argv: string[]): string[] {
-  return argv.map((a) => (/^-(seed|artifacts|vv|fleet|data)(=.*)?$/.test(a) ? `-${a}` : a));
+  return argv.map((a) => (/^-(seed|artifacts|vv|fleet|data|repeat|abend)(=.*)?$/.test(a) ? `-${a}` : a));
 }

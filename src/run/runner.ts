@@ -37,6 +37,10 @@ export interface RunOptions {
   readonly agentBundle: string;
   readonly log?: RunLog;
   readonly run?: string;
+  /** spread -repeat N. */
+  readonly repeat?: number;
+  /** spread -abend: stop at the first failure, run no restore scripts, keep the machines. */
+  readonly abend?: boolean;
   /** Called with the embedded servers once they listen (the demo reads their figures). */
   readonly onEmbedded?: (fleet: EmbeddedFleet) => void;
 }
@@ -178,11 +182,14 @@ async function runJobs(
   const workDirOf = (m: Machine) => posix.join(posix.dirname(m.projectPath), '.fleetcache');
   const runAgentFor = (machine: Machine, command: string, args: object) => runAgent(machine, posix.join(workDirOf(machine), AGENT_REMOTE_NAME), command, args);
 
+  const abend = o.abend ? new AbortController() : undefined;
   const sessionCtx = {
     project,
     log,
     tally,
     progress,
+    ...(o.repeat ? { repeat: o.repeat } : {}),
+    ...(abend ? { abend } : {}),
     onJobTime: (job: Job, seconds: number) => timings.record(schedJob(job), seconds),
   };
 
@@ -223,6 +230,10 @@ async function runJobs(
       },
       async stop(session) {
         await session.finish();
+        if (abend?.signal.aborted) {
+          log.line(`Keeping ${session.label} at ${session.machine.address} (-abend).`);
+          return;
+        }
         await session.machine.discard().catch((err: Error) => log.line(`Error discarding ${session.label}: ${err.message}`));
       },
       async load(session) {
@@ -235,6 +246,7 @@ async function runJobs(
       startupLimit: fleet.startupLimit,
       dispatchDelay: parseDuration(fleet.dispatchDelay),
       ...(fleet.loadThreshold !== undefined ? { loadThreshold: fleet.loadThreshold } : {}),
+      ...(abend ? { signal: abend.signal } : {}),
     },
   );
 

@@ -17,6 +17,10 @@ export interface SessionContext {
   /** Fetches the job's tooltool assets on the machine (before the prepare scripts). */
   readonly assets?: (machine: Machine, job: Job) => Promise<void>;
   readonly onJobTime?: (job: Job, seconds: number) => void;
+  /** spread -repeat N: extra rounds of each job. */
+  readonly repeat?: number;
+  /** spread -abend: aborted at the first failure; no restore runs after it. */
+  readonly abend?: AbortController;
 }
 
 export class MachineSession {
@@ -42,10 +46,10 @@ export class MachineSession {
     return jobEnvironment(job).map(([k, v]) => (k === 'SPREAD_PATH' ? [k, this.machine.projectPath] : [k, v]) as EnvEntry);
   }
 
-  async #script(job: Job, level: ScriptLevel, script: string, context: string, verb: string, cwd: string): Promise<ExecResult | undefined> {
+  async #script(job: Job, level: ScriptLevel, script: string, context: string, verb: string, cwd: string, counter = ''): Promise<ExecResult | undefined> {
     if (script === '') return undefined;
     const { log } = this.#ctx;
-    log.line(`${verb} ${context} (${this.label})...`);
+    log.line(`${verb} ${context} (${this.label})${counter}...`);
     const { warn, kill } = scriptTimeouts(job, this.#ctx.project, level);
     const res = await this.machine.exec(script, {
       env: this.#env(job),
@@ -59,8 +63,8 @@ export class MachineSession {
   }
 
   /** Runs a script; on failure prints its output and the matching debug output, tallies, returns false. */
-  async #step(job: Job, level: ScriptLevel, script: string, context: string, verb: 'Preparing' | 'Executing' | 'Restoring', failure: FailureKind | 'execute', cwd: string, debug: string): Promise<boolean> {
-    const res = await this.#script(job, level, script, context, verb, cwd);
+  async #step(job: Job, level: ScriptLevel, script: string, context: string, verb: 'Preparing' | 'Executing' | 'Restoring', failure: FailureKind | 'execute', cwd: string, debug: string, counter = ''): Promise<boolean> {
+    const res = await this.#script(job, level, script, context, verb, cwd, counter);
     if (!res || res.exitCode === 0) return true;
     const { log, tally } = this.#ctx;
     const what = { Preparing: 'preparing', Executing: 'executing', Restoring: 'restoring' }[verb];
@@ -114,22 +118,36 @@ export class MachineSession {
       }
     }
     const debug = jobDebug(job, project);
-    const prepared = await this.#step(job, 'task', jobPrepare(job, project), job.name, 'Preparing', 'task prepare', this.#taskDir(job), debug);
-    if (prepared) {
-      progress.taken++;
-      const executed = await this.#step(job, 'task', job.task.execute, `${job.name}`, 'Executing', 'execute', this.#taskDir(job), debug);
-      if (executed) tally.successful++;
-    } else {
-      progress.taken++;
-      tally.aborted.push(summaryItem(job.name));
+    progress.taken++;
+    const counter = ` (${progress.taken}/${progress.total})`;
+    const rounds = (this.#ctx.repeat ?? 0) + 1;
+    // -repeat N: prepare, execute and restore N+1 times, stopping at the first failure.
+    for (let round = 1; round <= rounds; round++) {
+      let ok = await this.#step(job, 'task', jobPrepare(job, project), job.name, 'Preparing', 'task prepare', this.#taskDir(job), debug);
+      if (ok) {
+        ok = await this.#step(job, 'task', job.task.execute, job.name, 'Executing', 'execute', this.#taskDir(job), debug, counter);
+        if (ok) tally.successful++;
+      } else {
+        tally.aborted.push(summaryItem(job.name));
+      }
+      if (this.#ctx.artifacts && job.task.artifacts.length > 0 && (!ok || round === rounds)) {
+        await this.#ctx.artifacts(this.machine, job, this.#env(job)).catch((err: Error) => this.#ctx.log.line(`Error fetching artifacts of ${job.name}: ${err.message}`));
+      }
+      if (!ok && this.#ctx.abend) {
+        // -abend: stop everything at the first failure and leave the machine as it is.
+        this.#ctx.abend.abort();
+        this.#broken = true;
+        return false;
+      }
+      const restored = await this.#step(job, 'task', jobRestore(job, project), job.name, 'Restoring', 'task restore', this.#taskDir(job), debug);
+      if (!restored) {
+        this.#broken = true;
+        return false;
+      }
+      if (!ok) break;
     }
-    if (this.#ctx.artifacts && job.task.artifacts.length > 0) {
-      await this.#ctx.artifacts(this.machine, job, this.#env(job)).catch((err: Error) => this.#ctx.log.line(`Error fetching artifacts of ${job.name}: ${err.message}`));
-    }
-    const restored = await this.#step(job, 'task', jobRestore(job, project), job.name, 'Restoring', 'task restore', this.#taskDir(job), debug);
     this.#ctx.onJobTime?.(job, (Date.now() - started) / 1000);
-    if (!restored) this.#broken = true;
-    return restored;
+    return true;
   }
 
   #abort(job: Job): boolean {
@@ -150,7 +168,7 @@ export class MachineSession {
   /** End of the worker: suite, backend and project restore (project restore even after a failed prepare). */
   async finish(): Promise<void> {
     const job = this.#firstJob;
-    if (!job) return;
+    if (!job || this.#ctx.abend?.signal.aborted) return;
     const { project } = this.#ctx;
     const sys = `${job.backend.name}:${job.system.name}`;
     await this.#leaveSuite();

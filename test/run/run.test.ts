@@ -105,3 +105,18 @@ async function tokenFile(t: Test, token: string): Promise<string> {
   await writeFile(file, token);
   return file;
 }
+
+t.test('-repeat runs each job again; -abend stops at the first failure without restores', async (t) => {
+  const dir = await demoProject(t);
+  const repeated = capture();
+  const r = await runProject({ cwd: dir, filters: ['alpha-1:tests/hello'], repeat: 2, agentBundle: await ensureAgentBundle(), log: repeated.log, dataRoot: join(dir, 'cache') });
+  t.equal(r.tally.successful, 3, 'three rounds of one job');
+  t.equal(repeated.text().match(/Executing local:alpha-1:tests\/hello \(local:alpha-1\) \(1\/1\)\.\.\./g)?.length, 3);
+
+  await writeFile(join(dir, 'tests/hello/task.yaml'), 'summary: fails\nexecute: exit 1\nrestore: echo restoring\n');
+  const abended = capture();
+  const a = await runProject({ cwd: dir, filters: ['alpha-1:tests/hello'], abend: true, agentBundle: await ensureAgentBundle(), log: abended.log, dataRoot: join(dir, 'cache') });
+  t.equal(a.tally.ok, false);
+  t.notMatch(abended.text(), /Restoring/, 'no restore script ran');
+  t.match(abended.text(), /Keeping local:alpha-1 at .* \(-abend\)/);
+});
