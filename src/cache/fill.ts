@@ -281,8 +281,10 @@ class FillReader extends Readable {
           continue;
         }
         const n = Math.min(avail, READ_CHUNK);
+        // At the tail, the chunk just written is handed on as is; a reader lagging behind
+        // reads larger pieces from the file instead (fewer, bigger writes to its socket).
         const recent = fill.recentSlice(this.#pos, n);
-        if (recent) {
+        if (recent && recent.length === n) {
           this.#pos += recent.length;
           if (!this.push(recent)) return;
           continue;
