@@ -20,7 +20,7 @@ export interface CacheContext {
   readonly token?: string;
 }
 
-const HIT_HWM = 512 * 1024;
+const HIT_HWM = 1024 * 1024;
 
 /** Collapsing is only among requests with the same credentials, so no one is served another's private answer. */
 export function flightKey(id: string, req: FastifyRequest, extra = ''): string {
