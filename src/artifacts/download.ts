@@ -11,7 +11,7 @@ import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { httpGet, httpGetJson, type RequestOptions } from '../client/http.js';
 import { DigestMismatchError, FleetError, NotFoundError, SizeMismatchError } from '../errors.js';
-import { hashingTap } from '../project-upload/transfer.js';
+import { hashingTap } from '../store/hashing.js';
 import { artifactUrl, indexUrl, nameSegments, parseArtifactIndex, type ArtifactIndex } from './names.js';
 
 export interface ArtifactRef {

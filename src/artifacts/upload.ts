@@ -8,7 +8,7 @@ import { readdir, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { httpPut } from '../client/http.js';
 import { DigestMismatchError, FleetError } from '../errors.js';
-import { hashingTap } from '../project-upload/transfer.js';
+import { hashingTap } from '../store/hashing.js';
 import { artifactUrl, INDEX_FORMAT, INDEX_NAME, indexUrl, type ArtifactIndex } from './names.js';
 
 export interface UploadArtifactsOptions {

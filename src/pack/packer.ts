@@ -4,14 +4,14 @@
 // that by itself). File contents are streamed with backpressure, so a tree of any size
 // packs in constant memory. Hard links are packed as regular files; sockets, FIFOs and
 // devices are skipped (they are not project content).
-import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { FleetError, UsageError } from '../errors.js';
+import { hashingTap } from '../store/hashing.js';
 import { globComponent, PackRuleSet, type PackRules } from './rules.js';
 
 /** 2000-01-01T00:00:00Z: fixed, and unlike 0 it does not make GNU tar warn on extract. */
@@ -149,16 +149,9 @@ export interface PackedFile extends PackSummary {
 /** Packs `root` into `file`, hashing on the way. */
 export async function packToFile(root: string, file: string, rules: PackRules = {}): Promise<PackedFile> {
   const { stream, done } = packTree(root, rules);
-  const hash = createHash('sha256');
-  let size = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      size += chunk.length;
-      cb(null, chunk);
-    },
-  });
+  const { tap, result } = hashingTap();
   await pipeline(stream, tap, createWriteStream(file));
   const summary = await done;
-  return { ...summary, size, sha256: hash.digest('hex') };
+  const { digest, size } = result();
+  return { ...summary, size, sha256: digest.slice('sha256:'.length) };
 }

@@ -18,7 +18,8 @@ import { runRepack } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
 import { parseDigestString } from '../store/digest.js';
 import { MANIFEST_FORMAT, type RunManifest } from './manifest.js';
-import { downloadBlob, hashingTap, sha256File } from './transfer.js';
+import { hashingTap } from '../store/hashing.js';
+import { downloadBlob, sha256File } from './transfer.js';
 
 /** A delta above this share of the gzip-compressed tar triggers a new base. */
 export const REBASE_RATIO = 0.1;

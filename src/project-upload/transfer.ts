@@ -4,25 +4,11 @@ import { createGunzip } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestMismatchError, FleetError, SizeMismatchError } from '../errors.js';
 import { httpGet, joinUrl, type RequestOptions } from '../client/http.js';
 import { casPath, parseDigestString } from '../store/digest.js';
-
-/** A Transform that hashes and counts what passes through. */
-export function hashingTap(): { tap: Transform; result: () => { digest: string; size: number } } {
-  const hash = createHash('sha256');
-  let size = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      size += chunk.length;
-      cb(null, chunk);
-    },
-  });
-  return { tap, result: () => ({ digest: `sha256:${hash.digest('hex')}`, size }) };
-}
+import { hashingTap } from '../store/hashing.js';
 
 export async function sha256File(file: string): Promise<{ digest: string; size: number }> {
   const { tap, result } = hashingTap();
