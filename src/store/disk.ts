@@ -3,15 +3,16 @@
 //   <root>/tmp/<random>                  uploads in progress (removed at open)
 // A put streams into an O_EXCL temp file while hashing, verifies, fsyncs, then
 // renames into place: a crash at any moment leaves either nothing or a whole object.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DigestMismatchError, FleetError, NotFoundError, SizeMismatchError } from '../errors.js';
+import { FleetError, NotFoundError } from '../errors.js';
 import type { BlobStat, BlobStore, PutOptions, PutResult, ReadRange } from './blob-store.js';
-import { DIGEST_ALGORITHMS, sameDigest, type Digest, type DigestAlgorithm } from './digest.js';
+import { DIGEST_ALGORITHMS, type Digest } from './digest.js';
+import { putMeter } from './put-meter.js';
 
 const READ_CHUNK = 1024 * 1024;
 
@@ -65,39 +66,23 @@ export class DiskBlobStore implements BlobStore {
   }
 
   async put(body: Readable, options: PutOptions = {}): Promise<PutResult> {
-    const algo: DigestAlgorithm = options.expected?.algo ?? options.algo ?? 'sha256';
     const tmp = join(this.#tmpDir, `${Date.now().toString(36)}-${randomBytes(8).toString('hex')}`);
-    const hash = createHash(algo);
-    let size = 0;
-    const limit = options.maxSize ?? Infinity;
-    const expectedSize = options.expectedSize;
-    const meter = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        size += chunk.length;
-        if (size > limit) return done(new FleetError('FC_ERR_TOO_LARGE', `body exceeds the limit of ${limit} bytes`));
-        if (expectedSize !== undefined && size > expectedSize) return done(new SizeMismatchError(expectedSize, size));
-        hash.update(chunk);
-        done(null, chunk);
-      },
-    });
+    const { meter, verify } = putMeter(options);
     const out = createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
     try {
       await pipeline(body, meter, out, options.signal ? { signal: options.signal } : {});
-      if (expectedSize !== undefined && size !== expectedSize) throw new SizeMismatchError(expectedSize, size);
-      const digest: Digest = { algo, hex: hash.digest('hex') };
-      if (options.expected && !sameDigest(options.expected, digest)) {
-        throw new DigestMismatchError(`${options.expected.algo}:${options.expected.hex}`, `${algo}:${digest.hex}`);
-      }
+      const { digest, size } = verify();
       await fsyncFile(tmp);
       const target = this.pathOf(digest);
       if (await this.has(digest)) {
         await unlink(tmp);
         return { digest, size, created: false };
       }
-      await mkdir(join(this.#casDir, algo, digest.hex.slice(0, 2)), { recursive: true });
+      const shard = dirname(target);
+      await mkdir(shard, { recursive: true });
       // rename is atomic: two concurrent puts of one digest leave one whole object.
       await rename(tmp, target);
-      await fsyncFile(join(this.#casDir, algo, digest.hex.slice(0, 2)));
+      await fsyncFile(shard);
       return { digest, size, created: true };
     } catch (err) {
       out.destroy();

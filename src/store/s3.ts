@@ -8,8 +8,8 @@
 // The final key therefore only ever holds a whole, verified object; a crash leaves at
 // most a temporary key (removed by open() once a day old) or an
 // unfinished multipart upload (see the bucket lifecycle rule in deploy/OPERATIONS.md).
-import { createHash, randomBytes } from 'node:crypto';
-import { Readable, Transform } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   CompleteMultipartUploadCommand,
@@ -25,9 +25,10 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { DigestMismatchError, FleetError, NotFoundError, SizeMismatchError } from '../errors.js';
+import { FleetError, NotFoundError } from '../errors.js';
 import type { BlobStat, BlobStore, PutOptions, PutResult, ReadRange } from './blob-store.js';
-import { isDigestAlgorithm, sameDigest, type Digest, type DigestAlgorithm } from './digest.js';
+import { isDigestAlgorithm, type Digest } from './digest.js';
+import { putMeter } from './put-meter.js';
 
 /** Temporary keys older than this are leftovers of a crash (another origin may share the bucket). */
 const DEFAULT_TMP_MAX_AGE_MS = 24 * 3600 * 1000;
@@ -132,21 +133,8 @@ export class S3BlobStore implements BlobStore {
   }
 
   async put(body: Readable, options: PutOptions = {}): Promise<PutResult> {
-    const algo: DigestAlgorithm = options.expected?.algo ?? options.algo ?? 'sha256';
     const tmpKey = `${this.#prefix}tmp/${Date.now().toString(36)}-${randomBytes(8).toString('hex')}`;
-    const hash = createHash(algo);
-    let size = 0;
-    const limit = options.maxSize ?? Infinity;
-    const expectedSize = options.expectedSize;
-    const meter = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        size += chunk.length;
-        if (size > limit) return done(new FleetError('FC_ERR_TOO_LARGE', `body exceeds the limit of ${limit} bytes`));
-        if (expectedSize !== undefined && size > expectedSize) return done(new SizeMismatchError(expectedSize, size));
-        hash.update(chunk);
-        done(null, chunk);
-      },
-    });
+    const { meter, verify } = putMeter(options);
     const upload = new Upload({
       client: this.#client,
       params: { Bucket: this.#bucket, Key: tmpKey, Body: meter },
@@ -161,11 +149,7 @@ export class S3BlobStore implements BlobStore {
       const [fed, sent] = await Promise.allSettled([pipeline(body, meter), upload.done()]);
       if (fed.status === 'rejected') throw fed.reason;
       if (sent.status === 'rejected') throw sent.reason;
-      if (expectedSize !== undefined && size !== expectedSize) throw new SizeMismatchError(expectedSize, size);
-      const digest: Digest = { algo, hex: hash.digest('hex') };
-      if (options.expected && !sameDigest(options.expected, digest)) {
-        throw new DigestMismatchError(`${options.expected.algo}:${options.expected.hex}`, `${algo}:${digest.hex}`);
-      }
+      const { digest, size } = verify();
       if (await this.has(digest)) return { digest, size, created: false };
       // Two concurrent puts of one digest both copy identical bytes: the last copy wins, whole.
       await this.#copy(tmpKey, this.keyOf(digest), size);
