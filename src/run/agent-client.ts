@@ -2,7 +2,7 @@
 // machine, then each command runs as `node <agent> <command> --json-args '<json>'` and
 // answers with one JSON line on stdout.
 import type { Machine } from '../backends/backend.js';
-import { FleetError } from '../errors.js';
+import { ERROR_CODES, FleetError, type ErrorCode } from '../errors.js';
 
 export const AGENT_REMOTE_NAME = '.fleetcache-agent.mjs';
 
@@ -39,7 +39,9 @@ export async function runAgent(machine: Machine, agent: string, command: string,
   }
   if (res.exitCode !== 0 || !answer?.ok) {
     const why = answer?.error ?? res.output.trim().split('\n').slice(-5).join('\n');
-    throw new FleetError('FC_ERR_UNAVAILABLE', `agent ${command} on ${machine.name} failed: ${why}`);
+    // The agent answers with a catalogue code; anything else (no node, no answer) is "unavailable".
+    const code = typeof answer?.code === 'string' && answer.code in ERROR_CODES ? (answer.code as ErrorCode) : 'FC_ERR_UNAVAILABLE';
+    throw new FleetError(code, `agent ${command} on ${machine.name} failed: ${why}`);
   }
   return answer;
 }

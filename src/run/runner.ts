@@ -9,7 +9,7 @@ import { createProvider } from '../backends/registry.js';
 import { fetchArtifacts } from '../artifacts/download.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes, parseDuration } from '../config/units.js';
-import { FleetError } from '../errors.js';
+import { FleetError, type ErrorCode } from '../errors.js';
 import { pushProject, type PushResult } from '../project-upload/push.js';
 import { buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
 import { expandJobs, findProject, loadProject, resolveProjectFields, type Job, type Project } from '../spread/index.js';
@@ -69,6 +69,9 @@ async function rawBackendOptions(project: Project): Promise<Record<string, unkno
   const doc = parseDocument(await readFile(project.file, 'utf8')).toJS() as { backends?: Record<string, unknown> } | null;
   return doc?.backends ?? {};
 }
+
+/** Failures after which the next URL is worth trying. */
+const NETWORK_FAILURES = new Set<ErrorCode>(['FC_ERR_UPSTREAM', 'FC_ERR_UPSTREAM_TIMEOUT', 'FC_ERR_UNAVAILABLE']);
 
 /** The regions the jobs' systems name (the embedded default starts one cache for each). */
 function regionsOf(jobs: readonly Job[]): string[] {
@@ -267,18 +270,28 @@ async function runJobs(
       },
       artifacts: async (_m: Machine, job: Job) => {
         log.line(`Fetching artifacts of ${job.name}...`);
-        const answer = await runAgentFor(machine, 'artifacts', {
-          url: choice.urls[0],
-          ...(token ? { token } : {}),
-          run: push.run,
-          job: job.name,
-          cwd: posix.join(machine.projectPath, job.task.name),
-          paths: job.task.artifacts,
-        });
-        transfer.artifacts += Number(answer.bytes ?? 0);
-        if (o.artifactsDir) {
-          await fetchArtifacts({ from: choice.urls[0]!, run: push.run, job: job.name, dest: o.artifactsDir, ...(token ? { token } : {}) });
+        // The nearest URL first; a cache that died since the pull is skipped for the next one.
+        let lastError: unknown;
+        for (const url of choice.urls) {
+          try {
+            const answer = await runAgentFor(machine, 'artifacts', {
+              url,
+              ...(token ? { token } : {}),
+              run: push.run,
+              job: job.name,
+              cwd: posix.join(machine.projectPath, job.task.name),
+              paths: job.task.artifacts,
+            });
+            transfer.artifacts += Number(answer.bytes ?? 0);
+            if (o.artifactsDir) await fetchArtifacts({ from: url, run: push.run, job: job.name, dest: o.artifactsDir, ...(token ? { token } : {}) });
+            if (url !== choice.urls[0]) log.line(`Artifacts of ${job.name} went through ${url}.`);
+            return;
+          } catch (err) {
+            if (!(err instanceof FleetError) || !NETWORK_FAILURES.has(err.code)) throw err;
+            lastError = err;
+          }
         }
+        throw lastError;
       },
     };
   }
