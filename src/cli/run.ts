@@ -16,6 +16,7 @@ interface RunFlags {
   data?: string;
   repeat?: string;
   abend?: boolean;
+  pass?: string;
 }
 
 function count(text: string, flag: string): number {
@@ -35,10 +36,11 @@ export function registerRun(program: Command): void {
     .option('--artifacts <dir>', 'fetch task artifacts into DIR/<job name>/ (spread -artifacts)')
     .option('--data <dir>', 'local state: embedded servers, machines, base cache (default <project>/cache)')
     .option('--repeat <n>', 'run each job N more times, stopping at the first failure (spread -repeat)')
+    .option('--pass <password>', 'session password for machines whose system sets none (spread -pass; default random)')
     .option('--abend', 'stop at the first failure without running restore scripts; keep the machines (spread -abend)')
     .option('-v, --verbose', 'more output; twice (or --vv) streams script output', (_v: string, n: number) => n + 1, 0)
     .option('--vv', 'stream script output (spread -vv)')
-    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -vv) are accepted too.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
+    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -vv) are accepted too.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
     .action(async (filters: string[], flags: RunFlags) => {
       const log = new RunLog(undefined, flags.vv ? 2 : flags.verbose);
       const result = await runProject({
@@ -53,6 +55,7 @@ export function registerRun(program: Command): void {
         ...(flags.data ? { dataRoot: flags.data } : {}),
         ...(flags.repeat !== undefined ? { repeat: count(flags.repeat, '--repeat') } : {}),
         ...(flags.abend ? { abend: true } : {}),
+        ...(flags.pass !== undefined ? { password: flags.pass } : {}),
       });
       process.stdout.write(`${result.tally.summary()}\n${formatLedger(result.ledger)}\n`);
       if (!result.tally.ok) {
@@ -64,5 +67,5 @@ export function registerRun(program: Command): void {
 
 /** spread's single-dash long flags (-seed=1, -vv, -artifacts DIR) as commander's double-dash ones. */
 export function normaliseSpreadFlags(argv: string[]): string[] {
-  return argv.map((a) => (/^-(seed|artifacts|vv|fleet|data|repeat|abend)(=.*)?$/.test(a) ? `-${a}` : a));
+  return argv.map((a) => (/^-(seed|artifacts|vv|fleet|data|repeat|abend|pass)(=.*)?$/.test(a) ? `-${a}` : a));
 }

@@ -1,6 +1,7 @@
 // `fleetcache run`: load the spread project, push only a delta to the origin, allocate
 // machines, have each machine pull the project (and assets) through the cache of its
 // region, run the jobs in spread's order, collect artifacts, print the summary.
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { parseDocument } from 'yaml';
@@ -37,6 +38,8 @@ export interface RunOptions {
   readonly agentBundle: string;
   readonly log?: RunLog;
   readonly run?: string;
+  /** spread -pass: the session password for machines whose system sets none (default random). */
+  readonly password?: string;
   /** spread -repeat N. */
   readonly repeat?: number;
   /** spread -abend: stop at the first failure, run no restore scripts, keep the machines. */
@@ -163,7 +166,7 @@ async function runJobs(
 
   const rawOptions = await rawBackendOptions(project);
   const providers = new Map<string, Provider>();
-  const password = Math.random().toString(36).slice(2, 12);
+  const password = o.password ?? randomBytes(9).toString('base64url');
   for (const job of jobs) {
     if (providers.has(job.backend.name)) continue;
     providers.set(

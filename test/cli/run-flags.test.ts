@@ -1,0 +1,25 @@
+// spread's single-dash flags reach commander, and bad values are usage errors (exit 2).
+import t from 'tap';
+import { normaliseSpreadFlags } from '../../src/cli/run.js';
+import { main } from '../../src/cli/main.js';
+import { EXIT } from '../../src/errors.js';
+
+t.test("spread's spellings", async (t) => {
+  t.same(normaliseSpreadFlags(['run', '-seed=3', '-vv', '-artifacts', 'out', '-repeat', '2', '-abend', '-pass', 'pw', 'tests/', '-v']), [
+    'run', '--seed=3', '--vv', '--artifacts', 'out', '--repeat', '2', '--abend', '--pass', 'pw', 'tests/', '-v',
+  ]);
+  // a filter that happens to start with a dash is left alone unless it is one of spread's flags
+  t.same(normaliseSpreadFlags(['run', '-seedless']), ['run', '-seedless']);
+});
+
+t.test('a bad --repeat is a usage error', async (t) => {
+  const stderr: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string) => (stderr.push(String(chunk)), true)) as typeof process.stderr.write;
+  try {
+    t.equal(await main(['run', '--repeat', 'lots']), EXIT.usage);
+  } finally {
+    process.stderr.write = write;
+  }
+  t.match(stderr.join(''), /--repeat needs a whole number, not "lots"/);
+});
