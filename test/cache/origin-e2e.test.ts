@@ -39,6 +39,7 @@ t.test('cache → origin: PUT through the cache, GET hits, names revalidated', a
   t.ok(aput.statusCode < 300, `artifact PUT (${aput.statusCode})`);
   const a1 = await request(`${url}/artifacts/run1/job1/out.txt`);
   t.equal(await a1.body.text(), art.toString());
+  t.equal(a1.headers['x-cache'], 'HIT', 'the artifact PUT was kept (the origin answers it with an ETag)');
   await app.cache.fills.drain();
   const a2 = await request(`${url}/artifacts/run1/job1/out.txt`);
   t.equal(await a2.body.text(), art.toString());

@@ -103,6 +103,7 @@ t.test('artifacts: PUT answers digest and size; GET and HEAD', async (t) => {
   const put = await app.inject({ method: 'PUT', url, payload: 'log line\n', headers: auth });
   t.equal(put.statusCode, 201);
   t.same(put.json(), { digest: `sha256:${sha256('log line\n')}`, size: 9 });
+  t.equal(put.headers.etag, `"sha256:${sha256('log line\n')}"`, 'the PUT answer names the new representation');
   const get = await app.inject({ url });
   t.equal(get.body, 'log line\n');
   t.equal(get.headers.etag, `"sha256:${sha256('log line\n')}"`);

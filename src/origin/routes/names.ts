@@ -26,7 +26,8 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   const contentType = request.headers['content-type'];
   const record: NameRecord = { digest: formatDigest(result.digest), size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}) };
   await ctx.names.put(segments, record);
-  return reply.code(201).send({ digest: record.digest, size: record.size });
+  // The ETag of the new representation lets a cache keep what it forwarded (RFC 9110 §9.3.4).
+  return reply.code(201).header('etag', `"${record.digest}"`).send({ digest: record.digest, size: record.size });
 }
 
 async function getNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
