@@ -4,7 +4,7 @@ import { ensureAgentBundle } from '../agent/paths.js';
 import { formatLedger } from '../report/ledger.js';
 import { EXIT, UsageError } from '../errors.js';
 import { RunLog } from '../run/report.js';
-import { runProject } from '../run/runner.js';
+import { discardKeptMachines, runProject } from '../run/runner.js';
 
 interface RunFlags {
   fleet?: string;
@@ -17,6 +17,9 @@ interface RunFlags {
   repeat?: string;
   abend?: boolean;
   pass?: string;
+  reuse?: boolean;
+  resend?: boolean;
+  discard?: boolean;
 }
 
 function count(text: string, flag: string): number {
@@ -37,12 +40,19 @@ export function registerRun(program: Command): void {
     .option('--data <dir>', 'local state: embedded servers, machines, base cache (default <project>/cache)')
     .option('--repeat <n>', 'run each job N more times, stopping at the first failure (spread -repeat)')
     .option('--pass <password>', 'session password for machines whose system sets none (spread -pass; default random)')
+    .option('--reuse', 'take back machines kept by an earlier --reuse run, and keep them at the end (spread -reuse)')
+    .option('--resend', 'with --reuse, send the project again to reused machines (spread -resend)')
+    .option('--discard', 'discard the machines kept by --reuse runs, running nothing (spread -discard)')
     .option('--abend', 'stop at the first failure without running restore scripts; keep the machines (spread -abend)')
     .option('-v, --verbose', 'more output; twice (or --vv) streams script output', (_v: string, n: number) => n + 1, 0)
     .option('--vv', 'stream script output (spread -vv)')
-    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -vv) are accepted too.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
+    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -reuse, -resend, -discard, -vv) are accepted too.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
     .action(async (filters: string[], flags: RunFlags) => {
       const log = new RunLog(undefined, flags.vv ? 2 : flags.verbose);
+      if (flags.discard) {
+        await discardKeptMachines({ cwd: process.cwd(), log, ...(flags.data ? { dataRoot: flags.data } : {}) });
+        return;
+      }
       const result = await runProject({
         cwd: process.cwd(),
         filters,
@@ -56,6 +66,8 @@ export function registerRun(program: Command): void {
         ...(flags.repeat !== undefined ? { repeat: count(flags.repeat, '--repeat') } : {}),
         ...(flags.abend ? { abend: true } : {}),
         ...(flags.pass !== undefined ? { password: flags.pass } : {}),
+        ...(flags.reuse ? { reuse: true } : {}),
+        ...(flags.resend ? { resend: true } : {}),
       });
       process.stdout.write(`${result.tally.summary()}\n${formatLedger(result.ledger)}\n`);
       if (!result.tally.ok) {
@@ -67,5 +79,5 @@ export function registerRun(program: Command): void {
 
 /** spread's single-dash long flags (-seed=1, -vv, -artifacts DIR) as commander's double-dash ones. */
 export function normaliseSpreadFlags(argv: string[]): string[] {
-  return argv.map((a) => (/^-(seed|artifacts|vv|fleet|data|repeat|abend|pass)(=.*)?$/.test(a) ? `-${a}` : a));
+  return argv.map((a) => (/^-(seed|artifacts|vv|fleet|data|repeat|abend|pass|reuse|resend|discard)(=.*)?$/.test(a) ? `-${a}` : a));
 }

@@ -10,6 +10,8 @@ export interface PackRules {
   readonly include?: readonly string[];
   readonly exclude?: readonly string[];
   readonly rename?: readonly string[];
+  /** Exact paths relative to the root, never packed: the runner's own state inside a project. */
+  readonly excludePaths?: readonly string[];
 }
 
 const ALWAYS_EXCLUDED = '.spread-reuse.*';
@@ -172,17 +174,19 @@ function applyTransform(t: Transform, name: string): string {
 export class PackRuleSet {
   readonly include: readonly string[] | undefined;
   readonly #exclude: readonly RegExp[];
+  readonly #excludePaths: ReadonlySet<string>;
   readonly #transforms: readonly Transform[];
 
   constructor(rules: PackRules = {}) {
     this.include = rules.include && rules.include.length > 0 ? rules.include : undefined;
     this.#exclude = [ALWAYS_EXCLUDED, ...(rules.exclude ?? [])].map(excludeMatcher);
+    this.#excludePaths = new Set(rules.excludePaths ?? []);
     this.#transforms = (rules.rename ?? []).map(parseTransform);
   }
 
   /** `path` is relative to the project root, `/`-separated, no trailing slash. */
   isExcluded(path: string): boolean {
-    return this.#exclude.some((re) => re.test(path));
+    return this.#excludePaths.has(path) || this.#exclude.some((re) => re.test(path));
   }
 
   rename(name: string, kind: NameKind): string {

@@ -12,7 +12,8 @@ export interface AgentAnswer {
   [field: string]: unknown;
 }
 
-function shellQuote(s: string): string {
+/** One shell word, whatever the text. */
+export function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 

@@ -3,9 +3,9 @@
 // region, run the jobs in spread's order, collect artifacts, print the summary.
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { isAbsolute, join, posix, relative, sep } from 'node:path';
 import { parseDocument } from 'yaml';
-import type { Machine, Provider } from '../backends/backend.js';
+import type { BackendContext, Machine, Provider } from '../backends/backend.js';
 import { createProvider } from '../backends/registry.js';
 import { fetchArtifacts } from '../artifacts/download.js';
 import { resolveToken } from '../client/token.js';
@@ -13,8 +13,9 @@ import { formatBytes, parseDuration } from '../config/units.js';
 import { FleetError, type ErrorCode } from '../errors.js';
 import { pushProject, type PushResult } from '../project-upload/push.js';
 import { buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
-import { expandJobs, findProject, loadProject, resolveProjectFields, type Job, type Project } from '../spread/index.js';
-import { AGENT_REMOTE_NAME, installAgent, runAgent } from './agent-client.js';
+import { expandJobs, findProject, loadProject, resolveProjectFields, type Backend, type Job, type Project } from '../spread/index.js';
+import { AGENT_REMOTE_NAME, installAgent, runAgent, shellQuote } from './agent-client.js';
+import { REUSE_FILE, ReusePool } from './reuse.js';
 import { runWorkers, type WorkerInfo } from './driver.js';
 import { startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
 import { loadFleetConfig, type FleetConfig } from './fleet.js';
@@ -22,7 +23,7 @@ import { measuredOrder, staticOrder, type CacheChoice } from './nearest.js';
 import { RunLog, RunTally, summaryItem } from './report.js';
 import { chooseSeed, JobQueue, workerPlan, type SchedJob } from './scheduler.js';
 import { MachineSession } from './session.js';
-import { Timings } from './timings.js';
+import { TIMINGS_FILE, Timings } from './timings.js';
 
 export interface RunOptions {
   readonly cwd: string;
@@ -44,6 +45,10 @@ export interface RunOptions {
   readonly repeat?: number;
   /** spread -abend: stop at the first failure, run no restore scripts, keep the machines. */
   readonly abend?: boolean;
+  /** spread -reuse: take back machines kept by an earlier -reuse run, keep them at the end. */
+  readonly reuse?: boolean;
+  /** spread -resend: with -reuse, send the project again to reused machines. */
+  readonly resend?: boolean;
   /** Called with the embedded servers once they listen (the demo reads their figures). */
   readonly onEmbedded?: (fleet: EmbeddedFleet) => void;
 }
@@ -67,10 +72,49 @@ export interface RunResult {
   readonly artifactBytes: number;
 }
 
-/** Backend options as written in spread.yaml (each backend file validates its own). */
-async function rawBackendOptions(project: Project): Promise<Record<string, unknown>> {
+/** One provider per backend, from the backend's options as written in spread.yaml (each backend file validates its own). */
+async function createProviders(project: Project, backends: ReadonlySet<Backend>, ctx: BackendContext): Promise<Map<string, Provider>> {
   const doc = parseDocument(await readFile(project.file, 'utf8')).toJS() as { backends?: Record<string, unknown> } | null;
-  return doc?.backends ?? {};
+  const providers = new Map<string, Provider>();
+  for (const b of backends) providers.set(b.name, createProvider(b.name, b.type, doc?.backends?.[b.name] ?? {}, ctx));
+  return providers;
+}
+
+/** spread -discard: releases the machines an earlier -reuse run kept, running nothing on them. */
+export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRoot?: string }): Promise<number> {
+  const log = o.log ?? new RunLog();
+  const project = await loadProject(findProject(o.cwd));
+  const pool = await ReusePool.load(project.rootDir);
+  const records = pool.drain();
+  const backends = new Set(project.backends.filter((b) => records.some((r) => r.backend === b.name)));
+  const providers = await createProviders(project, backends, {
+    projectRoot: project.rootDir,
+    remotePath: resolveProjectFields(project).remotePath,
+    password: '',
+    stateDir: o.dataRoot ?? join(project.rootDir, 'cache'),
+    log: (line) => log.line(line),
+  });
+  let discarded = 0;
+  for (const record of records) {
+    const provider = providers.get(record.backend);
+    if (!provider) {
+      log.line(`Cannot discard ${record.backend}:${record.system} at ${record.address}: backend no longer in spread.yaml.`);
+      continue;
+    }
+    log.line(`Discarding ${record.backend}:${record.system} at ${record.address}...`);
+    const machine = await provider.reuse(record, { name: record.system, ...(record.username ? { username: record.username } : {}), ...(record.password ? { password: record.password } : {}) });
+    await machine.discard();
+    discarded++;
+  }
+  await pool.save();
+  return discarded;
+}
+
+/** The runner's own files inside the project, never shipped with it: data directory, reuse and timings files. */
+function runnerState(root: string, dataRoot: string): string[] {
+  const data = relative(root, dataRoot);
+  const inside = data !== '' && !data.startsWith('..') && !isAbsolute(data);
+  return [REUSE_FILE, TIMINGS_FILE, ...(inside ? [data.split(sep).join('/')] : [])];
 }
 
 /** Failures after which the next URL is worth trying. */
@@ -127,7 +171,7 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
       ...(o.run ? { run: o.run } : {}),
       baseCache: join(dataRoot, 'bases'),
       ...(project.repack ? { repack: project.repack } : {}),
-      rules: { ...(fields.include ? { include: fields.include } : {}), exclude: fields.exclude, rename: fields.rename },
+      rules: { ...(fields.include ? { include: fields.include } : {}), exclude: fields.exclude, rename: fields.rename, excludePaths: runnerState(project.rootDir, dataRoot) },
     });
     log.line(
       `Project content is packed for delivery (${formatBytes(push.fullUploadBytes)}); sent ${formatBytes(push.bytesSent)} to the origin` +
@@ -156,6 +200,7 @@ async function runJobs(
 ): Promise<RunResult> {
   const tally = new RunTally();
   const timings = await Timings.load(project.rootDir);
+  const pool = o.reuse ? await ReusePool.load(project.rootDir) : undefined;
   const sched = jobs.map(schedJob);
   const byName = new Map(jobs.map((j) => [j.name, j]));
   const systemOf = new Map(jobs.map((j) => [`${j.backend.name}\0${j.system.name}`, j]));
@@ -164,22 +209,13 @@ async function runJobs(
   if (announce) log.line(`Sequence of jobs produced with -seed=${seed}`);
   const queue = new JobQueue(sched, { seed, duration: (j) => timings.estimate(j) });
 
-  const rawOptions = await rawBackendOptions(project);
-  const providers = new Map<string, Provider>();
-  const password = o.password ?? randomBytes(9).toString('base64url');
-  for (const job of jobs) {
-    if (providers.has(job.backend.name)) continue;
-    providers.set(
-      job.backend.name,
-      createProvider(job.backend.name, job.backend.type, rawOptions[job.backend.name] ?? {}, {
-        projectRoot: project.rootDir,
-        remotePath,
-        password,
-        stateDir: dataRoot,
-        log: (line) => log.line(line),
-      }),
-    );
-  }
+  const providers = await createProviders(project, new Set(jobs.map((j) => j.backend)), {
+    projectRoot: project.rootDir,
+    remotePath,
+    password: o.password ?? randomBytes(9).toString('base64url'),
+    stateDir: dataRoot,
+    log: (line) => log.line(line),
+  });
 
   const pulls: MachineTransfer[] = [];
   const transfer = { assets: 0, artifacts: 0 };
@@ -207,15 +243,30 @@ async function runJobs(
         const job = systemOf.get(`${w.backend}\0${w.system}`)!;
         const provider = providers.get(w.backend)!;
         const label = `${w.backend}:${w.system}`;
-        log.line(`Allocating ${label}...`);
-        const machine = await provider.allocate({ name: w.system, username: job.system.username || undefined, password: job.system.password || undefined }, { signal });
-        log.line(`Allocated ${label}.`);
+        const spec = { name: w.system, username: job.system.username || undefined, password: job.system.password || undefined };
+        const kept = pool?.take(w.backend, w.system);
+        let machine: Machine;
+        if (kept) {
+          log.line(`Reusing ${label} at ${kept.address}...`);
+          machine = await provider.reuse(kept, spec);
+        } else {
+          log.line(`Allocating ${label}...`);
+          machine = await provider.allocate(spec, { signal });
+          log.line(`Allocated ${label}.`);
+        }
         try {
           const region = job.system.region ?? job.backend.region;
           const choice = region === 'auto' ? await measuredOrder(machine, fleet) : staticOrder(fleet, region);
           log.line(`Machine ${machine.name} at ${machine.address} pulls through ${choice.urls[0]} (${choice.how}).`);
           const workDir = workDirOf(machine);
           const agent = await installAgent(machine, o.agentBundle, workDir);
+          const dest = shellQuote(machine.projectPath);
+          if (kept && !o.resend && (await machine.exec(`test -n "$(ls -A ${dest} 2>/dev/null)"`, { trace: false, cwd: '/' })).exitCode === 0) {
+            log.line(`Reusing project content on ${label}.`);
+            const session = new MachineSession({ ...sessionCtx, ...hooksFor(choice, workDir, machine) }, machine);
+            return session;
+          }
+          if (kept) await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
           log.line(`Sending project content to ${label}...`);
           const answer = await runAgent(machine, agent, 'pull', { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir });
           const url = String(answer.url ?? choice.urls[0]);
@@ -238,6 +289,11 @@ async function runJobs(
         await session.finish();
         if (abend?.signal.aborted) {
           log.line(`Keeping ${session.label} at ${session.machine.address} (-abend).`);
+          return;
+        }
+        if (pool) {
+          pool.keep(session.machine.record());
+          log.line(`Keeping ${session.label} at ${session.machine.address}.`);
           return;
         }
         await session.machine.discard().catch((err: Error) => log.line(`Error discarding ${session.label}: ${err.message}`));
@@ -304,6 +360,7 @@ async function runJobs(
     log.line(`Error ${what} ${f.worker.backend}:${f.worker.system}: ${(f.error as Error).message}`);
   }
   for (const j of result.remaining) tally.aborted.push(summaryItem(j.name));
+  await pool?.save();
   await timings.save().catch(() => undefined);
   const machinesByRegion: Record<string, number> = {};
   for (const p of pulls) machinesByRegion[p.region] = (machinesByRegion[p.region] ?? 0) + 1;

@@ -2,13 +2,13 @@
 // regions, a configured fleet whose cache is down, failures and the summary.
 import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { cp, readFile, writeFile } from 'node:fs/promises';
+import { cp, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
 import { RunLog } from '../../src/run/report.js';
-import { runProject } from '../../src/run/runner.js';
+import { discardKeptMachines, runProject } from '../../src/run/runner.js';
 import type { EmbeddedFleet } from '../../src/run/embedded.js';
 import { startOrigin } from '../helpers/origin.js';
 import { REPO_ROOT } from '../helpers/processes.js';
@@ -127,4 +127,35 @@ t.test('-repeat runs each job again; -abend stops at the first failure without r
   t.equal(a.tally.ok, false);
   t.notMatch(abended.text(), /Restoring/, 'no restore script ran');
   t.match(abended.text(), /Keeping local:alpha-1 at .* \(-abend\)/);
+});
+
+t.test('-reuse keeps machines and takes them back, -discard releases them; runner state is never packed', async (t) => {
+  const dir = await demoProject(t);
+  const data = join(dir, 'cache'); // inside the project: must not be shipped with it
+  const opts = { cwd: dir, filters: ['alpha-1'], agentBundle: await ensureAgentBundle(), dataRoot: data, reuse: true };
+  const first = capture();
+  const r1 = await runProject({ ...opts, log: first.log });
+  t.equal(r1.tally.ok, true);
+  t.equal(first.text().match(/Keeping local:alpha-1 at /g)?.length, 2, 'both machines kept');
+  const kept = JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: Array<{ address: string }> };
+  t.equal(kept.machines.length, 2);
+
+  const second = capture();
+  const r2 = await runProject({ ...opts, log: second.log });
+  t.equal(r2.tally.ok, true);
+  // a second worker may find the queue empty and not start: its machine stays kept, untouched
+  const reused = second.text().match(/Reusing local:alpha-1 at /g)?.length ?? 0;
+  t.ok(reused >= 1, `${reused} machine(s) taken back`);
+  t.equal(second.text().match(/Reusing project content on local:alpha-1/g)?.length, reused);
+  t.equal(second.text().match(/Allocating /g), null, 'no new machine allocated');
+  const stillKept = JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: unknown[] };
+  t.equal(stillKept.machines.length, 2, 'both machines still kept');
+  t.equal(r2.pulls.length, 0, 'nothing pulled again without -resend');
+  t.ok(r2.push.fullUploadBytes < r1.push.fullUploadBytes * 1.5, `the data directory and reuse file are not packed (${r1.push.fullUploadBytes} → ${r2.push.fullUploadBytes})`);
+
+  const third = capture();
+  const discarded = await discardKeptMachines({ cwd: dir, log: third.log, dataRoot: data });
+  t.equal(discarded, 2);
+  await t.rejects(readFile(join(dir, '.fleetcache-reuse.json')), { code: 'ENOENT' }, 'reuse file removed');
+  for (const m of kept.machines) await t.rejects(stat(m.address), { code: 'ENOENT' }, `machine directory ${m.address} removed`);
 });
