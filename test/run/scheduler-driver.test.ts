@@ -87,7 +87,7 @@ t.test('runWorkers over local machines: every job once, storm limit, load admiss
         // The first read of each machine reports a high load: admission must wait.
         const n = (loadReads.get(m.address) ?? 0) + 1;
         loadReads.set(m.address, n);
-        if (n === 1) return 5;
+        if (n === 1) return 5000;
         const r = await m.exec('cut -d" " -f1 /proc/loadavg', { trace: false });
         return Number(r.output) > 1000 ? 1000 : 0;
       },
