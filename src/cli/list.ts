@@ -2,22 +2,16 @@
 // --json, also each job's evaluated environment, priority, workers and region.
 // Errors end like spread's: "error: <message>" on stderr and exit status 1.
 import type { Command } from 'commander';
-import { expandJobs, findProject, jobEnvironment, loadProject, type Job } from '../spread/index.js';
+import { expandJobs, findProject, jobEnvironment, jobParts, jobRegion, loadProject, type Job } from '../spread/index.js';
 import { toFleetError } from '../errors.js';
 
 /** One job as `list --json` shows it. */
 export function jobToJson(job: Job): Record<string, unknown> {
   return {
-    name: job.name,
-    backend: job.backend.name,
-    system: job.system.name,
-    suite: job.suite.name,
-    task: job.task.name,
-    variant: job.variant,
-    sample: job.sample,
+    ...jobParts(job),
     priority: job.priority,
     workers: job.system.workers,
-    region: job.system.region ?? job.backend.region ?? null,
+    region: jobRegion(job) ?? null,
     // Keys are identifiers (never integer-like), so object order is the environment's order.
     environment: Object.fromEntries(jobEnvironment(job)),
   };

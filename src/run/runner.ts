@@ -13,7 +13,7 @@ import { formatBytes, parseDuration } from '../config/units.js';
 import { FleetError, type ErrorCode } from '../errors.js';
 import { pushProject, type PushResult } from '../project-upload/push.js';
 import { buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
-import { expandJobs, findProject, loadProject, resolveProjectFields, type Backend, type Job, type Project } from '../spread/index.js';
+import { expandJobs, findProject, jobParts, jobRegion, loadProject, resolveProjectFields, type Backend, type Job, type Project } from '../spread/index.js';
 import { AGENT_REMOTE_NAME, installAgent, runAgent, shellQuote } from './agent-client.js';
 import { REUSE_FILE, ReusePool } from './reuse.js';
 import { runWorkers, type WorkerInfo } from './driver.js';
@@ -122,19 +122,13 @@ const NETWORK_FAILURES = new Set<ErrorCode>(['FC_ERR_UPSTREAM', 'FC_ERR_UPSTREAM
 
 /** The regions the jobs' systems name (the embedded default starts one cache for each). */
 function regionsOf(jobs: readonly Job[]): string[] {
-  const named = new Set(jobs.map((j) => j.system.region ?? j.backend.region).filter((r): r is string => r !== undefined && r !== 'auto'));
+  const named = new Set(jobs.map(jobRegion).filter((r): r is string => r !== undefined && r !== 'auto'));
   return named.size > 0 ? [...named].sort() : ['local'];
 }
 
 function schedJob(job: Job): SchedJob {
   return {
-    name: job.name,
-    backend: job.backend.name,
-    system: job.system.name,
-    suite: job.suite.name,
-    task: job.task.name,
-    variant: job.variant,
-    sample: job.sample,
+    ...jobParts(job),
     ...(job.priority !== 0 ? { priority: job.priority } : {}),
   };
 }
@@ -255,7 +249,7 @@ async function runJobs(
           log.line(`Allocated ${label}.`);
         }
         try {
-          const region = job.system.region ?? job.backend.region;
+          const region = jobRegion(job);
           const choice = region === 'auto' ? await measuredOrder(machine, fleet) : staticOrder(fleet, region);
           log.line(`Machine ${machine.name} at ${machine.address} pulls through ${choice.urls[0]} (${choice.how}).`);
           const workDir = workDirOf(machine);
