@@ -20,6 +20,7 @@ interface RunFlags {
   reuse?: boolean;
   resend?: boolean;
   discard?: boolean;
+  restore?: boolean;
 }
 
 function count(text: string, flag: string): number {
@@ -42,11 +43,12 @@ export function registerRun(program: Command): void {
     .option('--pass <password>', 'session password for machines whose system sets none (spread -pass; default random)')
     .option('--reuse', 'take back machines kept by an earlier --reuse run, and keep them at the end (spread -reuse)')
     .option('--resend', 'with --reuse, send the project again to reused machines (spread -resend)')
+    .option('--restore', 'run only the restore scripts, e.g. on machines kept with --reuse (spread -restore)')
     .option('--discard', 'discard the machines kept by --reuse runs, running nothing (spread -discard)')
     .option('--abend', 'stop at the first failure without running restore scripts; keep the machines (spread -abend)')
     .option('-v, --verbose', 'more output; twice (or --vv) streams script output', (_v: string, n: number) => n + 1, 0)
     .option('--vv', 'stream script output (spread -vv)')
-    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -reuse, -resend, -discard, -vv) are accepted too.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
+    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -reuse, -resend, -discard, -restore, -vv) are accepted too.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
     .action(async (filters: string[], flags: RunFlags) => {
       const log = new RunLog(undefined, flags.vv ? 2 : flags.verbose);
       if (flags.discard) {
@@ -68,6 +70,7 @@ export function registerRun(program: Command): void {
         ...(flags.pass !== undefined ? { password: flags.pass } : {}),
         ...(flags.reuse ? { reuse: true } : {}),
         ...(flags.resend ? { resend: true } : {}),
+        ...(flags.restore ? { restoreOnly: true } : {}),
       });
       process.stdout.write(`${result.tally.summary()}\n${formatLedger(result.ledger)}\n`);
       if (!result.tally.ok) {
@@ -79,5 +82,5 @@ export function registerRun(program: Command): void {
 
 /** spread's single-dash long flags (-seed=1, -vv, -artifacts DIR) as commander's double-dash ones. */
 export function normaliseSpreadFlags(argv: string[]): string[] {
-  return argv.map((a) => (/^-(seed|artifacts|vv|fleet|data|repeat|abend|pass|reuse|resend|discard)(=.*)?$/.test(a) ? `-${a}` : a));
+  return argv.map((a) => (/^-(seed|artifacts|vv|fleet|data|repeat|abend|pass|reuse|resend|discard|restore)(=.*)?$/.test(a) ? `-${a}` : a));
 }

@@ -45,6 +45,8 @@ export interface RunOptions {
   readonly repeat?: number;
   /** spread -abend: stop at the first failure, run no restore scripts, keep the machines. */
   readonly abend?: boolean;
+  /** spread -restore: run only the restore scripts (usually on machines kept with -reuse). */
+  readonly restoreOnly?: boolean;
   /** spread -reuse: take back machines kept by an earlier -reuse run, keep them at the end. */
   readonly reuse?: boolean;
   /** spread -resend: with -reuse, send the project again to reused machines. */
@@ -225,6 +227,7 @@ async function runJobs(
     tally,
     progress,
     ...(o.repeat ? { repeat: o.repeat } : {}),
+    ...(o.restoreOnly ? { restoreOnly: true } : {}),
     ...(abend ? { abend } : {}),
     onJobTime: (job: Job, seconds: number) => timings.record(schedJob(job), seconds),
   };

@@ -19,6 +19,8 @@ export interface SessionContext {
   readonly onJobTime?: (job: Job, seconds: number) => void;
   /** spread -repeat N: extra rounds of each job. */
   readonly repeat?: number;
+  /** spread -restore: run only the restore scripts. */
+  readonly restoreOnly?: boolean;
   /** spread -abend: aborted at the first failure; no restore runs after it. */
   readonly abend?: AbortController;
 }
@@ -87,6 +89,7 @@ export class MachineSession {
     const { project, tally, progress } = this.#ctx;
     const sys = `${job.backend.name}:${job.system.name}`;
     this.#firstJob ??= job;
+    if (this.#ctx.restoreOnly) return this.#restoreOnly(job);
     if (!this.#projectPrepared) {
       this.#projectPrepared = true;
       if (!(await this.#step(job, 'project', project.prepare, sys, 'Preparing', 'project prepare', '.', project.debug))) return this.#abort(job);
@@ -148,6 +151,18 @@ export class MachineSession {
     }
     this.#ctx.onJobTime?.(job, (Date.now() - started) / 1000);
     return true;
+  }
+
+  /** spread -restore: nothing is prepared or executed; every level's restore runs as if it had been. */
+  async #restoreOnly(job: Job): Promise<boolean> {
+    this.#projectPrepared = true;
+    this.#backendPrepared = true;
+    if (this.#suite && this.#suite.job.suite.name !== job.suite.name && !(await this.#leaveSuite())) return this.#abort(job);
+    this.#suite ??= { job, failed: false };
+    this.#ctx.progress.taken++;
+    const restored = await this.#step(job, 'task', jobRestore(job, this.#ctx.project), job.name, 'Restoring', 'task restore', this.#taskDir(job), jobDebug(job, this.#ctx.project));
+    if (!restored) this.#broken = true;
+    return restored;
   }
 
   #abort(job: Job): boolean {

@@ -153,6 +153,13 @@ t.test('-reuse keeps machines and takes them back, -discard releases them; runne
   t.equal(r2.pulls.length, 0, 'nothing pulled again without -resend');
   t.ok(r2.push.fullUploadBytes < r1.push.fullUploadBytes * 1.5, `the data directory and reuse file are not packed (${r1.push.fullUploadBytes} → ${r2.push.fullUploadBytes})`);
 
+  const restoring = capture();
+  const r3 = await runProject({ ...opts, restoreOnly: true, log: restoring.log });
+  t.equal(r3.tally.ok, true);
+  t.notMatch(restoring.text(), /Preparing|Executing/, '-restore prepares and executes nothing');
+  t.match(restoring.text(), /Restoring local:alpha-1:tests\/ \(local:alpha-1\)/, 'the suite restore ran');
+  t.match(restoring.text(), /Restoring local:alpha-1:tests\/artifacts \(local:alpha-1\)/, 'a task restore ran');
+
   const third = capture();
   const discarded = await discardKeptMachines({ cwd: dir, log: third.log, dataRoot: data });
   t.equal(discarded, 2);
