@@ -3,6 +3,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { NotFoundError } from '../errors.js';
+import { checkSegment } from '../store/safe-name.js';
 import { ledgerHtml } from '../report/html.js';
 import { formatLedger, type Ledger } from '../report/ledger.js';
 
@@ -15,7 +16,7 @@ interface ReportFlags {
 
 export async function readLedger(dataDir: string, run?: string): Promise<Ledger> {
   const dir = join(resolve(dataDir), 'reports');
-  let name = run ? `${run}.json` : undefined;
+  let name = run ? `${checkSegment(run, 'run id')}.json` : undefined;
   if (!name) {
     const all = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.json')).sort();
     name = all.at(-1);

@@ -1,0 +1,55 @@
+// `fleetcache report`: the latest run's ledger by default, a clear not-found otherwise.
+import t from 'tap';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { main } from '../../src/cli/main.js';
+import { EXIT } from '../../src/errors.js';
+import type { Ledger } from '../../src/report/ledger.js';
+
+async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const o = process.stdout.write.bind(process.stdout);
+  const e = process.stderr.write.bind(process.stderr);
+  process.stdout.write = ((c: string) => ((out += c), true)) as typeof process.stdout.write;
+  process.stderr.write = ((c: string) => ((err += c), true)) as typeof process.stderr.write;
+  try {
+    return { code: await main(argv), out, err };
+  } finally {
+    process.stdout.write = o;
+    process.stderr.write = e;
+  }
+}
+
+const ledger = (run: string, actual: number): Ledger => ({
+  run,
+  project: 'p',
+  machines: 2,
+  links: [{ link: 'controller → origin (project)', actualBytes: actual, naiveBytes: 1000 }],
+  caches: [],
+  originEgress: { actual, naive: 2000 },
+});
+
+t.test('no reports: exit 4 with a message that says what to do', async (t) => {
+  const res = await capture(['report', '--data', t.testdir()]);
+  t.equal(res.code, EXIT.notFound);
+  t.match(res.err, /no run reports in .*reports: run `fleetcache run` first/);
+});
+
+t.test('the latest run by default, a named one, JSON and HTML', async (t) => {
+  const data = t.testdir();
+  await mkdir(join(data, 'reports'));
+  await writeFile(join(data, 'reports', '20261123T100000Z-aaaaaa.json'), JSON.stringify(ledger('20261123T100000Z-aaaaaa', 100)));
+  await writeFile(join(data, 'reports', '20261123T110000Z-bbbbbb.json'), JSON.stringify(ledger('20261123T110000Z-bbbbbb', 50)));
+  const latest = await capture(['report', '--data', data, '--html', join(data, 'r.html')]);
+  t.equal(latest.code, 0);
+  t.match(latest.out, /run 20261123T110000Z-bbbbbb/);
+  t.match(await readFile(join(data, 'r.html'), 'utf8'), /data-testid="origin-egress">50 B</);
+  const named = await capture(['report', '--data', data, '--run', '20261123T100000Z-aaaaaa', '--json']);
+  t.equal((JSON.parse(named.out) as Ledger).originEgress.actual, 100);
+  const missing = await capture(['report', '--data', data, '--run', 'nope']);
+  t.equal(missing.code, EXIT.notFound);
+  const escape = await capture(['report', '--data', data, '--run', '../reports/20261123T100000Z-aaaaaa']);
+  t.equal(escape.code, EXIT.usage, 'a run id that leaves the reports directory is refused');
+  t.match(escape.err, /run id: slash/);
+});
