@@ -33,8 +33,6 @@ export interface RunOptions {
   readonly seed?: number;
   /** Directory for local state: embedded servers, machines, base cache (default <root>/cache). */
   readonly dataRoot?: string;
-  /** Regions of the embedded default (one cache each). */
-  readonly embeddedRegions?: readonly string[];
   readonly artifactsDir?: string;
   readonly agentBundle: string;
   readonly log?: RunLog;
@@ -152,7 +150,7 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
     fleet = { ...configured, origin: configured.origin };
     token = resolveToken(o.tokenFile ?? configured.tokenFile);
   } else {
-    embedded = await startEmbeddedFleet(dataRoot, o.embeddedRegions ?? regionsOf(jobs));
+    embedded = await startEmbeddedFleet(dataRoot, regionsOf(jobs));
     o.onEmbedded?.(embedded);
     fleet = embedded.fleet;
     token = embedded.token;
