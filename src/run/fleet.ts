@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
 import { parseDocument } from 'yaml';
 import { loadConfigFile, parseConfig } from '../config/load.js';
+import { ConfigError } from '../errors.js';
 
 const Url = Type.String({ pattern: '^https?://', description: 'http(s) URL' });
 
@@ -33,8 +34,17 @@ export type FleetConfig = Static<typeof FleetSchema>;
 
 /** The fleet configuration: --fleet FILE, else spread.yaml's `fleetcache:` key, else undefined. */
 export function loadFleetConfig(spreadFile: string, fleetFile: string | undefined): FleetConfig | undefined {
-  if (fleetFile) return loadConfigFile(FleetSchema, fleetFile);
-  const text = readFileSync(spreadFile, 'utf8');
-  if (!parseDocument(text).has('fleetcache')) return undefined;
-  return parseConfig(FleetSchema, text, spreadFile, ['fleetcache']);
+  let config: FleetConfig;
+  if (fleetFile) {
+    config = loadConfigFile(FleetSchema, fleetFile);
+  } else {
+    const text = readFileSync(spreadFile, 'utf8');
+    if (!parseDocument(text).has('fleetcache')) return undefined;
+    config = parseConfig(FleetSchema, text, spreadFile, ['fleetcache']);
+  }
+  // Caches without an origin would silently fall back to the embedded default: say so instead.
+  if (!config.origin && Object.keys(config.regions).length > 0) {
+    throw new ConfigError(`${fleetFile ?? spreadFile}: fleet configuration lists regions but no origin`, fleetFile ?? spreadFile, undefined, 'origin');
+  }
+  return config;
 }
