@@ -1,8 +1,8 @@
-// `fleetcache run` over SSH: the ssh backend reaches a real sshd (Debian's openssh-server)
+// `fleetcache run` over SSH: the ssh and adhoc backends reach a real sshd (Debian's openssh-server)
 // on a loopback port; the agent goes over SFTP, pulls the project through the embedded
 // cache and the tasks run through ssh2.
 import t from 'tap';
-import { cp, rm, writeFile } from 'node:fs/promises';
+import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { RunLog } from '../../src/run/report.js';
@@ -30,4 +30,43 @@ t.test('the example project over the ssh backend', async (t) => {
   t.equal(result.pulls.length, 1);
   t.match(result.pulls[0]!.url, /^http:\/\/127\.0\.0\.1:\d+$/);
   t.match(out, /Executing lab:debian-12:tests\/hello \(lab:debian-12\)/);
+});
+
+t.test('the example project over the adhoc backend (allocate prints ADDRESS, discard runs at the end)', async (t) => {
+  const base = t.testdir();
+  const sshd = await startSshd(t, join(base, 'sshd'));
+  const dir = join(base, 'project');
+  await cp(join(REPO_ROOT, 'examples/fleet-demo'), dir, { recursive: true });
+  const remote = join(base, 'remote-project');
+  const discarded = join(base, 'discarded');
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    [
+      'project: fleet-demo',
+      `path: ${remote}`,
+      'environment:',
+      '  GREETING: hello',
+      'backends:',
+      '  cloud:',
+      '    type: adhoc',
+      `    key: ${sshd.keyPath}`,
+      '    allocate: |',
+      `      ADDRESS 127.0.0.1:${sshd.port}`,
+      '    discard: |',
+      `      echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`,
+      '    systems:',
+      '      - debian-12',
+      'suites:',
+      '  tests/:',
+      '    summary: over adhoc',
+      '',
+    ].join('\n'),
+  );
+  t.teardown(() => rm(remote, { recursive: true, force: true }));
+  let out = '';
+  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true, 'every job succeeded on the adhoc machine');
+  t.equal(result.tally.successful, 4);
+  t.equal((await readFile(discarded, 'utf8')).trim(), `127.0.0.1:${sshd.port}`, 'the discard script ran with the address');
 });
