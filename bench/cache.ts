@@ -7,14 +7,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { appendFile, chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
 import { ensureNginx } from './lib/nginx.js';
-import { REPO_ROOT, startProcess, waitForLine, type BenchProcess } from './lib/processes.js';
+import { REPO_ROOT, freePort, startProcess, waitForLine, type BenchProcess } from './lib/processes.js';
 
 const quick = process.argv.includes('--quick');
 const BIG = (quick ? 64 : 256) * 1024 * 1024;
@@ -22,17 +21,6 @@ const HOT_SMALL = quick ? 2000 : 10_000;
 const COLD_SMALL = quick ? 500 : 2000;
 const WRK_SECONDS = quick ? 5 : 15;
 const agent = new Agent({ connections: 128, keepAliveTimeout: 30_000, bodyTimeout: 0, headersTimeout: 0 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
-    });
-  });
-}
 
 async function writeBlob(root: string, body: Buffer): Promise<string> {
   const hex = createHash('sha256').update(body).digest('hex');

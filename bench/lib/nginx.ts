@@ -2,11 +2,10 @@
 // Installs the Debian package when missing; its own config, pid and logs in a temp dir.
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { startProcess, type BenchProcess } from './processes.js';
+import { freePort, startProcess, type BenchProcess } from './processes.js';
 
 export interface RunningNginx {
   readonly url: string;
@@ -26,18 +25,6 @@ export function ensureNginx(): void {
   }
   process.stderr.write('nginx missing: apt-get install -y nginx\n');
   execFileSync('flock', ['/tmp/apt.lock', 'sh', '-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx'], { stdio: 'inherit' });
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /**

@@ -2,6 +2,7 @@
 // SIGKILL). The bench-side counterpart of test/helpers/processes.ts, without tap.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { createServer } from 'node:net';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -54,4 +55,17 @@ export async function startFleetcache(args: string[], env: NodeJS.ProcessEnv = {
     await p.stop();
     throw err;
   }
+}
+
+/** A port free on 127.0.0.1 right now (for servers that cannot listen on port 0). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
 }
