@@ -1,27 +1,33 @@
 // `fleetcache run` over SSH: the ssh and adhoc backends reach a real sshd (Debian's openssh-server)
 // on a loopback port; the agent goes over SFTP, pulls the project through the embedded
 // cache and the tasks run through ssh2.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { RunLog } from '../../src/run/report.js';
 import { runProject } from '../../src/run/runner.js';
 import { REPO_ROOT } from '../helpers/processes.js';
-import { startSshd } from '../ssh/sshd.js';
+import { startSshd, type Sshd } from '../ssh/sshd.js';
 
-t.test('the example project over the ssh backend', async (t) => {
+/** A real sshd and a copy of the example project; the project path on the "machine" is removed in teardown. */
+async function sshProject(t: Test): Promise<{ base: string; sshd: Sshd; dir: string; remote: string }> {
   const base = t.testdir();
   const sshd = await startSshd(t, join(base, 'sshd'));
   const dir = join(base, 'project');
   await cp(join(REPO_ROOT, 'examples/fleet-demo'), dir, { recursive: true });
-  // One host: the project path lives on it, so one worker per system, one system.
   const remote = join(base, 'remote-project');
+  t.teardown(() => rm(remote, { recursive: true, force: true }));
+  return { base, sshd, dir, remote };
+}
+
+t.test('the example project over the ssh backend', async (t) => {
+  // One host: the project path lives on it, so one worker per system, one system.
+  const { base, sshd, dir, remote } = await sshProject(t);
   await writeFile(
     join(dir, 'spread.yaml'),
     `project: fleet-demo\npath: ${remote}\nenvironment:\n  GREETING: hello\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems:\n      - debian-12:\n          region: region-a\nsuites:\n  tests/:\n    summary: over ssh\n`,
   );
-  t.teardown(() => rm(remote, { recursive: true, force: true }));
   let out = '';
   const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
   if (!result.tally.ok) t.comment(out);
@@ -33,11 +39,7 @@ t.test('the example project over the ssh backend', async (t) => {
 });
 
 t.test('the example project over the adhoc backend (allocate prints ADDRESS, discard runs at the end)', async (t) => {
-  const base = t.testdir();
-  const sshd = await startSshd(t, join(base, 'sshd'));
-  const dir = join(base, 'project');
-  await cp(join(REPO_ROOT, 'examples/fleet-demo'), dir, { recursive: true });
-  const remote = join(base, 'remote-project');
+  const { base, sshd, dir, remote } = await sshProject(t);
   const discarded = join(base, 'discarded');
   await writeFile(
     join(dir, 'spread.yaml'),
@@ -62,7 +64,6 @@ t.test('the example project over the adhoc backend (allocate prints ADDRESS, dis
       '',
     ].join('\n'),
   );
-  t.teardown(() => rm(remote, { recursive: true, force: true }));
   let out = '';
   const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
   if (!result.tally.ok) t.comment(out);
