@@ -1,5 +1,6 @@
 // What every route of the cache shares, and the serving paths common to all namespaces:
 // a disk hit, a fill (leader or joiner), and a plain passthrough.
+import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyBaseLogger as Logger } from 'fastify';
@@ -56,6 +57,14 @@ export async function serveHit(
       const buf = Buffer.allocUnsafe(size);
       const { bytesRead } = await fh.read(buf, 0, size, 0).finally(() => fh!.close().catch(() => undefined));
       if (bytesRead !== size) return false;
+      if (hit.verify) {
+        if (createHash(hit.verify.algo).update(buf).digest('hex') !== hit.verify.hex) {
+          ctx.log.warn({ id: hit.id }, 'stored blob does not match its digest (cut short by a crash?): dropped');
+          ctx.store.delete(hit.id);
+          return false;
+        }
+        ctx.store.verified(hit.id);
+      }
       ctx.store.remember(hit.id, buf);
       body = buf;
       fh = undefined;

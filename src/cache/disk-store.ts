@@ -1,12 +1,18 @@
 // The cache's disk: bodies plus JSON sidecars, indexed by an lru-cache bounded in bytes.
 //
 // Layout (versioned, sharded, restart-safe):
-//   <data>/cas.v1/<algo>/<2 hex>/<hex>        immutable blobs, by digest
+//   <data>/cas.v1/<algo>/<2 hex>/<hex>        immutable blobs, by digest (no sidecar:
+//                                               their headers follow from the digest)
 //   <data>/http.v1/<2 hex>/<sha256(key)>       names and mirror entries, by request key
-//   <file>.json                                 sidecar: status, headers, policy
+//   <http file>.json                            sidecar: status, headers, policy
 //   <data>/tmp/                                 fills in progress; emptied at start
-// Commit writes the sidecar first and renames the body last, so a body on disk always
-// has its sidecar; start-up drops orphans and size mismatches.
+// Commit writes the sidecar first and renames the body last, so an http body on disk
+// always has its sidecar; start-up drops orphans and size mismatches.
+//
+// Durability: bodies are fsynced before their rename, except small /cas blobs. Creating
+// a file is the dominant cost of a cold small object, and a flush per 4 KiB object
+// doubles it; a small blob cut short or zero-filled by a power loss is caught instead by
+// hashing it on its first read after a restart (small bodies are read whole anyway).
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsc, readdirSync, statSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
@@ -14,7 +20,8 @@ import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { CachePolicyObject } from 'http-cache-semantics';
 import type { FastifyBaseLogger as Logger } from 'fastify';
-import type { Digest } from '../store/digest.js';
+import { etagOf, IMMUTABLE_CACHE_CONTROL } from '../http/blob-reply.js';
+import { isDigestAlgorithm, type Digest } from '../store/digest.js';
 
 export interface EntryMeta {
   /** The request key the entry answers (for humans and collision checks). */
@@ -34,6 +41,10 @@ interface Entry {
   meta: EntryMeta | undefined;
   /** The body itself, for small objects (served without touching the disk). */
   body?: Buffer;
+  /** When the body was written (a restart knows only the file's mtime). */
+  storedAt?: number;
+  /** A small /cas body indexed at start: not fsynced, so hashed before it is first served. */
+  unverified?: boolean;
 }
 
 export interface Hit {
@@ -42,6 +53,8 @@ export interface Hit {
   readonly meta: EntryMeta;
   /** Set for small bodies held in memory. */
   readonly body?: Buffer;
+  /** Set when the bytes must be checked against this digest before they are served. */
+  readonly verify?: Digest;
 }
 
 /** A storage failure (disk full, I/O error): the cache turns into a passthrough for a while. */
@@ -58,6 +71,26 @@ const FREE_MARGIN = 1024 * 1024;
 
 export function casId(d: Digest): string {
   return `cas.v1/${d.algo}/${d.hex.slice(0, 2)}/${d.hex}`;
+}
+
+/** The digest a /cas id names, or undefined for http entries. */
+export function casDigest(id: string): Digest | undefined {
+  const m = /^cas\.v1\/([a-z0-9]+)\/[0-9a-f]{2}\/([0-9a-f]+)$/.exec(id);
+  return m && isDigestAlgorithm(m[1]!) ? { algo: m[1], hex: m[2]! } : undefined;
+}
+
+/** What every copy of an immutable blob is answered with, whoever stored it. */
+export function casHeaders(d: Digest): Record<string, string> {
+  return { 'content-type': 'application/octet-stream', etag: etagOf(d), 'cache-control': IMMUTABLE_CACHE_CONTROL };
+}
+
+function casMeta(d: Digest, size: number, storedAt: number): EntryMeta {
+  return { key: `/cas/${d.algo}/${d.hex}`, status: 200, headers: casHeaders(d), size, storedAt };
+}
+
+/** Small /cas bodies skip the fsync (see the header comment). */
+function needsSync(id: string, size: number): boolean {
+  return size > SMALL_MAX || !id.startsWith('cas.');
 }
 
 export function httpId(key: string): string {
@@ -83,6 +116,7 @@ export class DiskStore {
   /** Shard directories known to exist (saves a mkdir per commit). */
   #dirs = new Set<string>();
   #free = { bytes: 0, at: 0 };
+  #freeRefresh: Promise<void> | undefined;
 
   constructor(dir: string, maxSize: number, log: Logger) {
     this.dir = dir;
@@ -130,33 +164,39 @@ export class DiskStore {
     const shards: string[] = [];
     for (const algo of list('cas.v1')) for (const s of list(`cas.v1/${algo}`)) shards.push(`cas.v1/${algo}/${s}`);
     for (const s of list('http.v1')) shards.push(`http.v1/${s}`);
-    const found: { id: string; size: number; atimeMs: number }[] = [];
+    const found: { id: string; size: number; atimeMs: number; mtimeMs: number }[] = [];
     const orphans: string[] = [];
     for (const shard of shards) {
       const names = list(shard);
       const set = new Set(names);
+      const cas = shard.startsWith('cas.');
       for (const n of names) {
         const id = `${shard}/${n}`;
         if (n.endsWith(SIDECAR)) {
-          if (!set.has(n.slice(0, -SIDECAR.length))) orphans.push(id);
-        } else if (!set.has(n + SIDECAR)) {
+          // /cas bodies have no sidecar (one left by an older version goes too).
+          if (cas || !set.has(n.slice(0, -SIDECAR.length))) orphans.push(id);
+        } else if (!cas && !set.has(n + SIDECAR)) {
           orphans.push(id);
         } else {
           const st = statSync(path.join(this.dir, id), { throwIfNoEntry: false });
-          if (st) found.push({ id, size: st.size, atimeMs: st.atimeMs });
+          if (st) found.push({ id, size: st.size, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs });
         }
       }
     }
     await mapLimit(orphans, 16, (id) => rm(path.join(this.dir, id), { force: true }));
     found.sort((a, b) => a.atimeMs - b.atimeMs);
-    for (const f of found) this.#lru.set(f.id, { size: f.size, meta: undefined });
+    for (const f of found) {
+      this.#lru.set(f.id, { size: f.size, meta: undefined, storedAt: f.mtimeMs, ...(needsSync(f.id, f.size) ? {} : { unverified: true }) });
+    }
   }
 
-  /** The committed entry with its sidecar, marking it most recently used; undefined on a miss. */
+  /** The committed entry (with its sidecar read), marking it most recently used; undefined on a miss. */
   async lookup(id: string): Promise<Hit | undefined> {
     const entry = this.#lru.get(id);
     if (!entry) return undefined;
     const file = path.join(this.dir, id);
+    const digest = casDigest(id);
+    if (!entry.meta && digest) entry.meta = casMeta(digest, entry.size, entry.storedAt ?? Date.now());
     if (!entry.meta) {
       try {
         const meta = JSON.parse(await readFile(file + SIDECAR, 'utf8')) as EntryMeta;
@@ -168,7 +208,13 @@ export class DiskStore {
         return undefined;
       }
     }
-    return { id, file, meta: entry.meta, ...(entry.body ? { body: entry.body } : {}) };
+    return { id, file, meta: entry.meta, ...(entry.body ? { body: entry.body } : {}), ...(entry.unverified && digest ? { verify: digest } : {}) };
+  }
+
+  /** A body read for `verify` matched its digest: no more checks for this entry. */
+  verified(id: string): void {
+    const entry = this.#lru.peek(id);
+    if (entry) entry.unverified = false;
   }
 
   /** Keeps a small body in memory for later hits (within the budget). */
@@ -219,18 +265,30 @@ export class DiskStore {
     }
   }
 
-  /** Throws StorageError unless the filesystem has room for `size` more bytes. */
+  /**
+   * Throws StorageError unless the filesystem has room for `size` more bytes. Uses the
+   * last statfs figure (minus what was reserved since) and refreshes it in the background
+   * once it is a second old: a statfs queued behind a backlog of commits on the thread
+   * pool would otherwise hold every cold request.
+   */
   async reserve(size: number): Promise<void> {
     if (size > this.maxSize) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
-    // statfs at most once a second; fills in between are counted against the figure.
-    if (Date.now() - this.#free.at > STATFS_MAX_AGE_MS) {
-      const fs = await statfs(this.dir);
-      this.#free = { bytes: fs.bavail * fs.bsize, at: Date.now() };
-    }
+    if (this.#free.at === 0) await this.#refreshFree();
+    else if (Date.now() - this.#free.at > STATFS_MAX_AGE_MS) void this.#refreshFree().catch(() => undefined);
     if (this.#free.bytes < size + FREE_MARGIN) {
       throw this.storageFailure(new Error(`no space left for ${size} bytes (${this.#free.bytes} free)`));
     }
     this.#free.bytes -= size;
+  }
+
+  /** One statfs at a time; callers arriving meanwhile share it. */
+  #refreshFree(): Promise<void> {
+    this.#freeRefresh ??= statfs(this.dir).then((fs) => {
+      this.#free = { bytes: fs.bavail * fs.bsize, at: Date.now() };
+    }).finally(() => {
+      this.#freeRefresh = undefined;
+    });
+    return this.#freeRefresh;
   }
 
   /** Logs a storage failure, starts the passthrough cool-down, and returns the StorageError to throw. */
@@ -247,27 +305,29 @@ export class DiskStore {
   }
 
   /**
-   * Makes a completed temp file visible under `id`: sidecar first, body last (atomic renames).
-   * The caller has fsynced and closed the body.
+   * Makes a completed temp file visible under `id`: flushed (see `needsSync`) and closed,
+   * then for http entries the sidecar, and the body last (atomic renames).
    */
-  async commit(id: string, tmpBody: string, meta: EntryMeta): Promise<void> {
-    if (meta.size > this.maxSize) {
-      await rm(tmpBody, { force: true });
-      return;
-    }
+  async commit(id: string, tmp: { path: string; fh: FileHandle }, meta: EntryMeta): Promise<void> {
     const file = path.join(this.dir, id);
-    const tmpSide = this.tempPath();
+    const cas = casDigest(id) !== undefined;
+    const tmpSide = cas ? undefined : this.tempPath();
     try {
+      if (needsSync(id, meta.size)) await tmp.fh.sync();
+      await tmp.fh.close();
+      if (meta.size > this.maxSize) return void (await rm(tmp.path, { force: true }));
       const shard = path.dirname(file);
       if (!this.#dirs.has(shard)) {
         await mkdir(shard, { recursive: true });
         this.#dirs.add(shard);
       }
-      await writeFile(tmpSide, JSON.stringify(meta));
-      await rename(tmpSide, file + SIDECAR);
-      await rename(tmpBody, file);
+      if (tmpSide) {
+        await writeFile(tmpSide, JSON.stringify(meta));
+        await rename(tmpSide, file + SIDECAR);
+      }
+      await rename(tmp.path, file);
     } catch (err) {
-      await Promise.all([rm(tmpSide, { force: true }), rm(tmpBody, { force: true })]);
+      await Promise.all([tmpSide && rm(tmpSide, { force: true }), rm(tmp.path, { force: true })]);
       throw this.storageFailure(err);
     }
     this.#lru.set(id, { size: meta.size, meta });
@@ -275,6 +335,7 @@ export class DiskStore {
 
   async #unlinkEntry(id: string): Promise<void> {
     const file = path.join(this.dir, id);
-    await Promise.all([unlink(file).catch(() => undefined), unlink(file + SIDECAR).catch(() => undefined)]);
+    await unlink(file).catch(() => undefined);
+    if (!id.startsWith('cas.')) await unlink(file + SIDECAR).catch(() => undefined);
   }
 }

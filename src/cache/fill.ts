@@ -1,7 +1,7 @@
 // Exactly-once fills. The first miss for a key streams the upstream body into a temp
 // file; every waiter (the first, late joiners, Range requests) reads that growing file
-// through a shared read descriptor, woken on each write. The entry is committed (fsync,
-// rename) only once complete and, for /cas, verified. If upstream fails, every reader is
+// through a shared read descriptor, woken on each write. The entry is committed (see
+// DiskStore.commit) only once complete and, for /cas, verified. If upstream fails, every reader is
 // destroyed with the error (never a clean end) and nothing is kept. Readers hold back the
 // last byte until the fill has ended, so no client ever sees a complete-looking body of
 // a failed fill.
@@ -223,9 +223,7 @@ export class Fill {
           tmp = await this.#store.createTemp();
           await this.#write(tmp.fh, this.#body);
         }
-        await tmp!.fh.sync();
-        await tmp!.fh.close();
-        await this.#store.commit(this.#spec.id, tmp!.path, { ...decision.meta, size: this.#written, storedAt: Date.now() });
+        await this.#store.commit(this.#spec.id, tmp!, { ...decision.meta, size: this.#written, storedAt: Date.now() });
         committed = true;
         if (this.#body) this.#store.remember(this.#spec.id, this.#body);
       }

@@ -6,24 +6,12 @@ import type { Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
 import { parseDigest, type Digest } from '../store/digest.js';
 import { authHeaders, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
-import { casId, httpId } from './disk-store.js';
+import { casHeaders, casId, httpId } from './disk-store.js';
 import type { FillDecision } from './fill.js';
-import { IMMUTABLE_CACHE_CONTROL } from './serve.js';
 import { endToEnd, type HeaderMap } from './upstream.js';
 
 /** Headers of a name kept in its sidecar and replayed on hits. */
 const NAME_HEADERS = ['content-type', 'etag', 'last-modified', 'cache-control', 'content-disposition', 'expires'];
-
-export function immutableHeaders(res: { headers: Record<string, string | string[] | undefined> }, d: Digest): HeaderMap {
-  const ct = res.headers['content-type'];
-  const etag = res.headers.etag;
-  return {
-    'content-type': typeof ct === 'string' ? ct : 'application/octet-stream',
-    // The origin's ETag is the digest; copy it, or make the same one when it sent none.
-    etag: typeof etag === 'string' ? etag : `"${d.algo}:${d.hex}"`,
-    'cache-control': IMMUTABLE_CACHE_CONTROL,
-  };
-}
 
 function passHeaders(res: Dispatcher.ResponseData): HeaderMap {
   const h = endToEnd(res.headers);
@@ -34,7 +22,7 @@ function passHeaders(res: Dispatcher.ResponseData): HeaderMap {
 function decideImmutable(key: string, d: Digest) {
   return (res: Dispatcher.ResponseData): FillDecision => {
     if (res.statusCode !== 200 || isPrivate(res.headers)) return { status: res.statusCode, headers: passHeaders(res) };
-    const headers = immutableHeaders(res, d);
+    const headers = casHeaders(d);
     return { status: 200, headers, meta: { key, status: 200, headers } };
   };
 }

@@ -9,9 +9,8 @@ import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { parseDigest, type Digest } from '../store/digest.js';
 import type { CacheContext } from './context.js';
-import { casId, httpId, type EntryMeta } from './disk-store.js';
+import { casHeaders, casId, httpId, type EntryMeta } from './disk-store.js';
 import type { Kind } from './metrics.js';
-import { immutableHeaders } from './namespace.js';
 import { endToEnd, type HeaderMap } from './upstream.js';
 
 const FORWARD = ['content-type', 'content-length', 'content-encoding', 'content-disposition', 'if-match', 'if-none-match'];
@@ -97,7 +96,7 @@ async function keep(
       return false;
     }
     id = casId(digest);
-    meta = { key: `/cas/${digest.algo}/${digest.hex}`, status: 200, headers: immutableHeaders({ headers: {} }, digest), size: tee.size, storedAt: now };
+    meta = { key: `/cas/${digest.algo}/${digest.hex}`, status: 200, headers: casHeaders(digest), size: tee.size, storedAt: now };
   } else {
     const etag = resHeaders.etag;
     if (typeof etag !== 'string') return false;
@@ -106,9 +105,7 @@ async function keep(
     meta = { key, status: 200, headers: { 'content-type': 'application/octet-stream', etag }, size: tee.size, storedAt: now };
   }
   try {
-    await temp.fh.sync();
-    await temp.fh.close();
-    await ctx.store.commit(id, temp.path, meta);
+    await ctx.store.commit(id, temp, meta);
     ctx.log.debug({ kind, url: upath, size: tee.size }, 'kept uploaded object');
     return true;
   } catch (err) {

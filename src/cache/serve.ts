@@ -7,8 +7,6 @@ import type { HeaderMap } from './upstream.js';
 
 export type CacheStatus = 'HIT' | 'MISS' | 'COLLAPSED';
 
-export const IMMUTABLE_CACHE_CONTROL = 'public, max-age=31536000, immutable';
-
 export interface Body {
   readonly status: number;
   /** Headers without content-length (set here). */

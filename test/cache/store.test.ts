@@ -4,7 +4,7 @@ import { mkdirSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
-import { DiskStore, casId } from '../../src/cache/disk-store.js';
+import { DiskStore, casId, httpId } from '../../src/cache/disk-store.js';
 import { startCache } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
 import { pino } from 'pino';
@@ -52,7 +52,6 @@ t.test('LRU evicts the least recently used under max-size, and unlinks its files
   const file = (i: number): string => path.join(dir, casId({ algo: 'sha256', hex: blobs[i]!.hex }));
   await new Promise((r) => setTimeout(r, 50));
   t.notOk(existsSync(file(1)), 'the evicted body is unlinked');
-  t.notOk(existsSync(file(1) + '.json'), 'and its sidecar');
   t.ok(existsSync(file(0)) && existsSync(file(2)));
   t.equal(await fetch(0), 'HIT');
   t.equal(await fetch(2), 'HIT');
@@ -68,14 +67,40 @@ t.test('index rebuild: 2,000 objects in well under a second (bench/cache.ts time
     const id = casId({ algo: 'sha256', hex });
     if (i < 256) mkdirSync(path.dirname(path.join(dir, id)), { recursive: true });
     writeFileSync(path.join(dir, id), 'x');
-    writeFileSync(path.join(dir, id) + '.json', JSON.stringify({ key: hex, status: 200, headers: {}, size: 1, storedAt: 0 }));
   }
-  writeFileSync(path.join(dir, casId({ algo: 'sha256', hex: 'ab'.repeat(32) })), 'orphan without sidecar');
+  // A sidecar beside a /cas body (older layout) and an http body without its sidecar go.
+  const stale = path.join(dir, casId({ algo: 'sha256', hex: '00'.repeat(32) })) + '.json';
+  writeFileSync(stale, '{}');
+  const orphan = path.join(dir, httpId('GET /artifacts/x'));
+  mkdirSync(path.dirname(orphan), { recursive: true });
+  writeFileSync(orphan, 'body without sidecar');
   const store = new DiskStore(dir, 1e9, pino({ level: 'silent' }));
   const started = performance.now();
   await store.open();
   const ms = performance.now() - started;
   t.equal(store.count, n, 'every object indexed, the orphan dropped');
-  t.notOk(existsSync(path.join(dir, casId({ algo: 'sha256', hex: 'ab'.repeat(32) }))));
+  t.notOk(existsSync(stale), 'stale /cas sidecar removed');
+  t.notOk(existsSync(orphan), 'http body without sidecar removed');
   t.ok(ms < 300, `rebuilt in ${ms.toFixed(0)} ms`);
+});
+
+t.test('a small blob damaged on disk while stopped is hashed on its first read, dropped and fetched again', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const small = up.addBlob(4096);
+  const dir = t.testdir();
+  const first = await startCache(t, { upstream: upUrl }, dir);
+  t.equal((await get(`${first.url}/cas/sha256/${small.hex}`)).xcache, 'MISS');
+  await first.app.cache.fills.drain();
+  await first.app.close();
+  // What a power loss can leave of an unflushed file: the right size, zeroes inside.
+  writeFileSync(path.join(dir, casId({ algo: 'sha256', hex: small.hex })), Buffer.alloc(4096));
+  const second = await startCache(t, { upstream: upUrl }, dir);
+  const again = await get(`${second.url}/cas/sha256/${small.hex}`);
+  t.equal(again.xcache, 'MISS', 'not served from the damaged file');
+  t.same(again.body, small.body, 'the right bytes, from upstream');
+  t.equal(up.requests.length, 2);
+  await second.app.cache.fills.drain();
+  t.equal((await get(`${second.url}/cas/sha256/${small.hex}`)).xcache, 'HIT');
 });
