@@ -47,6 +47,7 @@ export const ERROR_CODES = {
   FC_ERR_PROJECT: { status: 422, exit: EXIT.config, summary: 'A spread project (spread.yaml, task.yaml) is invalid or a filter matches nothing.' },
   FC_ERR_ARCHIVE: { status: 422, exit: EXIT.failure, summary: 'An archive cannot be unpacked: unknown format, corrupt data or an unsupported entry type.' },
   FC_ERR_TASK_FAILED: { status: 500, exit: EXIT.failure, summary: 'One or more tasks failed or were aborted.' },
+  FC_ERR_REBOOT: { status: 504, exit: EXIT.unavailable, summary: 'A machine asked to reboot (REBOOT) could not be rebooted or did not come back with a new boot identity in time.' },
   FC_ERR_INTERNAL: { status: 500, exit: EXIT.internal, summary: 'An unexpected internal error.' },
 } as const satisfies Record<string, ErrorSpec>;
 
@@ -114,6 +115,13 @@ export class UpstreamError extends FleetError {
       cause: options?.cause,
       details: options?.status === undefined ? undefined : { upstreamStatus: options.status },
     });
+  }
+}
+
+/** A machine's reboot (spread's REBOOT) could not be requested, or the machine did not come back in time. */
+export class RebootError extends FleetError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('FC_ERR_REBOOT', message, options);
   }
 }
 
