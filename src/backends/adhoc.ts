@@ -11,8 +11,7 @@ import { waitForPort } from '../ssh/client.js';
 import type { BackendContext, EnvEntry, Machine, MachineRecord, Provider, SystemSpec } from './backend.js';
 import { LocalExecutor } from './local.js';
 import { SshMachine, splitAddress } from './ssh-machine.js';
-
-const duration = Type.Union([Type.String(), Type.Number()]);
+import { durationOption as duration, rebootKeys, rebootSettings } from './ssh-reboot.js';
 
 export const adhocOptions = Type.Object(
   {
@@ -26,6 +25,7 @@ export const adhocOptions = Type.Object(
     'retry-delay': Type.Optional(duration),
     /** Give up allocating, waiting for the port, after this long (spread: 5m). */
     'allocate-timeout': Type.Optional(duration),
+    ...rebootKeys,
   },
   { additionalProperties: true },
 );
@@ -144,7 +144,7 @@ export class AdhocProvider implements Provider {
       privateKey: key === undefined ? undefined : readFileSync(resolve(this.#ctx.projectRoot, key)),
     };
     // spread retries SSH for about a minute after the port opens.
-    return SshMachine.connect(this, system, address, target, this.#ctx.remotePath, { timeout: 10_000, retries, retryDelay: 2000 });
+    return SshMachine.connect(this, system, address, target, this.#ctx.remotePath, { timeout: 10_000, retries, retryDelay: 2000 }, rebootSettings(this.#options));
   }
 
   reuse(record: MachineRecord, system: SystemSpec): Promise<Machine> {

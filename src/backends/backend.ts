@@ -54,6 +54,16 @@ export interface Executor {
   close(): Promise<void>;
 }
 
+/** How long a reboot may take and how to say it is slow (spread: the script's timeouts). */
+export interface RebootOptions {
+  /** Give up when the machine is not back after this many ms. */
+  timeout: number;
+  /** Every warnTimeout ms while waiting, onWarn is called. */
+  warnTimeout?: number;
+  onWarn?: () => void;
+  signal?: AbortSignal;
+}
+
 /** Enough to find a machine again with `-reuse` (written to the reuse file). */
 export interface MachineRecord {
   backend: string;
@@ -77,6 +87,11 @@ export interface Machine extends Executor {
   /** Key for dispatch-storm control: machines sharing a host share it. */
   readonly executorKey: string;
   record(): MachineRecord;
+  /**
+   * Reboots the machine for spread's REBOOT and resolves once it is back and usable
+   * (a new connection where there is one). Throws RebootError when it is not.
+   */
+  reboot(options: RebootOptions): Promise<void>;
   /** Closes connections and releases the machine through its provider. */
   discard(): Promise<void>;
 }

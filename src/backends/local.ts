@@ -3,7 +3,12 @@
 // names where it really is, so any number of local machines never collide. With `netns:`
 // the scripts run inside that network namespace (`ip netns exec`, needs root): the
 // multi-region test bed puts each region's machines beside its cache that way.
+//
+// REBOOT on a local machine is emulated, not refused: a directory cannot reboot, but what a
+// task relies on across a reboot is that nothing it started still runs, and that much is
+// real here: reboot() ends every process the machine's scripts left behind, as discard does.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { constants } from 'node:os';
@@ -12,7 +17,9 @@ import { randomBytes } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Type, type Static } from '@sinclair/typebox';
-import type { BackendContext, ExecOptions, ExecResult, Executor, Machine, MachineRecord, Provider, SystemSpec } from './backend.js';
+import { RebootError } from '../errors.js';
+import type { BackendContext, ExecOptions, ExecResult, Executor, Machine, MachineRecord, Provider, RebootOptions, SystemSpec } from './backend.js';
+import { endMachineProcesses, MACHINE_MARK } from './local-processes.js';
 import { OutputBuffer, renderScript, watchScript } from './script.js';
 
 export const localOptions = Type.Object(
@@ -30,11 +37,16 @@ export type LocalOptions = Static<typeof localOptions>;
 export class LocalExecutor implements Executor {
   readonly #base: string;
   readonly #netns: string | undefined;
+  readonly #env: NodeJS.ProcessEnv;
 
-  /** `base` resolves relative cwd and file paths (the machine's project path). */
-  constructor(base: string, netns?: string) {
+  /**
+   * `base` resolves relative cwd and file paths (the machine's project path); `mark`, when
+   * given, is set as MACHINE_MARK in every script's environment.
+   */
+  constructor(base: string, netns?: string, mark?: string) {
     this.#base = base;
     this.#netns = netns;
+    this.#env = mark === undefined ? process.env : { ...process.env, [MACHINE_MARK]: mark };
   }
 
   #path(p: string): string {
@@ -48,7 +60,7 @@ export class LocalExecutor implements Executor {
       // detached: a new process group, so a kill reaches everything the script started.
       // `ip netns exec` execs bash in place: the child's PID and process group stay bash's.
       const [cmd, args]: [string, string[]] = this.#netns ? ['ip', ['netns', 'exec', this.#netns, '/bin/bash', '-']] : ['/bin/bash', ['-']];
-      const child = spawn(cmd, args, { cwd: this.#base, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(cmd, args, { cwd: this.#base, env: this.#env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
       let killed = false;
       const disarm = watchScript(o, out, () => {
         killed = true;
@@ -102,10 +114,15 @@ class LocalMachine extends LocalExecutor implements Machine {
   readonly projectPath: string;
   readonly executorKey = 'local';
   readonly #provider: LocalProvider;
+  /** The MACHINE_MARK value of its processes. */
+  readonly mark: string;
 
   constructor(provider: LocalProvider, system: SystemSpec, dir: string, remotePath: string) {
     const projectPath = join(dir, remotePath);
-    super(projectPath, provider.netns);
+    // From the directory, so a machine taken back with -reuse still finds its processes.
+    const mark = createHash('sha256').update(dir).digest('hex').slice(0, 24);
+    super(projectPath, provider.netns, mark);
+    this.mark = mark;
     this.#provider = provider;
     this.backendName = provider.name;
     this.name = `${provider.name}:${system.name}`;
@@ -116,6 +133,16 @@ class LocalMachine extends LocalExecutor implements Machine {
 
   record(): MachineRecord {
     return { backend: this.backendName, system: this.system.name, address: this.address, data: this.address };
+  }
+
+  /**
+   * The emulated reboot: every process the machine's scripts started and left behind ends,
+   * as at shutdown; files stay, as on a disk. Not emulated: /tmp and the kernel's boot_id
+   * are the host's.
+   */
+  async reboot(o: RebootOptions): Promise<void> {
+    const survivors = await endMachineProcesses(this.mark, o.timeout);
+    if (survivors.length > 0) throw new RebootError(`${this.name}: processes ${survivors.join(', ')} survived the reboot (SIGKILL)`);
   }
 
   discard(): Promise<void> {
@@ -156,6 +183,8 @@ export class LocalProvider implements Provider {
     if (!(machine instanceof LocalMachine) || !machine.address.startsWith(this.#root)) {
       throw new Error(`${machine.name}: not a machine of local backend ${this.name}`);
     }
+    // A discarded machine is gone, its processes too (what survives SIGKILL is left alone).
+    await endMachineProcesses(machine.mark, 10_000);
     await rm(machine.address, { recursive: true, force: true });
   }
 }

@@ -1,7 +1,8 @@
 // A machine reached over SSH (the `ssh` and `adhoc` backends): an SshClient plus the
-// identity a provider needs to release it.
+// identity a provider needs to release it, and a reboot that swaps in a new client.
 import type { Readable, Writable } from 'node:stream';
-import type { ExecOptions, ExecResult, Machine, MachineRecord, Provider, SystemSpec } from './backend.js';
+import type { ExecOptions, ExecResult, Machine, MachineRecord, Provider, RebootOptions, SystemSpec } from './backend.js';
+import { rebootOverSsh, type RebootSettings } from './ssh-reboot.js';
 import { SshClient, type ConnectOptions, type SshTarget } from '../ssh/client.js';
 
 /** Splits "host[:port]" (IPv6 in brackets) with a default port. */
@@ -18,14 +19,16 @@ export class SshMachine implements Machine {
   readonly backendName: string;
   readonly projectPath: string;
   readonly executorKey: string;
-  readonly #client: SshClient;
+  #client: SshClient;
   readonly #provider: Provider;
   readonly #target: SshTarget;
+  readonly #reboot: RebootSettings;
 
-  private constructor(provider: Provider, system: SystemSpec, address: string, target: SshTarget, client: SshClient, projectPath: string) {
+  private constructor(provider: Provider, system: SystemSpec, address: string, target: SshTarget, client: SshClient, projectPath: string, reboot: RebootSettings) {
     this.#provider = provider;
     this.#client = client;
     this.#target = target;
+    this.#reboot = reboot;
     this.backendName = provider.name;
     this.name = `${provider.name}:${system.name}`;
     this.system = system;
@@ -41,9 +44,10 @@ export class SshMachine implements Machine {
     target: SshTarget,
     projectPath: string,
     options: ConnectOptions,
+    reboot: RebootSettings,
   ): Promise<SshMachine> {
     const client = await SshClient.connect(target, options, projectPath);
-    return new SshMachine(provider, system, address, target, client, projectPath);
+    return new SshMachine(provider, system, address, target, client, projectPath, reboot);
   }
 
   exec(script: string, options?: ExecOptions): Promise<ExecResult> {
@@ -60,6 +64,11 @@ export class SshMachine implements Machine {
 
   close(): Promise<void> {
     return this.#client.close();
+  }
+
+  async reboot(options: RebootOptions): Promise<void> {
+    const connect = (timeout: number) => SshClient.connect(this.#target, { timeout }, this.projectPath);
+    this.#client = await rebootOverSsh(this.name, this.#client, connect, this.#reboot, options);
   }
 
   record(): MachineRecord {

@@ -6,6 +6,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { ConfigError } from '../errors.js';
 import type { BackendContext, Machine, MachineRecord, Provider, SystemSpec } from './backend.js';
 import { SshMachine, splitAddress } from './ssh-machine.js';
+import { rebootKeys, rebootSettings } from './ssh-reboot.js';
 
 const host = Type.Object(
   {
@@ -26,6 +27,7 @@ export const sshOptions = Type.Object(
     hosts: Type.Array(host, { minItems: 1 }),
     'connect-timeout': Type.Optional(Type.Integer({ minimum: 1, description: 'ms per attempt' })),
     'connect-retries': Type.Optional(Type.Integer({ minimum: 0 })),
+    ...rebootKeys,
   },
   { additionalProperties: true },
 );
@@ -86,10 +88,8 @@ export class SshProvider implements Provider {
       password: h.password ?? system.password ?? this.#ctx.password,
       privateKey: h.key ? readFileSync(resolve(this.#ctx.projectRoot, h.key)) : undefined,
     };
-    return SshMachine.connect(this, system, h.address, target, this.#ctx.remotePath, {
-      timeout: this.#options['connect-timeout'] ?? 10_000,
-      retries: this.#options['connect-retries'] ?? 2,
-    });
+    const connect = { timeout: this.#options['connect-timeout'] ?? 10_000, retries: this.#options['connect-retries'] ?? 2 };
+    return SshMachine.connect(this, system, h.address, target, this.#ctx.remotePath, connect, rebootSettings(this.#options));
   }
 
   async allocate(system: SystemSpec, options?: { signal?: AbortSignal }): Promise<Machine> {

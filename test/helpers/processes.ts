@@ -54,3 +54,13 @@ export async function rssOf(pid: number): Promise<number> {
   const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
   return m ? Number(m[1]) * 1024 : 0;
 }
+
+/** Whether a process with this PID exists (signal 0 checks without sending). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

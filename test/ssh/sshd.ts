@@ -1,8 +1,11 @@
 // Test helper: a real OpenSSH sshd on a loopback port with its own host key, config
-// and authorized client key, stopped by its PID in teardown.
+// and authorized client key, stopped by its PID in teardown (and the PID in its PidFile,
+// for tests that restart it).
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { waitForPort } from '../../src/ssh/client.js';
 
@@ -13,6 +16,9 @@ export interface Sshd {
   /** Path and text of the client private key sshd accepts for root. */
   keyPath: string;
   key: string;
+  /** Its sshd_config and PidFile: a restarted sshd (`sshd -f config`) is stopped too. */
+  config: string;
+  pidFile: string;
 }
 
 interface Teardown {
@@ -41,13 +47,15 @@ export async function startSshd(t: Teardown, base: string): Promise<Sshd> {
   copyFileSync(join(dir, 'client_key.pub'), join(dir, 'authorized_keys'));
   const port = await freePort();
   const config = join(dir, 'sshd_config');
+  // Outside the testdir: tap removes that before teardowns run, which read this file.
+  const pidFile = join(tmpdir(), `fleetcache-test-sshd-${process.pid}-${port}.pid`);
   writeFileSync(
     config,
     [
       `Port ${port}`,
       'ListenAddress 127.0.0.1',
       `HostKey "${join(dir, 'host_key')}"`,
-      `PidFile "${join(dir, 'sshd.pid')}"`,
+      `PidFile "${pidFile}"`,
       `AuthorizedKeysFile "${join(dir, 'authorized_keys')}"`,
       'UsePAM no',
       'StrictModes no',
@@ -64,12 +72,47 @@ export async function startSshd(t: Teardown, base: string): Promise<Sshd> {
   const child = spawn('/usr/sbin/sshd', ['-D', '-f', config, '-e'], { stdio: 'ignore' });
   const pid = child.pid!;
   t.teardown(() => {
+    let restarted: number | undefined;
     try {
-      process.kill(pid, 'SIGTERM');
+      restarted = Number(readFileSync(pidFile, 'utf8').trim()) || undefined;
     } catch {
-      // already stopped
+      // not written
     }
+    for (const p of new Set([pid, restarted])) {
+      try {
+        if (p) process.kill(p, 'SIGTERM');
+      } catch {
+        // already stopped
+      }
+    }
+    rmSync(pidFile, { force: true });
   });
   await waitForPort('127.0.0.1', port, 10_000);
-  return { host: '127.0.0.1', port, pid, keyPath: join(dir, 'client_key'), key: readFileSync(join(dir, 'client_key'), 'utf8') };
+  return { host: '127.0.0.1', port, pid, keyPath: join(dir, 'client_key'), key: readFileSync(join(dir, 'client_key'), 'utf8'), config, pidFile };
+}
+
+/**
+ * For reboot tests: writes `<dir>/reboot.sh`, which does to this sshd what a reboot does to
+ * a machine's: every connection drops, nothing answers for `down` seconds, then a new sshd
+ * answers and `<dir>/boot_id` holds a new identity (with 'forever', nothing comes back). The sshd shares this host's kernel, so
+ * /proc/sys/kernel/random/boot_id cannot change: the returned commands are what a backend's
+ * `reboot-command` and `boot-id-command` are set to instead.
+ */
+export function writeRebootScript(sshd: Sshd, dir: string, down: number | 'forever' = 2): { rebootCommand: string; bootIdCommand: string } {
+  const bootId = join(dir, 'boot_id');
+  const script = join(dir, 'reboot.sh');
+  writeFileSync(bootId, `${randomUUID()}\n`);
+  writeFileSync(
+    script,
+    [
+      'set -u',
+      `old=$(cat '${sshd.pidFile}')`,
+      '# the connections (children of the listener), then the listener itself',
+      'pkill -KILL -P "$old" || true',
+      'kill -KILL "$old"',
+      ...(down === 'forever' ? [] : [`sleep ${down}`, `cat /proc/sys/kernel/random/uuid > '${bootId}'`, `exec /usr/sbin/sshd -f '${sshd.config}'`]),
+      '',
+    ].join('\n'),
+  );
+  return { rebootCommand: `/bin/bash '${script}'`, bootIdCommand: `cat '${bootId}'` };
 }

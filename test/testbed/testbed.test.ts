@@ -10,6 +10,7 @@ import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { RunLog } from '../../src/run/report.js';
 import { runProject } from '../../src/run/runner.js';
 import { bedBackends, startTestBed } from './netns.js';
+import { isAlive } from '../helpers/processes.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/fleet-demo', import.meta.url));
 const SYSTEMS = { 'region-a': 'alpha-1', 'region-b': 'beta-1' };
@@ -21,15 +22,6 @@ interface CacheStats {
   kinds: Record<string, Tally | undefined>;
   total: Tally;
 }
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 t.test('the example project over two regions in network namespaces', async (t) => {
   const dir = t.testdir();
@@ -96,7 +88,7 @@ t.test('the example project over two regions in network namespaces', async (t) =
 
   const pids = bed.pids;
   await bed.close();
-  t.notOk(pids.some(alive), 'every server process is gone');
+  t.notOk(pids.some(isAlive), 'every server process is gone');
   const left = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout;
   for (const n of ns) t.notMatch(left, n, `namespace ${n} is deleted`);
   t.notMatch(spawnSync('ip', ['-o', 'link'], { encoding: 'utf8' }).stdout, ns[0]!.slice(0, -1), 'bridge and links are deleted');
