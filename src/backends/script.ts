@@ -7,14 +7,30 @@ export const OUTPUT_CAP = 1 << 20;
 /** spread's fixed PATH for remote scripts. */
 export const REMOTE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin';
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** The exit code of REBOOT, ERROR and FATAL: the runner then reads their marker. */
+export const MARKER_EXIT = 213;
+const MARKER_LINE = /^<([A-Z_]+)(?: (.*))?>$/;
 
 const HELPERS = [
-  `REBOOT() { { set +xu; } 2>/dev/null; [ -z "\${1:-}" ] && echo '<REBOOT>' || echo "<REBOOT $1>"; exit 213; }`,
-  `ERROR() { { set +xu; } 2>/dev/null; [ -z "\${1:-}" ] && echo '<ERROR>' || echo "<ERROR $*>"; exit 213; }`,
-  `FATAL() { { set +xu; } 2>/dev/null; [ -z "\${1:-}" ] && echo '<FATAL>' || echo "<FATAL $*>"; exit 213; }`,
+  `REBOOT() { { set +xu; } 2>/dev/null; [ -z "\${1:-}" ] && echo '<REBOOT>' || echo "<REBOOT $1>"; exit ${MARKER_EXIT}; }`,
+  `ERROR() { { set +xu; } 2>/dev/null; [ -z "\${1:-}" ] && echo '<ERROR>' || echo "<ERROR $*>"; exit ${MARKER_EXIT}; }`,
+  `FATAL() { { set +xu; } 2>/dev/null; [ -z "\${1:-}" ] && echo '<FATAL>' || echo "<FATAL $*>"; exit ${MARKER_EXIT}; }`,
   `MATCH() { { set +xu; } 2>/dev/null; local stdin; stdin=$(cat); echo "$stdin" | grep -q -E "$@" || { echo "error: pattern not found on stdin:" >&2; echo "$stdin" >&2; return 1; }; }`,
   `NOMATCH() { { set +xu; } 2>/dev/null; local stdin; stdin=$(cat); if echo "$stdin" | grep -q -E "$@"; then echo "NOMATCH pattern='$*' found in:" >&2; echo "$stdin" >&2; return 1; fi; }`,
 ];
+
+/**
+ * The last `<NAME value>` marker line of a script's output. spread reads only the very
+ * last line, but a background job's trace can land after the marker (stderr races
+ * stdout), and the helpers exit right after printing theirs.
+ */
+export function lastMarker(output: string): { name: string; value: string } | undefined {
+  for (const line of output.trim().split('\n').reverse()) {
+    const m = MARKER_LINE.exec(line.trim());
+    if (m) return { name: m[1]!, value: m[2] ?? '' };
+  }
+  return undefined;
+}
 
 /** `export KEY="value"`; empty or self-quoted values go unquoted (spec 4.3). */
 export function exportLine([key, value]: EnvEntry): string {

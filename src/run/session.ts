@@ -1,9 +1,11 @@
 // One worker's machine through a run, in spread's order (spread-spec §10): project and
 // backend prepare before the first job; suite prepare/restore on suite changes; per job
 // the combined prepare, execute, artifacts, the combined restore; at the end suite,
-// backend and project restore. Failures are tallied as spread counts them.
-import type { EnvEntry, ExecResult, Machine } from '../backends/backend.js';
+// backend and project restore. Failures are tallied as spread counts them. Every script
+// may REBOOT the machine (reboot.ts); one that does not come back ends the session.
+import type { EnvEntry, Machine } from '../backends/backend.js';
 import { jobDebug, jobEnvironment, jobPrepare, jobRestore, scriptTimeouts, type Job, type Project, type ScriptLevel } from '../spread/index.js';
+import { execWithReboots, type ScriptRun } from './reboot.js';
 import { summaryItem, type FailureKind, type RunLog, type RunTally } from './report.js';
 
 export interface SessionContext {
@@ -33,6 +35,8 @@ export class MachineSession {
   #backendPrepared = false;
   #suite: { job: Job; failed: boolean } | undefined;
   #broken = false;
+  /** A reboot left the machine unreachable: nothing more runs on it. */
+  #lost = false;
 
   constructor(ctx: SessionContext, machine: Machine) {
     this.#ctx = ctx;
@@ -48,33 +52,39 @@ export class MachineSession {
     return jobEnvironment(job).map(([k, v]) => (k === 'SPREAD_PATH' ? [k, this.machine.projectPath] : [k, v]) as EnvEntry);
   }
 
-  async #script(job: Job, level: ScriptLevel, script: string, context: string, verb: string, cwd: string, counter = ''): Promise<ExecResult | undefined> {
+  async #script(job: Job, level: ScriptLevel, script: string, context: string, verb: string, cwd: string, counter = ''): Promise<ScriptRun | undefined> {
     if (script === '') return undefined;
     const { log } = this.#ctx;
     log.line(`${verb} ${context} (${this.label})${counter}...`);
     const { warn, kill } = scriptTimeouts(job, this.#ctx.project, level);
-    const res = await this.machine.exec(script, {
+    const res = await execWithReboots(this.machine, script, {
       env: this.#env(job),
       cwd,
       warnTimeout: warn,
       killTimeout: kill,
       onWarn: ({ tail }) => log.line(`WARNING: ${context} (${this.label}) running late. Current output:\n-----\n${tail || 'Output still empty.'}\n-----`),
       ...(log.verbose > 1 ? { onOutput: (chunk: string) => log.write(chunk) } : {}),
+      describe: `${context} (${this.label})`,
+      log: (line) => log.line(line),
     });
+    if (res.lost) this.#lost = this.#broken = true;
     return res;
   }
 
   /** Runs a script; on failure prints its output and the matching debug output, tallies, returns false. */
   async #step(job: Job, level: ScriptLevel, script: string, context: string, verb: 'Preparing' | 'Executing' | 'Restoring', failure: FailureKind | 'execute', cwd: string, debug: string, counter = ''): Promise<boolean> {
+    // After a lost machine the scripts still due are not run (nor tallied): nothing can run them.
+    if (this.#lost) return false;
     const res = await this.#script(job, level, script, context, verb, cwd, counter);
     if (!res || res.exitCode === 0) return true;
     const { log, tally } = this.#ctx;
     const what = { Preparing: 'preparing', Executing: 'executing', Restoring: 'restoring' }[verb];
-    log.block(`Error ${what} ${context} (${this.label})`, res.killed ? `${res.output}\nkill-timeout reached` : res.output);
+    const why = res.killed ? 'kill-timeout reached' : res.failure;
+    log.block(`Error ${what} ${context} (${this.label})`, why ? `${res.output}\n${why}` : res.output);
     if (failure === 'execute') tally.failed.push(summaryItem(job.name));
     else tally.fail(failure, failure.startsWith('task') ? summaryItem(job.name) : context);
-    if (debug !== '') {
-      const dbg = await this.machine.exec(debug, { env: this.#env(job), cwd, trace: true });
+    if (debug !== '' && !this.#lost) {
+      const dbg = await execWithReboots(this.machine, debug, { env: this.#env(job), cwd, trace: true, describe: `${context} (${this.label})`, log: (line) => log.line(line) });
       log.block(`Debug output for ${context} (${this.label})`, dbg.output);
     }
     return false;
@@ -89,6 +99,7 @@ export class MachineSession {
     const { project, tally, progress } = this.#ctx;
     const sys = `${job.backend.name}:${job.system.name}`;
     this.#firstJob ??= job;
+    if (this.#lost) return this.#abort(job);
     if (this.#ctx.restoreOnly) return this.#restoreOnly(job);
     if (!this.#projectPrepared) {
       this.#projectPrepared = true;
@@ -133,7 +144,7 @@ export class MachineSession {
       } else {
         tally.aborted.push(summaryItem(job.name));
       }
-      if (this.#ctx.artifacts && job.task.artifacts.length > 0 && (!ok || round === rounds)) {
+      if (this.#ctx.artifacts && !this.#lost && job.task.artifacts.length > 0 && (!ok || round === rounds)) {
         await this.#ctx.artifacts(this.machine, job, this.#env(job)).catch((err: Error) => this.#ctx.log.line(`Error fetching artifacts of ${job.name}: ${err.message}`));
       }
       if (!ok && this.#ctx.abend) {
@@ -183,7 +194,7 @@ export class MachineSession {
   /** End of the worker: suite, backend and project restore (project restore even after a failed prepare). */
   async finish(): Promise<void> {
     const job = this.#firstJob;
-    if (!job || this.#ctx.abend?.signal.aborted) return;
+    if (!job || this.#lost || this.#ctx.abend?.signal.aborted) return;
     const { project } = this.#ctx;
     const sys = `${job.backend.name}:${job.system.name}`;
     await this.#leaveSuite();

@@ -2,13 +2,13 @@
 // on a loopback port; the agent goes over SFTP, pulls the project through the embedded
 // cache and the tasks run through ssh2.
 import t, { type Test } from 'tap';
-import { cp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { RunLog } from '../../src/run/report.js';
 import { runProject } from '../../src/run/runner.js';
 import { REPO_ROOT } from '../helpers/processes.js';
-import { startSshd, type Sshd } from '../ssh/sshd.js';
+import { startSshd, writeRebootScript, type Sshd } from '../ssh/sshd.js';
 
 /** A real sshd and a copy of the example project; the project path on the "machine" is removed in teardown. */
 async function sshProject(t: Test): Promise<{ base: string; sshd: Sshd; dir: string; remote: string }> {
@@ -70,4 +70,56 @@ t.test('the example project over the adhoc backend (allocate prints ADDRESS, dis
   t.equal(result.tally.ok, true, 'every job succeeded on the adhoc machine');
   t.equal(result.tally.successful, 4);
   t.equal((await readFile(discarded, 'utf8')).trim(), `127.0.0.1:${sshd.port}`, 'the discard script ran with the address');
+});
+
+t.test('REBOOT over the ssh backend: the machine goes away, comes back, the task runs again', async (t) => {
+  // The sshd shares this host's kernel, so no real reboot: the reboot-command kills the
+  // sshd and its connections and starts a new one after 2 s, and the boot identity is a
+  // file it rewrites (see writeRebootScript and test/backends/reboot.test.ts).
+  const { base, sshd, dir, remote } = await sshProject(t);
+  const { rebootCommand, bootIdCommand } = writeRebootScript(sshd, base, 2);
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    [
+      'project: fleet-demo',
+      `path: ${remote}`,
+      'backends:',
+      '  lab:',
+      '    type: ssh',
+      `    reboot-command: ${JSON.stringify(rebootCommand)}`,
+      `    boot-id-command: ${JSON.stringify(bootIdCommand)}`,
+      '    hosts:',
+      `      - address: 127.0.0.1:${sshd.port}`,
+      `        key: ${sshd.keyPath}`,
+      '    systems:',
+      '      - debian-12',
+      'suites:',
+      '  tests/:',
+      '    summary: over ssh',
+      '',
+    ].join('\n'),
+  );
+  await mkdir(join(dir, 'tests/reboot'));
+  await writeFile(
+    join(dir, 'tests/reboot/task.yaml'),
+    [
+      'summary: reboots once with a key',
+      'execute: |',
+      '  if [ "$SPREAD_REBOOT" = 0 ]; then',
+      `    ${bootIdCommand} > boot-before`,
+      '    REBOOT mykey',
+      '  fi',
+      '  test "$SPREAD_REBOOT" = mykey',
+      `  test "$(${bootIdCommand})" != "$(cat boot-before)"`,
+      '',
+    ].join('\n'),
+  );
+  const sshdBefore = Number(await readFile(sshd.pidFile, 'utf8'));
+  let out = '';
+  const result = await runProject({ cwd: dir, filters: ['tests/reboot'], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true, 'the task passed after its reboot');
+  t.equal(result.tally.successful, 1);
+  t.match(out, /Rebooting on lab:debian-12:tests\/reboot \(lab:debian-12\) as requested\.\.\.\n.*Connected after reboot to lab:debian-12:tests\/reboot \(lab:debian-12\)\n/);
+  t.not(Number(await readFile(sshd.pidFile, 'utf8')), sshdBefore, 'the machine came back with a new sshd');
 });

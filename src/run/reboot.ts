@@ -1,0 +1,58 @@
+// spread's REBOOT (spec §11, client.go: run): a script that exits 213 with `<REBOOT [key]>`
+// as its last line asks for a reboot. The machine reboots and the same script runs again
+// with SPREAD_REBOOT set to the key, or to the number of reboots so far when none was
+// given. SPREAD_REBOOT is set on every run of every script, 0 on the first.
+import type { EnvEntry, ExecOptions, ExecResult, Machine } from '../backends/backend.js';
+import { lastMarker, MARKER_EXIT } from '../backends/script.js';
+import { RebootError } from '../errors.js';
+
+/**
+ * Reboots one script run may ask for. spread's check (`reboot > maxReboots`) lets an
+ * eleventh through; its message and the spec say more than 10 is an error, so 10 it is.
+ */
+export const MAX_REBOOTS = 10;
+
+export interface ScriptRun extends ExecResult {
+  /** Why the run failed beyond its output: the reboot limit, or a reboot that did not happen. */
+  failure?: string;
+  /** The machine did not come back from a reboot: it can run nothing more. */
+  lost?: boolean;
+}
+
+export interface RebootingOptions extends ExecOptions {
+  /** How log lines name the script: `<context> (<machine label>)`. */
+  describe: string;
+  log: (line: string) => void;
+}
+
+/** spread's default kill-timeout, the reboot timeout when the caller sets none. */
+const DEFAULT_REBOOT_TIMEOUT = 15 * 60_000;
+
+/** Runs a script, rebooting the machine and running it again each time it calls REBOOT. */
+export async function execWithReboots(machine: Machine, script: string, o: RebootingOptions): Promise<ScriptRun> {
+  const { describe, log, ...exec } = o;
+  const env: EnvEntry[] = (o.env ?? []).filter(([k]) => k !== 'SPREAD_REBOOT');
+  let key = '0';
+  let output = '';
+  for (let reboots = 0; ; reboots++) {
+    const res = await machine.exec(script, { ...exec, env: [...env, ['SPREAD_REBOOT', key]] });
+    output += res.output;
+    const marker = res.exitCode === MARKER_EXIT && !res.killed ? lastMarker(res.output) : undefined;
+    if (marker?.name !== 'REBOOT') return { ...res, output };
+    if (reboots >= MAX_REBOOTS) return { ...res, output, failure: `rebooted ${reboots} times and asked again: more than ${MAX_REBOOTS} reboots` };
+    log(`Rebooting on ${describe} as requested...`);
+    try {
+      await machine.reboot({
+        timeout: o.killTimeout ?? DEFAULT_REBOOT_TIMEOUT,
+        ...(o.warnTimeout ? { warnTimeout: o.warnTimeout, onWarn: () => log(`Reboot on ${describe} is taking a while...`) } : {}),
+        ...(o.signal ? { signal: o.signal } : {}),
+      });
+    } catch (err) {
+      if (!(err instanceof RebootError)) throw err;
+      return { ...res, output, failure: err.message, lost: true };
+    }
+    log(`Connected after reboot to ${describe}`);
+    key = marker.value || String(reboots + 1);
+    output += '\n';
+  }
+}
