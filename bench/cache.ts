@@ -20,6 +20,8 @@ const BIG = (quick ? 64 : 256) * 1024 * 1024;
 const HOT_SMALL = quick ? 2000 : 10_000;
 const COLD_SMALL = quick ? 500 : 2000;
 const WRK_SECONDS = quick ? 5 : 15;
+/** Server processes on each side: nginx's worker_processes and our --workers. */
+const WORKERS = 2;
 const agent = new Agent({ connections: 128, keepAliveTimeout: 30_000, bodyTimeout: 0, headersTimeout: 0 });
 
 async function writeBlob(root: string, body: Buffer): Promise<string> {
@@ -110,7 +112,7 @@ end
     const originLog = join(dir, 'origin-access.log');
     await writeFile(conf, `daemon off;
 user root;
-worker_processes 2;
+worker_processes ${WORKERS};
 pid ${join(dir, 'nginx.pid')};
 error_log ${join(dir, 'error.log')};
 events { worker_connections 4096; }
@@ -150,7 +152,7 @@ http {
     const nginx = startProcess('nginx', ['-c', conf, '-p', dir, '-e', join(dir, 'error.log')]);
     procs.push(nginx);
     const cacheProc = startProcess(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src/cli/bin.ts'), 'cache',
-      '--upstream', `http://127.0.0.1:${originPort}`, '--listen', '127.0.0.1:0', '--data', join(dir, 'ours'), '--max-size', '20GiB', '--region', 'bench'],
+      '--upstream', `http://127.0.0.1:${originPort}`, '--listen', '127.0.0.1:0', '--data', join(dir, 'ours'), '--max-size', '20GiB', '--region', 'bench', '--workers', String(WORKERS)],
     { cwd: REPO_ROOT, env: { ...process.env, FLEETCACHE_LOG_LEVEL: 'warn' } });
     procs.push(cacheProc);
     const oursUrl = await waitForLine(cacheProc, /listening (http:\/\/\S+)/);
@@ -168,7 +170,7 @@ http {
 ## regional cache vs nginx proxy_cache — ${new Date().toISOString().slice(0, 10)}
 
 Command: \`node --import tsx bench/cache.ts${quick ? ' --quick' : ''}\`. Origin: nginx serving files (limit_rate 50 MB/s per
-connection); in front of it our cache (one Node process) and nginx proxy_cache (2 workers, proxy_cache_lock on), loopback,
+connection); in front of it our cache (--workers ${WORKERS}) and nginx proxy_cache (worker_processes ${WORKERS}, proxy_cache_lock on), loopback,
 2 cores shared by servers and clients.
 
 | figure | fleetcache | nginx | ratio | goal |

@@ -1,5 +1,6 @@
 // Configuration of a regional cache: one TypeBox schema gives the types and the
 // validation (config/cache-<region>.yaml); command-line flags override the file.
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { loadConfigFile, parseConfig } from '../config/load.js';
@@ -33,6 +34,8 @@ export const cacheConfigSchema = Type.Object(
     /** Bearer token sent upstream on PUT when the client sends none. */
     tokenFile: Type.Optional(Type.String({ minLength: 1 })),
     logLevel: Type.Optional(Type.String({ minLength: 1 })),
+    /** Server processes sharing the port and the data directory; "auto" = one per CPU. */
+    workers: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: 64 }), Type.Literal('auto')])),
     timeouts: Type.Optional(timeoutsSchema),
     /** Other upstreams served under /mirror/{name}/{path}. */
     mirrors: Type.Optional(
@@ -64,6 +67,8 @@ export interface CacheConfig {
   readonly mirrors: ReadonlyMap<string, { readonly url: string; readonly timeouts: UpstreamTimeouts }>;
   /** pino level; 'silent' in tests. */
   readonly logLevel?: string;
+  /** Server processes (1 or unset: this process serves; more: a primary and that many workers). */
+  readonly workers?: number;
 }
 
 export const DEFAULT_MAX_SIZE = 50 * 1024 ** 3;
@@ -104,6 +109,7 @@ export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.
     ...(token === undefined ? {} : { token }),
     timeouts,
     mirrors,
+    workers: file.workers === 'auto' ? availableParallelism() : file.workers ?? 1,
   };
 }
 

@@ -6,7 +6,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.js';
 import type { Fill, Fills } from './fill.js';
-import type { CacheMetrics, Kind } from './metrics.js';
+import { UNCOUNTED, type Accounting, type CacheMetrics, type Kind } from './metrics.js';
 import { sendBody, type CacheStatus } from './serve.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
 
@@ -22,6 +22,18 @@ export interface CacheContext {
 }
 
 const HIT_HWM = 1024 * 1024;
+
+/** Marks a request that came in on a worker's private socket (another worker joining a fill). */
+export const INTERNAL = Symbol('fleetcache.internal');
+
+export function isInternal(req: FastifyRequest): boolean {
+  return (req.raw as { [INTERNAL]?: boolean })[INTERNAL] === true;
+}
+
+/** The counters a request adds to: none for internal joins (the worker that took the client's request counts). */
+export function accounting(ctx: CacheContext, req: FastifyRequest): Accounting {
+  return isInternal(req) ? UNCOUNTED : ctx.metrics;
+}
 
 /** Collapsing is only among requests with the same credentials, so no one is served another's private answer. */
 export function flightKey(id: string, req: FastifyRequest, extra = ''): string {
@@ -72,7 +84,8 @@ export async function serveHit(
   }
   const small = body;
   const file = fh;
-  ctx.metrics.hit(kind);
+  const metrics = accounting(ctx, req);
+  metrics.hit(kind);
   await sendBody(req, reply, {
     status: hit.meta.status,
     headers,
@@ -81,7 +94,7 @@ export async function serveHit(
       ? (start, end) => small.subarray(start, end === undefined ? size : end + 1)
       : (start, end) => file!.createReadStream({ start, ...(end === undefined ? {} : { end }), highWaterMark: Math.min(HIT_HWM, Math.max(1, (end ?? size - 1) - start + 1)) }),
     ...(file ? { discard: () => void file.close().catch(() => undefined) } : {}),
-  }, { kind, cache: 'HIT', ageSeconds: (Date.now() - hit.meta.storedAt) / 1000, metrics: ctx.metrics });
+  }, { kind, cache: 'HIT', ageSeconds: (Date.now() - hit.meta.storedAt) / 1000, metrics });
   return true;
 }
 
@@ -90,8 +103,9 @@ export async function serveFill(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, fill: Fill, cache: CacheStatus,
   passthrough: () => Promise<void>,
 ): Promise<void> {
-  if (cache === 'COLLAPSED') ctx.metrics.collapsed(kind);
-  else ctx.metrics.miss(kind);
+  const metrics = accounting(ctx, req);
+  if (cache === 'COLLAPSED') metrics.collapsed(kind);
+  else metrics.miss(kind);
   let head;
   try {
     head = await fill.head;
@@ -109,7 +123,7 @@ export async function serveFill(
       if (fill.error) throw fill.error;
       return fill.written;
     },
-  }, { kind, cache, ageSeconds: 0, metrics: ctx.metrics });
+  }, { kind, cache, ageSeconds: 0, metrics });
 }
 
 /** Proxies one request to upstream without keeping anything (HEAD misses, private answers, full disk). */
@@ -128,7 +142,7 @@ export async function passthrough(
   res.body.on('data', (c: Buffer) => (n += c.length));
   res.body.once('end', () => {
     ctx.metrics.upstream(kind, n);
-    ctx.metrics.served(kind, n);
+    accounting(ctx, req).served(kind, n);
   });
   reply.send(res.body);
 }

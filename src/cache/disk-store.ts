@@ -15,7 +15,7 @@
 // hashing it on its first read after a restart (small bodies are read whole anyway).
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsc, readdirSync, statSync } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { CachePolicyObject } from 'http-cache-semantics';
@@ -106,11 +106,33 @@ async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => 
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
+/**
+ * A worker of a multi-process cache (cluster/link.ts): the primary owns the index in
+ * bytes and unlinks what it evicts; this process only tells it what it did.
+ */
+export interface StorePeer {
+  committed(id: string, size: number, storedAt: number): void;
+  touched(id: string): void;
+  deleted(id: string): void;
+  /** The primary's figures for the whole store. */
+  readonly store: { readonly bytes: number; readonly objects: number };
+}
+
+export interface DiskStoreOptions {
+  /** Set in a worker: the index here is a local view, the primary's is the real one. */
+  readonly peer?: StorePeer;
+  /** Set in the primary: told of every eviction (workers drop their copies). */
+  readonly onEvicted?: (id: string) => void;
+}
+
 export class DiskStore {
   readonly dir: string;
   readonly maxSize: number;
   #log: Logger;
   #lru: LRUCache<string, Entry>;
+  #peer: StorePeer | undefined;
+  /** Set while dropping an entry the primary evicted (nothing to unlink or report). */
+  #forgetting = false;
   #fullUntil = 0;
   #smallBytes = 0;
   /** Shard directories known to exist (saves a mkdir per commit). */
@@ -118,17 +140,26 @@ export class DiskStore {
   #free = { bytes: 0, at: 0 };
   #freeRefresh: Promise<void> | undefined;
 
-  constructor(dir: string, maxSize: number, log: Logger) {
+  constructor(dir: string, maxSize: number, log: Logger, options: DiskStoreOptions = {}) {
     this.dir = dir;
     this.maxSize = maxSize;
     this.#log = log;
+    this.#peer = options.peer;
+    const onEvicted = options.onEvicted;
     this.#lru = new LRUCache<string, Entry>({
       maxSize,
       sizeCalculation: (e) => Math.max(1, e.size),
       dispose: (e, id, reason) => {
         if (e.body) this.#smallBytes -= e.body.length;
         // 'set' replaced the entry in place (same file names, already renamed over).
-        if (reason === 'evict' || reason === 'delete') void this.#unlinkEntry(id);
+        if (reason !== 'evict' && reason !== 'delete') return;
+        if (!this.#peer) {
+          void this.#unlinkEntry(id);
+          onEvicted?.(id);
+        } else if (reason === 'delete' && !this.#forgetting) {
+          this.#peer.deleted(id);
+        }
+        // A worker's own 'evict' only forgets: the primary decides what leaves the disk.
       },
     });
   }
@@ -139,11 +170,31 @@ export class DiskStore {
   }
 
   get bytes(): number {
-    return this.#lru.calculatedSize;
+    return this.#peer ? this.#peer.store.bytes : this.#lru.calculatedSize;
   }
 
   get count(): number {
-    return this.#lru.size;
+    return this.#peer ? this.#peer.store.objects : this.#lru.size;
+  }
+
+  /** Primary: a worker committed `id`. */
+  adopt(id: string, size: number, storedAt: number): void {
+    this.#lru.set(id, { size, meta: undefined, storedAt });
+  }
+
+  /** Primary: a worker served `id` (recency only). */
+  touch(id: string): void {
+    this.#lru.get(id);
+  }
+
+  /** Worker: the primary evicted `id` (and unlinked it). */
+  forget(id: string): void {
+    this.#forgetting = true;
+    try {
+      this.#lru.delete(id);
+    } finally {
+      this.#forgetting = false;
+    }
   }
 
   /**
@@ -152,6 +203,8 @@ export class DiskStore {
    * a tight readdirSync/statSync loop indexes 100,000 objects far faster than the thread pool.
    */
   async open(): Promise<void> {
+    // A worker finds objects as it is asked for them (see lookup); the primary rebuilt the index.
+    if (this.#peer) return void (await mkdir(path.join(this.dir, 'tmp'), { recursive: true }));
     await rm(path.join(this.dir, 'tmp'), { recursive: true, force: true });
     await mkdir(path.join(this.dir, 'tmp'), { recursive: true });
     const list = (rel: string): string[] => {
@@ -192,8 +245,9 @@ export class DiskStore {
 
   /** The committed entry (with its sidecar read), marking it most recently used; undefined on a miss. */
   async lookup(id: string): Promise<Hit | undefined> {
-    const entry = this.#lru.get(id);
+    const entry = this.#lru.get(id) ?? (this.#peer ? await this.#probe(id) : undefined);
     if (!entry) return undefined;
+    this.#peer?.touched(id);
     const file = path.join(this.dir, id);
     const digest = casDigest(id);
     if (!entry.meta && digest) entry.meta = casMeta(digest, entry.size, entry.storedAt ?? Date.now());
@@ -209,6 +263,18 @@ export class DiskStore {
       }
     }
     return { id, file, meta: entry.meta, ...(entry.body ? { body: entry.body } : {}), ...(entry.unverified && digest ? { verify: digest } : {}) };
+  }
+
+  /**
+   * Worker: an object another worker committed (or one from before the start) is found
+   * on disk under its id. Small /cas bodies found this way are hashed before first use.
+   */
+  async #probe(id: string): Promise<Entry | undefined> {
+    const st = await stat(path.join(this.dir, id)).catch(() => undefined);
+    if (!st?.isFile()) return undefined;
+    const entry: Entry = { size: st.size, meta: undefined, storedAt: st.mtimeMs, ...(needsSync(id, st.size) ? {} : { unverified: true }) };
+    this.#lru.set(id, entry);
+    return entry;
   }
 
   /** A body read for `verify` matched its digest: no more checks for this entry. */
@@ -331,6 +397,7 @@ export class DiskStore {
       throw this.storageFailure(err);
     }
     this.#lru.set(id, { size: meta.size, meta });
+    this.#peer?.committed(id, meta.size, meta.storedAt);
   }
 
   async #unlinkEntry(id: string): Promise<void> {

@@ -14,6 +14,9 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import { formatDigest, type Digest } from '../store/digest.js';
 import { SMALL_MAX, StorageError, type DiskStore, type EntryMeta } from './disk-store.js';
 import type { HeaderMap } from './upstream.js';
+import type { Claim } from './cluster/link.js';
+
+const LEAD: Claim = { lead: true };
 
 export interface FillDecision {
   readonly status: number;
@@ -163,11 +166,12 @@ export class Fill {
     this.#wake();
   }
 
-  async #write(fh: FileHandle, chunk: Buffer): Promise<void> {
+  /** Writes `chunk` at `position` of the temp file. */
+  async #write(fh: FileHandle, chunk: Buffer, position: number): Promise<void> {
     let off = 0;
     try {
       while (off < chunk.length) {
-        const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, this.#written + off);
+        const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, position + off);
         off += bytesWritten;
       }
     } catch (err) {
@@ -200,7 +204,7 @@ export class Fill {
         hash?.update(chunk);
         if (chunks) chunks.push(chunk);
         else {
-          await this.#write(tmp!.fh, chunk);
+          await this.#write(tmp!.fh, chunk, this.#written);
           this.#remember(chunk);
         }
         this.#written += chunk.length;
@@ -221,7 +225,7 @@ export class Fill {
       if (decision.meta) {
         if (this.#body) {
           tmp = await this.#store.createTemp();
-          await this.#write(tmp.fh, this.#body);
+          await this.#write(tmp.fh, this.#body, 0);
         }
         await this.#store.commit(this.#spec.id, tmp!, { ...decision.meta, size: this.#written, storedAt: Date.now() });
         committed = true;
@@ -309,15 +313,25 @@ class FillReader extends Readable {
   }
 }
 
+/** Who fills an object when several processes share the cache (cluster/link.ts). */
+export interface FillCoordinator {
+  claim(key: string): Promise<Claim>;
+  release(key: string): void;
+}
+
 /** The in-flight map: one Fill per key until it is done. */
 export class Fills {
   #map = new Map<string, Fill>();
   #store: DiskStore;
   #log: Logger;
+  #coordinator: FillCoordinator | undefined;
+  /** Claims on their way to the primary: concurrent local requests share one. */
+  #claiming = new Map<string, Promise<Claim>>();
 
-  constructor(store: DiskStore, log: Logger) {
+  constructor(store: DiskStore, log: Logger, coordinator?: FillCoordinator) {
     this.#store = store;
     this.#log = log;
+    this.#coordinator = coordinator;
   }
 
   get size(): number {
@@ -330,11 +344,34 @@ export class Fills {
     return fill && !fill.error ? fill : undefined;
   }
 
+  /**
+   * May this process fill `key`? Always, in a single process; in a worker, the primary
+   * names the one worker that does. Whoever leads must `start` without awaiting anything
+   * first (local requests sharing the claim look for the fill right after), or `abandon`.
+   */
+  claim(key: string): Promise<Claim> {
+    if (!this.#coordinator) return Promise.resolve(LEAD);
+    let pending = this.#claiming.get(key);
+    if (!pending) {
+      pending = this.#coordinator.claim(key);
+      this.#claiming.set(key, pending);
+      void pending.finally(() => this.#claiming.delete(key));
+    }
+    return pending;
+  }
+
+  /** Gives a claim back without filling (the request failed before the fill began). */
+  abandon(key: string): void {
+    if (!this.#map.has(key)) this.#coordinator?.release(key);
+  }
+
   start(key: string, spec: FillSpec): Fill {
     const fill = new Fill(this.#store, this.#log, spec);
     this.#map.set(key, fill);
     void fill.done.finally(() => {
-      if (this.#map.get(key) === fill) this.#map.delete(key);
+      if (this.#map.get(key) !== fill) return;
+      this.#map.delete(key);
+      this.#coordinator?.release(key);
     });
     return fill;
   }

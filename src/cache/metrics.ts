@@ -13,7 +13,19 @@ export interface KindTally {
   collapsed: number;
 }
 
-export class CacheMetrics {
+/** What the serving paths count; CacheMetrics, or nothing for a worker's internal joins. */
+export interface Accounting {
+  served(kind: Kind, bytes: number): void;
+  upstream(kind: Kind, bytes: number): void;
+  hit(kind: Kind): void;
+  miss(kind: Kind): void;
+  collapsed(kind: Kind): void;
+}
+
+/** For requests another worker makes on a client's behalf: that worker counts them. */
+export const UNCOUNTED: Accounting = { served() {}, upstream() {}, hit() {}, miss() {}, collapsed() {} };
+
+export class CacheMetrics implements Accounting {
   readonly registry = new Registry();
   #tallies = new Map<Kind, KindTally>();
   #served: Counter<'kind'>;
@@ -30,9 +42,9 @@ export class CacheMetrics {
     this.#hits = counter('fleetcache_cache_hits_total', 'Requests answered from disk.');
     this.#misses = counter('fleetcache_cache_misses_total', 'Requests that started an upstream fetch.');
     this.#collapsed = counter('fleetcache_cache_collapsed_total', 'Requests that joined a fill already in flight.');
-    new Gauge({ name: 'fleetcache_cache_inflight_fills', help: 'Fills in progress.', registers, collect() { this.set(gauges.inflight()); } });
-    new Gauge({ name: 'fleetcache_cache_lru_bytes', help: 'Bytes held on disk by the LRU index.', registers, collect() { this.set(gauges.lruBytes()); } });
-    new Gauge({ name: 'fleetcache_cache_lru_objects', help: 'Objects held on disk by the LRU index.', registers, collect() { this.set(gauges.lruObjects()); } });
+    new Gauge({ name: 'fleetcache_cache_inflight_fills', help: 'Fills in progress.', registers, aggregator: 'max', collect() { this.set(gauges.inflight()); } });
+    new Gauge({ name: 'fleetcache_cache_lru_bytes', help: 'Bytes held on disk by the LRU index.', registers, aggregator: 'max', collect() { this.set(gauges.lruBytes()); } });
+    new Gauge({ name: 'fleetcache_cache_lru_objects', help: 'Objects held on disk by the LRU index.', registers, aggregator: 'max', collect() { this.set(gauges.lruObjects()); } });
   }
 
   #tally(kind: Kind): KindTally {
@@ -69,12 +81,17 @@ export class CacheMetrics {
     this.#collapsed.inc({ kind });
   }
 
+  /** This process's tallies (a worker's share of a multi-process cache). */
+  tallies(): Record<Kind, KindTally> {
+    return Object.fromEntries(this.#tallies);
+  }
+
   /** JSON figures; savings = share of served bytes that did not come from upstream. */
-  stats(): { kinds: Record<Kind, KindTally & { savingsRatio: number }>; total: KindTally & { savingsRatio: number } } {
+  stats(all: Record<Kind, KindTally> = this.tallies()): { kinds: Record<Kind, KindTally & { savingsRatio: number }>; total: KindTally & { savingsRatio: number } } {
     const ratio = (t: KindTally): number => (t.bytesServed === 0 ? 0 : Math.max(0, 1 - t.bytesUpstream / t.bytesServed));
     const total: KindTally = { bytesServed: 0, bytesUpstream: 0, hits: 0, misses: 0, collapsed: 0 };
     const kinds: Record<Kind, KindTally & { savingsRatio: number }> = {};
-    for (const [kind, t] of this.#tallies) {
+    for (const [kind, t] of Object.entries(all)) {
       kinds[kind] = { ...t, savingsRatio: ratio(t) };
       total.bytesServed += t.bytesServed;
       total.bytesUpstream += t.bytesUpstream;

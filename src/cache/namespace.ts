@@ -5,7 +5,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
 import { parseDigest, type Digest } from '../store/digest.js';
-import { authHeaders, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
+import { authHeaders, flightKey, isInternal, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
+import { joinRemote } from './join.js';
 import { casHeaders, casId, httpId } from './disk-store.js';
 import type { FillDecision } from './fill.js';
 import { endToEnd, type HeaderMap } from './upstream.js';
@@ -43,17 +44,25 @@ async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: Fasti
   const id = casId(d);
   const key = flightKey(id, req);
   const fwd = { ...authHeaders(req), 'accept-encoding': 'identity' };
+  const direct = (): Promise<void> => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd);
   let fill = ctx.fills.get(key);
   if (!fill) {
     const hit = await ctx.store.lookup(id);
     if (hit && (await serveHit(ctx, req, reply, kind, hit))) return;
     fill = ctx.fills.get(key);
   }
-  if (fill) return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', () => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd));
+  if (fill) return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', direct);
   if (req.method === 'HEAD') {
     ctx.metrics.miss(kind);
-    return passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd);
+    return direct();
   }
+  // Another worker's join that found neither the fill nor the object: fetched, not kept
+  // (joins never claim, so they never chain).
+  if (isInternal(req)) return direct();
+  const claim = await ctx.fills.claim(key);
+  if (!claim.lead) return (await joinRemote(ctx, req, reply, kind, claim.socket)) ? undefined : direct();
+  fill = ctx.fills.get(key);
+  if (fill) return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', direct);
   fill = ctx.fills.start(key, {
     id,
     request: () => ctx.upstream.request(upath, { method: 'GET', headers: fwd }),
@@ -61,7 +70,7 @@ async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: Fasti
     verify: d,
     onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
   });
-  return serveFill(ctx, req, reply, kind, fill, 'MISS', () => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd));
+  return serveFill(ctx, req, reply, kind, fill, 'MISS', direct);
 }
 
 async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: 'artifacts' | 'projects'): Promise<void> {

@@ -1,13 +1,18 @@
 // The regional cache as a fastify app: buildCacheServer(config) opens the disk store and
 // returns the instance without listening (the CLI listens; tests use port 0).
+import { createServer } from 'node:http';
+import { rm } from 'node:fs/promises';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { AggregatorRegistry } from 'prom-client';
 import { FleetError, NotFoundError, toFleetError } from '../errors.js';
 import { baseServerOptions } from '../http/server-options.js';
 import type { CacheConfig } from './config.js';
-import type { CacheContext } from './context.js';
+import type { ClusterLink } from './cluster/link.js';
+import { INTERNAL, type CacheContext } from './context.js';
 import { DiskStore } from './disk-store.js';
 import { Fills } from './fill.js';
 import { CacheMetrics } from './metrics.js';
+import { closeJoinClients } from './join.js';
 import { registerMirrorRoutes } from './mirror.js';
 import { registerNamespaceRoutes } from './namespace.js';
 import { registerPutRoutes } from './put.js';
@@ -20,20 +25,34 @@ declare module 'fastify' {
   }
 }
 
-export async function buildCacheServer(config: CacheConfig): Promise<FastifyInstance> {
+export interface CacheServerOptions {
+  /** Set in a worker of a multi-process cache (see cluster/protocol.ts). */
+  readonly link?: ClusterLink;
+}
+
+export async function buildCacheServer(config: CacheConfig, options: CacheServerOptions = {}): Promise<FastifyInstance> {
+  const { link } = options;
   const app = Fastify({
     ...baseServerOptions(config.logLevel, 1024 * 1024),
     // Large bodies stream for minutes; only an idle socket is cut.
     requestTimeout: 0,
     keepAliveTimeout: 30_000,
   });
-  const store = new DiskStore(config.dataDir, config.maxSize, app.log);
+  const store = new DiskStore(config.dataDir, config.maxSize, app.log, link ? { peer: link } : {});
   await store.open();
-  const fills = new Fills(store, app.log);
+  const fills = new Fills(store, app.log, link);
   const upstream = new Upstream('origin', config.upstream, config.timeouts);
   const mirrors = new Map<string, Upstream>();
   for (const [name, m] of config.mirrors) mirrors.set(name, new Upstream(name, m.url, m.timeouts));
-  const metrics = new CacheMetrics({ inflight: () => fills.size, lruBytes: () => store.bytes, lruObjects: () => store.count });
+  const inflight = (): number => (link ? link.store.inflight : fills.size);
+  const metrics = new CacheMetrics({ inflight, lruBytes: () => store.bytes, lruObjects: () => store.count });
+  if (link) {
+    link.attach((id) => store.forget(id), () => metrics.tallies());
+    // prom-client answers the primary's aggregation requests from these registries; the
+    // listener for them is installed by the AggregatorRegistry constructor (idempotent).
+    AggregatorRegistry.setRegistries([metrics.registry]);
+    new AggregatorRegistry();
+  }
   const ctx: CacheContext = { store, fills, metrics, upstream, mirrors, log: app.log, ...(config.token ? { token: config.token } : {}) };
   app.decorate('cache', ctx);
 
@@ -50,12 +69,16 @@ export async function buildCacheServer(config: CacheConfig): Promise<FastifyInst
   });
 
   app.get('/-/healthz', { logLevel: 'silent' }, () => ({ ok: true, region: config.region }));
-  app.get('/-/metrics', { logLevel: 'silent' }, async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
-  app.get('/-/stats', { logLevel: 'silent' }, () => ({
+  app.get('/-/metrics', { logLevel: 'silent' }, async (_req, reply) => {
+    if (!link) return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    const all = await link.metrics();
+    return reply.type(all.contentType).send(all.text);
+  });
+  app.get('/-/stats', { logLevel: 'silent' }, async () => ({
     region: config.region,
-    ...metrics.stats(),
+    ...metrics.stats(link ? await link.stats() : undefined),
     store: { bytes: store.bytes, objects: store.count, maxSize: store.maxSize, full: store.isFull() },
-    inflightFills: fills.size,
+    inflightFills: inflight(),
   }));
 
   registerNamespaceRoutes(app, ctx);
@@ -63,8 +86,25 @@ export async function buildCacheServer(config: CacheConfig): Promise<FastifyInst
   await app.register(async (scope) => registerPutRoutes(scope, ctx));
   await app.register(registerDashboard, { role: 'cache' });
 
+  if (link) {
+    // Other workers join this one's fills here; requests are marked so they are not counted twice.
+    const internal = createServer((req, res) => {
+      (req as { [INTERNAL]?: boolean })[INTERNAL] = true;
+      app.server.emit('request', req, res);
+    });
+    app.addHook('onReady', async () => {
+      await rm(link.socket, { force: true });
+      await new Promise<void>((resolve, reject) => internal.once('error', reject).listen(link.socket, resolve));
+    });
+    app.addHook('onClose', async () => {
+      internal.closeAllConnections();
+      await new Promise<void>((resolve) => internal.close(() => resolve()));
+      link.flush();
+    });
+  }
+
   app.addHook('onClose', async () => {
-    await Promise.all([upstream.close(), ...[...mirrors.values()].map((m) => m.close())]);
+    await Promise.all([upstream.close(), closeJoinClients(), ...[...mirrors.values()].map((m) => m.close())]);
   });
   return app;
 }

@@ -1,4 +1,5 @@
 // `fleetcache cache`: one regional cache. Flags override the YAML file.
+import cluster from 'node:cluster';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { readTokenFile } from '../client/token.js';
@@ -6,6 +7,17 @@ import { UsageError } from '../errors.js';
 import { loadCacheConfig, resolveCacheConfig, type CacheConfigFile } from '../cache/config.js';
 import { buildCacheServer } from '../cache/server.js';
 import { serveUntilSignal } from './listen.js';
+import { ClusterLink } from '../cache/cluster/link.js';
+import { runCachePrimary } from '../cache/cluster/primary.js';
+import { WORKER_SOCKET_ENV } from '../cache/cluster/protocol.js';
+import { createLogger } from '../log.js';
+
+function parseWorkers(text: string): number | 'auto' {
+  if (text === 'auto') return 'auto';
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError(`--workers: expected a number from 1 to 64 or "auto", got "${text}"`);
+  return n;
+}
 
 interface CacheFlags {
   config?: string;
@@ -15,6 +27,7 @@ interface CacheFlags {
   maxSize?: string;
   region?: string;
   tokenFile?: string;
+  workers?: string;
 }
 
 export function registerCache(program: Command): void {
@@ -28,6 +41,7 @@ export function registerCache(program: Command): void {
     .option('--max-size <size>', 'disk budget, e.g. 50GiB (default 50GiB)')
     .option('--region <name>', 'region name (default "default")')
     .option('--token-file <file>', 'write token sent upstream on PUT when a client sends none')
+    .option('--workers <n>', 'server processes sharing the port and the data: a number or "auto" (one per CPU; default 1)')
     .addHelpText('after', '\nPrints "listening http://HOST:PORT" on stdout when ready; logs are JSON on stderr.\nStops cleanly on SIGINT or SIGTERM.')
     .action(async (flags: CacheFlags) => {
       // Fills fsync, open and rename on the libuv thread pool: 4 threads starve a busy cache.
@@ -44,12 +58,25 @@ export function registerCache(program: Command): void {
         ...(flags.data ? { data: flags.data } : {}),
         ...(flags.maxSize ? { maxSize: flags.maxSize } : {}),
         ...(flags.tokenFile ? { tokenFile: flags.tokenFile } : {}),
+        ...(flags.workers ? { workers: parseWorkers(flags.workers) } : {}),
       };
       // Relative paths in a config file are relative to the working directory, like flags.
       const tokenFile = merged.tokenFile ? path.resolve(merged.tokenFile) : undefined;
       const config = resolveCacheConfig(merged, process.cwd(), tokenFile ? readTokenFile(tokenFile) : undefined);
-      const app = await buildCacheServer(config);
-      app.log.info({ region: config.region, data: config.dataDir, upstream: config.upstream, maxSize: config.maxSize, objects: app.cache.store.count }, 'cache starting');
-      await serveUntilSignal(app, merged.listen);
+      const workers = config.workers ?? 1;
+      if (workers > 1 && cluster.isPrimary) {
+        const log = createLogger(config.logLevel ?? 'info');
+        log.info({ region: config.region, data: config.dataDir, upstream: config.upstream, maxSize: config.maxSize, workers }, 'cache starting');
+        const primary = await runCachePrimary(config, workers, log);
+        process.stdout.write(`listening ${await primary.url}\n`);
+        return primary.stopped;
+      }
+      const socket = process.env[WORKER_SOCKET_ENV];
+      const link = cluster.isWorker && socket ? new ClusterLink(socket) : undefined;
+      // A worker whose primary is gone (killed) stops too, cleanly.
+      if (link) process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+      const app = await buildCacheServer(config, link ? { link } : {});
+      if (!link) app.log.info({ region: config.region, data: config.dataDir, upstream: config.upstream, maxSize: config.maxSize, objects: app.cache.store.count }, 'cache starting');
+      await serveUntilSignal(app, merged.listen, { announce: !link });
     });
 }

@@ -9,14 +9,17 @@ export function parseListen(text: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
 
-/** Listens, prints `listening http://HOST:PORT` on stdout, and resolves when a signal stopped the server. */
-export async function serveUntilSignal(app: FastifyInstance, listen: string): Promise<void> {
+/**
+ * Listens, prints `listening http://HOST:PORT` on stdout (unless `announce` is false: a
+ * cache worker, whose primary announces), and resolves when a signal stopped the server.
+ */
+export async function serveUntilSignal(app: FastifyInstance, listen: string, { announce = true } = {}): Promise<void> {
   const { host, port } = parseListen(listen);
   await app.listen({ host, port });
   const addr = app.server.address();
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   const shownHost = host.includes(':') ? `[${host}]` : host;
-  process.stdout.write(`listening http://${shownHost}:${actualPort}\n`);
+  if (announce) process.stdout.write(`listening http://${shownHost}:${actualPort}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGINT', stop);

@@ -1,6 +1,6 @@
 // The disk store across restarts: objects kept, LRU eviction under --max-size, temp
 // files removed, the index rebuilt quickly.
-import { mkdirSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
@@ -19,18 +19,24 @@ t.test('restart keeps objects; leftover temp files are removed', async (t) => {
   const upUrl = await up.start();
   t.teardown(() => up.stop());
   const { hex, body } = up.addBlob(200_000);
+  const small = up.addBlob(4096);
   const dir = t.testdir();
   const first = await startCache(t, { upstream: upUrl }, dir);
   t.equal((await get(`${first.url}/cas/sha256/${hex}`)).xcache, 'MISS');
+  t.equal((await get(`${first.url}/cas/sha256/${small.hex}`)).xcache, 'MISS');
   await first.app.cache.fills.drain();
   await first.app.close();
+  t.same(readFileSync(path.join(dir, casId({ algo: 'sha256', hex: small.hex }))), small.body, 'a small body is stored as exactly its bytes');
   writeFileSync(path.join(dir, 'tmp', 'leftover'), 'half a fill');
   const second = await startCache(t, { upstream: upUrl }, dir);
   t.same(readdirSync(path.join(dir, 'tmp')), [], 'temp files removed at start');
   const again = await get(`${second.url}/cas/sha256/${hex}`);
   t.equal(again.xcache, 'HIT', 'served from disk after restart');
   t.same(again.body, body);
-  t.equal(up.requests.length, 1);
+  const smallAgain = await get(`${second.url}/cas/sha256/${small.hex}`);
+  t.equal(smallAgain.xcache, 'HIT', 'the small one too');
+  t.same(smallAgain.body, small.body);
+  t.equal(up.requests.length, 2);
 });
 
 t.test('LRU evicts the least recently used under max-size, and unlinks its files', async (t) => {

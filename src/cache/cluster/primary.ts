@@ -1,0 +1,164 @@
+// The primary of a multi-process cache (see protocol.ts): owns the LRU index of the data
+// directory and the fills in flight, forks the workers that serve, restarts one that
+// dies, and stops them all on SIGINT/SIGTERM.
+import cluster, { type Worker } from 'node:cluster';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { AggregatorRegistry } from 'prom-client';
+import type { FastifyBaseLogger as Logger } from 'fastify';
+import type { CacheConfig } from '../config.js';
+import { DiskStore } from '../disk-store.js';
+import type { KindTally } from '../metrics.js';
+import { WORKER_SOCKET_ENV, type PrimaryMessage, type WorkerMessage } from './protocol.js';
+
+const STORE_BROADCAST_MS = 250;
+const RESPAWN_DELAY_MS = 1000;
+
+export interface PrimaryHandle {
+  /** The URL every worker listens on, once all of them do. */
+  readonly url: Promise<string>;
+  /** Resolves when the workers have stopped after `stop()` or a signal. */
+  readonly stopped: Promise<void>;
+  stop(): void;
+}
+
+function addTallies(into: Record<string, KindTally>, from: Record<string, KindTally>): void {
+  for (const [kind, t] of Object.entries(from)) {
+    const sum = (into[kind] ??= { bytesServed: 0, bytesUpstream: 0, hits: 0, misses: 0, collapsed: 0 });
+    sum.bytesServed += t.bytesServed;
+    sum.bytesUpstream += t.bytesUpstream;
+    sum.hits += t.hits;
+    sum.misses += t.misses;
+    sum.collapsed += t.collapsed;
+  }
+}
+
+export async function runCachePrimary(config: CacheConfig, workers: number, log: Logger): Promise<PrimaryHandle> {
+  const socketDir = mkdtempSync(path.join(tmpdir(), 'fleetcache-cache-'));
+  const live = new Map<number, { worker: Worker; socket: string }>();
+  const claims = new Map<string, { workerId: number; socket: string }>();
+  const tallies = new Map<number, { want: number; got: Record<string, KindTally>; done: () => void }>();
+  let stopping = false;
+  let broadcastTimer: NodeJS.Timeout | undefined;
+  let nextTally = 1;
+
+  const send = (w: Worker, m: PrimaryMessage): void => {
+    if (w.isConnected()) w.send(m);
+  };
+  const broadcast = (m: PrimaryMessage): void => {
+    for (const { worker } of live.values()) send(worker, m);
+  };
+  const store = new DiskStore(config.dataDir, config.maxSize, log, { onEvicted: (id) => broadcast({ t: 'evicted', id }) });
+  await store.open();
+  const storeFigures = (): void => {
+    broadcastTimer ??= setTimeout(() => {
+      broadcastTimer = undefined;
+      broadcast({ t: 'store', bytes: store.bytes, objects: store.count, inflight: claims.size });
+    }, STORE_BROADCAST_MS);
+  };
+  const aggregator = new AggregatorRegistry();
+
+  async function stats(): Promise<Record<string, KindTally>> {
+    const req = nextTally++;
+    const got: Record<string, KindTally> = {};
+    const targets = [...live.values()].filter(({ worker }) => worker.isConnected());
+    await new Promise<void>((done) => {
+      if (targets.length === 0) return done();
+      tallies.set(req, { want: targets.length, got, done });
+      for (const { worker } of targets) send(worker, { t: 'tally?', req });
+      setTimeout(done, 2000).unref(); // a worker that dies meanwhile must not hang /-/stats
+    });
+    tallies.delete(req);
+    return got;
+  }
+
+  function onMessage(id: number, socket: string, w: Worker, m: WorkerMessage): void {
+    switch (m.t) {
+      case 'claim': {
+        const holder = claims.get(m.key);
+        if (holder && holder.workerId !== id && live.has(holder.workerId)) return send(w, { t: 'claim', req: m.req, lead: false, socket: holder.socket });
+        claims.set(m.key, { workerId: id, socket });
+        storeFigures();
+        return send(w, { t: 'claim', req: m.req, lead: true });
+      }
+      case 'release':
+        if (claims.get(m.key)?.workerId === id) claims.delete(m.key);
+        return storeFigures();
+      case 'committed':
+        store.adopt(m.id, m.size, m.storedAt);
+        return storeFigures();
+      case 'touched':
+        for (const entry of m.ids) store.touch(entry);
+        return;
+      case 'deleted':
+        store.delete(m.id);
+        return storeFigures();
+      case 'stats':
+        void stats().then((kinds) => send(w, { t: 'stats', req: m.req, kinds }));
+        return;
+      case 'metrics':
+        void aggregator.clusterMetrics().then(
+          (text) => send(w, { t: 'metrics', req: m.req, text, contentType: aggregator.contentType }),
+          (err: Error) => send(w, { t: 'metrics', req: m.req, text: `# metrics unavailable: ${err.message}\n`, contentType: 'text/plain' }),
+        );
+        return;
+      case 'tally': {
+        const pending = tallies.get(m.req);
+        if (!pending) return;
+        addTallies(pending.got, m.kinds);
+        if (--pending.want === 0) pending.done();
+      }
+    }
+  }
+
+  let resolveUrl!: (url: string) => void;
+  const url = new Promise<string>((resolve) => (resolveUrl = resolve));
+  let listening = 0;
+
+  function fork(index: number): void {
+    const socket = path.join(socketDir, `w${index}.sock`);
+    const worker = cluster.fork({ [WORKER_SOCKET_ENV]: socket });
+    live.set(worker.id, { worker, socket });
+    worker.on('message', (m: WorkerMessage) => {
+      if (typeof m === 'object' && m !== null && typeof (m as { t?: unknown }).t === 'string') onMessage(worker.id, socket, worker, m);
+    });
+    worker.on('listening', (addr) => {
+      if (addr.addressType === -1) return; // its private Unix socket
+      send(worker, { t: 'store', bytes: store.bytes, objects: store.count, inflight: claims.size });
+      if (++listening === workers) {
+        const host = addr.address?.includes(':') ? `[${addr.address}]` : addr.address;
+        resolveUrl(`http://${host}:${addr.port}`);
+      }
+    });
+    worker.once('exit', (code, signal) => {
+      live.delete(worker.id);
+      for (const [key, c] of claims) if (c.workerId === worker.id) claims.delete(key);
+      if (stopping) return;
+      log.error({ worker: worker.id, code, signal }, 'cache worker died: starting another');
+      setTimeout(() => !stopping && fork(index), RESPAWN_DELAY_MS).unref();
+    });
+  }
+
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    const exits = [...live.values()].map(({ worker }) => new Promise<void>((resolve) => {
+      if (worker.isDead()) return resolve();
+      worker.once('exit', () => resolve());
+      worker.process.kill('SIGTERM');
+    }));
+    void Promise.all(exits).then(() => {
+      rmSync(socketDir, { recursive: true, force: true });
+      resolveStopped();
+    });
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  for (let i = 0; i < workers; i++) fork(i);
+  return { url, stopped, stop };
+}

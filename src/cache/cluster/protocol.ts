@@ -1,0 +1,33 @@
+// Messages between the primary of a multi-process cache and its workers (cluster IPC).
+//
+// Why several processes: one Node thread tops out far below what a regional cache must
+// serve (every hit costs a socket write in the kernel, every miss a file creation), so
+// `workers: N` runs N copies of the server on one port. What must stay single is kept in
+// the primary: the LRU index bounded in bytes (it unlinks what it evicts) and the map of
+// fills in flight, so that each object is still fetched from upstream once. A worker
+// that loses the race for a fill joins it over the leader's private Unix socket.
+import type { KindTally } from '../metrics.js';
+
+/** Worker → primary. `req` numbers requests that expect a reply. */
+export type WorkerMessage =
+  | { readonly t: 'claim'; readonly req: number; readonly key: string }
+  | { readonly t: 'release'; readonly key: string }
+  | { readonly t: 'committed'; readonly id: string; readonly size: number; readonly storedAt: number }
+  | { readonly t: 'touched'; readonly ids: readonly string[] }
+  | { readonly t: 'deleted'; readonly id: string }
+  | { readonly t: 'stats'; readonly req: number }
+  | { readonly t: 'metrics'; readonly req: number }
+  | { readonly t: 'tally'; readonly req: number; readonly kinds: Record<string, KindTally> };
+
+/** Primary → worker. */
+export type PrimaryMessage =
+  | { readonly t: 'claim'; readonly req: number; readonly lead: true }
+  | { readonly t: 'claim'; readonly req: number; readonly lead: false; readonly socket: string }
+  | { readonly t: 'evicted'; readonly id: string }
+  | { readonly t: 'store'; readonly bytes: number; readonly objects: number; readonly inflight: number }
+  | { readonly t: 'stats'; readonly req: number; readonly kinds: Record<string, KindTally> }
+  | { readonly t: 'metrics'; readonly req: number; readonly text: string; readonly contentType: string }
+  | { readonly t: 'tally?'; readonly req: number };
+
+/** Environment a worker is started with. */
+export const WORKER_SOCKET_ENV = 'FLEETCACHE_WORKER_SOCKET';

@@ -1,0 +1,111 @@
+// `fleetcache cache --workers 2`: two server processes on one port and one data
+// directory, started as a real child process. Each object is still fetched once (a
+// worker that loses the race joins the other's fill over its private socket), a body
+// one worker stored is a hit in the other, the byte budget holds for the whole cache,
+// an upstream that dies mid-stream aborts every waiter in both, and the figures add up.
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { Agent, request } from 'undici';
+import { casId } from '../../src/cache/disk-store.js';
+import { startServerProcess } from '../helpers/processes.js';
+import { UpstreamFixture } from './upstream-fixture.js';
+
+/** Fresh connections each time, so that requests spread over both workers. */
+async function fetchHash(url: string): Promise<{ status: number; hash: string; size: number; xcache: string; error?: string }> {
+  const dispatcher = new Agent({ pipelining: 0 });
+  try {
+    const res = await request(url, { dispatcher, reset: true });
+    const h = createHash('sha256');
+    let size = 0;
+    for await (const chunk of res.body) {
+      h.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+    return { status: res.statusCode, hash: h.digest('hex'), size, xcache: String(res.headers['x-cache']) };
+  } catch (err) {
+    return { status: 0, hash: '', size: 0, xcache: '', error: (err as Error).message };
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+async function stats(url: string): Promise<{ total: { hits: number; misses: number; collapsed: number; bytesUpstream: number; bytesServed: number }; store: { bytes: number; objects: number } }> {
+  const res = await request(`${url}/-/stats`);
+  return (await res.body.json()) as Awaited<ReturnType<typeof stats>>;
+}
+
+t.test('two workers share one cache', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const dir = t.testdir();
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '20MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+
+  await t.test('32 clients on one cold object: one upstream request, every body right', async (t) => {
+    const size = 8 * 1024 * 1024;
+    const { hex } = up.addBlob(size);
+    up.options.rate = 16 * 1024 * 1024; // half a second of filling: every client arrives during it
+    const results = await Promise.all(Array.from({ length: 32 }, () => fetchHash(`${cache.url}/cas/sha256/${hex}`)));
+    up.options.rate = 0;
+    t.equal(up.count(`/cas/sha256/${hex}`), 1, 'one upstream request for both workers');
+    t.ok(results.every((r) => r.status === 200 && r.hash === hex && r.size === size), 'all 32 bodies hash right');
+    t.equal(results.filter((r) => r.xcache === 'MISS').length, 1, 'one MISS');
+    t.equal(results.filter((r) => r.xcache === 'COLLAPSED').length, 31, '31 COLLAPSED');
+    const s = await stats(cache.url);
+    t.equal(s.total.misses, 1);
+    t.equal(s.total.collapsed, 31, 'joins counted once, by the worker that took the request');
+    t.equal(s.total.bytesUpstream, size);
+    t.equal(s.total.bytesServed, 32 * size);
+  });
+
+  await t.test('a body one worker stored is a hit in both', async (t) => {
+    const { hex, body } = up.addBlob(4096);
+    t.equal((await fetchHash(`${cache.url}/cas/sha256/${hex}`)).xcache, 'MISS');
+    await new Promise((r) => setTimeout(r, 300)); // the commit follows the answer
+    const again = await Promise.all(Array.from({ length: 8 }, () => fetchHash(`${cache.url}/cas/sha256/${hex}`)));
+    t.ok(again.every((r) => r.xcache === 'HIT' && r.hash === createHash('sha256').update(body).digest('hex')), '8 hits on fresh connections');
+    t.equal(up.count(`/cas/sha256/${hex}`), 1);
+  });
+
+  await t.test('upstream dies mid-stream: every waiter in both workers errors, nothing kept', async (t) => {
+    const size = 8 * 1024 * 1024;
+    const { hex } = up.addBlob(size);
+    // A second of filling before upstream dies, so that every client is a waiter by then
+    // (one that came later would rightly start a new fill).
+    up.options.rate = 2 * 1024 * 1024;
+    up.options.dieAfter = 2 * 1024 * 1024;
+    const results = await Promise.all(Array.from({ length: 16 }, () => fetchHash(`${cache.url}/cas/sha256/${hex}`)));
+    up.options.rate = 0;
+    t.ok(results.every((r) => r.status === 0 || r.size < size), 'no client got a complete-looking body');
+    t.ok(results.every((r) => r.error !== undefined), 'every client saw the answer aborted');
+    t.notOk(existsSync(path.join(dir, casId({ algo: 'sha256', hex }))), 'nothing stored');
+    const next = await fetchHash(`${cache.url}/cas/sha256/${hex}`);
+    t.equal(next.hash, hex, 'the next request fetches again and succeeds');
+    t.equal(up.count(`/cas/sha256/${hex}`), 2);
+  });
+
+  await t.test('the byte budget is the whole cache\'s: the primary evicts the least recently used', async (t) => {
+    const blobs = Array.from({ length: 6 }, () => up.addBlob(6 * 1024 * 1024));
+    for (const b of blobs) {
+      t.equal((await fetchHash(`${cache.url}/cas/sha256/${b.hex}`)).hash, b.hex);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 600)); // figures are broadcast every 250 ms
+    const s = await stats(cache.url);
+    t.ok(s.store.bytes <= 20 * 1024 * 1024, `store within 20 MiB (${s.store.bytes} bytes)`);
+    t.notOk(existsSync(path.join(dir, casId({ algo: 'sha256', hex: blobs[0]!.hex }))), 'the oldest body is unlinked');
+    t.ok(existsSync(path.join(dir, casId({ algo: 'sha256', hex: blobs[5]!.hex }))), 'the newest is kept');
+    t.equal((await fetchHash(`${cache.url}/cas/sha256/${blobs[0]!.hex}`)).xcache, 'MISS', 'an evicted object is fetched again, in either worker');
+  });
+
+  await t.test('/-/metrics adds up the workers', async (t) => {
+    const res = await request(`${cache.url}/-/metrics`);
+    const text = await res.body.text();
+    const s = await stats(cache.url);
+    const m = /^fleetcache_cache_misses_total\{kind="cas"\} (\d+)$/m.exec(text);
+    t.ok(m, 'misses in the Prometheus text');
+    t.equal(Number(m?.[1]), s.total.misses, 'the same figure as /-/stats');
+  });
+});
