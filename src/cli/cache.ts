@@ -74,9 +74,15 @@ export function registerCache(program: Command): void {
       const socket = process.env[WORKER_SOCKET_ENV];
       const link = cluster.isWorker && socket ? new ClusterLink(socket) : undefined;
       // A worker whose primary is gone (killed) stops too, cleanly.
-      if (link) process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+      const orphaned = (): boolean => process.kill(process.pid, 'SIGTERM');
+      if (link) process.once('disconnect', orphaned);
       const app = await buildCacheServer(config, link ? { link } : {});
       if (!link) app.log.info({ region: config.region, data: config.dataDir, upstream: config.upstream, maxSize: config.maxSize, objects: app.cache.store.count }, 'cache starting');
       await serveUntilSignal(app, merged.listen, { announce: !link });
+      if (link && process.connected) {
+        // The IPC channel keeps a worker's event loop alive: closing it lets the process end.
+        process.off('disconnect', orphaned);
+        process.disconnect();
+      }
     });
 }

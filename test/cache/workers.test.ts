@@ -4,12 +4,12 @@
 // one worker stored is a hit in the other, the byte budget holds for the whole cache,
 // an upstream that dies mid-stream aborts every waiter in both, and the figures add up.
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { Agent, request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
-import { startServerProcess } from '../helpers/processes.js';
+import { isAlive, startServerProcess } from '../helpers/processes.js';
 import { UpstreamFixture } from './upstream-fixture.js';
 
 /** Fresh connections each time, so that requests spread over both workers. */
@@ -108,4 +108,31 @@ t.test('two workers share one cache', async (t) => {
     t.ok(m, 'misses in the Prometheus text');
     t.equal(Number(m?.[1]), s.total.misses, 'the same figure as /-/stats');
   });
+
+  await t.test('SIGTERM to the primary stops the workers and ends the process cleanly', async (t) => {
+    t.notMatch(cache.stderr(), /cache worker died/, 'no worker died along the way');
+    const pid = cache.child.pid!;
+    const workers = childrenOf(pid);
+    t.equal(workers.length, 2, 'two worker processes');
+    const exited = new Promise<number | null>((resolve) => cache.child.once('exit', (code) => resolve(code)));
+    process.kill(pid, 'SIGTERM');
+    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 10_000))]);
+    t.equal(code, 0, 'the primary exits with 0');
+    t.same(workers.filter(isAlive), [], 'no worker left behind');
+  });
 });
+
+/** PIDs whose parent is `pid` (from /proc). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}

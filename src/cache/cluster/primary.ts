@@ -147,6 +147,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     stopping = true;
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
+    log.info({ workers: live.size }, 'stopping the cache workers');
     const exits = [...live.values()].map(({ worker }) => new Promise<void>((resolve) => {
       if (worker.isDead()) return resolve();
       worker.once('exit', () => resolve());
