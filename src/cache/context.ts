@@ -5,8 +5,9 @@ import { open, type FileHandle } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.js';
-import type { Fill, Fills } from './fill.js';
-import { UNCOUNTED, type Accounting, type CacheMetrics, type Kind } from './metrics.js';
+import type { FillSource, Fills, FillSpec } from './fill.js';
+import { FillGoneError } from './remote-fill.js';
+import type { CacheMetrics, Kind } from './metrics.js';
 import { sendBody, type CacheStatus } from './serve.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
 
@@ -23,16 +24,11 @@ export interface CacheContext {
 
 const HIT_HWM = 1024 * 1024;
 
-/** Marks a request that came in on a worker's private socket (another worker joining a fill). */
+/** Marks a request that came in on a worker's private socket (another worker following a fill). */
 export const INTERNAL = Symbol('fleetcache.internal');
 
 export function isInternal(req: FastifyRequest): boolean {
   return (req.raw as { [INTERNAL]?: boolean })[INTERNAL] === true;
-}
-
-/** The counters a request adds to: none for internal joins (the worker that took the client's request counts). */
-export function accounting(ctx: CacheContext, req: FastifyRequest): Accounting {
-  return isInternal(req) ? UNCOUNTED : ctx.metrics;
 }
 
 /** Collapsing is only among requests with the same credentials, so no one is served another's private answer. */
@@ -84,7 +80,7 @@ export async function serveHit(
   }
   const small = body;
   const file = fh;
-  const metrics = accounting(ctx, req);
+  const metrics = ctx.metrics;
   metrics.hit(kind);
   await sendBody(req, reply, {
     status: hit.meta.status,
@@ -100,10 +96,10 @@ export async function serveHit(
 
 /** Serves a fill's growing file; a storage failure before the first byte turns into a passthrough. */
 export async function serveFill(
-  ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, fill: Fill, cache: CacheStatus,
+  ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, fill: FillSource, cache: CacheStatus,
   passthrough: () => Promise<void>,
 ): Promise<void> {
-  const metrics = accounting(ctx, req);
+  const metrics = ctx.metrics;
   if (cache === 'COLLAPSED') metrics.collapsed(kind);
   else metrics.miss(kind);
   let head;
@@ -126,6 +122,33 @@ export async function serveFill(
   }, { kind, cache, ageSeconds: 0, metrics });
 }
 
+/**
+ * A miss: joins the fill in flight for `key` (in this process, or in the worker the
+ * primary names), or starts it, so concurrent requests make one upstream request. The
+ * request to upstream is made inside the fill: a request arriving while it waits for
+ * upstream's headers joins too.
+ */
+export async function fillOnce(
+  ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, key: string, spec: FillSpec, direct: () => Promise<void>,
+): Promise<void> {
+  let fill = ctx.fills.get(key);
+  if (fill) return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', direct);
+  const claim = await ctx.fills.claim(key);
+  fill = ctx.fills.get(key);
+  if (fill) return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', direct);
+  if (claim.lead) return serveFill(ctx, req, reply, kind, ctx.fills.start(key, spec), 'MISS', direct);
+  fill = ctx.fills.follow(key, claim.socket);
+  try {
+    await fill.head;
+  } catch (err) {
+    // The other worker finished between the claim and the follow: the object is on disk, or was not kept.
+    if (!(err instanceof FillGoneError)) throw err;
+    const hit = await ctx.store.lookup(spec.id);
+    return hit && (await serveHit(ctx, req, reply, kind, hit)) ? undefined : direct();
+  }
+  return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', direct);
+}
+
 /** Proxies one request to upstream without keeping anything (HEAD misses, private answers, full disk). */
 export async function passthrough(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, upstream: Upstream, path: string, headers: HeaderMap,
@@ -142,7 +165,7 @@ export async function passthrough(
   res.body.on('data', (c: Buffer) => (n += c.length));
   res.body.once('end', () => {
     ctx.metrics.upstream(kind, n);
-    accounting(ctx, req).served(kind, n);
+    ctx.metrics.served(kind, n);
   });
   reply.send(res.body);
 }

@@ -15,6 +15,7 @@ import { formatDigest, type Digest } from '../store/digest.js';
 import { SMALL_MAX, StorageError, type DiskStore, type EntryMeta } from './disk-store.js';
 import type { HeaderMap } from './upstream.js';
 import type { Claim } from './cluster/link.js';
+import { RemoteFill } from './remote-fill.js';
 
 const LEAD: Claim = { lead: true };
 
@@ -59,7 +60,30 @@ function deferred(): Deferred {
   return { promise, resolve };
 }
 
-export class Fill {
+/**
+ * What serving and FillReader need of a fill in flight: a Fill of this process, or a
+ * RemoteFill (remote-fill.ts) following another worker's through its events.
+ */
+export interface FillSource {
+  readonly head: Promise<FillHead>;
+  /** Resolves when the fill has ended (committed, dropped or failed). */
+  readonly done: Promise<void>;
+  readonly written: number;
+  readonly ended: boolean;
+  readonly error: Error | undefined;
+  /** Bytes a reader may hand out now (the last one waits for the end). */
+  readonly readable: number;
+  /** Resolves on the next write, end or failure. */
+  progress(): Promise<void>;
+  /** Bytes at `pos` still in memory, or undefined (the reader goes to the file). */
+  recentSlice(pos: number, max: number): Buffer | undefined;
+  /** A stream of bytes [start, end] (inclusive; end undefined = to the end). Call after `head` resolved. */
+  read(start?: number, end?: number): Readable;
+  /** A reader is done with the shared file descriptor. */
+  release(): void;
+}
+
+export class Fill implements FillSource {
   readonly head: Promise<FillHead>;
   /** Resolves when the fill has committed or dropped its body. */
   readonly done: Promise<void>;
@@ -67,6 +91,7 @@ export class Fill {
   #log: Logger;
   #spec: FillSpec;
   #rfh: FileHandle | undefined;
+  #tempPath: string | undefined;
   /** The last chunks written, oldest first (start offset and bytes). */
   #recent: { start: number; buf: Buffer }[] = [];
   #recentBytes = 0;
@@ -102,6 +127,16 @@ export class Fill {
 
   get error(): Error | undefined {
     return this.#error;
+  }
+
+  /** The file being written (large fills), for workers that follow this fill. */
+  get tempPath(): string | undefined {
+    return this.#tempPath;
+  }
+
+  /** A small fill's whole body, once ended and verified. */
+  get body(): Buffer | undefined {
+    return this.#body;
   }
 
   /** Bytes a reader may hand out now (the last one waits for the end). */
@@ -197,6 +232,7 @@ export class Fill {
       if (!chunks) {
         tmp = await this.#store.createTemp();
         this.#rfh = await open(tmp.path, 'r');
+        this.#tempPath = tmp.path;
       }
       this.#resolveHead({ status: decision.status, headers: decision.headers, size });
       if (this.#spec.verify) hash = createHash(this.#spec.verify.algo);
@@ -250,15 +286,16 @@ export class Fill {
   }
 }
 
-class FillReader extends Readable {
-  #fill: Fill;
+/** Reads a growing file as a fill writes it (shared by Fill and RemoteFill). */
+export class FillReader extends Readable {
+  #fill: FillSource;
   #fh: FileHandle;
   #pos: number;
   #last: number;
   #pumping = false;
   #released = false;
 
-  constructor(fill: Fill, fh: FileHandle, start: number, last: number) {
+  constructor(fill: FillSource, fh: FileHandle, start: number, last: number) {
     super({ highWaterMark: READ_CHUNK });
     this.#fill = fill;
     this.#fh = fh;
@@ -321,7 +358,7 @@ export interface FillCoordinator {
 
 /** The in-flight map: one Fill per key until it is done. */
 export class Fills {
-  #map = new Map<string, Fill>();
+  #map = new Map<string, FillSource>();
   #store: DiskStore;
   #log: Logger;
   #coordinator: FillCoordinator | undefined;
@@ -339,7 +376,7 @@ export class Fills {
   }
 
   /** The fill in flight for `key`; a failed one is never joined (the next request starts anew). */
-  get(key: string): Fill | undefined {
+  get(key: string): FillSource | undefined {
     const fill = this.#map.get(key);
     return fill && !fill.error ? fill : undefined;
   }
@@ -363,6 +400,16 @@ export class Fills {
   /** Gives a claim back without filling (the request failed before the fill began). */
   abandon(key: string): void {
     if (!this.#map.has(key)) this.#coordinator?.release(key);
+  }
+
+  /** Follows the fill another worker leads (see remote-fill.ts); local requests join this one. */
+  follow(key: string, socket: string): FillSource {
+    const fill = new RemoteFill(socket, key);
+    this.#map.set(key, fill);
+    void fill.done.finally(() => {
+      if (this.#map.get(key) === fill) this.#map.delete(key);
+    });
+    return fill;
   }
 
   start(key: string, spec: FillSpec): Fill {

@@ -13,19 +13,7 @@ export interface KindTally {
   collapsed: number;
 }
 
-/** What the serving paths count; CacheMetrics, or nothing for a worker's internal joins. */
-export interface Accounting {
-  served(kind: Kind, bytes: number): void;
-  upstream(kind: Kind, bytes: number): void;
-  hit(kind: Kind): void;
-  miss(kind: Kind): void;
-  collapsed(kind: Kind): void;
-}
-
-/** For requests another worker makes on a client's behalf: that worker counts them. */
-export const UNCOUNTED: Accounting = { served() {}, upstream() {}, hit() {}, miss() {}, collapsed() {} };
-
-export class CacheMetrics implements Accounting {
+export class CacheMetrics {
   readonly registry = new Registry();
   #tallies = new Map<Kind, KindTally>();
   #served: Counter<'kind'>;

@@ -12,9 +12,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import CachePolicy from 'http-cache-semantics';
 import type { Dispatcher } from 'undici';
 import { NotFoundError, UpstreamError } from '../errors.js';
-import { flightKey, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
+import { fillOnce, flightKey, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { httpId } from './disk-store.js';
-import type { FillDecision } from './fill.js';
+import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
 
 /** Answered by the cache itself (or meaningless for a full fetch), so never forwarded. */
@@ -74,6 +74,13 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     ctx.metrics.miss(kind);
     return direct();
   }
+  const fillSpec = (request: () => Promise<Dispatcher.ResponseData>): FillSpec => ({
+    id,
+    request,
+    decide: decide(policyReq, cacheKey),
+    onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
+  });
+  if (!revalidate) return fillOnce(ctx, req, reply, kind, key, fillSpec(() => upstream.request(upath, { method: 'GET', headers: fwd })), direct);
   let res: Dispatcher.ResponseData | undefined;
   let failure: unknown;
   try {
@@ -81,7 +88,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   } catch (err) {
     failure = err;
   }
-  if (hit && policy && revalidate) {
+  if (hit && policy) {
     // A 304, or an error that stale-if-error covers, keeps the stored body.
     const status = res?.statusCode ?? 502;
     let outcome: CachePolicy.RevalidationPolicy | undefined;
@@ -106,13 +113,8 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     return direct();
   }
   const response = res;
-  const fill = ctx.fills.start(key, {
-    id,
-    request: () => Promise.resolve(response),
-    decide: decide(policyReq, cacheKey),
-    onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
-  });
-  return serveFill(ctx, req, reply, kind, fill, 'MISS', direct);
+  // A changed entry: this request's answer replaces it (others revalidate on their own).
+  return serveFill(ctx, req, reply, kind, ctx.fills.start(key, fillSpec(() => Promise.resolve(response))), 'MISS', direct);
 }
 
 function withoutLength(headers: CachePolicy.Headers): HeaderMap {

@@ -5,8 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
 import { parseDigest, type Digest } from '../store/digest.js';
-import { authHeaders, flightKey, isInternal, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
-import { joinRemote } from './join.js';
+import { authHeaders, fillOnce, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId } from './disk-store.js';
 import type { FillDecision } from './fill.js';
 import { endToEnd, type HeaderMap } from './upstream.js';
@@ -45,32 +44,21 @@ async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: Fasti
   const key = flightKey(id, req);
   const fwd = { ...authHeaders(req), 'accept-encoding': 'identity' };
   const direct = (): Promise<void> => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd);
-  let fill = ctx.fills.get(key);
-  if (!fill) {
+  if (!ctx.fills.get(key)) {
     const hit = await ctx.store.lookup(id);
     if (hit && (await serveHit(ctx, req, reply, kind, hit))) return;
-    fill = ctx.fills.get(key);
+    if (req.method === 'HEAD' && !ctx.fills.get(key)) {
+      ctx.metrics.miss(kind);
+      return direct();
+    }
   }
-  if (fill) return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', direct);
-  if (req.method === 'HEAD') {
-    ctx.metrics.miss(kind);
-    return direct();
-  }
-  // Another worker's join that found neither the fill nor the object: fetched, not kept
-  // (joins never claim, so they never chain).
-  if (isInternal(req)) return direct();
-  const claim = await ctx.fills.claim(key);
-  if (!claim.lead) return (await joinRemote(ctx, req, reply, kind, claim.socket)) ? undefined : direct();
-  fill = ctx.fills.get(key);
-  if (fill) return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', direct);
-  fill = ctx.fills.start(key, {
+  return fillOnce(ctx, req, reply, kind, key, {
     id,
     request: () => ctx.upstream.request(upath, { method: 'GET', headers: fwd }),
     decide: decideImmutable(`/cas/${d.algo}/${d.hex}`, d),
     verify: d,
     onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
-  });
-  return serveFill(ctx, req, reply, kind, fill, 'MISS', direct);
+  }, direct);
 }
 
 async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: 'artifacts' | 'projects'): Promise<void> {
@@ -87,37 +75,38 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
     return direct();
   }
   const hit = await ctx.store.lookup(id);
+  const decide = decideName(cacheKey);
+  const onUpstreamBytes = (n: number): void => ctx.metrics.upstream(kind, n);
+  if (!hit) {
+    return fillOnce(ctx, req, reply, kind, key, { id, request: () => ctx.upstream.request(upath, { method: 'GET', headers: fwd }), decide, onUpstreamBytes }, direct);
+  }
   let res: Dispatcher.ResponseData;
   try {
     const conditional: HeaderMap = {};
-    if (hit?.meta.headers.etag) conditional['if-none-match'] = hit.meta.headers.etag;
-    if (hit?.meta.headers['last-modified']) conditional['if-modified-since'] = hit.meta.headers['last-modified'];
+    if (hit.meta.headers.etag) conditional['if-none-match'] = hit.meta.headers.etag;
+    if (hit.meta.headers['last-modified']) conditional['if-modified-since'] = hit.meta.headers['last-modified'];
     res = await ctx.upstream.request(upath, { method: 'GET', headers: { ...fwd, ...conditional } });
   } catch (err) {
     // stale-if-error: the stored copy beats an error while upstream is down.
-    if (hit && err instanceof UpstreamError && (await serveHit(ctx, req, reply, kind, hit))) {
+    if (err instanceof UpstreamError && (await serveHit(ctx, req, reply, kind, hit))) {
       ctx.log.warn({ url: upath, err: err.message }, 'upstream down: serving stored copy');
       return;
     }
     throw err;
   }
-  if (hit && res.statusCode === 304) {
+  if (res.statusCode === 304) {
     await res.body.dump();
     if (!(await serveHit(ctx, req, reply, kind, hit))) await direct();
     return;
   }
-  if (hit && (res.statusCode === 404 || res.statusCode === 410)) ctx.store.delete(id);
-  if (hit && res.statusCode >= 500) {
+  if (res.statusCode === 404 || res.statusCode === 410) ctx.store.delete(id);
+  if (res.statusCode >= 500) {
     await res.body.dump();
     if (await serveHit(ctx, req, reply, kind, hit)) return;
     throw new UpstreamError(`upstream ${ctx.upstream.name}: HTTP ${res.statusCode}`, { status: res.statusCode });
   }
-  const fill = ctx.fills.start(key, {
-    id,
-    request: () => Promise.resolve(res),
-    decide: decideName(cacheKey),
-    onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
-  });
+  // A changed name: this request's answer becomes the new entry (others revalidate on their own).
+  const fill = ctx.fills.start(key, { id, request: () => Promise.resolve(res), decide, onUpstreamBytes });
   return serveFill(ctx, req, reply, kind, fill, 'MISS', direct);
 }
 

@@ -2,7 +2,7 @@
 // X-Cache and Age, and accounting of the bytes actually sent.
 import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Accounting, Kind } from './metrics.js';
+import type { CacheMetrics, Kind } from './metrics.js';
 import type { HeaderMap } from './upstream.js';
 
 export type CacheStatus = 'HIT' | 'MISS' | 'COLLAPSED';
@@ -25,7 +25,7 @@ export interface SendContext {
   readonly kind: Kind;
   readonly cache: CacheStatus;
   readonly ageSeconds: number;
-  readonly metrics: Accounting;
+  readonly metrics: CacheMetrics;
 }
 
 type Range = { start: number; end: number } | 'unsatisfiable' | undefined;

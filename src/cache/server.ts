@@ -12,10 +12,10 @@ import { INTERNAL, type CacheContext } from './context.js';
 import { DiskStore } from './disk-store.js';
 import { Fills } from './fill.js';
 import { CacheMetrics } from './metrics.js';
-import { closeJoinClients } from './join.js';
 import { registerMirrorRoutes } from './mirror.js';
 import { registerNamespaceRoutes } from './namespace.js';
 import { registerPutRoutes } from './put.js';
+import { closeFollowerPools, registerFillEvents } from './remote-fill.js';
 import { Upstream } from './upstream.js';
 import { registerDashboard } from '../ui/dashboard.js';
 
@@ -81,13 +81,14 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
     inflightFills: inflight(),
   }));
 
+  if (link) registerFillEvents(app, ctx);
   registerNamespaceRoutes(app, ctx);
   registerMirrorRoutes(app, ctx);
   await app.register(async (scope) => registerPutRoutes(scope, ctx));
   await app.register(registerDashboard, { role: 'cache' });
 
   if (link) {
-    // Other workers join this one's fills here; requests are marked so they are not counted twice.
+    // Other workers follow this one's fills here (GET /-/fill, answered only on this socket).
     const internal = createServer((req, res) => {
       (req as { [INTERNAL]?: boolean })[INTERNAL] = true;
       app.server.emit('request', req, res);
@@ -104,7 +105,7 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
   }
 
   app.addHook('onClose', async () => {
-    await Promise.all([upstream.close(), closeJoinClients(), ...[...mirrors.values()].map((m) => m.close())]);
+    await Promise.all([upstream.close(), closeFollowerPools(), ...[...mirrors.values()].map((m) => m.close())]);
   });
   return app;
 }

@@ -83,3 +83,27 @@ t.test('mirror: fresh hits, revalidation with 304, no-store, Vary, stale-if-erro
   t.equal(down.body, 'keep me', 'and when upstream is unreachable');
   t.equal((await get(`${url}/mirror/nope/x`)).status, 404, 'unknown mirror');
 });
+
+t.test('mirror and names: concurrent cold requests make one upstream request', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const body = Buffer.alloc(2 * 1024 * 1024, 7);
+  up.handler = (req, res) => {
+    if (req.url !== '/pool/big.deb' && req.url !== '/artifacts/run1/job/log.txt') return false;
+    // Headers come late: every request arrives while the first waits for them.
+    setTimeout(() => res.writeHead(200, { 'cache-control': 'max-age=60', etag: '"big"', 'content-length': String(body.length) }).end(body), 300);
+    return true;
+  };
+  const { url } = await startCache(t, { upstream: upUrl, mirrors: { deb: { url: upUrl } } }, t.testdir());
+  for (const path of ['/mirror/deb/pool/big.deb', '/artifacts/run1/job/log.txt']) {
+    const results = await Promise.all(Array.from({ length: 8 }, async () => {
+      const res = await request(`${url}${path}`);
+      return { xcache: String(res.headers['x-cache']), size: (await res.body.arrayBuffer()).byteLength };
+    }));
+    t.ok(results.every((r) => r.size === body.length), `${path}: every body whole`);
+    t.equal(results.filter((r) => r.xcache === 'MISS').length, 1, `${path}: one MISS, the rest COLLAPSED`);
+  }
+  t.equal(up.count('/pool/big.deb'), 1, 'the mirror fetched once');
+  t.equal(up.count('/artifacts/run1/job/log.txt'), 1, 'the name fetched once');
+});

@@ -122,14 +122,15 @@ t.test('two workers share one cache', async (t) => {
   });
 });
 
-/** PIDs whose parent is `pid` (from /proc). */
+/** PIDs of the cache workers whose parent is `pid` (from /proc; tsx's esbuild helpers are not workers). */
 function childrenOf(pid: number): number[] {
   const out: number[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
+      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (parent === pid && readFileSync(`/proc/${name}/cmdline`, 'utf8').includes('cache')) out.push(Number(name));
     } catch {
       // gone meanwhile
     }

@@ -1,0 +1,199 @@
+// Following a fill that another worker leads (multi-process cache, cluster/protocol.ts).
+// The leader answers GET /-/fill on its private Unix socket with a line of JSON per
+// event: the head and the temp file it writes, each new length, then the end (with the
+// body itself for small fills, which have no file) or the error. The follower reads the
+// growing file itself, with the same FillReader as local waiters: no byte is relayed.
+import { open, type FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { Pool } from 'undici';
+import { NotFoundError, UpstreamError } from '../errors.js';
+import { isInternal, type CacheContext } from './context.js';
+import { StorageError } from './disk-store.js';
+import { Fill, FillReader, type FillHead, type FillSource } from './fill.js';
+
+type FillEvent =
+  | { readonly head: FillHead; readonly file: string | null }
+  | { readonly w: number }
+  | { readonly end: number; readonly body?: string }
+  | { readonly error: string; readonly storage?: true };
+
+const KEY_HEADER = 'x-fleetcache-fill-key';
+
+/** Raised by RemoteFill.head when the leader has no such fill any more (it just ended). */
+export class FillGoneError extends Error {}
+
+// ---- leader side ----
+
+async function* fillEvents(fill: Fill): AsyncGenerator<string> {
+  const line = (e: FillEvent): string => JSON.stringify(e) + '\n';
+  let head: FillHead;
+  try {
+    head = await fill.head;
+  } catch (err) {
+    // The leader's disk refused the fill: followers pass their requests through, as it does.
+    yield line({ error: (err as Error).message, ...(err instanceof StorageError ? { storage: true as const } : {}) });
+    return;
+  }
+  yield line({ head, file: fill.tempPath ?? null });
+  let sent = -1;
+  for (;;) {
+    if (fill.error) return yield line({ error: fill.error.message });
+    if (fill.ended) return yield line({ end: fill.written, ...(fill.body ? { body: fill.body.toString('base64') } : {}) });
+    if (fill.written !== sent) {
+      yield line({ w: (sent = fill.written) });
+      continue; // the fill may have ended while this line waited to be read: look again before sleeping
+    }
+    await fill.progress();
+  }
+}
+
+/** GET /-/fill, on the private socket only: the events of a fill this worker leads. */
+export function registerFillEvents(app: FastifyInstance, ctx: CacheContext): void {
+  app.get('/-/fill', { logLevel: 'silent' }, async (req, reply) => {
+    const encoded = req.headers[KEY_HEADER];
+    if (!isInternal(req) || typeof encoded !== 'string') throw new NotFoundError(`no route for GET /-/fill`);
+    const fill = ctx.fills.get(Buffer.from(encoded, 'base64url').toString());
+    if (!(fill instanceof Fill)) throw new NotFoundError('no such fill in flight');
+    return reply.type('application/x-ndjson').send(Readable.from(fillEvents(fill)));
+  });
+}
+
+// ---- follower side ----
+
+/** One pool per leader socket (a connection per followed fill), for the life of the process. */
+const pools = new Map<string, Pool>();
+
+function poolFor(socket: string): Pool {
+  let pool = pools.get(socket);
+  if (!pool) {
+    pool = new Pool('http://localhost', { socketPath: socket, bodyTimeout: 0, headersTimeout: 30_000 });
+    pools.set(socket, pool);
+  }
+  return pool;
+}
+
+export async function closeFollowerPools(): Promise<void> {
+  const all = [...pools.values()];
+  pools.clear();
+  await Promise.all(all.map((p) => p.destroy()));
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+export class RemoteFill implements FillSource {
+  readonly head: Promise<FillHead>;
+  readonly done: Promise<void>;
+  #fh: FileHandle | undefined;
+  #body: Buffer | undefined;
+  #refs = 1;
+  #written = 0;
+  #ended = false;
+  #error: Error | undefined;
+  #progress = deferred();
+
+  constructor(socket: string, key: string) {
+    let resolveHead!: (h: FillHead) => void;
+    let rejectHead!: (e: Error) => void;
+    this.head = new Promise<FillHead>((resolve, reject) => {
+      resolveHead = resolve;
+      rejectHead = reject;
+    });
+    this.head.catch(() => undefined);
+    this.done = this.#follow(socket, key, resolveHead, rejectHead).finally(() => this.release());
+  }
+
+  get written(): number {
+    return this.#written;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  get error(): Error | undefined {
+    return this.#error;
+  }
+
+  get readable(): number {
+    return this.#ended ? this.#written : Math.max(0, this.#written - 1);
+  }
+
+  progress(): Promise<void> {
+    return this.#progress.promise;
+  }
+
+  recentSlice(): undefined {
+    return undefined;
+  }
+
+  read(start = 0, end?: number): Readable {
+    if (!this.#fh) return Readable.from(this.#whole(start, end), { objectMode: false });
+    this.#refs++;
+    return new FillReader(this, this.#fh, start, end ?? Infinity);
+  }
+
+  release(): void {
+    if (--this.#refs === 0 && this.#fh) void this.#fh.close().catch(() => undefined);
+  }
+
+  async *#whole(start: number, end: number | undefined): AsyncGenerator<Buffer> {
+    while (!this.#ended && !this.#error) await this.progress();
+    if (this.#error || !this.#body) throw this.#error ?? new UpstreamError('followed fill ended without a body');
+    yield this.#body.subarray(start, end === undefined ? undefined : end + 1);
+  }
+
+  #wake(): void {
+    const d = this.#progress;
+    this.#progress = deferred();
+    d.resolve();
+  }
+
+  async #follow(socket: string, key: string, resolveHead: (h: FillHead) => void, rejectHead: (e: Error) => void): Promise<void> {
+    let headSeen = false;
+    try {
+      const res = await poolFor(socket).request({ path: '/-/fill', method: 'GET', headers: { [KEY_HEADER]: Buffer.from(key).toString('base64url') } });
+      if (res.statusCode === 404) {
+        await res.body.dump();
+        throw new FillGoneError('the fill ended before it could be followed');
+      }
+      if (res.statusCode !== 200) throw new UpstreamError(`following a fill: worker answered HTTP ${res.statusCode}`);
+      let rest = '';
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        rest += chunk.toString();
+        let nl: number;
+        while ((nl = rest.indexOf('\n')) >= 0) {
+          const e = JSON.parse(rest.slice(0, nl)) as FillEvent;
+          rest = rest.slice(nl + 1);
+          if ('head' in e) {
+            // Opened before the leader can rename it: the descriptor outlives the rename.
+            if (e.file) this.#fh = await open(e.file, 'r').catch(() => { throw new FillGoneError('the fill ended before its file was opened'); });
+            headSeen = true;
+            resolveHead(e.head);
+          } else if ('w' in e) {
+            this.#written = e.w;
+          } else if ('end' in e) {
+            this.#written = e.end;
+            if (e.body !== undefined) this.#body = Buffer.from(e.body, 'base64');
+            this.#ended = true;
+          } else {
+            throw e.storage ? new StorageError(e.error) : new UpstreamError(e.error);
+          }
+          this.#wake();
+        }
+      }
+      if (!this.#ended) throw new UpstreamError('the worker leading this fill went away');
+    } catch (err) {
+      if (this.#ended) return; // the whole body is here; what the connection does next does not matter
+      const known = err instanceof FillGoneError || err instanceof UpstreamError || err instanceof StorageError;
+      const e = known ? err : new UpstreamError((err as Error).message, { cause: err });
+      if (!headSeen) rejectHead(e);
+      this.#error = e;
+      this.#wake();
+    }
+  }
+}
