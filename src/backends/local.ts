@@ -22,6 +22,9 @@ import type { BackendContext, ExecOptions, ExecResult, Executor, Machine, Machin
 import { endMachineProcesses, MACHINE_MARK } from './local-processes.js';
 import { OutputBuffer, renderScript, watchScript } from './script.js';
 
+/** After a kill, how long output may still drain before the pipes are cut. */
+const KILL_DRAIN_MS = 2000;
+
 export const localOptions = Type.Object(
   {
     /** Where machine directories go (default `<stateDir>/machines`). */
@@ -82,10 +85,23 @@ export class LocalExecutor implements Executor {
         disarm();
         fail(err);
       });
-      child.on('close', (code, sig) => {
+      const finish = (code: number | null, sig: NodeJS.Signals | null): void => {
         disarm();
         const exitCode = code ?? 128 + (sig ? constants.signals[sig] : 0);
         done({ exitCode, output: out.text(), killed });
+      };
+      child.on('close', finish);
+      // A killed script may have left a process outside its group (setsid) holding its
+      // output pipes open: 'close' would wait for that process, so the kill timeout would
+      // not bound the script. Once bash is gone and KILL_DRAIN_MS have passed, stop reading.
+      child.on('exit', (code, sig) => {
+        if (!killed) return;
+        setTimeout(() => {
+          if (child.stdout.closed && child.stderr.closed) return;
+          child.stdout.destroy();
+          child.stderr.destroy();
+          finish(code, sig);
+        }, KILL_DRAIN_MS).unref();
       });
       child.stdin.end(text);
     });
