@@ -14,7 +14,7 @@
 // doubles it; a small blob cut short or zero-filled by a power loss is caught instead by
 // hashing it on its first read after a restart (small bodies are read whole anyway).
 import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsc, readdirSync, statSync } from 'node:fs';
+import { constants as fsc, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
@@ -61,6 +61,8 @@ export interface Hit {
 export class StorageError extends Error {}
 
 const SIDECAR = '.json';
+/** Small bodies being committed, in their shard directory. */
+const TEMP_PREFIX = '.tmp-';
 /** Bodies up to this size are also kept in memory, within SMALL_BUDGET bytes in all. */
 export const SMALL_MAX = 16 * 1024;
 const SMALL_BUDGET = 64 * 1024 * 1024;
@@ -225,7 +227,9 @@ export class DiskStore {
       const cas = shard.startsWith('cas.');
       for (const n of names) {
         const id = `${shard}/${n}`;
-        if (n.endsWith(SIDECAR)) {
+        if (n.startsWith(TEMP_PREFIX)) {
+          orphans.push(id);
+        } else if (n.endsWith(SIDECAR)) {
           // /cas bodies have no sidecar (one left by an older version goes too).
           if (cas || !set.has(n.slice(0, -SIDECAR.length))) orphans.push(id);
         } else if (!cas && !set.has(n + SIDECAR)) {
@@ -394,6 +398,39 @@ export class DiskStore {
       await rename(tmp.path, file);
     } catch (err) {
       await Promise.all([tmpSide && rm(tmpSide, { force: true }), rm(tmp.path, { force: true })]);
+      throw this.storageFailure(err);
+    }
+    this.#lru.set(id, { size: meta.size, meta });
+    this.#peer?.committed(id, meta.size, meta.storedAt);
+  }
+
+  /**
+   * Commits a small body (at most SMALL_MAX bytes) with blocking calls, as nginx does: a
+   * few tens of microseconds on the event loop cost less than the thread-pool round trips
+   * of open, write, close and rename (measured on cold 4 KiB objects: 3,800 against 2,900
+   * per second, warm JIT, one process).
+   */
+  commitSmall(id: string, body: Buffer, meta: EntryMeta): void {
+    if (this.isFull()) throw new StorageError('cache disk is full (cooling down)');
+    const file = path.join(this.dir, id);
+    const shard = path.dirname(file);
+    // Written beside its final name (as nginx's use_temp_path=off does): creating files in
+    // one busy tmp/ directory cost several times more per file. Start-up removes leftovers.
+    const tmp = path.join(shard, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    const tmpSide = casDigest(id) ? undefined : this.tempPath();
+    try {
+      if (!this.#dirs.has(shard)) {
+        mkdirSync(shard, { recursive: true });
+        this.#dirs.add(shard);
+      }
+      writeFileSync(tmp, body, { flag: 'wx', mode: 0o644, flush: needsSync(id, body.length) });
+      if (tmpSide) {
+        writeFileSync(tmpSide, JSON.stringify(meta));
+        renameSync(tmpSide, file + SIDECAR);
+      }
+      renameSync(tmp, file);
+    } catch (err) {
+      for (const p of [tmp, tmpSide]) if (p) rmSync(p, { force: true });
       throw this.storageFailure(err);
     }
     this.#lru.set(id, { size: meta.size, meta });

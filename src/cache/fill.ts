@@ -259,11 +259,9 @@ export class Fill implements FillSource {
       this.#ended = true;
       this.#wake();
       if (decision.meta) {
-        if (this.#body) {
-          tmp = await this.#store.createTemp();
-          await this.#write(tmp.fh, this.#body, 0);
-        }
-        await this.#store.commit(this.#spec.id, tmp!, { ...decision.meta, size: this.#written, storedAt: Date.now() });
+        const meta = { ...decision.meta, size: this.#written, storedAt: Date.now() };
+        if (this.#body) this.#store.commitSmall(this.#spec.id, this.#body, meta);
+        else await this.#store.commit(this.#spec.id, tmp!, meta);
         committed = true;
         if (this.#body) this.#store.remember(this.#spec.id, this.#body);
       }

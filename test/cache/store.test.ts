@@ -28,8 +28,11 @@ t.test('restart keeps objects; leftover temp files are removed', async (t) => {
   await first.app.close();
   t.same(readFileSync(path.join(dir, casId({ algo: 'sha256', hex: small.hex }))), small.body, 'a small body is stored as exactly its bytes');
   writeFileSync(path.join(dir, 'tmp', 'leftover'), 'half a fill');
+  const halfSmall = path.join(path.dirname(path.join(dir, casId({ algo: 'sha256', hex }))), '.tmp-0123456789abcdef');
+  writeFileSync(halfSmall, 'half a small commit');
   const second = await startCache(t, { upstream: upUrl }, dir);
   t.same(readdirSync(path.join(dir, 'tmp')), [], 'temp files removed at start');
+  t.notOk(existsSync(halfSmall), 'and those of small commits, in the shard directories');
   const again = await get(`${second.url}/cas/sha256/${hex}`);
   t.equal(again.xcache, 'HIT', 'served from disk after restart');
   t.same(again.body, body);
