@@ -6,7 +6,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.js';
 import type { FillSource, Fills, FillSpec } from './fill.js';
-import { FillGoneError } from './remote-fill.js';
+import { FillGoneError, RemoteFill } from './remote-fill.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import { sendBody, type CacheStatus } from './serve.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
@@ -137,7 +137,7 @@ export async function fillOnce(
   fill = ctx.fills.get(key);
   if (fill) return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', direct);
   if (claim.lead) return serveFill(ctx, req, reply, kind, ctx.fills.start(key, spec), 'MISS', direct);
-  fill = ctx.fills.follow(key, claim.socket);
+  fill = ctx.fills.track(key, new RemoteFill(claim.socket, key));
   try {
     await fill.head;
   } catch (err) {

@@ -15,7 +15,6 @@ import { formatDigest, type Digest } from '../store/digest.js';
 import { SMALL_MAX, StorageError, type DiskStore, type EntryMeta } from './disk-store.js';
 import type { HeaderMap } from './upstream.js';
 import type { Claim } from './cluster/link.js';
-import { RemoteFill } from './remote-fill.js';
 
 const LEAD: Claim = { lead: true };
 
@@ -83,19 +82,15 @@ export interface FillSource {
   release(): void;
 }
 
-export class Fill implements FillSource {
+/**
+ * The progress of a fill as its readers see it, shared by a Fill of this process and a
+ * RemoteFill following another worker's: the head, the length so far, the end (with the
+ * whole body for small fills, which have no file) or the error, and the wake-ups.
+ */
+export abstract class FillProgress implements FillSource {
   readonly head: Promise<FillHead>;
-  /** Resolves when the fill has committed or dropped its body. */
-  readonly done: Promise<void>;
-  #store: DiskStore;
-  #log: Logger;
-  #spec: FillSpec;
-  #rfh: FileHandle | undefined;
-  #tempPath: string | undefined;
-  /** The last chunks written, oldest first (start offset and bytes). */
-  #recent: { start: number; buf: Buffer }[] = [];
-  #recentBytes = 0;
-  /** Small fills: the whole body, set once complete and verified. */
+  abstract readonly done: Promise<void>;
+  #fh: FileHandle | undefined;
   #body: Buffer | undefined;
   #refs = 1;
   #written = 0;
@@ -105,16 +100,12 @@ export class Fill implements FillSource {
   #resolveHead!: (h: FillHead) => void;
   #rejectHead!: (e: Error) => void;
 
-  constructor(store: DiskStore, log: Logger, spec: FillSpec) {
-    this.#store = store;
-    this.#log = log;
-    this.#spec = spec;
+  constructor() {
     this.head = new Promise<FillHead>((resolve, reject) => {
       this.#resolveHead = resolve;
       this.#rejectHead = reject;
     });
     this.head.catch(() => undefined);
-    this.done = this.#run();
   }
 
   get written(): number {
@@ -129,26 +120,106 @@ export class Fill implements FillSource {
     return this.#error;
   }
 
-  /** The file being written (large fills), for workers that follow this fill. */
-  get tempPath(): string | undefined {
-    return this.#tempPath;
-  }
-
   /** A small fill's whole body, once ended and verified. */
   get body(): Buffer | undefined {
     return this.#body;
   }
 
-  /** Bytes a reader may hand out now (the last one waits for the end). */
   get readable(): number {
     return this.#ended ? this.#written : Math.max(0, this.#written - 1);
+  }
+
+  progress(): Promise<void> {
+    return this.#progress.promise;
+  }
+
+  recentSlice(_pos: number, _max: number): Buffer | undefined {
+    return undefined;
+  }
+
+  read(start = 0, end?: number): Readable {
+    if (!this.#fh) return Readable.from(this.#whole(start, end), { objectMode: false });
+    this.#refs++;
+    return new FillReader(this, this.#fh, start, end ?? Infinity);
+  }
+
+  release(): void {
+    if (--this.#refs === 0 && this.#fh) void this.#fh.close().catch(() => undefined);
+  }
+
+  /** Readers read the file behind this descriptor (large fills). */
+  protected useFile(fh: FileHandle): void {
+    this.#fh = fh;
+  }
+
+  protected resolveHead(head: FillHead): void {
+    this.#resolveHead(head);
+  }
+
+  protected rejectHead(err: Error): void {
+    this.#rejectHead(err);
+  }
+
+  /** The body is `written` bytes long so far; readers are woken unless told not to. */
+  protected advance(written: number, wake = true): void {
+    this.#written = written;
+    if (wake) this.#wake();
+  }
+
+  protected finish(body?: Buffer): void {
+    if (body) this.#body = body;
+    this.#ended = true;
+    this.#wake();
+  }
+
+  protected fail(err: Error): void {
+    this.#error = err;
+    this.#wake();
+  }
+
+  /** A small fill's bytes [start, end], once the whole body has arrived and been verified. */
+  async *#whole(start: number, end: number | undefined): AsyncGenerator<Buffer> {
+    while (!this.#ended && !this.#error) await this.progress();
+    if (this.#error || !this.#body) throw this.#error ?? new UpstreamError('fill ended without a body');
+    yield this.#body.subarray(start, end === undefined ? undefined : end + 1);
+  }
+
+  #wake(): void {
+    const d = this.#progress;
+    this.#progress = deferred();
+    d.resolve();
+  }
+}
+
+export class Fill extends FillProgress {
+  /** Resolves when the fill has committed or dropped its body. */
+  readonly done: Promise<void>;
+  #store: DiskStore;
+  #log: Logger;
+  #spec: FillSpec;
+  #tempPath: string | undefined;
+  /** The last chunks written, oldest first (start offset and bytes). */
+  #recent: { start: number; buf: Buffer }[] = [];
+  #recentBytes = 0;
+
+  constructor(store: DiskStore, log: Logger, spec: FillSpec) {
+    super();
+    this.#store = store;
+    this.#log = log;
+    this.#spec = spec;
+    this.done = this.#run();
+  }
+
+  /** The file being written (large fills), for workers that follow this fill. */
+  get tempPath(): string | undefined {
+    return this.#tempPath;
   }
 
   /**
    * The bytes at `pos` from a recent chunk, up to `max`, without copying; undefined when
    * `pos` is older than the chunks kept (the reader goes to the file).
    */
-  recentSlice(pos: number, max: number): Buffer | undefined {
+  override recentSlice(pos: number, max: number): Buffer | undefined {
     const recent = this.#recent;
     if (recent.length === 0 || pos < recent[0]!.start) return undefined;
     for (let i = recent.length - 1; i >= 0; i--) {
@@ -162,43 +233,9 @@ export class Fill implements FillSource {
   }
 
   #remember(chunk: Buffer): void {
-    this.#recent.push({ start: this.#written, buf: chunk });
+    this.#recent.push({ start: this.written, buf: chunk });
     this.#recentBytes += chunk.length;
     while (this.#recentBytes > RECENT_BYTES && this.#recent.length > 1) this.#recentBytes -= this.#recent.shift()!.buf.length;
-  }
-
-  /** Resolves on the next write, end or failure. */
-  progress(): Promise<void> {
-    return this.#progress.promise;
-  }
-
-  /** A stream of bytes [start, end] (inclusive; end undefined = to the end). Call after `head` resolved. */
-  read(start = 0, end?: number): Readable {
-    if (!this.#rfh) return Readable.from(this.#whole(start, end), { objectMode: false });
-    this.#refs++;
-    return new FillReader(this, this.#rfh, start, end ?? Infinity);
-  }
-
-  /** A small fill's bytes [start, end], once the whole body has arrived and been verified. */
-  async *#whole(start: number, end: number | undefined): AsyncGenerator<Buffer> {
-    while (!this.#ended && !this.#error) await this.progress();
-    if (this.#error || !this.#body) throw this.#error ?? new UpstreamError('fill ended without a body');
-    yield this.#body.subarray(start, end === undefined ? undefined : end + 1);
-  }
-
-  release(): void {
-    if (--this.#refs === 0 && this.#rfh) void this.#rfh.close().catch(() => undefined);
-  }
-
-  #wake(): void {
-    const d = this.#progress;
-    this.#progress = deferred();
-    d.resolve();
-  }
-
-  #fail(err: Error): void {
-    this.#error = err;
-    this.#wake();
   }
 
   /** Writes `chunk` at `position` of the temp file. */
@@ -231,23 +268,23 @@ export class Fill implements FillSource {
       const chunks: Buffer[] | undefined = size !== undefined && size <= SMALL_MAX ? [] : undefined;
       if (!chunks) {
         tmp = await this.#store.createTemp();
-        this.#rfh = await open(tmp.path, 'r');
+        this.useFile(await open(tmp.path, 'r'));
         this.#tempPath = tmp.path;
       }
-      this.#resolveHead({ status: decision.status, headers: decision.headers, size });
+      this.resolveHead({ status: decision.status, headers: decision.headers, size });
       if (this.#spec.verify) hash = createHash(this.#spec.verify.algo);
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
         hash?.update(chunk);
         if (chunks) chunks.push(chunk);
         else {
-          await this.#write(tmp!.fh, chunk, this.#written);
+          await this.#write(tmp!.fh, chunk, this.written);
           this.#remember(chunk);
         }
-        this.#written += chunk.length;
-        if (!chunks) this.#wake();
+        // Small fills wake their readers once, at the end.
+        this.advance(this.written + chunk.length, !chunks);
       }
-      if (size !== undefined && this.#written !== size) {
-        throw new UpstreamError(`upstream sent ${this.#written} of ${size} bytes`);
+      if (size !== undefined && this.written !== size) {
+        throw new UpstreamError(`upstream sent ${this.written} of ${size} bytes`);
       }
       if (hash && this.#spec.verify && decision.status === 200) {
         const actual = hash.digest('hex');
@@ -255,28 +292,26 @@ export class Fill implements FillSource {
           throw new DigestMismatchError(formatDigest(this.#spec.verify), `${this.#spec.verify.algo}:${actual}`);
         }
       }
-      if (chunks) this.#body = Buffer.concat(chunks, this.#written);
-      this.#ended = true;
-      this.#wake();
+      this.finish(chunks ? Buffer.concat(chunks, this.written) : undefined);
       if (decision.meta) {
-        const meta = { ...decision.meta, size: this.#written, storedAt: Date.now() };
-        if (this.#body) this.#store.commitSmall(this.#spec.id, this.#body, meta);
+        const meta = { ...decision.meta, size: this.written, storedAt: Date.now() };
+        if (this.body) this.#store.commitSmall(this.#spec.id, this.body, meta);
         else await this.#store.commit(this.#spec.id, tmp!, meta);
         committed = true;
-        if (this.#body) this.#store.remember(this.#spec.id, this.#body);
+        if (this.body) this.#store.remember(this.#spec.id, this.body);
       }
     } catch (err) {
       const e = err instanceof Error ? err : new Error(String(err));
       if (!(e instanceof StorageError) && !(e instanceof UpstreamError)) this.#log.warn({ id: this.#spec.id, err: e.message }, 'fill failed');
-      this.#rejectHead(e);
-      if (!this.#ended) this.#fail(e instanceof UpstreamError || e instanceof StorageError ? e : new UpstreamError(e.message, { cause: e }));
+      this.rejectHead(e);
+      if (!this.ended) this.fail(e instanceof UpstreamError || e instanceof StorageError ? e : new UpstreamError(e.message, { cause: e }));
       res?.body.destroy();
     } finally {
       if (tmp) {
         await tmp.fh.close().catch(() => undefined);
         if (!committed) await rm(tmp.path, { force: true });
       }
-      this.#spec.onUpstreamBytes?.(this.#written);
+      this.#spec.onUpstreamBytes?.(this.written);
       this.#recent = [];
       this.#recentBytes = 0;
       this.release();
@@ -400,9 +435,8 @@ export class Fills {
     if (!this.#map.has(key)) this.#coordinator?.release(key);
   }
 
-  /** Follows the fill another worker leads (see remote-fill.ts); local requests join this one. */
-  follow(key: string, socket: string): FillSource {
-    const fill = new RemoteFill(socket, key);
+  /** Makes `fill` the one local requests for `key` join until it is done (a RemoteFill, or a Fill). */
+  track<F extends FillSource>(key: string, fill: F): F {
     this.#map.set(key, fill);
     void fill.done.finally(() => {
       if (this.#map.get(key) === fill) this.#map.delete(key);
@@ -411,13 +445,8 @@ export class Fills {
   }
 
   start(key: string, spec: FillSpec): Fill {
-    const fill = new Fill(this.#store, this.#log, spec);
-    this.#map.set(key, fill);
-    void fill.done.finally(() => {
-      if (this.#map.get(key) !== fill) return;
-      this.#map.delete(key);
-      this.#coordinator?.release(key);
-    });
+    const fill = this.track(key, new Fill(this.#store, this.#log, spec));
+    void fill.done.finally(() => this.#coordinator?.release(key));
     return fill;
   }
 

@@ -3,14 +3,14 @@
 // event: the head and the temp file it writes, each new length, then the end (with the
 // body itself for small fills, which have no file) or the error. The follower reads the
 // growing file itself, with the same FillReader as local waiters: no byte is relayed.
-import { open, type FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { Pool } from 'undici';
 import { NotFoundError, UpstreamError } from '../errors.js';
 import { isInternal, type CacheContext } from './context.js';
 import { StorageError } from './disk-store.js';
-import { Fill, FillReader, type FillHead, type FillSource } from './fill.js';
+import { Fill, FillProgress, type FillHead } from './fill.js';
 
 type FillEvent =
   | { readonly head: FillHead; readonly file: string | null }
@@ -79,81 +79,15 @@ export async function closeFollowerPools(): Promise<void> {
   await Promise.all(all.map((p) => p.destroy()));
 }
 
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
-}
-
-export class RemoteFill implements FillSource {
-  readonly head: Promise<FillHead>;
+export class RemoteFill extends FillProgress {
   readonly done: Promise<void>;
-  #fh: FileHandle | undefined;
-  #body: Buffer | undefined;
-  #refs = 1;
-  #written = 0;
-  #ended = false;
-  #error: Error | undefined;
-  #progress = deferred();
 
   constructor(socket: string, key: string) {
-    let resolveHead!: (h: FillHead) => void;
-    let rejectHead!: (e: Error) => void;
-    this.head = new Promise<FillHead>((resolve, reject) => {
-      resolveHead = resolve;
-      rejectHead = reject;
-    });
-    this.head.catch(() => undefined);
-    this.done = this.#follow(socket, key, resolveHead, rejectHead).finally(() => this.release());
+    super();
+    this.done = this.#follow(socket, key).finally(() => this.release());
   }
 
-  get written(): number {
-    return this.#written;
-  }
-
-  get ended(): boolean {
-    return this.#ended;
-  }
-
-  get error(): Error | undefined {
-    return this.#error;
-  }
-
-  get readable(): number {
-    return this.#ended ? this.#written : Math.max(0, this.#written - 1);
-  }
-
-  progress(): Promise<void> {
-    return this.#progress.promise;
-  }
-
-  recentSlice(): undefined {
-    return undefined;
-  }
-
-  read(start = 0, end?: number): Readable {
-    if (!this.#fh) return Readable.from(this.#whole(start, end), { objectMode: false });
-    this.#refs++;
-    return new FillReader(this, this.#fh, start, end ?? Infinity);
-  }
-
-  release(): void {
-    if (--this.#refs === 0 && this.#fh) void this.#fh.close().catch(() => undefined);
-  }
-
-  async *#whole(start: number, end: number | undefined): AsyncGenerator<Buffer> {
-    while (!this.#ended && !this.#error) await this.progress();
-    if (this.#error || !this.#body) throw this.#error ?? new UpstreamError('followed fill ended without a body');
-    yield this.#body.subarray(start, end === undefined ? undefined : end + 1);
-  }
-
-  #wake(): void {
-    const d = this.#progress;
-    this.#progress = deferred();
-    d.resolve();
-  }
-
-  async #follow(socket: string, key: string, resolveHead: (h: FillHead) => void, rejectHead: (e: Error) => void): Promise<void> {
+  async #follow(socket: string, key: string): Promise<void> {
     let headSeen = false;
     try {
       const res = await poolFor(socket).request({ path: '/-/fill', method: 'GET', headers: { [KEY_HEADER]: Buffer.from(key).toString('base64url') } });
@@ -171,29 +105,26 @@ export class RemoteFill implements FillSource {
           rest = rest.slice(nl + 1);
           if ('head' in e) {
             // Opened before the leader can rename it: the descriptor outlives the rename.
-            if (e.file) this.#fh = await open(e.file, 'r').catch(() => { throw new FillGoneError('the fill ended before its file was opened'); });
+            if (e.file) this.useFile(await open(e.file, 'r').catch(() => { throw new FillGoneError('the fill ended before its file was opened'); }));
             headSeen = true;
-            resolveHead(e.head);
+            this.resolveHead(e.head);
           } else if ('w' in e) {
-            this.#written = e.w;
+            this.advance(e.w);
           } else if ('end' in e) {
-            this.#written = e.end;
-            if (e.body !== undefined) this.#body = Buffer.from(e.body, 'base64');
-            this.#ended = true;
+            this.advance(e.end, false);
+            this.finish(e.body === undefined ? undefined : Buffer.from(e.body, 'base64'));
           } else {
             throw e.storage ? new StorageError(e.error) : new UpstreamError(e.error);
           }
-          this.#wake();
         }
       }
-      if (!this.#ended) throw new UpstreamError('the worker leading this fill went away');
+      if (!this.ended) throw new UpstreamError('the worker leading this fill went away');
     } catch (err) {
-      if (this.#ended) return; // the whole body is here; what the connection does next does not matter
+      if (this.ended) return; // the whole body is here; what the connection does next does not matter
       const known = err instanceof FillGoneError || err instanceof UpstreamError || err instanceof StorageError;
       const e = known ? err : new UpstreamError((err as Error).message, { cause: err });
-      if (!headSeen) rejectHead(e);
-      this.#error = e;
-      this.#wake();
+      if (!headSeen) this.rejectHead(e);
+      this.fail(e);
     }
   }
 }

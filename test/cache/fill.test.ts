@@ -1,21 +1,9 @@
 // Exactly-once fills on a real cache and upstream: a stampede, an upstream that dies
 // mid-stream, Range against an object still filling.
-import { createHash } from 'node:crypto';
 import t from 'tap';
 import { request } from 'undici';
-import { startCache } from './harness.js';
+import { fetchHash, startCache } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
-
-async function fetchHash(url: string, headers: Record<string, string> = {}): Promise<{ status: number; hash: string; size: number; xcache: string }> {
-  const res = await request(url, { headers });
-  const h = createHash('sha256');
-  let size = 0;
-  for await (const chunk of res.body) {
-    h.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return { status: res.statusCode, hash: h.digest('hex'), size, xcache: String(res.headers['x-cache']) };
-}
 
 t.test('32 clients on one cold 64 MiB object: one upstream request, every body right', async (t) => {
   const up = new UpstreamFixture();

@@ -1,6 +1,8 @@
 // Starts a cache on loopback port 0 in front of a fixture upstream.
+import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Test } from 'tap';
+import { Agent, request } from 'undici';
 import { resolveCacheConfig, type CacheConfigFile } from '../../src/cache/config.js';
 import { buildCacheServer } from '../../src/cache/server.js';
 
@@ -13,4 +15,31 @@ export async function startCache(t: Test, file: Partial<CacheConfigFile> & { ups
     await app.cache.fills.drain();
   });
   return { app, url };
+}
+
+export interface Fetched {
+  status: number;
+  hash: string;
+  size: number;
+  xcache: string;
+}
+
+/**
+ * GETs `url`, hashing the body as it arrives; rejects when the answer is cut. `fresh`
+ * opens a new connection (so that requests spread over a multi-process cache's workers).
+ */
+export async function fetchHash(url: string, headers: Record<string, string> = {}, { fresh = false } = {}): Promise<Fetched> {
+  const dispatcher = fresh ? new Agent({ pipelining: 0 }) : undefined;
+  try {
+    const res = await request(url, { headers, ...(dispatcher ? { dispatcher, reset: true } : {}) });
+    const h = createHash('sha256');
+    let size = 0;
+    for await (const chunk of res.body) {
+      h.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+    return { status: res.statusCode, hash: h.digest('hex'), size, xcache: String(res.headers['x-cache']) };
+  } finally {
+    await dispatcher?.close();
+  }
 }

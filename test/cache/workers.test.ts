@@ -7,28 +7,15 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { Agent, request } from 'undici';
+import { request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
 import { isAlive, startServerProcess } from '../helpers/processes.js';
+import { fetchHash, type Fetched } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
 
-/** Fresh connections each time, so that requests spread over both workers. */
-async function fetchHash(url: string): Promise<{ status: number; hash: string; size: number; xcache: string; error?: string }> {
-  const dispatcher = new Agent({ pipelining: 0 });
-  try {
-    const res = await request(url, { dispatcher, reset: true });
-    const h = createHash('sha256');
-    let size = 0;
-    for await (const chunk of res.body) {
-      h.update(chunk as Buffer);
-      size += (chunk as Buffer).length;
-    }
-    return { status: res.statusCode, hash: h.digest('hex'), size, xcache: String(res.headers['x-cache']) };
-  } catch (err) {
-    return { status: 0, hash: '', size: 0, xcache: '', error: (err as Error).message };
-  } finally {
-    await dispatcher.close();
-  }
+/** On a fresh connection each time (so that requests spread over both workers); a cut answer is an `error`. */
+async function get(url: string): Promise<Fetched & { error?: string }> {
+  return fetchHash(url, {}, { fresh: true }).catch((err: Error) => ({ status: 0, hash: '', size: 0, xcache: '', error: err.message }));
 }
 
 async function stats(url: string): Promise<{ total: { hits: number; misses: number; collapsed: number; bytesUpstream: number; bytesServed: number }; store: { bytes: number; objects: number } }> {
@@ -47,7 +34,7 @@ t.test('two workers share one cache', async (t) => {
     const size = 8 * 1024 * 1024;
     const { hex } = up.addBlob(size);
     up.options.rate = 16 * 1024 * 1024; // half a second of filling: every client arrives during it
-    const results = await Promise.all(Array.from({ length: 32 }, () => fetchHash(`${cache.url}/cas/sha256/${hex}`)));
+    const results = await Promise.all(Array.from({ length: 32 }, () => get(`${cache.url}/cas/sha256/${hex}`)));
     up.options.rate = 0;
     t.equal(up.count(`/cas/sha256/${hex}`), 1, 'one upstream request for both workers');
     t.ok(results.every((r) => r.status === 200 && r.hash === hex && r.size === size), 'all 32 bodies hash right');
@@ -62,9 +49,9 @@ t.test('two workers share one cache', async (t) => {
 
   await t.test('a body one worker stored is a hit in both', async (t) => {
     const { hex, body } = up.addBlob(4096);
-    t.equal((await fetchHash(`${cache.url}/cas/sha256/${hex}`)).xcache, 'MISS');
+    t.equal((await get(`${cache.url}/cas/sha256/${hex}`)).xcache, 'MISS');
     await new Promise((r) => setTimeout(r, 300)); // the commit follows the answer
-    const again = await Promise.all(Array.from({ length: 8 }, () => fetchHash(`${cache.url}/cas/sha256/${hex}`)));
+    const again = await Promise.all(Array.from({ length: 8 }, () => get(`${cache.url}/cas/sha256/${hex}`)));
     t.ok(again.every((r) => r.xcache === 'HIT' && r.hash === createHash('sha256').update(body).digest('hex')), '8 hits on fresh connections');
     t.equal(up.count(`/cas/sha256/${hex}`), 1);
   });
@@ -76,12 +63,12 @@ t.test('two workers share one cache', async (t) => {
     // (one that came later would rightly start a new fill).
     up.options.rate = 2 * 1024 * 1024;
     up.options.dieAfter = 2 * 1024 * 1024;
-    const results = await Promise.all(Array.from({ length: 16 }, () => fetchHash(`${cache.url}/cas/sha256/${hex}`)));
+    const results = await Promise.all(Array.from({ length: 16 }, () => get(`${cache.url}/cas/sha256/${hex}`)));
     up.options.rate = 0;
     t.ok(results.every((r) => r.status === 0 || r.size < size), 'no client got a complete-looking body');
     t.ok(results.every((r) => r.error !== undefined), 'every client saw the answer aborted');
     t.notOk(existsSync(path.join(dir, casId({ algo: 'sha256', hex }))), 'nothing stored');
-    const next = await fetchHash(`${cache.url}/cas/sha256/${hex}`);
+    const next = await get(`${cache.url}/cas/sha256/${hex}`);
     t.equal(next.hash, hex, 'the next request fetches again and succeeds');
     t.equal(up.count(`/cas/sha256/${hex}`), 2);
   });
@@ -89,7 +76,7 @@ t.test('two workers share one cache', async (t) => {
   await t.test('the byte budget is the whole cache\'s: the primary evicts the least recently used', async (t) => {
     const blobs = Array.from({ length: 6 }, () => up.addBlob(6 * 1024 * 1024));
     for (const b of blobs) {
-      t.equal((await fetchHash(`${cache.url}/cas/sha256/${b.hex}`)).hash, b.hex);
+      t.equal((await get(`${cache.url}/cas/sha256/${b.hex}`)).hash, b.hex);
       await new Promise((r) => setTimeout(r, 100));
     }
     await new Promise((r) => setTimeout(r, 600)); // figures are broadcast every 250 ms
@@ -97,7 +84,7 @@ t.test('two workers share one cache', async (t) => {
     t.ok(s.store.bytes <= 20 * 1024 * 1024, `store within 20 MiB (${s.store.bytes} bytes)`);
     t.notOk(existsSync(path.join(dir, casId({ algo: 'sha256', hex: blobs[0]!.hex }))), 'the oldest body is unlinked');
     t.ok(existsSync(path.join(dir, casId({ algo: 'sha256', hex: blobs[5]!.hex }))), 'the newest is kept');
-    t.equal((await fetchHash(`${cache.url}/cas/sha256/${blobs[0]!.hex}`)).xcache, 'MISS', 'an evicted object is fetched again, in either worker');
+    t.equal((await get(`${cache.url}/cas/sha256/${blobs[0]!.hex}`)).xcache, 'MISS', 'an evicted object is fetched again, in either worker');
   });
 
   await t.test('/-/metrics adds up the workers', async (t) => {

@@ -154,7 +154,10 @@ export async function startTestBed(o: TestBedOptions): Promise<TestBed> {
           // already gone
         }
       }
-      spawnSync('ip', ['netns', 'del', ns]); // also removes the veth pair inside it
+      // Deleting our end removes the pair at once; a namespace's deletion would remove it
+      // too, but asynchronously, after `ip netns del` has returned.
+      spawnSync('ip', ['link', 'del', `${ns}_v`]);
+      spawnSync('ip', ['netns', 'del', ns]);
     }
     spawnSync('ip', ['link', 'del', bridge]);
   };
