@@ -22,8 +22,6 @@ export interface CacheContext {
   readonly token?: string;
 }
 
-const HIT_HWM = 1024 * 1024;
-
 /** Marks a request that came in on a worker's private socket (another worker following a fill). */
 export const INTERNAL = Symbol('fleetcache.internal');
 
@@ -88,8 +86,8 @@ export async function serveHit(
     size,
     open: small
       ? (start, end) => small.subarray(start, end === undefined ? size : end + 1)
-      : (start, end) => file!.createReadStream({ start, ...(end === undefined ? {} : { end }), highWaterMark: Math.min(HIT_HWM, Math.max(1, (end ?? size - 1) - start + 1)) }),
-    ...(file ? { discard: () => void file.close().catch(() => undefined) } : {}),
+      : (start, end) => file!.createReadStream({ start, ...(end === undefined ? {} : { end }) }),
+    ...(file ? { file, discard: () => void file.close().catch(() => undefined) } : {}),
   }, { kind, cache: 'HIT', ageSeconds: (Date.now() - hit.meta.storedAt) / 1000, metrics });
   return true;
 }

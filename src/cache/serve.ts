@@ -1,7 +1,9 @@
 // Answering clients: conditional GET (304), single byte ranges (206/416), HEAD,
 // X-Cache and Age, and accounting of the bytes actually sent.
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { sendFileRange } from '../http/send-file.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import type { HeaderMap } from './upstream.js';
 
@@ -19,6 +21,8 @@ export interface Body {
   readonly finalSize?: () => Promise<number>;
   /** Releases what `open` would have used when no body is sent (HEAD, 304, 416). */
   readonly discard?: () => void;
+  /** A stored body's file: sent through recycled buffers (send-file.ts), then closed. */
+  readonly file?: FileHandle;
 }
 
 export interface SendContext {
@@ -92,12 +96,17 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
     reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`).header('content-length', String(len));
     if (head) return void done(reply, body);
     countOnFinish(reply, ctx, len);
+    if (body.file) return sendFileRange(reply, body.file, range.start, len, () => undefined);
     reply.send(body.open(range.start, range.end));
     return;
   }
   reply.code(200);
   if (size !== undefined) reply.header('content-length', String(size));
   if (head) return void done(reply, body);
+  if (body.file && size !== undefined && size > 0) {
+    countOnFinish(reply, ctx, size);
+    return sendFileRange(reply, body.file, 0, size, () => undefined);
+  }
   const stream = body.open(0, undefined);
   if (size !== undefined) countOnFinish(reply, ctx, size);
   else reply.raw.once('finish', () => body.finalSize?.().then((n) => ctx.metrics.served(ctx.kind, n), () => undefined));
