@@ -99,6 +99,9 @@ export abstract class FillProgress implements FillSource {
   #progress = deferred();
   #resolveHead!: (h: FillHead) => void;
   #rejectHead!: (e: Error) => void;
+  /** The last chunks written, oldest first (start offset and bytes). */
+  #recent: { start: number; buf: Buffer }[] = [];
+  #recentBytes = 0;
 
   constructor() {
     this.head = new Promise<FillHead>((resolve, reject) => {
@@ -133,7 +136,20 @@ export abstract class FillProgress implements FillSource {
     return this.#progress.promise;
   }
 
-  recentSlice(_pos: number, _max: number): Buffer | undefined {
+  /**
+   * The bytes at `pos` from a recent chunk, up to `max`, without copying; undefined when
+   * `pos` is older than the chunks kept (the reader goes to the file).
+   */
+  recentSlice(pos: number, max: number): Buffer | undefined {
+    const recent = this.#recent;
+    if (recent.length === 0 || pos < recent[0]!.start) return undefined;
+    for (let i = recent.length - 1; i >= 0; i--) {
+      const c = recent[i]!;
+      if (pos >= c.start) {
+        const off = pos - c.start;
+        return off < c.buf.length ? c.buf.subarray(off, off + Math.min(max, c.buf.length - off)) : undefined;
+      }
+    }
     return undefined;
   }
 
@@ -145,6 +161,18 @@ export abstract class FillProgress implements FillSource {
 
   release(): void {
     if (--this.#refs === 0 && this.#fh) void this.#fh.close().catch(() => undefined);
+  }
+
+  /** Keeps `chunk`, the bytes from `written` on, for readers keeping up (before `advance`). */
+  protected remember(chunk: Buffer): void {
+    this.#recent.push({ start: this.#written, buf: chunk });
+    this.#recentBytes += chunk.length;
+    while (this.#recentBytes > RECENT_BYTES && this.#recent.length > 1) this.#recentBytes -= this.#recent.shift()!.buf.length;
+  }
+
+  protected forgetRecent(): void {
+    this.#recent = [];
+    this.#recentBytes = 0;
   }
 
   /** Readers read the file behind this descriptor (large fills). */
@@ -198,9 +226,6 @@ export class Fill extends FillProgress {
   #log: Logger;
   #spec: FillSpec;
   #tempPath: string | undefined;
-  /** The last chunks written, oldest first (start offset and bytes). */
-  #recent: { start: number; buf: Buffer }[] = [];
-  #recentBytes = 0;
 
   constructor(store: DiskStore, log: Logger, spec: FillSpec) {
     super();
@@ -213,29 +238,6 @@ export class Fill extends FillProgress {
   /** The file being written (large fills), for workers that follow this fill. */
   get tempPath(): string | undefined {
     return this.#tempPath;
-  }
-
-  /**
-   * The bytes at `pos` from a recent chunk, up to `max`, without copying; undefined when
-   * `pos` is older than the chunks kept (the reader goes to the file).
-   */
-  override recentSlice(pos: number, max: number): Buffer | undefined {
-    const recent = this.#recent;
-    if (recent.length === 0 || pos < recent[0]!.start) return undefined;
-    for (let i = recent.length - 1; i >= 0; i--) {
-      const c = recent[i]!;
-      if (pos >= c.start) {
-        const off = pos - c.start;
-        return off < c.buf.length ? c.buf.subarray(off, off + Math.min(max, c.buf.length - off)) : undefined;
-      }
-    }
-    return undefined;
-  }
-
-  #remember(chunk: Buffer): void {
-    this.#recent.push({ start: this.written, buf: chunk });
-    this.#recentBytes += chunk.length;
-    while (this.#recentBytes > RECENT_BYTES && this.#recent.length > 1) this.#recentBytes -= this.#recent.shift()!.buf.length;
   }
 
   /** Writes `chunk` at `position` of the temp file. */
@@ -278,7 +280,7 @@ export class Fill extends FillProgress {
         if (chunks) chunks.push(chunk);
         else {
           await this.#write(tmp!.fh, chunk, this.written);
-          this.#remember(chunk);
+          this.remember(chunk);
         }
         // Small fills wake their readers once, at the end.
         this.advance(this.written + chunk.length, !chunks);
@@ -312,8 +314,7 @@ export class Fill extends FillProgress {
         if (!committed) await rm(tmp.path, { force: true });
       }
       this.#spec.onUpstreamBytes?.(this.written);
-      this.#recent = [];
-      this.#recentBytes = 0;
+      this.forgetRecent();
       this.release();
     }
   }

@@ -3,7 +3,7 @@
 // event: the head and the temp file it writes, each new length, then the end (with the
 // body itself for small fills, which have no file) or the error. The follower reads the
 // growing file itself, with the same FillReader as local waiters: no byte is relayed.
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { Pool } from 'undici';
@@ -81,10 +81,29 @@ export async function closeFollowerPools(): Promise<void> {
 
 export class RemoteFill extends FillProgress {
   readonly done: Promise<void>;
+  /** The leader's temp file, also handed to the readers (closed with the last of them). */
+  #file: FileHandle | undefined;
 
   constructor(socket: string, key: string) {
     super();
     this.done = this.#follow(socket, key).finally(() => this.release());
+  }
+
+  /**
+   * Reads the bytes the leader wrote since the last event once, for every local reader
+   * (they take them from memory like the leader's own readers do, instead of each reading
+   * the file: at a stampede's pace that kept this worker's clients behind the leader's).
+   */
+  async #readAhead(upTo: number): Promise<void> {
+    if (!this.#file || upTo <= this.written) return;
+    const buf = Buffer.allocUnsafe(upTo - this.written);
+    let got = 0;
+    while (got < buf.length) {
+      const { bytesRead } = await this.#file.read(buf, got, buf.length - got, this.written + got);
+      if (bytesRead === 0) throw new UpstreamError(`the followed fill's file ended at ${this.written + got} of ${upTo} bytes`);
+      got += bytesRead;
+    }
+    this.remember(buf);
   }
 
   async #follow(socket: string, key: string): Promise<void> {
@@ -105,12 +124,17 @@ export class RemoteFill extends FillProgress {
           rest = rest.slice(nl + 1);
           if ('head' in e) {
             // Opened before the leader can rename it: the descriptor outlives the rename.
-            if (e.file) this.useFile(await open(e.file, 'r').catch(() => { throw new FillGoneError('the fill ended before its file was opened'); }));
+            if (e.file) {
+              this.#file = await open(e.file, 'r').catch(() => { throw new FillGoneError('the fill ended before its file was opened'); });
+              this.useFile(this.#file);
+            }
             headSeen = true;
             this.resolveHead(e.head);
           } else if ('w' in e) {
+            await this.#readAhead(e.w);
             this.advance(e.w);
           } else if ('end' in e) {
+            await this.#readAhead(e.end);
             this.advance(e.end, false);
             this.finish(e.body === undefined ? undefined : Buffer.from(e.body, 'base64'));
           } else {
@@ -119,6 +143,7 @@ export class RemoteFill extends FillProgress {
         }
       }
       if (!this.ended) throw new UpstreamError('the worker leading this fill went away');
+      this.forgetRecent();
     } catch (err) {
       if (this.ended) return; // the whole body is here; what the connection does next does not matter
       const known = err instanceof FillGoneError || err instanceof UpstreamError || err instanceof StorageError;
