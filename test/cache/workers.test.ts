@@ -96,8 +96,29 @@ t.test('two workers share one cache', async (t) => {
     t.equal(Number(m?.[1]), s.total.misses, 'the same figure as /-/stats');
   });
 
-  await t.test('SIGTERM to the primary stops the workers and ends the process cleanly', async (t) => {
+  await t.test('a worker that dies is replaced; the other serves meanwhile', async (t) => {
     t.notMatch(cache.stderr(), /cache worker died/, 'no worker died along the way');
+    const [victim] = childrenOf(cache.child.pid!);
+    process.kill(victim!, 'SIGKILL');
+    const { hex } = up.addBlob(4096);
+    // A connection the primary hands to a worker at the instant it dies is lost (Node's
+    // cluster hands connections over IPC): ask once the primary has seen the death.
+    for (let i = 0; i < 50 && !/cache worker died/.test(cache.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
+    const during = await get(`${cache.url}/cas/sha256/${hex}`);
+    t.equal(during.hash, hex, 'served while one worker is down');
+    let replaced: number[] = [];
+    for (let i = 0; i < 50 && replaced.length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      replaced = childrenOf(cache.child.pid!).filter((pid) => pid !== victim);
+    }
+    t.equal(replaced.length, 2, 'two workers again');
+    t.match(cache.stderr(), /cache worker died: starting another/, 'the death is logged');
+    await new Promise((r) => setTimeout(r, 1500)); // the new one listens once its server is built
+    const after = await Promise.all(Array.from({ length: 8 }, () => get(`${cache.url}/cas/sha256/${hex}`)));
+    t.ok(after.every((r) => r.hash === hex), 'both serve again');
+  });
+
+  await t.test('SIGTERM to the primary stops the workers and ends the process cleanly', async (t) => {
     const pid = cache.child.pid!;
     const workers = childrenOf(pid);
     t.equal(workers.length, 2, 'two worker processes');
