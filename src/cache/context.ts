@@ -78,8 +78,7 @@ export async function serveHit(
   }
   const small = body;
   const file = fh;
-  const metrics = ctx.metrics;
-  metrics.hit(kind);
+  ctx.metrics.hit(kind);
   await sendBody(req, reply, {
     status: hit.meta.status,
     headers,
@@ -88,23 +87,25 @@ export async function serveHit(
       ? (start, end) => small.subarray(start, end === undefined ? size : end + 1)
       : (start, end) => file!.createReadStream({ start, ...(end === undefined ? {} : { end }) }),
     ...(file ? { file, discard: () => void file.close().catch(() => undefined) } : {}),
-  }, { kind, cache: 'HIT', ageSeconds: (Date.now() - hit.meta.storedAt) / 1000, metrics });
+  }, { kind, cache: 'HIT', ageSeconds: (Date.now() - hit.meta.storedAt) / 1000, metrics: ctx.metrics });
   return true;
 }
 
-/** Serves a fill's growing file; a storage failure before the first byte turns into a passthrough. */
+/**
+ * Serves a fill's growing file. A storage failure before the first byte turns into a
+ * passthrough, and so does a fill of another worker that ended before it could be followed.
+ */
 export async function serveFill(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, fill: FillSource, cache: CacheStatus,
   passthrough: () => Promise<void>,
 ): Promise<void> {
-  const metrics = ctx.metrics;
-  if (cache === 'COLLAPSED') metrics.collapsed(kind);
-  else metrics.miss(kind);
+  if (cache === 'COLLAPSED') ctx.metrics.collapsed(kind);
+  else ctx.metrics.miss(kind);
   let head;
   try {
     head = await fill.head;
   } catch (err) {
-    if (err instanceof StorageError) return passthrough();
+    if (err instanceof StorageError || err instanceof FillGoneError) return passthrough();
     throw err;
   }
   await sendBody(req, reply, {
@@ -117,7 +118,7 @@ export async function serveFill(
       if (fill.error) throw fill.error;
       return fill.written;
     },
-  }, { kind, cache, ageSeconds: 0, metrics });
+  }, { kind, cache, ageSeconds: 0, metrics: ctx.metrics });
 }
 
 /**
@@ -135,16 +136,7 @@ export async function fillOnce(
   fill = ctx.fills.get(key);
   if (fill) return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', direct);
   if (claim.lead) return serveFill(ctx, req, reply, kind, ctx.fills.start(key, spec), 'MISS', direct);
-  fill = ctx.fills.track(key, new RemoteFill(claim.socket, key));
-  try {
-    await fill.head;
-  } catch (err) {
-    // The other worker finished between the claim and the follow: the object is on disk, or was not kept.
-    if (!(err instanceof FillGoneError)) throw err;
-    const hit = await ctx.store.lookup(spec.id);
-    return hit && (await serveHit(ctx, req, reply, kind, hit)) ? undefined : direct();
-  }
-  return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', direct);
+  return serveFill(ctx, req, reply, kind, ctx.fills.track(key, new RemoteFill(claim.socket, key)), 'COLLAPSED', direct);
 }
 
 /** Proxies one request to upstream without keeping anything (HEAD misses, private answers, full disk). */

@@ -90,9 +90,9 @@ export class RemoteFill extends FillProgress {
   }
 
   /**
-   * Reads the bytes the leader wrote since the last event once, for every local reader
-   * (they take them from memory like the leader's own readers do, instead of each reading
-   * the file: at a stampede's pace that kept this worker's clients behind the leader's).
+   * Reads the bytes the leader wrote since the last event once, for every local reader:
+   * they take them from memory as the leader's own readers do, instead of each reading
+   * the file.
    */
   async #readAhead(upTo: number): Promise<void> {
     if (!this.#file || upTo <= this.written) return;

@@ -1,0 +1,78 @@
+// RemoteFill against a leader's socket that answers as a worker does in the races that
+// the two-worker test cannot time: the fill already ended (404), the leader's disk
+// refused it, upstream failed, the leader went away mid-fill. The whole path with two
+// real workers is in workers.test.ts.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import { UpstreamError } from '../../src/errors.js';
+import { StorageError } from '../../src/cache/disk-store.js';
+import { closeFollowerPools, FillGoneError, RemoteFill } from '../../src/cache/remote-fill.js';
+
+async function leader(t: Test, answer: (res: http.ServerResponse) => void): Promise<string> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'fleetcache-remote-fill-'));
+  const socket = path.join(dir, 'w.sock');
+  const server = http.createServer((_req, res) => answer(res));
+  await new Promise<void>((resolve) => server.listen(socket, resolve));
+  t.teardown(async () => {
+    await closeFollowerPools();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return socket;
+}
+
+/** The rejection of `p` (tap compares error classes by name; these match by instanceof). */
+const rejection = (p: Promise<unknown>): Promise<unknown> => p.then(() => undefined, (err: unknown) => err);
+
+const head = { status: 200, headers: { 'content-type': 'application/octet-stream' }, size: 8 };
+
+t.test('a fill that ended before it was followed: FillGoneError', async (t) => {
+  const socket = await leader(t, (res) => res.writeHead(404).end('{}'));
+  const fill = new RemoteFill(socket, 'k');
+  t.ok((await rejection(fill.head)) instanceof FillGoneError);
+  await fill.done;
+});
+
+t.test("the leader's disk refused the fill: StorageError (followers pass through, as the leader does)", async (t) => {
+  const socket = await leader(t, (res) => res.writeHead(200).end(JSON.stringify({ error: 'no space', storage: true }) + '\n'));
+  t.ok((await rejection(new RemoteFill(socket, 'k').head)) instanceof StorageError);
+});
+
+t.test('upstream failed: UpstreamError', async (t) => {
+  const socket = await leader(t, (res) => res.writeHead(200).end(JSON.stringify({ error: 'upstream origin: HTTP 502' }) + '\n'));
+  t.ok((await rejection(new RemoteFill(socket, 'k').head)) instanceof UpstreamError);
+});
+
+t.test('the leader goes away mid-fill: readers are cut, never given a clean end', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, 'fill');
+  writeFileSync(file, 'abcdefgh');
+  const socket = await leader(t, (res) => {
+    res.writeHead(200);
+    res.write(JSON.stringify({ head, file }) + '\n' + JSON.stringify({ w: 4 }) + '\n');
+    setTimeout(() => res.socket?.destroy(), 100);
+  });
+  const fill = new RemoteFill(socket, 'k');
+  t.same(await fill.head, head);
+  const chunks: Buffer[] = [];
+  const reader = fill.read(0);
+  reader.on('data', (c: Buffer) => chunks.push(c));
+  const err = await rejection(new Promise((resolve, reject) => reader.once('end', resolve).once('error', reject)));
+  t.ok(err instanceof UpstreamError, 'the reader fails');
+  t.equal(Buffer.concat(chunks).toString(), 'abc', 'the bytes written so far, but the last one held back');
+});
+
+t.test('a small fill: the body comes with the end', async (t) => {
+  const socket = await leader(t, (res) => {
+    res.writeHead(200).end([{ head, file: null }, { end: 8, body: Buffer.from('abcdefgh').toString('base64') }].map((e) => JSON.stringify(e) + '\n').join(''));
+  });
+  const fill = new RemoteFill(socket, 'k');
+  await fill.head;
+  const chunks: Buffer[] = [];
+  for await (const c of fill.read(2, 5)) chunks.push(c as Buffer);
+  t.equal(Buffer.concat(chunks).toString(), 'cdef');
+});
