@@ -26,6 +26,29 @@ function lineOf(doc: Document, lc: LineCounter, pointer: string): number | undef
   return undefined;
 }
 
+/**
+ * A value that matches no branch of a union (e.g. a number or "auto"): one message naming
+ * every branch, instead of ajv's first ("must be integer").
+ */
+function describeUnion(errors: readonly ErrorObject[]): string | undefined {
+  const union = errors.find((e) => e.keyword === 'anyOf' && e.instancePath === errors[0]!.instancePath);
+  if (!union) return undefined;
+  // One phrase per branch (anyOf/N/…): its constant when it has one, else its first failure.
+  const byBranch = new Map<string, ErrorObject[]>();
+  for (const e of errors) {
+    if (e === union || e.instancePath !== union.instancePath || !e.schemaPath.startsWith(`${union.schemaPath}/`)) continue;
+    const branch = e.schemaPath.slice(union.schemaPath.length + 1).split('/')[0]!;
+    byBranch.set(branch, [...(byBranch.get(branch) ?? []), e]);
+  }
+  const branches = [...byBranch.values()].map((list) => {
+    const e = list.find((x) => x.keyword === 'const') ?? list[0]!;
+    return e.keyword === 'type' ? String((e.params as { type: string }).type)
+      : e.keyword === 'const' ? JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)
+      : (e.message ?? 'valid').replace(/^must be /, '');
+  });
+  return branches.length > 1 ? `must be ${branches.join(' or ')}` : undefined;
+}
+
 function describe(e: ErrorObject): { pointer: string; message: string } {
   if (e.keyword === 'additionalProperties') {
     const extra = String((e.params as { additionalProperty: string }).additionalProperty);
@@ -56,7 +79,7 @@ export function parseConfig<S extends TSchema>(schema: S, text: string, file: st
   const validate = ajv.compile(schema);
   if (!validate(value)) {
     const described = describe(validate.errors![0]!);
-    const message = described.message;
+    const message = describeUnion(validate.errors!) ?? described.message;
     const pointer = at.map((a) => `/${a}`).join('') + described.pointer;
     const line = lineOf(doc, lc, pointer);
     const field = fieldPath(pointer) || '(top level)';
