@@ -13,7 +13,7 @@ import CachePolicy from 'http-cache-semantics';
 import type { Dispatcher } from 'undici';
 import { NotFoundError, UpstreamError } from '../errors.js';
 import { fillOnce, flightKey, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
-import { httpId } from './disk-store.js';
+import { httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
 
@@ -56,6 +56,13 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   const policyReq: CachePolicy.Request = { url: upath, method: 'GET', headers: req.headers };
   const direct = (): Promise<void> => passthrough(ctx, req, reply, kind, upstream, upath, fwd);
 
+  const fillSpec = (request: () => Promise<Dispatcher.ResponseData>): FillSpec => ({
+    id,
+    request,
+    decide: decide(policyReq, cacheKey),
+    onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
+  });
+
   const joined = ctx.fills.get(key);
   if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct);
   const hit = await ctx.store.lookup(id);
@@ -63,23 +70,22 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   let revalidate: HeaderMap | undefined;
   if (hit && policy) {
     const { response, revalidation } = policy.evaluateRequest(policyReq);
+    const conditional = revalidation ? flat(revalidation.headers) : undefined;
+    for (const name of ['range', 'if-range']) if (conditional) delete conditional[name];
     if (response && (!revalidation || !revalidation.synchronous)) {
-      if (await serveHit(ctx, req, reply, kind, hit, withoutLength(response.headers))) return;
-    } else if (revalidation) {
-      revalidate = flat(revalidation.headers);
-      for (const name of ['range', 'if-range']) delete revalidate[name];
+      if (await serveHit(ctx, req, reply, kind, hit, withoutLength(response.headers))) {
+        // stale-while-revalidate: this answer was stale; the next ones will not be.
+        if (conditional) revalidateInBackground(ctx, upstream, { id, key, upath, hit, policy, policyReq, conditional }, fillSpec);
+        return;
+      }
+    } else if (conditional) {
+      revalidate = conditional;
     }
   }
   if (req.method === 'HEAD') {
     ctx.metrics.miss(kind);
     return direct();
   }
-  const fillSpec = (request: () => Promise<Dispatcher.ResponseData>): FillSpec => ({
-    id,
-    request,
-    decide: decide(policyReq, cacheKey),
-    onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
-  });
   if (!revalidate) return fillOnce(ctx, req, reply, kind, key, fillSpec(() => upstream.request(upath, { method: 'GET', headers: fwd })), direct);
   let res: Dispatcher.ResponseData | undefined;
   let failure: unknown;
@@ -115,6 +121,44 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   const response = res;
   // A changed entry: this request's answer replaces it (others revalidate on their own).
   return serveFill(ctx, req, reply, kind, ctx.fills.start(key, fillSpec(() => Promise.resolve(response))), 'MISS', direct);
+}
+
+/** Entries being revalidated in the background, per cache (one conditional request at a time each). */
+const revalidating = new WeakMap<CacheContext, Set<string>>();
+
+interface Stale {
+  readonly id: string;
+  readonly key: string;
+  readonly upath: string;
+  readonly hit: Hit;
+  readonly policy: CachePolicy;
+  readonly policyReq: CachePolicy.Request;
+  readonly conditional: HeaderMap;
+}
+
+/**
+ * After serving a stale entry within stale-while-revalidate: asks upstream once, with the
+ * stored validators. A 304 refreshes the entry's policy; a new body is stored by a fill
+ * that requests arriving meanwhile join. Failures only leave the entry stale.
+ */
+function revalidateInBackground(ctx: CacheContext, upstream: Upstream, s: Stale, fillSpec: (request: () => Promise<Dispatcher.ResponseData>) => FillSpec): void {
+  let pending = revalidating.get(ctx);
+  if (!pending) revalidating.set(ctx, (pending = new Set()));
+  if (pending.has(s.id) || ctx.fills.get(s.key)) return;
+  pending.add(s.id);
+  const run = async (): Promise<void> => {
+    const res = await upstream.request(s.upath, { method: 'GET', headers: s.conditional });
+    const outcome = s.policy.revalidatedPolicy(s.policyReq, { status: res.statusCode, headers: res.headers });
+    if (res.statusCode === 304 || (res.statusCode >= 500 && !outcome.modified)) {
+      await res.body.dump();
+      if (res.statusCode === 304) await ctx.store.updateMeta(s.id, { ...s.hit.meta, policy: outcome.policy.toObject() });
+      return;
+    }
+    await ctx.fills.start(s.key, fillSpec(() => Promise.resolve(res))).done;
+  };
+  void run()
+    .catch((err: Error) => ctx.log.warn({ url: s.upath, err: err.message }, 'background revalidation failed; the entry stays stale'))
+    .finally(() => pending.delete(s.id));
 }
 
 function withoutLength(headers: CachePolicy.Headers): HeaderMap {

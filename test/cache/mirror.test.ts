@@ -107,3 +107,37 @@ t.test('mirror and names: concurrent cold requests make one upstream request', a
   t.equal(up.count('/pool/big.deb'), 1, 'the mirror fetched once');
   t.equal(up.count('/artifacts/run1/job/log.txt'), 1, 'the name fetched once');
 });
+
+t.test('mirror: stale-while-revalidate serves the stored copy and refreshes it in the background', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  let version = 'v1';
+  up.handler = (req, res) => {
+    if (req.url !== '/dists/InRelease') return false;
+    const headers = { 'cache-control': 'max-age=1, stale-while-revalidate=60', etag: `"${version}"` };
+    if (req.headers['if-none-match'] === `"${version}"`) return reply(res, 304, headers);
+    return reply(res, 200, headers, `release ${version}`);
+  };
+  const { url } = await startCache(t, { upstream: upUrl, mirrors: { deb: { url: upUrl } } }, t.testdir());
+  const m = `${url}/mirror/deb/dists/InRelease`;
+  const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  t.equal((await get(m)).body, 'release v1');
+  await wait(1200); // stale now, within stale-while-revalidate
+  version = 'v2';
+  const stale = await get(m);
+  t.equal(stale.body, 'release v1', 'the stale copy is served at once');
+  t.equal(stale.headers['x-cache'], 'HIT');
+  await wait(300);
+  t.equal(up.count('/dists/InRelease'), 2, 'one background request');
+  const fresh = await get(m);
+  t.equal(fresh.body, 'release v2', 'the next answer is the refreshed one');
+  t.equal(fresh.headers['x-cache'], 'HIT');
+  await wait(1200); // stale again; this time upstream has not changed: a 304 refreshes the policy
+  t.equal((await get(m)).body, 'release v2');
+  await wait(300);
+  t.equal(up.count('/dists/InRelease'), 3, 'revalidated with a conditional request');
+  t.equal(up.requests.at(-1)!.headers['if-none-match'], '"v2"');
+  t.equal((await get(m)).body, 'release v2');
+  t.equal(up.count('/dists/InRelease'), 3, 'fresh again after the 304: no request');
+});
