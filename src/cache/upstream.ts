@@ -1,6 +1,7 @@
 // One client per configured upstream (the origin, a parent cache, each mirror): a shared
-// undici Pool with explicit connect/headers/body timeouts, hop-by-hop stripping, and
-// failures mapped to catalogued 502/504 errors so a miss never hangs.
+// undici Pool with explicit connect/headers/body timeouts, hop-by-hop stripping, failures
+// mapped to catalogued 502/504 errors so a miss never hangs, and a breaker that stops
+// trying an upstream that refuses connections for a few seconds.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
@@ -13,6 +14,15 @@ const HOP_BY_HOP = new Set([
 ]);
 
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+/** Failures to reach upstream at all (as opposed to a slow or failing answer). */
+const CONNECT_FAILURES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/**
+ * After `failures` connection failures in a row the upstream is marked down for `openMs`:
+ * misses answer 502 at once instead of each waiting for a connect timeout (nginx's
+ * max_fails/fail_timeout). The first request after the pause tries again.
+ */
+const BREAKER = { failures: 5, openMs: 5_000 };
 
 export type HeaderMap = Record<string, string>;
 
@@ -54,8 +64,12 @@ export class Upstream {
   readonly url: string;
   #pool: Pool;
   #basePath: string;
+  #breaker: { readonly failures: number; readonly openMs: number };
+  #failuresInARow = 0;
+  #downUntil = 0;
 
-  constructor(name: string, url: string, timeouts: UpstreamTimeouts) {
+  constructor(name: string, url: string, timeouts: UpstreamTimeouts, breaker = BREAKER) {
+    this.#breaker = breaker;
     const u = new URL(url);
     this.name = name;
     this.url = url;
@@ -70,15 +84,23 @@ export class Upstream {
 
   /** Sends one request; `path` starts with "/" and may carry a query. Throws UpstreamError. */
   async request(path: string, req: UpstreamRequest): Promise<Dispatcher.ResponseData> {
+    const wait = this.#downUntil - Date.now();
+    if (wait > 0) {
+      throw new UpstreamError(`upstream ${this.name}: marked down after ${this.#failuresInARow} failed connections in a row; next try in ${Math.ceil(wait / 1000)} s`);
+    }
     try {
-      return await this.#pool.request({
+      const res = await this.#pool.request({
         path: this.#basePath + path,
         method: req.method,
         headers: req.headers,
         body: req.body ?? null,
         signal: req.signal,
       });
+      this.#failuresInARow = 0;
+      return res;
     } catch (err) {
+      const code = String((err as { code?: unknown }).code);
+      if (CONNECT_FAILURES.has(code) && ++this.#failuresInARow >= this.#breaker.failures) this.#downUntil = Date.now() + this.#breaker.openMs;
       throw upstreamFailure(this.name, err);
     }
   }
