@@ -75,8 +75,13 @@ export function casId(d: Digest): string {
   return `cas.v1/${d.algo}/${d.hex.slice(0, 2)}/${d.hex}`;
 }
 
+/** Whether `id` is a /cas blob's (no sidecar; headers follow from the digest). */
+function isCasId(id: string): boolean {
+  return id.startsWith('cas.');
+}
+
 /** The digest a /cas id names, or undefined for http entries. */
-export function casDigest(id: string): Digest | undefined {
+function casDigest(id: string): Digest | undefined {
   const m = /^cas\.v1\/([a-z0-9]+)\/[0-9a-f]{2}\/([0-9a-f]+)$/.exec(id);
   return m && isDigestAlgorithm(m[1]!) ? { algo: m[1], hex: m[2]! } : undefined;
 }
@@ -92,7 +97,7 @@ function casMeta(d: Digest, size: number, storedAt: number): EntryMeta {
 
 /** Small /cas bodies skip the fsync (see the header comment). */
 function needsSync(id: string, size: number): boolean {
-  return size > SMALL_MAX || !id.startsWith('cas.');
+  return size > SMALL_MAX || !isCasId(id);
 }
 
 export function httpId(key: string): string {
@@ -224,7 +229,7 @@ export class DiskStore {
     for (const shard of shards) {
       const names = list(shard);
       const set = new Set(names);
-      const cas = shard.startsWith('cas.');
+      const cas = isCasId(shard);
       for (const n of names) {
         const id = `${shard}/${n}`;
         if (n.startsWith(TEMP_PREFIX)) {
@@ -253,7 +258,8 @@ export class DiskStore {
     if (!entry) return undefined;
     this.#peer?.touched(id);
     const file = path.join(this.dir, id);
-    const digest = casDigest(id);
+    // The digest is parsed only for a first lookup or a check, not on every hit.
+    const digest = (!entry.meta || entry.unverified) && isCasId(id) ? casDigest(id) : undefined;
     if (!entry.meta && digest) entry.meta = casMeta(digest, entry.size, entry.storedAt ?? Date.now());
     if (!entry.meta) {
       try {
@@ -380,8 +386,7 @@ export class DiskStore {
    */
   async commit(id: string, tmp: { path: string; fh: FileHandle }, meta: EntryMeta): Promise<void> {
     const file = path.join(this.dir, id);
-    const cas = casDigest(id) !== undefined;
-    const tmpSide = cas ? undefined : this.tempPath();
+    const tmpSide = isCasId(id) ? undefined : this.tempPath();
     try {
       if (needsSync(id, meta.size)) await tmp.fh.sync();
       await tmp.fh.close();
@@ -400,8 +405,7 @@ export class DiskStore {
       await Promise.all([tmpSide && rm(tmpSide, { force: true }), rm(tmp.path, { force: true })]);
       throw this.storageFailure(err);
     }
-    this.#lru.set(id, { size: meta.size, meta });
-    this.#peer?.committed(id, meta.size, meta.storedAt);
+    this.#indexCommitted(id, meta);
   }
 
   /**
@@ -417,7 +421,7 @@ export class DiskStore {
     // Written beside its final name (as nginx's use_temp_path=off does): creating files in
     // one busy tmp/ directory cost several times more per file. Start-up removes leftovers.
     const tmp = path.join(shard, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
-    const tmpSide = casDigest(id) ? undefined : this.tempPath();
+    const tmpSide = isCasId(id) ? undefined : this.tempPath();
     try {
       if (!this.#dirs.has(shard)) {
         mkdirSync(shard, { recursive: true });
@@ -433,6 +437,11 @@ export class DiskStore {
       for (const p of [tmp, tmpSide]) if (p) rmSync(p, { force: true });
       throw this.storageFailure(err);
     }
+    this.#indexCommitted(id, meta);
+  }
+
+  /** A body renamed into place: indexed here, and told to the primary in a worker. */
+  #indexCommitted(id: string, meta: EntryMeta): void {
     this.#lru.set(id, { size: meta.size, meta });
     this.#peer?.committed(id, meta.size, meta.storedAt);
   }
@@ -440,6 +449,6 @@ export class DiskStore {
   async #unlinkEntry(id: string): Promise<void> {
     const file = path.join(this.dir, id);
     await unlink(file).catch(() => undefined);
-    if (!id.startsWith('cas.')) await unlink(file + SIDECAR).catch(() => undefined);
+    if (!isCasId(id)) await unlink(file + SIDECAR).catch(() => undefined);
   }
 }
