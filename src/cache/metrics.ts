@@ -13,6 +13,19 @@ export interface KindTally {
   collapsed: number;
 }
 
+export function emptyTally(): KindTally {
+  return { bytesServed: 0, bytesUpstream: 0, hits: 0, misses: 0, collapsed: 0 };
+}
+
+/** Adds `t` into `sum` (totals, and the workers of a multi-process cache). */
+export function addTally(sum: KindTally, t: KindTally): void {
+  sum.bytesServed += t.bytesServed;
+  sum.bytesUpstream += t.bytesUpstream;
+  sum.hits += t.hits;
+  sum.misses += t.misses;
+  sum.collapsed += t.collapsed;
+}
+
 export class CacheMetrics {
   readonly registry = new Registry();
   #tallies = new Map<Kind, KindTally>();
@@ -38,7 +51,7 @@ export class CacheMetrics {
   #tally(kind: Kind): KindTally {
     let t = this.#tallies.get(kind);
     if (!t) {
-      t = { bytesServed: 0, bytesUpstream: 0, hits: 0, misses: 0, collapsed: 0 };
+      t = emptyTally();
       this.#tallies.set(kind, t);
     }
     return t;
@@ -77,15 +90,11 @@ export class CacheMetrics {
   /** JSON figures; savings = share of served bytes that did not come from upstream. */
   stats(all: Record<Kind, KindTally> = this.tallies()): { kinds: Record<Kind, KindTally & { savingsRatio: number }>; total: KindTally & { savingsRatio: number } } {
     const ratio = (t: KindTally): number => (t.bytesServed === 0 ? 0 : Math.max(0, 1 - t.bytesUpstream / t.bytesServed));
-    const total: KindTally = { bytesServed: 0, bytesUpstream: 0, hits: 0, misses: 0, collapsed: 0 };
+    const total = emptyTally();
     const kinds: Record<Kind, KindTally & { savingsRatio: number }> = {};
     for (const [kind, t] of Object.entries(all)) {
       kinds[kind] = { ...t, savingsRatio: ratio(t) };
-      total.bytesServed += t.bytesServed;
-      total.bytesUpstream += t.bytesUpstream;
-      total.hits += t.hits;
-      total.misses += t.misses;
-      total.collapsed += t.collapsed;
+      addTally(total, t);
     }
     return { kinds, total: { ...total, savingsRatio: ratio(total) } };
   }

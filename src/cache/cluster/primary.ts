@@ -9,7 +9,7 @@ import { AggregatorRegistry } from 'prom-client';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { CacheConfig } from '../config.js';
 import { DiskStore } from '../disk-store.js';
-import type { KindTally } from '../metrics.js';
+import { addTally, emptyTally, type KindTally } from '../metrics.js';
 import { WORKER_SOCKET_ENV, type PrimaryMessage, type WorkerMessage } from './protocol.js';
 
 const STORE_BROADCAST_MS = 250;
@@ -24,14 +24,7 @@ export interface PrimaryHandle {
 }
 
 function addTallies(into: Record<string, KindTally>, from: Record<string, KindTally>): void {
-  for (const [kind, t] of Object.entries(from)) {
-    const sum = (into[kind] ??= { bytesServed: 0, bytesUpstream: 0, hits: 0, misses: 0, collapsed: 0 });
-    sum.bytesServed += t.bytesServed;
-    sum.bytesUpstream += t.bytesUpstream;
-    sum.hits += t.hits;
-    sum.misses += t.misses;
-    sum.collapsed += t.collapsed;
-  }
+  for (const [kind, t] of Object.entries(from)) addTally((into[kind] ??= emptyTally()), t);
 }
 
 export async function runCachePrimary(config: CacheConfig, workers: number, log: Logger): Promise<PrimaryHandle> {
