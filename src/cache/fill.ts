@@ -180,6 +180,10 @@ export abstract class FillProgress implements FillSource {
     this.#fh = fh;
   }
 
+  protected get file(): FileHandle | undefined {
+    return this.#fh;
+  }
+
   protected resolveHead(head: FillHead): void {
     this.#resolveHead(head);
   }

@@ -3,7 +3,7 @@
 // event: the head and the temp file it writes, each new length, then the end (with the
 // body itself for small fills, which have no file) or the error. The follower reads the
 // growing file itself, with the same FillReader as local waiters: no byte is relayed.
-import { open, type FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { Pool } from 'undici';
@@ -81,8 +81,6 @@ export async function closeFollowerPools(): Promise<void> {
 
 export class RemoteFill extends FillProgress {
   readonly done: Promise<void>;
-  /** The leader's temp file, also handed to the readers (closed with the last of them). */
-  #file: FileHandle | undefined;
 
   constructor(socket: string, key: string) {
     super();
@@ -95,11 +93,12 @@ export class RemoteFill extends FillProgress {
    * the file.
    */
   async #readAhead(upTo: number): Promise<void> {
-    if (!this.#file || upTo <= this.written) return;
+    const file = this.file;
+    if (!file || upTo <= this.written) return;
     const buf = Buffer.allocUnsafe(upTo - this.written);
     let got = 0;
     while (got < buf.length) {
-      const { bytesRead } = await this.#file.read(buf, got, buf.length - got, this.written + got);
+      const { bytesRead } = await file.read(buf, got, buf.length - got, this.written + got);
       if (bytesRead === 0) throw new UpstreamError(`the followed fill's file ended at ${this.written + got} of ${upTo} bytes`);
       got += bytesRead;
     }
@@ -124,10 +123,7 @@ export class RemoteFill extends FillProgress {
           rest = rest.slice(nl + 1);
           if ('head' in e) {
             // Opened before the leader can rename it: the descriptor outlives the rename.
-            if (e.file) {
-              this.#file = await open(e.file, 'r').catch(() => { throw new FillGoneError('the fill ended before its file was opened'); });
-              this.useFile(this.#file);
-            }
+            if (e.file) this.useFile(await open(e.file, 'r').catch(() => { throw new FillGoneError('the fill ended before its file was opened'); }));
             headSeen = true;
             this.resolveHead(e.head);
           } else if ('w' in e) {
