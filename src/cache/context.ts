@@ -22,13 +22,6 @@ export interface CacheContext {
   readonly token?: string;
 }
 
-/** Marks a request that came in on a worker's private socket (another worker following a fill). */
-export const INTERNAL = Symbol('fleetcache.internal');
-
-export function isInternal(req: FastifyRequest): boolean {
-  return (req.raw as { [INTERNAL]?: boolean })[INTERNAL] === true;
-}
-
 /** Collapsing is only among requests with the same credentials, so no one is served another's private answer. */
 export function flightKey(id: string, req: FastifyRequest, extra = ''): string {
   return `${id}\0${req.headers.authorization ?? ''}\0${extra}`;

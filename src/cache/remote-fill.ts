@@ -3,12 +3,13 @@
 // event: the head and the temp file it writes, each new length, then the end (with the
 // body itself for small fills, which have no file) or the error. The follower reads the
 // growing file itself, with the same FillReader as local waiters: no byte is relayed.
-import { open } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { Readable } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Pool } from 'undici';
 import { NotFoundError, UpstreamError } from '../errors.js';
-import { isInternal, type CacheContext } from './context.js';
+import type { CacheContext } from './context.js';
 import { StorageError } from './disk-store.js';
 import { Fill, FillProgress, type FillHead } from './fill.js';
 
@@ -19,6 +20,13 @@ type FillEvent =
   | { readonly error: string; readonly storage?: true };
 
 const KEY_HEADER = 'x-fleetcache-fill-key';
+
+/** Marks a request that came in on the private socket (a symbol no client can send). */
+const INTERNAL = Symbol('fleetcache.internal');
+
+function isInternal(req: FastifyRequest): boolean {
+  return (req.raw as { [INTERNAL]?: boolean })[INTERNAL] === true;
+}
 
 /** Raised by RemoteFill.head when the leader has no such fill any more (it just ended). */
 export class FillGoneError extends Error {}
@@ -48,14 +56,30 @@ async function* fillEvents(fill: Fill): AsyncGenerator<string> {
   }
 }
 
-/** GET /-/fill, on the private socket only: the events of a fill this worker leads. */
-export function registerFillEvents(app: FastifyInstance, ctx: CacheContext): void {
+/**
+ * Listens on this worker's private socket, where other workers follow its fills: GET
+ * /-/fill gives the events of a fill this worker leads, and is answered only there.
+ */
+export function serveFillEvents(app: FastifyInstance, ctx: CacheContext, socket: string): void {
   app.get('/-/fill', { logLevel: 'silent' }, async (req, reply) => {
     const encoded = req.headers[KEY_HEADER];
     if (!isInternal(req) || typeof encoded !== 'string') throw new NotFoundError(`no route for GET /-/fill`);
     const fill = ctx.fills.get(Buffer.from(encoded, 'base64url').toString());
     if (!(fill instanceof Fill)) throw new NotFoundError('no such fill in flight');
     return reply.type('application/x-ndjson').send(Readable.from(fillEvents(fill)));
+  });
+  // Its requests are marked and handed to the same app.
+  const internal = createServer((req, res) => {
+    (req as { [INTERNAL]?: boolean })[INTERNAL] = true;
+    app.server.emit('request', req, res);
+  });
+  app.addHook('onReady', async () => {
+    await rm(socket, { force: true });
+    await new Promise<void>((resolve, reject) => internal.once('error', reject).listen(socket, resolve));
+  });
+  app.addHook('onClose', async () => {
+    internal.closeAllConnections();
+    await new Promise<void>((resolve) => internal.close(() => resolve()));
   });
 }
 

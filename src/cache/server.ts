@@ -1,21 +1,19 @@
 // The regional cache as a fastify app: buildCacheServer(config) opens the disk store and
 // returns the instance without listening (the CLI listens; tests use port 0).
-import { createServer } from 'node:http';
-import { rm } from 'node:fs/promises';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { AggregatorRegistry } from 'prom-client';
 import { FleetError, NotFoundError, toFleetError } from '../errors.js';
 import { baseServerOptions } from '../http/server-options.js';
 import type { CacheConfig } from './config.js';
 import type { ClusterLink } from './cluster/link.js';
-import { INTERNAL, type CacheContext } from './context.js';
+import type { CacheContext } from './context.js';
 import { DiskStore } from './disk-store.js';
 import { Fills } from './fill.js';
 import { CacheMetrics } from './metrics.js';
 import { registerMirrorRoutes } from './mirror.js';
 import { registerNamespaceRoutes } from './namespace.js';
 import { registerPutRoutes } from './put.js';
-import { closeFollowerPools, registerFillEvents } from './remote-fill.js';
+import { closeFollowerPools, serveFillEvents } from './remote-fill.js';
 import { Upstream } from './upstream.js';
 import { registerDashboard } from '../ui/dashboard.js';
 
@@ -81,27 +79,14 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
     inflightFills: inflight(),
   }));
 
-  if (link) registerFillEvents(app, ctx);
   registerNamespaceRoutes(app, ctx);
   registerMirrorRoutes(app, ctx);
   await app.register(async (scope) => registerPutRoutes(scope, ctx));
   await app.register(registerDashboard, { role: 'cache' });
 
   if (link) {
-    // Other workers follow this one's fills here (GET /-/fill, answered only on this socket).
-    const internal = createServer((req, res) => {
-      (req as { [INTERNAL]?: boolean })[INTERNAL] = true;
-      app.server.emit('request', req, res);
-    });
-    app.addHook('onReady', async () => {
-      await rm(link.socket, { force: true });
-      await new Promise<void>((resolve, reject) => internal.once('error', reject).listen(link.socket, resolve));
-    });
-    app.addHook('onClose', async () => {
-      internal.closeAllConnections();
-      await new Promise<void>((resolve) => internal.close(() => resolve()));
-      link.flush();
-    });
+    serveFillEvents(app, ctx, link.socket);
+    app.addHook('onClose', async () => link.flush());
   }
 
   app.addHook('onClose', async () => {
