@@ -2,25 +2,14 @@
 // and a server without the run, through a real cache, a delta applied by the embedded
 // xdelta3, and the tree unpacked exactly.
 import t from 'tap';
-import { createHash, randomBytes } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pushProject } from '../../src/project-upload/push.js';
 import { startCache } from '../cache/harness.js';
 import { startOrigin } from '../helpers/origin.js';
+import { describeTree } from '../helpers/tree.js';
 import { deadUrl, installAgent, runAgent, statusServer } from './helpers.js';
-
-function describe(dir: string, rel = ''): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const name of readdirSync(join(dir, rel)).sort()) {
-    const p = rel ? `${rel}/${name}` : name;
-    const st = lstatSync(join(dir, p));
-    if (st.isSymbolicLink()) out[p] = `link ${readlinkSync(join(dir, p))}`;
-    else if (st.isDirectory()) Object.assign(out, { [p]: 'dir' }, describe(dir, p));
-    else out[p] = `file ${st.mode & 0o777} ${createHash('sha256').update(readFileSync(join(dir, p))).digest('hex')}`;
-  }
-  return out;
-}
 
 t.test('pull falls back in order, uses the cache, applies the delta and unpacks', async (t) => {
   const agent = await installAgent(t);
@@ -55,7 +44,7 @@ t.test('pull falls back in order, uses the cache, applies the delta and unpacks'
   ]);
   t.equal(res.stdout.trim().split('\n').length, 1, 'exactly one line on stdout');
   t.match(res.stderr, new RegExp(`${dead} skipped`), 'skips are logged on stderr');
-  t.same(describe(dest), describe(project), 'the tree is rebuilt exactly');
+  t.same(describeTree(dest), describeTree(project), 'the tree is rebuilt exactly');
   t.same(readdirSync(join(dir, 'machine', 'work')), [], 'temporary tars are gone');
 
   const direct = join(dir, 'machine2');

@@ -1,24 +1,31 @@
 import t from 'tap';
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, rmSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, rmSync, readdirSync, readFileSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import type { Test } from 'tap';
-import { buildOriginServer } from '../../src/origin/server.js';
 import { pullProject } from '../../src/project-upload/pull.js';
 import { listBases, pushProject } from '../../src/project-upload/push.js';
 import { casPath, parseDigestString } from '../../src/store/digest.js';
+import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
+import { describeTree } from '../helpers/tree.js';
 
-const TOKEN = 'push-pull-test-token';
+const TOKEN = TEST_TOKEN;
 
 /** One testdir per test (tap wipes it on every t.testdir() call): origin data under it. */
-async function startOrigin(t: Test): Promise<{ url: string; dataDir: string; dir: string }> {
+async function startOriginIn(t: Test): Promise<{ url: string; dataDir: string; dir: string }> {
   const dir = t.testdir();
-  const dataDir = join(dir, 'origin-data');
-  const app = await buildOriginServer({ dataDir, tokens: [TOKEN], logLevel: false });
-  t.teardown(() => app.close());
-  const address = await app.listen({ port: 0, host: '127.0.0.1' });
-  return { url: address, dataDir, dir };
+  const { url, dataDir } = await startOrigin(t, { dataDir: join(dir, 'origin-data') });
+  return { url, dataDir, dir };
+}
+
+/** An origin, a project beside it (makeProject), and the options every push of `name` shares. */
+async function originWithProject(t: Test, name: string) {
+  const { url, dataDir, dir } = await startOriginIn(t);
+  const project = join(dir, 'project');
+  mkdirSync(project);
+  makeProject(project);
+  return { url, dataDir, dir, project, common: { dir: project, project: name, origin: url, token: TOKEN, baseCache: join(dir, 'bases') } };
 }
 
 /** A project of ~3 MiB: text sources, a binary, a symlink, an empty dir, modes. */
@@ -34,25 +41,8 @@ function makeProject(root: string): void {
   symlinkSync('src/mod0.ts', join(root, 'main.ts'));
 }
 
-function describe(dir: string, rel = ''): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const name of readdirSync(join(dir, rel)).sort()) {
-    const p = rel ? `${rel}/${name}` : name;
-    const st = lstatSync(join(dir, p));
-    if (st.isSymbolicLink()) out[p] = `link ${readlinkSync(join(dir, p))}`;
-    else if (st.isDirectory()) Object.assign(out, { [p]: `dir ${st.mode & 0o777}` }, describe(dir, p));
-    else out[p] = `file ${st.mode & 0o777} ${createHash('sha256').update(readFileSync(join(dir, p))).digest('hex')}`;
-  }
-  return out;
-}
-
 t.test('first push stores a base, later pushes send small deltas; pull rebuilds each run', async (t) => {
-  const { url, dir } = await startOrigin(t);
-  const project = join(dir, 'project');
-  mkdirSync(project);
-  makeProject(project);
-  const baseCache = join(dir, 'bases');
-  const common = { dir: project, project: 'demo', origin: url, token: TOKEN, baseCache };
+  const { url, dir, project, common } = await originWithProject(t, 'demo');
 
   const first = await pushProject({ ...common, run: 'run-1' });
   t.equal(first.manifest.delta, null, 'first upload is a base');
@@ -72,7 +62,7 @@ t.test('first push stores a base, later pushes send small deltas; pull rebuilds 
     const out = join(dir, `out-${run}`);
     const pulled = await pullProject({ project: 'demo', run, from: url, dir: out });
     t.equal(pulled.manifest.result.digest, expectedFrom.manifest.result.digest);
-    if (run === 'run-2') t.same(describe(out), describe(project), 'run-2 tree rebuilt exactly');
+    if (run === 'run-2') t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }), 'run-2 tree rebuilt exactly');
   }
 
   // a fresh developer machine (empty base cache) downloads the base once
@@ -81,11 +71,7 @@ t.test('first push stores a base, later pushes send small deltas; pull rebuilds 
 });
 
 t.test('re-base when the delta exceeds 10% of the compressed tar', async (t) => {
-  const { url, dir } = await startOrigin(t);
-  const project = join(dir, 'project');
-  mkdirSync(project);
-  makeProject(project);
-  const common = { dir: project, project: 'rebase', origin: url, token: TOKEN, baseCache: join(dir, 'bases') };
+  const { url, dir, project, common } = await originWithProject(t, 'rebase');
   const a = await pushProject({ ...common, run: 'a' });
   const firstData = readFileSync(join(project, 'data.bin'));
   writeFileSync(join(project, 'data.bin'), randomBytes(1 << 20)); // most of the compressed size changes
@@ -101,7 +87,7 @@ t.test('re-base when the delta exceeds 10% of the compressed tar', async (t) => 
   t.equal(c.manifest.base.digest, b.manifest.base.digest, 'delta against the nearer (newest) base');
   const out = join(dir, 'out');
   await pullProject({ project: 'rebase', run: 'c', from: url, dir: out });
-  t.same(describe(out), describe(project));
+  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }));
   // back to the first tree: the older base now gives the smaller delta and is chosen
   rmSync(project, { recursive: true });
   mkdirSync(project);
@@ -114,11 +100,7 @@ t.test('re-base when the delta exceeds 10% of the compressed tar', async (t) => 
 });
 
 t.test('tampered base or delta: refused, nothing unpacked', async (t) => {
-  const { url, dataDir, dir } = await startOrigin(t);
-  const project = join(dir, 'project');
-  mkdirSync(project);
-  makeProject(project);
-  const common = { dir: project, project: 'tamper', origin: url, token: TOKEN, baseCache: join(dir, 'bases') };
+  const { url, dataDir, dir, project, common } = await originWithProject(t, 'tamper');
   await pushProject({ ...common, run: 'one' });
   writeFileSync(join(project, 'src', 'mod5.ts'), 'changed\n');
   const two = await pushProject({ ...common, run: 'two' });
@@ -154,7 +136,7 @@ t.test('tampered base or delta: refused, nothing unpacked', async (t) => {
 });
 
 t.test('writes without the token are refused', async (t) => {
-  const { url, dir } = await startOrigin(t);
+  const { url, dir } = await startOriginIn(t);
   const project = join(dir, 'project');
   mkdirSync(project);
   writeFileSync(join(project, 'a'), 'a');
@@ -169,11 +151,7 @@ function findFile(root: string, name: string): string {
 }
 
 t.test("spread's repack script decides what is uploaded", async (t) => {
-  const { url, dir } = await startOrigin(t);
-  const project = join(dir, 'project');
-  mkdirSync(project);
-  makeProject(project);
-  const common = { dir: project, project: 'repack', origin: url, token: TOKEN, baseCache: join(dir, 'bases') };
+  const { url, dir, common } = await originWithProject(t, 'repack');
   const identity = await pushProject({ ...common, run: 'same', repack: 'cat <&3 >&4' });
   const plain = await pushProject({ ...common, run: 'plain' });
   t.equal(identity.manifest.result.digest, plain.manifest.result.digest, 'identity repack changes nothing');
