@@ -2,8 +2,11 @@
 // front of the same origin: nginx serving files, rate-limited to 50 MB/s per connection.
 // Four figures: stampede (32 clients, one cold 256 MiB object), hot large (8 clients x
 // 5 rounds of a cached 256 MiB object), hot small (10,000 cached 4 KiB objects, wrk, 64
-// connections, 15 s), cold small (2,000 uncached 4 KiB objects, 32 at a time).
-// Run: node --import tsx bench/cache.ts [--quick]   (appends to bench/RESULTS.md)
+// connections, 15 s), cold small (2,000 uncached 4 KiB objects, 32 at a time, after a
+// warm-up of as many other uncached objects, the same for both).
+// Both caches keep their data on a fresh loop-mounted ext4 when run as root (lib/loopfs.ts).
+// Run: node --import tsx bench/cache.ts [--quick] [--only stampede,hot-large,hot-small,cold-small]
+// (appends to bench/RESULTS.md unless --quick or --only)
 import { createHash, randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { appendFile, chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -12,10 +15,24 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
+import { cpuSecondsOf } from './lib/cpu.js';
+import { mountLoopExt4 } from './lib/loopfs.js';
 import { ensureNginx } from './lib/nginx.js';
 import { REPO_ROOT, freePort, startProcess, waitForLine, type BenchProcess } from './lib/processes.js';
 
+const FIGURES = ['stampede', 'hot-large', 'hot-small', 'cold-small'] as const;
+type Figure = (typeof FIGURES)[number];
+
+function parseOnly(argv: readonly string[]): Set<Figure> {
+  const i = argv.indexOf('--only');
+  if (i < 0) return new Set(FIGURES);
+  const names = (argv[i + 1] ?? '').split(',');
+  for (const n of names) if (!(FIGURES as readonly string[]).includes(n)) throw new Error(`--only: unknown figure "${n}" (one of ${FIGURES.join(', ')})`);
+  return new Set(names as Figure[]);
+}
+
 const quick = process.argv.includes('--quick');
+const only = parseOnly(process.argv);
 const BIG = (quick ? 64 : 256) * 1024 * 1024;
 const HOT_SMALL = quick ? 2000 : 10_000;
 const COLD_SMALL = quick ? 500 : 2000;
@@ -49,54 +66,155 @@ function count(log: string, path: string): number {
   return log.split('\n').filter((l) => l.includes(`GET ${path} `)).length;
 }
 
-interface Figures { stampedeRatio: number; stampedeFirst: number; stampedeLast: number; originSends: number; hotLargeGBs: number; hotSmallRps: number; coldSmallOps: number }
+interface Figures {
+  stampedeRatio?: number; stampedeFirst?: number; stampedeLast?: number; originSends?: number;
+  hotLargeGBs?: number; hotSmallRps?: number; coldSmallOps?: number;
+  /** Server CPU per unit of work: s per GB (stampede, hot large), µs per request (small). */
+  cpu: Partial<Record<Figure, number>>;
+}
 
-async function measure(name: string, base: string, originLog: string, paths: { big: string; hot: string[]; cold: string[] }, wrkScript: string): Promise<Figures> {
-  process.stderr.write(`${name}: stampede\n`);
-  const before = count(await readFile(originLog, 'utf8').catch(() => ''), paths.big);
-  const t0 = performance.now();
-  const times = (await Promise.all(Array.from({ length: 32 }, () => download(base, paths.big, t0)))).sort((a, b) => a - b);
-  await sleep(1500); // the access log is written when the origin's response ends
-  const originSends = count(await readFile(originLog, 'utf8'), paths.big) - before;
+interface Side {
+  readonly name: string;
+  readonly url: string;
+  /** The server's main PID (its workers are its children). */
+  readonly pid: number;
+}
 
-  process.stderr.write(`${name}: hot large\n`);
-  let bytes = 0;
-  const h0 = performance.now();
-  for (let round = 0; round < 5; round++) {
-    await Promise.all(Array.from({ length: 8 }, () => download(base, paths.big, 0)));
-    bytes += 8 * BIG;
+interface Paths { big: string; hot: string[]; coldWarmup: string[]; cold: string[] }
+
+async function measure(side: Side, originLog: string, paths: Paths, wrkScript: string): Promise<Figures> {
+  const { name, url: base } = side;
+  const f: Figures = { cpu: {} };
+  /** Runs one figure and records the server's CPU seconds divided by `units`. */
+  const cpuOf = async <T>(figure: Figure, units: number, run: () => Promise<T>): Promise<T> => {
+    const c0 = await cpuSecondsOf(side.pid);
+    const out = await run();
+    f.cpu[figure] = ((await cpuSecondsOf(side.pid)) - c0) / units;
+    return out;
+  };
+  if (only.has('stampede')) {
+    process.stderr.write(`${name}: stampede\n`);
+    const before = count(await readFile(originLog, 'utf8').catch(() => ''), paths.big);
+    const t0 = performance.now();
+    const times = await cpuOf('stampede', (32 * BIG) / 1e9, async () => (await Promise.all(Array.from({ length: 32 }, () => download(base, paths.big, t0)))).sort((a, b) => a - b));
+    await sleep(1500); // the access log is written when the origin's response ends
+    f.originSends = count(await readFile(originLog, 'utf8'), paths.big) - before;
+    f.stampedeFirst = times[0]!;
+    f.stampedeLast = times.at(-1)!;
+    f.stampedeRatio = f.stampedeLast / f.stampedeFirst;
   }
-  const hotLargeGBs = bytes / 1e9 / ((performance.now() - h0) / 1000);
 
-  process.stderr.write(`${name}: hot small (prefill ${paths.hot.length}, wrk ${WRK_SECONDS}s)\n`);
-  await pool(paths.hot, 64, async (p) => void (await download(base, p, 0)));
-  const wrk = await promisify(execFile)('wrk', ['-t2', '-c64', `-d${WRK_SECONDS}s`, '-s', wrkScript, base], { maxBuffer: 1 << 20 });
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(wrk.stdout)?.[1] ?? NaN);
-  if (/Non-2xx/.test(wrk.stdout)) throw new Error(`${name}: wrk saw errors:\n${wrk.stdout}`);
+  if (only.has('hot-large')) {
+    process.stderr.write(`${name}: hot large\n`);
+    if (!only.has('stampede')) await download(base, paths.big, 0);
+    const h0 = performance.now();
+    await cpuOf('hot-large', (5 * 8 * BIG) / 1e9, async () => {
+      for (let round = 0; round < 5; round++) await Promise.all(Array.from({ length: 8 }, () => download(base, paths.big, 0)));
+    });
+    f.hotLargeGBs = (5 * 8 * BIG) / 1e9 / ((performance.now() - h0) / 1000);
+  }
 
-  process.stderr.write(`${name}: cold small\n`);
-  const c0 = performance.now();
-  await pool(paths.cold, 32, async (p) => void (await download(base, p, 0)));
-  const coldSmallOps = paths.cold.length / ((performance.now() - c0) / 1000);
-  return { stampedeRatio: times.at(-1)! / times[0]!, stampedeFirst: times[0]!, stampedeLast: times.at(-1)!, originSends, hotLargeGBs, hotSmallRps: rps, coldSmallOps };
+  if (only.has('hot-small')) {
+    process.stderr.write(`${name}: hot small (prefill ${paths.hot.length}, wrk ${WRK_SECONDS}s)\n`);
+    await pool(paths.hot, 64, async (p) => void (await download(base, p, 0)));
+    const c0 = await cpuSecondsOf(side.pid);
+    const wrk = await promisify(execFile)('wrk', ['-t2', '-c64', `-d${WRK_SECONDS}s`, '-s', wrkScript, base], { maxBuffer: 1 << 20 });
+    const cpu = (await cpuSecondsOf(side.pid)) - c0;
+    if (/Non-2xx/.test(wrk.stdout)) throw new Error(`${name}: wrk saw errors:\n${wrk.stdout}`);
+    f.hotSmallRps = Number(/Requests\/sec:\s+([\d.]+)/.exec(wrk.stdout)?.[1] ?? NaN);
+    f.cpu['hot-small'] = (cpu * 1e6) / Number(/(\d+) requests in/.exec(wrk.stdout)?.[1] ?? NaN);
+  }
+
+  if (only.has('cold-small')) {
+    // The warm-up (other uncached objects, the same count) brings the client's and our
+    // server's JIT to a steady state, as it is after minutes of service; nginx gets the same.
+    process.stderr.write(`${name}: cold small (warm-up ${paths.coldWarmup.length}, then ${paths.cold.length})\n`);
+    await pool(paths.coldWarmup, 32, async (p) => void (await download(base, p, 0)));
+    const c0 = performance.now();
+    await cpuOf('cold-small', paths.cold.length / 1e6, () => pool(paths.cold, 32, async (p) => void (await download(base, p, 0))));
+    f.coldSmallOps = paths.cold.length / ((performance.now() - c0) / 1000);
+  }
+  return f;
+}
+
+function nginxConf(dir: string, name: string, workers: number, body: string): string {
+  return `daemon off;
+user root;
+worker_processes ${workers};
+pid ${join(dir, `${name}.pid`)};
+error_log ${join(dir, `${name}-error.log`)};
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  client_body_temp_path ${dir}/temp/${name}-body;
+  proxy_temp_path ${dir}/temp/${name}-proxy;
+  fastcgi_temp_path ${dir}/temp/${name}-fastcgi;
+  uwsgi_temp_path ${dir}/temp/${name}-uwsgi;
+  scgi_temp_path ${dir}/temp/${name}-scgi;
+${body}
+}
+`;
+}
+
+function row(label: string, goal: string, ours: string, ng: string, ratio = '—'): string {
+  return `| ${label} | ${ours} | ${ng} | ${ratio} | ${goal} |\n`;
+}
+
+function report(ours: Figures, ng: Figures, hot: number, cold: number, dataFs: string): string {
+  const r = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined ? `${(a / b).toFixed(2)}×` : '—');
+  const n = (v: number | undefined, digits = 0) => (v === undefined ? '—' : v.toFixed(digits));
+  const s = (ms: number | undefined) => n(ms === undefined ? undefined : ms / 1000, 1);
+  const stampede = (f: Figures) => `${n(f.stampedeRatio, 2)} (${s(f.stampedeFirst)} s → ${s(f.stampedeLast)} s)`;
+  const mib = BIG / 1024 / 1024;
+  let rows = '';
+  if (only.has('stampede')) {
+    rows += row(`stampede: 32 clients, cold ${mib} MiB, last ÷ first`, '≤ 1.1', stampede(ours), stampede(ng));
+    rows += row('stampede: times the origin sent it', '1', n(ours.originSends), n(ng.originSends));
+  }
+  if (only.has('hot-large')) rows += row('hot large: 8 clients × 5 rounds, GB/s', '≥ 0.95×', n(ours.hotLargeGBs, 2), n(ng.hotLargeGBs, 2), r(ours.hotLargeGBs, ng.hotLargeGBs));
+  if (only.has('hot-small')) rows += row(`hot small: ${hot} × 4 KiB, wrk 64 conns ${WRK_SECONDS} s, req/s`, '≥ 0.6×', n(ours.hotSmallRps), n(ng.hotSmallRps), r(ours.hotSmallRps, ng.hotSmallRps));
+  if (only.has('cold-small')) rows += row(`cold small: ${cold} × 4 KiB, 32 at a time, objects/s`, '≥ 1.0×', n(ours.coldSmallOps), n(ng.coldSmallOps), r(ours.coldSmallOps, ng.coldSmallOps));
+  let cpu = '';
+  const unit: Record<Figure, string> = { 'stampede': 'CPU s per GB delivered', 'hot-large': 'CPU s per GB', 'hot-small': 'CPU µs per request', 'cold-small': 'CPU µs per object' };
+  for (const fig of FIGURES) {
+    if (!only.has(fig)) continue;
+    const d = fig.endsWith('small') ? 0 : 2;
+    cpu += row(`server ${fig}: ${unit[fig]}`, 'lower is better', n(ours.cpu[fig], d), n(ng.cpu[fig], d), r(ours.cpu[fig], ng.cpu[fig]));
+  }
+  const command = `node --import tsx bench/cache.ts${process.argv.slice(2).length ? ' ' + process.argv.slice(2).join(' ') : ''}`;
+  return `
+## regional cache vs nginx proxy_cache — ${new Date().toISOString().slice(0, 10)}
+
+Command: \`${command}\`. Origin: nginx serving files (limit_rate 50 MB/s per
+connection); in front of it our cache (--workers ${WORKERS}) and nginx proxy_cache (worker_processes ${WORKERS}, proxy_cache_lock on),
+each its own process group, cache data on ${dataFs}; loopback, 2 cores shared by servers and clients.
+Server CPU: utime + stime of the cache's processes (ours: primary and workers; nginx: master and workers) during the figure.
+
+| figure | fleetcache | nginx | ratio | goal |
+| --- | ---: | ---: | ---: | --- |
+${rows}${cpu}`;
 }
 
 async function main(): Promise<void> {
   ensureNginx();
   const dir = await mkdtemp(join(tmpdir(), 'fleetcache-bench-cache-'));
   const procs: BenchProcess[] = [];
+  const fs = await mountLoopExt4(dir, 8);
+  const dataDir = fs?.dir ?? dir;
   try {
     await chmod(dir, 0o755);
     const root = join(dir, 'origin');
     await mkdir(join(root, 'cas', 'sha256'), { recursive: true });
     await mkdir(join(dir, 'temp'), { recursive: true });
     process.stderr.write('writing objects\n');
-    const bigBody = randomBytes(BIG);
-    const big = await writeBlob(root, bigBody);
+    const big = await writeBlob(root, randomBytes(BIG));
     const hot: string[] = [];
     const cold: string[] = [];
     for (let i = 0; i < HOT_SMALL; i++) hot.push(await writeBlob(root, randomBytes(4096)));
-    for (let i = 0; i < COLD_SMALL; i++) cold.push(await writeBlob(root, randomBytes(4096)));
+    for (let i = 0; i < 2 * COLD_SMALL + 1; i++) cold.push(await writeBlob(root, randomBytes(4096)));
     const wrkScript = join(dir, 'paths.lua');
     await writeFile(join(dir, 'paths.txt'), hot.join('\n') + '\n');
     await writeFile(wrkScript, `local paths = {}
@@ -108,32 +226,17 @@ request = function()
 end
 `);
     const [originPort, proxyPort] = [await freePort(), await freePort()];
-    const conf = join(dir, 'nginx.conf');
     const originLog = join(dir, 'origin-access.log');
-    await writeFile(conf, `daemon off;
-user root;
-worker_processes ${WORKERS};
-pid ${join(dir, 'nginx.pid')};
-error_log ${join(dir, 'error.log')};
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 100000;
-  client_body_temp_path ${dir}/temp/body;
-  proxy_temp_path ${dir}/temp/proxy;
-  fastcgi_temp_path ${dir}/temp/fastcgi;
-  uwsgi_temp_path ${dir}/temp/uwsgi;
-  scgi_temp_path ${dir}/temp/scgi;
-  proxy_cache_path ${dir}/nginx-cache levels=1:2 keys_zone=bench:64m max_size=20g inactive=1d use_temp_path=off;
-  upstream origin { server 127.0.0.1:${originPort}; keepalive 64; }
-  server {
+    const originConf = join(dir, 'origin.conf');
+    await writeFile(originConf, nginxConf(dir, 'origin', WORKERS, `  server {
     listen 127.0.0.1:${originPort};
     root ${root};
     access_log ${originLog};
     limit_rate 50m;
-  }
+  }`));
+    const proxyConf = join(dir, 'proxy.conf');
+    await writeFile(proxyConf, nginxConf(dir, 'proxy', WORKERS, `  proxy_cache_path ${dataDir}/nginx-cache levels=1:2 keys_zone=bench:64m max_size=20g inactive=1d use_temp_path=off;
+  upstream origin { server 127.0.0.1:${originPort}; keepalive 64; }
   server {
     listen 127.0.0.1:${proxyPort};
     location / {
@@ -146,46 +249,34 @@ http {
       proxy_cache_lock_timeout 10m;
       proxy_cache_lock_age 10m;
     }
-  }
-}
-`);
-    const nginx = startProcess('nginx', ['-c', conf, '-p', dir, '-e', join(dir, 'error.log')]);
-    procs.push(nginx);
+  }`));
+    const origin = startProcess('nginx', ['-c', originConf, '-p', dir, '-e', join(dir, 'origin-error.log')]);
+    procs.push(origin);
+    const proxy = startProcess('nginx', ['-c', proxyConf, '-p', dir, '-e', join(dir, 'proxy-error.log')]);
+    procs.push(proxy);
     const cacheProc = startProcess(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src/cli/bin.ts'), 'cache',
-      '--upstream', `http://127.0.0.1:${originPort}`, '--listen', '127.0.0.1:0', '--data', join(dir, 'ours'), '--max-size', '20GiB', '--region', 'bench', '--workers', String(WORKERS)],
+      '--upstream', `http://127.0.0.1:${originPort}`, '--listen', '127.0.0.1:0', '--data', join(dataDir, 'ours'), '--max-size', '20GiB', '--region', 'bench', '--workers', String(WORKERS)],
     { cwd: REPO_ROOT, env: { ...process.env, FLEETCACHE_LOG_LEVEL: 'warn' } });
     procs.push(cacheProc);
     const oursUrl = await waitForLine(cacheProc, /listening (http:\/\/\S+)/);
     const nginxUrl = `http://127.0.0.1:${proxyPort}`;
-    for (let i = 0; ; i++) {
-      try { await download(`http://127.0.0.1:${originPort}`, cold[0]!, 0); break; } catch (err) { if (i > 100) throw err; await sleep(50); }
+    for (const base of [`http://127.0.0.1:${originPort}`, nginxUrl]) {
+      for (let i = 0; ; i++) {
+        try { await download(base, cold[0]!, 0); break; } catch (err) { if (i > 100) throw err; await sleep(50); }
+      }
     }
-    cold.shift(); // used to wait for nginx; fetched by neither cache
+    cold.shift(); // used to wait for the nginx servers
+    const paths: Paths = { big, hot, coldWarmup: cold.slice(0, COLD_SMALL), cold: cold.slice(COLD_SMALL) };
 
-    const ours = await measure('fleetcache', oursUrl, originLog, { big, hot, cold }, wrkScript);
-    const ng = await measure('nginx', nginxUrl, originLog, { big, hot, cold }, wrkScript);
-    const r = (a: number, b: number) => (a / b).toFixed(2);
-    const mib = BIG / 1024 / 1024;
-    const text = `
-## regional cache vs nginx proxy_cache — ${new Date().toISOString().slice(0, 10)}
-
-Command: \`node --import tsx bench/cache.ts${quick ? ' --quick' : ''}\`. Origin: nginx serving files (limit_rate 50 MB/s per
-connection); in front of it our cache (--workers ${WORKERS}) and nginx proxy_cache (worker_processes ${WORKERS}, proxy_cache_lock on), loopback,
-2 cores shared by servers and clients.
-
-| figure | fleetcache | nginx | ratio | goal |
-| --- | ---: | ---: | ---: | --- |
-| stampede: 32 clients, cold ${mib} MiB, last ÷ first | ${ours.stampedeRatio.toFixed(2)} (${(ours.stampedeFirst / 1000).toFixed(1)} s → ${(ours.stampedeLast / 1000).toFixed(1)} s) | ${ng.stampedeRatio.toFixed(2)} (${(ng.stampedeFirst / 1000).toFixed(1)} s → ${(ng.stampedeLast / 1000).toFixed(1)} s) | — | ≤ 1.1 |
-| stampede: times the origin sent it | ${ours.originSends} | ${ng.originSends} | — | 1 |
-| hot large: 8 clients × 5 rounds, GB/s | ${ours.hotLargeGBs.toFixed(2)} | ${ng.hotLargeGBs.toFixed(2)} | ${r(ours.hotLargeGBs, ng.hotLargeGBs)}× | ≥ 0.95× |
-| hot small: ${hot.length} × 4 KiB, wrk 64 conns ${WRK_SECONDS} s, req/s | ${ours.hotSmallRps.toFixed(0)} | ${ng.hotSmallRps.toFixed(0)} | ${r(ours.hotSmallRps, ng.hotSmallRps)}× | ≥ 0.6× |
-| cold small: ${cold.length} × 4 KiB, 32 at a time, objects/s | ${ours.coldSmallOps.toFixed(0)} | ${ng.coldSmallOps.toFixed(0)} | ${r(ours.coldSmallOps, ng.coldSmallOps)}× | ≥ 1.0× |
-`;
+    const ours = await measure({ name: 'fleetcache', url: oursUrl, pid: cacheProc.child.pid! }, originLog, paths, wrkScript);
+    const ng = await measure({ name: 'nginx', url: nginxUrl, pid: proxy.child.pid! }, originLog, paths, wrkScript);
+    const text = report(ours, ng, hot.length, paths.cold.length, fs ? 'a fresh loop-mounted ext4 (lib/loopfs.ts)' : 'the temp directory\'s filesystem');
     process.stdout.write(text);
-    if (!quick) await appendFile(join(REPO_ROOT, 'bench', 'RESULTS.md'), text);
+    if (!quick && !process.argv.includes('--only')) await appendFile(join(REPO_ROOT, 'bench', 'RESULTS.md'), text);
   } finally {
     for (const p of procs.reverse()) await p.stop();
     await agent.close();
+    await fs?.unmount();
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -287,6 +287,17 @@ export class DiskStore {
     return entry;
   }
 
+  /**
+   * The entry of `id` when its body is held in memory and needs no check (fast-hit.ts),
+   * marking it most recently used; undefined otherwise (the caller takes `lookup`'s path).
+   */
+  memoryHit(id: string): { readonly body: Buffer; readonly meta: EntryMeta } | undefined {
+    const entry = this.#lru.get(id);
+    if (!entry?.body || !entry.meta || entry.unverified) return undefined;
+    this.#peer?.touched(id);
+    return entry as { readonly body: Buffer; readonly meta: EntryMeta };
+  }
+
   /** A body read for `verify` matched its digest: no more checks for this entry. */
   verified(id: string): void {
     const entry = this.#lru.peek(id);

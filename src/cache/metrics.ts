@@ -29,20 +29,24 @@ export function addTally(sum: KindTally, t: KindTally): void {
 export class CacheMetrics {
   readonly registry = new Registry();
   #tallies = new Map<Kind, KindTally>();
-  #served: Counter<'kind'>;
-  #upstream: Counter<'kind'>;
-  #hits: Counter<'kind'>;
-  #misses: Counter<'kind'>;
-  #collapsed: Counter<'kind'>;
 
   constructor(gauges: { inflight: () => number; lruBytes: () => number; lruObjects: () => number }) {
     const registers = [this.registry];
-    const counter = (name: string, help: string): Counter<'kind'> => new Counter({ name, help, labelNames: ['kind'], registers });
-    this.#served = counter('fleetcache_cache_bytes_served_total', 'Bytes of bodies sent to clients.');
-    this.#upstream = counter('fleetcache_cache_bytes_upstream_total', 'Bytes of bodies received from upstream.');
-    this.#hits = counter('fleetcache_cache_hits_total', 'Requests answered from disk.');
-    this.#misses = counter('fleetcache_cache_misses_total', 'Requests that started an upstream fetch.');
-    this.#collapsed = counter('fleetcache_cache_collapsed_total', 'Requests that joined a fill already in flight.');
+    const tallies = this.#tallies;
+    // Requests only add to the plain tallies; the counters are read from them when scraped
+    // (prom-client hashes the labels on every inc, a cost paid per request otherwise).
+    const counter = (name: string, help: string, field: keyof KindTally): void => void new Counter({
+      name, help, labelNames: ['kind'], registers,
+      collect() {
+        this.reset();
+        for (const [kind, t] of tallies) this.inc({ kind }, t[field]);
+      },
+    });
+    counter('fleetcache_cache_bytes_served_total', 'Bytes of bodies sent to clients.', 'bytesServed');
+    counter('fleetcache_cache_bytes_upstream_total', 'Bytes of bodies received from upstream.', 'bytesUpstream');
+    counter('fleetcache_cache_hits_total', 'Requests answered from disk.', 'hits');
+    counter('fleetcache_cache_misses_total', 'Requests that started an upstream fetch.', 'misses');
+    counter('fleetcache_cache_collapsed_total', 'Requests that joined a fill already in flight.', 'collapsed');
     new Gauge({ name: 'fleetcache_cache_inflight_fills', help: 'Fills in progress.', registers, aggregator: 'max', collect() { this.set(gauges.inflight()); } });
     new Gauge({ name: 'fleetcache_cache_lru_bytes', help: 'Bytes held on disk by the LRU index.', registers, aggregator: 'max', collect() { this.set(gauges.lruBytes()); } });
     new Gauge({ name: 'fleetcache_cache_lru_objects', help: 'Objects held on disk by the LRU index.', registers, aggregator: 'max', collect() { this.set(gauges.lruObjects()); } });
@@ -59,27 +63,22 @@ export class CacheMetrics {
 
   served(kind: Kind, bytes: number): void {
     this.#tally(kind).bytesServed += bytes;
-    this.#served.inc({ kind }, bytes);
   }
 
   upstream(kind: Kind, bytes: number): void {
     this.#tally(kind).bytesUpstream += bytes;
-    this.#upstream.inc({ kind }, bytes);
   }
 
   hit(kind: Kind): void {
     this.#tally(kind).hits++;
-    this.#hits.inc({ kind });
   }
 
   miss(kind: Kind): void {
     this.#tally(kind).misses++;
-    this.#misses.inc({ kind });
   }
 
   collapsed(kind: Kind): void {
     this.#tally(kind).collapsed++;
-    this.#collapsed.inc({ kind });
   }
 
   /** This process's tallies (a worker's share of a multi-process cache). */

@@ -1,5 +1,6 @@
 // The regional cache as a fastify app: buildCacheServer(config) opens the disk store and
 // returns the instance without listening (the CLI listens; tests use port 0).
+import { createServer } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { AggregatorRegistry } from 'prom-client';
 import { FleetError, NotFoundError, toFleetError } from '../errors.js';
@@ -8,6 +9,7 @@ import type { CacheConfig } from './config.js';
 import type { ClusterLink } from './cluster/link.js';
 import type { CacheContext } from './context.js';
 import { DiskStore } from './disk-store.js';
+import { serveFromMemory } from './fast-hit.js';
 import { Fills } from './fill.js';
 import { CacheMetrics } from './metrics.js';
 import { registerMirrorRoutes } from './mirror.js';
@@ -30,11 +32,19 @@ export interface CacheServerOptions {
 
 export async function buildCacheServer(config: CacheConfig, options: CacheServerOptions = {}): Promise<FastifyInstance> {
   const { link } = options;
+  let fastHits: CacheContext | undefined; // set once the context exists, before listening
   const app = Fastify({
     ...baseServerOptions(config.logLevel, 1024 * 1024),
-    // Large bodies stream for minutes; only an idle socket is cut.
-    requestTimeout: 0,
-    keepAliveTimeout: 30_000,
+    // The server fastify would create, with memory hits answered before fastify (fast-hit.ts).
+    serverFactory: (handler) => {
+      const server = createServer((req, res) => {
+        if (!fastHits || !serveFromMemory(fastHits, req, res)) handler(req, res);
+      });
+      // Large bodies stream for minutes; only an idle socket is cut.
+      server.requestTimeout = 0;
+      server.keepAliveTimeout = 30_000;
+      return server;
+    },
   });
   const store = new DiskStore(config.dataDir, config.maxSize, app.log, link ? { peer: link } : {});
   await store.open();
@@ -53,6 +63,7 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
   }
   const ctx: CacheContext = { store, fills, metrics, upstream, mirrors, log: app.log, ...(config.token ? { token: config.token } : {}) };
   app.decorate('cache', ctx);
+  fastHits = ctx;
 
   app.setErrorHandler((err: unknown, req, reply) => {
     const fe = err instanceof FleetError ? err

@@ -1,0 +1,46 @@
+// The hottest path of a regional cache: a plain GET of an immutable blob whose body is
+// held in memory, answered from node's 'request' event before fastify sees it. Routing,
+// hooks, the reply object and the stream machinery are most of the CPU of a 4 KiB hit
+// (measured with wrk: 37 µs per request through fastify against 16 µs for nginx). Any
+// other request (HEAD, Range, conditional, a body not in memory or not yet verified, a
+// name, a mirror) goes to fastify unchanged, and the answer here is byte for byte the one
+// serveHit gives: same status, headers, accounting.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CacheContext } from './context.js';
+import { casId } from './disk-store.js';
+import type { Kind } from './metrics.js';
+import type { DigestAlgorithm } from '../store/digest.js';
+
+/**
+ * /cas/{algo}/{hex} or the tooltool alias /{algo}/{hex}, the query ignored as the routes
+ * do; lowercase hex of the algorithm's length only (anything else takes the full path).
+ */
+const CAS_PATH = /^\/(cas\/)?(?:(sha256)\/([0-9a-f]{64})|(sha512)\/([0-9a-f]{128}))(?:\?.*)?$/;
+
+/** Answers `req` when it is a memory hit and resolves to true; false leaves it untouched for fastify. */
+export function serveFromMemory(ctx: CacheContext, req: IncomingMessage, res: ServerResponse): boolean {
+  if (req.method !== 'GET') return false;
+  const h = req.headers;
+  if (h.range !== undefined || h['if-none-match'] !== undefined) return false;
+  const m = CAS_PATH.exec(req.url ?? '');
+  if (!m) return false;
+  const kind: Kind = m[1] ? 'cas' : 'tooltool';
+  const algo = (m[2] ?? m[4]) as DigestAlgorithm;
+  const hex = (m[3] ?? m[5])!;
+  const hit = ctx.store.memoryHit(casId({ algo, hex }));
+  if (!hit) return false;
+  const { body, meta } = hit;
+  ctx.metrics.hit(kind);
+  const headers: string[] = [];
+  for (const name in meta.headers) headers.push(name, meta.headers[name]!);
+  headers.push(
+    'x-cache', 'HIT',
+    'age', String(Math.max(0, Math.floor((Date.now() - meta.storedAt) / 1000))),
+    'accept-ranges', 'bytes',
+    'content-length', String(body.length),
+  );
+  res.writeHead(200, headers);
+  res.end(body);
+  res.once('finish', () => ctx.metrics.served(kind, body.length));
+  return true;
+}
