@@ -85,8 +85,10 @@ export async function serveHit(
 }
 
 /**
- * Serves a fill's growing file. A storage failure before the first byte turns into a
- * passthrough, and so does a fill of another worker that ended before it could be followed.
+ * Serves a fill: a small one as one buffer once it has arrived and been verified (so a
+ * failure is a clean 502, not a cut body), a large one from its growing file. A storage
+ * failure before the first byte turns into a passthrough, and so does a fill of another
+ * worker that ended before it could be followed.
  */
 export async function serveFill(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, fill: FillSource, cache: CacheStatus,
@@ -101,11 +103,13 @@ export async function serveFill(
     if (err instanceof StorageError || err instanceof FillGoneError) return passthrough();
     throw err;
   }
+  const whole = req.method === 'GET' ? fill.wholeBody() : undefined;
+  const small = whole && (await whole);
   await sendBody(req, reply, {
     status: head.status,
     headers: head.headers,
-    size: head.size,
-    open: (start, end) => fill.read(start, end),
+    size: small ? small.length : head.size,
+    open: small ? (start, end) => small.subarray(start, end === undefined ? undefined : end + 1) : (start, end) => fill.read(start, end),
     finalSize: async () => {
       await fill.done;
       if (fill.error) throw fill.error;
@@ -118,17 +122,24 @@ export async function serveFill(
  * A miss: joins the fill in flight for `key` (in this process, or in the worker the
  * primary names), or starts it, so concurrent requests make one upstream request. The
  * request to upstream is made inside the fill: a request arriving while it waits for
- * upstream's headers joins too.
+ * upstream's headers joins too. `probed: false` when the caller did not look for the entry
+ * on disk: the claim then also finds one another worker stored.
  */
 export async function fillOnce(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, key: string, spec: FillSpec, direct: () => Promise<void>,
+  probed = true,
 ): Promise<void> {
   let fill = ctx.fills.get(key);
   if (fill) return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', direct);
-  const claim = await ctx.fills.claim(key);
+  const claim = await ctx.fills.claim(key, probed ? undefined : spec.id);
   fill = ctx.fills.get(key);
   if (fill) return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', direct);
   if (claim.lead) return serveFill(ctx, req, reply, kind, ctx.fills.start(key, spec), 'MISS', direct);
+  if ('stored' in claim) {
+    const hit = await ctx.store.lookup(spec.id);
+    if (hit && (await serveHit(ctx, req, reply, kind, hit))) return;
+    return direct(); // evicted meanwhile: rare enough to pass through
+  }
   return serveFill(ctx, req, reply, kind, ctx.fills.track(key, new RemoteFill(claim.socket, key)), 'COLLAPSED', direct);
 }
 

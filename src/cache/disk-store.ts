@@ -70,6 +70,13 @@ const STATFS_MAX_AGE_MS = 1000;
 const FULL_COOLDOWN_MS = 30_000;
 /** Room kept free on the data filesystem beyond the object being filled. */
 const FREE_MARGIN = 1024 * 1024;
+/** Temp names: a random prefix per process (workers share the directories) and a counter. */
+const TEMP_ORIGIN = randomBytes(6).toString('hex');
+let tempSeq = 0;
+
+function tempName(): string {
+  return `${TEMP_ORIGIN}-${(++tempSeq).toString(36)}`;
+}
 
 export function casId(d: Digest): string {
   return `cas.v1/${d.algo}/${d.hex.slice(0, 2)}/${d.hex}`;
@@ -252,9 +259,13 @@ export class DiskStore {
     }
   }
 
-  /** The committed entry (with its sidecar read), marking it most recently used; undefined on a miss. */
-  async lookup(id: string): Promise<Hit | undefined> {
-    const entry = this.#lru.get(id) ?? (this.#peer ? await this.#probe(id) : undefined);
+  /**
+   * The committed entry (with its sidecar read), marking it most recently used; undefined
+   * on a miss. A worker also looks on disk for entries other workers stored, unless told
+   * not to (`probe: false`: the primary is asked instead, see Fills.claim).
+   */
+  async lookup(id: string, probe = true): Promise<Hit | undefined> {
+    const entry = this.#lru.get(id) ?? (this.#peer && probe ? await this.#probe(id) : undefined);
     if (!entry) return undefined;
     this.#peer?.touched(id);
     const file = path.join(this.dir, id);
@@ -338,7 +349,7 @@ export class DiskStore {
   }
 
   tempPath(): string {
-    return path.join(this.dir, 'tmp', randomBytes(12).toString('hex'));
+    return path.join(this.dir, 'tmp', tempName());
   }
 
   /** Opens a new, exclusive temp file for a fill. Throws StorageError when the disk refuses. */
@@ -431,7 +442,7 @@ export class DiskStore {
     const shard = path.dirname(file);
     // Written beside its final name (as nginx's use_temp_path=off does): creating files in
     // one busy tmp/ directory cost several times more per file. Start-up removes leftovers.
-    const tmp = path.join(shard, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    const tmp = path.join(shard, TEMP_PREFIX + tempName());
     const tmpSide = isCasId(id) ? undefined : this.tempPath();
     try {
       if (!this.#dirs.has(shard)) {

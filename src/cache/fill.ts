@@ -78,6 +78,11 @@ export interface FillSource {
   recentSlice(pos: number, max: number): Buffer | undefined;
   /** A stream of bytes [start, end] (inclusive; end undefined = to the end). Call after `head` resolved. */
   read(start?: number, end?: number): Readable;
+  /**
+   * A small fill's whole body (gathered in memory, no file), once ended and verified;
+   * undefined for a fill read from its file. Call after `head` resolved.
+   */
+  wholeBody(): Promise<Buffer> | undefined;
   /** A reader is done with the shared file descriptor. */
   release(): void;
 }
@@ -153,8 +158,12 @@ export abstract class FillProgress implements FillSource {
     return undefined;
   }
 
+  wholeBody(): Promise<Buffer> | undefined {
+    return this.#fh ? undefined : this.#whole();
+  }
+
   read(start = 0, end?: number): Readable {
-    if (!this.#fh) return Readable.from(this.#whole(start, end), { objectMode: false });
+    if (!this.#fh) return Readable.from(this.#wholeRange(start, end), { objectMode: false });
     this.#refs++;
     return new FillReader(this, this.#fh, start, end ?? Infinity);
   }
@@ -209,11 +218,15 @@ export abstract class FillProgress implements FillSource {
     this.#wake();
   }
 
-  /** A small fill's bytes [start, end], once the whole body has arrived and been verified. */
-  async *#whole(start: number, end: number | undefined): AsyncGenerator<Buffer> {
+  async #whole(): Promise<Buffer> {
     while (!this.#ended && !this.#error) await this.progress();
     if (this.#error || !this.#body) throw this.#error ?? new UpstreamError('fill ended without a body');
-    yield this.#body.subarray(start, end === undefined ? undefined : end + 1);
+    return this.#body;
+  }
+
+  /** A small fill's bytes [start, end], once the whole body has arrived and been verified. */
+  async *#wholeRange(start: number, end: number | undefined): AsyncGenerator<Buffer> {
+    yield (await this.#whole()).subarray(start, end === undefined ? undefined : end + 1);
   }
 
   #wake(): void {
@@ -390,7 +403,8 @@ export class FillReader extends Readable {
 
 /** Who fills an object when several processes share the cache (cluster/link.ts). */
 export interface FillCoordinator {
-  claim(key: string): Promise<Claim>;
+  /** With `id`: the caller did not look for it on disk, so the answer may be that it is stored. */
+  claim(key: string, id?: string): Promise<Claim>;
   release(key: string): void;
 }
 
@@ -421,14 +435,14 @@ export class Fills {
 
   /**
    * May this process fill `key`? Always, in a single process; in a worker, the primary
-   * names the one worker that does. Whoever leads must `start` without awaiting anything
+   * names the one worker that does (or, asked with the entry's `id`, says it is stored). Whoever leads must `start` without awaiting anything
    * first (local requests sharing the claim look for the fill right after), or `abandon`.
    */
-  claim(key: string): Promise<Claim> {
+  claim(key: string, id?: string): Promise<Claim> {
     if (!this.#coordinator) return Promise.resolve(LEAD);
     let pending = this.#claiming.get(key);
     if (!pending) {
-      pending = this.#coordinator.claim(key);
+      pending = this.#coordinator.claim(key, id);
       this.#claiming.set(key, pending);
       void pending.finally(() => this.#claiming.delete(key));
     }

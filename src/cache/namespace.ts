@@ -44,8 +44,11 @@ async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: Fasti
   const key = flightKey(id, req);
   const fwd = { ...authHeaders(req), 'accept-encoding': 'identity' };
   const direct = (): Promise<void> => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd);
+  // A GET that misses here asks the primary of a multi-process cache whether another
+  // worker stored it (with its claim, see fillOnce) instead of looking on disk first.
+  const probe = req.method === 'HEAD';
   if (!ctx.fills.get(key)) {
-    const hit = await ctx.store.lookup(id);
+    const hit = await ctx.store.lookup(id, probe);
     if (hit && (await serveHit(ctx, req, reply, kind, hit))) return;
     if (req.method === 'HEAD' && !ctx.fills.get(key)) {
       ctx.metrics.miss(kind);
@@ -58,7 +61,7 @@ async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: Fasti
     decide: decideImmutable(`/cas/${d.algo}/${d.hex}`, d),
     verify: d,
     onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
-  }, direct);
+  }, direct, probe);
 }
 
 async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: 'artifacts' | 'projects'): Promise<void> {

@@ -4,8 +4,8 @@
 import type { KindTally } from '../metrics.js';
 import type { PrimaryMessage, WorkerMessage } from './protocol.js';
 
-/** The outcome of a claim: lead the fill, or join the one another worker leads. */
-export type Claim = { readonly lead: true } | { readonly lead: false; readonly socket: string };
+/** The outcome of a claim: lead the fill, join the one another worker leads, or read the object another worker stored. */
+export type Claim = { readonly lead: true } | { readonly lead: false; readonly socket: string } | { readonly lead: false; readonly stored: true };
 
 /** Hits are reported at most this often (the LRU order can lag that much). */
 const TOUCH_FLUSH_MS = 200;
@@ -39,8 +39,9 @@ export class ClusterLink {
     this.#tally = tally;
   }
 
-  claim(key: string): Promise<Claim> {
-    return this.#ask<Extract<Reply, { t: 'claim' }>>({ t: 'claim', req: 0, key }).then((m) => (m.lead ? { lead: true } : { lead: false, socket: m.socket }));
+  claim(key: string, id?: string): Promise<Claim> {
+    return this.#ask<Extract<Reply, { t: 'claim' }>>({ t: 'claim', req: 0, key, ...(id === undefined ? {} : { id }) })
+      .then((m) => (m.lead ? { lead: true } : 'stored' in m ? { lead: false, stored: true } : { lead: false, socket: m.socket }));
   }
 
   release(key: string): void {

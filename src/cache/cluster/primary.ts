@@ -69,6 +69,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   function onMessage(id: number, socket: string, w: Worker, m: WorkerMessage): void {
     switch (m.t) {
       case 'claim': {
+        if (m.id !== undefined && store.has(m.id)) return send(w, { t: 'claim', req: m.req, lead: false, stored: true });
         const holder = claims.get(m.key);
         if (holder && holder.workerId !== id && live.has(holder.workerId)) return send(w, { t: 'claim', req: m.req, lead: false, socket: holder.socket });
         claims.set(m.key, { workerId: id, socket });

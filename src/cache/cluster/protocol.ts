@@ -10,7 +10,8 @@ import type { KindTally } from '../metrics.js';
 
 /** Worker → primary. `req` numbers requests that expect a reply. */
 export type WorkerMessage =
-  | { readonly t: 'claim'; readonly req: number; readonly key: string }
+  /** `id` is set when the worker did not look for the object on disk: the primary says if it is there. */
+  | { readonly t: 'claim'; readonly req: number; readonly key: string; readonly id?: string }
   | { readonly t: 'release'; readonly key: string }
   | { readonly t: 'committed'; readonly id: string; readonly size: number; readonly storedAt: number }
   | { readonly t: 'touched'; readonly ids: readonly string[] }
@@ -23,6 +24,7 @@ export type WorkerMessage =
 export type PrimaryMessage =
   | { readonly t: 'claim'; readonly req: number; readonly lead: true }
   | { readonly t: 'claim'; readonly req: number; readonly lead: false; readonly socket: string }
+  | { readonly t: 'claim'; readonly req: number; readonly lead: false; readonly stored: true }
   | { readonly t: 'evicted'; readonly id: string }
   | { readonly t: 'store'; readonly bytes: number; readonly objects: number; readonly inflight: number }
   | { readonly t: 'stats'; readonly req: number; readonly kinds: Record<string, KindTally> }
