@@ -59,10 +59,10 @@ t.test('two workers share one cache', async (t) => {
   await t.test('upstream dies mid-stream: every waiter in both workers errors, nothing kept', async (t) => {
     const size = 8 * 1024 * 1024;
     const { hex } = up.addBlob(size);
-    // A second of filling before upstream dies, so that every client is a waiter by then
-    // (one that came later would rightly start a new fill).
+    // Two seconds of filling before upstream dies, so that every client is a waiter by then
+    // even on a loaded machine (one that came later would rightly start a new fill).
     up.options.rate = 2 * 1024 * 1024;
-    up.options.dieAfter = 2 * 1024 * 1024;
+    up.options.dieAfter = 4 * 1024 * 1024;
     const results = await Promise.all(Array.from({ length: 16 }, () => get(`${cache.url}/cas/sha256/${hex}`)));
     up.options.rate = 0;
     t.ok(results.every((r) => r.status === 0 || r.size < size), 'no client got a complete-looking body');
