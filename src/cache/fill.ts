@@ -334,15 +334,20 @@ export class Fill extends FillProgress {
       }
       this.resolveHead({ status: decision.status, headers: decision.headers, size });
       if (this.#spec.verify) hash = createHash(this.#spec.verify.algo);
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        hash?.update(chunk);
-        if (chunks) chunks.push(chunk);
-        else {
+      if (chunks) {
+        // Small fills take the body in one piece (no async iteration per chunk) and wake
+        // their readers once, at the end.
+        const body = Buffer.from(await res.body.arrayBuffer());
+        hash?.update(body);
+        chunks.push(body);
+        this.advance(body.length, false);
+      } else {
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          hash?.update(chunk);
           await this.#write(tmp!.fh, chunk, this.written);
           this.remember(chunk);
+          this.advance(this.written + chunk.length);
         }
-        // Small fills wake their readers once, at the end.
-        this.advance(this.written + chunk.length, !chunks);
       }
       if (size !== undefined && this.written !== size) {
         throw new UpstreamError(`upstream sent ${this.written} of ${size} bytes`);
