@@ -47,14 +47,15 @@ export interface FillSpec {
 /**
  * Readers hand bytes on in windows of this size, aligned on multiples of it: a reader at
  * the tail of a fill waits for a whole window (or WINDOW_WAIT_MS) instead of writing each
- * upstream chunk (often 16-64 KiB) to its socket, and all the readers at the tail share
- * one buffer per window. In a stampede of 32 readers, per-chunk writes cost 4-5 times the
- * CPU per byte of a cached hit.
+ * upstream chunk (often 16-64 KiB) to its socket, and every reader takes the window from
+ * one shared buffer. In a stampede of 32 readers, per-chunk writes cost 4-5 times the CPU
+ * per byte of a cached hit, and a buffer per reader per read made V8 run full collections
+ * (external memory pressure) for most of the rest.
  */
 const WINDOW = 256 * 1024;
 const WINDOW_WAIT_MS = 50;
-/** Recent chunks kept in memory so that readers keeping up never touch the file. */
-const RECENT_BYTES = 8 * 1024 * 1024;
+/** The last windows kept in memory, so that readers up to this far behind never touch the file. */
+const RECENT_BYTES = 16 * 1024 * 1024;
 
 interface Deferred {
   promise: Promise<void>;
@@ -114,11 +115,8 @@ export abstract class FillProgress implements FillSource {
   #progress = deferred();
   #resolveHead!: (h: FillHead) => void;
   #rejectHead!: (e: Error) => void;
-  /** The last chunks written, oldest first (start offset and bytes). */
+  /** The last windows written, oldest first; the bytes are copied in as they come (the last one fills up). */
   #recent: { start: number; buf: Buffer }[] = [];
-  #recentBytes = 0;
-  /** The last window gathered from several chunks (readers at the tail ask for the same ones). */
-  #window: { start: number; buf: Buffer } | undefined;
   #lastWriteAt = 0;
   /** Wakes readers waiting for a window when upstream pauses (restarted on each write). */
   #pauseTimer: NodeJS.Timeout | undefined;
@@ -161,36 +159,11 @@ export abstract class FillProgress implements FillSource {
   }
 
   recentWindow(start: number, end: number): Buffer | undefined {
-    const w = this.#window;
-    if (w && w.start === start && w.buf.length === end - start) return w.buf;
-    const parts: Buffer[] = [];
-    for (let pos = start; pos < end;) {
-      const part = this.#recentSlice(pos, end - pos);
-      if (!part) return undefined;
-      parts.push(part);
-      pos += part.length;
-    }
-    if (parts.length === 1) return parts[0];
-    const buf = Buffer.concat(parts, end - start);
-    this.#window = { start, buf };
-    return buf;
-  }
-
-  /**
-   * The bytes at `pos` from a recent chunk, up to `max`, without copying; undefined when
-   * `pos` is older than the chunks kept.
-   */
-  #recentSlice(pos: number, max: number): Buffer | undefined {
-    const recent = this.#recent;
-    if (recent.length === 0 || pos < recent[0]!.start) return undefined;
-    for (let i = recent.length - 1; i >= 0; i--) {
-      const c = recent[i]!;
-      if (pos >= c.start) {
-        const off = pos - c.start;
-        return off < c.buf.length ? c.buf.subarray(off, off + Math.min(max, c.buf.length - off)) : undefined;
-      }
-    }
-    return undefined;
+    const first = this.#recent[0];
+    if (!first || start < first.start || end > this.#written) return undefined;
+    const w = this.#recent[Math.floor((start - first.start) / WINDOW)];
+    if (!w || end > w.start + WINDOW) return undefined;
+    return w.buf.subarray(start - w.start, end - w.start);
   }
 
   wholeBody(): Promise<Buffer> | undefined {
@@ -207,17 +180,25 @@ export abstract class FillProgress implements FillSource {
     if (--this.#refs === 0 && this.#fh) void this.#fh.close().catch(() => undefined);
   }
 
-  /** Keeps `chunk`, the bytes from `written` on, for readers keeping up (before `advance`). */
+  /**
+   * Copies `chunk`, the bytes from `written` on, into the recent windows (before `advance`;
+   * fills write from the start, so windows are aligned on multiples of WINDOW).
+   */
   protected remember(chunk: Buffer): void {
-    this.#recent.push({ start: this.#written, buf: chunk });
-    this.#recentBytes += chunk.length;
-    while (this.#recentBytes > RECENT_BYTES && this.#recent.length > 1) this.#recentBytes -= this.#recent.shift()!.buf.length;
+    for (let off = 0; off < chunk.length;) {
+      const pos = this.#written + off;
+      let last = this.#recent.at(-1);
+      if (!last || pos >= last.start + WINDOW) {
+        last = { start: pos - (pos % WINDOW), buf: Buffer.allocUnsafeSlow(WINDOW) };
+        this.#recent.push(last);
+        if (this.#recent.length * WINDOW > RECENT_BYTES) this.#recent.shift();
+      }
+      off += chunk.copy(last.buf, pos - last.start, off, Math.min(chunk.length, off + last.start + WINDOW - pos));
+    }
   }
 
   protected forgetRecent(): void {
     this.#recent = [];
-    this.#recentBytes = 0;
-    this.#window = undefined;
   }
 
   /** Readers read the file behind this descriptor (large fills). */
