@@ -81,8 +81,8 @@ export interface FillSource {
   readonly error: Error | undefined;
   /** Bytes a reader may hand out now (the last one waits for the end). */
   readonly readable: number;
-  /** Date.now() of the last write; readers are woken WINDOW_WAIT_MS after it if nothing follows. */
-  readonly lastWriteAt: number;
+  /** Nothing was written for WINDOW_WAIT_MS (readers are woken then): waiting for a window is pointless. */
+  readonly paused: boolean;
   /** Resolves on the next write, end or failure. */
   progress(): Promise<void>;
   /** Bytes [start, end) still in memory as one buffer, or undefined (the reader goes to the file). */
@@ -117,8 +117,8 @@ export abstract class FillProgress implements FillSource {
   #rejectHead!: (e: Error) => void;
   /** The last windows written, oldest first; the bytes are copied in as they come (the last one fills up). */
   #recent: { start: number; buf: Buffer }[] = [];
-  #lastWriteAt = 0;
-  /** Wakes readers waiting for a window when upstream pauses (restarted on each write). */
+  #paused = false;
+  /** Marks a pause and wakes readers waiting for a window (restarted on each write). */
   #pauseTimer: NodeJS.Timeout | undefined;
 
   constructor() {
@@ -146,8 +146,8 @@ export abstract class FillProgress implements FillSource {
     return this.#body;
   }
 
-  get lastWriteAt(): number {
-    return this.#lastWriteAt;
+  get paused(): boolean {
+    return this.#paused;
   }
 
   get readable(): number {
@@ -222,9 +222,14 @@ export abstract class FillProgress implements FillSource {
   protected advance(written: number, wake = true): void {
     this.#written = written;
     if (!wake) return;
-    this.#lastWriteAt = Date.now();
+    this.#paused = false;
     if (this.#pauseTimer) this.#pauseTimer.refresh();
-    else this.#pauseTimer = setTimeout(() => this.#wake(), WINDOW_WAIT_MS).unref();
+    else {
+      this.#pauseTimer = setTimeout(() => {
+        this.#paused = true;
+        this.#wake();
+      }, WINDOW_WAIT_MS).unref();
+    }
     this.#wake();
   }
 
@@ -405,7 +410,7 @@ export class FillReader extends Readable {
           // takes long or upstream paused (bytes still go out as they arrive, in batches).
           const now = Date.now();
           this.#waitingSince ??= now;
-          if (now - this.#waitingSince < WINDOW_WAIT_MS && now - fill.lastWriteAt < WINDOW_WAIT_MS) {
+          if (now - this.#waitingSince < WINDOW_WAIT_MS && !fill.paused) {
             await fill.progress();
             continue;
           }
