@@ -17,7 +17,7 @@ import type { DigestAlgorithm } from '../store/digest.js';
  */
 const CAS_PATH = /^\/(cas\/)?(?:(sha256)\/([0-9a-f]{64})|(sha512)\/([0-9a-f]{128}))(?:\?.*)?$/;
 
-/** Answers `req` when it is a memory hit and resolves to true; false leaves it untouched for fastify. */
+/** Answers `req` when it is a memory hit and returns true; false leaves it untouched for fastify. */
 export function serveFromMemory(ctx: CacheContext, req: IncomingMessage, res: ServerResponse): boolean {
   if (req.method !== 'GET') return false;
   const h = req.headers;

@@ -312,20 +312,20 @@ export class Fill extends FillProgress {
       if (size !== undefined) await this.#store.reserve(size);
       // Small bodies are gathered in memory and handed out whole once verified: no temp
       // file and no reads while filling; the file is written at commit.
-      const chunks: Buffer[] | undefined = size !== undefined && size <= SMALL_MAX ? [] : undefined;
-      if (!chunks) {
+      const small = size !== undefined && size <= SMALL_MAX;
+      let body: Buffer | undefined;
+      if (!small) {
         tmp = await this.#store.createTemp();
         this.useFile(await open(tmp.path, 'r'));
         this.#tempPath = tmp.path;
       }
       this.resolveHead({ status: decision.status, headers: decision.headers, size });
       if (this.#spec.verify) hash = createHash(this.#spec.verify.algo);
-      if (chunks) {
+      if (small) {
         // Small fills take the body in one piece (no async iteration per chunk) and wake
         // their readers once, at the end.
-        const body = Buffer.from(await res.body.arrayBuffer());
+        body = Buffer.from(await res.body.arrayBuffer());
         hash?.update(body);
-        chunks.push(body);
         this.advance(body.length, false);
       } else {
         for await (const chunk of res.body as AsyncIterable<Buffer>) {
@@ -344,7 +344,7 @@ export class Fill extends FillProgress {
           throw new DigestMismatchError(formatDigest(this.#spec.verify), `${this.#spec.verify.algo}:${actual}`);
         }
       }
-      this.finish(chunks ? Buffer.concat(chunks, this.written) : undefined);
+      this.finish(body);
       if (decision.meta) {
         const meta = { ...decision.meta, size: this.written, storedAt: Date.now() };
         if (this.body) this.#store.commitSmall(this.#spec.id, this.body, meta);
