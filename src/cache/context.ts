@@ -4,8 +4,10 @@ import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyBaseLogger as Logger } from 'fastify';
+import { sendFileRange } from '../http/send-file.js';
 import { SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.js';
 import type { FillSource, Fills, FillSpec } from './fill.js';
+import { sendFill } from './fill-cursor.js';
 import { FillGoneError, RemoteFill } from './remote-fill.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import { sendBody, type CacheStatus } from './serve.js';
@@ -76,10 +78,8 @@ export async function serveHit(
     status: hit.meta.status,
     headers,
     size,
-    open: small
-      ? (start, end) => small.subarray(start, end === undefined ? size : end + 1)
-      : (start, end) => file!.createReadStream({ start, ...(end === undefined ? {} : { end }) }),
-    ...(file ? { file, discard: () => void file.close().catch(() => undefined) } : {}),
+    content: small ?? ((reply, start, length) => sendFileRange(reply, file!, start, length ?? size - start, () => undefined)),
+    ...(file ? { discard: () => void file.close().catch(() => undefined) } : {}),
   }, { kind, cache: 'HIT', ageSeconds: (Date.now() - hit.meta.storedAt) / 1000, metrics: ctx.metrics });
   return true;
 }
@@ -109,7 +109,7 @@ export async function serveFill(
     status: head.status,
     headers: head.headers,
     size: small ? small.length : head.size,
-    open: small ? (start, end) => small.subarray(start, end === undefined ? undefined : end + 1) : (start, end) => fill.read(start, end),
+    content: small ?? ((reply, start, length) => sendFill(reply, fill, start, length === undefined ? Infinity : start + length - 1)),
     finalSize: async () => {
       await fill.done;
       if (fill.error) throw fill.error;

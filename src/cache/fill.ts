@@ -7,7 +7,6 @@
 // a failed fill.
 import { createHash, type Hash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
-import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { DigestMismatchError, UpstreamError } from '../errors.js';
 import type { FastifyBaseLogger as Logger } from 'fastify';
@@ -52,8 +51,8 @@ export interface FillSpec {
  * per byte of a cached hit, and a buffer per reader per read made V8 run full collections
  * (external memory pressure) for most of the rest.
  */
-const WINDOW = 256 * 1024;
-const WINDOW_WAIT_MS = 50;
+export const WINDOW = 256 * 1024;
+export const WINDOW_WAIT_MS = 50;
 /** The last windows kept in memory, so that readers up to this far behind never touch the file. */
 const RECENT_BYTES = 16 * 1024 * 1024;
 
@@ -69,7 +68,7 @@ function deferred(): Deferred {
 }
 
 /**
- * What serving and FillReader need of a fill in flight: a Fill of this process, or a
+ * What serving (fill-cursor.ts) needs of a fill in flight: a Fill of this process, or a
  * RemoteFill (remote-fill.ts) following another worker's through its events.
  */
 export interface FillSource {
@@ -87,14 +86,17 @@ export interface FillSource {
   progress(): Promise<void>;
   /** Bytes [start, end) still in memory as one buffer, or undefined (the reader goes to the file). */
   recentWindow(start: number, end: number): Buffer | undefined;
-  /** A stream of bytes [start, end] (inclusive; end undefined = to the end). Call after `head` resolved. */
-  read(start?: number, end?: number): Readable;
+  /**
+   * The growing file of a large fill, held open for the caller until it calls `release`;
+   * undefined for a small fill (see `wholeBody`). Call after `head` resolved.
+   */
+  acquireFile(): FileHandle | undefined;
   /**
    * A small fill's whole body (gathered in memory, no file), once ended and verified;
    * undefined for a fill read from its file. Call after `head` resolved.
    */
   wholeBody(): Promise<Buffer> | undefined;
-  /** A reader is done with the shared file descriptor. */
+  /** A reader is done with the file `acquireFile` gave it. */
   release(): void;
 }
 
@@ -170,10 +172,9 @@ export abstract class FillProgress implements FillSource {
     return this.#fh ? undefined : this.#whole();
   }
 
-  read(start = 0, end?: number): Readable {
-    if (!this.#fh) return Readable.from(this.#wholeRange(start, end), { objectMode: false });
-    this.#refs++;
-    return new FillReader(this, this.#fh, start, end ?? Infinity);
+  acquireFile(): FileHandle | undefined {
+    if (this.#fh) this.#refs++;
+    return this.#fh;
   }
 
   release(): void {
@@ -250,11 +251,6 @@ export abstract class FillProgress implements FillSource {
     while (!this.#ended && !this.#error) await this.progress();
     if (this.#error || !this.#body) throw this.#error ?? new UpstreamError('fill ended without a body');
     return this.#body;
-  }
-
-  /** A small fill's bytes [start, end], once the whole body has arrived and been verified. */
-  async *#wholeRange(start: number, end: number | undefined): AsyncGenerator<Buffer> {
-    yield (await this.#whole()).subarray(start, end === undefined ? undefined : end + 1);
   }
 
   #wake(): void {
@@ -367,81 +363,6 @@ export class Fill extends FillProgress {
       this.forgetRecent();
       this.release();
     }
-  }
-}
-
-/** Reads a growing file as a fill writes it (shared by Fill and RemoteFill). */
-export class FillReader extends Readable {
-  #fill: FillSource;
-  #fh: FileHandle;
-  #pos: number;
-  #last: number;
-  #pumping = false;
-  #released = false;
-  #waitingSince: number | undefined;
-
-  constructor(fill: FillSource, fh: FileHandle, start: number, last: number) {
-    super({ highWaterMark: WINDOW });
-    this.#fill = fill;
-    this.#fh = fh;
-    this.#pos = start;
-    this.#last = last;
-  }
-
-  override _read(): void {
-    if (!this.#pumping) void this.#pump();
-  }
-
-  async #pump(): Promise<void> {
-    this.#pumping = true;
-    try {
-      for (;;) {
-        const fill = this.#fill;
-        if (fill.error) return void this.destroy(fill.error);
-        if (this.#pos > this.#last || (fill.ended && this.#pos >= fill.written)) return void this.push(null);
-        const end = Math.min(fill.readable, this.#last + 1);
-        if (end <= this.#pos) {
-          await fill.progress();
-          continue;
-        }
-        const windowEnd = Math.min((Math.floor(this.#pos / WINDOW) + 1) * WINDOW, this.#last + 1);
-        if (end < windowEnd && !fill.ended) {
-          // At the tail of a running fill: wait for the rest of the window, unless that
-          // takes long or upstream paused (bytes still go out as they arrive, in batches).
-          const now = Date.now();
-          this.#waitingSince ??= now;
-          if (now - this.#waitingSince < WINDOW_WAIT_MS && !fill.paused) {
-            await fill.progress();
-            continue;
-          }
-        }
-        this.#waitingSince = undefined;
-        const n = Math.min(end, windowEnd) - this.#pos;
-        const recent = fill.recentWindow(this.#pos, this.#pos + n);
-        if (recent) {
-          this.#pos += n;
-          if (!this.push(recent)) return;
-          continue;
-        }
-        const buf = Buffer.allocUnsafe(n);
-        const { bytesRead } = await this.#fh.read(buf, 0, n, this.#pos);
-        if (this.destroyed) return;
-        this.#pos += bytesRead;
-        if (!this.push(bytesRead === n ? buf : buf.subarray(0, bytesRead))) return;
-      }
-    } catch (err) {
-      this.destroy(err as Error);
-    } finally {
-      this.#pumping = false;
-    }
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    if (!this.#released) {
-      this.#released = true;
-      this.#fill.release();
-    }
-    cb(err);
   }
 }
 

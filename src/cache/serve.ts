@@ -1,13 +1,16 @@
 // Answering clients: conditional GET (304), single byte ranges (206/416), HEAD,
 // X-Cache and Age, and accounting of the bytes actually sent.
-import type { FileHandle } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { sendFileRange } from '../http/send-file.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import type { HeaderMap } from './upstream.js';
 
 export type CacheStatus = 'HIT' | 'MISS' | 'COLLAPSED';
+
+/**
+ * Sends bytes [start, start + length) of a body (length undefined: to the end) straight to
+ * the socket, with the status and headers set on `reply` (send-file.ts, fill-cursor.ts).
+ */
+export type BodySender = (reply: FastifyReply, start: number, length: number | undefined) => Promise<void>;
 
 export interface Body {
   readonly status: number;
@@ -15,14 +18,12 @@ export interface Body {
   readonly headers: HeaderMap;
   /** Undefined while a fill without Content-Length is still running. */
   readonly size: number | undefined;
-  /** Opens [start, end] (inclusive; undefined = to the end): a stream, or the bytes themselves when small. */
-  readonly open: (start: number, end: number | undefined) => Readable | Buffer;
+  /** The bytes themselves (small bodies), or what sends them. */
+  readonly content: Buffer | BodySender;
   /** Resolves to the final size once known (fills without Content-Length). */
   readonly finalSize?: () => Promise<number>;
-  /** Releases what `open` would have used when no body is sent (HEAD, 304, 416). */
+  /** Releases what `content` would have used when no body is sent (HEAD, 304, 416). */
   readonly discard?: () => void;
-  /** A stored body's file: sent through recycled buffers (send-file.ts), then closed. */
-  readonly file?: FileHandle;
 }
 
 export interface SendContext {
@@ -72,8 +73,7 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
     if (body.size !== undefined) reply.header('content-length', String(body.size));
     if (head) return void done(reply, body);
     countOnFinish(reply, ctx, body.size ?? 0);
-    reply.send(body.open(0, undefined));
-    return;
+    return sendContent(reply, body, 0, body.size);
   }
   const inm = req.headers['if-none-match'];
   if (typeof inm === 'string' && etagMatches(inm, body.headers.etag)) {
@@ -96,21 +96,21 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
     reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`).header('content-length', String(len));
     if (head) return void done(reply, body);
     countOnFinish(reply, ctx, len);
-    if (body.file) return sendFileRange(reply, body.file, range.start, len, () => undefined);
-    reply.send(body.open(range.start, range.end));
-    return;
+    return sendContent(reply, body, range.start, len);
   }
   reply.code(200);
   if (size !== undefined) reply.header('content-length', String(size));
   if (head) return void done(reply, body);
-  if (body.file && size !== undefined && size > 0) {
-    countOnFinish(reply, ctx, size);
-    return sendFileRange(reply, body.file, 0, size, () => undefined);
-  }
-  const stream = body.open(0, undefined);
   if (size !== undefined) countOnFinish(reply, ctx, size);
   else reply.raw.once('finish', () => body.finalSize?.().then((n) => ctx.metrics.served(ctx.kind, n), () => undefined));
-  reply.send(stream);
+  return sendContent(reply, body, 0, size);
+}
+
+function sendContent(reply: FastifyReply, body: Body, start: number, length: number | undefined): Promise<void> | undefined {
+  const content = body.content;
+  if (typeof content === 'function') return content(reply, start, length);
+  reply.send(content.subarray(start, length === undefined ? undefined : start + length));
+  return undefined;
 }
 
 function done(reply: FastifyReply, body: Body, payload?: string): void {

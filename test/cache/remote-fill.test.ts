@@ -10,6 +10,7 @@ import t, { type Test } from 'tap';
 import { UpstreamError } from '../../src/errors.js';
 import { StorageError } from '../../src/cache/disk-store.js';
 import { closeFollowerPools, FillGoneError, RemoteFill } from '../../src/cache/remote-fill.js';
+import { FillCursor } from '../../src/cache/fill-cursor.js';
 
 async function leader(t: Test, answer: (res: http.ServerResponse) => void): Promise<string> {
   const dir = mkdtempSync(path.join(tmpdir(), 'fleetcache-remote-fill-'));
@@ -59,9 +60,14 @@ t.test('the leader goes away mid-fill: readers are cut, never given a clean end'
   const fill = new RemoteFill(socket, 'k');
   t.same(await fill.head, head);
   const chunks: Buffer[] = [];
-  const reader = fill.read(0);
-  reader.on('data', (c: Buffer) => chunks.push(c));
-  const err = await rejection(new Promise((resolve, reject) => reader.once('end', resolve).once('error', reject)));
+  const fh = fill.acquireFile();
+  t.ok(fh, 'a large fill is read from its file');
+  const cursor = new FillCursor(fill, fh, 0, Infinity);
+  const scratch = Buffer.alloc(16);
+  const err = await rejection((async () => {
+    for (let c; (c = await cursor.next(() => scratch));) chunks.push(Buffer.from(c));
+  })());
+  fill.release();
   t.ok(err instanceof UpstreamError, 'the reader fails');
   t.equal(Buffer.concat(chunks).toString(), 'abc', 'the bytes written so far, but the last one held back');
 });
@@ -72,7 +78,6 @@ t.test('a small fill: the body comes with the end', async (t) => {
   });
   const fill = new RemoteFill(socket, 'k');
   await fill.head;
-  const chunks: Buffer[] = [];
-  for await (const c of fill.read(2, 5)) chunks.push(c as Buffer);
-  t.equal(Buffer.concat(chunks).toString(), 'cdef');
+  t.equal(fill.acquireFile(), undefined, 'no file');
+  t.equal((await fill.wholeBody())?.toString(), 'abcdefgh');
 });

@@ -1,0 +1,101 @@
+// Sending a large fill while it grows. Each client walks the fill with a FillCursor and
+// writes what it gets straight to its socket (BodyWriter): slices of the windows the fill
+// keeps in memory, shared by every reader, or, for a reader further behind, chunks of the
+// fill's file read into the writer's recycled buffers. No Readable, no buffer per read.
+import type { FileHandle } from 'node:fs/promises';
+import type { FastifyReply } from 'fastify';
+import { BodyWriter } from '../http/body-writer.js';
+import { WINDOW, WINDOW_WAIT_MS, type FillSource } from './fill.js';
+
+/** Reads from the file go this far at a time (readers behind the windows kept in memory). */
+const FILE_CHUNK = 1024 * 1024;
+/** Writes in flight per client: a window is 256 KiB, so up to 1 MiB queued on the socket. */
+const SLOTS = 4;
+
+/**
+ * Walks bytes [start, last] of a growing fill. The last byte of the fill is held back
+ * until the fill has ended, and a failed fill throws its error: a client never sees a
+ * complete-looking body of a failed fill.
+ */
+export class FillCursor {
+  readonly #fill: FillSource;
+  readonly #file: FileHandle | undefined;
+  #pos: number;
+  readonly #last: number;
+  #waitingSince: number | undefined;
+
+  /** `file`: the fill's, from `acquireFile` (undefined for a small fill, read from memory). */
+  constructor(fill: FillSource, file: FileHandle | undefined, start: number, last: number) {
+    this.#fill = fill;
+    this.#file = file;
+    this.#pos = start;
+    this.#last = last;
+  }
+
+  /**
+   * The next bytes, once there are any: a slice of a window in memory, or read from the
+   * file into `scratch()`. Null at the end.
+   */
+  async next(scratch: () => Buffer): Promise<Buffer | null> {
+    const fill = this.#fill;
+    for (;;) {
+      if (fill.error) throw fill.error;
+      if (this.#pos > this.#last || (fill.ended && this.#pos >= fill.written)) return null;
+      const end = Math.min(fill.readable, this.#last + 1);
+      if (end <= this.#pos) {
+        await fill.progress();
+        continue;
+      }
+      const windowEnd = Math.min((Math.floor(this.#pos / WINDOW) + 1) * WINDOW, this.#last + 1);
+      if (end < windowEnd && !fill.ended) {
+        // At the tail of a running fill: wait for the rest of the window, unless that
+        // takes long or upstream paused (bytes still go out as they arrive, in batches).
+        const now = Date.now();
+        this.#waitingSince ??= now;
+        if (now - this.#waitingSince < WINDOW_WAIT_MS && !fill.paused) {
+          await fill.progress();
+          continue;
+        }
+      }
+      this.#waitingSince = undefined;
+      const n = Math.min(end, windowEnd) - this.#pos;
+      const recent = fill.recentWindow(this.#pos, this.#pos + n);
+      if (recent) {
+        this.#pos += n;
+        return recent;
+      }
+      if (!this.#file) throw new Error('a fill read past its windows has no file');
+      // Behind the windows kept in memory: read the file, as far as is readable.
+      const buf = scratch();
+      const { bytesRead } = await this.#file.read(buf, 0, Math.min(buf.length, end - this.#pos), this.#pos);
+      if (bytesRead === 0) throw new Error(`the fill's file ended at ${this.#pos} of ${end} bytes`);
+      this.#pos += bytesRead;
+      return buf.subarray(0, bytesRead);
+    }
+  }
+}
+
+/**
+ * Answers with bytes [start, last] of a large fill (last = Infinity: to the end), using the
+ * status and headers set on `reply`. A failure of the fill cuts the connection. A client
+ * that goes away is noticed at the fill's next progress.
+ */
+export async function sendFill(reply: FastifyReply, fill: FillSource, start: number, last: number): Promise<void> {
+  const file = fill.acquireFile();
+  const writer = new BodyWriter(FILE_CHUNK, SLOTS);
+  writer.attach(reply);
+  const cursor = new FillCursor(fill, file, start, last);
+  const scratch = () => writer.scratch();
+  try {
+    while (await writer.ready()) {
+      const bytes = await cursor.next(scratch);
+      if (!bytes) break;
+      writer.write(bytes);
+    }
+    writer.end();
+  } catch (err) {
+    writer.abort(err as Error);
+  } finally {
+    if (file) fill.release();
+  }
+}
