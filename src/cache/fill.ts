@@ -187,15 +187,35 @@ export abstract class FillProgress implements FillSource {
    */
   protected remember(chunk: Buffer): void {
     for (let off = 0; off < chunk.length;) {
-      const pos = this.#written + off;
-      let last = this.#recent.at(-1);
-      if (!last || pos >= last.start + WINDOW) {
-        last = { start: pos - (pos % WINDOW), buf: Buffer.allocUnsafeSlow(WINDOW) };
-        this.#recent.push(last);
-        if (this.#recent.length * WINDOW > RECENT_BYTES) this.#recent.shift();
-      }
-      off += chunk.copy(last.buf, pos - last.start, off, Math.min(chunk.length, off + last.start + WINDOW - pos));
+      const w = this.#windowAt(this.written + off);
+      const at = this.written + off - w.start;
+      off += chunk.copy(w.buf, at, off, Math.min(chunk.length, off + WINDOW - at));
     }
+  }
+
+  /**
+   * Reads bytes [written, upTo) of `file` into the recent windows (before `advance`): a
+   * follower of another worker's fill reads them once, for all its readers.
+   */
+  protected async rememberFrom(file: FileHandle, upTo: number): Promise<void> {
+    for (let pos = this.written; pos < upTo;) {
+      const w = this.#windowAt(pos);
+      const at = pos - w.start;
+      const { bytesRead } = await file.read(w.buf, at, Math.min(upTo - pos, WINDOW - at), pos);
+      if (bytesRead === 0) throw new UpstreamError(`the followed fill's file ended at ${pos} of ${upTo} bytes`);
+      pos += bytesRead;
+    }
+  }
+
+  /** The window holding byte `pos`, the last one or a new one after it. */
+  #windowAt(pos: number): { start: number; buf: Buffer } {
+    let last = this.#recent.at(-1);
+    if (!last || pos >= last.start + WINDOW) {
+      last = { start: pos - (pos % WINDOW), buf: Buffer.allocUnsafeSlow(WINDOW) };
+      this.#recent.push(last);
+      if (this.#recent.length * WINDOW > RECENT_BYTES) this.#recent.shift();
+    }
+    return last;
   }
 
   protected forgetRecent(): void {

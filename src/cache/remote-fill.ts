@@ -117,16 +117,7 @@ export class RemoteFill extends FillProgress {
    * the file.
    */
   async #readAhead(upTo: number): Promise<void> {
-    const file = this.file;
-    if (!file || upTo <= this.written) return;
-    const buf = Buffer.allocUnsafe(upTo - this.written);
-    let got = 0;
-    while (got < buf.length) {
-      const { bytesRead } = await file.read(buf, got, buf.length - got, this.written + got);
-      if (bytesRead === 0) throw new UpstreamError(`the followed fill's file ended at ${this.written + got} of ${upTo} bytes`);
-      got += bytesRead;
-    }
-    this.remember(buf);
+    if (this.file) await this.rememberFrom(this.file, upTo);
   }
 
   async #follow(socket: string, key: string): Promise<void> {
