@@ -13,8 +13,9 @@ export interface Obj {
 export interface FixtureOptions {
   /** Bytes per second per response (0 = unlimited). */
   rate?: number;
-  /** Close the socket after sending this many body bytes of the next GET. */
+  /** Close the socket after sending this many body bytes of the next GET (of every GET with `keepDying`). */
   dieAfter?: number;
+  keepDying?: boolean;
   /** Never answer. */
   hang?: boolean;
 }
@@ -79,7 +80,7 @@ export class UpstreamFixture {
     res.writeHead(obj.status ?? 200, { 'content-type': 'application/octet-stream', 'content-length': String(obj.body.length), ...obj.headers });
     if (req.method === 'HEAD') return void res.end();
     const dieAfter = this.options.dieAfter;
-    this.options.dieAfter = undefined;
+    if (!this.options.keepDying) this.options.dieAfter = undefined;
     void this.#send(res, obj.body, this.options.rate ?? 0, dieAfter);
   }
 

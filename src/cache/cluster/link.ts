@@ -2,7 +2,7 @@
 // commits, hits (batched) and deletions to the primary, hears about evictions, and asks
 // for the figures of the whole cache.
 import type { KindTally } from '../metrics.js';
-import type { PrimaryMessage, WorkerMessage } from './protocol.js';
+import { Outbox, unbatch, type Batch, type PrimaryMessage, type WorkerMessage } from './protocol.js';
 
 /** The outcome of a claim: lead the fill, join the one another worker leads, or read the object another worker stored. */
 export type Claim = { readonly lead: true } | { readonly lead: false; readonly socket: string } | { readonly lead: false; readonly stored: true };
@@ -15,7 +15,7 @@ type Reply = Extract<PrimaryMessage, { req: number }>;
 export class ClusterLink {
   /** This worker's private socket, where other workers join its fills. */
   readonly socket: string;
-  #send: (m: WorkerMessage) => void;
+  #outbox: Outbox<WorkerMessage>;
   #next = 1;
   #pending = new Map<number, (m: Reply) => void>();
   #touched = new Set<string>();
@@ -29,8 +29,10 @@ export class ClusterLink {
     if (!proc.send) throw new Error('a cache worker needs an IPC channel to its primary');
     const send = proc.send.bind(proc);
     this.socket = socket;
-    this.#send = (m) => void send(m);
-    proc.on('message', (m: PrimaryMessage) => this.#receive(m));
+    this.#outbox = new Outbox<WorkerMessage>((m) => void send(m));
+    proc.on('message', (m: PrimaryMessage | Batch<PrimaryMessage>) => {
+      if (typeof m === 'object' && m !== null && typeof m.t === 'string') unbatch(m, (one) => this.#receive(one));
+    });
   }
 
   /** Wires the store (evictions) and the metrics (tallies asked for by /-/stats anywhere). */
@@ -45,15 +47,15 @@ export class ClusterLink {
   }
 
   release(key: string): void {
-    this.#send({ t: 'release', key });
+    this.#outbox.push({ t: 'release', key });
   }
 
   committed(id: string, size: number, storedAt: number): void {
-    this.#send({ t: 'committed', id, size, storedAt });
+    this.#outbox.push({ t: 'committed', id, size, storedAt });
   }
 
   deleted(id: string): void {
-    this.#send({ t: 'deleted', id });
+    this.#outbox.push({ t: 'deleted', id });
   }
 
   touched(id: string): void {
@@ -61,12 +63,13 @@ export class ClusterLink {
     this.#timer ??= setTimeout(() => this.flush(), TOUCH_FLUSH_MS).unref();
   }
 
+  /** Sends what is queued now (the hits reported since the last flush, too). */
   flush(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#touched.size === 0) return;
-    this.#send({ t: 'touched', ids: [...this.#touched] });
+    if (this.#touched.size > 0) this.#outbox.push({ t: 'touched', ids: [...this.#touched] });
     this.#touched.clear();
+    this.#outbox.flush();
   }
 
   /** Tallies per kind summed over every worker. */
@@ -84,12 +87,11 @@ export class ClusterLink {
     const req = this.#next++;
     return new Promise<R>((resolve) => {
       this.#pending.set(req, resolve as (m: Reply) => void);
-      this.#send({ ...m, req });
+      this.#outbox.push({ ...m, req });
     });
   }
 
   #receive(m: PrimaryMessage): void {
-    if (typeof m !== 'object' || m === null || typeof m.t !== 'string') return;
     switch (m.t) {
       case 'evicted':
         return this.#onEvicted(m.id);
@@ -97,7 +99,7 @@ export class ClusterLink {
         this.store = { bytes: m.bytes, objects: m.objects, inflight: m.inflight };
         return;
       case 'tally?':
-        return this.#send({ t: 'tally', req: m.req, kinds: this.#tally() });
+        return this.#outbox.push({ t: 'tally', req: m.req, kinds: this.#tally() });
       default: {
         const resolve = this.#pending.get(m.req);
         this.#pending.delete(m.req);

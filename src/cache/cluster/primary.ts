@@ -10,7 +10,8 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { CacheConfig } from '../config.js';
 import { DiskStore } from '../disk-store.js';
 import { addTally, emptyTally, type KindTally } from '../metrics.js';
-import { WORKER_SOCKET_ENV, type PrimaryMessage, type WorkerMessage } from './protocol.js';
+import { Outbox, unbatch, WORKER_SOCKET_ENV, type Batch, type PrimaryMessage, type WorkerMessage } from './protocol.js';
+
 
 const STORE_BROADCAST_MS = 250;
 const RESPAWN_DELAY_MS = 1000;
@@ -29,18 +30,16 @@ function addTallies(into: Record<string, KindTally>, from: Record<string, KindTa
 
 export async function runCachePrimary(config: CacheConfig, workers: number, log: Logger): Promise<PrimaryHandle> {
   const socketDir = mkdtempSync(path.join(tmpdir(), 'fleetcache-cache-'));
-  const live = new Map<number, { worker: Worker; socket: string }>();
+  const live = new Map<number, { worker: Worker; socket: string; outbox: Outbox<PrimaryMessage> }>();
   const claims = new Map<string, { workerId: number; socket: string }>();
   const tallies = new Map<number, { want: number; got: Record<string, KindTally>; done: () => void }>();
   let stopping = false;
   let broadcastTimer: NodeJS.Timeout | undefined;
   let nextTally = 1;
 
-  const send = (w: Worker, m: PrimaryMessage): void => {
-    if (w.isConnected()) w.send(m);
-  };
+  const send = (workerId: number, m: PrimaryMessage): void => live.get(workerId)?.outbox.push(m);
   const broadcast = (m: PrimaryMessage): void => {
-    for (const { worker } of live.values()) send(worker, m);
+    for (const { outbox } of live.values()) outbox.push(m);
   };
   const store = new DiskStore(config.dataDir, config.maxSize, log, { onEvicted: (id) => broadcast({ t: 'evicted', id }) });
   await store.open();
@@ -59,22 +58,22 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     await new Promise<void>((done) => {
       if (targets.length === 0) return done();
       tallies.set(req, { want: targets.length, got, done });
-      for (const { worker } of targets) send(worker, { t: 'tally?', req });
+      for (const { outbox } of targets) outbox.push({ t: 'tally?', req });
       setTimeout(done, 2000).unref(); // a worker that dies meanwhile must not hang /-/stats
     });
     tallies.delete(req);
     return got;
   }
 
-  function onMessage(id: number, socket: string, w: Worker, m: WorkerMessage): void {
+  function onMessage(id: number, socket: string, m: WorkerMessage): void {
     switch (m.t) {
       case 'claim': {
-        if (m.id !== undefined && store.has(m.id)) return send(w, { t: 'claim', req: m.req, lead: false, stored: true });
+        if (m.id !== undefined && store.has(m.id)) return send(id, { t: 'claim', req: m.req, lead: false, stored: true });
         const holder = claims.get(m.key);
-        if (holder && holder.workerId !== id && live.has(holder.workerId)) return send(w, { t: 'claim', req: m.req, lead: false, socket: holder.socket });
+        if (holder && holder.workerId !== id && live.has(holder.workerId)) return send(id, { t: 'claim', req: m.req, lead: false, socket: holder.socket });
         claims.set(m.key, { workerId: id, socket });
         storeFigures();
-        return send(w, { t: 'claim', req: m.req, lead: true });
+        return send(id, { t: 'claim', req: m.req, lead: true });
       }
       case 'release':
         if (claims.get(m.key)?.workerId === id) claims.delete(m.key);
@@ -89,12 +88,12 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
         store.delete(m.id);
         return storeFigures();
       case 'stats':
-        void stats().then((kinds) => send(w, { t: 'stats', req: m.req, kinds }));
+        void stats().then((kinds) => send(id, { t: 'stats', req: m.req, kinds }));
         return;
       case 'metrics':
         void aggregator.clusterMetrics().then(
-          (text) => send(w, { t: 'metrics', req: m.req, text, contentType: aggregator.contentType }),
-          (err: Error) => send(w, { t: 'metrics', req: m.req, text: `# metrics unavailable: ${err.message}\n`, contentType: 'text/plain' }),
+          (text) => send(id, { t: 'metrics', req: m.req, text, contentType: aggregator.contentType }),
+          (err: Error) => send(id, { t: 'metrics', req: m.req, text: `# metrics unavailable: ${err.message}\n`, contentType: 'text/plain' }),
         );
         return;
       case 'tally': {
@@ -113,13 +112,16 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   function fork(index: number): void {
     const socket = path.join(socketDir, `w${index}.sock`);
     const worker = cluster.fork({ [WORKER_SOCKET_ENV]: socket });
-    live.set(worker.id, { worker, socket });
-    worker.on('message', (m: WorkerMessage) => {
-      if (typeof m === 'object' && m !== null && typeof (m as { t?: unknown }).t === 'string') onMessage(worker.id, socket, worker, m);
+    const outbox = new Outbox<PrimaryMessage>((m) => {
+      if (worker.isConnected()) worker.send(m);
+    });
+    live.set(worker.id, { worker, socket, outbox });
+    worker.on('message', (m: WorkerMessage | Batch<WorkerMessage>) => {
+      if (typeof m === 'object' && m !== null && typeof (m as { t?: unknown }).t === 'string') unbatch(m, (one) => onMessage(worker.id, socket, one));
     });
     worker.on('listening', (addr) => {
       if (addr.addressType === -1) return; // its private Unix socket
-      send(worker, { t: 'store', bytes: store.bytes, objects: store.count, inflight: claims.size });
+      outbox.push({ t: 'store', bytes: store.bytes, objects: store.count, inflight: claims.size });
       if (++listening === workers) {
         const host = addr.address?.includes(':') ? `[${addr.address}]` : addr.address;
         resolveUrl(`http://${host}:${addr.port}`);
