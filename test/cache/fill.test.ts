@@ -92,3 +92,28 @@ t.test('Range on an object still filling', async (t) => {
   t.equal(bad.statusCode, 416);
   t.equal(bad.headers['content-range'], `bytes */${body.length}`);
 });
+
+t.test('readers that come late read the growing file, then the shared windows; one that leaves disturbs no one', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  // 48 MiB in about 1.5 s: after half a second, the first 16 MiB are no longer kept in memory.
+  const { hex, body } = up.addBlob(48 * 1024 * 1024);
+  up.options.rate = 32 * 1024 * 1024;
+  const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const first = fetchHash(`${url}/cas/sha256/${hex}`);
+  await new Promise((r) => setTimeout(r, 700));
+  const leaving = await request(`${url}/cas/sha256/${hex}`);
+  const late = fetchHash(`${url}/cas/sha256/${hex}`);
+  const head = await request(`${url}/cas/sha256/${hex}`, { headers: { range: 'bytes=1000000-1999999' } });
+  for await (const _chunk of leaving.body) {
+    leaving.body.destroy(); // gone after its first chunk
+    break;
+  }
+  t.same(Buffer.from(await head.body.arrayBuffer()), body.subarray(1000000, 2000000), 'a range far behind the fill');
+  const [a, b] = await Promise.all([first, late]);
+  t.equal(a.hash, hex, 'the first reader');
+  t.equal(b.hash, hex, 'the late reader');
+  t.equal(b.xcache, 'COLLAPSED', 'the late reader joined the fill');
+  t.equal(up.requests.length, 1, 'one upstream request');
+});
