@@ -9,7 +9,7 @@ import { WINDOW, WINDOW_WAIT_MS, type FillSource } from './fill.js';
 
 /** Reads from the file go this far at a time (readers behind the windows kept in memory). */
 const FILE_CHUNK = 1024 * 1024;
-/** Writes in flight per client: a window is 256 KiB, so up to 1 MiB queued on the socket. */
+/** Writes in flight per client: four windows (1 MiB), or four file chunks for a reader behind them. */
 const SLOTS = 4;
 
 /**
