@@ -7,6 +7,9 @@ import { loadConfigFile, parseConfig } from '../config/load.js';
 import { parseDuration, parseSize } from '../config/units.js';
 import { UsageError } from '../errors.js';
 
+/** The most server processes `workers` may ask for. */
+export const MAX_WORKERS = 64;
+
 const Size = Type.Union([Type.String({ minLength: 1 }), Type.Integer({ minimum: 0 })]);
 const Duration = Type.Union([Type.String({ minLength: 1 }), Type.Number({ minimum: 0 })]);
 
@@ -35,7 +38,7 @@ export const cacheConfigSchema = Type.Object(
     tokenFile: Type.Optional(Type.String({ minLength: 1 })),
     logLevel: Type.Optional(Type.String({ minLength: 1 })),
     /** Server processes sharing the port and the data directory; "auto" = one per CPU. */
-    workers: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: 64 }), Type.Literal('auto')])),
+    workers: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: MAX_WORKERS }), Type.Literal('auto')])),
     timeouts: Type.Optional(timeoutsSchema),
     /** Other upstreams served under /mirror/{name}/{path}. */
     mirrors: Type.Optional(

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { readTokenFile } from '../client/token.js';
 import { UsageError } from '../errors.js';
-import { loadCacheConfig, resolveCacheConfig, type CacheConfigFile } from '../cache/config.js';
+import { loadCacheConfig, MAX_WORKERS, resolveCacheConfig, type CacheConfigFile } from '../cache/config.js';
 import { buildCacheServer } from '../cache/server.js';
 import { serveUntilSignal } from './listen.js';
 import { ClusterLink } from '../cache/cluster/link.js';
@@ -15,7 +15,7 @@ import { createLogger } from '../log.js';
 function parseWorkers(text: string): number | 'auto' {
   if (text === 'auto') return 'auto';
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError(`--workers: expected a number from 1 to 64 or "auto", got "${text}"`);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new UsageError(`--workers: expected a number from 1 to ${MAX_WORKERS} or "auto", got "${text}"`);
   return n;
 }
 

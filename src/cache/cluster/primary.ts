@@ -2,7 +2,7 @@
 // directory and the fills in flight, forks the workers that serve, restarts one that
 // dies, and stops them all on SIGINT/SIGTERM.
 import cluster, { type Worker } from 'node:cluster';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AggregatorRegistry } from 'prom-client';
@@ -24,12 +24,43 @@ export interface PrimaryHandle {
   stop(): void;
 }
 
+const SOCKET_DIR_PREFIX = 'fleetcache-cache-';
+const SOCKET_DIR = /^fleetcache-cache-(\d+)-/;
+
+/**
+ * Removes the socket directories (`fleetcache-cache-<pid>-*` in `parent`) of primaries that
+ * are gone: one killed with SIGKILL cannot remove its own. A directory whose PID is alive
+ * (another cache, or a PID reused since) is left alone.
+ */
+export function removeStaleSocketDirs(parent: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = SOCKET_DIR.exec(name);
+    if (m && !isAlive(Number(m[1]))) rmSync(path.join(parent, name), { recursive: true, force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, another user's
+  }
+}
+
 function addTallies(into: Record<string, KindTally>, from: Record<string, KindTally>): void {
   for (const [kind, t] of Object.entries(from)) addTally((into[kind] ??= emptyTally()), t);
 }
 
 export async function runCachePrimary(config: CacheConfig, workers: number, log: Logger): Promise<PrimaryHandle> {
-  const socketDir = mkdtempSync(path.join(tmpdir(), 'fleetcache-cache-'));
+  removeStaleSocketDirs(tmpdir());
+  const socketDir = mkdtempSync(path.join(tmpdir(), `${SOCKET_DIR_PREFIX}${process.pid}-`));
   const live = new Map<number, { worker: Worker; socket: string; outbox: Outbox<PrimaryMessage> }>();
   const claims = new Map<string, { workerId: number; socket: string }>();
   const tallies = new Map<number, { want: number; got: Record<string, KindTally>; done: () => void }>();

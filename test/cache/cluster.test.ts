@@ -1,0 +1,47 @@
+// Pieces of the multi-process cache that the two-worker test (workers.test.ts) cannot
+// observe: how messages are batched, and the sweep of socket directories left by a
+// primary killed with SIGKILL.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { Outbox, unbatch, type Batch } from '../../src/cache/cluster/protocol.js';
+import { removeStaleSocketDirs } from '../../src/cache/cluster/primary.js';
+
+type M = { t: 'a'; n: number };
+
+t.test('messages of one event-loop turn go as one batch; a lone one goes as itself', async (t) => {
+  const sent: (M | Batch<M>)[] = [];
+  const out = new Outbox<M>((m) => sent.push(m));
+  out.push({ t: 'a', n: 1 });
+  out.push({ t: 'a', n: 2 });
+  out.push({ t: 'a', n: 3 });
+  t.equal(sent.length, 0, 'nothing sent before the turn ends');
+  await new Promise((r) => setImmediate(r));
+  t.same(sent, [{ t: 'batch', m: [{ t: 'a', n: 1 }, { t: 'a', n: 2 }, { t: 'a', n: 3 }] }]);
+  out.push({ t: 'a', n: 4 });
+  await new Promise((r) => setImmediate(r));
+  t.same(sent[1], { t: 'a', n: 4 });
+  out.push({ t: 'a', n: 5 });
+  out.flush();
+  t.same(sent[2], { t: 'a', n: 5 }, 'flush sends at once');
+  await new Promise((r) => setImmediate(r));
+  t.equal(sent.length, 3, 'and nothing twice');
+  const got: number[] = [];
+  for (const m of sent) unbatch(m, (one) => got.push(one.n));
+  t.same(got, [1, 2, 3, 4, 5], 'unbatched in order');
+});
+
+t.test("socket directories of dead primaries are removed, live ones' kept", async (t) => {
+  const parent = t.testdir();
+  const exited = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+  const deadPid = Number(exited.stdout);
+  const dead = path.join(parent, `fleetcache-cache-${deadPid}-abc123`);
+  const live = path.join(parent, `fleetcache-cache-${process.pid}-def456`);
+  const other = path.join(parent, 'fleetcache-cache-notapid');
+  for (const d of [dead, live, other]) mkdirSync(d);
+  removeStaleSocketDirs(parent);
+  t.notOk(existsSync(dead), 'a dead primary\'s directory is gone');
+  t.ok(existsSync(live), 'a live one\'s is kept');
+  t.ok(existsSync(other), 'other names are not touched');
+});
