@@ -10,7 +10,7 @@ const CHUNK = 1024 * 1024;
  * Answers with `length` bytes of `file` from `start`, using the status and headers already
  * set on `reply`, and closes the file. The first chunk is read before the reply is taken
  * over, so a file that cannot be read still gets fastify's error answer. `sent` is told
- * each chunk.
+ * each chunk handed to the socket.
  */
 export async function sendFileRange(
   reply: FastifyReply,
@@ -27,7 +27,6 @@ export async function sendFileRange(
     const n = Math.min(buf.length, end - position);
     await readExactly(file, buf, n, position);
     position += n;
-    sent(n);
     return n === buf.length ? buf : buf.subarray(0, n);
   };
   let first: Buffer;
@@ -39,8 +38,13 @@ export async function sendFileRange(
   }
   writer.attach(reply);
   try {
-    writer.write(first);
-    while (position < end && (await writer.ready())) writer.write(await next());
+    const send = (chunk: Buffer): void => {
+      if (writer.closed) return;
+      sent(chunk.length);
+      writer.write(chunk);
+    };
+    send(first);
+    while (position < end && (await writer.ready())) send(await next());
     writer.end();
   } catch (err) {
     // Headers are out: all that is left is to cut the connection, as for a failing stream.
