@@ -29,7 +29,10 @@ t.test('dispatch gate: at most N in start-up, spaced by the delay', async (t) =>
   );
   t.equal(peak, 2, 'never more than two in start-up');
   entered.sort((a, b) => a - b);
-  for (let i = 1; i < entered.length; i++) t.ok(entered[i]! - entered[i - 1]! >= 45, `dispatch ${i} waited the delay`);
+  // Measured from the start, not between neighbours: a test process held off the CPU for a
+  // few ms between the first grant and its timestamp must not look like a short gap. A timer
+  // may fire up to a millisecond early.
+  for (let i = 1; i < entered.length; i++) t.ok(entered[i]! >= i * 50 - 2, `dispatch ${i} waited the delay (${entered[i]} ms from the start)`);
   const other = Date.now();
   (await gate.enter('other-host'))();
   t.ok(Date.now() - other < 40, 'another executor is not held back');
