@@ -1,10 +1,11 @@
 // Exactly-once fills. The first miss for a key streams the upstream body into a temp
-// file; every waiter (the first, late joiners, Range requests) reads that growing file
-// through a shared read descriptor, woken on each write. The entry is committed (see
-// DiskStore.commit) only once complete and, for /cas, verified. If upstream fails, every reader is
-// destroyed with the error (never a clean end) and nothing is kept. Readers hold back the
-// last byte until the fill has ended, so no client ever sees a complete-looking body of
-// a failed fill.
+// file and the last 16 MiB of it into windows in memory; every waiter (the first, late
+// joiners, Range requests) takes the windows, or reads the growing file through a shared
+// descriptor when further behind, woken on each write (fill-cursor.ts). The entry is
+// committed (see DiskStore.commit) only once complete and, for /cas, verified. If upstream
+// fails, every waiter's answer is cut (never a clean end) and nothing is kept. Waiters
+// hold back the last byte until the fill has ended, so no client ever sees a
+// complete-looking body of a failed fill.
 import { createHash, type Hash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import type { Dispatcher } from 'undici';

@@ -2,7 +2,8 @@
 // The leader answers GET /-/fill on its private Unix socket with a line of JSON per
 // event: the head and the temp file it writes, each new length, then the end (with the
 // body itself for small fills, which have no file) or the error. The follower reads the
-// growing file itself, with the same FillReader as local waiters: no byte is relayed.
+// growing file itself, once, into its own windows, which its clients take as the leader's
+// clients do (fill-cursor.ts): no byte is relayed.
 import { open, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { Readable } from 'node:stream';
