@@ -77,6 +77,17 @@ export interface CacheConfig {
 export const DEFAULT_MAX_SIZE = 50 * 1024 ** 3;
 export const DEFAULT_TIMEOUTS: UpstreamTimeouts = { connectMs: 5_000, headersMs: 30_000, bodyMs: 60_000 };
 
+/**
+ * How long a client connection may see no traffic in either direction before it is cut:
+ * twice the longest an upstream may legitimately keep a waiter silent (connect then
+ * headers, or a pause in the body), so only a client that stopped reading (or sending) is
+ * cut. 2 minutes with the default timeouts.
+ */
+export function clientIdleMs(config: Pick<CacheConfig, 'timeouts' | 'mirrors'>): number {
+  const all = [config.timeouts, ...[...config.mirrors.values()].map((m) => m.timeouts)];
+  return 2 * Math.max(...all.map((t) => Math.max(t.connectMs + t.headersMs, t.bodyMs)));
+}
+
 function resolveTimeouts(t: Static<typeof timeoutsSchema> | undefined, base: UpstreamTimeouts): UpstreamTimeouts {
   return {
     connectMs: t?.connect === undefined ? base.connectMs : parseDuration(t.connect),

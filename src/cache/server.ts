@@ -5,7 +5,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { AggregatorRegistry } from 'prom-client';
 import { FleetError, NotFoundError, toFleetError } from '../errors.js';
 import { baseServerOptions } from '../http/server-options.js';
-import type { CacheConfig } from './config.js';
+import { clientIdleMs, type CacheConfig } from './config.js';
 import type { ClusterLink } from './cluster/link.js';
 import type { CacheContext } from './context.js';
 import { DiskStore } from './disk-store.js';
@@ -40,9 +40,11 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
       const server = createServer((req, res) => {
         if (!fastHits || !serveFromMemory(fastHits, req, res)) handler(req, res);
       });
-      // Large bodies stream for minutes; only an idle socket is cut.
+      // Large bodies stream for minutes: no limit on a whole request, but a connection with
+      // no traffic (a client that stopped reading holds a fill's file and buffers) is cut.
       server.requestTimeout = 0;
       server.keepAliveTimeout = 30_000;
+      server.setTimeout(clientIdleMs(config));
       return server;
     },
   });

@@ -117,3 +117,23 @@ t.test('readers that come late read the growing file, then the shared windows; o
   t.equal(b.xcache, 'COLLAPSED', 'the late reader joined the fill');
   t.equal(up.requests.length, 1, 'one upstream request');
 });
+
+t.test('a client that stops reading is cut after twice the upstream timeouts; the fill goes on for the others', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex } = up.addBlob(64 * 1024 * 1024);
+  // Idle limit: 2 × max(connect + headers, body) = 2 × 300 ms.
+  const { app, url } = await startCache(t, { upstream: upUrl, timeouts: { connect: '100ms', headers: '100ms', body: '300ms' } }, t.testdir());
+  up.options.rate = 64 * 1024 * 1024; // a second of filling
+  const stalled = await request(`${url}/cas/sha256/${hex}`);
+  t.equal(stalled.statusCode, 200);
+  const started = Date.now();
+  const reader = await fetchHash(`${url}/cas/sha256/${hex}`);
+  t.equal(reader.hash, hex, 'a reading client gets the whole body');
+  await new Promise((r) => setTimeout(r, 1500 - (Date.now() - started)));
+  // The stalled client's connection was cut meanwhile: what it buffered ends in an error.
+  await t.rejects(stalled.body.arrayBuffer(), 'the client that stopped reading was cut');
+  t.ok(app.cache.store.has(`cas.v1/sha256/${hex.slice(0, 2)}/${hex}`), 'the fill was committed');
+  t.equal(up.requests.length, 1);
+});
