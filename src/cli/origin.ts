@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfigFile, parseConfig } from '../config/load.js';
-import { parseSize } from '../config/units.js';
+import { parseDuration, parseSize } from '../config/units.js';
 import { OriginConfigSchema, type OriginConfig, type OriginOptions, type StorageConfig } from '../origin/config.js';
 import { buildOriginServer } from '../origin/server.js';
 import { readTokenFile } from '../client/token.js';
@@ -76,6 +76,7 @@ export function originOptionsFrom(config: OriginConfig, flags: OriginFlags): { o
       maxBlobSize: parseSize(config.limits.maxBlobSize),
       maxRecordSize: parseSize(config.limits.maxRecordSize),
       maxHeaders: config.limits.maxHeaders,
+      idleTimeoutMs: parseDuration(config.limits.idleTimeout),
       logLevel: config.logLevel,
     },
   };

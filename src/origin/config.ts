@@ -43,6 +43,10 @@ export const OriginConfigSchema = Type.Object(
         maxBlobSize: Type.Union([Type.String(), Type.Integer({ minimum: 1 })], { default: '20GiB' }),
         maxRecordSize: Type.Union([Type.String(), Type.Integer({ minimum: 1 })], { default: '1MiB' }),
         maxHeaders: Type.Integer({ minimum: 8, default: 64 }),
+        idleTimeout: Type.Union([Type.String(), Type.Number({ minimum: 0 })], {
+          default: '2m',
+          description: 'a client connection with no traffic this long is cut (a client that stopped reading holds a file)',
+        }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -63,6 +67,8 @@ export interface OriginOptions {
   readonly maxBlobSize?: number;
   readonly maxRecordSize?: number;
   readonly maxHeaders?: number;
+  /** A client connection with no traffic either way this long is cut; default 2 minutes. */
+  readonly idleTimeoutMs?: number;
   /** pino level, or false for no logs (tests). */
   readonly logLevel?: string | false;
 }

@@ -17,6 +17,8 @@ import { registerDashboard } from '../ui/dashboard.js';
 
 export const DEFAULT_MAX_BLOB_SIZE = 20 * 1024 ** 3;
 export const DEFAULT_MAX_RECORD_SIZE = 1024 ** 2;
+/** Uploads and downloads stream for minutes; only a connection with no traffic is cut. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 2 * 60_000;
 
 export interface OriginServer {
   readonly app: FastifyInstance;
@@ -43,7 +45,7 @@ export async function buildOrigin(options: OriginOptions, store: BlobStore = new
   };
   await loadInternalSet(context);
 
-  const app = Fastify(baseServerOptions(options.logLevel, context.maxRecordSize));
+  const app = Fastify({ ...baseServerOptions(options.logLevel, context.maxRecordSize), connectionTimeout: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS });
   app.server.maxHeadersCount = options.maxHeaders ?? 64;
   // Bodies are never buffered by a parser: every route streams request.raw itself.
   app.removeAllContentTypeParsers();

@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
+import { startOrigin } from '../helpers/origin.js';
 import { rssOf, startServerProcess } from '../helpers/processes.js';
 
 const TOKEN = 'streaming-test-token';
@@ -151,4 +152,29 @@ t.test('raw dot segments over a socket never leave the namespace', async (t) => 
     const status = await raw(path);
     t.ok(status === 400 || status === 404, `${path} → ${status}`);
   }
+});
+
+t.test('a client that stops reading a download is cut after the idle timeout; a reading one is not', async (t) => {
+  const origin = await startOrigin(t, { idleTimeoutMs: 400 });
+  const size = 64 * MiB;
+  const up = generated(size);
+  const put = await request(`${origin.url}/artifacts/idle/job/blob.bin`, {
+    method: 'PUT',
+    body: up.body,
+    headers: { authorization: `Bearer ${origin.token}`, 'content-length': String(size) },
+  });
+  t.equal(put.statusCode, 201);
+  const hex = await up.digest;
+  await put.body.dump();
+  const stalled = await request(`${origin.url}/cas/sha256/${hex}`);
+  t.equal(stalled.statusCode, 200);
+  const reading = await request(`${origin.url}/cas/sha256/${hex}`);
+  const h = createHash('sha256');
+  for await (const chunk of reading.body) {
+    h.update(chunk as Buffer);
+    await new Promise((r) => setTimeout(r, 2)); // slow, but never silent for long
+  }
+  t.equal(h.digest('hex'), hex, 'a slow reader gets the whole blob');
+  await new Promise((r) => setTimeout(r, 1000));
+  await t.rejects(stalled.body.arrayBuffer(), 'the client that stopped reading was cut');
 });
