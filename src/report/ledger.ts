@@ -107,9 +107,15 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
   return { run: run.run, project: run.project, machines, links, caches, originEgress: { actual: originOut, naive: Object.keys(run.machinesByRegion).reduce((n, r) => n + naiveOf(r), 0) } };
 }
 
+/** One decimal; a share that rounds to zero is 0.0%, not -0.0% (a few bytes more than naive). */
+function percent(share: number): string {
+  const text = (100 * share).toFixed(1);
+  return `${text === '-0.0' ? '0.0' : text}%`;
+}
+
 export function formatLedger(l: Ledger): string {
   const rows = l.links.map((k) => {
-    const saved = k.naiveBytes === 0 ? '-' : `${(100 * (1 - k.actualBytes / k.naiveBytes)).toFixed(1)}%`;
+    const saved = k.naiveBytes === 0 ? '-' : percent(1 - k.actualBytes / k.naiveBytes);
     return `  ${k.link.padEnd(34)} ${formatBytes(k.actualBytes).padStart(11)} ${formatBytes(k.naiveBytes).padStart(11)} ${saved.padStart(8)}`;
   });
   const caches = l.caches.map((c) => `  cache ${c.region}: ${c.hits} hits, ${c.misses} misses, hit ratio ${(100 * c.hitRatio).toFixed(1)}%`);
