@@ -95,7 +95,7 @@ interface Side {
 
 interface Paths { big: string; hot: string[]; coldWarmup: string[]; cold: string[] }
 
-async function measure(side: Side, originLog: string, paths: Paths, wrkScript: string): Promise<Figures> {
+async function measure(side: Side, originLog: string, paths: Paths, wrkScript: string, figures: ReadonlySet<Figure> = only): Promise<Figures> {
   const { name, url: base } = side;
   const f: Figures = { cpu: {} };
   /** Runs one figure and records the server's CPU seconds divided by `units`. */
@@ -105,7 +105,7 @@ async function measure(side: Side, originLog: string, paths: Paths, wrkScript: s
     f.cpu[figure] = ((await cpuSecondsOf(side.pid)) - c0) / units;
     return out;
   };
-  if (only.has('stampede')) {
+  if (figures.has('stampede')) {
     process.stderr.write(`${name}: stampede\n`);
     const before = count(await readFile(originLog, 'utf8').catch(() => ''), paths.big);
     const t0 = performance.now();
@@ -117,9 +117,9 @@ async function measure(side: Side, originLog: string, paths: Paths, wrkScript: s
     f.stampedeRatio = f.stampedeLast / f.stampedeFirst;
   }
 
-  if (only.has('hot-large')) {
+  if (figures.has('hot-large')) {
     process.stderr.write(`${name}: hot large\n`);
-    if (!only.has('stampede')) await curl(base, paths.big, 0);
+    if (!figures.has('stampede')) await curl(base, paths.big, 0);
     const h0 = performance.now();
     await cpuOf('hot-large', (5 * 8 * BIG) / 1e9, async () => {
       for (let round = 0; round < 5; round++) await Promise.all(Array.from({ length: 8 }, () => curl(base, paths.big, 0)));
@@ -127,7 +127,7 @@ async function measure(side: Side, originLog: string, paths: Paths, wrkScript: s
     f.hotLargeGBs = (5 * 8 * BIG) / 1e9 / ((performance.now() - h0) / 1000);
   }
 
-  if (only.has('hot-small')) {
+  if (figures.has('hot-small')) {
     process.stderr.write(`${name}: hot small (prefill ${paths.hot.length}, wrk ${WRK_SECONDS}s)\n`);
     await pool(paths.hot, 64, async (p) => void (await download(base, p, 0)));
     const c0 = await cpuSecondsOf(side.pid);
@@ -138,7 +138,7 @@ async function measure(side: Side, originLog: string, paths: Paths, wrkScript: s
     f.cpu['hot-small'] = (cpu * 1e6) / Number(/(\d+) requests in/.exec(wrk.stdout)?.[1] ?? NaN);
   }
 
-  if (only.has('cold-small')) {
+  if (figures.has('cold-small')) {
     // The warm-up (other uncached objects, the same count) brings the client's and our
     // server's JIT to a steady state, as it is after minutes of service; nginx gets the same.
     process.stderr.write(`${name}: cold small (warm-up ${paths.coldWarmup.length}, then ${paths.cold.length})\n`);
@@ -176,7 +176,7 @@ function row(label: string, goal: string, ours: string, ng: string, ratio = '—
   return `| ${label} | ${ours} | ${ng} | ${ratio} | ${goal} |\n`;
 }
 
-function report(ours: Figures, ng: Figures, hot: number, cold: number, dataFs: string): string {
+function report(ours: Figures, ng: Figures, floor: Figures | undefined, hot: number, cold: number, dataFs: string): string {
   const r = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined ? `${(a / b).toFixed(2)}×` : '—');
   const n = (v: number | undefined, digits = 0) => (v === undefined ? '—' : v.toFixed(digits));
   const s = (ms: number | undefined) => n(ms === undefined ? undefined : ms / 1000, 1);
@@ -190,6 +190,7 @@ function report(ours: Figures, ng: Figures, hot: number, cold: number, dataFs: s
   if (only.has('hot-large')) rows += row('hot large: 8 clients × 5 rounds, GB/s', '≥ 0.95×', n(ours.hotLargeGBs, 2), n(ng.hotLargeGBs, 2), r(ours.hotLargeGBs, ng.hotLargeGBs));
   if (only.has('hot-small')) rows += row(`hot small: ${hot} × 4 KiB, wrk 64 conns ${WRK_SECONDS} s, req/s`, '≥ 0.6×', n(ours.hotSmallRps), n(ng.hotSmallRps), r(ours.hotSmallRps, ng.hotSmallRps));
   if (only.has('cold-small')) rows += row(`cold small: ${cold} × 4 KiB, 32 at a time, objects/s`, '≥ 1.0×', n(ours.coldSmallOps), n(ng.coldSmallOps), r(ours.coldSmallOps, ng.coldSmallOps));
+  if (floor) rows += row('cold small, reference: minimal Node proxy (lib/floor-proxy.ts) instead of fleetcache', '—', n(floor.coldSmallOps), n(ng.coldSmallOps), r(floor.coldSmallOps, ng.coldSmallOps));
   let cpu = '';
   const unit: Record<Figure, string> = { 'stampede': 'CPU s per GB delivered', 'hot-large': 'CPU s per GB', 'hot-small': 'CPU µs per request', 'cold-small': 'CPU µs per object' };
   for (const fig of FIGURES) {
@@ -197,6 +198,7 @@ function report(ours: Figures, ng: Figures, hot: number, cold: number, dataFs: s
     const d = fig.endsWith('small') ? 0 : 2;
     cpu += row(`server ${fig}: ${unit[fig]}`, 'lower is better', n(ours.cpu[fig], d), n(ng.cpu[fig], d), r(ours.cpu[fig], ng.cpu[fig]));
   }
+  if (floor) cpu += row(`server cold-small, reference: minimal Node proxy: ${unit['cold-small']}`, 'lower is better', n(floor.cpu['cold-small']), n(ng.cpu['cold-small']), r(floor.cpu['cold-small'], ng.cpu['cold-small']));
   const command = `node --import tsx bench/cache.ts${process.argv.slice(2).length ? ' ' + process.argv.slice(2).join(' ') : ''}`;
   return `
 ## regional cache vs nginx proxy_cache — ${new Date().toISOString().slice(0, 10)}
@@ -204,7 +206,9 @@ function report(ours: Figures, ng: Figures, hot: number, cold: number, dataFs: s
 Command: \`${command}\`. Origin: nginx serving files (limit_rate 50 MB/s per
 connection); in front of it our cache (--workers ${WORKERS}) and nginx proxy_cache (worker_processes ${WORKERS}, proxy_cache_lock on),
 each its own process group, cache data on ${dataFs}; loopback, 2 cores shared by servers and clients.
-Server CPU: utime + stime of the cache's processes (ours: primary and workers; nginx: master and workers) during the figure.
+Server CPU: utime + stime of the cache's processes (ours: primary and workers; nginx: master and workers) during the figure.${floor ? `
+Reference row: the cheapest cold-miss path Node can take (lib/floor-proxy.ts, ${WORKERS} processes: node:http, undici, sha256, file + rename,
+nothing else: no framework, no exactly-once across processes, no index), measured like the caches; it bounds any Node implementation.` : ''}
 
 | figure | fleetcache | nginx | ratio | goal |
 | --- | ---: | ---: | ---: | --- |
@@ -283,7 +287,19 @@ end
 
     const ours = await measure({ name: 'fleetcache', url: oursUrl, pid: cacheProc.child.pid! }, originLog, paths, wrkScript);
     const ng = await measure({ name: 'nginx', url: nginxUrl, pid: proxy.child.pid! }, originLog, paths, wrkScript);
-    const text = report(ours, ng, hot.length, paths.cold.length, fs ? 'a fresh loop-mounted ext4 (lib/loopfs.ts)' : 'the temp directory\'s filesystem');
+    let floor: Figures | undefined;
+    if (only.has('cold-small')) {
+      const floorPort = await freePort();
+      const floorProc = startProcess(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench/lib/floor-proxy.ts'),
+        `http://127.0.0.1:${originPort}`, join(dataDir, 'floor'), String(WORKERS), String(floorPort)], { cwd: REPO_ROOT });
+      procs.push(floorProc);
+      const floorUrl = await waitForLine(floorProc, /listening (http:\/\/\S+)/);
+      // A fresh process: as many misses as the caches served before their cold figure (the
+      // hot objects are misses here), so that its JIT is as warm as theirs.
+      await pool(paths.hot, 32, async (p) => void (await download(floorUrl, p, 0)));
+      floor = await measure({ name: 'minimal Node proxy', url: floorUrl, pid: floorProc.child.pid! }, originLog, paths, wrkScript, new Set(['cold-small']));
+    }
+    const text = report(ours, ng, floor, hot.length, paths.cold.length, fs ? 'a fresh loop-mounted ext4 (lib/loopfs.ts)' : 'the temp directory\'s filesystem');
     process.stdout.write(text);
     if (!quick && !process.argv.includes('--only')) await appendFile(join(REPO_ROOT, 'bench', 'RESULTS.md'), text);
   } finally {

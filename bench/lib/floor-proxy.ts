@@ -1,0 +1,55 @@
+// A reference for the cold-small figure, not a cache: the cheapest miss path Node can take
+// for a /cas object (node:http in, undici out, sha256 check, file created and renamed,
+// answer), with none of what the product does besides (no framework, no exactly-once
+// across processes, no index, no metrics, no Range or HEAD). What it reaches bounds what
+// any Node implementation of the cache can reach on the same machine.
+// Run: node --import tsx bench/lib/floor-proxy.ts UPSTREAM DATA_DIR WORKERS PORT
+import cluster from 'node:cluster';
+import { createHash } from 'node:crypto';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { join } from 'node:path';
+import { Pool } from 'undici';
+
+const [upstream, dataDir, workers, port] = process.argv.slice(2);
+if (!upstream || !dataDir || !workers || !port) throw new Error('usage: floor-proxy.ts UPSTREAM DATA_DIR WORKERS PORT');
+
+if (cluster.isPrimary && Number(workers) > 1) {
+  for (let i = 0; i < Number(workers); i++) cluster.fork();
+  let listening = 0;
+  cluster.on('listening', () => {
+    if (++listening === Number(workers)) console.log(`listening http://127.0.0.1:${port}`);
+  });
+  process.on('SIGTERM', () => {
+    for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM');
+    process.exit(0);
+  });
+} else {
+  const pool = new Pool(upstream);
+  const shards = new Set<string>();
+  const prefix = `.tmp-${process.pid}-`;
+  let next = 0;
+  const server = http.createServer((req, res) => {
+    const m = /^\/cas\/sha256\/([0-9a-f]{64})$/.exec(req.url ?? '');
+    if (!m) return void res.writeHead(404).end();
+    const hex = m[1]!;
+    void (async () => {
+      const up = await pool.request({ path: req.url!, method: 'GET' });
+      const body = Buffer.from(await up.body.arrayBuffer());
+      if (up.statusCode !== 200 || createHash('sha256').update(body).digest('hex') !== hex) return void res.writeHead(502).end();
+      const shard = join(dataDir, hex.slice(0, 2));
+      if (!shards.has(shard)) {
+        mkdirSync(shard, { recursive: true });
+        shards.add(shard);
+      }
+      const tmp = join(shard, prefix + next++);
+      writeFileSync(tmp, body, { flag: 'wx' });
+      renameSync(tmp, join(shard, hex));
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length }).end(body);
+    })().catch(() => res.destroy());
+  });
+  server.listen(Number(port), '127.0.0.1', () => {
+    if (!cluster.isWorker) console.log(`listening http://127.0.0.1:${port}`);
+  });
+  process.on('SIGTERM', () => process.exit(0));
+}
