@@ -30,6 +30,8 @@ t.test('messages of one event-loop turn go as one batch; a lone one goes as itse
   const got: number[] = [];
   for (const m of sent) unbatch(m, (one) => got.push(one.n));
   t.same(got, [1, 2, 3, 4, 5], 'unbatched in order');
+  for (const foreign of [null, 'text', { cmd: 'NODE_X' }]) unbatch(foreign as unknown as M, (one) => got.push(one.n));
+  t.same(got, [1, 2, 3, 4, 5], 'what is not one of ours is ignored');
 });
 
 t.test("socket directories of dead primaries are removed, live ones' kept", async (t) => {

@@ -30,9 +30,7 @@ export class ClusterLink {
     const send = proc.send.bind(proc);
     this.socket = socket;
     this.#outbox = new Outbox<WorkerMessage>((m) => void send(m));
-    proc.on('message', (m: PrimaryMessage | Batch<PrimaryMessage>) => {
-      if (typeof m === 'object' && m !== null && typeof m.t === 'string') unbatch(m, (one) => this.#receive(one));
-    });
+    proc.on('message', (m: PrimaryMessage | Batch<PrimaryMessage>) => unbatch(m, (one) => this.#receive(one)));
   }
 
   /** Wires the store (evictions) and the metrics (tallies asked for by /-/stats anywhere). */

@@ -12,7 +12,6 @@ import { DiskStore } from '../disk-store.js';
 import { addTally, emptyTally, type KindTally } from '../metrics.js';
 import { Outbox, unbatch, WORKER_SOCKET_ENV, type Batch, type PrimaryMessage, type WorkerMessage } from './protocol.js';
 
-
 const STORE_BROADCAST_MS = 250;
 const RESPAWN_DELAY_MS = 1000;
 
@@ -25,7 +24,7 @@ export interface PrimaryHandle {
 }
 
 const SOCKET_DIR_PREFIX = 'fleetcache-cache-';
-const SOCKET_DIR = /^fleetcache-cache-(\d+)-/;
+const SOCKET_DIR = new RegExp(`^${SOCKET_DIR_PREFIX}(\\d+)-`);
 
 /**
  * Removes the socket directories (`fleetcache-cache-<pid>-*` in `parent`) of primaries that
@@ -147,9 +146,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       if (worker.isConnected()) worker.send(m);
     });
     live.set(worker.id, { worker, socket, outbox });
-    worker.on('message', (m: WorkerMessage | Batch<WorkerMessage>) => {
-      if (typeof m === 'object' && m !== null && typeof (m as { t?: unknown }).t === 'string') unbatch(m, (one) => onMessage(worker.id, socket, one));
-    });
+    worker.on('message', (m: WorkerMessage | Batch<WorkerMessage>) => unbatch(m, (one) => onMessage(worker.id, socket, one)));
     worker.on('listening', (addr) => {
       if (addr.addressType === -1) return; // its private Unix socket
       outbox.push({ t: 'store', bytes: store.bytes, objects: store.count, inflight: claims.size });

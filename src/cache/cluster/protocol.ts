@@ -62,8 +62,12 @@ export class Outbox<M> {
   }
 }
 
-/** Calls `handle` with each message of `m` (a batch or a single one). */
+/**
+ * Calls `handle` with each message of `m` (a batch or a single one). Anything on the
+ * channel that is not one of ours (no string `t`) is ignored.
+ */
 export function unbatch<M>(m: M | Batch<M>, handle: (m: M) => void): void {
+  if (typeof m !== 'object' || m === null || typeof (m as { t?: unknown }).t !== 'string') return;
   if (isBatch(m)) for (const one of m.m) handle(one);
   else handle(m);
 }
