@@ -19,7 +19,7 @@ import { Agent, request } from 'undici';
 import { cpuSecondsOf } from './lib/cpu.js';
 import { mountLoopExt4 } from './lib/loopfs.js';
 import { ensureNginx } from './lib/nginx.js';
-import { REPO_ROOT, freePort, startProcess, waitForLine, type BenchProcess } from './lib/processes.js';
+import { REPO_ROOT, freePort, startFleetcache, startProcess, waitForLine, type BenchProcess } from './lib/processes.js';
 
 const FIGURES = ['stampede', 'hot-large', 'hot-small', 'cold-small'] as const;
 type Figure = (typeof FIGURES)[number];
@@ -271,11 +271,10 @@ end
     procs.push(origin);
     const proxy = startProcess('nginx', ['-c', proxyConf, '-p', dir, '-e', join(dir, 'proxy-error.log')]);
     procs.push(proxy);
-    const cacheProc = startProcess(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src/cli/bin.ts'), 'cache',
-      '--upstream', `http://127.0.0.1:${originPort}`, '--listen', '127.0.0.1:0', '--data', join(dataDir, 'ours'), '--max-size', '20GiB', '--region', 'bench', '--workers', String(WORKERS)],
-    { cwd: REPO_ROOT, env: { ...process.env, FLEETCACHE_LOG_LEVEL: 'warn' } });
+    const cacheProc = await startFleetcache(['cache', '--upstream', `http://127.0.0.1:${originPort}`, '--listen', '127.0.0.1:0',
+      '--data', join(dataDir, 'ours'), '--max-size', '20GiB', '--region', 'bench', '--workers', String(WORKERS)], { FLEETCACHE_LOG_LEVEL: 'warn' });
     procs.push(cacheProc);
-    const oursUrl = await waitForLine(cacheProc, /listening (http:\/\/\S+)/);
+    const oursUrl = cacheProc.url;
     const nginxUrl = `http://127.0.0.1:${proxyPort}`;
     for (const base of [`http://127.0.0.1:${originPort}`, nginxUrl]) {
       for (let i = 0; ; i++) {
