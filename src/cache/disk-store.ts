@@ -371,7 +371,7 @@ export class DiskStore {
    */
   async reserve(size: number): Promise<void> {
     if (size > this.maxSize) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
-    if (this.#free.at === 0) await this.#refreshFree();
+    if (this.#free.at === 0) await this.#refreshFree().catch((err: unknown) => { throw this.storageFailure(err); });
     else if (Date.now() - this.#free.at > STATFS_MAX_AGE_MS) void this.#refreshFree().catch(() => undefined);
     if (this.#free.bytes < size + FREE_MARGIN) {
       throw this.storageFailure(new Error(`no space left for ${size} bytes (${this.#free.bytes} free)`));

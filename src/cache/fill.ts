@@ -374,7 +374,8 @@ export class Fill extends FillProgress {
       if (!(e instanceof StorageError) && !(e instanceof UpstreamError)) this.#log.warn({ id: this.#spec.id, err: e.message }, 'fill failed');
       this.rejectHead(e);
       if (!this.ended) this.fail(e instanceof UpstreamError || e instanceof StorageError ? e : new UpstreamError(e.message, { cause: e }));
-      res?.body.destroy();
+      // Destroying a body nobody reads emits an error: with no listener, the process would die of it.
+      res?.body.on('error', () => undefined).destroy();
     } finally {
       if (tmp) {
         await tmp.fh.close().catch(() => undefined);

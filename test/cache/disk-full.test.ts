@@ -1,7 +1,7 @@
 // A full disk turns the cache into a passthrough with a logged error, not a crash.
 // The data directory is a real 8 MiB tmpfs mounted by the test (needs root).
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmdirSync } from 'node:fs';
+import { mkdtempSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -50,5 +50,31 @@ t.test('full disk: passthrough, logged error, no crash', { skip: isRoot ? false 
   const b = await get(small.hex);
   t.equal(b.status, 200);
   t.equal(b.hash, small.hex, 'while the disk is marked full, requests pass through');
+  t.equal((await request(`${url}/-/healthz`)).statusCode, 200, 'still alive');
+});
+
+t.test('the data directory removed under a running cache: requests pass through, no crash', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const dir = mkdtempSync(path.join(tmpdir(), 'fleetcache-gone-'));
+  const app = await buildCacheServer({ ...resolveCacheConfig({ region: 'gone', listen: '127.0.0.1:0', upstream: upUrl, data: dir }), logLevel: 'silent' });
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(async () => {
+    await app.close();
+    await app.cache.fills.drain();
+  });
+  rmSync(dir, { recursive: true, force: true });
+  // The first miss finds the disk gone before reading upstream's body (the body it drops
+  // must not kill the process); the others come while the cache passes everything through.
+  for (const size of [4096, 3 * 1024 * 1024]) {
+    const blob = up.addBlob(size);
+    for (const hex of [blob.hex, blob.hex.toUpperCase()]) {
+      const res = await request(`${url}/cas/sha256/${hex}`);
+      const body = Buffer.from(await res.body.arrayBuffer());
+      t.equal(res.statusCode, 200, `${size} bytes, ${hex === blob.hex ? 'fast path' : 'routes'}`);
+      t.equal(sha256(body), blob.hex);
+    }
+  }
   t.equal((await request(`${url}/-/healthz`)).statusCode, 200, 'still alive');
 });
