@@ -4,6 +4,8 @@ import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyBaseLogger as Logger } from 'fastify';
+import type { IncomingHttpHeaders } from 'node:http';
+import { takeOver } from '../http/body-writer.js';
 import { sendFileRange } from '../http/send-file.js';
 import { SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.js';
 import type { FillSource, Fills, FillSpec } from './fill.js';
@@ -25,11 +27,11 @@ export interface CacheContext {
 }
 
 /** Collapsing is only among requests with the same credentials, so no one is served another's private answer. */
-export function flightKey(id: string, req: FastifyRequest, extra = ''): string {
+export function flightKey(id: string, req: { readonly headers: IncomingHttpHeaders }, extra = ''): string {
   return `${id}\0${req.headers.authorization ?? ''}\0${extra}`;
 }
 
-export function authHeaders(req: FastifyRequest): HeaderMap {
+export function authHeaders(req: { readonly headers: IncomingHttpHeaders }): HeaderMap {
   const auth = req.headers.authorization;
   return auth ? { authorization: auth } : {};
 }
@@ -109,7 +111,7 @@ export async function serveFill(
     status: head.status,
     headers: head.headers,
     size: small ? small.length : head.size,
-    content: small ?? ((reply, start, length) => sendFill(reply, fill, start, length === undefined ? Infinity : start + length - 1)),
+    content: small ?? ((reply, start, length) => sendFill(takeOver(reply), fill, start, length === undefined ? Infinity : start + length - 1)),
     finalSize: async () => {
       await fill.done;
       if (fill.error) throw fill.error;

@@ -3,7 +3,7 @@
 // keeps in memory, shared by every reader, or, for a reader further behind, chunks of the
 // fill's file read into the writer's recycled buffers. No Readable, no buffer per read.
 import type { FileHandle } from 'node:fs/promises';
-import type { FastifyReply } from 'fastify';
+import type { ServerResponse } from 'node:http';
 import { BodyWriter } from '../http/body-writer.js';
 import { WINDOW, WINDOW_WAIT_MS, type FillSource } from './fill.js';
 
@@ -76,14 +76,14 @@ export class FillCursor {
 }
 
 /**
- * Answers with bytes [start, last] of a large fill (last = Infinity: to the end), using the
- * status and headers set on `reply`. A failure of the fill cuts the connection. A client
+ * Answers with bytes [start, last] of a large fill (last = Infinity: to the end), after the
+ * status and headers set on `res`. A failure of the fill cuts the connection. A client
  * that goes away is noticed at the fill's next progress.
  */
-export async function sendFill(reply: FastifyReply, fill: FillSource, start: number, last: number): Promise<void> {
+export async function sendFill(res: ServerResponse, fill: FillSource, start: number, last: number): Promise<void> {
   const file = fill.acquireFile();
   const writer = new BodyWriter(FILE_CHUNK, SLOTS);
-  writer.attach(reply);
+  writer.attach(res);
   const cursor = new FillCursor(fill, file, start, last);
   const scratch = () => writer.scratch();
   try {

@@ -1,14 +1,18 @@
 // GET and HEAD for the shared namespace: immutable content (/cas/{algo}/{hex} and the
 // tooltool alias /{algo}/{hex}) is never revalidated once cached; names (/artifacts,
 // /projects) are revalidated with upstream on every request and served stale if it is down.
+import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
 import { parseDigest, type Digest } from '../store/digest.js';
 import { authHeaders, fillOnce, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId } from './disk-store.js';
-import type { FillDecision } from './fill.js';
+import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap } from './upstream.js';
+
+/** Immutable content: /cas/{algo}/{hex}, or the tooltool alias /{algo}/{hex}. */
+export type ImmutableKind = 'cas' | 'tooltool';
 
 /** Headers of a name kept in its sidecar and replayed on hits. */
 const NAME_HEADERS = ['content-type', 'etag', 'last-modified', 'cache-control', 'content-disposition', 'expires'];
@@ -39,11 +43,33 @@ function decideName(key: string) {
   };
 }
 
-async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: 'cas' | 'tooltool', d: Digest, upath: string): Promise<void> {
+/** Where a blob is fetched from upstream: its own path (/cas/… or the tooltool alias /{algo}/…). */
+export function upstreamPath(kind: ImmutableKind, d: Digest): string {
+  return kind === 'cas' ? `/cas/${d.algo}/${d.hex}` : `/${d.algo}/${d.hex}`;
+}
+
+/** Headers a GET sends upstream: the client's credentials, and no compression (bodies are stored as they are). */
+export function forwardHeaders(req: { readonly headers: IncomingHttpHeaders }): HeaderMap {
+  return { ...authHeaders(req), 'accept-encoding': 'identity' };
+}
+
+/** The fill of a blob: verified against its digest, kept under its content address. */
+export function immutableFill(ctx: CacheContext, kind: ImmutableKind, d: Digest, fwd: HeaderMap): FillSpec {
+  const upath = upstreamPath(kind, d);
+  return {
+    id: casId(d),
+    request: () => ctx.upstream.request(upath, { method: 'GET', headers: fwd }),
+    decide: decideImmutable(`/cas/${d.algo}/${d.hex}`, d),
+    verify: d,
+    onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
+  };
+}
+
+async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: ImmutableKind, d: Digest): Promise<void> {
   const id = casId(d);
   const key = flightKey(id, req);
-  const fwd = { ...authHeaders(req), 'accept-encoding': 'identity' };
-  const direct = (): Promise<void> => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd);
+  const fwd = forwardHeaders(req);
+  const direct = (): Promise<void> => passthrough(ctx, req, reply, kind, ctx.upstream, upstreamPath(kind, d), fwd);
   // A GET that misses here asks the primary of a multi-process cache whether another
   // worker stored it (with its claim, see fillOnce) instead of looking on disk first.
   const probe = req.method === 'HEAD';
@@ -55,13 +81,7 @@ async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: Fasti
       return direct();
     }
   }
-  return fillOnce(ctx, req, reply, kind, key, {
-    id,
-    request: () => ctx.upstream.request(upath, { method: 'GET', headers: fwd }),
-    decide: decideImmutable(`/cas/${d.algo}/${d.hex}`, d),
-    verify: d,
-    onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
-  }, direct, probe);
+  return fillOnce(ctx, req, reply, kind, key, immutableFill(ctx, kind, d, fwd), direct, probe);
 }
 
 async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: 'artifacts' | 'projects'): Promise<void> {
@@ -69,7 +89,7 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
   const cacheKey = `GET ${upath}`;
   const id = httpId(cacheKey);
   const key = flightKey(id, req);
-  const fwd = { ...authHeaders(req), 'accept-encoding': 'identity' };
+  const fwd = forwardHeaders(req);
   const direct = (): Promise<void> => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd);
   const joined = ctx.fills.get(key);
   if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct);
@@ -121,7 +141,7 @@ export function registerNamespaceRoutes(app: FastifyInstance, ctx: CacheContext)
     exposeHeadRoute: false,
     handler: async (req, reply) => {
       const d = parseDigest(req.params.algo, req.params.hex);
-      await getImmutable(ctx, req, reply, 'cas', d, `/cas/${d.algo}/${d.hex}`);
+      await getImmutable(ctx, req, reply, 'cas', d);
       return reply;
     },
   });
@@ -132,7 +152,7 @@ export function registerNamespaceRoutes(app: FastifyInstance, ctx: CacheContext)
     handler: async (req, reply) => {
       // tooltool alias: the query string (?region=…) is ignored.
       const d = parseDigest(req.params.algo, req.params.hex);
-      await getImmutable(ctx, req, reply, 'tooltool', d, `/${d.algo}/${d.hex}`);
+      await getImmutable(ctx, req, reply, 'tooltool', d);
       return reply;
     },
   });

@@ -1,6 +1,7 @@
 // Answering clients: conditional GET (304), single byte ranges (206/416), HEAD,
 // X-Cache and Age, and accounting of the bytes actually sent.
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { FleetError, toFleetError } from '../errors.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import type { HeaderMap } from './upstream.js';
 
@@ -31,6 +32,13 @@ export interface SendContext {
   readonly cache: CacheStatus;
   readonly ageSeconds: number;
   readonly metrics: CacheMetrics;
+}
+
+/** What a failed request is answered with (a JSON body with the error's code). */
+export function cacheError(err: unknown): FleetError {
+  if (err instanceof FleetError) return err;
+  if ((err as { statusCode?: number }).statusCode === 400) return new FleetError('FC_ERR_BAD_REQUEST', (err as Error).message);
+  return toFleetError(err);
 }
 
 type Range = { start: number; end: number } | 'unsatisfiable' | undefined;

@@ -3,18 +3,20 @@
 import { createServer } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { AggregatorRegistry } from 'prom-client';
-import { FleetError, NotFoundError, toFleetError } from '../errors.js';
+import { NotFoundError } from '../errors.js';
 import { baseServerOptions } from '../http/server-options.js';
 import { clientIdleMs, type CacheConfig } from './config.js';
 import type { ClusterLink } from './cluster/link.js';
 import type { CacheContext } from './context.js';
 import { DiskStore } from './disk-store.js';
-import { serveFromMemory } from './fast-hit.js';
+import { plainBlobGet, serveFromMemory } from './fast-hit.js';
+import { leadMiss } from './fast-miss.js';
 import { Fills } from './fill.js';
 import { CacheMetrics } from './metrics.js';
 import { registerMirrorRoutes } from './mirror.js';
 import { registerNamespaceRoutes } from './namespace.js';
 import { registerPutRoutes } from './put.js';
+import { cacheError } from './serve.js';
 import { closeFollowerPools, serveFillEvents } from './remote-fill.js';
 import { Upstream } from './upstream.js';
 import { registerDashboard } from '../ui/dashboard.js';
@@ -32,13 +34,16 @@ export interface CacheServerOptions {
 
 export async function buildCacheServer(config: CacheConfig, options: CacheServerOptions = {}): Promise<FastifyInstance> {
   const { link } = options;
-  let fastHits: CacheContext | undefined; // set once the context exists, before listening
+  let fast: CacheContext | undefined; // set once the context exists, before listening
   const app = Fastify({
     ...baseServerOptions(config.logLevel, 1024 * 1024),
-    // The server fastify would create, with memory hits answered before fastify (fast-hit.ts).
+    // The server fastify would create, with memory hits and plain cold misses of blobs
+    // answered before fastify (fast-hit.ts, fast-miss.ts). Once closing, fastify answers all.
     serverFactory: (handler) => {
       const server = createServer((req, res) => {
-        if (!fastHits || !serveFromMemory(fastHits, req, res)) handler(req, res);
+        const get = fast && server.listening ? plainBlobGet(req) : undefined;
+        if (get && (serveFromMemory(fast!, get, res) || leadMiss(fast!, req, res, get, () => handler(req, res)))) return;
+        handler(req, res);
       });
       // Large bodies stream for minutes: no limit on a whole request, but a connection with
       // no traffic (a client that stopped reading holds a fill's file and buffers) is cut.
@@ -65,12 +70,10 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
   }
   const ctx: CacheContext = { store, fills, metrics, upstream, mirrors, log: app.log, ...(config.token ? { token: config.token } : {}) };
   app.decorate('cache', ctx);
-  fastHits = ctx;
+  fast = ctx;
 
   app.setErrorHandler((err: unknown, req, reply) => {
-    const fe = err instanceof FleetError ? err
-      : (err as { statusCode?: number }).statusCode === 400 ? new FleetError('FC_ERR_BAD_REQUEST', (err as Error).message)
-      : toFleetError(err);
+    const fe = cacheError(err);
     if (fe.status >= 500) req.log.error({ err: fe.message, code: fe.code }, 'request failed');
     if (reply.raw.headersSent) return void reply.raw.destroy();
     void reply.code(fe.status).type('application/json').header('x-cache', 'MISS').send(JSON.stringify(fe.toJSON()));

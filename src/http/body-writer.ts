@@ -6,6 +6,18 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
 
+/**
+ * Takes the response over from fastify, with the status and headers set on `reply`. Until
+ * then a failure (the first read of a file, say) can still get fastify's error answer.
+ */
+export function takeOver(reply: FastifyReply): ServerResponse {
+  reply.hijack();
+  const res = reply.raw;
+  res.statusCode = reply.statusCode;
+  for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) res.setHeader(name, value);
+  return res;
+}
+
 export class BodyWriter {
   readonly #chunkSize: number;
   readonly #slots: number;
@@ -27,15 +39,8 @@ export class BodyWriter {
     return this.#closed;
   }
 
-  /**
-   * Takes the response over from fastify, with the status and headers set on `reply`.
-   * Until then a failure (the first read, say) can still get fastify's error answer.
-   */
-  attach(reply: FastifyReply): void {
-    reply.hijack();
-    const res = reply.raw;
-    res.statusCode = reply.statusCode;
-    for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) res.setHeader(name, value);
+  /** Writes the body of `res`, whose status and headers are set (see `takeOver`). */
+  attach(res: ServerResponse): void {
     res.once('close', () => this.#close());
     this.#res = res;
   }

@@ -2,7 +2,7 @@
 // (body-writer.ts says why not a read stream).
 import type { FileHandle } from 'node:fs/promises';
 import type { FastifyReply } from 'fastify';
-import { BodyWriter } from './body-writer.js';
+import { BodyWriter, takeOver } from './body-writer.js';
 
 const CHUNK = 1024 * 1024;
 
@@ -36,7 +36,7 @@ export async function sendFileRange(
     await file.close();
     throw err;
   }
-  writer.attach(reply);
+  writer.attach(takeOver(reply));
   try {
     const send = (chunk: Buffer): void => {
       if (writer.closed) return;

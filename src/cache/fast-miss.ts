@@ -1,0 +1,88 @@
+// Cold GETs of immutable blobs, led from node's 'request' event before fastify sees them,
+// as fast-hit.ts does for memory hits. A cold 4 KiB miss costs its fixed overheads far
+// more than its bytes: routing, fastify's request and reply objects, hooks, a child
+// logger, the reply's send pipeline. Only the plain case is taken: a GET without Range or
+// conditions (plainBlobGet) of a blob this process neither has indexed nor is filling,
+// and that its claim lets it fill (in a multi-process cache the primary decides). Every
+// other case (a hit on disk, a fill to join, another worker's fill or copy, a full disk)
+// goes to fastify's routes. The answers are the same either way (test/cache/fast-miss.test.ts).
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { flightKey, type CacheContext } from './context.js';
+import { StorageError } from './disk-store.js';
+import type { PlainBlobGet } from './fast-hit.js';
+import { sendFill } from './fill-cursor.js';
+import type { Fill, FillHead } from './fill.js';
+import { forwardHeaders, immutableFill } from './namespace.js';
+import { cacheError } from './serve.js';
+
+/**
+ * Starts answering `get` when it is a plain miss this process may lead, and returns true;
+ * false leaves the request untouched. `toRoutes` hands it to fastify later, when the claim
+ * finds it is not this process's to fill or the disk refuses the fill.
+ */
+export function leadMiss(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, toRoutes: () => void): boolean {
+  const key = flightKey(get.id, req);
+  if (ctx.store.has(get.id) || ctx.fills.get(key) || ctx.store.isFull()) return false;
+  lead(ctx, req, res, get, key, toRoutes).catch((err: unknown) => answerError(ctx, res, err));
+  return true;
+}
+
+async function lead(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, key: string, toRoutes: () => void): Promise<void> {
+  // Asked with the id, the primary also says when another worker has stored it.
+  const claim = await ctx.fills.claim(key, get.id);
+  // Another worker fills or has it, or a request of this process started the fill meanwhile.
+  if (!claim.lead || ctx.fills.get(key)) return toRoutes();
+  const fill = ctx.fills.start(key, immutableFill(ctx, get.kind, get.digest, forwardHeaders(req)));
+  let head: FillHead;
+  try {
+    head = await fill.head;
+  } catch (err) {
+    if (err instanceof StorageError) return toRoutes(); // the route passes it through, and counts it
+    ctx.metrics.miss(get.kind);
+    throw err;
+  }
+  ctx.metrics.miss(get.kind);
+  const whole = fill.wholeBody();
+  // A small fill is answered once complete and verified: a failure is a clean 502.
+  const body = whole && (await whole);
+  send(ctx, res, get, fill, head, body);
+}
+
+/** What serveFill and sendBody answer to a plain GET of a fill, headers in the same order. */
+function send(ctx: CacheContext, res: ServerResponse, get: PlainBlobGet, fill: Fill, head: FillHead, body: Buffer | undefined): void {
+  const size = body ? body.length : head.size;
+  // A flat list, as fast-hit.ts does: no object built per answer.
+  const headers: string[] = [];
+  for (const name in head.headers) headers.push(name, head.headers[name]!);
+  headers.push('x-cache', 'MISS');
+  if (head.headers.age === undefined) headers.push('age', '0');
+  if (head.status === 200) headers.push('accept-ranges', 'bytes');
+  if (size !== undefined) headers.push('content-length', String(size));
+  const kind = get.kind;
+  if (size !== undefined) {
+    if (size > 0) res.once('finish', () => ctx.metrics.served(kind, size));
+  } else if (head.status === 200) {
+    res.once('finish', () => void fill.done.then(() => {
+      if (!fill.error) ctx.metrics.served(kind, fill.written);
+    }));
+  }
+  if (body) {
+    // fastify's reply.send types a bare Buffer so.
+    if (head.headers['content-type'] === undefined) headers.push('content-type', 'application/octet-stream');
+    res.writeHead(head.status, headers);
+    res.end(body);
+    return;
+  }
+  res.writeHead(head.status, headers);
+  void sendFill(res, fill, 0, size === undefined ? Infinity : size - 1);
+}
+
+/** The cache's error answer (server.ts's error handler gives the same). */
+function answerError(ctx: CacheContext, res: ServerResponse, err: unknown): void {
+  const fe = cacheError(err);
+  if (fe.status >= 500) ctx.log.error({ err: fe.message, code: fe.code }, 'request failed');
+  if (res.headersSent) return void res.destroy();
+  const json = JSON.stringify(fe.toJSON());
+  res.writeHead(fe.status, { 'content-type': 'application/json; charset=utf-8', 'x-cache': 'MISS', 'content-length': String(Buffer.byteLength(json)) });
+  res.end(json);
+}
