@@ -8,9 +8,10 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { takeOver } from '../http/body-writer.js';
 import { sendFileRange } from '../http/send-file.js';
 import { SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.js';
-import type { FillSource, Fills, FillSpec } from './fill.js';
+import type { FillSource, FillSpec } from './fill.js';
+import type { Fills } from './fills.js';
 import { sendFill } from './fill-cursor.js';
-import { FillGoneError, RemoteFill } from './remote-fill.js';
+import { FillGoneError } from './remote-fill.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import { sendBody, type CacheStatus } from './serve.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
@@ -121,28 +122,35 @@ export async function serveFill(
 }
 
 /**
- * A miss: joins the fill in flight for `key` (in this process, or in the worker the
- * primary names), or starts it, so concurrent requests make one upstream request. The
- * request to upstream is made inside the fill: a request arriving while it waits for
- * upstream's headers joins too. `probed: false` when the caller did not look for the entry
- * on disk: the claim then also finds one another worker stored.
+ * A miss: joins the fill in flight for `key` (in this process, or in the worker that
+ * claimed it), or starts it, so concurrent requests make one upstream request. The request
+ * to upstream is made inside the fill: a request arriving while it waits for upstream's
+ * headers joins too. `probed: false` when the caller did not look for the entry on disk:
+ * in a worker, one another worker stored is found here.
  */
 export async function fillOnce(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, key: string, spec: FillSpec, direct: () => Promise<void>,
   probed = true,
 ): Promise<void> {
-  let fill = ctx.fills.get(key);
-  if (fill) return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', direct);
-  const claim = await ctx.fills.claim(key, probed ? undefined : spec.id);
-  fill = ctx.fills.get(key);
-  if (fill) return serveFill(ctx, req, reply, kind, fill, 'COLLAPSED', direct);
-  if (claim.lead) return serveFill(ctx, req, reply, kind, ctx.fills.start(key, spec), 'MISS', direct);
-  if ('stored' in claim) {
-    const hit = await ctx.store.lookup(spec.id);
-    if (hit && (await serveHit(ctx, req, reply, kind, hit))) return;
-    return direct(); // evicted meanwhile: rare enough to pass through
+  if (!probed && !ctx.fills.get(key) && ctx.store.storedElsewhere(spec.id)) return serveStored(ctx, req, reply, kind, spec.id, direct);
+  let got;
+  try {
+    got = await ctx.fills.acquire(key, spec);
+  } catch (err) {
+    if (!(err instanceof StorageError)) throw err;
+    ctx.metrics.miss(kind);
+    return direct();
   }
-  return serveFill(ctx, req, reply, kind, ctx.fills.track(key, new RemoteFill(claim.socket, key)), 'COLLAPSED', direct);
+  // Another worker's fill that ended meanwhile: its entry is likely stored.
+  if (!got) return serveStored(ctx, req, reply, kind, spec.id, direct);
+  return serveFill(ctx, req, reply, kind, got.fill, got.lead ? 'MISS' : 'COLLAPSED', direct);
+}
+
+/** Serves an entry another worker stored; passes through when it is not there (evicted meanwhile, rare). */
+async function serveStored(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, id: string, direct: () => Promise<void>): Promise<void> {
+  const hit = await ctx.store.lookup(id);
+  if (hit && (await serveHit(ctx, req, reply, kind, hit))) return;
+  return direct();
 }
 
 /** Proxies one request to upstream without keeping anything (HEAD misses, private answers, full disk). */

@@ -2,10 +2,10 @@
 // as fast-hit.ts does for memory hits. A cold 4 KiB miss costs its fixed overheads far
 // more than its bytes: routing, fastify's request and reply objects, hooks, a child
 // logger, the reply's send pipeline. Only the plain case is taken: a GET without Range or
-// conditions (plainBlobGet) of a blob this process neither has indexed nor is filling,
-// and that its claim lets it fill (in a multi-process cache the primary decides). Every
-// other case (a hit on disk, a fill to join, another worker's fill or copy, a full disk)
-// goes to fastify's routes. The answers are the same either way (test/cache/fast-miss.test.ts).
+// conditions (plainBlobGet) of a blob no process has stored or is filling, whose claim
+// this process takes. Every other case (a hit on disk, a fill to join, another worker's
+// fill or copy, a full disk) goes to fastify's routes. The answers are the same either way
+// (test/cache/fast-miss.test.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { flightKey, type CacheContext } from './context.js';
 import { StorageError } from './disk-store.js';
@@ -17,22 +17,25 @@ import { cacheError } from './serve.js';
 
 /**
  * Starts answering `get` when it is a plain miss this process may lead, and returns true;
- * false leaves the request untouched. `toRoutes` hands it to fastify later, when the claim
- * finds it is not this process's to fill or the disk refuses the fill.
+ * false leaves the request untouched. `toRoutes` hands it to fastify later, when the disk
+ * refuses the fill.
  */
 export function leadMiss(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, toRoutes: () => void): boolean {
   const key = flightKey(get.id, req);
-  if (ctx.store.has(get.id) || ctx.fills.get(key) || ctx.store.isFull()) return false;
-  lead(ctx, req, res, get, key, toRoutes).catch((err: unknown) => answerError(ctx, res, err));
+  if (ctx.store.has(get.id) || ctx.fills.get(key) || ctx.store.isFull() || ctx.store.storedElsewhere(get.id)) return false;
+  let claim;
+  try {
+    claim = ctx.store.claimFill(get.id, key);
+  } catch {
+    return false; // the disk refuses: the routes pass it through
+  }
+  if (!claim) return false; // another worker fills it: the routes follow its fill
+  const fill = ctx.fills.start(key, immutableFill(ctx, get.kind, get.digest, forwardHeaders(req)), claim);
+  lead(ctx, res, get, fill, toRoutes).catch((err: unknown) => answerError(ctx, res, err));
   return true;
 }
 
-async function lead(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, key: string, toRoutes: () => void): Promise<void> {
-  // Asked with the id, the primary also says when another worker has stored it.
-  const claim = await ctx.fills.claim(key, get.id);
-  // Another worker fills or has it, or a request of this process started the fill meanwhile.
-  if (!claim.lead || ctx.fills.get(key)) return toRoutes();
-  const fill = ctx.fills.start(key, immutableFill(ctx, get.kind, get.digest, forwardHeaders(req)));
+async function lead(ctx: CacheContext, res: ServerResponse, get: PlainBlobGet, fill: Fill, toRoutes: () => void): Promise<void> {
   let head: FillHead;
   try {
     head = await fill.head;

@@ -12,11 +12,8 @@ import type { Dispatcher } from 'undici';
 import { DigestMismatchError, UpstreamError } from '../errors.js';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { formatDigest, type Digest } from '../store/digest.js';
-import { SMALL_MAX, StorageError, type DiskStore, type EntryMeta } from './disk-store.js';
+import { SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type FillClaim } from './disk-store.js';
 import type { HeaderMap } from './upstream.js';
-import type { Claim } from './cluster/link.js';
-
-const LEAD: Claim = { lead: true };
 
 export interface FillDecision {
   readonly status: number;
@@ -287,13 +284,16 @@ export class Fill extends FillProgress {
   #store: DiskStore;
   #log: Logger;
   #spec: FillSpec;
+  #claim: FillClaim | undefined;
   #tempPath: string | undefined;
 
-  constructor(store: DiskStore, log: Logger, spec: FillSpec) {
+  /** `claim`: the fill's temp file, when it was claimed (Fills.acquire); else one is made. */
+  constructor(store: DiskStore, log: Logger, spec: FillSpec, claim?: FillClaim) {
     super();
     this.#store = store;
     this.#log = log;
     this.#spec = spec;
+    this.#claim = claim;
     this.done = this.#run();
   }
 
@@ -320,6 +320,13 @@ export class Fill extends FillProgress {
     let res: Dispatcher.ResponseData | undefined;
     let hash: Hash | undefined;
     let committed = false;
+    let claimGone = false;
+    /** Removes the claim file of a fill that did not commit, once: after that the name may be another fill's claim. */
+    const giveUpClaim = (): void => {
+      if (!this.#claim || committed || claimGone) return;
+      claimGone = true;
+      this.#store.dropClaim(this.#claim);
+    };
     try {
       if (this.#store.isFull()) throw new StorageError('cache disk is full (cooling down)');
       res = await this.#spec.request();
@@ -332,7 +339,7 @@ export class Fill extends FillProgress {
       const small = size !== undefined && size <= SMALL_MAX;
       let body: Buffer | undefined;
       if (!small) {
-        tmp = await this.#store.createTemp();
+        tmp = this.#claim ? await this.#store.openClaim(this.#claim) : await this.#store.createTemp();
         this.useFile(await open(tmp.path, 'r'));
         this.#tempPath = tmp.path;
       }
@@ -364,99 +371,29 @@ export class Fill extends FillProgress {
       this.finish(body);
       if (decision.meta) {
         const meta = { ...decision.meta, size: this.written, storedAt: Date.now() };
-        if (this.body) this.#store.commitSmall(this.#spec.id, this.body, meta);
+        if (this.body) this.#store.commitSmall(this.#spec.id, this.body, meta, this.#claim);
         else await this.#store.commit(this.#spec.id, tmp!, meta);
         committed = true;
         if (this.body) this.#store.remember(this.#spec.id, this.body);
       }
     } catch (err) {
       const e = err instanceof Error ? err : new Error(String(err));
+      // Given up before anyone hears of the failure: a request retrying right away claims anew.
+      giveUpClaim();
       if (!(e instanceof StorageError) && !(e instanceof UpstreamError)) this.#log.warn({ id: this.#spec.id, err: e.message }, 'fill failed');
       this.rejectHead(e);
       if (!this.ended) this.fail(e instanceof UpstreamError || e instanceof StorageError ? e : new UpstreamError(e.message, { cause: e }));
       // Destroying a body nobody reads emits an error: with no listener, the process would die of it.
       res?.body.on('error', () => undefined).destroy();
     } finally {
+      giveUpClaim(); // an answer not kept (not 200, private)
       if (tmp) {
         await tmp.fh.close().catch(() => undefined);
-        if (!committed) await rm(tmp.path, { force: true });
+        if (!committed && !this.#claim) await rm(tmp.path, { force: true });
       }
       this.#spec.onUpstreamBytes?.(this.written);
       this.forgetRecent();
       this.release();
     }
-  }
-}
-
-/** Who fills an object when several processes share the cache (cluster/link.ts). */
-export interface FillCoordinator {
-  /** With `id`: the caller did not look for it on disk, so the answer may be that it is stored. */
-  claim(key: string, id?: string): Promise<Claim>;
-  release(key: string): void;
-}
-
-/** The in-flight map: one Fill per key until it is done. */
-export class Fills {
-  #map = new Map<string, FillSource>();
-  #store: DiskStore;
-  #log: Logger;
-  #coordinator: FillCoordinator | undefined;
-  /** Claims on their way to the primary: concurrent local requests share one. */
-  #claiming = new Map<string, Promise<Claim>>();
-
-  constructor(store: DiskStore, log: Logger, coordinator?: FillCoordinator) {
-    this.#store = store;
-    this.#log = log;
-    this.#coordinator = coordinator;
-  }
-
-  get size(): number {
-    return this.#map.size;
-  }
-
-  /** The fill in flight for `key`; a failed one is never joined (the next request starts anew). */
-  get(key: string): FillSource | undefined {
-    const fill = this.#map.get(key);
-    return fill && !fill.error ? fill : undefined;
-  }
-
-  /**
-   * May this process fill `key`? Always, in a single process; in a worker, the primary
-   * names the one worker that does (or, asked with the entry's `id`, says it is stored). Whoever leads must `start` without awaiting anything
-   * first (local requests sharing the claim look for the fill right after), or `abandon`.
-   */
-  claim(key: string, id?: string): Promise<Claim> {
-    if (!this.#coordinator) return Promise.resolve(LEAD);
-    let pending = this.#claiming.get(key);
-    if (!pending) {
-      pending = this.#coordinator.claim(key, id);
-      this.#claiming.set(key, pending);
-      void pending.finally(() => this.#claiming.delete(key));
-    }
-    return pending;
-  }
-
-  /** Gives a claim back without filling (the request failed before the fill began). */
-  abandon(key: string): void {
-    if (!this.#map.has(key)) this.#coordinator?.release(key);
-  }
-
-  /** Makes `fill` the one local requests for `key` join until it is done (a RemoteFill, or a Fill). */
-  track<F extends FillSource>(key: string, fill: F): F {
-    this.#map.set(key, fill);
-    void fill.done.finally(() => {
-      if (this.#map.get(key) === fill) this.#map.delete(key);
-    });
-    return fill;
-  }
-
-  start(key: string, spec: FillSpec): Fill {
-    const fill = this.track(key, new Fill(this.#store, this.#log, spec));
-    void fill.done.finally(() => this.#coordinator?.release(key));
-    return fill;
-  }
-
-  async drain(): Promise<void> {
-    await Promise.all([...this.#map.values()].map((f) => f.done));
   }
 }

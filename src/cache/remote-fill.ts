@@ -124,7 +124,10 @@ export class RemoteFill extends FillProgress {
   async #follow(socket: string, key: string): Promise<void> {
     let headSeen = false;
     try {
-      const res = await poolFor(socket).request({ path: '/-/fill', method: 'GET', headers: { [KEY_HEADER]: Buffer.from(key).toString('base64url') } });
+      const res = await poolFor(socket).request({ path: '/-/fill', method: 'GET', headers: { [KEY_HEADER]: Buffer.from(key).toString('base64url') } })
+        .catch((err: Error) => {
+          throw new FillGoneError(`the worker is unreachable (${err.message})`); // dead, or being replaced
+        });
       if (res.statusCode === 404) {
         await res.body.dump();
         throw new FillGoneError('the fill ended before it could be followed');

@@ -11,7 +11,7 @@ import type { CacheContext } from './context.js';
 import { DiskStore } from './disk-store.js';
 import { plainBlobGet, serveFromMemory } from './fast-hit.js';
 import { leadMiss } from './fast-miss.js';
-import { Fills } from './fill.js';
+import { Fills } from './fills.js';
 import { CacheMetrics } from './metrics.js';
 import { registerMirrorRoutes } from './mirror.js';
 import { registerNamespaceRoutes } from './namespace.js';
@@ -55,14 +55,14 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
   });
   const store = new DiskStore(config.dataDir, config.maxSize, app.log, link ? { peer: link } : {});
   await store.open();
-  const fills = new Fills(store, app.log, link);
+  const fills = new Fills(store, app.log, link?.peers, link ? () => link.leadingChanged() : undefined);
   const upstream = new Upstream('origin', config.upstream, config.timeouts);
   const mirrors = new Map<string, Upstream>();
   for (const [name, m] of config.mirrors) mirrors.set(name, new Upstream(name, m.url, m.timeouts));
   const inflight = (): number => (link ? link.store.inflight : fills.size);
   const metrics = new CacheMetrics({ inflight, lruBytes: () => store.bytes, lruObjects: () => store.count });
   if (link) {
-    link.attach((id) => store.forget(id), () => metrics.tallies());
+    link.attach((id) => store.forget(id), () => fills.leading, () => metrics.tallies());
     // prom-client answers the primary's aggregation requests from these registries; the
     // listener for them is installed by the AggregatorRegistry constructor (idempotent).
     AggregatorRegistry.setRegistries([metrics.registry]);

@@ -9,7 +9,7 @@ import { buildCacheServer } from '../cache/server.js';
 import { serveUntilSignal } from './listen.js';
 import { ClusterLink } from '../cache/cluster/link.js';
 import { runCachePrimary } from '../cache/cluster/primary.js';
-import { WORKER_SOCKET_ENV } from '../cache/cluster/protocol.js';
+import { readWorkerEnv } from '../cache/cluster/protocol.js';
 import { createLogger } from '../log.js';
 
 function parseWorkers(text: string): number | 'auto' {
@@ -71,8 +71,8 @@ export function registerCache(program: Command): void {
         process.stdout.write(`listening ${await primary.url}\n`);
         return primary.stopped;
       }
-      const socket = process.env[WORKER_SOCKET_ENV];
-      const link = cluster.isWorker && socket ? new ClusterLink(socket) : undefined;
+      const env = cluster.isWorker ? readWorkerEnv() : undefined;
+      const link = env ? new ClusterLink(env) : undefined;
       // A worker whose primary is gone (killed) stops too, cleanly.
       const orphaned = (): boolean => process.kill(process.pid, 'SIGTERM');
       if (link) process.once('disconnect', orphaned);

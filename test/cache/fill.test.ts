@@ -1,7 +1,10 @@
 // Exactly-once fills on a real cache and upstream: a stampede, an upstream that dies
-// mid-stream, Range against an object still filling.
+// mid-stream, Range against an object still filling, the claim a dead fill left.
+import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
+import { casId } from '../../src/cache/disk-store.js';
 import { fetchHash, startCache } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
 
@@ -136,4 +139,30 @@ t.test('a client that stops reading is cut after twice the upstream timeouts; th
   await t.rejects(stalled.body.arrayBuffer(), 'the client that stopped reading was cut');
   t.ok(app.cache.store.has(`cas.v1/sha256/${hex.slice(0, 2)}/${hex}`), 'the fill was committed');
   t.equal(up.requests.length, 1);
+});
+
+t.test('the claim file of a fill whose process died: left alone while young, then removed; the object is filled again', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex } = up.addBlob(4096);
+  const dir = t.testdir();
+  const { app, url } = await startCache(t, { upstream: upUrl }, dir);
+  const id = casId({ algo: 'sha256', hex });
+  // Written while the cache runs (start-up removes leftovers): as a crashed fill leaves it.
+  const claim = path.join(dir, path.dirname(id), `.tmp-fill-${hex}`);
+  mkdirSync(path.dirname(claim), { recursive: true });
+  writeFileSync(claim, '');
+  const young = await fetchHash(`${url}/cas/sha256/${hex}`);
+  t.same([young.status, young.hash], [200, hex], 'passed through');
+  t.ok(existsSync(claim), 'a claim written just now is left alone');
+  const old = new Date(Date.now() - 10_000);
+  utimesSync(claim, old, old);
+  const first = await fetchHash(`${url}/cas/sha256/${hex}`);
+  t.same([first.status, first.hash], [200, hex], 'passed through once more');
+  t.notOk(existsSync(claim), 'the orphan is removed');
+  t.equal((await fetchHash(`${url}/cas/sha256/${hex}`)).xcache, 'MISS', 'the next request fills');
+  await app.cache.fills.drain();
+  t.equal((await fetchHash(`${url}/cas/sha256/${hex}`)).xcache, 'HIT');
+  t.equal(up.count(`/cas/sha256/${hex}`), 3);
 });

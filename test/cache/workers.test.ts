@@ -4,7 +4,7 @@
 // one worker stored is a hit in the other, the byte budget holds for the whole cache,
 // an upstream that dies mid-stream aborts every waiter in both, and the figures add up.
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
@@ -83,11 +83,13 @@ t.test('two workers share one cache', async (t) => {
       // Committed (flushed first: it may take a while on a busy disk) before the next one.
       await eventually(`blob ${b.hex} committed`, () => existsSync(path.join(dir, casId({ algo: 'sha256', hex: b.hex }))));
     }
-    // Figures are broadcast every 250 ms.
+    // Workers report commits every 200 ms, and the primary broadcasts its figures every 250 ms.
+    const oldest = path.join(dir, casId({ algo: 'sha256', hex: blobs[0]!.hex }));
+    await eventually('the oldest body unlinked', () => !existsSync(oldest));
     await eventually('the store back within 20 MiB', async () => (await stats(cache.url)).store.bytes <= 20 * 1024 * 1024);
     const s = await stats(cache.url);
     t.ok(s.store.bytes <= 20 * 1024 * 1024, `store within 20 MiB (${s.store.bytes} bytes)`);
-    t.notOk(existsSync(path.join(dir, casId({ algo: 'sha256', hex: blobs[0]!.hex }))), 'the oldest body is unlinked');
+    t.notOk(existsSync(oldest), 'the oldest body is unlinked');
     t.ok(existsSync(path.join(dir, casId({ algo: 'sha256', hex: blobs[5]!.hex }))), 'the newest is kept');
     t.equal((await get(`${cache.url}/cas/sha256/${blobs[0]!.hex}`)).xcache, 'MISS', 'an evicted object is fetched again, in either worker');
   });
@@ -121,6 +123,20 @@ t.test('two workers share one cache', async (t) => {
     await new Promise((r) => setTimeout(r, 1500)); // the new one listens once its server is built
     const after = await Promise.all(Array.from({ length: 8 }, () => get(`${cache.url}/cas/sha256/${hex}`)));
     t.ok(after.every((r) => r.hash === hex), 'both serve again');
+  });
+
+  await t.test('the claim a dead fill left: no worker has the fill, the file is removed, the next request fills', async (t) => {
+    const { hex } = up.addBlob(4096);
+    const claim = path.join(dir, path.dirname(casId({ algo: 'sha256', hex })), `.tmp-fill-${hex}`);
+    mkdirSync(path.dirname(claim), { recursive: true });
+    writeFileSync(claim, '');
+    const old = new Date(Date.now() - 10_000);
+    utimesSync(claim, old, old);
+    const first = await get(`${cache.url}/cas/sha256/${hex}`);
+    t.equal(first.hash, hex, 'passed through');
+    t.notOk(existsSync(claim), 'the orphan is removed');
+    t.equal((await get(`${cache.url}/cas/sha256/${hex}`)).xcache, 'MISS', 'the next request fills');
+    t.equal(up.count(`/cas/sha256/${hex}`), 2);
   });
 
   await t.test('SIGTERM to the primary stops the workers and ends the process cleanly', async (t) => {

@@ -1,55 +1,60 @@
-// The worker's side of the cluster protocol (see protocol.ts): claims fills, reports
-// commits, hits (batched) and deletions to the primary, hears about evictions, and asks
-// for the figures of the whole cache.
+// The worker's side of the cluster protocol (see protocol.ts): reports commits, hits and
+// the count of fills it leads (batched on a timer) and deletions to the primary, hears
+// about evictions, and asks for the figures of the whole cache. Which worker fills an
+// object is settled without the primary (see fills.ts).
 import type { KindTally } from '../metrics.js';
-import { Outbox, unbatch, type Batch, type PrimaryMessage, type WorkerMessage } from './protocol.js';
+import { Outbox, unbatch, type Batch, type PrimaryMessage, type WorkerEnv, type WorkerMessage } from './protocol.js';
 
-/** The outcome of a claim: lead the fill, join the one another worker leads, or read the object another worker stored. */
-export type Claim = { readonly lead: true } | { readonly lead: false; readonly socket: string } | { readonly lead: false; readonly stored: true };
-
-/** Hits are reported at most this often (the LRU order can lag that much). */
-const TOUCH_FLUSH_MS = 200;
+/**
+ * Commits, hits and the count of fills led are reported at most this often: the primary's
+ * LRU index (order and bytes) and its figures can lag that much. A message to the primary
+ * per miss cost each cold miss a wake-up of a third process (about a quarter of its CPU
+ * with two workers on two cores).
+ */
+const REPORT_FLUSH_MS = 200;
 
 type Reply = Extract<PrimaryMessage, { req: number }>;
 
 export class ClusterLink {
   /** This worker's private socket, where other workers join its fills. */
   readonly socket: string;
+  /** The other workers' sockets. */
+  readonly peers: readonly string[];
   #outbox: Outbox<WorkerMessage>;
   #next = 1;
   #pending = new Map<number, (m: Reply) => void>();
   #touched = new Set<string>();
+  #committed: { id: string; size: number; storedAt: number }[] = [];
+  #leading: () => number = () => 0;
+  #reportedLeading = 0;
   #timer: NodeJS.Timeout | undefined;
   #onEvicted: (id: string) => void = () => undefined;
   #tally: () => Record<string, KindTally> = () => ({});
   /** The primary's figures for the whole store, as last broadcast. */
   store = { bytes: 0, objects: 0, inflight: 0 };
 
-  constructor(socket: string, proc: NodeJS.Process = process) {
+  constructor(env: WorkerEnv, proc: NodeJS.Process = process) {
     if (!proc.send) throw new Error('a cache worker needs an IPC channel to its primary');
     const send = proc.send.bind(proc);
-    this.socket = socket;
+    this.socket = env.socket;
+    this.peers = env.peers;
     this.#outbox = new Outbox<WorkerMessage>((m) => void send(m));
     proc.on('message', (m: PrimaryMessage | Batch<PrimaryMessage>) => unbatch(m, (one) => this.#receive(one)));
   }
 
-  /** Wires the store (evictions) and the metrics (tallies asked for by /-/stats anywhere). */
-  attach(onEvicted: (id: string) => void, tally: () => Record<string, KindTally>): void {
+  /**
+   * Wires the store (evictions), the fills (how many this worker leads) and the metrics
+   * (tallies asked for by /-/stats anywhere).
+   */
+  attach(onEvicted: (id: string) => void, leading: () => number, tally: () => Record<string, KindTally>): void {
     this.#onEvicted = onEvicted;
+    this.#leading = leading;
     this.#tally = tally;
   }
 
-  claim(key: string, id?: string): Promise<Claim> {
-    return this.#ask<Extract<Reply, { t: 'claim' }>>({ t: 'claim', req: 0, key, ...(id === undefined ? {} : { id }) })
-      .then((m) => (m.lead ? { lead: true } : 'stored' in m ? { lead: false, stored: true } : { lead: false, socket: m.socket }));
-  }
-
-  release(key: string): void {
-    this.#outbox.push({ t: 'release', key });
-  }
-
   committed(id: string, size: number, storedAt: number): void {
-    this.#outbox.push({ t: 'committed', id, size, storedAt });
+    this.#committed.push({ id, size, storedAt });
+    this.#schedule();
   }
 
   deleted(id: string): void {
@@ -58,16 +63,33 @@ export class ClusterLink {
 
   touched(id: string): void {
     this.#touched.add(id);
-    this.#timer ??= setTimeout(() => this.flush(), TOUCH_FLUSH_MS).unref();
+    this.#schedule();
   }
 
-  /** Sends what is queued now (the hits reported since the last flush, too). */
+  /** Sends what is queued now (the commits, hits and count of fills gathered since the last flush, too). */
   flush(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (this.#committed.length > 0) this.#outbox.push({ t: 'committed', entries: this.#committed });
+    this.#committed = [];
     if (this.#touched.size > 0) this.#outbox.push({ t: 'touched', ids: [...this.#touched] });
     this.#touched.clear();
+    const leading = this.#leading();
+    if (leading !== this.#reportedLeading) {
+      this.#reportedLeading = leading;
+      this.#outbox.push({ t: 'leading', fills: leading });
+    }
     this.#outbox.flush();
+  }
+
+  /** A fill this worker leads started or ended: the count goes with the next flush. */
+  leadingChanged(): void {
+    this.#schedule();
+  }
+
+  /** Flushes within REPORT_FLUSH_MS. */
+  #schedule(): void {
+    this.#timer ??= setTimeout(() => this.flush(), REPORT_FLUSH_MS).unref();
   }
 
   /** Tallies per kind summed over every worker. */

@@ -1,5 +1,5 @@
 // The primary of a multi-process cache (see protocol.ts): owns the LRU index of the data
-// directory and the fills in flight, forks the workers that serve, restarts one that
+// directory, forks the workers that serve, restarts one that
 // dies, and stops them all on SIGINT/SIGTERM.
 import cluster, { type Worker } from 'node:cluster';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -10,7 +10,7 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { CacheConfig } from '../config.js';
 import { DiskStore } from '../disk-store.js';
 import { addTally, emptyTally, type KindTally } from '../metrics.js';
-import { Outbox, unbatch, WORKER_SOCKET_ENV, type Batch, type PrimaryMessage, type WorkerMessage } from './protocol.js';
+import { Outbox, unbatch, workerEnv, type Batch, type PrimaryMessage, type WorkerMessage } from './protocol.js';
 
 const STORE_BROADCAST_MS = 250;
 const RESPAWN_DELAY_MS = 1000;
@@ -60,8 +60,7 @@ function addTallies(into: Record<string, KindTally>, from: Record<string, KindTa
 export async function runCachePrimary(config: CacheConfig, workers: number, log: Logger): Promise<PrimaryHandle> {
   removeStaleSocketDirs(tmpdir());
   const socketDir = mkdtempSync(path.join(tmpdir(), `${SOCKET_DIR_PREFIX}${process.pid}-`));
-  const live = new Map<number, { worker: Worker; socket: string; outbox: Outbox<PrimaryMessage> }>();
-  const claims = new Map<string, { workerId: number; socket: string }>();
+  const live = new Map<number, { worker: Worker; outbox: Outbox<PrimaryMessage>; leading: number }>();
   const tallies = new Map<number, { want: number; got: Record<string, KindTally>; done: () => void }>();
   let stopping = false;
   let broadcastTimer: NodeJS.Timeout | undefined;
@@ -73,10 +72,12 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   };
   const store = new DiskStore(config.dataDir, config.maxSize, log, { onEvicted: (id) => broadcast({ t: 'evicted', id }) });
   await store.open();
+  /** Fills in flight in the whole cache, as last reported by the workers that lead them. */
+  const inflight = (): number => [...live.values()].reduce((n, w) => n + w.leading, 0);
   const storeFigures = (): void => {
     broadcastTimer ??= setTimeout(() => {
       broadcastTimer = undefined;
-      broadcast({ t: 'store', bytes: store.bytes, objects: store.count, inflight: claims.size });
+      broadcast({ t: 'store', bytes: store.bytes, objects: store.count, inflight: inflight() });
     }, STORE_BROADCAST_MS);
   };
   const aggregator = new AggregatorRegistry();
@@ -95,21 +96,15 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     return got;
   }
 
-  function onMessage(id: number, socket: string, m: WorkerMessage): void {
+  function onMessage(id: number, m: WorkerMessage): void {
     switch (m.t) {
-      case 'claim': {
-        if (m.id !== undefined && store.has(m.id)) return send(id, { t: 'claim', req: m.req, lead: false, stored: true });
-        const holder = claims.get(m.key);
-        if (holder && holder.workerId !== id && live.has(holder.workerId)) return send(id, { t: 'claim', req: m.req, lead: false, socket: holder.socket });
-        claims.set(m.key, { workerId: id, socket });
-        storeFigures();
-        return send(id, { t: 'claim', req: m.req, lead: true });
-      }
-      case 'release':
-        if (claims.get(m.key)?.workerId === id) claims.delete(m.key);
+      case 'leading': {
+        const w = live.get(id);
+        if (w) w.leading = m.fills;
         return storeFigures();
+      }
       case 'committed':
-        store.adopt(m.id, m.size, m.storedAt);
+        for (const e of m.entries) store.adopt(e.id, e.size, e.storedAt);
         return storeFigures();
       case 'touched':
         for (const entry of m.ids) store.touch(entry);
@@ -135,21 +130,23 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     }
   }
 
+  /** Each worker's private socket, where the others follow its fills (a replacement gets the same). */
+  const sockets = Array.from({ length: workers }, (_, i) => path.join(socketDir, `w${i}.sock`));
   let resolveUrl!: (url: string) => void;
   const url = new Promise<string>((resolve) => (resolveUrl = resolve));
   let listening = 0;
 
   function fork(index: number): void {
-    const socket = path.join(socketDir, `w${index}.sock`);
-    const worker = cluster.fork({ [WORKER_SOCKET_ENV]: socket });
+    const socket = sockets[index]!;
+    const worker = cluster.fork(workerEnv({ socket, peers: sockets.filter((s) => s !== socket) }));
     const outbox = new Outbox<PrimaryMessage>((m) => {
       if (worker.isConnected()) worker.send(m);
     });
-    live.set(worker.id, { worker, socket, outbox });
-    worker.on('message', (m: WorkerMessage | Batch<WorkerMessage>) => unbatch(m, (one) => onMessage(worker.id, socket, one)));
+    live.set(worker.id, { worker, outbox, leading: 0 });
+    worker.on('message', (m: WorkerMessage | Batch<WorkerMessage>) => unbatch(m, (one) => onMessage(worker.id, one)));
     worker.on('listening', (addr) => {
       if (addr.addressType === -1) return; // its private Unix socket
-      outbox.push({ t: 'store', bytes: store.bytes, objects: store.count, inflight: claims.size });
+      outbox.push({ t: 'store', bytes: store.bytes, objects: store.count, inflight: inflight() });
       if (++listening === workers) {
         const host = addr.address?.includes(':') ? `[${addr.address}]` : addr.address;
         resolveUrl(`http://${host}:${addr.port}`);
@@ -157,7 +154,6 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     });
     worker.once('exit', (code, signal) => {
       live.delete(worker.id);
-      for (const [key, c] of claims) if (c.workerId === worker.id) claims.delete(key);
       if (stopping) return;
       log.error({ worker: worker.id, code, signal }, 'cache worker died: starting another');
       setTimeout(() => !stopping && fork(index), RESPAWN_DELAY_MS).unref();

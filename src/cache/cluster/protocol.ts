@@ -3,21 +3,22 @@
 // Why several processes: one Node thread tops out far below what a regional cache must
 // serve (every hit costs a socket write in the kernel, every miss a file creation), so
 // `workers: N` runs N copies of the server on one port. What must stay single is kept in
-// the primary: the LRU index bounded in bytes (it unlinks what it evicts) and the map of
-// fills in flight, so that each object is still fetched from upstream once. A worker
-// that loses the race for a fill joins it over the leader's private Unix socket.
+// the primary: the LRU index bounded in bytes (it unlinks what it evicts). Which worker
+// fills an object is settled by its claim file (fills.ts), so that each object is still
+// fetched from upstream once with no message on the miss path; a worker that loses the
+// race joins the fill over the leader's private Unix socket.
 //
 // Messages sent during one turn of the event loop travel as one `batch` (see Outbox): a
-// message costs both processes a JSON round and a wake-up, and each cold miss of a worker
-// says claim, committed and release, so under load most of them share the trip.
+// message costs both processes a JSON round and a wake-up. Commits and hits are gathered
+// for a while first (link.ts).
 import type { KindTally } from '../metrics.js';
 
 /** Worker → primary. `req` numbers requests that expect a reply. */
 export type WorkerMessage =
-  /** `id` is set when the worker did not look for the object on disk: the primary says if it is there. */
-  | { readonly t: 'claim'; readonly req: number; readonly key: string; readonly id?: string }
-  | { readonly t: 'release'; readonly key: string }
-  | { readonly t: 'committed'; readonly id: string; readonly size: number; readonly storedAt: number }
+  /** Entries the worker committed, oldest first. */
+  | { readonly t: 'committed'; readonly entries: readonly { readonly id: string; readonly size: number; readonly storedAt: number }[] }
+  /** How many fills the worker leads now. */
+  | { readonly t: 'leading'; readonly fills: number }
   | { readonly t: 'touched'; readonly ids: readonly string[] }
   | { readonly t: 'deleted'; readonly id: string }
   | { readonly t: 'stats'; readonly req: number }
@@ -26,9 +27,6 @@ export type WorkerMessage =
 
 /** Primary → worker. */
 export type PrimaryMessage =
-  | { readonly t: 'claim'; readonly req: number; readonly lead: true }
-  | { readonly t: 'claim'; readonly req: number; readonly lead: false; readonly socket: string }
-  | { readonly t: 'claim'; readonly req: number; readonly lead: false; readonly stored: true }
   | { readonly t: 'evicted'; readonly id: string }
   | { readonly t: 'store'; readonly bytes: number; readonly objects: number; readonly inflight: number }
   | { readonly t: 'stats'; readonly req: number; readonly kinds: Record<string, KindTally> }
@@ -76,5 +74,21 @@ function isBatch<M>(m: M | Batch<M>): m is Batch<M> {
   return (m as { t?: unknown }).t === 'batch';
 }
 
-/** Environment a worker is started with. */
-export const WORKER_SOCKET_ENV = 'FLEETCACHE_WORKER_SOCKET';
+/** What a worker is started with: its private socket and the other workers'. */
+export interface WorkerEnv {
+  readonly socket: string;
+  readonly peers: readonly string[];
+}
+
+const WORKER_ENV = 'FLEETCACHE_WORKER';
+
+/** The environment variables that tell a forked worker its WorkerEnv. */
+export function workerEnv(env: WorkerEnv): Record<string, string> {
+  return { [WORKER_ENV]: JSON.stringify(env) };
+}
+
+/** The WorkerEnv of this process, when it is a worker of a multi-process cache. */
+export function readWorkerEnv(env: NodeJS.ProcessEnv = process.env): WorkerEnv | undefined {
+  const text = env[WORKER_ENV];
+  return text ? (JSON.parse(text) as WorkerEnv) : undefined;
+}

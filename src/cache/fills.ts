@@ -1,0 +1,112 @@
+// The fills in flight of one process, by key, and who leads each. In a multi-process
+// cache the workers settle who fills a key through its claim file (DiskStore.claimFill):
+// no message on the miss path. A worker that finds the file taken asks the others which
+// of them has the fill, and follows it (remote-fill.ts).
+import type { FastifyBaseLogger as Logger } from 'fastify';
+import type { DiskStore, FillClaim } from './disk-store.js';
+import { Fill, type FillSource, type FillSpec } from './fill.js';
+import { FillGoneError, RemoteFill } from './remote-fill.js';
+
+/** A fill to serve: one this process leads, or one it joins (its own, or another worker's). */
+export type Acquired = { readonly fill: FillSource; readonly lead: boolean };
+
+/** The in-flight map: one fill per key until it is done. */
+export class Fills {
+  #map = new Map<string, FillSource>();
+  #store: DiskStore;
+  #log: Logger;
+  /** The fill sockets of the other workers (none in a single process). */
+  #peers: readonly string[];
+  /** Searches for another worker's fill in progress: concurrent local requests share one. */
+  #finding = new Map<string, Promise<FillSource | undefined>>();
+  #leading = 0;
+  /** Told when a fill this process leads starts or ends. */
+  #onLeading: () => void;
+
+  constructor(store: DiskStore, log: Logger, peers: readonly string[] = [], onLeading: () => void = () => undefined) {
+    this.#store = store;
+    this.#log = log;
+    this.#peers = peers;
+    this.#onLeading = onLeading;
+  }
+
+  get size(): number {
+    return this.#map.size;
+  }
+
+  /** Fills this process leads (another worker's that it follows are not counted). */
+  get leading(): number {
+    return this.#leading;
+  }
+
+  /** The fill in flight for `key`; a failed one is never joined (the next request starts anew). */
+  get(key: string): FillSource | undefined {
+    const fill = this.#map.get(key);
+    return fill && !fill.error ? fill : undefined;
+  }
+
+  /**
+   * The fill of `key` to serve: the one in flight here, a new one this process leads
+   * (its claim taken), or another worker's. Undefined when none can be had: another
+   * worker's fill ended meanwhile (the entry may be stored now) or its worker is gone.
+   * Throws StorageError when the disk refuses the claim.
+   */
+  async acquire(key: string, spec: FillSpec): Promise<Acquired | undefined> {
+    const local = this.get(key);
+    if (local) return { fill: local, lead: false };
+    const claim = this.#store.claimFill(spec.id, key);
+    if (claim) return { fill: this.start(key, spec, claim), lead: true };
+    let finding = this.#finding.get(key);
+    if (!finding) {
+      finding = this.#findElsewhere(key, spec.id);
+      this.#finding.set(key, finding);
+      void finding.finally(() => this.#finding.delete(key));
+    }
+    const other = await finding;
+    return other ? { fill: other, lead: false } : undefined;
+  }
+
+  /** Makes `fill` the one local requests for `key` join until it is done. */
+  track<F extends FillSource>(key: string, fill: F): F {
+    this.#map.set(key, fill);
+    void fill.done.finally(() => {
+      if (this.#map.get(key) === fill) this.#map.delete(key);
+    });
+    return fill;
+  }
+
+  /** Starts a fill of `key` (with its claim, or a temp file of its own: a revalidated entry replaced). */
+  start(key: string, spec: FillSpec, claim?: FillClaim): Fill {
+    this.#leading++;
+    this.#onLeading();
+    const fill = this.track(key, new Fill(this.#store, this.#log, spec, claim));
+    void fill.done.finally(() => {
+      this.#leading--;
+      this.#onLeading();
+    });
+    return fill;
+  }
+
+  async drain(): Promise<void> {
+    await Promise.all([...this.#map.values()].map((f) => f.done));
+  }
+
+  /**
+   * Asks the other workers, one after the other, for their fill of `key`, and follows the
+   * first that has it. When none has it and the claim file is older than the question,
+   * its worker died mid-fill: the file is removed, so that the next request fills.
+   */
+  async #findElsewhere(key: string, id: string): Promise<FillSource | undefined> {
+    const asked = Date.now();
+    for (const socket of this.#peers) {
+      const remote = new RemoteFill(socket, key);
+      const found = await remote.head.then(() => true, (err: unknown) => !(err instanceof FillGoneError));
+      if (found) return this.track(key, remote);
+    }
+    this.#store.dropOrphanClaim(id, key, asked - ORPHAN_MARGIN_MS);
+    return undefined;
+  }
+}
+
+/** A claim file last written this long before every worker said it has no such fill is an orphan. */
+const ORPHAN_MARGIN_MS = 1000;
