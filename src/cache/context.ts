@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyBaseLogger as Logger } from 'fastify';
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { takeOver } from '../http/body-writer.js';
 import { sendFileRange } from '../http/send-file.js';
 import { SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.js';
@@ -25,6 +25,17 @@ export interface CacheContext {
   readonly log: Logger;
   /** Sent upstream on PUT when the client sends no Authorization. */
   readonly token?: string;
+}
+
+/** Requests whose fill the disk refused on the fast path (fast-miss.ts): the routes pass them through without filling again. */
+const fillsRefused = new WeakSet<IncomingMessage>();
+
+export function markFillRefused(req: IncomingMessage): void {
+  fillsRefused.add(req);
+}
+
+export function fillRefused(req: IncomingMessage): boolean {
+  return fillsRefused.has(req);
 }
 
 /** Collapsing is only among requests with the same credentials, so no one is served another's private answer. */

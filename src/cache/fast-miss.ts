@@ -7,7 +7,7 @@
 // fill or copy, a full disk) goes to fastify's routes. The answers are the same either way
 // (test/cache/fast-miss.test.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { flightKey, type CacheContext } from './context.js';
+import { flightKey, markFillRefused, type CacheContext } from './context.js';
 import { StorageError } from './disk-store.js';
 import type { PlainBlobGet } from './fast-hit.js';
 import { sendFill } from './fill-cursor.js';
@@ -23,24 +23,26 @@ import { cacheError } from './serve.js';
 export function leadMiss(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, toRoutes: () => void): boolean {
   const key = flightKey(get.id, req);
   if (ctx.store.has(get.id) || ctx.fills.get(key) || ctx.store.isFull() || ctx.store.storedElsewhere(get.id)) return false;
-  let claim;
+  let fill;
   try {
-    claim = ctx.store.claimFill(get.id, key);
+    fill = ctx.fills.lead(key, immutableFill(ctx, get.kind, get.digest, forwardHeaders(req)));
   } catch {
     return false; // the disk refuses: the routes pass it through
   }
-  if (!claim) return false; // another worker fills it: the routes follow its fill
-  const fill = ctx.fills.start(key, immutableFill(ctx, get.kind, get.digest, forwardHeaders(req)), claim);
-  lead(ctx, res, get, fill, toRoutes).catch((err: unknown) => answerError(ctx, res, err));
+  if (!fill) return false; // another worker fills it: the routes follow its fill
+  answer(ctx, req, res, get, fill, toRoutes).catch((err: unknown) => answerError(ctx, res, err));
   return true;
 }
 
-async function lead(ctx: CacheContext, res: ServerResponse, get: PlainBlobGet, fill: Fill, toRoutes: () => void): Promise<void> {
+async function answer(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, fill: Fill, toRoutes: () => void): Promise<void> {
   let head: FillHead;
   try {
     head = await fill.head;
   } catch (err) {
-    if (err instanceof StorageError) return toRoutes(); // the route passes it through, and counts it
+    if (err instanceof StorageError) {
+      markFillRefused(req);
+      return toRoutes(); // the route passes it through, and counts it
+    }
     ctx.metrics.miss(get.kind);
     throw err;
   }

@@ -54,8 +54,8 @@ export class Fills {
   async acquire(key: string, spec: FillSpec): Promise<Acquired | undefined> {
     const local = this.get(key);
     if (local) return { fill: local, lead: false };
-    const claim = this.#store.claimFill(spec.id, key);
-    if (claim) return { fill: this.start(key, spec, claim), lead: true };
+    const led = this.lead(key, spec);
+    if (led) return { fill: led, lead: true };
     let finding = this.#finding.get(key);
     if (!finding) {
       finding = this.#findElsewhere(key, spec.id);
@@ -64,6 +64,15 @@ export class Fills {
     }
     const other = await finding;
     return other ? { fill: other, lead: false } : undefined;
+  }
+
+  /**
+   * Claims `key` and starts its fill; undefined when the claim is taken (another worker
+   * fills it). Throws StorageError when the disk refuses the claim.
+   */
+  lead(key: string, spec: FillSpec): Fill | undefined {
+    const claim = this.#store.claimFill(spec.id, key);
+    return claim ? this.start(key, spec, claim) : undefined;
   }
 
   /** Makes `fill` the one local requests for `key` join until it is done. */

@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
 import { parseDigest, type Digest } from '../store/digest.js';
-import { authHeaders, fillOnce, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
+import { authHeaders, fillOnce, fillRefused, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap } from './upstream.js';
@@ -70,6 +70,10 @@ async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: Fasti
   const key = flightKey(id, req);
   const fwd = forwardHeaders(req);
   const direct = (): Promise<void> => passthrough(ctx, req, reply, kind, ctx.upstream, upstreamPath(kind, d), fwd);
+  if (fillRefused(req.raw)) {
+    ctx.metrics.miss(kind);
+    return direct();
+  }
   // A GET that misses here asks the primary of a multi-process cache whether another
   // worker stored it (with its claim, see fillOnce) instead of looking on disk first.
   const probe = req.method === 'HEAD';

@@ -101,3 +101,22 @@ t.test('requests arriving while the fast path fills join its fill: one upstream 
   t.ok(all.every((a) => a.body.equals(body)), 'every body right');
   t.equal(up.count(`/cas/sha256/${hex}`), 1, 'upstream asked once');
 });
+
+t.test('an object larger than the whole cache is passed through by both paths, fetched twice at most', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex, body } = up.addBlob(2 * 1024 * 1024);
+  const { app, url } = await startCache(t, { upstream: upUrl, maxSize: '1MiB' }, t.testdir());
+  for (const spelling of [hex, hex.toUpperCase()]) {
+    const before = up.count(`/cas/sha256/${hex}`);
+    const a = await get(`${url}/cas/sha256/${spelling}`);
+    t.equal(a.status, 200);
+    t.ok(a.body.equals(body), 'the whole body');
+    await app.cache.fills.drain();
+    // The refused fill's request (its answer is dropped once its length is known), then the passthrough.
+    t.equal(up.count(`/cas/sha256/${hex}`) - before, 2, 'upstream asked twice');
+  }
+  t.equal(app.cache.store.count, 0, 'nothing kept');
+  t.match(await stats(url), { cas: { misses: 2 } });
+});
