@@ -3,8 +3,11 @@
 // Four figures: stampede (32 clients, one cold 256 MiB object), hot large (8 clients x
 // 5 rounds of a cached 256 MiB object), hot small (10,000 cached 4 KiB objects, wrk, 64
 // connections, 15 s), cold small (2,000 uncached 4 KiB objects, 32 at a time, after a
-// warm-up of as many other uncached objects, the same for both). Large objects are
-// downloaded with curl, small ones with undici from this process.
+// warm-up of as many other uncached objects, the same for both; three rounds of fresh
+// objects, taken in turn by each side so that a change in the machine's load during the
+// run touches all of them, each round right after 2,000 more misses of the same side,
+// the median reported). Large objects are downloaded with curl, small ones with undici
+// from this process.
 // Both caches keep their data on a fresh loop-mounted ext4 when run as root (lib/loopfs.ts).
 // Run: node --import tsx bench/cache.ts [--quick] [--only stampede,hot-large,hot-small,cold-small]
 // (appends to bench/RESULTS.md unless --quick or --only)
@@ -37,6 +40,15 @@ const only = parseOnly(process.argv);
 const BIG = (quick ? 64 : 256) * 1024 * 1024;
 const HOT_SMALL = quick ? 2000 : 10_000;
 const COLD_SMALL = quick ? 500 : 2000;
+/** Rounds of the cold small figure (2,000 objects take a third of a second: one round is noisy). */
+const COLD_ROUNDS = 3;
+/**
+ * Unmeasured misses right before each round: a Node process that sat idle while the other
+ * sides ran is slower for its first few thousand misses (the garbage collector and the
+ * inline caches start over; measured after 20 s idle: lib/floor-proxy.ts 220 µs of CPU per
+ * miss for the first 2,000, then 105-125; our cache 220-280, then 175-205), nginx much less.
+ */
+const COLD_REWARM = quick ? 200 : COLD_SMALL;
 const WRK_SECONDS = quick ? 5 : 15;
 /** Server processes on each side: nginx's worker_processes and our --workers. */
 const WORKERS = 2;
@@ -81,7 +93,9 @@ function count(log: string, path: string): number {
 
 interface Figures {
   stampedeRatio?: number; stampedeFirst?: number; stampedeLast?: number; originSends?: number;
-  hotLargeGBs?: number; hotSmallRps?: number; coldSmallOps?: number;
+  hotLargeGBs?: number; hotSmallRps?: number;
+  /** Objects per second of each cold small round. */
+  coldSmallOps: number[];
   /** Server CPU per unit of work: s per GB (stampede, hot large), µs per request (small). */
   cpu: Partial<Record<Figure, number>>;
 }
@@ -93,11 +107,11 @@ interface Side {
   readonly pid: number;
 }
 
-interface Paths { big: string; hot: string[]; coldWarmup: string[]; cold: string[] }
+interface Paths { big: string; hot: string[]; coldWarmup: string[]; coldRounds: { rewarm: string[]; measured: string[] }[] }
 
 async function measure(side: Side, originLog: string, paths: Paths, wrkScript: string, figures: ReadonlySet<Figure> = only): Promise<Figures> {
   const { name, url: base } = side;
-  const f: Figures = { cpu: {} };
+  const f: Figures = { cpu: {}, coldSmallOps: [] };
   /** Runs one figure and records the server's CPU seconds divided by `units`. */
   const cpuOf = async <T>(figure: Figure, units: number, run: () => Promise<T>): Promise<T> => {
     const c0 = await cpuSecondsOf(side.pid);
@@ -141,13 +155,36 @@ async function measure(side: Side, originLog: string, paths: Paths, wrkScript: s
   if (figures.has('cold-small')) {
     // The warm-up (other uncached objects, the same count) brings the client's and our
     // server's JIT to a steady state, as it is after minutes of service; nginx gets the same.
-    process.stderr.write(`${name}: cold small (warm-up ${paths.coldWarmup.length}, then ${paths.cold.length})\n`);
+    // The rounds themselves are taken in turn with the other sides (coldRounds).
+    process.stderr.write(`${name}: cold small warm-up (${paths.coldWarmup.length})\n`);
     await pool(paths.coldWarmup, 32, async (p) => void (await download(base, p, 0)));
-    const c0 = performance.now();
-    await cpuOf('cold-small', paths.cold.length / 1e6, () => pool(paths.cold, 32, async (p) => void (await download(base, p, 0))));
-    f.coldSmallOps = paths.cold.length / ((performance.now() - c0) / 1000);
   }
   return f;
+}
+
+/** The cold small rounds: each round, every side in turn gets the round's (fresh) objects. */
+async function coldRounds(sides: readonly { side: Side; figures: Figures }[], rounds: Paths['coldRounds']): Promise<void> {
+  const cpu = new Map<Side, number>();
+  for (const [i, { rewarm, measured: objects }] of rounds.entries()) {
+    for (const { side, figures } of sides) {
+      process.stderr.write(`${side.name}: cold small round ${i + 1} (${rewarm.length} unmeasured, then ${objects.length})\n`);
+      await pool(rewarm, 32, async (p) => void (await download(side.url, p, 0)));
+      const c0 = await cpuSecondsOf(side.pid);
+      const t0 = performance.now();
+      await pool(objects, 32, async (p) => void (await download(side.url, p, 0)));
+      figures.coldSmallOps.push(objects.length / ((performance.now() - t0) / 1000));
+      cpu.set(side, (cpu.get(side) ?? 0) + (await cpuSecondsOf(side.pid)) - c0);
+    }
+  }
+  const all = rounds.reduce((n, r) => n + r.measured.length, 0);
+  for (const { side, figures } of sides) figures.cpu['cold-small'] = ((cpu.get(side) ?? 0) * 1e6) / all;
+}
+
+function median(values: readonly number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 function nginxConf(dir: string, name: string, workers: number, body: string): string {
@@ -176,7 +213,7 @@ function row(label: string, goal: string, ours: string, ng: string, ratio = '—
   return `| ${label} | ${ours} | ${ng} | ${ratio} | ${goal} |\n`;
 }
 
-function report(ours: Figures, ng: Figures, floor: Figures | undefined, hot: number, cold: number, dataFs: string): string {
+function report(ours: Figures, ng: Figures, floor: Figures | undefined, hot: number, coldObjects: number, dataFs: string): string {
   const r = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined ? `${(a / b).toFixed(2)}×` : '—');
   const n = (v: number | undefined, digits = 0) => (v === undefined ? '—' : v.toFixed(digits));
   const s = (ms: number | undefined) => n(ms === undefined ? undefined : ms / 1000, 1);
@@ -189,8 +226,13 @@ function report(ours: Figures, ng: Figures, floor: Figures | undefined, hot: num
   }
   if (only.has('hot-large')) rows += row('hot large: 8 clients × 5 rounds, GB/s', '≥ 0.95×', n(ours.hotLargeGBs, 2), n(ng.hotLargeGBs, 2), r(ours.hotLargeGBs, ng.hotLargeGBs));
   if (only.has('hot-small')) rows += row(`hot small: ${hot} × 4 KiB, wrk 64 conns ${WRK_SECONDS} s, req/s`, '≥ 0.6×', n(ours.hotSmallRps), n(ng.hotSmallRps), r(ours.hotSmallRps, ng.hotSmallRps));
-  if (only.has('cold-small')) rows += row(`cold small: ${cold} × 4 KiB, 32 at a time, objects/s`, '≥ 1.0×', n(ours.coldSmallOps), n(ng.coldSmallOps), r(ours.coldSmallOps, ng.coldSmallOps));
-  if (floor) rows += row('cold small, reference: minimal Node proxy (lib/floor-proxy.ts) instead of fleetcache', '—', n(floor.coldSmallOps), n(ng.coldSmallOps), r(floor.coldSmallOps, ng.coldSmallOps));
+  // Median of the rounds, then each round's figure.
+  const cold = (f: Figures) => `${n(median(f.coldSmallOps))} (${f.coldSmallOps.map((v) => n(v)).join(' / ')})`;
+  const coldRatio = (a: Figures, b: Figures) => `${r(median(a.coldSmallOps), median(b.coldSmallOps))} (${a.coldSmallOps.map((v, i) => r(v, b.coldSmallOps[i])).join(' / ')})`;
+  if (only.has('cold-small')) {
+    rows += row(`cold small: ${coldObjects} × 4 KiB, 32 at a time, objects/s, median of ${COLD_ROUNDS} rounds (each round)`, '≥ 1.0×', cold(ours), cold(ng), coldRatio(ours, ng));
+  }
+  if (floor) rows += row('cold small, reference: minimal Node proxy (lib/floor-proxy.ts) instead of fleetcache', '—', cold(floor), cold(ng), coldRatio(floor, ng));
   let cpu = '';
   const unit: Record<Figure, string> = { 'stampede': 'CPU s per GB delivered', 'hot-large': 'CPU s per GB', 'hot-small': 'CPU µs per request', 'cold-small': 'CPU µs per object' };
   for (const fig of FIGURES) {
@@ -206,7 +248,8 @@ function report(ours: Figures, ng: Figures, floor: Figures | undefined, hot: num
 Command: \`${command}\`. Origin: nginx serving files (limit_rate 50 MB/s per
 connection); in front of it our cache (--workers ${WORKERS}) and nginx proxy_cache (worker_processes ${WORKERS}, proxy_cache_lock on),
 each its own process group, cache data on ${dataFs}; loopback, 2 cores shared by servers and clients.
-Server CPU: utime + stime of the cache's processes (ours: primary and workers; nginx: master and workers) during the figure.${floor ? `
+Server CPU: utime + stime of the cache's processes (ours: primary and workers; nginx: master and workers) during the figure.
+Cold small: ${COLD_ROUNDS} rounds of fresh objects after the warm-up, each round taken by every side in turn, right after ${COLD_REWARM} unmeasured misses of its own; the median, then each round.${floor ? `
 Reference row: the cheapest cold-miss path Node can take (lib/floor-proxy.ts, ${WORKERS} processes: node:http, undici, sha256, file + rename,
 nothing else: no framework, no exactly-once across processes, no index), measured like the caches; it bounds any Node implementation.` : ''}
 
@@ -231,7 +274,7 @@ async function main(): Promise<void> {
     const hot: string[] = [];
     const cold: string[] = [];
     for (let i = 0; i < HOT_SMALL; i++) hot.push(await writeBlob(root, randomBytes(4096)));
-    for (let i = 0; i < 2 * COLD_SMALL + 1; i++) cold.push(await writeBlob(root, randomBytes(4096)));
+    for (let i = 0; i < COLD_SMALL + COLD_ROUNDS * (COLD_REWARM + COLD_SMALL) + 1; i++) cold.push(await writeBlob(root, randomBytes(4096)));
     const wrkScript = join(dir, 'paths.lua');
     await writeFile(join(dir, 'paths.txt'), hot.join('\n') + '\n');
     await writeFile(wrkScript, `local paths = {}
@@ -282,10 +325,19 @@ end
       }
     }
     cold.shift(); // used to wait for the nginx servers
-    const paths: Paths = { big, hot, coldWarmup: cold.slice(0, COLD_SMALL), cold: cold.slice(COLD_SMALL) };
+    const paths: Paths = {
+      big, hot, coldWarmup: cold.slice(0, COLD_SMALL),
+      coldRounds: Array.from({ length: COLD_ROUNDS }, (_, i) => {
+        const at = COLD_SMALL + i * (COLD_REWARM + COLD_SMALL);
+        return { rewarm: cold.slice(at, at + COLD_REWARM), measured: cold.slice(at + COLD_REWARM, at + COLD_REWARM + COLD_SMALL) };
+      }),
+    };
 
-    const ours = await measure({ name: 'fleetcache', url: oursUrl, pid: cacheProc.child.pid! }, originLog, paths, wrkScript);
-    const ng = await measure({ name: 'nginx', url: nginxUrl, pid: proxy.child.pid! }, originLog, paths, wrkScript);
+    const oursSide: Side = { name: 'fleetcache', url: oursUrl, pid: cacheProc.child.pid! };
+    const nginxSide: Side = { name: 'nginx', url: nginxUrl, pid: proxy.child.pid! };
+    const ours = await measure(oursSide, originLog, paths, wrkScript);
+    const ng = await measure(nginxSide, originLog, paths, wrkScript);
+    const coldSides = [{ side: oursSide, figures: ours }, { side: nginxSide, figures: ng }];
     let floor: Figures | undefined;
     if (only.has('cold-small')) {
       const floorPort = await freePort();
@@ -296,9 +348,12 @@ end
       // A fresh process: as many misses as the caches served before their cold figure (the
       // hot objects are misses here), so that its JIT is as warm as theirs.
       await pool(paths.hot, 32, async (p) => void (await download(floorUrl, p, 0)));
-      floor = await measure({ name: 'minimal Node proxy', url: floorUrl, pid: floorProc.child.pid! }, originLog, paths, wrkScript, new Set(['cold-small']));
+      const floorSide: Side = { name: 'minimal Node proxy', url: floorUrl, pid: floorProc.child.pid! };
+      floor = await measure(floorSide, originLog, paths, wrkScript, new Set(['cold-small']));
+      coldSides.push({ side: floorSide, figures: floor });
     }
-    const text = report(ours, ng, floor, hot.length, paths.cold.length, fs ? 'a fresh loop-mounted ext4 (lib/loopfs.ts)' : 'the temp directory\'s filesystem');
+    if (only.has('cold-small')) await coldRounds(coldSides, paths.coldRounds);
+    const text = report(ours, ng, floor, hot.length, COLD_SMALL, fs ? 'a fresh loop-mounted ext4 (lib/loopfs.ts)' : 'the temp directory\'s filesystem');
     process.stdout.write(text);
     if (!quick && !process.argv.includes('--only')) await appendFile(join(REPO_ROOT, 'bench', 'RESULTS.md'), text);
   } finally {
