@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Dispatcher } from 'undici';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { takeOver } from '../http/body-writer.js';
@@ -27,15 +28,21 @@ export interface CacheContext {
   readonly token?: string;
 }
 
-/** Requests whose fill the disk refused on the fast path (fast-miss.ts): the routes pass them through without filling again. */
-const fillsRefused = new WeakSet<IncomingMessage>();
+/**
+ * Requests whose fill the disk refused on the fast path (fast-miss.ts), with upstream's
+ * answer to it when its body was not read: the routes pass them through without filling again.
+ */
+const fillsRefused = new WeakMap<IncomingMessage, { readonly answered: Dispatcher.ResponseData | undefined }>();
 
-export function markFillRefused(req: IncomingMessage): void {
-  fillsRefused.add(req);
+export function markFillRefused(req: IncomingMessage, answered: Dispatcher.ResponseData | undefined): void {
+  fillsRefused.set(req, { answered });
 }
 
-export function fillRefused(req: IncomingMessage): boolean {
-  return fillsRefused.has(req);
+/** What markFillRefused left for `req`, once. */
+export function takeFillRefused(req: IncomingMessage): { readonly answered: Dispatcher.ResponseData | undefined } | undefined {
+  const refused = fillsRefused.get(req);
+  fillsRefused.delete(req);
+  return refused;
 }
 
 /** Collapsing is only among requests with the same credentials, so no one is served another's private answer. */
@@ -101,12 +108,13 @@ export async function serveHit(
 /**
  * Serves a fill: a small one as one buffer once it has arrived and been verified (so a
  * failure is a clean 502, not a cut body), a large one from its growing file. A storage
- * failure before the first byte turns into a passthrough, and so does a fill of another
- * worker that ended before it could be followed.
+ * failure before the first byte turns into a passthrough (of upstream's answer to the fill,
+ * when the disk refused it before its body was read), and so does a fill of another worker
+ * that ended before it could be followed.
  */
 export async function serveFill(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, fill: FillSource, cache: CacheStatus,
-  passthrough: () => Promise<void>,
+  passthrough: Direct,
 ): Promise<void> {
   if (cache === 'COLLAPSED') ctx.metrics.collapsed(kind);
   else ctx.metrics.miss(kind);
@@ -114,7 +122,8 @@ export async function serveFill(
   try {
     head = await fill.head;
   } catch (err) {
-    if (err instanceof StorageError || err instanceof FillGoneError) return passthrough();
+    if (err instanceof StorageError) return passthrough(fill.takeUnkept());
+    if (err instanceof FillGoneError) return passthrough();
     throw err;
   }
   const whole = req.method === 'GET' ? fill.wholeBody() : undefined;
@@ -140,7 +149,7 @@ export async function serveFill(
  * in a worker, one another worker stored is found here.
  */
 export async function fillOnce(
-  ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, key: string, spec: FillSpec, direct: () => Promise<void>,
+  ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, key: string, spec: FillSpec, direct: Direct,
   probed = true,
 ): Promise<void> {
   if (!probed && !ctx.fills.get(key) && ctx.store.storedElsewhere(spec.id)) return serveStored(ctx, req, reply, kind, spec.id, direct);
@@ -158,18 +167,25 @@ export async function fillOnce(
 }
 
 /** Serves an entry another worker stored; passes through when it is not there (evicted meanwhile, rare). */
-async function serveStored(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, id: string, direct: () => Promise<void>): Promise<void> {
+async function serveStored(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, id: string, direct: Direct): Promise<void> {
   const hit = await ctx.store.lookup(id);
   if (hit && (await serveHit(ctx, req, reply, kind, hit))) return;
   return direct();
 }
 
-/** Proxies one request to upstream without keeping anything (HEAD misses, private answers, full disk). */
+/** A passthrough of the request being served, of `answered` when upstream has already answered it. */
+export type Direct = (answered?: Dispatcher.ResponseData) => Promise<void>;
+
+/**
+ * Proxies one request to upstream without keeping anything (HEAD misses, private answers,
+ * full disk); `answered`: upstream's answer to a GET for it, already in hand.
+ */
 export async function passthrough(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, upstream: Upstream, path: string, headers: HeaderMap,
+  answered?: Dispatcher.ResponseData,
 ): Promise<void> {
   const method = req.method === 'HEAD' ? 'HEAD' : 'GET';
-  const res = await upstream.request(path, { method, headers });
+  const res = answered ?? (await upstream.request(path, { method, headers }));
   reply.code(res.statusCode).headers(endToEnd(res.headers)).header('x-cache', 'MISS').header('age', '0');
   if (method === 'HEAD') {
     await res.body.dump();

@@ -40,7 +40,7 @@ async function answer(ctx: CacheContext, req: IncomingMessage, res: ServerRespon
     head = await fill.head;
   } catch (err) {
     if (err instanceof StorageError) {
-      markFillRefused(req);
+      markFillRefused(req, fill.takeUnkept());
       return toRoutes(); // the route passes it through, and counts it
     }
     ctx.metrics.miss(get.kind);

@@ -96,6 +96,11 @@ export interface FillSource {
   wholeBody(): Promise<Buffer> | undefined;
   /** A reader is done with the file `acquireFile` gave it. */
   release(): void;
+  /**
+   * Upstream's answer of a fill the disk refused before its body was read, once: the first
+   * waiter passes it through instead of asking upstream again (the others do ask).
+   */
+  takeUnkept(): Dispatcher.ResponseData | undefined;
 }
 
 /**
@@ -168,6 +173,10 @@ export abstract class FillProgress implements FillSource {
 
   wholeBody(): Promise<Buffer> | undefined {
     return this.#fh ? undefined : this.#whole();
+  }
+
+  takeUnkept(): Dispatcher.ResponseData | undefined {
+    return undefined;
   }
 
   acquireFile(): FileHandle | undefined {
@@ -286,6 +295,7 @@ export class Fill extends FillProgress {
   #spec: FillSpec;
   #claim: FillClaim | undefined;
   #tempPath: string | undefined;
+  #unkept: Dispatcher.ResponseData | undefined;
 
   /** `claim`: the fill's temp file, when it was claimed (Fills.acquire); else one is made. */
   constructor(store: DiskStore, log: Logger, spec: FillSpec, claim?: FillClaim) {
@@ -295,6 +305,12 @@ export class Fill extends FillProgress {
     this.#spec = spec;
     this.#claim = claim;
     this.done = this.#run();
+  }
+
+  override takeUnkept(): Dispatcher.ResponseData | undefined {
+    const res = this.#unkept;
+    this.#unkept = undefined;
+    return res;
   }
 
   /** The file being written (large fills), for workers that follow this fill. */
@@ -320,6 +336,7 @@ export class Fill extends FillProgress {
     let res: Dispatcher.ResponseData | undefined;
     let hash: Hash | undefined;
     let committed = false;
+    let bodyRead = false;
     let claimGone = false;
     /** Removes the claim file of a fill that did not commit, once: after that the name may be another fill's claim. */
     const giveUpClaim = (): void => {
@@ -348,10 +365,12 @@ export class Fill extends FillProgress {
       if (small) {
         // Small fills take the body in one piece (no async iteration per chunk) and wake
         // their readers once, at the end.
+        bodyRead = true;
         body = Buffer.from(await res.body.arrayBuffer());
         hash?.update(body);
         this.advance(body.length, false);
       } else {
+        bodyRead = true;
         for await (const chunk of res.body as AsyncIterable<Buffer>) {
           hash?.update(chunk);
           await this.#write(tmp!.fh, chunk, this.written);
@@ -383,8 +402,15 @@ export class Fill extends FillProgress {
       if (!(e instanceof StorageError) && !(e instanceof UpstreamError)) this.#log.warn({ id: this.#spec.id, err: e.message }, 'fill failed');
       this.rejectHead(e);
       if (!this.ended) this.fail(e instanceof UpstreamError || e instanceof StorageError ? e : new UpstreamError(e.message, { cause: e }));
-      // Destroying a body nobody reads emits an error: with no listener, the process would die of it.
-      res?.body.on('error', () => undefined).destroy();
+      // A body nobody reads emits an error when destroyed or cut: with no listener, the process would die of it.
+      res?.body.on('error', () => undefined);
+      if (res && e instanceof StorageError && !bodyRead) {
+        // Waiters resume (from the head's rejection) before this macrotask: the first takes it.
+        this.#unkept = res;
+        setImmediate(() => this.takeUnkept()?.body.destroy());
+      } else {
+        res?.body.destroy();
+      }
     } finally {
       giveUpClaim(); // an answer not kept (not 200, private)
       if (tmp) {

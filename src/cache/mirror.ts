@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import CachePolicy from 'http-cache-semantics';
 import type { Dispatcher } from 'undici';
 import { NotFoundError, UpstreamError } from '../errors.js';
-import { fillOnce, flightKey, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
+import { fillOnce, flightKey, passthrough, serveFill, serveHit, type CacheContext, type Direct } from './context.js';
 import { httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
@@ -54,7 +54,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   const key = flightKey(id, req, `${req.headers.accept ?? ''}\0${req.headers['accept-encoding'] ?? ''}\0${req.headers['accept-language'] ?? ''}`);
   const fwd = upstreamHeaders(req);
   const policyReq: CachePolicy.Request = { url: upath, method: 'GET', headers: req.headers };
-  const direct = (): Promise<void> => passthrough(ctx, req, reply, kind, upstream, upath, fwd);
+  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, upstream, upath, fwd, answered);
 
   const fillSpec = (request: () => Promise<Dispatcher.ResponseData>): FillSpec => ({
     id,

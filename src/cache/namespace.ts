@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
 import { parseDigest, type Digest } from '../store/digest.js';
-import { authHeaders, fillOnce, fillRefused, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
+import { authHeaders, fillOnce, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap } from './upstream.js';
@@ -69,10 +69,11 @@ async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: Fasti
   const id = casId(d);
   const key = flightKey(id, req);
   const fwd = forwardHeaders(req);
-  const direct = (): Promise<void> => passthrough(ctx, req, reply, kind, ctx.upstream, upstreamPath(kind, d), fwd);
-  if (fillRefused(req.raw)) {
+  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, ctx.upstream, upstreamPath(kind, d), fwd, answered);
+  const refused = takeFillRefused(req.raw);
+  if (refused) {
     ctx.metrics.miss(kind);
-    return direct();
+    return direct(refused.answered);
   }
   // A GET that misses here asks the primary of a multi-process cache whether another
   // worker stored it (with its claim, see fillOnce) instead of looking on disk first.
@@ -94,7 +95,7 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
   const id = httpId(cacheKey);
   const key = flightKey(id, req);
   const fwd = forwardHeaders(req);
-  const direct = (): Promise<void> => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd);
+  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd, answered);
   const joined = ctx.fills.get(key);
   if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct);
   if (req.method === 'HEAD') {

@@ -45,6 +45,7 @@ t.test('full disk: passthrough, logged error, no crash', { skip: isRoot ? false 
   const a = await get(big.hex);
   t.equal(a.status, 200);
   t.equal(a.hash, big.hex, 'the object larger than the disk is passed through whole');
+  t.equal(up.count(`/cas/sha256/${big.hex}`), 1, 'upstream asked once: the refused fill\'s answer is what is passed through');
   t.ok(logs.some((l) => /no space left|storage failure/.test(l)), 'an error was logged');
   t.equal(app.cache.store.count, 0, 'nothing kept');
   const b = await get(small.hex);
