@@ -5,7 +5,9 @@
 //                                               their headers follow from the digest)
 //   <data>/http.v1/<2 hex>/<sha256(key)>       names and mirror entries, by request key
 //   <http file>.json                            sidecar: status, headers, policy
-//   <shard>/.tmp-fill-<key>                     a fill in progress, its claim (see claimFill)
+//   <shard>/.tmp-fill-<sha256(key)>             a fill in progress, its claim (see claimFill);
+//                                               a /cas blob asked without credentials is
+//                                               claimed under its own name, mode 000
 //   <data>/tmp/                                 sidecars being written, fills without a claim;
 //                                               emptied at start
 // Commit writes the sidecar first and renames the body last, so an http body on disk
@@ -16,7 +18,8 @@
 // doubles it; a small blob cut short or zero-filled by a power loss is caught instead by
 // hashing it on its first read after a restart (small bodies are read whole anyway).
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, constants as fsc, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fchmodSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
@@ -63,14 +66,31 @@ export interface Hit {
 export class StorageError extends Error {}
 
 /**
- * The right to fill one key, held as its temp file, created exclusively beside the
- * entry's final name: in a multi-process cache the file system settles which worker
- * fills (no message on the miss path), and the file is the one renamed into place at
- * commit. `fd` is open for writing until the holder writes the body or gives it up.
+ * The right to fill one key, held as a file created exclusively: in a multi-process cache
+ * the file system settles which worker fills (no message on the miss path). `fd` is open
+ * for writing until the holder writes the body or gives it up.
+ *
+ * A /cas blob asked without credentials, the common case, is claimed under its own name
+ * (`inPlace`), created with no permission bits: a mode no complete body has, which every
+ * reader of the directory (probes, the index rebuild) takes for "not there". A small body
+ * is written through the claim's descriptor and made complete with fchmod, with no
+ * rename: renaming a temp file into place cost a cold 4 KiB miss about 10 µs of CPU, and
+ * 10-15 % of the objects per second with two workers. A large body goes to a temp file
+ * renamed over the claim at commit. Other keys (credentials, variants, names that are
+ * replaced in place) are claimed by a temp file beside the entry, renamed into place.
  */
 export interface FillClaim {
   readonly path: string;
+  readonly inPlace: boolean;
   fd: number | undefined;
+}
+
+/** The mode of a claim under the blob's own name; a complete body always has some permission bit. */
+const CLAIMED_MODE = 0o000;
+const BODY_MODE = 0o644;
+
+function isComplete(st: Stats): boolean {
+  return st.isFile() && (st.mode & 0o777) !== 0;
 }
 
 const SIDECAR = '.json';
@@ -223,10 +243,10 @@ export class DiskStore {
    */
   claimFill(id: string, key: string): FillClaim | undefined {
     if (this.isFull()) throw new StorageError('cache disk is full (cooling down)');
-    const p = this.#claimPath(id, key);
+    const { path: p, inPlace } = this.#claimOf(id, key);
     try {
       this.#ensureShard(path.dirname(p));
-      return { path: p, fd: openSync(p, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644) };
+      return { path: p, inPlace, fd: openSync(p, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, inPlace ? CLAIMED_MODE : BODY_MODE) };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
       throw this.storageFailure(err);
@@ -239,9 +259,10 @@ export class DiskStore {
    * none fills the key. Returns whether it did.
    */
   dropOrphanClaim(id: string, key: string, before: number): boolean {
-    const p = this.#claimPath(id, key);
+    const { path: p, inPlace } = this.#claimOf(id, key);
     const st = statSync(p, { throwIfNoEntry: false });
-    if (!st || st.mtimeMs >= before) return false;
+    // Under the blob's own name, a complete body is the entry itself, never an orphan.
+    if (!st || (inPlace && isComplete(st)) || st.mtimeMs >= before) return false;
     this.#log.warn({ id }, 'removing the claim of a fill whose worker is gone');
     rmSync(p, { force: true });
     return true;
@@ -259,14 +280,15 @@ export class DiskStore {
 
   /** Worker: whether another process stored `id` (a single process knows from its index). */
   storedElsewhere(id: string): boolean {
-    return this.#peer !== undefined && (statSync(path.join(this.dir, id), { throwIfNoEntry: false })?.isFile() ?? false);
+    if (!this.#peer) return false;
+    const st = statSync(path.join(this.dir, id), { throwIfNoEntry: false });
+    return st !== undefined && isComplete(st);
   }
 
-  /** One claim file per key: fills with other credentials or variants have their own. */
-  #claimPath(id: string, key: string): string {
-    // A /cas blob asked without credentials, the common case, is named by its digest.
-    const tag = key === `${id}\0\0` ? path.basename(id) : createHash('sha256').update(key).digest('hex');
-    return path.join(this.dir, path.dirname(id), CLAIM_PREFIX + tag);
+  /** One claim per key (fills with other credentials or variants have their own); see FillClaim. */
+  #claimOf(id: string, key: string): { path: string; inPlace: boolean } {
+    if (isCasId(id) && key === `${id}\0\0`) return { path: path.join(this.dir, id), inPlace: true };
+    return { path: path.join(this.dir, path.dirname(id), CLAIM_PREFIX + createHash('sha256').update(key).digest('hex')), inPlace: false };
   }
 
   /** Creates a shard directory on first use (known ones are remembered). */
@@ -323,7 +345,9 @@ export class DiskStore {
           orphans.push(id);
         } else {
           const st = statSync(path.join(this.dir, id), { throwIfNoEntry: false });
-          if (st) found.push({ id, size: st.size, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs });
+          // A blob claimed under its own name and never completed (a crash mid-fill).
+          if (st && cas && !isComplete(st)) orphans.push(id);
+          else if (st) found.push({ id, size: st.size, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs });
         }
       }
     }
@@ -337,7 +361,7 @@ export class DiskStore {
   /**
    * The committed entry (with its sidecar read), marking it most recently used; undefined
    * on a miss. A worker also looks on disk for entries other workers stored, unless told
-   * not to (`probe: false`: the primary is asked instead, see Fills.claim).
+   * not to (`probe: false`: the caller looks itself, see storedElsewhere).
    */
   async lookup(id: string, probe = true): Promise<Hit | undefined> {
     const entry = this.#lru.get(id) ?? (this.#peer && probe ? await this.#probe(id) : undefined);
@@ -367,7 +391,7 @@ export class DiskStore {
    */
   async #probe(id: string): Promise<Entry | undefined> {
     const st = await stat(path.join(this.dir, id)).catch(() => undefined);
-    if (!st?.isFile()) return undefined;
+    if (!st || !isComplete(st)) return undefined; // absent, or claimed and being written
     const entry: Entry = { size: st.size, meta: undefined, storedAt: st.mtimeMs, ...(needsSync(id, st.size) ? {} : { unverified: true }) };
     this.#lru.set(id, entry);
     return entry;
@@ -427,13 +451,17 @@ export class DiskStore {
     return path.join(this.dir, 'tmp', tempName());
   }
 
-  /** The temp file of a large fill that holds `claim`, as a FileHandle (the claim's descriptor is closed). */
+  /**
+   * The temp file a large fill holding `claim` writes its body to, as a FileHandle: the
+   * claim's own file, or for a claim under the blob's own name a new one, renamed over it
+   * at commit. The claim's descriptor is closed.
+   */
   async openClaim(claim: FillClaim): Promise<{ path: string; fh: FileHandle }> {
+    if (claim.fd !== undefined) closeSync(claim.fd);
+    claim.fd = undefined;
+    if (claim.inPlace) return this.createTemp();
     try {
-      const fh = await open(claim.path, 'r+');
-      if (claim.fd !== undefined) closeSync(claim.fd);
-      claim.fd = undefined;
-      return { path: claim.path, fh };
+      return { path: claim.path, fh: await open(claim.path, 'r+') };
     } catch (err) {
       throw this.storageFailure(err);
     }
@@ -537,6 +565,7 @@ export class DiskStore {
         const fd = claim.fd;
         for (let off = 0; off < body.length;) off += writeSync(fd, body, off, body.length - off);
         if (needsSync(id, body.length)) fsyncSync(fd);
+        if (claim.inPlace) fchmodSync(fd, BODY_MODE); // complete: see FillClaim
         claim.fd = undefined;
         closeSync(fd);
       } else {
@@ -547,7 +576,7 @@ export class DiskStore {
         writeFileSync(tmpSide, JSON.stringify(meta));
         renameSync(tmpSide, file + SIDECAR);
       }
-      renameSync(tmp, file);
+      if (tmp !== file) renameSync(tmp, file);
     } catch (err) {
       // A claim's file is the caller's to remove (exactly once, see Fill).
       for (const p of [claim ? undefined : tmp, tmpSide]) if (p) rmSync(p, { force: true });

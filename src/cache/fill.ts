@@ -415,7 +415,7 @@ export class Fill extends FillProgress {
       giveUpClaim(); // an answer not kept (not 200, private)
       if (tmp) {
         await tmp.fh.close().catch(() => undefined);
-        if (!committed && !this.#claim) await rm(tmp.path, { force: true });
+        if (!committed && tmp.path !== this.#claim?.path) await rm(tmp.path, { force: true });
       }
       this.#spec.onUpstreamBytes?.(this.written);
       this.forgetRecent();

@@ -1,6 +1,6 @@
 // Exactly-once fills on a real cache and upstream: a stampede, an upstream that dies
 // mid-stream, Range against an object still filling, the claim a dead fill left.
-import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
@@ -141,7 +141,7 @@ t.test('a client that stops reading is cut after twice the upstream timeouts; th
   t.equal(up.requests.length, 1);
 });
 
-t.test('the claim file of a fill whose process died: left alone while young, then removed; the object is filled again', async (t) => {
+t.test('the claim a fill whose process died left under the blob\'s name: never served, left alone while young, then removed; the object is filled again', async (t) => {
   const up = new UpstreamFixture();
   const upUrl = await up.start();
   t.teardown(() => up.stop());
@@ -149,12 +149,13 @@ t.test('the claim file of a fill whose process died: left alone while young, the
   const dir = t.testdir();
   const { app, url } = await startCache(t, { upstream: upUrl }, dir);
   const id = casId({ algo: 'sha256', hex });
-  // Written while the cache runs (start-up removes leftovers): as a crashed fill leaves it.
-  const claim = path.join(dir, path.dirname(id), `.tmp-fill-${hex}`);
+  // Written while the cache runs (start-up removes leftovers), as a crashed fill leaves it:
+  // part of a body, under the blob's own name, with no permission bits (not complete).
+  const claim = path.join(dir, id);
   mkdirSync(path.dirname(claim), { recursive: true });
-  writeFileSync(claim, '');
+  writeFileSync(claim, 'half a body', { mode: 0o000 });
   const young = await fetchHash(`${url}/cas/sha256/${hex}`);
-  t.same([young.status, young.hash], [200, hex], 'passed through');
+  t.same([young.status, young.hash], [200, hex], 'passed through, not served from the incomplete file');
   t.ok(existsSync(claim), 'a claim written just now is left alone');
   const old = new Date(Date.now() - 10_000);
   utimesSync(claim, old, old);
@@ -165,4 +166,20 @@ t.test('the claim file of a fill whose process died: left alone while young, the
   await app.cache.fills.drain();
   t.equal((await fetchHash(`${url}/cas/sha256/${hex}`)).xcache, 'HIT');
   t.equal(up.count(`/cas/sha256/${hex}`), 3);
+  t.equal(statSync(claim).mode & 0o777, 0o644, 'the body written is complete');
+});
+
+t.test('a blob claimed under its own name and never completed is removed at start, not indexed', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex } = up.addBlob(4096);
+  const dir = t.testdir();
+  const file = path.join(dir, casId({ algo: 'sha256', hex }));
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, Buffer.alloc(4096, 1), { mode: 0o000 }); // the right size, the wrong bytes
+  const { app, url } = await startCache(t, { upstream: upUrl }, dir);
+  t.equal(app.cache.store.count, 0, 'not indexed');
+  const got = await fetchHash(`${url}/cas/sha256/${hex}`);
+  t.same([got.status, got.hash, got.xcache], [200, hex, 'MISS']);
 });

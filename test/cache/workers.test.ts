@@ -127,16 +127,20 @@ t.test('two workers share one cache', async (t) => {
 
   await t.test('the claim a dead fill left: no worker has the fill, the file is removed, the next request fills', async (t) => {
     const { hex } = up.addBlob(4096);
-    const claim = path.join(dir, path.dirname(casId({ algo: 'sha256', hex })), `.tmp-fill-${hex}`);
+    // Under the blob's own name, part of a body, no permission bits: as a crash mid-fill leaves it.
+    const claim = path.join(dir, casId({ algo: 'sha256', hex }));
     mkdirSync(path.dirname(claim), { recursive: true });
-    writeFileSync(claim, '');
+    writeFileSync(claim, 'half a body', { mode: 0o000 });
+    // While young (its worker may be writing it), both workers pass it by untouched.
+    for (let i = 0; i < 4; i++) t.equal((await get(`${cache.url}/cas/sha256/${hex}`)).hash, hex, 'passed through, never served');
+    t.ok(existsSync(claim), 'a young claim is left alone');
     const old = new Date(Date.now() - 10_000);
     utimesSync(claim, old, old);
     const first = await get(`${cache.url}/cas/sha256/${hex}`);
     t.equal(first.hash, hex, 'passed through');
     t.notOk(existsSync(claim), 'the orphan is removed');
     t.equal((await get(`${cache.url}/cas/sha256/${hex}`)).xcache, 'MISS', 'the next request fills');
-    t.equal(up.count(`/cas/sha256/${hex}`), 2);
+    t.equal(up.count(`/cas/sha256/${hex}`), 6);
   });
 
   await t.test('SIGTERM to the primary stops the workers and ends the process cleanly', async (t) => {
