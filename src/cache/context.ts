@@ -1,14 +1,14 @@
 // What every route of the cache shares, and the serving paths common to all namespaces:
 // a disk hit, a fill (leader or joiner), and a plain passthrough.
 import { createHash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { takeOver } from '../http/body-writer.js';
 import { sendFileRange } from '../http/send-file.js';
-import { SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.js';
+import { openBody, SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.js';
 import type { FillSource, FillSpec } from './fill.js';
 import type { Fills } from './fills.js';
 import { sendFill } from './fill-cursor.js';
@@ -72,7 +72,7 @@ export async function serveHit(
   let body = hit.body;
   let fh: FileHandle | undefined;
   if (!body) {
-    fh = await open(hit.file, 'r').catch(() => undefined);
+    fh = await openBody(hit.file);
     if (!fh) return false;
     if (size <= SMALL_MAX) {
       // Small: one read, then kept in memory; no stream machinery per request.

@@ -93,6 +93,18 @@ function isComplete(st: Stats): boolean {
   return st.isFile() && (st.mode & 0o777) !== 0;
 }
 
+/**
+ * Opens a committed body for reading; undefined when it is gone (evicted meanwhile) or
+ * when the name is a claim being written (evicted, then claimed again by another fill).
+ */
+export async function openBody(file: string): Promise<FileHandle | undefined> {
+  const fh = await open(file, 'r').catch(() => undefined);
+  if (!fh) return undefined;
+  if (isComplete(await fh.stat())) return fh;
+  await fh.close();
+  return undefined;
+}
+
 const SIDECAR = '.json';
 /** Small bodies being committed and fills in progress (claims), in their shard directory. */
 const TEMP_PREFIX = '.tmp-';

@@ -1,6 +1,6 @@
 // Exactly-once fills on a real cache and upstream: a stampede, an upstream that dies
 // mid-stream, Range against an object still filling, the claim a dead fill left.
-import { existsSync, mkdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
@@ -182,4 +182,22 @@ t.test('a blob claimed under its own name and never completed is removed at star
   t.equal(app.cache.store.count, 0, 'not indexed');
   const got = await fetchHash(`${url}/cas/sha256/${hex}`);
   t.same([got.status, got.hash, got.xcache], [200, hex, 'MISS']);
+});
+
+t.test('an entry whose name was claimed again (evicted, then refilled by another worker) is not read from the claim', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex } = up.addBlob(64 * 1024); // over the size kept in memory: hits read the file
+  const dir = t.testdir();
+  const { app, url } = await startCache(t, { upstream: upUrl }, dir);
+  t.equal((await fetchHash(`${url}/cas/sha256/${hex}`)).xcache, 'MISS');
+  await app.cache.fills.drain();
+  // The index still has the entry; on disk its name is now another fill's claim.
+  const file = path.join(dir, casId({ algo: 'sha256', hex }));
+  rmSync(file);
+  writeFileSync(file, Buffer.alloc(64 * 1024, 7), { mode: 0o000 });
+  const got = await fetchHash(`${url}/cas/sha256/${hex}`);
+  t.same([got.status, got.hash], [200, hex], 'the right bytes (passed through), not the claim\'s');
+  t.not(got.xcache, 'HIT');
 });
