@@ -1,5 +1,5 @@
 // Starting fleetcache commands as real child processes, and stopping them by PID.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 
@@ -19,10 +19,11 @@ export interface RunningServer {
 
 /**
  * Spawns `fleetcache <args>` and waits for its "listening http://…" line. The process is
- * stopped by its PID (SIGTERM, then SIGKILL) in the test's teardown.
+ * stopped by its PID (SIGTERM, then SIGKILL) in the test's teardown. `as` runs it as
+ * another user (the caller must be root).
  */
-export async function startServerProcess(t: Test, args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunningServer> {
-  const child = spawn(process.execPath, cliArgs(args), { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startServerProcess(t: Test, args: string[], env: NodeJS.ProcessEnv = {}, as?: Pick<SpawnOptions, 'uid' | 'gid'>): Promise<RunningServer> {
+  const child = spawn(process.execPath, cliArgs(args), { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...as });
   let err = '';
   child.stderr!.on('data', (c: Buffer) => { err = (err + c.toString()).slice(-20_000); });
   const stop = async () => {
