@@ -33,6 +33,13 @@ export interface ConnectOptions {
 }
 
 const PID_MARK = /^<PID (\d+)>$/;
+/**
+ * After a kill, how long the channel may take to close before the whole connection is
+ * dropped: on a machine that froze or vanished without closing its TCP connection (a
+ * reboot seen mid-script), nothing ever answers the channel's close, and a kill timeout
+ * that waits for it never ends. Dropping the connection closes every channel on it.
+ */
+export const KILL_GRACE_MS = 5_000;
 
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
@@ -133,46 +140,70 @@ export class SshClient implements Executor {
     });
   }
 
-  /** Runs a spread-wrapped script under `/bin/bash -` (see script.ts). */
-  async exec(script: string, o: ExecOptions = {}): Promise<ExecResult> {
+  /**
+   * Runs a spread-wrapped script under `/bin/bash -` (see script.ts). The kill timeout
+   * (and the abort signal) bound the whole call, opening the channel included.
+   */
+  exec(script: string, o: ExecOptions = {}): Promise<ExecResult> {
     const text = renderScript(script, { dir: this.#path(o.cwd ?? '.'), env: o.env, trace: o.trace, fixedPath: true });
-    // sshd makes the session's command a process-group leader; its pid names the group.
-    const ch = await this.#channel(`echo "<PID $$>" >&2; exec ${this.#sudo}/bin/bash -`);
     const out = new OutputBuffer();
+    let ch: ClientChannel | undefined;
     let pid: number | undefined;
     let pending = '';
     let killed = false;
+    let grace: NodeJS.Timeout | undefined;
     const emit = (s: string): void => {
       out.push(s);
       o.onOutput?.(s);
     };
     return new Promise((done, fail) => {
-      let code = 255;
       const disarm = watchScript(o, out, () => {
         killed = true;
         if (pid !== undefined) this.command(`${this.#sudo}kill -KILL -- -${pid}`).catch(() => undefined);
-        ch.close();
+        ch?.close();
+        // A channel still opening has nothing to close yet: its connection goes at once.
+        grace = setTimeout(() => this.#client.destroy(), ch ? KILL_GRACE_MS : 0);
       });
-      ch.on('data', (b: Buffer) => emit(b.toString('utf8')));
-      ch.stderr.on('data', (b: Buffer) => {
-        if (pid !== undefined) return emit(b.toString('utf8'));
-        pending += b.toString('utf8');
-        const nl = pending.indexOf('\n');
-        if (nl < 0) return;
-        const m = PID_MARK.exec(pending.slice(0, nl));
-        if (m) pid = Number(m[1]);
-        else pid = 0; // no marker: nothing to parse any more
-        const rest = m ? pending.slice(nl + 1) : pending;
-        pending = '';
-        if (rest) emit(rest);
-      });
-      ch.on('exit', (c: number | null, sig?: string) => (code = c ?? (sig ? 128 + 9 : 255)));
-      ch.on('error', (err: Error) => (disarm(), fail(err)));
-      ch.on('close', () => {
+      const end = (): void => {
         disarm();
-        done({ exitCode: killed ? 137 : code, output: out.text(), killed });
+        clearTimeout(grace);
+      };
+      const killedResult = (): ExecResult => ({ exitCode: 137, output: out.text(), killed: true });
+      // sshd makes the session's command a process-group leader; its pid names the group.
+      this.#channel(`echo "<PID $$>" >&2; exec ${this.#sudo}/bin/bash -`).then((opened) => {
+        ch = opened;
+        if (killed) {
+          // Killed while opening: the script was never sent, and bash ends on the close.
+          opened.close();
+          end();
+          return done(killedResult());
+        }
+        let code = 255;
+        opened.on('data', (b: Buffer) => emit(b.toString('utf8')));
+        opened.stderr.on('data', (b: Buffer) => {
+          if (pid !== undefined) return emit(b.toString('utf8'));
+          pending += b.toString('utf8');
+          const nl = pending.indexOf('\n');
+          if (nl < 0) return;
+          const m = PID_MARK.exec(pending.slice(0, nl));
+          if (m) pid = Number(m[1]);
+          else pid = 0; // no marker: nothing to parse any more
+          const rest = m ? pending.slice(nl + 1) : pending;
+          pending = '';
+          if (rest) emit(rest);
+        });
+        opened.on('exit', (c: number | null, sig?: string) => (code = c ?? (sig ? 128 + 9 : 255)));
+        opened.on('error', (err: Error) => (end(), fail(err)));
+        opened.on('close', () => {
+          end();
+          done(killed ? killedResult() : { exitCode: code, output: out.text(), killed: false });
+        });
+        opened.end(text);
+      }, (err: unknown) => {
+        end();
+        if (killed) done(killedResult());
+        else fail(err);
       });
-      ch.end(text);
     });
   }
 

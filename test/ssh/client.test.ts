@@ -1,8 +1,9 @@
 import t from 'tap';
+import { readdirSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { SshClient } from '../../src/ssh/client.js';
+import { KILL_GRACE_MS, SshClient } from '../../src/ssh/client.js';
 import { freePort, startSshd } from './sshd.js';
 
 t.test('ssh client against a real sshd', async (t) => {
@@ -26,9 +27,9 @@ t.test('ssh client against a real sshd', async (t) => {
 
   const chunks: string[] = [];
   const started = Date.now();
-  r = await c.exec(`echo started; (sleep 20; touch ${base}/survived) & sleep 20`, { trace: false, killTimeout: 700, onOutput: (s) => chunks.push(s) });
+  r = await c.exec(`echo started; (sleep 20; touch ${base}/survived) & sleep 20`, { trace: false, killTimeout: 2000, onOutput: (s) => chunks.push(s) });
   t.ok(r.killed, 'kill timeout reached');
-  t.ok(Date.now() - started < 5000);
+  t.ok(Date.now() - started < 7000);
   t.same(chunks, ['started\n'], 'output streamed as it came');
   r = await c.exec('sleep 0.3; pgrep -f "sleep 20" || echo none', { trace: false });
   t.equal(r.output, 'none\n', 'the whole process group was killed');
@@ -51,4 +52,68 @@ t.test('connect retries, then fails with a clear error', async (t) => {
     { code: 'FC_ERR_UPSTREAM', message: new RegExp(`cannot connect to 127.0.0.1:${port}`) },
   );
   t.ok(Date.now() - started >= 200, 'waited between attempts');
+});
+
+/** PIDs of every descendant of `pid` (from /proc). */
+function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  for (let next = children.get(pid) ?? []; next.length > 0; next = next.flatMap((p) => children.get(p) ?? [])) out.push(...next);
+  return out;
+}
+
+t.test('a machine that freezes: the kill timeout still ends the call', async (t) => {
+  // Every process serving the connections is stopped (SIGSTOP), as on a machine that froze
+  // or vanished without closing its TCP connection: nothing answers the channel's close.
+  const dir = t.testdir();
+  const sshd = await startSshd(t, dir);
+  const frozen: number[] = [];
+  t.teardown(() => {
+    for (const p of frozen) {
+      try {
+        process.kill(p, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  });
+  const freeze = (): void => {
+    for (const p of descendants(sshd.pid)) {
+      process.kill(p, 'SIGSTOP');
+      frozen.push(p);
+    }
+  };
+  const target = { host: sshd.host, port: sshd.port, username: 'root', privateKey: sshd.key };
+
+  const mid = await SshClient.connect(target, { timeout: 5000 });
+  t.teardown(() => mid.close());
+  const chunks: string[] = [];
+  let started = Date.now();
+  let r = await mid.exec('echo started; sleep 30', { trace: false, killTimeout: 1500, onOutput: (s) => {
+    chunks.push(s);
+    freeze();
+  } });
+  let took = Date.now() - started;
+  t.same(chunks, ['started\n'], 'the script ran until the machine froze');
+  t.ok(r.killed && r.exitCode === 137, 'reported as killed');
+  t.ok(took >= 1500 + KILL_GRACE_MS && took < 1500 + KILL_GRACE_MS + 4000, `ended after the kill timeout and the grace (${took} ms)`);
+
+  const before = await SshClient.connect(target, { timeout: 5000 });
+  t.teardown(() => before.close());
+  freeze();
+  started = Date.now();
+  r = await before.exec('echo never', { trace: false, killTimeout: 1000 });
+  took = Date.now() - started;
+  t.ok(r.killed && r.output === '', 'frozen before the channel opened: killed, no output');
+  t.ok(took >= 1000 && took < 4000, `ended at the kill timeout (${took} ms)`);
 });
