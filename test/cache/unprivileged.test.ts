@@ -4,8 +4,8 @@
 // name with mode 000 until complete, see DiskStore.claimFill) work for a process bound by
 // permissions: here every object is still fetched once, every body is right, what is
 // stored is complete and readable, and a restart serves it all from disk.
-import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -46,7 +46,13 @@ t.test('an unprivileged cache with two workers: each object fetched once, stored
   t.teardown(() => rmSync(data, { recursive: true, force: true }));
   chmodSync(data, 0o755);
   chownSync(data, user.uid, user.gid);
-  const start = () => startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', data, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' }, user);
+  // A socket directory a root cache killed with SIGKILL left behind: not ours to remove,
+  // and no reason not to start.
+  const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+  const rootsLeftover = mkdtempSync(path.join(tmpdir(), `fleetcache-cache-${deadPid}-`));
+  t.teardown(() => rmSync(rootsLeftover, { recursive: true, force: true }));
+  // Without tap's hooks (NODE_OPTIONS), which write where this user may not.
+  const start = () => startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', data, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn', NODE_OPTIONS: '' }, user);
 
   // Two small blobs (answered whole, stored in place) and a large one (streamed from a temp
   // file renamed over its claim), six clients each on fresh connections, so that both
@@ -68,5 +74,6 @@ t.test('an unprivileged cache with two workers: each object fetched once, stored
   cache = await start();
   const again = await Promise.all(blobs.map(async (b) => ({ b, got: await fetchHash(`${cache.url}/cas/sha256/${b.hex}`, {}, { fresh: true }) })));
   t.ok(again.every(({ b, got }) => got.hash === b.hex && got.xcache === 'HIT'), 'after a restart: every blob a hit, right');
+  t.ok(existsSync(rootsLeftover), "root's leftover socket directory is left alone");
   for (const b of blobs) t.equal(up.count(`/cas/sha256/${b.hex}`), 1, `${b.size} bytes: still one upstream request`);
 });

@@ -29,7 +29,8 @@ const SOCKET_DIR = new RegExp(`^${SOCKET_DIR_PREFIX}(\\d+)-`);
 /**
  * Removes the socket directories (`fleetcache-cache-<pid>-*` in `parent`) of primaries that
  * are gone: one killed with SIGKILL cannot remove its own. A directory whose PID is alive
- * (another cache, or a PID reused since) is left alone.
+ * (another cache, or a PID reused since) is left alone, and so is one this user may not
+ * remove (another user's cache left it; its owner's next start sweeps it).
  */
 export function removeStaleSocketDirs(parent: string): void {
   let names: string[];
@@ -40,7 +41,12 @@ export function removeStaleSocketDirs(parent: string): void {
   }
   for (const name of names) {
     const m = SOCKET_DIR.exec(name);
-    if (m && !isAlive(Number(m[1]))) rmSync(path.join(parent, name), { recursive: true, force: true });
+    if (!m || isAlive(Number(m[1]))) continue;
+    try {
+      rmSync(path.join(parent, name), { recursive: true, force: true });
+    } catch {
+      // another user's (EACCES, EPERM): left to its owner
+    }
   }
 }
 
