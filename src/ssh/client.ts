@@ -48,14 +48,18 @@ function shellQuote(s: string): string {
 function connectOnce(target: SshTarget, timeout: number): Promise<Client> {
   return new Promise((done, fail) => {
     const client = new Client();
-    const onError = (err: Error): void => {
+    let settled = false;
+    // Kept for the client's whole life: a failed handshake may report twice (a timeout,
+    // then "Connection lost before handshake"), and an error with no listener would be
+    // thrown. After the first, errors surface as failed operations.
+    client.on('error', (err: Error) => {
+      if (settled) return;
+      settled = true;
       client.end();
       fail(err);
-    };
-    client.once('error', onError);
+    });
     client.once('ready', () => {
-      client.off('error', onError);
-      client.on('error', () => undefined); // later errors surface as failed operations
+      settled = true;
       done(client);
     });
     client.connect({

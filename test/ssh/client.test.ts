@@ -1,6 +1,7 @@
 import t from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { KILL_GRACE_MS, SshClient } from '../../src/ssh/client.js';
@@ -99,7 +100,7 @@ t.test('a machine that freezes: the kill timeout still ends the call', async (t)
   t.teardown(() => mid.close());
   const chunks: string[] = [];
   let started = Date.now();
-  let r = await mid.exec('echo started; sleep 30', { trace: false, killTimeout: 1500, onOutput: (s) => {
+  let r = await mid.exec('echo started; sleep 47', { trace: false, killTimeout: 1500, onOutput: (s) => {
     chunks.push(s);
     freeze();
   } });
@@ -116,4 +117,27 @@ t.test('a machine that freezes: the kill timeout still ends the call', async (t)
   took = Date.now() - started;
   t.ok(r.killed && r.output === '', 'frozen before the channel opened: killed, no output');
   t.ok(took >= 1000 && took < 4000, `ended at the kill timeout (${took} ms)`);
+});
+
+t.test('a server that accepts but never answers: one clear error per attempt, nothing uncaught', async (t) => {
+  // As an sshd too busy to send its banner: the handshake times out, and then the client
+  // also reports "Connection lost before handshake", which used to be thrown as an uncaught
+  // exception (once seen in the reboot test, where an attempt may have little time left).
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    return new Promise<void>((r) => server.close(() => r()));
+  });
+  const { port } = server.address() as AddressInfo;
+  await t.rejects(SshClient.connect({ host: '127.0.0.1', port, password: 'x' }, { timeout: 300, retries: 1, retryDelay: 50 }), {
+    code: 'FC_ERR_UPSTREAM',
+    message: `cannot connect to 127.0.0.1:${port}: Timed out while waiting for handshake`,
+  });
+  // A second error comes on a later turn: give it time to surface.
+  await new Promise((r) => setTimeout(r, 200));
 });
