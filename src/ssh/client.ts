@@ -62,6 +62,13 @@ function connectOnce(target: SshTarget, timeout: number): Promise<Client> {
       settled = true;
       done(client);
     });
+    // A server that closes after its banner (an sshd killed mid-handshake, as in a reboot)
+    // ends the client with no error at all, and ssh2 stops its ready timeout then.
+    client.once('close', () => {
+      if (settled) return;
+      settled = true;
+      fail(new Error('the server closed the connection during the handshake'));
+    });
     client.connect({
       host: target.host,
       port: target.port ?? 22,

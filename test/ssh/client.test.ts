@@ -141,3 +141,22 @@ t.test('a server that accepts but never answers: one clear error per attempt, no
   // A second error comes on a later turn: give it time to surface.
   await new Promise((r) => setTimeout(r, 200));
 });
+
+t.test('a server that closes the connection mid-handshake: a clear error, no hang', async (t) => {
+  // An sshd killed after its banner (a reboot that starts during a connection attempt):
+  // ssh2 reports no error then, and stops its ready timeout; the attempt used to hang.
+  const server = createServer((socket) => {
+    socket.resume(); // what the client says is read, so that the close is a clean one (FIN)
+    socket.write('SSH-2.0-OpenSSH_9.2p1\r\n');
+    setTimeout(() => socket.end(), 50);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const { port } = server.address() as AddressInfo;
+  const started = Date.now();
+  await t.rejects(SshClient.connect({ host: '127.0.0.1', port, password: 'x' }, { timeout: 5000 }), {
+    code: 'FC_ERR_UPSTREAM',
+    message: `cannot connect to 127.0.0.1:${port}: the server closed the connection during the handshake`,
+  });
+  t.ok(Date.now() - started < 2000, 'at once, not at the ready timeout');
+});
