@@ -39,6 +39,12 @@ export function rebootSettings(o: { 'reboot-command'?: string; 'boot-id-command'
 
 /** Per connection attempt while waiting (spread allows about 10 s for dial and handshake). */
 const ATTEMPT_TIMEOUT = 10_000;
+/**
+ * The least an attempt gets to connect, however close the deadline: one cut shorter would
+ * report only its own cut as the last attempt (an attempt under way at the deadline is let
+ * finish anyway).
+ */
+const LEAST_ATTEMPT = 3_000;
 const FIRST_PAUSE = 250;
 const LONGEST_PAUSE = 4000;
 
@@ -102,7 +108,7 @@ export async function rebootOverSsh(
         throw new RebootError(`${label} did not come back with a new boot identity within ${Math.round(timeout / 1000)} s of its reboot (last attempt: ${last})`);
       }
       try {
-        const next = await connect(Math.min(ATTEMPT_TIMEOUT, left));
+        const next = await connect(Math.min(ATTEMPT_TIMEOUT, Math.max(left, LEAST_ATTEMPT)));
         const now = await bootId(next, settings.bootIdCommand);
         if (now !== undefined && now !== before) return next;
         last = now === undefined ? 'connected, no boot identity yet' : 'connected, boot identity unchanged';
