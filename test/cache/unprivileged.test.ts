@@ -47,12 +47,15 @@ t.test('an unprivileged cache with two workers: each object fetched once, stored
   chmodSync(data, 0o755);
   chownSync(data, user.uid, user.gid);
   // A socket directory a root cache killed with SIGKILL left behind: not ours to remove,
-  // and no reason not to start.
+  // and no reason not to start. In a temp directory of this test's own (TMPDIR, sticky
+  // like /tmp), where the root caches of tests running meanwhile do not sweep it away.
+  const tmp = mkdtempSync(path.join(tmpdir(), 'fleetcache-unprivileged-tmp-'));
+  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+  chmodSync(tmp, 0o1777);
   const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
-  const rootsLeftover = mkdtempSync(path.join(tmpdir(), `fleetcache-cache-${deadPid}-`));
-  t.teardown(() => rmSync(rootsLeftover, { recursive: true, force: true }));
+  const rootsLeftover = mkdtempSync(path.join(tmp, `fleetcache-cache-${deadPid}-`));
   // Without tap's hooks (NODE_OPTIONS), which write where this user may not.
-  const start = () => startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', data, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn', NODE_OPTIONS: '' }, user);
+  const start = () => startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', data, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn', NODE_OPTIONS: '', TMPDIR: tmp }, user);
 
   // Two small blobs (answered whole, stored in place) and a large one (streamed from a temp
   // file renamed over its claim), six clients each on fresh connections, so that both
