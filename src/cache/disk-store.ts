@@ -297,9 +297,18 @@ export class DiskStore {
     return st !== undefined && isComplete(st);
   }
 
+  /**
+   * Whether the claim of `key` is the blob's own name (a /cas blob asked without
+   * credentials): taking it then fails when another process stored the blob, so the
+   * claim needs no `storedElsewhere` look first.
+   */
+  claimsInPlace(id: string, key: string): boolean {
+    return isCasId(id) && key === `${id}\0\0`;
+  }
+
   /** One claim per key (fills with other credentials or variants have their own); see FillClaim. */
   #claimOf(id: string, key: string): { path: string; inPlace: boolean } {
-    if (isCasId(id) && key === `${id}\0\0`) return { path: path.join(this.dir, id), inPlace: true };
+    if (this.claimsInPlace(id, key)) return { path: path.join(this.dir, id), inPlace: true };
     return { path: path.join(this.dir, path.dirname(id), CLAIM_PREFIX + createHash('sha256').update(key).digest('hex')), inPlace: false };
   }
 

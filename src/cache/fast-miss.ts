@@ -22,7 +22,10 @@ import { cacheError } from './serve.js';
  */
 export function leadMiss(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, toRoutes: () => void): boolean {
   const key = flightKey(get.id, req);
-  if (ctx.store.has(get.id) || ctx.fills.get(key) || ctx.store.isFull() || ctx.store.storedElsewhere(get.id)) return false;
+  if (ctx.store.has(get.id) || ctx.fills.get(key) || ctx.store.isFull()) return false;
+  // A copy another worker stored: the claim under the blob's own name finds it (and the
+  // routes serve it); another claim needs a look first.
+  if (!ctx.store.claimsInPlace(get.id, key) && ctx.store.storedElsewhere(get.id)) return false;
   let fill;
   try {
     fill = ctx.fills.lead(key, immutableFill(ctx, get.kind, get.digest, forwardHeaders(req)));
