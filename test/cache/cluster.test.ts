@@ -1,12 +1,12 @@
 // Pieces of the multi-process cache that the two-worker test (workers.test.ts) cannot
 // observe: how messages are batched, and the sweep of socket directories left by a
 // primary killed with SIGKILL.
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { Outbox, unbatch, type Batch } from '../../src/cache/cluster/protocol.js';
 import { removeStaleSocketDirs } from '../../src/cache/cluster/primary.js';
+import { exitedPid } from '../helpers/processes.js';
 
 type M = { t: 'a'; n: number };
 
@@ -36,9 +36,7 @@ t.test('messages of one event-loop turn go as one batch; a lone one goes as itse
 
 t.test("socket directories of dead primaries are removed, live ones' kept", async (t) => {
   const parent = t.testdir();
-  const exited = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-  const deadPid = Number(exited.stdout);
-  const dead = path.join(parent, `fleetcache-cache-${deadPid}-abc123`);
+  const dead = path.join(parent, `fleetcache-cache-${exitedPid()}-abc123`);
   const live = path.join(parent, `fleetcache-cache-${process.pid}-def456`);
   const other = path.join(parent, 'fleetcache-cache-notapid');
   for (const d of [dead, live, other]) mkdirSync(d);

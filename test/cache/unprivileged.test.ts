@@ -4,12 +4,12 @@
 // name with mode 000 until complete, see DiskStore.claimFill) work for a process bound by
 // permissions: here every object is still fetched once, every body is right, what is
 // stored is complete and readable, and a restart serves it all from disk.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { startServerProcess } from '../helpers/processes.js';
+import { exitedPid, startServerProcess } from '../helpers/processes.js';
 import { fetchHash } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
 
@@ -52,8 +52,7 @@ t.test('an unprivileged cache with two workers: each object fetched once, stored
   const tmp = mkdtempSync(path.join(tmpdir(), 'fleetcache-unprivileged-tmp-'));
   t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
   chmodSync(tmp, 0o1777);
-  const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
-  const rootsLeftover = mkdtempSync(path.join(tmp, `fleetcache-cache-${deadPid}-`));
+  const rootsLeftover = mkdtempSync(path.join(tmp, `fleetcache-cache-${exitedPid()}-`));
   // Without tap's hooks (NODE_OPTIONS), which write where this user may not.
   const start = () => startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', data, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn', NODE_OPTIONS: '', TMPDIR: tmp }, user);
 

@@ -4,12 +4,12 @@
 // one worker stored is a hit in the other, the byte budget holds for the whole cache,
 // an upstream that dies mid-stream aborts every waiter in both, and the figures add up.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
-import { isAlive, startServerProcess } from '../helpers/processes.js';
+import { isAlive, parentsByPid, startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { fetchHash, type Fetched } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
@@ -155,18 +155,14 @@ t.test('two workers share one cache', async (t) => {
   });
 });
 
-/** PIDs of the cache workers whose parent is `pid` (from /proc; tsx's esbuild helpers are not workers). */
+/** PIDs of the cache workers whose parent is `pid` (tsx's esbuild helpers are not workers). */
 function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
+  const cmdline = (child: number): string => {
     try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (parent === pid && readFileSync(`/proc/${name}/cmdline`, 'utf8').includes('cache')) out.push(Number(name));
+      return readFileSync(`/proc/${child}/cmdline`, 'utf8');
     } catch {
-      // gone meanwhile
+      return ''; // gone meanwhile
     }
-  }
-  return out;
+  };
+  return [...parentsByPid()].filter(([child, parent]) => parent === pid && cmdline(child).includes('cache')).map(([child]) => child);
 }

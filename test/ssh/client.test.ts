@@ -1,10 +1,10 @@
 import t from 'tap';
-import { readdirSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { KILL_GRACE_MS, SshClient } from '../../src/ssh/client.js';
+import { descendantsOf } from '../helpers/processes.js';
 import { freePort, startSshd } from './sshd.js';
 
 t.test('ssh client against a real sshd', async (t) => {
@@ -55,24 +55,6 @@ t.test('connect retries, then fails with a clear error', async (t) => {
   t.ok(Date.now() - started >= 200, 'waited between attempts');
 });
 
-/** PIDs of every descendant of `pid` (from /proc). */
-function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out: number[] = [];
-  for (let next = children.get(pid) ?? []; next.length > 0; next = next.flatMap((p) => children.get(p) ?? [])) out.push(...next);
-  return out;
-}
-
 t.test('a machine that freezes: the kill timeout still ends the call', async (t) => {
   // Every process serving the connections is stopped (SIGSTOP), as on a machine that froze
   // or vanished without closing its TCP connection: nothing answers the channel's close.
@@ -89,7 +71,7 @@ t.test('a machine that freezes: the kill timeout still ends the call', async (t)
     }
   });
   const freeze = (): void => {
-    for (const p of descendants(sshd.pid)) {
+    for (const p of descendantsOf(sshd.pid)) {
       process.kill(p, 'SIGSTOP');
       frozen.push(p);
     }
