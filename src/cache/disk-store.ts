@@ -18,7 +18,7 @@
 // doubles it; a small blob cut short or zero-filled by a power loss is caught instead by
 // hashing it on its first read after a restart (small bodies are read whole anyway).
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, constants as fsc, fchmodSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fchmodSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -214,7 +214,22 @@ export class DiskStore {
         // 'set' replaced the entry in place (same file names, already renamed over).
         if (reason !== 'evict' && reason !== 'delete') return;
         if (!this.#peer) {
-          void this.#unlinkEntry(id);
+          // An entry deleted on purpose (damaged on disk, gone upstream) leaves the disk before
+          // its caller goes on: the caller fetches it again at once, and a claim under the
+          // blob's own name needs the name free. Evictions unlink in the background.
+          if (reason === 'delete') {
+            for (const file of this.#entryFiles(id)) {
+              try {
+                unlinkSync(file);
+              } catch {
+                // gone already (or the disk refuses: as for an eviction, nothing more to do)
+              }
+            }
+          } else {
+            void (async () => {
+              for (const file of this.#entryFiles(id)) await unlink(file).catch(() => undefined);
+            })();
+          }
           onEvicted?.(id);
         } else if (reason === 'delete' && !this.#forgetting) {
           this.#peer.deleted(id);
@@ -612,9 +627,9 @@ export class DiskStore {
     this.#peer?.committed(id, meta.size, meta.storedAt);
   }
 
-  async #unlinkEntry(id: string): Promise<void> {
+  /** The files of an entry: its body, and an http entry's sidecar. */
+  #entryFiles(id: string): string[] {
     const file = path.join(this.dir, id);
-    await unlink(file).catch(() => undefined);
-    if (!isCasId(id)) await unlink(file + SIDECAR).catch(() => undefined);
+    return isCasId(id) ? [file] : [file, file + SIDECAR];
   }
 }
