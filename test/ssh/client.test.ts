@@ -28,7 +28,7 @@ t.test('ssh client against a real sshd', async (t) => {
 
   const chunks: string[] = [];
   const started = Date.now();
-  r = await c.exec(`echo started; (sleep 20; touch ${base}/survived) & sleep 20`, { trace: false, killTimeout: 2000, onOutput: (s) => chunks.push(s) });
+  r = await c.exec(`echo started; (sleep 20; touch ${base}/survived) & sleep 20`, { trace: false, killTimeout: 4000, onOutput: (s) => chunks.push(s) });
   t.ok(r.killed, 'kill timeout reached');
   t.ok(Date.now() - started < 7000);
   t.same(chunks, ['started\n'], 'output streamed as it came');
@@ -82,14 +82,17 @@ t.test('a machine that freezes: the kill timeout still ends the call', async (t)
   t.teardown(() => mid.close());
   const chunks: string[] = [];
   let started = Date.now();
-  let r = await mid.exec('echo started; sleep 47', { trace: false, killTimeout: 1500, onOutput: (s) => {
+  // Time enough for the channel to open and the script to start on a loaded machine (the
+  // kill timeout counts from the call).
+  const killTimeout = 4000;
+  let r = await mid.exec('echo started; sleep 47', { trace: false, killTimeout, onOutput: (s) => {
     chunks.push(s);
     freeze();
   } });
   let took = Date.now() - started;
   t.same(chunks, ['started\n'], 'the script ran until the machine froze');
   t.ok(r.killed && r.exitCode === 137, 'reported as killed');
-  t.ok(took >= 1500 + KILL_GRACE_MS && took < 1500 + KILL_GRACE_MS + 4000, `ended after the kill timeout and the grace (${took} ms)`);
+  t.ok(took >= killTimeout + KILL_GRACE_MS && took < killTimeout + KILL_GRACE_MS + 4000, `ended after the kill timeout and the grace (${took} ms)`);
 
   const before = await SshClient.connect(target, { timeout: 5000 });
   t.teardown(() => before.close());
