@@ -72,8 +72,12 @@ t.test('a machine that freezes: the kill timeout still ends the call', async (t)
   });
   const freeze = (): void => {
     for (const p of descendantsOf(sshd.pid)) {
-      process.kill(p, 'SIGSTOP');
-      frozen.push(p);
+      try {
+        process.kill(p, 'SIGSTOP');
+        frozen.push(p);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err; // ended since it was listed
+      }
     }
   };
   const target = { host: sshd.host, port: sshd.port, username: 'root', privateKey: sshd.key };
