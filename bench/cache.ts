@@ -232,7 +232,8 @@ function report(ours: Figures, ng: Figures, floor: Figures | undefined, hot: num
   if (only.has('cold-small')) {
     rows += row(`cold small: ${coldObjects} × 4 KiB, 32 at a time, objects/s, median of ${COLD_ROUNDS} rounds (each round)`, '≥ 1.0×', cold(ours), cold(ng), coldRatio(ours, ng));
   }
-  if (floor) rows += row('cold small, reference: minimal Node proxy (lib/floor-proxy.ts) instead of fleetcache', '—', cold(floor), cold(ng), coldRatio(floor, ng));
+  if (floor && only.has('hot-small')) rows += row('hot small, reference: minimal Node server (lib/floor-proxy.ts) instead of fleetcache', '—', n(floor.hotSmallRps), n(ng.hotSmallRps), r(floor.hotSmallRps, ng.hotSmallRps));
+  if (floor && only.has('cold-small')) rows += row('cold small, reference: minimal Node proxy (lib/floor-proxy.ts) instead of fleetcache', '—', cold(floor), cold(ng), coldRatio(floor, ng));
   let cpu = '';
   const unit: Record<Figure, string> = { 'stampede': 'CPU s per GB delivered', 'hot-large': 'CPU s per GB', 'hot-small': 'CPU µs per request', 'cold-small': 'CPU µs per object' };
   for (const fig of FIGURES) {
@@ -240,7 +241,9 @@ function report(ours: Figures, ng: Figures, floor: Figures | undefined, hot: num
     const d = fig.endsWith('small') ? 0 : 2;
     cpu += row(`server ${fig}: ${unit[fig]}`, 'lower is better', n(ours.cpu[fig], d), n(ng.cpu[fig], d), r(ours.cpu[fig], ng.cpu[fig]));
   }
-  if (floor) cpu += row(`server cold-small, reference: minimal Node proxy: ${unit['cold-small']}`, 'lower is better', n(floor.cpu['cold-small']), n(ng.cpu['cold-small']), r(floor.cpu['cold-small'], ng.cpu['cold-small']));
+  for (const fig of ['hot-small', 'cold-small'] as const) {
+    if (floor && only.has(fig)) cpu += row(`server ${fig}, reference: minimal Node ${fig === 'hot-small' ? 'server' : 'proxy'}: ${unit[fig]}`, 'lower is better', n(floor.cpu[fig]), n(ng.cpu[fig]), r(floor.cpu[fig], ng.cpu[fig]));
+  }
   const command = `node --import tsx bench/cache.ts${process.argv.slice(2).length ? ' ' + process.argv.slice(2).join(' ') : ''}`;
   return `
 ## regional cache vs nginx proxy_cache — ${new Date().toISOString().slice(0, 10)}
@@ -250,8 +253,9 @@ connection); in front of it our cache (--workers ${WORKERS}) and nginx proxy_cac
 each its own process group, cache data on ${dataFs}; loopback, 2 cores shared by servers and clients.
 Server CPU: utime + stime of the cache's processes (ours: primary and workers; nginx: master and workers) during the figure.
 Cold small: ${COLD_ROUNDS} rounds of fresh objects after the warm-up, each round taken by every side in turn, right after ${COLD_REWARM} unmeasured misses of its own; the median, then each round.${floor ? `
-Reference row: the cheapest cold-miss path Node can take (lib/floor-proxy.ts, ${WORKERS} processes: node:http, undici, sha256, file + rename,
-nothing else: no framework, no exactly-once across processes, no index), measured like the caches; it bounds any Node implementation.` : ''}
+Reference rows: the cheapest paths Node can take (lib/floor-proxy.ts, ${WORKERS} processes; a miss: node:http, undici, sha256, file + rename;
+a hit: node:http and a Map of bodies; nothing else: no framework, no exactly-once across processes, no index, no metrics), measured like the caches;
+they bound any Node implementation.` : ''}
 
 | figure | fleetcache | nginx | ratio | goal |
 | --- | ---: | ---: | ---: | --- |
@@ -339,7 +343,8 @@ end
     const ng = await measure(nginxSide, originLog, paths, wrkScript);
     const coldSides = [{ side: oursSide, figures: ours }, { side: nginxSide, figures: ng }];
     let floor: Figures | undefined;
-    if (only.has('cold-small')) {
+    const floorFigures = new Set(FIGURES.filter((fig) => fig.endsWith('small') && only.has(fig)));
+    if (floorFigures.size > 0) {
       const floorPort = await freePort();
       const floorProc = startProcess(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench/lib/floor-proxy.ts'),
         `http://127.0.0.1:${originPort}`, join(dataDir, 'floor'), String(WORKERS), String(floorPort)], { cwd: REPO_ROOT });
@@ -349,7 +354,7 @@ end
       // hot objects are misses here), so that its JIT is as warm as theirs.
       await pool(paths.hot, 32, async (p) => void (await download(floorUrl, p, 0)));
       const floorSide: Side = { name: 'minimal Node proxy', url: floorUrl, pid: floorProc.child.pid! };
-      floor = await measure(floorSide, originLog, paths, wrkScript, new Set(['cold-small']));
+      floor = await measure(floorSide, originLog, paths, wrkScript, floorFigures);
       coldSides.push({ side: floorSide, figures: floor });
     }
     if (only.has('cold-small')) await coldRounds(coldSides, paths.coldRounds);

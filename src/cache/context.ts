@@ -1,6 +1,5 @@
 // What every route of the cache shares, and the serving paths common to all namespaces:
 // a disk hit, a fill (leader or joiner), and a plain passthrough.
-import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
@@ -71,26 +70,13 @@ export async function serveHit(
   const size = hit.meta.size;
   let body = hit.body;
   let fh: FileHandle | undefined;
-  if (!body) {
+  if (!body && size <= SMALL_MAX) {
+    // Small: one read, then kept in memory; no stream machinery per request.
+    body = ctx.store.readSmall(hit);
+    if (!body) return false;
+  } else if (!body) {
     fh = await openBody(hit.file);
     if (!fh) return false;
-    if (size <= SMALL_MAX) {
-      // Small: one read, then kept in memory; no stream machinery per request.
-      const buf = Buffer.allocUnsafe(size);
-      const { bytesRead } = await fh.read(buf, 0, size, 0).finally(() => fh!.close().catch(() => undefined));
-      if (bytesRead !== size) return false;
-      if (hit.verify) {
-        if (createHash(hit.verify.algo).update(buf).digest('hex') !== hit.verify.hex) {
-          ctx.log.warn({ id: hit.id }, 'stored blob does not match its digest (cut short by a crash?): dropped');
-          ctx.store.delete(hit.id);
-          return false;
-        }
-        ctx.store.verified(hit.id);
-      }
-      ctx.store.remember(hit.id, buf);
-      body = buf;
-      fh = undefined;
-    }
   }
   const small = body;
   const file = fh;

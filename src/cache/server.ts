@@ -9,7 +9,7 @@ import { clientIdleMs, type CacheConfig } from './config.js';
 import type { ClusterLink } from './cluster/link.js';
 import type { CacheContext } from './context.js';
 import { DiskStore } from './disk-store.js';
-import { plainBlobGet, serveFromMemory } from './fast-hit.js';
+import { plainBlobGet, serveSmallHit } from './fast-hit.js';
 import { leadMiss } from './fast-miss.js';
 import { Fills } from './fills.js';
 import { CacheMetrics } from './metrics.js';
@@ -37,12 +37,12 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
   let fast: CacheContext | undefined; // set once the context exists, before listening
   const app = Fastify({
     ...baseServerOptions(config.logLevel, 1024 * 1024),
-    // The server fastify would create, with memory hits and plain cold misses of blobs
+    // The server fastify would create, with small hits and plain cold misses of blobs
     // answered before fastify (fast-hit.ts, fast-miss.ts). Once closing, fastify answers all.
     serverFactory: (handler) => {
       const server = createServer((req, res) => {
         const get = fast && server.listening ? plainBlobGet(req) : undefined;
-        if (get && (serveFromMemory(fast!, get, res) || leadMiss(fast!, req, res, get, () => handler(req, res)))) return;
+        if (get && (serveSmallHit(fast!, get, res, false) || leadMiss(fast!, req, res, get, () => handler(req, res)) || serveSmallHit(fast!, get, res, true))) return;
         handler(req, res);
       });
       // Large bodies stream for minutes: no limit on a whole request, but a connection with
