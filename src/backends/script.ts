@@ -54,7 +54,9 @@ export function renderScript(script: string, o: RenderOptions): string {
   if (o.fixedPath) lines.push(`export PATH=${REMOTE_PATH}`);
   for (const entry of o.env ?? []) lines.push(exportLine(entry));
   if (o.trace ?? true) lines.push('set -x');
-  lines.push('(', script, ') </dev/null', '');
+  // stdout+stderr combined in one pipe, so a command's trace always precedes its output
+  // (read from two pipes, they raced: test/backends/local.test.ts saw the trace after it).
+  lines.push('(', script, ') </dev/null 2>&1', '');
   return lines.join('\n');
 }
 

@@ -61,6 +61,14 @@ t.test('environment order, quoting, helpers and exit codes', async (t) => {
   await m.discard();
 });
 
+t.test('stdout and stderr are combined in the order they were written', async (t) => {
+  const m = await createProvider('local', 'local', {}, ctx(t.testdir())).allocate({ name: 's' });
+  const r = await m.exec('for i in $(seq 200); do echo out$i; echo err$i >&2; done', { trace: false });
+  const expected = Array.from({ length: 200 }, (_, i) => `out${i + 1}\nerr${i + 1}\n`).join('');
+  t.equal(r.output, expected);
+  await m.discard();
+});
+
 t.test('streaming output, warn timeout and kill timeout kill the group', async (t) => {
   const dir = t.testdir();
   const p = createProvider('local', 'local', {}, ctx(dir));
@@ -68,7 +76,9 @@ t.test('streaming output, warn timeout and kill timeout kill the group', async (
   const chunks: string[] = [];
   const warnings: string[] = [];
   const started = Date.now();
-  const r = await m.exec('echo first; (sleep 30; touch child-survived) & sleep 30', {
+  // A duration of this test's own: the check below looks machine-wide.
+  const nap = (30 + Math.random()).toFixed(6);
+  const r = await m.exec(`echo first; (sleep ${nap}; touch child-survived) & sleep ${nap}`, {
     trace: false,
     onOutput: (c) => chunks.push(c),
     warnTimeout: 150,
@@ -81,7 +91,7 @@ t.test('streaming output, warn timeout and kill timeout kill the group', async (
   t.same(chunks, ['first\n']);
   t.equal(warnings[0], 'first');
   t.equal(warnings[1], 'Output unchanged.');
-  const ps = await m.exec('pgrep -f "sleep 30" || true', { trace: false });
+  const ps = await m.exec(`pgrep -f "sleep ${nap}" || true`, { trace: false });
   t.equal(ps.output, '', 'no process of the group survives');
   await m.discard();
 });

@@ -28,11 +28,13 @@ t.test('ssh client against a real sshd', async (t) => {
 
   const chunks: string[] = [];
   const started = Date.now();
-  r = await c.exec(`echo started; (sleep 20; touch ${base}/survived) & sleep 20`, { trace: false, killTimeout: 4000, onOutput: (s) => chunks.push(s) });
+  // A duration of this test's own: the check below looks machine-wide.
+  const nap = (20 + Math.random()).toFixed(6);
+  r = await c.exec(`echo started; (sleep ${nap}; touch ${base}/survived) & sleep ${nap}`, { trace: false, killTimeout: 4000, onOutput: (s) => chunks.push(s) });
   t.ok(r.killed, 'kill timeout reached');
   t.ok(Date.now() - started < 7000);
   t.same(chunks, ['started\n'], 'output streamed as it came');
-  r = await c.exec('sleep 0.3; pgrep -f "sleep 20" || echo none', { trace: false });
+  r = await c.exec(`sleep 0.3; pgrep -f "sleep ${nap}" || echo none`, { trace: false });
   t.equal(r.output, 'none\n', 'the whole process group was killed');
 
   await c.upload(Readable.from([Buffer.from('streamed')]), 'deep/a/b.txt', 0o640);
