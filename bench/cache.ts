@@ -2,7 +2,7 @@
 // front of the same origin: nginx serving files, rate-limited to 50 MB/s per connection.
 // Four figures: stampede (32 clients, one cold 256 MiB object), hot large (8 clients x
 // 5 rounds of a cached 256 MiB object), hot small (10,000 cached 4 KiB objects, wrk, 64
-// connections, 15 s), cold small (2,000 uncached 4 KiB objects, 32 at a time, after a
+// connections, 15 s; three rounds taken in turn by each side, the median reported), cold small (2,000 uncached 4 KiB objects, 32 at a time, after a
 // warm-up of as many other uncached objects, the same for both; three rounds of fresh
 // objects, taken in turn by each side so that a change in the machine's load during the
 // run touches all of them, each round right after 2,000 more misses of the same side,
@@ -50,6 +50,8 @@ const COLD_ROUNDS = 3;
  */
 const COLD_REWARM = quick ? 200 : COLD_SMALL;
 const WRK_SECONDS = quick ? 5 : 15;
+/** Rounds of the hot small figure (one 15 s run per side, taken one after the other, was as noisy as the machine). */
+const HOT_ROUNDS = 3;
 /** Server processes on each side: nginx's worker_processes and our --workers. */
 const WORKERS = 2;
 const agent = new Agent({ connections: 128, keepAliveTimeout: 30_000, bodyTimeout: 0, headersTimeout: 0 });
@@ -93,7 +95,9 @@ function count(log: string, path: string): number {
 
 interface Figures {
   stampedeRatio?: number; stampedeFirst?: number; stampedeLast?: number; originSends?: number;
-  hotLargeGBs?: number; hotSmallRps?: number;
+  hotLargeGBs?: number;
+  /** Requests per second of each hot small round. */
+  hotSmallRps: number[];
   /** Objects per second of each cold small round. */
   coldSmallOps: number[];
   /** Server CPU per unit of work: s per GB (stampede, hot large), µs per request (small). */
@@ -109,9 +113,9 @@ interface Side {
 
 interface Paths { big: string; hot: string[]; coldWarmup: string[]; coldRounds: { rewarm: string[]; measured: string[] }[] }
 
-async function measure(side: Side, originLog: string, paths: Paths, wrkScript: string, figures: ReadonlySet<Figure> = only): Promise<Figures> {
+async function measure(side: Side, originLog: string, paths: Paths, figures: ReadonlySet<Figure> = only): Promise<Figures> {
   const { name, url: base } = side;
-  const f: Figures = { cpu: {}, coldSmallOps: [] };
+  const f: Figures = { cpu: {}, hotSmallRps: [], coldSmallOps: [] };
   /** Runs one figure and records the server's CPU seconds divided by `units`. */
   const cpuOf = async <T>(figure: Figure, units: number, run: () => Promise<T>): Promise<T> => {
     const c0 = await cpuSecondsOf(side.pid);
@@ -142,14 +146,9 @@ async function measure(side: Side, originLog: string, paths: Paths, wrkScript: s
   }
 
   if (figures.has('hot-small')) {
-    process.stderr.write(`${name}: hot small (prefill ${paths.hot.length}, wrk ${WRK_SECONDS}s)\n`);
+    // The rounds themselves are taken in turn with the other sides (hotRounds).
+    process.stderr.write(`${name}: hot small prefill (${paths.hot.length})\n`);
     await pool(paths.hot, 64, async (p) => void (await download(base, p, 0)));
-    const c0 = await cpuSecondsOf(side.pid);
-    const wrk = await promisify(execFile)('wrk', ['-t2', '-c64', `-d${WRK_SECONDS}s`, '-s', wrkScript, base], { maxBuffer: 1 << 20 });
-    const cpu = (await cpuSecondsOf(side.pid)) - c0;
-    if (/Non-2xx/.test(wrk.stdout)) throw new Error(`${name}: wrk saw errors:\n${wrk.stdout}`);
-    f.hotSmallRps = Number(/Requests\/sec:\s+([\d.]+)/.exec(wrk.stdout)?.[1] ?? NaN);
-    f.cpu['hot-small'] = (cpu * 1e6) / Number(/(\d+) requests in/.exec(wrk.stdout)?.[1] ?? NaN);
   }
 
   if (figures.has('cold-small')) {
@@ -160,6 +159,27 @@ async function measure(side: Side, originLog: string, paths: Paths, wrkScript: s
     await pool(paths.coldWarmup, 32, async (p) => void (await download(base, p, 0)));
   }
   return f;
+}
+
+/** The hot small rounds: each round, every side in turn takes WRK_SECONDS of wrk on its prefilled objects. */
+async function hotRounds(sides: readonly { side: Side; figures: Figures }[], wrkScript: string): Promise<void> {
+  const spent = new Map<Side, { cpu: number; requests: number }>();
+  for (let i = 0; i < HOT_ROUNDS; i++) {
+    for (const { side, figures } of sides) {
+      process.stderr.write(`${side.name}: hot small round ${i + 1} (wrk ${WRK_SECONDS}s)\n`);
+      const c0 = await cpuSecondsOf(side.pid);
+      const wrk = await promisify(execFile)('wrk', ['-t2', '-c64', `-d${WRK_SECONDS}s`, '-s', wrkScript, side.url], { maxBuffer: 1 << 20 });
+      const cpu = (await cpuSecondsOf(side.pid)) - c0;
+      if (/Non-2xx/.test(wrk.stdout)) throw new Error(`${side.name}: wrk saw errors:\n${wrk.stdout}`);
+      figures.hotSmallRps.push(Number(/Requests\/sec:\s+([\d.]+)/.exec(wrk.stdout)?.[1] ?? NaN));
+      const so = spent.get(side) ?? { cpu: 0, requests: 0 };
+      spent.set(side, { cpu: so.cpu + cpu, requests: so.requests + Number(/(\d+) requests in/.exec(wrk.stdout)?.[1] ?? NaN) });
+    }
+  }
+  for (const { side, figures } of sides) {
+    const so = spent.get(side);
+    if (so) figures.cpu['hot-small'] = (so.cpu * 1e6) / so.requests;
+  }
 }
 
 /** The cold small rounds: each round, every side in turn gets the round's (fresh) objects. */
@@ -225,15 +245,17 @@ function report(ours: Figures, ng: Figures, floor: Figures | undefined, hot: num
     rows += row('stampede: times the origin sent it', '1', n(ours.originSends), n(ng.originSends));
   }
   if (only.has('hot-large')) rows += row('hot large: 8 clients × 5 rounds, GB/s', '≥ 0.95×', n(ours.hotLargeGBs, 2), n(ng.hotLargeGBs, 2), r(ours.hotLargeGBs, ng.hotLargeGBs));
-  if (only.has('hot-small')) rows += row(`hot small: ${hot} × 4 KiB, wrk 64 conns ${WRK_SECONDS} s, req/s`, '≥ 0.6×', n(ours.hotSmallRps), n(ng.hotSmallRps), r(ours.hotSmallRps, ng.hotSmallRps));
-  if (floor && only.has('hot-small')) rows += row('hot small, reference: minimal Node server (lib/floor-proxy.ts) instead of fleetcache', '—', n(floor.hotSmallRps), n(ng.hotSmallRps), r(floor.hotSmallRps, ng.hotSmallRps));
   // Median of the rounds, then each round's figure.
-  const cold = (f: Figures) => `${n(median(f.coldSmallOps))} (${f.coldSmallOps.map((v) => n(v)).join(' / ')})`;
-  const coldRatio = (a: Figures, b: Figures) => `${r(median(a.coldSmallOps), median(b.coldSmallOps))} (${a.coldSmallOps.map((v, i) => r(v, b.coldSmallOps[i])).join(' / ')})`;
-  if (only.has('cold-small')) {
-    rows += row(`cold small: ${coldObjects} × 4 KiB, 32 at a time, objects/s, median of ${COLD_ROUNDS} rounds (each round)`, '≥ 1.0×', cold(ours), cold(ng), coldRatio(ours, ng));
+  const rounds = (v: readonly number[]) => `${n(median(v))} (${v.map((x) => n(x)).join(' / ')})`;
+  const roundsRatio = (a: readonly number[], b: readonly number[]) => `${r(median(a), median(b))} (${a.map((x, i) => r(x, b[i])).join(' / ')})`;
+  if (only.has('hot-small')) {
+    rows += row(`hot small: ${hot} × 4 KiB, wrk 64 conns ${WRK_SECONDS} s, req/s, median of ${HOT_ROUNDS} rounds (each round)`, '≥ 0.6×', rounds(ours.hotSmallRps), rounds(ng.hotSmallRps), roundsRatio(ours.hotSmallRps, ng.hotSmallRps));
   }
-  if (floor && only.has('cold-small')) rows += row('cold small, reference: minimal Node proxy (lib/floor-proxy.ts) instead of fleetcache', '—', cold(floor), cold(ng), coldRatio(floor, ng));
+  if (floor && only.has('hot-small')) rows += row('hot small, reference: minimal Node server (lib/floor-proxy.ts) instead of fleetcache', '—', rounds(floor.hotSmallRps), rounds(ng.hotSmallRps), roundsRatio(floor.hotSmallRps, ng.hotSmallRps));
+  if (only.has('cold-small')) {
+    rows += row(`cold small: ${coldObjects} × 4 KiB, 32 at a time, objects/s, median of ${COLD_ROUNDS} rounds (each round)`, '≥ 1.0×', rounds(ours.coldSmallOps), rounds(ng.coldSmallOps), roundsRatio(ours.coldSmallOps, ng.coldSmallOps));
+  }
+  if (floor && only.has('cold-small')) rows += row('cold small, reference: minimal Node proxy (lib/floor-proxy.ts) instead of fleetcache', '—', rounds(floor.coldSmallOps), rounds(ng.coldSmallOps), roundsRatio(floor.coldSmallOps, ng.coldSmallOps));
   let cpu = '';
   const unit: Record<Figure, string> = { 'stampede': 'CPU s per GB delivered', 'hot-large': 'CPU s per GB', 'hot-small': 'CPU µs per request', 'cold-small': 'CPU µs per object' };
   for (const fig of FIGURES) {
@@ -252,6 +274,8 @@ Command: \`${command}\`. Origin: nginx serving files (limit_rate 50 MB/s per
 connection); in front of it our cache (--workers ${WORKERS}) and nginx proxy_cache (worker_processes ${WORKERS}, proxy_cache_lock on),
 each its own process group, cache data on ${dataFs}; loopback, 2 cores shared by servers and clients.
 Server CPU: utime + stime of the cache's processes (ours: primary and workers; nginx: master and workers) during the figure.
+Hot small: one prefill (each object asked once), then ${HOT_ROUNDS} rounds of wrk, each taken by every side in turn; the median, then each round.
+The first round includes each of our workers' first hit of the objects the other worker fetched (read from disk, then held in memory).
 Cold small: ${COLD_ROUNDS} rounds of fresh objects after the warm-up, each round taken by every side in turn, right after ${COLD_REWARM} unmeasured misses of its own; the median, then each round.${floor ? `
 Reference rows: the cheapest paths Node can take (lib/floor-proxy.ts, ${WORKERS} processes; a miss: node:http, undici, sha256, file + rename;
 a hit: node:http and a Map of bodies; nothing else: no framework, no exactly-once across processes, no index, no metrics), measured like the caches;
@@ -339,9 +363,9 @@ end
 
     const oursSide: Side = { name: 'fleetcache', url: oursUrl, pid: cacheProc.child.pid! };
     const nginxSide: Side = { name: 'nginx', url: nginxUrl, pid: proxy.child.pid! };
-    const ours = await measure(oursSide, originLog, paths, wrkScript);
-    const ng = await measure(nginxSide, originLog, paths, wrkScript);
-    const coldSides = [{ side: oursSide, figures: ours }, { side: nginxSide, figures: ng }];
+    const ours = await measure(oursSide, originLog, paths);
+    const ng = await measure(nginxSide, originLog, paths);
+    const sides = [{ side: oursSide, figures: ours }, { side: nginxSide, figures: ng }];
     let floor: Figures | undefined;
     const floorFigures = new Set(FIGURES.filter((fig) => fig.endsWith('small') && only.has(fig)));
     if (floorFigures.size > 0) {
@@ -355,10 +379,11 @@ end
       // makes them, once, as for the caches (each body then held by the process that fetched it).
       if (!floorFigures.has('hot-small')) await pool(paths.hot, 32, async (p) => void (await download(floorUrl, p, 0)));
       const floorSide: Side = { name: 'minimal Node proxy', url: floorUrl, pid: floorProc.child.pid! };
-      floor = await measure(floorSide, originLog, paths, wrkScript, floorFigures);
-      coldSides.push({ side: floorSide, figures: floor });
+      floor = await measure(floorSide, originLog, paths, floorFigures);
+      sides.push({ side: floorSide, figures: floor });
     }
-    if (only.has('cold-small')) await coldRounds(coldSides, paths.coldRounds);
+    if (only.has('hot-small')) await hotRounds(sides, wrkScript);
+    if (only.has('cold-small')) await coldRounds(sides, paths.coldRounds);
     const text = report(ours, ng, floor, hot.length, COLD_SMALL, fs ? 'a fresh loop-mounted ext4 (lib/loopfs.ts)' : 'the temp directory\'s filesystem');
     process.stdout.write(text);
     if (!quick && !process.argv.includes('--only')) await appendFile(join(REPO_ROOT, 'bench', 'RESULTS.md'), text);
