@@ -462,7 +462,7 @@ export class DiskStore {
 
   /**
    * Reads a small body with blocking calls, as nginx does: a few KiB in the page cache cost
-   * three syscalls, where the thread pool's open, stat, read and close cost a hit from
+   * four syscalls (open, fstat, read, close), where the thread pool's open, stat, read and close cost a hit from
    * disk several hundred µs of CPU on a slow guest (hot small, before the objects were in
    * memory). Checks `verify` when given, then keeps the body in memory. Undefined when
    * the file is gone or is a claim (evicted meanwhile), unreadable, or damaged (then dropped).

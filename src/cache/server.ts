@@ -42,7 +42,9 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
     serverFactory: (handler) => {
       const server = createServer((req, res) => {
         const get = fast && server.listening ? plainBlobGet(req) : undefined;
-        if (get && (serveSmallHit(fast!, get, res, false) || leadMiss(fast!, req, res, get, () => handler(req, res)) || serveSmallHit(fast!, get, res, true))) return;
+        // A worker looks for another worker's copy once the miss path declined (a single
+        // process knows its blobs from its index: the first look said all).
+        if (get && (serveSmallHit(fast!, get, res, false) || leadMiss(fast!, req, res, get, () => handler(req, res)) || (link && serveSmallHit(fast!, get, res, true)))) return;
         handler(req, res);
       });
       // Large bodies stream for minutes: no limit on a whole request, but a connection with
