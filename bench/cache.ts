@@ -2,8 +2,8 @@
 // front of the same origin: nginx serving files, rate-limited to 50 MB/s per connection.
 // Four figures: stampede (32 clients, one cold 256 MiB object), hot large (8 clients x
 // 5 rounds of a cached 256 MiB object), hot small (10,000 cached 4 KiB objects, wrk, 64
-// connections, 15 s; three rounds taken in turn by each side, the median reported), cold small (2,000 uncached 4 KiB objects, 32 at a time, after a
-// warm-up of as many other uncached objects, the same for both; three rounds of fresh
+// connections, 15 s; three rounds taken in turn by each side, the median reported), cold
+// small (2,000 uncached 4 KiB objects, 32 at a time, after a warm-up of as many other uncached objects, the same for both; three rounds of fresh
 // objects, taken in turn by each side so that a change in the machine's load during the
 // run touches all of them, each round right after 2,000 more misses of the same side,
 // the median reported). Large objects are downloaded with curl, small ones with undici
@@ -161,43 +161,61 @@ async function measure(side: Side, originLog: string, paths: Paths, figures: Rea
   return f;
 }
 
+/** Server CPU per unit of work of each side, summed over the rounds of one figure. */
+class RoundsCpu {
+  #spent = new Map<Side, { cpu: number; units: number }>();
+
+  /** Runs `run` (resolving to the units of work it did) and adds the server's CPU during it. */
+  async measure(side: Side, run: () => Promise<number>): Promise<void> {
+    const c0 = await cpuSecondsOf(side.pid);
+    const units = await run();
+    const cpu = (await cpuSecondsOf(side.pid)) - c0;
+    const so = this.#spent.get(side) ?? { cpu: 0, units: 0 };
+    this.#spent.set(side, { cpu: so.cpu + cpu, units: so.units + units });
+  }
+
+  /** Sets each side's CPU µs per unit for `figure`. */
+  record(sides: readonly { side: Side; figures: Figures }[], figure: Figure): void {
+    for (const { side, figures } of sides) {
+      const so = this.#spent.get(side);
+      if (so) figures.cpu[figure] = (so.cpu * 1e6) / so.units;
+    }
+  }
+}
+
 /** The hot small rounds: each round, every side in turn takes WRK_SECONDS of wrk on its prefilled objects. */
 async function hotRounds(sides: readonly { side: Side; figures: Figures }[], wrkScript: string): Promise<void> {
-  const spent = new Map<Side, { cpu: number; requests: number }>();
+  const cpu = new RoundsCpu();
   for (let i = 0; i < HOT_ROUNDS; i++) {
     for (const { side, figures } of sides) {
       process.stderr.write(`${side.name}: hot small round ${i + 1} (wrk ${WRK_SECONDS}s)\n`);
-      const c0 = await cpuSecondsOf(side.pid);
-      const wrk = await promisify(execFile)('wrk', ['-t2', '-c64', `-d${WRK_SECONDS}s`, '-s', wrkScript, side.url], { maxBuffer: 1 << 20 });
-      const cpu = (await cpuSecondsOf(side.pid)) - c0;
-      if (/Non-2xx/.test(wrk.stdout)) throw new Error(`${side.name}: wrk saw errors:\n${wrk.stdout}`);
-      figures.hotSmallRps.push(Number(/Requests\/sec:\s+([\d.]+)/.exec(wrk.stdout)?.[1] ?? NaN));
-      const so = spent.get(side) ?? { cpu: 0, requests: 0 };
-      spent.set(side, { cpu: so.cpu + cpu, requests: so.requests + Number(/(\d+) requests in/.exec(wrk.stdout)?.[1] ?? NaN) });
+      await cpu.measure(side, async () => {
+        const wrk = await promisify(execFile)('wrk', ['-t2', '-c64', `-d${WRK_SECONDS}s`, '-s', wrkScript, side.url], { maxBuffer: 1 << 20 });
+        if (/Non-2xx/.test(wrk.stdout)) throw new Error(`${side.name}: wrk saw errors:\n${wrk.stdout}`);
+        figures.hotSmallRps.push(Number(/Requests\/sec:\s+([\d.]+)/.exec(wrk.stdout)?.[1] ?? NaN));
+        return Number(/(\d+) requests in/.exec(wrk.stdout)?.[1] ?? NaN);
+      });
     }
   }
-  for (const { side, figures } of sides) {
-    const so = spent.get(side);
-    if (so) figures.cpu['hot-small'] = (so.cpu * 1e6) / so.requests;
-  }
+  cpu.record(sides, 'hot-small');
 }
 
 /** The cold small rounds: each round, every side in turn gets the round's (fresh) objects. */
 async function coldRounds(sides: readonly { side: Side; figures: Figures }[], rounds: Paths['coldRounds']): Promise<void> {
-  const cpu = new Map<Side, number>();
+  const cpu = new RoundsCpu();
   for (const [i, { rewarm, measured: objects }] of rounds.entries()) {
     for (const { side, figures } of sides) {
       process.stderr.write(`${side.name}: cold small round ${i + 1} (${rewarm.length} unmeasured, then ${objects.length})\n`);
       await pool(rewarm, 32, async (p) => void (await download(side.url, p, 0)));
-      const c0 = await cpuSecondsOf(side.pid);
-      const t0 = performance.now();
-      await pool(objects, 32, async (p) => void (await download(side.url, p, 0)));
-      figures.coldSmallOps.push(objects.length / ((performance.now() - t0) / 1000));
-      cpu.set(side, (cpu.get(side) ?? 0) + (await cpuSecondsOf(side.pid)) - c0);
+      await cpu.measure(side, async () => {
+        const t0 = performance.now();
+        await pool(objects, 32, async (p) => void (await download(side.url, p, 0)));
+        figures.coldSmallOps.push(objects.length / ((performance.now() - t0) / 1000));
+        return objects.length;
+      });
     }
   }
-  const all = rounds.reduce((n, r) => n + r.measured.length, 0);
-  for (const { side, figures } of sides) figures.cpu['cold-small'] = ((cpu.get(side) ?? 0) * 1e6) / all;
+  cpu.record(sides, 'cold-small');
 }
 
 function median(values: readonly number[]): number | undefined {
