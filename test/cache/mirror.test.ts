@@ -36,9 +36,9 @@ t.test('mirror: fresh hits, revalidation with 304, no-store, Vary, stale-if-erro
         return false;
     }
   };
-  const { url } = await startCache(t, { upstream: upUrl, mirrors: { deb: { url: upUrl } } }, t.testdir());
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { deb: { url: upUrl } } }, t.testdir());
   const m = `${url}/mirror/deb`;
-  const settle = () => new Promise((r) => setTimeout(r, 60));
+  const settle = () => app.cache.fills.drain();
 
   t.equal((await get(`${m}/dists/fresh`)).headers['x-cache'], 'MISS');
   await settle();

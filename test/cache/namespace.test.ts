@@ -18,7 +18,7 @@ t.test('immutable objects: headers, client 304, HEAD, 404 passes through, never 
   const upUrl = await up.start();
   t.teardown(() => up.stop());
   const { hex, body } = up.addBlob(100_000);
-  const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
   const missing = await get(`${url}/cas/sha256/${'0'.repeat(64)}`);
   t.equal(missing.status, 404, 'unknown digest is a 404, not a 5xx');
   t.match(missing.body.toString(), /FC_ERR_NOT_FOUND/);
@@ -28,7 +28,7 @@ t.test('immutable objects: headers, client 304, HEAD, 404 passes through, never 
   t.equal(first.status, 200);
   t.equal(first.headers['x-cache'], 'MISS');
   t.same(first.body, body);
-  await new Promise((r) => setTimeout(r, 50)); // let the commit land
+  await app.cache.fills.drain(); // the answer ends before a large body's commit lands
   const head = await get(`${url}/cas/sha256/${hex}`, {}, 'HEAD');
   t.equal(head.status, 200);
   t.equal(head.headers['content-length'], String(body.length));
@@ -48,11 +48,11 @@ t.test('names: revalidated each time, upstream 304 served from disk, stale when 
   const upUrl = await up.start();
   const name = '/artifacts/run1/job1/log.txt';
   up.objects.set(name, { body: Buffer.from('version 1'), headers: { etag: '"v1"', 'content-type': 'text/plain' } });
-  const { url } = await startCache(t, { upstream: upUrl, timeouts: { connect: '500ms', headers: '500ms' } }, t.testdir());
+  const { app, url } = await startCache(t, { upstream: upUrl, timeouts: { connect: '500ms', headers: '500ms' } }, t.testdir());
   const a = await get(url + name);
   t.equal(a.body.toString(), 'version 1');
   t.equal(a.headers['x-cache'], 'MISS');
-  await new Promise((r) => setTimeout(r, 50));
+  await app.cache.fills.drain();
   const b = await get(url + name);
   t.equal(b.headers['x-cache'], 'HIT');
   t.equal(b.body.toString(), 'version 1');
@@ -62,7 +62,7 @@ t.test('names: revalidated each time, upstream 304 served from disk, stale when 
   up.objects.set(name, { body: Buffer.from('version 2!'), headers: { etag: '"v2"' } });
   const c = await get(url + name);
   t.equal(c.body.toString(), 'version 2!', 'a changed name is refetched');
-  await new Promise((r) => setTimeout(r, 50));
+  await app.cache.fills.drain();
   await up.stop();
   const started = Date.now();
   const d = await get(url + name);
@@ -124,7 +124,7 @@ t.test('private answers are proxied, never kept nor shared', async (t) => {
   const a = await get(`${url}/cas/sha256/${hex}`, { authorization: 'Bearer internal' });
   t.same(a.body, body);
   t.equal(up.requests[0]!.headers.authorization, 'Bearer internal', 'Authorization passed upstream');
-  await new Promise((r) => setTimeout(r, 50));
+  await app.cache.fills.drain();
   t.notOk(app.cache.store.has(`cas.v1/sha256/${hex.slice(0, 2)}/${hex}`), 'not kept');
   await get(`${url}/cas/sha256/${hex}`);
   t.equal(up.requests.length, 2, 'the next request went upstream again');
@@ -136,9 +136,9 @@ t.test('metrics and stats', async (t) => {
   const upUrl = await up.start();
   t.teardown(() => up.stop());
   const { hex } = up.addBlob(10_000);
-  const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
   await get(`${url}/cas/sha256/${hex}`);
-  await new Promise((r) => setTimeout(r, 50));
+  await app.cache.fills.drain();
   await get(`${url}/sha256/${hex}`);
   await get(`${url}/sha256/${hex}`);
   const stats = JSON.parse((await get(`${url}/-/stats`)).body.toString());

@@ -5,6 +5,7 @@ import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
 import { DiskStore, casId, httpId } from '../../src/cache/disk-store.js';
+import { eventually } from '../helpers/wait.js';
 import { startCache } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
 import { pino } from 'pino';
@@ -59,7 +60,7 @@ t.test('LRU evicts the least recently used under max-size, and unlinks its files
   t.equal(await fetch(0), 'HIT', 'touch 0: now 1 is the least recently used');
   await fetch(2); // 1.2 MB > 1 MB: evict 1
   const file = (i: number): string => path.join(dir, casId({ algo: 'sha256', hex: blobs[i]!.hex }));
-  await new Promise((r) => setTimeout(r, 50));
+  await eventually('the evicted body is unlinked', () => !existsSync(file(1)), 5000);
   t.notOk(existsSync(file(1)), 'the evicted body is unlinked');
   t.ok(existsSync(file(0)) && existsSync(file(2)));
   t.equal(await fetch(0), 'HIT');
