@@ -46,10 +46,24 @@ interface Entry {
   meta: EntryMeta | undefined;
   /** The body itself, for small objects (served without touching the disk). */
   body?: Buffer;
+  /** What smallHit returns for a body held in memory, made on its first hit and kept. */
+  hit?: SmallHit;
+  /** A worker: the StorePeer epoch in which a hit of it was last reported. */
+  reported?: number;
   /** When the body was written (a restart knows only the file's mtime). */
   storedAt?: number;
   /** A small /cas body indexed at start: not fsynced, so hashed before it is first served. */
   unverified?: boolean;
+}
+
+/**
+ * A small /cas blob held in memory: the same object for every hit of one entry, so that
+ * the server keeps what it prepares once (fast-hit.ts: the answer's headers) in `answer`.
+ */
+export interface SmallHit {
+  readonly body: Buffer;
+  readonly meta: EntryMeta;
+  answer?: string[];
 }
 
 export interface Hit {
@@ -172,7 +186,10 @@ async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => 
  */
 export interface StorePeer {
   committed(id: string, size: number, storedAt: number): void;
+  /** Reported at most once per `epoch` for each id (the store checks). */
   touched(id: string): void;
+  /** Changes each time the reports are sent: a hit is reported once per batch, however many there were. */
+  readonly epoch: number;
   deleted(id: string): void;
   /** The primary's figures for the whole store. */
   readonly store: { readonly bytes: number; readonly objects: number };
@@ -402,7 +419,7 @@ export class DiskStore {
   async lookup(id: string, probe = true): Promise<Hit | undefined> {
     const entry = this.#lru.get(id) ?? (this.#peer && probe ? this.#probe(id) : undefined);
     if (!entry) return undefined;
-    this.#peer?.touched(id);
+    this.#reportHit(id, entry);
     const file = path.join(this.dir, id);
     // The digest is parsed only for a first lookup or a check, not on every hit.
     const digest = (!entry.meta || entry.unverified) && isCasId(id) ? casDigest(id) : undefined;
@@ -440,19 +457,30 @@ export class DiskStore {
    * Undefined for anything else (large, absent, damaged, claimed), which takes `lookup`'s
    * path. `probe`: a worker also looks on disk for blobs other workers stored.
    */
-  smallHit(id: string, probe: boolean): { readonly body: Buffer; readonly meta: EntryMeta } | undefined {
+  smallHit(id: string, probe: boolean): SmallHit | undefined {
     const entry = this.#lru.get(id) ?? (probe && this.#peer ? this.#probe(id) : undefined);
-    if (!entry || entry.size > SMALL_MAX || !isCasId(id)) return undefined;
-    let body = entry.unverified ? undefined : entry.body;
-    if (!body) {
+    if (!entry) return undefined;
+    let hit = entry.hit;
+    if (!hit) {
+      if (entry.size > SMALL_MAX || !isCasId(id)) return undefined;
       const digest = casDigest(id);
       if (!digest) return undefined;
-      body = this.#readSmall(id, path.join(this.dir, id), entry.size, entry.unverified ? digest : undefined);
+      const body = (entry.unverified ? undefined : entry.body) ?? this.#readSmall(id, path.join(this.dir, id), entry.size, entry.unverified ? digest : undefined);
       if (!body) return undefined;
       entry.meta ??= casMeta(digest, entry.size, entry.storedAt ?? Date.now());
+      hit = { body, meta: entry.meta };
+      if (entry.body === body) entry.hit = hit; // held in memory (within the budget): kept with it
     }
-    this.#peer?.touched(id);
-    return { body, meta: entry.meta! };
+    this.#reportHit(id, entry);
+    return hit;
+  }
+
+  /** A worker tells the primary of a hit (its LRU order), once per batch of reports. */
+  #reportHit(id: string, entry: Entry): void {
+    const peer = this.#peer;
+    if (!peer || entry.reported === peer.epoch) return;
+    entry.reported = peer.epoch;
+    peer.touched(id);
   }
 
   /** The body of a small committed entry `hit` (see #readSmall); undefined when it cannot be served. */

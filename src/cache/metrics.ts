@@ -73,6 +73,13 @@ export class CacheMetrics {
     this.#tally(kind).hits++;
   }
 
+  /** A hit whose whole body was handed to the socket at once (fast-hit.ts). */
+  hitServed(kind: Kind, bytes: number): void {
+    const t = this.#tally(kind);
+    t.hits++;
+    t.bytesServed += bytes;
+  }
+
   miss(kind: Kind): void {
     this.#tally(kind).misses++;
   }

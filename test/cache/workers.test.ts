@@ -94,6 +94,27 @@ t.test('two workers share one cache', async (t) => {
     t.equal((await get(`${cache.url}/cas/sha256/${blobs[0]!.hex}`)).xcache, 'MISS', 'an evicted object is fetched again, in either worker');
   });
 
+  await t.test('a hit in either worker counts as use: the primary evicts the object nobody asked for since', async (t) => {
+    const file = (hex: string): string => path.join(dir, casId({ algo: 'sha256', hex }));
+    // Workers report commits and hits every 200 ms, each worker on its own timer: waiting
+    // 600 ms after each step lets the primary learn of them in the order they happened.
+    const reported = (): Promise<unknown> => new Promise((r) => setTimeout(r, 600));
+    const small = up.addBlob(4096);
+    const large = Array.from({ length: 4 }, () => up.addBlob(6 * 1024 * 1024));
+    for (const b of [small, ...large.slice(0, 3)]) {
+      t.equal((await get(`${cache.url}/cas/sha256/${b.hex}`)).hash, b.hex);
+      await eventually(`blob ${b.hex} committed`, () => existsSync(file(b.hex)));
+      await reported();
+    }
+    const hits = await Promise.all(Array.from({ length: 4 }, () => get(`${cache.url}/cas/sha256/${small.hex}`)));
+    t.same(hits.map((h) => h.xcache), ['HIT', 'HIT', 'HIT', 'HIT'], 'the small one is asked again (in both workers)');
+    await reported();
+    t.equal((await get(`${cache.url}/cas/sha256/${large[3]!.hex}`)).hash, large[3]!.hex, '24 MiB > 20: one must go');
+    await eventually('the least recently used body unlinked', () => !existsSync(file(large[0]!.hex)));
+    t.ok(existsSync(file(small.hex)), 'the small one, older but hit since, is kept');
+    t.ok(large.slice(1).every((b) => existsSync(file(b.hex))), 'the others are kept');
+  });
+
   await t.test('/-/metrics adds up the workers', async (t) => {
     const res = await request(`${cache.url}/-/metrics`);
     const text = await res.body.text();

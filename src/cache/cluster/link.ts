@@ -23,7 +23,8 @@ export class ClusterLink {
   #outbox: Outbox<WorkerMessage>;
   #next = 1;
   #pending = new Map<number, (m: Reply) => void>();
-  #touched = new Set<string>();
+  /** Ids hit since the last flush, each once (the store reports an id once per epoch). */
+  #touched: string[] = [];
   #committed: { id: string; size: number; storedAt: number }[] = [];
   #leading: () => number = () => 0;
   #reportedLeading = 0;
@@ -32,6 +33,8 @@ export class ClusterLink {
   #tally: () => Record<string, KindTally> = () => ({});
   /** The primary's figures for the whole store, as last broadcast. */
   store = { bytes: 0, objects: 0, inflight: 0 };
+  /** Counts the flushes (StorePeer.epoch). */
+  epoch = 0;
 
   constructor(env: WorkerEnv, proc: NodeJS.Process = process) {
     if (!proc.send) throw new Error('a cache worker needs an IPC channel to its primary');
@@ -62,8 +65,7 @@ export class ClusterLink {
   }
 
   touched(id: string): void {
-    this.#touched.add(id);
-    this.#schedule();
+    if (this.#touched.push(id) === 1) this.#schedule();
   }
 
   /** Sends what is queued now (the commits, hits and count of fills gathered since the last flush, too). */
@@ -72,8 +74,9 @@ export class ClusterLink {
     this.#timer = undefined;
     if (this.#committed.length > 0) this.#outbox.push({ t: 'committed', entries: this.#committed });
     this.#committed = [];
-    if (this.#touched.size > 0) this.#outbox.push({ t: 'touched', ids: [...this.#touched] });
-    this.#touched.clear();
+    if (this.#touched.length > 0) this.#outbox.push({ t: 'touched', ids: this.#touched });
+    this.#touched = [];
+    this.epoch++;
     const leading = this.#leading();
     if (leading !== this.#reportedLeading) {
       this.#reportedLeading = leading;
