@@ -40,18 +40,22 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
     // The server fastify would create, with small hits and plain cold misses of blobs
     // answered before fastify (fast-hit.ts, fast-miss.ts). Once closing, fastify answers all.
     serverFactory: (handler) => {
-      const server = createServer((req, res) => {
-        const get = fast && server.listening ? plainBlobGet(req) : undefined;
-        // A worker looks for another worker's copy once the miss path declined (a single
-        // process knows its blobs from its index: the first look said all).
-        if (get && (serveSmallHit(fast!, get, res, false) || leadMiss(fast!, req, res, get, () => handler(req, res)) || (link && serveSmallHit(fast!, get, res, true)))) return;
-        handler(req, res);
-      });
       // Large bodies stream for minutes: no limit on a whole request, but a connection with
       // no traffic (a client that stopped reading holds a fill's file and buffers) is cut.
+      // The limit is set per request, past the small hits: one answered whole from memory
+      // holds nothing, and node re-arms a server-wide limit (a new timer) on every request.
+      const idleMs = clientIdleMs(config);
+      const server = createServer((req, res) => {
+        const get = fast && server.listening ? plainBlobGet(req) : undefined;
+        if (get && serveSmallHit(fast!, get, res, false)) return;
+        req.socket.setTimeout(idleMs);
+        // A worker looks for another worker's copy once the miss path declined (a single
+        // process knows its blobs from its index: the first look said all).
+        if (get && (leadMiss(fast!, req, res, get, () => handler(req, res)) || (link && serveSmallHit(fast!, get, res, true)))) return;
+        handler(req, res);
+      });
       server.requestTimeout = 0;
       server.keepAliveTimeout = 30_000;
-      server.setTimeout(clientIdleMs(config));
       return server;
     },
   });

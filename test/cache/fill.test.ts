@@ -3,7 +3,7 @@
 import { existsSync, mkdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
 import { fetchHash, startCache } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
@@ -139,6 +139,28 @@ t.test('a client that stops reading is cut after twice the upstream timeouts; th
   await t.rejects(stalled.body.arrayBuffer(), 'the client that stopped reading was cut');
   t.ok(app.cache.store.has(`cas.v1/sha256/${hex.slice(0, 2)}/${hex}`), 'the fill was committed');
   t.equal(up.requests.length, 1);
+});
+
+t.test('a client that stops reading a stored body is cut too, on a connection whose earlier answers were small hits', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const small = up.addBlob(4096);
+  const large = up.addBlob(64 * 1024 * 1024);
+  const { app, url } = await startCache(t, { upstream: upUrl, timeouts: { connect: '100ms', headers: '100ms', body: '300ms' } }, t.testdir());
+  for (const b of [small, large]) t.equal((await fetchHash(`${url}/cas/sha256/${b.hex}`)).hash, b.hex);
+  await app.cache.fills.drain();
+  const one = new Agent({ connections: 1 });
+  t.teardown(() => one.close());
+  for (let i = 0; i < 3; i++) {
+    const hit = await request(`${url}/cas/sha256/${small.hex}`, { dispatcher: one });
+    t.equal(hit.headers['x-cache'], 'HIT');
+    await hit.body.arrayBuffer();
+  }
+  const stalled = await request(`${url}/cas/sha256/${large.hex}`, { dispatcher: one });
+  t.equal(stalled.headers['x-cache'], 'HIT');
+  await new Promise((r) => setTimeout(r, 1500));
+  await t.rejects(stalled.body.arrayBuffer(), 'the client that stopped reading was cut');
 });
 
 t.test('the claim a fill whose process died left under the blob\'s name: never served, left alone while young, then removed; the object is filled again', async (t) => {
