@@ -11,18 +11,19 @@
 // Both caches keep their data on a fresh loop-mounted ext4 when run as root (lib/loopfs.ts).
 // Run: node --import tsx bench/cache.ts [--quick] [--only stampede,hot-large,hot-small,cold-small]
 // (appends to bench/RESULTS.md unless --quick or --only)
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { appendFile, chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import { cpuSecondsOf } from './lib/cpu.js';
 import { mountLoopExt4 } from './lib/loopfs.js';
 import { ensureNginx } from './lib/nginx.js';
-import { REPO_ROOT, freePort, startFleetcache, startProcess, waitForLine, type BenchProcess } from './lib/processes.js';
+import { REPO_ROOT, freePort, startFleetcache, startProcess, startReference, type BenchProcess } from './lib/processes.js';
+import { download as fetchOne, median, pool, runWrk, writeBlob, writeBlobs, writeWrkScript } from './lib/small-objects.js';
 
 const FIGURES = ['stampede', 'hot-large', 'hot-small', 'cold-small'] as const;
 type Figure = (typeof FIGURES)[number];
@@ -56,12 +57,6 @@ const HOT_ROUNDS = 3;
 const WORKERS = 2;
 const agent = new Agent({ connections: 128, keepAliveTimeout: 30_000, bodyTimeout: 0, headersTimeout: 0 });
 
-async function writeBlob(root: string, body: Buffer): Promise<string> {
-  const hex = createHash('sha256').update(body).digest('hex');
-  await writeFile(join(root, 'cas', 'sha256', hex), body);
-  return `/cas/sha256/${hex}`;
-}
-
 /**
  * Downloads a large object with curl (to /dev/null); resolves to the milliseconds it took
  * from `t0`. The large figures use curl rather than this process: 32 undici clients reading
@@ -74,19 +69,9 @@ async function curl(base: string, path: string, t0: number): Promise<number> {
   return performance.now() - t0;
 }
 
-/** Downloads `path`, discarding the body; resolves to the milliseconds it took from `t0`. */
-async function download(base: string, path: string, t0: number): Promise<number> {
-  const res = await request(base + path, { dispatcher: agent });
-  if (res.statusCode !== 200) throw new Error(`${base}${path}: HTTP ${res.statusCode}`);
-  for await (const _chunk of res.body) { /* discard */ }
-  return performance.now() - t0;
-}
-
-async function pool<T>(items: readonly T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
+/** Downloads `path` with this bench's agent (see lib/small-objects.ts). */
+function download(base: string, path: string, t0: number): Promise<number> {
+  return fetchOne(agent, base, path, t0);
 }
 
 function count(log: string, path: string): number {
@@ -190,10 +175,9 @@ async function hotRounds(sides: readonly { side: Side; figures: Figures }[], wrk
     for (const { side, figures } of sides) {
       process.stderr.write(`${side.name}: hot small round ${i + 1} (wrk ${WRK_SECONDS}s)\n`);
       await cpu.measure(side, async () => {
-        const wrk = await promisify(execFile)('wrk', ['-t2', '-c64', `-d${WRK_SECONDS}s`, '-s', wrkScript, side.url], { maxBuffer: 1 << 20 });
-        if (/Non-2xx/.test(wrk.stdout)) throw new Error(`${side.name}: wrk saw errors:\n${wrk.stdout}`);
-        figures.hotSmallRps.push(Number(/Requests\/sec:\s+([\d.]+)/.exec(wrk.stdout)?.[1] ?? NaN));
-        return Number(/(\d+) requests in/.exec(wrk.stdout)?.[1] ?? NaN);
+        const wrk = await runWrk(side.url, wrkScript, WRK_SECONDS);
+        figures.hotSmallRps.push(wrk.perSecond);
+        return wrk.requests;
       });
     }
   }
@@ -216,13 +200,6 @@ async function coldRounds(sides: readonly { side: Side; figures: Figures }[], ro
     }
   }
   cpu.record(sides, 'cold-small');
-}
-
-function median(values: readonly number[]): number | undefined {
-  if (values.length === 0) return undefined;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 function nginxConf(dir: string, name: string, workers: number, body: string): string {
@@ -317,20 +294,9 @@ async function main(): Promise<void> {
     await mkdir(join(dir, 'temp'), { recursive: true });
     process.stderr.write('writing objects\n');
     const big = await writeBlob(root, randomBytes(BIG));
-    const hot: string[] = [];
-    const cold: string[] = [];
-    for (let i = 0; i < HOT_SMALL; i++) hot.push(await writeBlob(root, randomBytes(4096)));
-    for (let i = 0; i < COLD_SMALL + COLD_ROUNDS * (COLD_REWARM + COLD_SMALL) + 1; i++) cold.push(await writeBlob(root, randomBytes(4096)));
-    const wrkScript = join(dir, 'paths.lua');
-    await writeFile(join(dir, 'paths.txt'), hot.join('\n') + '\n');
-    await writeFile(wrkScript, `local paths = {}
-for line in io.lines("${join(dir, 'paths.txt')}") do paths[#paths + 1] = line end
-local i = math.random(#paths)
-request = function()
-  i = i % #paths + 1
-  return wrk.format("GET", paths[i])
-end
-`);
+    const hot = await writeBlobs(root, HOT_SMALL);
+    const cold = await writeBlobs(root, COLD_SMALL + COLD_ROUNDS * (COLD_REWARM + COLD_SMALL) + 1);
+    const wrkScript = await writeWrkScript(dir, hot);
     const [originPort, proxyPort] = [await freePort(), await freePort()];
     const originLog = join(dir, 'origin-access.log');
     const originConf = join(dir, 'origin.conf');
@@ -387,11 +353,9 @@ end
     let floor: Figures | undefined;
     const floorFigures = new Set(FIGURES.filter((fig) => fig.endsWith('small') && only.has(fig)));
     if (floorFigures.size > 0) {
-      const floorPort = await freePort();
-      const floorProc = startProcess(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench/lib/floor-proxy.ts'),
-        `http://127.0.0.1:${originPort}`, join(dataDir, 'floor'), String(WORKERS), String(floorPort)], { cwd: REPO_ROOT });
+      const floorProc = await startReference(`http://127.0.0.1:${originPort}`, join(dataDir, 'floor'), WORKERS);
       procs.push(floorProc);
-      const floorUrl = await waitForLine(floorProc, /listening (http:\/\/\S+)/);
+      const floorUrl = floorProc.url;
       // A fresh process: as many misses as the caches served before their cold figure (the
       // hot objects, misses here), so that its JIT is as warm as theirs. Hot small's prefill
       // makes them, once, as for the caches (each body then held by the process that fetched it).

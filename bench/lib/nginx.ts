@@ -50,6 +50,7 @@ events {}
 http {
   access_log off;
   sendfile on;
+  keepalive_requests 100000;
   client_body_temp_path ${temp}/body;
   proxy_temp_path ${temp}/proxy;
   fastcgi_temp_path ${temp}/fastcgi;

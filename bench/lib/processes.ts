@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -42,15 +43,28 @@ export function waitForLine(p: BenchProcess, pattern: RegExp, timeoutMs = 20_000
   });
 }
 
-/** Starts `fleetcache <args>` from source and waits for its "listening http://…" line. */
-export async function startFleetcache(args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<BenchProcess & { url: string }> {
-  const p = startProcess(process.execPath, [...nodeArgs, '--import', 'tsx', `${REPO_ROOT}src/cli/bin.ts`, ...args], {
-    cwd: REPO_ROOT,
+/**
+ * Starts `fleetcache <args>` from source and waits for its "listening http://…" line.
+ * `root`: another source tree of fleetcache (a git worktree, for A/B runs).
+ */
+export async function startFleetcache(args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = [], root = REPO_ROOT): Promise<BenchProcess & { url: string }> {
+  const p = startProcess(process.execPath, [...nodeArgs, '--import', 'tsx', join(root, 'src/cli/bin.ts'), ...args], {
+    cwd: root,
     env: { ...process.env, ...env },
   });
+  return ready(p, /^listening (http:\/\/\S+)$/m);
+}
+
+/** Starts the reference of the small figures (floor-proxy.ts) in front of `upstream`. */
+export async function startReference(upstream: string, dataDir: string, workers: number): Promise<BenchProcess & { url: string }> {
+  const p = startProcess(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench/lib/floor-proxy.ts'), upstream, dataDir, String(workers), String(await freePort())], { cwd: REPO_ROOT });
+  return ready(p, /listening (http:\/\/\S+)/);
+}
+
+/** Waits for `p` to print its URL; stops it when it does not. */
+async function ready(p: BenchProcess, line: RegExp): Promise<BenchProcess & { url: string }> {
   try {
-    const url = await waitForLine(p, /^listening (http:\/\/\S+)$/m);
-    return { ...p, url };
+    return { ...p, url: await waitForLine(p, line) };
   } catch (err) {
     await p.stop();
     throw err;
