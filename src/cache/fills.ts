@@ -101,17 +101,19 @@ export class Fills {
   }
 
   /**
-   * Asks the other workers, one after the other, for their fill of `key`, and follows the
-   * first that has it. When none has it and the claim file is older than the question,
-   * its worker died mid-fill: the file is removed, so that the next request fills.
+   * Asks every other worker at once for its fill of `key` (one worker leads a key at a
+   * time: the others answer 404 at once), and follows the one that has it. When none has
+   * it and the claim file is older than the question, its worker died mid-fill: the file
+   * is removed, so that the next request fills.
    */
   async #findElsewhere(key: string, id: string): Promise<FillSource | undefined> {
     const asked = Date.now();
-    for (const socket of this.#peers) {
-      const remote = new RemoteFill(socket, key);
-      const found = await remote.head.then(() => true, (err: unknown) => !(err instanceof FillGoneError));
-      if (found) return this.track(key, remote);
-    }
+    const remotes = this.#peers.map((socket) => new RemoteFill(socket, key));
+    // A fill that failed is followed too (its waiters see the failure), one going on first.
+    const outcomes = await Promise.all(remotes.map((r) => r.head.then(() => 'going', (err: unknown) => (err instanceof FillGoneError ? 'gone' : 'failed'))));
+    const going = outcomes.indexOf('going');
+    const found = going >= 0 ? going : outcomes.indexOf('failed');
+    if (found >= 0) return this.track(key, remotes[found]!);
     this.#store.dropOrphanClaim(id, key, asked - ORPHAN_MARGIN_MS);
     return undefined;
   }

@@ -2,7 +2,8 @@
 // directory, started as a real child process. Each object is still fetched once (a
 // worker that loses the race joins the other's fill over its private socket), a body
 // one worker stored is a hit in the other, the byte budget holds for the whole cache,
-// an upstream that dies mid-stream aborts every waiter in both, and the figures add up.
+// an upstream that dies mid-stream aborts every waiter in both, and the figures add up;
+// with three, the workers that did not lead a fill find it among the other two.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -174,6 +175,20 @@ t.test('two workers share one cache', async (t) => {
     t.equal(code, 0, 'the primary exits with 0');
     t.same(workers.filter(isAlive), [], 'no worker left behind');
   });
+});
+
+t.test('three workers: a stampede spread over them makes one upstream request, the workers that did not lead follow the one that did', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '3'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  t.equal(childrenOf(cache.child.pid!).length, 3, 'three worker processes');
+  const { hex } = up.addBlob(8 * 1024 * 1024);
+  up.options.rate = 16 * 1024 * 1024; // half a second of filling: every request comes meanwhile
+  const all = await Promise.all(Array.from({ length: 24 }, () => get(`${cache.url}/cas/sha256/${hex}`)));
+  t.ok(all.every((r) => r.hash === hex), 'every body right');
+  t.equal(up.count(`/cas/sha256/${hex}`), 1, 'upstream asked once');
+  t.equal(all.filter((r) => r.xcache === 'MISS').length, 1, 'one led the fill, the others joined it');
 });
 
 /** PIDs of the cache workers whose parent is `pid` (tsx's esbuild helpers are not workers). */
