@@ -344,16 +344,20 @@ export class Fill extends FillProgress {
       claimGone = true;
       this.#store.dropClaim(this.#claim);
     };
+    // While the disk refuses writes (cooling down after a failure), a small body is still
+    // gathered once for every waiter, then not kept; a large one is refused (the first
+    // waiter passes upstream's answer through).
+    const unkeptOnly = this.#store.isFull();
     try {
-      if (this.#store.isFull()) throw new StorageError('cache disk is full (cooling down)');
       res = await this.#spec.request();
       const decision = this.#spec.decide(res);
       const cl = res.headers['content-length'];
       const size = typeof cl === 'string' && /^\d+$/.test(cl) ? Number(cl) : undefined;
-      if (size !== undefined) await this.#store.reserve(size);
       // Small bodies are gathered in memory and handed out whole once verified: no temp
       // file and no reads while filling; the file is written at commit.
       const small = size !== undefined && size <= SMALL_MAX;
+      if (unkeptOnly && !small) throw new StorageError('cache disk is full (cooling down)');
+      if (size !== undefined && !unkeptOnly) await this.#store.reserve(size);
       let body: Buffer | undefined;
       if (!small) {
         tmp = this.#claim ? await this.#store.openClaim(this.#claim) : await this.#store.createTemp();
@@ -388,7 +392,7 @@ export class Fill extends FillProgress {
         }
       }
       this.finish(body);
-      if (decision.meta) {
+      if (decision.meta && !unkeptOnly) {
         const meta = { ...decision.meta, size: this.written, storedAt: Date.now() };
         if (this.body) this.#store.commitSmall(this.#spec.id, this.body, meta, this.#claim);
         else await this.#store.commit(this.#spec.id, tmp!, meta);

@@ -54,6 +54,9 @@ export class Fills {
   async acquire(key: string, spec: FillSpec): Promise<Acquired | undefined> {
     const local = this.get(key);
     if (local) return { fill: local, lead: false };
+    // While the disk refuses writes no claim can be made: a fill of this process's own
+    // still gathers a small body once for all its waiters (and keeps nothing, see Fill).
+    if (this.#store.isFull()) return { fill: this.start(key, spec), lead: true };
     const led = this.lead(key, spec);
     if (led) return { fill: led, lead: true };
     let finding = this.#finding.get(key);

@@ -1,4 +1,5 @@
-// A full disk turns the cache into a passthrough with a logged error, not a crash.
+// A full disk turns the cache into a passthrough with a logged error, not a crash (small
+// blobs asked at once are still fetched once, from memory).
 // The data directory is a real 8 MiB tmpfs mounted by the test (needs root).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmdirSync, rmSync } from 'node:fs';
@@ -52,6 +53,20 @@ t.test('full disk: passthrough, logged error, no crash', { skip: isRoot ? false 
   t.equal(b.status, 200);
   t.equal(b.hash, small.hex, 'while the disk is marked full, requests pass through');
   t.equal((await request(`${url}/-/healthz`)).statusCode, 200, 'still alive');
+  // Meanwhile (the disk is refused for 30 s), a small blob many ask at once is still
+  // fetched once for all of them, and not kept.
+  const tiny = up.addBlob(4096);
+  up.handler = (req, res) => {
+    if (req.url !== `/cas/sha256/${tiny.hex}`) return false;
+    // Half a second before the answer: every request below arrives meanwhile.
+    setTimeout(() => res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '4096' }).end(tiny.body), 500);
+    return true;
+  };
+  const many = await Promise.all(Array.from({ length: 8 }, () => get(tiny.hex)));
+  t.ok(many.every((m) => m.status === 200 && m.hash === tiny.hex), 'every body right');
+  t.equal(up.count(`/cas/sha256/${tiny.hex}`), 1, 'upstream asked once');
+  t.same(many.map((m) => m.xcache).sort(), ['COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'MISS']);
+  t.equal(app.cache.store.count, 0, 'nothing kept');
 });
 
 t.test('the data directory removed under a running cache: requests pass through, no crash', async (t) => {
