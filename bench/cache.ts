@@ -3,10 +3,10 @@
 // Four figures: stampede (32 clients, one cold 256 MiB object), hot large (8 clients x
 // 5 rounds of a cached 256 MiB object), hot small (10,000 cached 4 KiB objects, wrk, 64
 // connections, 15 s; three rounds taken in turn by each side, the median reported), cold
-// small (2,000 uncached 4 KiB objects, 32 at a time, after a warm-up of as many other uncached objects, the same for both; three rounds of fresh
-// objects, taken in turn by each side so that a change in the machine's load during the
-// run touches all of them, each round right after 2,000 more misses of the same side,
-// the median reported). Large objects are downloaded with curl, small ones with undici
+// small (2,000 uncached 4 KiB objects, 32 at a time, after a warm-up of as many other
+// uncached objects, the same for both; three rounds of fresh objects, taken in turn by
+// each side so that a change in the machine's load during the run touches all of them,
+// each round right after 2,000 more misses of the same side, the median reported). Large objects are downloaded with curl, small ones with undici
 // from this process.
 // Both caches keep their data on a fresh loop-mounted ext4 when run as root (lib/loopfs.ts).
 // Run: node --import tsx bench/cache.ts [--quick] [--only stampede,hot-large,hot-small,cold-small]
