@@ -8,7 +8,7 @@
 //   cold: rounds of fresh objects, 32 at a time, after a warm-up of as many.
 // Run: node --import tsx bench/ab-cache.ts hot|cold [--rounds N] [--seconds S] SIDE...
 // where SIDE is a fleetcache source tree (e.g. `git worktree add /tmp/base HEAD~1`, with
-// node_modules linked) or `reference`.
+// node_modules linked; each is built first and runs compiled) or `reference`.
 import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

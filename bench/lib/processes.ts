@@ -1,6 +1,6 @@
 // Child processes for benches: start, wait for readiness, stop by PID (SIGTERM, then
 // SIGKILL). The bench-side counterpart of test/helpers/processes.ts, without tap.
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -43,12 +43,27 @@ export function waitForLine(p: BenchProcess, pattern: RegExp, timeoutMs = 20_000
   });
 }
 
+const built = new Set<string>();
+
 /**
- * Starts `fleetcache <args>` from source and waits for its "listening http://…" line.
- * `root`: another source tree of fleetcache (a git worktree, for A/B runs).
+ * Builds the tree at `root` (`npm run build`) once per bench process: benches run the
+ * compiled CLI, as users do. Run from src/ through tsx, a cold miss paid for its
+ * transforms too (the name given to every closure made per request).
+ */
+function ensureBuilt(root: string): void {
+  if (built.has(root)) return;
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+  built.add(root);
+}
+
+/**
+ * Starts `fleetcache <args>` (the tree's compiled CLI, built first) and waits for its
+ * "listening http://…" line. `root`: another source tree of fleetcache (a git worktree,
+ * for A/B runs).
  */
 export async function startFleetcache(args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = [], root = REPO_ROOT): Promise<BenchProcess & { url: string }> {
-  const p = startProcess(process.execPath, [...nodeArgs, '--import', 'tsx', join(root, 'src/cli/bin.ts'), ...args], {
+  ensureBuilt(root);
+  const p = startProcess(process.execPath, [...nodeArgs, join(root, 'bin/fleetcache.js'), ...args], {
     cwd: root,
     env: { ...process.env, ...env },
   });

@@ -662,11 +662,10 @@ export class DiskStore {
    */
   commitSmall(id: string, body: Buffer, meta: EntryMeta, claim?: FillClaim): void {
     if (this.isFull()) throw new StorageError('cache disk is full (cooling down)');
-    const file = path.join(this.dir, id);
-    const shard = path.dirname(file);
+    const file = claim?.inPlace ? claim.path : path.join(this.dir, id);
     // Written beside its final name (as nginx's use_temp_path=off does): creating files in
     // one busy tmp/ directory cost several times more per file. Start-up removes leftovers.
-    const tmp = claim?.path ?? path.join(shard, TEMP_PREFIX + tempName());
+    const tmp = claim?.path ?? path.join(path.dirname(file), TEMP_PREFIX + tempName());
     const tmpSide = isCasId(id) ? undefined : this.tempPath();
     try {
       if (claim?.fd !== undefined) {
@@ -677,7 +676,7 @@ export class DiskStore {
         claim.fd = undefined;
         closeSync(fd);
       } else {
-        this.#ensureShard(shard);
+        this.#ensureShard(path.dirname(file));
         writeFileSync(tmp, body, { flag: 'wx', mode: 0o644, flush: needsSync(id, body.length) });
       }
       if (tmpSide) {

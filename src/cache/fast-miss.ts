@@ -26,34 +26,31 @@ export function leadMiss(ctx: CacheContext, req: IncomingMessage, res: ServerRes
   // A copy another worker stored: the claim under the blob's own name finds it (and the
   // routes serve it); another claim needs a look first.
   if (!ctx.store.claimsInPlace(get.id, key) && ctx.store.storedElsewhere(get.id)) return false;
-  let fill;
+  let fill: Fill | undefined;
   try {
-    fill = ctx.fills.lead(key, immutableFill(ctx, get.kind, get.digest, forwardHeaders(req)));
+    fill = ctx.fills.lead(key, immutableFill(ctx, get.kind, get.digest, forwardHeaders(req)), (outcome, led) => {
+      try {
+        if (outcome.error) return failed(ctx, req, res, get, led, outcome.error, toRoutes);
+        ctx.metrics.miss(get.kind);
+        send(ctx, res, get, led, outcome.head, outcome.body);
+      } catch (err) {
+        answerError(ctx, res, err);
+      }
+    });
   } catch {
     return false; // the disk refuses: the routes pass it through
   }
-  if (!fill) return false; // another worker fills it: the routes follow its fill
-  answer(ctx, req, res, get, fill, toRoutes).catch((err: unknown) => answerError(ctx, res, err));
-  return true;
+  return fill !== undefined; // undefined: another worker fills it, and the routes follow its fill
 }
 
-async function answer(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, fill: Fill, toRoutes: () => void): Promise<void> {
-  let head: FillHead;
-  try {
-    head = await fill.head;
-  } catch (err) {
-    if (err instanceof StorageError) {
-      markFillRefused(req, fill.takeUnkept());
-      return toRoutes(); // the route passes it through, and counts it
-    }
-    ctx.metrics.miss(get.kind);
-    throw err;
+/** The fill failed before an answer started: a passthrough when the disk refused it, else the error. */
+function failed(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, fill: Fill, err: Error, toRoutes: () => void): void {
+  if (err instanceof StorageError) {
+    markFillRefused(req, fill.takeUnkept());
+    return toRoutes(); // the route passes it through, and counts it
   }
   ctx.metrics.miss(get.kind);
-  const whole = fill.wholeBody();
-  // A small fill is answered once complete and verified: a failure is a clean 502.
-  const body = whole && (await whole);
-  send(ctx, res, get, fill, head, body);
+  answerError(ctx, res, err);
 }
 
 /** What serveFill and sendBody answer to a plain GET of a fill, headers in the same order. */
@@ -67,7 +64,10 @@ function send(ctx: CacheContext, res: ServerResponse, get: PlainBlobGet, fill: F
   if (head.status === 200) headers.push('accept-ranges', 'bytes');
   if (size !== undefined) headers.push('content-length', String(size));
   const kind = get.kind;
-  if (size !== undefined) {
+  // A whole body is counted when handed to the socket, as a small hit is (fast-hit.ts).
+  if (body) {
+    if (body.length > 0) ctx.metrics.served(kind, body.length);
+  } else if (size !== undefined) {
     if (size > 0) res.once('finish', () => ctx.metrics.served(kind, size));
   } else if (head.status === 200) {
     res.once('finish', () => void fill.done.then(() => {
