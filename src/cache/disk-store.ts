@@ -692,9 +692,13 @@ export class DiskStore {
     this.#indexCommitted(id, meta);
   }
 
-  /** A body renamed into place: indexed here, and told to the primary in a worker. */
+  /**
+   * A body renamed into place: indexed here, and told to the primary in a worker. A blob's
+   * meta follows from its id, and is made on its first hit (as for the blobs found at
+   * start): one never asked again costs the index no objects to carry through collections.
+   */
   #indexCommitted(id: string, meta: EntryMeta): void {
-    this.#lru.set(id, { size: meta.size, meta });
+    this.#lru.set(id, isCasId(id) ? { size: meta.size, meta: undefined, storedAt: meta.storedAt } : { size: meta.size, meta });
     this.#peer?.committed(id, meta.size, meta.storedAt);
   }
 

@@ -26,15 +26,16 @@ export interface PlainBlobGet {
 }
 
 /**
- * Blob paths already parsed, by URL: a URL asked before costs one lookup, where parsing
- * it again (the pattern, the digest, the store id, whose hash the index then computes
- * anew) was about a tenth of a hot hit's CPU (A/B with wrk). Emptied when full: a bound
- * on its memory (a few MiB), not a policy.
+ * Paths of stored blobs already parsed, by URL: a URL asked before costs one lookup, where
+ * parsing it again (the pattern, the digest, the store id, whose hash the index then
+ * computes anew) was about a tenth of a hot hit's CPU (A/B with wrk). Only blobs in the
+ * index are kept: a cold miss would leave objects that collections carry for nothing.
+ * Emptied when full: a bound on its memory (a few MiB), not a policy.
  */
 const parsed = new Map<string, PlainBlobGet>();
 const PARSED_MAX = 32_768;
 
-export function plainBlobGet(req: IncomingMessage): PlainBlobGet | undefined {
+export function plainBlobGet(req: IncomingMessage, store: { has(id: string): boolean }): PlainBlobGet | undefined {
   if (req.method !== 'GET') return undefined;
   const h = req.headers;
   if (h.range !== undefined || h['if-none-match'] !== undefined) return undefined;
@@ -45,8 +46,10 @@ export function plainBlobGet(req: IncomingMessage): PlainBlobGet | undefined {
   if (!m) return undefined;
   const digest = { algo: (m[2] ?? m[4]) as DigestAlgorithm, hex: (m[3] ?? m[5])! };
   const get: PlainBlobGet = { kind: m[1] ? 'cas' : 'tooltool', digest, id: casId(digest) };
-  if (parsed.size >= PARSED_MAX) parsed.clear();
-  parsed.set(url, get);
+  if (store.has(get.id)) {
+    if (parsed.size >= PARSED_MAX) parsed.clear();
+    parsed.set(url, get);
+  }
   return get;
 }
 

@@ -46,7 +46,7 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
       // holds nothing, and node re-arms a server-wide limit (a new timer) on every request.
       const idleMs = clientIdleMs(config);
       const server = createServer((req, res) => {
-        const get = fast && server.listening ? plainBlobGet(req) : undefined;
+        const get = fast && server.listening ? plainBlobGet(req, fast.store) : undefined;
         if (get && serveSmallHit(fast!, get, res, false)) return;
         req.socket.setTimeout(idleMs);
         // A worker looks for another worker's copy once the miss path declined (a single
