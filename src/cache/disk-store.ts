@@ -25,6 +25,7 @@ import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { CachePolicyObject } from 'http-cache-semantics';
 import type { FastifyBaseLogger as Logger } from 'fastify';
+import { formatBytes } from '../config/units.js';
 import { etagOf, IMMUTABLE_CACHE_CONTROL } from '../http/blob-reply.js';
 import { isDigestAlgorithm, type Digest } from '../store/digest.js';
 
@@ -409,6 +410,26 @@ export class DiskStore {
     for (const f of found) {
       this.#lru.set(f.id, { size: f.size, meta: undefined, storedAt: f.mtimeMs, ...(needsSync(f.id, f.size) ? {} : { unverified: true }) });
     }
+    await this.#checkRoom();
+  }
+
+  /**
+   * Warns when the size limit is more than the data directory's filesystem can hold (what
+   * the index holds plus the free space): the disk would fill before the LRU evicts, and
+   * each write failure then turns the cache into a passthrough for 30 s (storageFailure).
+   */
+  async #checkRoom(): Promise<void> {
+    try {
+      await this.#refreshFree();
+    } catch {
+      return; // no figure: the first reserve() tries again, and fails loudly if it must
+    }
+    const room = this.bytes + this.#free.bytes;
+    if (this.maxSize <= room) return;
+    this.#log.warn(
+      { dir: this.dir, maxSize: this.maxSize, room },
+      `the cache's size limit (${formatBytes(this.maxSize)}) is more than its data directory can hold (${formatBytes(room)}, free space included): the disk will fill before the oldest objects are evicted; lower --max-size`,
+    );
   }
 
   /**

@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import t from 'tap';
 import { request } from 'undici';
 import { resolveCacheConfig } from '../../src/cache/config.js';
+import { DiskStore } from '../../src/cache/disk-store.js';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { sha256, UpstreamFixture } from './upstream-fixture.js';
 
@@ -94,4 +95,23 @@ t.test('the data directory removed under a running cache: requests pass through,
     }
   }
   t.equal((await request(`${url}/-/healthz`)).statusCode, 200, 'still alive');
+});
+
+t.test('a size limit larger than the filesystem is warned about at start', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'fleetcache-room-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir]);
+  t.teardown(() => {
+    execFileSync('umount', [dir]);
+    rmdirSync(dir);
+  });
+  const warnings = async (maxSize: number): Promise<string[]> => {
+    const logs: string[] = [];
+    const sink = new Writable({ write(chunk: Buffer, _e, cb) { logs.push(chunk.toString()); cb(); } });
+    await new DiskStore(dir, maxSize, pino({ level: 'warn' }, sink)).open();
+    return logs.filter((l) => /size limit/.test(l));
+  };
+  const tooBig = await warnings(1024 ** 3);
+  t.equal(tooBig.length, 1, 'warned once');
+  t.match(JSON.parse(tooBig[0]!), { level: 40, maxSize: 1024 ** 3, msg: /1\.0 GiB.*can hold \(4\.0 MiB.*lower --max-size/ });
+  t.same(await warnings(2 * 1024 * 1024), [], 'a limit the filesystem can hold: no warning');
 });
