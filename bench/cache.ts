@@ -266,7 +266,7 @@ function report(ours: Figures, ng: Figures, floor: Figures | undefined, hot: num
 ## regional cache vs nginx proxy_cache — ${new Date().toISOString().slice(0, 10)}
 
 Command: \`${command}\`. Origin: nginx serving files (limit_rate 50 MB/s per
-connection); in front of it our cache (--workers ${WORKERS}) and nginx proxy_cache (worker_processes ${WORKERS}, proxy_cache_lock on),
+connection); in front of it our cache (compiled, --workers ${WORKERS}) and nginx proxy_cache (worker_processes ${WORKERS}, proxy_cache_lock on),
 each its own process group, cache data on ${dataFs}; loopback, 2 cores shared by servers and clients.
 Server CPU: utime + stime of the cache's processes (ours: primary and workers; nginx: master and workers) during the figure.
 Hot small: one prefill (each object asked once), then ${HOT_ROUNDS} rounds of wrk, each taken by every side in turn; the median, then each round.
