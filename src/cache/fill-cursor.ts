@@ -4,6 +4,7 @@
 // fill's file read into the writer's recycled buffers. No Readable, no buffer per read.
 import type { FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
+import { UpstreamError } from '../errors.js';
 import { BodyWriter } from '../http/body-writer.js';
 import { WINDOW, WINDOW_WAIT_MS, type FillSource } from './fill.js';
 
@@ -64,7 +65,8 @@ export class FillCursor {
         this.#pos += n;
         return recent;
       }
-      if (!this.#file) throw new Error('a fill read past its windows has no file');
+      // A fill in memory only (the disk refuses writes) has dropped what this reader needs.
+      if (!this.#file) throw new UpstreamError(`this client fell behind the bytes a fill without a file keeps in memory (at ${this.#pos} of ${fill.written})`);
       // Behind the windows kept in memory: read the file, as far as is readable.
       const buf = scratch();
       const { bytesRead } = await this.#file.read(buf, 0, Math.min(buf.length, end - this.#pos), this.#pos);

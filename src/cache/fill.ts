@@ -54,6 +54,11 @@ export const WINDOW = 256 * 1024;
 export const WINDOW_WAIT_MS = 50;
 /** The last windows kept in memory, so that readers up to this far behind never touch the file. */
 const RECENT_BYTES = 16 * 1024 * 1024;
+/**
+ * A fill kept in memory only (see Fill) is joined while it has written less than this: a
+ * joiner then starts with at least half the windows ahead of it before the first is dropped.
+ */
+const MEMORY_JOIN_BYTES = RECENT_BYTES / 2;
 
 /**
  * What the request that started a fill is told, once (fast-miss.ts): the head of a large
@@ -97,6 +102,8 @@ export interface FillSource {
   readonly readable: number;
   /** Nothing was written for WINDOW_WAIT_MS (readers are woken then): waiting for a window is pointless. */
   readonly paused: boolean;
+  /** A new reader can start at byte 0 (always, but for a fill in memory only that went too far). */
+  readonly joinable: boolean;
   /** Resolves on the next write, end or failure. */
   progress(): Promise<void>;
   /** Bytes [start, end) still in memory as one buffer, or undefined (the reader goes to the file). */
@@ -134,6 +141,8 @@ export abstract class FillProgress implements FillSource {
   #headPromise: Promise<FillHead> | undefined;
   #settleHead: { resolve: (h: FillHead) => void; reject: (e: Error) => void } | undefined;
   #fh: FileHandle | undefined;
+  /** Readers stream it (a large fill): from its file, or from its windows only (memoryOnly). */
+  #streamed = false;
   #body: Buffer | undefined;
   #refs = 1;
   #written = 0;
@@ -177,6 +186,15 @@ export abstract class FillProgress implements FillSource {
     return this.#paused;
   }
 
+  /** A large fill with no file (the disk refused writes): readers take its windows, and one too far behind is cut. */
+  get memoryOnly(): boolean {
+    return this.#streamed && !this.#fh;
+  }
+
+  get joinable(): boolean {
+    return !this.memoryOnly || this.#written < MEMORY_JOIN_BYTES;
+  }
+
   get readable(): number {
     return this.#ended ? this.#written : Math.max(0, this.#written - 1);
   }
@@ -194,7 +212,7 @@ export abstract class FillProgress implements FillSource {
   }
 
   wholeBody(): Promise<Buffer> | undefined {
-    return this.#fh ? undefined : this.#whole();
+    return this.#streamed ? undefined : this.#whole();
   }
 
   takeUnkept(): Dispatcher.ResponseData | undefined {
@@ -254,6 +272,12 @@ export abstract class FillProgress implements FillSource {
   /** Readers read the file behind this descriptor (large fills). */
   protected useFile(fh: FileHandle): void {
     this.#fh = fh;
+    this.#streamed = true;
+  }
+
+  /** Readers stream it from its windows only: a large fill with no file (see memoryOnly). */
+  protected streamFromMemory(): void {
+    this.#streamed = true;
   }
 
   protected get file(): FileHandle | undefined {
@@ -389,9 +413,10 @@ export class Fill extends FillProgress {
       claimGone = true;
       this.#store.dropClaim(this.#claim);
     };
-    // While the disk refuses writes (cooling down after a failure), a small body is still
-    // gathered once for every waiter, then not kept; a large one is refused (the first
-    // waiter passes upstream's answer through).
+    // While the disk refuses writes (cooling down after a failure), a body is still fetched
+    // once for every waiter, and not kept: a small one gathered whole, a large one streamed
+    // from its windows only, with no file (readers too far behind are cut, and requests
+    // that come too late start a fill of their own: see joinable).
     const unkeptOnly = this.#store.isFull();
     try {
       res = await this.#spec.request();
@@ -401,10 +426,11 @@ export class Fill extends FillProgress {
       // Small bodies are gathered in memory and handed out whole once verified: no temp
       // file and no reads while filling; the file is written at commit.
       const small = size !== undefined && size <= SMALL_MAX;
-      if (unkeptOnly && !small) throw new StorageError('cache disk is full (cooling down)');
       if (size !== undefined && !unkeptOnly) await this.#store.reserve(size);
       let body: Buffer | undefined;
-      if (!small) {
+      if (!small && unkeptOnly) {
+        this.streamFromMemory();
+      } else if (!small) {
         tmp = this.#claim ? await this.#store.openClaim(this.#claim) : await this.#store.createTemp();
         this.useFile(await open(tmp.path, 'r'));
         this.#tempPath = tmp.path;
@@ -424,7 +450,7 @@ export class Fill extends FillProgress {
         bodyRead = true;
         for await (const chunk of res.body as AsyncIterable<Buffer>) {
           hash?.update(chunk);
-          await this.#write(tmp!.fh, chunk, this.written);
+          if (tmp) await this.#write(tmp.fh, chunk, this.written);
           this.remember(chunk);
           this.advance(this.written + chunk.length);
         }
@@ -478,7 +504,8 @@ export class Fill extends FillProgress {
         if (!committed && tmp.path !== this.#claim?.path) await rm(tmp.path, { force: true });
       }
       this.#spec.onUpstreamBytes?.(this.written);
-      this.forgetRecent();
+      // Readers behind go to the file; with none, the windows are theirs until they finish.
+      if (!this.memoryOnly) this.forgetRecent();
       this.release();
       this.#onEnded?.(this);
     }

@@ -39,10 +39,13 @@ export class Fills {
     return this.#leading;
   }
 
-  /** The fill in flight for `key`; a failed one is never joined (the next request starts anew). */
+  /**
+   * The fill in flight for `key`; a failed one is never joined (the next request starts
+   * anew), nor one kept in memory only whose first bytes may soon be gone (see joinable).
+   */
   get(key: string): FillSource | undefined {
     const fill = this.#map.get(key);
-    return fill && !fill.error ? fill : undefined;
+    return fill && !fill.error && fill.joinable ? fill : undefined;
   }
 
   /**

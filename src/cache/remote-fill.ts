@@ -66,7 +66,8 @@ export function serveFillEvents(app: FastifyInstance, ctx: CacheContext, socket:
     const encoded = req.headers[KEY_HEADER];
     if (!isInternal(req) || typeof encoded !== 'string') throw new NotFoundError(`no route for GET /-/fill`);
     const fill = ctx.fills.get(Buffer.from(encoded, 'base64url').toString());
-    if (!(fill instanceof Fill)) throw new NotFoundError('no such fill in flight');
+    // One kept in memory only has no file to follow (its worker's disk refuses writes).
+    if (!(fill instanceof Fill) || fill.memoryOnly) throw new NotFoundError('no such fill in flight');
     return reply.type('application/x-ndjson').send(Readable.from(fillEvents(fill)));
   });
   // Its requests are marked and handed to the same app.

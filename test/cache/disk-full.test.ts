@@ -1,5 +1,5 @@
-// A full disk turns the cache into a passthrough with a logged error, not a crash (small
-// blobs asked at once are still fetched once, from memory).
+// A full disk turns the cache into a passthrough with a logged error, not a crash (blobs
+// asked at once are still fetched once, from memory).
 // The data directory is a real 8 MiB tmpfs mounted by the test (needs root).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmdirSync, rmSync } from 'node:fs';
@@ -67,6 +67,53 @@ t.test('full disk: passthrough, logged error, no crash', { skip: isRoot ? false 
   t.ok(many.every((m) => m.status === 200 && m.hash === tiny.hex), 'every body right');
   t.equal(up.count(`/cas/sha256/${tiny.hex}`), 1, 'upstream asked once');
   t.same(many.map((m) => m.xcache).sort(), ['COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'MISS']);
+  t.equal(app.cache.store.count, 0, 'nothing kept');
+
+  // A large blob (no room for it on this disk anyway) is fetched once for all too, streamed
+  // from memory with no file.
+  const large = up.addBlob(4 * 1024 * 1024);
+  up.handler = (req, res) => {
+    if (req.url !== `/cas/sha256/${large.hex}`) return false;
+    setTimeout(() => res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(large.body.length) }).end(large.body), 500);
+    return true;
+  };
+  const manyLarge = await Promise.all(Array.from({ length: 8 }, () => get(large.hex)));
+  t.ok(manyLarge.every((m) => m.status === 200 && m.hash === large.hex), 'every large body right');
+  t.equal(up.count(`/cas/sha256/${large.hex}`), 1, 'upstream asked once for the large blob');
+  t.same(manyLarge.map((m) => m.xcache).sort(), ['COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'MISS']);
+
+  // Past what such a fill keeps in memory: a request that comes late starts a fill of its
+  // own, and a client that stopped reading is cut, never given a clean end.
+  const huge = up.addBlob(40 * 1024 * 1024);
+  up.handler = (req, res) => {
+    if (req.url !== `/cas/sha256/${huge.hex}`) return false;
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(huge.body.length) });
+    let off = 0;
+    const step = (): void => {
+      if (off >= huge.body.length) return void res.end();
+      res.write(huge.body.subarray(off, (off += 1024 * 1024)));
+      setTimeout(step, 25);
+    };
+    step();
+    return true;
+  };
+  const hugeUrl = `${url}/cas/sha256/${huge.hex}`;
+  const reader = await request(hugeUrl);
+  const stalled = await request(hugeUrl);
+  t.equal(stalled.headers['x-cache'], 'COLLAPSED', 'the second request joined the first one\'s fill');
+  let late: Promise<{ status: number; hash: string; xcache: unknown }> | undefined;
+  let got = 0;
+  const chunks: Buffer[] = [];
+  for await (const c of reader.body as AsyncIterable<Buffer>) {
+    chunks.push(c);
+    got += c.length;
+    if (!late && got > 10 * 1024 * 1024) late = get(huge.hex);
+  }
+  t.equal(sha256(Buffer.concat(chunks)), huge.hex, 'the reader got the whole body');
+  const lateGot = await late!;
+  t.same([lateGot.status, lateGot.hash, lateGot.xcache], [200, huge.hex, 'MISS'], 'the late request was served whole by a fill of its own');
+  t.equal(up.count(`/cas/sha256/${huge.hex}`), 2, 'upstream asked twice: the first fill, and the late one\'s');
+  await t.rejects(stalled.body.arrayBuffer(), 'the client that fell behind is cut');
   t.equal(app.cache.store.count, 0, 'nothing kept');
 });
 
