@@ -9,7 +9,7 @@
 // each round right after 2,000 more misses of the same side, the median reported). Large objects are downloaded with curl, small ones with undici
 // from this process.
 // Both caches keep their data on a fresh loop-mounted ext4 when run as root (lib/loopfs.ts).
-// Run: node --import tsx bench/cache.ts [--quick] [--only stampede,hot-large,hot-small,cold-small]
+// Run: node --import tsx bench/cache.ts [--quick] [--only stampede,hot-large,hot-small,cold-small] [--workers N]
 // (appends to bench/RESULTS.md unless --quick or --only)
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
@@ -53,8 +53,20 @@ const COLD_REWARM = quick ? 200 : COLD_SMALL;
 const WRK_SECONDS = quick ? 5 : 15;
 /** Rounds of the hot small figure (one 15 s run per side, taken one after the other, was as noisy as the machine). */
 const HOT_ROUNDS = 3;
-/** Server processes on each side: nginx's worker_processes and our --workers. */
-const WORKERS = 2;
+/**
+ * Server processes on each side (nginx's worker_processes, our --workers, the reference's):
+ * 2 by default, one per core. The origin keeps 2 whatever the caches use.
+ */
+const WORKERS = parseWorkers(process.argv);
+const ORIGIN_WORKERS = 2;
+
+function parseWorkers(argv: readonly string[]): number {
+  const i = argv.indexOf('--workers');
+  if (i < 0) return 2;
+  const n = Number(argv[i + 1]);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`--workers: expected a number from 1 to 64, got "${argv[i + 1] ?? ''}"`);
+  return n;
+}
 const agent = new Agent({ connections: 128, keepAliveTimeout: 30_000, bodyTimeout: 0, headersTimeout: 0 });
 
 /**
@@ -300,7 +312,7 @@ async function main(): Promise<void> {
     const [originPort, proxyPort] = [await freePort(), await freePort()];
     const originLog = join(dir, 'origin-access.log');
     const originConf = join(dir, 'origin.conf');
-    await writeFile(originConf, nginxConf(dir, 'origin', WORKERS, `  server {
+    await writeFile(originConf, nginxConf(dir, 'origin', ORIGIN_WORKERS, `  server {
     listen 127.0.0.1:${originPort};
     root ${root};
     access_log ${originLog};
