@@ -212,6 +212,8 @@ export class DiskStore {
   /** Set while dropping an entry the primary evicted (nothing to unlink or report). */
   #forgetting = false;
   #fullUntil = 0;
+  /** Storage failures since start (each began a cool-down; see storageFailure). */
+  #failures = 0;
   #smallBytes = 0;
   /** Shard directories known to exist (saves a mkdir per commit). */
   #dirs = new Set<string>();
@@ -638,12 +640,18 @@ export class DiskStore {
     const message = err instanceof Error ? err.message : String(err);
     if (err instanceof StorageError) return err;
     this.#fullUntil = Date.now() + FULL_COOLDOWN_MS;
+    this.#failures++;
     this.#log.error({ err: message, dir: this.dir }, 'cache storage failure: passing requests through for 30s');
     return new StorageError(`cache storage failure: ${message}`, { cause: err });
   }
 
   isFull(): boolean {
     return Date.now() < this.#fullUntil;
+  }
+
+  /** Storage failures since start (write errors, a full disk). */
+  get failures(): number {
+    return this.#failures;
   }
 
   /**

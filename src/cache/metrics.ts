@@ -30,7 +30,7 @@ export class CacheMetrics {
   readonly registry = new Registry();
   #tallies = new Map<Kind, KindTally>();
 
-  constructor(gauges: { inflight: () => number; lruBytes: () => number; lruObjects: () => number }) {
+  constructor(gauges: { inflight: () => number; lruBytes: () => number; lruObjects: () => number; refusing: () => boolean; storageFailures: () => number }) {
     const registers = [this.registry];
     const tallies = this.#tallies;
     // Requests only add to the plain tallies; the counters are read from them when scraped
@@ -50,6 +50,15 @@ export class CacheMetrics {
     new Gauge({ name: 'fleetcache_cache_inflight_fills', help: 'Fills in progress.', registers, aggregator: 'max', collect() { this.set(gauges.inflight()); } });
     new Gauge({ name: 'fleetcache_cache_lru_bytes', help: 'Bytes held on disk by the LRU index.', registers, aggregator: 'max', collect() { this.set(gauges.lruBytes()); } });
     new Gauge({ name: 'fleetcache_cache_lru_objects', help: 'Objects held on disk by the LRU index.', registers, aggregator: 'max', collect() { this.set(gauges.lruObjects()); } });
+    // Per process: in a multi-process cache each worker learns of a failing disk by its own writes.
+    new Gauge({
+      name: 'fleetcache_cache_disk_refusing', help: '1 while the disk refuses writes (the 30 s after a storage failure: nothing is kept), else 0.',
+      registers, aggregator: 'max', collect() { this.set(gauges.refusing() ? 1 : 0); },
+    });
+    new Counter({
+      name: 'fleetcache_cache_storage_failures_total', help: 'Writes the disk refused (full or failing), each starting 30 s without keeping anything.',
+      registers, collect() { this.reset(); this.inc(gauges.storageFailures()); },
+    });
   }
 
   #tally(kind: Kind): KindTally {

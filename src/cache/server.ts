@@ -66,7 +66,7 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
   const mirrors = new Map<string, Upstream>();
   for (const [name, m] of config.mirrors) mirrors.set(name, new Upstream(name, m.url, m.timeouts));
   const inflight = (): number => (link ? link.store.inflight : fills.size);
-  const metrics = new CacheMetrics({ inflight, lruBytes: () => store.bytes, lruObjects: () => store.count });
+  const metrics = new CacheMetrics({ inflight, lruBytes: () => store.bytes, lruObjects: () => store.count, refusing: () => store.isFull(), storageFailures: () => store.failures });
   if (link) {
     link.attach((id) => store.forget(id), () => fills.leading, () => metrics.tallies());
     // prom-client answers the primary's aggregation requests from these registries; the

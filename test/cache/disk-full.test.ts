@@ -44,11 +44,17 @@ t.test('full disk: passthrough, logged error, no crash', { skip: isRoot ? false 
     const body = Buffer.from(await res.body.arrayBuffer());
     return { status: res.statusCode, hash: sha256(body), xcache: res.headers['x-cache'] };
   };
+  const diskMetrics = async (): Promise<string[]> => {
+    const text = await (await request(`${url}/-/metrics`)).body.text();
+    return text.split('\n').filter((l) => /^fleetcache_cache_(disk_refusing|storage_failures_total) /.test(l));
+  };
+  t.same(await diskMetrics(), ['fleetcache_cache_disk_refusing 0', 'fleetcache_cache_storage_failures_total 0'], 'metrics: the disk takes writes');
   const a = await get(big.hex);
   t.equal(a.status, 200);
   t.equal(a.hash, big.hex, 'the object larger than the disk is passed through whole');
   t.equal(up.count(`/cas/sha256/${big.hex}`), 1, 'upstream asked once: the refused fill\'s answer is what is passed through');
   t.ok(logs.some((l) => /no space left|storage failure/.test(l)), 'an error was logged');
+  t.same(await diskMetrics(), ['fleetcache_cache_disk_refusing 1', 'fleetcache_cache_storage_failures_total 1'], 'metrics: the disk refuses writes, after one failure');
   t.equal(app.cache.store.count, 0, 'nothing kept');
   const b = await get(small.hex);
   t.equal(b.status, 200);
