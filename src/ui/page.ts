@@ -21,6 +21,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   th:first-child, td:first-child { text-align: left; }
   .muted { color: #888; }
   #error { color: #b00; }
+  .card .value[data-full="true"] { color: #b00; }
 </style>
 </head>
 <body>
@@ -32,6 +33,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <div class="card"><div class="label">bytes saved</div><div class="value" data-testid="bytes-saved">—</div></div>
   <div class="card"><div class="label">requests</div><div class="value" data-testid="requests">—</div></div>
   <div class="card"><div class="label">fills in progress</div><div class="value" data-testid="fills-inflight">—</div></div>
+  <div class="card"><div class="label">disk</div><div class="value" data-testid="disk">—</div></div>
 </div>
 <h2>Bytes per second on each link</h2>
 <div id="chart" data-testid="chart" data-points="0"></div>
@@ -59,7 +61,7 @@ function formatBytes(n) {
 
 // One normalised model from either stats shape.
 function figures(s) {
-  const f = { role: '', hitRatio: null, served: null, saved: null, requests: null, fills: null, links: [], kinds: [], largest: [], fillList: [] };
+  const f = { role: '', hitRatio: null, served: null, saved: null, requests: null, fills: null, disk: null, links: [], kinds: [], largest: [], fillList: [] };
   if (s.total && 'bytesServed' in s.total) {
     const t = s.total;
     const lookups = t.hits + t.misses + t.collapsed;
@@ -79,6 +81,8 @@ function figures(s) {
     for (const [k, v] of Object.entries(s.kinds || {})) f.kinds.push({ kind: k, out: v.bytesOut, in: v.bytesIn, requests: v.requests });
   }
   if (typeof s.inflightFills === 'number') f.fills = s.inflightFills;
+  // The cache's disk: what the index holds against its limit, and whether it refuses writes.
+  if (s.store && typeof s.store.bytes === 'number') f.disk = { bytes: s.store.bytes, max: s.store.maxSize, full: s.store.full === true };
   if (Array.isArray(s.fills)) { f.fillList = s.fills; if (f.fills === null) f.fills = s.fills.length; }
   if (Array.isArray(s.largest)) f.largest = s.largest;
   return f;
@@ -156,6 +160,9 @@ function render(f) {
   show('bytes-saved', f.saved, f.saved === null ? '' : formatBytes(f.saved));
   show('requests', f.requests, String(f.requests));
   show('fills-inflight', f.fills, String(f.fills));
+  const d = f.disk;
+  show('disk', d && d.bytes, d ? formatBytes(d.bytes) + ' of ' + formatBytes(d.max) + (d.full ? ', refusing writes' : '') : '');
+  $('disk').dataset.full = String(Boolean(d && d.full));
   rows('links', f.links, (l) => [l.label, formatBytes(l.bytes)], (l) => ({ id: 'link-' + l.id, data: { value: l.bytes } }));
   rows('kinds', f.kinds, (k) => [k.kind, formatBytes(k.out), formatBytes(k.in), String(k.requests)], (k) => ({ id: 'kind-' + k.kind, data: { out: k.out, in: k.in, requests: k.requests } }));
   rows('largest', f.largest, (o) => [o.digest || o.key || '?', formatBytes(o.size)], (o) => ({ id: 'largest-row', data: { size: o.size } }));

@@ -158,5 +158,15 @@ t.test('in Chromium, origin and cache figures match /-/stats', { skip: existsSyn
     const after = await stats<typeof s>(cacheUrl);
     t.equal(Number(await value(page, 'bytes-served')), after.total.bytesServed);
     t.equal(Number(await value(page, 'hit-ratio')), 3 / 4);
+
+    // The disk: what the index holds against the limit, then a storage failure (what a
+    // full disk raises, see test/cache/disk-full.test.ts) on the next poll.
+    const { store } = await stats<{ store: { bytes: number; maxSize: number } }>(cacheUrl);
+    t.equal(Number(await value(page, 'disk')), store.bytes);
+    t.equal(await page.getByTestId('disk').textContent(), `${formatBytes(store.bytes)} of ${formatBytes(store.maxSize)}`);
+    t.equal(await value(page, 'disk', 'full'), 'false');
+    cache.cache.store.storageFailure(new Error('ENOSPC: no space left on device (the test)'));
+    await until(async () => (await value(page, 'disk', 'full')) === 'true', 5000);
+    t.equal(await page.getByTestId('disk').textContent(), `${formatBytes(store.bytes)} of ${formatBytes(store.maxSize)}, refusing writes`);
   });
 });
