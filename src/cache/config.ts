@@ -34,6 +34,8 @@ export const cacheConfigSchema = Type.Object(
     /** Data directory; default cache/region-<region> under the working directory. */
     data: Type.Optional(Type.String({ minLength: 1 })),
     maxSize: Type.Optional(Size),
+    /** Memory the fills in flight of one process keep their last bytes in (see fill.ts); default 1GiB. */
+    fillMemory: Type.Optional(Size),
     /** Bearer token sent upstream on PUT when the client sends none. */
     tokenFile: Type.Optional(Type.String({ minLength: 1 })),
     logLevel: Type.Optional(Type.String({ minLength: 1 })),
@@ -65,6 +67,8 @@ export interface CacheConfig {
   readonly upstream: string;
   readonly dataDir: string;
   readonly maxSize: number;
+  /** Bytes of recent windows the fills of one process keep at most (see fill.ts); default DEFAULT_FILL_MEMORY. */
+  readonly fillMemory?: number;
   readonly token?: string;
   readonly timeouts: UpstreamTimeouts;
   readonly mirrors: ReadonlyMap<string, { readonly url: string; readonly timeouts: UpstreamTimeouts }>;
@@ -75,6 +79,7 @@ export interface CacheConfig {
 }
 
 export const DEFAULT_MAX_SIZE = 50 * 1024 ** 3;
+export const DEFAULT_FILL_MEMORY = 1024 ** 3;
 export const DEFAULT_TIMEOUTS: UpstreamTimeouts = { connectMs: 5_000, headersMs: 30_000, bodyMs: 60_000 };
 
 /**
@@ -119,6 +124,7 @@ export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.
     upstream: checkUrl(file.upstream, 'upstream'),
     dataDir: path.resolve(cwd, file.data ?? path.join('cache', `region-${file.region}`)),
     maxSize: file.maxSize === undefined ? DEFAULT_MAX_SIZE : parseSize(file.maxSize),
+    fillMemory: file.fillMemory === undefined ? DEFAULT_FILL_MEMORY : parseSize(file.fillMemory),
     ...(file.logLevel === undefined ? {} : { logLevel: file.logLevel }),
     ...(token === undefined ? {} : { token }),
     timeouts,

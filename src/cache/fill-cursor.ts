@@ -25,7 +25,7 @@ export class FillCursor {
   readonly #last: number;
   #waitingSince: number | undefined;
 
-  /** `file`: the fill's, from `acquireFile` (undefined for a small fill, read from memory). */
+  /** `file`: the fill's, from `acquireFile` (undefined for a fill in memory only). */
   constructor(fill: FillSource, file: FileHandle | undefined, start: number, last: number) {
     this.#fill = fill;
     this.#file = file;
@@ -98,6 +98,6 @@ export async function sendFill(res: ServerResponse, fill: FillSource, start: num
   } catch (err) {
     writer.abort(err as Error);
   } finally {
-    if (file) fill.release();
+    fill.release();
   }
 }

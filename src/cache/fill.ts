@@ -55,6 +55,26 @@ export const WINDOW_WAIT_MS = 50;
 /** The last windows kept in memory, so that readers up to this far behind never touch the file. */
 const RECENT_BYTES = 16 * 1024 * 1024;
 /**
+ * The windows of every fill of this process, against a budget (the cache's `fillMemory`):
+ * past it, a fill that makes a window drops its oldest ones first, down to MIN_WINDOWS, and
+ * its readers further behind go to the file (those of a fill in memory only are cut). The
+ * budget is soft by the MIN_WINDOWS each fill keeps. Without it, hundreds of large fills at
+ * once would hold 16 MiB each.
+ */
+const windows = { bytes: 0, budget: 1024 ** 3 };
+/** Windows a fill keeps whatever the budget: the one being filled and the one before it. */
+const MIN_WINDOWS = 2;
+
+/** Sets the budget of this process's fill windows (several caches in one process share it: tests). */
+export function setFillMemory(bytes: number): void {
+  windows.budget = bytes;
+}
+
+/** Bytes of windows the fills of this process hold now. */
+export function fillMemoryInUse(): number {
+  return windows.bytes;
+}
+/**
  * A fill kept in memory only (see Fill) is joined while it has written less than this: a
  * joiner then starts with at least half the windows ahead of it before the first is dropped.
  */
@@ -109,8 +129,10 @@ export interface FillSource {
   /** Bytes [start, end) still in memory as one buffer, or undefined (the reader goes to the file). */
   recentWindow(start: number, end: number): Buffer | undefined;
   /**
-   * The growing file of a large fill, held open for the caller until it calls `release`;
-   * undefined for a small fill (see `wholeBody`). Call after `head` resolved.
+   * Counts the caller as a reader of a large fill until it calls `release`, and returns
+   * the growing file, held open meanwhile: undefined for a fill in memory only (see
+   * memoryOnly), whose windows are kept for its readers until the last one is done. Call
+   * after `head` resolved; not for a small fill (see `wholeBody`).
    */
   acquireFile(): FileHandle | undefined;
   /**
@@ -118,7 +140,7 @@ export interface FillSource {
    * undefined for a fill read from its file. Call after `head` resolved.
    */
   wholeBody(): Promise<Buffer> | undefined;
-  /** A reader is done with the file `acquireFile` gave it. */
+  /** A reader that called `acquireFile` is done. */
   release(): void;
   /**
    * Upstream's answer of a fill the disk refused before its body was read, once: the first
@@ -192,7 +214,7 @@ export abstract class FillProgress implements FillSource {
   }
 
   get joinable(): boolean {
-    return !this.memoryOnly || this.#written < MEMORY_JOIN_BYTES;
+    return !this.memoryOnly || (this.#written < MEMORY_JOIN_BYTES && (this.#recent[0]?.start ?? 0) === 0);
   }
 
   get readable(): number {
@@ -220,12 +242,14 @@ export abstract class FillProgress implements FillSource {
   }
 
   acquireFile(): FileHandle | undefined {
-    if (this.#fh) this.#refs++;
+    this.#refs++;
     return this.#fh;
   }
 
   release(): void {
-    if (--this.#refs === 0 && this.#fh) void this.#fh.close().catch(() => undefined);
+    if (--this.#refs > 0) return;
+    if (this.#fh) void this.#fh.close().catch(() => undefined);
+    this.forgetRecent(); // no reader left: the windows of a fill in memory only go too
   }
 
   /**
@@ -260,12 +284,18 @@ export abstract class FillProgress implements FillSource {
     if (!last || pos >= last.start + WINDOW) {
       last = { start: pos - (pos % WINDOW), buf: Buffer.allocUnsafeSlow(WINDOW) };
       this.#recent.push(last);
-      if (this.#recent.length * WINDOW > RECENT_BYTES) this.#recent.shift();
+      windows.bytes += WINDOW;
+      const recent = this.#recent;
+      while (recent.length * WINDOW > RECENT_BYTES || (windows.bytes > windows.budget && recent.length > MIN_WINDOWS)) {
+        recent.shift();
+        windows.bytes -= WINDOW;
+      }
     }
     return last;
   }
 
   protected forgetRecent(): void {
+    windows.bytes -= this.#recent.length * WINDOW;
     this.#recent = [];
   }
 

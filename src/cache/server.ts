@@ -5,12 +5,13 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { AggregatorRegistry } from 'prom-client';
 import { NotFoundError } from '../errors.js';
 import { baseServerOptions } from '../http/server-options.js';
-import { clientIdleMs, type CacheConfig } from './config.js';
+import { clientIdleMs, DEFAULT_FILL_MEMORY, type CacheConfig } from './config.js';
 import type { ClusterLink } from './cluster/link.js';
 import type { CacheContext } from './context.js';
 import { DiskStore } from './disk-store.js';
 import { plainBlobGet, serveSmallHit } from './fast-hit.js';
 import { leadMiss } from './fast-miss.js';
+import { setFillMemory } from './fill.js';
 import { Fills } from './fills.js';
 import { CacheMetrics } from './metrics.js';
 import { registerMirrorRoutes } from './mirror.js';
@@ -59,6 +60,7 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
       return server;
     },
   });
+  setFillMemory(config.fillMemory ?? DEFAULT_FILL_MEMORY);
   const store = new DiskStore(config.dataDir, config.maxSize, app.log, link ? { peer: link } : {});
   await store.open();
   const fills = new Fills(store, app.log, link?.peers, link ? () => link.leadingChanged() : undefined);

@@ -11,7 +11,9 @@ import t from 'tap';
 import { request } from 'undici';
 import { resolveCacheConfig } from '../../src/cache/config.js';
 import { DiskStore } from '../../src/cache/disk-store.js';
+import { fillMemoryInUse } from '../../src/cache/fill.js';
 import { buildCacheServer } from '../../src/cache/server.js';
+import { eventually } from '../helpers/wait.js';
 import { sha256, UpstreamFixture } from './upstream-fixture.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -121,6 +123,8 @@ t.test('full disk: passthrough, logged error, no crash', { skip: isRoot ? false 
   t.equal(up.count(`/cas/sha256/${huge.hex}`), 2, 'upstream asked twice: the first fill, and the late one\'s');
   await t.rejects(stalled.body.arrayBuffer(), 'the client that fell behind is cut');
   t.equal(app.cache.store.count, 0, 'nothing kept');
+  // Kept for their readers while they read (no file to fall back on), then given back.
+  await eventually('the windows of the fills in memory given back', () => fillMemoryInUse() === 0);
 });
 
 t.test('the data directory removed under a running cache: requests pass through, no crash', async (t) => {
