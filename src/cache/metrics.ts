@@ -30,7 +30,7 @@ export class CacheMetrics {
   readonly registry = new Registry();
   #tallies = new Map<Kind, KindTally>();
 
-  constructor(gauges: { inflight: () => number; lruBytes: () => number; lruObjects: () => number; refusing: () => boolean; storageFailures: () => number }) {
+  constructor(gauges: { inflight: () => number; lruBytes: () => number; lruObjects: () => number; refusing: () => boolean; storageFailures: () => number; fillMemory: () => number }) {
     const registers = [this.registry];
     const tallies = this.#tallies;
     // Requests only add to the plain tallies; the counters are read from them when scraped
@@ -54,6 +54,10 @@ export class CacheMetrics {
     new Gauge({
       name: 'fleetcache_cache_disk_refusing', help: '1 while the disk refuses writes (the 30 s after a storage failure: nothing is kept), else 0.',
       registers, aggregator: 'max', collect() { this.set(gauges.refusing() ? 1 : 0); },
+    });
+    new Gauge({
+      name: 'fleetcache_cache_fill_memory_bytes', help: 'Bytes the fills in flight keep in memory for their readers (bounded by fillMemory per process).',
+      registers, collect() { this.set(gauges.fillMemory()); },
     });
     new Counter({
       name: 'fleetcache_cache_storage_failures_total', help: 'Writes the disk refused (full or failing), each starting 30 s without keeping anything.',
