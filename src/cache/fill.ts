@@ -10,6 +10,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import type { Dispatcher } from 'undici';
 import { DigestMismatchError, UpstreamError } from '../errors.js';
+import { DEFAULT_FILL_MEMORY } from './config.js';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { formatDigest, type Digest } from '../store/digest.js';
 import { SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type FillClaim } from './disk-store.js';
@@ -61,7 +62,7 @@ const RECENT_BYTES = 16 * 1024 * 1024;
  * budget is soft by the MIN_WINDOWS each fill keeps. Without it, hundreds of large fills at
  * once would hold 16 MiB each.
  */
-const windows = { bytes: 0, budget: 1024 ** 3 };
+const windows = { bytes: 0, budget: DEFAULT_FILL_MEMORY };
 /** Windows a fill keeps whatever the budget: the one being filled and the one before it. */
 const MIN_WINDOWS = 2;
 
