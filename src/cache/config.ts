@@ -10,8 +10,8 @@ import { UsageError } from '../errors.js';
 /** The most server processes `workers` may ask for. */
 export const MAX_WORKERS = 64;
 
-const Size = Type.Union([Type.String({ minLength: 1 }), Type.Integer({ minimum: 0 })]);
-const Duration = Type.Union([Type.String({ minLength: 1 }), Type.Number({ minimum: 0 })]);
+const Size = Type.Union([Type.String({ minLength: 1, format: 'size' }), Type.Integer({ minimum: 0 })]);
+const Duration = Type.Union([Type.String({ minLength: 1, format: 'duration' }), Type.Number({ minimum: 0 })]);
 
 export const timeoutsSchema = Type.Object(
   {

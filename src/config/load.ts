@@ -5,8 +5,37 @@ import { Ajv, type ErrorObject } from 'ajv';
 import type { Static, TSchema } from '@sinclair/typebox';
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
 import { ConfigError } from '../errors.js';
+import { parseDuration, parseSize } from './units.js';
 
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
+
+/**
+ * Human units as string formats (`format: 'size'`, `format: 'duration'`): a malformed value
+ * is refused with the file, line and field, not later by the parse without them.
+ */
+const FORMATS: Record<string, { parse: (text: string) => number; phrase: string }> = {
+  size: { parse: parseSize, phrase: 'a size (e.g. 4096, 512MiB, 50GiB)' },
+  duration: { parse: parseDuration, phrase: 'a duration (e.g. 250ms, 30s, 5m)' },
+};
+for (const [name, { parse }] of Object.entries(FORMATS)) {
+  ajv.addFormat(name, {
+    type: 'string',
+    validate: (text: string) => {
+      try {
+        parse(text);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  });
+}
+
+/** What a failed check asks for, in words: a unit format's phrase, else ajv's message. */
+function wanted(e: ErrorObject): string {
+  const format = e.keyword === 'format' ? FORMATS[(e.params as { format: string }).format] : undefined;
+  return format ? format.phrase : (e.message ?? 'valid').replace(/^must be /, '');
+}
 
 /** JSON pointer "/a/b/0" → field path "a.b[0]". */
 function fieldPath(pointer: string): string {
@@ -44,7 +73,7 @@ function describeUnion(errors: readonly ErrorObject[]): string | undefined {
     const e = list.find((x) => x.keyword === 'const') ?? list[0]!;
     return e.keyword === 'type' ? String((e.params as { type: string }).type)
       : e.keyword === 'const' ? JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)
-      : (e.message ?? 'valid').replace(/^must be /, '');
+      : wanted(e);
   });
   return branches.length > 1 ? `must be ${branches.join(' or ')}` : undefined;
 }
@@ -58,6 +87,7 @@ function describe(e: ErrorObject): { pointer: string; message: string } {
     const missing = String((e.params as { missingProperty: string }).missingProperty);
     return { pointer: e.instancePath, message: `missing required field "${missing}"` };
   }
+  if (e.keyword === 'format') return { pointer: e.instancePath, message: `must be ${wanted(e)}` };
   return { pointer: e.instancePath, message: e.message ?? 'invalid value' };
 }
 

@@ -40,10 +40,10 @@ export const OriginConfigSchema = Type.Object(
     readAccess: Type.Union([Type.Literal('public'), Type.Literal('token')], { default: 'public' }),
     limits: Type.Object(
       {
-        maxBlobSize: Type.Union([Type.String(), Type.Integer({ minimum: 1 })], { default: '20GiB' }),
-        maxRecordSize: Type.Union([Type.String(), Type.Integer({ minimum: 1 })], { default: '1MiB' }),
+        maxBlobSize: Type.Union([Type.String({ format: 'size' }), Type.Integer({ minimum: 1 })], { default: '20GiB' }),
+        maxRecordSize: Type.Union([Type.String({ format: 'size' }), Type.Integer({ minimum: 1 })], { default: '1MiB' }),
         maxHeaders: Type.Integer({ minimum: 8, default: 64 }),
-        idleTimeout: Type.Union([Type.String(), Type.Number({ minimum: 0 })], {
+        idleTimeout: Type.Union([Type.String({ format: 'duration' }), Type.Number({ minimum: 0 })], {
           default: '2m',
           description: 'a client connection with no traffic this long is cut (a client that stopped reading holds a file)',
         }),

@@ -23,7 +23,7 @@ export const FleetSchema = Type.Object(
     /** At most this many machines of one host or backend in start-up at once. */
     startupLimit: Type.Integer({ minimum: 1, default: 4 }),
     /** Pause between two dispatches to the same executor. */
-    dispatchDelay: Type.String({ default: '1s' }),
+    dispatchDelay: Type.String({ format: 'duration', default: '1s' }),
     /** 1-minute load average above which a machine gets no new job. */
     loadThreshold: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
   },

@@ -1,5 +1,5 @@
 // The cache's YAML configuration: `workers` and the message for a value that matches no
-// branch of a union (file, line, field, and every accepted form).
+// branch of a union (file, line, field, and every accepted form); sizes and durations.
 import t from 'tap';
 import { parseCacheConfig, resolveCacheConfig } from '../../src/cache/config.js';
 
@@ -11,4 +11,14 @@ t.test('workers: a number, or auto for one per CPU; default 1', async (t) => {
   t.throws(() => parseCacheConfig(`${base}workers: many\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: workers: must be integer or "auto"' });
   t.throws(() => parseCacheConfig(`${base}maxSize: [1]\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: maxSize: must be string or integer' });
   t.throws(() => parseCacheConfig(`${base}workers: 0\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: workers: must be >= 1 or "auto"' });
+});
+
+t.test('sizes and durations: a malformed one is refused with the file, line and field', async (t) => {
+  const base = 'upstream: http://127.0.0.1:9\n';
+  const resolved = resolveCacheConfig(parseCacheConfig(`${base}maxSize: 2GiB\nfillMemory: 256MiB\ntimeouts:\n  body: 90s\n`, 'c.yaml'));
+  t.same([resolved.maxSize, resolved.fillMemory, resolved.timeouts.bodyMs], [2 * 1024 ** 3, 256 * 1024 ** 2, 90_000]);
+  t.equal(resolveCacheConfig(parseCacheConfig(base, 'c.yaml')).fillMemory, 1024 ** 3, 'fillMemory: 1 GiB by default');
+  t.throws(() => parseCacheConfig(`${base}fillMemory: lots\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: fillMemory: must be a size (e.g. 4096, 512MiB, 50GiB) or integer' });
+  t.throws(() => parseCacheConfig(`${base}maxSize: 12 parsecs\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: maxSize: must be a size (e.g. 4096, 512MiB, 50GiB) or integer' });
+  t.throws(() => parseCacheConfig(`${base}timeouts:\n  body: soon\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:3: timeouts.body: must be a duration (e.g. 250ms, 30s, 5m) or number' });
 });
