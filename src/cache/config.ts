@@ -28,7 +28,7 @@ export const timeoutsSchema = Type.Object(
 export const cacheConfigSchema = Type.Object(
   {
     region: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$', default: 'default' }),
-    listen: Type.String({ default: '127.0.0.1:8081' }),
+    listen: Type.String({ default: '127.0.0.1:8081', format: 'listen' }),
     /** The origin, or a parent cache. */
     upstream: Type.String({ minLength: 1 }),
     /** Data directory; default cache/region-<region> under the working directory. */

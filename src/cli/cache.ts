@@ -4,7 +4,8 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { readTokenFile } from '../client/token.js';
 import { UsageError } from '../errors.js';
-import { loadCacheConfig, MAX_WORKERS, resolveCacheConfig, type CacheConfigFile } from '../cache/config.js';
+import { checkFlags } from '../config/load.js';
+import { cacheConfigSchema, loadCacheConfig, MAX_WORKERS, resolveCacheConfig, type CacheConfigFile } from '../cache/config.js';
 import { buildCacheServer } from '../cache/server.js';
 import { serveUntilSignal } from './listen.js';
 import { ClusterLink } from '../cache/cluster/link.js';
@@ -48,6 +49,10 @@ export function registerCache(program: Command): void {
       // Effective only before the pool's first use, which is why it is set this early.
       process.env.UV_THREADPOOL_SIZE ??= '16';
       const file: Partial<CacheConfigFile> = flags.config ? loadCacheConfig(flags.config) : {};
+      checkFlags(cacheConfigSchema, {
+        listen: ['--listen', flags.listen], upstream: ['--upstream', flags.upstream], data: ['--data', flags.data],
+        maxSize: ['--max-size', flags.maxSize], region: ['--region', flags.region],
+      });
       const upstream = flags.upstream ?? file.upstream;
       if (!upstream) throw new UsageError('no upstream: give --upstream URL or "upstream:" in the --config file');
       const merged: CacheConfigFile = {

@@ -1,13 +1,6 @@
-// Shared by the server commands: parse HOST:PORT, listen, announce, stop on signals.
+// Shared by the server commands: listen, announce, stop on signals.
 import type { FastifyInstance } from 'fastify';
-import { UsageError } from '../errors.js';
-
-export function parseListen(text: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new UsageError(`invalid listen address "${text}" (expected HOST:PORT, e.g. 127.0.0.1:8080)`);
-  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
-}
+import { parseListen } from '../config/units.js';
 
 /**
  * Listens, prints `listening http://HOST:PORT` on stdout (unless `announce` is false: a

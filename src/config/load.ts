@@ -2,20 +2,21 @@
 // messages that name the file, the line and the field.
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
-import type { Static, TSchema } from '@sinclair/typebox';
+import type { Static, TObject, TSchema } from '@sinclair/typebox';
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
-import { ConfigError } from '../errors.js';
-import { parseDuration, parseSize } from './units.js';
+import { ConfigError, UsageError } from '../errors.js';
+import { parseDuration, parseListen, parseSize } from './units.js';
 
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
 
 /**
- * Human units as string formats (`format: 'size'`, `format: 'duration'`): a malformed value
- * is refused with the file, line and field, not later by the parse without them.
+ * Human units as string formats (`format: 'size'`, `'duration'`, `'listen'`): a malformed
+ * value is refused with the file, line and field, not later by the parse without them.
  */
-const FORMATS: Record<string, { parse: (text: string) => number; phrase: string }> = {
+const FORMATS: Record<string, { parse: (text: string) => unknown; phrase: string }> = {
   size: { parse: parseSize, phrase: 'a size (e.g. 4096, 512MiB, 50GiB)' },
   duration: { parse: parseDuration, phrase: 'a duration (e.g. 250ms, 30s, 5m)' },
+  listen: { parse: parseListen, phrase: 'HOST:PORT (e.g. 127.0.0.1:8080, 0.0.0.0:8081, [::1]:0)' },
 };
 for (const [name, { parse }] of Object.entries(FORMATS)) {
   ajv.addFormat(name, {
@@ -116,6 +117,23 @@ export function parseConfig<S extends TSchema>(schema: S, text: string, file: st
     throw new ConfigError(`${file}:${line ?? '?'}: ${field}: ${message}`, file, line, field);
   }
   return value as Static<S>;
+}
+
+/**
+ * Checks command-line values against the fields of the schema they override, so a flag
+ * meets the same rules as the file: `flags` maps a field to [flag name, value given].
+ * Throws UsageError("--flag: message").
+ */
+export function checkFlags(schema: TObject, flags: Record<string, readonly [flag: string, value: unknown]>): void {
+  for (const [field, [flag, value]] of Object.entries(flags)) {
+    const property = schema.properties[field];
+    if (value === undefined || property === undefined) continue;
+    const validate = ajv.compile(property);
+    if (validate(value)) continue;
+    // A flag is always text: say what the text should look like, not the union's other branches.
+    const errors = validate.errors!;
+    throw new UsageError(`${flag}: ${describe(errors.find((e) => e.keyword === 'format' || e.keyword === 'pattern') ?? errors[0]!).message}`);
+  }
 }
 
 export function loadConfigFile<S extends TSchema>(schema: S, file: string): Static<S> {

@@ -1,4 +1,5 @@
-// Human units in configuration and flags: sizes ("50GiB", "512M") and durations ("30s", "5m").
+// Human units in configuration and flags: sizes ("50GiB", "512M"), durations ("30s", "5m")
+// and listen addresses ("127.0.0.1:8080").
 import { FleetError } from '../errors.js';
 
 const SIZE_UNITS: Record<string, number> = {
@@ -38,6 +39,14 @@ export function parseDuration(text: string | number): number {
     throw new FleetError('FC_ERR_USAGE', `invalid duration "${text}" (examples: 250ms, 30s, 5m, 1h30m)`);
   }
   return total;
+}
+
+/** Parses a listen address "HOST:PORT" or "[IPv6]:PORT"; an empty host is 127.0.0.1. */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new FleetError('FC_ERR_USAGE', `invalid listen address "${text}" (expected HOST:PORT, e.g. 127.0.0.1:8080)`);
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
 
 export function formatBytes(n: number): string {

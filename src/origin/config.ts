@@ -34,7 +34,7 @@ const StorageSchema = Type.Unsafe<StorageConfig>({
 
 export const OriginConfigSchema = Type.Object(
   {
-    listen: Type.String({ default: '127.0.0.1:8080', description: 'HOST:PORT; port 0 picks a free one' }),
+    listen: Type.String({ default: '127.0.0.1:8080', format: 'listen', description: 'HOST:PORT; port 0 picks a free one' }),
     data: Type.String({ default: 'cache/origin', description: 'data directory (blobs, names)' }),
     tokenFile: Type.Optional(Type.String({ description: 'file holding the write token(s), one per line' })),
     readAccess: Type.Union([Type.Literal('public'), Type.Literal('token')], { default: 'public' }),

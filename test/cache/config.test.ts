@@ -1,5 +1,5 @@
 // The cache's YAML configuration: `workers` and the message for a value that matches no
-// branch of a union (file, line, field, and every accepted form); sizes and durations.
+// branch of a union (file, line, field, and every accepted form); sizes, durations, listen.
 import t from 'tap';
 import { parseCacheConfig, resolveCacheConfig } from '../../src/cache/config.js';
 
@@ -21,4 +21,13 @@ t.test('sizes and durations: a malformed one is refused with the file, line and 
   t.throws(() => parseCacheConfig(`${base}fillMemory: lots\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: fillMemory: must be a size (e.g. 4096, 512MiB, 50GiB) or integer' });
   t.throws(() => parseCacheConfig(`${base}maxSize: 12 parsecs\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: maxSize: must be a size (e.g. 4096, 512MiB, 50GiB) or integer' });
   t.throws(() => parseCacheConfig(`${base}timeouts:\n  body: soon\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:3: timeouts.body: must be a duration (e.g. 250ms, 30s, 5m) or number' });
+});
+
+t.test('listen: HOST:PORT, checked with the file, line and field', async (t) => {
+  const base = 'upstream: http://127.0.0.1:9\n';
+  t.equal(parseCacheConfig(`${base}listen: "[::1]:0"\n`, 'c.yaml').listen, '[::1]:0');
+  t.throws(() => parseCacheConfig(`${base}listen: localhost\n`, 'c.yaml'), {
+    code: 'FC_ERR_CONFIG',
+    message: 'c.yaml:2: listen: must be HOST:PORT (e.g. 127.0.0.1:8080, 0.0.0.0:8081, [::1]:0)',
+  });
 });

@@ -1,7 +1,7 @@
 // spread's single-dash flags reach commander, and bad values are usage errors (exit 2).
 import t from 'tap';
 import { normaliseSpreadFlags } from '../../src/cli/run.js';
-import { main } from '../../src/cli/main.js';
+import { runCli } from '../helpers/cli.js';
 import { EXIT } from '../../src/errors.js';
 
 t.test("spread's spellings", async (t) => {
@@ -13,13 +13,7 @@ t.test("spread's spellings", async (t) => {
 });
 
 t.test('a bad --repeat is a usage error', async (t) => {
-  const stderr: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((chunk: string) => (stderr.push(String(chunk)), true)) as typeof process.stderr.write;
-  try {
-    t.equal(await main(['run', '--repeat', 'lots']), EXIT.usage);
-  } finally {
-    process.stderr.write = write;
-  }
-  t.match(stderr.join(''), /--repeat needs a whole number, not "lots"/);
+  const { code, stderr } = await runCli(['run', '--repeat', 'lots']);
+  t.equal(code, EXIT.usage);
+  t.match(stderr, /--repeat needs a whole number, not "lots"/);
 });

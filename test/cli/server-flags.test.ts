@@ -1,0 +1,28 @@
+// The server commands' flags meet the rules of the configuration fields they override:
+// a bad value is a usage error (exit 2) naming the flag, before anything starts or is made.
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { EXIT } from '../../src/errors.js';
+import { runCli } from '../helpers/cli.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'fc-flags-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const cache = ['cache', '--upstream', 'http://127.0.0.1:9', '--data', path.join(dir, 'data')];
+
+const cases: Array<[string[], RegExp]> = [
+  [[...cache, '--max-size', 'lots'], /^fleetcache: error: --max-size: must be a size \(e\.g\. 4096, 512MiB, 50GiB\)\n/],
+  [[...cache, '--region', 'a b'], /^fleetcache: error: --region: must match pattern/],
+  [[...cache, '--listen', '127.0.0.1:99999'], /^fleetcache: error: --listen: must be HOST:PORT/],
+  [[...cache, '--listen', 'localhost'], /^fleetcache: error: --listen: must be HOST:PORT/],
+  [['origin', '--data', path.join(dir, 'origin'), '--listen', 'nowhere'], /^fleetcache: error: --listen: must be HOST:PORT/],
+];
+for (const [args, message] of cases) {
+  t.test(args.slice(-2).join(' '), async (t) => {
+    const { code, stderr } = await runCli(args);
+    t.equal(code, EXIT.usage);
+    t.match(stderr, message);
+    t.notOk(existsSync(path.join(dir, 'data')) || existsSync(path.join(dir, 'origin')), 'no data directory was made');
+  });
+}
