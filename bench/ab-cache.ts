@@ -9,15 +9,14 @@
 // Run: node --import tsx bench/ab-cache.ts hot|cold [--rounds N] [--seconds S] SIDE...
 // where SIDE is a fleetcache source tree (e.g. `git worktree add /tmp/base HEAD~1`, with
 // node_modules linked; each is built first and runs compiled) or `reference`.
-import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent } from 'undici';
 import { cpuSecondsOf } from './lib/cpu.js';
 import { mountLoopExt4 } from './lib/loopfs.js';
 import { ensureNginx, startNginx } from './lib/nginx.js';
-import { startFleetcache, startReference } from './lib/processes.js';
+import { benchDir, startFleetcache, startReference } from './lib/processes.js';
 import { download, median, pool, runWrk, writeBlobs, writeWrkScript } from './lib/small-objects.js';
 
 const { values: opts, positionals } = parseArgs({ allowPositionals: true, options: { rounds: { type: 'string', default: '6' }, seconds: { type: 'string', default: '5' } } });
@@ -33,7 +32,7 @@ interface Side { readonly name: string; readonly url: string; readonly pid: numb
 
 async function main(): Promise<void> {
   ensureNginx();
-  const dir = await mkdtemp(join(tmpdir(), 'fleetcache-ab-'));
+  const { dir, remove } = benchDir('fleetcache-ab-');
   const fs = await mountLoopExt4(dir, 4);
   const dataDir = fs?.dir ?? dir;
   const stops: (() => Promise<void>)[] = [];
@@ -86,7 +85,7 @@ async function main(): Promise<void> {
     for (const stop of stops.reverse()) await stop();
     await agent.close();
     await fs?.unmount();
-    await rm(dir, { recursive: true, force: true });
+    remove();
   }
 }
 

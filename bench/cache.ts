@@ -13,8 +13,7 @@
 // (appends to bench/RESULTS.md unless --quick or --only)
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { appendFile, chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -22,7 +21,7 @@ import { Agent } from 'undici';
 import { cpuSecondsOf } from './lib/cpu.js';
 import { mountLoopExt4 } from './lib/loopfs.js';
 import { ensureNginx } from './lib/nginx.js';
-import { REPO_ROOT, freePort, startFleetcache, startProcess, startReference, type BenchProcess } from './lib/processes.js';
+import { REPO_ROOT, benchDir, freePort, startFleetcache, startProcess, startReference, type BenchProcess } from './lib/processes.js';
 import { download as fetchOne, median, pool, runWrk, writeBlob, writeBlobs, writeWrkScript } from './lib/small-objects.js';
 
 const FIGURES = ['stampede', 'hot-large', 'hot-small', 'cold-small'] as const;
@@ -295,7 +294,7 @@ ${rows}${cpu}`;
 
 async function main(): Promise<void> {
   ensureNginx();
-  const dir = await mkdtemp(join(tmpdir(), 'fleetcache-bench-cache-'));
+  const { dir, remove } = benchDir('fleetcache-bench-cache-');
   const procs: BenchProcess[] = [];
   const fs = await mountLoopExt4(dir, 8);
   const dataDir = fs?.dir ?? dir;
@@ -385,7 +384,7 @@ async function main(): Promise<void> {
     for (const p of procs.reverse()) await p.stop();
     await agent.close();
     await fs?.unmount();
-    await rm(dir, { recursive: true, force: true });
+    remove();
   }
 }
 

@@ -3,8 +3,10 @@
 // root filesystem of the bench machines is ext4 without a journal, where creating a file
 // soon after many deletions scans the recently freed inodes and costs up to 600 µs.
 import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { undoAtExit } from '../../test/helpers/processes.js';
 
 export interface LoopFs {
   readonly dir: string;
@@ -26,9 +28,15 @@ export async function mountLoopExt4(parent: string, sizeGiB: number): Promise<Lo
     await rm(image, { force: true });
     return undefined;
   }
+  // An interrupted bench (Ctrl-C) unmounts too: lazily, as its servers may still hold files.
+  const forget = undoAtExit(() => {
+    execFileSync('umount', ['-l', dir]);
+    rmSync(image, { force: true });
+  });
   return {
     dir,
     unmount: async () => {
+      forget();
       execFileSync('umount', [dir]);
       await rm(image, { force: true });
     },

@@ -1,11 +1,31 @@
 // Child processes for benches: start, wait for readiness, stop by PID (SIGTERM, then
-// SIGKILL). The bench-side counterpart of test/helpers/processes.ts, without tap.
+// SIGKILL), and at exit if the bench is interrupted (Ctrl-C). The bench-side counterpart of
+// test/helpers/processes.ts, without tap.
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { undoAtExit } from '../../test/helpers/processes.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface BenchDir {
+  readonly dir: string;
+  remove(): void;
+}
+
+/**
+ * A new directory under the system's temp directory for one bench run, removed by
+ * `remove()` or, if the bench is interrupted, at exit after everything else was undone.
+ */
+export function benchDir(prefix: string): BenchDir {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const removeNow = () => rmSync(dir, { recursive: true, force: true });
+  const forget = undoAtExit(removeNow, { last: true });
+  return { dir, remove: () => { forget(); removeNow(); } };
+}
 
 export interface BenchProcess {
   readonly child: ChildProcess;
@@ -18,6 +38,8 @@ export function startProcess(command: string, args: string[], options: SpawnOpti
   const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (c: Buffer) => { err = (err + c.toString()).slice(-20_000); });
+  // SIGTERM, not SIGKILL: nginx's master and our primary then stop their workers themselves.
+  child.once('exit', undoAtExit(() => process.kill(child.pid!, 'SIGTERM')));
   const stop = async () => {
     if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

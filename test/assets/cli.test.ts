@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cliArgs } from '../helpers/processes.js';
+import { cliArgs, stopWithTest } from '../helpers/processes.js';
 import { startOrigin } from '../helpers/origin.js';
 import { compress, makeTar, sha512 } from './helpers.js';
 
@@ -17,9 +17,7 @@ interface Run {
 
 function run(t: Test, args: string[], cwd: string): Promise<Run> {
   const child = spawn(process.execPath, cliArgs(args), { cwd, env: { ...process.env, FLEETCACHE_TOKEN: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
-  });
+  stopWithTest(t, child, 'SIGKILL');
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });

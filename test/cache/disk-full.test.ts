@@ -1,8 +1,7 @@
 // A full disk turns the cache into a passthrough with a logged error, not a crash (blobs
 // asked at once are still fetched once, from memory).
 // The data directory is a real 8 MiB tmpfs mounted by the test (needs root).
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -13,15 +12,14 @@ import { resolveCacheConfig } from '../../src/cache/config.js';
 import { DiskStore } from '../../src/cache/disk-store.js';
 import { fillMemoryInUse } from '../../src/cache/fill.js';
 import { buildCacheServer } from '../../src/cache/server.js';
+import { mountTmpfs } from '../helpers/tmpfs.js';
 import { eventually } from '../helpers/wait.js';
 import { sha256, UpstreamFixture } from './upstream-fixture.js';
 
 const isRoot = process.getuid?.() === 0;
 
 t.test('full disk: passthrough, logged error, no crash', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
-  // Not t.testdir(): its removal would run before the unmount.
-  const dir = mkdtempSync(path.join(tmpdir(), 'fleetcache-full-'));
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', dir]);
+  const { dir, unmount } = mountTmpfs('8m', 'full');
   const up = new UpstreamFixture();
   const upUrl = await up.start();
   const big = up.addBlob(16 * 1024 * 1024); // twice the disk
@@ -36,8 +34,7 @@ t.test('full disk: passthrough, logged error, no crash', { skip: isRoot ? false 
     await app.close();
     await app.cache.fills.drain();
     await up.stop();
-    execFileSync('umount', [dir]);
-    rmdirSync(dir);
+    unmount();
   });
   app.cache.store.useLogger(logger);
 
@@ -155,12 +152,8 @@ t.test('the data directory removed under a running cache: requests pass through,
 });
 
 t.test('a size limit larger than the filesystem is warned about at start', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'fleetcache-room-'));
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir]);
-  t.teardown(() => {
-    execFileSync('umount', [dir]);
-    rmdirSync(dir);
-  });
+  const { dir, unmount } = mountTmpfs('4m', 'room');
+  t.teardown(unmount);
   const warnings = async (maxSize: number): Promise<string[]> => {
     const logs: string[] = [];
     const sink = new Writable({ write(chunk: Buffer, _e, cb) { logs.push(chunk.toString()); cb(); } });

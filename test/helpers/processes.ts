@@ -1,7 +1,9 @@
-// Starting fleetcache commands as real child processes, and stopping them by PID.
+// Starting fleetcache commands as real child processes, and stopping them by PID, even
+// when the test file does not end normally.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { onExit } from 'signal-exit';
 import type { Test } from 'tap';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -9,6 +11,44 @@ export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** argv to run the CLI from source (tests do not depend on a build). */
 export function cliArgs(args: string[]): string[] {
   return ['--import', 'tsx', `${REPO_ROOT}src/cli/bin.ts`, ...args];
+}
+
+/**
+ * Runs `undo` (synchronous) if this process ends before the returned function is called:
+ * at exit, after an uncaught error, or on a fatal signal. A timed-out test file ends so: tap
+ * sends it SIGALRM and runs none of its teardowns, and Node's 'exit' event does not fire on
+ * a signal. The normal path calls the returned function once its teardown has done the work.
+ * `last`: after every other (a directory that holds the others' mounts).
+ */
+export function undoAtExit(undo: () => void, { last = false } = {}): () => void {
+  return onExit(() => {
+    try {
+      undo();
+    } catch {
+      // best effort: the process is ending
+    }
+  }, { alwaysLast: last });
+}
+
+/**
+ * Makes `child` the test's to stop: in its teardown by PID (`signal`, then SIGKILL after
+ * 5 s), and with SIGKILL at once if the test process ends without running its teardowns.
+ * Returns the stop function; calling it again does nothing.
+ */
+export function stopWithTest(t: Pick<Test, 'teardown'>, child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): () => Promise<void> {
+  const forget = undoAtExit(() => process.kill(child.pid!, 'SIGKILL'));
+  const ended = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  void ended.then(forget);
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      process.kill(child.pid!, signal);
+      const timer = setTimeout(() => { if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL'); }, 5000);
+      await ended;
+      clearTimeout(timer);
+    }
+  };
+  t.teardown(stop);
+  return stop;
 }
 
 export interface RunningServer {
@@ -27,15 +67,7 @@ export async function startServerProcess(t: Test, args: string[], env: NodeJS.Pr
   const child = spawn(process.execPath, cliArgs(args), { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...as });
   let err = '';
   child.stderr!.on('data', (c: Buffer) => { err = (err + c.toString()).slice(-20_000); });
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    process.kill(child.pid!, 'SIGTERM');
-    const timer = setTimeout(() => { if (child.exitCode === null) process.kill(child.pid!, 'SIGKILL'); }, 5000);
-    await exited;
-    clearTimeout(timer);
-  };
-  t.teardown(stop);
+  const stop = stopWithTest(t, child);
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`no "listening" line within 20 s; stderr: ${err}`)), 20_000);

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
+import { stopWithTest } from './processes.js';
 
 /** s3rver's fixed credentials. */
 export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
@@ -27,12 +28,7 @@ export async function startS3rver(t: Test, bucket = 'fleetcache'): Promise<TestS
   });
   let err = '';
   child.stderr!.on('data', (c: Buffer) => { err = (err + c.toString()).slice(-10_000); });
-  t.teardown(async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    process.kill(child.pid!, 'SIGKILL');
-    await exited;
-  });
+  stopWithTest(t, child, 'SIGKILL');
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const endpoint = await new Promise<string>((resolve, reject) => {
     let out = '';

@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { waitForPort } from '../../src/ssh/client.js';
+import { undoAtExit } from '../helpers/processes.js';
 
 export interface Sshd {
   host: '127.0.0.1';
@@ -71,7 +72,7 @@ export async function startSshd(t: Teardown, base: string): Promise<Sshd> {
   );
   const child = spawn('/usr/sbin/sshd', ['-D', '-f', config, '-e'], { stdio: 'ignore' });
   const pid = child.pid!;
-  t.teardown(() => {
+  const stop = () => {
     let restarted: number | undefined;
     try {
       restarted = Number(readFileSync(pidFile, 'utf8').trim()) || undefined;
@@ -86,6 +87,12 @@ export async function startSshd(t: Teardown, base: string): Promise<Sshd> {
       }
     }
     rmSync(pidFile, { force: true });
+  };
+  // A test file that times out runs no teardown: the sshd (or the one a reboot restarted) is stopped at exit.
+  const forget = undoAtExit(stop);
+  t.teardown(() => {
+    stop();
+    forget();
   });
   await waitForPort('127.0.0.1', port, 10_000);
   return { host: '127.0.0.1', port, pid, keyPath: join(dir, 'client_key'), key: readFileSync(join(dir, 'client_key'), 'utf8'), config, pidFile };

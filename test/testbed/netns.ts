@@ -11,6 +11,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FleetConfig } from '../../src/run/fleet.js';
+import { undoAtExit } from '../helpers/processes.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const BIN = join(ROOT, 'src/cli/bin.ts');
@@ -161,14 +162,14 @@ export async function startTestBed(o: TestBedOptions): Promise<TestBed> {
     }
     spawnSync('ip', ['link', 'del', bridge]);
   };
-  // A crashed or interrupted test still leaves no namespace behind.
-  process.once('exit', teardownSync);
+  // A crashed, interrupted or timed-out test still leaves no namespace behind.
+  const forget = undoAtExit(teardownSync);
   const close = async () => {
     if (closed) return;
     closed = true;
     await Promise.all(children.map(stopProcess));
     teardownSync();
-    process.off('exit', teardownSync);
+    forget();
   };
 
   try {
