@@ -75,6 +75,11 @@ export function setFillMemory(bytes: number): void {
 export function fillMemoryInUse(): number {
   return windows.bytes;
 }
+
+/** The budget of this process's fill windows. */
+export function fillMemoryBudget(): number {
+  return windows.budget;
+}
 /**
  * A fill kept in memory only (see Fill) is joined while it has written less than this: a
  * joiner then starts with at least half the windows ahead of it before the first is dropped.

@@ -30,7 +30,7 @@ export class CacheMetrics {
   readonly registry = new Registry();
   #tallies = new Map<Kind, KindTally>();
 
-  constructor(gauges: { inflight: () => number; lruBytes: () => number; lruObjects: () => number; refusing: () => boolean; storageFailures: () => number; fillMemory: () => number }) {
+  constructor(gauges: { inflight: () => number; lruBytes: () => number; lruObjects: () => number; refusing: () => boolean; storageFailures: () => number; fillMemory: () => number; fillMemoryLimit: () => number }) {
     const registers = [this.registry];
     const tallies = this.#tallies;
     // Requests only add to the plain tallies; the counters are read from them when scraped
@@ -58,6 +58,10 @@ export class CacheMetrics {
     new Gauge({
       name: 'fleetcache_cache_fill_memory_bytes', help: 'Bytes the fills in flight keep in memory for their readers (bounded by fillMemory per process).',
       registers, collect() { this.set(gauges.fillMemory()); },
+    });
+    new Gauge({
+      name: 'fleetcache_cache_fill_memory_limit_bytes', help: 'The fillMemory budget (summed over workers, like fleetcache_cache_fill_memory_bytes).',
+      registers, collect() { this.set(gauges.fillMemoryLimit()); },
     });
     new Counter({
       name: 'fleetcache_cache_storage_failures_total', help: 'Writes the disk refused (full or failing), each starting 30 s without keeping anything.',

@@ -11,7 +11,7 @@ import type { CacheContext } from './context.js';
 import { DiskStore } from './disk-store.js';
 import { plainBlobGet, serveSmallHit } from './fast-hit.js';
 import { leadMiss } from './fast-miss.js';
-import { fillMemoryInUse, setFillMemory } from './fill.js';
+import { fillMemoryBudget, fillMemoryInUse, setFillMemory } from './fill.js';
 import { Fills } from './fills.js';
 import { CacheMetrics } from './metrics.js';
 import { registerMirrorRoutes } from './mirror.js';
@@ -68,7 +68,7 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
   const mirrors = new Map<string, Upstream>();
   for (const [name, m] of config.mirrors) mirrors.set(name, new Upstream(name, m.url, m.timeouts));
   const inflight = (): number => (link ? link.store.inflight : fills.size);
-  const metrics = new CacheMetrics({ inflight, lruBytes: () => store.bytes, lruObjects: () => store.count, refusing: () => store.isFull(), storageFailures: () => store.failures, fillMemory: fillMemoryInUse });
+  const metrics = new CacheMetrics({ inflight, lruBytes: () => store.bytes, lruObjects: () => store.count, refusing: () => store.isFull(), storageFailures: () => store.failures, fillMemory: fillMemoryInUse, fillMemoryLimit: fillMemoryBudget });
   if (link) {
     link.attach((id) => store.forget(id), () => fills.leading, () => metrics.tallies());
     // prom-client answers the primary's aggregation requests from these registries; the

@@ -26,6 +26,7 @@ interface CacheFlags {
   upstream?: string;
   data?: string;
   maxSize?: string;
+  fillMemory?: string;
   region?: string;
   tokenFile?: string;
   workers?: string;
@@ -40,6 +41,7 @@ export function registerCache(program: Command): void {
     .option('--upstream <url>', 'the origin, or a parent cache')
     .option('--data <dir>', 'data directory (default cache/region-<region>)')
     .option('--max-size <size>', 'disk budget, e.g. 50GiB (default 50GiB)')
+    .option('--fill-memory <size>', 'memory per server process for the last bytes of fills in flight (default 1GiB)')
     .option('--region <name>', 'region name (default "default")')
     .option('--token-file <file>', 'write token sent upstream on PUT when a client sends none')
     .option('--workers <n>', 'server processes sharing the port and the data: a number or "auto" (one per CPU; default 1)')
@@ -51,7 +53,7 @@ export function registerCache(program: Command): void {
       const file: Partial<CacheConfigFile> = flags.config ? loadCacheConfig(flags.config) : {};
       checkFlags(cacheConfigSchema, {
         listen: ['--listen', flags.listen], upstream: ['--upstream', flags.upstream], data: ['--data', flags.data],
-        maxSize: ['--max-size', flags.maxSize], region: ['--region', flags.region],
+        maxSize: ['--max-size', flags.maxSize], fillMemory: ['--fill-memory', flags.fillMemory], region: ['--region', flags.region],
       });
       const upstream = flags.upstream ?? file.upstream;
       if (!upstream) throw new UsageError('no upstream: give --upstream URL or "upstream:" in the --config file');
@@ -62,6 +64,7 @@ export function registerCache(program: Command): void {
         upstream,
         ...(flags.data ? { data: flags.data } : {}),
         ...(flags.maxSize ? { maxSize: flags.maxSize } : {}),
+        ...(flags.fillMemory ? { fillMemory: flags.fillMemory } : {}),
         ...(flags.tokenFile ? { tokenFile: flags.tokenFile } : {}),
         ...(flags.workers ? { workers: parseWorkers(flags.workers) } : {}),
       };

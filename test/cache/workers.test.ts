@@ -30,7 +30,7 @@ t.test('two workers share one cache', async (t) => {
   const upUrl = await up.start();
   t.teardown(() => up.stop());
   const dir = t.testdir();
-  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '20MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '20MiB', '--fill-memory', '3MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
 
   await t.test('32 clients on one cold object: one upstream request, every body right', async (t) => {
     const size = 8 * 1024 * 1024;
@@ -123,6 +123,7 @@ t.test('two workers share one cache', async (t) => {
     const m = /^fleetcache_cache_misses_total\{kind="cas"\} (\d+)$/m.exec(text);
     t.ok(m, 'misses in the Prometheus text');
     t.equal(Number(m?.[1]), s.total.misses, 'the same figure as /-/stats');
+    t.match(text, /^fleetcache_cache_fill_memory_limit_bytes 6291456$/m, '--fill-memory 3MiB in each of the two workers');
   });
 
   await t.test('a worker that dies is replaced; the other serves meanwhile', async (t) => {
