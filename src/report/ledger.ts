@@ -113,12 +113,17 @@ function percent(share: number): string {
   return `${text === '-0.0' ? '0.0' : text}%`;
 }
 
+/** "1 hit", "3 hits". */
+export function counted(n: number, singular: string, plural = `${singular}s`): string {
+  return `${n} ${n === 1 ? singular : plural}`;
+}
+
 export function formatLedger(l: Ledger): string {
   const rows = l.links.map((k) => {
     const saved = k.naiveBytes === 0 ? '-' : percent(1 - k.actualBytes / k.naiveBytes);
     return `  ${k.link.padEnd(34)} ${formatBytes(k.actualBytes).padStart(11)} ${formatBytes(k.naiveBytes).padStart(11)} ${saved.padStart(8)}`;
   });
-  const caches = l.caches.map((c) => `  cache ${c.region}: ${c.hits} hits, ${c.misses} misses, hit ratio ${(100 * c.hitRatio).toFixed(1)}%`);
+  const caches = l.caches.map((c) => `  cache ${c.region}: ${counted(c.hits, 'hit')}, ${counted(c.misses, 'miss', 'misses')}, hit ratio ${(100 * c.hitRatio).toFixed(1)}%`);
   const egress = l.originEgress.naive === 0 ? '-' : `${((100 * l.originEgress.actual) / l.originEgress.naive).toFixed(1)}% of naive`;
   return [
     `Transfer report of run ${l.run} (${l.project}, ${l.machines} machines):`,

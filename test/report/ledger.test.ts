@@ -42,7 +42,7 @@ t.test('actual against naive, per link and per cache, from counter differences',
   t.match(text, /cache a → machines\s+3\.9 KiB\s+3\.0 KiB\s+-29\.0%/, 'more than naive is shown as it is');
   const near = formatLedger({ ...ledger, links: [{ link: 'cache a → machines', actualBytes: 3101, naiveBytes: 3100 }] });
   t.match(near, /cache a → machines\s+3\.0 KiB\s+3\.0 KiB\s+0\.0%/, 'a few bytes more than naive is 0.0%, not -0.0%');
-  t.match(text, /cache a: 6 hits, 1 misses, hit ratio 85\.7%/);
+  t.match(text, /cache a: 6 hits, 1 miss, hit ratio 85\.7%/);
   t.match(text, /origin egress: 300 B \(5\.9% of naive\)/);
   const html = ledgerHtml(ledger);
   t.match(html, /<svg/);
