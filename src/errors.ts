@@ -34,6 +34,7 @@ export const ERROR_CODES = {
   FC_ERR_DIGEST_MISMATCH: { status: 400, exit: EXIT.integrity, summary: 'The content does not hash to the expected digest; nothing was stored.' },
   FC_ERR_SIZE_MISMATCH: { status: 400, exit: EXIT.integrity, summary: 'The content does not have the expected size; nothing was stored.' },
   FC_ERR_TOO_LARGE: { status: 413, exit: EXIT.failure, summary: 'The body exceeds the configured limit.' },
+  FC_ERR_TOO_MANY_HEADERS: { status: 431, exit: EXIT.usage, summary: 'The request has more header fields than the server accepts.' },
   FC_ERR_RANGE: { status: 416, exit: EXIT.usage, summary: 'The requested byte range cannot be satisfied.' },
   FC_ERR_NOT_FOUND: { status: 404, exit: EXIT.notFound, summary: 'No such object, name or route.' },
   FC_ERR_UNAUTHORIZED: { status: 401, exit: EXIT.auth, summary: 'The request needs a bearer token and has none.' },

@@ -4,7 +4,7 @@ import { createServer } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { AggregatorRegistry } from 'prom-client';
 import { NotFoundError } from '../errors.js';
-import { baseServerOptions } from '../http/server-options.js';
+import { baseServerOptions, DEFAULT_MAX_HEADERS, hasTooManyHeaders, limitHeaderCount } from '../http/server-options.js';
 import { clientIdleMs, DEFAULT_FILL_MEMORY, type CacheConfig } from './config.js';
 import type { ClusterLink } from './cluster/link.js';
 import type { CacheContext } from './context.js';
@@ -47,7 +47,8 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
       // holds nothing, and node re-arms a server-wide limit (a new timer) on every request.
       const idleMs = clientIdleMs(config);
       const server = createServer((req, res) => {
-        const get = fast && server.listening ? plainBlobGet(req, fast.store) : undefined;
+        // A request with too many header fields goes to fastify, which refuses it (limitHeaderCount).
+        const get = fast && server.listening && !hasTooManyHeaders(req, DEFAULT_MAX_HEADERS) ? plainBlobGet(req, fast.store) : undefined;
         if (get && serveSmallHit(fast!, get, res, false)) return;
         req.socket.setTimeout(idleMs);
         // A worker looks for another worker's copy once the miss path declined (a single
@@ -60,6 +61,7 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
       return server;
     },
   });
+  limitHeaderCount(app, DEFAULT_MAX_HEADERS);
   setFillMemory(config.fillMemory ?? DEFAULT_FILL_MEMORY);
   const store = new DiskStore(config.dataDir, config.maxSize, app.log, link ? { peer: link } : {});
   await store.open();

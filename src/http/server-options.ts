@@ -1,7 +1,29 @@
 // Options every fleetcache HTTP server shares (origin and cache alike).
-import { LogController, type FastifyBaseLogger, type FastifyServerOptions } from 'fastify';
+import type { IncomingMessage } from 'node:http';
+import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { FleetError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { frameworkErrors } from './errors.js';
+
+/** Header fields a request may have, Host included (the origin's limits.maxHeaders, the cache's). */
+export const DEFAULT_MAX_HEADERS = 64;
+
+/** Whether `req` has more than `max` header fields. */
+export function hasTooManyHeaders(req: IncomingMessage, max: number): boolean {
+  return req.rawHeaders.length > 2 * max;
+}
+
+/**
+ * Refuses a request with more than `max` header fields (431). Node's own maxHeadersCount
+ * only drops the fields past it, and not exactly: it is set just above `max`, to keep
+ * what it stores small, and the count is checked here.
+ */
+export function limitHeaderCount(app: FastifyInstance, max: number): void {
+  app.server.maxHeadersCount = max + 1;
+  app.addHook('onRequest', (request, _reply, done) => {
+    done(hasTooManyHeaders(request.raw, max) ? new FleetError('FC_ERR_TOO_MANY_HEADERS', `the request has more than ${max} header fields`) : undefined);
+  });
+}
 
 export function baseServerOptions(logLevel: string | false | undefined, bodyLimit: number): FastifyServerOptions & { loggerInstance: FastifyBaseLogger } {
   return {

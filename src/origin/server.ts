@@ -3,7 +3,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { TokenCheck } from '../http/auth.js';
 import { installErrorHandling } from '../http/errors.js';
-import { baseServerOptions } from '../http/server-options.js';
+import { baseServerOptions, DEFAULT_MAX_HEADERS, limitHeaderCount } from '../http/server-options.js';
 import { TrafficLedger } from '../metrics/ledger.js';
 import { DiskBlobStore } from '../store/disk.js';
 import { NameStore } from '../store/names.js';
@@ -46,7 +46,7 @@ export async function buildOrigin(options: OriginOptions, store: BlobStore = new
   await loadInternalSet(context);
 
   const app = Fastify({ ...baseServerOptions(options.logLevel, context.maxRecordSize), connectionTimeout: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS });
-  app.server.maxHeadersCount = options.maxHeaders ?? 64;
+  limitHeaderCount(app, options.maxHeaders ?? DEFAULT_MAX_HEADERS);
   // Bodies are never buffered by a parser: every route streams request.raw itself.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));

@@ -1,0 +1,65 @@
+// Origin and cache refuse a request with more header fields than they accept (431, JSON
+// error), counted exactly: node itself only drops fields past its maxHeadersCount. On the
+// cache this holds for small hits too, which are answered before fastify.
+import { createHash } from 'node:crypto';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import t from 'tap';
+import { request } from 'undici';
+import { startOrigin } from '../helpers/origin.js';
+import { startCache } from '../cache/harness.js';
+
+/**
+ * Sends GET `path` with exactly `fields` header fields (Host, Connection and X-Filler-N) on
+ * a raw socket, left open until the answer (a half-closed one may be dropped before it).
+ */
+function getWithFields(url: string, path: string, fields: number): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(url);
+  const head = [`GET ${path} HTTP/1.1`, `Host: ${hostname}:${port}`, 'Connection: close', ...Array.from({ length: fields - 2 }, (_, i) => `X-Filler-${i}: ${i}`)];
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => socket.write(`${head.join('\r\n')}\r\n\r\n`));
+    let raw = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (c: string) => {
+      raw += c;
+      const m = /^HTTP\/1\.1 (\d{3})[^]*?\r\ncontent-length: (\d+)\r\n[^]*?\r\n\r\n/i.exec(raw);
+      const bodyStart = raw.indexOf('\r\n\r\n') + 4;
+      if (m && raw.length - bodyStart >= Number(m[2])) {
+        socket.destroy();
+        resolve({ status: Number(m[1]), body: raw.slice(bodyStart, bodyStart + Number(m[2])) });
+      }
+    });
+    socket.on('error', reject);
+  });
+}
+
+t.test('origin: 64 fields by default, limits.maxHeaders when set', async (t) => {
+  const origin = await startOrigin(t);
+  t.equal((await getWithFields(origin.url, '/-/healthz', 64)).status, 200, '64 fields are accepted');
+  const refused = await getWithFields(origin.url, '/-/healthz', 65);
+  t.equal(refused.status, 431, '65 are refused');
+  t.match(JSON.parse(refused.body), { code: 'FC_ERR_TOO_MANY_HEADERS', message: 'the request has more than 64 header fields' });
+  t.equal((await getWithFields(origin.url, '/-/healthz', 1000)).status, 431, 'and 1000');
+  const strict = await startOrigin(t, { maxHeaders: 8 });
+  t.equal((await getWithFields(strict.url, '/-/healthz', 8)).status, 200);
+  t.equal((await getWithFields(strict.url, '/-/healthz', 9)).status, 431);
+});
+
+t.test('cache: refused before its fast paths too', async (t) => {
+  const dir = t.testdir({ origin: {}, cache: {} });
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const body = Buffer.from('a small blob for the hit path\n');
+  const hex = createHash('sha256').update(body).digest('hex');
+  const put = await request(`${origin.url}/cas/sha256/${hex}`, { method: 'PUT', body, headers: { authorization: `Bearer ${origin.token}` } });
+  await put.body.dump();
+  t.equal(put.statusCode, 201);
+  const { url } = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
+  const path = `/cas/sha256/${hex}`;
+  t.equal((await getWithFields(url, path, 65)).status, 431, 'a cold miss with 65 fields');
+  t.equal((await getWithFields(url, path, 64)).status, 200, 'with 64: filled');
+  t.equal((await getWithFields(url, path, 64)).status, 200, 'then a small hit');
+  const refused = await getWithFields(url, path, 65);
+  t.equal(refused.status, 431, 'a small hit with 65 fields');
+  t.match(JSON.parse(refused.body), { code: 'FC_ERR_TOO_MANY_HEADERS' });
+  t.equal((await getWithFields(url, '/-/stats', 300)).status, 431, 'any route');
+});
