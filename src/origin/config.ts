@@ -1,5 +1,6 @@
 // The origin's configuration: one TypeBox schema gives the type and the validation.
 import { Type, type Static } from '@sinclair/typebox';
+import { DEFAULT_MAX_HEADERS } from '../http/server-options.js';
 
 const DiskStorageSchema = Type.Object({ type: Type.Literal('disk') }, { additionalProperties: false });
 
@@ -42,7 +43,7 @@ export const OriginConfigSchema = Type.Object(
       {
         maxBlobSize: Type.Union([Type.String({ format: 'size' }), Type.Integer({ minimum: 1 })], { default: '20GiB' }),
         maxRecordSize: Type.Union([Type.String({ format: 'size' }), Type.Integer({ minimum: 1 })], { default: '1MiB' }),
-        maxHeaders: Type.Integer({ minimum: 8, default: 64 }),
+        maxHeaders: Type.Integer({ minimum: 8, default: DEFAULT_MAX_HEADERS }),
         idleTimeout: Type.Union([Type.String({ format: 'duration' }), Type.Number({ minimum: 0 })], {
           default: '2m',
           description: 'a client connection with no traffic this long is cut (a client that stopped reading holds a file)',
