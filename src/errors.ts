@@ -40,6 +40,7 @@ export const ERROR_CODES = {
   FC_ERR_UNAUTHORIZED: { status: 401, exit: EXIT.auth, summary: 'The request needs a bearer token and has none.' },
   FC_ERR_FORBIDDEN: { status: 403, exit: EXIT.auth, summary: 'The bearer token is not accepted.' },
   FC_ERR_ABORTED: { status: 400, exit: EXIT.failure, summary: 'The client aborted the transfer; nothing was stored.' },
+  FC_ERR_DIR_IN_USE: { status: 500, exit: EXIT.config, summary: 'The data directory is in use by another fleetcache server; each origin or cache needs its own.' },
   FC_ERR_INSUFFICIENT_STORAGE: { status: 507, exit: EXIT.failure, summary: 'The store has no room for the object.' },
   FC_ERR_UPSTREAM: { status: 502, exit: EXIT.unavailable, summary: 'The upstream answered with an error or broke the connection.' },
   FC_ERR_UPSTREAM_TIMEOUT: { status: 504, exit: EXIT.unavailable, summary: 'The upstream did not answer in time.' },

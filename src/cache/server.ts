@@ -4,7 +4,7 @@ import { createServer } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { AggregatorRegistry } from 'prom-client';
 import { NotFoundError } from '../errors.js';
-import { baseServerOptions, DEFAULT_MAX_HEADERS, hasTooManyHeaders, limitHeaderCount } from '../http/server-options.js';
+import { baseServerOptions, buildOnDataDir, DEFAULT_MAX_HEADERS, hasTooManyHeaders, limitHeaderCount } from '../http/server-options.js';
 import { clientIdleMs, DEFAULT_FILL_MEMORY, type CacheConfig } from './config.js';
 import type { ClusterLink } from './cluster/link.js';
 import type { CacheContext } from './context.js';
@@ -34,7 +34,13 @@ export interface CacheServerOptions {
 }
 
 export async function buildCacheServer(config: CacheConfig, options: CacheServerOptions = {}): Promise<FastifyInstance> {
-  const { link } = options;
+  // A worker's primary holds the data directory; a cache of one process holds it itself,
+  // before the store opens (opening empties tmp/).
+  if (options.link) return buildOnLockedDir(config, options.link);
+  return buildOnDataDir(config.dataDir, () => buildOnLockedDir(config, undefined), (app) => app);
+}
+
+async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefined): Promise<FastifyInstance> {
   let fast: CacheContext | undefined; // set once the context exists, before listening
   const app = Fastify({
     ...baseServerOptions(config.logLevel, 1024 * 1024),

@@ -1,8 +1,10 @@
 // Options every fleetcache HTTP server shares (origin and cache alike).
 import type { IncomingMessage } from 'node:http';
 import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { mkdir } from 'node:fs/promises';
 import { FleetError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { lockDataDir } from '../store/dir-lock.js';
 import { frameworkErrors } from './errors.js';
 
 /** Header fields a request may have, Host included (the origin's limits.maxHeaders, the cache's). */
@@ -38,4 +40,22 @@ export function baseServerOptions(logLevel: string | false | undefined, bodyLimi
     exposeHeadRoutes: false,
     frameworkErrors,
   };
+}
+
+/**
+ * Builds a server on data directory `dir` while holding it (store/dir-lock.ts), taken
+ * before `build` touches anything in it: released when the server closes, or at once when
+ * building fails.
+ */
+export async function buildOnDataDir<T>(dir: string, build: () => Promise<T>, appOf: (built: T) => FastifyInstance): Promise<T> {
+  await mkdir(dir, { recursive: true });
+  const lock = await lockDataDir(dir);
+  try {
+    const built = await build();
+    appOf(built).addHook('onClose', () => lock.release());
+    return built;
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
 }

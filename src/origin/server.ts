@@ -3,7 +3,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { TokenCheck } from '../http/auth.js';
 import { installErrorHandling } from '../http/errors.js';
-import { baseServerOptions, DEFAULT_MAX_HEADERS, limitHeaderCount } from '../http/server-options.js';
+import { baseServerOptions, buildOnDataDir, DEFAULT_MAX_HEADERS, limitHeaderCount } from '../http/server-options.js';
 import { TrafficLedger } from '../metrics/ledger.js';
 import { DiskBlobStore } from '../store/disk.js';
 import { NameStore } from '../store/names.js';
@@ -30,6 +30,11 @@ export async function buildOriginServer(options: OriginOptions, store: BlobStore
 }
 
 export async function buildOrigin(options: OriginOptions, store: BlobStore = new DiskBlobStore(options.dataDir)): Promise<OriginServer> {
+  // Held before the stores open: opening empties tmp/.
+  return buildOnDataDir(options.dataDir, () => buildOnLockedDir(options, store), (origin) => origin.app);
+}
+
+async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promise<OriginServer> {
   const names = new NameStore(options.dataDir);
   await store.open();
   await names.open();

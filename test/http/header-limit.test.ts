@@ -34,13 +34,14 @@ function getWithFields(url: string, path: string, fields: number): Promise<{ sta
 }
 
 t.test('origin: 64 fields by default, limits.maxHeaders when set', async (t) => {
-  const origin = await startOrigin(t);
+  const dir = t.testdir({ default: {}, strict: {} });
+  const origin = await startOrigin(t, { dataDir: join(dir, 'default') });
   t.equal((await getWithFields(origin.url, '/-/healthz', 64)).status, 200, '64 fields are accepted');
   const refused = await getWithFields(origin.url, '/-/healthz', 65);
   t.equal(refused.status, 431, '65 are refused');
   t.match(JSON.parse(refused.body), { code: 'FC_ERR_TOO_MANY_HEADERS', message: 'the request has more than 64 header fields' });
   t.equal((await getWithFields(origin.url, '/-/healthz', 1000)).status, 431, 'and 1000');
-  const strict = await startOrigin(t, { maxHeaders: 8 });
+  const strict = await startOrigin(t, { dataDir: join(dir, 'strict'), maxHeaders: 8 });
   t.equal((await getWithFields(strict.url, '/-/healthz', 8)).status, 200);
   t.equal((await getWithFields(strict.url, '/-/healthz', 9)).status, 431);
 });

@@ -3,12 +3,14 @@
 // dies, and stops them all on SIGINT/SIGTERM.
 import cluster, { type Worker } from 'node:cluster';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AggregatorRegistry } from 'prom-client';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { CacheConfig } from '../config.js';
 import { DiskStore } from '../disk-store.js';
+import { lockDataDir } from '../../store/dir-lock.js';
 import { addTally, emptyTally, type KindTally } from '../metrics.js';
 import { Outbox, unbatch, workerEnv, type Batch, type PrimaryMessage, type WorkerMessage } from './protocol.js';
 
@@ -64,6 +66,9 @@ function addTallies(into: Record<string, KindTally>, from: Record<string, KindTa
 }
 
 export async function runCachePrimary(config: CacheConfig, workers: number, log: Logger): Promise<PrimaryHandle> {
+  // The primary holds the data directory for its workers, before the store opens (opening empties tmp/).
+  await mkdir(config.dataDir, { recursive: true });
+  const lock = await lockDataDir(config.dataDir);
   removeStaleSocketDirs(tmpdir());
   const socketDir = mkdtempSync(path.join(tmpdir(), `${SOCKET_DIR_PREFIX}${process.pid}-`));
   const live = new Map<number, { worker: Worker; outbox: Outbox<PrimaryMessage>; leading: number }>();
@@ -77,7 +82,13 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     for (const { outbox } of live.values()) outbox.push(m);
   };
   const store = new DiskStore(config.dataDir, config.maxSize, log, { onEvicted: (id) => broadcast({ t: 'evicted', id }) });
-  await store.open();
+  try {
+    await store.open();
+  } catch (err) {
+    rmSync(socketDir, { recursive: true, force: true });
+    await lock.release();
+    throw err;
+  }
   /** Fills in flight in the whole cache, as last reported by the workers that lead them. */
   const inflight = (): number => [...live.values()].reduce((n, w) => n + w.leading, 0);
   const storeFigures = (): void => {
@@ -179,8 +190,9 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       worker.once('exit', () => resolve());
       worker.process.kill('SIGTERM');
     }));
-    void Promise.all(exits).then(() => {
+    void Promise.all(exits).then(async () => {
       rmSync(socketDir, { recursive: true, force: true });
+      await lock.release();
       resolveStopped();
     });
   };

@@ -1,0 +1,53 @@
+// One server per data directory: a second origin or cache on a directory in use is refused
+// (exit 3, FC_ERR_DIR_IN_USE, the holder's PID) before it touches anything, and the lock
+// of a killed server is free at once.
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { EXIT } from '../../src/errors.js';
+import { lockDataDir } from '../../src/store/dir-lock.js';
+import { runCli } from '../helpers/cli.js';
+import { startServerProcess } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
+
+t.test('in one process: held until released, whatever the path it is named by', async (t) => {
+  const dir = t.testdir({ data: {} });
+  const data = join(dir, 'data');
+  symlinkSync(data, join(dir, 'alias'));
+  const lock = await lockDataDir(data);
+  const inUse = { code: 'FC_ERR_DIR_IN_USE', message: new RegExp(`is in use by another fleetcache server \\(pid ${process.pid}\\)`) };
+  await t.rejects(lockDataDir(data), inUse);
+  await t.rejects(lockDataDir(join(dir, 'alias')), inUse, 'through a symlink too');
+  const other = await lockDataDir(dir);
+  await other.release();
+  await lock.release();
+  await lock.release();
+  await (await lockDataDir(join(dir, 'alias'))).release();
+  t.pass('free again once released');
+});
+
+for (const [what, args] of [
+  ['origin', ['origin']],
+  ['cache with workers', ['cache', '--upstream', 'http://127.0.0.1:9', '--workers', '2']],
+] as const) {
+  t.test(`${what}: a second server on its directory is refused and loses nothing; a killed one frees it`, async (t) => {
+    const data = join(t.testdir(), 'data');
+    const first = await startServerProcess(t, [...args, '--listen', '127.0.0.1:0', '--data', data]);
+    // What a transfer in progress keeps in tmp/: a second server's start would have emptied it.
+    mkdirSync(join(data, 'tmp'), { recursive: true });
+    writeFileSync(join(data, 'tmp', 'in-progress'), 'half an upload');
+    const second = await runCli([...args, '--listen', '127.0.0.1:0', '--data', data]);
+    t.equal(second.code, EXIT.config);
+    t.match(second.stderr, new RegExp(`^fleetcache: error: data directory ${data} is in use by another fleetcache server \\(pid ${first.child.pid}\\)`));
+    t.ok(existsSync(join(data, 'tmp', 'in-progress')), 'the first server\'s tmp/ is untouched');
+    first.child.kill('SIGKILL');
+    await eventually('the killed server\'s lock is free', async () => {
+      try {
+        await (await lockDataDir(data)).release();
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  });
+}
