@@ -30,7 +30,7 @@ export const cacheConfigSchema = Type.Object(
     region: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$', default: 'default' }),
     listen: Type.String({ default: '127.0.0.1:8081', format: 'listen' }),
     /** The origin, or a parent cache. */
-    upstream: Type.String({ minLength: 1 }),
+    upstream: Type.String({ minLength: 1, format: 'http-url' }),
     /** Data directory; default cache/region-<region> under the working directory. */
     data: Type.Optional(Type.String({ minLength: 1 })),
     maxSize: Type.Optional(Size),
@@ -46,7 +46,7 @@ export const cacheConfigSchema = Type.Object(
     mirrors: Type.Optional(
       Type.Record(
         Type.String({ pattern: '^[A-Za-z0-9._-]+$' }),
-        Type.Object({ url: Type.String({ minLength: 1 }), timeouts: Type.Optional(timeoutsSchema) }, { additionalProperties: false }),
+        Type.Object({ url: Type.String({ minLength: 1, format: 'http-url' }), timeouts: Type.Optional(timeoutsSchema) }, { additionalProperties: false }),
       ),
     ),
   },

@@ -9,14 +9,21 @@ import { parseDuration, parseListen, parseSize } from './units.js';
 
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
 
+function parseHttpUrl(text: string): URL {
+  const url = new URL(text);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`not http(s): ${text}`);
+  return url;
+}
+
 /**
- * Human units as string formats (`format: 'size'`, `'duration'`, `'listen'`): a malformed
+ * Human units as string formats (`format: 'size'`, `'duration'`, `'listen'`, `'http-url'`): a malformed
  * value is refused with the file, line and field, not later by the parse without them.
  */
 const FORMATS: Record<string, { parse: (text: string) => unknown; phrase: string }> = {
   size: { parse: parseSize, phrase: 'a size (e.g. 4096, 512MiB, 50GiB)' },
   duration: { parse: parseDuration, phrase: 'a duration (e.g. 250ms, 30s, 5m)' },
   listen: { parse: parseListen, phrase: 'HOST:PORT (e.g. 127.0.0.1:8080, 0.0.0.0:8081, [::1]:0)' },
+  'http-url': { parse: parseHttpUrl, phrase: 'an http or https URL (e.g. http://origin.example:8080)' },
 };
 for (const [name, { parse }] of Object.entries(FORMATS)) {
   ajv.addFormat(name, {

@@ -8,7 +8,7 @@ const DiskStorageSchema = Type.Object({ type: Type.Literal('disk') }, { addition
 const S3StorageSchema = Type.Object(
   {
     type: Type.Literal('s3'),
-    endpoint: Type.Optional(Type.String({ minLength: 1, description: 'e.g. https://minio.internal:9000; absent for AWS' })),
+    endpoint: Type.Optional(Type.String({ minLength: 1, format: 'http-url', description: 'e.g. https://minio.internal:9000; absent for AWS' })),
     bucket: Type.String({ minLength: 1 }),
     region: Type.String({ minLength: 1, default: 'us-east-1' }),
     prefix: Type.Optional(Type.String({ description: 'key prefix, e.g. fleetcache/' })),

@@ -6,7 +6,7 @@ import { parseDocument } from 'yaml';
 import { loadConfigFile, parseConfig } from '../config/load.js';
 import { ConfigError } from '../errors.js';
 
-const Url = Type.String({ pattern: '^https?://', description: 'http(s) URL' });
+const Url = Type.String({ format: 'http-url', description: 'http(s) URL' });
 
 export const FleetSchema = Type.Object(
   {

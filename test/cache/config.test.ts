@@ -1,5 +1,5 @@
 // The cache's YAML configuration: `workers` and the message for a value that matches no
-// branch of a union (file, line, field, and every accepted form); sizes, durations, listen.
+// branch of a union (file, line, field, and every accepted form); sizes, durations, listen, URLs.
 import t from 'tap';
 import { parseCacheConfig, resolveCacheConfig } from '../../src/cache/config.js';
 
@@ -30,4 +30,13 @@ t.test('listen: HOST:PORT, checked with the file, line and field', async (t) => 
     code: 'FC_ERR_CONFIG',
     message: 'c.yaml:2: listen: must be HOST:PORT (e.g. 127.0.0.1:8080, 0.0.0.0:8081, [::1]:0)',
   });
+});
+
+t.test('upstream and mirror URLs: http or https, checked with the file, line and field', async (t) => {
+  const phrase = 'must be an http or https URL (e.g. http://origin.example:8080)';
+  t.throws(() => parseCacheConfig('upstream: origin:8080\n', 'c.yaml'), { code: 'FC_ERR_CONFIG', message: `c.yaml:1: upstream: ${phrase}` });
+  t.throws(() => parseCacheConfig('upstream: http://o:1\nmirrors:\n  debian:\n    url: ftp://deb.example/\n', 'c.yaml'), {
+    code: 'FC_ERR_CONFIG', message: `c.yaml:4: mirrors.debian.url: ${phrase}`,
+  });
+  t.equal(resolveCacheConfig(parseCacheConfig('upstream: https://o.example/\n', 'c.yaml')).upstream, 'https://o.example', 'a trailing slash is dropped');
 });

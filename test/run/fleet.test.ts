@@ -21,7 +21,7 @@ t.test('the fleetcache: key of spread.yaml, errors with file and line', async (t
   const dir = t.testdir();
   const file = join(dir, 'spread.yaml');
   await writeFile(file, 'project: p\npath: /x\nfleetcache:\n  origin: http://o:1\n  regions:\n    a:\n      caches: [ftp://nope]\n');
-  t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /spread\.yaml:7: fleetcache\.regions\.a\.caches\[0\]: / });
+  t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /spread\.yaml:7: fleetcache\.regions\.a\.caches\[0\]: must be an http or https URL \(e\.g\. http:\/\/origin\.example:8080\)$/ });
   await writeFile(file, 'project: p\nfleetcache:\n  origin: http://o:1\n  startupLimt: 3\n');
   t.throws(() => loadFleetConfig(file, undefined), { message: /spread\.yaml:4: fleetcache\.startupLimt: unknown field "startupLimt"/ });
   await writeFile(file, 'project: p\nfleetcache:\n  origin: http://o:1\n  dispatchDelay: a while\n');
