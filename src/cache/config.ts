@@ -42,6 +42,8 @@ export const cacheConfigSchema = Type.Object(
     /** Server processes sharing the port and the data directory; "auto" = one per CPU. */
     workers: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: MAX_WORKERS }), Type.Literal('auto')])),
     timeouts: Type.Optional(timeoutsSchema),
+    /** On SIGTERM or SIGINT, how long requests in flight may finish before they are cut; default 20s. */
+    shutdownTimeout: Type.Optional(Duration),
     /** Other upstreams served under /mirror/{name}/{path}. */
     mirrors: Type.Optional(
       Type.Record(
@@ -76,6 +78,8 @@ export interface CacheConfig {
   readonly logLevel?: string;
   /** Server processes (1 or unset: this process serves; more: a primary and that many workers). */
   readonly workers?: number;
+  /** On a stopping signal, how long requests in flight may finish (serveUntilSignal). */
+  readonly shutdownTimeoutMs?: number;
 }
 
 export const DEFAULT_MAX_SIZE = 50 * 1024 ** 3;
@@ -130,6 +134,7 @@ export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.
     timeouts,
     mirrors,
     workers: file.workers === 'auto' ? availableParallelism() : file.workers ?? 1,
+    ...(file.shutdownTimeout === undefined ? {} : { shutdownTimeoutMs: parseDuration(file.shutdownTimeout) }),
   };
 }
 

@@ -86,7 +86,12 @@ export function registerCache(program: Command): void {
       if (link) process.once('disconnect', orphaned);
       const app = await buildCacheServer(config, link ? { link } : {});
       if (!link) app.log.info({ region: config.region, data: config.dataDir, upstream: config.upstream, maxSize: config.maxSize, objects: app.cache.store.count }, 'cache starting');
-      await serveUntilSignal(app, merged.listen, { announce: !link });
+      // Stopping, a worker also waits for the fills it leads: other workers' clients may follow them.
+      await serveUntilSignal(app, merged.listen, {
+        announce: !link,
+        settle: () => app.cache.fills.drain(),
+        ...(config.shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs: config.shutdownTimeoutMs }),
+      });
       if (link && process.connected) {
         // The IPC channel keeps a worker's event loop alive: closing it lets the process end.
         process.off('disconnect', orphaned);

@@ -1,25 +1,69 @@
 // Shared by the server commands: listen, announce, stop on signals.
+import type { Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { parseListen } from '../config/units.js';
+
+/** How long a server stopped by a signal lets requests in flight finish, by default. */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 20_000;
+
+/**
+ * Stops accepting connections and waits, at most `ms`, for those open to end. Idle ones
+ * are closed at once (server.close), and each other one as soon as it goes idle: its
+ * keep-alive is cut to nothing. (Not closeIdleConnections() on a timer: node counts as idle
+ * a connection whose answer has ended but is not yet flushed, and would cut its tail.)
+ * `settle` is the other work in flight to wait for (a cache's fills, which clients of other
+ * workers may be following). What is left after `ms` is cut by fastify's close
+ * (forceCloseConnections): a client never sees a clean end of a cut body.
+ */
+function drain(server: Server, ms: number, settle: () => Promise<unknown>): Promise<void> {
+  server.keepAliveTimeout = 1;
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  return Promise.race([Promise.all([closed, settle()]).then(() => undefined), timeout]).finally(() => clearTimeout(timer));
+}
+
+export interface ServeOptions {
+  /** Print the "listening" line (not in a cache worker, whose primary does). */
+  readonly announce?: boolean;
+  readonly shutdownTimeoutMs?: number;
+  /** Work in flight besides the connections that a stopping server waits for (see drain). */
+  readonly settle?: () => Promise<unknown>;
+}
 
 /**
  * Listens, prints `listening http://HOST:PORT` on stdout (unless `announce` is false: a
  * cache worker, whose primary announces), and resolves when a signal stopped the server.
+ * On SIGINT or SIGTERM the server drains (see drain) for up to `shutdownTimeoutMs`; more
+ * signals meanwhile are ignored (systemd signals a cache's workers as well as its primary,
+ * which signals them too), except a second SIGINT, which cuts at once (Ctrl-C twice).
  */
-export async function serveUntilSignal(app: FastifyInstance, listen: string, { announce = true } = {}): Promise<void> {
+export async function serveUntilSignal(app: FastifyInstance, listen: string, { announce = true, shutdownTimeoutMs = DEFAULT_SHUTDOWN_TIMEOUT_MS, settle = async () => undefined }: ServeOptions = {}): Promise<void> {
   const { host, port } = parseListen(listen);
+  let cut: (() => void) | undefined;
+  app.addHook('preClose', async () => {
+    await Promise.race([drain(app.server, shutdownTimeoutMs, settle), new Promise<void>((resolve) => (cut = resolve))]);
+  });
   await app.listen({ host, port });
   const addr = app.server.address();
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   const shownHost = host.includes(':') ? `[${host}]` : host;
   if (announce) process.stdout.write(`listening http://${shownHost}:${actualPort}\n`);
   await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      void app.close().then(resolve, resolve);
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        if (signal === 'SIGINT') cut?.();
+        return;
+      }
+      stopping = true;
+      void app.close().finally(() => {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        resolve();
+      });
     };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   });
 }

@@ -63,11 +63,12 @@ export function createBlobStore(storage: StorageConfig, dataDir: string, env: No
   });
 }
 
-export function originOptionsFrom(config: OriginConfig, flags: OriginFlags): { options: OriginOptions; listen: string; tokenSource: string } {
+export function originOptionsFrom(config: OriginConfig, flags: OriginFlags): { options: OriginOptions; listen: string; shutdownTimeoutMs: number | undefined; tokenSource: string } {
   const dataDir = resolve(flags.data ?? config.data);
   const { tokens, source } = resolveOriginTokens(flags.tokenFile ?? config.tokenFile, dataDir);
   return {
     listen: flags.listen ?? config.listen,
+    shutdownTimeoutMs: config.shutdownTimeout === undefined ? undefined : parseDuration(config.shutdownTimeout),
     tokenSource: source,
     options: {
       dataDir,
@@ -94,9 +95,9 @@ export function registerOrigin(program: Command): void {
     .action(async (flags: OriginFlags) => {
       const config = flags.config ? loadConfigFile(OriginConfigSchema, flags.config) : parseConfig(OriginConfigSchema, '{}', '(defaults)');
       checkFlags(OriginConfigSchema, { listen: ['--listen', flags.listen], data: ['--data', flags.data] });
-      const { options, listen, tokenSource } = originOptionsFrom(config, flags);
+      const { options, listen, shutdownTimeoutMs, tokenSource } = originOptionsFrom(config, flags);
       const app = await buildOriginServer(options, createBlobStore(config.storage, options.dataDir));
       createLogger(config.logLevel).info({ data: options.dataDir, storage: config.storage.type, tokenSource }, 'origin starting');
-      await serveUntilSignal(app, listen);
+      await serveUntilSignal(app, listen, shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs });
     });
 }

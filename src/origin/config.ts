@@ -53,6 +53,9 @@ export const OriginConfigSchema = Type.Object(
     ),
     storage: StorageSchema,
     logLevel: Type.String({ default: 'info' }),
+    shutdownTimeout: Type.Optional(Type.Union([Type.String({ format: 'duration' }), Type.Number({ minimum: 0 })], {
+      description: 'on SIGTERM or SIGINT, how long requests in flight may finish before they are cut (default 20s)',
+    })),
   },
   { additionalProperties: false },
 );

@@ -70,7 +70,9 @@ export async function startServerProcess(t: Test, args: string[], env: NodeJS.Pr
   const stop = stopWithTest(t, child);
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`no "listening" line within 20 s; stderr: ${err}`)), 20_000);
+    // Generous: from source, each process (a cache's workers too) compiles on start, and the
+    // suite runs two files at once on two cores.
+    const timer = setTimeout(() => reject(new Error(`no "listening" line within 60 s; stderr: ${err}`)), 60_000);
     child.stdout!.on('data', (c: Buffer) => {
       out += c.toString();
       const m = /^listening (http:\/\/\S+)$/m.exec(out);

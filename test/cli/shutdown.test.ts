@@ -1,0 +1,96 @@
+// A server stopped by SIGTERM drains: it takes no new connection, lets the transfers in
+// flight finish for up to its shutdownTimeout, then cuts what is left (never a clean end of
+// a cut body) and exits. As under systemd, a cache's workers get the signal too.
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import t, { type Test } from 'tap';
+import { Agent, request } from 'undici';
+import { descendantsOf, startServerProcess, type RunningServer } from '../helpers/processes.js';
+
+const TOKEN = 'shutdown-test-token';
+const MiB = 1024 * 1024;
+const blob = randomBytes(32 * MiB); // far more than loopback buffers: a paused reader holds the answer open
+const hex = createHash('sha256').update(blob).digest('hex');
+
+/** An origin process in `dir` (made by the caller, with t.testdir() once) holding the blob. */
+async function startOriginWithBlob(t: Test, dir: string, shutdownTimeout: string): Promise<RunningServer> {
+  writeFileSync(join(dir, 'origin.yaml'), `shutdownTimeout: ${shutdownTimeout}\n`);
+  const origin = await startServerProcess(t, ['origin', '-c', join(dir, 'origin.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data')], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' });
+  const put = await request(`${origin.url}/cas/sha256/${hex}`, { method: 'PUT', body: blob, headers: { authorization: `Bearer ${TOKEN}` } });
+  await put.body.dump();
+  t.equal(put.statusCode, 201);
+  return origin;
+}
+
+/** Starts a download on a connection of its own and reads nothing yet: `finish()` reads it whole and hashes it. */
+async function pausedDownload(url: string): Promise<{ finish: () => Promise<string> }> {
+  const dispatcher = new Agent();
+  const res = await request(`${url}/cas/sha256/${hex}`, { dispatcher });
+  res.body.pause();
+  return {
+    finish: async () => {
+      const h = createHash('sha256');
+      try {
+        for await (const c of res.body) h.update(c as Buffer);
+        return h.digest('hex');
+      } finally {
+        await dispatcher.destroy();
+      }
+    },
+  };
+}
+
+function refusesConnections(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const s = connect(Number(port), hostname);
+    s.once('connect', () => { s.destroy(); resolve(false); });
+    s.once('error', () => resolve(true));
+  });
+}
+
+const exited = (server: RunningServer): Promise<number | null> =>
+  server.child.exitCode !== null ? Promise.resolve(server.child.exitCode) : new Promise((resolve) => server.child.once('exit', (code) => resolve(code)));
+
+t.test('origin: a transfer in flight finishes, then the process exits', async (t) => {
+  const origin = await startOriginWithBlob(t, t.testdir(), '30s');
+  const download = await pausedDownload(origin.url);
+  const t0 = Date.now();
+  process.kill(origin.child.pid!, 'SIGTERM');
+  await sleep(300);
+  t.ok(await refusesConnections(origin.url), 'no new connection is taken while draining');
+  t.equal(origin.child.exitCode, null, 'still running: a transfer is in flight');
+  t.equal(await download.finish(), hex, 'the transfer in flight ends whole');
+  t.equal(await exited(origin), 0, 'exit 0');
+  t.ok(Date.now() - t0 < 10_000, `exited once the transfer ended (${Date.now() - t0} ms), not at the timeout`);
+});
+
+t.test('origin: a transfer longer than shutdownTimeout is cut, never ended clean', async (t) => {
+  const origin = await startOriginWithBlob(t, t.testdir(), '1s');
+  const download = await pausedDownload(origin.url);
+  const t0 = Date.now();
+  process.kill(origin.child.pid!, 'SIGTERM');
+  t.equal(await exited(origin), 0, 'exit 0');
+  t.ok(Date.now() - t0 >= 900, `after the timeout (${Date.now() - t0} ms)`);
+  await t.rejects(download.finish(), 'the cut transfer errors');
+});
+
+t.test('cache with workers: SIGTERM to the primary and its workers (systemd) lets a transfer finish', async (t) => {
+  const dir = t.testdir({ origin: {} });
+  const origin = await startOriginWithBlob(t, join(dir, 'origin'), '1s');
+  writeFileSync(join(dir, 'cache.yaml'), `upstream: ${origin.url}\nshutdownTimeout: 30s\n`);
+  const cache = await startServerProcess(t, ['cache', '-c', join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  // A first client leaves after the first bytes (dump's limit): the fill it started goes on,
+  // and the next client, on a connection of its own (the other worker, in turn), follows it.
+  const first = await request(`${cache.url}/cas/sha256/${hex}`);
+  await first.body.dump();
+  const download = await pausedDownload(cache.url);
+  for (const pid of [cache.child.pid!, ...descendantsOf(cache.child.pid!)]) process.kill(pid, 'SIGTERM');
+  await sleep(300);
+  t.equal(cache.child.exitCode, null, 'still running: a transfer is in flight');
+  t.equal(await download.finish(), hex, 'the transfer in flight ends whole');
+  t.equal(await exited(cache), 0, 'exit 0');
+});
