@@ -15,11 +15,19 @@ export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 20_000;
  * workers may be following). What is left after `ms` is cut by fastify's close
  * (forceCloseConnections): a client never sees a clean end of a cut body.
  */
-function drain(server: Server, ms: number, settle: () => Promise<unknown>): Promise<void> {
+function drain(app: FastifyInstance, ms: number, settle: () => Promise<unknown>): Promise<void> {
+  const server: Server = app.server;
   server.keepAliveTimeout = 1;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      server.getConnections((_err, connections) => {
+        app.log.warn({ connections, shutdownTimeoutMs: ms }, 'shutdown timeout: cutting what is still in flight');
+        resolve();
+      });
+    }, ms);
+  });
   return Promise.race([Promise.all([closed, settle()]).then(() => undefined), timeout]).finally(() => clearTimeout(timer));
 }
 
@@ -42,7 +50,7 @@ export async function serveUntilSignal(app: FastifyInstance, listen: string, { a
   const { host, port } = parseListen(listen);
   let cut: (() => void) | undefined;
   app.addHook('preClose', async () => {
-    await Promise.race([drain(app.server, shutdownTimeoutMs, settle), new Promise<void>((resolve) => (cut = resolve))]);
+    await Promise.race([drain(app, shutdownTimeoutMs, settle), new Promise<void>((resolve) => (cut = resolve))]);
   });
   await app.listen({ host, port });
   const addr = app.server.address();

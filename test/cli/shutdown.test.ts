@@ -76,6 +76,7 @@ t.test('origin: a transfer longer than shutdownTimeout is cut, never ended clean
   t.equal(await exited(origin), 0, 'exit 0');
   t.ok(Date.now() - t0 >= 900, `after the timeout (${Date.now() - t0} ms)`);
   await t.rejects(download.finish(), 'the cut transfer errors');
+  t.match(origin.stderr(), /"level":40,[^\n]*"connections":1,"shutdownTimeoutMs":1000,"msg":"shutdown timeout: cutting what is still in flight"/, 'the cut is logged, with what was cut');
 });
 
 t.test('cache with workers: SIGTERM to the primary and its workers (systemd) lets a transfer finish', async (t) => {
