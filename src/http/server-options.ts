@@ -1,7 +1,6 @@
 // Options every fleetcache HTTP server shares (origin and cache alike).
 import type { IncomingMessage } from 'node:http';
 import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { mkdir } from 'node:fs/promises';
 import { FleetError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { lockDataDir } from '../store/dir-lock.js';
@@ -48,7 +47,6 @@ export function baseServerOptions(logLevel: string | false | undefined, bodyLimi
  * building fails.
  */
 export async function buildOnDataDir<T>(dir: string, build: () => Promise<T>, appOf: (built: T) => FastifyInstance): Promise<T> {
-  await mkdir(dir, { recursive: true });
   const lock = await lockDataDir(dir);
   try {
     const built = await build();

@@ -10,6 +10,7 @@
 // different namespaces (containers) sharing one directory are not detected.
 import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
 import { FleetError } from '../errors.js';
 
@@ -41,10 +42,11 @@ function holderPid(name: string): Promise<number | undefined> {
 }
 
 /**
- * Takes `dir` (which must exist) for this process, before anything in it is touched.
+ * Takes `dir` (made if missing) for this process, before anything in it is touched.
  * Throws FC_ERR_DIR_IN_USE when another fleetcache server holds it.
  */
 export async function lockDataDir(dir: string): Promise<DataDirLock> {
+  await mkdir(dir, { recursive: true });
   if (process.platform !== 'linux') return NO_LOCK;
   const name = socketName(dir);
   const server: Server = createServer((socket) => socket.end(`${process.pid}\n`));

@@ -3,7 +3,6 @@
 // dies, and stops them all on SIGINT/SIGTERM.
 import cluster, { type Worker } from 'node:cluster';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AggregatorRegistry } from 'prom-client';
@@ -67,7 +66,6 @@ function addTallies(into: Record<string, KindTally>, from: Record<string, KindTa
 
 export async function runCachePrimary(config: CacheConfig, workers: number, log: Logger): Promise<PrimaryHandle> {
   // The primary holds the data directory for its workers, before the store opens (opening empties tmp/).
-  await mkdir(config.dataDir, { recursive: true });
   const lock = await lockDataDir(config.dataDir);
   removeStaleSocketDirs(tmpdir());
   const socketDir = mkdtempSync(path.join(tmpdir(), `${SOCKET_DIR_PREFIX}${process.pid}-`));
