@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { loadConfigFile, parseConfig } from '../config/load.js';
-import { parseDuration, parseSize } from '../config/units.js';
+import { parseDuration, parseHttpUrl, parseSize } from '../config/units.js';
 import { UsageError } from '../errors.js';
 
 /** The most server processes `workers` may ask for. */
@@ -105,14 +105,13 @@ function resolveTimeouts(t: Static<typeof timeoutsSchema> | undefined, base: Ups
   };
 }
 
+/** `url` without its trailing slashes, once checked (a config given as an object, not a file, skipped the schema). */
 function checkUrl(url: string, what: string): string {
-  let parsed: URL;
   try {
-    parsed = new URL(url);
-  } catch {
-    throw new UsageError(`${what}: invalid URL "${url}"`);
+    parseHttpUrl(url);
+  } catch (err) {
+    throw new UsageError(`${what}: ${(err as Error).message}`);
   }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new UsageError(`${what}: URL must be http or https: "${url}"`);
   return url.replace(/\/+$/, '');
 }
 

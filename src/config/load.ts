@@ -5,15 +5,9 @@ import { Ajv, type ErrorObject } from 'ajv';
 import type { Static, TObject, TSchema } from '@sinclair/typebox';
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
 import { ConfigError, UsageError } from '../errors.js';
-import { parseDuration, parseListen, parseSize } from './units.js';
+import { parseDuration, parseHttpUrl, parseListen, parseSize } from './units.js';
 
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
-
-function parseHttpUrl(text: string): URL {
-  const url = new URL(text);
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`not http(s): ${text}`);
-  return url;
-}
 
 /**
  * Human units as string formats (`format: 'size'`, `'duration'`, `'listen'`, `'http-url'`): a malformed

@@ -1,5 +1,5 @@
-// Human units in configuration and flags: sizes ("50GiB", "512M"), durations ("30s", "5m")
-// and listen addresses ("127.0.0.1:8080").
+// Human units in configuration and flags: sizes ("50GiB", "512M"), durations ("30s", "5m"),
+// listen addresses ("127.0.0.1:8080") and upstream URLs.
 import { FleetError } from '../errors.js';
 
 const SIZE_UNITS: Record<string, number> = {
@@ -47,6 +47,20 @@ export function parseListen(text: string): { host: string; port: number } {
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new FleetError('FC_ERR_USAGE', `invalid listen address "${text}" (expected HOST:PORT, e.g. 127.0.0.1:8080)`);
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+}
+
+/** Parses an http or https URL (an upstream, a cache, an S3 endpoint). */
+export function parseHttpUrl(text: string): URL {
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    // not a URL at all
+  }
+  if (url?.protocol !== 'http:' && url?.protocol !== 'https:') {
+    throw new FleetError('FC_ERR_USAGE', `invalid URL "${text}" (expected http or https, e.g. http://origin.example:8080)`);
+  }
+  return url;
 }
 
 export function formatBytes(n: number): string {
