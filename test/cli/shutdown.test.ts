@@ -91,7 +91,27 @@ t.test('cache with workers: SIGTERM to the primary and its workers (systemd) let
   const download = await pausedDownload(cache.url);
   for (const pid of [cache.child.pid!, ...descendantsOf(cache.child.pid!)]) process.kill(pid, 'SIGTERM');
   await sleep(300);
-  t.equal(cache.child.exitCode, null, 'still running: a transfer is in flight');
+  process.kill(cache.child.pid!, 'SIGTERM'); // a second one, as a restart script may send
+  await sleep(300);
+  t.equal(cache.child.exitCode, null, 'still running after a second SIGTERM: a transfer is in flight');
   t.equal(await download.finish(), hex, 'the transfer in flight ends whole');
   t.equal(await exited(cache), 0, 'exit 0');
+});
+
+t.test('cache with workers: a second SIGINT to the primary cuts its workers\' transfers', async (t) => {
+  const dir = t.testdir({ origin: {} });
+  const origin = await startOriginWithBlob(t, join(dir, 'origin'), '1s');
+  writeFileSync(join(dir, 'cache.yaml'), `upstream: ${origin.url}\nshutdownTimeout: 60s\n`);
+  const cache = await startServerProcess(t, ['cache', '-c', join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const warm = await request(`${cache.url}/cas/sha256/${hex}`);
+  await warm.body.dump();
+  const download = await pausedDownload(cache.url);
+  const t0 = Date.now();
+  process.kill(cache.child.pid!, 'SIGINT');
+  await sleep(300);
+  t.equal(cache.child.exitCode, null, 'draining after the first SIGINT');
+  process.kill(cache.child.pid!, 'SIGINT');
+  t.equal(await exited(cache), 0, 'exit 0');
+  t.ok(Date.now() - t0 < 30_000, `cut at once (${Date.now() - t0} ms), not after the 60 s timeout`);
+  await t.rejects(download.finish(), 'the cut transfer errors');
 });

@@ -177,11 +177,15 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
 
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
-  const stop = (): void => {
-    if (stopping) return;
+  // Stays the signals' handler until the workers are gone: a second SIGTERM (systemd's, a
+  // script's) would otherwise kill the primary in the middle of its workers' drain. A second
+  // SIGINT (Ctrl-C twice) is passed on: each worker then cuts what is still in flight.
+  const stop = (signal?: NodeJS.Signals): void => {
+    if (stopping) {
+      if (signal === 'SIGINT') for (const { worker } of live.values()) worker.process.kill('SIGINT');
+      return;
+    }
     stopping = true;
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
     log.info({ workers: live.size }, 'stopping the cache workers');
     const exits = [...live.values()].map(({ worker }) => new Promise<void>((resolve) => {
       if (worker.isDead()) return resolve();
@@ -191,6 +195,8 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     void Promise.all(exits).then(async () => {
       rmSync(socketDir, { recursive: true, force: true });
       await lock.release();
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
       resolveStopped();
     });
   };
