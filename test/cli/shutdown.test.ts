@@ -55,6 +55,20 @@ function refusesConnections(url: string): Promise<boolean> {
 const exited = (server: RunningServer): Promise<number | null> =>
   server.child.exitCode !== null ? Promise.resolve(server.child.exitCode) : new Promise((resolve) => server.child.once('exit', (code) => resolve(code)));
 
+/**
+ * A two-worker cache in front of an origin holding the blob, the blob already asked once: a
+ * first client left after the first bytes (dump's limit), and the fill it started goes on.
+ */
+async function startCacheWithWorkers(t: Test, shutdownTimeout: string): Promise<RunningServer> {
+  const dir = t.testdir({ origin: {} });
+  const origin = await startOriginWithBlob(t, join(dir, 'origin'), '1s');
+  writeFileSync(join(dir, 'cache.yaml'), `upstream: ${origin.url}\nshutdownTimeout: ${shutdownTimeout}\n`);
+  const cache = await startServerProcess(t, ['cache', '-c', join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const first = await request(`${cache.url}/cas/sha256/${hex}`);
+  await first.body.dump();
+  return cache;
+}
+
 t.test('origin: a transfer in flight finishes, then the process exits', async (t) => {
   const origin = await startOriginWithBlob(t, t.testdir(), '30s');
   const download = await pausedDownload(origin.url);
@@ -80,14 +94,8 @@ t.test('origin: a transfer longer than shutdownTimeout is cut, never ended clean
 });
 
 t.test('cache with workers: SIGTERM to the primary and its workers (systemd) lets a transfer finish', async (t) => {
-  const dir = t.testdir({ origin: {} });
-  const origin = await startOriginWithBlob(t, join(dir, 'origin'), '1s');
-  writeFileSync(join(dir, 'cache.yaml'), `upstream: ${origin.url}\nshutdownTimeout: 30s\n`);
-  const cache = await startServerProcess(t, ['cache', '-c', join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
-  // A first client leaves after the first bytes (dump's limit): the fill it started goes on,
-  // and the next client, on a connection of its own (the other worker, in turn), follows it.
-  const first = await request(`${cache.url}/cas/sha256/${hex}`);
-  await first.body.dump();
+  const cache = await startCacheWithWorkers(t, '30s');
+  // This client, on a connection of its own (the other worker, in turn), follows the fill.
   const download = await pausedDownload(cache.url);
   for (const pid of [cache.child.pid!, ...descendantsOf(cache.child.pid!)]) process.kill(pid, 'SIGTERM');
   await sleep(300);
@@ -99,12 +107,7 @@ t.test('cache with workers: SIGTERM to the primary and its workers (systemd) let
 });
 
 t.test('cache with workers: a second SIGINT to the primary cuts its workers\' transfers', async (t) => {
-  const dir = t.testdir({ origin: {} });
-  const origin = await startOriginWithBlob(t, join(dir, 'origin'), '1s');
-  writeFileSync(join(dir, 'cache.yaml'), `upstream: ${origin.url}\nshutdownTimeout: 60s\n`);
-  const cache = await startServerProcess(t, ['cache', '-c', join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
-  const warm = await request(`${cache.url}/cas/sha256/${hex}`);
-  await warm.body.dump();
+  const cache = await startCacheWithWorkers(t, '60s');
   const download = await pausedDownload(cache.url);
   const t0 = Date.now();
   process.kill(cache.child.pid!, 'SIGINT');
