@@ -11,7 +11,7 @@ import { parseDigestString } from '../store/digest.js';
 export function registerApply(program: Command): void {
   program
     .command('apply')
-    .description('apply a delta to BASE (prints the result digest and size)')
+    .description('Apply a delta to BASE (prints the result digest and size)')
     .argument('<delta>', 'delta file')
     .requiredOption('--base <file>', 'the base file the delta was made against')
     .requiredOption('-o, --output <file>', 'file to write')

@@ -14,10 +14,10 @@ interface GetFlags {
 }
 
 export function registerArtifacts(program: Command): void {
-  const artifacts = program.command('artifacts').description('task artifacts uploaded by machines');
+  const artifacts = program.command('artifacts').description('Task artifacts uploaded by machines');
   artifacts
     .command('get')
-    .description('fetch RUN/JOB[/PATH] into DIR/<job name>/ (verified against the job index)')
+    .description('Fetch RUN/JOB[/PATH] into DIR/<job name>/ (verified against the job index)')
     .argument('<ref>', 'RUN/JOB or RUN/JOB/PATH (job names may contain slashes)')
     .requiredOption('--from <url>', 'cache or origin base URL')
     .option('-o, --output <dir>', 'target directory', '.')

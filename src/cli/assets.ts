@@ -68,7 +68,7 @@ function report(result: FetchAssetsResult): void {
 }
 
 export function registerAssets(program: Command): void {
-  const assets = program.command('assets').description('tooltool-compatible assets: fetch by manifest, add to a manifest, upload to the origin');
+  const assets = program.command('assets').description('Tooltool-compatible assets: fetch by manifest, add to a manifest, upload to the origin');
 
   assets
     .command('fetch')

@@ -14,7 +14,7 @@ export function parseLevel(text: string): number {
 export function registerDelta(program: Command): void {
   program
     .command('delta')
-    .description('encode NEW against BASE as a VCDIFF delta (prints level, VCDIFF size, file size)')
+    .description('Encode NEW against BASE as a VCDIFF delta (prints level, VCDIFF size, file size)')
     .argument('<new>', 'the new file')
     .requiredOption('--base <file>', 'the base file')
     .requiredOption('-o, --output <file>', 'delta file to write')

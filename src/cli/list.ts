@@ -40,7 +40,7 @@ export async function listJobs(cwd: string, filters: readonly string[], json: bo
 export function registerList(program: Command): void {
   program
     .command('list')
-    .description('List the jobs of the spread project in the current directory, as `spread -list` does.')
+    .description('List the jobs of the spread project in the current directory, as `spread -list` does')
     .argument('[filter...]', 'spread filter arguments (backend, system, suite/, /task, ..., #N)')
     .option('--json', 'print a JSON array with each job\'s environment, priority, workers and region')
     .action(async (filters: string[], opts: { json?: boolean }) => {

@@ -30,7 +30,7 @@ export function registerPack(program: Command): void {
   withRuleOptions(
     program
       .command('pack')
-      .description('pack a project tree into a deterministic tar (prints digest, size, file)')
+      .description('Pack a project tree into a deterministic tar (prints digest, size, file)')
       .argument('<dir>', 'project root')
       .requiredOption('-o, --output <file>', 'tar file to write')
       .option('--repack <script>', "spread's repack script: packed tar on fd 3, final tar on fd 4"),

@@ -6,7 +6,7 @@ import { pullProject } from '../project-upload/pull.js';
 export function registerPull(program: Command): void {
   program
     .command('pull')
-    .description('fetch base and delta of a run (through a cache or the origin), verify, unpack into DIR')
+    .description('Fetch base and delta of a run (through a cache or the origin), verify, unpack into DIR')
     .argument('<dir>', 'target directory (missing or empty)')
     .requiredOption('--project <name>', 'project name')
     .requiredOption('--run <id>', 'run id')

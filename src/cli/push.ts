@@ -29,7 +29,7 @@ export function registerPush(program: Command): void {
   withRuleOptions(
     program
       .command('push')
-      .description('pack DIR and upload it as a delta against a base the origin has (prints run id and bytes)')
+      .description('Pack DIR and upload it as a delta against a base the origin has (prints run id and bytes)')
       .argument('<dir>', 'project root')
       .requiredOption('--project <name>', 'project name')
       .requiredOption('--origin <url>', 'origin base URL')
