@@ -13,7 +13,7 @@ import { formatBytes, parseDuration } from '../config/units.js';
 import { FleetError, type ErrorCode } from '../errors.js';
 import { pushProject, type PushResult } from '../project-upload/push.js';
 import { buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
-import { expandJobs, findProject, jobParts, jobRegion, loadProject, resolveProjectFields, type Backend, type Job, type Project } from '../spread/index.js';
+import { expandJobs, findProject, jobParts, jobRegion, loadProject, resolveProjectFields, type Backend, type Job, type Project, type ResolvedFields } from '../spread/index.js';
 import { AGENT_REMOTE_NAME, installAgent, runAgent, shellQuote } from './agent-client.js';
 import { REUSE_FILE, ReusePool } from './reuse.js';
 import { runWorkers, type WorkerInfo } from './driver.js';
@@ -171,7 +171,7 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
       `Project content is packed for delivery (${formatBytes(push.fullUploadBytes)}); sent ${formatBytes(push.bytesSent)} to the origin` +
         ` as ${push.rebased ? 'a new base' : 'a delta'} (run ${push.run}).`,
     );
-    const result = await runJobs(o, log, project, jobs, fleet, token, push, dataRoot, fields.remotePath, before);
+    const result = await runJobs(o, log, project, jobs, fleet, token, push, dataRoot, fields, before);
     await mkdir(join(dataRoot, 'reports'), { recursive: true });
     await writeFile(join(dataRoot, 'reports', `${result.run}.json`), JSON.stringify(result.ledger, null, 2));
     return result;
@@ -189,7 +189,7 @@ async function runJobs(
   token: string | undefined,
   push: PushResult,
   dataRoot: string,
-  remotePath: string,
+  fields: ResolvedFields,
   before: FleetSnapshot,
 ): Promise<RunResult> {
   const tally = new RunTally();
@@ -205,7 +205,7 @@ async function runJobs(
 
   const providers = await createProviders(project, new Set(jobs.map((j) => j.backend)), {
     projectRoot: project.rootDir,
-    remotePath,
+    remotePath: fields.remotePath,
     password: o.password ?? randomBytes(9).toString('base64url'),
     stateDir: dataRoot,
     log: (line) => log.line(line),
@@ -238,7 +238,8 @@ async function runJobs(
         const job = systemOf.get(`${w.backend}\0${w.system}`)!;
         const provider = providers.get(w.backend)!;
         const label = `${w.backend}:${w.system}`;
-        const spec = { name: w.system, username: job.system.username || undefined, password: job.system.password || undefined };
+        // evaluated as spread does ($VAR and $(HOST:) from the project and backend environments)
+        const spec = { name: w.system, username: fields.usernames.get(label) || undefined, password: fields.passwords.get(label) || undefined };
         const kept = pool?.take(w.backend, w.system);
         let machine: Machine;
         if (kept) {

@@ -1,0 +1,64 @@
+// `fleetcache run` on small spread projects: what spread evaluates or reports beyond the
+// scripts themselves (credentials, timeouts, summary items, script helpers).
+import t, { type Test } from 'tap';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ensureAgentBundle } from '../../src/agent/paths.js';
+import { RunLog } from '../../src/run/report.js';
+import { runProject, type RunResult } from '../../src/run/runner.js';
+
+/** Writes spread.yaml and `suite/task` → task.yaml into <testdir>/project. */
+async function project(t: Test, spread: string, tasks: Record<string, string>): Promise<string> {
+  const dir = join(t.testdir(), 'project');
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'spread.yaml'), spread);
+  for (const [name, yaml] of Object.entries(tasks)) {
+    await mkdir(join(dir, name), { recursive: true });
+    await writeFile(join(dir, name, 'task.yaml'), yaml);
+  }
+  return dir;
+}
+
+async function run(dir: string, filters: string[] = []): Promise<{ result: RunResult; out: string }> {
+  let out = '';
+  const result = await runProject({ cwd: dir, filters, agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(dir, 'cache') });
+  return { result, out };
+}
+
+t.test('adhoc allocate sees the system username and password evaluated as spread does', async (t) => {
+  const seen = join(t.testdirName, 'seen');
+  const dir = await project(
+    t,
+    [
+      'project: creds',
+      'path: /home/creds',
+      'environment:',
+      '  USERVAR: tester',
+      'backends:',
+      '  adhoc:',
+      '    environment:',
+      '      SUFFIX: x',
+      '    allocate: |',
+      `      echo "user=$SPREAD_SYSTEM_USERNAME pass=$SPREAD_SYSTEM_PASSWORD" > ${seen}`,
+      '      FATAL stop here',
+      '    systems:',
+      '      - ubuntu-1:',
+      '          username: ${USERVAR}-$SUFFIX',
+      '          password: $(HOST:echo hostpw)',
+      '      - ubuntu-2:',
+      '          username: plain',
+      '          password: pa$SUFFIX',
+      'suites:',
+      '  s/:',
+      '    summary: s',
+      '',
+    ].join('\n'),
+    { 's/t': 'summary: t\nexecute: echo\n' },
+  );
+  const { result, out } = await run(dir, ['ubuntu-1']);
+  t.equal(result.tally.ok, false);
+  t.match(out, /cannot allocate adhoc:ubuntu-1: stop here/);
+  t.equal((await readFile(seen, 'utf8')).trim(), 'user=tester-x pass=hostpw', '$VAR and $(HOST:) expanded');
+  t.equal((await run(dir, ['ubuntu-2'])).result.tally.ok, false);
+  t.equal((await readFile(seen, 'utf8')).trim(), 'user=plain pass=pa$SUFFIX', 'a password that is not one whole reference stays as written');
+});
