@@ -19,6 +19,15 @@ function fromFastify(err: FastifyError): FleetError | undefined {
   }
 }
 
+/**
+ * The JSON body of an error answer. An unexpected error's message (an fs error, say) can
+ * name server paths: the client gets the code and a reference to the log entry instead.
+ */
+function answerOf(fe: FleetError, request: FastifyRequest): Record<string, unknown> {
+  if (fe.code !== 'FC_ERR_INTERNAL' || fe.cause === undefined) return fe.toJSON();
+  return { code: fe.code, message: `internal error (request ${request.id}); the server log has the details` };
+}
+
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const fe = err instanceof FleetError ? err : (fromFastify(err) ?? toFleetError(err));
@@ -30,7 +39,7 @@ export function installErrorHandling(app: FastifyInstance): void {
       reply.raw.destroy(fe);
       return;
     }
-    void reply.code(fe.status).header('cache-control', 'no-store').send(fe.toJSON());
+    void reply.code(fe.status).header('cache-control', 'no-store').send(answerOf(fe, request));
   });
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send(new FleetError('FC_ERR_NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`).toJSON());

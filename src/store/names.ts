@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { NotFoundError } from '../errors.js';
-import { segmentToFileName } from './safe-name.js';
+import { RECORD_SUFFIX as SUFFIX, segmentToFileName } from './safe-name.js';
 
 export interface NameRecord {
   /** "sha256:<hex>" of the blob the name points at. */
@@ -15,8 +15,6 @@ export interface NameRecord {
   readonly created: number;
   readonly contentType?: string;
 }
-
-const SUFFIX = '.rec.json';
 
 export class NameStore {
   readonly #root: string;

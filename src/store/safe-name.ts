@@ -4,6 +4,10 @@ import { FleetError } from '../errors.js';
 
 export const MAX_SEGMENT_BYTES = 200;
 export const MAX_NAME_BYTES = 1024;
+/** What a name record's file name ends with (store/names.ts). */
+export const RECORD_SUFFIX = '.rec.json';
+/** NAME_MAX of the filesystems we run on: a longer file name fails with ENAMETOOLONG. */
+const MAX_FILE_NAME_BYTES = 255;
 
 /** Validates one decoded path segment. */
 export function checkSegment(segment: string, what: string): string {
@@ -16,6 +20,10 @@ export function checkSegment(segment: string, what: string): string {
   }
   if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES) {
     throw new FleetError('FC_ERR_BAD_NAME', `${what}: segment longer than ${MAX_SEGMENT_BYTES} bytes`);
+  }
+  // Percent-encoding can triple a segment (a space is "%20"), and the file name gets a suffix.
+  if (segmentToFileName(segment).length + RECORD_SUFFIX.length > MAX_FILE_NAME_BYTES) {
+    throw new FleetError('FC_ERR_BAD_NAME', `${what}: segment too long once percent-encoded (at most ${MAX_FILE_NAME_BYTES - RECORD_SUFFIX.length} bytes)`);
   }
   return segment;
 }
