@@ -53,7 +53,11 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   // Vary is unknown before the answer: only collapse requests that agree on the usual suspects.
   const key = flightKey(id, req, `${req.headers.accept ?? ''}\0${req.headers['accept-encoding'] ?? ''}\0${req.headers['accept-language'] ?? ''}`);
   const fwd = upstreamHeaders(req);
-  const policyReq: CachePolicy.Request = { url: upath, method: 'GET', headers: req.headers };
+  // The policy sees what upstream sees: its revalidation headers (a copy of the request's)
+  // then carry no Host (a name-based upstream answers 404 to ours), hop-by-hop header or
+  // client conditional. Authorization stays, so that a shared cache keeps a response to
+  // an authenticated request only when public, s-maxage or must-revalidate allow it.
+  const policyReq: CachePolicy.Request = { url: upath, method: 'GET', headers: fwd };
   const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, upstream, upath, fwd, answered);
 
   const fillSpec = (request: () => Promise<Dispatcher.ResponseData>): FillSpec => ({
@@ -71,7 +75,6 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   if (hit && policy) {
     const { response, revalidation } = policy.evaluateRequest(policyReq);
     const conditional = revalidation ? flat(revalidation.headers) : undefined;
-    for (const name of ['range', 'if-range']) if (conditional) delete conditional[name];
     if (response && (!revalidation || !revalidation.synchronous)) {
       if (await serveHit(ctx, req, reply, kind, hit, withoutLength(response.headers))) {
         // stale-while-revalidate: this answer was stale; the next ones will not be.

@@ -4,6 +4,7 @@ import t from 'tap';
 import { request } from 'undici';
 import { startCache } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
+import { eventually } from '../helpers/wait.js';
 
 async function get(url: string, headers: Record<string, string> = {}) {
   const res = await request(url, { headers });
@@ -140,4 +141,53 @@ t.test('mirror: stale-while-revalidate serves the stored copy and refreshes it i
   t.equal(up.requests.at(-1)!.headers['if-none-match'], '"v2"');
   t.equal((await get(m)).body, 'release v2');
   t.equal(up.count('/dists/InRelease'), 3, 'fresh again after the 304: no request');
+});
+
+t.test('mirror: revalidations go upstream without the client\'s Host and hop-by-hop headers, as first fetches do', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const upHost = new URL(upUrl).host;
+  up.handler = (req, res) => {
+    // A name-based upstream (S3, a virtual host): another Host is another site.
+    if (req.headers.host !== upHost) return reply(res, 404, {}, `no such bucket ${req.headers.host}`);
+    const cc = req.url === '/swr' ? 'max-age=0, stale-while-revalidate=60' : 'no-cache';
+    if (req.headers['if-none-match'] === '"e"') return reply(res, 304, { 'cache-control': cc, etag: '"e"' });
+    return reply(res, 200, { 'cache-control': cc, etag: '"e"' }, 'body');
+  };
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { s3: { url: upUrl } } }, t.testdir());
+  const client = { host: 'cache.example', 'proxy-authorization': 'Basic eDp5' };
+  for (const path of ['/revalidate', '/swr']) {
+    t.equal((await get(`${url}/mirror/s3${path}`, client)).headers['x-cache'], 'MISS', `${path}: first fetch`);
+    await app.cache.fills.drain();
+  }
+  const again = await get(`${url}/mirror/s3/revalidate`, client);
+  t.equal(again.status, 200);
+  t.equal(again.headers['x-cache'], 'HIT', 'revalidated (304), served from disk');
+  t.equal((await get(`${url}/mirror/s3/swr`, client)).headers['x-cache'], 'HIT', 'stale-while-revalidate');
+  await eventually('the background revalidation', () => up.count('/swr') === 2);
+  const conditional = up.requests.filter((r) => r.headers['if-none-match'] === '"e"');
+  t.equal(conditional.length, 2, 'both revalidations were conditional');
+  t.same(up.requests.map((r) => r.headers.host), up.requests.map(() => upHost), "upstream's own Host on every request");
+  t.notOk(up.requests.some((r) => r.headers['proxy-authorization']), 'no hop-by-hop header forwarded');
+});
+
+t.test('mirror: a response to a request with Authorization is kept only when it says so (RFC 9111 §3.5)', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  up.handler = (req, res) => {
+    const cc = req.url === '/public' ? 'public, max-age=60' : 'max-age=60';
+    return reply(res, 200, { 'cache-control': cc }, `auth=${req.headers.authorization ?? 'none'}`);
+  };
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
+  t.equal((await get(`${url}/mirror/m/plain`, { authorization: 'Bearer a' })).body, 'auth=Bearer a');
+  await app.cache.fills.drain();
+  const other = await get(`${url}/mirror/m/plain`, { authorization: 'Bearer b' });
+  t.equal(other.body, 'auth=Bearer b', "never served another client's authenticated answer");
+  t.equal(up.count('/plain'), 2);
+  await get(`${url}/mirror/m/public`, { authorization: 'Bearer a' });
+  await app.cache.fills.drain();
+  t.equal((await get(`${url}/mirror/m/public`, { authorization: 'Bearer b' })).headers['x-cache'], 'HIT', 'public: kept');
+  t.equal(up.count('/public'), 1);
 });
