@@ -31,14 +31,19 @@ function decideImmutable(key: string, d: Digest) {
   };
 }
 
+function pickHeaders(from: IncomingHttpHeaders, names: readonly string[]): HeaderMap {
+  const headers: HeaderMap = {};
+  for (const name of names) {
+    const v = from[name];
+    if (typeof v === 'string') headers[name] = v;
+  }
+  return headers;
+}
+
 function decideName(key: string) {
   return (res: Dispatcher.ResponseData): FillDecision => {
     if (res.statusCode !== 200 || isPrivate(res.headers)) return { status: res.statusCode, headers: passHeaders(res) };
-    const headers: HeaderMap = {};
-    for (const name of NAME_HEADERS) {
-      const v = res.headers[name];
-      if (typeof v === 'string') headers[name] = v;
-    }
+    const headers = pickHeaders(res.headers, NAME_HEADERS);
     return { status: 200, headers, meta: { key, status: 200, headers } };
   };
 }
@@ -124,7 +129,9 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
   }
   if (res.statusCode === 304) {
     await res.body.dump();
-    if (!(await serveHit(ctx, req, reply, kind, hit))) await direct();
+    // A 304 updates the stored headers it carries (RFC 9111 §4.3.4), this answer's at least.
+    const headers = { ...hit.meta.headers, ...pickHeaders(res.headers, NAME_HEADERS) };
+    if (!(await serveHit(ctx, req, reply, kind, hit, headers))) await direct();
     return;
   }
   if (res.statusCode === 404 || res.statusCode === 410) ctx.store.delete(id);

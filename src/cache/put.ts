@@ -1,19 +1,22 @@
 // PUT on the namespace: the body is streamed to upstream and, at the same time, into a
 // temp file (hashing as it goes, never buffering). Once upstream accepted it (2xx) the
-// cache keeps it too: /cas only when the digest it computed itself matches the path;
-// names only when upstream's answer carries an ETag to revalidate against later.
+// cache keeps it too, when upstream's answer says a GET of it may be kept by a shared cache
+// (Cache-Control present, neither private nor no-store: an internal asset, or any object of
+// an origin whose reads need a token, is only forwarded); /cas only when the digest it
+// computed itself matches the path; names only when the answer carries an ETag to
+// revalidate against later.
 import { createHash, type Hash } from 'node:crypto';
 import { rm, type FileHandle } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { parseDigest, type Digest } from '../store/digest.js';
-import type { CacheContext } from './context.js';
+import { isPrivate, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type EntryMeta } from './disk-store.js';
 import type { Kind } from './metrics.js';
 import { endToEnd, type HeaderMap } from './upstream.js';
 
-const FORWARD = ['content-type', 'content-length', 'content-encoding', 'content-disposition', 'if-match', 'if-none-match'];
+const FORWARD = ['content-type', 'content-length', 'content-encoding', 'content-disposition', 'if-match', 'if-none-match', 'x-fleetcache-visibility'];
 
 /** Passes chunks on unchanged while hashing them and writing them to a temp file; a disk error only stops the copy. */
 class Tee extends Transform {
@@ -64,7 +67,7 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
     const res = await ctx.upstream.request(upath, { method: 'PUT', headers, body: tee });
     const accepted = res.statusCode >= 200 && res.statusCode < 300;
     if (accepted) {
-      if (temp && (await uploaded) && tee.storing) committed = await keep(ctx, kind, upath, res.headers, tee, temp, digest);
+      if (temp && (await uploaded) && tee.storing && isShareable(res.headers)) committed = await keep(ctx, kind, upath, headers, res.headers, tee, temp, digest);
     } else if (!req.raw.complete) {
       // Upstream refused before reading the whole body: stop reading it, and close the
       // client's connection after the answer rather than drain a large upload.
@@ -82,8 +85,13 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
   }
 }
 
+/** Upstream's answer to a PUT tells how a GET of the object may be cached: kept only when it allows a shared cache to. */
+function isShareable(resHeaders: Record<string, string | string[] | undefined>): boolean {
+  return resHeaders['cache-control'] !== undefined && !isPrivate(resHeaders);
+}
+
 async function keep(
-  ctx: CacheContext, kind: Kind, upath: string, resHeaders: Record<string, string | string[] | undefined>, tee: Tee,
+  ctx: CacheContext, kind: Kind, upath: string, sent: HeaderMap, resHeaders: Record<string, string | string[] | undefined>, tee: Tee,
   temp: { path: string; fh: FileHandle }, digest?: Digest,
 ): Promise<boolean> {
   let id: string;
@@ -102,7 +110,10 @@ async function keep(
     if (typeof etag !== 'string') return false;
     const key = `GET ${upath}`;
     id = httpId(key);
-    meta = { key, status: 200, headers: { 'content-type': 'application/octet-stream', etag }, size: tee.size, storedAt: now };
+    // What a GET from upstream would answer: the type the upload declared, upstream's caching headers.
+    const headers: HeaderMap = { 'content-type': sent['content-type'] ?? 'application/octet-stream', etag, 'cache-control': String(resHeaders['cache-control']) };
+    if (sent['content-disposition']) headers['content-disposition'] = sent['content-disposition'];
+    meta = { key, status: 200, headers, size: tee.size, storedAt: now };
   }
   try {
     await ctx.store.commit(id, temp, meta);

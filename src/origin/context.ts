@@ -35,6 +35,21 @@ export function checkRead(ctx: OriginContext, request: FastifyRequest, digest?: 
   }
 }
 
+/**
+ * Cache-Control of a blob's answers (and of the PUT that stored it, which tells a cache in
+ * between whether it may keep what it forwarded): `private` when reading it needs a token
+ * (internal, or readAccess: token), so that no shared cache serves it to a client without one.
+ */
+export function blobCacheControl(ctx: OriginContext, digest: Digest): string {
+  const restricted = ctx.readAccess === 'token' || ctx.internal.has(formatDigest(digest));
+  return `${restricted ? 'private' : 'public'}, max-age=31536000, immutable`;
+}
+
+/** Cache-Control of a name's answers: revalidated on every use; `private` when reads need a token. */
+export function nameCacheControl(ctx: OriginContext): string {
+  return `${ctx.readAccess === 'token' ? 'private' : 'public'}, no-cache`;
+}
+
 /** Refuses an upload whose declared length is already over the limit, before reading it. */
 export function checkDeclaredLength(request: FastifyRequest, limit: number): void {
   const declared = Number(request.headers['content-length'] ?? NaN);

@@ -113,6 +113,16 @@ t.test('PUT is forwarded with its Authorization and kept once accepted; /cas ver
   const nameBack = await get(`${url}/artifacts/r/j/out.bin`);
   t.equal(up.requests.at(-1)!.headers['if-none-match'], '"put-8"', 'revalidated with the ETag upstream gave the PUT');
   t.equal(nameBack.status, 404, 'the fixture has no GET for it: upstream decides');
+  // Kept only when upstream's answer lets a shared cache keep a GET of it.
+  for (const cc of ['private, max-age=31536000, immutable', undefined]) {
+    up.putCacheControl = cc;
+    const other = Buffer.alloc(1000, cc === undefined ? 1 : 2);
+    const otherHex = createHash('sha256').update(other).digest('hex');
+    const res = await request(`${url}/cas/sha256/${otherHex}`, { method: 'PUT', body: other });
+    await res.body.dump();
+    t.equal(res.statusCode, 201);
+    t.notOk(app.cache.store.has(`cas.v1/sha256/${otherHex.slice(0, 2)}/${otherHex}`), `not kept when upstream answers Cache-Control ${cc ?? '(none)'}`);
+  }
 });
 
 t.test('private answers are proxied, never kept nor shared', async (t) => {

@@ -25,6 +25,8 @@ export class UpstreamFixture {
   readonly requests: { method: string; url: string; headers: http.IncomingHttpHeaders }[] = [];
   readonly puts = new Map<string, Buffer>();
   options: FixtureOptions = {};
+  /** Cache-Control of PUT answers (as the origin's: how a GET of the object may be cached); undefined sends none. */
+  putCacheControl: string | undefined = 'public, no-cache';
   /** Custom handler, tried first; returns true when it answered. */
   handler: ((req: http.IncomingMessage, res: http.ServerResponse) => boolean) | undefined;
   #server = http.createServer((req, res) => this.#handle(req, res));
@@ -63,7 +65,8 @@ export class UpstreamFixture {
       req.on('end', () => {
         const body = Buffer.concat(chunks);
         this.puts.set(req.url ?? '', body);
-        res.writeHead(201, { 'content-type': 'application/json', etag: `"put-${body.length}"` }).end('{"ok":true}');
+        const cc: Record<string, string> = this.putCacheControl === undefined ? {} : { 'cache-control': this.putCacheControl };
+        res.writeHead(201, { 'content-type': 'application/json', etag: `"put-${body.length}"`, ...cc }).end('{"ok":true}');
       });
       return;
     }

@@ -1,26 +1,29 @@
 // /cas/{algo}/{hex} and its tooltool alias /{algo}/{hex}.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { FleetError } from '../../errors.js';
 import { replyWithBlob } from '../../http/blob-reply.js';
-import { formatDigest, parseDigest } from '../../store/digest.js';
-import { checkDeclaredLength, checkRead, type OriginContext } from '../context.js';
+import { formatDigest, parseDigest, type Digest } from '../../store/digest.js';
+import { blobCacheControl, checkDeclaredLength, checkRead, type OriginContext } from '../context.js';
+
+type Visibility = 'public' | 'internal';
+
+/** X-Fleetcache-Visibility, tooltool's values exactly (its API takes no other spelling); absent is public. */
+function visibilityOf(request: FastifyRequest): Visibility {
+  const value = request.headers['x-fleetcache-visibility'];
+  if (value === undefined || value === 'public' || value === 'internal') return value ?? 'public';
+  throw new FleetError('FC_ERR_BAD_REQUEST', `X-Fleetcache-Visibility must be "public" or "internal", not ${JSON.stringify(value)}`);
+}
 
 interface DigestParams {
   algo: string;
   hex: string;
 }
 
-const INTERNAL_CACHE_CONTROL = 'private, max-age=31536000, immutable';
-
 export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promise<void> {
   const get = (kind: string) => async (request: FastifyRequest<{ Params: DigestParams }>, reply: import('fastify').FastifyReply) => {
     const digest = parseDigest(request.params.algo, request.params.hex);
     checkRead(ctx, request, digest);
-    const internal = ctx.internal.has(formatDigest(digest));
-    return replyWithBlob(request, reply, ctx.store, digest, {
-      kind,
-      ledger: ctx.ledger,
-      cacheControl: internal ? INTERNAL_CACHE_CONTROL : undefined,
-    });
+    return replyWithBlob(request, reply, ctx.store, digest, { kind, ledger: ctx.ledger, cacheControl: blobCacheControl(ctx, digest) });
   };
   app.route<{ Params: DigestParams }>({ method: ['GET', 'HEAD'], url: '/cas/:algo/:hex', config: { kind: 'cas' }, handler: get('cas') });
   // The tooltool alias: any query string (?region=…) is ignored by routing already.
@@ -29,16 +32,30 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
   app.put<{ Params: DigestParams }>('/cas/:algo/:hex', { config: { kind: 'cas' } }, async (request, reply) => {
     ctx.auth.require(request);
     const expected = parseDigest(request.params.algo, request.params.hex);
+    const visibility = visibilityOf(request);
     checkDeclaredLength(request, ctx.maxBlobSize);
+    // Visibility is fixed at first upload (tooltool): otherwise anyone with a write token could
+    // make a public asset internal, or believe they made an internal one public.
+    const existed = await ctx.store.has(expected);
+    if (existed) refuseOtherVisibility(ctx, expected, visibility);
     const result = await ctx.store.put(request.raw, { expected, maxSize: ctx.maxBlobSize });
     ctx.ledger.bytesIn('cas', result.size);
-    if (request.headers['x-fleetcache-visibility'] === 'internal') {
-      const key = formatDigest(result.digest);
+    if (!result.created && !existed) refuseOtherVisibility(ctx, expected, visibility); // stored meanwhile
+    if (result.created && visibility === 'internal') {
       await ctx.names.put(['_visibility', result.digest.algo, result.digest.hex], { visibility: 'internal' });
-      ctx.internal.add(key);
+      ctx.internal.add(formatDigest(result.digest));
     }
-    return reply.code(result.created ? 201 : 200).send({ digest: formatDigest(result.digest), size: result.size });
+    return reply.code(result.created ? 201 : 200).header('cache-control', blobCacheControl(ctx, result.digest)).send({ digest: formatDigest(result.digest), size: result.size });
   });
+}
+
+function refuseOtherVisibility(ctx: OriginContext, digest: Digest, wanted: Visibility): void {
+  const stored: Visibility = ctx.internal.has(formatDigest(digest)) ? 'internal' : 'public';
+  if (stored !== wanted) {
+    throw new FleetError('FC_ERR_BAD_REQUEST', `${formatDigest(digest)} is stored as ${stored}; its visibility cannot change to ${wanted}`, {
+      details: { visibility: stored },
+    });
+  }
 }
 
 /** Loads the set of internal digests at start. */

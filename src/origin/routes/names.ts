@@ -7,10 +7,7 @@ import { ifNoneMatchHits, replyWithBlob } from '../../http/blob-reply.js';
 import { parseDigestString, formatDigest } from '../../store/digest.js';
 import type { NameRecord } from '../../store/names.js';
 import { checkSegment, parseNamePath } from '../../store/safe-name.js';
-import { checkDeclaredLength, checkRead, type OriginContext } from '../context.js';
-
-/** Names may change: caches and clients revalidate them (ETag = digest of the content). */
-const NAME_CACHE_CONTROL = 'public, no-cache';
+import { checkDeclaredLength, checkRead, nameCacheControl, type OriginContext } from '../context.js';
 
 /** The raw, still percent-encoded path after a prefix such as "/artifacts/". */
 function rawTail(request: FastifyRequest, prefix: string): string {
@@ -27,7 +24,7 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   const record: NameRecord = { digest: formatDigest(result.digest), size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}) };
   await ctx.names.put(segments, record);
   // The ETag of the new representation lets a cache keep what it forwarded (RFC 9110 §9.3.4).
-  return reply.code(201).header('etag', `"${record.digest}"`).send({ digest: record.digest, size: record.size });
+  return reply.code(201).header('etag', `"${record.digest}"`).header('cache-control', nameCacheControl(ctx)).send({ digest: record.digest, size: record.size });
 }
 
 async function getNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
@@ -36,7 +33,7 @@ async function getNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   return replyWithBlob(request, reply, ctx.store, parseDigestString(record.digest), {
     kind,
     ledger: ctx.ledger,
-    cacheControl: NAME_CACHE_CONTROL,
+    cacheControl: nameCacheControl(ctx),
     contentType: record.contentType,
   });
 }
@@ -77,7 +74,7 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
     const bases = (await ctx.names.list(['projects', project, 'bases']))
       .map(([id, rec]) => ({ id, digest: rec.digest, size: rec.size, created: rec.created }))
       .sort((a, b) => b.created - a.created || (a.id < b.id ? 1 : -1));
-    return reply.header('cache-control', NAME_CACHE_CONTROL).send({ project, bases });
+    return reply.header('cache-control', nameCacheControl(ctx)).send({ project, bases });
   });
 
   // ---- run manifests (small JSON documents) ------------------------------------
@@ -105,7 +102,7 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
     const manifest = await ctx.names.get<object>(runSegments(request.params));
     const text = JSON.stringify(manifest);
     const etag = `"sha256:${createHash('sha256').update(text).digest('hex')}"`;
-    reply.header('etag', etag).header('cache-control', NAME_CACHE_CONTROL).type('application/json');
+    reply.header('etag', etag).header('cache-control', nameCacheControl(ctx)).type('application/json');
     if (ifNoneMatchHits(request.headers['if-none-match'], etag)) return reply.code(304).send();
     ctx.ledger.bytesOut('projects', Buffer.byteLength(text));
     return reply.send(text);
