@@ -8,5 +8,5 @@ export { compileFilter, type Filter } from './filter.js';
 export { jobEnvironment, resolveVariant } from './env.js';
 export { compareJobs, jobName, sortJobs } from './order.js';
 export { repackEnvironment, resolveProjectFields, resolveRemotePath, type ResolvedFields } from './resolve.js';
-export { jobDebug, jobPrepare, jobRestore, joinScripts, scriptTimeouts, type ScriptLevel } from './scripts.js';
+export { jobDebug, jobPrepare, jobRestore, joinScripts, levelTimeouts, scriptTimeouts, type ScriptLevel } from './scripts.js';
 export { jobParts, jobRegion, type JobParts } from './parts.js';

@@ -1,6 +1,6 @@
 // The scripts and timeouts a job needs, combined as spread's client does (spread-spec
 // §10, §11): each non-empty piece in its own `( ... )` subshell, blank line between.
-import { DISABLED_TIMEOUT, type Job } from './model.js';
+import { DISABLED_TIMEOUT, type Job, type Timeouts } from './model.js';
 
 export function joinScripts(...scripts: string[]): string {
   return scripts.filter((s) => s !== '').map((s) => `(\n${s}\n)`).join('\n\n');
@@ -25,22 +25,27 @@ export type ScriptLevel = 'task' | 'suite' | 'backend' | 'project';
 
 const DEFAULT_WARN = 5 * 60_000;
 const DEFAULT_KILL = 15 * 60_000;
-const YEAR = 365 * 24 * 3_600_000;
+/** What a disabled timeout becomes: spread's year does not fit a Node timer (it would fire at once). */
+const NEVER = 2 ** 31 - 1;
 
 /**
- * Effective warn and kill timeouts (ms) for a script of the given level: the first set
- * value from that level outwards; defaults 5m/15m; disabled → one year; a kill timeout
- * that is an exact multiple of the warn timeout is reduced by 1 s.
+ * Effective warn and kill timeouts (ms) from a chain of levels, innermost first: the
+ * first set value of each; defaults 5m/15m; disabled → never (spread: a year); a kill
+ * timeout that is an exact multiple of the warn timeout is reduced by 1 s.
  */
-export function scriptTimeouts(job: Job, project: { warnTimeout: number | undefined; killTimeout: number | undefined }, level: ScriptLevel): { warn: number; kill: number } {
-  const chain = [job.task, job.suite, job.backend, project];
-  const from = { task: 0, suite: 1, backend: 2, project: 3 }[level];
-  const pick = (get: (l: (typeof chain)[number]) => number | undefined, dflt: number): number => {
-    const v = chain.slice(from).map(get).find((t) => t !== undefined && t !== 0) ?? dflt;
-    return v === DISABLED_TIMEOUT ? YEAR : v;
+export function levelTimeouts(chain: readonly Timeouts[]): { warn: number; kill: number } {
+  const pick = (get: (l: Timeouts) => number | undefined, dflt: number): number => {
+    const v = chain.map(get).find((t) => t !== undefined && t !== 0) ?? dflt;
+    return v === DISABLED_TIMEOUT ? NEVER : v;
   };
   const warn = pick((l) => l.warnTimeout, DEFAULT_WARN);
   let kill = pick((l) => l.killTimeout, DEFAULT_KILL);
-  if (warn > 0 && kill % warn === 0) kill -= 1000;
+  if (warn > 0 && kill !== NEVER && kill % warn === 0) kill -= 1000;
   return { warn, kill };
+}
+
+/** The timeouts of a script of the given level: that level's, then each outer one's. */
+export function scriptTimeouts(job: Job, project: Timeouts, level: ScriptLevel): { warn: number; kill: number } {
+  const chain = [job.task, job.suite, job.backend, project];
+  return levelTimeouts(chain.slice({ task: 0, suite: 1, backend: 2, project: 3 }[level]));
 }

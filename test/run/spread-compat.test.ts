@@ -62,3 +62,14 @@ t.test('adhoc allocate sees the system username and password evaluated as spread
   t.equal((await run(dir, ['ubuntu-2'])).result.tally.ok, false);
   t.equal((await readFile(seen, 'utf8')).trim(), 'user=plain pass=pa$SUFFIX', 'a password that is not one whole reference stays as written');
 });
+
+const LOCAL = 'backends:\n  local:\n    type: local\n    systems: [alpha-1]\n';
+
+t.test('a disabled timeout (-1ns or -1) never fires', async (t) => {
+  const dir = await project(t, `project: never\npath: /home/never\nkill-timeout: -1ns\n${LOCAL}suites:\n  s/:\n    summary: s\n    warn-timeout: -1\n`, {
+    's/t': 'summary: t\nexecute: sleep 0.3; echo done\n',
+  });
+  const { result, out } = await run(dir);
+  t.equal(result.tally.successful, 1, 'not killed');
+  t.notMatch(out, /running late|kill-timeout reached/);
+});
