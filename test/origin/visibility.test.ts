@@ -1,0 +1,54 @@
+// tooltool's visibility rule on the origin: fixed at first upload; another visibility for a
+// stored blob is a 400 and changes nothing; only "public" and "internal" are values.
+import t from 'tap';
+import { createHash } from 'node:crypto';
+import { request } from 'undici';
+import { startOrigin, type TestOrigin } from '../helpers/origin.js';
+
+const sha512 = (s: string) => createHash('sha512').update(s).digest('hex');
+
+async function put(origin: TestOrigin, body: string, visibility?: string) {
+  const headers: Record<string, string> = { authorization: `Bearer ${origin.token}` };
+  if (visibility !== undefined) headers['x-fleetcache-visibility'] = visibility;
+  const res = await request(`${origin.url}/cas/sha512/${sha512(body)}`, { method: 'PUT', headers, body });
+  return { status: res.statusCode, body: (await res.body.json()) as { code?: string; message?: string; visibility?: string } };
+}
+
+/** The status of an anonymous tooltool download: 200 public, 403 internal. */
+async function anonymousGet(origin: TestOrigin, body: string): Promise<number> {
+  const res = await request(`${origin.url}/sha512/${sha512(body)}`);
+  await res.body.dump();
+  return res.statusCode;
+}
+
+t.test('a public blob cannot be made internal, nor an internal one public', async (t) => {
+  const origin = await startOrigin(t);
+  t.equal((await put(origin, 'public asset')).status, 201);
+  const toInternal = await put(origin, 'public asset', 'internal');
+  t.equal(toInternal.status, 400);
+  t.equal(toInternal.body.code, 'FC_ERR_BAD_REQUEST');
+  t.equal(toInternal.body.visibility, 'public');
+  t.equal(await anonymousGet(origin, 'public asset'), 200, 'still public');
+  t.equal((await put(origin, 'public asset', 'public')).status, 200);
+  t.equal((await put(origin, 'public asset')).status, 200, 'absent means public');
+
+  t.equal((await put(origin, 'internal asset', 'internal')).status, 201);
+  for (const other of [undefined, 'public']) {
+    const res = await put(origin, 'internal asset', other);
+    t.equal(res.status, 400, `re-PUT with ${other ?? 'no header'}`);
+    t.equal(res.body.visibility, 'internal');
+  }
+  t.equal(await anonymousGet(origin, 'internal asset'), 403, 'still internal');
+  t.equal((await put(origin, 'internal asset', 'internal')).status, 200);
+});
+
+t.test('unknown visibility values are a 400 and store nothing', async (t) => {
+  const origin = await startOrigin(t);
+  for (const value of ['secret', 'Internal', 'PUBLIC', '', 'internal, public']) {
+    const res = await put(origin, `asset ${value}`, value);
+    t.equal(res.status, 400, JSON.stringify(value));
+    t.equal(res.body.code, 'FC_ERR_BAD_REQUEST');
+    t.match(res.body.message, /"public" or "internal"/);
+    t.equal(await anonymousGet(origin, `asset ${value}`), 404, 'not stored');
+  }
+});
