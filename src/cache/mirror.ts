@@ -11,7 +11,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import CachePolicy from 'http-cache-semantics';
 import type { Dispatcher } from 'undici';
-import { NotFoundError, UpstreamError } from '../errors.js';
+import { FleetError, NotFoundError, UpstreamError } from '../errors.js';
 import { fillOnce, flightKey, passthrough, serveFill, serveHit, type CacheContext, type Direct } from './context.js';
 import { httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
@@ -32,6 +32,31 @@ function upstreamHeaders(req: FastifyRequest): HeaderMap {
   return h;
 }
 
+/**
+ * The path (and query) to ask upstream for: the tail of the raw request URL, as the client
+ * encoded it (the route's params are decoded: "%2F" would turn into "/", "%3F" into a
+ * query). Refused when a decoded segment is "." or "..", even one hidden in an encoded
+ * segment ("a%2F..%2Fb"): an upstream that decodes before it normalizes would leave the
+ * mirror's base path.
+ */
+function upstreamPath(url: string): string {
+  const q = url.indexOf('?');
+  const path = q >= 0 ? url.slice(0, q) : url;
+  const tail = path.slice(path.indexOf('/', '/mirror/'.length) + 1); // after "/mirror/{name}/"
+  for (const raw of tail.split('/')) {
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(raw);
+    } catch {
+      throw new FleetError('FC_ERR_BAD_NAME', 'mirror path: malformed percent-encoding');
+    }
+    if (decoded.split(/[/\\]/).some((s) => s === '.' || s === '..')) {
+      throw new FleetError('FC_ERR_BAD_NAME', 'mirror path: "." or ".." segment refused (it could leave the mirror\'s base path)');
+    }
+  }
+  return `/${tail}${q >= 0 ? url.slice(q) : ''}`;
+}
+
 function decide(policyReq: CachePolicy.Request, key: string) {
   return (res: Dispatcher.ResponseData): FillDecision => {
     const policy = new CachePolicy(policyReq, { status: res.statusCode, headers: res.headers }, { shared: true });
@@ -46,8 +71,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   const upstream: Upstream | undefined = ctx.mirrors.get(req.params.name);
   if (!upstream) throw new NotFoundError(`no mirror named "${req.params.name}"`);
   const kind = `mirror:${upstream.name}`;
-  const q = req.url.indexOf('?');
-  const upath = `/${req.params['*']}${q >= 0 ? req.url.slice(q) : ''}`;
+  const upath = upstreamPath(req.url);
   const cacheKey = `mirror:${upstream.name}:${upath}`;
   const id = httpId(cacheKey);
   // Vary is unknown before the answer: only collapse requests that agree on the usual suspects.

@@ -191,3 +191,31 @@ t.test('mirror: a response to a request with Authorization is kept only when it 
   t.equal((await get(`${url}/mirror/m/public`, { authorization: 'Bearer b' })).headers['x-cache'], 'HIT', 'public: kept');
   t.equal(up.count('/public'), 1);
 });
+
+/** A GET with `path` sent as is (undici, like any WHATWG URL parser, would normalize "%2e%2e"). */
+function rawGet(url: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http.get(new URL(url), { path }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    }).on('error', reject);
+  });
+}
+
+t.test('mirror: paths go upstream as the client encoded them, and never leave the base path', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  up.handler = (req, res) => reply(res, 200, { 'cache-control': 'max-age=60' }, `got ${req.url}`);
+  const { url } = await startCache(t, { upstream: upUrl, mirrors: { deb: { url: `${upUrl}/debian` } } }, t.testdir());
+  for (const path of ['/pool/a%2Fb', '/pool/what%3Fnot', '/pool/with%20space', '/pool/x?q=1%2B1&r=%2F']) {
+    const res = await rawGet(url, `/mirror/deb${path}`);
+    t.same(res, { status: 200, body: `got /debian${path}` }, `${path}: as sent`);
+  }
+  for (const path of ['/%2e%2e/etc', '/pool/../../x', '/pool/%2E%2E/%2e%2E/x', '/./x', '/pool/a%2F..%2F..%2Fx', '/pool/a%5C..%5Cx', '/bad%zz']) {
+    const res = await rawGet(url, `/mirror/deb${path}`);
+    t.equal(res.status, 400, `${path}: refused`);
+    t.match(res.body, /"code":"FC_ERR_BAD_NAME"/);
+  }
+  t.same(up.requests.map((r) => r.url).filter((u) => !u.startsWith('/debian/pool/') || u.includes('..')), [], 'nothing else reached upstream');
+});
