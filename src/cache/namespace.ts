@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
-import { parseDigest, type Digest } from '../store/digest.js';
+import { ALGO_HEX_ROUTE, parseDigest, type Digest } from '../store/digest.js';
 import { authHeaders, fillOnce, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
@@ -159,7 +159,7 @@ export function registerNamespaceRoutes(app: FastifyInstance, ctx: CacheContext)
   });
   app.route<{ Params: { algo: string; hex: string } }>({
     method: methods,
-    url: '/:algo/:hex',
+    url: ALGO_HEX_ROUTE,
     exposeHeadRoute: false,
     handler: async (req, reply) => {
       // tooltool alias: the query string (?region=…) is ignored.

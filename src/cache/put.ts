@@ -10,7 +10,7 @@ import { rm, type FileHandle } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { parseDigest, type Digest } from '../store/digest.js';
+import { ALGO_HEX_ROUTE, parseDigest, type Digest } from '../store/digest.js';
 import { isPrivate, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type EntryMeta } from './disk-store.js';
 import type { Kind } from './metrics.js';
@@ -134,7 +134,7 @@ export function registerPutRoutes(app: FastifyInstance, ctx: CacheContext): void
     await forwardPut(ctx, req, reply, 'cas', `/cas/${d.algo}/${d.hex}`, d);
     return reply;
   });
-  app.put<{ Params: { algo: string; hex: string } }>('/:algo/:hex', async (req, reply) => {
+  app.put<{ Params: { algo: string; hex: string } }>(ALGO_HEX_ROUTE, async (req, reply) => {
     const d = parseDigest(req.params.algo, req.params.hex);
     await forwardPut(ctx, req, reply, 'tooltool', `/${d.algo}/${d.hex}`, d);
     return reply;

@@ -4,6 +4,12 @@ import { FleetError } from '../errors.js';
 export const DIGEST_ALGORITHMS = ['sha256', 'sha512'] as const;
 export type DigestAlgorithm = (typeof DIGEST_ALGORITHMS)[number];
 
+/**
+ * The fastify route of the tooltool alias /{algo}/{hex}: only the known algorithms match,
+ * so any other two-segment path is not found rather than a malformed digest.
+ */
+export const ALGO_HEX_ROUTE = `/:algo(^(?:${DIGEST_ALGORITHMS.join('|')})$)/:hex`;
+
 const HEX_LENGTH: Record<DigestAlgorithm, number> = { sha256: 64, sha512: 128 };
 
 export interface Digest {

@@ -24,6 +24,10 @@ t.test('immutable objects: headers, client 304, HEAD, 404 passes through, never 
   t.match(missing.body.toString(), /FC_ERR_NOT_FOUND/);
   const bad = await get(`${url}/cas/md5/abc`);
   t.equal(bad.status, 400);
+  for (const path of ['/foo/bar', '/md5/abc']) {
+    const other = await get(`${url}${path}`);
+    t.same([other.status, /FC_ERR_NOT_FOUND/.test(other.body.toString())], [404, true], `${path}: not found, as at the origin (not a bad digest)`);
+  }
   const first = await get(`${url}/cas/sha256/${hex}`);
   t.equal(first.status, 200);
   t.equal(first.headers['x-cache'], 'MISS');

@@ -2,7 +2,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FleetError } from '../../errors.js';
 import { replyWithBlob } from '../../http/blob-reply.js';
-import { formatDigest, parseDigest, type Digest } from '../../store/digest.js';
+import { formatDigest, parseDigest, type Digest, ALGO_HEX_ROUTE } from '../../store/digest.js';
 import { blobCacheControl, checkDeclaredLength, checkRead, type OriginContext } from '../context.js';
 
 type Visibility = 'public' | 'internal';
@@ -27,7 +27,7 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
   };
   app.route<{ Params: DigestParams }>({ method: ['GET', 'HEAD'], url: '/cas/:algo/:hex', config: { kind: 'cas' }, handler: get('cas') });
   // The tooltool alias: any query string (?region=…) is ignored by routing already.
-  app.route<{ Params: DigestParams }>({ method: ['GET', 'HEAD'], url: '/:algo(^sha(?:256|512)$)/:hex', config: { kind: 'tooltool' }, handler: get('tooltool') });
+  app.route<{ Params: DigestParams }>({ method: ['GET', 'HEAD'], url: ALGO_HEX_ROUTE, config: { kind: 'tooltool' }, handler: get('tooltool') });
 
   app.put<{ Params: DigestParams }>('/cas/:algo/:hex', { config: { kind: 'cas' } }, async (request, reply) => {
     ctx.auth.require(request);
