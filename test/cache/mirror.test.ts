@@ -219,3 +219,26 @@ t.test('mirror: paths go upstream as the client encoded them, and never leave th
   }
   t.same(up.requests.map((r) => r.url).filter((u) => !u.startsWith('/debian/pool/') || u.includes('..')), [], 'nothing else reached upstream');
 });
+
+t.test('mirror: a Range request on a cold object sent without Content-Length gets its 206', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  up.handler = (req, res) => {
+    // Chunked: the size is known only at the end of the fill, which the 206 waits for.
+    res.writeHead(200, { 'cache-control': req.url === '/kept' ? 'max-age=60' : 'no-store', 'content-type': 'text/plain' });
+    res.write('abc');
+    setTimeout(() => res.end('defghij'), 30);
+    return true;
+  };
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
+  for (const path of ['/kept', '/not-kept']) {
+    const res = await request(`${url}/mirror/m${path}`, { headers: { range: 'bytes=2-5' } });
+    t.equal(res.statusCode, 206, `${path}: 206`);
+    t.equal(res.headers['content-range'], 'bytes 2-5/10');
+    t.equal(await res.body.text(), 'cdef');
+    await app.cache.fills.drain();
+  }
+  const hit = await get(`${url}/mirror/m/kept`, { range: 'bytes=8-' });
+  t.same([hit.status, hit.headers['x-cache'], hit.body], [206, 'HIT', 'ij'], 'stored whole');
+});
