@@ -11,6 +11,9 @@ export interface RepackOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Kill the script after this long (default: no limit). */
   readonly timeoutMs?: number;
+  /** Every warnMs while the script runs, onWarn is called. */
+  readonly warnMs?: number;
+  readonly onWarn?: () => void;
 }
 
 /** Runs `script` with `inputTar` on fd 3 and `outputTar` (created or truncated) on fd 4. */
@@ -25,11 +28,15 @@ export async function runRepack(script: string, inputTar: string, outputTar: str
       // its own process group, so a timeout also stops what the script started
       detached: true,
     });
+    let timedOut = false;
     const timer = options.timeoutMs
       ? setTimeout(() => {
+          timedOut = true;
           if (child.pid !== undefined) process.kill(-child.pid, 'SIGTERM');
         }, options.timeoutMs)
       : undefined;
+    const onWarn = options.onWarn;
+    const warner = options.warnMs && onWarn ? setInterval(onWarn, options.warnMs) : undefined;
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => {
       process.stderr.write(chunk);
@@ -38,9 +45,12 @@ export async function runRepack(script: string, inputTar: string, outputTar: str
     const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
       child.on('error', reject);
       child.on('close', (c, s) => resolve({ code: c, signal: s }));
-    }).finally(() => clearTimeout(timer));
+    }).finally(() => {
+      clearTimeout(timer);
+      clearInterval(warner);
+    });
     if (code !== 0) {
-      const how = signal ? `killed by ${signal}` : `exit status ${code}`;
+      const how = signal ? `killed by ${signal}${timedOut ? ', kill-timeout reached' : ''}` : `exit status ${code}`;
       throw new FleetError('FC_ERR_PROJECT', `repack script failed (${how})${stderr ? `: ${stderr.trim().split('\n').pop()}` : ''}`);
     }
   } finally {

@@ -14,7 +14,7 @@ import { compressDelta, DEFAULT_COMPRESSION, type Compression } from '../delta/c
 import { encodeDelta } from '../delta/xdelta.js';
 import { DigestMismatchError, NotFoundError } from '../errors.js';
 import { packToFile } from '../pack/packer.js';
-import { runRepack } from '../pack/repack.js';
+import { runRepack, type RepackOptions } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
 import { parseDigestString } from '../store/digest.js';
 import { MANIFEST_FORMAT, type RunManifest } from './manifest.js';
@@ -47,6 +47,8 @@ export interface PushOptions {
   readonly level?: number;
   /** spread's repack script: gets the packed tar on fd 3, writes the tar to upload on fd 4. */
   readonly repack?: string;
+  /** Its environment and timeouts (it always runs in `dir`). */
+  readonly repackOptions?: Omit<RepackOptions, 'cwd'>;
 }
 
 export interface PushResult {
@@ -110,7 +112,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     let result = { digest: `sha256:${packed.sha256}`, size: packed.size };
     if (options.repack) {
       tarFile = join(work, 'repacked.tar');
-      await runRepack(options.repack, packedFile, tarFile, { cwd: options.dir });
+      await runRepack(options.repack, packedFile, tarFile, { ...options.repackOptions, cwd: options.dir });
       result = await sha256File(tarFile);
     }
     const resultHex = parseDigestString(result.digest).hex;

@@ -11,9 +11,10 @@ import { fetchArtifacts } from '../artifacts/download.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes, parseDuration } from '../config/units.js';
 import { FleetError, type ErrorCode } from '../errors.js';
+import type { RepackOptions } from '../pack/repack.js';
 import { pushProject, type PushResult } from '../project-upload/push.js';
 import { buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
-import { expandJobs, findProject, jobParts, jobRegion, loadProject, resolveProjectFields, type Backend, type Job, type Project, type ResolvedFields } from '../spread/index.js';
+import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Backend, type Job, type Project, type ResolvedFields } from '../spread/index.js';
 import { AGENT_REMOTE_NAME, installAgent, runAgent, shellQuote } from './agent-client.js';
 import { REUSE_FILE, ReusePool } from './reuse.js';
 import { runWorkers, type WorkerInfo } from './driver.js';
@@ -133,6 +134,17 @@ function schedJob(job: Job): SchedJob {
   };
 }
 
+/** spread runs repack locally with its own environment plus the project's, and the project's timeouts (spec §12). */
+function repackOptions(project: Project, jobs: readonly Job[], log: RunLog): Omit<RepackOptions, 'cwd'> {
+  const { warn, kill } = levelTimeouts([project]);
+  return {
+    env: { ...process.env, ...Object.fromEntries(repackEnvironment(project, jobs)) },
+    timeoutMs: kill,
+    warnMs: warn,
+    onWarn: () => log.line('WARNING: repack script running late.'),
+  };
+}
+
 export async function runProject(o: RunOptions): Promise<RunResult> {
   const log = o.log ?? new RunLog();
   const root = findProject(o.cwd);
@@ -164,7 +176,7 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
       ...(token ? { token } : {}),
       ...(o.run ? { run: o.run } : {}),
       baseCache: join(dataRoot, 'bases'),
-      ...(project.repack ? { repack: project.repack } : {}),
+      ...(project.repack ? { repack: project.repack, repackOptions: repackOptions(project, jobs, log) } : {}),
       rules: { ...(fields.include ? { include: fields.include } : {}), exclude: fields.exclude, rename: fields.rename, excludePaths: runnerState(project.rootDir, dataRoot) },
     });
     log.line(

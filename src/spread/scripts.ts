@@ -31,7 +31,7 @@ const NEVER = 2 ** 31 - 1;
 /**
  * Effective warn and kill timeouts (ms) from a chain of levels, innermost first: the
  * first set value of each; defaults 5m/15m; disabled → never (spread: a year); a kill
- * timeout that is an exact multiple of the warn timeout is reduced by 1 s.
+ * timeout above 1 s that is an exact multiple of the warn timeout is reduced by 1 s.
  */
 export function levelTimeouts(chain: readonly Timeouts[]): { warn: number; kill: number } {
   const pick = (get: (l: Timeouts) => number | undefined, dflt: number): number => {
@@ -40,7 +40,8 @@ export function levelTimeouts(chain: readonly Timeouts[]): { warn: number; kill:
   };
   const warn = pick((l) => l.warnTimeout, DEFAULT_WARN);
   let kill = pick((l) => l.killTimeout, DEFAULT_KILL);
-  if (warn > 0 && kill !== NEVER && kill % warn === 0) kill -= 1000;
+  // never down to 0, which would mean no kill timer at all
+  if (warn > 0 && kill !== NEVER && kill > 1000 && kill % warn === 0) kill -= 1000;
   return { warn, kill };
 }
 

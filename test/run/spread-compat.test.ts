@@ -73,3 +73,22 @@ t.test('a disabled timeout (-1ns or -1) never fires', async (t) => {
   t.equal(result.tally.successful, 1, 'not killed');
   t.notMatch(out, /running late|kill-timeout reached/);
 });
+
+t.test('repack gets the project environment, SPREAD_BACKENDS and the project timeouts', async (t) => {
+  const seen = join(t.testdirName, 'seen');
+  const spread = (repack: string, timeouts = '') =>
+    `project: repacked\npath: /home/repacked\n${timeouts}environment:\n  GREETING: hello\n  ONLY/v1: variant\n` +
+    'backends:\n  local:\n    type: local\n    systems: [alpha-1]\n  other:\n    type: local\n    systems: [alpha-1]\n' +
+    `repack: |\n${repack.replace(/^/gm, '  ')}\nsuites:\n  s/:\n    summary: s\n`;
+  const dir = await project(t, spread(`echo "$GREETING \${ONLY:-none} [$SPREAD_BACKENDS] $HOME" > ${seen}\ncat <&3 >&4`), { 's/t': 'summary: t\nexecute: echo\n' });
+  const { result } = await run(dir, ['local:']);
+  t.equal(result.tally.successful, 1);
+  t.equal((await readFile(seen, 'utf8')).trim(), `hello none [local] ${process.env.HOME}`, 'project env without suffixed keys, the selected backends, the process env');
+
+  await writeFile(join(dir, 'spread.yaml'), spread('sleep 30', 'warn-timeout: 200ms\nkill-timeout: 1s\n'));
+  let out = '';
+  const started = Date.now();
+  await t.rejects(runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(dir, 'cache') }), /kill-timeout reached/);
+  t.ok(Date.now() - started < 15_000, `killed after the project's kill-timeout (${Date.now() - started} ms)`);
+  t.match(out, /WARNING: repack script running late/);
+});
