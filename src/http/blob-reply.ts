@@ -2,7 +2,7 @@
 // If-None-Match → 304, a single Range → 206 (416 when unsatisfiable), never encoded.
 import { open } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { NotFoundError } from '../errors.js';
+import { FleetError, NotFoundError } from '../errors.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { DiskBlobStore } from '../store/disk.js';
 import { formatDigest, type Digest } from '../store/digest.js';
@@ -22,6 +22,29 @@ export function ifNoneMatchHits(header: string | undefined, etag: string): boole
   if (header.trim() === '*') return true;
   const bare = etag.replace(/^W\//, '');
   return header.split(',').some((t) => t.trim().replace(/^W\//, '') === bare);
+}
+
+/**
+ * If-Match and If-None-Match of a write (RFC 9110 §13.1.1, §13.1.2, evaluated in the order
+ * of §13.2.2): throws FC_ERR_PRECONDITION_FAILED (412) when one is false. `etag` is the
+ * current representation's, undefined when there is none.
+ */
+export function checkWritePreconditions(request: FastifyRequest, etag: string | undefined): void {
+  const ifMatch = request.headers['if-match'];
+  if (ifMatch !== undefined && !ifMatchHolds(ifMatch, etag)) {
+    throw new FleetError('FC_ERR_PRECONDITION_FAILED', etag ? `If-Match: the current ETag is ${etag}` : 'If-Match: there is no current representation');
+  }
+  const ifNoneMatch = request.headers['if-none-match'];
+  if (ifNoneMatch !== undefined && etag !== undefined && ifNoneMatchHits(ifNoneMatch, etag)) {
+    throw new FleetError('FC_ERR_PRECONDITION_FAILED', `If-None-Match: the current ETag is ${etag}`);
+  }
+}
+
+/** Strong comparison (§8.8.3.2): a weak tag never matches. */
+function ifMatchHolds(header: string, etag: string | undefined): boolean {
+  if (etag === undefined) return false;
+  if (header.trim() === '*') return true;
+  return !etag.startsWith('W/') && header.split(',').some((t) => t.trim() === etag);
 }
 
 export interface BlobReplyOptions {

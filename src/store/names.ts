@@ -19,6 +19,8 @@ export interface NameRecord {
 export class NameStore {
   readonly #root: string;
   readonly #tmpDir: string;
+  /** Names with an `exclusive` call running: the end of the last one queued. */
+  readonly #busy = new Map<string, Promise<void>>();
 
   constructor(root: string) {
     this.#root = join(root, 'names.v1');
@@ -47,6 +49,33 @@ export class NameStore {
       await rm(tmp, { force: true });
       throw err;
     }
+  }
+
+  /**
+   * Runs `fn` (a check of the current record, then a put) with no other `exclusive` call
+   * for the same name in between; one origin process owns its data directory (dir-lock.ts).
+   */
+  async exclusive<R>(segments: readonly string[], fn: () => Promise<R>): Promise<R> {
+    const key = this.#pathOf(segments);
+    const before = this.#busy.get(key) ?? Promise.resolve();
+    const run = before.then(fn);
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#busy.set(key, settled);
+    void settled.then(() => {
+      if (this.#busy.get(key) === settled) this.#busy.delete(key);
+    });
+    return run;
+  }
+
+  /** The record, or undefined when there is none. */
+  async find<T = NameRecord>(segments: readonly string[]): Promise<T | undefined> {
+    return this.get<T>(segments).catch((err: unknown) => {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    });
   }
 
   async get<T = NameRecord>(segments: readonly string[]): Promise<T> {

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError } from '../../errors.js';
-import { ifNoneMatchHits, replyWithBlob } from '../../http/blob-reply.js';
+import { checkWritePreconditions, ifNoneMatchHits, replyWithBlob } from '../../http/blob-reply.js';
 import { parseDigestString, formatDigest } from '../../store/digest.js';
 import type { NameRecord } from '../../store/names.js';
 import { checkSegment, parseNamePath } from '../../store/safe-name.js';
@@ -15,14 +15,52 @@ function rawTail(request: FastifyRequest, prefix: string): string {
   return path.slice(prefix.length);
 }
 
+/** The ETag a named blob is answered with: its digest. */
+function blobNameEtag(record: NameRecord): string {
+  return `"${record.digest}"`;
+}
+
+/** The ETag of a run manifest: the digest of the JSON it is answered with. */
+function runEtag(manifest: object): string {
+  return `"sha256:${createHash('sha256').update(JSON.stringify(manifest)).digest('hex')}"`;
+}
+
+/**
+ * Writes a name when If-Match / If-None-Match allow it. They are checked before the body is
+ * read (no upload only to be refused) and again, with the write, once it is: another PUT
+ * may have changed the name meanwhile.
+ */
+async function conditionalPut<T extends object>(
+  ctx: OriginContext,
+  request: FastifyRequest,
+  segments: string[],
+  etagOf: (current: T) => string,
+  read: () => Promise<T>,
+): Promise<T> {
+  const conditional = request.headers['if-match'] !== undefined || request.headers['if-none-match'] !== undefined;
+  const check = async () => {
+    if (!conditional) return;
+    const current = await ctx.names.find<T>(segments);
+    checkWritePreconditions(request, current && etagOf(current));
+  };
+  await check();
+  const record = await read();
+  await ctx.names.exclusive(segments, async () => {
+    await check();
+    await ctx.names.put(segments, record);
+  });
+  return record;
+}
+
 async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
   ctx.auth.require(request);
   checkDeclaredLength(request, ctx.maxBlobSize);
-  const result = await ctx.store.put(request.raw, { maxSize: ctx.maxBlobSize });
-  ctx.ledger.bytesIn(kind, result.size);
-  const contentType = request.headers['content-type'];
-  const record: NameRecord = { digest: formatDigest(result.digest), size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}) };
-  await ctx.names.put(segments, record);
+  const record = await conditionalPut<NameRecord>(ctx, request, segments, blobNameEtag, async () => {
+    const result = await ctx.store.put(request.raw, { maxSize: ctx.maxBlobSize });
+    ctx.ledger.bytesIn(kind, result.size);
+    const contentType = request.headers['content-type'];
+    return { digest: formatDigest(result.digest), size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}) };
+  });
   // The ETag of the new representation lets a cache keep what it forwarded (RFC 9110 §9.3.4).
   return reply.code(201).header('etag', `"${record.digest}"`).header('cache-control', nameCacheControl(ctx)).send({ digest: record.digest, size: record.size });
 }
@@ -83,25 +121,29 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
   app.put<RunParams>('/projects/:project/runs/:run', { config: { kind: 'projects' } }, async (request, reply) => {
     ctx.auth.require(request);
     const segments = runSegments(request.params);
-    const body = await readSmallBody(request, ctx.maxRecordSize);
-    let manifest: unknown;
-    try {
-      manifest = JSON.parse(body.toString('utf8'));
-    } catch (err) {
-      throw new FleetError('FC_ERR_BAD_REQUEST', `run manifest is not JSON: ${(err as Error).message}`);
-    }
-    if (manifest === null || typeof manifest !== 'object' || Array.isArray(manifest)) {
-      throw new FleetError('FC_ERR_BAD_REQUEST', 'run manifest must be a JSON object');
-    }
-    await ctx.names.put(segments, manifest);
-    ctx.ledger.bytesIn('projects', body.length);
-    return reply.code(201).send({ project: segments[1], run: segments[3], size: body.length });
+    let size = 0;
+    await conditionalPut<object>(ctx, request, segments, runEtag, async () => {
+      const body = await readSmallBody(request, ctx.maxRecordSize);
+      size = body.length;
+      let manifest: unknown;
+      try {
+        manifest = JSON.parse(body.toString('utf8'));
+      } catch (err) {
+        throw new FleetError('FC_ERR_BAD_REQUEST', `run manifest is not JSON: ${(err as Error).message}`);
+      }
+      if (manifest === null || typeof manifest !== 'object' || Array.isArray(manifest)) {
+        throw new FleetError('FC_ERR_BAD_REQUEST', 'run manifest must be a JSON object');
+      }
+      return manifest;
+    });
+    ctx.ledger.bytesIn('projects', size);
+    return reply.code(201).send({ project: segments[1], run: segments[3], size });
   });
   app.get<RunParams>('/projects/:project/runs/:run', { config: { kind: 'projects' } }, async (request, reply) => {
     checkRead(ctx, request);
     const manifest = await ctx.names.get<object>(runSegments(request.params));
     const text = JSON.stringify(manifest);
-    const etag = `"sha256:${createHash('sha256').update(text).digest('hex')}"`;
+    const etag = runEtag(manifest);
     reply.header('etag', etag).header('cache-control', nameCacheControl(ctx)).type('application/json');
     if (ifNoneMatchHits(request.headers['if-none-match'], etag)) return reply.code(304).send();
     ctx.ledger.bytesOut('projects', Buffer.byteLength(text));

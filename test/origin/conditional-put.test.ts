@@ -1,0 +1,63 @@
+// If-Match / If-None-Match on PUT of names (RFC 9110 §13.1.1, §13.1.2): a false condition
+// is a 412 and leaves the name as it was.
+import t from 'tap';
+import { request } from 'undici';
+import { startOrigin, type TestOrigin } from '../helpers/origin.js';
+
+async function put(origin: TestOrigin, path: string, body: string, conditions: Record<string, string> = {}) {
+  const res = await request(`${origin.url}${path}`, { method: 'PUT', headers: { authorization: `Bearer ${origin.token}`, ...conditions }, body });
+  const text = await res.body.text();
+  return { status: res.statusCode, etag: res.headers.etag as string | undefined, code: res.statusCode >= 400 ? (JSON.parse(text) as { code: string }).code : undefined };
+}
+
+async function get(origin: TestOrigin, path: string) {
+  const res = await request(`${origin.url}${path}`);
+  return { status: res.statusCode, body: await res.body.text(), etag: res.headers.etag as string };
+}
+
+t.test('project bases and artifacts: If-None-Match: * and If-Match', async (t) => {
+  const origin = await startOrigin(t);
+  for (const path of ['/projects/demo/bases/b1', '/artifacts/run/job/out.txt']) {
+    t.equal((await put(origin, path, 'first', { 'if-match': '*' })).status, 412, 'If-Match: * with nothing there');
+    t.equal((await get(origin, path)).status, 404);
+    const first = await put(origin, path, 'first', { 'if-none-match': '*' });
+    t.equal(first.status, 201, 'If-None-Match: * creates');
+
+    const again = await put(origin, path, 'overwrite', { 'if-none-match': '*' });
+    t.equal(again.status, 412);
+    t.equal(again.code, 'FC_ERR_PRECONDITION_FAILED');
+    t.equal((await put(origin, path, 'overwrite', { 'if-none-match': `"x", W/${first.etag}` })).status, 412, 'weak match of If-None-Match');
+    t.equal((await put(origin, path, 'overwrite', { 'if-match': '"sha256:stale"' })).status, 412);
+    t.equal((await put(origin, path, 'overwrite', { 'if-match': `W/${first.etag}` })).status, 412, 'If-Match compares strongly');
+    t.equal((await get(origin, path)).body, 'first', 'unchanged by the refused PUTs');
+
+    const current = await get(origin, path);
+    t.equal(current.etag, first.etag);
+    const second = await put(origin, path, 'second', { 'if-match': `"other", ${current.etag}` });
+    t.equal(second.status, 201, 'If-Match with the current ETag');
+    t.equal((await put(origin, path, 'third', { 'if-match': current.etag })).status, 412, 'that ETag is stale now');
+    t.equal((await put(origin, path, 'third', { 'if-match': '*' })).status, 201);
+    t.equal((await get(origin, path)).body, 'third');
+  }
+});
+
+t.test('run manifests: the ETag GET answers is the one If-Match compares', async (t) => {
+  const origin = await startOrigin(t);
+  const path = '/projects/demo/runs/r1';
+  t.equal((await put(origin, path, '{"base":"b1"}', { 'if-none-match': '*' })).status, 201);
+  t.equal((await put(origin, path, '{"base":"b2"}', { 'if-none-match': '*' })).status, 412);
+  const current = await get(origin, path);
+  t.equal((await put(origin, path, '{"base":"b2"}', { 'if-match': '"sha256:stale"' })).status, 412);
+  t.equal((await put(origin, path, '{"base":"b2"}', { 'if-match': current.etag })).status, 201);
+  t.equal((await put(origin, path, '{"base":"b3"}', { 'if-match': current.etag })).status, 412);
+  t.same(JSON.parse((await get(origin, path)).body), { base: 'b2' });
+});
+
+t.test('concurrent If-None-Match: * PUTs of one new name: exactly one creates it', async (t) => {
+  const origin = await startOrigin(t);
+  const bodies = ['a', 'b', 'c', 'd', 'e', 'f'].map((c) => c.repeat(256 * 1024));
+  const results = await Promise.all(bodies.map((body) => put(origin, '/projects/demo/bases/race', body, { 'if-none-match': '*' })));
+  t.same(results.map((r) => r.status).sort(), [201, 412, 412, 412, 412, 412]);
+  const winner = bodies[results.findIndex((r) => r.status === 201)];
+  t.equal((await get(origin, '/projects/demo/bases/race')).body, winner);
+});
