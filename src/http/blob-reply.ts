@@ -3,7 +3,7 @@
 import { open } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, NotFoundError } from '../errors.js';
-import type { BlobStore } from '../store/blob-store.js';
+import type { BlobStore, ReadRange } from '../store/blob-store.js';
 import { DiskBlobStore } from '../store/disk.js';
 import { formatDigest, type Digest } from '../store/digest.js';
 import type { TrafficLedger } from '../metrics/ledger.js';
@@ -74,7 +74,14 @@ export async function replyWithBlob(
   if (opts.extraHeaders) reply.headers(opts.extraHeaders);
   if (ifNoneMatchHits(request.headers['if-none-match'], etag)) return reply.code(304).send();
   const ifRange = request.headers['if-range'];
-  const range = ifRange && ifRange !== etag ? undefined : parseRange(request.headers.range, st.size);
+  let range: ReadRange | undefined;
+  try {
+    range = ifRange && ifRange !== etag ? undefined : parseRange(request.headers.range, st.size);
+  } catch (err) {
+    // The 416 says how long the object is (RFC 9110 §14.4), so that a client can ask again.
+    reply.header('content-range', `bytes */${st.size}`);
+    throw err;
+  }
   const length = range ? range.end - range.start + 1 : st.size;
   if (range) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${st.size}`);
   reply.header('content-length', length);
