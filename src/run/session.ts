@@ -27,6 +27,12 @@ export interface SessionContext {
   readonly abend?: AbortController;
 }
 
+/** A script's output, then why it failed beyond it (killed, too many reboots). */
+function withReason(res: ScriptRun): string {
+  const why = res.killed ? 'kill-timeout reached' : res.failure;
+  return why ? `${res.output}\n${why}` : res.output;
+}
+
 export class MachineSession {
   readonly #ctx: SessionContext;
   readonly machine: Machine;
@@ -54,8 +60,13 @@ export class MachineSession {
 
   async #script(job: Job, level: ScriptLevel, script: string, context: string, verb: string, cwd: string, counter = ''): Promise<ScriptRun | undefined> {
     if (script === '') return undefined;
+    this.#ctx.log.line(`${verb} ${context} (${this.label})${counter}...`);
+    return this.#exec(job, level, script, context, cwd);
+  }
+
+  /** Runs a script with the timeouts of its level, rebooting as it asks. */
+  async #exec(job: Job, level: ScriptLevel, script: string, context: string, cwd: string): Promise<ScriptRun> {
     const { log } = this.#ctx;
-    log.line(`${verb} ${context} (${this.label})${counter}...`);
     const { warn, kill } = scriptTimeouts(job, this.#ctx.project, level);
     const res = await execWithReboots(this.machine, script, {
       env: this.#env(job),
@@ -79,13 +90,12 @@ export class MachineSession {
     if (!res || res.exitCode === 0) return true;
     const { log, tally } = this.#ctx;
     const what = { Preparing: 'preparing', Executing: 'executing', Restoring: 'restoring' }[verb];
-    const why = res.killed ? 'kill-timeout reached' : res.failure;
-    log.block(`Error ${what} ${context} (${this.label})`, why ? `${res.output}\n${why}` : res.output);
+    log.block(`Error ${what} ${context} (${this.label})`, withReason(res));
     if (failure === 'execute') tally.failed.push(summaryItem(job.name));
     else tally.fail(failure, failure.startsWith('task') ? summaryItem(job.name) : context);
     if (debug !== '' && !this.#lost) {
-      const dbg = await execWithReboots(this.machine, debug, { env: this.#env(job), cwd, trace: true, describe: `${context} (${this.label})`, log: (line) => log.line(line) });
-      log.block(`Debug output for ${context} (${this.label})`, dbg.output);
+      const dbg = await this.#exec(job, level, debug, context, cwd);
+      log.block(`Debug output for ${context} (${this.label})`, withReason(dbg));
     }
     return false;
   }

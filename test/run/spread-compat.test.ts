@@ -92,3 +92,15 @@ t.test('repack gets the project environment, SPREAD_BACKENDS and the project tim
   t.ok(Date.now() - started < 15_000, `killed after the project's kill-timeout (${Date.now() - started} ms)`);
   t.match(out, /WARNING: repack script running late/);
 });
+
+t.test('debug scripts are killed at the kill-timeout of their level', async (t) => {
+  const dir = await project(t, `project: debugged\npath: /home/debugged\nkill-timeout: 2s\n${LOCAL}suites:\n  s/:\n    summary: s\n`, {
+    's/t': 'summary: t\nexecute: exit 1\ndebug: |\n  echo debugging\n  sleep 20\n  echo debug-done\n',
+  });
+  const started = Date.now();
+  const { result, out } = await run(dir);
+  t.same(result.tally.failed, ['local:alpha-1:s/t']);
+  t.ok(Date.now() - started < 15_000, `the debug script did not run its 20 s (${Date.now() - started} ms)`);
+  t.match(out, /Debug output for local:alpha-1:s\/t \(local:alpha-1\) :\n-----\n[^]*debugging\n[^]*kill-timeout reached\n-----/);
+  t.notMatch(out, /debug-done/);
+});
