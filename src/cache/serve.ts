@@ -93,10 +93,17 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
   const ifRange = req.headers['if-range'];
   const wantsRange = typeof rangeHeader === 'string' && (typeof ifRange !== 'string' || ifRange === body.headers.etag || ifRange === body.headers['last-modified']);
   let size = body.size;
-  if (wantsRange && size === undefined && body.finalSize) size = await body.finalSize();
+  if (wantsRange && size === undefined && body.finalSize) {
+    try {
+      size = await body.finalSize();
+    } catch (err) {
+      withoutObjectHeaders(reply, body); // the error handler answers: not with the object's headers
+      throw err;
+    }
+  }
   const range = wantsRange && size !== undefined ? parseRange(rangeHeader, size) : undefined;
   if (range === 'unsatisfiable') {
-    reply.header('content-range', `bytes */${size}`);
+    withoutObjectHeaders(reply, body).header('cache-control', 'no-store').header('content-range', `bytes */${size}`);
     return void done(reply.code(416).type('application/json'), body, JSON.stringify({ code: 'FC_ERR_RANGE', message: `range ${rangeHeader} not satisfiable (size ${size})` }));
   }
   if (range) {
@@ -112,6 +119,12 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
   if (size !== undefined) countOnFinish(reply, ctx, size);
   else reply.raw.once('finish', () => body.finalSize?.().then((n) => ctx.metrics.served(ctx.kind, n), () => undefined));
   return sendContent(reply, body, 0, size);
+}
+
+/** An error answer is not the object: none of its caching, validator or encoding headers. */
+function withoutObjectHeaders(reply: FastifyReply, body: Body): FastifyReply {
+  for (const name of Object.keys(body.headers)) reply.removeHeader(name);
+  return reply.removeHeader('age');
 }
 
 function sendContent(reply: FastifyReply, body: Body, start: number, length: number | undefined): Promise<void> | undefined {

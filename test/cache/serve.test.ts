@@ -1,0 +1,46 @@
+// What the cache's own answers carry (serve.ts): an error answer is not the object.
+import t from 'tap';
+import { request } from 'undici';
+import { startCache } from './harness.js';
+import { UpstreamFixture } from './upstream-fixture.js';
+
+t.test('416: none of the object\'s headers (caching, validators, encoding), and no-store', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex } = up.addBlob(12);
+  up.objects.set('/pkg.gz', { body: Buffer.alloc(12, 1), headers: { 'cache-control': 'max-age=60', etag: '"gz"', 'content-encoding': 'gzip', 'last-modified': 'Mon, 23 Nov 2026 10:00:00 GMT' } });
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
+  for (const path of [`/cas/sha256/${hex}`, '/mirror/m/pkg.gz']) {
+    for (const xcache of ['MISS', 'HIT']) {
+      const res = await request(`${url}${path}`, { headers: { range: 'bytes=50-' } });
+      const body = await res.body.text();
+      t.equal(res.statusCode, 416, `${path} ${xcache}`);
+      t.equal(res.headers['x-cache'], xcache);
+      t.equal(res.headers['content-range'], 'bytes */12');
+      t.equal(res.headers['cache-control'], 'no-store');
+      t.match(res.headers, { 'content-type': /^application\/json/ });
+      for (const name of ['etag', 'last-modified', 'content-encoding', 'expires', 'age']) t.equal(res.headers[name], undefined, `no ${name}`);
+      t.match(JSON.parse(body), { code: 'FC_ERR_RANGE' });
+      await app.cache.fills.drain();
+    }
+  }
+});
+
+t.test("a Range request on a fill without Content-Length that fails: a 502 without the object's headers", async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  up.handler = (_req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=60', etag: '"cut"' });
+    res.write('abc');
+    setImmediate(() => res.socket?.destroy());
+    return true;
+  };
+  const { url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
+  const res = await request(`${url}/mirror/m/cut`, { headers: { range: 'bytes=1-' } });
+  t.match(JSON.parse(await res.body.text()), { code: 'FC_ERR_UPSTREAM' });
+  t.equal(res.statusCode, 502);
+  t.equal(res.headers.etag, undefined, 'no etag');
+  t.not(res.headers['cache-control'], 'max-age=60', "not the object's cache-control");
+});
