@@ -53,6 +53,59 @@ export interface BlobReplyOptions {
   readonly cacheControl?: string;
   readonly contentType?: string;
   readonly extraHeaders?: Record<string, string>;
+  /**
+   * For content that can change under its URL (a name): when it last did, its Last-Modified.
+   * Without it, the blob's commit time is used; a blob never changes.
+   */
+  readonly modifiedMs?: number;
+}
+
+const DAY = '(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)';
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const MONTH = `(${MONTHS.join('|')})`;
+const TIME = '(\\d{2}):(\\d{2}):(\\d{2})';
+const IMF_FIXDATE = new RegExp(`^${DAY}, (\\d{2}) ${MONTH} (\\d{4}) ${TIME} GMT$`);
+const RFC850_DATE = new RegExp(`^(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day, (\\d{2})-${MONTH}-(\\d{2}) ${TIME} GMT$`);
+const ASCTIME_DATE = new RegExp(`^${DAY} ${MONTH} ([ \\d]\\d) ${TIME} (\\d{4})$`);
+
+/** An HTTP-date (RFC 9110 §5.6.7) in ms since the epoch, in any of its three forms; undefined when it is none. */
+export function parseHttpDate(value: string): number | undefined {
+  let parts: [day: string, month: string, year: number, h: string, m: string, s: string];
+  let match: RegExpExecArray | null;
+  if ((match = IMF_FIXDATE.exec(value))) {
+    parts = [match[1]!, match[2]!, Number(match[3]), match[4]!, match[5]!, match[6]!];
+  } else if ((match = RFC850_DATE.exec(value))) {
+    // A two-digit year more than 50 years ahead is the most recent past one (§5.6.7).
+    const thisYear = new Date().getUTCFullYear();
+    let year = Math.floor(thisYear / 100) * 100 + Number(match[3]);
+    if (year > thisYear + 50) year -= 100;
+    parts = [match[1]!, match[2]!, year, match[4]!, match[5]!, match[6]!];
+  } else if ((match = ASCTIME_DATE.exec(value))) {
+    parts = [match[2]!.trim(), match[1]!, Number(match[6]), match[3]!, match[4]!, match[5]!];
+  } else {
+    return undefined;
+  }
+  const [day, month, year, h, m, sec] = parts;
+  const ms = Date.UTC(year, MONTHS.indexOf(month), Number(day), Number(h), Number(m), Number(sec));
+  // Date.UTC rolls "31 Feb" or "25:00" over into another date: those are no dates.
+  return new Date(ms).getUTCDate() === Number(day) && Number(h) < 24 && Number(m) < 60 && Number(sec) < 61 ? ms : undefined;
+}
+
+/** If-Modified-Since is false (answer 304) when the content has not changed since its date (RFC 9110 §13.1.3). */
+function notModifiedSince(header: string | undefined, lastModifiedMs: number): boolean {
+  const since = header === undefined ? undefined : parseHttpDate(header.trim());
+  return since !== undefined && Math.floor(lastModifiedMs / 1000) <= Math.floor(since / 1000);
+}
+
+/**
+ * If-Range (RFC 9110 §13.1.5): an entity tag compared strongly, or exactly the Last-Modified
+ * date, which counts only when it is a strong validator: a blob's always (it never changes),
+ * a name's once it is a second old (two changes within one second share a date, §8.8.2.2).
+ */
+function ifRangeHolds(header: string, etag: string, lastModified: string, dateIsStrong: boolean): boolean {
+  const value = header.trim();
+  if (value.startsWith('"') || value.startsWith('W/')) return value === etag && !etag.startsWith('W/');
+  return dateIsStrong && value === lastModified;
 }
 
 export async function replyWithBlob(
@@ -64,19 +117,27 @@ export async function replyWithBlob(
 ): Promise<FastifyReply> {
   const st = await store.stat(digest);
   const etag = etagOf(digest);
+  const modifiedMs = opts.modifiedMs ?? st.mtimeMs;
+  const lastModified = new Date(modifiedMs).toUTCString();
   reply
     .header('etag', etag)
     .header('cache-control', opts.cacheControl ?? IMMUTABLE_CACHE_CONTROL)
     .header('accept-ranges', 'bytes')
     .header('x-fleetcache-digest', formatDigest(digest))
-    .header('last-modified', new Date(st.mtimeMs).toUTCString())
+    .header('last-modified', lastModified)
     .type(opts.contentType ?? 'application/octet-stream');
   if (opts.extraHeaders) reply.headers(opts.extraHeaders);
-  if (ifNoneMatchHits(request.headers['if-none-match'], etag)) return reply.code(304).send();
+  // If-Modified-Since counts only without If-None-Match (RFC 9110 §13.2.2).
+  const ifNoneMatch = request.headers['if-none-match'];
+  if (ifNoneMatch !== undefined ? ifNoneMatchHits(ifNoneMatch, etag) : notModifiedSince(request.headers['if-modified-since'], modifiedMs)) {
+    return reply.code(304).send();
+  }
   const ifRange = request.headers['if-range'];
+  const dateIsStrong = opts.modifiedMs === undefined || Date.now() - modifiedMs >= 1000;
+  const rangeAllowed = ifRange === undefined || (typeof ifRange === 'string' && ifRangeHolds(ifRange, etag, lastModified, dateIsStrong));
   let range: ReadRange | undefined;
   try {
-    range = ifRange && ifRange !== etag ? undefined : parseRange(request.headers.range, st.size);
+    range = rangeAllowed ? parseRange(request.headers.range, st.size) : undefined;
   } catch (err) {
     // The 416 says how long the object is (RFC 9110 §14.4), so that a client can ask again.
     reply.header('content-range', `bytes */${st.size}`);

@@ -73,6 +73,7 @@ async function getNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     ledger: ctx.ledger,
     cacheControl: nameCacheControl(ctx),
     contentType: record.contentType,
+    modifiedMs: record.created,
   });
 }
 
