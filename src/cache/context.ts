@@ -114,17 +114,25 @@ export async function serveFill(
   }
   const whole = req.method === 'GET' ? fill.wholeBody() : undefined;
   const small = whole && (await whole);
-  await sendBody(req, reply, {
-    status: head.status,
-    headers: head.headers,
-    size: small ? small.length : head.size,
-    content: small ?? ((reply, start, length) => sendFill(takeOver(reply), fill, start, length === undefined ? Infinity : start + length - 1)),
-    finalSize: async () => {
-      await fill.done;
-      if (fill.error) throw fill.error;
-      return fill.written;
-    },
-  }, { kind, cache, ageSeconds: 0, metrics: ctx.metrics });
+  // A Range of a body of unknown size is answered once the fill ended (to know the size):
+  // held as a reader meanwhile, the fill keeps its file (or windows) for it.
+  const held = req.method === 'GET' && !small && head.size === undefined && req.headers.range !== undefined;
+  if (held) fill.acquireFile();
+  try {
+    await sendBody(req, reply, {
+      status: head.status,
+      headers: head.headers,
+      size: small ? small.length : head.size,
+      content: small ?? ((reply, start, length) => sendFill(takeOver(reply), fill, start, length === undefined ? Infinity : start + length - 1)),
+      finalSize: async () => {
+        await fill.done;
+        if (fill.error) throw fill.error;
+        return fill.written;
+      },
+    }, { kind, cache, ageSeconds: 0, metrics: ctx.metrics });
+  } finally {
+    if (held) fill.release();
+  }
 }
 
 /**

@@ -542,11 +542,7 @@ export class Fill extends FillProgress {
       this.#spec.onUpstreamBytes?.(this.written);
       // Readers behind go to the file; with none, the windows are theirs until they finish.
       if (!this.memoryOnly) this.forgetRecent();
-      // A streamed body's file (or a memory-only fill's windows) is let go of only after the
-      // waiters of `done` have resumed (microtasks, before setImmediate): a Range answer to a
-      // body without Content-Length waits for the end to know the size, then reads it.
-      if (this.file || this.memoryOnly) setImmediate(() => this.release());
-      else this.release();
+      this.release();
       this.#onEnded?.(this);
     }
   }
