@@ -91,6 +91,6 @@ function answerError(ctx: CacheContext, res: ServerResponse, err: unknown): void
   if (fe.status >= 500) ctx.log.error({ err: fe.message, code: fe.code }, 'request failed');
   if (res.headersSent) return void res.destroy();
   const json = JSON.stringify(fe.toJSON());
-  res.writeHead(fe.status, { 'content-type': 'application/json; charset=utf-8', 'x-cache': 'MISS', 'content-length': String(Buffer.byteLength(json)) });
+  res.writeHead(fe.status, { 'content-type': 'application/json; charset=utf-8', 'x-cache': 'MISS', 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(json)) });
   res.end(json);
 }

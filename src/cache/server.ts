@@ -92,7 +92,8 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
     const fe = cacheError(err);
     if (fe.status >= 500) req.log.error({ err: fe.message, code: fe.code }, 'request failed');
     if (reply.raw.headersSent) return void reply.raw.destroy();
-    void reply.code(fe.status).type('application/json').header('x-cache', 'MISS').send(JSON.stringify(fe.toJSON()));
+    // An error is not the object: no cache in front keeps it (as the origin's errors say).
+    void reply.code(fe.status).type('application/json').header('x-cache', 'MISS').header('cache-control', 'no-store').send(JSON.stringify(fe.toJSON()));
   });
   app.setNotFoundHandler((req) => {
     throw new NotFoundError(`no route for ${req.method} ${req.url.split('?')[0]}`);

@@ -74,6 +74,7 @@ t.test('upstream 404, a body that does not match its digest, an upstream that is
   up.objects.set(`/cas/sha256/${wrong}`, { body: randomish(4096) });
   const mismatch = await bothWays(t, upUrl, (h) => `/cas/sha256/${h}`, wrong);
   t.equal(mismatch.a.status, 502, 'refused');
+  t.equal(mismatch.a.headers['cache-control'], 'no-store', 'an error is kept by no cache in front');
   t.same(mismatch.a.headers, mismatch.b.headers);
   t.same(JSON.parse(mismatch.a.body.toString()), JSON.parse(mismatch.b.body.toString()));
   t.notOk(mismatch.fast.app.cache.store.has(`cas.v1/sha256/${wrong.slice(0, 2)}/${wrong}`), 'not kept');

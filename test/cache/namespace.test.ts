@@ -88,6 +88,7 @@ t.test('a hanging upstream gives a 504 within the configured timeout', async (t)
   const res = await get(`${url}/cas/sha256/${'a'.repeat(64)}`);
   t.equal(res.status, 504);
   t.match(JSON.parse(res.body.toString()), { code: 'FC_ERR_UPSTREAM_TIMEOUT' });
+  t.equal(res.headers['cache-control'], 'no-store', 'an error is kept by no cache in front');
   t.ok(Date.now() - started < 2000, `answered in ${Date.now() - started} ms`);
 });
 
