@@ -5,13 +5,12 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Type, type Static } from '@sinclair/typebox';
-import { parseDuration } from '../config/units.js';
 import { FleetError, UpstreamError } from '../errors.js';
 import { waitForPort } from '../ssh/client.js';
 import type { BackendContext, EnvEntry, Machine, MachineRecord, Provider, SystemSpec } from './backend.js';
 import { LocalExecutor } from './local.js';
 import { SshMachine, splitAddress } from './ssh-machine.js';
-import { durationOption as duration, rebootKeys, rebootSettings } from './ssh-reboot.js';
+import { durationMs, durationOption as duration, rebootKeys, rebootSettings } from './ssh-reboot.js';
 
 export const adhocOptions = Type.Object(
   {
@@ -19,8 +18,6 @@ export const adhocOptions = Type.Object(
     discard: Type.Optional(Type.String()),
     /** Private key file (relative to the project root) used instead of the password. */
     key: Type.Optional(Type.String({ minLength: 1 })),
-    'warn-timeout': Type.Optional(duration),
-    'kill-timeout': Type.Optional(duration),
     /** Pause between allocate attempts after ERROR or a failure (spread: 5s). */
     'retry-delay': Type.Optional(duration),
     /** Give up allocating, waiting for the port, after this long (spread: 5m). */
@@ -65,17 +62,17 @@ export class AdhocProvider implements Provider {
   readonly #options: AdhocOptions;
   readonly #ctx: BackendContext;
   readonly #local: LocalExecutor;
+  readonly #retryDelay: number;
+  readonly #allocateTimeout: number;
 
   constructor(name: string, options: AdhocOptions, ctx: BackendContext) {
     this.name = name;
     this.#options = options;
     this.#ctx = ctx;
     this.#local = new LocalExecutor(ctx.projectRoot);
-  }
-
-  #ms(key: 'warn-timeout' | 'kill-timeout' | 'retry-delay' | 'allocate-timeout', fallback: number): number {
-    const v = this.#options[key];
-    return v === undefined ? fallback : parseDuration(v);
+    // read now, so a bad value fails before any machine is asked for
+    this.#retryDelay = durationMs(options['retry-delay'], 'retry-delay', 5000);
+    this.#allocateTimeout = durationMs(options['allocate-timeout'], 'allocate-timeout', 5 * 60_000);
   }
 
   #password(system: SystemSpec): string {
@@ -96,8 +93,9 @@ export class AdhocProvider implements Provider {
     const r = await this.#local.exec(`${ADDRESS_HELPER}\n${script}`, {
       env,
       trace: false,
-      warnTimeout: this.#ms('warn-timeout', 5 * 60_000),
-      killTimeout: this.#ms('kill-timeout', 15 * 60_000),
+      // warn-timeout and kill-timeout are spread fields: the model parsed them (-1, -1ns, 100us)
+      warnTimeout: this.#ctx.scriptTimeouts?.warn ?? 5 * 60_000,
+      killTimeout: this.#ctx.scriptTimeouts?.kill ?? 15 * 60_000,
       onWarn: () => this.#ctx.log?.(`WARNING: ${label} script running late.`),
     });
     return parseMarkers(r.exitCode, r.output);
@@ -105,7 +103,7 @@ export class AdhocProvider implements Provider {
 
   async allocate(system: SystemSpec, options?: { signal?: AbortSignal }): Promise<Machine> {
     const label = `${this.name}:${system.name}`;
-    const deadline = Date.now() + this.#ms('allocate-timeout', 5 * 60_000);
+    const deadline = Date.now() + this.#allocateTimeout;
     let address: string | undefined;
     for (;;) {
       const r = await this.runScript(this.#options.allocate, system, '');
@@ -120,7 +118,7 @@ export class AdhocProvider implements Provider {
       const why = r.error ?? `allocate script failed with exit code ${r.exitCode}: ${r.output.trim().split('\n').slice(-5).join('; ')}`;
       if (Date.now() > deadline) throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: ${why}`);
       this.#ctx.log?.(`Cannot allocate ${label}: ${why}`);
-      await sleep(this.#ms('retry-delay', 5000), undefined, { signal: options?.signal });
+      await sleep(this.#retryDelay, undefined, { signal: options?.signal });
     }
     const { host, port } = splitAddress(address);
     this.#ctx.log?.(`Waiting for ${label} to make SSH available at ${host}:${port}...`);

@@ -119,4 +119,9 @@ export interface BackendContext {
   stateDir: string;
   /** Log line sink (spread-style lines; the caller adds timestamps). */
   log?: (line: string) => void;
+  /**
+   * Warn and kill timeouts (ms) of the backend's own local scripts (adhoc allocate and
+   * discard), as the spread model resolved them for the backend level; default 5m/15m.
+   */
+  scriptTimeouts?: { warn: number; kill: number };
 }

@@ -47,5 +47,10 @@ export function checkBackend(type: string, options: unknown): string | null {
 export function createProvider(name: string, type: string, options: unknown, ctx: BackendContext): Provider {
   const problem = checkBackend(type, options);
   if (problem) throw new ConfigError(`backend ${name}: ${problem}`);
-  return BACKENDS[type]!.create(name, options, ctx);
+  try {
+    return BACKENDS[type]!.create(name, options, ctx);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(`backend ${name}: ${err.message}`);
+    throw err;
+  }
 }

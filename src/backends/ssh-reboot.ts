@@ -4,12 +4,27 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Type } from '@sinclair/typebox';
 import { parseDuration } from '../config/units.js';
-import { RebootError } from '../errors.js';
+import { ConfigError, RebootError } from '../errors.js';
+import { parseGoDuration } from '../spread/values.js';
 import type { RebootOptions } from './backend.js';
 import type { SshClient } from '../ssh/client.js';
 
-/** A duration in backend options: "30s", "5m", or a number of seconds. */
+/** A duration in backend options: "30s", "5m", Go's "1m30s" or "100ms", or a number of seconds. */
 export const durationOption = Type.Union([Type.String(), Type.Number()]);
+
+/** Reads a durationOption in ms, in spread's syntax as the rest of spread.yaml, or the config files' (`2d`, `90`). */
+export function durationMs(value: string | number | undefined, field: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const go = typeof value === 'string' ? parseGoDuration(value) : undefined;
+  let ms: number;
+  try {
+    ms = go ?? parseDuration(value);
+  } catch {
+    throw new ConfigError(`${field}: invalid duration ${JSON.stringify(value)} (examples: 250ms, 30s, 5m, 1h30m)`);
+  }
+  if (ms < 0) throw new ConfigError(`${field}: must not be negative, not ${JSON.stringify(value)}`);
+  return ms;
+}
 
 /** The backend keys of both ssh backends that shape a reboot (documented in docs/reboot.md). */
 export const rebootKeys = {
@@ -33,7 +48,7 @@ export function rebootSettings(o: { 'reboot-command'?: string; 'boot-id-command'
     command: o['reboot-command'] ?? 'reboot',
     bootIdCommand: o['boot-id-command'] ?? 'cat /proc/sys/kernel/random/boot_id',
   };
-  if (o['reboot-timeout'] !== undefined) s.timeout = parseDuration(o['reboot-timeout']);
+  if (o['reboot-timeout'] !== undefined) s.timeout = durationMs(o['reboot-timeout'], 'reboot-timeout', 0);
   return s;
 }
 

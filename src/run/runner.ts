@@ -77,7 +77,7 @@ export interface RunResult {
 async function createProviders(project: Project, backends: ReadonlySet<Backend>, ctx: BackendContext): Promise<Map<string, Provider>> {
   const doc = parseDocument(await readFile(project.file, 'utf8')).toJS() as { backends?: Record<string, unknown> } | null;
   const providers = new Map<string, Provider>();
-  for (const b of backends) providers.set(b.name, createProvider(b.name, b.type, doc?.backends?.[b.name] ?? {}, ctx));
+  for (const b of backends) providers.set(b.name, createProvider(b.name, b.type, doc?.backends?.[b.name] ?? {}, { ...ctx, scriptTimeouts: levelTimeouts([b, project]) }));
   return providers;
 }
 

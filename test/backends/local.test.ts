@@ -135,4 +135,7 @@ t.test('registry validates backend options', async (t) => {
   t.throws(() => createProvider('x', 'nope', {}, ctx(t.testdir())), /backend x: type: unknown backend type "nope"/);
   t.throws(() => createProvider('x', 'adhoc', {}, ctx(t.testdir())), /backend x: .*allocate/);
   t.throws(() => createProvider('x', 'ssh', { hosts: [{ address: 'h', bogus: 1 }] }, ctx(t.testdir())), /hosts\.0/);
+  t.throws(() => createProvider('x', 'adhoc', { allocate: 'true', 'allocate-timeout': 'soon' }, ctx(t.testdir())), /backend x: allocate-timeout: invalid duration "soon"/, 'durations are read when the provider is made');
+  t.throws(() => createProvider('x', 'adhoc', { allocate: 'true', 'retry-delay': '-1' }, ctx(t.testdir())), /backend x: retry-delay: must not be negative/);
+  t.doesNotThrow(() => createProvider('x', 'adhoc', { allocate: 'true', 'retry-delay': '100us', 'allocate-timeout': '1m30s', 'reboot-timeout': 90 }, ctx(t.testdir())));
 });

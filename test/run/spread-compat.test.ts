@@ -8,7 +8,7 @@ import { RunLog } from '../../src/run/report.js';
 import { runProject, type RunResult } from '../../src/run/runner.js';
 
 /** Writes spread.yaml and `suite/task` → task.yaml into <testdir>/project. */
-async function project(t: Test, spread: string, tasks: Record<string, string>): Promise<string> {
+async function project(t: Test, spread: string, tasks: Record<string, string> = { 's/t': 'summary: t\nexecute: echo\n' }): Promise<string> {
   const dir = join(t.testdir(), 'project');
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'spread.yaml'), spread);
@@ -18,6 +18,13 @@ async function project(t: Test, spread: string, tasks: Record<string, string>): 
   }
   return dir;
 }
+
+/** spread.yaml of project `name` from groups of lines, then the one suite s/. */
+function spreadYaml(name: string, ...lines: string[][]): string {
+  return [`project: ${name}`, `path: /home/${name}`, ...lines.flat(), 'suites:', '  s/:', '    summary: s', ''].join('\n');
+}
+
+const LOCAL = ['backends:', '  local:', '    type: local', '    systems: [alpha-1]'];
 
 async function run(dir: string, filters: string[] = []): Promise<{ result: RunResult; out: string }> {
   let out = '';
@@ -29,15 +36,7 @@ t.test('adhoc allocate sees the system username and password evaluated as spread
   const seen = join(t.testdirName, 'seen');
   const dir = await project(
     t,
-    [
-      'project: creds',
-      'path: /home/creds',
-      'environment:',
-      '  USERVAR: tester',
-      'backends:',
-      '  adhoc:',
-      '    environment:',
-      '      SUFFIX: x',
+    spreadYaml('creds', ['environment:', '  USERVAR: tester', 'backends:', '  adhoc:', '    environment:', '      SUFFIX: x'], [
       '    allocate: |',
       `      echo "user=$SPREAD_SYSTEM_USERNAME pass=$SPREAD_SYSTEM_PASSWORD" > ${seen}`,
       '      FATAL stop here',
@@ -48,12 +47,7 @@ t.test('adhoc allocate sees the system username and password evaluated as spread
       '      - ubuntu-2:',
       '          username: plain',
       '          password: pa$SUFFIX',
-      'suites:',
-      '  s/:',
-      '    summary: s',
-      '',
-    ].join('\n'),
-    { 's/t': 'summary: t\nexecute: echo\n' },
+    ]),
   );
   const { result, out } = await run(dir, ['ubuntu-1']);
   t.equal(result.tally.ok, false);
@@ -63,12 +57,8 @@ t.test('adhoc allocate sees the system username and password evaluated as spread
   t.equal((await readFile(seen, 'utf8')).trim(), 'user=plain pass=pa$SUFFIX', 'a password that is not one whole reference stays as written');
 });
 
-const LOCAL = 'backends:\n  local:\n    type: local\n    systems: [alpha-1]\n';
-
 t.test('a disabled timeout (-1ns or -1) never fires', async (t) => {
-  const dir = await project(t, `project: never\npath: /home/never\nkill-timeout: -1ns\n${LOCAL}suites:\n  s/:\n    summary: s\n    warn-timeout: -1\n`, {
-    's/t': 'summary: t\nexecute: sleep 0.3; echo done\n',
-  });
+  const dir = await project(t, spreadYaml('never', ['kill-timeout: -1ns', 'warn-timeout: -1'], LOCAL), { 's/t': 'summary: t\nexecute: sleep 0.3; echo done\n' });
   const { result, out } = await run(dir);
   t.equal(result.tally.successful, 1, 'not killed');
   t.notMatch(out, /running late|kill-timeout reached/);
@@ -76,16 +66,17 @@ t.test('a disabled timeout (-1ns or -1) never fires', async (t) => {
 
 t.test('repack gets the project environment, SPREAD_BACKENDS and the project timeouts', async (t) => {
   const seen = join(t.testdirName, 'seen');
-  const spread = (repack: string, timeouts = '') =>
-    `project: repacked\npath: /home/repacked\n${timeouts}environment:\n  GREETING: hello\n  ONLY/v1: variant\n` +
-    'backends:\n  local:\n    type: local\n    systems: [alpha-1]\n  other:\n    type: local\n    systems: [alpha-1]\n' +
-    `repack: |\n${repack.replace(/^/gm, '  ')}\nsuites:\n  s/:\n    summary: s\n`;
-  const dir = await project(t, spread(`echo "$GREETING \${ONLY:-none} [$SPREAD_BACKENDS] $HOME" > ${seen}\ncat <&3 >&4`), { 's/t': 'summary: t\nexecute: echo\n' });
+  const spread = (repack: string, timeouts: string[] = []) =>
+    spreadYaml('repacked', timeouts, ['environment:', '  GREETING: hello', '  ONLY/v1: variant'], LOCAL, ['  other:', '    type: local', '    systems: [alpha-1]'], [
+      'repack: |',
+      ...repack.split('\n').map((l) => `  ${l}`),
+    ]);
+  const dir = await project(t, spread(`echo "$GREETING \${ONLY:-none} [$SPREAD_BACKENDS] $HOME" > ${seen}\ncat <&3 >&4`));
   const { result } = await run(dir, ['local:']);
   t.equal(result.tally.successful, 1);
   t.equal((await readFile(seen, 'utf8')).trim(), `hello none [local] ${process.env.HOME}`, 'project env without suffixed keys, the selected backends, the process env');
 
-  await writeFile(join(dir, 'spread.yaml'), spread('sleep 30', 'warn-timeout: 200ms\nkill-timeout: 1s\n'));
+  await writeFile(join(dir, 'spread.yaml'), spread('sleep 30', ['warn-timeout: 200ms', 'kill-timeout: 1s']));
   let out = '';
   const started = Date.now();
   await t.rejects(runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(dir, 'cache') }), /kill-timeout reached/);
@@ -94,7 +85,7 @@ t.test('repack gets the project environment, SPREAD_BACKENDS and the project tim
 });
 
 t.test('debug scripts are killed at the kill-timeout of their level', async (t) => {
-  const dir = await project(t, `project: debugged\npath: /home/debugged\nkill-timeout: 2s\n${LOCAL}suites:\n  s/:\n    summary: s\n`, {
+  const dir = await project(t, spreadYaml('debugged', ['kill-timeout: 2s'], LOCAL), {
     's/t': 'summary: t\nexecute: exit 1\ndebug: |\n  echo debugging\n  sleep 20\n  echo debug-done\n',
   });
   const started = Date.now();
@@ -103,4 +94,24 @@ t.test('debug scripts are killed at the kill-timeout of their level', async (t) 
   t.ok(Date.now() - started < 15_000, `the debug script did not run its 20 s (${Date.now() - started} ms)`);
   t.match(out, /Debug output for local:alpha-1:s\/t \(local:alpha-1\) :\n-----\n[^]*debugging\n[^]*kill-timeout reached\n-----/);
   t.notMatch(out, /debug-done/);
+});
+
+t.test('adhoc scripts use the timeouts the model parsed, the project one when the backend sets none', async (t) => {
+  const marker = join(t.testdirName, 'tried');
+  const dir = await project(
+    t,
+    spreadYaml('adhoc-timeouts', ['kill-timeout: 2s', 'backends:', '  adhoc:', '    warn-timeout: -1ns', '    allocate-timeout: 1m30s', '    retry-delay: 10ms'], [
+      '    allocate: |',
+      `      if [ -e ${marker} ]; then FATAL second attempt; fi`,
+      `      touch ${marker}`,
+      '      sleep 20',
+      '    systems: [ubuntu-1]',
+    ]),
+  );
+  const started = Date.now();
+  const { result, out } = await run(dir);
+  t.equal(result.tally.ok, false);
+  t.match(out, /cannot allocate adhoc:ubuntu-1: second attempt/, 'the first attempt was killed, the second ran');
+  t.ok(Date.now() - started < 15_000, `killed at the project's kill-timeout (${Date.now() - started} ms)`);
+  t.notMatch(out, /invalid duration/);
 });
