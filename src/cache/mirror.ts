@@ -62,7 +62,9 @@ function decide(policyReq: CachePolicy.Request, key: string) {
     const policy = new CachePolicy(policyReq, { status: res.statusCode, headers: res.headers }, { shared: true });
     const headers = flat(policy.responseHeaders());
     delete headers['content-length'];
-    if (res.statusCode !== 200 || !policy.storable()) return { status: res.statusCode, headers };
+    // An answer that sets a cookie is one client's, even marked public (which http-cache-semantics
+    // would keep): nginx and Varnish do not keep it either.
+    if (res.statusCode !== 200 || !policy.storable() || res.headers['set-cookie'] !== undefined) return { status: res.statusCode, headers };
     return { status: 200, headers, meta: { key, status: 200, headers, policy: policy.toObject() } };
   };
 }

@@ -29,6 +29,8 @@ t.test('mirror: fresh hits, revalidation with 304, no-store, Vary, stale-if-erro
         return reply(res, 200, { 'cache-control': 'no-cache', etag: `"${version}"`, 'last-modified': 'Mon, 23 Nov 2026 10:00:00 GMT' }, `release ${version}`);
       case '/secret':
         return reply(res, 200, { 'cache-control': 'no-store' }, 'secret');
+      case '/login':
+        return reply(res, 200, { 'cache-control': 'public, max-age=60', 'set-cookie': `session=${req.headers['x-user']}` }, `hello ${req.headers['x-user']}`);
       case '/lang':
         return reply(res, 200, { 'cache-control': 'max-age=60', vary: 'accept-language' }, `lang=${req.headers['accept-language']}`);
       case '/sie':
@@ -66,6 +68,11 @@ t.test('mirror: fresh hits, revalidation with 304, no-store, Vary, stale-if-erro
   await settle();
   await get(`${m}/secret`);
   t.equal(up.count('/secret'), 2, 'no-store is never kept');
+
+  t.equal((await get(`${m}/login`, { 'x-user': 'alice' })).body, 'hello alice');
+  await settle();
+  const bob = await get(`${m}/login`, { 'x-user': 'bob' });
+  t.same([bob.body, bob.headers['set-cookie']], ['hello bob', 'session=bob'], "an answer that sets a cookie is never kept: no one gets another's cookie");
 
   t.equal((await get(`${m}/lang`, { 'accept-language': 'fr' })).body, 'lang=fr');
   await settle();
