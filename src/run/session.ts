@@ -33,6 +33,14 @@ function withReason(res: ScriptRun): string {
   return why ? `${res.output}\n${why}` : res.output;
 }
 
+/** How spread's summary lists a failed script: `backend:system:` + task, suite/, backend name or `project`. */
+function failureItem(job: Job, level: ScriptLevel, context: string): string {
+  if (level === 'task') return summaryItem(job.name);
+  if (level === 'backend') return `${context}:${job.backend.name}`;
+  if (level === 'project') return `${context}:project`;
+  return context;
+}
+
 export class MachineSession {
   readonly #ctx: SessionContext;
   readonly machine: Machine;
@@ -92,7 +100,7 @@ export class MachineSession {
     const what = { Preparing: 'preparing', Executing: 'executing', Restoring: 'restoring' }[verb];
     log.block(`Error ${what} ${context} (${this.label})`, withReason(res));
     if (failure === 'execute') tally.failed.push(summaryItem(job.name));
-    else tally.fail(failure, failure.startsWith('task') ? summaryItem(job.name) : context);
+    else tally.fail(failure, failureItem(job, level, context));
     if (debug !== '' && !this.#lost) {
       const dbg = await this.#exec(job, level, debug, context, cwd);
       log.block(`Debug output for ${context} (${this.label})`, withReason(dbg));

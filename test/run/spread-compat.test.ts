@@ -115,3 +115,15 @@ t.test('adhoc scripts use the timeouts the model parsed, the project one when th
   t.ok(Date.now() - started < 15_000, `killed at the project's kill-timeout (${Date.now() - started} ms)`);
   t.notMatch(out, /invalid duration/);
 });
+
+t.test('the summary names failed backend and project scripts as spread does', async (t) => {
+  const dir = await project(
+    t,
+    spreadYaml('summary', ['restore: exit 1', 'backends:', '  local:', '    type: local', '    prepare: exit 1', '    restore: exit 2', '    systems: [alpha-1]']),
+  );
+  const { result } = await run(dir);
+  t.match(
+    result.tally.summary(),
+    'Failed backend prepare: 1\n    - local:alpha-1:local\nFailed backend restore: 1\n    - local:alpha-1:local\nFailed project restore: 1\n    - local:alpha-1:project',
+  );
+});
