@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   FC_ERR_RANGE: { status: 416, exit: EXIT.usage, summary: 'The requested byte range cannot be satisfied.' },
   FC_ERR_PRECONDITION_FAILED: { status: 412, exit: EXIT.failure, summary: 'An If-Match or If-None-Match condition of a write is false (the name changed or exists); nothing was written.' },
   FC_ERR_NOT_FOUND: { status: 404, exit: EXIT.notFound, summary: 'No such object, name or route.' },
+  FC_ERR_METHOD_NOT_ALLOWED: { status: 405, exit: EXIT.usage, summary: 'The path exists but not with this method; Allow lists the methods it has.' },
   FC_ERR_UNAUTHORIZED: { status: 401, exit: EXIT.auth, summary: 'The request needs a bearer token and has none.' },
   FC_ERR_FORBIDDEN: { status: 403, exit: EXIT.auth, summary: 'The bearer token is not accepted.' },
   FC_ERR_ABORTED: { status: 400, exit: EXIT.failure, summary: 'The client aborted the transfer; nothing was stored.' },

@@ -147,7 +147,8 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
     const etag = runEtag(manifest);
     reply.header('etag', etag).header('cache-control', nameCacheControl(ctx)).type('application/json');
     if (ifNoneMatchHits(request.headers['if-none-match'], etag)) return reply.code(304).send();
-    ctx.ledger.bytesOut('projects', Buffer.byteLength(text));
+    // HEAD (fastify's, server.ts) runs this too: the same headers, no body sent.
+    if (request.method === 'GET') ctx.ledger.bytesOut('projects', Buffer.byteLength(text));
     return reply.send(text);
   });
 }

@@ -1,0 +1,61 @@
+// HEAD wherever GET is (RFC 9110 §9.1), and 405 with Allow for a method a path lacks
+// (§15.5.6), where an unknown path stays a 404.
+import t from 'tap';
+import { request } from 'undici';
+import { startOrigin, type TestOrigin } from '../helpers/origin.js';
+
+async function call(origin: TestOrigin, method: string, path: string, headers: Record<string, string> = {}) {
+  const res = await request(`${origin.url}${path}`, { method, headers });
+  return { status: res.statusCode, headers: res.headers, body: await res.body.text() };
+}
+
+async function projectsBytesOut(origin: TestOrigin): Promise<number> {
+  const stats = JSON.parse((await call(origin, 'GET', '/-/stats')).body) as { kinds: Record<string, { bytesOut: number } | undefined> };
+  return stats.kinds.projects?.bytesOut ?? 0;
+}
+
+t.test('HEAD of a run manifest, of the bases list and of /-/ answers like GET without a body', async (t) => {
+  const origin = await startOrigin(t);
+  const put = await request(`${origin.url}/projects/p/runs/r`, { method: 'PUT', headers: { authorization: `Bearer ${origin.token}` }, body: '{"base":"b1"}' });
+  await put.body.dump();
+  const get = await call(origin, 'GET', '/projects/p/runs/r');
+  const counted = await projectsBytesOut(origin);
+  const head = await call(origin, 'HEAD', '/projects/p/runs/r');
+  t.equal(head.status, 200);
+  t.equal(head.body, '');
+  t.equal(head.headers['content-length'], String(Buffer.byteLength(get.body)));
+  t.equal(head.headers.etag, get.headers.etag);
+  t.equal(head.headers['content-type'], get.headers['content-type']);
+  t.equal(await projectsBytesOut(origin), counted, 'a HEAD sends no bytes and counts none');
+  t.equal((await call(origin, 'HEAD', '/projects/p/runs/r', { 'if-none-match': get.headers.etag as string })).status, 304);
+  t.equal((await call(origin, 'HEAD', '/projects/p/runs/other')).status, 404);
+  for (const path of ['/projects/p/bases/', '/-/healthz', '/-/stats', '/-/metrics']) {
+    const res = await call(origin, 'HEAD', path);
+    t.equal(res.status, 200, `HEAD ${path}`);
+    t.equal(res.body, '');
+  }
+});
+
+t.test('a method a path does not have is a 405 with Allow; an unknown path a 404', async (t) => {
+  const origin = await startOrigin(t);
+  const hex = 'a'.repeat(64);
+  const cases: Array<[string, string[], string]> = [
+    [`/cas/sha256/${hex}`, ['DELETE', 'POST', 'PATCH'], 'GET, HEAD, PUT'],
+    [`/sha256/${hex}`, ['PUT', 'DELETE', 'POST'], 'GET, HEAD'],
+    ['/artifacts/run/job/out.txt', ['DELETE', 'POST'], 'GET, HEAD, PUT'],
+    ['/projects/p/bases/b1', ['DELETE', 'POST'], 'GET, HEAD, PUT'],
+    ['/projects/p/runs/r', ['DELETE', 'POST'], 'GET, HEAD, PUT'],
+    ['/projects/p/bases/', ['PUT', 'DELETE'], 'GET, HEAD'],
+    ['/-/healthz', ['POST'], 'GET, HEAD'],
+  ];
+  for (const [path, methods, allow] of cases) {
+    for (const method of methods) {
+      const res = await call(origin, method, path, { authorization: `Bearer ${origin.token}` });
+      t.equal(res.status, 405, `${method} ${path}`);
+      t.equal(res.headers.allow, allow);
+      t.equal((JSON.parse(res.body) as { code: string }).code, 'FC_ERR_METHOD_NOT_ALLOWED');
+    }
+  }
+  t.equal((await call(origin, 'DELETE', '/nothing/here/at/all')).status, 404);
+  t.equal((await call(origin, 'GET', '/nothing/here/at/all')).status, 404);
+});
