@@ -84,7 +84,7 @@ function decodeSystem(y: YamlFile, backend: string, node: Node | undefined): Sys
 /** Decodes `backends:`; null backends are dropped, as spread does. */
 export function decodeBackends(y: YamlFile, node: Node | undefined): Backend[] {
   const backends: Backend[] = [];
-  for (const { key: name, keyNode, value } of y.pairs(node, 'map[string]*spread.Backend')) {
+  for (const { key: name, keyNode, value } of y.mapPairs(node, 'map[string]*spread.Backend')) {
     if (!VALID_NAME.test(name)) throw y.fail(keyNode, `invalid backend name: ${JSON.stringify(name)}`);
     if (value === undefined) continue;
     const label = `backend ${JSON.stringify(name)}`;

@@ -47,7 +47,7 @@ export async function loadProject(dir: string): Promise<Project> {
   const environment = y.env(f.get('environment'), 'project');
   const backends = decodeBackends(y, f.get('backends'));
   if (backends.length === 0) throw y.fail(y.root, 'must define at least one backend');
-  const suitePairs = y.pairs(f.get('suites'), 'map[string]*spread.Suite');
+  const suitePairs = y.mapPairs(f.get('suites'), 'map[string]*spread.Suite');
   if (suitePairs.length === 0) throw y.fail(y.root, 'must define at least one task suite');
   const suites = suitePairs.map((p) => loadSuite(y, rootDir, p.key, p.keyNode, p.value));
   const include = f.get('include') === undefined ? undefined : y.list(f.get('include'));

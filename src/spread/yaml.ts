@@ -91,6 +91,13 @@ export class YamlFile {
     return [...merged.filter((p) => !explicit.has(p.key)), ...out];
   }
 
+  /** The pairs of a mapping decoded into a Go map: of duplicate keys the last wins, like yaml.v2. */
+  mapPairs(node: Node | undefined, into: string): Array<{ key: string; keyNode: Node; value: Node | undefined }> {
+    const all = this.pairs(node, into);
+    const last = new Map(all.map((p, i) => [p.key, i]));
+    return all.filter((p, i) => last.get(p.key) === i);
+  }
+
   /** A lookup of a mapping's fields by name (the last of duplicate keys wins, like yaml.v2). */
   fields(node: Node | undefined, into: string): Map<string, Node | undefined> {
     const m = new Map<string, Node | undefined>();

@@ -150,3 +150,27 @@ suites:
     'b:ubuntu-2:s/plain': 50, 'b:ubuntu-2:s/zero': 0, 'b:ubuntu-2:u/neg': -5, 'b:ubuntu-2:u/plain': 1,
   });
 });
+
+t.test('a suite or backend written twice is the last one written, as yaml.v2 decodes a map', async (t) => {
+  const twice = (first: string) => `project: twice
+path: /p
+backends:
+    lxd:
+        systems: [ubuntu-1]
+    qemu:
+        systems: [ubuntu-2]
+    qemu:
+        systems: [ubuntu-1]
+suites:
+    s/:${first}
+    s/:
+        summary: second
+        backends: [qemu]
+`;
+  const tasks = { 's/t': task() };
+  t.same(await names(t, { spread: twice('\n        summary: first\n        backends: [lxd]\n        environment:\n            X: first'), tasks }), ['qemu:ubuntu-1:s/t'], 'no union of both');
+  t.same(await names(t, { spread: twice(''), tasks }), ['qemu:ubuntu-1:s/t'], 'a null first one is replaced');
+  const p = await load(t, { spread: twice('\n        summary: first'), tasks });
+  t.equal(p.suites.length, 1);
+  t.equal(p.suites[0]!.summary, 'second');
+});
