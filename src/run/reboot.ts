@@ -1,7 +1,8 @@
 // spread's REBOOT (spec §11, client.go: run): a script that exits 213 with `<REBOOT [key]>`
 // as its last line asks for a reboot. The machine reboots and the same script runs again
 // with SPREAD_REBOOT set to the key, or to the number of reboots so far when none was
-// given. SPREAD_REBOOT is set on every run of every script, 0 on the first.
+// given. SPREAD_REBOOT is set on every run of every script, 0 on the first. A script
+// ending with `<ERROR msg>` (the ERROR helper) fails with that message as its output.
 import type { EnvEntry, ExecOptions, ExecResult, Machine } from '../backends/backend.js';
 import { lastMarker, MARKER_EXIT } from '../backends/script.js';
 import { RebootError } from '../errors.js';
@@ -38,6 +39,8 @@ export async function execWithReboots(machine: Machine, script: string, o: Reboo
     const res = await machine.exec(script, { ...exec, env: [...env, ['SPREAD_REBOOT', key]] });
     output += res.output;
     const marker = res.exitCode === MARKER_EXIT && !res.killed ? lastMarker(res.output) : undefined;
+    // ERROR msg: the run fails with just the message, not the trace (spec §11)
+    if (marker?.name === 'ERROR' && marker.value !== '') return { ...res, output: marker.value };
     if (marker?.name !== 'REBOOT') return { ...res, output };
     if (reboots >= MAX_REBOOTS) return { ...res, output, failure: `rebooted ${reboots} times and asked again: more than ${MAX_REBOOTS} reboots` };
     log(`Rebooting on ${describe} as requested...`);

@@ -127,3 +127,15 @@ t.test('the summary names failed backend and project scripts as spread does', as
     'Failed backend prepare: 1\n    - local:alpha-1:local\nFailed backend restore: 1\n    - local:alpha-1:local\nFailed project restore: 1\n    - local:alpha-1:project',
   );
 });
+
+t.test('ERROR msg fails the script with just that message', async (t) => {
+  const dir = await project(t, spreadYaml('errors', LOCAL), {
+    's/a': 'summary: a\nexecute: |\n  echo lots of output\n  ERROR "custom failure message"\n',
+    's/b': 'summary: b\nexecute: |\n  echo hello | MATCH hello\n  echo hello | MATCH bye\n',
+  });
+  const { result, out } = await run(dir);
+  t.same([...result.tally.failed].sort(), ['local:alpha-1:s/a', 'local:alpha-1:s/b']);
+  t.match(out, /Error executing local:alpha-1:s\/a \(local:alpha-1\) :\n-----\ncustom failure message\n-----/);
+  t.notMatch(out, /lots of output|<ERROR/);
+  t.match(out, /Error executing local:alpha-1:s\/b \(local:alpha-1\) :\n-----\n[^]*pattern not found on stdin:\nhello\n-----/, 'other failures keep their output');
+});
