@@ -51,6 +51,11 @@ export class NameStore {
     }
   }
 
+  /** Removes the record (none is fine). */
+  async delete(segments: readonly string[]): Promise<void> {
+    await rm(this.#pathOf(segments), { force: true });
+  }
+
   /**
    * Runs `fn` (a check of the current record, then a put) with no other `exclusive` call
    * for the same name in between; one origin process owns its data directory (dir-lock.ts).

@@ -2,7 +2,9 @@
 // stored blob is a 400 and changes nothing; only "public" and "internal" are values.
 import t from 'tap';
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { request } from 'undici';
+import { eventually } from '../helpers/wait.js';
 import { startOrigin, type TestOrigin } from '../helpers/origin.js';
 
 const sha512 = (s: string) => createHash('sha512').update(s).digest('hex');
@@ -51,4 +53,31 @@ t.test('unknown visibility values are a 400 and store nothing', async (t) => {
     t.match(res.body.message, /"public" or "internal"/);
     t.equal(await anonymousGet(origin, `asset ${value}`), 404, 'not stored');
   }
+});
+
+t.test('a new internal asset needs a token from its first byte; a failed upload leaves no mark', async (t) => {
+  const origin = await startOrigin(t);
+  const body = 'x'.repeat(200_000);
+  let more!: () => void;
+  const rest = new Promise<void>((resolve) => (more = resolve));
+  const stream = Readable.from((async function* () {
+    yield Buffer.from(body.slice(0, 1000));
+    await rest;
+    yield Buffer.from(body.slice(1000));
+  })());
+  const upload = request(`${origin.url}/cas/sha512/${sha512(body)}`, { method: 'PUT', body: stream, headers: { authorization: `Bearer ${origin.token}`, 'x-fleetcache-visibility': 'internal' } });
+  await eventually('the upload started', async () => (await anonymousGet(origin, body)) === 403);
+  more();
+  const done = await upload;
+  await done.body.dump();
+  t.equal(done.statusCode, 201);
+  t.equal(await anonymousGet(origin, body), 403, 'internal once stored');
+
+  const claimed = 'claimed content';
+  const wrong = await request(`${origin.url}/cas/sha512/${sha512(claimed)}`, { method: 'PUT', body: 'other content', headers: { authorization: `Bearer ${origin.token}`, 'x-fleetcache-visibility': 'internal' } });
+  await wrong.body.dump();
+  t.equal(wrong.statusCode, 400, 'a digest mismatch is refused');
+  t.equal(await anonymousGet(origin, claimed), 404, 'and leaves no internal mark');
+  t.equal((await put(origin, claimed, 'public')).status, 201, 'the content can then be uploaded public');
+  t.equal(await anonymousGet(origin, claimed), 200);
 });

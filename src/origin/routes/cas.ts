@@ -2,7 +2,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FleetError } from '../../errors.js';
 import { replyWithBlob } from '../../http/blob-reply.js';
-import { formatDigest, parseDigest, type Digest, ALGO_HEX_ROUTE } from '../../store/digest.js';
+import { ALGO_HEX_ROUTE, formatDigest, parseDigest, type Digest } from '../../store/digest.js';
 import { blobCacheControl, checkDeclaredLength, checkRead, type OriginContext } from '../context.js';
 
 type Visibility = 'public' | 'internal';
@@ -38,13 +38,18 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
     // make a public asset internal, or believe they made an internal one public.
     const existed = await ctx.store.has(expected);
     if (existed) refuseOtherVisibility(ctx, expected, visibility);
-    const result = await ctx.store.put(request.raw, { expected, maxSize: ctx.maxBlobSize });
+    // A new internal asset is marked before its first byte is stored: never readable without a token.
+    const marked = !existed && visibility === 'internal' && !ctx.internal.has(formatDigest(expected));
+    if (marked) await setInternal(ctx, expected, true);
+    let result;
+    try {
+      result = await ctx.store.put(request.raw, { expected, maxSize: ctx.maxBlobSize });
+    } catch (err) {
+      if (marked && !(await ctx.store.has(expected))) await setInternal(ctx, expected, false);
+      throw err;
+    }
     ctx.ledger.bytesIn('cas', result.size);
     if (!result.created && !existed) refuseOtherVisibility(ctx, expected, visibility); // stored meanwhile
-    if (result.created && visibility === 'internal') {
-      await ctx.names.put(['_visibility', result.digest.algo, result.digest.hex], { visibility: 'internal' });
-      ctx.internal.add(formatDigest(result.digest));
-    }
     return reply.code(result.created ? 201 : 200).header('cache-control', blobCacheControl(ctx, result.digest)).send({ digest: formatDigest(result.digest), size: result.size });
   });
 }
@@ -55,6 +60,18 @@ function refuseOtherVisibility(ctx: OriginContext, digest: Digest, wanted: Visib
     throw new FleetError('FC_ERR_BAD_REQUEST', `${formatDigest(digest)} is stored as ${stored}; its visibility cannot change to ${wanted}`, {
       details: { visibility: stored },
     });
+  }
+}
+
+/** Records (or forgets) that `digest` is internal, on disk and in the set reads check. */
+async function setInternal(ctx: OriginContext, digest: Digest, internal: boolean): Promise<void> {
+  const record = ['_visibility', digest.algo, digest.hex];
+  if (internal) {
+    await ctx.names.put(record, { visibility: 'internal' });
+    ctx.internal.add(formatDigest(digest));
+  } else {
+    ctx.internal.delete(formatDigest(digest));
+    await ctx.names.delete(record);
   }
 }
 
