@@ -1,7 +1,8 @@
 // Every error code is documented in docs/errors.md, and the document names no stale code.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { ERROR_CODES, EXIT, FleetError } from '../src/errors.js';
+import { ERROR_CODES, EXIT, FleetError, toFleetError } from '../src/errors.js';
+import { errorAnswer } from '../src/http/errors.js';
 import { REPO_ROOT } from './helpers/processes.js';
 
 const doc = readFileSync(`${REPO_ROOT}docs/errors.md`, 'utf8');
@@ -25,4 +26,12 @@ t.test('FleetError carries status and exit code from the catalogue', async (t) =
   t.equal(e.status, 400);
   t.equal(e.exitCode, EXIT.integrity);
   t.same(e.toJSON(), { code: 'FC_ERR_DIGEST_MISMATCH', message: 'x' });
+});
+
+t.test('an error answer carries no unexpected error message (it may name server paths)', async (t) => {
+  const fs = Object.assign(new Error("ENAMETOOLONG: name too long, open '/srv/fleetcache/names.v1/x'"), { code: 'ENAMETOOLONG' });
+  t.same(errorAnswer(toFleetError(fs), 'req-7'), { code: 'FC_ERR_INTERNAL', message: 'internal error (request req-7); the server log has the details' });
+  t.notMatch(JSON.stringify(errorAnswer(toFleetError(fs))), /srv/, 'nor without a request id (the cache fast path)');
+  const known = new FleetError('FC_ERR_BAD_NAME', 'name too long');
+  t.same(errorAnswer(known), known.toJSON(), 'a catalogued error is answered as it is');
 });

@@ -14,6 +14,7 @@ import { sendFill } from './fill-cursor.js';
 import type { Fill, FillHead } from './fill.js';
 import { forwardHeaders, immutableFill } from './namespace.js';
 import { cacheError } from './serve.js';
+import { errorAnswer } from '../http/errors.js';
 
 /**
  * Starts answering `get` when it is a plain miss this process may lead, and returns true;
@@ -90,7 +91,7 @@ function answerError(ctx: CacheContext, res: ServerResponse, err: unknown): void
   const fe = cacheError(err);
   if (fe.status >= 500) ctx.log.error({ err: fe.message, code: fe.code }, 'request failed');
   if (res.headersSent) return void res.destroy();
-  const json = JSON.stringify(fe.toJSON());
+  const json = JSON.stringify(errorAnswer(fe));
   res.writeHead(fe.status, { 'content-type': 'application/json; charset=utf-8', 'x-cache': 'MISS', 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(json)) });
   res.end(json);
 }

@@ -18,6 +18,7 @@ import { registerMirrorRoutes } from './mirror.js';
 import { registerNamespaceRoutes } from './namespace.js';
 import { registerPutRoutes } from './put.js';
 import { cacheError } from './serve.js';
+import { errorAnswer } from '../http/errors.js';
 import { closeFollowerPools, serveFillEvents } from './remote-fill.js';
 import { Upstream } from './upstream.js';
 import { registerDashboard } from '../ui/dashboard.js';
@@ -93,7 +94,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
     if (fe.status >= 500) req.log.error({ err: fe.message, code: fe.code }, 'request failed');
     if (reply.raw.headersSent) return void reply.raw.destroy();
     // An error is not the object: no cache in front keeps it (as the origin's errors say).
-    void reply.code(fe.status).type('application/json').header('x-cache', 'MISS').header('cache-control', 'no-store').send(JSON.stringify(fe.toJSON()));
+    void reply.code(fe.status).type('application/json').header('x-cache', 'MISS').header('cache-control', 'no-store').send(JSON.stringify(errorAnswer(fe, req.id)));
   });
   app.setNotFoundHandler((req) => {
     throw new NotFoundError(`no route for ${req.method} ${req.url.split('?')[0]}`);

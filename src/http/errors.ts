@@ -23,9 +23,9 @@ function fromFastify(err: FastifyError): FleetError | undefined {
  * The JSON body of an error answer. An unexpected error's message (an fs error, say) can
  * name server paths: the client gets the code and a reference to the log entry instead.
  */
-function answerOf(fe: FleetError, request: FastifyRequest): Record<string, unknown> {
+export function errorAnswer(fe: FleetError, requestId?: string): Record<string, unknown> {
   if (fe.code !== 'FC_ERR_INTERNAL' || fe.cause === undefined) return fe.toJSON();
-  return { code: fe.code, message: `internal error (request ${request.id}); the server log has the details` };
+  return { code: fe.code, message: `internal error${requestId === undefined ? '' : ` (request ${requestId})`}; the server log has the details` };
 }
 
 export function installErrorHandling(app: FastifyInstance): void {
@@ -39,7 +39,7 @@ export function installErrorHandling(app: FastifyInstance): void {
       reply.raw.destroy(fe);
       return;
     }
-    void reply.code(fe.status).header('cache-control', 'no-store').send(answerOf(fe, request));
+    void reply.code(fe.status).header('cache-control', 'no-store').send(errorAnswer(fe, request.id));
   });
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send(new FleetError('FC_ERR_NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`).toJSON());
