@@ -42,8 +42,8 @@ export function expandJobs(project: Project, filters: readonly string[] = [], op
   };
   const projectEnv = levelEnv(project, project.environment, 'project');
 
-  const pbke: Level = { context: 'project', entries: project.backends.map((b) => b.name) };
-  const pevr: Level = { context: 'project', entries: envVariants(keysOf(project.environment), '') };
+  const pbke: Level = { context: 'project', entries: project.backends.map((b) => b.name), origin: project.origin };
+  const pevr: Level = { context: 'project', entries: envVariants(keysOf(project.environment), ''), origin: project.origin };
 
   const backendsOfSuite = memo<Suite, null, SetState>();
   const systemsOfSuite = memo<Suite, Backend, SetState>();
@@ -55,17 +55,17 @@ export function expandJobs(project: Project, filters: readonly string[] = [], op
 
   for (const suite of project.suites) {
     const slabel = `suite ${suite.name}`;
-    const suiteBackends = backendsOfSuite(suite, null, () => applyLevels(EMPTY_SET, [pbke, { context: slabel, entries: suite.backends }], 'backends'));
+    const suiteBackends = backendsOfSuite(suite, null, () => applyLevels(EMPTY_SET, [pbke, { context: slabel, entries: suite.backends, origin: suite.origin }], 'backends'));
     for (const task of suite.tasks) {
-      const backends = [...applyLevel(suiteBackends, { context: task.name, entries: task.backends }, 'backends').final].sort();
+      const backends = [...applyLevel(suiteBackends, { context: task.name, entries: task.backends, origin: task.origin }, 'backends').final].sort();
       for (const bname of backends) {
         const backend = byName.get(bname);
         if (!backend) throw projectError(`${task.name} refers to unknown backend ${JSON.stringify(bname)}`, task.origin);
         const blabel = `backend ${JSON.stringify(backend.name)}`;
         const suiteSystems = systemsOfSuite(suite, backend, () =>
-          applyLevels(EMPTY_SET, [{ context: blabel, entries: backend.systems.map((s) => s.name) }, { context: slabel, entries: suite.systems }], 'systems'),
+          applyLevels(EMPTY_SET, [{ context: blabel, entries: backend.systems.map((s) => s.name), origin: backend.origin }, { context: slabel, entries: suite.systems, origin: suite.origin }], 'systems'),
         );
-        const systems = [...applyLevel(suiteSystems, { context: task.name, entries: task.systems }, 'systems').final].sort();
+        const systems = [...applyLevel(suiteSystems, { context: task.name, entries: task.systems, origin: task.origin }, 'systems').final].sort();
         for (const sysname of systems) {
           const system = backend.systems.find((s) => s.name === sysname);
           if (!system) continue; // not for us
@@ -73,21 +73,21 @@ export function expandJobs(project: Project, filters: readonly string[] = [], op
           const sysVariants = variantsOfSystem(system, null, () =>
             applyLevels(EMPTY_SET, [
               pevr,
-              { context: blabel, entries: envVariants(keysOf(backend.environment), '+') },
-              { context: blabel, entries: backend.variants },
-              { context: ylabel, entries: envVariants(keysOf(system.environment), '+') },
-              { context: ylabel, entries: system.variants },
+              { context: blabel, entries: envVariants(keysOf(backend.environment), '+'), origin: backend.origin },
+              { context: blabel, entries: backend.variants, origin: backend.origin },
+              { context: ylabel, entries: envVariants(keysOf(system.environment), '+'), origin: system.origin },
+              { context: ylabel, entries: system.variants, origin: system.origin },
             ], 'variants'),
           );
           const suiteVariants = variantsOfSuite(suite, system, () =>
             applyLevels(sysVariants, [
-              { context: slabel, entries: envVariants(keysOf(suite.environment), '+') },
-              { context: slabel, entries: suite.variants },
+              { context: slabel, entries: envVariants(keysOf(suite.environment), '+'), origin: suite.origin },
+              { context: slabel, entries: suite.variants, origin: suite.origin },
             ], 'variants'),
           );
           const taskVariants = applyLevels(suiteVariants, [
-            { context: task.name, entries: envVariants(keysOf(task.environment), '+') },
-            { context: task.name, entries: task.variants },
+            { context: task.name, entries: envVariants(keysOf(task.environment), '+'), origin: task.origin },
+            { context: task.name, entries: task.variants, origin: task.origin },
           ], 'variants').final;
           const variants = taskVariants.size === 1 && taskVariants.has('') ? [''] : [...taskVariants].filter((v) => v !== '').sort();
           if (variants.length === 0) continue;

@@ -2,12 +2,15 @@
 // Entries are +add, -remove or plain (replace when first in its list); each entry is a
 // Go filepath.Match glob matched against the stripped entries of this and every earlier
 // level, so a plain or + entry always adds at least its own text.
+import type { Origin } from './model.js';
 import { projectError } from './yaml.js';
 
 export interface Level {
   /** Shown in errors: `backend "x"`, `x:system`, `suite tests/`, or the task name. */
   readonly context: string;
   readonly entries: readonly string[];
+  /** Where the level is written, for errors. */
+  readonly origin?: Origin;
 }
 
 /** The state after some levels; immutable so stages can be cached and extended. */
@@ -36,7 +39,7 @@ function compileGlob(pattern: string): RegExp | string {
       if (c === '*') re += '[^/]*';
       else if (c === '?') re += '[^/]';
       else if (c === '\\') {
-        if (i + 1 >= pattern.length) throw projectError('syntax error in pattern');
+        if (i + 1 >= pattern.length) throw new Error('syntax error in pattern');
         re += escapeRe(pattern[++i]!);
       } else if (c === '[') {
         let j = i + 1;
@@ -48,9 +51,9 @@ function compileGlob(pattern: string): RegExp | string {
         let empty = true;
         while (j < pattern.length && (pattern[j] !== ']' || empty)) {
           let ch = pattern[j]!;
-          if (ch === ']' && empty) throw projectError('syntax error in pattern');
+          if (ch === ']' && empty) throw new Error('syntax error in pattern');
           if (ch === '\\') ch = pattern[++j] ?? '';
-          if (ch === '') throw projectError('syntax error in pattern');
+          if (ch === '') throw new Error('syntax error in pattern');
           cls += escapeRe(ch);
           empty = false;
           j++;
@@ -58,11 +61,11 @@ function compileGlob(pattern: string): RegExp | string {
             let hi = pattern[j + 1]!;
             j += 2;
             if (hi === '\\') hi = pattern[j++] ?? '';
-            if (hi === '' || hi < ch) throw projectError('syntax error in pattern');
+            if (hi === '' || hi < ch) throw new Error('syntax error in pattern');
             cls += '-' + escapeRe(hi);
           }
         }
-        if (j >= pattern.length) throw projectError('syntax error in pattern');
+        if (j >= pattern.length) throw new Error('syntax error in pattern');
         re += cls + ']';
         i = j;
       } else re += escapeRe(c);
@@ -92,11 +95,16 @@ export function applyLevel(state: SetState, level: Level, what: string): SetStat
     const add = entry.startsWith('+');
     const remove = entry.startsWith('-');
     if (add || remove) {
-      if (state.levels === 0) throw projectError(`${level.context} specifies ${what} in delta format`);
+      if (state.levels === 0) throw projectError(`${level.context} specifies ${what} in delta format`, level.origin);
       delta++;
     } else plain++;
-    if (delta > 0 && plain > 0) throw projectError(`${level.context} specifies ${what} both in delta and plain format`);
-    const glob = compileGlob(strip(entry));
+    if (delta > 0 && plain > 0) throw projectError(`${level.context} specifies ${what} both in delta and plain format`, level.origin);
+    let glob: RegExp | string;
+    try {
+      glob = compileGlob(strip(entry));
+    } catch (err) {
+      throw projectError(`${level.context} has invalid ${what} pattern ${JSON.stringify(entry)}: ${(err as Error).message}`, level.origin);
+    }
     const matches = typeof glob === 'string' ? seen.filter((s) => s === glob) : seen.filter((s) => glob.test(s));
     if (remove) {
       for (const m of matches) final.delete(m);

@@ -54,7 +54,8 @@ const expandErrors: Array<[string, string, Record<string, string> | undefined, s
   ['unknown backend', project(), { 's/t': task('a', 'backends: [nope]\n') }, /s\/t\/task\.yaml:1: s\/t refers to unknown backend "nope"/],
   ['failing HOST in key', project({ backends: '    lxd:\n        key: $(HOST:false)\n        systems: [ubuntu-1]\n' }), undefined, '$(HOST:false) in lxd backend key environment returned error: exit status 1'],
   ['no tasks at all', project(), { 's/t': task('a', 'manual: true\n') }, 'cannot find any tasks'],
-  ['bad glob', project(), { 's/t': task('a', 'variants: ["[x"]\n') }, 'syntax error in pattern'],
+  ['bad glob', project(), { 's/t': task('a', 'variants: ["[x"]\n') }, /^s\/t\/task\.yaml:1: s\/t has invalid variants pattern "\[x": syntax error in pattern$/],
+  ['bad glob in a suite', project({ suites: '    s/:\n        summary: s\n        variants: [a, "b[c"]\n' }), undefined, /^spread\.yaml:7: suite s\/ has invalid variants pattern "b\[c": syntax error in pattern$/],
 ];
 for (const [label, spread, tasks, message] of expandErrors) {
   t.test(`expansion error: ${label}`, async (t) => {
