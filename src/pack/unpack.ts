@@ -1,15 +1,17 @@
 // tar → directory, refusing anything that would land outside it: absolute names, `..`
-// components, and writes through a symlink the archive itself created. The target must be
-// missing or empty (as spread requires), so every entry is created exclusively and an
-// archive cannot overwrite what is already there. Regular files, directories and symlinks
-// only; other entry types are refused.
-import { createWriteStream } from 'node:fs';
-import { chmod, mkdir, readdir, symlink } from 'node:fs/promises';
+// components, and any entry created or written through a symlink (every parent is checked
+// with lstat, component by component, and an entry's own path may not be a symlink either).
+// The target must be missing or empty (as spread requires), so every entry is created
+// exclusively and an archive cannot overwrite what is already there. Regular files,
+// directories and symlinks only; other entry types are refused.
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, readdir, realpath, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { FleetError } from '../errors.js';
+import { lstatOrMissing, walkDirs } from './safe-path.js';
 
 function refuse(name: string, why: string): never {
   throw new FleetError('FC_ERR_BAD_NAME', `tar entry "${name}" refused: ${why}`);
@@ -35,36 +37,79 @@ export interface UnpackSummary {
   readonly entries: number;
 }
 
+/**
+ * The mode an entry gets: permission bits and sticky, never setuid/setgid. spread's
+ * `tar xz` as root keeps them only together with the archive's owner (GNU tar drops them
+ * when it cannot restore the owner); we never restore owners, so a kept bit would make an
+ * archive-supplied file setuid root on a machine whose agent runs as root. Asset
+ * unpacking refuses such entries outright, as tooltool does.
+ */
+function entryMode(mode: number | undefined): number {
+  return (mode ?? 0o644) & 0o1777;
+}
+
+/** A directory this unpack made, identified by inode so its deferred chmod hits nothing else. */
+interface MadeDir {
+  readonly path: string;
+  readonly mode: number;
+  readonly dev: number;
+  readonly ino: number;
+}
+
+/** chmod of exactly the directory recorded: opened without following a symlink, inode compared. */
+async function chmodDir(dir: MadeDir): Promise<void> {
+  const fh = await open(dir.path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  try {
+    const st = await fh.stat();
+    if (st.dev !== dir.dev || st.ino !== dir.ino) throw new FleetError('FC_ERR_BAD_NAME', `${dir.path} was replaced during the unpack; its mode is not set`);
+    await fh.chmod(dir.mode);
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Unpacks a tar stream into `dir` (created when missing; must be empty). */
 export async function unpackTar(input: Readable, dir: string): Promise<UnpackSummary> {
   await ensureEmptyDir(dir);
+  const root = await realpath(dir);
   const extract = tar.extract();
   const feeding = pipeline(input, extract);
   feeding.catch(() => undefined); // reported through the iteration below
-  const symlinks = new Set<string>();
-  const dirModes: Array<[string, number]> = [];
+  const dirModes = new Map<string, MadeDir>(); // a repeated directory entry: the last mode wins
   let entries = 0;
   for await (const entry of extract) {
     const { header } = entry;
     const rel = safeEntryPath(header.name);
     const parts = rel.split('/');
-    for (let i = 1; i < parts.length; i++) {
-      if (symlinks.has(parts.slice(0, i).join('/'))) refuse(header.name, 'would be written through a symlink');
-    }
-    const abs = join(dir, rel);
-    const mode = (header.mode ?? 0o644) & 0o7777;
-    if (parts.length > 1) await mkdir(join(dir, ...parts.slice(0, -1)), { recursive: true });
+    const refusal = (why: string): FleetError => new FleetError('FC_ERR_BAD_NAME', `tar entry "${header.name}" refused: ${why}`);
+    // Parents: real directories only, created one by one; a symlink on the way is refused.
+    await walkDirs(root, parts.slice(0, -1), { create: true, refuse: refusal });
+    const abs = join(root, ...parts);
+    const mode = entryMode(header.mode);
     if (header.type === 'directory') {
-      await mkdir(abs, { recursive: true });
-      dirModes.push([abs, mode]);
+      // Like tar --no-overwrite-dir: an existing directory is kept, anything else at that
+      // path (a symlink above all: its chmod would act on the link's target) is refused.
+      const existing = await lstatOrMissing(abs);
+      if (existing?.isSymbolicLink()) refuse(header.name, 'a symlink of the archive is in the way of this directory');
+      if (existing && !existing.isDirectory()) refuse(header.name, 'a non-directory of the archive is in the way of this directory');
+      if (!existing) await mkdir(abs);
+      const st = await lstat(abs);
+      if (!st.isDirectory()) refuse(header.name, 'not a directory once created');
+      dirModes.set(abs, { path: abs, mode, dev: st.dev, ino: st.ino });
       entry.resume();
     } else if (header.type === 'symlink') {
-      await symlink(header.linkname ?? '', abs);
-      symlinks.add(rel);
+      await symlink(header.linkname ?? '', abs); // EEXIST for any existing path
       entry.resume();
     } else if (header.type === 'file' || header.type === 'contiguous-file') {
-      await pipeline(entry, createWriteStream(abs, { flags: 'wx', mode: 0o600 }));
-      await chmod(abs, mode);
+      // O_EXCL: never follows a symlink at the path; the mode is set on the open descriptor.
+      const fh = await open(abs, 'wx', 0o600);
+      try {
+        await fh.chmod(mode); // writing goes on through the open descriptor even if read-only
+      } catch (err) {
+        await fh.close();
+        throw err;
+      }
+      await pipeline(entry, fh.createWriteStream()); // closes the descriptor, also on error
     } else {
       refuse(header.name, `entry type ${header.type ?? 'unknown'} is not supported`);
     }
@@ -72,6 +117,6 @@ export async function unpackTar(input: Readable, dir: string): Promise<UnpackSum
   }
   await feeding;
   // directory modes last, so a read-only directory does not block its own contents
-  for (const [abs, mode] of dirModes.reverse()) await chmod(abs, mode);
+  for (const made of [...dirModes.values()].reverse()) await chmodDir(made);
   return { entries };
 }
