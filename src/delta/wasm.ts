@@ -14,10 +14,20 @@ import { dirname, join } from 'node:path';
 import { FleetError } from '../errors.js';
 
 const PAGE = 65536;
-/** wasm32 addresses at most 4 GiB; V8 on 64-bit hosts allows all of it. */
-export const MAX_MEMORY_BYTES = 65536 * PAGE;
+/**
+ * wasm32 addresses 4 GiB, but the module's sbrk computes the heap size as a 32-bit size_t:
+ * with all 65536 pages it wraps to 0 and every malloc fails (measured). One page less works.
+ */
+export const MAX_MEMORY_BYTES = 65535 * PAGE;
 const ORIGINAL_PAGES = 256;
 const SECTION_MEMORY = 5;
+/** ENOMEM as the module's libc numbers it. */
+const XD3_ENOMEM = 48;
+
+/** True for a FleetError that means "this job did not fit in wasm memory" (a smaller job may). */
+export function isOutOfMemory(err: unknown): boolean {
+  return err instanceof FleetError && err.details?.['outOfMemory'] === true;
+}
 
 // @types/node 20 does not declare the WebAssembly namespace; this is the part we use.
 interface WasmMemory {
@@ -122,7 +132,10 @@ export class Xd3Instance {
     try {
       ({ instance } = await wasmApi.instantiate(withMemoryPages(moduleBytes(), pages), {}));
     } catch (err) {
-      throw new FleetError('FC_ERR_DELTA', `cannot instantiate xdelta3 with ${pages * PAGE} bytes of memory: ${(err as Error).message}`, { cause: err });
+      throw new FleetError('FC_ERR_DELTA', `cannot instantiate xdelta3 with ${pages * PAGE} bytes of memory: ${(err as Error).message}`, {
+        cause: err,
+        details: { outOfMemory: true },
+      });
     }
     const exports = instance.exports as unknown as Xd3Exports;
     exports._initialize?.();
@@ -131,8 +144,9 @@ export class Xd3Instance {
 
   /** Allocates `size` bytes in wasm memory and returns a view of them. */
   alloc(size: number, what: string): { ptr: number; view: Uint8Array } {
-    const ptr = this.#exports.malloc(Math.max(size, 1)) >>> 0;
-    if (ptr === 0) throw new FleetError('FC_ERR_DELTA', `xdelta3: cannot allocate ${size} bytes for the ${what}`);
+    // malloc takes a 32-bit size: 4 GiB would wrap to 0 and "succeed"
+    const ptr = size >= MAX_MEMORY_BYTES ? 0 : this.#exports.malloc(Math.max(size, 1)) >>> 0;
+    if (ptr === 0) throw new FleetError('FC_ERR_DELTA', `xdelta3: cannot allocate ${size} bytes for the ${what}`, { details: { outOfMemory: true } });
     this.#allocated.push(ptr);
     return { ptr, view: new Uint8Array(this.#exports.memory.buffer, ptr, size) };
   }
@@ -152,7 +166,9 @@ export class Xd3Instance {
       // RangeError or WebAssembly.RuntimeError (out of bounds): the job is lost, not the process.
       throw new FleetError('FC_ERR_DELTA', `xdelta3 ${op} crashed: ${(err as Error).message}`, { cause: err });
     }
-    if (ret !== 0) throw new FleetError('FC_ERR_DELTA', `xdelta3 ${op} failed: ${this.#describe(ret)}`, { details: { xd3Code: ret } });
+    if (ret !== 0) {
+      throw new FleetError('FC_ERR_DELTA', `xdelta3 ${op} failed: ${this.#describe(ret)}`, { details: ret === XD3_ENOMEM ? { xd3Code: ret, outOfMemory: true } : { xd3Code: ret } });
+    }
     const size = new DataView(this.#exports.memory.buffer).getUint32(sizeCell.ptr, true);
     if (size > outputMax) throw new FleetError('FC_ERR_DELTA', `xdelta3 ${op} returned a bogus output length ${size} (limit ${outputMax})`);
     return output.view.subarray(0, size);
@@ -160,7 +176,7 @@ export class Xd3Instance {
 
   #describe(code: number): string {
     if (code === 51) return 'output larger than the space reserved for it (ENOSPC)';
-    if (code === 48) return 'out of memory (ENOMEM)';
+    if (code === XD3_ENOMEM) return 'out of memory (ENOMEM)';
     try {
       const ptr = this.#exports.xd3_strerror(code) >>> 0;
       const mem = new Uint8Array(this.#exports.memory.buffer);

@@ -1,12 +1,13 @@
 // VCDIFF encode/decode of whole files with xdelta3-wasm. xdelta3-wasm only exports the
 // in-memory API, so base, target and output live in wasm memory for the length of one job
 // (files are read straight into it and written straight out of it: no second copy in JS).
-// The memory a job needs is computed up front; the compression level is lowered when a
-// large base would not fit in 4 GiB, and a job that cannot fit fails with a clear message.
+// The memory a job needs is computed up front from how xdelta3 sizes its tables; the
+// compression level is lowered when a large base would not fit in 4 GiB (and lowered again
+// should the job run out of memory anyway), and a job that cannot fit fails clearly.
 import { open, stat } from 'node:fs/promises';
 import { FleetError } from '../errors.js';
 import { inspectVcdiff } from './vcdiff.js';
-import { MAX_MEMORY_BYTES, Xd3Instance } from './wasm.js';
+import { isOutOfMemory, MAX_MEMORY_BYTES, Xd3Instance } from './wasm.js';
 
 /** A file on disk (read into wasm memory directly) or bytes already in memory. */
 export type DeltaInput = { readonly path: string } | Uint8Array;
@@ -15,16 +16,41 @@ const COMPLEVEL_SHIFT = 20;
 /** Per-window Adler-32 of the target, checked on decode (native xdelta3 sets it too). */
 const XD3_ADLER32 = 1 << 10;
 const WINSIZE = 1 << 23; // XD3_DEFAULT_WINSIZE, used by xd3_encode_memory
-const SLACK = 96 * 1024 * 1024; // small-match tables, section buffers, malloc overhead
+const ALLOCSIZE = 1 << 14; // XD3_ALLOCSIZE: the smallest source window
+const SLACK = 96 * 1024 * 1024; // iopt and section buffers, code tables, malloc overhead
 /** xdelta3's "large step" (source checksum stride) per level: see xdelta3-cfgs.h. */
 const LARGE_STEP: Record<number, number> = { 1: 26, 2: 15, 3: 8, 4: 8, 5: 8, 6: 3, 7: 2, 8: 2, 9: 2 };
+/**
+ * xdelta3-wasm is built with 32-bit offsets: xd3_set_source rounds the source window up to
+ * a power of two in a 32-bit loop, which never ends for a source above 2 GiB.
+ */
+export const MAX_BASE_BYTES = 2 ** 31;
 
 async function sizeOf(input: DeltaInput): Promise<number> {
   return input instanceof Uint8Array ? input.length : (await stat(input.path)).size;
 }
 
-function floorPow2(n: number): number {
-  return n < 8 ? 8 : 2 ** Math.floor(Math.log2(n));
+/** xd3_pow2_roundup / xd3_xoff_roundup. */
+function ceilPow2(n: number): number {
+  let i = 1;
+  while (n > i) i *= 2;
+  return i;
+}
+
+/** Entries of a checksum table sized for `slots` (xd3_size_hashtable: largest power of two ≤ slots). */
+function tableEntries(slots: number): number {
+  for (let bits = 3; bits <= 31; bits++) if (slots < 2 ** bits) return 2 ** (bits - 1);
+  return 2 ** 31;
+}
+
+/**
+ * Bytes of xdelta3's source checksum table at `level`. xd3_encode_memory makes the whole
+ * base one source window, and xd3_set_source rounds that window up to a power of two, so a
+ * base just above 128 MiB gets the table of a 256 MiB one (4 bytes per `large step` bytes).
+ */
+export function largeTableBytes(baseSize: number, level: number): number {
+  const window = Math.max(ceilPow2(baseSize), ALLOCSIZE);
+  return 4 * tableEntries(Math.floor(window / (LARGE_STEP[level] ?? 2)));
 }
 
 /** Largest possible VCDIFF for a target of `size` bytes (all ADDs, per-window headers). */
@@ -34,26 +60,40 @@ export function encodeOutputMax(size: number): number {
 
 /** Bytes of wasm memory an encode needs at `level` (source, target, output, tables). */
 export function encodeMemoryNeed(baseSize: number, targetSize: number, level: number): number {
-  const largeTable = 4 * floorPow2(baseSize / (LARGE_STEP[level] ?? 3));
-  const window = Math.min(targetSize, WINSIZE);
-  const smallTables = 8 * floorPow2(Math.max(window, 8)) * 2;
-  return baseSize + targetSize + encodeOutputMax(targetSize) + largeTable + smallTables + SLACK;
+  const window = Math.max(Math.min(targetSize, WINSIZE), 8);
+  // target checksum table, its chain (xd3_slist per byte of the rounded window), input buffer
+  const small = 4 * tableEntries(window) + 4 * ceilPow2(window) + window;
+  return baseSize + targetSize + encodeOutputMax(targetSize) + largeTableBytes(baseSize, level) + small + SLACK;
 }
 
 export function decodeMemoryNeed(baseSize: number, deltaSize: number, targetSize: number): number {
   return baseSize + deltaSize + targetSize + 2 * WINSIZE + SLACK;
 }
 
-/** The highest level ≤ `wanted` whose encode fits in wasm memory; throws when none does. */
-export function chooseLevel(baseSize: number, targetSize: number, wanted: number): number {
+function refuseHugeBase(baseSize: number): void {
+  if (baseSize > MAX_BASE_BYTES) {
+    throw new FleetError('FC_ERR_DELTA', `base (${baseSize} bytes) is larger than xdelta3-wasm supports (${MAX_BASE_BYTES} bytes: it uses 32-bit offsets)`);
+  }
+}
+
+/** The highest level ≤ `wanted` whose encode fits in `limit` bytes of wasm memory; throws when none does. */
+export function chooseLevel(baseSize: number, targetSize: number, wanted: number, limit: number = MAX_MEMORY_BYTES): number {
+  refuseHugeBase(baseSize);
   for (let level = wanted; level >= 1; level--) {
-    if (encodeMemoryNeed(baseSize, targetSize, level) <= MAX_MEMORY_BYTES) return level;
+    if (encodeMemoryNeed(baseSize, targetSize, level) <= limit) return level;
   }
   throw new FleetError(
     'FC_ERR_DELTA',
     `base (${baseSize} bytes) and target (${targetSize} bytes) are too large for xdelta3-wasm: an encode needs ` +
-      `${encodeMemoryNeed(baseSize, targetSize, 1)} bytes of wasm memory, the limit is ${MAX_MEMORY_BYTES}`,
+      `${encodeMemoryNeed(baseSize, targetSize, 1)} bytes of wasm memory, the limit is ${limit}`,
   );
+}
+
+/** The next level below `level` with a smaller source table, if any. */
+function smallerLevel(level: number): number | undefined {
+  const step = LARGE_STEP[level] ?? 2;
+  for (let l = level - 1; l >= 1; l--) if ((LARGE_STEP[l] ?? 2) > step) return l;
+  return undefined;
 }
 
 async function load(xd: Xd3Instance, input: DeltaInput, size: number, what: string): Promise<{ ptr: number; view: Uint8Array }> {
@@ -83,18 +123,35 @@ export interface EncodeResult {
   readonly level: number;
 }
 
-/** VCDIFF of `target` against `base`, at xdelta3 level `level` (1–9, default 9). */
+/**
+ * VCDIFF of `target` against `base`, at xdelta3 level `level` (1–9, default 9), lowered to
+ * the highest level that fits in wasm memory. Should a job still run out of memory (the
+ * host refuses a large wasm memory, or xdelta3 needs more than computed), it is retried at
+ * the next level with a smaller source table.
+ */
 export async function encodeDelta(base: DeltaInput, target: DeltaInput, options: { level?: number } = {}): Promise<EncodeResult> {
   const wanted = options.level ?? 9;
   if (!Number.isInteger(wanted) || wanted < 1 || wanted > 9) throw new FleetError('FC_ERR_USAGE', `delta level must be 1-9, got ${wanted}`);
   const baseSize = await sizeOf(base);
   const targetSize = await sizeOf(target);
-  const level = chooseLevel(baseSize, targetSize, wanted);
+  let level = chooseLevel(baseSize, targetSize, wanted);
+  for (;;) {
+    try {
+      return { vcdiff: await encodeAt(base, baseSize, target, targetSize, level), level };
+    } catch (err) {
+      const lower = smallerLevel(level);
+      if (!isOutOfMemory(err) || lower === undefined) throw err;
+      level = lower;
+    }
+  }
+}
+
+async function encodeAt(base: DeltaInput, baseSize: number, target: DeltaInput, targetSize: number, level: number): Promise<Buffer> {
   const xd = await Xd3Instance.create(encodeMemoryNeed(baseSize, targetSize, level));
   const source = await load(xd, base, baseSize, 'base');
   const input = await load(xd, target, targetSize, 'target');
   const out = xd.run('encode', input, source, encodeOutputMax(targetSize), (level << COMPLEVEL_SHIFT) | XD3_ADLER32);
-  return { vcdiff: Buffer.from(out), level };
+  return Buffer.from(out);
 }
 
 /**
@@ -104,6 +161,7 @@ export async function encodeDelta(base: DeltaInput, target: DeltaInput, options:
 export async function decodeDelta<T>(base: DeltaInput, vcdiff: Uint8Array, sink: (result: Uint8Array) => Promise<T>): Promise<T> {
   const { targetSize } = inspectVcdiff(vcdiff);
   const baseSize = await sizeOf(base);
+  refuseHugeBase(baseSize);
   const xd = await Xd3Instance.create(decodeMemoryNeed(baseSize, vcdiff.length, targetSize));
   const source = await load(xd, base, baseSize, 'base');
   const input = await load(xd, vcdiff, vcdiff.length, 'delta');
