@@ -1,12 +1,15 @@
 // Unpacking `unpack: true` assets like tooltool (shared/tooltool.md §3.5): the format is
 // decided by content, the directory named like the archive minus its extensions is
 // removed first, and every entry, link target and parent directory must stay inside
-// the destination. tar goes through tar-stream; gzip through node:zlib; bzip2, xz and
+// the destination: no entry is created or written through a symlink (each component is
+// checked with lstat, pack/safe-path.ts), symlink targets must stay inside by name and,
+// once the whole archive is out, by what they resolve to; hard links may only join files
+// this archive wrote. tar goes through tar-stream; gzip through node:zlib; bzip2, xz and
 // zstd through Debian's `bzip2`, `xz` and `zstd` as streaming filters (no npm library
 // for them is both streaming and well kept on Node 20); zip through yauzl.
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { link, lstat, mkdir, open, realpath, rm, symlink, unlink } from 'node:fs/promises';
+import { link, open, realpath, rm, stat, symlink, unlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -14,6 +17,7 @@ import { createGunzip } from 'node:zlib';
 import * as tarStream from 'tar-stream';
 import yauzl from 'yauzl';
 import { FleetError } from '../errors.js';
+import { isInside, lstatOrMissing, walkDirs } from '../pack/safe-path.js';
 
 export type ArchiveKind = 'tar' | 'tar.gz' | 'tar.bz2' | 'tar.xz' | 'tar.zst' | 'zip';
 
@@ -63,10 +67,17 @@ export function unpackDirName(filename: string, kind: ArchiveKind): string {
 class Target {
   readonly #root: string;
   readonly #archive: string;
+  /** The archive file itself (dev:ino): no entry may replace it while it is being read. */
+  readonly #self: string;
+  /** Regular files written by this archive: the only targets a hard link may have. */
+  readonly #files = new Set<string>();
+  /** Symlinks created by this archive, checked again once every entry is out. */
+  readonly #links = new Set<string>();
 
-  constructor(root: string, archive: string) {
+  constructor(root: string, archive: string, self: string) {
     this.#root = root;
     this.#archive = archive;
+    this.#self = self;
   }
 
   /** Resolves an entry name inside the root; refuses absolute names and `..` escapes. */
@@ -80,16 +91,23 @@ class Target {
   }
 
   #inside(full: string, why: string): void {
-    const rel = relative(this.#root, full);
-    if (rel === '') return;
-    if (rel.startsWith(`..${sep}`) || rel === '..' || isAbsolute(rel)) throw refused(this.#archive, why);
+    if (!isInside(this.#root, full)) throw refused(this.#archive, why);
   }
 
-  /** Creates the parent of `full` and checks that, symlinks resolved, it is still inside. */
+  /** The components of `full` (from path()) below the root. */
+  #parts(full: string): string[] {
+    const rel = relative(this.#root, full);
+    return rel === '' ? [] : rel.split(sep);
+  }
+
+  /** Creates `full` and the directories above it; a symlink or file on the way is refused. */
+  async directory(full: string, name: string): Promise<void> {
+    await walkDirs(this.#root, this.#parts(full), { create: true, refuse: (why) => refused(this.#archive, `entry "${name}": ${why}`) });
+  }
+
+  /** Creates the directories above `full`; a symlink or file on the way is refused. */
   async parent(full: string, name: string): Promise<void> {
-    const dir = dirname(full);
-    await mkdir(dir, { recursive: true });
-    this.#inside(await realpath(dir), `entry "${name}" goes through a link out of the destination`);
+    await this.directory(dirname(full), name);
   }
 
   linkTarget(full: string, target: string, name: string): void {
@@ -97,9 +115,14 @@ class Target {
     this.#inside(resolve(dirname(full), target), `link "${name}" points out of the destination`);
   }
 
-  /** After creating a link: through earlier links it may still resolve outside; then it goes. */
-  async linkResolved(full: string, name: string): Promise<void> {
-    const real = await realpath(full).catch(() => undefined); // dangling: checked when written through
+  /** A created link: through earlier links it may resolve outside; then it goes. */
+  async linkCreated(full: string, name: string): Promise<void> {
+    this.#links.add(full);
+    await this.#linkResolved(full, name);
+  }
+
+  async #linkResolved(full: string, name: string): Promise<void> {
+    const real = await realpath(full).catch(() => undefined); // dangling: checked again at the end
     if (real === undefined) return;
     try {
       this.#inside(real, `link "${name}" points out of the destination`);
@@ -109,10 +132,43 @@ class Target {
     }
   }
 
+  /**
+   * Once the archive is out (or has failed): a link that dangled when made (`p -> q/..`
+   * before `q -> .`) may now resolve outside. Nothing was written through it, but it is
+   * not left behind: every such link is removed, and the first one is the error.
+   */
+  async checkLinks(): Promise<void> {
+    let first: unknown;
+    for (const full of this.#links) {
+      const st = await lstatOrMissing(full);
+      if (st?.isSymbolicLink()) await this.#linkResolved(full, relative(this.#root, full)).catch((err: unknown) => { first ??= err; });
+    }
+    if (first !== undefined) throw first;
+  }
+
+  /** Hard link target: a regular file this archive wrote, reached without any symlink. */
+  async hardLinkTarget(linkname: string, name: string): Promise<string> {
+    const full = this.path(linkname);
+    const refuse = (why: string): FleetError => refused(this.#archive, `hard link "${name}" to "${linkname}": ${why}`);
+    await walkDirs(this.#root, this.#parts(dirname(full)), { create: false, refuse });
+    const st = await lstatOrMissing(full);
+    if (!this.#files.has(full) || !st?.isFile()) throw refuse('not a regular file of this archive');
+    return full;
+  }
+
+  wrote(full: string): void {
+    this.#files.add(full);
+  }
+
   /** Removes whatever is at `full` (not a directory), so a new entry never writes through an old link. */
-  async clear(full: string): Promise<void> {
-    const st = await lstat(full).catch(() => undefined);
-    if (st && !st.isDirectory()) await unlink(full);
+  async clear(full: string, name: string): Promise<void> {
+    const st = await lstatOrMissing(full);
+    if (st && `${st.dev}:${st.ino}` === this.#self) throw refused(this.#archive, `entry "${name}" would replace the archive being unpacked`);
+    if (st && !st.isDirectory()) {
+      await unlink(full);
+      this.#files.delete(full);
+      this.#links.delete(full);
+    }
   }
 }
 
@@ -124,9 +180,10 @@ function checkMode(archive: string, name: string, mode: number | undefined): num
 
 async function writeEntry(target: Target, full: string, name: string, body: AsyncIterable<unknown>, mode: number): Promise<void> {
   await target.parent(full, name);
-  await target.clear(full);
+  await target.clear(full, name);
   // 'wx' = O_CREAT|O_EXCL: never follows a link that appeared at the path.
   await pipeline(body, createWriteStream(full, { flags: 'wx', mode }));
+  target.wrote(full);
 }
 
 function wrap(archive: string, err: unknown): FleetError {
@@ -146,7 +203,7 @@ async function extractTar(archive: string, streams: [Readable, ...Duplex[]], tar
       const { name, type, mode, linkname } = entry.header;
       const full = target.path(name);
       if (type === 'directory') {
-        await mkdir(full, { recursive: true });
+        await target.directory(full, name);
         entry.resume();
       } else if (type === 'file' || type === 'contiguous-file') {
         await Promise.race([writeEntry(target, full, name, entry, checkMode(archive, name, mode)), failed]);
@@ -154,14 +211,17 @@ async function extractTar(archive: string, streams: [Readable, ...Duplex[]], tar
         entry.resume();
         if (!linkname) throw unpackError(archive, `link "${name}" has no target`);
         await target.parent(full, name);
-        await target.clear(full);
         if (type === 'symlink') {
           target.linkTarget(full, linkname, name);
+          await target.clear(full, name);
           await symlink(linkname, full);
-          await target.linkResolved(full, name);
+          await target.linkCreated(full, name);
         } else {
           // hard link targets are archive paths, resolved from the root
-          await link(target.path(linkname), full);
+          const existing = await target.hardLinkTarget(linkname, name);
+          await target.clear(full, name);
+          await link(existing, full);
+          target.wrote(full);
         }
       } else {
         entry.resume();
@@ -169,7 +229,9 @@ async function extractTar(archive: string, streams: [Readable, ...Duplex[]], tar
       }
     }
     await done;
+    await target.checkLinks();
   } catch (err) {
+    await target.checkLinks().catch(() => undefined); // a failed unpack leaves no escaping link either
     throw wrap(archive, err);
   }
 }
@@ -215,7 +277,7 @@ async function extractZip(archive: string, target: Target): Promise<void> {
       (async () => {
         const full = target.path(entry.fileName);
         if (entry.fileName.endsWith('/')) {
-          await mkdir(full, { recursive: true });
+          await target.directory(full, entry.fileName);
         } else {
           // Like Python's extractall: unix mode bits when present, links become plain files.
           const unixMode = (entry.externalFileAttributes >>> 16) & 0o7777;
@@ -238,7 +300,8 @@ export async function unpackArchive(archive: string, filename: string, dest: str
   const kind = await detectArchive(archive);
   if (!kind) throw unpackError(archive, 'unknown archive format (expected tar, tar.gz, tar.bz2, tar.xz, tar.zst or zip)');
   const root = await realpath(dest);
-  const target = new Target(root, archive);
+  const self = await stat(archive);
+  const target = new Target(root, archive, `${self.dev}:${self.ino}`);
   const stale = unpackDirName(filename, kind);
   if (stale !== filename && stale !== '' && stale !== '.' && stale !== '..') await rm(join(root, stale), { recursive: true, force: true });
   if (kind === 'zip') {

@@ -115,3 +115,79 @@ t.test('unpackDirName strips like tooltool', async (t) => {
   t.equal(unpackDirName('pkg.zip', 'zip'), 'pkg');
   t.equal(unpackDirName('.tar.gz', 'tar.gz'), '.tar');
 });
+
+t.test('links that dangle when made cannot lead any later entry out of the destination', async (t) => {
+  // p -> q/.. is inside by name and dangles until q -> . exists; then p is dest/..
+  const chain: TarEntry[] = [
+    { name: 'p', type: 'symlink', linkname: 'q/..' },
+    { name: 'q', type: 'symlink', linkname: '.' },
+  ];
+  const cases: [string, TarEntry[], RegExp][] = [
+    ['directory', [...chain, { name: 'p/escaped/', type: 'directory' }], /entry "p\/escaped\/": p is a symlink/],
+    ['nested directory', [...chain, { name: 'p/escaped/deeper/', type: 'directory' }], /p is a symlink/],
+    ['file', [...chain, { name: 'p/escaped', body: 'x' }], /p is a symlink/],
+    ['hard link', [...chain, { name: 'h', type: 'link', linkname: 'p/victim.txt' }], /hard link "h" to "p\/victim.txt": p is a symlink/],
+    ['link left behind', chain, /link "p" points out of the destination/],
+  ];
+  for (const [label, entries, re] of cases) {
+    const root = t.testdir({ dest: {}, 'victim.txt': 'keep' });
+    const dest = join(root, 'dest');
+    await writeFile(join(root, 'a.tar'), await makeTar(entries));
+    await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: re }, label);
+    t.notOk(existsSync(join(root, 'escaped')), `${label}: nothing created outside`);
+    t.equal(statSync(join(root, 'victim.txt')).nlink, 1, `${label}: no hard link to the file outside`);
+    t.notOk(existsSync(join(dest, 'h')), `${label}: no hard link made`);
+    t.notOk(existsSync(join(dest, 'p')), `${label}: the link resolving outside is removed`);
+  }
+});
+
+t.test('a chain of links resolving to / creates nothing and links nothing outside', async (t) => {
+  const root = t.testdir({ dest: {}, dest2: {}, 'victim.txt': 'keep' });
+  const depth = join(root, 'dest').split('/').length - 1; // l0 -> l1/.. -> … -> q/.. with q -> . is depth levels up: /
+  const entries: TarEntry[] = [];
+  for (let i = 0; i < depth; i++) entries.push({ name: `l${i}`, type: 'symlink', linkname: `${i + 1 < depth ? `l${i + 1}` : 'q'}/..` });
+  entries.push({ name: 'q', type: 'symlink', linkname: '.' });
+  const victim = join(root, 'victim.txt').slice(1);
+  const escaped = join(root, 'CHAIN_ESCAPED_DIR');
+  const lasts: [string, TarEntry][] = [['dest', { name: 'h', type: 'link', linkname: `l0/${victim}` }], ['dest2', { name: `l0/${escaped.slice(1)}/`, type: 'directory' }]];
+  for (const [destName, last] of lasts) {
+    const dest = join(root, destName);
+    await writeFile(join(root, 'a.tar'), await makeTar([...entries, last]));
+    await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: /l0 is a symlink/ }, last.name);
+    t.notOk(existsSync(join(dest, 'l0')), `${last.name}: the link to / is not left behind`);
+  }
+  t.equal(statSync(join(root, 'victim.txt')).nlink, 1, 'no hard link to the file outside');
+  t.notOk(existsSync(escaped), 'no directory created outside');
+});
+
+t.test('nothing is created through a symlink, even one inside; hard links join only files of the archive', async (t) => {
+  const cases: [string, TarEntry[], RegExp][] = [
+    ['directory through an inside link', [{ name: 'sub/', type: 'directory' }, { name: 'd', type: 'symlink', linkname: 'sub' }, { name: 'd/x/', type: 'directory' }], /d is a symlink/],
+    ['directory over a file', [{ name: 'f', body: 'x' }, { name: 'f/x/', type: 'directory' }], /f is not a directory/],
+    ['hard link to a file already there', [{ name: 'h', type: 'link', linkname: 'pre.txt' }], /not a regular file of this archive/],
+    ['hard link to a symlink', [{ name: 's', type: 'symlink', linkname: 'pre.txt' }, { name: 'h', type: 'link', linkname: 's' }], /not a regular file of this archive/],
+    ['hard link to a directory', [{ name: 'sub/', type: 'directory' }, { name: 'h', type: 'link', linkname: 'sub' }], /not a regular file of this archive/],
+  ];
+  for (const [label, entries, re] of cases) {
+    const root = t.testdir({ dest: { 'pre.txt': 'was here' } });
+    const dest = join(root, 'dest');
+    await writeFile(join(root, 'a.tar'), await makeTar(entries));
+    await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: re }, label);
+    t.notOk(existsSync(join(dest, 'sub', 'x')), `${label}: nothing made through the link`);
+    t.equal(statSync(join(dest, 'pre.txt')).nlink, 1, `${label}: the file already there is not linked`);
+  }
+});
+
+t.test('an entry named like the archive does not replace it', async (t) => {
+  for (const type of ['file', 'symlink', 'link'] as const) {
+    const dest = t.testdir({ 'other.txt': 'x' });
+    const entries: TarEntry[] = [
+      { name: 'tool/ok', body: 'fine' },
+      type === 'file' ? { name: 'a.tar', body: 'overwrite the archive' } : { name: 'a.tar', type, linkname: 'tool/ok' },
+    ];
+    const data = await makeTar(entries);
+    await writeFile(join(dest, 'a.tar'), data);
+    await t.rejects(unpackArchive(join(dest, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: /entry "a.tar" would replace the archive being unpacked/ }, type);
+    t.same(readFileSync(join(dest, 'a.tar')), data, `${type}: the archive is intact`);
+  }
+});
