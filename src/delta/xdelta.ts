@@ -4,13 +4,18 @@
 // The memory a job needs is computed up front from how xdelta3 sizes its tables; the
 // compression level is lowered when a large base would not fit in 4 GiB (and lowered again
 // should the job run out of memory anyway), and a job that cannot fit fails clearly.
+import { createHash } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
-import { FleetError } from '../errors.js';
+import { DigestMismatchError, FleetError } from '../errors.js';
 import { inspectVcdiff } from './vcdiff.js';
 import { isOutOfMemory, MAX_MEMORY_BYTES, Xd3Instance } from './wasm.js';
 
-/** A file on disk (read into wasm memory directly) or bytes already in memory. */
-export type DeltaInput = { readonly path: string } | Uint8Array;
+/**
+ * A file on disk (read into wasm memory directly) or bytes already in memory. A file with a
+ * `digest` (sha256:<hex>) is hashed once read and refused with FC_ERR_DIGEST_MISMATCH when it
+ * does not match: a cached copy is checked without reading it twice.
+ */
+export type DeltaInput = { readonly path: string; readonly digest?: string } | Uint8Array;
 
 const COMPLEVEL_SHIFT = 20;
 /** Per-window Adler-32 of the target, checked on decode (native xdelta3 sets it too). */
@@ -112,6 +117,10 @@ async function load(xd: Xd3Instance, input: DeltaInput, size: number, what: stri
     }
   } finally {
     await fh.close();
+  }
+  if (input.digest !== undefined) {
+    const got = `sha256:${createHash('sha256').update(area.view).digest('hex')}`;
+    if (got !== input.digest) throw new DigestMismatchError(input.digest, got);
   }
   return area;
 }

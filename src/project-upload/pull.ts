@@ -13,7 +13,7 @@ import { decodeDelta } from '../delta/xdelta.js';
 import { DigestMismatchError, FleetError, SizeMismatchError } from '../errors.js';
 import { unpackTar } from '../pack/unpack.js';
 import { parseRunManifest, type RunManifest } from './manifest.js';
-import { downloadBlob, downloadSmallBlob, sha256File } from './transfer.js';
+import { downloadBlob, downloadSmallBlob } from './transfer.js';
 
 export interface PullOptions {
   readonly project: string;
@@ -43,7 +43,8 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
   const work = await mkdtemp(join(tmpdir(), 'fleetcache-pull-'));
   try {
     const baseFile = join(work, 'base.tar');
-    let bytesReceived = await downloadBlob(options.from, manifest.base.digest, manifest.base.size, baseFile, { ...http, gunzip: true });
+    const base = await downloadBlob(options.from, manifest.base.digest, manifest.base.size, baseFile, { ...http, gunzip: true });
+    let bytesReceived = base.received;
     let tarFile = baseFile;
     if (manifest.delta) {
       const packed = await downloadSmallBlob(options.from, manifest.delta.digest, manifest.delta.size, http);
@@ -56,8 +57,7 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
         await writeFile(out, result);
       });
     } else {
-      const unpacked = await sha256File(baseFile);
-      checkResult(manifest, unpacked.size, unpacked.digest);
+      checkResult(manifest, base.written.size, base.written.digest);
     }
     const { entries } = await unpackTar(createReadStream(tarFile), options.dir);
     return { manifest, bytesReceived, entries };

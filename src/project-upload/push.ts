@@ -1,9 +1,10 @@
 // Uploading a project run: pack deterministically, pick the base (among the newest few the
 // origin has) that gives the smallest delta, upload only that delta and a run manifest. The
 // first upload, or a delta above 10% of the gzip-compressed tar, stores the tar as a new base.
-// Bases are kept in a local directory by digest, so the slow link is crossed once per base.
+// Bases are kept in a local directory by digest, so the slow link is crossed once per base;
+// each cached tar is verified against its recorded sha256 whenever it is used.
 import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -19,6 +20,7 @@ import type { PackRules } from '../pack/rules.js';
 import { parseDigestString } from '../store/digest.js';
 import { MANIFEST_FORMAT, type RunManifest } from './manifest.js';
 import { hashingTap } from '../store/hashing.js';
+import { writeAtomically } from './atomic-file.js';
 import { downloadBlob, sha256File } from './transfer.js';
 
 /** A delta above this share of the gzip-compressed tar triggers a new base. */
@@ -87,6 +89,49 @@ export function baseCachePath(baseCache: string, digest: string): string {
   return join(baseCache, `${parseDigestString(digest).hex}.tar`);
 }
 
+/** Beside each cached tar, the sha256 of the tar itself (the cache is named by the gzip blob). */
+function cachedDigestPath(local: string): string {
+  return `${local}.sha256`;
+}
+
+/** The digest the cached tar must have; undefined when the tar or its digest is missing. */
+async function cachedDigest(local: string): Promise<string | undefined> {
+  try {
+    const text = (await readFile(cachedDigestPath(local), 'utf8')).trim();
+    if (!/^sha256:[0-9a-f]{64}$/.test(text) || !(await exists(local))) return undefined;
+    return text;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Records beside the cached tar `local` the digest it must have. */
+async function recordCachedDigest(local: string, digest: string): Promise<void> {
+  await writeAtomically(cachedDigestPath(local), (tmp) => writeFile(tmp, `${digest}\n`));
+}
+
+/**
+ * VCDIFF of `target` against `base`, read from the local base cache. The cached tar is
+ * checked against its recorded digest while the encode reads it; a missing or damaged copy
+ * (a crash, a disk error, an edit) is fetched again, so no delta is made against wrong bytes.
+ */
+async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: string, http: RequestOptions): Promise<{ vcdiff: Buffer; received: number }> {
+  const local = baseCachePath(options.baseCache, base.digest);
+  const level = options.level === undefined ? {} : { level: options.level };
+  const known = await cachedDigest(local);
+  if (known !== undefined) {
+    try {
+      return { vcdiff: (await encodeDelta({ path: local, digest: known }, { path: target }, level)).vcdiff, received: 0 };
+    } catch (err) {
+      const gone = (err as NodeJS.ErrnoException).code === 'ENOENT';
+      if (!(err instanceof DigestMismatchError) && !gone) throw err;
+    }
+  }
+  const { received, written } = await downloadBlob(options.origin, base.digest, base.size, local, { ...http, gunzip: true });
+  await recordCachedDigest(local, written.digest);
+  return { vcdiff: (await encodeDelta({ path: local, digest: written.digest }, { path: target }, level)).vcdiff, received };
+}
+
 /** The project's bases, newest first; none when the project is new. */
 export async function listBases(origin: string, project: string, options: RequestOptions = {}): Promise<BaseInfo[]> {
   try {
@@ -123,9 +168,8 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     let bytesReceived = 0;
     let best: { base: BaseInfo; delta: Buffer; vcdiffSize: number } | undefined;
     for (const base of (await listBases(options.origin, options.project, http)).slice(0, BASE_CANDIDATES)) {
-      const local = baseCachePath(options.baseCache, base.digest);
-      if (!(await exists(local))) bytesReceived += await downloadBlob(options.origin, base.digest, base.size, local, { ...http, gunzip: true });
-      const { vcdiff } = await encodeDelta({ path: local }, { path: tarFile }, options.level === undefined ? {} : { level: options.level });
+      const { vcdiff, received } = await encodeAgainstBase(options, base, tarFile, http);
+      bytesReceived += received;
       const delta = compressDelta(vcdiff, compression);
       if (!best || delta.length < best.delta.length) best = { base, delta, vcdiffSize: vcdiff.length };
     }
@@ -145,9 +189,9 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       bytesSent += gz.size;
       if (stored.digest !== gz.digest) throw new DigestMismatchError(gz.digest, stored.digest);
       const local = baseCachePath(options.baseCache, stored.digest);
-      if (!(await exists(local))) {
-        await copyFile(tarFile, `${local}.partial`);
-        await rename(`${local}.partial`, local);
+      if ((await cachedDigest(local)) !== result.digest) {
+        await writeAtomically(local, (tmp) => copyFile(tarFile, tmp));
+        await recordCachedDigest(local, result.digest);
       }
       manifest = { format: MANIFEST_FORMAT, project: options.project, run, created, base: { id, digest: stored.digest, size: stored.size }, delta: null, result };
     } else {

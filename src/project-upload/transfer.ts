@@ -18,19 +18,27 @@ export async function sha256File(file: string): Promise<{ digest: string; size: 
   return result();
 }
 
+export interface Downloaded {
+  /** Bytes received (the blob's size). */
+  readonly received: number;
+  /** Digest and size of what was written to the file: the blob, or with gunzip the plain bytes. */
+  readonly written: { readonly digest: string; readonly size: number };
+}
+
 /**
  * Downloads /cas/sha256/<hex> from `baseUrl` (a cache or the origin) into `file`, verifying
  * digest and size on the way. Nothing is left at `file` unless it verified.
  */
-export async function downloadBlob(baseUrl: string, digest: string, size: number, file: string, options: RequestOptions & { gunzip?: boolean } = {}): Promise<number> {
+export async function downloadBlob(baseUrl: string, digest: string, size: number, file: string, options: RequestOptions & { gunzip?: boolean } = {}): Promise<Downloaded> {
   const url = joinUrl(baseUrl, casPath(parseDigestString(digest)));
   const partial = `${file}.partial`;
   try {
     const res = await httpGet(url, options);
     const { tap, result } = hashingTap();
     // The digest and size are those of the bytes sent; a gzip blob (a base) is stored unpacked.
+    const plain = hashingTap();
     if (options.gunzip) {
-      await pipeline(res.body, tap, createGunzip(), createWriteStream(partial)).catch((err: NodeJS.ErrnoException) => {
+      await pipeline(res.body, tap, createGunzip(), plain.tap, createWriteStream(partial)).catch((err: NodeJS.ErrnoException) => {
         // corrupt compressed bytes fail before the digest is known: the same integrity error
         if (err.code?.startsWith('Z_')) throw new FleetError('FC_ERR_DIGEST_MISMATCH', `${url}: corrupt gzip data (${err.message})`, { cause: err });
         throw err;
@@ -40,7 +48,7 @@ export async function downloadBlob(baseUrl: string, digest: string, size: number
     if (got.size !== size) throw new SizeMismatchError(size, got.size);
     if (got.digest !== digest) throw new DigestMismatchError(digest, got.digest);
     await rename(partial, file);
-    return got.size;
+    return { received: got.size, written: options.gunzip ? plain.result() : got };
   } finally {
     await rm(partial, { force: true });
   }
