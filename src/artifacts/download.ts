@@ -2,15 +2,17 @@
 // spread's -artifacts lays them out. The job's _index.json says what exists; every file is
 // streamed into a temp file beside its target, checked against the index (size, sha256)
 // and renamed, so a partial or wrong file never carries the real name. Index paths are
-// validated segment by segment and the target directories are checked after symlinks are
-// resolved: nothing is written outside DIR.
+// validated segment by segment, and every directory below DIR is checked with lstat before
+// anything is created (pack/safe-path.ts): a symlink on the way is refused, so nothing is
+// created or written outside DIR.
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, realpath, rename, rm } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, sep } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { httpGet, httpGetJson, type RequestOptions } from '../client/http.js';
 import { DigestMismatchError, FleetError, NotFoundError, SizeMismatchError } from '../errors.js';
+import { isInside, walkDirs } from '../pack/safe-path.js';
 import { hashingTap } from '../store/hashing.js';
 import { artifactUrl, indexUrl, nameSegments, parseArtifactIndex, type ArtifactIndex } from './names.js';
 
@@ -51,11 +53,6 @@ export async function resolveArtifactRef(from: string, ref: string, http: Reques
   throw new NotFoundError(`no artifacts for "${ref}" at ${from} (no _index.json for any job prefix)`);
 }
 
-function isInside(root: string, path: string): boolean {
-  const rel = relative(root, path);
-  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
-}
-
 async function downloadOne(url: string, entry: ArtifactIndex['files'][number], target: string, http: RequestOptions): Promise<void> {
   const temp = join(dirname(target), `.${randomBytes(6).toString('hex')}.fleetcache-partial`);
   try {
@@ -79,18 +76,23 @@ export async function downloadArtifacts(from: string, ref: ArtifactRef, dir: str
   if (ref.path !== undefined && selected.length === 0) {
     throw new NotFoundError(`artifact "${ref.path}" is not in the index of ${ref.run}/${ref.job}`);
   }
+  const jobParts = nameSegments(ref.job, 'job');
+  const wanted = selected.map((entry) => ({ entry, parts: [...jobParts, ...nameSegments(entry.path, 'artifact path')] }));
   await mkdir(dir, { recursive: true });
   const realDir = await realpath(dir);
-  const jobRoot = join(realDir, ...nameSegments(ref.job, 'job'));
+  const walk = (path: string, parts: readonly string[], create: boolean): Promise<string[]> =>
+    walkDirs(realDir, parts.slice(0, -1), {
+      create,
+      refuse: (why) => new FleetError('FC_ERR_BAD_NAME', `artifact path "${path}" is not written into ${dir}: ${why}`),
+    });
+  // Every path is checked before anything is created: an existing symlink on the way
+  // (DIR/job/sub -> /elsewhere) must not see directories made behind it.
+  for (const { entry, parts } of wanted) await walk(entry.path, parts, false);
   const out: DownloadedArtifact[] = [];
-  for (const entry of selected) {
-    const target = join(jobRoot, ...nameSegments(entry.path, 'artifact path'));
+  for (const { entry, parts } of wanted) {
+    const target = join(realDir, ...parts);
     if (!isInside(realDir, target)) throw new FleetError('FC_ERR_BAD_NAME', `artifact path "${entry.path}" escapes ${dir}`);
-    await mkdir(dirname(target), { recursive: true });
-    // An existing symlink on the way must not lead the write out of DIR.
-    if (!isInside(realDir, await realpath(dirname(target)))) {
-      throw new FleetError('FC_ERR_BAD_NAME', `artifact path "${entry.path}" leads out of ${dir} through a symlink`);
-    }
+    await walk(entry.path, parts, true); // again, creating: the tree may have changed while downloading
     await downloadOne(artifactUrl(from, ref.run, ref.job, entry.path), entry, target, http);
     out.push({ path: entry.path, size: entry.size, file: target });
   }

@@ -1,0 +1,39 @@
+// artifacts get (downloadArtifacts) and a DIR that already holds a symlink: every path is
+// checked with lstat before anything is created, so nothing appears behind the link.
+import t from 'tap';
+import { existsSync, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { httpPut } from '../../src/client/http.js';
+import { fetchArtifacts } from '../../src/artifacts/download.js';
+import { indexUrl, INDEX_FORMAT } from '../../src/artifacts/names.js';
+import { startOrigin } from '../helpers/origin.js';
+
+const digest = `sha256:${'0'.repeat(64)}`;
+
+t.test('an existing symlink in DIR is refused before any directory is created', async (t) => {
+  const dir = t.testdir({ outside: {} });
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const files = [{ path: 'sub/new/deep/f.txt', size: 1, digest }];
+  await httpPut(indexUrl(origin.url, 'r', 'j'), JSON.stringify({ format: INDEX_FORMAT, run: 'r', job: 'j', files }), { token: origin.token });
+  const outside = join(dir, 'outside');
+  for (const [label, out, linkTo] of [['link out', join(dir, 'out'), outside], ['link inside', join(dir, 'out2'), join(dir, 'out2', 'j', 'real')]] as const) {
+    mkdirSync(join(out, 'j', 'real'), { recursive: true });
+    symlinkSync(linkTo, join(out, 'j', 'sub'));
+    await t.rejects(fetchArtifacts({ from: origin.url, run: 'r', job: 'j', dest: out, token: origin.token }), { code: 'FC_ERR_BAD_NAME', message: /artifact path "sub\/new\/deep\/f.txt" is not written into .*: j\/sub is a symlink/ }, label);
+    t.same(readdirSync(outside), [], `${label}: nothing created behind the link outside`);
+    t.same(readdirSync(join(out, 'j', 'real')), [], `${label}: nothing created behind the link inside`);
+  }
+});
+
+t.test('every path is checked before the first download', async (t) => {
+  const dir = t.testdir({ outside: {} });
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const files = [{ path: 'ok.txt', size: 1, digest }, { path: 'sub/f.txt', size: 1, digest }];
+  await httpPut(indexUrl(origin.url, 'r', 'j'), JSON.stringify({ format: INDEX_FORMAT, run: 'r', job: 'j', files }), { token: origin.token });
+  const out = join(dir, 'out');
+  mkdirSync(join(out, 'j'), { recursive: true });
+  symlinkSync(join(dir, 'outside'), join(out, 'j', 'sub'));
+  // ok.txt is not on the origin: reaching its download would fail with FC_ERR_NOT_FOUND
+  await t.rejects(fetchArtifacts({ from: origin.url, run: 'r', job: 'j', dest: out, token: origin.token }), { code: 'FC_ERR_BAD_NAME', message: /j\/sub is a symlink/ });
+  t.notOk(existsSync(join(out, 'j', 'ok.txt')), 'nothing downloaded');
+});
