@@ -3,12 +3,12 @@
 import { createGunzip } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { DigestMismatchError, FleetError, SizeMismatchError } from '../errors.js';
 import { httpGet, joinUrl, type RequestOptions } from '../client/http.js';
 import { casPath, parseDigestString } from '../store/digest.js';
 import { hashingTap } from '../store/hashing.js';
+import { writeAtomically } from './atomic-file.js';
 
 export async function sha256File(file: string): Promise<{ digest: string; size: number }> {
   const { tap, result } = hashingTap();
@@ -31,12 +31,13 @@ export interface Downloaded {
  */
 export async function downloadBlob(baseUrl: string, digest: string, size: number, file: string, options: RequestOptions & { gunzip?: boolean } = {}): Promise<Downloaded> {
   const url = joinUrl(baseUrl, casPath(parseDigestString(digest)));
-  const partial = `${file}.partial`;
-  try {
+  // a unique name per download: pushes sharing a base cache may fetch the same base at once,
+  // and each renames its own verified copy into place (the last one wins, same bytes)
+  return writeAtomically(file, async (partial) => {
     const res = await httpGet(url, options);
     const { tap, result } = hashingTap();
-    // The digest and size are those of the bytes sent; a gzip blob (a base) is stored unpacked.
     const plain = hashingTap();
+    // The digest and size are those of the bytes sent; a gzip blob (a base) is stored unpacked.
     if (options.gunzip) {
       await pipeline(res.body, tap, createGunzip(), plain.tap, createWriteStream(partial)).catch((err: NodeJS.ErrnoException) => {
         // corrupt compressed bytes fail before the digest is known: the same integrity error
@@ -47,11 +48,8 @@ export async function downloadBlob(baseUrl: string, digest: string, size: number
     const got = result();
     if (got.size !== size) throw new SizeMismatchError(size, got.size);
     if (got.digest !== digest) throw new DigestMismatchError(digest, got.digest);
-    await rename(partial, file);
     return { received: got.size, written: options.gunzip ? plain.result() : got };
-  } finally {
-    await rm(partial, { force: true });
-  }
+  });
 }
 
 /** Downloads a small blob into memory, verifying it. */

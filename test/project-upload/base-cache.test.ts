@@ -53,3 +53,17 @@ t.test('a cached base without a recorded digest (older cache, crash) is fetched 
   t.equal(second.bytesReceived, first.manifest.base.size);
   t.same(readdirSync(baseCache).sort(), [`${cached.split('/').pop()}`, `${cached.split('/').pop()}.sha256`], 'no temporary files left');
 });
+
+t.test('pushes sharing one base cache fetch the same base at the same time', async (t) => {
+  const { dir, url, project, common } = await setup(t);
+  writeFileSync(join(project, 'big.bin'), randomBytes(4 << 20));
+  await pushProject({ ...common, run: 'r0' });
+  writeFileSync(join(project, 'src', 'm3.txt'), 'changed\n');
+  const shared = join(dir, 'shared-cache');
+  const pushes = await Promise.all(['a', 'b', 'c'].map((run) => pushProject({ ...common, run, baseCache: shared })));
+  for (const p of pushes) t.ok(p.manifest.delta, `${p.run}: a delta`);
+  t.same(readdirSync(shared).filter((name) => name.includes('partial')), [], 'no temporary files left');
+  const out = join(dir, 'out-c');
+  await pullProject({ project: 'p', run: 'c', from: url, dir: out });
+  t.same(describeTree(out), describeTree(project));
+});
