@@ -7,6 +7,7 @@ import { decompressDelta } from '../delta/compress.js';
 import { decodeDelta } from '../delta/xdelta.js';
 import { DigestMismatchError } from '../errors.js';
 import { parseDigestString } from '../store/digest.js';
+import { requireInput, requireOutput } from './paths.js';
 
 export function registerApply(program: Command): void {
   program
@@ -18,6 +19,9 @@ export function registerApply(program: Command): void {
     .option('--expect <digest>', 'sha256:<hex> the result must have; nothing is written otherwise')
     .action(async (deltaFile: string, flags: { base: string; output: string; expect?: string }) => {
       const expected = flags.expect === undefined ? undefined : parseDigestString(flags.expect);
+      await requireInput(deltaFile, 'file', 'delta');
+      await requireInput(flags.base, 'file', 'base');
+      await requireOutput(flags.output);
       const vcdiff = decompressDelta(await readFile(deltaFile));
       const partial = `${flags.output}.partial`;
       try {

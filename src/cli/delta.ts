@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { compressDelta, DEFAULT_COMPRESSION, isCompression } from '../delta/compress.js';
 import { encodeDelta } from '../delta/xdelta.js';
 import { UsageError } from '../errors.js';
+import { requireInput, requireOutput } from './paths.js';
 
 export function parseLevel(text: string): number {
   const level = Number(text);
@@ -22,9 +23,13 @@ export function registerDelta(program: Command): void {
     .option('--level <n>', 'xdelta3 level 1-9', '9')
     .action(async (target: string, flags: { base: string; output: string; compression: string; level: string }) => {
       if (!isCompression(flags.compression)) throw new UsageError(`--compression must be none, gzip or brotli, got "${flags.compression}"`);
-      const { vcdiff, level } = await encodeDelta({ path: flags.base }, { path: target }, { level: parseLevel(flags.level) });
+      const level = parseLevel(flags.level);
+      await requireInput(flags.base, 'file', 'base');
+      await requireInput(target, 'file', 'new file');
+      await requireOutput(flags.output);
+      const { vcdiff, level: used } = await encodeDelta({ path: flags.base }, { path: target }, { level });
       const out = compressDelta(vcdiff, flags.compression);
       await writeFile(flags.output, out);
-      process.stdout.write(`level ${level}\tvcdiff ${vcdiff.length}\t${flags.compression} ${out.length}\t${flags.output}\n`);
+      process.stdout.write(`level ${used}\tvcdiff ${vcdiff.length}\t${flags.compression} ${out.length}\t${flags.output}\n`);
     });
 }

@@ -5,6 +5,7 @@ import { packToFile } from '../pack/packer.js';
 import { runRepack } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
 import { sha256File } from '../project-upload/transfer.js';
+import { requireInput, requireOutput } from './paths.js';
 
 export interface RuleFlags {
   include: string[];
@@ -35,6 +36,8 @@ export function registerPack(program: Command): void {
       .requiredOption('-o, --output <file>', 'tar file to write')
       .option('--repack <script>', "spread's repack script: packed tar on fd 3, final tar on fd 4"),
   ).action(async (dir: string, flags: RuleFlags & { output: string; repack?: string }) => {
+    await requireInput(dir, 'directory', 'project directory');
+    await requireOutput(flags.output);
     const packFile = flags.repack ? `${flags.output}.packed` : flags.output;
     const packed = await packToFile(dir, packFile, rulesFrom(flags));
     let digest = `sha256:${packed.sha256}`;

@@ -8,6 +8,7 @@ import { DEFAULT_COMPRESSION, isCompression } from '../delta/compress.js';
 import { UsageError } from '../errors.js';
 import { pushProject } from '../project-upload/push.js';
 import { parseLevel } from './delta.js';
+import { requireInput } from './paths.js';
 import { rulesFrom, withRuleOptions, type RuleFlags } from './pack.js';
 
 function defaultBaseCache(): string {
@@ -41,6 +42,8 @@ export function registerPush(program: Command): void {
       .option('--repack <script>', "spread's repack script: packed tar on fd 3, tar to upload on fd 4"),
   ).action(async (dir: string, flags: PushFlags) => {
     if (!isCompression(flags.compression)) throw new UsageError(`--compression must be none, gzip or brotli, got "${flags.compression}"`);
+    const level = parseLevel(flags.level);
+    await requireInput(dir, 'directory', 'project directory');
     const token = resolveToken(flags.tokenFile);
     const result = await pushProject({
       dir,
@@ -49,7 +52,7 @@ export function registerPush(program: Command): void {
       baseCache: flags.baseCache,
       rules: rulesFrom(flags),
       compression: flags.compression,
-      level: parseLevel(flags.level),
+      level,
       ...(token ? { token } : {}),
       ...(flags.run ? { run: flags.run } : {}),
       ...(flags.repack ? { repack: flags.repack } : {}),

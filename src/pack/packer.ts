@@ -100,11 +100,28 @@ async function addEntry(pack: tar.Pack, item: Item, rules: PackRuleSet): Promise
     pack.entry({ ...header(name, st.mode), type: 'symlink', linkname: target });
   } else if (st.isFile()) {
     const entry = pack.entry({ ...header(name, st.mode), type: 'file', size: st.size });
-    await pipeline(createReadStream(item.abs), entry);
+    try {
+      await pipeline(createReadStream(item.abs), entry);
+    } catch (err) {
+      // tar-stream refuses an entry whose body is not the size its header announced
+      if ((err as Error).message !== 'Size mismatch') throw err;
+      throw new FleetError('FC_ERR_SIZE_MISMATCH', `${item.abs} changed while it was packed (it had ${st.size} bytes when listed); pack again`, { cause: err });
+    }
   } else {
     return false;
   }
   return true;
+}
+
+/** What went wrong while packing `root`, as a FleetError with a documented code. */
+function packError(err: unknown, root: string): FleetError {
+  if (err instanceof FleetError) return err;
+  const e = err as NodeJS.ErrnoException;
+  const where = e.path ?? root;
+  if (e.code === 'ENOENT') return new FleetError('FC_ERR_NOT_FOUND', `packing ${root}: ${where} does not exist (or was removed while it was packed)`, { cause: err });
+  if (e.code === 'ENOTDIR') return new UsageError(`packing ${root}: ${where} is not a directory`);
+  if (e.code === 'EACCES' || e.code === 'EPERM') return new UsageError(`packing ${root}: ${where}: permission denied`);
+  return new FleetError('FC_ERR_INTERNAL', `packing ${root}: ${e.message}`, { cause: err });
 }
 
 export interface PackSummary {
@@ -130,7 +147,7 @@ export function packTree(root: string, rules: PackRules = {}): { stream: Readabl
       pack.finalize();
       return { entries, skipped };
     } catch (err) {
-      const wrapped = err instanceof FleetError ? err : new FleetError('FC_ERR_INTERNAL', `packing ${root}: ${(err as Error).message}`, { cause: err });
+      const wrapped = packError(err, root);
       pack.destroy(wrapped);
       throw wrapped;
     }
@@ -150,7 +167,13 @@ export interface PackedFile extends PackSummary {
 export async function packToFile(root: string, file: string, rules: PackRules = {}): Promise<PackedFile> {
   const { stream, done } = packTree(root, rules);
   const { tap, result } = hashingTap();
-  await pipeline(stream, tap, createWriteStream(file));
+  try {
+    await pipeline(stream, tap, createWriteStream(file));
+  } catch (err) {
+    // a failure while packing reaches the pipeline as the raw cause; `done` has it explained
+    const reason = await Promise.race([done.then(() => err, (e: unknown) => e), new Promise<unknown>((resolve) => setTimeout(() => resolve(err), 1000).unref())]);
+    throw reason instanceof FleetError ? reason : err;
+  }
   const summary = await done;
   const { digest, size } = result();
   return { ...summary, size, sha256: digest.slice('sha256:'.length) };

@@ -1,0 +1,43 @@
+// Checks of the paths a command is given, before anything is written: a missing input or
+// output folder is the user's mistake and gets a clear error with a documented exit code
+// (docs/errors.md), not a stack trace and exit 70.
+import { stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { FleetError, NotFoundError, UsageError } from '../errors.js';
+
+/** An fs error about `path` (`what`: "base", "project directory"...) as a FleetError; other errors as they are. */
+export function pathError(err: unknown, path: string, what: string): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') return new NotFoundError(`${what} ${path} does not exist`);
+  if (code === 'EACCES' || code === 'EPERM') return new UsageError(`${what} ${path}: permission denied`);
+  if (code === 'EISDIR') return new UsageError(`${what} ${path} is a directory`);
+  return err;
+}
+
+/** Fails unless `path` is an existing file or directory, as `kind` says. */
+export async function requireInput(path: string, kind: 'file' | 'directory', what: string): Promise<void> {
+  let isDir: boolean;
+  try {
+    isDir = (await stat(path)).isDirectory();
+  } catch (err) {
+    throw pathError(err, path, what);
+  }
+  if (kind === 'directory' && !isDir) throw new UsageError(`${what} ${path} is not a directory`);
+  if (kind === 'file' && isDir) throw new UsageError(`${what} ${path} is a directory, not a file`);
+}
+
+/** Fails unless `file` can be created: its folder exists and it is not itself a directory. */
+export async function requireOutput(file: string): Promise<void> {
+  const dir = dirname(resolve(file));
+  try {
+    if (!(await stat(dir)).isDirectory()) throw new UsageError(`output ${file}: ${dir} is not a directory`);
+  } catch (err) {
+    if (err instanceof FleetError) throw err;
+    throw pathError(err, dir, `output folder of ${file}:`);
+  }
+  try {
+    if ((await stat(file)).isDirectory()) throw new UsageError(`output ${file} is a directory`);
+  } catch (err) {
+    if (err instanceof FleetError) throw err;
+  }
+}
