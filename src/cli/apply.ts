@@ -1,6 +1,6 @@
 // `fleetcache apply --base BASE.tar FILE -o NEW.tar`: rebuild from a delta (any of our
 // compressions, or a plain VCDIFF such as `xdelta3 -e -S none` writes).
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import type { Command } from 'commander';
 import { decompressDelta } from '../delta/compress.js';
@@ -8,6 +8,7 @@ import { decodeDelta } from '../delta/xdelta.js';
 import { DigestMismatchError } from '../errors.js';
 import { parseDigestString } from '../store/digest.js';
 import { requireInput, requireOutput } from './paths.js';
+import { writeAtomically } from '../project-upload/atomic-file.js';
 
 export function registerApply(program: Command): void {
   program
@@ -23,18 +24,14 @@ export function registerApply(program: Command): void {
       await requireInput(flags.base, 'file', 'base');
       await requireOutput(flags.output);
       const vcdiff = decompressDelta(await readFile(deltaFile));
-      const partial = `${flags.output}.partial`;
-      try {
-        const digest = await decodeDelta({ path: flags.base }, vcdiff, async (result) => {
+      const digest = await writeAtomically(flags.output, (partial) =>
+        decodeDelta({ path: flags.base }, vcdiff, async (result) => {
           const hex = createHash('sha256').update(result).digest('hex');
           if (expected && expected.hex !== hex) throw new DigestMismatchError(`sha256:${expected.hex}`, `sha256:${hex}`);
           await writeFile(partial, result);
           return `sha256:${hex}\t${result.length}`;
-        });
-        await rename(partial, flags.output);
-        process.stdout.write(`${digest}\t${flags.output}\n`);
-      } finally {
-        await rm(partial, { force: true });
-      }
+        }),
+      );
+      process.stdout.write(`${digest}\t${flags.output}\n`);
     });
 }

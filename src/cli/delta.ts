@@ -5,6 +5,7 @@ import { compressDelta, DEFAULT_COMPRESSION, isCompression } from '../delta/comp
 import { encodeDelta } from '../delta/xdelta.js';
 import { UsageError } from '../errors.js';
 import { requireInput, requireOutput } from './paths.js';
+import { writeAtomically } from '../project-upload/atomic-file.js';
 
 export function parseLevel(text: string): number {
   const level = Number(text);
@@ -29,7 +30,7 @@ export function registerDelta(program: Command): void {
       await requireOutput(flags.output);
       const { vcdiff, level: used } = await encodeDelta({ path: flags.base }, { path: target }, { level });
       const out = compressDelta(vcdiff, flags.compression);
-      await writeFile(flags.output, out);
+      await writeAtomically(flags.output, (tmp) => writeFile(tmp, out));
       process.stdout.write(`level ${used}\tvcdiff ${vcdiff.length}\t${flags.compression} ${out.length}\t${flags.output}\n`);
     });
 }

@@ -6,6 +6,7 @@ import { runRepack } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
 import { sha256File } from '../project-upload/transfer.js';
 import { requireInput, requireOutput } from './paths.js';
+import { tempNameFor, writeAtomically } from '../project-upload/atomic-file.js';
 
 export interface RuleFlags {
   include: string[];
@@ -38,18 +39,22 @@ export function registerPack(program: Command): void {
   ).action(async (dir: string, flags: RuleFlags & { output: string; repack?: string }) => {
     await requireInput(dir, 'directory', 'project directory');
     await requireOutput(flags.output);
-    const packFile = flags.repack ? `${flags.output}.packed` : flags.output;
-    const packed = await packToFile(dir, packFile, rulesFrom(flags));
-    let digest = `sha256:${packed.sha256}`;
-    let size = packed.size;
-    if (flags.repack) {
+    // written under temporary names and renamed on success: a failed run leaves no tar
+    const { packed, digest, size } = await writeAtomically(flags.output, async (out) => {
+      if (!flags.repack) {
+        const packed = await packToFile(dir, out, rulesFrom(flags));
+        return { packed, digest: `sha256:${packed.sha256}`, size: packed.size };
+      }
+      const repack = flags.repack;
+      const packFile = tempNameFor(`${flags.output}.packed`);
       try {
-        await runRepack(flags.repack, packFile, flags.output, { cwd: dir });
+        const packed = await packToFile(dir, packFile, rulesFrom(flags));
+        await runRepack(repack, packFile, out, { cwd: dir });
+        return { packed, ...(await sha256File(out)) };
       } finally {
         await rm(packFile, { force: true });
       }
-      ({ digest, size } = await sha256File(flags.output));
-    }
+    });
     process.stdout.write(`${digest}\t${size}\t${flags.output}\n`);
     for (const skipped of packed.skipped) process.stderr.write(`fleetcache: skipped ${skipped} (not a file, directory or symlink)\n`);
   });

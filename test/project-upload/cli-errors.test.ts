@@ -1,34 +1,17 @@
 // Bad input on the command line of pack, delta, apply and push: a documented exit code and
 // a one-line message (docs/errors.md), never exit 70 with a stack trace, and no output file.
 import t from 'tap';
-import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { main } from '../../src/cli/main.js';
+import { cliExit, growingFile } from './cli-helpers.js';
 import { packToFile } from '../../src/pack/packer.js';
 
 /** main() in-process: exit code and stderr. */
-async function cli(args: string[]): Promise<{ code: number; stderr: string }> {
-  const err: string[] = [];
-  const { stdout, stderr } = process;
-  const realOut = stdout.write;
-  const realErr = stderr.write;
-  stdout.write = (() => true) as typeof stdout.write;
-  stderr.write = ((chunk: string | Uint8Array) => err.push(String(chunk)) > 0) as typeof stderr.write;
-  try {
-    return { code: await main(args), stderr: err.join('') };
-  } finally {
-    stdout.write = realOut;
-    stderr.write = realErr;
-  }
-}
-
 t.test('missing inputs, a file for a directory, a missing output folder', async (t) => {
   const dir = t.testdir({ proj: { 'a.txt': 'a\n' }, 'file.txt': 'not a dir\n' });
   const p = (name: string) => join(dir, name);
-  await cli(['pack', p('proj'), '-o', p('base.tar')]);
-  await cli(['delta', '--base', p('base.tar'), p('base.tar'), '-o', p('d.br')]);
+  await cliExit(['pack', p('proj'), '-o', p('base.tar')]);
+  await cliExit(['delta', '--base', p('base.tar'), p('base.tar'), '-o', p('d.br')]);
   const cases: [string, string[], number, RegExp][] = [
     ['pack of a missing directory', ['pack', p('nonexist'), '-o', p('o1.tar')], 4, /project directory .*nonexist does not exist/],
     ['pack of a file', ['pack', p('file.txt'), '-o', p('o2.tar')], 2, /file\.txt is not a directory/],
@@ -43,7 +26,7 @@ t.test('missing inputs, a file for a directory, a missing output folder', async 
     ['push of a missing directory', ['push', p('nonexist'), '--project', 'x', '--origin', 'http://127.0.0.1:9', '--base-cache', p('bc')], 4, /does not exist/],
   ];
   for (const [name, args, code, message] of cases) {
-    const got = await cli(args);
+    const got = await cliExit(args);
     t.equal(got.code, code, `${name}: exit ${code}`);
     t.match(got.stderr, message, name);
     t.notMatch(got.stderr, /\n\s+at /, `${name}: no stack trace`);
@@ -54,12 +37,9 @@ t.test('missing inputs, a file for a directory, a missing output folder', async 
 t.test('a file that changes while it is packed: exit 5 and a clear message', async (t) => {
   const dir = t.testdir({ proj: {} });
   const grows = join(dir, 'proj', 'grows.log');
-  writeFileSync(grows, randomBytes(32 << 20));
-  const appender = spawn('sh', ['-c', `while :; do echo more >> '${grows}'; done`], { stdio: 'ignore' });
-  t.teardown(() => appender.kill());
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await growingFile(t, grows);
   await t.rejects(packToFile(join(dir, 'proj'), join(dir, 'x.tar')), { code: 'FC_ERR_SIZE_MISMATCH', message: /grows\.log changed while it was packed/ });
-  const got = await cli(['pack', join(dir, 'proj'), '-o', join(dir, 'out.tar')]);
+  const got = await cliExit(['pack', join(dir, 'proj'), '-o', join(dir, 'out.tar')]);
   t.equal(got.code, 5);
   t.match(got.stderr, /changed while it was packed/);
 });

@@ -1,0 +1,30 @@
+// Shared by the CLI tests of pack/delta/apply: main() in-process, and a file that keeps growing.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import type { Test } from 'tap';
+import { main } from '../../src/cli/main.js';
+
+/** main() in-process: exit code and stderr (stdout dropped). */
+export async function cliExit(args: string[]): Promise<{ code: number; stderr: string }> {
+  const err: string[] = [];
+  const { stdout, stderr } = process;
+  const realOut = stdout.write;
+  const realErr = stderr.write;
+  stdout.write = (() => true) as typeof stdout.write;
+  stderr.write = ((chunk: string | Uint8Array) => err.push(String(chunk)) > 0) as typeof stderr.write;
+  try {
+    return { code: await main(args), stderr: err.join('') };
+  } finally {
+    stdout.write = realOut;
+    stderr.write = realErr;
+  }
+}
+
+/** A 32 MiB file that a shell loop appends to until the test ends: it changes while packed. */
+export async function growingFile(t: Test, file: string): Promise<void> {
+  writeFileSync(file, randomBytes(32 << 20));
+  const appender = spawn('sh', ['-c', `while :; do echo more >> '${file}'; done`], { stdio: 'ignore' });
+  t.teardown(() => appender.kill());
+  await new Promise((resolve) => setTimeout(resolve, 50));
+}
