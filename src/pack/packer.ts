@@ -13,6 +13,7 @@ import tar from 'tar-stream';
 import { FleetError, UsageError } from '../errors.js';
 import { hashingTap } from '../store/hashing.js';
 import { globComponent, PackRuleSet, type PackRules } from './rules.js';
+import { safeEntryPath } from './unpack.js';
 
 /** 2000-01-01T00:00:00Z: fixed, and unlike 0 it does not make GNU tar warn on extract. */
 export const PACK_MTIME = new Date(946_684_800_000);
@@ -64,7 +65,9 @@ async function expandIncludes(root: string, rules: PackRuleSet): Promise<string[
     if (found.length === 0) throw new UsageError(`include entry "${entry}" matches nothing under ${root}`);
     for (const p of found) out.add(p);
   }
-  return [...out].sort(byteOrder);
+  // a path inside another included one is packed with it already (twice, the unpack fails)
+  const nested = (p: string): boolean => p.split('/').some((_, i, parts) => i > 0 && out.has(parts.slice(0, i).join('/')));
+  return [...out].filter((p) => !nested(p)).sort(byteOrder);
 }
 
 interface Item {
@@ -90,9 +93,27 @@ function header(name: string, mode: number): Partial<tar.Header> & { name: strin
   return { name, mode: mode & 0o7777, mtime: PACK_MTIME, uid: 0, gid: 0, uname: '', gname: '' };
 }
 
-async function addEntry(pack: tar.Pack, item: Item, rules: PackRuleSet): Promise<boolean> {
-  const st = await lstat(item.abs);
+/**
+ * The entry name of `rel` after the rename rules, refused here when every machine would
+ * refuse it on unpack (safeEntryPath: "..", absolute, NUL, empty) or when it repeats one.
+ */
+function entryName(item: Item, rules: PackRuleSet, seen: Set<string>): string {
   const name = rules.rename(item.rel, 'path');
+  const renamed = name === item.rel ? '' : ` (renamed by ${rules.renameSource.join(' ')})`;
+  let safe: string;
+  try {
+    safe = safeEntryPath(name);
+  } catch (err) {
+    throw new FleetError('FC_ERR_BAD_NAME', `${item.rel} would be packed as "${name}"${renamed}, which unpacking refuses: ${(err as Error).message.replace(/^.*refused: /, '')}`);
+  }
+  if (seen.has(safe)) throw new FleetError('FC_ERR_BAD_NAME', `${item.rel} would be packed as "${name}"${renamed}, a name already in the tar`);
+  seen.add(safe);
+  return name;
+}
+
+async function addEntry(pack: tar.Pack, item: Item, rules: PackRuleSet, seen: Set<string>): Promise<boolean> {
+  const st = await lstat(item.abs);
+  const name = entryName(item, rules, seen);
   if (st.isDirectory()) {
     pack.entry({ ...header(`${name}/`, st.mode), type: 'directory' });
   } else if (st.isSymbolicLink()) {
@@ -139,9 +160,10 @@ export function packTree(root: string, rules: PackRules = {}): { stream: Readabl
   const done = (async () => {
     let entries = 0;
     const skipped: string[] = [];
+    const seen = new Set<string>();
     try {
       for await (const item of walk(root, set)) {
-        if (await addEntry(pack, item, set)) entries++;
+        if (await addEntry(pack, item, set, seen)) entries++;
         else skipped.push(item.rel);
       }
       pack.finalize();

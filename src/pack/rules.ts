@@ -176,8 +176,11 @@ export class PackRuleSet {
   readonly #exclude: readonly RegExp[];
   readonly #excludePaths: ReadonlySet<string>;
   readonly #transforms: readonly Transform[];
+  /** The rename expressions as given, for messages. */
+  readonly renameSource: readonly string[];
 
   constructor(rules: PackRules = {}) {
+    this.renameSource = rules.rename ?? [];
     this.include = rules.include && rules.include.length > 0 ? rules.include : undefined;
     this.#exclude = [ALWAYS_EXCLUDED, ...(rules.exclude ?? [])].map(excludeMatcher);
     this.#excludePaths = new Set(rules.excludePaths ?? []);

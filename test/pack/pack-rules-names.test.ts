@@ -1,0 +1,39 @@
+// Names the packer must never put in a tar: an included path twice (nested includes), or a
+// rename result every machine refuses on unpack.
+import t from 'tap';
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import tar from 'tar-stream';
+import { packToFile } from '../../src/pack/packer.js';
+import { unpackTar } from '../../src/pack/unpack.js';
+
+async function names(file: string): Promise<string[]> {
+  const out: string[] = [];
+  const extract = tar.extract();
+  createReadStream(file).pipe(extract);
+  for await (const entry of extract) {
+    out.push(entry.header.name);
+    entry.resume();
+  }
+  return out;
+}
+
+t.test('an include nested under another include is packed once', async (t) => {
+  const dir = t.testdir({ proj: { a: { b: { 'f.txt': 'f\n' }, 'g.txt': 'g\n' }, 'a-x': { 'h.txt': 'h\n' } } });
+  const file = join(dir, 'x.tar');
+  await packToFile(join(dir, 'proj'), file, { include: ['a', 'a/b', 'a/b/f.txt', 'a-x', 'a/*'] });
+  t.same(await names(file), ['a/', 'a/b/', 'a/b/f.txt', 'a/g.txt', 'a-x/', 'a-x/h.txt']);
+  const { entries } = await unpackTar(createReadStream(file), join(dir, 'out'));
+  t.equal(entries, 6, 'unpacks');
+});
+
+t.test('a rename giving a name unpacking refuses is refused at pack time', async (t) => {
+  const dir = t.testdir({ proj: { 'f.txt': 'f\n', 'g.txt': 'g\n' } });
+  const pack = (rename: string[]) => packToFile(join(dir, 'proj'), join(dir, 'x.tar'), { rename });
+  await t.rejects(pack(['s,^,../,']), { code: 'FC_ERR_BAD_NAME', message: /f\.txt would be packed as "\.\.\/f\.txt" \(renamed by s,\^,\.\.\/,\).*escapes/ });
+  await t.rejects(pack(['s,^,/abs/,']), { code: 'FC_ERR_BAD_NAME', message: /"\/abs\/f\.txt".*absolute/ });
+  await t.rejects(pack(['s,.*,,']), { code: 'FC_ERR_BAD_NAME', message: /empty name/ });
+  await t.rejects(pack(['s,.*,same,']), { code: 'FC_ERR_BAD_NAME', message: /g\.txt would be packed as "same".*already in the tar/ });
+  await pack(['s,^,proj/,']);
+  t.same(await names(join(dir, 'x.tar')), ['proj/f.txt', 'proj/g.txt']);
+});
