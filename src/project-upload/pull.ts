@@ -3,8 +3,7 @@
 // sha256 and size against the manifest, and only then unpack. A mismatch anywhere is an
 // error and nothing is unpacked.
 import { createReadStream } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { httpGetJson, joinUrl, type RequestOptions } from '../client/http.js';
@@ -13,6 +12,7 @@ import { decodeDelta } from '../delta/xdelta.js';
 import { DigestMismatchError, FleetError, SizeMismatchError } from '../errors.js';
 import { unpackTar } from '../pack/unpack.js';
 import { parseRunManifest, type RunManifest } from './manifest.js';
+import { withTempDir } from './temp-dir.js';
 import { downloadBlob, downloadSmallBlob } from './transfer.js';
 
 export interface PullOptions {
@@ -40,8 +40,7 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
   const http: RequestOptions = options.token ? { token: options.token } : {};
   await refuseNonEmpty(options.dir);
   const manifest = await fetchRunManifest(options.from, options.project, options.run, http);
-  const work = await mkdtemp(join(tmpdir(), 'fleetcache-pull-'));
-  try {
+  return withTempDir('fleetcache-pull-', async (work) => {
     const baseFile = join(work, 'base.tar');
     const base = await downloadBlob(options.from, manifest.base.digest, manifest.base.size, baseFile, { ...http, gunzip: true });
     let bytesReceived = base.received;
@@ -61,9 +60,7 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
     }
     const { entries } = await unpackTar(createReadStream(tarFile), options.dir);
     return { manifest, bytesReceived, entries };
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  });
 }
 
 /** Fails before any transfer when the target has content (unpackTar checks again). */

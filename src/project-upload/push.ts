@@ -4,8 +4,7 @@
 // Bases are kept in a local directory by digest, so the slow link is crossed once per base;
 // each cached tar is verified against its recorded sha256 whenever it is used.
 import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
@@ -21,6 +20,7 @@ import { parseDigestString } from '../store/digest.js';
 import { MANIFEST_FORMAT, type RunManifest } from './manifest.js';
 import { hashingTap } from '../store/hashing.js';
 import { writeAtomically } from './atomic-file.js';
+import { withTempDir } from './temp-dir.js';
 import { downloadBlob, sha256File } from './transfer.js';
 
 /** A delta above this share of the gzip-compressed tar triggers a new base. */
@@ -149,8 +149,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   const run = options.run ?? `${stamp()}-${randomBytes(3).toString('hex')}`;
   const projectPath = `/projects/${encodeURIComponent(options.project)}`;
   await mkdir(options.baseCache, { recursive: true });
-  const work = await mkdtemp(join(tmpdir(), 'fleetcache-push-'));
-  try {
+  return withTempDir('fleetcache-push-', async (work) => {
     const packedFile = join(work, 'packed.tar');
     const packed = await packToFile(options.dir, packedFile, options.rules);
     let tarFile = packedFile;
@@ -212,7 +211,5 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     await httpPut(joinUrl(options.origin, `${projectPath}/runs/${encodeURIComponent(run)}`), body, { ...http, headers: { 'content-type': 'application/json' } });
     bytesSent += Buffer.byteLength(body);
     return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased };
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  });
 }
