@@ -10,10 +10,11 @@ const cliCode = async (args: string[]): Promise<number> => (await cliExit(args))
 t.test('pack that fails while reading leaves no tar', async (t) => {
   const dir = t.testdir({ proj: {} });
   const grows = join(dir, 'proj', 'grows.log');
-  await growingFile(t, grows);
+  const stopGrowing = await growingFile(t, grows);
   t.equal(await cliCode(['pack', join(dir, 'proj'), '-o', join(dir, 'out.tar')]), 5);
   writeFileSync(join(dir, 'old.tar'), 'previous tar\n');
   t.equal(await cliCode(['pack', join(dir, 'proj'), '-o', join(dir, 'old.tar')]), 5);
+  await stopGrowing();
   t.same(readdirSync(dir).sort(), ['old.tar', 'proj'], 'no out.tar, no temporary files');
   t.equal(readFileSync(join(dir, 'old.tar'), 'utf8'), 'previous tar\n', 'an older output is kept');
 });

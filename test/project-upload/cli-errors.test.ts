@@ -37,9 +37,10 @@ t.test('missing inputs, a file for a directory, a missing output folder', async 
 t.test('a file that changes while it is packed: exit 5 and a clear message', async (t) => {
   const dir = t.testdir({ proj: {} });
   const grows = join(dir, 'proj', 'grows.log');
-  await growingFile(t, grows);
+  const stopGrowing = await growingFile(t, grows);
   await t.rejects(packToFile(join(dir, 'proj'), join(dir, 'x.tar')), { code: 'FC_ERR_SIZE_MISMATCH', message: /grows\.log changed while it was packed/ });
   const got = await cliExit(['pack', join(dir, 'proj'), '-o', join(dir, 'out.tar')]);
+  await stopGrowing();
   t.equal(got.code, 5);
   t.match(got.stderr, /changed while it was packed/);
 });

@@ -1,9 +1,11 @@
 // Shared by the CLI tests of pack/delta/apply: main() in-process, and a file that keeps growing.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import type { Test } from 'tap';
 import { main } from '../../src/cli/main.js';
+import { stopWithTest } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
 
 /** main() in-process: exit code and stderr (stdout dropped). */
 export async function cliExit(args: string[]): Promise<{ code: number; stderr: string }> {
@@ -21,10 +23,15 @@ export async function cliExit(args: string[]): Promise<{ code: number; stderr: s
   }
 }
 
-/** A 32 MiB file that a shell loop appends to until the test ends: it changes while packed. */
-export async function growingFile(t: Test, file: string): Promise<void> {
+/**
+ * A 32 MiB file that a shell loop appends to: it changes while packed. Call the returned
+ * stop() before the test ends: its directory cannot be removed while the loop writes in it
+ * (the teardown also stops it, but may run after the removal of the test's directory).
+ */
+export async function growingFile(t: Test, file: string): Promise<() => Promise<void>> {
   writeFileSync(file, randomBytes(32 << 20));
   const appender = spawn('sh', ['-c', `while :; do echo more >> '${file}'; done`], { stdio: 'ignore' });
-  t.teardown(() => appender.kill());
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  const stop = stopWithTest(t, appender);
+  await eventually('the file grows', () => statSync(file).size > 32 << 20);
+  return stop;
 }
