@@ -4,9 +4,9 @@
 // The target must be missing or empty (as spread requires), so every entry is created
 // exclusively and an archive cannot overwrite what is already there. Regular files,
 // directories and symlinks only; other entry types are refused.
-import { constants } from 'node:fs';
+import { closeSync, constants, fchmodSync, openSync, writeSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, realpath, symlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
@@ -68,6 +68,30 @@ async function chmodDir(dir: MadeDir): Promise<void> {
   }
 }
 
+/**
+ * Files up to this size are gathered in memory and written with blocking calls: a project
+ * is mostly small files, and four thread-pool round trips and a stream each cost far more
+ * than the write itself (pull runs as a command, with nothing else to serve meanwhile).
+ */
+const SMALL_FILE = 64 * 1024;
+
+async function bodyOf(entry: AsyncIterable<unknown>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of entry) chunks.push(chunk as Buffer);
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+/** O_EXCL never follows a symlink at the path; the mode is set on the open descriptor. */
+function writeSmallFile(abs: string, body: Buffer, mode: number): void {
+  const fd = openSync(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  try {
+    fchmodSync(fd, mode);
+    for (let off = 0; off < body.length;) off += writeSync(fd, body, off, body.length - off);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Unpacks a tar stream into `dir` (created when missing; must be empty). */
 export async function unpackTar(input: Readable, dir: string): Promise<UnpackSummary> {
   await ensureEmptyDir(dir);
@@ -76,6 +100,9 @@ export async function unpackTar(input: Readable, dir: string): Promise<UnpackSum
   const feeding = pipeline(input, extract);
   feeding.catch(() => undefined); // reported through the iteration below
   const dirModes = new Map<string, MadeDir>(); // a repeated directory entry: the last mode wins
+  // Directories already checked (or made) as real ones: an archive cannot turn one into a
+  // symlink later (every entry is created exclusively), so their entries skip the walk.
+  const realDirs = new Set<string>([root]);
   let entries = 0;
   for await (const entry of extract) {
     const { header } = entry;
@@ -83,8 +110,12 @@ export async function unpackTar(input: Readable, dir: string): Promise<UnpackSum
     const parts = rel.split('/');
     const refusal = (why: string): FleetError => new FleetError('FC_ERR_BAD_NAME', `tar entry "${header.name}" refused: ${why}`);
     // Parents: real directories only, created one by one; a symlink on the way is refused.
-    await walkDirs(root, parts.slice(0, -1), { create: true, refuse: refusal });
     const abs = join(root, ...parts);
+    const parent = dirname(abs);
+    if (!realDirs.has(parent)) {
+      await walkDirs(root, parts.slice(0, -1), { create: true, refuse: refusal });
+      realDirs.add(parent);
+    }
     const mode = entryMode(header.mode);
     if (header.type === 'directory') {
       // Like tar --no-overwrite-dir: an existing directory is kept, anything else at that
@@ -96,10 +127,13 @@ export async function unpackTar(input: Readable, dir: string): Promise<UnpackSum
       const st = await lstat(abs);
       if (!st.isDirectory()) refuse(header.name, 'not a directory once created');
       dirModes.set(abs, { path: abs, mode, dev: st.dev, ino: st.ino });
+      realDirs.add(abs);
       entry.resume();
     } else if (header.type === 'symlink') {
       await symlink(header.linkname ?? '', abs); // EEXIST for any existing path
       entry.resume();
+    } else if ((header.type === 'file' || header.type === 'contiguous-file') && (header.size ?? 0) <= SMALL_FILE) {
+      writeSmallFile(abs, await bodyOf(entry), mode);
     } else if (header.type === 'file' || header.type === 'contiguous-file') {
       // O_EXCL: never follows a symlink at the path; the mode is set on the open descriptor.
       const fh = await open(abs, 'wx', 0o600);
