@@ -165,16 +165,16 @@ interface Stale {
   readonly conditional: HeaderMap;
 }
 
-/**
- * After serving a stale entry within stale-while-revalidate: asks upstream once, with the
- * stored validators. A 304 refreshes the entry's policy; a new body is stored by a fill
- * that requests arriving meanwhile join. Failures only leave the entry stale.
- */
 /** Background revalidations in flight (a new answer among them is also a fill: fills.drain waits for it). */
 export function backgroundRevalidations(ctx: CacheContext): number {
   return revalidating.get(ctx)?.size ?? 0;
 }
 
+/**
+ * After serving a stale entry within stale-while-revalidate: asks upstream once, with the
+ * stored validators. A 304 refreshes the entry's policy; a new body is stored by a fill
+ * that requests arriving meanwhile join. Failures only leave the entry stale.
+ */
 function revalidateInBackground(ctx: CacheContext, upstream: Upstream, s: Stale, fillSpec: (request: () => Promise<Dispatcher.ResponseData>) => FillSpec): void {
   let pending = revalidating.get(ctx);
   if (!pending) revalidating.set(ctx, (pending = new Set()));
