@@ -20,9 +20,9 @@ function blobNameEtag(record: NameRecord): string {
   return `"${record.digest}"`;
 }
 
-/** The ETag of a run manifest: the digest of the JSON it is answered with. */
-function runEtag(manifest: object): string {
-  return `"sha256:${createHash('sha256').update(JSON.stringify(manifest)).digest('hex')}"`;
+/** The ETag of a run manifest: the digest of the JSON text it is answered with. */
+function runEtag(text: string): string {
+  return `"sha256:${createHash('sha256').update(text).digest('hex')}"`;
 }
 
 /**
@@ -62,7 +62,7 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     return { digest: formatDigest(result.digest), size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}) };
   });
   // The ETag of the new representation lets a cache keep what it forwarded (RFC 9110 §9.3.4).
-  return reply.code(201).header('etag', `"${record.digest}"`).header('cache-control', nameCacheControl(ctx)).send({ digest: record.digest, size: record.size });
+  return reply.code(201).header('etag', blobNameEtag(record)).header('cache-control', nameCacheControl(ctx)).send({ digest: record.digest, size: record.size });
 }
 
 async function getNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
@@ -123,7 +123,7 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
     ctx.auth.require(request);
     const segments = runSegments(request.params);
     let size = 0;
-    await conditionalPut<object>(ctx, request, segments, runEtag, async () => {
+    await conditionalPut<object>(ctx, request, segments, (current) => runEtag(JSON.stringify(current)), async () => {
       const body = await readSmallBody(request, ctx.maxRecordSize);
       size = body.length;
       let manifest: unknown;
@@ -144,7 +144,7 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
     checkRead(ctx, request);
     const manifest = await ctx.names.get<object>(runSegments(request.params));
     const text = JSON.stringify(manifest);
-    const etag = runEtag(manifest);
+    const etag = runEtag(text);
     reply.header('etag', etag).header('cache-control', nameCacheControl(ctx)).type('application/json');
     if (ifNoneMatchHits(request.headers['if-none-match'], etag)) return reply.code(304).send();
     // HEAD (fastify's, server.ts) runs this too: the same headers, no body sent.
