@@ -13,8 +13,12 @@ import tar from 'tar-stream';
 import { FleetError } from '../errors.js';
 import { lstatOrMissing, walkDirs } from './safe-path.js';
 
+function refusal(name: string, why: string): FleetError {
+  return new FleetError('FC_ERR_BAD_NAME', `tar entry "${name}" refused: ${why}`);
+}
+
 function refuse(name: string, why: string): never {
-  throw new FleetError('FC_ERR_BAD_NAME', `tar entry "${name}" refused: ${why}`);
+  throw refusal(name, why);
 }
 
 /** The entry's path as safe components relative to the target directory. */
@@ -108,12 +112,11 @@ export async function unpackTar(input: Readable, dir: string): Promise<UnpackSum
     const { header } = entry;
     const rel = safeEntryPath(header.name);
     const parts = rel.split('/');
-    const refusal = (why: string): FleetError => new FleetError('FC_ERR_BAD_NAME', `tar entry "${header.name}" refused: ${why}`);
     // Parents: real directories only, created one by one; a symlink on the way is refused.
     const abs = join(root, ...parts);
     const parent = dirname(abs);
     if (!realDirs.has(parent)) {
-      await walkDirs(root, parts.slice(0, -1), { create: true, refuse: refusal });
+      await walkDirs(root, parts.slice(0, -1), { create: true, refuse: (why) => refusal(header.name, why) });
       realDirs.add(parent);
     }
     const mode = entryMode(header.mode);
