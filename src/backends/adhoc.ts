@@ -11,6 +11,7 @@ import type { BackendContext, EnvEntry, Machine, MachineRecord, Provider, System
 import { LocalExecutor } from './local.js';
 import { SshMachine, splitAddress } from './ssh-machine.js';
 import { durationMs, durationOption as duration, rebootKeys, rebootSettings } from './ssh-reboot.js';
+import { levelTimeouts } from '../spread/scripts.js';
 
 export const adhocOptions = Type.Object(
   {
@@ -90,12 +91,14 @@ export class AdhocProvider implements Provider {
     ];
     if (system.password === undefined) env.push(['SPREAD_PASSWORD', literal(this.#ctx.password)]);
     const label = `${this.name}:${system.name}`;
+    // without the runner's (tests), spread's defaults
+    const timeouts = this.#ctx.scriptTimeouts ?? levelTimeouts([]);
     const r = await this.#local.exec(`${ADDRESS_HELPER}\n${script}`, {
       env,
       trace: false,
       // warn-timeout and kill-timeout are spread fields: the model parsed them (-1, -1ns, 100us)
-      warnTimeout: this.#ctx.scriptTimeouts?.warn ?? 5 * 60_000,
-      killTimeout: this.#ctx.scriptTimeouts?.kill ?? 15 * 60_000,
+      warnTimeout: timeouts.warn,
+      killTimeout: timeouts.kill,
       onWarn: () => this.#ctx.log?.(`WARNING: ${label} script running late.`),
     });
     return parseMarkers(r.exitCode, r.output);
