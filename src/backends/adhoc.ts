@@ -35,6 +35,8 @@ const MARKER = /^<(ADDRESS|ERROR|FATAL)(?: (.*))?>$/gm;
 export interface AdhocOutcome {
   exitCode: number;
   output: string;
+  /** Killed at its kill-timeout. */
+  killed?: boolean;
   address?: string;
   error?: string;
   fatal?: string;
@@ -50,6 +52,13 @@ export function parseMarkers(exitCode: number, output: string): AdhocOutcome {
     else outcome.fatal = value || 'FATAL called';
   }
   return outcome;
+}
+
+/** Why a script that called neither ERROR nor FATAL failed, with the last lines of its output. */
+function scriptFailure(what: 'allocate' | 'discard', r: AdhocOutcome): string {
+  const how = r.killed ? ': kill-timeout reached' : ` with exit code ${r.exitCode}`;
+  const tail = r.output.trim().split('\n').slice(-5).join('; ');
+  return `${what} script failed${how}${tail ? `: ${tail}` : ''}`;
 }
 
 /** Single quotes so passwords with `$` reach the script unchanged. */
@@ -101,7 +110,7 @@ export class AdhocProvider implements Provider {
       killTimeout: timeouts.kill,
       onWarn: () => this.#ctx.log?.(`WARNING: ${label} script running late.`),
     });
-    return parseMarkers(r.exitCode, r.output);
+    return { ...parseMarkers(r.exitCode, r.output), killed: r.killed };
   }
 
   async allocate(system: SystemSpec, options?: { signal?: AbortSignal }): Promise<Machine> {
@@ -111,14 +120,14 @@ export class AdhocProvider implements Provider {
     for (;;) {
       const r = await this.runScript(this.#options.allocate, system, '');
       if (r.fatal) throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: ${r.fatal}`);
-      if (r.exitCode === 0 && !r.error) {
+      if (r.exitCode === 0 && !r.error && !r.killed) {
         if (!r.address || /\s/.test(r.address)) {
           throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: allocate script must print an address with ADDRESS <host[:port]>`);
         }
         address = r.address;
         break;
       }
-      const why = r.error ?? `allocate script failed with exit code ${r.exitCode}: ${r.output.trim().split('\n').slice(-5).join('; ')}`;
+      const why = r.error ?? scriptFailure('allocate', r);
       if (Date.now() > deadline) throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: ${why}`);
       this.#ctx.log?.(`Cannot allocate ${label}: ${why}`);
       await sleep(this.#retryDelay, undefined, { signal: options?.signal });
@@ -155,8 +164,8 @@ export class AdhocProvider implements Provider {
   async #release(system: SystemSpec, address: string): Promise<void> {
     if (!this.#options.discard) return;
     const r = await this.runScript(this.#options.discard, system, address);
-    if (r.exitCode !== 0 || r.error || r.fatal) {
-      throw new FleetError('FC_ERR_UNAVAILABLE', `cannot discard ${this.name}:${system.name} at ${address}: ${r.fatal ?? r.error ?? r.output.trim()}`);
+    if (r.exitCode !== 0 || r.killed || r.error || r.fatal) {
+      throw new FleetError('FC_ERR_UNAVAILABLE', `cannot discard ${this.name}:${system.name} at ${address}: ${r.fatal ?? r.error ?? scriptFailure('discard', r)}`);
     }
   }
 

@@ -3,7 +3,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createProvider } from '../../src/backends/registry.js';
 import { parseMarkers } from '../../src/backends/adhoc.js';
-import type { BackendContext } from '../../src/backends/backend.js';
+import type { BackendContext, Machine } from '../../src/backends/backend.js';
+import { isAlive } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
 import { startSshd } from '../ssh/sshd.js';
 
 t.test('adhoc markers', async (t) => {
@@ -11,6 +13,27 @@ t.test('adhoc markers', async (t) => {
   t.equal(parseMarkers(213, '<ERROR not yet>\n').error, 'not yet');
   t.equal(parseMarkers(213, '<FATAL no quota>\n').fatal, 'no quota');
   t.equal(parseMarkers(0, 'ADDRESS=1.2.3.4\n').address, undefined, 'ADDRESS= does not work, as in spread');
+});
+
+t.test('adhoc: allocate and discard past their kill-timeout are killed, and the error says so', async (t) => {
+  const dir = t.testdir();
+  const pids = join(dir, 'pids');
+  // Ignores SIGTERM: only SIGKILL to the group ends it. A child of its own, so the group is checked too.
+  const hang = `trap '' TERM; sleep 30 & echo "$$ $!" >> ${pids}; echo started; wait`;
+  const started = (): Promise<number[]> => readFile(pids, 'utf8').then((s) => s.split(/\s+/).filter(Boolean).map(Number), () => []);
+  t.teardown(async () => {
+    for (const pid of await started()) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+  });
+  const ctx: BackendContext = { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache'), scriptTimeouts: { warn: 60_000, kill: 300 } };
+  const p = createProvider('adhoc', 'adhoc', { allocate: hang, discard: hang, 'allocate-timeout': '100ms' }, ctx);
+  const allocating = Date.now();
+  await t.rejects(p.allocate({ name: 'x' }), /^cannot allocate adhoc:x: allocate script failed: kill-timeout reached: started$/);
+  t.ok(Date.now() - allocating < 5000, 'killed at its kill-timeout');
+  const machine = { system: { name: 'x' }, address: '10.0.0.1' } as Machine;
+  await t.rejects(p.discard(machine), /^cannot discard adhoc:x at 10\.0\.0\.1: discard script failed: kill-timeout reached: started$/);
+  const pidList = await started();
+  t.equal(pidList.length, 4, 'each script and its child were started');
+  await eventually('every process of both scripts ended', () => pidList.every((pid) => !isAlive(pid)));
 });
 
 t.test('ssh and adhoc backends against a real sshd', async (t) => {
