@@ -103,11 +103,13 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
   const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd, answered);
   const joined = ctx.fills.get(key);
   if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct);
-  if (req.method === 'HEAD') {
+  const hit = await ctx.store.lookup(id);
+  // HEAD of a stored name takes GET's path below (revalidation, the stored copy when upstream
+  // is down, a changed name refetched and kept); a HEAD miss asks upstream for the headers only.
+  if (!hit && req.method === 'HEAD') {
     ctx.metrics.miss(kind);
     return direct();
   }
-  const hit = await ctx.store.lookup(id);
   const decide = decideName(cacheKey);
   const onUpstreamBytes = (n: number): void => ctx.metrics.upstream(kind, n);
   if (!hit) {

@@ -56,3 +56,54 @@ t.test('cache → origin: PUT through the cache, GET hits, names revalidated', a
   t.equal(c1.headers.etag, `"sha256:${coldHex}"`, "the origin's ETag is kept");
   await app.cache.fills.drain();
 });
+
+t.test('HEAD of a name is answered as GET is: revalidated, and from the stored copy while the origin is down', async (t) => {
+  const dir = t.testdir({ origin: {}, cache: {} });
+  const origin = await buildOriginServer({ dataDir: `${dir}/origin`, tokens: ['tok'], logLevel: false });
+  const originUrl = await origin.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => origin.close());
+  const { app, url } = await startCache(t, { upstream: originUrl, timeouts: { connect: '500ms', headers: '500ms' } }, `${dir}/cache`);
+  const name = `${url}/projects/demo/bases/b1`;
+  const base = randomish(200_000);
+  const put = await request(name, { method: 'PUT', body: base, headers: { authorization: 'Bearer tok', 'content-type': 'application/x-tar' } });
+  await put.body.dump();
+  t.equal(put.statusCode, 201);
+  const got = await request(name);
+  t.ok(Buffer.from(await got.body.arrayBuffer()).equals(base));
+  await app.cache.fills.drain();
+  const stored = { 'content-length': String(base.length), etag: got.headers.etag, 'content-type': 'application/x-tar' };
+
+  const up = await request(name, { method: 'HEAD' });
+  await up.body.dump();
+  t.match({ status: up.statusCode, xcache: up.headers['x-cache'], ...up.headers }, { status: 200, xcache: 'HIT', ...stored }, 'origin up: revalidated, answered from the stored copy');
+
+  // A changed name: HEAD answers the new headers, and the new version is kept for the next GET.
+  const next = randomish(150_000);
+  const replaced = await request(`${originUrl}/projects/demo/bases/b1`, { method: 'PUT', body: next, headers: { authorization: 'Bearer tok', 'content-type': 'application/x-tar' } });
+  await replaced.body.dump();
+  const changed = await request(name, { method: 'HEAD' });
+  await changed.body.dump();
+  const current = { 'content-length': String(next.length), etag: replaced.headers.etag, 'content-type': 'application/x-tar' };
+  t.match(changed.headers, current, 'origin changed the name: its new headers');
+  await app.cache.fills.drain();
+  const kept = await request(name);
+  t.equal(kept.headers['x-cache'], 'HIT', 'the new version was kept');
+  t.ok(Buffer.from(await kept.body.arrayBuffer()).equals(next));
+
+  await origin.close();
+  const head = await request(name, { method: 'HEAD' });
+  t.equal(await head.body.text(), '', 'no body');
+  t.match({ status: head.statusCode, xcache: head.headers['x-cache'], ...head.headers }, { status: 200, xcache: 'HIT', ...current }, 'origin down: the stored headers');
+  const get = await request(name);
+  t.equal(get.statusCode, 200);
+  t.ok(Buffer.from(await get.body.arrayBuffer()).equals(next), 'GET still serves the stored copy');
+
+  const never = `${url}/projects/demo/bases/never`;
+  const getMiss = await request(never);
+  const headMiss = await request(never, { method: 'HEAD' });
+  await headMiss.body.dump();
+  t.equal(getMiss.statusCode, 502);
+  t.match(await getMiss.body.json(), { code: 'FC_ERR_UPSTREAM' });
+  t.equal(headMiss.statusCode, getMiss.statusCode, 'a name never stored: the same 502 for HEAD as for GET');
+  t.equal(headMiss.headers['cache-control'], 'no-store');
+});
