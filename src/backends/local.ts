@@ -72,6 +72,8 @@ export class LocalExecutor implements Executor {
         } catch {
           // already gone
         }
+        // bash may have ended before the kill, its output held open by what it left
+        if (child.exitCode !== null || child.signalCode !== null) cutAfterDrain(child.exitCode, child.signalCode);
       });
       const onData = (b: Buffer): void => {
         const s = b.toString('utf8');
@@ -93,15 +95,18 @@ export class LocalExecutor implements Executor {
       child.on('close', finish);
       // A killed script may have left a process outside its group (setsid) holding its
       // output pipes open: 'close' would wait for that process, so the kill timeout would
-      // not bound the script. Once bash is gone and KILL_DRAIN_MS have passed, stop reading.
-      child.on('exit', (code, sig) => {
-        if (!killed) return;
+      // not bound the script. Once bash is gone and killed (in either order) and
+      // KILL_DRAIN_MS have passed, stop reading.
+      function cutAfterDrain(code: number | null, sig: NodeJS.Signals | null): void {
         setTimeout(() => {
           if (child.stdout.closed && child.stderr.closed) return;
           child.stdout.destroy();
           child.stderr.destroy();
           finish(code, sig);
         }, KILL_DRAIN_MS).unref();
+      }
+      child.on('exit', (code, sig) => {
+        if (killed) cutAfterDrain(code, sig);
       });
       child.stdin.end(text);
     });

@@ -96,26 +96,31 @@ t.test('streaming output, warn timeout and kill timeout kill the group', async (
   await m.discard();
 });
 
-t.test('the kill timeout holds when a process outside the group keeps the output open', async (t) => {
-  const dir = t.testdir();
-  const p = createProvider('local', 'local', {}, ctx(dir));
-  const m = await p.allocate({ name: 's' });
-  const started = Date.now();
-  // setsid leaves the script's process group: the kill does not reach it, and it holds stdout.
-  const r = await m.exec('setsid sleep 27 & echo "daemon $!"; sleep 30', { trace: false, killTimeout: 300 });
-  const daemon = Number(/daemon (\d+)/.exec(r.output)?.[1]);
-  t.teardown(() => {
-    try {
-      process.kill(daemon, 'SIGKILL');
-    } catch {
-      // already gone (discard ends the machine's processes)
-    }
+// setsid leaves the script's process group: the kill does not reach the daemon, and it holds stdout.
+for (const [when, script] of [
+  ['while bash runs', 'setsid sleep 27 & echo "daemon $!"; sleep 30'],
+  ['after bash has ended', 'setsid sleep 27 & echo "daemon $!"'],
+] as const) {
+  t.test(`the kill timeout holds when a process outside the group keeps the output open ${when}`, async (t) => {
+    const dir = t.testdir();
+    const p = createProvider('local', 'local', {}, ctx(dir));
+    const m = await p.allocate({ name: 's' });
+    const started = Date.now();
+    const r = await m.exec(script, { trace: false, killTimeout: 300 });
+    const daemon = Number(/daemon (\d+)/.exec(r.output)?.[1]);
+    t.teardown(() => {
+      try {
+        process.kill(daemon, 'SIGKILL');
+      } catch {
+        // already gone (discard ends the machine's processes)
+      }
+    });
+    t.ok(Date.now() - started < 5000, `returned in ${Date.now() - started} ms, not when the daemon ends`);
+    t.ok(r.killed);
+    t.ok(daemon > 0, 'the daemon was started');
+    await m.discard();
   });
-  t.ok(Date.now() - started < 5000, `returned in ${Date.now() - started} ms, not when the daemon ends`);
-  t.ok(r.killed);
-  t.ok(daemon > 0, 'the daemon was started');
-  await m.discard();
-});
+}
 
 t.test('upload and download', async (t) => {
   const dir = t.testdir();
