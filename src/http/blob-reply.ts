@@ -1,5 +1,6 @@
 // Answering GET/HEAD for an immutable blob: strong ETag = digest, immutable caching,
-// If-None-Match → 304, a single Range → 206 (416 when unsatisfiable), never encoded.
+// If-None-Match / If-Modified-Since → 304, If-Match / If-Unmodified-Since → 412, a single
+// Range → 206 (416 when unsatisfiable), never encoded.
 import { open } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, NotFoundError } from '../errors.js';
@@ -30,13 +31,34 @@ export function ifNoneMatchHits(header: string | undefined, etag: string): boole
  * current representation's, undefined when there is none.
  */
 export function checkWritePreconditions(request: FastifyRequest, etag: string | undefined): void {
-  const ifMatch = request.headers['if-match'];
-  if (ifMatch !== undefined && !ifMatchHolds(ifMatch, etag)) {
-    throw new FleetError('FC_ERR_PRECONDITION_FAILED', etag ? `If-Match: the current ETag is ${etag}` : 'If-Match: there is no current representation');
-  }
+  checkIfMatch(request, etag);
   const ifNoneMatch = request.headers['if-none-match'];
   if (ifNoneMatch !== undefined && etag !== undefined && ifNoneMatchHits(ifNoneMatch, etag)) {
     throw new FleetError('FC_ERR_PRECONDITION_FAILED', `If-None-Match: the current ETag is ${etag}`);
+  }
+}
+
+/**
+ * The preconditions of a GET or HEAD, in the order of RFC 9110 §13.2.2: throws
+ * FC_ERR_PRECONDITION_FAILED (412) when If-Match, or without it If-Unmodified-Since, is
+ * false; returns true (answer 304) when If-None-Match, or without it If-Modified-Since, is.
+ * `etag`, `modifiedMs`: the current representation's; `modifiedMs` undefined when it has no
+ * Last-Modified, and the date conditions are then ignored.
+ */
+export function checkReadPreconditions(request: FastifyRequest, etag: string, modifiedMs: number | undefined): boolean {
+  if (request.headers['if-match'] !== undefined) checkIfMatch(request, etag);
+  else if (modifiedMs !== undefined && unchangedSince(request.headers['if-unmodified-since'], modifiedMs) === false) {
+    throw new FleetError('FC_ERR_PRECONDITION_FAILED', `If-Unmodified-Since: changed since, at ${new Date(modifiedMs).toUTCString()}`);
+  }
+  const ifNoneMatch = request.headers['if-none-match'];
+  if (ifNoneMatch !== undefined) return ifNoneMatchHits(ifNoneMatch, etag);
+  return modifiedMs !== undefined && unchangedSince(request.headers['if-modified-since'], modifiedMs) === true;
+}
+
+function checkIfMatch(request: FastifyRequest, etag: string | undefined): void {
+  const ifMatch = request.headers['if-match'];
+  if (ifMatch !== undefined && !ifMatchHolds(ifMatch, etag)) {
+    throw new FleetError('FC_ERR_PRECONDITION_FAILED', etag ? `If-Match: the current ETag is ${etag}` : 'If-Match: there is no current representation');
   }
 }
 
@@ -91,10 +113,14 @@ export function parseHttpDate(value: string): number | undefined {
   return new Date(ms).getUTCDate() === Number(day) && Number(h) < 24 && Number(m) < 60 && Number(sec) < 61 ? ms : undefined;
 }
 
-/** If-Modified-Since is false (answer 304) when the content has not changed since its date (RFC 9110 §13.1.3). */
-function notModifiedSince(header: string | undefined, lastModifiedMs: number): boolean {
+/**
+ * Whether the content has not changed since the date of an If-Modified-Since or
+ * If-Unmodified-Since header (RFC 9110 §13.1.3, §13.1.4), to the second; undefined when
+ * the header is absent or no HTTP-date (the condition is then ignored).
+ */
+function unchangedSince(header: string | undefined, lastModifiedMs: number): boolean | undefined {
   const since = header === undefined ? undefined : parseHttpDate(header.trim());
-  return since !== undefined && Math.floor(lastModifiedMs / 1000) <= Math.floor(since / 1000);
+  return since === undefined ? undefined : Math.floor(lastModifiedMs / 1000) <= Math.floor(since / 1000);
 }
 
 /**
@@ -119,6 +145,7 @@ export async function replyWithBlob(
   const etag = etagOf(digest);
   const modifiedMs = opts.modifiedMs ?? st.mtimeMs;
   const lastModified = new Date(modifiedMs).toUTCString();
+  const unchanged = checkReadPreconditions(request, etag, modifiedMs); // a 412 goes out without the object's headers
   reply
     .header('etag', etag)
     .header('cache-control', opts.cacheControl ?? IMMUTABLE_CACHE_CONTROL)
@@ -127,11 +154,7 @@ export async function replyWithBlob(
     .header('last-modified', lastModified)
     .type(opts.contentType ?? 'application/octet-stream');
   if (opts.extraHeaders) reply.headers(opts.extraHeaders);
-  // If-Modified-Since counts only without If-None-Match (RFC 9110 §13.2.2).
-  const ifNoneMatch = request.headers['if-none-match'];
-  if (ifNoneMatch !== undefined ? ifNoneMatchHits(ifNoneMatch, etag) : notModifiedSince(request.headers['if-modified-since'], modifiedMs)) {
-    return reply.code(304).send();
-  }
+  if (unchanged) return reply.code(304).send();
   const ifRange = request.headers['if-range'];
   const dateIsStrong = opts.modifiedMs === undefined || Date.now() - modifiedMs >= 1000;
   const rangeAllowed = ifRange === undefined || (typeof ifRange === 'string' && ifRangeHolds(ifRange, etag, lastModified, dateIsStrong));

@@ -1,5 +1,5 @@
-// If-Modified-Since and If-Range with a date on the origin's blob and name answers
-// (RFC 9110 §13.1.3, §13.1.5, §13.2.2).
+// If-Match, If-Unmodified-Since, If-Modified-Since and If-Range with a date on the
+// origin's blob and name answers (RFC 9110 §13.1.1, §13.1.3-§13.1.5, §13.2.2).
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import { utimes } from 'node:fs/promises';
@@ -87,4 +87,53 @@ t.test("a name's Last-Modified is when the name last changed, not its blob's com
   t.equal(changed.status, 200, 'the name changed after 2002 though its blob is older');
   t.equal(changed.body, BODY);
   t.equal((await get(origin, path, { 'if-modified-since': lastModified })).status, 304);
+});
+
+t.test('If-Match and If-Unmodified-Since on GET and HEAD: 412 when false, evaluated before If-None-Match', async (t) => {
+  const origin = await startOrigin(t);
+  await put(origin, `/cas/sha256/${HEX}`);
+  await put(origin, '/projects/demo/bases/b1');
+  for (const path of [`/cas/sha256/${HEX}`, `/sha256/${HEX}`, '/projects/demo/bases/b1']) {
+    const { headers } = await get(origin, path, {});
+    const etag = headers.etag as string;
+    const lastModified = headers['last-modified'] as string;
+    const earlier = new Date(Date.parse(lastModified) - 1000).toUTCString();
+    const failing: Array<[Record<string, string>, string]> = [
+      [{ 'if-match': '"sha256:other"' }, 'If-Match of another ETag'],
+      [{ 'if-match': `W/${etag}` }, 'If-Match compares strongly'],
+      [{ 'if-unmodified-since': earlier }, 'If-Unmodified-Since before the last change'],
+      [{ 'if-unmodified-since': obsoleteForms(earlier)[0]! }, 'If-Unmodified-Since, RFC 850 form'],
+      [{ 'if-match': '"sha256:other"', 'if-none-match': etag }, 'If-Match before If-None-Match'],
+      [{ 'if-unmodified-since': earlier, 'if-modified-since': lastModified }, 'If-Unmodified-Since before If-Modified-Since'],
+    ];
+    const holding: Array<[Record<string, string>, string]> = [
+      [{ 'if-match': etag }, 'If-Match of its ETag'],
+      [{ 'if-match': `"x", ${etag}` }, 'If-Match of a list with its ETag'],
+      [{ 'if-match': '*' }, 'If-Match: *'],
+      [{ 'if-unmodified-since': lastModified }, 'If-Unmodified-Since its last change'],
+      [{ 'if-unmodified-since': 'yesterday' }, 'If-Unmodified-Since that is no date (ignored)'],
+      [{ 'if-match': etag, 'if-unmodified-since': earlier }, 'If-Unmodified-Since ignored with If-Match'],
+    ];
+    for (const method of ['GET', 'HEAD'] as const) {
+      for (const [conditions, why] of failing) {
+        const res = await get(origin, path, conditions, method);
+        t.equal(res.status, 412, `${method} ${path}: ${why}`);
+        if (method === 'GET') t.match(res.body, /"code":"FC_ERR_PRECONDITION_FAILED"/);
+      }
+      for (const [conditions, why] of holding) {
+        const res = await get(origin, path, conditions, method);
+        t.same([res.status, res.body], [200, method === 'GET' ? BODY : ''], `${method} ${path}: ${why}`);
+      }
+      t.equal((await get(origin, path, { 'if-match': etag, 'if-none-match': etag }, method)).status, 304, `${method} ${path}: If-Match holds, If-None-Match matches`);
+    }
+  }
+  t.equal((await get(origin, `/cas/sha256/${'0'.repeat(64)}`, { 'if-match': '*' })).status, 404, 'a missing object is a 404 whatever the conditions');
+
+  const run = '/projects/demo/runs/r1';
+  const res = await request(`${origin.url}${run}`, { method: 'PUT', headers: { authorization: `Bearer ${origin.token}` }, body: '{"base":"b1"}' });
+  await res.body.dump();
+  const etag = (await get(origin, run, {})).headers.etag as string;
+  t.equal((await get(origin, run, { 'if-match': '"sha256:other"' })).status, 412, 'run manifest: If-Match of another ETag');
+  t.equal((await get(origin, run, { 'if-match': etag })).status, 200, 'run manifest: If-Match of its ETag');
+  t.equal((await get(origin, run, { 'if-unmodified-since': 'Mon, 01 Jan 2001 00:00:00 GMT' })).status, 200, 'run manifest: no Last-Modified, If-Unmodified-Since ignored');
 });

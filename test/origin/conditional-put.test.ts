@@ -1,5 +1,7 @@
-// If-Match / If-None-Match on PUT of names (RFC 9110 §13.1.1, §13.1.2): a false condition
-// is a 412 and leaves the name as it was.
+// If-Match / If-None-Match on PUT of names and blobs (RFC 9110 §13.1.1, §13.1.2): a false
+// condition is a 412 and leaves the name (or the store) as it was.
+import { createHash } from 'node:crypto';
+import http from 'node:http';
 import t from 'tap';
 import { request } from 'undici';
 import { startOrigin, type TestOrigin } from '../helpers/origin.js';
@@ -60,4 +62,49 @@ t.test('concurrent If-None-Match: * PUTs of one new name: exactly one creates it
   t.same(results.map((r) => r.status).sort(), [201, 412, 412, 412, 412, 412]);
   const winner = bodies[results.findIndex((r) => r.status === 201)];
   t.equal((await get(origin, '/projects/demo/bases/race')).body, winner);
+});
+
+/**
+ * Sends the headers of a PUT of `size` bytes and its first KiB only: resolves to the status
+ * of an answer given before the rest of the body (rejects when none comes within 10 s).
+ */
+async function statusBeforeBody(origin: TestOrigin, path: string, size: number, conditions: Record<string, string>): Promise<number> {
+  const req = http.request(`${origin.url}${path}`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${origin.token}`, 'content-length': String(size), ...conditions },
+    signal: AbortSignal.timeout(10_000),
+  });
+  const answered = new Promise<http.IncomingMessage>((resolve, reject) => req.once('response', resolve).once('error', reject));
+  req.write(Buffer.alloc(1024));
+  try {
+    const res = await answered;
+    res.resume();
+    return res.statusCode ?? 0;
+  } finally {
+    req.destroy();
+  }
+}
+
+t.test('/cas PUT: If-None-Match: * of a stored blob and If-Match of a missing one are 412, before the body is read', async (t) => {
+  const origin = await startOrigin(t);
+  const body = 'blob bytes';
+  const hex = createHash('sha256').update(body).digest('hex');
+  const path = `/cas/sha256/${hex}`;
+  const etag = `"sha256:${hex}"`;
+  for (const ifMatch of ['*', etag]) {
+    const refused = await put(origin, path, body, { 'if-match': ifMatch });
+    t.same([refused.status, refused.code], [412, 'FC_ERR_PRECONDITION_FAILED'], `If-Match: ${ifMatch} of a blob not stored`);
+  }
+  t.equal((await get(origin, path)).status, 404, 'nothing stored');
+  t.equal((await put(origin, path, body, { 'if-none-match': '*' })).status, 201, 'If-None-Match: * stores a new blob');
+  const again = await put(origin, path, body, { 'if-none-match': '*' });
+  t.same([again.status, again.code], [412, 'FC_ERR_PRECONDITION_FAILED'], 'If-None-Match: * of a stored blob');
+  t.equal((await put(origin, path, body, { 'if-none-match': `"x", ${etag}` })).status, 412, 'If-None-Match of its ETag');
+  t.equal((await put(origin, path, body, { 'if-none-match': '"sha256:other"' })).status, 200, 'If-None-Match of another ETag');
+  t.equal((await put(origin, path, body, { 'if-match': etag })).status, 200, 'If-Match of its ETag');
+  t.equal((await put(origin, path, body, { 'if-match': '"sha256:other"' })).status, 412, 'If-Match of another ETag');
+  t.equal((await get(origin, path)).body, body);
+
+  t.equal(await statusBeforeBody(origin, path, 1024 * 1024, { 'if-none-match': '*' }), 412, 'If-None-Match: * answered before the body');
+  t.equal(await statusBeforeBody(origin, `/cas/sha256/${'ab'.repeat(32)}`, 1024 * 1024, { 'if-match': '*' }), 412, 'If-Match answered before the body');
 });

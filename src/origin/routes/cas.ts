@@ -1,7 +1,7 @@
 // /cas/{algo}/{hex} and its tooltool alias /{algo}/{hex}.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FleetError } from '../../errors.js';
-import { replyWithBlob } from '../../http/blob-reply.js';
+import { checkWritePreconditions, etagOf, replyWithBlob } from '../../http/blob-reply.js';
 import { ALGO_HEX_ROUTE, formatDigest, parseDigest, type Digest } from '../../store/digest.js';
 import { blobCacheControl, checkDeclaredLength, checkRead, type OriginContext } from '../context.js';
 
@@ -38,6 +38,8 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
     // make a public asset internal, or believe they made an internal one public.
     const existed = await ctx.store.has(expected);
     if (existed) refuseOtherVisibility(ctx, expected, visibility);
+    // If-Match / If-None-Match against the blob (its ETag is its digest), before its body is read.
+    checkWritePreconditions(request, existed ? etagOf(expected) : undefined);
     // A new internal asset is marked before its first byte is stored: never readable without a token.
     const marked = !existed && visibility === 'internal' && !ctx.internal.has(formatDigest(expected));
     if (marked) await setInternal(ctx, expected, true);
@@ -49,7 +51,11 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
       throw err;
     }
     ctx.ledger.bytesIn('cas', result.size);
-    if (!result.created && !existed) refuseOtherVisibility(ctx, expected, visibility); // stored meanwhile
+    if (!result.created && !existed) {
+      // Stored meanwhile by another PUT: the same visibility, and a false If-None-Match is a 412 still.
+      refuseOtherVisibility(ctx, expected, visibility);
+      checkWritePreconditions(request, etagOf(expected));
+    }
     return reply.code(result.created ? 201 : 200).header('cache-control', blobCacheControl(ctx, result.digest)).send({ digest: formatDigest(result.digest), size: result.size });
   });
 }

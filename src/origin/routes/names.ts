@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError } from '../../errors.js';
-import { checkWritePreconditions, ifNoneMatchHits, replyWithBlob } from '../../http/blob-reply.js';
+import { checkWritePreconditions, checkReadPreconditions, replyWithBlob } from '../../http/blob-reply.js';
 import { parseDigestString, formatDigest } from '../../store/digest.js';
 import type { NameRecord } from '../../store/names.js';
 import { checkSegment, parseNamePath } from '../../store/safe-name.js';
@@ -145,8 +145,9 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
     const manifest = await ctx.names.get<object>(runSegments(request.params));
     const text = JSON.stringify(manifest);
     const etag = runEtag(text);
+    const unchanged = checkReadPreconditions(request, etag, undefined); // a 412 goes out without the manifest's headers
     reply.header('etag', etag).header('cache-control', nameCacheControl(ctx)).type('application/json');
-    if (ifNoneMatchHits(request.headers['if-none-match'], etag)) return reply.code(304).send();
+    if (unchanged) return reply.code(304).send();
     // HEAD (fastify's, server.ts) runs this too: the same headers, no body sent.
     if (request.method === 'GET') ctx.ledger.bytesOut('projects', Buffer.byteLength(text));
     return reply.send(text);
