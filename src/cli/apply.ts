@@ -1,10 +1,9 @@
 // `fleetcache apply --base BASE.tar FILE -o NEW.tar`: rebuild from a delta (any of our
 // compressions, or a plain VCDIFF such as `xdelta3 -e -S none` writes).
-import { readFile, writeFile } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { decompressDelta } from '../delta/compress.js';
-import { decodeDelta } from '../delta/xdelta.js';
+import { decodeVcdiffToFile } from '../delta/vcdiff-decode.js';
 import { DigestMismatchError } from '../errors.js';
 import { formatDigest, parseDigestString } from '../store/digest.js';
 import { requireInput, requireOutput } from './paths.js';
@@ -24,18 +23,15 @@ export function registerApply(program: Command): void {
       await requireInput(flags.base, 'file', 'base');
       await requireOutput(flags.output);
       const vcdiff = decompressDelta(await readFile(deltaFile));
-      const digest = await writeAtomically(flags.output, (partial) =>
-        decodeDelta({ path: flags.base }, vcdiff, async (result) => {
-          const hex = createHash('sha256').update(result).digest('hex');
-          if (expected) {
-            // compared in the expected digest's own algorithm (sha512 is accepted too)
-            const got = expected.algo === 'sha256' ? hex : createHash(expected.algo).update(result).digest('hex');
-            if (got !== expected.hex) throw new DigestMismatchError(formatDigest(expected), `${expected.algo}:${got}`);
-          }
-          await writeFile(partial, result);
-          return `sha256:${hex}\t${result.length}`;
-        }),
-      );
+      const digest = await writeAtomically(flags.output, async (partial) => {
+        // hashed in the expected digest's own algorithm too (sha512 is accepted)
+        const decoded = await decodeVcdiffToFile(flags.base, vcdiff, partial, expected ? [expected.algo] : []);
+        if (expected) {
+          const got = decoded.digests[expected.algo];
+          if (got !== expected.hex) throw new DigestMismatchError(formatDigest(expected), `${expected.algo}:${got}`);
+        }
+        return `sha256:${decoded.digests['sha256']}\t${decoded.size}`;
+      });
       process.stdout.write(`${digest}\t${flags.output}\n`);
     });
 }

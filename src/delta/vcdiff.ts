@@ -1,6 +1,8 @@
-// Just enough of RFC 3284 (VCDIFF) to size a decode before running it and to refuse deltas
-// xdelta3-wasm cannot read: its build has no secondary compressors, so deltas made by
-// Debian's xdelta3 with the default -S lzma, or -S djw/fgk, must be refused up front.
+// The VCDIFF container (RFC 3284 §4): the file header and the window headers, with the
+// three sections of each window handed out as views into the delta. The decoder
+// (vcdiff-decode.ts) runs the instructions; this file only knows the layout, and refuses
+// what neither it nor xdelta3-wasm reads: secondary compression (Debian's xdelta3 uses
+// -S lzma by default; -S none makes a plain delta), custom code tables, VCD_TARGET windows.
 import { FleetError } from '../errors.js';
 
 const MAGIC = [0xd6, 0xc3, 0xc4, 0x00];
@@ -9,74 +11,135 @@ const VCD_CODETABLE = 0x02;
 const VCD_APPHEADER = 0x04; // xdelta3 extension
 const VCD_SOURCE = 0x01;
 const VCD_TARGET = 0x02;
+const VCD_ADLER32 = 0x04; // xdelta3 extension: 4 bytes, big-endian, after the section lengths
 const SECONDARY_NAMES: Record<number, string> = { 1: 'djw', 2: 'lzma', 16: 'fgk' };
 
 export function isVcdiff(bytes: Uint8Array): boolean {
   return MAGIC.every((b, i) => bytes[i] === b);
 }
 
-class Reader {
+export function deltaError(message: string): FleetError {
+  return new FleetError('FC_ERR_DELTA', message);
+}
+
+/** A position in a byte array, reading RFC 3284 integers and bytes with bounds checks. */
+export class ByteReader {
   pos: number;
-  constructor(readonly bytes: Uint8Array, pos: number) {
+  constructor(
+    readonly bytes: Uint8Array,
+    pos: number,
+    readonly what: string,
+  ) {
     this.pos = pos;
   }
 
   byte(): number {
-    const value = this.bytes[this.pos++];
-    if (value === undefined) throw new FleetError('FC_ERR_DELTA', `VCDIFF delta truncated at byte ${this.pos - 1}`);
+    const value = this.bytes[this.pos];
+    if (value === undefined) throw deltaError(`VCDIFF ${this.what} truncated at byte ${this.pos}`);
+    this.pos++;
     return value;
   }
 
   /** RFC 3284 integer: big-endian base 128, high bit = more bytes follow. */
   varint(): number {
     let value = 0;
-    for (let i = 0; i < 10; i++) {
+    for (let i = 0; i < 8; i++) {
       const b = this.byte();
       value = value * 128 + (b & 0x7f);
       if ((b & 0x80) === 0) return value;
     }
-    throw new FleetError('FC_ERR_DELTA', `VCDIFF integer too long at byte ${this.pos}`);
+    throw deltaError(`VCDIFF ${this.what}: integer too long at byte ${this.pos}`);
   }
 
-  skip(n: number): void {
-    if (this.pos + n > this.bytes.length) throw new FleetError('FC_ERR_DELTA', `VCDIFF delta truncated: section of ${n} bytes at byte ${this.pos}`);
+  take(n: number): Uint8Array {
+    if (this.pos + n > this.bytes.length) throw deltaError(`VCDIFF ${this.what} truncated: ${n} bytes wanted at byte ${this.pos}`);
+    const view = this.bytes.subarray(this.pos, this.pos + n);
     this.pos += n;
+    return view;
   }
+}
+
+export interface VcdiffWindow {
+  readonly index: number;
+  /** Offset of the window header in the delta, for messages. */
+  readonly offset: number;
+  /** The window's source segment in the base (VCD_SOURCE); length 0 when it copies only from its own target. */
+  readonly sourcePosition: number;
+  readonly sourceLength: number;
+  readonly targetLength: number;
+  /** Adler-32 of the target window (xdelta3's VCD_ADLER32), when the encoder wrote one. */
+  readonly adler32: number | undefined;
+  readonly data: Uint8Array;
+  readonly instructions: Uint8Array;
+  readonly addresses: Uint8Array;
+}
+
+/** Checks the file header and returns where the first window starts. */
+function readHeader(bytes: Uint8Array): number {
+  if (!isVcdiff(bytes)) throw deltaError('not a VCDIFF delta (bad magic)');
+  const r = new ByteReader(bytes, 4, 'header');
+  const indicator = r.byte();
+  if (indicator & VCD_DECOMPRESS) {
+    const id = r.byte();
+    const name = SECONDARY_NAMES[id] ?? `id ${id}`;
+    throw deltaError(`VCDIFF delta uses secondary compression (${name}), which fleetcache cannot decode; make it with "xdelta3 -S none"`);
+  }
+  if (indicator & VCD_CODETABLE) throw deltaError('VCDIFF delta uses its own code table, which fleetcache cannot decode');
+  if (indicator & ~(VCD_DECOMPRESS | VCD_CODETABLE | VCD_APPHEADER)) throw deltaError(`VCDIFF header indicator 0x${indicator.toString(16)} has unknown bits`);
+  if (indicator & VCD_APPHEADER) r.take(r.varint());
+  return r.pos;
+}
+
+function readWindow(r: ByteReader, index: number): VcdiffWindow {
+  const offset = r.pos;
+  const where = `window ${index} (byte ${offset})`;
+  const indicator = r.byte();
+  if (indicator & VCD_TARGET) throw deltaError(`VCDIFF ${where} copies from earlier target windows (VCD_TARGET), which fleetcache cannot decode`);
+  if (indicator & ~(VCD_SOURCE | VCD_ADLER32)) throw deltaError(`VCDIFF ${where}: unknown indicator bits 0x${indicator.toString(16)}`);
+  const sourceLength = indicator & VCD_SOURCE ? r.varint() : 0;
+  const sourcePosition = indicator & VCD_SOURCE ? r.varint() : 0;
+  const encodingLength = r.varint();
+  const end = r.pos + encodingLength;
+  const targetLength = r.varint();
+  if (r.byte() !== 0) throw deltaError(`VCDIFF ${where} uses secondary compression, which fleetcache cannot decode`);
+  const dataLength = r.varint();
+  const instructionsLength = r.varint();
+  const addressesLength = r.varint();
+  let adler32: number | undefined;
+  if (indicator & VCD_ADLER32) {
+    const b = r.take(4);
+    adler32 = ((b[0] as number) * 2 ** 24 + (((b[1] as number) << 16) | ((b[2] as number) << 8) | (b[3] as number))) >>> 0;
+  }
+  const data = r.take(dataLength);
+  const instructions = r.take(instructionsLength);
+  const addresses = r.take(addressesLength);
+  if (r.pos !== end) throw deltaError(`VCDIFF ${where}: its length (${encodingLength}) does not match its sections`);
+  return { index, offset, sourcePosition, sourceLength, targetLength, adler32, data, instructions, addresses };
+}
+
+/** The windows of a delta, in order; the header is checked before the first one. */
+export function* vcdiffWindows(bytes: Uint8Array): Generator<VcdiffWindow> {
+  const r = new ByteReader(bytes, readHeader(bytes), 'delta');
+  for (let index = 0; r.pos < bytes.length; index++) yield readWindow(r, index);
 }
 
 export interface VcdiffSummary {
   /** The size of the file the delta rebuilds (sum of the target windows). */
   readonly targetSize: number;
   readonly windows: number;
+  /** The largest target window: the decoder's working memory. */
+  readonly largestWindow: number;
 }
 
 /** Walks the header and window headers; throws FC_ERR_DELTA naming what is wrong. */
 export function inspectVcdiff(bytes: Uint8Array): VcdiffSummary {
-  if (!isVcdiff(bytes)) throw new FleetError('FC_ERR_DELTA', 'not a VCDIFF delta (bad magic)');
-  const r = new Reader(bytes, 4);
-  const indicator = r.byte();
-  if (indicator & VCD_DECOMPRESS) {
-    const id = r.byte();
-    const name = SECONDARY_NAMES[id] ?? `id ${id}`;
-    throw new FleetError('FC_ERR_DELTA', `VCDIFF delta uses secondary compression (${name}), which xdelta3-wasm cannot decode; make it with "xdelta3 -S none"`);
-  }
-  if (indicator & VCD_CODETABLE) r.skip(r.varint());
-  if (indicator & VCD_APPHEADER) r.skip(r.varint());
   let targetSize = 0;
   let windows = 0;
-  while (r.pos < bytes.length) {
-    const win = r.byte();
-    if (win & (VCD_SOURCE | VCD_TARGET)) {
-      r.varint(); // source segment length
-      r.varint(); // source segment position
-    }
-    const encodingLength = r.varint();
-    const start = r.pos;
-    targetSize += r.varint();
-    if (r.byte() !== 0) throw new FleetError('FC_ERR_DELTA', `VCDIFF window ${windows} uses secondary compression, which xdelta3-wasm cannot decode`);
-    r.pos = start;
-    r.skip(encodingLength);
+  let largestWindow = 0;
+  for (const w of vcdiffWindows(bytes)) {
+    targetSize += w.targetLength;
+    largestWindow = Math.max(largestWindow, w.targetLength);
     windows++;
   }
-  return { targetSize, windows };
+  return { targetSize, windows, largestWindow };
 }

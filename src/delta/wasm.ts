@@ -6,7 +6,7 @@
 //    job; memory is never grown, so views into it stay valid for the whole job.
 //  - malloc failures (pointer 0) and bogus output lengths are not checked, and pointers
 //    above 2 GiB come back as negative numbers: we check all three.
-//  - the fourth argument of xd3_{en,de}code_memory is xdelta3's flags word, not a speed
+//  - the fourth argument of xd3_encode_memory is xdelta3's flags word, not a speed
 //    setting: compression level 9 is 9 << 20.
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -43,7 +43,6 @@ interface Xd3Exports {
   malloc(size: number): number;
   free(ptr: number): void;
   xd3_encode_memory(input: number, inputSize: number, source: number, sourceSize: number, output: number, outputSizePtr: number, outputMax: number, flags: number): number;
-  xd3_decode_memory(input: number, inputSize: number, source: number, sourceSize: number, output: number, outputSizePtr: number, outputMax: number, flags: number): number;
   xd3_strerror(code: number): number;
   _initialize?(): void;
 }
@@ -111,8 +110,6 @@ export function withMemoryPages(module: Uint8Array, pages: number): Uint8Array {
   throw new FleetError('FC_ERR_INTERNAL', 'xdelta3-wasm: module has no memory section');
 }
 
-export type Xd3Operation = 'encode' | 'decode';
-
 /** One xdelta3 instance sized for one job; dropped (and its memory freed by GC) afterwards. */
 export class Xd3Instance {
   readonly #exports: Xd3Exports;
@@ -152,25 +149,24 @@ export class Xd3Instance {
   }
 
   /**
-   * Runs xd3_encode_memory or xd3_decode_memory on buffers allocated with alloc(); returns a
+   * Runs xd3_encode_memory on buffers allocated with alloc(); returns a
    * view of the output inside wasm memory, valid until this instance is dropped.
    */
-  run(op: Xd3Operation, input: { ptr: number; view: Uint8Array }, source: { ptr: number; view: Uint8Array }, outputMax: number, flags: number): Uint8Array {
+  encode(input: { ptr: number; view: Uint8Array }, source: { ptr: number; view: Uint8Array }, outputMax: number, flags: number): Uint8Array {
     const output = this.alloc(outputMax, 'output');
     const sizeCell = this.alloc(4, 'output size');
-    const fn = op === 'encode' ? this.#exports.xd3_encode_memory : this.#exports.xd3_decode_memory;
     let ret: number;
     try {
-      ret = fn(input.ptr, input.view.length, source.ptr, source.view.length, output.ptr, sizeCell.ptr, outputMax, flags);
+      ret = this.#exports.xd3_encode_memory(input.ptr, input.view.length, source.ptr, source.view.length, output.ptr, sizeCell.ptr, outputMax, flags);
     } catch (err) {
       // RangeError or WebAssembly.RuntimeError (out of bounds): the job is lost, not the process.
-      throw new FleetError('FC_ERR_DELTA', `xdelta3 ${op} crashed: ${(err as Error).message}`, { cause: err });
+      throw new FleetError('FC_ERR_DELTA', `xdelta3 encode crashed: ${(err as Error).message}`, { cause: err });
     }
     if (ret !== 0) {
-      throw new FleetError('FC_ERR_DELTA', `xdelta3 ${op} failed: ${this.#describe(ret)}`, { details: ret === XD3_ENOMEM ? { xd3Code: ret, outOfMemory: true } : { xd3Code: ret } });
+      throw new FleetError('FC_ERR_DELTA', `xdelta3 encode failed: ${this.#describe(ret)}`, { details: ret === XD3_ENOMEM ? { xd3Code: ret, outOfMemory: true } : { xd3Code: ret } });
     }
     const size = new DataView(this.#exports.memory.buffer).getUint32(sizeCell.ptr, true);
-    if (size > outputMax) throw new FleetError('FC_ERR_DELTA', `xdelta3 ${op} returned a bogus output length ${size} (limit ${outputMax})`);
+    if (size > outputMax) throw new FleetError('FC_ERR_DELTA', `xdelta3 encode returned a bogus output length ${size} (limit ${outputMax})`);
     return output.view.subarray(0, size);
   }
 

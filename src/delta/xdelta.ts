@@ -1,13 +1,12 @@
-// VCDIFF encode/decode of whole files with xdelta3-wasm. xdelta3-wasm only exports the
-// in-memory API, so base, target and output live in wasm memory for the length of one job
-// (files are read straight into it and written straight out of it: no second copy in JS).
+// VCDIFF encode of whole files with xdelta3-wasm (decoding streams, in vcdiff-decode.ts).
+// xdelta3-wasm only exports the in-memory API, so base, target and output live in wasm
+// memory for the length of one encode (files are read straight into it: no second copy in JS).
 // The memory a job needs is computed up front from how xdelta3 sizes its tables; the
 // compression level is lowered when a large base would not fit in 4 GiB (and lowered again
 // should the job run out of memory anyway), and a job that cannot fit fails clearly.
 import { createHash } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
 import { DigestMismatchError, FleetError } from '../errors.js';
-import { inspectVcdiff } from './vcdiff.js';
 import { isOutOfMemory, MAX_MEMORY_BYTES, Xd3Instance } from './wasm.js';
 
 /**
@@ -71,19 +70,11 @@ export function encodeMemoryNeed(baseSize: number, targetSize: number, level: nu
   return baseSize + targetSize + encodeOutputMax(targetSize) + largeTableBytes(baseSize, level) + small + SLACK;
 }
 
-export function decodeMemoryNeed(baseSize: number, deltaSize: number, targetSize: number): number {
-  return baseSize + deltaSize + targetSize + 2 * WINSIZE + SLACK;
-}
-
-function refuseHugeBase(baseSize: number): void {
+/** The highest level ≤ `wanted` whose encode fits in `limit` bytes of wasm memory; throws when none does. */
+export function chooseLevel(baseSize: number, targetSize: number, wanted: number, limit: number = MAX_MEMORY_BYTES): number {
   if (baseSize > MAX_BASE_BYTES) {
     throw new FleetError('FC_ERR_DELTA', `base (${baseSize} bytes) is larger than xdelta3-wasm supports (${MAX_BASE_BYTES} bytes: it uses 32-bit offsets)`);
   }
-}
-
-/** The highest level ≤ `wanted` whose encode fits in `limit` bytes of wasm memory; throws when none does. */
-export function chooseLevel(baseSize: number, targetSize: number, wanted: number, limit: number = MAX_MEMORY_BYTES): number {
-  refuseHugeBase(baseSize);
   for (let level = wanted; level >= 1; level--) {
     if (encodeMemoryNeed(baseSize, targetSize, level) <= limit) return level;
   }
@@ -159,22 +150,6 @@ async function encodeAt(base: DeltaInput, baseSize: number, target: DeltaInput, 
   const xd = await Xd3Instance.create(encodeMemoryNeed(baseSize, targetSize, level));
   const source = await load(xd, base, baseSize, 'base');
   const input = await load(xd, target, targetSize, 'target');
-  const out = xd.run('encode', input, source, encodeOutputMax(targetSize), (level << COMPLEVEL_SHIFT) | XD3_ADLER32);
+  const out = xd.encode(input, source, encodeOutputMax(targetSize), (level << COMPLEVEL_SHIFT) | XD3_ADLER32);
   return Buffer.from(out);
-}
-
-/**
- * Rebuilds the target from `base` and a raw VCDIFF. The result is handed to `sink` as a
- * view into wasm memory (valid only during the call), so a 1 GiB result is never copied.
- */
-export async function decodeDelta<T>(base: DeltaInput, vcdiff: Uint8Array, sink: (result: Uint8Array) => Promise<T>): Promise<T> {
-  const { targetSize } = inspectVcdiff(vcdiff);
-  const baseSize = await sizeOf(base);
-  refuseHugeBase(baseSize);
-  const xd = await Xd3Instance.create(decodeMemoryNeed(baseSize, vcdiff.length, targetSize));
-  const source = await load(xd, base, baseSize, 'base');
-  const input = await load(xd, vcdiff, vcdiff.length, 'delta');
-  const out = xd.run('decode', input, source, Math.max(targetSize, 1), 0);
-  if (out.length !== targetSize) throw new FleetError('FC_ERR_DELTA', `xdelta3 decode produced ${out.length} bytes, the delta announces ${targetSize}`);
-  return sink(out);
 }

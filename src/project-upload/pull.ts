@@ -3,12 +3,11 @@
 // sha256 and size against the manifest, and only then unpack. A mismatch anywhere is an
 // error and nothing is unpacked.
 import { createReadStream } from 'node:fs';
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createHash } from 'node:crypto';
 import { httpGetJson, joinUrl, type RequestOptions } from '../client/http.js';
 import { decompressDelta } from '../delta/compress.js';
-import { decodeDelta } from '../delta/xdelta.js';
+import { decodeVcdiffToFile } from '../delta/vcdiff-decode.js';
 import { DigestMismatchError, FleetError, SizeMismatchError } from '../errors.js';
 import { unpackTar } from '../pack/unpack.js';
 import { parseRunManifest, type RunManifest } from './manifest.js';
@@ -50,11 +49,8 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
       bytesReceived += packed.length;
       const vcdiff = decompressDelta(packed, manifest.delta.compression);
       tarFile = join(work, 'result.tar');
-      const out = tarFile;
-      await decodeDelta({ path: baseFile }, vcdiff, async (result) => {
-        checkResult(manifest, result.length, `sha256:${createHash('sha256').update(result).digest('hex')}`);
-        await writeFile(out, result);
-      });
+      const decoded = await decodeVcdiffToFile(baseFile, vcdiff, tarFile);
+      checkResult(manifest, decoded.size, `sha256:${decoded.digests['sha256']}`);
     } else {
       checkResult(manifest, base.written.size, base.written.digest);
     }

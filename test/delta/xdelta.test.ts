@@ -1,11 +1,13 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compressDelta, decompressDelta, detectCompression } from '../../src/delta/compress.js';
 import { inspectVcdiff } from '../../src/delta/vcdiff.js';
-import { chooseLevel, decodeDelta, encodeDelta } from '../../src/delta/xdelta.js';
+import { decodeVcdiff } from '../../src/delta/vcdiff-decode.js';
+import { chooseLevel, encodeDelta } from '../../src/delta/xdelta.js';
 import { withMemoryPages } from '../../src/delta/wasm.js';
 
 /** A base and an edited copy: some bytes changed, inserted and removed. */
@@ -15,7 +17,19 @@ function pair(size: number): { base: Buffer; target: Buffer } {
   return { base, target };
 }
 
-const decode = (base: Uint8Array | { path: string }, vcdiff: Uint8Array): Promise<Buffer> => decodeDelta(base, vcdiff, async (r) => Buffer.from(r));
+/** The streaming decoder reads its base from a file: bytes are written to one first. */
+async function decode(base: Uint8Array | { path: string }, vcdiff: Uint8Array): Promise<Buffer> {
+  const dir = base instanceof Uint8Array ? mkdtempSync(join(tmpdir(), 'fc-xdelta-test-')) : undefined;
+  try {
+    const path = dir ? join(dir, 'base') : (base as { path: string }).path;
+    if (dir) writeFileSync(path, base as Uint8Array);
+    const windows: Buffer[] = [];
+    await decodeVcdiff(path, vcdiff, async (w) => void windows.push(Buffer.from(w)));
+    return Buffer.concat(windows);
+  } finally {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 t.test('round trip above the 16 MiB memory of xdelta3-wasm as shipped', async (t) => {
   const { base, target } = pair(24 << 20);

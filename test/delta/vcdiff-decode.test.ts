@@ -1,0 +1,165 @@
+// The streaming VCDIFF decoder against Debian's xdelta3: deltas made by it with the settings
+// that change the layout (window sizes, source window, no checksum, no source) rebuild the
+// same bytes; hand-made deltas decode as xdelta3 -d decodes them; corrupt ones fail with
+// FC_ERR_DELTA and nothing else; memory stays one window whatever the size of the result.
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { FleetError } from '../../src/errors.js';
+import { adler32, decodeVcdiff, MAX_WINDOW_BYTES } from '../../src/delta/vcdiff-decode.js';
+import { inspectVcdiff } from '../../src/delta/vcdiff.js';
+
+async function decodeToBuffer(basePath: string, vcdiff: Uint8Array): Promise<Buffer> {
+  const windows: Buffer[] = [];
+  await decodeVcdiff(basePath, vcdiff, async (w) => void windows.push(Buffer.from(w)));
+  return Buffer.concat(windows);
+}
+
+/** Text-like content with repeats (RUNs, overlapping copies) and an edited copy of it. */
+function textPair(lines: number): { base: Buffer; target: Buffer } {
+  const text = Array.from({ length: lines }, (_, i) => `${'='.repeat(i % 40)} line ${i % 331} ${(i * 7919) % 10007} ${'ab'.repeat(i % 13)}\n`).join('');
+  const base = Buffer.from(text);
+  const target = Buffer.from(text.replace(/line 1/g, 'LINE one').replace(/(\d{4}) /g, '$1  ') + 'xyz'.repeat(5000));
+  return { base, target };
+}
+
+t.test('rebuilds what Debian xdelta3 encodes, for every layout setting', async (t) => {
+  const dir = t.testdir();
+  const p = (name: string) => join(dir, name);
+  const random = randomBytes(3 << 20);
+  const edited = Buffer.concat([random.subarray(0, 1 << 20), randomBytes(5000), random.subarray((1 << 20) + 777, 3 << 20), Buffer.alloc(70_000, 0x41)]);
+  const text = textPair(60_000);
+  const cases: Array<[string, Buffer, Buffer]> = [
+    ['random', random, edited],
+    ['text', text.base, text.target],
+    ['empty target', text.base, Buffer.alloc(0)],
+    ['empty base', Buffer.alloc(0), text.target],
+  ];
+  const settings: Array<[string, string[]]> = [
+    ['-9', ['-9']],
+    ['-1', ['-1']],
+    ['-0 (no compression)', ['-0']],
+    ['-W 16384 (many target windows)', ['-9', '-W', '16384']],
+    ['-B 524288 (small source window)', ['-9', '-B', '524288']],
+    ['-n (no checksum)', ['-9', '-n']],
+  ];
+  for (const [name, base, target] of cases) {
+    writeFileSync(p('base'), base);
+    writeFileSync(p('target'), target);
+    for (const [label, flags] of settings) {
+      execFileSync('xdelta3', ['-e', '-f', '-S', 'none', ...flags, '-s', p('base'), p('target'), p('delta')]);
+      const got = await decodeToBuffer(p('base'), readFileSync(p('delta')));
+      t.ok(got.equals(target), `${name}, xdelta3 ${label}`);
+    }
+    // no source at all: only ADD, RUN and copies inside the target
+    execFileSync('xdelta3', ['-e', '-f', '-S', 'none', '-9', p('target'), p('delta')]);
+    t.ok((await decodeToBuffer(p('base'), readFileSync(p('delta')))).equals(target), `${name}, no source`);
+  }
+});
+
+/** A one-window delta without source, built by hand: header, window, three sections. */
+function handMade(targetLength: number, data: number[], instructions: number[], addresses: number[], windowIndicator = 0): Buffer {
+  const varint = (n: number): number[] => {
+    const out = [n & 0x7f];
+    for (let rest = Math.floor(n / 128); rest > 0; rest = Math.floor(rest / 128)) out.unshift((rest & 0x7f) | 0x80);
+    return out;
+  };
+  const body = [...varint(targetLength), 0, ...varint(data.length), ...varint(instructions.length), ...varint(addresses.length), ...data, ...instructions, ...addresses];
+  return Buffer.from([0xd6, 0xc3, 0xc4, 0x00, 0x00, windowIndicator, ...varint(body.length), ...body]);
+}
+
+t.test('hand-made deltas decode as xdelta3 -d decodes them', async (t) => {
+  const dir = t.testdir({ base: '' });
+  const p = (name: string) => join(dir, name);
+  // code 4: ADD 3; code 24: COPY 8 in mode 0 (VCD_SELF), overlapping what it writes.
+  // code 0: RUN, its size (5) in the instructions; code 175 (163 + 12 × mode 1): ADD 1, then
+  // COPY 4 in mode 1 (VCD_HERE: the address is 6 - 4 = 2, counted back from the position).
+  const cases: Array<[string, Buffer]> = [
+    ['overlapping self copy', handMade(11, [0x61, 0x62, 0x63], [4, 24], [0])],
+    ['run, then a copy addressed from here', handMade(10, [0x7a, 0x78], [0, 5, 175], [4])],
+  ];
+  for (const [name, delta] of cases) {
+    writeFileSync(p('delta'), delta);
+    execFileSync('xdelta3', ['-d', '-f', '-s', p('base'), p('delta'), p('native-out')]);
+    const native = readFileSync(p('native-out'));
+    t.ok(native.length > 0, `${name}: xdelta3 accepts it (${JSON.stringify(native.toString())})`);
+    t.same(await decodeToBuffer(p('base'), delta), native, name);
+  }
+});
+
+t.test('adler32 is the checksum xdelta3 writes', async (t) => {
+  const dir = t.testdir();
+  const target = Buffer.concat([randomBytes(100_003), Buffer.alloc(50_000, 0xff)]);
+  writeFileSync(join(dir, 'target'), target);
+  execFileSync('xdelta3', ['-e', '-f', '-S', 'none', '-W', '65536', join(dir, 'target'), join(dir, 'delta')]);
+  const delta = readFileSync(join(dir, 'delta'));
+  // the first window's checksum: after the three section lengths, big-endian
+  t.equal(inspectVcdiff(delta).windows, 3);
+  const first = target.subarray(0, 65536);
+  const sum = adler32(first);
+  const bytes = Buffer.from([sum >>> 24, (sum >>> 16) & 0xff, (sum >>> 8) & 0xff, sum & 0xff]);
+  t.ok(delta.subarray(0, 40).includes(bytes), `adler32 ${sum.toString(16)} found in the first window header`);
+  t.equal(adler32(Buffer.alloc(0)), 1);
+  t.equal(adler32(Buffer.from('Wikipedia')), 0x11e60398, 'the textbook example');
+});
+
+t.test('corrupt deltas fail with FC_ERR_DELTA, never another error', async (t) => {
+  const dir = t.testdir();
+  const { base, target } = textPair(5000);
+  writeFileSync(join(dir, 'base'), base);
+  writeFileSync(join(dir, 'target'), target);
+  execFileSync('xdelta3', ['-e', '-f', '-S', 'none', '-9', '-W', '16384', '-s', join(dir, 'base'), join(dir, 'target'), join(dir, 'delta')]);
+  const delta = readFileSync(join(dir, 'delta'));
+  let refused = 0;
+  for (let i = 0; i < 300; i++) {
+    const bad = Buffer.from(delta);
+    const at = 5 + ((i * 7919) % (bad.length - 5));
+    bad[at] = (bad[at] as number) ^ (1 << (i % 8));
+    try {
+      await decodeToBuffer(join(dir, 'base'), bad); // possible (a bit no check covers); pull then checks the digest
+    } catch (err) {
+      if (!(err instanceof FleetError) || err.code !== 'FC_ERR_DELTA') t.fail(`byte ${at}: ${(err as Error).stack}`);
+      refused++;
+    }
+  }
+  t.ok(refused >= 290, `${refused} of 300 flipped bits refused (window checksums and section lengths catch nearly all)`);
+  await t.rejects(decodeToBuffer(join(dir, 'base'), delta.subarray(0, delta.length - 3)), { code: 'FC_ERR_DELTA', message: /truncated/ });
+  writeFileSync(join(dir, 'short'), base.subarray(0, 1000));
+  await t.rejects(decodeToBuffer(join(dir, 'short'), delta), { code: 'FC_ERR_DELTA', message: /wrong base/ });
+  await t.rejects(decodeToBuffer(join(dir, 'base'), handMade(4, [], [20], [0])), { code: 'FC_ERR_DELTA', message: /not yet decoded/ }, 'a copy of nothing');
+  await t.rejects(decodeToBuffer(join(dir, 'base'), handMade(3, [1, 2, 3], [5], [])), { code: 'FC_ERR_DELTA', message: /past the window/ }, 'ADD 4 into 3 bytes');
+  await t.rejects(decodeToBuffer(join(dir, 'base'), handMade(MAX_WINDOW_BYTES + 1, [], [], [])), { code: 'FC_ERR_DELTA', message: /above the/ });
+  await t.rejects(decodeToBuffer(join(dir, 'base'), handMade(1, [0x61], [2], [], 0x02)), { code: 'FC_ERR_DELTA', message: /VCD_TARGET/ });
+});
+
+t.test('memory is a window, not the result: 96 MiB rebuilt with under 48 MiB of buffers', async (t) => {
+  const dir = t.testdir();
+  const MiB = 1 << 20;
+  // written in 1 MiB pieces, so the test itself never holds the files
+  const baseFd = openSync(join(dir, 'base'), 'w');
+  const targetFd = openSync(join(dir, 'target'), 'w');
+  const expected = createHash('sha256');
+  for (let i = 0; i < 96; i++) {
+    const piece = randomBytes(MiB);
+    writeSync(baseFd, piece);
+    if (i % 10 === 3) piece.fill(0x20, 1000, 1100);
+    writeSync(targetFd, piece);
+    expected.update(piece);
+  }
+  closeSync(baseFd);
+  closeSync(targetFd);
+  execFileSync('xdelta3', ['-e', '-f', '-S', 'none', '-1', '-s', join(dir, 'base'), join(dir, 'target'), join(dir, 'delta')]);
+  const delta = readFileSync(join(dir, 'delta'));
+  const got = createHash('sha256');
+  const before = process.memoryUsage().arrayBuffers;
+  let peak = 0;
+  const size = await decodeVcdiff(join(dir, 'base'), delta, async (window) => {
+    got.update(window);
+    peak = Math.max(peak, process.memoryUsage().arrayBuffers - before);
+  });
+  t.equal(size, 96 * MiB);
+  t.equal(got.digest('hex'), expected.digest('hex'));
+  t.ok(peak < 48 * MiB, `buffers grew by ${(peak / MiB).toFixed(1)} MiB while rebuilding 96 MiB`);
+});
