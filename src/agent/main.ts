@@ -5,10 +5,12 @@
 //   node agent.mjs <command> --json-args-file FILE
 //
 // Commands and their arguments (JSON fields; "?" = optional):
-//   pull       {urls: string[], project, run, dest, workDir?, token?}
+//   pull       {urls: string[], project, run, dest, workDir?, token?, doneMarker?}
 //              urls: nearest cache first, then the other caches, then the origin. Fetches the
 //              run's base + delta by digest, verifies and unpacks the tree into dest (created).
 //              workDir holds the temporary tars (default: the system temp directory).
+//              doneMarker: a file removed before the pull and written (holding dest) once the
+//              tree is complete, so a pull cut by a crash or a kill is never taken as done.
 //              → {ok:true, url, urlIndex, fromCache, bytesDownloaded, entries, resultDigest, skipped:[{url, code, error}]}
 //              fromCache: the URL used is not the last one (the origin).
 //   assets     {manifest, urls: string[], cacheFolder?, dest?, token?}
@@ -20,7 +22,7 @@
 // stdout carries exactly one JSON line. On failure it is {ok:false, error, code, …} and the
 // exit status is non-zero (the catalogue's exit code: 4 not found, 5 integrity, 6 network…).
 // stderr carries one line per URL skipped by pull, for the machine's log.
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
@@ -35,7 +37,7 @@ const Urls = Type.Array(Type.String({ minLength: 1 }), { minItems: 1 });
 const Name = Type.String({ minLength: 1 });
 
 const pullArgs = Type.Object(
-  { urls: Urls, project: Name, run: Name, dest: Name, workDir: Type.Optional(Name), token: Type.Optional(Type.String()) },
+  { urls: Urls, project: Name, run: Name, dest: Name, workDir: Type.Optional(Name), token: Type.Optional(Type.String()), doneMarker: Type.Optional(Name) },
   { additionalProperties: false },
 );
 const assetsArgs = Type.Object(
@@ -57,6 +59,7 @@ function check<S extends TSchema>(schema: S, value: unknown, command: string): S
 }
 
 async function pull(args: Static<typeof pullArgs>): Promise<Output> {
+  if (args.doneMarker) await rm(args.doneMarker, { force: true });
   if (args.workDir) {
     await mkdir(args.workDir, { recursive: true });
     // pullProject keeps its temporary tars under os.tmpdir(), which follows TMPDIR.
@@ -71,6 +74,7 @@ async function pull(args: Static<typeof pullArgs>): Promise<Output> {
     ...(args.token ? { token: args.token } : {}),
     onSkip: (url, err) => process.stderr.write(`fleetcache-agent: ${url} skipped: ${err.message}\n`),
   });
+  if (args.doneMarker) await writeFile(args.doneMarker, `${args.dest}\n`);
   return {
     ok: true,
     url: pulled.url,

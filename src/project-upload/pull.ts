@@ -3,7 +3,7 @@
 // sha256 and size against the manifest, and only then unpack. A mismatch anywhere is an
 // error and nothing is unpacked.
 import { createReadStream } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { httpGetJson, joinUrl, type RequestOptions } from '../client/http.js';
 import { decompressDelta } from '../delta/compress.js';
@@ -54,8 +54,13 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
     } else {
       checkResult(manifest, base.written.size, base.written.digest);
     }
-    const { entries } = await unpackTar(createReadStream(tarFile), options.dir);
-    return { manifest, bytesReceived, entries };
+    try {
+      const { entries } = await unpackTar(createReadStream(tarFile), options.dir);
+      return { manifest, bytesReceived, entries };
+    } catch (err) {
+      await emptyDirectory(options.dir); // it was empty: a failed pull leaves no partial tree
+      throw err;
+    }
   });
 }
 
@@ -68,6 +73,11 @@ async function refuseNonEmpty(dir: string): Promise<void> {
     return; // missing: unpackTar creates it
   }
   if (entries.length > 0) throw new FleetError('FC_ERR_BAD_NAME', `${dir} is not empty; refusing to unpack into it`);
+}
+
+async function emptyDirectory(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => []);
+  await Promise.all(names.map((name) => rm(join(dir, name), { recursive: true, force: true }).catch(() => undefined)));
 }
 
 function checkResult(manifest: RunManifest, size: number, digest: string): void {

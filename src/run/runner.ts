@@ -269,14 +269,18 @@ async function runJobs(
           const workDir = workDirOf(machine);
           const agent = await installAgent(machine, o.agentBundle, workDir);
           const dest = shellQuote(machine.projectPath);
-          if (kept && !o.resend && (await machine.exec(`test -n "$(ls -A ${dest} 2>/dev/null)"`, { trace: false, cwd: '/' })).exitCode === 0) {
+          // the agent writes the marker once the tree is complete: a pull cut by an earlier
+          // run's crash or kill left a partial tree without it, and it is sent again
+          const doneMarker = posix.join(workDir, 'project-pulled');
+          const complete = `grep -qxF -- ${dest} ${shellQuote(doneMarker)} 2>/dev/null && test -n "$(ls -A ${dest} 2>/dev/null)"`;
+          if (kept && !o.resend && (await machine.exec(complete, { trace: false, cwd: '/' })).exitCode === 0) {
             log.line(`Reusing project content on ${label}.`);
             const session = new MachineSession({ ...sessionCtx, ...hooksFor(choice, workDir, machine) }, machine);
             return session;
           }
           if (kept) await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
           log.line(`Sending project content to ${label}...`);
-          const answer = await runAgent(machine, agent, 'pull', { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir });
+          const answer = await runAgent(machine, agent, 'pull', { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker });
           const url = String(answer.url ?? choice.urls[0]);
           if (url !== choice.urls[0]) log.line(`Machine ${machine.name} fell back to ${url}.`);
           pulls.push({ machine: machine.name, region: choice.region, url, bytes: Number(answer.bytesDownloaded ?? 0) });

@@ -2,7 +2,8 @@
 // regions, a configured fleet whose cache is down, failures and the summary.
 import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { cp, readFile, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { cp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { buildCacheServer } from '../../src/cache/server.js';
@@ -152,6 +153,22 @@ t.test('-reuse keeps machines and takes them back, -discard releases them; runne
   t.equal(stillKept.machines.length, 2, 'both machines still kept');
   t.equal(r2.pulls.length, 0, 'nothing pulled again without -resend');
   t.ok(r2.push.fullUploadBytes < r1.push.fullUploadBytes * 1.5, `the data directory and reuse file are not packed (${r1.push.fullUploadBytes} → ${r2.push.fullUploadBytes})`);
+
+  // a pull cut short on a kept machine (killed runner: no marker, a partial tree) is sent again
+  const markers = kept.machines.flatMap((m) => execFileSync('find', [m.address, '-name', 'project-pulled'], { encoding: 'utf8' }).split('\n').filter(Boolean));
+  t.equal(markers.length, 2, 'each kept machine has its pull marked complete');
+  for (const marker of markers) {
+    const tree = (await readFile(marker, 'utf8')).trim();
+    await rm(marker);
+    await rm(join(tree, 'tests/hello/task.yaml'));
+  }
+  const cut = capture();
+  const r2b = await runProject({ ...opts, log: cut.log });
+  t.equal(r2b.tally.ok, true, 'the jobs pass on the trees sent again');
+  const retaken = cut.text().match(/Reusing local:alpha-1 at /g)?.length ?? 0;
+  t.equal(cut.text().match(/Sending project content to local:alpha-1/g)?.length, retaken, 'the partial trees are sent again');
+  t.equal(cut.text().match(/Reusing project content/g), null);
+  t.equal(r2b.pulls.length, retaken);
 
   const restoring = capture();
   const r3 = await runProject({ ...opts, restoreOnly: true, log: restoring.log });
