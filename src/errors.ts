@@ -36,7 +36,7 @@ export const ERROR_CODES = {
   FC_ERR_TOO_LARGE: { status: 413, exit: EXIT.failure, summary: 'The body exceeds the configured limit.' },
   FC_ERR_TOO_MANY_HEADERS: { status: 431, exit: EXIT.usage, summary: 'The request has more header fields than the server accepts.' },
   FC_ERR_RANGE: { status: 416, exit: EXIT.usage, summary: 'The requested byte range cannot be satisfied.' },
-  FC_ERR_PRECONDITION_FAILED: { status: 412, exit: EXIT.failure, summary: 'An If-Match or If-None-Match condition of a write is false (the name changed or exists); nothing was written.' },
+  FC_ERR_PRECONDITION_FAILED: { status: 412, exit: EXIT.failure, summary: 'A condition is false: If-Match or If-None-Match of a write (nothing was written), If-Match or If-Unmodified-Since of a read (the object changed).' },
   FC_ERR_NOT_FOUND: { status: 404, exit: EXIT.notFound, summary: 'No such object, name or route.' },
   FC_ERR_METHOD_NOT_ALLOWED: { status: 405, exit: EXIT.usage, summary: 'The path exists but not with this method; Allow lists the methods it has.' },
   FC_ERR_UNAUTHORIZED: { status: 401, exit: EXIT.auth, summary: 'The request needs a bearer token and has none.' },
