@@ -3,11 +3,18 @@
 // `PUT /cas/sha512/<hex>` directly and verifies the digest itself; visibility travels
 // in `X-Fleetcache-Visibility`. Each file is verified locally first so a stale manifest
 // is caught before any byte is sent.
+//
+// Visibility is fixed at an asset's first upload, as in tooltool (whose upload fails with
+// a 400 for another one). A HEAD answer does not say which visibility the origin keeps,
+// only whether reading needs a token, so the one mismatch checked is the one that matters:
+// the manifest asks internal for an asset anyone can already download without a token.
+// That is refused before anything is sent. The other way (public asked, internal kept) is
+// not seen here: fetching it without a token fails with 403.
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
-import type { Dispatcher } from 'undici';
-import { httpExists, httpPut, joinUrl } from '../client/http.js';
-import { DigestMismatchError, SizeMismatchError, UsageError } from '../errors.js';
+import { request, type Dispatcher } from 'undici';
+import { clientAgent, httpExists, httpPut, joinUrl } from '../client/http.js';
+import { DigestMismatchError, SizeMismatchError, UpstreamError, UsageError } from '../errors.js';
 import { isDigestAlgorithm, parseDigest, casPath } from '../store/digest.js';
 import { hashFile, readManifest, type Visibility } from './manifest.js';
 
@@ -51,21 +58,55 @@ export async function uploadAssets(options: UploadAssetsOptions): Promise<Upload
     }
     if (r.size !== null && actual.size !== r.size) throw new SizeMismatchError(r.size, actual.size);
     if (actual.digest !== r.digest) throw new DigestMismatchError(`${r.algorithm}:${r.digest}`, `${r.algorithm}:${actual.digest}`);
-    plan.push({ record: r, visibility: r.visibility, path, size: actual.size, digest: parseDigest(r.algorithm, r.digest) });
+    const url = joinUrl(options.origin, casPath(parseDigest(r.algorithm, r.digest)));
+    plan.push({ record: r, visibility: r.visibility, path, size: actual.size, url });
+  }
+  const auth = { token: options.token, dispatcher: options.dispatcher };
+  const present = new Set<string>();
+  const alreadyPublic: string[] = [];
+  for (const { url, visibility, record } of plan) {
+    if (!(await httpExists(url, auth))) continue;
+    present.add(url);
+    if (visibility === 'internal' && (await readableWithoutToken(url, options.dispatcher))) alreadyPublic.push(record.filename);
+  }
+  if (alreadyPublic.length > 0) {
+    const it = alreadyPublic.length > 1 ? 'them' : 'it';
+    throw new UsageError(
+      `${options.manifestPath}: ${alreadyPublic.join(', ')}: the manifest asks visibility internal, but the origin already has ${it} as public: ` +
+        `anyone can download ${it} without a token. Visibility is fixed at the first upload (as in tooltool); nothing was uploaded`,
+    );
   }
   const results: UploadResult[] = [];
   for (const p of plan) {
-    const url = joinUrl(options.origin, casPath(p.digest));
-    const request = { token: options.token, dispatcher: options.dispatcher };
-    const present = await httpExists(url, request);
-    if (!present) {
+    const uploaded = !present.has(p.url);
+    if (uploaded) {
       const headers: Record<string, string> = { 'content-type': 'application/octet-stream', 'content-length': String(p.size) };
       if (p.visibility === 'internal') headers['x-fleetcache-visibility'] = 'internal';
-      await httpPut(url, createReadStream(p.path), { ...request, headers });
+      await httpPut(p.url, createReadStream(p.path), { ...auth, headers });
+      present.add(p.url); // the same digest under another filename is there now
     }
-    const result = { filename: p.record.filename, size: p.size, visibility: p.visibility, uploaded: !present };
+    const result = { filename: p.record.filename, size: p.size, visibility: p.visibility, uploaded };
     options.onFile?.(result);
     results.push(result);
   }
   return results;
+}
+
+/**
+ * Whether the origin serves the blob to a HEAD without a token (it is public there): 2xx
+ * yes, 401 or 403 no. Not httpExists, which fails on a 401 or 403 answer instead of
+ * reporting it (it reads the body it has already dumped).
+ */
+async function readableWithoutToken(url: string, dispatcher: Dispatcher | undefined): Promise<boolean> {
+  let status: number;
+  try {
+    const res = await request(url, { method: 'HEAD', dispatcher: dispatcher ?? clientAgent });
+    await res.body.dump();
+    status = res.statusCode;
+  } catch (err) {
+    throw new UpstreamError(`HEAD ${url}: ${(err as Error).message}`, { cause: err });
+  }
+  if (status === 401 || status === 403) return false;
+  if (status >= 200 && status < 300) return true;
+  throw new UpstreamError(`HEAD ${url} without a token: HTTP ${status}`, { status });
 }

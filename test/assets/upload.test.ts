@@ -1,0 +1,45 @@
+// `assets upload` against a real origin: what it already has is skipped, unless the
+// manifest asks internal for an asset anyone can already download (tooltool refuses a
+// visibility other than the first upload's; so does this client, before sending anything).
+import t from 'tap';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.js';
+import { uploadAssets } from '../../src/assets/upload.js';
+import { startOrigin, type TestOrigin } from '../helpers/origin.js';
+import { sha512 } from './helpers.js';
+
+function record(filename: string, data: string, visibility: 'public' | 'internal'): ManifestRecord {
+  return { filename, size: data.length, algorithm: 'sha512', digest: sha512(data), unpack: false, visibility };
+}
+
+/** The status of an anonymous tooltool download: 200 public, 403 internal, 404 absent. */
+async function anonymousGet(origin: TestOrigin, data: string): Promise<number> {
+  const res = await request(`${origin.url}/sha512/${sha512(data)}`);
+  await res.body.dump();
+  return res.statusCode;
+}
+
+t.test('internal asked for an asset the origin already serves to anyone is refused, and nothing is sent', async (t) => {
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'data') });
+  const files = { 'shared.bin': 'first uploaded public', 'secret.bin': 'first uploaded internal', 'new.bin': 'not at the origin yet' };
+  for (const [name, data] of Object.entries(files)) await writeFile(join(dir, name), data);
+  const upload = async (records: ManifestRecord[]) => {
+    const manifestPath = join(dir, 'manifest.tt');
+    await writeFile(manifestPath, formatManifest(records));
+    return uploadAssets({ manifestPath, origin: origin.url, token: origin.token, dir });
+  };
+  await upload([record('shared.bin', files['shared.bin'], 'public'), record('secret.bin', files['secret.bin'], 'internal')]);
+
+  await t.rejects(
+    upload([record('new.bin', files['new.bin'], 'internal'), record('shared.bin', files['shared.bin'], 'internal')]),
+    { code: 'FC_ERR_USAGE', message: /shared\.bin: the manifest asks visibility internal, but the origin already has it as public: anyone can download it without a token/ },
+  );
+  t.equal(await anonymousGet(origin, files['new.bin']), 404, 'nothing was uploaded');
+  t.equal(await anonymousGet(origin, files['shared.bin']), 200, 'the asset is still public');
+
+  const same = await upload([record('secret.bin', files['secret.bin'], 'internal'), record('shared.bin', files['shared.bin'], 'public')]);
+  t.same(same.map((r) => [r.filename, r.uploaded]), [['secret.bin', false], ['shared.bin', false]], 'the visibility it was stored with: skipped');
+});
