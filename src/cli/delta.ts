@@ -2,12 +2,14 @@
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { compressDelta, DEFAULT_COMPRESSION, isCompression } from '../delta/compress.js';
-import { encodeDelta } from '../delta/xdelta.js';
+import { DEFAULT_LEVEL_HELP, encodeDelta } from '../delta/xdelta.js';
 import { UsageError } from '../errors.js';
 import { requireInput, requireOutput } from './paths.js';
 import { writeAtomically } from '../project-upload/atomic-file.js';
 
-export function parseLevel(text: string): number {
+/** The --level flag: undefined when not given (the encoder then picks by base size). */
+export function parseLevel(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
   const level = Number(text);
   if (!Number.isInteger(level) || level < 1 || level > 9) throw new UsageError(`--level must be 1-9, got "${text}"`);
   return level;
@@ -21,14 +23,14 @@ export function registerDelta(program: Command): void {
     .requiredOption('--base <file>', 'the base file')
     .requiredOption('-o, --output <file>', 'delta file to write')
     .option('--compression <c>', 'none (plain VCDIFF, readable by xdelta3 -d), gzip or brotli', DEFAULT_COMPRESSION)
-    .option('--level <n>', 'xdelta3 level 1-9', '9')
-    .action(async (target: string, flags: { base: string; output: string; compression: string; level: string }) => {
+    .option('--level <n>', DEFAULT_LEVEL_HELP)
+    .action(async (target: string, flags: { base: string; output: string; compression: string; level?: string }) => {
       if (!isCompression(flags.compression)) throw new UsageError(`--compression must be none, gzip or brotli, got "${flags.compression}"`);
       const level = parseLevel(flags.level);
       await requireInput(flags.base, 'file', 'base');
       await requireInput(target, 'file', 'new file');
       await requireOutput(flags.output);
-      const { vcdiff, level: used } = await encodeDelta({ path: flags.base }, { path: target }, { level });
+      const { vcdiff, level: used } = await encodeDelta({ path: flags.base }, { path: target }, level === undefined ? {} : { level });
       const out = compressDelta(vcdiff, flags.compression);
       await writeAtomically(flags.output, (tmp) => writeFile(tmp, out));
       process.stdout.write(`level ${used}\tvcdiff ${vcdiff.length}\t${flags.compression} ${out.length}\t${flags.output}\n`);

@@ -8,6 +8,7 @@ import { DEFAULT_COMPRESSION, isCompression } from '../delta/compress.js';
 import { UsageError } from '../errors.js';
 import { pushProject } from '../project-upload/push.js';
 import { parseLevel } from './delta.js';
+import { DEFAULT_LEVEL_HELP } from '../delta/xdelta.js';
 import { requireInput } from './paths.js';
 import { rulesFrom, withRuleOptions, type RuleFlags } from './pack.js';
 
@@ -22,7 +23,7 @@ interface PushFlags extends RuleFlags {
   tokenFile?: string;
   baseCache: string;
   compression: string;
-  level: string;
+  level?: string;
   repack?: string;
 }
 
@@ -38,7 +39,7 @@ export function registerPush(program: Command): void {
       .option('--token-file <file>', 'write token (default: $FLEETCACHE_TOKEN)')
       .option('--base-cache <dir>', 'local copies of the bases, by digest', defaultBaseCache())
       .option('--compression <c>', 'delta compression: none, gzip or brotli', DEFAULT_COMPRESSION)
-      .option('--level <n>', 'xdelta3 level 1-9', '9')
+      .option('--level <n>', DEFAULT_LEVEL_HELP)
       .option('--repack <script>', "spread's repack script: packed tar on fd 3, tar to upload on fd 4"),
   ).action(async (dir: string, flags: PushFlags) => {
     if (!isCompression(flags.compression)) throw new UsageError(`--compression must be none, gzip or brotli, got "${flags.compression}"`);
@@ -52,7 +53,7 @@ export function registerPush(program: Command): void {
       baseCache: flags.baseCache,
       rules: rulesFrom(flags),
       compression: flags.compression,
-      level,
+      ...(level === undefined ? {} : { level }),
       ...(token ? { token } : {}),
       ...(flags.run ? { run: flags.run } : {}),
       ...(flags.repack ? { repack: flags.repack } : {}),

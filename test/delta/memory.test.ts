@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeVcdiffToFile } from '../../src/delta/vcdiff-decode.js';
-import { chooseLevel, encodeDelta, encodeMemoryNeed, largeTableBytes, MAX_BASE_BYTES } from '../../src/delta/xdelta.js';
+import { chooseLevel, defaultLevel, encodeDelta, encodeMemoryNeed, largeTableBytes, MAX_BASE_BYTES } from '../../src/delta/xdelta.js';
 import { MAX_MEMORY_BYTES, Xd3Instance } from '../../src/delta/wasm.js';
 
 const MiB = 2 ** 20;
@@ -35,6 +35,14 @@ t.test('level choice at the 4 GiB boundary', async (t) => {
   t.throws(() => chooseLevel(MAX_BASE_BYTES + 1, 1, 9), { code: 'FC_ERR_DELTA', message: /32-bit offsets/ }, 'a base above 2 GiB would hang xdelta3');
 });
 
+t.test('the default level falls with the base size (level 9 time grows faster than the base)', async (t) => {
+  t.equal(defaultLevel(0), 9);
+  t.equal(defaultLevel(64 * MiB), 9);
+  t.equal(defaultLevel(64 * MiB + 1), 6);
+  t.equal(defaultLevel(256 * MiB), 6);
+  t.equal(defaultLevel(256 * MiB + 1), 4);
+});
+
 t.test('an instance of the largest size can allocate (all 65536 pages could not)', async (t) => {
   const xd = await Xd3Instance.create(MAX_MEMORY_BYTES);
   t.ok(xd.alloc(64 * MiB, 'probe').ptr > 0);
@@ -44,7 +52,7 @@ t.test('an instance of the largest size can allocate (all 65536 pages could not)
 t.test('real encode just above a power of two (129 MiB base) at level 9', async (t) => {
   const base = randomBytes(129 * MiB);
   const target = Buffer.concat([base.subarray(0, MiB), Buffer.from('edit'), base.subarray(MiB + 10, 2 * MiB)]);
-  const { vcdiff, level } = await encodeDelta(base, target);
+  const { vcdiff, level } = await encodeDelta(base, target, { level: 9 });
   t.equal(level, 9);
   t.ok(vcdiff.length < 1000, `small delta (${vcdiff.length} bytes)`);
   const dir = t.testdir();
