@@ -7,7 +7,7 @@
 // REBOOT on a local machine is emulated, not refused: a directory cannot reboot, but what a
 // task relies on across a reboot is that nothing it started still runs, and that much is
 // real here: reboot() ends every process the machine's scripts left behind, as discard does.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
@@ -35,6 +35,32 @@ export const localOptions = Type.Object(
   { additionalProperties: true },
 );
 export type LocalOptions = Static<typeof localOptions>;
+
+/**
+ * Kills the process group of `child` (spawned detached) with SIGKILL. A killed script may
+ * have left a process outside its group (setsid) holding its output pipes open: 'close'
+ * would wait for that process, so the kill timeout would not bound the script. Once the
+ * child is gone and killed (in either order) and KILL_DRAIN_MS have passed, the pipes still
+ * open are cut and `cut` is called with the child's exit.
+ */
+export function killGroup(child: ChildProcess, cut: (code: number | null, sig: NodeJS.Signals | null) => void): void {
+  try {
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  const cutAfterDrain = (code: number | null, sig: NodeJS.Signals | null): void => {
+    setTimeout(() => {
+      const pipes = [child.stdout, child.stderr].filter((p) => p !== null);
+      if (pipes.every((p) => p.closed)) return;
+      for (const p of pipes) p.destroy();
+      cut(code, sig);
+    }, KILL_DRAIN_MS).unref();
+  };
+  // the child may have ended before the kill, its output held open by what it left
+  if (child.exitCode !== null || child.signalCode !== null) cutAfterDrain(child.exitCode, child.signalCode);
+  else child.once('exit', cutAfterDrain);
+}
 
 /** Runs scripts with the host's bash, each in its own process group. */
 export class LocalExecutor implements Executor {
@@ -67,13 +93,7 @@ export class LocalExecutor implements Executor {
       let killed = false;
       const disarm = watchScript(o, out, () => {
         killed = true;
-        try {
-          process.kill(-child.pid!, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-        // bash may have ended before the kill, its output held open by what it left
-        if (child.exitCode !== null || child.signalCode !== null) cutAfterDrain(child.exitCode, child.signalCode);
+        killGroup(child, (code, sig) => finish(code, sig));
       });
       const onData = (b: Buffer): void => {
         const s = b.toString('utf8');
@@ -93,21 +113,6 @@ export class LocalExecutor implements Executor {
         done({ exitCode, output: out.text(), killed });
       };
       child.on('close', finish);
-      // A killed script may have left a process outside its group (setsid) holding its
-      // output pipes open: 'close' would wait for that process, so the kill timeout would
-      // not bound the script. Once bash is gone and killed (in either order) and
-      // KILL_DRAIN_MS have passed, stop reading.
-      function cutAfterDrain(code: number | null, sig: NodeJS.Signals | null): void {
-        setTimeout(() => {
-          if (child.stdout.closed && child.stderr.closed) return;
-          child.stdout.destroy();
-          child.stderr.destroy();
-          finish(code, sig);
-        }, KILL_DRAIN_MS).unref();
-      }
-      child.on('exit', (code, sig) => {
-        if (killed) cutAfterDrain(code, sig);
-      });
       child.stdin.end(text);
     });
   }

@@ -3,13 +3,15 @@
 // script runs with cwd = project root; it may ignore fd 3.
 import { spawn } from 'node:child_process';
 import { open } from 'node:fs/promises';
+import { killGroup } from '../backends/local.js';
+import { OutputBuffer, watchScript } from '../backends/script.js';
 import { FleetError } from '../errors.js';
 
 export interface RepackOptions {
   /** Project root, the script's working directory. */
   readonly cwd: string;
   readonly env?: NodeJS.ProcessEnv;
-  /** Kill the script after this long (default: no limit). */
+  /** Kill the script's process group (SIGKILL) after this long (default: no limit). */
   readonly timeoutMs?: number;
   /** Every warnMs while the script runs, onWarn is called. */
   readonly warnMs?: number;
@@ -28,30 +30,30 @@ export async function runRepack(script: string, inputTar: string, outputTar: str
       // its own process group, so a timeout also stops what the script started
       detached: true,
     });
-    let timedOut = false;
-    const timer = options.timeoutMs
-      ? setTimeout(() => {
-          timedOut = true;
-          if (child.pid !== undefined) process.kill(-child.pid, 'SIGTERM');
-        }, options.timeoutMs)
-      : undefined;
-    const onWarn = options.onWarn;
-    const warner = options.warnMs && onWarn ? setInterval(onWarn, options.warnMs) : undefined;
-    let stderr = '';
+    const stderr = new OutputBuffer();
     child.stderr?.on('data', (chunk: Buffer) => {
       process.stderr.write(chunk);
-      stderr = (stderr + chunk.toString()).slice(-2000);
+      stderr.push(chunk.toString());
     });
+    // spread's timers (spec §11): at the kill timeout the whole group gets SIGKILL, and the
+    // wait is bounded even when a process the script left outside its group holds stderr.
+    let killed = false;
+    let disarm = (): void => undefined;
     const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+      const end = (c: number | null, s: NodeJS.Signals | null): void => resolve({ code: c, signal: s });
       child.on('error', reject);
-      child.on('close', (c, s) => resolve({ code: c, signal: s }));
-    }).finally(() => {
-      clearTimeout(timer);
-      clearInterval(warner);
-    });
-    if (code !== 0) {
-      const how = signal ? `killed by ${signal}${timedOut ? ', kill-timeout reached' : ''}` : `exit status ${code}`;
-      throw new FleetError('FC_ERR_PROJECT', `repack script failed (${how})${stderr ? `: ${stderr.trim().split('\n').pop()}` : ''}`);
+      child.on('close', end);
+      const onWarn = options.onWarn;
+      const watched = { killTimeout: options.timeoutMs, warnTimeout: options.warnMs, onWarn: onWarn && (() => onWarn()) };
+      disarm = watchScript(watched, stderr, () => {
+        killed = true;
+        killGroup(child, end);
+      });
+    }).finally(() => disarm());
+    if (killed || code !== 0) {
+      const how = killed ? 'kill-timeout reached' : signal ? `killed by ${signal}` : `exit status ${code}`;
+      const last = stderr.text().trim().split('\n').pop();
+      throw new FleetError('FC_ERR_PROJECT', `repack script failed (${how})${last ? `: ${last}` : ''}`);
     }
   } finally {
     await input.close();

@@ -1,7 +1,9 @@
-import t from 'tap';
-import { readFileSync, writeFileSync } from 'node:fs';
+import t, { type Test } from 'tap';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runRepack } from '../../src/pack/repack.js';
+import { isAlive } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
 
 t.test('identity, transforming and failing repack scripts', async (t) => {
   const dir = t.testdir({ 'in.tar': 'pretend this is a tar\n', 'marker': 'm' });
@@ -13,5 +15,60 @@ t.test('identity, transforming and failing repack scripts', async (t) => {
   await runRepack('echo fresh >&4', join(dir, 'in.tar'), join(dir, 'out3.tar'), { cwd: dir });
   t.equal(readFileSync(join(dir, 'out3.tar'), 'utf8'), 'fresh\n', 'fd 3 may be ignored; output truncated');
   await t.rejects(runRepack('echo broken >&2; exit 3', join(dir, 'in.tar'), join(dir, 'x.tar'), { cwd: dir }), { code: 'FC_ERR_PROJECT', message: /exit status 3\): broken/ });
-  await t.rejects(runRepack('sleep 5; true', join(dir, 'in.tar'), join(dir, 'x.tar'), { cwd: dir, timeoutMs: 200 }), { message: /killed by SIGTERM/ });
+  await t.rejects(runRepack('sleep 5; true', join(dir, 'in.tar'), join(dir, 'x.tar'), { cwd: dir, timeoutMs: 200 }), { message: /kill-timeout reached/ });
 });
+
+/**
+ * Stops by its PID (its group's with `group`), whatever the outcome, each process whose PID
+ * the script wrote to `name` in the testdir. Call it before t.testdir(): tap removes a
+ * testdir made earlier before it runs the teardowns.
+ */
+function stopPidsIn(t: Pick<Test, 'teardown' | 'testdirName'>, name: string, group = false): void {
+  const file = join(t.testdirName, name);
+  t.teardown(() => {
+    const pids = existsSync(file) ? readFileSync(file, 'utf8').split(/\s+/).filter(Boolean).map(Number) : [];
+    for (const pid of pids) {
+      try {
+        process.kill(group ? -pid : pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  });
+}
+
+// spread SIGKILLs a script at its kill-timeout and says so (spec §11): a TERM trap cannot
+// keep it running, and one that exits on TERM is not taken for an ordinary failure.
+for (const [what, script] of [
+  ['ignores TERM', "trap '' TERM; sleep 21"],
+  ['exits on TERM with a status of its own', "trap 'exit 5' TERM; sleep 21 & wait"],
+] as const) {
+  t.test(`a script that ${what} is killed at the kill-timeout, and the error says so`, async (t) => {
+    stopPidsIn(t, 'group.pid', true);
+    const dir = t.testdir({ 'in.tar': 'tar\n' });
+    const group = join(dir, 'group.pid');
+    const started = Date.now();
+    await t.rejects(
+      runRepack(`echo $$ > ${group}; ${script}`, join(dir, 'in.tar'), join(dir, 'x.tar'), { cwd: dir, timeoutMs: 300 }),
+      { code: 'FC_ERR_PROJECT', message: /^repack script failed \(kill-timeout reached\)/ },
+    );
+    t.ok(Date.now() - started < 5000, `returned in ${Date.now() - started} ms`);
+    const pgid = Number(readFileSync(group, 'utf8'));
+    await eventually('no process of the script group left', () => !isAlive(-pgid));
+  });
+}
+
+// setsid leaves the script's process group: the kill does not reach the daemon, and it holds stderr.
+for (const [when, script] of [
+  ['while the script runs', 'setsid sleep 27 & echo $! > daemon.pid; sleep 30'],
+  ['after the script has ended', 'setsid sleep 27 & echo $! > daemon.pid'],
+] as const) {
+  t.test(`the kill-timeout holds when a process outside the group keeps stderr open ${when}`, async (t) => {
+    stopPidsIn(t, 'daemon.pid');
+    const dir = t.testdir({ 'in.tar': 'tar\n' });
+    const started = Date.now();
+    await t.rejects(runRepack(script, join(dir, 'in.tar'), join(dir, 'x.tar'), { cwd: dir, timeoutMs: 300 }), { code: 'FC_ERR_PROJECT', message: /kill-timeout reached/ });
+    t.ok(Date.now() - started < 10_000, `returned in ${Date.now() - started} ms, not when the daemon ends`);
+    t.ok(isAlive(Number(readFileSync(join(dir, 'daemon.pid'), 'utf8'))), 'the daemon was started (and is left to the teardown)');
+  });
+}
