@@ -74,13 +74,14 @@ export async function httpGet(url: string, options: RequestOptions = {}): Promis
   return failure(url, 'GET', res);
 }
 
-/** HEAD: true for 2xx, false for 404, throws otherwise. */
+/** HEAD: true for 2xx, false for 404, the catalogued error otherwise. */
 export async function httpExists(url: string, options: RequestOptions = {}): Promise<boolean> {
   const res = await send('HEAD', url, options);
+  const exists = res.statusCode >= 200 && res.statusCode < 300;
+  // Not dumped before failure(), which reads it: a dumped body read again throws inside undici, uncaught.
+  if (!exists && res.statusCode !== 404) return failure(url, 'HEAD', res);
   await res.body.dump();
-  if (res.statusCode >= 200 && res.statusCode < 300) return true;
-  if (res.statusCode === 404) return false;
-  return failure(url, 'HEAD', res);
+  return exists;
 }
 
 /** GET a small JSON document. */

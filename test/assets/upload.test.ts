@@ -43,3 +43,18 @@ t.test('internal asked for an asset the origin already serves to anyone is refus
   const same = await upload([record('secret.bin', files['secret.bin'], 'internal'), record('shared.bin', files['shared.bin'], 'public')]);
   t.same(same.map((r) => [r.filename, r.uploaded]), [['secret.bin', false], ['shared.bin', false]], 'the visibility it was stored with: skipped');
 });
+
+t.test('a token the origin refuses fails with its catalogued error, and nothing is sent', async (t) => {
+  const dir = t.testdir();
+  // Reads need a token: the HEAD that looks for the asset is refused, not answered 404.
+  const origin = await startOrigin(t, { dataDir: join(dir, 'data'), readAccess: 'token' });
+  const data = 'never uploaded';
+  await writeFile(join(dir, 'a.bin'), data);
+  const manifestPath = join(dir, 'manifest.tt');
+  await writeFile(manifestPath, formatManifest([record('a.bin', data, 'public')]));
+  // httpExists read the body of that refusal after dumping it: an uncaught TypeError in undici.
+  await t.rejects(uploadAssets({ manifestPath, origin: origin.url, token: 'wrong-token', dir }), { code: 'FC_ERR_FORBIDDEN', message: /^HEAD .*: HTTP 403$/ });
+  const res = await request(`${origin.url}/sha512/${sha512(data)}`, { method: 'HEAD', headers: { authorization: `Bearer ${origin.token}` } });
+  await res.body.dump();
+  t.equal(res.statusCode, 404, 'nothing was uploaded');
+});
