@@ -94,8 +94,8 @@ export async function uploadAssets(options: UploadAssetsOptions): Promise<Upload
 
 /**
  * Whether the origin serves the blob to a HEAD without a token (it is public there): 2xx
- * yes, 401 or 403 no. Not httpExists, which fails on a 401 or 403 answer instead of
- * reporting it (it reads the body it has already dumped).
+ * yes, 401 or 403 no. Not httpExists, which turns a 401 or 403 into an error: here they
+ * are an answer.
  */
 async function readableWithoutToken(url: string, dispatcher: Dispatcher | undefined): Promise<boolean> {
   let status: number;
