@@ -1,6 +1,7 @@
 // spread's scheduling (spec section 10) as a pure core: one shared pending list,
 // per-worker seeded permutations, priority tiers, suite affinity and samples. Beyond
-// spread, jobs of equal priority are tiered by their recorded duration, longest first.
+// spread, jobs of equal priority are tiered by their recorded duration, longest first,
+// unless the seed was given (-seed N must replay an order; durations change every run).
 // No I/O here; driver.ts runs workers on top of it.
 
 /** What the scheduler needs of a job (narrow: the spread model owns the full type). */
@@ -24,6 +25,12 @@ export interface QueueOptions {
   seed: number;
   /** Expected seconds of a job (Timings.estimate); undefined when unknown. */
   duration?: (job: SchedJob) => number | undefined;
+  /**
+   * The seed was given (-seed N): the order then depends only on the seed, the jobs and
+   * their priorities, so the same seed replays it; `duration` is ignored (the timings file
+   * is rewritten after every run).
+   */
+  seedGiven?: boolean;
 }
 
 /** Seeded PRNG (mulberry32): same seed, same order. */
@@ -115,7 +122,8 @@ export class JobQueue {
     jobs.forEach((j, i) => {
       if (j.sample > 1) this.#sampled.add(this.#taskKey[i]!);
     });
-    const est = jobs.map((j) => options.duration?.(j));
+    const duration = options.seedGiven ? undefined : options.duration;
+    const est = jobs.map((j) => duration?.(j));
     const known = est.filter((d): d is number => d !== undefined);
     // Unknown jobs (new tasks) are assumed as long as the longest known one.
     const unknownTier = known.length ? tierOf(Math.max(...known)) : 0;
