@@ -43,9 +43,10 @@ export interface DriverResult {
   /**
    * Hook errors, per worker and phase. A failed start or run stops that worker only
    * (its jobs stay pending for the others); `run` should report task failures by
-   * resolving, and throw only when the machine itself is lost.
+   * resolving, and throw only when the machine itself is lost. A `run` failure names the
+   * job it was running: that job is neither done nor pending (the caller counts it).
    */
-  failures: Array<{ worker: WorkerInfo; phase: 'start' | 'run' | 'stop'; error: unknown }>;
+  failures: Array<{ worker: WorkerInfo; phase: 'start' | 'run' | 'stop'; error: unknown; job?: SchedJob }>;
   /** Jobs no worker took (aborted). */
   remaining: SchedJob[];
 }
@@ -182,7 +183,7 @@ export async function runWorkers<M>(
         try {
           ok = await hooks.run(machine, job, w);
         } catch (error) {
-          result.failures.push({ worker: w, phase: 'run', error });
+          result.failures.push({ worker: w, phase: 'run', error, job });
         }
         loadGate?.jobFinished(key);
         if (!ok) break;

@@ -298,17 +298,20 @@ async function runJobs(
         return session.run(byName.get(sj.name)!);
       },
       async stop(session) {
-        await session.finish();
-        if (abend?.signal.aborted) {
-          log.line(`Keeping ${session.label} at ${session.machine.address} (-abend).`);
-          return;
+        try {
+          await session.finish();
+        } finally {
+          // discard or keep even when a restore could not run
+          if (abend?.signal.aborted) {
+            log.line(`Keeping ${session.label} at ${session.machine.address} (-abend).`);
+          } else if (pool) {
+            pool.keep(session.machine.record());
+            log.line(`Keeping ${session.label} at ${session.machine.address}.`);
+          } else {
+            log.line(`Discarding ${session.label}...`);
+            await session.machine.discard().catch((err: Error) => log.line(`Error discarding ${session.label}: ${err.message}`));
+          }
         }
-        if (pool) {
-          pool.keep(session.machine.record());
-          log.line(`Keeping ${session.label} at ${session.machine.address}.`);
-          return;
-        }
-        await session.machine.discard().catch((err: Error) => log.line(`Error discarding ${session.label}: ${err.message}`));
       },
       async load(session) {
         const res = await session.machine.exec('cat /proc/loadavg', { trace: false, cwd: '/' });
@@ -370,6 +373,8 @@ async function runJobs(
   for (const f of result.failures) {
     const what = { start: 'preparing', run: 'running a job on', stop: 'discarding' }[f.phase];
     log.line(`Error ${what} ${f.worker.backend}:${f.worker.system}: ${(f.error as Error).message}`);
+    // the job that was running when its machine failed is neither done nor pending
+    if (f.job) tally.aborted.push(summaryItem(f.job.name));
   }
   for (const j of result.remaining) tally.aborted.push(summaryItem(j.name));
   await pool?.save();

@@ -30,7 +30,8 @@ export interface SessionContext {
 /** A script's output, then why it failed beyond it (killed, too many reboots). */
 function withReason(res: ScriptRun): string {
   const why = res.killed ? 'kill-timeout reached' : res.failure;
-  return why ? `${res.output}\n${why}` : res.output;
+  if (!why) return res.output;
+  return res.output ? `${res.output}\n${why}` : why;
 }
 
 /** How spread's summary lists a failed script: `backend:system:` + task, suite/, backend name or `project`. */
@@ -76,16 +77,25 @@ export class MachineSession {
   async #exec(job: Job, level: ScriptLevel, script: string, context: string, cwd: string): Promise<ScriptRun> {
     const { log } = this.#ctx;
     const { warn, kill } = scriptTimeouts(job, this.#ctx.project, level);
-    const res = await execWithReboots(this.machine, script, {
-      env: this.#env(job),
-      cwd,
-      warnTimeout: warn,
-      killTimeout: kill,
-      onWarn: ({ tail }) => log.line(`WARNING: ${context} (${this.label}) running late. Current output:\n-----\n${tail || 'Output still empty.'}\n-----`),
-      ...(log.verbose > 1 ? { onOutput: (chunk: string) => log.write(chunk) } : {}),
-      describe: `${context} (${this.label})`,
-      log: (line) => log.line(line),
-    });
+    let res: ScriptRun;
+    try {
+      res = await execWithReboots(this.machine, script, {
+        env: this.#env(job),
+        cwd,
+        warnTimeout: warn,
+        killTimeout: kill,
+        onWarn: ({ tail }) => log.line(`WARNING: ${context} (${this.label}) running late. Current output:\n-----\n${tail || 'Output still empty.'}\n-----`),
+        ...(log.verbose > 1 ? { onOutput: (chunk: string) => log.write(chunk) } : {}),
+        describe: `${context} (${this.label})`,
+        log: (line) => log.line(line),
+      });
+    } catch (err) {
+      // The script did not run or its session broke (spawn failed, connection dropped): a
+      // failure with no exit status. It counts as the script's failure, and the machine
+      // takes no more jobs (its restores are still tried).
+      this.#broken = true;
+      return { exitCode: -1, output: '', killed: false, failure: `error: ${(err as Error).message}` };
+    }
     if (res.lost) this.#lost = this.#broken = true;
     return res;
   }
@@ -179,7 +189,7 @@ export class MachineSession {
       if (!ok) break;
     }
     this.#ctx.onJobTime?.(job, (Date.now() - started) / 1000);
-    return true;
+    return !this.#broken;
   }
 
   /** spread -restore: nothing is prepared or executed; every level's restore runs as if it had been. */

@@ -133,6 +133,7 @@ t.test('a broken machine stops its worker; start failures leave jobs to others',
   t.match(res.failures[0], { phase: 'start', worker: { index: 0 } });
   t.match(String(res.failures[0]!.error), /allocation failed/);
   t.match(res.failures[1], { phase: 'run', worker: { index: 1 } });
+  t.equal(res.failures[1]!.job?.name, ran.find((r) => r.startsWith('1:'))!.slice(2), 'the failure names the job that was running (neither done nor pending)');
   t.match(res.failures[2], { phase: 'stop', worker: { index: 2 } });
   t.equal(ran.filter((r) => r.startsWith('1:')).length, 1, 'the broken worker took one job');
   t.equal(ran.length, 6, 'the healthy worker took the rest');

@@ -1,7 +1,7 @@
 // `fleetcache run` on small spread projects: what spread evaluates or reports beyond the
 // scripts themselves (credentials, timeouts, summary items, script helpers).
 import t, { type Test } from 'tap';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { RunLog } from '../../src/run/report.js';
@@ -138,4 +138,18 @@ t.test('ERROR msg fails the script with just that message', async (t) => {
   t.match(out, /Error executing local:alpha-1:s\/a \(local:alpha-1\) :\n-----\ncustom failure message\n-----/);
   t.notMatch(out, /lots of output|<ERROR/);
   t.match(out, /Error executing local:alpha-1:s\/b \(local:alpha-1\) :\n-----\n[^]*pattern not found on stdin:\nhello\n-----/, 'other failures keep their output');
+});
+
+t.test('a script that cannot run fails as spread counts it, and the machine is still discarded', async (t) => {
+  const yaml = spreadYaml('erroring', ['restore: echo project-restore'], LOCAL).replace('    summary: s\n', '    summary: s\n    restore: echo suite-restore\n');
+  // the project directory goes away: every later script fails to start (spawn ENOENT), as on a machine that dropped off
+  const dir = await project(t, yaml, { 's/a': 'summary: a\nexecute: rm -rf "$SPREAD_PATH"\nrestore: echo task-restore\n' });
+  const { result, out } = await run(dir, ['/a']);
+  t.equal(result.tally.ok, false, 'the run is unsuccessful');
+  t.same(result.tally.failures.get('task restore'), ['local:alpha-1:s/a']);
+  t.same(result.tally.failures.get('suite restore'), ['local:alpha-1:s/']);
+  t.same(result.tally.failures.get('project restore'), ['local:alpha-1:project']);
+  t.match(out, /Error restoring local:alpha-1:s\/a \(local:alpha-1\) :\n-----\n[^]*ENOENT[^]*\n-----/);
+  t.match(out, /Discarding local:alpha-1/);
+  t.same(await readdir(join(dir, 'cache', 'machines')), [], 'the machine directory is removed');
 });
