@@ -29,6 +29,13 @@ function count(text: string, flag: string): number {
   return n;
 }
 
+/** spread's -seed is a 64-bit integer; anything else would silently run as seed 0. */
+function seedOf(text: string): number {
+  const n = Number(text);
+  if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(n)) throw new UsageError(`--seed needs a whole number, not "${text}"`);
+  return n;
+}
+
 export function registerRun(program: Command): void {
   program
     .command('run')
@@ -36,7 +43,7 @@ export function registerRun(program: Command): void {
     .argument('[filter...]', 'job filters, as spread matches them')
     .option('--fleet <file>', 'fleet configuration (default: the fleetcache: key of spread.yaml, else the embedded default)')
     .option('--token-file <file>', 'origin write token (default $FLEETCACHE_TOKEN)')
-    .option('--seed <n>', 'seed for the job order (spread -seed)')
+    .option('--seed <n>', 'seed for the job order, a whole number; the same seed replays an order (spread -seed)')
     .option('--artifacts <dir>', 'fetch task artifacts into DIR/<job name>/ (spread -artifacts)')
     .option('--data <dir>', 'local state: embedded servers, machines, base cache (default <project>/cache)')
     .option('--repeat <n>', 'run each job N more times, stopping at the first failure (spread -repeat)')
@@ -50,6 +57,7 @@ export function registerRun(program: Command): void {
     .option('--vv', 'stream script output (spread -vv)')
     .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -reuse, -resend, -discard, -restore, -vv) are accepted too.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
     .action(async (filters: string[], flags: RunFlags) => {
+      const seed = flags.seed === undefined ? undefined : seedOf(flags.seed);
       const log = new RunLog(undefined, flags.vv ? 2 : flags.verbose);
       if (flags.discard) {
         await discardKeptMachines({ cwd: process.cwd(), log, ...(flags.data ? { dataRoot: flags.data } : {}) });
@@ -62,7 +70,7 @@ export function registerRun(program: Command): void {
         log,
         ...(flags.fleet ? { fleetFile: flags.fleet } : {}),
         ...(flags.tokenFile ? { tokenFile: flags.tokenFile } : {}),
-        ...(flags.seed !== undefined ? { seed: Number(flags.seed) } : {}),
+        ...(seed !== undefined ? { seed } : {}),
         ...(flags.artifacts ? { artifactsDir: flags.artifacts } : {}),
         ...(flags.data ? { dataRoot: flags.data } : {}),
         ...(flags.repeat !== undefined ? { repeat: count(flags.repeat, '--repeat') } : {}),

@@ -17,3 +17,11 @@ t.test('a bad --repeat is a usage error', async (t) => {
   t.equal(code, EXIT.usage);
   t.match(stderr, /--repeat needs a whole number, not "lots"/);
 });
+
+t.test('a --seed that is not a whole number is a usage error, not seed 0', async (t) => {
+  for (const args of [['--seed', 'abc'], ['-seed=abc'], ['--seed', '1.5'], ['--seed=']]) {
+    const { code, stderr } = await runCli(['run', ...normaliseSpreadFlags(args)]);
+    t.equal(code, EXIT.usage, args.join(' '));
+    t.match(stderr, /--seed needs a whole number, not "/, args.join(' '));
+  }
+});
