@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import type { Static, TObject, TSchema } from '@sinclair/typebox';
-import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { LineCounter, parseDocument, isNode, isPair, isScalar, isSeq, visit, type Document, type YAMLError } from 'yaml';
 import { ConfigError, UsageError } from '../errors.js';
 import { parseDuration, parseHttpUrl, parseListen, parseSize } from './units.js';
 
@@ -94,17 +94,42 @@ function describe(e: ErrorObject): { pointer: string; message: string } {
 }
 
 /**
+ * A YAML syntax error as "file:line:col: message". With prettyErrors off (kept: its message
+ * would carry a source excerpt) the error has no linePos, only `pos`, an offset the line
+ * counter turns into line and column. A duplicate key is named.
+ */
+function syntaxError(err: YAMLError, doc: Document, file: string, lc: LineCounter): ConfigError {
+  const { line, col } = lc.linePos(err.pos[0]);
+  let message = err.message.split('\n')[0]!;
+  const field = err.code === 'DUPLICATE_KEY' ? keyAt(doc, err.pos[0]) : undefined;
+  if (field !== undefined) message += `: ${JSON.stringify(field)}`;
+  return new ConfigError(`${file}:${line}:${col}: ${message}`, file, line, field);
+}
+
+/** The field path ("a.b[0].c") of the map key that starts at `offset`, if any. */
+function keyAt(doc: Document, offset: number): string | undefined {
+  let found: string | undefined;
+  visit(doc, {
+    Pair(_, pair, path) {
+      if (!isNode(pair.key) || pair.key.range?.[0] !== offset) return undefined;
+      const parts = [...path, pair].map((node, i) =>
+        isPair(node) ? `/${String(isScalar(node.key) ? node.key.value : node.key).replace(/~/g, '~0').replace(/\//g, '~1')}`
+        : isSeq(node) ? `/${node.items.indexOf(path[i + 1] as never)}` : '');
+      found = fieldPath(parts.join(''));
+      return visit.BREAK;
+    },
+  });
+  return found;
+}
+
+/**
  * Parses YAML text and validates it against a TypeBox schema, filling defaults.
  * Throws ConfigError("file:line: field: message").
  */
 export function parseConfig<S extends TSchema>(schema: S, text: string, file: string, at: readonly string[] = []): Static<S> {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
-  if (doc.errors.length > 0) {
-    const err = doc.errors[0]!;
-    const line = err.linePos?.[0]?.line;
-    throw new ConfigError(`${file}:${line ?? '?'}: ${err.message.split('\n')[0]}`, file, line);
-  }
+  if (doc.errors.length > 0) throw syntaxError(doc.errors[0]!, doc, file, lc);
   // `at` validates one subtree (e.g. the `fleetcache:` key of spread.yaml), lines still exact.
   const node = at.length === 0 ? doc.contents : doc.getIn(at, true);
   const value: unknown = (isNode(node) ? node.toJSON() : node) ?? {};
