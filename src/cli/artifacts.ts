@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { downloadArtifacts, resolveArtifactRef } from '../artifacts/download.js';
 import { resolveToken } from '../client/token.js';
+import { requireHttpUrl } from './paths.js';
 
 /** For the runner's -artifacts DIR. */
 
@@ -23,6 +24,7 @@ export function registerArtifacts(program: Command): void {
     .option('-o, --output <dir>', 'target directory', '.')
     .option('--token-file <file>', 'token, when the server requires one for reads (default: $FLEETCACHE_TOKEN)')
     .action(async (ref: string, flags: GetFlags) => {
+      requireHttpUrl('--from', flags.from);
       const token = resolveToken(flags.tokenFile);
       const http = token ? { token } : {};
       const resolved = await resolveArtifactRef(flags.from, ref, http);

@@ -8,6 +8,7 @@ import { uploadAssets } from '../assets/upload.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes } from '../config/units.js';
 import { FleetError, UsageError } from '../errors.js';
+import { requireHttpUrl } from './paths.js';
 
 interface FetchFlags {
   manifest: string;
@@ -84,6 +85,7 @@ export function registerAssets(program: Command): void {
     .option('--token-file <file>', 'bearer token for internal assets (default: $FLEETCACHE_TOKEN)')
     .action(async (files: string[], flags: FetchFlags) => {
       if (flags.url.length === 0) throw new UsageError('assets fetch: give at least one --url');
+      requireHttpUrl('--url', ...flags.url);
       const progress = progressReporter();
       let result: FetchAssetsResult;
       try {
@@ -133,6 +135,7 @@ export function registerAssets(program: Command): void {
     .requiredOption('--url <origin>', 'origin base URL')
     .option('--token-file <file>', 'write token (default: $FLEETCACHE_TOKEN)')
     .action(async (flags: UploadFlags) => {
+      requireHttpUrl('--url', flags.url);
       const token = resolveToken(flags.tokenFile);
       if (!token) throw new UsageError('assets upload needs a token: --token-file FILE or $FLEETCACHE_TOKEN');
       await uploadAssets({

@@ -9,7 +9,7 @@ import { UsageError } from '../errors.js';
 import { pushProject } from '../project-upload/push.js';
 import { parseLevel } from './delta.js';
 import { DEFAULT_LEVEL_HELP } from '../delta/xdelta.js';
-import { requireInput } from './paths.js';
+import { requireHttpUrl, requireInput } from './paths.js';
 import { rulesFrom, withRuleOptions, type RuleFlags } from './pack.js';
 
 function defaultBaseCache(): string {
@@ -44,6 +44,7 @@ export function registerPush(program: Command): void {
   ).action(async (dir: string, flags: PushFlags) => {
     if (!isCompression(flags.compression)) throw new UsageError(`--compression must be none, gzip or brotli, got "${flags.compression}"`);
     const level = parseLevel(flags.level);
+    requireHttpUrl('--origin', flags.origin);
     await requireInput(dir, 'directory', 'project directory');
     const token = resolveToken(flags.tokenFile);
     const result = await pushProject({
