@@ -43,12 +43,15 @@ export function registerList(program: Command): void {
     .description('List the jobs of the spread project in the current directory, as `spread -list` does')
     .argument('[filter...]', 'spread filter arguments (backend, system, suite/, /task, ..., #N)')
     .option('--json', 'print a JSON array with each job\'s environment, priority, workers and region')
-    .action(async (filters: string[], opts: { json?: boolean }) => {
-      try {
-        await listJobs(process.cwd(), filters, opts.json === true, process.stdout);
-      } catch (err) {
-        process.stderr.write(`error: ${toFleetError(err).message}\n`);
-        process.exitCode = 1;
-      }
-    });
+    .action((filters: string[], opts: { json?: boolean }) => printJobs(filters, opts.json === true));
+}
+
+/** `fleetcache list` (and `run -list`): the jobs of the project in the current directory on stdout; errors as spread's. */
+export async function printJobs(filters: readonly string[], json: boolean): Promise<void> {
+  try {
+    await listJobs(process.cwd(), filters, json, process.stdout);
+  } catch (err) {
+    process.stderr.write(`error: ${toFleetError(err).message}\n`);
+    process.exitCode = 1;
+  }
 }

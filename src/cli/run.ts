@@ -1,10 +1,11 @@
 // `fleetcache run [FILTER...]`: spread's run, with every machine pulling through its region's cache.
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ensureAgentBundle } from '../agent/paths.js';
 import { formatLedger } from '../report/ledger.js';
 import { EXIT, UsageError } from '../errors.js';
 import { RunLog } from '../run/report.js';
 import { discardKeptMachines, runProject } from '../run/runner.js';
+import { printJobs } from './list.js';
 
 interface RunFlags {
   fleet?: string;
@@ -21,6 +22,33 @@ interface RunFlags {
   resend?: boolean;
   discard?: boolean;
   restore?: boolean;
+  list?: boolean;
+  order?: boolean;
+  debug?: boolean;
+  shell?: boolean;
+  shellBefore?: boolean;
+  shellAfter?: boolean;
+  reusePid?: string;
+  gc?: boolean;
+}
+
+/** spread flags fleetcache cannot honour: each with why, and what to use instead. */
+const UNSUPPORTED: Array<[keyof RunFlags, string, string]> = [
+  ['debug', 'debug', 'it opens a shell on the machine after a failure, which needs an interactive terminal there. The debug scripts\' output is printed on every failure; use -vv to stream script output as it runs, or -abend to stop at the first failure and keep the machine'],
+  ['shell', 'shell', 'it runs an interactive shell on the machine instead of the task. Use -vv to stream script output, or -abend to keep the machine after a failure'],
+  ['shellBefore', 'shell-before', 'it runs an interactive shell on the machine before the task. Use -vv to stream script output, or -abend to keep the machine after a failure'],
+  ['shellAfter', 'shell-after', 'it runs an interactive shell on the machine after the task. Use -vv to stream script output, or -abend to keep the machine after a failure'],
+  ['reusePid', 'reuse-pid', "machines are not tracked per runner process. Use -reuse to keep a run's machines and take them back in the next -reuse run, and -discard to release them"],
+  ['gc', 'gc', 'there are no leftover backend resources to collect: every run discards its machines at the end. Use -discard to release machines kept with -reuse'],
+];
+
+function refuseUnsupported(flags: RunFlags): void {
+  for (const [key, flag, why] of UNSUPPORTED) {
+    if (flags[key] !== undefined) throw new UsageError(`fleetcache run does not support -${flag}: ${why}`);
+  }
+  if (flags.order) {
+    throw new UsageError('fleetcache run does not support -order yet: the runner does not take the order of the filters. Set priority: in task.yaml (higher runs first) to order jobs');
+  }
 }
 
 function count(text: string, flag: string): number {
@@ -55,9 +83,22 @@ export function registerRun(program: Command): void {
     .option('--abend', 'stop at the first failure without running restore scripts; keep the machines (spread -abend)')
     .option('-v, --verbose', 'more output; twice (or --vv) streams script output', (_v: string, n: number) => n + 1, 0)
     .option('--vv', 'stream script output (spread -vv)')
-    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -reuse, -resend, -discard, -restore, -vv) are accepted too.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
+    .option('--list', 'print the jobs that would run, as `fleetcache list` does, and exit (spread -list)')
+    .addOption(new Option('--order').hideHelp())
+    .addOption(new Option('--debug').hideHelp())
+    .addOption(new Option('--shell').hideHelp())
+    .addOption(new Option('--shell-before').hideHelp())
+    .addOption(new Option('--shell-after').hideHelp())
+    .addOption(new Option('--reuse-pid <pid>').hideHelp())
+    .addOption(new Option('--gc').hideHelp())
+    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -reuse, -resend, -discard, -restore, -vv, -list) are accepted too; -debug, -shell, -shell-before, -shell-after, -reuse-pid, -gc and -order are refused with what to use instead.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
     .action(async (filters: string[], flags: RunFlags) => {
+      refuseUnsupported(flags);
       const seed = flags.seed === undefined ? undefined : seedOf(flags.seed);
+      if (flags.list) {
+        await printJobs(filters, false);
+        return;
+      }
       const log = new RunLog(undefined, flags.vv ? 2 : flags.verbose);
       if (flags.discard) {
         await discardKeptMachines({ cwd: process.cwd(), log, ...(flags.data ? { dataRoot: flags.data } : {}) });
@@ -90,5 +131,5 @@ export function registerRun(program: Command): void {
 
 /** spread's single-dash long flags (-seed=1, -vv, -artifacts DIR) as commander's double-dash ones. */
 export function normaliseSpreadFlags(argv: string[]): string[] {
-  return argv.map((a) => (/^-(seed|artifacts|vv|fleet|data|repeat|abend|pass|reuse|resend|discard|restore)(=.*)?$/.test(a) ? `-${a}` : a));
+  return argv.map((a) => (/^-(seed|artifacts|vv|fleet|data|repeat|abend|pass|reuse|resend|discard|restore|list|order|debug|shell|shell-before|shell-after|reuse-pid|gc)(=.*)?$/.test(a) ? `-${a}` : a));
 }

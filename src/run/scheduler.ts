@@ -2,7 +2,9 @@
 // per-worker seeded permutations, priority tiers, suite affinity and samples. Beyond
 // spread, jobs of equal priority are tiered by their recorded duration, longest first,
 // unless the seed was given (-seed N must replay an order; durations change every run).
-// No I/O here; driver.ts runs workers on top of it.
+// With -order, jobs are taken in the order of the command line instead. No I/O here;
+// driver.ts runs workers on top of it.
+import { compileFilter } from '../spread/filter.js';
 
 /** What the scheduler needs of a job (narrow: the spread model owns the full type). */
 export interface SchedJob {
@@ -31,6 +33,29 @@ export interface QueueOptions {
    * is rewritten after every run).
    */
   seedGiven?: boolean;
+  /**
+   * spread -order: each worker takes the first pending job of its backend+system in the
+   * order of the job list (see orderByFilters); no priorities, no permutation, no suite
+   * affinity, no durations, and the seed plays no part.
+   */
+  ordered?: boolean;
+}
+
+/**
+ * The job order of spread -order: each job at the place of the first filter argument
+ * that matches it (a job named twice runs once), jobs of one argument in list order;
+ * with no arguments, the list order.
+ */
+export function orderByFilters<J extends Pick<SchedJob, 'name' | 'sample'>>(jobs: readonly J[], filters: readonly string[]): J[] {
+  const args = filters.map((f) => compileFilter([f]));
+  const place = (j: J): number => {
+    const i = args.findIndex((a) => a.pass(j.name, j.sample));
+    return i < 0 ? args.length : i;
+  };
+  return jobs
+    .map((job, i) => ({ job, i, at: place(job) }))
+    .sort((a, b) => a.at - b.at || a.i - b.i)
+    .map((e) => e.job);
 }
 
 /** Seeded PRNG (mulberry32): same seed, same order. */
@@ -106,6 +131,7 @@ export class JobQueue {
   readonly #taskKey: string[];
   readonly #sampled = new Set<string>();
   readonly #seed: number;
+  readonly #ordered: boolean;
   readonly #workers: WorkerState[] = [];
   readonly #perSystem = new Map<string, number>();
   /** Workers inside each suite, keyed `backend\0system\0suite`. */
@@ -115,6 +141,7 @@ export class JobQueue {
   constructor(jobs: readonly SchedJob[], options: QueueOptions) {
     this.#jobs = jobs;
     this.#seed = options.seed;
+    this.#ordered = options.ordered === true;
     this.#pending = jobs.map(() => true);
     this.#left = jobs.length;
     this.#priority = jobs.map((j) => j.priority ?? 0);
@@ -135,7 +162,8 @@ export class JobQueue {
     const k = `${backend}\0${system}`;
     const i = this.#perSystem.get(k) ?? 0;
     this.#perSystem.set(k, i + 1);
-    this.#workers.push({ backend, system, perm: permutation(this.#jobs.length, this.#seed + i), suite: undefined, lastTask: undefined, done: false });
+    const perm = this.#ordered ? this.#jobs.map((_, j) => j) : permutation(this.#jobs.length, this.#seed + i);
+    this.#workers.push({ backend, system, perm, suite: undefined, lastTask: undefined, done: false });
     return this.#workers.length - 1;
   }
 
@@ -185,6 +213,7 @@ export class JobQueue {
   }
 
   #select(w: WorkerState): number | undefined {
+    if (this.#ordered) return w.perm.find((i) => this.#pending[i] && this.#jobs[i]!.backend === w.backend && this.#jobs[i]!.system === w.system);
     if (w.lastTask !== undefined && this.#sampled.has(this.#taskKey[w.lastTask]!)) {
       const s = this.#minSample(this.#taskKey[w.lastTask]!);
       if (s !== undefined) return s;

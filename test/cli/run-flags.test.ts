@@ -1,8 +1,10 @@
 // spread's single-dash flags reach commander, and bad values are usage errors (exit 2).
 import t from 'tap';
+import { join } from 'node:path';
 import { normaliseSpreadFlags } from '../../src/cli/run.js';
 import { runCli } from '../helpers/cli.js';
 import { EXIT } from '../../src/errors.js';
+import { REPO_ROOT } from '../helpers/processes.js';
 
 t.test("spread's spellings", async (t) => {
   t.same(normaliseSpreadFlags(['run', '-seed=3', '-vv', '-artifacts', 'out', '-repeat', '2', '-abend', '-pass', 'pw', 'tests/', '-v']), [
@@ -23,5 +25,51 @@ t.test('a --seed that is not a whole number is a usage error, not seed 0', async
     const { code, stderr } = await runCli(['run', ...normaliseSpreadFlags(args)]);
     t.equal(code, EXIT.usage, args.join(' '));
     t.match(stderr, /--seed needs a whole number, not "/, args.join(' '));
+  }
+});
+
+t.test("spread's -list: run prints the jobs as list does, and runs nothing", async (t) => {
+  /** `fleetcache <args>` in the example project, in this process: exit code and stdout. */
+  const cli = async (args: string[]) => {
+    const out: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    const cwd = process.cwd();
+    process.stdout.write = ((chunk: string, cb?: () => void) => (out.push(String(chunk)), cb?.(), true)) as typeof process.stdout.write;
+    process.chdir(join(REPO_ROOT, 'examples/fleet-demo'));
+    try {
+      return { code: (await runCli(normaliseSpreadFlags(args))).code, stdout: out.join('') };
+    } finally {
+      process.stdout.write = write;
+      process.chdir(cwd);
+    }
+  };
+  for (const filters of [[], ['alpha-1', '/hello']]) {
+    const listed = await cli(['list', ...filters]);
+    t.equal(listed.code, 0);
+    t.match(listed.stdout, /^local:/);
+    for (const flag of ['-list', '--list']) {
+      const res = await cli(['run', flag, ...filters]);
+      t.equal(res.code, 0, `run ${flag} ${filters.join(' ')}`);
+      t.equal(res.stdout, listed.stdout, 'the same lines as fleetcache list');
+    }
+  }
+});
+
+t.test("spread's interactive and process-bound flags are refused with what to use instead", async (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    [['-debug'], /does not support -debug\b.*-vv/s],
+    [['-shell'], /does not support -shell\b.*-vv/s],
+    [['-shell-before'], /does not support -shell-before\b/],
+    [['--shell-after'], /does not support -shell-after\b/],
+    [['-reuse-pid=123'], /does not support -reuse-pid\b.*-reuse/s],
+    [['-reuse-pid', '123', '-discard'], /does not support -reuse-pid\b/],
+    [['-gc'], /does not support -gc\b.*-discard/s],
+    [['-order', 'tests/'], /does not support -order\b.*priority/s],
+  ];
+  for (const [args, message] of cases) {
+    const { code, stderr } = await runCli(normaliseSpreadFlags(['run', ...args]));
+    t.equal(code, EXIT.usage, args.join(' '));
+    t.match(stderr, message, args.join(' '));
+    t.notMatch(stderr, /unknown option/);
   }
 });
