@@ -137,7 +137,8 @@ export function registerAssets(program: Command): void {
     .action(async (flags: UploadFlags) => {
       requireHttpUrl('--url', flags.url);
       const token = resolveToken(flags.tokenFile);
-      if (!token) throw new UsageError('assets upload needs a token: --token-file FILE or $FLEETCACHE_TOKEN');
+      // Exit 7 (docs/errors.md), as push gets from the origin's 401: a token is missing, not the command line wrong.
+      if (!token) throw new FleetError('FC_ERR_UNAUTHORIZED', 'assets upload needs a token: --token-file FILE or $FLEETCACHE_TOKEN');
       await uploadAssets({
         manifestPath: flags.manifest,
         origin: flags.url,

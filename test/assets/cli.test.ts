@@ -43,7 +43,8 @@ t.test('add, upload, fetch with a cache folder, then a failing fetch', async (t)
   t.match(manifest, [{ filename: 'sdk.tar.gz', unpack: true, version: 'sdk 1.2.3', visibility: 'public' }, { filename: 'notes.txt', visibility: 'internal' }]);
 
   const noToken = await run(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url], work);
-  t.equal(noToken.code, 2, 'upload without a token is a usage error');
+  t.equal(noToken.code, 7, 'upload without a token: the missing-token exit code, as push (docs/errors.md)');
+  t.match(noToken.stderr, /^fleetcache: error: assets upload needs a token: --token-file FILE or \$FLEETCACHE_TOKEN\n$/);
   const up = await run(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url, '--token-file', 'token'], work);
   t.equal(up.code, 0, up.stderr);
   t.equal(up.stdout, `sdk.tar.gz\tuploaded\t${tgz.length}\tpublic\nnotes.txt\tuploaded\t14\tinternal\n`);
