@@ -1,11 +1,32 @@
 // Machines kept between runs (spread -reuse, spread-spec §14): a small JSON file in the
 // project root lists each kept machine's record; a later -reuse run takes them back
 // (one worker each), -discard releases them without running anything.
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { MachineRecord } from '../backends/backend.js';
 
 export const REUSE_FILE = '.fleetcache-reuse.json';
+
+/** The machine records of a file `{ "machines": [...] }`; none when it is missing or unreadable. */
+async function readRecords(file: string): Promise<MachineRecord[]> {
+  try {
+    const parsed = JSON.parse(await readFile(file, 'utf8')) as { machines?: MachineRecord[] };
+    return Array.isArray(parsed.machines) ? parsed.machines.filter((m) => typeof m?.backend === 'string' && typeof m.system === 'string' && typeof m.address === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
+/** Replaces the file at once (through a .tmp); removes it when nothing is listed. */
+async function writeRecords(file: string, machines: readonly MachineRecord[]): Promise<void> {
+  if (machines.length === 0) {
+    await rm(file, { force: true });
+    return;
+  }
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(`${file}.tmp`, `${JSON.stringify({ machines }, null, 2)}\n`, { mode: 0o600 });
+  await rename(`${file}.tmp`, file);
+}
 
 export class ReusePool {
   readonly #file: string;
@@ -19,14 +40,7 @@ export class ReusePool {
 
   static async load(projectRoot: string): Promise<ReusePool> {
     const file = join(projectRoot, REUSE_FILE);
-    let records: MachineRecord[] = [];
-    try {
-      const parsed = JSON.parse(await readFile(file, 'utf8')) as { machines?: MachineRecord[] };
-      records = Array.isArray(parsed.machines) ? parsed.machines.filter((m) => typeof m?.backend === 'string' && typeof m.system === 'string' && typeof m.address === 'string') : [];
-    } catch {
-      // no machines kept yet
-    }
-    return new ReusePool(file, records);
+    return new ReusePool(file, await readRecords(file));
   }
 
   /** Takes a kept machine of this backend and system, if one is left. */
@@ -46,12 +60,69 @@ export class ReusePool {
 
   /** Writes what is kept now (machines not taken back stay listed); removes the file when empty. */
   async save(): Promise<void> {
-    const machines = [...this.#kept, ...this.#free];
-    if (machines.length === 0) {
-      await rm(this.#file, { force: true });
-      return;
-    }
-    await writeFile(`${this.#file}.tmp`, `${JSON.stringify({ machines }, null, 2)}\n`, { mode: 0o600 });
-    await rename(`${this.#file}.tmp`, this.#file);
+    await writeRecords(this.#file, [...this.#kept, ...this.#free]);
+  }
+}
+
+/** Where a run lists its machines while it has them, one file per runner process. */
+export const RUNNING_DIR = 'running';
+
+const sameMachine = (a: MachineRecord, b: MachineRecord) => a.backend === b.backend && a.address === b.address;
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * The machines a run holds, on disk from the moment each is allocated or taken back until
+ * it is discarded or kept (spread's .spread-reuse.<pid>.yaml): `<data>/running/<pid>.json`.
+ * A runner killed outright (SIGKILL, a crash) leaves its file, and `run --discard` discards
+ * the machines listed in the files of runners no longer alive.
+ */
+export class RunningMachines {
+  readonly #file: string;
+  readonly #machines: MachineRecord[] = [];
+  #writes: Promise<void> = Promise.resolve();
+
+  constructor(dataRoot: string, pid = process.pid) {
+    this.#file = join(dataRoot, RUNNING_DIR, `${pid}.json`);
+  }
+
+  add(record: MachineRecord): Promise<void> {
+    this.#machines.push(record);
+    return this.#write();
+  }
+
+  /** The machine is discarded or kept elsewhere (the reuse file). */
+  remove(record: MachineRecord): Promise<void> {
+    const i = this.#machines.findIndex((m) => sameMachine(m, record));
+    if (i >= 0) this.#machines.splice(i, 1);
+    return this.#write();
+  }
+
+  get size(): number {
+    return this.#machines.length;
+  }
+
+  /** Writes are queued: concurrent workers never interleave two versions of the file. */
+  #write(): Promise<void> {
+    const machines = [...this.#machines];
+    this.#writes = this.#writes.catch(() => undefined).then(() => writeRecords(this.#file, machines));
+    return this.#writes;
+  }
+
+  /** Machines listed by runners that are gone, with the files that listed them. */
+  static async orphans(dataRoot: string): Promise<{ records: MachineRecord[]; files: string[] }> {
+    const dir = join(dataRoot, RUNNING_DIR);
+    const names = await readdir(dir).catch(() => [] as string[]);
+    const files = names.filter((n) => /^\d+\.json$/.test(n) && !isAlive(Number(n.slice(0, -5)))).map((n) => join(dir, n));
+    const records: MachineRecord[] = [];
+    for (const file of files) records.push(...(await readRecords(file)));
+    return { records, files };
   }
 }

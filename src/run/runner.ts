@@ -2,10 +2,10 @@
 // machines, have each machine pull the project (and assets) through the cache of its
 // region, run the jobs in spread's order, collect artifacts, print the summary.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, posix, relative, sep } from 'node:path';
 import { parseDocument } from 'yaml';
-import type { BackendContext, Machine, Provider } from '../backends/backend.js';
+import type { BackendContext, Machine, MachineRecord, Provider } from '../backends/backend.js';
 import { createProvider } from '../backends/registry.js';
 import { fetchArtifacts } from '../artifacts/download.js';
 import { resolveToken } from '../client/token.js';
@@ -16,7 +16,8 @@ import { pushProject, type PushResult } from '../project-upload/push.js';
 import { buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
 import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Backend, type Job, type Project, type ResolvedFields } from '../spread/index.js';
 import { AGENT_REMOTE_NAME, installAgent, runAgent, shellQuote } from './agent-client.js';
-import { REUSE_FILE, ReusePool } from './reuse.js';
+import { REUSE_FILE, ReusePool, RunningMachines } from './reuse.js';
+import { RunInterrupt } from './interrupt.js';
 import { runWorkers, type WorkerInfo } from './driver.js';
 import { startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
 import { loadFleetConfig, type FleetConfig } from './fleet.js';
@@ -50,6 +51,11 @@ export interface RunOptions {
   readonly reuse?: boolean;
   /** spread -resend: with -reuse, send the project again to reused machines. */
   readonly resend?: boolean;
+  /**
+   * Stop the run on SIGINT/SIGTERM (interrupt.ts) rather than die with it (default true):
+   * scripts killed, no restore, machines discarded (kept with -reuse/-abend), the summary so far.
+   */
+  readonly signals?: boolean;
   /** Called with the embedded servers once they listen (the demo reads their figures). */
   readonly onEmbedded?: (fleet: EmbeddedFleet) => void;
 }
@@ -70,6 +76,8 @@ export interface RunResult {
   readonly origin: string;
   readonly pulls: MachineTransfer[];
   readonly assetBytes: number;
+  /** The signal that stopped the run early, if one did. */
+  readonly interrupted?: NodeJS.Signals;
   readonly artifactBytes: number;
 }
 
@@ -86,13 +94,17 @@ export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRo
   const log = o.log ?? new RunLog();
   const project = await loadProject(findProject(o.cwd));
   const pool = await ReusePool.load(project.rootDir);
+  const stateDir = o.dataRoot ?? join(project.rootDir, 'cache');
+  // also the machines of runs killed before they could discard them (a -reuse run's are in both)
+  const orphans = await RunningMachines.orphans(stateDir);
   const records = pool.drain();
+  for (const r of orphans.records) if (!records.some((k) => k.backend === r.backend && k.address === r.address)) records.push(r);
   const backends = new Set(project.backends.filter((b) => records.some((r) => r.backend === b.name)));
   const providers = await createProviders(project, backends, {
     projectRoot: project.rootDir,
     remotePath: resolveProjectFields(project).remotePath,
     password: '',
-    stateDir: o.dataRoot ?? join(project.rootDir, 'cache'),
+    stateDir,
     log: (line) => log.line(line),
   });
   let discarded = 0;
@@ -108,6 +120,7 @@ export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRo
     discarded++;
   }
   await pool.save();
+  for (const file of orphans.files) await rm(file, { force: true });
   return discarded;
 }
 
@@ -153,6 +166,15 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
   if (jobs.length === 0) throw new FleetError('FC_ERR_PROJECT', 'nothing to run');
   const dataRoot = o.dataRoot ?? join(project.rootDir, 'cache');
   const fields = resolveProjectFields(project);
+  const interrupt = o.signals === false ? undefined : RunInterrupt.install(log);
+  try {
+    return await runStarted(o, log, project, jobs, dataRoot, fields, interrupt);
+  } finally {
+    interrupt?.dispose();
+  }
+}
+
+async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Job[], dataRoot: string, fields: ResolvedFields, interrupt: RunInterrupt | undefined): Promise<RunResult> {
 
   const configured = loadFleetConfig(project.file, o.fleetFile);
   let embedded: EmbeddedFleet | undefined;
@@ -183,7 +205,7 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
       `Project content is packed for delivery (${formatBytes(push.fullUploadBytes)}); sent ${formatBytes(push.bytesSent)} to the origin` +
         ` as ${push.rebased ? 'a new base' : 'a delta'} (run ${push.run}).`,
     );
-    const result = await runJobs(o, log, project, jobs, fleet, token, push, dataRoot, fields, before);
+    const result = await runJobs(o, log, project, jobs, fleet, token, push, dataRoot, fields, before, interrupt);
     await mkdir(join(dataRoot, 'reports'), { recursive: true });
     await writeFile(join(dataRoot, 'reports', `${result.run}.json`), JSON.stringify(result.ledger, null, 2));
     return result;
@@ -203,8 +225,12 @@ async function runJobs(
   dataRoot: string,
   fields: ResolvedFields,
   before: FleetSnapshot,
+  interrupt: RunInterrupt | undefined,
 ): Promise<RunResult> {
   const tally = new RunTally();
+  const running = new RunningMachines(dataRoot);
+  const kept: MachineRecord[] = [];
+  const discardHint = `fleetcache run --discard${o.dataRoot ? ` --data ${shellQuote(o.dataRoot)}` : ''}`;
   const timings = await Timings.load(project.rootDir);
   const pool = o.reuse ? await ReusePool.load(project.rootDir) : undefined;
   const sched = jobs.map(schedJob);
@@ -213,6 +239,7 @@ async function runJobs(
   const plan = workerPlan(sched, (b, s) => systemOf.get(`${b}\0${s}`)?.system.workers ?? 1);
   const { seed, announce } = chooseSeed(sched.length, plan.reduce((n, p) => n + p.count, 0), o.seed);
   if (announce) log.line(`Sequence of jobs produced with -seed=${seed}`);
+  log.line(`If killed, discard machines with: ${discardHint}`);
   const queue = new JobQueue(sched, { seed, duration: (j) => timings.estimate(j) });
 
   const providers = await createProviders(project, new Set(jobs.map((j) => j.backend)), {
@@ -231,6 +258,7 @@ async function runJobs(
   const runAgentFor = (machine: Machine, command: string, args: object) => runAgent(machine, posix.join(workDirOf(machine), AGENT_REMOTE_NAME), command, args);
 
   const abend = o.abend ? new AbortController() : undefined;
+  const stopping = [abend?.signal, interrupt?.signal].filter((s) => s !== undefined);
   const sessionCtx = {
     project,
     log,
@@ -239,6 +267,7 @@ async function runJobs(
     ...(o.repeat ? { repeat: o.repeat } : {}),
     ...(o.restoreOnly ? { restoreOnly: true } : {}),
     ...(abend ? { abend } : {}),
+    ...(interrupt ? { stop: interrupt.signal } : {}),
     onJobTime: (job: Job, seconds: number) => timings.record(schedJob(job), seconds),
   };
 
@@ -262,6 +291,8 @@ async function runJobs(
           machine = await provider.allocate(spec, { signal });
           log.line(`Allocated ${label}.`);
         }
+        // on record before anything runs on it: a runner killed from now on leaves it to `run --discard`
+        await running.add(machine.record());
         try {
           const region = jobRegion(job);
           const choice = region === 'auto' ? await measuredOrder(machine, fleet) : staticOrder(fleet, region);
@@ -290,7 +321,7 @@ async function runJobs(
           return session;
         } catch (err) {
           log.line(`Discarding ${label}...`);
-          await machine.discard().catch(() => undefined);
+          await machine.discard().then(() => running.remove(machine.record()), () => undefined);
           throw err;
         }
       },
@@ -302,14 +333,20 @@ async function runJobs(
           await session.finish();
         } finally {
           // discard or keep even when a restore could not run
+          const record = session.machine.record();
           if (abend?.signal.aborted) {
             log.line(`Keeping ${session.label} at ${session.machine.address} (-abend).`);
           } else if (pool) {
-            pool.keep(session.machine.record());
+            pool.keep(record);
+            kept.push(record);
             log.line(`Keeping ${session.label} at ${session.machine.address}.`);
           } else {
             log.line(`Discarding ${session.label}...`);
-            await session.machine.discard().catch((err: Error) => log.line(`Error discarding ${session.label}: ${err.message}`));
+            // a machine that could not be discarded stays on record for `run --discard`
+            await session.machine.discard().then(
+              () => running.remove(record),
+              (err: Error) => log.line(`Error discarding ${session.label}: ${err.message}`),
+            );
           }
         }
       },
@@ -323,7 +360,7 @@ async function runJobs(
       startupLimit: fleet.startupLimit,
       dispatchDelay: parseDuration(fleet.dispatchDelay),
       ...(fleet.loadThreshold !== undefined ? { loadThreshold: fleet.loadThreshold } : {}),
-      ...(abend ? { signal: abend.signal } : {}),
+      ...(stopping.length > 0 ? { signal: AbortSignal.any(stopping) } : {}),
     },
   );
 
@@ -378,6 +415,9 @@ async function runJobs(
   }
   for (const j of result.remaining) tally.aborted.push(summaryItem(j.name));
   await pool?.save();
+  // kept machines are on record in the reuse file now
+  for (const record of kept) await running.remove(record);
+  if (running.size > 0) log.line(`${running.size} machine(s) not discarded; discard them with: ${discardHint}`);
   await timings.save().catch(() => undefined);
   const machinesByRegion: Record<string, number> = {};
   for (const p of pulls) machinesByRegion[p.region] = (machinesByRegion[p.region] ?? 0) + 1;
@@ -390,5 +430,16 @@ async function runJobs(
     assetNaiveByRegion,
     artifactBytes: transfer.artifacts,
   });
-  return { tally, ledger, push, run: push.run, project: project.name, origin: fleet.origin, pulls, assetBytes: transfer.assets, artifactBytes: transfer.artifacts };
+  return {
+    tally,
+    ledger,
+    push,
+    run: push.run,
+    project: project.name,
+    origin: fleet.origin,
+    pulls,
+    assetBytes: transfer.assets,
+    artifactBytes: transfer.artifacts,
+    ...(interrupt?.received ? { interrupted: interrupt.received } : {}),
+  };
 }

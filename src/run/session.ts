@@ -25,6 +25,11 @@ export interface SessionContext {
   readonly restoreOnly?: boolean;
   /** spread -abend: aborted at the first failure; no restore runs after it. */
   readonly abend?: AbortController;
+  /**
+   * Aborted when the run is interrupted (SIGINT/SIGTERM): the running script is killed,
+   * nothing more runs (no restore: the machine is discarded), the job is aborted.
+   */
+  readonly stop?: AbortSignal;
 }
 
 /** A script's output, then why it failed beyond it (killed, too many reboots). */
@@ -62,6 +67,10 @@ export class MachineSession {
     return this.machine.name;
   }
 
+  get #stopped(): boolean {
+    return this.#ctx.stop?.aborted ?? false;
+  }
+
   #env(job: Job): EnvEntry[] {
     // SPREAD_PATH names where the project really is on this machine (local machines nest it).
     return jobEnvironment(job).map(([k, v]) => (k === 'SPREAD_PATH' ? [k, this.machine.projectPath] : [k, v]) as EnvEntry);
@@ -88,6 +97,7 @@ export class MachineSession {
         ...(log.verbose > 1 ? { onOutput: (chunk: string) => log.write(chunk) } : {}),
         describe: `${context} (${this.label})`,
         log: (line) => log.line(line),
+        ...(this.#ctx.stop ? { signal: this.#ctx.stop } : {}),
       });
     } catch (err) {
       // The script did not run or its session broke (spawn failed, connection dropped): a
@@ -103,8 +113,10 @@ export class MachineSession {
   /** Runs a script; on failure prints its output and the matching debug output, tallies, returns false. */
   async #step(job: Job, level: ScriptLevel, script: string, context: string, verb: 'Preparing' | 'Executing' | 'Restoring', failure: FailureKind | 'execute', cwd: string, debug: string, counter = ''): Promise<boolean> {
     // After a lost machine the scripts still due are not run (nor tallied): nothing can run them.
-    if (this.#lost) return false;
+    // Nor after an interrupt, and a script it killed is no failure of its own (the job is aborted).
+    if (this.#lost || this.#stopped) return false;
     const res = await this.#script(job, level, script, context, verb, cwd, counter);
+    if (this.#stopped) return false;
     if (!res || res.exitCode === 0) return true;
     const { log, tally } = this.#ctx;
     const what = { Preparing: 'preparing', Executing: 'executing', Restoring: 'restoring' }[verb];
@@ -127,7 +139,7 @@ export class MachineSession {
     const { project, tally, progress } = this.#ctx;
     const sys = `${job.backend.name}:${job.system.name}`;
     this.#firstJob ??= job;
-    if (this.#lost) return this.#abort(job);
+    if (this.#lost || this.#stopped) return this.#abort(job);
     if (this.#ctx.restoreOnly) return this.#restoreOnly(job);
     if (!this.#projectPrepared) {
       this.#projectPrepared = true;
@@ -159,6 +171,7 @@ export class MachineSession {
         return true;
       }
     }
+    if (this.#stopped) return this.#abort(job);
     const debug = jobDebug(job, project);
     progress.taken++;
     const counter = ` (${progress.taken}/${progress.total})`;
@@ -169,8 +182,14 @@ export class MachineSession {
       if (ok) {
         ok = await this.#step(job, 'task', job.task.execute, job.name, 'Executing', 'execute', this.#taskDir(job), debug, counter);
         if (ok) tally.successful++;
+        else if (this.#stopped) tally.aborted.push(summaryItem(job.name));
       } else {
         tally.aborted.push(summaryItem(job.name));
+      }
+      if (this.#stopped) {
+        // interrupted: no artifacts, no restore; the machine is discarded
+        this.#broken = true;
+        return false;
       }
       if (this.#ctx.artifacts && !this.#lost && job.task.artifacts.length > 0 && (!ok || round === rounds)) {
         await this.#ctx.artifacts(this.machine, job, this.#env(job)).catch((err: Error) => this.#ctx.log.line(`Error fetching artifacts of ${job.name}: ${err.message}`));
@@ -200,6 +219,7 @@ export class MachineSession {
     this.#suite ??= { job, failed: false };
     this.#ctx.progress.taken++;
     const restored = await this.#step(job, 'task', jobRestore(job, this.#ctx.project), job.name, 'Restoring', 'task restore', this.#taskDir(job), jobDebug(job, this.#ctx.project));
+    if (!restored && this.#stopped) return this.#abort(job);
     if (!restored) this.#broken = true;
     return restored;
   }
@@ -222,7 +242,7 @@ export class MachineSession {
   /** End of the worker: suite, backend and project restore (project restore even after a failed prepare). */
   async finish(): Promise<void> {
     const job = this.#firstJob;
-    if (!job || this.#lost || this.#ctx.abend?.signal.aborted) return;
+    if (!job || this.#lost || this.#stopped || this.#ctx.abend?.signal.aborted) return;
     const { project } = this.#ctx;
     const sys = `${job.backend.name}:${job.system.name}`;
     await this.#leaveSuite();

@@ -1,0 +1,49 @@
+// Ctrl-C and SIGTERM during a run, as spread takes an interrupt: the first one stops the
+// run (no new job, the running scripts killed, no restore, the machines discarded or kept
+// as the run would have, the summary so far); a second one gives up waiting and exits at
+// once, leaving the machines on record for `run --discard` (reuse.ts: RunningMachines).
+import { constants } from 'node:os';
+import type { RunLog } from './report.js';
+
+const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+
+export class RunInterrupt {
+  readonly #ac = new AbortController();
+  readonly #log: RunLog;
+  #received: NodeJS.Signals | undefined;
+
+  private constructor(log: RunLog) {
+    this.#log = log;
+  }
+
+  /** Takes SIGINT and SIGTERM from now until dispose(). */
+  static install(log: RunLog): RunInterrupt {
+    const interrupt = new RunInterrupt(log);
+    for (const sig of SIGNALS) process.on(sig, interrupt.#handle);
+    return interrupt;
+  }
+
+  readonly #handle = (sig: NodeJS.Signals): void => {
+    if (this.#received) {
+      this.#log.line(`Received ${sig} again, exiting at once; discard the machines left with: fleetcache run --discard`);
+      process.exit(128 + constants.signals[sig]);
+    }
+    this.#received = sig;
+    this.#log.line(`Received ${sig}, stopping: running scripts are killed, machines discarded (again to exit at once)...`);
+    this.#ac.abort();
+  };
+
+  /** Aborted at the first signal. */
+  get signal(): AbortSignal {
+    return this.#ac.signal;
+  }
+
+  /** The signal that stopped the run, if one did. */
+  get received(): NodeJS.Signals | undefined {
+    return this.#received;
+  }
+
+  dispose(): void {
+    for (const sig of SIGNALS) process.off(sig, this.#handle);
+  }
+}

@@ -1,0 +1,109 @@
+// `fleetcache run` stopped from outside: SIGINT/SIGTERM end the running scripts and
+// discard the machines, a second signal exits at once, and the machines of a runner
+// killed outright (SIGKILL) are on record for `run --discard`.
+import t, { type Test } from 'tap';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RunLog } from '../../src/run/report.js';
+import { discardKeptMachines } from '../../src/run/runner.js';
+import { cliArgs, isAlive, stopWithTest } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
+
+/** A one-system local project whose task s/a starts a long sleep and writes its PID to `pidFile`. */
+async function sleepingProject(t: Test, pidFile: string, extra: string[] = []): Promise<string> {
+  const dir = join(t.testdir(), 'project');
+  const spread = ['project: intr', 'path: /home/intr', ...extra, 'backends:', '  local:', '    type: local', '    systems: [alpha-1]', 'suites:', '  s/:', '    summary: s', ''];
+  await mkdir(join(dir, 's/a'), { recursive: true });
+  await mkdir(join(dir, 's/b'), { recursive: true });
+  await writeFile(join(dir, 'spread.yaml'), spread.join('\n'));
+  await writeFile(join(dir, 's/a/task.yaml'), `summary: a\nexecute: |\n  sleep 300 &\n  echo $! > ${pidFile}\n  wait\nrestore: echo restoring-a\n`);
+  await writeFile(join(dir, 's/b/task.yaml'), 'summary: b\nexecute: echo b\n');
+  return dir;
+}
+
+interface Runner {
+  child: ChildProcess;
+  out: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** `fleetcache run <args>` in `dir` as a child process, stopped by its PID when the test ends. */
+function startRun(t: Test, dir: string, args: string[] = []): Runner {
+  const child = spawn(process.execPath, cliArgs(['run', '--seed', '1', '--data', join(dir, 'cache'), ...args]), { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  stopWithTest(t, child, 'SIGKILL');
+  return { child, out: () => out, exited };
+}
+
+/** The PID the task wrote, once it is there; killed by the test's teardown if still alive. */
+async function taskPid(t: Test, pidFile: string): Promise<number> {
+  await eventually('the task started its sleep', async () => /^\d+\n$/.test(await readFile(pidFile, 'utf8').catch(() => '')), 60_000);
+  const pid = Number(await readFile(pidFile, 'utf8'));
+  t.teardown(() => {
+    if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+  });
+  return pid;
+}
+
+const machinesOf = (dir: string) => readdir(join(dir, 'cache', 'machines')).catch(() => []);
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  t.test(`${signal}: the running script is killed, no restore runs, the machine is discarded, the summary is printed`, async (t) => {
+    const pidFile = join(t.testdirName, 'sleep.pid');
+    const dir = await sleepingProject(t, pidFile);
+    const run = startRun(t, dir, ['s/a', 's/b']);
+    const pid = await taskPid(t, pidFile);
+    t.equal((await machinesOf(dir)).length, 1, 'one machine allocated');
+    run.child.kill(signal);
+    const { code } = await run.exited;
+    t.equal(code, 1, 'unsuccessful run');
+    t.match(run.out(), new RegExp(`Received ${signal}`));
+    t.match(run.out(), /Discarding local:alpha-1\.\.\./);
+    t.notMatch(run.out(), /Restoring|restoring-a/, 'no restore ran');
+    t.match(run.out(), /Successful tasks: 0\nAborted tasks: 2\n/, 'the running job and the pending one are aborted');
+    t.match(run.out(), /error: unsuccessful run/);
+    await eventually("the task's sleep was killed (and reaped)", () => !isAlive(pid));
+    t.same(await machinesOf(dir), [], 'the machine directory is removed');
+    t.same(await readdir(join(dir, 'cache', 'running')).catch(() => []), [], 'no machine left on record');
+  });
+}
+
+t.test('a second signal exits at once', async (t) => {
+  const pidFile = join(t.testdirName, 'repack.pid');
+  // the repack runs before any machine exists and cannot be cut short: the first signal waits for it
+  const dir = await sleepingProject(t, join(t.testdirName, 'unused.pid'), ['repack: |', `  echo $$ > ${pidFile}`, '  exec sleep 300']);
+  const run = startRun(t, dir);
+  const pid = await taskPid(t, pidFile);
+  run.child.kill('SIGINT');
+  await eventually('the first signal was seen', () => /Received SIGINT/.test(run.out()));
+  t.ok(isAlive(pid), 'the first signal waits for the repack');
+  run.child.kill('SIGINT');
+  const { code } = await run.exited;
+  t.equal(code, 130, '128 + SIGINT');
+  t.match(run.out(), /Received SIGINT again/);
+});
+
+t.test('the machines of a runner killed with SIGKILL are on record: run --discard discards them', async (t) => {
+  const pidFile = join(t.testdirName, 'sleep.pid');
+  const dir = await sleepingProject(t, pidFile);
+  const run = startRun(t, dir, ['s/a']);
+  const pid = await taskPid(t, pidFile);
+  run.child.kill('SIGKILL');
+  await run.exited;
+  t.equal((await machinesOf(dir)).length, 1, 'the machine is left');
+  t.equal(isAlive(pid), true, 'its task process is left');
+  t.match(run.out(), /If killed, discard machines with: fleetcache run --discard --data /);
+
+  let out = '';
+  const dataRoot = join(dir, 'cache');
+  const discarded = await discardKeptMachines({ cwd: dir, dataRoot, log: new RunLog((s) => (out += s)) });
+  t.equal(discarded, 1, out);
+  t.same(await machinesOf(dir), [], 'the machine directory is removed');
+  await eventually("the task's sleep ends with its machine", () => !isAlive(pid));
+  t.same(await readdir(join(dir, 'cache', 'running')), [], 'the record is gone');
+  t.equal(await discardKeptMachines({ cwd: dir, dataRoot, log: new RunLog(() => undefined) }), 0, 'nothing left to discard');
+});
