@@ -232,7 +232,8 @@ async function runJobs(
   const kept: MachineRecord[] = [];
   const discardHint = `fleetcache run --discard${o.dataRoot ? ` --data ${shellQuote(o.dataRoot)}` : ''}`;
   const timings = await Timings.load(project.rootDir);
-  const pool = o.reuse ? await ReusePool.load(project.rootDir) : undefined;
+  // -abend keeps machines too: on record in the reuse file for a later -reuse -restore or -discard
+  const pool = o.reuse || o.abend ? await ReusePool.load(project.rootDir) : undefined;
   const sched = jobs.map(schedJob);
   const byName = new Map(jobs.map((j) => [j.name, j]));
   const systemOf = new Map(jobs.map((j) => [`${j.backend.name}\0${j.system.name}`, j]));
@@ -281,7 +282,7 @@ async function runJobs(
         const label = `${w.backend}:${w.system}`;
         // evaluated as spread does ($VAR and $(HOST:) from the project and backend environments)
         const spec = { name: w.system, username: fields.usernames.get(label) || undefined, password: fields.passwords.get(label) || undefined };
-        const kept = pool?.take(w.backend, w.system);
+        const kept = o.reuse ? pool?.take(w.backend, w.system) : undefined;
         let machine: Machine;
         if (kept) {
           log.line(`Reusing ${label} at ${kept.address}...`);
@@ -334,12 +335,11 @@ async function runJobs(
         } finally {
           // discard or keep even when a restore could not run
           const record = session.machine.record();
-          if (abend?.signal.aborted) {
-            log.line(`Keeping ${session.label} at ${session.machine.address} (-abend).`);
-          } else if (pool) {
+          const keeping = abend?.signal.aborted ? ' (-abend)' : o.reuse ? '' : undefined;
+          if (pool && keeping !== undefined) {
             pool.keep(record);
             kept.push(record);
-            log.line(`Keeping ${session.label} at ${session.machine.address}.`);
+            log.line(`Keeping ${session.label} at ${session.machine.address}${keeping}.`);
           } else {
             log.line(`Discarding ${session.label}...`);
             // a machine that could not be discarded stays on record for `run --discard`

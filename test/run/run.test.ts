@@ -130,6 +130,34 @@ t.test('-repeat runs each job again; -abend stops at the first failure without r
   t.match(abended.text(), /Keeping local:alpha-1 at .* \(-abend\)/);
 });
 
+t.test('-abend keeps the machines on record: -reuse -restore takes them back, -discard releases them', async (t) => {
+  const dir = await demoProject(t);
+  const data = join(dir, 'cache');
+  await writeFile(join(dir, 'tests/hello/task.yaml'), 'summary: fails\nexecute: exit 1\nrestore: echo restoring-hello\n');
+  const opts = { cwd: dir, filters: ['alpha-1:tests/hello'], agentBundle: await ensureAgentBundle(), dataRoot: data };
+  const reuseFile = async () => (JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: Array<{ address: string }> }).machines.map((m) => m.address);
+  const abended = capture();
+  await runProject({ ...opts, abend: true, log: abended.log });
+  t.match(abended.text(), /Keeping local:alpha-1 at .* \(-abend\)/);
+  const kept = await reuseFile();
+  t.equal(kept.length, 1, 'the kept machine is recorded');
+
+  const again = capture();
+  await runProject({ ...opts, abend: true, reuse: true, log: again.log });
+  t.match(again.text(), new RegExp(`Reusing local:alpha-1 at ${kept[0]}`));
+  t.same(await reuseFile(), kept, '-reuse -abend keeps the record of the machine it took back');
+
+  const restoring = capture();
+  const r = await runProject({ ...opts, reuse: true, restoreOnly: true, log: restoring.log });
+  t.equal(r.tally.ok, true);
+  t.match(restoring.text(), /Reusing local:alpha-1 at /);
+  t.notMatch(restoring.text(), /Allocating/, 'no new machine for -restore');
+  t.match(restoring.text(), /Restoring local:alpha-1:tests\/hello \(local:alpha-1\)/);
+
+  t.equal(await discardKeptMachines({ cwd: dir, dataRoot: data, log: capture().log }), 1);
+  await t.rejects(stat(kept[0]!), { code: 'ENOENT' }, 'the machine directory is removed');
+});
+
 t.test('-reuse keeps machines and takes them back, -discard releases them; runner state is never packed', async (t) => {
   const dir = await demoProject(t);
   const data = join(dir, 'cache'); // inside the project: must not be shipped with it
