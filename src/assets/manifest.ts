@@ -8,6 +8,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ConfigError, UsageError } from '../errors.js';
+import { requireOutput } from '../cli/paths.js';
 
 export type Visibility = 'public' | 'internal';
 
@@ -179,6 +180,7 @@ export function formatManifest(records: readonly ManifestRecord[]): string {
 
 /** Writes atomically (temp file + rename), so a reader never sees half a manifest. */
 export async function writeManifest(file: string, records: readonly ManifestRecord[]): Promise<void> {
+  await requireOutput(file);
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
   await writeFile(tmp, formatManifest(records));
   await rename(tmp, file);
@@ -215,6 +217,7 @@ export async function addToManifest(manifestPath: string, files: readonly string
   } catch (err) {
     if (!(err instanceof ConfigError && /cannot read manifest: ENOENT/.test(err.message))) throw err;
   }
+  await requireOutput(manifestPath); // before hashing what may be large files
   const records = [...existing];
   const added: ManifestRecord[] = [];
   for (const path of files) {

@@ -27,12 +27,17 @@ export function pathError(err: unknown, path: string, what: string): unknown {
   return err;
 }
 
-/** Fails unless `path` is an existing file or directory, as `kind` says. */
-export async function requireInput(path: string, kind: 'file' | 'directory', what: string): Promise<void> {
+/**
+ * Fails unless `path` is an existing file or directory, as `kind` says. With `missingOk`, a
+ * missing path passes: a target directory that will be made, whereas a file in its place
+ * fails here rather than as mkdir's bare EEXIST.
+ */
+export async function requireInput(path: string, kind: 'file' | 'directory', what: string, { missingOk = false } = {}): Promise<void> {
   let isDir: boolean;
   try {
     isDir = (await stat(path)).isDirectory();
   } catch (err) {
+    if (missingOk && (err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw pathError(err, path, what);
   }
   if (kind === 'directory' && !isDir) throw new UsageError(`${what} ${path} is not a directory`);

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { resolveToken } from '../client/token.js';
 import { pullProject } from '../project-upload/pull.js';
-import { requireHttpUrl } from './paths.js';
+import { requireHttpUrl, requireInput } from './paths.js';
 
 export function registerPull(program: Command): void {
   program
@@ -15,6 +15,7 @@ export function registerPull(program: Command): void {
     .option('--token-file <file>', 'token, when the server requires one for reads (default: $FLEETCACHE_TOKEN)')
     .action(async (dir: string, flags: { project: string; run: string; from: string; tokenFile?: string }) => {
       requireHttpUrl('--from', flags.from);
+      await requireInput(dir, 'directory', 'target directory', { missingOk: true });
       const token = resolveToken(flags.tokenFile);
       const result = await pullProject({ project: flags.project, run: flags.run, from: flags.from, dir, ...(token ? { token } : {}) });
       process.stdout.write(`${result.manifest.result.digest}\t${result.entries} entries\t${result.bytesReceived} bytes received\t${dir}\n`);

@@ -3,6 +3,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { NotFoundError } from '../errors.js';
+import { pathError, requireOutput } from './paths.js';
 import { checkSegment } from '../store/safe-name.js';
 import { ledgerHtml } from '../report/html.js';
 import { formatLedger, type Ledger } from '../report/ledger.js';
@@ -38,8 +39,9 @@ export function registerReport(program: Command): void {
     .option('--html <file>', 'also write an HTML page with charts')
     .option('--data <dir>', 'the data directory the run used', 'cache')
     .action(async (flags: ReportFlags) => {
+      if (flags.html) await requireOutput(flags.html); // before anything is printed
       const ledger = await readLedger(flags.data, flags.run);
       process.stdout.write(flags.json ? `${JSON.stringify(ledger, null, 2)}\n` : `${formatLedger(ledger)}\n`);
-      if (flags.html) await writeFile(flags.html, ledgerHtml(ledger));
+      if (flags.html) await writeFile(flags.html, ledgerHtml(ledger)).catch((err: unknown) => { throw pathError(err, flags.html!, 'output'); });
     });
 }

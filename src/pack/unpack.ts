@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { FleetError } from '../errors.js';
+import { pathError, requireInput } from '../cli/paths.js';
 import { lstatOrMissing, walkDirs } from './safe-path.js';
 
 function refusal(name: string, why: string): FleetError {
@@ -32,8 +33,14 @@ export function safeEntryPath(name: string): string {
 }
 
 async function ensureEmptyDir(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  const existing = await readdir(dir);
+  const what = 'target directory';
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    await requireInput(dir, 'directory', what, { missingOk: true }); // a file in its place: not EEXIST
+    throw pathError(err, dir, what);
+  }
+  const existing = await readdir(dir).catch((err: unknown) => { throw pathError(err, dir, what); });
   if (existing.length > 0) throw new FleetError('FC_ERR_BAD_NAME', `${dir} is not empty; refusing to unpack into it`);
 }
 

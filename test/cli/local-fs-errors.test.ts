@@ -1,0 +1,47 @@
+// Local filesystem mistakes on report, assets add and pull: a documented exit code and a
+// one-line message naming the path, as pack/delta/apply give (src/cli/paths.ts), not
+// exit 70 with a stack trace.
+import t from 'tap';
+import { Readable } from 'node:stream';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cliExit } from '../project-upload/cli-helpers.js';
+import { unpackTar } from '../../src/pack/unpack.js';
+
+const ledger = {
+  run: 'r1',
+  project: 'p',
+  machines: 1,
+  links: [{ link: 'controller → origin (project)', actualBytes: 10, naiveBytes: 100 }],
+  caches: [],
+  originEgress: { actual: 10, naive: 100 },
+};
+
+t.test('report --html, assets add -m, pull into a file', async (t) => {
+  const dir = t.testdir({
+    data: { reports: { 'r1.json': JSON.stringify(ledger) } },
+    'f.bin': 'payload\n',
+    'afile': 'not a directory\n',
+  });
+  const p = (name: string) => join(dir, name);
+  const cases: [string, string[], number, RegExp][] = [
+    ['report --html into a missing folder', ['report', '--data', p('data'), '--json', '--html', p('missing/x.html')], 4, /output folder .*missing does not exist/],
+    ['report --html onto a directory', ['report', '--data', p('data'), '--json', '--html', p('data')], 2, /output .*data is a directory/],
+    ['assets add -m into a missing folder', ['assets', 'add', p('f.bin'), '-m', p('missing/m.tt')], 4, /output folder .*missing does not exist/],
+    ['pull into an existing file', ['pull', p('afile'), '--project', 'x', '--run', 'r', '--from', 'http://127.0.0.1:9'], 2, /target directory .*afile is not a directory/],
+  ];
+  for (const [name, args, code, message] of cases) {
+    const got = await cliExit(args);
+    t.equal(got.code, code, `${name}: exit ${code}`);
+    t.match(got.stderr, message, name);
+    t.notMatch(got.stderr, /\n\s+at /, `${name}: no stack trace`);
+  }
+  t.same(readdirSync(dir).sort(), ['afile', 'data', 'f.bin'], 'nothing written');
+  t.equal(readFileSync(p('afile'), 'utf8'), 'not a directory\n', 'the file is untouched');
+});
+
+t.test('unpackTar into an existing file or under one: a FleetError, not EEXIST', async (t) => {
+  const dir = t.testdir({ afile: 'x' });
+  await t.rejects(unpackTar(Readable.from([]), join(dir, 'afile')), { code: 'FC_ERR_USAGE', message: /target directory .*afile is not a directory/ });
+  await t.rejects(unpackTar(Readable.from([]), join(dir, 'afile', 'sub')), { code: 'FC_ERR_NOT_FOUND', message: /target directory .*afile\/sub does not exist/ });
+});
