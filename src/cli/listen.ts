@@ -2,9 +2,20 @@
 import type { Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { parseListen } from '../config/units.js';
+import { CLOSE_MARGIN_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../http/server-options.js';
 
-/** How long a server stopped by a signal lets requests in flight finish, by default. */
-export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 20_000;
+export { DEFAULT_SHUTDOWN_TIMEOUT_MS };
+
+/**
+ * The longest drain `app` can run: its pluginTimeout also bounds the preClose hook the drain
+ * runs in (see pluginTimeoutFor), and a close past it fails instead of cutting. `wanted` when
+ * the server was built for it (baseServerOptions with that shutdown timeout), else less.
+ */
+export function drainLimit(app: FastifyInstance, wanted: number): number {
+  const bound = app.initialConfig.pluginTimeout;
+  if (!bound) return wanted; // 0: no bound
+  return Math.min(wanted, Math.max(0, bound - CLOSE_MARGIN_MS));
+}
 
 /**
  * Stops accepting connections and waits, at most `ms`, for those open to end. Idle ones
@@ -48,9 +59,13 @@ export interface ServeOptions {
  */
 export async function serveUntilSignal(app: FastifyInstance, listen: string, { announce = true, shutdownTimeoutMs = DEFAULT_SHUTDOWN_TIMEOUT_MS, settle = async () => undefined }: ServeOptions = {}): Promise<void> {
   const { host, port } = parseListen(listen);
+  const limit = drainLimit(app, shutdownTimeoutMs);
+  if (limit < shutdownTimeoutMs) {
+    app.log.warn({ shutdownTimeoutMs, pluginTimeout: app.initialConfig.pluginTimeout, drainMs: limit }, 'shutdownTimeout is longer than this server was built for: a drain is cut sooner');
+  }
   let cut: (() => void) | undefined;
   app.addHook('preClose', async () => {
-    await Promise.race([drain(app, shutdownTimeoutMs, settle), new Promise<void>((resolve) => (cut = resolve))]);
+    await Promise.race([drain(app, limit, settle), new Promise<void>((resolve) => (cut = resolve))]);
   });
   await app.listen({ host, port });
   const addr = app.server.address();

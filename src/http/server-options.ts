@@ -26,8 +26,29 @@ export function limitHeaderCount(app: FastifyInstance, max: number): void {
   });
 }
 
-export function baseServerOptions(logLevel: string | false | undefined, bodyLimit: number): FastifyServerOptions & { loggerInstance: FastifyBaseLogger } {
+/** How long a server stopped by a signal lets requests in flight finish, by default (cli/listen.ts). */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 20_000;
+
+/** What fastify's close needs besides the drain, within the same bound (closing the listening socket). */
+export const CLOSE_MARGIN_MS = 2_000;
+
+/** fastify's own default pluginTimeout. */
+const FASTIFY_PLUGIN_TIMEOUT_MS = 10_000;
+
+/**
+ * fastify's pluginTimeout bounds each close hook as well as each plugin's start (avvio
+ * runs both): the drain of a stopping server (a preClose hook, cli/listen.ts) that outlasts
+ * it makes close() fail with AVV_ERR_READY_TIMEOUT and the process crash. It is therefore
+ * the shutdown timeout plus a margin, never less than fastify's default.
+ */
+export function pluginTimeoutFor(shutdownTimeoutMs: number): number {
+  return Math.max(FASTIFY_PLUGIN_TIMEOUT_MS, shutdownTimeoutMs + CLOSE_MARGIN_MS);
+}
+
+/** `shutdownTimeoutMs`: the longest drain this server will be asked for (see pluginTimeoutFor). */
+export function baseServerOptions(logLevel: string | false | undefined, bodyLimit: number, shutdownTimeoutMs = DEFAULT_SHUTDOWN_TIMEOUT_MS): FastifyServerOptions & { loggerInstance: FastifyBaseLogger } {
   return {
+    pluginTimeout: pluginTimeoutFor(shutdownTimeoutMs),
     loggerInstance: createLogger(logLevel === false ? 'silent' : (logLevel ?? 'info')) as FastifyBaseLogger,
     // Per-request access logs cost more than the requests on hot paths; errors are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),

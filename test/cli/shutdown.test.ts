@@ -59,9 +59,8 @@ const exited = (server: RunningServer): Promise<number | null> =>
  * A two-worker cache in front of an origin holding the blob, the blob already asked once: a
  * first client left after the first bytes (dump's limit), and the fill it started goes on.
  */
-async function startCacheWithWorkers(t: Test, shutdownTimeout: string): Promise<RunningServer> {
-  const dir = t.testdir({ origin: {} });
-  const origin = await startOriginWithBlob(t, join(dir, 'origin'), '1s');
+async function startCacheWithWorkers(t: Test, shutdownTimeout: string, { dir = t.testdir({ origin: {} }), upstream }: { dir?: string; upstream?: RunningServer } = {}): Promise<RunningServer> {
+  const origin = upstream ?? await startOriginWithBlob(t, join(dir, 'origin'), '1s');
   writeFileSync(join(dir, 'cache.yaml'), `upstream: ${origin.url}\nshutdownTimeout: ${shutdownTimeout}\n`);
   const cache = await startServerProcess(t, ['cache', '-c', join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const first = await request(`${cache.url}/cas/sha256/${hex}`);
@@ -117,4 +116,23 @@ t.test('cache with workers: a second SIGINT to the primary cuts its workers\' tr
   t.equal(await exited(cache), 0, 'exit 0');
   t.ok(Date.now() - t0 < 30_000, `cut at once (${Date.now() - t0} ms), not after the 60 s timeout`);
   await t.rejects(download.finish(), 'the cut transfer errors');
+});
+
+// fastify's pluginTimeout (10 s by default) bounds close hooks too: a drain that outlasted it
+// crashed the process (exit 1, AVV_ERR_READY_TIMEOUT) at 10 s, each worker of a cache too.
+t.test('a drain longer than 10 s is cut at shutdownTimeout, exit 0: origin, cache with workers', async (t) => {
+  const shutdownTimeout = '10500ms';
+  const dir = t.testdir({ origin: {} });
+  const origin = await startOriginWithBlob(t, join(dir, 'origin'), shutdownTimeout);
+  const servers = [origin, await startCacheWithWorkers(t, shutdownTimeout, { dir, upstream: origin })];
+  const downloads = await Promise.all(servers.map((s) => pausedDownload(s.url)));
+  const t0 = Date.now();
+  for (const s of servers) process.kill(s.child.pid!, 'SIGTERM');
+  const codes = await Promise.all(servers.map(exited));
+  const took = Date.now() - t0;
+  t.same(codes, [0, 0], 'each exits 0');
+  t.ok(took >= 10_400, `after the shutdown timeout (${took} ms)`);
+  for (const d of downloads) await t.rejects(d.finish(), 'the cut transfer errors');
+  for (const s of servers) t.match(s.stderr(), /"shutdownTimeoutMs":10500,"msg":"shutdown timeout: cutting what is still in flight"/, 'the cut is logged');
+  for (const s of servers) t.notMatch(s.stderr(), /AVV_ERR_READY_TIMEOUT|did not start in time/, 'no close timeout');
 });
