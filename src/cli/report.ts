@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { NotFoundError } from '../errors.js';
 import { pathError, requireOutput } from './paths.js';
+import { findProject } from '../spread/index.js';
 import { checkSegment } from '../store/safe-name.js';
 import { ledgerHtml } from '../report/html.js';
 import { formatLedger, type Ledger } from '../report/ledger.js';
@@ -12,7 +13,16 @@ interface ReportFlags {
   run?: string;
   json?: boolean;
   html?: string;
-  data: string;
+  data?: string;
+}
+
+/** Where `run` kept its state: `.fleetcache/` of the spread project around the current directory, else `cache` (the demo's). */
+function defaultDataDir(): string {
+  try {
+    return join(findProject(process.cwd()), '.fleetcache');
+  } catch {
+    return 'cache';
+  }
 }
 
 export async function readLedger(dataDir: string, run?: string): Promise<Ledger> {
@@ -37,10 +47,10 @@ export function registerReport(program: Command): void {
     .option('--run <id>', 'run id (default: the latest)')
     .option('--json', 'print the ledger as JSON')
     .option('--html <file>', 'also write an HTML page with charts')
-    .option('--data <dir>', 'the data directory the run used', 'cache')
+    .option('--data <dir>', 'the data directory the run used (default: .fleetcache/ of the spread project here, else cache/, the demo\'s)')
     .action(async (flags: ReportFlags) => {
       if (flags.html) await requireOutput(flags.html); // before anything is printed
-      const ledger = await readLedger(flags.data, flags.run);
+      const ledger = await readLedger(flags.data ?? defaultDataDir(), flags.run);
       process.stdout.write(flags.json ? `${JSON.stringify(ledger, null, 2)}\n` : `${formatLedger(ledger)}\n`);
       if (flags.html) await writeFile(flags.html, ledgerHtml(ledger)).catch((err: unknown) => { throw pathError(err, flags.html!, 'output'); });
     });

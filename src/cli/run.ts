@@ -1,10 +1,12 @@
 // `fleetcache run [FILTER...]`: spread's run, with every machine pulling through its region's cache.
+import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { ensureAgentBundle } from '../agent/paths.js';
 import { formatLedger } from '../report/ledger.js';
 import { EXIT, UsageError } from '../errors.js';
 import { RunLog } from '../run/report.js';
 import { discardKeptMachines, runProject } from '../run/runner.js';
+import { findProject } from '../spread/index.js';
 import { printJobs } from './list.js';
 
 interface RunFlags {
@@ -64,6 +66,17 @@ function seedOf(text: string): number {
   return n;
 }
 
+/**
+ * The runner's local state directory: --data, else `.fleetcache/` at the project root
+ * (hidden, like spread's .spread-reuse files). Never `cache/`: the runner leaves its data
+ * directory out of the shipped project, and a project may have a cache/ of its own.
+ */
+export const DEFAULT_DATA_DIR = '.fleetcache';
+
+function dataRootOf(flags: RunFlags): string {
+  return flags.data ?? join(findProject(process.cwd()), DEFAULT_DATA_DIR);
+}
+
 export function registerRun(program: Command): void {
   program
     .command('run')
@@ -73,7 +86,7 @@ export function registerRun(program: Command): void {
     .option('--token-file <file>', 'origin write token (default $FLEETCACHE_TOKEN)')
     .option('--seed <n>', 'seed for the job order, a whole number; the same seed replays an order (spread -seed)')
     .option('--artifacts <dir>', 'fetch task artifacts into DIR/<job name>/ (spread -artifacts)')
-    .option('--data <dir>', 'local state: embedded servers, machines, base cache (default <project>/cache)')
+    .option('--data <dir>', `local state: embedded servers, machines, base cache, run reports; left out of the shipped project (default <project>/${DEFAULT_DATA_DIR})`)
     .option('--repeat <n>', 'run each job N more times, stopping at the first failure (spread -repeat)')
     .option('--pass <password>', 'session password for machines whose system sets none (spread -pass; default random)')
     .option('--reuse', 'take back machines kept by an earlier --reuse run, and keep them at the end (spread -reuse)')
@@ -95,13 +108,14 @@ export function registerRun(program: Command): void {
     .action(async (filters: string[], flags: RunFlags) => {
       refuseUnsupported(flags);
       const seed = flags.seed === undefined ? undefined : seedOf(flags.seed);
+      const repeat = flags.repeat === undefined ? undefined : count(flags.repeat, '--repeat');
       if (flags.list) {
         await printJobs(filters, false);
         return;
       }
       const log = new RunLog(undefined, flags.vv ? 2 : flags.verbose);
       if (flags.discard) {
-        await discardKeptMachines({ cwd: process.cwd(), log, ...(flags.data ? { dataRoot: flags.data } : {}) });
+        await discardKeptMachines({ cwd: process.cwd(), log, dataRoot: dataRootOf(flags) });
         return;
       }
       const result = await runProject({
@@ -113,8 +127,8 @@ export function registerRun(program: Command): void {
         ...(flags.tokenFile ? { tokenFile: flags.tokenFile } : {}),
         ...(seed !== undefined ? { seed } : {}),
         ...(flags.artifacts ? { artifactsDir: flags.artifacts } : {}),
-        ...(flags.data ? { dataRoot: flags.data } : {}),
-        ...(flags.repeat !== undefined ? { repeat: count(flags.repeat, '--repeat') } : {}),
+        dataRoot: dataRootOf(flags),
+        ...(repeat !== undefined ? { repeat } : {}),
         ...(flags.abend ? { abend: true } : {}),
         ...(flags.pass !== undefined ? { password: flags.pass } : {}),
         ...(flags.reuse ? { reuse: true } : {}),

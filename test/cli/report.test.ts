@@ -53,3 +53,15 @@ t.test('the latest run by default, a named one, JSON and HTML', async (t) => {
   t.equal(escape.code, EXIT.usage, 'a run id that leaves the reports directory is refused');
   t.match(escape.err, /run id: slash/);
 });
+
+t.test("without --data, inside a spread project: the project's .fleetcache/, where run keeps its reports", async (t) => {
+  const project = t.testdir({ 'spread.yaml': 'project: p\n', tests: {} });
+  await mkdir(join(project, '.fleetcache', 'reports'), { recursive: true });
+  await writeFile(join(project, '.fleetcache', 'reports', '20261123T120000Z-cccccc.json'), JSON.stringify(ledger('20261123T120000Z-cccccc', 7)));
+  const cwd = process.cwd();
+  process.chdir(join(project, 'tests'));
+  t.teardown(() => process.chdir(cwd));
+  const res = await capture(['report']);
+  t.equal(res.code, 0, res.err);
+  t.match(res.out, /run 20261123T120000Z-cccccc/);
+});

@@ -2,7 +2,7 @@
 // passes to the runner (seed, data root) as a user sees it.
 import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliArgs } from '../helpers/processes.js';
 
@@ -47,4 +47,15 @@ t.test('--seed N replays the order whatever the earlier runs recorded', { todo: 
   t.equal(second.status, 0, 'second run passes');
   t.equal(executed(first.out).length, 6);
   t.same(executed(second.out), executed(first.out), 'same seed, same order');
+});
+
+t.test("the project's own cache/ directory is shipped: run keeps its state in .fleetcache/", async (t) => {
+  const dir = await project(t, 1, '. "$SPREAD_PATH/cache/lib.sh"; test "$(greet)" = hello');
+  await mkdir(join(dir, 'cache'));
+  await writeFile(join(dir, 'cache', 'lib.sh'), 'greet() { echo hello; }\n');
+  const res = run(t, dir, []);
+  t.equal(res.status, 0, 'the task found cache/lib.sh');
+  t.match(res.out, /Successful tasks: 1/);
+  t.ok((await readdir(join(dir, '.fleetcache'))).includes('reports'), 'the run report is under .fleetcache/');
+  t.same(await readdir(join(dir, 'cache')), ['lib.sh'], "nothing of the runner's in the project's cache/");
 });
