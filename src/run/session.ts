@@ -23,7 +23,10 @@ export interface SessionContext {
   readonly repeat?: number;
   /** spread -restore: run only the restore scripts. */
   readonly restoreOnly?: boolean;
-  /** spread -abend: aborted at the first failure; no restore runs after it. */
+  /**
+   * spread -abend: aborted at the first failure of any script (or assets fetch); after it
+   * no script starts on any machine (no restore, no new job) and no artifacts are fetched.
+   */
   readonly abend?: AbortController;
   /**
    * Aborted when the run is interrupted (SIGINT/SIGTERM): the running script is killed,
@@ -71,6 +74,18 @@ export class MachineSession {
     return this.#ctx.stop?.aborted ?? false;
   }
 
+  /** Interrupted, or -abend after a failure: no script starts any more. */
+  get #halted(): boolean {
+    return this.#stopped || (this.#ctx.abend?.signal.aborted ?? false);
+  }
+
+  /** Counts a failure; under -abend the first one stops the run. */
+  #fail(kind: FailureKind | 'execute', item: string): void {
+    if (kind === 'execute') this.#ctx.tally.failed.push(item);
+    else this.#ctx.tally.fail(kind, item);
+    this.#ctx.abend?.abort();
+  }
+
   #env(job: Job): EnvEntry[] {
     // SPREAD_PATH names where the project really is on this machine (local machines nest it).
     return jobEnvironment(job).map(([k, v]) => (k === 'SPREAD_PATH' ? [k, this.machine.projectPath] : [k, v]) as EnvEntry);
@@ -113,16 +128,15 @@ export class MachineSession {
   /** Runs a script; on failure prints its output and the matching debug output, tallies, returns false. */
   async #step(job: Job, level: ScriptLevel, script: string, context: string, verb: 'Preparing' | 'Executing' | 'Restoring', failure: FailureKind | 'execute', cwd: string, debug: string, counter = ''): Promise<boolean> {
     // After a lost machine the scripts still due are not run (nor tallied): nothing can run them.
-    // Nor after an interrupt, and a script it killed is no failure of its own (the job is aborted).
-    if (this.#lost || this.#stopped) return false;
+    // Nor after an interrupt or -abend, and a script an interrupt killed is no failure of its own (the job is aborted).
+    if (this.#lost || this.#halted) return false;
     const res = await this.#script(job, level, script, context, verb, cwd, counter);
     if (this.#stopped) return false;
     if (!res || res.exitCode === 0) return true;
-    const { log, tally } = this.#ctx;
+    const { log } = this.#ctx;
     const what = { Preparing: 'preparing', Executing: 'executing', Restoring: 'restoring' }[verb];
     log.block(`Error ${what} ${context} (${this.label})`, withReason(res));
-    if (failure === 'execute') tally.failed.push(summaryItem(job.name));
-    else tally.fail(failure, failureItem(job, level, context));
+    this.#fail(failure, failure === 'execute' ? summaryItem(job.name) : failureItem(job, level, context));
     if (debug !== '' && !this.#lost) {
       const dbg = await this.#exec(job, level, debug, context, cwd);
       log.block(`Debug output for ${context} (${this.label})`, withReason(dbg));
@@ -139,7 +153,7 @@ export class MachineSession {
     const { project, tally, progress } = this.#ctx;
     const sys = `${job.backend.name}:${job.system.name}`;
     this.#firstJob ??= job;
-    if (this.#lost || this.#stopped) return this.#abort(job);
+    if (this.#lost || this.#halted) return this.#abort(job);
     if (this.#ctx.restoreOnly) return this.#restoreOnly(job);
     if (!this.#projectPrepared) {
       this.#projectPrepared = true;
@@ -166,12 +180,12 @@ export class MachineSession {
         await this.#ctx.assets(this.machine, job);
       } catch (err) {
         this.#ctx.log.line(`Error fetching assets of ${job.name} (${this.label}): ${(err as Error).message}`);
-        tally.fail('task prepare', summaryItem(job.name));
+        this.#fail('task prepare', summaryItem(job.name));
         tally.aborted.push(summaryItem(job.name));
-        return true;
+        return !this.#halted;
       }
     }
-    if (this.#stopped) return this.#abort(job);
+    if (this.#halted) return this.#abort(job);
     const debug = jobDebug(job, project);
     progress.taken++;
     const counter = ` (${progress.taken}/${progress.total})`;
@@ -180,25 +194,22 @@ export class MachineSession {
     for (let round = 1; round <= rounds; round++) {
       let ok = await this.#step(job, 'task', jobPrepare(job, project), job.name, 'Preparing', 'task prepare', this.#taskDir(job), debug);
       if (ok) {
+        const runs = !this.#halted;
         ok = await this.#step(job, 'task', job.task.execute, job.name, 'Executing', 'execute', this.#taskDir(job), debug, counter);
         if (ok) tally.successful++;
-        else if (this.#stopped) tally.aborted.push(summaryItem(job.name));
+        // not run (-abend elsewhere) or killed by an interrupt: the job is aborted, not failed
+        else if (!runs || this.#stopped) tally.aborted.push(summaryItem(job.name));
       } else {
         tally.aborted.push(summaryItem(job.name));
       }
-      if (this.#stopped) {
-        // interrupted: no artifacts, no restore; the machine is discarded
+      if (this.#halted) {
+        // interrupted, or -abend (here or on another machine): no artifacts, no restore;
+        // the machine is discarded, or kept as it is for -abend
         this.#broken = true;
         return false;
       }
       if (this.#ctx.artifacts && !this.#lost && job.task.artifacts.length > 0 && (!ok || round === rounds)) {
         await this.#ctx.artifacts(this.machine, job, this.#env(job)).catch((err: Error) => this.#ctx.log.line(`Error fetching artifacts of ${job.name}: ${err.message}`));
-      }
-      if (!ok && this.#ctx.abend) {
-        // -abend: stop everything at the first failure and leave the machine as it is.
-        this.#ctx.abend.abort();
-        this.#broken = true;
-        return false;
       }
       const restored = await this.#step(job, 'task', jobRestore(job, project), job.name, 'Restoring', 'task restore', this.#taskDir(job), debug);
       if (!restored) {
@@ -218,8 +229,10 @@ export class MachineSession {
     if (this.#suite && this.#suite.job.suite.name !== job.suite.name && !(await this.#leaveSuite())) return this.#abort(job);
     this.#suite ??= { job, failed: false };
     this.#ctx.progress.taken++;
+    const runs = !this.#halted;
     const restored = await this.#step(job, 'task', jobRestore(job, this.#ctx.project), job.name, 'Restoring', 'task restore', this.#taskDir(job), jobDebug(job, this.#ctx.project));
-    if (!restored && this.#stopped) return this.#abort(job);
+    // not run (-abend elsewhere) or killed by an interrupt: aborted
+    if (!restored && (!runs || this.#stopped)) return this.#abort(job);
     if (!restored) this.#broken = true;
     return restored;
   }
@@ -242,7 +255,7 @@ export class MachineSession {
   /** End of the worker: suite, backend and project restore (project restore even after a failed prepare). */
   async finish(): Promise<void> {
     const job = this.#firstJob;
-    if (!job || this.#lost || this.#stopped || this.#ctx.abend?.signal.aborted) return;
+    if (!job || this.#lost || this.#halted) return;
     const { project } = this.#ctx;
     const sys = `${job.backend.name}:${job.system.name}`;
     await this.#leaveSuite();

@@ -5,7 +5,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { RunLog } from '../../src/run/report.js';
-import { runProject, type RunResult } from '../../src/run/runner.js';
+import { runProject, type RunOptions, type RunResult } from '../../src/run/runner.js';
 
 /** Writes spread.yaml and `suite/task` → task.yaml into <testdir>/project. */
 async function project(t: Test, spread: string, tasks: Record<string, string> = { 's/t': 'summary: t\nexecute: echo\n' }): Promise<string> {
@@ -26,9 +26,9 @@ function spreadYaml(name: string, ...lines: string[][]): string {
 
 const LOCAL = ['backends:', '  local:', '    type: local', '    systems: [alpha-1]'];
 
-async function run(dir: string, filters: string[] = []): Promise<{ result: RunResult; out: string }> {
+async function run(dir: string, filters: string[] = [], extra: Partial<RunOptions> = {}): Promise<{ result: RunResult; out: string }> {
   let out = '';
-  const result = await runProject({ cwd: dir, filters, agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(dir, 'cache') });
+  const result = await runProject({ ...extra, cwd: dir, filters, agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(dir, 'cache') });
   return { result, out };
 }
 
@@ -152,4 +152,38 @@ t.test('a script that cannot run fails as spread counts it, and the machine is s
   t.match(out, /Error restoring local:alpha-1:s\/a \(local:alpha-1\) :\n-----\n[^]*ENOENT[^]*\n-----/);
   t.match(out, /Discarding local:alpha-1/);
   t.same(await readdir(join(dir, 'cache', 'machines')), [], 'the machine directory is removed');
+});
+
+t.test('-abend: a failed project prepare stops everything, no restore runs', async (t) => {
+  const yaml = spreadYaml('abend-project', ['prepare: exit 1', 'restore: echo project-restore'], LOCAL).replace('    summary: s\n', '    summary: s\n    restore: echo suite-restore\n');
+  const dir = await project(t, yaml);
+  const { result, out } = await run(dir, [], { abend: true });
+  t.same(result.tally.failures.get('project prepare'), ['local:alpha-1:project']);
+  t.notMatch(out, /Restoring|project-restore/, 'the project restore did not run');
+  t.match(out, /Keeping local:alpha-1 at .* \(-abend\)/);
+});
+
+t.test('-abend: no artifacts are fetched after the failure', async (t) => {
+  const dir = await project(t, spreadYaml('abend-artifacts', LOCAL), { 's/t': 'summary: t\nartifacts: [out.txt]\nexecute: |\n  echo x > out.txt\n  exit 1\nrestore: echo task-restore\n' });
+  const { result, out } = await run(dir, [], { abend: true, artifactsDir: join(t.testdirName, 'artifacts') });
+  t.same(result.tally.failed, ['local:alpha-1:s/t']);
+  t.notMatch(out, /Fetching artifacts/);
+  t.notMatch(out, /Restoring/);
+});
+
+t.test('-abend: after a failure on one machine the others start no new job and run no restore', async (t) => {
+  const flag = join(t.testdirName, 'failed');
+  const yaml = spreadYaml(
+    'abend-workers',
+    ['prepare: |', `  if [ "$SPREAD_SYSTEM" = alpha-1 ]; then touch ${flag}; exit 1; fi`, 'restore: echo project-restore'],
+    ['backends:', '  local:', '    type: local', '    systems: [alpha-1, alpha-2]'],
+  );
+  // alpha-2's first job runs until alpha-1 has failed, then a while more: the abend happens during it
+  const task = `summary: t\nexecute: |\n  while [ ! -e ${flag} ]; do sleep 0.05; done\n  sleep 1\nrestore: echo task-restore\n`;
+  const dir = await project(t, yaml, { 's/t1': task, 's/t2': task, 's/t3': task });
+  const { result, out } = await run(dir, [], { abend: true });
+  t.same(result.tally.failures.get('project prepare'), ['local:alpha-1:project']);
+  t.ok((out.match(/Executing local:alpha-2:/g)?.length ?? 0) <= 1, 'alpha-2 started no job after the failure');
+  t.notMatch(out, /Restoring/, 'no restore on either machine');
+  t.equal(result.tally.successful + result.tally.aborted.length, 6, 'every job done or aborted');
 });
