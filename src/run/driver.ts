@@ -36,6 +36,8 @@ export interface DriverOptions {
   loadThreshold?: number;
   /** First and longest pause between two load polls of a waiting machine, ms (default 1 s, 30 s). */
   loadPoll?: { initial: number; max: number };
+  /** Called once each time a machine starts waiting for its load to drop (to say why nothing runs). */
+  onLoadWait?: (worker: WorkerInfo, load: number, threshold: number) => void;
   signal?: AbortSignal;
 }
 
@@ -117,9 +119,12 @@ export class LoadGate {
     this.#events.emit(key);
   }
 
-  async admit(key: string, load: () => Promise<number>, signal?: AbortSignal): Promise<void> {
+  /** Resolves once the load is at or below the threshold; `onWait` hears of the first high read. */
+  async admit(key: string, load: () => Promise<number>, signal?: AbortSignal, onWait?: (load: number, threshold: number) => void): Promise<void> {
     let pause = this.#poll.initial;
-    while ((await load()) > this.#threshold) {
+    let current: number;
+    for (let polls = 0; (current = await load()) > this.#threshold; polls++) {
+      if (polls === 0) onWait?.(current, this.#threshold);
       const ac = new AbortController();
       const stop = (): void => ac.abort();
       signal?.addEventListener('abort', stop, { once: true });
@@ -174,7 +179,8 @@ export async function runWorkers<M>(
         if (signal.aborted) break;
         if (loadGate && hooks.load) {
           const load = hooks.load.bind(hooks, machine);
-          await loadGate.admit(key, load, signal).catch(() => undefined);
+          const onWait = o.onLoadWait && ((now: number, threshold: number) => o.onLoadWait!(w, now, threshold));
+          await loadGate.admit(key, load, signal, onWait).catch(() => undefined);
           if (signal.aborted) break;
         }
         const job = queue.next(w.id);

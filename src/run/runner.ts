@@ -360,6 +360,7 @@ async function runJobs(
       startupLimit: fleet.startupLimit,
       dispatchDelay: parseDuration(fleet.dispatchDelay),
       ...(fleet.loadThreshold !== undefined ? { loadThreshold: fleet.loadThreshold } : {}),
+      onLoadWait: (w, load, threshold) => log.line(`Waiting for ${w.backend}:${w.system}: its load ${load} is above loadThreshold ${threshold}...`),
       ...(stopping.length > 0 ? { signal: AbortSignal.any(stopping) } : {}),
     },
   );

@@ -67,6 +67,7 @@ t.test('runWorkers over local machines: every job once, storm limit, load admiss
   let peakStarting = 0;
   const ran: string[] = [];
   const loadReads = new Map<string, number>();
+  const waits: Array<{ worker: number; load: number; threshold: number }> = [];
   const res = await runWorkers<Machine>(
     q,
     plan,
@@ -95,9 +96,18 @@ t.test('runWorkers over local machines: every job once, storm limit, load admiss
         return Number(r.output) > 1000 ? 1000 : 0;
       },
     },
-    { startupLimit: 2, dispatchDelay: 5, loadThreshold: 1000, loadPoll: { initial: 20, max: 100 } },
+    {
+      startupLimit: 2,
+      dispatchDelay: 5,
+      loadThreshold: 1000,
+      loadPoll: { initial: 20, max: 100 },
+      onLoadWait: (w, load, threshold) => waits.push({ worker: w.id, load, threshold }),
+    },
   );
   t.same(res.failures, []);
+  // each machine's first admission waited (one high read, then polls): said once, with the figures
+  t.same(waits.map((w) => [w.load, w.threshold]), Array.from({ length: 6 }, () => [5000, 1000]), 'every wait reported once, with load and threshold');
+  t.equal(new Set(waits.map((w) => w.worker)).size, 6, 'one report per machine');
   t.same(res.remaining, []);
   t.same([...ran].sort(), all.map((j) => j.name).sort(), 'every job ran exactly once');
   t.equal(peakStarting, 2, 'start-up limited per executor');
