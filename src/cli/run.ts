@@ -48,9 +48,6 @@ function refuseUnsupported(flags: RunFlags): void {
   for (const [key, flag, why] of UNSUPPORTED) {
     if (flags[key] !== undefined) throw new UsageError(`fleetcache run does not support -${flag}: ${why}`);
   }
-  if (flags.order) {
-    throw new UsageError('fleetcache run does not support -order yet: the runner does not take the order of the filters. Set priority: in task.yaml (higher runs first) to order jobs');
-  }
 }
 
 function count(text: string, flag: string): number {
@@ -126,6 +123,7 @@ export function registerRun(program: Command): void {
         ...(flags.fleet ? { fleetFile: flags.fleet } : {}),
         ...(flags.tokenFile ? { tokenFile: flags.tokenFile } : {}),
         ...(seed !== undefined ? { seed } : {}),
+        ...(flags.order ? { order: true } : {}),
         ...(flags.artifacts ? { artifactsDir: flags.artifacts } : {}),
         dataRoot: dataRootOf(flags),
         ...(repeat !== undefined ? { repeat } : {}),

@@ -23,7 +23,7 @@ import { startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
 import { loadFleetConfig, type FleetConfig } from './fleet.js';
 import { measuredOrder, staticOrder, type CacheChoice } from './nearest.js';
 import { RunLog, RunTally, summaryItem } from './report.js';
-import { chooseSeed, JobQueue, workerPlan, type SchedJob } from './scheduler.js';
+import { chooseSeed, JobQueue, orderByFilters, workerPlan, type SchedJob } from './scheduler.js';
 import { MachineSession } from './session.js';
 import { TIMINGS_FILE, Timings } from './timings.js';
 
@@ -33,7 +33,9 @@ export interface RunOptions {
   readonly fleetFile?: string;
   readonly tokenFile?: string;
   readonly seed?: number;
-  /** Directory for local state: embedded servers, machines, base cache (default <root>/cache). */
+  /** spread -order: jobs in the order the filters name them (orderByFilters), no priorities or shuffle. */
+  readonly order?: boolean;
+  /** Directory for local state: embedded servers, machines, base cache (default <root>/.fleetcache). */
   readonly dataRoot?: string;
   readonly artifactsDir?: string;
   readonly agentBundle: string;
@@ -94,7 +96,7 @@ export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRo
   const log = o.log ?? new RunLog();
   const project = await loadProject(findProject(o.cwd));
   const pool = await ReusePool.load(project.rootDir);
-  const stateDir = o.dataRoot ?? join(project.rootDir, 'cache');
+  const stateDir = o.dataRoot ?? join(project.rootDir, '.fleetcache');
   // also the machines of runs killed before they could discard them (a -reuse run's are in both)
   const orphans = await RunningMachines.orphans(stateDir);
   const records = pool.drain();
@@ -164,7 +166,7 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
   const project = await loadProject(root);
   const jobs = expandJobs(project, o.filters);
   if (jobs.length === 0) throw new FleetError('FC_ERR_PROJECT', 'nothing to run');
-  const dataRoot = o.dataRoot ?? join(project.rootDir, 'cache');
+  const dataRoot = o.dataRoot ?? join(project.rootDir, '.fleetcache');
   const fields = resolveProjectFields(project);
   const interrupt = o.signals === false ? undefined : RunInterrupt.install(log);
   try {
@@ -234,14 +236,14 @@ async function runJobs(
   const timings = await Timings.load(project.rootDir);
   // -abend keeps machines too: on record in the reuse file for a later -reuse -restore or -discard
   const pool = o.reuse || o.abend ? await ReusePool.load(project.rootDir) : undefined;
-  const sched = jobs.map(schedJob);
+  const sched = o.order ? orderByFilters(jobs.map(schedJob), o.filters) : jobs.map(schedJob);
   const byName = new Map(jobs.map((j) => [j.name, j]));
   const systemOf = new Map(jobs.map((j) => [`${j.backend.name}\0${j.system.name}`, j]));
   const plan = workerPlan(sched, (b, s) => systemOf.get(`${b}\0${s}`)?.system.workers ?? 1);
-  const { seed, announce } = chooseSeed(sched.length, plan.reduce((n, p) => n + p.count, 0), o.seed);
+  const { seed, announce } = o.order ? { seed: 0, announce: false } : chooseSeed(sched.length, plan.reduce((n, p) => n + p.count, 0), o.seed);
   if (announce) log.line(`Sequence of jobs produced with -seed=${seed}`);
   log.line(`If killed, discard machines with: ${discardHint}`);
-  const queue = new JobQueue(sched, { seed, duration: (j) => timings.estimate(j) });
+  const queue = new JobQueue(sched, { seed, seedGiven: o.seed !== undefined, ordered: o.order === true, duration: (j) => timings.estimate(j) });
 
   const providers = await createProviders(project, new Set(jobs.map((j) => j.backend)), {
     projectRoot: project.rootDir,

@@ -64,7 +64,6 @@ t.test("spread's interactive and process-bound flags are refused with what to us
     [['-reuse-pid=123'], /does not support -reuse-pid\b.*-reuse/s],
     [['-reuse-pid', '123', '-discard'], /does not support -reuse-pid\b/],
     [['-gc'], /does not support -gc\b.*-discard/s],
-    [['-order', 'tests/'], /does not support -order\b.*priority/s],
   ];
   for (const [args, message] of cases) {
     const { code, stderr } = await runCli(normaliseSpreadFlags(['run', ...args]));

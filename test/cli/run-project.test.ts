@@ -37,7 +37,7 @@ async function timings(dir: string, tasks: number, long: number): Promise<void> 
   await writeFile(join(dir, '.fleetcache-timings.json'), JSON.stringify({ version: 1, jobs }));
 }
 
-t.test('--seed N replays the order whatever the earlier runs recorded', { todo: 'src/run/runner.ts must pass seedGiven: o.seed !== undefined to JobQueue' }, async (t) => {
+t.test('--seed N replays the order whatever the earlier runs recorded', async (t) => {
   const dir = await project(t, 6);
   await timings(dir, 6, 5);
   const first = run(t, dir, ['--seed', '2']);
@@ -47,6 +47,15 @@ t.test('--seed N replays the order whatever the earlier runs recorded', { todo: 
   t.equal(second.status, 0, 'second run passes');
   t.equal(executed(first.out).length, 6);
   t.same(executed(second.out), executed(first.out), 'same seed, same order');
+});
+
+t.test('-order runs the jobs in the order the filters name them, whatever the timings', async (t) => {
+  const dir = await project(t, 4);
+  await timings(dir, 4, 1);
+  const res = run(t, dir, ['-order', 'tests/t3', 'tests/t1', 'tests/']);
+  t.equal(res.status, 0, 'the run passes');
+  t.same(executed(res.out).map((name) => name?.split(':').pop()), ['tests/t3', 'tests/t1', 'tests/t2', 'tests/t4']);
+  t.notMatch(res.out, /Sequence of jobs produced/, 'no seed: nothing is shuffled');
 });
 
 t.test("the project's own cache/ directory is shipped: run keeps its state in .fleetcache/", async (t) => {
