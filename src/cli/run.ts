@@ -94,14 +94,14 @@ export function registerRun(program: Command): void {
     .option('-v, --verbose', 'more output; twice (or --vv) streams script output', (_v: string, n: number) => n + 1, 0)
     .option('--vv', 'stream script output (spread -vv)')
     .option('--list', 'print the jobs that would run, as `fleetcache list` does, and exit (spread -list)')
-    .addOption(new Option('--order').hideHelp())
+    .option('--order', 'run the jobs in the order the filters name them, without priorities or shuffling (spread -order)')
     .addOption(new Option('--debug').hideHelp())
     .addOption(new Option('--shell').hideHelp())
     .addOption(new Option('--shell-before').hideHelp())
     .addOption(new Option('--shell-after').hideHelp())
     .addOption(new Option('--reuse-pid <pid>').hideHelp())
     .addOption(new Option('--gc').hideHelp())
-    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -reuse, -resend, -discard, -restore, -vv, -list) are accepted too; -debug, -shell, -shell-before, -shell-after, -reuse-pid, -gc and -order are refused with what to use instead.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
+    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -reuse, -resend, -discard, -restore, -vv, -list, -order) are accepted too; -debug, -shell, -shell-before, -shell-after, -reuse-pid and -gc are refused with what to use instead.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
     .action(async (filters: string[], flags: RunFlags) => {
       refuseUnsupported(flags);
       const seed = flags.seed === undefined ? undefined : seedOf(flags.seed);
