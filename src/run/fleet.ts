@@ -46,5 +46,19 @@ export function loadFleetConfig(spreadFile: string, fleetFile: string | undefine
   if (!config.origin && Object.keys(config.regions).length > 0) {
     throw new ConfigError(`${fleetFile ?? spreadFile}: fleet configuration lists regions but no origin`, fleetFile ?? spreadFile, undefined, 'origin');
   }
+  if (!config.origin && config.defaultRegion !== undefined) {
+    throw new ConfigError(`${fleetFile ?? spreadFile}: fleet configuration sets defaultRegion but no origin (the embedded default has its own regions)`, fleetFile ?? spreadFile, undefined, 'defaultRegion');
+  }
   return config;
+}
+
+/**
+ * The embedded default's fleet with the scheduling settings of a configuration that names no
+ * origin (startupLimit, dispatchDelay, loadThreshold apply to any fleet): without this they
+ * were silently dropped.
+ */
+export function withScheduling(embedded: FleetConfig & { origin: string }, configured: FleetConfig | undefined): FleetConfig & { origin: string } {
+  if (!configured) return embedded;
+  const { startupLimit, dispatchDelay, loadThreshold } = configured;
+  return { ...embedded, startupLimit, dispatchDelay, ...(loadThreshold !== undefined ? { loadThreshold } : {}) };
 }

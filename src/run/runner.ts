@@ -20,7 +20,7 @@ import { REUSE_FILE, ReusePool, RunningMachines } from './reuse.js';
 import { RunInterrupt } from './interrupt.js';
 import { runWorkers, type WorkerInfo } from './driver.js';
 import { startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
-import { loadFleetConfig, type FleetConfig } from './fleet.js';
+import { loadFleetConfig, withScheduling, type FleetConfig } from './fleet.js';
 import { measuredOrder, staticOrder, type CacheChoice } from './nearest.js';
 import { RunLog, RunTally, summaryItem } from './report.js';
 import { chooseSeed, JobQueue, orderByFilters, workerPlan, type SchedJob } from './scheduler.js';
@@ -188,7 +188,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
   } else {
     embedded = await startEmbeddedFleet(dataRoot, regionsOf(jobs));
     o.onEmbedded?.(embedded);
-    fleet = embedded.fleet;
+    fleet = withScheduling(embedded.fleet, configured);
     token = embedded.token;
   }
   try {

@@ -2,7 +2,7 @@
 import t from 'tap';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadFleetConfig } from '../../src/run/fleet.js';
+import { loadFleetConfig, withScheduling } from '../../src/run/fleet.js';
 import { REPO_ROOT } from '../helpers/processes.js';
 
 t.test('config/fleet.yaml is valid', async (t) => {
@@ -30,4 +30,16 @@ t.test('the fleetcache: key of spread.yaml, errors with file and line', async (t
   t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /lists regions but no origin/ });
   await writeFile(file, 'project: p\nfleetcache:\n  origin: http://o:1\n  regions: {a: {caches: [http://c:2]}}\n');
   t.same(loadFleetConfig(file, undefined)!.regions, { a: { caches: ['http://c:2'] } });
+});
+
+t.test('without an origin, the scheduling settings still apply to the embedded default', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'spread.yaml');
+  await writeFile(file, 'project: p\nfleetcache:\n  startupLimit: 1\n  dispatchDelay: 3s\n  loadThreshold: 2.5\n');
+  const embedded = { origin: 'http://127.0.0.1:1', regions: { local: { caches: ['http://127.0.0.1:2'] } }, defaultRegion: 'local', startupLimit: 4, dispatchDelay: '250ms' };
+  const fleet = withScheduling(embedded, loadFleetConfig(file, undefined));
+  t.same(fleet, { ...embedded, startupLimit: 1, dispatchDelay: '3s', loadThreshold: 2.5 });
+  t.same(withScheduling(embedded, undefined), embedded, 'no configuration: the embedded values');
+  await writeFile(file, 'project: p\nfleetcache:\n  defaultRegion: eu\n');
+  t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /sets defaultRegion but no origin/ });
 });
