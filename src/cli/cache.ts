@@ -3,7 +3,7 @@ import cluster from 'node:cluster';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { readTokenFile } from '../client/token.js';
-import { UsageError } from '../errors.js';
+import { toFleetError, UsageError } from '../errors.js';
 import { checkFlags } from '../config/load.js';
 import { cacheConfigSchema, loadCacheConfig, MAX_WORKERS, resolveCacheConfig, type CacheConfigFile } from '../cache/config.js';
 import { buildCacheServer } from '../cache/server.js';
@@ -76,7 +76,12 @@ export function registerCache(program: Command): void {
         const log = createLogger(config.logLevel ?? 'info');
         log.info({ region: config.region, data: config.dataDir, upstream: config.upstream, maxSize: config.maxSize, workers }, 'cache starting');
         const primary = await runCachePrimary(config, workers, log);
-        process.stdout.write(`listening ${await primary.url}\n`);
+        // A worker that cannot start stops the cache, with its error, once every worker is gone.
+        const url = await primary.url.catch(async (err: unknown) => {
+          await primary.stopped;
+          throw err;
+        });
+        if (url !== undefined) process.stdout.write(`listening ${url}\n`);
         return primary.stopped;
       }
       const env = cluster.isWorker ? readWorkerEnv() : undefined;
@@ -84,14 +89,23 @@ export function registerCache(program: Command): void {
       // A worker whose primary is gone (killed) stops too, cleanly.
       const orphaned = (): boolean => process.kill(process.pid, 'SIGTERM');
       if (link) process.once('disconnect', orphaned);
-      const app = await buildCacheServer(config, link ? { link } : {});
-      if (!link) app.log.info({ region: config.region, data: config.dataDir, upstream: config.upstream, maxSize: config.maxSize, objects: app.cache.store.count }, 'cache starting');
-      // Stopping, a worker also waits for the fills it leads: other workers' clients may follow them.
-      await serveUntilSignal(app, merged.listen, {
-        announce: !link,
-        settle: () => app.cache.fills.drain(),
-        ...(config.shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs: config.shutdownTimeoutMs }),
-      });
+      try {
+        const app = await buildCacheServer(config, link ? { link } : {});
+        if (!link) app.log.info({ region: config.region, data: config.dataDir, upstream: config.upstream, maxSize: config.maxSize, objects: app.cache.store.count }, 'cache starting');
+        // Stopping, a worker also waits for the fills it leads: other workers' clients may follow them.
+        await serveUntilSignal(app, merged.listen, {
+          announce: !link,
+          settle: () => app.cache.fills.drain(),
+          ...(config.shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs: config.shutdownTimeoutMs }),
+        });
+      } catch (err) {
+        // A worker that cannot start tells its primary, which stops the cache (this worker too).
+        if (link && process.connected) {
+          const fe = toFleetError(err);
+          link.failed(fe.code, fe.message);
+        }
+        throw err;
+      }
       if (link && process.connected) {
         // The IPC channel keeps a worker's event loop alive: closing it lets the process end.
         process.off('disconnect', orphaned);

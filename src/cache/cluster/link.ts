@@ -3,6 +3,7 @@
 // about evictions, and asks for the figures of the whole cache. Which worker fills an
 // object is settled without the primary (see fills.ts).
 import type { KindTally } from '../metrics.js';
+import type { ErrorCode } from '../../errors.js';
 import { Outbox, unbatch, type Batch, type PrimaryMessage, type WorkerEnv, type WorkerMessage } from './protocol.js';
 
 /**
@@ -53,6 +54,12 @@ export class ClusterLink {
     this.#onEvicted = onEvicted;
     this.#leading = leading;
     this.#tally = tally;
+  }
+
+  /** Tells the primary that this worker could not start, and why (sent at once). */
+  failed(code: ErrorCode, message: string): void {
+    this.#outbox.push({ t: 'failed', code, message });
+    this.#outbox.flush();
   }
 
   committed(id: string, size: number, storedAt: number): void {

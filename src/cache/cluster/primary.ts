@@ -9,6 +9,7 @@ import { AggregatorRegistry } from 'prom-client';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { CacheConfig } from '../config.js';
 import { DiskStore } from '../disk-store.js';
+import { FleetError } from '../../errors.js';
 import { lockDataDir } from '../../store/dir-lock.js';
 import { addTally, emptyTally, type KindTally } from '../metrics.js';
 import { Outbox, unbatch, workerEnv, type Batch, type PrimaryMessage, type WorkerMessage } from './protocol.js';
@@ -17,8 +18,12 @@ const STORE_BROADCAST_MS = 250;
 const RESPAWN_DELAY_MS = 1000;
 
 export interface PrimaryHandle {
-  /** The URL every worker listens on, once all of them do. */
-  readonly url: Promise<string>;
+  /**
+   * The URL every worker listens on, once all of them do; undefined when the cache was
+   * stopped first (a signal while starting). Rejects with its error when a worker fails to
+   * start (it cannot listen, say): the workers are then stopped (see `stopped`).
+   */
+  readonly url: Promise<string | undefined>;
   /** Resolves when the workers have stopped after `stop()` or a signal. */
   readonly stopped: Promise<void>;
   stop(): void;
@@ -136,6 +141,8 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
           (err: Error) => send(id, { t: 'metrics', req: m.req, text: `# metrics unavailable: ${err.message}\n`, contentType: 'text/plain' }),
         );
         return;
+      case 'failed':
+        return failed(new FleetError(m.code, m.message));
       case 'tally': {
         const pending = tallies.get(m.req);
         if (!pending) return;
@@ -147,9 +154,20 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
 
   /** Each worker's private socket, where the others follow its fills (a replacement gets the same). */
   const sockets = Array.from({ length: workers }, (_, i) => path.join(socketDir, `w${i}.sock`));
-  let resolveUrl!: (url: string) => void;
-  const url = new Promise<string>((resolve) => (resolveUrl = resolve));
+  let resolveUrl!: (url: string | undefined) => void;
+  let rejectUrl!: (err: Error) => void;
+  const url = new Promise<string | undefined>((resolve, reject) => { resolveUrl = resolve; rejectUrl = reject; });
+  void url.catch(() => undefined); // the caller's to handle; never unhandled meanwhile
   let listening = 0;
+  let started = false;
+
+  /** A worker could not start: the cache does not either (respawning it would fail the same way, forever). */
+  function failed(err: FleetError): void {
+    if (started || stopping) return; // a worker dying later is replaced (see fork)
+    log.error({ err: err.message }, 'a cache worker could not start: stopping');
+    rejectUrl(err);
+    stop();
+  }
 
   function fork(index: number): void {
     const socket = sockets[index]!;
@@ -164,12 +182,14 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       outbox.push({ t: 'store', bytes: store.bytes, objects: store.count, inflight: inflight() });
       if (++listening === workers) {
         const host = addr.address?.includes(':') ? `[${addr.address}]` : addr.address;
+        started = true;
         resolveUrl(`http://${host}:${addr.port}`);
       }
     });
     worker.once('exit', (code, signal) => {
       live.delete(worker.id);
       if (stopping) return;
+      if (!started) return failed(new FleetError('FC_ERR_INTERNAL', `cache worker ${worker.id} exited (${signal ?? `code ${code}`}) before listening`));
       log.error({ worker: worker.id, code, signal }, 'cache worker died: starting another');
       setTimeout(() => !stopping && fork(index), RESPAWN_DELAY_MS).unref();
     });
@@ -197,6 +217,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       await lock.release();
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
+      resolveUrl(undefined); // stopped before every worker listened (else already settled)
       resolveStopped();
     });
   };

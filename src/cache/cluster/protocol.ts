@@ -11,6 +11,7 @@
 // Messages sent during one turn of the event loop travel as one `batch` (see Outbox): a
 // message costs both processes a JSON round and a wake-up. Commits and hits are gathered
 // for a while first (link.ts).
+import type { ErrorCode } from '../../errors.js';
 import type { KindTally } from '../metrics.js';
 
 /** Worker → primary. `req` numbers requests that expect a reply. */
@@ -23,7 +24,9 @@ export type WorkerMessage =
   | { readonly t: 'deleted'; readonly id: string }
   | { readonly t: 'stats'; readonly req: number }
   | { readonly t: 'metrics'; readonly req: number }
-  | { readonly t: 'tally'; readonly req: number; readonly kinds: Record<string, KindTally> };
+  | { readonly t: 'tally'; readonly req: number; readonly kinds: Record<string, KindTally> }
+  /** The worker could not start (build or listen): the primary stops the cache with this error. */
+  | { readonly t: 'failed'; readonly code: ErrorCode; readonly message: string };
 
 /** Primary → worker. */
 export type PrimaryMessage =
