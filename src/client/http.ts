@@ -47,6 +47,7 @@ async function failure(url: string, method: string, res: Dispatcher.ResponseData
   if (res.statusCode === 403) throw new FleetError('FC_ERR_FORBIDDEN', message);
   if (code === 'FC_ERR_DIGEST_MISMATCH') throw new FleetError('FC_ERR_DIGEST_MISMATCH', message);
   if (res.statusCode === 413) throw new FleetError('FC_ERR_TOO_LARGE', message);
+  if (res.statusCode === 412) throw new FleetError('FC_ERR_PRECONDITION_FAILED', message);
   if (res.statusCode === 504) throw new UpstreamError(message, { timeout: true, status: res.statusCode });
   throw new UpstreamError(message, { status: res.statusCode });
 }

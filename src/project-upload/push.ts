@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { httpGetJson, httpPut, joinUrl, type RequestOptions } from '../client/http.js';
 import { compressDelta, DEFAULT_COMPRESSION, type Compression } from '../delta/compress.js';
 import { encodeDelta } from '../delta/xdelta.js';
-import { DigestMismatchError, NotFoundError } from '../errors.js';
+import { DigestMismatchError, FleetError, NotFoundError } from '../errors.js';
 import { packToFile } from '../pack/packer.js';
 import { runRepack, type RepackOptions } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
@@ -208,7 +208,16 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       };
     }
     const body = JSON.stringify(manifest);
-    await httpPut(joinUrl(options.origin, `${projectPath}/runs/${encodeURIComponent(run)}`), body, { ...http, headers: { 'content-type': 'application/json' } });
+    // never replace a run: machines may be pulling it (If-None-Match: *, a 412 when it exists)
+    await httpPut(joinUrl(options.origin, `${projectPath}/runs/${encodeURIComponent(run)}`), body, {
+      ...http,
+      headers: { 'content-type': 'application/json', 'if-none-match': '*' },
+    }).catch((err: unknown) => {
+      if (err instanceof FleetError && err.code === 'FC_ERR_PRECONDITION_FAILED') {
+        throw new FleetError('FC_ERR_PRECONDITION_FAILED', `run ${run} of project ${options.project} already exists at the origin; push with another --run`, { cause: err });
+      }
+      throw err;
+    });
     bytesSent += Buffer.byteLength(body);
     return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased };
   });

@@ -68,6 +68,12 @@ t.test('first push stores a base, later pushes send small deltas; pull rebuilds 
   // a fresh developer machine (empty base cache) downloads the base once
   const third = await pushProject({ ...common, run: 'run-3', baseCache: join(dir, 'fresh-cache') });
   t.equal(third.bytesReceived, first.manifest.base.size);
+
+  // a run is never replaced (machines may be pulling it): the same --run again is refused
+  writeFileSync(join(project, 'NEW.md'), 'changed again\n');
+  await t.rejects(pushProject({ ...common, run: 'run-2' }), { code: 'FC_ERR_PRECONDITION_FAILED', message: /run run-2 of project demo already exists/ });
+  const again = await pullProject({ project: 'demo', run: 'run-2', from: url, dir: join(dir, 'out-run-2-again') });
+  t.equal(again.manifest.result.digest, second.manifest.result.digest, 'run-2 is still what it was');
 });
 
 t.test('re-base when the delta exceeds 10% of the compressed tar', async (t) => {
