@@ -6,6 +6,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { loadConfigFile, parseConfig } from '../config/load.js';
 import { parseDuration, parseHttpUrl, parseSize } from '../config/units.js';
 import { UsageError } from '../errors.js';
+import { logLevelSchema } from '../http/server-options.js';
 
 /** The most server processes `workers` may ask for. */
 export const MAX_WORKERS = 64;
@@ -38,7 +39,7 @@ export const cacheConfigSchema = Type.Object(
     fillMemory: Type.Optional(Size),
     /** Bearer token sent upstream on PUT when the client sends none. */
     tokenFile: Type.Optional(Type.String({ minLength: 1 })),
-    logLevel: Type.Optional(Type.String({ minLength: 1 })),
+    logLevel: Type.Optional(logLevelSchema()),
     /** Server processes sharing the port and the data directory; "auto" = one per CPU. */
     workers: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: MAX_WORKERS }), Type.Literal('auto')])),
     timeouts: Type.Optional(timeoutsSchema),

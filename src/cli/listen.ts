@@ -2,6 +2,7 @@
 import type { Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { parseListen } from '../config/units.js';
+import { ConfigError } from '../errors.js';
 import { CLOSE_MARGIN_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../http/server-options.js';
 
 export { DEFAULT_SHUTDOWN_TIMEOUT_MS };
@@ -42,6 +43,24 @@ function drain(app: FastifyInstance, ms: number, settle: () => Promise<unknown>)
   return Promise.race([Promise.all([closed, settle()]).then(() => undefined), timeout]).finally(() => clearTimeout(timer));
 }
 
+/** Why the system refused to listen, in the user's terms. */
+const LISTEN_ERRORS: Record<string, string> = {
+  EADDRINUSE: 'the port is in use by another process',
+  EADDRNOTAVAIL: 'the address is not one of this machine\'s',
+  EACCES: 'permission denied (ports below 1024 need privileges)',
+  ENOTFOUND: 'the host name does not resolve',
+  EAI_AGAIN: 'the host name does not resolve (for now)',
+  EAI_FAIL: 'the host name does not resolve',
+};
+
+/** A failed listen as a configuration error (exit 3) naming the address, when the cause is the address or the system. */
+export function listenError(err: unknown, listen: string): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const why = code === undefined ? undefined : LISTEN_ERRORS[code];
+  if (why === undefined) return err;
+  return new ConfigError(`cannot listen on ${listen}: ${why} (${code})`, undefined, undefined, 'listen');
+}
+
 export interface ServeOptions {
   /** Print the "listening" line (not in a cache worker, whose primary does). */
   readonly announce?: boolean;
@@ -67,7 +86,12 @@ export async function serveUntilSignal(app: FastifyInstance, listen: string, { a
   app.addHook('preClose', async () => {
     await Promise.race([drain(app, limit, settle), new Promise<void>((resolve) => (cut = resolve))]);
   });
-  await app.listen({ host, port });
+  try {
+    await app.listen({ host, port });
+  } catch (err) {
+    await app.close().catch(() => undefined); // releases the data directory
+    throw listenError(err, listen);
+  }
   const addr = app.server.address();
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   const shownHost = host.includes(':') ? `[${host}]` : host;

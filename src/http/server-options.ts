@@ -1,10 +1,19 @@
 // Options every fleetcache HTTP server shares (origin and cache alike).
 import type { IncomingMessage } from 'node:http';
+import { Type } from '@sinclair/typebox';
 import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { FleetError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { lockDataDir } from '../store/dir-lock.js';
 import { frameworkErrors } from './errors.js';
+
+/** pino's levels, the `logLevel` of an origin or cache configuration. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** The schema of `logLevel` (origin and cache): one of LOG_LEVELS, named in the validator's message. */
+export function logLevelSchema(options: { default?: (typeof LOG_LEVELS)[number] } = {}) {
+  return Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)), { description: LOG_LEVELS.join(', '), ...options });
+}
 
 /** Header fields a request may have, Host included (the origin's limits.maxHeaders, the cache's). */
 export const DEFAULT_MAX_HEADERS = 64;

@@ -1,6 +1,6 @@
 // The origin's configuration: one TypeBox schema gives the type and the validation.
 import { Type, type Static } from '@sinclair/typebox';
-import { DEFAULT_MAX_HEADERS } from '../http/server-options.js';
+import { DEFAULT_MAX_HEADERS, logLevelSchema } from '../http/server-options.js';
 
 const DiskStorageSchema = Type.Object({ type: Type.Literal('disk') }, { additionalProperties: false });
 
@@ -52,7 +52,7 @@ export const OriginConfigSchema = Type.Object(
       { additionalProperties: false, default: {} },
     ),
     storage: StorageSchema,
-    logLevel: Type.String({ default: 'info' }),
+    logLevel: logLevelSchema({ default: 'info' }),
     shutdownTimeout: Type.Optional(Type.Union([Type.String({ format: 'duration' }), Type.Number({ minimum: 0 })], {
       description: 'on SIGTERM or SIGINT, how long requests in flight may finish before they are cut (default 20s)',
     })),
