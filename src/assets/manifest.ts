@@ -8,7 +8,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ConfigError, UsageError } from '../errors.js';
-import { requireOutput } from '../cli/paths.js';
+import { requireOutput } from '../path-checks.js';
 
 export type Visibility = 'public' | 'internal';
 

@@ -6,7 +6,7 @@ import { decompressDelta } from '../delta/compress.js';
 import { decodeVcdiffToFile } from '../delta/vcdiff-decode.js';
 import { DigestMismatchError } from '../errors.js';
 import { formatDigest, parseDigestString } from '../store/digest.js';
-import { requireInput, requireOutput } from './paths.js';
+import { requireInput, requireOutput } from '../path-checks.js';
 import { writeAtomically } from '../project-upload/atomic-file.js';
 
 export function registerApply(program: Command): void {

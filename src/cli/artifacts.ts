@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { downloadArtifacts, resolveArtifactRef } from '../artifacts/download.js';
 import { resolveToken } from '../client/token.js';
-import { requireHttpUrl } from './paths.js';
+import { requireHttpUrl } from './url-flags.js';
 
 /** For the runner's -artifacts DIR. */
 

@@ -8,7 +8,7 @@ import { uploadAssets } from '../assets/upload.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes } from '../config/units.js';
 import { FleetError, UsageError } from '../errors.js';
-import { requireHttpUrl } from './paths.js';
+import { requireHttpUrl } from './url-flags.js';
 
 interface FetchFlags {
   manifest: string;

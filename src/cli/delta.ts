@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { compressDelta, DEFAULT_COMPRESSION, isCompression } from '../delta/compress.js';
 import { DEFAULT_LEVEL_HELP, encodeDelta } from '../delta/xdelta.js';
 import { UsageError } from '../errors.js';
-import { requireInput, requireOutput } from './paths.js';
+import { requireInput, requireOutput } from '../path-checks.js';
 import { writeAtomically } from '../project-upload/atomic-file.js';
 
 /** The --level flag: undefined when not given (the encoder then picks by base size). */

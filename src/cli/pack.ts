@@ -5,7 +5,7 @@ import { packToFile } from '../pack/packer.js';
 import { runRepack } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
 import { sha256File } from '../project-upload/transfer.js';
-import { requireInput, requireOutput } from './paths.js';
+import { requireInput, requireOutput } from '../path-checks.js';
 import { tempNameFor, writeAtomically } from '../project-upload/atomic-file.js';
 
 export interface RuleFlags {

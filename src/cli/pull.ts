@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { resolveToken } from '../client/token.js';
 import { pullProject } from '../project-upload/pull.js';
-import { requireHttpUrl, requireInput } from './paths.js';
+import { requireInput } from '../path-checks.js';
+import { requireHttpUrl } from './url-flags.js';
 
 export function registerPull(program: Command): void {
   program

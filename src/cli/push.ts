@@ -9,7 +9,8 @@ import { UsageError } from '../errors.js';
 import { pushProject } from '../project-upload/push.js';
 import { parseLevel } from './delta.js';
 import { DEFAULT_LEVEL_HELP } from '../delta/xdelta.js';
-import { requireHttpUrl, requireInput } from './paths.js';
+import { requireInput } from '../path-checks.js';
+import { requireHttpUrl } from './url-flags.js';
 import { rulesFrom, withRuleOptions, type RuleFlags } from './pack.js';
 
 function defaultBaseCache(): string {

@@ -3,7 +3,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { NotFoundError } from '../errors.js';
-import { pathError, requireOutput } from './paths.js';
+import { pathError, requireOutput } from '../path-checks.js';
 import { findProject } from '../spread/index.js';
 import { checkSegment } from '../store/safe-name.js';
 import { ledgerHtml } from '../report/html.js';

@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { FleetError } from '../errors.js';
-import { pathError, requireInput } from '../cli/paths.js';
+import { pathError, requireInput } from '../path-checks.js';
 import { lstatOrMissing, walkDirs } from './safe-path.js';
 
 function refusal(name: string, why: string): FleetError {

@@ -1,5 +1,5 @@
 // Local filesystem mistakes on report, assets add and pull: a documented exit code and a
-// one-line message naming the path, as pack/delta/apply give (src/cli/paths.ts), not
+// one-line message naming the path, as pack/delta/apply give (src/path-checks.ts), not
 // exit 70 with a stack trace.
 import t from 'tap';
 import { Readable } from 'node:stream';

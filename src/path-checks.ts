@@ -1,22 +1,10 @@
-// Checks of the paths and URLs a command is given, before anything is written or sent: a
-// missing input or output folder, or a malformed URL, is the user's mistake and gets a clear
-// error with a documented exit code (docs/errors.md), not a stack trace and exit 70, nor the
-// exit 6 of an unreachable network.
+// Checks of the files and folders an operation is given, before anything is written: a
+// missing input or output folder is the user's mistake and gets a clear error with a
+// documented exit code (docs/errors.md), not a stack trace and exit 70. Used by the CLI and
+// by the parts that take paths from it (unpack, manifests).
 import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { parseHttpUrl } from '../config/units.js';
-import { FleetError, NotFoundError, UsageError } from '../errors.js';
-
-/** Fails with a usage error naming `flag` unless every value is an http or https URL. */
-export function requireHttpUrl(flag: string, ...values: string[]): void {
-  for (const value of values) {
-    try {
-      parseHttpUrl(value);
-    } catch (err) {
-      throw new UsageError(`${flag}: ${(err as Error).message}`);
-    }
-  }
-}
+import { FleetError, NotFoundError, UsageError } from './errors.js';
 
 /** An fs error about `path` (`what`: "base", "project directory"...) as a FleetError; other errors as they are. */
 export function pathError(err: unknown, path: string, what: string): unknown {
