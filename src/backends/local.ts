@@ -7,7 +7,7 @@
 // REBOOT on a local machine is emulated, not refused: a directory cannot reboot, but what a
 // task relies on across a reboot is that nothing it started still runs, and that much is
 // real here: reboot() ends every process the machine's scripts left behind, as discard does.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
@@ -20,10 +20,8 @@ import { Type, type Static } from '@sinclair/typebox';
 import { RebootError } from '../errors.js';
 import type { BackendContext, ExecOptions, ExecResult, Executor, Machine, MachineRecord, Provider, RebootOptions, SystemSpec } from './backend.js';
 import { endMachineProcesses, MACHINE_MARK } from './local-processes.js';
+import { killGroup } from './process-group.js';
 import { OutputBuffer, renderScript, watchScript } from './script.js';
-
-/** After a kill, how long output may still drain before the pipes are cut. */
-const KILL_DRAIN_MS = 2000;
 
 export const localOptions = Type.Object(
   {
@@ -35,32 +33,6 @@ export const localOptions = Type.Object(
   { additionalProperties: true },
 );
 export type LocalOptions = Static<typeof localOptions>;
-
-/**
- * Kills the process group of `child` (spawned detached) with SIGKILL. A killed script may
- * have left a process outside its group (setsid) holding its output pipes open: 'close'
- * would wait for that process, so the kill timeout would not bound the script. Once the
- * child is gone and killed (in either order) and KILL_DRAIN_MS have passed, the pipes still
- * open are cut and `cut` is called with the child's exit.
- */
-export function killGroup(child: ChildProcess, cut: (code: number | null, sig: NodeJS.Signals | null) => void): void {
-  try {
-    process.kill(-child.pid!, 'SIGKILL');
-  } catch {
-    // already gone
-  }
-  const cutAfterDrain = (code: number | null, sig: NodeJS.Signals | null): void => {
-    setTimeout(() => {
-      const pipes = [child.stdout, child.stderr].filter((p) => p !== null);
-      if (pipes.every((p) => p.closed)) return;
-      for (const p of pipes) p.destroy();
-      cut(code, sig);
-    }, KILL_DRAIN_MS).unref();
-  };
-  // the child may have ended before the kill, its output held open by what it left
-  if (child.exitCode !== null || child.signalCode !== null) cutAfterDrain(child.exitCode, child.signalCode);
-  else child.once('exit', cutAfterDrain);
-}
 
 /** Runs scripts with the host's bash, each in its own process group. */
 export class LocalExecutor implements Executor {

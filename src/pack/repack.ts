@@ -3,7 +3,7 @@
 // script runs with cwd = project root; it may ignore fd 3.
 import { spawn } from 'node:child_process';
 import { open } from 'node:fs/promises';
-import { killGroup } from '../backends/local.js';
+import { killGroup } from '../backends/process-group.js';
 import { OutputBuffer, watchScript } from '../backends/script.js';
 import { FleetError } from '../errors.js';
 

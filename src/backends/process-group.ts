@@ -1,0 +1,32 @@
+// Killing a script run on this host in its own process group (spawned detached): used by
+// the local backend's executor and by spread's repack script, which runs where the runner does.
+import type { ChildProcess } from 'node:child_process';
+
+/** After a kill, how long output may still drain before the pipes are cut. */
+const KILL_DRAIN_MS = 2000;
+
+/**
+ * Kills the process group of `child` (spawned detached) with SIGKILL. A killed script may
+ * have left a process outside its group (setsid) holding its output pipes open: 'close'
+ * would wait for that process, so the kill timeout would not bound the script. Once the
+ * child is gone and killed (in either order) and KILL_DRAIN_MS have passed, the pipes still
+ * open are cut and `cut` is called with the child's exit.
+ */
+export function killGroup(child: ChildProcess, cut: (code: number | null, sig: NodeJS.Signals | null) => void): void {
+  try {
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  const cutAfterDrain = (code: number | null, sig: NodeJS.Signals | null): void => {
+    setTimeout(() => {
+      const pipes = [child.stdout, child.stderr].filter((p) => p !== null);
+      if (pipes.every((p) => p.closed)) return;
+      for (const p of pipes) p.destroy();
+      cut(code, sig);
+    }, KILL_DRAIN_MS).unref();
+  };
+  // the child may have ended before the kill, its output held open by what it left
+  if (child.exitCode !== null || child.signalCode !== null) cutAfterDrain(child.exitCode, child.signalCode);
+  else child.once('exit', cutAfterDrain);
+}
