@@ -116,6 +116,26 @@ function checkUrl(url: string, what: string): string {
   return url.replace(/\/+$/, '');
 }
 
+/** `url` as it may be logged: a user name and password in it (credentials for the upstream) replaced by "***". */
+export function redactUrl(url: string): string {
+  const u = new URL(url);
+  if (!u.username && !u.password) return url;
+  if (u.username) u.username = '***';
+  if (u.password) u.password = '***';
+  return u.href;
+}
+
+/** What a cache logs as it starts: its upstreams without credentials (see redactUrl). */
+export function startupFields(config: CacheConfig): Record<string, unknown> {
+  return {
+    region: config.region,
+    data: config.dataDir,
+    upstream: redactUrl(config.upstream),
+    ...(config.mirrors.size === 0 ? {} : { mirrors: Object.fromEntries([...config.mirrors].map(([name, m]) => [name, redactUrl(m.url)])) }),
+    maxSize: config.maxSize,
+  };
+}
+
 /** Turns the validated file (or flags alone) into a CacheConfig. */
 export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.cwd(), token?: string): CacheConfig {
   const timeouts = resolveTimeouts(file.timeouts, DEFAULT_TIMEOUTS);

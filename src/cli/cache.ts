@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { readTokenFile } from '../client/token.js';
 import { toFleetError, UsageError } from '../errors.js';
 import { checkFlags } from '../config/load.js';
-import { cacheConfigSchema, loadCacheConfig, MAX_WORKERS, resolveCacheConfig, type CacheConfigFile } from '../cache/config.js';
+import { cacheConfigSchema, loadCacheConfig, MAX_WORKERS, resolveCacheConfig, startupFields, type CacheConfigFile } from '../cache/config.js';
 import { buildCacheServer } from '../cache/server.js';
 import { serveUntilSignal } from './listen.js';
 import { ClusterLink } from '../cache/cluster/link.js';
@@ -74,7 +74,7 @@ export function registerCache(program: Command): void {
       const workers = config.workers ?? 1;
       if (workers > 1 && cluster.isPrimary) {
         const log = createLogger(config.logLevel ?? 'info');
-        log.info({ region: config.region, data: config.dataDir, upstream: config.upstream, maxSize: config.maxSize, workers }, 'cache starting');
+        log.info({ ...startupFields(config), workers }, 'cache starting');
         const primary = await runCachePrimary(config, workers, log);
         // A worker that cannot start stops the cache, with its error, once every worker is gone.
         const url = await primary.url.catch(async (err: unknown) => {
@@ -91,7 +91,7 @@ export function registerCache(program: Command): void {
       if (link) process.once('disconnect', orphaned);
       try {
         const app = await buildCacheServer(config, link ? { link } : {});
-        if (!link) app.log.info({ region: config.region, data: config.dataDir, upstream: config.upstream, maxSize: config.maxSize, objects: app.cache.store.count }, 'cache starting');
+        if (!link) app.log.info({ ...startupFields(config), objects: app.cache.store.count }, 'cache starting');
         // Stopping, a worker also waits for the fills it leads: other workers' clients may follow them.
         await serveUntilSignal(app, merged.listen, {
           announce: !link,
