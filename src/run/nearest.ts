@@ -21,6 +21,18 @@ export function staticOrder(fleet: FleetConfig & { origin: string }, region: str
   return { region: regionName, urls: [...own, ...others, fleet.origin], how: own.length > 0 ? `region ${regionName}` : 'no cache for the region' };
 }
 
+/**
+ * Warnings for regions the jobs name that the fleet has no caches for (a typo in a region:
+ * field, a region not deployed yet): their machines pull through the other regions' caches,
+ * across the links the caches exist to spare, so the run says so once, up front.
+ */
+export function unservedRegions(fleet: FleetConfig, regions: readonly string[]): string[] {
+  const known = Object.keys(fleet.regions);
+  return regions
+    .filter((region) => region !== 'auto' && fleet.regions[region] === undefined)
+    .map((region) => `WARNING: region ${region} has no cache in the fleet configuration (regions: ${known.join(', ') || 'none'}); its machines pull through the other regions' caches, then the origin.`);
+}
+
 /** Measures, on the machine, the time of one GET /-/healthz to each cache (curl), fastest first. */
 export async function measuredOrder(machine: Machine, fleet: FleetConfig & { origin: string }): Promise<CacheChoice> {
   const caches = Object.entries(fleet.regions).flatMap(([region, r]) => r.caches.map((url) => ({ region, url })));

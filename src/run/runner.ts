@@ -21,7 +21,7 @@ import { RunInterrupt } from './interrupt.js';
 import { runWorkers, type WorkerInfo } from './driver.js';
 import { startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
 import { loadFleetConfig, withScheduling, type FleetConfig } from './fleet.js';
-import { measuredOrder, staticOrder, type CacheChoice } from './nearest.js';
+import { measuredOrder, staticOrder, unservedRegions, type CacheChoice } from './nearest.js';
 import { RunLog, RunTally, summaryItem } from './report.js';
 import { chooseSeed, JobQueue, orderByFilters, workerPlan, type SchedJob } from './scheduler.js';
 import { MachineSession } from './session.js';
@@ -185,6 +185,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
   if (configured?.origin) {
     fleet = { ...configured, origin: configured.origin };
     token = resolveToken(o.tokenFile ?? configured.tokenFile);
+    for (const warning of unservedRegions(fleet, regionsOf(jobs))) log.line(warning);
   } else {
     embedded = await startEmbeddedFleet(dataRoot, regionsOf(jobs));
     o.onEmbedded?.(embedded);

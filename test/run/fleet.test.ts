@@ -3,6 +3,7 @@ import t from 'tap';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadFleetConfig, withScheduling } from '../../src/run/fleet.js';
+import { unservedRegions } from '../../src/run/nearest.js';
 import { REPO_ROOT } from '../helpers/processes.js';
 
 t.test('config/fleet.yaml is valid', async (t) => {
@@ -42,4 +43,12 @@ t.test('without an origin, the scheduling settings still apply to the embedded d
   t.same(withScheduling(embedded, undefined), embedded, 'no configuration: the embedded values');
   await writeFile(file, 'project: p\nfleetcache:\n  defaultRegion: eu\n');
   t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /sets defaultRegion but no origin/ });
+});
+
+t.test('a region the jobs name without caches in the fleet is warned about once', async (t) => {
+  const fleet = { origin: 'http://o:1', regions: { 'eu-west': { caches: ['http://c:2'] }, 'us-east': { caches: ['http://c:3'] } }, startupLimit: 4, dispatchDelay: '1s' };
+  t.same(unservedRegions(fleet, ['eu-west', 'auto']), [], 'known regions and auto: nothing to say');
+  const [warning, ...rest] = unservedRegions(fleet, ['eu-wset', 'us-east']);
+  t.same(rest, []);
+  t.match(warning, /^WARNING: region eu-wset has no cache in the fleet configuration \(regions: eu-west, us-east\)/);
 });
