@@ -48,8 +48,10 @@ export const cacheConfigSchema = Type.Object(
     /** Other upstreams served under /mirror/{name}/{path}. */
     mirrors: Type.Optional(
       Type.Record(
-        Type.String({ pattern: '^[A-Za-z0-9._-]+$' }),
+        Type.String(),
         Type.Object({ url: Type.String({ minLength: 1, format: 'http-url' }), timeouts: Type.Optional(timeoutsSchema) }, { additionalProperties: false }),
+        // TypeBox does not apply a key's pattern: the names are checked here.
+        { propertyNames: { pattern: '^[A-Za-z0-9._-]+$' } },
       ),
     ),
   },

@@ -26,23 +26,38 @@ export type StorageConfig = Static<typeof DiskStorageSchema> | Static<typeof S3S
 const StorageSchema = Type.Unsafe<StorageConfig>({
   type: 'object',
   required: ['type'],
-  properties: { type: { enum: ['disk', 's3'] } },
+  properties: { type: { anyOf: [{ const: 'disk' }, { const: 's3' }] } }, // a union: the message names both
   if: { properties: { type: { const: 'disk' } } },
   then: DiskStorageSchema,
-  else: S3StorageSchema,
+  // s3 only when named: another type gets the enum's message above, not s3's missing bucket.
+  else: { if: { properties: { type: { const: 's3' } } }, then: S3StorageSchema },
   default: { type: 'disk' },
 });
+
+/**
+ * A size of at least one byte: a number ≥ 1, or a size string with a non-zero digit ("0",
+ * "0GiB" refused like 0). if/then/else, so that ajv reports the failure of the branch taken.
+ */
+function PositiveSize(byDefault: string) {
+  return Type.Unsafe<string | number>({
+    default: byDefault,
+    type: ['string', 'integer'],
+    if: { type: 'string' },
+    then: { allOf: [{ format: 'size' }, { pattern: '^\\s*[0-9.]*[1-9]' }] }, // malformed first, then zero
+    else: { minimum: 1 },
+  });
+}
 
 export const OriginConfigSchema = Type.Object(
   {
     listen: Type.String({ default: '127.0.0.1:8080', format: 'listen', description: 'HOST:PORT; port 0 picks a free one' }),
-    data: Type.String({ default: 'cache/origin', description: 'data directory (blobs, names)' }),
+    data: Type.String({ minLength: 1, default: 'cache/origin', description: 'data directory (blobs, names)' }),
     tokenFile: Type.Optional(Type.String({ description: 'file holding the write token(s), one per line' })),
     readAccess: Type.Union([Type.Literal('public'), Type.Literal('token')], { default: 'public' }),
     limits: Type.Object(
       {
-        maxBlobSize: Type.Union([Type.String({ format: 'size' }), Type.Integer({ minimum: 1 })], { default: '20GiB' }),
-        maxRecordSize: Type.Union([Type.String({ format: 'size' }), Type.Integer({ minimum: 1 })], { default: '1MiB' }),
+        maxBlobSize: PositiveSize('20GiB'),
+        maxRecordSize: PositiveSize('1MiB'),
         maxHeaders: Type.Integer({ minimum: 8, default: DEFAULT_MAX_HEADERS }),
         idleTimeout: Type.Union([Type.String({ format: 'duration' }), Type.Number({ minimum: 0 })], {
           default: '2m',

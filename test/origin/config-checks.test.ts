@@ -1,0 +1,43 @@
+// Configuration values the schemas used to let through, or named badly: each refused with
+// file:line:field and what is wanted. The example configurations listen on loopback.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { parseConfig } from '../../src/config/load.js';
+import { OriginConfigSchema } from '../../src/origin/config.js';
+import { parseCacheConfig } from '../../src/cache/config.js';
+import { REPO_ROOT } from '../helpers/processes.js';
+
+const originError = (text: string): string => {
+  try {
+    parseConfig(OriginConfigSchema, text, 'origin.yaml');
+    return '(accepted)';
+  } catch (err) {
+    return (err as Error).message;
+  }
+};
+
+t.test('origin', async (t) => {
+  t.equal(originError("data: ''\n"), 'origin.yaml:1: data: must NOT have fewer than 1 characters', 'an empty data directory (else the working directory)');
+  t.equal(originError('storage: {type: nfs}\n'), 'origin.yaml:1: storage.type: must be "disk" or "s3"', 'an unknown storage type names the types');
+  t.equal(originError('storage: {type: s3}\n'), 'origin.yaml:1: storage: missing required field "bucket"', 's3 still needs its bucket');
+  for (const zero of ['"0"', '0GiB', '0.0MiB']) {
+    t.match(originError(`limits:\n  maxBlobSize: ${zero}\n`), /^origin\.yaml:2: limits\.maxBlobSize: must match pattern/, `maxBlobSize ${zero}, as 0 is`);
+  }
+  t.equal(originError('limits:\n  maxBlobSize: 0\n'), 'origin.yaml:2: limits.maxBlobSize: must be >= 1');
+  t.equal(originError('limits:\n  maxRecordSize: many\n'), 'origin.yaml:2: limits.maxRecordSize: must be a size (e.g. 4096, 512MiB, 50GiB)', 'a malformed size says so');
+  for (const ok of ['"1"', '0.5KiB', '20GiB', '1']) t.equal(originError(`limits:\n  maxBlobSize: ${ok}\n`), '(accepted)', `maxBlobSize ${ok}`);
+  t.equal(originError('storage: {type: s3, bucket: b}\n'), '(accepted)');
+});
+
+t.test('cache: mirror names are checked', async (t) => {
+  t.throws(() => parseCacheConfig('upstream: http://127.0.0.1:1\nmirrors:\n  ok: {url: "http://127.0.0.1:2"}\n  sl/ash: {url: "http://127.0.0.1:3"}\n', 'cache.yaml'),
+    { message: 'cache.yaml:3: mirrors: must match pattern "^[A-Za-z0-9._-]+$"' });
+  t.same(Object.keys(parseCacheConfig('upstream: http://127.0.0.1:1\nmirrors:\n  pypi.org_1-x: {url: "http://127.0.0.1:2"}\n', 'cache.yaml').mirrors ?? {}), ['pypi.org_1-x']);
+});
+
+t.test('the example caches listen on loopback', async (t) => {
+  const files = readdirSync(join(REPO_ROOT, 'config')).filter((f) => f.startsWith('cache-region-'));
+  t.ok(files.length >= 3);
+  for (const f of files) t.match(parseCacheConfig(readFileSync(join(REPO_ROOT, 'config', f), 'utf8'), f).listen, /^127\.0\.0\.1:\d+$/, f);
+});
