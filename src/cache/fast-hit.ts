@@ -17,7 +17,7 @@ import type { Digest, DigestAlgorithm } from '../store/digest.js';
  */
 const CAS_PATH = /^\/(cas\/)?(?:(sha256)\/([0-9a-f]{64})|(sha512)\/([0-9a-f]{128}))(?:\?.*)?$/;
 
-/** A GET of a blob with nothing that needs the routes: no Range, no condition. */
+/** A GET of a blob with nothing that needs the routes: no Range, no If-None-Match or If-Match. */
 export interface PlainBlobGet {
   readonly kind: ImmutableKind;
   readonly digest: Digest;
@@ -38,7 +38,8 @@ const PARSED_MAX = 32_768;
 export function plainBlobGet(req: IncomingMessage, store: { has(id: string): boolean }): PlainBlobGet | undefined {
   if (req.method !== 'GET') return undefined;
   const h = req.headers;
-  if (h.range !== undefined || h['if-none-match'] !== undefined) return undefined;
+  // A blob's answer has no Last-Modified: the date conditions are ignored (as the routes do).
+  if (h.range !== undefined || h['if-none-match'] !== undefined || h['if-match'] !== undefined) return undefined;
   const url = req.url ?? '';
   const known = parsed.get(url);
   if (known) return known;

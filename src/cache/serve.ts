@@ -1,7 +1,8 @@
-// Answering clients: conditional GET (304), single byte ranges (206/416), HEAD,
+// Answering clients: conditional GET (304, 412), single byte ranges (206/416), HEAD,
 // X-Cache and Age, and accounting of the bytes actually sent.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, toFleetError } from '../errors.js';
+import { checkReadPreconditions, parseHttpDate } from '../http/blob-reply.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import type { HeaderMap } from './upstream.js';
 
@@ -59,11 +60,21 @@ export function parseRange(header: string | undefined, size: number): Range {
   return { start, end: m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1) };
 }
 
-function etagMatches(header: string, etag: string | undefined): boolean {
-  if (!etag) return false;
-  if (header.trim() === '*') return true;
-  const bare = etag.replace(/^W\//, '');
-  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === bare);
+/**
+ * The preconditions of a GET or HEAD of a 200 answer, evaluated as the origin does
+ * (checkReadPreconditions): throws FC_ERR_PRECONDITION_FAILED (412) when If-Match or
+ * If-Unmodified-Since is false, having released the body; true: answer 304.
+ */
+function readPreconditions(req: FastifyRequest, body: Body): boolean {
+  const h = req.headers;
+  if (h['if-match'] === undefined && h['if-none-match'] === undefined && h['if-unmodified-since'] === undefined && h['if-modified-since'] === undefined) return false;
+  const lastModified = body.headers['last-modified'];
+  try {
+    return checkReadPreconditions(req, body.headers.etag, lastModified === undefined ? undefined : parseHttpDate(lastModified));
+  } catch (err) {
+    body.discard?.();
+    throw err;
+  }
 }
 
 function countOnFinish(reply: FastifyReply, ctx: SendContext, bytes: number): void {
@@ -72,6 +83,8 @@ function countOnFinish(reply: FastifyReply, ctx: SendContext, bytes: number): vo
 
 /** Sends the answer (never awaits the reply itself: a FastifyReply is a thenable). */
 export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: Body, ctx: SendContext): Promise<void> {
+  // Before the object's headers are set: a 412 is not the object.
+  const unchanged = body.status === 200 && readPreconditions(req, body);
   reply.headers(body.headers);
   reply.header('x-cache', ctx.cache);
   if (body.headers.age === undefined) reply.header('age', String(Math.max(0, Math.floor(ctx.ageSeconds))));
@@ -83,8 +96,7 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
     countOnFinish(reply, ctx, body.size ?? 0);
     return sendContent(reply, body, 0, body.size);
   }
-  const inm = req.headers['if-none-match'];
-  if (typeof inm === 'string' && etagMatches(inm, body.headers.etag)) {
+  if (unchanged) {
     reply.removeHeader('content-type');
     return void done(reply.code(304), body);
   }

@@ -42,31 +42,33 @@ export function checkWritePreconditions(request: FastifyRequest, etag: string | 
  * The preconditions of a GET or HEAD, in the order of RFC 9110 §13.2.2: throws
  * FC_ERR_PRECONDITION_FAILED (412) when If-Match, or without it If-Unmodified-Since, is
  * false; returns true (answer 304) when If-None-Match, or without it If-Modified-Since, is.
- * `etag`, `modifiedMs`: the current representation's; `modifiedMs` undefined when it has no
- * Last-Modified, and the date conditions are then ignored.
+ * `etag`, `modifiedMs`: the current representation's, undefined when it has none (an entry
+ * a cache keeps without ETag or Last-Modified): only `If-Match: *` then holds, no
+ * If-None-Match matches, and the date conditions are ignored.
  */
-export function checkReadPreconditions(request: FastifyRequest, etag: string, modifiedMs: number | undefined): boolean {
-  if (request.headers['if-match'] !== undefined) checkIfMatch(request, etag);
+export function checkReadPreconditions(request: FastifyRequest, etag: string | undefined, modifiedMs: number | undefined): boolean {
+  if (request.headers['if-match'] !== undefined) checkIfMatch(request, etag, true);
   else if (modifiedMs !== undefined && unchangedSince(request.headers['if-unmodified-since'], modifiedMs) === false) {
     throw new FleetError('FC_ERR_PRECONDITION_FAILED', `If-Unmodified-Since: changed since, at ${new Date(modifiedMs).toUTCString()}`);
   }
   const ifNoneMatch = request.headers['if-none-match'];
-  if (ifNoneMatch !== undefined) return ifNoneMatchHits(ifNoneMatch, etag);
+  if (ifNoneMatch !== undefined) return etag !== undefined && ifNoneMatchHits(ifNoneMatch, etag);
   return modifiedMs !== undefined && unchangedSince(request.headers['if-modified-since'], modifiedMs) === true;
 }
 
-function checkIfMatch(request: FastifyRequest, etag: string | undefined): void {
+/** `exists`: whether there is a current representation (one may have no ETag). */
+function checkIfMatch(request: FastifyRequest, etag: string | undefined, exists = etag !== undefined): void {
   const ifMatch = request.headers['if-match'];
-  if (ifMatch !== undefined && !ifMatchHolds(ifMatch, etag)) {
-    throw new FleetError('FC_ERR_PRECONDITION_FAILED', etag ? `If-Match: the current ETag is ${etag}` : 'If-Match: there is no current representation');
+  if (ifMatch !== undefined && !ifMatchHolds(ifMatch, etag, exists)) {
+    const why = etag ? `the current ETag is ${etag}` : exists ? 'the current representation has no ETag' : 'there is no current representation';
+    throw new FleetError('FC_ERR_PRECONDITION_FAILED', `If-Match: ${why}`);
   }
 }
 
-/** Strong comparison (§8.8.3.2): a weak tag never matches. */
-function ifMatchHolds(header: string, etag: string | undefined): boolean {
-  if (etag === undefined) return false;
-  if (header.trim() === '*') return true;
-  return !etag.startsWith('W/') && header.split(',').some((t) => t.trim() === etag);
+/** Strong comparison (§8.8.3.2): a weak tag never matches; `*` matches any current representation. */
+function ifMatchHolds(header: string, etag: string | undefined, exists: boolean): boolean {
+  if (header.trim() === '*') return exists;
+  return etag !== undefined && !etag.startsWith('W/') && header.split(',').some((t) => t.trim() === etag);
 }
 
 export interface BlobReplyOptions {
