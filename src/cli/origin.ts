@@ -66,11 +66,13 @@ export function createBlobStore(storage: StorageConfig, dataDir: string, env: No
 export function originOptionsFrom(config: OriginConfig, flags: OriginFlags): { options: OriginOptions; listen: string; shutdownTimeoutMs: number | undefined; tokenSource: string } {
   const dataDir = resolve(flags.data ?? config.data);
   const { tokens, source } = resolveOriginTokens(flags.tokenFile ?? config.tokenFile, dataDir);
+  const shutdownTimeoutMs = config.shutdownTimeout === undefined ? undefined : parseDuration(config.shutdownTimeout);
   return {
     listen: flags.listen ?? config.listen,
-    shutdownTimeoutMs: config.shutdownTimeout === undefined ? undefined : parseDuration(config.shutdownTimeout),
+    shutdownTimeoutMs,
     tokenSource: source,
     options: {
+      ...(shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs }),
       dataDir,
       tokens,
       readAccess: config.readAccess,

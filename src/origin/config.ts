@@ -90,4 +90,6 @@ export interface OriginOptions {
   readonly idleTimeoutMs?: number;
   /** pino level, or false for no logs (tests). */
   readonly logLevel?: string | false;
+  /** The longest drain at shutdown (the server's pluginTimeout is sized for it). */
+  readonly shutdownTimeoutMs?: number;
 }

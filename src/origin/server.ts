@@ -1,7 +1,7 @@
 // The origin: the artifact service. buildOriginServer registers everything and returns
 // the fastify instance without listening; only the CLI listens.
 import Fastify, { type FastifyInstance } from 'fastify';
-import { FleetError } from '../errors.js';
+import { collectRoutes } from '../http/allowed-methods.js';
 import { TokenCheck } from '../http/auth.js';
 import { installErrorHandling } from '../http/errors.js';
 import { baseServerOptions, buildOnDataDir, DEFAULT_MAX_HEADERS, limitHeaderCount } from '../http/server-options.js';
@@ -52,7 +52,7 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
   await loadInternalSet(context);
 
   const app = Fastify({
-    ...baseServerOptions(options.logLevel, context.maxRecordSize),
+    ...baseServerOptions(options.logLevel, context.maxRecordSize, options.shutdownTimeoutMs),
     // HEAD wherever GET is (RFC 9110 §9.1): every blob route declares its own HEAD, which
     // reads nothing; fastify's automatic one serves the small GET-only answers (lists, /-/).
     exposeHeadRoutes: true,
@@ -74,35 +74,4 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
   await app.register(registerDashboard, { role: 'origin' });
   refuseOtherMethods();
   return { app, context };
-}
-
-const WRITE_METHODS = ['DELETE', 'PATCH', 'POST', 'PUT'];
-
-/**
- * Watches the routes being added; the function it returns (called once all are) answers
- * the write methods a path lacks with 405 and Allow (RFC 9110 §15.5.6) instead of 404.
- */
-function collectRoutes(app: FastifyInstance): () => void {
-  const paths = new Map<string, { methods: Set<string>; kind: string | undefined }>();
-  app.addHook('onRoute', (route) => {
-    const path = paths.get(route.url) ?? { methods: new Set<string>(), kind: route.config?.kind };
-    for (const method of [route.method].flat()) path.methods.add(method);
-    paths.set(route.url, path);
-  });
-  return () => {
-    for (const [url, { methods, kind }] of [...paths]) {
-      const missing = WRITE_METHODS.filter((m) => !methods.has(m));
-      if (missing.length === 0) continue;
-      const allow = [...methods].sort().join(', ');
-      app.route({
-        method: missing,
-        url,
-        config: { kind },
-        handler: async (request, reply) => {
-          reply.header('allow', allow);
-          throw new FleetError('FC_ERR_METHOD_NOT_ALLOWED', `${request.method} is not allowed here; allowed: ${allow}`);
-        },
-      });
-    }
-  };
 }

@@ -8,6 +8,11 @@ import { Agent, request } from 'undici';
 import { baseServerOptions, DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../../src/http/server-options.js';
 import { drainLimit, serveUntilSignal } from '../../src/cli/listen.js';
 import { eventually } from '../helpers/wait.js';
+import { join } from 'node:path';
+import { loadConfigFile } from '../../src/config/load.js';
+import { originOptionsFrom } from '../../src/cli/origin.js';
+import { OriginConfigSchema } from '../../src/origin/config.js';
+import { buildOriginServer } from '../../src/origin/server.js';
 
 t.test('a server is built for the drains it will be asked for', async (t) => {
   for (const ms of [0, 1_000, DEFAULT_SHUTDOWN_TIMEOUT_MS, 60_000, 600_000]) {
@@ -39,4 +44,14 @@ t.test('a drain longer than the server was built for is cut in time, and close s
   t.ok(took >= 400 && took < 2_500, `cut after the limit the server allows (${took} ms), before pluginTimeout`);
   t.equal(app.server.listening, false, 'closed');
   await t.rejects(res.body.arrayBuffer(), 'the transfer in flight is cut, not ended clean');
+});
+
+t.test('an origin configured for a long shutdownTimeout is built for it (the whole drain fits)', async (t) => {
+  const dir = t.testdir({ 'origin.yaml': 'listen: 127.0.0.1:0\ndata: data\nshutdownTimeout: 45s\n', token: `${'x'.repeat(32)}\n` });
+  const config = loadConfigFile(OriginConfigSchema, join(dir, 'origin.yaml'));
+  const { options, shutdownTimeoutMs } = originOptionsFrom(config, { data: join(dir, 'data'), tokenFile: join(dir, 'token') });
+  t.equal(shutdownTimeoutMs, 45_000);
+  const app = await buildOriginServer({ ...options, logLevel: false });
+  t.teardown(() => app.close());
+  t.equal(drainLimit(app, 45_000), 45_000, `pluginTimeout ${app.initialConfig.pluginTimeout} ms`);
 });
