@@ -18,6 +18,7 @@ import { registerMirrorRoutes } from './mirror.js';
 import { registerNamespaceRoutes } from './namespace.js';
 import { registerPutRoutes } from './put.js';
 import { cacheError } from './serve.js';
+import { collectRoutes } from '../http/allowed-methods.js';
 import { errorAnswer } from '../http/errors.js';
 import { closeFollowerPools, serveFillEvents } from './remote-fill.js';
 import { Upstream } from './upstream.js';
@@ -100,6 +101,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
     throw new NotFoundError(`no route for ${req.method} ${req.url.split('?')[0]}`);
   });
 
+  const refuseOtherMethods = collectRoutes(app);
   app.get('/-/healthz', { logLevel: 'silent' }, () => ({ ok: true, region: config.region }));
   app.get('/-/metrics', { logLevel: 'silent' }, async (_req, reply) => {
     if (!link) return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
@@ -122,6 +124,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
     serveFillEvents(app, ctx, link.socket);
     app.addHook('onClose', async () => link.flush());
   }
+  refuseOtherMethods();
 
   app.addHook('onClose', async () => {
     await Promise.all([upstream.close(), closeFollowerPools(), ...[...mirrors.values()].map((m) => m.close())]);

@@ -1,0 +1,37 @@
+// 405 with Allow (RFC 9110 §15.5.6) for a write method a known path lacks, where an
+// unknown path stays a 404: the origin and the cache answer alike.
+import type { FastifyInstance, RouteOptions } from 'fastify';
+import { FleetError } from '../errors.js';
+
+const WRITE_METHODS = ['DELETE', 'PATCH', 'POST', 'PUT'];
+
+/**
+ * Watches the routes being added to `app` (its plugins' included); the function it
+ * returns, called once all are, answers the write methods a path lacks with 405
+ * FC_ERR_METHOD_NOT_ALLOWED and Allow instead of 404. Those answers take the route
+ * config of the path's first route (the origin accounts them by its `kind`).
+ */
+export function collectRoutes(app: FastifyInstance): () => void {
+  const paths = new Map<string, { methods: Set<string>; config: RouteOptions['config'] }>();
+  app.addHook('onRoute', (route) => {
+    const path = paths.get(route.url) ?? { methods: new Set<string>(), config: route.config };
+    for (const method of [route.method].flat()) path.methods.add(method);
+    paths.set(route.url, path);
+  });
+  return () => {
+    for (const [url, { methods, config }] of [...paths]) {
+      const missing = WRITE_METHODS.filter((m) => !methods.has(m));
+      if (missing.length === 0) continue;
+      const allow = [...methods].sort().join(', ');
+      app.route({
+        method: missing,
+        url,
+        ...(config === undefined ? {} : { config }),
+        handler: async (request, reply) => {
+          reply.header('allow', allow);
+          throw new FleetError('FC_ERR_METHOD_NOT_ALLOWED', `${request.method} is not allowed here; allowed: ${allow}`);
+        },
+      });
+    }
+  };
+}

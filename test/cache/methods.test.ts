@@ -1,0 +1,41 @@
+// A method a known path of the cache does not have is a 405 with Allow, as at the origin
+// (src/http/allowed-methods.ts); an unknown path stays a 404.
+import t from 'tap';
+import { request } from 'undici';
+import { startCache } from './harness.js';
+import { UpstreamFixture } from './upstream-fixture.js';
+
+async function call(url: string, method: string) {
+  const res = await request(url, { method });
+  return { status: res.statusCode, headers: res.headers, body: await res.body.text() };
+}
+
+t.test('a method a path does not have is a 405 with Allow; an unknown path a 404', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
+  const hex = 'a'.repeat(64);
+  const cases: Array<[string, string[], string]> = [
+    [`/cas/sha256/${hex}`, ['DELETE', 'POST', 'PATCH'], 'GET, HEAD, PUT'],
+    [`/sha256/${hex}`, ['DELETE', 'POST'], 'GET, HEAD, PUT'],
+    ['/artifacts/run/job/out.txt', ['DELETE', 'POST'], 'GET, HEAD, PUT'],
+    ['/projects/p/runs/r', ['DELETE', 'PATCH'], 'GET, HEAD, PUT'],
+    ['/mirror/m/pkg.tar', ['PUT', 'DELETE', 'POST'], 'GET, HEAD'],
+    ['/-/metrics', ['POST', 'PUT'], 'GET'],
+    ['/-/healthz', ['POST'], 'GET'],
+    ['/-/stats', ['DELETE'], 'GET'],
+  ];
+  for (const [path, methods, allow] of cases) {
+    for (const method of methods) {
+      const res = await call(url + path, method);
+      t.equal(res.status, 405, `${method} ${path}`);
+      t.equal(res.headers.allow, allow, `${method} ${path}: Allow`);
+      t.equal(res.headers['cache-control'], 'no-store', `${method} ${path}: no-store`);
+      t.match(res.body, /"code":"FC_ERR_METHOD_NOT_ALLOWED"/);
+    }
+  }
+  t.equal(up.requests.length, 0, 'nothing went upstream');
+  t.equal((await call(`${url}/nothing/here/at/all`, 'DELETE')).status, 404, 'an unknown path: 404');
+  t.equal((await call(`${url}/nothing/here/at/all`, 'GET')).status, 404);
+});
