@@ -7,13 +7,13 @@
 // fill or copy, a full disk) goes to fastify's routes. The answers are the same either way
 // (test/cache/fast-miss.test.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { flightKey, markFillRefused, type CacheContext } from './context.js';
+import { flightKey, markFillRefused, newRequestId, type CacheContext } from './context.js';
 import { StorageError } from './disk-store.js';
 import type { PlainBlobGet } from './fast-hit.js';
 import { sendFill } from './fill-cursor.js';
 import type { Fill, FillHead } from './fill.js';
 import { forwardHeaders, immutableFill } from './namespace.js';
-import { cacheError } from './serve.js';
+import { cacheError, failureFields } from './serve.js';
 import { errorAnswer } from '../http/errors.js';
 
 /**
@@ -35,7 +35,7 @@ export function leadMiss(ctx: CacheContext, req: IncomingMessage, res: ServerRes
         ctx.metrics.miss(get.kind);
         send(ctx, res, get, led, outcome.head, outcome.body);
       } catch (err) {
-        answerError(ctx, res, err);
+        answerError(ctx, req, res, err);
       }
     });
   } catch {
@@ -51,7 +51,7 @@ function failed(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, ge
     return toRoutes(); // the route passes it through, and counts it
   }
   ctx.metrics.miss(get.kind);
-  answerError(ctx, res, err);
+  answerError(ctx, req, res, err);
 }
 
 /** What serveFill and sendBody answer to a plain GET of a fill, headers in the same order. */
@@ -87,11 +87,13 @@ function send(ctx: CacheContext, res: ServerResponse, get: PlainBlobGet, fill: F
 }
 
 /** The cache's error answer (server.ts's error handler gives the same). */
-function answerError(ctx: CacheContext, res: ServerResponse, err: unknown): void {
+function answerError(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, err: unknown): void {
   const fe = cacheError(err);
-  if (fe.status >= 500) ctx.log.error({ err: fe.message, code: fe.code }, 'request failed');
+  // A request id only now: none is taken for the requests that succeed.
+  const reqId = newRequestId();
+  if (fe.status >= 500) ctx.log.error({ reqId, ...failureFields(fe, req) }, 'request failed');
   if (res.headersSent) return void res.destroy();
-  const json = JSON.stringify(errorAnswer(fe));
+  const json = JSON.stringify(errorAnswer(fe, reqId));
   res.writeHead(fe.status, { 'content-type': 'application/json; charset=utf-8', 'x-cache': 'MISS', 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(json)) });
   res.end(json);
 }

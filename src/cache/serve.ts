@@ -42,6 +42,16 @@ export function cacheError(err: unknown): FleetError {
   return toFleetError(err);
 }
 
+/**
+ * What the log line of a failed request says besides its request id: the error, the method
+ * and the path, without the query string (it may carry a token); never a header.
+ */
+export function failureFields(fe: FleetError, req: { readonly method?: string | undefined; readonly url?: string | undefined }): Record<string, unknown> {
+  const url = req.url ?? '';
+  const q = url.indexOf('?');
+  return { err: fe.message, code: fe.code, method: req.method, url: q < 0 ? url : url.slice(0, q) };
+}
+
 type Range = { start: number; end: number } | 'unsatisfiable' | undefined;
 
 /** One `bytes=` range against `size`; multiple or malformed ranges are ignored (full body). */

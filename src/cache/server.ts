@@ -7,7 +7,7 @@ import { NotFoundError } from '../errors.js';
 import { baseServerOptions, buildOnDataDir, DEFAULT_MAX_HEADERS, hasTooManyHeaders, limitHeaderCount } from '../http/server-options.js';
 import { clientIdleMs, DEFAULT_FILL_MEMORY, type CacheConfig } from './config.js';
 import type { ClusterLink } from './cluster/link.js';
-import type { CacheContext } from './context.js';
+import { newRequestId, type CacheContext } from './context.js';
 import { DiskStore } from './disk-store.js';
 import { plainBlobGet, serveSmallHit } from './fast-hit.js';
 import { leadMiss } from './fast-miss.js';
@@ -17,7 +17,7 @@ import { CacheMetrics } from './metrics.js';
 import { registerMirrorRoutes } from './mirror.js';
 import { registerNamespaceRoutes } from './namespace.js';
 import { registerPutRoutes } from './put.js';
-import { cacheError } from './serve.js';
+import { cacheError, failureFields } from './serve.js';
 import { collectRoutes } from '../http/allowed-methods.js';
 import { errorAnswer } from '../http/errors.js';
 import { closeFollowerPools, serveFillEvents } from './remote-fill.js';
@@ -46,6 +46,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   let fast: CacheContext | undefined; // set once the context exists, before listening
   const app = Fastify({
     ...baseServerOptions(config.logLevel, 1024 * 1024),
+    genReqId: newRequestId, // shared with the fast paths, which take one when a request fails
     // The server fastify would create, with small hits and plain cold misses of blobs
     // answered before fastify (fast-hit.ts, fast-miss.ts). Once closing, fastify answers all.
     serverFactory: (handler) => {
@@ -92,7 +93,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
 
   app.setErrorHandler((err: unknown, req, reply) => {
     const fe = cacheError(err);
-    if (fe.status >= 500) req.log.error({ err: fe.message, code: fe.code }, 'request failed');
+    if (fe.status >= 500) req.log.error(failureFields(fe, req), 'request failed'); // req.log has the reqId
     if (reply.raw.headersSent) return void reply.raw.destroy();
     // An error is not the object: no cache in front keeps it (as the origin's errors say).
     void reply.code(fe.status).type('application/json').header('x-cache', 'MISS').header('cache-control', 'no-store').send(JSON.stringify(errorAnswer(fe, req.id)));
