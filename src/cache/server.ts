@@ -45,7 +45,7 @@ export async function buildCacheServer(config: CacheConfig, options: CacheServer
 async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefined): Promise<FastifyInstance> {
   let fast: CacheContext | undefined; // set once the context exists, before listening
   const app = Fastify({
-    ...baseServerOptions(config.logLevel, 1024 * 1024),
+    ...baseServerOptions(config.logLevel, 1024 * 1024, config.shutdownTimeoutMs),
     genReqId: newRequestId, // shared with the fast paths, which take one when a request fails
     // The server fastify would create, with small hits and plain cold misses of blobs
     // answered before fastify (fast-hit.ts, fast-miss.ts). Once closing, fastify answers all.

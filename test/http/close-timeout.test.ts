@@ -13,6 +13,8 @@ import { loadConfigFile } from '../../src/config/load.js';
 import { originOptionsFrom } from '../../src/cli/origin.js';
 import { OriginConfigSchema } from '../../src/origin/config.js';
 import { buildOriginServer } from '../../src/origin/server.js';
+import { buildCacheServer } from '../../src/cache/server.js';
+import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
 
 t.test('a server is built for the drains it will be asked for', async (t) => {
   for (const ms of [0, 1_000, DEFAULT_SHUTDOWN_TIMEOUT_MS, 60_000, 600_000]) {
@@ -52,6 +54,13 @@ t.test('an origin configured for a long shutdownTimeout is built for it (the who
   const { options, shutdownTimeoutMs } = originOptionsFrom(config, { data: join(dir, 'data'), tokenFile: join(dir, 'token') });
   t.equal(shutdownTimeoutMs, 45_000);
   const app = await buildOriginServer({ ...options, logLevel: false });
+  t.teardown(() => app.close());
+  t.equal(drainLimit(app, 45_000), 45_000, `pluginTimeout ${app.initialConfig.pluginTimeout} ms`);
+});
+
+t.test('a cache configured for a long shutdownTimeout is built for it', async (t) => {
+  const dir = t.testdir();
+  const app = await buildCacheServer({ region: 'r', upstream: 'http://127.0.0.1:9', dataDir: join(dir, 'data'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent', shutdownTimeoutMs: 45_000 });
   t.teardown(() => app.close());
   t.equal(drainLimit(app, 45_000), 45_000, `pluginTimeout ${app.initialConfig.pluginTimeout} ms`);
 });
