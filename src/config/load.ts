@@ -49,7 +49,7 @@ function fieldPath(pointer: string): string {
 }
 
 function lineOf(doc: Document, lc: LineCounter, pointer: string): number | undefined {
-  const segments = pointer.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+  const segments = pointer.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p.replace(/~1/g, '/').replace(/~0/g, '~')));
   for (let n = segments.length; n >= 0; n--) {
     const node = n === 0 ? doc.contents : doc.getIn(segments.slice(0, n), true);
     if (isNode(node) && node.range) return lc.linePos(node.range[0]).line;
@@ -90,6 +90,10 @@ function describe(e: ErrorObject): { pointer: string; message: string } {
     return { pointer: e.instancePath, message: `missing required field "${missing}"` };
   }
   if (e.keyword === 'format') return { pointer: e.instancePath, message: `must be ${wanted(e)}` };
+  if (e.propertyName !== undefined) {
+    // a key that fails the map's propertyNames schema: name the key, not just the map
+    return { pointer: `${e.instancePath}/${e.propertyName.replace(/~/g, '~0').replace(/\//g, '~1')}`, message: `name ${JSON.stringify(e.propertyName)} ${e.message ?? 'is invalid'}` };
+  }
   return { pointer: e.instancePath, message: e.message ?? 'invalid value' };
 }
 
