@@ -24,12 +24,14 @@ export function staticOrder(fleet: FleetConfig & { origin: string }, region: str
 /**
  * Warnings for regions the jobs name that the fleet has no caches for (a typo in a region:
  * field, a region not deployed yet): their machines pull through the other regions' caches,
- * across the links the caches exist to spare, so the run says so once, up front.
+ * across the links the caches exist to spare, so the run says so once, up front. `regions`:
+ * each job's region, undefined where it names none (it then goes where staticOrder sends it).
  */
-export function unservedRegions(fleet: FleetConfig, regions: readonly string[]): string[] {
+export function unservedRegions(fleet: FleetConfig, regions: ReadonlyArray<string | undefined>): string[] {
   const known = Object.keys(fleet.regions);
-  return regions
-    .filter((region) => region !== 'auto' && fleet.regions[region] === undefined)
+  const named = new Set(regions.map((region) => region ?? fleet.defaultRegion));
+  return [...named]
+    .filter((region): region is string => region !== undefined && region !== 'auto' && fleet.regions[region] === undefined)
     .map((region) => `WARNING: region ${region} has no cache in the fleet configuration (regions: ${known.join(', ') || 'none'}); its machines pull through the other regions' caches, then the origin.`);
 }
 

@@ -177,7 +177,6 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
 }
 
 async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Job[], dataRoot: string, fields: ResolvedFields, interrupt: RunInterrupt | undefined): Promise<RunResult> {
-
   const configured = loadFleetConfig(project.file, o.fleetFile);
   let embedded: EmbeddedFleet | undefined;
   let fleet: FleetConfig & { origin: string };
@@ -185,7 +184,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
   if (configured?.origin) {
     fleet = { ...configured, origin: configured.origin };
     token = resolveToken(o.tokenFile ?? configured.tokenFile);
-    for (const warning of unservedRegions(fleet, regionsOf(jobs))) log.line(warning);
+    for (const warning of unservedRegions(fleet, jobs.map(jobRegion))) log.line(warning);
   } else {
     embedded = await startEmbeddedFleet(dataRoot, regionsOf(jobs));
     o.onEmbedded?.(embedded);

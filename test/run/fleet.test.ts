@@ -48,7 +48,9 @@ t.test('without an origin, the scheduling settings still apply to the embedded d
 t.test('a region the jobs name without caches in the fleet is warned about once', async (t) => {
   const fleet = { origin: 'http://o:1', regions: { 'eu-west': { caches: ['http://c:2'] }, 'us-east': { caches: ['http://c:3'] } }, startupLimit: 4, dispatchDelay: '1s' };
   t.same(unservedRegions(fleet, ['eu-west', 'auto']), [], 'known regions and auto: nothing to say');
-  const [warning, ...rest] = unservedRegions(fleet, ['eu-wset', 'us-east']);
-  t.same(rest, []);
+  t.same(unservedRegions(fleet, [undefined]), [], 'a job naming no region goes to the first region: nothing to say');
+  const [warning, ...rest] = unservedRegions(fleet, ['eu-wset', 'us-east', 'eu-wset']);
+  t.same(rest, [], 'once per region');
   t.match(warning, /^WARNING: region eu-wset has no cache in the fleet configuration \(regions: eu-west, us-east\)/);
+  t.match(unservedRegions({ ...fleet, defaultRegion: 'ap-south' }, [undefined]), [/^WARNING: region ap-south has no cache/], 'a defaultRegion without caches');
 });
