@@ -63,13 +63,12 @@ export function createBlobStore(storage: StorageConfig, dataDir: string, env: No
   });
 }
 
-export function originOptionsFrom(config: OriginConfig, flags: OriginFlags): { options: OriginOptions; listen: string; shutdownTimeoutMs: number | undefined; tokenSource: string } {
+export function originOptionsFrom(config: OriginConfig, flags: OriginFlags): { options: OriginOptions; listen: string; tokenSource: string } {
   const dataDir = resolve(flags.data ?? config.data);
   const { tokens, source } = resolveOriginTokens(flags.tokenFile ?? config.tokenFile, dataDir);
   const shutdownTimeoutMs = config.shutdownTimeout === undefined ? undefined : parseDuration(config.shutdownTimeout);
   return {
     listen: flags.listen ?? config.listen,
-    shutdownTimeoutMs,
     tokenSource: source,
     options: {
       ...(shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs }),
@@ -97,9 +96,10 @@ export function registerOrigin(program: Command): void {
     .action(async (flags: OriginFlags) => {
       const config = flags.config ? loadConfigFile(OriginConfigSchema, flags.config) : parseConfig(OriginConfigSchema, '{}', '(defaults)');
       checkFlags(OriginConfigSchema, { listen: ['--listen', flags.listen], data: ['--data', flags.data] });
-      const { options, listen, shutdownTimeoutMs, tokenSource } = originOptionsFrom(config, flags);
+      const { options, listen, tokenSource } = originOptionsFrom(config, flags);
       const app = await buildOriginServer(options, createBlobStore(config.storage, options.dataDir));
       createLogger(config.logLevel).info({ data: options.dataDir, storage: config.storage.type, tokenSource }, 'origin starting');
-      await serveUntilSignal(app, listen, shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs });
+      // the drain the server was built for (buildOriginServer sized its pluginTimeout by it)
+      await serveUntilSignal(app, listen, options.shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs: options.shutdownTimeoutMs });
     });
 }
