@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { NotFoundError } from '../errors.js';
 import { pathError, requireOutput } from '../path-checks.js';
+import { DEFAULT_DATA_DIR } from '../run/runner.js';
 import { findProject } from '../spread/index.js';
 import { checkSegment } from '../store/safe-name.js';
 import { ledgerHtml } from '../report/html.js';
@@ -16,10 +17,10 @@ interface ReportFlags {
   data?: string;
 }
 
-/** Where `run` kept its state: `.fleetcache/` of the spread project around the current directory, else `cache` (the demo's). */
+/** Where `run` kept its state: DEFAULT_DATA_DIR of the spread project around the current directory, else `cache` (the demo's). */
 function defaultDataDir(): string {
   try {
-    return join(findProject(process.cwd()), '.fleetcache');
+    return join(findProject(process.cwd()), DEFAULT_DATA_DIR);
   } catch {
     return 'cache';
   }

@@ -1,12 +1,10 @@
 // `fleetcache run [FILTER...]`: spread's run, with every machine pulling through its region's cache.
-import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { ensureAgentBundle } from '../agent/paths.js';
 import { formatLedger } from '../report/ledger.js';
 import { EXIT, UsageError } from '../errors.js';
 import { RunLog } from '../run/report.js';
-import { discardKeptMachines, runProject } from '../run/runner.js';
-import { findProject } from '../spread/index.js';
+import { DEFAULT_DATA_DIR, discardKeptMachines, runProject } from '../run/runner.js';
 import { printJobs } from './list.js';
 
 interface RunFlags {
@@ -40,7 +38,7 @@ const UNSUPPORTED: Array<[keyof RunFlags, string, string]> = [
   ['shell', 'shell', 'it runs an interactive shell on the machine instead of the task. Use -vv to stream script output, or -abend to keep the machine after a failure'],
   ['shellBefore', 'shell-before', 'it runs an interactive shell on the machine before the task. Use -vv to stream script output, or -abend to keep the machine after a failure'],
   ['shellAfter', 'shell-after', 'it runs an interactive shell on the machine after the task. Use -vv to stream script output, or -abend to keep the machine after a failure'],
-  ['reusePid', 'reuse-pid', "machines are not tracked per runner process. Use -reuse to keep a run's machines and take them back in the next -reuse run, and -discard to release them"],
+  ['reusePid', 'reuse-pid', "the machines of a run that was killed are on record in its data directory, and -discard releases them whichever runner process kept them. Use -reuse to keep a run's machines and take them back in the next -reuse run"],
   ['gc', 'gc', 'there are no leftover backend resources to collect: every run discards its machines at the end. Use -discard to release machines kept with -reuse'],
 ];
 
@@ -61,17 +59,6 @@ function seedOf(text: string): number {
   const n = Number(text);
   if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(n)) throw new UsageError(`--seed needs a whole number, not "${text}"`);
   return n;
-}
-
-/**
- * The runner's local state directory: --data, else `.fleetcache/` at the project root
- * (hidden, like spread's .spread-reuse files). Never `cache/`: the runner leaves its data
- * directory out of the shipped project, and a project may have a cache/ of its own.
- */
-export const DEFAULT_DATA_DIR = '.fleetcache';
-
-function dataRootOf(flags: RunFlags): string {
-  return flags.data ?? join(findProject(process.cwd()), DEFAULT_DATA_DIR);
 }
 
 export function registerRun(program: Command): void {
@@ -112,7 +99,7 @@ export function registerRun(program: Command): void {
       }
       const log = new RunLog(undefined, flags.vv ? 2 : flags.verbose);
       if (flags.discard) {
-        await discardKeptMachines({ cwd: process.cwd(), log, dataRoot: dataRootOf(flags) });
+        await discardKeptMachines({ cwd: process.cwd(), log, ...(flags.data ? { dataRoot: flags.data } : {}) });
         return;
       }
       const result = await runProject({
@@ -125,7 +112,7 @@ export function registerRun(program: Command): void {
         ...(seed !== undefined ? { seed } : {}),
         ...(flags.order ? { order: true } : {}),
         ...(flags.artifacts ? { artifactsDir: flags.artifacts } : {}),
-        dataRoot: dataRootOf(flags),
+        ...(flags.data ? { dataRoot: flags.data } : {}),
         ...(repeat !== undefined ? { repeat } : {}),
         ...(flags.abend ? { abend: true } : {}),
         ...(flags.pass !== undefined ? { password: flags.pass } : {}),

@@ -27,6 +27,13 @@ import { chooseSeed, JobQueue, orderByFilters, workerPlan, type SchedJob } from 
 import { MachineSession } from './session.js';
 import { TIMINGS_FILE, Timings } from './timings.js';
 
+/**
+ * The runner's local state directory under the project root when no --data is given:
+ * hidden, like spread's .spread-reuse files, and never `cache/`: the runner leaves its data
+ * directory out of the shipped project, and a project may have a cache/ of its own.
+ */
+export const DEFAULT_DATA_DIR = '.fleetcache';
+
 export interface RunOptions {
   readonly cwd: string;
   readonly filters: readonly string[];
@@ -35,7 +42,7 @@ export interface RunOptions {
   readonly seed?: number;
   /** spread -order: jobs in the order the filters name them (orderByFilters), no priorities or shuffle. */
   readonly order?: boolean;
-  /** Directory for local state: embedded servers, machines, base cache (default <root>/.fleetcache). */
+  /** Directory for local state: embedded servers, machines, base cache (default <root>/DEFAULT_DATA_DIR). */
   readonly dataRoot?: string;
   readonly artifactsDir?: string;
   readonly agentBundle: string;
@@ -96,7 +103,7 @@ export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRo
   const log = o.log ?? new RunLog();
   const project = await loadProject(findProject(o.cwd));
   const pool = await ReusePool.load(project.rootDir);
-  const stateDir = o.dataRoot ?? join(project.rootDir, '.fleetcache');
+  const stateDir = o.dataRoot ?? join(project.rootDir, DEFAULT_DATA_DIR);
   // also the machines of runs killed before they could discard them (a -reuse run's are in both)
   const orphans = await RunningMachines.orphans(stateDir);
   const records = pool.drain();
@@ -166,7 +173,7 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
   const project = await loadProject(root);
   const jobs = expandJobs(project, o.filters);
   if (jobs.length === 0) throw new FleetError('FC_ERR_PROJECT', 'nothing to run');
-  const dataRoot = o.dataRoot ?? join(project.rootDir, '.fleetcache');
+  const dataRoot = o.dataRoot ?? join(project.rootDir, DEFAULT_DATA_DIR);
   const fields = resolveProjectFields(project);
   const interrupt = o.signals === false ? undefined : RunInterrupt.install(log);
   try {
