@@ -4,6 +4,7 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { MachineRecord } from '../backends/backend.js';
+import { isAlive } from '../pid-alive.js';
 
 export const REUSE_FILE = '.fleetcache-reuse.json';
 
@@ -67,16 +68,8 @@ export class ReusePool {
 /** Where a run lists its machines while it has them, one file per runner process. */
 export const RUNNING_DIR = 'running';
 
-const sameMachine = (a: MachineRecord, b: MachineRecord) => a.backend === b.backend && a.address === b.address;
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+/** One machine, whichever record of it (a backend's address names it). */
+export const sameMachine = (a: MachineRecord, b: MachineRecord): boolean => a.backend === b.backend && a.address === b.address;
 
 /**
  * The machines a run holds, on disk from the moment each is allocated or taken back until

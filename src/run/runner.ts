@@ -16,7 +16,7 @@ import { pushProject, type PushResult } from '../project-upload/push.js';
 import { buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
 import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Backend, type Job, type Project, type ResolvedFields } from '../spread/index.js';
 import { AGENT_REMOTE_NAME, installAgent, runAgent, shellQuote } from './agent-client.js';
-import { REUSE_FILE, ReusePool, RunningMachines } from './reuse.js';
+import { REUSE_FILE, ReusePool, RunningMachines, sameMachine } from './reuse.js';
 import { RunInterrupt } from './interrupt.js';
 import { runWorkers, type WorkerInfo } from './driver.js';
 import { startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
@@ -107,7 +107,7 @@ export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRo
   // also the machines of runs killed before they could discard them (a -reuse run's are in both)
   const orphans = await RunningMachines.orphans(stateDir);
   const records = pool.drain();
-  for (const r of orphans.records) if (!records.some((k) => k.backend === r.backend && k.address === r.address)) records.push(r);
+  for (const r of orphans.records) if (!records.some((k) => sameMachine(k, r))) records.push(r);
   const backends = new Set(project.backends.filter((b) => records.some((r) => r.backend === b.name)));
   const providers = await createProviders(project, backends, {
     projectRoot: project.rootDir,

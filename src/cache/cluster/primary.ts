@@ -13,6 +13,7 @@ import { FleetError } from '../../errors.js';
 import { lockDataDir } from '../../store/dir-lock.js';
 import { addTally, emptyTally, type KindTally } from '../metrics.js';
 import { Outbox, unbatch, workerEnv, type Batch, type PrimaryMessage, type WorkerMessage } from './protocol.js';
+import { isAlive } from '../../pid-alive.js';
 
 const STORE_BROADCAST_MS = 250;
 const RESPAWN_DELAY_MS = 1000;
@@ -53,15 +54,6 @@ export function removeStaleSocketDirs(parent: string): void {
     } catch {
       // another user's (EACCES, EPERM): left to its owner
     }
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, another user's
   }
 }
 
