@@ -33,11 +33,18 @@ async function newestSource(dir: string): Promise<number> {
   return newest;
 }
 
+/** Whether `built` (a file under dist/) is missing or older than a source file or `inputs`. */
+export async function olderThanSources(built: string, inputs: string[] = []): Promise<boolean> {
+  if (!existsSync(built)) return true;
+  const builtAt = (await stat(built)).mtimeMs;
+  if ((await newestSource(join(ROOT, 'src'))) > builtAt) return true;
+  for (const input of inputs) if ((await stat(input)).mtimeMs > builtAt) return true;
+  return false;
+}
+
 async function isStale(bundle: string): Promise<boolean> {
   if (!existsSync(bundle)) return true;
-  if (!FROM_SOURCE) return false;
-  const built = (await stat(bundle)).mtimeMs;
-  return (await newestSource(join(ROOT, 'src'))) > built || (await stat(agentBuildScript())).mtimeMs > built;
+  return FROM_SOURCE && olderThanSources(bundle, [agentBuildScript()]);
 }
 
 let building: Promise<string> | undefined;

@@ -2,41 +2,53 @@
 // (here) where errors become exit codes.
 import { Command, CommanderError } from 'commander';
 import { EXIT, FleetError, toFleetError } from '../errors.js';
-import { registerOrigin } from './origin.js';
-import { normaliseSpreadFlags, registerRun } from './run.js';
-import { registerReport } from './report.js';
-import { registerDemo } from './demo.js';
-import { registerCache } from './cache.js';
-import { registerAssets } from './assets.js';
-import { registerList } from './list.js';
-import { registerArtifacts } from './artifacts.js';
-import { registerProjectUpload } from './project-upload.js';
+import { normaliseSpreadFlags } from './spread-flags.js';
 
 const VERSION = '0.1.0';
 
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * Every command's module, in the order `--help` lists them. Only the one named on the
+ * command line is loaded: the others' dependencies (the runner, ssh2, the AWS SDK) would
+ * add most of a second to every start of a cache worker or a one-shot command.
+ */
+const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<Register>]> = [
+  ['demo', async () => (await import('./demo.js')).registerDemo],
+  ['origin', async () => (await import('./origin.js')).registerOrigin],
+  ['run', async () => (await import('./run.js')).registerRun],
+  ['report', async () => (await import('./report.js')).registerReport],
+  ['cache', async () => (await import('./cache.js')).registerCache],
+  ['assets', async () => (await import('./assets.js')).registerAssets],
+  ['list', async () => (await import('./list.js')).registerList],
+  ['artifacts', async () => (await import('./artifacts.js')).registerArtifacts],
+  ['pack', async () => (await import('./pack.js')).registerPack],
+  ['delta', async () => (await import('./delta.js')).registerDelta],
+  ['apply', async () => (await import('./apply.js')).registerApply],
+  ['push', async () => (await import('./push.js')).registerPush],
+  ['pull', async () => (await import('./pull.js')).registerPull],
+];
+
+/**
+ * The program with the command `argv` names, or with every command when it names none
+ * (`--help`, `help`, a mistyped name that commander answers with suggestions).
+ */
+export async function buildProgram(argv: string[] = []): Promise<Command> {
   const program = new Command('fleetcache')
     .version(VERSION)
     .description('Regional caches, a content-addressed artifact service, delta-repacked project uploads and a spread-compatible runner for test fleets.')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  registerDemo(program);
-  registerOrigin(program);
-  registerRun(program);
-  registerReport(program);
-  registerCache(program);
-  registerAssets(program);
-  registerList(program);
-  registerArtifacts(program);
-  registerProjectUpload(program);
+  const named = COMMANDS.filter(([name]) => name === argv[0]);
+  for (const [, load] of named.length > 0 ? named : COMMANDS) (await load())(program);
   return program;
 }
 
 /** Runs the CLI and resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const args = normaliseSpreadFlags(argv);
   try {
-    await program.parseAsync(normaliseSpreadFlags(argv), { from: 'user' });
+    await (await buildProgram(args)).parseAsync(args, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (err) {
     if (err instanceof CommanderError) {

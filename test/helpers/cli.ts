@@ -1,14 +1,25 @@
-// Running the CLI in the test's process, with what it writes to stderr.
+// Running the CLI in the test's process, with what it writes to stdout and stderr.
 import { main } from '../../src/cli/main.js';
 
-/** Runs `fleetcache <args>` through main() and returns its exit code and stderr. */
-export async function runCli(args: string[]): Promise<{ code: number; stderr: string }> {
-  const stderr: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((chunk: string) => (stderr.push(String(chunk)), true)) as typeof process.stderr.write;
+type Write = typeof process.stdout.write;
+
+/** Runs `fleetcache <args>` through main() and returns its exit code, stdout and stderr. */
+export async function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const captured = { stdout: [] as string[], stderr: [] as string[] };
+  const writes = { stdout: process.stdout.write, stderr: process.stderr.write };
+  for (const name of ['stdout', 'stderr'] as const) {
+    process[name].write = ((chunk: string | Uint8Array, ...rest: Array<(() => void) | string | undefined>) => {
+      captured[name].push(String(chunk));
+      const cb = rest.find((r) => typeof r === 'function');
+      cb?.();
+      return true;
+    }) as Write;
+  }
   try {
-    return { code: await main(args), stderr: stderr.join('') };
+    const code = await main(args);
+    return { code, stdout: captured.stdout.join(''), stderr: captured.stderr.join('') };
   } finally {
-    process.stderr.write = write;
+    process.stdout.write = writes.stdout;
+    process.stderr.write = writes.stderr;
   }
 }

@@ -4,13 +4,13 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import t from 'tap';
-import { cliArgs, isAlive, REPO_ROOT, stopWithTest } from './processes.js';
+import { isAlive, REPO_ROOT, stopWithTest } from './processes.js';
 import { eventually } from './wait.js';
 
 for (const signal of ['SIGALRM', 'SIGINT'] as const) t.test(`killed by ${signal}: its server process is stopped and its tmpfs unmounted`, async (t) => {
   // Outside tap's reach: no TAP_* variables and no loader hooks, as if run by a runner of its own.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TAP')));
-  const child = spawn(process.execPath, cliArgs([]).slice(0, 2).concat(`${REPO_ROOT}test/helpers/fixtures/abandoned.ts`), {
+  const child = spawn(process.execPath, ['--import', 'tsx', `${REPO_ROOT}test/helpers/fixtures/abandoned.ts`], {
     env: { ...env, NODE_OPTIONS: '' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import path from 'node:path';
 import { expandJobs, loadProject } from '../../src/spread/index.js';
 import { listJobs } from '../../src/cli/list.js';
+import { cliArgs } from '../helpers/processes.js';
 
 // shared/ sits beside the repository (in CI too); /work/shared is the development machine's copy.
 const BESIDE = path.resolve(import.meta.dirname, '../../../shared/spread-real');
@@ -52,9 +53,8 @@ t.test('mir loads; glob variants appear literally', async (t) => {
 });
 
 t.test('fleetcache list exits like spread -list', async (t) => {
-  const cli = path.resolve('test/spread/run-cli.ts');
   const run = (args: string[]): { status: number | null; stdout: string; stderr: string } =>
-    spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), cli, 'list', ...args], { cwd: path.join(REAL, 'mir'), encoding: 'utf8' });
+    spawnSync(process.execPath, cliArgs(['list', ...args]), { cwd: path.join(REAL, 'mir'), encoding: 'utf8' });
   const good = run(['alpine-edge:...:amd64']);
   t.equal(good.status, 0);
   t.equal(good.stdout, 'lxd:alpine-edge:spread/alpine:amd64\n');

@@ -11,10 +11,9 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FleetConfig } from '../../src/run/fleet.js';
-import { undoAtExit } from '../helpers/processes.js';
+import { cliArgs, undoAtExit } from '../helpers/processes.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const BIN = join(ROOT, 'src/cli/bin.ts');
 const ORIGIN_PORT = 8080;
 const CACHE_PORT = 8081;
 
@@ -200,7 +199,7 @@ export async function startTestBed(o: TestBedOptions): Promise<TestBed> {
 
     const startServer = async (role: string, args: string[]): Promise<string> => {
       const logFile = join(o.dataDir, `${role}.log`);
-      const child = spawn('ip', ['netns', 'exec', namespaces[role]!, process.execPath, '--import', 'tsx', BIN, ...args], {
+      const child = spawn('ip', ['netns', 'exec', namespaces[role]!, process.execPath, ...cliArgs(args)], {
         cwd: ROOT,
         env: { ...process.env, FLEETCACHE_TOKEN: token },
         stdio: ['ignore', 'pipe', 'pipe'],

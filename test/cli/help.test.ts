@@ -1,0 +1,37 @@
+// Every command answers --help (exit 0, its usage on stdout), the program's help lists
+// them all, and a mistyped command is a usage error that suggests the right one. main()
+// loads only the module of the command it is given, so each is asked on its own.
+import t from 'tap';
+import { EXIT } from '../../src/errors.js';
+import { runCli } from '../helpers/cli.js';
+
+const COMMANDS = ['demo', 'origin', 'run', 'report', 'cache', 'assets', 'list', 'artifacts', 'pack', 'delta', 'apply', 'push', 'pull'];
+
+t.test('fleetcache --help lists every command', async (t) => {
+  for (const args of [['--help'], ['help']]) {
+    const { code, stdout } = await runCli(args);
+    t.equal(code, EXIT.ok, args.join(' '));
+    t.match(stdout, /^Usage: fleetcache \[options\] \[command\]/);
+    for (const name of COMMANDS) t.match(stdout, new RegExp(`^  ${name}\\b`, 'm'), `${args.join(' ')} lists ${name}`);
+  }
+});
+
+t.test('each command answers --help with its own usage', async (t) => {
+  for (const name of COMMANDS) {
+    const { code, stdout } = await runCli([name, '--help']);
+    t.equal(code, EXIT.ok, `${name} --help exits 0`);
+    t.match(stdout, new RegExp(`^Usage: fleetcache ${name} `), `${name} --help prints its usage`);
+  }
+  for (const [parent, sub] of [['assets', 'fetch'], ['assets', 'add'], ['assets', 'upload'], ['artifacts', 'get']]) {
+    const { code, stdout } = await runCli([parent!, sub!, '--help']);
+    t.equal(code, EXIT.ok);
+    t.match(stdout, new RegExp(`^Usage: fleetcache ${parent} ${sub} `), `${parent} ${sub} --help`);
+  }
+});
+
+t.test('a mistyped command is a usage error naming the right one', async (t) => {
+  const { code, stderr } = await runCli(['cach', '--listen', '127.0.0.1:0']);
+  t.equal(code, EXIT.usage);
+  t.match(stderr, /unknown command 'cach'/);
+  t.match(stderr, /Did you mean cache\?/);
+});
