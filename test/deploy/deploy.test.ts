@@ -15,8 +15,8 @@ const DEPLOY = join(REPO_ROOT, 'deploy');
 t.test('the origin configuration loads and selects the S3 store with credentials from the environment', async (t) => {
   const config = loadConfigFile(OriginConfigSchema, join(DEPLOY, 'origin.yaml'));
   t.equal(config.storage.type, 's3');
-  t.throws(() => createBlobStore(config.storage, t.testdir(), {}), { code: 'FC_ERR_USAGE' }, 'refuses to start without the credentials');
-  const store = createBlobStore(config.storage, t.testdir(), { FLEETCACHE_S3_ACCESS_KEY_ID: 'k', FLEETCACHE_S3_SECRET_ACCESS_KEY: 's' });
+  await t.rejects(createBlobStore(config.storage, t.testdir(), {}), { code: 'FC_ERR_USAGE' }, 'refuses to start without the credentials');
+  const store = await createBlobStore(config.storage, t.testdir(), { FLEETCACHE_S3_ACCESS_KEY_ID: 'k', FLEETCACHE_S3_SECRET_ACCESS_KEY: 's' });
   t.ok(store instanceof S3BlobStore);
 });
 
