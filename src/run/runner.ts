@@ -250,7 +250,14 @@ async function runJobs(
   const { seed, announce } = o.order ? { seed: 0, announce: false } : chooseSeed(sched.length, plan.reduce((n, p) => n + p.count, 0), o.seed);
   if (announce) log.line(`Sequence of jobs produced with -seed=${seed}`);
   log.line(`If killed, discard machines with: ${discardHint}`);
-  const queue = new JobQueue(sched, { seed, seedGiven: o.seed !== undefined, ordered: o.order === true, duration: (j) => timings.estimate(j) });
+  // A given seed replays the order of the run that announced it, with the estimates that
+  // run used (the averages move after every run); an announced one is kept for that.
+  const duration = o.seed === undefined ? (j: SchedJob) => timings.estimate(j) : timings.replay(o.seed);
+  if (announce) {
+    timings.rememberSeed(seed, sched);
+    await timings.save().catch(() => undefined);
+  }
+  const queue = new JobQueue(sched, { seed, ordered: o.order === true, duration });
 
   const providers = await createProviders(project, new Set(jobs.map((j) => j.backend)), {
     projectRoot: project.rootDir,

@@ -25,14 +25,12 @@ export interface SchedJob {
 
 export interface QueueOptions {
   seed: number;
-  /** Expected seconds of a job (Timings.estimate); undefined when unknown. */
-  duration?: (job: SchedJob) => number | undefined;
   /**
-   * The seed was given (-seed N): the order then depends only on the seed, the jobs and
-   * their priorities, so the same seed replays it; `duration` is ignored (the timings file
-   * is rewritten after every run).
+   * Expected seconds of a job (Timings.estimate, or Timings.replay for a given seed);
+   * undefined when unknown. The order depends only on the seed, the jobs, their priorities
+   * and these estimates.
    */
-  seedGiven?: boolean;
+  duration?: (job: SchedJob) => number | undefined;
   /**
    * spread -order: each worker takes the first pending job of its backend+system in the
    * order of the job list (see orderByFilters); no priorities, no permutation, no suite
@@ -149,8 +147,7 @@ export class JobQueue {
     jobs.forEach((j, i) => {
       if (j.sample > 1) this.#sampled.add(this.#taskKey[i]!);
     });
-    const duration = options.seedGiven ? undefined : options.duration;
-    const est = jobs.map((j) => duration?.(j));
+    const est = jobs.map((j) => options.duration?.(j));
     const known = est.filter((d): d is number => d !== undefined);
     // Unknown jobs (new tasks) are assumed as long as the longest known one.
     const unknownTier = known.length ? tierOf(Math.max(...known)) : 0;

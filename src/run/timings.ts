@@ -1,12 +1,16 @@
 // Durations recorded in earlier runs, kept in a small JSON file in the project
 // (.fleetcache-timings.json) as moving averages, so the scheduler can start long jobs
-// first without hand-set priorities.
+// first without hand-set priorities. The estimates a run ordered its jobs by are kept too,
+// under the seed it announced, so that `-seed N` replays that run's order although the
+// averages have moved since.
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export const TIMINGS_FILE = '.fleetcache-timings.json';
 /** Weight of the newest run in the moving average. */
 const ALPHA = 0.5;
+/** Announced seeds whose estimates are kept for replay, newest last. */
+const SEEDS_KEPT = 20;
 
 /** The job fields timings need (a subset of SchedJob). */
 export interface TimedJob {
@@ -25,9 +29,14 @@ interface Entry {
   variant: string;
 }
 
+/** Estimated seconds per job key, as a run ordered its jobs by them. */
+type Estimates = Record<string, number>;
+
 interface FileFormat {
   version: 1;
   jobs: Record<string, Entry>;
+  /** By announced seed (a decimal string), oldest first. */
+  seeds?: Record<string, Estimates>;
 }
 
 function keyOf(job: TimedJob): string {
@@ -37,27 +46,33 @@ function keyOf(job: TimedJob): string {
 export class Timings {
   readonly #file: string;
   readonly #jobs: Map<string, Entry>;
+  readonly #seeds: Map<string, Estimates>;
 
-  private constructor(file: string, jobs: Map<string, Entry>) {
+  private constructor(file: string, jobs: Map<string, Entry>, seeds: Map<string, Estimates>) {
     this.#file = file;
     this.#jobs = jobs;
+    this.#seeds = seeds;
   }
 
   /** Reads `<projectRoot>/.fleetcache-timings.json`; a missing or unreadable file means no history. */
   static async load(projectRoot: string, file = TIMINGS_FILE): Promise<Timings> {
     const path = join(projectRoot, file);
     const jobs = new Map<string, Entry>();
+    const seeds = new Map<string, Estimates>();
     try {
       const data = JSON.parse(await readFile(path, 'utf8')) as Partial<FileFormat>;
       if (data.version === 1 && data.jobs && typeof data.jobs === 'object') {
         for (const [k, e] of Object.entries(data.jobs)) {
           if (e && Number.isFinite(e.avg) && e.avg >= 0) jobs.set(k, { avg: e.avg, runs: e.runs || 1, task: String(e.task), variant: String(e.variant ?? '') });
         }
+        for (const [seed, estimates] of Object.entries(data.seeds ?? {})) {
+          if (estimates && typeof estimates === 'object') seeds.set(seed, Object.fromEntries(Object.entries(estimates).filter(([, v]) => Number.isFinite(v) && v >= 0)));
+        }
       }
     } catch {
       // no history yet, or a damaged file: scheduling falls back to spread's order
     }
-    return new Timings(path, jobs);
+    return new Timings(path, jobs, seeds);
   }
 
   /**
@@ -78,6 +93,33 @@ export class Timings {
     return n ? sum / n : undefined;
   }
 
+  /**
+   * Keeps the estimates `jobs` are ordered by under the announced `seed` (saved with the
+   * averages), so that replay(seed) gives them back.
+   */
+  rememberSeed(seed: number, jobs: readonly TimedJob[]): void {
+    const estimates: Estimates = {};
+    for (const job of jobs) {
+      const d = this.estimate(job);
+      if (d !== undefined) estimates[keyOf(job)] = d;
+    }
+    this.#seeds.delete(String(seed));
+    this.#seeds.set(String(seed), estimates);
+    for (const oldest of this.#seeds.keys()) {
+      if (this.#seeds.size <= SEEDS_KEPT) break;
+      this.#seeds.delete(oldest);
+    }
+  }
+
+  /**
+   * The estimates the run that announced `seed` ordered its jobs by; a seed not on record
+   * (given by hand, or from another checkout) orders by the seed alone.
+   */
+  replay(seed: number): (job: TimedJob) => number | undefined {
+    const estimates = this.#seeds.get(String(seed));
+    return (job) => estimates?.[keyOf(job)];
+  }
+
   record(job: TimedJob, seconds: number): void {
     const key = keyOf(job);
     const old = this.#jobs.get(key);
@@ -93,8 +135,9 @@ export class Timings {
   async save(): Promise<void> {
     const jobs: Record<string, Entry> = {};
     for (const k of [...this.#jobs.keys()].sort()) jobs[k] = this.#jobs.get(k)!;
+    const seeds = Object.fromEntries(this.#seeds);
     const tmp = `${this.#file}.${process.pid}.tmp`;
-    await writeFile(tmp, `${JSON.stringify({ version: 1, jobs } satisfies FileFormat, null, 1)}\n`);
+    await writeFile(tmp, `${JSON.stringify({ version: 1, jobs, seeds } satisfies FileFormat, null, 1)}\n`);
     await rename(tmp, this.#file);
   }
 }

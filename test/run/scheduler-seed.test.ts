@@ -1,7 +1,10 @@
-// -seed N replays an order: with a given seed, recorded durations (rewritten after every
-// run) take no part in it, only the seed, the jobs and their priorities.
+// -seed N replays an order: the run that announced seed N kept the duration estimates it
+// ordered its jobs by, and a later run given that seed orders by them again, although the
+// averages in the timings file have moved since. A seed not on record orders by the seed,
+// the jobs and their priorities alone.
 import t from 'tap';
 import { JobQueue, type SchedJob } from '../../src/run/scheduler.js';
+import { Timings } from '../../src/run/timings.js';
 
 function job(suite: string, task: string, priority?: number): SchedJob {
   return { name: `b:x:${suite}${task}`, backend: 'b', system: 'x', suite, task: `${suite}${task}`, variant: '', sample: 1, ...(priority === undefined ? {} : { priority }) };
@@ -15,16 +18,40 @@ function order(jobs: SchedJob[], options: ConstructorParameters<typeof JobQueue>
   return out;
 }
 
-t.test('a given seed gives the same order whatever the recorded durations', async (t) => {
+t.test('a run given the seed another announced replays its order', async (t) => {
   const jobs = Array.from({ length: 10 }, (_, i) => job(`s${i % 3}/`, `t${i}`, i === 4 ? 1 : undefined));
-  // Two runs' timings files: the second run recorded other durations.
-  const first = (j: SchedJob) => 10 * (1 + Number(j.task.slice(4)));
-  const second = (j: SchedJob) => 1000 / (1 + Number(j.task.slice(4)));
-  for (const seed of [0, 2, 7]) {
-    const plain = order(jobs, { seed });
-    t.not(order(jobs, { seed, duration: first }).join(), order(jobs, { seed, duration: second }).join(), `seed ${seed}: durations do reorder an unseeded run`);
-    t.same(order(jobs, { seed, seedGiven: true, duration: first }), plain, `seed ${seed}: run 1 follows the seed alone`);
-    t.same(order(jobs, { seed, seedGiven: true, duration: second }), plain, `seed ${seed}: run 2 replays run 1`);
-    t.equal(plain[0], 'b:x:s1/t4', 'priorities still come first');
-  }
+  for (const seed of [0, 2, 7]) await t.test(`seed ${seed}`, async (t) => {
+    const dir = t.testdir();
+    const history = await Timings.load(dir);
+    jobs.forEach((j, i) => history.record(j, 10 * 2 ** i)); // later jobs took longer
+    await history.save();
+    // The run that announces `seed`, ordered by the averages it read.
+    const before = await Timings.load(dir);
+    const announced = order(jobs, { seed, duration: (j) => before.estimate(j) });
+    t.not(announced.join(), order(jobs, { seed }).join(), `seed ${seed}: durations do reorder`);
+    before.rememberSeed(seed, jobs);
+    // ...which records other durations at its end (earlier jobs took longer this time).
+    jobs.forEach((j, i) => before.record(j, 10 * 2 ** (40 - 4 * i)));
+    await before.save();
+
+    const later = await Timings.load(dir);
+    t.not(order(jobs, { seed, duration: (j) => later.estimate(j) }).join(), announced.join(), 'the averages now give another order');
+    t.same(order(jobs, { seed, duration: later.replay(seed) }), announced, `-seed ${seed} replays the announced order`);
+    t.equal(announced[0], 'b:x:s1/t4', 'priorities still come first');
+  });
+  const unknown = await Timings.load(t.testdir());
+  t.same(order(jobs, { seed: 99, duration: unknown.replay(99) }), order(jobs, { seed: 99 }), 'a seed not on record: the seed alone');
+});
+
+t.test('only the newest 20 announced seeds are kept', async (t) => {
+  const dir = t.testdir();
+  const jobs = [job('s/', 'a'), job('s/', 'b')];
+  const timings = await Timings.load(dir);
+  timings.record(jobs[0]!, 5);
+  for (let seed = 1; seed <= 25; seed++) timings.rememberSeed(seed, jobs);
+  await timings.save();
+  const loaded = await Timings.load(dir);
+  t.equal(loaded.replay(5)(jobs[0]!), undefined, 'seed 5 dropped');
+  t.equal(loaded.replay(6)(jobs[0]!), 5, 'seed 6 kept');
+  t.equal(loaded.replay(25)(jobs[1]!), undefined, 'a job without an estimate has none on replay');
 });
