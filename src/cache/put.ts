@@ -10,6 +10,7 @@ import { rm, type FileHandle } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { closeUnreadBody } from '../http/unread-body.js';
 import { ALGO_HEX_ROUTE, parseDigest, type Digest } from '../store/digest.js';
 import { isPrivate, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type EntryMeta } from './disk-store.js';
@@ -68,12 +69,9 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
     const accepted = res.statusCode >= 200 && res.statusCode < 300;
     if (accepted) {
       if (temp && (await uploaded) && tee.storing && isShareable(res.headers)) committed = await keep(ctx, kind, upath, headers, res.headers, tee, temp, digest);
-    } else if (!req.raw.complete) {
-      // Upstream refused before reading the whole body: stop reading it, and close the
-      // client's connection after the answer rather than drain a large upload.
+    } else if (closeUnreadBody(req.raw, reply)) {
+      // Upstream refused before reading the whole body: it is not read further either.
       tee.destroy();
-      req.raw.unpipe();
-      reply.header('connection', 'close');
     }
     reply.code(res.statusCode).headers(endToEnd(res.headers)).header('x-cache', 'MISS');
     reply.send(res.body);

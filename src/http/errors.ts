@@ -1,6 +1,7 @@
 // The one place where errors become HTTP answers: JSON bodies with a stable code.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, toFleetError } from '../errors.js';
+import { closeUnreadBody } from './unread-body.js';
 
 function fromFastify(err: FastifyError): FleetError | undefined {
   switch (err.code) {
@@ -39,9 +40,11 @@ export function installErrorHandling(app: FastifyInstance): void {
       reply.raw.destroy(fe);
       return;
     }
+    closeUnreadBody(request.raw, reply); // an upload refused before its body was read is not read
     void reply.code(fe.status).header('cache-control', 'no-store').send(errorAnswer(fe, request.id));
   });
   app.setNotFoundHandler((request, reply) => {
+    closeUnreadBody(request.raw, reply);
     void reply.code(404).send(new FleetError('FC_ERR_NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`).toJSON());
   });
 }

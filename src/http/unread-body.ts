@@ -1,0 +1,30 @@
+// An answer given before the request's body was read to its end: an upload refused early
+// (a missing token, a false precondition, a size over the limit, a malformed path) by the
+// origin, by the cache, or by the upstream a cache forwards a PUT to.
+import type { IncomingMessage } from 'node:http';
+import type { FastifyReply } from 'fastify';
+
+/**
+ * When the body of `request` has not been read to its end, stops reading it and answers
+ * with `Connection: close`, so that node closes the connection once the answer is out.
+ * Kept alive, the connection would need the rest of the body read first (a multi-GB upload
+ * refused for its token sent whole anyway), or stall until a timeout while the client
+ * waits to send it. Returns whether it did.
+ */
+export function closeUnreadBody(request: IncomingMessage, reply: FastifyReply): boolean {
+  if (!hasUnreadBody(request)) return false;
+  request.unpipe();
+  reply.header('connection', 'close');
+  return true;
+}
+
+/**
+ * Whether a body was announced and not all of it read. `complete` alone is not enough: a
+ * request without a body is complete only once node's parser is done with it, after a
+ * synchronous answer (fastify's 404) was given.
+ */
+function hasUnreadBody(request: IncomingMessage): boolean {
+  if (request.complete) return false;
+  const length = request.headers['content-length'];
+  return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
