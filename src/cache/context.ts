@@ -27,17 +27,6 @@ export interface CacheContext {
   readonly token?: string;
 }
 
-let lastRequestId = 0;
-
-/**
- * The cache's request ids, req-1, req-2… as fastify's own (its genReqId): the routes take
- * one per request, the fast paths only for a request that failed (for its log line).
- */
-export function newRequestId(): string {
-  lastRequestId = (lastRequestId + 1) & 0x7fffffff;
-  return `req-${lastRequestId.toString(36)}`;
-}
-
 /**
  * Requests whose fill the disk refused on the fast path (fast-miss.ts), with upstream's
  * answer to it when its body was not read: the routes pass them through without filling again.

@@ -7,13 +7,13 @@
 // fill or copy, a full disk) goes to fastify's routes. The answers are the same either way
 // (test/cache/fast-miss.test.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { flightKey, markFillRefused, newRequestId, type CacheContext } from './context.js';
+import { flightKey, markFillRefused, type CacheContext } from './context.js';
 import { StorageError } from './disk-store.js';
 import type { PlainBlobGet } from './fast-hit.js';
 import { sendFill } from './fill-cursor.js';
 import type { Fill, FillHead } from './fill.js';
 import { forwardHeaders, immutableFill } from './namespace.js';
-import { cacheError, failureFields } from './serve.js';
+import { cacheError, failureFields, newRequestId } from './serve.js';
 import { errorAnswer } from '../http/errors.js';
 
 /**
@@ -37,7 +37,7 @@ export function leadMiss(ctx: CacheContext, req: IncomingMessage, res: ServerRes
       } catch (err) {
         answerError(ctx, req, res, err);
       }
-    });
+    }, req);
   } catch {
     return false; // the disk refuses: the routes pass it through
   }

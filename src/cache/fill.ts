@@ -14,6 +14,7 @@ import { DEFAULT_FILL_MEMORY } from './config.js';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { formatDigest, type Digest } from '../store/digest.js';
 import { SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type FillClaim } from './disk-store.js';
+import { cacheError, failureFields, newRequestId } from './serve.js';
 import type { HeaderMap } from './upstream.js';
 
 export interface FillDecision {
@@ -93,11 +94,19 @@ const MEMORY_JOIN_BYTES = RECENT_BYTES / 2;
  */
 export type FillOutcome = { readonly head: FillHead; readonly body?: Buffer; readonly error?: undefined } | { readonly error: Error };
 
+/** What names the request of a fill's leader in a log line (an IncomingMessage is one). */
+export interface LeaderRequest {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+}
+
 export interface FillHooks {
   /** The file of the fill when it was claimed (Fills.lead); else a temp file is made. */
   readonly claim?: FillClaim | undefined;
   /** Told the outcome without a promise per step: the cheapest way to answer a cold small miss. */
   readonly leader?: ((outcome: FillOutcome, fill: Fill) => void) | undefined;
+  /** The request `leader` answers: named in the log line when answering it fails. */
+  readonly leaderRequest?: LeaderRequest | undefined;
   /** Called once the fill has ended (committed, dropped or failed), before `done` resolves. */
   readonly ended?: (fill: Fill) => void;
 }
@@ -387,6 +396,7 @@ export class Fill extends FillProgress {
   #tempPath: string | undefined;
   #unkept: Dispatcher.ResponseData | undefined;
   #leader: ((outcome: FillOutcome, fill: Fill) => void) | undefined;
+  #leaderRequest: LeaderRequest | undefined;
   #onEnded: ((fill: Fill) => void) | undefined;
 
   constructor(store: DiskStore, log: Logger, spec: FillSpec, hooks: FillHooks = {}) {
@@ -396,6 +406,7 @@ export class Fill extends FillProgress {
     this.#spec = spec;
     this.#claim = hooks.claim;
     this.#leader = hooks.leader;
+    this.#leaderRequest = hooks.leaderRequest;
     this.#onEnded = hooks.ended;
     this.done = this.#run();
   }
@@ -408,7 +419,9 @@ export class Fill extends FillProgress {
     try {
       leader(outcome, this);
     } catch (err) {
-      this.#log.error({ id: this.#spec.id, err: (err as Error).message }, 'answering the request that started a fill failed');
+      // As every failed request's log line: the method, the path and a request id (serve.ts).
+      const fields = failureFields(cacheError(err), this.#leaderRequest ?? {});
+      this.#log.error({ id: this.#spec.id, reqId: newRequestId(), ...fields }, 'answering the request that started a fill failed');
     }
   }
 

@@ -74,11 +74,12 @@ export class Fills {
 
   /**
    * Claims `key` and starts its fill; undefined when the claim is taken (another worker
-   * fills it). Throws StorageError when the disk refuses the claim.
+   * fills it). Throws StorageError when the disk refuses the claim. `leader` is told the
+   * outcome for `leaderRequest` (see FillHooks).
    */
-  lead(key: string, spec: FillSpec, leader?: FillHooks['leader']): Fill | undefined {
+  lead(key: string, spec: FillSpec, leader?: FillHooks['leader'], leaderRequest?: FillHooks['leaderRequest']): Fill | undefined {
     const claim = this.#store.claimFill(spec.id, key);
-    return claim ? this.start(key, spec, { claim, leader }) : undefined;
+    return claim ? this.start(key, spec, { claim, leader, leaderRequest }) : undefined;
   }
 
   /** Makes `fill` the one local requests for `key` join until it is done. */
@@ -98,7 +99,7 @@ export class Fills {
   start(key: string, spec: FillSpec, hooks: Omit<FillHooks, 'ended'> = {}): Fill {
     this.#leading++;
     this.#onLeading();
-    const fill = new Fill(this.#store, this.#log, spec, { claim: hooks.claim, leader: hooks.leader, ended: (f) => this.#ended(key, f) });
+    const fill = new Fill(this.#store, this.#log, spec, { claim: hooks.claim, leader: hooks.leader, leaderRequest: hooks.leaderRequest, ended: (f) => this.#ended(key, f) });
     this.#map.set(key, fill);
     return fill;
   }

@@ -52,6 +52,22 @@ export function failureFields(fe: FleetError, req: { readonly method?: string | 
   return { err: fe.message, code: fe.code, method: req.method, url: q < 0 ? url : url.slice(0, q) };
 }
 
+let lastRequestId = 0;
+/** This process's part of its request ids: the workers of a cache each count from 1. */
+const REQUEST_ID_PREFIX = `req-${process.pid.toString(36)}-`;
+
+/**
+ * The cache's request ids, req-<pid>-1, req-<pid>-2… (pid and number in base 36), in the
+ * form of fastify's own (its genReqId) with the process added, so that an id names one
+ * request among all the workers of a cache: the routes take one per request, the fast
+ * paths only for a request that failed (for its log line). Here beside failureFields, not
+ * in context.ts: fill.ts logs with both, and context.ts's imports lead back to fill.ts.
+ */
+export function newRequestId(): string {
+  lastRequestId = (lastRequestId + 1) & 0x7fffffff;
+  return REQUEST_ID_PREFIX + lastRequestId.toString(36);
+}
+
 type Range = { start: number; end: number } | 'unsatisfiable' | undefined;
 
 /** One `bytes=` range against `size`; multiple or malformed ranges are ignored (full body). */

@@ -7,7 +7,7 @@ import { NotFoundError } from '../errors.js';
 import { baseServerOptions, buildOnDataDir, DEFAULT_MAX_HEADERS, hasTooManyHeaders, limitHeaderCount } from '../http/server-options.js';
 import { clientIdleMs, DEFAULT_FILL_MEMORY, type CacheConfig } from './config.js';
 import type { ClusterLink } from './cluster/link.js';
-import { newRequestId, type CacheContext } from './context.js';
+import type { CacheContext } from './context.js';
 import { DiskStore } from './disk-store.js';
 import { plainBlobGet, serveSmallHit } from './fast-hit.js';
 import { leadMiss } from './fast-miss.js';
@@ -17,9 +17,10 @@ import { CacheMetrics } from './metrics.js';
 import { registerMirrorRoutes } from './mirror.js';
 import { registerNamespaceRoutes } from './namespace.js';
 import { registerPutRoutes } from './put.js';
-import { cacheError, failureFields } from './serve.js';
+import { cacheError, failureFields, newRequestId } from './serve.js';
 import { collectRoutes } from '../http/allowed-methods.js';
 import { errorAnswer } from '../http/errors.js';
+import { closeUnreadBody } from '../http/unread-body.js';
 import { closeFollowerPools, serveFillEvents } from './remote-fill.js';
 import { Upstream } from './upstream.js';
 import { registerDashboard } from '../ui/dashboard.js';
@@ -95,6 +96,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
     const fe = cacheError(err);
     if (fe.status >= 500) req.log.error(failureFields(fe, req), 'request failed'); // req.log has the reqId
     if (reply.raw.headersSent) return void reply.raw.destroy();
+    closeUnreadBody(req.raw, reply); // an upload refused before its body was read is not read
     // An error is not the object: no cache in front keeps it (as the origin's errors say).
     void reply.code(fe.status).type('application/json').header('x-cache', 'MISS').header('cache-control', 'no-store').send(JSON.stringify(errorAnswer(fe, req.id)));
   });
@@ -103,13 +105,16 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   });
 
   const refuseOtherMethods = collectRoutes(app);
-  app.get('/-/healthz', { logLevel: 'silent' }, () => ({ ok: true, region: config.region }));
-  app.get('/-/metrics', { logLevel: 'silent' }, async (_req, reply) => {
+  // HEAD wherever GET is (RFC 9110 §9.1): fastify's own HEAD route for these small answers,
+  // which runs the GET handler and sends its headers only (see baseServerOptions for blobs).
+  const ops = { logLevel: 'silent', exposeHeadRoute: true } as const;
+  app.get('/-/healthz', ops, () => ({ ok: true, region: config.region }));
+  app.get('/-/metrics', ops, async (_req, reply) => {
     if (!link) return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
     const all = await link.metrics();
     return reply.type(all.contentType).send(all.text);
   });
-  app.get('/-/stats', { logLevel: 'silent' }, async () => ({
+  app.get('/-/stats', ops, async () => ({
     region: config.region,
     ...metrics.stats(link ? await link.stats() : undefined),
     store: { bytes: store.bytes, objects: store.count, maxSize: store.maxSize, full: store.isFull() },

@@ -1,5 +1,5 @@
 // A method a known path of the cache does not have is a 405 with Allow, as at the origin
-// (src/http/allowed-methods.ts); an unknown path stays a 404.
+// (src/http/allowed-methods.ts); an unknown path stays a 404. HEAD is wherever GET is.
 import t from 'tap';
 import { request } from 'undici';
 import { startCache } from './harness.js';
@@ -22,9 +22,9 @@ t.test('a method a path does not have is a 405 with Allow; an unknown path a 404
     ['/artifacts/run/job/out.txt', ['DELETE', 'POST'], 'GET, HEAD, PUT'],
     ['/projects/p/runs/r', ['DELETE', 'PATCH'], 'GET, HEAD, PUT'],
     ['/mirror/m/pkg.tar', ['PUT', 'DELETE', 'POST'], 'GET, HEAD'],
-    ['/-/metrics', ['POST', 'PUT'], 'GET'],
-    ['/-/healthz', ['POST'], 'GET'],
-    ['/-/stats', ['DELETE'], 'GET'],
+    ['/-/metrics', ['POST', 'PUT'], 'GET, HEAD'],
+    ['/-/healthz', ['POST'], 'GET, HEAD'],
+    ['/-/stats', ['DELETE'], 'GET, HEAD'],
   ];
   for (const [path, methods, allow] of cases) {
     for (const method of methods) {
@@ -38,4 +38,22 @@ t.test('a method a path does not have is a 405 with Allow; an unknown path a 404
   t.equal(up.requests.length, 0, 'nothing went upstream');
   t.equal((await call(`${url}/nothing/here/at/all`, 'DELETE')).status, 404, 'an unknown path: 404');
   t.equal((await call(`${url}/nothing/here/at/all`, 'GET')).status, 404);
+});
+
+t.test('HEAD of /-/healthz, /-/metrics and /-/stats answers like GET without a body', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  for (const path of ['/-/healthz', '/-/metrics', '/-/stats']) {
+    const get = await call(url + path, 'GET');
+    const head = await call(url + path, 'HEAD');
+    t.equal(head.status, 200, `HEAD ${path}`);
+    t.equal(head.body, '', `HEAD ${path}: no body`);
+    t.equal(head.headers['content-type'], get.headers['content-type'], `HEAD ${path}: Content-Type`);
+    // /-/metrics and /-/stats change between two calls (the GET is counted): the length is the body's, not GET's.
+    t.ok(Number(head.headers['content-length']) > 0, `HEAD ${path}: Content-Length`);
+    if (path === '/-/healthz') t.equal(head.headers['content-length'], get.headers['content-length'], 'HEAD /-/healthz: the same length');
+  }
+  t.equal(up.requests.length, 0, 'nothing went upstream');
 });
