@@ -52,6 +52,7 @@ export const ERROR_CODES = {
   FC_ERR_ARCHIVE: { status: 422, exit: EXIT.failure, summary: 'An archive cannot be unpacked: unknown format, corrupt data or an unsupported entry type.' },
   FC_ERR_TASK_FAILED: { status: 500, exit: EXIT.failure, summary: 'One or more tasks failed or were aborted.' },
   FC_ERR_REBOOT: { status: 504, exit: EXIT.unavailable, summary: 'A machine asked to reboot (REBOOT) could not be rebooted or did not come back with a new boot identity in time.' },
+  FC_ERR_RESTART_LIMIT: { status: 500, exit: EXIT.failure, summary: 'The workers of a multi-process cache kept dying (5 within a minute): the cache stopped rather than restart them without end.' },
   FC_ERR_INTERNAL: { status: 500, exit: EXIT.internal, summary: 'An unexpected internal error.' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -2,11 +2,11 @@
 // port is taken) stops the cache, every worker with it, and the primary exits non-zero
 // with the worker's error (exit 3). A signal while the workers start stops it cleanly too.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import t, { type Test } from 'tap';
-import { cliArgs, descendantsOf, isAlive, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
+import { cliArgs, isAlive, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
+import { cacheWorkers } from './harness.js';
 
 /** `fleetcache cache --workers 2` on `listen`, and what it writes; stopped by PID in the teardown. */
 function startCache(t: Test, listen: string) {
@@ -22,17 +22,10 @@ function startCache(t: Test, listen: string) {
   return { child, exited, stdout: () => stdout, stderr: () => stderr };
 }
 
-/** The PIDs of the two workers (children running the CLI: not tsx's esbuild), once both are forked. */
+/** The PIDs of the two workers, once both are forked. */
 async function workersOf(pid: number): Promise<number[]> {
-  const isWorker = (p: number): boolean => {
-    try {
-      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('cli/bin.');
-    } catch {
-      return false; // gone meanwhile
-    }
-  };
   let pids: number[] = [];
-  await eventually('two workers forked', () => (pids = descendantsOf(pid).filter(isWorker)).length === 2, 30_000);
+  await eventually('two workers forked', () => (pids = cacheWorkers(pid)).length === 2, 30_000);
   return pids;
 }
 

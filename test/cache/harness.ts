@@ -1,10 +1,12 @@
 // Starts a cache on loopback port 0 in front of a fixture upstream.
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { Test } from 'tap';
 import { Agent, request } from 'undici';
 import { resolveCacheConfig, type CacheConfigFile } from '../../src/cache/config.js';
 import { buildCacheServer } from '../../src/cache/server.js';
+import { descendantsOf } from '../helpers/processes.js';
 
 export async function startCache(t: Test, file: Partial<CacheConfigFile> & { upstream: string }, dataDir: string): Promise<{ app: FastifyInstance; url: string }> {
   const config = { ...resolveCacheConfig({ region: 'test', listen: '127.0.0.1:0', ...file, data: dataDir }), logLevel: 'silent' };
@@ -42,4 +44,15 @@ export async function fetchHash(url: string, headers: Record<string, string> = {
   } finally {
     await dispatcher?.close();
   }
+}
+
+/** The PIDs of the workers of the multi-process cache `pid` (children running the CLI: not tsx's esbuild). */
+export function cacheWorkers(pid: number): number[] {
+  return descendantsOf(pid).filter((p) => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('cli/bin.');
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
 }

@@ -1,6 +1,6 @@
 // The primary of a multi-process cache (see protocol.ts): owns the LRU index of the data
-// directory, forks the workers that serve, restarts one that
-// dies, and stops them all on SIGINT/SIGTERM.
+// directory, forks the workers that serve, restarts one that dies (within limits, see
+// RESTART_LIMIT_BURST), and stops them all on SIGINT/SIGTERM.
 import cluster, { type Worker } from 'node:cluster';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,22 @@ import { Outbox, unbatch, workerEnv, type Batch, type PrimaryMessage, type Worke
 import { isAlive } from '../../pid-alive.js';
 
 const STORE_BROADCAST_MS = 250;
-const RESPAWN_DELAY_MS = 1000;
+
+/*
+ * Restarting workers that die once the cache has started (one that cannot start stops the
+ * cache at once: see `failed`). A worker that dies is replaced after RESPAWN_DELAY_MS,
+ * doubled for each other death of any worker within the last RESTART_LIMIT_WINDOW_MS
+ * (0.25 s, 0.5 s, 1 s, 2 s; systemd's RestartSec is 100 ms), so that a cause that kills
+ * every new worker (a request that crashes it, memory the kernel takes back at once) is not
+ * met with a new process at once. The RESTART_LIMIT_BURST-th death within the window gives
+ * up, as systemd's StartLimitBurst within StartLimitIntervalSec: the primary logs an error,
+ * stops the other workers and exits non-zero (FC_ERR_RESTART_LIMIT), for its own supervisor
+ * (systemd's Restart=, say) to see that the cache failed rather than a cache serving with
+ * ever fewer workers.
+ */
+const RESPAWN_DELAY_MS = 250;
+const RESTART_LIMIT_BURST = 5;
+const RESTART_LIMIT_WINDOW_MS = 60_000;
 
 export interface PrimaryHandle {
   /**
@@ -25,7 +40,10 @@ export interface PrimaryHandle {
    * start (it cannot listen, say): the workers are then stopped (see `stopped`).
    */
   readonly url: Promise<string | undefined>;
-  /** Resolves when the workers have stopped after `stop()` or a signal. */
+  /**
+   * Resolves when the workers have stopped after `stop()` or a signal; rejects with
+   * FC_ERR_RESTART_LIMIT once they have when workers kept dying (see RESTART_LIMIT_BURST).
+   */
   readonly stopped: Promise<void>;
   stop(): void;
 }
@@ -152,6 +170,10 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   void url.catch(() => undefined); // the caller's to handle; never unhandled meanwhile
   let listening = 0;
   let started = false;
+  /** When workers died since the cache started, within the last RESTART_LIMIT_WINDOW_MS. */
+  const deaths: number[] = [];
+  const respawns = new Set<NodeJS.Timeout>();
+  let gaveUp: FleetError | undefined;
 
   /** A worker could not start: the cache does not either (respawning it would fail the same way, forever). */
   function failed(err: FleetError): void {
@@ -182,13 +204,34 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       live.delete(worker.id);
       if (stopping) return;
       if (!started) return failed(new FleetError('FC_ERR_INTERNAL', `cache worker ${worker.id} exited (${signal ?? `code ${code}`}) before listening`));
-      log.error({ worker: worker.id, code, signal }, 'cache worker died: starting another');
-      setTimeout(() => !stopping && fork(index), RESPAWN_DELAY_MS).unref();
+      died(index, worker.id, code, signal);
     });
   }
 
+  /** A worker that served died: replaced after a back-off, or the cache stops (see RESTART_LIMIT_BURST). */
+  function died(index: number, id: number, code: number | null, signal: string | null): void {
+    const now = Date.now();
+    deaths.push(now);
+    while (deaths[0]! <= now - RESTART_LIMIT_WINDOW_MS) deaths.shift();
+    if (deaths.length >= RESTART_LIMIT_BURST) {
+      const within = `${RESTART_LIMIT_WINDOW_MS / 1000} s`;
+      gaveUp = new FleetError('FC_ERR_RESTART_LIMIT', `${deaths.length} cache workers died within ${within} (the last: worker ${id}, ${signal ?? `code ${code}`}): the cache stopped`);
+      log.error({ worker: id, code, signal, deaths: deaths.length, within }, 'cache workers keep dying: stopping the cache');
+      return stop();
+    }
+    const delayMs = RESPAWN_DELAY_MS * 2 ** (deaths.length - 1);
+    log.error({ worker: id, code, signal, restartInMs: delayMs }, 'cache worker died: starting another');
+    const timer = setTimeout(() => {
+      respawns.delete(timer);
+      fork(index);
+    }, delayMs);
+    respawns.add(timer);
+  }
+
   let resolveStopped!: () => void;
-  const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
+  let rejectStopped!: (err: Error) => void;
+  const stopped = new Promise<void>((resolve, reject) => { resolveStopped = resolve; rejectStopped = reject; });
+  void stopped.catch(() => undefined); // the caller's to handle; never unhandled meanwhile
   // Stays the signals' handler until the workers are gone: a second SIGTERM (systemd's, a
   // script's) would otherwise kill the primary in the middle of its workers' drain. A second
   // SIGINT (Ctrl-C twice) is passed on: each worker then cuts what is still in flight.
@@ -198,6 +241,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       return;
     }
     stopping = true;
+    for (const timer of respawns) clearTimeout(timer);
     log.info({ workers: live.size }, 'stopping the cache workers');
     const exits = [...live.values()].map(({ worker }) => new Promise<void>((resolve) => {
       if (worker.isDead()) return resolve();
@@ -210,7 +254,8 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
       resolveUrl(undefined); // stopped before every worker listened (else already settled)
-      resolveStopped();
+      if (gaveUp) rejectStopped(gaveUp);
+      else resolveStopped();
     });
   };
   process.on('SIGINT', stop);
