@@ -5,15 +5,16 @@
 // is caught before any byte is sent.
 //
 // Visibility is fixed at an asset's first upload, as in tooltool (whose upload fails with
-// a 400 for another one). A HEAD answer does not say which visibility the origin keeps,
-// only whether reading needs a token, so the one mismatch checked is the one that matters:
-// the manifest asks internal for an asset anyone can already download without a token.
-// That is refused before anything is sent. The other way (public asked, internal kept) is
-// not seen here: fetching it without a token fails with 403.
+// a 400 for another one). The origin's HEAD answer says which one it keeps
+// (X-Fleetcache-Visibility): an asset the manifest asks another visibility for, either
+// way, is refused before anything is sent. An origin that does not say (older than the
+// header) is asked the one way that matters most: whether an asset the manifest asks
+// internal can already be downloaded without a token.
 import { createReadStream } from 'node:fs';
+import type { IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { request, type Dispatcher } from 'undici';
-import { clientAgent, httpExists, httpPut, joinUrl } from '../client/http.js';
+import { clientAgent, httpHead, httpPut, joinUrl } from '../client/http.js';
 import { DigestMismatchError, SizeMismatchError, UpstreamError, UsageError } from '../errors.js';
 import { isDigestAlgorithm, parseDigest, casPath } from '../store/digest.js';
 import { hashFile, readManifest, type Visibility } from './manifest.js';
@@ -63,17 +64,19 @@ export async function uploadAssets(options: UploadAssetsOptions): Promise<Upload
   }
   const auth = { token: options.token, dispatcher: options.dispatcher };
   const present = new Set<string>();
-  const alreadyPublic: string[] = [];
+  const mismatches: string[] = [];
   for (const { url, visibility, record } of plan) {
-    if (!(await httpExists(url, auth))) continue;
+    const head = await httpHead(url, auth);
+    if (!head) continue;
     present.add(url);
-    if (visibility === 'internal' && (await readableWithoutToken(url, options.dispatcher))) alreadyPublic.push(record.filename);
+    const stored = visibilityOf(head) ?? (visibility === 'internal' && (await readableWithoutToken(url, options.dispatcher)) ? 'public' : undefined);
+    if (stored !== undefined && stored !== visibility) {
+      mismatches.push(`${record.filename}: the manifest asks visibility ${visibility}, but the origin already has it as ${stored}: ${CONSEQUENCE[stored]}`);
+    }
   }
-  if (alreadyPublic.length > 0) {
-    const it = alreadyPublic.length > 1 ? 'them' : 'it';
+  if (mismatches.length > 0) {
     throw new UsageError(
-      `${options.manifestPath}: ${alreadyPublic.join(', ')}: the manifest asks visibility internal, but the origin already has ${it} as public: ` +
-        `anyone can download ${it} without a token. Visibility is fixed at the first upload (as in tooltool); nothing was uploaded`,
+      `${options.manifestPath}: ${mismatches.join('; ')}. Visibility is fixed at the first upload (as in tooltool); nothing was uploaded`,
     );
   }
   const results: UploadResult[] = [];
@@ -92,9 +95,21 @@ export async function uploadAssets(options: UploadAssetsOptions): Promise<Upload
   return results;
 }
 
+/** What an asset stored with each visibility means, for the message of a mismatch. */
+const CONSEQUENCE: Record<Visibility, string> = {
+  public: 'anyone can download it without a token',
+  internal: 'it cannot be downloaded without a token',
+};
+
+/** The visibility a HEAD answer says the origin keeps, undefined when it does not say. */
+function visibilityOf(headers: IncomingHttpHeaders): Visibility | undefined {
+  const value = headers['x-fleetcache-visibility'];
+  return value === 'public' || value === 'internal' ? value : undefined;
+}
+
 /**
  * Whether the origin serves the blob to a HEAD without a token (it is public there): 2xx
- * yes, 401 or 403 no. Not httpExists, which turns a 401 or 403 into an error: here they
+ * yes, 401 or 403 no. Not httpHead, which turns a 401 or 403 into an error: here they
  * are an answer.
  */
 async function readableWithoutToken(url: string, dispatcher: Dispatcher | undefined): Promise<boolean> {

@@ -126,9 +126,9 @@ export function registerAssets(program: Command): void {
     .command('upload')
     .description(
       "PUT the manifest's files to the origin's /cas/sha512/<hex>, skipping what it already has.\n" +
-        'Visibility is fixed at the first upload, as in tooltool: if the manifest asks internal for a file the origin ' +
-        'already serves to anyone without a token, nothing is uploaded and the command fails (exit 2). ' +
-        'A file asked public that the origin keeps internal is not detected (the origin does not say which) and is skipped as present.\n' +
+        'Visibility is fixed at the first upload, as in tooltool: if the manifest asks another visibility for a file ' +
+        'the origin already has (internal for one it keeps public, or public for one it keeps internal), ' +
+        'nothing is uploaded and the command fails (exit 2).\n' +
         'Prints: filename, uploaded|present, size, visibility.',
     )
     .option('-m, --manifest <file>', 'tooltool manifest', 'manifest.tt')

@@ -1,6 +1,7 @@
 // The client side of the shared namespace, over undici: streaming GET and PUT with
 // errors mapped to the catalogue. Used by push/pull, assets, the agent and the runner.
 import { Agent, request, type Dispatcher } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { FleetError, NotFoundError, UpstreamError } from '../errors.js';
 
@@ -75,14 +76,19 @@ export async function httpGet(url: string, options: RequestOptions = {}): Promis
   return failure(url, 'GET', res);
 }
 
-/** HEAD: true for 2xx, false for 404, the catalogued error otherwise. */
-export async function httpExists(url: string, options: RequestOptions = {}): Promise<boolean> {
+/** HEAD: the answer's headers for 2xx, undefined for 404, the catalogued error otherwise. */
+export async function httpHead(url: string, options: RequestOptions = {}): Promise<IncomingHttpHeaders | undefined> {
   const res = await send('HEAD', url, options);
   const exists = res.statusCode >= 200 && res.statusCode < 300;
   // Not dumped before failure(), which reads it: a dumped body read again throws inside undici, uncaught.
   if (!exists && res.statusCode !== 404) return failure(url, 'HEAD', res);
   await res.body.dump();
-  return exists;
+  return exists ? res.headers : undefined;
+}
+
+/** HEAD: true for 2xx, false for 404, the catalogued error otherwise. */
+export async function httpExists(url: string, options: RequestOptions = {}): Promise<boolean> {
+  return (await httpHead(url, options)) !== undefined;
 }
 
 /** GET a small JSON document. */

@@ -1,8 +1,10 @@
 // `assets upload` against a real origin: what it already has is skipped, unless the
-// manifest asks internal for an asset anyone can already download (tooltool refuses a
+// manifest asks another visibility than the one it keeps, either way (tooltool refuses a
 // visibility other than the first upload's; so does this client, before sending anything).
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.js';
@@ -21,16 +23,22 @@ async function anonymousGet(origin: TestOrigin, data: string): Promise<number> {
   return res.statusCode;
 }
 
-t.test('internal asked for an asset the origin already serves to anyone is refused, and nothing is sent', async (t) => {
+/** An origin, `files` written beside a manifest, and `upload`: uploads the manifest made of `records`. */
+async function uploadSetup<F extends Record<string, string>>(t: Test, files: F) {
   const dir = t.testdir();
   const origin = await startOrigin(t, { dataDir: join(dir, 'data') });
-  const files = { 'shared.bin': 'first uploaded public', 'secret.bin': 'first uploaded internal', 'new.bin': 'not at the origin yet' };
   for (const [name, data] of Object.entries(files)) await writeFile(join(dir, name), data);
   const upload = async (records: ManifestRecord[]) => {
     const manifestPath = join(dir, 'manifest.tt');
     await writeFile(manifestPath, formatManifest(records));
     return uploadAssets({ manifestPath, origin: origin.url, token: origin.token, dir });
   };
+  return { origin, upload };
+}
+
+t.test('internal asked for an asset the origin already serves to anyone is refused, and nothing is sent', async (t) => {
+  const files = { 'shared.bin': 'first uploaded public', 'secret.bin': 'first uploaded internal', 'new.bin': 'not at the origin yet' };
+  const { origin, upload } = await uploadSetup(t, files);
   await upload([record('shared.bin', files['shared.bin'], 'public'), record('secret.bin', files['secret.bin'], 'internal')]);
 
   await t.rejects(
@@ -42,6 +50,54 @@ t.test('internal asked for an asset the origin already serves to anyone is refus
 
   const same = await upload([record('secret.bin', files['secret.bin'], 'internal'), record('shared.bin', files['shared.bin'], 'public')]);
   t.same(same.map((r) => [r.filename, r.uploaded]), [['secret.bin', false], ['shared.bin', false]], 'the visibility it was stored with: skipped');
+});
+
+t.test('public asked for an asset the origin keeps internal is refused, and nothing is sent', async (t) => {
+  const files = { 'secret.bin': 'first uploaded internal', 'new.bin': 'not at the origin yet' };
+  const { origin, upload } = await uploadSetup(t, files);
+  await upload([record('secret.bin', files['secret.bin'], 'internal')]);
+
+  await t.rejects(
+    upload([record('new.bin', files['new.bin'], 'public'), record('secret.bin', files['secret.bin'], 'public')]),
+    { code: 'FC_ERR_USAGE', message: /secret\.bin: the manifest asks visibility public, but the origin already has it as internal: it cannot be downloaded without a token\. Visibility is fixed at the first upload .*nothing was uploaded/ },
+  );
+  t.equal(await anonymousGet(origin, files['new.bin']), 404, 'nothing was uploaded');
+  t.equal(await anonymousGet(origin, files['secret.bin']), 403, 'the asset is still internal');
+});
+
+t.test('mismatches both ways are named together', async (t) => {
+  const files = { 'shared.bin': 'uploaded public', 'secret.bin': 'uploaded internal' };
+  const { upload } = await uploadSetup(t, files);
+  await upload([record('shared.bin', files['shared.bin'], 'public'), record('secret.bin', files['secret.bin'], 'internal')]);
+  const err = await upload([record('shared.bin', files['shared.bin'], 'internal'), record('secret.bin', files['secret.bin'], 'public')]).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  t.match(err, { code: 'FC_ERR_USAGE' });
+  t.match(err?.message, /shared\.bin: the manifest asks visibility internal, but the origin already has it as public/);
+  t.match(err?.message, /secret\.bin: the manifest asks visibility public, but the origin already has it as internal/);
+});
+
+t.test('an origin that does not say the visibility: internal asked for an asset it serves to anyone is still refused', async (t) => {
+  const dir = t.testdir();
+  const data = 'stored public by an older origin';
+  // An origin from before X-Fleetcache-Visibility: HEAD answers 200 with a token or without.
+  const methods: string[] = [];
+  const older = createServer((req, res) => {
+    methods.push(req.method!);
+    res.writeHead(req.method === 'HEAD' ? 200 : 500).end();
+  });
+  await new Promise<void>((resolve) => older.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => { older.closeAllConnections(); older.close(() => resolve()); }));
+  await writeFile(join(dir, 'a.bin'), data);
+  const manifestPath = join(dir, 'manifest.tt');
+  await writeFile(manifestPath, formatManifest([record('a.bin', data, 'internal')]));
+  const { port } = older.address() as AddressInfo;
+  await t.rejects(uploadAssets({ manifestPath, origin: `http://127.0.0.1:${port}`, token: 'token', dir }), {
+    code: 'FC_ERR_USAGE',
+    message: /a\.bin: the manifest asks visibility internal, but the origin already has it as public/,
+  });
+  t.same(methods, ['HEAD', 'HEAD'], 'asked with a token, then without; nothing sent');
 });
 
 t.test('a token the origin refuses fails with its catalogued error, and nothing is sent', async (t) => {

@@ -81,3 +81,24 @@ t.test('a new internal asset needs a token from its first byte; a failed upload 
   t.equal((await put(origin, claimed, 'public')).status, 201, 'the content can then be uploaded public');
   t.equal(await anonymousGet(origin, claimed), 200);
 });
+
+t.test('GET and HEAD say the visibility an asset is stored with, on /cas and the tooltool alias', async (t) => {
+  const origin = await startOrigin(t);
+  t.equal((await put(origin, 'a public asset')).status, 201);
+  t.equal((await put(origin, 'an internal asset', 'internal')).status, 201);
+  const auth = { authorization: `Bearer ${origin.token}` };
+  for (const [body, visibility] of [['a public asset', 'public'], ['an internal asset', 'internal']] as const) {
+    for (const path of [`/cas/sha512/${sha512(body)}`, `/sha512/${sha512(body)}`]) {
+      for (const method of ['HEAD', 'GET'] as const) {
+        const res = await request(`${origin.url}${path}`, { method, headers: auth });
+        await res.body.dump();
+        t.equal(res.statusCode, 200, `${method} ${path}`);
+        t.equal(res.headers['x-fleetcache-visibility'], visibility, `${method} ${path}: ${visibility}`);
+      }
+    }
+  }
+  const unchanged = await request(`${origin.url}/cas/sha512/${sha512('an internal asset')}`, { method: 'HEAD', headers: { ...auth, 'if-none-match': `"sha512:${sha512('an internal asset')}"` } });
+  await unchanged.body.dump();
+  t.equal(unchanged.statusCode, 304);
+  t.equal(unchanged.headers['x-fleetcache-visibility'], 'internal', 'a 304 too');
+});

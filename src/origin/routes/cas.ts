@@ -7,7 +7,10 @@ import { blobCacheControl, checkDeclaredLength, checkRead, type OriginContext } 
 
 type Visibility = 'public' | 'internal';
 
-/** X-Fleetcache-Visibility, tooltool's values exactly (its API takes no other spelling); absent is public. */
+/**
+ * X-Fleetcache-Visibility of an upload, tooltool's values exactly (its API takes no other
+ * spelling); absent is public. GET and HEAD answer with the stored one in the same header.
+ */
 function visibilityOf(request: FastifyRequest): Visibility {
   const value = request.headers['x-fleetcache-visibility'];
   if (value === undefined || value === 'public' || value === 'internal') return value ?? 'public';
@@ -23,7 +26,13 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
   const get = (kind: string) => async (request: FastifyRequest<{ Params: DigestParams }>, reply: import('fastify').FastifyReply) => {
     const digest = parseDigest(request.params.algo, request.params.hex);
     checkRead(ctx, request, digest);
-    return replyWithBlob(request, reply, ctx.store, digest, { kind, ledger: ctx.ledger, cacheControl: blobCacheControl(ctx, digest) });
+    return replyWithBlob(request, reply, ctx.store, digest, {
+      kind,
+      ledger: ctx.ledger,
+      cacheControl: blobCacheControl(ctx, digest),
+      // The visibility it was first uploaded with, which an upload must ask again (assets/upload.ts).
+      extraHeaders: { 'x-fleetcache-visibility': storedVisibility(ctx, digest) },
+    });
   };
   app.route<{ Params: DigestParams }>({ method: ['GET', 'HEAD'], url: '/cas/:algo/:hex', config: { kind: 'cas' }, handler: get('cas') });
   // The tooltool alias: any query string (?region=…) is ignored by routing already.
@@ -60,8 +69,12 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
   });
 }
 
+function storedVisibility(ctx: OriginContext, digest: Digest): Visibility {
+  return ctx.internal.has(formatDigest(digest)) ? 'internal' : 'public';
+}
+
 function refuseOtherVisibility(ctx: OriginContext, digest: Digest, wanted: Visibility): void {
-  const stored: Visibility = ctx.internal.has(formatDigest(digest)) ? 'internal' : 'public';
+  const stored = storedVisibility(ctx, digest);
   if (stored !== wanted) {
     throw new FleetError('FC_ERR_BAD_REQUEST', `${formatDigest(digest)} is stored as ${stored}; its visibility cannot change to ${wanted}`, {
       details: { visibility: stored },
