@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { loadConfigFile, parseConfig } from '../config/load.js';
+import { NAME_PATTERN, NamedMap } from '../config/names.js';
 import { parseDuration, parseHttpUrl, parseSize } from '../config/units.js';
 import { UsageError } from '../errors.js';
 import { logLevelSchema } from '../http/server-options.js';
@@ -28,7 +29,7 @@ export const timeoutsSchema = Type.Object(
 
 export const cacheConfigSchema = Type.Object(
   {
-    region: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$', default: 'default' }),
+    region: Type.String({ minLength: 1, pattern: NAME_PATTERN, default: 'default' }),
     listen: Type.String({ default: '127.0.0.1:8081', format: 'listen' }),
     /** The origin, or a parent cache. */
     upstream: Type.String({ minLength: 1, format: 'http-url' }),
@@ -47,12 +48,7 @@ export const cacheConfigSchema = Type.Object(
     shutdownTimeout: Type.Optional(Duration),
     /** Other upstreams served under /mirror/{name}/{path}. */
     mirrors: Type.Optional(
-      Type.Record(
-        Type.String(),
-        Type.Object({ url: Type.String({ minLength: 1, format: 'http-url' }), timeouts: Type.Optional(timeoutsSchema) }, { additionalProperties: false }),
-        // TypeBox does not apply a key's pattern: the names are checked here.
-        { propertyNames: { pattern: '^[A-Za-z0-9._-]+$' } },
-      ),
+      NamedMap(Type.Object({ url: Type.String({ minLength: 1, format: 'http-url' }), timeouts: Type.Optional(timeoutsSchema) }, { additionalProperties: false })),
     ),
   },
   { additionalProperties: false },

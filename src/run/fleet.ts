@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
 import { parseDocument } from 'yaml';
 import { loadConfigFile, parseConfig } from '../config/load.js';
+import { NamedMap } from '../config/names.js';
 import { ConfigError } from '../errors.js';
 
 const Url = Type.String({ format: 'http-url', description: 'http(s) URL' });
@@ -15,9 +16,7 @@ export const FleetSchema = Type.Object(
     /** File holding the origin's write token (else $FLEETCACHE_TOKEN). */
     tokenFile: Type.Optional(Type.String({ minLength: 1 })),
     /** Regions and their caches, nearest first within a region. */
-    regions: Type.Record(Type.String({ pattern: '^[A-Za-z0-9._-]+$' }), Type.Object({ caches: Type.Array(Url, { minItems: 1 }) }, { additionalProperties: false }), {
-      default: {},
-    }),
+    regions: NamedMap(Type.Object({ caches: Type.Array(Url, { minItems: 1 }) }, { additionalProperties: false }), { default: {} }),
     /** Region of machines whose backend and system name none ("auto": the fastest cache). */
     defaultRegion: Type.Optional(Type.String({ minLength: 1 })),
     /** At most this many machines of one host or backend in start-up at once. */
