@@ -11,7 +11,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { closeUnreadBody } from '../http/unread-body.js';
-import { ALGO_HEX_ROUTE, parseDigest, type Digest } from '../store/digest.js';
+import { parseDigest, type Digest } from '../store/digest.js';
 import { isPrivate, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type EntryMeta } from './disk-store.js';
 import type { Kind } from './metrics.js';
@@ -124,17 +124,9 @@ async function keep(
 }
 
 export function registerPutRoutes(app: FastifyInstance, ctx: CacheContext): void {
-  // Bodies are streams: no parser may buffer them.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', (_req, _payload, done) => done(null));
   app.put<{ Params: { algo: string; hex: string } }>('/cas/:algo/:hex', async (req, reply) => {
     const d = parseDigest(req.params.algo, req.params.hex);
     await forwardPut(ctx, req, reply, 'cas', `/cas/${d.algo}/${d.hex}`, d);
-    return reply;
-  });
-  app.put<{ Params: { algo: string; hex: string } }>(ALGO_HEX_ROUTE, async (req, reply) => {
-    const d = parseDigest(req.params.algo, req.params.hex);
-    await forwardPut(ctx, req, reply, 'tooltool', `/${d.algo}/${d.hex}`, d);
     return reply;
   });
   for (const kind of ['artifacts', 'projects'] as const) {

@@ -104,6 +104,10 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
     throw new NotFoundError(`no route for ${req.method} ${req.url.split('?')[0]}`);
   });
 
+  // Bodies are never buffered by a parser, on any route (the PUTs stream request.raw), so
+  // that a body sent where it is refused (a 405) gets that answer, not a 415 or a 500.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null));
   const refuseOtherMethods = collectRoutes(app);
   // HEAD wherever GET is (RFC 9110 §9.1): fastify's own HEAD route for these small answers,
   // which runs the GET handler and sends its headers only (see baseServerOptions for blobs).

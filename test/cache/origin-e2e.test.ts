@@ -23,6 +23,14 @@ t.test('cache → origin: PUT through the cache, GET hits, names revalidated', a
   t.ok(put.statusCode >= 200 && put.statusCode < 300, `PUT accepted (${put.statusCode})`);
   t.ok(app.cache.store.has(`cas.v1/sha256/${hex.slice(0, 2)}/${hex}`), 'kept by the cache');
 
+  // The tooltool alias is read-only, as on the origin (one namespace): uploads go to /cas.
+  for (const base of [originUrl, url]) {
+    const aliasPut = await request(`${base}/sha256/${hex}`, { method: 'PUT', body, headers: { authorization: 'Bearer tok' } });
+    await aliasPut.body.dump();
+    t.equal(aliasPut.statusCode, 405, `${base === url ? 'cache' : 'origin'}: PUT on the tooltool alias is 405`);
+    t.equal(aliasPut.headers.allow, 'GET, HEAD');
+  }
+
   const viaAlias = await request(`${url}/sha256/${hex}?region=a`);
   const got = Buffer.from(await viaAlias.body.arrayBuffer());
   t.equal(viaAlias.statusCode, 200);
