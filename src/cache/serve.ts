@@ -3,6 +3,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, toFleetError } from '../errors.js';
 import { checkReadPreconditions, parseHttpDate } from '../http/blob-reply.js';
+import { fromFastify } from '../http/errors.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import type { HeaderMap } from './upstream.js';
 
@@ -38,8 +39,7 @@ export interface SendContext {
 /** What a failed request is answered with (a JSON body with the error's code). */
 export function cacheError(err: unknown): FleetError {
   if (err instanceof FleetError) return err;
-  if ((err as { statusCode?: number }).statusCode === 400) return new FleetError('FC_ERR_BAD_REQUEST', (err as Error).message);
-  return toFleetError(err);
+  return (err instanceof Error ? fromFastify(err) : undefined) ?? toFleetError(err);
 }
 
 /**

@@ -3,7 +3,8 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { FleetError, toFleetError } from '../errors.js';
 import { closeUnreadBody } from './unread-body.js';
 
-function fromFastify(err: FastifyError): FleetError | undefined {
+/** The catalogued error for one fastify raised (a parser's, a route's); undefined for others. */
+export function fromFastify(err: Error & Partial<FastifyError>): FleetError | undefined {
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new FleetError('FC_ERR_TOO_LARGE', 'body exceeds the configured limit');
@@ -16,6 +17,8 @@ function fromFastify(err: FastifyError): FleetError | undefined {
     default:
       if (err.validation) return new FleetError('FC_ERR_BAD_REQUEST', err.message);
       if (err instanceof SyntaxError) return new FleetError('FC_ERR_BAD_REQUEST', `malformed body: ${err.message}`);
+      // Any other error fastify or node's parser raised for the request itself (a 4xx).
+      if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) return new FleetError('FC_ERR_BAD_REQUEST', err.message);
       return undefined;
   }
 }
