@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import type { Static, TObject, TSchema } from '@sinclair/typebox';
-import { LineCounter, parseDocument, isNode, isPair, isScalar, isSeq, visit, type Document, type YAMLError } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type YAMLError } from 'yaml';
 import { ConfigError, UsageError } from '../errors.js';
 import { parseDuration, parseHttpUrl, parseListen, parseSize } from './units.js';
 
@@ -51,10 +51,19 @@ function fieldPath(pointer: string): string {
 function lineOf(doc: Document, lc: LineCounter, pointer: string): number | undefined {
   const segments = pointer.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p.replace(/~1/g, '/').replace(/~0/g, '~')));
   for (let n = segments.length; n >= 0; n--) {
-    const node = n === 0 ? doc.contents : doc.getIn(segments.slice(0, n), true);
+    // A field's line is its key's: a block value (a map, a list) starts on the line below.
+    const node = (n > 0 ? keyOf(doc, segments.slice(0, n)) : undefined) ?? (n === 0 ? doc.contents : doc.getIn(segments.slice(0, n), true));
     if (isNode(node) && node.range) return lc.linePos(node.range[0]).line;
   }
   return undefined;
+}
+
+/** The key node of the field at `path` when its parent is a map. */
+function keyOf(doc: Document, path: ReadonlyArray<string | number>): unknown {
+  const parent = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1), true);
+  if (!isMap(parent)) return undefined;
+  const name = path[path.length - 1];
+  return parent.items.find((pair) => (isScalar(pair.key) ? pair.key.value : pair.key) === name)?.key;
 }
 
 /**

@@ -45,3 +45,10 @@ t.test('fleet: region names, in a --fleet file and in spread.yaml', async (t) =>
     t.same(Object.keys(loadFleetConfig(spread, fleet)!.regions), [name], `${name} accepted`);
   }
 });
+
+t.test("a refused name in a block-style map is reported on its key's line, not its value's", async (t) => {
+  const yaml = 'upstream: http://127.0.0.1:1\nmirrors:\n  ok:\n    url: http://127.0.0.1:2\n  "..":\n    url: http://127.0.0.1:3\n';
+  t.throws(() => parseCacheConfig(yaml, 'cache.yaml'), { code: 'FC_ERR_CONFIG', message: /^cache\.yaml:5: mirrors\.\.\.: name "\.\."/, line: 5 });
+  // the same for a field a block map lacks: the line of the map's own key
+  t.throws(() => parseCacheConfig('upstream: http://127.0.0.1:1\nmirrors:\n  m:\n    timeouts:\n      connect: 5s\n', 'cache.yaml'), { code: 'FC_ERR_CONFIG', message: /^cache\.yaml:3: mirrors\.m: missing required field "url"/, line: 3 });
+});
