@@ -24,7 +24,8 @@ const CSP = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 's
 
 export async function registerDashboard(app: FastifyInstance, options: DashboardOptions): Promise<void> {
   const page = DASHBOARD_HTML.replace('<title>fleetcache</title>', `<title>fleetcache ${escapeHtml(options.role)}</title>`);
-  const route = { logLevel: 'silent' as const, config: { kind: 'ops' } };
+  // HEAD wherever GET is: the cache does not add HEAD routes of its own (see its blob routes).
+  const route = { logLevel: 'silent' as const, exposeHeadRoute: true, config: { kind: 'ops' } };
   app.get('/-/ui', route, async (_request, reply) =>
     reply.type('text/html; charset=utf-8').header('content-security-policy', CSP).header('cache-control', 'no-cache').send(page),
   );
