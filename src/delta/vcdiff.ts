@@ -72,6 +72,8 @@ export interface VcdiffWindow {
   readonly data: Uint8Array;
   readonly instructions: Uint8Array;
   readonly addresses: Uint8Array;
+  /** Offset just after the window in the delta. */
+  readonly end: number;
 }
 
 /** Checks the file header and returns where the first window starts. */
@@ -114,13 +116,47 @@ function readWindow(r: ByteReader, index: number): VcdiffWindow {
   const instructions = r.take(instructionsLength);
   const addresses = r.take(addressesLength);
   if (r.pos !== end) throw deltaError(`VCDIFF ${where}: its length (${encodingLength}) does not match its sections`);
-  return { index, offset, sourcePosition, sourceLength, targetLength, adler32, data, instructions, addresses };
+  return { index, offset, sourcePosition, sourceLength, targetLength, adler32, data, instructions, addresses, end };
 }
 
 /** The windows of a delta, in order; the header is checked before the first one. */
 export function* vcdiffWindows(bytes: Uint8Array): Generator<VcdiffWindow> {
   const r = new ByteReader(bytes, readHeader(bytes), 'delta');
   for (let index = 0; r.pos < bytes.length; index++) yield readWindow(r, index);
+}
+
+/** The file header the encoder writes: no secondary compression, code table or application header. */
+export const VCDIFF_HEADER: Uint8Array = Uint8Array.from([...MAGIC, 0]);
+
+/** An RFC 3284 integer (big-endian base 128). */
+function encodeVarint(value: number): number[] {
+  const out = [value % 128];
+  for (let rest = Math.floor(value / 128); rest > 0; rest = Math.floor(rest / 128)) out.unshift((rest % 128) | 0x80);
+  return out;
+}
+
+/**
+ * The windows of the VCDIFF `bytes` (checked as vcdiffWindows checks them) without its file
+ * header, each VCD_SOURCE segment moved `shift` bytes further into the source: the output of
+ * an encode against a segment of the base, put in the coordinates of the whole base (a window
+ * names its own source segment, RFC 3284 §4.2, so windows so shifted can follow each other).
+ * Returns views into `bytes`, and the new window headers.
+ */
+export function shiftedWindows(bytes: Uint8Array, shift: number): Uint8Array[] {
+  const parts: Uint8Array[] = [];
+  for (const w of vcdiffWindows(bytes)) {
+    const r = new ByteReader(bytes, w.offset, 'window');
+    const indicator = r.byte();
+    if (indicator & VCD_SOURCE) {
+      r.varint();
+      r.varint();
+      parts.push(Uint8Array.from([indicator, ...encodeVarint(w.sourceLength), ...encodeVarint(w.sourcePosition + shift)]));
+    } else {
+      parts.push(Uint8Array.of(indicator));
+    }
+    parts.push(bytes.subarray(r.pos, w.end));
+  }
+  return parts;
 }
 
 export interface VcdiffSummary {

@@ -110,10 +110,16 @@ export function withMemoryPages(module: Uint8Array, pages: number): Uint8Array {
   throw new FleetError('FC_ERR_INTERNAL', 'xdelta3-wasm: module has no memory section');
 }
 
-/** One xdelta3 instance sized for one job; dropped (and its memory freed by GC) afterwards. */
+/** A buffer in wasm memory and a view of it. */
+export interface WasmArea {
+  readonly ptr: number;
+  readonly view: Uint8Array;
+}
+
+/** One xdelta3 instance sized for one job (many encode calls); dropped (and its memory freed by GC) afterwards. */
 export class Xd3Instance {
   readonly #exports: Xd3Exports;
-  readonly #allocated: number[] = [];
+  #sizeCell: WasmArea | undefined;
 
   private constructor(exports: Xd3Exports) {
     this.#exports = exports;
@@ -140,24 +146,32 @@ export class Xd3Instance {
   }
 
   /** Allocates `size` bytes in wasm memory and returns a view of them. */
-  alloc(size: number, what: string): { ptr: number; view: Uint8Array } {
+  alloc(size: number, what: string): WasmArea {
     // malloc takes a 32-bit size: 4 GiB would wrap to 0 and "succeed"
     const ptr = size >= MAX_MEMORY_BYTES ? 0 : this.#exports.malloc(Math.max(size, 1)) >>> 0;
     if (ptr === 0) throw new FleetError('FC_ERR_DELTA', `xdelta3: cannot allocate ${size} bytes for the ${what}`, { details: { outOfMemory: true } });
-    this.#allocated.push(ptr);
     return { ptr, view: new Uint8Array(this.#exports.memory.buffer, ptr, size) };
   }
 
+  /** Bytes of linear memory this instance has (fixed for its life). */
+  get memoryBytes(): number {
+    return this.#exports.memory.buffer.byteLength;
+  }
+
   /**
-   * Runs xd3_encode_memory on buffers allocated with alloc(); returns a
-   * view of the output inside wasm memory, valid until this instance is dropped.
+   * Runs xd3_encode_memory on the first `inputLength` bytes of `input` against the first
+   * `sourceLength` bytes of `source` (no source when undefined), writing into `output`, all
+   * allocated with alloc() once and reused call after call (xdelta3 allocates and frees its
+   * tables inside each call). Returns a view of the VCDIFF in `output`, valid until the next call.
    */
-  encode(input: { ptr: number; view: Uint8Array }, source: { ptr: number; view: Uint8Array }, outputMax: number, flags: number): Uint8Array {
-    const output = this.alloc(outputMax, 'output');
-    const sizeCell = this.alloc(4, 'output size');
+  encode(input: WasmArea, inputLength: number, source: WasmArea | undefined, sourceLength: number, output: WasmArea, flags: number): Uint8Array {
+    if (inputLength > input.view.length || (source && sourceLength > source.view.length)) throw new FleetError('FC_ERR_INTERNAL', 'xdelta3: encode lengths exceed their buffers');
+    this.#sizeCell ??= this.alloc(4, 'output size');
+    const sizeCell = this.#sizeCell;
+    const outputMax = output.view.length;
     let ret: number;
     try {
-      ret = this.#exports.xd3_encode_memory(input.ptr, input.view.length, source.ptr, source.view.length, output.ptr, sizeCell.ptr, outputMax, flags);
+      ret = this.#exports.xd3_encode_memory(input.ptr, inputLength, source ? source.ptr : 0, source ? sourceLength : 0, output.ptr, sizeCell.ptr, outputMax, flags);
     } catch (err) {
       // RangeError or WebAssembly.RuntimeError (out of bounds): the job is lost, not the process.
       throw new FleetError('FC_ERR_DELTA', `xdelta3 encode crashed: ${(err as Error).message}`, { cause: err });

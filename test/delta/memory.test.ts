@@ -1,46 +1,35 @@
-// How much wasm memory an xdelta3 encode gets: xdelta3 rounds the base (its one source
-// window) up to a power of two before sizing the source checksum table, so the table of a
-// base just above a power of two is twice what base/step suggests. Underestimating it made
-// every encode of a 200-255 MiB or 257-511 MiB tar at level 9 fail with ENOMEM.
+// How much wasm memory an encode takes: one xdelta3 instance sized for the largest call (a
+// source segment of at most SEGMENT_BYTES, a target window of at most WINDOW_BYTES) serves
+// every window, so the memory is bounded whatever the size of the project. xdelta3 rounds a
+// segment up to a power of two before sizing its source checksum table; underestimating
+// that made encodes fail with ENOMEM when the whole base was one segment.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
 import { decodeVcdiffToFile } from '../../src/delta/vcdiff-decode.js';
-import { chooseLevel, defaultLevel, encodeDelta, encodeMemoryNeed, largeTableBytes, MAX_BASE_BYTES } from '../../src/delta/xdelta.js';
+import { defaultLevel, encodeDelta, encodeMemoryBound, largeTableBytes, SEGMENT_BYTES, WINDOW_BYTES } from '../../src/delta/xdelta.js';
 import { MAX_MEMORY_BYTES, Xd3Instance } from '../../src/delta/wasm.js';
+import { sha256 } from './trees.js';
 
 const MiB = 2 ** 20;
 
-t.test('the source table is sized from the base rounded up to a power of two', async (t) => {
-  // level 9: one 4-byte slot per 2 bytes of the rounded window
-  t.equal(largeTableBytes(200 * MiB, 9), 512 * MiB, '200 MiB base: window 256 MiB');
-  t.equal(largeTableBytes(256 * MiB, 9), 512 * MiB, 'exactly 256 MiB');
-  t.equal(largeTableBytes(256 * MiB + 1, 9), 1024 * MiB, 'one byte more: window 512 MiB');
-  t.equal(largeTableBytes(300 * MiB, 1), 64 * MiB, 'level 1: step 26');
-  t.ok(encodeMemoryNeed(300 * MiB, 300 * MiB, 9) > 300 * 3 * MiB + 1024 * MiB, '300 MiB tars at level 9 reserve the 1 GiB table');
+t.test('the source table is sized from the segment rounded up to a power of two', async (t) => {
+  // level 9: one 4-byte slot per 2 bytes of the rounded segment
+  t.equal(largeTableBytes(SEGMENT_BYTES, 9), 64 * MiB, 'the largest segment, 32 MiB');
+  t.equal(largeTableBytes(16 * MiB, 9), 32 * MiB, 'exactly 16 MiB');
+  t.equal(largeTableBytes(16 * MiB + 1, 9), 64 * MiB, 'one byte more: the table of 32 MiB');
+  t.equal(largeTableBytes(SEGMENT_BYTES, 1), 4 * MiB, 'level 1: step 26');
 });
 
-t.test('level choice at the 4 GiB boundary', async (t) => {
-  t.equal(MAX_MEMORY_BYTES, 4 * 1024 * MiB - 65536, "one page below 4 GiB: the module's heap size wraps at 4 GiB");
-  t.equal(chooseLevel(300 * MiB, 300 * MiB, 9), 9, 'a 300 MiB project keeps level 9');
-  // 1 GiB + 1 GiB: level 9 needs a 2 GiB table, level 6 a 1 GiB one; level 5 (512 MiB) fits
-  t.ok(encodeMemoryNeed(1024 * MiB, 1024 * MiB, 6) > MAX_MEMORY_BYTES);
-  t.ok(encodeMemoryNeed(1024 * MiB, 1024 * MiB, 5) <= MAX_MEMORY_BYTES);
-  t.equal(chooseLevel(1024 * MiB, 1024 * MiB, 9), 5);
-  // a limit between the needs of two levels picks the lower one
-  const need9 = encodeMemoryNeed(300 * MiB, 300 * MiB, 9);
-  t.equal(chooseLevel(300 * MiB, 300 * MiB, 9, need9), 9);
-  t.equal(chooseLevel(300 * MiB, 300 * MiB, 9, need9 - 1), 6);
-  t.throws(() => chooseLevel(MAX_BASE_BYTES + 1, 1, 9), { code: 'FC_ERR_DELTA', message: /32-bit offsets/ }, 'a base above 2 GiB would hang xdelta3');
-});
-
-t.test('the default level falls with the base size (level 9 time grows faster than the base)', async (t) => {
-  t.equal(defaultLevel(0), 9);
-  t.equal(defaultLevel(64 * MiB), 9);
-  t.equal(defaultLevel(64 * MiB + 1), 6);
-  t.equal(defaultLevel(256 * MiB), 6);
-  t.equal(defaultLevel(256 * MiB + 1), 4);
+t.test('the bound: a few hundred MiB at most, whatever the project', async (t) => {
+  t.equal(SEGMENT_BYTES, 32 * MiB);
+  t.equal(WINDOW_BYTES, 16 * MiB);
+  t.equal(defaultLevel(), 9, 'level 9 whatever the size: a segment is at most 32 MiB');
+  t.ok(encodeMemoryBound(9) < 220 * MiB, `level 9: ${(encodeMemoryBound(9) / MiB).toFixed(1)} MiB`);
+  for (let level = 1; level < 9; level++) t.ok(encodeMemoryBound(level) <= encodeMemoryBound(level + 1), `level ${level}: ${(encodeMemoryBound(level) / MiB).toFixed(1)} MiB`);
 });
 
 t.test('an instance of the largest size can allocate (all 65536 pages could not)', async (t) => {
@@ -49,14 +38,37 @@ t.test('an instance of the largest size can allocate (all 65536 pages could not)
   t.throws(() => xd.alloc(2 ** 32, 'probe'), { code: 'FC_ERR_DELTA', message: /cannot allocate/ }, 'a 4 GiB malloc is refused, not wrapped to 0');
 });
 
-t.test('real encode just above a power of two (129 MiB base) at level 9', async (t) => {
-  const base = randomBytes(129 * MiB);
-  const target = Buffer.concat([base.subarray(0, MiB), Buffer.from('edit'), base.subarray(MiB + 10, 2 * MiB)]);
-  const { vcdiff, level } = await encodeDelta(base, target, { level: 9 });
-  t.equal(level, 9);
-  t.ok(vcdiff.length < 1000, `small delta (${vcdiff.length} bytes)`);
+/** Writes a tar of `entries` (tar-stream, as the packer) to `file`. */
+async function writeTar(file: string, entries: ReadonlyArray<readonly [string, Buffer]>): Promise<void> {
+  const pack = tar.pack();
+  const done = pipeline(pack, createWriteStream(file));
+  for (const [name, content] of entries) pack.entry({ name, size: content.length }, content);
+  pack.finalize();
+  await done;
+}
+
+t.test('a target six windows long encodes at level 9 within the bound, in one instance', async (t) => {
   const dir = t.testdir();
-  writeFileSync(join(dir, 'base'), base);
-  await decodeVcdiffToFile(join(dir, 'base'), vcdiff, join(dir, 'out'));
-  t.same(readFileSync(join(dir, 'out')), target);
+  // a 40 MiB file that grows by 6 MiB near its start (its pieces get segments widened by the
+  // growth: above 16 MiB, so xdelta3 rounds them up to 32 MiB), then 56 files of 1 MiB, one
+  // in 8 edited
+  const big = randomBytes(40 * MiB);
+  const small = Array.from({ length: 56 }, () => randomBytes(MiB));
+  const base: Array<[string, Buffer]> = [['a/big.bin', big], ...small.map((b, i): [string, Buffer] => [`b/${i}.bin`, b])];
+  const target: Array<[string, Buffer]> = [
+    // (zeros: level 9 takes about 1 s per MiB of random bytes that match nothing)
+    ['a/big.bin', Buffer.concat([big.subarray(0, MiB), Buffer.alloc(6 * MiB), big.subarray(MiB)])],
+    ...small.map((b, i): [string, Buffer] => [`b/${i}.bin`, i % 8 === 0 ? Buffer.concat([b.subarray(0, 1000), Buffer.from('edit'), b.subarray(1000)]) : b]),
+  ];
+  await writeTar(join(dir, 'base.tar'), base);
+  await writeTar(join(dir, 'target.tar'), target);
+
+  const { vcdiff, level, memoryBytes, windows } = await encodeDelta({ path: join(dir, 'base.tar') }, { path: join(dir, 'target.tar') });
+  t.equal(level, 9, 'no fallback to a lower level: the memory was computed right');
+  t.ok(windows >= 6, `${windows} windows for a ${((46 + 56) * MiB) / MiB} MiB target`);
+  t.ok(memoryBytes <= encodeMemoryBound(9) + 65536, `wasm memory ${(memoryBytes / MiB).toFixed(1)} MiB, bound ${(encodeMemoryBound(9) / MiB).toFixed(1)} MiB`);
+  t.ok(memoryBytes > encodeMemoryBound(9) - 16 * MiB, 'the largest segment was used (the bound is reached, not exceeded)');
+  t.ok(vcdiff.length < 20_000, `delta ${vcdiff.length} bytes`);
+  const decoded = await decodeVcdiffToFile(join(dir, 'base.tar'), vcdiff, join(dir, 'out.tar'));
+  t.equal(decoded.digests['sha256'], await sha256(join(dir, 'target.tar')));
 });

@@ -5,9 +5,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compressDelta, decompressDelta, detectCompression } from '../../src/delta/compress.js';
-import { inspectVcdiff } from '../../src/delta/vcdiff.js';
+import { inspectVcdiff, shiftedWindows, VCDIFF_HEADER, vcdiffWindows } from '../../src/delta/vcdiff.js';
 import { decodeVcdiff } from '../../src/delta/vcdiff-decode.js';
-import { chooseLevel, encodeDelta } from '../../src/delta/xdelta.js';
+import { encodeDelta } from '../../src/delta/xdelta.js';
 import { withMemoryPages } from '../../src/delta/wasm.js';
 
 /** A base and an edited copy: some bytes changed, inserted and removed. */
@@ -51,11 +51,6 @@ t.test('the level reaches xdelta3 as flags (9 << 20)', async (t) => {
   t.same(await decode(base, slow.vcdiff), target);
 });
 
-t.test('large inputs: level lowered to fit, clear error beyond 4 GiB of wasm memory', async (t) => {
-  t.equal(chooseLevel(1 << 30, 1 << 30, 9), 5, '1 GiB base + 1 GiB target fit at level 5');
-  t.equal(chooseLevel(100 << 20, 100 << 20, 9), 9);
-  t.throws(() => chooseLevel(1.5 * 2 ** 30, 1.5 * 2 ** 30, 9), { code: 'FC_ERR_DELTA', message: /too large for xdelta3-wasm.*limit is 4294901760/ });
-});
 
 t.test('memory section rewrite', async (t) => {
   // (module (memory 1 2)) as bytes
@@ -103,4 +98,30 @@ t.test('secondary compression round trips and is detected', async (t) => {
     t.same(decompressDelta(packed), vcdiff, c);
   }
   t.throws(() => decompressDelta(Buffer.from('garbage that is not brotli')), { code: 'FC_ERR_DELTA' });
+});
+
+t.test('stitching: windows moved into the coordinates of a larger base', async (t) => {
+  const dir = t.testdir();
+  const { base, target } = pair(200_000);
+  writeFileSync(join(dir, 'base'), base);
+  writeFileSync(join(dir, 'target'), target);
+  // Debian's xdelta3 writes an application header (the file names) and, with -W, many windows
+  execFileSync('xdelta3', ['-e', '-f', '-S', 'none', '-W', '16384', '-s', join(dir, 'base'), join(dir, 'target'), join(dir, 'native')]);
+  const native = readFileSync(join(dir, 'native'));
+  const prefix = randomBytes(12_345);
+  const stitched = Buffer.concat([VCDIFF_HEADER, ...shiftedWindows(native, prefix.length)]);
+  const before = [...vcdiffWindows(native)];
+  const after = [...vcdiffWindows(stitched)];
+  t.equal(after.length, before.length);
+  t.ok(before.length > 5, `${before.length} windows`);
+  const moved = after.map((w, i) => (w.sourceLength === 0 ? 'none' : w.sourcePosition - (before[i]?.sourcePosition ?? NaN)));
+  t.same(new Set(moved), new Set([prefix.length, ...(moved.includes('none') ? ['none'] : [])]), 'every source segment moved by the prefix');
+  t.same(after.map((w) => [w.sourceLength, w.targetLength, w.adler32]), before.map((w) => [w.sourceLength, w.targetLength, w.adler32]), 'nothing else changed');
+  const longer = Buffer.concat([prefix, base]);
+  t.same(await decode(longer, stitched), target, 'decodes against the base behind the prefix');
+  writeFileSync(join(dir, 'longer'), longer);
+  writeFileSync(join(dir, 'stitched'), stitched);
+  execFileSync('xdelta3', ['-d', '-f', '-s', join(dir, 'longer'), join(dir, 'stitched'), join(dir, 'out')]);
+  t.same(readFileSync(join(dir, 'out')), target, 'and so does xdelta3 -d');
+  t.throws(() => shiftedWindows(Buffer.from([0xd6, 0xc3, 0xc4, 0, 1, 2]), 0), { code: 'FC_ERR_DELTA', message: /secondary compression/ }, 'what it cannot re-emit is refused');
 });

@@ -1,0 +1,215 @@
+// How a windowed encode cuts the work: the new tar (target) in windows of at most
+// `window` bytes, and for each window one source segment of the base of at most `segment`
+// bytes, the base range xdelta3 may copy from (a VCDIFF window has one source segment).
+//
+// With both inputs indexed as tars, the target's entries are walked in order and each is
+// given its counterpart in the base: the entry with the same path, else one with the same
+// content (a renamed or moved file). packer.ts writes entries in a fixed order, so
+// counterparts mostly follow each other in the base too, and a window's segment is the
+// range they span. A window is cut early where the next counterpart is not coherent with the
+// window's range: far from it (a moved file, files deleted from the base) or growing it much
+// faster than the target grows. A displaced run of entries gets a window of its own when it
+// matches DISPLACED_MIN bytes or more (a window costs about 25 bytes and 0.05 ms); a smaller
+// one stays in its window, encoded without its counterpart. A file larger than half a window
+// gets windows of its own, each against the same offsets of its counterpart, wider by the
+// difference in size (how far its edits may have moved its bytes).
+//
+// A window without counterparts gets the base range after the last matched one; every
+// window of an input that is not a tar gets the base range at the same relative position,
+// (segment - window) / 2 wider on each side. What a whole-base encode would copy from
+// elsewhere in the base (a new file assembled from pieces of files far away) is encoded as
+// data. Pure functions: the plan depends on the sizes and indexes only.
+import type { TarEntry, TarIndex } from './tar-index.js';
+
+export interface PlanLimits {
+  /** Largest target window handed to xdelta3 in one call. */
+  readonly window: number;
+  /** Largest source segment: at least twice the window. */
+  readonly segment: number;
+}
+
+export interface WindowPlan {
+  readonly targetStart: number;
+  readonly targetEnd: number;
+  /** The source segment in the base; empty (start = end) when the base is. */
+  readonly sourceStart: number;
+  readonly sourceEnd: number;
+  /** How the segment was found: matched entries, or relative position. */
+  readonly how: 'entries' | 'position';
+}
+
+/** A displaced run of entries smaller than this stays in its window (as data xdelta3 adds). */
+export const DISPLACED_MIN = 1024;
+/** A window's base range may grow to twice its target bytes, or this much more (deleted files between). */
+const COHERENCE_SLACK = 1 << 20;
+
+interface Range {
+  start: number;
+  end: number;
+}
+
+function union(a: Range, b: Range): Range {
+  return { start: Math.min(a.start, b.start), end: Math.max(a.end, b.end) };
+}
+
+/** `core` widened by up to `margin` on each side, within [0, size) and at most `limit` long. */
+function widen(core: Range, margin: number, limit: number, size: number): Range {
+  const want = Math.min(limit, core.end - core.start + 2 * Math.floor(margin));
+  let start = Math.max(0, core.start - Math.floor((want - (core.end - core.start)) / 2));
+  const end = Math.min(size, start + want);
+  start = Math.max(0, end - want);
+  return { start, end };
+}
+
+class Planner {
+  readonly windows: WindowPlan[] = [];
+  #start = 0;
+  #hull: Range | undefined;
+  /** Where the last window's range ended in the base: the anchor of a window without counterparts. */
+  #anchor: number | undefined;
+
+  constructor(
+    readonly targetSize: number,
+    readonly baseSize: number,
+    readonly limits: PlanLimits,
+  ) {}
+
+  get start(): number {
+    return this.#start;
+  }
+
+  get hull(): Range | undefined {
+    return this.#hull;
+  }
+
+  add(range: Range): void {
+    this.#hull = this.#hull ? union(this.#hull, range) : range;
+  }
+
+  /**
+   * Ends the open window at `end` (nothing when it would be empty); the next one starts there.
+   * Its segment is the range its entries matched, `margin` wider on each side: none by
+   * default, as the segment then starts where the window's first bytes come from, the place
+   * xdelta3 looks first (an unchanged 16 MiB window is encoded in 10 ms, against 600 ms when
+   * the segment starts 256 KiB earlier: measured).
+   */
+  close(end: number, margin = 0): void {
+    if (end <= this.#start) return;
+    const length = end - this.#start;
+    let core = this.#hull;
+    const how = core ? 'entries' : 'position';
+    if (!core) {
+      // centred on where the window's middle falls in the base, by relative position
+      const relative = this.targetSize === 0 ? 0 : Math.floor(((this.#start + length / 2) / this.targetSize) * this.baseSize - length / 2);
+      const at = Math.max(0, Math.min(this.baseSize - length, this.#anchor ?? relative));
+      core = { start: at, end: Math.min(this.baseSize, at + length) };
+    }
+    const source = widen(core, margin, this.limits.segment, this.baseSize);
+    this.windows.push({ targetStart: this.#start, targetEnd: end, sourceStart: source.start, sourceEnd: source.end, how });
+    if (how === 'entries') this.#anchor = core.end;
+    this.#start = end;
+    this.#hull = undefined;
+  }
+}
+
+/** The base range that holds the target bytes [from, to) of `t`, by the same offsets in `b`. */
+function mapped(t: TarEntry, b: TarEntry, from: number, to: number): Range | undefined {
+  const start = Math.max(b.start, b.dataStart + (from - t.dataStart));
+  const end = Math.min(b.end, b.dataStart + (to - t.dataStart));
+  return end > start ? { start, end } : undefined;
+}
+
+/** The base entry `t` stands for: the same path, else the same content (the nearest to `near`). */
+function counterpart(t: TarEntry, base: TarIndex, near: number): TarEntry | undefined {
+  const byPath = base.byPath.get(t.path);
+  if (byPath !== undefined) return base.entries[byPath];
+  if (t.contentKey === undefined) return undefined;
+  let best: TarEntry | undefined;
+  for (const i of base.byContent.get(t.contentKey) ?? []) {
+    const e = base.entries[i] as TarEntry;
+    if (!best || Math.abs(e.start - near) < Math.abs(best.start - near)) best = e;
+  }
+  return best;
+}
+
+/** Windows of at most `window` bytes, each against the base range at the same relative position. */
+function planByPosition(p: Planner): void {
+  // wide margins: insertions and deletions before a window move its bytes in the base
+  const margin = Math.floor((p.limits.segment - p.limits.window) / 2);
+  while (p.targetSize - p.start > p.limits.window) p.close(p.start + p.limits.window, margin);
+  p.close(p.targetSize, margin);
+}
+
+/** True when a window's base range `range` stays coherent with its target bytes [start, end). */
+function fits(range: Range, start: number, end: number, segment: number): boolean {
+  return range.end - range.start <= Math.min(segment, Math.max(2 * (end - start), end - start + COHERENCE_SLACK));
+}
+
+function planByEntries(p: Planner, target: TarIndex, base: TarIndex): void {
+  const entries = target.entries;
+  const { window, segment } = p.limits;
+  const rangeOf = (t: TarEntry): Range | undefined => {
+    const b = counterpart(t, base, p.hull?.end ?? 0);
+    return b && mapped(t, b, t.start, t.end);
+  };
+  /** Entries before this one are encoded without their counterparts (a small displaced run). */
+  let skipUntil = 0;
+  for (let i = 0; i < entries.length; i++) {
+    const t = entries[i] as TarEntry;
+    if (t.end - t.start > window / 2) {
+      // a large file: windows of its own, each piece against the same offsets of its counterpart
+      // (wider margins: its edits may have moved its bytes by up to the difference in size)
+      p.close(t.start);
+      const b = counterpart(t, base, p.hull?.end ?? 0);
+      const drift = b ? Math.abs(t.end - t.start - (b.end - b.start)) : 0;
+      for (let from = t.start; from < t.end; from += window) {
+        const to = Math.min(t.end, from + window);
+        const range = b && mapped(t, b, from, to);
+        if (range) p.add(range);
+        p.close(to, Math.min(drift, (segment - (to - from)) / 2));
+      }
+      continue;
+    }
+    if (t.end - p.start > window) p.close(t.start);
+    const range = i < skipUntil ? undefined : rangeOf(t);
+    if (!range) continue;
+    const hull = p.hull;
+    if (!hull || fits(union(hull, range), p.start, t.end, segment)) {
+      p.add(range);
+      continue;
+    }
+    // displaced: how much the run of entries that follows `t` coherently (up to a window) matches
+    let run = range;
+    let matched = range.end - range.start;
+    let j = i + 1;
+    for (; j < entries.length; j++) {
+      const u = entries[j] as TarEntry;
+      if (u.end - t.start > window || u.end - u.start > window / 2) break;
+      const r = rangeOf(u);
+      if (!r) continue;
+      if (!fits(union(run, r), t.start, u.end, segment)) break;
+      run = union(run, r);
+      matched += r.end - r.start;
+    }
+    if (matched >= DISPLACED_MIN) {
+      p.close(t.start);
+      p.add(range);
+    } else {
+      skipUntil = j;
+    }
+  }
+  // the end-of-archive blocks, and whatever follows them
+  while (p.targetSize - p.start > window) p.close(p.start + window);
+  p.close(p.targetSize);
+}
+
+/** The plan of a whole encode; indexes are undefined for inputs that are not tars. */
+export function planWindows(targetSize: number, target: TarIndex | undefined, baseSize: number, base: TarIndex | undefined, limits: PlanLimits): WindowPlan[] {
+  if (2 * limits.window > limits.segment) throw new Error('plan: a segment must hold two windows');
+  const p = new Planner(targetSize, baseSize, limits);
+  if (target && base && base.entries.length > 0) planByEntries(p, target, base);
+  else planByPosition(p);
+  // an empty target is one empty window: xdelta3 writes one for it too
+  if (p.windows.length === 0) p.windows.push({ targetStart: 0, targetEnd: 0, sourceStart: 0, sourceEnd: 0, how: 'position' });
+  return p.windows;
+}
