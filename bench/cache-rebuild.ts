@@ -12,6 +12,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { pino } from 'pino';
 import { DiskStore, casId, httpId } from '../src/cache/disk-store.js';
+import { today } from './lib/today.js';
 
 const arg = (name: string): string | undefined => {
   const i = process.argv.indexOf(name);
@@ -44,7 +45,7 @@ async function main(): Promise<void> {
     await store.open();
     const seconds = (performance.now() - started) / 1000;
     if (store.count !== OBJECTS) throw new Error(`indexed ${store.count} of ${OBJECTS} objects`);
-    const line = `- ${new Date().toISOString().slice(0, 10)}: \`node --import tsx bench/cache-rebuild.ts\`: ${OBJECTS} objects indexed in **${seconds.toFixed(2)} s** (goal < 5 s), page cache ${dropped ? 'dropped first' : 'warm (not root: could not drop it)'}.\n`;
+    const line = `- ${today()}: \`node --import tsx bench/cache-rebuild.ts\`: ${OBJECTS} objects indexed in **${seconds.toFixed(2)} s** (goal < 5 s), page cache ${dropped ? 'dropped first' : 'warm (not root: could not drop it)'}.\n`;
     process.stdout.write(line);
     if (process.argv.includes('--append')) await appendFile(new URL('./RESULTS.md', import.meta.url), `\n## cache index rebuild\n\n${line}`);
   } finally {

@@ -23,6 +23,7 @@ import { mountLoopExt4 } from './lib/loopfs.js';
 import { ensureNginx } from './lib/nginx.js';
 import { REPO_ROOT, benchDir, freePort, startFleetcache, startProcess, startReference, type BenchProcess } from './lib/processes.js';
 import { download as fetchOne, median, pool, runWrk, writeBlob, writeBlobs, writeWrkScript } from './lib/small-objects.js';
+import { today } from './lib/today.js';
 
 const FIGURES = ['stampede', 'hot-large', 'hot-small', 'cold-small'] as const;
 type Figure = (typeof FIGURES)[number];
@@ -274,7 +275,7 @@ function report(ours: Figures, ng: Figures, floor: Figures | undefined, hot: num
   }
   const command = `node --import tsx bench/cache.ts${process.argv.slice(2).length ? ' ' + process.argv.slice(2).join(' ') : ''}`;
   return `
-## regional cache vs nginx proxy_cache — ${new Date().toISOString().slice(0, 10)}
+## regional cache vs nginx proxy_cache — ${today()}
 
 Command: \`${command}\`. Origin: nginx serving files (limit_rate 50 MB/s per
 connection); in front of it our cache (compiled, --workers ${WORKERS}) and nginx proxy_cache (worker_processes ${WORKERS}, proxy_cache_lock on),

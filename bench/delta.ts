@@ -15,6 +15,7 @@ import { compressDelta, type Compression } from '../src/delta/compress.js';
 import { decodeVcdiffToFile } from '../src/delta/vcdiff-decode.js';
 import { encodeDelta } from '../src/delta/xdelta.js';
 import { packToFile } from '../src/pack/packer.js';
+import { today } from './lib/today.js';
 
 const PAIRS: ReadonlyArray<readonly [string, string, string]> = [
   ['fastify', '5.0.0', '5.2.1'],
@@ -147,12 +148,12 @@ if (process.argv.includes('--large')) {
 }
 process.stdout.write(`${text}\n`);
 if (process.argv.includes('--append') && process.argv.includes('--large')) {
-  appendFileSync(join(import.meta.dirname, 'RESULTS.md'), `\nDelta size limit (2026-11-23, \`node --import tsx bench/delta.ts --large --append\`): ${text}\n`);
+  appendFileSync(join(import.meta.dirname, 'RESULTS.md'), `\nDelta size limit (${today()}, \`node --import tsx bench/delta.ts --large --append\`): ${text}\n`);
 } else if (process.argv.includes('--append')) {
   const versions = execFileSync('sh', ['-c', "xdelta3 -V 2>&1 | grep -o 'version [0-9.]*' | head -1; zstd -V | grep -o 'v[0-9.]*'"], { encoding: 'utf8' }).trim().replace(/\n/g, ', zstd ').replace(/^/, 'xdelta3 ');
   appendFileSync(
     join(import.meta.dirname, 'RESULTS.md'),
-    `\n## Delta-repacked uploads (issue 4) — 2026-11-23\n\n` +
+    `\n## Delta-repacked uploads (issue 4) — ${today()}\n\n` +
       `Command: \`node --import tsx bench/delta.ts --append\` (${versions}; Node ${process.version}; 2 cores). ` +
       `Packages from \`npm pack\`, unpacked and re-packed by our packer; sizes in bytes of the new version; times are the best of 3 wall-clock runs (zstd: 1 run), ` +
       `ours = xdelta3-wasm encode + node:zlib compression, in process.\n\n${text}\n`,

@@ -15,6 +15,7 @@ import { formatLedger } from '../src/report/ledger.js';
 import { RunLog } from '../src/run/report.js';
 import { runProject, type RunResult } from '../src/run/runner.js';
 import { bedBackends, startTestBed, type TestBed } from '../test/testbed/netns.js';
+import { today } from './lib/today.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const SYSTEMS = { 'region-a': 'alpha-1', 'region-b': 'beta-1' };
@@ -80,7 +81,7 @@ async function main(): Promise<void> {
     const d = direct.result.ledger.originEgress;
     const lines = [
       '',
-      '## fleet on the multi-region test bed — 2026-11-23',
+      `## fleet on the multi-region test bed — ${today()}`,
       '',
       `Command: \`node --import tsx bench/fleet.ts --append\` (npm run bench:fleet). Project: this repository's src/ and package.json with fastify, undici and typescript vendored ` +
         `(${(cached.result.push.fullUploadBytes / 1e6).toFixed(2)} MB packed); ${cached.result.pulls.length} machines (local backend, ${workers} workers per system) in 2 region namespaces; ` +

@@ -13,6 +13,7 @@ import { Agent, request } from 'undici';
 import { cpuSecondsOf } from './lib/cpu.js';
 import { ensureNginx, startNginx, type RunningNginx } from './lib/nginx.js';
 import { REPO_ROOT, startFleetcache } from './lib/processes.js';
+import { today } from './lib/today.js';
 
 const SIZE = 256 * 1024 * 1024;
 const CLIENTS = 8;
@@ -173,7 +174,7 @@ async function main(): Promise<void> {
     if (APPEND) {
       const section = [
         '',
-        `## origin download vs nginx — ${new Date().toISOString().slice(0, 10)}`,
+        `## origin download vs nginx — ${today()}`,
         '',
         `Command: \`node --import tsx bench/origin.ts\` (npm run bench:origin). ${CLIENTS} concurrent GETs of a 256 MiB blob,`,
         `${runs.origin.length} rounds alternating origin and nginx (sendfile, 2 workers), loopback, ${cpus().length} cores; medians.`,

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JobQueue, permutation, prng, type SchedJob } from '../src/run/scheduler.js';
 import { Timings } from '../src/run/timings.js';
+import { today } from './lib/today.js';
 
 const SYSTEMS = 7;
 const WORKERS = [4, 4, 5, 3, 4, 6, 4];
@@ -116,7 +117,7 @@ await rm(dir, { recursive: true, force: true });
 
 const report = [
   '',
-  '## Scheduler simulation (issue 6) — 2026-11-23',
+  `## Scheduler simulation (issue 6) — ${today()}`,
   '',
   '`node --import tsx bench/scheduler.ts --append`: 1,600 jobs, 7 systems with 3–6 workers (30 in all), ' +
     'durations 10–40 s (90%) and 2–5 min (10%), ±10% noise per run. Makespan divided by the lower bound ' +

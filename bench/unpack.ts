@@ -11,6 +11,7 @@ import { packToFile } from '../src/pack/packer.js';
 import { unpackTar } from '../src/pack/unpack.js';
 import { benchDir } from './lib/processes.js';
 import { median } from './lib/small-objects.js';
+import { today } from './lib/today.js';
 
 const DIRS = 2000;
 const FILES_PER_DIR = 10;
@@ -46,7 +47,7 @@ async function main(): Promise<void> {
     const files = DIRS * FILES_PER_DIR;
     const [o, g] = [median(ours)!, median(gnu)!]; // ROUNDS > 0
     const table = `
-## project unpack vs GNU tar — ${new Date().toISOString().slice(0, 10)}
+## project unpack vs GNU tar — ${today()}
 
 Command: \`node --import tsx bench/unpack.ts --append\`. ${files} files of ${FILE_BYTES} bytes in ${DIRS} directories,
 packed by our packer; each round unpacks with src/pack/unpack.ts (as pull and the agent do) and then with
