@@ -7,7 +7,7 @@ import { UsageError } from '../errors.js';
 import { requireInput, requireOutput } from '../path-checks.js';
 import { writeAtomically } from '../project-upload/atomic-file.js';
 
-/** The --level flag: undefined when not given (the encoder then uses defaultLevel()). */
+/** The --level flag: undefined when not given (the encoder then uses defaultLevel(base size)). */
 export function parseLevel(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const level = Number(text);

@@ -95,33 +95,34 @@ export interface EncodeResult {
 }
 
 /**
- * The level used when none is asked for: 9, whatever the size. Each call's source table is
- * sized for a segment of at most 32 MiB, so level 9 no longer slows down as the base grows
- * (why lower levels were the default for large bases when the whole base was one source).
- * Measured on a 200 MiB pack (node_modules; 1 file in 5 edited, 2% removed, 2% added, 1%
- * renamed or moved), CPU time: level 9 6.5 s (407 KB), level 6 5.0 s (+5%), level 4 3.5 s
- * (+15%); the whole-base encode took 10.5 s at level 6 (427 KB), 20.6 s at level 9 (404 KB).
- * Content that matches nothing costs about 1 s per MiB at level 9, 0.1 s at level 1.
+ * The level used when none is asked for, by base size: 9 up to 64 MiB, 4 above. A push waits
+ * for this encode before any machine starts, and the delta it saves is small either way.
+ * Measured, windowed: on a 200 MiB pack (node_modules; 1 file in 5 edited, 2% removed, 2%
+ * added, 1% renamed or moved) level 9 took 6.5 s of CPU for 407 KB, level 6 5.0 s (+5%),
+ * level 4 3.5 s (+15%, 45 KB more after brotli); on 256 MiB of unchanged binary content
+ * (random bytes, one 4 KiB edit) level 9 took 18.4 s, level 6 17.4 s, level 4 4.1 s, level 1
+ * 1.3 s, all for the same 5 KB delta. Up to 64 MiB, level 9 stays within a few seconds.
  */
-export function defaultLevel(): number {
-  return 9;
+export function defaultLevel(baseSize: number): number {
+  return baseSize <= 64 * 2 ** 20 ? 9 : 4;
 }
 
 /** How the CLI flags describe defaultLevel(). */
-export const DEFAULT_LEVEL_HELP = 'xdelta3 level 1-9 (default: 9; lower is faster, for larger deltas)';
+export const DEFAULT_LEVEL_HELP = 'xdelta3 level 1-9 (default: by base size, 9 up to 64 MiB, 4 above; lower is faster, for larger deltas)';
 
 /**
- * VCDIFF of `target` against `base`, at xdelta3 level `level` (1–9, default defaultLevel()).
+ * VCDIFF of `target` against `base`, at xdelta3 level `level` (1–9, default defaultLevel(base size)).
  * Each file is read once from start to end first (to index it, and to check its digest when
  * it has one: a mismatch is refused before anything is encoded), then window by window.
  * Should the host refuse the wasm memory, or xdelta3 run out of it, the encode is retried at
  * the next level with a smaller source table (184 MiB at level 6, 156 MiB at level 1).
  */
 export async function encodeDelta(base: DeltaInput, target: DeltaInput, options: { level?: number } = {}): Promise<EncodeResult> {
-  const wanted = options.level ?? defaultLevel();
-  if (!Number.isInteger(wanted) || wanted < 1 || wanted > 9) throw new FleetError('FC_ERR_USAGE', `delta level must be 1-9, got ${wanted}`);
+  const given = options.level;
+  if (given !== undefined && (!Number.isInteger(given) || given < 1 || given > 9)) throw new FleetError('FC_ERR_USAGE', `delta level must be 1-9, got ${given}`);
   const source = await OpenInput.open(base, 'base');
   try {
+    const wanted = given ?? defaultLevel(source.size);
     const input = await OpenInput.open(target, 'target');
     try {
       const plan = planWindows(input.size, input.index, source.size, source.index, LIMITS);

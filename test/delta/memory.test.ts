@@ -27,7 +27,9 @@ t.test('the source table is sized from the segment rounded up to a power of two'
 t.test('the bound: a few hundred MiB at most, whatever the project', async (t) => {
   t.equal(SEGMENT_BYTES, 32 * MiB);
   t.equal(WINDOW_BYTES, 16 * MiB);
-  t.equal(defaultLevel(), 9, 'level 9 whatever the size: a segment is at most 32 MiB');
+  t.equal(defaultLevel(0), 9);
+  t.equal(defaultLevel(64 * 2 ** 20), 9, 'level 9 up to 64 MiB');
+  t.equal(defaultLevel(64 * 2 ** 20 + 1), 4, 'level 4 above: as fast on unchanged binary content, for a slightly larger delta');
   t.ok(encodeMemoryBound(9) < 220 * MiB, `level 9: ${(encodeMemoryBound(9) / MiB).toFixed(1)} MiB`);
   for (let level = 1; level < 9; level++) t.ok(encodeMemoryBound(level) <= encodeMemoryBound(level + 1), `level ${level}: ${(encodeMemoryBound(level) / MiB).toFixed(1)} MiB`);
 });
@@ -63,7 +65,7 @@ t.test('a target six windows long encodes at level 9 within the bound, in one in
   await writeTar(join(dir, 'base.tar'), base);
   await writeTar(join(dir, 'target.tar'), target);
 
-  const { vcdiff, level, memoryBytes, windows } = await encodeDelta({ path: join(dir, 'base.tar') }, { path: join(dir, 'target.tar') });
+  const { vcdiff, level, memoryBytes, windows } = await encodeDelta({ path: join(dir, 'base.tar') }, { path: join(dir, 'target.tar') }, { level: 9 });
   t.equal(level, 9, 'no fallback to a lower level: the memory was computed right');
   t.ok(windows >= 6, `${windows} windows for a ${((46 + 56) * MiB) / MiB} MiB target`);
   t.ok(memoryBytes <= encodeMemoryBound(9) + 65536, `wasm memory ${(memoryBytes / MiB).toFixed(1)} MiB, bound ${(encodeMemoryBound(9) / MiB).toFixed(1)} MiB`);
