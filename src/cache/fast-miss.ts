@@ -13,8 +13,8 @@ import type { PlainBlobGet } from './fast-hit.js';
 import { sendFill } from './fill-cursor.js';
 import type { Fill, FillHead } from './fill.js';
 import { forwardHeaders, immutableFill } from './namespace.js';
-import { cacheError, failureFields, newRequestId } from './serve.js';
-import { errorAnswer } from '../http/errors.js';
+import { failureFields, newRequestId } from './serve.js';
+import { errorAnswer, requestError } from '../http/errors.js';
 
 /**
  * Starts answering `get` when it is a plain miss this process may lead, and returns true;
@@ -88,7 +88,7 @@ function send(ctx: CacheContext, res: ServerResponse, get: PlainBlobGet, fill: F
 
 /** The cache's error answer (server.ts's error handler gives the same). */
 function answerError(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, err: unknown): void {
-  const fe = cacheError(err);
+  const fe = requestError(err);
   // A request id only now: none is taken for the requests that succeed.
   const reqId = newRequestId();
   if (fe.status >= 500) ctx.log.error({ reqId, ...failureFields(fe, req) }, 'request failed');

@@ -14,7 +14,8 @@ import { DEFAULT_FILL_MEMORY } from './config.js';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { formatDigest, type Digest } from '../store/digest.js';
 import { SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type FillClaim } from './disk-store.js';
-import { cacheError, failureFields, newRequestId } from './serve.js';
+import { failureFields, newRequestId } from './serve.js';
+import { requestError } from '../http/errors.js';
 import type { HeaderMap } from './upstream.js';
 
 export interface FillDecision {
@@ -420,7 +421,7 @@ export class Fill extends FillProgress {
       leader(outcome, this);
     } catch (err) {
       // As every failed request's log line: the method, the path and a request id (serve.ts).
-      const fields = failureFields(cacheError(err), this.#leaderRequest ?? {});
+      const fields = failureFields(requestError(err), this.#leaderRequest ?? {});
       this.#log.error({ id: this.#spec.id, reqId: newRequestId(), ...fields }, 'answering the request that started a fill failed');
     }
   }

@@ -1,9 +1,8 @@
 // Answering clients: conditional GET (304, 412), single byte ranges (206/416), HEAD,
 // X-Cache and Age, and accounting of the bytes actually sent.
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { FleetError, toFleetError } from '../errors.js';
+import type { FleetError } from '../errors.js';
 import { checkReadPreconditions, parseHttpDate } from '../http/blob-reply.js';
-import { fromFastify } from '../http/errors.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import type { HeaderMap } from './upstream.js';
 
@@ -34,12 +33,6 @@ export interface SendContext {
   readonly cache: CacheStatus;
   readonly ageSeconds: number;
   readonly metrics: CacheMetrics;
-}
-
-/** What a failed request is answered with (a JSON body with the error's code). */
-export function cacheError(err: unknown): FleetError {
-  if (err instanceof FleetError) return err;
-  return (err instanceof Error ? fromFastify(err) : undefined) ?? toFleetError(err);
 }
 
 /**

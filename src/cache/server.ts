@@ -17,9 +17,9 @@ import { CacheMetrics } from './metrics.js';
 import { registerMirrorRoutes } from './mirror.js';
 import { registerNamespaceRoutes } from './namespace.js';
 import { registerPutRoutes } from './put.js';
-import { cacheError, failureFields, newRequestId } from './serve.js';
+import { failureFields, newRequestId } from './serve.js';
 import { collectRoutes } from '../http/allowed-methods.js';
-import { errorAnswer } from '../http/errors.js';
+import { errorAnswer, requestError } from '../http/errors.js';
 import { closeUnreadBody } from '../http/unread-body.js';
 import { closeFollowerPools, serveFillEvents } from './remote-fill.js';
 import { Upstream } from './upstream.js';
@@ -93,7 +93,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   fast = ctx;
 
   app.setErrorHandler((err: unknown, req, reply) => {
-    const fe = cacheError(err);
+    const fe = requestError(err);
     if (fe.status >= 500) req.log.error(failureFields(fe, req), 'request failed'); // req.log has the reqId
     if (reply.raw.headersSent) return void reply.raw.destroy();
     closeUnreadBody(req.raw, reply); // an upload refused before its body was read is not read

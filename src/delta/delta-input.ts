@@ -38,12 +38,11 @@ export class OpenInput {
       const indexer = new TarIndexer();
       const piece = Buffer.allocUnsafe(Math.min(SCAN_PIECE, Math.max(size, 1)));
       for (let done = 0; done < size; ) {
-        const { bytesRead } = await fh.read(piece, 0, Math.min(piece.length, size - done), done);
-        if (bytesRead === 0) throw new FleetError('FC_ERR_DELTA', `${input.path}: file shrank while reading (${done} of ${size} bytes)`);
-        const view = piece.subarray(0, bytesRead);
+        const view = piece.subarray(0, Math.min(piece.length, size - done));
+        await readAt(fh, view, done, input.path, size);
         hash?.update(view);
         indexer.update(view);
-        done += bytesRead;
+        done += view.length;
       }
       if (hash && input.digest !== undefined) {
         const got = `sha256:${hash.digest('hex')}`;
@@ -62,15 +61,19 @@ export class OpenInput {
       dst.set(this.bytes.subarray(start, start + dst.length));
       return;
     }
-    const fh = this.fh as FileHandle;
-    for (let done = 0; done < dst.length; ) {
-      const { bytesRead } = await fh.read(dst, done, dst.length - done, start + done);
-      if (bytesRead === 0) throw new FleetError('FC_ERR_DELTA', `${this.name}: file shrank while reading (${start + done} of ${this.size} bytes)`);
-      done += bytesRead;
-    }
+    await readAt(this.fh as FileHandle, dst, start, this.name, this.size);
   }
 
   async close(): Promise<void> {
     await this.fh?.close();
+  }
+}
+
+/** Fills `dst` from `fh` at `position`; a file that ends first (it shrank) is FC_ERR_DELTA. */
+async function readAt(fh: FileHandle, dst: Uint8Array, position: number, name: string, size: number): Promise<void> {
+  for (let done = 0; done < dst.length; ) {
+    const { bytesRead } = await fh.read(dst, done, dst.length - done, position + done);
+    if (bytesRead === 0) throw new FleetError('FC_ERR_DELTA', `${name}: file shrank while reading (${position + done} of ${size} bytes)`);
+    done += bytesRead;
   }
 }

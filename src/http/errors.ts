@@ -32,9 +32,15 @@ export function errorAnswer(fe: FleetError, requestId?: string): Record<string, 
   return { code: fe.code, message: `internal error${requestId === undefined ? '' : ` (request ${requestId})`}; the server log has the details` };
 }
 
+/** The catalogued error a request that failed with `err` is answered with (both servers). */
+export function requestError(err: unknown): FleetError {
+  if (err instanceof FleetError) return err;
+  return (err instanceof Error ? fromFastify(err) : undefined) ?? toFleetError(err);
+}
+
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    const fe = err instanceof FleetError ? err : (fromFastify(err) ?? toFleetError(err));
+    const fe = requestError(err);
     if (fe.status >= 500) request.log.error({ err }, fe.message);
     else request.log.info({ code: fe.code }, fe.message);
     if (reply.sent || reply.raw.headersSent) {

@@ -1,7 +1,7 @@
 // What the cache's own answers carry (serve.ts): an error answer is not the object.
 import t from 'tap';
 import { request } from 'undici';
-import { cacheError } from '../../src/cache/serve.js';
+import { requestError } from '../../src/http/errors.js';
 import { startCache } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
 
@@ -48,8 +48,8 @@ t.test("a Range request on a fill without Content-Length that fails: a 502 witho
 
 t.test("a request error fastify raises is the client's (4xx), as at the origin; anything else is internal", async (t) => {
   const fastifyError = (code: string, statusCode: number) => Object.assign(new Error(`${code} happened`), { code, statusCode });
-  t.match(cacheError(fastifyError('FST_ERR_CTP_INVALID_MEDIA_TYPE', 415)), { code: 'FC_ERR_BAD_REQUEST', status: 400 }, 'no parser for the body: was a 500');
-  t.match(cacheError(fastifyError('FST_ERR_SOMETHING_NEW', 431)), { code: 'FC_ERR_BAD_REQUEST', status: 400 }, 'any other 4xx of fastify');
-  t.match(cacheError(fastifyError('FST_ERR_BAD_URL', 400)), { code: 'FC_ERR_BAD_NAME' }, "the origin's mapping");
-  t.match(cacheError(new Error('disk on fire')), { code: 'FC_ERR_INTERNAL', status: 500 });
+  t.match(requestError(fastifyError('FST_ERR_CTP_INVALID_MEDIA_TYPE', 415)), { code: 'FC_ERR_BAD_REQUEST', status: 400 }, 'no parser for the body: was a 500');
+  t.match(requestError(fastifyError('FST_ERR_SOMETHING_NEW', 431)), { code: 'FC_ERR_BAD_REQUEST', status: 400 }, 'any other 4xx of fastify');
+  t.match(requestError(fastifyError('FST_ERR_BAD_URL', 400)), { code: 'FC_ERR_BAD_NAME' }, "the origin's mapping");
+  t.match(requestError(new Error('disk on fire')), { code: 'FC_ERR_INTERNAL', status: 500 });
 });
