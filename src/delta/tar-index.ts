@@ -5,6 +5,8 @@
 // Reads what src/pack/packer.ts writes (ustar, pax headers for long names) and GNU long
 // names; anything else (a file that is not a tar, a corrupt header) ends the index, and the
 // encoder then maps the target onto the base by relative position instead.
+// Not tar-stream (which src/pack/unpack.ts uses): its extract swallows pax and GNU long-name
+// headers, so the byte offset of an entry cannot be counted from what it emits.
 import { crc32 } from 'node:zlib';
 
 export interface TarEntry {
