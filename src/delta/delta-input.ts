@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { DigestMismatchError, FleetError } from '../errors.js';
+import { readFully } from '../read-fully.js';
 import { indexTarBytes, TarIndexer, type TarIndex } from './tar-index.js';
 
 /**
@@ -71,9 +72,6 @@ export class OpenInput {
 
 /** Fills `dst` from `fh` at `position`; a file that ends first (it shrank) is FC_ERR_DELTA. */
 async function readAt(fh: FileHandle, dst: Uint8Array, position: number, name: string, size: number): Promise<void> {
-  for (let done = 0; done < dst.length; ) {
-    const { bytesRead } = await fh.read(dst, done, dst.length - done, position + done);
-    if (bytesRead === 0) throw new FleetError('FC_ERR_DELTA', `${name}: file shrank while reading (${position + done} of ${size} bytes)`);
-    done += bytesRead;
-  }
+  const got = await readFully(fh, dst, position);
+  if (got < dst.length) throw new FleetError('FC_ERR_DELTA', `${name}: file shrank while reading (${position + got} of ${size} bytes)`);
 }

@@ -3,6 +3,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { FastifyReply } from 'fastify';
 import { BodyWriter, takeOver } from './body-writer.js';
+import { readFully } from '../read-fully.js';
 
 const CHUNK = 1024 * 1024;
 
@@ -25,7 +26,9 @@ export async function sendFileRange(
   const next = async (): Promise<Buffer> => {
     const buf = writer.scratch();
     const n = Math.min(buf.length, end - position);
-    await readExactly(file, buf, n, position);
+    // A short file is an error, not a short body.
+    const got = await readFully(file, buf.subarray(0, n), position);
+    if (got < n) throw new Error(`blob file ended ${n - got} bytes early at offset ${position + got}`);
     position += n;
     return n === buf.length ? buf : buf.subarray(0, n);
   };
@@ -52,15 +55,5 @@ export async function sendFileRange(
     writer.abort(err as Error);
   } finally {
     await file.close();
-  }
-}
-
-/** Fills buf[0, n) from `position`; a short file is an error, not a short body. */
-async function readExactly(file: FileHandle, buf: Buffer, n: number, position: number): Promise<void> {
-  let done = 0;
-  while (done < n) {
-    const { bytesRead } = await file.read(buf, done, n - done, position + done);
-    if (bytesRead === 0) throw new Error(`blob file ended ${n - done} bytes early at offset ${position + done}`);
-    done += bytesRead;
   }
 }
