@@ -156,7 +156,9 @@ function casDigest(id: string): Digest | undefined {
 
 /** What every copy of an immutable blob is answered with, whoever stored it. */
 export function casHeaders(d: Digest): Record<string, string> {
-  return { 'content-type': 'application/octet-stream', etag: etagOf(d), 'cache-control': IMMUTABLE_CACHE_CONTROL };
+  // Only what upstream marked shareable is kept, so a kept blob is public: said as the
+  // origin says it, for `assets upload` through a cache (src/assets/upload.ts).
+  return { 'content-type': 'application/octet-stream', etag: etagOf(d), 'cache-control': IMMUTABLE_CACHE_CONTROL, 'x-fleetcache-visibility': 'public' };
 }
 
 function casMeta(d: Digest, size: number, storedAt: number): EntryMeta {

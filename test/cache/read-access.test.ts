@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { buildOriginServer } from '../../src/origin/server.js';
+import { eventually } from '../helpers/wait.js';
 import { startCache } from './harness.js';
 
 const TOKEN = 'read-access-token';
@@ -50,6 +51,19 @@ t.test('an internal asset uploaded through the cache stays internal, and the cac
   t.ok((await put(`${url}/cas/sha512/${pubHex}`, pub, {})) < 300);
   t.ok(kept(`cas.v1/sha512/${pubHex.slice(0, 2)}/${pubHex}`), 'a public asset uploaded through the cache is kept');
   t.same(await status(`${url}/sha512/${pubHex}`), { status: 200, xcache: 'HIT', body: pub }, 'and served from it to anyone');
+});
+
+t.test('a public blob says so through the cache, as the origin does: on a miss, a hit and a HEAD', async (t) => {
+  const { originUrl, url, kept } = await originAndCache(t, 'public');
+  const body = 'public toolchain\n';
+  const hex = createHash('sha256').update(body).digest('hex');
+  t.ok((await put(`${originUrl}/cas/sha256/${hex}`, body, {})) < 300);
+  for (const [what, method, xcache] of [['miss', 'GET', 'MISS'], ['hit', 'GET', 'HIT'], ['HEAD of a hit', 'HEAD', 'HIT']] as const) {
+    const res = await request(`${url}/cas/sha256/${hex}`, { method });
+    await res.body.dump();
+    t.same([res.statusCode, res.headers['x-cache'], res.headers['x-fleetcache-visibility']], [200, xcache, 'public'], what);
+    if (what === 'miss') await eventually('the fill is kept', () => kept(`cas.v1/sha256/${hex.slice(0, 2)}/${hex}`));
+  }
 });
 
 t.test('readAccess: token at the origin: blobs and names read through the cache need the token every time', async (t) => {
