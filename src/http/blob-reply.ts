@@ -43,8 +43,8 @@ export function checkWritePreconditions(request: FastifyRequest, etag: string | 
  * FC_ERR_PRECONDITION_FAILED (412) when If-Match, or without it If-Unmodified-Since, is
  * false; returns true (answer 304) when If-None-Match, or without it If-Modified-Since, is.
  * `etag`, `modifiedMs`: the current representation's, undefined when it has none (an entry
- * a cache keeps without ETag or Last-Modified): only `If-Match: *` then holds, no
- * If-None-Match matches, and the date conditions are ignored.
+ * a cache keeps without ETag or Last-Modified): only `*` then matches, in If-Match or
+ * If-None-Match, and the date conditions are ignored.
  */
 export function checkReadPreconditions(request: FastifyRequest, etag: string | undefined, modifiedMs: number | undefined): boolean {
   if (request.headers['if-match'] !== undefined) checkIfMatch(request, etag, true);
@@ -52,7 +52,8 @@ export function checkReadPreconditions(request: FastifyRequest, etag: string | u
     throw new FleetError('FC_ERR_PRECONDITION_FAILED', `If-Unmodified-Since: changed since, at ${new Date(modifiedMs).toUTCString()}`);
   }
   const ifNoneMatch = request.headers['if-none-match'];
-  if (ifNoneMatch !== undefined) return etag !== undefined && ifNoneMatchHits(ifNoneMatch, etag);
+  // `*` matches any current representation, one without an ETag too (§13.1.2).
+  if (ifNoneMatch !== undefined) return ifNoneMatch.trim() === '*' || (etag !== undefined && ifNoneMatchHits(ifNoneMatch, etag));
   return modifiedMs !== undefined && unchangedSince(request.headers['if-modified-since'], modifiedMs) === true;
 }
 

@@ -2,7 +2,8 @@
 // (checkReadPreconditions in src/http/blob-reply.ts): If-Match and If-Unmodified-Since
 // false → 412 FC_ERR_PRECONDITION_FAILED with no-store and none of the object's headers;
 // If-None-Match (weak comparison) or If-Modified-Since → 304. For a blob held in memory
-// (the fast path), one on disk, a fill, and a name revalidated with upstream.
+// (the fast path), one on disk, a fill, a name revalidated with upstream, and a mirrored
+// answer kept without ETag or Last-Modified.
 import t from 'tap';
 import { request } from 'undici';
 import { startCache } from './harness.js';
@@ -23,7 +24,9 @@ t.test('If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since on what 
   const small = up.addBlob(4096);
   const large = up.addBlob(64 * 1024); // past SMALL_MAX: read from its file by the routes
   up.objects.set('/artifacts/r1/j1/out.txt', { body: Buffer.from('artifact'), headers: { etag: '"a1"', 'last-modified': LAST_MODIFIED } });
-  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  // A mirrored answer kept with no validator at all: only `*` can match it.
+  up.objects.set('/pool/plain.txt', { body: Buffer.from('plain'), headers: { 'cache-control': 'max-age=600' } });
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
 
   const paths = [
     [`/cas/sha256/${small.hex}`, `"sha256:${small.hex}"`, 'small blob (fast path)'],
@@ -61,6 +64,15 @@ t.test('If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since on what 
     t.equal((await get(name, { 'if-match': '"a1"', 'if-unmodified-since': EARLIER }, method)).status, 200, `name ${method}: If-Unmodified-Since ignored with If-Match`);
     t.equal((await get(name, { 'if-modified-since': LAST_MODIFIED }, method)).status, 304, `name ${method}: If-Modified-Since its Last-Modified`);
     t.equal((await get(name, { 'if-modified-since': EARLIER }, method)).status, 200, `name ${method}: If-Modified-Since before it`);
+  }
+  const plain = `${url}/mirror/m/pool/plain.txt`;
+  t.equal((await get(plain, {})).headers['x-cache'], 'MISS');
+  await app.cache.fills.drain();
+  for (const method of ['GET', 'HEAD'] as const) {
+    const kept = await get(plain, { 'if-none-match': '*' }, method);
+    t.same([kept.status, kept.headers['x-cache'], kept.headers.etag], [304, 'HIT', undefined], `mirrored, no validator, ${method}: If-None-Match: * matches`);
+    t.equal((await get(plain, { 'if-none-match': '"x"' }, method)).status, 200, `mirrored, no validator, ${method}: no tag matches`);
+    t.equal((await get(plain, { 'if-match': '*' }, method)).status, 200, `mirrored, no validator, ${method}: If-Match: * holds`);
   }
   const full = await get(name, { 'if-match': '"a1"' });
   t.same([full.status, full.body], [200, 'artifact'], 'If-Match holds: the body');
