@@ -112,7 +112,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   // HEAD wherever GET is (RFC 9110 §9.1): fastify's own HEAD route for these small answers,
   // which runs the GET handler and sends its headers only (see baseServerOptions for blobs).
   const ops = { logLevel: 'silent', exposeHeadRoute: true } as const;
-  app.get('/-/healthz', ops, () => ({ ok: true, region: config.region }));
+  app.get('/-/healthz', ops, () => ({ status: 'ok', role: 'cache', region: config.region })); // the origin's shape, plus its region
   app.get('/-/metrics', ops, async (_req, reply) => {
     if (!link) return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
     const all = await link.metrics();

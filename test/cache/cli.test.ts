@@ -20,7 +20,7 @@ t.test('fleetcache cache --config FILE with flags', async (t) => {
   const res = await request(`${server.url}/cas/sha256/${hex}`);
   t.same(Buffer.from(await res.body.arrayBuffer()), body, '--upstream overrides the file');
   const health = await request(`${server.url}/-/healthz`);
-  t.match(await health.body.json(), { ok: true, region: 'r1' });
+  t.same(await health.body.json(), { status: 'ok', role: 'cache', region: 'r1' }, 'the origin\'s shape, with the region');
   await server.stop();
   t.equal(server.child.exitCode, 0, 'SIGTERM stops it cleanly');
 });
