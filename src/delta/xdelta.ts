@@ -116,8 +116,9 @@ export const DEFAULT_LEVEL_HELP = 'xdelta3 level 1-9 (default: by base size, 9 u
  * it has one: a mismatch is refused before anything is encoded), then window by window.
  * Should the host refuse the wasm memory, or xdelta3 run out of it, the encode is retried at
  * the next level with a smaller source table (184 MiB at level 6, 156 MiB at level 1).
+ * `signal` is looked at between windows (a window's encode holds the thread).
  */
-export async function encodeDelta(base: DeltaInput, target: DeltaInput, options: { level?: number } = {}): Promise<EncodeResult> {
+export async function encodeDelta(base: DeltaInput, target: DeltaInput, options: { level?: number; signal?: AbortSignal } = {}): Promise<EncodeResult> {
   const given = options.level;
   if (given !== undefined && (!Number.isInteger(given) || given < 1 || given > 9)) throw new FleetError('FC_ERR_USAGE', `delta level must be 1-9, got ${given}`);
   const source = await OpenInput.open(base, 'base');
@@ -129,7 +130,7 @@ export async function encodeDelta(base: DeltaInput, target: DeltaInput, options:
       let level = wanted;
       for (;;) {
         try {
-          return { ...(await encodeWindows(source, input, plan, level)), level, windows: plan.length };
+          return { ...(await encodeWindows(source, input, plan, level, options.signal)), level, windows: plan.length };
         } catch (err) {
           const lower = smallerLevel(level);
           if (!isOutOfMemory(err) || lower === undefined) throw err;
@@ -144,7 +145,7 @@ export async function encodeDelta(base: DeltaInput, target: DeltaInput, options:
   }
 }
 
-async function encodeWindows(base: OpenInput, target: OpenInput, plan: readonly WindowPlan[], level: number): Promise<{ vcdiff: Buffer; memoryBytes: number }> {
+async function encodeWindows(base: OpenInput, target: OpenInput, plan: readonly WindowPlan[], level: number, signal: AbortSignal | undefined): Promise<{ vcdiff: Buffer; memoryBytes: number }> {
   const sourceMax = plan.reduce((max, w) => Math.max(max, w.sourceEnd - w.sourceStart), 1);
   const targetMax = plan.reduce((max, w) => Math.max(max, w.targetEnd - w.targetStart), 1);
   const xd = await Xd3Instance.create(encodeMemoryNeed(sourceMax, targetMax, level));
@@ -153,6 +154,7 @@ async function encodeWindows(base: OpenInput, target: OpenInput, plan: readonly 
   const outputArea = xd.alloc(encodeOutputMax(targetMax), 'output');
   const parts: Uint8Array[] = [VCDIFF_HEADER];
   for (const w of plan) {
+    signal?.throwIfAborted();
     const targetLength = w.targetEnd - w.targetStart;
     const sourceLength = w.sourceEnd - w.sourceStart;
     await target.read(w.targetStart, inputArea.view.subarray(0, targetLength));

@@ -16,10 +16,13 @@ export interface RepackOptions {
   /** Every warnMs while the script runs, onWarn is called. */
   readonly warnMs?: number;
   readonly onWarn?: () => void;
+  /** Aborted: the script's process group is killed and the run rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
 }
 
 /** Runs `script` with `inputTar` on fd 3 and `outputTar` (created or truncated) on fd 4. */
 export async function runRepack(script: string, inputTar: string, outputTar: string, options: RepackOptions): Promise<void> {
+  options.signal?.throwIfAborted();
   const input = await open(inputTar, 'r');
   const output = await open(outputTar, 'w');
   try {
@@ -39,6 +42,7 @@ export async function runRepack(script: string, inputTar: string, outputTar: str
     // wait is bounded even when a process the script left outside its group holds stderr.
     let killed = false;
     let disarm = (): void => undefined;
+    let unlisten = (): void => undefined;
     const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
       const end = (c: number | null, s: NodeJS.Signals | null): void => resolve({ code: c, signal: s });
       child.on('error', reject);
@@ -49,7 +53,14 @@ export async function runRepack(script: string, inputTar: string, outputTar: str
         killed = true;
         killGroup(child, end);
       });
-    }).finally(() => disarm());
+      const abort = (): void => killGroup(child, end);
+      options.signal?.addEventListener('abort', abort, { once: true });
+      unlisten = () => options.signal?.removeEventListener('abort', abort);
+    }).finally(() => {
+      disarm();
+      unlisten();
+    });
+    options.signal?.throwIfAborted();
     if (killed || code !== 0) {
       const how = killed ? 'kill-timeout reached' : signal ? `killed by ${signal}` : `exit status ${code}`;
       const last = stderr.text().trim().split('\n').pop();

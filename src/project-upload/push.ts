@@ -50,7 +50,13 @@ export interface PushOptions {
   /** spread's repack script: gets the packed tar on fd 3, writes the tar to upload on fd 4. */
   readonly repack?: string;
   /** Its environment and timeouts (it always runs in `dir`). */
-  readonly repackOptions?: Omit<RepackOptions, 'cwd'>;
+  readonly repackOptions?: Omit<RepackOptions, 'cwd' | 'signal'>;
+  /**
+   * Stops the push: between its steps and windows of the encode, and at once for a
+   * transfer or the repack script (killed). Nothing is left that a run could use: the run
+   * manifest is the last thing written.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface PushResult {
@@ -70,9 +76,9 @@ function stamp(): string {
 }
 
 /** The gzip-compressed tar: what spread would send, and the form in which bases are stored. */
-async function gzipFile(file: string, out: string): Promise<{ digest: string; size: number }> {
+async function gzipFile(file: string, out: string, signal: AbortSignal | undefined): Promise<{ digest: string; size: number }> {
   const { tap, result } = hashingTap();
-  await pipeline(createReadStream(file), createGzip({ level: 6 }), tap, createWriteStream(out));
+  await pipeline(createReadStream(file), createGzip({ level: 6 }), tap, createWriteStream(out), signal ? { signal } : {});
   return result();
 }
 
@@ -117,7 +123,7 @@ async function recordCachedDigest(local: string, digest: string): Promise<void> 
  */
 async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: string, http: RequestOptions): Promise<{ vcdiff: Buffer; received: number }> {
   const local = baseCachePath(options.baseCache, base.digest);
-  const level = options.level === undefined ? {} : { level: options.level };
+  const level = { ...(options.level === undefined ? {} : { level: options.level }), ...(options.signal ? { signal: options.signal } : {}) };
   const known = await cachedDigest(local);
   if (known !== undefined) {
     try {
@@ -144,7 +150,8 @@ export async function listBases(origin: string, project: string, options: Reques
 }
 
 export async function pushProject(options: PushOptions): Promise<PushResult> {
-  const http: RequestOptions = options.token ? { token: options.token } : {};
+  const { signal } = options;
+  const http: RequestOptions = { ...(options.token ? { token: options.token } : {}), ...(signal ? { signal } : {}) };
   const compression = options.compression ?? DEFAULT_COMPRESSION;
   const run = options.run ?? `${stamp()}-${randomBytes(3).toString('hex')}`;
   const projectPath = `/projects/${encodeURIComponent(options.project)}`;
@@ -152,16 +159,17 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   return withTempDir('fleetcache-push-', async (work) => {
     const packedFile = join(work, 'packed.tar');
     const packed = await packToFile(options.dir, packedFile, options.rules);
+    signal?.throwIfAborted();
     let tarFile = packedFile;
     let result = { digest: `sha256:${packed.sha256}`, size: packed.size };
     if (options.repack) {
       tarFile = join(work, 'repacked.tar');
-      await runRepack(options.repack, packedFile, tarFile, { ...options.repackOptions, cwd: options.dir });
+      await runRepack(options.repack, packedFile, tarFile, { ...options.repackOptions, cwd: options.dir, ...(signal ? { signal } : {}) });
       result = await sha256File(tarFile);
     }
     const resultHex = parseDigestString(result.digest).hex;
     const gzFile = `${tarFile}.gz`;
-    const gz = await gzipFile(tarFile, gzFile);
+    const gz = await gzipFile(tarFile, gzFile, signal);
     const fullUploadBytes = gz.size;
 
     let bytesReceived = 0;
@@ -173,6 +181,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       if (!best || delta.length < best.delta.length) best = { base, delta, vcdiffSize: vcdiff.length };
     }
 
+    signal?.throwIfAborted();
     const created = new Date().toISOString();
     let manifest: RunManifest;
     let bytesSent = 0;
@@ -207,6 +216,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
         result,
       };
     }
+    signal?.throwIfAborted();
     const body = JSON.stringify(manifest);
     // never replace a run: machines may be pulling it (If-None-Match: *, a 412 when it exists)
     await httpPut(joinUrl(options.origin, `${projectPath}/runs/${encodeURIComponent(run)}`), body, {

@@ -209,6 +209,11 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       baseCache: join(dataRoot, 'bases'),
       ...(project.repack ? { repack: project.repack, repackOptions: repackOptions(project, jobs, log) } : {}),
       rules: { ...(fields.include ? { include: fields.include } : {}), exclude: fields.exclude, rename: fields.rename, excludePaths: runnerState(project.rootDir, dataRoot) },
+      ...(interrupt ? { signal: interrupt.signal } : {}),
+    }).catch((err: unknown) => {
+      // No machine exists yet: nothing to discard, and no summary to print but this.
+      if (!interrupt?.received) throw err;
+      throw new FleetError('FC_ERR_TASK_FAILED', `interrupted by ${interrupt.received} while the project was uploaded: no job ran (${jobs.length} aborted), no machine was allocated`);
     });
     log.line(
       `Project content is packed for delivery (${formatBytes(push.fullUploadBytes)}); sent ${formatBytes(push.bytesSent)} to the origin` +

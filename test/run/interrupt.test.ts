@@ -72,19 +72,39 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-t.test('a second signal exits at once', async (t) => {
+t.test('a signal while the project is uploaded stops it at once: the repack script is killed, no machine is allocated, exit 1', async (t) => {
   const pidFile = join(t.testdirName, 'repack.pid');
-  // the repack runs before any machine exists and cannot be cut short: the first signal waits for it
   const dir = await sleepingProject(t, join(t.testdirName, 'unused.pid'), ['repack: |', `  echo $$ > ${pidFile}`, '  exec sleep 300']);
   const run = startRun(t, dir);
   const pid = await taskPid(t, pidFile);
-  run.child.kill('SIGINT');
-  await eventually('the first signal was seen', () => /Received SIGINT/.test(run.out()));
-  t.ok(isAlive(pid), 'the first signal waits for the repack');
+  const t0 = Date.now();
   run.child.kill('SIGINT');
   const { code } = await run.exited;
-  t.equal(code, 130, '128 + SIGINT');
-  t.match(run.out(), /Received SIGINT again/);
+  t.equal(code, 1, 'unsuccessful run, as after any first signal');
+  t.ok(Date.now() - t0 < 10_000, `stopped at once (${Date.now() - t0} ms), not after the repack`);
+  t.match(run.out(), /Received SIGINT/);
+  t.match(run.out(), /interrupted by SIGINT while the project was uploaded: no job ran \(2 aborted\), no machine was allocated/);
+  await eventually('the repack script was killed', () => !isAlive(pid));
+  t.same(await machinesOf(dir), [], 'no machine');
+});
+
+t.test('a second signal exits at once, the machines left on record for run --discard', async (t) => {
+  const pidFile = join(t.testdirName, 'sleep.pid');
+  const dir = await sleepingProject(t, pidFile);
+  const run = startRun(t, dir, ['s/a']);
+  const pid = await taskPid(t, pidFile);
+  // Two kinds of signal: two SIGINTs sent at once may reach the process as one.
+  run.child.kill('SIGINT');
+  run.child.kill('SIGTERM');
+  const { code } = await run.exited;
+  t.equal(code, 143, '128 + SIGTERM, the second signal');
+  t.match(run.out(), /Received SIGINT, stopping/);
+  t.match(run.out(), /Received SIGTERM again, exiting at once; discard the machines left with: fleetcache run --discard/);
+  t.notMatch(run.out(), /Successful tasks/, 'no summary: it did not wait');
+  t.equal((await readdir(join(dir, 'cache', 'running'))).length, 1, 'the machine is on record');
+  await discardKeptMachines({ cwd: dir, dataRoot: join(dir, 'cache'), log: new RunLog(() => undefined) });
+  t.same(await machinesOf(dir), [], 'run --discard removed it');
+  await eventually("the task's sleep is gone", () => !isAlive(pid));
 });
 
 t.test('the machines of a runner killed with SIGKILL are on record: run --discard discards them', async (t) => {
