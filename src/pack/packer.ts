@@ -152,9 +152,10 @@ export interface PackSummary {
 
 /**
  * Packs `root` into a tar stream. The summary promise settles when the tar is complete
- * (and rejects on any error, which also destroys the stream).
+ * (and rejects on any error, which also destroys the stream). `signal` is looked at
+ * before each entry; an abort rejects with its reason.
  */
-export function packTree(root: string, rules: PackRules = {}): { stream: Readable; done: Promise<PackSummary> } {
+export function packTree(root: string, rules: PackRules = {}, signal?: AbortSignal): { stream: Readable; done: Promise<PackSummary> } {
   const set = new PackRuleSet(rules);
   const pack = tar.pack();
   const done = (async () => {
@@ -163,13 +164,14 @@ export function packTree(root: string, rules: PackRules = {}): { stream: Readabl
     const seen = new Set<string>();
     try {
       for await (const item of walk(root, set)) {
+        signal?.throwIfAborted();
         if (await addEntry(pack, item, set, seen)) entries++;
         else skipped.push(item.rel);
       }
       pack.finalize();
       return { entries, skipped };
     } catch (err) {
-      const wrapped = packError(err, root);
+      const wrapped = signal?.aborted && err === signal.reason && err instanceof Error ? err : packError(err, root);
       pack.destroy(wrapped);
       throw wrapped;
     }
@@ -186,15 +188,15 @@ export interface PackedFile extends PackSummary {
 }
 
 /** Packs `root` into `file`, hashing on the way. */
-export async function packToFile(root: string, file: string, rules: PackRules = {}): Promise<PackedFile> {
-  const { stream, done } = packTree(root, rules);
+export async function packToFile(root: string, file: string, rules: PackRules = {}, signal?: AbortSignal): Promise<PackedFile> {
+  const { stream, done } = packTree(root, rules, signal);
   const { tap, result } = hashingTap();
   try {
     await pipeline(stream, tap, createWriteStream(file));
   } catch (err) {
     // a failure while packing reaches the pipeline as the raw cause; `done` has it explained
     const reason = await Promise.race([done.then(() => err, (e: unknown) => e), new Promise<unknown>((resolve) => setTimeout(() => resolve(err), 1000).unref())]);
-    throw reason instanceof FleetError ? reason : err;
+    throw reason instanceof FleetError || (signal?.aborted && reason === signal.reason) ? reason : err;
   }
   const summary = await done;
   const { digest, size } = result();

@@ -52,8 +52,8 @@ export interface PushOptions {
   /** Its environment and timeouts (it always runs in `dir`). */
   readonly repackOptions?: Omit<RepackOptions, 'cwd' | 'signal'>;
   /**
-   * Stops the push: between its steps and windows of the encode, and at once for a
-   * transfer or the repack script (killed). Nothing is left that a run could use: the run
+   * Stops the push: between its steps, the pack's entries and the encode's windows, and at
+   * once for a transfer or the repack script (killed). Nothing is left that a run could use: the run
    * manifest is the last thing written.
    */
   readonly signal?: AbortSignal;
@@ -158,8 +158,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   await mkdir(options.baseCache, { recursive: true });
   return withTempDir('fleetcache-push-', async (work) => {
     const packedFile = join(work, 'packed.tar');
-    const packed = await packToFile(options.dir, packedFile, options.rules);
-    signal?.throwIfAborted();
+    const packed = await packToFile(options.dir, packedFile, options.rules, signal);
     let tarFile = packedFile;
     let result = { digest: `sha256:${packed.sha256}`, size: packed.size };
     if (options.repack) {

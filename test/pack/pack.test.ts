@@ -62,6 +62,23 @@ t.test('deterministic: same tree, same bytes, whatever the mtimes', async (t) =>
   t.not(c.sha256, a.sha256, 'a content change changes the tar');
 });
 
+t.test('an aborted signal stops the pack at the next file, with its reason', async (t) => {
+  const dir = t.testdir();
+  const root = join(dir, 'p');
+  mkdirSync(root);
+  for (let i = 0; i < 50; i++) writeFileSync(join(root, `f${i}`), `file ${i}\n`);
+  const ac = new AbortController();
+  const { stream, done } = packTree(root, {}, ac.signal);
+  let chunks = 0;
+  stream.on('data', () => {
+    if (++chunks === 3) ac.abort();
+  });
+  const streamError = new Promise((resolve) => stream.once('error', resolve));
+  await t.rejects(done, { name: 'AbortError' });
+  t.match(await streamError, { name: 'AbortError' }, 'the stream ends with the same error');
+  await t.rejects(packToFile(root, join(dir, 'x.tar'), {}, ac.signal), { name: 'AbortError' }, 'packToFile rejects with the reason, not a pack error');
+});
+
 t.test('GNU tar reads it: sorted names, owners, modes, long names, no reuse files', async (t) => {
   const dir = t.testdir();
   const root = join(dir, 'p');

@@ -58,6 +58,22 @@ for (const [what, script] of [
   });
 }
 
+t.test('an aborted signal kills the script group at once and rejects with its reason', async (t) => {
+  stopPidsIn(t, 'group.pid', true);
+  const dir = t.testdir({ 'in.tar': 'tar\n' });
+  const group = join(dir, 'group.pid');
+  const ac = new AbortController();
+  const started = Date.now();
+  const running = runRepack(`echo $$ > ${group}; sleep 30`, join(dir, 'in.tar'), join(dir, 'x.tar'), { cwd: dir, signal: ac.signal });
+  await eventually('the script started', () => existsSync(group) && readFileSync(group, 'utf8').endsWith('\n'));
+  ac.abort();
+  await t.rejects(running, { name: 'AbortError' });
+  t.ok(Date.now() - started < 5000, `returned in ${Date.now() - started} ms`);
+  await eventually('no process of the script group left', () => !isAlive(-Number(readFileSync(group, 'utf8'))));
+  await t.rejects(runRepack('true', join(dir, 'in.tar'), join(dir, 'y.tar'), { cwd: dir, signal: ac.signal }), { name: 'AbortError' }, 'an aborted signal starts nothing');
+  t.notOk(existsSync(join(dir, 'y.tar')));
+});
+
 // setsid leaves the script's process group: the kill does not reach the daemon, and it holds stderr.
 for (const [when, script] of [
   ['while the script runs', 'setsid sleep 27 & echo $! > daemon.pid; sleep 30'],
