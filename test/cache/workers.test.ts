@@ -30,7 +30,7 @@ t.test('two workers share one cache', async (t) => {
   const upUrl = await up.start();
   t.teardown(() => up.stop());
   const dir = t.testdir();
-  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '20MiB', '--fill-memory', '3MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '20MiB', '--fill-memory', '3MiB'], { FLEETCACHE_LOG_LEVEL: 'info' });
 
   await t.test('32 clients on one cold object: one upstream request, every body right', async (t) => {
     const size = 8 * 1024 * 1024;
@@ -143,7 +143,7 @@ t.test('two workers share one cache', async (t) => {
     }
     t.equal(replaced.length, 2, 'two workers again');
     t.match(cache.stderr(), /cache worker died: starting another/, 'the death is logged');
-    await new Promise((r) => setTimeout(r, 1500)); // the new one listens once its server is built
+    await eventually('the new worker listens', () => /"msg":"replacement cache worker listening"/.test(cache.stderr()));
     const after = await Promise.all(Array.from({ length: 8 }, () => get(`${cache.url}/cas/sha256/${hex}`)));
     t.ok(after.every((r) => r.hash === hex), 'both serve again');
   });

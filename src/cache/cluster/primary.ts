@@ -194,6 +194,8 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     worker.on('listening', (addr) => {
       if (addr.addressType === -1) return; // its private Unix socket
       outbox.push({ t: 'store', bytes: store.bytes, objects: store.count, inflight: inflight() });
+      // The end of a death logged above ('cache worker died: starting another').
+      if (started) return void log.info({ worker: worker.id }, 'replacement cache worker listening');
       if (++listening === workers) {
         const host = addr.address?.includes(':') ? `[${addr.address}]` : addr.address;
         started = true;
