@@ -4,7 +4,7 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { MachineRecord } from '../backends/backend.js';
-import { isAlive } from '../pid-alive.js';
+import { isRunning, startTimeOf } from '../pid-alive.js';
 
 export const REUSE_FILE = '.fleetcache-reuse.json';
 
@@ -67,15 +67,19 @@ export class ReusePool {
 
 /** Where a run lists its machines while it has them, one file per runner process. */
 export const RUNNING_DIR = 'running';
+/** `<pid>-<start time>.json`, or `<pid>.json` (see RunningMachines). */
+const RUNNING_FILE = /^(\d+)(?:-(\d+))?\.json$/;
 
 /** One machine, whichever record of it (a backend's address names it). */
 export const sameMachine = (a: MachineRecord, b: MachineRecord): boolean => a.backend === b.backend && a.address === b.address;
 
 /**
  * The machines a run holds, on disk from the moment each is allocated or taken back until
- * it is discarded or kept (spread's .spread-reuse.<pid>.yaml): `<data>/running/<pid>.json`.
+ * it is discarded or kept (spread's .spread-reuse.<pid>.yaml):
+ * `<data>/running/<pid>-<start time>.json` (`<pid>.json` where the start time is unknown).
  * A runner killed outright (SIGKILL, a crash) leaves its file, and `run --discard` discards
- * the machines listed in the files of runners no longer alive.
+ * the machines listed in the files of runners no longer alive: the start time tells a
+ * dead runner whose PID another process has since taken.
  */
 export class RunningMachines {
   readonly #file: string;
@@ -83,7 +87,8 @@ export class RunningMachines {
   #writes: Promise<void> = Promise.resolve();
 
   constructor(dataRoot: string, pid = process.pid) {
-    this.#file = join(dataRoot, RUNNING_DIR, `${pid}.json`);
+    const started = startTimeOf(pid);
+    this.#file = join(dataRoot, RUNNING_DIR, started === undefined ? `${pid}.json` : `${pid}-${started}.json`);
   }
 
   add(record: MachineRecord): Promise<void> {
@@ -113,7 +118,10 @@ export class RunningMachines {
   static async orphans(dataRoot: string): Promise<{ records: MachineRecord[]; files: string[] }> {
     const dir = join(dataRoot, RUNNING_DIR);
     const names = await readdir(dir).catch(() => [] as string[]);
-    const files = names.filter((n) => /^\d+\.json$/.test(n) && !isAlive(Number(n.slice(0, -5)))).map((n) => join(dir, n));
+    const files = names.filter((n) => {
+      const m = RUNNING_FILE.exec(n);
+      return m !== null && !isRunning(Number(m[1]), m[2]);
+    }).map((n) => join(dir, n));
     const records: MachineRecord[] = [];
     for (const file of files) records.push(...(await readRecords(file)));
     return { records, files };
