@@ -3,7 +3,7 @@
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
-import { loadConfigFile, parseConfig } from '../config/load.js';
+import { loadConfigFile, parseConfig, positiveSizeSchema } from '../config/load.js';
 import { NAME_PATTERN, NamedMap } from '../config/names.js';
 import { parseDuration, parseHttpUrl, parseSize } from '../config/units.js';
 import { UsageError } from '../errors.js';
@@ -35,7 +35,7 @@ export const cacheConfigSchema = Type.Object(
     upstream: Type.String({ minLength: 1, format: 'http-url' }),
     /** Data directory; default cache/region-<region> under the working directory. */
     data: Type.Optional(Type.String({ minLength: 1 })),
-    maxSize: Type.Optional(Size),
+    maxSize: Type.Optional(positiveSizeSchema()), // an LRU index cannot be bounded by nothing
     /** Memory the fills in flight of one process keep their last bytes in (see fill.ts); default 1GiB. */
     fillMemory: Type.Optional(Size),
     /** Bearer token sent upstream on PUT when the client sends none. */

@@ -2,23 +2,42 @@
 // messages that name the file, the line and the field.
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
-import type { Static, TObject, TSchema } from '@sinclair/typebox';
+import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
 import { LineCounter, parseDocument, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type YAMLError } from 'yaml';
 import { ConfigError, UsageError } from '../errors.js';
-import { parseDuration, parseHttpUrl, parseListen, parseSize } from './units.js';
+import { parseDuration, parseHttpUrl, parseListen, parsePositiveSize, parseSize } from './units.js';
 
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
 
 /**
- * Human units as string formats (`format: 'size'`, `'duration'`, `'listen'`, `'http-url'`): a malformed
- * value is refused with the file, line and field, not later by the parse without them.
+ * Human units as string formats (`format: 'size'`, `'positive-size'`, `'duration'`, `'listen'`,
+ * `'http-url'`): a malformed value is refused with the file, line and field, not later by the
+ * parse without them.
  */
 const FORMATS: Record<string, { parse: (text: string) => unknown; phrase: string }> = {
   size: { parse: parseSize, phrase: 'a size (e.g. 4096, 512MiB, 50GiB)' },
+  // a budget that cannot be empty ("0", "0GiB" and "0.5", which rounds down to 0 bytes, refused)
+  'positive-size': { parse: parsePositiveSize, phrase: 'a size of at least 1 byte (e.g. 4096, 512MiB, 50GiB)' },
   duration: { parse: parseDuration, phrase: 'a duration (e.g. 250ms, 30s, 5m)' },
   listen: { parse: parseListen, phrase: 'HOST:PORT (e.g. 127.0.0.1:8080, 0.0.0.0:8081, [::1]:0)' },
   'http-url': { parse: parseHttpUrl, phrase: 'an http or https URL (e.g. http://origin.example:8080)' },
 };
+
+/**
+ * A size of at least one byte, for a budget that cannot be empty (an origin's body limits,
+ * a cache's disk): a number ≥ 1, or a size string ("0", "0GiB", and "0.5", which rounds
+ * down to 0 bytes, refused). if/then/else, so that ajv names the failure of the branch
+ * taken: a malformed size as such first, then one below a byte.
+ */
+export function positiveSizeSchema(byDefault?: string) {
+  return Type.Unsafe<string | number>({
+    ...(byDefault === undefined ? {} : { default: byDefault }),
+    type: ['string', 'integer'],
+    if: { type: 'string' },
+    then: { minLength: 1, allOf: [{ format: 'size' }, { format: 'positive-size' }] },
+    else: { minimum: 1 },
+  });
+}
 for (const [name, { parse }] of Object.entries(FORMATS)) {
   ajv.addFormat(name, {
     type: 'string',
@@ -99,6 +118,9 @@ function describe(e: ErrorObject): { pointer: string; message: string } {
     return { pointer: e.instancePath, message: `missing required field "${missing}"` };
   }
   if (e.keyword === 'format') return { pointer: e.instancePath, message: `must be ${wanted(e)}` };
+  // several types in one schema (positiveSizeSchema): "string or integer", not ajv's "string,integer"
+  const types = e.keyword === 'type' ? (e.params as { type: string | string[] }).type : undefined;
+  if (Array.isArray(types)) return { pointer: e.instancePath, message: `must be ${types.join(' or ')}` };
   if (e.propertyName !== undefined) {
     // a key that fails the map's propertyNames schema: name the key, not just the map
     return { pointer: `${e.instancePath}/${e.propertyName.replace(/~/g, '~0').replace(/\//g, '~1')}`, message: `name ${JSON.stringify(e.propertyName)} ${e.message ?? 'is invalid'}` };

@@ -21,6 +21,13 @@ export function parseSize(text: string | number): number {
   return Math.floor(Number(m[1]) * unit);
 }
 
+/** parseSize, refusing a size of less than one byte. */
+export function parsePositiveSize(text: string | number): number {
+  const bytes = parseSize(text);
+  if (!(bytes >= 1)) throw new FleetError('FC_ERR_USAGE', `invalid size "${text}": at least 1 byte`);
+  return bytes;
+}
+
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** Parses "30s", "5m", "1h30m", "250ms" (Go-style) into milliseconds; a bare number is seconds. */

@@ -1,5 +1,6 @@
 // The origin's configuration: one TypeBox schema gives the type and the validation.
 import { Type, type Static } from '@sinclair/typebox';
+import { positiveSizeSchema } from '../config/load.js';
 import { DEFAULT_MAX_HEADERS, logLevelSchema } from '../http/server-options.js';
 
 const DiskStorageSchema = Type.Object({ type: Type.Literal('disk') }, { additionalProperties: false });
@@ -34,20 +35,6 @@ const StorageSchema = Type.Unsafe<StorageConfig>({
   default: { type: 'disk' },
 });
 
-/**
- * A size of at least one byte: a number ≥ 1, or a size string with a non-zero digit ("0",
- * "0GiB" refused like 0). if/then/else, so that ajv reports the failure of the branch taken.
- */
-function PositiveSize(byDefault: string) {
-  return Type.Unsafe<string | number>({
-    default: byDefault,
-    type: ['string', 'integer'],
-    if: { type: 'string' },
-    then: { allOf: [{ format: 'size' }, { pattern: '^\\s*[0-9.]*[1-9]' }] }, // malformed first, then zero
-    else: { minimum: 1 },
-  });
-}
-
 export const OriginConfigSchema = Type.Object(
   {
     listen: Type.String({ default: '127.0.0.1:8080', format: 'listen', description: 'HOST:PORT; port 0 picks a free one' }),
@@ -56,8 +43,8 @@ export const OriginConfigSchema = Type.Object(
     readAccess: Type.Union([Type.Literal('public'), Type.Literal('token')], { default: 'public' }),
     limits: Type.Object(
       {
-        maxBlobSize: PositiveSize('20GiB'),
-        maxRecordSize: PositiveSize('1MiB'),
+        maxBlobSize: positiveSizeSchema('20GiB'),
+        maxRecordSize: positiveSizeSchema('1MiB'),
         maxHeaders: Type.Integer({ minimum: 8, default: DEFAULT_MAX_HEADERS }),
         idleTimeout: Type.Union([Type.String({ format: 'duration' }), Type.Number({ minimum: 0 })], {
           default: '2m',

@@ -1,0 +1,35 @@
+// A cache's disk budget of zero bytes ("0", "0GiB", --max-size 0) is refused like a malformed
+// one, with the file, line and field (or the flag): it used to reach the LRU index, which
+// threw a TypeError, and the cache exited 70 ("internal error, a bug").
+import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { parseCacheConfig, resolveCacheConfig } from '../../src/cache/config.js';
+import { EXIT } from '../../src/errors.js';
+import { runCli } from '../helpers/cli.js';
+
+const base = 'upstream: http://127.0.0.1:9\n';
+const phrase = 'a size of at least 1 byte (e.g. 4096, 512MiB, 50GiB)';
+
+t.test('maxSize: zero is refused with file, line and field', async (t) => {
+  for (const zero of ['0GiB', '"0"', '0.0MiB', '"0.5"']) {
+    t.throws(() => parseCacheConfig(`${base}maxSize: ${zero}\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: `c.yaml:2: maxSize: must be ${phrase}`, line: 2 }, `maxSize: ${zero}`);
+  }
+  t.throws(() => parseCacheConfig(`${base}maxSize: 0\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: maxSize: must be >= 1', line: 2 });
+  for (const ok of ['1', '0.5KiB', '50GiB']) t.ok(resolveCacheConfig(parseCacheConfig(`${base}maxSize: ${ok}\n`, 'c.yaml')).maxSize >= 1, `maxSize: ${ok}`);
+  t.equal(resolveCacheConfig(parseCacheConfig(`${base}fillMemory: 0\n`, 'c.yaml')).fillMemory, 0, 'fillMemory may still be 0 (each fill keeps its two windows)');
+});
+
+t.test('the command: exit 3 for the file, 2 for the flag, before the data directory is made', async (t) => {
+  const dir = t.testdir();
+  const data = path.join(dir, 'data');
+  const file = path.join(dir, 'cache.yaml');
+  writeFileSync(file, `${base}\nmaxSize: 0GiB\n`);
+  const fromFile = await runCli(['cache', '--config', file, '--listen', '127.0.0.1:0', '--data', data]);
+  t.equal(fromFile.code, EXIT.config, fromFile.stderr);
+  t.equal(fromFile.stderr, `fleetcache: error: ${file}:3: maxSize: must be ${phrase}\n`);
+  const fromFlag = await runCli(['cache', '--upstream', 'http://127.0.0.1:9', '--listen', '127.0.0.1:0', '--data', data, '--max-size', '0']);
+  t.equal(fromFlag.code, EXIT.usage, fromFlag.stderr);
+  t.equal(fromFlag.stderr, `fleetcache: error: --max-size: must be ${phrase}\n`);
+  t.notOk(existsSync(data), 'no data directory was made');
+});
