@@ -65,3 +65,17 @@ t.test("without --data, inside a spread project: the project's .fleetcache/, whe
   t.equal(res.code, 0, res.err);
   t.match(res.out, /run 20261123T120000Z-cccccc/);
 });
+
+t.test('a report that cannot be read is named, never "run undefined"', async (t) => {
+  const data = t.testdir();
+  await mkdir(join(data, 'reports'));
+  await writeFile(join(data, 'reports', '20261123T130000Z-dddddd.json'), '{"run": "20261123T13');
+  const latest = await capture(['report', '--data', data]);
+  t.equal(latest.code, EXIT.notFound);
+  t.notMatch(latest.err, /run undefined/);
+  t.match(latest.err, /20261123T130000Z-dddddd\.json.*not a readable run report/);
+  const named = await capture(['report', '--data', data, '--run', '20261123T130000Z-dddddd']);
+  t.match(named.err, /20261123T130000Z-dddddd\.json.*not a readable run report/);
+  const missing = await capture(['report', '--data', data, '--run', 'nope']);
+  t.match(missing.err, /^fleetcache: error: no report for run nope in /, 'an absent one is still "no report"');
+});
