@@ -39,5 +39,8 @@ t.test('systemd units are hardened and write only their data directory', async (
     const state = /^StateDirectory=(\S+)$/m.exec(text)?.[1];
     t.same(writable, [`/var/lib/${state}`], `${unit}: only the data directory is writable`);
     t.match(text, new RegExp(`--data /var/lib/${state!.replace(/[%@.]/g, '\\$&')}`), `${unit}: the data flag names that directory`);
+    // A stopping signal ends a server with exit 0, which Restart=on-failure leaves stopped:
+    // `systemctl reload` must not send one.
+    t.notMatch(text, /^ExecReload=.*kill\b.*-(TERM|INT|KILL|15|2|9)\b/m, `${unit}: a reload does not stop the service`);
   }
 });
