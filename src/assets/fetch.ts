@@ -6,15 +6,15 @@
 // partial or wrong file never appears. Unlike tooltool, a wrong body from one URL moves
 // on to the next URL (a broken mirror should not fail a machine), and cache-folder
 // entries are committed with a rename, so concurrent runs never read half a copy.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, lstat, mkdir, rename, rm, utimes } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
 import { clientAgent } from '../client/http.js';
 import { DigestMismatchError, FleetError, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError } from '../errors.js';
-import { hashFile, readManifest, type DroppedRecord, type ManifestRecord } from './manifest.js';
+import { createAssetHash, hashFile, readManifest, type DroppedRecord, type ManifestRecord } from './manifest.js';
 import { unpackArchive, type ArchiveKind } from './unpack.js';
 
 export type AssetSource = 'present' | 'cache' | 'download';
@@ -80,8 +80,14 @@ export function assetUrl(base: string, record: Pick<ManifestRecord, 'algorithm' 
   return `${base.replace(/\/+$/, '')}/${record.algorithm}/${record.digest}`;
 }
 
+/** A hidden temp name beside the file; only the start of its name, so a name up to NAME_MAX still fits. */
 function tempName(dir: string, filename: string): string {
-  return join(dir, `.${filename}.${randomBytes(6).toString('hex')}.fleetcache-part`);
+  return join(dir, `.${Array.from(filename).slice(0, 32).join('')}.${randomBytes(6).toString('hex')}.fleetcache-part`);
+}
+
+/** Cleanup after a failure: its own error (a cache folder that is a file, read-only) must not replace the real outcome. */
+async function removeQuietly(path: string): Promise<void> {
+  await rm(path, { force: true }).catch(() => undefined);
 }
 
 /**
@@ -89,7 +95,7 @@ function tempName(dir: string, filename: string): string {
  * record's size as soon as they arrive, then checks size and digest.
  */
 async function receive(source: AsyncIterable<Buffer>, tmp: string, record: ManifestRecord, onBytes: (n: number) => void): Promise<void> {
-  const hash = createHash(record.algorithm);
+  const hash = createAssetHash(record.algorithm);
   let size = 0;
   await pipeline(
     source,
@@ -139,8 +145,15 @@ async function openAsset(url: string, options: FetchAssetsOptions): Promise<Disp
   }
 }
 
+/**
+ * Whether `path` already holds the record's content. A symlink is judged by its target, as
+ * tooltool does (os.path.exists, open); a dangling or invalid one is then removed, never
+ * written through (the new file is renamed over the link).
+ */
 async function isValid(path: string, record: ManifestRecord): Promise<boolean> {
-  const st = await lstat(path).catch(() => undefined);
+  const link = await lstat(path).catch(() => undefined);
+  if (!link) return false;
+  const st = link.isSymbolicLink() ? await stat(path).catch(() => undefined) : link;
   if (!st) return false;
   if (!st.isFile()) throw new UsageError(`${path} exists and is not a regular file`);
   if (record.size !== null && st.size !== record.size) return false;
@@ -198,8 +211,8 @@ class RecordFetch {
       await receive(createReadStream(entry), tmp, this.#record, (n) => this.#progress((received += n), 'cache', false));
       await rename(tmp, this.#final);
     } catch (err) {
-      await rm(tmp, { force: true });
-      await rm(entry, { force: true });
+      await removeQuietly(tmp);
+      await removeQuietly(entry);
       this.result.warnings.push(`cache folder entry ${entry} was invalid and was removed: ${(err as Error).message}`);
       return false;
     }
@@ -231,7 +244,7 @@ class RecordFetch {
         return;
       } catch (err) {
         this.result.bytesDownloaded += received;
-        await rm(tmp, { force: true });
+        await removeQuietly(tmp);
         if (this.#options.signal?.aborted) throw toFleetError(err);
         const fe = toFleetError(err);
         failures.push(fe);
@@ -258,7 +271,7 @@ class RecordFetch {
       await rename(tmp, entry);
       await touch(entry);
     } catch (err) {
-      await rm(tmp, { force: true });
+      await removeQuietly(tmp);
       this.result.warnings.push(`cannot add to cache folder ${folder}: ${(err as Error).message}`);
     }
   }

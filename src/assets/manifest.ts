@@ -2,7 +2,7 @@
 // follows the real client where it matters (records missing a required key are
 // dropped, unknown keys ignored, `size: null` skips the size check) but reports every
 // malformed value with file:line:field instead of crashing half-way through a fetch.
-import { createHash, getHashes } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -39,13 +39,34 @@ export interface Manifest {
 
 const REQUIRED = ['filename', 'size', 'algorithm', 'digest'] as const;
 
+/**
+ * tooltool hashes with `hashlib.new(algorithm)`: Python's names, where OpenSSL (and so
+ * node) spells these ones otherwise. Other names (md5, sha256, "SHA512") are OpenSSL's
+ * in both. The manifest keeps the name as written: it is the download URL's segment.
+ */
+const HASHLIB_NAMES: Readonly<Record<string, string>> = {
+  sha3_224: 'sha3-224',
+  sha3_256: 'sha3-256',
+  sha3_384: 'sha3-384',
+  sha3_512: 'sha3-512',
+  sha512_224: 'sha512-224',
+  sha512_256: 'sha512-256',
+  blake2b: 'blake2b512',
+  blake2s: 'blake2s256',
+};
+
+/** A hash for a manifest's algorithm name; throws for a name hashlib would not know. */
+export function createAssetHash(algorithm: string): Hash {
+  return createHash(Object.hasOwn(HASHLIB_NAMES, algorithm) ? HASHLIB_NAMES[algorithm]! : algorithm);
+}
+
 /** Byte length of each hash's digest, so a digest of the wrong length is caught up front. */
 function digestLength(algorithm: string): number | undefined {
-  if (!getHashes().includes(algorithm)) return undefined;
+  if (/^shake/i.test(algorithm)) return undefined; // no fixed length: hashlib cannot hexdigest() it either
   try {
-    return createHash(algorithm).digest().length;
+    return createAssetHash(algorithm).digest().length;
   } catch {
-    return undefined; // listed but not usable (e.g. shake without an output length)
+    return undefined;
   }
 }
 
@@ -113,7 +134,9 @@ export function parseManifest(text: string, file: string): Manifest {
       throw new ConfigError(`${file}:${line}: record ${index}: ${field ? `${field} ` : ''}${why}`, file, line, `[${index}]${field ? `.${field}` : ''}`);
     };
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('', 'must be an object');
-    const r = raw as Record<string, unknown>;
+    const given = raw as Record<string, unknown>;
+    // tooltool reads the optional keys with obj.get(): null is the same as absent.
+    const r = Object.fromEntries(Object.entries(given).filter(([k, v]) => !(v === null && (k === 'unpack' || k === 'visibility' || k === 'version'))));
     const missing = REQUIRED.filter((k) => !(k in r));
     if (missing.length > 0) {
       dropped.push({ index, line, missing });
@@ -188,7 +211,7 @@ export async function writeManifest(file: string, records: readonly ManifestReco
 
 /** Streams a file through a hash; returns its size and lowercase hex digest. */
 export async function hashFile(path: string, algorithm: string): Promise<{ size: number; digest: string }> {
-  const hash = createHash(algorithm);
+  const hash = createAssetHash(algorithm);
   let size = 0;
   await pipeline(createReadStream(path), async (source: AsyncIterable<Buffer>) => {
     for await (const chunk of source) {
@@ -241,8 +264,16 @@ export async function addToManifest(manifestPath: string, files: readonly string
     };
     const same = records.find((r) => r.filename === filename);
     if (same) {
-      if (same.digest === record.digest && same.algorithm === record.algorithm) continue;
-      throw new UsageError(`${manifestPath}: already has a different file named "${filename}" (digest ${same.digest.slice(0, 16)}…)`);
+      if (same.digest !== record.digest || same.algorithm !== record.algorithm) {
+        throw new UsageError(`${manifestPath}: already has a different file named "${filename}" (digest ${same.digest.slice(0, 16)}…)`);
+      }
+      // Like tooltool, the record must match in visibility and version too: a silent no-op
+      // would leave the user believing the asset is now public (or relabelled).
+      if (same.visibility !== record.visibility || same.version !== record.version) {
+        const show = (r: ManifestRecord): string => `visibility ${r.visibility ?? '(none)'}, version ${r.version === undefined ? '(none)' : JSON.stringify(r.version)}`;
+        throw new UsageError(`${manifestPath}: already has "${filename}" with ${show(same)}, not ${show(record)}; edit the manifest to change them`);
+      }
+      continue;
     }
     records.push(record);
     added.push(record);

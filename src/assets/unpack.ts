@@ -303,7 +303,13 @@ export async function unpackArchive(archive: string, filename: string, dest: str
   const self = await stat(archive);
   const target = new Target(root, archive, `${self.dev}:${self.ino}`);
   const stale = unpackDirName(filename, kind);
-  if (stale !== filename && stale !== '' && stale !== '.' && stale !== '..') await rm(join(root, stale), { recursive: true, force: true });
+  if (stale !== filename && stale !== '' && stale !== '.' && stale !== '..') {
+    // A stale unpack is a directory; a file there (or a link to one) may be another manifest record.
+    const path = join(root, stale);
+    const st = await lstatOrMissing(path);
+    const file = st?.isFile() || (st?.isSymbolicLink() && (await stat(path).catch(() => undefined))?.isFile());
+    if (st && !file) await rm(path, { recursive: true, force: true });
+  }
   if (kind === 'zip') {
     await extractZip(archive, target);
   } else if (kind === 'tar') {

@@ -15,7 +15,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { request, type Dispatcher } from 'undici';
 import { clientAgent, httpHead, httpPut, joinUrl } from '../client/http.js';
-import { DigestMismatchError, SizeMismatchError, UpstreamError, UsageError } from '../errors.js';
+import { DigestMismatchError, FleetError, SizeMismatchError, UpstreamError, UsageError } from '../errors.js';
 import { isDigestAlgorithm, parseDigest, casPath } from '../store/digest.js';
 import { hashFile, readManifest, type Visibility } from './manifest.js';
 
@@ -57,10 +57,25 @@ export async function uploadAssets(options: UploadAssetsOptions): Promise<Upload
     } catch (err) {
       throw new UsageError(`${path}: cannot read: ${(err as Error).message}`);
     }
-    if (r.size !== null && actual.size !== r.size) throw new SizeMismatchError(r.size, actual.size);
-    if (actual.digest !== r.digest) throw new DigestMismatchError(`${r.algorithm}:${r.digest}`, `${r.algorithm}:${actual.digest}`);
+    // The mismatch errors alone do not say which file: name it.
+    if (r.size !== null && actual.size !== r.size) throw named(path, new SizeMismatchError(r.size, actual.size));
+    if (actual.digest !== r.digest) throw named(path, new DigestMismatchError(`${r.algorithm}:${r.digest}`, `${r.algorithm}:${actual.digest}`));
     const url = joinUrl(options.origin, casPath(parseDigest(r.algorithm, r.digest)));
     plan.push({ record: r, visibility: r.visibility, path, size: actual.size, url });
+  }
+  // The origin keeps one visibility per digest: the same content asked public and internal
+  // would be stored as the first and reported "present" for the second.
+  const asked = new Map<string, { filename: string; visibility: Visibility }>();
+  const conflicts: string[] = [];
+  for (const { url, visibility, record } of plan) {
+    const first = asked.get(url);
+    if (!first) asked.set(url, { filename: record.filename, visibility });
+    else if (first.visibility !== visibility) {
+      conflicts.push(`${record.filename}: the manifest asks visibility ${visibility}, but record "${first.filename}" asks ${first.visibility} for the same content`);
+    }
+  }
+  if (conflicts.length > 0) {
+    throw new UsageError(`${options.manifestPath}: ${conflicts.join('; ')}. One content has one visibility; nothing was uploaded`);
   }
   const auth = { token: options.token, dispatcher: options.dispatcher };
   const present = new Set<string>();
@@ -93,6 +108,10 @@ export async function uploadAssets(options: UploadAssetsOptions): Promise<Upload
     results.push(result);
   }
   return results;
+}
+
+function named(path: string, err: FleetError): FleetError {
+  return new FleetError(err.code, `${path}: ${err.message}`, { details: err.details });
 }
 
 /** What an asset stored with each visibility means, for the message of a mismatch. */

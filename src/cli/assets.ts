@@ -56,9 +56,9 @@ function progressReporter(): { onProgress?: (p: AssetProgress) => void; stop: ()
   };
 }
 
-function report(result: FetchAssetsResult): void {
+function report(result: FetchAssetsResult, manifest: string): void {
   for (const d of result.dropped) {
-    process.stderr.write(`fleetcache: warning: manifest record ${d.index} (line ${d.line}) lacks ${d.missing.join(', ')} and is skipped (as tooltool does)\n`);
+    process.stderr.write(`fleetcache: warning: ${manifest}:${d.line}: record ${d.index} lacks ${d.missing.join(', ')} and is skipped (as tooltool does)\n`);
   }
   for (const f of result.files) {
     for (const w of f.warnings) process.stderr.write(`fleetcache: warning: ${f.filename}: ${w}\n`);
@@ -101,7 +101,7 @@ export function registerAssets(program: Command): void {
       } finally {
         progress.stop();
       }
-      report(result);
+      report(result, flags.manifest);
       const failed = result.files.find((f) => f.error);
       if (failed) throw new FleetError(failed.error!.code, `${result.failed} of ${result.files.length} files failed`);
     });

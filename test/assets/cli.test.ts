@@ -68,3 +68,14 @@ t.test('add, upload, fetch with a cache folder, then a failing fetch', async (t)
   t.ok(existsSync(join(root, 'dest3', 'sdk.tar.gz')), 'the public file still arrived');
   t.notOk(existsSync(join(root, 'dest3', 'notes.txt')));
 });
+
+t.test('a record tooltool would skip is named by manifest file, line and record', async (t) => {
+  const root = t.testdir({ work: {} });
+  const work = join(root, 'work');
+  const origin = await startOrigin(t, { dataDir: join(root, 'origin') });
+  await writeFile(join(work, 'manifest.tt'), `[\n  {"filename": "nosize.bin", "algorithm": "sha512", "digest": "${sha512('x')}"}\n]\n`);
+  const res = await run(t, ['assets', 'fetch', '-m', 'manifest.tt', '--url', origin.url], work);
+  t.equal(res.code, 0, 'skipped, as tooltool does');
+  t.equal(res.stdout, '');
+  t.match(res.stderr, /^fleetcache: warning: manifest\.tt:2: record 0 lacks size and is skipped \(as tooltool does\)\n$/);
+});

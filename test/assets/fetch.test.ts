@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
-import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer } from 'node:http';
@@ -202,4 +202,73 @@ t.test('a truncated body is never kept; the next URL serves it; size null checks
   const only = await fetchAssets({ manifestPath: manifest, urls: [cutUrl], dest: join(root, 'dest2') });
   t.equal(only.failed, 1);
   t.same(readdirSync(join(root, 'dest2')), [], 'nothing at all when the only URL truncates');
+});
+
+t.test('a file name as long as the file system allows is fetched (the temp name stays short)', async (t) => {
+  const server = new BlobServer();
+  const url = await server.start();
+  t.teardown(() => server.stop());
+  server.blobs.set(sha512(B), B);
+  const root = t.testdir({});
+  const long = `${'n'.repeat(250)}.bin`; // 254 bytes: legal, but no room for a prefix and suffix around it
+  const manifest = join(root, 'manifest.tt');
+  await writeFile(manifest, formatManifest([record(long, B)]));
+  const res = await fetchAssets({ manifestPath: manifest, urls: [url], dest: join(root, 'dest'), cacheFolder: join(root, 'cache') });
+  t.equal(res.failed, 0, res.files[0]!.error?.message ?? 'no error');
+  t.ok(readFileSync(join(root, 'dest', long)).equals(B));
+  t.same(partials(join(root, 'dest')), []);
+});
+
+t.test('a cache folder that cannot be used only warns; the download still counts', async (t) => {
+  const server = new BlobServer();
+  const url = await server.start();
+  t.teardown(() => server.stop());
+  server.blobs.set(sha512(B), B);
+  const root = t.testdir({ 'not-a-dir': 'a file where the cache folder should be' });
+  const manifest = join(root, 'manifest.tt');
+  await writeFile(manifest, formatManifest([record('b.txt', B)]));
+  const res = await fetchAssets({ manifestPath: manifest, urls: [url], dest: join(root, 'dest'), cacheFolder: join(root, 'not-a-dir') });
+  t.equal(res.failed, 0, res.files[0]!.error?.message ?? 'no error');
+  t.equal(res.files[0]!.source, 'download');
+  t.match(res.files[0]!.warnings.join('\n'), /cannot add to cache folder/);
+  t.ok(readFileSync(join(root, 'dest', 'b.txt')).equals(B));
+});
+
+t.test("a record with Python's hashlib spelling is fetched from <base>/<that name>/<digest> and verified", async (t) => {
+  const server = new BlobServer();
+  const url = await server.start();
+  t.teardown(() => server.stop());
+  const digest = createHash('sha3-256').update(B).digest('hex');
+  server.blobs.set(digest, B);
+  const root = t.testdir({});
+  const manifest = join(root, 'manifest.tt');
+  await writeFile(manifest, formatManifest([record('b.txt', B, { algorithm: 'sha3_256', digest })]));
+  const res = await fetchAssets({ manifestPath: manifest, urls: [url], dest: join(root, 'dest') });
+  t.equal(res.failed, 0, res.files[0]!.error?.message ?? 'no error');
+  t.same(server.requests.map((r) => r.url), [`/sha3_256/${digest}`]);
+  t.ok(readFileSync(join(root, 'dest', 'b.txt')).equals(B));
+});
+
+t.test('a symlink at the file name is used like tooltool does: kept when its target is valid, replaced (not followed) when not', async (t) => {
+  const server = new BlobServer();
+  const url = await server.start();
+  t.teardown(() => server.stop());
+  server.blobs.set(sha512(B), B);
+  server.blobs.set(sha512(C), C);
+  const root = t.testdir({ store: { 'b.txt': B.toString(), 'stale.bin': 'an old version' }, dest: {} });
+  const dest = join(root, 'dest');
+  symlinkSync(join(root, 'store', 'b.txt'), join(dest, 'b.txt'));
+  symlinkSync(join(root, 'store', 'stale.bin'), join(dest, 'c.bin'));
+  symlinkSync(join(root, 'store', 'missing'), join(dest, 'dangling.bin'));
+  const manifest = join(root, 'manifest.tt');
+  await writeFile(manifest, formatManifest([record('b.txt', B), record('c.bin', C), record('dangling.bin', C)]));
+  const res = await fetchAssets({ manifestPath: manifest, urls: [url], dest });
+  t.equal(res.failed, 0, res.files.map((f) => f.error?.message).join('; '));
+  t.same(res.files.map((f) => f.source), ['present', 'download', 'download']);
+  t.ok(lstatSync(join(dest, 'b.txt')).isSymbolicLink(), 'a valid link is kept');
+  t.notOk(lstatSync(join(dest, 'c.bin')).isSymbolicLink(), 'an invalid link is replaced by the file');
+  t.ok(readFileSync(join(dest, 'c.bin')).equals(C));
+  t.equal(readFileSync(join(root, 'store', 'stale.bin'), 'utf8'), 'an old version', "the link's target is never written");
+  t.ok(readFileSync(join(dest, 'dangling.bin')).equals(C));
+  t.notOk(existsSync(join(root, 'store', 'missing')), 'nothing written through a dangling link');
 });

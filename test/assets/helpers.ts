@@ -100,7 +100,7 @@ export class BlobServer {
   constructor() {
     this.#server = createServer((req, res) => {
       this.requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
-      const m = /^\/(?:[^?]*\/)?(sha\d+)\/([0-9a-f]+)(\?.*)?$/.exec(req.url ?? '');
+      const m = /^\/(?:[^?]*\/)?([A-Za-z0-9_-]+)\/([0-9a-f]+)(\?.*)?$/.exec(req.url ?? '');
       const body = m ? this.blobs.get(m[2]!) : undefined;
       if (req.method !== 'GET' || !body) {
         res.writeHead(404).end('not found');

@@ -1,7 +1,8 @@
 import t from 'tap';
+import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { addToManifest, formatManifest, parseManifest, readManifest } from '../../src/assets/manifest.js';
+import { addToManifest, formatManifest, hashFile, parseManifest, readManifest } from '../../src/assets/manifest.js';
 import { ConfigError, UsageError } from '../../src/errors.js';
 import { sha512 } from './helpers.js';
 
@@ -74,4 +75,42 @@ t.test('add writes a tooltool-shaped manifest; re-adding is a no-op; a different
   await t.rejects(addToManifest(manifest, [join(dir, 'missing')]), /cannot read/);
   await writeFile(join(dir, 'bad.tt'), '[{"filename": 3, "size": 1, "algorithm": "sha512", "digest": "x"}]');
   await t.rejects(addToManifest(join(dir, 'bad.tt'), [join(dir, 'blob.bin')]), ConfigError, 'a broken manifest is not overwritten');
+});
+
+t.test('null optional fields are absent, as tooltool reads them (obj.get → None)', async (t) => {
+  const text = `[\n  {"filename": "a", "size": 1, "algorithm": "sha512", "digest": "${D1}", "unpack": null, "visibility": null, "version": null}\n]`;
+  const m = parseManifest(text, 'm.tt');
+  t.same(m.records, [{ filename: 'a', size: 1, algorithm: 'sha512', digest: D1, unpack: false }]);
+});
+
+t.test("fetch takes any hashlib name, Python's spelling included", async (t) => {
+  const data = 'payload';
+  const cases: [string, string][] = [
+    ['sha3_256', createHash('sha3-256').update(data).digest('hex')],
+    ['sha512_256', createHash('sha512-256').update(data).digest('hex')],
+    ['blake2b', createHash('blake2b512').update(data).digest('hex')],
+    ['blake2s', createHash('blake2s256').update(data).digest('hex')],
+    ['SHA512', sha512(data)],
+  ];
+  const dir = t.testdir({ 'payload.bin': data });
+  for (const [algorithm, digest] of cases) {
+    const m = parseManifest(JSON.stringify([{ filename: 'payload.bin', size: data.length, algorithm, digest }]), 'm.tt');
+    t.equal(m.records[0]!.algorithm, algorithm, `${algorithm}: kept as written (it is the URL's path segment)`);
+    t.same(await hashFile(join(dir, 'payload.bin'), algorithm), { size: data.length, digest }, `${algorithm}: hashed like hashlib`);
+  }
+  t.throws(() => parseManifest(JSON.stringify([{ filename: 'a', size: 1, algorithm: 'shake_128', digest: D1.slice(0, 32) }]), 'm.tt'), /algorithm "shake_128" is not a known hash algorithm/, 'shake has no fixed length (hashlib cannot hexdigest it either)');
+});
+
+t.test('re-adding a file with another visibility or version is refused, not silently ignored', async (t) => {
+  // tooltool compares visibility and version too, and fails ("already contains a different file").
+  const dir = t.testdir({ 'notes.txt': 'notes' });
+  const manifest = join(dir, 'manifest.tt');
+  await addToManifest(manifest, [join(dir, 'notes.txt')], { visibility: 'internal', version: 'v1' });
+  await t.rejects(addToManifest(manifest, [join(dir, 'notes.txt')], { visibility: 'public', version: 'v1' }), {
+    code: 'FC_ERR_USAGE',
+    message: /already has "notes\.txt" with visibility internal/,
+  });
+  await t.rejects(addToManifest(manifest, [join(dir, 'notes.txt')], { visibility: 'internal', version: 'v2' }), { code: 'FC_ERR_USAGE', message: /version "v1"/ });
+  t.same(await addToManifest(manifest, [join(dir, 'notes.txt')], { visibility: 'internal', version: 'v1' }), [], 'the same record again: no-op');
+  t.match((await readManifest(manifest)).records, [{ filename: 'notes.txt', visibility: 'internal', version: 'v1' }]);
 });

@@ -191,3 +191,17 @@ t.test('an entry named like the archive does not replace it', async (t) => {
     t.same(readFileSync(join(dest, 'a.tar')), data, `${type}: the archive is intact`);
   }
 });
+
+t.test('only a directory named like the archive is removed first, never a file', async (t) => {
+  // A manifest may have both "tool" and "tool.tar.gz": unpacking the second must not delete the first
+  // (tooltool removes that path with rmtree, which refuses a file).
+  const dir = t.testdir({ tool: 'a fetched file, not a stale unpack', store: { lib: 'linked file' }, lib: t.fixture('symlink', 'store/lib') });
+  const tgz = compress(await makeTar([{ name: 'other/x', body: 'x' }]), 'gz');
+  await writeFile(join(dir, 'tool.tar.gz'), tgz);
+  await writeFile(join(dir, 'lib.tar.gz'), tgz);
+  t.equal(await unpackArchive(join(dir, 'tool.tar.gz'), 'tool.tar.gz', dir), 'tar.gz');
+  t.equal(await unpackArchive(join(dir, 'lib.tar.gz'), 'lib.tar.gz', dir), 'tar.gz');
+  t.equal(readFileSync(join(dir, 'tool'), 'utf8'), 'a fetched file, not a stale unpack');
+  t.ok(lstatSync(join(dir, 'lib')).isSymbolicLink(), 'a link to a file (a record kept as present) stays too');
+  t.equal(readFileSync(join(dir, 'other/x'), 'utf8'), 'x');
+});

@@ -114,3 +114,25 @@ t.test('a token the origin refuses fails with its catalogued error, and nothing 
   await res.body.dump();
   t.equal(res.statusCode, 404, 'nothing was uploaded');
 });
+
+t.test('one digest under two filenames with different visibilities is refused, and nothing is sent', async (t) => {
+  // The origin keeps one visibility per digest: the second record would be reported
+  // "present" as public while the origin keeps it internal (403 to anyone without a token).
+  const files = { 'a.bin': 'same bytes', 'b.bin': 'same bytes' };
+  const { origin, upload } = await uploadSetup(t, files);
+  await t.rejects(upload([record('a.bin', files['a.bin'], 'internal'), record('b.bin', files['b.bin'], 'public')]), {
+    code: 'FC_ERR_USAGE',
+    message: /b\.bin: the manifest asks visibility public, but record "a\.bin" asks internal for the same content/,
+  });
+  t.equal(await anonymousGet(origin, files['a.bin']), 404, 'nothing was uploaded');
+});
+
+t.test('a local file that does not match its record is named in the error', async (t) => {
+  const files = { 'good.bin': 'good', 'stale.bin': 'changed since the manifest was written' };
+  const { upload } = await uploadSetup(t, files);
+  await t.rejects(upload([record('good.bin', files['good.bin'], 'public'), { ...record('stale.bin', 'old', 'public'), size: files['stale.bin'].length }]), {
+    code: 'FC_ERR_DIGEST_MISMATCH',
+    message: /stale\.bin: digest mismatch/,
+  });
+  await t.rejects(upload([record('stale.bin', 'old', 'public')]), { code: 'FC_ERR_SIZE_MISMATCH', message: /stale\.bin: size mismatch/ });
+});
