@@ -1,7 +1,11 @@
 // A multi-process cache that cannot start does not hang: a worker that cannot listen (the
 // port is taken) stops the cache, every worker with it, and the primary exits non-zero
-// with the worker's error (exit 3). A signal while the workers start stops it cleanly too.
+// with the worker's error (exit 3), as does a worker whose code does not load. A signal
+// while the workers start stops it cleanly too.
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:net';
 import t, { type Test } from 'tap';
 import { cliArgs, isAlive, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
@@ -9,8 +13,8 @@ import { eventually } from '../helpers/wait.js';
 import { cacheWorkers } from './harness.js';
 
 /** `fleetcache cache --workers 2` on `listen`, and what it writes; stopped by PID in the teardown. */
-function startCache(t: Test, listen: string) {
-  const child = spawn(process.execPath, cliArgs(['cache', '--upstream', 'http://127.0.0.1:1', '--listen', listen, '--data', t.testdir(), '--workers', '2']), {
+function startCache(t: Test, listen: string, nodeArgs: string[] = []) {
+  const child = spawn(process.execPath, [...nodeArgs, ...cliArgs(['cache', '--upstream', 'http://127.0.0.1:1', '--listen', listen, '--data', t.testdir(), '--workers', '2'])], {
     cwd: REPO_ROOT, env: { ...process.env, FLEETCACHE_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -51,4 +55,22 @@ t.test('SIGTERM while the workers start: the cache stops cleanly, exit 0', async
   t.equal(await cache.exited, 0, 'exit 0');
   t.notMatch(cache.stdout(), /listening/, 'stopped before the workers listened');
   for (const pid of workers) t.notOk(isAlive(pid), `worker ${pid} stopped`);
+});
+
+// As when a worker starts while dist/ is being rebuilt: the command's module throws on load,
+// main() reports it and sets the exit code, and the worker's IPC channel kept it alive.
+t.test('a worker whose command module does not load: the cache exits non-zero, never hangs', async (t) => {
+  // Not t.testdir(): startCache takes that one (and empties it) for the cache's data.
+  const dir = mkdtempSync(join(tmpdir(), 'fleetcache-hooks-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'hooks.mjs'), "export async function load(url, context, next) {\n  if (/\\/cli\\/cache\\.[jt]s$/.test(url)) throw new Error('simulated half-written module');\n  return next(url, context);\n}\n");
+  // Loaded by every process; the hook only in cluster workers (FLEETCACHE_WORKER: node removes NODE_UNIQUE_ID before --import runs).
+  writeFileSync(join(dir, 'register.mjs'), "import { register } from 'node:module';\nif (process.env.FLEETCACHE_WORKER) register('./hooks.mjs', import.meta.url);\n");
+  const cache = startCache(t, '127.0.0.1:0', ['--import', join(dir, 'register.mjs')]);
+  await eventually('the cache exits', () => cache.child.exitCode !== null || cache.child.signalCode !== null, 30_000);
+  t.not(await cache.exited, 0, cache.stderr());
+  t.match(cache.stderr(), /simulated half-written module/, 'the worker said why');
+  t.match(cache.stderr(), /cache worker \d+ exited \(code \d+\) before listening/, 'the primary says which worker');
+  t.equal(cache.stdout(), '', 'never announced');
+  t.same(cacheWorkers(cache.child.pid!), [], 'no worker left');
 });
