@@ -3,7 +3,7 @@
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
-import { loadConfigFile, parseConfig, positiveSizeSchema } from '../config/load.js';
+import { durationSchema, loadConfigFile, parseConfig, positiveSizeSchema, sizeSchema } from '../config/load.js';
 import { NAME_PATTERN, NamedMap } from '../config/names.js';
 import { parseDuration, parseHttpUrl, parseSize } from '../config/units.js';
 import { UsageError } from '../errors.js';
@@ -12,17 +12,15 @@ import { logLevelSchema } from '../http/server-options.js';
 /** The most server processes `workers` may ask for. */
 export const MAX_WORKERS = 64;
 
-const Size = Type.Union([Type.String({ minLength: 1, format: 'size' }), Type.Integer({ minimum: 0 })]);
-const Duration = Type.Union([Type.String({ minLength: 1, format: 'duration' }), Type.Number({ minimum: 0 })]);
 
 export const timeoutsSchema = Type.Object(
   {
     /** TCP/TLS connect. */
-    connect: Type.Optional(Duration),
+    connect: Type.Optional(durationSchema()),
     /** From request sent to response headers: the bound on how long a miss may wait. */
-    headers: Type.Optional(Duration),
+    headers: Type.Optional(durationSchema()),
     /** Longest silence between two body chunks. */
-    body: Type.Optional(Duration),
+    body: Type.Optional(durationSchema()),
   },
   { additionalProperties: false },
 );
@@ -37,7 +35,7 @@ export const cacheConfigSchema = Type.Object(
     data: Type.Optional(Type.String({ minLength: 1 })),
     maxSize: Type.Optional(positiveSizeSchema()), // an LRU index cannot be bounded by nothing
     /** Memory the fills in flight of one process keep their last bytes in (see fill.ts); default 1GiB. */
-    fillMemory: Type.Optional(Size),
+    fillMemory: Type.Optional(sizeSchema()),
     /** Bearer token sent upstream on PUT when the client sends none. */
     tokenFile: Type.Optional(Type.String({ minLength: 1 })),
     logLevel: Type.Optional(logLevelSchema()),
@@ -45,7 +43,7 @@ export const cacheConfigSchema = Type.Object(
     workers: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: MAX_WORKERS }), Type.Literal('auto')])),
     timeouts: Type.Optional(timeoutsSchema),
     /** On SIGTERM or SIGINT, how long requests in flight may finish before they are cut; default 20s. */
-    shutdownTimeout: Type.Optional(Duration),
+    shutdownTimeout: Type.Optional(durationSchema()),
     /** Other upstreams served under /mirror/{name}/{path}. */
     mirrors: Type.Optional(
       NamedMap(Type.Object({ url: Type.String({ minLength: 1, format: 'http-url' }), timeouts: Type.Optional(timeoutsSchema) }, { additionalProperties: false })),

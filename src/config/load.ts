@@ -23,6 +23,16 @@ const FORMATS: Record<string, { parse: (text: string) => unknown; phrase: string
   'http-url': { parse: parseHttpUrl, phrase: 'an http or https URL (e.g. http://origin.example:8080)' },
 };
 
+/** A size: a number of bytes, or a size string ("4096", "512MiB", "50GiB"). */
+export function sizeSchema() {
+  return Type.Union([Type.String({ minLength: 1, format: 'size' }), Type.Integer({ minimum: 0 })]);
+}
+
+/** A duration: a number of seconds, or a duration string ("250ms", "30s", "1h30m"). */
+export function durationSchema(options: { default?: string; description?: string } = {}) {
+  return Type.Union([Type.String({ minLength: 1, format: 'duration' }), Type.Number({ minimum: 0 })], options);
+}
+
 /**
  * A size of at least one byte, for a budget that cannot be empty (an origin's body limits,
  * a cache's disk): a number ≥ 1, or a size string ("0", "0GiB", and "0.5", which rounds

@@ -1,6 +1,6 @@
 // The origin's configuration: one TypeBox schema gives the type and the validation.
 import { Type, type Static } from '@sinclair/typebox';
-import { positiveSizeSchema } from '../config/load.js';
+import { durationSchema, positiveSizeSchema } from '../config/load.js';
 import { DEFAULT_MAX_HEADERS, logLevelSchema } from '../http/server-options.js';
 
 const DiskStorageSchema = Type.Object({ type: Type.Literal('disk') }, { additionalProperties: false });
@@ -46,7 +46,7 @@ export const OriginConfigSchema = Type.Object(
         maxBlobSize: positiveSizeSchema('20GiB'),
         maxRecordSize: positiveSizeSchema('1MiB'),
         maxHeaders: Type.Integer({ minimum: 8, default: DEFAULT_MAX_HEADERS }),
-        idleTimeout: Type.Union([Type.String({ format: 'duration' }), Type.Number({ minimum: 0 })], {
+        idleTimeout: durationSchema({
           default: '2m',
           description: 'a client connection with no traffic this long is cut (a client that stopped reading holds a file)',
         }),
@@ -55,7 +55,7 @@ export const OriginConfigSchema = Type.Object(
     ),
     storage: StorageSchema,
     logLevel: logLevelSchema({ default: 'info' }),
-    shutdownTimeout: Type.Optional(Type.Union([Type.String({ format: 'duration' }), Type.Number({ minimum: 0 })], {
+    shutdownTimeout: Type.Optional(durationSchema({
       description: 'on SIGTERM or SIGINT, how long requests in flight may finish before they are cut (default 20s)',
     })),
   },

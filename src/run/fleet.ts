@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
 import { parseDocument } from 'yaml';
-import { loadConfigFile, parseConfig } from '../config/load.js';
+import { durationSchema, loadConfigFile, parseConfig } from '../config/load.js';
 import { NamedMap } from '../config/names.js';
 import { ConfigError } from '../errors.js';
 
@@ -22,7 +22,7 @@ export const FleetSchema = Type.Object(
     /** At most this many machines of one host or backend in start-up at once. */
     startupLimit: Type.Integer({ minimum: 1, default: 4 }),
     /** Pause between two dispatches to the same executor. */
-    dispatchDelay: Type.String({ format: 'duration', default: '1s' }),
+    dispatchDelay: durationSchema({ default: '1s' }),
     /** 1-minute load average above which a machine gets no new job. */
     loadThreshold: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
   },
