@@ -5,6 +5,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
 import { LineCounter, parseDocument, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type YAMLError } from 'yaml';
 import { ConfigError, UsageError } from '../errors.js';
+import { NAME_PATTERN } from './names.js';
 import { parseDuration, parseHttpUrl, parseListen, parsePositiveSize, parseSize } from './units.js';
 
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
@@ -62,10 +63,20 @@ for (const [name, { parse }] of Object.entries(FORMATS)) {
   });
 }
 
-/** What a failed check asks for, in words: a unit format's phrase, else ajv's message. */
+/** Patterns said in words: an operator should not have to read a regular expression. */
+const PATTERNS: Record<string, string> = {
+  [NAME_PATTERN]: 'letters, digits, ".", "_" and "-", starting with a letter or digit (e.g. eu-west)',
+};
+
+/** What a failed check asks for, in words: a unit format's or pattern's phrase, else ajv's message. */
 function wanted(e: ErrorObject): string {
   const format = e.keyword === 'format' ? FORMATS[(e.params as { format: string }).format] : undefined;
-  return format ? format.phrase : (e.message ?? 'valid').replace(/^must be /, '');
+  const pattern = e.keyword === 'pattern' ? PATTERNS[(e.params as { pattern: string }).pattern] : undefined;
+  return format?.phrase ?? pattern ?? (e.message ?? 'valid').replace(/^must be /, '');
+}
+
+function escapePointer(segment: string): string {
+  return segment.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
 /** JSON pointer "/a/b/0" → field path "a.b[0]". */
@@ -127,13 +138,18 @@ function describe(e: ErrorObject): { pointer: string; message: string } {
     const missing = String((e.params as { missingProperty: string }).missingProperty);
     return { pointer: e.instancePath, message: `missing required field "${missing}"` };
   }
-  if (e.keyword === 'format') return { pointer: e.instancePath, message: `must be ${wanted(e)}` };
+  if (e.keyword === 'format' || e.keyword === 'pattern') {
+    const message = `must be ${wanted(e)}`;
+    // a key that fails the map's propertyNames schema: name the key, not just the map
+    if (e.propertyName !== undefined) return { pointer: `${e.instancePath}/${escapePointer(e.propertyName)}`, message: `name ${JSON.stringify(e.propertyName)} ${message}` };
+    return { pointer: e.instancePath, message };
+  }
   // several types in one schema (positiveSizeSchema): "string or integer", not ajv's "string,integer"
   const types = e.keyword === 'type' ? (e.params as { type: string | string[] }).type : undefined;
   if (Array.isArray(types)) return { pointer: e.instancePath, message: `must be ${types.join(' or ')}` };
   if (e.propertyName !== undefined) {
     // a key that fails the map's propertyNames schema: name the key, not just the map
-    return { pointer: `${e.instancePath}/${e.propertyName.replace(/~/g, '~0').replace(/\//g, '~1')}`, message: `name ${JSON.stringify(e.propertyName)} ${e.message ?? 'is invalid'}` };
+    return { pointer: `${e.instancePath}/${escapePointer(e.propertyName)}`, message: `name ${JSON.stringify(e.propertyName)} ${e.message ?? 'is invalid'}` };
   }
   return { pointer: e.instancePath, message: e.message ?? 'invalid value' };
 }

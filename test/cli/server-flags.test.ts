@@ -15,7 +15,7 @@ const cases: Array<[string[], RegExp]> = [
   [[...cache, '--max-size', 'lots'], /^fleetcache: error: --max-size: must be a size \(e\.g\. 4096, 512MiB, 50GiB\)\n/],
   [[...cache, '--fill-memory', '1 bucket'], /^fleetcache: error: --fill-memory: must be a size/],
   [['cache', '--upstream', 'origin:8080', '--data', path.join(dir, 'data')], /^fleetcache: error: --upstream: must be an http or https URL/],
-  [[...cache, '--region', 'a b'], /^fleetcache: error: --region: must match pattern/],
+  [[...cache, '--region', 'a b'], /^fleetcache: error: --region: must be letters, digits, "\.", "_" and "-", starting with a letter or digit/],
   [[...cache, '--listen', '127.0.0.1:99999'], /^fleetcache: error: --listen: must be HOST:PORT/],
   [[...cache, '--listen', 'localhost'], /^fleetcache: error: --listen: must be HOST:PORT/],
   [['origin', '--data', path.join(dir, 'origin'), '--listen', 'nowhere'], /^fleetcache: error: --listen: must be HOST:PORT/],
