@@ -8,7 +8,7 @@ import { parseDuration, parseSize } from '../config/units.js';
 import { OriginConfigSchema, type OriginConfig, type OriginOptions, type StorageConfig } from '../origin/config.js';
 import { buildOriginServer } from '../origin/server.js';
 import { readTokenFile } from '../client/token.js';
-import { UsageError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { DiskBlobStore } from '../store/disk.js';
 import { createLogger } from '../log.js';
@@ -40,20 +40,21 @@ export function resolveOriginTokens(tokenFile: string | undefined, dataDir: stri
 
 /**
  * The blob store named by `storage:`; S3 credentials are read from the environment variables
- * it names. The S3 module is loaded only here: the AWS SDK adds 0.4 s to a start.
+ * it names. The S3 module is loaded only here: the AWS SDK adds 0.4 s to a start. A variable
+ * it names that is unset is a configuration error (exit 3) naming `file`.
  */
-export async function createBlobStore(storage: StorageConfig, dataDir: string, env: NodeJS.ProcessEnv = process.env): Promise<BlobStore> {
+export async function createBlobStore(storage: StorageConfig, dataDir: string, env: NodeJS.ProcessEnv = process.env, file = '(configuration)'): Promise<BlobStore> {
   if (storage.type === 'disk') return new DiskBlobStore(dataDir);
   const fromEnv = (name: string | undefined, field: string): string | undefined => {
     if (name === undefined) return undefined;
     const value = env[name];
-    if (!value) throw new UsageError(`storage.${field} names the environment variable ${name}, which is not set`);
+    if (!value) throw new ConfigError(`${file}: storage.${field} names the environment variable ${name}, which is not set`, file, undefined, `storage.${field}`);
     return value;
   };
   const accessKeyId = fromEnv(storage.accessKeyIdEnv, 'accessKeyIdEnv');
   const secretAccessKey = fromEnv(storage.secretAccessKeyEnv, 'secretAccessKeyEnv');
   if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
-    throw new UsageError('storage: give both accessKeyIdEnv and secretAccessKeyEnv, or neither (the SDK default chain)');
+    throw new ConfigError(`${file}: storage: give both accessKeyIdEnv and secretAccessKeyEnv, or neither (the SDK default chain)`, file, undefined, 'storage');
   }
   const { S3BlobStore } = await import('../store/s3.js');
   return new S3BlobStore({
@@ -100,7 +101,7 @@ export function registerOrigin(program: Command): void {
       const config = flags.config ? loadConfigFile(OriginConfigSchema, flags.config) : parseConfig(OriginConfigSchema, '{}', '(defaults)');
       checkFlags(OriginConfigSchema, { listen: ['--listen', flags.listen], data: ['--data', flags.data] });
       const { options, listen, tokenSource } = originOptionsFrom(config, flags);
-      const app = await buildOriginServer(options, await createBlobStore(config.storage, options.dataDir));
+      const app = await buildOriginServer(options, await createBlobStore(config.storage, options.dataDir, process.env, flags.config));
       createLogger(config.logLevel).info({ data: options.dataDir, storage: config.storage.type, tokenSource }, 'origin starting');
       // the drain the server was built for (buildOriginServer sized its pluginTimeout by it)
       await serveUntilSignal(app, listen, options.shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs: options.shutdownTimeoutMs });

@@ -15,7 +15,7 @@ const DEPLOY = join(REPO_ROOT, 'deploy');
 t.test('the origin configuration loads and selects the S3 store with credentials from the environment', async (t) => {
   const config = loadConfigFile(OriginConfigSchema, join(DEPLOY, 'origin.yaml'));
   t.equal(config.storage.type, 's3');
-  await t.rejects(createBlobStore(config.storage, t.testdir(), {}), { code: 'FC_ERR_USAGE' }, 'refuses to start without the credentials');
+  await t.rejects(createBlobStore(config.storage, t.testdir(), {}, 'deploy/origin.yaml'), { code: 'FC_ERR_CONFIG', message: /^deploy\/origin\.yaml: storage\.accessKeyIdEnv names/ }, 'refuses to start without the credentials: a configuration error, naming the file');
   const store = await createBlobStore(config.storage, t.testdir(), { FLEETCACHE_S3_ACCESS_KEY_ID: 'k', FLEETCACHE_S3_SECRET_ACCESS_KEY: 's' });
   t.ok(store instanceof S3BlobStore);
 });

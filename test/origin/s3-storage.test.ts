@@ -81,7 +81,7 @@ t.test('PUT and GET /cas and artifacts through an origin whose blobs live in S3'
 
 t.test('createBlobStore refuses a credentials variable that is not set', async (t) => {
   const storage = { type: 's3' as const, bucket: 'b', region: 'us-east-1', accessKeyIdEnv: 'NOPE_KEY', secretAccessKeyEnv: 'NOPE_SECRET' };
-  await t.rejects(createBlobStore(storage, t.testdir(), {}), { code: 'FC_ERR_USAGE', message: /NOPE_KEY/ });
-  await t.rejects(createBlobStore({ ...storage, secretAccessKeyEnv: undefined }, t.testdir(), { NOPE_KEY: 'k' }), { code: 'FC_ERR_USAGE' });
+  await t.rejects(createBlobStore(storage, t.testdir(), {}, 'origin.yaml'), { code: 'FC_ERR_CONFIG', message: /^origin\.yaml: storage\.accessKeyIdEnv names the environment variable NOPE_KEY, which is not set$/ });
+  await t.rejects(createBlobStore({ ...storage, secretAccessKeyEnv: undefined }, t.testdir(), { NOPE_KEY: 'k' }, 'origin.yaml'), { code: 'FC_ERR_CONFIG', message: /^origin\.yaml: storage: give both/ });
   t.ok(await createBlobStore(storage, t.testdir(), { NOPE_KEY: 'k', NOPE_SECRET: 's' }));
 });
