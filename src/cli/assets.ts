@@ -79,12 +79,11 @@ export function registerAssets(program: Command): void {
     )
     .argument('[files...]', 'only these manifest filenames')
     .option('-m, --manifest <file>', 'tooltool manifest', 'manifest.tt')
-    .option('--url <url>', 'base URL serving /<algorithm>/<digest>; repeatable, tried in order', collect, [])
+    .option('--url <url>', 'base URL serving /<algorithm>/<digest>; repeatable, tried in order (none: only files present or in the cache folder)', collect, [])
     .option('-c, --cache-folder <dir>', 'local cache folder shared across runs (tooltool layout)', process.env.TOOLTOOL_CACHE)
     .option('--dest <dir>', 'directory the files appear in (default: current directory)')
     .option('--token-file <file>', 'bearer token for internal assets (default: $FLEETCACHE_TOKEN)')
     .action(async (files: string[], flags: FetchFlags) => {
-      if (flags.url.length === 0) throw new UsageError('assets fetch: give at least one --url');
       requireHttpUrl('--url', ...flags.url);
       const progress = progressReporter();
       let result: FetchAssetsResult;

@@ -56,8 +56,8 @@ t.test('add, upload, fetch with a cache folder, then a failing fetch', async (t)
   t.equal(readFileSync(join(root, 'dest', 'sdk', 'VERSION'), 'utf8'), '1.2.3\n', 'unpacked in the current directory');
   t.notMatch(fetched.stderr, /\x1b\[/, 'no progress bar when stderr is not a terminal');
 
-  const warm = await run(t, args, join(root, 'dest2'));
-  t.equal(warm.code, 0, 'a warm cache folder needs neither the network nor the token');
+  const warm = await run(t, ['assets', 'fetch', '-m', join(work, 'manifest.tt'), '--cache-folder', join(root, 'cache')], join(root, 'dest2'));
+  t.equal(warm.code, 0, 'a warm cache folder needs neither the network (nor a --url) nor the token');
   t.match(warm.stdout, /^sdk\.tar\.gz\tcache\t/m);
   t.match(warm.stdout, /^notes\.txt\tcache\t/m);
 
@@ -67,6 +67,11 @@ t.test('add, upload, fetch with a cache folder, then a failing fetch', async (t)
   t.match(denied.stderr, /HTTP 403/);
   t.ok(existsSync(join(root, 'dest3', 'sdk.tar.gz')), 'the public file still arrived');
   t.notOk(existsSync(join(root, 'dest3', 'notes.txt')));
+
+  const offline = await run(t, ['assets', 'fetch', '-m', join(work, 'manifest.tt')], join(root, 'dest3'));
+  t.equal(offline.code, 2, 'no --url for a file not present: a usage error');
+  t.match(offline.stdout, /^sdk\.tar\.gz\tpresent\t/m, 'what is present needs no --url');
+  t.match(offline.stderr, /notes\.txt: not present and no --url to fetch it from/);
 });
 
 t.test('a record tooltool would skip is named by manifest file, line and record', async (t) => {
