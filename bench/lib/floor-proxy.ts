@@ -1,4 +1,4 @@
-// A reference for the small figures, not a cache: the cheapest paths Node can take for a
+// A reference for the hot and small figures, not a cache: the cheapest paths Node can take for a
 // /cas object. A miss: node:http in, undici out, sha256 check, file created and renamed,
 // answer. A hit: the body from a Map in memory, answered with node:http. None of what the
 // product does besides (no framework, no exactly-once across processes, no index, no
