@@ -27,6 +27,7 @@ const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<Regist
   ['apply', async () => (await import('./apply.js')).registerApply],
   ['push', async () => (await import('./push.js')).registerPush],
   ['pull', async () => (await import('./pull.js')).registerPull],
+  ['verify', async () => (await import('./verify.js')).registerVerify],
 ];
 
 /**

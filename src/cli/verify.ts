@@ -1,0 +1,49 @@
+// `fleetcache verify`: hashes every blob of an origin's store again (origin/verify.ts). Reading
+// needs no lock, so it runs beside a live origin; --remove takes the data directory, as the
+// origin does, so it refuses while one runs there.
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { loadConfigFile, parseConfig } from '../config/load.js';
+import { FleetError } from '../errors.js';
+import { OriginConfigSchema } from '../origin/config.js';
+import { verifyStore } from '../origin/verify.js';
+import { lockDataDir } from '../store/dir-lock.js';
+import { createBlobStore } from './origin.js';
+
+interface VerifyFlags {
+  config?: string;
+  data?: string;
+  remove?: boolean;
+}
+
+export function registerVerify(program: Command): void {
+  program
+    .command('verify')
+    .description("Hash every blob of an origin's store again and list those that do not match their digest")
+    .option('-c, --config <file>', "the origin's YAML configuration (its storage and data directory)")
+    .option('--data <dir>', "the origin's data directory (default: the configuration's, else cache/origin)")
+    .option('--remove', 'delete each damaged blob, so that its next upload stores it again (not while an origin runs on the data directory)')
+    .addHelpText('after', [
+      '',
+      'Prints one tab-separated line per damaged blob: digest, size, what it hashes to (or why it cannot',
+      'be read), removed|kept; then a summary. Exit 0: every blob matches; 5: some do not; 3: the data',
+      'directory is in use (--remove while an origin runs).',
+    ].join('\n'))
+    .action(async (flags: VerifyFlags) => {
+      const config = flags.config ? loadConfigFile(OriginConfigSchema, flags.config) : parseConfig(OriginConfigSchema, '{}', '(defaults)');
+      const dataDir = resolve(flags.data ?? config.data);
+      const lock = flags.remove ? await lockDataDir(dataDir) : undefined;
+      try {
+        const store = await createBlobStore(config.storage, dataDir, process.env, flags.config);
+        const result = await verifyStore(store, {
+          remove: flags.remove === true,
+          onDamaged: (b) => process.stdout.write(`${b.digest}\t${b.size}\t${b.found}\t${b.removed ? 'removed' : 'kept'}\n`),
+        });
+        const removed = result.damaged.filter((b) => b.removed).length;
+        process.stdout.write(`checked ${result.checked} blobs, ${result.bytes} bytes: ${result.damaged.length} damaged${flags.remove ? `, ${removed} removed` : ''}\n`);
+        if (result.damaged.length > 0) throw new FleetError('FC_ERR_DIGEST_MISMATCH', `${result.damaged.length} of ${result.checked} blobs do not match their digest`);
+      } finally {
+        await lock?.release();
+      }
+    });
+}

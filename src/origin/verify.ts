@@ -1,0 +1,54 @@
+// Scrubbing the origin's store: every blob is hashed again and compared with the digest it is
+// stored under. A blob damaged on disk (bit rot, a restore gone wrong) is otherwise found only
+// when a cache refuses it (a 502 on every fill) or a machine's download fails its check. With
+// `remove`, a damaged blob is deleted, so that the next upload of that content stores it again
+// (an upload of a digest the store has is skipped, see assets/upload.ts and push).
+import { createHash } from 'node:crypto';
+import type { BlobStore } from '../store/blob-store.js';
+import { formatDigest } from '../store/digest.js';
+
+export interface DamagedBlob {
+  /** "algo:hex", the digest it is stored under. */
+  readonly digest: string;
+  readonly size: number;
+  /** The digest of what is stored ("algo:hex"), or the read error. */
+  readonly found: string;
+  readonly removed: boolean;
+}
+
+export interface VerifyResult {
+  readonly checked: number;
+  readonly bytes: number;
+  readonly damaged: readonly DamagedBlob[];
+}
+
+export interface VerifyOptions {
+  readonly remove?: boolean;
+  /** Told each damaged blob as it is found. */
+  readonly onDamaged?: (blob: DamagedBlob) => void;
+}
+
+export async function verifyStore(store: BlobStore, options: VerifyOptions = {}): Promise<VerifyResult> {
+  let checked = 0;
+  let bytes = 0;
+  const damaged: DamagedBlob[] = [];
+  for await (const blob of store.list()) {
+    const hash = createHash(blob.digest.algo);
+    let found: string;
+    try {
+      for await (const chunk of await store.createReadStream(blob.digest)) hash.update(chunk as Buffer);
+      found = formatDigest({ algo: blob.digest.algo, hex: hash.digest('hex') });
+    } catch (err) {
+      found = `unreadable: ${(err as Error).message}`;
+    }
+    checked++;
+    bytes += blob.size;
+    const digest = formatDigest(blob.digest);
+    if (found === digest) continue;
+    const removed = options.remove === true && (await store.delete(blob.digest));
+    const entry = { digest, size: blob.size, found, removed };
+    damaged.push(entry);
+    options.onDamaged?.(entry);
+  }
+  return { checked, bytes, damaged };
+}

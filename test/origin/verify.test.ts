@@ -1,0 +1,64 @@
+// `fleetcache verify`: every blob of an origin's store hashed again; a damaged one is listed
+// (exit 5) and, with --remove, deleted so that its next upload stores it again. Reading runs
+// beside a live origin; --remove does not (the data directory is the origin's).
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { request } from 'undici';
+import { EXIT } from '../../src/errors.js';
+import { runCli } from '../helpers/cli.js';
+import { startServerProcess } from '../helpers/processes.js';
+
+const TOKEN = 'verify-token';
+
+async function put(url: string, body: Buffer): Promise<string> {
+  const hex = createHash('sha256').update(body).digest('hex');
+  const res = await request(`${url}/cas/sha256/${hex}`, { method: 'PUT', body, headers: { authorization: `Bearer ${TOKEN}` } });
+  await res.body.dump();
+  if (res.statusCode >= 300) throw new Error(`PUT answered ${res.statusCode}`);
+  return hex;
+}
+
+t.test('a damaged blob is found beside a live origin, removed once it is stopped, then uploaded again', async (t) => {
+  const data = join(t.testdir(), 'data');
+  const origin = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', data], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' });
+  const bodies = [randomBytes(3 * 1024 * 1024), randomBytes(10), Buffer.from('third\n')];
+  const hexes: string[] = [];
+  for (const b of bodies) hexes.push(await put(origin.url, b));
+  const total = bodies.reduce((n, b) => n + b.length, 0);
+
+  const clean = await runCli(['verify', '--data', data]);
+  t.equal(clean.code, EXIT.ok, clean.stderr);
+  t.equal(clean.stdout, `checked 3 blobs, ${total} bytes: 0 damaged\n`);
+
+  // One bit flipped in the large blob's file, as a failing disk would.
+  const file = join(data, 'cas.v1', 'sha256', hexes[0]!.slice(0, 2), hexes[0]!);
+  const bytes = readFileSync(file);
+  bytes[1_000_000]! ^= 1;
+  writeFileSync(file, bytes);
+  const found = createHash('sha256').update(bytes).digest('hex');
+
+  const live = await runCli(['verify', '--data', data]);
+  t.equal(live.code, EXIT.integrity, 'exit 5: something is damaged');
+  t.equal(live.stdout, `sha256:${hexes[0]}\t${bodies[0]!.length}\tsha256:${found}\tkept\nchecked 3 blobs, ${total} bytes: 1 damaged\n`);
+  t.match(live.stderr, /1 of 3 blobs do not match their digest/);
+
+  const refused = await runCli(['verify', '--data', data, '--remove']);
+  t.equal(refused.code, EXIT.config, 'the live origin holds its data directory');
+  t.match(refused.stderr, /in use/);
+  t.ok(existsSync(file), 'nothing removed');
+
+  await origin.stop();
+  const removed = await runCli(['verify', '--data', data, '--remove']);
+  t.equal(removed.code, EXIT.integrity);
+  t.match(removed.stdout, new RegExp(`^sha256:${hexes[0]}\\t\\d+\\tsha256:${found}\\tremoved\\nchecked 3 blobs, ${total} bytes: 1 damaged, 1 removed\\n$`));
+  t.notOk(existsSync(file), 'the damaged blob is gone');
+
+  const again = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', data], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' });
+  await put(again.url, bodies[0]!);
+  await again.stop();
+  const restored = await runCli(['verify', '--data', data]);
+  t.equal(restored.code, EXIT.ok, 'uploaded again, whole');
+  t.equal(restored.stdout, `checked 3 blobs, ${total} bytes: 0 damaged\n`);
+});
