@@ -4,11 +4,13 @@ import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { request } from 'undici';
 import { createBlobStore } from '../../src/cli/origin.js';
 import { startS3rver, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
 import { startServerProcess } from '../helpers/processes.js';
+import { EXIT } from '../../src/errors.js';
+import { runCli } from '../helpers/cli.js';
 
 const TOKEN = 'e2e-token-abcdef';
 
@@ -77,6 +79,27 @@ t.test('PUT and GET /cas and artifacts through an origin whose blobs live in S3'
   t.ok(keys.includes(`origin/cas/sha256/${hex.slice(0, 2)}/${hex}`));
   t.equal(keys.length, 2);
   t.notOk(keys.some((k) => k?.startsWith('origin/tmp/')));
+
+  // fleetcache verify reads the bucket the configuration names: an object whose bytes were
+  // replaced is listed, and --remove (the origin stopped) deletes it.
+  await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `origin/cas/sha256/${hex.slice(0, 2)}/${hex}`, Body: data.subarray(1) }));
+  process.env.TEST_S3_KEY = S3RVER_CREDENTIALS.accessKeyId;
+  process.env.TEST_S3_SECRET = S3RVER_CREDENTIALS.secretAccessKey;
+  t.teardown(() => {
+    delete process.env.TEST_S3_KEY;
+    delete process.env.TEST_S3_SECRET;
+  });
+  const damaged = createHash('sha256').update(data.subarray(1)).digest('hex');
+  const found = await runCli(['verify', '--config', config]);
+  t.equal(found.code, EXIT.integrity, found.stderr);
+  const artifact = Buffer.byteLength('hello from a job\n'); // the artifact's content is a blob too
+  t.equal(found.stdout, `sha256:${hex}\t${data.length - 1}\tsha256:${damaged}\tkept\nchecked 2 blobs, ${data.length - 1 + artifact} bytes: 1 damaged\n`);
+  await origin.stop();
+  const removed = await runCli(['verify', '--config', config, '--remove']);
+  t.match(removed.stdout, /\tremoved\nchecked 2 blobs, \d+ bytes: 1 damaged, 1 removed\n$/);
+  const left = ((await raw.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'origin/cas/' }))).Contents ?? []).map((o) => o.Key);
+  t.equal(left.length, 1, 'the artifact is kept');
+  t.notOk(left.includes(`origin/cas/sha256/${hex.slice(0, 2)}/${hex}`), 'the damaged object is deleted from the bucket');
 });
 
 t.test('createBlobStore refuses a credentials variable that is not set', async (t) => {
