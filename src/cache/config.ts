@@ -12,7 +12,6 @@ import { logLevelSchema } from '../http/server-options.js';
 /** The most server processes `workers` may ask for. */
 export const MAX_WORKERS = 64;
 
-
 export const timeoutsSchema = Type.Object(
   {
     /** TCP/TLS connect. */

@@ -38,6 +38,11 @@ export function resolveOriginTokens(tokenFile: string | undefined, dataDir: stri
   return { tokens: [readFileSync(file, 'utf8').trim()], source: file };
 }
 
+/** The origin's configuration from `file`, else the defaults (`origin` and `verify` read it alike). */
+export function loadOriginConfig(file: string | undefined): OriginConfig {
+  return file ? loadConfigFile(OriginConfigSchema, file) : parseConfig(OriginConfigSchema, '{}', '(defaults)');
+}
+
 /**
  * The blob store named by `storage:`; S3 credentials are read from the environment variables
  * it names. The S3 module is loaded only here: the AWS SDK adds 0.4 s to a start. A variable
@@ -98,7 +103,7 @@ export function registerOrigin(program: Command): void {
     .option('--token-file <file>', 'file with the write token(s), one per line (default $FLEETCACHE_TOKEN, else <data>/token)')
     .addHelpText('after', '\nPrints "listening http://HOST:PORT" on stdout when ready; logs are JSON on stderr.\nStops cleanly on SIGINT or SIGTERM.')
     .action(async (flags: OriginFlags) => {
-      const config = flags.config ? loadConfigFile(OriginConfigSchema, flags.config) : parseConfig(OriginConfigSchema, '{}', '(defaults)');
+      const config = loadOriginConfig(flags.config);
       checkFlags(OriginConfigSchema, { listen: ['--listen', flags.listen], data: ['--data', flags.data] });
       const { options, listen, tokenSource } = originOptionsFrom(config, flags);
       const app = await buildOriginServer(options, await createBlobStore(config.storage, options.dataDir, process.env, flags.config));

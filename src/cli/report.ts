@@ -35,17 +35,11 @@ export async function readLedger(dataDir: string, run?: string): Promise<Ledger>
   }
   if (!name) throw new NotFoundError(`no run reports in ${dir}: run \`fleetcache run\` first`);
   const file = join(dir, name);
-  let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    return JSON.parse(await readFile(file, 'utf8')) as Ledger;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`no report for run ${run ?? name.slice(0, -'.json'.length)} in ${dir}`);
-    throw new NotFoundError(`${file}: not a readable run report (${(err as Error).message})`);
-  }
-  try {
-    return JSON.parse(text) as Ledger;
-  } catch (err) {
-    // a run cut short while writing it, or a file edited by hand
+    // unreadable, or a run cut short while writing it, or a file edited by hand
     throw new NotFoundError(`${file}: not a readable run report (${(err as Error).message})`);
   }
 }

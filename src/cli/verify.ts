@@ -3,12 +3,10 @@
 // origin does, so it refuses while one runs there.
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { loadConfigFile, parseConfig } from '../config/load.js';
 import { FleetError } from '../errors.js';
-import { OriginConfigSchema } from '../origin/config.js';
 import { verifyStore } from '../origin/verify.js';
 import { lockDataDir } from '../store/dir-lock.js';
-import { createBlobStore } from './origin.js';
+import { createBlobStore, loadOriginConfig } from './origin.js';
 
 interface VerifyFlags {
   config?: string;
@@ -30,7 +28,7 @@ export function registerVerify(program: Command): void {
       'directory is in use (--remove while an origin runs).',
     ].join('\n'))
     .action(async (flags: VerifyFlags) => {
-      const config = flags.config ? loadConfigFile(OriginConfigSchema, flags.config) : parseConfig(OriginConfigSchema, '{}', '(defaults)');
+      const config = loadOriginConfig(flags.config);
       const dataDir = resolve(flags.data ?? config.data);
       const lock = flags.remove ? await lockDataDir(dataDir) : undefined;
       try {

@@ -138,20 +138,14 @@ function describe(e: ErrorObject): { pointer: string; message: string } {
     const missing = String((e.params as { missingProperty: string }).missingProperty);
     return { pointer: e.instancePath, message: `missing required field "${missing}"` };
   }
-  if (e.keyword === 'format' || e.keyword === 'pattern') {
-    const message = `must be ${wanted(e)}`;
-    // a key that fails the map's propertyNames schema: name the key, not just the map
-    if (e.propertyName !== undefined) return { pointer: `${e.instancePath}/${escapePointer(e.propertyName)}`, message: `name ${JSON.stringify(e.propertyName)} ${message}` };
-    return { pointer: e.instancePath, message };
-  }
   // several types in one schema (positiveSizeSchema): "string or integer", not ajv's "string,integer"
   const types = e.keyword === 'type' ? (e.params as { type: string | string[] }).type : undefined;
-  if (Array.isArray(types)) return { pointer: e.instancePath, message: `must be ${types.join(' or ')}` };
+  const words = e.keyword === 'format' || e.keyword === 'pattern' ? `must be ${wanted(e)}` : Array.isArray(types) ? `must be ${types.join(' or ')}` : e.message;
   if (e.propertyName !== undefined) {
     // a key that fails the map's propertyNames schema: name the key, not just the map
-    return { pointer: `${e.instancePath}/${escapePointer(e.propertyName)}`, message: `name ${JSON.stringify(e.propertyName)} ${e.message ?? 'is invalid'}` };
+    return { pointer: `${e.instancePath}/${escapePointer(e.propertyName)}`, message: `name ${JSON.stringify(e.propertyName)} ${words ?? 'is invalid'}` };
   }
-  return { pointer: e.instancePath, message: e.message ?? 'invalid value' };
+  return { pointer: e.instancePath, message: words ?? 'invalid value' };
 }
 
 /**

@@ -53,8 +53,8 @@ export interface PushOptions {
   readonly repackOptions?: Omit<RepackOptions, 'cwd' | 'signal'>;
   /**
    * Stops the push: between its steps, the pack's entries and the encode's windows, and at
-   * once for a transfer or the repack script (killed). Nothing is left that a run could use: the run
-   * manifest is the last thing written.
+   * once for a transfer or the repack script (killed). Nothing is left that a run could use:
+   * the run manifest is the last thing written.
    */
   readonly signal?: AbortSignal;
 }
@@ -123,11 +123,11 @@ async function recordCachedDigest(local: string, digest: string): Promise<void> 
  */
 async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: string, http: RequestOptions): Promise<{ vcdiff: Buffer; received: number }> {
   const local = baseCachePath(options.baseCache, base.digest);
-  const level = { ...(options.level === undefined ? {} : { level: options.level }), ...(options.signal ? { signal: options.signal } : {}) };
+  const encodeOptions = { ...(options.level === undefined ? {} : { level: options.level }), ...(options.signal ? { signal: options.signal } : {}) };
   const known = await cachedDigest(local);
   if (known !== undefined) {
     try {
-      return { vcdiff: (await encodeDelta({ path: local, digest: known }, { path: target }, level)).vcdiff, received: 0 };
+      return { vcdiff: (await encodeDelta({ path: local, digest: known }, { path: target }, encodeOptions)).vcdiff, received: 0 };
     } catch (err) {
       const gone = (err as NodeJS.ErrnoException).code === 'ENOENT';
       if (!(err instanceof DigestMismatchError) && !gone) throw err;
@@ -135,7 +135,7 @@ async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: s
   }
   const { received, written } = await downloadBlob(options.origin, base.digest, base.size, local, { ...http, gunzip: true });
   await recordCachedDigest(local, written.digest);
-  return { vcdiff: (await encodeDelta({ path: local, digest: written.digest }, { path: target }, level)).vcdiff, received };
+  return { vcdiff: (await encodeDelta({ path: local, digest: written.digest }, { path: target }, encodeOptions)).vcdiff, received };
 }
 
 /** The project's bases, newest first; none when the project is new. */
