@@ -8,6 +8,7 @@ import { NAME_PATTERN, NamedMap } from '../config/names.js';
 import { parseDuration, parseHttpUrl, parseSize } from '../config/units.js';
 import { UsageError } from '../errors.js';
 import { logLevelSchema } from '../http/server-options.js';
+import { zeroCopyStatus } from '../http/zero-copy.js';
 
 /** The most server processes `workers` may ask for. */
 export const MAX_WORKERS = 64;
@@ -120,7 +121,7 @@ export function redactUrl(url: string): string {
   return u.href;
 }
 
-/** What a cache logs as it starts: its upstreams without credentials (see redactUrl). */
+/** What a cache logs as it starts: its upstreams without credentials (see redactUrl), whether large bodies go by sendfile. */
 export function startupFields(config: CacheConfig): Record<string, unknown> {
   return {
     region: config.region,
@@ -128,6 +129,7 @@ export function startupFields(config: CacheConfig): Record<string, unknown> {
     upstream: redactUrl(config.upstream),
     ...(config.mirrors.size === 0 ? {} : { mirrors: Object.fromEntries([...config.mirrors].map(([name, m]) => [name, redactUrl(m.url)])) }),
     maxSize: config.maxSize,
+    sendfile: zeroCopyStatus(),
   };
 }
 

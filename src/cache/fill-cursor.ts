@@ -1,7 +1,8 @@
 // Sending a large fill while it grows. Each client walks the fill with a FillCursor and
 // writes what it gets straight to its socket (BodyWriter): slices of the windows the fill
-// keeps in memory, shared by every reader, or, for a reader further behind, chunks of the
-// fill's file read into the writer's recycled buffers. No Readable, no buffer per read.
+// keeps in memory, shared by every reader, or, for a reader further behind, the fill's
+// file: by sendfile when a MiB or more is there (zero-copy.ts), else chunks read into the
+// writer's recycled buffers. No Readable, no buffer per read.
 import type { FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { UpstreamError } from '../errors.js';
@@ -10,6 +11,10 @@ import { WINDOW, WINDOW_WAIT_MS, type FillSource } from './fill.js';
 
 /** Reads from the file go this far at a time (readers behind the windows kept in memory). */
 const FILE_CHUNK = 1024 * 1024;
+/** Sent by sendfile (when it can) from this many bytes of the file on: less is read and written. */
+const ZERO_COPY_MIN = FILE_CHUNK;
+/** What `next` returns for bytes its `sendFile` sent. */
+const SENT = Buffer.alloc(0);
 /** Writes in flight per client: four windows (1 MiB), or four file chunks for a reader behind them. */
 const SLOTS = 4;
 
@@ -35,9 +40,10 @@ export class FillCursor {
 
   /**
    * The next bytes, once there are any: a slice of a window in memory, or read from the
-   * file into `scratch()`. Null at the end.
+   * file into `scratch()`, or sent from the file by `sendFile` (then an empty buffer; false
+   * from it: not sent, read them). Null at the end.
    */
-  async next(scratch: () => Buffer): Promise<Buffer | null> {
+  async next(scratch: () => Buffer, sendFile?: (file: FileHandle, offset: number, length: number) => Promise<boolean>): Promise<Buffer | null> {
     const fill = this.#fill;
     for (;;) {
       if (fill.error) throw fill.error;
@@ -67,7 +73,12 @@ export class FillCursor {
       }
       // A fill in memory only (the disk refuses writes) has dropped what this reader needs.
       if (!this.#file) throw new UpstreamError(`this client fell behind the bytes a fill without a file keeps in memory (at ${this.#pos} of ${fill.written})`);
-      // Behind the windows kept in memory: read the file, as far as is readable.
+      // Behind the windows kept in memory: the file, as far as is readable.
+      const behind = end - this.#pos;
+      if (sendFile && behind >= ZERO_COPY_MIN && (await sendFile(this.#file, this.#pos, behind))) {
+        this.#pos += behind;
+        return SENT;
+      }
       const buf = scratch();
       const { bytesRead } = await this.#file.read(buf, 0, Math.min(buf.length, end - this.#pos), this.#pos);
       if (bytesRead === 0) throw new Error(`the fill's file ended at ${this.#pos} of ${end} bytes`);
@@ -88,11 +99,12 @@ export async function sendFill(res: ServerResponse, fill: FillSource, start: num
   writer.attach(res);
   const cursor = new FillCursor(fill, file, start, last);
   const scratch = () => writer.scratch();
+  const sendFile = (f: FileHandle, offset: number, length: number) => writer.sendFile(f, offset, length, () => undefined);
   try {
     while (await writer.ready()) {
-      const bytes = await cursor.next(scratch);
+      const bytes = await cursor.next(scratch, sendFile);
       if (!bytes) break;
-      writer.write(bytes);
+      if (bytes !== SENT) writer.write(bytes);
     }
     writer.end();
   } catch (err) {

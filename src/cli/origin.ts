@@ -9,6 +9,7 @@ import { OriginConfigSchema, type OriginConfig, type OriginOptions, type Storage
 import { buildOriginServer } from '../origin/server.js';
 import { readTokenFile } from '../client/token.js';
 import { ConfigError } from '../errors.js';
+import { zeroCopyStatus } from '../http/zero-copy.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { DiskBlobStore } from '../store/disk.js';
 import { createLogger } from '../log.js';
@@ -107,7 +108,7 @@ export function registerOrigin(program: Command): void {
       checkFlags(OriginConfigSchema, { listen: ['--listen', flags.listen], data: ['--data', flags.data] });
       const { options, listen, tokenSource } = originOptionsFrom(config, flags);
       const app = await buildOriginServer(options, await createBlobStore(config.storage, options.dataDir, process.env, flags.config));
-      createLogger(config.logLevel).info({ data: options.dataDir, storage: config.storage.type, tokenSource }, 'origin starting');
+      createLogger(config.logLevel).info({ data: options.dataDir, storage: config.storage.type, tokenSource, sendfile: zeroCopyStatus() }, 'origin starting');
       // the drain the server was built for (buildOriginServer sized its pluginTimeout by it)
       await serveUntilSignal(app, listen, options.shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs: options.shutdownTimeoutMs });
     });

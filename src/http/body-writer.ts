@@ -3,8 +3,15 @@
 // socket has taken them. A fresh buffer per chunk (what fs read streams and a Readable per
 // reader do) makes V8 run a full collection every few dozen MiB under "external memory
 // pressure"; at GB/s that was most of the CPU.
+import type { FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
+import { sendZeroCopy } from './zero-copy.js';
+
+/** How a zero-copy transfer ends when the client went or stalled: cut, not logged. */
+const CLIENT_GONE = new Set(['EPIPE', 'ECONNRESET', 'ECANCELED', 'ETIMEDOUT', 'ENOTCONN']);
+/** A file sendfile cannot read (a filesystem without splice): written from buffers instead. */
+const UNSUPPORTED = new Set(['EINVAL', 'ENOSYS', 'EOPNOTSUPP']);
 
 /**
  * Takes the response over from fastify, with the status and headers set on `reply`. Until
@@ -26,6 +33,8 @@ export class BodyWriter {
   /** The buffer `scratch` lent since the last write: recycled once that write is done. */
   #lent: Buffer | undefined;
   #inFlight = 0;
+  /** Whether a write went out: node writes the headers with the first one. */
+  #started = false;
   #closed = false;
   #wake: (() => void) | undefined;
 
@@ -65,6 +74,7 @@ export class BodyWriter {
       return;
     }
     this.#inFlight++;
+    this.#started = true;
     this.#res.write(bytes, () => {
       this.#inFlight--;
       if (lent) this.#free.push(lent);
@@ -76,6 +86,35 @@ export class BodyWriter {
   async ready(): Promise<boolean> {
     while (!this.#closed && this.#inFlight >= this.#slots) await new Promise<void>((resolve) => (this.#wake = resolve));
     return !this.#closed;
+  }
+
+  /** Waits until every write is done (nothing of the body left in node); false once the client has gone. */
+  async settled(): Promise<boolean> {
+    while (!this.#closed && this.#inFlight > 0) await new Promise<void>((resolve) => (this.#wake = resolve));
+    return !this.#closed;
+  }
+
+  /**
+   * Sends `length` bytes of `file` from `offset` by sendfile (zero-copy.ts) once every
+   * earlier write is done, telling `sent` how many went. False when it cannot (then
+   * nothing was sent: write them instead), as before the first write, which carries the
+   * headers. A client gone or stalled cuts the response; any other failure (a short
+   * file) throws.
+   */
+  async sendFile(file: FileHandle, offset: number, length: number, sent: (bytes: number) => void): Promise<boolean> {
+    if (!this.#res || !this.#started) return false;
+    if (!(await this.settled())) return true; // the client has gone: nothing more to send
+    const transfer = sendZeroCopy(this.#res, file, offset, length);
+    if (!transfer) return false;
+    const { sent: n, error } = await transfer;
+    const code = (error as NodeJS.ErrnoException | undefined)?.code ?? '';
+    if (n === 0 && UNSUPPORTED.has(code)) return false;
+    sent(n);
+    if (error) {
+      if (!CLIENT_GONE.has(code)) throw error;
+      this.abort(error);
+    }
+    return true;
   }
 
   end(): void {

@@ -1,5 +1,6 @@
-// Sending a byte range of a local file as a response body through recycled buffers
-// (body-writer.ts says why not a read stream).
+// Sending a byte range of a local file as a response body: the first chunk through a
+// recycled buffer, the rest by sendfile (zero-copy.ts), or through recycled buffers where
+// it cannot (body-writer.ts says why not a read stream).
 import type { FileHandle } from 'node:fs/promises';
 import type { FastifyReply } from 'fastify';
 import { BodyWriter, takeOver } from './body-writer.js';
@@ -47,6 +48,8 @@ export async function sendFileRange(
       writer.write(chunk);
     };
     send(first);
+    // The rest by sendfile, once the first chunk (and the headers) reached the socket.
+    if (position < end && (await writer.sendFile(file, position, end - position, sent))) position = end;
     while (position < end && (await writer.ready())) send(await next());
     writer.end();
   } catch (err) {

@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// Compiles src/native/sendfile.c into dist/native/sendfile.node, the zero-copy path of
+// large response bodies (src/http/zero-copy.ts). One C file against Node-API and libc
+// only, so the C compiler is called directly: node-gyp would add Python and a download of
+// Node's headers, which the Node installation already has (include/node).
+//
+// Optional by design: without a compiler or the headers (or off Linux), it says so on
+// stderr and the servers send bodies through buffers instead. FLEETCACHE_REQUIRE_NATIVE=1
+// makes that a failure (CI, where the zero-copy path is under test).
+//
+// Usage: node scripts/build-native.mjs
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const SOURCE = join(ROOT, 'src/native/sendfile.c');
+const OUT = join(ROOT, 'dist/native/sendfile.node');
+
+function skip(reason) {
+  const required = process.env.FLEETCACHE_REQUIRE_NATIVE === '1';
+  process.stderr.write(`build-native: ${reason}; ${required ? 'FLEETCACHE_REQUIRE_NATIVE=1: failing' : 'large bodies will be sent through buffers, without sendfile'}\n`);
+  rmSync(OUT, { force: true }); // never a stale addon from an older source
+  process.exit(required ? 1 : 0);
+}
+
+if (process.platform !== 'linux') skip(`sendfile to a socket is built for Linux only, not ${process.platform}`);
+const headers = [process.env.npm_config_nodedir && join(process.env.npm_config_nodedir, 'include/node'), resolve(dirname(process.execPath), '../include/node')].find(
+  (dir) => dir && existsSync(join(dir, 'node_api.h')),
+);
+if (!headers) skip(`no node_api.h next to ${process.execPath} (../include/node)`);
+const cc = process.env.CC || 'cc';
+mkdirSync(dirname(OUT), { recursive: true });
+const tmp = `${OUT}.${process.pid}.tmp`;
+try {
+  execFileSync(cc, ['-O2', '-std=c11', '-D_GNU_SOURCE', '-Wall', '-Wextra', '-fPIC', '-shared', '-pthread', '-fvisibility=hidden', `-I${headers}`, '-o', tmp, SOURCE], { stdio: ['ignore', 'inherit', 'inherit'] });
+} catch (err) {
+  rmSync(tmp, { force: true });
+  skip(err.code === 'ENOENT' ? `no C compiler (${cc})` : `${cc} failed`);
+}
+renameSync(tmp, OUT);

@@ -1,0 +1,155 @@
+// Large bodies by sendfile (src/http/zero-copy.ts, src/native/sendfile.c): exact bytes and
+// ranges, counted; a stalled client cut by the idle timeout; clients that leave end their
+// transfers (no thread left behind); the buffer path when switched off; the cache's hits.
+import t from 'tap';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { zeroCopyStatus } from '../../src/http/zero-copy.js';
+import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
+import { startServerProcess } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
+
+const MiB = 1024 * 1024;
+const SIZE = 24 * MiB + 7;
+
+async function upload(url: string, body: Buffer): Promise<string> {
+  const hex = createHash('sha256').update(body).digest('hex');
+  const res = await request(`${url}/cas/sha256/${hex}`, { method: 'PUT', headers: { authorization: `Bearer ${TEST_TOKEN}` }, body });
+  await res.body.dump();
+  if (res.statusCode !== 201) throw new Error(`upload: HTTP ${res.statusCode}`);
+  return hex;
+}
+
+/** fleetcache_sendfile_bytes_total of a server, from its /-/metrics. */
+async function sendfileBytes(url: string): Promise<number> {
+  const text = await (await request(`${url}/-/metrics`)).body.text();
+  const m = /^fleetcache_sendfile_bytes_total(?:\{[^}]*\})? (\d+)$/m.exec(text);
+  if (!m) throw new Error('no fleetcache_sendfile_bytes_total in /-/metrics');
+  return Number(m[1]);
+}
+
+/** Transfers running in this process: their threads (named in src/native/sendfile.c). */
+async function transferThreads(): Promise<number> {
+  let n = 0;
+  for (const task of await readdir('/proc/self/task')) {
+    if ((await readFile(`/proc/self/task/${task}/comm`, 'utf8').catch(() => '')).trim() === 'fc-sendfile') n++;
+  }
+  return n;
+}
+
+function sha256(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+t.test('the addon is built and loads (CI builds it: scripts/build-native.mjs)', async (t) => {
+  t.same(zeroCopyStatus(), { enabled: true });
+});
+
+t.test('whole bodies and ranges go by sendfile, exact and counted once', async (t) => {
+  const origin = await startOrigin(t);
+  const blob = randomBytes(SIZE);
+  const hex = await upload(origin.url, blob);
+  const before = await sendfileBytes(origin.url);
+  const whole = await request(`${origin.url}/cas/sha256/${hex}`);
+  t.equal(whole.statusCode, 200);
+  t.equal(sha256(Buffer.from(await whole.body.arrayBuffer())), hex, 'whole body');
+  // All but the first MiB (written with the headers) went by sendfile.
+  await eventually('sendfile bytes of the whole body', async () => (await sendfileBytes(origin.url)) - before === SIZE - MiB);
+  let served = SIZE;
+  for (const [start, end] of [[MiB - 1, 5 * MiB], [SIZE - 3 * MiB, SIZE - 1], [7, 7 + MiB]] as const) {
+    const res = await request(`${origin.url}/cas/sha256/${hex}`, { headers: { range: `bytes=${start}-${end}` } });
+    t.equal(res.statusCode, 206);
+    t.ok(Buffer.from(await res.body.arrayBuffer()).equals(blob.subarray(start, end + 1)), `range ${start}-${end}`);
+    served += end - start + 1;
+  }
+  // Counted when a transfer ends, which the client may see after its last byte.
+  await eventually('bytes out counted once each', () => origin.context.ledger.snapshot().kinds.cas?.bytesOut === served);
+  t.equal(await transferThreads(), 0, 'no transfer thread left');
+});
+
+t.test('a client that stops reading is cut after the idle timeout, and its transfer ends', async (t) => {
+  const origin = await startOrigin(t, { idleTimeoutMs: 600 });
+  const hex = await upload(origin.url, randomBytes(SIZE));
+  const { port } = new URL(origin.url);
+  const sock = connect(Number(port), '127.0.0.1', () => sock.write(`GET /cas/sha256/${hex} HTTP/1.1\r\nHost: x\r\n\r\n`));
+  t.teardown(() => void sock.destroy());
+  sock.on('error', () => undefined); // a reset is one way of being cut
+  const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+  let bytes = 0;
+  await new Promise<void>((resolve) => {
+    let stalled = false;
+    sock.on('data', (c: Buffer) => {
+      bytes += c.length;
+      if (bytes > 2 * MiB && !stalled) {
+        stalled = true;
+        sock.pause(); // stop reading: the socket buffers fill, then sendfile waits
+        resolve();
+      }
+    });
+  });
+  await eventually('a transfer is running', async () => (await transferThreads()) > 0, 5000);
+  // Ended by the server's idle timeout while this client still holds its end open.
+  await eventually('the stalled transfer ended', async () => (await transferThreads()) === 0, 10_000);
+  sock.resume();
+  await closed;
+  t.ok(bytes < SIZE, `cut short (${bytes} bytes, headers included, of a ${SIZE} byte body)`);
+  const again = await request(`${origin.url}/cas/sha256/${hex}`);
+  t.equal(sha256(Buffer.from(await again.body.arrayBuffer())), hex, 'the server goes on');
+});
+
+t.test('clients that leave mid-body end their transfers; the server keeps serving', async (t) => {
+  const origin = await startOrigin(t);
+  const hex = await upload(origin.url, randomBytes(SIZE));
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    const ac = new AbortController();
+    const res = await request(`${origin.url}/cas/sha256/${hex}`, { signal: ac.signal });
+    let got = 0;
+    for await (const chunk of res.body) {
+      got += (chunk as Buffer).length;
+      if (got > 3 * MiB) break; // well into the sendfile part
+    }
+    ac.abort();
+  }));
+  await eventually('every transfer thread ended', async () => (await transferThreads()) === 0);
+  const again = await request(`${origin.url}/cas/sha256/${hex}`);
+  t.equal(sha256(Buffer.from(await again.body.arrayBuffer())), hex, 'a later download is whole');
+});
+
+t.test('FLEETCACHE_SENDFILE=0: the same bytes through buffers, said at start-up', async (t) => {
+  const dir = t.testdir();
+  const server = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', dir], { FLEETCACHE_SENDFILE: '0', FLEETCACHE_TOKEN: TEST_TOKEN });
+  const blob = randomBytes(SIZE);
+  const hex = await upload(server.url, blob);
+  const res = await request(`${server.url}/cas/sha256/${hex}`);
+  t.equal(sha256(Buffer.from(await res.body.arrayBuffer())), hex);
+  t.equal(await sendfileBytes(server.url), 0, 'nothing by sendfile');
+  t.match(server.stderr(), /"sendfile":\{"enabled":false,"reason":"FLEETCACHE_SENDFILE=0"\}/);
+});
+
+t.test('a cache sends its large hits by sendfile, and says so at start-up', async (t) => {
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const blob = randomBytes(SIZE);
+  const hex = await upload(origin.url, blob);
+  const cache = await startServerProcess(t, ['cache', '--upstream', origin.url, '--listen', '127.0.0.1:0', '--data', join(dir, 'cache'), '--region', 'zc']);
+  t.match(cache.stderr(), /"sendfile":\{"enabled":true\}/);
+  const miss = await request(`${cache.url}/cas/sha256/${hex}`);
+  t.equal(sha256(Buffer.from(await miss.body.arrayBuffer())), hex, 'the miss');
+  // The hit once the fill is committed (the miss's answer may end just before).
+  await eventually('the object is stored', async () => {
+    const r = await request(`${cache.url}/cas/sha256/${hex}`, { method: 'HEAD' });
+    await r.body.dump();
+    return r.headers['x-cache'] === 'HIT';
+  });
+  const before = await sendfileBytes(cache.url);
+  const hit = await request(`${cache.url}/cas/sha256/${hex}`);
+  t.equal(hit.headers['x-cache'], 'HIT');
+  t.equal(sha256(Buffer.from(await hit.body.arrayBuffer())), hex, 'the hit');
+  await eventually('all but the first MiB by sendfile', async () => (await sendfileBytes(cache.url)) - before === SIZE - MiB);
+  const tail = await request(`${cache.url}/cas/sha256/${hex}`, { headers: { range: `bytes=${5 * MiB}-` } });
+  t.equal(tail.statusCode, 206);
+  t.ok(Buffer.from(await tail.body.arrayBuffer()).equals(blob.subarray(5 * MiB)), 'a range of the hit');
+});
