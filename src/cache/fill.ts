@@ -281,11 +281,20 @@ export abstract class FillProgress implements FillSource {
   }
 
   /**
-   * Reads bytes [written, upTo) of `file` into the recent windows (before `advance`): a
-   * follower of another worker's fill reads them once, for all its readers.
+   * Reads bytes [written, upTo) of `file` (the last RECENT_BYTES of them at most) into the
+   * recent windows (before `advance`): a follower of another worker's fill reads them once,
+   * for all its readers.
    */
   protected async rememberFrom(file: FileHandle, upTo: number): Promise<void> {
-    for (let pos = this.written; pos < upTo;) {
+    let pos = this.written;
+    // A follower that joins a fill long under way skips what the windows would not keep
+    // (its readers take it from the file) instead of reading it all to throw it away.
+    const keepFrom = upTo - RECENT_BYTES;
+    if (keepFrom > pos + WINDOW) {
+      this.forgetRecent(); // the windows stay contiguous (recentWindow indexes them)
+      pos = keepFrom - (keepFrom % WINDOW);
+    }
+    while (pos < upTo) {
       const w = this.#windowAt(pos);
       const at = pos - w.start;
       const { bytesRead } = await file.read(w.buf, at, Math.min(upTo - pos, WINDOW - at), pos);
