@@ -86,6 +86,22 @@ function download(base: string, path: string, t0: number): Promise<number> {
   return fetchOne(agent, base, path, t0);
 }
 
+/**
+ * Waits until `side` answers `path` from its store (X-Cache: HIT), so that hot large
+ * measures a cached object: right after the fill's last byte, ours still commits it
+ * (fsync, rename) and serves it meanwhile as a fill (COLLAPSED). The reference says
+ * nothing: it keeps a body before answering it.
+ */
+async function untilStored(side: Side, path: string): Promise<void> {
+  if (!side.saysHit) return;
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; await sleep(50)) {
+    const res = await agent.request({ origin: side.url, path, method: 'HEAD' });
+    await res.body.dump();
+    if (res.headers['x-cache'] === 'HIT') return;
+  }
+  throw new Error(`${side.name}: ${path} not stored within 30 s`);
+}
+
 function count(log: string, path: string): number {
   return log.split('\n').filter((l) => l.includes(`GET ${path} `)).length;
 }
@@ -106,6 +122,8 @@ interface Side {
   readonly url: string;
   /** The server's main PID (its workers are its children). */
   readonly pid: number;
+  /** Whether it says X-Cache: HIT for an answer from its store (see untilStored). */
+  readonly saysHit: boolean;
 }
 
 interface Paths { big: string; hot: string[]; coldWarmup: string[]; coldRounds: { rewarm: string[]; measured: string[] }[] }
@@ -135,6 +153,7 @@ async function measure(side: Side, originLog: string, paths: Paths, figures: Rea
   if (figures.has('hot-large')) {
     process.stderr.write(`${name}: hot large\n`);
     if (!figures.has('stampede')) await curl(base, paths.big, 0);
+    await untilStored(side, paths.big);
     const h0 = performance.now();
     await cpuOf('hot-large', (5 * 8 * BIG) / 1e9, async () => {
       for (let round = 0; round < 5; round++) await Promise.all(Array.from({ length: 8 }, () => curl(base, paths.big, 0)));
@@ -282,6 +301,7 @@ function report(ours: Figures, ng: Figures, floor: Figures | undefined, hot: num
 Command: \`${command}\`. Origin: nginx serving files (limit_rate 50 MB/s per
 connection); in front of it our cache (compiled, --workers ${WORKERS}) and nginx proxy_cache (worker_processes ${WORKERS}, proxy_cache_lock on),
 each its own process group, cache data on ${dataFs}; loopback, 2 cores shared by servers and clients.
+Hot large: measured once the object is stored (a HEAD answers X-Cache: HIT; nginx says $upstream_cache_status), not while ours still commits its fill.
 Server CPU: utime + stime of the cache's processes (ours: primary and workers; nginx: master and workers) during the figure.
 Hot small: one prefill (each object asked once), then ${HOT_ROUNDS} rounds of wrk, each taken by every side in turn; the median, then each round.
 The first round includes each of our workers' first hit of the objects the other worker fetched (read from disk, then held in memory).
@@ -334,6 +354,7 @@ async function main(): Promise<void> {
       proxy_cache_lock on;
       proxy_cache_lock_timeout 10m;
       proxy_cache_lock_age 10m;
+      add_header X-Cache $upstream_cache_status;
     }
   }`));
     const origin = startProcess('nginx', ['-c', originConf, '-p', dir, '-e', join(dir, 'origin-error.log')]);
@@ -359,8 +380,8 @@ async function main(): Promise<void> {
       }),
     };
 
-    const oursSide: Side = { name: 'fleetcache', url: oursUrl, pid: cacheProc.child.pid! };
-    const nginxSide: Side = { name: 'nginx', url: nginxUrl, pid: proxy.child.pid! };
+    const oursSide: Side = { name: 'fleetcache', url: oursUrl, pid: cacheProc.child.pid!, saysHit: true };
+    const nginxSide: Side = { name: 'nginx', url: nginxUrl, pid: proxy.child.pid!, saysHit: true };
     const ours = await measure(oursSide, originLog, paths);
     const ng = await measure(nginxSide, originLog, paths);
     const sides = [{ side: oursSide, figures: ours }, { side: nginxSide, figures: ng }];
@@ -376,7 +397,7 @@ async function main(): Promise<void> {
       if (!floorFigures.has('hot-small')) await pool(paths.hot, 32, async (p) => void (await download(floorUrl, p, 0)));
       // Each process holds its own copy of the large object: every one fetches it before the figure.
       if (floorFigures.has('hot-large')) for (let i = 0; i < 2 * WORKERS; i++) await curl(floorUrl, paths.big, 0);
-      const floorSide: Side = { name: 'minimal Node proxy', url: floorUrl, pid: floorProc.child.pid! };
+      const floorSide: Side = { name: 'minimal Node proxy', url: floorUrl, pid: floorProc.child.pid!, saysHit: false };
       floor = await measure(floorSide, originLog, paths, floorFigures);
       sides.push({ side: floorSide, figures: floor });
     }

@@ -7,6 +7,8 @@ import { BodyWriter, takeOver } from './body-writer.js';
 import { readFully } from '../read-fully.js';
 
 const CHUNK = 1024 * 1024;
+/** The first chunk goes with the headers and proves the file readable; the rest by sendfile, mostly. */
+const FIRST_CHUNK = 64 * 1024;
 
 /**
  * Answers with `length` bytes of `file` from `start`, using the status and headers already
@@ -24,9 +26,9 @@ export async function sendFileRange(
   const writer = new BodyWriter(Math.min(CHUNK, length));
   let position = start;
   const end = start + length;
-  const next = async (): Promise<Buffer> => {
+  const next = async (max = CHUNK): Promise<Buffer> => {
     const buf = writer.scratch();
-    const n = Math.min(buf.length, end - position);
+    const n = Math.min(buf.length, max, end - position);
     // A short file is an error, not a short body.
     const got = await readFully(file, buf.subarray(0, n), position);
     if (got < n) throw new Error(`blob file ended ${n - got} bytes early at offset ${position + got}`);
@@ -35,7 +37,7 @@ export async function sendFileRange(
   };
   let first: Buffer;
   try {
-    first = await next();
+    first = await next(FIRST_CHUNK);
   } catch (err) {
     await file.close();
     throw err;

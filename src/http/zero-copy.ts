@@ -5,8 +5,8 @@
 // of CPU per GB against nginx's 0.09 with sendfile (bench/RESULTS.md, run 39).
 //
 // Without the addon (no C compiler where it was built), with FLEETCACHE_SENDFILE=0, on a
-// socket that is not plain TCP, or past MAX_TRANSFERS at once, send-file.ts writes from
-// buffers as before: same bytes, same accounting.
+// socket that is not plain TCP, for a chunked body, or past MAX_TRANSFERS at once, the
+// callers (BodyWriter.sendFile) write from buffers instead: same bytes, same accounting.
 import { existsSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -20,17 +20,20 @@ interface SendfileAddon {
 }
 
 /** Where scripts/build-native.mjs puts the addon (from src/http/ and dist/http/ alike). */
-export const ADDON_PATH = fileURLToPath(new URL('../../dist/native/sendfile.node', import.meta.url));
+const ADDON_PATH = fileURLToPath(new URL('../../dist/native/sendfile.node', import.meta.url));
 
 /** Transfers at once, each a thread; past it, bodies go through buffers. */
 const MAX_TRANSFERS = 256;
 
-let loaded: { addon?: SendfileAddon; reason?: string } | undefined;
+/** The addon, or why there is none. */
+type Loaded = { addon: SendfileAddon; reason?: undefined } | { addon?: undefined; reason: string };
+
+let loaded: Loaded | undefined;
 let active = 0;
 /** Bytes this process sent by sendfile. */
 let sentBytes = 0;
 
-function load(): { addon?: SendfileAddon; reason?: string } {
+function load(): Loaded {
   if (loaded) return loaded;
   if (process.env.FLEETCACHE_SENDFILE === '0') loaded = { reason: 'FLEETCACHE_SENDFILE=0' };
   else if (process.platform !== 'linux') loaded = { reason: `not on ${process.platform}` };
@@ -46,9 +49,9 @@ function load(): { addon?: SendfileAddon; reason?: string } {
 }
 
 /** Whether bodies go out by sendfile, and why not: for the server's start-up log. */
-export function zeroCopyStatus(): { enabled: boolean; reason?: string } {
+export function zeroCopyStatus(): { enabled: true } | { enabled: false; reason: string } {
   const { addon, reason } = load();
-  return addon ? { enabled: true } : { enabled: false, ...(reason ? { reason } : {}) };
+  return addon ? { enabled: true } : { enabled: false, reason };
 }
 
 /** Adds fleetcache_sendfile_bytes_total (this process's) to `registry`. */
