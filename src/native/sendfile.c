@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -191,7 +192,8 @@ static napi_value start(napi_env env, napi_callback_info info) {
   }
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, 64 * 1024);
+  // A small stack: the thread calls sendfile and poll only (at least the platform's minimum).
+  pthread_attr_setstacksize(&attr, 64 * 1024 < PTHREAD_STACK_MIN ? PTHREAD_STACK_MIN : 64 * 1024);
   int rc = pthread_create(&thread, &attr, run, t);
   pthread_attr_destroy(&attr);
   if (rc != 0) {

@@ -1,6 +1,7 @@
 // Large bodies by sendfile (src/http/zero-copy.ts, src/native/sendfile.c): exact bytes and
 // ranges, counted; a stalled client cut by the idle timeout; clients that leave end their
-// transfers (no thread left behind); the buffer path when switched off; the cache's hits.
+// transfers (no thread left behind); the buffer path when switched off; the cache's hits
+// and a reader that joins a fill late.
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
@@ -8,6 +9,8 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { zeroCopyStatus } from '../../src/http/zero-copy.js';
+import { fetchHash, startCache } from '../cache/harness.js';
+import { UpstreamFixture } from '../cache/upstream-fixture.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
 import { startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
@@ -154,4 +157,38 @@ t.test('a cache sends its large hits by sendfile, and says so at start-up', asyn
   const tail = await request(`${cache.url}/cas/sha256/${hex}`, { headers: { range: `bytes=${5 * MiB}-` } });
   t.equal(tail.statusCode, 206);
   t.ok(Buffer.from(await tail.body.arrayBuffer()).equals(blob.subarray(5 * MiB)), 'a range of the hit');
+});
+
+t.test('a reader that joins a fill late takes what was written from the file by sendfile, then follows', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex } = up.addBlob(48 * MiB);
+  up.options.rate = 32 * MiB; // 1.5 s of filling
+  const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const before = await sendfileBytes(url);
+  // The first reader, counted as it goes; the late one starts once 24 MiB have reached it,
+  // when the fill keeps only the last 16 MiB in memory: the first MiBs are in the file only.
+  const first = await request(`${url}/cas/sha256/${hex}`);
+  const firstHash = createHash('sha256');
+  let firstBytes = 0;
+  let joined!: () => void;
+  const farEnough = new Promise<void>((resolve) => (joined = resolve));
+  const firstDone = (async () => {
+    for await (const chunk of first.body) {
+      firstHash.update(chunk as Buffer);
+      firstBytes += (chunk as Buffer).length;
+      if (firstBytes >= 24 * MiB) joined();
+    }
+    return firstHash.digest('hex');
+  })();
+  await farEnough;
+  const late = await fetchHash(`${url}/cas/sha256/${hex}`);
+  t.equal(late.xcache, 'COLLAPSED', 'the late reader joined the fill');
+  t.equal(late.hash, hex, 'the late reader');
+  t.equal(await firstDone, hex, 'the first reader');
+  t.equal(up.requests.length, 1, 'one upstream request');
+  // What was written before it came (24 MiB at least), but for its first chunk, went by sendfile.
+  const viaSendfile = (await sendfileBytes(url)) - before;
+  t.ok(viaSendfile >= 20 * MiB, `${viaSendfile} bytes by sendfile`);
 });
