@@ -104,6 +104,7 @@ export function sendZeroCopy(res: ServerResponse, file: FileHandle, offset: numb
       active--;
       sentBytes += sent;
       res.off('close', cancel);
+      res.off('timeout', busy);
       if (idleMs > 0 && !socket.destroyed) socket.setTimeout(idleMs);
       finish(error === null ? { sent } : { sent, error: transferError(error, sent, length) });
     });
@@ -114,8 +115,14 @@ export function sendZeroCopy(res: ServerResponse, file: FileHandle, offset: numb
   if (idleMs > 0) socket.setTimeout(0);
   const cancel = (): void => addon.cancel(handle);
   res.once('close', cancel);
+  // A socket timeout armed meanwhile (a request pipelined behind this one re-arms it) sees
+  // no traffic from node: with a listener on the answer, node leaves the socket alone.
+  res.on('timeout', busy);
   return finished;
 }
+
+/** Listens for a socket timeout during a transfer: the transfer applies the idle limit itself. */
+function busy(): void {}
 
 function transferError(code: string, sent: number, length: number): Error {
   const err: Error & { code?: string } =

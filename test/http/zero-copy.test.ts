@@ -192,3 +192,73 @@ t.test('a reader that joins a fill late takes what was written from the file by 
   const viaSendfile = (await sendfileBytes(url)) - before;
   t.ok(viaSendfile >= 20 * MiB, `${viaSendfile} bytes by sendfile`);
 });
+
+t.test('pipelined requests: the answer after a sendfile body comes whole, after it', async (t) => {
+  const origin = await startOrigin(t);
+  const blob = randomBytes(SIZE);
+  const hex = await upload(origin.url, blob);
+  const small = randomBytes(1000);
+  const smallHex = await upload(origin.url, small);
+  const { port } = new URL(origin.url);
+  // Both requests in one write: node answers the second once the first has ended.
+  const raw = await new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const sock = connect(Number(port), '127.0.0.1', () =>
+      sock.write(`GET /cas/sha256/${hex} HTTP/1.1\r\nHost: x\r\n\r\nGET /cas/sha256/${smallHex} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+    sock.on('data', (c: Buffer) => chunks.push(c));
+    sock.on('error', reject);
+    sock.on('end', () => resolve(Buffer.concat(chunks)));
+  });
+  const firstHead = raw.indexOf('\r\n\r\n') + 4;
+  t.match(raw.subarray(0, firstHead).toString(), new RegExp(`^HTTP/1.1 200 OK\r\n[^]*content-length: ${SIZE}\r\n`, 'i'));
+  t.equal(sha256(raw.subarray(firstHead, firstHead + SIZE)), hex, 'the large body, exact');
+  const second = raw.subarray(firstHead + SIZE).toString('latin1');
+  t.match(second, /^HTTP\/1\.1 200 OK\r\n[^]*content-length: 1000\r\n/i, 'then the second answer');
+  t.ok(Buffer.from(second.slice(second.indexOf('\r\n\r\n') + 4), 'latin1').equals(small), 'its body');
+});
+
+t.test('a request pipelined behind a long sendfile answer (it re-arms the idle timeout) does not cut it', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const large = up.addBlob(SIZE);
+  const small = up.addBlob(4096);
+  // Idle limit for clients: 2 × 300 ms.
+  const { url } = await startCache(t, { upstream: upUrl, timeouts: { connect: '100ms', headers: '100ms', body: '300ms' } }, t.testdir());
+  t.equal((await fetchHash(`${url}/cas/sha256/${large.hex}`)).hash, large.hex);
+  await eventually('the large object is stored', async () => {
+    const r = await request(`${url}/cas/sha256/${large.hex}`, { method: 'HEAD' });
+    await r.body.dump();
+    return r.headers['x-cache'] === 'HIT';
+  });
+  const { port } = new URL(url);
+  const started = Date.now();
+  // Read at a pace that keeps the transfer alive (pauses of 100 ms) but makes it last
+  // several idle limits; the second request (a miss) arrives while the first is sent, and
+  // arms the socket's idle timeout, which sees no traffic from node meanwhile.
+  const raw = await new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let got = 0;
+    let nextPause = MiB;
+    const sock = connect(Number(port), '127.0.0.1', () => sock.write(`GET /cas/sha256/${large.hex} HTTP/1.1\r\nHost: x\r\n\r\n`));
+    sock.on('data', (c: Buffer) => {
+      chunks.push(c);
+      got += c.length;
+      // The second request once the first answer is well under way (sent by sendfile).
+      if (got >= 2 * MiB && got - c.length < 2 * MiB) sock.write(`GET /cas/sha256/${small.hex} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      if (got >= nextPause) {
+        nextPause += MiB;
+        sock.pause();
+        setTimeout(() => sock.resume(), 100);
+      }
+    });
+    sock.on('error', reject);
+    sock.on('end', () => resolve(Buffer.concat(chunks)));
+  });
+  t.ok(Date.now() - started > 1200, 'the answer lasted two idle limits at least');
+  const head = raw.indexOf('\r\n\r\n') + 4;
+  t.equal(sha256(raw.subarray(head, head + SIZE)), large.hex, 'the large body, whole');
+  const second = raw.subarray(head + SIZE).toString('latin1');
+  t.match(second, /^HTTP\/1\.1 200 OK\r\n/, 'then the pipelined answer');
+  t.equal(sha256(Buffer.from(second.slice(second.indexOf('\r\n\r\n') + 4), 'latin1')), small.hex, 'its body');
+});
