@@ -16,9 +16,12 @@ export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
  */
 const FROM_BUILD = !(await olderThanSources(`${REPO_ROOT}dist/cli/bin.js`));
 
+/** tsx's loader by its own URL: `--import tsx` would be resolved from the child's working directory. */
+const TSX_LOADER = import.meta.resolve('tsx');
+
 /** argv to run the CLI: the built copy if current, else from source. */
 export function cliArgs(args: string[]): string[] {
-  return FROM_BUILD ? [`${REPO_ROOT}dist/cli/bin.js`, ...args] : ['--import', 'tsx', `${REPO_ROOT}src/cli/bin.ts`, ...args];
+  return FROM_BUILD ? [`${REPO_ROOT}dist/cli/bin.js`, ...args] : ['--import', TSX_LOADER, `${REPO_ROOT}src/cli/bin.ts`, ...args];
 }
 
 /**
