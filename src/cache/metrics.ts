@@ -1,7 +1,7 @@
 // The cache's accounting: a prom-client registry of its own (several caches can live in
 // one process, e.g. in tests) plus plain tallies for the JSON /-/stats.
 import { Counter, Gauge, Registry } from 'prom-client';
-import { registerZeroCopyMetric } from '../http/zero-copy.js';
+import { registerZeroCopyMetrics } from '../http/zero-copy.js';
 
 /** cas, tooltool, artifacts, projects, or mirror:NAME. */
 export type Kind = string;
@@ -48,7 +48,7 @@ export class CacheMetrics {
     counter('fleetcache_cache_hits_total', 'Requests answered from disk.', 'hits');
     counter('fleetcache_cache_misses_total', 'Requests that started an upstream fetch.', 'misses');
     counter('fleetcache_cache_collapsed_total', 'Requests that joined a fill already in flight.', 'collapsed');
-    registerZeroCopyMetric(this.registry);
+    registerZeroCopyMetrics(this.registry);
     new Gauge({ name: 'fleetcache_cache_inflight_fills', help: 'Fills in progress.', registers, aggregator: 'max', collect() { this.set(gauges.inflight()); } });
     new Gauge({ name: 'fleetcache_cache_lru_bytes', help: 'Bytes held on disk by the LRU index.', registers, aggregator: 'max', collect() { this.set(gauges.lruBytes()); } });
     new Gauge({ name: 'fleetcache_cache_lru_objects', help: 'Objects held on disk by the LRU index.', registers, aggregator: 'max', collect() { this.set(gauges.lruObjects()); } });

@@ -12,7 +12,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 
 interface SendfileAddon {
   start(socketFd: number, fileFd: number, offset: number, length: number, idleMs: number, done: (error: string | null, sent: number) => void): object;
@@ -54,8 +54,8 @@ export function zeroCopyStatus(): { enabled: true } | { enabled: false; reason: 
   return addon ? { enabled: true } : { enabled: false, reason };
 }
 
-/** Adds fleetcache_sendfile_bytes_total (this process's) to `registry`. */
-export function registerZeroCopyMetric(registry: Registry): void {
+/** Adds this process's sendfile figures to `registry`: bytes sent, transfers running. */
+export function registerZeroCopyMetrics(registry: Registry): void {
   new Counter({
     name: 'fleetcache_sendfile_bytes_total',
     help: 'Body bytes sent by sendfile(2), without a copy through the process (a part of the bytes sent).',
@@ -63,6 +63,14 @@ export function registerZeroCopyMetric(registry: Registry): void {
     collect() {
       this.reset();
       this.inc(sentBytes);
+    },
+  });
+  new Gauge({
+    name: 'fleetcache_sendfile_transfers',
+    help: `Transfers by sendfile(2) running now, a thread each (at most ${MAX_TRANSFERS} per process: past it, bodies go through buffers).`,
+    registers: [registry],
+    collect() {
+      this.set(active);
     },
   });
 }

@@ -1,7 +1,7 @@
 // Byte and request accounting for a server. One source of truth: the counters live
 // here; /-/stats serialises them and /-/metrics exposes them through prom-client.
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
-import { registerZeroCopyMetric } from '../http/zero-copy.js';
+import { registerZeroCopyMetrics } from '../http/zero-copy.js';
 
 /** What a route serves: cas, tooltool, artifacts, projects, mirror:<name>, ops. */
 export type RouteKind = string;
@@ -23,7 +23,7 @@ export class TrafficLedger {
   constructor(readonly role: string, labels: Record<string, string> = {}) {
     this.registry.setDefaultLabels({ role, ...labels });
     collectDefaultMetrics({ register: this.registry, prefix: 'fleetcache_' });
-    registerZeroCopyMetric(this.registry);
+    registerZeroCopyMetrics(this.registry);
     this.#requests = new Counter({
       name: 'fleetcache_requests_total',
       help: 'HTTP requests answered, by kind of route, method and status',

@@ -28,13 +28,15 @@ async function upload(url: string, body: Buffer): Promise<string> {
   return hex;
 }
 
-/** fleetcache_sendfile_bytes_total of a server, from its /-/metrics. */
-async function sendfileBytes(url: string): Promise<number> {
+/** A series of a server's /-/metrics (its first sample). */
+async function metric(url: string, name: string): Promise<number> {
   const text = await (await request(`${url}/-/metrics`)).body.text();
-  const m = /^fleetcache_sendfile_bytes_total(?:\{[^}]*\})? (\d+)$/m.exec(text);
-  if (!m) throw new Error('no fleetcache_sendfile_bytes_total in /-/metrics');
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, 'm').exec(text);
+  if (!m) throw new Error(`no ${name} in /-/metrics`);
   return Number(m[1]);
 }
+
+const sendfileBytes = (url: string): Promise<number> => metric(url, 'fleetcache_sendfile_bytes_total');
 
 /** Transfers running in this process: their threads (named in src/native/sendfile.c). */
 async function transferThreads(): Promise<number> {
@@ -76,7 +78,7 @@ t.test('whole bodies and ranges go by sendfile, exact and counted once', async (
 });
 
 t.test('a client that stops reading is cut after the idle timeout, and its transfer ends', async (t) => {
-  const origin = await startOrigin(t, { idleTimeoutMs: 600 });
+  const origin = await startOrigin(t, { idleTimeoutMs: 1500 }); // the checks below fit well within it
   const hex = await upload(origin.url, randomBytes(SIZE));
   const { port } = new URL(origin.url);
   const sock = connect(Number(port), '127.0.0.1', () => sock.write(`GET /cas/sha256/${hex} HTTP/1.1\r\nHost: x\r\n\r\n`));
@@ -96,8 +98,10 @@ t.test('a client that stops reading is cut after the idle timeout, and its trans
     });
   });
   await eventually('a transfer is running', async () => (await transferThreads()) > 0, 5000);
+  t.equal(await metric(origin.url, 'fleetcache_sendfile_transfers'), 1, 'one transfer running');
   // Ended by the server's idle timeout while this client still holds its end open.
   await eventually('the stalled transfer ended', async () => (await transferThreads()) === 0, 10_000);
+  t.equal(await metric(origin.url, 'fleetcache_sendfile_transfers'), 0, 'none running');
   sock.resume();
   await closed;
   t.ok(bytes < SIZE, `cut short (${bytes} bytes, headers included, of a ${SIZE} byte body)`);
