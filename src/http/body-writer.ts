@@ -2,7 +2,8 @@
 // writes in flight, and the bytes read from a file go into buffers recycled once the
 // socket has taken them. A fresh buffer per chunk (what fs read streams and a Readable per
 // reader do) makes V8 run a full collection every few dozen MiB under "external memory
-// pressure"; at GB/s that was most of the CPU.
+// pressure"; at GB/s that was most of the CPU. Bytes of a file can also go by sendfile
+// (`sendFile`, zero-copy.ts), once the writes before them are done.
 import type { FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
