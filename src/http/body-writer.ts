@@ -84,14 +84,17 @@ export class BodyWriter {
   }
 
   /** Waits until another write may go; false once the client has gone. */
-  async ready(): Promise<boolean> {
-    while (!this.#closed && this.#inFlight >= this.#slots) await new Promise<void>((resolve) => (this.#wake = resolve));
-    return !this.#closed;
+  ready(): Promise<boolean> {
+    return this.#fewerInFlightThan(this.#slots);
   }
 
   /** Waits until every write is done (nothing of the body left in node); false once the client has gone. */
-  async settled(): Promise<boolean> {
-    while (!this.#closed && this.#inFlight > 0) await new Promise<void>((resolve) => (this.#wake = resolve));
+  settled(): Promise<boolean> {
+    return this.#fewerInFlightThan(1);
+  }
+
+  async #fewerInFlightThan(limit: number): Promise<boolean> {
+    while (!this.#closed && this.#inFlight >= limit) await new Promise<void>((resolve) => (this.#wake = resolve));
     return !this.#closed;
   }
 

@@ -98,10 +98,11 @@ export interface ZeroCopyResult {
  */
 export function sendZeroCopy(res: ServerResponse, file: FileHandle, offset: number, length: number): Promise<ZeroCopyResult> | undefined {
   const { addon } = load();
+  if (!addon || active >= MAX_TRANSFERS) return undefined;
   // Bytes as they are: not a chunked body (a fill of unknown size), whose framing node writes.
-  const framed = res.getHeader('content-length') === undefined || res.getHeader('transfer-encoding') !== undefined;
-  const fd = addon && !framed && active < MAX_TRANSFERS ? socketFd(res) : undefined;
-  if (!addon || fd === undefined || res.socket!.writableLength > 0) return undefined;
+  if (res.getHeader('content-length') === undefined || res.getHeader('transfer-encoding') !== undefined) return undefined;
+  const fd = socketFd(res);
+  if (fd === undefined || res.socket!.writableLength > 0) return undefined;
   const socket = res.socket!;
   const idleMs = socket.timeout ?? 0;
   let finish!: (result: ZeroCopyResult) => void;

@@ -28,7 +28,6 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/sendfile.h>
 #include <time.h>
 #include <unistd.h>
