@@ -1,20 +1,12 @@
 // Blob bodies sent from local files through recycled buffers: exact bytes across buffer
 // boundaries, and a client that goes away mid-body leaves no open file behind.
 import t from 'tap';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readdir, readlink } from 'node:fs/promises';
 import { request } from 'undici';
-import { startOrigin } from '../helpers/origin.js';
+import { startOrigin, uploadBlob } from '../helpers/origin.js';
 
 const SIZE = 5 * 1024 * 1024 + 123; // five whole 1 MiB buffers and a short tail
-
-async function upload(url: string, token: string, body: Buffer): Promise<string> {
-  const hex = createHash('sha256').update(body).digest('hex');
-  const res = await request(`${url}/cas/sha256/${hex}`, { method: 'PUT', headers: { authorization: `Bearer ${token}` }, body });
-  await res.body.dump();
-  if (res.statusCode !== 201) throw new Error(`upload: HTTP ${res.statusCode}`);
-  return hex;
-}
 
 /** Files under the store that this process has open. */
 async function openBlobFiles(dataDir: string): Promise<string[]> {
@@ -29,7 +21,7 @@ async function openBlobFiles(dataDir: string): Promise<string[]> {
 t.test('whole bodies and ranges across buffer boundaries are exact', async (t) => {
   const origin = await startOrigin(t);
   const blob = randomBytes(SIZE);
-  const hex = await upload(origin.url, origin.token, blob);
+  const hex = await uploadBlob(origin.url, blob, origin.token);
 
   const whole = await request(`${origin.url}/cas/sha256/${hex}`);
   t.equal(whole.statusCode, 200);
@@ -50,7 +42,7 @@ t.test('whole bodies and ranges across buffer boundaries are exact', async (t) =
 t.test('a client that leaves mid-body: the file is closed, the server keeps serving', async (t) => {
   const origin = await startOrigin(t);
   const blob = randomBytes(SIZE);
-  const hex = await upload(origin.url, origin.token, blob);
+  const hex = await uploadBlob(origin.url, blob, origin.token);
 
   for (let i = 0; i < 3; i++) {
     const ac = new AbortController();

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { zeroCopyStatus } from '../../src/http/zero-copy.js';
 import { fetchHash, startCache } from '../cache/harness.js';
-import { UpstreamFixture } from '../cache/upstream-fixture.js';
-import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
+import { sha256, UpstreamFixture } from '../cache/upstream-fixture.js';
+import { startOrigin, TEST_TOKEN, uploadBlob } from '../helpers/origin.js';
 import { startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -19,14 +19,6 @@ const MiB = 1024 * 1024;
 const SIZE = 24 * MiB + 7;
 /** What src/http/send-file.ts writes itself, with the headers. */
 const FIRST = 64 * 1024;
-
-async function upload(url: string, body: Buffer): Promise<string> {
-  const hex = createHash('sha256').update(body).digest('hex');
-  const res = await request(`${url}/cas/sha256/${hex}`, { method: 'PUT', headers: { authorization: `Bearer ${TEST_TOKEN}` }, body });
-  await res.body.dump();
-  if (res.statusCode !== 201) throw new Error(`upload: HTTP ${res.statusCode}`);
-  return hex;
-}
 
 /** A series of a server's /-/metrics (its first sample). */
 async function metric(url: string, name: string): Promise<number> {
@@ -47,10 +39,6 @@ async function transferThreads(): Promise<number> {
   return n;
 }
 
-function sha256(b: Buffer): string {
-  return createHash('sha256').update(b).digest('hex');
-}
-
 t.test('the addon is built and loads (CI builds it: scripts/build-native.mjs)', async (t) => {
   t.same(zeroCopyStatus(), { enabled: true });
 });
@@ -58,7 +46,7 @@ t.test('the addon is built and loads (CI builds it: scripts/build-native.mjs)', 
 t.test('whole bodies and ranges go by sendfile, exact and counted once', async (t) => {
   const origin = await startOrigin(t);
   const blob = randomBytes(SIZE);
-  const hex = await upload(origin.url, blob);
+  const hex = await uploadBlob(origin.url, blob);
   const before = await sendfileBytes(origin.url);
   const whole = await request(`${origin.url}/cas/sha256/${hex}`);
   t.equal(whole.statusCode, 200);
@@ -79,7 +67,7 @@ t.test('whole bodies and ranges go by sendfile, exact and counted once', async (
 
 t.test('a client that stops reading is cut after the idle timeout, and its transfer ends', async (t) => {
   const origin = await startOrigin(t, { idleTimeoutMs: 1500 }); // the checks below fit well within it
-  const hex = await upload(origin.url, randomBytes(SIZE));
+  const hex = await uploadBlob(origin.url, randomBytes(SIZE));
   const { port } = new URL(origin.url);
   const sock = connect(Number(port), '127.0.0.1', () => sock.write(`GET /cas/sha256/${hex} HTTP/1.1\r\nHost: x\r\n\r\n`));
   t.teardown(() => void sock.destroy());
@@ -111,7 +99,7 @@ t.test('a client that stops reading is cut after the idle timeout, and its trans
 
 t.test('clients that leave mid-body end their transfers; the server keeps serving', async (t) => {
   const origin = await startOrigin(t);
-  const hex = await upload(origin.url, randomBytes(SIZE));
+  const hex = await uploadBlob(origin.url, randomBytes(SIZE));
   await Promise.all(Array.from({ length: 8 }, async () => {
     const ac = new AbortController();
     const res = await request(`${origin.url}/cas/sha256/${hex}`, { signal: ac.signal });
@@ -131,7 +119,7 @@ t.test('FLEETCACHE_SENDFILE=0: the same bytes through buffers, said at start-up'
   const dir = t.testdir();
   const server = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', dir], { FLEETCACHE_SENDFILE: '0', FLEETCACHE_TOKEN: TEST_TOKEN });
   const blob = randomBytes(SIZE);
-  const hex = await upload(server.url, blob);
+  const hex = await uploadBlob(server.url, blob);
   const res = await request(`${server.url}/cas/sha256/${hex}`);
   t.equal(sha256(Buffer.from(await res.body.arrayBuffer())), hex);
   t.equal(await sendfileBytes(server.url), 0, 'nothing by sendfile');
@@ -142,7 +130,7 @@ t.test('a cache sends its large hits by sendfile, and says so at start-up', asyn
   const dir = t.testdir();
   const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
   const blob = randomBytes(SIZE);
-  const hex = await upload(origin.url, blob);
+  const hex = await uploadBlob(origin.url, blob);
   const cache = await startServerProcess(t, ['cache', '--upstream', origin.url, '--listen', '127.0.0.1:0', '--data', join(dir, 'cache'), '--region', 'zc']);
   t.match(cache.stderr(), /"sendfile":\{"enabled":true\}/);
   const miss = await request(`${cache.url}/cas/sha256/${hex}`);
@@ -200,9 +188,9 @@ t.test('a reader that joins a fill late takes what was written from the file by 
 t.test('pipelined requests: the answer after a sendfile body comes whole, after it', async (t) => {
   const origin = await startOrigin(t);
   const blob = randomBytes(SIZE);
-  const hex = await upload(origin.url, blob);
+  const hex = await uploadBlob(origin.url, blob);
   const small = randomBytes(1000);
-  const smallHex = await upload(origin.url, small);
+  const smallHex = await uploadBlob(origin.url, small);
   const { port } = new URL(origin.url);
   // Both requests in one write: node answers the second once the first has ended.
   const raw = await new Promise<Buffer>((resolve, reject) => {
