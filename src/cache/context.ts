@@ -2,7 +2,6 @@
 // a disk hit, a fill (leader or joiner), and a plain passthrough.
 import type { FileHandle } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Dispatcher } from 'undici';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { takeOver } from '../http/body-writer.js';
@@ -15,6 +14,7 @@ import { FillGoneError } from './remote-fill.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import { sendBody, type CacheStatus } from './serve.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
+import type { UpstreamAnswer } from './answer-handler.js';
 
 export interface CacheContext {
   readonly store: DiskStore;
@@ -31,14 +31,14 @@ export interface CacheContext {
  * Requests whose fill the disk refused on the fast path (fast-miss.ts), with upstream's
  * answer to it when its body was not read: the routes pass them through without filling again.
  */
-const fillsRefused = new WeakMap<IncomingMessage, { readonly answered: Dispatcher.ResponseData | undefined }>();
+const fillsRefused = new WeakMap<IncomingMessage, { readonly answered: UpstreamAnswer | undefined }>();
 
-export function markFillRefused(req: IncomingMessage, answered: Dispatcher.ResponseData | undefined): void {
+export function markFillRefused(req: IncomingMessage, answered: UpstreamAnswer | undefined): void {
   fillsRefused.set(req, { answered });
 }
 
 /** What markFillRefused left for `req`, once. */
-export function takeFillRefused(req: IncomingMessage): { readonly answered: Dispatcher.ResponseData | undefined } | undefined {
+export function takeFillRefused(req: IncomingMessage): { readonly answered: UpstreamAnswer | undefined } | undefined {
   const refused = fillsRefused.get(req);
   fillsRefused.delete(req);
   return refused;
@@ -168,7 +168,7 @@ async function serveStored(ctx: CacheContext, req: FastifyRequest, reply: Fastif
 }
 
 /** A passthrough of the request being served, of `answered` when upstream has already answered it. */
-export type Direct = (answered?: Dispatcher.ResponseData) => Promise<void>;
+export type Direct = (answered?: UpstreamAnswer) => Promise<void>;
 
 /**
  * Proxies one request to upstream without keeping anything (HEAD misses, private answers,
@@ -176,14 +176,21 @@ export type Direct = (answered?: Dispatcher.ResponseData) => Promise<void>;
  */
 export async function passthrough(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, upstream: Upstream, path: string, headers: HeaderMap,
-  answered?: Dispatcher.ResponseData,
+  answered?: UpstreamAnswer,
 ): Promise<void> {
-  const method = req.method === 'HEAD' ? 'HEAD' : 'GET';
-  const res = answered ?? (await upstream.request(path, { method, headers }));
-  reply.code(res.statusCode).headers(endToEnd(res.headers)).header('x-cache', 'MISS').header('age', '0');
-  if (method === 'HEAD') {
+  if (req.method === 'HEAD') {
+    const res = await upstream.request(path, { method: 'HEAD', headers });
+    reply.code(res.statusCode).headers(endToEnd(res.headers)).header('x-cache', 'MISS').header('age', '0');
     await res.body.dump();
     reply.send();
+    return;
+  }
+  const res: UpstreamAnswer = answered ?? (await upstream.request(path, { method: 'GET', headers }));
+  reply.code(res.statusCode).headers(endToEnd(res.headers)).header('x-cache', 'MISS').header('age', '0');
+  if (res.whole !== undefined) {
+    ctx.metrics.upstream(kind, res.whole.length);
+    ctx.metrics.served(kind, res.whole.length);
+    reply.send(res.whole);
     return;
   }
   let n = 0;

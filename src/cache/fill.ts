@@ -8,7 +8,7 @@
 // complete-looking body of a failed fill.
 import { createHash, type Hash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
-import type { Dispatcher } from 'undici';
+import { buffer } from 'node:stream/consumers';
 import { DigestMismatchError, UpstreamError } from '../errors.js';
 import { DEFAULT_FILL_MEMORY } from './config.js';
 import type { FastifyBaseLogger as Logger } from 'fastify';
@@ -17,6 +17,7 @@ import { SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type FillClaim
 import { failureFields, newRequestId } from './serve.js';
 import { requestError } from '../http/errors.js';
 import type { HeaderMap } from './upstream.js';
+import type { AnswerHead, UpstreamAnswer } from './answer-handler.js';
 
 export interface FillDecision {
   readonly status: number;
@@ -36,9 +37,12 @@ export interface FillHead {
 export interface FillSpec {
   /** Store id to commit under. */
   readonly id: string;
-  /** Asks upstream; returns a promise and never throws synchronously (an async function). */
-  readonly request: () => Promise<Dispatcher.ResponseData>;
-  readonly decide: (res: Dispatcher.ResponseData) => FillDecision;
+  /**
+   * Asks upstream, gathering a body of at most `gatherUpTo` bytes whole (Upstream.fetch);
+   * returns a promise and never throws synchronously (an async function).
+   */
+  readonly request: (gatherUpTo: number) => Promise<UpstreamAnswer>;
+  readonly decide: (res: AnswerHead) => FillDecision;
   /** /cas fills: the digest the body must hash to. */
   readonly verify?: Digest;
   /** Called once with the number of bytes received from upstream. */
@@ -162,7 +166,7 @@ export interface FillSource {
    * Upstream's answer of a fill the disk refused before its body was read, once: the first
    * waiter passes it through instead of asking upstream again (the others do ask).
    */
-  takeUnkept(): Dispatcher.ResponseData | undefined;
+  takeUnkept(): UpstreamAnswer | undefined;
 }
 
 /**
@@ -253,7 +257,7 @@ export abstract class FillProgress implements FillSource {
     return this.#streamed ? undefined : this.#whole();
   }
 
-  takeUnkept(): Dispatcher.ResponseData | undefined {
+  takeUnkept(): UpstreamAnswer | undefined {
     return undefined;
   }
 
@@ -404,7 +408,7 @@ export class Fill extends FillProgress {
   #spec: FillSpec;
   #claim: FillClaim | undefined;
   #tempPath: string | undefined;
-  #unkept: Dispatcher.ResponseData | undefined;
+  #unkept: UpstreamAnswer | undefined;
   #leader: ((outcome: FillOutcome, fill: Fill) => void) | undefined;
   #leaderRequest: LeaderRequest | undefined;
   #onEnded: ((fill: Fill) => void) | undefined;
@@ -435,7 +439,7 @@ export class Fill extends FillProgress {
     }
   }
 
-  override takeUnkept(): Dispatcher.ResponseData | undefined {
+  override takeUnkept(): UpstreamAnswer | undefined {
     const res = this.#unkept;
     this.#unkept = undefined;
     return res;
@@ -461,7 +465,7 @@ export class Fill extends FillProgress {
 
   async #run(): Promise<void> {
     let tmp: { path: string; fh: FileHandle } | undefined;
-    let res: Dispatcher.ResponseData | undefined;
+    let res: UpstreamAnswer | undefined;
     let hash: Hash | undefined;
     let committed = false;
     let bodyRead = false;
@@ -478,7 +482,7 @@ export class Fill extends FillProgress {
     // that come too late start a fill of their own: see joinable).
     const unkeptOnly = this.#store.isFull();
     try {
-      res = await this.#spec.request();
+      res = await this.#spec.request(SMALL_MAX);
       const decision = this.#spec.decide(res);
       const cl = res.headers['content-length'];
       const size = typeof cl === 'string' && /^\d+$/.test(cl) ? Number(cl) : undefined;
@@ -502,12 +506,14 @@ export class Fill extends FillProgress {
         // Small fills take the body in one piece (no async iteration per chunk) and wake
         // their readers once, at the end.
         bodyRead = true;
-        body = Buffer.from(await res.body.arrayBuffer());
+        body = res.whole ?? (await buffer(res.body));
         hash?.update(body);
         this.advance(body.length, false);
       } else {
         bodyRead = true;
-        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        // A body gathered whole although large: only from a request that gathered past SMALL_MAX.
+        const chunks: AsyncIterable<Buffer> | Iterable<Buffer> = res.body ?? [res.whole];
+        for await (const chunk of chunks) {
           hash?.update(chunk);
           if (tmp) await this.#write(tmp.fh, chunk, this.written);
           this.remember(chunk);
@@ -542,13 +548,13 @@ export class Fill extends FillProgress {
       giveUpClaim();
       if (!(e instanceof StorageError) && !(e instanceof UpstreamError)) this.#log.warn({ id: this.#spec.id, err: e.message }, 'fill failed');
       // A body nobody reads emits an error when destroyed or cut: with no listener, the process would die of it.
-      res?.body.on('error', () => undefined);
+      res?.body?.on('error', () => undefined);
       if (res && e instanceof StorageError && !bodyRead) {
         // Waiters resume (the leader now, the others from the head's rejection) before this macrotask: the first takes it.
         this.#unkept = res;
-        setImmediate(() => this.takeUnkept()?.body.destroy());
+        setImmediate(() => this.takeUnkept()?.body?.destroy());
       } else {
-        res?.body.destroy();
+        res?.body?.destroy();
       }
       // Before the head, waiters see the failure itself (a StorageError turns into a passthrough); after it, the fill's.
       const failure = e instanceof UpstreamError || e instanceof StorageError ? e : new UpstreamError(e.message, { cause: e });

@@ -16,6 +16,7 @@ import { fillOnce, flightKey, passthrough, serveFill, serveHit, type CacheContex
 import { httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
+import type { AnswerHead, UpstreamAnswer } from './answer-handler.js';
 
 /** Answered by the cache itself (or meaningless for a full fetch), so never forwarded. */
 const CLIENT_ONLY = ['range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since'];
@@ -58,7 +59,7 @@ function upstreamPath(url: string): string {
 }
 
 function decide(policyReq: CachePolicy.Request, key: string) {
-  return (res: Dispatcher.ResponseData): FillDecision => {
+  return (res: AnswerHead): FillDecision => {
     const policy = new CachePolicy(policyReq, { status: res.statusCode, headers: res.headers }, { shared: true });
     const headers = flat(policy.responseHeaders());
     delete headers['content-length'];
@@ -86,7 +87,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   const policyReq: CachePolicy.Request = { url: upath, method: 'GET', headers: fwd };
   const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, upstream, upath, fwd, answered);
 
-  const fillSpec = (request: () => Promise<Dispatcher.ResponseData>): FillSpec => ({
+  const fillSpec = (request: (gatherUpTo: number) => Promise<UpstreamAnswer>): FillSpec => ({
     id,
     request,
     decide: decide(policyReq, cacheKey),
@@ -115,7 +116,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     ctx.metrics.miss(kind);
     return direct();
   }
-  if (!revalidate) return fillOnce(ctx, req, reply, kind, key, fillSpec(() => upstream.request(upath, { method: 'GET', headers: fwd })), direct);
+  if (!revalidate) return fillOnce(ctx, req, reply, kind, key, fillSpec((gatherUpTo) => upstream.fetch(upath, fwd, gatherUpTo)), direct);
   let res: Dispatcher.ResponseData | undefined;
   let failure: unknown;
   try {
@@ -175,7 +176,7 @@ export function backgroundRevalidations(ctx: CacheContext): number {
  * stored validators. A 304 refreshes the entry's policy; a new body is stored by a fill
  * that requests arriving meanwhile join. Failures only leave the entry stale.
  */
-function revalidateInBackground(ctx: CacheContext, upstream: Upstream, s: Stale, fillSpec: (request: () => Promise<Dispatcher.ResponseData>) => FillSpec): void {
+function revalidateInBackground(ctx: CacheContext, upstream: Upstream, s: Stale, fillSpec: (request: (gatherUpTo: number) => Promise<UpstreamAnswer>) => FillSpec): void {
   let pending = revalidating.get(ctx);
   if (!pending) revalidating.set(ctx, (pending = new Set()));
   if (pending.has(s.id) || ctx.fills.get(s.key)) return;

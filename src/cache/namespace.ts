@@ -10,6 +10,7 @@ import { authHeaders, fillOnce, takeFillRefused, type Direct, flightKey, isPriva
 import { casHeaders, casId, httpId } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap } from './upstream.js';
+import type { AnswerHead } from './answer-handler.js';
 
 /** Immutable content: /cas/{algo}/{hex}, or the tooltool alias /{algo}/{hex}. */
 export type ImmutableKind = 'cas' | 'tooltool';
@@ -17,14 +18,14 @@ export type ImmutableKind = 'cas' | 'tooltool';
 /** Headers of a name kept in its sidecar and replayed on hits. */
 const NAME_HEADERS = ['content-type', 'etag', 'last-modified', 'cache-control', 'content-disposition', 'expires'];
 
-function passHeaders(res: Dispatcher.ResponseData): HeaderMap {
+function passHeaders(res: AnswerHead): HeaderMap {
   const h = endToEnd(res.headers);
   delete h['content-length'];
   return h;
 }
 
 function decideImmutable(key: string, d: Digest) {
-  return (res: Dispatcher.ResponseData): FillDecision => {
+  return (res: AnswerHead): FillDecision => {
     if (res.statusCode !== 200 || isPrivate(res.headers)) return { status: res.statusCode, headers: passHeaders(res) };
     const headers = casHeaders(d);
     return { status: 200, headers, meta: { key, status: 200, headers } };
@@ -41,7 +42,7 @@ function pickHeaders(from: IncomingHttpHeaders, names: readonly string[]): Heade
 }
 
 function decideName(key: string) {
-  return (res: Dispatcher.ResponseData): FillDecision => {
+  return (res: AnswerHead): FillDecision => {
     if (res.statusCode !== 200 || isPrivate(res.headers)) return { status: res.statusCode, headers: passHeaders(res) };
     const headers = pickHeaders(res.headers, NAME_HEADERS);
     return { status: 200, headers, meta: { key, status: 200, headers } };
@@ -63,7 +64,7 @@ export function immutableFill(ctx: CacheContext, kind: ImmutableKind, d: Digest,
   const upath = upstreamPath(kind, d);
   return {
     id: casId(d),
-    request: () => ctx.upstream.request(upath, { method: 'GET', headers: fwd }),
+    request: (gatherUpTo) => ctx.upstream.fetch(upath, fwd, gatherUpTo),
     decide: decideImmutable(`/cas/${d.algo}/${d.hex}`, d),
     verify: d,
     onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
@@ -113,7 +114,7 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
   const decide = decideName(cacheKey);
   const onUpstreamBytes = (n: number): void => ctx.metrics.upstream(kind, n);
   if (!hit) {
-    return fillOnce(ctx, req, reply, kind, key, { id, request: () => ctx.upstream.request(upath, { method: 'GET', headers: fwd }), decide, onUpstreamBytes }, direct);
+    return fillOnce(ctx, req, reply, kind, key, { id, request: (gatherUpTo) => ctx.upstream.fetch(upath, fwd, gatherUpTo), decide, onUpstreamBytes }, direct);
   }
   let res: Dispatcher.ResponseData;
   try {

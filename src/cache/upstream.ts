@@ -6,6 +6,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
+import { AnswerHandler, type UpstreamAnswer } from './answer-handler.js';
 import type { UpstreamTimeouts } from './config.js';
 
 const HOP_BY_HOP = new Set([
@@ -83,19 +84,36 @@ export class Upstream {
   }
 
   /** Sends one request; `path` starts with "/" and may carry a query. Throws UpstreamError. */
-  async request(path: string, req: UpstreamRequest): Promise<Dispatcher.ResponseData> {
+  request(path: string, req: UpstreamRequest): Promise<Dispatcher.ResponseData> {
+    return this.#attempt(() => this.#pool.request({
+      path: this.#basePath + path,
+      method: req.method,
+      headers: req.headers,
+      body: req.body ?? null,
+      signal: req.signal,
+    }));
+  }
+
+  /**
+   * A fill's GET: its answer, with the body gathered whole when upstream announces at most
+   * `gatherUpTo` bytes (answer-handler.ts). Throws UpstreamError.
+   */
+  fetch(path: string, headers: HeaderMap, gatherUpTo: number): Promise<UpstreamAnswer> {
+    return this.#attempt(() => {
+      const handler = new AnswerHandler(gatherUpTo);
+      this.#pool.dispatch({ path: this.#basePath + path, method: 'GET', headers }, handler);
+      return handler.answer;
+    });
+  }
+
+  /** Sends unless the breaker is open; counts connection failures in a row, and maps failures to UpstreamError. */
+  async #attempt<T>(send: () => Promise<T>): Promise<T> {
     const wait = this.#downUntil - Date.now();
     if (wait > 0) {
       throw new UpstreamError(`upstream ${this.name}: marked down after ${this.#failuresInARow} failed connections in a row; next try in ${Math.ceil(wait / 1000)} s`);
     }
     try {
-      const res = await this.#pool.request({
-        path: this.#basePath + path,
-        method: req.method,
-        headers: req.headers,
-        body: req.body ?? null,
-        signal: req.signal,
-      });
+      const res = await send();
       this.#failuresInARow = 0;
       return res;
     } catch (err) {
