@@ -51,6 +51,8 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
       tarFile = join(work, 'result.tar');
       const decoded = await decodeVcdiffToFile(baseFile, vcdiff, tarFile);
       checkResult(manifest, decoded.size, `sha256:${decoded.digests['sha256']}`);
+      // The base is not needed any more: while the tree is unpacked, the disk holds the tar and the tree, not the base too.
+      await rm(baseFile);
     } else {
       checkResult(manifest, base.written.size, base.written.digest);
     }
