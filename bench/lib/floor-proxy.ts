@@ -1,6 +1,6 @@
 // A reference for the hot and small figures, not a cache: the cheapest paths Node can take for a
-// /cas object. A miss: node:http in, undici out, sha256 check, file created and renamed,
-// answer. A hit: the body from a Map in memory, answered with node:http. None of what the
+// /cas object. A miss: node:http in, undici out (its dispatch API, the body gathered by the
+// handler: no stream), sha256 check, file created and renamed, answer. A hit: the body from a Map in memory, answered with node:http. None of what the
 // product does besides (no framework, no exactly-once across processes, no index, no
 // metrics, no eviction, no Range or HEAD). What it reaches bounds what any Node
 // implementation of the cache can reach on the same machine.
@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 
 const [upstream, dataDir, workers, port] = process.argv.slice(2);
 if (!upstream || !dataDir || !workers || !port) throw new Error('usage: floor-proxy.ts UPSTREAM DATA_DIR WORKERS PORT');
@@ -31,6 +31,19 @@ if (cluster.isPrimary && Number(workers) > 1) {
   const prefix = `.tmp-${process.pid}-`;
   let next = 0;
   const hot = new Map<string, Buffer>();
+  /** A GET whose body is gathered by the dispatch handler itself. */
+  const fetchWhole = (path: string): Promise<{ statusCode: number; body: Buffer }> => new Promise((resolve, reject) => {
+    let statusCode = 0;
+    const chunks: Buffer[] = [];
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart: () => undefined,
+      onResponseStart: (_c, status) => void (statusCode = status),
+      onResponseData: (_c, chunk) => void chunks.push(chunk),
+      onResponseEnd: () => resolve({ statusCode, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) }),
+      onResponseError: (_c, err) => reject(err),
+    };
+    pool.dispatch({ path, method: 'GET' }, handler);
+  });
   const answer = (res: http.ServerResponse, body: Buffer): void =>
     void res.writeHead(200, ['content-type', 'application/octet-stream', 'content-length', String(body.length)]).end(body);
   const server = http.createServer((req, res) => {
@@ -40,8 +53,8 @@ if (cluster.isPrimary && Number(workers) > 1) {
     const held = hot.get(hex);
     if (held) return answer(res, held);
     void (async () => {
-      const up = await pool.request({ path: req.url!, method: 'GET' });
-      const body = Buffer.from(await up.body.arrayBuffer());
+      const up = await fetchWhole(req.url!);
+      const body = up.body;
       if (up.statusCode !== 200 || createHash('sha256').update(body).digest('hex') !== hex) return void res.writeHead(502).end();
       const shard = join(dataDir, hex.slice(0, 2));
       if (!shards.has(shard)) {
