@@ -8,7 +8,8 @@
 // stderr and the servers send bodies through buffers instead. FLEETCACHE_REQUIRE_NATIVE=1
 // makes that a failure (CI, where the zero-copy path is under test).
 //
-// Usage: node scripts/build-native.mjs
+// Usage: node scripts/build-native.mjs [OUTPUT]   (default dist/native/sendfile.node; tests
+// build elsewhere, so as not to touch the addon the other tests load)
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -16,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SOURCE = join(ROOT, 'src/native/sendfile.c');
-const OUT = join(ROOT, 'dist/native/sendfile.node');
+const OUT = resolve(process.argv[2] ?? join(ROOT, 'dist/native/sendfile.node'));
 
 function skip(reason) {
   const required = process.env.FLEETCACHE_REQUIRE_NATIVE === '1';
