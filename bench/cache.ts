@@ -41,8 +41,12 @@ const only = parseOnly(process.argv);
 const BIG = (quick ? 64 : 256) * 1024 * 1024;
 const HOT_SMALL = quick ? 2000 : 10_000;
 const COLD_SMALL = quick ? 500 : 2000;
-/** Rounds of the cold small figure (2,000 objects take a third of a second: one round is noisy). */
-const COLD_ROUNDS = 3;
+/**
+ * Rounds of the cold small figure. 2,000 objects take a third to two thirds of a second, and
+ * one side's rounds swung from 0.39× to 1.03× within one run (runs 44–45): 7 rounds, not 3,
+ * for a steadier median.
+ */
+const COLD_ROUNDS = 7;
 /**
  * Unmeasured misses right before each round: a Node process that sat idle while the other
  * sides ran is slower for its first few thousand misses (the garbage collector and the
