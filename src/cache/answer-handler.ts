@@ -20,6 +20,12 @@ export type UpstreamAnswer =
   | (AnswerHead & { readonly whole: Buffer; readonly body?: undefined })
   | (AnswerHead & { readonly body: Readable; readonly whole?: undefined });
 
+/** The body length a head announces (Content-Length), undefined when it announces none. */
+export function announcedLength(headers: IncomingHttpHeaders): number | undefined {
+  const cl = headers['content-length'];
+  return typeof cl === 'string' && /^\d+$/.test(cl) ? Number(cl) : undefined;
+}
+
 /** undici's own high-water mark for response bodies (its BodyReadable's). */
 const HIGH_WATER_MARK = 64 * 1024;
 
@@ -49,8 +55,8 @@ export class AnswerHandler implements Dispatcher.DispatchHandler {
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     if (statusCode < 200) return; // informational: the answer follows
-    const cl = headers['content-length'];
-    if (typeof cl === 'string' && /^\d+$/.test(cl) && Number(cl) <= this.#gatherMax) {
+    const size = announcedLength(headers);
+    if (size !== undefined && size <= this.#gatherMax) {
       this.#head = { statusCode, headers };
       this.#chunks = [];
       return;

@@ -17,7 +17,7 @@ import { SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type FillClaim
 import { failureFields, newRequestId } from './serve.js';
 import { requestError } from '../http/errors.js';
 import type { HeaderMap } from './upstream.js';
-import type { AnswerHead, UpstreamAnswer } from './answer-handler.js';
+import { announcedLength, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
 
 export interface FillDecision {
   readonly status: number;
@@ -482,13 +482,14 @@ export class Fill extends FillProgress {
     // that come too late start a fill of their own: see joinable).
     const unkeptOnly = this.#store.isFull();
     try {
-      res = await this.#spec.request(SMALL_MAX);
-      const decision = this.#spec.decide(res);
-      const cl = res.headers['content-length'];
-      const size = typeof cl === 'string' && /^\d+$/.test(cl) ? Number(cl) : undefined;
+      const answer = await this.#spec.request(SMALL_MAX);
+      res = answer;
+      const decision = this.#spec.decide(answer);
+      const size = announcedLength(answer.headers);
       // Small bodies are gathered in memory and handed out whole once verified: no temp
-      // file and no reads while filling; the file is written at commit.
-      const small = size !== undefined && size <= SMALL_MAX;
+      // file and no reads while filling; the file is written at commit. A body the request
+      // gathered (Upstream.fetch) was announced within SMALL_MAX.
+      const small = answer.whole !== undefined || (size !== undefined && size <= SMALL_MAX);
       if (size !== undefined && !unkeptOnly) await this.#store.reserve(size);
       let body: Buffer | undefined;
       if (!small && unkeptOnly) {
@@ -506,14 +507,12 @@ export class Fill extends FillProgress {
         // Small fills take the body in one piece (no async iteration per chunk) and wake
         // their readers once, at the end.
         bodyRead = true;
-        body = res.whole ?? (await buffer(res.body));
+        body = answer.whole ?? (await buffer(answer.body));
         hash?.update(body);
         this.advance(body.length, false);
       } else {
         bodyRead = true;
-        // A body gathered whole although large: only from a request that gathered past SMALL_MAX.
-        const chunks: AsyncIterable<Buffer> | Iterable<Buffer> = res.body ?? [res.whole];
-        for await (const chunk of chunks) {
+        for await (const chunk of answer.body as AsyncIterable<Buffer>) {
           hash?.update(chunk);
           if (tmp) await this.#write(tmp.fh, chunk, this.written);
           this.remember(chunk);
