@@ -49,6 +49,17 @@ t.test('two workers share one cache', async (t) => {
     t.equal(s.total.bytesServed, 32 * size);
   });
 
+  await t.test('/-/stats counts every commit made before it, in whichever worker', async (t) => {
+    const before = await stats(cache.url);
+    const blobs = [up.addBlob(4096), up.addBlob(5000)];
+    for (const b of blobs) t.equal((await get(`${cache.url}/cas/sha256/${b.hex}`)).hash, b.hex);
+    await eventually('both committed', () => blobs.every((b) => existsSync(path.join(dir, casId({ algo: 'sha256', hex: b.hex })))));
+    // Well within the 200 ms that workers gather their reports for.
+    const s = await stats(cache.url);
+    t.same([s.store.objects, s.store.bytes], [before.store.objects + 2, before.store.bytes + 9096], 'the store figures include both');
+    t.equal(s.total.misses, before.total.misses + 2, 'and so do the tallies');
+  });
+
   await t.test('a body one worker stored is a hit in both', async (t) => {
     const { hex, body } = up.addBlob(4096);
     const objects = (await stats(cache.url)).store.objects;
@@ -101,14 +112,15 @@ t.test('two workers share one cache', async (t) => {
 
   await t.test('a hit in either worker counts as use: the primary evicts the object nobody asked for since', async (t) => {
     const file = (hex: string): string => path.join(dir, casId({ algo: 'sha256', hex }));
-    // Workers report commits and hits every 200 ms, each worker on its own timer: waiting
-    // 1.2 s after each step lets the primary learn of them in the order they happened (600 ms
-    // was once too little on a loaded CI machine).
-    const reported = (): Promise<unknown> => new Promise((r) => setTimeout(r, 1200));
+    // Workers report commits and hits every 200 ms, each on its own timer; /-/stats has
+    // every worker send its reports first, so that once it answers, the primary has
+    // learned of each step in the order the steps happened.
+    const reported = (): Promise<unknown> => stats(cache.url);
     const small = up.addBlob(4096);
     const large = Array.from({ length: 4 }, () => up.addBlob(6 * 1024 * 1024));
     for (const b of [small, ...large.slice(0, 3)]) {
       t.equal((await get(`${cache.url}/cas/sha256/${b.hex}`)).hash, b.hex);
+      // Its worker tells the primary as soon as the file has its name (disk-store.ts).
       await eventually(`blob ${b.hex} committed`, () => existsSync(file(b.hex)));
       await reported();
     }

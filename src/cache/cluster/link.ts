@@ -4,7 +4,7 @@
 // object is settled without the primary (see fills.ts).
 import type { KindTally } from '../metrics.js';
 import type { ErrorCode } from '../../errors.js';
-import { Outbox, unbatch, type Batch, type PrimaryMessage, type WorkerEnv, type WorkerMessage } from './protocol.js';
+import { Outbox, unbatch, type Batch, type PrimaryMessage, type StoreFigures, type WorkerEnv, type WorkerMessage } from './protocol.js';
 
 /**
  * Commits, hits and the count of fills led are reported at most this often: the primary's
@@ -32,8 +32,8 @@ export class ClusterLink {
   #timer: NodeJS.Timeout | undefined;
   #onEvicted: (id: string) => void = () => undefined;
   #tally: () => Record<string, KindTally> = () => ({});
-  /** The primary's figures for the whole store, as last broadcast. */
-  store = { bytes: 0, objects: 0, inflight: 0 };
+  /** The primary's figures for the whole store, as last broadcast or answered with stats. */
+  store: StoreFigures = { bytes: 0, objects: 0, inflight: 0 };
   /** Counts the flushes (StorePeer.epoch). */
   epoch = 0;
 
@@ -102,9 +102,15 @@ export class ClusterLink {
     this.#timer ??= setTimeout(() => this.flush(), REPORT_FLUSH_MS).unref();
   }
 
-  /** Tallies per kind summed over every worker. */
+  /**
+   * Tallies per kind summed over every worker. Every worker sends what it has gathered
+   * before its tally, so the answer, and `store` once it resolves, count every commit and
+   * hit made before the call.
+   */
   async stats(): Promise<Record<string, KindTally>> {
-    return (await this.#ask<Extract<Reply, { t: 'stats' }>>({ t: 'stats', req: 0 })).kinds;
+    const answer = await this.#ask<Extract<Reply, { t: 'stats' }>>({ t: 'stats', req: 0 });
+    this.store = answer.store;
+    return answer.kinds;
   }
 
   /** Prometheus text for the whole cache (prom-client's cluster aggregation in the primary). */
@@ -129,6 +135,7 @@ export class ClusterLink {
         this.store = { bytes: m.bytes, objects: m.objects, inflight: m.inflight };
         return;
       case 'tally?':
+        this.flush(); // the commits and hits gathered so far reach the primary before the tally
         return this.#outbox.push({ t: 'tally', req: m.req, kinds: this.#tally() });
       default: {
         const resolve = this.#pending.get(m.req);

@@ -12,7 +12,7 @@ import { DiskStore } from '../disk-store.js';
 import { FleetError } from '../../errors.js';
 import { lockDataDir } from '../../store/dir-lock.js';
 import { addTally, emptyTally, type KindTally } from '../metrics.js';
-import { Outbox, unbatch, workerEnv, type Batch, type PrimaryMessage, type WorkerMessage } from './protocol.js';
+import { Outbox, unbatch, workerEnv, type Batch, type PrimaryMessage, type StoreFigures, type WorkerMessage } from './protocol.js';
 import { isAlive } from '../../pid-alive.js';
 
 const STORE_BROADCAST_MS = 250;
@@ -104,10 +104,11 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   }
   /** Fills in flight in the whole cache, as last reported by the workers that lead them. */
   const inflight = (): number => [...live.values()].reduce((n, w) => n + w.leading, 0);
-  const storeFigures = (): void => {
+  const figures = (): StoreFigures => ({ bytes: store.bytes, objects: store.count, inflight: inflight() });
+  const broadcastFiguresSoon = (): void => {
     broadcastTimer ??= setTimeout(() => {
       broadcastTimer = undefined;
-      broadcast({ t: 'store', bytes: store.bytes, objects: store.count, inflight: inflight() });
+      broadcast({ t: 'store', ...figures() });
     }, STORE_BROADCAST_MS);
   };
   const aggregator = new AggregatorRegistry();
@@ -131,19 +132,20 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       case 'leading': {
         const w = live.get(id);
         if (w) w.leading = m.fills;
-        return storeFigures();
+        return broadcastFiguresSoon();
       }
       case 'committed':
         for (const e of m.entries) store.adopt(e.id, e.size, e.storedAt);
-        return storeFigures();
+        return broadcastFiguresSoon();
       case 'touched':
         for (const entry of m.ids) store.touch(entry);
         return;
       case 'deleted':
         store.delete(m.id);
-        return storeFigures();
+        return broadcastFiguresSoon();
       case 'stats':
-        void stats().then((kinds) => send(id, { t: 'stats', req: m.req, kinds }));
+        // Each worker sends its pending reports before its tally: the figures are taken after.
+        void stats().then((kinds) => send(id, { t: 'stats', req: m.req, kinds, store: figures() }));
         return;
       case 'metrics':
         void aggregator.clusterMetrics().then(
@@ -193,7 +195,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     worker.on('message', (m: WorkerMessage | Batch<WorkerMessage>) => unbatch(m, (one) => onMessage(worker.id, one)));
     worker.on('listening', (addr) => {
       if (addr.addressType === -1) return; // its private Unix socket
-      outbox.push({ t: 'store', bytes: store.bytes, objects: store.count, inflight: inflight() });
+      outbox.push({ t: 'store', ...figures() });
       // The end of a death logged above ('cache worker died: starting another').
       if (started) return void log.info({ worker: worker.id }, 'replacement cache worker listening');
       if (++listening === workers) {

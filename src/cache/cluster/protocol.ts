@@ -31,10 +31,19 @@ export type WorkerMessage =
 /** Primary → worker. */
 export type PrimaryMessage =
   | { readonly t: 'evicted'; readonly id: string }
-  | { readonly t: 'store'; readonly bytes: number; readonly objects: number; readonly inflight: number }
-  | { readonly t: 'stats'; readonly req: number; readonly kinds: Record<string, KindTally> }
+  | ({ readonly t: 'store' } & StoreFigures)
+  /** The tallies of every worker and the store's figures, each worker's reports taken in first. */
+  | { readonly t: 'stats'; readonly req: number; readonly kinds: Record<string, KindTally>; readonly store: StoreFigures }
   | { readonly t: 'metrics'; readonly req: number; readonly text: string; readonly contentType: string }
   | { readonly t: 'tally?'; readonly req: number };
+
+/** The primary's figures for the whole store. */
+export interface StoreFigures {
+  readonly bytes: number;
+  readonly objects: number;
+  /** Fills in flight in every worker. */
+  readonly inflight: number;
+}
 
 /** Several messages in one (what goes over the channel is a message or a batch). */
 export interface Batch<M> {
