@@ -3,7 +3,7 @@
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
-import { durationSchema, loadConfigFile, parseConfig, positiveSizeSchema, sizeSchema } from '../config/load.js';
+import { durationSchema, loadConfigFile, parseConfig, positiveDurationSchema, positiveSizeSchema, sizeSchema } from '../config/load.js';
 import { NAME_PATTERN, NamedMap } from '../config/names.js';
 import { parseDuration, parseHttpUrl, parseSize } from '../config/units.js';
 import { UsageError } from '../errors.js';
@@ -16,11 +16,11 @@ export const MAX_WORKERS = 64;
 export const timeoutsSchema = Type.Object(
   {
     /** TCP/TLS connect. */
-    connect: Type.Optional(durationSchema()),
+    connect: Type.Optional(positiveDurationSchema()),
     /** From request sent to response headers: the bound on how long a miss may wait. */
-    headers: Type.Optional(durationSchema()),
+    headers: Type.Optional(positiveDurationSchema()),
     /** Longest silence between two body chunks. */
-    body: Type.Optional(durationSchema()),
+    body: Type.Optional(positiveDurationSchema()),
   },
   { additionalProperties: false },
 );

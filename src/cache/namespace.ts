@@ -15,8 +15,8 @@ import type { AnswerHead } from './answer-handler.js';
 /** Immutable content: /cas/{algo}/{hex}, or the tooltool alias /{algo}/{hex}. */
 export type ImmutableKind = 'cas' | 'tooltool';
 
-/** Headers of a name kept in its sidecar and replayed on hits. */
-const NAME_HEADERS = ['content-type', 'etag', 'last-modified', 'cache-control', 'content-disposition', 'expires'];
+/** Headers of a name kept in its sidecar and replayed on hits (the last two: see NAMED_BLOB_HEADERS at the origin). */
+const NAME_HEADERS = ['content-type', 'etag', 'last-modified', 'cache-control', 'content-disposition', 'expires', 'x-content-type-options', 'content-security-policy'];
 
 function passHeaders(res: AnswerHead): HeaderMap {
   const h = endToEnd(res.headers);

@@ -111,6 +111,11 @@ async function keep(
     // What a GET from upstream would answer: the type the upload declared, upstream's caching headers.
     const headers: HeaderMap = { 'content-type': sent['content-type'] ?? 'application/octet-stream', etag, 'cache-control': String(resHeaders['cache-control']) };
     if (sent['content-disposition']) headers['content-disposition'] = sent['content-disposition'];
+    // How upstream has the blob served to browsers (the origin: NAMED_BLOB_HEADERS).
+    for (const name of ['x-content-type-options', 'content-security-policy']) {
+      const value = resHeaders[name];
+      if (typeof value === 'string') headers[name] = value;
+    }
     meta = { key, status: 200, headers, size: tee.size, storedAt: now };
   }
   try {

@@ -6,7 +6,7 @@ import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox
 import { LineCounter, parseDocument, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type YAMLError } from 'yaml';
 import { ConfigError, UsageError } from '../errors.js';
 import { NAME_PATTERN } from './names.js';
-import { parseDuration, parseHttpUrl, parseListen, parsePositiveSize, parseSize } from './units.js';
+import { parseDuration, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize } from './units.js';
 
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
 
@@ -20,6 +20,7 @@ const FORMATS: Record<string, { parse: (text: string) => unknown; phrase: string
   // a budget that cannot be empty ("0", "0GiB" and "0.5", which rounds down to 0 bytes, refused)
   'positive-size': { parse: parsePositiveSize, phrase: 'a size of at least 1 byte (e.g. 4096, 512MiB, 50GiB)' },
   duration: { parse: parseDuration, phrase: 'a duration (e.g. 250ms, 30s, 5m)' },
+  'positive-duration': { parse: parsePositiveDuration, phrase: 'a duration longer than 0 (e.g. 250ms, 30s, 5m)' },
   listen: { parse: parseListen, phrase: 'HOST:PORT (e.g. 127.0.0.1:8080, 0.0.0.0:8081, [::1]:0)' },
   'http-url': { parse: parseHttpUrl, phrase: 'an http or https URL (e.g. http://origin.example:8080)' },
 };
@@ -32,6 +33,17 @@ export function sizeSchema() {
 /** A duration: a number of seconds, or a duration string ("250ms", "30s", "1h30m"). */
 export function durationSchema(options: { default?: string; description?: string } = {}) {
   return Type.Union([Type.String({ minLength: 1, format: 'duration' }), Type.Number({ minimum: 0 })], options);
+}
+
+/** A timeout: a duration as above, longer than zero (zero would mean no timeout at all). */
+export function positiveDurationSchema(options: { default?: string; description?: string } = {}) {
+  return Type.Unsafe<string | number>({
+    ...options,
+    type: ['string', 'number'],
+    if: { type: 'string' },
+    then: { minLength: 1, allOf: [{ format: 'duration' }, { format: 'positive-duration' }] },
+    else: { exclusiveMinimum: 0 },
+  });
 }
 
 /**

@@ -48,6 +48,13 @@ export function parseDuration(text: string | number): number {
   return total;
 }
 
+/** A duration longer than zero, for a timeout (0 would mean none: a wait without end). */
+export function parsePositiveDuration(text: string | number): number {
+  const ms = parseDuration(text);
+  if (!(ms > 0)) throw new FleetError('FC_ERR_USAGE', `invalid duration "${text}": a timeout must be longer than 0`);
+  return ms;
+}
+
 /** Parses a listen address "HOST:PORT" or "[IPv6]:PORT"; an empty host is 127.0.0.1. */
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());

@@ -1,6 +1,6 @@
 // The origin's configuration: one TypeBox schema gives the type and the validation.
 import { Type, type Static } from '@sinclair/typebox';
-import { durationSchema, positiveSizeSchema } from '../config/load.js';
+import { durationSchema, positiveDurationSchema, positiveSizeSchema } from '../config/load.js';
 import { DEFAULT_MAX_HEADERS, logLevelSchema } from '../http/server-options.js';
 
 const DiskStorageSchema = Type.Object({ type: Type.Literal('disk') }, { additionalProperties: false });
@@ -39,14 +39,14 @@ export const OriginConfigSchema = Type.Object(
   {
     listen: Type.String({ default: '127.0.0.1:8080', format: 'listen', description: 'HOST:PORT; port 0 picks a free one' }),
     data: Type.String({ minLength: 1, default: 'cache/origin', description: 'data directory (blobs, names)' }),
-    tokenFile: Type.Optional(Type.String({ description: 'file holding the write token(s), one per line' })),
+    tokenFile: Type.Optional(Type.String({ minLength: 1, description: 'file holding the write token(s), one per line' })),
     readAccess: Type.Union([Type.Literal('public'), Type.Literal('token')], { default: 'public' }),
     limits: Type.Object(
       {
         maxBlobSize: positiveSizeSchema('20GiB'),
         maxRecordSize: positiveSizeSchema('1MiB'),
         maxHeaders: Type.Integer({ minimum: 8, default: DEFAULT_MAX_HEADERS }),
-        idleTimeout: durationSchema({
+        idleTimeout: positiveDurationSchema({
           default: '2m',
           description: 'a client connection with no traffic this long is cut (a client that stopped reading holds a file)',
         }),

@@ -131,7 +131,8 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
   }
 }
 
-async function fsyncFile(path: string): Promise<void> {
+/** Makes a file's content, or for a directory the renames in it, durable. */
+export async function fsyncFile(path: string): Promise<void> {
   const fh = await open(path, 'r');
   try {
     await fh.sync();

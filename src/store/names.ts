@@ -1,10 +1,12 @@
 // Name records on top of the blob store: small JSON documents addressed by validated
 // path segments (artifacts/<run>/<job>/<path>, projects/<p>/bases/<id>, ...).
-// Each record is written to a temp file and renamed, so a reader sees old or new, never half.
+// Each record is written to a temp file, synced and renamed, so a reader sees old or new,
+// never half, and a record outlives a power loss as the blob it names does (disk.ts).
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { NotFoundError } from '../errors.js';
+import { FleetError, NotFoundError } from '../errors.js';
+import { fsyncFile } from './disk.js';
 import { RECORD_SUFFIX as SUFFIX, segmentToFileName } from './safe-name.js';
 
 export interface NameRecord {
@@ -43,12 +45,13 @@ export class NameStore {
     await mkdir(dirname(target), { recursive: true });
     const tmp = join(this.#tmpDir, `rec-${randomBytes(8).toString('hex')}`);
     try {
-      await writeFile(tmp, JSON.stringify(record), { flag: 'wx' });
+      await writeFile(tmp, JSON.stringify(record), { flag: 'wx', flush: true });
       await rename(tmp, target);
     } catch (err) {
       await rm(tmp, { force: true });
       throw err;
     }
+    await fsyncFile(dirname(target));
   }
 
   /** Removes the record (none is fine). */
@@ -84,14 +87,17 @@ export class NameStore {
   }
 
   async get<T = NameRecord>(segments: readonly string[]): Promise<T> {
+    const file = this.#pathOf(segments);
+    let text: string;
     try {
-      return JSON.parse(await readFile(this.#pathOf(segments), 'utf8')) as T;
+      text = await readFile(file, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') {
         throw new NotFoundError(`no such name ${segments.join('/')}`);
       }
       throw err;
     }
+    return parseRecord<T>(text, file);
   }
 
   async mtimeMs(segments: readonly string[]): Promise<number> {
@@ -102,25 +108,34 @@ export class NameStore {
     }
   }
 
-  /** Records directly under a prefix, as [decoded last segment, record]. */
-  async list<T = NameRecord>(prefix: readonly string[]): Promise<Array<[string, T]>> {
-    const dir = join(this.#root, ...prefix.map(segmentToFileName));
+  /** The decoded last segments of the records directly under a prefix, none read. */
+  async keys(prefix: readonly string[]): Promise<string[]> {
     let entries: string[];
     try {
-      entries = await readdir(dir);
+      entries = await readdir(join(this.#root, ...prefix.map(segmentToFileName)));
     } catch {
       return [];
     }
+    return entries.filter((e) => e.endsWith(SUFFIX)).map((e) => decodeURIComponent(e.slice(0, -SUFFIX.length)));
+  }
+
+  /** Records directly under a prefix, as [decoded last segment, record]. */
+  async list<T = NameRecord>(prefix: readonly string[]): Promise<Array<[string, T]>> {
     const out: Array<[string, T]> = [];
-    for (const entry of entries) {
-      if (!entry.endsWith(SUFFIX)) continue;
-      try {
-        const rec = JSON.parse(await readFile(join(dir, entry), 'utf8')) as T;
-        out.push([decodeURIComponent(entry.slice(0, -SUFFIX.length)), rec]);
-      } catch {
-        // removed between readdir and read
-      }
+    for (const key of await this.keys(prefix)) {
+      const rec = await this.find<T>([...prefix, key]); // undefined: removed since the listing
+      if (rec !== undefined) out.push([key, rec]);
     }
     return out;
+  }
+}
+
+/** A record that is not JSON is damage on the server's side (a disk, a restore), never the client's. */
+function parseRecord<T>(text: string, file: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch (err) {
+    // With its cause: the client gets a reference to the log, not the server's path.
+    throw new FleetError('FC_ERR_INTERNAL', `damaged name record ${file}: ${(err as Error).message}`, { cause: err });
   }
 }

@@ -52,7 +52,12 @@ export function parseNamePath(raw: string, what: string, opts: { min?: number; m
   return segments;
 }
 
-/** A validated segment as a file name: percent-encoding keeps every byte safe on disk. */
+/**
+ * A validated segment as a file name: percent-encoding keeps every byte safe on disk. A
+ * segment ending in the record suffix gets its last dot encoded too, or the directory
+ * of `a/x.rec.json/b` and the record of `a/x` would be the same file name.
+ */
 export function segmentToFileName(segment: string): string {
-  return encodeURIComponent(segment).replace(/\./g, (m, i: number) => (i === 0 ? '%2E' : m));
+  const name = encodeURIComponent(segment).replace(/\./g, (m, i: number) => (i === 0 ? '%2E' : m));
+  return name.endsWith(RECORD_SUFFIX) ? `${name.slice(0, -'.json'.length)}%2Ejson` : name;
 }

@@ -48,10 +48,12 @@ t.test('cache → origin: PUT through the cache, GET hits, names revalidated', a
   const a1 = await request(`${url}/artifacts/run1/job1/out.txt`);
   t.equal(await a1.body.text(), art.toString());
   t.equal(a1.headers['x-cache'], 'HIT', 'the artifact PUT was kept (the origin answers it with an ETag)');
+  t.same([a1.headers['x-content-type-options'], a1.headers['content-security-policy']], ['nosniff', 'sandbox'], "the origin's headers for browsers, kept with it");
   await app.cache.fills.drain();
   const a2 = await request(`${url}/artifacts/run1/job1/out.txt`);
   t.equal(await a2.body.text(), art.toString());
   t.equal(a2.headers['x-cache'], 'HIT', 'the name was revalidated (304) and served from disk');
+  t.same([a2.headers['x-content-type-options'], a2.headers['content-security-policy']], ['nosniff', 'sandbox'], 'and after revalidation');
 
   // a cold object fetched from the origin through the cache
   const cold = randomish(1024 * 1024);

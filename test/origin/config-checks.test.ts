@@ -28,12 +28,24 @@ t.test('origin', async (t) => {
   t.equal(originError('limits:\n  maxRecordSize: many\n'), 'origin.yaml:2: limits.maxRecordSize: must be a size (e.g. 4096, 512MiB, 50GiB)', 'a malformed size says so');
   for (const ok of ['"1"', '0.5KiB', '20GiB', '1']) t.equal(originError(`limits:\n  maxBlobSize: ${ok}\n`), '(accepted)', `maxBlobSize ${ok}`);
   t.equal(originError('storage: {type: s3, bucket: b}\n'), '(accepted)');
+  t.equal(originError("tokenFile: ''\n"), 'origin.yaml:1: tokenFile: must NOT have fewer than 1 characters', 'an empty token file (else the token would silently come from elsewhere)');
+  for (const zero of ['0', '0s', '"0ms"']) {
+    t.match(originError(`limits:\n  idleTimeout: ${zero}\n`), /^origin\.yaml:2: limits\.idleTimeout: must be (a duration longer than 0|> 0)/, `idleTimeout ${zero} (0 would turn the idle cut off)`);
+  }
+  for (const ok of ['2m', '0.5', '"250ms"']) t.equal(originError(`limits:\n  idleTimeout: ${ok}\n`), '(accepted)', `idleTimeout ${ok}`);
 });
 
 t.test('cache: mirror names are checked', async (t) => {
   t.throws(() => parseCacheConfig('upstream: http://127.0.0.1:1\nmirrors:\n  ok: {url: "http://127.0.0.1:2"}\n  sl/ash: {url: "http://127.0.0.1:3"}\n', 'cache.yaml'),
     { message: 'cache.yaml:4: mirrors.sl/ash: name "sl/ash" must be letters, digits, ".", "_" and "-", starting with a letter or digit (e.g. eu-west)' });
   t.same(Object.keys(parseCacheConfig('upstream: http://127.0.0.1:1\nmirrors:\n  pypi.org_1-x: {url: "http://127.0.0.1:2"}\n', 'cache.yaml').mirrors ?? {}), ['pypi.org_1-x']);
+});
+
+t.test('cache: an upstream timeout of 0 (none at all) is refused', async (t) => {
+  t.throws(() => parseCacheConfig('upstream: http://127.0.0.1:1\ntimeouts:\n  headers: 0s\n', 'cache.yaml'),
+    { message: 'cache.yaml:3: timeouts.headers: must be a duration longer than 0 (e.g. 250ms, 30s, 5m)' });
+  t.throws(() => parseCacheConfig('upstream: http://127.0.0.1:1\ntimeouts:\n  body: 0\n', 'cache.yaml'), { message: 'cache.yaml:3: timeouts.body: must be > 0' });
+  t.equal(parseCacheConfig('upstream: http://127.0.0.1:1\ntimeouts:\n  connect: 250ms\n', 'cache.yaml').timeouts?.connect, '250ms');
 });
 
 t.test('the example caches listen on loopback', async (t) => {

@@ -2,6 +2,8 @@
 // stored blob is a 400 and changes nothing; only "public" and "internal" are values.
 import t from 'tap';
 import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { eventually } from '../helpers/wait.js';
@@ -21,6 +23,23 @@ async function anonymousGet(origin: TestOrigin, body: string): Promise<number> {
   const res = await request(`${origin.url}/sha512/${sha512(body)}`);
   await res.body.dump();
   return res.statusCode;
+}
+
+/** An upload that sends its first KB, then waits: `finish` sends the rest, `abort` cuts it. */
+function heldUpload(origin: TestOrigin, body: string, visibility: string) {
+  let more!: () => void;
+  const rest = new Promise<void>((resolve) => (more = resolve));
+  const stream = Readable.from((async function* () {
+    yield Buffer.from(body.slice(0, 1000));
+    await rest;
+    yield Buffer.from(body.slice(1000));
+  })());
+  const abort = new AbortController();
+  const headers = { authorization: `Bearer ${origin.token}`, 'x-fleetcache-visibility': visibility };
+  const answer = request(`${origin.url}/cas/sha512/${sha512(body)}`, { method: 'PUT', body: stream, headers, signal: abort.signal })
+    .then(async (res) => ({ status: res.statusCode, body: (await res.body.json()) as { code?: string; visibility?: string } }));
+  void answer.catch(() => undefined);
+  return { answer, finish: more, abort: () => abort.abort() };
 }
 
 t.test('a public blob cannot be made internal, nor an internal one public', async (t) => {
@@ -58,19 +77,11 @@ t.test('unknown visibility values are a 400 and store nothing', async (t) => {
 t.test('a new internal asset needs a token from its first byte; a failed upload leaves no mark', async (t) => {
   const origin = await startOrigin(t);
   const body = 'x'.repeat(200_000);
-  let more!: () => void;
-  const rest = new Promise<void>((resolve) => (more = resolve));
-  const stream = Readable.from((async function* () {
-    yield Buffer.from(body.slice(0, 1000));
-    await rest;
-    yield Buffer.from(body.slice(1000));
-  })());
-  const upload = request(`${origin.url}/cas/sha512/${sha512(body)}`, { method: 'PUT', body: stream, headers: { authorization: `Bearer ${origin.token}`, 'x-fleetcache-visibility': 'internal' } });
+  const upload = heldUpload(origin, body, 'internal');
   await eventually('the upload started', async () => (await anonymousGet(origin, body)) === 403);
-  more();
-  const done = await upload;
-  await done.body.dump();
-  t.equal(done.statusCode, 201);
+  upload.finish();
+  const done = await upload.answer;
+  t.equal(done.status, 201);
   t.equal(await anonymousGet(origin, body), 403, 'internal once stored');
 
   const claimed = 'claimed content';
@@ -101,4 +112,49 @@ t.test('GET and HEAD say the visibility an asset is stored with, on /cas and the
   await unchanged.body.dump();
   t.equal(unchanged.statusCode, 304);
   t.equal(unchanged.headers['x-fleetcache-visibility'], 'internal', 'a 304 too');
+});
+
+t.test('uploads of one new blob at once: one visibility, and a failed one does not unmark the others', async (t) => {
+  const origin = await startOrigin(t);
+  const body = 'y'.repeat(300_000);
+  const a = heldUpload(origin, body, 'internal');
+  await eventually('the first upload marked it', async () => (await anonymousGet(origin, body)) === 403);
+  const b = heldUpload(origin, body, 'internal');
+  // B's first bytes are in: it runs beside A (the mark was there before it).
+  // Uploads in progress are files in the store's tmp/ (disk.ts); name records pass there as rec-*.
+  const uploadsInProgress = (): number => readdirSync(path.join(origin.dataDir, 'tmp')).filter((f) => !f.startsWith('rec-')).length;
+  await eventually('the second upload started', () => uploadsInProgress() === 2);
+  const publicTry = await put(origin, body, 'public');
+  t.equal(publicTry.status, 400, 'a public upload while internal ones run is refused');
+  t.equal(publicTry.body.visibility, 'internal', 'and says which');
+  a.abort();
+  await t.rejects(a.answer, 'the first upload is cut');
+  t.equal(await anonymousGet(origin, body), 403, 'still marked: another internal upload runs');
+  b.finish();
+  t.equal((await b.answer).status, 201, 'the second one stores it');
+  t.equal(await anonymousGet(origin, body), 403, 'internal, as both asked');
+});
+
+t.test('a mark an unfinished upload left (a crash) does not make a later public upload internal', async (t) => {
+  const dataDir = t.testdir();
+  const body = 'left behind';
+  const first = await startOrigin(t, { dataDir });
+  // As a crash mid-upload leaves it: the mark on disk, no blob.
+  await first.context.names.put(['_visibility', 'sha512', sha512(body)], { visibility: 'internal' });
+  await first.app.close();
+  const origin = await startOrigin(t, { dataDir });
+  t.equal((await put(origin, body, 'public')).status, 201);
+  t.equal(await anonymousGet(origin, body), 200, 'public, as uploaded');
+});
+
+t.test('a damaged mark still marks its blob internal', async (t) => {
+  const dataDir = t.testdir();
+  const first = await startOrigin(t, { dataDir });
+  t.equal((await put(first, 'secret tool', 'internal')).status, 201);
+  await first.app.close();
+  const mark = path.join(dataDir, 'names.v1', '_visibility', 'sha512', `${sha512('secret tool')}.rec.json`);
+  t.ok(existsSync(mark), 'the mark is a file of its own');
+  writeFileSync(mark, ''); // a power loss before the record reached the disk
+  const origin = await startOrigin(t, { dataDir });
+  t.equal(await anonymousGet(origin, 'secret tool'), 403, 'internal still (fail closed)');
 });

@@ -38,6 +38,13 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
   // The tooltool alias: any query string (?region=…) is ignored by routing already.
   app.route<{ Params: DigestParams }>({ method: ['GET', 'HEAD'], url: ALGO_HEX_ROUTE, config: { kind: 'tooltool' }, handler: get('tooltool') });
 
+  /**
+   * Uploads in flight of a digest not stored yet, and the visibility they all asked for:
+   * one asking the other is refused while they run, and a failed one forgets the internal
+   * mark only when it was the last.
+   */
+  const uploading = new Map<string, { visibility: Visibility; count: number }>();
+
   app.put<{ Params: DigestParams }>('/cas/:algo/:hex', { config: { kind: 'cas' } }, async (request, reply) => {
     ctx.auth.require(request);
     const expected = parseDigest(request.params.algo, request.params.hex);
@@ -49,15 +56,27 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
     if (existed) refuseOtherVisibility(ctx, expected, visibility);
     // If-Match / If-None-Match against the blob (its ETag is its digest), before its body is read.
     checkWritePreconditions(request, existed ? etagOf(expected) : undefined);
-    // A new internal asset is marked before its first byte is stored: never readable without a token.
-    const marked = !existed && visibility === 'internal' && !ctx.internal.has(formatDigest(expected));
-    if (marked) await setInternal(ctx, expected, true);
+    const key = formatDigest(expected);
+    const flight = existed ? undefined : (uploading.get(key) ?? { visibility, count: 0 });
+    if (flight) {
+      if (flight.visibility !== visibility) {
+        throw new FleetError('FC_ERR_BAD_REQUEST', `${key} is being uploaded as ${flight.visibility} by another request; its visibility cannot be ${visibility}`, {
+          details: { visibility: flight.visibility },
+        });
+      }
+      flight.count++;
+      uploading.set(key, flight);
+    }
     let result;
     try {
+      // A new internal asset is marked before its first byte is stored: never readable without a token.
+      if (flight) await markForUpload(ctx, expected, visibility);
       result = await ctx.store.put(request.raw, { expected, maxSize: ctx.maxBlobSize });
     } catch (err) {
-      if (marked && !(await ctx.store.has(expected))) await setInternal(ctx, expected, false);
+      if (flight?.visibility === 'internal') await forgetFailedMark(ctx, expected, () => flight.count === 1);
       throw err;
+    } finally {
+      if (flight && --flight.count === 0) uploading.delete(key);
     }
     ctx.ledger.bytesIn('cas', result.size);
     if (!result.created && !existed) {
@@ -66,6 +85,25 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
       checkWritePreconditions(request, etagOf(expected));
     }
     return reply.code(result.created ? 201 : 200).header('cache-control', blobCacheControl(ctx, result.digest)).send({ digest: formatDigest(result.digest), size: result.size });
+  });
+}
+
+/**
+ * Before the first byte of a new blob is stored, its mark says what the upload asked: a
+ * public upload also clears a mark that an internal upload which never finished (a crash)
+ * left behind. A blob stored meanwhile keeps its visibility, and a different ask is refused.
+ */
+async function markForUpload(ctx: OriginContext, digest: Digest, visibility: Visibility): Promise<void> {
+  await ctx.names.exclusive(visibilityRecord(digest), async () => {
+    if (await ctx.store.has(digest)) return refuseOtherVisibility(ctx, digest, visibility);
+    if (storedVisibility(ctx, digest) !== visibility) await setInternal(ctx, digest, visibility === 'internal');
+  });
+}
+
+/** A failed internal upload removes the mark, unless the blob got stored or `last()` says others still run. */
+async function forgetFailedMark(ctx: OriginContext, digest: Digest, last: () => boolean): Promise<void> {
+  await ctx.names.exclusive(visibilityRecord(digest), async () => {
+    if (last() && ctx.internal.has(formatDigest(digest)) && !(await ctx.store.has(digest))) await setInternal(ctx, digest, false);
   });
 }
 
@@ -82,9 +120,13 @@ function refuseOtherVisibility(ctx: OriginContext, digest: Digest, wanted: Visib
   }
 }
 
+function visibilityRecord(digest: Digest): string[] {
+  return ['_visibility', digest.algo, digest.hex];
+}
+
 /** Records (or forgets) that `digest` is internal, on disk and in the set reads check. */
 async function setInternal(ctx: OriginContext, digest: Digest, internal: boolean): Promise<void> {
-  const record = ['_visibility', digest.algo, digest.hex];
+  const record = visibilityRecord(digest);
   if (internal) {
     await ctx.names.put(record, { visibility: 'internal' });
     ctx.internal.add(formatDigest(digest));
@@ -94,9 +136,12 @@ async function setInternal(ctx: OriginContext, digest: Digest, internal: boolean
   }
 }
 
-/** Loads the set of internal digests at start. */
+/**
+ * Loads the set of internal digests at start. A mark is its file: one whose content a
+ * crash damaged still marks its digest internal (never public by accident).
+ */
 export async function loadInternalSet(ctx: OriginContext): Promise<void> {
   for (const algo of ['sha256', 'sha512']) {
-    for (const [hex] of await ctx.names.list(['_visibility', algo])) ctx.internal.add(`${algo}:${hex}`);
+    for (const hex of await ctx.names.keys(['_visibility', algo])) ctx.internal.add(`${algo}:${hex}`);
   }
 }

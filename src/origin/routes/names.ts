@@ -52,6 +52,12 @@ async function conditionalPut<T extends object>(
   return record;
 }
 
+/**
+ * A named blob is served with the Content-Type its uploader sent (an HTML report stays
+ * viewable), but never runs script in this server's origin: no sniffing, and a sandbox.
+ */
+const NAMED_BLOB_HEADERS = { 'x-content-type-options': 'nosniff', 'content-security-policy': 'sandbox' };
+
 async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
   ctx.auth.require(request);
   checkDeclaredLength(request, ctx.maxBlobSize);
@@ -62,7 +68,8 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     return { digest: formatDigest(result.digest), size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}) };
   });
   // The ETag of the new representation lets a cache keep what it forwarded (RFC 9110 §9.3.4).
-  return reply.code(201).header('etag', blobNameEtag(record)).header('cache-control', nameCacheControl(ctx)).send({ digest: record.digest, size: record.size });
+  // The headers its GETs get: a cache that keeps what it forwarded serves them too (cache/put.ts).
+  return reply.code(201).header('etag', blobNameEtag(record)).header('cache-control', nameCacheControl(ctx)).headers(NAMED_BLOB_HEADERS).send({ digest: record.digest, size: record.size });
 }
 
 async function getNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
@@ -74,6 +81,7 @@ async function getNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     cacheControl: nameCacheControl(ctx),
     contentType: record.contentType,
     modifiedMs: record.created,
+    extraHeaders: NAMED_BLOB_HEADERS,
   });
 }
 

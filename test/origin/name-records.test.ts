@@ -1,0 +1,48 @@
+// Name records on disk: a segment that looks like a record's file name, a record a crash
+// damaged, and how a named blob is served to a browser.
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { request } from 'undici';
+import { startOrigin, type TestOrigin } from '../helpers/origin.js';
+
+async function putArtifact(origin: TestOrigin, name: string, body: string, contentType = 'application/octet-stream'): Promise<number> {
+  const res = await request(`${origin.url}/artifacts/${name}`, { method: 'PUT', body, headers: { authorization: `Bearer ${origin.token}`, 'content-type': contentType } });
+  await res.body.dump();
+  return res.statusCode;
+}
+
+async function getArtifact(origin: TestOrigin, name: string) {
+  const res = await request(`${origin.url}/artifacts/${name}`);
+  return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
+}
+
+t.test('a segment ending in the record suffix is a name like any other', async (t) => {
+  const origin = await startOrigin(t);
+  for (const order of [['r/j/c.rec.json/x', 'r/j/c'], ['r/k/d', 'r/k/d.rec.json/y']]) {
+    for (const name of order) t.equal(await putArtifact(origin, name, `body of ${name}`), 201, `PUT ${name}`);
+    for (const name of order) t.equal((await getArtifact(origin, name)).text, `body of ${name}`, `GET ${name}`);
+  }
+  t.equal(await putArtifact(origin, 'r/j/e.rec.json', 'last segment'), 201);
+  t.equal((await getArtifact(origin, 'r/j/e.rec.json')).text, 'last segment');
+});
+
+t.test('a damaged record is the server\'s error (500, logged), not the client\'s', async (t) => {
+  const origin = await startOrigin(t);
+  t.equal(await putArtifact(origin, 'r/j/report', 'data'), 201);
+  writeFileSync(path.join(origin.dataDir, 'names.v1', 'artifacts', 'r', 'j', 'report.rec.json'), '{"digest": "sha2');
+  const res = await getArtifact(origin, 'r/j/report');
+  t.equal(res.status, 500);
+  const body = JSON.parse(res.text) as { code: string; message: string };
+  t.equal(body.code, 'FC_ERR_INTERNAL');
+  t.notMatch(body.message, origin.dataDir, 'no server path in the answer');
+});
+
+t.test('a named blob never runs script in the origin\'s origin', async (t) => {
+  const origin = await startOrigin(t);
+  t.equal(await putArtifact(origin, 'r/j/report.html', '<script>alert(1)</script>', 'text/html'), 201);
+  const res = await getArtifact(origin, 'r/j/report.html');
+  t.equal(res.headers['content-type'], 'text/html', 'the type it was uploaded with (a report stays viewable)');
+  t.equal(res.headers['x-content-type-options'], 'nosniff');
+  t.equal(res.headers['content-security-policy'], 'sandbox');
+});
