@@ -21,7 +21,8 @@ const SLOTS = 4;
 /**
  * Walks bytes [start, last] of a growing fill. The last byte of the fill is held back
  * until the fill has ended, and a failed fill throws its error: a client never sees a
- * complete-looking body of a failed fill.
+ * complete-looking body of a failed fill. For a verified fill (/cas) the last byte of a
+ * range is held back too: a range is only complete once the whole body hashed right.
  */
 export class FillCursor {
   readonly #fill: FillSource;
@@ -48,7 +49,7 @@ export class FillCursor {
     for (;;) {
       if (fill.error) throw fill.error;
       if (this.#pos > this.#last || (fill.ended && this.#pos >= fill.written)) return null;
-      const end = Math.min(fill.readable, this.#last + 1);
+      const end = Math.min(fill.readable, fill.verified && !fill.ended ? this.#last : this.#last + 1);
       if (end <= this.#pos) {
         await fill.progress();
         continue;

@@ -32,6 +32,11 @@ export interface FillHead {
   readonly headers: HeaderMap;
   /** Content-Length when upstream announced it. */
   readonly size: number | undefined;
+  /**
+   * The body is checked against a digest once complete (/cas): a reader holds back the
+   * last byte it sends, of the body or of a range, until the check passed.
+   */
+  readonly verified: boolean;
 }
 
 export interface FillSpec {
@@ -140,6 +145,8 @@ export interface FillSource {
   readonly error: Error | undefined;
   /** Bytes a reader may hand out now (the last one waits for the end). */
   readonly readable: number;
+  /** See FillHead.verified. */
+  readonly verified: boolean;
   /** Nothing was written for WINDOW_WAIT_MS (readers are woken then): waiting for a window is pointless. */
   readonly paused: boolean;
   /** A new reader can start at byte 0 (always, but for a fill in memory only that went too far). */
@@ -239,6 +246,11 @@ export abstract class FillProgress implements FillSource {
 
   get readable(): number {
     return this.#ended ? this.#written : Math.max(0, this.#written - 1);
+  }
+
+  /** See FillHead.verified (false until the head is known). */
+  get verified(): boolean {
+    return this.#head?.verified === true;
   }
 
   progress(): Promise<void> {
@@ -499,7 +511,7 @@ export class Fill extends FillProgress {
         this.useFile(await open(tmp.path, 'r'));
         this.#tempPath = tmp.path;
       }
-      const head: FillHead = { status: decision.status, headers: decision.headers, size };
+      const head: FillHead = { status: decision.status, headers: decision.headers, size, verified: this.#spec.verify !== undefined };
       this.resolveHead(head);
       if (!small) this.#tell({ head });
       if (this.#spec.verify) hash = createHash(this.#spec.verify.algo);

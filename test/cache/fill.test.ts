@@ -75,8 +75,13 @@ t.test('Range on an object still filling', async (t) => {
   await new Promise((r) => setTimeout(r, 100));
   const started = Date.now();
   const early = await request(`${url}/cas/sha256/${hex}`, { headers: { range: 'bytes=0-99' } });
-  const earlyBody = Buffer.from(await early.body.arrayBuffer());
-  const earlyMs = Date.now() - started;
+  const chunks: Buffer[] = [];
+  let earlyMs = 0;
+  for await (const chunk of early.body) {
+    if (chunks.push(chunk as Buffer) === 1) earlyMs = Date.now() - started;
+  }
+  const earlyBody = Buffer.concat(chunks);
+  const earlyDoneMs = Date.now() - started;
   const [late, tail] = await Promise.all([
     request(`${url}/cas/sha256/${hex}`, { headers: { range: 'bytes=12000000-12000999' } }),
     request(`${url}/cas/sha256/${hex}`, { headers: { range: 'bytes=-10' } }),
@@ -86,6 +91,7 @@ t.test('Range on an object still filling', async (t) => {
   t.equal(early.headers['x-cache'], 'COLLAPSED');
   t.same(earlyBody, body.subarray(0, 100));
   t.ok(earlyMs < 500, `the first bytes came before the fill ended (${earlyMs} ms)`);
+  t.ok(earlyDoneMs > 700, `the range's last byte only once the whole body hashed right (${earlyDoneMs} ms)`);
   t.same(Buffer.from(await late.body.arrayBuffer()), body.subarray(12000000, 12001000), 'a range ahead of the fill waits for its bytes');
   t.same(Buffer.from(await tail.body.arrayBuffer()), body.subarray(body.length - 10));
   t.equal((await full).hash, hex);
@@ -94,6 +100,25 @@ t.test('Range on an object still filling', async (t) => {
   await bad.body.dump();
   t.equal(bad.statusCode, 416);
   t.equal(bad.headers['content-range'], `bytes */${body.length}`);
+});
+
+t.test('a Range of a filling /cas object whose body turns out wrong is cut, never a clean 206', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex, body } = up.addBlob(4 * 1024 * 1024);
+  body[body.length - 1] ^= 1; // the last byte is wrong: the digest check fails at the very end
+  up.options.rate = 8 * 1024 * 1024; // half a second to fill
+  const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const full = fetchHash(`${url}/cas/sha256/${hex}`);
+  void full.catch(() => undefined);
+  const ranges = await Promise.allSettled(['bytes=0-99', 'bytes=1000000-1000099'].map(async (range) => {
+    const res = await request(`${url}/cas/sha256/${hex}`, { headers: { range } });
+    return { status: res.statusCode, body: Buffer.from(await res.body.arrayBuffer()) };
+  }));
+  t.same(ranges.map((r) => r.status), ['rejected', 'rejected'], 'both ranges are cut, though their bytes were right');
+  await t.rejects(full, 'and so is the whole body');
+  t.equal(up.count(`/cas/sha256/${hex}`), 1);
 });
 
 t.test('readers that come late read the growing file, then the shared windows; one that leaves disturbs no one', async (t) => {
