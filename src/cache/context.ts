@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { takeOver } from '../http/body-writer.js';
 import { sendFileRange } from '../http/send-file.js';
 import { openBody, SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.js';
-import type { FillSource, FillSpec } from './fill.js';
+import type { FillHead, FillSource, FillSpec } from './fill.js';
 import type { Fills } from './fills.js';
 import { sendFill } from './fill-cursor.js';
 import { FillGoneError } from './remote-fill.js';
@@ -100,18 +100,22 @@ export async function serveHit(
  */
 export async function serveFill(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, fill: FillSource, cache: CacheStatus,
-  passthrough: Direct,
+  passthrough: Direct, joins?: JoinCheck,
 ): Promise<void> {
-  if (cache === 'COLLAPSED') ctx.metrics.collapsed(kind);
-  else ctx.metrics.miss(kind);
   let head;
   try {
     head = await fill.head;
   } catch (err) {
+    countFill(ctx, kind, cache);
     if (err instanceof StorageError) return passthrough(fill.takeUnkept());
     if (err instanceof FillGoneError) return passthrough();
     throw err;
   }
+  if (cache === 'COLLAPSED' && joins && !joins(head)) {
+    ctx.metrics.miss(kind);
+    return passthrough();
+  }
+  countFill(ctx, kind, cache);
   const whole = req.method === 'GET' ? fill.wholeBody() : undefined;
   const small = whole && (await whole);
   // A Range of a body of unknown size is answered once the fill ended (to know the size):
@@ -136,6 +140,18 @@ export async function serveFill(
 }
 
 /**
+ * Whether the answer a fill got may also answer a request that joined it (a mirror's
+ * answer can be one client's: Set-Cookie, private, another Vary variant). Without one,
+ * every joiner is served by the fill it joined.
+ */
+export type JoinCheck = (head: FillHead) => boolean;
+
+function countFill(ctx: CacheContext, kind: Kind, cache: CacheStatus): void {
+  if (cache === 'COLLAPSED') ctx.metrics.collapsed(kind);
+  else ctx.metrics.miss(kind);
+}
+
+/**
  * A miss: joins the fill in flight for `key` (in this process, or in the worker that
  * claimed it), or starts it, so concurrent requests make one upstream request. The request
  * to upstream is made inside the fill: a request arriving while it waits for upstream's
@@ -144,7 +160,7 @@ export async function serveFill(
  */
 export async function fillOnce(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, key: string, spec: FillSpec, direct: Direct,
-  probed = true,
+  probed = true, joins?: JoinCheck,
 ): Promise<void> {
   if (!probed && !ctx.fills.get(key) && ctx.store.storedElsewhere(spec.id)) return serveStored(ctx, req, reply, kind, spec.id, direct);
   let got;
@@ -157,7 +173,7 @@ export async function fillOnce(
   }
   // Another worker's fill that ended meanwhile: its entry is likely stored.
   if (!got) return serveStored(ctx, req, reply, kind, spec.id, direct);
-  return serveFill(ctx, req, reply, kind, got.fill, got.lead ? 'MISS' : 'COLLAPSED', direct);
+  return serveFill(ctx, req, reply, kind, got.fill, got.lead ? 'MISS' : 'COLLAPSED', direct, joins);
 }
 
 /** Serves an entry another worker stored; passes through when it is not there (evicted meanwhile, rare). */

@@ -37,6 +37,8 @@ export interface FillHead {
    * last byte it sends, of the body or of a range, until the check passed.
    */
   readonly verified: boolean;
+  /** A kept mirror answer's RFC 9111 policy (http-cache-semantics' toObject): see mirror.ts's joins. */
+  readonly policy: EntryMeta['policy'];
 }
 
 export interface FillSpec {
@@ -511,7 +513,7 @@ export class Fill extends FillProgress {
         this.useFile(await open(tmp.path, 'r'));
         this.#tempPath = tmp.path;
       }
-      const head: FillHead = { status: decision.status, headers: decision.headers, size, verified: this.#spec.verify !== undefined };
+      const head: FillHead = { status: decision.status, headers: decision.headers, size, verified: this.#spec.verify !== undefined, policy: decision.meta?.policy };
       this.resolveHead(head);
       if (!small) this.#tell({ head });
       if (this.#spec.verify) hash = createHash(this.#spec.verify.algo);

@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import CachePolicy from 'http-cache-semantics';
 import type { Dispatcher } from 'undici';
 import { FleetError, NotFoundError, UpstreamError } from '../errors.js';
-import { fillOnce, flightKey, passthrough, serveFill, serveHit, type CacheContext, type Direct } from './context.js';
+import { fillOnce, flightKey, passthrough, serveFill, serveHit, type CacheContext, type Direct, type JoinCheck } from './context.js';
 import { httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
@@ -94,8 +94,15 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
   });
 
+  // A fill this request joins answers it only as the entry it will become would: a kept
+  // answer (not private, no Set-Cookie) whose Vary matches, fresh for this request.
+  const joins: JoinCheck = (head) => {
+    if (!head.policy) return false;
+    const { response, revalidation } = CachePolicy.fromObject(head.policy).evaluateRequest(policyReq);
+    return response !== undefined && !revalidation?.synchronous;
+  };
   const joined = ctx.fills.get(key);
-  if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct);
+  if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct, joins);
   const hit = await ctx.store.lookup(id);
   const policy = hit?.meta.policy ? CachePolicy.fromObject(hit.meta.policy) : undefined;
   let revalidate: HeaderMap | undefined;
@@ -116,7 +123,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     ctx.metrics.miss(kind);
     return direct();
   }
-  if (!revalidate) return fillOnce(ctx, req, reply, kind, key, fillSpec((gatherUpTo) => upstream.fetch(upath, fwd, gatherUpTo)), direct);
+  if (!revalidate) return fillOnce(ctx, req, reply, kind, key, fillSpec((gatherUpTo) => upstream.fetch(upath, fwd, gatherUpTo)), direct, true, joins);
   let res: Dispatcher.ResponseData | undefined;
   let failure: unknown;
   try {

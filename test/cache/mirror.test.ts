@@ -117,6 +117,50 @@ t.test('mirror and names: concurrent cold requests make one upstream request', a
   t.equal(up.count('/artifacts/run1/job/log.txt'), 1, 'the name fetched once');
 });
 
+t.test('mirror: a request that joins a fill gets its answer only when the entry would serve it (private, Set-Cookie, Vary)', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  up.handler = (req, res) => {
+    const later = (headers: Record<string, string>, body: string): true => {
+      // Headers come late: the second request arrives while the first waits for them.
+      setTimeout(() => res.writeHead(200, headers).end(body), 300);
+      return true;
+    };
+    switch (req.url) {
+      case '/account':
+        return later({ 'cache-control': 'private, no-store', 'set-cookie': `session=${req.headers.cookie}-secret`, vary: 'Cookie' }, `account of ${req.headers.cookie}`);
+      case '/public-cookie':
+        return later({ 'cache-control': 'public, max-age=60', 'set-cookie': `session=${req.headers.cookie}` }, `hello ${req.headers.cookie}`);
+      case '/variant':
+        return later({ 'cache-control': 'max-age=60', vary: 'x-variant' }, `variant ${req.headers['x-variant']}`);
+      case '/shared':
+        return later({ 'cache-control': 'max-age=60', vary: 'accept-encoding' }, 'the same for all');
+      default:
+        return false;
+    }
+  };
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
+  const two = (path: string, first: Record<string, string>, second: Record<string, string>) => Promise.all([first, second].map(async (headers, i) => {
+    if (i === 1) await eventually('the first request is upstream', () => up.count(path) === 1);
+    const res = await request(`${url}/mirror/m${path}`, { headers });
+    return { xcache: res.headers['x-cache'], cookie: res.headers['set-cookie'], body: await res.body.text() };
+  }));
+  const [alice, bob] = await two('/account', { cookie: 'alice' }, { cookie: 'bob' });
+  t.equal(alice.body, 'account of alice');
+  t.same([bob.body, bob.cookie], ['account of bob', 'session=bob-secret'], "bob gets his own answer, not alice's");
+  t.equal(up.count('/account'), 2);
+  const [c1, c2] = await two('/public-cookie', { cookie: 'carol' }, { cookie: 'dave' });
+  t.same([c1.body, c2.body], ['hello carol', 'hello dave'], 'an answer that sets a cookie is one client\'s, even public');
+  const [a, b] = await two('/variant', { 'x-variant': 'A' }, { 'x-variant': 'B' });
+  t.same([a.body, b.body], ['variant A', 'variant B'], 'each gets the variant it asked for');
+  t.equal(b.xcache, 'MISS');
+  const [s1, s2] = await two('/shared', {}, {});
+  t.same([s1.body, s2.body, s2.xcache], ['the same for all', 'the same for all', 'COLLAPSED'], 'a kept answer that matches is still shared');
+  t.equal(up.count('/shared'), 1);
+  await app.cache.fills.drain();
+});
+
 t.test('mirror: stale-while-revalidate serves the stored copy and refreshes it in the background', async (t) => {
   const up = new UpstreamFixture();
   const upUrl = await up.start();
