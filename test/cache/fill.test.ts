@@ -64,6 +64,23 @@ t.test('a body that does not hash to its digest is refused and never kept', asyn
   t.notOk(app.cache.store.has(`cas.v1/sha256/${hex.slice(0, 2)}/${hex}`));
 });
 
+t.test('an object larger than the cache: still fetched once for every waiter, and not kept', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex } = up.addBlob(2 * 1024 * 1024);
+  up.options.rate = 4 * 1024 * 1024; // half a second: every client arrives meanwhile
+  const { app, url } = await startCache(t, { upstream: upUrl, maxSize: '1MiB' }, t.testdir());
+  const results = await Promise.all(Array.from({ length: 8 }, () => fetchHash(`${url}/cas/sha256/${hex}`)));
+  t.ok(results.every((r) => r.status === 200 && r.hash === hex), 'every body right');
+  t.equal(up.count(`/cas/sha256/${hex}`), 1, 'one upstream request');
+  await app.cache.fills.drain();
+  const stats = app.cache.metrics.stats().kinds.cas!;
+  t.same([stats.misses, stats.collapsed, stats.bytesUpstream], [1, 7, 2 * 1024 * 1024], 'counted as it happened');
+  t.equal(app.cache.store.count, 0, 'nothing kept');
+  t.notOk(app.cache.store.isFull(), 'the disk itself still takes writes');
+});
+
 t.test('Range on an object still filling', async (t) => {
   const up = new UpstreamFixture();
   const upUrl = await up.start();
