@@ -132,8 +132,10 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
   }
   if (res.statusCode === 304) {
     await res.body.dump();
-    // A 304 updates the stored headers it carries (RFC 9111 §4.3.4), this answer's at least.
-    const headers = { ...hit.meta.headers, ...pickHeaders(res.headers, NAME_HEADERS) };
+    // A 304 updates the stored headers it carries (RFC 9111 §4.3.4), this answer's at least;
+    // validated just now, the answer is as old as the 304 says, not as the stored copy.
+    const age = typeof res.headers.age === 'string' ? res.headers.age : '0';
+    const headers = { ...hit.meta.headers, ...pickHeaders(res.headers, NAME_HEADERS), age };
     if (!(await serveHit(ctx, req, reply, kind, hit, headers))) await direct();
     return;
   }

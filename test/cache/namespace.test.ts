@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import t from 'tap';
 import { request } from 'undici';
+import { httpId } from '../../src/cache/disk-store.js';
 import { startCache } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
 
@@ -57,9 +58,14 @@ t.test('names: revalidated each time, upstream 304 served from disk, stale when 
   t.equal(a.body.toString(), 'version 1');
   t.equal(a.headers['x-cache'], 'MISS');
   await app.cache.fills.drain();
+  // Stored 100 s ago: validated by a 304 now, the answer's Age is the 304's (none: 0).
+  const id = httpId(`GET ${name}`);
+  const stored = (await app.cache.store.lookup(id))!;
+  await app.cache.store.updateMeta(id, { ...stored.meta, storedAt: Date.now() - 100_000 });
   const b = await get(url + name);
   t.equal(b.headers['x-cache'], 'HIT');
   t.equal(b.body.toString(), 'version 1');
+  t.equal(b.headers.age, '0', 'a copy validated just now is not old');
   const reval = up.requests.filter((r) => r.url === name);
   t.equal(reval.length, 2, 'the hit was revalidated');
   t.equal(reval[1]!.headers['if-none-match'], '"v1"', 'with the stored ETag');
