@@ -100,6 +100,11 @@ export class NameStore {
     return parseRecord<T>(text, file);
   }
 
+  /** Whether the name has a record (a damaged one too: it can be written over). */
+  async exists(segments: readonly string[]): Promise<boolean> {
+    return stat(this.#pathOf(segments)).then(() => true, () => false);
+  }
+
   async mtimeMs(segments: readonly string[]): Promise<number> {
     try {
       return (await stat(this.#pathOf(segments))).mtimeMs;

@@ -25,6 +25,8 @@ t.test('a segment ending in the record suffix is a name like any other', async (
   }
   t.equal(await putArtifact(origin, 'r/j/e.rec.json', 'last segment'), 201);
   t.equal((await getArtifact(origin, 'r/j/e.rec.json')).text, 'last segment');
+  t.equal(await putArtifact(origin, 'r/j/e.rec.json', 'written over'), 200, 'a name written over: 200, not 201 (RFC 9110 §9.3.4)');
+  t.equal((await getArtifact(origin, 'r/j/e.rec.json')).text, 'written over');
 });
 
 t.test('a damaged record is the server\'s error (500, logged), not the client\'s', async (t) => {
@@ -33,6 +35,8 @@ t.test('a damaged record is the server\'s error (500, logged), not the client\'s
   writeFileSync(path.join(origin.dataDir, 'names.v1', 'artifacts', 'r', 'j', 'report.rec.json'), '{"digest": "sha2');
   const res = await getArtifact(origin, 'r/j/report');
   t.equal(res.status, 500);
+  t.equal(await putArtifact(origin, 'r/j/report', 'data again'), 200, 'a damaged record can be written over');
+  t.equal((await getArtifact(origin, 'r/j/report')).text, 'data again');
   const body = JSON.parse(res.text) as { code: string; message: string };
   t.equal(body.code, 'FC_ERR_INTERNAL');
   t.notMatch(body.message, origin.dataDir, 'no server path in the answer');

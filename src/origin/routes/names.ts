@@ -28,7 +28,8 @@ function runEtag(text: string): string {
 /**
  * Writes a name when If-Match / If-None-Match allow it. They are checked before the body is
  * read (no upload only to be refused) and again, with the write, once it is: another PUT
- * may have changed the name meanwhile.
+ * may have changed the name meanwhile. `created`: the name had no record before (201, not
+ * 200: RFC 9110 §9.3.4).
  */
 async function conditionalPut<T extends object>(
   ctx: OriginContext,
@@ -36,20 +37,23 @@ async function conditionalPut<T extends object>(
   segments: string[],
   etagOf: (current: T) => string,
   read: () => Promise<T>,
-): Promise<T> {
+): Promise<{ record: T; created: boolean }> {
   const conditional = request.headers['if-match'] !== undefined || request.headers['if-none-match'] !== undefined;
-  const check = async () => {
-    if (!conditional) return;
+  /** Whether the name has a record, after checking the conditions against it. */
+  const check = async (): Promise<boolean> => {
+    if (!conditional) return ctx.names.exists(segments);
     const current = await ctx.names.find<T>(segments);
     checkWritePreconditions(request, current && etagOf(current));
+    return current !== undefined;
   };
   await check();
   const record = await read();
-  await ctx.names.exclusive(segments, async () => {
-    await check();
+  const existed = await ctx.names.exclusive(segments, async () => {
+    const existing = await check();
     await ctx.names.put(segments, record);
+    return existing;
   });
-  return record;
+  return { record, created: !existed };
 }
 
 /**
@@ -61,7 +65,7 @@ const NAMED_BLOB_HEADERS = { 'x-content-type-options': 'nosniff', 'content-secur
 async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
   ctx.auth.require(request);
   checkDeclaredLength(request, ctx.maxBlobSize);
-  const record = await conditionalPut<NameRecord>(ctx, request, segments, blobNameEtag, async () => {
+  const { record, created } = await conditionalPut<NameRecord>(ctx, request, segments, blobNameEtag, async () => {
     const result = await ctx.store.put(request.raw, { maxSize: ctx.maxBlobSize });
     ctx.ledger.bytesIn(kind, result.size);
     const contentType = request.headers['content-type'];
@@ -69,7 +73,7 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   });
   // The ETag of the new representation lets a cache keep what it forwarded (RFC 9110 §9.3.4).
   // The headers its GETs get: a cache that keeps what it forwarded serves them too (cache/put.ts).
-  return reply.code(201).header('etag', blobNameEtag(record)).header('cache-control', nameCacheControl(ctx)).headers(NAMED_BLOB_HEADERS).send({ digest: record.digest, size: record.size });
+  return reply.code(created ? 201 : 200).header('etag', blobNameEtag(record)).header('cache-control', nameCacheControl(ctx)).headers(NAMED_BLOB_HEADERS).send({ digest: record.digest, size: record.size });
 }
 
 async function getNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
@@ -131,7 +135,7 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
     ctx.auth.require(request);
     const segments = runSegments(request.params);
     let size = 0;
-    await conditionalPut<object>(ctx, request, segments, (current) => runEtag(JSON.stringify(current)), async () => {
+    const { created } = await conditionalPut<object>(ctx, request, segments, (current) => runEtag(JSON.stringify(current)), async () => {
       const body = await readSmallBody(request, ctx.maxRecordSize);
       size = body.length;
       let manifest: unknown;
@@ -146,7 +150,7 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
       return manifest;
     });
     ctx.ledger.bytesIn('projects', size);
-    return reply.code(201).send({ project: segments[1], run: segments[3], size });
+    return reply.code(created ? 201 : 200).send({ project: segments[1], run: segments[3], size });
   });
   app.get<RunParams>('/projects/:project/runs/:run', { config: { kind: 'projects' } }, async (request, reply) => {
     checkRead(ctx, request);
