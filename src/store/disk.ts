@@ -79,7 +79,7 @@ export class DiskBlobStore implements BlobStore {
         return { digest, size, created: false };
       }
       const shard = dirname(target);
-      await mkdir(shard, { recursive: true });
+      await mkdirDurable(shard);
       // rename is atomic: two concurrent puts of one digest leave one whole object.
       await rename(tmp, target);
       await fsyncFile(shard);
@@ -128,6 +128,16 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
     return await readdir(dir);
   } catch {
     return [];
+  }
+}
+
+/** `mkdir -p` whose new directories outlive a power loss: each one's parent is synced. */
+export async function mkdirDurable(dir: string): Promise<void> {
+  const first = await mkdir(dir, { recursive: true });
+  if (first === undefined) return;
+  for (let d = dir; ; d = dirname(d)) {
+    await fsyncFile(dirname(d));
+    if (d === first) return;
   }
 }
 

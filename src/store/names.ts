@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FleetError, NotFoundError } from '../errors.js';
-import { fsyncFile } from './disk.js';
+import { fsyncFile, mkdirDurable } from './disk.js';
 import { RECORD_SUFFIX as SUFFIX, segmentToFileName } from './safe-name.js';
 
 export interface NameRecord {
@@ -42,7 +42,7 @@ export class NameStore {
 
   async put<T extends object>(segments: readonly string[], record: T): Promise<void> {
     const target = this.#pathOf(segments);
-    await mkdir(dirname(target), { recursive: true });
+    await mkdirDurable(dirname(target));
     const tmp = join(this.#tmpDir, `rec-${randomBytes(8).toString('hex')}`);
     try {
       await writeFile(tmp, JSON.stringify(record), { flag: 'wx', flush: true });
