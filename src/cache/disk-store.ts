@@ -327,6 +327,12 @@ export class DiskStore {
     rmSync(claim.path, { force: true });
   }
 
+  /** Whether `file` is a fill's claim: there, and not complete (see FillClaim). */
+  #isClaim(file: string): boolean {
+    const st = statSync(file, { throwIfNoEntry: false });
+    return st !== undefined && !isComplete(st);
+  }
+
   /** Worker: whether another process stored `id` (a single process knows from its index). */
   storedElsewhere(id: string): boolean {
     if (!this.#peer) return false;
@@ -658,15 +664,19 @@ export class DiskStore {
 
   /**
    * Makes a completed temp file visible under `id`: flushed (see `needsSync`) and closed,
-   * then for http entries the sidecar, and the body last (atomic renames).
+   * then for http entries the sidecar, and the body last (atomic renames). `claim`: the
+   * caller's, a fill's (under the blob's own name, it is what the body replaces).
    */
-  async commit(id: string, tmp: { path: string; fh: FileHandle }, meta: EntryMeta): Promise<void> {
+  async commit(id: string, tmp: { path: string; fh: FileHandle }, meta: EntryMeta, claim?: FillClaim): Promise<void> {
     const file = path.join(this.dir, id);
     const tmpSide = isCasId(id) ? undefined : this.tempPath();
     try {
       if (needsSync(id, meta.size)) await tmp.fh.sync();
       await tmp.fh.close();
       if (meta.size > this.maxSize) return void (await rm(tmp.path, { force: true }));
+      // A blob whose name is another fill's claim (a PUT kept while a GET fills it): that
+      // fill stores it. Renamed over, the claim's removal by a failing fill would take this body.
+      if (!claim?.inPlace && isCasId(id) && this.#isClaim(file)) return void (await rm(tmp.path, { force: true }));
       const shard = path.dirname(file);
       if (!this.#dirs.has(shard)) {
         await mkdir(shard, { recursive: true });

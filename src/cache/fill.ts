@@ -559,7 +559,7 @@ export class Fill extends FillProgress {
         const storedAt = Date.now();
         const meta: EntryMeta = policy ? { key, status, headers, size: written, storedAt, policy } : { key, status, headers, size: written, storedAt };
         if (this.body) this.#store.commitSmall(this.#spec.id, this.body, meta, this.#claim);
-        else await this.#store.commit(this.#spec.id, tmp!, meta);
+        else await this.#store.commit(this.#spec.id, tmp!, meta, this.#claim);
         committed = true;
         if (this.body) this.#store.remember(this.#spec.id, this.body);
       }

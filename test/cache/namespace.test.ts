@@ -4,7 +4,10 @@
 import { createHash } from 'node:crypto';
 import t from 'tap';
 import { request } from 'undici';
-import { httpId } from '../../src/cache/disk-store.js';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { casId, httpId } from '../../src/cache/disk-store.js';
+import { eventually } from '../helpers/wait.js';
 import { startCache } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
 
@@ -134,6 +137,29 @@ t.test('PUT is forwarded with its Authorization and kept once accepted; /cas ver
     t.equal(res.statusCode, 201);
     t.notOk(app.cache.store.has(`cas.v1/sha256/${otherHex.slice(0, 2)}/${otherHex}`), `not kept when upstream answers Cache-Control ${cc ?? '(none)'}`);
   }
+});
+
+t.test('a PUT of a blob a GET is filling leaves it to the fill: a failing fill takes nothing the index still counts', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  up.putCacheControl = 'public, max-age=31536000, immutable'; // a PUT's body may be kept
+  const { hex, body } = up.addBlob(2 * 1024 * 1024);
+  up.options = { rate: 2 * 1024 * 1024, dieAfter: 1024 * 1024 }; // the fill fails half way, after the PUT
+  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const filling = get(`${url}/cas/sha256/${hex}`);
+  void filling.catch(() => undefined);
+  await eventually('the fill started', () => up.count(`/cas/sha256/${hex}`) === 1);
+  const put = await request(`${url}/cas/sha256/${hex}`, { method: 'PUT', body });
+  await put.body.dump();
+  t.equal(put.statusCode, 201, 'forwarded and accepted');
+  await t.rejects(filling, 'the fill is cut');
+  await app.cache.fills.drain();
+  up.options = {};
+  const file = path.join(app.cache.store.dir, casId({ algo: 'sha256', hex }));
+  t.equal(app.cache.store.count, existsSync(file) ? 1 : 0, 'the index counts what is on disk');
+  const again = await get(`${url}/cas/sha256/${hex}`);
+  t.same(again.body, body, 'and the next GET gets it whole');
 });
 
 t.test('private answers are proxied, never kept nor shared', async (t) => {
