@@ -2,7 +2,7 @@
 import { rm } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { packToFile } from '../pack/packer.js';
-import { runRepack } from '../pack/repack.js';
+import { checkRepackOutput, runRepack } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
 import { sha256File } from '../project-upload/transfer.js';
 import { requireInput, requireOutput } from '../path-checks.js';
@@ -50,6 +50,7 @@ export function registerPack(program: Command): void {
       try {
         const packed = await packToFile(dir, packFile, rulesFrom(flags));
         await runRepack(repack, packFile, out, { cwd: dir });
+        await checkRepackOutput(repack, out);
         return { packed, ...(await sha256File(out)) };
       } finally {
         await rm(packFile, { force: true });

@@ -14,7 +14,7 @@ import { compressDelta, DEFAULT_COMPRESSION, type Compression } from '../delta/c
 import { encodeDelta } from '../delta/xdelta.js';
 import { DigestMismatchError, FleetError, NotFoundError } from '../errors.js';
 import { packToFile } from '../pack/packer.js';
-import { runRepack, type RepackOptions } from '../pack/repack.js';
+import { checkRepackOutput, runRepack, type RepackOptions } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
 import { parseDigestString } from '../store/digest.js';
 import { MANIFEST_FORMAT, type RunManifest } from './manifest.js';
@@ -164,6 +164,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     if (options.repack) {
       tarFile = join(work, 'repacked.tar');
       await runRepack(options.repack, packedFile, tarFile, { ...options.repackOptions, cwd: options.dir, ...(signal ? { signal } : {}) });
+      await checkRepackOutput(options.repack, tarFile);
       result = await sha256File(tarFile);
     }
     const resultHex = parseDigestString(result.digest).hex;
