@@ -89,8 +89,12 @@ async function* walkFrom(root: string, rel: string, rules: PackRuleSet): AsyncGe
   for (const name of await sortedNames(abs)) yield* walkFrom(root, `${rel}/${name}`, rules);
 }
 
+/**
+ * `mode` is the whole st_mode: tar-stream replaces a falsy mode with 0644/0755, so the type
+ * bits keep a mode of 000 from being taken for none; its encoder keeps only the low 12 bits.
+ */
 function header(name: string, mode: number): Partial<tar.Header> & { name: string } {
-  return { name, mode: mode & 0o7777, mtime: PACK_MTIME, uid: 0, gid: 0, uname: '', gname: '' };
+  return { name, mode, mtime: PACK_MTIME, uid: 0, gid: 0, uname: '', gname: '' };
 }
 
 /**

@@ -165,3 +165,22 @@ t.test('streams: a 400 MiB file packs without holding it in memory', async (t) =
   t.ok(bytes > 400 * 1024 * 1024);
   t.ok(peak - before < 150 * 1024 * 1024, `rss grew by ${((peak - before) / 1048576).toFixed(0)} MiB`);
 });
+
+t.test('mode 000 files and directories keep it (tar-stream would default a falsy mode)', async (t) => {
+  const dir = t.testdir({ tree: { none: 'x', closed: { inner: 'y' } } });
+  const root = join(dir, 'tree');
+  chmodSync(join(root, 'none'), 0);
+  chmodSync(join(root, 'closed'), 0);
+  const file = join(dir, 'out.tar');
+  await packToFile(root, file);
+  const listing = execFileSync('tar', ['-tvf', file], { encoding: 'utf8' });
+  t.match(listing, /^d--------- .* closed\/$/m);
+  t.match(listing, /^-rw-r--r-- .* closed\/inner$/m);
+  t.match(listing, /^---------- .* none$/m);
+  const out = join(dir, 'out');
+  await unpackTar(createReadStream(file), out);
+  t.equal(lstatSync(join(out, 'none')).mode & 0o7777, 0);
+  t.equal(lstatSync(join(out, 'closed')).mode & 0o7777, 0);
+  chmodSync(join(out, 'closed'), 0o755); // so that tap can remove the testdir
+  chmodSync(join(root, 'closed'), 0o755);
+});
