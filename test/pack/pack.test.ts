@@ -184,3 +184,15 @@ t.test('mode 000 files and directories keep it (tar-stream would default a falsy
   chmodSync(join(out, 'closed'), 0o755); // so that tap can remove the testdir
   chmodSync(join(root, 'closed'), 0o755);
 });
+
+t.test('a file name or symlink target that is not UTF-8 is refused by name, not as missing', async (t) => {
+  for (const what of ['file name', 'symlink target']) {
+    const dir = t.testdir({ tree: { sub: {} } });
+    const bad = Buffer.concat([Buffer.from(join(dir, 'tree/sub/')), Buffer.from('bad\xe9name', 'latin1')]);
+    if (what === 'file name') writeFileSync(bad, 'x');
+    else symlinkSync(Buffer.from('bad\xe9name', 'latin1'), join(dir, 'tree/sub/link'));
+    await t.rejects(packToFile(join(dir, 'tree'), join(dir, 'out.tar')), { code: 'FC_ERR_BAD_NAME', message: `${what} is not valid UTF-8: ` }, what);
+    await t.rejects(packToFile(join(dir, 'tree'), join(dir, 'out.tar')), { message: /sub\/(link -> )?bad\\xe9name/ }, `${what}: the bytes are shown`);
+    await t.rejects(packToFile(join(dir, 'tree'), join(dir, 'out.tar'), { include: ['sub/*'] }), { code: 'FC_ERR_BAD_NAME' }, `${what}: also through an include glob`);
+  }
+});
