@@ -2,11 +2,12 @@
 import { rm } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { packToFile } from '../pack/packer.js';
-import { runRepack } from '../pack/repack.js';
+import { checkRepackOutput, runRepack } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
 import { sha256File } from '../project-upload/transfer.js';
 import { requireInput, requireOutput } from '../path-checks.js';
 import { tempNameFor, writeAtomically } from '../project-upload/atomic-file.js';
+import { removeOnSignal } from '../project-upload/signal-cleanup.js';
 
 export interface RuleFlags {
   include: string[];
@@ -47,12 +48,15 @@ export function registerPack(program: Command): void {
       }
       const repack = flags.repack;
       const packFile = tempNameFor(`${flags.output}.packed`);
+      const forget = removeOnSignal(packFile);
       try {
         const packed = await packToFile(dir, packFile, rulesFrom(flags));
         await runRepack(repack, packFile, out, { cwd: dir });
+        await checkRepackOutput(repack, out);
         return { packed, ...(await sha256File(out)) };
       } finally {
         await rm(packFile, { force: true });
+        forget();
       }
     });
     process.stdout.write(`${digest}\t${size}\t${flags.output}\n`);

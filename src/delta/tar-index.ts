@@ -75,15 +75,16 @@ function checksumOk(block: Uint8Array): boolean {
   return sum === recorded;
 }
 
+/** Each pax record is `<length> <key>=<value>\n`, its length counted in bytes (not characters). */
 function paxPath(data: Uint8Array): string | undefined {
-  const records = Buffer.from(data.buffer, data.byteOffset, data.length).toString('utf8');
+  const records = Buffer.from(data.buffer, data.byteOffset, data.length);
   let path: string | undefined;
   let pos = 0;
   while (pos < records.length) {
-    const space = records.indexOf(' ', pos);
-    const length = Number(records.slice(pos, space));
-    if (space < 0 || !Number.isInteger(length) || length <= 0) break;
-    const record = records.slice(space + 1, pos + length - 1);
+    const space = records.indexOf(0x20, pos);
+    const length = Number(records.toString('latin1', pos, space));
+    if (space < 0 || !Number.isInteger(length) || length <= 0 || pos + length > records.length) break;
+    const record = records.toString('utf8', space + 1, pos + length - 1);
     if (record.startsWith('path=')) path = record.slice(5);
     pos += length;
   }

@@ -22,8 +22,30 @@ function byteOrder(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The bytes as text; non-ASCII and control bytes as \xNN, so a message shows them exactly. */
+function escapedBytes(bytes: Buffer): string {
+  return [...bytes].map((b) => (b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
+}
+
+/**
+ * A file name or symlink target read as bytes, as text. Names that are not UTF-8 are refused
+ * by name: Node would read them with U+FFFD in place of the bytes, and the path it then
+ * looks up does not exist. GNU tar packs them byte for byte; names here are strings.
+ */
+function utf8Name(bytes: Buffer, where: string, what: string): string {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    throw new FleetError('FC_ERR_BAD_NAME', `${what} is not valid UTF-8: ${where}${escapedBytes(bytes)} (GNU tar packs it, fleetcache cannot yet); rename it`);
+  }
+}
+
+/** The names in `dir`, sorted by byte order. */
 async function sortedNames(dir: string): Promise<string[]> {
-  return (await readdir(dir)).sort(byteOrder);
+  const names = (await readdir(dir, { encoding: 'buffer' })).sort(Buffer.compare);
+  return names.map((name) => utf8Name(name, `${dir}/`, 'file name'));
 }
 
 /** Expands the include globs (one path component at a time) into sorted root-relative paths. */
@@ -44,7 +66,8 @@ async function expandIncludes(root: string, rules: PackRuleSet): Promise<string[
         let names: string[] = [];
         try {
           names = await sortedNames(join(root, base));
-        } catch {
+        } catch (err) {
+          if (err instanceof FleetError) throw err;
           // not a directory: nothing under it matches
         }
         // like Go's filepath.Glob (spread), `*` matches dotfiles too
@@ -89,8 +112,12 @@ async function* walkFrom(root: string, rel: string, rules: PackRuleSet): AsyncGe
   for (const name of await sortedNames(abs)) yield* walkFrom(root, `${rel}/${name}`, rules);
 }
 
+/**
+ * `mode` is the whole st_mode: tar-stream replaces a falsy mode with 0644/0755, so the type
+ * bits keep a mode of 000 from being taken for none; its encoder keeps only the low 12 bits.
+ */
 function header(name: string, mode: number): Partial<tar.Header> & { name: string } {
-  return { name, mode: mode & 0o7777, mtime: PACK_MTIME, uid: 0, gid: 0, uname: '', gname: '' };
+  return { name, mode, mtime: PACK_MTIME, uid: 0, gid: 0, uname: '', gname: '' };
 }
 
 /**
@@ -117,7 +144,7 @@ async function addEntry(pack: tar.Pack, item: Item, rules: PackRuleSet, seen: Se
   if (st.isDirectory()) {
     pack.entry({ ...header(`${name}/`, st.mode), type: 'directory' });
   } else if (st.isSymbolicLink()) {
-    const target = rules.rename(await readlink(item.abs), 'symlink-target');
+    const target = rules.rename(utf8Name(await readlink(item.abs, { encoding: 'buffer' }), `${item.abs} -> `, 'symlink target'), 'symlink-target');
     pack.entry({ ...header(name, st.mode), type: 'symlink', linkname: target });
   } else if (st.isFile()) {
     const entry = pack.entry({ ...header(name, st.mode), type: 'file', size: st.size });

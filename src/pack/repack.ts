@@ -2,10 +2,12 @@
 // fd 3 and the script writes the replacement tar to fd 4. Identity: `cat <&3 >&4`. The
 // script runs with cwd = project root; it may ignore fd 3.
 import { spawn } from 'node:child_process';
+import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { killGroup } from '../backends/process-group.js';
 import { OutputBuffer, watchScript } from '../backends/script.js';
 import { FleetError } from '../errors.js';
+import { checkTar } from './unpack.js';
 
 export interface RepackOptions {
   /** Project root, the script's working directory. */
@@ -69,5 +71,25 @@ export async function runRepack(script: string, inputTar: string, outputTar: str
   } finally {
     await input.close();
     await output.close();
+  }
+}
+
+/** The script as an error message shows it: its first line, shortened. */
+function shown(script: string): string {
+  const lines = script.trim().split('\n');
+  const first = lines[0]!.length > 120 ? `${lines[0]!.slice(0, 117)}...` : lines[0]!;
+  return lines.length > 1 ? `${first} ...` : first;
+}
+
+/**
+ * Refuses a repack output the machines' unpack would refuse (an entry name or type it does
+ * not take, an empty or truncated tar): found before the upload, not on every machine.
+ */
+export async function checkRepackOutput(script: string, outputTar: string): Promise<void> {
+  try {
+    await checkTar(createReadStream(outputTar));
+  } catch (err) {
+    if (!(err instanceof FleetError)) throw err;
+    throw new FleetError('FC_ERR_PROJECT', `the repack script's output (fd 4) is not a tar the machines can unpack: ${err.message}; repack script: ${shown(script)}`, { cause: err });
   }
 }

@@ -3,11 +3,14 @@
 // with lstat, component by component, and an entry's own path may not be a symlink either).
 // The target must be missing or empty (as spread requires), so every entry is created
 // exclusively and an archive cannot overwrite what is already there. Regular files,
-// directories and symlinks only; other entry types are refused.
+// directories, symlinks, and hard links to a regular file unpacked before them; other entry
+// types are refused. The archive's root directory (`./`, as `tar -C dir -c .` writes it) is
+// skipped, and the stream must end with an end-of-archive marker: an empty or truncated
+// stream is not taken for an empty project.
 import { closeSync, constants, fchmodSync, openSync, writeSync } from 'node:fs';
-import { lstat, mkdir, open, readdir, realpath, symlink } from 'node:fs/promises';
+import { copyFile, link, lstat, mkdir, open, readdir, realpath, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { FleetError } from '../errors.js';
@@ -30,6 +33,127 @@ export function safeEntryPath(name: string): string {
   if (parts.length === 0) refuse(name, 'empty name');
   if (parts.includes('..')) refuse(name, 'escapes the target directory');
   return parts.join('/');
+}
+
+/**
+ * The archive's root directory itself (`./`, `.`): `tar xz` into the target keeps the
+ * target as it is, and so do we (its mode would be that of a repack script's temp dir).
+ */
+function isRootDir(header: tar.Header): boolean {
+  const { name } = header;
+  return header.type === 'directory' && name !== '' && !name.startsWith('/') && name.split('/').every((p) => p === '' || p === '.');
+}
+
+const SUPPORTED = new Set<tar.Header['type']>(['file', 'contiguous-file', 'directory', 'symlink', 'link']);
+
+/**
+ * Where an entry goes below the target (undefined: the root directory, skipped), refused
+ * when unsafe or of a type we do not unpack. A hard link's target must be safe too.
+ */
+function entryPath(header: tar.Header): string | undefined {
+  if (isRootDir(header)) return undefined;
+  const rel = safeEntryPath(header.name);
+  if (!SUPPORTED.has(header.type)) refuse(header.name, `entry type ${header.type ?? 'unknown'} is not supported`);
+  return rel;
+}
+
+/** A hard link's target as safe components; it must name a regular file of the archive. */
+function linkTarget(header: tar.Header): string {
+  try {
+    return safeEntryPath(header.linkname);
+  } catch {
+    return refuse(header.name, `hard link target "${header.linkname}" is not a path inside the target directory`);
+  }
+}
+
+const BLOCK = 512;
+
+/**
+ * Counts a tar stream's bytes and where its final run of zero bytes starts, to tell a
+ * complete archive (zero blocks after the last entry) from an empty or truncated one.
+ * Only each chunk's tail is scanned, back to its last non-zero byte.
+ */
+class EndWatch extends Transform {
+  total = 0;
+  #zerosFrom = 0;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    let i = chunk.length - 1;
+    while (i >= 0 && chunk[i] === 0) i--;
+    if (i >= 0) this.#zerosFrom = this.total + i + 1;
+    this.total += chunk.length;
+    done(null, chunk);
+  }
+
+  /** At least one zero block after `entriesEnd` (GNU tar accepts a lone one, with a warning). */
+  hasEndMarker(entriesEnd: number): boolean {
+    const from = Math.max(entriesEnd, Math.ceil(this.#zerosFrom / BLOCK) * BLOCK);
+    return this.total - from >= BLOCK;
+  }
+}
+
+/** tar-stream's entry (a readable of its data, with its header and offset); not exported by name. */
+type TarEntry = tar.Extract extends AsyncIterable<infer E> ? E : never;
+
+/** A reason the stream is not a readable tar as FC_ERR_ARCHIVE; the input's own errors (a read error, a digest mismatch) unchanged. */
+function archiveError(err: unknown): unknown {
+  if (err instanceof FleetError || (err as NodeJS.ErrnoException).code !== undefined) return err;
+  return new FleetError('FC_ERR_ARCHIVE', `not a readable tar: ${(err as Error).message}`, { cause: err });
+}
+
+/**
+ * Runs `each` on every entry of a tar stream, in order; once the last is read, the stream
+ * must have ended with an end-of-archive marker.
+ */
+async function forEachEntry(input: Readable, each: (entry: TarEntry) => Promise<void>): Promise<void> {
+  const watch = new EndWatch();
+  const extract = tar.extract();
+  let broken: unknown;
+  extract.on('error', (err: unknown) => {
+    broken = err;
+  });
+  const feeding = pipeline(input, watch, extract);
+  feeding.catch(() => undefined); // reported through the iteration below
+  let entriesEnd = 0;
+  try {
+    for await (const entry of extract) {
+      const { header } = entry;
+      // entry.offset: where its own header starts (after any pax or long-name headers)
+      const data = header.type === 'directory' ? 0 : Math.ceil(header.size / BLOCK) * BLOCK;
+      entriesEnd = entry.offset + BLOCK + data;
+      await each(entry);
+    }
+    await feeding;
+  } catch (err) {
+    // a broken archive also fails the entry being read ("stream was destroyed"): say why
+    throw archiveError(broken ?? err);
+  }
+  if (watch.total === 0) throw new FleetError('FC_ERR_ARCHIVE', 'not a tar: the stream is empty (0 bytes)');
+  if (!watch.hasEndMarker(entriesEnd)) throw new FleetError('FC_ERR_ARCHIVE', 'not a complete tar: no end-of-archive marker after the last entry (truncated?)');
+}
+
+export interface TarCheck {
+  readonly entries: number;
+}
+
+/**
+ * A dry run of unpackTar on the stream, writing nothing: every entry's name and type must
+ * be acceptable, each hard link must join a regular file before it, and the archive must be
+ * complete. Used on a repack script's output before anything is uploaded.
+ */
+export async function checkTar(input: Readable): Promise<TarCheck> {
+  const files = new Set<string>();
+  let entries = 0;
+  await forEachEntry(input, async (entry) => {
+    const { header } = entry;
+    const rel = entryPath(header);
+    entry.resume();
+    if (rel === undefined) return;
+    if (header.type === 'link' && !files.has(linkTarget(header))) refuse(header.name, `hard link target "${header.linkname}" is not a regular file before it in the archive`);
+    if (header.type === 'file' || header.type === 'contiguous-file') files.add(rel);
+    entries++;
+  });
+  return { entries };
 }
 
 async function ensureEmptyDir(dir: string): Promise<void> {
@@ -103,21 +227,41 @@ function writeSmallFile(abs: string, body: Buffer, mode: number): void {
   }
 }
 
+/**
+ * A hard link entry at `abs` to a regular file this unpack wrote (the target was empty, so
+ * any regular file inside is one), reached without a symlink on the way like every path.
+ * Where the filesystem cannot link (EPERM, EMLINK, EXDEV), the file is copied instead.
+ */
+async function hardLink(root: string, header: tar.Header, abs: string): Promise<void> {
+  const target = linkTarget(header).split('/');
+  const refuseLink = (why: string): Error => refusal(header.name, `hard link target: ${why}`);
+  await walkDirs(root, target.slice(0, -1), { create: false, refuse: refuseLink });
+  const from = join(root, ...target);
+  if (!(await lstatOrMissing(from))?.isFile()) refuse(header.name, `hard link target "${header.linkname}" is not a regular file unpacked before it`);
+  try {
+    await link(from, abs); // linkat without AT_SYMLINK_FOLLOW: never follows a symlink at `from`
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw err;
+    await copyFile(from, abs, constants.COPYFILE_EXCL);
+  }
+}
+
 /** Unpacks a tar stream into `dir` (created when missing; must be empty). */
 export async function unpackTar(input: Readable, dir: string): Promise<UnpackSummary> {
   await ensureEmptyDir(dir);
   const root = await realpath(dir);
-  const extract = tar.extract();
-  const feeding = pipeline(input, extract);
-  feeding.catch(() => undefined); // reported through the iteration below
   const dirModes = new Map<string, MadeDir>(); // a repeated directory entry: the last mode wins
   // Directories already checked (or made) as real ones: an archive cannot turn one into a
   // symlink later (every entry is created exclusively), so their entries skip the walk.
   const realDirs = new Set<string>([root]);
   let entries = 0;
-  for await (const entry of extract) {
+  await forEachEntry(input, async (entry) => {
     const { header } = entry;
-    const rel = safeEntryPath(header.name);
+    const rel = entryPath(header);
+    if (rel === undefined) {
+      entry.resume();
+      return;
+    }
     const parts = rel.split('/');
     // Parents: real directories only, created one by one; a symlink on the way is refused.
     const abs = join(root, ...parts);
@@ -140,9 +284,12 @@ export async function unpackTar(input: Readable, dir: string): Promise<UnpackSum
       realDirs.add(abs);
       entry.resume();
     } else if (header.type === 'symlink') {
-      await symlink(header.linkname ?? '', abs); // EEXIST for any existing path
+      await symlink(header.linkname, abs); // EEXIST for any existing path
       entry.resume();
-    } else if ((header.type === 'file' || header.type === 'contiguous-file') && (header.size ?? 0) <= SMALL_FILE) {
+    } else if (header.type === 'link') {
+      await hardLink(root, header, abs);
+      entry.resume();
+    } else if ((header.type === 'file' || header.type === 'contiguous-file') && header.size <= SMALL_FILE) {
       writeSmallFile(abs, await bodyOf(entry), mode);
     } else if (header.type === 'file' || header.type === 'contiguous-file') {
       // O_EXCL: never follows a symlink at the path; the mode is set on the open descriptor.
@@ -154,12 +301,9 @@ export async function unpackTar(input: Readable, dir: string): Promise<UnpackSum
         throw err;
       }
       await pipeline(entry, fh.createWriteStream()); // closes the descriptor, also on error
-    } else {
-      refuse(header.name, `entry type ${header.type ?? 'unknown'} is not supported`);
     }
     entries++;
-  }
-  await feeding;
+  });
   // directory modes last, so a read-only directory does not block its own contents
   for (const made of [...dirModes.values()].reverse()) await chmodDir(made);
   return { entries };

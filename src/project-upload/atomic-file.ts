@@ -1,22 +1,39 @@
 // Files that appear whole or not at all: written under a unique temporary name beside the
-// final one (same directory, so the rename is atomic), renamed on success, removed on
-// failure. Concurrent writers of the same content each rename their own whole copy.
+// final one (same directory, so the rename is atomic), flushed to disk, renamed on success,
+// removed on failure and when a signal ends the process. Concurrent writers of the same
+// content each rename their own whole copy.
 import { randomBytes } from 'node:crypto';
-import { rename, rm } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { removeOnSignal } from './signal-cleanup.js';
 
 /** A fresh name beside `final` for its content in progress. */
 export function tempNameFor(final: string): string {
   return `${final}.${randomBytes(6).toString('hex')}.partial`;
 }
 
+async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Runs `write(tmp)`, then renames tmp to `final`; on any failure nothing is left at either. */
 export async function writeAtomically<T>(final: string, write: (tmp: string) => Promise<T>): Promise<T> {
   const tmp = tempNameFor(final);
+  const forget = removeOnSignal(tmp);
   try {
     const result = await write(tmp);
+    // the data before the name: after a power loss the final name is whole or absent, never empty
+    await fsyncPath(tmp);
     await rename(tmp, final);
+    await fsyncPath(dirname(final));
     return result;
   } finally {
     await rm(tmp, { force: true });
+    forget();
   }
 }

@@ -14,7 +14,7 @@ import { compressDelta, DEFAULT_COMPRESSION, type Compression } from '../delta/c
 import { encodeDelta } from '../delta/xdelta.js';
 import { DigestMismatchError, FleetError, NotFoundError } from '../errors.js';
 import { packToFile } from '../pack/packer.js';
-import { runRepack, type RepackOptions } from '../pack/repack.js';
+import { checkRepackOutput, runRepack, type RepackOptions } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
 import { parseDigestString } from '../store/digest.js';
 import { MANIFEST_FORMAT, type RunManifest } from './manifest.js';
@@ -164,6 +164,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     if (options.repack) {
       tarFile = join(work, 'repacked.tar');
       await runRepack(options.repack, packedFile, tarFile, { ...options.repackOptions, cwd: options.dir, ...(signal ? { signal } : {}) });
+      await checkRepackOutput(options.repack, tarFile);
       result = await sha256File(tarFile);
     }
     const resultHex = parseDigestString(result.digest).hex;
@@ -172,20 +173,26 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     const fullUploadBytes = gz.size;
 
     let bytesReceived = 0;
-    let best: { base: BaseInfo; delta: Buffer; vcdiffSize: number } | undefined;
+    // Candidates are ranked by their fast compression (compressDelta's slow pass costs up to
+    // 1 s per MiB), or as 0 when the raw VCDIFF is under the re-base bound already: only the
+    // best gets the slow pass, and only when it can still come under the bound (the slow
+    // pass does not halve what the fast one leaves).
+    const bound = REBASE_RATIO * fullUploadBytes;
+    let best: { base: BaseInfo; vcdiff: Buffer; quick: number } | undefined;
     for (const base of (await listBases(options.origin, options.project, http)).slice(0, BASE_CANDIDATES)) {
       const { vcdiff, received } = await encodeAgainstBase(options, base, tarFile, http);
       bytesReceived += received;
-      const delta = compressDelta(vcdiff, compression);
-      if (!best || delta.length < best.delta.length) best = { base, delta, vcdiffSize: vcdiff.length };
+      const quick = vcdiff.length <= bound ? 0 : compressDelta(vcdiff, compression, { fast: true }).length;
+      if (!best || quick < best.quick || (quick === best.quick && vcdiff.length < best.vcdiff.length)) best = { base, vcdiff, quick };
     }
+    const chosen = best && best.quick <= 2 * bound ? { ...best, delta: compressDelta(best.vcdiff, compression) } : undefined;
 
     signal?.throwIfAborted();
     const created = new Date().toISOString();
     let manifest: RunManifest;
     let bytesSent = 0;
-    const rebased = !best || best.delta.length > REBASE_RATIO * fullUploadBytes;
-    if (!best || rebased) {
+    const rebased = !chosen || chosen.delta.length > bound;
+    if (!chosen || rebased) {
       const id = `${stamp()}-${resultHex.slice(0, 12)}`;
       // Bases are stored gzip-compressed: the first upload and each region's first fetch cost
       // what spread's gzip upload would; the local base cache keeps the plain tar for deltas.
@@ -202,16 +209,16 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       }
       manifest = { format: MANIFEST_FORMAT, project: options.project, run, created, base: { id, digest: stored.digest, size: stored.size }, delta: null, result };
     } else {
-      const digest = `sha256:${createHash('sha256').update(best.delta).digest('hex')}`;
-      await httpPut(joinUrl(options.origin, `/cas/sha256/${parseDigestString(digest).hex}`), best.delta, http);
-      bytesSent += best.delta.length;
+      const digest = `sha256:${createHash('sha256').update(chosen.delta).digest('hex')}`;
+      await httpPut(joinUrl(options.origin, `/cas/sha256/${parseDigestString(digest).hex}`), chosen.delta, http);
+      bytesSent += chosen.delta.length;
       manifest = {
         format: MANIFEST_FORMAT,
         project: options.project,
         run,
         created,
-        base: { id: best.base.id, digest: best.base.digest, size: best.base.size },
-        delta: { digest, size: best.delta.length, compression, vcdiffSize: best.vcdiffSize },
+        base: { id: chosen.base.id, digest: chosen.base.digest, size: chosen.base.size },
+        delta: { digest, size: chosen.delta.length, compression, vcdiffSize: chosen.vcdiff.length },
         result,
       };
     }

@@ -76,3 +76,12 @@ t.test('GNU long names; what is not a tar has no index', async (t) => {
   t.equal(indexTarBytes(bad), undefined, 'a corrupt header');
   t.same(indexTarBytes(Buffer.alloc(0))?.entries, [], 'an empty file: an empty tar');
 });
+
+t.test('pax record lengths count bytes: a non-ASCII name is read whole, and the records after it', async (t) => {
+  const dir = t.testdir({ src: { 'été-ünïcødé.txt': 'hi\n', 'b.txt': 'b\n' } });
+  const file = join(dir, 'pax.tar');
+  // GNU tar's pax format: path=, then mtime=, atime=, ctime= records in one header
+  execFileSync('tar', ['--format=pax', '-cf', file, '-C', join(dir, 'src'), 'été-ünïcødé.txt', 'b.txt']);
+  t.match(readFileSync(file).toString('latin1'), /\d+ path=.*\n\d+ mtime=/, 'the path record has records after it');
+  t.same(indexTarBytes(readFileSync(file))?.entries.map((e) => e.path), ['été-ünïcødé.txt', 'b.txt']);
+});

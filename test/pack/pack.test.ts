@@ -165,3 +165,34 @@ t.test('streams: a 400 MiB file packs without holding it in memory', async (t) =
   t.ok(bytes > 400 * 1024 * 1024);
   t.ok(peak - before < 150 * 1024 * 1024, `rss grew by ${((peak - before) / 1048576).toFixed(0)} MiB`);
 });
+
+t.test('mode 000 files and directories keep it (tar-stream would default a falsy mode)', async (t) => {
+  const dir = t.testdir({ tree: { none: 'x', closed: { inner: 'y' } } });
+  const root = join(dir, 'tree');
+  chmodSync(join(root, 'none'), 0);
+  chmodSync(join(root, 'closed'), 0);
+  const file = join(dir, 'out.tar');
+  await packToFile(root, file);
+  const listing = execFileSync('tar', ['-tvf', file], { encoding: 'utf8' });
+  t.match(listing, /^d--------- .* closed\/$/m);
+  t.match(listing, /^-rw-r--r-- .* closed\/inner$/m);
+  t.match(listing, /^---------- .* none$/m);
+  const out = join(dir, 'out');
+  await unpackTar(createReadStream(file), out);
+  t.equal(lstatSync(join(out, 'none')).mode & 0o7777, 0);
+  t.equal(lstatSync(join(out, 'closed')).mode & 0o7777, 0);
+  chmodSync(join(out, 'closed'), 0o755); // so that tap can remove the testdir
+  chmodSync(join(root, 'closed'), 0o755);
+});
+
+t.test('a file name or symlink target that is not UTF-8 is refused by name, not as missing', async (t) => {
+  for (const what of ['file name', 'symlink target']) {
+    const dir = t.testdir({ tree: { sub: {} } });
+    const bad = Buffer.concat([Buffer.from(join(dir, 'tree/sub/')), Buffer.from('bad\xe9name', 'latin1')]);
+    if (what === 'file name') writeFileSync(bad, 'x');
+    else symlinkSync(Buffer.from('bad\xe9name', 'latin1'), join(dir, 'tree/sub/link'));
+    await t.rejects(packToFile(join(dir, 'tree'), join(dir, 'out.tar')), { code: 'FC_ERR_BAD_NAME', message: `${what} is not valid UTF-8: ` }, what);
+    await t.rejects(packToFile(join(dir, 'tree'), join(dir, 'out.tar')), { message: /sub\/(link -> )?bad\\xe9name/ }, `${what}: the bytes are shown`);
+    await t.rejects(packToFile(join(dir, 'tree'), join(dir, 'out.tar'), { include: ['sub/*'] }), { code: 'FC_ERR_BAD_NAME' }, `${what}: also through an include glob`);
+  }
+});

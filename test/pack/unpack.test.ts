@@ -1,9 +1,11 @@
 import t from 'tap';
-import { chmodSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, createReadStream, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
-import { safeEntryPath, unpackTar } from '../../src/pack/unpack.js';
+import { checkTar, safeEntryPath, unpackTar } from '../../src/pack/unpack.js';
+import { describeTree } from '../helpers/tree.js';
 
 type Entry = { header: Partial<tar.Header> & { name: string }; body?: string };
 
@@ -79,4 +81,62 @@ t.test('setuid and setgid bits are dropped; permissions, sticky and directory mo
   t.equal(statSync(join(out, 'sg')).mode & 0o7777, 0o750);
   t.equal(statSync(join(out, 'd/f')).mode & 0o7777, 0o600);
   t.equal(statSync(join(out, 'd')).mode & 0o7777, 0o1750, 'sticky kept, setgid dropped, the last entry wins');
+});
+
+t.test("GNU tar's `tar -C dir -c .`: the ./ root entry is skipped, ./ prefixes and hard links unpack", async (t) => {
+  const dir = t.testdir();
+  const src = join(dir, 'src');
+  mkdirSync(join(src, 'd/e'), { recursive: true });
+  chmodSync(src, 0o700); // like mktemp -d: the target must not get this mode
+  writeFileSync(join(src, 'd/f'), 'shared body\n');
+  linkSync(join(src, 'd/f'), join(src, 'd/e/g'));
+  linkSync(join(src, 'd/f'), join(src, 'top'));
+  symlinkSync('d/f', join(src, 'l'));
+  const file = join(dir, 'x.tar');
+  execFileSync('tar', ['-C', src, '-cf', file, '.']);
+  const listing = execFileSync('tar', ['-tvf', file], { encoding: 'utf8' });
+  t.match(listing, /^d.* \.\/\n/, 'the archive starts with ./');
+  t.match(listing, /^h.* link to \.\/top$/m, 'and has hard links');
+  t.same(await checkTar(createReadStream(file)), { entries: 6 }, 'the dry run takes it');
+  const out = join(dir, 'out');
+  t.same(await unpackTar(createReadStream(file), out), { entries: 6 });
+  t.same(describeTree(out), describeTree(src));
+  t.equal(statSync(join(out, 'd/e/g')).ino, statSync(join(out, 'd/f')).ino, 'a hard link, not a copy');
+  t.equal(statSync(out).mode & 0o777, 0o755, "the target keeps its mode, not the root entry's");
+});
+
+t.test('a hard link must join a regular file unpacked before it, inside the target', async (t) => {
+  const cases: Array<[string, Entry[]]> = [
+    ['a later file', [{ header: { name: 'h', type: 'link', linkname: 'f' } }, { header: { name: 'f' }, body: 'x' }]],
+    ['a missing file', [{ header: { name: 'h', type: 'link', linkname: 'nope' } }]],
+    ['a directory', [{ header: { name: 'd', type: 'directory' } }, { header: { name: 'h', type: 'link', linkname: 'd' } }]],
+    ['a symlink', [{ header: { name: 's', type: 'symlink', linkname: '/etc/passwd' } }, { header: { name: 'h', type: 'link', linkname: 's' } }]],
+    ['through a symlink', [{ header: { name: 's', type: 'symlink', linkname: '/etc' } }, { header: { name: 'h', type: 'link', linkname: 's/passwd' } }]],
+    ['outside', [{ header: { name: 'f' }, body: 'x' }, { header: { name: 'h', type: 'link', linkname: '../f' } }]],
+  ];
+  for (const [what, entries] of cases) {
+    const dir = t.testdir();
+    await t.rejects(unpackTar(await tarOf(entries), join(dir, 'out')), { code: 'FC_ERR_BAD_NAME', message: /hard link target/ }, what);
+    t.notOk(existsSync(join(dir, 'out', 'h')), `${what}: no link made`);
+    if (what !== 'through a symlink') await t.rejects(checkTar(await tarOf(entries)), { code: 'FC_ERR_BAD_NAME' }, `${what}: the dry run refuses it too`);
+  }
+});
+
+t.test('an empty, truncated or non-tar stream is refused, not unpacked as an empty project', async (t) => {
+  const dir = t.testdir({ src: { f: 'x'.repeat(600) } });
+  const file = join(dir, 'x.tar');
+  execFileSync('tar', ['-C', join(dir, 'src'), '-cf', file, 'f']);
+  const whole = readFileSync(file);
+  const cases: Array<[string, Buffer, RegExp]> = [
+    ['0 bytes', Buffer.alloc(0), /empty \(0 bytes\)/],
+    ['no end-of-archive marker', whole.subarray(0, 512 * 3), /no end-of-archive marker/],
+    ['cut inside an entry', whole.subarray(0, 700), /not a readable tar/],
+    ['not a tar', Buffer.from('hello\n'.repeat(200)), /not a readable tar/],
+  ];
+  for (const [what, bytes, message] of cases) {
+    const out = join(dir, `out-${what}`);
+    await t.rejects(unpackTar(Readable.from([bytes]), out), { code: 'FC_ERR_ARCHIVE', message }, what);
+    await t.rejects(checkTar(Readable.from([bytes])), { code: 'FC_ERR_ARCHIVE', message }, `${what}: dry run`);
+  }
+  t.same(await unpackTar(Readable.from([whole.subarray(0, 512 * 4)]), join(dir, 'lone')), { entries: 1 }, 'a lone zero block ends it, as for GNU tar');
 });

@@ -1,49 +1,27 @@
 // A pull stopped by SIGTERM or SIGINT while the base downloads leaves nothing in TMPDIR.
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
 import { MANIFEST_FORMAT } from '../../src/project-upload/manifest.js';
 import { cliArgs } from '../helpers/processes.js';
+import { STALLED_SIZE, stallingOrigin } from './stalling-origin.js';
 
 const hex = 'a'.repeat(64);
 
-/** An origin that answers the manifest, then sends part of the base and stalls. */
-async function stallingOrigin(t: Test): Promise<string> {
-  const body = gzipSync(randomBytes(4 << 20), { level: 0 });
-  const manifest = {
-    format: MANIFEST_FORMAT,
-    project: 'p',
-    run: 'r',
-    created: new Date().toISOString(),
-    base: { id: 'b', digest: `sha256:${hex}`, size: body.length },
-    delta: null,
-    result: { digest: `sha256:${hex}`, size: 1 },
-  };
-  const server = createServer((req, res) => {
-    if (req.url === '/projects/p/runs/r') {
-      res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify(manifest));
-    } else {
-      res.writeHead(200, { 'content-length': body.length });
-      res.write(body.subarray(0, body.length >> 1)); // and never the rest
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    server.closeAllConnections();
-    server.close();
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+const manifest = {
+  format: MANIFEST_FORMAT,
+  project: 'p',
+  run: 'r',
+  created: new Date().toISOString(),
+  base: { id: 'b', digest: `sha256:${hex}`, size: STALLED_SIZE },
+  delta: null,
+  result: { digest: `sha256:${hex}`, size: 1 },
+};
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   t.test(`${signal} during the base download`, async (t) => {
-    const url = await stallingOrigin(t);
+    const url = await stallingOrigin(t, { '/projects/p/runs/r': manifest });
     const dir = t.testdir();
     const tmp = join(dir, 'tmp');
     mkdirSync(tmp);

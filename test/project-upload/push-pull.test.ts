@@ -1,6 +1,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync, readdirSync, readFileSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, statSync, rmSync, readdirSync, readFileSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import type { Test } from 'tap';
@@ -167,4 +168,33 @@ t.test("spread's repack script decides what is uploaded", async (t) => {
   t.same(readdirSync(out).sort(), ['main.ts', 'run.sh']);
   t.not(only.manifest.result.digest, plain.manifest.result.digest);
   await t.rejects(pushProject({ ...common, run: 'broken', repack: 'exit 7' }), { code: 'FC_ERR_PROJECT' });
+});
+
+t.test('the usual repack `tar -C "$tmp" -c . >&4` (a ./ entry, hard links) pushes and pulls', async (t) => {
+  const { url, dir, project, common } = await originWithProject(t, 'repack-tmp');
+  // the packed tar has no hard links (they are packed as files): the repack makes one
+  const repack = 'tmp=$(mktemp -d); trap \'rm -rf "$tmp"\' EXIT; tar -x -C "$tmp" <&3; ln "$tmp/run.sh" "$tmp/src/run-again.sh"; tar -C "$tmp" -c . >&4';
+  const pushed = await pushProject({ ...common, run: 'tmp', repack });
+  t.match(execFileSync('tar', ['-tvf', join(common.baseCache, `${parseDigestString(pushed.manifest.base.digest).hex}.tar`)], { encoding: 'utf8' }), /^h.* link to /m, 'the base has a hard link');
+  const out = join(dir, 'out');
+  await pullProject({ project: 'repack-tmp', run: 'tmp', from: url, dir: out });
+  const expected = describeTree(project);
+  t.same(describeTree(out), { ...expected, 'src/run-again.sh': expected['run.sh'] });
+  t.equal(statSync(join(out, 'src/run-again.sh')).ino, statSync(join(out, 'run.sh')).ino);
+});
+
+t.test('a repack output the machines cannot unpack is refused before anything is uploaded', async (t) => {
+  const { url, common } = await originWithProject(t, 'repack-bad');
+  const cases: Array<[string, RegExp]> = [
+    ['true', /empty \(0 bytes\)/],
+    ['echo not a tar >&4', /not a readable tar/],
+    ['head -c 1024 <&3 >&4', /not a readable tar|no end-of-archive marker/],
+    ['tar -cf - --hard-dereference /dev/null 2>/dev/null >&4', /entry type character-device is not supported/],
+  ];
+  for (const [repack, why] of cases) {
+    const err = await pushProject({ ...common, run: 'bad', repack }).then(() => undefined, (e: unknown) => e);
+    t.match(err, { code: 'FC_ERR_PROJECT', message: why }, repack);
+    t.match((err as Error).message, `repack script: ${repack}`, `${repack}: the message names the script`);
+  }
+  t.same(await listBases(url, 'repack-bad', { token: TOKEN }), [], 'no base uploaded');
 });

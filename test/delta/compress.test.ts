@@ -1,0 +1,22 @@
+// compressDelta's brotli: a fast pass first, the slow one (quality 11, about 1 s per MiB of
+// data that does not compress) only where it can pay.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { brotliCompressSync, constants } from 'node:zlib';
+import { compressDelta, decompressDelta } from '../../src/delta/compress.js';
+import { VCDIFF_HEADER } from '../../src/delta/vcdiff.js';
+
+const brotliAt = (bytes: Buffer, quality: number): Buffer =>
+  brotliCompressSync(bytes, { params: { [constants.BROTLI_PARAM_QUALITY]: quality, [constants.BROTLI_PARAM_LGWIN]: 24, [constants.BROTLI_PARAM_SIZE_HINT]: bytes.length } });
+
+t.test('a delta that does not compress skips the slow pass; one that does gets it', async (t) => {
+  const random = Buffer.concat([VCDIFF_HEADER, randomBytes(1 << 20)]);
+  const out = compressDelta(random, 'brotli');
+  t.same(out, brotliAt(random, 5), 'the fast pass, as it is');
+  t.same(decompressDelta(out), random);
+  const text = Buffer.concat([VCDIFF_HEADER, Buffer.from(Array.from({ length: 20_000 }, (_, i) => `line ${i} of a source file ${i % 7}\n`).join(''))]);
+  const slow = compressDelta(text, 'brotli');
+  t.same(slow, brotliAt(text, 11), 'quality 11 where it compresses');
+  t.same(compressDelta(text, 'brotli', { fast: true }), brotliAt(text, 5), 'fast: only the fast pass');
+  t.same(decompressDelta(slow), text);
+});

@@ -1,0 +1,55 @@
+// A push or pack stopped by SIGTERM or SIGINT leaves no partial file beside its outputs: not
+// in the base cache (a base-sized .partial nothing would ever remove), not beside an -o file.
+import t, { type Test } from 'tap';
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cliArgs, stopWithTest } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
+import { STALLED_SIZE, stallingOrigin } from './stalling-origin.js';
+
+/** Runs the CLI until `started` holds, then sends `signal`; resolves with the signal it ended by. */
+async function interrupt(t: Test, args: string[], started: () => boolean, signal: NodeJS.Signals): Promise<NodeJS.Signals | null> {
+  const child = spawn(process.execPath, cliArgs(args), { stdio: 'ignore', env: { ...process.env, FLEETCACHE_TOKEN: 'x' } });
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, sig) => resolve(sig)));
+  stopWithTest(t, child, 'SIGKILL');
+  await eventually('the command is under way', started, 30_000);
+  child.kill(signal);
+  return exited;
+}
+
+const partials = (dir: string): string[] => readdirSync(dir).filter((f) => f.endsWith('.partial'));
+
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  t.test(`${signal} during a push's base download leaves no .partial in the base cache`, async (t) => {
+    const base = { id: 'b1', digest: `sha256:${'b'.repeat(64)}`, size: STALLED_SIZE, created: 1 };
+    const url = await stallingOrigin(t, { '/projects/p/bases': { bases: [base] } });
+    const dir = t.testdir({ proj: { 'a.txt': 'a\n' }, bases: {} });
+    const bases = join(dir, 'bases');
+    const args = ['push', '--project', 'p', '--origin', url, '--base-cache', bases, join(dir, 'proj')];
+    t.equal(await interrupt(t, args, () => partials(bases).length > 0, signal), signal, `the push ends by ${signal}`);
+    t.same(readdirSync(bases), [], 'nothing left in the base cache');
+  });
+}
+
+t.test('SIGTERM during pack --repack leaves neither the output nor its partial files', async (t) => {
+  // the script's own process group outlives the pack: stopped by its PID (registered before
+  // t.testdir(), whose removal tap runs before the teardowns registered after it)
+  let pid: number | undefined;
+  t.teardown(() => {
+    try {
+      if (pid !== undefined) process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  });
+  const dir = t.testdir({ proj: { 'a.txt': 'a\n' } });
+  const pidFile = join(dir, 'repack.pid');
+  const repack = `echo $$ > ${pidFile}.new; mv ${pidFile}.new ${pidFile}; cat <&3 >&4; exec sleep 30`;
+  const started = (): boolean => {
+    if (readdirSync(dir).includes('repack.pid')) pid = Number(readFileSync(pidFile, 'utf8'));
+    return pid !== undefined;
+  };
+  t.equal(await interrupt(t, ['pack', join(dir, 'proj'), '-o', join(dir, 'out.tar'), '--repack', repack], started, 'SIGTERM'), 'SIGTERM');
+  t.same(readdirSync(dir).sort(), ['proj', 'repack.pid']);
+});

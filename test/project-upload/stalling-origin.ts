@@ -1,0 +1,31 @@
+// An origin that answers a few JSON paths and, for anything else (a blob), sends half of a
+// 4 MiB gzip body and stalls: a command is caught in the middle of a download.
+import type { Test } from 'tap';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
+
+const body = gzipSync(randomBytes(4 << 20), { level: 0 });
+/** The blob's size, for the records that point at it. */
+export const STALLED_SIZE = body.length;
+
+/** `json`: URL path prefix → body answered as JSON. Returns the origin's URL. */
+export async function stallingOrigin(t: Test, json: Record<string, unknown>): Promise<string> {
+  const server = createServer((req, res) => {
+    const answer = Object.entries(json).find(([prefix]) => req.url?.startsWith(prefix));
+    if (answer) {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(answer[1]));
+    } else {
+      res.writeHead(200, { 'content-length': body.length });
+      res.write(body.subarray(0, body.length >> 1)); // and never the rest
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
