@@ -106,7 +106,12 @@ export class SshProvider implements Provider {
     const h = this.#hostOf(record.address);
     if (!h) throw new ConfigError(`backend ${this.name}: reused host ${record.address} is not in its hosts list`);
     this.#busy.add(h);
-    return this.#connect(h, system);
+    try {
+      return await this.#connect(h, system);
+    } catch (err) {
+      this.#release(h);
+      throw err;
+    }
   }
 
   async discard(machine: Machine): Promise<void> {
