@@ -303,12 +303,23 @@ async function runJobs(
         const label = `${w.backend}:${w.system}`;
         // evaluated as spread does ($VAR and $(HOST:) from the project and backend environments)
         const spec = { name: w.system, username: fields.usernames.get(label) || undefined, password: fields.passwords.get(label) || undefined };
-        const kept = o.reuse ? pool?.take(w.backend, w.system) : undefined;
-        let machine: Machine;
-        if (kept) {
-          log.line(`Reusing ${label} at ${kept.address}...`);
-          machine = await provider.reuse(kept, spec);
-        } else {
+        // the record of the machine taken back, if one could be
+        let kept: MachineRecord | undefined;
+        let machine: Machine | undefined;
+        while (o.reuse && !machine) {
+          const record = pool?.take(w.backend, w.system);
+          if (!record) break;
+          log.line(`Reusing ${label} at ${record.address}...`);
+          try {
+            machine = await provider.reuse(record, spec);
+            kept = record;
+          } catch (err) {
+            // as spread: the record stays on file until a discard succeeds, and another machine is tried
+            log.line(`Cannot reuse ${label} at ${record.address}: ${(err as Error).message}`);
+            pool!.keep(record);
+          }
+        }
+        if (!machine) {
           log.line(`Allocating ${label}...`);
           machine = await provider.allocate(spec, { signal });
           log.line(`Allocated ${label}.`);
