@@ -56,7 +56,10 @@ export class MachineSession {
   #firstJob: Job | undefined;
   #projectPrepared = false;
   #backendPrepared = false;
-  #suite: { job: Job; failed: boolean } | undefined;
+  /** The suite this machine is inside, entered by `job` (its restore runs when leaving). */
+  #suite: { job: Job } | undefined;
+  /** Suites whose prepare failed here: their later jobs on this machine are aborted (spread's badSuite). */
+  readonly #badSuites = new Set<string>();
   #broken = false;
   /** A reboot left the machine unreachable: nothing more runs on it. */
   #lost = false;
@@ -155,6 +158,10 @@ export class MachineSession {
     this.#firstJob ??= job;
     if (this.#lost || this.#halted) return this.#abort(job);
     if (this.#ctx.restoreOnly) return this.#restoreOnly(job);
+    if (this.#badSuites.has(job.suite.name)) {
+      tally.aborted.push(summaryItem(job.name));
+      return true;
+    }
     if (!this.#projectPrepared) {
       this.#projectPrepared = true;
       if (!(await this.#step(job, 'project', project.prepare, sys, 'Preparing', 'project prepare', '.', project.debug))) return this.#abort(job);
@@ -167,12 +174,12 @@ export class MachineSession {
       if (!(await this.#leaveSuite())) return this.#abort(job);
     }
     if (!this.#suite) {
-      const ok = await this.#step(job, 'suite', job.suite.prepare, `${sys}:${job.suite.name}`, 'Preparing', 'suite prepare', this.#taskDir(job), job.suite.debug);
-      this.#suite = { job, failed: !ok };
-    }
-    if (this.#suite.failed) {
-      tally.aborted.push(summaryItem(job.name));
-      return true;
+      this.#suite = { job };
+      if (!(await this.#step(job, 'suite', job.suite.prepare, `${sys}:${job.suite.name}`, 'Preparing', 'suite prepare', this.#taskDir(job), job.suite.debug))) {
+        this.#badSuites.add(job.suite.name);
+        tally.aborted.push(summaryItem(job.name));
+        return true;
+      }
     }
     const started = Date.now();
     if (this.#ctx.assets) {
@@ -227,7 +234,7 @@ export class MachineSession {
     this.#projectPrepared = true;
     this.#backendPrepared = true;
     if (this.#suite && this.#suite.job.suite.name !== job.suite.name && !(await this.#leaveSuite())) return this.#abort(job);
-    this.#suite ??= { job, failed: false };
+    this.#suite ??= { job };
     this.#ctx.progress.taken++;
     const runs = !this.#halted;
     const restored = await this.#step(job, 'task', jobRestore(job, this.#ctx.project), job.name, 'Restoring', 'task restore', this.#taskDir(job), jobDebug(job, this.#ctx.project));

@@ -163,3 +163,28 @@ t.test('-abend: after a failure on one machine the others start no new job and r
   t.notMatch(out, /Restoring/, 'no restore on either machine');
   t.equal(result.tally.successful + result.tally.aborted.length, 6, 'every job done or aborted');
 });
+
+t.test('a failed suite prepare aborts every later job of that suite on the machine, also after leaving it', async (t) => {
+  const yaml = [
+    'project: bad-suite',
+    'path: /home/bad-suite',
+    ...LOCAL,
+    'suites:',
+    '  s1/:',
+    '    summary: s1',
+    '    prepare: echo S1-PREPARE; exit 1',
+    '    restore: echo S1-RESTORE',
+    '  s2/:',
+    '    summary: s2',
+    '',
+  ].join('\n');
+  // one machine; priorities make it take s1/a, then s2/c, then come back for s1/b
+  const task = (priority: number) => `summary: t\nexecute: echo EXEC\npriority: ${priority}\n`;
+  const dir = await project(t, yaml, { 's1/a': task(10), 's2/c': task(5), 's1/b': task(0) });
+  const { result, out } = await run(dir);
+  t.equal(out.match(/Preparing local:alpha-1:s1\/ /g)?.length, 1, 'the suite prepare ran once');
+  t.same(result.tally.failures.get('suite prepare'), ['local:alpha-1:s1/']);
+  t.same([...result.tally.aborted].sort(), ['local:alpha-1:s1/a', 'local:alpha-1:s1/b']);
+  t.equal(result.tally.successful, 1, 's2/c ran');
+  t.match(out, /Executing local:alpha-1:s2\/c /);
+});
