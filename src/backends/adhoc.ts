@@ -172,6 +172,11 @@ export class AdhocProvider implements Provider {
   discard(machine: Machine): Promise<void> {
     return this.#release(machine.system, machine.address);
   }
+
+  /** The discard script needs only the address (SPREAD_SYSTEM_ADDRESS), as in spread. */
+  discardRecord(record: MachineRecord, system: SystemSpec): Promise<void> {
+    return this.#release(system, record.address);
+  }
 }
 
 export function create(name: string, options: AdhocOptions, ctx: BackendContext): Provider {

@@ -2,7 +2,7 @@
 // machines, have each machine pull the project (and assets) through the cache of its
 // region, run the jobs in spread's order, collect artifacts, print the summary.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, posix, relative, sep } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { BackendContext, Machine, MachineRecord, Provider } from '../backends/backend.js';
@@ -98,7 +98,11 @@ async function createProviders(project: Project, backends: ReadonlySet<Backend>,
   return providers;
 }
 
-/** spread -discard: releases the machines an earlier -reuse run kept, running nothing on them. */
+/**
+ * spread -discard: releases the machines an earlier -reuse run kept, running nothing on them
+ * and reaching none (Provider.discardRecord). Returns how many were discarded; throws after
+ * trying them all when some could not be, their records kept for the next try.
+ */
 export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRoot?: string }): Promise<number> {
   const log = o.log ?? new RunLog();
   const project = await loadProject(findProject(o.cwd));
@@ -106,7 +110,8 @@ export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRo
   const stateDir = o.dataRoot ?? join(project.rootDir, DEFAULT_DATA_DIR);
   // also the machines of runs killed before they could discard them (a -reuse run's are in both)
   const orphans = await RunningMachines.orphans(stateDir);
-  const records = pool.drain();
+  const kept = pool.drain();
+  const records = [...kept];
   for (const r of orphans.records) if (!records.some((k) => sameMachine(k, r))) records.push(r);
   const backends = new Set(project.backends.filter((b) => records.some((r) => r.backend === b.name)));
   const providers = await createProviders(project, backends, {
@@ -116,21 +121,26 @@ export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRo
     stateDir,
     log: (line) => log.line(line),
   });
-  let discarded = 0;
+  const failed: MachineRecord[] = [];
   for (const record of records) {
+    const label = `${record.backend}:${record.system} at ${record.address}`;
     const provider = providers.get(record.backend);
-    if (!provider) {
-      log.line(`Cannot discard ${record.backend}:${record.system} at ${record.address}: backend no longer in spread.yaml.`);
-      continue;
+    try {
+      if (!provider) throw new Error('backend no longer in spread.yaml');
+      log.line(`Discarding ${label}...`);
+      await provider.discardRecord(record, { name: record.system, ...(record.username ? { username: record.username } : {}), ...(record.password ? { password: record.password } : {}) });
+    } catch (err) {
+      log.line(`Cannot discard ${label}: ${(err as Error).message}`);
+      failed.push(record);
+      if (kept.includes(record)) pool.keep(record);
     }
-    log.line(`Discarding ${record.backend}:${record.system} at ${record.address}...`);
-    const machine = await provider.reuse(record, { name: record.system, ...(record.username ? { username: record.username } : {}), ...(record.password ? { password: record.password } : {}) });
-    await machine.discard();
-    discarded++;
   }
   await pool.save();
-  for (const file of orphans.files) await rm(file, { force: true });
-  return discarded;
+  await RunningMachines.prune(orphans.files, failed);
+  if (failed.length > 0) {
+    throw new FleetError('FC_ERR_UNAVAILABLE', `${failed.length} of ${records.length} machine(s) could not be discarded; they stay on record for the next run --discard`);
+  }
+  return records.length;
 }
 
 /** The runner's own files inside the project, never shipped with it: data directory, reuse and timings files. */
