@@ -179,6 +179,12 @@ export class AdhocProvider implements Provider {
   }
 }
 
+export function verify(options: AdhocOptions): void {
+  durationMs(options['retry-delay'], 'retry-delay', 0);
+  durationMs(options['allocate-timeout'], 'allocate-timeout', 0);
+  rebootSettings(options);
+}
+
 export function create(name: string, options: AdhocOptions, ctx: BackendContext): Provider {
   return new AdhocProvider(name, options, ctx);
 }

@@ -123,6 +123,10 @@ export class SshProvider implements Provider {
   async discardRecord(): Promise<void> {}
 }
 
+export function verify(options: SshOptions): void {
+  rebootSettings(options);
+}
+
 export function create(name: string, options: SshOptions, ctx: BackendContext): Provider {
   return new SshProvider(name, options, ctx);
 }

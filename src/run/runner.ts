@@ -2,11 +2,10 @@
 // machines, have each machine pull the project (and assets) through the cache of its
 // region, run the jobs in spread's order, collect artifacts, print the summary.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, posix, relative, sep } from 'node:path';
-import { parseDocument } from 'yaml';
 import type { BackendContext, Machine, MachineRecord, Provider } from '../backends/backend.js';
-import { createProvider } from '../backends/registry.js';
+import { BACKENDS, createProvider } from '../backends/registry.js';
 import { fetchArtifacts } from '../artifacts/download.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes, parseDuration } from '../config/units.js';
@@ -15,6 +14,7 @@ import type { RepackOptions } from '../pack/repack.js';
 import { pushProject, type PushResult } from '../project-upload/push.js';
 import { buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
 import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Backend, type Job, type Project, type ResolvedFields } from '../spread/index.js';
+import { projectError } from '../spread/yaml.js';
 import { AGENT_REMOTE_NAME, installAgent, runAgent, shellQuote } from './agent-client.js';
 import { REUSE_FILE, ReusePool, RunningMachines, sameMachine } from './reuse.js';
 import { RunInterrupt } from './interrupt.js';
@@ -90,11 +90,10 @@ export interface RunResult {
   readonly artifactBytes: number;
 }
 
-/** One provider per backend, from the backend's options as written in spread.yaml (each backend file validates its own). */
-async function createProviders(project: Project, backends: ReadonlySet<Backend>, ctx: BackendContext): Promise<Map<string, Provider>> {
-  const doc = parseDocument(await readFile(project.file, 'utf8')).toJS() as { backends?: Record<string, unknown> } | null;
+/** One provider per backend, from the options the project model decoded and checked. */
+function createProviders(project: Project, backends: ReadonlySet<Backend>, ctx: BackendContext): Map<string, Provider> {
   const providers = new Map<string, Provider>();
-  for (const b of backends) providers.set(b.name, createProvider(b.name, b.type, doc?.backends?.[b.name] ?? {}, { ...ctx, scriptTimeouts: levelTimeouts([b, project]) }));
+  for (const b of backends) providers.set(b.name, createProvider(b.name, b.type, b.options, { ...ctx, scriptTimeouts: levelTimeouts([b, project]) }));
   return providers;
 }
 
@@ -114,7 +113,7 @@ export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRo
   const records = [...kept];
   for (const r of orphans.records) if (!records.some((k) => sameMachine(k, r))) records.push(r);
   const backends = new Set(project.backends.filter((b) => records.some((r) => r.backend === b.name)));
-  const providers = await createProviders(project, backends, {
+  const providers = createProviders(project, backends, {
     projectRoot: project.rootDir,
     remotePath: resolveProjectFields(project).remotePath,
     password: '',
@@ -183,6 +182,10 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
   const project = await loadProject(root);
   const jobs = expandJobs(project, o.filters);
   if (jobs.length === 0) throw new FleetError('FC_ERR_PROJECT', 'nothing to run');
+  // spread's cloud types load (for list) but have no provider here: said before anything is packed
+  for (const b of new Set(jobs.map((j) => j.backend))) {
+    if (!BACKENDS[b.type]) throw projectError(`backend "${b.name}" has type "${b.type}", which fleetcache cannot run (it runs ${Object.keys(BACKENDS).join(', ')})`, b.origin);
+  }
   const dataRoot = o.dataRoot ?? join(project.rootDir, DEFAULT_DATA_DIR);
   const fields = resolveProjectFields(project);
   const interrupt = o.signals === false ? undefined : RunInterrupt.install(log);
@@ -274,7 +277,7 @@ async function runJobs(
   }
   const queue = new JobQueue(sched, { seed, ordered: o.order === true, duration });
 
-  const providers = await createProviders(project, new Set(jobs.map((j) => j.backend)), {
+  const providers = createProviders(project, new Set(jobs.map((j) => j.backend)), {
     projectRoot: project.rootDir,
     remotePath: fields.remotePath,
     password: o.password ?? randomBytes(9).toString('base64url'),

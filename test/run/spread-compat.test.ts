@@ -188,3 +188,9 @@ t.test('a failed suite prepare aborts every later job of that suite on the machi
   t.equal(result.tally.successful, 1, 's2/c ran');
   t.match(out, /Executing local:alpha-1:s2\/c /);
 });
+
+t.test('a backend type fleetcache has no provider for is refused before anything is packed', async (t) => {
+  const dir = await project(t, spreadYaml('cloudy', ['backends:', '  lxd:', '    systems: [ubuntu-1]']));
+  await t.rejects(run(dir), { code: 'FC_ERR_PROJECT', message: /^spread\.yaml:4: backend "lxd" has type "lxd", which fleetcache cannot run \(it runs local, adhoc, ssh\)$/ });
+  await t.rejects(readdir(join(dir, 'cache')), { code: 'ENOENT' }, 'no origin started, nothing packed');
+});

@@ -39,6 +39,12 @@ const loadErrors: Array<[string, string, Record<string, string> | undefined, str
   ['absolute artifact', project(), { 's/t': task('a', 'artifacts: [/etc]\n') }, /s\/t has improper artifact path: \/etc/],
   ['escaping artifact', project(), { 's/t': task('a', 'artifacts: [../x]\n') }, /s\/t has improper artifact path: \.\.\/x/],
   ['unclean artifact', project(), { 's/t': task('a', 'artifacts: [a//b]\n') }, /s\/t has improper artifact path: a\/\/b/],
+  // fleetcache backends' own options, checked at load (list and run) with the field's line
+  ['ssh without hosts', project({ backends: '    farm:\n        type: ssh\n        host:\n            - address: h\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:4: backend "farm": missing field "hosts"'],
+  ['ssh host port', project({ backends: '    farm:\n        type: ssh\n        hosts:\n            - address: h\n              port: 99999\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:8: backend "farm" field hosts.0.port: must be <= 65535'],
+  ['ssh host unknown field', project({ backends: '    farm:\n        type: ssh\n        hosts:\n            - address: h\n              bogus: 1\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:8: backend "farm" field hosts.0.bogus: unknown field'],
+  ['adhoc duration', project({ backends: '    cloud:\n        type: adhoc\n        allocate: ADDRESS h\n        retry-delay: soon\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:7: backend "cloud" field retry-delay: invalid duration "soon" (examples: 250ms, 30s, 5m, 1h30m)'],
+  ['local netns', project({ backends: '    local:\n        netns: "a b"\n        systems: [ubuntu-1]\n' }), undefined, /^spread\.yaml:5: backend "local" field netns: must match pattern/],
 ];
 
 for (const [label, spread, tasks, message] of loadErrors) {
