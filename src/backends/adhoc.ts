@@ -133,8 +133,9 @@ export class AdhocProvider implements Provider {
       await sleep(this.#retryDelay, undefined, { signal: options?.signal });
     }
     const { host, port } = splitAddress(address);
-    this.#ctx.log?.(`Waiting for ${label} to make SSH available at ${host}:${port}...`);
     try {
+      this.#ctx.checkAddress?.(address);
+      this.#ctx.log?.(`Waiting for ${label} to make SSH available at ${host}:${port}...`);
       await waitForPort(host, port, Math.max(0, deadline - Date.now()), options?.signal);
       return await this.#connect(address, system);
     } catch (err) {

@@ -129,4 +129,9 @@ export interface BackendContext {
    * discard), as the spread model resolved them for the backend level; default 5m/15m.
    */
   scriptTimeouts?: { warn: number; kill: number };
+  /**
+   * Asked about each address a backend learns only on allocation (adhoc's ADDRESS) before
+   * anything connects to it: a refusal, thrown, releases the machine and fails the allocation.
+   */
+  checkAddress?: (address: string) => void;
 }

@@ -19,7 +19,7 @@ import { AGENT_REMOTE_NAME, installAgent, runAgent, shellQuote } from './agent-c
 import { REUSE_FILE, ReusePool, RunningMachines, sameMachine } from './reuse.js';
 import { RunInterrupt } from './interrupt.js';
 import { runWorkers, type WorkerInfo } from './driver.js';
-import { startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
+import { checkEmbeddedBackends, checkEmbeddedReach, startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
 import { loadFleetConfig, withScheduling, type FleetConfig } from './fleet.js';
 import { measuredOrder, staticOrder, unservedRegions, type CacheChoice } from './nearest.js';
 import { RunLog, RunTally, summaryItem } from './report.js';
@@ -90,10 +90,16 @@ export interface RunResult {
   readonly artifactBytes: number;
 }
 
-/** One provider per backend, from the options the project model decoded and checked. */
-function createProviders(project: Project, backends: ReadonlySet<Backend>, ctx: BackendContext): Map<string, Provider> {
+/**
+ * One provider per backend, from the options the project model decoded and checked. With
+ * `embedded`, an address learnt at allocation (adhoc) must be reachable from the embedded servers.
+ */
+function createProviders(project: Project, backends: ReadonlySet<Backend>, ctx: BackendContext, embedded = false): Map<string, Provider> {
   const providers = new Map<string, Provider>();
-  for (const b of backends) providers.set(b.name, createProvider(b.name, b.type, b.options, { ...ctx, scriptTimeouts: levelTimeouts([b, project]) }));
+  for (const b of backends) {
+    const reach = embedded ? { checkAddress: (address: string) => checkEmbeddedReach(b.name, b.type, address) } : {};
+    providers.set(b.name, createProvider(b.name, b.type, b.options, { ...ctx, scriptTimeouts: levelTimeouts([b, project]), ...reach }));
+  }
   return providers;
 }
 
@@ -206,6 +212,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
     token = resolveToken(o.tokenFile ?? configured.tokenFile);
     for (const warning of unservedRegions(fleet, jobs.map(jobRegion))) log.line(warning);
   } else {
+    checkEmbeddedBackends(new Set(jobs.map((j) => j.backend)), new Set(jobs.map((j) => `${j.backend.name}:${j.system.name}`)));
     embedded = await startEmbeddedFleet(dataRoot, regionsOf(jobs));
     o.onEmbedded?.(embedded);
     fleet = withScheduling(embedded.fleet, configured);
@@ -232,7 +239,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       `Project content is packed for delivery (${formatBytes(push.fullUploadBytes)}); sent ${formatBytes(push.bytesSent)} to the origin` +
         ` as ${push.rebased ? 'a new base' : 'a delta'} (run ${push.run}).`,
     );
-    const result = await runJobs(o, log, project, jobs, fleet, token, push, dataRoot, fields, before, interrupt);
+    const result = await runJobs(o, log, project, jobs, fleet, embedded !== undefined, token, push, dataRoot, fields, before, interrupt);
     await mkdir(join(dataRoot, 'reports'), { recursive: true });
     await writeFile(join(dataRoot, 'reports', `${result.run}.json`), JSON.stringify(result.ledger, null, 2));
     return result;
@@ -247,6 +254,7 @@ async function runJobs(
   project: Project,
   jobs: Job[],
   fleet: FleetConfig & { origin: string },
+  embedded: boolean,
   token: string | undefined,
   push: PushResult,
   dataRoot: string,
@@ -283,7 +291,7 @@ async function runJobs(
     password: o.password ?? randomBytes(9).toString('base64url'),
     stateDir: dataRoot,
     log: (line) => log.line(line),
-  });
+  }, embedded);
 
   const pulls: MachineTransfer[] = [];
   const transfer = { assets: 0, artifacts: 0 };
