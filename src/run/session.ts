@@ -218,7 +218,8 @@ export class MachineSession {
       if (this.#ctx.artifacts && !this.#lost && job.task.artifacts.length > 0 && (!ok || round === rounds)) {
         await this.#ctx.artifacts(this.machine, job, this.#env(job)).catch((err: Error) => this.#ctx.log.line(`Error fetching artifacts of ${job.name}: ${err.message}`));
       }
-      const restored = await this.#step(job, 'task', jobRestore(job, project), job.name, 'Restoring', 'task restore', this.#taskDir(job), debug);
+      // the job's debug ran already if its prepare or execute failed: spread runs it once per job
+      const restored = await this.#step(job, 'task', jobRestore(job, project), job.name, 'Restoring', 'task restore', this.#taskDir(job), ok ? debug : '');
       if (!restored) {
         this.#broken = true;
         return false;

@@ -194,3 +194,12 @@ t.test('a backend type fleetcache has no provider for is refused before anything
   await t.rejects(run(dir), { code: 'FC_ERR_PROJECT', message: /^spread\.yaml:4: backend "lxd" has type "lxd", which fleetcache cannot run \(it runs local, adhoc, ssh\)$/ });
   await t.rejects(readdir(join(dir, 'cache')), { code: 'ENOENT' }, 'no origin started, nothing packed');
 });
+
+t.test("a job's debug script runs once, also when its restore fails after a failed execute", async (t) => {
+  const dir = await project(t, spreadYaml('debug-once', LOCAL), { 's/t': 'summary: t\nexecute: exit 1\nrestore: exit 1\ndebug: echo DEBUG-RAN\n' });
+  const { result, out } = await run(dir);
+  t.same(result.tally.failed, ['local:alpha-1:s/t']);
+  t.same(result.tally.failures.get('task restore'), ['local:alpha-1:s/t']);
+  t.equal(out.match(/Debug output for local:alpha-1:s\/t /g)?.length, 1, 'one debug output');
+  t.equal(out.match(/^DEBUG-RAN$/gm)?.length, 1);
+});
