@@ -321,9 +321,11 @@ async function runJobs(
       async start(w: WorkerInfo, signal: AbortSignal) {
         const job = systemOf.get(`${w.backend}\0${w.system}`)!;
         const provider = providers.get(w.backend)!;
-        const label = `${w.backend}:${w.system}`;
+        const sys = `${w.backend}:${w.system}`;
+        // spread's `backend:system`, numbered when the system has several machines so their lines can be told apart
+        const label = (plan.find((p) => p.backend === w.backend && p.system === w.system)?.count ?? 1) > 1 ? `${sys} #${w.index + 1}` : sys;
         // evaluated as spread does ($VAR and $(HOST:) from the project and backend environments)
-        const spec = { name: w.system, username: fields.usernames.get(label) || undefined, password: fields.passwords.get(label) || undefined };
+        const spec = { name: w.system, username: fields.usernames.get(sys) || undefined, password: fields.passwords.get(sys) || undefined };
         // the record of the machine taken back, if one could be
         let kept: MachineRecord | undefined;
         let machine: Machine | undefined;
@@ -350,7 +352,7 @@ async function runJobs(
         try {
           const region = jobRegion(job);
           const choice = region === 'auto' ? await measuredOrder(machine, fleet) : staticOrder(fleet, region);
-          log.line(`Machine ${machine.name} at ${machine.address} pulls through ${choice.urls[0]} (${choice.how}).`);
+          log.line(`Machine ${label} at ${machine.address} pulls through ${choice.urls[0]} (${choice.how}).`);
           const workDir = workDirOf(machine);
           const agent = await installAgent(machine, o.agentBundle, workDir);
           const dest = shellQuote(machine.projectPath);
@@ -360,18 +362,18 @@ async function runJobs(
           const complete = `grep -qxF -- ${dest} ${shellQuote(doneMarker)} 2>/dev/null && test -n "$(ls -A ${dest} 2>/dev/null)"`;
           if (kept && !o.resend && (await machine.exec(complete, { trace: false, cwd: '/' })).exitCode === 0) {
             log.line(`Reusing project content on ${label}.`);
-            const session = new MachineSession({ ...sessionCtx, ...hooksFor(choice, workDir, machine) }, machine);
+            const session = new MachineSession({ ...sessionCtx, ...hooksFor(choice, workDir, machine) }, machine, label);
             return session;
           }
           if (kept) await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
           log.line(`Sending project content to ${label}...`);
           const answer = await runAgent(machine, agent, 'pull', { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker });
           const url = String(answer.url ?? choice.urls[0]);
-          if (url !== choice.urls[0]) log.line(`Machine ${machine.name} fell back to ${url}.`);
+          if (url !== choice.urls[0]) log.line(`Machine ${label} fell back to ${url}.`);
           pulls.push({ machine: machine.name, region: choice.region, url, bytes: Number(answer.bytesDownloaded ?? 0) });
           // Assets and artifacts go through the URL that answered, then the rest in order.
           const working: CacheChoice = { ...choice, urls: [url, ...choice.urls.filter((u) => u !== url)] };
-          const session = new MachineSession({ ...sessionCtx, ...hooksFor(working, workDir, machine) }, machine);
+          const session = new MachineSession({ ...sessionCtx, ...hooksFor(working, workDir, machine) }, machine, label);
           return session;
         } catch (err) {
           log.line(`Discarding ${label}...`);

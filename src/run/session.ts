@@ -53,6 +53,7 @@ function failureItem(job: Job, level: ScriptLevel, context: string): string {
 export class MachineSession {
   readonly #ctx: SessionContext;
   readonly machine: Machine;
+  readonly #label: string;
   #firstJob: Job | undefined;
   #projectPrepared = false;
   #backendPrepared = false;
@@ -64,13 +65,15 @@ export class MachineSession {
   /** A reboot left the machine unreachable: nothing more runs on it. */
   #lost = false;
 
-  constructor(ctx: SessionContext, machine: Machine) {
+  /** `label` names the machine in log lines (default its name, spread's `backend:system`). */
+  constructor(ctx: SessionContext, machine: Machine, label = machine.name) {
     this.#ctx = ctx;
     this.machine = machine;
+    this.#label = label;
   }
 
   get label(): string {
-    return this.machine.name;
+    return this.#label;
   }
 
   get #stopped(): boolean {

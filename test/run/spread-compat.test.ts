@@ -203,3 +203,15 @@ t.test("a job's debug script runs once, also when its restore fails after a fail
   t.equal(out.match(/Debug output for local:alpha-1:s\/t /g)?.length, 1, 'one debug output');
   t.equal(out.match(/^DEBUG-RAN$/gm)?.length, 1);
 });
+
+t.test('the machines of a system with several workers are told apart in log lines', async (t) => {
+  const flags = join(t.testdirName, 'flags');
+  const yaml = spreadYaml('two-workers', ['kill-timeout: 20s', 'backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          workers: 2']);
+  // each job waits for the other: they can only finish running at once, on the two machines
+  const task = `summary: t\nexecute: |\n  mkdir -p ${flags}; touch ${flags}/$(basename $SPREAD_TASK)\n  while [ $(ls ${flags} | wc -l) -lt 2 ]; do sleep 0.05; done\n`;
+  const dir = await project(t, yaml, { 's/t1': task, 's/t2': task });
+  const { result, out } = await run(dir);
+  t.equal(result.tally.successful, 2);
+  const labels = [...out.matchAll(/Executing local:alpha-1:s\/t\d \((.*?)\) \(\d\/2\)/g)].map((m) => m[1]).sort();
+  t.same(labels, ['local:alpha-1 #1', 'local:alpha-1 #2']);
+});
