@@ -133,8 +133,9 @@ export class AdhocProvider implements Provider {
       await sleep(this.#retryDelay, undefined, { signal: options?.signal });
     }
     const { host, port } = splitAddress(address);
-    this.#ctx.log?.(`Waiting for ${label} to make SSH available at ${host}:${port}...`);
     try {
+      this.#ctx.checkAddress?.(address);
+      this.#ctx.log?.(`Waiting for ${label} to make SSH available at ${host}:${port}...`);
       await waitForPort(host, port, Math.max(0, deadline - Date.now()), options?.signal);
       return await this.#connect(address, system);
     } catch (err) {
@@ -172,6 +173,17 @@ export class AdhocProvider implements Provider {
   discard(machine: Machine): Promise<void> {
     return this.#release(machine.system, machine.address);
   }
+
+  /** The discard script needs only the address (SPREAD_SYSTEM_ADDRESS), as in spread. */
+  discardRecord(record: MachineRecord, system: SystemSpec): Promise<void> {
+    return this.#release(system, record.address);
+  }
+}
+
+export function verify(options: AdhocOptions): void {
+  durationMs(options['retry-delay'], 'retry-delay', 0);
+  durationMs(options['allocate-timeout'], 'allocate-timeout', 0);
+  rebootSettings(options);
 }
 
 export function create(name: string, options: AdhocOptions, ctx: BackendContext): Provider {

@@ -105,6 +105,11 @@ export interface Provider {
   reuse(record: MachineRecord, system: SystemSpec): Promise<Machine>;
   /** Releases a machine (runs discard scripts, frees hosts, removes directories). */
   discard(machine: Machine): Promise<void>;
+  /**
+   * Releases a kept machine from its record alone, without reaching it (spread -discard):
+   * a machine that no longer answers is exactly the one to discard.
+   */
+  discardRecord(record: MachineRecord, system: SystemSpec): Promise<void>;
 }
 
 /** What every backend factory receives besides its own options. */
@@ -124,4 +129,9 @@ export interface BackendContext {
    * discard), as the spread model resolved them for the backend level; default 5m/15m.
    */
   scriptTimeouts?: { warn: number; kill: number };
+  /**
+   * Asked about each address a backend learns only on allocation (adhoc's ADDRESS) before
+   * anything connects to it: a refusal, thrown, releases the machine and fails the allocation.
+   */
+  checkAddress?: (address: string) => void;
 }

@@ -177,6 +177,10 @@ export class LocalProvider implements Provider {
     return machine;
   }
 
+  discardRecord(record: MachineRecord, system: SystemSpec): Promise<void> {
+    return this.discard(new LocalMachine(this, system, record.data ?? record.address, this.#remotePath));
+  }
+
   async discard(machine: Machine): Promise<void> {
     if (!(machine instanceof LocalMachine) || !machine.address.startsWith(this.#root)) {
       throw new Error(`${machine.name}: not a machine of local backend ${this.name}`);

@@ -11,46 +11,65 @@ import * as ssh from './ssh.js';
 export interface BackendType<S extends TSchema = TSchema> {
   /** Backend-specific fields of the backend's YAML mapping (others pass through). */
   readonly options: S;
+  /** Checks the schema cannot make (durations); throws a ConfigError naming the field. */
+  readonly verify?: (options: Static<S>) => void;
   create(name: string, options: Static<S>, ctx: BackendContext): Provider;
 }
 
-function entry<S extends TSchema>(options: S, create: (name: string, o: Static<S>, ctx: BackendContext) => Provider): BackendType {
-  return { options, create: create as BackendType['create'] };
+function entry<S extends TSchema>(options: S, create: (name: string, o: Static<S>, ctx: BackendContext) => Provider, verify?: (o: Static<S>) => void): BackendType {
+  return { options, create: create as BackendType['create'], ...(verify ? { verify: verify as BackendType['verify'] } : {}) };
 }
 
 export const BACKENDS: Readonly<Record<string, BackendType>> = {
   local: entry(local.localOptions, local.create),
-  adhoc: entry(adhoc.adhocOptions, adhoc.create),
-  ssh: entry(ssh.sshOptions, ssh.create),
+  adhoc: entry(adhoc.adhocOptions, adhoc.create, adhoc.verify),
+  ssh: entry(ssh.sshOptions, ssh.create, ssh.verify),
 };
+
+/** What is wrong with a backend's options: the path to the field (empty: the backend itself) and why. */
+export interface BackendProblem {
+  readonly field: readonly string[];
+  readonly message: string;
+}
+
+const describe = (p: BackendProblem): string => `${p.field.join('.') || '(backend)'}: ${p.message}`;
 
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
 const validators = new Map<string, ReturnType<typeof ajv.compile>>();
 
 /**
- * Checks a backend's fields against its type's schema. Returns null when valid, else
- * "field: message" for the caller to prefix with file and line.
+ * Checks a backend's fields against its type's schema and verify (defaults are filled in).
+ * Returns null when valid, else the field and message for the caller to place.
  */
-export function checkBackend(type: string, options: unknown): string | null {
+export function checkBackend(type: string, options: unknown): BackendProblem | null {
   const t = BACKENDS[type];
-  if (!t) return `type: unknown backend type "${type}" (known: ${Object.keys(BACKENDS).join(', ')})`;
+  if (!t) return { field: ['type'], message: `unknown backend type "${type}" (known: ${Object.keys(BACKENDS).join(', ')})` };
   let validate = validators.get(type);
   if (!validate) validators.set(type, (validate = ajv.compile(t.options)));
-  if (validate(options)) return null;
-  const e = validate.errors![0]!;
-  const field = e.instancePath.split('/').slice(1).join('.');
-  const extra = e.keyword === 'required' ? ` "${String((e.params as { missingProperty: string }).missingProperty)}"` : '';
-  return `${field || '(backend)'}: ${e.message ?? 'invalid value'}${extra}`;
+  if (!validate(options)) {
+    const e = validate.errors![0]!;
+    const field = e.instancePath.split('/').slice(1);
+    if (e.keyword === 'required') return { field, message: `missing field "${String((e.params as { missingProperty: string }).missingProperty)}"` };
+    if (e.keyword === 'additionalProperties') return { field: [...field, String((e.params as { additionalProperty: string }).additionalProperty)], message: 'unknown field' };
+    return { field, message: e.message ?? 'invalid value' };
+  }
+  try {
+    t.verify?.(options);
+  } catch (err) {
+    if (err instanceof ConfigError) return { field: err.field ? [err.field] : [], message: err.message };
+    throw err;
+  }
+  return null;
 }
 
 /** Validates and constructs the provider of one backend. */
 export function createProvider(name: string, type: string, options: unknown, ctx: BackendContext): Provider {
   const problem = checkBackend(type, options);
-  if (problem) throw new ConfigError(`backend ${name}: ${problem}`);
+  if (problem) throw new ConfigError(`backend ${name}: ${describe(problem)}`);
   try {
     return BACKENDS[type]!.create(name, options, ctx);
   } catch (err) {
-    if (err instanceof ConfigError) throw new ConfigError(`backend ${name}: ${err.message}`);
+    if (err instanceof ConfigError) throw new ConfigError(`backend ${name}: ${err.field ? `${err.field}: ` : ''}${err.message}`);
     throw err;
   }
 }

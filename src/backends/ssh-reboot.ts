@@ -20,9 +20,9 @@ export function durationMs(value: string | number | undefined, field: string, fa
   try {
     ms = go ?? parseDuration(value);
   } catch {
-    throw new ConfigError(`${field}: invalid duration ${JSON.stringify(value)} (examples: 250ms, 30s, 5m, 1h30m)`);
+    throw new ConfigError(`invalid duration ${JSON.stringify(value)} (examples: 250ms, 30s, 5m, 1h30m)`, undefined, undefined, field);
   }
-  if (ms < 0) throw new ConfigError(`${field}: must not be negative, not ${JSON.stringify(value)}`);
+  if (ms < 0) throw new ConfigError(`must not be negative, not ${JSON.stringify(value)}`, undefined, undefined, field);
   return ms;
 }
 

@@ -106,13 +106,25 @@ export class SshProvider implements Provider {
     const h = this.#hostOf(record.address);
     if (!h) throw new ConfigError(`backend ${this.name}: reused host ${record.address} is not in its hosts list`);
     this.#busy.add(h);
-    return this.#connect(h, system);
+    try {
+      return await this.#connect(h, system);
+    } catch (err) {
+      this.#release(h);
+      throw err;
+    }
   }
 
   async discard(machine: Machine): Promise<void> {
     const h = this.#hostOf(machine.address);
     if (h) this.#release(h);
   }
+
+  /** A kept host is busy in no process but the one that kept it: nothing to release. */
+  async discardRecord(): Promise<void> {}
+}
+
+export function verify(options: SshOptions): void {
+  rebootSettings(options);
 }
 
 export function create(name: string, options: SshOptions, ctx: BackendContext): Provider {

@@ -7,7 +7,39 @@ import { buildCacheServer } from '../cache/server.js';
 import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../cache/config.js';
 import { resolveOriginTokens } from '../cli/origin.js';
 import { buildOrigin } from '../origin/server.js';
+import { splitAddress } from '../backends/ssh-machine.js';
+import type { SshOptions } from '../backends/ssh.js';
+import { ConfigError } from '../errors.js';
+import type { Backend } from '../spread/index.js';
 import type { FleetConfig } from './fleet.js';
+
+const LOOPBACK = /^(?:127(?:\.\d{1,3}){3}|localhost|::1)$/;
+
+/** The embedded servers listen on 127.0.0.1: only machines on this host can pull from them. */
+export function checkEmbeddedReach(backend: string, type: string, address: string): void {
+  let host: string;
+  try {
+    host = splitAddress(address).host;
+  } catch {
+    host = address;
+  }
+  if (LOOPBACK.test(host)) return;
+  throw new ConfigError(
+    `backend ${backend} (${type}) has a machine at ${address}, but without a fleet configuration the runner's own origin and cache ` +
+      'listen on 127.0.0.1 only, which that machine cannot reach: every pull would fail. Give a fleet configuration whose origin and ' +
+      'region caches the machines can reach: a `fleetcache:` key in spread.yaml or --fleet FILE (example: config/fleet.yaml).',
+  );
+}
+
+/** Before anything starts: the ssh hosts of these backends (adhoc addresses are checked as they are allocated). */
+export function checkEmbeddedBackends(backends: Iterable<Backend>, systems: ReadonlySet<string>): void {
+  for (const b of backends) {
+    if (b.type !== 'ssh') continue;
+    for (const h of (b.options as unknown as SshOptions).hosts) {
+      if (!h.systems || h.systems.some((s) => systems.has(`${b.name}:${s}`))) checkEmbeddedReach(b.name, b.type, h.address);
+    }
+  }
+}
 
 export interface EmbeddedFleet {
   readonly fleet: FleetConfig & { origin: string };

@@ -114,6 +114,11 @@ export class RunningMachines {
     return this.#writes;
   }
 
+  /** After a discard: each of `files` keeps only the machines of `left` it lists (removed when none). */
+  static async prune(files: readonly string[], left: readonly MachineRecord[]): Promise<void> {
+    for (const file of files) await writeRecords(file, (await readRecords(file)).filter((r) => left.some((l) => sameMachine(l, r))));
+  }
+
   /** Machines listed by runners that are gone, with the files that listed them. */
   static async orphans(dataRoot: string): Promise<{ records: MachineRecord[]; files: string[] }> {
     const dir = join(dataRoot, RUNNING_DIR);

@@ -2,11 +2,10 @@
 // machines, have each machine pull the project (and assets) through the cache of its
 // region, run the jobs in spread's order, collect artifacts, print the summary.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, posix, relative, sep } from 'node:path';
-import { parseDocument } from 'yaml';
 import type { BackendContext, Machine, MachineRecord, Provider } from '../backends/backend.js';
-import { createProvider } from '../backends/registry.js';
+import { BACKENDS, createProvider } from '../backends/registry.js';
 import { fetchArtifacts } from '../artifacts/download.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes, parseDuration } from '../config/units.js';
@@ -15,11 +14,12 @@ import type { RepackOptions } from '../pack/repack.js';
 import { pushProject, type PushResult } from '../project-upload/push.js';
 import { buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
 import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Backend, type Job, type Project, type ResolvedFields } from '../spread/index.js';
+import { projectError } from '../spread/yaml.js';
 import { AGENT_REMOTE_NAME, installAgent, runAgent, shellQuote } from './agent-client.js';
 import { REUSE_FILE, ReusePool, RunningMachines, sameMachine } from './reuse.js';
 import { RunInterrupt } from './interrupt.js';
 import { runWorkers, type WorkerInfo } from './driver.js';
-import { startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
+import { checkEmbeddedBackends, checkEmbeddedReach, startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
 import { loadFleetConfig, withScheduling, type FleetConfig } from './fleet.js';
 import { measuredOrder, staticOrder, unservedRegions, type CacheChoice } from './nearest.js';
 import { RunLog, RunTally, summaryItem } from './report.js';
@@ -90,15 +90,24 @@ export interface RunResult {
   readonly artifactBytes: number;
 }
 
-/** One provider per backend, from the backend's options as written in spread.yaml (each backend file validates its own). */
-async function createProviders(project: Project, backends: ReadonlySet<Backend>, ctx: BackendContext): Promise<Map<string, Provider>> {
-  const doc = parseDocument(await readFile(project.file, 'utf8')).toJS() as { backends?: Record<string, unknown> } | null;
+/**
+ * One provider per backend, from the options the project model decoded and checked. With
+ * `embedded`, an address learnt at allocation (adhoc) must be reachable from the embedded servers.
+ */
+function createProviders(project: Project, backends: ReadonlySet<Backend>, ctx: BackendContext, embedded = false): Map<string, Provider> {
   const providers = new Map<string, Provider>();
-  for (const b of backends) providers.set(b.name, createProvider(b.name, b.type, doc?.backends?.[b.name] ?? {}, { ...ctx, scriptTimeouts: levelTimeouts([b, project]) }));
+  for (const b of backends) {
+    const reach = embedded ? { checkAddress: (address: string) => checkEmbeddedReach(b.name, b.type, address) } : {};
+    providers.set(b.name, createProvider(b.name, b.type, b.options, { ...ctx, scriptTimeouts: levelTimeouts([b, project]), ...reach }));
+  }
   return providers;
 }
 
-/** spread -discard: releases the machines an earlier -reuse run kept, running nothing on them. */
+/**
+ * spread -discard: releases the machines an earlier -reuse run kept, running nothing on them
+ * and reaching none (Provider.discardRecord). Returns how many were discarded; throws after
+ * trying them all when some could not be, their records kept for the next try.
+ */
 export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRoot?: string }): Promise<number> {
   const log = o.log ?? new RunLog();
   const project = await loadProject(findProject(o.cwd));
@@ -106,31 +115,37 @@ export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRo
   const stateDir = o.dataRoot ?? join(project.rootDir, DEFAULT_DATA_DIR);
   // also the machines of runs killed before they could discard them (a -reuse run's are in both)
   const orphans = await RunningMachines.orphans(stateDir);
-  const records = pool.drain();
+  const kept = pool.drain();
+  const records = [...kept];
   for (const r of orphans.records) if (!records.some((k) => sameMachine(k, r))) records.push(r);
   const backends = new Set(project.backends.filter((b) => records.some((r) => r.backend === b.name)));
-  const providers = await createProviders(project, backends, {
+  const providers = createProviders(project, backends, {
     projectRoot: project.rootDir,
     remotePath: resolveProjectFields(project).remotePath,
     password: '',
     stateDir,
     log: (line) => log.line(line),
   });
-  let discarded = 0;
+  const failed: MachineRecord[] = [];
   for (const record of records) {
+    const label = `${record.backend}:${record.system} at ${record.address}`;
     const provider = providers.get(record.backend);
-    if (!provider) {
-      log.line(`Cannot discard ${record.backend}:${record.system} at ${record.address}: backend no longer in spread.yaml.`);
-      continue;
+    try {
+      if (!provider) throw new Error('backend no longer in spread.yaml');
+      log.line(`Discarding ${label}...`);
+      await provider.discardRecord(record, { name: record.system, ...(record.username ? { username: record.username } : {}), ...(record.password ? { password: record.password } : {}) });
+    } catch (err) {
+      log.line(`Cannot discard ${label}: ${(err as Error).message}`);
+      failed.push(record);
+      if (kept.includes(record)) pool.keep(record);
     }
-    log.line(`Discarding ${record.backend}:${record.system} at ${record.address}...`);
-    const machine = await provider.reuse(record, { name: record.system, ...(record.username ? { username: record.username } : {}), ...(record.password ? { password: record.password } : {}) });
-    await machine.discard();
-    discarded++;
   }
   await pool.save();
-  for (const file of orphans.files) await rm(file, { force: true });
-  return discarded;
+  await RunningMachines.prune(orphans.files, failed);
+  if (failed.length > 0) {
+    throw new FleetError('FC_ERR_UNAVAILABLE', `${failed.length} of ${records.length} machine(s) could not be discarded; they stay on record for the next run --discard`);
+  }
+  return records.length;
 }
 
 /** The runner's own files inside the project, never shipped with it: data directory, reuse and timings files. */
@@ -173,6 +188,10 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
   const project = await loadProject(root);
   const jobs = expandJobs(project, o.filters);
   if (jobs.length === 0) throw new FleetError('FC_ERR_PROJECT', 'nothing to run');
+  // spread's cloud types load (for list) but have no provider here: said before anything is packed
+  for (const b of new Set(jobs.map((j) => j.backend))) {
+    if (!BACKENDS[b.type]) throw projectError(`backend "${b.name}" has type "${b.type}", which fleetcache cannot run (it runs ${Object.keys(BACKENDS).join(', ')})`, b.origin);
+  }
   const dataRoot = o.dataRoot ?? join(project.rootDir, DEFAULT_DATA_DIR);
   const fields = resolveProjectFields(project);
   const interrupt = o.signals === false ? undefined : RunInterrupt.install(log);
@@ -193,6 +212,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
     token = resolveToken(o.tokenFile ?? configured.tokenFile);
     for (const warning of unservedRegions(fleet, jobs.map(jobRegion))) log.line(warning);
   } else {
+    checkEmbeddedBackends(new Set(jobs.map((j) => j.backend)), new Set(jobs.map((j) => `${j.backend.name}:${j.system.name}`)));
     embedded = await startEmbeddedFleet(dataRoot, regionsOf(jobs));
     o.onEmbedded?.(embedded);
     fleet = withScheduling(embedded.fleet, configured);
@@ -219,7 +239,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       `Project content is packed for delivery (${formatBytes(push.fullUploadBytes)}); sent ${formatBytes(push.bytesSent)} to the origin` +
         ` as ${push.rebased ? 'a new base' : 'a delta'} (run ${push.run}).`,
     );
-    const result = await runJobs(o, log, project, jobs, fleet, token, push, dataRoot, fields, before, interrupt);
+    const result = await runJobs(o, log, project, jobs, fleet, embedded !== undefined, token, push, dataRoot, fields, before, interrupt);
     await mkdir(join(dataRoot, 'reports'), { recursive: true });
     await writeFile(join(dataRoot, 'reports', `${result.run}.json`), JSON.stringify(result.ledger, null, 2));
     return result;
@@ -234,6 +254,7 @@ async function runJobs(
   project: Project,
   jobs: Job[],
   fleet: FleetConfig & { origin: string },
+  embedded: boolean,
   token: string | undefined,
   push: PushResult,
   dataRoot: string,
@@ -264,13 +285,13 @@ async function runJobs(
   }
   const queue = new JobQueue(sched, { seed, ordered: o.order === true, duration });
 
-  const providers = await createProviders(project, new Set(jobs.map((j) => j.backend)), {
+  const providers = createProviders(project, new Set(jobs.map((j) => j.backend)), {
     projectRoot: project.rootDir,
     remotePath: fields.remotePath,
     password: o.password ?? randomBytes(9).toString('base64url'),
     stateDir: dataRoot,
     log: (line) => log.line(line),
-  });
+  }, embedded);
 
   const pulls: MachineTransfer[] = [];
   const transfer = { assets: 0, artifacts: 0 };
@@ -300,15 +321,28 @@ async function runJobs(
       async start(w: WorkerInfo, signal: AbortSignal) {
         const job = systemOf.get(`${w.backend}\0${w.system}`)!;
         const provider = providers.get(w.backend)!;
-        const label = `${w.backend}:${w.system}`;
+        const sys = `${w.backend}:${w.system}`;
+        // spread's `backend:system`, numbered when the system has several machines so their lines can be told apart
+        const label = (plan.find((p) => p.backend === w.backend && p.system === w.system)?.count ?? 1) > 1 ? `${sys} #${w.index + 1}` : sys;
         // evaluated as spread does ($VAR and $(HOST:) from the project and backend environments)
-        const spec = { name: w.system, username: fields.usernames.get(label) || undefined, password: fields.passwords.get(label) || undefined };
-        const kept = o.reuse ? pool?.take(w.backend, w.system) : undefined;
-        let machine: Machine;
-        if (kept) {
-          log.line(`Reusing ${label} at ${kept.address}...`);
-          machine = await provider.reuse(kept, spec);
-        } else {
+        const spec = { name: w.system, username: fields.usernames.get(sys) || undefined, password: fields.passwords.get(sys) || undefined };
+        // the record of the machine taken back, if one could be
+        let kept: MachineRecord | undefined;
+        let machine: Machine | undefined;
+        while (o.reuse && !machine) {
+          const record = pool?.take(w.backend, w.system);
+          if (!record) break;
+          log.line(`Reusing ${label} at ${record.address}...`);
+          try {
+            machine = await provider.reuse(record, spec);
+            kept = record;
+          } catch (err) {
+            // as spread: the record stays on file until a discard succeeds, and another machine is tried
+            log.line(`Cannot reuse ${label} at ${record.address}: ${(err as Error).message}`);
+            pool!.keep(record);
+          }
+        }
+        if (!machine) {
           log.line(`Allocating ${label}...`);
           machine = await provider.allocate(spec, { signal });
           log.line(`Allocated ${label}.`);
@@ -318,7 +352,7 @@ async function runJobs(
         try {
           const region = jobRegion(job);
           const choice = region === 'auto' ? await measuredOrder(machine, fleet) : staticOrder(fleet, region);
-          log.line(`Machine ${machine.name} at ${machine.address} pulls through ${choice.urls[0]} (${choice.how}).`);
+          log.line(`Machine ${label} at ${machine.address} pulls through ${choice.urls[0]} (${choice.how}).`);
           const workDir = workDirOf(machine);
           const agent = await installAgent(machine, o.agentBundle, workDir);
           const dest = shellQuote(machine.projectPath);
@@ -328,18 +362,18 @@ async function runJobs(
           const complete = `grep -qxF -- ${dest} ${shellQuote(doneMarker)} 2>/dev/null && test -n "$(ls -A ${dest} 2>/dev/null)"`;
           if (kept && !o.resend && (await machine.exec(complete, { trace: false, cwd: '/' })).exitCode === 0) {
             log.line(`Reusing project content on ${label}.`);
-            const session = new MachineSession({ ...sessionCtx, ...hooksFor(choice, workDir, machine) }, machine);
+            const session = new MachineSession({ ...sessionCtx, ...hooksFor(choice, workDir, machine) }, machine, label);
             return session;
           }
           if (kept) await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
           log.line(`Sending project content to ${label}...`);
           const answer = await runAgent(machine, agent, 'pull', { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker });
           const url = String(answer.url ?? choice.urls[0]);
-          if (url !== choice.urls[0]) log.line(`Machine ${machine.name} fell back to ${url}.`);
+          if (url !== choice.urls[0]) log.line(`Machine ${label} fell back to ${url}.`);
           pulls.push({ machine: machine.name, region: choice.region, url, bytes: Number(answer.bytesDownloaded ?? 0) });
           // Assets and artifacts go through the URL that answered, then the rest in order.
           const working: CacheChoice = { ...choice, urls: [url, ...choice.urls.filter((u) => u !== url)] };
-          const session = new MachineSession({ ...sessionCtx, ...hooksFor(working, workDir, machine) }, machine);
+          const session = new MachineSession({ ...sessionCtx, ...hooksFor(working, workDir, machine) }, machine, label);
           return session;
         } catch (err) {
           log.line(`Discarding ${label}...`);

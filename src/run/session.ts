@@ -53,21 +53,27 @@ function failureItem(job: Job, level: ScriptLevel, context: string): string {
 export class MachineSession {
   readonly #ctx: SessionContext;
   readonly machine: Machine;
+  readonly #label: string;
   #firstJob: Job | undefined;
   #projectPrepared = false;
   #backendPrepared = false;
-  #suite: { job: Job; failed: boolean } | undefined;
+  /** The suite this machine is inside, entered by `job` (its restore runs when leaving). */
+  #suite: { job: Job } | undefined;
+  /** Suites whose prepare failed here: their later jobs on this machine are aborted (spread's badSuite). */
+  readonly #badSuites = new Set<string>();
   #broken = false;
   /** A reboot left the machine unreachable: nothing more runs on it. */
   #lost = false;
 
-  constructor(ctx: SessionContext, machine: Machine) {
+  /** `label` names the machine in log lines (default its name, spread's `backend:system`). */
+  constructor(ctx: SessionContext, machine: Machine, label = machine.name) {
     this.#ctx = ctx;
     this.machine = machine;
+    this.#label = label;
   }
 
   get label(): string {
-    return this.machine.name;
+    return this.#label;
   }
 
   get #stopped(): boolean {
@@ -155,6 +161,10 @@ export class MachineSession {
     this.#firstJob ??= job;
     if (this.#lost || this.#halted) return this.#abort(job);
     if (this.#ctx.restoreOnly) return this.#restoreOnly(job);
+    if (this.#badSuites.has(job.suite.name)) {
+      tally.aborted.push(summaryItem(job.name));
+      return true;
+    }
     if (!this.#projectPrepared) {
       this.#projectPrepared = true;
       if (!(await this.#step(job, 'project', project.prepare, sys, 'Preparing', 'project prepare', '.', project.debug))) return this.#abort(job);
@@ -167,12 +177,12 @@ export class MachineSession {
       if (!(await this.#leaveSuite())) return this.#abort(job);
     }
     if (!this.#suite) {
-      const ok = await this.#step(job, 'suite', job.suite.prepare, `${sys}:${job.suite.name}`, 'Preparing', 'suite prepare', this.#taskDir(job), job.suite.debug);
-      this.#suite = { job, failed: !ok };
-    }
-    if (this.#suite.failed) {
-      tally.aborted.push(summaryItem(job.name));
-      return true;
+      this.#suite = { job };
+      if (!(await this.#step(job, 'suite', job.suite.prepare, `${sys}:${job.suite.name}`, 'Preparing', 'suite prepare', this.#taskDir(job), job.suite.debug))) {
+        this.#badSuites.add(job.suite.name);
+        tally.aborted.push(summaryItem(job.name));
+        return true;
+      }
     }
     const started = Date.now();
     if (this.#ctx.assets) {
@@ -211,7 +221,8 @@ export class MachineSession {
       if (this.#ctx.artifacts && !this.#lost && job.task.artifacts.length > 0 && (!ok || round === rounds)) {
         await this.#ctx.artifacts(this.machine, job, this.#env(job)).catch((err: Error) => this.#ctx.log.line(`Error fetching artifacts of ${job.name}: ${err.message}`));
       }
-      const restored = await this.#step(job, 'task', jobRestore(job, project), job.name, 'Restoring', 'task restore', this.#taskDir(job), debug);
+      // the job's debug ran already if its prepare or execute failed: spread runs it once per job
+      const restored = await this.#step(job, 'task', jobRestore(job, project), job.name, 'Restoring', 'task restore', this.#taskDir(job), ok ? debug : '');
       if (!restored) {
         this.#broken = true;
         return false;
@@ -227,7 +238,7 @@ export class MachineSession {
     this.#projectPrepared = true;
     this.#backendPrepared = true;
     if (this.#suite && this.#suite.job.suite.name !== job.suite.name && !(await this.#leaveSuite())) return this.#abort(job);
-    this.#suite ??= { job, failed: false };
+    this.#suite ??= { job };
     this.#ctx.progress.taken++;
     const runs = !this.#halted;
     const restored = await this.#step(job, 'task', jobRestore(job, this.#ctx.project), job.name, 'Restoring', 'task restore', this.#taskDir(job), jobDebug(job, this.#ctx.project));

@@ -56,6 +56,9 @@ export function expandJobs(project: Project, filters: readonly string[] = [], op
   for (const suite of project.suites) {
     const slabel = `suite ${suite.name}`;
     const suiteBackends = backendsOfSuite(suite, null, () => applyLevels(EMPTY_SET, [pbke, { context: slabel, entries: suite.backends, origin: suite.origin }], 'backends'));
+    // the suite's own mistake, with its line, even when it has no task to carry it
+    const unknown = [...suiteBackends.final].sort().find((name) => !byName.has(name));
+    if (unknown !== undefined) throw projectError(`${slabel} refers to unknown backend ${JSON.stringify(unknown)}`, suite.origin);
     for (const task of suite.tasks) {
       const backends = [...applyLevel(suiteBackends, { context: task.name, entries: task.backends, origin: task.origin }, 'backends').final].sort();
       for (const bname of backends) {

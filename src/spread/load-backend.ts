@@ -1,5 +1,6 @@
 // Decoding of `backends:` and their `systems:` (spread-spec §2, project.go: Load).
-import { isMap, type Node } from 'yaml';
+import { isCollection, isMap, type Node } from 'yaml';
+import { BACKENDS, checkBackend } from '../backends/registry.js';
 import type { Backend, LevelScripts, System, Timeouts } from './model.js';
 import { BACKEND_TYPES, VALID_NAME, invalidSystem, parseGoDuration, parseSize, timeoutMessage } from './values.js';
 import type { YamlFile } from './yaml.js';
@@ -81,6 +82,27 @@ function decodeSystem(y: YamlFile, backend: string, node: Node | undefined): Sys
   };
 }
 
+/**
+ * The options of a backend type fleetcache runs, checked against its schema when the project
+ * loads (for `list` too, before anything is packed), an error naming the field's line.
+ */
+function decodeOptions(y: YamlFile, label: string, type: string, keyNode: Node | undefined, value: Node): Record<string, unknown> {
+  if (!BACKENDS[type]) return {};
+  const options = y.js(value) as Record<string, unknown>;
+  const problem = checkBackend(type, options);
+  if (!problem) return options;
+  // the deepest node of the field's path the file has (a missing field: its parent)
+  let at: Node | undefined = keyNode;
+  let node: unknown = value;
+  for (const key of problem.field) {
+    node = isCollection(node) ? node.get(key, true) : undefined;
+    if (node === undefined) break;
+    at = node as Node;
+  }
+  const field = problem.field.length > 0 ? ` field ${problem.field.join('.')}` : '';
+  throw y.fail(at, `${label}${field}: ${problem.message}`);
+}
+
 /** Decodes `backends:`; null backends are dropped, as spread does. */
 export function decodeBackends(y: YamlFile, node: Node | undefined): Backend[] {
   const backends: Backend[] = [];
@@ -126,6 +148,7 @@ export function decodeBackends(y: YamlFile, node: Node | undefined): Backend[] {
       location: y.str(f.get('location')),
       storage: decodeSize(y, f.get('storage')),
       region: optionalStr(y, f.get('region')),
+      options: decodeOptions(y, label, type, keyNode, value),
       origin: y.origin(keyNode),
     });
   }

@@ -78,6 +78,11 @@ export interface Backend extends LevelScripts, Timeouts {
   readonly storage: number;
   /** fleetcache extension: the region whose cache this backend's machines use. */
   readonly region: string | undefined;
+  /**
+   * The backend's whole mapping as checked against its type's options (defaults filled in),
+   * for its provider; empty for types fleetcache has no provider for.
+   */
+  readonly options: Readonly<Record<string, unknown>>;
   readonly origin: Origin;
 }
 

@@ -41,6 +41,11 @@ export class YamlFile {
     return { file: this.file, line };
   }
 
+  /** The plain value of a node (mappings become objects), aliases resolved. */
+  js(node: Node | undefined): unknown {
+    return node?.toJS(this.#doc);
+  }
+
   fail(node: Node | undefined, message: string): FleetError {
     return projectError(message, this.origin(node));
   }

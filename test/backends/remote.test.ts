@@ -6,7 +6,7 @@ import { parseMarkers } from '../../src/backends/adhoc.js';
 import type { BackendContext, Machine } from '../../src/backends/backend.js';
 import { isAlive } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
-import { startSshd } from '../ssh/sshd.js';
+import { freePort, startSshd } from '../ssh/sshd.js';
 
 t.test('adhoc markers', async (t) => {
   t.same(parseMarkers(0, 'noise\n<ADDRESS 10.0.0.1:2222>\n'), { exitCode: 0, output: 'noise\n<ADDRESS 10.0.0.1:2222>\n', address: '10.0.0.1:2222' });
@@ -34,6 +34,25 @@ t.test('adhoc: allocate and discard past their kill-timeout are killed, and the 
   const pidList = await started();
   t.equal(pidList.length, 4, 'each script and its child were started');
   await eventually('every process of both scripts ended', () => pidList.every((pid) => !isAlive(pid)));
+});
+
+t.test('ssh: a reuse that cannot connect frees its host for the other workers', async (t) => {
+  const dir = t.testdir();
+  const address = `127.0.0.1:${await freePort()}`; // nothing listens: every connection is refused
+  const ctx: BackendContext = { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache') };
+  const p = createProvider('lab', 'ssh', { hosts: [{ address }], 'connect-retries': 0 }, ctx);
+  await t.rejects(p.reuse({ backend: 'lab', system: 'debian-12', address }, { name: 'debian-12' }));
+  // a host left busy would make this wait until the signal aborts it (a timer that holds the
+  // process open, unlike AbortSignal.timeout's)
+  const waited = new AbortController();
+  const timer = setTimeout(() => waited.abort(), 10_000);
+  const err = await p.allocate({ name: 'debian-12' }, { signal: waited.signal }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  clearTimeout(timer);
+  t.notOk(waited.signal.aborted, 'the allocation tried the host instead of waiting for it');
+  t.ok(err, 'and failed to connect, as the reuse did');
 });
 
 t.test('ssh and adhoc backends against a real sshd', async (t) => {

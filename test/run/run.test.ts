@@ -65,7 +65,7 @@ t.test('a failing task is reported as spread does and the run is unsuccessful', 
   t.same(result.tally.failed, ['local:alpha-1:tests/hello']);
   t.equal(result.tally.successful, 3);
   t.match(result.tally.summary(), /Failed tasks: 1\n    - local:alpha-1:tests\/hello/);
-  t.match(text(), /Error executing local:alpha-1:tests\/hello \(local:alpha-1\) :\n-----\n[^]*about to fail/);
+  t.match(text(), /Error executing local:alpha-1:tests\/hello \(local:alpha-1 #\d\) :\n-----\n[^]*about to fail/);
 });
 
 t.test('configured fleet: a cache that is down makes its machines fall back, the run still passes', async (t) => {
@@ -165,7 +165,7 @@ t.test('-reuse keeps machines and takes them back, -discard releases them; runne
   const first = capture();
   const r1 = await runProject({ ...opts, log: first.log });
   t.equal(r1.tally.ok, true);
-  t.equal(first.text().match(/Keeping local:alpha-1 at /g)?.length, 2, 'both machines kept');
+  t.equal(first.text().match(/Keeping local:alpha-1 #\d at /g)?.length, 2, 'both machines kept');
   const kept = JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: Array<{ address: string }> };
   t.equal(kept.machines.length, 2);
 
@@ -173,7 +173,7 @@ t.test('-reuse keeps machines and takes them back, -discard releases them; runne
   const r2 = await runProject({ ...opts, log: second.log });
   t.equal(r2.tally.ok, true);
   // a second worker may find the queue empty and not start: its machine stays kept, untouched
-  const reused = second.text().match(/Reusing local:alpha-1 at /g)?.length ?? 0;
+  const reused = second.text().match(/Reusing local:alpha-1 #\d at /g)?.length ?? 0;
   t.ok(reused >= 1, `${reused} machine(s) taken back`);
   t.equal(second.text().match(/Reusing project content on local:alpha-1/g)?.length, reused);
   t.equal(second.text().match(/Allocating /g), null, 'no new machine allocated');
@@ -193,7 +193,7 @@ t.test('-reuse keeps machines and takes them back, -discard releases them; runne
   const cut = capture();
   const r2b = await runProject({ ...opts, log: cut.log });
   t.equal(r2b.tally.ok, true, 'the jobs pass on the trees sent again');
-  const retaken = cut.text().match(/Reusing local:alpha-1 at /g)?.length ?? 0;
+  const retaken = cut.text().match(/Reusing local:alpha-1 #\d at /g)?.length ?? 0;
   t.equal(cut.text().match(/Sending project content to local:alpha-1/g)?.length, retaken, 'the partial trees are sent again');
   t.equal(cut.text().match(/Reusing project content/g), null);
   t.equal(r2b.pulls.length, retaken);
@@ -202,8 +202,8 @@ t.test('-reuse keeps machines and takes them back, -discard releases them; runne
   const r3 = await runProject({ ...opts, restoreOnly: true, log: restoring.log });
   t.equal(r3.tally.ok, true);
   t.notMatch(restoring.text(), /Preparing|Executing/, '-restore prepares and executes nothing');
-  t.match(restoring.text(), /Restoring local:alpha-1:tests\/ \(local:alpha-1\)/, 'the suite restore ran');
-  t.match(restoring.text(), /Restoring local:alpha-1:tests\/artifacts \(local:alpha-1\)/, 'a task restore ran');
+  t.match(restoring.text(), /Restoring local:alpha-1:tests\/ \(local:alpha-1 #\d\)/, 'the suite restore ran');
+  t.match(restoring.text(), /Restoring local:alpha-1:tests\/artifacts \(local:alpha-1 #\d\)/, 'a task restore ran');
 
   const third = capture();
   const discarded = await discardKeptMachines({ cwd: dir, log: third.log, dataRoot: data });

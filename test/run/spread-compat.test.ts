@@ -1,36 +1,12 @@
 // `fleetcache run` on small spread projects: what spread evaluates or reports beyond the
 // scripts themselves (credentials, timeouts, summary items, script helpers).
-import t, { type Test } from 'tap';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import t from 'tap';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { RunLog } from '../../src/run/report.js';
-import { runProject, type RunOptions, type RunResult } from '../../src/run/runner.js';
-
-/** Writes spread.yaml and `suite/task` → task.yaml into <testdir>/project. */
-async function project(t: Test, spread: string, tasks: Record<string, string> = { 's/t': 'summary: t\nexecute: echo\n' }): Promise<string> {
-  const dir = join(t.testdir(), 'project');
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'spread.yaml'), spread);
-  for (const [name, yaml] of Object.entries(tasks)) {
-    await mkdir(join(dir, name), { recursive: true });
-    await writeFile(join(dir, name, 'task.yaml'), yaml);
-  }
-  return dir;
-}
-
-/** spread.yaml of project `name` from groups of lines, then the one suite s/. */
-function spreadYaml(name: string, ...lines: string[][]): string {
-  return [`project: ${name}`, `path: /home/${name}`, ...lines.flat(), 'suites:', '  s/:', '    summary: s', ''].join('\n');
-}
-
-const LOCAL = ['backends:', '  local:', '    type: local', '    systems: [alpha-1]'];
-
-async function run(dir: string, filters: string[] = [], extra: Partial<RunOptions> = {}): Promise<{ result: RunResult; out: string }> {
-  let out = '';
-  const result = await runProject({ ...extra, cwd: dir, filters, agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(dir, 'cache') });
-  return { result, out };
-}
+import { runProject } from '../../src/run/runner.js';
+import { LOCAL, project, run, spreadYaml } from './project.js';
 
 t.test('adhoc allocate sees the system username and password evaluated as spread does', async (t) => {
   const seen = join(t.testdirName, 'seen');
@@ -186,4 +162,56 @@ t.test('-abend: after a failure on one machine the others start no new job and r
   t.ok((out.match(/Executing local:alpha-2:/g)?.length ?? 0) <= 1, 'alpha-2 started no job after the failure');
   t.notMatch(out, /Restoring/, 'no restore on either machine');
   t.equal(result.tally.successful + result.tally.aborted.length, 6, 'every job done or aborted');
+});
+
+t.test('a failed suite prepare aborts every later job of that suite on the machine, also after leaving it', async (t) => {
+  const yaml = [
+    'project: bad-suite',
+    'path: /home/bad-suite',
+    ...LOCAL,
+    'suites:',
+    '  s1/:',
+    '    summary: s1',
+    '    prepare: echo S1-PREPARE; exit 1',
+    '    restore: echo S1-RESTORE',
+    '  s2/:',
+    '    summary: s2',
+    '',
+  ].join('\n');
+  // one machine; priorities make it take s1/a, then s2/c, then come back for s1/b
+  const task = (priority: number) => `summary: t\nexecute: echo EXEC\npriority: ${priority}\n`;
+  const dir = await project(t, yaml, { 's1/a': task(10), 's2/c': task(5), 's1/b': task(0) });
+  const { result, out } = await run(dir);
+  t.equal(out.match(/Preparing local:alpha-1:s1\/ /g)?.length, 1, 'the suite prepare ran once');
+  t.same(result.tally.failures.get('suite prepare'), ['local:alpha-1:s1/']);
+  t.same([...result.tally.aborted].sort(), ['local:alpha-1:s1/a', 'local:alpha-1:s1/b']);
+  t.equal(result.tally.successful, 1, 's2/c ran');
+  t.match(out, /Executing local:alpha-1:s2\/c /);
+});
+
+t.test('a backend type fleetcache has no provider for is refused before anything is packed', async (t) => {
+  const dir = await project(t, spreadYaml('cloudy', ['backends:', '  lxd:', '    systems: [ubuntu-1]']));
+  await t.rejects(run(dir), { code: 'FC_ERR_PROJECT', message: /^spread\.yaml:4: backend "lxd" has type "lxd", which fleetcache cannot run \(it runs local, adhoc, ssh\)$/ });
+  await t.rejects(readdir(join(dir, 'cache')), { code: 'ENOENT' }, 'no origin started, nothing packed');
+});
+
+t.test("a job's debug script runs once, also when its restore fails after a failed execute", async (t) => {
+  const dir = await project(t, spreadYaml('debug-once', LOCAL), { 's/t': 'summary: t\nexecute: exit 1\nrestore: exit 1\ndebug: echo DEBUG-RAN\n' });
+  const { result, out } = await run(dir);
+  t.same(result.tally.failed, ['local:alpha-1:s/t']);
+  t.same(result.tally.failures.get('task restore'), ['local:alpha-1:s/t']);
+  t.equal(out.match(/Debug output for local:alpha-1:s\/t /g)?.length, 1, 'one debug output');
+  t.equal(out.match(/^DEBUG-RAN$/gm)?.length, 1);
+});
+
+t.test('the machines of a system with several workers are told apart in log lines', async (t) => {
+  const flags = join(t.testdirName, 'flags');
+  const yaml = spreadYaml('two-workers', ['kill-timeout: 20s', 'backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          workers: 2']);
+  // each job waits for the other: they can only finish running at once, on the two machines
+  const task = `summary: t\nexecute: |\n  mkdir -p ${flags}; touch ${flags}/$(basename $SPREAD_TASK)\n  while [ $(ls ${flags} | wc -l) -lt 2 ]; do sleep 0.05; done\n`;
+  const dir = await project(t, yaml, { 's/t1': task, 's/t2': task });
+  const { result, out } = await run(dir);
+  t.equal(result.tally.successful, 2);
+  const labels = [...out.matchAll(/Executing local:alpha-1:s\/t\d \((.*?)\) \(\d\/2\)/g)].map((m) => m[1]).sort();
+  t.same(labels, ['local:alpha-1 #1', 'local:alpha-1 #2']);
 });

@@ -39,6 +39,12 @@ const loadErrors: Array<[string, string, Record<string, string> | undefined, str
   ['absolute artifact', project(), { 's/t': task('a', 'artifacts: [/etc]\n') }, /s\/t has improper artifact path: \/etc/],
   ['escaping artifact', project(), { 's/t': task('a', 'artifacts: [../x]\n') }, /s\/t has improper artifact path: \.\.\/x/],
   ['unclean artifact', project(), { 's/t': task('a', 'artifacts: [a//b]\n') }, /s\/t has improper artifact path: a\/\/b/],
+  // fleetcache backends' own options, checked at load (list and run) with the field's line
+  ['ssh without hosts', project({ backends: '    farm:\n        type: ssh\n        host:\n            - address: h\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:4: backend "farm": missing field "hosts"'],
+  ['ssh host port', project({ backends: '    farm:\n        type: ssh\n        hosts:\n            - address: h\n              port: 99999\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:8: backend "farm" field hosts.0.port: must be <= 65535'],
+  ['ssh host unknown field', project({ backends: '    farm:\n        type: ssh\n        hosts:\n            - address: h\n              bogus: 1\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:8: backend "farm" field hosts.0.bogus: unknown field'],
+  ['adhoc duration', project({ backends: '    cloud:\n        type: adhoc\n        allocate: ADDRESS h\n        retry-delay: soon\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:7: backend "cloud" field retry-delay: invalid duration "soon" (examples: 250ms, 30s, 5m, 1h30m)'],
+  ['local netns', project({ backends: '    local:\n        netns: "a b"\n        systems: [ubuntu-1]\n' }), undefined, /^spread\.yaml:5: backend "local" field netns: must match pattern/],
 ];
 
 for (const [label, spread, tasks, message] of loadErrors) {
@@ -52,6 +58,7 @@ const expandErrors: Array<[string, string, Record<string, string> | undefined, s
   ['relative path', project({ head: 'project: p\npath: rel/dir\n' }), undefined, /remote project path must be absolute and not \/: rel\/dir/],
   ['root path', project({ head: 'project: p\npath: /x/..\n' }), undefined, /remote project path must be absolute and not \/: \//],
   ['unknown backend', project(), { 's/t': task('a', 'backends: [nope]\n') }, /s\/t\/task\.yaml:1: s\/t refers to unknown backend "nope"/],
+  ['unknown backend in a suite', project({ suites: '    s/:\n        summary: s\n        backends: [nope]\n' }), undefined, 'spread.yaml:7: suite s/ refers to unknown backend "nope"'],
   ['failing HOST in key', project({ backends: '    lxd:\n        key: $(HOST:false)\n        systems: [ubuntu-1]\n' }), undefined, '$(HOST:false) in lxd backend key environment returned error: exit status 1'],
   ['no tasks at all', project(), { 's/t': task('a', 'manual: true\n') }, 'cannot find any tasks'],
   ['bad glob', project(), { 's/t': task('a', 'variants: ["[x"]\n') }, /^s\/t\/task\.yaml:1: s\/t has invalid variants pattern "\[x": syntax error in pattern$/],
@@ -63,6 +70,13 @@ for (const [label, spread, tasks, message] of expandErrors) {
     t.throws(() => expandJobs(p), { code: 'FC_ERR_PROJECT', message });
   });
 }
+
+t.test('an unknown backend in a suite without tasks is an error too, with the suite line', async (t) => {
+  const spread = project({ suites: '    s/:\n        summary: s\n    e/:\n        summary: empty\n        backends: [+nope]\n' });
+  const dir = t.testdir({ 'spread.yaml': spread, s: { t: { 'task.yaml': task() } }, e: {} });
+  const loaded = await loadProject(dir);
+  t.throws(() => expandJobs(loaded), { code: 'FC_ERR_PROJECT', message: 'spread.yaml:9: suite e/ refers to unknown backend "nope"' });
+});
 
 t.test('accepted forms: -1 timeouts, trailing-slash artifacts, null backends, unknown keys, merge keys', async (t) => {
   const p = await load(t, {

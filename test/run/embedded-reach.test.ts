@@ -1,0 +1,27 @@
+// Without a fleet configuration the runner's own origin and cache listen on 127.0.0.1: a run
+// whose machines are elsewhere is refused before they are handed URLs they cannot reach.
+import t from 'tap';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { project, run, spreadYaml } from './project.js';
+
+const refused = /backend farm \(ssh\) has a machine at 10\.0\.0\.1, but without a fleet configuration the runner's own origin and cache listen on 127\.0\.0\.1 only.*`fleetcache:` key in spread\.yaml or --fleet FILE/;
+
+t.test('ssh hosts that are not loopback: refused before anything is packed or allocated', async (t) => {
+  const dir = await project(t, spreadYaml('far', ['backends:', '  farm:', '    type: ssh', '    hosts:', '      - address: 10.0.0.1', '    systems: [ubuntu-1]']));
+  await t.rejects(run(dir), { code: 'FC_ERR_CONFIG', message: refused });
+  await t.rejects(readdir(join(dir, 'cache')), { code: 'ENOENT' }, 'no embedded server started, nothing packed');
+});
+
+t.test('adhoc: an allocated address that is not loopback is released before any connection', async (t) => {
+  const discarded = join(t.testdirName, 'discarded');
+  const dir = await project(
+    t,
+    spreadYaml('far-adhoc', ['backends:', '  cloud:', '    type: adhoc', '    allocate: ADDRESS 10.0.0.2:22', `    discard: echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`, '    systems: [ubuntu-1]']),
+  );
+  const { result, out } = await run(dir);
+  t.equal(result.tally.ok, false);
+  t.match(out, /backend cloud \(adhoc\) has a machine at 10\.0\.0\.2:22, but without a fleet configuration/);
+  t.notMatch(out, /Waiting for cloud:ubuntu-1 to make SSH available/, 'no connection was tried');
+  t.equal((await readFile(discarded, 'utf8')).trim(), '10.0.0.2:22', 'the machine was released');
+});

@@ -1,0 +1,34 @@
+// Small spread projects for `fleetcache run` tests: written into a tap test directory and
+// run on the embedded fleet with the log captured.
+import type { Test } from 'tap';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ensureAgentBundle } from '../../src/agent/paths.js';
+import { RunLog } from '../../src/run/report.js';
+import { runProject, type RunOptions, type RunResult } from '../../src/run/runner.js';
+
+/** Writes spread.yaml and `suite/task` → task.yaml into <testdir>/project. */
+export async function project(t: Test, spread: string, tasks: Record<string, string> = { 's/t': 'summary: t\nexecute: echo\n' }): Promise<string> {
+  const dir = join(t.testdir(), 'project');
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'spread.yaml'), spread);
+  for (const [name, yaml] of Object.entries(tasks)) {
+    await mkdir(join(dir, name), { recursive: true });
+    await writeFile(join(dir, name, 'task.yaml'), yaml);
+  }
+  return dir;
+}
+
+/** spread.yaml of project `name` from groups of lines, then the one suite s/. */
+export function spreadYaml(name: string, ...lines: string[][]): string {
+  return [`project: ${name}`, `path: /home/${name}`, ...lines.flat(), 'suites:', '  s/:', '    summary: s', ''].join('\n');
+}
+
+export const LOCAL = ['backends:', '  local:', '    type: local', '    systems: [alpha-1]'];
+
+/** Runs the project with its data in <dir>/cache; `out` is the log. */
+export async function run(dir: string, filters: string[] = [], extra: Partial<RunOptions> = {}): Promise<{ result: RunResult; out: string }> {
+  let out = '';
+  const result = await runProject({ ...extra, cwd: dir, filters, agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(dir, 'cache') });
+  return { result, out };
+}
