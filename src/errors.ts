@@ -43,7 +43,7 @@ export const ERROR_CODES = {
   FC_ERR_FORBIDDEN: { status: 403, exit: EXIT.auth, summary: 'The bearer token is not accepted.' },
   FC_ERR_ABORTED: { status: 400, exit: EXIT.failure, summary: 'The client aborted the transfer; nothing was stored.' },
   FC_ERR_DIR_IN_USE: { status: 500, exit: EXIT.config, summary: 'The data directory is in use by another fleetcache server; each origin or cache needs its own.' },
-  FC_ERR_INSUFFICIENT_STORAGE: { status: 507, exit: EXIT.failure, summary: 'The store has no room for the object.' },
+  FC_ERR_INSUFFICIENT_STORAGE: { status: 507, exit: EXIT.failure, summary: 'The store, or a local disk being written (a quota, a file size limit), has no room for the object.' },
   FC_ERR_UPSTREAM: { status: 502, exit: EXIT.unavailable, summary: 'The upstream answered with an error or broke the connection.' },
   FC_ERR_UPSTREAM_TIMEOUT: { status: 504, exit: EXIT.unavailable, summary: 'The upstream did not answer in time.' },
   FC_ERR_UNAVAILABLE: { status: 503, exit: EXIT.unavailable, summary: 'The service or upstream is temporarily unavailable.' },
@@ -130,9 +130,13 @@ export class RebootError extends FleetError {
   }
 }
 
+/** A full disk or quota (or a file over the size limit): the machine's state, not a bug. */
+const NO_ROOM = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+
 /** Wraps anything thrown into a FleetError, keeping FleetErrors as they are. */
 export function toFleetError(err: unknown): FleetError {
   if (err instanceof FleetError) return err;
   const message = err instanceof Error ? err.message : String(err);
+  if (NO_ROOM.has(String((err as NodeJS.ErrnoException | undefined)?.code))) return new FleetError('FC_ERR_INSUFFICIENT_STORAGE', message, { cause: err });
   return new FleetError('FC_ERR_INTERNAL', message, { cause: err });
 }

@@ -18,3 +18,4 @@ export function loggerOptions(level: string = process.env.FLEETCACHE_LOG_LEVEL ?
 export function createLogger(level?: string): Logger {
   return pino(loggerOptions(level), pino.destination({ fd: 2, sync: false }));
 }
+

@@ -35,3 +35,11 @@ t.test('an error answer carries no unexpected error message (it may name server 
   const known = new FleetError('FC_ERR_BAD_NAME', 'name too long');
   t.same(errorAnswer(known), known.toJSON(), 'a catalogued error is answered as it is');
 });
+
+t.test('a full disk or quota is the machine\'s state (507, exit 1), not an internal error', async (t) => {
+  for (const code of ['ENOSPC', 'EDQUOT', 'EFBIG']) {
+    const fe = toFleetError(Object.assign(new Error(`${code}: write`), { code }));
+    t.same([fe.code, fe.status, fe.exitCode], ['FC_ERR_INSUFFICIENT_STORAGE', 507, EXIT.failure], code);
+  }
+  t.equal(toFleetError(Object.assign(new Error('EIO'), { code: 'EIO' })).code, 'FC_ERR_INTERNAL', 'anything else stays internal');
+});

@@ -4,6 +4,7 @@
 // other error (a bad token, a broken delta, a tar that does not unpack) ends the pull.
 import { pullProject, type PullResult } from '../project-upload/pull.js';
 import { FleetError, toFleetError, type ErrorCode } from '../errors.js';
+import { redactUrl } from '../redact-url.js';
 
 export interface FallbackPullOptions {
   readonly urls: readonly string[];
@@ -70,8 +71,8 @@ export async function pullWithFallback(options: FallbackPullOptions): Promise<Fa
       const { next, error } = classify(err);
       if (!next) throw error;
       last = error;
-      skipped.push({ url, code: error.code, error: error.message });
-      options.onSkip?.(url, error);
+      skipped.push({ url: redactUrl(url), code: error.code, error: error.message });
+      options.onSkip?.(redactUrl(url), error);
     }
   }
   const summary = skipped.map((a) => `${a.url}: ${a.error}`).join('; ');

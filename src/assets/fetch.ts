@@ -16,6 +16,7 @@ import { clientAgent } from '../client/http.js';
 import { DigestMismatchError, FleetError, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError } from '../errors.js';
 import { createAssetHash, hashFile, readManifest, type DroppedRecord, type ManifestRecord } from './manifest.js';
 import { unpackArchive, type ArchiveKind } from './unpack.js';
+import { redactUrl } from '../redact-url.js';
 
 export type AssetSource = 'present' | 'cache' | 'download';
 
@@ -248,7 +249,7 @@ class RecordFetch {
         if (this.#options.signal?.aborted) throw toFleetError(err);
         const fe = toFleetError(err);
         failures.push(fe);
-        this.result.warnings.push(`${url}: ${fe.message}`);
+        this.result.warnings.push(`${redactUrl(url)}: ${fe.message}`);
       }
     }
     // The most telling failure decides the code: bad content, then auth, then the rest.

@@ -9,6 +9,7 @@ import { parseDuration, parseHttpUrl, parseSize } from '../config/units.js';
 import { UsageError } from '../errors.js';
 import { logLevelSchema } from '../http/server-options.js';
 import { zeroCopyStatus } from '../http/zero-copy.js';
+import { redactUrl } from '../redact-url.js';
 
 /** The most server processes `workers` may ask for. */
 export const MAX_WORKERS = 64;
@@ -110,15 +111,6 @@ function checkUrl(url: string, what: string): string {
     throw new UsageError(`${what}: ${(err as Error).message}`);
   }
   return url.replace(/\/+$/, '');
-}
-
-/** `url` as it may be logged: a user name and password in it (credentials for the upstream) replaced by "***". */
-export function redactUrl(url: string): string {
-  const u = new URL(url);
-  if (!u.username && !u.password) return url;
-  if (u.username) u.username = '***';
-  if (u.password) u.password = '***';
-  return u.href;
 }
 
 /** What a cache logs as it starts: its upstreams without credentials (see redactUrl), whether large bodies go by sendfile. */

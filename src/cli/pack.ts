@@ -50,7 +50,7 @@ export function registerPack(program: Command): void {
       const packFile = tempNameFor(`${flags.output}.packed`);
       const forget = removeOnSignal(packFile);
       try {
-        const packed = await packToFile(dir, packFile, rulesFrom(flags));
+        const packed = await packToFile(dir, packFile, rulesFrom(flags), undefined, [out]);
         await runRepack(repack, packFile, out, { cwd: dir });
         await checkRepackOutput(repack, out);
         return { packed, ...(await sha256File(out)) };

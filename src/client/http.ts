@@ -4,6 +4,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { FleetError, NotFoundError, UpstreamError } from '../errors.js';
+import { redactUrl } from '../redact-url.js';
 
 export const clientAgent = new Agent({
   connections: 64,
@@ -34,7 +35,7 @@ async function failure(url: string, method: string, res: Dispatcher.ResponseData
   } catch {
     // the body is only used to improve the message
   }
-  let message = `${method} ${url}: HTTP ${res.statusCode}`;
+  let message = `${method} ${redactUrl(url)}: HTTP ${res.statusCode}`;
   let code: string | undefined;
   try {
     const parsed = JSON.parse(body) as { code?: string; message?: string };
@@ -65,7 +66,7 @@ async function send(method: Dispatcher.HttpMethod, url: string, options: Request
   } catch (err) {
     if (err instanceof FleetError) throw err;
     const timeout = err instanceof Error && /timeout/i.test(err.name + err.message);
-    throw new UpstreamError(`${method} ${url}: ${(err as Error).message}`, { cause: err, timeout });
+    throw new UpstreamError(`${method} ${redactUrl(url)}: ${(err as Error).message}`, { cause: err, timeout });
   }
 }
 

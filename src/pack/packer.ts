@@ -5,12 +5,12 @@
 // packs in constant memory. Hard links are packed as regular files; sockets, FIFOs and
 // devices are skipped (they are not project content).
 import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, readdir, readlink, realpath } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { FleetError, UsageError } from '../errors.js';
+import { FleetError, toFleetError, UsageError } from '../errors.js';
 import { hashingTap } from '../store/hashing.js';
 import { globComponent, PackRuleSet, type PackRules } from './rules.js';
 import { safeEntryPath } from './unpack.js';
@@ -169,7 +169,8 @@ function packError(err: unknown, root: string): FleetError {
   if (e.code === 'ENOENT') return new FleetError('FC_ERR_NOT_FOUND', `packing ${root}: ${where} does not exist (or was removed while it was packed)`, { cause: err });
   if (e.code === 'ENOTDIR') return new UsageError(`packing ${root}: ${where} is not a directory`);
   if (e.code === 'EACCES' || e.code === 'EPERM') return new UsageError(`packing ${root}: ${where}: permission denied`);
-  return new FleetError('FC_ERR_INTERNAL', `packing ${root}: ${e.message}`, { cause: err });
+  const wrapped = toFleetError(err); // a full disk has its own code
+  return new FleetError(wrapped.code, `packing ${root}: ${e.message}`, { cause: err });
 }
 
 export interface PackSummary {
@@ -214,9 +215,25 @@ export interface PackedFile extends PackSummary {
   readonly sha256: string;
 }
 
-/** Packs `root` into `file`, hashing on the way. */
-export async function packToFile(root: string, file: string, rules: PackRules = {}, signal?: AbortSignal): Promise<PackedFile> {
-  const { stream, done } = packTree(root, rules, signal);
+/**
+ * `rules`, plus the paths of `own` that lie inside `root`: what packing writes (its output,
+ * a work directory under a TMPDIR inside the project) is never packed, or the tar would
+ * read itself as it grows.
+ */
+async function excludingOwn(root: string, rules: PackRules, own: readonly string[]): Promise<PackRules> {
+  const real = async (p: string): Promise<string> => join(await realpath(dirname(resolve(p))).catch(() => dirname(resolve(p))), basename(resolve(p)));
+  const top = await realpath(root).catch(() => resolve(root));
+  const inside: string[] = [];
+  for (const p of own) {
+    const rel = relative(top, await real(p));
+    if (rel !== '' && !rel.startsWith('..') && !isAbsolute(rel)) inside.push(rel.split(sep).join('/'));
+  }
+  return inside.length === 0 ? rules : { ...rules, excludePaths: [...(rules.excludePaths ?? []), ...inside] };
+}
+
+/** Packs `root` into `file`, hashing on the way; neither `file` nor the paths of `alsoOwn` are packed. */
+export async function packToFile(root: string, file: string, rules: PackRules = {}, signal?: AbortSignal, alsoOwn: readonly string[] = []): Promise<PackedFile> {
+  const { stream, done } = packTree(root, await excludingOwn(root, rules, [file, ...alsoOwn]), signal);
   const { tap, result } = hashingTap();
   try {
     await pipeline(stream, tap, createWriteStream(file));

@@ -158,7 +158,8 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   await mkdir(options.baseCache, { recursive: true });
   return withTempDir('fleetcache-push-', async (work) => {
     const packedFile = join(work, 'packed.tar');
-    const packed = await packToFile(options.dir, packedFile, options.rules, signal);
+    // The work directory and the base cache may lie inside the project (TMPDIR=$PWD/tmp, push ~).
+    const packed = await packToFile(options.dir, packedFile, options.rules, signal, [work, options.baseCache]);
     let tarFile = packedFile;
     let result = { digest: `sha256:${packed.sha256}`, size: packed.size };
     if (options.repack) {

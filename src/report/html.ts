@@ -1,6 +1,6 @@
 // A self-contained HTML page for a ledger: bars of bytes per link (actual against naive)
 // and the hit ratio of each cache, drawn as inline SVG (nothing loaded from elsewhere).
-import { counted, type Ledger } from './ledger.js';
+import { lookupCounts, type Ledger } from './ledger.js';
 import { formatBytes } from '../config/units.js';
 
 function esc(s: string): string {
@@ -38,7 +38,7 @@ export function ledgerHtml(l: Ledger): string {
     max,
   );
   const hitChart = bars(
-    l.caches.map((c) => ({ label: `cache ${c.region}`, values: [{ v: c.hitRatio, color: '#3a9a5b', text: `${(100 * c.hitRatio).toFixed(1)}% (${counted(c.hits, 'hit')}, ${counted(c.misses, 'miss', 'misses')})` }] })),
+    l.caches.map((c) => ({ label: `cache ${c.region}`, values: [{ v: c.hitRatio, color: '#3a9a5b', text: `${(100 * c.hitRatio).toFixed(1)}% (${lookupCounts(c)})` }] })),
     1,
   );
   const egress = l.originEgress.naive === 0 ? 0 : l.originEgress.actual / l.originEgress.naive;

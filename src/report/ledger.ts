@@ -11,6 +11,8 @@ interface CacheKindTally {
   bytesUpstream: number;
   hits: number;
   misses: number;
+  /** Requests that joined a fill in flight. */
+  collapsed: number;
 }
 interface CacheStats {
   total: CacheKindTally;
@@ -35,6 +37,8 @@ export interface CacheFigures {
   readonly url: string;
   readonly hits: number;
   readonly misses: number;
+  readonly collapsed: number;
+  /** (hits + collapsed) / all: the share of requests with no upstream fetch of their own (as the dashboard and OPERATIONS.md). */
   readonly hitRatio: number;
   readonly bytesServed: number;
   readonly bytesUpstream: number;
@@ -77,7 +81,7 @@ export async function snapshotFleet(fleet: FleetConfig & { origin: string }): Pr
   return { origin: origin as OriginStats | undefined, caches: caches.map((c, i) => ({ ...c, stats: stats[i] as CacheStats | undefined })) };
 }
 
-const zero: CacheKindTally = { bytesServed: 0, bytesUpstream: 0, hits: 0, misses: 0 };
+const zero: CacheKindTally = { bytesServed: 0, bytesUpstream: 0, hits: 0, misses: 0, collapsed: 0 };
 
 export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: RunFigures): Ledger {
   const machines = Object.values(run.machinesByRegion).reduce((a, b) => a + b, 0);
@@ -87,12 +91,15 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
     const a = c.stats?.total ?? b;
     const hits = a.hits - b.hits;
     const misses = a.misses - b.misses;
+    const collapsed = a.collapsed - b.collapsed;
+    const lookups = hits + misses + collapsed;
     return {
       region: c.region,
       url: c.url,
       hits,
       misses,
-      hitRatio: hits + misses === 0 ? 0 : hits / (hits + misses),
+      collapsed,
+      hitRatio: lookups === 0 ? 0 : (hits + collapsed) / lookups,
       bytesServed: a.bytesServed - b.bytesServed,
       bytesUpstream: a.bytesUpstream - b.bytesUpstream,
     };
@@ -123,7 +130,7 @@ export function formatLedger(l: Ledger): string {
     const saved = k.naiveBytes === 0 ? '-' : percent(1 - k.actualBytes / k.naiveBytes);
     return `  ${k.link.padEnd(34)} ${formatBytes(k.actualBytes).padStart(11)} ${formatBytes(k.naiveBytes).padStart(11)} ${saved.padStart(8)}`;
   });
-  const caches = l.caches.map((c) => `  cache ${c.region}: ${counted(c.hits, 'hit')}, ${counted(c.misses, 'miss', 'misses')}, hit ratio ${(100 * c.hitRatio).toFixed(1)}%`);
+  const caches = l.caches.map((c) => `  cache ${c.region}: ${lookupCounts(c)}, hit ratio ${(100 * c.hitRatio).toFixed(1)}%`);
   const egress = l.originEgress.naive === 0 ? '-' : `${((100 * l.originEgress.actual) / l.originEgress.naive).toFixed(1)}% of naive`;
   return [
     `Transfer report of run ${l.run} (${l.project}, ${l.machines} machines):`,
@@ -132,4 +139,9 @@ export function formatLedger(l: Ledger): string {
     ...caches,
     `  origin egress: ${formatBytes(l.originEgress.actual)} (${egress})`,
   ].join('\n');
+}
+
+/** "3 hits, 2 joined a fill, 1 miss" (the fills joined only when there were). */
+export function lookupCounts(c: CacheFigures): string {
+  return [counted(c.hits, 'hit'), ...(c.collapsed > 0 ? [`${c.collapsed} joined a fill`] : []), counted(c.misses, 'miss', 'misses')].join(', ');
 }

@@ -40,10 +40,6 @@ export const DASHBOARD_HTML = `<!doctype html>
 <table data-testid="links"><thead><tr><th>link</th><th>bytes so far</th></tr></thead><tbody></tbody></table>
 <h2>By kind of content</h2>
 <table data-testid="kinds"><thead><tr><th>kind</th><th>bytes out</th><th>bytes in</th><th>requests</th></tr></thead><tbody></tbody></table>
-<h2>Largest objects</h2>
-<table data-testid="largest"><thead><tr><th>object</th><th>size</th></tr></thead><tbody></tbody></table>
-<h2>Fills in progress</h2>
-<table data-testid="fills"><thead><tr><th>object</th><th>bytes so far</th></tr></thead><tbody></tbody></table>
 <script src="/-/ui/assets/uPlot.iife.min.js"></script>
 <script>
 'use strict';
@@ -61,7 +57,7 @@ function formatBytes(n) {
 
 // One normalised model from either stats shape.
 function figures(s) {
-  const f = { role: '', hitRatio: null, served: null, saved: null, requests: null, fills: null, disk: null, links: [], kinds: [], largest: [], fillList: [] };
+  const f = { role: '', hitRatio: null, served: null, saved: null, requests: null, fills: null, disk: null, links: [], kinds: [] };
   if (s.total && 'bytesServed' in s.total) {
     const t = s.total;
     const lookups = t.hits + t.misses + t.collapsed;
@@ -83,8 +79,6 @@ function figures(s) {
   if (typeof s.inflightFills === 'number') f.fills = s.inflightFills;
   // The cache's disk: what the index holds against its limit, and whether it refuses writes.
   if (s.store && typeof s.store.bytes === 'number') f.disk = { bytes: s.store.bytes, max: s.store.maxSize, full: s.store.full === true };
-  if (Array.isArray(s.fills)) { f.fillList = s.fills; if (f.fills === null) f.fills = s.fills.length; }
-  if (Array.isArray(s.largest)) f.largest = s.largest;
   return f;
 }
 
@@ -165,8 +159,6 @@ function render(f) {
   $('disk').dataset.full = String(Boolean(d && d.full));
   rows('links', f.links, (l) => [l.label, formatBytes(l.bytes)], (l) => ({ id: 'link-' + l.id, data: { value: l.bytes } }));
   rows('kinds', f.kinds, (k) => [k.kind, formatBytes(k.out), formatBytes(k.in), String(k.requests)], (k) => ({ id: 'kind-' + k.kind, data: { out: k.out, in: k.in, requests: k.requests } }));
-  rows('largest', f.largest, (o) => [o.digest || o.key || '?', formatBytes(o.size)], (o) => ({ id: 'largest-row', data: { size: o.size } }));
-  rows('fills', f.fillList, (o) => [o.key || o.digest || '?', formatBytes(o.bytes || 0)], (o) => ({ id: 'fill-row', data: { bytes: o.bytes || 0 } }));
   $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
 }
 

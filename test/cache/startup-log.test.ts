@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { redactUrl } from '../../src/cache/config.js';
+import { redactUrl } from '../../src/redact-url.js';
 import { startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -11,6 +11,7 @@ t.test('redactUrl', async (t) => {
   t.equal(redactUrl('http://user:pw@127.0.0.1:1/x?y'), 'http://***:***@127.0.0.1:1/x?y');
   t.equal(redactUrl('https://token@mirror.example/pub/'), 'https://***@mirror.example/pub/');
   t.equal(redactUrl('http://127.0.0.1:1/x?y'), 'http://127.0.0.1:1/x?y', 'no credentials: as it is');
+  t.equal(redactUrl('http://u:pw@[::1'), 'http://***@[::1', 'no URL: still nothing before an @');
 });
 
 t.test('the startup log line has no credentials', async (t) => {

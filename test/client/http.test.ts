@@ -47,3 +47,10 @@ t.test('GET and PUT error answers: the catalogued error with the server message'
   }
   t.same(await httpGetJson(`${url}/200`), { ok: true });
 });
+
+t.test('credentials in a URL never appear in an error message', async (t) => {
+  const url = await answering(t);
+  const withSecret = url.replace('http://', 'http://user:s3cret@');
+  await t.rejects(httpGet(`${withSecret}/502`), { message: `GET ${url.replace('http://', 'http://***:***@')}/502: HTTP 502: the upstream broke the connection` }, 'an error answer');
+  await t.rejects(httpGet('http://user:s3cret@127.0.0.1:1/x'), { message: /^GET http:\/\/\*\*\*:\*\*\*@127\.0\.0\.1:1\/x: / }, 'a connection that failed');
+});

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, mkdirSync, statSync, rmSync, readdirSync, readFileSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -9,6 +10,7 @@ import { pullProject } from '../../src/project-upload/pull.js';
 import { listBases, pushProject } from '../../src/project-upload/push.js';
 import { casPath, parseDigestString } from '../../src/store/digest.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
+import { cliArgs } from '../helpers/processes.js';
 import { describeTree } from '../helpers/tree.js';
 
 const TOKEN = TEST_TOKEN;
@@ -75,6 +77,23 @@ t.test('first push stores a base, later pushes send small deltas; pull rebuilds 
   await t.rejects(pushProject({ ...common, run: 'run-2' }), { code: 'FC_ERR_PRECONDITION_FAILED', message: /run run-2 of project demo already exists/ });
   const again = await pullProject({ project: 'demo', run: 'run-2', from: url, dir: join(dir, 'out-run-2-again') });
   t.equal(again.manifest.result.digest, second.manifest.result.digest, 'run-2 is still what it was');
+});
+
+t.test('a work directory or base cache inside the project is never packed (TMPDIR=$PWD/tmp)', async (t) => {
+  const { url, dir, project } = await originWithProject(t, 'inside');
+  mkdirSync(join(project, 'tmp'));
+  // The CLI in a child whose files may not pass 64 MiB: a tar that read itself as it grew
+  // would fail with EFBIG instead of filling the disk.
+  const push = ['push', project, '--project', 'inside', '--run', 'r1', '--origin', url, '--base-cache', join(project, 'bases')];
+  const env = { ...process.env, TMPDIR: join(project, 'tmp'), FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' };
+  const shell = 'ulimit -f 131072; exec "$@"';
+  // Not execFileSync: the origin answering it runs in this process.
+  await promisify(execFile)('bash', ['-c', shell, 'bash', process.execPath, ...cliArgs(push)], { env, timeout: 60_000 });
+  const out = join(dir, 'out');
+  const pulled = await pullProject({ project: 'inside', run: 'r1', from: url, dir: out });
+  t.same(readdirSync(join(out, 'tmp')), [], 'the push\'s work directory is not in the tar');
+  t.notOk(existsSync(join(out, 'bases')), 'nor the base cache');
+  t.ok(pulled.manifest.result.size < 8 * 1024 * 1024, `the tar holds the project only (${pulled.manifest.result.size} bytes)`);
 });
 
 t.test('re-base when the delta exceeds 10% of the compressed tar', async (t) => {

@@ -3,7 +3,7 @@ import t from 'tap';
 import { buildLedger, formatLedger, type FleetSnapshot } from '../../src/report/ledger.js';
 import { ledgerHtml } from '../../src/report/html.js';
 
-const cache = (served: number, upstream: number, hits: number, misses: number) => ({ total: { bytesServed: served, bytesUpstream: upstream, hits, misses } });
+const cache = (served: number, upstream: number, hits: number, misses: number, collapsed = 0) => ({ total: { bytesServed: served, bytesUpstream: upstream, hits, misses, collapsed } });
 
 t.test('actual against naive, per link and per cache, from counter differences', async (t) => {
   const before: FleetSnapshot = {
@@ -16,7 +16,7 @@ t.test('actual against naive, per link and per cache, from counter differences',
   const after: FleetSnapshot = {
     origin: { totals: { bytesIn: 50, bytesOut: 1300 } },
     caches: [
-      { region: 'a', url: 'http://a', stats: cache(4500, 600, 7, 2) },
+      { region: 'a', url: 'http://a', stats: cache(4500, 600, 7, 2, 3) },
       { region: 'b', url: 'http://b', stats: cache(3000, 200, 3, 1) },
     ],
   };
@@ -36,13 +36,13 @@ t.test('actual against naive, per link and per cache, from counter differences',
   // a cache that was down before the run counts from zero
   t.same(ledger.links[3], { link: 'origin → cache b', actualBytes: 200, naiveBytes: 2000 });
   t.same(ledger.originEgress, { actual: 300, naive: 5100 });
-  t.equal(ledger.caches[0]!.hitRatio, 6 / 7);
+  t.equal(ledger.caches[0]!.hitRatio, 9 / 10, 'requests that joined a fill fetched nothing of their own');
   const text = formatLedger(ledger);
   t.match(text, /controller → origin \(project\)\s+50 B\s+1000 B\s+95\.0%/);
   t.match(text, /cache a → machines\s+3\.9 KiB\s+3\.0 KiB\s+-29\.0%/, 'more than naive is shown as it is');
   const near = formatLedger({ ...ledger, links: [{ link: 'cache a → machines', actualBytes: 3101, naiveBytes: 3100 }] });
   t.match(near, /cache a → machines\s+3\.0 KiB\s+3\.0 KiB\s+0\.0%/, 'a few bytes more than naive is 0.0%, not -0.0%');
-  t.match(text, /cache a: 6 hits, 1 miss, hit ratio 85\.7%/);
+  t.match(text, /cache a: 6 hits, 3 joined a fill, 1 miss, hit ratio 90\.0%/);
   t.match(text, /origin egress: 300 B \(5\.9% of naive\)/);
   const html = ledgerHtml(ledger);
   t.match(html, /<svg/);
