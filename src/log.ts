@@ -18,4 +18,3 @@ export function loggerOptions(level: string = process.env.FLEETCACHE_LOG_LEVEL ?
 export function createLogger(level?: string): Logger {
   return pino(loggerOptions(level), pino.destination({ fd: 2, sync: false }));
 }
-
