@@ -98,6 +98,8 @@ export interface FillClaim {
   readonly path: string;
   readonly inPlace: boolean;
   fd: number | undefined;
+  /** The claim file's inode, taken when its descriptor is closed before the fill ends (openClaim). */
+  ino?: number;
 }
 
 /** The mode of a claim under the blob's own name; a complete body always has some permission bit. */
@@ -322,9 +324,12 @@ export class DiskStore {
    * may already be another fill's claim.
    */
   dropClaim(claim: FillClaim): void {
+    const ino = claim.fd !== undefined ? fstatSync(claim.fd).ino : claim.ino;
     if (claim.fd !== undefined) closeSync(claim.fd);
     claim.fd = undefined;
-    rmSync(claim.path, { force: true });
+    // Only the claim itself: a body another process committed under the name meanwhile stays.
+    const st = statSync(claim.path, { throwIfNoEntry: false });
+    if (st && (ino === undefined || st.ino === ino)) rmSync(claim.path, { force: true });
   }
 
   /** Whether `file` is a fill's claim: there, and not complete (see FillClaim). */
@@ -596,7 +601,10 @@ export class DiskStore {
    * at commit. The claim's descriptor is closed.
    */
   async openClaim(claim: FillClaim): Promise<{ path: string; fh: FileHandle }> {
-    if (claim.fd !== undefined) closeSync(claim.fd);
+    if (claim.fd !== undefined) {
+      claim.ino = fstatSync(claim.fd).ino;
+      closeSync(claim.fd);
+    }
     claim.fd = undefined;
     if (claim.inPlace) return this.createTemp();
     try {

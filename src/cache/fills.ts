@@ -5,7 +5,7 @@
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { DiskStore } from './disk-store.js';
 import { Fill, type FillHooks, type FillSource, type FillSpec } from './fill.js';
-import { FillGoneError, RemoteFill } from './remote-fill.js';
+import { FillGoneError, FillUnfollowableError, RemoteFill } from './remote-fill.js';
 
 /** A fill to serve: one this process leads, or one it joins (its own, or another worker's). */
 export type Acquired = { readonly fill: FillSource; readonly lead: boolean };
@@ -124,11 +124,15 @@ export class Fills {
     const asked = Date.now();
     const remotes = this.#peers.map((socket) => new RemoteFill(socket, key));
     // A fill that failed is followed too (its waiters see the failure), one going on first.
-    const outcomes = await Promise.all(remotes.map((r) => r.head.then(() => 'going', (err: unknown) => (err instanceof FillGoneError ? 'gone' : 'failed'))));
+    const outcomes = await Promise.all(remotes.map((r) => r.head.then(
+      () => 'going',
+      (err: unknown) => (err instanceof FillUnfollowableError ? 'unfollowable' : err instanceof FillGoneError ? 'gone' : 'failed'),
+    )));
     const going = outcomes.indexOf('going');
     const found = going >= 0 ? going : outcomes.indexOf('failed');
     if (found >= 0) return this.track(key, remotes[found]!);
-    this.#store.dropOrphanClaim(id, key, asked - ORPHAN_MARGIN_MS);
+    // A leader that is there but cannot be followed keeps its claim; the request passes through.
+    if (!outcomes.includes('unfollowable')) this.#store.dropOrphanClaim(id, key, asked - ORPHAN_MARGIN_MS);
     return undefined;
   }
 }

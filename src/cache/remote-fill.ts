@@ -15,6 +15,8 @@ import { StorageError } from './disk-store.js';
 import { Fill, FillProgress, type FillHead } from './fill.js';
 
 type FillEvent =
+  /** First, at once: the leader is there (its answer's headers go out with it). */
+  | { readonly following: true }
   | { readonly head: FillHead; readonly file: string | null }
   | { readonly w: number }
   | { readonly end: number; readonly body?: string }
@@ -29,13 +31,25 @@ function isInternal(req: FastifyRequest): boolean {
   return (req.raw as { [INTERNAL]?: boolean })[INTERNAL] === true;
 }
 
-/** Raised by RemoteFill.head when the leader has no such fill any more (it just ended). */
+/** Raised by RemoteFill.head when the leader has no such fill any more (it just ended), or is gone. */
 export class FillGoneError extends Error {}
+
+/**
+ * Raised by RemoteFill.head when the leader's fill cannot be followed (it keeps its body
+ * in memory only, or the leader does not answer in time): the follower passes its request
+ * through, and the claim, still the leader's, stays.
+ */
+export class FillUnfollowableError extends FillGoneError {}
+
+/** How long a leader may take to say it is there: it answers at once unless stuck. */
+const FOLLOW_ANSWER_MS = 5000;
 
 // ---- leader side ----
 
 async function* fillEvents(fill: Fill): AsyncGenerator<string> {
   const line = (e: FillEvent): string => JSON.stringify(e) + '\n';
+  // Before upstream's head, which may take as long as the upstream timeout allows.
+  yield line({ following: true });
   let head: FillHead;
   try {
     head = await fill.head;
@@ -66,8 +80,9 @@ export function serveFillEvents(app: FastifyInstance, ctx: CacheContext, socket:
     const encoded = req.headers[KEY_HEADER];
     if (!isInternal(req) || typeof encoded !== 'string') throw new NotFoundError(`no route for GET /-/fill`);
     const fill = ctx.fills.get(Buffer.from(encoded, 'base64url').toString());
-    // One kept in memory only has no file to follow (its worker's disk refuses writes).
-    if (!(fill instanceof Fill) || fill.memoryOnly) throw new NotFoundError('no such fill in flight');
+    if (!(fill instanceof Fill)) throw new NotFoundError('no such fill in flight');
+    // One kept in memory only (the disk refuses it, or it has no room) has no file to follow.
+    if (fill.memoryOnly) return reply.code(409).send({ followable: false });
     return reply.type('application/x-ndjson').send(Readable.from(fillEvents(fill)));
   });
   // Its requests are marked and handed to the same app.
@@ -93,7 +108,7 @@ const pools = new Map<string, Pool>();
 function poolFor(socket: string): Pool {
   let pool = pools.get(socket);
   if (!pool) {
-    pool = new Pool('http://localhost', { socketPath: socket, bodyTimeout: 0, headersTimeout: 30_000 });
+    pool = new Pool('http://localhost', { socketPath: socket, bodyTimeout: 0, headersTimeout: FOLLOW_ANSWER_MS });
     pools.set(socket, pool);
   }
   return pool;
@@ -126,11 +141,14 @@ export class RemoteFill extends FillProgress {
     let headSeen = false;
     try {
       const res = await poolFor(socket).request({ path: '/-/fill', method: 'GET', headers: { [KEY_HEADER]: Buffer.from(key).toString('base64url') } })
-        .catch((err: Error) => {
-          throw new FillGoneError(`the worker is unreachable (${err.message})`); // dead, or being replaced
+        .catch((err: NodeJS.ErrnoException) => {
+          // No one listens: dead, or being replaced. Anything else (no answer in time): alive, its claim kept.
+          if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') throw new FillGoneError(`the worker is unreachable (${err.message})`);
+          throw new FillUnfollowableError(`the worker leading this fill does not answer (${err.message})`);
         });
-      if (res.statusCode === 404) {
+      if (res.statusCode === 404 || res.statusCode === 409) {
         await res.body.dump();
+        if (res.statusCode === 409) throw new FillUnfollowableError('the worker leading this fill keeps it in memory only');
         throw new FillGoneError('the fill ended before it could be followed');
       }
       if (res.statusCode !== 200) throw new UpstreamError(`following a fill: worker answered HTTP ${res.statusCode}`);
@@ -141,6 +159,7 @@ export class RemoteFill extends FillProgress {
         while ((nl = rest.indexOf('\n')) >= 0) {
           const e = JSON.parse(rest.slice(0, nl)) as FillEvent;
           rest = rest.slice(nl + 1);
+          if ('following' in e) continue;
           if ('head' in e) {
             // Opened before the leader can rename it: the descriptor outlives the rename.
             if (e.file) this.useFile(await open(e.file, 'r').catch(() => { throw new FillGoneError('the fill ended before its file was opened'); }));

@@ -1,6 +1,6 @@
 // The disk store across restarts: objects kept, LRU eviction under --max-size, temp
 // files removed, the index rebuilt quickly.
-import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
@@ -113,4 +113,26 @@ t.test('a small blob damaged on disk while stopped is hashed on its first read, 
   t.equal(up.requests.length, 2);
   await second.app.cache.fills.drain();
   t.equal((await get(`${second.url}/cas/sha256/${small.hex}`)).xcache, 'HIT');
+});
+
+t.test('giving a claim up removes the claim only, never a body another process committed under its name since', async (t) => {
+  const dir = t.testdir();
+  const store = new DiskStore(dir, 1e9, pino({ level: 'silent' }));
+  await store.open();
+  const hex = 'ab'.repeat(32);
+  const id = casId({ algo: 'sha256', hex });
+  for (const opened of [false, true]) {
+    const claim = store.claimFill(id, `${id}\0\0`)!;
+    t.ok(claim.inPlace, 'a plain /cas claim is under the blob\'s own name');
+    if (opened) await (await store.openClaim(claim)).fh.close(); // a large fill: its descriptor closed early
+    // Another worker commits the blob: its body renamed over the name.
+    writeFileSync(`${claim.path}.other`, 'a whole body', { mode: 0o644 });
+    renameSync(`${claim.path}.other`, claim.path);
+    store.dropClaim(claim);
+    t.equal(readFileSync(claim.path, 'utf8'), 'a whole body', `the committed body stays (claim ${opened ? 'opened' : 'as made'})`);
+    rmSync(claim.path);
+  }
+  const claim = store.claimFill(id, `${id}\0\0`)!;
+  store.dropClaim(claim);
+  t.notOk(existsSync(claim.path), 'a claim nobody replaced is removed');
 });

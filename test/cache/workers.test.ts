@@ -145,6 +145,7 @@ t.test('two workers share one cache', async (t) => {
 
   await t.test('a worker that dies is replaced; the other serves meanwhile', async (t) => {
     t.notMatch(cache.stderr(), /cache worker died/, 'no worker died along the way');
+    const before = (await stats(cache.url)).total; // every worker's reports in, the victim's too
     const [victim] = childrenOf(cache.child.pid!);
     process.kill(victim!, 'SIGKILL');
     const { hex } = up.addBlob(4096);
@@ -163,6 +164,9 @@ t.test('two workers share one cache', async (t) => {
     await eventually('the new worker listens', () => /"msg":"replacement cache worker listening"/.test(cache.stderr()));
     const after = await Promise.all(Array.from({ length: 8 }, () => get(`${cache.url}/cas/sha256/${hex}`)));
     t.ok(after.every((r) => r.hash === hex), 'both serve again');
+    const total = (await stats(cache.url)).total;
+    t.ok(total.misses > before.misses && total.hits + total.collapsed >= before.hits + before.collapsed + 7, `the dead worker's counts still count (misses ${before.misses} → ${total.misses})`);
+    t.ok(total.bytesServed >= before.bytesServed + 9 * 4096, 'and its bytes served');
   });
 
   await t.test('the claim a dead fill left: no worker has the fill, the file is removed, the next request fills', async (t) => {
@@ -207,6 +211,34 @@ t.test('three workers: a stampede spread over them makes one upstream request, t
   t.ok(all.every((r) => r.hash === hex), 'every body right');
   t.equal(up.count(`/cas/sha256/${hex}`), 1, 'upstream asked once');
   t.equal(all.filter((r) => r.xcache === 'MISS').length, 1, 'one led the fill, the others joined it');
+});
+
+t.test('two workers: a slow upstream head is still followed; a fill kept in memory only is passed by, its claim left alone', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '2', '--max-size', '1MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const slow = up.addBlob(100_000);
+  up.handler = (req, res) => {
+    if (req.url !== `/cas/sha256/${slow.hex}`) return false;
+    // Longer than a follower waits for its leader to answer at all (remote-fill.ts): the leader says it is there at once.
+    setTimeout(() => res.writeHead(200, { 'content-length': String(slow.body.length) }).end(slow.body), 6000);
+    return true;
+  };
+  const slowAll = await Promise.all(Array.from({ length: 8 }, () => get(`${cache.url}/cas/sha256/${slow.hex}`)));
+  t.ok(slowAll.every((r) => r.hash === slow.hex), 'every body right');
+  t.equal(up.count(`/cas/sha256/${slow.hex}`), 1, 'upstream asked once: the other worker followed');
+
+  const big = up.addBlob(2 * 1024 * 1024); // more than the cache: streamed from memory, not kept
+  up.options.rate = 1024 * 1024; // two seconds of filling
+  const bigGet = () => get(`${cache.url}/cas/sha256/${big.hex}`);
+  const early = Array.from({ length: 3 }, bigGet);
+  // Later ones find the claim over a second old: a follower that took its leader for dead would remove it.
+  await new Promise((r) => setTimeout(r, 1200));
+  const bigAll = await Promise.all([...early, ...Array.from({ length: 3 }, bigGet)]);
+  up.options.rate = 0;
+  t.ok(bigAll.every((r) => r.hash === big.hex), 'every body right');
+  t.notMatch(cache.stderr(), /removing the claim of a fill whose worker is gone/, 'no live leader taken for a dead one');
 });
 
 /** PIDs of the cache workers whose parent is `pid` (tsx's esbuild helpers are not workers). */

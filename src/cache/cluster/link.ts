@@ -75,7 +75,7 @@ export class ClusterLink {
     if (this.#touched.push(id) === 1) this.#schedule();
   }
 
-  /** Sends what is queued now (the commits, hits and count of fills gathered since the last flush, too). */
+  /** Sends what is queued now (the commits, hits and count of fills gathered since the last flush, and the tallies, too). */
   flush(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -84,6 +84,7 @@ export class ClusterLink {
     if (this.#touched.length > 0) this.#outbox.push({ t: 'touched', ids: this.#touched });
     this.#touched = [];
     this.epoch++;
+    this.#outbox.push({ t: 'totals', kinds: this.#tally() });
     const leading = this.#leading();
     if (leading !== this.#reportedLeading) {
       this.#reportedLeading = leading;

@@ -84,7 +84,10 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   const lock = await lockDataDir(config.dataDir);
   removeStaleSocketDirs(tmpdir());
   const socketDir = mkdtempSync(path.join(tmpdir(), `${SOCKET_DIR_PREFIX}${process.pid}-`));
-  const live = new Map<number, { worker: Worker; outbox: Outbox<PrimaryMessage>; leading: number }>();
+  /** Each worker, with its tallies as last reported (`tally`). */
+  const live = new Map<number, { worker: Worker; outbox: Outbox<PrimaryMessage>; leading: number; tally: Record<string, KindTally> }>();
+  /** The last tallies of workers that died: the cache's counters do not go down with them. */
+  const retired: Record<string, KindTally> = {};
   const tallies = new Map<number, { want: number; got: Record<string, KindTally>; done: () => void }>();
   let stopping = false;
   let broadcastTimer: NodeJS.Timeout | undefined;
@@ -116,6 +119,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   async function stats(): Promise<Record<string, KindTally>> {
     const req = nextTally++;
     const got: Record<string, KindTally> = {};
+    addTallies(got, retired);
     const targets = [...live.values()].filter(({ worker }) => worker.isConnected());
     await new Promise<void>((done) => {
       if (targets.length === 0) return done();
@@ -155,7 +159,11 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
         return;
       case 'failed':
         return failed(new FleetError(m.code, m.message));
+      case 'totals':
       case 'tally': {
+        const w = live.get(id);
+        if (w) w.tally = m.kinds;
+        if (m.t === 'totals') return;
         const pending = tallies.get(m.req);
         if (!pending) return;
         addTallies(pending.got, m.kinds);
@@ -191,7 +199,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     const outbox = new Outbox<PrimaryMessage>((m) => {
       if (worker.isConnected()) worker.send(m);
     });
-    live.set(worker.id, { worker, outbox, leading: 0 });
+    live.set(worker.id, { worker, outbox, leading: 0, tally: {} });
     worker.on('message', (m: WorkerMessage | Batch<WorkerMessage>) => unbatch(m, (one) => onMessage(worker.id, one)));
     worker.on('listening', (addr) => {
       if (addr.addressType === -1) return; // its private Unix socket
@@ -205,8 +213,10 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       }
     });
     worker.once('exit', (code, signal) => {
+      const last = live.get(worker.id)?.tally;
       live.delete(worker.id);
       if (stopping) return;
+      if (last) addTallies(retired, last);
       if (!started) return failed(new FleetError('FC_ERR_INTERNAL', `cache worker ${worker.id} exited (${signal ?? `code ${code}`}) before listening`));
       died(index, worker.id, code, signal);
     });

@@ -25,6 +25,8 @@ export type WorkerMessage =
   | { readonly t: 'stats'; readonly req: number }
   | { readonly t: 'metrics'; readonly req: number }
   | { readonly t: 'tally'; readonly req: number; readonly kinds: Record<string, KindTally> }
+  /** The worker's tallies so far, sent with each batch of reports: what still counts of a worker that dies. */
+  | { readonly t: 'totals'; readonly kinds: Record<string, KindTally> }
   /** The worker could not start (build or listen): the primary stops the cache with this error. */
   | { readonly t: 'failed'; readonly code: ErrorCode; readonly message: string };
 
