@@ -142,7 +142,7 @@ export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.
     ...(token === undefined ? {} : { token }),
     timeouts,
     mirrors,
-    workers: file.workers === 'auto' ? availableParallelism() : file.workers ?? 1,
+    workers: file.workers === 'auto' ? Math.min(availableParallelism(), MAX_WORKERS) : file.workers ?? 1,
     ...(file.shutdownTimeout === undefined ? {} : { shutdownTimeoutMs: parseDuration(file.shutdownTimeout) }),
   };
 }

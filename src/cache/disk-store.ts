@@ -237,28 +237,32 @@ export class DiskStore {
         if (e.body) this.#smallBytes -= e.body.length;
         // 'set' replaced the entry in place (same file names, already renamed over).
         if (reason !== 'evict' && reason !== 'delete') return;
-        if (!this.#peer) {
-          // An entry deleted on purpose (damaged on disk, gone upstream) leaves the disk before
-          // its caller goes on: the caller fetches it again at once, and a claim under the
-          // blob's own name needs the name free. Evictions unlink in the background.
-          if (reason === 'delete') {
-            for (const file of this.#entryFiles(id)) {
-              try {
-                unlinkSync(file);
-              } catch {
-                // gone already (or the disk refuses: as for an eviction, nothing more to do)
-              }
-            }
-          } else {
-            void (async () => {
-              for (const file of this.#entryFiles(id)) await unlink(file).catch(() => undefined);
-            })();
-          }
-          onEvicted?.(id);
-        } else if (reason === 'delete' && !this.#forgetting) {
-          this.#peer.deleted(id);
+        if (this.#forgetting) {
+          // Gone from the disk by another process's hand (see forget): the primary tells the other workers.
+          if (!this.#peer) onEvicted?.(id);
+          return;
         }
-        // A worker's own 'evict' only forgets: the primary decides what leaves the disk.
+        if (reason === 'delete') {
+          // An entry deleted on purpose (damaged on disk, gone upstream) leaves the disk before
+          // its caller goes on, in a worker too: the caller fetches it again at once, and a
+          // claim under the blob's own name needs the name free. (Unlinked later by the
+          // primary, a copy fetched meanwhile would go.)
+          for (const file of this.#entryFiles(id)) {
+            try {
+              unlinkSync(file);
+            } catch {
+              // gone already (or the disk refuses: as for an eviction, nothing more to do)
+            }
+          }
+        } else if (!this.#peer) {
+          // Evictions unlink in the background. A worker's own 'evict' only forgets: the
+          // primary decides what leaves the disk.
+          void (async () => {
+            for (const file of this.#entryFiles(id)) await unlink(file).catch(() => undefined);
+          })();
+        }
+        if (!this.#peer) onEvicted?.(id);
+        else if (reason === 'delete') this.#peer.deleted(id);
       },
     });
   }
@@ -367,7 +371,10 @@ export class DiskStore {
     this.#dirs.add(shard);
   }
 
-  /** Worker: the primary evicted `id` (and unlinked it). */
+  /**
+   * Drops `id` from the index without touching the disk, where another process removed it:
+   * in a worker, the primary that evicted it; in the primary, the worker that deleted it.
+   */
   forget(id: string): void {
     this.#forgetting = true;
     try {

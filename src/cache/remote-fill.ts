@@ -93,6 +93,8 @@ export function serveFillEvents(app: FastifyInstance, ctx: CacheContext, socket:
   app.addHook('onReady', async () => {
     await rm(socket, { force: true });
     await new Promise<void>((resolve, reject) => internal.once('error', reject).listen(socket, resolve));
+    // Later (a failed accept: EMFILE), followers find no answer and pass their requests through.
+    internal.on('error', (err) => ctx.log.error({ err: err.message, socket }, 'the socket where other workers follow fills failed'));
   });
   app.addHook('onClose', async () => {
     internal.closeAllConnections();

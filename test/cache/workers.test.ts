@@ -241,6 +241,26 @@ t.test('two workers: a slow upstream head is still followed; a fill kept in memo
   t.notMatch(cache.stderr(), /removing the claim of a fill whose worker is gone/, 'no live leader taken for a dead one');
 });
 
+t.test('two workers: a damaged body a worker drops is fetched again and kept, not unlinked after by the primary', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const dir = t.testdir();
+  const small = up.addBlob(4096);
+  const file = path.join(dir, casId({ algo: 'sha256', hex: small.hex }));
+  // What a power loss can leave of an unflushed small file: the right size, zeroes inside.
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, Buffer.alloc(4096));
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const first = await get(`${cache.url}/cas/sha256/${small.hex}`);
+  t.same([first.hash, first.xcache], [small.hex, 'MISS'], 'not served from the damaged file');
+  await stats(cache.url); // the worker's report of the deletion has reached the primary
+  t.same(readFileSync(file), small.body, 'the copy fetched again is on disk');
+  const hits = await Promise.all(Array.from({ length: 4 }, () => get(`${cache.url}/cas/sha256/${small.hex}`)));
+  t.same(hits.map((h) => h.xcache), ['HIT', 'HIT', 'HIT', 'HIT'], 'and served from it, in both workers');
+  t.equal(up.count(`/cas/sha256/${small.hex}`), 1);
+});
+
 /** PIDs of the cache workers whose parent is `pid` (tsx's esbuild helpers are not workers). */
 function childrenOf(pid: number): number[] {
   const cmdline = (child: number): string => {

@@ -145,7 +145,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
         for (const entry of m.ids) store.touch(entry);
         return;
       case 'deleted':
-        store.delete(m.id);
+        store.forget(m.id); // the worker unlinked it already
         return broadcastFiguresSoon();
       case 'stats':
         // Each worker sends its pending reports before its tally: the figures are taken after.
