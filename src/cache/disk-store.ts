@@ -331,9 +331,10 @@ export class DiskStore {
     const ino = claim.fd !== undefined ? fstatSync(claim.fd).ino : claim.ino;
     if (claim.fd !== undefined) closeSync(claim.fd);
     claim.fd = undefined;
-    // Only the claim itself: a body another process committed under the name meanwhile stays.
+    // Only the claim itself: a body another process committed under the name meanwhile stays
+    // (under the blob's own name, a complete file is never a claim, even on a reused inode).
     const st = statSync(claim.path, { throwIfNoEntry: false });
-    if (st && (ino === undefined || st.ino === ino)) rmSync(claim.path, { force: true });
+    if (st && (ino === undefined || st.ino === ino) && !(claim.inPlace && isComplete(st))) rmSync(claim.path, { force: true });
   }
 
   /** Whether `file` is a fill's claim: there, and not complete (see FillClaim). */

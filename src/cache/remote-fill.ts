@@ -17,6 +17,8 @@ import { Fill, FillProgress, type FillHead } from './fill.js';
 type FillEvent =
   /** First, at once: the leader is there (its answer's headers go out with it). */
   | { readonly following: true }
+  /** Instead of the head: the fill keeps its body in memory only, so there is no file to follow. */
+  | { readonly unfollowable: true }
   | { readonly head: FillHead; readonly file: string | null }
   | { readonly w: number }
   | { readonly end: number; readonly body?: string }
@@ -58,6 +60,8 @@ async function* fillEvents(fill: Fill): AsyncGenerator<string> {
     yield line({ error: (err as Error).message, ...(err instanceof StorageError ? { storage: true as const } : {}) });
     return;
   }
+  // No room to keep it (decided with the head, after this follower came): nothing to follow.
+  if (fill.memoryOnly) return yield line({ unfollowable: true });
   yield line({ head, file: fill.tempPath ?? null });
   let sent = -1;
   for (;;) {
@@ -162,6 +166,7 @@ export class RemoteFill extends FillProgress {
           const e = JSON.parse(rest.slice(0, nl)) as FillEvent;
           rest = rest.slice(nl + 1);
           if ('following' in e) continue;
+          if ('unfollowable' in e) throw new FillUnfollowableError('the worker leading this fill keeps it in memory only');
           if ('head' in e) {
             // Opened before the leader can rename it: the descriptor outlives the rename.
             if (e.file) this.useFile(await open(e.file, 'r').catch(() => { throw new FillGoneError('the fill ended before its file was opened'); }));

@@ -124,12 +124,19 @@ export class NameStore {
     return entries.filter((e) => e.endsWith(SUFFIX)).map((e) => decodeURIComponent(e.slice(0, -SUFFIX.length)));
   }
 
-  /** Records directly under a prefix, as [decoded last segment, record]. */
+  /**
+   * Records directly under a prefix, as [decoded last segment, record]. A damaged record is
+   * left out (a GET of its name says so): one must not hide the others, e.g. every base of a
+   * project from the push that would write a new one.
+   */
   async list<T = NameRecord>(prefix: readonly string[]): Promise<Array<[string, T]>> {
     const out: Array<[string, T]> = [];
     for (const key of await this.keys(prefix)) {
-      const rec = await this.find<T>([...prefix, key]); // undefined: removed since the listing
-      if (rec !== undefined) out.push([key, rec]);
+      const rec = await this.find<T>([...prefix, key]).catch((err: unknown) => {
+        if (err instanceof FleetError && err.code === 'FC_ERR_INTERNAL') return undefined;
+        throw err;
+      });
+      if (rec !== undefined) out.push([key, rec]); // undefined: damaged, or removed since the listing
     }
     return out;
   }

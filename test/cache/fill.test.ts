@@ -82,6 +82,15 @@ t.test('an object larger than the cache: still fetched once for every waiter, an
   t.same([stats.misses, stats.collapsed, stats.bytesUpstream], [1, 7, 2 * 1024 * 1024], 'counted as it happened');
   t.equal(app.cache.store.count, 0, 'nothing kept');
   t.notOk(app.cache.store.isFull(), 'the disk itself still takes writes');
+  // A Range joining such a fill would wait for a last byte its windows no longer hold: passed through.
+  const long = up.addBlob(40 * 1024 * 1024); // more than the windows a fill keeps in memory
+  up.options.rate = 40 * 1024 * 1024;
+  const whole = fetchHash(`${url}/cas/sha256/${long.hex}`);
+  await eventually('the fill started', () => up.count(`/cas/sha256/${long.hex}`) === 1);
+  const ranged = await request(`${url}/cas/sha256/${long.hex}`, { headers: { range: 'bytes=0-99' } });
+  const first = Buffer.from(await ranged.body.arrayBuffer());
+  t.same(first.subarray(0, 100), long.body.subarray(0, 100), `the range's bytes (HTTP ${ranged.statusCode})`);
+  t.equal((await whole).hash, long.hex);
 });
 
 t.test('Range on an object still filling', async (t) => {

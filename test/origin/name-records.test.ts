@@ -37,6 +37,15 @@ t.test('a damaged record is the server\'s error (500, logged), not the client\'s
   t.equal(res.status, 500);
   t.equal(await putArtifact(origin, 'r/j/report', 'data again'), 200, 'a damaged record can be written over');
   t.equal((await getArtifact(origin, 'r/j/report')).text, 'data again');
+  // A damaged base record does not hide the project's other bases (a push lists them).
+  for (const id of ['b1', 'b2']) {
+    const res = await request(`${origin.url}/projects/p/bases/${id}`, { method: 'PUT', body: `tar ${id}`, headers: { authorization: `Bearer ${origin.token}` } });
+    await res.body.dump();
+  }
+  writeFileSync(path.join(origin.dataDir, 'names.v1', 'projects', 'p', 'bases', 'b1.rec.json'), '{"dig');
+  const listing = await request(`${origin.url}/projects/p/bases/`);
+  t.equal(listing.statusCode, 200);
+  t.same(((await listing.body.json()) as { bases: { id: string }[] }).bases.map((b) => b.id), ['b2'], 'the sound one is listed');
   const body = JSON.parse(res.text) as { code: string; message: string };
   t.equal(body.code, 'FC_ERR_INTERNAL');
   t.notMatch(body.message, origin.dataDir, 'no server path in the answer');
