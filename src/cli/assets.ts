@@ -9,6 +9,7 @@ import { resolveToken } from '../client/token.js';
 import { formatBytes } from '../config/units.js';
 import { FleetError, UsageError } from '../errors.js';
 import { requireHttpUrl } from './url-flags.js';
+import { repeatable } from './repeatable.js';
 
 interface FetchFlags {
   manifest: string;
@@ -31,7 +32,6 @@ interface UploadFlags {
   tokenFile?: string;
 }
 
-const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 /** One bar per file on a terminal; nothing otherwise. */
 function progressReporter(): { onProgress?: (p: AssetProgress) => void; stop: () => void } {
@@ -79,7 +79,7 @@ export function registerAssets(program: Command): void {
     )
     .argument('[files...]', 'only these manifest filenames')
     .option('-m, --manifest <file>', 'tooltool manifest', 'manifest.tt')
-    .option('--url <url>', 'base URL serving /<algorithm>/<digest>; repeatable, tried in order (none: only files present or in the cache folder)', collect, [])
+    .addOption(repeatable('--url <url>', 'base URL serving /<algorithm>/<digest>; repeatable, tried in order', 'none: only files present or in the cache folder'))
     .option('-c, --cache-folder <dir>', 'local cache folder shared across runs (tooltool layout)', process.env.TOOLTOOL_CACHE)
     .option('--dest <dir>', 'directory the files appear in (default: current directory)')
     .option('--token-file <file>', 'bearer token for internal assets (default: $FLEETCACHE_TOKEN)')

@@ -8,6 +8,7 @@ import { sha256File } from '../project-upload/transfer.js';
 import { requireInput, requireOutput } from '../path-checks.js';
 import { tempNameFor, writeAtomically } from '../project-upload/atomic-file.js';
 import { removeOnSignal } from '../project-upload/signal-cleanup.js';
+import { repeatable } from './repeatable.js';
 
 export interface RuleFlags {
   include: string[];
@@ -15,14 +16,12 @@ export interface RuleFlags {
   rename: string[];
 }
 
-const collect = (value: string, previous: string[]): string[] => [...previous, value];
-
 /** Adds spread's include/exclude/rename options to a command. */
 export function withRuleOptions(command: Command): Command {
   return command
-    .option('--include <glob>', 'path or glob relative to DIR to pack (default: every entry of DIR); repeatable', collect, [])
-    .option('--exclude <pattern>', 'tar --exclude pattern (.spread-reuse.* always excluded); repeatable', collect, [])
-    .option('--rename <expr>', 'tar --transform expression such as s,^,proj/,; repeatable', collect, []);
+    .addOption(repeatable('--include <glob>', 'path or glob relative to DIR to pack; repeatable', 'every entry of DIR'))
+    .addOption(repeatable('--exclude <pattern>', 'tar --exclude pattern (.spread-reuse.* always excluded); repeatable', 'none'))
+    .addOption(repeatable('--rename <expr>', 'tar --transform expression such as s,^,proj/,; repeatable', 'none'));
 }
 
 export function rulesFrom(flags: RuleFlags): PackRules {
