@@ -106,7 +106,9 @@ export async function serveFill(
   try {
     head = await fill.head;
   } catch (err) {
-    countFill(ctx, kind, cache);
+    // Refused by the disk: each waiter passes through, with an upstream request of its own
+    // (the first one with the fill's), so none counts as collapsed.
+    countFill(ctx, kind, err instanceof StorageError ? 'MISS' : cache);
     if (err instanceof StorageError) return passthrough(fill.takeUnkept());
     if (err instanceof FillGoneError) return passthrough();
     throw err;

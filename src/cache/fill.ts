@@ -492,12 +492,13 @@ export class Fill extends FillProgress {
       claimGone = true;
       this.#store.dropClaim(this.#claim);
     };
-    // While the disk refuses writes (cooling down after a failure), or when the object has
-    // no room (larger than the cache, or than the free space), a body is still fetched once
-    // for every waiter, and not kept: a small one gathered whole, a large one streamed from
-    // its windows only, with no file (readers too far behind are cut, and requests that
-    // come too late start a fill of their own: see joinable).
-    let unkeptOnly = this.#store.isFull();
+    // While the disk refuses writes (cooling down after a failure), a body is still fetched
+    // once for every waiter, and not kept: a small one gathered whole, a large one streamed
+    // from its windows only, with no file (readers too far behind are cut, and requests
+    // that come too late start a fill of their own: see joinable). An object with no room
+    // (larger than the cache, or than the free space: see reserve) is passed through to
+    // each waiter instead, each at its own pace: no reader of it is ever cut.
+    const unkeptOnly = this.#store.isFull();
     try {
       const answer = await this.#spec.request(SMALL_MAX);
       res = answer;
@@ -507,14 +508,7 @@ export class Fill extends FillProgress {
       // file and no reads while filling; the file is written at commit. A body the request
       // gathered (Upstream.fetch) was announced within SMALL_MAX.
       const small = answer.whole !== undefined || (size !== undefined && size <= SMALL_MAX);
-      if (size !== undefined && !unkeptOnly) {
-        try {
-          await this.#store.reserve(size);
-        } catch (err) {
-          if (!(err instanceof StorageError)) throw err;
-          unkeptOnly = true;
-        }
-      }
+      if (size !== undefined && !unkeptOnly) await this.#store.reserve(size);
       let body: Buffer | undefined;
       if (!small && unkeptOnly) {
         this.streamFromMemory();

@@ -215,7 +215,7 @@ t.test('three workers: a stampede spread over them makes one upstream request, t
   t.equal(all.filter((r) => r.xcache === 'MISS').length, 1, 'one led the fill, the others joined it');
 });
 
-t.test('two workers: a slow upstream head is still followed; a fill kept in memory only is passed by, its claim left alone', async (t) => {
+t.test('two workers: a slow upstream head is still followed; an object with no room is passed through in both, its claim left alone', async (t) => {
   const up = new UpstreamFixture();
   const upUrl = await up.start();
   t.teardown(() => up.stop());
@@ -231,8 +231,8 @@ t.test('two workers: a slow upstream head is still followed; a fill kept in memo
   t.ok(slowAll.every((r) => r.hash === slow.hex), 'every body right');
   t.equal(up.count(`/cas/sha256/${slow.hex}`), 1, 'upstream asked once: the other worker followed');
 
-  // More than the cache: streamed from memory, not kept. Followers that came before
-  // upstream's head learn with it that there is no file to follow, and pass through.
+  // More than the cache: passed through, not kept. Followers that came before upstream's
+  // head learn with it that the fill was refused, and pass through too.
   const early = up.addBlob(2 * 1024 * 1024);
   up.handler = (req, res) => {
     if (req.url !== `/cas/sha256/${early.hex}`) return false;
