@@ -153,7 +153,7 @@ export interface FillSource {
   readonly paused: boolean;
   /** A new reader can start at byte 0 (always, but for a fill in memory only that went too far). */
   readonly joinable: boolean;
-  /** Streamed from its windows only, with no file (the disk refuses it, or it has no room). */
+  /** Streamed from its windows only, with no file (the disk refuses writes). */
   readonly memoryOnly: boolean;
   /** Resolves on the next write, end or failure. */
   progress(): Promise<void>;

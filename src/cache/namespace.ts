@@ -15,8 +15,11 @@ import type { AnswerHead } from './answer-handler.js';
 /** Immutable content: /cas/{algo}/{hex}, or the tooltool alias /{algo}/{hex}. */
 export type ImmutableKind = 'cas' | 'tooltool';
 
-/** Headers of a name kept in its sidecar and replayed on hits (the last two: see NAMED_BLOB_HEADERS at the origin). */
-const NAME_HEADERS = ['content-type', 'etag', 'last-modified', 'cache-control', 'content-disposition', 'expires', 'x-content-type-options', 'content-security-policy'];
+/** How upstream has a named blob served to browsers (the origin: NAMED_BLOB_HEADERS), kept with it. */
+export const BROWSER_HEADERS = ['x-content-type-options', 'content-security-policy'];
+
+/** Headers of a name kept in its sidecar and replayed on hits. */
+const NAME_HEADERS = ['content-type', 'etag', 'last-modified', 'cache-control', 'content-disposition', 'expires', ...BROWSER_HEADERS];
 
 function passHeaders(res: AnswerHead): HeaderMap {
   const h = endToEnd(res.headers);
@@ -32,7 +35,7 @@ function decideImmutable(key: string, d: Digest) {
   };
 }
 
-function pickHeaders(from: IncomingHttpHeaders, names: readonly string[]): HeaderMap {
+export function pickHeaders(from: IncomingHttpHeaders, names: readonly string[]): HeaderMap {
   const headers: HeaderMap = {};
   for (const name of names) {
     const v = from[name];

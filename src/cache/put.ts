@@ -14,6 +14,7 @@ import { closeUnreadBody } from '../http/unread-body.js';
 import { parseDigest, type Digest } from '../store/digest.js';
 import { isPrivate, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type EntryMeta } from './disk-store.js';
+import { BROWSER_HEADERS, pickHeaders } from './namespace.js';
 import type { Kind } from './metrics.js';
 import { endToEnd, type HeaderMap } from './upstream.js';
 
@@ -109,13 +110,8 @@ async function keep(
     const key = `GET ${upath}`;
     id = httpId(key);
     // What a GET from upstream would answer: the type the upload declared, upstream's caching headers.
-    const headers: HeaderMap = { 'content-type': sent['content-type'] ?? 'application/octet-stream', etag, 'cache-control': String(resHeaders['cache-control']) };
+    const headers: HeaderMap = { 'content-type': sent['content-type'] ?? 'application/octet-stream', etag, 'cache-control': String(resHeaders['cache-control']), ...pickHeaders(resHeaders, BROWSER_HEADERS) };
     if (sent['content-disposition']) headers['content-disposition'] = sent['content-disposition'];
-    // How upstream has the blob served to browsers (the origin: NAMED_BLOB_HEADERS).
-    for (const name of ['x-content-type-options', 'content-security-policy']) {
-      const value = resHeaders[name];
-      if (typeof value === 'string') headers[name] = value;
-    }
     meta = { key, status: 200, headers, size: tee.size, storedAt: now };
   }
   try {

@@ -60,7 +60,7 @@ async function* fillEvents(fill: Fill): AsyncGenerator<string> {
     yield line({ error: (err as Error).message, ...(err instanceof StorageError ? { storage: true as const } : {}) });
     return;
   }
-  // No room to keep it (decided with the head, after this follower came): nothing to follow.
+  // The disk began refusing writes after this follower came (decided with the head): nothing to follow.
   if (fill.memoryOnly) return yield line({ unfollowable: true });
   yield line({ head, file: fill.tempPath ?? null });
   let sent = -1;
@@ -85,7 +85,7 @@ export function serveFillEvents(app: FastifyInstance, ctx: CacheContext, socket:
     if (!isInternal(req) || typeof encoded !== 'string') throw new NotFoundError(`no route for GET /-/fill`);
     const fill = ctx.fills.get(Buffer.from(encoded, 'base64url').toString());
     if (!(fill instanceof Fill)) throw new NotFoundError('no such fill in flight');
-    // One kept in memory only (the disk refuses it, or it has no room) has no file to follow.
+    // One kept in memory only (its worker's disk refuses writes) has no file to follow.
     if (fill.memoryOnly) return reply.code(409).send({ followable: false });
     return reply.type('application/x-ndjson').send(Readable.from(fillEvents(fill)));
   });

@@ -3,22 +3,14 @@
 // removed on failure and when a signal ends the process. Concurrent writers of the same
 // content each rename their own whole copy.
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { removeOnSignal } from './signal-cleanup.js';
+import { fsyncFile } from '../store/durable.js';
 
 /** A fresh name beside `final` for its content in progress. */
 export function tempNameFor(final: string): string {
   return `${final}.${randomBytes(6).toString('hex')}.partial`;
-}
-
-async function fsyncPath(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Runs `write(tmp)`, then renames tmp to `final`; on any failure nothing is left at either. */
@@ -28,9 +20,9 @@ export async function writeAtomically<T>(final: string, write: (tmp: string) => 
   try {
     const result = await write(tmp);
     // the data before the name: after a power loss the final name is whole or absent, never empty
-    await fsyncPath(tmp);
+    await fsyncFile(tmp);
     await rename(tmp, final);
-    await fsyncPath(dirname(final));
+    await fsyncFile(dirname(final));
     return result;
   } finally {
     await rm(tmp, { force: true });

@@ -13,6 +13,7 @@ import { FleetError, NotFoundError } from '../errors.js';
 import type { BlobStat, BlobStore, PutOptions, PutResult, ReadRange } from './blob-store.js';
 import { DIGEST_ALGORITHMS, type Digest } from './digest.js';
 import { putMeter } from './put-meter.js';
+import { fsyncFile, mkdirDurable } from './durable.js';
 
 const READ_CHUNK = 1024 * 1024;
 
@@ -128,26 +129,6 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
     return await readdir(dir);
   } catch {
     return [];
-  }
-}
-
-/** `mkdir -p` whose new directories outlive a power loss: each one's parent is synced. */
-export async function mkdirDurable(dir: string): Promise<void> {
-  const first = await mkdir(dir, { recursive: true });
-  if (first === undefined) return;
-  for (let d = dir; ; d = dirname(d)) {
-    await fsyncFile(dirname(d));
-    if (d === first) return;
-  }
-}
-
-/** Makes a file's content, or for a directory the renames in it, durable. */
-export async function fsyncFile(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
   }
 }
 

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FleetError, NotFoundError } from '../errors.js';
-import { fsyncFile, mkdirDurable } from './disk.js';
+import { fsyncFile, mkdirDurable } from './durable.js';
 import { RECORD_SUFFIX as SUFFIX, segmentToFileName } from './safe-name.js';
 
 export interface NameRecord {
