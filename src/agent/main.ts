@@ -2,7 +2,11 @@
 // sent to each machine and run with the machine's node (>= 20).
 //
 //   node agent.mjs <command> --json-args '<JSON object>'
-//   node agent.mjs <command> --json-args-file FILE
+//   node agent.mjs <command> --json-args-file FILE   (FILE "-": standard input)
+//
+// The runner sends the arguments on standard input (a here-document of the script), not on
+// the command line: they may hold a token, and a command line is readable by every user
+// of the machine (ps, /proc/PID/cmdline).
 //
 // Commands and their arguments (JSON fields; "?" = optional):
 //   pull       {urls: string[], project, run, dest, workDir?, token?, doneMarker?}
@@ -116,13 +120,19 @@ async function artifacts(args: Static<typeof artifactsArgs>): Promise<Output> {
   return { ok: true, files: result.files.length, bytes: result.bytes, missing: result.missing, skipped: result.skipped };
 }
 
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 async function readArgs(argv: readonly string[]): Promise<unknown> {
   const [flag, value, ...rest] = argv;
   if (flag === undefined) return {};
   if (value === undefined || rest.length > 0 || (flag !== '--json-args' && flag !== '--json-args-file')) {
-    throw new UsageError('usage: agent.mjs <pull|assets|artifacts|version> (--json-args JSON | --json-args-file FILE)');
+    throw new UsageError('usage: agent.mjs <pull|assets|artifacts|version> (--json-args JSON | --json-args-file FILE|-)');
   }
-  const text = flag === '--json-args' ? value : await readFile(value, 'utf8');
+  const text = flag === '--json-args' ? value : value === '-' ? await readStdin() : await readFile(value, 'utf8');
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {

@@ -1,6 +1,7 @@
 // The runner's side of the machine agent: the bundled agent is uploaded once per
-// machine, then each command runs as `node <agent> <command> --json-args '<json>'` and
-// answers with one JSON line on stdout.
+// machine, then each command runs as `node <agent> <command> --json-args-file -`, its
+// arguments in a here-document of the script (never on a command line, where `ps` shows a
+// token to every user of the machine), and answers with one JSON line on stdout.
 import type { Machine } from '../backends/backend.js';
 import { ERROR_CODES, FleetError, type ErrorCode } from '../errors.js';
 
@@ -23,9 +24,14 @@ export async function installAgent(machine: Machine, bundle: string, remoteDir: 
   return remote;
 }
 
+/** Ends the here-document; JSON.stringify never writes a newline, so no line of it can match. */
+const ARGS_END = 'FLEETCACHE_AGENT_ARGS';
+
 /** Runs one agent command; throws FC_ERR_UNAVAILABLE with the agent's own message when it fails. */
-export async function runAgent(machine: Machine, agent: string, command: string, args: object, signal?: AbortSignal): Promise<AgentAnswer> {
-  const res = await machine.exec(`node ${shellQuote(agent)} ${command} --json-args ${shellQuote(JSON.stringify(args))}`, {
+export async function runAgent(machine: Pick<Machine, 'name' | 'exec'>, agent: string, command: string, args: object, signal?: AbortSignal): Promise<AgentAnswer> {
+  // The quoted delimiter keeps bash from expanding anything in the JSON.
+  const script = `node ${shellQuote(agent)} ${command} --json-args-file - <<'${ARGS_END}'\n${JSON.stringify(args)}\n${ARGS_END}`;
+  const res = await machine.exec(script, {
     trace: false,
     cwd: '/',
     killTimeout: 30 * 60_000,
