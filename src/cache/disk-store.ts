@@ -11,7 +11,10 @@
 //   <data>/tmp/                                 sidecars being written, fills without a claim;
 //                                               emptied at start
 // Commit writes the sidecar first and renames the body last, so an http body on disk
-// always has its sidecar; start-up drops orphans and size mismatches.
+// always has its sidecar; start-up drops orphans and size mismatches. A sidecar names the
+// inode of its body: replacing an entry renames two files, and a crash between the two
+// renames pairs the new sidecar (its ETag, its freshness) with the old body, which the
+// first lookup then drops instead of serving as the new version.
 //
 // Durability: bodies are fsynced before their rename, except small /cas blobs. Creating
 // a file is the dominant cost of a cold small object, and a flush per 4 KiB object
@@ -20,7 +23,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, constants as fsc, fchmodSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { CachePolicyObject } from 'http-cache-semantics';
@@ -123,6 +126,12 @@ export async function openBody(file: string): Promise<FileHandle | undefined> {
 }
 
 const SIDECAR = '.json';
+/** A sidecar file: the entry's meta and the inode of the body it describes (absent in older sidecars). */
+type SidecarFile = EntryMeta & { readonly ino?: number };
+
+function sidecarText(meta: EntryMeta, ino: number): string {
+  return JSON.stringify({ ...meta, ino } satisfies SidecarFile);
+}
 /** Small bodies being committed and fills in progress (claims), in their shard directory. */
 const TEMP_PREFIX = '.tmp-';
 const CLAIM_PREFIX = `${TEMP_PREFIX}fill-`;
@@ -470,8 +479,9 @@ export class DiskStore {
     if (!entry.meta && digest) entry.meta = casMeta(digest, entry.size, entry.storedAt ?? Date.now());
     if (!entry.meta) {
       try {
-        const meta = JSON.parse(await readFile(file + SIDECAR, 'utf8')) as EntryMeta;
+        const { ino, ...meta } = JSON.parse(await readFile(file + SIDECAR, 'utf8')) as SidecarFile;
         if (meta.size !== entry.size) throw new Error(`sidecar says ${meta.size} bytes, body has ${entry.size}`);
+        if (ino !== undefined && ino !== (await stat(file)).ino) throw new Error('the sidecar describes another body (a crash between the renames of a replacement)');
         entry.meta = meta;
       } catch (err) {
         this.#log.warn({ id, err: (err as Error).message }, 'dropping unreadable cache entry');
@@ -591,7 +601,7 @@ export class DiskStore {
     const file = path.join(this.dir, id);
     const tmp = this.tempPath();
     try {
-      await writeFile(tmp, JSON.stringify(meta));
+      await writeFile(tmp, sidecarText(meta, (await stat(file)).ino));
       await rename(tmp, file + SIDECAR);
     } catch (err) {
       await rm(tmp, { force: true });
@@ -688,6 +698,7 @@ export class DiskStore {
     const tmpSide = isCasId(id) ? undefined : this.tempPath();
     try {
       if (needsSync(id, meta.size)) await tmp.fh.sync();
+      const ino = tmpSide ? (await tmp.fh.stat()).ino : 0;
       await tmp.fh.close();
       if (meta.size > this.maxSize) return void (await rm(tmp.path, { force: true }));
       // A blob whose name is another fill's claim (a PUT kept while a GET fills it): that
@@ -699,7 +710,7 @@ export class DiskStore {
         this.#dirs.add(shard);
       }
       if (tmpSide) {
-        await writeFile(tmpSide, JSON.stringify(meta));
+        await writeFile(tmpSide, sidecarText(meta, ino));
         await rename(tmpSide, file + SIDECAR);
       }
       await rename(tmp.path, file);
@@ -737,7 +748,7 @@ export class DiskStore {
         writeFileSync(tmp, body, { flag: 'wx', mode: 0o644, flush: needsSync(id, body.length) });
       }
       if (tmpSide) {
-        writeFileSync(tmpSide, JSON.stringify(meta));
+        writeFileSync(tmpSide, sidecarText(meta, statSync(tmp).ino));
         renameSync(tmpSide, file + SIDECAR);
       }
       if (tmp !== file) renameSync(tmp, file);

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, w
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
-import { DiskStore, casId, httpId } from '../../src/cache/disk-store.js';
+import { DiskStore, casId, httpId, type EntryMeta } from '../../src/cache/disk-store.js';
 import { eventually } from '../helpers/wait.js';
 import { startCache } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
@@ -135,4 +135,38 @@ t.test('giving a claim up removes the claim only, never a body another process c
   const claim = store.claimFill(id, `${id}\0\0`)!;
   store.dropClaim(claim);
   t.notOk(existsSync(claim.path), 'a claim nobody replaced is removed');
+});
+
+t.test('a replacement cut between its two renames never pairs the new sidecar with the old body', async (t) => {
+  const dir = t.testdir();
+  const log = pino({ level: 'silent' });
+  const key = 'GET /artifacts/run-1/report.txt';
+  const id = httpId(key);
+  const file = path.join(dir, id);
+  const meta = (etag: string): EntryMeta => ({ key, status: 200, headers: { etag }, size: 9, storedAt: Date.now() });
+  const written = async (store: DiskStore, body: string): Promise<Awaited<ReturnType<DiskStore['createTemp']>>> => {
+    const tmp = await store.createTemp();
+    await tmp.fh.write(body);
+    return tmp;
+  };
+  const first = new DiskStore(dir, 1e9, log);
+  await first.open();
+  await first.commit(id, await written(first, 'version 1'), meta('"v1"'));
+  await first.updateMeta(id, { ...meta('"v1"'), headers: { etag: '"v1"', 'x-revalidated': 'yes' } });
+
+  const second = new DiskStore(dir, 1e9, log);
+  await second.open();
+  t.match((await second.lookup(id))?.meta.headers, { etag: '"v1"', 'x-revalidated': 'yes' }, 'a revalidated sidecar still pairs with its body after a restart');
+  // Version 2, of the same size: the body's rename fails once the sidecar's is done (its
+  // temp file gone), which leaves on disk what a crash between the two renames leaves.
+  const tmp = await written(second, 'version 2');
+  rmSync(tmp.path);
+  await t.rejects(second.commit(id, tmp, meta('"v2"')), { message: /cache storage failure: ENOENT/ });
+  t.match(JSON.parse(readFileSync(`${file}.json`, 'utf8')), { headers: { etag: '"v2"' } }, 'the new sidecar is in place');
+  t.equal(readFileSync(file, 'utf8'), 'version 1', 'beside the old body');
+
+  const third = new DiskStore(dir, 1e9, log);
+  await third.open();
+  t.equal(await third.lookup(id), undefined, 'after a restart the pair is not served as version 2');
+  await eventually('its files are removed', () => !existsSync(file) && !existsSync(`${file}.json`), 5000);
 });
