@@ -7,6 +7,7 @@ import { open } from 'node:fs/promises';
 import { killGroup } from '../backends/process-group.js';
 import { OutputBuffer, watchScript } from '../backends/script.js';
 import { FleetError } from '../errors.js';
+import { atSignal } from '../project-upload/signal-cleanup.js';
 import { checkTar } from './unpack.js';
 
 export interface RepackOptions {
@@ -35,6 +36,15 @@ export async function runRepack(script: string, inputTar: string, outputTar: str
       // its own process group, so a timeout also stops what the script started
       detached: true,
     });
+    // Outside the terminal's process group, the script would not see a ^C that ends this
+    // process, and would run on: a signal that ends this process is passed on to its group.
+    const release = atSignal((sig) => {
+      try {
+        process.kill(-child.pid!, sig);
+      } catch {
+        // already gone
+      }
+    });
     const stderr = new OutputBuffer();
     child.stderr?.on('data', (chunk: Buffer) => {
       process.stderr.write(chunk);
@@ -61,6 +71,7 @@ export async function runRepack(script: string, inputTar: string, outputTar: str
     }).finally(() => {
       disarm();
       unlisten();
+      release();
     });
     options.signal?.throwIfAborted();
     if (killed || code !== 0) {

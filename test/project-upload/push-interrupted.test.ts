@@ -1,5 +1,6 @@
 // A push or pack stopped by SIGTERM or SIGINT leaves no partial file beside its outputs: not
-// in the base cache (a base-sized .partial nothing would ever remove), not beside an -o file.
+// in the base cache (a base-sized .partial nothing would ever remove), not beside an -o file;
+// nor a repack script running on (in its own process group, it would not see a ^C).
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -18,6 +19,16 @@ async function interrupt(t: Test, args: string[], started: () => boolean, signal
   return exited;
 }
 
+/** Whether `pid` runs (a zombie waiting for its reaper does not). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 const partials = (dir: string): string[] => readdirSync(dir).filter((f) => f.endsWith('.partial'));
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
@@ -32,8 +43,8 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   });
 }
 
-t.test('SIGTERM during pack --repack leaves neither the output nor its partial files', async (t) => {
-  // the script's own process group outlives the pack: stopped by its PID (registered before
+for (const signal of ['SIGTERM', 'SIGINT'] as const) t.test(`${signal} during pack --repack leaves neither the output nor its partial files, nor the script running`, async (t) => {
+  // should the script outlive the pack, it is stopped by its PID (registered before
   // t.testdir(), whose removal tap runs before the teardowns registered after it)
   let pid: number | undefined;
   t.teardown(() => {
@@ -50,6 +61,7 @@ t.test('SIGTERM during pack --repack leaves neither the output nor its partial f
     if (readdirSync(dir).includes('repack.pid')) pid = Number(readFileSync(pidFile, 'utf8'));
     return pid !== undefined;
   };
-  t.equal(await interrupt(t, ['pack', join(dir, 'proj'), '-o', join(dir, 'out.tar'), '--repack', repack], started, 'SIGTERM'), 'SIGTERM');
+  t.equal(await interrupt(t, ['pack', join(dir, 'proj'), '-o', join(dir, 'out.tar'), '--repack', repack], started, signal), signal);
   t.same(readdirSync(dir).sort(), ['proj', 'repack.pid']);
+  await eventually('the repack script ends with the pack', () => !running(pid!), 5000);
 });
