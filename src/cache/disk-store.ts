@@ -23,7 +23,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, constants as fsc, fchmodSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { CachePolicyObject } from 'http-cache-semantics';
@@ -232,6 +232,8 @@ export class DiskStore {
   #dirs = new Set<string>();
   #free = { bytes: 0, at: 0 };
   #freeRefresh: Promise<void> | undefined;
+  /** Primary: evicted entries whose files are being unlinked in the background. */
+  #unlinking = new Set<string>();
 
   constructor(dir: string, maxSize: number, log: Logger, options: DiskStoreOptions = {}) {
     this.dir = dir;
@@ -266,9 +268,10 @@ export class DiskStore {
         } else if (!this.#peer) {
           // Evictions unlink in the background. A worker's own 'evict' only forgets: the
           // primary decides what leaves the disk.
+          this.#unlinking.add(id);
           void (async () => {
             for (const file of this.#entryFiles(id)) await unlink(file).catch(() => undefined);
-          })();
+          })().finally(() => this.#unlinking.delete(id));
         }
         if (!this.#peer) onEvicted?.(id);
         else if (reason === 'delete') this.#peer.deleted(id);
@@ -292,6 +295,35 @@ export class DiskStore {
   /** Primary: a worker committed `id`. */
   adopt(id: string, size: number, storedAt: number): void {
     this.#lru.set(id, { size, meta: undefined, storedAt });
+  }
+
+  /**
+   * Primary: indexes the complete bodies on disk that the index lacks, and returns how many:
+   * those a worker that died had committed but not reported yet (it reports in batches),
+   * which would otherwise stay on disk, neither counted nor evicted, until the next start.
+   * Asynchronous, unlike open(): the primary hands out connections meanwhile. Bodies being
+   * unlinked after an eviction are skipped.
+   */
+  async adoptUnreported(): Promise<number> {
+    const names = async (rel: string): Promise<string[]> => readdir(path.join(this.dir, rel)).catch(() => []);
+    const shards: string[] = [];
+    for (const algo of await names('cas.v1')) for (const s of await names(`cas.v1/${algo}`)) shards.push(`cas.v1/${algo}/${s}`);
+    for (const s of await names('http.v1')) shards.push(`http.v1/${s}`);
+    let adopted = 0;
+    await mapLimit(shards, 4, async (shard) => {
+      const listed = await names(shard);
+      const set = new Set(listed);
+      for (const n of listed) {
+        const id = `${shard}/${n}`;
+        if (n.startsWith(TEMP_PREFIX) || n.endsWith(SIDECAR) || this.#lru.has(id) || this.#unlinking.has(id)) continue;
+        if (!isCasId(id) && !set.has(n + SIDECAR)) continue;
+        const st = await stat(path.join(this.dir, id)).catch(() => undefined);
+        if (!st || !isComplete(st) || this.#lru.has(id) || this.#unlinking.has(id)) continue;
+        this.adopt(id, st.size, st.mtimeMs);
+        adopted++;
+      }
+    });
+    return adopted;
   }
 
   /** Primary: a worker served `id` (recency only). */

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { readTokenFile } from '../client/token.js';
 import { toFleetError, UsageError } from '../errors.js';
 import { checkFlags } from '../config/load.js';
+import { withPort } from '../config/units.js';
 import { cacheConfigSchema, loadCacheConfig, MAX_WORKERS, resolveCacheConfig, startupFields, type CacheConfigFile } from '../cache/config.js';
 import { buildCacheServer } from '../cache/server.js';
 import { serveUntilSignal } from './listen.js';
@@ -93,7 +94,7 @@ export function registerCache(program: Command): void {
         const app = await buildCacheServer(config, link ? { link } : {});
         if (!link) app.log.info({ ...startupFields(config), objects: app.cache.store.count }, 'cache starting');
         // Stopping, a worker also waits for the fills it leads: other workers' clients may follow them.
-        await serveUntilSignal(app, merged.listen, {
+        await serveUntilSignal(app, env?.port === undefined ? merged.listen : withPort(merged.listen, env.port), {
           announce: !link,
           settle: () => app.cache.fills.drain(),
           ...(config.shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs: config.shutdownTimeoutMs }),

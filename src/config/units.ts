@@ -63,6 +63,12 @@ export function parseListen(text: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
 
+/** The listen address `listen` with another port. */
+export function withPort(listen: string, port: number): string {
+  const { host } = parseListen(listen);
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /** Parses an http or https URL (an upstream, a cache, an S3 endpoint). */
 export function parseHttpUrl(text: string): URL {
   let url: URL | undefined;

@@ -2,11 +2,17 @@
 // delay that doubles with each death of the last minute (0.25 s, 0.5 s, 1 s, 2 s); the fifth
 // death within a minute stops the cache (as systemd's StartLimitBurst): an error logged,
 // the other workers stopped, and the primary exits non-zero for its supervisor to see.
+// What a dead worker committed but had not reported yet is still counted and evicted.
+import { statSync } from 'node:fs';
+import path from 'node:path';
 import t from 'tap';
+import { request } from 'undici';
+import { casId } from '../../src/cache/disk-store.js';
 import { EXIT } from '../../src/errors.js';
 import { isAlive, startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
-import { cacheWorkers } from './harness.js';
+import { cacheWorkers, fetchHash } from './harness.js';
+import { UpstreamFixture } from './upstream-fixture.js';
 
 t.test('a worker killed five times within a minute: replaced with back-off, then the cache gives up', async (t) => {
   const dir = t.testdir();
@@ -36,4 +42,32 @@ t.test('a worker killed five times within a minute: replaced with back-off, then
   t.match(cache.stderr(), /fleetcache: error: 5 cache workers died within 60 s/, 'and said on exit');
   t.notOk(isAlive(survivor!), 'the other worker stopped');
   t.equal(cacheWorkers(primary).length, 0, 'no worker left');
+});
+
+t.test('bodies committed by workers killed before they reported them are indexed by the primary; replacements listen on the same port', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const dir = t.testdir();
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const primary = cache.child.pid!;
+  const workers = cacheWorkers(primary);
+  t.equal(workers.length, 2, 'two workers');
+  const blobs = Array.from({ length: 24 }, () => up.addBlob(4096));
+  const got = await Promise.all(blobs.map((b) => fetchHash(`${cache.url}/cas/sha256/${b.hex}`, {}, { fresh: true })));
+  t.ok(got.every((r, i) => r.hash === blobs[i]!.hex), 'every body right');
+  // Killed as soon as the bodies are on disk: well within the 200 ms their reports wait for.
+  // (a claim has the blob's name too, with no permission bits until its body is complete)
+  const committed = (hex: string): boolean => ((statSync(path.join(dir, casId({ algo: 'sha256', hex })), { throwIfNoEntry: false })?.mode ?? 0) & 0o777) !== 0;
+  await eventually('all committed', () => blobs.every((b) => committed(b.hex)), 5000);
+  for (const pid of workers) process.kill(pid, 'SIGKILL');
+  await eventually('both replaced', () => cacheWorkers(primary).filter((p) => !workers.includes(p)).length === 2, 30_000);
+  // With both workers gone, the port refuses connections until a replacement listens: on the
+  // port the cache announced, though it was started with port 0.
+  const objects = async (): Promise<number> => request(`${cache.url}/-/stats`).then(
+    async (res) => ((await res.body.json()) as { store: { objects: number } }).store.objects,
+    () => -1,
+  );
+  await eventually('the primary counts every body on disk', async () => (await objects()) === blobs.length, 10_000);
+  t.equal(await objects(), blobs.length, `${blobs.length} objects`);
 });

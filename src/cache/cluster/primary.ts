@@ -84,8 +84,8 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   const lock = await lockDataDir(config.dataDir);
   removeStaleSocketDirs(tmpdir());
   const socketDir = mkdtempSync(path.join(tmpdir(), `${SOCKET_DIR_PREFIX}${process.pid}-`));
-  /** Each worker, with its tallies as last reported (`tally`). */
-  const live = new Map<number, { worker: Worker; outbox: Outbox<PrimaryMessage>; leading: number; tally: Record<string, KindTally> }>();
+  /** Each worker, with its tallies as last reported (`tally`) and the port it was told (`port`, see fork). */
+  const live = new Map<number, { worker: Worker; outbox: Outbox<PrimaryMessage>; leading: number; tally: Record<string, KindTally>; port: number | undefined }>();
   /** The last tallies of workers that died: the cache's counters do not go down with them. */
   const retired: Record<string, KindTally> = {};
   const tallies = new Map<number, { want: number; got: Record<string, KindTally>; done: () => void }>();
@@ -180,6 +180,8 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   void url.catch(() => undefined); // the caller's to handle; never unhandled meanwhile
   let listening = 0;
   let started = false;
+  /** The port every worker listens on, once they all do. */
+  let port: number | undefined;
   /** When workers died since the cache started, within the last RESTART_LIMIT_WINDOW_MS. */
   const deaths: number[] = [];
   const respawns = new Set<NodeJS.Timeout>();
@@ -195,11 +197,16 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
 
   function fork(index: number): void {
     const socket = sockets[index]!;
-    const worker = cluster.fork(workerEnv({ socket, peers: sockets.filter((s) => s !== socket) }));
+    // Node's cluster shares one listening socket among the workers that asked for the same
+    // address and port, and closes it with the last of them. A replacement asks as the live
+    // workers did; when none is left, for the port announced, not port 0 again (another port).
+    const holder = live.values().next().value;
+    const told = holder ? holder.port : port;
+    const worker = cluster.fork(workerEnv({ socket, peers: sockets.filter((s) => s !== socket), ...(told === undefined ? {} : { port: told }) }));
     const outbox = new Outbox<PrimaryMessage>((m) => {
       if (worker.isConnected()) worker.send(m);
     });
-    live.set(worker.id, { worker, outbox, leading: 0, tally: {} });
+    live.set(worker.id, { worker, outbox, leading: 0, tally: {}, port: told });
     worker.on('message', (m: WorkerMessage | Batch<WorkerMessage>) => unbatch(m, (one) => onMessage(worker.id, one)));
     worker.on('listening', (addr) => {
       if (addr.addressType === -1) return; // its private Unix socket
@@ -209,6 +216,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       if (++listening === workers) {
         const host = addr.address?.includes(':') ? `[${addr.address}]` : addr.address;
         started = true;
+        port = addr.port;
         resolveUrl(`http://${host}:${addr.port}`);
       }
     });
@@ -219,6 +227,14 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       if (last) addTallies(retired, last);
       if (!started) return failed(new FleetError('FC_ERR_INTERNAL', `cache worker ${worker.id} exited (${signal ?? `code ${code}`}) before listening`));
       died(index, worker.id, code, signal);
+      // What it committed in its last batch of reports (at most 200 ms) never came.
+      void store.adoptUnreported().then(
+        (adopted) => {
+          if (adopted > 0) log.warn({ worker: worker.id, adopted }, 'indexed the bodies a dead worker had not reported');
+          broadcastFiguresSoon();
+        },
+        (err: Error) => log.error({ err: err.message }, 'cannot index the bodies a dead worker had not reported'),
+      );
     });
   }
 

@@ -92,6 +92,12 @@ function isBatch<M>(m: M | Batch<M>): m is Batch<M> {
 export interface WorkerEnv {
   readonly socket: string;
   readonly peers: readonly string[];
+  /**
+   * The port to listen on instead of the configured one: the port announced, given to the
+   * replacements of workers that all died (it differs when the one configured was 0; see
+   * runCachePrimary's fork).
+   */
+  readonly port?: number;
 }
 
 const WORKER_ENV = 'FLEETCACHE_WORKER';
