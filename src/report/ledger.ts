@@ -106,9 +106,14 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
   });
   const originOut = (after.origin?.totals.bytesOut ?? 0) - (before.origin?.totals.bytesOut ?? 0);
   const links: LedgerLink[] = [{ link: 'controller → origin (project)', actualBytes: run.bytesSent, naiveBytes: run.fullUploadBytes }];
-  for (const c of caches) {
-    links.push({ link: `origin → cache ${c.region}`, actualBytes: c.bytesUpstream, naiveBytes: naiveOf(c.region) });
-    links.push({ link: `cache ${c.region} → machines`, actualBytes: c.bytesServed, naiveBytes: naiveOf(c.region) });
+  // One pair of links per region: its machines' naive bytes are counted once, however many
+  // caches (the nearest, then fallbacks) shared their requests.
+  for (const region of new Set(caches.map((c) => c.region))) {
+    const mine = caches.filter((c) => c.region === region);
+    const label = mine.length === 1 ? `cache ${region}` : `${mine.length} caches ${region}`;
+    const sum = (of: (c: CacheFigures) => number): number => mine.reduce((n, c) => n + of(c), 0);
+    links.push({ link: `origin → ${label}`, actualBytes: sum((c) => c.bytesUpstream), naiveBytes: naiveOf(region) });
+    links.push({ link: `${label} → machines`, actualBytes: sum((c) => c.bytesServed), naiveBytes: naiveOf(region) });
   }
   links.push({ link: 'machines → origin (artifacts)', actualBytes: run.artifactBytes, naiveBytes: run.artifactBytes });
   return { run: run.run, project: run.project, machines, links, caches, originEgress: { actual: originOut, naive: Object.keys(run.machinesByRegion).reduce((n, r) => n + naiveOf(r), 0) } };
@@ -130,7 +135,9 @@ export function formatLedger(l: Ledger): string {
     const saved = k.naiveBytes === 0 ? '-' : percent(1 - k.actualBytes / k.naiveBytes);
     return `  ${k.link.padEnd(34)} ${formatBytes(k.actualBytes).padStart(11)} ${formatBytes(k.naiveBytes).padStart(11)} ${saved.padStart(8)}`;
   });
-  const caches = l.caches.map((c) => `  cache ${c.region}: ${lookupCounts(c)}, hit ratio ${(100 * c.hitRatio).toFixed(1)}%`);
+  // A region with several caches names each by its URL.
+  const shared = (c: CacheFigures): boolean => l.caches.filter((o) => o.region === c.region).length > 1;
+  const caches = l.caches.map((c) => `  cache ${c.region}${shared(c) ? ` (${c.url})` : ''}: ${lookupCounts(c)}, hit ratio ${(100 * c.hitRatio).toFixed(1)}%`);
   const egress = l.originEgress.naive === 0 ? '-' : `${((100 * l.originEgress.actual) / l.originEgress.naive).toFixed(1)}% of naive`;
   return [
     `Transfer report of run ${l.run} (${l.project}, ${l.machines} machines):`,

@@ -49,3 +49,25 @@ t.test('actual against naive, per link and per cache, from counter differences',
   t.match(html, /data-testid="origin-egress">300 B</);
   t.notMatch(html, /src="http|href="http/, 'nothing loaded from elsewhere');
 });
+
+t.test('two caches in one region: one pair of links, its naive bytes counted once', async (t) => {
+  const snapshot = (a1: number, a2: number): FleetSnapshot => ({
+    origin: { totals: { bytesIn: 0, bytesOut: 0 } },
+    caches: [
+      { region: 'a', url: 'http://a1', stats: cache(a1, a1 / 10, a1 / 100, 1) },
+      { region: 'a', url: 'http://a2', stats: cache(a2, a2 / 10, a2 / 100, 1) },
+    ],
+  });
+  const ledger = buildLedger(snapshot(0, 0), snapshot(3000, 1000), {
+    run: 'r1', project: 'p', bytesSent: 0, fullUploadBytes: 1000, machinesByRegion: { a: 4 }, assetNaiveByRegion: {}, artifactBytes: 0,
+  });
+  t.same(ledger.links.slice(1, 3), [
+    { link: 'origin → 2 caches a', actualBytes: 400, naiveBytes: 4000 },
+    { link: '2 caches a → machines', actualBytes: 4000, naiveBytes: 4000 },
+  ]);
+  t.equal(ledger.links.length, 4, 'and the artifacts link');
+  t.same(ledger.originEgress.naive, 4000);
+  const text = formatLedger(ledger);
+  t.match(text, /cache a \(http:\/\/a1\): 30 hits/, 'each cache named by its URL');
+  t.match(text, /cache a \(http:\/\/a2\): 10 hits/);
+});
