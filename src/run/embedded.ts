@@ -8,12 +8,15 @@ import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../cache/config.js';
 import { resolveOriginTokens } from '../cli/origin.js';
 import { buildOrigin } from '../origin/server.js';
 import { splitAddress } from '../backends/ssh-machine.js';
+import type { LocalOptions } from '../backends/local.js';
 import type { SshOptions } from '../backends/ssh.js';
 import { ConfigError } from '../errors.js';
 import type { Backend } from '../spread/index.js';
 import type { FleetConfig } from './fleet.js';
 
 const LOOPBACK = /^(?:127(?:\.\d{1,3}){3}|localhost|::1)$/;
+const GIVE_A_FLEET =
+  'Give a fleet configuration whose origin and region caches the machines can reach: a `fleetcache:` key in spread.yaml or --fleet FILE (example: config/fleet.yaml).';
 
 /** The embedded servers listen on 127.0.0.1: only machines on this host can pull from them. */
 export function checkEmbeddedReach(backend: string, type: string, address: string): void {
@@ -26,14 +29,23 @@ export function checkEmbeddedReach(backend: string, type: string, address: strin
   if (LOOPBACK.test(host)) return;
   throw new ConfigError(
     `backend ${backend} (${type}) has a machine at ${address}, but without a fleet configuration the runner's own origin and cache ` +
-      'listen on 127.0.0.1 only, which that machine cannot reach: every pull would fail. Give a fleet configuration whose origin and ' +
-      'region caches the machines can reach: a `fleetcache:` key in spread.yaml or --fleet FILE (example: config/fleet.yaml).',
+      `listen on 127.0.0.1 only, which that machine cannot reach: every pull would fail. ${GIVE_A_FLEET}`,
   );
 }
 
-/** Before anything starts: the ssh hosts of these backends (adhoc addresses are checked as they are allocated). */
+/**
+ * Before anything starts: the ssh hosts of these backends, and local machines in a network
+ * namespace (adhoc addresses are checked as they are allocated).
+ */
 export function checkEmbeddedBackends(backends: Iterable<Backend>, systems: ReadonlySet<string>): void {
   for (const b of backends) {
+    const netns = b.type === 'local' ? (b.options as LocalOptions).netns : undefined;
+    if (netns !== undefined) {
+      throw new ConfigError(
+        `backend ${b.name} (local) runs its machines in network namespace ${netns}, but without a fleet configuration the runner's own ` +
+          `origin and cache listen on this host's 127.0.0.1, which a namespace does not share (it has a loopback of its own): every pull would fail. ${GIVE_A_FLEET}`,
+      );
+    }
     if (b.type !== 'ssh') continue;
     for (const h of (b.options as unknown as SshOptions).hosts) {
       if (!h.systems || h.systems.some((s) => systems.has(`${b.name}:${s}`))) checkEmbeddedReach(b.name, b.type, h.address);

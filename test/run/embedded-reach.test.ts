@@ -25,3 +25,12 @@ t.test('adhoc: an allocated address that is not loopback is released before any 
   t.notMatch(out, /Waiting for cloud:ubuntu-1 to make SSH available/, 'no connection was tried');
   t.equal((await readFile(discarded, 'utf8')).trim(), '10.0.0.2:22', 'the machine was released');
 });
+
+t.test('local machines in a network namespace: refused before anything is packed', async (t) => {
+  const dir = await project(t, spreadYaml('far-netns', ['backends:', '  region:', '    type: local', '    netns: fc-region-a', '    systems: [ubuntu-1]']));
+  await t.rejects(run(dir), {
+    code: 'FC_ERR_CONFIG',
+    message: /backend region \(local\) runs its machines in network namespace fc-region-a, but without a fleet configuration .*a loopback of its own.*--fleet FILE/,
+  });
+  await t.rejects(readdir(join(dir, 'cache')), { code: 'ENOENT' }, 'no embedded server started, nothing packed');
+});
