@@ -2,7 +2,6 @@
 // returns the instance without listening (the CLI listens; tests use port 0).
 import { createServer } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { AggregatorRegistry } from 'prom-client';
 import { NotFoundError } from '../errors.js';
 import { baseServerOptions, buildOnDataDir, DEFAULT_MAX_HEADERS, hasTooManyHeaders, limitHeaderCount } from '../http/server-options.js';
 import { clientIdleMs, DEFAULT_FILL_MEMORY, type CacheConfig } from './config.js';
@@ -82,11 +81,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   const inflight = (): number => (link ? link.store.inflight : fills.size);
   const metrics = new CacheMetrics({ inflight, lruBytes: () => store.bytes, lruObjects: () => store.count, refusing: () => store.isFull(), storageFailures: () => store.failures, fillMemory: fillMemoryInUse, fillMemoryLimit: fillMemoryBudget });
   if (link) {
-    link.attach((id) => store.forget(id), () => fills.leading, () => metrics.tallies());
-    // prom-client answers the primary's aggregation requests from these registries; the
-    // listener for them is installed by the AggregatorRegistry constructor (idempotent).
-    AggregatorRegistry.setRegistries([metrics.registry]);
-    new AggregatorRegistry();
+    link.attach((id) => store.forget(id), () => fills.leading, () => metrics.tallies(), () => metrics.registry.getMetricsAsJSON());
   }
   const ctx: CacheContext = { store, fills, metrics, upstream, mirrors, log: app.log, ...(config.token ? { token: config.token } : {}) };
   app.decorate('cache', ctx);

@@ -25,6 +25,13 @@ async function stats(url: string): Promise<{ total: { hits: number; misses: numb
   return (await res.body.json()) as Awaited<ReturnType<typeof stats>>;
 }
 
+/** The sum of a Prometheus metric's series in the cache's /-/metrics. */
+async function metricSum(url: string, name: string): Promise<number> {
+  const text = await (await request(`${url}/-/metrics`)).body.text();
+  const series = text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+  return series.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+}
+
 t.test('two workers share one cache', async (t) => {
   const up = new UpstreamFixture();
   const upUrl = await up.start();
@@ -148,6 +155,8 @@ t.test('two workers share one cache', async (t) => {
   await t.test('a worker that dies is replaced; the other serves meanwhile', async (t) => {
     t.notMatch(cache.stderr(), /cache worker died/, 'no worker died along the way');
     const before = (await stats(cache.url)).total; // every worker's reports in, the victim's too
+    const servedBefore = await metricSum(cache.url, 'fleetcache_cache_bytes_served_total'); // a scrape: every worker's counters
+    t.ok(servedBefore >= before.bytesServed, `/-/metrics sums the workers (${servedBefore} bytes served)`);
     const [victim] = childrenOf(cache.child.pid!);
     process.kill(victim!, 'SIGKILL');
     const { hex } = up.addBlob(4096);
@@ -169,6 +178,9 @@ t.test('two workers share one cache', async (t) => {
     const total = (await stats(cache.url)).total;
     t.ok(total.misses > before.misses && total.hits + total.collapsed >= before.hits + before.collapsed + 7, `the dead worker's counts still count (misses ${before.misses} → ${total.misses})`);
     t.ok(total.bytesServed >= before.bytesServed + 9 * 4096, 'and its bytes served');
+    const servedAfter = await metricSum(cache.url, 'fleetcache_cache_bytes_served_total');
+    t.ok(servedAfter >= servedBefore + 9 * 4096, `in /-/metrics too, as of its last scrape (${servedBefore} → ${servedAfter}): Prometheus sees no reset`);
+    t.equal(await metricSum(cache.url, 'fleetcache_cache_fill_memory_limit_bytes'), 2 * 3 * 1024 * 1024, 'its gauges do not stay: the budget of two live workers');
   });
 
   await t.test('the claim a dead fill left: no worker has the fill, the file is removed, the next request fills', async (t) => {

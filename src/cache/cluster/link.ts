@@ -4,7 +4,7 @@
 // object is settled without the primary (see fills.ts).
 import type { KindTally } from '../metrics.js';
 import type { ErrorCode } from '../../errors.js';
-import { Outbox, unbatch, type Batch, type PrimaryMessage, type StoreFigures, type WorkerEnv, type WorkerMessage } from './protocol.js';
+import { Outbox, unbatch, type Batch, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerEnv, type WorkerMessage } from './protocol.js';
 
 /**
  * Commits, hits and the count of fills led are reported at most this often: the primary's
@@ -32,6 +32,7 @@ export class ClusterLink {
   #timer: NodeJS.Timeout | undefined;
   #onEvicted: (id: string) => void = () => undefined;
   #tally: () => Record<string, KindTally> = () => ({});
+  #metricsJson: () => Promise<MetricsJson> = async () => [];
   /** The primary's figures for the whole store, as last broadcast or answered with stats. */
   store: StoreFigures = { bytes: 0, objects: 0, inflight: 0 };
   /** Counts the flushes (StorePeer.epoch). */
@@ -48,12 +49,13 @@ export class ClusterLink {
 
   /**
    * Wires the store (evictions), the fills (how many this worker leads) and the metrics
-   * (tallies asked for by /-/stats anywhere).
+   * (tallies asked for by /-/stats anywhere, the registry by /-/metrics anywhere).
    */
-  attach(onEvicted: (id: string) => void, leading: () => number, tally: () => Record<string, KindTally>): void {
+  attach(onEvicted: (id: string) => void, leading: () => number, tally: () => Record<string, KindTally>, metricsJson: () => Promise<MetricsJson>): void {
     this.#onEvicted = onEvicted;
     this.#leading = leading;
     this.#tally = tally;
+    this.#metricsJson = metricsJson;
   }
 
   /** Tells the primary that this worker could not start, and why (sent at once). */
@@ -114,7 +116,7 @@ export class ClusterLink {
     return answer.kinds;
   }
 
-  /** Prometheus text for the whole cache (prom-client's cluster aggregation in the primary). */
+  /** Prometheus text for the whole cache (aggregated by the primary, see primary.ts's clusterMetrics). */
   async metrics(): Promise<{ text: string; contentType: string }> {
     const m = await this.#ask<Extract<Reply, { t: 'metrics' }>>({ t: 'metrics', req: 0 });
     return { text: m.text, contentType: m.contentType };
@@ -138,6 +140,10 @@ export class ClusterLink {
       case 'tally?':
         this.flush(); // the commits and hits gathered so far reach the primary before the tally
         return this.#outbox.push({ t: 'tally', req: m.req, kinds: this.#tally() });
+      case 'metrics?': {
+        const req = m.req;
+        return void this.#metricsJson().then((metrics) => this.#outbox.push({ t: 'metrics-json', req, metrics }));
+      }
       default: {
         const resolve = this.#pending.get(m.req);
         this.#pending.delete(m.req);

@@ -12,7 +12,7 @@ import { DiskStore } from '../disk-store.js';
 import { FleetError } from '../../errors.js';
 import { lockDataDir } from '../../store/dir-lock.js';
 import { addTally, emptyTally, type KindTally } from '../metrics.js';
-import { Outbox, unbatch, workerEnv, type Batch, type PrimaryMessage, type StoreFigures, type WorkerMessage } from './protocol.js';
+import { Outbox, unbatch, workerEnv, type Batch, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerMessage } from './protocol.js';
 import { isAlive } from '../../pid-alive.js';
 
 const STORE_BROADCAST_MS = 250;
@@ -79,19 +79,41 @@ function addTallies(into: Record<string, KindTally>, from: Record<string, KindTa
   for (const [kind, t] of Object.entries(from)) addTally((into[kind] ??= emptyTally()), t);
 }
 
+/** `sum` plus the counters of `from` (its gauges left out: what they measured is gone with its process). */
+export function addCounters(sum: MetricsJson, from: MetricsJson): MetricsJson {
+  const out = new Map(sum.map((m) => [m.name, { ...m, values: m.values.map((v) => ({ ...v })) }]));
+  // prom-client's JSON says "counter" where its typings name an enum.
+  for (const m of from.filter((f) => String(f.type) === 'counter')) {
+    const into = out.get(m.name) ?? { ...m, values: [] };
+    out.set(m.name, into);
+    for (const v of m.values) {
+      const key = JSON.stringify(v.labels);
+      const same = into.values.find((w) => JSON.stringify(w.labels) === key);
+      if (same) same.value += v.value;
+      else into.values.push({ ...v });
+    }
+  }
+  return [...out.values()];
+}
+
 export async function runCachePrimary(config: CacheConfig, workers: number, log: Logger): Promise<PrimaryHandle> {
   // The primary holds the data directory for its workers, before the store opens (opening empties tmp/).
   const lock = await lockDataDir(config.dataDir);
   removeStaleSocketDirs(tmpdir());
   const socketDir = mkdtempSync(path.join(tmpdir(), `${SOCKET_DIR_PREFIX}${process.pid}-`));
-  /** Each worker, with its tallies as last reported (`tally`) and the port it was told (`port`, see fork). */
-  const live = new Map<number, { worker: Worker; outbox: Outbox<PrimaryMessage>; leading: number; tally: Record<string, KindTally>; port: number | undefined }>();
-  /** The last tallies of workers that died: the cache's counters do not go down with them. */
+  /**
+   * Each worker, with its tallies as last reported (`tally`), its metrics as last scraped
+   * (`metrics`) and the port it was told (`port`, see fork).
+   */
+  const live = new Map<number, { worker: Worker; outbox: Outbox<PrimaryMessage>; leading: number; tally: Record<string, KindTally>; metrics?: MetricsJson; port: number | undefined }>();
+  /** The last tallies and Prometheus counters of workers that died: the cache's counters do not go down with them. */
   const retired: Record<string, KindTally> = {};
-  const tallies = new Map<number, { want: number; got: Record<string, KindTally>; done: () => void }>();
+  let retiredCounters: MetricsJson = [];
+  /** Questions asked of every worker, by request number: each answer is handed over with its worker's id. */
+  const asking = new Map<number, (workerId: number, answer: unknown) => void>();
   let stopping = false;
   let broadcastTimer: NodeJS.Timeout | undefined;
-  let nextTally = 1;
+  let nextRequest = 1;
 
   const send = (workerId: number, m: PrimaryMessage): void => live.get(workerId)?.outbox.push(m);
   const broadcast = (m: PrimaryMessage): void => {
@@ -114,21 +136,43 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       broadcast({ t: 'store', ...figures() });
     }, STORE_BROADCAST_MS);
   };
-  const aggregator = new AggregatorRegistry();
+
+  /** Asks every connected worker; resolves with the answers by worker id, those in within 2 s. */
+  function askWorkers<A>(question: (req: number) => PrimaryMessage): Promise<Map<number, A>> {
+    const req = nextRequest++;
+    const got = new Map<number, A>();
+    const targets = [...live.values()].filter(({ worker }) => worker.isConnected());
+    return new Promise((resolve) => {
+      const done = (): void => {
+        asking.delete(req);
+        resolve(got);
+      };
+      if (targets.length === 0) return done();
+      asking.set(req, (id, answer) => {
+        got.set(id, answer as A);
+        if (got.size === targets.length) done();
+      });
+      for (const { outbox } of targets) outbox.push(question(req));
+      setTimeout(done, 2000).unref(); // a worker that dies meanwhile must not hang the question
+    });
+  }
 
   async function stats(): Promise<Record<string, KindTally>> {
-    const req = nextTally++;
     const got: Record<string, KindTally> = {};
     addTallies(got, retired);
-    const targets = [...live.values()].filter(({ worker }) => worker.isConnected());
-    await new Promise<void>((done) => {
-      if (targets.length === 0) return done();
-      tallies.set(req, { want: targets.length, got, done });
-      for (const { outbox } of targets) outbox.push({ t: 'tally?', req });
-      setTimeout(done, 2000).unref(); // a worker that dies meanwhile must not hang /-/stats
-    });
-    tallies.delete(req);
+    for (const kinds of (await askWorkers<Record<string, KindTally>>((req) => ({ t: 'tally?', req }))).values()) addTallies(got, kinds);
     return got;
+  }
+
+  /** Prometheus text for the whole cache: every worker's registry, and the counters of the dead ones. */
+  async function clusterMetrics(): Promise<{ text: string; contentType: string }> {
+    const got = await askWorkers<MetricsJson>((req) => ({ t: 'metrics?', req }));
+    for (const [id, metrics] of got) {
+      const w = live.get(id);
+      if (w) w.metrics = metrics;
+    }
+    const registry = AggregatorRegistry.aggregate([...got.values(), retiredCounters]);
+    return { text: await registry.metrics(), contentType: registry.contentType };
   }
 
   function onMessage(id: number, m: WorkerMessage): void {
@@ -152,22 +196,20 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
         void stats().then((kinds) => send(id, { t: 'stats', req: m.req, kinds, store: figures() }));
         return;
       case 'metrics':
-        void aggregator.clusterMetrics().then(
-          (text) => send(id, { t: 'metrics', req: m.req, text, contentType: aggregator.contentType }),
+        void clusterMetrics().then(
+          ({ text, contentType }) => send(id, { t: 'metrics', req: m.req, text, contentType }),
           (err: Error) => send(id, { t: 'metrics', req: m.req, text: `# metrics unavailable: ${err.message}\n`, contentType: 'text/plain' }),
         );
         return;
       case 'failed':
         return failed(new FleetError(m.code, m.message));
+      case 'metrics-json':
+        return asking.get(m.req)?.(id, m.metrics);
       case 'totals':
       case 'tally': {
         const w = live.get(id);
         if (w) w.tally = m.kinds;
-        if (m.t === 'totals') return;
-        const pending = tallies.get(m.req);
-        if (!pending) return;
-        addTallies(pending.got, m.kinds);
-        if (--pending.want === 0) pending.done();
+        if (m.t === 'tally') asking.get(m.req)?.(id, m.kinds);
       }
     }
   }
@@ -221,10 +263,12 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       }
     });
     worker.once('exit', (code, signal) => {
-      const last = live.get(worker.id)?.tally;
+      const last = live.get(worker.id);
       live.delete(worker.id);
       if (stopping) return;
-      if (last) addTallies(retired, last);
+      if (last) addTallies(retired, last.tally);
+      // Its counters as last scraped stay in the sums: Prometheus would take a drop for a reset.
+      if (last?.metrics) retiredCounters = addCounters(retiredCounters, last.metrics);
       if (!started) return failed(new FleetError('FC_ERR_INTERNAL', `cache worker ${worker.id} exited (${signal ?? `code ${code}`}) before listening`));
       died(index, worker.id, code, signal);
       // What it committed in its last batch of reports (at most 200 ms) never came.

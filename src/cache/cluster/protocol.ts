@@ -12,6 +12,7 @@
 // message costs both processes a JSON round and a wake-up. Commits and hits are gathered
 // for a while first (link.ts).
 import type { ErrorCode } from '../../errors.js';
+import type { Registry } from 'prom-client';
 import type { KindTally } from '../metrics.js';
 
 /** Worker → primary. `req` numbers requests that expect a reply. */
@@ -25,6 +26,8 @@ export type WorkerMessage =
   | { readonly t: 'stats'; readonly req: number }
   | { readonly t: 'metrics'; readonly req: number }
   | { readonly t: 'tally'; readonly req: number; readonly kinds: Record<string, KindTally> }
+  /** The worker's prom-client registry as JSON (Registry.getMetricsAsJSON), for the primary to aggregate. */
+  | { readonly t: 'metrics-json'; readonly req: number; readonly metrics: MetricsJson }
   /** The worker's tallies so far, sent with each batch of reports: what still counts of a worker that dies. */
   | { readonly t: 'totals'; readonly kinds: Record<string, KindTally> }
   /** The worker could not start (build or listen): the primary stops the cache with this error. */
@@ -37,7 +40,11 @@ export type PrimaryMessage =
   /** The tallies of every worker and the store's figures, each worker's reports taken in first. */
   | { readonly t: 'stats'; readonly req: number; readonly kinds: Record<string, KindTally>; readonly store: StoreFigures }
   | { readonly t: 'metrics'; readonly req: number; readonly text: string; readonly contentType: string }
-  | { readonly t: 'tally?'; readonly req: number };
+  | { readonly t: 'tally?'; readonly req: number }
+  | { readonly t: 'metrics?'; readonly req: number };
+
+/** A prom-client registry as JSON (Registry.getMetricsAsJSON). */
+export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 
 /** The primary's figures for the whole store. */
 export interface StoreFigures {
