@@ -47,13 +47,33 @@ export const cacheConfigSchema = Type.Object(
     shutdownTimeout: Type.Optional(durationSchema()),
     /** Other upstreams served under /mirror/{name}/{path}. */
     mirrors: Type.Optional(
-      NamedMap(Type.Object({ url: Type.String({ minLength: 1, format: 'http-url' }), timeouts: Type.Optional(timeoutsSchema) }, { additionalProperties: false })),
+      NamedMap(
+        Type.Object(
+          {
+            url: Type.String({ minLength: 1, format: 'http-url' }),
+            timeouts: Type.Optional(timeoutsSchema),
+            /**
+             * A tooltool server: its /{algo}/{hex} paths are blobs, kept under their digest (shared
+             * with /cas and /{algo}/{hex}) and verified, its redirects followed (tooltool.md §4-5).
+             */
+            tooltool: Type.Optional(Type.Boolean()),
+          },
+          { additionalProperties: false },
+        ),
+      ),
     ),
   },
   { additionalProperties: false },
 );
 
 export type CacheConfigFile = Static<typeof cacheConfigSchema>;
+
+export interface MirrorConfig {
+  readonly url: string;
+  readonly timeouts: UpstreamTimeouts;
+  /** A tooltool server (see the schema's `tooltool`). */
+  readonly tooltool: boolean;
+}
 
 export interface UpstreamTimeouts {
   readonly connectMs: number;
@@ -71,7 +91,7 @@ export interface CacheConfig {
   readonly fillMemory?: number;
   readonly token?: string;
   readonly timeouts: UpstreamTimeouts;
-  readonly mirrors: ReadonlyMap<string, { readonly url: string; readonly timeouts: UpstreamTimeouts }>;
+  readonly mirrors: ReadonlyMap<string, MirrorConfig>;
   /** pino level; 'silent' in tests. */
   readonly logLevel?: string;
   /** Server processes (1 or unset: this process serves; more: a primary and that many workers). */
@@ -128,9 +148,9 @@ export function startupFields(config: CacheConfig): Record<string, unknown> {
 /** Turns the validated file (or flags alone) into a CacheConfig. */
 export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.cwd(), token?: string): CacheConfig {
   const timeouts = resolveTimeouts(file.timeouts, DEFAULT_TIMEOUTS);
-  const mirrors = new Map<string, { url: string; timeouts: UpstreamTimeouts }>();
+  const mirrors = new Map<string, MirrorConfig>();
   for (const [name, m] of Object.entries(file.mirrors ?? {})) {
-    mirrors.set(name, { url: checkUrl(m.url, `mirrors.${name}.url`), timeouts: resolveTimeouts(m.timeouts, timeouts) });
+    mirrors.set(name, { url: checkUrl(m.url, `mirrors.${name}.url`), timeouts: resolveTimeouts(m.timeouts, timeouts), tooltool: m.tooltool ?? false });
   }
   return {
     region: file.region,

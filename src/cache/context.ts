@@ -16,12 +16,18 @@ import { sendBody, type CacheStatus } from './serve.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
 import type { UpstreamAnswer } from './answer-handler.js';
 
+/** A configured mirror: its upstream, and whether it is a tooltool server (config.ts's MirrorConfig). */
+export interface Mirror {
+  readonly upstream: Upstream;
+  readonly tooltool: boolean;
+}
+
 export interface CacheContext {
   readonly store: DiskStore;
   readonly fills: Fills;
   readonly metrics: CacheMetrics;
   readonly upstream: Upstream;
-  readonly mirrors: ReadonlyMap<string, Upstream>;
+  readonly mirrors: ReadonlyMap<string, Mirror>;
   readonly log: Logger;
   /** Sent upstream on PUT when the client sends no Authorization. */
   readonly token?: string;

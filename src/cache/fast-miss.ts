@@ -12,7 +12,7 @@ import { StorageError } from './disk-store.js';
 import type { PlainBlobGet } from './fast-hit.js';
 import { sendFill } from './fill-cursor.js';
 import type { Fill, FillHead } from './fill.js';
-import { forwardHeaders, immutableFill } from './namespace.js';
+import { forwardHeaders, immutableFill, originSource } from './namespace.js';
 import { failureFields, newRequestId } from './serve.js';
 import { errorAnswer, requestError } from '../http/errors.js';
 
@@ -29,7 +29,7 @@ export function leadMiss(ctx: CacheContext, req: IncomingMessage, res: ServerRes
   if (!ctx.store.claimsInPlace(get.id, key) && ctx.store.storedElsewhere(get.id)) return false;
   let fill: Fill | undefined;
   try {
-    fill = ctx.fills.lead(key, immutableFill(ctx, get.kind, get.digest, forwardHeaders(req)), (outcome, led) => {
+    fill = ctx.fills.lead(key, immutableFill(ctx, originSource(ctx, get.kind, get.digest), get.digest, forwardHeaders(req)), (outcome, led) => {
       try {
         if (outcome.error) return failed(ctx, req, res, get, led, outcome.error, toRoutes);
         ctx.metrics.miss(get.kind);

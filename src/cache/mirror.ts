@@ -14,6 +14,8 @@ import type { Dispatcher } from 'undici';
 import { FleetError, NotFoundError, UpstreamError } from '../errors.js';
 import { fillOnce, flightKey, passthrough, serveFill, serveHit, type CacheContext, type Direct, type JoinCheck } from './context.js';
 import { httpId, type Hit } from './disk-store.js';
+import { isDigestAlgorithm, parseDigest, type Digest } from '../store/digest.js';
+import { getImmutable } from './namespace.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
 import type { AnswerHead, UpstreamAnswer } from './answer-handler.js';
@@ -58,6 +60,17 @@ function upstreamPath(url: string): string {
   return `/${tail}${q >= 0 ? url.slice(q) : ''}`;
 }
 
+/** The digest a tooltool path names (`/{algo}/{hex}`, any query), or undefined for any other path. */
+function tooltoolDigest(upath: string): Digest | undefined {
+  const m = /^\/([a-z0-9]+)\/([0-9a-f]+)(?:\?|$)/.exec(upath);
+  if (!m || !isDigestAlgorithm(m[1]!)) return undefined;
+  try {
+    return parseDigest(m[1], m[2]!);
+  } catch {
+    return undefined; // not a digest of its algorithm's length: an ordinary path
+  }
+}
+
 function decide(policyReq: CachePolicy.Request, key: string) {
   return (res: AnswerHead): FillDecision => {
     const policy = new CachePolicy(policyReq, { status: res.statusCode, headers: res.headers }, { shared: true });
@@ -71,10 +84,13 @@ function decide(policyReq: CachePolicy.Request, key: string) {
 }
 
 async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name: string; '*': string } }>, reply: FastifyReply): Promise<void> {
-  const upstream: Upstream | undefined = ctx.mirrors.get(req.params.name);
-  if (!upstream) throw new NotFoundError(`no mirror named "${req.params.name}"`);
+  const mirror = ctx.mirrors.get(req.params.name);
+  if (!mirror) throw new NotFoundError(`no mirror named "${req.params.name}"`);
+  const { upstream } = mirror;
   const kind = `mirror:${upstream.name}`;
   const upath = upstreamPath(req.url);
+  const blob = mirror.tooltool ? tooltoolDigest(upath) : undefined;
+  if (blob) return getImmutable(ctx, req, reply, { kind, upstream, path: upath }, blob);
   const cacheKey = `mirror:${upstream.name}:${upath}`;
   const id = httpId(cacheKey);
   // Vary is unknown before the answer: only collapse requests that agree on the usual suspects.

@@ -5,11 +5,12 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
+import { etagOf } from '../http/blob-reply.js';
 import { ALGO_HEX_ROUTE, parseDigest, type Digest } from '../store/digest.js';
 import { authHeaders, fillOnce, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
-import { endToEnd, type HeaderMap } from './upstream.js';
+import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
 import type { AnswerHead } from './answer-handler.js';
 
 /** Immutable content: /cas/{algo}/{hex}, or the tooltool alias /{algo}/{hex}. */
@@ -27,9 +28,15 @@ function passHeaders(res: AnswerHead): HeaderMap {
   return h;
 }
 
-function decideImmutable(key: string, d: Digest) {
+/**
+ * `credentialed`: asked with the client's credentials. Upstream's redirect (tooltool's, to a
+ * pre-signed URL) then hides whether the blob is public: it is served to that client, as
+ * private, and not kept.
+ */
+function decideImmutable(key: string, d: Digest, credentialed: boolean) {
   return (res: AnswerHead): FillDecision => {
     if (res.statusCode !== 200 || isPrivate(res.headers)) return { status: res.statusCode, headers: passHeaders(res) };
+    if (res.redirected && credentialed) return { status: 200, headers: { 'content-type': 'application/octet-stream', etag: etagOf(d), 'cache-control': 'private' } };
     const headers = casHeaders(d);
     return { status: 200, headers, meta: { key, status: 200, headers } };
   };
@@ -62,23 +69,40 @@ export function forwardHeaders(req: { readonly headers: IncomingHttpHeaders }): 
   return { ...authHeaders(req), 'accept-encoding': 'identity' };
 }
 
-/** The fill of a blob: verified against its digest, kept under its content address. */
-export function immutableFill(ctx: CacheContext, kind: ImmutableKind, d: Digest, fwd: HeaderMap): FillSpec {
-  const upath = upstreamPath(kind, d);
+/** Where a blob is fetched from, and whose figures it counts in. */
+export interface BlobSource {
+  readonly kind: string;
+  readonly upstream: Upstream;
+  readonly path: string;
+}
+
+/** The origin (or parent cache) as the source of a blob asked for as `kind`. */
+export function originSource(ctx: CacheContext, kind: ImmutableKind, d: Digest): BlobSource {
+  return { kind, upstream: ctx.upstream, path: upstreamPath(kind, d) };
+}
+
+/**
+ * The fill of a blob: verified against its digest, kept under its content address.
+ * Upstream's redirects are followed (see Upstream.fetch).
+ */
+export function immutableFill(ctx: CacheContext, source: BlobSource, d: Digest, fwd: HeaderMap): FillSpec {
+  const { kind, upstream, path } = source;
   return {
     id: casId(d),
-    request: (gatherUpTo) => ctx.upstream.fetch(upath, fwd, gatherUpTo),
-    decide: decideImmutable(`/cas/${d.algo}/${d.hex}`, d),
+    request: (gatherUpTo) => upstream.fetch(path, fwd, gatherUpTo, true),
+    decide: decideImmutable(`/cas/${d.algo}/${d.hex}`, d, fwd.authorization !== undefined),
     verify: d,
     onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
   };
 }
 
-async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: ImmutableKind, d: Digest): Promise<void> {
+/** GET or HEAD of a blob from `source`: a hit, a fill to join, or a new fill. */
+export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, source: BlobSource, d: Digest): Promise<void> {
+  const { kind } = source;
   const id = casId(d);
   const key = flightKey(id, req);
   const fwd = forwardHeaders(req);
-  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, ctx.upstream, upstreamPath(kind, d), fwd, answered);
+  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, source.upstream, source.path, fwd, answered);
   const refused = takeFillRefused(req.raw);
   if (refused) {
     ctx.metrics.miss(kind);
@@ -95,7 +119,7 @@ async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply: Fasti
       return direct();
     }
   }
-  return fillOnce(ctx, req, reply, kind, key, immutableFill(ctx, kind, d, fwd), direct, probe);
+  return fillOnce(ctx, req, reply, kind, key, immutableFill(ctx, source, d, fwd), direct, probe);
 }
 
 async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: 'artifacts' | 'projects'): Promise<void> {
@@ -161,7 +185,7 @@ export function registerNamespaceRoutes(app: FastifyInstance, ctx: CacheContext)
     exposeHeadRoute: false,
     handler: async (req, reply) => {
       const d = parseDigest(req.params.algo, req.params.hex);
-      await getImmutable(ctx, req, reply, 'cas', d);
+      await getImmutable(ctx, req, reply, originSource(ctx, 'cas', d), d);
       return reply;
     },
   });
@@ -172,7 +196,7 @@ export function registerNamespaceRoutes(app: FastifyInstance, ctx: CacheContext)
     handler: async (req, reply) => {
       // tooltool alias: the query string (?region=…) is ignored.
       const d = parseDigest(req.params.algo, req.params.hex);
-      await getImmutable(ctx, req, reply, 'tooltool', d);
+      await getImmutable(ctx, req, reply, originSource(ctx, 'tooltool', d), d);
       return reply;
     },
   });

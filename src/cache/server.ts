@@ -6,7 +6,7 @@ import { NotFoundError } from '../errors.js';
 import { baseServerOptions, buildOnDataDir, DEFAULT_MAX_HEADERS, hasTooManyHeaders, limitHeaderCount } from '../http/server-options.js';
 import { clientIdleMs, DEFAULT_FILL_MEMORY, type CacheConfig } from './config.js';
 import type { ClusterLink } from './cluster/link.js';
-import type { CacheContext } from './context.js';
+import type { CacheContext, Mirror } from './context.js';
 import { DiskStore } from './disk-store.js';
 import { plainBlobGet, serveSmallHit } from './fast-hit.js';
 import { leadMiss } from './fast-miss.js';
@@ -76,8 +76,8 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   await store.open();
   const fills = new Fills(store, app.log, link?.peers, link ? () => link.leadingChanged() : undefined);
   const upstream = new Upstream('origin', config.upstream, config.timeouts);
-  const mirrors = new Map<string, Upstream>();
-  for (const [name, m] of config.mirrors) mirrors.set(name, new Upstream(name, m.url, m.timeouts));
+  const mirrors = new Map<string, Mirror>();
+  for (const [name, m] of config.mirrors) mirrors.set(name, { upstream: new Upstream(name, m.url, m.timeouts), tooltool: m.tooltool });
   const inflight = (): number => (link ? link.store.inflight : fills.size);
   const metrics = new CacheMetrics({ inflight, lruBytes: () => store.bytes, lruObjects: () => store.count, refusing: () => store.isFull(), storageFailures: () => store.failures, fillMemory: fillMemoryInUse, fillMemoryLimit: fillMemoryBudget });
   if (link) {
@@ -136,7 +136,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   refuseOtherMethods();
 
   app.addHook('onClose', async () => {
-    await Promise.all([upstream.close(), closeFollowerPools(), ...[...mirrors.values()].map((m) => m.close())]);
+    await Promise.all([upstream.close(), closeFollowerPools(), ...[...mirrors.values()].map((m) => m.upstream.close())]);
   });
   return app;
 }

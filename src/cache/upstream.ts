@@ -1,10 +1,13 @@
 // One client per configured upstream (the origin, a parent cache, each mirror): a shared
 // undici Pool with explicit connect/headers/body timeouts, hop-by-hop stripping, failures
 // mapped to catalogued 502/504 errors so a miss never hangs, and a breaker that stops
-// trying an upstream that refuses connections for a few seconds.
+// trying an upstream that refuses connections for a few seconds. A blob's fill follows
+// upstream's redirects itself: a tooltool server answers every download with a 302 to a
+// pre-signed URL that changes on each request (tooltool.md §4-5), which the cache must
+// neither keep nor hand to its clients in place of the blob.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import { Agent, Pool, type Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
 import { AnswerHandler, type UpstreamAnswer } from './answer-handler.js';
 import type { UpstreamTimeouts } from './config.js';
@@ -24,6 +27,10 @@ const CONNECT_FAILURES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'ECONNREFUSED', 'EH
  * max_fails/fail_timeout). The first request after the pause tries again.
  */
 const BREAKER = { failures: 5, openMs: 5_000 };
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+/** Redirects a fill follows before it gives up (502), as tooltool's client (urllib) and curl bound them. */
+const MAX_REDIRECTS = 5;
 
 export type HeaderMap = Record<string, string>;
 
@@ -64,6 +71,9 @@ export class Upstream {
   readonly name: string;
   readonly url: string;
   #pool: Pool;
+  /** For the URLs upstream redirects to (other hosts: a pre-signed storage URL). */
+  #elsewhere: Agent;
+  #origin: string;
   #basePath: string;
   #breaker: { readonly failures: number; readonly openMs: number };
   #failuresInARow = 0;
@@ -74,13 +84,11 @@ export class Upstream {
     const u = new URL(url);
     this.name = name;
     this.url = url;
+    this.#origin = u.origin;
     this.#basePath = u.pathname.replace(/\/+$/, '');
-    this.#pool = new Pool(u.origin, {
-      connectTimeout: timeouts.connectMs,
-      headersTimeout: timeouts.headersMs,
-      bodyTimeout: timeouts.bodyMs,
-      keepAliveTimeout: 10_000,
-    });
+    const options = { connectTimeout: timeouts.connectMs, headersTimeout: timeouts.headersMs, bodyTimeout: timeouts.bodyMs, keepAliveTimeout: 10_000 };
+    this.#pool = new Pool(u.origin, options);
+    this.#elsewhere = new Agent(options);
   }
 
   /** Sends one request; `path` starts with "/" and may carry a query. Throws UpstreamError. */
@@ -96,14 +104,38 @@ export class Upstream {
 
   /**
    * A fill's GET: its answer, with the body gathered whole when upstream announces at most
-   * `gatherUpTo` bytes (answer-handler.ts). Throws UpstreamError.
+   * `gatherUpTo` bytes (answer-handler.ts). `follow`: a redirect is followed, and the
+   * answer is the target's (`redirected`); the target gets none of `headers` (the client's
+   * credentials are upstream's alone, as tooltool's client sends them), only
+   * `accept-encoding: identity`. Throws UpstreamError.
    */
-  fetch(path: string, headers: HeaderMap, gatherUpTo: number): Promise<UpstreamAnswer> {
-    return this.#attempt(() => {
-      const handler = new AnswerHandler(gatherUpTo);
-      this.#pool.dispatch({ path: this.#basePath + path, method: 'GET', headers }, handler);
-      return handler.answer;
-    });
+  fetch(path: string, headers: HeaderMap, gatherUpTo: number, follow = false): Promise<UpstreamAnswer> {
+    const answer = this.#attempt(() => dispatchGet(this.#pool, { path: this.#basePath + path, method: 'GET', headers }, gatherUpTo));
+    return follow ? answer.then((a) => (REDIRECTS.has(a.statusCode) ? this.#follow(a, path, gatherUpTo) : a)) : answer;
+  }
+
+  /** The answer at the end of upstream's redirects from `first`, its answer to `path`. */
+  async #follow(first: UpstreamAnswer, path: string, gatherUpTo: number): Promise<UpstreamAnswer> {
+    let answer = first;
+    let from = `${this.#origin}${this.#basePath}${path}`;
+    for (let hop = 0; REDIRECTS.has(answer.statusCode); hop++) {
+      const location = answer.headers.location;
+      if (typeof location !== 'string') return answer;
+      answer.body?.destroy();
+      const to = URL.canParse(location, from) ? new URL(location, from) : undefined;
+      if (!to) throw new UpstreamError(`upstream ${this.name}: a redirect to "${location.slice(0, 200)}", not a URL, for ${path}`);
+      if (hop === MAX_REDIRECTS || (to.protocol !== 'http:' && to.protocol !== 'https:')) {
+        throw new UpstreamError(`upstream ${this.name}: ${hop === MAX_REDIRECTS ? `more than ${MAX_REDIRECTS} redirects` : `redirect to a ${to.protocol} URL`} for ${path}`);
+      }
+      try {
+        const target = await dispatchGet(this.#elsewhere, { origin: to.origin, path: to.pathname + to.search, method: 'GET', headers: { 'accept-encoding': 'identity' } }, gatherUpTo);
+        answer = { ...target, redirected: true };
+      } catch (err) {
+        throw upstreamFailure(this.name, err);
+      }
+      from = to.href;
+    }
+    return answer;
   }
 
   /** Sends unless the breaker is open; counts connection failures in a row, and maps failures to UpstreamError. */
@@ -124,6 +156,12 @@ export class Upstream {
   }
 
   async close(): Promise<void> {
-    await this.#pool.destroy();
+    await Promise.all([this.#pool.destroy(), this.#elsewhere.destroy()]);
   }
+}
+
+function dispatchGet(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, gatherUpTo: number): Promise<UpstreamAnswer> {
+  const handler = new AnswerHandler(gatherUpTo);
+  dispatcher.dispatch(options, handler);
+  return handler.answer;
 }

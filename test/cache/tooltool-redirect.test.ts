@@ -1,0 +1,114 @@
+// A cache in front of a tooltool server, which answers every download with a 302 to a
+// pre-signed storage URL that changes on each request (tooltool.md §4-5): the cache
+// follows the redirect itself, checks the digest and keeps the blob under its digest,
+// never the 302; the storage host never sees a client's credentials; a blob asked with
+// credentials is served to that client but not kept (the redirect hides its visibility).
+import t, { type Test } from 'tap';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import { request } from 'undici';
+import { startCache } from './harness.js';
+
+interface Seen {
+  readonly path: string;
+  readonly headers: IncomingHttpHeaders;
+}
+
+async function listen(t: Test, handler: Parameters<typeof createServer>[1]): Promise<string> {
+  const server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+}
+
+/** A storage host serving `blobs` by their sha512 under /s3/sha512/<hex>?X-Amz-Signature=…, and a tooltool server redirecting to it. */
+async function tooltoolPair(t: Test, blobs: Map<string, Buffer>, internal: Set<string> = new Set()) {
+  const storageSeen: Seen[] = [];
+  const tooltoolSeen: Seen[] = [];
+  const storage = await listen(t, (req, res) => {
+    storageSeen.push({ path: req.url!, headers: req.headers });
+    const hex = /^\/s3\/sha512\/([0-9a-f]+)\?X-Amz-Signature=/.exec(req.url!)?.[1];
+    const body = hex ? blobs.get(hex) : undefined;
+    if (!body) return void res.writeHead(403).end('signature does not match');
+    res.writeHead(200, { 'content-length': body.length, 'content-type': 'binary/octet-stream', etag: '"s3-etag"' }).end(body);
+  });
+  const tooltool = await listen(t, (req, res) => {
+    tooltoolSeen.push({ path: req.url!, headers: req.headers });
+    const hex = /^\/sha512\/([0-9a-f]{128})(?:\?|$)/.exec(req.url!)?.[1];
+    if (!hex || !blobs.has(hex)) return void res.writeHead(404).end('{"error":{"name":"Not Found"}}');
+    if (internal.has(hex) && req.headers.authorization !== 'Bearer secret') return void res.writeHead(403).end('{"error":{"name":"Forbidden"}}');
+    res.writeHead(302, { location: `${storage}/s3/sha512/${hex}?X-Amz-Signature=${randomBytes(8).toString('hex')}` }).end();
+  });
+  return { storage, tooltool, storageSeen, tooltoolSeen };
+}
+
+function blob(size: number): { hex: string; body: Buffer } {
+  const body = randomBytes(size);
+  return { hex: createHash('sha512').update(body).digest('hex'), body };
+}
+
+async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; xcache: string; body: Buffer; headers: IncomingHttpHeaders }> {
+  const res = await request(url, { headers });
+  const body = Buffer.from(await res.body.arrayBuffer());
+  return { status: res.statusCode, xcache: String(res.headers['x-cache']), body, headers: res.headers as IncomingHttpHeaders };
+}
+
+t.test('a tooltool upstream: the 302 is followed, the blob kept under its digest and served as a hit', async (t) => {
+  const small = blob(4096);
+  const large = blob(300_000);
+  const pair = await tooltoolPair(t, new Map([[small.hex, small.body], [large.hex, large.body]]));
+  const { app, url } = await startCache(t, { upstream: pair.tooltool }, t.testdir());
+  for (const b of [small, large]) {
+    const first = await get(`${url}/sha512/${b.hex}?region=us-east-1`, { authorization: 'Bearer secret' });
+    t.equal(first.status, 200, `${b.body.length} bytes: 200, not the 302`);
+    t.ok(first.body.equals(b.body), 'the blob itself');
+    t.match(first.headers['cache-control'], /private/, 'asked with credentials: private to this client');
+    await app.cache.fills.drain();
+    const anonymous = await get(`${url}/sha512/${b.hex}`);
+    t.equal(anonymous.xcache, 'MISS', 'a blob asked with credentials was not kept (the redirect hides its visibility)');
+    t.ok(anonymous.body.equals(b.body));
+    await app.cache.fills.drain();
+    const again = await get(`${url}/cas/sha512/${b.hex}`);
+    t.equal(again.xcache, 'HIT', 'asked anonymously, it was kept: a hit under /cas too');
+    t.ok(again.body.equals(b.body));
+  }
+  t.equal(pair.storageSeen.length, 4, 'storage asked once per fill');
+  t.ok(pair.storageSeen.every((s) => s.headers.authorization === undefined), 'the storage host never saw a credential');
+  t.equal(pair.tooltoolSeen.filter((s) => s.headers.authorization === 'Bearer secret').length, 2, 'tooltool saw the client\'s');
+});
+
+t.test('a mirror marked tooltool: digest paths are blobs (verified, shared with /cas), other paths keep HTTP caching', async (t) => {
+  const b = blob(20_000);
+  const bad = blob(5000);
+  const blobs = new Map([[b.hex, b.body], [bad.hex, Buffer.from(bad.body).fill(0, 0, 10)]]);
+  const pair = await tooltoolPair(t, blobs);
+  const { app, url } = await startCache(t, { upstream: 'http://127.0.0.1:1', mirrors: { tt: { url: `${pair.tooltool}/`, tooltool: true } } }, t.testdir());
+  const first = await get(`${url}/mirror/tt/sha512/${b.hex}`);
+  t.equal(first.status, 200);
+  t.equal(first.xcache, 'MISS');
+  t.ok(first.body.equals(b.body));
+  await app.cache.fills.drain();
+  t.equal((await get(`${url}/mirror/tt/sha512/${b.hex}`)).xcache, 'HIT', 'kept');
+  t.equal((await get(`${url}/sha512/${b.hex}`)).xcache, 'HIT', 'under its digest: the tooltool alias finds it');
+  t.equal(pair.storageSeen.length, 1, 'one download from storage');
+
+  // Storage answers other bytes than the digest names: refused, nothing kept.
+  const refused = await get(`${url}/mirror/tt/sha512/${bad.hex}`);
+  t.equal(refused.status, 502, 'a (small, gathered) body that fails its digest is refused');
+  t.match(refused.body.toString(), /digest/i);
+  await app.cache.fills.drain();
+  t.notOk(app.cache.store.has(`cas.v1/sha512/${bad.hex.slice(0, 2)}/${bad.hex}`), 'and is not kept');
+
+  const missing = await get(`${url}/mirror/tt/sha512/${'0'.repeat(128)}`);
+  t.equal(missing.status, 404, 'tooltool\'s 404 is passed on');
+  const other = await get(`${url}/mirror/tt/tooltool.py`);
+  t.equal(other.status, 404, 'other paths: the mirror as before');
+});
+
+t.test('redirects are bounded', async (t) => {
+  const loop = await listen(t, (req, res) => void res.writeHead(302, { location: req.url! }).end());
+  const { url } = await startCache(t, { upstream: loop }, t.testdir());
+  const res = await get(`${url}/sha512/${'a'.repeat(128)}`);
+  t.equal(res.status, 502, 'a redirect loop ends in a 502');
+  t.match(res.body.toString(), /more than 5 redirects/);
+});
