@@ -58,6 +58,10 @@ t.test('filter arguments match like spread', async (t) => {
     [['tests/(main|nested/core)/'], () => true],
     [['qemu', 'strict'], (n) => n.startsWith('qemu:') || n.endsWith(':strict')],
     [['qemu strict'], () => false],
+    // Go's (RE2) syntax: inline flags at the start, named groups
+    [['(?i)QEMU'], (n) => n.startsWith('qemu:')],
+    [['(?is)Tests/Main/'], (n) => n.includes(':tests/main/')],
+    [['/(?P<name>remove):strict'], (n) => n.includes('/remove:strict')],
   ];
   for (const [args, want] of cases) t.same(match(...args), all.filter(want), args.join(' '));
   t.same(match('install-local'), [], 'a bare word must equal a whole component');
@@ -71,6 +75,8 @@ t.test('invalid filters', async (t) => {
   t.throws(() => expandJobs(p, ['x#3..2']), { message: 'invalid sample range in filter string: "x#3..2"' });
   t.throws(() => expandJobs(p, ['(']), { message: 'invalid filter string: "("' });
   t.throws(() => expandJobs(p, ['nomatch']), { message: 'nothing matches provider filter' });
+  t.throws(() => expandJobs(p, ['qemu(?i)']), { message: /inline flags are only taken at the start/ }, 'inline flags elsewhere: JavaScript lacks them');
+  t.throws(() => expandJobs(p, ['(?U)qemu']), { message: /ungreedy flag U is not supported/ });
 });
 
 t.test('order: byte-wise names, samples numerically', async (t) => {
