@@ -18,7 +18,8 @@ import { createAssetHash, hashFile, readManifest, type DroppedRecord, type Manif
 import { unpackArchive, type ArchiveKind } from './unpack.js';
 import { redactUrl } from '../redact-url.js';
 
-export type AssetSource = 'present' | 'cache' | 'download';
+/** 'skipped': not among the files named, and neither present nor in the cache folder (not downloaded). */
+export type AssetSource = 'present' | 'cache' | 'download' | 'skipped';
 
 export interface AssetProgress {
   readonly filename: string;
@@ -39,7 +40,11 @@ export interface FetchAssetsOptions {
   readonly dest?: string;
   /** Sent as `Authorization: Bearer …` on the first request of each download, never after a redirect. */
   readonly token?: string;
-  /** Only these manifest filenames (default: all). */
+  /**
+   * Download only these manifest filenames (default: all). As tooltool's `fetch FILE...`,
+   * it limits the download only: every record is still checked where it is (an invalid
+   * file is deleted), taken from the cache folder, and unpacked when flagged.
+   */
   readonly files?: readonly string[];
   readonly onProgress?: (progress: AssetProgress) => void;
   readonly signal?: AbortSignal;
@@ -170,12 +175,15 @@ class RecordFetch {
   readonly #record: ManifestRecord;
   readonly #options: FetchAssetsOptions;
   readonly #dest: string;
+  /** Whether the download may be tried (tooltool's `fetch FILE...` limits that step only). */
+  readonly #download: boolean;
   readonly result: AssetResult;
 
-  constructor(record: ManifestRecord, options: FetchAssetsOptions, dest: string) {
+  constructor(record: ManifestRecord, options: FetchAssetsOptions, dest: string, download: boolean) {
     this.#record = record;
     this.#options = options;
     this.#dest = dest;
+    this.#download = download;
     this.result = { filename: record.filename, size: record.size, digest: record.digest, bytesDownloaded: 0, bytesFromCache: 0, warnings: [] };
   }
 
@@ -192,7 +200,11 @@ class RecordFetch {
     }
     await rm(final, { force: true });
     if (await this.#fromCache()) return;
-    await this.#download();
+    if (!this.#download) {
+      this.result.source = 'skipped';
+      return;
+    }
+    await this.#fetch();
     await this.#storeInCache();
   }
 
@@ -224,7 +236,7 @@ class RecordFetch {
     return true;
   }
 
-  async #download(): Promise<void> {
+  async #fetch(): Promise<void> {
     const failures: FleetError[] = [];
     if (this.#options.urls.length === 0) throw new UsageError(`${this.#record.filename}: not present and no --url to fetch it from`);
     for (const base of this.#options.urls) {
@@ -278,7 +290,7 @@ class RecordFetch {
   }
 
   async unpack(): Promise<void> {
-    if (!this.#record.unpack || this.result.error) return;
+    if (!this.#record.unpack || this.result.error || this.result.source === 'skipped') return;
     try {
       this.result.unpacked = await unpackArchive(this.#final, this.#record.filename, this.#dest);
     } catch (err) {
@@ -288,23 +300,24 @@ class RecordFetch {
 }
 
 /**
- * Fetches every selected record of a manifest. Never throws for a single file: each
- * result carries its error, and `failed` counts them. Throws only for a bad manifest,
- * an unknown selected name or an abort.
+ * Fetches a manifest's records: every record is checked, taken from the cache folder and
+ * unpacked, only the selected ones (`files`, default all) are downloaded. Never throws for
+ * a single file: each result carries its error, and `failed` counts them. Throws only for
+ * a bad manifest, an unknown selected name or an abort.
  */
 export async function fetchAssets(options: FetchAssetsOptions): Promise<FetchAssetsResult> {
   const manifest = await readManifest(options.manifestPath);
-  let records = manifest.records;
+  const { records } = manifest;
+  let wanted: ReadonlySet<string> | undefined;
   if (options.files && options.files.length > 0) {
     const known = new Set(records.map((r) => r.filename));
     const unknown = options.files.filter((f) => !known.has(f));
     if (unknown.length > 0) throw new UsageError(`${options.manifestPath}: no record named ${unknown.map((f) => `"${f}"`).join(', ')}`);
-    const wanted = new Set(options.files);
-    records = records.filter((r) => wanted.has(r.filename));
+    wanted = new Set(options.files);
   }
   const dest = options.dest ?? process.cwd();
   await mkdir(dest, { recursive: true });
-  const fetches = records.map((r) => new RecordFetch(r, options, dest));
+  const fetches = records.map((r) => new RecordFetch(r, options, dest, wanted?.has(r.filename) ?? true));
   for (const f of fetches) {
     try {
       await f.run();

@@ -75,9 +75,9 @@ export function registerAssets(program: Command): void {
     .command('fetch')
     .description(
       'Fetch the files a tooltool manifest names into the current directory (or --dest), verifying size and digest.\n' +
-        'Prints: filename, present|cache|download|failed, size, bytes downloaded, bytes from the cache folder, URL, unpacked format.',
+        'Prints: filename, present|cache|download|skipped|failed, size, bytes downloaded, bytes from the cache folder, URL, unpacked format.',
     )
-    .argument('[files...]', 'only these manifest filenames')
+    .argument('[files...]', 'download only these manifest filenames (as tooltool: the others are still checked, copied from the cache folder and unpacked, just not downloaded)')
     .option('-m, --manifest <file>', 'tooltool manifest', 'manifest.tt')
     .addOption(repeatable('--url <url>', 'base URL serving /<algorithm>/<digest>; repeatable, tried in order', 'none: only files present or in the cache folder'))
     .option('-c, --cache-folder <dir>', 'local cache folder shared across runs (tooltool layout)', process.env.TOOLTOOL_CACHE)
