@@ -7,8 +7,8 @@
 // on to the next URL (a broken mirror should not fail a machine), and cache-folder
 // entries are committed with a rename, so concurrent runs never read half a copy.
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, lstat, mkdir, rename, rm, stat, utimes } from 'node:fs/promises';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { chmod, copyFile, lstat, mkdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
@@ -96,9 +96,12 @@ async function removeQuietly(path: string): Promise<void> {
   await rm(path, { force: true }).catch(() => undefined);
 }
 
+/** tooltool's files are private: mkstemp's 0600 for what it fetches, and cache-folder copies of those. */
+const FILE_MODE = 0o600;
+
 /**
- * Streams `source` into a new file at `tmp` while hashing, refusing more bytes than the
- * record's size as soon as they arrive, then checks size and digest.
+ * Streams `source` into a new file at `tmp` (mode 0600 whatever the umask) while hashing,
+ * refusing more bytes than the record's size as soon as they arrive, then checks size and digest.
  */
 async function receive(source: AsyncIterable<Buffer>, tmp: string, record: ManifestRecord, onBytes: (n: number) => void): Promise<void> {
   const hash = createAssetHash(record.algorithm);
@@ -114,8 +117,9 @@ async function receive(source: AsyncIterable<Buffer>, tmp: string, record: Manif
         yield chunk;
       }
     },
-    createWriteStream(tmp, { flags: 'wx', mode: 0o644 }),
+    createWriteStream(tmp, { flags: 'wx', mode: FILE_MODE }),
   );
+  await chmod(tmp, FILE_MODE); // the umask may have taken bits from the mode the file was created with
   if (record.size !== null && size !== record.size) throw new SizeMismatchError(record.size, size);
   const digest = hash.digest('hex');
   if (digest !== record.digest) throw new DigestMismatchError(`${record.algorithm}:${record.digest}`, `${record.algorithm}:${digest}`);
@@ -272,7 +276,7 @@ class RecordFetch {
     throw new FleetError(worst.code, `${this.#record.filename}: every URL failed: ${detail}`, { cause: worst });
   }
 
-  /** Adds the downloaded file to the cache folder (0700 dir, rename-committed); failures only warn. */
+  /** Adds the downloaded file to the cache folder (0700 dir, a 0600 copy, rename-committed); failures only warn. */
   async #storeInCache(): Promise<void> {
     const folder = this.#options.cacheFolder;
     if (!folder) return;
@@ -280,7 +284,8 @@ class RecordFetch {
     const tmp = tempName(folder, this.#record.digest);
     try {
       await mkdir(folder, { recursive: true, mode: 0o700 });
-      await copyFile(this.#final, tmp);
+      await copyFile(this.#final, tmp, constants.COPYFILE_EXCL);
+      await chmod(tmp, FILE_MODE); // a copy takes the source's mode; the entry is 0600 whatever that is
       await rename(tmp, entry);
       await touch(entry);
     } catch (err) {

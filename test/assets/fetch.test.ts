@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer } from 'node:http';
@@ -314,4 +314,32 @@ t.test('naming files limits only the download: every record is still checked, ta
   t.equal(readFileSync(join(dest, 'here', 'VERSION'), 'utf8'), 'already present', 'a present archive not named is unpacked again');
   t.notOk(existsSync(join(dest, 'here', 'leftover')), 'after its directory was removed');
   t.same(partials(dest), []);
+});
+
+t.test('fetched files and cache-folder entries are mode 0600 whatever the umask, as tooltool leaves them', async (t) => {
+  const server = new BlobServer();
+  const url = await server.start();
+  t.teardown(() => server.stop());
+  server.blobs.set(sha512(B), B);
+  const root = t.testdir({ cache: {} });
+  const manifest = join(root, 'manifest.tt');
+  await writeFile(manifest, formatManifest([record('b.txt', B)]));
+  const cacheFolder = join(root, 'cache');
+  const mode = (path: string): string => (statSync(path).mode & 0o7777).toString(8);
+  // 022: the usual umask, which leaves 0644 files. 0200: takes the owner's write bit from the mode a file is created with.
+  for (const umask of [0o022, 0o200]) {
+    const previous = process.umask(umask);
+    try {
+      rmSync(join(cacheFolder, sha512(B)), { force: true });
+      const downloaded = await fetchAssets({ manifestPath: manifest, urls: [url], cacheFolder, dest: join(root, `download-${umask}`) });
+      t.equal(downloaded.files[0]!.source, 'download');
+      t.equal(mode(join(root, `download-${umask}`, 'b.txt')), '600', `umask ${umask.toString(8)}: the downloaded file`);
+      t.equal(mode(join(cacheFolder, sha512(B))), '600', `umask ${umask.toString(8)}: its cache-folder copy`);
+      const copied = await fetchAssets({ manifestPath: manifest, urls: [], cacheFolder, dest: join(root, `copy-${umask}`) });
+      t.equal(copied.files[0]!.source, 'cache');
+      t.equal(mode(join(root, `copy-${umask}`, 'b.txt')), '600', `umask ${umask.toString(8)}: the file copied from the cache folder`);
+    } finally {
+      process.umask(previous);
+    }
+  }
 });
