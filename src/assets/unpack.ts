@@ -6,7 +6,9 @@
 // once the whole archive is out, by what they resolve to; hard links may only join files
 // this archive wrote. tar goes through tar-stream; gzip through node:zlib; bzip2, xz and
 // zstd through Debian's `bzip2`, `xz` and `zstd` as streaming filters (no npm library
-// for them is both streaming and well kept on Node 20); zip through yauzl.
+// for them is both streaming and well kept on Node 20); zip through yauzl. Tar members
+// keep their mode, and setuid/setgid ones are refused, as tooltool's tar unpack does; zip
+// entries get no mode bits at all, as with Python's extractall.
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { link, open, realpath, rm, stat, symlink, unlink } from 'node:fs/promises';
@@ -28,7 +30,7 @@ const FILTERS: Partial<Record<ArchiveKind, readonly string[]>> = {
   'tar.zst': ['zstd', '-dcq'],
 };
 
-/** Refused entries (escapes, setuid) are FC_ERR_BAD_NAME; broken or unknown archives FC_ERR_ARCHIVE. */
+/** Refused entries (escapes, setuid tar members) are FC_ERR_BAD_NAME; broken or unknown archives FC_ERR_ARCHIVE. */
 function unpackError(archive: string, why: string, cause?: unknown, code: 'FC_ERR_ARCHIVE' | 'FC_ERR_BAD_NAME' = 'FC_ERR_ARCHIVE'): FleetError {
   return new FleetError(code, `${archive}: cannot unpack: ${why}`, cause === undefined ? undefined : { cause });
 }
@@ -279,11 +281,10 @@ async function extractZip(archive: string, target: Target): Promise<void> {
         if (entry.fileName.endsWith('/')) {
           await target.directory(full, entry.fileName);
         } else {
-          // Like Python's extractall: unix mode bits when present, links become plain files.
-          const unixMode = (entry.externalFileAttributes >>> 16) & 0o7777;
-          const mode = unixMode ? checkMode(archive, entry.fileName, unixMode) : 0o644;
+          // Like Python's extractall (tooltool's zip unpack): the entries' mode bits are ignored,
+          // a file gets open()'s 0666 less the umask (so nothing is setuid), links become plain files.
           const body = await new Promise<Readable>((ok, ko) => zip.openReadStream(entry, (err, s) => (err ? ko(err) : ok(s))));
-          await writeEntry(target, full, entry.fileName, body, mode);
+          await writeEntry(target, full, entry.fileName, body, 0o666);
         }
         zip.readEntry();
       })().catch(fail);

@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap';
+import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -48,11 +49,33 @@ t.test('zip', async (t) => {
   await writeFile(join(dir, 'pkg.zip'), makeZip([{ name: 'pkg/a.txt', body: 'A' }, { name: 'pkg/bin/x', body: 'X', mode: 0o755 }]));
   t.equal(await unpackArchive(join(dir, 'pkg.zip'), 'pkg.zip', dir), 'zip');
   t.equal(readFileSync(join(dir, 'pkg/a.txt'), 'utf8'), 'A');
-  t.equal(statSync(join(dir, 'pkg/bin/x')).mode & 0o777, 0o755);
+  t.equal(readFileSync(join(dir, 'pkg/bin/x'), 'utf8'), 'X');
   t.notOk(existsSync(join(dir, 'pkg/stale')));
   await writeFile(join(dir, 'evil.zip'), makeZip([{ name: '../evil.txt', body: 'E' }]));
   await t.rejects(unpackArchive(join(dir, 'evil.zip'), 'evil.zip', dir), FleetError);
   t.notOk(existsSync(join(dir, '..', 'evil.txt')));
+});
+
+t.test("zip entries' mode bits are ignored, as by Python's extractall (tooltool's zip unpack): setuid entries unpack as plain files", async (t) => {
+  const entries = [
+    { name: 'z/setuid', body: 'S', mode: 0o4755 },
+    { name: 'z/setgid', body: 'G', mode: 0o2750 },
+    { name: 'z/exec', body: 'E', mode: 0o755 },
+    { name: 'z/private', body: 'P', mode: 0o600 },
+  ];
+  const dir = t.testdir({ ours: {}, python: {} });
+  await writeFile(join(dir, 'z.zip'), makeZip(entries));
+  const previous = process.umask(0o022);
+  t.teardown(() => { process.umask(previous); });
+  t.equal(await unpackArchive(join(dir, 'z.zip'), 'z.zip', join(dir, 'ours')), 'zip');
+  const python = spawnSync('python3', ['-c', 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])', join(dir, 'z.zip'), join(dir, 'python')], { encoding: 'utf8' });
+  t.equal(python.status, 0, python.stderr);
+  const mode = (path: string): string => (statSync(path).mode & 0o7777).toString(8);
+  for (const e of entries) {
+    t.equal(readFileSync(join(dir, 'ours', e.name), 'utf8'), e.body, `${e.name}: unpacked`);
+    t.equal(mode(join(dir, 'ours', e.name)), '644', `${e.name}: 0666 less the umask, whatever the entry says`);
+    t.equal(mode(join(dir, 'ours', e.name)), mode(join(dir, 'python', e.name)), `${e.name}: the mode Python's extractall gives`);
+  }
 });
 
 t.test('entries that escape the destination are refused', async (t) => {
