@@ -3,7 +3,7 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { fetchAssets, type AssetProgress, type FetchAssetsResult } from '../assets/fetch.js';
-import { addToManifest } from '../assets/manifest.js';
+import { addToManifest, droppedReason } from '../assets/manifest.js';
 import { uploadAssets } from '../assets/upload.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes } from '../config/units.js';
@@ -58,7 +58,7 @@ function progressReporter(): { onProgress?: (p: AssetProgress) => void; stop: ()
 
 function report(result: FetchAssetsResult, manifest: string): void {
   for (const d of result.dropped) {
-    process.stderr.write(`fleetcache: warning: ${manifest}:${d.line}: record ${d.index} lacks ${d.missing.join(', ')} and is skipped (as tooltool does)\n`);
+    process.stderr.write(`fleetcache: warning: ${manifest}:${d.line}: record ${d.index} ${droppedReason(d)} and is skipped (as tooltool does)\n`);
   }
   for (const f of result.files) {
     for (const w of f.warnings) process.stderr.write(`fleetcache: warning: ${f.filename}: ${w}\n`);
