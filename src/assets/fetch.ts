@@ -7,8 +7,8 @@
 // on to the next URL (a broken mirror should not fail a machine), and cache-folder
 // entries are committed with a rename, so concurrent runs never read half a copy.
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, lstat, mkdir, rename, rm, stat, utimes } from 'node:fs/promises';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { chmod, copyFile, lstat, mkdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
@@ -18,7 +18,8 @@ import { createAssetHash, hashFile, readManifest, type DroppedRecord, type Manif
 import { unpackArchive, type ArchiveKind } from './unpack.js';
 import { redactUrl } from '../redact-url.js';
 
-export type AssetSource = 'present' | 'cache' | 'download';
+/** 'skipped': not among the files named, and neither present nor in the cache folder (not downloaded). */
+export type AssetSource = 'present' | 'cache' | 'download' | 'skipped';
 
 export interface AssetProgress {
   readonly filename: string;
@@ -39,7 +40,11 @@ export interface FetchAssetsOptions {
   readonly dest?: string;
   /** Sent as `Authorization: Bearer …` on the first request of each download, never after a redirect. */
   readonly token?: string;
-  /** Only these manifest filenames (default: all). */
+  /**
+   * Download only these manifest filenames (default: all). As tooltool's `fetch FILE...`,
+   * it limits the download only: every record is still checked where it is (an invalid
+   * file is deleted), taken from the cache folder, and unpacked when flagged.
+   */
   readonly files?: readonly string[];
   readonly onProgress?: (progress: AssetProgress) => void;
   readonly signal?: AbortSignal;
@@ -91,9 +96,12 @@ async function removeQuietly(path: string): Promise<void> {
   await rm(path, { force: true }).catch(() => undefined);
 }
 
+/** tooltool's files are private: mkstemp's 0600 for what it fetches, and cache-folder copies of those. */
+const FILE_MODE = 0o600;
+
 /**
- * Streams `source` into a new file at `tmp` while hashing, refusing more bytes than the
- * record's size as soon as they arrive, then checks size and digest.
+ * Streams `source` into a new file at `tmp` (mode 0600 whatever the umask) while hashing,
+ * refusing more bytes than the record's size as soon as they arrive, then checks size and digest.
  */
 async function receive(source: AsyncIterable<Buffer>, tmp: string, record: ManifestRecord, onBytes: (n: number) => void): Promise<void> {
   const hash = createAssetHash(record.algorithm);
@@ -109,8 +117,9 @@ async function receive(source: AsyncIterable<Buffer>, tmp: string, record: Manif
         yield chunk;
       }
     },
-    createWriteStream(tmp, { flags: 'wx', mode: 0o644 }),
+    createWriteStream(tmp, { flags: 'wx', mode: FILE_MODE }),
   );
+  await chmod(tmp, FILE_MODE); // the umask may have taken bits from the mode the file was created with
   if (record.size !== null && size !== record.size) throw new SizeMismatchError(record.size, size);
   const digest = hash.digest('hex');
   if (digest !== record.digest) throw new DigestMismatchError(`${record.algorithm}:${record.digest}`, `${record.algorithm}:${digest}`);
@@ -170,12 +179,15 @@ class RecordFetch {
   readonly #record: ManifestRecord;
   readonly #options: FetchAssetsOptions;
   readonly #dest: string;
+  /** Whether the download may be tried (tooltool's `fetch FILE...` limits that step only). */
+  readonly #download: boolean;
   readonly result: AssetResult;
 
-  constructor(record: ManifestRecord, options: FetchAssetsOptions, dest: string) {
+  constructor(record: ManifestRecord, options: FetchAssetsOptions, dest: string, download: boolean) {
     this.#record = record;
     this.#options = options;
     this.#dest = dest;
+    this.#download = download;
     this.result = { filename: record.filename, size: record.size, digest: record.digest, bytesDownloaded: 0, bytesFromCache: 0, warnings: [] };
   }
 
@@ -192,7 +204,11 @@ class RecordFetch {
     }
     await rm(final, { force: true });
     if (await this.#fromCache()) return;
-    await this.#download();
+    if (!this.#download) {
+      this.result.source = 'skipped';
+      return;
+    }
+    await this.#fetch();
     await this.#storeInCache();
   }
 
@@ -224,7 +240,7 @@ class RecordFetch {
     return true;
   }
 
-  async #download(): Promise<void> {
+  async #fetch(): Promise<void> {
     const failures: FleetError[] = [];
     if (this.#options.urls.length === 0) throw new UsageError(`${this.#record.filename}: not present and no --url to fetch it from`);
     for (const base of this.#options.urls) {
@@ -260,7 +276,7 @@ class RecordFetch {
     throw new FleetError(worst.code, `${this.#record.filename}: every URL failed: ${detail}`, { cause: worst });
   }
 
-  /** Adds the downloaded file to the cache folder (0700 dir, rename-committed); failures only warn. */
+  /** Adds the downloaded file to the cache folder (0700 dir, a 0600 copy, rename-committed); failures only warn. */
   async #storeInCache(): Promise<void> {
     const folder = this.#options.cacheFolder;
     if (!folder) return;
@@ -268,7 +284,8 @@ class RecordFetch {
     const tmp = tempName(folder, this.#record.digest);
     try {
       await mkdir(folder, { recursive: true, mode: 0o700 });
-      await copyFile(this.#final, tmp);
+      await copyFile(this.#final, tmp, constants.COPYFILE_EXCL);
+      await chmod(tmp, FILE_MODE); // a copy takes the source's mode; the entry is 0600 whatever that is
       await rename(tmp, entry);
       await touch(entry);
     } catch (err) {
@@ -278,7 +295,7 @@ class RecordFetch {
   }
 
   async unpack(): Promise<void> {
-    if (!this.#record.unpack || this.result.error) return;
+    if (!this.#record.unpack || this.result.error || this.result.source === 'skipped') return;
     try {
       this.result.unpacked = await unpackArchive(this.#final, this.#record.filename, this.#dest);
     } catch (err) {
@@ -288,23 +305,24 @@ class RecordFetch {
 }
 
 /**
- * Fetches every selected record of a manifest. Never throws for a single file: each
- * result carries its error, and `failed` counts them. Throws only for a bad manifest,
- * an unknown selected name or an abort.
+ * Fetches a manifest's records: every record is checked, taken from the cache folder and
+ * unpacked, only the selected ones (`files`, default all) are downloaded. Never throws for
+ * a single file: each result carries its error, and `failed` counts them. Throws only for
+ * a bad manifest, an unknown selected name or an abort.
  */
 export async function fetchAssets(options: FetchAssetsOptions): Promise<FetchAssetsResult> {
   const manifest = await readManifest(options.manifestPath);
-  let records = manifest.records;
+  const { records } = manifest;
+  let wanted: ReadonlySet<string> | undefined;
   if (options.files && options.files.length > 0) {
     const known = new Set(records.map((r) => r.filename));
     const unknown = options.files.filter((f) => !known.has(f));
     if (unknown.length > 0) throw new UsageError(`${options.manifestPath}: no record named ${unknown.map((f) => `"${f}"`).join(', ')}`);
-    const wanted = new Set(options.files);
-    records = records.filter((r) => wanted.has(r.filename));
+    wanted = new Set(options.files);
   }
   const dest = options.dest ?? process.cwd();
   await mkdir(dest, { recursive: true });
-  const fetches = records.map((r) => new RecordFetch(r, options, dest));
+  const fetches = records.map((r) => new RecordFetch(r, options, dest, wanted?.has(r.filename) ?? true));
   for (const f of fetches) {
     try {
       await f.run();

@@ -1,7 +1,8 @@
 // tooltool manifests (shared/tooltool.md §1): a JSON array of file records. Parsing
-// follows the real client where it matters (records missing a required key are
-// dropped, unknown keys ignored, `size: null` skips the size check) but reports every
-// malformed value with file:line:field instead of crashing half-way through a fetch.
+// follows the real client where it matters (elements that are not objects and records
+// missing a required key are dropped, unknown keys ignored, `size: null` skips the size
+// check, `version` is only a label) but reports every malformed value with
+// file:line:field instead of crashing half-way through a fetch.
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
@@ -27,8 +28,15 @@ export interface ManifestRecord {
 export interface DroppedRecord {
   readonly index: number;
   readonly line: number;
-  /** The required keys the record lacks. */
+  /** The required keys the record lacks (all of them when it is not an object). */
   readonly missing: readonly string[];
+  /** The element is not a JSON object (a number, string, array, null…): tooltool drops it too. */
+  readonly notObject?: true;
+}
+
+/** Why a record was dropped, for messages: "is not an object" or "lacks size, digest". */
+export function droppedReason(d: DroppedRecord): string {
+  return d.notObject ? 'is not an object' : `lacks ${d.missing.join(', ')}`;
 }
 
 export interface Manifest {
@@ -133,7 +141,10 @@ export function parseManifest(text: string, file: string): Manifest {
     const fail = (field: string, why: string): never => {
       throw new ConfigError(`${file}:${line}: record ${index}: ${field ? `${field} ` : ''}${why}`, file, line, `[${index}]${field ? `.${field}` : ''}`);
     };
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('', 'must be an object');
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+      dropped.push({ index, line, missing: [...REQUIRED], notObject: true });
+      return;
+    }
     const given = raw as Record<string, unknown>;
     // tooltool reads the optional keys with obj.get(): null is the same as absent.
     const r = Object.fromEntries(Object.entries(given).filter(([k, v]) => !(v === null && (k === 'unpack' || k === 'visibility' || k === 'version'))));
@@ -160,7 +171,6 @@ export function parseManifest(text: string, file: string): Manifest {
     if (r.visibility !== undefined && r.visibility !== 'public' && r.visibility !== 'internal') {
       fail('visibility', 'must be "public" or "internal"');
     }
-    if (r.version !== undefined && typeof r.version !== 'string') fail('version', 'must be a string');
     const before = seen.get(filename);
     if (before !== undefined) fail('filename', `"${filename}" is already used by record ${before}`);
     seen.set(filename, index);
@@ -171,7 +181,8 @@ export function parseManifest(text: string, file: string): Manifest {
       digest: r.digest as string,
       unpack: r.unpack === true,
       ...(r.visibility !== undefined ? { visibility: r.visibility as Visibility } : {}),
-      ...(r.version !== undefined ? { version: r.version as string } : {}),
+      // tooltool never reads `version`: any value is accepted, and only a string is kept.
+      ...(typeof r.version === 'string' ? { version: r.version } : {}),
     });
   });
   return { records, dropped };

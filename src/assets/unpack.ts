@@ -4,9 +4,13 @@
 // the destination: no entry is created or written through a symlink (each component is
 // checked with lstat, pack/safe-path.ts), symlink targets must stay inside by name and,
 // once the whole archive is out, by what they resolve to; hard links may only join files
-// this archive wrote. tar goes through tar-stream; gzip through node:zlib; bzip2, xz and
-// zstd through Debian's `bzip2`, `xz` and `zstd` as streaming filters (no npm library
-// for them is both streaming and well kept on Node 20); zip through yauzl.
+// this archive wrote. tar goes through tar-stream; gzip through node:zlib; bzip2, xz (and
+// lzma-alone) and zstd through Debian's `bzip2`, `xz` and `zstd` as streaming filters (no
+// npm library for them is both streaming and well kept on Node 20); zip through yauzl.
+// A tar without any magic (v7) is known by its header checksum, as Python's tarfile
+// knows it. Tar members keep their mode, and setuid/setgid ones are refused, as
+// tooltool's tar unpack does; zip entries get no mode bits at all, as with Python's
+// extractall.
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { link, open, realpath, rm, stat, symlink, unlink } from 'node:fs/promises';
@@ -19,16 +23,18 @@ import yauzl from 'yauzl';
 import { FleetError } from '../errors.js';
 import { isInside, lstatOrMissing, walkDirs } from '../pack/safe-path.js';
 
-export type ArchiveKind = 'tar' | 'tar.gz' | 'tar.bz2' | 'tar.xz' | 'tar.zst' | 'zip';
+/** 'tar.lzma': a tar in the legacy lzma-alone format (`xz --format=lzma`), which Python's tarfile reads too. */
+export type ArchiveKind = 'tar' | 'tar.gz' | 'tar.bz2' | 'tar.xz' | 'tar.lzma' | 'tar.zst' | 'zip';
 
 /** Debian commands that decompress stdin to stdout. */
 const FILTERS: Partial<Record<ArchiveKind, readonly string[]>> = {
   'tar.bz2': ['bzip2', '-dc'],
   'tar.xz': ['xz', '-dc'],
+  'tar.lzma': ['xz', '--format=lzma', '-dc'],
   'tar.zst': ['zstd', '-dcq'],
 };
 
-/** Refused entries (escapes, setuid) are FC_ERR_BAD_NAME; broken or unknown archives FC_ERR_ARCHIVE. */
+/** Refused entries (escapes, setuid tar members) are FC_ERR_BAD_NAME; broken or unknown archives FC_ERR_ARCHIVE. */
 function unpackError(archive: string, why: string, cause?: unknown, code: 'FC_ERR_ARCHIVE' | 'FC_ERR_BAD_NAME' = 'FC_ERR_ARCHIVE'): FleetError {
   return new FleetError(code, `${archive}: cannot unpack: ${why}`, cause === undefined ? undefined : { cause });
 }
@@ -37,12 +43,58 @@ function refused(archive: string, why: string): FleetError {
   return unpackError(archive, why, undefined, 'FC_ERR_BAD_NAME');
 }
 
+/**
+ * A tar header as Python's tarfile accepts the first one (is_tarfile): a whole 512-byte
+ * block, not all zeros, whose checksum field (octal, up to a NUL, blanks around it) equals
+ * 256 plus the sum of the other bytes (the field counted as 8 spaces), taken unsigned or
+ * signed. No magic is needed: v7 tars have none.
+ */
+function isTarHeader(block: Buffer): boolean {
+  if (block.length !== 512 || block.every((b) => b === 0)) return false;
+  const field = block.subarray(148, 156);
+  const nul = field.indexOf(0);
+  const text = field.subarray(0, nul === -1 ? field.length : nul).toString('latin1').trim();
+  if (!/^[0-7]*$/.test(text)) return false;
+  const stored = text === '' ? 0 : parseInt(text, 8);
+  let unsigned = 8 * 0x20;
+  let signed = 8 * 0x20;
+  for (let i = 0; i < 512; i++) {
+    if (i >= 148 && i < 156) continue;
+    unsigned += block[i]!;
+    signed += block.readInt8(i);
+  }
+  return stored === unsigned || stored === signed;
+}
+
+/**
+ * The 13-byte lzma-alone header as liblzma's format auto-detection (Python's lzma module,
+ * `xz -d`) accepts it: lc/lp/pb properties in range with lc + lp <= 4, a dictionary size of
+ * 2^n, 2^n + 2^(n-1) or 0xffffffff, and an uncompressed size below 256 GiB or unknown.
+ */
+function isLzmaAlone(head: Buffer): boolean {
+  if (head.length < 13) return false;
+  const props = head[0]!;
+  if (props > (4 * 5 + 4) * 9 + 8) return false;
+  const lp = Math.floor((props % 45) / 9);
+  const lc = props % 9;
+  if (lc + lp > 4) return false;
+  const dict = head.readUInt32LE(1);
+  if (dict !== 0xffffffff) {
+    let d = (dict - 1) >>> 0;
+    for (const shift of [2, 3, 4, 8, 16]) d = (d | (d >>> shift)) >>> 0;
+    if (((d + 1) >>> 0) !== dict) return false;
+  }
+  const size = head.readBigUInt64LE(5);
+  return size === 0xffffffffffffffffn || size < 1n << 38n;
+}
+
 /** Reads the first bytes and names the archive format (undefined: not an archive we know). */
 export async function detectArchive(path: string): Promise<ArchiveKind | undefined> {
   const fh = await open(path, 'r');
   const head = Buffer.alloc(512);
+  let read: number;
   try {
-    await fh.read(head, 0, 512, 0);
+    read = (await fh.read(head, 0, 512, 0)).bytesRead;
   } finally {
     await fh.close();
   }
@@ -52,6 +104,9 @@ export async function detectArchive(path: string): Promise<ArchiveKind | undefin
   if (head.readUInt32LE(0) === 0xfd2fb528) return 'tar.zst';
   if (head.subarray(0, 2).toString('latin1') === 'PK') return 'zip';
   if (head.subarray(257, 262).toString('latin1') === 'ustar') return 'tar';
+  // Without a magic: what Python's tarfile.is_tarfile (tooltool's test) also takes for a tar.
+  if (isTarHeader(head.subarray(0, read))) return 'tar';
+  if (isLzmaAlone(head.subarray(0, read))) return 'tar.lzma';
   return undefined;
 }
 
@@ -191,7 +246,9 @@ function wrap(archive: string, err: unknown): FleetError {
 }
 
 async function extractTar(archive: string, streams: [Readable, ...Duplex[]], target: Target): Promise<void> {
-  const extract = tarStream.extract();
+  // v7 headers have no magic, which tar-stream refuses unless told (an option its types lack); Python's tarfile reads them.
+  const options: Parameters<typeof tarStream.extract>[0] & { allowUnknownFormat: boolean } = { allowUnknownFormat: true };
+  const extract = tarStream.extract(options);
   const done = pipeline([...streams, extract]);
   done.catch(() => undefined); // awaited below; a throw inside the loop must not leave it unhandled
   // A stream error does not always end the current entry's stream (streamx and node
@@ -279,11 +336,10 @@ async function extractZip(archive: string, target: Target): Promise<void> {
         if (entry.fileName.endsWith('/')) {
           await target.directory(full, entry.fileName);
         } else {
-          // Like Python's extractall: unix mode bits when present, links become plain files.
-          const unixMode = (entry.externalFileAttributes >>> 16) & 0o7777;
-          const mode = unixMode ? checkMode(archive, entry.fileName, unixMode) : 0o644;
+          // Like Python's extractall (tooltool's zip unpack): the entries' mode bits are ignored,
+          // a file gets open()'s 0666 less the umask (so nothing is setuid), links become plain files.
           const body = await new Promise<Readable>((ok, ko) => zip.openReadStream(entry, (err, s) => (err ? ko(err) : ok(s))));
-          await writeEntry(target, full, entry.fileName, body, mode);
+          await writeEntry(target, full, entry.fileName, body, 0o666);
         }
         zip.readEntry();
       })().catch(fail);
@@ -298,7 +354,7 @@ async function extractZip(archive: string, target: Target): Promise<void> {
  */
 export async function unpackArchive(archive: string, filename: string, dest: string): Promise<ArchiveKind> {
   const kind = await detectArchive(archive);
-  if (!kind) throw unpackError(archive, 'unknown archive format (expected tar, tar.gz, tar.bz2, tar.xz, tar.zst or zip)');
+  if (!kind) throw unpackError(archive, 'unknown archive format (expected tar, tar.gz, tar.bz2, tar.xz, tar.lzma, tar.zst or zip)');
   const root = await realpath(dest);
   const self = await stat(archive);
   const target = new Target(root, archive, `${self.dev}:${self.ino}`);

@@ -17,7 +17,7 @@ import { request, type Dispatcher } from 'undici';
 import { clientAgent, httpHead, httpPut, joinUrl } from '../client/http.js';
 import { DigestMismatchError, FleetError, SizeMismatchError, UpstreamError, UsageError } from '../errors.js';
 import { isDigestAlgorithm, parseDigest, casPath } from '../store/digest.js';
-import { hashFile, readManifest, type Visibility } from './manifest.js';
+import { droppedReason, hashFile, readManifest, type Visibility } from './manifest.js';
 
 export interface UploadAssetsOptions {
   readonly manifestPath: string;
@@ -42,7 +42,7 @@ export async function uploadAssets(options: UploadAssetsOptions): Promise<Upload
   const { records, dropped } = await readManifest(options.manifestPath);
   if (dropped.length > 0) {
     const d = dropped[0]!;
-    throw new UsageError(`${options.manifestPath}:${d.line}: record ${d.index} lacks ${d.missing.join(', ')}; cannot upload it`);
+    throw new UsageError(`${options.manifestPath}:${d.line}: record ${d.index} ${droppedReason(d)}; cannot upload it`);
   }
   const dir = options.dir ?? process.cwd();
   // Check everything before sending anything: one bad record should not leave half an upload.

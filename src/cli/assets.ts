@@ -3,7 +3,7 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { fetchAssets, type AssetProgress, type FetchAssetsResult } from '../assets/fetch.js';
-import { addToManifest } from '../assets/manifest.js';
+import { addToManifest, droppedReason } from '../assets/manifest.js';
 import { uploadAssets } from '../assets/upload.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes } from '../config/units.js';
@@ -58,7 +58,7 @@ function progressReporter(): { onProgress?: (p: AssetProgress) => void; stop: ()
 
 function report(result: FetchAssetsResult, manifest: string): void {
   for (const d of result.dropped) {
-    process.stderr.write(`fleetcache: warning: ${manifest}:${d.line}: record ${d.index} lacks ${d.missing.join(', ')} and is skipped (as tooltool does)\n`);
+    process.stderr.write(`fleetcache: warning: ${manifest}:${d.line}: record ${d.index} ${droppedReason(d)} and is skipped (as tooltool does)\n`);
   }
   for (const f of result.files) {
     for (const w of f.warnings) process.stderr.write(`fleetcache: warning: ${f.filename}: ${w}\n`);
@@ -75,9 +75,9 @@ export function registerAssets(program: Command): void {
     .command('fetch')
     .description(
       'Fetch the files a tooltool manifest names into the current directory (or --dest), verifying size and digest.\n' +
-        'Prints: filename, present|cache|download|failed, size, bytes downloaded, bytes from the cache folder, URL, unpacked format.',
+        'Prints: filename, present|cache|download|skipped|failed, size, bytes downloaded, bytes from the cache folder, URL, unpacked format.',
     )
-    .argument('[files...]', 'only these manifest filenames')
+    .argument('[files...]', 'download only these manifest filenames (as tooltool: the others are still checked, copied from the cache folder and unpacked, just not downloaded)')
     .option('-m, --manifest <file>', 'tooltool manifest', 'manifest.tt')
     .addOption(repeatable('--url <url>', 'base URL serving /<algorithm>/<digest>; repeatable, tried in order', 'none: only files present or in the cache folder'))
     .option('-c, --cache-folder <dir>', 'local cache folder shared across runs (tooltool layout)', process.env.TOOLTOOL_CACHE)

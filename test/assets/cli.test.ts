@@ -83,4 +83,13 @@ t.test('a record tooltool would skip is named by manifest file, line and record'
   t.equal(res.code, 0, 'skipped, as tooltool does');
   t.equal(res.stdout, '');
   t.match(res.stderr, /^fleetcache: warning: manifest\.tt:2: record 0 lacks size and is skipped \(as tooltool does\)\n$/);
+
+  // Elements that are not objects are dropped the same way, and a version that is not a string is no error.
+  await writeFile(join(work, 'here.txt'), 'here');
+  const record = { filename: 'here.txt', size: 4, algorithm: 'sha512', digest: sha512('here'), version: 2 };
+  await writeFile(join(work, 'lenient.tt'), `[\n  "not a record",\n  null,\n  ${JSON.stringify(record)}\n]\n`);
+  const lenient = await run(t, ['assets', 'fetch', '-m', 'lenient.tt', '--url', origin.url], work);
+  t.equal(lenient.code, 0, lenient.stderr);
+  t.equal(lenient.stdout, `here.txt\tpresent\t4\t0\t0\t-\t-\n`);
+  t.equal(lenient.stderr, 'fleetcache: warning: lenient.tt:2: record 0 is not an object and is skipped (as tooltool does)\nfleetcache: warning: lenient.tt:3: record 1 is not an object and is skipped (as tooltool does)\n');
 });

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer } from 'node:http';
@@ -90,8 +90,8 @@ t.test('several records: good ones land, an archive unpacks, wrong size and wron
   const before = liar.requests.length;
   const again = await fetchAssets({ manifestPath: manifest, urls: [liarUrl], dest, files: ['a.bin', 'tool.tar.gz'] });
   t.equal(again.failed, 0);
-  t.same(again.files.map((f) => f.source), ['present', 'present']);
-  t.equal(again.files[1]!.unpacked, 'tar.gz');
+  t.same(again.files.map((f) => f.source), ['present', 'present', 'present', 'skipped', 'skipped', 'skipped']);
+  t.equal(again.files[2]!.unpacked, 'tar.gz');
   t.equal(liar.requests.length, before, 'no request for present files');
   await t.rejects(fetchAssets({ manifestPath: manifest, urls: [liarUrl], dest, files: ['nope'] }), /no record named "nope"/);
 });
@@ -271,4 +271,75 @@ t.test('a symlink at the file name is used like tooltool does: kept when its tar
   t.equal(readFileSync(join(root, 'store', 'stale.bin'), 'utf8'), 'an old version', "the link's target is never written");
   t.ok(readFileSync(join(dest, 'dangling.bin')).equals(C));
   t.notOk(existsSync(join(root, 'store', 'missing')), 'nothing written through a dangling link');
+});
+
+t.test('naming files limits only the download: every record is still checked, taken from the cache folder and unpacked', async (t) => {
+  // tooltool's `fetch FILE...`: steps 1 (present? invalid is deleted), 2 (cache folder) and 5 (unpack) run for every record.
+  const cachedTgz = compress(await makeTar([{ name: 'cached/VERSION', body: 'from the cache folder' }]), 'gz');
+  const hereTgz = compress(await makeTar([{ name: 'here/VERSION', body: 'already present' }]), 'gz');
+  const wanted = Buffer.from('the only file downloaded');
+  const recs: [ManifestRecord, Buffer][] = [
+    [record('wanted.bin', wanted), wanted],
+    [record('stale.bin', C), C],
+    [record('cached.tar.gz', cachedTgz, { unpack: true }), cachedTgz],
+    [record('here.tar.gz', hereTgz, { unpack: true }), hereTgz],
+    [record('absent.bin', A), A],
+  ];
+  const server = new BlobServer();
+  const url = await server.start();
+  t.teardown(() => server.stop());
+  for (const [r, data] of recs) server.blobs.set(r.digest, data);
+  const root = t.testdir({
+    dest: { 'stale.bin': 'an old version', 'here.tar.gz': t.fixture('file', hereTgz), here: { leftover: 'from an older unpack' } },
+    cache: { [sha512(cachedTgz)]: t.fixture('file', cachedTgz) },
+  });
+  const dest = join(root, 'dest');
+  const manifest = join(root, 'manifest.tt');
+  await writeFile(manifest, formatManifest(recs.map(([r]) => r)));
+  const res = await fetchAssets({ manifestPath: manifest, urls: [url], dest, cacheFolder: join(root, 'cache'), files: ['wanted.bin'] });
+  t.equal(res.failed, 0, res.files.map((f) => f.error?.message ?? '').join(' ').trim() || 'no error');
+  t.same(res.files.map((f) => [f.filename, f.source, f.unpacked ?? '-']), [
+    ['wanted.bin', 'download', '-'],
+    ['stale.bin', 'skipped', '-'],
+    ['cached.tar.gz', 'cache', 'tar.gz'],
+    ['here.tar.gz', 'present', 'tar.gz'],
+    ['absent.bin', 'skipped', '-'],
+  ]);
+  t.same(server.requests.map((r) => r.url), [`/sha512/${sha512(wanted)}`], 'only the named file is requested');
+  t.ok(readFileSync(join(dest, 'wanted.bin')).equals(wanted));
+  t.notOk(existsSync(join(dest, 'stale.bin')), 'an invalid file of a record not named is deleted (step 1), not downloaded');
+  t.notOk(existsSync(join(dest, 'absent.bin')));
+  t.ok(readFileSync(join(dest, 'cached.tar.gz')).equals(cachedTgz), 'a record not named is copied from the cache folder (step 2)');
+  t.equal(readFileSync(join(dest, 'cached', 'VERSION'), 'utf8'), 'from the cache folder', 'and unpacked (step 5)');
+  t.equal(readFileSync(join(dest, 'here', 'VERSION'), 'utf8'), 'already present', 'a present archive not named is unpacked again');
+  t.notOk(existsSync(join(dest, 'here', 'leftover')), 'after its directory was removed');
+  t.same(partials(dest), []);
+});
+
+t.test('fetched files and cache-folder entries are mode 0600 whatever the umask, as tooltool leaves them', async (t) => {
+  const server = new BlobServer();
+  const url = await server.start();
+  t.teardown(() => server.stop());
+  server.blobs.set(sha512(B), B);
+  const root = t.testdir({ cache: {} });
+  const manifest = join(root, 'manifest.tt');
+  await writeFile(manifest, formatManifest([record('b.txt', B)]));
+  const cacheFolder = join(root, 'cache');
+  const mode = (path: string): string => (statSync(path).mode & 0o7777).toString(8);
+  // 022: the usual umask, which leaves 0644 files. 0200: takes the owner's write bit from the mode a file is created with.
+  for (const umask of [0o022, 0o200]) {
+    const previous = process.umask(umask);
+    try {
+      rmSync(join(cacheFolder, sha512(B)), { force: true });
+      const downloaded = await fetchAssets({ manifestPath: manifest, urls: [url], cacheFolder, dest: join(root, `download-${umask}`) });
+      t.equal(downloaded.files[0]!.source, 'download');
+      t.equal(mode(join(root, `download-${umask}`, 'b.txt')), '600', `umask ${umask.toString(8)}: the downloaded file`);
+      t.equal(mode(join(cacheFolder, sha512(B))), '600', `umask ${umask.toString(8)}: its cache-folder copy`);
+      const copied = await fetchAssets({ manifestPath: manifest, urls: [], cacheFolder, dest: join(root, `copy-${umask}`) });
+      t.equal(copied.files[0]!.source, 'cache');
+      t.equal(mode(join(root, `copy-${umask}`, 'b.txt')), '600', `umask ${umask.toString(8)}: the file copied from the cache folder`);
+    } finally {
+      process.umask(previous);
+    }
+  }
 });

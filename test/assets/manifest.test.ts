@@ -2,7 +2,7 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { addToManifest, formatManifest, hashFile, parseManifest, readManifest } from '../../src/assets/manifest.js';
+import { addToManifest, droppedReason, formatManifest, hashFile, parseManifest, readManifest } from '../../src/assets/manifest.js';
 import { ConfigError, UsageError } from '../../src/errors.js';
 import { sha512 } from './helpers.js';
 
@@ -56,7 +56,31 @@ t.test('errors name file, line and field', async (t) => {
   }
   t.throws(() => parseManifest('{"filename": "a"}', 'm.tt'), /m\.tt:1: invalid manifest: expected a JSON array/);
   t.throws(() => parseManifest('[\n{"a": 1},\n{', 'm.tt'), /^m\.tt(:\d+)?: invalid manifest/);
-  t.throws(() => parseManifest('[1]', 'm.tt'), /record 0: must be an object/);
+});
+
+t.test('elements that are not objects are dropped, not fatal; any version is accepted (tooltool never reads it)', async (t) => {
+  const text = `[
+  1,
+  "toolchain.tar.gz",
+  null,
+  [{"filename": "nested.bin", "size": 1, "algorithm": "sha512", "digest": "${D1}"}],
+  true,
+  {"filename": "a", "size": 1, "algorithm": "sha512", "digest": "${D1}", "version": 3},
+  {"filename": "b", "size": 1, "algorithm": "sha512", "digest": "${D2}", "version": {"major": 1}},
+  {"filename": "c", "size": 1, "algorithm": "sha512", "digest": "${D2}", "version": "c 1.0"}
+]`;
+  const m = parseManifest(text, 'm.tt');
+  t.same(m.records, [
+    { filename: 'a', size: 1, algorithm: 'sha512', digest: D1, unpack: false },
+    { filename: 'b', size: 1, algorithm: 'sha512', digest: D2, unpack: false },
+    { filename: 'c', size: 1, algorithm: 'sha512', digest: D2, unpack: false, version: 'c 1.0' },
+  ], 'a version that is not a string is ignored');
+  const all = ['filename', 'size', 'algorithm', 'digest'];
+  t.same(m.dropped, [0, 1, 2, 3, 4].map((index) => ({ index, line: index + 2, missing: all, notObject: true })), 'each non-object element dropped, with its line');
+  t.same(m.dropped.map(droppedReason), Array(5).fill('is not an object'));
+  t.same(droppedReason({ index: 0, line: 1, missing: ['size', 'digest'] }), 'lacks size, digest');
+  t.same(parseManifest('[]', 'm.tt'), { records: [], dropped: [] });
+  t.throws(() => parseManifest('[1, {"filename": "a/b", "size": 1, "algorithm": "sha512", "digest": "x"}]', 'm.tt'), /record 1: filename "a\/b" must not contain/, 'a bad filename still fails the whole manifest');
 });
 
 t.test('add writes a tooltool-shaped manifest; re-adding is a no-op; a different file is refused', async (t) => {

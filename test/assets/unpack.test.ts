@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap';
-import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { unpackArchive, unpackDirName } from '../../src/assets/unpack.js';
@@ -48,11 +49,63 @@ t.test('zip', async (t) => {
   await writeFile(join(dir, 'pkg.zip'), makeZip([{ name: 'pkg/a.txt', body: 'A' }, { name: 'pkg/bin/x', body: 'X', mode: 0o755 }]));
   t.equal(await unpackArchive(join(dir, 'pkg.zip'), 'pkg.zip', dir), 'zip');
   t.equal(readFileSync(join(dir, 'pkg/a.txt'), 'utf8'), 'A');
-  t.equal(statSync(join(dir, 'pkg/bin/x')).mode & 0o777, 0o755);
+  t.equal(readFileSync(join(dir, 'pkg/bin/x'), 'utf8'), 'X');
   t.notOk(existsSync(join(dir, 'pkg/stale')));
   await writeFile(join(dir, 'evil.zip'), makeZip([{ name: '../evil.txt', body: 'E' }]));
   await t.rejects(unpackArchive(join(dir, 'evil.zip'), 'evil.zip', dir), FleetError);
   t.notOk(existsSync(join(dir, '..', 'evil.txt')));
+});
+
+t.test("zip entries' mode bits are ignored, as by Python's extractall (tooltool's zip unpack): setuid entries unpack as plain files", async (t) => {
+  const entries = [
+    { name: 'z/setuid', body: 'S', mode: 0o4755 },
+    { name: 'z/setgid', body: 'G', mode: 0o2750 },
+    { name: 'z/exec', body: 'E', mode: 0o755 },
+    { name: 'z/private', body: 'P', mode: 0o600 },
+  ];
+  const dir = t.testdir({ ours: {}, python: {} });
+  await writeFile(join(dir, 'z.zip'), makeZip(entries));
+  const previous = process.umask(0o022);
+  t.teardown(() => { process.umask(previous); });
+  t.equal(await unpackArchive(join(dir, 'z.zip'), 'z.zip', join(dir, 'ours')), 'zip');
+  const python = spawnSync('python3', ['-c', 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])', join(dir, 'z.zip'), join(dir, 'python')], { encoding: 'utf8' });
+  t.equal(python.status, 0, python.stderr);
+  const mode = (path: string): string => (statSync(path).mode & 0o7777).toString(8);
+  for (const e of entries) {
+    t.equal(readFileSync(join(dir, 'ours', e.name), 'utf8'), e.body, `${e.name}: unpacked`);
+    t.equal(mode(join(dir, 'ours', e.name)), '644', `${e.name}: 0666 less the umask, whatever the entry says`);
+    t.equal(mode(join(dir, 'ours', e.name)), mode(join(dir, 'python', e.name)), `${e.name}: the mode Python's extractall gives`);
+  }
+});
+
+t.test("formats without a magic that Python's tarfile.is_tarfile (tooltool's test) accepts: v7 tar, lzma-alone tar", async (t) => {
+  const dir = t.testdir({ src: { tool: { bin: { run: '#!/bin/sh\necho hi\n' }, README: 'readme' } } });
+  chmodSync(join(dir, 'src/tool/bin/run'), 0o755);
+  symlinkSync('bin/run', join(dir, 'src/tool/run-link'));
+  const sh = (cmd: string): void => {
+    const out = spawnSync('sh', ['-c', cmd], { cwd: dir, encoding: 'utf8' });
+    if (out.status !== 0) throw new Error(`${cmd}: ${out.stderr}`);
+  };
+  sh('tar --format=v7 -cf v7.tar -C src tool');
+  sh('tar --format=v7 -cf - -C src tool | xz --format=lzma > v7.tar.lzma');
+  sh('tar --format=gnu -cf - -C src tool | xz --format=lzma > gnu.tar.lzma');
+  t.not(readFileSync(join(dir, 'v7.tar')).subarray(257, 262).toString('latin1'), 'ustar', 'a v7 tar has no magic');
+  const isTarfile = (name: string): string => spawnSync('python3', ['-c', 'import sys, tarfile; print(tarfile.is_tarfile(sys.argv[1]))', join(dir, name)], { encoding: 'utf8' }).stdout.trim();
+  for (const [name, kind] of [['v7.tar', 'tar'], ['v7.tar.lzma', 'tar.lzma'], ['gnu.tar.lzma', 'tar.lzma']] as const) {
+    t.equal(isTarfile(name), 'True', `${name}: a tar for Python`);
+    const dest = join(dir, `out-${name}`);
+    mkdirSync(dest);
+    t.equal(await unpackArchive(join(dir, name), name, dest), kind, name);
+    t.equal(readFileSync(join(dest, 'tool/bin/run'), 'utf8'), '#!/bin/sh\necho hi\n', `${name}: unpacked`);
+    t.equal(statSync(join(dest, 'tool/bin/run')).mode & 0o777, 0o755, `${name}: mode kept`);
+    t.equal(readlinkSync(join(dest, 'tool/run-link')), 'bin/run', `${name}: symlink created`);
+  }
+  // One byte changed in the first header: the checksum no longer matches, for Python as for us.
+  const bad = readFileSync(join(dir, 'v7.tar'));
+  bad[0] ^= 0x01;
+  await writeFile(join(dir, 'bad.tar'), bad);
+  t.equal(isTarfile('bad.tar'), 'False', 'a wrong checksum: not a tar for Python');
+  await t.rejects(unpackArchive(join(dir, 'bad.tar'), 'bad.tar', dir), { code: 'FC_ERR_ARCHIVE', message: /unknown archive format/ });
 });
 
 t.test('entries that escape the destination are refused', async (t) => {
