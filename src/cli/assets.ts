@@ -7,7 +7,7 @@
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { readAuthenticationFile } from '../assets/auth.js';
-import { checkManifestFiles } from '../assets/check.js';
+import { checkManifestFiles, type FileCheck } from '../assets/check.js';
 import { fetchAssets, type AssetProgress, type FetchAssetsResult } from '../assets/fetch.js';
 import { addToManifest, type DroppedRecord } from '../assets/manifest.js';
 import { purgeCacheFolder } from '../assets/purge.js';
@@ -129,6 +129,31 @@ function addTooltoolOptions(assets: Command): void {
   assets.on('option:quiet', () => assets.setOptionValue('logLevel', 'error'));
 }
 
+/** The manifest's records checked against the files (list, validate), after warning of the records tooltool skips. */
+async function checkFiles(flags: AssetsFlags, log: Log): Promise<readonly FileCheck[]> {
+  const check = await checkManifestFiles(flags.manifest, flags.dest ?? '.');
+  warnDropped(check.dropped, flags.manifest, log);
+  return check.files;
+}
+
+/**
+ * A command tooltool has: its options are those of `assets` (before or after the command),
+ * its messages at -v/-q's level, and any failure ends it with exit status 1, as tooltool.
+ */
+function tooltoolCommand(assets: Command, name: string, description: string, run: (flags: AssetsFlags, log: Log, cmd: Command) => Promise<void>): Command {
+  return assets
+    .command(name)
+    .description(description)
+    .addHelpText('after', EXIT_ONE)
+    .action((...args: unknown[]) => {
+      const cmd = args[args.length - 1] as Command; // commander passes the command last
+      return exitOneOnError('fleetcache: error: ', () => {
+        const flags = cmd.optsWithGlobals<AssetsFlags>();
+        return run(flags, makeLog(flags.logLevel), cmd);
+      });
+    });
+}
+
 export function registerAssets(program: Command): void {
   const assets = program
     .command('assets')
@@ -143,114 +168,90 @@ export function registerAssets(program: Command): void {
     );
   addTooltoolOptions(assets);
 
-  assets
-    .command('fetch')
-    .description(
-      'Fetch the files a tooltool manifest names into the current directory (or --dest), verifying size and digest.\n' +
-        'Prints: filename, present|cache|download|failed, size, bytes downloaded, bytes from the cache folder, URL, unpacked format.',
-    )
-    .argument('[files...]', 'only these manifest filenames')
-    .addHelpText('after', EXIT_ONE)
-    .action((files: string[], _flags: unknown, cmd: Command) =>
-      exitOneOnError('fleetcache: error: ', async () => {
-        const flags = cmd.optsWithGlobals<AssetsFlags>();
-        const log = makeLog(flags.logLevel);
-        requireHttpUrl('--url', ...flags.url);
-        const auth = assetsToken(flags);
-        log.debug(`manifest ${flags.manifest}; base URLs ${flags.url.map(redactUrl).join(' ') || '(none)'}; region ${flags.region ?? '(none)'}; cache folder ${flags.cacheFolder ?? '(none)'}; token: ${auth.from}`);
-        if (!flags.authenticationFile && process.env.TASKCLUSTER_CLIENT_ID && process.env.TASKCLUSTER_ACCESS_TOKEN) {
-          log.debug('$TASKCLUSTER_CLIENT_ID and $TASKCLUSTER_ACCESS_TOKEN are set: tooltool would sign with Hawk; fleetcache does not use them');
-        }
-        const progress = progressReporter(flags.logLevel === 'error');
-        let result: FetchAssetsResult;
-        try {
-          result = await fetchAssets({
-            manifestPath: flags.manifest,
-            urls: flags.url,
-            cacheFolder: flags.cacheFolder,
-            dest: flags.dest,
-            token: auth.token,
-            region: flags.region,
-            files,
-            onProgress: progress.onProgress,
-          });
-        } finally {
-          progress.stop();
-        }
-        report(result, flags.manifest, log);
-        const failed = result.files.find((f) => f.error);
-        if (failed) throw new FleetError(failed.error!.code, `${result.failed} of ${result.files.length} files failed`);
-      }),
-    );
+  tooltoolCommand(
+    assets,
+    'fetch',
+    'Fetch the files a tooltool manifest names into the current directory (or --dest), verifying size and digest.\n' +
+      'Prints: filename, present|cache|download|failed, size, bytes downloaded, bytes from the cache folder, URL, unpacked format.',
+    async (flags, log, cmd) => {
+      requireHttpUrl('--url', ...flags.url);
+      const auth = assetsToken(flags);
+      log.debug(`manifest ${flags.manifest}; base URLs ${flags.url.map(redactUrl).join(' ') || '(none)'}; region ${flags.region ?? '(none)'}; cache folder ${flags.cacheFolder ?? '(none)'}; token: ${auth.from}`);
+      if (!flags.authenticationFile && process.env.TASKCLUSTER_CLIENT_ID && process.env.TASKCLUSTER_ACCESS_TOKEN) {
+        log.debug('$TASKCLUSTER_CLIENT_ID and $TASKCLUSTER_ACCESS_TOKEN are set: tooltool would sign with Hawk; fleetcache does not use them');
+      }
+      const progress = progressReporter(flags.logLevel === 'error');
+      let result: FetchAssetsResult;
+      try {
+        result = await fetchAssets({
+          manifestPath: flags.manifest,
+          urls: flags.url,
+          cacheFolder: flags.cacheFolder,
+          dest: flags.dest,
+          token: auth.token,
+          region: flags.region,
+          files: cmd.args,
+          onProgress: progress.onProgress,
+        });
+      } finally {
+        progress.stop();
+      }
+      report(result, flags.manifest, log);
+      const failed = result.files.find((f) => f.error);
+      if (failed) throw new FleetError(failed.error!.code, `${result.failed} of ${result.files.length} files failed`);
+    },
+  ).argument('[files...]', 'only these manifest filenames');
 
-  assets
-    .command('list')
-    .description(
-      "Print the manifest's records as tooltool's list does, one tab-separated line each:\n" +
-        'P if the file is in the current directory (or --dest) else -, V if it is there and matches its size and digest else -, filename.',
-    )
-    .addHelpText('after', EXIT_ONE)
-    .action((_flags: unknown, cmd: Command) =>
-      exitOneOnError('fleetcache: error: ', async () => {
-        const flags = cmd.optsWithGlobals<AssetsFlags>();
-        const log = makeLog(flags.logLevel);
-        const check = await checkManifestFiles(flags.manifest, flags.dest ?? '.');
-        warnDropped(check.dropped, flags.manifest, log);
-        for (const f of check.files) {
-          if (f.reason) log.debug(f.reason);
-          process.stdout.write(`${f.state === 'missing' ? '-' : 'P'}\t${f.state === 'valid' ? 'V' : '-'}\t${f.record.filename}\n`);
-        }
-      }),
-    );
+  tooltoolCommand(
+    assets,
+    'list',
+    "Print the manifest's records as tooltool's list does, one tab-separated line each:\n" +
+      'P if the file is in the current directory (or --dest) else -, V if it is there and matches its size and digest else -, filename.',
+    async (flags, log) => {
+      for (const f of await checkFiles(flags, log)) {
+        if (f.reason) log.debug(f.reason);
+        process.stdout.write(`${f.state === 'missing' ? '-' : 'P'}\t${f.state === 'valid' ? 'V' : '-'}\t${f.record.filename}\n`);
+      }
+    },
+  );
 
-  assets
-    .command('validate')
-    .description(
-      "Check the manifest's files in the current directory (or --dest) without fetching or deleting anything: " +
-        'fails if any is missing or does not match its size and digest, naming each on stderr. Prints nothing on stdout.',
-    )
-    .addHelpText('after', EXIT_ONE)
-    .action((_flags: unknown, cmd: Command) =>
-      exitOneOnError('fleetcache: error: ', async () => {
-        const flags = cmd.optsWithGlobals<AssetsFlags>();
-        const log = makeLog(flags.logLevel);
-        const check = await checkManifestFiles(flags.manifest, flags.dest ?? '.');
-        warnDropped(check.dropped, flags.manifest, log);
-        const bad = check.files.filter((f) => f.state !== 'valid');
-        for (const f of bad) log.error(f.reason!);
-        if (bad.length > 0) {
-          throw new FleetError(bad.some((f) => f.state === 'missing') ? 'FC_ERR_NOT_FOUND' : 'FC_ERR_DIGEST_MISMATCH', `${bad.length} of ${check.files.length} files missing or invalid`);
-        }
-      }),
-    );
+  tooltoolCommand(
+    assets,
+    'validate',
+    "Check the manifest's files in the current directory (or --dest) without fetching or deleting anything: " +
+      'fails if any is missing or does not match its size and digest, naming each on stderr. Prints nothing on stdout.',
+    async (flags, log) => {
+      const files = await checkFiles(flags, log);
+      const bad = files.filter((f) => f.state !== 'valid');
+      for (const f of bad) log.error(f.reason!);
+      if (bad.length > 0) {
+        throw new FleetError(bad.some((f) => f.state === 'missing') ? 'FC_ERR_NOT_FOUND' : 'FC_ERR_DIGEST_MISMATCH', `${bad.length} of ${files.length} files missing or invalid`);
+      }
+    },
+  );
 
-  assets
-    .command('purge')
-    .description(
-      'Delete the files of the cache folder (-c, required), oldest modification time first, until -s GB are free on its filesystem; ' +
-        'without -s, or with -s 0, delete them all. Sub-directories are left alone.\n' +
-        'Prints: name and size of each deleted file.',
-    )
-    .addHelpText('after', EXIT_ONE)
-    .action((_flags: unknown, cmd: Command) =>
-      exitOneOnError('fleetcache: error: ', async () => {
-        const flags = cmd.optsWithGlobals<AssetsFlags>();
-        const log = makeLog(flags.logLevel);
-        // Not $TOOLTOOL_CACHE: a forgotten -c must not empty the cache fetch uses (tooltool asks for -c too).
-        if (cmd.getOptionValueSourceWithGlobals('cacheFolder') !== 'cli') throw new UsageError('purge needs -c DIR, the cache folder to purge');
-        const folder = flags.cacheFolder!;
-        const result = await purgeCacheFolder({ folder, gigabytes: flags.size });
-        for (const f of result.removed) process.stdout.write(`${f.name}\t${f.size}\n`);
-        for (const f of result.failed) log.error(`cannot delete ${f.name} from ${folder}: ${f.message}`);
-        if (result.freeAfter !== null) {
-          const free = `${formatBytes(result.freeAfter)} free`;
-          const wanted = `${formatBytes(result.wanted)} wanted`;
-          if (result.freeAfter < result.wanted) log.warn(`${folder}: ${free} after deleting every file it could, ${wanted}`);
-          else log.debug(`${folder}: ${free}, ${wanted}${result.removed.length === 0 ? ': nothing to delete' : ''}`);
-        }
-        if (result.failed.length > 0) throw new UsageError(`${result.failed.length} files of ${folder} could not be deleted`);
-      }),
-    );
+  tooltoolCommand(
+    assets,
+    'purge',
+    'Delete the files of the cache folder (-c, required), oldest modification time first, until -s GB are free on its filesystem; ' +
+      'without -s, or with -s 0, delete them all. Sub-directories are left alone.\n' +
+      'Prints: name and size of each deleted file.',
+    async (flags, log, cmd) => {
+      // Not $TOOLTOOL_CACHE: a forgotten -c must not empty the cache fetch uses (tooltool asks for -c too).
+      if (cmd.getOptionValueSourceWithGlobals('cacheFolder') !== 'cli') throw new UsageError('purge needs -c DIR, the cache folder to purge');
+      const folder = flags.cacheFolder!;
+      const result = await purgeCacheFolder({ folder, gigabytes: flags.size });
+      for (const f of result.removed) process.stdout.write(`${f.name}\t${f.size}\n`);
+      for (const f of result.failed) log.error(`cannot delete ${f.name} from ${folder}: ${f.message}`);
+      if (result.freeAfter !== null) {
+        const free = `${formatBytes(result.freeAfter)} free`;
+        const wanted = `${formatBytes(result.wanted)} wanted`;
+        if (result.freeAfter < result.wanted) log.warn(`${folder}: ${free} after deleting every file it could, ${wanted}`);
+        else log.debug(`${folder}: ${free}, ${wanted}${result.removed.length === 0 ? ': nothing to delete' : ''}`);
+      }
+      if (result.failed.length > 0) throw new UsageError(`${result.failed.length} files of ${folder} could not be deleted`);
+    },
+  );
 
   assets
     .command('add')
