@@ -46,6 +46,8 @@ export interface FetchAssetsOptions {
    * file is deleted), taken from the cache folder, and unpacked when flagged.
    */
   readonly files?: readonly string[];
+  /** tooltool's --region: `?region=<region>` on every download URL. */
+  readonly region?: string;
   readonly onProgress?: (progress: AssetProgress) => void;
   readonly signal?: AbortSignal;
   readonly dispatcher?: Dispatcher;
@@ -244,7 +246,7 @@ class RecordFetch {
     const failures: FleetError[] = [];
     if (this.#options.urls.length === 0) throw new UsageError(`${this.#record.filename}: not present and no --url to fetch it from`);
     for (const base of this.#options.urls) {
-      const url = assetUrl(base, this.#record);
+      const url = assetUrl(base, this.#record) + (this.#options.region === undefined ? '' : `?region=${encodeURIComponent(this.#options.region)}`);
       const tmp = tempName(this.#dest, this.#record.filename);
       let received = 0;
       try {

@@ -1,41 +1,65 @@
-// `fleetcache assets fetch|add|upload`: tooltool-compatible assets. stdout gets one
-// tab-separated line per file (parseable); progress bars go to stderr, only on a terminal.
+// `fleetcache assets fetch|list|validate|purge|add|upload`: tooltool-compatible assets, and
+// a drop-in for tooltool.py's command line (shared/tooltool.md §2): its options belong to
+// `assets`, so they go before or after the command (`assets --url U/ fetch -m M -o -c C`,
+// as mozharness calls tooltool), and fetch, list, validate and purge end every failure
+// with exit status 1, as tooltool does. stdout gets one tab-separated line per file
+// (parseable); messages go to stderr; progress bars too, only on a terminal.
 import cliProgress from 'cli-progress';
-import type { Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { readAuthenticationFile } from '../assets/auth.js';
+import { checkManifestFiles, type FileCheck } from '../assets/check.js';
 import { fetchAssets, type AssetProgress, type FetchAssetsResult } from '../assets/fetch.js';
-import { addToManifest, droppedReason } from '../assets/manifest.js';
+import { addToManifest, droppedReason, type DroppedRecord } from '../assets/manifest.js';
+import { purgeCacheFolder } from '../assets/purge.js';
 import { uploadAssets } from '../assets/upload.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes } from '../config/units.js';
 import { FleetError, UsageError } from '../errors.js';
+import { redactUrl } from '../redact-url.js';
+import { exitOneOnError } from './exit-one.js';
 import { requireHttpUrl } from './url-flags.js';
 import { repeatable } from './repeatable.js';
 
-interface FetchFlags {
+type LogLevel = 'error' | 'warning' | 'debug';
+
+/** The options of `assets`, tooltool's (and fleetcache's spellings), given before or after the command. */
+interface AssetsFlags {
   manifest: string;
   url: string[];
   cacheFolder?: string;
   dest?: string;
   tokenFile?: string;
+  authenticationFile?: string;
+  region?: string;
+  size?: number;
+  /** Set by -v and -q, the last one given winning, as tooltool's optparse does. */
+  logLevel?: LogLevel;
 }
 
-interface AddFlags {
-  manifest: string;
+interface AddFlags extends AssetsFlags {
   visibility: string;
   unpack?: boolean;
   assetVersion?: string;
 }
 
-interface UploadFlags {
-  manifest: string;
-  url: string;
-  tokenFile?: string;
+const EXIT_ONE = '\nExit status: 0 on success, 1 on any failure (as tooltool), 2 for an unknown option or a missing option value.';
+
+interface Log {
+  error(message: string): void;
+  warn(message: string): void;
+  debug(message: string): void;
 }
 
+/** stderr messages at tooltool's levels: -q errors only, -v also debug. */
+function makeLog(level: LogLevel = 'warning'): Log {
+  const write = (kind: string) => (message: string) => void process.stderr.write(`fleetcache: ${kind}: ${message}\n`);
+  const none = (): void => undefined;
+  return { error: write('error'), warn: level === 'error' ? none : write('warning'), debug: level === 'debug' ? write('debug') : none };
+}
 
 /** One bar per file on a terminal; nothing otherwise. */
-function progressReporter(): { onProgress?: (p: AssetProgress) => void; stop: () => void } {
-  if (!process.stderr.isTTY) return { stop: () => undefined };
+function progressReporter(quiet: boolean): { onProgress?: (p: AssetProgress) => void; stop: () => void } {
+  if (quiet || !process.stderr.isTTY) return { stop: () => undefined };
   const multi = new cliProgress.MultiBar(
     { stream: process.stderr, format: ' {bar} {percentage}% | {filename} | {got} ({source})', hideCursor: true, clearOnComplete: false },
     cliProgress.Presets.shades_classic,
@@ -56,36 +80,107 @@ function progressReporter(): { onProgress?: (p: AssetProgress) => void; stop: ()
   };
 }
 
-function report(result: FetchAssetsResult, manifest: string): void {
-  for (const d of result.dropped) {
-    process.stderr.write(`fleetcache: warning: ${manifest}:${d.line}: record ${d.index} ${droppedReason(d)} and is skipped (as tooltool does)\n`);
-  }
+function warnDropped(dropped: readonly DroppedRecord[], manifest: string, log: Log): void {
+  for (const d of dropped) log.warn(`${manifest}:${d.line}: record ${d.index} ${droppedReason(d)} and is skipped (as tooltool does)`);
+}
+
+function report(result: FetchAssetsResult, manifest: string, log: Log): void {
+  warnDropped(result.dropped, manifest, log);
   for (const f of result.files) {
-    for (const w of f.warnings) process.stderr.write(`fleetcache: warning: ${f.filename}: ${w}\n`);
-    if (f.error) process.stderr.write(`fleetcache: error: ${f.error.message}\n`);
+    for (const w of f.warnings) log.warn(`${f.filename}: ${w}`);
+    if (f.error) log.error(f.error.message);
     const status = f.error ? 'failed' : f.source!;
     process.stdout.write(`${f.filename}\t${status}\t${f.size ?? '-'}\t${f.bytesDownloaded}\t${f.bytesFromCache}\t${f.url ?? '-'}\t${f.unpacked ?? '-'}\n`);
   }
 }
 
-export function registerAssets(program: Command): void {
-  const assets = program.command('assets').description('Tooltool-compatible assets: fetch by manifest, add to a manifest, upload to the origin');
+/** The bearer token: --authentication-file (tooltool's) or --token-file, else $FLEETCACHE_TOKEN; and where it came from. */
+function assetsToken(flags: AssetsFlags): { token: string | undefined; from: string } {
+  if (flags.authenticationFile !== undefined && flags.tokenFile !== undefined) {
+    throw new UsageError('--authentication-file and --token-file both name the token file: give one');
+  }
+  if (flags.authenticationFile !== undefined) return { token: readAuthenticationFile(flags.authenticationFile), from: `--authentication-file ${flags.authenticationFile}` };
+  const token = resolveToken(flags.tokenFile);
+  return { token, from: flags.tokenFile !== undefined ? `--token-file ${flags.tokenFile}` : token ? '$FLEETCACHE_TOKEN' : 'none' };
+}
 
+function parseGigabytes(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected gigabytes, a number 0 or more (e.g. 20 or 2.5)');
+  return n;
+}
+
+/** tooltool's options, on `assets` itself: commander then takes them before and after the command. */
+function addTooltoolOptions(assets: Command): void {
   assets
-    .command('fetch')
-    .description(
-      'Fetch the files a tooltool manifest names into the current directory (or --dest), verifying size and digest.\n' +
-        'Prints: filename, present|cache|download|skipped|failed, size, bytes downloaded, bytes from the cache folder, URL, unpacked format.',
-    )
-    .argument('[files...]', 'download only these manifest filenames (as tooltool: the others are still checked, copied from the cache folder and unpacked, just not downloaded)')
     .option('-m, --manifest <file>', 'tooltool manifest', 'manifest.tt')
-    .addOption(repeatable('--url <url>', 'base URL serving /<algorithm>/<digest>; repeatable, tried in order', 'none: only files present or in the cache folder'))
-    .option('-c, --cache-folder <dir>', 'local cache folder shared across runs (tooltool layout)', process.env.TOOLTOOL_CACHE)
-    .option('--dest <dir>', 'directory the files appear in (default: current directory)')
-    .option('--token-file <file>', 'bearer token for internal assets (default: $FLEETCACHE_TOKEN)')
-    .action(async (files: string[], flags: FetchFlags) => {
+    .addOption(repeatable('--url <url>', 'base URL serving /<algorithm>/<digest>; repeatable, tried in order (upload: the one origin)', 'none: only files present or in the cache folder'))
+    .addOption(new Option('-c, --cache-folder <dir>', 'local cache folder shared across runs, tooltool\'s layout (fetch; purge: the folder to purge, never taken from $TOOLTOOL_CACHE)').env('TOOLTOOL_CACHE'))
+    .option('--dest <dir>', 'directory of the manifest\'s files (fetch, list, validate; default: the current directory)')
+    .option('--authentication-file <file>', 'tooltool\'s token file (~ expanded), sent as a bearer token; a JSON (Taskcluster, Hawk) credential is refused')
+    .option('--token-file <file>', 'bearer token file, fleetcache\'s spelling: read as it is, no ~, no JSON check (default: $FLEETCACHE_TOKEN)')
+    .option('-r, --region <region>', 'append ?region=<region> to every download URL (fetch)')
+    .option('-o, --overwrite', 'accepted, unused (as in tooltool)')
+    .option('-s, --size <GB>', 'purge: gigabytes (GiB) to make free on the cache folder\'s filesystem; 0: delete every file (default: 0)', parseGigabytes)
+    .option('-v, --verbose', 'also debug messages on stderr')
+    .option('-q, --quiet', 'only errors on stderr (no warnings, no progress bars)');
+  // tooltool's -v and -q set one log level: the last one given wins.
+  assets.on('option:verbose', () => assets.setOptionValue('logLevel', 'debug'));
+  assets.on('option:quiet', () => assets.setOptionValue('logLevel', 'error'));
+}
+
+/** The manifest's records checked against the files (list, validate), after warning of the records tooltool skips. */
+async function checkFiles(flags: AssetsFlags, log: Log): Promise<readonly FileCheck[]> {
+  const check = await checkManifestFiles(flags.manifest, flags.dest ?? '.');
+  warnDropped(check.dropped, flags.manifest, log);
+  return check.files;
+}
+
+/**
+ * A command tooltool has: its options are those of `assets` (before or after the command),
+ * its messages at -v/-q's level, and any failure ends it with exit status 1, as tooltool.
+ */
+function tooltoolCommand(assets: Command, name: string, description: string, run: (flags: AssetsFlags, log: Log, cmd: Command) => Promise<void>): Command {
+  return assets
+    .command(name)
+    .description(description)
+    .addHelpText('after', EXIT_ONE)
+    .action((...args: unknown[]) => {
+      const cmd = args[args.length - 1] as Command; // commander passes the command last
+      return exitOneOnError('fleetcache: error: ', () => {
+        const flags = cmd.optsWithGlobals<AssetsFlags>();
+        return run(flags, makeLog(flags.logLevel), cmd);
+      });
+    });
+}
+
+export function registerAssets(program: Command): void {
+  const assets = program
+    .command('assets')
+    .description('Tooltool-compatible assets, and a drop-in for tooltool.py\'s command line: fetch, list, validate and purge as tooltool does them; add to a manifest, upload to the origin')
+    .configureHelp({ showGlobalOptions: true })
+    .addHelpText(
+      'after',
+      '\nThe options go before or after the command, as tooltool.py\'s do, e.g.\n' +
+        '  fleetcache assets --url https://cache.example/ --authentication-file ~/token fetch -m manifest.tt -o -c /builds/tooltool-cache\n' +
+        'fetch, list, validate, purge: exit status 0 on success, 1 on any failure (as tooltool), 2 for an unknown option.\n' +
+        'add, upload: the exit codes of docs/errors.md.',
+    );
+  addTooltoolOptions(assets);
+
+  tooltoolCommand(
+    assets,
+    'fetch',
+    'Fetch the files a tooltool manifest names into the current directory (or --dest), verifying size and digest.\n' +
+      'Prints: filename, present|cache|download|skipped|failed, size, bytes downloaded, bytes from the cache folder, URL, unpacked format.',
+    async (flags, log, cmd) => {
       requireHttpUrl('--url', ...flags.url);
-      const progress = progressReporter();
+      const auth = assetsToken(flags);
+      log.debug(`manifest ${flags.manifest}; base URLs ${flags.url.map(redactUrl).join(' ') || '(none)'}; region ${flags.region ?? '(none)'}; cache folder ${flags.cacheFolder ?? '(none)'}; token: ${auth.from}`);
+      if (!flags.authenticationFile && process.env.TASKCLUSTER_CLIENT_ID && process.env.TASKCLUSTER_ACCESS_TOKEN) {
+        log.debug('$TASKCLUSTER_CLIENT_ID and $TASKCLUSTER_ACCESS_TOKEN are set: tooltool would sign with Hawk; fleetcache does not use them');
+      }
+      const progress = progressReporter(flags.logLevel === 'error');
       let result: FetchAssetsResult;
       try {
         result = await fetchAssets({
@@ -93,27 +188,80 @@ export function registerAssets(program: Command): void {
           urls: flags.url,
           cacheFolder: flags.cacheFolder,
           dest: flags.dest,
-          token: resolveToken(flags.tokenFile),
-          files,
+          token: auth.token,
+          region: flags.region,
+          files: cmd.args,
           onProgress: progress.onProgress,
         });
       } finally {
         progress.stop();
       }
-      report(result, flags.manifest);
+      report(result, flags.manifest, log);
       const failed = result.files.find((f) => f.error);
       if (failed) throw new FleetError(failed.error!.code, `${result.failed} of ${result.files.length} files failed`);
-    });
+    },
+  ).argument('[files...]', 'download only these manifest filenames (as tooltool: the others are still checked, copied from the cache folder and unpacked, just not downloaded)');
+
+  tooltoolCommand(
+    assets,
+    'list',
+    "Print the manifest's records as tooltool's list does, one tab-separated line each:\n" +
+      'P if the file is in the current directory (or --dest) else -, V if it is there and matches its size and digest else -, filename.',
+    async (flags, log) => {
+      for (const f of await checkFiles(flags, log)) {
+        if (f.reason) log.debug(f.reason);
+        process.stdout.write(`${f.state === 'missing' ? '-' : 'P'}\t${f.state === 'valid' ? 'V' : '-'}\t${f.record.filename}\n`);
+      }
+    },
+  );
+
+  tooltoolCommand(
+    assets,
+    'validate',
+    "Check the manifest's files in the current directory (or --dest) without fetching or deleting anything: " +
+      'fails if any is missing or does not match its size and digest, naming each on stderr. Prints nothing on stdout.',
+    async (flags, log) => {
+      const files = await checkFiles(flags, log);
+      const bad = files.filter((f) => f.state !== 'valid');
+      for (const f of bad) log.error(f.reason!);
+      if (bad.length > 0) {
+        throw new FleetError(bad.some((f) => f.state === 'missing') ? 'FC_ERR_NOT_FOUND' : 'FC_ERR_DIGEST_MISMATCH', `${bad.length} of ${files.length} files missing or invalid`);
+      }
+    },
+  );
+
+  tooltoolCommand(
+    assets,
+    'purge',
+    'Delete the files of the cache folder (-c, required), oldest modification time first, until -s GB are free on its filesystem; ' +
+      'without -s, or with -s 0, delete them all. Sub-directories are left alone.\n' +
+      'Prints: name and size of each deleted file.',
+    async (flags, log, cmd) => {
+      // Not $TOOLTOOL_CACHE: a forgotten -c must not empty the cache fetch uses (tooltool asks for -c too).
+      if (cmd.getOptionValueSourceWithGlobals('cacheFolder') !== 'cli') throw new UsageError('purge needs -c DIR, the cache folder to purge');
+      const folder = flags.cacheFolder!;
+      const result = await purgeCacheFolder({ folder, gigabytes: flags.size });
+      for (const f of result.removed) process.stdout.write(`${f.name}\t${f.size}\n`);
+      for (const f of result.failed) log.error(`cannot delete ${f.name} from ${folder}: ${f.message}`);
+      if (result.freeAfter !== null) {
+        const free = `${formatBytes(result.freeAfter)} free`;
+        const wanted = `${formatBytes(result.wanted)} wanted`;
+        if (result.freeAfter < result.wanted) log.warn(`${folder}: ${free} after deleting every file it could, ${wanted}`);
+        else log.debug(`${folder}: ${free}, ${wanted}${result.removed.length === 0 ? ': nothing to delete' : ''}`);
+      }
+      if (result.failed.length > 0) throw new UsageError(`${result.failed.length} files of ${folder} could not be deleted`);
+    },
+  );
 
   assets
     .command('add')
-    .description('Hash files (sha512) and add them to a tooltool manifest, creating it if needed')
+    .description('Hash files (sha512) and add them to a tooltool manifest (-m), creating it if needed')
     .argument('<files...>', 'files to add (their base names become the manifest filenames)')
-    .option('-m, --manifest <file>', 'tooltool manifest', 'manifest.tt')
     .option('--visibility <v>', 'public or internal', 'public')
     .option('--unpack', 'unpack the archive after fetching')
     .option('--asset-version <text>', 'free-form version label (the record\'s "version")')
-    .action(async (files: string[], flags: AddFlags) => {
+    .action(async (files: string[], _flags: unknown, cmd: Command) => {
+      const flags = cmd.optsWithGlobals<AddFlags>();
       if (flags.visibility !== 'public' && flags.visibility !== 'internal') {
         throw new UsageError(`--visibility must be public or internal, not "${flags.visibility}"`);
       }
@@ -124,23 +272,24 @@ export function registerAssets(program: Command): void {
   assets
     .command('upload')
     .description(
-      "PUT the manifest's files to the origin's /cas/sha512/<hex>, skipping what it already has.\n" +
+      "PUT the manifest's (-m) files to the origin's (--url, one) /cas/sha512/<hex>, skipping what it already has; " +
+        'needs a write token (--token-file, --authentication-file or $FLEETCACHE_TOKEN).\n' +
         'Visibility is fixed at the first upload, as in tooltool: if the manifest asks another visibility for a file ' +
         'the origin already has (internal for one it keeps public, or public for one it keeps internal), ' +
         'nothing is uploaded and the command fails (exit 2).\n' +
         'Prints: filename, uploaded|present, size, visibility.',
     )
-    .option('-m, --manifest <file>', 'tooltool manifest', 'manifest.tt')
-    .requiredOption('--url <origin>', 'origin base URL')
-    .option('--token-file <file>', 'write token (default: $FLEETCACHE_TOKEN)')
-    .action(async (flags: UploadFlags) => {
-      requireHttpUrl('--url', flags.url);
-      const token = resolveToken(flags.tokenFile);
+    .action(async (_flags: unknown, cmd: Command) => {
+      const flags = cmd.optsWithGlobals<AssetsFlags>();
+      if (flags.url.length !== 1) throw new UsageError(`assets upload needs one --url, the origin (${flags.url.length} given)`);
+      const origin = flags.url[0]!;
+      requireHttpUrl('--url', origin);
+      const { token } = assetsToken(flags);
       // Exit 7 (docs/errors.md), as push gets from the origin's 401: a token is missing, not the command line wrong.
       if (!token) throw new FleetError('FC_ERR_UNAUTHORIZED', 'assets upload needs a token: --token-file FILE or $FLEETCACHE_TOKEN');
       await uploadAssets({
         manifestPath: flags.manifest,
-        origin: flags.url,
+        origin,
         token,
         onFile: (r) => process.stdout.write(`${r.filename}\t${r.uploaded ? 'uploaded' : 'present'}\t${r.size}\t${r.visibility}\n`),
       });

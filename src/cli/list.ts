@@ -3,7 +3,7 @@
 // Errors end like spread's: "error: <message>" on stderr and exit status 1.
 import type { Command } from 'commander';
 import { expandJobs, findProject, jobEnvironment, jobParts, jobRegion, loadProject, type Job } from '../spread/index.js';
-import { toFleetError } from '../errors.js';
+import { exitOneOnError } from './exit-one.js';
 
 /** One job as `list --json` shows it. */
 export function jobToJson(job: Job): Record<string, unknown> {
@@ -48,11 +48,6 @@ export function registerList(program: Command): void {
 }
 
 /** `fleetcache list` (and `run -list`): the jobs of the project in the current directory on stdout; errors as spread's. */
-export async function printJobs(filters: readonly string[], json: boolean): Promise<void> {
-  try {
-    await listJobs(process.cwd(), filters, json, process.stdout);
-  } catch (err) {
-    process.stderr.write(`error: ${toFleetError(err).message}\n`);
-    process.exitCode = 1;
-  }
+export function printJobs(filters: readonly string[], json: boolean): Promise<void> {
+  return exitOneOnError('error: ', () => listJobs(process.cwd(), filters, json, process.stdout));
 }

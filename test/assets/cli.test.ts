@@ -1,29 +1,11 @@
 // `fleetcache assets add | upload | fetch` as real child processes (stdout not a TTY:
 // no progress bar, one tab-separated line per file).
-import t, { type Test } from 'tap';
-import { spawn } from 'node:child_process';
+import t from 'tap';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cliArgs, stopWithTest } from '../helpers/processes.js';
 import { startOrigin } from '../helpers/origin.js';
-import { compress, makeTar, sha512 } from './helpers.js';
-
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function run(t: Test, args: string[], cwd: string): Promise<Run> {
-  const child = spawn(process.execPath, cliArgs(args), { cwd, env: { ...process.env, FLEETCACHE_TOKEN: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  stopWithTest(t, child, 'SIGKILL');
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
-  child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
-  return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
-}
+import { compress, makeTar, runCli, sha512 } from './helpers.js';
 
 t.test('add, upload, fetch with a cache folder, then a failing fetch', async (t) => {
   const root = t.testdir({ work: {}, origin: {}, dest: {}, dest2: {} });
@@ -34,42 +16,42 @@ t.test('add, upload, fetch with a cache folder, then a failing fetch', async (t)
   await writeFile(join(work, 'notes.txt'), 'internal notes');
   await writeFile(join(work, 'token'), `${origin.token}\n`);
 
-  const add1 = await run(t, ['assets', 'add', 'sdk.tar.gz', '-m', 'manifest.tt', '--unpack', '--asset-version', 'sdk 1.2.3'], work);
+  const add1 = await runCli(t, ['assets', 'add', 'sdk.tar.gz', '-m', 'manifest.tt', '--unpack', '--asset-version', 'sdk 1.2.3'], work);
   t.equal(add1.code, 0, add1.stderr);
   t.equal(add1.stdout, `sdk.tar.gz\t${tgz.length}\tsha512:${sha512(tgz)}\n`);
-  const add2 = await run(t, ['assets', 'add', 'notes.txt', '-m', 'manifest.tt', '--visibility', 'internal'], work);
+  const add2 = await runCli(t, ['assets', 'add', 'notes.txt', '-m', 'manifest.tt', '--visibility', 'internal'], work);
   t.equal(add2.code, 0, add2.stderr);
   const manifest = JSON.parse(readFileSync(join(work, 'manifest.tt'), 'utf8')) as Record<string, unknown>[];
   t.match(manifest, [{ filename: 'sdk.tar.gz', unpack: true, version: 'sdk 1.2.3', visibility: 'public' }, { filename: 'notes.txt', visibility: 'internal' }]);
 
-  const noToken = await run(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url], work);
+  const noToken = await runCli(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url], work);
   t.equal(noToken.code, 7, 'upload without a token: the missing-token exit code, as push (docs/errors.md)');
   t.match(noToken.stderr, /^fleetcache: error: assets upload needs a token: --token-file FILE or \$FLEETCACHE_TOKEN\n$/);
-  const up = await run(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url, '--token-file', 'token'], work);
+  const up = await runCli(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url, '--token-file', 'token'], work);
   t.equal(up.code, 0, up.stderr);
   t.equal(up.stdout, `sdk.tar.gz\tuploaded\t${tgz.length}\tpublic\nnotes.txt\tuploaded\t14\tinternal\n`);
 
   const args = ['assets', 'fetch', '-m', join(work, 'manifest.tt'), '--url', origin.url, '--cache-folder', join(root, 'cache')];
-  const fetched = await run(t, [...args, '--token-file', join(work, 'token')], join(root, 'dest'));
+  const fetched = await runCli(t, [...args, '--token-file', join(work, 'token')], join(root, 'dest'));
   t.equal(fetched.code, 0, fetched.stderr);
   t.equal(fetched.stdout, `sdk.tar.gz\tdownload\t${tgz.length}\t${tgz.length}\t0\t${origin.url}\ttar.gz\nnotes.txt\tdownload\t14\t14\t0\t${origin.url}\t-\n`);
   t.equal(readFileSync(join(root, 'dest', 'sdk', 'VERSION'), 'utf8'), '1.2.3\n', 'unpacked in the current directory');
   t.notMatch(fetched.stderr, /\x1b\[/, 'no progress bar when stderr is not a terminal');
 
-  const warm = await run(t, ['assets', 'fetch', '-m', join(work, 'manifest.tt'), '--cache-folder', join(root, 'cache')], join(root, 'dest2'));
+  const warm = await runCli(t, ['assets', 'fetch', '-m', join(work, 'manifest.tt'), '--cache-folder', join(root, 'cache')], join(root, 'dest2'));
   t.equal(warm.code, 0, 'a warm cache folder needs neither the network (nor a --url) nor the token');
   t.match(warm.stdout, /^sdk\.tar\.gz\tcache\t/m);
   t.match(warm.stdout, /^notes\.txt\tcache\t/m);
 
-  const denied = await run(t, ['assets', 'fetch', '-m', join(work, 'manifest.tt'), '--url', origin.url, '--dest', join(root, 'dest3')], root);
-  t.equal(denied.code, 7, 'an internal file without a token: the auth exit code');
+  const denied = await runCli(t, ['assets', 'fetch', '-m', join(work, 'manifest.tt'), '--url', origin.url, '--dest', join(root, 'dest3')], root);
+  t.equal(denied.code, 1, 'an internal file without a token: exit 1, as tooltool (not the catalogue\'s 7)');
   t.match(denied.stdout, /^notes\.txt\tfailed\t/m);
   t.match(denied.stderr, /HTTP 403/);
   t.ok(existsSync(join(root, 'dest3', 'sdk.tar.gz')), 'the public file still arrived');
   t.notOk(existsSync(join(root, 'dest3', 'notes.txt')));
 
-  const offline = await run(t, ['assets', 'fetch', '-m', join(work, 'manifest.tt')], join(root, 'dest3'));
-  t.equal(offline.code, 2, 'no --url for a file not present: a usage error');
+  const offline = await runCli(t, ['assets', 'fetch', '-m', join(work, 'manifest.tt')], join(root, 'dest3'));
+  t.equal(offline.code, 1, 'no --url for a file not present: exit 1, as any failure of fetch');
   t.match(offline.stdout, /^sdk\.tar\.gz\tpresent\t/m, 'what is present needs no --url');
   t.match(offline.stderr, /notes\.txt: not present and no --url to fetch it from/);
 });
@@ -79,7 +61,7 @@ t.test('a record tooltool would skip is named by manifest file, line and record'
   const work = join(root, 'work');
   const origin = await startOrigin(t, { dataDir: join(root, 'origin') });
   await writeFile(join(work, 'manifest.tt'), `[\n  {"filename": "nosize.bin", "algorithm": "sha512", "digest": "${sha512('x')}"}\n]\n`);
-  const res = await run(t, ['assets', 'fetch', '-m', 'manifest.tt', '--url', origin.url], work);
+  const res = await runCli(t, ['assets', 'fetch', '-m', 'manifest.tt', '--url', origin.url], work);
   t.equal(res.code, 0, 'skipped, as tooltool does');
   t.equal(res.stdout, '');
   t.match(res.stderr, /^fleetcache: warning: manifest\.tt:2: record 0 lacks size and is skipped \(as tooltool does\)\n$/);
@@ -88,7 +70,7 @@ t.test('a record tooltool would skip is named by manifest file, line and record'
   await writeFile(join(work, 'here.txt'), 'here');
   const record = { filename: 'here.txt', size: 4, algorithm: 'sha512', digest: sha512('here'), version: 2 };
   await writeFile(join(work, 'lenient.tt'), `[\n  "not a record",\n  null,\n  ${JSON.stringify(record)}\n]\n`);
-  const lenient = await run(t, ['assets', 'fetch', '-m', 'lenient.tt', '--url', origin.url], work);
+  const lenient = await runCli(t, ['assets', 'fetch', '-m', 'lenient.tt', '--url', origin.url], work);
   t.equal(lenient.code, 0, lenient.stderr);
   t.equal(lenient.stdout, `here.txt\tpresent\t4\t0\t0\t-\t-\n`);
   t.equal(lenient.stderr, 'fleetcache: warning: lenient.tt:2: record 0 is not an object and is skipped (as tooltool does)\nfleetcache: warning: lenient.tt:3: record 1 is not an object and is skipped (as tooltool does)\n');

@@ -1,11 +1,14 @@
 // Test helpers for assets: real archives built in memory (small by construction), a
-// minimal zip writer, and a counting node:http server serving /<algo>/<hex> from a map.
+// minimal zip writer, a counting node:http server serving /<algo>/<hex> from a map, and
+// `fleetcache assets …` as a child process.
 import { createHash } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { crc32, gzipSync } from 'node:zlib';
+import type { Test } from 'tap';
 import * as tarStream from 'tar-stream';
+import { cliArgs, stopWithTest } from '../helpers/processes.js';
 
 export function sha512(data: Buffer | string): string {
   return createHash('sha512').update(data).digest('hex');
@@ -119,4 +122,24 @@ export class BlobServer {
     this.#server.closeAllConnections();
     await new Promise<void>((res) => this.#server.close(() => res()));
   }
+}
+
+export interface CliRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * `fleetcache <args>` as a child process in `cwd` (stdout and stderr not terminals: no
+ * progress bar), without $FLEETCACHE_TOKEN unless `env` gives one.
+ */
+export function runCli(t: Test, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<CliRun> {
+  const child = spawn(process.execPath, cliArgs(args), { cwd, env: { ...process.env, FLEETCACHE_TOKEN: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  stopWithTest(t, child, 'SIGKILL');
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+  return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
 }

@@ -22,7 +22,7 @@ t.test('each command answers --help with its own usage', async (t) => {
     t.equal(code, EXIT.ok, `${name} --help exits 0`);
     t.match(stdout, new RegExp(`^Usage: fleetcache ${name} `), `${name} --help prints its usage`);
   }
-  for (const [parent, sub] of [['assets', 'fetch'], ['assets', 'add'], ['assets', 'upload'], ['artifacts', 'get']]) {
+  for (const [parent, sub] of [['assets', 'fetch'], ['assets', 'list'], ['assets', 'validate'], ['assets', 'purge'], ['assets', 'add'], ['assets', 'upload'], ['artifacts', 'get']]) {
     const { code, stdout } = await runCli([parent!, sub!, '--help']);
     t.equal(code, EXIT.ok);
     t.match(stdout, new RegExp(`^Usage: fleetcache ${parent} ${sub} `), `${parent} ${sub} --help`);

@@ -7,7 +7,7 @@ import { main } from '../../src/cli/main.js';
 import { stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 
-/** main() in-process: exit code and stderr (stdout dropped). */
+/** main() in-process: exit code and stderr (stdout dropped); this process's exit code is left as it was. */
 export async function cliExit(args: string[]): Promise<{ code: number; stderr: string }> {
   const err: string[] = [];
   const { stdout, stderr } = process;
@@ -15,11 +15,13 @@ export async function cliExit(args: string[]): Promise<{ code: number; stderr: s
   const realErr = stderr.write;
   stdout.write = (() => true) as typeof stdout.write;
   stderr.write = ((chunk: string | Uint8Array) => err.push(String(chunk)) > 0) as typeof stderr.write;
+  const exitCode = process.exitCode;
   try {
     return { code: await main(args), stderr: err.join('') };
   } finally {
     stdout.write = realOut;
     stderr.write = realErr;
+    process.exitCode = exitCode; // set by commands that end with exit status 1 (src/cli/exit-one.ts)
   }
 }
 

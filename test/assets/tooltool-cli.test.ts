@@ -1,0 +1,213 @@
+// `fleetcache assets` in tooltool.py's place (shared/tooltool.md §2, §3.4): mozharness's
+// exact invocation against a real origin, --region, --authentication-file, the commands
+// list, validate and purge on real files, and exit status 1 for any failure, 2 for a bad
+// option, as tooltool's optparse gives. Each CLI run is a child process.
+import t, { type Test } from 'tap';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.js';
+import { uploadAssets } from '../../src/assets/upload.js';
+import { startOrigin } from '../helpers/origin.js';
+import { mountTmpfs } from '../helpers/tmpfs.js';
+import { BlobServer, runCli, sha512 } from './helpers.js';
+
+const PUBLIC = Buffer.from('a public tool\n');
+const INTERNAL = randomBytes(70_000);
+
+function record(filename: string, data: Buffer, visibility: 'public' | 'internal' = 'public'): ManifestRecord {
+  return { filename, size: data.length, algorithm: 'sha512', digest: sha512(data), unpack: false, visibility };
+}
+
+/** A BlobServer holding `blobs`, stopped in teardown; resolves to it and its URL. */
+async function blobServer(t: Test, blobs: Buffer[] = []): Promise<{ server: BlobServer; url: string }> {
+  const server = new BlobServer();
+  for (const b of blobs) server.blobs.set(sha512(b), b);
+  const url = await server.start();
+  t.teardown(() => server.stop());
+  return { server, url };
+}
+
+t.test("mozharness's invocation: options before the command, two URLs, a token file under ~", async (t) => {
+  const root = t.testdir({ home: {}, src: {}, work: {}, origin: {} });
+  const origin = await startOrigin(t, { dataDir: join(root, 'origin') });
+  const records = [record('public.txt', PUBLIC), record('internal.bin', INTERNAL, 'internal')];
+  writeFileSync(join(root, 'src', 'public.txt'), PUBLIC);
+  writeFileSync(join(root, 'src', 'internal.bin'), INTERNAL);
+  const manifest = join(root, 'src', 'manifest.tt');
+  writeFileSync(manifest, formatManifest(records));
+  await uploadAssets({ manifestPath: manifest, origin: origin.url, token: origin.token, dir: join(root, 'src') });
+  // The first URL has nothing (404), as a mirror that has not got the files yet.
+  const empty = await blobServer(t);
+  writeFileSync(join(root, 'home', 'tooltool-token'), `  ${origin.token}\n`);
+  const cache = join(root, 'tooltool-cache');
+
+  const res = await runCli(
+    t,
+    ['assets', '--url', `${empty.url}/`, '--url', `${origin.url}/`, '--authentication-file', '~/tooltool-token', 'fetch', '-m', manifest, '-o', '-c', cache],
+    join(root, 'work'),
+    { HOME: join(root, 'home') },
+  );
+  t.equal(res.code, 0, res.stderr);
+  t.ok(readFileSync(join(root, 'work', 'public.txt')).equals(PUBLIC));
+  t.ok(readFileSync(join(root, 'work', 'internal.bin')).equals(INTERNAL), 'the internal file: the origin got the token');
+  t.equal(res.stdout, `public.txt\tdownload\t${PUBLIC.length}\t${PUBLIC.length}\t0\t${origin.url}/\t-\ninternal.bin\tdownload\t${INTERNAL.length}\t${INTERNAL.length}\t0\t${origin.url}/\t-\n`);
+  t.same(readdirSync(cache).sort(), records.map((r) => r.digest).sort(), 'both in the cache folder, by digest');
+  t.same(
+    empty.server.requests.map((r) => [r.url, r.headers.authorization]),
+    records.map((r) => [`/sha512/${r.digest}`, `Bearer ${origin.token}`]),
+    'each URL in order, the token file stripped and sent as a bearer token',
+  );
+});
+
+t.test('-r puts ?region= on every download URL; --authentication-file after the command too', async (t) => {
+  const root = t.testdir({ work: {}, plain: {}, 'token.txt': 'opaque-token-42\n\n' });
+  const { server, url } = await blobServer(t, [PUBLIC, INTERNAL]);
+  writeFileSync(join(root, 'manifest.tt'), formatManifest([record('public.txt', PUBLIC), record('internal.bin', INTERNAL)]));
+  const res = await runCli(t, ['assets', 'fetch', '-m', '../manifest.tt', '--url', url, '-r', 'us-west-2', '--authentication-file', join(root, 'token.txt')], join(root, 'work'));
+  t.equal(res.code, 0, res.stderr);
+  t.same(
+    server.requests.map((r) => [r.url, r.headers.authorization]),
+    [[`/sha512/${sha512(PUBLIC)}?region=us-west-2`, 'Bearer opaque-token-42'], [`/sha512/${sha512(INTERNAL)}?region=us-west-2`, 'Bearer opaque-token-42']],
+  );
+  server.requests.length = 0;
+  const plain = await runCli(t, ['assets', '--region', 'eu-central-1', 'fetch', '-m', '../manifest.tt', '--url', url, 'public.txt'], join(root, 'plain'));
+  t.equal(plain.code, 0, plain.stderr);
+  t.same(server.requests.map((r) => [r.url, r.headers.authorization]), [[`/sha512/${sha512(PUBLIC)}?region=eu-central-1`, undefined]], '--region before the command; no token, no Authorization');
+});
+
+t.test('a JSON (Taskcluster) credential is refused, naming the file; nothing is requested', async (t) => {
+  const root = t.testdir({ work: {}, 'tc.json': '{"clientId": "project/x", "accessToken": "secret"}\n', token: 't' });
+  const { server, url } = await blobServer(t, [PUBLIC]);
+  writeFileSync(join(root, 'manifest.tt'), formatManifest([record('public.txt', PUBLIC)]));
+  const res = await runCli(t, ['assets', '--url', url, '--authentication-file', join(root, 'tc.json'), 'fetch', '-m', '../manifest.tt'], join(root, 'work'));
+  t.equal(res.code, 1);
+  t.match(res.stderr, new RegExp(`^fleetcache: error: ${join(root, 'tc.json')}: the authentication file holds JSON, .*Hawk.*bearer tokens`));
+  t.same(server.requests, []);
+  t.notOk(existsSync(join(root, 'work', 'public.txt')));
+  const both = await runCli(t, ['assets', '--url', url, '--authentication-file', join(root, 'token'), '--token-file', join(root, 'token'), 'fetch', '-m', '../manifest.tt'], join(root, 'work'));
+  t.equal(both.code, 1);
+  t.match(both.stderr, /--authentication-file and --token-file both name the token file: give one/);
+});
+
+t.test('fetch exits 1 for a file no URL has (404), as tooltool, not 4', async (t) => {
+  const root = t.testdir({ work: {} });
+  const { url } = await blobServer(t);
+  writeFileSync(join(root, 'manifest.tt'), formatManifest([record('public.txt', PUBLIC)]));
+  const res = await runCli(t, ['assets', '--url', `${url}/`, 'fetch', '-m', '../manifest.tt', '-o'], join(root, 'work'));
+  t.equal(res.code, 1);
+  t.equal(res.stdout, `public.txt\tfailed\t${PUBLIC.length}\t0\t0\t-\t-\n`);
+  t.match(res.stderr, /HTTP 404/);
+  t.match(res.stderr, /fleetcache: error: 1 of 1 files failed\n$/);
+  const bad = await runCli(t, ['assets', '--url', `${url}/`, 'fetch', '-m', 'no-such-manifest.tt'], join(root, 'work'));
+  t.equal(bad.code, 1, 'a manifest that cannot be read: 1, not 3');
+});
+
+t.test('list and validate check the files in the current directory against the manifest', async (t) => {
+  const good = Buffer.from('good\n');
+  const bad = Buffer.from('bad!\n');
+  const missing = Buffer.from('missing\n');
+  const root = t.testdir({ work: { 'good.bin': good, 'bad.bin': 'BAD?\n' } });
+  const work = join(root, 'work');
+  const manifest = formatManifest([record('good.bin', good), record('bad.bin', bad), record('missing.bin', missing)]);
+  // A record without size: tooltool skips it silently; we warn.
+  writeFileSync(join(work, 'manifest.tt'), manifest.replace(/^\[/, `[\n  {"filename": "nosize.bin", "algorithm": "sha512", "digest": "${sha512('x')}"},`));
+
+  const list = await runCli(t, ['assets', 'list'], work);
+  t.equal(list.code, 0, list.stderr);
+  t.equal(list.stdout, 'P\tV\tgood.bin\nP\t-\tbad.bin\n-\t-\tmissing.bin\n', "tooltool's columns: present, valid, filename");
+  t.match(list.stderr, /^fleetcache: warning: manifest\.tt:2: record 0 lacks size and is skipped/);
+  t.equal((await runCli(t, ['assets', '-q', 'list'], work)).stderr, '', '-q: errors only');
+  const verbose = await runCli(t, ['assets', '-q', 'list', '-v'], work);
+  t.match(verbose.stderr, /debug: bad\.bin has sha512 [0-9a-f]+, the manifest says/, 'the last of -q and -v wins');
+
+  const invalid = await runCli(t, ['assets', '-m', 'manifest.tt', 'validate'], work);
+  t.equal(invalid.code, 1);
+  t.equal(invalid.stdout, '');
+  t.match(invalid.stderr, /fleetcache: error: bad\.bin has sha512 /);
+  t.match(invalid.stderr, /fleetcache: error: missing\.bin does not exist/);
+  t.match(invalid.stderr, /fleetcache: error: 2 of 3 files missing or invalid\n$/);
+  t.ok(existsSync(join(work, 'bad.bin')), 'validate deletes nothing');
+
+  writeFileSync(join(work, 'bad.bin'), bad);
+  writeFileSync(join(work, 'missing.bin'), missing);
+  const valid = await runCli(t, ['assets', 'validate'], work);
+  t.equal(valid.code, 0, valid.stderr);
+  t.equal(valid.stdout, '');
+  const elsewhere = await runCli(t, ['assets', 'validate', '-m', join(work, 'manifest.tt'), '--dest', work], root);
+  t.equal(elsewhere.code, 0, `--dest: ${elsewhere.stderr}`);
+
+  writeFileSync(join(work, 'broken.tt'), '[{');
+  for (const command of ['list', 'validate']) {
+    const broken = await runCli(t, ['assets', command, '-m', 'broken.tt'], work);
+    t.equal(broken.code, 1, `${command}: a manifest that is not JSON: 1, as tooltool (not 3)`);
+    t.match(broken.stderr, /broken\.tt.*invalid manifest/);
+  }
+});
+
+/** Files in `dir`, name → mtime (seconds); `size` bytes each. */
+function filesWithMtimes(dir: string, mtimes: Record<string, number>, size: number): void {
+  for (const [name, mtime] of Object.entries(mtimes)) {
+    writeFileSync(join(dir, name), randomBytes(size));
+    utimesSync(join(dir, name), mtime, mtime);
+  }
+}
+
+t.test('purge -c DIR deletes every file of the folder, oldest first; sub-directories stay', async (t) => {
+  const root = t.testdir({ cache: { sub: { 'inner.bin': 'kept' } }, work: {} });
+  const cache = join(root, 'cache');
+  for (const size of [[], ['-s', '0']]) {
+    filesWithMtimes(cache, { aaa: 3000, bbb: 1000, ccc: 2000 }, 10);
+    const res = await runCli(t, ['assets', 'purge', '-c', cache, ...size], join(root, 'work'));
+    t.equal(res.code, 0, res.stderr);
+    t.equal(res.stdout, 'bbb\t10\nccc\t10\naaa\t10\n', `${size.join(' ') || 'no -s'}: oldest mtime first`);
+    t.same(readdirSync(cache), ['sub']);
+    t.ok(existsSync(join(cache, 'sub', 'inner.bin')));
+  }
+  filesWithMtimes(cache, { aaa: 3000 }, 10);
+  const noFolder = await runCli(t, ['assets', 'purge'], join(root, 'work'), { TOOLTOOL_CACHE: cache });
+  t.equal(noFolder.code, 1, 'no -c: refused, even with $TOOLTOOL_CACHE set');
+  t.match(noFolder.stderr, /purge needs -c DIR/);
+  t.ok(existsSync(join(cache, 'aaa')));
+  const missing = await runCli(t, ['assets', '-c', join(root, 'nope'), 'purge'], join(root, 'work'));
+  t.equal(missing.code, 1);
+  t.match(missing.stderr, /cache folder .*nope does not exist/);
+  const badSize = await runCli(t, ['assets', 'purge', '-c', cache, '-s', 'lots'], join(root, 'work'));
+  t.equal(badSize.code, 2, 'a size that is no number: a usage error, as optparse');
+  t.ok(existsSync(join(cache, 'aaa')));
+});
+
+t.test('purge -s GB deletes the oldest files until that much is free on the filesystem', { skip: process.getuid?.() !== 0 && 'mounting a tmpfs needs root' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('8m', 'purge');
+  t.teardown(unmount);
+  const work = t.testdir();
+  const MiB = 1024 * 1024;
+  // Six files of 1 MiB, newest first by name: 2 MiB of the 8 stay free.
+  filesWithMtimes(dir, { f1: 6000, f2: 5000, f3: 4000, f4: 3000, f5: 2000, f6: 1000 }, MiB);
+  await mkdir(join(dir, 'sub'));
+  writeFileSync(join(dir, 'sub', 'old'), 'kept');
+  utimesSync(join(dir, 'sub', 'old'), 1, 1);
+
+  const enough = await runCli(t, ['assets', 'purge', '-c', dir, '-s', String(1 / 1024)], work);
+  t.equal(enough.code, 0, enough.stderr);
+  t.equal(enough.stdout, '', '1 MiB wanted, 2 MiB free: nothing to delete');
+  t.equal(readdirSync(dir).length, 7);
+
+  const some = await runCli(t, ['assets', 'purge', '-c', dir, '-s', String(3.5 / 1024)], work);
+  t.equal(some.code, 0, some.stderr);
+  t.equal(some.stdout, `f6\t${MiB}\nf5\t${MiB}\n`, '3.5 MiB wanted: the two oldest (3 MiB free after one, 4 after two)');
+  t.same(readdirSync(dir).sort(), ['f1', 'f2', 'f3', 'f4', 'sub']);
+
+  const all = await runCli(t, ['assets', 'purge', '-c', dir, '-s', '1'], work);
+  t.equal(all.code, 0, 'more than the filesystem holds: every file goes, a warning, not a failure');
+  t.equal(all.stdout, `f4\t${MiB}\nf3\t${MiB}\nf2\t${MiB}\nf1\t${MiB}\n`);
+  t.match(all.stderr, /warning: .* free after deleting every file it could, 1\.0 GiB wanted/);
+  t.same(readdirSync(dir), ['sub']);
+});
+
+t.test('an unknown option is a usage error (exit 2), as optparse gives', async (t) => {
+  const res = await runCli(t, ['assets', '--bogus', 'fetch'], t.testdir());
+  t.equal(res.code, 2);
+  t.match(res.stderr, /unknown option '--bogus'/);
+});
