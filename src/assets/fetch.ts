@@ -78,6 +78,8 @@ export interface FetchAssetsResult {
   readonly bytesFromCache: number;
   /** Records tooltool would skip silently (a required key missing). */
   readonly dropped: readonly DroppedRecord[];
+  /** File names asked for (`files`) that no record has: ignored, as tooltool ignores them. */
+  readonly unknownFiles: readonly string[];
 }
 
 const USER_AGENT = 'fleetcache-assets/0.1.0';
@@ -316,10 +318,10 @@ export async function fetchAssets(options: FetchAssetsOptions): Promise<FetchAss
   const manifest = await readManifest(options.manifestPath);
   const { records } = manifest;
   let wanted: ReadonlySet<string> | undefined;
+  let unknownFiles: string[] = [];
   if (options.files && options.files.length > 0) {
     const known = new Set(records.map((r) => r.filename));
-    const unknown = options.files.filter((f) => !known.has(f));
-    if (unknown.length > 0) throw new UsageError(`${options.manifestPath}: no record named ${unknown.map((f) => `"${f}"`).join(', ')}`);
+    unknownFiles = options.files.filter((f) => !known.has(f));
     wanted = new Set(options.files);
   }
   const dest = options.dest ?? process.cwd();
@@ -342,5 +344,6 @@ export async function fetchAssets(options: FetchAssetsOptions): Promise<FetchAss
     bytesDownloaded: files.reduce((n, f) => n + f.bytesDownloaded, 0),
     bytesFromCache: files.reduce((n, f) => n + f.bytesFromCache, 0),
     dropped: manifest.dropped,
+    unknownFiles,
   };
 }

@@ -86,6 +86,7 @@ function warnDropped(dropped: readonly DroppedRecord[], manifest: string, log: L
 
 function report(result: FetchAssetsResult, manifest: string, log: Log): void {
   warnDropped(result.dropped, manifest, log);
+  for (const name of result.unknownFiles) log.warn(`${manifest}: no record named "${name}": ignored (as tooltool does)`);
   for (const f of result.files) {
     for (const w of f.warnings) log.warn(`${f.filename}: ${w}`);
     if (f.error) log.error(f.error.message);

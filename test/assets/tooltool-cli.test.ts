@@ -211,3 +211,11 @@ t.test('an unknown option is a usage error (exit 2), as optparse gives', async (
   t.equal(res.code, 2);
   t.match(res.stderr, /unknown option '--bogus'/);
 });
+
+t.test('fetch of a name no record has: a warning, exit 0, as tooltool ignores it', async (t) => {
+  const work = t.testdir({ 'manifest.tt': '[]\n' });
+  const res = await runCli(t, ['assets', 'fetch', '-m', 'manifest.tt', 'nope.bin'], work);
+  t.equal(res.code, 0, res.stderr);
+  t.equal(res.stdout, '');
+  t.match(res.stderr, /manifest\.tt: no record named "nope\.bin": ignored \(as tooltool does\)/);
+});
