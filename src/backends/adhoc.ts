@@ -3,9 +3,9 @@
 // then reached over SSH.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Type, type Static } from '@sinclair/typebox';
 import { FleetError, UpstreamError } from '../errors.js';
+import { sleepFor } from '../long-timer.js';
 import { waitForPort } from '../ssh/client.js';
 import type { BackendContext, EnvEntry, Machine, MachineRecord, Provider, SystemSpec } from './backend.js';
 import { LocalExecutor } from './local.js';
@@ -130,7 +130,7 @@ export class AdhocProvider implements Provider {
       const why = r.error ?? scriptFailure('allocate', r);
       if (Date.now() > deadline) throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: ${why}`);
       this.#ctx.log?.(`Cannot allocate ${label}: ${why}`);
-      await sleep(this.#retryDelay, undefined, { signal: options?.signal });
+      await sleepFor(this.#retryDelay, options?.signal);
     }
     const { host, port } = splitAddress(address);
     try {

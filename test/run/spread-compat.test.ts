@@ -40,6 +40,13 @@ t.test('a disabled timeout (-1ns or -1) never fires', async (t) => {
   t.notMatch(out, /running late|kill-timeout reached/);
 });
 
+t.test('timeouts above 2^31-1 ms (600h) neither kill at once nor warn at once', async (t) => {
+  const dir = await project(t, spreadYaml('long', ['kill-timeout: 600h', 'warn-timeout: 600h'], LOCAL), { 's/t': 'summary: t\nexecute: sleep 0.5; echo done\n' });
+  const { result, out } = await run(dir);
+  t.equal(result.tally.successful, 1, 'not killed');
+  t.notMatch(out, /running late|kill-timeout reached/);
+});
+
 t.test('repack gets the project environment, SPREAD_BACKENDS and the project timeouts', async (t) => {
   const seen = join(t.testdirName, 'seen');
   const spread = (repack: string, timeouts: string[] = []) =>
