@@ -171,11 +171,14 @@ function schedJob(job: Job): SchedJob {
   };
 }
 
-/** spread runs repack locally with its own environment plus the project's, and the project's timeouts (spec §12). */
+/**
+ * spread runs repack locally with its own environment plus the project's, exported and
+ * evaluated by the shell as for machine scripts (spec §4.3, §12), and the project's timeouts.
+ */
 function repackOptions(project: Project, jobs: readonly Job[], log: RunLog): Omit<RepackOptions, 'cwd'> {
   const { warn, kill } = levelTimeouts([project]);
   return {
-    env: { ...process.env, ...Object.fromEntries(repackEnvironment(project, jobs)) },
+    exports: repackEnvironment(project, jobs),
     timeoutMs: kill,
     warnMs: warn,
     onWarn: () => log.line('WARNING: repack script running late.'),

@@ -67,6 +67,22 @@ t.test('repack gets the project environment, SPREAD_BACKENDS and the project tim
   t.match(out, /WARNING: repack script running late/);
 });
 
+t.test('repack sees the project environment evaluated by the shell, as machine scripts do', async (t) => {
+  const inRepack = join(t.testdirName, 'repack');
+  const inTask = join(t.testdirName, 'task');
+  const show = 'echo "H=$H LATER=$LATER Q=$Q EMPTY=[$EMPTY]"';
+  const dir = await project(
+    t,
+    spreadYaml('evaluated', ['environment:', '  GREETING: hello', '  H: $HOME/x', '  LATER: $GREETING-world', `  Q: "'$HOME'"`, '  EMPTY: ""'], LOCAL, ['repack: |', `  ${show} > ${inRepack}`, '  cat <&3 >&4']),
+    { 's/t': `summary: t\nexecute: |\n  ${show} > ${inTask}\n` },
+  );
+  const { result } = await run(dir);
+  t.equal(result.tally.successful, 1);
+  const repacked = (await readFile(inRepack, 'utf8')).trim();
+  t.equal(repacked, `H=${process.env.HOME}/x LATER=hello-world Q=$HOME EMPTY=[]`, '$VAR expanded in order, self-quoted values as written');
+  t.equal(repacked, (await readFile(inTask, 'utf8')).trim(), 'the same values as on the machine');
+});
+
 t.test('debug scripts are killed at the kill-timeout of their level', async (t) => {
   const dir = await project(t, spreadYaml('debugged', ['kill-timeout: 2s'], LOCAL), {
     's/t': 'summary: t\nexecute: exit 1\ndebug: |\n  echo debugging\n  sleep 20\n  echo debug-done\n',
