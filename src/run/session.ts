@@ -54,11 +54,16 @@ export class MachineSession {
   readonly #ctx: SessionContext;
   readonly machine: Machine;
   readonly #label: string;
-  #firstJob: Job | undefined;
+  /**
+   * spread's `last`: the last job taken into a suite (not one aborted for its bad suite).
+   * The suite restore when leaving, and the suite, backend and project restores at the
+   * end, run with its environment and in its task directory (spec §10).
+   */
+  #last: Job | undefined;
   #projectPrepared = false;
   #backendPrepared = false;
-  /** The suite this machine is inside, entered by `job` (its restore runs when leaving). */
-  #suite: { job: Job } | undefined;
+  /** The suite this machine is inside (the last job's; its restore runs when leaving). */
+  #suite: string | undefined;
   /** Suites whose prepare failed here: their later jobs on this machine are aborted (spread's badSuite). */
   readonly #badSuites = new Set<string>();
   #broken = false;
@@ -158,13 +163,14 @@ export class MachineSession {
   async run(job: Job): Promise<boolean> {
     const { project, tally, progress } = this.#ctx;
     const sys = `${job.backend.name}:${job.system.name}`;
-    this.#firstJob ??= job;
     if (this.#lost || this.#halted) return this.#abort(job);
     if (this.#ctx.restoreOnly) return this.#restoreOnly(job);
     if (this.#badSuites.has(job.suite.name)) {
       tally.aborted.push(summaryItem(job.name));
       return true;
     }
+    if (this.#suite !== undefined && this.#suite !== job.suite.name && !(await this.#leaveSuite())) return this.#abort(job);
+    this.#last = job;
     if (!this.#projectPrepared) {
       this.#projectPrepared = true;
       if (!(await this.#step(job, 'project', project.prepare, sys, 'Preparing', 'project prepare', '.', project.debug))) return this.#abort(job);
@@ -173,11 +179,8 @@ export class MachineSession {
       this.#backendPrepared = true;
       if (!(await this.#step(job, 'backend', job.backend.prepare, sys, 'Preparing', 'backend prepare', '.', job.backend.debug))) return this.#abort(job);
     }
-    if (this.#suite && this.#suite.job.suite.name !== job.suite.name) {
-      if (!(await this.#leaveSuite())) return this.#abort(job);
-    }
-    if (!this.#suite) {
-      this.#suite = { job };
+    if (this.#suite === undefined) {
+      this.#suite = job.suite.name;
       if (!(await this.#step(job, 'suite', job.suite.prepare, `${sys}:${job.suite.name}`, 'Preparing', 'suite prepare', this.#taskDir(job), job.suite.debug))) {
         this.#badSuites.add(job.suite.name);
         tally.aborted.push(summaryItem(job.name));
@@ -237,8 +240,9 @@ export class MachineSession {
   async #restoreOnly(job: Job): Promise<boolean> {
     this.#projectPrepared = true;
     this.#backendPrepared = true;
-    if (this.#suite && this.#suite.job.suite.name !== job.suite.name && !(await this.#leaveSuite())) return this.#abort(job);
-    this.#suite ??= { job };
+    if (this.#suite !== undefined && this.#suite !== job.suite.name && !(await this.#leaveSuite())) return this.#abort(job);
+    this.#last = job;
+    this.#suite = job.suite.name;
     this.#ctx.progress.taken++;
     const runs = !this.#halted;
     const restored = await this.#step(job, 'task', jobRestore(job, this.#ctx.project), job.name, 'Restoring', 'task restore', this.#taskDir(job), jobDebug(job, this.#ctx.project));
@@ -255,17 +259,16 @@ export class MachineSession {
   }
 
   async #leaveSuite(): Promise<boolean> {
-    const entered = this.#suite;
-    if (!entered) return true;
+    const job = this.#last;
+    if (this.#suite === undefined || !job) return true;
     this.#suite = undefined;
-    const { job } = entered;
     const sys = `${job.backend.name}:${job.system.name}`;
     return this.#step(job, 'suite', job.suite.restore, `${sys}:${job.suite.name}`, 'Restoring', 'suite restore', this.#taskDir(job), job.suite.debug);
   }
 
   /** End of the worker: suite, backend and project restore (project restore even after a failed prepare). */
   async finish(): Promise<void> {
-    const job = this.#firstJob;
+    const job = this.#last;
     if (!job || this.#lost || this.#halted) return;
     const { project } = this.#ctx;
     const sys = `${job.backend.name}:${job.system.name}`;

@@ -212,6 +212,35 @@ t.test('a failed suite prepare aborts every later job of that suite on the machi
   t.match(out, /Executing local:alpha-1:s2\/c /);
 });
 
+t.test("restores when leaving a suite and at the end run with the last job's environment and task directory", async (t) => {
+  const seen = join(t.testdirName, 'seen');
+  const show = (what: string) => `echo "${what} $SPREAD_TASK $X $(basename "$PWD")" >> ${seen}`;
+  const yaml = [
+    'project: last-job',
+    'path: /home/last-job',
+    `restore: ${show('project')}`,
+    'backends:',
+    '  local:',
+    '    type: local',
+    `    restore: ${show('backend')}`,
+    '    systems: [alpha-1]',
+    'suites:',
+    '  s1/:',
+    '    summary: s1',
+    `    restore: ${show('s1')}`,
+    '  s2/:',
+    '    summary: s2',
+    `    restore: ${show('s2')}`,
+    '',
+  ].join('\n');
+  // one machine; priorities give the order s1/a, s1/b, s2/c, s2/d
+  const task = (name: string, priority: number) => `summary: ${name}\nenvironment:\n  X: x-${name}\nexecute: echo\npriority: ${priority}\n`;
+  const dir = await project(t, yaml, { 's1/a': task('a', 10), 's1/b': task('b', 5), 's2/c': task('c', 1), 's2/d': task('d', 0) });
+  const { result } = await run(dir);
+  t.equal(result.tally.successful, 4);
+  t.same((await readFile(seen, 'utf8')).trim().split('\n'), ['s1 s1/b x-b b', 's2 s2/d x-d d', 'backend s2/d x-d last-job', 'project s2/d x-d last-job']);
+});
+
 t.test('a backend type fleetcache has no provider for is refused before anything is packed', async (t) => {
   const dir = await project(t, spreadYaml('cloudy', ['backends:', '  lxd:', '    systems: [ubuntu-1]']));
   await t.rejects(run(dir), { code: 'FC_ERR_PROJECT', message: /^spread\.yaml:4: backend "lxd" has type "lxd", which fleetcache cannot run \(it runs local, adhoc, ssh\)$/ });
