@@ -258,12 +258,18 @@ export class MachineSession {
     return false;
   }
 
+  /**
+   * Runs the restore of the suite the machine is inside. The machine is out of the suite
+   * only when it succeeds: a failed one (the machine takes no more jobs) is tried again,
+   * and counted again, by finish() (spec §16: a suite restore failure can be listed twice).
+   */
   async #leaveSuite(): Promise<boolean> {
     const job = this.#last;
     if (this.#suite === undefined || !job) return true;
-    this.#suite = undefined;
     const sys = `${job.backend.name}:${job.system.name}`;
-    return this.#step(job, 'suite', job.suite.restore, `${sys}:${job.suite.name}`, 'Restoring', 'suite restore', this.#taskDir(job), job.suite.debug);
+    const restored = await this.#step(job, 'suite', job.suite.restore, `${sys}:${job.suite.name}`, 'Restoring', 'suite restore', this.#taskDir(job), job.suite.debug);
+    if (restored) this.#suite = undefined;
+    return restored;
   }
 
   /** End of the worker: suite, backend and project restore (project restore even after a failed prepare). */

@@ -241,6 +241,32 @@ t.test("restores when leaving a suite and at the end run with the last job's env
   t.same((await readFile(seen, 'utf8')).trim().split('\n'), ['s1 s1/b x-b b', 's2 s2/d x-d d', 'backend s2/d x-d last-job', 'project s2/d x-d last-job']);
 });
 
+t.test('a suite restore that fails when leaving the suite is tried again when the worker finishes', async (t) => {
+  const yaml = [
+    'project: suite-restore',
+    'path: /home/suite-restore',
+    'restore: echo PROJECT-RESTORE',
+    'suites:',
+    '  s1/:',
+    '    summary: s1',
+    '    restore: echo S1-RESTORE; exit 1',
+    '  s2/:',
+    '    summary: s2',
+    '    restore: echo S2-RESTORE',
+    ...LOCAL,
+    '',
+  ].join('\n');
+  const task = (priority: number) => `summary: t\nexecute: echo\npriority: ${priority}\n`;
+  const dir = await project(t, yaml, { 's1/a': task(10), 's2/b': task(5) });
+  const { result, out } = await run(dir);
+  t.same(result.tally.failures.get('suite restore'), ['local:alpha-1:s1/', 'local:alpha-1:s1/'], 'listed twice');
+  t.same(result.tally.aborted, ['local:alpha-1:s2/b'], 'the job that would have entered s2 is aborted');
+  t.match(result.tally.summary(), 'Failed suite restore: 2\n    - local:alpha-1:s1/\n    - local:alpha-1:s1/');
+  const lines = out.split('\n').filter((l) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (Restoring|Preparing|Executing) /.test(l)).map((l) => l.slice(20).replace(/ \(local:alpha-1\).*/, ''));
+  t.same(lines, ['Executing local:alpha-1:s1/a', 'Restoring local:alpha-1:s1/', 'Restoring local:alpha-1:s1/', 'Restoring local:alpha-1'], 'the retry comes before the project restore; s2 is never entered');
+  t.notMatch(out, /S2-RESTORE/);
+});
+
 t.test('a backend type fleetcache has no provider for is refused before anything is packed', async (t) => {
   const dir = await project(t, spreadYaml('cloudy', ['backends:', '  lxd:', '    systems: [ubuntu-1]']));
   await t.rejects(run(dir), { code: 'FC_ERR_PROJECT', message: /^spread\.yaml:4: backend "lxd" has type "lxd", which fleetcache cannot run \(it runs local, adhoc, ssh\)$/ });
