@@ -21,7 +21,7 @@ export const adhocOptions = Type.Object(
     key: Type.Optional(Type.String({ minLength: 1 })),
     /** Pause between allocate attempts after ERROR or a failure (spread: 5s). */
     'retry-delay': Type.Optional(duration),
-    /** Give up allocating, waiting for the port, after this long (spread: 5m). */
+    /** Give up allocating after this long, then waiting for the SSH port after as long again (spread: 5m each). */
     'allocate-timeout': Type.Optional(duration),
     ...rebootKeys,
   },
@@ -136,7 +136,8 @@ export class AdhocProvider implements Provider {
     try {
       this.#ctx.checkAddress?.(address);
       this.#ctx.log?.(`Waiting for ${label} to make SSH available at ${host}:${port}...`);
-      await waitForPort(host, port, Math.max(0, deadline - Date.now()), options?.signal);
+      // a deadline of its own, as in spread: a slow allocate leaves the port its full wait
+      await waitForPort(host, port, this.#allocateTimeout, options?.signal);
       return await this.#connect(address, system);
     } catch (err) {
       await this.#release(system, address).catch(() => undefined);

@@ -91,14 +91,16 @@ export interface RunResult {
 }
 
 /**
- * One provider per backend, from the options the project model decoded and checked. With
- * `embedded`, an address learnt at allocation (adhoc) must be reachable from the embedded servers.
+ * One provider per backend, from the options the project model decoded and checked. Its own
+ * local scripts (adhoc allocate and discard) get the backend's warn and kill timeouts, else
+ * spread's defaults: not the project's (spec §15). With `embedded`, an address learnt at
+ * allocation (adhoc) must be reachable from the embedded servers.
  */
-function createProviders(project: Project, backends: ReadonlySet<Backend>, ctx: BackendContext, embedded = false): Map<string, Provider> {
+function createProviders(backends: ReadonlySet<Backend>, ctx: BackendContext, embedded = false): Map<string, Provider> {
   const providers = new Map<string, Provider>();
   for (const b of backends) {
     const reach = embedded ? { checkAddress: (address: string) => checkEmbeddedReach(b.name, b.type, address) } : {};
-    providers.set(b.name, createProvider(b.name, b.type, b.options, { ...ctx, scriptTimeouts: levelTimeouts([b, project]), ...reach }));
+    providers.set(b.name, createProvider(b.name, b.type, b.options, { ...ctx, scriptTimeouts: levelTimeouts([b]), ...reach }));
   }
   return providers;
 }
@@ -119,7 +121,7 @@ export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRo
   const records = [...kept];
   for (const r of orphans.records) if (!records.some((k) => sameMachine(k, r))) records.push(r);
   const backends = new Set(project.backends.filter((b) => records.some((r) => r.backend === b.name)));
-  const providers = createProviders(project, backends, {
+  const providers = createProviders(backends, {
     projectRoot: project.rootDir,
     remotePath: resolveProjectFields(project).remotePath,
     password: '',
@@ -289,7 +291,7 @@ async function runJobs(
   }
   const queue = new JobQueue(sched, { seed, ordered: o.order === true, duration });
 
-  const providers = createProviders(project, new Set(jobs.map((j) => j.backend)), {
+  const providers = createProviders(new Set(jobs.map((j) => j.backend)), {
     projectRoot: project.rootDir,
     remotePath: fields.remotePath,
     password: o.password ?? randomBytes(9).toString('base64url'),

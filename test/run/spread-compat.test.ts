@@ -1,6 +1,7 @@
 // `fleetcache run` on small spread projects: what spread evaluates or reports beyond the
 // scripts themselves (credentials, timeouts, summary items, script helpers).
 import t from 'tap';
+import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
@@ -95,14 +96,18 @@ t.test('debug scripts are killed at the kill-timeout of their level', async (t) 
   t.notMatch(out, /debug-done/);
 });
 
-t.test('adhoc scripts use the timeouts the model parsed, the project one when the backend sets none', async (t) => {
+t.test("adhoc scripts use the backend's timeouts, then spread's defaults, never the project's", async (t) => {
   const marker = join(t.testdirName, 'tried');
+  const survived = join(t.testdirName, 'survived');
+  // the project's 1s would kill the first attempt; the backend's 4s lets it past 2 s, then kills it
   const dir = await project(
     t,
-    spreadYaml('adhoc-timeouts', ['kill-timeout: 2s', 'backends:', '  adhoc:', '    warn-timeout: -1ns', '    allocate-timeout: 1m30s', '    retry-delay: 10ms'], [
+    spreadYaml('adhoc-timeouts', ['kill-timeout: 1s', 'backends:', '  adhoc:', '    warn-timeout: -1ns', '    kill-timeout: 4s', '    allocate-timeout: 1m30s', '    retry-delay: 10ms'], [
       '    allocate: |',
       `      if [ -e ${marker} ]; then FATAL second attempt; fi`,
       `      touch ${marker}`,
+      '      sleep 2',
+      `      touch ${survived}`,
       '      sleep 20',
       '    systems: [ubuntu-1]',
     ]),
@@ -111,8 +116,18 @@ t.test('adhoc scripts use the timeouts the model parsed, the project one when th
   const { result, out } = await run(dir);
   t.equal(result.tally.ok, false);
   t.match(out, /cannot allocate adhoc:ubuntu-1: second attempt/, 'the first attempt was killed, the second ran');
-  t.ok(Date.now() - started < 15_000, `killed at the project's kill-timeout (${Date.now() - started} ms)`);
+  t.ok(existsSync(survived), "the first attempt outlived the project's kill-timeout");
+  t.ok(Date.now() - started < 15_000, `killed at the backend's kill-timeout (${Date.now() - started} ms)`);
   t.notMatch(out, /invalid duration/);
+
+  // a backend that sets none: spread's 15 minutes, not the project's 1 s
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    spreadYaml('adhoc-defaults', ['kill-timeout: 1s', 'backends:', '  adhoc:', '    allocate-timeout: 3s', '    retry-delay: 10ms'], ['    allocate: |', '      sleep 2', '      FATAL ran for 2 s', '    systems: [ubuntu-1]']),
+  );
+  const defaults = await run(dir);
+  t.match(defaults.out, /cannot allocate adhoc:ubuntu-1: ran for 2 s/);
+  t.notMatch(defaults.out, /kill-timeout reached/);
 });
 
 t.test('the summary names failed backend and project scripts as spread does', async (t) => {
