@@ -127,7 +127,9 @@ export function registerRun(program: Command): void {
         ...(flags.resend ? { resend: true } : {}),
         ...(flags.restore ? { restoreOnly: true } : {}),
       });
-      process.stdout.write(`${result.tally.summary()}\n${formatLedger(result.ledger)}\n`);
+      // timestamped like every other line of the run, as spread logs them (spec §16)
+      for (const line of result.tally.summaryLines()) log.line(line);
+      process.stdout.write(`${formatLedger(result.ledger)}\n`);
       if (!result.tally.ok) {
         process.stderr.write('error: unsuccessful run\n');
         process.exitCode = EXIT.failure;

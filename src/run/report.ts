@@ -55,16 +55,23 @@ export class RunTally {
     return this.aborted.length === 0 && this.failed.length === 0 && this.failures.size === 0;
   }
 
-  summary(): string {
+  /**
+   * spread's summary as its log lines: the two counters, then each non-empty "Failed ..."
+   * block as one line with its items below (spread prints each with one timestamp).
+   */
+  summaryLines(): string[] {
     const lines = [`Successful tasks: ${this.successful}`, `Aborted tasks: ${this.aborted.length}`];
     const block = (title: string, items: string[]) => {
       if (items.length === 0) return;
-      lines.push(`${title}: ${items.length}`);
-      for (const item of [...items].sort()) lines.push(`    - ${item}`);
+      lines.push([`${title}: ${items.length}`, ...[...items].sort().map((item) => `    - ${item}`)].join('\n'));
     };
     block('Failed tasks', this.failed);
     for (const kind of FAILURE_ORDER) block(`Failed ${kind}`, this.failures.get(kind) ?? []);
-    return lines.join('\n');
+    return lines;
+  }
+
+  summary(): string {
+    return this.summaryLines().join('\n');
   }
 }
 
