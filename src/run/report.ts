@@ -39,6 +39,27 @@ export class RunLog {
   }
 }
 
+/**
+ * spread's `(k/n)` of "Executing" lines (spec §16): a job's k is assigned when it starts
+ * executing, or when it is finished without executing (aborted, failed prepare, -restore);
+ * n is the number of selected jobs. A -repeat round keeps the job's k.
+ */
+export class JobCounter {
+  readonly #numbers = new Map<string, number>();
+
+  constructor(readonly total: number) {}
+
+  /** The job's k, assigned now when it has none yet. */
+  number(jobName: string): number {
+    let k = this.#numbers.get(jobName);
+    if (k === undefined) {
+      k = this.#numbers.size + 1;
+      this.#numbers.set(jobName, k);
+    }
+    return k;
+  }
+}
+
 export class RunTally {
   successful = 0;
   readonly aborted: string[] = [];

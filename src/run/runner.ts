@@ -22,7 +22,7 @@ import { runWorkers, type WorkerInfo } from './driver.js';
 import { checkEmbeddedBackends, checkEmbeddedReach, startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
 import { loadFleetConfig, withScheduling, type FleetConfig } from './fleet.js';
 import { measuredOrder, staticOrder, unservedRegions, type CacheChoice } from './nearest.js';
-import { RunLog, RunTally, summaryItem } from './report.js';
+import { JobCounter, RunLog, RunTally, summaryItem } from './report.js';
 import { chooseSeed, JobQueue, orderByFilters, workerPlan, type SchedJob } from './scheduler.js';
 import { MachineSession } from './session.js';
 import { TIMINGS_FILE, Timings } from './timings.js';
@@ -302,7 +302,7 @@ async function runJobs(
   const pulls: MachineTransfer[] = [];
   const transfer = { assets: 0, artifacts: 0 };
   const assetNaiveByRegion: Record<string, number> = {};
-  const progress = { taken: 0, total: jobs.length };
+  const progress = new JobCounter(jobs.length);
   const workDirOf = (m: Machine) => posix.join(posix.dirname(m.projectPath), '.fleetcache');
   const runAgentFor = (machine: Machine, command: string, args: object) => runAgent(machine, posix.join(workDirOf(machine), AGENT_REMOTE_NAME), command, args);
 

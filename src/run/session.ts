@@ -6,14 +6,14 @@
 import type { EnvEntry, Machine } from '../backends/backend.js';
 import { jobDebug, jobEnvironment, jobPrepare, jobRestore, scriptTimeouts, type Job, type Project, type ScriptLevel } from '../spread/index.js';
 import { execWithReboots, type ScriptRun } from './reboot.js';
-import { summaryItem, type FailureKind, type RunLog, type RunTally } from './report.js';
+import { summaryItem, type FailureKind, type JobCounter, type RunLog, type RunTally } from './report.js';
 
 export interface SessionContext {
   readonly project: Project;
   readonly log: RunLog;
   readonly tally: RunTally;
-  /** Counter for the `(k/n)` of "Executing" lines. */
-  readonly progress: { taken: number; total: number };
+  /** The `(k/n)` of "Executing" lines. */
+  readonly progress: JobCounter;
   /** Called after each job's artifacts step when the task has artifacts. */
   readonly artifacts?: (machine: Machine, job: Job, env: EnvEntry[]) => Promise<void>;
   /** Fetches the job's tooltool assets on the machine (before the prepare scripts). */
@@ -102,8 +102,11 @@ export class MachineSession {
     return jobEnvironment(job).map(([k, v]) => (k === 'SPREAD_PATH' ? [k, this.machine.projectPath] : [k, v]) as EnvEntry);
   }
 
-  async #script(job: Job, level: ScriptLevel, script: string, context: string, verb: string, cwd: string, counter = ''): Promise<ScriptRun | undefined> {
+  async #script(job: Job, level: ScriptLevel, script: string, context: string, verb: string, cwd: string): Promise<ScriptRun | undefined> {
     if (script === '') return undefined;
+    // the job's k is assigned as it starts executing (or when it ends without, see run)
+    const { progress } = this.#ctx;
+    const counter = verb === 'Executing' ? ` (${progress.number(job.name)}/${progress.total})` : '';
     this.#ctx.log.line(`${verb} ${context} (${this.label})${counter}...`);
     return this.#exec(job, level, script, context, cwd);
   }
@@ -137,11 +140,11 @@ export class MachineSession {
   }
 
   /** Runs a script; on failure prints its output and the matching debug output, tallies, returns false. */
-  async #step(job: Job, level: ScriptLevel, script: string, context: string, verb: 'Preparing' | 'Executing' | 'Restoring', failure: FailureKind | 'execute', cwd: string, debug: string, counter = ''): Promise<boolean> {
+  async #step(job: Job, level: ScriptLevel, script: string, context: string, verb: 'Preparing' | 'Executing' | 'Restoring', failure: FailureKind | 'execute', cwd: string, debug: string): Promise<boolean> {
     // After a lost machine the scripts still due are not run (nor tallied): nothing can run them.
     // Nor after an interrupt or -abend, and a script an interrupt killed is no failure of its own (the job is aborted).
     if (this.#lost || this.#halted) return false;
-    const res = await this.#script(job, level, script, context, verb, cwd, counter);
+    const res = await this.#script(job, level, script, context, verb, cwd);
     if (this.#stopped) return false;
     if (!res || res.exitCode === 0) return true;
     const { log } = this.#ctx;
@@ -161,7 +164,16 @@ export class MachineSession {
 
   /** Runs one job; false when the machine must not take more jobs. */
   async run(job: Job): Promise<boolean> {
-    const { project, tally, progress } = this.#ctx;
+    try {
+      return await this.#run(job);
+    } finally {
+      // a job finished without executing gets its k now (spec §16)
+      this.#ctx.progress.number(job.name);
+    }
+  }
+
+  async #run(job: Job): Promise<boolean> {
+    const { project, tally } = this.#ctx;
     const sys = `${job.backend.name}:${job.system.name}`;
     if (this.#lost || this.#halted) return this.#abort(job);
     if (this.#ctx.restoreOnly) return this.#restoreOnly(job);
@@ -200,15 +212,13 @@ export class MachineSession {
     }
     if (this.#halted) return this.#abort(job);
     const debug = jobDebug(job, project);
-    progress.taken++;
-    const counter = ` (${progress.taken}/${progress.total})`;
     const rounds = (this.#ctx.repeat ?? 0) + 1;
     // -repeat N: prepare, execute and restore N+1 times, stopping at the first failure.
     for (let round = 1; round <= rounds; round++) {
       let ok = await this.#step(job, 'task', jobPrepare(job, project), job.name, 'Preparing', 'task prepare', this.#taskDir(job), debug);
       if (ok) {
         const runs = !this.#halted;
-        ok = await this.#step(job, 'task', job.task.execute, job.name, 'Executing', 'execute', this.#taskDir(job), debug, counter);
+        ok = await this.#step(job, 'task', job.task.execute, job.name, 'Executing', 'execute', this.#taskDir(job), debug);
         if (ok) tally.successful++;
         // not run (-abend elsewhere) or killed by an interrupt: the job is aborted, not failed
         else if (!runs || this.#stopped) tally.aborted.push(summaryItem(job.name));
@@ -243,7 +253,6 @@ export class MachineSession {
     if (this.#suite !== undefined && this.#suite !== job.suite.name && !(await this.#leaveSuite())) return this.#abort(job);
     this.#last = job;
     this.#suite = job.suite.name;
-    this.#ctx.progress.taken++;
     const runs = !this.#halted;
     const restored = await this.#step(job, 'task', jobRestore(job, this.#ctx.project), job.name, 'Restoring', 'task restore', this.#taskDir(job), jobDebug(job, this.#ctx.project));
     // not run (-abend elsewhere) or killed by an interrupt: aborted

@@ -282,6 +282,47 @@ t.test('a suite restore that fails when leaving the suite is tried again when th
   t.notMatch(out, /S2-RESTORE/);
 });
 
+t.test('(k/n): a job finished without executing takes its number too', async (t) => {
+  const yaml = ['project: numbered', 'path: /home/numbered', ...LOCAL, 'suites:', '  s1/:', '    summary: s1', '    prepare: exit 1', '  s2/:', '    summary: s2', ''].join('\n');
+  // one machine; priorities give the order s1/a (aborted by its suite prepare), s2/b, s2/c
+  const task = (priority: number) => `summary: t\nexecute: echo\npriority: ${priority}\n`;
+  const dir = await project(t, yaml, { 's1/a': task(10), 's2/b': task(5), 's2/c': task(0) });
+  const { result, out } = await run(dir);
+  t.same(result.tally.aborted, ['local:alpha-1:s1/a']);
+  const executing = [...out.matchAll(/Executing (\S+) \(local:alpha-1\) (\(\d\/\d\))/g)].map((m) => `${m[1]} ${m[2]}`);
+  t.same(executing, ['local:alpha-1:s2/b (2/3)', 'local:alpha-1:s2/c (3/3)']);
+});
+
+t.test('(k/n): a job is numbered when it starts executing, not when its prepare starts', async (t) => {
+  const prepared = join(t.testdirName, 'one-prepared');
+  const executed = join(t.testdirName, 'two-executed');
+  const wait = (file: string) => `while [ ! -e ${file} ]; do sleep 0.05; done`;
+  const yaml = [
+    'project: numbered-late',
+    'path: /home/numbered-late',
+    'kill-timeout: 30s',
+    'backends:',
+    '  local:',
+    '    type: local',
+    '    systems: [alpha-1, alpha-2]',
+    'suites:',
+    '  s/:',
+    '    summary: s',
+    // alpha-2 gets to its job only once alpha-1's job is preparing
+    `    prepare: if [ "$SPREAD_SYSTEM" = alpha-2 ]; then ${wait(prepared)}; fi`,
+    '',
+  ].join('\n');
+  // alpha-1's job prepares until alpha-2's has executed
+  const dir = await project(t, yaml, {
+    's/one': `summary: one\nsystems: [alpha-1]\nprepare: |\n  touch ${prepared}\n  ${wait(executed)}\nexecute: echo\n`,
+    's/two': `summary: two\nsystems: [alpha-2]\nexecute: touch ${executed}\n`,
+  });
+  const { result, out } = await run(dir);
+  t.equal(result.tally.successful, 2);
+  const executing = [...out.matchAll(/Executing (\S+) \(local:alpha-\d\) (\(\d\/\d\))/g)].map((m) => `${m[1]} ${m[2]}`);
+  t.same(executing, ['local:alpha-2:s/two (1/2)', 'local:alpha-1:s/one (2/2)']);
+});
+
 t.test('a backend type fleetcache has no provider for is refused before anything is packed', async (t) => {
   const dir = await project(t, spreadYaml('cloudy', ['backends:', '  lxd:', '    systems: [ubuntu-1]']));
   await t.rejects(run(dir), { code: 'FC_ERR_PROJECT', message: /^spread\.yaml:4: backend "lxd" has type "lxd", which fleetcache cannot run \(it runs local, adhoc, ssh\)$/ });
