@@ -3,9 +3,9 @@
 // then reached over SSH.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Type, type Static } from '@sinclair/typebox';
 import { FleetError, UpstreamError } from '../errors.js';
+import { sleepFor } from '../long-timer.js';
 import { waitForPort } from '../ssh/client.js';
 import type { BackendContext, EnvEntry, Machine, MachineRecord, Provider, SystemSpec } from './backend.js';
 import { LocalExecutor } from './local.js';
@@ -21,7 +21,7 @@ export const adhocOptions = Type.Object(
     key: Type.Optional(Type.String({ minLength: 1 })),
     /** Pause between allocate attempts after ERROR or a failure (spread: 5s). */
     'retry-delay': Type.Optional(duration),
-    /** Give up allocating, waiting for the port, after this long (spread: 5m). */
+    /** Give up allocating after this long, then waiting for the SSH port after as long again (spread: 5m each). */
     'allocate-timeout': Type.Optional(duration),
     ...rebootKeys,
   },
@@ -130,13 +130,14 @@ export class AdhocProvider implements Provider {
       const why = r.error ?? scriptFailure('allocate', r);
       if (Date.now() > deadline) throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: ${why}`);
       this.#ctx.log?.(`Cannot allocate ${label}: ${why}`);
-      await sleep(this.#retryDelay, undefined, { signal: options?.signal });
+      await sleepFor(this.#retryDelay, options?.signal);
     }
     const { host, port } = splitAddress(address);
     try {
       this.#ctx.checkAddress?.(address);
       this.#ctx.log?.(`Waiting for ${label} to make SSH available at ${host}:${port}...`);
-      await waitForPort(host, port, Math.max(0, deadline - Date.now()), options?.signal);
+      // a deadline of its own, as in spread: a slow allocate leaves the port its full wait
+      await waitForPort(host, port, this.#allocateTimeout, options?.signal);
       return await this.#connect(address, system);
     } catch (err) {
       await this.#release(system, address).catch(() => undefined);

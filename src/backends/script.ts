@@ -1,5 +1,6 @@
 // What every executor shares: spread's remote script wrapper (spec section 11), the
 // bounded output buffer, and the warn/kill timers.
+import { after, every } from '../long-timer.js';
 import type { EnvEntry, ExecOptions } from './backend.js';
 
 /** Output kept per script; older bytes are dropped (scripts can print gigabytes). */
@@ -94,7 +95,8 @@ export class OutputBuffer {
  */
 export function watchScript(o: ExecOptions, out: OutputBuffer, kill: () => void): () => void {
   const started = Date.now();
-  const timers: NodeJS.Timeout[] = [];
+  // any length: a `kill-timeout: 600h` must not fire at once (long-timer.ts)
+  const timers: Array<() => void> = [];
   let killed = false;
   const killOnce = (): void => {
     if (killed) return;
@@ -103,13 +105,13 @@ export function watchScript(o: ExecOptions, out: OutputBuffer, kill: () => void)
   };
   if (o.warnTimeout && o.warnTimeout > 0 && o.onWarn) {
     const onWarn = o.onWarn;
-    timers.push(setInterval(() => onWarn({ elapsedMs: Date.now() - started, tail: out.warnTail() }), o.warnTimeout));
+    timers.push(every(o.warnTimeout, () => onWarn({ elapsedMs: Date.now() - started, tail: out.warnTail() })));
   }
-  if (o.killTimeout && o.killTimeout > 0) timers.push(setTimeout(killOnce, o.killTimeout));
+  if (o.killTimeout && o.killTimeout > 0) timers.push(after(o.killTimeout, killOnce));
   o.signal?.addEventListener('abort', killOnce, { once: true });
   if (o.signal?.aborted) killOnce();
   return () => {
-    for (const t of timers) clearTimeout(t);
+    for (const cancel of timers) cancel();
     o.signal?.removeEventListener('abort', killOnce);
   };
 }

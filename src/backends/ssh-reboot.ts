@@ -4,6 +4,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Type } from '@sinclair/typebox';
 import { parseDuration } from '../config/units.js';
+import { every } from '../long-timer.js';
 import { ConfigError, RebootError } from '../errors.js';
 import { parseGoDuration } from '../spread/values.js';
 import type { RebootOptions } from './backend.js';
@@ -113,7 +114,7 @@ export async function rebootOverSsh(
   }
 
   const deadline = Date.now() + timeout;
-  const warn = o.warnTimeout && o.onWarn ? setInterval(o.onWarn, o.warnTimeout) : undefined;
+  const stopWarning = o.warnTimeout && o.onWarn ? every(o.warnTimeout, o.onWarn) : undefined;
   let last = 'no answer yet';
   try {
     for (let pause = FIRST_PAUSE; ; pause = Math.min(pause * 2, LONGEST_PAUSE)) {
@@ -134,6 +135,6 @@ export async function rebootOverSsh(
       await sleep(Math.max(0, Math.min(pause, deadline - Date.now())), undefined, o.signal ? { signal: o.signal } : undefined);
     }
   } finally {
-    clearInterval(warn);
+    stopWarning?.();
   }
 }

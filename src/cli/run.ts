@@ -48,6 +48,12 @@ function refuseUnsupported(flags: RunFlags): void {
   }
 }
 
+/** spread's modes exclude each other (main.go): at most one, whether fleetcache runs it or not. */
+function refuseModeMix(flags: RunFlags): void {
+  const modes = [flags.debug, flags.shell, flags.shellBefore || flags.shellAfter, flags.abend, flags.restore];
+  if (modes.filter(Boolean).length > 1) throw new UsageError('cannot have more than one of -debug, -shell, -shell-before/after, -abend, and -restore');
+}
+
 function count(text: string, flag: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} needs a whole number, not "${text}"`);
@@ -90,6 +96,7 @@ export function registerRun(program: Command): void {
     .addOption(new Option('--gc').hideHelp())
     .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -reuse, -resend, -discard, -restore, -vv, -list, -order) are accepted too; -debug, -shell, -shell-before, -shell-after, -reuse-pid and -gc are refused with what to use instead.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
     .action(async (filters: string[], flags: RunFlags) => {
+      refuseModeMix(flags);
       refuseUnsupported(flags);
       const seed = flags.seed === undefined ? undefined : seedOf(flags.seed);
       const repeat = flags.repeat === undefined ? undefined : count(flags.repeat, '--repeat');
@@ -120,7 +127,9 @@ export function registerRun(program: Command): void {
         ...(flags.resend ? { resend: true } : {}),
         ...(flags.restore ? { restoreOnly: true } : {}),
       });
-      process.stdout.write(`${result.tally.summary()}\n${formatLedger(result.ledger)}\n`);
+      // timestamped like every other line of the run, as spread logs them (spec §16)
+      for (const line of result.tally.summaryLines()) log.line(line);
+      process.stdout.write(`${formatLedger(result.ledger)}\n`);
       if (!result.tally.ok) {
         process.stderr.write('error: unsuccessful run\n');
         process.exitCode = EXIT.failure;

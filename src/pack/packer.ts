@@ -48,10 +48,20 @@ async function sortedNames(dir: string): Promise<string[]> {
   return names.map((name) => utf8Name(name, `${dir}/`, 'file name'));
 }
 
+/**
+ * A path to pack from: `rel` relative to the root, and `name`, the name tar gives it for its
+ * exclude patterns: a literal include entry as written (`./src` stays so, as tar's member
+ * names keep it), a glob's matches cleaned as Go's filepath.Glob returns them.
+ */
+interface Start {
+  readonly rel: string;
+  readonly name: string;
+}
+
 /** Expands the include globs (one path component at a time) into sorted root-relative paths. */
-async function expandIncludes(root: string, rules: PackRuleSet): Promise<string[]> {
-  if (!rules.include) return sortedNames(root);
-  const out = new Set<string>();
+async function expandIncludes(root: string, rules: PackRuleSet): Promise<Start[]> {
+  if (!rules.include) return (await sortedNames(root)).map((rel) => ({ rel, name: rel }));
+  const out = new Map<string, string>();
   for (const entry of rules.include) {
     const parts = entry.replace(/^\.\/+/, '').replace(/\/+$/, '').split('/').filter((p) => p !== '');
     let paths = [''];
@@ -86,11 +96,15 @@ async function expandIncludes(root: string, rules: PackRuleSet): Promise<string[
       }
     }
     if (found.length === 0) throw new UsageError(`include entry "${entry}" matches nothing under ${root}`);
-    for (const p of found) out.add(p);
+    const literal = !/[*?[]/.test(entry);
+    for (const p of found) if (!out.has(p)) out.set(p, literal ? entry.replace(/(.)\/+$/, '$1') : p);
   }
   // a path inside another included one is packed with it already (twice, the unpack fails)
   const nested = (p: string): boolean => p.split('/').some((_, i, parts) => i > 0 && out.has(parts.slice(0, i).join('/')));
-  return [...out].filter((p) => !nested(p)).sort(byteOrder);
+  return [...out.keys()]
+    .filter((p) => !nested(p))
+    .sort(byteOrder)
+    .map((rel) => ({ rel, name: out.get(rel)! }));
 }
 
 interface Item {
@@ -100,16 +114,16 @@ interface Item {
 
 /** Every packable path in order: depth first, byte-sorted, excluded subtrees skipped. */
 async function* walk(root: string, rules: PackRuleSet): AsyncGenerator<Item> {
-  for (const rel of await expandIncludes(root, rules)) yield* walkFrom(root, rel, rules);
+  for (const start of await expandIncludes(root, rules)) yield* walkFrom(root, start.rel, start.name, rules);
 }
 
-async function* walkFrom(root: string, rel: string, rules: PackRuleSet): AsyncGenerator<Item> {
-  if (rules.isExcluded(rel)) return;
+async function* walkFrom(root: string, rel: string, tarName: string, rules: PackRuleSet): AsyncGenerator<Item> {
+  if (rules.isExcluded(rel, tarName)) return;
   const abs = join(root, rel);
   yield { rel, abs };
   const st = await lstat(abs);
   if (!st.isDirectory()) return;
-  for (const name of await sortedNames(abs)) yield* walkFrom(root, `${rel}/${name}`, rules);
+  for (const name of await sortedNames(abs)) yield* walkFrom(root, `${rel}/${name}`, `${tarName}/${name}`, rules);
 }
 
 /**

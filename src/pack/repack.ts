@@ -1,11 +1,13 @@
 // spread's `repack:` hook (spread-spec.md §12): the packed tar is given to a bash script on
 // fd 3 and the script writes the replacement tar to fd 4. Identity: `cat <&3 >&4`. The
-// script runs with cwd = project root; it may ignore fd 3.
+// script runs with cwd = project root; it may ignore fd 3. The project environment is
+// exported before it as on machines (spread-spec §4.3), so the shell evaluates its values.
 import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { killGroup } from '../backends/process-group.js';
-import { OutputBuffer, watchScript } from '../backends/script.js';
+import type { EnvEntry } from '../backends/backend.js';
+import { exportLine, OutputBuffer, watchScript } from '../backends/script.js';
 import { FleetError } from '../errors.js';
 import { atSignal } from '../project-upload/signal-cleanup.js';
 import { checkTar } from './unpack.js';
@@ -13,7 +15,13 @@ import { checkTar } from './unpack.js';
 export interface RepackOptions {
   /** Project root, the script's working directory. */
   readonly cwd: string;
+  /** The process environment (default this process's). */
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Exported in order before the script, `export KEY="value"` as for machine scripts:
+   * `$VAR` in a value is expanded by the shell, references see earlier entries only.
+   */
+  readonly exports?: readonly EnvEntry[];
   /** Kill the script's process group (SIGKILL) after this long (default: no limit). */
   readonly timeoutMs?: number;
   /** Every warnMs while the script runs, onWarn is called. */
@@ -29,7 +37,7 @@ export async function runRepack(script: string, inputTar: string, outputTar: str
   const input = await open(inputTar, 'r');
   const output = await open(outputTar, 'w');
   try {
-    const child = spawn('/bin/bash', ['-eu', '-c', script], {
+    const child = spawn('/bin/bash', ['-eu', '-c', [...(options.exports ?? []).map(exportLine), script].join('\n')], {
       cwd: options.cwd,
       env: options.env ?? process.env,
       stdio: ['ignore', 'inherit', 'pipe', input.fd, output.fd],

@@ -1,7 +1,7 @@
 // spread's project content rules (spread-spec.md §12), with the GNU tar semantics spread
 // relies on: `include` entries are globs over paths relative to the project root (default:
-// every root entry, dotfiles included); `exclude` entries are tar --exclude patterns
-// (unanchored, `*` matches `/`), plus `.spread-reuse.*` always; `rename` entries are tar
+// every root entry, dotfiles included); `exclude` entries are tar --exclude patterns as
+// written (unanchored, `*` matches `/`), plus `.spread-reuse.*` always; `rename` entries are tar
 // --transform expressions `s,regex,replacement,flags` (POSIX basic regex unless flag x;
 // flags g, i, x, a number, and r/R s/S h/H scopes: `S` leaves symlink targets alone).
 import { UsageError } from '../errors.js';
@@ -48,10 +48,15 @@ export function globComponent(pattern: string): RegExp {
   return new RegExp(`^${globBody(pattern, false)}$`);
 }
 
-/** tar --exclude: the pattern matches the whole path or any tail starting after a `/`. */
+/**
+ * tar --exclude as GNU tar (1.34) matches it when creating, the pattern as written: against
+ * the member name or any tail of it after a `/` (unanchored), and against any leading part
+ * of those that ends before a `/` (FNM_LEADING_DIR). Member names never end in `/` there,
+ * so `c/` excludes nothing; they start with `./` only when their include entry does, so
+ * `./x.o` excludes nothing under the default include (test/pack/pack-exclude.test.ts).
+ */
 function excludeMatcher(pattern: string): RegExp {
-  const trimmed = pattern.replace(/\/+$/, '').replace(/^\.\//, '');
-  return new RegExp(`(^|/)${globBody(trimmed, true)}$`);
+  return new RegExp(`(^|/)${globBody(pattern, true)}(/|$)`);
 }
 
 /** Converts a POSIX basic regular expression (with GNU extensions) to JavaScript syntax. */
@@ -187,9 +192,12 @@ export class PackRuleSet {
     this.#transforms = (rules.rename ?? []).map(parseTransform);
   }
 
-  /** `path` is relative to the project root, `/`-separated, no trailing slash. */
-  isExcluded(path: string): boolean {
-    return this.#excludePaths.has(path) || this.#exclude.some((re) => re.test(path));
+  /**
+   * `path` is relative to the project root, `/`-separated, no trailing slash; `tarName` is
+   * the name GNU tar would match the exclude patterns against (its include entry as written).
+   */
+  isExcluded(path: string, tarName = path): boolean {
+    return this.#excludePaths.has(path) || this.#exclude.some((re) => re.test(tarName));
   }
 
   rename(name: string, kind: NameKind): string {

@@ -4,6 +4,7 @@
 // (a machine above the load threshold gets no job until its load drops).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EventEmitter, once } from 'node:events';
+import { sleepFor } from '../long-timer.js';
 import type { JobQueue, SchedJob, WorkerId } from './scheduler.js';
 
 export interface WorkerInfo {
@@ -80,7 +81,7 @@ export class DispatchGate {
     const at = Math.max(Date.now(), this.#next.get(key) ?? 0);
     this.#next.set(key, at + this.#delay);
     try {
-      if (at > Date.now()) await sleep(at - Date.now(), undefined, { signal });
+      if (at > Date.now()) await sleepFor(at - Date.now(), signal);
     } catch (err) {
       this.#leave(key);
       throw err;

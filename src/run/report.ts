@@ -39,6 +39,27 @@ export class RunLog {
   }
 }
 
+/**
+ * spread's `(k/n)` of "Executing" lines (spec §16): a job's k is assigned when it starts
+ * executing, or when it is finished without executing (aborted, failed prepare, -restore);
+ * n is the number of selected jobs. A -repeat round keeps the job's k.
+ */
+export class JobCounter {
+  readonly #numbers = new Map<string, number>();
+
+  constructor(readonly total: number) {}
+
+  /** The job's k, assigned now when it has none yet. */
+  number(jobName: string): number {
+    let k = this.#numbers.get(jobName);
+    if (k === undefined) {
+      k = this.#numbers.size + 1;
+      this.#numbers.set(jobName, k);
+    }
+    return k;
+  }
+}
+
 export class RunTally {
   successful = 0;
   readonly aborted: string[] = [];
@@ -55,16 +76,23 @@ export class RunTally {
     return this.aborted.length === 0 && this.failed.length === 0 && this.failures.size === 0;
   }
 
-  summary(): string {
+  /**
+   * spread's summary as its log lines: the two counters, then each non-empty "Failed ..."
+   * block as one line with its items below (spread prints each with one timestamp).
+   */
+  summaryLines(): string[] {
     const lines = [`Successful tasks: ${this.successful}`, `Aborted tasks: ${this.aborted.length}`];
     const block = (title: string, items: string[]) => {
       if (items.length === 0) return;
-      lines.push(`${title}: ${items.length}`);
-      for (const item of [...items].sort()) lines.push(`    - ${item}`);
+      lines.push([`${title}: ${items.length}`, ...[...items].sort().map((item) => `    - ${item}`)].join('\n'));
     };
     block('Failed tasks', this.failed);
     for (const kind of FAILURE_ORDER) block(`Failed ${kind}`, this.failures.get(kind) ?? []);
-    return lines.join('\n');
+    return lines;
+  }
+
+  summary(): string {
+    return this.summaryLines().join('\n');
   }
 }
 

@@ -22,7 +22,7 @@ import { runWorkers, type WorkerInfo } from './driver.js';
 import { checkEmbeddedBackends, checkEmbeddedReach, startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
 import { loadFleetConfig, withScheduling, type FleetConfig } from './fleet.js';
 import { measuredOrder, staticOrder, unservedRegions, type CacheChoice } from './nearest.js';
-import { RunLog, RunTally, summaryItem } from './report.js';
+import { JobCounter, RunLog, RunTally, summaryItem } from './report.js';
 import { chooseSeed, JobQueue, orderByFilters, workerPlan, type SchedJob } from './scheduler.js';
 import { MachineSession } from './session.js';
 import { TIMINGS_FILE, Timings } from './timings.js';
@@ -91,14 +91,16 @@ export interface RunResult {
 }
 
 /**
- * One provider per backend, from the options the project model decoded and checked. With
- * `embedded`, an address learnt at allocation (adhoc) must be reachable from the embedded servers.
+ * One provider per backend, from the options the project model decoded and checked. Its own
+ * local scripts (adhoc allocate and discard) get the backend's warn and kill timeouts, else
+ * spread's defaults: not the project's (spec §15). With `embedded`, an address learnt at
+ * allocation (adhoc) must be reachable from the embedded servers.
  */
-function createProviders(project: Project, backends: ReadonlySet<Backend>, ctx: BackendContext, embedded = false): Map<string, Provider> {
+function createProviders(backends: ReadonlySet<Backend>, ctx: BackendContext, embedded = false): Map<string, Provider> {
   const providers = new Map<string, Provider>();
   for (const b of backends) {
     const reach = embedded ? { checkAddress: (address: string) => checkEmbeddedReach(b.name, b.type, address) } : {};
-    providers.set(b.name, createProvider(b.name, b.type, b.options, { ...ctx, scriptTimeouts: levelTimeouts([b, project]), ...reach }));
+    providers.set(b.name, createProvider(b.name, b.type, b.options, { ...ctx, scriptTimeouts: levelTimeouts([b]), ...reach }));
   }
   return providers;
 }
@@ -119,7 +121,7 @@ export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRo
   const records = [...kept];
   for (const r of orphans.records) if (!records.some((k) => sameMachine(k, r))) records.push(r);
   const backends = new Set(project.backends.filter((b) => records.some((r) => r.backend === b.name)));
-  const providers = createProviders(project, backends, {
+  const providers = createProviders(backends, {
     projectRoot: project.rootDir,
     remotePath: resolveProjectFields(project).remotePath,
     password: '',
@@ -171,11 +173,14 @@ function schedJob(job: Job): SchedJob {
   };
 }
 
-/** spread runs repack locally with its own environment plus the project's, and the project's timeouts (spec §12). */
+/**
+ * spread runs repack locally with its own environment plus the project's, exported and
+ * evaluated by the shell as for machine scripts (spec §4.3, §12), and the project's timeouts.
+ */
 function repackOptions(project: Project, jobs: readonly Job[], log: RunLog): Omit<RepackOptions, 'cwd'> {
   const { warn, kill } = levelTimeouts([project]);
   return {
-    env: { ...process.env, ...Object.fromEntries(repackEnvironment(project, jobs)) },
+    exports: repackEnvironment(project, jobs),
     timeoutMs: kill,
     warnMs: warn,
     onWarn: () => log.line('WARNING: repack script running late.'),
@@ -286,7 +291,7 @@ async function runJobs(
   }
   const queue = new JobQueue(sched, { seed, ordered: o.order === true, duration });
 
-  const providers = createProviders(project, new Set(jobs.map((j) => j.backend)), {
+  const providers = createProviders(new Set(jobs.map((j) => j.backend)), {
     projectRoot: project.rootDir,
     remotePath: fields.remotePath,
     password: o.password ?? randomBytes(9).toString('base64url'),
@@ -297,7 +302,7 @@ async function runJobs(
   const pulls: MachineTransfer[] = [];
   const transfer = { assets: 0, artifacts: 0 };
   const assetNaiveByRegion: Record<string, number> = {};
-  const progress = { taken: 0, total: jobs.length };
+  const progress = new JobCounter(jobs.length);
   const workDirOf = (m: Machine) => posix.join(posix.dirname(m.projectPath), '.fleetcache');
   const runAgentFor = (machine: Machine, command: string, args: object) => runAgent(machine, posix.join(workDirOf(machine), AGENT_REMOTE_NAME), command, args);
 

@@ -6,14 +6,14 @@
 import type { EnvEntry, Machine } from '../backends/backend.js';
 import { jobDebug, jobEnvironment, jobPrepare, jobRestore, scriptTimeouts, type Job, type Project, type ScriptLevel } from '../spread/index.js';
 import { execWithReboots, type ScriptRun } from './reboot.js';
-import { summaryItem, type FailureKind, type RunLog, type RunTally } from './report.js';
+import { summaryItem, type FailureKind, type JobCounter, type RunLog, type RunTally } from './report.js';
 
 export interface SessionContext {
   readonly project: Project;
   readonly log: RunLog;
   readonly tally: RunTally;
-  /** Counter for the `(k/n)` of "Executing" lines. */
-  readonly progress: { taken: number; total: number };
+  /** The `(k/n)` of "Executing" lines. */
+  readonly progress: JobCounter;
   /** Called after each job's artifacts step when the task has artifacts. */
   readonly artifacts?: (machine: Machine, job: Job, env: EnvEntry[]) => Promise<void>;
   /** Fetches the job's tooltool assets on the machine (before the prepare scripts). */
@@ -54,11 +54,16 @@ export class MachineSession {
   readonly #ctx: SessionContext;
   readonly machine: Machine;
   readonly #label: string;
-  #firstJob: Job | undefined;
+  /**
+   * spread's `last`: the last job taken into a suite (not one aborted for its bad suite).
+   * The suite restore when leaving, and the suite, backend and project restores at the
+   * end, run with its environment and in its task directory (spec §10).
+   */
+  #last: Job | undefined;
   #projectPrepared = false;
   #backendPrepared = false;
-  /** The suite this machine is inside, entered by `job` (its restore runs when leaving). */
-  #suite: { job: Job } | undefined;
+  /** The suite this machine is inside (the last job's; its restore runs when leaving). */
+  #suite: string | undefined;
   /** Suites whose prepare failed here: their later jobs on this machine are aborted (spread's badSuite). */
   readonly #badSuites = new Set<string>();
   #broken = false;
@@ -97,8 +102,11 @@ export class MachineSession {
     return jobEnvironment(job).map(([k, v]) => (k === 'SPREAD_PATH' ? [k, this.machine.projectPath] : [k, v]) as EnvEntry);
   }
 
-  async #script(job: Job, level: ScriptLevel, script: string, context: string, verb: string, cwd: string, counter = ''): Promise<ScriptRun | undefined> {
+  async #script(job: Job, level: ScriptLevel, script: string, context: string, verb: string, cwd: string): Promise<ScriptRun | undefined> {
     if (script === '') return undefined;
+    // the job's k is assigned as it starts executing (or when it ends without, see run)
+    const { progress } = this.#ctx;
+    const counter = verb === 'Executing' ? ` (${progress.number(job.name)}/${progress.total})` : '';
     this.#ctx.log.line(`${verb} ${context} (${this.label})${counter}...`);
     return this.#exec(job, level, script, context, cwd);
   }
@@ -132,11 +140,11 @@ export class MachineSession {
   }
 
   /** Runs a script; on failure prints its output and the matching debug output, tallies, returns false. */
-  async #step(job: Job, level: ScriptLevel, script: string, context: string, verb: 'Preparing' | 'Executing' | 'Restoring', failure: FailureKind | 'execute', cwd: string, debug: string, counter = ''): Promise<boolean> {
+  async #step(job: Job, level: ScriptLevel, script: string, context: string, verb: 'Preparing' | 'Executing' | 'Restoring', failure: FailureKind | 'execute', cwd: string, debug: string): Promise<boolean> {
     // After a lost machine the scripts still due are not run (nor tallied): nothing can run them.
     // Nor after an interrupt or -abend, and a script an interrupt killed is no failure of its own (the job is aborted).
     if (this.#lost || this.#halted) return false;
-    const res = await this.#script(job, level, script, context, verb, cwd, counter);
+    const res = await this.#script(job, level, script, context, verb, cwd);
     if (this.#stopped) return false;
     if (!res || res.exitCode === 0) return true;
     const { log } = this.#ctx;
@@ -156,15 +164,25 @@ export class MachineSession {
 
   /** Runs one job; false when the machine must not take more jobs. */
   async run(job: Job): Promise<boolean> {
-    const { project, tally, progress } = this.#ctx;
+    try {
+      return await this.#run(job);
+    } finally {
+      // a job finished without executing gets its k now (spec §16)
+      this.#ctx.progress.number(job.name);
+    }
+  }
+
+  async #run(job: Job): Promise<boolean> {
+    const { project, tally } = this.#ctx;
     const sys = `${job.backend.name}:${job.system.name}`;
-    this.#firstJob ??= job;
     if (this.#lost || this.#halted) return this.#abort(job);
     if (this.#ctx.restoreOnly) return this.#restoreOnly(job);
     if (this.#badSuites.has(job.suite.name)) {
       tally.aborted.push(summaryItem(job.name));
       return true;
     }
+    if (this.#suite !== undefined && this.#suite !== job.suite.name && !(await this.#leaveSuite())) return this.#abort(job);
+    this.#last = job;
     if (!this.#projectPrepared) {
       this.#projectPrepared = true;
       if (!(await this.#step(job, 'project', project.prepare, sys, 'Preparing', 'project prepare', '.', project.debug))) return this.#abort(job);
@@ -173,11 +191,8 @@ export class MachineSession {
       this.#backendPrepared = true;
       if (!(await this.#step(job, 'backend', job.backend.prepare, sys, 'Preparing', 'backend prepare', '.', job.backend.debug))) return this.#abort(job);
     }
-    if (this.#suite && this.#suite.job.suite.name !== job.suite.name) {
-      if (!(await this.#leaveSuite())) return this.#abort(job);
-    }
-    if (!this.#suite) {
-      this.#suite = { job };
+    if (this.#suite === undefined) {
+      this.#suite = job.suite.name;
       if (!(await this.#step(job, 'suite', job.suite.prepare, `${sys}:${job.suite.name}`, 'Preparing', 'suite prepare', this.#taskDir(job), job.suite.debug))) {
         this.#badSuites.add(job.suite.name);
         tally.aborted.push(summaryItem(job.name));
@@ -197,15 +212,13 @@ export class MachineSession {
     }
     if (this.#halted) return this.#abort(job);
     const debug = jobDebug(job, project);
-    progress.taken++;
-    const counter = ` (${progress.taken}/${progress.total})`;
     const rounds = (this.#ctx.repeat ?? 0) + 1;
     // -repeat N: prepare, execute and restore N+1 times, stopping at the first failure.
     for (let round = 1; round <= rounds; round++) {
       let ok = await this.#step(job, 'task', jobPrepare(job, project), job.name, 'Preparing', 'task prepare', this.#taskDir(job), debug);
       if (ok) {
         const runs = !this.#halted;
-        ok = await this.#step(job, 'task', job.task.execute, job.name, 'Executing', 'execute', this.#taskDir(job), debug, counter);
+        ok = await this.#step(job, 'task', job.task.execute, job.name, 'Executing', 'execute', this.#taskDir(job), debug);
         if (ok) tally.successful++;
         // not run (-abend elsewhere) or killed by an interrupt: the job is aborted, not failed
         else if (!runs || this.#stopped) tally.aborted.push(summaryItem(job.name));
@@ -237,9 +250,9 @@ export class MachineSession {
   async #restoreOnly(job: Job): Promise<boolean> {
     this.#projectPrepared = true;
     this.#backendPrepared = true;
-    if (this.#suite && this.#suite.job.suite.name !== job.suite.name && !(await this.#leaveSuite())) return this.#abort(job);
-    this.#suite ??= { job };
-    this.#ctx.progress.taken++;
+    if (this.#suite !== undefined && this.#suite !== job.suite.name && !(await this.#leaveSuite())) return this.#abort(job);
+    this.#last = job;
+    this.#suite = job.suite.name;
     const runs = !this.#halted;
     const restored = await this.#step(job, 'task', jobRestore(job, this.#ctx.project), job.name, 'Restoring', 'task restore', this.#taskDir(job), jobDebug(job, this.#ctx.project));
     // not run (-abend elsewhere) or killed by an interrupt: aborted
@@ -254,18 +267,23 @@ export class MachineSession {
     return false;
   }
 
+  /**
+   * Runs the restore of the suite the machine is inside. The machine is out of the suite
+   * only when it succeeds: a failed one (the machine takes no more jobs) is tried again,
+   * and counted again, by finish() (spec §16: a suite restore failure can be listed twice).
+   */
   async #leaveSuite(): Promise<boolean> {
-    const entered = this.#suite;
-    if (!entered) return true;
-    this.#suite = undefined;
-    const { job } = entered;
+    const job = this.#last;
+    if (this.#suite === undefined || !job) return true;
     const sys = `${job.backend.name}:${job.system.name}`;
-    return this.#step(job, 'suite', job.suite.restore, `${sys}:${job.suite.name}`, 'Restoring', 'suite restore', this.#taskDir(job), job.suite.debug);
+    const restored = await this.#step(job, 'suite', job.suite.restore, `${sys}:${job.suite.name}`, 'Restoring', 'suite restore', this.#taskDir(job), job.suite.debug);
+    if (restored) this.#suite = undefined;
+    return restored;
   }
 
   /** End of the worker: suite, backend and project restore (project restore even after a failed prepare). */
   async finish(): Promise<void> {
-    const job = this.#firstJob;
+    const job = this.#last;
     if (!job || this.#lost || this.#halted) return;
     const { project } = this.#ctx;
     const sys = `${job.backend.name}:${job.system.name}`;

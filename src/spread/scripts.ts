@@ -25,8 +25,8 @@ export type ScriptLevel = 'task' | 'suite' | 'backend' | 'project';
 
 const DEFAULT_WARN = 5 * 60_000;
 const DEFAULT_KILL = 15 * 60_000;
-/** What a disabled timeout becomes: spread's year does not fit a Node timer (it would fire at once). */
-const NEVER = 2 ** 31 - 1;
+/** What a disabled timeout becomes, as in spread: a year (the timers take any length, long-timer.ts). */
+const NEVER = 365 * 24 * 3600_000;
 
 /**
  * Effective warn and kill timeouts (ms) from a chain of levels, innermost first: the

@@ -36,6 +36,23 @@ t.test('adhoc: allocate and discard past their kill-timeout are killed, and the 
   await eventually('every process of both scripts ended', () => pidList.every((pid) => !isAlive(pid)));
 });
 
+t.test('adhoc: the wait for the SSH port has a deadline of its own after a slow allocate', async (t) => {
+  const dir = t.testdir();
+  const attempts = join(dir, 'attempts');
+  const port = await freePort(); // nothing listens there
+  const lines: string[] = [];
+  const ctx: BackendContext = { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache'), log: (line) => lines.push(`${Date.now()} ${line}`) };
+  // allocate-timeout 2s: the first attempt uses up 1.5 s of it, the second prints the address
+  const allocate = `echo x >> ${attempts}; if [ $(wc -l < ${attempts}) -eq 1 ]; then sleep 1.5; ERROR not yet; fi; ADDRESS 127.0.0.1:${port}`;
+  const p = createProvider('cloud', 'adhoc', { allocate, 'allocate-timeout': '2s', 'retry-delay': '10ms' }, ctx);
+  await t.rejects(p.allocate({ name: 'x' }), { message: /^127\.0\.0\.1:\d+ does not accept connections$/ });
+  const failed = Date.now();
+  const waiting = lines.find((l) => l.includes('Waiting for cloud:x to make SSH available'));
+  t.ok(waiting, 'the port was waited on');
+  const waited = failed - Number(waiting!.split(' ')[0]);
+  t.ok(waited >= 2000, `the port got its own 2 s after allocate took 1.5 s (waited ${waited} ms)`);
+});
+
 t.test('ssh: a reuse that cannot connect frees its host for the other workers', async (t) => {
   const dir = t.testdir();
   const address = `127.0.0.1:${await freePort()}`; // nothing listens: every connection is refused

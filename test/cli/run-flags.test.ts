@@ -68,3 +68,15 @@ t.test("spread's interactive and process-bound flags are refused with what to us
     t.notMatch(stderr, /unknown option/);
   }
 });
+
+t.test("spread's modes exclude each other: -abend with -restore is refused as spread does", async (t) => {
+  for (const args of [['-abend', '-restore'], ['--restore', '--abend'], ['-debug', '-restore'], ['-shell-before', '-shell-after', '-abend']]) {
+    const { code, stderr } = await runCli(normaliseSpreadFlags(['run', ...args]));
+    t.equal(code, EXIT.usage, args.join(' '));
+    t.match(stderr, 'cannot have more than one of -debug, -shell, -shell-before/after, -abend, and -restore', args.join(' '));
+  }
+  // -shell-before with -shell-after is one mode for spread: refused as unsupported, not as a mix
+  const both = await runCli(normaliseSpreadFlags(['run', '-shell-before', '-shell-after']));
+  t.equal(both.code, EXIT.usage);
+  t.match(both.stderr, /does not support -shell-before\b/);
+});

@@ -68,3 +68,12 @@ t.test("the project's own cache/ directory is shipped: run keeps its state in .f
   t.ok((await readdir(join(dir, '.fleetcache'))).includes('reports'), 'the run report is under .fleetcache/');
   t.same(await readdir(join(dir, 'cache')), ['lib.sh'], "nothing of the runner's in the project's cache/");
 });
+
+t.test('the final summary lines carry the log timestamp, as every other line of the run', async (t) => {
+  const dir = await project(t, 2, 'test "$SPREAD_TASK" != tests/t2');
+  const res = run(t, dir, []);
+  t.equal(res.status, 1, 'unsuccessful run');
+  const stamp = '\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d';
+  t.match(res.out, new RegExp(`^${stamp} Successful tasks: 1\\n${stamp} Aborted tasks: 0\\n${stamp} Failed tasks: 1\\n    - local:alpha-1:tests/t2\\n`, 'm'));
+  t.notMatch(res.out, /^(Successful|Aborted|Failed) tasks/m, 'no summary line without its timestamp');
+});

@@ -1,6 +1,7 @@
 // `fleetcache run` on small spread projects: what spread evaluates or reports beyond the
 // scripts themselves (credentials, timeouts, summary items, script helpers).
 import t from 'tap';
+import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
@@ -40,6 +41,13 @@ t.test('a disabled timeout (-1ns or -1) never fires', async (t) => {
   t.notMatch(out, /running late|kill-timeout reached/);
 });
 
+t.test('timeouts above 2^31-1 ms (600h) neither kill at once nor warn at once', async (t) => {
+  const dir = await project(t, spreadYaml('long', ['kill-timeout: 600h', 'warn-timeout: 600h'], LOCAL), { 's/t': 'summary: t\nexecute: sleep 0.5; echo done\n' });
+  const { result, out } = await run(dir);
+  t.equal(result.tally.successful, 1, 'not killed');
+  t.notMatch(out, /running late|kill-timeout reached/);
+});
+
 t.test('repack gets the project environment, SPREAD_BACKENDS and the project timeouts', async (t) => {
   const seen = join(t.testdirName, 'seen');
   const spread = (repack: string, timeouts: string[] = []) =>
@@ -60,6 +68,22 @@ t.test('repack gets the project environment, SPREAD_BACKENDS and the project tim
   t.match(out, /WARNING: repack script running late/);
 });
 
+t.test('repack sees the project environment evaluated by the shell, as machine scripts do', async (t) => {
+  const inRepack = join(t.testdirName, 'repack');
+  const inTask = join(t.testdirName, 'task');
+  const show = 'echo "H=$H LATER=$LATER Q=$Q EMPTY=[$EMPTY]"';
+  const dir = await project(
+    t,
+    spreadYaml('evaluated', ['environment:', '  GREETING: hello', '  H: $HOME/x', '  LATER: $GREETING-world', `  Q: "'$HOME'"`, '  EMPTY: ""'], LOCAL, ['repack: |', `  ${show} > ${inRepack}`, '  cat <&3 >&4']),
+    { 's/t': `summary: t\nexecute: |\n  ${show} > ${inTask}\n` },
+  );
+  const { result } = await run(dir);
+  t.equal(result.tally.successful, 1);
+  const repacked = (await readFile(inRepack, 'utf8')).trim();
+  t.equal(repacked, `H=${process.env.HOME}/x LATER=hello-world Q=$HOME EMPTY=[]`, '$VAR expanded in order, self-quoted values as written');
+  t.equal(repacked, (await readFile(inTask, 'utf8')).trim(), 'the same values as on the machine');
+});
+
 t.test('debug scripts are killed at the kill-timeout of their level', async (t) => {
   const dir = await project(t, spreadYaml('debugged', ['kill-timeout: 2s'], LOCAL), {
     's/t': 'summary: t\nexecute: exit 1\ndebug: |\n  echo debugging\n  sleep 20\n  echo debug-done\n',
@@ -72,14 +96,18 @@ t.test('debug scripts are killed at the kill-timeout of their level', async (t) 
   t.notMatch(out, /debug-done/);
 });
 
-t.test('adhoc scripts use the timeouts the model parsed, the project one when the backend sets none', async (t) => {
+t.test("adhoc scripts use the backend's timeouts, then spread's defaults, never the project's", async (t) => {
   const marker = join(t.testdirName, 'tried');
+  const survived = join(t.testdirName, 'survived');
+  // the project's 1s would kill the first attempt; the backend's 4s lets it past 2 s, then kills it
   const dir = await project(
     t,
-    spreadYaml('adhoc-timeouts', ['kill-timeout: 2s', 'backends:', '  adhoc:', '    warn-timeout: -1ns', '    allocate-timeout: 1m30s', '    retry-delay: 10ms'], [
+    spreadYaml('adhoc-timeouts', ['kill-timeout: 1s', 'backends:', '  adhoc:', '    warn-timeout: -1ns', '    kill-timeout: 4s', '    allocate-timeout: 1m30s', '    retry-delay: 10ms'], [
       '    allocate: |',
       `      if [ -e ${marker} ]; then FATAL second attempt; fi`,
       `      touch ${marker}`,
+      '      sleep 2',
+      `      touch ${survived}`,
       '      sleep 20',
       '    systems: [ubuntu-1]',
     ]),
@@ -88,8 +116,18 @@ t.test('adhoc scripts use the timeouts the model parsed, the project one when th
   const { result, out } = await run(dir);
   t.equal(result.tally.ok, false);
   t.match(out, /cannot allocate adhoc:ubuntu-1: second attempt/, 'the first attempt was killed, the second ran');
-  t.ok(Date.now() - started < 15_000, `killed at the project's kill-timeout (${Date.now() - started} ms)`);
+  t.ok(existsSync(survived), "the first attempt outlived the project's kill-timeout");
+  t.ok(Date.now() - started < 15_000, `killed at the backend's kill-timeout (${Date.now() - started} ms)`);
   t.notMatch(out, /invalid duration/);
+
+  // a backend that sets none: spread's 15 minutes, not the project's 1 s
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    spreadYaml('adhoc-defaults', ['kill-timeout: 1s', 'backends:', '  adhoc:', '    allocate-timeout: 3s', '    retry-delay: 10ms'], ['    allocate: |', '      sleep 2', '      FATAL ran for 2 s', '    systems: [ubuntu-1]']),
+  );
+  const defaults = await run(dir);
+  t.match(defaults.out, /cannot allocate adhoc:ubuntu-1: ran for 2 s/);
+  t.notMatch(defaults.out, /kill-timeout reached/);
 });
 
 t.test('the summary names failed backend and project scripts as spread does', async (t) => {
@@ -187,6 +225,102 @@ t.test('a failed suite prepare aborts every later job of that suite on the machi
   t.same([...result.tally.aborted].sort(), ['local:alpha-1:s1/a', 'local:alpha-1:s1/b']);
   t.equal(result.tally.successful, 1, 's2/c ran');
   t.match(out, /Executing local:alpha-1:s2\/c /);
+});
+
+t.test("restores when leaving a suite and at the end run with the last job's environment and task directory", async (t) => {
+  const seen = join(t.testdirName, 'seen');
+  const show = (what: string) => `echo "${what} $SPREAD_TASK $X $(basename "$PWD")" >> ${seen}`;
+  const yaml = [
+    'project: last-job',
+    'path: /home/last-job',
+    `restore: ${show('project')}`,
+    'backends:',
+    '  local:',
+    '    type: local',
+    `    restore: ${show('backend')}`,
+    '    systems: [alpha-1]',
+    'suites:',
+    '  s1/:',
+    '    summary: s1',
+    `    restore: ${show('s1')}`,
+    '  s2/:',
+    '    summary: s2',
+    `    restore: ${show('s2')}`,
+    '',
+  ].join('\n');
+  // one machine; priorities give the order s1/a, s1/b, s2/c, s2/d
+  const task = (name: string, priority: number) => `summary: ${name}\nenvironment:\n  X: x-${name}\nexecute: echo\npriority: ${priority}\n`;
+  const dir = await project(t, yaml, { 's1/a': task('a', 10), 's1/b': task('b', 5), 's2/c': task('c', 1), 's2/d': task('d', 0) });
+  const { result } = await run(dir);
+  t.equal(result.tally.successful, 4);
+  t.same((await readFile(seen, 'utf8')).trim().split('\n'), ['s1 s1/b x-b b', 's2 s2/d x-d d', 'backend s2/d x-d last-job', 'project s2/d x-d last-job']);
+});
+
+t.test('a suite restore that fails when leaving the suite is tried again when the worker finishes', async (t) => {
+  const yaml = [
+    'project: suite-restore',
+    'path: /home/suite-restore',
+    'restore: echo PROJECT-RESTORE',
+    'suites:',
+    '  s1/:',
+    '    summary: s1',
+    '    restore: echo S1-RESTORE; exit 1',
+    '  s2/:',
+    '    summary: s2',
+    '    restore: echo S2-RESTORE',
+    ...LOCAL,
+    '',
+  ].join('\n');
+  const task = (priority: number) => `summary: t\nexecute: echo\npriority: ${priority}\n`;
+  const dir = await project(t, yaml, { 's1/a': task(10), 's2/b': task(5) });
+  const { result, out } = await run(dir);
+  t.same(result.tally.failures.get('suite restore'), ['local:alpha-1:s1/', 'local:alpha-1:s1/'], 'listed twice');
+  t.same(result.tally.aborted, ['local:alpha-1:s2/b'], 'the job that would have entered s2 is aborted');
+  t.match(result.tally.summary(), 'Failed suite restore: 2\n    - local:alpha-1:s1/\n    - local:alpha-1:s1/');
+  const lines = out.split('\n').filter((l) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (Restoring|Preparing|Executing) /.test(l)).map((l) => l.slice(20).replace(/ \(local:alpha-1\).*/, ''));
+  t.same(lines, ['Executing local:alpha-1:s1/a', 'Restoring local:alpha-1:s1/', 'Restoring local:alpha-1:s1/', 'Restoring local:alpha-1'], 'the retry comes before the project restore; s2 is never entered');
+  t.notMatch(out, /S2-RESTORE/);
+});
+
+t.test('(k/n): a job finished without executing takes its number too', async (t) => {
+  const yaml = ['project: numbered', 'path: /home/numbered', ...LOCAL, 'suites:', '  s1/:', '    summary: s1', '    prepare: exit 1', '  s2/:', '    summary: s2', ''].join('\n');
+  // one machine; priorities give the order s1/a (aborted by its suite prepare), s2/b, s2/c
+  const task = (priority: number) => `summary: t\nexecute: echo\npriority: ${priority}\n`;
+  const dir = await project(t, yaml, { 's1/a': task(10), 's2/b': task(5), 's2/c': task(0) });
+  const { result, out } = await run(dir);
+  t.same(result.tally.aborted, ['local:alpha-1:s1/a']);
+  const executing = [...out.matchAll(/Executing (\S+) \(local:alpha-1\) (\(\d\/\d\))/g)].map((m) => `${m[1]} ${m[2]}`);
+  t.same(executing, ['local:alpha-1:s2/b (2/3)', 'local:alpha-1:s2/c (3/3)']);
+});
+
+t.test('(k/n): a job is numbered when it starts executing, not when its prepare starts', async (t) => {
+  const prepared = join(t.testdirName, 'one-prepared');
+  const executed = join(t.testdirName, 'two-executed');
+  const wait = (file: string) => `while [ ! -e ${file} ]; do sleep 0.05; done`;
+  const yaml = [
+    'project: numbered-late',
+    'path: /home/numbered-late',
+    'kill-timeout: 30s',
+    'backends:',
+    '  local:',
+    '    type: local',
+    '    systems: [alpha-1, alpha-2]',
+    'suites:',
+    '  s/:',
+    '    summary: s',
+    // alpha-2 gets to its job only once alpha-1's job is preparing
+    `    prepare: if [ "$SPREAD_SYSTEM" = alpha-2 ]; then ${wait(prepared)}; fi`,
+    '',
+  ].join('\n');
+  // alpha-1's job prepares until alpha-2's has executed
+  const dir = await project(t, yaml, {
+    's/one': `summary: one\nsystems: [alpha-1]\nprepare: |\n  touch ${prepared}\n  ${wait(executed)}\nexecute: echo\n`,
+    's/two': `summary: two\nsystems: [alpha-2]\nexecute: touch ${executed}\n`,
+  });
+  const { result, out } = await run(dir);
+  t.equal(result.tally.successful, 2);
+  const executing = [...out.matchAll(/Executing (\S+) \(local:alpha-\d\) (\(\d\/\d\))/g)].map((m) => `${m[1]} ${m[2]}`);
+  t.same(executing, ['local:alpha-2:s/two (1/2)', 'local:alpha-1:s/one (2/2)']);
 });
 
 t.test('a backend type fleetcache has no provider for is refused before anything is packed', async (t) => {
