@@ -1,7 +1,7 @@
 // The `adhoc` backend (spec section 15): the user's allocate and discard scripts run
 // locally with bash and the ADDRESS, ERROR and FATAL helpers; the address they print is
 // then reached over SSH.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { FleetError, UpstreamError } from '../errors.js';
@@ -17,7 +17,12 @@ export const adhocOptions = Type.Object(
   {
     allocate: Type.String({ minLength: 1 }),
     discard: Type.Optional(Type.String()),
-    /** Private key file (relative to the project root) used instead of the password. */
+    /**
+     * spread's backend `key` (credentials), evaluated by the runner ($(HOST:…), trimmed): an SSH
+     * private key itself (PEM), or a private key file relative to the project root, used
+     * instead of the password. Anything else, a cloud credential, is ignored, as spread's
+     * adhoc backend ignores `key`.
+     */
     key: Type.Optional(Type.String({ minLength: 1 })),
     /** Pause between allocate attempts after ERROR or a failure (spread: 5s). */
     'retry-delay': Type.Optional(duration),
@@ -153,7 +158,7 @@ export class AdhocProvider implements Provider {
       port,
       username: system.username ?? 'root',
       password: this.#password(system),
-      privateKey: key === undefined ? undefined : readFileSync(resolve(this.#ctx.projectRoot, key)),
+      privateKey: privateKeyOf(key, this.#ctx.projectRoot),
     };
     // spread retries SSH for about a minute after the port opens.
     return SshMachine.connect(this, system, address, target, this.#ctx.remotePath, { timeout: 10_000, retries, retryDelay: 2000 }, rebootSettings(this.#options));
@@ -189,4 +194,15 @@ export function verify(options: AdhocOptions): void {
 
 export function create(name: string, options: AdhocOptions, ctx: BackendContext): Provider {
   return new AdhocProvider(name, options, ctx);
+}
+
+/** The SSH private key a backend `key` gives (see adhocOptions' `key`), or undefined. */
+function privateKeyOf(key: string | undefined, projectRoot: string): string | Buffer | undefined {
+  if (key === undefined || key === '') return undefined;
+  if (key.startsWith('-----BEGIN ')) return key;
+  const file = resolve(projectRoot, key);
+  if (existsSync(file)) return readFileSync(file);
+  // A name with a slash was meant as a file: say so rather than fall back to the password.
+  if (key.includes('/')) throw new FleetError('FC_ERR_CONFIG', `adhoc backend key: no private key file ${file}`);
+  return undefined;
 }

@@ -96,11 +96,14 @@ export interface RunResult {
  * spread's defaults: not the project's (spec §15). With `embedded`, an address learnt at
  * allocation (adhoc) must be reachable from the embedded servers.
  */
-function createProviders(backends: ReadonlySet<Backend>, ctx: BackendContext, embedded = false): Map<string, Provider> {
+function createProviders(backends: ReadonlySet<Backend>, fields: ResolvedFields, ctx: BackendContext, embedded = false): Map<string, Provider> {
   const providers = new Map<string, Provider>();
   for (const b of backends) {
     const reach = embedded ? { checkAddress: (address: string) => checkEmbeddedReach(b.name, b.type, address) } : {};
-    providers.set(b.name, createProvider(b.name, b.type, b.options, { ...ctx, scriptTimeouts: levelTimeouts([b]), ...reach }));
+    // A backend's `key` as spread evaluates it ($(HOST:…) expanded, trimmed).
+    const key = fields.keys.get(b.name);
+    const options = key ? { ...b.options, key } : b.options;
+    providers.set(b.name, createProvider(b.name, b.type, options, { ...ctx, scriptTimeouts: levelTimeouts([b]), ...reach }));
   }
   return providers;
 }
@@ -121,9 +124,10 @@ export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRo
   const records = [...kept];
   for (const r of orphans.records) if (!records.some((k) => sameMachine(k, r))) records.push(r);
   const backends = new Set(project.backends.filter((b) => records.some((r) => r.backend === b.name)));
-  const providers = createProviders(backends, {
+  const fields = resolveProjectFields(project);
+  const providers = createProviders(backends, fields, {
     projectRoot: project.rootDir,
-    remotePath: resolveProjectFields(project).remotePath,
+    remotePath: fields.remotePath,
     password: '',
     stateDir,
     log: (line) => log.line(line),
@@ -291,7 +295,7 @@ async function runJobs(
   }
   const queue = new JobQueue(sched, { seed, ordered: o.order === true, duration });
 
-  const providers = createProviders(new Set(jobs.map((j) => j.backend)), {
+  const providers = createProviders(new Set(jobs.map((j) => j.backend)), fields, {
     projectRoot: project.rootDir,
     remotePath: fields.remotePath,
     password: o.password ?? randomBytes(9).toString('base64url'),

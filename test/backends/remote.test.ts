@@ -123,6 +123,14 @@ t.test('ssh and adhoc backends against a real sshd', async (t) => {
     t.match(lines.join('\n'), /Cannot allocate adhoc:debian-12: not ready yet/);
     t.match(lines.join('\n'), new RegExp(`Waiting for adhoc:debian-12 to make SSH available at 127.0.0.1:${sshd.port}`));
 
+    // `key` as the private key's text (spread's $(HOST: cat …) idiom, evaluated by the runner)
+    const pem = createProvider('adhoc', 'adhoc', { allocate: `ADDRESS 127.0.0.1:${sshd.port}`, key: (await readFile(sshd.keyPath, 'utf8')).trim() }, ctx);
+    const viaPem = await pem.allocate({ name: 'debian-12' });
+    t.equal((await viaPem.exec('echo pem', { cwd: '/', trace: false })).output, 'pem\n', 'a key given as its text');
+    await viaPem.discard();
+    const missing = createProvider('adhoc', 'adhoc', { allocate: `ADDRESS 127.0.0.1:${sshd.port}`, key: 'keys/missing' }, ctx);
+    await t.rejects(missing.allocate({ name: 'debian-12' }), { code: 'FC_ERR_CONFIG', message: /no private key file .*keys\/missing/ });
+
     const fatal = createProvider('adhoc', 'adhoc', { allocate: 'FATAL out of quota' }, ctx);
     await t.rejects(fatal.allocate({ name: 'x' }), /cannot allocate adhoc:x: out of quota/);
     const silent = createProvider('adhoc', 'adhoc', { allocate: 'echo ADDRESS=1.2.3.4' }, ctx);

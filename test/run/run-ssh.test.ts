@@ -51,7 +51,8 @@ t.test('the example project over the adhoc backend (allocate prints ADDRESS, dis
       'backends:',
       '  cloud:',
       '    type: adhoc',
-      `    key: ${sshd.keyPath}`,
+      // spread's idiom: the key's text from a host command, evaluated before the machine is reached
+      `    key: "$(HOST: cat ${sshd.keyPath})"`,
       '    allocate: |',
       `      ADDRESS 127.0.0.1:${sshd.port}`,
       '    discard: |',
