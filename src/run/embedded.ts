@@ -1,6 +1,7 @@
 // The embedded default: with no fleet configuration, `fleetcache run` (and the demo)
 // start an origin and one cache per region in this process, on loopback ports, with
-// their data under cache/. Nothing listens beyond 127.0.0.1.
+// their data under the run's data directory (run: <project>/.fleetcache or --data; the
+// demo: cache/). Nothing listens beyond 127.0.0.1.
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildCacheServer } from '../cache/server.js';

@@ -154,11 +154,16 @@ export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRo
   return records.length;
 }
 
-/** The runner's own files inside the project, never shipped with it: data directory, reuse and timings files. */
+/**
+ * The runner's own files inside the project, never shipped with it: reuse and timings files,
+ * the data directory in use, and the default one whatever `--data` says (a run before may
+ * have left it, with the embedded origin's write token in it).
+ */
 function runnerState(root: string, dataRoot: string): string[] {
   const data = relative(root, dataRoot);
   const inside = data !== '' && !data.startsWith('..') && !isAbsolute(data);
-  return [REUSE_FILE, TIMINGS_FILE, ...(inside ? [data.split(sep).join('/')] : [])];
+  const dataDirs = new Set([DEFAULT_DATA_DIR, ...(inside ? [data.split(sep).join('/')] : [])]);
+  return [REUSE_FILE, TIMINGS_FILE, ...dataDirs];
 }
 
 /** Failures after which the next URL is worth trying. */

@@ -2,8 +2,8 @@
 // regions, a configured fleet whose cache is down, failures and the summary.
 import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { execFileSync } from 'node:child_process';
-import { cp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { buildCacheServer } from '../../src/cache/server.js';
@@ -161,6 +161,9 @@ t.test('-abend keeps the machines on record: -reuse -restore takes them back, -d
 t.test('-reuse keeps machines and takes them back, -discard releases them; runner state is never packed', async (t) => {
   const dir = await demoProject(t);
   const data = join(dir, 'cache'); // inside the project: must not be shipped with it
+  // What an earlier run with the default data directory left, the embedded origin's write token with it.
+  await mkdir(join(dir, '.fleetcache', 'origin'), { recursive: true });
+  await writeFile(join(dir, '.fleetcache', 'origin', 'token'), 'token-left-by-an-earlier-run');
   const opts = { cwd: dir, filters: ['alpha-1'], agentBundle: await ensureAgentBundle(), dataRoot: data, reuse: true };
   const first = capture();
   const r1 = await runProject({ ...opts, log: first.log });
@@ -168,6 +171,10 @@ t.test('-reuse keeps machines and takes them back, -discard releases them; runne
   t.equal(first.text().match(/Keeping local:alpha-1 #\d at /g)?.length, 2, 'both machines kept');
   const kept = JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: Array<{ address: string }> };
   t.equal(kept.machines.length, 2);
+  for (const m of kept.machines) {
+    const found = spawnSync('grep', ['-rl', 'token-left-by-an-earlier-run', m.address], { encoding: 'utf8' });
+    t.equal(found.stdout, '', 'a leftover default data directory is not shipped either');
+  }
 
   const second = capture();
   const r2 = await runProject({ ...opts, log: second.log });
