@@ -59,6 +59,8 @@ export interface RunFigures {
   readonly run: string;
   readonly project: string;
   readonly bytesSent: number;
+  /** Bases the push downloaded from the origin to encode its delta (none in its base cache). */
+  readonly basesReceived: number;
   /** The gzip-compressed project tar: what each machine would download without caches and deltas. */
   readonly fullUploadBytes: number;
   readonly machinesByRegion: Readonly<Record<string, number>>;
@@ -106,6 +108,8 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
   });
   const originOut = (after.origin?.totals.bytesOut ?? 0) - (before.origin?.totals.bytesOut ?? 0);
   const links: LedgerLink[] = [{ link: 'controller → origin (project)', actualBytes: run.bytesSent, naiveBytes: run.fullUploadBytes }];
+  // The price of the delta when the controller's base cache lacked the bases: the same slow link, the other way.
+  if (run.basesReceived > 0) links.push({ link: 'origin → controller (bases)', actualBytes: run.basesReceived, naiveBytes: 0 });
   // One pair of links per region: its machines' naive bytes are counted once, however many
   // caches (the nearest, then fallbacks) shared their requests.
   for (const region of new Set(caches.map((c) => c.region))) {

@@ -496,6 +496,7 @@ async function runJobs(
     run: push.run,
     project: project.name,
     bytesSent: push.bytesSent,
+    basesReceived: push.bytesReceived,
     fullUploadBytes: push.fullUploadBytes,
     machinesByRegion,
     assetNaiveByRegion,

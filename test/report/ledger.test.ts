@@ -24,6 +24,7 @@ t.test('actual against naive, per link and per cache, from counter differences',
     run: 'r1',
     project: 'p',
     bytesSent: 50,
+    basesReceived: 0,
     fullUploadBytes: 1000,
     machinesByRegion: { a: 3, b: 2 },
     assetNaiveByRegion: { a: 100 },
@@ -59,13 +60,15 @@ t.test('two caches in one region: one pair of links, its naive bytes counted onc
     ],
   });
   const ledger = buildLedger(snapshot(0, 0), snapshot(3000, 1000), {
-    run: 'r1', project: 'p', bytesSent: 0, fullUploadBytes: 1000, machinesByRegion: { a: 4 }, assetNaiveByRegion: {}, artifactBytes: 0,
+    run: 'r1', project: 'p', bytesSent: 0, basesReceived: 3000, fullUploadBytes: 1000, machinesByRegion: { a: 4 }, assetNaiveByRegion: {}, artifactBytes: 0,
   });
-  t.same(ledger.links.slice(1, 3), [
+  t.same(ledger.links[1], { link: 'origin → controller (bases)', actualBytes: 3000, naiveBytes: 0 }, 'bases the push downloaded cross the slow link too');
+  t.match(formatLedger(ledger), /origin → controller \(bases\)\s+2\.9 KiB\s+0 B\s+-/);
+  t.same(ledger.links.slice(2, 4), [
     { link: 'origin → 2 caches a', actualBytes: 400, naiveBytes: 4000 },
     { link: '2 caches a → machines', actualBytes: 4000, naiveBytes: 4000 },
   ]);
-  t.equal(ledger.links.length, 4, 'and the artifacts link');
+  t.equal(ledger.links.length, 5, 'and the artifacts link');
   t.same(ledger.originEgress.naive, 4000);
   const text = formatLedger(ledger);
   t.match(text, /cache a \(http:\/\/a1\): 30 hits/, 'each cache named by its URL');
