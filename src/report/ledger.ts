@@ -35,6 +35,8 @@ export interface LedgerLink {
 export interface CacheFigures {
   readonly region: string;
   readonly url: string;
+  /** False when its /-/stats could not be read after the run (its figures are then zero). */
+  readonly reachable: boolean;
   readonly hits: number;
   readonly misses: number;
   readonly collapsed: number;
@@ -98,6 +100,7 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
     return {
       region: c.region,
       url: c.url,
+      reachable: c.stats !== undefined,
       hits,
       misses,
       collapsed,
@@ -141,7 +144,12 @@ export function formatLedger(l: Ledger): string {
   });
   // A region with several caches names each by its URL.
   const shared = (c: CacheFigures): boolean => l.caches.filter((o) => o.region === c.region).length > 1;
-  const caches = l.caches.map((c) => `  cache ${c.region}${shared(c) ? ` (${c.url})` : ''}: ${lookupCounts(c)}, hit ratio ${(100 * c.hitRatio).toFixed(1)}%`);
+  const caches = l.caches.map((c) => {
+    const name = `cache ${c.region}${shared(c) ? ` (${c.url})` : ''}`;
+    // A saved report of an older version has no `reachable`: taken as reached.
+    if (c.reachable === false) return `  ${name}: unreachable after the run, no figures`;
+    return `  ${name}: ${lookupCounts(c)}, hit ratio ${(100 * c.hitRatio).toFixed(1)}%`;
+  });
   const egress = l.originEgress.naive === 0 ? '-' : `${((100 * l.originEgress.actual) / l.originEgress.naive).toFixed(1)}% of naive`;
   return [
     `Transfer report of run ${l.run} (${l.project}, ${l.machines} machines):`,

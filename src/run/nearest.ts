@@ -21,6 +21,14 @@ export function staticOrder(fleet: FleetConfig & { origin: string }, region: str
   return { region: regionName, urls: [...own, ...others, fleet.origin], how: own.length > 0 ? `region ${regionName}` : 'no cache for the region' };
 }
 
+/** Where machines that pulled from the origin itself are counted in a run's report (no region can be named so: config/names.ts). */
+export const ORIGIN_DIRECT = '(origin)';
+
+/** The region whose cache `url` is; ORIGIN_DIRECT for the origin (or a URL of no region). */
+export function regionServing(fleet: FleetConfig, url: string): string {
+  return Object.entries(fleet.regions).find(([, r]) => r.caches.includes(url))?.[0] ?? ORIGIN_DIRECT;
+}
+
 /**
  * Warnings for regions the jobs name that the fleet has no caches for (a typo in a region:
  * field, a region not deployed yet): their machines pull through the other regions' caches,

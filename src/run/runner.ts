@@ -21,7 +21,7 @@ import { RunInterrupt } from './interrupt.js';
 import { runWorkers, type WorkerInfo } from './driver.js';
 import { checkEmbeddedBackends, checkEmbeddedReach, startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
 import { loadFleetConfig, withScheduling, type FleetConfig } from './fleet.js';
-import { measuredOrder, staticOrder, unservedRegions, type CacheChoice } from './nearest.js';
+import { measuredOrder, regionServing, staticOrder, unservedRegions, type CacheChoice } from './nearest.js';
 import { JobCounter, RunLog, RunTally, summaryItem } from './report.js';
 import { chooseSeed, JobQueue, orderByFilters, workerPlan, type SchedJob } from './scheduler.js';
 import { MachineSession } from './session.js';
@@ -385,9 +385,12 @@ async function runJobs(
           const answer = await runAgent(machine, agent, 'pull', { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker });
           const url = String(answer.url ?? choice.urls[0]);
           if (url !== choice.urls[0]) log.line(`Machine ${label} fell back to ${url}.`);
-          pulls.push({ machine: machine.name, region: choice.region, url, bytes: Number(answer.bytesDownloaded ?? 0) });
+          // The report counts the machine where its bytes went: the region of the cache that
+          // answered (its own, or the one it fell back to), else the origin.
+          const served = regionServing(fleet, url);
+          pulls.push({ machine: machine.name, region: served, url, bytes: Number(answer.bytesDownloaded ?? 0) });
           // Assets and artifacts go through the URL that answered, then the rest in order.
-          const working: CacheChoice = { ...choice, urls: [url, ...choice.urls.filter((u) => u !== url)] };
+          const working: CacheChoice = { ...choice, region: served, urls: [url, ...choice.urls.filter((u) => u !== url)] };
           const session = new MachineSession({ ...sessionCtx, ...hooksFor(working, workDir, machine) }, machine, label);
           return session;
         } catch (err) {

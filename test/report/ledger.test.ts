@@ -45,6 +45,10 @@ t.test('actual against naive, per link and per cache, from counter differences',
   t.match(near, /cache a → machines\s+3\.0 KiB\s+3\.0 KiB\s+0\.0%/, 'a few bytes more than naive is 0.0%, not -0.0%');
   t.match(text, /cache a: 6 hits, 3 joined a fill, 1 miss, hit ratio 90\.0%/);
   t.match(text, /origin egress: 300 B \(5\.9% of naive\)/);
+  const down = buildLedger(before, { ...after, caches: [after.caches[0]!, { ...after.caches[1]!, stats: undefined }] }, {
+    run: 'r1', project: 'p', bytesSent: 50, basesReceived: 0, fullUploadBytes: 1000, machinesByRegion: { a: 3 }, assetNaiveByRegion: {}, artifactBytes: 0,
+  });
+  t.match(formatLedger(down), /cache b: unreachable after the run, no figures/, 'a cache whose figures could not be read says so');
   const html = ledgerHtml(ledger);
   t.match(html, /<svg/);
   t.match(html, /data-testid="origin-egress">300 B</);

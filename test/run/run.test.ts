@@ -102,6 +102,9 @@ t.test('configured fleet: a cache that is down makes its machines fall back, the
   t.ok(beta.length > 0);
   // the next cache, or the origin when region-a's was already stopped by then
   for (const p of beta) t.ok([caches[0], origin.url].includes(p.url), `region-b machine ${p.machine} fell back (${p.url})`);
+  // The report counts each machine where its bytes went: region-a's cache, or the origin.
+  for (const p of beta) t.equal(p.region, p.url === caches[0] ? 'region-a' : '(origin)', `${p.machine} counted where it pulled from`);
+  t.equal(result.ledger.links.find((l) => l.link === 'cache region-b → machines')?.naiveBytes, 0, 'the dead cache is charged no machine');
   t.match(text(), /fell back to/);
   t.ok(killed, 'region-a cache was stopped mid-run');
   t.match(text(), /Artifacts of local:alpha-1:tests\/artifacts went through /);
