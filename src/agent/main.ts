@@ -77,6 +77,7 @@ async function pull(args: Static<typeof pullArgs>): Promise<Output> {
     dest: args.dest,
     ...(args.token ? { token: args.token } : {}),
     onSkip: (url, err) => process.stderr.write(`fleetcache-agent: ${url} skipped: ${err.message}\n`),
+    onRecheck: (url, err) => process.stderr.write(`fleetcache-agent: ${url} served damaged bytes (${err.message}): asking again with no-cache\n`),
   });
   if (args.doneMarker) await writeFile(args.doneMarker, `${args.dest}\n`);
   return {

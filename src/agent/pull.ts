@@ -1,7 +1,10 @@
 // The agent's project fetch: pullProject() against each URL in turn (the region's cache
 // first, other caches next, the origin last). A URL that cannot be reached, answers 5xx,
 // does not have a digest (404), or serves bytes that fail verification is skipped; any
-// other error (a bad token, a broken delta, a tar that does not unpack) ends the pull.
+// other error (a bad token, a broken delta, a tar that does not unpack) ends the pull. Bytes
+// that fail verification are asked once more of the same URL with no-cache first: a cache
+// then checks its stored copy and fetches a damaged one anew, so that one bad copy does not
+// send every machine of the region to the next URL for good.
 import { pullProject, type PullResult } from '../project-upload/pull.js';
 import { FleetError, toFleetError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
@@ -14,6 +17,8 @@ export interface FallbackPullOptions {
   readonly token?: string;
   /** Called for each URL given up on, before the next one is tried. */
   readonly onSkip?: (url: string, error: FleetError) => void;
+  /** Called when a URL served damaged bytes and is asked again with no-cache. */
+  readonly onRecheck?: (url: string, error: FleetError) => void;
 }
 
 export interface Attempt {
@@ -41,6 +46,9 @@ const NEXT_URL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'FC_ERR_ABORTED',
 ]);
 
+/** Failures of the bytes themselves: worth asking the same URL again with no-cache. */
+const DAMAGED_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['FC_ERR_DIGEST_MISMATCH', 'FC_ERR_SIZE_MISMATCH']);
+
 /** Connection failures that surface raw, e.g. while a body is streaming (undici's UND_ERR_*, ECONNRESET…). */
 function isNetworkError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
@@ -58,13 +66,19 @@ export async function pullWithFallback(options: FallbackPullOptions): Promise<Fa
   const skipped: Attempt[] = [];
   let last: FleetError | undefined;
   for (const [index, url] of options.urls.entries()) {
+    const pull = (recheck: boolean): Promise<PullResult> => pullProject({
+      project: options.project,
+      run: options.run,
+      from: url,
+      dir: options.dest,
+      ...(options.token ? { token: options.token } : {}),
+      ...(recheck ? { recheck } : {}),
+    });
     try {
-      const result = await pullProject({
-        project: options.project,
-        run: options.run,
-        from: url,
-        dir: options.dest,
-        ...(options.token ? { token: options.token } : {}),
+      const result = await pull(false).catch((err: unknown) => {
+        if (!(err instanceof FleetError && DAMAGED_CODES.has(err.code))) throw err;
+        options.onRecheck?.(redactUrl(url), err);
+        return pull(true);
       });
       return { url, index, result, skipped };
     } catch (err) {

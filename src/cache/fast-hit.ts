@@ -39,7 +39,8 @@ export function plainBlobGet(req: IncomingMessage, store: { has(id: string): boo
   if (req.method !== 'GET') return undefined;
   const h = req.headers;
   // A blob's answer has no Last-Modified: the date conditions are ignored (as the routes do).
-  if (h.range !== undefined || h['if-none-match'] !== undefined || h['if-match'] !== undefined) return undefined;
+  // A no-cache request has its stored copy hashed again first (namespace.ts, wantsRecheck).
+  if (h.range !== undefined || h['if-none-match'] !== undefined || h['if-match'] !== undefined || h['cache-control'] !== undefined || h.pragma !== undefined) return undefined;
   const url = req.url ?? '';
   const known = parsed.get(url);
   if (known) return known;

@@ -1,6 +1,8 @@
 // GET and HEAD for the shared namespace: immutable content (/cas/{algo}/{hex} and the
 // tooltool alias /{algo}/{hex}) is never revalidated once cached; names (/artifacts,
 // /projects) are revalidated with upstream on every request and served stale if it is down.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
@@ -8,7 +10,7 @@ import { UpstreamError } from '../errors.js';
 import { etagOf } from '../http/blob-reply.js';
 import { ALGO_HEX_ROUTE, parseDigest, type Digest } from '../store/digest.js';
 import { authHeaders, fillOnce, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
-import { casHeaders, casId, httpId } from './disk-store.js';
+import { casHeaders, casId, httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
 import type { AnswerHead } from './answer-handler.js';
@@ -112,7 +114,14 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
   // worker stored it (with its claim, see fillOnce) instead of looking on disk first.
   const probe = req.method === 'HEAD';
   if (!ctx.fills.get(key)) {
-    const hit = await ctx.store.lookup(id, probe);
+    let hit = await ctx.store.lookup(id, probe);
+    if (hit && wantsRecheck(req) && !(await intact(hit, d))) {
+      // A copy damaged on disk since it was verified (bit rot, a bad block): dropped and fetched
+      // again, instead of sending every machine of the region to the origin for good.
+      ctx.log.warn({ id }, 'stored blob does not match its digest (a client asked with no-cache): dropped, fetched again');
+      ctx.store.delete(id);
+      hit = undefined;
+    }
     if (hit && (await serveHit(ctx, req, reply, kind, hit))) return;
     if (req.method === 'HEAD' && !ctx.fills.get(key)) {
       ctx.metrics.miss(kind);
@@ -120,6 +129,29 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
     }
   }
   return fillOnce(ctx, req, reply, kind, key, immutableFill(ctx, source, d, fwd), direct, probe);
+}
+
+/**
+ * A request with `Cache-Control: no-cache` (or `Pragma: no-cache`): RFC 9111 §5.2.1.4 asks a
+ * stored answer be validated first. An immutable blob has nothing to revalidate upstream; what
+ * can have gone wrong is the stored copy itself, so it is hashed again before it is served
+ * (the agent asks so after a digest mismatch from a cache).
+ */
+function wantsRecheck(req: FastifyRequest): boolean {
+  const cc = req.headers['cache-control'];
+  return /(?:^|[\s,])no-cache\b/i.test(cc ?? '') || (cc === undefined && /\bno-cache\b/i.test(String(req.headers.pragma ?? '')));
+}
+
+/** Whether the stored copy `hit` still hashes to `d`. */
+async function intact(hit: Hit, d: Digest): Promise<boolean> {
+  const hash = createHash(d.algo);
+  if (hit.body) return hash.update(hit.body).digest('hex') === d.hex;
+  try {
+    for await (const chunk of createReadStream(hit.file)) hash.update(chunk as Buffer);
+  } catch {
+    return false; // unreadable: as damaged
+  }
+  return hash.digest('hex') === d.hex;
 }
 
 async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: 'artifacts' | 'projects'): Promise<void> {

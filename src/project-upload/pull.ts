@@ -21,6 +21,11 @@ export interface PullOptions {
   readonly from: string;
   readonly dir: string;
   readonly token?: string;
+  /**
+   * Ask for the blobs with `Cache-Control: no-cache`: a cache then hashes its stored copy
+   * again before serving it, and fetches it anew when it is damaged (src/cache/namespace.ts).
+   */
+  readonly recheck?: boolean;
 }
 
 export interface PullResult {
@@ -39,13 +44,14 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
   const http: RequestOptions = options.token ? { token: options.token } : {};
   await refuseNonEmpty(options.dir);
   const manifest = await fetchRunManifest(options.from, options.project, options.run, http);
+  const blobs: RequestOptions = options.recheck ? { ...http, headers: { 'cache-control': 'no-cache' } } : http;
   return withTempDir('fleetcache-pull-', async (work) => {
     const baseFile = join(work, 'base.tar');
-    const base = await downloadBlob(options.from, manifest.base.digest, manifest.base.size, baseFile, { ...http, gunzip: true });
+    const base = await downloadBlob(options.from, manifest.base.digest, manifest.base.size, baseFile, { ...blobs, gunzip: true });
     let bytesReceived = base.received;
     let tarFile = baseFile;
     if (manifest.delta) {
-      const packed = await downloadSmallBlob(options.from, manifest.delta.digest, manifest.delta.size, http);
+      const packed = await downloadSmallBlob(options.from, manifest.delta.digest, manifest.delta.size, blobs);
       bytesReceived += packed.length;
       const vcdiff = decompressDelta(packed, manifest.delta.compression);
       tarFile = join(work, 'result.tar');

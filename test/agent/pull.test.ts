@@ -2,9 +2,10 @@
 // and a server without the run, through a real cache, a delta applied by the embedded
 // xdelta3, and the tree unpacked exactly.
 import t from 'tap';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { casId } from '../../src/cache/disk-store.js';
 import { pushProject } from '../../src/project-upload/push.js';
 import { startCache } from '../cache/harness.js';
 import { startOrigin } from '../helpers/origin.js';
@@ -66,4 +67,33 @@ t.test('pull fails with one JSON line when no URL serves the run', async (t) => 
   const bad = await runAgent(agent, 'pull', { urls: [], project: 'demo', run: 'x', dest: join(dir, 'd') });
   t.equal(bad.code, 2, 'bad arguments are a usage error');
   t.match(bad.json, { ok: false, code: 'FC_ERR_USAGE', error: /\/urls/ });
+});
+
+t.test('a cache copy damaged on disk: the agent asks again with no-cache, the cache fetches it anew', async (t) => {
+  const agent = await installAgent(t);
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const cacheDir = join(dir, 'cache');
+  const cache = await startCache(t, { upstream: origin.url }, cacheDir);
+  const project = join(dir, 'project');
+  mkdirSync(project, { recursive: true });
+  writeFileSync(join(project, 'blob.bin'), randomBytes(256 * 1024)); // a base far above what a cache keeps in memory
+  const pushed = await pushProject({ dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases'), run: 'r1' });
+  const pull = (dest: string) => runAgent(agent, 'pull', { urls: [cache.url, origin.url], project: 'demo', run: 'r1', dest: join(dir, dest) });
+  t.match((await pull('m1')).json, { ok: true, url: cache.url }, 'the first pull fills the cache');
+  await cache.app.cache.fills.drain();
+
+  // Bit rot in the cache's copy of the base: same size, one byte changed.
+  const hex = pushed.manifest.base.digest.slice('sha256:'.length);
+  const stored = join(cacheDir, casId({ algo: 'sha256', hex }));
+  const bytes = readFileSync(stored);
+  bytes[bytes.length >> 1]! ^= 0xff;
+  writeFileSync(stored, bytes);
+
+  const again = await pull('m2');
+  t.equal(again.code, 0, again.stderr);
+  t.match(again.json, { ok: true, url: cache.url, skipped: [] }, 'the cache itself served the right bytes on the second ask');
+  t.match(again.stderr, /served damaged bytes .*asking again with no-cache/);
+  t.equal(createHash('sha256').update(readFileSync(stored)).digest('hex'), hex, 'the cache holds a good copy again');
+  t.same(describeTree(join(dir, 'm2')), describeTree(project));
 });
