@@ -13,6 +13,7 @@ import { authHeaders, fillOnce, takeFillRefused, type Direct, flightKey, isPriva
 import { casHeaders, casId, httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
+import { loggedPath } from './serve.js';
 import type { AnswerHead } from './answer-handler.js';
 
 /** Immutable content: /cas/{algo}/{hex}, or the tooltool alias /{algo}/{hex}. */
@@ -30,15 +31,22 @@ function passHeaders(res: AnswerHead): HeaderMap {
   return h;
 }
 
+/** Cache-Control directives that let a shared cache keep an answer to a request with credentials (RFC 9111 §3.5). */
+const SHARED_WITH_CREDENTIALS = /(?:^|[\s,])(?:public|s-maxage|must-revalidate)\b/i;
+
 /**
- * `credentialed`: asked with the client's credentials. Upstream's redirect (tooltool's, to a
- * pre-signed URL) then hides whether the blob is public: it is served to that client, as
- * private, and not kept.
+ * `credentialed`: asked with the client's credentials. The answer is then kept only when
+ * upstream says others may have it too (RFC 9111 §3.5: the origin marks public blobs
+ * `public`); otherwise, or through a redirect (tooltool's, to a pre-signed URL, which says
+ * nothing of the blob), it is served to that client as private and not kept.
  */
 function decideImmutable(key: string, d: Digest, credentialed: boolean) {
   return (res: AnswerHead): FillDecision => {
     if (res.statusCode !== 200 || isPrivate(res.headers)) return { status: res.statusCode, headers: passHeaders(res) };
-    if (res.redirected && credentialed) return { status: 200, headers: { 'content-type': 'application/octet-stream', etag: etagOf(d), 'cache-control': 'private' } };
+    const cc = res.headers['cache-control'];
+    if (credentialed && (res.redirected || !SHARED_WITH_CREDENTIALS.test(Array.isArray(cc) ? cc.join(',') : cc ?? ''))) {
+      return { status: 200, headers: { 'content-type': 'application/octet-stream', etag: etagOf(d), 'cache-control': 'private' } };
+    }
     const headers = casHeaders(d);
     return { status: 200, headers, meta: { key, status: 200, headers } };
   };
@@ -184,7 +192,7 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
   } catch (err) {
     // stale-if-error: the stored copy beats an error while upstream is down.
     if (err instanceof UpstreamError && (await serveHit(ctx, req, reply, kind, hit))) {
-      ctx.log.warn({ url: upath, err: err.message }, 'upstream down: serving stored copy');
+      ctx.log.warn({ url: loggedPath(upath), err: err.message }, 'upstream down: serving stored copy');
       return;
     }
     throw err;

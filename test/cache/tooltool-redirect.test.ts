@@ -112,3 +112,31 @@ t.test('redirects are bounded', async (t) => {
   t.equal(res.status, 502, 'a redirect loop ends in a 502');
   t.match(res.body.toString(), /more than 5 redirects/);
 });
+
+t.test('an upstream that streams a blob asked with credentials: kept only when it says public (RFC 9111 §3.5)', async (t) => {
+  const secret = blob(3000);
+  const open = blob(3000);
+  const server = await listen(t, (req, res) => {
+    const hex = /^\/sha512\/([0-9a-f]{128})$/.exec(req.url!)?.[1];
+    if (hex === secret.hex) {
+      if (req.headers.authorization !== 'Bearer tt-secret') return void res.writeHead(403).end('forbidden');
+      return void res.writeHead(200, { 'content-length': secret.body.length }).end(secret.body); // no Cache-Control at all
+    }
+    if (hex === open.hex) return void res.writeHead(200, { 'content-length': open.body.length, 'cache-control': 'public, max-age=60' }).end(open.body);
+    res.writeHead(404).end();
+  });
+  const { app, url } = await startCache(t, { upstream: 'http://127.0.0.1:1', mirrors: { tt: { url: server, tooltool: true } } }, t.testdir());
+  const auth = { authorization: 'Bearer tt-secret' };
+  const first = await get(`${url}/mirror/tt/sha512/${secret.hex}`, auth);
+  t.equal(first.status, 200);
+  t.match(first.headers['cache-control'], /^private$/, 'served to its client as private');
+  await app.cache.fills.drain();
+  const anonymous = await get(`${url}/sha512/${secret.hex}`);
+  t.equal(anonymous.status, 502, 'not kept: an anonymous request goes upstream (here: the origin, down), never gets the bytes');
+  t.notOk(anonymous.body.equals(secret.body));
+  t.equal((await get(`${url}/mirror/tt/sha512/${secret.hex}`)).status, 403, 'nor through the mirror');
+
+  t.equal((await get(`${url}/mirror/tt/sha512/${open.hex}`, auth)).xcache, 'MISS');
+  await app.cache.fills.drain();
+  t.equal((await get(`${url}/mirror/tt/sha512/${open.hex}`)).xcache, 'HIT', 'an answer upstream marks public is kept, credentials or not');
+});
