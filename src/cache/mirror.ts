@@ -18,6 +18,7 @@ import { isDigestAlgorithm, parseDigest, type Digest } from '../store/digest.js'
 import { getImmutable } from './namespace.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
+import { loggedPath } from './serve.js';
 import type { AnswerHead, UpstreamAnswer } from './answer-handler.js';
 
 /** Answered by the cache itself (or meaningless for a full fetch), so never forwarded. */
@@ -159,7 +160,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     if (outcome && !outcome.modified && (status === 304 || status >= 500)) {
       await res?.body.dump();
       if (status === 304) await ctx.store.updateMeta(id, { ...hit.meta, policy: outcome.policy.toObject() });
-      else ctx.log.warn({ url: upath, status }, 'mirror upstream failing: serving stale (stale-if-error)');
+      else ctx.log.warn({ url: loggedPath(upath), status }, 'mirror upstream failing: serving stale (stale-if-error)');
       if (!(await serveHit(ctx, req, reply, kind, hit, withoutLength(outcome.policy.responseHeaders())))) await direct();
       return;
     }
@@ -215,7 +216,7 @@ function revalidateInBackground(ctx: CacheContext, upstream: Upstream, s: Stale,
     await ctx.fills.start(s.key, fillSpec(() => Promise.resolve(res))).done;
   };
   void run()
-    .catch((err: Error) => ctx.log.warn({ url: s.upath, err: err.message }, 'background revalidation failed; the entry stays stale'))
+    .catch((err: Error) => ctx.log.warn({ url: loggedPath(s.upath), err: err.message }, 'background revalidation failed; the entry stays stale'))
     .finally(() => pending.delete(s.id));
 }
 

@@ -17,6 +17,7 @@ import { casHeaders, casId, httpId, type EntryMeta } from './disk-store.js';
 import { BROWSER_HEADERS, pickHeaders } from './namespace.js';
 import type { Kind } from './metrics.js';
 import { endToEnd, type HeaderMap } from './upstream.js';
+import { loggedPath } from './serve.js';
 
 const FORWARD = ['content-type', 'content-length', 'content-encoding', 'content-disposition', 'if-match', 'if-none-match', 'x-fleetcache-visibility'];
 
@@ -99,7 +100,7 @@ async function keep(
   if (digest) {
     const actual = tee.hash.digest('hex');
     if (actual !== digest.hex) {
-      ctx.log.error({ url: upath, actual }, 'upstream accepted a PUT whose body does not match its digest; not kept');
+      ctx.log.error({ url: loggedPath(upath), actual }, 'upstream accepted a PUT whose body does not match its digest; not kept');
       return false;
     }
     id = casId(digest);
@@ -116,7 +117,7 @@ async function keep(
   }
   try {
     await ctx.store.commit(id, temp, meta);
-    ctx.log.debug({ kind, url: upath, size: tee.size }, 'kept uploaded object');
+    ctx.log.debug({ kind, url: loggedPath(upath), size: tee.size }, 'kept uploaded object');
     return true;
   } catch (err) {
     ctx.store.storageFailure(err);

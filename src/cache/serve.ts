@@ -40,9 +40,13 @@ export interface SendContext {
  * and the path, without the query string (it may carry a token); never a header.
  */
 export function failureFields(fe: FleetError, req: { readonly method?: string | undefined; readonly url?: string | undefined }): Record<string, unknown> {
-  const url = req.url ?? '';
+  return { err: fe.message, code: fe.code, method: req.method, url: loggedPath(req.url ?? '') };
+}
+
+/** A URL as the logs show it: without its query string, which may carry a token or a signature (a pre-signed URL's). */
+export function loggedPath(url: string): string {
   const q = url.indexOf('?');
-  return { err: fe.message, code: fe.code, method: req.method, url: q < 0 ? url : url.slice(0, q) };
+  return q < 0 ? url : url.slice(0, q);
 }
 
 let lastRequestId = 0;

@@ -2,6 +2,7 @@
 // its path (never the query string, which may carry a token) and its request id, on the
 // fast paths (fast-miss.ts) as on the routes; never the Authorization header.
 import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
@@ -35,5 +36,29 @@ t.test('request failed: method, path and request id, no secrets', async (t) => {
   }
   t.equal(new Set(lines.map((l) => l.reqId)).size, lines.length, 'a request id each');
   t.notMatch(cache.stderr(), /s3cret/, 'no token from the query string or the Authorization header');
+  await cache.stop();
+});
+
+t.test('warnings about a mirror upstream name the path, never its query (a signature, a token)', async (t) => {
+  const dir = t.testdir();
+  let calls = 0;
+  const upstream = createServer((_req, res) => {
+    if (calls++ === 0) return void res.writeHead(200, { 'cache-control': 'max-age=0, stale-if-error=600', etag: '"v1"' }).end('kept');
+    res.writeHead(500).end('down');
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
+  const port = (upstream.address() as { port: number }).port;
+  writeFileSync(join(dir, 'cache.yaml'), `upstream: http://127.0.0.1:1/\nmirrors:\n  m:\n    url: http://127.0.0.1:${port}/\n`);
+  const cache = await startServerProcess(t, ['cache', '-c', join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data')], { FLEETCACHE_LOG_LEVEL: 'info' });
+  const get = async (): Promise<string> => (await request(`${cache.url}/mirror/m/obj?X-Amz-Signature=s3cret-sig`)).body.text();
+  t.equal(await get(), 'kept', 'filled');
+  // The commit follows the answer: the entry is on disk once the store counts it.
+  await eventually('the entry stored', async () => ((await (await request(`${cache.url}/-/stats`)).body.json()) as { store: { objects: number } }).store.objects === 1);
+  t.equal(await get(), 'kept', 'served stale while upstream fails');
+  await eventually('the stale-if-error warning', () => cache.stderr().includes('serving stale'));
+  const line = JSON.parse(cache.stderr().split('\n').find((l) => l.includes('serving stale'))!) as Line;
+  t.equal(line.url, '/obj', 'the path only');
+  t.notMatch(cache.stderr(), /s3cret/, 'no query string in any log line');
   await cache.stop();
 });
