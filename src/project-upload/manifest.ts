@@ -1,5 +1,6 @@
-// The run manifest: what a machine needs to rebuild the project tar of one run. Stored as-is
-// by the origin at /projects/{project}/runs/{run}; every digest in it is a /cas blob.
+// The run manifest: what a machine needs to rebuild the project tar of one run. Stored by the
+// origin at /projects/{project}/runs/{run}, which first checks it against this schema, its URL,
+// and that its base and delta are stored (routes/names.ts); every digest in it is a /cas blob.
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { FleetError } from '../errors.js';

@@ -6,6 +6,7 @@ import { utimes } from 'node:fs/promises';
 import { request } from 'undici';
 import { DiskBlobStore } from '../../src/store/disk.js';
 import { startOrigin, type TestOrigin } from '../helpers/origin.js';
+import { uploadRunManifestBase } from '../helpers/run-manifest.js';
 
 const BODY = '0123456789abcdef';
 const HEX = createHash('sha256').update(BODY).digest('hex');
@@ -130,8 +131,10 @@ t.test('If-Match and If-Unmodified-Since on GET and HEAD: 412 when false, evalua
   t.equal((await get(origin, `/cas/sha256/${'0'.repeat(64)}`, { 'if-match': '*' })).status, 404, 'a missing object is a 404 whatever the conditions');
 
   const run = '/projects/demo/runs/r1';
-  const res = await request(`${origin.url}${run}`, { method: 'PUT', headers: { authorization: `Bearer ${origin.token}` }, body: '{"base":"b1"}' });
+  const manifest = JSON.stringify(await uploadRunManifestBase(origin.url, 'demo', 'r1'));
+  const res = await request(`${origin.url}${run}`, { method: 'PUT', headers: { authorization: `Bearer ${origin.token}` }, body: manifest });
   await res.body.dump();
+  t.equal(res.statusCode, 201, 'run manifest stored');
   const etag = (await get(origin, run, {})).headers.etag as string;
   t.equal((await get(origin, run, { 'if-match': '"sha256:other"' })).status, 412, 'run manifest: If-Match of another ETag');
   t.equal((await get(origin, run, { 'if-match': etag })).status, 200, 'run manifest: If-Match of its ETag');

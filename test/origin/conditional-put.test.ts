@@ -5,6 +5,7 @@ import http from 'node:http';
 import t from 'tap';
 import { request } from 'undici';
 import { startOrigin, type TestOrigin } from '../helpers/origin.js';
+import { uploadRunManifestBase } from '../helpers/run-manifest.js';
 
 async function put(origin: TestOrigin, path: string, body: string, conditions: Record<string, string> = {}) {
   const res = await request(`${origin.url}${path}`, { method: 'PUT', headers: { authorization: `Bearer ${origin.token}`, ...conditions }, body });
@@ -46,13 +47,16 @@ t.test('project bases and artifacts: If-None-Match: * and If-Match', async (t) =
 t.test('run manifests: the ETag GET answers is the one If-Match compares', async (t) => {
   const origin = await startOrigin(t);
   const path = '/projects/demo/runs/r1';
-  t.equal((await put(origin, path, '{"base":"b1"}', { 'if-none-match': '*' })).status, 201);
-  t.equal((await put(origin, path, '{"base":"b2"}', { 'if-none-match': '*' })).status, 412);
+  const bodies: string[] = [];
+  for (const variant of ['1', '2', '3']) bodies.push(JSON.stringify(await uploadRunManifestBase(origin.url, 'demo', 'r1', variant)));
+  const [m1, m2, m3] = bodies as [string, string, string];
+  t.equal((await put(origin, path, m1, { 'if-none-match': '*' })).status, 201);
+  t.equal((await put(origin, path, m2, { 'if-none-match': '*' })).status, 412);
   const current = await get(origin, path);
-  t.equal((await put(origin, path, '{"base":"b2"}', { 'if-match': '"sha256:stale"' })).status, 412);
-  t.equal((await put(origin, path, '{"base":"b2"}', { 'if-match': current.etag })).status, 200, 'a record written over: 200 (RFC 9110 §9.3.4)');
-  t.equal((await put(origin, path, '{"base":"b3"}', { 'if-match': current.etag })).status, 412);
-  t.same(JSON.parse((await get(origin, path)).body), { base: 'b2' });
+  t.equal((await put(origin, path, m2, { 'if-match': '"sha256:stale"' })).status, 412);
+  t.equal((await put(origin, path, m2, { 'if-match': current.etag })).status, 200, 'a record written over: 200 (RFC 9110 §9.3.4)');
+  t.equal((await put(origin, path, m3, { 'if-match': current.etag })).status, 412);
+  t.same(JSON.parse((await get(origin, path)).body), JSON.parse(m2));
 });
 
 t.test('concurrent If-None-Match: * PUTs of one new name: exactly one creates it', async (t) => {

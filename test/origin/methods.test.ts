@@ -3,6 +3,7 @@
 import t from 'tap';
 import { request } from 'undici';
 import { startOrigin, type TestOrigin } from '../helpers/origin.js';
+import { uploadRunManifestBase } from '../helpers/run-manifest.js';
 
 async function call(origin: TestOrigin, method: string, path: string, headers: Record<string, string> = {}) {
   const res = await request(`${origin.url}${path}`, { method, headers });
@@ -16,8 +17,10 @@ async function projectsBytesOut(origin: TestOrigin): Promise<number> {
 
 t.test('HEAD of a run manifest, of the bases list and of /-/ answers like GET without a body', async (t) => {
   const origin = await startOrigin(t);
-  const put = await request(`${origin.url}/projects/p/runs/r`, { method: 'PUT', headers: { authorization: `Bearer ${origin.token}` }, body: '{"base":"b1"}' });
+  const manifest = JSON.stringify(await uploadRunManifestBase(origin.url, 'p', 'r'));
+  const put = await request(`${origin.url}/projects/p/runs/r`, { method: 'PUT', headers: { authorization: `Bearer ${origin.token}` }, body: manifest });
   await put.body.dump();
+  t.equal(put.statusCode, 201);
   const get = await call(origin, 'GET', '/projects/p/runs/r');
   const counted = await projectsBytesOut(origin);
   const head = await call(origin, 'HEAD', '/projects/p/runs/r');

@@ -3,6 +3,7 @@ import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
 import { buildOriginServer } from '../../src/origin/server.js';
 import { TEST_TOKEN } from '../helpers/origin.js';
+import { runManifest } from '../helpers/run-manifest.js';
 
 const auth = { authorization: `Bearer ${TEST_TOKEN}` };
 const sha256 = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
@@ -121,7 +122,7 @@ t.test('project bases (newest first) and run manifests', async (t) => {
   t.same(list.json().bases.map((b: { id: string }) => b.id), ['b3', 'b2', 'b1']);
   t.equal((await app.inject({ url: '/projects/demo/bases/b2' })).body, 'tar b2');
   t.same((await app.inject({ url: '/projects/empty/bases/' })).json().bases, []);
-  const manifest = { base: 'b3', delta: `sha256:${sha256('d')}` };
+  const manifest = runManifest('demo', 'r1', Buffer.from('tar b3'), { baseId: 'b3' }); // its base is b3's blob
   t.equal((await app.inject({ method: 'PUT', url: '/projects/demo/runs/r1', payload: manifest, headers: auth })).statusCode, 201);
   const got = await app.inject({ url: '/projects/demo/runs/r1' });
   t.same(got.json(), manifest);

@@ -2,8 +2,9 @@
 // A named blob is stored in the CAS and a small record points at it.
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { FleetError } from '../../errors.js';
+import { FleetError, NotFoundError } from '../../errors.js';
 import { checkWritePreconditions, checkReadPreconditions, replyWithBlob } from '../../http/blob-reply.js';
+import { parseRunManifest, type RunManifest } from '../../project-upload/manifest.js';
 import { parseDigestString, formatDigest } from '../../store/digest.js';
 import type { NameRecord } from '../../store/names.js';
 import { checkSegment, parseNamePath } from '../../store/safe-name.js';
@@ -89,6 +90,42 @@ async function getNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   });
 }
 
+/**
+ * A run manifest's body, refused (400, nothing stored) unless machines could pull the run:
+ * it matches RunManifestSchema (the message names the first wrong field), names the run of
+ * its URL, and the blobs it points at that push uploads before it, the base and the delta,
+ * are stored with the sizes it gives. The result is not checked: machines rebuild it.
+ * Only a writer gets here (the token is checked first), so whether a blob is stored tells
+ * no one what a HEAD of /cas with that token would not; an internal blob stays internal.
+ */
+async function checkRunManifest(ctx: OriginContext, value: unknown, project: string, run: string): Promise<RunManifest> {
+  const manifest = parseRunManifest(value, 'run manifest');
+  for (const [field, named, wanted] of [['project', manifest.project, project], ['run', manifest.run, run]] as const) {
+    if (named !== wanted) {
+      throw new FleetError('FC_ERR_BAD_REQUEST', `run manifest: /${field} is ${JSON.stringify(named)} but the URL names ${JSON.stringify(wanted)}`, { details: { field: `/${field}` } });
+    }
+  }
+  const blobs: Array<[string, { digest: string; size: number }]> = [['/base', manifest.base]];
+  if (manifest.delta) blobs.push(['/delta', manifest.delta]);
+  for (const [field, blob] of blobs) {
+    const stored = await ctx.store.stat(parseDigestString(blob.digest)).catch((err: unknown) => {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    });
+    if (!stored) {
+      throw new FleetError('FC_ERR_BAD_REQUEST', `run manifest: ${field}/digest ${blob.digest} is not stored at the origin; upload it before the manifest`, {
+        details: { field: `${field}/digest`, digest: blob.digest },
+      });
+    }
+    if (stored.size !== blob.size) {
+      throw new FleetError('FC_ERR_BAD_REQUEST', `run manifest: ${field}/size is ${blob.size} but ${blob.digest} is stored with ${stored.size} bytes`, {
+        details: { field: `${field}/size`, digest: blob.digest },
+      });
+    }
+  }
+  return manifest;
+}
+
 async function readSmallBody(request: FastifyRequest, limit: number): Promise<Buffer> {
   checkDeclaredLength(request, limit);
   const chunks: Buffer[] = [];
@@ -144,10 +181,7 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
       } catch (err) {
         throw new FleetError('FC_ERR_BAD_REQUEST', `run manifest is not JSON: ${(err as Error).message}`);
       }
-      if (manifest === null || typeof manifest !== 'object' || Array.isArray(manifest)) {
-        throw new FleetError('FC_ERR_BAD_REQUEST', 'run manifest must be a JSON object');
-      }
-      return manifest;
+      return checkRunManifest(ctx, manifest, segments[1]!, segments[3]!);
     });
     ctx.ledger.bytesIn('projects', size);
     return reply.code(created ? 201 : 200).send({ project: segments[1], run: segments[3], size });
