@@ -3,7 +3,7 @@
 import { createServer } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { NotFoundError } from '../errors.js';
-import { baseServerOptions, buildOnDataDir, DEFAULT_MAX_HEADERS, hasTooManyHeaders, limitHeaderCount } from '../http/server-options.js';
+import { baseServerOptions, buildOnDataDir, DEFAULT_MAX_HEADERS, hasTooManyHeaders, refuseMalformedRequests } from '../http/server-options.js';
 import { clientIdleMs, DEFAULT_FILL_MEMORY, type CacheConfig } from './config.js';
 import type { ClusterLink } from './cluster/link.js';
 import type { CacheContext, Mirror } from './context.js';
@@ -56,7 +56,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
       // holds nothing, and node re-arms a server-wide limit (a new timer) on every request.
       const idleMs = clientIdleMs(config);
       const server = createServer((req, res) => {
-        // A request with too many header fields goes to fastify, which refuses it (limitHeaderCount).
+        // A request with too many header fields goes to fastify, which refuses it (refuseMalformedRequests).
         const get = fast && server.listening && !hasTooManyHeaders(req, DEFAULT_MAX_HEADERS) ? plainBlobGet(req, fast.store) : undefined;
         if (get && serveSmallHit(fast!, get, res, false)) return;
         req.socket.setTimeout(idleMs);
@@ -70,7 +70,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
       return server;
     },
   });
-  limitHeaderCount(app, DEFAULT_MAX_HEADERS);
+  refuseMalformedRequests(app, DEFAULT_MAX_HEADERS);
   setFillMemory(config.fillMemory ?? DEFAULT_FILL_MEMORY);
   const store = new DiskStore(config.dataDir, config.maxSize, app.log, link ? { peer: link } : {});
   await store.open();

@@ -23,16 +23,39 @@ export function hasTooManyHeaders(req: IncomingMessage, max: number): boolean {
   return req.rawHeaders.length > 2 * max;
 }
 
+/** How many times `req` carries the header `name` (lower case); Node keeps only the first Authorization. */
+function headerCount(req: IncomingMessage, name: string): number {
+  let n = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.length === name.length && req.rawHeaders[i]!.toLowerCase() === name) n++;
+  return n;
+}
+
 /**
- * Refuses a request with more than `max` header fields (431). Node's own maxHeadersCount
- * only drops the fields past it, and not exactly: it is set just above `max`, to keep
- * what it stores small, and the count is checked here.
+ * Refuses a request with more than `max` header fields (431), and one with two Authorization
+ * headers (400): Node takes the first, a proxy in front may take the last, and each would
+ * check another credential. Node's own maxHeadersCount only drops the fields past it, and
+ * not exactly: it is set just above `max`, to keep what it stores small, and the count is
+ * checked here.
  */
-export function limitHeaderCount(app: FastifyInstance, max: number): void {
+export function refuseMalformedRequests(app: FastifyInstance, max: number): void {
   app.server.maxHeadersCount = max + 1;
   app.addHook('onRequest', (request, _reply, done) => {
-    done(hasTooManyHeaders(request.raw, max) ? new FleetError('FC_ERR_TOO_MANY_HEADERS', `the request has more than ${max} header fields`) : undefined);
+    if (hasTooManyHeaders(request.raw, max)) return done(new FleetError('FC_ERR_TOO_MANY_HEADERS', `the request has more than ${max} header fields`));
+    if (headerCount(request.raw, 'authorization') > 1) return done(new FleetError('FC_ERR_BAD_REQUEST', 'the request has more than one Authorization header'));
+    done();
   });
+}
+
+/**
+ * A request target as the routes take it: the absolute form (`GET http://host/cas/…`, which
+ * RFC 9112 §3.2.2 has servers accept) becomes its path and query, so that a name taken from
+ * the URL is the path that was routed, not a slice of "http://host/…".
+ */
+export function originForm(req: { readonly url?: string | undefined }): string {
+  const url = req.url ?? '/';
+  if (url.startsWith('/') || !URL.canParse(url)) return url;
+  const parsed = new URL(url);
+  return parsed.protocol === 'http:' || parsed.protocol === 'https:' ? `${parsed.pathname}${parsed.search}` : url;
 }
 
 /** How long a server stopped by a signal lets requests in flight finish, by default (cli/listen.ts). */
@@ -67,6 +90,7 @@ export function baseServerOptions(logLevel: string | false | undefined, bodyLimi
     forceCloseConnections: true,
     // HEAD routes are explicit: the automatic ones would read a whole blob to discard it.
     exposeHeadRoutes: false,
+    rewriteUrl: originForm,
     frameworkErrors,
   };
 }

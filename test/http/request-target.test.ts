@@ -1,0 +1,58 @@
+// Request lines and credentials taken as the routes see them: an absolute-form target
+// (`PUT http://host/artifacts/…`, which servers must accept) names the path that was
+// routed, not a slice of the whole URL; a request with two Authorization headers is refused
+// (the server and a proxy in front could each check a different one).
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import t from 'tap';
+import { request } from 'undici';
+import { startOrigin } from '../helpers/origin.js';
+import { startCache } from '../cache/harness.js';
+
+/** Sends `head` and `body` on a raw socket; resolves with the status and body of the answer. */
+function raw(url: string, head: string[], body = ''): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => socket.write(`${[...head, `Host: ${hostname}:${port}`, 'Connection: close', `Content-Length: ${Buffer.byteLength(body)}`].join('\r\n')}\r\n\r\n${body}`));
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (c: string) => (text += c));
+    socket.on('end', () => {
+      const start = text.indexOf('\r\n\r\n') + 4;
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), body: text.slice(start) });
+    });
+    socket.on('error', reject);
+  });
+}
+
+t.test('an absolute-form target names the routed path, on the origin and through a cache', async (t) => {
+  const dir = t.testdir({ origin: {}, cache: {} });
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const cache = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
+  for (const [server, url] of [['origin', origin.url], ['cache', cache.url]] as const) {
+    const put = await raw(url, [`PUT http://elsewhere.example/artifacts/r1/${server}/wanted.txt HTTP/1.1`, `Authorization: Bearer ${origin.token}`], 'abs');
+    t.equal(put.status, 201, `${server}: stored`);
+    const got = await request(`${origin.url}/artifacts/r1/${server}/wanted.txt`, { headers: { authorization: `Bearer ${origin.token}` } });
+    t.equal(got.statusCode, 200, `${server}: under the path that was routed`);
+    t.equal(await got.body.text(), 'abs');
+  }
+  const get = await raw(cache.url, [`GET http://elsewhere.example/artifacts/r1/origin/wanted.txt HTTP/1.1`, `Authorization: Bearer ${origin.token}`]);
+  t.equal(get.status, 200, 'a GET in absolute form too');
+  t.equal(get.body, 'abs');
+});
+
+t.test('two Authorization headers: 400, whichever comes first', async (t) => {
+  const dir = t.testdir({ origin: {}, cache: {} });
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const cache = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
+  for (const url of [origin.url, cache.url]) {
+    for (const order of [[origin.token, 'nope'], ['nope', origin.token]]) {
+      const res = await raw(url, ['PUT /artifacts/r1/j/two.txt HTTP/1.1', ...order.map((tok) => `Authorization: Bearer ${tok}`)], 'two');
+      t.equal(res.status, 400, `${url === origin.url ? 'origin' : 'cache'}: refused (${order[0] === 'nope' ? 'wrong one first' : 'right one first'})`);
+      t.match(res.body, /FC_ERR_BAD_REQUEST.*more than one Authorization header/);
+    }
+  }
+  const missing = await request(`${origin.url}/artifacts/r1/j/two.txt`, { headers: { authorization: `Bearer ${origin.token}` } });
+  t.equal(missing.statusCode, 404, 'nothing stored');
+  await missing.body.dump();
+});
