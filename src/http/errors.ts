@@ -10,6 +10,9 @@ export function fromFastify(err: Error & Partial<FastifyError>): FleetError | un
       return new FleetError('FC_ERR_TOO_LARGE', 'body exceeds the configured limit');
     case 'FST_ERR_BAD_URL':
       return new FleetError('FC_ERR_BAD_NAME', `malformed URL: ${err.message}`);
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      // fastify's message holds the whole URL, too long to echo back.
+      return new FleetError('FC_ERR_BAD_NAME', 'a name in the URL is too long (a path segment is at most 1024 characters here)');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':

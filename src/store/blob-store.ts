@@ -54,3 +54,9 @@ export interface BlobStore {
   /** Every committed object, in no particular order (start-up scans). */
   list(): AsyncIterable<BlobStat>;
 }
+
+/** Whether `err` is an upload cut by its client (the connection reset or closed early) or by a signal. */
+export function isAbort(err: unknown): boolean {
+  const e = err as NodeJS.ErrnoException;
+  return e?.name === 'AbortError' || e?.code === 'ECONNRESET' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE' || e?.code === 'ABORT_ERR';
+}

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FleetError, NotFoundError } from '../errors.js';
-import type { BlobStat, BlobStore, PutOptions, PutResult, ReadRange } from './blob-store.js';
+import { isAbort, type BlobStat, type BlobStore, type PutOptions, type PutResult, type ReadRange } from './blob-store.js';
 import { DIGEST_ALGORITHMS, type Digest } from './digest.js';
 import { putMeter } from './put-meter.js';
 import { fsyncFile, mkdirDurable } from './durable.js';
@@ -130,11 +130,6 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
   } catch {
     return [];
   }
-}
-
-function isAbort(err: unknown): boolean {
-  const e = err as NodeJS.ErrnoException;
-  return e?.name === 'AbortError' || e?.code === 'ECONNRESET' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE' || e?.code === 'ABORT_ERR';
 }
 
 function notFoundOr(err: unknown, d: Digest): Error {

@@ -26,7 +26,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { FleetError, NotFoundError } from '../errors.js';
-import type { BlobStat, BlobStore, PutOptions, PutResult, ReadRange } from './blob-store.js';
+import { isAbort, type BlobStat, type BlobStore, type PutOptions, type PutResult, type ReadRange } from './blob-store.js';
 import { isDigestAlgorithm, type Digest } from './digest.js';
 import { putMeter } from './put-meter.js';
 
@@ -254,11 +254,6 @@ export class S3BlobStore implements BlobStore {
       throw storageError('read', err);
     }
   }
-}
-
-function isAbort(err: unknown): boolean {
-  const e = err as NodeJS.ErrnoException;
-  return e?.name === 'AbortError' || e?.code === 'ECONNRESET' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE' || e?.code === 'ABORT_ERR';
 }
 
 function storageError(what: string, err: unknown): FleetError {

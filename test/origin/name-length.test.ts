@@ -33,6 +33,15 @@ t.test('a segment too long once percent-encoded is a 400 FC_ERR_BAD_NAME, not a 
   t.equal(await get.body.text(), 'fits');
 });
 
+t.test('a path segment past the router\'s limit: FC_ERR_BAD_NAME, without the URL echoed back', async (t) => {
+  const origin = await startOrigin(t);
+  const res = await put(origin, `/projects/${'a'.repeat(1100)}/bases/x`);
+  t.equal(res.status, 400);
+  t.equal(res.json().code, 'FC_ERR_BAD_NAME');
+  t.match(res.json().message, /too long/);
+  t.notMatch(res.text, 'aaaaaaaaaaaaaaaaaaaa', 'the URL is not echoed');
+});
+
 t.test('an unexpected failure answers 500 without its message (server paths)', async (t) => {
   const origin = await startOrigin(t);
   // A file where the store wants a directory: mkdir fails with the absolute path in its message.

@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { startOrigin } from '../helpers/origin.js';
 import { rssOf, startServerProcess } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
 
 const TOKEN = 'streaming-test-token';
 const MiB = 1024 * 1024;
@@ -179,4 +180,19 @@ t.test('a client that stops reading a download is cut after the idle timeout; a 
   t.equal(h.digest('hex'), hex, 'a slow reader gets the whole blob');
   await new Promise((r) => setTimeout(r, 1000));
   await t.rejects(stalled.body.arrayBuffer(), 'the client that stopped reading was cut');
+});
+
+t.test('a run manifest upload cut mid-body is the client\'s abort (logged at info), not a server error', async (t) => {
+  const server = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', t.testdir()], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'info' });
+  const { hostname, port } = new URL(server.url);
+  const socket = connect(Number(port), hostname, () => {
+    socket.write(`PUT /projects/p/runs/cut HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: 100\r\n\r\n{"format":`);
+    setImmediate(() => socket.destroy());
+  });
+  socket.on('error', () => undefined);
+  await eventually('the abort logged', () => /upload aborted before completion/.test(server.stderr()));
+  const line = server.stderr().split('\n').find((l) => l.includes('upload aborted before completion'))!;
+  t.match(JSON.parse(line), { level: 30, code: 'FC_ERR_ABORTED' }, 'at info, with its code');
+  t.notMatch(server.stderr(), /"level":50/, 'no error logged');
+  t.equal((await request(`${server.url}/projects/p/runs/cut`, { headers: { authorization: `Bearer ${TOKEN}` } })).statusCode, 404, 'nothing stored');
 });

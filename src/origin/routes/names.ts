@@ -6,6 +6,7 @@ import { FleetError, NotFoundError } from '../../errors.js';
 import { checkWritePreconditions, checkReadPreconditions, replyWithBlob } from '../../http/blob-reply.js';
 import { parseRunManifest, type RunManifest } from '../../project-upload/manifest.js';
 import { parseDigestString, formatDigest } from '../../store/digest.js';
+import { isAbort } from '../../store/blob-store.js';
 import type { NameRecord } from '../../store/names.js';
 import { checkSegment, parseNamePath } from '../../store/safe-name.js';
 import { checkDeclaredLength, checkRead, nameCacheControl, type OriginContext } from '../context.js';
@@ -130,10 +131,16 @@ async function readSmallBody(request: FastifyRequest, limit: number): Promise<Bu
   checkDeclaredLength(request, limit);
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of request.raw as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new FleetError('FC_ERR_TOO_LARGE', `body exceeds the limit of ${limit} bytes`);
-    chunks.push(chunk);
+  try {
+    for await (const chunk of request.raw as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > limit) throw new FleetError('FC_ERR_TOO_LARGE', `body exceeds the limit of ${limit} bytes`);
+      chunks.push(chunk);
+    }
+  } catch (err) {
+    // The client went away mid-body: its own doing, not the server's error (as blob uploads say).
+    if (isAbort(err)) throw new FleetError('FC_ERR_ABORTED', 'upload aborted before completion; nothing was stored', { cause: err });
+    throw err;
   }
   return Buffer.concat(chunks);
 }
