@@ -1,5 +1,6 @@
 // Options every fleetcache HTTP server shares (origin and cache alike).
-import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { FleetError } from '../errors.js';
@@ -77,6 +78,24 @@ export function pluginTimeoutFor(shutdownTimeoutMs: number): number {
   return Math.max(FASTIFY_PLUGIN_TIMEOUT_MS, shutdownTimeoutMs + CLOSE_MARGIN_MS);
 }
 
+/**
+ * Answers a request Node's parser refused (two Content-Length, a header over 16 KiB, a
+ * request that did not arrive in time) with a catalogued JSON error, as every other error
+ * is answered, instead of fastify's own body. The connection is closed after it.
+ */
+function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const fe =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new FleetError('FC_ERR_REQUEST_TIMEOUT', 'the request did not arrive in time')
+    : err.code === 'HPE_HEADER_OVERFLOW' ? new FleetError('FC_ERR_TOO_MANY_HEADERS', 'the request\'s header fields exceed 16 KiB')
+    : new FleetError('FC_ERR_BAD_REQUEST', `malformed HTTP request (${err.code ?? 'parse error'})`);
+  if (socket.writable) {
+    const body = JSON.stringify(fe.toJSON());
+    socket.write(`HTTP/1.1 ${fe.status} ${STATUS_CODES[fe.status]}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy(err);
+}
+
 /** `shutdownTimeoutMs`: the longest drain this server will be asked for (see pluginTimeoutFor). */
 export function baseServerOptions(logLevel: string | false | undefined, bodyLimit: number, shutdownTimeoutMs = DEFAULT_SHUTDOWN_TIMEOUT_MS): FastifyServerOptions & { loggerInstance: FastifyBaseLogger } {
   return {
@@ -91,6 +110,7 @@ export function baseServerOptions(logLevel: string | false | undefined, bodyLimi
     // HEAD routes are explicit: the automatic ones would read a whole blob to discard it.
     exposeHeadRoutes: false,
     rewriteUrl: originForm,
+    clientErrorHandler,
     frameworkErrors,
   };
 }

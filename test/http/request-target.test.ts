@@ -56,3 +56,17 @@ t.test('two Authorization headers: 400, whichever comes first', async (t) => {
   t.equal(missing.statusCode, 404, 'nothing stored');
   await missing.body.dump();
 });
+
+t.test('a request Node\'s parser refuses is answered with a catalogued JSON error', async (t) => {
+  const dir = t.testdir({ origin: {}, cache: {} });
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const cache = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
+  for (const [server, url] of [['origin', origin.url], ['cache', cache.url]] as const) {
+    const twoLengths = await raw(url, ['PUT /artifacts/r1/j/x.txt HTTP/1.1', 'Content-Length: 3'], 'abc');
+    t.equal(twoLengths.status, 400, `${server}: two Content-Length`);
+    t.match(JSON.parse(twoLengths.body), { code: 'FC_ERR_BAD_REQUEST', message: /malformed HTTP request/ });
+    const huge = await raw(url, ['GET /-/healthz HTTP/1.1', `X-Big: ${'a'.repeat(20_000)}`]);
+    t.equal(huge.status, 431, `${server}: a header over 16 KiB`);
+    t.match(JSON.parse(huge.body), { code: 'FC_ERR_TOO_MANY_HEADERS' });
+  }
+});
