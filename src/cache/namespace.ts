@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { LRUCache } from 'lru-cache';
 import type { Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
 import { etagOf } from '../http/blob-reply.js';
@@ -123,7 +124,7 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
   const probe = req.method === 'HEAD';
   if (!ctx.fills.get(key)) {
     let hit = await ctx.store.lookup(id, probe);
-    if (hit && wantsRecheck(req) && !(await intact(hit, d))) {
+    if (hit && wantsRecheck(req) && !recentlyRechecked(ctx, id) && !(await intact(hit, d))) {
       // A copy damaged on disk since it was verified (bit rot, a bad block): dropped and fetched
       // again, instead of sending every machine of the region to the origin for good.
       ctx.log.warn({ id }, 'stored blob does not match its digest (a client asked with no-cache): dropped, fetched again');
@@ -148,6 +149,23 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
 function wantsRecheck(req: FastifyRequest): boolean {
   const cc = req.headers['cache-control'];
   return /(?:^|[\s,])no-cache\b/i.test(cc ?? '') || (cc === undefined && /\bno-cache\b/i.test(String(req.headers.pragma ?? '')));
+}
+
+/**
+ * Blobs hashed again in the last RECHECK_EVERY_MS: a no-cache request costs a read of the
+ * whole blob, which clients (a browser's reload, a loop) must not be able to repeat at will.
+ */
+const RECHECK_EVERY_MS = 60_000;
+/** Per cache (tests run several in one process). */
+const rechecks = new WeakMap<CacheContext, LRUCache<string, true>>();
+
+/** True when `id` was hashed again within the last RECHECK_EVERY_MS; else marks it as hashed now. */
+function recentlyRechecked(ctx: CacheContext, id: string): boolean {
+  let rechecked = rechecks.get(ctx);
+  if (!rechecked) rechecks.set(ctx, (rechecked = new LRUCache<string, true>({ max: 10_000, ttl: RECHECK_EVERY_MS })));
+  if (rechecked.has(id)) return true;
+  rechecked.set(id, true);
+  return false;
 }
 
 /** Whether the stored copy `hit` still hashes to `d`. */
