@@ -31,15 +31,21 @@ export interface RepackOptions {
   readonly signal?: AbortSignal;
 }
 
+const EXPORTS_VAR = 'FLEETCACHE_REPACK_EXPORTS';
+
 /** Runs `script` with `inputTar` on fd 3 and `outputTar` (created or truncated) on fd 4. */
 export async function runRepack(script: string, inputTar: string, outputTar: string, options: RepackOptions): Promise<void> {
   options.signal?.throwIfAborted();
   const input = await open(inputTar, 'r');
   const output = await open(outputTar, 'w');
   try {
-    const child = spawn('/bin/bash', ['-eu', '-c', [...(options.exports ?? []).map(exportLine), script].join('\n')], {
+    // The export lines reach bash through its environment, which only its owner can read,
+    // not its command line, which every user of the host can (ps): they may hold secrets.
+    const exports = (options.exports ?? []).map(exportLine).join('\n');
+    const env = options.env ?? process.env;
+    const child = spawn('/bin/bash', ['-eu', '-c', exports ? `eval "$${EXPORTS_VAR}"; unset ${EXPORTS_VAR}\n${script}` : script], {
       cwd: options.cwd,
-      env: options.env ?? process.env,
+      env: exports ? { ...env, [EXPORTS_VAR]: exports } : env,
       stdio: ['ignore', 'inherit', 'pipe', input.fd, output.fd],
       // its own process group, so a timeout also stops what the script started
       detached: true,

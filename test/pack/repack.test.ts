@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runRepack } from '../../src/pack/repack.js';
 import { isAlive } from '../helpers/processes.js';
@@ -88,3 +88,24 @@ for (const [when, script] of [
     t.ok(isAlive(Number(readFileSync(join(dir, 'daemon.pid'), 'utf8'))), 'the daemon was started (and is left to the teardown)');
   });
 }
+
+t.test('the project environment reaches the script evaluated, never on a command line', async (t) => {
+  const dir = t.testdir({ 'in.tar': 'x' });
+  const secret = `repack-secret-${process.pid}`;
+  const seen = join(dir, 'seen');
+  // The script reports its value, then waits until the test has looked at every command line.
+  const script = `echo "$API_TOKEN $DERIVED" > ${seen}; while [ ! -e ${join(dir, 'looked')} ]; do sleep 0.05; done; cat <&3 >&4`;
+  const running = runRepack(script, join(dir, 'in.tar'), join(dir, 'out.tar'), { cwd: dir, exports: [['API_TOKEN', secret], ['DERIVED', '${API_TOKEN}-x']] });
+  await eventually('the script started', () => existsSync(seen));
+  const holders = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(secret);
+    } catch {
+      return false;
+    }
+  });
+  writeFileSync(join(dir, 'looked'), '');
+  await running;
+  t.same(holders, [], 'no command line holds the value');
+  t.equal(readFileSync(seen, 'utf8'), `${secret} ${secret}-x\n`, 'evaluated in order, as machine scripts see them');
+});
