@@ -25,7 +25,7 @@ export function hasTooManyHeaders(req: IncomingMessage, max: number): boolean {
 }
 
 /** How many times `req` carries the header `name` (lower case); Node keeps only the first Authorization. */
-function headerCount(req: IncomingMessage, name: string): number {
+export function headerCount(req: IncomingMessage, name: string): number {
   let n = 0;
   for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.length === name.length && req.rawHeaders[i]!.toLowerCase() === name) n++;
   return n;
@@ -54,9 +54,13 @@ export function refuseMalformedRequests(app: FastifyInstance, max: number): void
  */
 export function originForm(req: { readonly url?: string | undefined }): string {
   const url = req.url ?? '/';
-  if (url.startsWith('/') || !URL.canParse(url)) return url;
-  const parsed = new URL(url);
-  return parsed.protocol === 'http:' || parsed.protocol === 'https:' ? `${parsed.pathname}${parsed.search}` : url;
+  if (url.startsWith('/')) return url;
+  // The text after scheme://authority, byte for byte: a URL parser would resolve "..", "%2e%2e"
+  // and "\\" that the routes refuse, and store under another name than the one sent.
+  const authority = /^https?:\/\/[^/?#]*/i.exec(url);
+  if (!authority) return url;
+  const rest = url.slice(authority[0].length);
+  return rest.startsWith('/') ? rest : `/${rest}`;
 }
 
 /** How long a server stopped by a signal lets requests in flight finish, by default (cli/listen.ts). */

@@ -36,6 +36,10 @@ t.test('an absolute-form target names the routed path, on the origin and through
     t.equal(got.statusCode, 200, `${server}: under the path that was routed`);
     t.equal(await got.body.text(), 'abs');
   }
+  for (const name of ['x/../y.txt', 'x/%2e%2e/y.txt', 'a\\b.txt']) {
+    const refused = await raw(origin.url, [`PUT http://elsewhere.example/artifacts/r1/j/${name} HTTP/1.1`, `Authorization: Bearer ${origin.token}`], 'dot');
+    t.equal(refused.status, 400, `${name}: refused as in origin form, not stored under another name`);
+  }
   const get = await raw(cache.url, [`GET http://elsewhere.example/artifacts/r1/origin/wanted.txt HTTP/1.1`, `Authorization: Bearer ${origin.token}`]);
   t.equal(get.status, 200, 'a GET in absolute form too');
   t.equal(get.body, 'abs');
@@ -52,6 +56,9 @@ t.test('two Authorization headers: 400, whichever comes first', async (t) => {
       t.match(res.body, /FC_ERR_BAD_REQUEST.*more than one Authorization header/);
     }
   }
+  // A plain GET of a blob is answered before the routes (fast paths): refused there too.
+  const blobGet = await raw(cache.url, [`GET /cas/sha256/${'c'.repeat(64)} HTTP/1.1`, `Authorization: Bearer ${origin.token}`, 'Authorization: Bearer nope']);
+  t.equal(blobGet.status, 400, 'cache: a blob GET with two Authorization headers');
   const missing = await request(`${origin.url}/artifacts/r1/j/two.txt`, { headers: { authorization: `Bearer ${origin.token}` } });
   t.equal(missing.statusCode, 404, 'nothing stored');
   await missing.body.dump();
