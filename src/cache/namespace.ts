@@ -124,7 +124,7 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
   const probe = req.method === 'HEAD';
   if (!ctx.fills.get(key)) {
     let hit = await ctx.store.lookup(id, probe);
-    if (hit && wantsRecheck(req) && !recentlyRechecked(ctx, id) && !(await intact(hit, d))) {
+    if (hit && wantsRecheck(req) && !(await recheck(ctx, hit, d))) {
       // A copy damaged on disk since it was verified (bit rot, a bad block): dropped and fetched
       // again, instead of sending every machine of the region to the origin for good.
       ctx.log.warn({ id }, 'stored blob does not match its digest (a client asked with no-cache): dropped, fetched again');
@@ -156,16 +156,28 @@ function wantsRecheck(req: FastifyRequest): boolean {
  * whole blob, which clients (a browser's reload, a loop) must not be able to repeat at will.
  */
 const RECHECK_EVERY_MS = 60_000;
-/** Per cache (tests run several in one process). */
-const rechecks = new WeakMap<CacheContext, LRUCache<string, true>>();
+/** Per cache process (tests run several caches in one): blobs hashed lately, and hashes under way. */
+const rechecks = new WeakMap<CacheContext, { recent: LRUCache<string, true>; inflight: Map<string, Promise<boolean>> }>();
 
-/** True when `id` was hashed again within the last RECHECK_EVERY_MS; else marks it as hashed now. */
-function recentlyRechecked(ctx: CacheContext, id: string): boolean {
-  let rechecked = rechecks.get(ctx);
-  if (!rechecked) rechecks.set(ctx, (rechecked = new LRUCache<string, true>({ max: 10_000, ttl: RECHECK_EVERY_MS })));
-  if (rechecked.has(id)) return true;
-  rechecked.set(id, true);
-  return false;
+/**
+ * Whether the stored copy `hit` may be served to a no-cache request: true when it hashes to
+ * `d`, or was hashed within the last RECHECK_EVERY_MS. Requests that come while it is being
+ * hashed wait for that hash (a region's machines retry together) rather than skip it.
+ */
+function recheck(ctx: CacheContext, hit: Hit, d: Digest): Promise<boolean> {
+  let state = rechecks.get(ctx);
+  if (!state) rechecks.set(ctx, (state = { recent: new LRUCache<string, true>({ max: 10_000, ttl: RECHECK_EVERY_MS }), inflight: new Map() }));
+  const { recent, inflight } = state;
+  if (recent.has(hit.id)) return Promise.resolve(true);
+  let hashing = inflight.get(hit.id);
+  if (!hashing) {
+    hashing = intact(hit, d).finally(() => {
+      inflight.delete(hit.id);
+      recent.set(hit.id, true);
+    });
+    inflight.set(hit.id, hashing);
+  }
+  return hashing;
 }
 
 /** Whether the stored copy `hit` still hashes to `d`. */

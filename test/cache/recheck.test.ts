@@ -43,3 +43,21 @@ t.test('no-cache re-hashes a stored blob: a damaged copy is fetched anew, once a
   t.equal((await get(blob, { pragma: 'no-cache' })).xcache, 'HIT', 'hashed a moment ago: not again within the minute');
   t.equal(up.count(`/cas/sha256/${hex}`), 2);
 });
+
+t.test('no-cache requests that come while a copy is hashed wait for that hash', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const dir = t.testdir();
+  const { app, url } = await startCache(t, { upstream: upUrl }, dir);
+  const { hex, body } = up.addBlob(32 * 1024 * 1024);
+  const blob = `${url}/cas/sha256/${hex}`;
+  await get(blob);
+  await app.cache.fills.drain();
+  const file = path.join(dir, casId({ algo: 'sha256', hex }));
+  const bytes = readFileSync(file);
+  bytes[bytes.length - 1]! ^= 0xff;
+  writeFileSync(file, bytes);
+  const both = await Promise.all([get(blob, { 'cache-control': 'no-cache' }), get(blob, { 'cache-control': 'no-cache' })]);
+  t.ok(both.every((r) => r.body.equals(body)), 'neither got the damaged copy');
+});
