@@ -76,7 +76,7 @@ export function registerCache(program: Command): void {
       if (workers > 1 && cluster.isPrimary) {
         const log = createLogger(config.logLevel ?? 'info');
         log.info({ ...startupFields(config), workers }, 'cache starting');
-        const primary = await runCachePrimary(config, workers, log);
+        const primary = await runCachePrimary(config, workers, log, merged.listen);
         // A worker that cannot start stops the cache, with its error, once every worker is gone.
         const url = await primary.url.catch(async (err: unknown) => {
           await primary.stopped;

@@ -142,7 +142,11 @@ export class ClusterLink {
         return this.#outbox.push({ t: 'tally', req: m.req, kinds: this.#tally() });
       case 'metrics?': {
         const req = m.req;
-        return void this.#metricsJson().then((metrics) => this.#outbox.push({ t: 'metrics-json', req, metrics }));
+        // A registry that cannot be read answers empty rather than ending the worker (a rejection no one handles).
+        return void this.#metricsJson().then(
+          (metrics) => this.#outbox.push({ t: 'metrics-json', req, metrics }),
+          () => this.#outbox.push({ t: 'metrics-json', req, metrics: [] }),
+        );
       }
       default: {
         const resolve = this.#pending.get(m.req);

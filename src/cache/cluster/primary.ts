@@ -3,6 +3,7 @@
 // RESTART_LIMIT_BURST), and stops them all on SIGINT/SIGTERM.
 import cluster, { type Worker } from 'node:cluster';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AggregatorRegistry } from 'prom-client';
@@ -10,6 +11,7 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { CacheConfig } from '../config.js';
 import { DiskStore } from '../disk-store.js';
 import { FleetError } from '../../errors.js';
+import { parseListen } from '../../config/units.js';
 import { lockDataDir } from '../../store/dir-lock.js';
 import { addTally, emptyTally, type KindTally } from '../metrics.js';
 import { Outbox, unbatch, workerEnv, type Batch, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerMessage } from './protocol.js';
@@ -96,16 +98,33 @@ export function addCounters(sum: MetricsJson, from: MetricsJson): MetricsJson {
   return [...out.values()];
 }
 
-export async function runCachePrimary(config: CacheConfig, workers: number, log: Logger): Promise<PrimaryHandle> {
+/** A port free on `host` now, for the workers to share (port 0 is chosen once, here). */
+async function freePort(host: string): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, host, resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/**
+ * `listen`: the address the workers listen on. Node's cluster shares one listening socket among
+ * the workers that asked for the same address and port, and closes it with the last of them:
+ * with port 0, a worker started after every other had died would get another port than the
+ * one announced, so port 0 is turned into a free port here, before any worker starts.
+ */
+export async function runCachePrimary(config: CacheConfig, workers: number, log: Logger, listen: string): Promise<PrimaryHandle> {
+  const { host, port: configuredPort } = parseListen(listen);
+  const chosenPort = configuredPort === 0 ? await freePort(host) : undefined;
   // The primary holds the data directory for its workers, before the store opens (opening empties tmp/).
   const lock = await lockDataDir(config.dataDir);
   removeStaleSocketDirs(tmpdir());
   const socketDir = mkdtempSync(path.join(tmpdir(), `${SOCKET_DIR_PREFIX}${process.pid}-`));
   /**
    * Each worker, with its tallies as last reported (`tally`), its metrics as last scraped
-   * (`metrics`) and the port it was told (`port`, see fork).
+   * (`metrics`).
    */
-  const live = new Map<number, { worker: Worker; outbox: Outbox<PrimaryMessage>; leading: number; tally: Record<string, KindTally>; metrics?: MetricsJson; port: number | undefined }>();
+  const live = new Map<number, { worker: Worker; outbox: Outbox<PrimaryMessage>; leading: number; tally: Record<string, KindTally>; metrics?: MetricsJson }>();
   /** The last tallies and Prometheus counters of workers that died: the cache's counters do not go down with them. */
   const retired: Record<string, KindTally> = {};
   let retiredCounters: MetricsJson = [];
@@ -222,8 +241,6 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   void url.catch(() => undefined); // the caller's to handle; never unhandled meanwhile
   let listening = 0;
   let started = false;
-  /** The port every worker listens on, once they all do. */
-  let port: number | undefined;
   /** When workers died since the cache started, within the last RESTART_LIMIT_WINDOW_MS. */
   const deaths: number[] = [];
   const respawns = new Set<NodeJS.Timeout>();
@@ -239,16 +256,11 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
 
   function fork(index: number): void {
     const socket = sockets[index]!;
-    // Node's cluster shares one listening socket among the workers that asked for the same
-    // address and port, and closes it with the last of them. A replacement asks as the live
-    // workers did; when none is left, for the port announced, not port 0 again (another port).
-    const holder = live.values().next().value;
-    const told = holder ? holder.port : port;
-    const worker = cluster.fork(workerEnv({ socket, peers: sockets.filter((s) => s !== socket), ...(told === undefined ? {} : { port: told }) }));
+    const worker = cluster.fork(workerEnv({ socket, peers: sockets.filter((s) => s !== socket), ...(chosenPort === undefined ? {} : { port: chosenPort }) }));
     const outbox = new Outbox<PrimaryMessage>((m) => {
       if (worker.isConnected()) worker.send(m);
     });
-    live.set(worker.id, { worker, outbox, leading: 0, tally: {}, port: told });
+    live.set(worker.id, { worker, outbox, leading: 0, tally: {} });
     worker.on('message', (m: WorkerMessage | Batch<WorkerMessage>) => unbatch(m, (one) => onMessage(worker.id, one)));
     worker.on('listening', (addr) => {
       if (addr.addressType === -1) return; // its private Unix socket
@@ -258,7 +270,6 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       if (++listening === workers) {
         const host = addr.address?.includes(':') ? `[${addr.address}]` : addr.address;
         started = true;
-        port = addr.port;
         resolveUrl(`http://${host}:${addr.port}`);
       }
     });

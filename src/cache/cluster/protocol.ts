@@ -99,11 +99,7 @@ function isBatch<M>(m: M | Batch<M>): m is Batch<M> {
 export interface WorkerEnv {
   readonly socket: string;
   readonly peers: readonly string[];
-  /**
-   * The port to listen on instead of the configured one: the port announced, given to the
-   * replacements of workers that all died (it differs when the one configured was 0; see
-   * runCachePrimary's fork).
-   */
+  /** The port to listen on instead of the configured port 0: one the primary chose for all (see runCachePrimary). */
   readonly port?: number;
 }
 
