@@ -10,6 +10,7 @@ import type { Readable } from 'node:stream';
 import { Agent, Pool, type Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
 import { AnswerHandler, type UpstreamAnswer } from './answer-handler.js';
+import { loggedPath } from './serve.js';
 import type { UpstreamTimeouts } from './config.js';
 
 const HOP_BY_HOP = new Set([
@@ -123,9 +124,10 @@ export class Upstream {
       if (typeof location !== 'string') return answer;
       answer.body?.destroy();
       const to = URL.canParse(location, from) ? new URL(location, from) : undefined;
-      if (!to) throw new UpstreamError(`upstream ${this.name}: a redirect to "${location.slice(0, 200)}", not a URL, for ${path}`);
+      // The messages name no query string (a token, a signature): they reach the client and the log.
+      if (!to) throw new UpstreamError(`upstream ${this.name}: a redirect to something that is not a URL, for ${loggedPath(path)}`);
       if (hop === MAX_REDIRECTS || (to.protocol !== 'http:' && to.protocol !== 'https:')) {
-        throw new UpstreamError(`upstream ${this.name}: ${hop === MAX_REDIRECTS ? `more than ${MAX_REDIRECTS} redirects` : `redirect to a ${to.protocol} URL`} for ${path}`);
+        throw new UpstreamError(`upstream ${this.name}: ${hop === MAX_REDIRECTS ? `more than ${MAX_REDIRECTS} redirects` : `redirect to a ${to.protocol} URL`} for ${loggedPath(path)}`);
       }
       try {
         const target = await dispatchGet(this.#elsewhere, { origin: to.origin, path: to.pathname + to.search, method: 'GET', headers: { 'accept-encoding': 'identity' } }, gatherUpTo);

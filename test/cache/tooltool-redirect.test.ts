@@ -6,6 +6,7 @@
 import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
+import { join } from 'node:path';
 import { request } from 'undici';
 import { startCache } from './harness.js';
 
@@ -106,11 +107,18 @@ t.test('a mirror marked tooltool: digest paths are blobs (verified, shared with 
 });
 
 t.test('redirects are bounded', async (t) => {
+  const dirs = t.testdir({ loop: {}, ftp: {} });
   const loop = await listen(t, (req, res) => void res.writeHead(302, { location: req.url! }).end());
-  const { url } = await startCache(t, { upstream: loop }, t.testdir());
+  const { url } = await startCache(t, { upstream: loop }, join(dirs, 'loop'));
   const res = await get(`${url}/sha512/${'a'.repeat(128)}`);
   t.equal(res.status, 502, 'a redirect loop ends in a 502');
   t.match(res.body.toString(), /more than 5 redirects/);
+  const ftp = await listen(t, (_req, res) => void res.writeHead(302, { location: 'ftp://files.example/signed?X-Amz-Signature=s3cret' }).end());
+  const other = await startCache(t, { upstream: ftp }, join(dirs, 'ftp'));
+  const refused = await get(`${other.url}/sha512/${'b'.repeat(128)}?token=s3cret-query`);
+  t.equal(refused.status, 502, 'a redirect to another scheme is a 502');
+  t.match(refused.body.toString(), /redirect to a ftp: URL/);
+  t.notMatch(refused.body.toString(), /s3cret/, 'naming neither the query nor the signed location');
 });
 
 t.test('an upstream that streams a blob asked with credentials: kept only when it says public (RFC 9111 §3.5)', async (t) => {
