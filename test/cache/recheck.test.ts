@@ -3,7 +3,7 @@
 // a minute per blob, so that no client can make the cache read a large blob whole at will.
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
 import { startCache } from './harness.js';
@@ -14,20 +14,26 @@ async function get(url: string, headers: Record<string, string> = {}): Promise<{
   return { xcache: String(res.headers['x-cache']), body: Buffer.from(await res.body.arrayBuffer()) };
 }
 
-t.test('no-cache re-hashes a stored blob: a damaged copy is fetched anew, once a minute at most', async (t) => {
+/** A cache in front of an upstream with one blob of `size` bytes: the blob's URL, its file on disk, and how to damage it there. */
+async function oneBlob(t: Test, size: number) {
   const up = new UpstreamFixture();
   const upUrl = await up.start();
   t.teardown(() => up.stop());
   const dir = t.testdir();
   const { app, url } = await startCache(t, { upstream: upUrl }, dir);
-  const { hex, body } = up.addBlob(200_000);
-  const blob = `${url}/cas/sha256/${hex}`;
+  const { hex, body } = up.addBlob(size);
   const file = path.join(dir, casId({ algo: 'sha256', hex }));
-  const damage = (): void => {
+  const damage = (at: number): void => {
     const bytes = readFileSync(file);
-    bytes[1000]! ^= 0xff;
+    bytes[at]! ^= 0xff;
     writeFileSync(file, bytes);
   };
+  return { up, app, hex, body, file, damage, blob: `${url}/cas/sha256/${hex}` };
+}
+
+t.test('no-cache re-hashes a stored blob: a damaged copy is fetched anew, once a minute at most', async (t) => {
+  const { up, app, hex, body, file, damage: damageAt, blob } = await oneBlob(t, 200_000);
+  const damage = (): void => damageAt(1000);
   t.equal((await get(blob)).xcache, 'MISS');
   await app.cache.fills.drain();
   damage();
@@ -45,19 +51,11 @@ t.test('no-cache re-hashes a stored blob: a damaged copy is fetched anew, once a
 });
 
 t.test('no-cache requests that come while a copy is hashed wait for that hash', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
-  const dir = t.testdir();
-  const { app, url } = await startCache(t, { upstream: upUrl }, dir);
-  const { hex, body } = up.addBlob(32 * 1024 * 1024);
-  const blob = `${url}/cas/sha256/${hex}`;
+  const size = 32 * 1024 * 1024;
+  const { app, body, damage, blob } = await oneBlob(t, size);
   await get(blob);
   await app.cache.fills.drain();
-  const file = path.join(dir, casId({ algo: 'sha256', hex }));
-  const bytes = readFileSync(file);
-  bytes[bytes.length - 1]! ^= 0xff;
-  writeFileSync(file, bytes);
+  damage(size - 1);
   const both = await Promise.all([get(blob, { 'cache-control': 'no-cache' }), get(blob, { 'cache-control': 'no-cache' })]);
   t.ok(both.every((r) => r.body.equals(body)), 'neither got the damaged copy');
 });
