@@ -2,7 +2,8 @@
 // first, other caches next, the origin last). A URL that cannot be reached, answers 5xx,
 // does not have a digest (404), or serves bytes that fail verification is skipped; any
 // other error (a bad token, a broken delta, a tar that does not unpack) ends the pull. Bytes
-// that fail verification are asked once more of the same URL with no-cache first: a cache
+// that fail verification are asked once more of the same URL with no-cache first (but the
+// last URL, the origin): a cache
 // then checks its stored copy and fetches a damaged one anew, so that one bad copy does not
 // send every machine of the region to the next URL for good.
 import { pullProject, type PullResult } from '../project-upload/pull.js';
@@ -75,8 +76,11 @@ export async function pullWithFallback(options: FallbackPullOptions): Promise<Fa
       ...(recheck ? { recheck } : {}),
     });
     try {
+      // The last URL is the origin, which keeps no copy to check again: asking it twice would
+      // only send the bytes over the slow link twice.
+      const last = index === options.urls.length - 1;
       const result = await pull(false).catch((err: unknown) => {
-        if (!(err instanceof FleetError && DAMAGED_CODES.has(err.code))) throw err;
+        if (last || !(err instanceof FleetError && DAMAGED_CODES.has(err.code))) throw err;
         options.onRecheck?.(redactUrl(url), err);
         return pull(true);
       });

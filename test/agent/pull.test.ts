@@ -97,3 +97,22 @@ t.test('a cache copy damaged on disk: the agent asks again with no-cache, the ca
   t.equal(createHash('sha256').update(readFileSync(stored)).digest('hex'), hex, 'the cache holds a good copy again');
   t.same(describeTree(join(dir, 'm2')), describeTree(project));
 });
+
+t.test('damaged bytes from the origin (the last URL) are not asked for again', async (t) => {
+  const agent = await installAgent(t);
+  const dir = t.testdir();
+  const originDir = join(dir, 'origin');
+  const origin = await startOrigin(t, { dataDir: originDir });
+  const project = join(dir, 'project');
+  mkdirSync(project, { recursive: true });
+  writeFileSync(join(project, 'blob.bin'), randomBytes(64 * 1024));
+  const pushed = await pushProject({ dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases'), run: 'r1' });
+  const hex = pushed.manifest.base.digest.slice('sha256:'.length);
+  const stored = join(originDir, 'cas.v1', 'sha256', hex.slice(0, 2), hex);
+  const bytes = readFileSync(stored);
+  bytes[bytes.length >> 1]! ^= 0xff;
+  writeFileSync(stored, bytes);
+  const res = await runAgent(agent, 'pull', { urls: [origin.url], project: 'demo', run: 'r1', dest: join(dir, 'm') });
+  t.not(res.code, 0, 'the pull fails');
+  t.notMatch(res.stderr, /asking again with no-cache/, 'without asking the origin twice');
+});
