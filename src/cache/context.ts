@@ -60,10 +60,15 @@ export function authHeaders(req: { readonly headers: IncomingHttpHeaders }): Hea
   return auth ? { authorization: auth } : {};
 }
 
+/** The Cache-Control directives of `headers`, as one string ('' when there are none). */
+export function cacheControlOf(headers: Record<string, string | string[] | undefined>): string {
+  const cc = headers['cache-control'];
+  return Array.isArray(cc) ? cc.join(',') : cc ?? '';
+}
+
 /** Cache-Control private or no-store: never kept, only proxied. */
 export function isPrivate(headers: Record<string, string | string[] | undefined>): boolean {
-  const cc = headers['cache-control'];
-  return /(?:^|[\s,])(?:private|no-store)\b/i.test(Array.isArray(cc) ? cc.join(',') : cc ?? '');
+  return /(?:^|[\s,])(?:private|no-store)\b/i.test(cacheControlOf(headers));
 }
 
 /**

@@ -132,6 +132,18 @@ type SidecarFile = EntryMeta & { readonly ino?: number };
 function sidecarText(meta: EntryMeta, ino: number): string {
   return JSON.stringify({ ...meta, ino } satisfies SidecarFile);
 }
+
+/**
+ * What the name `n` in a shard directory (`names`: all of them) is: a body, the sidecar of
+ * a body beside it, or something no entry owns: a temp file or claim (a fill's, or a
+ * crash's), a sidecar without its body (or beside a /cas body: they have none), an http body
+ * without its sidecar. A /cas body can still be a claim, which only a stat tells (isComplete).
+ */
+function shardEntry(n: string, cas: boolean, names: ReadonlySet<string>): 'body' | 'sidecar' | 'other' {
+  if (n.startsWith(TEMP_PREFIX)) return 'other';
+  if (n.endsWith(SIDECAR)) return !cas && names.has(n.slice(0, -SIDECAR.length)) ? 'sidecar' : 'other';
+  return cas || names.has(n + SIDECAR) ? 'body' : 'other';
+}
 /** Small bodies being committed and fills in progress (claims), in their shard directory. */
 const TEMP_PREFIX = '.tmp-';
 const CLAIM_PREFIX = `${TEMP_PREFIX}fill-`;
@@ -315,8 +327,7 @@ export class DiskStore {
       const set = new Set(listed);
       for (const n of listed) {
         const id = `${shard}/${n}`;
-        if (n.startsWith(TEMP_PREFIX) || n.endsWith(SIDECAR) || this.#lru.has(id) || this.#unlinking.has(id)) continue;
-        if (!isCasId(id) && !set.has(n + SIDECAR)) continue;
+        if (shardEntry(n, isCasId(shard), set) !== 'body' || this.#lru.has(id) || this.#unlinking.has(id)) continue;
         const st = await stat(path.join(this.dir, id)).catch(() => undefined);
         if (!st || !isComplete(st) || this.#lru.has(id) || this.#unlinking.has(id)) continue;
         this.adopt(id, st.size, st.mtimeMs);
@@ -454,14 +465,10 @@ export class DiskStore {
       const cas = isCasId(shard);
       for (const n of names) {
         const id = `${shard}/${n}`;
-        if (n.startsWith(TEMP_PREFIX)) {
+        const kind = shardEntry(n, cas, set);
+        if (kind === 'other') {
           orphans.push(id);
-        } else if (n.endsWith(SIDECAR)) {
-          // /cas bodies have no sidecar (one left by an older version goes too).
-          if (cas || !set.has(n.slice(0, -SIDECAR.length))) orphans.push(id);
-        } else if (!cas && !set.has(n + SIDECAR)) {
-          orphans.push(id);
-        } else {
+        } else if (kind === 'body') {
           const st = statSync(path.join(this.dir, id), { throwIfNoEntry: false });
           // A blob claimed under its own name and never completed (a crash mid-fill).
           if (st && cas && !isComplete(st)) orphans.push(id);

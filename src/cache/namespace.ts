@@ -10,7 +10,7 @@ import type { Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
 import { etagOf } from '../http/blob-reply.js';
 import { ALGO_HEX_ROUTE, parseDigest, type Digest } from '../store/digest.js';
-import { authHeaders, fillOnce, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
+import { authHeaders, cacheControlOf, fillOnce, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
@@ -44,8 +44,7 @@ const SHARED_WITH_CREDENTIALS = /(?:^|[\s,])(?:public|s-maxage|must-revalidate)\
 function decideImmutable(key: string, d: Digest, credentialed: boolean) {
   return (res: AnswerHead): FillDecision => {
     if (res.statusCode !== 200 || isPrivate(res.headers)) return { status: res.statusCode, headers: passHeaders(res) };
-    const cc = res.headers['cache-control'];
-    if (credentialed && (res.redirected || !SHARED_WITH_CREDENTIALS.test(Array.isArray(cc) ? cc.join(',') : cc ?? ''))) {
+    if (credentialed && (res.redirected || !SHARED_WITH_CREDENTIALS.test(cacheControlOf(res.headers)))) {
       return { status: 200, headers: { 'content-type': 'application/octet-stream', etag: etagOf(d), 'cache-control': 'private' } };
     }
     const headers = casHeaders(d);
@@ -147,8 +146,8 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
  * (the agent asks so after a digest mismatch from a cache).
  */
 function wantsRecheck(req: FastifyRequest): boolean {
-  const cc = req.headers['cache-control'];
-  return /(?:^|[\s,])no-cache\b/i.test(cc ?? '') || (cc === undefined && /\bno-cache\b/i.test(String(req.headers.pragma ?? '')));
+  if (req.headers['cache-control'] === undefined) return /\bno-cache\b/i.test(String(req.headers.pragma ?? ''));
+  return /(?:^|[\s,])no-cache\b/i.test(cacheControlOf(req.headers));
 }
 
 /**
