@@ -68,6 +68,8 @@ export interface SmallHit {
   readonly body: Buffer;
   readonly meta: EntryMeta;
   answer?: string[];
+  /** The same answer's status line and fields as written on a socket (early-hits.ts); null: node's to write. */
+  head?: string | null;
 }
 
 export interface Hit {

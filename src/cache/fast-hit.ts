@@ -5,11 +5,14 @@
 // through fastify against 16 µs for nginx). Any other request (HEAD, Range, conditional,
 // a large body, a name, a mirror) goes on (to fast-miss.ts, then fastify) unchanged, and
 // the answer here is the one serveHit gives: same status, headers (Age last) and counts.
+// On a connection node has not taken yet, the same answer is written on the socket itself
+// (sendEarlyHit, for early-hits.ts), without node's request and response objects.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CacheContext } from './context.js';
 import { casId } from './disk-store.js';
 import type { ImmutableKind } from './namespace.js';
 import type { Digest, DigestAlgorithm } from '../store/digest.js';
+import type { SendAnswer } from './early-hits.js';
 
 /**
  * /cas/{algo}/{hex} or the tooltool alias /{algo}/{hex}, the query ignored as the routes
@@ -41,7 +44,11 @@ export function plainBlobGet(req: IncomingMessage, store: { has(id: string): boo
   // A blob's answer has no Last-Modified: the date conditions are ignored (as the routes do).
   // A no-cache request has its stored copy hashed again first (namespace.ts, wantsRecheck).
   if (h.range !== undefined || h['if-none-match'] !== undefined || h['if-match'] !== undefined || h['cache-control'] !== undefined || h.pragma !== undefined) return undefined;
-  const url = req.url ?? '';
+  return blobGetAt(req.url ?? '', store);
+}
+
+/** The blob `url` names, for a GET that plainBlobGet (or early-head.ts) found plain. */
+function blobGetAt(url: string, store: { has(id: string): boolean }): PlainBlobGet | undefined {
   const known = parsed.get(url);
   if (known) return known;
   const m = CAS_PATH.exec(url);
@@ -75,6 +82,36 @@ export function serveSmallHit(ctx: CacheContext, get: PlainBlobGet, res: ServerR
   ctx.metrics.hitServed(get.kind, body.length);
   return true;
 }
+
+/**
+ * early-hits.ts's answer: a plain GET (early-head.ts) of `target` answered with `send`, with
+ * the bytes serveSmallHit has node write, when its blob is a small hit in this process
+ * (`probe`: or one another worker stored). False sends nothing.
+ */
+export function sendEarlyHit(ctx: CacheContext, target: string, send: SendAnswer, probe: boolean): boolean {
+  const get = blobGetAt(target, ctx.store);
+  const hit = get && ctx.store.smallHit(get.id, probe);
+  if (!hit) return false;
+  const head = (hit.head ??= answerHead(hit.answer ??= answerHeaders(hit.meta.headers, hit.body.length)));
+  if (head === null) return false; // a stored field node would refuse to write: node's to answer
+  send(head + String(Math.max(0, Math.floor((Date.now() - hit.meta.storedAt) / 1000))), hit.body);
+  ctx.metrics.hitServed(get.kind, hit.body.length);
+  return true;
+}
+
+/** The status line and `headers` (Age last, its value left off) as node writes them; null for a field node refuses. */
+function answerHead(headers: readonly string[]): string | null {
+  let head = 'HTTP/1.1 200 OK';
+  for (let i = 0; i < headers.length - 2; i += 2) {
+    if (!FIELD_NAME.test(headers[i]!) || !FIELD_VALUE.test(headers[i + 1]!)) return null;
+    head += `\r\n${headers[i]}: ${headers[i + 1]}`;
+  }
+  return `${head}\r\n${headers[headers.length - 2]}: `;
+}
+
+/** What node's writeHead accepts as a name (a token) and as a value (checkInvalidHeaderChar). */
+const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 /** A small hit's headers as a flat list, Age last (its value set per answer). */
 function answerHeaders(stored: Readonly<Record<string, string>>, size: number): string[] {

@@ -8,7 +8,8 @@ import { clientIdleMs, DEFAULT_FILL_MEMORY, type CacheConfig } from './config.js
 import type { ClusterLink } from './cluster/link.js';
 import type { CacheContext, Mirror } from './context.js';
 import { DiskStore } from './disk-store.js';
-import { plainBlobGet, serveSmallHit } from './fast-hit.js';
+import { answerEarly } from './early-hits.js';
+import { plainBlobGet, sendEarlyHit, serveSmallHit } from './fast-hit.js';
 import { leadMiss } from './fast-miss.js';
 import { fillMemoryBudget, fillMemoryInUse, setFillMemory } from './fill.js';
 import { Fills } from './fills.js';
@@ -68,6 +69,10 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
       });
       server.requestTimeout = 0;
       server.keepAliveTimeout = 30_000;
+      // Small hits on a connection node has not taken yet are answered on its socket. A
+      // worker also looks for another worker's copy, so that the first hit of such a blob
+      // does not hand the connection to node for good.
+      answerEarly(server, DEFAULT_MAX_HEADERS, (target, send) => fast !== undefined && sendEarlyHit(fast, target, send, link !== undefined));
       return server;
     },
   });
