@@ -12,8 +12,6 @@ export interface PlainGet {
   readonly end: number;
 }
 
-/** Longest head taken (node's own limit is 16 KiB; longer ones are node's to refuse). */
-const MAX_HEAD = 8192;
 /** origin-form only, the characters a request target may have unescaped (no space, no CTL). */
 const TARGET = /^\/[\x21-\x7e]*$/;
 /** A field name: an RFC 9110 token. */
@@ -35,12 +33,13 @@ const TO_ROUTES = new Set([
 /**
  * The plain GET whose head starts at `from` in `text` (a chunk read as latin1, one
  * character per byte), or undefined when what starts there is anything else or is not
- * whole. `maxFields`: more header fields than that is for node and the routes to refuse.
+ * whole. More header fields than `maxFields`, or a head longer than `maxHead` bytes, is for
+ * node and the routes to refuse.
  */
-export function readPlainGet(text: string, from: number, maxFields: number): PlainGet | undefined {
+export function readPlainGet(text: string, from: number, maxFields: number, maxHead: number): PlainGet | undefined {
   if (!text.startsWith('GET /', from)) return undefined;
   let eol = text.indexOf('\r\n', from);
-  if (eol < 0 || eol - from > MAX_HEAD || !text.startsWith(' HTTP/1.1', eol - 9)) return undefined;
+  if (eol < 0 || eol - from > maxHead || !text.startsWith(' HTTP/1.1', eol - 9)) return undefined;
   const target = text.slice(from + 4, eol - 9);
   if (!TARGET.test(target)) return undefined;
   let fields = 0;
@@ -49,11 +48,11 @@ export function readPlainGet(text: string, from: number, maxFields: number): Pla
   for (;;) {
     const start = eol + 2;
     if (text.startsWith('\r\n', start)) {
-      if (hosts !== 1 || start + 2 - from > MAX_HEAD) return undefined;
+      if (hosts !== 1 || start + 2 - from > maxHead) return undefined;
       return { target, end: start + 2 };
     }
     eol = text.indexOf('\r\n', start);
-    if (eol < 0 || eol - from > MAX_HEAD || ++fields > maxFields) return undefined;
+    if (eol < 0 || eol - from > maxHead || ++fields > maxFields) return undefined;
     const colon = text.indexOf(':', start);
     if (colon <= start || colon > eol) return undefined;
     const name = text.slice(start, colon);

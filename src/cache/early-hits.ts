@@ -8,9 +8,12 @@
 // a request cut between two reads, a closing server), the connection and every byte from
 // that request on go to node's own connection handler, for good: node then parses,
 // times out and answers it as any connection it accepted itself.
-import type { Server } from 'node:http';
+import { maxHeaderSize, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { readPlainGet } from './early-head.js';
+
+/** What node's server adds to keepAliveTimeout before it closes an idle connection (HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER). */
+const KEEP_ALIVE_MARGIN_MS = 1000;
 
 /** Writes one whole answer: `head`, its status line and fields without the blank line, then `body`. */
 export type SendAnswer = (head: string, body: Buffer) => void;
@@ -28,9 +31,13 @@ export function answerEarly(server: Server, maxFields: number, answer: EarlyAnsw
   if (listeners.length !== 1 || !toHttp) throw new Error('answerEarly: node:http\'s connection listener was not found alone');
   server.removeListener('connection', toHttp);
   const early = new Set<Socket>();
+  // Well within node's own limit (a longer head is node's to refuse with a 431).
+  const maxHead = Math.min(8192, maxHeaderSize);
   const tail = new ConnectionFields(server);
 
   server.on('connection', (socket: Socket) => {
+    // Without a keep-alive timeout node's answers announce none and its own limits apply.
+    if (server.keepAliveTimeout <= 0) return void toHttp.call(server, socket);
     early.add(socket);
     const send: SendAnswer = (head, body) => {
       socket.cork();
@@ -42,7 +49,7 @@ export function answerEarly(server: Server, maxFields: number, answer: EarlyAnsw
       const text = chunk.toString('latin1');
       let at = 0;
       while (at < text.length) {
-        const get = server.listening ? readPlainGet(text, at, maxFields) : undefined;
+        const get = server.listening ? readPlainGet(text, at, maxFields, maxHead) : undefined;
         if (!get || !answer(get.target, send)) return handOff(chunk.subarray(at));
         at = get.end;
         // A client that does not read what it asked: node's handler pauses it.
@@ -69,8 +76,9 @@ export function answerEarly(server: Server, maxFields: number, answer: EarlyAnsw
       socket.resume();
     };
     socket.on('data', onData).on('end', onEnd).on('timeout', onTimeout).on('error', onError).on('close', onClose);
-    // An idle connection is closed after keepAliveTimeout, as node closes its own.
-    socket.setTimeout(server.keepAliveTimeout);
+    // An idle connection is closed as node closes its own: a second after the timeout its
+    // answers announce, so that a client reusing it just before that does not race the close.
+    socket.setTimeout(server.keepAliveTimeout + KEEP_ALIVE_MARGIN_MS);
   });
 
   // Closing: node closes its idle connections, and all of them at the end of a drain. The
@@ -88,9 +96,10 @@ export function answerEarly(server: Server, maxFields: number, answer: EarlyAnsw
   };
 }
 
-/** Date, Connection and Keep-Alive as node writes them, then the blank line; the date made once a second. */
+/** Date, Connection and Keep-Alive as node writes them, then the blank line; made again when the second or the timeout changes. */
 class ConnectionFields {
   #second = -1;
+  #keepAliveTimeout = -1;
   #text = '';
   readonly #server: Server;
 
@@ -101,9 +110,11 @@ class ConnectionFields {
   text(): string {
     const now = Date.now();
     const second = Math.floor(now / 1000);
-    if (second !== this.#second) {
+    const keepAliveTimeout = this.#server.keepAliveTimeout;
+    if (second !== this.#second || keepAliveTimeout !== this.#keepAliveTimeout) {
       this.#second = second;
-      this.#text = `\r\nDate: ${new Date(now).toUTCString()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(this.#server.keepAliveTimeout / 1000)}\r\n\r\n`;
+      this.#keepAliveTimeout = keepAliveTimeout;
+      this.#text = `\r\nDate: ${new Date(now).toUTCString()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(keepAliveTimeout / 1000)}\r\n\r\n`;
     }
     return this.#text;
   }
