@@ -329,9 +329,9 @@ Server CPU: utime + stime of the cache's processes (ours: primary and workers; n
 Hot small: one prefill (each object asked once), then ${HOT_ROUNDS} rounds of wrk, each taken by every side in turn; the median, then each round.
 The first round includes each of our workers' first hit of the objects the other worker fetched (read from disk, then held in memory).
 Cold small: ${COLD_ROUNDS} rounds of fresh objects after the warm-up, each round taken by every side in turn, right after ${COLD_REWARM} unmeasured misses of its own; the median, then each round.${floor ? `
-Reference rows: the cheapest paths Node can take (lib/floor-proxy.ts, ${WORKERS} processes; a miss: node:http, undici, sha256, file + rename;
+Reference rows: the cheapest paths through node:http (lib/floor-proxy.ts, ${WORKERS} processes; a miss: node:http, undici, sha256, file + rename;
 a hit: node:http and a Map of bodies, the large one too, so one copy less than from a file; nothing else: no framework, no exactly-once across processes, no index, no metrics), measured like the caches;
-they bound any Node implementation.` : ''}
+they bound any implementation on node:http (fleetcache's small hits on a fresh connection are written on its socket before node:http reads it).` : ''}
 
 | figure | fleetcache | nginx | ratio | goal |
 | --- | ---: | ---: | ---: | --- |

@@ -1,10 +1,11 @@
-// A reference for the hot and small figures, not a cache: the cheapest paths Node can take for a
-// /cas object. A miss: node:http in, undici out (its dispatch API, the body gathered by the
+// A reference for the hot and small figures, not a cache: the cheapest paths through node:http
+// for a /cas object. A miss: node:http in, undici out (its dispatch API, the body gathered by the
 // handler: no stream), sha256 check, file created and renamed, answer. A hit: the body from
 // a Map in memory, answered with node:http. None of what the product does besides (no
 // framework, no exactly-once across processes, no index, no metrics, no eviction, no Range
-// or HEAD). What it reaches bounds what any Node implementation of the cache can reach on
-// the same machine.
+// or HEAD). What it reaches bounds what any implementation of the cache on node:http can
+// reach on the same machine (fleetcache's early hits, src/cache/early-hits.ts, go around
+// node:http and can pass it).
 // Run: node --import tsx bench/lib/floor-proxy.ts UPSTREAM DATA_DIR WORKERS PORT
 import cluster from 'node:cluster';
 import { createHash } from 'node:crypto';
