@@ -45,9 +45,13 @@ export function blobCacheControl(ctx: OriginContext, digest: Digest): string {
   return `${restricted ? 'private' : 'public'}, max-age=31536000, immutable`;
 }
 
-/** Cache-Control of a name's answers: revalidated on every use; `private` when reads need a token. */
-export function nameCacheControl(ctx: OriginContext): string {
-  return `${ctx.readAccess === 'token' ? 'private' : 'public'}, no-cache`;
+/**
+ * Cache-Control of a name's answers: revalidated on every use; `private` when reads need a
+ * token (readAccess: token, or `digest`, the blob it names, is internal).
+ */
+export function nameCacheControl(ctx: OriginContext, digest?: Digest): string {
+  const restricted = ctx.readAccess === 'token' || (digest !== undefined && ctx.internal.has(formatDigest(digest)));
+  return `${restricted ? 'private' : 'public'}, no-cache`;
 }
 
 /** Refuses an upload whose declared length is already over the limit, before reading it. */

@@ -117,3 +117,26 @@ t.test('HEAD of a name is answered as GET is: revalidated, and from the stored c
   t.equal(headMiss.statusCode, getMiss.statusCode, 'a name never stored: the same 502 for HEAD as for GET');
   t.equal(headMiss.headers['cache-control'], 'no-store');
 });
+
+t.test('cache → origin: a name of an internal blob is never served to a client without a token', async (t) => {
+  const dir = t.testdir({ origin: {}, cache: {} });
+  const origin = await buildOriginServer({ dataDir: `${dir}/origin`, tokens: ['tok'], logLevel: false });
+  const originUrl = await origin.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => origin.close());
+  const { url } = await startCache(t, { upstream: originUrl }, `${dir}/cache`);
+  const body = Buffer.from('internal toolchain\n');
+  const hex = createHash('sha256').update(body).digest('hex');
+  const auth = { authorization: 'Bearer tok' };
+  const blob = await request(`${url}/cas/sha256/${hex}`, { method: 'PUT', body, headers: { ...auth, 'x-fleetcache-visibility': 'internal' } });
+  await blob.body.dump();
+  t.equal(blob.statusCode, 201);
+  const named = await request(`${url}/artifacts/run1/job1/tool.bin`, { method: 'PUT', body, headers: auth });
+  await named.body.dump();
+  t.equal(named.statusCode, 201);
+  const withToken = await request(`${url}/artifacts/run1/job1/tool.bin`, { headers: auth });
+  t.equal(withToken.statusCode, 200);
+  t.equal(await withToken.body.text(), body.toString());
+  const anonymous = await request(`${url}/artifacts/run1/job1/tool.bin`);
+  await anonymous.body.dump();
+  t.equal(anonymous.statusCode, 403, 'neither the PUT nor the GET with a token left a copy served to others');
+});

@@ -158,3 +158,33 @@ t.test('a damaged mark still marks its blob internal', async (t) => {
   const origin = await startOrigin(t, { dataDir });
   t.equal(await anonymousGet(origin, 'secret tool'), 403, 'internal still (fail closed)');
 });
+
+t.test('a name of an internal blob reads as the blob: a token needed, private to caches', async (t) => {
+  const origin = await startOrigin(t);
+  const body = 'internal toolchain';
+  const hex = createHash('sha256').update(body).digest('hex');
+  const auth = { authorization: `Bearer ${origin.token}` };
+  const stored = await request(`${origin.url}/cas/sha256/${hex}`, { method: 'PUT', headers: { ...auth, 'x-fleetcache-visibility': 'internal' }, body });
+  t.equal(stored.statusCode, 201);
+  await stored.body.dump();
+  const named = await request(`${origin.url}/artifacts/run1/job1/internal.bin`, { method: 'PUT', headers: auth, body });
+  t.equal(named.statusCode, 201);
+  t.match(named.headers['cache-control'], /^private/, 'the PUT\'s answer tells a cache in between not to share it');
+  t.equal(((await named.body.json()) as { digest: string }).digest, `sha256:${hex}`);
+  for (const method of ['GET', 'HEAD'] as const) {
+    const anonymous = await request(`${origin.url}/artifacts/run1/job1/internal.bin`, { method });
+    await anonymous.body.dump();
+    t.equal(anonymous.statusCode, 403, `${method} without a token`);
+  }
+  const withToken = await request(`${origin.url}/artifacts/run1/job1/internal.bin`, { headers: auth });
+  t.equal(withToken.statusCode, 200);
+  t.match(withToken.headers['cache-control'], /^private, no-cache/);
+  t.equal(await withToken.body.text(), body);
+
+  const plain = await request(`${origin.url}/artifacts/run1/job1/public.bin`, { method: 'PUT', headers: auth, body: 'public toolchain' });
+  await plain.body.dump();
+  const anonymous = await request(`${origin.url}/artifacts/run1/job1/public.bin`);
+  t.equal(anonymous.statusCode, 200, 'a name of a public blob needs none');
+  t.match(anonymous.headers['cache-control'], /^public, no-cache/);
+  await anonymous.body.dump();
+});

@@ -75,16 +75,20 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   });
   // The ETag of the new representation lets a cache keep what it forwarded (RFC 9110 §9.3.4).
   // The headers its GETs get: a cache that keeps what it forwarded serves them too (cache/put.ts).
-  return reply.code(created ? 201 : 200).header('etag', blobNameEtag(record)).header('cache-control', nameCacheControl(ctx)).headers(NAMED_BLOB_HEADERS).send({ digest: record.digest, size: record.size });
+  const cacheControl = nameCacheControl(ctx, parseDigestString(record.digest));
+  return reply.code(created ? 201 : 200).header('etag', blobNameEtag(record)).header('cache-control', cacheControl).headers(NAMED_BLOB_HEADERS).send({ digest: record.digest, size: record.size });
 }
 
 async function getNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
   checkRead(ctx, request);
   const record = await ctx.names.get(segments);
-  return replyWithBlob(request, reply, ctx.store, parseDigestString(record.digest), {
+  const digest = parseDigestString(record.digest);
+  // A name reads its blob as /cas would: an internal one (uploaded so to /cas, then named) needs a token.
+  checkRead(ctx, request, digest);
+  return replyWithBlob(request, reply, ctx.store, digest, {
     kind,
     ledger: ctx.ledger,
-    cacheControl: nameCacheControl(ctx),
+    cacheControl: nameCacheControl(ctx, digest),
     contentType: record.contentType,
     modifiedMs: record.created,
     extraHeaders: NAMED_BLOB_HEADERS,
