@@ -138,6 +138,18 @@ async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: s
   return { vcdiff: (await encodeDelta({ path: local, digest: written.digest }, { path: target }, encodeOptions)).vcdiff, received };
 }
 
+/**
+ * The base among `bases` whose tar is `tarDigest`, as the local base cache recorded it
+ * (when it made or fetched that base); undefined when none is known to be. A wrong record
+ * would fail the machines' check of the result, never rebuild another tree.
+ */
+async function baseHolding(baseCache: string, bases: readonly BaseInfo[], tarDigest: string): Promise<BaseInfo | undefined> {
+  for (const base of bases) {
+    if ((await cachedDigest(baseCachePath(baseCache, base.digest))) === tarDigest) return base;
+  }
+  return undefined;
+}
+
 /** The project's bases, newest first; none when the project is new. */
 export async function listBases(origin: string, project: string, options: RequestOptions = {}): Promise<BaseInfo[]> {
   try {
@@ -179,8 +191,12 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     // best gets the slow pass, and only when it can still come under the bound (the slow
     // pass does not halve what the fast one leaves).
     const bound = REBASE_RATIO * fullUploadBytes;
+    const candidates = (await listBases(options.origin, options.project, http)).slice(0, BASE_CANDIDATES);
+    // A tar that is a base already (a push of a tree unchanged since that base): the run is
+    // that base, with nothing to encode or send but the manifest.
+    const same = await baseHolding(options.baseCache, candidates, result.digest);
     let best: { base: BaseInfo; vcdiff: Buffer; quick: number } | undefined;
-    for (const base of (await listBases(options.origin, options.project, http)).slice(0, BASE_CANDIDATES)) {
+    for (const base of same ? [] : candidates) {
       const { vcdiff, received } = await encodeAgainstBase(options, base, tarFile, http);
       bytesReceived += received;
       const quick = vcdiff.length <= bound ? 0 : compressDelta(vcdiff, compression, { fast: true }).length;
@@ -192,8 +208,10 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     const created = new Date().toISOString();
     let manifest: RunManifest;
     let bytesSent = 0;
-    const rebased = !chosen || chosen.delta.length > bound;
-    if (!chosen || rebased) {
+    const rebased = !same && (!chosen || chosen.delta.length > bound);
+    if (same) {
+      manifest = { format: MANIFEST_FORMAT, project: options.project, run, created, base: { id: same.id, digest: same.digest, size: same.size }, delta: null, result };
+    } else if (!chosen || rebased) {
       const id = `${stamp()}-${resultHex.slice(0, 12)}`;
       // Bases are stored gzip-compressed: the first upload and each region's first fetch cost
       // what spread's gzip upload would; the local base cache keeps the plain tar for deltas.

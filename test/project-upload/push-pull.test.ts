@@ -217,3 +217,25 @@ t.test('a repack output the machines cannot unpack is refused before anything is
   }
   t.same(await listBases(url, 'repack-bad', { token: TOKEN }), [], 'no base uploaded');
 });
+
+t.test('a push of a tree unchanged since a base names that base: nothing encoded, only the manifest sent', async (t) => {
+  const { url, dir, project, common } = await originWithProject(t, 'same');
+  const first = await pushProject({ ...common, run: 'run-1' });
+  const again = await pushProject({ ...common, run: 'run-2' });
+  t.equal(again.manifest.result.digest, first.manifest.result.digest, 'the same tar');
+  t.equal(again.manifest.delta, null, 'no delta');
+  t.same(again.manifest.base, first.manifest.base, 'the first push\'s base');
+  t.notOk(again.rebased, 'not a new base');
+  t.equal(again.bytesSent, Buffer.byteLength(JSON.stringify(again.manifest)), 'only the manifest went up');
+  t.equal(again.bytesReceived, 0);
+  t.equal((await listBases(url, 'same')).length, 1, 'no second base stored');
+  const out = join(dir, 'out');
+  const pulled = await pullProject({ project: 'same', run: 'run-2', from: url, dir: out });
+  t.equal(pulled.manifest.result.digest, first.manifest.result.digest);
+  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }), 'the tree rebuilt from the base alone');
+
+  // A machine that does not know the base's tar (an empty base cache) encodes a delta as before.
+  const fresh = await pushProject({ ...common, run: 'run-3', baseCache: join(dir, 'fresh-cache') });
+  t.ok(fresh.manifest.delta, 'a delta against the downloaded base');
+  t.equal(fresh.bytesReceived, first.manifest.base.size);
+});
