@@ -61,7 +61,7 @@ export function registerPush(program: Command): void {
       ...(flags.repack ? { repack: flags.repack } : {}),
     });
     const m = result.manifest;
-    const how = m.delta ? `delta against base ${m.base.id}` : `new base ${m.base.id}`;
+    const how = m.delta ? `delta against base ${m.base.id}` : result.rebased ? `new base ${m.base.id}` : `same as base ${m.base.id}`;
     process.stdout.write(
       `run\t${result.run}\n` +
         `uploaded\t${how}\n` +

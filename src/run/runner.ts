@@ -252,7 +252,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
     });
     log.line(
       `Project content is packed for delivery (${formatBytes(push.fullUploadBytes)}); sent ${formatBytes(push.bytesSent)} to the origin` +
-        ` as ${push.rebased ? 'a new base' : 'a delta'} (run ${push.run}).`,
+        ` as ${push.rebased ? 'a new base' : push.manifest.delta ? 'a delta' : 'the base it already is'} (run ${push.run}).`,
     );
     const result = await runJobs(o, log, project, jobs, fleet, embedded !== undefined, token, push, dataRoot, fields, before, interrupt);
     await mkdir(join(dataRoot, 'reports'), { recursive: true });

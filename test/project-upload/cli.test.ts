@@ -85,4 +85,7 @@ t.test('push and pull on the command line', async (t) => {
   const pulled = await cli(['pull', '--project', 'demo', '--run', runId, '--from', url, join(dir, 'out')]);
   t.match(pulled, /^sha256:/);
   t.equal(readFileSync(join(dir, 'out', 'VERSION'), 'utf8'), '2\n');
+  writeFileSync(join(src, 'VERSION'), '1\n'); // the first tree again: the first run's base
+  const same = await cli(['push', src, ...common, '--token-file', tokenFile]);
+  t.match(same, /uploaded\tsame as base /);
 });
