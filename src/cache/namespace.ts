@@ -232,10 +232,16 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
     // validated just now, the answer is as old as the 304 says, not as the stored copy.
     const age = typeof res.headers.age === 'string' ? res.headers.age : '0';
     const headers = { ...hit.meta.headers, ...pickHeaders(res.headers, NAME_HEADERS), age };
-    if (!(await serveHit(ctx, req, reply, kind, hit, headers))) await direct();
+    const served = await serveHit(ctx, req, reply, kind, hit, headers);
+    // Now private (the name's blob became internal at the origin): served to this client,
+    // whose credentials upstream just accepted, and no longer kept for anyone else.
+    if (isPrivate(res.headers)) ctx.store.delete(id);
+    if (!served) await direct();
     return;
   }
-  if (res.statusCode === 404 || res.statusCode === 410) ctx.store.delete(id);
+  // Gone, or now readable only with credentials: the stored copy must not outlive it (it
+  // would be served to anyone while upstream is down).
+  if (res.statusCode === 404 || res.statusCode === 410 || res.statusCode === 401 || res.statusCode === 403) ctx.store.delete(id);
   if (res.statusCode >= 500) {
     await res.body.dump();
     if (await serveHit(ctx, req, reply, kind, hit)) return;

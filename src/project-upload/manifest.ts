@@ -18,7 +18,7 @@ export const RunManifestSchema = Type.Object({
   created: Type.String(),
   /** The full tar the delta applies to. */
   base: Type.Object({ id: Type.String({ minLength: 1 }), digest: Sha256, size: Size }),
-  /** null when the run's tar is the base itself (first upload, or a re-base). */
+  /** null when the run's tar is the base itself (first upload, a re-base, or a tree unchanged since a base). */
   delta: Type.Union([
     Type.Object({
       digest: Sha256,

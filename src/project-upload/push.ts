@@ -139,13 +139,16 @@ async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: s
 }
 
 /**
- * The base among `bases` whose tar is `tarDigest`, as the local base cache recorded it
- * (when it made or fetched that base); undefined when none is known to be. A wrong record
- * would fail the machines' check of the result, never rebuild another tree.
+ * The base among `bases` whose tar is `tarDigest`: recorded so by the local base cache (when
+ * it made or fetched that base), and its copy there hashed again, since a damaged or edited
+ * record would have every machine's pull of the run fail. Undefined when none is.
  */
 async function baseHolding(baseCache: string, bases: readonly BaseInfo[], tarDigest: string): Promise<BaseInfo | undefined> {
   for (const base of bases) {
-    if ((await cachedDigest(baseCachePath(baseCache, base.digest))) === tarDigest) return base;
+    const local = baseCachePath(baseCache, base.digest);
+    if ((await cachedDigest(local)) !== tarDigest) continue;
+    const copy = await sha256File(local).catch(() => undefined); // gone meanwhile: not known
+    if (copy?.digest === tarDigest) return base;
   }
   return undefined;
 }

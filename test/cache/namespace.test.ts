@@ -87,6 +87,44 @@ t.test('names: revalidated each time, upstream 304 served from disk, stale when 
   t.ok(Date.now() - started < 3000, 'quickly');
 });
 
+t.test('a name that becomes private or refused upstream is no longer kept: never served stale to others', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  const { app, url } = await startCache(t, { upstream: upUrl, timeouts: { connect: '500ms', headers: '500ms' } }, t.testdir());
+  const keep = async (name: string): Promise<void> => {
+    up.objects.set(name, { body: Buffer.from(`bytes of ${name}`), headers: { etag: '"v1"', 'cache-control': 'public, no-cache' } });
+    t.equal((await get(url + name)).status, 200);
+    await app.cache.fills.drain();
+    t.ok(app.cache.store.has(httpId(`GET ${name}`)), `${name} kept`);
+  };
+  // The origin now answers the name private (its blob became internal): a 304 to a client with a token.
+  const privateName = '/artifacts/run1/job1/tool.bin';
+  await keep(privateName);
+  up.objects.set(privateName, { body: Buffer.from(`bytes of ${privateName}`), headers: { etag: '"v1"', 'cache-control': 'private, no-cache' } });
+  const withToken = await get(url + privateName, { authorization: 'Bearer t' });
+  t.equal(withToken.status, 200, 'served to the client upstream accepted');
+  t.equal(withToken.body.toString(), `bytes of ${privateName}`);
+  t.match(withToken.headers['cache-control'], /^private/);
+  t.notOk(app.cache.store.has(httpId(`GET ${privateName}`)), 'no longer kept');
+  // Refused without credentials.
+  const refusedName = '/artifacts/run1/job1/other.bin';
+  await keep(refusedName);
+  up.handler = (req, res) => {
+    if (req.url !== refusedName || req.headers.authorization) return false;
+    // As the origin's errors: not the object, kept by no cache.
+    res.writeHead(403, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end('{"code":"FC_ERR_FORBIDDEN"}');
+    return true;
+  };
+  t.equal((await get(url + refusedName)).status, 403);
+  await app.cache.fills.drain();
+  t.notOk(app.cache.store.has(httpId(`GET ${refusedName}`)), 'a 403 drops the stored copy');
+  await up.stop();
+  for (const name of [privateName, refusedName]) {
+    const stale = await get(url + name);
+    t.equal(stale.status, 502, `${name}: upstream down, nothing stale served`);
+  }
+});
+
 t.test('a hanging upstream gives a 504 within the configured timeout', async (t) => {
   const up = new UpstreamFixture();
   const upUrl = await up.start();

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import type { Test } from 'tap';
 import { pullProject } from '../../src/project-upload/pull.js';
-import { listBases, pushProject } from '../../src/project-upload/push.js';
+import { baseCachePath, listBases, pushProject } from '../../src/project-upload/push.js';
 import { casPath, parseDigestString } from '../../src/store/digest.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
 import { cliArgs } from '../helpers/processes.js';
@@ -238,4 +238,20 @@ t.test('a push of a tree unchanged since a base names that base: nothing encoded
   const fresh = await pushProject({ ...common, run: 'run-3', baseCache: join(dir, 'fresh-cache') });
   t.ok(fresh.manifest.delta, 'a delta against the downloaded base');
   t.equal(fresh.bytesReceived, first.manifest.base.size);
+});
+
+t.test('a base cache record that names another tar is not believed: the push encodes, and the run pulls', async (t) => {
+  const { url, dir, project, common } = await originWithProject(t, 'record');
+  const first = await pushProject({ ...common, run: 'run-1' });
+  writeFileSync(join(project, 'NEW.md'), 'a change\n');
+  // The changed tree's tar digest, from a push of another project with a base cache of its own.
+  const other = await pushProject({ ...common, project: 'other', run: 'o-1', baseCache: join(dir, 'other-bases') });
+  // The record beside the first base now claims that tar (damaged, or edited by hand).
+  writeFileSync(`${baseCachePath(common.baseCache, first.manifest.base.digest)}.sha256`, `${other.manifest.result.digest}\n`);
+  const second = await pushProject({ ...common, run: 'run-2' });
+  t.ok(second.manifest.delta, 'a delta, not the base named by the wrong record');
+  const out = join(dir, 'out');
+  const pulled = await pullProject({ project: 'record', run: 'run-2', from: url, dir: out });
+  t.equal(pulled.manifest.result.digest, other.manifest.result.digest);
+  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }));
 });
