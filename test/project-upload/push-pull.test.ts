@@ -85,7 +85,8 @@ t.test('a work directory or base cache inside the project is never packed (TMPDI
   // The CLI in a child whose files may not pass 64 MiB: a tar that read itself as it grew
   // would fail with EFBIG instead of filling the disk.
   const push = ['push', project, '--project', 'inside', '--run', 'r1', '--origin', url, '--base-cache', join(project, 'bases')];
-  const env = { ...process.env, TMPDIR: join(project, 'tmp'), FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' };
+  // TSX_DISABLE_CACHE: a CLI run from source (no fresh build) has tsx keep no cache in $TMPDIR, the project's.
+  const env = { ...process.env, TMPDIR: join(project, 'tmp'), FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn', TSX_DISABLE_CACHE: '1' };
   const shell = 'ulimit -f 131072; exec "$@"';
   // Not execFileSync: the origin answering it runs in this process.
   await promisify(execFile)('bash', ['-c', shell, 'bash', process.execPath, ...cliArgs(push)], { env, timeout: 60_000 });
