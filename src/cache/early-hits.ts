@@ -7,7 +7,8 @@
 // the first request that is anything else (a miss, another method, a header that matters,
 // a request cut between two reads, a closing server), the connection and every byte from
 // that request on go to node's own connection handler, for good: node then parses,
-// times out and answers it as any connection it accepted itself.
+// times out and answers it as any connection it accepted itself, reading it from the
+// socket's 'data' events (see handOff).
 import { maxHeaderSize, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { readPlainGet } from './early-head.js';
@@ -67,13 +68,14 @@ export function answerEarly(server: Server, maxFields: number, answer: EarlyAnsw
       socket.off('data', onData).off('end', onEnd).off('timeout', onTimeout).off('error', onError).off('close', onClose);
       socket.setTimeout(0);
       early.delete(socket);
-      // Paused so that `rest` waits in the stream's buffer until node's 'data' listener is
-      // there; node may read the socket natively from then on, and `rest` still comes first
-      // (it flows on the next tick, before any new read).
-      socket.pause();
-      if (rest.length > 0) socket.unshift(rest);
       toHttp.call(server, socket);
-      socket.resume();
+      // node's parser reads from the socket's 'data' events from here on, not from its handle
+      // natively: a socket already read from JavaScript, consumed natively, lost the order of
+      // its bytes and its flow control (a large upload was read whole into memory, and parsed
+      // out of order). Adding a 'data' listener is node's own switch to that mode.
+      const unconsume = (): void => undefined;
+      socket.on('data', unconsume).off('data', unconsume);
+      if (rest.length > 0) socket.unshift(rest);
     };
     socket.on('data', onData).on('end', onEnd).on('timeout', onTimeout).on('error', onError).on('close', onClose);
     // An idle connection is closed as node closes its own: a second after the timeout its

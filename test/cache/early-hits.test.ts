@@ -3,12 +3,13 @@
 // request, wherever it falls on a connection, handed to node and answered as before.
 // Which side answered is read from the server's socket: node gives each connection it
 // takes a `parser` property, which the early path never sets.
+import { createHash } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
 import type { Test } from 'tap';
 import { startCache } from './harness.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { randomish, UpstreamFixture } from './upstream-fixture.js';
 import { eventually } from '../helpers/wait.js';
 
 interface Answer {
@@ -251,4 +252,55 @@ t.test('early connections: closed when idle past keepAliveTimeout, ended by a cl
   t.ok(Date.now() - closing < 5000, 'the server closes without waiting for the idle early connection (keepAliveTimeout 30 s)');
   await eventually('the client saw a clean end', () => kept.client.readableEnded);
   t.notOk(kept.client.destroyed && !kept.client.readableEnded, 'not a reset');
+});
+
+t.test('a large upload on a fresh connection: read as fast as upstream takes it, its bytes in order', async (t) => {
+  const up = new UpstreamFixture();
+  let slow = true;
+  let upstreamRead = 0;
+  const upstreamHash = createHash('sha256');
+  up.handler = (req, res) => {
+    if (req.method !== 'PUT') return false;
+    // A slow reader until told otherwise: 64 KiB every 20 ms.
+    const take = (): void => {
+      let chunk: Buffer | null;
+      while ((chunk = req.read(slow ? 65536 : undefined) as Buffer | null) !== null) {
+        upstreamRead += chunk.length;
+        upstreamHash.update(chunk);
+        if (slow) break;
+      }
+    };
+    const timer = setInterval(take, 20);
+    req.on('readable', () => void (slow || take()));
+    req.on('end', () => {
+      clearInterval(timer);
+      res.writeHead(201, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end('{}');
+    });
+    t.teardown(() => clearInterval(timer));
+    return true;
+  };
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { app } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const c = await open(t, app);
+  const size = 64 * 1024 * 1024;
+  const body = randomish(size);
+  c.client.write(`PUT /artifacts/run1/job1/big.bin HTTP/1.1\r\nHost: cache\r\nAuthorization: Bearer x\r\nContent-Length: ${size}\r\n\r\n`);
+  let sent = 0;
+  const pump = (): void => {
+    while (sent < size) {
+      const piece = body.subarray(sent, sent + 256 * 1024);
+      sent += piece.length;
+      if (!c.client.write(piece)) return void c.client.once('drain', pump);
+    }
+  };
+  pump();
+  await eventually('upstream read 2 MiB', () => upstreamRead >= 2 * 1024 * 1024);
+  t.ok(tookByNode(c.server), 'a PUT is node\'s');
+  t.ok(c.server.bytesRead < 24 * 1024 * 1024, `the cache reads as upstream takes it (${c.server.bytesRead} bytes read, upstream ${upstreamRead})`);
+  slow = false;
+  await eventually('upstream read it all', () => upstreamRead >= size, 30_000);
+  const [answer] = await c.answers(1);
+  t.equal(answer!.status, 201);
+  t.equal(upstreamHash.digest('hex'), createHash('sha256').update(body).digest('hex'), 'upstream got the bytes in order');
 });
