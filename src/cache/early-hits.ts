@@ -57,8 +57,8 @@ export function answerEarly(server: Server, maxFields: number, answer: EarlyAnsw
         if (socket.writableNeedDrain) return handOff(chunk.subarray(at));
       }
     };
-    // node's server allows half-open connections: one the client ended is ended here,
-    // every answer having been written whole.
+    // A connection the client ended is ended here too, as node's handler ends it (its
+    // socket is half-open only until then), every answer having been written whole.
     const onEnd = (): void => void socket.end();
     const onTimeout = (): void => void socket.destroy();
     const onError = (): void => undefined; // the socket is destroyed; 'close' follows
