@@ -19,7 +19,7 @@ import type { Kind } from './metrics.js';
 import { endToEnd, type HeaderMap } from './upstream.js';
 import { loggedPath } from './serve.js';
 
-const FORWARD = ['content-type', 'content-length', 'content-encoding', 'content-disposition', 'if-match', 'if-none-match', 'x-fleetcache-visibility'];
+const FORWARD = ['content-type', 'content-length', 'content-encoding', 'content-disposition', 'if-match', 'if-none-match', 'x-fleetcache-visibility', 'x-fleetcache-digest'];
 
 /** Passes chunks on unchanged while hashing them and writing them to a temp file; a disk error only stops the copy. */
 class Tee extends Transform {

@@ -220,7 +220,8 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       // what spread's gzip upload would; the local base cache keeps the plain tar for deltas.
       const stored = await httpPut<{ digest: string; size: number }>(joinUrl(options.origin, `${projectPath}/bases/${encodeURIComponent(id)}`), createReadStream(gzFile), {
         ...http,
-        headers: { 'content-type': 'application/gzip' },
+        // Checked by the origin before the base is published (a body damaged on the way is refused).
+        headers: { 'content-type': 'application/gzip', 'x-fleetcache-digest': gz.digest },
       });
       bytesSent += gz.size;
       if (stored.digest !== gz.digest) throw new DigestMismatchError(gz.digest, stored.digest);

@@ -1,6 +1,6 @@
 // End to end: a real origin (src/origin) behind a real cache, both on loopback.
 import { createHash } from 'node:crypto';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { buildOriginServer } from '../../src/origin/server.js';
 import { startCache } from './harness.js';
@@ -118,12 +118,18 @@ t.test('HEAD of a name is answered as GET is: revalidated, and from the stored c
   t.equal(headMiss.headers['cache-control'], 'no-store');
 });
 
-t.test('cache → origin: a name of an internal blob is never served to a client without a token', async (t) => {
+/** A real origin (token "tok") and a cache in front of it, both on loopback. */
+async function originBehindCache(t: Test): Promise<{ originUrl: string; url: string }> {
   const dir = t.testdir({ origin: {}, cache: {} });
   const origin = await buildOriginServer({ dataDir: `${dir}/origin`, tokens: ['tok'], logLevel: false });
   const originUrl = await origin.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => origin.close());
   const { url } = await startCache(t, { upstream: originUrl }, `${dir}/cache`);
+  return { originUrl, url };
+}
+
+t.test('cache → origin: a name of an internal blob is never served to a client without a token', async (t) => {
+  const { url } = await originBehindCache(t);
   const body = Buffer.from('internal toolchain\n');
   const hex = createHash('sha256').update(body).digest('hex');
   const auth = { authorization: 'Bearer tok' };
@@ -139,4 +145,15 @@ t.test('cache → origin: a name of an internal blob is never served to a client
   const anonymous = await request(`${url}/artifacts/run1/job1/tool.bin`);
   await anonymous.body.dump();
   t.equal(anonymous.statusCode, 403, 'neither the PUT nor the GET with a token left a copy served to others');
+});
+
+t.test('cache → origin: a named upload\'s stated digest reaches the origin, which refuses a damaged body', async (t) => {
+  const { originUrl, url } = await originBehindCache(t);
+  const stated = `sha256:${createHash('sha256').update('what the machine hashed').digest('hex')}`;
+  const put = await request(`${url}/artifacts/run1/job1/out.bin`, { method: 'PUT', body: 'what arrived instead', headers: { authorization: 'Bearer tok', 'x-fleetcache-digest': stated } });
+  t.match(await put.body.json(), { code: 'FC_ERR_DIGEST_MISMATCH' });
+  t.equal(put.statusCode, 400);
+  const named = await request(`${originUrl}/artifacts/run1/job1/out.bin`);
+  await named.body.dump();
+  t.equal(named.statusCode, 404, 'no name published at the origin');
 });

@@ -1,5 +1,6 @@
 // Name records on disk: a segment that looks like a record's file name, a record a crash
 // damaged, and how a named blob is served to a browser.
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
@@ -58,4 +59,33 @@ t.test('a named blob never runs script in the origin\'s origin', async (t) => {
   t.equal(res.headers['content-type'], 'text/html', 'the type it was uploaded with (a report stays viewable)');
   t.equal(res.headers['x-content-type-options'], 'nosniff');
   t.equal(res.headers['content-security-policy'], 'sandbox');
+});
+
+t.test('a named upload that states its digest (X-Fleetcache-Digest) is refused unstored when the body differs', async (t) => {
+  const origin = await startOrigin(t);
+  const auth = { authorization: `Bearer ${origin.token}` };
+  const body = 'the artifact\n';
+  const sha256 = createHash('sha256').update(body).digest('hex');
+  const sha512 = createHash('sha512').update(body).digest('hex');
+  const put = async (name: string, digest: string | string[], text = body) => {
+    const res = await request(`${origin.url}/artifacts/${name}`, { method: 'PUT', body: text, headers: { ...auth, 'x-fleetcache-digest': digest } });
+    return { status: res.statusCode, body: (await res.body.json()) as { code?: string; digest?: string } };
+  };
+  t.match(await put('r/j/a', `sha256:${sha256}`), { status: 201, body: { digest: `sha256:${sha256}` } }, 'the stated sha256 matches');
+  t.match(await put('r/j/b', `sha512:${sha512}`), { status: 201 }, 'a sha512 too');
+  t.equal((await getArtifact(origin, 'r/j/b')).text, body);
+
+  const damaged = await put('r/j/c', `sha256:${sha256}`, 'the artifacT\n');
+  t.match(damaged, { status: 400, body: { code: 'FC_ERR_DIGEST_MISMATCH' } }, 'another body is refused');
+  t.equal((await getArtifact(origin, 'r/j/c')).status, 404, 'no name published');
+  const stray = createHash('sha256').update('the artifacT\n').digest('hex');
+  const blob = await request(`${origin.url}/cas/sha256/${stray}`);
+  await blob.body.dump();
+  t.equal(blob.statusCode, 404, 'nor the blob stored');
+
+  // Written over with a damaged body: the name keeps what it had.
+  t.match(await put('r/j/a', `sha256:${sha256}`, 'something else'), { status: 400, body: { code: 'FC_ERR_DIGEST_MISMATCH' } });
+  t.equal((await getArtifact(origin, 'r/j/a')).text, body, 'the name still names the first body');
+  t.match(await put('r/j/d', 'md5:abc'), { status: 400, body: { code: 'FC_ERR_BAD_DIGEST' } }, 'a malformed digest');
+  t.match(await put('r/j/e', [`sha256:${sha256}`, `sha256:${sha256}`]), { status: 400, body: { code: 'FC_ERR_BAD_DIGEST' } }, 'given twice');
 });

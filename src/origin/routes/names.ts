@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, NotFoundError } from '../../errors.js';
 import { checkWritePreconditions, checkReadPreconditions, replyWithBlob } from '../../http/blob-reply.js';
 import { parseRunManifest, type RunManifest } from '../../project-upload/manifest.js';
-import { parseDigestString, formatDigest } from '../../store/digest.js';
+import { parseDigestString, formatDigest, type Digest } from '../../store/digest.js';
 import { isAbort } from '../../store/blob-store.js';
 import type { NameRecord } from '../../store/names.js';
 import { checkSegment, parseNamePath } from '../../store/safe-name.js';
@@ -64,11 +64,23 @@ async function conditionalPut<T extends object>(
  */
 const NAMED_BLOB_HEADERS = { 'x-content-type-options': 'nosniff', 'content-security-policy': 'sandbox' };
 
+/**
+ * The digest a named upload states its body has (X-Fleetcache-Digest: sha256:<hex>, or
+ * sha512): checked before the blob is stored and the name published, as /cas checks its
+ * path's. Without it the client can only compare digests once the name points at the blob.
+ */
+function statedDigest(request: FastifyRequest): Digest | undefined {
+  const value = request.headers['x-fleetcache-digest'];
+  // Given twice, node joins the values with ", ": a malformed digest.
+  return value === undefined ? undefined : parseDigestString(String(value).trim());
+}
+
 async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
   ctx.auth.require(request);
   checkDeclaredLength(request, ctx.maxBlobSize);
+  const expected = statedDigest(request);
   const { record, created } = await conditionalPut<NameRecord>(ctx, request, segments, blobNameEtag, async () => {
-    const result = await ctx.store.put(request.raw, { maxSize: ctx.maxBlobSize });
+    const result = await ctx.store.put(request.raw, { maxSize: ctx.maxBlobSize, ...(expected ? { expected } : {}) });
     ctx.ledger.bytesIn(kind, result.size);
     const contentType = request.headers['content-type'];
     return { digest: formatDigest(result.digest), size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}) };
