@@ -54,6 +54,12 @@ const COLD_ROUNDS = 7;
  * miss for the first 2,000, then 105-125; our cache 220-280, then 175-205), nginx much less.
  */
 const COLD_REWARM = quick ? 200 : COLD_SMALL;
+/**
+ * Misses of each side's warm-up, before its first round: a fresh Node process reaches its
+ * steady cost per miss after 4,000-8,000 of them (2-3x the later cost before; scratch runs of
+ * 2026-12-03, bench/RESULTS.md run 50), where a warm-up of 2,000 left the first rounds slow.
+ */
+const COLD_WARMUP = quick ? 200 : 4 * COLD_SMALL;
 const WRK_SECONDS = quick ? 5 : 15;
 /** Rounds of the hot small figure (one 15 s run per side, taken one after the other, was as noisy as the machine). */
 const HOT_ROUNDS = 3;
@@ -171,7 +177,7 @@ async function measure(side: Side, originLog: string, paths: Paths, figures: Rea
   }
 
   if (figures.has('cold-small')) {
-    // The warm-up (other uncached objects, the same count) brings the client's and our
+    // The warm-up (other uncached objects, COLD_WARMUP of them) brings the client's and our
     // server's JIT to a steady state, as it is after minutes of service; nginx gets the same.
     // The rounds themselves are taken in turn with the other sides (coldRounds).
     process.stderr.write(`${name}: cold small warm-up (${paths.coldWarmup.length})\n`);
@@ -328,7 +334,7 @@ Hot large: once the object is stored (a HEAD answers X-Cache: HIT; nginx says $u
 Server CPU: utime + stime of the cache's processes (ours: primary and workers; nginx: master and workers) during the figure.
 Hot small: one prefill (each object asked once), then ${HOT_ROUNDS} rounds of wrk, each taken by every side in turn; the median, then each round.
 The first round includes each of our workers' first hit of the objects the other worker fetched (read from disk, then held in memory).
-Cold small: ${COLD_ROUNDS} rounds of fresh objects after the warm-up, each round taken by every side in turn, right after ${COLD_REWARM} unmeasured misses of its own; the median, then each round.${floor ? `
+Cold small: ${COLD_ROUNDS} rounds of fresh objects after a warm-up of ${COLD_WARMUP} misses, each round taken by every side in turn, right after ${COLD_REWARM} unmeasured misses of its own; the median, then each round.${floor ? `
 Reference rows: the cheapest paths through node:http (lib/floor-proxy.ts, ${WORKERS} processes; a miss: node:http, undici, sha256, file + rename;
 a hit: node:http and a Map of bodies, the large one too, so one copy less than from a file; nothing else: no framework, no exactly-once across processes, no index, no metrics), measured like the caches;
 they bound any implementation on node:http (fleetcache's small hits on a fresh connection are written on its socket before node:http reads it).` : ''}
@@ -352,7 +358,7 @@ async function main(): Promise<void> {
     process.stderr.write('writing objects\n');
     const big = await writeBlob(root, randomBytes(BIG));
     const hot = await writeBlobs(root, HOT_SMALL);
-    const cold = await writeBlobs(root, COLD_SMALL + COLD_ROUNDS * (COLD_REWARM + COLD_SMALL) + 1);
+    const cold = await writeBlobs(root, COLD_WARMUP + COLD_ROUNDS * (COLD_REWARM + COLD_SMALL) + 1);
     const wrkScript = await writeWrkScript(dir, hot);
     const [originPort, proxyPort] = [await freePort(), await freePort()];
     const originLog = join(dir, 'origin-access.log');
@@ -396,9 +402,9 @@ async function main(): Promise<void> {
     }
     cold.shift(); // used to wait for the nginx servers
     const paths: Paths = {
-      big, hot, coldWarmup: cold.slice(0, COLD_SMALL),
+      big, hot, coldWarmup: cold.slice(0, COLD_WARMUP),
       coldRounds: Array.from({ length: COLD_ROUNDS }, (_, i) => {
-        const at = COLD_SMALL + i * (COLD_REWARM + COLD_SMALL);
+        const at = COLD_WARMUP + i * (COLD_REWARM + COLD_SMALL);
         return { rewarm: cold.slice(at, at + COLD_REWARM), measured: cold.slice(at + COLD_REWARM, at + COLD_REWARM + COLD_SMALL) };
       }),
     };
