@@ -3,11 +3,11 @@
 // Four figures: stampede (32 clients, one cold 256 MiB object), hot large (8 clients x
 // 5 rounds of a cached 256 MiB object), hot small (10,000 cached 4 KiB objects, wrk, 64
 // connections, 15 s; three rounds taken in turn by each side, the median reported), cold
-// small (2,000 uncached 4 KiB objects, 32 at a time, after a warm-up of as many other
-// uncached objects, the same for both; three rounds of fresh objects, taken in turn by
-// each side so that a change in the machine's load during the run touches all of them,
-// each round right after 2,000 more misses of the same side, the median reported). Large objects are downloaded with curl, small ones with undici
-// from this process.
+// small (2,000 uncached 4 KiB objects, 32 at a time, after a warm-up of 8,000 other
+// uncached objects, the same for every side; seven rounds of fresh objects, taken in turn
+// by each side so that a change in the machine's load during the run touches all of them,
+// each round right after 2,000 more misses of the same side, the median reported). Large
+// objects are downloaded with curl, small ones with undici from this process.
 // Both caches keep their data on a fresh loop-mounted ext4 when run as root (lib/loopfs.ts).
 // Run: node --import tsx bench/cache.ts [--quick] [--only stampede,hot-large,hot-small,cold-small] [--workers N]
 // (appends to bench/RESULTS.md unless --quick or --only)
@@ -59,7 +59,7 @@ const COLD_REWARM = quick ? 200 : COLD_SMALL;
  * steady cost per miss after 4,000-8,000 of them (2-3x the later cost before; scratch runs of
  * 2026-12-03, bench/RESULTS.md run 50), where a warm-up of 2,000 left the first rounds slow.
  */
-const COLD_WARMUP = quick ? 200 : 4 * COLD_SMALL;
+const COLD_WARMUP = quick ? COLD_SMALL : 4 * COLD_SMALL;
 const WRK_SECONDS = quick ? 5 : 15;
 /** Rounds of the hot small figure (one 15 s run per side, taken one after the other, was as noisy as the machine). */
 const HOT_ROUNDS = 3;

@@ -65,14 +65,19 @@ async function conditionalPut<T extends object>(
 const NAMED_BLOB_HEADERS = { 'x-content-type-options': 'nosniff', 'content-security-policy': 'sandbox' };
 
 /**
- * The digest a named upload states its body has (X-Fleetcache-Digest: sha256:<hex>, or
- * sha512): checked before the blob is stored and the name published, as /cas checks its
- * path's. Without it the client can only compare digests once the name points at the blob.
+ * The digest a named upload states its body has (X-Fleetcache-Digest: sha256:<hex>): checked
+ * before the blob is stored and the name published, as /cas checks its path's. Without it
+ * the client can only compare digests once the name points at the blob. sha256 only: a name
+ * records its blob's sha256 (the store hashes with the stated algorithm, and push, pull and
+ * run manifests read bases by sha256).
  */
 function statedDigest(request: FastifyRequest): Digest | undefined {
   const value = request.headers['x-fleetcache-digest'];
+  if (value === undefined) return undefined;
   // Given twice, node joins the values with ", ": a malformed digest.
-  return value === undefined ? undefined : parseDigestString(String(value).trim());
+  const digest = parseDigestString(String(value).trim());
+  if (digest.algo !== 'sha256') throw new FleetError('FC_ERR_BAD_DIGEST', `X-Fleetcache-Digest of a name must be sha256:<hex>, not ${digest.algo}`);
+  return digest;
 }
 
 async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
