@@ -14,10 +14,10 @@ export interface PlainGet {
 
 /** origin-form only, the characters a request target may have unescaped (no space, no CTL). */
 const TARGET = /^\/[\x21-\x7e]*$/;
-/** A field name: an RFC 9110 token. */
-const NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-/** A field value as llhttp's strict mode takes it: no CTL but HTAB, obs-text allowed. */
-const VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/** A field name: an RFC 9110 token (what node's writeHead accepts as a name too). */
+export const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** A field value as llhttp's strict mode takes it, and node's writeHead: no CTL but HTAB, obs-text allowed. */
+export const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 /**
  * Fields whose presence leaves the request to node and the routes: they give it a body,
  * change the connection, or change the answer (the routes handle Range and conditions;
@@ -57,7 +57,7 @@ export function readPlainGet(text: string, from: number, maxFields: number, maxH
     if (colon <= start || colon > eol) return undefined;
     const name = text.slice(start, colon);
     const value = text.slice(colon + 1, eol);
-    if (!NAME.test(name) || !VALUE.test(value)) return undefined;
+    if (!FIELD_NAME.test(name) || !FIELD_VALUE.test(value)) return undefined;
     const lower = name.toLowerCase();
     if (lower === 'host') hosts++;
     else if (lower === 'connection') {

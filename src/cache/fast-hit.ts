@@ -9,9 +9,10 @@
 // (sendEarlyHit, for early-hits.ts), without node's request and response objects.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CacheContext } from './context.js';
-import { casId } from './disk-store.js';
+import { casId, type EntryMeta } from './disk-store.js';
 import type { ImmutableKind } from './namespace.js';
 import type { Digest, DigestAlgorithm } from '../store/digest.js';
+import { FIELD_NAME, FIELD_VALUE } from './early-head.js';
 import type { SendAnswer } from './early-hits.js';
 
 /**
@@ -74,7 +75,7 @@ export function serveSmallHit(ctx: CacheContext, get: PlainBlobGet, res: ServerR
   // The list is the entry's, made on its first hit; only Age (its last value) changes.
   // writeHead reads it at once, so the next hit may write it again.
   const headers = (hit.answer ??= answerHeaders(meta.headers, body.length));
-  headers[headers.length - 1] = String(Math.max(0, Math.floor((Date.now() - meta.storedAt) / 1000)));
+  headers[headers.length - 1] = ageOf(meta);
   res.writeHead(200, headers);
   res.end(body);
   // Counted as handed to the socket, without a 'finish' listener per answer: a few KiB go
@@ -94,7 +95,7 @@ export function sendEarlyHit(ctx: CacheContext, target: string, send: SendAnswer
   if (!hit) return false;
   const head = (hit.head ??= answerHead(hit.answer ??= answerHeaders(hit.meta.headers, hit.body.length)));
   if (head === null) return false; // a stored field node would refuse to write: node's to answer
-  send(head + String(Math.max(0, Math.floor((Date.now() - hit.meta.storedAt) / 1000))), hit.body);
+  send(head + ageOf(hit.meta), hit.body);
   ctx.metrics.hitServed(get.kind, hit.body.length);
   return true;
 }
@@ -109,9 +110,10 @@ function answerHead(headers: readonly string[]): string | null {
   return `${head}\r\n${headers[headers.length - 2]}: `;
 }
 
-/** What node's writeHead accepts as a name (a token) and as a value (checkInvalidHeaderChar). */
-const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/** The Age of an answer from `meta`'s copy, in whole seconds. */
+function ageOf(meta: EntryMeta): string {
+  return String(Math.max(0, Math.floor((Date.now() - meta.storedAt) / 1000)));
+}
 
 /** A small hit's headers as a flat list, Age last (its value set per answer). */
 function answerHeaders(stored: Readonly<Record<string, string>>, size: number): string[] {
