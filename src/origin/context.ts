@@ -26,32 +26,38 @@ declare module 'fastify' {
   }
 }
 
-/** Refuses a read that needs a token. Internal blobs answer 403 without one, as tooltool does. */
-export function checkRead(ctx: OriginContext, request: FastifyRequest, digest?: Digest): void {
-  const internal = digest !== undefined && ctx.internal.has(formatDigest(digest));
+/** Whether the blob `digest` was uploaded internal: reading it needs a token, whatever readAccess says. */
+export function isInternal(ctx: OriginContext, digest: Digest): boolean {
+  return ctx.internal.has(formatDigest(digest));
+}
+
+/**
+ * Refuses a read that needs a token. `internal`: a read of an internal blob (isInternal),
+ * which answers 403 without one, as tooltool does.
+ */
+export function checkRead(ctx: OriginContext, request: FastifyRequest, internal = false): void {
   if (!internal && ctx.readAccess === 'public') return;
   if (!ctx.auth.accepts(request)) {
     throw new FleetError('FC_ERR_FORBIDDEN', internal ? 'this asset is internal: a bearer token is required' : 'reads need a bearer token');
   }
 }
 
-/**
- * Cache-Control of a blob's answers (and of the PUT that stored it, which tells a cache in
- * between whether it may keep what it forwarded): `private` when reading it needs a token
- * (internal, or readAccess: token), so that no shared cache serves it to a client without one.
- */
-export function blobCacheControl(ctx: OriginContext, digest: Digest): string {
-  const restricted = ctx.readAccess === 'token' || ctx.internal.has(formatDigest(digest));
-  return `${restricted ? 'private' : 'public'}, max-age=31536000, immutable`;
+/** `private` when reading needs a token (readAccess: token, or an internal blob), so that no shared cache serves it to a client without one. */
+function sharedAs(ctx: OriginContext, internal: boolean): 'private' | 'public' {
+  return ctx.readAccess === 'token' || internal ? 'private' : 'public';
 }
 
 /**
- * Cache-Control of a name's answers: revalidated on every use; `private` when reads need a
- * token (readAccess: token, or `digest`, the blob it names, is internal).
+ * Cache-Control of a blob's answers (and of the PUT that stored it, which tells a cache in
+ * between whether it may keep what it forwarded). `internal`: the blob is (isInternal).
  */
-export function nameCacheControl(ctx: OriginContext, digest?: Digest): string {
-  const restricted = ctx.readAccess === 'token' || (digest !== undefined && ctx.internal.has(formatDigest(digest)));
-  return `${restricted ? 'private' : 'public'}, no-cache`;
+export function blobCacheControl(ctx: OriginContext, internal: boolean): string {
+  return `${sharedAs(ctx, internal)}, max-age=31536000, immutable`;
+}
+
+/** Cache-Control of a name's answers: revalidated on every use. `internal`: the blob it names is (isInternal). */
+export function nameCacheControl(ctx: OriginContext, internal = false): string {
+  return `${sharedAs(ctx, internal)}, no-cache`;
 }
 
 /** Refuses an upload whose declared length is already over the limit, before reading it. */

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FleetError } from '../../errors.js';
 import { checkWritePreconditions, etagOf, replyWithBlob } from '../../http/blob-reply.js';
 import { ALGO_HEX_ROUTE, formatDigest, parseDigest, type Digest } from '../../store/digest.js';
-import { blobCacheControl, checkDeclaredLength, checkRead, type OriginContext } from '../context.js';
+import { blobCacheControl, checkDeclaredLength, checkRead, isInternal, type OriginContext } from '../context.js';
 
 type Visibility = 'public' | 'internal';
 
@@ -25,13 +25,14 @@ interface DigestParams {
 export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promise<void> {
   const get = (kind: string) => async (request: FastifyRequest<{ Params: DigestParams }>, reply: import('fastify').FastifyReply) => {
     const digest = parseDigest(request.params.algo, request.params.hex);
-    checkRead(ctx, request, digest);
+    const internal = isInternal(ctx, digest);
+    checkRead(ctx, request, internal);
     return replyWithBlob(request, reply, ctx.store, digest, {
       kind,
       ledger: ctx.ledger,
-      cacheControl: blobCacheControl(ctx, digest),
+      cacheControl: blobCacheControl(ctx, internal),
       // The visibility it was first uploaded with, which an upload must ask again (assets/upload.ts).
-      extraHeaders: { 'x-fleetcache-visibility': storedVisibility(ctx, digest) },
+      extraHeaders: { 'x-fleetcache-visibility': internal ? 'internal' : 'public' },
     });
   };
   app.route<{ Params: DigestParams }>({ method: ['GET', 'HEAD'], url: '/cas/:algo/:hex', config: { kind: 'cas' }, handler: get('cas') });
@@ -84,7 +85,7 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
       refuseOtherVisibility(ctx, expected, visibility);
       checkWritePreconditions(request, etagOf(expected));
     }
-    return reply.code(result.created ? 201 : 200).header('cache-control', blobCacheControl(ctx, result.digest)).send({ digest: formatDigest(result.digest), size: result.size });
+    return reply.code(result.created ? 201 : 200).header('cache-control', blobCacheControl(ctx, isInternal(ctx, result.digest))).send({ digest: formatDigest(result.digest), size: result.size });
   });
 }
 
@@ -103,12 +104,12 @@ async function markForUpload(ctx: OriginContext, digest: Digest, visibility: Vis
 /** A failed internal upload removes the mark, unless the blob got stored or `last()` says others still run. */
 async function forgetFailedMark(ctx: OriginContext, digest: Digest, last: () => boolean): Promise<void> {
   await ctx.names.exclusive(visibilityRecord(digest), async () => {
-    if (last() && ctx.internal.has(formatDigest(digest)) && !(await ctx.store.has(digest))) await setInternal(ctx, digest, false);
+    if (last() && isInternal(ctx, digest) && !(await ctx.store.has(digest))) await setInternal(ctx, digest, false);
   });
 }
 
 function storedVisibility(ctx: OriginContext, digest: Digest): Visibility {
-  return ctx.internal.has(formatDigest(digest)) ? 'internal' : 'public';
+  return isInternal(ctx, digest) ? 'internal' : 'public';
 }
 
 function refuseOtherVisibility(ctx: OriginContext, digest: Digest, wanted: Visibility): void {

@@ -9,7 +9,7 @@ import { parseDigestString, formatDigest, type Digest } from '../../store/digest
 import { isAbort } from '../../store/blob-store.js';
 import type { NameRecord } from '../../store/names.js';
 import { checkSegment, parseNamePath } from '../../store/safe-name.js';
-import { checkDeclaredLength, checkRead, nameCacheControl, type OriginContext } from '../context.js';
+import { checkDeclaredLength, checkRead, isInternal, nameCacheControl, type OriginContext } from '../context.js';
 
 /** The raw, still percent-encoded path after a prefix such as "/artifacts/". */
 function rawTail(request: FastifyRequest, prefix: string): string {
@@ -92,7 +92,7 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   });
   // The ETag of the new representation lets a cache keep what it forwarded (RFC 9110 §9.3.4).
   // The headers its GETs get: a cache that keeps what it forwarded serves them too (cache/put.ts).
-  const cacheControl = nameCacheControl(ctx, parseDigestString(record.digest));
+  const cacheControl = nameCacheControl(ctx, isInternal(ctx, parseDigestString(record.digest)));
   return reply.code(created ? 201 : 200).header('etag', blobNameEtag(record)).header('cache-control', cacheControl).headers(NAMED_BLOB_HEADERS).send({ digest: record.digest, size: record.size });
 }
 
@@ -101,11 +101,12 @@ async function getNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   const record = await ctx.names.get(segments);
   const digest = parseDigestString(record.digest);
   // A name reads its blob as /cas would: an internal one (uploaded so to /cas, then named) needs a token.
-  checkRead(ctx, request, digest);
+  const internal = isInternal(ctx, digest);
+  if (internal) checkRead(ctx, request, true);
   return replyWithBlob(request, reply, ctx.store, digest, {
     kind,
     ledger: ctx.ledger,
-    cacheControl: nameCacheControl(ctx, digest),
+    cacheControl: nameCacheControl(ctx, internal),
     contentType: record.contentType,
     modifiedMs: record.created,
     extraHeaders: NAMED_BLOB_HEADERS,
