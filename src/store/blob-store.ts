@@ -2,6 +2,7 @@
 // S3-compatible object storage fits the same five calls.
 import type { Readable } from 'node:stream';
 import type { Digest, DigestAlgorithm } from './digest.js';
+import { FleetError } from '../errors.js';
 
 export interface BlobStat {
   readonly digest: Digest;
@@ -59,4 +60,9 @@ export interface BlobStore {
 export function isAbort(err: unknown): boolean {
   const e = err as NodeJS.ErrnoException;
   return e?.name === 'AbortError' || e?.code === 'ECONNRESET' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE' || e?.code === 'ABORT_ERR';
+}
+
+/** The error of an upload its client cut (see isAbort): nothing was stored. */
+export function uploadAborted(cause?: unknown): FleetError {
+  return new FleetError('FC_ERR_ABORTED', 'upload aborted before completion; nothing was stored', cause === undefined ? {} : { cause });
 }

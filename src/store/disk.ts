@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FleetError, NotFoundError } from '../errors.js';
-import { isAbort, type BlobStat, type BlobStore, type PutOptions, type PutResult, type ReadRange } from './blob-store.js';
+import { isAbort, uploadAborted, type BlobStat, type BlobStore, type PutOptions, type PutResult, type ReadRange } from './blob-store.js';
 import { DIGEST_ALGORITHMS, type Digest } from './digest.js';
 import { putMeter } from './put-meter.js';
 import { fsyncFile, mkdirDurable } from './durable.js';
@@ -89,7 +89,7 @@ export class DiskBlobStore implements BlobStore {
       out.destroy();
       await rm(tmp, { force: true });
       if (err instanceof FleetError) throw err;
-      if (isAbort(err)) throw new FleetError('FC_ERR_ABORTED', 'upload aborted before completion; nothing was stored', { cause: err });
+      if (isAbort(err)) throw uploadAborted(err);
       if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
         throw new FleetError('FC_ERR_INSUFFICIENT_STORAGE', 'no space left on the store device', { cause: err });
       }

@@ -26,7 +26,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { FleetError, NotFoundError } from '../errors.js';
-import { isAbort, type BlobStat, type BlobStore, type PutOptions, type PutResult, type ReadRange } from './blob-store.js';
+import { isAbort, uploadAborted, type BlobStat, type BlobStore, type PutOptions, type PutResult, type ReadRange } from './blob-store.js';
 import { isDigestAlgorithm, type Digest } from './digest.js';
 import { putMeter } from './put-meter.js';
 
@@ -144,7 +144,7 @@ export class S3BlobStore implements BlobStore {
       queueSize: this.#queueSize,
       leavePartsOnError: false,
     });
-    const onAbort = () => meter.destroy(new FleetError('FC_ERR_ABORTED', 'upload aborted before completion; nothing was stored'));
+    const onAbort = () => meter.destroy(uploadAborted());
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       // Both must settle: the first error (usually the body's) is the one to report.
@@ -155,7 +155,7 @@ export class S3BlobStore implements BlobStore {
       return { digest, size, created: await this.#commit(tmpKey, digest, size) };
     } catch (err) {
       if (err instanceof FleetError) throw err;
-      if (options.signal?.aborted || isAbort(err)) throw new FleetError('FC_ERR_ABORTED', 'upload aborted before completion; nothing was stored', { cause: err });
+      if (options.signal?.aborted || isAbort(err)) throw uploadAborted(err);
       throw storageError('upload', err);
     } finally {
       options.signal?.removeEventListener('abort', onAbort);

@@ -6,7 +6,7 @@ import { FleetError, NotFoundError } from '../../errors.js';
 import { checkWritePreconditions, checkReadPreconditions, replyWithBlob } from '../../http/blob-reply.js';
 import { parseRunManifest, type RunManifest } from '../../project-upload/manifest.js';
 import { parseDigestString, formatDigest, type Digest } from '../../store/digest.js';
-import { isAbort } from '../../store/blob-store.js';
+import { isAbort, uploadAborted } from '../../store/blob-store.js';
 import type { NameRecord } from '../../store/names.js';
 import { checkSegment, parseNamePath } from '../../store/safe-name.js';
 import { checkDeclaredLength, checkRead, isInternal, nameCacheControl, type OriginContext } from '../context.js';
@@ -161,7 +161,7 @@ async function readSmallBody(request: FastifyRequest, limit: number): Promise<Bu
     }
   } catch (err) {
     // The client went away mid-body: its own doing, not the server's error (as blob uploads say).
-    if (isAbort(err)) throw new FleetError('FC_ERR_ABORTED', 'upload aborted before completion; nothing was stored', { cause: err });
+    if (isAbort(err)) throw uploadAborted(err);
     throw err;
   }
   return Buffer.concat(chunks);
