@@ -3,7 +3,7 @@
 import { createServer } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { NotFoundError } from '../errors.js';
-import { baseServerOptions, buildOnDataDir, DEFAULT_MAX_HEADERS, hasTooManyHeaders, headerCount, refuseMalformedRequests } from '../http/server-options.js';
+import { baseServerOptions, buildOnDataDir, DEFAULT_MAX_HEADERS, malformedRequest, refuseMalformedRequests } from '../http/server-options.js';
 import { clientIdleMs, DEFAULT_FILL_MEMORY, type CacheConfig } from './config.js';
 import type { ClusterLink } from './cluster/link.js';
 import type { CacheContext, Mirror } from './context.js';
@@ -57,9 +57,8 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
       // holds nothing, and node re-arms a server-wide limit (a new timer) on every request.
       const idleMs = clientIdleMs(config);
       const server = createServer((req, res) => {
-        // A request with too many header fields, or two Authorization headers, goes to fastify,
-        // which refuses it (refuseMalformedRequests).
-        const get = fast && server.listening && !hasTooManyHeaders(req, DEFAULT_MAX_HEADERS) && headerCount(req, 'authorization') < 2 ? plainBlobGet(req, fast.store) : undefined;
+        // A malformed request goes to fastify, which refuses it (refuseMalformedRequests).
+        const get = fast && server.listening && !malformedRequest(req, DEFAULT_MAX_HEADERS) ? plainBlobGet(req, fast.store) : undefined;
         if (get && serveSmallHit(fast!, get, res, false)) return;
         req.socket.setTimeout(idleMs);
         // A worker looks for another worker's copy once the miss path declined (a single

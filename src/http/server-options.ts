@@ -20,31 +20,36 @@ export function logLevelSchema(options: { default?: (typeof LOG_LEVELS)[number] 
 export const DEFAULT_MAX_HEADERS = 64;
 
 /** Whether `req` has more than `max` header fields. */
-export function hasTooManyHeaders(req: IncomingMessage, max: number): boolean {
+function hasTooManyHeaders(req: IncomingMessage, max: number): boolean {
   return req.rawHeaders.length > 2 * max;
 }
 
 /** How many times `req` carries the header `name` (lower case); Node keeps only the first Authorization. */
-export function headerCount(req: IncomingMessage, name: string): number {
+function headerCount(req: IncomingMessage, name: string): number {
   let n = 0;
   for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.length === name.length && req.rawHeaders[i]!.toLowerCase() === name) n++;
   return n;
 }
 
 /**
- * Refuses a request with more than `max` header fields (431), and one with two Authorization
- * headers (400): Node takes the first, a proxy in front may take the last, and each would
- * check another credential. Node's own maxHeadersCount only drops the fields past it, and
- * not exactly: it is set just above `max`, to keep what it stores small, and the count is
- * checked here.
+ * Why `req` is refused, or undefined: more than `max` header fields (431), or two
+ * Authorization headers (400): Node takes the first, a proxy in front may take the last,
+ * and each would check another credential.
+ */
+export function malformedRequest(req: IncomingMessage, max: number): FleetError | undefined {
+  if (hasTooManyHeaders(req, max)) return new FleetError('FC_ERR_TOO_MANY_HEADERS', `the request has more than ${max} header fields`);
+  if (headerCount(req, 'authorization') > 1) return new FleetError('FC_ERR_BAD_REQUEST', 'the request has more than one Authorization header');
+  return undefined;
+}
+
+/**
+ * Refuses a malformed request (malformedRequest). Node's own maxHeadersCount only drops the
+ * fields past it, and not exactly: it is set just above `max`, to keep what it stores
+ * small, and the count is checked here.
  */
 export function refuseMalformedRequests(app: FastifyInstance, max: number): void {
   app.server.maxHeadersCount = max + 1;
-  app.addHook('onRequest', (request, _reply, done) => {
-    if (hasTooManyHeaders(request.raw, max)) return done(new FleetError('FC_ERR_TOO_MANY_HEADERS', `the request has more than ${max} header fields`));
-    if (headerCount(request.raw, 'authorization') > 1) return done(new FleetError('FC_ERR_BAD_REQUEST', 'the request has more than one Authorization header'));
-    done();
-  });
+  app.addHook('onRequest', (request, _reply, done) => done(malformedRequest(request.raw, max)));
 }
 
 /**
