@@ -209,11 +209,12 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
 
     signal?.throwIfAborted();
     const created = new Date().toISOString();
-    let manifest: RunManifest;
+    let base: RunManifest['base'];
+    let delta: RunManifest['delta'] = null;
     let bytesSent = 0;
     const rebased = !same && (!chosen || chosen.delta.length > bound);
     if (same) {
-      manifest = { format: MANIFEST_FORMAT, project: options.project, run, created, base: { id: same.id, digest: same.digest, size: same.size }, delta: null, result };
+      base = { id: same.id, digest: same.digest, size: same.size };
     } else if (!chosen || rebased) {
       const id = `${stamp()}-${resultHex.slice(0, 12)}`;
       // Bases are stored gzip-compressed: the first upload and each region's first fetch cost
@@ -230,21 +231,15 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
         await writeAtomically(local, (tmp) => copyFile(tarFile, tmp));
         await recordCachedDigest(local, result.digest);
       }
-      manifest = { format: MANIFEST_FORMAT, project: options.project, run, created, base: { id, digest: stored.digest, size: stored.size }, delta: null, result };
+      base = { id, digest: stored.digest, size: stored.size };
     } else {
       const digest = `sha256:${createHash('sha256').update(chosen.delta).digest('hex')}`;
       await httpPut(joinUrl(options.origin, `/cas/sha256/${parseDigestString(digest).hex}`), chosen.delta, http);
       bytesSent += chosen.delta.length;
-      manifest = {
-        format: MANIFEST_FORMAT,
-        project: options.project,
-        run,
-        created,
-        base: { id: chosen.base.id, digest: chosen.base.digest, size: chosen.base.size },
-        delta: { digest, size: chosen.delta.length, compression, vcdiffSize: chosen.vcdiff.length },
-        result,
-      };
+      base = { id: chosen.base.id, digest: chosen.base.digest, size: chosen.base.size };
+      delta = { digest, size: chosen.delta.length, compression, vcdiffSize: chosen.vcdiff.length };
     }
+    const manifest: RunManifest = { format: MANIFEST_FORMAT, project: options.project, run, created, base, delta, result };
     signal?.throwIfAborted();
     const body = JSON.stringify(manifest);
     // never replace a run: machines may be pulling it (If-None-Match: *, a 412 when it exists)
