@@ -3,17 +3,21 @@
 // action prints the error itself and sets process.exitCode, which main() returns.
 import { toFleetError } from '../errors.js';
 
+/** An error as the CLI prints it: its message, and the stack for an internal error only. */
+export function errorText(err: unknown): string {
+  const fe = toFleetError(err);
+  return `${fe.message}${fe.code === 'FC_ERR_INTERNAL' && err instanceof Error && err.stack ? `\n${err.stack}` : ''}`;
+}
+
 /**
- * Runs `action`; an error it throws is printed as `<prefix><message>` on stderr (with the
- * stack for an internal error, as main() prints it) and ends the command with exit status 1.
+ * Runs `action`; an error it throws is printed as `<prefix>` and its errorText on stderr,
+ * and ends the command with exit status 1.
  */
 export async function exitOneOnError(prefix: string, action: () => Promise<void>): Promise<void> {
   try {
     await action();
   } catch (err) {
-    const fe = toFleetError(err);
-    const stack = fe.code === 'FC_ERR_INTERNAL' && err instanceof Error && err.stack ? `\n${err.stack}` : '';
-    process.stderr.write(`${prefix}${fe.message}${stack}\n`);
+    process.stderr.write(`${prefix}${errorText(err)}\n`);
     process.exitCode = 1;
   }
 }

@@ -2,6 +2,7 @@
 // (here) where errors become exit codes.
 import { Command, CommanderError } from 'commander';
 import { EXIT, FleetError, toFleetError } from '../errors.js';
+import { errorText } from './exit-one.js';
 import { normaliseSpreadFlags } from './spread-flags.js';
 
 const VERSION = '0.1.0';
@@ -56,8 +57,8 @@ export async function main(argv: string[]): Promise<number> {
       // --help and --version end here with exit code 0; usage errors were already printed.
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
+    process.stderr.write(`fleetcache: error: ${errorText(err)}\n`);
     const fe = toFleetError(err);
-    process.stderr.write(`fleetcache: error: ${fe.message}${fe.code === 'FC_ERR_INTERNAL' && err instanceof Error && err.stack ? `\n${err.stack}` : ''}\n`);
     return fe instanceof FleetError ? fe.exitCode : EXIT.internal;
   }
 }
