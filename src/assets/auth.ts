@@ -8,7 +8,7 @@ import { readTokenFile } from '../client/token.js';
 import { ConfigError } from '../errors.js';
 
 /** `~` and `~/…` as Python's os.path.expanduser reads them ($HOME, else the user's home). */
-export function expandHome(path: string): string {
+function expandHome(path: string): string {
   if (path === '~') return homedir();
   if (path.startsWith('~/')) return join(homedir(), path.slice(2));
   return path;

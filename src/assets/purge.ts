@@ -34,7 +34,7 @@ export interface PurgeResult {
 }
 
 /** Free bytes for an unprivileged user on the filesystem of `path` (statvfs's f_bavail blocks). */
-export async function freeBytes(path: string): Promise<number> {
+async function freeBytes(path: string): Promise<number> {
   const s = await statfs(path);
   return s.bavail * s.bsize;
 }

@@ -3,6 +3,9 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { FleetError, toFleetError } from '../errors.js';
 import { closeUnreadBody } from './unread-body.js';
 
+/** The longest path segment (a route parameter) the servers take, in characters (routerOptions.maxParamLength). */
+export const MAX_PARAM_LENGTH = 1024;
+
 /** The catalogued error for one fastify raised (a parser's, a route's); undefined for others. */
 export function fromFastify(err: Error & Partial<FastifyError>): FleetError | undefined {
   switch (err.code) {
@@ -12,7 +15,7 @@ export function fromFastify(err: Error & Partial<FastifyError>): FleetError | un
       return new FleetError('FC_ERR_BAD_NAME', `malformed URL: ${err.message}`);
     case 'FST_ERR_MAX_PARAM_LENGTH':
       // fastify's message holds the whole URL, too long to echo back.
-      return new FleetError('FC_ERR_BAD_NAME', 'a name in the URL is too long (a path segment is at most 1024 characters here)');
+      return new FleetError('FC_ERR_BAD_NAME', `a name in the URL is too long (a path segment is at most ${MAX_PARAM_LENGTH} characters here)`);
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':

@@ -6,7 +6,7 @@ import { LogController, type FastifyBaseLogger, type FastifyInstance, type Fasti
 import { FleetError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { lockDataDir } from '../store/dir-lock.js';
-import { frameworkErrors } from './errors.js';
+import { frameworkErrors, MAX_PARAM_LENGTH } from './errors.js';
 
 /** pino's levels, the `logLevel` of an origin or cache configuration. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -112,7 +112,7 @@ export function baseServerOptions(logLevel: string | false | undefined, bodyLimi
     loggerInstance: createLogger(logLevel === false ? 'silent' : (logLevel ?? 'info')) as FastifyBaseLogger,
     // Per-request access logs cost more than the requests on hot paths; errors are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
-    routerOptions: { maxParamLength: 1024 },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     bodyLimit,
     return503OnClosing: true,
     forceCloseConnections: true,

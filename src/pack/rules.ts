@@ -196,7 +196,7 @@ export class PackRuleSet {
    * `path` is relative to the project root, `/`-separated, no trailing slash; `tarName` is
    * the name GNU tar would match the exclude patterns against (its include entry as written).
    */
-  isExcluded(path: string, tarName = path): boolean {
+  isExcluded(path: string, tarName: string): boolean {
     return this.#excludePaths.has(path) || this.#exclude.some((re) => re.test(tarName));
   }
 
