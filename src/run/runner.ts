@@ -100,12 +100,21 @@ function createProviders(backends: ReadonlySet<Backend>, fields: ResolvedFields,
   const providers = new Map<string, Provider>();
   for (const b of backends) {
     const reach = embedded ? { checkAddress: (address: string) => checkEmbeddedReach(b.name, b.type, address) } : {};
-    // A backend's `key` as spread evaluates it ($(HOST:…) expanded, trimmed).
-    const key = fields.keys.get(b.name);
-    const options = key ? { ...b.options, key } : b.options;
+    const options = withEvaluatedKey(b.options, fields.keys.get(b.name));
     providers.set(b.name, createProvider(b.name, b.type, options, { ...ctx, scriptTimeouts: levelTimeouts([b]), ...reach }));
   }
   return providers;
+}
+
+/**
+ * A backend's options with its `key` as spread evaluates it ($(HOST:…) expanded, trimmed).
+ * A key that evaluates to nothing is no key, as in spread: the raw text (a file path inside
+ * `$(HOST: cat …)`) must not stay, or it would be taken for a missing key file.
+ */
+export function withEvaluatedKey(options: Readonly<Record<string, unknown>>, key: string | undefined): Readonly<Record<string, unknown>> {
+  if (key === undefined) return options;
+  const { key: _raw, ...rest } = options;
+  return key === '' ? rest : { ...rest, key };
 }
 
 /**
