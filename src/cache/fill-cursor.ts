@@ -73,16 +73,17 @@ export class FillCursor {
         return recent;
       }
       // A fill in memory only (the disk refuses writes) has dropped what this reader needs.
-      if (!this.#file) throw new UpstreamError(`this client fell behind the bytes a fill without a file keeps in memory (at ${this.#pos} of ${fill.written})`);
+      const fileEnd = Math.min(end, fill.fileHolds);
+      if (!this.#file || fileEnd <= this.#pos) throw new UpstreamError(`this client fell behind the bytes a fill without a file keeps in memory (at ${this.#pos} of ${fill.written})`);
       // Behind the windows kept in memory: the file, as far as is readable.
-      const behind = end - this.#pos;
+      const behind = fileEnd - this.#pos;
       if (sendFile && behind >= ZERO_COPY_MIN && (await sendFile(this.#file, this.#pos, behind))) {
         this.#pos += behind;
         return SENT;
       }
       const buf = scratch();
-      const { bytesRead } = await this.#file.read(buf, 0, Math.min(buf.length, end - this.#pos), this.#pos);
-      if (bytesRead === 0) throw new Error(`the fill's file ended at ${this.#pos} of ${end} bytes`);
+      const { bytesRead } = await this.#file.read(buf, 0, Math.min(buf.length, behind), this.#pos);
+      if (bytesRead === 0) throw new Error(`the fill's file ended at ${this.#pos} of ${fileEnd} bytes`);
       this.#pos += bytesRead;
       return buf.subarray(0, bytesRead);
     }

@@ -5,7 +5,8 @@
 // committed (see DiskStore.commit) only once complete and, for /cas, verified. If upstream
 // fails, every waiter's answer is cut (never a clean end) and nothing is kept. Waiters
 // hold back the last byte until the fill has ended, so no client ever sees a
-// complete-looking body of a failed fill.
+// complete-looking body of a failed fill. A disk that fails mid-fill (full) does not cut
+// the waiters: the fill goes on from its windows only, and keeps nothing.
 import { createHash, type Hash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { buffer } from 'node:stream/consumers';
@@ -153,8 +154,13 @@ export interface FillSource {
   readonly paused: boolean;
   /** A new reader can start at byte 0 (always, but for a fill in memory only that went too far). */
   readonly joinable: boolean;
-  /** Streamed from its windows only, with no file (the disk refuses writes). */
+  /**
+   * Streamed from its windows only, from the start (no file: the disk refused writes) or
+   * from `fileHolds` on (the disk failed mid-fill).
+   */
   readonly memoryOnly: boolean;
+  /** The first bytes that its file holds (readers take the rest from the windows). */
+  readonly fileHolds: number;
   /** Resolves on the next write, end or failure. */
   progress(): Promise<void>;
   /** Bytes [start, end) still in memory as one buffer, or undefined (the reader goes to the file). */
@@ -194,6 +200,8 @@ export abstract class FillProgress implements FillSource {
   #headPromise: Promise<FillHead> | undefined;
   #settleHead: { resolve: (h: FillHead) => void; reject: (e: Error) => void } | undefined;
   #fh: FileHandle | undefined;
+  /** Where the file stopped growing, when the disk failed mid-fill (see stopFile). */
+  #fileEnd: number | undefined;
   /** Readers stream it (a large fill): from its file, or from its windows only (memoryOnly). */
   #streamed = false;
   #body: Buffer | undefined;
@@ -239,13 +247,18 @@ export abstract class FillProgress implements FillSource {
     return this.#paused;
   }
 
-  /** A large fill with no file (the disk refused writes): readers take its windows, and one too far behind is cut. */
+  /** A large fill read from its windows (see FillSource.memoryOnly): a reader too far behind them is cut. */
   get memoryOnly(): boolean {
-    return this.#streamed && !this.#fh;
+    return this.#streamed && (!this.#fh || this.#fileEnd !== undefined);
   }
 
+  get fileHolds(): number {
+    return this.#fh ? (this.#fileEnd ?? this.#written) : 0;
+  }
+
+  /** A fill whose file stopped is not joined: a reader of its first bytes would likely be cut past them. */
   get joinable(): boolean {
-    return !this.memoryOnly || (this.#written < MEMORY_JOIN_BYTES && (this.#recent[0]?.start ?? 0) === 0);
+    return !this.memoryOnly || (this.fileHolds === 0 && this.#written < MEMORY_JOIN_BYTES && (this.#recent[0]?.start ?? 0) === 0);
   }
 
   get readable(): number {
@@ -353,6 +366,11 @@ export abstract class FillProgress implements FillSource {
   /** Readers stream it from its windows only: a large fill with no file (see memoryOnly). */
   protected streamFromMemory(): void {
     this.#streamed = true;
+  }
+
+  /** The file holds the bytes written so far and no more: readers take the rest from the windows. */
+  protected stopFile(): void {
+    this.#fileEnd = this.#written;
   }
 
   protected get file(): FileHandle | undefined {
@@ -466,8 +484,12 @@ export class Fill extends FillProgress {
     return this.#tempPath;
   }
 
-  /** Writes `chunk` at `position` of the temp file. */
-  async #write(fh: FileHandle, chunk: Buffer, position: number): Promise<void> {
+  /**
+   * Writes `chunk` at the end of the temp file. When the disk fails (full), the fill goes on
+   * from its windows only and keeps nothing (see stopFile): its readers are not cut.
+   */
+  async #write(fh: FileHandle, chunk: Buffer): Promise<void> {
+    const position = this.written;
     let off = 0;
     try {
       while (off < chunk.length) {
@@ -475,7 +497,9 @@ export class Fill extends FillProgress {
         off += bytesWritten;
       }
     } catch (err) {
-      throw this.#store.storageFailure(err);
+      this.#store.storageFailure(err); // logged, and the disk refuses writes for a while
+      this.#log.warn({ id: this.#spec.id, at: position }, 'the disk failed mid-fill: the fill goes on from memory, not kept');
+      this.stopFile();
     }
   }
 
@@ -532,7 +556,7 @@ export class Fill extends FillProgress {
         bodyRead = true;
         for await (const chunk of answer.body as AsyncIterable<Buffer>) {
           hash?.update(chunk);
-          if (tmp) await this.#write(tmp.fh, chunk, this.written);
+          if (tmp && !this.memoryOnly) await this.#write(tmp.fh, chunk);
           this.remember(chunk);
           this.advance(this.written + chunk.length);
         }
@@ -548,7 +572,7 @@ export class Fill extends FillProgress {
       }
       this.finish(body);
       if (body) this.#tell({ head, body });
-      if (decision.meta && !unkeptOnly) {
+      if (decision.meta && !unkeptOnly && !this.memoryOnly) {
         // Built field by field: a spread of decision.meta cost a cold small miss about 5 µs.
         const { key, status, headers, policy } = decision.meta;
         const written = this.written;

@@ -66,6 +66,8 @@ async function* fillEvents(fill: Fill): AsyncGenerator<string> {
   let sent = -1;
   for (;;) {
     if (fill.error) return yield line({ error: fill.error.message });
+    // The disk failed mid-fill: the rest is in the leader's memory only, out of a follower's reach.
+    if (fill.memoryOnly) return yield line({ error: 'the fill followed stopped writing its file (its disk failed)' });
     if (fill.ended) return yield line({ end: fill.written, ...(fill.body ? { body: fill.body.toString('base64') } : {}) });
     if (fill.written !== sent) {
       yield line({ w: (sent = fill.written) });

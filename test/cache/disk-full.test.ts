@@ -1,22 +1,39 @@
 // A full disk turns the cache into a passthrough with a logged error, not a crash (blobs
 // asked at once are still fetched once, from memory).
 // The data directory is a real 8 MiB tmpfs mounted by the test (needs root).
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import { PassThrough, Writable } from 'node:stream';
 import { pino } from 'pino';
 import t from 'tap';
 import { request } from 'undici';
-import { resolveCacheConfig } from '../../src/cache/config.js';
-import { DiskStore } from '../../src/cache/disk-store.js';
-import { fillMemoryInUse } from '../../src/cache/fill.js';
+import { DEFAULT_FILL_MEMORY, resolveCacheConfig } from '../../src/cache/config.js';
+import { casId, DiskStore } from '../../src/cache/disk-store.js';
+import { FillCursor } from '../../src/cache/fill-cursor.js';
+import { Fill, fillMemoryInUse, setFillMemory } from '../../src/cache/fill.js';
+import { UpstreamError } from '../../src/errors.js';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { mountTmpfs } from '../helpers/tmpfs.js';
 import { eventually } from '../helpers/wait.js';
 import { sha256, UpstreamFixture } from './upstream-fixture.js';
 
 const isRoot = process.getuid?.() === 0;
+const MiB = 1024 * 1024;
+
+/** Writes `file` until its filesystem is full; returns the error that stopped it. */
+function fillUp(file: string): NodeJS.ErrnoException {
+  const fd = openSync(file, 'w');
+  try {
+    const chunk = Buffer.alloc(64 * 1024, 1);
+    for (;;) writeSync(fd, chunk);
+  } catch (err) {
+    return err as NodeJS.ErrnoException;
+  } finally {
+    closeSync(fd);
+  }
+}
 
 t.test('full disk: passthrough, logged error, no crash', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { dir, unmount } = mountTmpfs('8m', 'full');
@@ -126,6 +143,108 @@ t.test('full disk: passthrough, logged error, no crash', { skip: isRoot ? false 
   t.equal(app.cache.store.count, 0, 'nothing kept');
   // Kept for their readers while they read (no file to fall back on), then given back.
   await eventually('the windows of the fills in memory given back', () => fillMemoryInUse() === 0);
+});
+
+t.test('the disk fills up mid-fill: its waiters still get the whole body, nothing is kept', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('8m', 'midfill');
+  const filler = path.join(dir, 'filler');
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  const logs: string[] = [];
+  const sink = new Writable({ write(chunk: Buffer, _e, cb) { logs.push(chunk.toString()); cb(); } });
+  const app = await buildCacheServer({ ...resolveCacheConfig({ region: 'midfill', listen: '127.0.0.1:0', upstream: upUrl, data: dir, maxSize: '1GiB' }), logLevel: 'silent' });
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  app.cache.store.useLogger(pino({ level: 'error' }, sink));
+  t.teardown(async () => {
+    await app.close();
+    await app.cache.fills.drain();
+    await up.stop();
+    rmSync(filler, { force: true });
+    unmount();
+  });
+  const blob = up.addBlob(6 * MiB); // room for it when the fill starts
+  const opens: (() => void)[] = [];
+  const gates = [0, 1].map(() => new Promise<void>((resolve) => opens.push(resolve)));
+  let asked = 0;
+  up.handler = (req, res) => {
+    if (req.url !== `/cas/sha256/${blob.hex}`) return false;
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(blob.body.length) });
+    // The first fill's body comes in three parts (2 MiB, 1 MiB, the rest), each when the test says.
+    if (asked++ > 0) return void res.end(blob.body), true;
+    res.write(blob.body.subarray(0, 2 * MiB));
+    void gates[0]!.then(() => {
+      res.write(blob.body.subarray(2 * MiB, 3 * MiB));
+      return gates[1];
+    }).then(() => res.end(blob.body.subarray(3 * MiB)));
+    return true;
+  };
+  const get = async (): Promise<{ status: number; hash: string; xcache: unknown }> => {
+    // Bounded: a late request that joined the fill by mistake would wait for the test's last gate.
+    const res = await request(`${url}/cas/sha256/${blob.hex}`, { bodyTimeout: 10_000 });
+    return { status: res.statusCode, hash: sha256(Buffer.from(await res.body.arrayBuffer())), xcache: res.headers['x-cache'] };
+  };
+  const used = (): number => {
+    const fs = statfsSync(dir);
+    return (fs.blocks - fs.bfree) * fs.bsize;
+  };
+  const before = used();
+  // Caught at once: a waiter cut before the test awaits them must fail the test, not the process.
+  const waiters = Array.from({ length: 4 }, () => get().catch((err: Error) => ({ status: 0, hash: err.message, xcache: undefined })));
+  await eventually('the fill wrote its first 2 MiB to the disk', () => used() - before >= 2 * MiB);
+  t.equal(fillUp(filler).code, 'ENOSPC', 'something else took the rest of the filesystem');
+  opens[0]!();
+  await eventually('the fill\'s next write failed, logged', () => logs.some((l) => /storage failure/.test(l)));
+  // A request now does not join the fill whose file stopped: it is served by a fill of its own.
+  const late = await get();
+  t.same([late.status, late.hash, late.xcache], [200, blob.hex, 'MISS'], 'a request after the failure: served whole by a fill of its own');
+  opens[1]!();
+  const got = await Promise.all(waiters);
+  t.ok(got.every((g) => g.status === 200 && g.hash === blob.hex), 'every waiter got the whole body, right');
+  t.same(got.map((g) => g.xcache).sort(), ['COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'MISS']);
+  t.equal(up.count(`/cas/sha256/${blob.hex}`), 2, 'upstream asked twice: the fill, and the late request\'s');
+  t.equal(app.cache.store.count, 0, 'nothing kept');
+  await eventually('the windows of the fill given back', () => fillMemoryInUse() === 0);
+  rmSync(filler);
+  await eventually('the fill\'s temp file removed', () => used() - before < MiB);
+});
+
+t.test('a reader behind the windows of a fill whose disk failed: the bytes its file holds, then cut', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('8m', 'behind');
+  const filler = path.join(dir, 'filler');
+  setFillMemory(0); // each fill keeps its last two windows only
+  t.teardown(() => {
+    setFillMemory(DEFAULT_FILL_MEMORY);
+    rmSync(filler, { force: true });
+    unmount();
+  });
+  const log = pino({ level: 'silent' });
+  const store = new DiskStore(dir, 1024 ** 3, log);
+  await store.open();
+  const body = randomBytes(6 * MiB);
+  const upstream = new PassThrough();
+  const fill = new Fill(store, log, {
+    id: casId({ algo: 'sha256', hex: sha256(body) }),
+    request: async () => ({ statusCode: 200, headers: { 'content-length': String(body.length) }, body: upstream }),
+    decide: () => ({ status: 200, headers: {}, meta: { key: 'k', status: 200, headers: {} } }),
+  });
+  await fill.head;
+  const cursor = new FillCursor(fill, fill.acquireFile(), 0, Infinity);
+  upstream.write(body.subarray(0, 2 * MiB));
+  await eventually('the first 2 MiB written', () => fill.written === 2 * MiB);
+  t.equal(fillUp(filler).code, 'ENOSPC', 'the filesystem is full');
+  upstream.end(body.subarray(2 * MiB));
+  await fill.done;
+  t.same([fill.error, fill.memoryOnly, fill.fileHolds], [undefined, true, 2 * MiB], 'the fill ended from memory, its file holding the first 2 MiB');
+  // The reader was left behind: the file gives what it holds, the windows only the last 512 KiB.
+  const got: Buffer[] = [];
+  const scratch = Buffer.alloc(MiB);
+  const err = await (async () => {
+    for (let c; (c = await cursor.next(() => scratch));) got.push(Buffer.from(c));
+  })().then(() => undefined, (e: unknown) => e);
+  fill.release();
+  t.ok(err instanceof UpstreamError, `the reader is cut (${String(err)})`);
+  t.ok(Buffer.concat(got).equals(body.subarray(0, 2 * MiB)), 'after exactly the bytes the file holds');
+  t.equal(store.count, 0, 'nothing kept');
 });
 
 t.test('the data directory removed under a running cache: requests pass through, no crash', async (t) => {
