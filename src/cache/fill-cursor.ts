@@ -72,9 +72,10 @@ export class FillCursor {
         this.#pos += n;
         return recent;
       }
-      // A fill in memory only (the disk refuses writes) has dropped what this reader needs.
+      // A fill in memory only (the disk refuses writes, or failed mid-fill) has dropped what
+      // this reader needs, and its file (if any) does not hold it.
       const fileEnd = Math.min(end, fill.fileHolds);
-      if (!this.#file || fileEnd <= this.#pos) throw new UpstreamError(`this client fell behind the bytes a fill without a file keeps in memory (at ${this.#pos} of ${fill.written})`);
+      if (!this.#file || fileEnd <= this.#pos) throw new UpstreamError(`this client fell behind what the fill's file holds and its windows keep in memory (at ${this.#pos} of ${fill.written})`);
       // Behind the windows kept in memory: the file, as far as is readable.
       const behind = fileEnd - this.#pos;
       if (sendFile && behind >= ZERO_COPY_MIN && (await sendFile(this.#file, this.#pos, behind))) {

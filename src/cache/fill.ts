@@ -5,8 +5,9 @@
 // committed (see DiskStore.commit) only once complete and, for /cas, verified. If upstream
 // fails, every waiter's answer is cut (never a clean end) and nothing is kept. Waiters
 // hold back the last byte until the fill has ended, so no client ever sees a
-// complete-looking body of a failed fill. A disk that fails mid-fill (full) does not cut
-// the waiters: the fill goes on from its windows only, and keeps nothing.
+// complete-looking body of a failed fill. A disk that fails mid-fill (full) does not fail
+// the fill: it goes on from its windows (readers behind them read what the file holds, and
+// are cut past it), and keeps nothing.
 import { createHash, type Hash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { buffer } from 'node:stream/consumers';
@@ -152,7 +153,10 @@ export interface FillSource {
   readonly verified: boolean;
   /** Nothing was written for WINDOW_WAIT_MS (readers are woken then): waiting for a window is pointless. */
   readonly paused: boolean;
-  /** A new reader can start at byte 0 (always, but for a fill in memory only that went too far). */
+  /**
+   * A new reader can start at byte 0: always, but for a fill in memory only that went too
+   * far, or whose file stopped (see memoryOnly).
+   */
   readonly joinable: boolean;
   /**
    * Streamed from its windows only, from the start (no file: the disk refused writes) or
@@ -167,8 +171,9 @@ export interface FillSource {
   recentWindow(start: number, end: number): Buffer | undefined;
   /**
    * Counts the caller as a reader of a large fill until it calls `release`, and returns
-   * the growing file, held open meanwhile: undefined for a fill in memory only (see
-   * memoryOnly), whose windows are kept for its readers until the last one is done. Call
+   * the growing file, held open meanwhile (one that stopped holds `fileHolds` bytes):
+   * undefined for a fill with no file. The windows of a fill in memory only (see
+   * memoryOnly) are kept for its readers until the last one is done. Call
    * after `head` resolved; not for a small fill (see `wholeBody`).
    */
   acquireFile(): FileHandle | undefined;

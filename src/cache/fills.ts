@@ -13,6 +13,13 @@ export type Acquired = { readonly fill: FillSource; readonly lead: boolean };
 /** The in-flight map: one fill per key until it is done. */
 export class Fills {
   #map = new Map<string, FillSource>();
+  /**
+   * The fill of this process holding each key's claim, until it ends: also one no longer
+   * joined, whose disk failed mid-way (see Fill.joinable). Its claim is never taken for a
+   * dead worker's, and `drain` waits for it even once another fill of the key replaced it
+   * in the map.
+   */
+  #claimHolders = new Map<string, Fill>();
   #store: DiskStore;
   #log: Logger;
   /** The fill sockets of the other workers (none in a single process). */
@@ -60,6 +67,9 @@ export class Fills {
     // While the disk refuses writes no claim can be made: a fill of this process's own
     // still gathers a small body once for all its waiters (and keeps nothing, see Fill).
     if (this.#store.isFull()) return { fill: this.start(key, spec), lead: true };
+    // This process holds the claim with a fill no longer joined: the request passes through.
+    const holder = this.#claimHolders.get(key);
+    if (holder && !holder.error) return undefined;
     const led = this.lead(key, spec);
     if (led) return { fill: led, lead: true };
     let finding = this.#finding.get(key);
@@ -79,7 +89,15 @@ export class Fills {
    */
   lead(key: string, spec: FillSpec, leader?: FillHooks['leader'], leaderRequest?: FillHooks['leaderRequest']): Fill | undefined {
     const claim = this.#store.claimFill(spec.id, key);
-    return claim ? this.start(key, spec, { claim, leader, leaderRequest }) : undefined;
+    if (!claim) return undefined;
+    const fill = this.start(key, spec, { claim, leader, leaderRequest });
+    this.#claimHolders.set(key, fill);
+    return fill;
+  }
+
+  /** The fill of this process that holds the claim of `key`, while it runs. */
+  claimHolder(key: string): Fill | undefined {
+    return this.#claimHolders.get(key);
   }
 
   /** Makes `fill` the one local requests for `key` join until it is done. */
@@ -106,12 +124,13 @@ export class Fills {
 
   #ended(key: string, fill: Fill): void {
     if (this.#map.get(key) === fill) this.#map.delete(key);
+    if (this.#claimHolders.get(key) === fill) this.#claimHolders.delete(key);
     this.#leading--;
     this.#onLeading();
   }
 
   async drain(): Promise<void> {
-    await Promise.all([...this.#map.values()].map((f) => f.done));
+    await Promise.all([...new Set([...this.#map.values(), ...this.#claimHolders.values()])].map((f) => f.done));
   }
 
   /**

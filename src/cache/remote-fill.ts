@@ -85,9 +85,12 @@ export function serveFillEvents(app: FastifyInstance, ctx: CacheContext, socket:
   app.get('/-/fill', { logLevel: 'silent' }, async (req, reply) => {
     const encoded = req.headers[KEY_HEADER];
     if (!isInternal(req) || typeof encoded !== 'string') throw new NotFoundError(`no route for GET /-/fill`);
-    const fill = ctx.fills.get(Buffer.from(encoded, 'base64url').toString());
-    if (!(fill instanceof Fill)) throw new NotFoundError('no such fill in flight');
-    // One kept in memory only (its worker's disk refuses writes) has no file to follow.
+    const key = Buffer.from(encoded, 'base64url').toString();
+    // The fill to join, else the one holding the claim that sent the follower here (one no
+    // longer joined: its disk failed mid-way): its claim must not be taken for an orphan's.
+    const fill = ctx.fills.get(key) ?? ctx.fills.claimHolder(key);
+    if (!(fill instanceof Fill) || fill.error) throw new NotFoundError('no such fill in flight');
+    // One streamed from memory (its worker's disk refuses writes, or failed mid-fill) cannot be followed through its file.
     if (fill.memoryOnly) return reply.code(409).send({ followable: false });
     return reply.type('application/x-ndjson').send(Readable.from(fillEvents(fill)));
   });

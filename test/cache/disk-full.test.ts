@@ -1,12 +1,13 @@
 // A full disk turns the cache into a passthrough with a logged error, not a crash (blobs
 // asked at once are still fetched once, from memory).
 // The data directory is a real 8 MiB tmpfs mounted by the test (needs root).
-import { closeSync, mkdtempSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { PassThrough, Writable } from 'node:stream';
 import { pino } from 'pino';
+import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { request } from 'undici';
 import { DEFAULT_FILL_MEMORY, resolveCacheConfig } from '../../src/cache/config.js';
@@ -15,8 +16,10 @@ import { FillCursor } from '../../src/cache/fill-cursor.js';
 import { Fill, fillMemoryInUse, setFillMemory } from '../../src/cache/fill.js';
 import { UpstreamError } from '../../src/errors.js';
 import { buildCacheServer } from '../../src/cache/server.js';
+import { startServerProcess } from '../helpers/processes.js';
 import { mountTmpfs } from '../helpers/tmpfs.js';
 import { eventually } from '../helpers/wait.js';
+import { fetchHash } from './harness.js';
 import { sha256, UpstreamFixture } from './upstream-fixture.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -154,8 +157,12 @@ t.test('the disk fills up mid-fill: its waiters still get the whole body, nothin
   const sink = new Writable({ write(chunk: Buffer, _e, cb) { logs.push(chunk.toString()); cb(); } });
   const app = await buildCacheServer({ ...resolveCacheConfig({ region: 'midfill', listen: '127.0.0.1:0', upstream: upUrl, data: dir, maxSize: '1GiB' }), logLevel: 'silent' });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
-  app.cache.store.useLogger(pino({ level: 'error' }, sink));
+  app.cache.store.useLogger(pino({ level: 'warn' }, sink));
+  const realNow = Date.now;
+  let skew = 0;
+  Date.now = () => realNow() + skew; // to pass the disk's 30 s cool-down at once
   t.teardown(async () => {
+    Date.now = realNow;
     await app.close();
     await app.cache.fills.drain();
     await up.stop();
@@ -197,15 +204,81 @@ t.test('the disk fills up mid-fill: its waiters still get the whole body, nothin
   // A request now does not join the fill whose file stopped: it is served by a fill of its own.
   const late = await get();
   t.same([late.status, late.hash, late.xcache], [200, blob.hex, 'MISS'], 'a request after the failure: served whole by a fill of its own');
+  // Once the disk takes writes again, the stopped fill still holds its claim: a request finds
+  // it taken, and must neither take it for a dead worker's nor start a second fill.
+  const claim = path.join(dir, casId({ algo: 'sha256', hex: blob.hex }));
+  const claimIno = statSync(claim).ino;
+  skew = 31_000;
+  rmSync(filler);
+  const afterCooldown = await get();
+  t.same([afterCooldown.status, afterCooldown.hash], [200, blob.hex], 'a request after the cool-down: served whole (passed through)');
+  t.equal(statSync(claim, { throwIfNoEntry: false })?.ino, claimIno, 'the running fill keeps its claim');
+  t.notOk(logs.some((l) => /worker is gone/.test(l)), 'its claim was not taken for an orphan');
   opens[1]!();
   const got = await Promise.all(waiters);
   t.ok(got.every((g) => g.status === 200 && g.hash === blob.hex), 'every waiter got the whole body, right');
   t.same(got.map((g) => g.xcache).sort(), ['COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'MISS']);
-  t.equal(up.count(`/cas/sha256/${blob.hex}`), 2, 'upstream asked twice: the fill, and the late request\'s');
+  t.equal(up.count(`/cas/sha256/${blob.hex}`), 3, 'upstream asked three times: the fill, the late request\'s, and the passthrough');
   t.equal(app.cache.store.count, 0, 'nothing kept');
   await eventually('the windows of the fill given back', () => fillMemoryInUse() === 0);
-  rmSync(filler);
   await eventually('the fill\'s temp file removed', () => used() - before < MiB);
+});
+
+t.test('two workers: a fill whose disk failed mid-way keeps its claim; requests of the other worker pass through', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('16m', 'midfill-workers');
+  const filler = path.join(dir, 'filler');
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  const blob = up.addBlob(6 * MiB);
+  const opens: (() => void)[] = [];
+  const gates = [0, 1].map(() => new Promise<void>((resolve) => opens.push(resolve)));
+  let asked = 0;
+  up.handler = (req, res) => {
+    if (req.url !== `/cas/sha256/${blob.hex}`) return false;
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(blob.body.length) });
+    if (asked++ > 0) return void res.end(blob.body), true;
+    res.write(blob.body.subarray(0, 2 * MiB));
+    void gates[0]!.then(() => {
+      res.write(blob.body.subarray(2 * MiB, 3 * MiB));
+      return gates[1];
+    }).then(() => res.end(blob.body.subarray(3 * MiB)));
+    return true;
+  };
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '12MiB']);
+  t.teardown(async () => {
+    for (const open of opens) open();
+    await cache.stop();
+    await up.stop();
+    rmSync(filler, { force: true });
+    unmount();
+  });
+  const url = `${cache.url}/cas/sha256/${blob.hex}`;
+  // A connection each: the workers take them in turn.
+  const get = (): Promise<{ status: number; hash: string }> => fetchHash(url, {}, { fresh: true }).catch((err: Error) => ({ status: 0, hash: err.message }));
+  const used = (): number => {
+    const fs = statfsSync(dir);
+    return (fs.blocks - fs.bfree) * fs.bsize;
+  };
+  const before = used();
+  const first = get();
+  await eventually('the fill wrote its first 2 MiB to the disk', () => used() - before >= 2 * MiB);
+  const claim = path.join(dir, casId({ algo: 'sha256', hex: blob.hex }));
+  t.ok(existsSync(claim), 'the fill holds its claim');
+  t.equal(fillUp(filler).code, 'ENOSPC', 'the filesystem is full');
+  opens[0]!();
+  await eventually('the leader stopped writing its file', () => /disk failed mid-fill/.test(cache.stderr()));
+  // Claims more than a second old whose worker says it has no such fill are removed as orphans.
+  const claimAge = Date.now() - statSync(claim).mtimeMs;
+  if (claimAge < 1100) await sleep(1100 - claimAge);
+  const others = [];
+  for (let i = 0; i < 4; i++) others.push(await get());
+  t.ok(others.every((o) => o.status === 200 && o.hash === blob.hex), 'requests on either worker: served whole');
+  t.ok(existsSync(claim), 'the running fill keeps its claim');
+  t.notOk(/worker is gone/.test(cache.stderr()), 'its claim was not taken for an orphan');
+  opens[1]!();
+  const led = await first;
+  t.same([led.status, led.hash], [200, blob.hex], 'the fill\'s own client got the whole body');
+  await eventually('the claim removed once the fill ended', () => !existsSync(claim));
 });
 
 t.test('a reader behind the windows of a fill whose disk failed: the bytes its file holds, then cut', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
