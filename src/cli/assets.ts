@@ -9,7 +9,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { readAuthenticationFile } from '../assets/auth.js';
 import { checkManifestFiles, type FileCheck } from '../assets/check.js';
 import { fetchAssets, type AssetProgress, type FetchAssetsResult } from '../assets/fetch.js';
-import { addToManifest, droppedReason, type DroppedRecord } from '../assets/manifest.js';
+import { addToManifest, droppedReason, type DroppedRecord, type Visibility } from '../assets/manifest.js';
 import { purgeCacheFolder } from '../assets/purge.js';
 import { uploadAssets } from '../assets/upload.js';
 import { resolveToken } from '../client/token.js';
@@ -34,10 +34,8 @@ interface AssetsFlags {
   size?: number;
   /** Set by -v and -q, the last one given winning, as tooltool's optparse does. */
   logLevel?: LogLevel;
-}
-
-interface AddFlags extends AssetsFlags {
-  visibility: string;
+  /** add's: the new records' visibility, unpack flag and version label. */
+  visibility: Visibility;
   unpack?: boolean;
   assetVersion?: string;
 }
@@ -111,7 +109,7 @@ function parseGigabytes(value: string): number {
   return n;
 }
 
-/** tooltool's options, on `assets` itself: commander then takes them before and after the command. */
+/** tooltool's options, on `assets` itself (add's too): commander then takes them before and after the command. */
 function addTooltoolOptions(assets: Command): void {
   assets
     .option('-m, --manifest <file>', 'tooltool manifest', 'manifest.tt')
@@ -123,6 +121,9 @@ function addTooltoolOptions(assets: Command): void {
     .option('-r, --region <region>', 'append ?region=<region> to every download URL (fetch)')
     .option('-o, --overwrite', 'accepted, unused (as in tooltool)')
     .option('-s, --size <GB>', 'purge: gigabytes (GiB) to make free on the cache folder\'s filesystem; 0: delete every file (default: 0)', parseGigabytes)
+    .addOption(new Option('--visibility <v>', 'add: the records\' visibility').choices(['public', 'internal']).default('public'))
+    .option('--unpack', 'add: unpack the archive after fetching')
+    .option('--asset-version <text>', 'add: free-form version label (the record\'s "version")')
     .option('-v, --verbose', 'also debug messages on stderr')
     .option('-q, --quiet', 'only errors on stderr (no warnings, no progress bars)');
   // tooltool's -v and -q set one log level: the last one given wins.
@@ -256,16 +257,10 @@ export function registerAssets(program: Command): void {
 
   assets
     .command('add')
-    .description('Hash files (sha512) and add them to a tooltool manifest (-m), creating it if needed')
+    .description('Hash files (sha512) and add them to a tooltool manifest (-m), creating it if needed, with --visibility, --unpack and --asset-version')
     .argument('<files...>', 'files to add (their base names become the manifest filenames)')
-    .option('--visibility <v>', 'public or internal', 'public')
-    .option('--unpack', 'unpack the archive after fetching')
-    .option('--asset-version <text>', 'free-form version label (the record\'s "version")')
     .action(async (files: string[], _flags: unknown, cmd: Command) => {
-      const flags = cmd.optsWithGlobals<AddFlags>();
-      if (flags.visibility !== 'public' && flags.visibility !== 'internal') {
-        throw new UsageError(`--visibility must be public or internal, not "${flags.visibility}"`);
-      }
+      const flags = cmd.optsWithGlobals<AssetsFlags>();
       const added = await addToManifest(flags.manifest, files, { visibility: flags.visibility, unpack: flags.unpack, version: flags.assetVersion });
       for (const r of added) process.stdout.write(`${r.filename}\t${r.size}\t${r.algorithm}:${r.digest}\n`);
     });

@@ -219,3 +219,19 @@ t.test('fetch of a name no record has: a warning, exit 0, as tooltool ignores it
   t.equal(res.stdout, '');
   t.match(res.stderr, /manifest\.tt: no record named "nope\.bin": ignored \(as tooltool does\)/);
 });
+
+t.test("add's options before or after the command, as optparse takes them; a bad --visibility is a usage error", async (t) => {
+  const work = t.testdir({ 'tool.tar.gz': 'not really a tarball\n', 'notes.txt': 'notes\n' });
+  const before = await runCli(t, ['assets', '--visibility', 'internal', '--unpack', '--asset-version', 'tool 2', '-m', 'm.tt', 'add', 'tool.tar.gz'], work);
+  t.equal(before.code, 0, before.stderr);
+  const after = await runCli(t, ['assets', 'add', 'notes.txt', '-m', 'm.tt', '--visibility', 'internal'], work);
+  t.equal(after.code, 0, after.stderr);
+  t.match(JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')), [
+    { filename: 'tool.tar.gz', unpack: true, version: 'tool 2', visibility: 'internal' },
+    { filename: 'notes.txt', visibility: 'internal' },
+  ]);
+  const bad = await runCli(t, ['assets', '--visibility', 'secret', 'add', 'notes.txt', '-m', 'bad.tt'], work);
+  t.equal(bad.code, 2, 'as optparse refuses a value not among its choices');
+  t.match(bad.stderr, /'secret' is invalid\. Allowed choices are public, internal/);
+  t.notOk(existsSync(join(work, 'bad.tt')));
+});
