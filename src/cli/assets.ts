@@ -124,11 +124,15 @@ function addTooltoolOptions(assets: Command): void {
     .addOption(new Option('--visibility <v>', 'add: the records\' visibility').choices(['public', 'internal']).default('public'))
     .option('--unpack', 'add: unpack the archive after fetching')
     .option('--asset-version <text>', 'add: free-form version label (the record\'s "version")')
+    .option('--version <text>', 'add: tooltool\'s spelling of --asset-version')
+    .addOption(new Option('-d, --algorithm <name>', 'add: the hash (tooltool allows only sha512 too)').choices(['sha512']).default('sha512'))
     .option('-v, --verbose', 'also debug messages on stderr')
     .option('-q, --quiet', 'only errors on stderr (no warnings, no progress bars)');
   // tooltool's -v and -q set one log level: the last one given wins.
   assets.on('option:verbose', () => assets.setOptionValue('logLevel', 'debug'));
   assets.on('option:quiet', () => assets.setOptionValue('logLevel', 'error'));
+  // --version and --asset-version set one label, the last one given winning, as optparse's shared dest.
+  assets.on('option:version', (text: string) => assets.setOptionValue('assetVersion', text));
 }
 
 /** The manifest's records checked against the files (list, validate), after warning of the records tooltool skips. */
@@ -160,7 +164,8 @@ export function registerAssets(program: Command): void {
   const assets = program
     .command('assets')
     .description('Tooltool-compatible assets, and a drop-in for tooltool.py\'s command line: fetch, list, validate and purge as tooltool does them; add to a manifest, upload to the origin')
-    .configureHelp({ showGlobalOptions: true })
+    // The subcommands' help lists the options of `assets`, not fleetcache's -V: it goes before `assets` only.
+    .configureHelp({ showGlobalOptions: true, visibleGlobalOptions: (cmd) => (cmd.parent?.parent ? cmd.parent.options.filter((o) => !o.hidden) : []) })
     .addHelpText(
       'after',
       '\nThe options go before or after the command, as tooltool.py\'s do, e.g.\n' +

@@ -43,6 +43,10 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
     .exitOverride();
   const named = COMMANDS.filter(([name]) => name === argv[0]);
   for (const [, load] of named.length > 0 ? named : COMMANDS) (await load())(program);
+  // fleetcache's own options (-V, --version) go before the command, so that after it a
+  // command may have its own --version (assets add, as tooltool.py's). Set after the
+  // commands are made: they do not inherit it, and their options stay where they are.
+  program.enablePositionalOptions();
   return program;
 }
 

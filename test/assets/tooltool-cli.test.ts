@@ -235,3 +235,19 @@ t.test("add's options before or after the command, as optparse takes them; a bad
   t.match(bad.stderr, /'secret' is invalid\. Allowed choices are public, internal/);
   t.notOk(existsSync(join(work, 'bad.tt')));
 });
+
+t.test("add takes tooltool's --version STR and -d sha512; fleetcache's own -V/--version go before 'assets' only", async (t) => {
+  const work = t.testdir({ 'tool.bin': 'tool\n', 'other.bin': 'other\n' });
+  const add = await runCli(t, ['assets', 'add', '-d', 'sha512', '--version', 'gcc 4.9.4', 'tool.bin'], work);
+  t.equal(add.code, 0, add.stderr);
+  t.equal(add.stdout, `tool.bin\t5\tsha512:${sha512('tool\n')}\n`, 'the file added, not the program version printed');
+  const last = await runCli(t, ['assets', '--asset-version', 'one', 'add', 'other.bin', '--version', 'two'], work);
+  t.equal(last.code, 0, last.stderr);
+  t.match(JSON.parse(readFileSync(join(work, 'manifest.tt'), 'utf8')), [{ filename: 'tool.bin', version: 'gcc 4.9.4' }, { filename: 'other.bin', version: 'two' }], 'the last label given wins');
+  const sha256 = await runCli(t, ['assets', '-d', 'sha256', 'add', 'tool.bin', '-m', 'other.tt'], work);
+  t.equal(sha256.code, 2, 'tooltool allows only sha512 (a usage error)');
+  t.notOk(existsSync(join(work, 'other.tt')));
+  const version = await runCli(t, ['--version'], work);
+  t.equal(version.code, 0);
+  t.match(version.stdout, /^\d+\.\d+\.\d+\n$/);
+});
