@@ -2,16 +2,39 @@
 // is sent as `Authorization: Bearer <content>`, unless it parses as JSON, which tooltool
 // takes for Taskcluster credentials and signs with Hawk. fleetcache sends bearer tokens
 // only, so such a file is refused by name rather than sent as a token that cannot work.
+import { execFileSync } from 'node:child_process';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { readTokenFile } from '../client/token.js';
 import { ConfigError } from '../errors.js';
 
-/** `~` and `~/…` as Python's os.path.expanduser reads them ($HOME, else the user's home). */
+/**
+ * The home directory of the user `name` from the system's user database (getpwnam, which
+ * node lacks: `getent passwd`, so that NSS users count too); undefined when there is no
+ * such user or no getent. getent takes a number for a uid: the entry must bear the name.
+ */
+function userHome(name: string): string | undefined {
+  let entry: string;
+  try {
+    entry = execFileSync('getent', ['passwd', '--', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 });
+  } catch {
+    return undefined;
+  }
+  const fields = entry.split('\n')[0]!.split(':');
+  return fields.length >= 7 && fields[0] === name ? fields[5] : undefined;
+}
+
+/**
+ * `~`, `~/…`, `~user` and `~user/…` as Python's os.path.expanduser reads them (`~`: $HOME,
+ * else the user's home); an unknown user leaves the path as it is.
+ */
 function expandHome(path: string): string {
-  if (path === '~') return homedir();
-  if (path.startsWith('~/')) return join(homedir(), path.slice(2));
-  return path;
+  if (!path.startsWith('~')) return path;
+  const slash = path.indexOf('/');
+  const name = path.slice(1, slash === -1 ? undefined : slash);
+  const home = name === '' ? homedir() : userHome(name);
+  if (home === undefined) return path;
+  return slash === -1 ? home : join(home, path.slice(slash + 1));
 }
 
 function parsesAsJson(text: string): boolean {
@@ -23,7 +46,7 @@ function parsesAsJson(text: string): boolean {
   }
 }
 
-/** The bearer token in a tooltool authentication file (`~` expanded). */
+/** The bearer token in a tooltool authentication file (`~` and `~user` expanded). */
 export function readAuthenticationFile(file: string): string {
   const path = expandHome(file);
   const token = readTokenFile(path);

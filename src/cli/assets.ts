@@ -116,7 +116,7 @@ function addTooltoolOptions(assets: Command): void {
     .addOption(repeatable('--url <url>', 'base URL serving /<algorithm>/<digest>; repeatable, tried in order (upload: the one origin)', 'none: only files present or in the cache folder'))
     .addOption(new Option('-c, --cache-folder <dir>', 'local cache folder shared across runs, tooltool\'s layout (fetch; purge: the folder to purge, never taken from $TOOLTOOL_CACHE)').env('TOOLTOOL_CACHE'))
     .option('--dest <dir>', 'directory of the manifest\'s files (fetch, list, validate; default: the current directory)')
-    .option('--authentication-file <file>', 'tooltool\'s token file (~ expanded), sent as a bearer token; a JSON (Taskcluster, Hawk) credential is refused')
+    .option('--authentication-file <file>', 'tooltool\'s token file (~ and ~user expanded, as Python\'s expanduser), sent as a bearer token; a JSON (Taskcluster, Hawk) credential is refused')
     .option('--token-file <file>', 'bearer token file, fleetcache\'s spelling: read as it is, no ~, no JSON check (default: $FLEETCACHE_TOKEN)')
     .option('-r, --region <region>', 'append ?region=<region> to every download URL (fetch)')
     .option('-o, --overwrite', 'accepted, unused (as in tooltool)')

@@ -6,7 +6,8 @@ import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { userInfo } from 'node:os';
+import { join, relative } from 'node:path';
 import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.js';
 import { uploadAssets } from '../../src/assets/upload.js';
 import { startOrigin } from '../helpers/origin.js';
@@ -75,6 +76,21 @@ t.test('-r puts ?region= on every download URL; --authentication-file after the 
   const plain = await runCli(t, ['assets', '--region', 'eu-central-1', 'fetch', '-m', '../manifest.tt', '--url', url, 'public.txt'], join(root, 'plain'));
   t.equal(plain.code, 0, plain.stderr);
   t.same(server.requests.map((r) => [r.url, r.headers.authorization]), [[`/sha512/${sha512(PUBLIC)}?region=eu-central-1`, undefined]], '--region before the command; no token, no Authorization');
+});
+
+t.test('--authentication-file ~user/…: that user\'s home from the user database, as expanduser, not $HOME', async (t) => {
+  const root = t.testdir({ work: {}, home: {}, 'token.txt': 'user-token\n' });
+  const { url, server } = await blobServer(t, [PUBLIC]);
+  writeFileSync(join(root, 'manifest.tt'), formatManifest([record('public.txt', PUBLIC)]));
+  // The token file by way of the user's home (`~root/../tmp/…`): nothing is written outside the test's directory.
+  const me = userInfo();
+  const viaHome = `~${me.username}/${relative(me.homedir, join(root, 'token.txt'))}`;
+  const res = await runCli(t, ['assets', '--url', url, '--authentication-file', viaHome, 'fetch', '-m', '../manifest.tt'], join(root, 'work'), { HOME: join(root, 'home') });
+  t.equal(res.code, 0, res.stderr);
+  t.same(server.requests.map((r) => r.headers.authorization), ['Bearer user-token']);
+  const unknown = await runCli(t, ['assets', '--url', url, '--authentication-file', '~no-such-user-here/token.txt', 'fetch', '-m', '../manifest.tt'], join(root, 'work'));
+  t.equal(unknown.code, 1, 'an unknown user: the path as it is, as expanduser leaves it');
+  t.match(unknown.stderr, /~no-such-user-here\/token\.txt/);
 });
 
 t.test('a JSON (Taskcluster) credential is refused, naming the file; nothing is requested', async (t) => {
