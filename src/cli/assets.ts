@@ -120,6 +120,8 @@ function addTooltoolOptions(assets: Command): void {
     .option('--token-file <file>', 'bearer token file, fleetcache\'s spelling: read as it is, no ~, no JSON check (default: $FLEETCACHE_TOKEN)')
     .option('-r, --region <region>', 'append ?region=<region> to every download URL (fetch)')
     .option('-o, --overwrite', 'accepted, unused (as in tooltool)')
+    .option('--message <text>', 'accepted, unused: tooltool\'s upload message (the origin keeps none)')
+    .option('--digest <hex>', 'accepted, unused: for tooltool\'s change-visibility and delete, which fleetcache does not have (exit 1)')
     .option('-s, --size <GB>', 'purge: gigabytes (GiB) to make free on the cache folder\'s filesystem; 0: delete every file (default: 0)', parseGigabytes)
     .addOption(new Option('--visibility <v>', 'add: the records\' visibility').choices(['public', 'internal']).default('public'))
     .option('--unpack', 'add: unpack the archive after fetching')
@@ -171,6 +173,7 @@ export function registerAssets(program: Command): void {
       '\nThe options go before or after the command, as tooltool.py\'s do, e.g.\n' +
         '  fleetcache assets --url https://cache.example/ --authentication-file ~/token fetch -m manifest.tt -o -c /builds/tooltool-cache\n' +
         'fetch, list, validate, purge: exit status 0 on success, 1 on any failure (as tooltool), 2 for an unknown option.\n' +
+        'An unknown command: exit status 1, as tooltool; no command: 2.\n' +
         'add, upload: the exit codes of docs/errors.md.',
     );
   addTooltoolOptions(assets);
@@ -295,4 +298,14 @@ export function registerAssets(program: Command): void {
         onFile: (r) => process.stdout.write(`${r.filename}\t${r.uploaded ? 'uploaded' : 'present'}\t${r.size}\t${r.visibility}\n`),
       });
     });
+
+  // tooltool logs `command "X" is not implemented` and exits 1 (its own change-visibility
+  // and delete are not ours): an unknown command is a failure here, not commander's exit 2.
+  // Only a bad option, which optparse refuses first, stays a usage error.
+  assets.on('command:*', (operands: string[], unknown: string[]) => {
+    if (unknown.length > 0) throw new UsageError(`unknown option '${unknown[0]}'`);
+    const names = assets.commands.map((c) => c.name()).join(', ');
+    process.stderr.write(`fleetcache: error: unknown command '${operands[0]}' (the commands of assets: ${names})\n`);
+    process.exitCode = 1;
+  });
 }

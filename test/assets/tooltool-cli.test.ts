@@ -267,3 +267,19 @@ t.test("add takes tooltool's --version STR and -d sha512; fleetcache's own -V/--
   t.equal(version.code, 0);
   t.match(version.stdout, /^\d+\.\d+\.\d+\n$/);
 });
+
+t.test('an unknown command fails with exit 1, as tooltool ("not implemented"); no command, or a bad option, is a usage error', async (t) => {
+  const work = t.testdir({ 'manifest.tt': '[]\n' });
+  const bogus = await runCli(t, ['assets', '-m', 'manifest.tt', 'fecth'], work);
+  t.equal(bogus.code, 1);
+  t.equal(bogus.stderr, "fleetcache: error: unknown command 'fecth' (the commands of assets: fetch, list, validate, purge, add, upload)\n");
+  // tooltool's own commands that fleetcache lacks, with tooltool's options for them.
+  const visibility = await runCli(t, ['assets', '--url', 'http://127.0.0.1:1/', 'change-visibility', '--digest', sha512('x'), '--visibility', 'public'], work);
+  t.equal(visibility.code, 1, visibility.stderr);
+  t.match(visibility.stderr, /unknown command 'change-visibility'/);
+  const badOption = await runCli(t, ['assets', 'fecth', '--bogus'], work);
+  t.equal(badOption.code, 2, 'optparse refuses the option first');
+  t.match(badOption.stderr, /unknown option '--bogus'/);
+  const none = await runCli(t, ['assets', '-m', 'manifest.tt'], work);
+  t.equal(none.code, 2, 'no command: a usage error, as optparse\'s "You must specify a command"');
+});
