@@ -19,6 +19,8 @@ export interface ManifestCheck {
   readonly files: readonly FileCheck[];
   /** Records tooltool skips silently (a required key missing): neither listed nor checked. */
   readonly dropped: readonly DroppedRecord[];
+  /** The manifest's values tooltool accepts that are likely mistakes (Manifest.warnings). */
+  readonly manifestWarnings: readonly string[];
 }
 
 async function checkFile(dir: string, record: ManifestRecord): Promise<FileCheck> {
@@ -44,5 +46,5 @@ export async function checkManifestFiles(manifestPath: string, dir: string): Pro
   const manifest = await readManifest(manifestPath);
   const files: FileCheck[] = [];
   for (const record of manifest.records) files.push(await checkFile(dir, record));
-  return { files, dropped: manifest.dropped };
+  return { files, dropped: manifest.dropped, manifestWarnings: manifest.warnings };
 }

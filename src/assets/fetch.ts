@@ -78,6 +78,8 @@ export interface FetchAssetsResult {
   readonly bytesFromCache: number;
   /** Records tooltool would skip silently (a required key missing). */
   readonly dropped: readonly DroppedRecord[];
+  /** The manifest's values tooltool accepts that are likely mistakes (Manifest.warnings). */
+  readonly manifestWarnings: readonly string[];
   /** File names asked for (`files`) that no record has: ignored, as tooltool ignores them. */
   readonly unknownFiles: readonly string[];
 }
@@ -344,6 +346,7 @@ export async function fetchAssets(options: FetchAssetsOptions): Promise<FetchAss
     bytesDownloaded: files.reduce((n, f) => n + f.bytesDownloaded, 0),
     bytesFromCache: files.reduce((n, f) => n + f.bytesFromCache, 0),
     dropped: manifest.dropped,
+    manifestWarnings: manifest.warnings,
     unknownFiles,
   };
 }

@@ -1,8 +1,10 @@
 // tooltool manifests (shared/tooltool.md §1): a JSON array of file records. Parsing
 // follows the real client where it matters (elements that are not objects and records
 // missing a required key are dropped, unknown keys ignored, `size: null` skips the size
-// check, `version` is only a label) but reports every malformed value with
-// file:line:field instead of crashing half-way through a fetch.
+// check, `version` is only a label; `unpack` is taken by Python's truth and any
+// `visibility` is accepted, with a warning, since tooltool reads them so) but reports
+// every malformed required value with file:line:field instead of crashing half-way
+// through a fetch.
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
@@ -22,6 +24,11 @@ export interface ManifestRecord {
   readonly digest: string;
   readonly unpack: boolean;
   readonly visibility?: Visibility;
+  /**
+   * A visibility that is neither public nor internal, as the manifest gives it: tooltool's
+   * fetch never reads visibility, so neither does ours; upload refuses it; add writes it back.
+   */
+  readonly otherVisibility?: unknown;
   readonly version?: string;
 }
 
@@ -43,6 +50,8 @@ export interface Manifest {
   readonly records: readonly ManifestRecord[];
   /** Records tooltool would silently skip; we keep them so callers can warn. */
   readonly dropped: readonly DroppedRecord[];
+  /** Values tooltool accepts that are likely mistakes (`"unpack": "false"`), as `file:line: record N: …`. */
+  readonly warnings: readonly string[];
 }
 
 const REQUIRED = ['filename', 'size', 'algorithm', 'digest'] as const;
@@ -121,6 +130,15 @@ export function checkFilename(name: string): string | undefined {
   return undefined;
 }
 
+/** Python's truth of a JSON value, as tooltool's `if record.unpack:` takes it. */
+function pythonTruth(value: unknown): boolean {
+  if (typeof value === 'string') return value !== '';
+  if (typeof value === 'number') return value !== 0;
+  if (Array.isArray(value)) return value.length > 0;
+  if (typeof value === 'object' && value !== null) return Object.keys(value).length > 0;
+  return value === true;
+}
+
 /** Parses manifest text; `file` is only used in messages. */
 export function parseManifest(text: string, file: string): Manifest {
   let data: unknown;
@@ -135,6 +153,7 @@ export function parseManifest(text: string, file: string): Manifest {
   const offsets = elementOffsets(text);
   const records: ManifestRecord[] = [];
   const dropped: DroppedRecord[] = [];
+  const warnings: string[] = [];
   const seen = new Map<string, number>();
   data.forEach((raw: unknown, index) => {
     const line = lineAt(text, offsets[index] ?? 0);
@@ -167,10 +186,13 @@ export function parseManifest(text: string, file: string): Manifest {
     if (typeof r.digest !== 'string' || !new RegExp(`^[0-9a-f]{${length! * 2}}$`).test(r.digest)) {
       fail('digest', `must be ${length! * 2} lowercase hex characters for ${algorithm}`);
     }
-    if (r.unpack !== undefined && typeof r.unpack !== 'boolean') fail('unpack', 'must be true or false');
-    if (r.visibility !== undefined && r.visibility !== 'public' && r.visibility !== 'internal') {
-      fail('visibility', 'must be "public" or "internal"');
+    const warn = (field: string, why: string): void => void warnings.push(`${file}:${line}: record ${index}: ${field} ${why}`);
+    const unpack = r.unpack === undefined ? false : pythonTruth(r.unpack);
+    if (r.unpack !== undefined && typeof r.unpack !== 'boolean') {
+      warn('unpack', `${JSON.stringify(r.unpack)} is not true or false: taken as ${unpack}, as tooltool (Python) takes it`);
     }
+    const known = r.visibility === undefined || r.visibility === 'public' || r.visibility === 'internal';
+    if (!known) warn('visibility', `${JSON.stringify(r.visibility)} is neither "public" nor "internal": fetch does not use it, as tooltool; upload refuses it`);
     const before = seen.get(filename);
     if (before !== undefined) fail('filename', `"${filename}" is already used by record ${before}`);
     seen.set(filename, index);
@@ -179,13 +201,13 @@ export function parseManifest(text: string, file: string): Manifest {
       size: r.size as number | null,
       algorithm,
       digest: r.digest as string,
-      unpack: r.unpack === true,
-      ...(r.visibility !== undefined ? { visibility: r.visibility as Visibility } : {}),
+      unpack,
+      ...(r.visibility === undefined ? {} : known ? { visibility: r.visibility as Visibility } : { otherVisibility: r.visibility }),
       // tooltool never reads `version`: any value is accepted, and only a string is kept.
       ...(typeof r.version === 'string' ? { version: r.version } : {}),
     });
   });
-  return { records, dropped };
+  return { records, dropped, warnings };
 }
 
 export async function readManifest(file: string): Promise<Manifest> {
@@ -207,7 +229,7 @@ export function formatManifest(records: readonly ManifestRecord[]): string {
     digest: r.digest,
     ...(r.unpack ? { unpack: true } : {}),
     ...(r.version !== undefined ? { version: r.version } : {}),
-    ...(r.visibility !== undefined ? { visibility: r.visibility } : {}),
+    ...(r.visibility !== undefined ? { visibility: r.visibility } : r.otherVisibility !== undefined ? { visibility: r.otherVisibility } : {}),
   }));
   return `${JSON.stringify(plain, null, 2)}\n`;
 }
@@ -281,7 +303,8 @@ export async function addToManifest(manifestPath: string, files: readonly string
       // Like tooltool, the record must match in visibility and version too: a silent no-op
       // would leave the user believing the asset is now public (or relabelled).
       if (same.visibility !== record.visibility || same.version !== record.version) {
-        const show = (r: ManifestRecord): string => `visibility ${r.visibility ?? '(none)'}, version ${r.version === undefined ? '(none)' : JSON.stringify(r.version)}`;
+        const shown = (v: unknown): string => (v === undefined ? '(none)' : JSON.stringify(v));
+        const show = (r: ManifestRecord): string => `visibility ${r.visibility ?? shown(r.otherVisibility)}, version ${shown(r.version)}`;
         throw new UsageError(`${manifestPath}: already has "${filename}" with ${show(same)}, not ${show(record)}; edit the manifest to change them`);
       }
       continue;

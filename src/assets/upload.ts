@@ -49,7 +49,10 @@ export async function uploadAssets(options: UploadAssetsOptions): Promise<Upload
   const plan = [];
   for (const r of records) {
     if (!isDigestAlgorithm(r.algorithm)) throw new UsageError(`${r.filename}: the origin stores sha256 and sha512 only, not ${r.algorithm}`);
-    if (!r.visibility) throw new UsageError(`${options.manifestPath}: ${r.filename}: visibility (public or internal) is required to upload`);
+    if (!r.visibility) {
+      const given = r.otherVisibility === undefined ? '' : `, not ${JSON.stringify(r.otherVisibility)}`;
+      throw new UsageError(`${options.manifestPath}: ${r.filename}: visibility (public or internal) is required to upload${given}`);
+    }
     const path = join(dir, r.filename);
     let actual: { size: number; digest: string };
     try {

@@ -78,12 +78,14 @@ function progressReporter(quiet: boolean): { onProgress?: (p: AssetProgress) => 
   };
 }
 
-function warnDropped(dropped: readonly DroppedRecord[], manifest: string, log: Log): void {
-  for (const d of dropped) log.warn(`${manifest}:${d.line}: record ${d.index} ${droppedReason(d)} and is skipped (as tooltool does)`);
+/** Warns of the records tooltool skips and of the values it accepts that are likely mistakes. */
+function warnManifest(result: { dropped: readonly DroppedRecord[]; manifestWarnings: readonly string[] }, manifest: string, log: Log): void {
+  for (const d of result.dropped) log.warn(`${manifest}:${d.line}: record ${d.index} ${droppedReason(d)} and is skipped (as tooltool does)`);
+  for (const w of result.manifestWarnings) log.warn(w);
 }
 
 function report(result: FetchAssetsResult, manifest: string, log: Log): void {
-  warnDropped(result.dropped, manifest, log);
+  warnManifest(result, manifest, log);
   for (const name of result.unknownFiles) log.warn(`${manifest}: no record named "${name}": ignored (as tooltool does)`);
   for (const f of result.files) {
     for (const w of f.warnings) log.warn(`${f.filename}: ${w}`);
@@ -140,7 +142,7 @@ function addTooltoolOptions(assets: Command): void {
 /** The manifest's records checked against the files (list, validate), after warning of the records tooltool skips. */
 async function checkFiles(flags: AssetsFlags, log: Log): Promise<readonly FileCheck[]> {
   const check = await checkManifestFiles(flags.manifest, flags.dest ?? '.');
-  warnDropped(check.dropped, flags.manifest, log);
+  warnManifest(check, flags.manifest, log);
   return check.files;
 }
 

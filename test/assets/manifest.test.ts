@@ -44,8 +44,6 @@ t.test('errors name file, line and field', async (t) => {
     [`"filename": "b", "size": 1, "algorithm": "nope", "digest": "${D1}"`, /^m\.tt:3: record 1: algorithm "nope" is not a known/],
     [`"filename": "b", "size": 1, "algorithm": "sha512", "digest": "${D1.toUpperCase()}"`, /^m\.tt:3: record 1: digest must be 128 lowercase hex/],
     [`"filename": "b", "size": 1, "algorithm": "sha512", "digest": "${D1.slice(2)}"`, /digest must be 128/],
-    [`"filename": "b", "size": 1, "algorithm": "sha512", "digest": "${D1}", "visibility": "secret"`, /^m\.tt:3: record 1: visibility must be/],
-    [`"filename": "b", "size": 1, "algorithm": "sha512", "digest": "${D1}", "unpack": "yes"`, /unpack must be true or false/],
     [`"filename": "a", "size": 1, "algorithm": "sha512", "digest": "${D1}"`, /filename "a" is already used by record 0/],
   ];
   for (const [extra, re] of cases) {
@@ -79,7 +77,7 @@ t.test('elements that are not objects are dropped, not fatal; any version is acc
   t.same(m.dropped, [0, 1, 2, 3, 4].map((index) => ({ index, line: index + 2, missing: all, notObject: true })), 'each non-object element dropped, with its line');
   t.same(m.dropped.map(droppedReason), Array(5).fill('is not an object'));
   t.same(droppedReason({ index: 0, line: 1, missing: ['size', 'digest'] }), 'lacks size, digest');
-  t.same(parseManifest('[]', 'm.tt'), { records: [], dropped: [] });
+  t.same(parseManifest('[]', 'm.tt'), { records: [], dropped: [], warnings: [] });
   t.throws(() => parseManifest('[1, {"filename": "a/b", "size": 1, "algorithm": "sha512", "digest": "x"}]', 'm.tt'), /record 1: filename "a\/b" must not contain/, 'a bad filename still fails the whole manifest');
 });
 
@@ -137,4 +135,41 @@ t.test('re-adding a file with another visibility or version is refused, not sile
   await t.rejects(addToManifest(manifest, [join(dir, 'notes.txt')], { visibility: 'internal', version: 'v2' }), { code: 'FC_ERR_USAGE', message: /version "v1"/ });
   t.same(await addToManifest(manifest, [join(dir, 'notes.txt')], { visibility: 'internal', version: 'v1' }), [], 'the same record again: no-op');
   t.match((await readManifest(manifest)).records, [{ filename: 'notes.txt', visibility: 'internal', version: 'v1' }]);
+});
+
+t.test('unpack by Python truth and any visibility, as tooltool reads them, each with a warning; add writes an odd visibility back', async (t) => {
+  const rec = (name: string, digest: string, extra: string): string => `  {"filename": "${name}", "size": 1, "algorithm": "sha512", "digest": "${digest}", ${extra}}`;
+  const text = `[\n${[
+    rec('a', D1, '"unpack": "yes", "visibility": "Internal"'),
+    rec('b', D2, '"unpack": "false"'),
+    rec('c', D1, '"unpack": 0, "visibility": 7'),
+    rec('d', D2, '"unpack": [], "visibility": "public"'),
+  ].join(',\n')}\n]`;
+  const m = parseManifest(text, 'm.tt');
+  t.same(m.records, [
+    { filename: 'a', size: 1, algorithm: 'sha512', digest: D1, unpack: true, otherVisibility: 'Internal' },
+    { filename: 'b', size: 1, algorithm: 'sha512', digest: D2, unpack: true },
+    { filename: 'c', size: 1, algorithm: 'sha512', digest: D1, unpack: false, otherVisibility: 7 },
+    { filename: 'd', size: 1, algorithm: 'sha512', digest: D2, unpack: false, visibility: 'public' },
+  ], 'a non-empty string (even "false") is true; 0 and [] are false');
+  t.same(m.warnings, [
+    'm.tt:2: record 0: unpack "yes" is not true or false: taken as true, as tooltool (Python) takes it',
+    'm.tt:2: record 0: visibility "Internal" is neither "public" nor "internal": fetch does not use it, as tooltool; upload refuses it',
+    'm.tt:3: record 1: unpack "false" is not true or false: taken as true, as tooltool (Python) takes it',
+    'm.tt:4: record 2: unpack 0 is not true or false: taken as false, as tooltool (Python) takes it',
+    'm.tt:4: record 2: visibility 7 is neither "public" nor "internal": fetch does not use it, as tooltool; upload refuses it',
+    'm.tt:5: record 3: unpack [] is not true or false: taken as false, as tooltool (Python) takes it',
+  ]);
+  t.same(parseManifest(`[\n${rec('e', D1, '"unpack": true, "visibility": "internal"')}\n]`, 'm.tt').warnings, [], 'no warning for the values tooltool writes');
+
+  const dir = t.testdir({ 'm.tt': text, 'new.bin': 'new' });
+  await addToManifest(join(dir, 'm.tt'), [join(dir, 'new.bin')]);
+  const written = JSON.parse(await readFile(join(dir, 'm.tt'), 'utf8')) as Record<string, unknown>[];
+  t.same(written.map((r) => [r.filename, r.unpack, r.visibility]), [
+    ['a', true, 'Internal'],
+    ['b', true, undefined],
+    ['c', undefined, 7],
+    ['d', undefined, 'public'],
+    ['new.bin', undefined, 'public'],
+  ], 'the old records as tooltool writes them back: unpack as true or absent, visibility as given');
 });

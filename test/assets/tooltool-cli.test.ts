@@ -12,7 +12,7 @@ import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.j
 import { uploadAssets } from '../../src/assets/upload.js';
 import { startOrigin } from '../helpers/origin.js';
 import { mountTmpfs } from '../helpers/tmpfs.js';
-import { BlobServer, runCli, sha512 } from './helpers.js';
+import { BlobServer, compress, makeTar, runCli, sha512 } from './helpers.js';
 
 const PUBLIC = Buffer.from('a public tool\n');
 const INTERNAL = randomBytes(70_000);
@@ -282,4 +282,26 @@ t.test('an unknown command fails with exit 1, as tooltool ("not implemented"); n
   t.match(badOption.stderr, /unknown option '--bogus'/);
   const none = await runCli(t, ['assets', '-m', 'manifest.tt'], work);
   t.equal(none.code, 2, 'no command: a usage error, as optparse\'s "You must specify a command"');
+});
+
+t.test('a manifest with "unpack": "yes" and "visibility": "Internal": fetched and unpacked with warnings, as tooltool; upload refuses it', async (t) => {
+  const root = t.testdir({ work: {}, up: {} });
+  const tgz = compress(await makeTar([{ name: 'tool/VERSION', body: '2\n' }]), 'gz');
+  const { url } = await blobServer(t, [tgz]);
+  const manifest = `[{"filename": "tool.tar.gz", "size": ${tgz.length}, "algorithm": "sha512", "digest": "${sha512(tgz)}", "unpack": "yes", "visibility": "Internal"}]\n`;
+  writeFileSync(join(root, 'manifest.tt'), manifest);
+  const res = await runCli(t, ['assets', '--url', url, 'fetch', '-m', '../manifest.tt'], join(root, 'work'));
+  t.equal(res.code, 0, res.stderr);
+  t.equal(res.stdout, `tool.tar.gz\tdownload\t${tgz.length}\t${tgz.length}\t0\t${url}\ttar.gz\n`);
+  t.equal(readFileSync(join(root, 'work', 'tool', 'VERSION'), 'utf8'), '2\n');
+  t.match(res.stderr, /warning: \.\.\/manifest\.tt:1: record 0: unpack "yes" is not true or false: taken as true/);
+  t.match(res.stderr, /warning: \.\.\/manifest\.tt:1: record 0: visibility "Internal" is neither "public" nor "internal"/);
+  const list = await runCli(t, ['assets', 'list', '-m', '../manifest.tt'], join(root, 'work'));
+  t.equal(list.code, 0, list.stderr);
+  t.equal(list.stdout, 'P\tV\ttool.tar.gz\n');
+
+  writeFileSync(join(root, 'up', 'tool.tar.gz'), tgz);
+  const up = await runCli(t, ['assets', 'upload', '-m', '../manifest.tt', '--url', url], join(root, 'up'), { FLEETCACHE_TOKEN: 'token' });
+  t.equal(up.code, 2, 'never uploaded as some default visibility');
+  t.match(up.stderr, /tool\.tar\.gz: visibility \(public or internal\) is required to upload, not "Internal"/);
 });
