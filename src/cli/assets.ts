@@ -184,6 +184,8 @@ export function registerAssets(program: Command): void {
     assets,
     'fetch',
     'Fetch the files a tooltool manifest names into the current directory (or --dest), verifying size and digest.\n' +
+      'Unpacks as tooltool, except that an archive with an entry or link that would land outside the directory (../, an absolute path) fails its file, zips included ' +
+      '(tooltool\'s zip unpack strips the .. and unpacks it anyway).\n' +
       'Prints: filename, present|cache|download|skipped|failed, size, bytes downloaded, bytes from the cache folder, URL, unpacked format.',
     async (flags, log, cmd) => {
       requireHttpUrl('--url', ...flags.url);

@@ -54,6 +54,10 @@ t.test('zip', async (t) => {
   await writeFile(join(dir, 'evil.zip'), makeZip([{ name: '../evil.txt', body: 'E' }]));
   await t.rejects(unpackArchive(join(dir, 'evil.zip'), 'evil.zip', dir), FleetError);
   t.notOk(existsSync(join(dir, '..', 'evil.txt')));
+  // Refused, not stripped and unpacked inside as Python's extractall (tooltool) does: README says so.
+  await writeFile(join(dir, 'abs.zip'), makeZip([{ name: `${dir}/abs.txt`, body: 'A' }]));
+  await t.rejects(unpackArchive(join(dir, 'abs.zip'), 'abs.zip', dir), FleetError);
+  t.notOk(existsSync(join(dir, 'abs.txt')));
 });
 
 t.test("zip entries' mode bits are ignored, as by Python's extractall (tooltool's zip unpack): setuid entries unpack as plain files", async (t) => {
