@@ -38,6 +38,29 @@ function fillUp(file: string): NodeJS.ErrnoException {
   }
 }
 
+/**
+ * A 6 MiB blob whose first upstream answer comes in three parts (2 MiB, 1 MiB, the rest),
+ * the second and third when the test calls `opens[0]` and `opens[1]`; later ones whole.
+ */
+function stagedBlob(up: UpstreamFixture): { blob: { hex: string; body: Buffer }; opens: (() => void)[] } {
+  const blob = up.addBlob(6 * MiB);
+  const opens: (() => void)[] = [];
+  const gates = [0, 1].map(() => new Promise<void>((resolve) => opens.push(resolve)));
+  let asked = 0;
+  up.handler = (req, res) => {
+    if (req.url !== `/cas/sha256/${blob.hex}`) return false;
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(blob.body.length) });
+    if (asked++ > 0) return void res.end(blob.body), true;
+    res.write(blob.body.subarray(0, 2 * MiB));
+    void gates[0]!.then(() => {
+      res.write(blob.body.subarray(2 * MiB, 3 * MiB));
+      return gates[1];
+    }).then(() => res.end(blob.body.subarray(3 * MiB)));
+    return true;
+  };
+  return { blob, opens };
+}
+
 t.test('full disk: passthrough, logged error, no crash', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { dir, unmount } = mountTmpfs('8m', 'full');
   const up = new UpstreamFixture();
@@ -169,22 +192,7 @@ t.test('the disk fills up mid-fill: its waiters still get the whole body, nothin
     rmSync(filler, { force: true });
     unmount();
   });
-  const blob = up.addBlob(6 * MiB); // room for it when the fill starts
-  const opens: (() => void)[] = [];
-  const gates = [0, 1].map(() => new Promise<void>((resolve) => opens.push(resolve)));
-  let asked = 0;
-  up.handler = (req, res) => {
-    if (req.url !== `/cas/sha256/${blob.hex}`) return false;
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(blob.body.length) });
-    // The first fill's body comes in three parts (2 MiB, 1 MiB, the rest), each when the test says.
-    if (asked++ > 0) return void res.end(blob.body), true;
-    res.write(blob.body.subarray(0, 2 * MiB));
-    void gates[0]!.then(() => {
-      res.write(blob.body.subarray(2 * MiB, 3 * MiB));
-      return gates[1];
-    }).then(() => res.end(blob.body.subarray(3 * MiB)));
-    return true;
-  };
+  const { blob, opens } = stagedBlob(up); // room for it when the fill starts
   const get = async (): Promise<{ status: number; hash: string; xcache: unknown }> => {
     // Bounded: a late request that joined the fill by mistake would wait for the test's last gate.
     const res = await request(`${url}/cas/sha256/${blob.hex}`, { bodyTimeout: 10_000 });
@@ -229,21 +237,7 @@ t.test('two workers: a fill whose disk failed mid-way keeps its claim; requests 
   const filler = path.join(dir, 'filler');
   const up = new UpstreamFixture();
   const upUrl = await up.start();
-  const blob = up.addBlob(6 * MiB);
-  const opens: (() => void)[] = [];
-  const gates = [0, 1].map(() => new Promise<void>((resolve) => opens.push(resolve)));
-  let asked = 0;
-  up.handler = (req, res) => {
-    if (req.url !== `/cas/sha256/${blob.hex}`) return false;
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(blob.body.length) });
-    if (asked++ > 0) return void res.end(blob.body), true;
-    res.write(blob.body.subarray(0, 2 * MiB));
-    void gates[0]!.then(() => {
-      res.write(blob.body.subarray(2 * MiB, 3 * MiB));
-      return gates[1];
-    }).then(() => res.end(blob.body.subarray(3 * MiB)));
-    return true;
-  };
+  const { blob, opens } = stagedBlob(up);
   const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '12MiB']);
   t.teardown(async () => {
     for (const open of opens) open();
