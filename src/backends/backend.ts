@@ -42,10 +42,26 @@ export interface ExecResult {
   killed: boolean;
 }
 
+/** An interactive shell on the machine (spread's -shell, -debug, ...). */
+export interface ShellOptions {
+  /** Ordered environment, exported as for scripts. */
+  env?: readonly EnvEntry[];
+  /** Working directory on the machine (default: the machine's project path). */
+  cwd?: string;
+  /** Aborting ends the shell (the run was interrupted). */
+  signal?: AbortSignal;
+}
+
 /** Where scripts run and files move. Implemented by LocalExecutor and SshExecutor. */
 export interface Executor {
   /** Runs a script under `/bin/bash -` with spread's wrapper (see script.ts). */
   exec(script: string, options?: ExecOptions): Promise<ExecResult>;
+  /**
+   * Runs bash on the machine with this process's stdin, stdout and stderr until it exits:
+   * interactive (a terminal, a pty over SSH) when stdin is a TTY, else reading commands
+   * from stdin. Resolves with its exit status; rejects when it cannot be started.
+   */
+  shell(options?: ShellOptions): Promise<number>;
   /** Writes a stream or local file to a path on the machine (parents created). */
   upload(source: Readable | string, remotePath: string, mode?: number): Promise<void>;
   /** Reads a file of the machine into a stream or local file. */

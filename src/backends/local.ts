@@ -18,10 +18,10 @@ import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Type, type Static } from '@sinclair/typebox';
 import { RebootError } from '../errors.js';
-import type { BackendContext, ExecOptions, ExecResult, Executor, Machine, MachineRecord, Provider, RebootOptions, SystemSpec } from './backend.js';
+import type { BackendContext, ExecOptions, ExecResult, Executor, Machine, MachineRecord, Provider, RebootOptions, ShellOptions, SystemSpec } from './backend.js';
 import { endMachineProcesses, MACHINE_MARK } from './local-processes.js';
 import { killGroup } from './process-group.js';
-import { OutputBuffer, renderScript, watchScript } from './script.js';
+import { OutputBuffer, renderScript, renderShell, watchScript } from './script.js';
 
 export const localOptions = Type.Object(
   {
@@ -54,13 +54,49 @@ export class LocalExecutor implements Executor {
     return isAbsolute(p) ? p : resolve(this.#base, p);
   }
 
+  /** `ip netns exec NAME` before a command when the machine has a network namespace. */
+  #command(args: string[]): [string, string[]] {
+    return this.#netns ? ['ip', ['netns', 'exec', this.#netns, ...args]] : [args[0]!, args.slice(1)];
+  }
+
+  /**
+   * A bash sharing this process's stdin, stdout and stderr. On a terminal it is not
+   * detached: the interactive bash moves itself into a process group of its own and takes
+   * the terminal's foreground (job control), so Ctrl-C and Ctrl-Z reach it and not the run,
+   * and hands the terminal back when it exits; a detached one could not take it. Reading a
+   * pipe it is detached as scripts are, and an interrupt ends its whole process group.
+   */
+  shell(o: ShellOptions = {}): Promise<number> {
+    const [cmd, args] = this.#command(['/bin/bash', '-c', renderShell({ dir: this.#path(o.cwd ?? '.'), env: o.env })]);
+    const tty = process.stdin.isTTY === true;
+    return new Promise<number>((done, fail) => {
+      const child = spawn(cmd, args, { cwd: this.#base, env: this.#env, stdio: 'inherit', detached: !tty });
+      const end = (): void => {
+        if (!tty) return killGroup(child, () => undefined);
+        // an interactive bash ignores SIGTERM and SIGINT; a hangup ends it and its jobs
+        child.kill('SIGHUP');
+        setTimeout(() => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'), 2000).unref();
+      };
+      o.signal?.addEventListener('abort', end, { once: true });
+      child.on('error', (err) => {
+        o.signal?.removeEventListener('abort', end);
+        fail(err);
+      });
+      child.on('exit', (code, sig) => {
+        o.signal?.removeEventListener('abort', end);
+        done(code ?? 128 + (sig ? constants.signals[sig] : 0));
+      });
+      if (o.signal?.aborted) end();
+    });
+  }
+
   exec(script: string, o: ExecOptions = {}): Promise<ExecResult> {
     const text = renderScript(script, { dir: this.#path(o.cwd ?? '.'), env: o.env, trace: o.trace });
     const out = new OutputBuffer();
     return new Promise<ExecResult>((done, fail) => {
       // detached: a new process group, so a kill reaches everything the script started.
       // `ip netns exec` execs bash in place: the child's PID and process group stay bash's.
-      const [cmd, args]: [string, string[]] = this.#netns ? ['ip', ['netns', 'exec', this.#netns, '/bin/bash', '-']] : ['/bin/bash', ['-']];
+      const [cmd, args] = this.#command(['/bin/bash', '-']);
       const child = spawn(cmd, args, { cwd: this.#base, env: this.#env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
       let killed = false;
       const disarm = watchScript(o, out, () => {

@@ -48,18 +48,50 @@ export interface RenderOptions {
   fixedPath?: boolean;
 }
 
-/** The text fed to `/bin/bash -`: set -eu, cd, helpers, exports, set -x, the script. */
-export function renderScript(script: string, o: RenderOptions): string {
-  const lines = ['set -eu', `cd '${o.dir.replace(/'/g, `'\\''`)}'`, ...HELPERS];
-  lines.push('export DEBIAN_FRONTEND=noninteractive', 'export DEBIAN_PRIORITY=critical');
+/** cd, spread's fixed exports, then the environment's, in order (shared by scripts and shells). */
+function setupLines(o: RenderOptions): string[] {
+  const lines = [`cd '${o.dir.replace(/'/g, `'\\''`)}'`, 'export DEBIAN_FRONTEND=noninteractive', 'export DEBIAN_PRIORITY=critical'];
   if (o.fixedPath) lines.push(`export PATH=${REMOTE_PATH}`);
   for (const entry of o.env ?? []) lines.push(exportLine(entry));
+  return lines;
+}
+
+/** The text fed to `/bin/bash -`: set -eu, cd, helpers, exports, set -x, the script. */
+export function renderScript(script: string, o: RenderOptions): string {
+  const [cd, ...exports] = setupLines(o);
+  const lines = ['set -eu', cd!, ...HELPERS, ...exports];
   if (o.trace ?? true) lines.push('set -x');
   // stdout+stderr combined in one pipe, so a command's trace always precedes its output
   // (read from two pipes, they raced: test/backends/local.test.ts saw the trace after it).
   lines.push('(', script, ') </dev/null 2>&1', '');
   return lines.join('\n');
 }
+
+/** Ends the rc file's here-document in the shell wrapper (no line of the rc is this). */
+const RC_END = 'FLEETCACHE_SHELL_RC';
+
+/**
+ * The script behind an interactive shell (spread's shellOutput mode): cd, spread's fixed
+ * exports and the job's, then /bin/bash. spread writes PS1, SPREAD_PATH, SPREAD_BACKEND,
+ * SPREAD_SYSTEM and MATCH/NOMATCH into /root/.bashrc, emptying it first, so that the
+ * interactive bash sees them whatever its rc files do; the same lines go into a temporary
+ * rc file here instead (`--rcfile`, or BASH_ENV for a shell reading a pipe), and the
+ * machine's own .bashrc is left alone. REBOOT, ERROR and FATAL are not defined, as in spread.
+ * Run with `/bin/bash -c` or from a file; stdin stays the caller's (the terminal).
+ */
+export function renderShell(o: RenderOptions): string {
+  // the rc file removes itself once read: the shell replaces the wrapper (exec), so the
+  // process the caller started, and ends, is the shell itself
+  const rc = ['rm -f -- "${BASH_SOURCE[0]}"', 'unset BASH_ENV', ...HELPERS.filter((h) => /^(NO)?MATCH\(\)/.test(h))];
+  for (const entry of o.env ?? []) if (RC_KEYS.has(entry[0])) rc.push(exportLine(entry));
+  const lines = ['set -eu', 'rc=$(mktemp)', `cat > "$rc" <<'${RC_END}'`, ...rc, RC_END, ...setupLines(o)];
+  // interactive on a terminal, else it reads commands from the pipe
+  lines.push('set +eu', 'if [ -t 0 ]; then exec /bin/bash --rcfile "$rc" -i; else BASH_ENV="$rc" exec /bin/bash; fi', '');
+  return lines.join('\n');
+}
+
+/** What spread's shell re-exports in its .bashrc (client.go toBashRC). */
+const RC_KEYS = new Set(['PS1', 'SPREAD_PATH', 'SPREAD_BACKEND', 'SPREAD_SYSTEM']);
 
 /** Keeps the last OUTPUT_CAP characters of a stream of chunks. */
 export class OutputBuffer {

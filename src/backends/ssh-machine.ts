@@ -1,7 +1,7 @@
 // A machine reached over SSH (the `ssh` and `adhoc` backends): an SshClient plus the
 // identity a provider needs to release it, and a reboot that swaps in a new client.
 import type { Readable, Writable } from 'node:stream';
-import type { ExecOptions, ExecResult, Machine, MachineRecord, Provider, RebootOptions, SystemSpec } from './backend.js';
+import type { ExecOptions, ExecResult, Machine, MachineRecord, Provider, RebootOptions, ShellOptions, SystemSpec } from './backend.js';
 import { rebootOverSsh, type RebootSettings } from './ssh-reboot.js';
 import { SshClient, type ConnectOptions, type SshTarget } from '../ssh/client.js';
 
@@ -52,6 +52,10 @@ export class SshMachine implements Machine {
 
   exec(script: string, options?: ExecOptions): Promise<ExecResult> {
     return this.#client.exec(script, options);
+  }
+
+  shell(options?: ShellOptions): Promise<number> {
+    return this.#client.shell(options);
   }
 
   upload(source: Readable | string, remotePath: string, mode?: number): Promise<void> {

@@ -2,15 +2,16 @@
 // scripts with streaming output, exit code and kill timeouts, and move files over SFTP.
 // Every remote command of the runner goes through this class.
 import { connect as tcpConnect } from 'node:net';
+import { constants } from 'node:os';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { posix } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, type ClientChannel, type SFTPWrapper } from 'ssh2';
+import { Client, type ClientChannel, type ExecOptions as ChannelOptions, type SFTPWrapper } from 'ssh2';
 import { UpstreamError } from '../errors.js';
-import type { ExecOptions, ExecResult, Executor } from '../backends/backend.js';
-import { OutputBuffer, renderScript, watchScript } from '../backends/script.js';
+import type { ExecOptions, ExecResult, Executor, ShellOptions } from '../backends/backend.js';
+import { OutputBuffer, renderScript, renderShell, watchScript } from '../backends/script.js';
 
 export interface SshTarget {
   host: string;
@@ -40,6 +41,15 @@ const PID_MARK = /^<PID (\d+)>$/;
  * that waits for it never ends. Dropping the connection closes every channel on it.
  */
 export const KILL_GRACE_MS = 5_000;
+
+/** Ends the here-document carrying an interactive shell's wrapper (no line of it is this). */
+const SHELL_END = 'FLEETCACHE_SHELL_END';
+
+/** The local terminal's size, for the remote pty (80x24 when stdout and stderr are no terminal). */
+function terminalSize(): { rows: number; cols: number } {
+  const term = process.stdout.isTTY ? process.stdout : process.stderr.isTTY ? process.stderr : undefined;
+  return { rows: term?.rows || 24, cols: term?.columns || 80 };
+}
 
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
@@ -133,8 +143,8 @@ export class SshClient implements Executor {
     return posix.isAbsolute(p) ? p : posix.resolve(this.#base, p);
   }
 
-  #channel(command: string): Promise<ClientChannel> {
-    return new Promise((done, fail) => this.#client.exec(command, (err, ch) => (err ? fail(err) : done(ch))));
+  #channel(command: string, options: ChannelOptions = {}): Promise<ClientChannel> {
+    return new Promise((done, fail) => this.#client.exec(command, options, (err, ch) => (err ? fail(err) : done(ch))));
   }
 
   /** Runs one command; stdout and stderr go to `onData`. Resolves with its exit code. */
@@ -215,6 +225,53 @@ export class SshClient implements Executor {
         if (killed) done(killedResult());
         else fail(err);
       });
+    });
+  }
+
+  /**
+   * An interactive shell wired to this process's stdin, stdout and stderr (spread's Shell).
+   * When stdin is a terminal: a pty of the local terminal's TERM and size, following its
+   * resizes, with the local terminal in raw mode meanwhile, so that every key (Ctrl-C
+   * too) goes to the remote shell. Otherwise plain pipes, and the end of stdin ends the shell.
+   */
+  async shell(o: ShellOptions = {}): Promise<number> {
+    const script = renderShell({ dir: this.#path(o.cwd ?? '.'), env: o.env, fixedPath: true });
+    // `sudo -i` would mangle a multi-line command: the wrapper goes to a file first, as
+    // spread does, and the file removes itself once bash has it open
+    const command = `f=$(mktemp) && cat > "$f" <<'${SHELL_END}' && exec ${this.#sudo}/bin/bash "$f"\nrm -f -- "$0"\n${script}\n${SHELL_END}\n`;
+    const { stdin, stdout, stderr } = process;
+    const tty = stdin.isTTY === true;
+    const ch = await this.#channel(command, tty ? { pty: { term: process.env.TERM || 'vt100', ...terminalSize() } } : {});
+    return new Promise((done) => {
+      let code = 255;
+      const onResize = (): void => {
+        const { rows, cols } = terminalSize();
+        ch.setWindow(rows, cols, 0, 0);
+      };
+      const close = (): void => void ch.close();
+      o.signal?.addEventListener('abort', close, { once: true });
+      if (tty) {
+        stdin.setRawMode(true);
+        stdout.on('resize', onResize);
+      }
+      ch.pipe(stdout, { end: false });
+      ch.stderr.pipe(stderr, { end: false });
+      stdin.pipe(ch);
+      ch.on('exit', (c: number | null, sig?: string) => (code = c ?? 128 + (constants.signals[`SIG${sig}` as NodeJS.Signals] ?? 0)));
+      // an error closes the channel too: its exit status is what is known
+      ch.on('error', () => undefined);
+      ch.on('close', () => {
+        // what stdin holds and the shell did not take stays for the next reader
+        stdin.unpipe(ch);
+        stdin.pause();
+        if (tty) {
+          stdin.setRawMode(false);
+          stdout.off('resize', onResize);
+        }
+        o.signal?.removeEventListener('abort', close);
+        done(code);
+      });
+      if (o.signal?.aborted) close();
     });
   }
 
