@@ -5,6 +5,7 @@ import { formatLedger } from '../report/ledger.js';
 import { EXIT, UsageError } from '../errors.js';
 import { RunLog } from '../run/report.js';
 import { DEFAULT_DATA_DIR, discardKeptMachines, runProject } from '../run/runner.js';
+import type { ShellModes } from '../run/shell.js';
 import { printJobs } from './list.js';
 
 interface RunFlags {
@@ -34,10 +35,6 @@ interface RunFlags {
 
 /** spread flags fleetcache cannot honour: each with why, and what to use instead. */
 const UNSUPPORTED: Array<[keyof RunFlags, string, string]> = [
-  ['debug', 'debug', 'it opens a shell on the machine after a failure, which needs an interactive terminal there. The debug scripts\' output is printed on every failure; use -vv to stream script output as it runs, or -abend to stop at the first failure and keep the machine'],
-  ['shell', 'shell', 'it runs an interactive shell on the machine instead of the task. Use -vv to stream script output, or -abend to keep the machine after a failure'],
-  ['shellBefore', 'shell-before', 'it runs an interactive shell on the machine before the task. Use -vv to stream script output, or -abend to keep the machine after a failure'],
-  ['shellAfter', 'shell-after', 'it runs an interactive shell on the machine after the task. Use -vv to stream script output, or -abend to keep the machine after a failure'],
   ['reusePid', 'reuse-pid', "the machines of a run that was killed are on record in its data directory, and -discard releases them whichever runner process kept them. Use -reuse to keep a run's machines and take them back in the next -reuse run"],
   ['gc', 'gc', 'there are no leftover backend resources to collect: every run discards its machines at the end. Use -discard to release machines kept with -reuse'],
 ];
@@ -52,6 +49,12 @@ function refuseUnsupported(flags: RunFlags): void {
 function refuseModeMix(flags: RunFlags): void {
   const modes = [flags.debug, flags.shell, flags.shellBefore || flags.shellAfter, flags.abend, flags.restore];
   if (modes.filter(Boolean).length > 1) throw new UsageError('cannot have more than one of -debug, -shell, -shell-before/after, -abend, and -restore');
+}
+
+/** spread's interactive modes, when one is asked for (-shell-before and -shell-after go together). */
+function shellModes(flags: RunFlags): ShellModes | undefined {
+  const modes = { shell: flags.shell === true, before: flags.shellBefore === true, after: flags.shellAfter === true, debug: flags.debug === true };
+  return Object.values(modes).some(Boolean) ? modes : undefined;
 }
 
 function count(text: string, flag: string): number {
@@ -88,18 +91,19 @@ export function registerRun(program: Command): void {
     .option('--vv', 'stream script output (spread -vv)')
     .option('--list', 'print the jobs that would run, as `fleetcache list` does, and exit (spread -list)')
     .option('--order', 'run the jobs in the order the filters name them, without priorities or shuffling (spread -order)')
-    .addOption(new Option('--debug').hideHelp())
-    .addOption(new Option('--shell').hideHelp())
-    .addOption(new Option('--shell-before').hideHelp())
-    .addOption(new Option('--shell-after').hideHelp())
+    .option('--debug', 'open a shell on the machine after a script fails, once its debug output is printed (spread -debug)')
+    .option('--shell', "open a shell on the machine instead of each task's execute script (spread -shell)")
+    .option('--shell-before', "open a shell on the machine before each task's execute script (spread -shell-before)")
+    .option('--shell-after', "open a shell on the machine after each task's execute script, and after a script fails (spread -shell-after)")
     .addOption(new Option('--reuse-pid <pid>').hideHelp())
     .addOption(new Option('--gc').hideHelp())
-    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -reuse, -resend, -discard, -restore, -vv, -list, -order) are accepted too; -debug, -shell, -shell-before, -shell-after, -reuse-pid and -gc are refused with what to use instead.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
+    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -reuse, -resend, -discard, -restore, -vv, -list, -order, -debug, -shell, -shell-before, -shell-after) are accepted too; -reuse-pid and -gc are refused with what to use instead.\nShells (--debug, --shell, --shell-before, --shell-after) run bash on the machine with the job's environment in the directory its scripts run in (the task's; the project's for a project or backend script), one at a time, on this terminal: interactive when stdin is a terminal (a pty over SSH), else reading commands from stdin. The run goes on when the shell exits; the other machines go on meanwhile, their log lines held until it closes.\nExit status: 0 when every job succeeded, 1 when any failed or aborted.")
     .action(async (filters: string[], flags: RunFlags) => {
       refuseModeMix(flags);
       refuseUnsupported(flags);
       const seed = flags.seed === undefined ? undefined : seedOf(flags.seed);
       const repeat = flags.repeat === undefined ? undefined : count(flags.repeat, '--repeat');
+      const shell = shellModes(flags);
       if (flags.list) {
         await printJobs(filters, false);
         return;
@@ -126,6 +130,7 @@ export function registerRun(program: Command): void {
         ...(flags.reuse ? { reuse: true } : {}),
         ...(flags.resend ? { resend: true } : {}),
         ...(flags.restore ? { restoreOnly: true } : {}),
+        ...(shell ? { shell } : {}),
       });
       // timestamped like every other line of the run, as spread logs them (spec §16)
       for (const line of result.tally.summaryLines()) log.line(line);

@@ -27,15 +27,43 @@ function stamp(d = new Date()): string {
 
 /** Where a run's lines go: stdout with spread's timestamp prefix, unless quiet. */
 export class RunLog {
+  /** Text kept while an interactive shell has the terminal. */
+  #held: string[] | undefined;
+
   constructor(readonly write: (text: string) => void = (t) => process.stdout.write(t), readonly verbose = 0) {}
 
+  #emit(text: string): void {
+    if (this.#held) this.#held.push(text);
+    else this.write(text);
+  }
+
   line(text: string): void {
-    this.write(`${stamp()} ${text}\n`);
+    this.#emit(`${stamp()} ${text}\n`);
   }
 
   /** A multi-line block framed by ----- lines (not re-prefixed). */
   block(title: string, body: string): void {
-    this.write(`${stamp()} ${title} :\n-----\n${body.replace(/\n+$/, '')}\n-----\n`);
+    this.#emit(`${stamp()} ${title} :\n-----\n${body.replace(/\n+$/, '')}\n-----\n`);
+  }
+
+  /** Script output as it arrives (-vv). */
+  output(chunk: string): void {
+    this.#emit(chunk);
+  }
+
+  /**
+   * Keeps every line from now on until release(), which writes them in order with the
+   * times they were logged at (spread's termLock): the other machines' lines do not land
+   * in the middle of an interactive shell.
+   */
+  hold(): void {
+    this.#held ??= [];
+  }
+
+  release(): void {
+    const held = this.#held;
+    this.#held = undefined;
+    if (held && held.length > 0) this.write(held.join(''));
   }
 }
 

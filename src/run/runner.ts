@@ -25,6 +25,7 @@ import { measuredOrder, regionServing, staticOrder, unservedRegions, type CacheC
 import { JobCounter, RunLog, RunTally, summaryItem } from './report.js';
 import { chooseSeed, JobQueue, orderByFilters, workerPlan, type SchedJob } from './scheduler.js';
 import { MachineSession } from './session.js';
+import { ShellTerminal, type ShellModes } from './shell.js';
 import { TIMINGS_FILE, Timings } from './timings.js';
 
 /**
@@ -60,6 +61,8 @@ export interface RunOptions {
   readonly reuse?: boolean;
   /** spread -resend: with -reuse, send the project again to reused machines. */
   readonly resend?: boolean;
+  /** spread -shell, -shell-before, -shell-after, -debug: interactive shells on the machines (shell.ts). */
+  readonly shell?: ShellModes;
   /**
    * Stop the run on SIGINT/SIGTERM (interrupt.ts) rather than die with it (default true):
    * scripts killed, no restore, machines discarded (kept with -reuse/-abend), the summary so far.
@@ -335,6 +338,7 @@ async function runJobs(
     ...(o.restoreOnly ? { restoreOnly: true } : {}),
     ...(abend ? { abend } : {}),
     ...(interrupt ? { stop: interrupt.signal } : {}),
+    ...(o.shell ? { shell: new ShellTerminal(o.shell, log) } : {}),
     onJobTime: (job: Job, seconds: number) => timings.record(schedJob(job), seconds),
   };
 

@@ -3,10 +3,12 @@
 // the combined prepare, execute, artifacts, the combined restore; at the end suite,
 // backend and project restore. Failures are tallied as spread counts them. Every script
 // may REBOOT the machine (reboot.ts); one that does not come back ends the session.
+// spread's -shell, -shell-before, -shell-after and -debug open shells around the scripts (shell.ts).
 import type { EnvEntry, Machine } from '../backends/backend.js';
 import { jobDebug, jobEnvironment, jobPrepare, jobRestore, scriptTimeouts, type Job, type Project, type ScriptLevel } from '../spread/index.js';
 import { execWithReboots, type ScriptRun } from './reboot.js';
 import { summaryItem, type FailureKind, type JobCounter, type RunLog, type RunTally } from './report.js';
+import type { ShellTerminal } from './shell.js';
 
 export interface SessionContext {
   readonly project: Project;
@@ -33,6 +35,8 @@ export interface SessionContext {
    * nothing more runs (no restore: the machine is discarded), the job is aborted.
    */
   readonly stop?: AbortSignal;
+  /** spread's -shell, -shell-before, -shell-after or -debug: when shells open, and the terminal they share. */
+  readonly shell?: ShellTerminal;
 }
 
 /** A script's output, then why it failed beyond it (killed, too many reboots). */
@@ -69,6 +73,8 @@ export class MachineSession {
   #broken = false;
   /** A reboot left the machine unreachable: nothing more runs on it. */
   #lost = false;
+  /** A shell was opened during the current job: its time is no measure of the job's. */
+  #shelled = false;
 
   /** `label` names the machine in log lines (default its name, spread's `backend:system`). */
   constructor(ctx: SessionContext, machine: Machine, label = machine.name) {
@@ -102,13 +108,17 @@ export class MachineSession {
     return jobEnvironment(job).map(([k, v]) => (k === 'SPREAD_PATH' ? [k, this.machine.projectPath] : [k, v]) as EnvEntry);
   }
 
-  async #script(job: Job, level: ScriptLevel, script: string, context: string, verb: string, cwd: string): Promise<ScriptRun | undefined> {
-    if (script === '') return undefined;
+  #announce(job: Job, context: string, verb: string): void {
     // the job's k is assigned as it starts executing (or when it ends without, see run)
     const { progress } = this.#ctx;
     const counter = verb === 'Executing' ? ` (${progress.number(job.name)}/${progress.total})` : '';
     this.#ctx.log.line(`${verb} ${context} (${this.label})${counter}...`);
-    return this.#exec(job, level, script, context, cwd);
+  }
+
+  /** An interactive shell with the job's environment, in the directory its scripts run in. */
+  async #shell(job: Job, cwd: string, message: string): Promise<void> {
+    this.#shelled = true;
+    await this.#ctx.shell?.open(this.machine, message, this.#env(job), cwd, this.#ctx.stop);
   }
 
   /** Runs a script with the timeouts of its level, rebooting as it asks. */
@@ -123,7 +133,7 @@ export class MachineSession {
         warnTimeout: warn,
         killTimeout: kill,
         onWarn: ({ tail }) => log.line(`WARNING: ${context} (${this.label}) running late. Current output:\n-----\n${tail || 'Output still empty.'}\n-----`),
-        ...(log.verbose > 1 ? { onOutput: (chunk: string) => log.write(chunk) } : {}),
+        ...(log.verbose > 1 ? { onOutput: (chunk: string) => log.output(chunk) } : {}),
         describe: `${context} (${this.label})`,
         log: (line) => log.line(line),
         ...(this.#ctx.stop ? { signal: this.#ctx.stop } : {}),
@@ -139,14 +149,31 @@ export class MachineSession {
     return res;
   }
 
-  /** Runs a script; on failure prints its output and the matching debug output, tallies, returns false. */
+  /**
+   * Runs a script; on failure prints its output and the matching debug output, tallies,
+   * returns false. Shells open around it as spread's run() opens them (shell.ts).
+   */
   async #step(job: Job, level: ScriptLevel, script: string, context: string, verb: 'Preparing' | 'Executing' | 'Restoring', failure: FailureKind | 'execute', cwd: string, debug: string): Promise<boolean> {
     // After a lost machine the scripts still due are not run (nor tallied): nothing can run them.
     // Nor after an interrupt or -abend, and a script an interrupt killed is no failure of its own (the job is aborted).
     if (this.#lost || this.#halted) return false;
-    const res = await this.#script(job, level, script, context, verb, cwd);
+    if (script === '') return true;
+    this.#announce(job, context, verb);
+    const modes = this.#ctx.shell?.modes ?? {};
+    const executing = verb === 'Executing';
+    if (executing && (modes.shell || modes.before)) {
+      // spread's words for both modes
+      await this.#shell(job, cwd, `Starting shell instead of executing ${job.name}...`);
+      if (this.#stopped) return false;
+      // -shell: the shell stands for the execute script, and the task counts as successful
+      if (modes.shell) return true;
+    }
+    const res = await this.#exec(job, level, script, context, cwd);
     if (this.#stopped) return false;
-    if (!res || res.exitCode === 0) return true;
+    if (res.exitCode === 0) {
+      if (executing && modes.after) await this.#shell(job, cwd, `Starting shell after executing ${job.name}...`);
+      return true;
+    }
     const { log } = this.#ctx;
     const what = { Preparing: 'preparing', Executing: 'executing', Restoring: 'restoring' }[verb];
     log.block(`Error ${what} ${context} (${this.label})`, withReason(res));
@@ -155,6 +182,8 @@ export class MachineSession {
       const dbg = await this.#exec(job, level, debug, context, cwd);
       log.block(`Debug output for ${context} (${this.label})`, withReason(dbg));
     }
+    // after any failed script, its debug output printed; the failure still counts
+    if ((modes.debug || modes.after) && !this.#lost && !this.#stopped) await this.#shell(job, cwd, 'Starting shell to debug...');
     return false;
   }
 
@@ -200,6 +229,7 @@ export class MachineSession {
       }
     }
     const started = Date.now();
+    this.#shelled = false;
     if (this.#ctx.assets) {
       try {
         await this.#ctx.assets(this.machine, job);
@@ -242,7 +272,7 @@ export class MachineSession {
       }
       if (!ok) break;
     }
-    this.#ctx.onJobTime?.(job, (Date.now() - started) / 1000);
+    if (!this.#shelled) this.#ctx.onJobTime?.(job, (Date.now() - started) / 1000);
     return !this.#broken;
   }
 

@@ -51,12 +51,8 @@ t.test("spread's -list: run prints the jobs as list does, and runs nothing", asy
   }
 });
 
-t.test("spread's interactive and process-bound flags are refused with what to use instead", async (t) => {
+t.test("spread's process-bound flags are refused with what to use instead", async (t) => {
   const cases: Array<[string[], RegExp]> = [
-    [['-debug'], /does not support -debug\b.*-vv/s],
-    [['-shell'], /does not support -shell\b.*-vv/s],
-    [['-shell-before'], /does not support -shell-before\b/],
-    [['--shell-after'], /does not support -shell-after\b/],
     [['-reuse-pid=123'], /does not support -reuse-pid\b.*-reuse/s],
     [['-reuse-pid', '123', '-discard'], /does not support -reuse-pid\b/],
     [['-gc'], /does not support -gc\b.*-discard/s],
@@ -75,8 +71,21 @@ t.test("spread's modes exclude each other: -abend with -restore is refused as sp
     t.equal(code, EXIT.usage, args.join(' '));
     t.match(stderr, 'cannot have more than one of -debug, -shell, -shell-before/after, -abend, and -restore', args.join(' '));
   }
-  // -shell-before with -shell-after is one mode for spread: refused as unsupported, not as a mix
-  const both = await runCli(normaliseSpreadFlags(['run', '-shell-before', '-shell-after']));
-  t.equal(both.code, EXIT.usage);
-  t.match(both.stderr, /does not support -shell-before\b/);
+  // -shell-before with -shell-after is one mode for spread: no mix (-list runs nothing)
+  const cwd = process.cwd();
+  process.chdir(join(REPO_ROOT, 'examples/fleet-demo'));
+  try {
+    const both = await runCli(normaliseSpreadFlags(['run', '-shell-before', '-shell-after', '-list']));
+    t.equal(both.code, 0, both.stderr);
+    t.match(both.stdout, /^local:/);
+  } finally {
+    process.chdir(cwd);
+  }
+});
+
+t.test("spread's interactive modes are accepted and described in --help", async (t) => {
+  const { code, stdout } = await runCli(['run', '--help']);
+  t.equal(code, 0);
+  for (const flag of ['--debug', '--shell', '--shell-before', '--shell-after']) t.match(stdout, new RegExp(`^  ${flag}\\s+open a shell on the machine`, 'm'), flag);
+  t.notMatch(stdout, /-debug, -shell, -shell-before, -shell-after, -reuse-pid and -gc are refused/);
 });

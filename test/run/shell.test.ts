@@ -1,0 +1,117 @@
+// spread's interactive modes on local machines, through the CLI: -shell, -shell-before,
+// -shell-after and -debug open bash on the machine with the job's environment, in the
+// task's directory, wired to the run's stdin (a pipe here, a pty through `script`).
+import t from 'tap';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { project } from './project.js';
+import { HAS_SCRIPT, logLines, startRun } from './shell-session.js';
+
+const SPREAD = (workers: number) =>
+  ['project: shells', 'path: /home/shells', 'environment:', '  GREETING: hello', 'backends:', '  local:', '    type: local', '    systems:', `      - alpha-1:`, `          workers: ${workers}`, 'suites:', '  s/:', '    summary: s', ''].join('\n');
+
+/** What each shell is asked: the job's environment and its directory. */
+const PROBE = 'echo "MARK-$SPREAD_TASK-$GREETING"; echo "PWD=$PWD"; exit\n';
+
+t.test('-shell: a shell instead of each execute script, in the task directory with the job environment; the tasks count as successful', async (t) => {
+  const dir = await project(t, SPREAD(1), {
+    's/one': 'summary: one\nexecute: echo EXECUTED-one\n',
+    's/two': 'summary: two\nexecute: echo EXECUTED-two; false\n',
+  });
+  const run = startRun(t, dir, ['-shell', '-vv', '-seed', '1']);
+  for (const nth of [1, 2]) {
+    await run.seen(/Starting shell instead of executing local:alpha-1:s\/\w+\.\.\./, nth);
+    run.type(PROBE);
+  }
+  t.equal(await run.exit(), 0, 'the run succeeds: no execute script ran');
+  const out = run.out();
+  for (const task of ['one', 'two']) {
+    t.match(out, new RegExp(`Executing local:alpha-1:s/${task} \\(local:alpha-1\\) \\(\\d/2\\)\\.\\.\\.\\n.* Starting shell instead of executing local:alpha-1:s/${task}\\.\\.\\.\\nMARK-s/${task}-hello\\nPWD=/\\S+/home/shells/s/${task}\\n.* Continuing\\.\\.\\.\\n`), `s/${task}`);
+  }
+  t.notMatch(out, /EXECUTED-/, 'the execute scripts did not run');
+  t.match(out, /Successful tasks: 2\n.*Aborted tasks: 0\n/);
+});
+
+t.test('-debug: a failing script opens a shell after its debug output; the failure counts and the restore runs', async (t) => {
+  const dir = await project(t, SPREAD(1), {
+    's/good': 'summary: good\nexecute: echo fine\n',
+    's/bad': 'summary: bad\nexecute: echo EXECUTED-bad; false\ndebug: echo DEBUG-bad\nrestore: echo RESTORED-bad\n',
+  });
+  const run = startRun(t, dir, ['-debug', '-seed', '1']);
+  await run.seen(/Starting shell to debug\.\.\./);
+  run.type(PROBE);
+  t.equal(await run.exit(), 1, 'unsuccessful run');
+  const out = run.out();
+  t.match(out, /Error executing local:alpha-1:s\/bad \(local:alpha-1\) :\n-----\n[^]*EXECUTED-bad\n[^]*-----\n.* Debug output for local:alpha-1:s\/bad \(local:alpha-1\) :\n-----\n[^]*DEBUG-bad\n-----\n.* Starting shell to debug\.\.\.\nMARK-s\/bad-hello\nPWD=\/\S+\/home\/shells\/s\/bad\n.* Continuing\.\.\.\n.* Restoring local:alpha-1:s\/bad/);
+  t.equal(out.match(/Starting shell/g)?.length, 1, 'no shell for the task that passed');
+  t.match(out, /Successful tasks: 1\n.*Aborted tasks: 0\n.*Failed tasks: 1\n    - local:alpha-1:s\/bad\n/);
+});
+
+t.test('-shell-before -shell-after: a shell before the execute script and one after it', async (t) => {
+  const dir = await project(t, SPREAD(1), { 's/one': 'summary: one\nexecute: echo EXECUTED-one\n' });
+  const run = startRun(t, dir, ['-shell-before', '-shell-after', '-vv']);
+  await run.seen(/Starting shell instead of executing local:alpha-1:s\/one\.\.\./);
+  run.type('echo BEFORE-$SPREAD_TASK; exit\n');
+  await run.seen(/Starting shell after executing local:alpha-1:s\/one\.\.\./);
+  run.type('echo AFTER-$SPREAD_TASK; exit\n');
+  t.equal(await run.exit(), 0);
+  t.match(run.out(), /BEFORE-s\/one\n.* Continuing\.\.\.\n[^]*EXECUTED-one\n[^]*Starting shell after executing local:alpha-1:s\/one\.\.\.\nAFTER-s\/one\n.* Continuing\.\.\.\n/);
+});
+
+t.test('shells take the terminal one at a time; the other machines go on, their lines held until the shell closes', async (t) => {
+  // `bad` fails and opens a shell; `good`, on the other machine, waits for that shell to be
+  // open, then runs to its end while it is
+  const flags = join(t.testdirName, 'flags');
+  const dir = await project(t, SPREAD(2), {
+    's/bad': 'summary: bad\nexecute: "false"\n',
+    's/good': `summary: good\nexecute: |\n  while [ ! -e ${flags}/shell-open ]; do sleep 0.1; done\n  touch ${flags}/good-ran\n`,
+  });
+  await mkdir(flags);
+  const run = startRun(t, dir, ['-debug']);
+  await run.seen(/Starting shell to debug\.\.\./);
+  run.type(`touch ${flags}/shell-open\n`);
+  for (let i = 0; i < 200 && !existsSync(join(flags, 'good-ran')); i++) await sleep(100);
+  t.ok(existsSync(join(flags, 'good-ran')), 'the other machine ran its task while the shell was open');
+  await sleep(1500);
+  const during = logLines(run.out().slice(run.out().lastIndexOf('\n', run.out().indexOf('Starting shell to debug'))));
+  t.same(during, ['Starting shell to debug...'], 'no log line while the shell is open');
+  run.type('echo CLOSING; exit\n');
+  t.equal(await run.exit(), 1);
+  const out = run.out();
+  const after = logLines(out.slice(out.indexOf('\nCLOSING')));
+  t.ok(after.indexOf('Continuing...') > 0, 'the held lines come out when the shell closes, before Continuing...');
+  t.match(after.slice(0, after.indexOf('Continuing...')).join('\n'), /Discarding local:alpha-1 #\d\.\.\./, "the other machine's lines were held");
+});
+
+t.test('two shells never share the terminal: the second opens when the first exits', async (t) => {
+  const dir = await project(t, SPREAD(2), { 's/one': 'summary: one\nexecute: echo\n', 's/two': 'summary: two\nexecute: echo\n' });
+  const run = startRun(t, dir, ['-shell']);
+  await run.seen(/Starting shell instead of executing/);
+  await sleep(2000);
+  t.equal(run.out().match(/Starting shell/g)?.length, 1, 'one shell while the first is open');
+  run.type('echo FIRST-$SPREAD_TASK; exit\n');
+  await run.seen(/Starting shell instead of executing/, 2);
+  run.type('echo SECOND-$SPREAD_TASK; exit\n');
+  t.equal(await run.exit(), 0);
+  const lines = run.out().split('\n');
+  const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
+  t.ok(at(/^FIRST-/) < at(/Continuing/) && at(/Continuing/) < at(/^SECOND-/), 'first shell, Continuing..., second shell');
+  t.match(run.out(), /Successful tasks: 2/);
+});
+
+t.test('on a terminal: an interactive bash with spread\'s prompt; Ctrl-C reaches the shell, not the run', { skip: !HAS_SCRIPT && 'util-linux script is not installed' }, async (t) => {
+  const dir = await project(t, SPREAD(1), { 's/one': 'summary: one\nexecute: echo EXECUTED-one\n' });
+  const run = startRun(t, dir, ['-shell'], { tty: { rows: 30, cols: 100 } });
+  await run.seen(/local:alpha-1 \.\.\.\/s\/one# /);
+  run.type('sleep 100\n');
+  await sleep(500);
+  run.type('\x03');
+  await run.seen(/local:alpha-1 \.\.\.\/s\/one# /, 2);
+  run.type('echo "MARK-$SPREAD_TASK"; tty; exit\n');
+  t.equal(await run.exit(), 0, 'the run was not interrupted');
+  const out = run.out().replace(/\r/g, '');
+  t.match(out, /MARK-s\/one\n\/dev\/pts\/\d+\n/, 'the shell has the terminal');
+  t.match(out, /Continuing\.\.\.\n[^]*Successful tasks: 1\n.*Aborted tasks: 0/);
+});
