@@ -9,7 +9,11 @@ import { runProject, type RunOptions, type RunResult } from '../../src/run/runne
 
 /** Writes spread.yaml and `suite/task` → task.yaml into <testdir>/project. */
 export async function project(t: Test, spread: string, tasks: Record<string, string> = { 's/t': 'summary: t\nexecute: echo\n' }): Promise<string> {
-  const dir = join(t.testdir(), 'project');
+  return writeProject(join(t.testdir(), 'project'), spread, tasks);
+}
+
+/** Writes spread.yaml and `suite/task` → task.yaml into `dir`; returns it. */
+export async function writeProject(dir: string, spread: string, tasks: Record<string, string>): Promise<string> {
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'spread.yaml'), spread);
   for (const [name, yaml] of Object.entries(tasks)) {
