@@ -10,7 +10,7 @@ export interface ShellRun {
   /** Everything it printed so far (stdout and stderr; through a pty, one stream). */
   out(): string;
   type(text: string): void;
-  /** Resolves once `pattern` is in the output the `nth` time (1-based); rejects after `ms`. */
+  /** Resolves once `pattern` is in the output the `nth` time (1-based); rejects after `ms`, or when the run exits first. */
   seen(pattern: RegExp, nth?: number, ms?: number): Promise<void>;
   /** Resolves with the exit status; rejects after `ms`. */
   exit(ms?: number): Promise<number | null>;
@@ -43,7 +43,15 @@ export function startRun(t: Test, cwd: string, args: string[], o: { tty?: { rows
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
   child.stdin!.on('error', () => undefined);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let ended = false;
+  const exited = new Promise<number | null>((resolve) =>
+    // 'close': the output is all read by then
+    child.once('close', (code) => {
+      ended = true;
+      resolve(code);
+      for (const wake of waiters) wake();
+    }),
+  );
   return {
     pid: child.pid!,
     out: () => out,
@@ -51,16 +59,21 @@ export function startRun(t: Test, cwd: string, args: string[], o: { tty?: { rows
     seen(pattern, nth = 1, ms = 60_000) {
       const count = () => [...out.matchAll(new RegExp(pattern.source, `${pattern.flags.replace('g', '')}g`))].length;
       return new Promise((resolve, reject) => {
-        const check = (): void => {
-          if (count() < nth) return;
+        const fail = (why: string): void => {
           waiters.delete(check);
           clearTimeout(timer);
-          resolve();
+          reject(new Error(`${pattern} not seen ${nth} time(s) ${why}; output:\n${out.slice(-3000)}`));
         };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`${pattern} not seen ${nth} time(s) within ${ms} ms; output:\n${out.slice(-3000)}`));
-        }, ms);
+        const check = (): void => {
+          if (count() >= nth) {
+            waiters.delete(check);
+            clearTimeout(timer);
+            resolve();
+          } else if (ended) {
+            fail('before the run exited');
+          }
+        };
+        const timer = setTimeout(() => fail(`within ${ms} ms`), ms);
         waiters.add(check);
         check();
       });

@@ -115,3 +115,16 @@ t.test('on a terminal: an interactive bash with spread\'s prompt; Ctrl-C reaches
   t.match(out, /MARK-s\/one\n\/dev\/pts\/\d+\n/, 'the shell has the terminal');
   t.match(out, /Continuing\.\.\.\n[^]*Successful tasks: 1\n.*Aborted tasks: 0/);
 });
+
+t.test('an interrupt ends an open shell with the rest of the run: the job is aborted', async (t) => {
+  const dir = await project(t, SPREAD(1), { 's/one': 'summary: one\nexecute: echo\n' });
+  const run = startRun(t, dir, ['-shell']);
+  await run.seen(/Starting shell instead of executing/);
+  run.type('echo SHELL-OPEN\n');
+  await run.seen(/^SHELL-OPEN$/m);
+  process.kill(run.pid, 'SIGINT');
+  t.equal(await run.exit(30_000), 1);
+  const out = run.out();
+  t.match(out, /Received SIGINT, stopping[^]*Continuing\.\.\.\n[^]*Successful tasks: 0\n.*Aborted tasks: 1\n/);
+  t.notMatch(out, /Error running debug shell/, 'a shell ended by the interrupt is no error of its own');
+});
