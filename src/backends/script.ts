@@ -84,7 +84,8 @@ export function renderShell(o: RenderOptions): string {
   // process the caller started, and ends, is the shell itself
   const rc = ['rm -f -- "${BASH_SOURCE[0]}"', 'unset BASH_ENV', ...HELPERS.filter((h) => /^(NO)?MATCH\(\)/.test(h))];
   for (const entry of o.env ?? []) if (RC_KEYS.has(entry[0])) rc.push(exportLine(entry));
-  const lines = ['set -eu', 'rc=$(mktemp)', `cat > "$rc" <<'${RC_END}'`, ...rc, RC_END, ...setupLines(o)];
+  // cd and exports first: one that fails ends the wrapper before the rc file exists
+  const lines = ['set -eu', ...setupLines(o), 'rc=$(mktemp)', `cat > "$rc" <<'${RC_END}'`, ...rc, RC_END];
   // interactive on a terminal, else it reads commands from the pipe
   lines.push('set +eu', 'if [ -t 0 ]; then exec /bin/bash --rcfile "$rc" -i; else BASH_ENV="$rc" exec /bin/bash; fi', '');
   return lines.join('\n');

@@ -25,6 +25,7 @@ export class RunInterrupt {
 
   readonly #handle = (sig: NodeJS.Signals): void => {
     if (this.#received) {
+      this.#log.release(); // what a shell's turn held is printed before the exit
       this.#log.line(`Received ${sig} again, exiting at once; discard the machines left with: fleetcache run --discard`);
       process.exit(128 + constants.signals[sig]);
     }

@@ -26,15 +26,34 @@ function stamp(d = new Date()): string {
 }
 
 /** Where a run's lines go: stdout with spread's timestamp prefix, unless quiet. */
+/**
+ * Script output (-vv) kept while a shell has the terminal, at most: past it the oldest is
+ * dropped and counted (scripts can print gigabytes; the log lines are always kept).
+ */
+const HELD_OUTPUT_MAX = 8 * 1024 * 1024;
+
 export class RunLog {
   /** Text kept while an interactive shell has the terminal. */
-  #held: string[] | undefined;
+  #held: { text: string; output: boolean }[] | undefined;
+  /** Characters of script output in #held, and those dropped from it. */
+  #heldOutput = 0;
+  #droppedOutput = 0;
 
   constructor(readonly write: (text: string) => void = (t) => process.stdout.write(t), readonly verbose = 0) {}
 
-  #emit(text: string): void {
-    if (this.#held) this.#held.push(text);
-    else this.write(text);
+  #emit(text: string, output = false): void {
+    if (!this.#held) return this.write(text);
+    this.#held.push({ text, output });
+    if (!output) return;
+    this.#heldOutput += text.length;
+    // the oldest output goes first (rare, and only past the cap: a scan is cheap enough)
+    for (let i = 0; this.#heldOutput > HELD_OUTPUT_MAX && i < this.#held.length; i++) {
+      const e = this.#held[i]!;
+      if (!e.output) continue;
+      this.#held.splice(i--, 1);
+      this.#heldOutput -= e.text.length;
+      this.#droppedOutput += e.text.length;
+    }
   }
 
   line(text: string): void {
@@ -48,7 +67,7 @@ export class RunLog {
 
   /** Script output as it arrives (-vv). */
   output(chunk: string): void {
-    this.#emit(chunk);
+    this.#emit(chunk, true);
   }
 
   /**
@@ -60,10 +79,14 @@ export class RunLog {
     this.#held ??= [];
   }
 
+  /** Writes what was held, piece by piece, and stops holding. */
   release(): void {
     const held = this.#held;
+    const dropped = this.#droppedOutput;
     this.#held = undefined;
-    if (held && held.length > 0) this.write(held.join(''));
+    this.#heldOutput = this.#droppedOutput = 0;
+    if (dropped > 0) this.line(`${dropped} characters of script output were dropped while a shell had the terminal (the last ${HELD_OUTPUT_MAX} are kept)`);
+    for (const e of held ?? []) this.write(e.text);
   }
 }
 

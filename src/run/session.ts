@@ -75,6 +75,8 @@ export class MachineSession {
   #lost = false;
   /** A shell was opened during the current job: its time is no measure of the job's. */
   #shelled = false;
+  /** The current round's execute failed and was tallied so (an interrupt after it does not make the job aborted too). */
+  #executeFailed = false;
 
   /** `label` names the machine in log lines (default its name, spread's `backend:system`). */
   constructor(ctx: SessionContext, machine: Machine, label = machine.name) {
@@ -178,6 +180,7 @@ export class MachineSession {
     const what = { Preparing: 'preparing', Executing: 'executing', Restoring: 'restoring' }[verb];
     log.block(`Error ${what} ${context} (${this.label})`, withReason(res));
     this.#fail(failure, failure === 'execute' ? summaryItem(job.name) : failureItem(job, level, context));
+    if (failure === 'execute') this.#executeFailed = true;
     if (debug !== '' && !this.#lost) {
       const dbg = await this.#exec(job, level, debug, context, cwd);
       log.block(`Debug output for ${context} (${this.label})`, withReason(dbg));
@@ -248,10 +251,11 @@ export class MachineSession {
       let ok = await this.#step(job, 'task', jobPrepare(job, project), job.name, 'Preparing', 'task prepare', this.#taskDir(job), debug);
       if (ok) {
         const runs = !this.#halted;
+        this.#executeFailed = false;
         ok = await this.#step(job, 'task', job.task.execute, job.name, 'Executing', 'execute', this.#taskDir(job), debug);
         if (ok) tally.successful++;
         // not run (-abend elsewhere) or killed by an interrupt: the job is aborted, not failed
-        else if (!runs || this.#stopped) tally.aborted.push(summaryItem(job.name));
+        else if ((!runs || this.#stopped) && !this.#executeFailed) tally.aborted.push(summaryItem(job.name));
       } else {
         tally.aborted.push(summaryItem(job.name));
       }

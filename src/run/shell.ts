@@ -42,23 +42,40 @@ export class ShellTerminal {
     const previous = this.#turn;
     let done!: () => void;
     this.#turn = new Promise((resolve) => (done = resolve));
-    await previous;
-    log.hold();
-    let problem: string | undefined;
     try {
       // interrupted while waiting for the terminal: no shell any more
+      await untilAborted(previous, signal);
       if (signal?.aborted) return;
-      const status = await machine.shell({ env: shellEnv, cwd, ...(signal ? { signal } : {}) });
-      if (status !== 0) problem = `the shell exited with status ${status}`;
-    } catch (err) {
-      problem = (err as Error).message;
-    } finally {
-      // the lines held meanwhile, then this shell's last, before the next shell holds the log
-      log.release();
+      log.hold();
+      let problem: string | undefined;
+      try {
+        const status = await machine.shell({ env: shellEnv, cwd, ...(signal ? { signal } : {}) });
+        if (status !== 0) problem = `the shell exited with status ${status}`;
+      } catch (err) {
+        problem = (err as Error).message;
+      } finally {
+        // the lines held meanwhile, then this shell's last, before the next shell holds the log
+        log.release();
+      }
       // a shell ended by an interrupt is no problem of its own
       if (problem && !signal?.aborted) log.line(`Error running debug shell: ${problem}`);
       log.line('Continuing...');
-      done();
+    } finally {
+      done(); // whatever happened, the next shell gets the terminal
     }
   }
+}
+
+/** Resolves when `p` does, or at once when `signal` is aborted. */
+function untilAborted(p: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const stop = (): void => resolve();
+    signal.addEventListener('abort', stop, { once: true });
+    void p.then(() => {
+      signal.removeEventListener('abort', stop);
+      resolve();
+    });
+  });
 }

@@ -44,6 +44,8 @@ export const KILL_GRACE_MS = 5_000;
 
 /** Ends the here-document carrying an interactive shell's wrapper (no line of it is this). */
 const SHELL_END = 'FLEETCACHE_SHELL_END';
+/** After a shell's bash exits, how long its channel may stay open for the last output. */
+const EXIT_DRAIN_MS = 200;
 
 /** The local terminal's size, for the remote pty (80x24 when stdout and stderr are no terminal). */
 function terminalSize(): { rows: number; cols: number } {
@@ -236,28 +238,55 @@ export class SshClient implements Executor {
    */
   async shell(o: ShellOptions = {}): Promise<number> {
     const script = renderShell({ dir: this.#path(o.cwd ?? '.'), env: o.env, fixedPath: true });
-    // `sudo -i` would mangle a multi-line command: the wrapper goes to a file first, as
-    // spread does, and the file removes itself once bash has it open
-    const command = `f=$(mktemp) && cat > "$f" <<'${SHELL_END}' && exec ${this.#sudo}/bin/bash "$f"\nrm -f -- "$0"\n${script}\n${SHELL_END}\n`;
     const { stdin, stdout, stderr } = process;
     const tty = stdin.isTTY === true;
+    // `sudo -i` would mangle a multi-line command: the wrapper goes to a file first, as
+    // spread does, and the file removes itself once bash has it open. Without a pty nothing
+    // hangs up what the shell started when it is interrupted: its process group is killed,
+    // as a script's is (exec), by the PID it tells first on stderr.
+    const mark = tty ? '' : 'echo "<PID $$>" >&2; ';
+    const command = `${mark}f=$(mktemp) && cat > "$f" <<'${SHELL_END}' && exec ${this.#sudo}/bin/bash "$f"\nrm -f -- "$0"\n${script}\n${SHELL_END}\n`;
     const ch = await this.#channel(command, tty ? { pty: { term: process.env.TERM || 'vt100', ...terminalSize() } } : {});
     return new Promise((done) => {
       let code = 255;
+      let pid: number | undefined;
       const onResize = (): void => {
         const { rows, cols } = terminalSize();
         ch.setWindow(rows, cols, 0, 0);
       };
       const close = (): void => void ch.close();
-      o.signal?.addEventListener('abort', close, { once: true });
+      const kill = (): void => {
+        if (pid !== undefined) this.command(`${this.#sudo}kill -KILL -- -${pid}`).catch(() => undefined);
+        close();
+      };
+      o.signal?.addEventListener('abort', kill, { once: true });
       if (tty) {
         stdin.setRawMode(true);
         stdout.on('resize', onResize);
+        ch.stderr.pipe(stderr, { end: false });
+      } else {
+        // the first line is the mark, the rest the shell's own
+        let first: string | undefined = '';
+        ch.stderr.on('data', (chunk: Buffer) => {
+          if (first === undefined) return void stderr.write(chunk);
+          first += chunk.toString('latin1');
+          const nl = first.indexOf('\n');
+          if (nl < 0) return;
+          const m = PID_MARK.exec(first.slice(0, nl));
+          if (m) pid = Number(m[1]);
+          const rest = m ? first.slice(nl + 1) : first;
+          first = undefined;
+          if (rest) stderr.write(Buffer.from(rest, 'latin1'));
+        });
       }
       ch.pipe(stdout, { end: false });
-      ch.stderr.pipe(stderr, { end: false });
       stdin.pipe(ch);
-      ch.on('exit', (c: number | null, sig?: string) => (code = c ?? 128 + (constants.signals[`SIG${sig}` as NodeJS.Signals] ?? 0)));
+      ch.on('exit', (c: number | null, sig?: string) => {
+        code = c ?? 128 + (constants.signals[`SIG${sig}` as NodeJS.Signals] ?? 0);
+        // bash is gone: a job it left in the background must not hold the channel (and the
+        // run) open; what is in flight has a moment to arrive
+        setTimeout(close, EXIT_DRAIN_MS).unref();
+      });
       // an error closes the channel too: its exit status is what is known
       ch.on('error', () => undefined);
       ch.on('close', () => {
@@ -268,10 +297,10 @@ export class SshClient implements Executor {
           stdin.setRawMode(false);
           stdout.off('resize', onResize);
         }
-        o.signal?.removeEventListener('abort', close);
+        o.signal?.removeEventListener('abort', kill);
         done(code);
       });
-      if (o.signal?.aborted) close();
+      if (o.signal?.aborted) kill();
     });
   }
 

@@ -42,6 +42,33 @@ t.test('-debug over ssh: the shell opens after the debug output, the failure cou
   t.match(run.out(), /Failed tasks: 1\n    - lab:debian-12:s\/bad\n/);
 });
 
+t.test('over ssh with stdin a pipe: a job left in the background does not hold the shell open; an interrupt ends the shell and what it started', async (t) => {
+  const dir = await sshProject(t, { 's/one': 'summary: one\nexecute: echo\n', 's/two': 'summary: two\nexecute: echo\n' });
+  const run = startRun(t, dir, ['-shell', '-seed', '1']);
+  await run.seen(/Starting shell instead of executing/);
+  // a unique name, to find the remote sleep by its command line
+  const marker = `${process.pid}${Date.now() % 100000}`;
+  run.type(`sleep 1${marker} & echo BG-STARTED; exit\n`);
+  await run.seen(/^BG-STARTED$/m);
+  await run.seen(/Continuing\.\.\./, 1, 10_000); // not the background sleep's hours
+  await run.seen(/Starting shell instead of executing/, 2);
+  run.type(`echo SHELL-OPEN; sleep 2${marker}\n`);
+  await run.seen(/^SHELL-OPEN$/m);
+  process.kill(run.pid, 'SIGINT');
+  t.equal(await run.exit(20_000), 1, 'the run ends at the first interrupt');
+  const pgrep = (pattern: string): boolean => {
+    try {
+      execFileSync('pgrep', ['-f', pattern]);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  t.notOk(pgrep(`sleep 2${marker}`), 'the interrupted shell\'s command was killed');
+  execFileSync('pkill', ['-f', `sleep 1${marker}`]); // the job the first shell left, on purpose
+  t.match(run.out(), /Received SIGINT, stopping[^]*Continuing\.\.\.\n/);
+});
+
 /** The pseudo-terminal the process `pid` has as its stdin. */
 function ptyOf(pid: number): string {
   return readlinkSync(`/proc/${pid}/fd/0`);

@@ -128,3 +128,14 @@ t.test('an interrupt ends an open shell with the rest of the run: the job is abo
   t.match(out, /Received SIGINT, stopping[^]*Continuing\.\.\.\n[^]*Successful tasks: 0\n.*Aborted tasks: 1\n/);
   t.notMatch(out, /Error running debug shell/, 'a shell ended by the interrupt is no error of its own');
 });
+
+t.test('an interrupt in a -debug shell: the failed task counts as failed only, not aborted too', async (t) => {
+  const dir = await project(t, SPREAD(1), { 's/bad': 'summary: bad\nexecute: "false"\n' });
+  const run = startRun(t, dir, ['-debug']);
+  await run.seen(/Starting shell to debug\.\.\./);
+  run.type('echo SHELL-OPEN\n');
+  await run.seen(/^SHELL-OPEN$/m);
+  process.kill(run.pid, 'SIGINT');
+  t.equal(await run.exit(30_000), 1);
+  t.match(run.out(), /Successful tasks: 0\n.*Aborted tasks: 0\n.*Failed tasks: 1\n    - local:alpha-1:s\/bad\n/);
+});
