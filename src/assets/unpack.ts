@@ -34,7 +34,10 @@ const FILTERS: Partial<Record<ArchiveKind, readonly string[]>> = {
   'tar.zst': ['zstd', '-dcq'],
 };
 
-/** Refused entries (escapes, setuid tar members) are FC_ERR_BAD_NAME; broken or unknown archives FC_ERR_ARCHIVE. */
+/**
+ * Refused entries (escapes, setuid tar members) are FC_ERR_BAD_NAME; broken or unknown archives FC_ERR_ARCHIVE,
+ * and so are a zip's absolute or `..` names, which yauzl refuses as it reads the entry, before our own check.
+ */
 function unpackError(archive: string, why: string, cause?: unknown, code: 'FC_ERR_ARCHIVE' | 'FC_ERR_BAD_NAME' = 'FC_ERR_ARCHIVE'): FleetError {
   return new FleetError(code, `${archive}: cannot unpack: ${why}`, cause === undefined ? undefined : { cause });
 }
