@@ -31,6 +31,7 @@ import { resolve } from 'node:path';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { fetchAssets } from '../assets/fetch.js';
+import { manifestNotices } from '../assets/manifest.js';
 import { UsageError, toFleetError } from '../errors.js';
 import { pullWithFallback } from './pull.js';
 import { uploadArtifacts } from '../artifacts/upload.js';
@@ -113,6 +114,8 @@ async function assets(args: Static<typeof assetsArgs>): Promise<Output> {
     failed: result.failed,
     bytesDownloaded: result.bytesDownloaded,
     bytesFromCache: result.bytesFromCache,
+    // what `fleetcache assets fetch` prints as warnings, for the runner's log
+    warnings: [...manifestNotices(result, args.manifest), ...result.files.flatMap((f) => f.warnings.map((w) => `${f.filename}: ${w}`))],
   };
 }
 

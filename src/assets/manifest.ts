@@ -46,6 +46,14 @@ export function droppedReason(d: DroppedRecord): string {
   return d.notObject ? 'is not an object' : `lacks ${d.missing.join(', ')}`;
 }
 
+/**
+ * What a reader of the manifest at `path` is warned of: the records tooltool skips, and the
+ * values it accepts that are likely mistakes (Manifest.warnings).
+ */
+export function manifestNotices(m: { readonly dropped: readonly DroppedRecord[]; readonly manifestWarnings: readonly string[] }, path: string): string[] {
+  return [...m.dropped.map((d) => `${path}:${d.line}: record ${d.index} ${droppedReason(d)} and is skipped (as tooltool does)`), ...m.manifestWarnings];
+}
+
 export interface Manifest {
   readonly records: readonly ManifestRecord[];
   /** Records tooltool would silently skip; we keep them so callers can warn. */

@@ -9,7 +9,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { readAuthenticationFile } from '../assets/auth.js';
 import { checkManifestFiles, type FileCheck } from '../assets/check.js';
 import { fetchAssets, type AssetProgress, type FetchAssetsResult } from '../assets/fetch.js';
-import { addToManifest, droppedReason, type DroppedRecord, type Visibility } from '../assets/manifest.js';
+import { addToManifest, manifestNotices, type DroppedRecord, type Visibility } from '../assets/manifest.js';
 import { purgeCacheFolder } from '../assets/purge.js';
 import { uploadAssets } from '../assets/upload.js';
 import { resolveToken } from '../client/token.js';
@@ -80,8 +80,7 @@ function progressReporter(quiet: boolean): { onProgress?: (p: AssetProgress) => 
 
 /** Warns of the records tooltool skips and of the values it accepts that are likely mistakes. */
 function warnManifest(result: { dropped: readonly DroppedRecord[]; manifestWarnings: readonly string[] }, manifest: string, log: Log): void {
-  for (const d of result.dropped) log.warn(`${manifest}:${d.line}: record ${d.index} ${droppedReason(d)} and is skipped (as tooltool does)`);
-  for (const w of result.manifestWarnings) log.warn(w);
+  for (const notice of manifestNotices(result, manifest)) log.warn(notice);
 }
 
 function report(result: FetchAssetsResult, manifest: string, log: Log): void {

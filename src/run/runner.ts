@@ -463,6 +463,7 @@ async function runJobs(
           dest: posix.join(machine.projectPath, job.task.name),
           ...(token ? { token } : {}),
         });
+        for (const warning of Array.isArray(answer.warnings) ? answer.warnings : []) log.line(`WARNING: assets of ${job.name} (${machine.name}): ${String(warning)}`);
         transfer.assets += Number(answer.bytesDownloaded ?? 0);
         assetNaiveByRegion[choice.region] = (assetNaiveByRegion[choice.region] ?? 0) + Number(answer.bytesDownloaded ?? 0) + Number(answer.bytesFromCache ?? 0);
       },
