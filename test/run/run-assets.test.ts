@@ -1,9 +1,15 @@
 // A task's tooltool assets (fleetcache's `assets:` field) fetched by the agent on the machine
 // before the task runs, and what the fetch warns of shown in the run's log.
 import t from 'tap';
-import { createHash } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { formatManifest } from '../../src/assets/manifest.js';
+import { uploadAssets } from '../../src/assets/upload.js';
+import { buildCacheServer } from '../../src/cache/server.js';
+import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
+import { startOrigin } from '../helpers/origin.js';
+import { eventually } from '../helpers/wait.js';
 import { LOCAL, project, run, spreadYaml } from './project.js';
 
 t.test('an asset already in the task directory is used; the manifest\'s likely mistakes are warned of in the log', async (t) => {
@@ -19,4 +25,44 @@ t.test('an asset already in the task directory is used; the manifest\'s likely m
   const { result, out } = await run(dir);
   t.equal(result.tally.ok, true, 'the task ran with its asset');
   t.match(out, /WARNING: assets of local:alpha-1:s\/t \(local:alpha-1\): \S*manifest\.tt:1: record 0: visibility "Public" is neither "public" nor "internal"/);
+});
+
+t.test('a task\'s asset is fetched on the machines through their region\'s cache, from the origin once', async (t) => {
+  // project() makes the test directory (once per test): everything else goes beside the project
+  const backend = ['backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          region: region-a', '          workers: 2'];
+  const task = (name: string): string => `summary: ${name}\nassets: manifest.tt\nexecute: test "$(sha512sum tool.bin | cut -d' ' -f1)" = "$(cat want)"\n`;
+  const dir = await project(t, spreadYaml('assets-fleet', backend), { 's/one': task('one'), 's/two': task('two') });
+  const base = join(dir, '..');
+  const origin = await startOrigin(t, { dataDir: join(base, 'origin') });
+  const cache = await buildCacheServer({ region: 'region-a', upstream: origin.url, dataDir: join(base, 'cache-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  const cacheUrl = await cache.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => cache.close());
+  // the asset, uploaded to the origin as a release engineer would
+  const tool = randomBytes(256 * 1024);
+  const digest = createHash('sha512').update(tool).digest('hex');
+  const upload = join(base, 'upload');
+  await mkdir(upload);
+  await writeFile(join(upload, 'tool.bin'), tool);
+  const manifest = formatManifest([{ filename: 'tool.bin', size: tool.length, algorithm: 'sha512', digest, unpack: false, visibility: 'public' }]);
+  await writeFile(join(upload, 'manifest.tt'), manifest);
+  await uploadAssets({ manifestPath: join(upload, 'manifest.tt'), origin: origin.url, token: origin.token, dir: upload });
+  // two workers of one system in region-a, two tasks each needing the asset
+  for (const name of ['one', 'two']) {
+    await writeFile(join(dir, `s/${name}/manifest.tt`), manifest);
+    await writeFile(join(dir, `s/${name}/want`), digest);
+  }
+  const fleetFile = join(base, 'fleet.yaml');
+  await writeFile(fleetFile, `origin: ${origin.url}\nregions:\n  region-a:\n    caches: [${cacheUrl}]\ndispatchDelay: 0s\n`);
+  const tokenFile = join(base, 'token');
+  await writeFile(tokenFile, origin.token);
+  const { result, out } = await run(dir, [], { fleetFile, tokenFile });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.successful, 2, 'both tasks found the asset, digest right');
+  // each machine downloads it once (its cache folder serves its next task): one or two
+  // downloads, as the two tasks went to one worker or to both
+  t.ok([tool.length, 2 * tool.length].includes(result.assetBytes), `the machines downloaded it once each (${result.assetBytes} bytes)`);
+  // an answer is counted once its last write is done, which can come after the client read it
+  await eventually('the cache counted what it served', () => cache.cache.metrics.stats().kinds.tooltool?.bytesServed === result.assetBytes);
+  const stats = cache.cache.metrics.stats().kinds.tooltool;
+  t.equal(stats?.bytesUpstream, tool.length, 'which fetched it from the origin once');
 });
