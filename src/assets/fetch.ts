@@ -7,8 +7,8 @@
 // on to the next URL (a broken mirror should not fail a machine), and cache-folder
 // entries are committed with a rename, so concurrent runs never read half a copy.
 import { randomBytes } from 'node:crypto';
-import { constants, createReadStream, createWriteStream } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, rename, rm, stat, utimes } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { chmod, copyFile, lstat, mkdir, open, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
@@ -112,6 +112,9 @@ const FILE_MODE = 0o600;
 async function receive(source: AsyncIterable<Buffer>, tmp: string, record: ManifestRecord, onBytes: (n: number) => void): Promise<void> {
   const hash = createAssetHash(record.algorithm);
   let size = 0;
+  // Opened before the first byte: a stream that opened it itself could still create the file
+  // after a refusal had ended the pipeline and the caller had removed `tmp` (a partial left).
+  const file = await open(tmp, 'wx', FILE_MODE);
   await pipeline(
     source,
     async function* (chunks: AsyncIterable<Buffer>) {
@@ -123,7 +126,7 @@ async function receive(source: AsyncIterable<Buffer>, tmp: string, record: Manif
         yield chunk;
       }
     },
-    createWriteStream(tmp, { flags: 'wx', mode: FILE_MODE }),
+    file.createWriteStream(),
   );
   await chmod(tmp, FILE_MODE); // the umask may have taken bits from the mode the file was created with
   if (record.size !== null && size !== record.size) throw new SizeMismatchError(record.size, size);
