@@ -33,8 +33,12 @@ function stamp(d = new Date()): string {
 const HELD_OUTPUT_MAX = 8 * 1024 * 1024;
 
 export class RunLog {
-  /** Text kept while an interactive shell has the terminal. */
-  #held: { text: string; output: boolean }[] | undefined;
+  /** Text kept while an interactive shell has the terminal (undefined: script output dropped). */
+  #held: ({ text: string; output: boolean } | undefined)[] | undefined;
+  /** Where the oldest script output still held may be: every entry before it is a log line or dropped. */
+  #oldest = 0;
+  /** Dropped entries still in #held (removed once they are most of it). */
+  #holes = 0;
   /** Characters of script output in #held, and those dropped from it. */
   #heldOutput = 0;
   #droppedOutput = 0;
@@ -42,17 +46,26 @@ export class RunLog {
   constructor(readonly write: (text: string) => void = (t) => process.stdout.write(t), readonly verbose = 0) {}
 
   #emit(text: string, output = false): void {
-    if (!this.#held) return this.write(text);
-    this.#held.push({ text, output });
+    const held = this.#held;
+    if (!held) return this.write(text);
+    held.push({ text, output });
     if (!output) return;
     this.#heldOutput += text.length;
-    // the oldest output goes first (rare, and only past the cap: a scan is cheap enough)
-    for (let i = 0; this.#heldOutput > HELD_OUTPUT_MAX && i < this.#held.length; i++) {
-      const e = this.#held[i]!;
-      if (!e.output) continue;
-      this.#held.splice(i--, 1);
+    // the oldest output goes first; #oldest only moves forward, so this is linear overall
+    for (; this.#heldOutput > HELD_OUTPUT_MAX && this.#oldest < held.length; this.#oldest++) {
+      const e = held[this.#oldest];
+      if (!e?.output) continue;
+      held[this.#oldest] = undefined;
+      this.#holes++;
       this.#heldOutput -= e.text.length;
       this.#droppedOutput += e.text.length;
+    }
+    // the holes left go once they are most of the list (the log lines before them stay)
+    if (this.#holes > 4096 && this.#holes * 2 > held.length) {
+      const before = held.slice(0, this.#oldest).filter((e) => e !== undefined);
+      this.#held = [...before, ...held.slice(this.#oldest)];
+      this.#oldest = before.length;
+      this.#holes = 0;
     }
   }
 
@@ -84,9 +97,9 @@ export class RunLog {
     const held = this.#held;
     const dropped = this.#droppedOutput;
     this.#held = undefined;
-    this.#heldOutput = this.#droppedOutput = 0;
+    this.#oldest = this.#holes = this.#heldOutput = this.#droppedOutput = 0;
     if (dropped > 0) this.line(`${dropped} characters of script output were dropped while a shell had the terminal (the last ${HELD_OUTPUT_MAX} are kept)`);
-    for (const e of held ?? []) this.write(e.text);
+    for (const e of held ?? []) if (e) this.write(e.text);
   }
 }
 

@@ -25,3 +25,22 @@ t.test('held lines come out in order; held script output is bounded', async (t) 
   log.line('after');
   t.match(writes.at(-1)!, /after\n$/, 'written at once once released');
 });
+
+t.test('a hold of many small pieces of output keeps the newest, in order, within the bound', async (t) => {
+  const writes: string[] = [];
+  const log = new RunLog((text) => void writes.push(text), 2);
+  log.hold();
+  const piece = (i: number): string => `${String(i).padStart(9, '0')}\n`; // 10 characters
+  const pieces = 2_000_000; // 20 MB: more than twice the bound
+  for (let i = 0; i < pieces; i++) {
+    log.output(piece(i));
+    if (i % 500_000 === 0) log.line(`line ${i}`);
+  }
+  log.release();
+  const kept = writes.filter((w) => /^\d{9}\n$/.test(w));
+  t.equal(kept.length, (8 * 1024 * 1024) / 10 | 0, 'as many of the newest pieces as the bound holds');
+  t.equal(kept.at(-1), piece(pieces - 1), 'the last one kept');
+  t.ok(kept.every((w, i) => i === 0 || Number(w) === Number(kept[i - 1]) + 1), 'in order, none missing between');
+  t.match(writes[0], new RegExp(` ${(pieces - kept.length) * 10} characters of script output were dropped`));
+  t.same(writes.filter((w) => / line \d+\n$/.test(w)).map((w) => / line (\d+)/.exec(w)![1]), ['0', '500000', '1000000', '1500000'], 'every log line kept');
+});
