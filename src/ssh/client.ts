@@ -34,6 +34,26 @@ export interface ConnectOptions {
 }
 
 const PID_MARK = /^<PID (\d+)>$/;
+
+/**
+ * Reads the stderr of a channel whose command first echoes `<PID $$>` (see PID_MARK): tells
+ * the PID, then hands every byte after that line on (all of them when the first line is not
+ * the mark).
+ */
+function afterPidMark(onPid: (pid: number) => void, pass: (bytes: Buffer) => void): (chunk: Buffer) => void {
+  let first: Buffer | undefined = Buffer.alloc(0);
+  return (chunk) => {
+    if (!first) return pass(chunk);
+    first = Buffer.concat([first, chunk]);
+    const nl = first.indexOf(0x0a);
+    if (nl < 0) return;
+    const m = PID_MARK.exec(first.subarray(0, nl).toString('latin1'));
+    if (m) onPid(Number(m[1]));
+    const rest = m ? first.subarray(nl + 1) : first;
+    first = undefined;
+    if (rest.length > 0) pass(rest);
+  };
+}
 /**
  * After a kill, how long the channel may take to close before the whole connection is
  * dropped: on a machine that froze or vanished without closing its TCP connection (a
@@ -172,7 +192,6 @@ export class SshClient implements Executor {
     const out = new OutputBuffer();
     let ch: ClientChannel | undefined;
     let pid: number | undefined;
-    let pending = '';
     let killed = false;
     let grace: NodeJS.Timeout | undefined;
     const emit = (s: string): void => {
@@ -203,18 +222,7 @@ export class SshClient implements Executor {
         }
         let code = 255;
         opened.on('data', (b: Buffer) => emit(b.toString('utf8')));
-        opened.stderr.on('data', (b: Buffer) => {
-          if (pid !== undefined) return emit(b.toString('utf8'));
-          pending += b.toString('utf8');
-          const nl = pending.indexOf('\n');
-          if (nl < 0) return;
-          const m = PID_MARK.exec(pending.slice(0, nl));
-          if (m) pid = Number(m[1]);
-          else pid = 0; // no marker: nothing to parse any more
-          const rest = m ? pending.slice(nl + 1) : pending;
-          pending = '';
-          if (rest) emit(rest);
-        });
+        opened.stderr.on('data', afterPidMark((p) => (pid = p), (b) => emit(b.toString('utf8'))));
         opened.on('exit', (c: number | null, sig?: string) => (code = c ?? (sig ? 128 + 9 : 255)));
         opened.on('error', (err: Error) => (end(), fail(err)));
         opened.on('close', () => {
@@ -265,19 +273,7 @@ export class SshClient implements Executor {
         stdout.on('resize', onResize);
         ch.stderr.pipe(stderr, { end: false });
       } else {
-        // the first line is the mark, the rest the shell's own
-        let first: string | undefined = '';
-        ch.stderr.on('data', (chunk: Buffer) => {
-          if (first === undefined) return void stderr.write(chunk);
-          first += chunk.toString('latin1');
-          const nl = first.indexOf('\n');
-          if (nl < 0) return;
-          const m = PID_MARK.exec(first.slice(0, nl));
-          if (m) pid = Number(m[1]);
-          const rest = m ? first.slice(nl + 1) : first;
-          first = undefined;
-          if (rest) stderr.write(Buffer.from(rest, 'latin1'));
-        });
+        ch.stderr.on('data', afterPidMark((p) => (pid = p), (b) => void stderr.write(b)));
       }
       ch.pipe(stdout, { end: false });
       stdin.pipe(ch);
