@@ -52,9 +52,12 @@ export async function runRepack(script: string, inputTar: string, outputTar: str
     });
     // Outside the terminal's process group, the script would not see a ^C that ends this
     // process, and would run on: a signal that ends this process is passed on to its group.
+    // A SIGINT is followed by a SIGTERM: bash goes on with a script whose running command
+    // survived the SIGINT ("wait and cooperative exit"), and this process does not stay to see.
     const release = atSignal((sig) => {
       try {
         process.kill(-child.pid!, sig);
+        if (sig === 'SIGINT') process.kill(-child.pid!, 'SIGTERM');
       } catch {
         // already gone
       }

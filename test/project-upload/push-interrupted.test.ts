@@ -43,25 +43,31 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   });
 }
 
-for (const signal of ['SIGTERM', 'SIGINT'] as const) t.test(`${signal} during pack --repack leaves neither the output nor its partial files, nor the script running`, async (t) => {
+// The second script's running command survives SIGINT and exits 0, after which bash, by its
+// "wait and cooperative exit" rule, goes on with the script: a SIGINT alone would leave it running.
+const REPACK_SCRIPTS = {
+  'copying its input': 'cat <&3 >&4; touch ready; exec sleep 30',
+  'running a command that survives SIGINT': 'cat <&3 >&4; bash -c \'trap "exit 0" INT; touch ready; while :; do sleep 0.05; done\'; exec sleep 30',
+};
+for (const [what, body] of Object.entries(REPACK_SCRIPTS)) for (const signal of ['SIGTERM', 'SIGINT'] as const) t.test(`${signal} during pack --repack ${what} leaves neither the output nor its partial files, nor the script running`, async (t) => {
   // should the script outlive the pack, it is stopped by its PID (registered before
   // t.testdir(), whose removal tap runs before the teardowns registered after it)
   let pid: number | undefined;
   t.teardown(() => {
     try {
-      if (pid !== undefined) process.kill(pid, 'SIGKILL');
+      if (pid !== undefined) process.kill(-pid, 'SIGKILL');
     } catch {
       // already gone
     }
   });
   const dir = t.testdir({ proj: { 'a.txt': 'a\n' } });
   const pidFile = join(dir, 'repack.pid');
-  const repack = `echo $$ > ${pidFile}.new; mv ${pidFile}.new ${pidFile}; cat <&3 >&4; exec sleep 30`;
+  const repack = `echo $$ > ${pidFile}.new; mv ${pidFile}.new ${pidFile}; cd ${dir}; ${body}`;
   const started = (): boolean => {
     if (readdirSync(dir).includes('repack.pid')) pid = Number(readFileSync(pidFile, 'utf8'));
-    return pid !== undefined;
+    return readdirSync(dir).includes('ready');
   };
   t.equal(await interrupt(t, ['pack', join(dir, 'proj'), '-o', join(dir, 'out.tar'), '--repack', repack], started, signal), signal);
-  t.same(readdirSync(dir).sort(), ['proj', 'repack.pid']);
+  t.same(readdirSync(dir).sort(), ['proj', 'ready', 'repack.pid']);
   await eventually('the repack script ends with the pack', () => !running(pid!), 5000);
 });
