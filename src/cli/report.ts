@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { NotFoundError } from '../errors.js';
 import { pathError, requireOutput } from '../path-checks.js';
-import { DEFAULT_DATA_DIR } from '../run/runner.js';
+import { DEFAULT_DATA_DIR } from '../run/state-dir.js';
 import { findProject } from '../spread/index.js';
 import { checkSegment } from '../store/safe-name.js';
 import { ledgerHtml } from '../report/html.js';

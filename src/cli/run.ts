@@ -4,7 +4,9 @@ import { ensureAgentBundle } from '../agent/paths.js';
 import { formatLedger } from '../report/ledger.js';
 import { EXIT, UsageError } from '../errors.js';
 import { RunLog } from '../run/report.js';
-import { DEFAULT_DATA_DIR, discardKeptMachines, runProject } from '../run/runner.js';
+import { discardKeptMachines } from '../run/discard.js';
+import { runProject } from '../run/runner.js';
+import { DEFAULT_DATA_DIR } from '../run/state-dir.js';
 import type { ShellModes } from '../run/shell.js';
 import { printJobs } from './list.js';
 

@@ -2,10 +2,21 @@
 // machine, then each command runs as `node <agent> <command> --json-args-file -`, its
 // arguments in a here-document of the script (never on a command line, where `ps` shows a
 // token to every user of the machine), and answers with one JSON line on stdout.
+import { posix } from 'node:path';
 import type { Machine } from '../backends/backend.js';
 import { ERROR_CODES, FleetError, type ErrorCode } from '../errors.js';
 
 export const AGENT_REMOTE_NAME = '.fleetcache-agent.mjs';
+
+/** The runner's directory on a machine, beside the project: the agent, its caches, its markers. */
+export function agentWorkDir(machine: Pick<Machine, 'projectPath'>): string {
+  return posix.join(posix.dirname(machine.projectPath), '.fleetcache');
+}
+
+/** Where installAgent puts the agent on a machine. */
+export function agentPath(machine: Pick<Machine, 'projectPath'>): string {
+  return posix.join(agentWorkDir(machine), AGENT_REMOTE_NAME);
+}
 
 export interface AgentAnswer {
   ok: boolean;
@@ -18,8 +29,8 @@ export function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-export async function installAgent(machine: Machine, bundle: string, remoteDir: string): Promise<string> {
-  const remote = `${remoteDir}/${AGENT_REMOTE_NAME}`;
+export async function installAgent(machine: Machine, bundle: string): Promise<string> {
+  const remote = agentPath(machine);
   await machine.upload(bundle, remote, 0o644);
   return remote;
 }

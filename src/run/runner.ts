@@ -3,37 +3,32 @@
 // region, run the jobs in spread's order, collect artifacts, print the summary.
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { isAbsolute, join, posix, relative, sep } from 'node:path';
-import type { BackendContext, Machine, MachineRecord, Provider } from '../backends/backend.js';
-import { BACKENDS, createProvider } from '../backends/registry.js';
-import { fetchArtifacts } from '../artifacts/download.js';
+import { join, posix } from 'node:path';
+import type { Machine, MachineRecord } from '../backends/backend.js';
+import { BACKENDS } from '../backends/registry.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes, parseDuration } from '../config/units.js';
-import { FleetError, type ErrorCode } from '../errors.js';
+import { FleetError } from '../errors.js';
 import type { RepackOptions } from '../pack/repack.js';
 import { pushProject, type PushResult } from '../project-upload/push.js';
 import { buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
-import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Backend, type Job, type Project, type ResolvedFields } from '../spread/index.js';
+import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Job, type Project, type ResolvedFields } from '../spread/index.js';
 import { projectError } from '../spread/yaml.js';
-import { AGENT_REMOTE_NAME, installAgent, runAgent, shellQuote } from './agent-client.js';
-import { REUSE_FILE, ReusePool, RunningMachines, sameMachine } from './reuse.js';
+import { agentWorkDir, installAgent, runAgent, shellQuote } from './agent-client.js';
+import { ReusePool, RunningMachines } from './reuse.js';
 import { RunInterrupt } from './interrupt.js';
 import { runWorkers, type WorkerInfo } from './driver.js';
-import { checkEmbeddedBackends, checkEmbeddedReach, startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
+import { checkEmbeddedBackends, startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
 import { loadFleetConfig, withScheduling, type FleetConfig } from './fleet.js';
 import { measuredOrder, regionServing, staticOrder, unservedRegions, type CacheChoice } from './nearest.js';
 import { JobCounter, RunLog, RunTally, summaryItem } from './report.js';
 import { chooseSeed, JobQueue, orderByFilters, workerPlan, type SchedJob } from './scheduler.js';
 import { MachineSession } from './session.js';
 import { ShellTerminal, type ShellModes } from './shell.js';
-import { TIMINGS_FILE, Timings } from './timings.js';
-
-/**
- * The runner's local state directory under the project root when no --data is given:
- * hidden, like spread's .spread-reuse files, and never `cache/`: the runner leaves its data
- * directory out of the shipped project, and a project may have a cache/ of its own.
- */
-export const DEFAULT_DATA_DIR = '.fleetcache';
+import { Timings } from './timings.js';
+import { JobTransfers } from './job-transfers.js';
+import { createProviders } from './providers.js';
+import { DEFAULT_DATA_DIR, runnerState } from './state-dir.js';
 
 export interface RunOptions {
   readonly cwd: string;
@@ -93,93 +88,8 @@ export interface RunResult {
   readonly artifactBytes: number;
 }
 
-/**
- * One provider per backend, from the options the project model decoded and checked. Its own
- * local scripts (adhoc allocate and discard) get the backend's warn and kill timeouts, else
- * spread's defaults: not the project's (spec §15). With `embedded`, an address learnt at
- * allocation (adhoc) must be reachable from the embedded servers.
- */
-function createProviders(backends: ReadonlySet<Backend>, fields: ResolvedFields, ctx: BackendContext, embedded = false): Map<string, Provider> {
-  const providers = new Map<string, Provider>();
-  for (const b of backends) {
-    const reach = embedded ? { checkAddress: (address: string) => checkEmbeddedReach(b.name, b.type, address) } : {};
-    const options = withEvaluatedKey(b.options, fields.keys.get(b.name));
-    providers.set(b.name, createProvider(b.name, b.type, options, { ...ctx, scriptTimeouts: levelTimeouts([b]), ...reach }));
-  }
-  return providers;
-}
 
-/**
- * A backend's options with its `key` as spread evaluates it ($(HOST:…) expanded, trimmed).
- * A key that evaluates to nothing is no key, as in spread: the raw text (a file path inside
- * `$(HOST: cat …)`) must not stay, or it would be taken for a missing key file.
- */
-export function withEvaluatedKey(options: Readonly<Record<string, unknown>>, key: string | undefined): Readonly<Record<string, unknown>> {
-  if (key === undefined) return options;
-  const { key: _raw, ...rest } = options;
-  return key === '' ? rest : { ...rest, key };
-}
 
-/**
- * spread -discard: releases the machines an earlier -reuse run kept, running nothing on them
- * and reaching none (Provider.discardRecord). Returns how many were discarded; throws after
- * trying them all when some could not be, their records kept for the next try.
- */
-export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRoot?: string }): Promise<number> {
-  const log = o.log ?? new RunLog();
-  const project = await loadProject(findProject(o.cwd));
-  const pool = await ReusePool.load(project.rootDir);
-  const stateDir = o.dataRoot ?? join(project.rootDir, DEFAULT_DATA_DIR);
-  // also the machines of runs killed before they could discard them (a -reuse run's are in both)
-  const orphans = await RunningMachines.orphans(stateDir);
-  const kept = pool.drain();
-  const records = [...kept];
-  for (const r of orphans.records) if (!records.some((k) => sameMachine(k, r))) records.push(r);
-  const backends = new Set(project.backends.filter((b) => records.some((r) => r.backend === b.name)));
-  const fields = resolveProjectFields(project);
-  const providers = createProviders(backends, fields, {
-    projectRoot: project.rootDir,
-    remotePath: fields.remotePath,
-    password: '',
-    stateDir,
-    log: (line) => log.line(line),
-  });
-  const failed: MachineRecord[] = [];
-  for (const record of records) {
-    const label = `${record.backend}:${record.system} at ${record.address}`;
-    const provider = providers.get(record.backend);
-    try {
-      if (!provider) throw new Error('backend no longer in spread.yaml');
-      log.line(`Discarding ${label}...`);
-      await provider.discardRecord(record, { name: record.system, ...(record.username ? { username: record.username } : {}), ...(record.password ? { password: record.password } : {}) });
-    } catch (err) {
-      log.line(`Cannot discard ${label}: ${(err as Error).message}`);
-      failed.push(record);
-      if (kept.includes(record)) pool.keep(record);
-    }
-  }
-  await pool.save();
-  await RunningMachines.prune(orphans.files, failed);
-  if (failed.length > 0) {
-    throw new FleetError('FC_ERR_UNAVAILABLE', `${failed.length} of ${records.length} machine(s) could not be discarded; they stay on record for the next run --discard`);
-  }
-  return records.length;
-}
-
-/**
- * The runner's own files inside the project, never shipped with it: reuse and timings files,
- * the data directory in use, and the default one whatever `--data` says (a run before may
- * have left it, with the embedded origin's write token in it).
- */
-function runnerState(root: string, dataRoot: string): string[] {
-  const data = relative(root, dataRoot);
-  const inside = data !== '' && !data.startsWith('..') && !isAbsolute(data);
-  const dataDirs = new Set([DEFAULT_DATA_DIR, ...(inside ? [data.split(sep).join('/')] : [])]);
-  return [REUSE_FILE, TIMINGS_FILE, ...dataDirs];
-}
-
-/** Failures after which the next URL is worth trying. */
-const NETWORK_FAILURES = new Set<ErrorCode>(['FC_ERR_UPSTREAM', 'FC_ERR_UPSTREAM_TIMEOUT', 'FC_ERR_UNAVAILABLE']);
 
 /** The regions the jobs' systems name (the embedded default starts one cache for each). */
 function regionsOf(jobs: readonly Job[]): string[] {
@@ -321,11 +231,8 @@ async function runJobs(
   }, embedded);
 
   const pulls: MachineTransfer[] = [];
-  const transfer = { assets: 0, artifacts: 0 };
-  const assetNaiveByRegion: Record<string, number> = {};
+  const transfers = new JobTransfers({ log, run: push.run, token, artifactsDir: o.artifactsDir });
   const progress = new JobCounter(jobs.length);
-  const workDirOf = (m: Machine) => posix.join(posix.dirname(m.projectPath), '.fleetcache');
-  const runAgentFor = (machine: Machine, command: string, args: object) => runAgent(machine, posix.join(workDirOf(machine), AGENT_REMOTE_NAME), command, args);
 
   const abend = o.abend ? new AbortController() : undefined;
   const stopping = [abend?.signal, interrupt?.signal].filter((s) => s !== undefined);
@@ -381,8 +288,8 @@ async function runJobs(
           const region = jobRegion(job);
           const choice = region === 'auto' ? await measuredOrder(machine, fleet) : staticOrder(fleet, region);
           log.line(`Machine ${label} at ${machine.address} pulls through ${choice.urls[0]} (${choice.how}).`);
-          const workDir = workDirOf(machine);
-          const agent = await installAgent(machine, o.agentBundle, workDir);
+          const workDir = agentWorkDir(machine);
+          const agent = await installAgent(machine, o.agentBundle);
           const dest = shellQuote(machine.projectPath);
           // the agent writes the marker once the tree is complete: a pull cut by an earlier
           // run's crash or kill left a partial tree without it, and it is sent again
@@ -390,7 +297,7 @@ async function runJobs(
           const complete = `grep -qxF -- ${dest} ${shellQuote(doneMarker)} 2>/dev/null && test -n "$(ls -A ${dest} 2>/dev/null)"`;
           if (kept && !o.resend && (await machine.exec(complete, { trace: false, cwd: '/' })).exitCode === 0) {
             log.line(`Reusing project content on ${label}.`);
-            const session = new MachineSession({ ...sessionCtx, ...hooksFor(choice, workDir, machine) }, machine, label);
+            const session = new MachineSession({ ...sessionCtx, ...transfers.hooksFor(choice) }, machine, label);
             return session;
           }
           if (kept) await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
@@ -404,7 +311,7 @@ async function runJobs(
           pulls.push({ machine: machine.name, region: served, url, bytes: Number(answer.bytesDownloaded ?? 0) });
           // Assets and artifacts go through the URL that answered, then the rest in order.
           const working: CacheChoice = { ...choice, region: served, urls: [url, ...choice.urls.filter((u) => u !== url)] };
-          const session = new MachineSession({ ...sessionCtx, ...hooksFor(working, workDir, machine) }, machine, label);
+          const session = new MachineSession({ ...sessionCtx, ...transfers.hooksFor(working) }, machine, label);
           return session;
         } catch (err) {
           log.line(`Discarding ${label}...`);
@@ -451,50 +358,6 @@ async function runJobs(
     },
   );
 
-  function hooksFor(choice: CacheChoice, workDir: string, machine: Machine) {
-    return {
-      assets: async (_m: Machine, job: Job) => {
-        const manifest = job.task.assets ? posix.join(job.task.name, job.task.assets) : job.suite.assets ? posix.join(job.suite.name, job.suite.assets) : undefined;
-        if (!manifest) return;
-        const answer = await runAgentFor(machine, 'assets', {
-          manifest: posix.join(machine.projectPath, manifest),
-          urls: choice.urls,
-          cacheFolder: posix.join(workDir, 'assets-cache'),
-          dest: posix.join(machine.projectPath, job.task.name),
-          ...(token ? { token } : {}),
-        });
-        for (const warning of Array.isArray(answer.warnings) ? answer.warnings : []) log.line(`WARNING: assets of ${job.name} (${machine.name}): ${String(warning)}`);
-        transfer.assets += Number(answer.bytesDownloaded ?? 0);
-        assetNaiveByRegion[choice.region] = (assetNaiveByRegion[choice.region] ?? 0) + Number(answer.bytesDownloaded ?? 0) + Number(answer.bytesFromCache ?? 0);
-      },
-      artifacts: async (_m: Machine, job: Job) => {
-        log.line(`Fetching artifacts of ${job.name}...`);
-        // The nearest URL first; a cache that died since the pull is skipped for the next one.
-        let lastError: unknown;
-        for (const url of choice.urls) {
-          try {
-            const answer = await runAgentFor(machine, 'artifacts', {
-              url,
-              ...(token ? { token } : {}),
-              run: push.run,
-              job: job.name,
-              cwd: posix.join(machine.projectPath, job.task.name),
-              paths: job.task.artifacts,
-            });
-            transfer.artifacts += Number(answer.bytes ?? 0);
-            if (o.artifactsDir) await fetchArtifacts({ from: url, run: push.run, job: job.name, dest: o.artifactsDir, ...(token ? { token } : {}) });
-            if (url !== choice.urls[0]) log.line(`Artifacts of ${job.name} went through ${url}.`);
-            return;
-          } catch (err) {
-            if (!(err instanceof FleetError) || !NETWORK_FAILURES.has(err.code)) throw err;
-            lastError = err;
-          }
-        }
-        throw lastError;
-      },
-    };
-  }
-
   for (const f of result.failures) {
     const what = { start: 'preparing', run: 'running a job on', stop: 'discarding' }[f.phase];
     log.line(`Error ${what} ${f.worker.backend}:${f.worker.system}: ${(f.error as Error).message}`);
@@ -516,8 +379,8 @@ async function runJobs(
     basesReceived: push.bytesReceived,
     fullUploadBytes: push.fullUploadBytes,
     machinesByRegion,
-    assetNaiveByRegion,
-    artifactBytes: transfer.artifacts,
+    assetNaiveByRegion: transfers.assetNaiveByRegion,
+    artifactBytes: transfers.artifactBytes,
   });
   return {
     tally,
@@ -527,8 +390,8 @@ async function runJobs(
     project: project.name,
     origin: fleet.origin,
     pulls,
-    assetBytes: transfer.assets,
-    artifactBytes: transfer.artifacts,
+    assetBytes: transfers.assetBytes,
+    artifactBytes: transfers.artifactBytes,
     ...(interrupt?.received ? { interrupted: interrupt.received } : {}),
   };
 }

@@ -2,7 +2,7 @@
 // and no key at all when that prints nothing (spread then falls back to the password).
 import t, { type Test } from 'tap';
 import { checkBackend } from '../../src/backends/registry.js';
-import { withEvaluatedKey } from '../../src/run/runner.js';
+import { withEvaluatedKey } from '../../src/run/providers.js';
 import { findProject, loadProject, resolveProjectFields } from '../../src/spread/index.js';
 import { project, spreadYaml } from './project.js';
 

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RunLog } from '../../src/run/report.js';
-import { discardKeptMachines } from '../../src/run/runner.js';
+import { discardKeptMachines } from '../../src/run/discard.js';
 import { cliArgs, isAlive, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 

@@ -4,7 +4,7 @@ import t from 'tap';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RunLog } from '../../src/run/report.js';
-import { discardKeptMachines } from '../../src/run/runner.js';
+import { discardKeptMachines } from '../../src/run/discard.js';
 import { LOCAL, project, run, spreadYaml } from './project.js';
 
 const reuseFile = (dir: string) => join(dir, '.fleetcache-reuse.json');

@@ -1,0 +1,88 @@
+// What a job moves besides the project: its tooltool assets, fetched on the machine through
+// its region's cache before the prepare scripts, and its artifacts, sent after; with the
+// byte counts the run's report is made of.
+import { posix } from 'node:path';
+import type { Machine } from '../backends/backend.js';
+import { fetchArtifacts } from '../artifacts/download.js';
+import { FleetError, type ErrorCode } from '../errors.js';
+import type { Job } from '../spread/index.js';
+import { agentPath, agentWorkDir, runAgent } from './agent-client.js';
+import type { CacheChoice } from './nearest.js';
+import type { RunLog } from './report.js';
+import type { SessionContext } from './session.js';
+
+/** Failures after which the next URL is worth trying. */
+const NETWORK_FAILURES = new Set<ErrorCode>(['FC_ERR_UPSTREAM', 'FC_ERR_UPSTREAM_TIMEOUT', 'FC_ERR_UNAVAILABLE']);
+
+export interface JobTransfersOptions {
+  readonly log: RunLog;
+  readonly run: string;
+  readonly token?: string | undefined;
+  /** `run --artifacts DIR`: each job's artifacts are also downloaded here. */
+  readonly artifactsDir?: string | undefined;
+}
+
+export class JobTransfers {
+  readonly #o: JobTransfersOptions;
+  /** Asset bytes the machines downloaded. */
+  assetBytes = 0;
+  /** Artifact bytes the machines sent. */
+  artifactBytes = 0;
+  /** Per region, the asset bytes the machines used, downloaded or from their cache folders: what they would have fetched without one. */
+  readonly assetNaiveByRegion: Record<string, number> = {};
+
+  constructor(options: JobTransfersOptions) {
+    this.#o = options;
+  }
+
+  /** A machine session's hooks: its requests go to `choice.urls` in order. */
+  hooksFor(choice: CacheChoice): Pick<SessionContext, 'assets' | 'artifacts'> {
+    return {
+      assets: (machine, job) => this.#assets(choice, machine, job),
+      artifacts: (machine, job) => this.#artifacts(choice, machine, job),
+    };
+  }
+
+  async #assets(choice: CacheChoice, machine: Machine, job: Job): Promise<void> {
+    const { log, token } = this.#o;
+    const manifest = job.task.assets ? posix.join(job.task.name, job.task.assets) : job.suite.assets ? posix.join(job.suite.name, job.suite.assets) : undefined;
+    if (!manifest) return;
+    const answer = await runAgent(machine, agentPath(machine), 'assets', {
+      manifest: posix.join(machine.projectPath, manifest),
+      urls: choice.urls,
+      cacheFolder: posix.join(agentWorkDir(machine), 'assets-cache'),
+      dest: posix.join(machine.projectPath, job.task.name),
+      ...(token ? { token } : {}),
+    });
+    for (const warning of Array.isArray(answer.warnings) ? answer.warnings : []) log.line(`WARNING: assets of ${job.name} (${machine.name}): ${String(warning)}`);
+    this.assetBytes += Number(answer.bytesDownloaded ?? 0);
+    this.assetNaiveByRegion[choice.region] = (this.assetNaiveByRegion[choice.region] ?? 0) + Number(answer.bytesDownloaded ?? 0) + Number(answer.bytesFromCache ?? 0);
+  }
+
+  async #artifacts(choice: CacheChoice, machine: Machine, job: Job): Promise<void> {
+    const { log, token, run, artifactsDir } = this.#o;
+    log.line(`Fetching artifacts of ${job.name}...`);
+    // The nearest URL first; a cache that died since the pull is skipped for the next one.
+    let lastError: unknown;
+    for (const url of choice.urls) {
+      try {
+        const answer = await runAgent(machine, agentPath(machine), 'artifacts', {
+          url,
+          ...(token ? { token } : {}),
+          run,
+          job: job.name,
+          cwd: posix.join(machine.projectPath, job.task.name),
+          paths: job.task.artifacts,
+        });
+        this.artifactBytes += Number(answer.bytes ?? 0);
+        if (artifactsDir) await fetchArtifacts({ from: url, run, job: job.name, dest: artifactsDir, ...(token ? { token } : {}) });
+        if (url !== choice.urls[0]) log.line(`Artifacts of ${job.name} went through ${url}.`);
+        return;
+      } catch (err) {
+        if (!(err instanceof FleetError) || !NETWORK_FAILURES.has(err.code)) throw err;
+        lastError = err;
+      }
+    }
+    throw lastError;
+  }
+}

@@ -1,0 +1,24 @@
+// Where `fleetcache run` keeps its local state, and which of its files inside the project
+// are never shipped with it.
+import { isAbsolute, relative, sep } from 'node:path';
+import { REUSE_FILE } from './reuse.js';
+import { TIMINGS_FILE } from './timings.js';
+
+/**
+ * The runner's local state directory under the project root when no --data is given:
+ * hidden, like spread's .spread-reuse files, and never `cache/`: the runner leaves its data
+ * directory out of the shipped project, and a project may have a cache/ of its own.
+ */
+export const DEFAULT_DATA_DIR = '.fleetcache';
+
+/**
+ * The runner's own files inside the project, never shipped with it: reuse and timings files,
+ * the data directory in use, and the default one whatever `--data` says (a run before may
+ * have left it, with the embedded origin's write token in it).
+ */
+export function runnerState(root: string, dataRoot: string): string[] {
+  const data = relative(root, dataRoot);
+  const inside = data !== '' && !data.startsWith('..') && !isAbsolute(data);
+  const dataDirs = new Set([DEFAULT_DATA_DIR, ...(inside ? [data.split(sep).join('/')] : [])]);
+  return [REUSE_FILE, TIMINGS_FILE, ...dataDirs];
+}
