@@ -210,12 +210,14 @@ async function runJobs(
   const byName = new Map(jobs.map((j) => [j.name, j]));
   const systemOf = new Map(jobs.map((j) => [`${j.backend.name}\0${j.system.name}`, j]));
   const plan = workerPlan(sched, (b, s) => systemOf.get(`${b}\0${s}`)?.system.workers ?? 1);
-  const { seed, announce } = o.order ? { seed: 0, announce: false } : chooseSeed(sched.length, plan.reduce((n, p) => n + p.count, 0), o.seed);
+  // spread's -seed defaults to 0: a given 0 is no seed (one is chosen and announced)
+  const givenSeed = o.seed === 0 ? undefined : o.seed;
+  const { seed, announce } = o.order ? { seed: 0, announce: false } : chooseSeed(sched.length, plan.reduce((n, p) => n + p.count, 0), givenSeed);
   if (announce) log.line(`Sequence of jobs produced with -seed=${seed}`);
   log.line(`If killed, discard machines with: ${discardHint}`);
   // A given seed replays the order of the run that announced it, with the estimates that
   // run used (the averages move after every run); an announced one is kept for that.
-  const duration = o.seed === undefined ? (j: SchedJob) => timings.estimate(j) : timings.replay(o.seed);
+  const duration = givenSeed === undefined ? (j: SchedJob) => timings.estimate(j) : timings.replay(givenSeed);
   if (announce) {
     timings.rememberSeed(seed, sched);
     await timings.save().catch(() => undefined);

@@ -49,6 +49,13 @@ t.test('--seed N replays the order whatever the earlier runs recorded', async (t
   t.same(executed(second.out), executed(first.out), 'same seed, same order');
 });
 
+t.test("-seed=0 is spread's default: a seed is chosen and announced", async (t) => {
+  const dir = await project(t, 3);
+  const res = run(t, dir, ['-seed=0']);
+  t.equal(res.status, 0, 'the run passes');
+  t.match(res.out, /Sequence of jobs produced with -seed=[1-9]\d*\n/);
+});
+
 t.test('-order runs the jobs in the order the filters name them, whatever the timings', async (t) => {
   const dir = await project(t, 4);
   await timings(dir, 4, 1);
