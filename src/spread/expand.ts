@@ -56,14 +56,19 @@ export function expandJobs(project: Project, filters: readonly string[] = [], op
   for (const suite of project.suites) {
     const slabel = `suite ${suite.name}`;
     const suiteBackends = backendsOfSuite(suite, null, () => applyLevels(EMPTY_SET, [pbke, { context: slabel, entries: suite.backends, origin: suite.origin }], 'backends'));
-    // the suite's own mistake, with its line, even when it has no task to carry it
-    const unknown = [...suiteBackends.final].sort().find((name) => !byName.has(name));
-    if (unknown !== undefined) throw projectError(`${slabel} refers to unknown backend ${JSON.stringify(unknown)}`, suite.origin);
+    // An unknown name is refused where it reaches a task's final set (spread evaluates the
+    // backends per task: a task's own plain list replaces the suite's, and a suite with no
+    // task is never evaluated); said at the suite's line when the task inherited it.
     for (const task of suite.tasks) {
       const backends = [...applyLevel(suiteBackends, { context: task.name, entries: task.backends, origin: task.origin }, 'backends').final].sort();
       for (const bname of backends) {
         const backend = byName.get(bname);
-        if (!backend) throw projectError(`${task.name} refers to unknown backend ${JSON.stringify(bname)}`, task.origin);
+        if (!backend) {
+          const fromSuite = suiteBackends.final.has(bname) && !task.backends.some((entry) => entry.replace(/^[+-]/, '') === bname);
+          throw fromSuite
+            ? projectError(`${slabel} refers to unknown backend ${JSON.stringify(bname)} (for ${task.name})`, suite.origin)
+            : projectError(`${task.name} refers to unknown backend ${JSON.stringify(bname)}`, task.origin);
+        }
         const blabel = `backend ${JSON.stringify(backend.name)}`;
         const suiteSystems = systemsOfSuite(suite, backend, () =>
           applyLevels(EMPTY_SET, [{ context: blabel, entries: backend.systems.map((s) => s.name), origin: backend.origin }, { context: slabel, entries: suite.systems, origin: suite.origin }], 'systems'),

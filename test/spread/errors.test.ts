@@ -58,7 +58,7 @@ const expandErrors: Array<[string, string, Record<string, string> | undefined, s
   ['relative path', project({ head: 'project: p\npath: rel/dir\n' }), undefined, /remote project path must be absolute and not \/: rel\/dir/],
   ['root path', project({ head: 'project: p\npath: /x/..\n' }), undefined, /remote project path must be absolute and not \/: \//],
   ['unknown backend', project(), { 's/t': task('a', 'backends: [nope]\n') }, /s\/t\/task\.yaml:1: s\/t refers to unknown backend "nope"/],
-  ['unknown backend in a suite', project({ suites: '    s/:\n        summary: s\n        backends: [nope]\n' }), undefined, 'spread.yaml:7: suite s/ refers to unknown backend "nope"'],
+  ['unknown backend in a suite', project({ suites: '    s/:\n        summary: s\n        backends: [nope]\n' }), undefined, 'spread.yaml:7: suite s/ refers to unknown backend "nope" (for s/t)'],
   ['failing HOST in key', project({ backends: '    lxd:\n        key: $(HOST:false)\n        systems: [ubuntu-1]\n' }), undefined, '$(HOST:false) in lxd backend key environment returned error: exit status 1'],
   ['no tasks at all', project(), { 's/t': task('a', 'manual: true\n') }, 'cannot find any tasks'],
   ['bad glob', project(), { 's/t': task('a', 'variants: ["[x"]\n') }, /^s\/t\/task\.yaml:1: s\/t has invalid variants pattern "\[x": syntax error in pattern$/],
@@ -71,11 +71,11 @@ for (const [label, spread, tasks, message] of expandErrors) {
   });
 }
 
-t.test('an unknown backend in a suite without tasks is an error too, with the suite line', async (t) => {
-  const spread = project({ suites: '    s/:\n        summary: s\n    e/:\n        summary: empty\n        backends: [+nope]\n' });
-  const dir = t.testdir({ 'spread.yaml': spread, s: { t: { 'task.yaml': task() } }, e: {} });
-  const loaded = await loadProject(dir);
-  t.throws(() => expandJobs(loaded), { code: 'FC_ERR_PROJECT', message: 'spread.yaml:9: suite e/ refers to unknown backend "nope"' });
+t.test('an unknown backend in a suite is no error where no task gets it, as in spread (which evaluates backends per task)', async (t) => {
+  const suites = '    s/:\n        summary: s\n    e/:\n        summary: empty\n        backends: [+nope]\n    r/:\n        summary: replaced\n        backends: [nope]\n';
+  const dir = t.testdir({ 'spread.yaml': project({ suites }), s: { t: { 'task.yaml': task() } }, e: {}, r: { u: { 'task.yaml': task('u', 'backends: [lxd]\n') } } });
+  const jobs = expandJobs(await loadProject(dir));
+  t.same(jobs.map((j) => j.name), ['lxd:ubuntu-1:r/u', 'lxd:ubuntu-1:s/t'], "a suite without tasks, and one whose task's plain list replaces the suite's");
 });
 
 t.test('accepted forms: -1 timeouts, trailing-slash artifacts, null backends, unknown keys, merge keys', async (t) => {
