@@ -16,8 +16,11 @@ export interface WorkerInfo {
 }
 
 export interface DriverHooks<M> {
-  /** Start-up phase (allocate, connect, send project); counted against storm limits. */
-  start(worker: WorkerInfo, signal: AbortSignal): Promise<M>;
+  /**
+   * Start-up phase (allocate, connect, send project); counted against storm limits.
+   * Undefined: this worker gets no machine, and leaves its jobs to the others.
+   */
+  start(worker: WorkerInfo, signal: AbortSignal): Promise<M | undefined>;
   /** Runs one job; resolve false when the machine is broken and the worker must stop. */
   run(machine: M, job: SchedJob, worker: WorkerInfo): Promise<boolean>;
   /** End of the worker: restores, discard or keep. */
@@ -162,13 +165,14 @@ export async function runWorkers<M>(
 
   async function work(w: WorkerInfo): Promise<void> {
     const key = hooks.executorKey?.(w) ?? w.backend;
-    let machine: M;
+    let machine: M | undefined;
     const release = await gate.enter(key, signal).catch(() => undefined);
     if (!release) return queue.leave(w.id);
     try {
       // Others may have drained this system's jobs while we waited for a slot.
       if (signal.aborted || !queue.hasPending(w.backend, w.system)) return queue.leave(w.id);
       machine = await hooks.start(w, signal);
+      if (machine === undefined) return queue.leave(w.id);
     } catch (error) {
       result.failures.push({ worker: w, phase: 'start', error });
       return queue.leave(w.id);

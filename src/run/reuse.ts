@@ -33,15 +33,22 @@ export class ReusePool {
   readonly #file: string;
   readonly #free: MachineRecord[];
   readonly #kept: MachineRecord[] = [];
+  readonly #loaded: readonly MachineRecord[];
 
   private constructor(file: string, records: MachineRecord[]) {
     this.#file = file;
     this.#free = records;
+    this.#loaded = [...records];
   }
 
   static async load(projectRoot: string): Promise<ReusePool> {
     const file = join(projectRoot, REUSE_FILE);
     return new ReusePool(file, await readRecords(file));
+  }
+
+  /** Whether machines of this backend and system were kept when the pool was loaded (taken back since or not). */
+  hadKept(backend: string, system: string): boolean {
+    return this.#loaded.some((r) => r.backend === backend && r.system === system);
   }
 
   /** Takes a kept machine of this backend and system, if one is left. */

@@ -279,6 +279,13 @@ async function runJobs(
             pool!.keep(record);
           }
         }
+        // spread allocates none under -reuse for a system with kept machines: a worker that
+        // gets none of them (all taken by other workers, or unusable) stops, and its jobs go
+        // to the others (or are aborted); `run --discard` releases unusable ones
+        if (!machine && o.reuse && pool!.hadKept(w.backend, w.system)) {
+          log.line(`Not allocating ${label}: -reuse, and the kept machines of ${sys} are taken or cannot be reused.`);
+          return undefined;
+        }
         if (!machine) {
           log.line(`Allocating ${label}...`);
           machine = await provider.allocate(spec, { signal });

@@ -10,18 +10,34 @@ import { LOCAL, project, run, spreadYaml } from './project.js';
 const reuseFile = (dir: string) => join(dir, '.fleetcache-reuse.json');
 const addresses = async (file: string) => (JSON.parse(await readFile(file, 'utf8')) as { machines: Array<{ address: string }> }).machines.map((m) => m.address);
 
-t.test('-reuse: a kept machine that cannot be taken back stays on record, and a new one is allocated', async (t) => {
+t.test('-reuse: a kept machine that cannot be taken back stays on record, and none is allocated in its place (as in spread)', async (t) => {
   const dir = await project(t, spreadYaml('gone', LOCAL));
   // a local machine whose directory cannot be made: its reuse fails
   const gone = { backend: 'local', system: 'alpha-1', address: '/dev/null/gone', data: '/dev/null/gone' };
   await writeFile(reuseFile(dir), JSON.stringify({ machines: [gone] }));
   const { result, out } = await run(dir, [], { reuse: true });
   t.match(out, /Cannot reuse local:alpha-1 at \/dev\/null\/gone: /);
-  t.match(out, /Allocating local:alpha-1\.\.\./);
-  t.equal(result.tally.successful, 1, 'the job ran on the new machine');
+  t.match(out, /Not allocating local:alpha-1: -reuse, and the kept machines of local:alpha-1 are taken or cannot be reused\./);
+  t.notMatch(out, /Allocating local:alpha-1/);
+  t.equal(result.tally.successful, 0);
+  t.same(result.tally.aborted, ['local:alpha-1:s/t'], 'the job had no machine');
+  t.same(await addresses(reuseFile(dir)), ['/dev/null/gone'], 'the record of the machine not taken back is kept for a later discard');
+});
+
+t.test('-reuse with one kept machine and two workers: the kept one runs every job, no second machine is allocated', async (t) => {
+  const two = ['backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          workers: 2'];
+  // long enough for the second worker to start (after the 250 ms dispatch delay) with jobs left
+  const tasks = Object.fromEntries(['a', 'b', 'c'].map((n) => [`s/${n}`, `summary: ${n}\nexecute: sleep 0.6\n`]));
+  const dir = await project(t, spreadYaml('twoworkers', two), tasks);
+  const first = await run(dir, ['s/a'], { reuse: true });
+  t.equal(first.result.tally.successful, 1);
   const kept = await addresses(reuseFile(dir));
-  t.ok(kept.includes('/dev/null/gone'), 'the record of the machine not taken back is kept for a later discard');
-  t.equal(kept.length, 2, 'beside the new machine, kept by -reuse');
+  t.equal(kept.length, 1, 'one worker for one job: one machine kept');
+  const { result, out } = await run(dir, [], { reuse: true });
+  t.equal(result.tally.successful, 3, 'every job ran');
+  t.equal((out.match(/Reusing local:alpha-1 #\d at /g) ?? []).length, 1, 'the kept machine was taken back');
+  t.notMatch(out, /Allocating /, 'no machine allocated');
+  t.same(await addresses(reuseFile(dir)), kept, 'the same machine is kept');
 });
 
 t.test('run --discard reaches no machine, tries every record and keeps those it could not discard', async (t) => {
