@@ -90,6 +90,15 @@ export function originOptionsFrom(config: OriginConfig, flags: OriginFlags): { o
       maxHeaders: config.limits.maxHeaders,
       idleTimeoutMs: parseDuration(config.limits.idleTimeout),
       logLevel: config.logLevel,
+      ...(config.retention
+        ? {
+            retention: {
+              maxAgeMs: parseDuration(config.retention.maxAge),
+              keepBases: config.retention.keepBases,
+              intervalMs: parseDuration(config.retention.interval),
+            },
+          }
+        : {}),
     },
   };
 }

@@ -2,6 +2,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { durationSchema, positiveDurationSchema, positiveSizeSchema } from '../config/load.js';
 import { DEFAULT_MAX_HEADERS, logLevelSchema } from '../http/server-options.js';
+import type { RetentionPolicy } from './retention.js';
 
 const DiskStorageSchema = Type.Object({ type: Type.Literal('disk') }, { additionalProperties: false });
 
@@ -54,6 +55,16 @@ export const OriginConfigSchema = Type.Object(
       { additionalProperties: false, default: {} },
     ),
     storage: StorageSchema,
+    retention: Type.Optional(
+      Type.Object(
+        {
+          maxAge: positiveDurationSchema({ description: 'run manifests, artifacts and bases older than this are deleted, then the blobs only they named' }),
+          keepBases: Type.Integer({ minimum: 0, default: 3, description: 'per project, the newest bases kept whatever their age (push deltas against the 3 newest)' }),
+          interval: durationSchema({ default: '1h', description: 'how often to prune, the first an interval after start; 0s: only on POST /-/prune' }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     logLevel: logLevelSchema({ default: 'info' }),
     shutdownTimeout: Type.Optional(durationSchema({
       description: 'on SIGTERM or SIGINT, how long requests in flight may finish before they are cut (default 20s)',
@@ -79,4 +90,6 @@ export interface OriginOptions {
   readonly logLevel?: string | false;
   /** The longest drain at shutdown (the server's pluginTimeout is sized for it). */
   readonly shutdownTimeoutMs?: number;
+  /** Deletes old names and the blobs only they named (retention.ts); none when absent. */
+  readonly retention?: RetentionPolicy & { readonly intervalMs: number };
 }

@@ -6,6 +6,7 @@ import type { BlobStore } from '../store/blob-store.js';
 import type { NameStore } from '../store/names.js';
 import { FleetError } from '../errors.js';
 import { formatDigest, type Digest } from '../store/digest.js';
+import type { BlobReferences } from './references.js';
 
 export interface OriginContext {
   readonly store: BlobStore;
@@ -17,6 +18,8 @@ export interface OriginContext {
   readonly maxRecordSize: number;
   /** Digests ("algo:hex") uploaded with visibility internal: reads need a token. */
   readonly internal: Set<string>;
+  /** The blobs writes in flight are naming, which a retention prune must not delete. */
+  readonly references: BlobReferences;
 }
 
 declare module 'fastify' {

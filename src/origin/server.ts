@@ -14,12 +14,30 @@ import type { OriginContext } from './context.js';
 import { casRoutes, loadInternalSet } from './routes/cas.js';
 import { nameRoutes } from './routes/names.js';
 import { opsRoutes } from './routes/ops.js';
+import { BlobReferences } from './references.js';
+import { Retention } from './retention.js';
+import { every } from '../long-timer.js';
 import { registerDashboard } from '../ui/dashboard.js';
 
 export const DEFAULT_MAX_BLOB_SIZE = 20 * 1024 ** 3;
 export const DEFAULT_MAX_RECORD_SIZE = 1024 ** 2;
 /** Uploads and downloads stream for minutes; only a connection with no traffic is cut. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 2 * 60_000;
+
+/** Prunes every `intervalMs`, the first one an interval after start; logged, and stopped with the server. */
+function schedulePrunes(app: FastifyInstance, retention: Retention, intervalMs: number): void {
+  let running: Promise<unknown> = Promise.resolve();
+  const cancel = every(intervalMs, () => {
+    running = retention.prune().then(
+      (report) => app.log.info({ prune: report }, 'retention prune'),
+      (err: unknown) => app.log.error({ err }, 'retention prune failed'),
+    );
+  });
+  app.addHook('onClose', async () => {
+    cancel();
+    await running;
+  });
+}
 
 export interface OriginServer {
   readonly app: FastifyInstance;
@@ -48,6 +66,7 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
     maxBlobSize: options.maxBlobSize ?? DEFAULT_MAX_BLOB_SIZE,
     maxRecordSize: options.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE,
     internal: new Set(),
+    references: new BlobReferences(),
   };
   await loadInternalSet(context);
 
@@ -67,8 +86,11 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
     context.ledger.request(request.routeOptions.config.kind ?? 'other', request.method, reply.statusCode);
   });
 
+  const retention = options.retention && new Retention(context, options.retention);
+  if (retention && options.retention!.intervalMs > 0) schedulePrunes(app, retention, options.retention!.intervalMs);
+
   const refuseOtherMethods = collectRoutes(app);
-  await app.register(async (scope) => opsRoutes(scope, context));
+  await app.register(async (scope) => opsRoutes(scope, context, retention));
   await app.register(async (scope) => casRoutes(scope, context));
   await app.register(async (scope) => nameRoutes(scope, context));
   await app.register(registerDashboard, { role: 'origin' });

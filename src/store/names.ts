@@ -3,7 +3,7 @@
 // Each record is written to a temp file, synced and renamed, so a reader sees old or new,
 // never half, and a record outlives a power loss as the blob it names does (disk.ts).
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FleetError, NotFoundError } from '../errors.js';
 import { fsyncFile, mkdirDurable } from './durable.js';
@@ -46,7 +46,16 @@ export class NameStore {
     const tmp = join(this.#tmpDir, `rec-${randomBytes(8).toString('hex')}`);
     try {
       await writeFile(tmp, JSON.stringify(record), { flag: 'wx', flush: true });
-      await rename(tmp, target);
+      // a prune may remove the directory once it looked empty (removeEmptyDirs): made again
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await rename(tmp, target);
+          break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 3) throw err;
+          await mkdirDurable(dirname(target));
+        }
+      }
     } catch (err) {
       await rm(tmp, { force: true });
       throw err;
@@ -57,6 +66,53 @@ export class NameStore {
   /** Removes the record (none is fine). */
   async delete(segments: readonly string[]): Promise<void> {
     await rm(this.#pathOf(segments), { force: true });
+  }
+
+  /**
+   * Removes the record if `stale` still says so of it as it is now, with no `exclusive`
+   * write of the name in between (a PUT may have replaced it since it was read).
+   */
+  async deleteIf<T = NameRecord>(segments: readonly string[], stale: (current: T) => boolean): Promise<boolean> {
+    return this.exclusive(segments, async () => {
+      const current = await this.find<T>(segments).catch(() => undefined);
+      if (current === undefined || !stale(current)) return false;
+      await this.delete(segments);
+      return true;
+    });
+  }
+
+  /** Every record under `prefix`, at any depth, as its decoded segments (none is read). */
+  async *walk(prefix: readonly string[]): AsyncIterable<string[]> {
+    let entries;
+    try {
+      entries = await readdir(join(this.#root, ...prefix.map(segmentToFileName)), { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (e.isDirectory()) yield* this.walk([...prefix, decodeURIComponent(e.name)]);
+      else if (e.name.endsWith(SUFFIX)) yield [...prefix, decodeURIComponent(e.name.slice(0, -SUFFIX.length))];
+    }
+  }
+
+  /** Removes the directories under `prefix` (not itself) that hold no record any more; returns how many. */
+  async removeEmptyDirs(prefix: readonly string[]): Promise<number> {
+    const dir = join(this.#root, ...prefix.map(segmentToFileName));
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      return 0;
+    }
+    let removed = 0;
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const segments = [...prefix, decodeURIComponent(e.name)];
+      removed += await this.removeEmptyDirs(segments);
+      // fails (ENOTEMPTY) when it holds something, or a put has just made something in it
+      if (await rmdir(join(dir, e.name)).then(() => true, () => false)) removed++;
+    }
+    return removed;
   }
 
   /**

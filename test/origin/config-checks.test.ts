@@ -33,6 +33,11 @@ t.test('origin', async (t) => {
     t.match(originError(`limits:\n  idleTimeout: ${zero}\n`), /^origin\.yaml:2: limits\.idleTimeout: must be (a duration longer than 0|> 0)/, `idleTimeout ${zero} (0 would turn the idle cut off)`);
   }
   for (const ok of ['2m', '0.5', '"250ms"']) t.equal(originError(`limits:\n  idleTimeout: ${ok}\n`), '(accepted)', `idleTimeout ${ok}`);
+  t.equal(originError('retention: {keepBases: 3}\n'), 'origin.yaml:1: retention: missing required field "maxAge"', 'a retention without its age');
+  t.match(originError('retention:\n  maxAge: 0s\n'), /^origin\.yaml:2: retention\.maxAge: must be a duration longer than 0/, 'maxAge 0 would delete everything');
+  t.match(originError('retention:\n  maxAge: 30d\n  keepBases: -1\n'), /^origin\.yaml:3: retention\.keepBases: must be >= 0/);
+  t.match(originError('retention:\n  maxAge: 30d\n  every: 1h\n'), /^origin\.yaml:3: retention\.every: unknown field "every"/);
+  t.equal(originError('retention:\n  maxAge: 30d\n  interval: 0s\n'), '(accepted)', 'interval 0: only when asked');
 });
 
 t.test('cache: mirror names are checked', async (t) => {

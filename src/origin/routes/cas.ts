@@ -80,6 +80,11 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
       if (flight && --flight.count === 0) uploading.delete(key);
     }
     ctx.ledger.bytesIn('cas', result.size);
+    // A name may follow (a run manifest naming this delta): a prune running now keeps the blob,
+    // and one that deleted it since the store found it makes this a retryable 503, not a 200.
+    const named = [formatDigest(result.digest)];
+    ctx.references.hold(named)();
+    await ctx.references.confirm(ctx.store, named);
     if (!result.created && !existed) {
       // Stored meanwhile by another PUT: the same visibility, and a false If-None-Match is a 412 still.
       refuseOtherVisibility(ctx, expected, visibility);

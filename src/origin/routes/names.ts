@@ -84,12 +84,17 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   ctx.auth.require(request);
   checkDeclaredLength(request, ctx.maxBlobSize);
   const expected = statedDigest(request);
+  let release = (): void => undefined;
   const { record, created } = await conditionalPut<NameRecord>(ctx, request, segments, blobNameEtag, async () => {
     const result = await ctx.store.put(request.raw, { maxSize: ctx.maxBlobSize, ...(expected ? { expected } : {}) });
+    // held from the moment it is stored until the name points at it (references.ts)
+    const digest = formatDigest(result.digest);
+    release = ctx.references.hold([digest]);
+    await ctx.references.confirm(ctx.store, [digest]);
     ctx.ledger.bytesIn(kind, result.size);
     const contentType = request.headers['content-type'];
-    return { digest: formatDigest(result.digest), size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}) };
-  });
+    return { digest, size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}) };
+  }).finally(() => release());
   // The ETag of the new representation lets a cache keep what it forwarded (RFC 9110 §9.3.4).
   // The headers its GETs get: a cache that keeps what it forwarded serves them too (cache/put.ts).
   const cacheControl = nameCacheControl(ctx, isInternal(ctx, parseDigestString(record.digest)));
@@ -121,7 +126,7 @@ async function getNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
  * Only a writer gets here (the token is checked first), so whether a blob is stored tells
  * no one what a HEAD of /cas with that token would not; an internal blob stays internal.
  */
-async function checkRunManifest(ctx: OriginContext, value: unknown, project: string, run: string): Promise<RunManifest> {
+async function checkRunManifest(ctx: OriginContext, value: unknown, project: string, run: string, hold: (release: () => void) => void): Promise<RunManifest> {
   const manifest = parseRunManifest(value, 'run manifest');
   for (const [field, named, wanted] of [['project', manifest.project, project], ['run', manifest.run, run]] as const) {
     if (named !== wanted) {
@@ -130,6 +135,9 @@ async function checkRunManifest(ctx: OriginContext, value: unknown, project: str
   }
   const blobs: Array<[string, { digest: string; size: number }]> = [['/base', manifest.base]];
   if (manifest.delta) blobs.push(['/delta', manifest.delta]);
+  // held before they are looked at, until the manifest is written (references.ts)
+  const digests = blobs.map(([, blob]) => blob.digest);
+  hold(ctx.references.hold(digests));
   for (const [field, blob] of blobs) {
     const stored = await ctx.store.stat(parseDigestString(blob.digest)).catch((err: unknown) => {
       if (err instanceof NotFoundError) return undefined;
@@ -146,6 +154,7 @@ async function checkRunManifest(ctx: OriginContext, value: unknown, project: str
       });
     }
   }
+  await ctx.references.confirm(ctx.store, digests);
   return manifest;
 }
 
@@ -201,6 +210,7 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
     ctx.auth.require(request);
     const segments = runSegments(request.params);
     let size = 0;
+    let release = (): void => undefined;
     const { created } = await conditionalPut<object>(ctx, request, segments, (current) => runEtag(JSON.stringify(current)), async () => {
       const body = await readSmallBody(request, ctx.maxRecordSize);
       size = body.length;
@@ -210,8 +220,8 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
       } catch (err) {
         throw new FleetError('FC_ERR_BAD_REQUEST', `run manifest is not JSON: ${(err as Error).message}`);
       }
-      return checkRunManifest(ctx, manifest, segments[1]!, segments[3]!);
-    });
+      return checkRunManifest(ctx, manifest, segments[1]!, segments[3]!, (r) => (release = r));
+    }).finally(() => release());
     ctx.ledger.bytesIn('projects', size);
     return reply.code(created ? 201 : 200).send({ project: segments[1], run: segments[3], size });
   });
