@@ -14,6 +14,7 @@ import { parseDigestString } from '../../src/store/digest.js';
 import type { NameRecord } from '../../src/store/names.js';
 import { startOrigin, uploadBlob, TEST_TOKEN, type TestOrigin } from '../helpers/origin.js';
 import { runManifest } from '../helpers/run-manifest.js';
+import { eventually } from '../helpers/wait.js';
 
 const DAY = 86_400_000;
 const auth = { authorization: `Bearer ${TEST_TOKEN}` };
@@ -159,4 +160,12 @@ t.test('POST /-/prune: a writer runs one now, or a dry run; refused without a to
   t.equal(await status(`${origin.url}/artifacts/r/job/a.txt`), 404);
   const without = await startOrigin(t, { dataDir: join(origin.dataDir, 'other') });
   t.match(await post(without, ''), { status: 404, body: { code: 'FC_ERR_NOT_FOUND', message: /no retention is configured/ } });
+});
+
+t.test('with an interval, the origin prunes on its own and stops with the server', async (t) => {
+  const origin = await startOrigin(t, { retention: { maxAgeMs: 30 * DAY, keepBases: 3, intervalMs: 100 } });
+  await put(`${origin.url}/artifacts/r/job/a.txt`, Buffer.from('a'));
+  await backdate(origin, ['artifacts', 'r', 'job', 'a.txt'], Date.now() - 40 * DAY);
+  await eventually('the old artifact is pruned', async () => (await status(`${origin.url}/artifacts/r/job/a.txt`)) === 404, 10_000);
+  await origin.app.close(); // the prune timer does not keep it (or the test) alive
 });
