@@ -78,6 +78,10 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
     reply.code(res.statusCode).headers(endToEnd(res.headers)).header('x-cache', 'MISS');
     reply.send(res.body);
   } finally {
+    // The client's body may still be flowing into the tee (upstream failed before reading
+    // it): no write may start on the file being closed, whose "file closed" error would be
+    // taken for the disk's. A write already started is waited for by close.
+    tee.storing = false;
     if (temp) {
       await temp.fh.close().catch(() => undefined);
       if (!committed) await rm(temp.path, { force: true });

@@ -235,3 +235,19 @@ t.test('metrics and stats', async (t) => {
   t.match(metrics, /fleetcache_cache_lru_bytes 10000/);
   t.equal((await get(`${url}/-/healthz`)).status, 200);
 });
+
+t.test('a PUT that upstream cannot take (down, marked down) is a 502, not a storage failure', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  await up.stop();
+  // enough refused connections to mark upstream down: then a request fails before reading its body
+  for (let i = 0; i < 6; i++) t.equal((await get(`${url}/cas/sha256/${String(i).repeat(64)}`)).status, 502);
+  for (let i = 0; i < 3; i++) {
+    const res = await request(`${url}/artifacts/r/j/log-${i}.txt`, { method: 'PUT', body: Buffer.alloc(200_000, i), headers: { authorization: 'Bearer t' } });
+    await res.body.dump();
+    t.equal(res.statusCode, 502, `PUT ${i}: upstream down`);
+  }
+  t.equal(app.cache.store.failures, 0, 'no storage failure counted');
+  t.notOk(app.cache.store.isFull(), 'the disk is not taken for refusing writes');
+});
