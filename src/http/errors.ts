@@ -56,6 +56,8 @@ export function installErrorHandling(app: FastifyInstance): void {
       return;
     }
     closeUnreadBody(request.raw, reply); // an upload refused before its body was read is not read
+    // a 401 carries its challenge (RFC 9110 §11.6.1): the scheme the servers take (RFC 6750)
+    if (fe.status === 401) void reply.header('www-authenticate', 'Bearer realm="fleetcache"');
     void reply.code(fe.status).header('cache-control', 'no-store').send(errorAnswer(fe, request.id));
   });
   app.setNotFoundHandler((request, reply) => {

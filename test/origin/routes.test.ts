@@ -18,9 +18,12 @@ async function origin(t: Test, opts = {}) {
 t.test('writes need a token: 401 without, 403 wrong, 201 right', async (t) => {
   const app = await origin(t);
   const url = `/cas/sha256/${sha256('abc')}`;
-  t.equal((await app.inject({ method: 'PUT', url, payload: 'abc' })).statusCode, 401);
+  const none = await app.inject({ method: 'PUT', url, payload: 'abc' });
+  t.equal(none.statusCode, 401);
+  t.equal(none.headers['www-authenticate'], 'Bearer realm="fleetcache"', 'a 401 says which scheme (RFC 9110 §11.6.1)');
   const wrong = await app.inject({ method: 'PUT', url, payload: 'abc', headers: { authorization: 'Bearer nope' } });
   t.equal(wrong.statusCode, 403);
+  t.notOk(wrong.headers['www-authenticate']);
   t.equal(wrong.json().code, 'FC_ERR_FORBIDDEN');
   const ok = await app.inject({ method: 'PUT', url, payload: 'abc', headers: auth });
   t.equal(ok.statusCode, 201);
