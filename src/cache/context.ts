@@ -126,7 +126,7 @@ export async function serveFill(
   }
   // A range of a fill checked only once whole (FillHead.verified) holds its last byte back
   // to the end; a fill kept in memory only has dropped it by then: passed through instead.
-  const unservableRange = head.verified && fill.memoryOnly && req.headers.range !== undefined;
+  const unservableRange = head.verified && fill.memoryOnly && req.method === 'GET' && req.headers.range !== undefined;
   if (unservableRange || (cache === 'COLLAPSED' && joins && !joins(head))) {
     ctx.metrics.miss(kind);
     return passthrough();

@@ -126,7 +126,8 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
   reply.header('accept-ranges', 'bytes');
   const rangeHeader = req.headers.range;
   const ifRange = req.headers['if-range'];
-  const wantsRange = typeof rangeHeader === 'string' && (typeof ifRange !== 'string' || ifRange === body.headers.etag || ifRange === body.headers['last-modified']);
+  // GET is the only method with ranges: a HEAD ignores its Range (RFC 9110 §14.2), a 200 as a GET's
+  const wantsRange = req.method === 'GET' && typeof rangeHeader === 'string' && (typeof ifRange !== 'string' || ifRange === body.headers.etag || ifRange === body.headers['last-modified']);
   let size = body.size;
   if (wantsRange && size === undefined && body.finalSize) {
     try {

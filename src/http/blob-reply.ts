@@ -160,7 +160,8 @@ export async function replyWithBlob(
   if (unchanged) return reply.code(304).send();
   const ifRange = request.headers['if-range'];
   const dateIsStrong = opts.modifiedMs === undefined || Date.now() - modifiedMs >= 1000;
-  const rangeAllowed = ifRange === undefined || (typeof ifRange === 'string' && ifRangeHolds(ifRange, etag, lastModified, dateIsStrong));
+  // GET is the only method with ranges: a HEAD ignores its Range (RFC 9110 §14.2), a 200 as a GET's
+  const rangeAllowed = request.method === 'GET' && (ifRange === undefined || (typeof ifRange === 'string' && ifRangeHolds(ifRange, etag, lastModified, dateIsStrong)));
   let range: ReadRange | undefined;
   try {
     range = rangeAllowed ? parseRange(request.headers.range, st.size) : undefined;

@@ -120,6 +120,13 @@ t.test('Range on an object still filling', async (t) => {
   await bad.body.dump();
   t.equal(bad.statusCode, 416);
   t.equal(bad.headers['content-range'], `bytes */${body.length}`);
+  for (const range of ['bytes=0-99', `bytes=${body.length}-`]) {
+    const head = await request(`${url}/cas/sha256/${hex}`, { method: 'HEAD', headers: { range } });
+    await head.body.dump();
+    t.equal(head.statusCode, 200, `a HEAD of the kept object ignores Range ${range} (RFC 9110 §14.2)`);
+    t.equal(head.headers['content-length'], String(body.length));
+    t.notOk(head.headers['content-range']);
+  }
 });
 
 t.test('a Range of a filling /cas object whose body turns out wrong is cut, never a clean 206', async (t) => {

@@ -96,6 +96,12 @@ t.test('range, 304, HEAD', async (t) => {
   const open = await app.inject({ url, headers: { range: 'bytes=10-' } });
   t.equal(open.body, 'abcdef');
   t.equal((await app.inject({ url, headers: { range: 'bytes=16-20' } })).statusCode, 416);
+  for (const range of ['bytes=4-7', 'bytes=16-20']) {
+    const headRange = await app.inject({ method: 'HEAD', url, headers: { range } });
+    t.equal(headRange.statusCode, 200, `HEAD ignores Range ${range} (RFC 9110 §14.2)`);
+    t.equal(headRange.headers['content-length'], '16');
+    t.notOk(headRange.headers['content-range']);
+  }
   const nm = await app.inject({ url, headers: { 'if-none-match': `"sha256:${sha256(body)}"` } });
   t.equal(nm.statusCode, 304);
   t.equal(nm.body, '');
