@@ -100,6 +100,10 @@ export async function sendFill(res: ServerResponse, fill: FillSource, start: num
   const file = fill.acquireFile();
   const writer = new BodyWriter(FILE_CHUNK, SLOTS);
   writer.attach(res);
+  // The head goes out now, not with the first byte: the cursor holds the fill's last byte
+  // back, so a body that stalls early (upstream silent until its body timeout) would hold
+  // the status too, and its cut would reach the client as an empty reply.
+  if (!res.headersSent) res.flushHeaders();
   const cursor = new FillCursor(fill, file, start, last);
   const scratch = () => writer.scratch();
   const sendFile = (f: FileHandle, offset: number, length: number) => writer.sendFile(f, offset, length, () => undefined);

@@ -296,3 +296,26 @@ t.test('mirror: a Range request on a cold object sent without Content-Length get
   const hit = await get(`${url}/mirror/m/kept`, { range: 'bytes=8-' });
   t.same([hit.status, hit.headers['x-cache'], hit.body], [206, 'HIT', 'ij'], 'stored whole');
 });
+
+t.test('mirror: a body of unknown length that stalls after its first byte: the head goes out at once, then the cut', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  const stalled: import('node:http').ServerResponse[] = [];
+  t.teardown(async () => {
+    for (const res of stalled) res.destroy();
+    await up.stop();
+  });
+  up.handler = (_req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'text/plain' });
+    res.write('a'); // then nothing: the mirror's body timeout ends the fill
+    stalled.push(res);
+    return true;
+  };
+  const { url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl, timeouts: { body: '1500ms' } } } }, t.testdir());
+  const started = Date.now();
+  const res = await request(`${url}/mirror/m/slow`);
+  const headMs = Date.now() - started;
+  t.equal(res.statusCode, 200);
+  t.ok(headMs < 1000, `status and headers before the body timeout (${headMs} ms), not held with the last byte`);
+  await t.rejects(res.body.text(), 'then the body is cut, never a clean end');
+});
