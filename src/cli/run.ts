@@ -12,6 +12,8 @@ import { printJobs } from './list.js';
 
 interface RunFlags {
   fleet?: string;
+  workers?: string;
+  failLogs?: string;
   tokenFile?: string;
   seed?: string;
   artifacts?: string;
@@ -83,6 +85,8 @@ export function registerRun(program: Command): void {
     .option('--artifacts <dir>', 'fetch task artifacts into DIR/<job name>/ (spread -artifacts)')
     .option('--data <dir>', `local state: embedded servers, machines, base cache, run reports; left out of the shipped project (default <project>/${DEFAULT_DATA_DIR})`)
     .option('--repeat <n>', 'run each job N more times, stopping at the first failure (spread -repeat)')
+    .option('--workers <n>', "machines per system, in place of each system's workers: (at most one per job); 1 runs each system's jobs on one machine")
+    .option('--fail-logs <dir>', 'write the error and debug output of each failed job to DIR/<job name>.log (a "/" of the name as "_")')
     .option('--pass <password>', 'session password for machines whose system sets none (spread -pass; default random)')
     .option('--reuse', 'take back machines kept by an earlier --reuse run, and keep them at the end (spread -reuse)')
     .option('--resend', 'with --reuse, send the project again to reused machines (spread -resend)')
@@ -105,6 +109,8 @@ export function registerRun(program: Command): void {
       refuseUnsupported(flags);
       const seed = flags.seed === undefined ? undefined : seedOf(flags.seed);
       const repeat = flags.repeat === undefined ? undefined : count(flags.repeat, '--repeat');
+      const workers = flags.workers === undefined ? undefined : count(flags.workers, '--workers');
+      if (workers === 0) throw new UsageError('--workers needs at least 1');
       const shell = shellModes(flags);
       if (flags.list) {
         await printJobs(filters, false);
@@ -127,6 +133,8 @@ export function registerRun(program: Command): void {
         ...(flags.artifacts ? { artifactsDir: flags.artifacts } : {}),
         ...(flags.data ? { dataRoot: flags.data } : {}),
         ...(repeat !== undefined ? { repeat } : {}),
+        ...(workers !== undefined ? { workers } : {}),
+        ...(flags.failLogs ? { failLogsDir: flags.failLogs } : {}),
         ...(flags.abend ? { abend: true } : {}),
         ...(flags.pass !== undefined ? { password: flags.pass } : {}),
         ...(flags.reuse ? { reuse: true } : {}),

@@ -75,7 +75,7 @@ export class RunLog {
 
   /** A multi-line block framed by ----- lines (not re-prefixed). */
   block(title: string, body: string): void {
-    this.#emit(`${stamp()} ${title} :\n-----\n${body.replace(/\n+$/, '')}\n-----\n`);
+    this.#emit(blockText(title, body));
   }
 
   /** Script output as it arrives (-vv). */
@@ -158,6 +158,11 @@ export class RunTally {
   summary(): string {
     return this.summaryLines().join('\n');
   }
+}
+
+/** A script's output as spread logs it: a stamped title line, then the output between dashes. */
+export function blockText(title: string, body: string): string {
+  return `${stamp()} ${title} :\n-----\n${body.replace(/\n+$/, '')}\n-----\n`;
 }
 
 /** `backend:system:task[:variant]`: a job name without its #sample suffix, as spread lists failures. */

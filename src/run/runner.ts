@@ -27,6 +27,7 @@ import { MachineSession } from './session.js';
 import { ShellTerminal, type ShellModes } from './shell.js';
 import { Timings } from './timings.js';
 import { JobTransfers } from './job-transfers.js';
+import { FailLogs } from './fail-logs.js';
 import { createProviders } from './providers.js';
 import { DEFAULT_DATA_DIR, runnerState } from './state-dir.js';
 
@@ -48,6 +49,10 @@ export interface RunOptions {
   readonly password?: string;
   /** spread -repeat N. */
   readonly repeat?: number;
+  /** Machines per system in place of each system's `workers:` (still at most one per job). */
+  readonly workers?: number;
+  /** Each failed job's error and debug output is also written to <dir>/<job name>.log (fail-logs.ts). */
+  readonly failLogsDir?: string;
   /** spread -abend: stop at the first failure, run no restore scripts, keep the machines. */
   readonly abend?: boolean;
   /** spread -restore: run only the restore scripts (usually on machines kept with -reuse). */
@@ -209,7 +214,7 @@ async function runJobs(
   const sched = o.order ? orderByFilters(jobs.map(schedJob), o.filters) : jobs.map(schedJob);
   const byName = new Map(jobs.map((j) => [j.name, j]));
   const systemOf = new Map(jobs.map((j) => [`${j.backend.name}\0${j.system.name}`, j]));
-  const plan = workerPlan(sched, (b, s) => systemOf.get(`${b}\0${s}`)?.system.workers ?? 1);
+  const plan = workerPlan(sched, (b, s) => o.workers ?? systemOf.get(`${b}\0${s}`)?.system.workers ?? 1);
   // spread's -seed defaults to 0: a given 0 is no seed (one is chosen and announced)
   const givenSeed = o.seed === 0 ? undefined : o.seed;
   const { seed, announce } = o.order ? { seed: 0, announce: false } : chooseSeed(sched.length, plan.reduce((n, p) => n + p.count, 0), givenSeed);
@@ -248,6 +253,7 @@ async function runJobs(
     ...(abend ? { abend } : {}),
     ...(interrupt ? { stop: interrupt.signal } : {}),
     ...(o.shell ? { shell: new ShellTerminal(o.shell, log) } : {}),
+    ...(o.failLogsDir ? { failLogs: await FailLogs.create(o.failLogsDir, log) } : {}),
     onJobTime: (job: Job, seconds: number) => timings.record(schedJob(job), seconds),
   };
 

@@ -9,6 +9,7 @@ import { jobDebug, jobEnvironment, jobPrepare, jobRestore, scriptTimeouts, type 
 import { execWithReboots, type ScriptRun } from './reboot.js';
 import { summaryItem, type FailureKind, type JobCounter, type RunLog, type RunTally } from './report.js';
 import type { ShellTerminal } from './shell.js';
+import type { FailLogs } from './fail-logs.js';
 
 export interface SessionContext {
   readonly project: Project;
@@ -37,6 +38,8 @@ export interface SessionContext {
   readonly stop?: AbortSignal;
   /** spread's -shell, -shell-before, -shell-after or -debug: when shells open, and the terminal they share. */
   readonly shell?: ShellTerminal;
+  /** run --fail-logs: each failed script's blocks also go to the file of the job being run. */
+  readonly failLogs?: FailLogs;
 }
 
 /** A script's output, then why it failed beyond it (killed, too many reboots). */
@@ -176,18 +179,23 @@ export class MachineSession {
       if (executing && modes.after) await this.#shell(job, cwd, `Starting shell after executing ${job.name}...`);
       return true;
     }
-    const { log } = this.#ctx;
     const what = { Preparing: 'preparing', Executing: 'executing', Restoring: 'restoring' }[verb];
-    log.block(`Error ${what} ${context} (${this.label})`, withReason(res));
+    await this.#block(job, `Error ${what} ${context} (${this.label})`, withReason(res));
     this.#fail(failure, failure === 'execute' ? summaryItem(job.name) : failureItem(job, level, context));
     if (failure === 'execute') this.#executeFailed = true;
     if (debug !== '' && !this.#lost) {
       const dbg = await this.#exec(job, level, debug, context, cwd);
-      log.block(`Debug output for ${context} (${this.label})`, withReason(dbg));
+      await this.#block(job, `Debug output for ${context} (${this.label})`, withReason(dbg));
     }
     // after any failed script, its debug output printed; the failure still counts
     if ((modes.debug || modes.after) && !this.#lost && !this.#stopped) await this.#shell(job, cwd, 'Starting shell to debug...');
     return false;
+  }
+
+  /** A script's output in the run's log, and in the job's fail log (--fail-logs). */
+  async #block(job: Job, title: string, body: string): Promise<void> {
+    this.#ctx.log.block(title, body);
+    await this.#ctx.failLogs?.add(job.name, title, body);
   }
 
   #taskDir(job: Job): string {

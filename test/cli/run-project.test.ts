@@ -2,7 +2,7 @@
 // passes to the runner (seed, data root) as a user sees it.
 import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliArgs } from '../helpers/processes.js';
 
@@ -83,4 +83,33 @@ t.test('the final summary lines carry the log timestamp, as every other line of 
   const stamp = '\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d';
   t.match(res.out, new RegExp(`^${stamp} Successful tasks: 1\\n${stamp} Aborted tasks: 0\\n${stamp} Failed tasks: 1\\n    - local:alpha-1:tests/t2\\n`, 'm'));
   t.notMatch(res.out, /^(Successful|Aborted|Failed) tasks/m, 'no summary line without its timestamp');
+});
+
+t.test('--workers N replaces the systems\' workers; 0 or a non-number is a usage error', async (t) => {
+  const dir = await project(t, 4, 'sleep 0.4');
+  await writeFile(join(dir, 'spread.yaml'), (await readFile(join(dir, 'spread.yaml'), 'utf8')).replace('workers: 1', 'workers: 3'));
+  const three = run(t, dir, []);
+  t.equal(three.status, 0);
+  t.match(three.out, /Allocating local:alpha-1 #3\.\.\./, 'the system asks for three machines');
+  const one = run(t, dir, ['--workers', '1']);
+  t.equal(one.status, 0);
+  t.equal((one.out.match(/Allocating local:alpha-1/g) ?? []).length, 1, 'one machine');
+  t.match(one.out, /Successful tasks: 4/);
+  for (const bad of ['0', 'two']) {
+    const res = run(t, dir, ['--workers', bad]);
+    t.equal(res.status, 2, `--workers ${bad}`);
+    t.match(res.out, /--workers needs/);
+  }
+});
+
+t.test('--fail-logs DIR: the error and debug output of each failed job in its own file', async (t) => {
+  const dir = await project(t, 3, 'echo "output of $SPREAD_TASK"; test "$SPREAD_TASK" != tests/t2');
+  await writeFile(join(dir, 'tests', 't2', 'task.yaml'), 'summary: t2\nexecute: |\n  echo "output of $SPREAD_TASK"; exit 3\ndebug: |\n  echo "debugging t2"\n');
+  const logs = join(dir, '..', 'fail-logs');
+  const res = run(t, dir, ['--fail-logs', logs]);
+  t.equal(res.status, 1, 'one task failed');
+  t.same(await readdir(logs), ['local:alpha-1:tests_t2.log'], 'a file for the failed job only');
+  const text = await readFile(join(logs, 'local:alpha-1:tests_t2.log'), 'utf8');
+  t.match(text, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d Error executing local:alpha-1:tests\/t2 \(local:alpha-1\) :\n-----\n(\+ .*\n)*output of tests\/t2\n/, 'the error block, as the log prints it');
+  t.match(text, /Debug output for local:alpha-1:tests\/t2 \(local:alpha-1\) :\n-----\n(\+ .*\n)*debugging t2\n-----\n$/, 'then its debug output');
 });
