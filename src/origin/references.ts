@@ -3,28 +3,41 @@
 // (an artifact stored by deduplication, a run manifest naming a delta uploaded a moment
 // ago) may name one of them after the prune read its directory. Every write holds the
 // digests it names from the moment it knows them until its record is written; a prune
-// deletes no blob held or named by a write since it began. One origin process owns its
-// data directory, so this state in memory is the whole truth.
+// deletes no blob held, named by a write since it began, or uploaded in the last minutes
+// (push uploads a delta to /cas, then a run manifest naming it). One origin process owns
+// its data directory, so this state in memory is the whole truth.
 import { FleetError } from '../errors.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { parseDigestString } from '../store/digest.js';
+
+/** A blob held this recently is not deleted: the name that follows its upload has time to come. */
+export const RECENT_MS = 10 * 60_000;
 
 export class BlobReferences {
   /** Digests ("algo:hex") writes in flight name, with how many of them do. */
   readonly #held = new Map<string, number>();
   /** While a prune runs: every digest a write named since it began. */
   #named: Set<string> | undefined;
-  /** Blob deletions of the running (or last) prune: a write that deduplicated against one must know. */
+  /** When each digest was last held (kept for RECENT_MS). */
+  readonly #recent = new Map<string, number>();
+  /**
+   * Blob deletions of the running (or last) prune, and of the one before: a write that
+   * found one stored before it went must know (the gap is short; two prunes are not).
+   */
   #deleted = new Map<string, Promise<unknown>>();
+  #deletedBefore = new Map<string, Promise<unknown>>();
 
   /**
    * Marks `digests` as about to be named; call the result once the name is written (or not).
    * Then call `confirm`, which fails when a prune deleted the blob meanwhile.
    */
   hold(digests: readonly string[]): () => void {
+    const now = Date.now();
     for (const d of digests) {
       this.#held.set(d, (this.#held.get(d) ?? 0) + 1);
       this.#named?.add(d);
+      this.#recent.delete(d); // re-inserted last: the map stays ordered by time
+      this.#recent.set(d, now);
     }
     return () => {
       for (const d of digests) {
@@ -41,7 +54,7 @@ export class BlobReferences {
    */
   async confirm(store: BlobStore, digests: readonly string[]): Promise<void> {
     for (const d of digests) {
-      const deletion = this.#deleted.get(d);
+      const deletion = this.#deleted.get(d) ?? this.#deletedBefore.get(d);
       if (!deletion) continue;
       await deletion.catch(() => undefined);
       if (!(await store.has(parseDigestString(d)))) {
@@ -50,20 +63,32 @@ export class BlobReferences {
     }
   }
 
-  /** A prune begins: from now on every digest a write names is kept from deletion. */
-  beginPrune(): void {
+  /** Whether a write holds `digest` now or held it in the RECENT_MS before `now`. */
+  inUse(digest: string, now = Date.now()): boolean {
+    return this.#held.has(digest) || (this.#recent.get(digest) ?? -Infinity) >= now - RECENT_MS;
+  }
+
+  /** A prune begins (at `now`, its reference time): from now on every digest a write names is kept from deletion. */
+  beginPrune(now = Date.now()): void {
     this.#named = new Set(this.#held.keys());
+    this.#deletedBefore = this.#deleted;
     this.#deleted = new Map();
+    const since = now - RECENT_MS;
+    for (const [d, at] of this.#recent) {
+      if (at >= since) break;
+      this.#recent.delete(d);
+    }
   }
 
   /**
-   * Deletes `digest` with `remove` unless a write names it (held now, or named since the
-   * prune began); synchronous up to the start of the deletion, so no write slips in between.
+   * Deletes `digest` with `remove` unless a write names it (held now, named since the prune
+   * began, or in the last RECENT_MS); synchronous up to the start of the deletion, so no
+   * write slips in between.
    * Resolves whether it was deleted.
    */
-  deleteUnlessNamed(digest: string, remove: () => Promise<boolean>): Promise<boolean> {
+  deleteUnlessNamed(digest: string, remove: () => Promise<boolean>, now = Date.now()): Promise<boolean> {
     if (this.#named === undefined) throw new Error('deleteUnlessNamed outside a prune');
-    if (this.#named.has(digest) || this.#held.has(digest)) return Promise.resolve(false);
+    if (this.#named.has(digest) || this.inUse(digest, now)) return Promise.resolve(false);
     const deletion = remove();
     this.#deleted.set(digest, deletion);
     return deletion;

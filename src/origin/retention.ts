@@ -1,9 +1,12 @@
 // Retention: the origin otherwise keeps every run manifest, artifact and base forever. A
-// prune deletes the names older than `maxAge` (artifacts by their upload time, run
-// manifests by the time push made them, bases unless among the project's `keepBases`
-// newest or named by a run kept), then the blobs that only those names pointed at.
-// A blob no name ever pointed at (a tooltool asset, uploaded to /cas alone) is never
-// deleted, nor one uploaded internal; a write in flight keeps what it names (references.ts).
+// prune deletes the names older than `maxAge` (artifacts and run manifests by when the origin
+// stored them, bases unless among the project's `keepBases` newest or named by a run kept),
+// then the blobs only those names pointed at. A blob no name ever pointed at (a tooltool
+// asset, uploaded to /cas alone) is never deleted, nor one uploaded internal; a write in
+// flight, or an upload of the last minutes, keeps what it names (references.ts). The blobs a
+// prune frees are written down before their names go (PENDING), so that a prune stopped
+// midway (a shutdown, a storage error) leaves them to the next one, not to nobody.
+import type { FastifyBaseLogger } from 'fastify';
 import { Counter, Gauge } from 'prom-client';
 import { FleetError } from '../errors.js';
 import { parseDigestString } from '../store/digest.js';
@@ -19,21 +22,32 @@ export interface RetentionPolicy {
 
 export interface PruneReport {
   readonly dryRun: boolean;
-  /** Names created before this (ISO 8601) were due. */
+  /** Names stored before this (ISO 8601) were due. */
   readonly cutoff: string;
   /** Names deleted (or, dry, due), by kind. */
   readonly names: { artifacts: number; runs: number; bases: number };
   /** Blobs deleted (or, dry, due) and their bytes. */
   readonly blobs: number;
   readonly bytes: number;
+  /** Blobs the store failed to delete, left to the next prune. */
+  readonly failed: number;
+  /** The prune was stopped (the server closing) before it deleted every freed blob; the next one goes on. */
+  readonly stopped: boolean;
   readonly durationMs: number;
 }
 
 /** A run manifest as far as retention reads it (the origin checked the rest when it was written). */
 interface RunRecord {
-  readonly created?: string;
-  readonly base?: { id?: string; digest?: string; size?: number };
+  readonly base?: { digest?: string; size?: number };
   readonly delta?: { digest?: string; size?: number } | null;
+}
+
+/** Where a prune writes down the blobs it frees before deleting their names; removed once they are. */
+const PENDING = ['_retention', 'pending'];
+
+interface PendingRecord {
+  /** [digest, size] of each blob freed and not deleted yet. */
+  readonly blobs: Array<[string, number]>;
 }
 
 interface Due {
@@ -54,17 +68,22 @@ export class Retention {
   readonly #policy: RetentionPolicy;
   /** Prunes run one at a time: the periodic one and those asked for over HTTP. */
   #last: Promise<unknown> = Promise.resolve();
+  readonly #stopping = new AbortController();
   readonly #namesDeleted: Counter<'kind'>;
   readonly #blobsDeleted: Counter;
   readonly #bytesDeleted: Counter;
   readonly #lastPrune: Gauge;
 
-  constructor(ctx: OriginContext, policy: RetentionPolicy) {
+  /** Told of a blob the store failed to delete (once a prune). */
+  readonly #log: Pick<FastifyBaseLogger, 'warn'> | undefined;
+
+  constructor(ctx: OriginContext, policy: RetentionPolicy, log?: Pick<FastifyBaseLogger, 'warn'>) {
     if (!(policy.maxAgeMs > 0) || !Number.isInteger(policy.keepBases) || policy.keepBases < 0) {
       throw new FleetError('FC_ERR_CONFIG', 'retention: maxAge must be positive and keepBases a whole number ≥ 0');
     }
     this.#ctx = ctx;
     this.#policy = policy;
+    this.#log = log;
     const registers = [ctx.ledger.registry];
     this.#namesDeleted = new Counter({ name: 'fleetcache_retention_names_deleted_total', help: 'Names deleted by retention prunes, by kind (artifacts, runs, bases)', labelNames: ['kind'], registers });
     this.#blobsDeleted = new Counter({ name: 'fleetcache_retention_blobs_deleted_total', help: 'Blobs deleted by retention prunes (no name left pointing at them)', registers });
@@ -83,40 +102,87 @@ export class Retention {
     return run;
   }
 
+  /** Stops the running prune (if any) at its next blob, and waits for it: the server is closing. */
+  async stop(): Promise<void> {
+    this.#stopping.abort();
+    await this.#last;
+  }
+
   async #prune(dryRun: boolean, now: number): Promise<PruneReport> {
-    const { names, store, references } = this.#ctx;
+    const { names } = this.#ctx;
     const started = Date.now();
     const cutoff = now - this.#policy.maxAgeMs;
-    references.beginPrune();
-    try {
+    const report = (counts: PruneReport['names'], blobs: number, bytes: number, failed = 0, stopped = false): PruneReport =>
+      ({ dryRun, cutoff: new Date(cutoff).toISOString(), names: counts, blobs, bytes, failed, stopped, durationMs: Date.now() - started });
+    if (dryRun) {
       const { due, kept, freed } = await this.#survey(cutoff);
       const counts = { artifacts: 0, runs: 0, bases: 0 };
-      let blobs = 0;
-      let bytes = 0;
+      for (const d of due) counts[d.kind]++;
+      const candidates = this.#candidates(freed, kept, (await names.find<PendingRecord>(PENDING))?.blobs ?? []).filter(([d]) => !this.#ctx.references.inUse(d, now));
+      return report(counts, candidates.length, candidates.reduce((n, [, size]) => n + size, 0));
+    }
+    this.#ctx.references.beginPrune(now);
+    try {
+      const { due, kept, freed } = await this.#survey(cutoff);
+      const candidates = this.#candidates(freed, kept, (await names.find<PendingRecord>(PENDING))?.blobs ?? []);
+      // written down before any name goes: a prune stopped after this leaves them to the next
+      if (candidates.length > 0) await names.put<PendingRecord>(PENDING, { blobs: candidates });
       // Names first: a blob is never gone while a name still points at it.
+      const counts = { artifacts: 0, runs: 0, bases: 0 };
       for (const d of due) {
         // a name written again since it was read stays (its write holds the blobs it names)
-        if (dryRun || (await names.deleteIf<object>(d.segments, (current) => JSON.stringify(current) === d.text))) counts[d.kind]++;
+        if (!(await names.deleteIf<object>(d.segments, (current) => JSON.stringify(current) === d.text))) continue;
+        counts[d.kind]++;
+        this.#namesDeleted.inc({ kind: d.kind });
       }
-      for (const [digest, size] of freed) {
-        if (kept.has(digest) || this.#ctx.internal.has(digest)) continue;
-        const deleted = dryRun ? true : await references.deleteUnlessNamed(digest, () => store.delete(parseDigestString(digest)));
-        if (!deleted) continue;
-        blobs++;
-        bytes += size;
-      }
-      if (!dryRun) {
+      const { blobs, bytes, left, failed } = await this.#deleteBlobs(candidates, now);
+      if (left.length > 0) await names.put<PendingRecord>(PENDING, { blobs: left });
+      else if (candidates.length > 0) await names.delete(PENDING);
+      const stopped = this.#stopping.signal.aborted;
+      if (!stopped) {
         await names.removeEmptyDirs(['artifacts']);
         await names.removeEmptyDirs(['projects']);
-        for (const [kind, n] of Object.entries(counts)) this.#namesDeleted.inc({ kind }, n);
-        this.#blobsDeleted.inc(blobs);
-        this.#bytesDeleted.inc(bytes);
-        this.#lastPrune.setToCurrentTime();
+        if (failed === 0) this.#lastPrune.setToCurrentTime();
       }
-      return { dryRun, cutoff: new Date(cutoff).toISOString(), names: counts, blobs, bytes, durationMs: Date.now() - started };
+      return report(counts, blobs, bytes, failed, stopped);
     } finally {
-      references.endPrune();
+      this.#ctx.references.endPrune();
     }
+  }
+
+  /** The blobs to delete: those freed now or left by an earlier prune, that no kept name and no internal upload accounts for. */
+  #candidates(freed: Blobs, kept: ReadonlySet<string>, pending: ReadonlyArray<[string, number]>): Array<[string, number]> {
+    const all = new Map(pending);
+    for (const [digest, size] of freed) all.set(digest, size);
+    return [...all].filter(([digest]) => !kept.has(digest) && !this.#ctx.internal.has(digest));
+  }
+
+  /** Deletes what no write names meanwhile; a failure or a stop leaves the rest (`left`) to the next prune. */
+  async #deleteBlobs(candidates: ReadonlyArray<[string, number]>, now: number): Promise<{ blobs: number; bytes: number; failed: number; left: Array<[string, number]> }> {
+    const { store, references } = this.#ctx;
+    let blobs = 0;
+    let bytes = 0;
+    let failed = 0;
+    const left: Array<[string, number]> = [];
+    for (const [i, [digest, size]] of candidates.entries()) {
+      if (this.#stopping.signal.aborted) {
+        left.push(...candidates.slice(i));
+        break;
+      }
+      try {
+        if (!(await references.deleteUnlessNamed(digest, () => store.delete(parseDigestString(digest)), now))) continue;
+      } catch (err) {
+        failed++;
+        left.push([digest, size]);
+        if (failed === 1) this.#log?.warn({ err, digest }, 'retention: a blob could not be deleted; the next prune tries again');
+        continue;
+      }
+      blobs++;
+      bytes += size;
+      this.#blobsDeleted.inc();
+      this.#bytesDeleted.inc(size);
+    }
+    return { blobs, bytes, failed, left };
   }
 
   /** Reads every name: which are due, the blobs the others point at, and those only due ones do. */
@@ -125,9 +191,18 @@ export class Retention {
     const due: Due[] = [];
     const kept = new Set<string>();
     const freed: Blobs = new Map();
-    /** A record, or undefined when it is gone or damaged (then it is left alone). */
+    /**
+     * A record, or undefined when it is gone since listed. One that cannot be read (damaged,
+     * an I/O error) stops the prune before anything is deleted: what it names is unknown,
+     * and a blob it shares with a due name would go with it.
+     */
     const read = async <T>(segments: string[]): Promise<{ record: T; text: string } | undefined> => {
-      const record = await names.find<T>(segments).catch(() => undefined);
+      let record: T | undefined;
+      try {
+        record = await names.find<T>(segments);
+      } catch (err) {
+        throw new FleetError('FC_ERR_INTERNAL', `retention: cannot read the name ${segments.join('/')}, so nothing was deleted: ${(err as Error).message}`, { cause: err });
+      }
       return record === undefined ? undefined : { record, text: JSON.stringify(record) };
     };
 
@@ -157,8 +232,9 @@ export class Retention {
       const found = await read<RunRecord>(segments);
       if (!found) continue;
       const { record } = found;
-      // push writes `created`; a record without a readable one is dated by its file
-      const created = Date.parse(record.created ?? '') || (await names.mtimeMs(segments).catch(() => Date.now()));
+      // dated by when the origin stored it (its file), not by the `created` the pushing
+      // machine's clock wrote in it
+      const created = await names.mtimeMs(segments).catch(() => Infinity); // gone since listed: not due
       const blobs: Blobs = new Map();
       addBlob(blobs, record.base?.digest, record.base?.size);
       addBlob(blobs, record.delta?.digest ?? undefined, record.delta?.size);

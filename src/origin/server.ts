@@ -16,7 +16,7 @@ import { nameRoutes } from './routes/names.js';
 import { opsRoutes } from './routes/ops.js';
 import { BlobReferences } from './references.js';
 import { Retention } from './retention.js';
-import { every } from '../long-timer.js';
+import { after, every } from '../long-timer.js';
 import { registerDashboard } from '../ui/dashboard.js';
 
 export const DEFAULT_MAX_BLOB_SIZE = 20 * 1024 ** 3;
@@ -24,20 +24,27 @@ export const DEFAULT_MAX_RECORD_SIZE = 1024 ** 2;
 /** Uploads and downloads stream for minutes; only a connection with no traffic is cut. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 2 * 60_000;
 
-/** Prunes every `intervalMs`, the first one an interval after start; logged, and stopped with the server. */
-function schedulePrunes(app: FastifyInstance, retention: Retention, intervalMs: number): void {
-  let running: Promise<unknown> = Promise.resolve();
-  const cancel = every(intervalMs, () => {
-    running = retention.prune().then(
+/**
+ * Prunes every `intervalMs`, the first one a minute after start (or sooner, with a shorter
+ * interval): an origin restarted more often than its interval still prunes. Each is logged.
+ * Returns the function that unschedules them.
+ */
+function schedulePrunes(app: FastifyInstance, retention: Retention, intervalMs: number): () => void {
+  const prune = (): void => {
+    void retention.prune().then(
       (report) => app.log.info({ prune: report }, 'retention prune'),
       (err: unknown) => app.log.error({ err }, 'retention prune failed'),
     );
+  };
+  let cancel = after(Math.min(intervalMs, FIRST_PRUNE_MS), () => {
+    prune();
+    cancel = every(intervalMs, prune);
   });
-  app.addHook('onClose', async () => {
-    cancel();
-    await running;
-  });
+  return () => cancel();
 }
+
+/** How long after start the first prune runs (at most). */
+const FIRST_PRUNE_MS = 60_000;
 
 export interface OriginServer {
   readonly app: FastifyInstance;
@@ -86,8 +93,15 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
     context.ledger.request(request.routeOptions.config.kind ?? 'other', request.method, reply.statusCode);
   });
 
-  const retention = options.retention && new Retention(context, options.retention);
-  if (retention && options.retention!.intervalMs > 0) schedulePrunes(app, retention, options.retention!.intervalMs);
+  const retention = options.retention && new Retention(context, options.retention, app.log);
+  if (retention) {
+    const intervalMs = options.retention!.intervalMs;
+    const unschedule = intervalMs > 0 ? schedulePrunes(app, retention, intervalMs) : () => undefined;
+    app.addHook('onClose', async () => {
+      unschedule();
+      await retention.stop();
+    });
+  }
 
   const refuseOtherMethods = collectRoutes(app);
   await app.register(async (scope) => opsRoutes(scope, context, retention));

@@ -42,18 +42,18 @@ export class NameStore {
 
   async put<T extends object>(segments: readonly string[], record: T): Promise<void> {
     const target = this.#pathOf(segments);
-    await mkdirDurable(dirname(target));
     const tmp = join(this.#tmpDir, `rec-${randomBytes(8).toString('hex')}`);
     try {
       await writeFile(tmp, JSON.stringify(record), { flag: 'wx', flush: true });
-      // a prune may remove the directory once it looked empty (removeEmptyDirs): made again
+      // A prune may remove a directory of the path once it looked empty (removeEmptyDirs),
+      // between its making and the rename: made again. Once the record is in, it stays.
       for (let attempt = 1; ; attempt++) {
         try {
+          await mkdirDurable(dirname(target));
           await rename(tmp, target);
           break;
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 3) throw err;
-          await mkdirDurable(dirname(target));
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 5) throw err;
         }
       }
     } catch (err) {
@@ -81,13 +81,17 @@ export class NameStore {
     });
   }
 
-  /** Every record under `prefix`, at any depth, as its decoded segments (none is read). */
+  /**
+   * Every record under `prefix`, at any depth, as its decoded segments (none is read). A
+   * directory that cannot be read (but is there) throws: its records must not be taken for none.
+   */
   async *walk(prefix: readonly string[]): AsyncIterable<string[]> {
     let entries;
     try {
       entries = await readdir(join(this.#root, ...prefix.map(segmentToFileName)), { withFileTypes: true });
-    } catch {
-      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
     }
     for (const e of entries) {
       if (e.isDirectory()) yield* this.walk([...prefix, decodeURIComponent(e.name)]);

@@ -1,13 +1,14 @@
 // Retention: a prune deletes the names older than maxAge (artifacts, run manifests, bases
 // beyond the newest keepBases and those no kept run names), then the blobs only they named;
 // never a blob a kept name, a tooltool upload alone or an internal upload accounts for.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
-import { BlobReferences } from '../../src/origin/references.js';
+import { BlobReferences, RECENT_MS } from '../../src/origin/references.js';
 import { Retention, type PruneReport } from '../../src/origin/retention.js';
 import { DiskBlobStore } from '../../src/store/disk.js';
 import { parseDigestString } from '../../src/store/digest.js';
@@ -51,9 +52,12 @@ async function fleetHistory(origin: TestOrigin, now: number) {
   const deltaNew = blob('delta of the new run');
   await uploadBlob(origin.url, deltaOld);
   await uploadBlob(origin.url, deltaNew);
-  const oldRun = { ...runManifest('p', 'r-old', bases[0]!.bytes, { baseId: 'b1', delta: deltaOld }), created: new Date(old).toISOString() };
-  const newRun = { ...runManifest('p', 'r-new', bases[1]!.bytes, { baseId: 'b2', delta: deltaNew }), created: new Date(now).toISOString() };
+  const oldRun = runManifest('p', 'r-old', bases[0]!.bytes, { baseId: 'b1', delta: deltaOld });
+  // the pushing machine's clock is not what dates a run: this one says it is old
+  const newRun = { ...runManifest('p', 'r-new', bases[1]!.bytes, { baseId: 'b2', delta: deltaNew }), created: new Date(old).toISOString() };
   for (const m of [oldRun, newRun]) await put(`${origin.url}/projects/p/runs/${m.run}`, JSON.stringify(m), { 'content-type': 'application/json' });
+  // a run is dated by when the origin stored it: its record's file
+  await utimes(join(origin.dataDir, 'names.v1', 'projects', 'p', 'runs', 'r-old.rec.json'), old / 1000, old / 1000);
 
   const logOld = blob('log of the old run');
   const logNew = blob('log of the new run');
@@ -69,21 +73,25 @@ async function fleetHistory(origin: TestOrigin, now: number) {
   return { bases, deltaOld, deltaNew, logOld, logNew, internal, asset };
 }
 
+/** A prune's reference time past RECENT_MS after the uploads of a test: they are no longer protected as just uploaded. */
+const afterUploads = () => Date.now() + RECENT_MS + 60_000;
+
 t.test('a prune deletes old names and the blobs only they named, and keeps the rest', async (t) => {
   const origin = await startOrigin(t);
-  const now = Date.now();
-  const h = await fleetHistory(origin, now);
+  const h = await fleetHistory(origin, Date.now());
+  const now = afterUploads();
   const retention = new Retention(origin.context, { maxAgeMs: 30 * DAY, keepBases: 2 });
   const cas = (b: Buffer) => `${origin.url}/cas/sha256/${sha(b)}`;
 
   const expected = { names: { artifacts: 3, runs: 1, bases: 1 }, blobs: 3, bytes: h.logOld.length + h.deltaOld.length + h.bases[0]!.bytes.length };
   const dry = await retention.prune({ dryRun: true, now });
   t.match(dry, { dryRun: true, ...expected }, 'a dry run reports what is due');
+  t.match(await retention.prune({ dryRun: true }), { ...expected, blobs: 0, bytes: 0 }, 'blobs uploaded in the last minutes are not due yet');
   t.equal(await status(`${origin.url}/artifacts/r-old/job/log.txt`), 200, 'and deletes nothing');
   t.equal(await status(cas(h.deltaOld)), 200);
 
   const report: PruneReport = await retention.prune({ now });
-  t.match(report, { dryRun: false, cutoff: new Date(now - 30 * DAY).toISOString(), ...expected });
+  t.match(report, { dryRun: false, cutoff: new Date(now - 30 * DAY).toISOString(), failed: 0, stopped: false, ...expected });
   for (const gone of ['/artifacts/r-old/job/log.txt', '/artifacts/r-old/job/copy.txt', '/artifacts/r-old/job/tool.bin', '/projects/p/runs/r-old', '/projects/p/bases/b1']) {
     t.equal(await status(`${origin.url}${gone}`), 404, `${gone} is gone`);
   }
@@ -154,10 +162,15 @@ t.test('POST /-/prune: a writer runs one now, or a dry run; refused without a to
     return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> };
   };
   t.equal((await post(origin, '', {})).status, 401, 'no token');
-  t.match(await post(origin, '?dry-run=1'), { status: 200, body: { dryRun: true, names: { artifacts: 1 }, blobs: 1, bytes: 1 } });
+  for (const query of ['?dryrun=1', '?dry_run=1', '?dry-run=yes', '?dry-run=1&dry-run=1', '?dry-run=1&now=1']) {
+    t.match(await post(origin, query), { status: 400, body: { code: 'FC_ERR_BAD_REQUEST', message: /takes one parameter, dry-run/ } }, `${query} refused`);
+  }
+  t.match(await post(origin, '?dry-run=1'), { status: 200, body: { dryRun: true, names: { artifacts: 1 }, blobs: 0 } });
+  t.match(await post(origin, '?dry-run'), { status: 200, body: { dryRun: true } });
   t.equal(await status(`${origin.url}/artifacts/r/job/a.txt`), 200, 'a dry run deletes nothing');
-  t.match(await post(origin, ''), { status: 200, body: { dryRun: false, names: { artifacts: 1 }, blobs: 1 } });
+  t.match(await post(origin, '?dry-run=0'), { status: 200, body: { dryRun: false, names: { artifacts: 1 }, blobs: 0 } });
   t.equal(await status(`${origin.url}/artifacts/r/job/a.txt`), 404);
+  t.equal(await status(`${origin.url}/cas/sha256/${sha(Buffer.from('a'))}`), 200, 'its blob, uploaded minutes ago, stays for now (a name may follow an upload)');
   const without = await startOrigin(t, { dataDir: join(origin.dataDir, 'other') });
   t.match(await post(without, ''), { status: 404, body: { code: 'FC_ERR_NOT_FOUND', message: /no retention is configured/ } });
 });
@@ -168,4 +181,125 @@ t.test('with an interval, the origin prunes on its own and stops with the server
   await backdate(origin, ['artifacts', 'r', 'job', 'a.txt'], Date.now() - 40 * DAY);
   await eventually('the old artifact is pruned', async () => (await status(`${origin.url}/artifacts/r/job/a.txt`)) === 404, 10_000);
   await origin.app.close(); // the prune timer does not keep it (or the test) alive
+});
+
+/** An origin with `n` old artifacts, each its own blob; the blobs no longer count as just uploaded at afterUploads(). */
+async function oldArtifacts(t: Test, n: number, dataDir?: string): Promise<TestOrigin> {
+  const origin = await startOrigin(t, dataDir ? { dataDir } : {});
+  for (let i = 0; i < n; i++) {
+    await put(`${origin.url}/artifacts/r/job/f${i}`, Buffer.from(`artifact ${i}`));
+    await backdate(origin, ['artifacts', 'r', 'job', `f${i}`], Date.now() - 40 * DAY);
+  }
+  return origin;
+}
+const blobsLeft = async (origin: TestOrigin, n: number) => {
+  let left = 0;
+  for (let i = 0; i < n; i++) if (await origin.context.store.has(parseDigestString(`sha256:${sha(Buffer.from(`artifact ${i}`))}`))) left++;
+  return left;
+};
+
+t.test('a blob the store fails to delete is left to the next prune, not forgotten with its name', async (t) => {
+  const origin = await oldArtifacts(t, 3);
+  const { store } = origin.context;
+  const realDelete = store.delete.bind(store);
+  let failures = 1;
+  store.delete = async (d) => {
+    if (failures-- > 0) throw new Error('injected: the store answered 503');
+    return realDelete(d);
+  };
+  const retention = new Retention(origin.context, { maxAgeMs: 30 * DAY, keepBases: 3 });
+  t.match(await retention.prune({ now: afterUploads() }), { names: { artifacts: 3 }, blobs: 2, failed: 1 });
+  t.equal(await blobsLeft(origin, 3), 1, 'the one that failed is still stored, its name gone');
+  t.match(await retention.prune({ now: afterUploads() }), { names: { artifacts: 0 }, blobs: 1, failed: 0 }, 'the next prune deletes it');
+  t.equal(await blobsLeft(origin, 3), 0);
+  t.equal(await origin.context.names.find(['_retention', 'pending']), undefined, 'nothing left pending');
+});
+
+t.test('a prune stopped midway (the server closing) leaves the rest to the next prune after a restart', async (t) => {
+  const dataDir = join(t.testdirName, 'data');
+  const first = await oldArtifacts(t, 6, dataDir);
+  const { store } = first.context;
+  const realDelete = store.delete.bind(store);
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let started = 0;
+  store.delete = async (d) => {
+    if (++started === 3) await gate; // the third deletion hangs until the server closes
+    return realDelete(d);
+  };
+  const retention = new Retention(first.context, { maxAgeMs: 30 * DAY, keepBases: 3 });
+  const report = retention.prune({ now: afterUploads() });
+  await eventually('a deletion hangs', () => started === 3);
+  const stopping = retention.stop();
+  release();
+  await stopping;
+  t.match(await report, { names: { artifacts: 6 }, blobs: 3, stopped: true });
+  await first.app.close();
+  t.equal(await blobsLeft(first, 6), 3, 'three blobs left, their names gone');
+  const second = await startOrigin(t, { dataDir });
+  t.match(await new Retention(second.context, { maxAgeMs: 30 * DAY, keepBases: 3 }).prune({ now: afterUploads() }), { names: { artifacts: 0 }, blobs: 3, stopped: false });
+  t.equal(await blobsLeft(second, 6), 0, 'the restarted origin deleted them');
+});
+
+t.test('a name that cannot be read stops the prune before anything is deleted', async (t) => {
+  const origin = await oldArtifacts(t, 2);
+  // a kept artifact sharing the first one's blob, whose record is damaged
+  await put(`${origin.url}/artifacts/r2/job/same`, Buffer.from('artifact 0'));
+  await writeFile(join(origin.dataDir, 'names.v1', 'artifacts', 'r2', 'job', 'same.rec.json'), '{"digest": "sha256:');
+  const retention = new Retention(origin.context, { maxAgeMs: 30 * DAY, keepBases: 3 });
+  await t.rejects(retention.prune({ now: afterUploads() }), { code: 'FC_ERR_INTERNAL', message: /cannot read the name artifacts\/r2\/job\/same, so nothing was deleted/ });
+  t.equal(await status(`${origin.url}/artifacts/r/job/f0`), 200, 'due names are still there');
+  t.equal(await blobsLeft(origin, 2), 2, 'and every blob');
+});
+
+t.test('names written while a prune removes empty directories are all written', async (t) => {
+  const origin = await startOrigin(t);
+  const { names } = origin.context;
+  let sweeping = true;
+  const sweeper = (async () => {
+    while (sweeping) await names.removeEmptyDirs(['artifacts']);
+  })();
+  const record = { digest: `sha256:${'a'.repeat(64)}`, size: 1, created: 1 };
+  const results = await Promise.allSettled(Array.from({ length: 400 }, (_, i) => names.put(['artifacts', `run-${i}`, 'job', 'logs', 'log.txt'], record)));
+  sweeping = false;
+  await sweeper;
+  t.same(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)), [], 'no put failed');
+  for (let i = 0; i < 400; i += 57) t.ok(await names.find(['artifacts', `run-${i}`, 'job', 'logs', 'log.txt']), `run-${i} stored`);
+});
+
+t.test('BlobReferences: a blob deleted by the prune before the last is still known; a recent upload is kept', async (t) => {
+  const store = new DiskBlobStore(t.testdir());
+  await store.open();
+  const refs = new BlobReferences();
+  const x = `sha256:${(await store.put(Readable.from([Buffer.from('x')]))).digest.hex}`;
+  refs.beginPrune();
+  t.equal(await refs.deleteUnlessNamed(x, () => store.delete(parseDigestString(x))), true);
+  refs.endPrune();
+  refs.beginPrune(); // a second prune (a dry run does not count) before the write that found x confirms
+  refs.endPrune();
+  await t.rejects(refs.confirm(store, [x]), { code: 'FC_ERR_UNAVAILABLE' });
+  const y = `sha256:${(await store.put(Readable.from([Buffer.from('y')]))).digest.hex}`;
+  refs.hold([y])(); // uploaded, then released: no name yet
+  refs.beginPrune();
+  t.equal(await refs.deleteUnlessNamed(y, () => store.delete(parseDigestString(y))), false, 'uploaded minutes ago');
+  refs.endPrune();
+  const later = Date.now() + RECENT_MS + 1;
+  refs.beginPrune(later);
+  t.equal(await refs.deleteUnlessNamed(y, () => store.delete(parseDigestString(y)), later), true, 'deleted once RECENT_MS passed');
+  refs.endPrune();
+});
+
+t.test('POST /-/prune outlasts the idle timeout of its connection', async (t) => {
+  const origin = await startOrigin(t, { idleTimeoutMs: 300, retention: { maxAgeMs: 30 * DAY, keepBases: 3, intervalMs: 0 } });
+  await put(`${origin.url}/artifacts/r/job/a.txt`, Buffer.from('a'));
+  await backdate(origin, ['artifacts', 'r', 'job', 'a.txt'], Date.now() - 40 * DAY);
+  const { names } = origin.context;
+  const realDeleteIf = names.deleteIf.bind(names);
+  names.deleteIf = async (...args) => {
+    await new Promise((resolve) => setTimeout(resolve, 800)); // a prune longer than the idle timeout
+    return realDeleteIf(...args);
+  };
+  const res = await request(`${origin.url}/-/prune`, { method: 'POST', headers: auth });
+  t.equal(res.statusCode, 200);
+  t.match(await res.body.json(), { names: { artifacts: 1 } }, 'the report arrives');
 });
