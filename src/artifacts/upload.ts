@@ -1,14 +1,14 @@
 // Artifact upload (run by the machine agent): each requested path (relative to the task directory) is
 // walked, every regular file is streamed with a PUT to /artifacts/<run>/<job…>/<path…>
 // (hashed on the way and checked against the server's answer), then the job's index
-// lists what was stored. Every path is checked before the first byte is sent: absolute
+// lists what was stored. Each PUT states the file's digest, checked before anything is stored. Every path is checked before the first byte is sent: absolute
 // paths and paths that escape the directory (lexically or through a symlink) are refused.
 import { createReadStream } from 'node:fs';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { httpPut } from '../client/http.js';
 import { DigestMismatchError, FleetError } from '../errors.js';
-import { hashingTap } from '../store/hashing.js';
+import { hashingTap, sha256File } from '../store/hashing.js';
 import { artifactUrl, INDEX_FORMAT, INDEX_NAME, indexUrl, type ArtifactIndex } from './names.js';
 
 export interface UploadArtifactsOptions {
@@ -93,20 +93,31 @@ export async function collectArtifacts(cwd: string, paths: readonly string[]): P
   return out;
 }
 
+/**
+ * PUTs one file, stating its digest (X-Fleetcache-Digest): the origin refuses a body that
+ * does not match before it stores the blob or publishes the name (bytes damaged on the way,
+ * through a cache). The file is read twice, first to hash it: a file that changed between
+ * the two reads is refused the same way, and reported as such.
+ */
 async function putFile(url: string, file: string, token: string | undefined): Promise<{ size: number; digest: string }> {
-  const { size } = await stat(file);
+  const stated = await sha256File(file);
   const { tap, result } = hashingTap();
   const source = createReadStream(file);
   source.on('error', (err) => tap.destroy(err));
   source.pipe(tap);
   const answer = await httpPut<{ digest?: string; size?: number }>(url, tap, {
     ...(token ? { token } : {}),
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+    headers: { 'content-type': 'application/octet-stream', 'content-length': String(stated.size), 'x-fleetcache-digest': stated.digest },
+  }).catch((err: unknown) => {
+    const sent = result();
+    if (err instanceof FleetError && (err.code === 'FC_ERR_DIGEST_MISMATCH' || err.code === 'FC_ERR_SIZE_MISMATCH') && sent.digest !== stated.digest) {
+      throw new FleetError('FC_ERR_DIGEST_MISMATCH', `artifact ${file} changed while it was uploaded (nothing was stored): ${err.message}`, { cause: err });
+    }
+    throw err;
   });
-  const sent = result();
-  // The server hashed what it received; a difference means the file changed under us.
-  if (answer.digest !== undefined && answer.digest !== sent.digest) throw new DigestMismatchError(sent.digest, answer.digest);
-  return sent;
+  // The server hashed what it received and checked it against the stated digest.
+  if (answer.digest !== undefined && answer.digest !== stated.digest) throw new DigestMismatchError(stated.digest, answer.digest);
+  return stated;
 }
 
 export async function uploadArtifacts(options: UploadArtifactsOptions): Promise<UploadArtifactsResult> {

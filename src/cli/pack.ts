@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { packToFile } from '../pack/packer.js';
 import { checkRepackOutput, runRepack } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
-import { sha256File } from '../project-upload/transfer.js';
+import { sha256File } from '../store/hashing.js';
 import { requireInput, requireOutput } from '../path-checks.js';
 import { tempNameFor, writeAtomically } from '../project-upload/atomic-file.js';
 import { removeOnSignal } from '../project-upload/signal-cleanup.js';

@@ -21,7 +21,8 @@ import { MANIFEST_FORMAT, type RunManifest } from './manifest.js';
 import { hashingTap } from '../store/hashing.js';
 import { writeAtomically } from './atomic-file.js';
 import { withTempDir } from './temp-dir.js';
-import { downloadBlob, sha256File } from './transfer.js';
+import { downloadBlob } from './transfer.js';
+import { sha256File } from '../store/hashing.js';
 
 /** A delta above this share of the gzip-compressed tar triggers a new base. */
 export const REBASE_RATIO = 0.1;

@@ -1,22 +1,14 @@
 // Blob transfers for push and pull: downloads that hash while streaming to a file and refuse
-// a digest or size mismatch (the file is removed), and the sha256 of local files.
+// a digest or size mismatch (the file is removed).
 import { createGunzip } from 'node:zlib';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { DigestMismatchError, FleetError, SizeMismatchError } from '../errors.js';
 import { httpGet, joinUrl, type RequestOptions } from '../client/http.js';
 import { casPath, parseDigestString } from '../store/digest.js';
 import { hashingTap } from '../store/hashing.js';
 import { writeAtomically } from './atomic-file.js';
-
-export async function sha256File(file: string): Promise<{ digest: string; size: number }> {
-  const { tap, result } = hashingTap();
-  await pipeline(createReadStream(file), tap, async (source: AsyncIterable<Buffer>) => {
-    for await (const chunk of source) void chunk;
-  });
-  return result();
-}
 
 export interface Downloaded {
   /** Bytes received (the blob's size). */

@@ -1,7 +1,9 @@
 // Hashing what streams through, without holding it: used wherever bytes are written
 // and their digest must be known at the end (packing, downloads, uploads).
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 
 /** A Transform that hashes (sha256) and counts what passes through. */
 export function hashingTap(): { tap: Transform; result: () => { digest: string; size: number } } {
@@ -15,4 +17,13 @@ export function hashingTap(): { tap: Transform; result: () => { digest: string; 
     },
   });
   return { tap, result: () => ({ digest: `sha256:${hash.digest('hex')}`, size }) };
+}
+
+/** The sha256 digest ("sha256:<hex>") and size of a file, read as a stream. */
+export async function sha256File(file: string): Promise<{ digest: string; size: number }> {
+  const { tap, result } = hashingTap();
+  await pipeline(createReadStream(file), tap, async (source: AsyncIterable<Buffer>) => {
+    for await (const chunk of source) void chunk;
+  });
+  return result();
 }
