@@ -3,7 +3,7 @@
 // DEFAULT_COMPRESSION is the winner. Reading auto-detects: raw VCDIFF and gzip have magic
 // numbers, anything else is tried as brotli.
 import { brotliCompressSync, brotliDecompressSync, constants, gunzipSync, gzipSync } from 'node:zlib';
-import { FleetError } from '../errors.js';
+import { FleetError, SizeMismatchError } from '../errors.js';
 import { isVcdiff } from './vcdiff.js';
 
 export const COMPRESSIONS = ['none', 'gzip', 'brotli'] as const;
@@ -53,16 +53,23 @@ export function detectCompression(bytes: Uint8Array): Compression {
   return 'brotli';
 }
 
-/** The raw VCDIFF inside a (possibly compressed) delta file. */
-export function decompressDelta(bytes: Uint8Array, compression: Compression = detectCompression(bytes)): Buffer {
+/**
+ * The raw VCDIFF inside a (possibly compressed) delta file. `size`: the VCDIFF's size as a
+ * run manifest states it: decompression stops past it (a few compressed bytes can stand for
+ * gigabytes), and any other size is refused.
+ */
+export function decompressDelta(bytes: Uint8Array, compression: Compression = detectCompression(bytes), size?: number): Buffer {
   let out: Buffer;
+  const limit = size === undefined ? {} : { maxOutputLength: Math.max(size, 1) };
   try {
     if (compression === 'none') out = Buffer.from(bytes);
-    else if (compression === 'gzip') out = gunzipSync(bytes);
-    else out = brotliDecompressSync(bytes);
+    else if (compression === 'gzip') out = gunzipSync(bytes, limit);
+    else out = brotliDecompressSync(bytes, limit);
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new SizeMismatchError(size!, size! + 1);
     throw new FleetError('FC_ERR_DELTA', `delta is not valid ${compression} data: ${(err as Error).message}`, { cause: err });
   }
+  if (size !== undefined && out.length !== size) throw new SizeMismatchError(size, out.length);
   if (!isVcdiff(out)) throw new FleetError('FC_ERR_DELTA', `delta (${compression}) does not contain a VCDIFF stream`);
   return out;
 }

@@ -9,6 +9,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
+import { SizeMismatchError } from '../errors.js';
 import { ByteReader, deltaError, vcdiffWindows, type VcdiffWindow } from './vcdiff.js';
 
 /** Windows above this are refused: xdelta3 writes at most 16 MiB (XD3_HARDMAXWINSIZE). */
@@ -267,13 +268,17 @@ export interface DecodedFile {
   readonly digests: Readonly<Record<string, string>>;
 }
 
-/** Decodes into the file `outPath` (created or truncated), hashing the result as it is written. */
-export async function decodeVcdiffToFile(basePath: string, vcdiff: Uint8Array, outPath: string, extraAlgorithms: readonly string[] = []): Promise<DecodedFile> {
+/** Decodes into the file `outPath` (created or truncated), hashing the result as it is written; refused past `maxSize` bytes. */
+export async function decodeVcdiffToFile(basePath: string, vcdiff: Uint8Array, outPath: string, extraAlgorithms: readonly string[] = [], maxSize = Infinity): Promise<DecodedFile> {
   const algorithms = ['sha256', ...extraAlgorithms.filter((a) => a !== 'sha256')];
   const hashes = algorithms.map((a) => createHash(a));
   const out = await open(outPath, 'w');
+  let total = 0;
   try {
     const size = await decodeVcdiff(basePath, vcdiff, async (window) => {
+      // a few bytes of VCDIFF can stand for gigabytes: refused once past the size expected
+      total += window.length;
+      if (total > maxSize) throw new SizeMismatchError(maxSize, total);
       for (const h of hashes) h.update(window);
       let written = 0;
       while (written < window.length) written += (await out.write(window, written, window.length - written)).bytesWritten;

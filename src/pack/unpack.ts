@@ -7,8 +7,8 @@
 // types are refused. The archive's root directory (`./`, as `tar -C dir -c .` writes it) is
 // skipped, and the stream must end with an end-of-archive marker: an empty or truncated
 // stream is not taken for an empty project.
-import { closeSync, constants, fchmodSync, openSync, writeSync } from 'node:fs';
-import { copyFile, link, lstat, mkdir, open, readdir, realpath, symlink } from 'node:fs/promises';
+import { closeSync, constants, fchmodSync, futimesSync, openSync, writeSync } from 'node:fs';
+import { copyFile, link, lstat, lutimes, mkdir, open, readdir, realpath, rm, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -54,6 +54,10 @@ function entryPath(header: tar.Header): string | undefined {
   if (isRootDir(header)) return undefined;
   const rel = safeEntryPath(header.name);
   if (!SUPPORTED.has(header.type)) refuse(header.name, `entry type ${header.type ?? 'unknown'} is not supported`);
+  // tar-stream decodes names as UTF-8, an invalid byte as U+FFFD: unpacked so, the file would
+  // get another name than the archive's (spread's tar keeps the bytes). The packer refuses
+  // such names too.
+  if (header.name.includes('\uFFFD') || header.linkname?.includes('\uFFFD')) refuse(header.name, 'its name or link target is not valid UTF-8');
   return rel;
 }
 
@@ -142,18 +146,34 @@ export interface TarCheck {
  * complete. Used on a repack script's output before anything is uploaded.
  */
 export async function checkTar(input: Readable): Promise<TarCheck> {
-  const files = new Set<string>();
+  // what each path of the archive is so far: as unpackTar would find it on disk
+  const paths = new Map<string, tar.Header['type']>();
   let entries = 0;
   await forEachEntry(input, async (entry) => {
     const { header } = entry;
     const rel = entryPath(header);
     entry.resume();
     if (rel === undefined) return;
-    if (header.type === 'link' && !files.has(linkTarget(header))) refuse(header.name, `hard link target "${header.linkname}" is not a regular file before it in the archive`);
-    if (header.type === 'file' || header.type === 'contiguous-file') files.add(rel);
+    const parts = rel.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const parent = parts.slice(0, i).join('/');
+      const type = paths.get(parent);
+      if (type === undefined) paths.set(parent, 'directory');
+      else if (type !== 'directory') refuse(header.name, `a ${type === 'symlink' ? 'symlink' : 'file'} of the archive ("${parent}") is on its way`);
+    }
+    const before = paths.get(rel);
+    if (before !== undefined && !(before === 'directory' && header.type === 'directory')) {
+      refuse(header.name, 'the archive has this path twice (spread\'s tar would keep the last; remove the earlier one, e.g. with tar --delete)');
+    }
+    if (header.type === 'link' && !isFile(paths.get(linkTarget(header)))) refuse(header.name, `hard link target "${header.linkname}" is not a regular file before it in the archive`);
+    paths.set(rel, header.type);
     entries++;
   });
   return { entries };
+}
+
+function isFile(type: tar.Header['type'] | undefined): boolean {
+  return type === 'file' || type === 'contiguous-file' || type === 'link';
 }
 
 async function ensureEmptyDir(dir: string): Promise<void> {
@@ -187,17 +207,19 @@ function entryMode(mode: number | undefined): number {
 interface MadeDir {
   readonly path: string;
   readonly mode: number;
+  readonly mtime: Date;
   readonly dev: number;
   readonly ino: number;
 }
 
-/** chmod of exactly the directory recorded: opened without following a symlink, inode compared. */
-async function chmodDir(dir: MadeDir): Promise<void> {
+/** chmod (and time) of exactly the directory recorded: opened without following a symlink, inode compared. */
+async function finishDir(dir: MadeDir): Promise<void> {
   const fh = await open(dir.path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
   try {
     const st = await fh.stat();
     if (st.dev !== dir.dev || st.ino !== dir.ino) throw new FleetError('FC_ERR_BAD_NAME', `${dir.path} was replaced during the unpack; its mode is not set`);
     await fh.chmod(dir.mode);
+    await fh.utimes(dir.mtime, dir.mtime);
   } finally {
     await fh.close();
   }
@@ -216,12 +238,13 @@ async function bodyOf(entry: AsyncIterable<unknown>): Promise<Buffer> {
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }
 
-/** O_EXCL never follows a symlink at the path; the mode is set on the open descriptor. */
-function writeSmallFile(abs: string, body: Buffer, mode: number): void {
+/** O_EXCL never follows a symlink at the path; the mode and the time are set on the open descriptor. */
+function writeSmallFile(abs: string, body: Buffer, mode: number, mtime: Date): void {
   const fd = openSync(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
   try {
     fchmodSync(fd, mode);
     for (let off = 0; off < body.length;) off += writeSync(fd, body, off, body.length - off);
+    futimesSync(fd, mtime, mtime);
   } finally {
     closeSync(fd);
   }
@@ -246,10 +269,26 @@ async function hardLink(root: string, header: tar.Header, abs: string): Promise<
   }
 }
 
-/** Unpacks a tar stream into `dir` (created when missing; must be empty). */
+/**
+ * Unpacks a tar stream into `dir` (created when missing; must be empty). Modes and
+ * modification times are the archive's, as `tar x` sets them (a build that compares times,
+ * make, sees the tree as the archive has it). A failed unpack removes what it made, and
+ * nothing else: something another process put in the directory meanwhile stays.
+ */
 export async function unpackTar(input: Readable, dir: string): Promise<UnpackSummary> {
   await ensureEmptyDir(dir);
   const root = await realpath(dir);
+  /** The top-level names this unpack made (the directory was empty): what a failure removes. */
+  const made = new Set<string>();
+  try {
+    return await unpackInto(input, root, made);
+  } catch (err) {
+    await Promise.all([...made].map((name) => rm(join(root, name), { recursive: true, force: true }).catch(() => undefined)));
+    throw err;
+  }
+}
+
+async function unpackInto(input: Readable, root: string, made: Set<string>): Promise<UnpackSummary> {
   const dirModes = new Map<string, MadeDir>(); // a repeated directory entry: the last mode wins
   // Directories already checked (or made) as real ones: an archive cannot turn one into a
   // symlink later (every entry is created exclusively), so their entries skip the walk.
@@ -263,6 +302,7 @@ export async function unpackTar(input: Readable, dir: string): Promise<UnpackSum
       return;
     }
     const parts = rel.split('/');
+    made.add(parts[0]!);
     // Parents: real directories only, created one by one; a symlink on the way is refused.
     const abs = join(root, ...parts);
     const parent = dirname(abs);
@@ -271,40 +311,50 @@ export async function unpackTar(input: Readable, dir: string): Promise<UnpackSum
       realDirs.add(parent);
     }
     const mode = entryMode(header.mode);
-    if (header.type === 'directory') {
-      // Like tar --no-overwrite-dir: an existing directory is kept, anything else at that
-      // path (a symlink above all: its chmod would act on the link's target) is refused.
-      const existing = await lstatOrMissing(abs);
-      if (existing?.isSymbolicLink()) refuse(header.name, 'a symlink of the archive is in the way of this directory');
-      if (existing && !existing.isDirectory()) refuse(header.name, 'a non-directory of the archive is in the way of this directory');
-      if (!existing) await mkdir(abs);
-      const st = await lstat(abs);
-      if (!st.isDirectory()) refuse(header.name, 'not a directory once created');
-      dirModes.set(abs, { path: abs, mode, dev: st.dev, ino: st.ino });
-      realDirs.add(abs);
-      entry.resume();
-    } else if (header.type === 'symlink') {
-      await symlink(header.linkname, abs); // EEXIST for any existing path
-      entry.resume();
-    } else if (header.type === 'link') {
-      await hardLink(root, header, abs);
-      entry.resume();
-    } else if ((header.type === 'file' || header.type === 'contiguous-file') && header.size <= SMALL_FILE) {
-      writeSmallFile(abs, await bodyOf(entry), mode);
-    } else if (header.type === 'file' || header.type === 'contiguous-file') {
-      // O_EXCL: never follows a symlink at the path; the mode is set on the open descriptor.
-      const fh = await open(abs, 'wx', 0o600);
-      try {
-        await fh.chmod(mode); // writing goes on through the open descriptor even if read-only
-      } catch (err) {
-        await fh.close();
-        throw err;
+    const mtime = header.mtime ?? new Date(0);
+    try {
+      if (header.type === 'directory') {
+        // Like tar --no-overwrite-dir: an existing directory is kept, anything else at that
+        // path (a symlink above all: its chmod would act on the link's target) is refused.
+        const existing = await lstatOrMissing(abs);
+        if (existing?.isSymbolicLink()) refuse(header.name, 'a symlink of the archive is in the way of this directory');
+        if (existing && !existing.isDirectory()) refuse(header.name, 'a non-directory of the archive is in the way of this directory');
+        if (!existing) await mkdir(abs);
+        const st = await lstat(abs);
+        if (!st.isDirectory()) refuse(header.name, 'not a directory once created');
+        dirModes.set(abs, { path: abs, mode, mtime, dev: st.dev, ino: st.ino });
+        realDirs.add(abs);
+        entry.resume();
+      } else if (header.type === 'symlink') {
+        await symlink(header.linkname, abs); // EEXIST for any existing path
+        await lutimes(abs, mtime, mtime);
+        entry.resume();
+      } else if (header.type === 'link') {
+        await hardLink(root, header, abs);
+        entry.resume();
+      } else if ((header.type === 'file' || header.type === 'contiguous-file') && header.size <= SMALL_FILE) {
+        writeSmallFile(abs, await bodyOf(entry), mode, mtime);
+      } else if (header.type === 'file' || header.type === 'contiguous-file') {
+        // O_EXCL: never follows a symlink at the path; the mode is set on the open descriptor.
+        const fh = await open(abs, 'wx', 0o600);
+        try {
+          await fh.chmod(mode); // writing goes on through the open descriptor even if read-only
+        } catch (err) {
+          await fh.close();
+          throw err;
+        }
+        await pipeline(entry, fh.createWriteStream()); // closes the descriptor, also on error
+        await lutimes(abs, mtime, mtime); // after the last write; never through a symlink
       }
-      await pipeline(entry, fh.createWriteStream()); // closes the descriptor, also on error
+    } catch (err) {
+      // the target was empty: what is in the way came from the archive itself
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') refuse(header.name, 'the archive has this path twice, or a path through it');
+      throw err;
     }
     entries++;
   });
-  // directory modes last, so a read-only directory does not block its own contents
-  for (const made of [...dirModes.values()].reverse()) await chmodDir(made);
+  // directory modes and times last, so that neither a read-only directory blocks its own
+  // contents nor their creation moves its time
+  for (const dir of [...dirModes.values()].reverse()) await finishDir(dir);
   return { entries };
 }

@@ -53,22 +53,19 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
     if (manifest.delta) {
       const packed = await downloadSmallBlob(options.from, manifest.delta.digest, manifest.delta.size, blobs);
       bytesReceived += packed.length;
-      const vcdiff = decompressDelta(packed, manifest.delta.compression);
+      // the sizes the manifest states bound both steps: a few bytes cannot fill memory or disk
+      const vcdiff = decompressDelta(packed, manifest.delta.compression, manifest.delta.vcdiffSize);
       tarFile = join(work, 'result.tar');
-      const decoded = await decodeVcdiffToFile(baseFile, vcdiff, tarFile);
+      const decoded = await decodeVcdiffToFile(baseFile, vcdiff, tarFile, [], manifest.result.size);
       checkResult(manifest, decoded.size, `sha256:${decoded.digests['sha256']}`);
       // The base is not needed any more: while the tree is unpacked, the disk holds the tar and the tree, not the base too.
       await rm(baseFile);
     } else {
       checkResult(manifest, base.written.size, base.written.digest);
     }
-    try {
-      const { entries } = await unpackTar(createReadStream(tarFile), options.dir);
-      return { manifest, bytesReceived, entries };
-    } catch (err) {
-      await emptyDirectory(options.dir); // it was empty: a failed pull leaves no partial tree
-      throw err;
-    }
+    // a failed unpack removes what it made, and only that (unpackTar)
+    const { entries } = await unpackTar(createReadStream(tarFile), options.dir);
+    return { manifest, bytesReceived, entries };
   });
 }
 
@@ -81,11 +78,6 @@ async function refuseNonEmpty(dir: string): Promise<void> {
     return; // missing: unpackTar creates it
   }
   if (entries.length > 0) throw new FleetError('FC_ERR_BAD_NAME', `${dir} is not empty; refusing to unpack into it`);
-}
-
-async function emptyDirectory(dir: string): Promise<void> {
-  const names = await readdir(dir).catch(() => []);
-  await Promise.all(names.map((name) => rm(join(dir, name), { recursive: true, force: true }).catch(() => undefined)));
 }
 
 function checkResult(manifest: RunManifest, size: number, digest: string): void {

@@ -2,7 +2,7 @@
 // data that does not compress) only where it can pay.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { brotliCompressSync, constants } from 'node:zlib';
+import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
 import { compressDelta, decompressDelta } from '../../src/delta/compress.js';
 import { VCDIFF_HEADER } from '../../src/delta/vcdiff.js';
 
@@ -19,4 +19,15 @@ t.test('a delta that does not compress skips the slow pass; one that does gets i
   t.same(slow, brotliAt(text, 11), 'quality 11 where it compresses');
   t.same(compressDelta(text, 'brotli', { fast: true }), brotliAt(text, 5), 'fast: only the fast pass');
   t.same(decompressDelta(slow), text);
+});
+
+t.test('a delta that inflates past the size its manifest states is refused as it inflates', async (t) => {
+  const zeros = Buffer.concat([VCDIFF_HEADER, Buffer.alloc(64 << 20)]);
+  for (const compression of ['gzip', 'brotli'] as const) {
+    const bomb = compression === 'gzip' ? gzipSync(zeros) : brotliCompressSync(zeros);
+    t.ok(bomb.length < 1 << 20, `${compression}: ${bomb.length} bytes stand for 64 MiB`);
+    t.throws(() => decompressDelta(bomb, compression, 1000), { code: 'FC_ERR_SIZE_MISMATCH' }, `${compression}: stopped past 1000 bytes`);
+    t.throws(() => decompressDelta(bomb, compression, zeros.length + 1), { code: 'FC_ERR_SIZE_MISMATCH', message: `size mismatch: expected ${zeros.length + 1} bytes, got ${zeros.length}` }, `${compression}: a size short of the stated one`);
+    t.same(decompressDelta(bomb, compression, zeros.length).length, zeros.length, `${compression}: the stated size`);
+  }
 });

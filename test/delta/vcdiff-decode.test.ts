@@ -5,10 +5,10 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError } from '../../src/errors.js';
-import { adler32, decodeVcdiff, MAX_WINDOW_BYTES } from '../../src/delta/vcdiff-decode.js';
+import { adler32, decodeVcdiff, decodeVcdiffToFile, MAX_WINDOW_BYTES } from '../../src/delta/vcdiff-decode.js';
 import { inspectVcdiff } from '../../src/delta/vcdiff.js';
 
 async function decodeToBuffer(basePath: string, vcdiff: Uint8Array): Promise<Buffer> {
@@ -163,4 +163,17 @@ t.test('memory is a window, not the result: 96 MiB rebuilt with under 48 MiB of 
   t.equal(size, 96 * MiB);
   t.equal(got.digest('hex'), expected.digest('hex'));
   t.ok(peak < 48 * MiB, `buffers grew by ${(peak / MiB).toFixed(1)} MiB while rebuilding 96 MiB`);
+});
+
+t.test('decodeVcdiffToFile stops past the size expected: a few bytes of VCDIFF cannot fill the disk', async (t) => {
+  const dir = t.testdir();
+  writeFileSync(join(dir, 'base'), 'a base\n');
+  writeFileSync(join(dir, 'target'), Buffer.alloc(40 << 20)); // 40 MiB of zeros: a run per window
+  execFileSync('xdelta3', ['-e', '-f', '-S', 'none', '-s', join(dir, 'base'), join(dir, 'target'), join(dir, 'd.vcdiff')]);
+  const vcdiff = readFileSync(join(dir, 'd.vcdiff'));
+  t.ok(vcdiff.length < 4096, `${vcdiff.length} bytes of VCDIFF`);
+  await t.rejects(decodeVcdiffToFile(join(dir, 'base'), vcdiff, join(dir, 'out'), [], 10_240), { code: 'FC_ERR_SIZE_MISMATCH' });
+  t.ok(statSync(join(dir, 'out')).size <= 10_240, `nothing past the expected size was written (${statSync(join(dir, 'out')).size} bytes)`);
+  const whole = await decodeVcdiffToFile(join(dir, 'base'), vcdiff, join(dir, 'out'), [], 40 << 20);
+  t.equal(whole.size, 40 << 20, 'the expected size decodes');
 });

@@ -1,11 +1,12 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, createReadStream, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, createReadStream, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { checkTar, safeEntryPath, unpackTar } from '../../src/pack/unpack.js';
 import { describeTree } from '../helpers/tree.js';
+import { eventually } from '../helpers/wait.js';
 
 type Entry = { header: Partial<tar.Header> & { name: string }; body?: string };
 
@@ -44,8 +45,8 @@ t.test('an entry may not overwrite an earlier one (symlink swap)', async (t) => 
   const dir = t.testdir();
   const out = join(dir, 'out');
   const entries: Entry[] = [{ header: { name: 'x', type: 'symlink', linkname: '/tmp' } }, { header: { name: 'x' }, body: 'data' }];
-  await t.rejects(unpackTar(await tarOf(entries), out), /EEXIST/);
-  t.same(readdirSync(out), ['x']);
+  await t.rejects(unpackTar(await tarOf(entries), out), { code: 'FC_ERR_BAD_NAME', message: /has this path twice/ });
+  t.same(readdirSync(out), [], 'nothing written through the link; what the unpack made is removed');
 });
 
 t.test('a directory entry over an archive symlink is refused; the link target keeps its mode', async (t) => {
@@ -63,7 +64,7 @@ t.test('a directory entry over an archive symlink is refused; the link target ke
   const dir = t.testdir();
   const clash: Entry[] = [{ header: { name: 'f' }, body: 'x' }, { header: { name: 'f', type: 'directory', mode: 0o777 } }];
   await t.rejects(unpackTar(await tarOf(clash), join(dir, 'out')), { code: 'FC_ERR_BAD_NAME', message: /non-directory/ });
-  t.equal(statSync(join(dir, 'out', 'f')).mode & 0o777, 0o644, 'the file keeps its mode');
+  t.same(readdirSync(join(dir, 'out')), [], 'the file was never chmod 777: the unpack removed what it made');
 });
 
 t.test('setuid and setgid bits are dropped; permissions, sticky and directory modes kept', async (t) => {
@@ -139,4 +140,68 @@ t.test('an empty, truncated or non-tar stream is refused, not unpacked as an emp
     await t.rejects(checkTar(Readable.from([bytes])), { code: 'FC_ERR_ARCHIVE', message }, `${what}: dry run`);
   }
   t.same(await unpackTar(Readable.from([whole.subarray(0, 512 * 4)]), join(dir, 'lone')), { entries: 1 }, 'a lone zero block ends it, as for GNU tar');
+});
+
+t.test('a failed unpack removes what it made, and only that', async (t) => {
+  const dir = t.testdir();
+  const out = join(dir, 'out');
+  const pack = tar.pack();
+  pack.entry({ name: 'a/x.txt' }, 'x');
+  pack.entry({ name: '../evil.txt' }, 'evil');
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of pack) chunks.push(c as Buffer);
+  const bytes = Buffer.concat(chunks);
+  // the first entry (header and data blocks), then another process writes into the
+  // directory, then the refused entry
+  async function* input() {
+    yield bytes.subarray(0, 1024);
+    await eventually('the first entry is unpacked', () => existsSync(join(out, 'a', 'x.txt')));
+    writeFileSync(join(out, 'theirs.txt'), 'not the unpack\'s');
+    yield bytes.subarray(1024);
+  }
+  await t.rejects(unpackTar(Readable.from(input()), out), { code: 'FC_ERR_BAD_NAME' });
+  t.same(readdirSync(out), ['theirs.txt'], "the unpack's own tree is gone, the other file stays");
+});
+
+t.test('modification times are the archive\'s: files, symlinks, directories', async (t) => {
+  const dir = t.testdir();
+  const out = join(dir, 'out');
+  const at = (s: string) => new Date(s);
+  const big = 'b'.repeat(100_000); // past the small-file path
+  await unpackTar(await tarOf([
+    { header: { name: 'd', type: 'directory', mtime: at('2001-02-03T04:05:06Z') } },
+    { header: { name: 'd/small.txt', mtime: at('2002-01-01T00:00:00Z') }, body: 'small' },
+    { header: { name: 'd/big.bin', mtime: at('2003-01-01T00:00:00Z') }, body: big },
+    { header: { name: 'd/link', type: 'symlink', linkname: 'small.txt', mtime: at('2004-01-01T00:00:00Z') } },
+  ]), out);
+  const mtime = (p: string) => lstatSync(join(out, p)).mtime.toISOString();
+  t.equal(mtime('d/small.txt'), '2002-01-01T00:00:00.000Z');
+  t.equal(mtime('d/big.bin'), '2003-01-01T00:00:00.000Z');
+  t.equal(mtime('d/link'), '2004-01-01T00:00:00.000Z', 'the link itself, not its target');
+  t.equal(mtime('d'), '2001-02-03T04:05:06.000Z', 'a directory keeps its time despite the files made in it');
+});
+
+t.test('duplicate paths and paths through an entry are refused by checkTar, and by unpackTar without an internal error', async (t) => {
+  const cases: Array<[string, Entry[]]> = [
+    ['a file twice (tar -rf of a newer copy)', [{ header: { name: 'v.txt' }, body: '1' }, { header: { name: 'v.txt' }, body: '2' }]],
+    ['a file through a symlink of the archive', [{ header: { name: 's', type: 'symlink', linkname: 'real' } }, { header: { name: 's/f.txt' } }]],
+    ['a symlink over a directory of the archive', [{ header: { name: 'd', type: 'directory' } }, { header: { name: 'd', type: 'symlink', linkname: 'x' } }]],
+    ['a file through a file', [{ header: { name: 'f' }, body: 'f' }, { header: { name: 'f/g' } }]],
+  ];
+  for (const [what, entries] of cases) {
+    await t.rejects(checkTar(await tarOf(entries)), { code: 'FC_ERR_BAD_NAME' }, `checkTar: ${what}`);
+    const out = join(t.testdirName, what.replace(/\W+/g, '-'));
+    await t.rejects(unpackTar(await tarOf(entries), out), { code: 'FC_ERR_BAD_NAME' }, `unpackTar: ${what}`);
+    t.same(readdirSync(out), [], `${what}: nothing left`);
+  }
+  t.same(await checkTar(await tarOf([{ header: { name: 'd', type: 'directory' } }, { header: { name: 'd/f' } }, { header: { name: 'd', type: 'directory' } }])), { entries: 3 }, 'a directory twice is fine (the last mode wins)');
+});
+
+t.test('a name that is not valid UTF-8 is refused, not unpacked under another name', async (t) => {
+  const dir = t.testdir({ src: {} });
+  writeFileSync(Buffer.from(`${join(dir, 'src')}/caf\xe9`, 'latin1'), 'x');
+  execFileSync('tar', ['-C', join(dir, 'src'), '-cf', join(dir, 'a.tar'), '.']);
+  await t.rejects(checkTar(createReadStream(join(dir, 'a.tar'))), { code: 'FC_ERR_BAD_NAME', message: /not valid UTF-8/ });
+  await t.rejects(unpackTar(createReadStream(join(dir, 'a.tar')), join(dir, 'out')), { code: 'FC_ERR_BAD_NAME', message: /not valid UTF-8/ });
 });
