@@ -94,8 +94,8 @@ export class AdhocProvider implements Provider {
     return system.password ?? this.#ctx.password;
   }
 
-  /** Runs allocate or discard the way spread does (cwd project root, its env only). */
-  async runScript(script: string, system: SystemSpec, address: string): Promise<AdhocOutcome> {
+  /** Runs allocate or discard the way spread does (cwd project root, its env only); `signal` kills it. */
+  async runScript(script: string, system: SystemSpec, address: string, signal?: AbortSignal): Promise<AdhocOutcome> {
     const env: EnvEntry[] = [
       ['SPREAD_BACKEND', literal(this.name)],
       ['SPREAD_SYSTEM', literal(system.name)],
@@ -114,6 +114,7 @@ export class AdhocProvider implements Provider {
       warnTimeout: timeouts.warn,
       killTimeout: timeouts.kill,
       onWarn: () => this.#ctx.log?.(`WARNING: ${label} script running late.`),
+      ...(signal ? { signal } : {}),
     });
     return { ...parseMarkers(r.exitCode, r.output), killed: r.killed };
   }
@@ -123,7 +124,9 @@ export class AdhocProvider implements Provider {
     const deadline = Date.now() + this.#allocateTimeout;
     let address: string | undefined;
     for (;;) {
-      const r = await this.runScript(this.#options.allocate, system, '');
+      const r = await this.runScript(this.#options.allocate, system, '', options?.signal);
+      // interrupted (the run is stopping): the script was killed, no machine is wanted any more
+      options?.signal?.throwIfAborted();
       if (r.fatal) throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: ${r.fatal}`);
       if (r.exitCode === 0 && !r.error && !r.killed) {
         if (!r.address || /\s/.test(r.address)) {
@@ -143,14 +146,14 @@ export class AdhocProvider implements Provider {
       this.#ctx.log?.(`Waiting for ${label} to make SSH available at ${host}:${port}...`);
       // a deadline of its own, as in spread: a slow allocate leaves the port its full wait
       await waitForPort(host, port, this.#allocateTimeout, options?.signal);
-      return await this.#connect(address, system);
+      return await this.#connect(address, system, 30, options?.signal);
     } catch (err) {
       await this.#release(system, address).catch(() => undefined);
       throw err instanceof FleetError ? err : new UpstreamError(`cannot connect to ${label} at ${address}`, { cause: err });
     }
   }
 
-  #connect(address: string, system: SystemSpec, retries = 30): Promise<SshMachine> {
+  #connect(address: string, system: SystemSpec, retries = 30, signal?: AbortSignal): Promise<SshMachine> {
     const { host, port } = splitAddress(address);
     const key = this.#options.key;
     const target = {
@@ -161,7 +164,7 @@ export class AdhocProvider implements Provider {
       privateKey: privateKeyOf(key, this.#ctx.projectRoot),
     };
     // spread retries SSH for about a minute after the port opens.
-    return SshMachine.connect(this, system, address, target, this.#ctx.remotePath, { timeout: 10_000, retries, retryDelay: 2000 }, rebootSettings(this.#options));
+    return SshMachine.connect(this, system, address, target, this.#ctx.remotePath, { timeout: 10_000, retries, retryDelay: 2000, ...(signal ? { signal } : {}) }, rebootSettings(this.#options));
   }
 
   reuse(record: MachineRecord, system: SystemSpec): Promise<Machine> {

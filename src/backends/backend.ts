@@ -2,6 +2,7 @@
 // files through an Executor (a local bash or an ssh2 session). One file per backend
 // beside this one; registry.ts maps a backend `type:` to its factory.
 import type { Readable, Writable } from 'node:stream';
+import type { OutputBuffer } from './script.js';
 
 /** A system as a backend needs it (narrow on purpose: the spread model owns the full type). */
 export interface SystemSpec {
@@ -27,7 +28,7 @@ export interface ExecOptions {
   onOutput?: (chunk: string) => void;
   /** Every warnTimeout ms while the script runs, called with the output tail. */
   warnTimeout?: number;
-  onWarn?: (info: { elapsedMs: number; tail: string }) => void;
+  onWarn?: (info: { elapsedMs: number; output: ReturnType<OutputBuffer['warnTail']> }) => void;
   /** After killTimeout ms the script's process group is killed (SIGKILL). */
   killTimeout?: number;
   /** Aborting kills the script like a kill timeout. */

@@ -21,7 +21,7 @@ import { RebootError } from '../errors.js';
 import type { BackendContext, ExecOptions, ExecResult, Executor, Machine, MachineRecord, Provider, RebootOptions, ShellOptions, SystemSpec } from './backend.js';
 import { endMachineProcesses, MACHINE_MARK } from './local-processes.js';
 import { killGroup } from './process-group.js';
-import { OutputBuffer, renderScript, renderShell, watchScript } from './script.js';
+import { OutputBuffer, renderScript, renderShell, utf8Chunks, watchScript } from './script.js';
 
 export const localOptions = Type.Object(
   {
@@ -103,13 +103,14 @@ export class LocalExecutor implements Executor {
         killed = true;
         killGroup(child, (code, sig) => finish(code, sig));
       });
-      const onData = (b: Buffer): void => {
-        const s = b.toString('utf8');
+      const emit = (s: string): void => {
         out.push(s);
         o.onOutput?.(s);
       };
-      child.stdout.on('data', onData);
-      child.stderr.on('data', onData);
+      const stdout = utf8Chunks(emit);
+      const stderr = utf8Chunks(emit);
+      child.stdout.on('data', stdout.write);
+      child.stderr.on('data', stderr.write);
       child.stdin.on('error', () => undefined); // the script may exit before reading all of it
       child.on('error', (err) => {
         disarm();
@@ -117,6 +118,8 @@ export class LocalExecutor implements Executor {
       });
       const finish = (code: number | null, sig: NodeJS.Signals | null): void => {
         disarm();
+        stdout.end();
+        stderr.end();
         const exitCode = code ?? 128 + (sig ? constants.signals[sig] : 0);
         done({ exitCode, output: out.text(), killed });
       };

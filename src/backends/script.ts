@@ -1,5 +1,6 @@
 // What every executor shares: spread's remote script wrapper (spec section 11), the
 // bounded output buffer, and the warn/kill timers.
+import { StringDecoder } from 'node:string_decoder';
 import { after, every } from '../long-timer.js';
 import type { EnvEntry, ExecOptions } from './backend.js';
 
@@ -113,13 +114,50 @@ export class OutputBuffer {
     return all.length > OUTPUT_CAP ? all.slice(all.length - OUTPUT_CAP) : all;
   }
 
-  /** spread's warning body: the last 10 lines of new output, or why there are none. */
-  warnTail(): string {
-    if (this.#total === 0) return 'Output still empty.';
-    if (this.#total === this.#seenAtWarn) return 'Output unchanged.';
+  /**
+   * What spread's warning says of the output: its last 10 lines since the last warning
+   * (`tail`), else that there is none yet or none new.
+   */
+  warnTail(): { tail: string } | { none: 'empty' | 'unchanged' } {
+    if (this.#total === 0) return { none: 'empty' };
+    if (this.#total === this.#seenAtWarn) return { none: 'unchanged' };
+    const fresh = Math.min(this.#total - this.#seenAtWarn, OUTPUT_CAP);
     this.#seenAtWarn = this.#total;
-    return this.text().trimEnd().split('\n').slice(-10).join('\n');
+    const text = this.text();
+    return { tail: text.slice(text.length - fresh).trimEnd().split('\n').slice(-10).join('\n') };
   }
+}
+
+/** A script whose session broke before it told its exit status; `output`: what it printed until then. */
+export class ScriptLostError extends Error {
+  constructor(message: string, readonly output: string) {
+    super(message);
+    this.name = 'ScriptLostError';
+  }
+}
+
+/** spread's words for a script running late: the output since the last warning, or that there is none. */
+export function lateWarning(what: string, output: ReturnType<OutputBuffer['warnTail']>): string {
+  if ('none' in output) return `WARNING: ${what} running late. ${output.none === 'empty' ? 'Output still empty.' : 'Output unchanged.'}`;
+  return `WARNING: ${what} running late. Current output:\n-----\n${output.tail}\n-----`;
+}
+
+/**
+ * Decodes one output stream's byte chunks as UTF-8 for `emit`, a character split between
+ * two chunks kept whole (a chunk's own toString would make each half U+FFFD).
+ */
+export function utf8Chunks(emit: (text: string) => void): { write: (chunk: Buffer) => void; end: () => void } {
+  const decoder = new StringDecoder('utf8');
+  return {
+    write: (chunk) => {
+      const text = decoder.write(chunk);
+      if (text) emit(text);
+    },
+    end: () => {
+      const text = decoder.end();
+      if (text) emit(text);
+    },
+  };
 }
 
 /**
@@ -138,7 +176,7 @@ export function watchScript(o: ExecOptions, out: OutputBuffer, kill: () => void)
   };
   if (o.warnTimeout && o.warnTimeout > 0 && o.onWarn) {
     const onWarn = o.onWarn;
-    timers.push(every(o.warnTimeout, () => onWarn({ elapsedMs: Date.now() - started, tail: out.warnTail() })));
+    timers.push(every(o.warnTimeout, () => onWarn({ elapsedMs: Date.now() - started, output: out.warnTail() })));
   }
   if (o.killTimeout && o.killTimeout > 0) timers.push(after(o.killTimeout, killOnce));
   o.signal?.addEventListener('abort', killOnce, { once: true });

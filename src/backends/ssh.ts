@@ -79,7 +79,7 @@ export class SshProvider implements Provider {
     return this.#options.hosts.find((h) => h.address === address);
   }
 
-  async #connect(h: Host, system: SystemSpec): Promise<Machine> {
+  async #connect(h: Host, system: SystemSpec, signal?: AbortSignal): Promise<Machine> {
     const { host: hostname, port } = splitAddress(h.address, h.port ?? 22);
     const target = {
       host: hostname,
@@ -88,14 +88,14 @@ export class SshProvider implements Provider {
       password: h.password ?? system.password ?? this.#ctx.password,
       privateKey: h.key ? readFileSync(resolve(this.#ctx.projectRoot, h.key)) : undefined,
     };
-    const connect = { timeout: this.#options['connect-timeout'] ?? 10_000, retries: this.#options['connect-retries'] ?? 2 };
+    const connect = { timeout: this.#options['connect-timeout'] ?? 10_000, retries: this.#options['connect-retries'] ?? 2, ...(signal ? { signal } : {}) };
     return SshMachine.connect(this, system, h.address, target, this.#ctx.remotePath, connect, rebootSettings(this.#options));
   }
 
   async allocate(system: SystemSpec, options?: { signal?: AbortSignal }): Promise<Machine> {
     const h = await this.#take(system, options?.signal);
     try {
-      return await this.#connect(h, system);
+      return await this.#connect(h, system, options?.signal);
     } catch (err) {
       this.#release(h);
       throw err;

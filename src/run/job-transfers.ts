@@ -20,6 +20,8 @@ export interface JobTransfersOptions {
   readonly token?: string | undefined;
   /** `run --artifacts DIR`: each job's artifacts are also downloaded here. */
   readonly artifactsDir?: string | undefined;
+  /** The run is interrupted: the agent's command on the machine is killed. */
+  readonly signal?: AbortSignal;
 }
 
 export class JobTransfers {
@@ -44,7 +46,7 @@ export class JobTransfers {
   }
 
   async #assets(choice: CacheChoice, machine: Machine, job: Job): Promise<void> {
-    const { log, token } = this.#o;
+    const { log, token, signal } = this.#o;
     const manifest = job.task.assets ? posix.join(job.task.name, job.task.assets) : job.suite.assets ? posix.join(job.suite.name, job.suite.assets) : undefined;
     if (!manifest) return;
     const answer = await runAgent(machine, agentPath(machine), 'assets', {
@@ -53,14 +55,14 @@ export class JobTransfers {
       cacheFolder: posix.join(agentWorkDir(machine), 'assets-cache'),
       dest: posix.join(machine.projectPath, job.task.name),
       ...(token ? { token } : {}),
-    });
+    }, signal);
     for (const warning of Array.isArray(answer.warnings) ? answer.warnings : []) log.line(`WARNING: assets of ${job.name} (${machine.name}): ${String(warning)}`);
     this.assetBytes += Number(answer.bytesDownloaded ?? 0);
     this.assetNaiveByRegion[choice.region] = (this.assetNaiveByRegion[choice.region] ?? 0) + Number(answer.bytesDownloaded ?? 0) + Number(answer.bytesFromCache ?? 0);
   }
 
   async #artifacts(choice: CacheChoice, machine: Machine, job: Job): Promise<void> {
-    const { log, token, run, artifactsDir } = this.#o;
+    const { log, token, run, artifactsDir, signal } = this.#o;
     log.line(`Fetching artifacts of ${job.name}...`);
     // The nearest URL first; a cache that died since the pull is skipped for the next one.
     let lastError: unknown;
@@ -73,7 +75,7 @@ export class JobTransfers {
           job: job.name,
           cwd: posix.join(machine.projectPath, job.task.name),
           paths: job.task.artifacts,
-        });
+        }, signal);
         this.artifactBytes += Number(answer.bytes ?? 0);
         if (artifactsDir) await fetchArtifacts({ from: url, run, job: job.name, dest: artifactsDir, ...(token ? { token } : {}) });
         if (url !== choice.urls[0]) log.line(`Artifacts of ${job.name} went through ${url}.`);

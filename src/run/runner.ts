@@ -238,7 +238,7 @@ async function runJobs(
   }, embedded);
 
   const pulls: MachineTransfer[] = [];
-  const transfers = new JobTransfers({ log, run: push.run, token, artifactsDir: o.artifactsDir });
+  const transfers = new JobTransfers({ log, run: push.run, token, artifactsDir: o.artifactsDir, ...(interrupt ? { signal: interrupt.signal } : {}) });
   const progress = new JobCounter(jobs.length);
 
   const abend = o.abend ? new AbortController() : undefined;
@@ -300,6 +300,8 @@ async function runJobs(
         // on record before anything runs on it: a runner killed from now on leaves it to `run --discard`
         await running.add(machine.record());
         try {
+          // interrupted while it was being allocated or taken back: discarded below, nothing sent
+          signal.throwIfAborted();
           const region = jobRegion(job);
           const choice = region === 'auto' ? await measuredOrder(machine, fleet) : staticOrder(fleet, region);
           log.line(`Machine ${label} at ${machine.address} pulls through ${choice.urls[0]} (${choice.how}).`);
@@ -315,9 +317,11 @@ async function runJobs(
             const session = new MachineSession({ ...sessionCtx, ...transfers.hooksFor(choice) }, machine, label);
             return session;
           }
-          if (kept) await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
+          // a kept machine, or a host of the ssh backend (a static host serves run after run,
+          // and one a broken machine left): what an earlier run left at the path goes first
+          if (kept || provider.type === 'ssh') await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
           log.line(`Sending project content to ${label}...`);
-          const answer = await runAgent(machine, agent, 'pull', { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker });
+          const answer = await runAgent(machine, agent, 'pull', { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker }, signal);
           const url = String(answer.url ?? choice.urls[0]);
           if (url !== choice.urls[0]) log.line(`Machine ${label} fell back to ${url}.`);
           // The report counts the machine where its bytes went: the region of the cache that
@@ -348,6 +352,8 @@ async function runJobs(
             pool.keep(record);
             kept.push(record);
             log.line(`Keeping ${session.label} at ${session.machine.address}${keeping}.`);
+            // kept, not discarded: its connections still close (an open SSH client keeps the process alive)
+            await session.machine.close().catch(() => undefined);
           } else {
             log.line(`Discarding ${session.label}...`);
             // a machine that could not be discarded stays on record for `run --discard`

@@ -5,6 +5,7 @@
 // may REBOOT the machine (reboot.ts); one that does not come back ends the session.
 // spread's -shell, -shell-before, -shell-after and -debug open shells around the scripts (shell.ts).
 import type { EnvEntry, Machine } from '../backends/backend.js';
+import { lateWarning, ScriptLostError } from '../backends/script.js';
 import { jobDebug, jobEnvironment, jobPrepare, jobRestore, scriptTimeouts, type Job, type Project, type ScriptLevel } from '../spread/index.js';
 import { execWithReboots, type ScriptRun } from './reboot.js';
 import { summaryItem, type FailureKind, type JobCounter, type RunLog, type RunTally } from './report.js';
@@ -137,7 +138,7 @@ export class MachineSession {
         cwd,
         warnTimeout: warn,
         killTimeout: kill,
-        onWarn: ({ tail }) => log.line(`WARNING: ${context} (${this.label}) running late. Current output:\n-----\n${tail || 'Output still empty.'}\n-----`),
+        onWarn: ({ output }) => log.line(lateWarning(`${context} (${this.label})`, output)),
         ...(log.verbose > 1 ? { onOutput: (chunk: string) => log.output(chunk) } : {}),
         describe: `${context} (${this.label})`,
         log: (line) => log.line(line),
@@ -148,7 +149,8 @@ export class MachineSession {
       // failure with no exit status. It counts as the script's failure, and the machine
       // takes no more jobs (its restores are still tried).
       this.#broken = true;
-      return { exitCode: -1, output: '', killed: false, failure: `error: ${(err as Error).message}` };
+      const output = err instanceof ScriptLostError ? err.output : '';
+      return { exitCode: -1, output, killed: false, failure: `error: ${(err as Error).message}` };
     }
     if (res.lost) this.#lost = this.#broken = true;
     return res;

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, type ClientChannel, type ExecOptions as ChannelOptions, type SFTPWrapper } from 'ssh2';
 import { UpstreamError } from '../errors.js';
 import type { ExecOptions, ExecResult, Executor, ShellOptions } from '../backends/backend.js';
-import { OutputBuffer, renderScript, renderShell, watchScript } from '../backends/script.js';
+import { OutputBuffer, renderScript, renderShell, ScriptLostError, utf8Chunks, watchScript } from '../backends/script.js';
 
 export interface SshTarget {
   host: string;
@@ -174,11 +174,18 @@ export class SshClient implements Executor {
     const ch = await this.#channel(command);
     return new Promise((done, fail) => {
       let code = -1;
-      ch.on('data', (b: Buffer) => onData?.(b.toString('utf8')));
-      ch.stderr.on('data', (b: Buffer) => onData?.(b.toString('utf8')));
+      const emit = (text: string): void => onData?.(text);
+      const stdout = utf8Chunks(emit);
+      const stderr = utf8Chunks(emit);
+      ch.on('data', stdout.write);
+      ch.stderr.on('data', stderr.write);
       ch.on('exit', (c: number | null) => (code = c ?? 255));
       ch.on('error', fail);
-      ch.on('close', () => done(code));
+      ch.on('close', () => {
+        stdout.end();
+        stderr.end();
+        done(code);
+      });
       ch.end(stdin);
     });
   }
@@ -220,14 +227,21 @@ export class SshClient implements Executor {
           end();
           return done(killedResult());
         }
-        let code = 255;
-        opened.on('data', (b: Buffer) => emit(b.toString('utf8')));
-        opened.stderr.on('data', afterPidMark((p) => (pid = p), (b) => emit(b.toString('utf8'))));
+        let code: number | undefined;
+        const stdout = utf8Chunks(emit);
+        const stderr = utf8Chunks(emit);
+        opened.on('data', stdout.write);
+        opened.stderr.on('data', afterPidMark((p) => (pid = p), stderr.write));
         opened.on('exit', (c: number | null, sig?: string) => (code = c ?? (sig ? 128 + 9 : 255)));
         opened.on('error', (err: Error) => (end(), fail(err)));
         opened.on('close', () => {
           end();
-          done(killed ? killedResult() : { exitCode: code, output: out.text(), killed: false });
+          stdout.end();
+          stderr.end();
+          if (killed) return done(killedResult());
+          // closed without an exit status: the connection dropped (spread's session.Wait error)
+          if (code === undefined) return fail(new ScriptLostError('remote command exited without exit status or exit signal (the connection to the machine was lost)', out.text()));
+          done({ exitCode: code, output: out.text(), killed: false });
         });
         opened.end(text);
       }, (err: unknown) => {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createProvider } from '../../src/backends/registry.js';
 import type { BackendContext } from '../../src/backends/backend.js';
+import { lateWarning } from '../../src/backends/script.js';
 
 function ctx(dir: string): BackendContext {
   return { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache') };
@@ -69,6 +70,16 @@ t.test('stdout and stderr are combined in the order they were written', async (t
   await m.discard();
 });
 
+t.test('UTF-8 output split between two pipe reads stays whole', async (t) => {
+  const m = await createProvider('local', 'local', {}, ctx(t.testdir())).allocate({ name: 's' });
+  // 3-byte characters written by cat in large blocks: the pipe's reads end inside one
+  const text = '日本語テキスト'.repeat(20_000);
+  const r = await m.exec(`for i in $(seq 20000); do printf '%s' '日本語テキスト'; done > big.txt; cat big.txt`, { trace: false });
+  t.notOk(r.output.includes('\uFFFD'), 'no replacement character');
+  t.equal(r.output, text);
+  await m.discard();
+});
+
 t.test('streaming output, warn timeout and kill timeout kill the group', async (t) => {
   const dir = t.testdir();
   const p = createProvider('local', 'local', {}, ctx(dir));
@@ -82,15 +93,15 @@ t.test('streaming output, warn timeout and kill timeout kill the group', async (
     trace: false,
     onOutput: (c) => chunks.push(c),
     warnTimeout: 150,
-    onWarn: (w) => warnings.push(w.tail),
+    onWarn: (w) => warnings.push(lateWarning('the script', w.output)),
     killTimeout: 500,
   });
   t.ok(Date.now() - started < 5000, 'killed quickly');
   t.ok(r.killed);
   t.equal(r.exitCode, 137);
   t.same(chunks, ['first\n']);
-  t.equal(warnings[0], 'first');
-  t.equal(warnings[1], 'Output unchanged.');
+  t.equal(warnings[0], 'WARNING: the script running late. Current output:\n-----\nfirst\n-----');
+  t.equal(warnings[1], 'WARNING: the script running late. Output unchanged.', "spread's one line");
   const ps = await m.exec(`pgrep -f "sleep ${nap}" || true`, { trace: false });
   t.equal(ps.output, '', 'no process of the group survives');
   await m.discard();

@@ -130,3 +130,25 @@ t.test('the machines of a runner killed with SIGKILL are on record: run --discar
   t.same(await readdir(join(dir, 'cache', 'running')), [], 'the record is gone');
   t.equal(await discardKeptMachines({ cwd: dir, dataRoot, log: new RunLog(() => undefined) }), 0, 'nothing left to discard');
 });
+
+t.test('SIGINT while a machine is being allocated: the allocate script is killed, nothing more is started', async (t) => {
+  const dir = join(t.testdir(), 'project');
+  const pidFile = join(dir, '..', 'allocate.pid');
+  await mkdir(join(dir, 's/a'), { recursive: true });
+  const spread = [
+    'project: slowalloc', 'path: /home/slowalloc', 'backends:', '  cloud:', '    type: adhoc',
+    '    allocate: |', `      sleep 60 & echo $! > ${pidFile}; wait`, '      ADDRESS 127.0.0.1:1',
+    '    discard: "true"', '    systems: [ubuntu-1]', 'suites:', '  s/:', '    summary: s', '',
+  ];
+  await writeFile(join(dir, 'spread.yaml'), spread.join('\n'));
+  await writeFile(join(dir, 's/a/task.yaml'), 'summary: a\nexecute: echo a\n');
+  const run = startRun(t, dir);
+  const pid = await taskPid(t, pidFile);
+  const sent = Date.now();
+  run.child.kill('SIGINT');
+  const { code } = await run.exited;
+  t.ok(Date.now() - sent < 15_000, `the run ended ${Date.now() - sent} ms after the signal, not after the allocate script's minute`);
+  t.equal(code, 1);
+  await eventually('the allocate script is gone', () => !isAlive(pid), 10_000);
+  t.notMatch(run.out(), /Waiting for cloud:ubuntu-1 to make SSH available/, 'nothing after the allocation');
+});

@@ -2,12 +2,14 @@
 // on a loopback port; the agent goes over SFTP, pulls the project through the embedded
 // cache and the tasks run through ssh2.
 import t, { type Test } from 'tap';
+import { spawnSync } from 'node:child_process';
 import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { RunLog } from '../../src/run/report.js';
 import { runProject } from '../../src/run/runner.js';
-import { REPO_ROOT } from '../helpers/processes.js';
+import { cliArgs, descendantsOf, REPO_ROOT } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
 import { startSshd, writeRebootScript, type Sshd } from '../ssh/sshd.js';
 
 /** A real sshd and a copy of the example project; the project path on the "machine" is removed in teardown. */
@@ -123,4 +125,48 @@ t.test('REBOOT over the ssh backend: the machine goes away, comes back, the task
   t.equal(result.tally.successful, 1);
   t.match(out, /Rebooting on lab:debian-12:tests\/reboot \(lab:debian-12\) as requested\.\.\.\n.*Connected after reboot to lab:debian-12:tests\/reboot \(lab:debian-12\)\n/);
   t.not(Number(await readFile(sshd.pidFile, 'utf8')), sshdBefore, 'the machine came back with a new sshd');
+});
+
+/** A one-task project on the ssh backend (one host: the test sshd). */
+async function oneHostProject(t: Test, task: string): Promise<{ base: string; sshd: Sshd; dir: string; remote: string }> {
+  const setup = await sshProject(t);
+  const { dir, sshd, remote } = setup;
+  await rm(join(dir, 'tests'), { recursive: true, force: true });
+  await mkdir(join(dir, 'tests', 'one'), { recursive: true });
+  await writeFile(join(dir, 'tests', 'one', 'task.yaml'), task);
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    `project: onehost\npath: ${remote}\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems: [debian-12]\nsuites:\n  tests/:\n    summary: one\n`,
+  );
+  return setup;
+}
+
+t.test('the CLI exits after keeping its ssh machine (--reuse), and a host serves run after run', async (t) => {
+  const { base, dir } = await oneHostProject(t, 'summary: one\nexecute: echo hi\n');
+  const cli = (args: string[]) => spawnSync(process.execPath, cliArgs(['run', '--data', join(base, 'cache'), ...args]), { cwd: dir, encoding: 'utf8', timeout: 90_000 });
+  const kept = cli(['--reuse']);
+  t.equal(kept.status, 0, `run --reuse exits by itself (an open SSH client kept it alive)${kept.error ? `: ${kept.error.message}` : ''}`);
+  t.match(kept.stdout + kept.stderr, /Keeping lab:debian-12 at 127\.0\.0\.1:\d+\./);
+  t.equal(cli(['--discard']).status, 0, 'its machine discarded');
+  for (const round of [1, 2]) {
+    const res = cli([]);
+    t.equal(res.status, 0, `run ${round} on the same host: the project path is emptied before the project is sent`);
+    if (res.status !== 0) t.comment((res.stdout + res.stderr).slice(-2000));
+  }
+});
+
+t.test('a connection that drops mid-script fails it with a reason, and the machine takes no more jobs', async (t) => {
+  const { base, sshd, dir } = await oneHostProject(t, 'summary: one\nexecute: |\n  echo started\n  sleep 30\n');
+  await mkdir(join(dir, 'tests', 'two'), { recursive: true });
+  await writeFile(join(dir, 'tests', 'two', 'task.yaml'), 'summary: two\nexecute: echo two\n');
+  let out = '';
+  const running = runProject({ cwd: dir, filters: [], order: true, agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s), 2), dataRoot: join(base, 'cache') });
+  await eventually('the first script runs', () => out.includes('started\n'), 60_000);
+  // the sshd processes serving the run's connection (not the listener): as a network cut
+  for (const pid of descendantsOf(sshd.pid)) process.kill(pid, 'SIGKILL');
+  const result = await running;
+  t.match(out, /Error executing lab:debian-12:tests\/one \(lab:debian-12\) :\n-----\n(.*\n)*?started\n(.*\n)*?error: remote command exited without exit status or exit signal/, 'the output so far, then why');
+  t.notMatch(out, /Executing lab:debian-12:tests\/two/, 'the broken machine took no other job');
+  t.same(result.tally.failed, ['lab:debian-12:tests/one']);
+  t.same(result.tally.aborted, ['lab:debian-12:tests/two']);
 });
