@@ -88,7 +88,7 @@ export class Retention {
     this.#namesDeleted = new Counter({ name: 'fleetcache_retention_names_deleted_total', help: 'Names deleted by retention prunes, by kind (artifacts, runs, bases)', labelNames: ['kind'], registers });
     this.#blobsDeleted = new Counter({ name: 'fleetcache_retention_blobs_deleted_total', help: 'Blobs deleted by retention prunes (no name left pointing at them)', registers });
     this.#bytesDeleted = new Counter({ name: 'fleetcache_retention_bytes_deleted_total', help: 'Bytes of the blobs deleted by retention prunes', registers });
-    this.#lastPrune = new Gauge({ name: 'fleetcache_retention_last_prune_timestamp_seconds', help: 'When the last prune (not a dry run) ended, Unix time', registers });
+    this.#lastPrune = new Gauge({ name: 'fleetcache_retention_last_prune_timestamp_seconds', help: 'When the last prune (not a dry run, not stopped) completed without a failed deletion, Unix time', registers });
   }
 
   get policy(): RetentionPolicy {
@@ -157,7 +157,7 @@ export class Retention {
     return [...all].filter(([digest]) => !kept.has(digest) && !this.#ctx.internal.has(digest));
   }
 
-  /** Deletes what no write names meanwhile; a failure or a stop leaves the rest (`left`) to the next prune. */
+  /** Deletes what no write names meanwhile; what it skips, fails on or does not reach (a stop) is `left` to the next prune. */
   async #deleteBlobs(candidates: ReadonlyArray<[string, number]>, now: number): Promise<{ blobs: number; bytes: number; failed: number; left: Array<[string, number]> }> {
     const { store, references } = this.#ctx;
     let blobs = 0;
@@ -170,7 +170,12 @@ export class Retention {
         break;
       }
       try {
-        if (!(await references.deleteUnlessNamed(digest, () => store.delete(parseDigestString(digest)), now))) continue;
+        if (!(await references.deleteUnlessNamed(digest, () => store.delete(parseDigestString(digest)), now))) {
+          // a write names it, or it was uploaded minutes ago: the next prune looks again (a
+          // name by then keeps it; else it goes), rather than no prune ever seeing it again
+          left.push([digest, size]);
+          continue;
+        }
       } catch (err) {
         failed++;
         left.push([digest, size]);

@@ -303,3 +303,12 @@ t.test('POST /-/prune outlasts the idle timeout of its connection', async (t) =>
   t.equal(res.statusCode, 200);
   t.match(await res.body.json(), { names: { artifacts: 1 } }, 'the report arrives');
 });
+
+t.test('a blob kept as just uploaded is looked at again by the next prune, not forgotten with its name', async (t) => {
+  const origin = await oldArtifacts(t, 1);
+  const retention = new Retention(origin.context, { maxAgeMs: 30 * DAY, keepBases: 3 });
+  t.match(await retention.prune(), { names: { artifacts: 1 }, blobs: 0 }, 'the name goes; its blob, uploaded minutes ago, stays for now');
+  t.equal(await blobsLeft(origin, 1), 1);
+  t.match(await retention.prune({ now: afterUploads() }), { names: { artifacts: 0 }, blobs: 1 }, 'a later prune deletes it');
+  t.equal(await blobsLeft(origin, 1), 0);
+});
