@@ -380,6 +380,8 @@ async function runJobs(
   );
 
   for (const f of result.failures) {
+    // a start the interrupt or -abend cut short: the run has said why it stops
+    if (f.phase === 'start' && (f.error as Error | undefined)?.name === 'AbortError' && stopping.some((s) => s.aborted)) continue;
     const what = { start: 'preparing', run: 'running a job on', stop: 'discarding' }[f.phase];
     log.line(`Error ${what} ${f.worker.backend}:${f.worker.system}: ${(f.error as Error).message}`);
     // the job that was running when its machine failed is neither done nor pending

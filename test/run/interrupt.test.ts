@@ -151,4 +151,6 @@ t.test('SIGINT while a machine is being allocated: the allocate script is killed
   t.equal(code, 1);
   await eventually('the allocate script is gone', () => !isAlive(pid), 10_000);
   t.notMatch(run.out(), /Waiting for cloud:ubuntu-1 to make SSH available/, 'nothing after the allocation');
+  t.notMatch(run.out(), /Error preparing cloud:ubuntu-1: This operation was aborted/, 'no error line for a start the interrupt cut short');
+  t.match(run.out(), /Aborted tasks: 1/);
 });
