@@ -30,6 +30,70 @@ function flat(headers: CachePolicy.Headers): HeaderMap {
   return out;
 }
 
+/**
+ * An upstream's response headers as http-cache-semantics reads them: a field sent on several
+ * lines (RFC 9110 §5.3; nginx's `expires` plus `add_header Cache-Control`, two Vary lines)
+ * joined into one list, as its parser expects strings. Set-Cookie stays a list.
+ */
+function policyHeaders(headers: Record<string, string | string[] | undefined>): CachePolicy.Headers {
+  const out: CachePolicy.Headers = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (v !== undefined) out[k] = Array.isArray(v) && k !== 'set-cookie' ? v.join(', ') : v;
+  }
+  return out;
+}
+
+/** The response fields of a 304 that do not describe the stored body (RFC 9111 §3.2): not applied to it. */
+const BODY_FIELDS = new Set(['content-length', 'content-encoding', 'transfer-encoding', 'content-range']);
+
+/**
+ * The policy of a stored response after a 304 that matches it (RFC 9111 §4.3.4): every
+ * field of the 304 but those describing the body replaces or joins the stored ones
+ * (http-cache-semantics only replaces fields the stored response had: a 304 adding
+ * Cache-Control would be lost). Undefined when the 304 matches no stored response: it
+ * must then not update it, and the body is asked for again.
+ */
+function refreshedPolicy(policy: CachePolicy, policyReq: CachePolicy.Request, notModified: CachePolicy.Headers): CachePolicy | undefined {
+  const outcome = policy.revalidatedPolicy(policyReq, { status: 304, headers: notModified });
+  if (!outcome.matches || outcome.modified) return undefined;
+  const stored = policy.toObject() as { resh: CachePolicy.Headers; st: number };
+  const headers: CachePolicy.Headers = { ...stored.resh };
+  for (const [k, v] of Object.entries(notModified)) if (!BODY_FIELDS.has(k)) headers[k] = v;
+  return new CachePolicy(policyReq, { status: stored.st, headers }, { shared: true });
+}
+
+/**
+ * Whether a stored response may be served stale because upstream fails (stale-if-error):
+ * never one that forbids it (must-revalidate, proxy-revalidate, s-maxage for a shared
+ * cache, no-cache: RFC 9111 §4.2.4, §5.2.2), and only to a request its Vary fields match
+ * (§4.1): one client's variant (a gzip body, an authenticated answer) is not another's.
+ */
+function mayServeStale(policy: CachePolicy, policyReq: CachePolicy.Request): boolean {
+  const stored = policy.toObject() as { resh: CachePolicy.Headers; reqh: CachePolicy.Headers | null };
+  const cc = String(stored.resh['cache-control'] ?? '').toLowerCase();
+  if (/(^|[\s,])(must-revalidate|proxy-revalidate|s-maxage|no-cache)\b/.test(cc)) return false;
+  const vary = String(stored.resh.vary ?? '').toLowerCase().split(',').map((f) => f.trim()).filter(Boolean);
+  return vary.every((field) => field !== '*' && String(stored.reqh?.[field] ?? '') === String(policyReq.headers[field] ?? ''));
+}
+
+/** A stored policy; an entry kept before repeated fields were joined (policyHeaders) gets them joined now. */
+function loadPolicy(stored: CachePolicy.CachePolicyObject): CachePolicy {
+  const o = stored as CachePolicy.CachePolicyObject & { resh: Record<string, string | string[] | undefined> };
+  return CachePolicy.fromObject({ ...o, resh: policyHeaders(o.resh) } as CachePolicy.CachePolicyObject);
+}
+
+/**
+ * The policy as the entry's sidecar keeps it: of the request headers, only those its Vary
+ * names (http-cache-semantics keeps them all when there is a Vary: a client's
+ * Authorization or Cookie would be written to disk).
+ */
+function persisted(policy: CachePolicy): CachePolicy.CachePolicyObject {
+  const o = policy.toObject() as CachePolicy.CachePolicyObject & { resh: CachePolicy.Headers; reqh: CachePolicy.Headers | null };
+  if (!o.reqh) return o;
+  const vary = new Set(String(o.resh.vary ?? '').toLowerCase().split(',').map((f) => f.trim()));
+  return { ...o, reqh: Object.fromEntries(Object.entries(o.reqh).filter(([k]) => vary.has(k))) };
+}
+
 function upstreamHeaders(req: FastifyRequest): HeaderMap {
   const h = endToEnd(req.headers);
   for (const name of CLIENT_ONLY) delete h[name];
@@ -74,13 +138,13 @@ function tooltoolDigest(upath: string): Digest | undefined {
 
 function decide(policyReq: CachePolicy.Request, key: string) {
   return (res: AnswerHead): FillDecision => {
-    const policy = new CachePolicy(policyReq, { status: res.statusCode, headers: res.headers }, { shared: true });
+    const policy = new CachePolicy(policyReq, { status: res.statusCode, headers: policyHeaders(res.headers) }, { shared: true });
     const headers = flat(policy.responseHeaders());
     delete headers['content-length'];
     // An answer that sets a cookie is one client's, even marked public (which http-cache-semantics
     // would keep): nginx and Varnish do not keep it either.
     if (res.statusCode !== 200 || !policy.storable() || res.headers['set-cookie'] !== undefined) return { status: res.statusCode, headers };
-    return { status: 200, headers, meta: { key, status: 200, headers, policy: policy.toObject() } };
+    return { status: 200, headers, meta: { key, status: 200, headers, policy: persisted(policy) } };
   };
 }
 
@@ -115,13 +179,13 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   // answer (not private, no Set-Cookie) whose Vary matches, fresh for this request.
   const joins: JoinCheck = (head) => {
     if (!head.policy) return false;
-    const { response, revalidation } = CachePolicy.fromObject(head.policy).evaluateRequest(policyReq);
+    const { response, revalidation } = loadPolicy(head.policy).evaluateRequest(policyReq);
     return response !== undefined && !revalidation?.synchronous;
   };
   const joined = ctx.fills.get(key);
   if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct, joins);
   const hit = await ctx.store.lookup(id);
-  const policy = hit?.meta.policy ? CachePolicy.fromObject(hit.meta.policy) : undefined;
+  const policy = hit?.meta.policy ? loadPolicy(hit.meta.policy) : undefined;
   let revalidate: HeaderMap | undefined;
   if (hit && policy) {
     const { response, revalidation } = policy.evaluateRequest(policyReq);
@@ -149,25 +213,27 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     failure = err;
   }
   if (hit && policy) {
-    // A 304, or an error that stale-if-error covers, keeps the stored body.
+    // A 304 that matches the stored response, or an error that stale-if-error covers, keeps the stored body.
     const status = res?.statusCode ?? 502;
-    let outcome: CachePolicy.RevalidationPolicy | undefined;
-    try {
-      outcome = policy.revalidatedPolicy(policyReq, res ? { status, headers: res.headers } : { status, headers: {} });
-    } catch {
-      outcome = undefined;
+    let kept: CachePolicy | undefined;
+    if (status === 304) kept = refreshedPolicy(policy, policyReq, policyHeaders(res!.headers));
+    else if (status >= 500 && mayServeStale(policy, policyReq)) {
+      const outcome = policy.revalidatedPolicy(policyReq, { status, headers: res ? policyHeaders(res.headers) : {} });
+      if (!outcome.modified) kept = outcome.policy;
     }
-    if (outcome && !outcome.modified && (status === 304 || status >= 500)) {
+    if (kept) {
       await res?.body.dump();
-      if (status === 304) await ctx.store.updateMeta(id, { ...hit.meta, policy: outcome.policy.toObject() });
+      if (status === 304) await ctx.store.updateMeta(id, { ...hit.meta, policy: persisted(kept) });
       else ctx.log.warn({ url: loggedPath(upath), status }, 'mirror upstream failing: serving stale (stale-if-error)');
-      if (!(await serveHit(ctx, req, reply, kind, hit, withoutLength(outcome.policy.responseHeaders())))) await direct();
+      if (!(await serveHit(ctx, req, reply, kind, hit, withoutLength(kept.responseHeaders())))) await direct();
       return;
     }
+    // gone upstream: the stored copy must not outlive it (served stale in an outage later)
+    if (res && (res.statusCode === 404 || res.statusCode === 410)) ctx.store.delete(id);
   }
   if (!res) throw failure instanceof UpstreamError ? failure : new UpstreamError(String(failure));
   if (res.statusCode === 304) {
-    // Our entry vanished (or never matched) while upstream answered a conditional request: ask again in full.
+    // Our entry vanished, or the 304 matches it not (another validator): ask again in full.
     await res.body.dump();
     ctx.metrics.miss(kind);
     return direct();
@@ -207,12 +273,15 @@ function revalidateInBackground(ctx: CacheContext, upstream: Upstream, s: Stale,
   pending.add(s.id);
   const run = async (): Promise<void> => {
     const res = await upstream.request(s.upath, { method: 'GET', headers: s.conditional });
-    const outcome = s.policy.revalidatedPolicy(s.policyReq, { status: res.statusCode, headers: res.headers });
-    if (res.statusCode === 304 || (res.statusCode >= 500 && !outcome.modified)) {
+    if (res.statusCode === 304 || res.statusCode >= 500) {
       await res.body.dump();
-      if (res.statusCode === 304) await ctx.store.updateMeta(s.id, { ...s.hit.meta, policy: outcome.policy.toObject() });
+      const kept = res.statusCode === 304 ? refreshedPolicy(s.policy, s.policyReq, policyHeaders(res.headers)) : undefined;
+      // a 304 that matches not leaves the entry stale: once past stale-while-revalidate, a
+      // request revalidates in the foreground and fetches the body again
+      if (kept) await ctx.store.updateMeta(s.id, { ...s.hit.meta, policy: persisted(kept) });
       return;
     }
+    if (res.statusCode === 404 || res.statusCode === 410) ctx.store.delete(s.id);
     await ctx.fills.start(s.key, fillSpec(() => Promise.resolve(res))).done;
   };
   void run()

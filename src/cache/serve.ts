@@ -127,7 +127,8 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
   const rangeHeader = req.headers.range;
   const ifRange = req.headers['if-range'];
   // GET is the only method with ranges: a HEAD ignores its Range (RFC 9110 §14.2), a 200 as a GET's
-  const wantsRange = req.method === 'GET' && typeof rangeHeader === 'string' && (typeof ifRange !== 'string' || ifRange === body.headers.etag || ifRange === body.headers['last-modified']);
+  // If-Range compares strongly (RFC 9110 §13.1.5): a weak tag never matches, the whole body goes
+  const wantsRange = req.method === 'GET' && typeof rangeHeader === 'string' && (typeof ifRange !== 'string' || (ifRange === body.headers.etag && !ifRange.startsWith('W/')) || ifRange === body.headers['last-modified']);
   let size = body.size;
   if (wantsRange && size === undefined && body.finalSize) {
     try {

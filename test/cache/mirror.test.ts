@@ -1,5 +1,7 @@
 // /mirror/{name}/{path}: RFC 9111 through http-cache-semantics against a real upstream.
 import http from 'node:http';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
 import { backgroundRevalidations } from '../../src/cache/mirror.js';
@@ -318,4 +320,91 @@ t.test('mirror: a body of unknown length that stalls after its first byte: the h
   t.equal(res.statusCode, 200);
   t.ok(headMs < 1000, `status and headers before the body timeout (${headMs} ms), not held with the last byte`);
   await t.rejects(res.body.text(), 'then the body is cut, never a clean end');
+});
+
+t.test('mirror: RFC 9111 corners an upstream review found (repeated fields, stale variants, 304s, deletions, sidecar privacy)', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  let lmCount = 0;
+  let gone = false;
+  up.handler = (req, res) => {
+    const auth = req.headers.authorization ?? 'anonymous';
+    switch (req.url) {
+      case '/dup': // nginx: `expires 1h` then `add_header Cache-Control public`, two Vary lines
+        res.setHeader('cache-control', ['max-age=3600', 'public']);
+        res.setHeader('vary', ['Accept-Encoding', 'Accept']);
+        return reply(res, 200, { etag: '"d"' }, 'dup body');
+      case '/variant':
+        return reply(res, 200, { 'cache-control': 'public, max-age=0, stale-if-error=600', vary: 'Authorization', etag: `"${auth}"` }, `report for ${auth}`);
+      case '/mustrevalidate':
+        return reply(res, 200, { 'cache-control': 'max-age=0, must-revalidate, stale-if-error=600', etag: '"m"' }, 'must revalidate');
+      case '/lm': // a 304 without validators matches a stored response that has one: not applied
+        lmCount++;
+        if (req.headers['if-modified-since']) return reply(res, 304, { 'cache-control': 'max-age=0' });
+        return reply(res, 200, { 'cache-control': 'max-age=0', 'last-modified': 'Mon, 23 Nov 2026 10:00:00 GMT', 'content-type': 'application/x-debian-package' }, 'deb bytes');
+      case '/add304': // the 304 brings the freshness the 200 lacked
+        if (req.headers['if-none-match'] === '"a1"') return reply(res, 304, { etag: '"a1"', 'cache-control': 'max-age=600' });
+        return reply(res, 200, { etag: '"a1"', expires: '0' }, 'add304 body');
+      case '/later-gone':
+        if (gone) return reply(res, 404, { 'content-type': 'text/plain' }, 'deleted');
+        return reply(res, 200, { 'cache-control': 'max-age=0, stale-if-error=3600', etag: '"g"' }, 'gone later');
+      case '/cookie-vary':
+        return reply(res, 200, { 'cache-control': 'max-age=600', vary: 'Accept-Encoding' }, 'vary body');
+      default:
+        return false;
+    }
+  };
+  const data = t.testdir();
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, data);
+  const m = `${url}/mirror/m`;
+
+  const first = await get(`${m}/dup`);
+  t.same([first.status, first.body], [200, 'dup body'], 'fields on several lines: answered, not a 500');
+  await app.cache.fills.drain();
+  t.same([(await get(`${m}/dup`)).headers['x-cache'], (await get(`${m}/dup`)).status], ['HIT', 200], 'and kept');
+
+  const lmFirst = await get(`${m}/lm`);
+  await app.cache.fills.drain();
+  const lmAgain = await get(`${m}/lm`);
+  t.same([lmFirst.body, lmAgain.body, lmAgain.headers['content-type']], ['deb bytes', 'deb bytes', 'application/x-debian-package'], 'a 304 that matches no stored validator is not applied: the body is asked for again, with its headers');
+  t.equal(lmCount, 3, 'a conditional request, then the full one');
+
+  await get(`${m}/add304`);
+  await app.cache.fills.drain();
+  t.equal((await get(`${m}/add304`)).headers['cache-control'], 'max-age=600', "the 304's Cache-Control joins the stored fields");
+  const before = up.requests.length;
+  t.equal((await get(`${m}/add304`)).headers['x-cache'], 'HIT');
+  t.equal(up.requests.length, before, 'fresh now: no request upstream');
+
+  await get(`${m}/variant`, { authorization: 'Bearer alice' });
+  await get(`${m}/mustrevalidate`);
+  await get(`${m}/later-gone`);
+  await get(`${m}/cookie-vary`, { cookie: 'session=SECRET-COOKIE-123', 'accept-encoding': 'identity' });
+  await app.cache.fills.drain();
+  const files = (readdirSync(data, { recursive: true }) as string[]).map((f) => join(data, f)).filter((f) => statSync(f).isFile());
+  t.ok(files.some((f) => readFileSync(f, 'utf8').includes('vary body')), 'the entry is on disk');
+  t.same(files.filter((f) => readFileSync(f, 'utf8').includes('SECRET-COOKIE-123')), [], "no file holds the client's cookie (only the fields Vary names are kept)");
+  gone = true;
+  t.equal((await get(`${m}/later-gone`)).status, 404, 'deleted upstream');
+  await up.stop(); // upstream down from here
+  t.equal((await get(`${m}/variant`)).status, 502, "stale-if-error does not give alice's answer to an anonymous client (Vary)");
+  t.equal((await get(`${m}/variant`, { authorization: 'Bearer bob' })).status, 502, 'nor to bob');
+  t.equal((await get(`${m}/variant`, { authorization: 'Bearer alice' })).body, 'report for Bearer alice', 'alice gets hers, stale');
+  t.equal((await get(`${m}/mustrevalidate`)).status, 502, 'must-revalidate: never served stale');
+  t.equal((await get(`${m}/later-gone`)).status, 502, 'an object deleted upstream is not served again in an outage');
+});
+
+t.test('mirror: If-Range with a weak tag never matches (strong comparison): the whole body', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  up.handler = (_req, res) => reply(res, 200, { 'cache-control': 'max-age=600', etag: 'W/"wk"' }, '0123456789');
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
+  await get(`${url}/mirror/m/weak`);
+  await app.cache.fills.drain();
+  const weak = await get(`${url}/mirror/m/weak`, { range: 'bytes=2-4', 'if-range': 'W/"wk"' });
+  t.same([weak.status, weak.body], [200, '0123456789']);
+  const plain = await get(`${url}/mirror/m/weak`, { range: 'bytes=2-4' });
+  t.same([plain.status, plain.body], [206, '234'], 'without If-Range, the range');
 });
