@@ -208,17 +208,17 @@ export type Direct = (answered?: UpstreamAnswer) => Promise<void>;
  */
 export async function passthrough(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, upstream: Upstream, path: string, headers: HeaderMap,
-  answered?: UpstreamAnswer,
+  answered?: UpstreamAnswer, adjust: (headers: HeaderMap) => HeaderMap = (h) => h,
 ): Promise<void> {
   if (req.method === 'HEAD') {
     const res = await upstream.request(path, { method: 'HEAD', headers });
-    reply.code(res.statusCode).headers(endToEnd(res.headers)).header('x-cache', 'MISS').header('age', '0');
+    reply.code(res.statusCode).headers(adjust(endToEnd(res.headers))).header('x-cache', 'MISS').header('age', '0');
     await res.body.dump();
     reply.send();
     return;
   }
   const res: UpstreamAnswer = answered ?? (await upstream.request(path, { method: 'GET', headers }));
-  reply.code(res.statusCode).headers(endToEnd(res.headers)).header('x-cache', 'MISS').header('age', '0');
+  reply.code(res.statusCode).headers(adjust(endToEnd(res.headers))).header('x-cache', 'MISS').header('age', '0');
   if (res.whole !== undefined) {
     ctx.metrics.upstream(kind, res.whole.length);
     ctx.metrics.served(kind, res.whole.length);

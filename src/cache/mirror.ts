@@ -136,10 +136,10 @@ function tooltoolDigest(upath: string): Digest | undefined {
   }
 }
 
-function decide(policyReq: CachePolicy.Request, key: string) {
+function decide(policyReq: CachePolicy.Request, key: string, adjust: (headers: HeaderMap) => HeaderMap) {
   return (res: AnswerHead): FillDecision => {
     const policy = new CachePolicy(policyReq, { status: res.statusCode, headers: policyHeaders(res.headers) }, { shared: true });
-    const headers = flat(policy.responseHeaders());
+    const headers = adjust(flat(policy.responseHeaders()));
     delete headers['content-length'];
     // An answer that sets a cookie is one client's, even marked public (which http-cache-semantics
     // would keep): nginx and Varnish do not keep it either.
@@ -166,12 +166,16 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   // client conditional. Authorization stays, so that a shared cache keeps a response to
   // an authenticated request only when public, s-maxage or must-revalidate allow it.
   const policyReq: CachePolicy.Request = { url: upath, method: 'GET', headers: fwd };
-  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, upstream, upath, fwd, answered);
+  const adjust = (headers: HeaderMap): HeaderMap => {
+    if (headers.location !== undefined) headers.location = mirroredLocation(headers.location, upstream.url, req.params.name, upath);
+    return headers;
+  };
+  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, upstream, upath, fwd, answered, adjust);
 
   const fillSpec = (request: (gatherUpTo: number) => Promise<UpstreamAnswer>): FillSpec => ({
     id,
     request,
-    decide: decide(policyReq, cacheKey),
+    decide: decide(policyReq, cacheKey, adjust),
     onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
   });
 
@@ -293,6 +297,24 @@ function withoutLength(headers: CachePolicy.Headers): HeaderMap {
   const h = flat(headers);
   delete h['content-length'];
   return h;
+}
+
+/**
+ * A redirect upstream sends to a place inside the mirror (an absolute path or URL under its
+ * base) is rewritten to the same place under /mirror/{name}/ (nginx's `proxy_redirect
+ * default`): followed as it is, it would lead the client to a 404 here, or past the cache.
+ * Elsewhere (another host) it is left alone.
+ */
+function mirroredLocation(location: string, base: string, name: string, upath: string): string {
+  let resolved: URL;
+  try {
+    resolved = new URL(location, `${base.replace(/\/+$/, '')}${upath}`);
+  } catch {
+    return location;
+  }
+  const root = new URL(`${base.replace(/\/+$/, '')}/`);
+  if (resolved.origin !== root.origin || !resolved.pathname.startsWith(root.pathname)) return location;
+  return `/mirror/${encodeURIComponent(name)}/${resolved.pathname.slice(root.pathname.length)}${resolved.search}${resolved.hash}`;
 }
 
 export function registerMirrorRoutes(app: FastifyInstance, ctx: CacheContext): void {

@@ -408,3 +408,31 @@ t.test('mirror: If-Range with a weak tag never matches (strong comparison): the 
   const plain = await get(`${url}/mirror/m/weak`, { range: 'bytes=2-4' });
   t.same([plain.status, plain.body], [206, '234'], 'without If-Range, the range');
 });
+
+t.test("mirror: an upstream redirect inside the mirror's base is rewritten under /mirror/{name}/, one elsewhere left alone", async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  up.handler = (req, res) => {
+    const to: Record<string, string> = {
+      '/base/pool/r301': '/base/pool/plain?x=1',
+      '/base/pool/r302': `${upUrl}/base/other/file`,
+      '/base/pool/relative': 'plain',
+      '/base/pool/outside': '/elsewhere/file',
+      '/base/pool/away': 'http://mirror.example.invalid/debian/file',
+    };
+    const location = to[req.url ?? ''];
+    if (location) return reply(res, req.url === '/base/pool/r301' ? 301 : 302, { location });
+    if (req.url === '/base/pool/plain?x=1') return reply(res, 200, { 'cache-control': 'max-age=60' }, 'plain body');
+    return false;
+  };
+  const { url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: `${upUrl}/base` } } }, t.testdir());
+  const location = async (path: string) => (await get(`${url}/mirror/m/${path}`)).headers.location;
+  t.equal(await location('pool/r301'), '/mirror/m/pool/plain?x=1', 'an absolute path under the base');
+  t.equal(await location('pool/r302'), '/mirror/m/other/file', 'an absolute URL under the base');
+  t.equal(await location('pool/relative'), '/mirror/m/pool/plain', 'a relative one, resolved');
+  t.equal(await location('pool/outside'), '/elsewhere/file', 'a path outside the base: as upstream sent it');
+  t.equal(await location('pool/away'), 'http://mirror.example.invalid/debian/file', 'another host: as upstream sent it');
+  const followed = await get(`${url}${await location('pool/r301')}`);
+  t.same([followed.status, followed.body], [200, 'plain body'], 'and the rewritten one leads through the cache');
+});
