@@ -186,7 +186,9 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     const { response, revalidation } = loadPolicy(head.policy).evaluateRequest(policyReq);
     return response !== undefined && !revalidation?.synchronous;
   };
-  const joined = ctx.fills.get(key);
+  // only-if-cached (RFC 9111 §5.2.1.7): a stored response that needs no upstream, else a 504
+  const onlyIfCached = /(^|[\s,])only-if-cached\b/i.test(String(req.headers['cache-control'] ?? ''));
+  const joined = onlyIfCached ? undefined : ctx.fills.get(key);
   if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct, joins);
   const hit = await ctx.store.lookup(id);
   const policy = hit?.meta.policy ? loadPolicy(hit.meta.policy) : undefined;
@@ -204,6 +206,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
       revalidate = conditional;
     }
   }
+  if (onlyIfCached) throw new FleetError('FC_ERR_UPSTREAM_TIMEOUT', 'only-if-cached: no stored response can answer this request without asking upstream');
   if (req.method === 'HEAD') {
     ctx.metrics.miss(kind);
     return direct();

@@ -436,3 +436,23 @@ t.test("mirror: an upstream redirect inside the mirror's base is rewritten under
   const followed = await get(`${url}${await location('pool/r301')}`);
   t.same([followed.status, followed.body], [200, 'plain body'], 'and the rewritten one leads through the cache');
 });
+
+t.test('mirror: only-if-cached is answered from a stored response or with a 504, never upstream (RFC 9111 §5.2.1.7)', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  up.handler = (req, res) => reply(res, 200, { 'cache-control': req.url === '/stale' ? 'max-age=0' : 'max-age=600', etag: '"x"' }, `body of ${req.url}`);
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
+  const only = { 'cache-control': 'only-if-cached' };
+  const cold = await get(`${url}/mirror/m/cold`, only);
+  t.equal(cold.status, 504, 'nothing stored');
+  t.equal(up.requests.length, 0, 'and nothing asked upstream');
+  await get(`${url}/mirror/m/kept`);
+  await get(`${url}/mirror/m/stale`);
+  await app.cache.fills.drain();
+  const asked = up.requests.length;
+  const kept = await get(`${url}/mirror/m/kept`, only);
+  t.same([kept.status, kept.body, kept.headers['x-cache']], [200, 'body of /kept', 'HIT'], 'a fresh stored response');
+  t.equal((await get(`${url}/mirror/m/stale`, only)).status, 504, 'a stored response that needs revalidating');
+  t.equal(up.requests.length, asked, 'no request upstream for either');
+});
