@@ -43,6 +43,11 @@ function policyHeaders(headers: Record<string, string | string[] | undefined>): 
   return out;
 }
 
+/** The request fields a stored response's Vary names, lower-case ("*" among them if it says so). */
+function varyFields(resh: CachePolicy.Headers): string[] {
+  return String(resh.vary ?? '').toLowerCase().split(',').map((f) => f.trim()).filter(Boolean);
+}
+
 /** The response fields of a 304 that do not describe the stored body (RFC 9111 §3.2): not applied to it. */
 const BODY_FIELDS = new Set(['content-length', 'content-encoding', 'transfer-encoding', 'content-range']);
 
@@ -72,8 +77,7 @@ function mayServeStale(policy: CachePolicy, policyReq: CachePolicy.Request): boo
   const stored = policy.toObject() as { resh: CachePolicy.Headers; reqh: CachePolicy.Headers | null };
   const cc = String(stored.resh['cache-control'] ?? '').toLowerCase();
   if (/(^|[\s,])(must-revalidate|proxy-revalidate|s-maxage|no-cache)\b/.test(cc)) return false;
-  const vary = String(stored.resh.vary ?? '').toLowerCase().split(',').map((f) => f.trim()).filter(Boolean);
-  return vary.every((field) => field !== '*' && String(stored.reqh?.[field] ?? '') === String(policyReq.headers[field] ?? ''));
+  return varyFields(stored.resh).every((field) => field !== '*' && String(stored.reqh?.[field] ?? '') === String(policyReq.headers[field] ?? ''));
 }
 
 /** A stored policy; an entry kept before repeated fields were joined (policyHeaders) gets them joined now. */
@@ -90,7 +94,7 @@ function loadPolicy(stored: CachePolicy.CachePolicyObject): CachePolicy {
 function persisted(policy: CachePolicy): CachePolicy.CachePolicyObject {
   const o = policy.toObject() as CachePolicy.CachePolicyObject & { resh: CachePolicy.Headers; reqh: CachePolicy.Headers | null };
   if (!o.reqh) return o;
-  const vary = new Set(String(o.resh.vary ?? '').toLowerCase().split(',').map((f) => f.trim()));
+  const vary = new Set(varyFields(o.resh));
   return { ...o, reqh: Object.fromEntries(Object.entries(o.reqh).filter(([k]) => vary.has(k))) };
 }
 
@@ -309,13 +313,14 @@ function withoutLength(headers: CachePolicy.Headers): HeaderMap {
  * Elsewhere (another host) it is left alone.
  */
 function mirroredLocation(location: string, base: string, name: string, upath: string): string {
+  const trimmed = base.replace(/\/+$/, '');
   let resolved: URL;
   try {
-    resolved = new URL(location, `${base.replace(/\/+$/, '')}${upath}`);
+    resolved = new URL(location, `${trimmed}${upath}`);
   } catch {
     return location;
   }
-  const root = new URL(`${base.replace(/\/+$/, '')}/`);
+  const root = new URL(`${trimmed}/`);
   if (resolved.origin !== root.origin || !resolved.pathname.startsWith(root.pathname)) return location;
   return `/mirror/${encodeURIComponent(name)}/${resolved.pathname.slice(root.pathname.length)}${resolved.search}${resolved.hash}`;
 }

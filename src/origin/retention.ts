@@ -91,10 +91,6 @@ export class Retention {
     this.#lastPrune = new Gauge({ name: 'fleetcache_retention_last_prune_timestamp_seconds', help: 'When the last prune (not a dry run, not stopped) completed without a failed deletion, Unix time', registers });
   }
 
-  get policy(): RetentionPolicy {
-    return this.#policy;
-  }
-
   /** Runs one prune after any running one; `dryRun` deletes nothing and reports what is due. */
   prune(options: { dryRun?: boolean; now?: number } = {}): Promise<PruneReport> {
     const run = this.#last.then(() => this.#prune(options.dryRun === true, options.now ?? Date.now()));
@@ -115,16 +111,15 @@ export class Retention {
     const report = (counts: PruneReport['names'], blobs: number, bytes: number, failed = 0, stopped = false): PruneReport =>
       ({ dryRun, cutoff: new Date(cutoff).toISOString(), names: counts, blobs, bytes, failed, stopped, durationMs: Date.now() - started });
     if (dryRun) {
-      const { due, kept, freed } = await this.#survey(cutoff);
+      const { due, candidates } = await this.#plan(cutoff);
       const counts = { artifacts: 0, runs: 0, bases: 0 };
       for (const d of due) counts[d.kind]++;
-      const candidates = this.#candidates(freed, kept, (await names.find<PendingRecord>(PENDING))?.blobs ?? []).filter(([d]) => !this.#ctx.references.inUse(d, now));
-      return report(counts, candidates.length, candidates.reduce((n, [, size]) => n + size, 0));
+      const deletable = candidates.filter(([d]) => !this.#ctx.references.inUse(d, now));
+      return report(counts, deletable.length, deletable.reduce((n, [, size]) => n + size, 0));
     }
     this.#ctx.references.beginPrune(now);
     try {
-      const { due, kept, freed } = await this.#survey(cutoff);
-      const candidates = this.#candidates(freed, kept, (await names.find<PendingRecord>(PENDING))?.blobs ?? []);
+      const { due, candidates } = await this.#plan(cutoff);
       // written down before any name goes: a prune stopped after this leaves them to the next
       if (candidates.length > 0) await names.put<PendingRecord>(PENDING, { blobs: candidates });
       // Names first: a blob is never gone while a name still points at it.
@@ -150,11 +145,15 @@ export class Retention {
     }
   }
 
-  /** The blobs to delete: those freed now or left by an earlier prune, that no kept name and no internal upload accounts for. */
-  #candidates(freed: Blobs, kept: ReadonlySet<string>, pending: ReadonlyArray<[string, number]>): Array<[string, number]> {
-    const all = new Map(pending);
+  /**
+   * The names due, and the blobs to delete: those freed now or left by an earlier prune
+   * (PENDING), that no kept name and no internal upload accounts for.
+   */
+  async #plan(cutoff: number): Promise<{ due: Due[]; candidates: Array<[string, number]> }> {
+    const { due, kept, freed } = await this.#survey(cutoff);
+    const all = new Map((await this.#ctx.names.find<PendingRecord>(PENDING))?.blobs ?? []);
     for (const [digest, size] of freed) all.set(digest, size);
-    return [...all].filter(([digest]) => !kept.has(digest) && !this.#ctx.internal.has(digest));
+    return { due, candidates: [...all].filter(([digest]) => !kept.has(digest) && !this.#ctx.internal.has(digest)) };
   }
 
   /** Deletes what no write names meanwhile; what it skips, fails on or does not reach (a stop) is `left` to the next prune. */

@@ -34,6 +34,11 @@ export class NameStore {
     await mkdir(this.#tmpDir, { recursive: true });
   }
 
+  /** The directory of the records under `prefix`. */
+  #dirOf(prefix: readonly string[]): string {
+    return join(this.#root, ...prefix.map(segmentToFileName));
+  }
+
   #pathOf(segments: readonly string[]): string {
     const names = segments.map(segmentToFileName);
     names[names.length - 1] += SUFFIX;
@@ -88,7 +93,7 @@ export class NameStore {
   async *walk(prefix: readonly string[]): AsyncIterable<string[]> {
     let entries;
     try {
-      entries = await readdir(join(this.#root, ...prefix.map(segmentToFileName)), { withFileTypes: true });
+      entries = await readdir(this.#dirOf(prefix), { withFileTypes: true });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
@@ -99,24 +104,21 @@ export class NameStore {
     }
   }
 
-  /** Removes the directories under `prefix` (not itself) that hold no record any more; returns how many. */
-  async removeEmptyDirs(prefix: readonly string[]): Promise<number> {
-    const dir = join(this.#root, ...prefix.map(segmentToFileName));
+  /** Removes the directories under `prefix` (not itself) that hold no record any more. */
+  async removeEmptyDirs(prefix: readonly string[]): Promise<void> {
+    const dir = this.#dirOf(prefix);
     let entries;
     try {
       entries = await readdir(dir, { withFileTypes: true });
     } catch {
-      return 0;
+      return;
     }
-    let removed = 0;
     for (const e of entries) {
       if (!e.isDirectory()) continue;
-      const segments = [...prefix, decodeURIComponent(e.name)];
-      removed += await this.removeEmptyDirs(segments);
+      await this.removeEmptyDirs([...prefix, decodeURIComponent(e.name)]);
       // fails (ENOTEMPTY) when it holds something, or a put has just made something in it
-      if (await rmdir(join(dir, e.name)).then(() => true, () => false)) removed++;
+      await rmdir(join(dir, e.name)).catch(() => undefined);
     }
-    return removed;
   }
 
   /**
@@ -177,7 +179,7 @@ export class NameStore {
   async keys(prefix: readonly string[]): Promise<string[]> {
     let entries: string[];
     try {
-      entries = await readdir(join(this.#root, ...prefix.map(segmentToFileName)));
+      entries = await readdir(this.#dirOf(prefix));
     } catch {
       return [];
     }
