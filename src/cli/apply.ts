@@ -1,8 +1,7 @@
 // `fleetcache apply --base BASE.tar FILE -o NEW.tar`: rebuild from a delta (any of our
 // compressions, or a plain VCDIFF such as `xdelta3 -e -S none` writes).
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { decompressDelta } from '../delta/compress.js';
+import { deltaChunks } from '../delta/compress.js';
 import { decodeVcdiffToFile } from '../delta/vcdiff-decode.js';
 import { DigestMismatchError } from '../errors.js';
 import { formatDigest, parseDigestString } from '../store/digest.js';
@@ -22,10 +21,9 @@ export function registerApply(program: Command): void {
       await requireInput(deltaFile, 'file', 'delta');
       await requireInput(flags.base, 'file', 'base');
       await requireOutput(flags.output);
-      const vcdiff = decompressDelta(await readFile(deltaFile));
       const digest = await writeAtomically(flags.output, async (partial) => {
         // hashed in the expected digest's own algorithm too (sha512 is accepted)
-        const decoded = await decodeVcdiffToFile(flags.base, vcdiff, partial, expected ? [expected.algo] : []);
+        const decoded = await decodeVcdiffToFile(flags.base, deltaChunks(deltaFile), partial, expected ? [expected.algo] : []);
         if (expected) {
           const got = decoded.digests[expected.algo];
           if (got !== expected.hex) throw new DigestMismatchError(formatDigest(expected), `${expected.algo}:${got}`);

@@ -1,8 +1,11 @@
-// Secondary compression of a VCDIFF with node:zlib (xdelta3-wasm has none of its own).
+// Secondary compression of a VCDIFF with node:zlib (xdelta3-wasm has none of its own): whole
+// in memory to compress (push), streamed to decompress (every machine that pulls).
 // Brotli and gzip were measured on real package deltas (bench/delta.ts, bench/RESULTS.md);
 // DEFAULT_COMPRESSION is the winner. Reading auto-detects: raw VCDIFF and gzip have magic
 // numbers, anything else is tried as brotli.
-import { brotliCompressSync, brotliDecompressSync, constants, gunzipSync, gzipSync } from 'node:zlib';
+import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { brotliCompressSync, constants, createBrotliDecompress, createGunzip, gzipSync } from 'node:zlib';
 import { FleetError, SizeMismatchError } from '../errors.js';
 import { isVcdiff } from './vcdiff.js';
 
@@ -54,22 +57,45 @@ export function detectCompression(bytes: Uint8Array): Compression {
 }
 
 /**
- * The raw VCDIFF inside a (possibly compressed) delta file. `size`: the VCDIFF's size as a
- * run manifest states it: decompression stops past it (a few compressed bytes can stand for
- * gigabytes), and any other size is refused.
+ * The raw VCDIFF of the delta file `file` (any of our compressions, detected from its first
+ * bytes unless given), read and decompressed as it is consumed: a delta is never whole in
+ * memory. `size`: the VCDIFF's size as a run manifest states it: decompression stops past it
+ * (a few compressed bytes can stand for gigabytes), and any other size is refused.
  */
-export function decompressDelta(bytes: Uint8Array, compression: Compression = detectCompression(bytes), size?: number): Buffer {
-  let out: Buffer;
-  const limit = size === undefined ? {} : { maxOutputLength: Math.max(size, 1) };
+export async function* deltaChunks(file: string, compression?: Compression, size?: number): AsyncGenerator<Buffer> {
+  const kind = compression ?? detectCompression(await firstBytes(file, 4));
+  const source = createReadStream(file);
+  const inflate = kind === 'gzip' ? createGunzip() : kind === 'brotli' ? createBrotliDecompress() : undefined;
+  let readError: Error | undefined;
+  source.once('error', (err) => {
+    readError = err;
+    inflate?.destroy(err);
+  });
+  let total = 0;
   try {
-    if (compression === 'none') out = Buffer.from(bytes);
-    else if (compression === 'gzip') out = gunzipSync(bytes, limit);
-    else out = brotliDecompressSync(bytes, limit);
+    for await (const chunk of (inflate ? source.pipe(inflate) : source) as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (size !== undefined && total > size) throw new SizeMismatchError(size, total);
+      yield chunk;
+    }
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new SizeMismatchError(size!, size! + 1);
-    throw new FleetError('FC_ERR_DELTA', `delta is not valid ${compression} data: ${(err as Error).message}`, { cause: err });
+    if (inflate && err !== readError && !(err instanceof FleetError)) {
+      throw new FleetError('FC_ERR_DELTA', `delta is not valid ${kind} data: ${(err as Error).message}`, { cause: err });
+    }
+    throw err;
+  } finally {
+    source.destroy();
+    inflate?.destroy();
   }
-  if (size !== undefined && out.length !== size) throw new SizeMismatchError(size, out.length);
-  if (!isVcdiff(out)) throw new FleetError('FC_ERR_DELTA', `delta (${compression}) does not contain a VCDIFF stream`);
-  return out;
+  if (size !== undefined && total !== size) throw new SizeMismatchError(size, total);
+}
+
+async function firstBytes(file: string, n: number): Promise<Buffer> {
+  const handle = await open(file, 'r');
+  try {
+    const { buffer, bytesRead } = await handle.read(Buffer.alloc(n), 0, n, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
 }

@@ -10,7 +10,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { SizeMismatchError } from '../errors.js';
-import { ByteReader, deltaError, vcdiffWindows, type VcdiffWindow } from './vcdiff.js';
+import { ByteReader, deltaError, vcdiffWindows, vcdiffWindowsFrom, type VcdiffWindow } from './vcdiff.js';
 
 /** Windows above this are refused: xdelta3 writes at most 16 MiB (XD3_HARDMAXWINSIZE). */
 export const MAX_WINDOW_BYTES = 64 * 1024 * 1024;
@@ -234,17 +234,18 @@ function decodeWindow(w: VcdiffWindow, base: BaseFile, out: Uint8Array): void {
 
 /**
  * Rebuilds the file `vcdiff` describes against the base at `basePath`, handing each target
- * window to `sink` in order. The view stays valid until the promise `sink` returns settles:
+ * window to `sink` in order. `vcdiff`: the delta whole, or its bytes as they are read
+ * (deltaChunks), which holds one window of it at a time. The view stays valid until the promise `sink` returns settles:
  * two buffers alternate, so the next window is decoded while the last one is written.
  * Returns the size rebuilt. Throws FC_ERR_DELTA naming the window and what is wrong.
  */
-export async function decodeVcdiff(basePath: string, vcdiff: Uint8Array, sink: (window: Uint8Array) => Promise<void>): Promise<number> {
+export async function decodeVcdiff(basePath: string, vcdiff: Uint8Array | AsyncIterable<Uint8Array>, sink: (window: Uint8Array) => Promise<void>): Promise<number> {
   const base = new BaseFile(basePath);
   const buffers = [new Uint8Array(0), new Uint8Array(0)];
   let pending: Promise<void> | undefined;
   try {
     let size = 0;
-    for (const w of vcdiffWindows(vcdiff)) {
+    for await (const w of vcdiff instanceof Uint8Array ? vcdiffWindows(vcdiff) : vcdiffWindowsFrom(vcdiff)) {
       if (w.targetLength > MAX_WINDOW_BYTES) throw deltaError(`VCDIFF window ${w.index} is ${w.targetLength} bytes, above the ${MAX_WINDOW_BYTES} fleetcache decodes`);
       const slot = w.index % 2;
       if ((buffers[slot] as Uint8Array).length < w.targetLength) buffers[slot] = new Uint8Array(w.targetLength);
@@ -269,7 +270,7 @@ export interface DecodedFile {
 }
 
 /** Decodes into the file `outPath` (created or truncated), hashing the result as it is written; refused past `maxSize` bytes. */
-export async function decodeVcdiffToFile(basePath: string, vcdiff: Uint8Array, outPath: string, extraAlgorithms: readonly string[] = [], maxSize = Infinity): Promise<DecodedFile> {
+export async function decodeVcdiffToFile(basePath: string, vcdiff: Uint8Array | AsyncIterable<Uint8Array>, outPath: string, extraAlgorithms: readonly string[] = [], maxSize = Infinity): Promise<DecodedFile> {
   const algorithms = ['sha256', ...extraAlgorithms.filter((a) => a !== 'sha256')];
   const hashes = algorithms.map((a) => createHash(a));
   const out = await open(outPath, 'w');

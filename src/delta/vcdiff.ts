@@ -12,6 +12,8 @@ const VCD_APPHEADER = 0x04; // xdelta3 extension
 const VCD_SOURCE = 0x01;
 const VCD_TARGET = 0x02;
 const VCD_ADLER32 = 0x04; // xdelta3 extension: 4 bytes, big-endian, after the section lengths
+/** A window's encoding above this is refused: xdelta3's windows of 16 MiB at most encode in less. */
+const MAX_ENCODING_BYTES = 256 * 1024 * 1024;
 const SECONDARY_NAMES: Record<number, string> = { 1: 'djw', 2: 'lzma', 16: 'fgk' };
 
 export function isVcdiff(bytes: Uint8Array): boolean {
@@ -22,20 +24,32 @@ export function deltaError(message: string): FleetError {
   return new FleetError('FC_ERR_DELTA', message);
 }
 
+/** A read past the bytes at hand: `needed` bytes from the reader's start were wanted. A stream reader reads on and parses again. */
+class TruncatedDelta extends FleetError {
+  constructor(
+    message: string,
+    readonly needed: number,
+  ) {
+    super('FC_ERR_DELTA', message);
+  }
+}
+
 /** A position in a byte array, reading RFC 3284 integers and bytes with bounds checks. */
 export class ByteReader {
   pos: number;
+  /** `origin`: where `bytes` start in what the messages name (a window read from a stream). */
   constructor(
     readonly bytes: Uint8Array,
     pos: number,
     readonly what: string,
+    readonly origin = 0,
   ) {
     this.pos = pos;
   }
 
   byte(): number {
     const value = this.bytes[this.pos];
-    if (value === undefined) throw deltaError(`VCDIFF ${this.what} truncated at byte ${this.pos}`);
+    if (value === undefined) throw new TruncatedDelta(`VCDIFF ${this.what} truncated at byte ${this.origin + this.pos}`, this.pos + 1);
     this.pos++;
     return value;
   }
@@ -48,14 +62,19 @@ export class ByteReader {
       value = value * 128 + (b & 0x7f);
       if ((b & 0x80) === 0) return value;
     }
-    throw deltaError(`VCDIFF ${this.what}: integer too long at byte ${this.pos}`);
+    throw deltaError(`VCDIFF ${this.what}: integer too long at byte ${this.origin + this.pos}`);
   }
 
   take(n: number): Uint8Array {
-    if (this.pos + n > this.bytes.length) throw deltaError(`VCDIFF ${this.what} truncated: ${n} bytes wanted at byte ${this.pos}`);
+    this.require(n);
     const view = this.bytes.subarray(this.pos, this.pos + n);
     this.pos += n;
     return view;
+  }
+
+  /** Throws unless `n` bytes follow. */
+  require(n: number): void {
+    if (this.pos + n > this.bytes.length) throw new TruncatedDelta(`VCDIFF ${this.what} truncated: ${n} bytes wanted at byte ${this.origin + this.pos}`, this.pos + n);
   }
 }
 
@@ -93,7 +112,7 @@ function readHeader(bytes: Uint8Array): number {
 }
 
 function readWindow(r: ByteReader, index: number): VcdiffWindow {
-  const offset = r.pos;
+  const offset = r.origin + r.pos;
   const where = `window ${index} (byte ${offset})`;
   const indicator = r.byte();
   if (indicator & VCD_TARGET) throw deltaError(`VCDIFF ${where} copies from earlier target windows (VCD_TARGET), which fleetcache cannot decode`);
@@ -101,6 +120,8 @@ function readWindow(r: ByteReader, index: number): VcdiffWindow {
   const sourceLength = indicator & VCD_SOURCE ? r.varint() : 0;
   const sourcePosition = indicator & VCD_SOURCE ? r.varint() : 0;
   const encodingLength = r.varint();
+  if (encodingLength > MAX_ENCODING_BYTES) throw deltaError(`VCDIFF ${where} is ${encodingLength} bytes long, above the ${MAX_ENCODING_BYTES} fleetcache reads`);
+  r.require(encodingLength); // a stream reader reads the whole window at once
   const end = r.pos + encodingLength;
   const targetLength = r.varint();
   if (r.byte() !== 0) throw deltaError(`VCDIFF ${where} uses secondary compression, which fleetcache cannot decode`);
@@ -116,13 +137,74 @@ function readWindow(r: ByteReader, index: number): VcdiffWindow {
   const instructions = r.take(instructionsLength);
   const addresses = r.take(addressesLength);
   if (r.pos !== end) throw deltaError(`VCDIFF ${where}: its length (${encodingLength}) does not match its sections`);
-  return { index, offset, sourcePosition, sourceLength, targetLength, adler32, data, instructions, addresses, end };
+  return { index, offset, sourcePosition, sourceLength, targetLength, adler32, data, instructions, addresses, end: r.origin + end };
 }
 
 /** The windows of a delta, in order; the header is checked before the first one. */
 export function* vcdiffWindows(bytes: Uint8Array): Generator<VcdiffWindow> {
   const r = new ByteReader(bytes, readHeader(bytes), 'delta');
   for (let index = 0; r.pos < bytes.length; index++) yield readWindow(r, index);
+}
+
+/**
+ * The windows of a delta read from `chunks` as they come (a file, a decompression): memory
+ * is about one window's encoding, whatever the size of the delta. Checked as vcdiffWindows
+ * checks them.
+ */
+export async function* vcdiffWindowsFrom(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<VcdiffWindow> {
+  const input = new ChunkQueue(chunks[Symbol.asyncIterator]());
+  await input.has(MAGIC.length); // a first chunk shorter than the magic number
+  const start = await input.parse((bytes) => readHeader(bytes));
+  input.consume(start);
+  for (let index = 0; await input.has(1); index++) {
+    const origin = input.consumed;
+    const w = await input.parse((bytes) => readWindow(new ByteReader(bytes, 0, 'delta', origin), index));
+    input.consume(w.end - origin);
+    yield w;
+  }
+}
+
+/** Bytes from an async iterator, kept as the chunks that came until a parse needs them joined. */
+class ChunkQueue {
+  #chunks: Uint8Array[] = [];
+  #length = 0;
+  #ended = false;
+  /** Bytes consumed since the start. */
+  consumed = 0;
+
+  constructor(readonly source: AsyncIterator<Uint8Array>) {}
+
+  /** Whether `n` bytes are at hand, reading on until they are or the source ends. */
+  async has(n: number): Promise<boolean> {
+    while (this.#length < n && !this.#ended) {
+      const next = await this.source.next();
+      if (next.done) this.#ended = true;
+      else if (next.value.length > 0) {
+        this.#chunks.push(next.value);
+        this.#length += next.value.length;
+      }
+    }
+    return this.#length >= n;
+  }
+
+  /** Runs `parse` on the bytes at hand, reading as many more as it wanted while it runs short. */
+  async parse<T>(parse: (bytes: Uint8Array) => T): Promise<T> {
+    for (;;) {
+      if (this.#chunks.length > 1) this.#chunks = [Buffer.concat(this.#chunks)];
+      try {
+        return parse(this.#chunks[0] ?? new Uint8Array(0));
+      } catch (err) {
+        if (!(err instanceof TruncatedDelta) || !(await this.has(err.needed))) throw err;
+      }
+    }
+  }
+
+  consume(n: number): void {
+    const first = this.#chunks[0];
+    if (first) this.#chunks[0] = first.subarray(n); // parse left one chunk
+    this.#length -= n;
+    this.consumed += n;
+  }
 }
 
 /** The file header the encoder writes: no secondary compression, code table or application header. */

@@ -6,13 +6,13 @@ import { createReadStream } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { httpGetJson, joinUrl, type RequestOptions } from '../client/http.js';
-import { decompressDelta } from '../delta/compress.js';
+import { deltaChunks } from '../delta/compress.js';
 import { decodeVcdiffToFile } from '../delta/vcdiff-decode.js';
 import { DigestMismatchError, FleetError, SizeMismatchError } from '../errors.js';
 import { unpackTar } from '../pack/unpack.js';
 import { parseRunManifest, type RunManifest } from './manifest.js';
 import { withTempDir } from './temp-dir.js';
-import { downloadBlob, downloadSmallBlob } from './transfer.js';
+import { downloadBlob } from './transfer.js';
 
 export interface PullOptions {
   readonly project: string;
@@ -51,15 +51,16 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
     let bytesReceived = base.received;
     let tarFile = baseFile;
     if (manifest.delta) {
-      const packed = await downloadSmallBlob(options.from, manifest.delta.digest, manifest.delta.size, blobs);
-      bytesReceived += packed.length;
-      // the sizes the manifest states bound both steps: a few bytes cannot fill memory or disk
-      const vcdiff = decompressDelta(packed, manifest.delta.compression, manifest.delta.vcdiffSize);
+      const deltaFile = join(work, 'delta');
+      bytesReceived += (await downloadBlob(options.from, manifest.delta.digest, manifest.delta.size, deltaFile, blobs)).received;
+      // decompressed as it is decoded, one window in memory; the sizes the manifest states
+      // bound both steps: a few bytes cannot fill the disk
+      const vcdiff = deltaChunks(deltaFile, manifest.delta.compression, manifest.delta.vcdiffSize);
       tarFile = join(work, 'result.tar');
       const decoded = await decodeVcdiffToFile(baseFile, vcdiff, tarFile, [], manifest.result.size);
       checkResult(manifest, decoded.size, `sha256:${decoded.digests['sha256']}`);
-      // The base is not needed any more: while the tree is unpacked, the disk holds the tar and the tree, not the base too.
-      await rm(baseFile);
+      // Base and delta are not needed any more: while the tree is unpacked, the disk holds the tar and the tree, not them too.
+      await Promise.all([rm(baseFile), rm(deltaFile)]);
     } else {
       checkResult(manifest, base.written.size, base.written.digest);
     }

@@ -1,7 +1,6 @@
 // Blob transfers for push and pull: downloads that hash while streaming to a file and refuse
 // a digest or size mismatch (the file is removed).
 import { createGunzip } from 'node:zlib';
-import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { DigestMismatchError, FleetError, SizeMismatchError } from '../errors.js';
@@ -44,13 +43,3 @@ export async function downloadBlob(baseUrl: string, digest: string, size: number
   });
 }
 
-/** Downloads a small blob into memory, verifying it. */
-export async function downloadSmallBlob(baseUrl: string, digest: string, size: number, options: RequestOptions = {}): Promise<Buffer> {
-  const url = joinUrl(baseUrl, casPath(parseDigestString(digest)));
-  const res = await httpGet(url, options);
-  const body = Buffer.from(await res.body.arrayBuffer());
-  if (body.length !== size) throw new SizeMismatchError(size, body.length);
-  const got = `sha256:${createHash('sha256').update(body).digest('hex')}`;
-  if (got !== digest) throw new DigestMismatchError(digest, got);
-  return body;
-}

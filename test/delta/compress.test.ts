@@ -1,33 +1,37 @@
 // compressDelta's brotli: a fast pass first, the slow one (quality 11, about 1 s per MiB of
-// data that does not compress) only where it can pay.
+// data that does not compress) only where it can pay; deltaChunks reads what it wrote.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
-import { compressDelta, decompressDelta } from '../../src/delta/compress.js';
+import { join } from 'node:path';
+import { compressDelta } from '../../src/delta/compress.js';
 import { VCDIFF_HEADER } from '../../src/delta/vcdiff.js';
+import { inflateDelta } from './trees.js';
 
 const brotliAt = (bytes: Buffer, quality: number): Buffer =>
   brotliCompressSync(bytes, { params: { [constants.BROTLI_PARAM_QUALITY]: quality, [constants.BROTLI_PARAM_LGWIN]: 24, [constants.BROTLI_PARAM_SIZE_HINT]: bytes.length } });
 
 t.test('a delta that does not compress skips the slow pass; one that does gets it', async (t) => {
+  const file = join(t.testdir(), 'delta');
   const random = Buffer.concat([VCDIFF_HEADER, randomBytes(1 << 20)]);
   const out = compressDelta(random, 'brotli');
   t.same(out, brotliAt(random, 5), 'the fast pass, as it is');
-  t.same(decompressDelta(out), random);
+  t.same(await inflateDelta(file, out), random);
   const text = Buffer.concat([VCDIFF_HEADER, Buffer.from(Array.from({ length: 20_000 }, (_, i) => `line ${i} of a source file ${i % 7}\n`).join(''))]);
   const slow = compressDelta(text, 'brotli');
   t.same(slow, brotliAt(text, 11), 'quality 11 where it compresses');
   t.same(compressDelta(text, 'brotli', { fast: true }), brotliAt(text, 5), 'fast: only the fast pass');
-  t.same(decompressDelta(slow), text);
+  t.same(await inflateDelta(file, slow), text);
 });
 
 t.test('a delta that inflates past the size its manifest states is refused as it inflates', async (t) => {
+  const file = join(t.testdir(), 'delta');
   const zeros = Buffer.concat([VCDIFF_HEADER, Buffer.alloc(64 << 20)]);
   for (const compression of ['gzip', 'brotli'] as const) {
     const bomb = compression === 'gzip' ? gzipSync(zeros) : brotliCompressSync(zeros);
     t.ok(bomb.length < 1 << 20, `${compression}: ${bomb.length} bytes stand for 64 MiB`);
-    t.throws(() => decompressDelta(bomb, compression, 1000), { code: 'FC_ERR_SIZE_MISMATCH' }, `${compression}: stopped past 1000 bytes`);
-    t.throws(() => decompressDelta(bomb, compression, zeros.length + 1), { code: 'FC_ERR_SIZE_MISMATCH', message: `size mismatch: expected ${zeros.length + 1} bytes, got ${zeros.length}` }, `${compression}: a size short of the stated one`);
-    t.same(decompressDelta(bomb, compression, zeros.length).length, zeros.length, `${compression}: the stated size`);
+    await t.rejects(inflateDelta(file, bomb, compression, 1000), { code: 'FC_ERR_SIZE_MISMATCH' }, `${compression}: stopped past 1000 bytes`);
+    await t.rejects(inflateDelta(file, bomb, compression, zeros.length + 1), { code: 'FC_ERR_SIZE_MISMATCH', message: `size mismatch: expected ${zeros.length + 1} bytes, got ${zeros.length}` }, `${compression}: a size short of the stated one`);
+    t.same((await inflateDelta(file, bomb, compression, zeros.length)).length, zeros.length, `${compression}: the stated size`);
   }
 });

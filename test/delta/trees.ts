@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { deltaChunks, type Compression } from '../../src/delta/compress.js';
 import { OpenInput } from '../../src/delta/delta-input.js';
 import { planWindows, type WindowPlan } from '../../src/delta/plan.js';
 import { decodeVcdiffToFile } from '../../src/delta/vcdiff-decode.js';
@@ -130,4 +131,12 @@ export async function planOf(base: string, target: string): Promise<WindowPlan[]
     await b.close();
     await n.close();
   }
+}
+
+/** The VCDIFF that deltaChunks reads from `packed`, written to `file` first. */
+export async function inflateDelta(file: string, packed: Uint8Array, compression?: Compression, size?: number): Promise<Buffer> {
+  writeFileSync(file, packed);
+  const chunks: Buffer[] = [];
+  for await (const chunk of deltaChunks(file, compression, size)) chunks.push(chunk);
+  return Buffer.concat(chunks);
 }

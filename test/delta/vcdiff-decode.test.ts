@@ -7,14 +7,35 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { FleetError } from '../../src/errors.js';
 import { adler32, decodeVcdiff, decodeVcdiffToFile, MAX_WINDOW_BYTES } from '../../src/delta/vcdiff-decode.js';
 import { inspectVcdiff } from '../../src/delta/vcdiff.js';
+import { deltaChunks } from '../../src/delta/compress.js';
 
-async function decodeToBuffer(basePath: string, vcdiff: Uint8Array): Promise<Buffer> {
+async function decodeToBuffer(basePath: string, vcdiff: Uint8Array | AsyncIterable<Uint8Array>): Promise<Buffer> {
   const windows: Buffer[] = [];
   await decodeVcdiff(basePath, vcdiff, async (w) => void windows.push(Buffer.from(w)));
   return Buffer.concat(windows);
+}
+
+/** `bytes` as a stream of chunks of 1 to 97 bytes, a different cut for each `seed`. */
+async function* chunked(bytes: Uint8Array, seed: number): AsyncGenerator<Uint8Array> {
+  for (let at = 0, i = seed; at < bytes.length; i++) {
+    const n = 1 + ((i * 7919) % 97);
+    yield bytes.subarray(at, at + n);
+    at += n;
+  }
+}
+
+/** The outcome of a decode, to compare the whole delta's with the stream's: the bytes, or the error. */
+async function outcome(decode: Promise<Buffer>): Promise<{ bytes?: string; code?: string; message?: string }> {
+  try {
+    return { bytes: createHash('sha256').update(await decode).digest('hex') };
+  } catch (err) {
+    return { code: (err as FleetError).code, message: (err as Error).message };
+  }
 }
 
 /** Text-like content with repeats (RUNs, overlapping copies) and an edited copy of it. */
@@ -60,13 +81,15 @@ t.test('rebuilds what Debian xdelta3 encodes, for every layout setting', async (
   }
 });
 
+/** An RFC 3284 integer. */
+function varint(n: number): number[] {
+  const out = [n & 0x7f];
+  for (let rest = Math.floor(n / 128); rest > 0; rest = Math.floor(rest / 128)) out.unshift((rest & 0x7f) | 0x80);
+  return out;
+}
+
 /** A one-window delta without source, built by hand: header, window, three sections. */
 function handMade(targetLength: number, data: number[], instructions: number[], addresses: number[], windowIndicator = 0): Buffer {
-  const varint = (n: number): number[] => {
-    const out = [n & 0x7f];
-    for (let rest = Math.floor(n / 128); rest > 0; rest = Math.floor(rest / 128)) out.unshift((rest & 0x7f) | 0x80);
-    return out;
-  };
   const body = [...varint(targetLength), 0, ...varint(data.length), ...varint(instructions.length), ...varint(addresses.length), ...data, ...instructions, ...addresses];
   return Buffer.from([0xd6, 0xc3, 0xc4, 0x00, 0x00, windowIndicator, ...varint(body.length), ...body]);
 }
@@ -114,6 +137,7 @@ t.test('corrupt deltas fail with FC_ERR_DELTA, never another error', async (t) =
   execFileSync('xdelta3', ['-e', '-f', '-S', 'none', '-9', '-W', '16384', '-s', join(dir, 'base'), join(dir, 'target'), join(dir, 'delta')]);
   const delta = readFileSync(join(dir, 'delta'));
   let refused = 0;
+  let streamedAlike = 0;
   for (let i = 0; i < 300; i++) {
     const bad = Buffer.from(delta);
     const at = 5 + ((i * 7919) % (bad.length - 5));
@@ -124,7 +148,17 @@ t.test('corrupt deltas fail with FC_ERR_DELTA, never another error', async (t) =
       if (!(err instanceof FleetError) || err.code !== 'FC_ERR_DELTA') t.fail(`byte ${at}: ${(err as Error).stack}`);
       refused++;
     }
+    // read as a stream, cut anywhere, the same delta gives the same bytes or the same error
+    const whole = await outcome(decodeToBuffer(join(dir, 'base'), bad));
+    const streamed = await outcome(decodeToBuffer(join(dir, 'base'), chunked(bad, i)));
+    if (JSON.stringify(streamed) === JSON.stringify(whole)) streamedAlike++;
+    else t.same(streamed, whole, `byte ${at} flipped, streamed`);
   }
+  t.equal(streamedAlike, 300, 'each corrupt delta streamed fails (or not) as it does whole');
+  for (const cut of [0, 3, 4, 5, 6, 20, 100, delta.length - 3, delta.length - 1]) {
+    t.same(await outcome(decodeToBuffer(join(dir, 'base'), chunked(delta.subarray(0, cut), cut))), await outcome(decodeToBuffer(join(dir, 'base'), delta.subarray(0, cut))), `cut at ${cut}, streamed as whole`);
+  }
+  t.same(await decodeToBuffer(join(dir, 'base'), chunked(delta, 1)), await decodeToBuffer(join(dir, 'base'), delta), 'the intact delta streamed');
   t.ok(refused >= 290, `${refused} of 300 flipped bits refused (window checksums and section lengths catch nearly all)`);
   await t.rejects(decodeToBuffer(join(dir, 'base'), delta.subarray(0, delta.length - 3)), { code: 'FC_ERR_DELTA', message: /truncated/ });
   writeFileSync(join(dir, 'short'), base.subarray(0, 1000));
@@ -163,6 +197,45 @@ t.test('memory is a window, not the result: 96 MiB rebuilt with under 48 MiB of 
   t.equal(size, 96 * MiB);
   t.equal(got.digest('hex'), expected.digest('hex'));
   t.ok(peak < 48 * MiB, `buffers grew by ${(peak / MiB).toFixed(1)} MiB while rebuilding 96 MiB`);
+});
+
+t.test('a delta read from its file is held a window at a time: 128 MiB of VCDIFF with under 64 MiB of buffers', async (t) => {
+  const dir = t.testdir({ base: '' });
+  const MiB = 1 << 20;
+  // 16 windows of 8 MiB of new bytes (one ADD each): the VCDIFF is as large as the result
+  const instructions = [1, ...varint(8 * MiB)]; // code 1: ADD, its size in the instructions
+  const headerOf = (body: number) => Buffer.from([0, ...varint(body), ...varint(8 * MiB), 0, ...varint(8 * MiB), ...varint(instructions.length), 0]);
+  const fd = openSync(join(dir, 'delta'), 'w');
+  writeSync(fd, Buffer.from([0xd6, 0xc3, 0xc4, 0x00, 0x00]));
+  const expected = createHash('sha256');
+  for (let i = 0; i < 16; i++) {
+    const data = randomBytes(8 * MiB);
+    const tail = [...varint(8 * MiB), 0, ...varint(8 * MiB), ...varint(instructions.length), 0];
+    writeSync(fd, headerOf(tail.length + data.length + instructions.length));
+    writeSync(fd, data);
+    writeSync(fd, Buffer.from(instructions));
+    expected.update(data);
+  }
+  closeSync(fd);
+  execFileSync('gzip', ['-1', '-k', join(dir, 'delta')]);
+  const digest = expected.digest('hex');
+  // what is held, not what the collector has yet to free: collected before each look
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  for (const [file, compression] of [['delta', 'none'], ['delta.gz', 'gzip']] as const) {
+    const got = createHash('sha256');
+    gc();
+    const before = process.memoryUsage().arrayBuffers;
+    let peak = 0;
+    const size = await decodeVcdiff(join(dir, 'base'), deltaChunks(join(dir, file), compression, statSync(join(dir, 'delta')).size), async (window) => {
+      got.update(window);
+      gc();
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers - before);
+    });
+    t.equal(size, 128 * MiB, compression);
+    t.equal(got.digest('hex'), digest, `${compression}: the bytes`);
+    t.ok(peak < 64 * MiB, `${compression}: ${(peak / MiB).toFixed(1)} MiB more buffers held while reading 128 MiB of VCDIFF`);
+  }
 });
 
 t.test('decodeVcdiffToFile stops past the size expected: a few bytes of VCDIFF cannot fill the disk', async (t) => {
