@@ -29,7 +29,11 @@ export function addTally(sum: KindTally, t: KindTally): void {
 
 export class CacheMetrics {
   readonly registry = new Registry();
+  /** When these counters started (a report tells a restart by it, src/report/ledger.ts). */
+  readonly startedAt = new Date().toISOString();
   #tallies = new Map<Kind, KindTally>();
+  /** Called on every change of a tally: a worker's report to its primary (cluster/link.ts). */
+  #changed: () => void = () => undefined;
 
   constructor(gauges: { inflight: () => number; lruBytes: () => number; lruObjects: () => number; refusing: () => boolean; storageFailures: () => number; fillMemory: () => number; fillMemoryLimit: () => number }) {
     const registers = [this.registry];
@@ -71,7 +75,13 @@ export class CacheMetrics {
     });
   }
 
+  /** `changed` is called whenever a tally moves (a worker schedules its report with it). */
+  onChange(changed: () => void): void {
+    this.#changed = changed;
+  }
+
   #tally(kind: Kind): KindTally {
+    this.#changed();
     let t = this.#tallies.get(kind);
     if (!t) {
       t = emptyTally();

@@ -87,6 +87,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   const metrics = new CacheMetrics({ inflight, lruBytes: () => store.bytes, lruObjects: () => store.count, refusing: () => store.isFull(), storageFailures: () => store.failures, fillMemory: fillMemoryInUse, fillMemoryLimit: fillMemoryBudget });
   if (link) {
     link.attach((id) => store.forget(id), () => fills.leading, () => metrics.tallies(), () => metrics.registry.getMetricsAsJSON());
+    metrics.onChange(() => link.tallied());
   }
   const ctx: CacheContext = { store, fills, metrics, upstream, mirrors, log: app.log, ...(config.token ? { token: config.token } : {}) };
   app.decorate('cache', ctx);
@@ -123,6 +124,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
     const everyWorker = link ? await link.stats() : undefined;
     return {
       region: config.region,
+      startedAt: link?.startedAt ?? metrics.startedAt,
       ...metrics.stats(everyWorker),
       store: { bytes: store.bytes, objects: store.count, maxSize: store.maxSize, full: store.isFull() },
       inflightFills: inflight(),

@@ -70,7 +70,7 @@ export class TrafficLedger {
     this.#bytesOut.inc({ kind }, n);
   }
 
-  snapshot(): { role: string; uptimeSeconds: number; kinds: Record<RouteKind, KindTotals>; totals: KindTotals } {
+  snapshot(): { role: string; startedAt: string; uptimeSeconds: number; kinds: Record<RouteKind, KindTotals>; totals: KindTotals } {
     const kinds: Record<RouteKind, KindTotals> = {};
     const totals: KindTotals = { bytesIn: 0, bytesOut: 0, requests: 0 };
     for (const [k, v] of this.#kinds) {
@@ -79,6 +79,6 @@ export class TrafficLedger {
       totals.bytesOut += v.bytesOut;
       totals.requests += v.requests;
     }
-    return { role: this.role, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), kinds, totals };
+    return { role: this.role, startedAt: new Date(this.startedAt).toISOString(), uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), kinds, totals };
   }
 }

@@ -1,6 +1,6 @@
 // A self-contained HTML page for a ledger: bars of bytes per link (actual against naive)
 // and the hit ratio of each cache, drawn as inline SVG (nothing loaded from elsewhere).
-import { lookupCounts, type Ledger } from './ledger.js';
+import { BASELINE, coverageNote, linkFigures, lookupCounts, type Ledger } from './ledger.js';
 import { formatBytes } from '../config/units.js';
 
 function esc(s: string): string {
@@ -26,35 +26,42 @@ function bars(rows: Array<{ label: string; values: Array<{ v: number; color: str
 }
 
 export function ledgerHtml(l: Ledger): string {
-  const max = Math.max(1, ...l.links.flatMap((k) => [k.actualBytes, k.naiveBytes]));
+  const max = Math.max(1, ...l.links.flatMap((k) => [k.actualBytes ?? 0, k.naiveBytes]));
   const linkChart = bars(
     l.links.map((k) => ({
       label: k.link,
       values: [
-        { v: k.actualBytes, color: '#2b7bb9', text: `actual ${formatBytes(k.actualBytes)}` },
+        { v: k.actualBytes ?? 0, color: '#2b7bb9', text: `actual ${linkFigures(k).actual}` },
         { v: k.naiveBytes, color: '#c8c8c8', text: `naive ${formatBytes(k.naiveBytes)}` },
       ],
     })),
     max,
   );
   const hitChart = bars(
-    l.caches.map((c) => ({ label: `cache ${c.region}`, values: [{ v: c.hitRatio, color: '#3a9a5b', text: `${(100 * c.hitRatio).toFixed(1)}% (${lookupCounts(c)})` }] })),
+    l.caches.map((c) => {
+      const note = coverageNote(c);
+      return { label: `cache ${c.region}`, values: [{ v: c.hitRatio, color: '#3a9a5b', text: `${(100 * c.hitRatio).toFixed(1)}% (${lookupCounts(c)}${note ? `; ${note}` : ''})` }] };
+    }),
     1,
   );
-  const egress = l.originEgress.naive === 0 ? 0 : l.originEgress.actual / l.originEgress.naive;
+  const { actual, naive } = l.originEgress;
+  const egress = actual === null
+    ? 'unknown (the origin restarted during the run or could not be read)'
+    : `<strong data-testid="origin-egress">${formatBytes(actual)}</strong>, ${(100 * (naive === 0 ? 0 : actual / naive)).toFixed(1)}% of the ${formatBytes(naive)} that every machine pulling from the origin would have cost`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>fleetcache — run ${esc(l.run)}</title>
 <style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}h1{font-size:1.4em}table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}</style>
 </head><body>
 <h1>Run ${esc(l.run)} of ${esc(l.project)}: ${l.machines} machines</h1>
-<p>Origin egress: <strong data-testid="origin-egress">${formatBytes(l.originEgress.actual)}</strong>, ${(100 * egress).toFixed(1)}% of the ${formatBytes(l.originEgress.naive)} that every machine pulling from the origin would have cost.</p>
+<p>Origin egress: ${egress}.</p>
+<p>${esc(BASELINE)}.</p>
 <h2>Bytes per link, actual against naive</h2>
 ${linkChart}
 <h2>Hit ratio per cache</h2>
 ${hitChart}
 <h2>Figures</h2>
 <table><tr><th>link</th><th>actual</th><th>naive</th></tr>
-${l.links.map((k) => `<tr><td>${esc(k.link)}</td><td>${k.actualBytes}</td><td>${k.naiveBytes}</td></tr>`).join('\n')}
+${l.links.map((k) => `<tr><td>${esc(k.link)}</td><td>${k.actualBytes === null ? '?' : `${k.partial ? '≥ ' : ''}${k.actualBytes}`}</td><td>${k.naiveBytes}</td></tr>`).join('\n')}
 </table>
 </body></html>
 `;

@@ -15,35 +15,58 @@ interface CacheKindTally {
   collapsed: number;
 }
 interface CacheStats {
-  total: CacheKindTally;
+  /** When the cache (its primary) started: its counters start there. Absent from older caches. */
+  startedAt?: string;
+  kinds: Record<string, CacheKindTally>;
 }
 interface OriginStats {
+  startedAt?: string;
   totals: { bytesIn: number; bytesOut: number };
 }
 
 export interface FleetSnapshot {
+  /** ISO time of the snapshot; absent from older saved ones. */
+  readonly takenAt?: string;
   readonly origin: OriginStats | undefined;
   readonly caches: ReadonlyArray<{ region: string; url: string; stats: CacheStats | undefined }>;
 }
 
 export interface LedgerLink {
   readonly link: string;
-  readonly actualBytes: number;
+  /** null: unknown (a cache's counters could not be read, or not compared). */
+  readonly actualBytes: number | null;
   readonly naiveBytes: number;
+  /** Some of it counted only since a server restarted during the run: actual is at least this. */
+  readonly partial?: boolean;
 }
+
+/**
+ * How much of the run a cache's figures cover: `run` all of it; `since-restart` from its
+ * restart during the run (a lower bound); `none` nothing (unreachable after the run, or
+ * unreachable before it while already up: its counters cannot be told apart from the run's).
+ */
+export type Coverage = 'run' | 'since-restart' | 'none';
 
 export interface CacheFigures {
   readonly region: string;
   readonly url: string;
   /** False when its /-/stats could not be read after the run (its figures are then zero). */
   readonly reachable: boolean;
+  /** Absent from reports of older versions: `run` when reachable, else `none`. */
+  readonly coverage?: Coverage;
   readonly hits: number;
   readonly misses: number;
   readonly collapsed: number;
   /** (hits + collapsed) / all: the share of requests with no upstream fetch of their own (as the dashboard and OPERATIONS.md). */
   readonly hitRatio: number;
+  /** The namespace's bytes (blobs, names, tooltool): from the origin, and to the machines. */
   readonly bytesServed: number;
   readonly bytesUpstream: number;
+  /** Mirror routes' bytes: from their own upstreams, not the origin. */
+  readonly mirrorBytesServed?: number;
+  readonly mirrorBytesUpstream?: number;
+  /** Bytes of artifacts the runner itself fetched through this cache (`run --artifacts`), not counted as the machines'. */
+  readonly controllerBytes?: number;
 }
 
 export interface Ledger {
@@ -52,8 +75,8 @@ export interface Ledger {
   readonly machines: number;
   readonly links: LedgerLink[];
   readonly caches: CacheFigures[];
-  /** Origin egress of the run against its naive figure. */
-  readonly originEgress: { actual: number; naive: number };
+  /** Origin egress of the run against its naive figure; actual null when the origin restarted or could not be read. */
+  readonly originEgress: { actual: number | null; naive: number };
 }
 
 /** What the runner knows of a run, beside the servers' counters. */
@@ -69,6 +92,8 @@ export interface RunFigures {
   /** Bytes of the assets each machine needed (downloaded or found in its cache folder), by region. */
   readonly assetNaiveByRegion: Readonly<Record<string, number>>;
   readonly artifactBytes: number;
+  /** Bytes of artifacts the runner fetched itself (`run --artifacts`), by cache URL. */
+  readonly controllerBytesByCache?: Readonly<Record<string, number>>;
 }
 
 async function tryStats<T>(url: string): Promise<T | undefined> {
@@ -80,49 +105,98 @@ async function tryStats<T>(url: string): Promise<T | undefined> {
 }
 
 export async function snapshotFleet(fleet: FleetConfig & { origin: string }): Promise<FleetSnapshot> {
+  const takenAt = new Date().toISOString();
   const caches = Object.entries(fleet.regions).flatMap(([region, r]) => r.caches.map((url) => ({ region, url })));
   const [origin, ...stats] = await Promise.all([tryStats<OriginStats>(fleet.origin), ...caches.map((c) => tryStats<CacheStats>(c.url))]);
-  return { origin: origin as OriginStats | undefined, caches: caches.map((c, i) => ({ ...c, stats: stats[i] as CacheStats | undefined })) };
+  return { takenAt, origin: origin as OriginStats | undefined, caches: caches.map((c, i) => ({ ...c, stats: stats[i] as CacheStats | undefined })) };
 }
 
-const zero: CacheKindTally = { bytesServed: 0, bytesUpstream: 0, hits: 0, misses: 0, collapsed: 0 };
+const isMirror = (kind: string): boolean => kind.startsWith('mirror:');
+
+/** The sum of the kinds `which` keeps; all zero for no stats. */
+function sumKinds(stats: CacheStats | undefined, which: (kind: string) => boolean): CacheKindTally {
+  const sum: CacheKindTally = { bytesServed: 0, bytesUpstream: 0, hits: 0, misses: 0, collapsed: 0 };
+  for (const [kind, t] of Object.entries(stats?.kinds ?? {})) {
+    if (!which(kind)) continue;
+    for (const field of Object.keys(sum) as (keyof CacheKindTally)[]) sum[field] += t[field];
+  }
+  return sum;
+}
+
+/** after - before, field by field. */
+function minus(after: CacheKindTally, before: CacheKindTally): CacheKindTally {
+  const out = { ...after };
+  for (const field of Object.keys(out) as (keyof CacheKindTally)[]) out[field] -= before[field];
+  return out;
+}
+
+function coverageOf(before: CacheStats | undefined, after: CacheStats | undefined, beforeTakenAt: string | undefined): Coverage {
+  if (!after) return 'none';
+  if (!before) {
+    // down before the run and started since: its counters are the run's; up but unreachable: unknown
+    return after.startedAt !== undefined && beforeTakenAt !== undefined && after.startedAt >= beforeTakenAt ? 'run' : 'none';
+  }
+  const change = minus(sumKinds(after, () => true), sumKinds(before, () => true));
+  const wentDown = Object.values(change).some((n) => n < 0);
+  return before.startedAt !== after.startedAt || wentDown ? 'since-restart' : 'run';
+}
 
 export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: RunFigures): Ledger {
   const machines = Object.values(run.machinesByRegion).reduce((a, b) => a + b, 0);
   const naiveOf = (region: string) => (run.machinesByRegion[region] ?? 0) * run.fullUploadBytes + (run.assetNaiveByRegion[region] ?? 0);
   const caches: CacheFigures[] = after.caches.map((c, i) => {
-    const b = before.caches[i]?.stats?.total ?? zero;
-    const a = c.stats?.total ?? b;
-    const hits = a.hits - b.hits;
-    const misses = a.misses - b.misses;
-    const collapsed = a.collapsed - b.collapsed;
-    const lookups = hits + misses + collapsed;
+    const prior = before.caches[i]?.stats;
+    const coverage = coverageOf(prior, c.stats, before.takenAt);
+    // the run's counts, or those since the cache's restart (its counters start at 0 then)
+    const counted = (which: (kind: string) => boolean): CacheKindTally =>
+      coverage === 'none' ? sumKinds(undefined, which) : minus(sumKinds(c.stats, which), sumKinds(coverage === 'run' ? prior : undefined, which));
+    const all = counted(() => true);
+    const namespace = counted((kind) => !isMirror(kind));
+    const mirrors = counted(isMirror);
+    const lookups = all.hits + all.misses + all.collapsed;
+    const controllerBytes = coverage === 'none' ? 0 : (run.controllerBytesByCache?.[c.url] ?? 0);
     return {
       region: c.region,
       url: c.url,
       reachable: c.stats !== undefined,
-      hits,
-      misses,
-      collapsed,
-      hitRatio: lookups === 0 ? 0 : (hits + collapsed) / lookups,
-      bytesServed: a.bytesServed - b.bytesServed,
-      bytesUpstream: a.bytesUpstream - b.bytesUpstream,
+      coverage,
+      hits: all.hits,
+      misses: all.misses,
+      collapsed: all.collapsed,
+      hitRatio: lookups === 0 ? 0 : (all.hits + all.collapsed) / lookups,
+      bytesServed: Math.max(0, namespace.bytesServed - controllerBytes),
+      bytesUpstream: namespace.bytesUpstream,
+      mirrorBytesServed: mirrors.bytesServed,
+      mirrorBytesUpstream: mirrors.bytesUpstream,
+      controllerBytes,
     };
   });
-  const originOut = (after.origin?.totals.bytesOut ?? 0) - (before.origin?.totals.bytesOut ?? 0);
   const links: LedgerLink[] = [{ link: 'controller → origin (project)', actualBytes: run.bytesSent, naiveBytes: run.fullUploadBytes }];
   // The price of the delta when the controller's base cache lacked the bases: the same slow link, the other way.
   if (run.basesReceived > 0) links.push({ link: 'origin → controller (bases)', actualBytes: run.basesReceived, naiveBytes: 0 });
-  // One pair of links per region: its machines' naive bytes are counted once, however many
+  // One set of links per region: its machines' naive bytes are counted once, however many
   // caches (the nearest, then fallbacks) shared their requests.
   for (const region of new Set(caches.map((c) => c.region))) {
     const mine = caches.filter((c) => c.region === region);
     const label = mine.length === 1 ? `cache ${region}` : `${mine.length} caches ${region}`;
-    const sum = (of: (c: CacheFigures) => number): number => mine.reduce((n, c) => n + of(c), 0);
-    links.push({ link: `origin → ${label}`, actualBytes: sum((c) => c.bytesUpstream), naiveBytes: naiveOf(region) });
-    links.push({ link: `${label} → machines`, actualBytes: sum((c) => c.bytesServed), naiveBytes: naiveOf(region) });
+    const unknown = mine.some((c) => c.coverage === 'none');
+    const partial = mine.some((c) => c.coverage === 'since-restart');
+    const link = (name: string, of: (c: CacheFigures) => number, naiveBytes: number): LedgerLink => ({
+      link: name,
+      actualBytes: unknown ? null : mine.reduce((n, c) => n + of(c), 0),
+      naiveBytes,
+      ...(partial ? { partial } : {}),
+    });
+    links.push(link(`origin → ${label}`, (c) => c.bytesUpstream, naiveOf(region)));
+    links.push(link(`${label} → machines`, (c) => c.bytesServed, naiveOf(region)));
+    // Without the cache, each byte taken from a mirror route would have come from its upstream.
+    const mirrorServed = mine.reduce((n, c) => n + (c.mirrorBytesServed ?? 0), 0);
+    if (mirrorServed > 0) links.push(link(`mirrors → ${label}`, (c) => c.mirrorBytesUpstream ?? 0, mirrorServed));
+    if (mine.some((c) => (c.controllerBytes ?? 0) > 0)) links.push(link(`${label} → controller (artifacts)`, (c) => c.controllerBytes ?? 0, 0));
   }
   links.push({ link: 'machines → origin (artifacts)', actualBytes: run.artifactBytes, naiveBytes: run.artifactBytes });
+  const [o0, o1] = [before.origin, after.origin];
+  const originOut = o0 && o1 && o0.startedAt === o1.startedAt ? o1.totals.bytesOut - o0.totals.bytesOut : null;
   return { run: run.run, project: run.project, machines, links, caches, originEgress: { actual: originOut, naive: Object.keys(run.machinesByRegion).reduce((n, r) => n + naiveOf(r), 0) } };
 }
 
@@ -137,26 +211,47 @@ export function counted(n: number, singular: string, plural = `${singular}s`): s
   return `${n} ${n === 1 ? singular : plural}`;
 }
 
+/** What the naive column stands for, and what the figures are (printed under the table). */
+export const BASELINE = 'naive: every machine downloading the compressed project tar and its assets from the origin, and uploading its artifacts to it; '
+  + 'actual: the servers\' counters over the run (other traffic through them meanwhile counts too)';
+
+/** A link's actual bytes and saving as printed: "?" when unknown, "≥" and "≤" when partial. */
+export function linkFigures(k: LedgerLink): { actual: string; saved: string } {
+  if (k.actualBytes === null) return { actual: '?', saved: k.naiveBytes === 0 ? '-' : '?' };
+  const saved = k.naiveBytes === 0 ? '-' : percent(1 - k.actualBytes / k.naiveBytes);
+  return k.partial ? { actual: `≥ ${formatBytes(k.actualBytes)}`, saved: saved === '-' ? saved : `≤ ${saved}` } : { actual: formatBytes(k.actualBytes), saved };
+}
+
+/** The state of a cache's figures, when they are not the whole run's ("" when they are). */
+export function coverageNote(c: CacheFigures): string {
+  const coverage = c.coverage ?? (c.reachable === false ? 'none' : 'run');
+  if (coverage === 'since-restart') return 'restarted during the run: counted since its restart';
+  if (coverage === 'run') return '';
+  return c.reachable === false ? 'unreachable after the run, no figures' : 'unreachable before the run, no figures';
+}
+
 export function formatLedger(l: Ledger): string {
   const rows = l.links.map((k) => {
-    const saved = k.naiveBytes === 0 ? '-' : percent(1 - k.actualBytes / k.naiveBytes);
-    return `  ${k.link.padEnd(34)} ${formatBytes(k.actualBytes).padStart(11)} ${formatBytes(k.naiveBytes).padStart(11)} ${saved.padStart(8)}`;
+    const { actual, saved } = linkFigures(k);
+    return `  ${k.link.padEnd(34)} ${actual.padStart(11)} ${formatBytes(k.naiveBytes).padStart(11)} ${saved.padStart(8)}`;
   });
   // A region with several caches names each by its URL.
   const shared = (c: CacheFigures): boolean => l.caches.filter((o) => o.region === c.region).length > 1;
   const caches = l.caches.map((c) => {
     const name = `cache ${c.region}${shared(c) ? ` (${c.url})` : ''}`;
-    // A saved report of an older version has no `reachable`: taken as reached.
-    if (c.reachable === false) return `  ${name}: unreachable after the run, no figures`;
-    return `  ${name}: ${lookupCounts(c)}, hit ratio ${(100 * c.hitRatio).toFixed(1)}%`;
+    const note = coverageNote(c);
+    if (note.endsWith('no figures')) return `  ${name}: ${note}`;
+    return `  ${name}: ${lookupCounts(c)}, hit ratio ${(100 * c.hitRatio).toFixed(1)}%${note ? ` (${note})` : ''}`;
   });
-  const egress = l.originEgress.naive === 0 ? '-' : `${((100 * l.originEgress.actual) / l.originEgress.naive).toFixed(1)}% of naive`;
+  const { actual, naive } = l.originEgress;
+  const egress = actual === null ? '? (the origin restarted or could not be read)' : `${formatBytes(actual)} (${naive === 0 ? '-' : `${((100 * actual) / naive).toFixed(1)}% of naive`})`;
   return [
     `Transfer report of run ${l.run} (${l.project}, ${l.machines} machines):`,
     `  ${'link'.padEnd(34)} ${'actual'.padStart(11)} ${'naive'.padStart(11)} ${'saved'.padStart(8)}`,
     ...rows,
     ...caches,
-    `  origin egress: ${formatBytes(l.originEgress.actual)} (${egress})`,
+    `  origin egress: ${egress}`,
+    `  (${BASELINE})`,
   ].join('\n');
 }
 

@@ -30,6 +30,8 @@ export class JobTransfers {
   assetBytes = 0;
   /** Artifact bytes the machines sent. */
   artifactBytes = 0;
+  /** Artifact bytes the runner itself fetched (`run --artifacts`), by the cache (or origin) URL: not the machines' traffic. */
+  readonly controllerBytesByCache: Record<string, number> = {};
   /** Per region, the asset bytes the machines used, downloaded or from their cache folders: what they would have fetched without one. */
   readonly assetNaiveByRegion: Record<string, number> = {};
 
@@ -77,7 +79,10 @@ export class JobTransfers {
           paths: job.task.artifacts,
         }, signal);
         this.artifactBytes += Number(answer.bytes ?? 0);
-        if (artifactsDir) await fetchArtifacts({ from: url, run, job: job.name, dest: artifactsDir, ...(token ? { token } : {}) });
+        if (artifactsDir) {
+          const fetched = await fetchArtifacts({ from: url, run, job: job.name, dest: artifactsDir, ...(token ? { token } : {}) });
+          this.controllerBytesByCache[url] = (this.controllerBytesByCache[url] ?? 0) + fetched.reduce((n, a) => n + a.size, 0);
+        }
         if (url !== choice.urls[0]) log.line(`Artifacts of ${job.name} went through ${url}.`);
         return;
       } catch (err) {

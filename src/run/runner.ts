@@ -404,6 +404,7 @@ async function runJobs(
     machinesByRegion,
     assetNaiveByRegion: transfers.assetNaiveByRegion,
     artifactBytes: transfers.artifactBytes,
+    controllerBytesByCache: transfers.controllerBytesByCache,
   });
   return {
     tally,

@@ -3,8 +3,10 @@
 // death within a minute stops the cache (as systemd's StartLimitBurst): an error logged,
 // the other workers stopped, and the primary exits non-zero for its supervisor to see.
 // What a dead worker committed but had not reported yet is still counted and evicted.
+import { execFile } from 'node:child_process';
 import { statSync } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import t from 'tap';
 import { request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
@@ -70,4 +72,30 @@ t.test('bodies committed by workers killed before they reported them are indexed
   );
   await eventually('the primary counts every body on disk', async () => (await objects()) === blobs.length, 10_000);
   t.equal(await objects(), blobs.length, `${blobs.length} objects`);
+});
+
+t.test('what dead workers counted more than 200 ms before their death is still in /-/stats, and the counters keep their start', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const primary = cache.child.pid!;
+  const workers = cacheWorkers(primary);
+  const blob = up.addBlob(16 << 20); // more than the sockets' buffers hold: its bytes are counted when a slow reader has them
+  const stats = async () => (await (await request(`${cache.url}/-/stats`)).body.json()) as { startedAt: string; kinds: Record<string, { bytesServed: number; hits: number; misses: number }> };
+  const startedAt = (await stats()).startedAt;
+  t.match(startedAt, /^\d{4}-\d\d-\d\dT/, 'the counters say when they started');
+  t.equal((await fetchHash(`${cache.url}/cas/sha256/${blob.hex}`)).hash, blob.hex, 'a miss');
+  // hits that last longer than a report's delay: their bytes are counted after the report their start asked for
+  const slow = () => promisify(execFile)('curl', ['-sf', '--limit-rate', '12M', '-o', '/dev/null', '-w', '%{size_download}', `${cache.url}/cas/sha256/${blob.hex}`]);
+  for (const { stdout } of await Promise.all([slow(), slow()])) t.equal(stdout, String(16 << 20), 'a slow hit');
+  // The bound OPERATIONS.md states: a dead worker loses at most its last 200 ms of counts.
+  await new Promise((resolve) => setTimeout(resolve, 600));
+  for (const pid of workers) process.kill(pid, 'SIGKILL');
+  await eventually('both replaced', () => cacheWorkers(primary).filter((p) => !workers.includes(p)).length === 2, 30_000);
+  let after: Awaited<ReturnType<typeof stats>> | undefined;
+  await eventually('stats answered', async () => (after = await stats().catch(() => undefined)) !== undefined, 10_000);
+  if (!after) return;
+  t.same({ served: after.kinds['cas']?.bytesServed, requests: (after.kinds['cas']?.hits ?? 0) + (after.kinds['cas']?.misses ?? 0) }, { served: 3 * (16 << 20), requests: 3 }, 'every byte and request counted');
+  t.equal(after.startedAt, startedAt, 'a replaced worker does not reset the counters');
 });

@@ -3,10 +3,17 @@ import t from 'tap';
 import { buildLedger, formatLedger, type FleetSnapshot } from '../../src/report/ledger.js';
 import { ledgerHtml } from '../../src/report/html.js';
 
-const cache = (served: number, upstream: number, hits: number, misses: number, collapsed = 0) => ({ total: { bytesServed: served, bytesUpstream: upstream, hits, misses, collapsed } });
+const T0 = '2026-12-03T10:00:00.000Z';
+const RUN_START = '2026-12-03T12:00:00.000Z';
+const cache = (served: number, upstream: number, hits: number, misses: number, collapsed = 0, startedAt = T0) => ({
+  startedAt,
+  kinds: { cas: { bytesServed: served, bytesUpstream: upstream, hits, misses, collapsed } },
+});
+const figures = { run: 'r1', project: 'p', bytesSent: 50, basesReceived: 0, fullUploadBytes: 1000, assetNaiveByRegion: {}, artifactBytes: 0 };
 
 t.test('actual against naive, per link and per cache, from counter differences', async (t) => {
   const before: FleetSnapshot = {
+    takenAt: RUN_START,
     origin: { totals: { bytesIn: 0, bytesOut: 1000 } },
     caches: [
       { region: 'a', url: 'http://a', stats: cache(500, 500, 1, 1) },
@@ -17,7 +24,7 @@ t.test('actual against naive, per link and per cache, from counter differences',
     origin: { totals: { bytesIn: 50, bytesOut: 1300 } },
     caches: [
       { region: 'a', url: 'http://a', stats: cache(4500, 600, 7, 2, 3) },
-      { region: 'b', url: 'http://b', stats: cache(3000, 200, 3, 1) },
+      { region: 'b', url: 'http://b', stats: cache(3000, 200, 3, 1, 0, '2026-12-03T12:00:05.000Z') },
     ],
   };
   const ledger = buildLedger(before, after, {
@@ -34,7 +41,7 @@ t.test('actual against naive, per link and per cache, from counter differences',
   t.same(ledger.links[0], { link: 'controller → origin (project)', actualBytes: 50, naiveBytes: 1000 });
   t.same(ledger.links[1], { link: 'origin → cache a', actualBytes: 100, naiveBytes: 3100 });
   t.same(ledger.links[2], { link: 'cache a → machines', actualBytes: 4000, naiveBytes: 3100 });
-  // a cache that was down before the run counts from zero
+  // a cache that was down before the run and started since counts from zero
   t.same(ledger.links[3], { link: 'origin → cache b', actualBytes: 200, naiveBytes: 2000 });
   t.same(ledger.originEgress, { actual: 300, naive: 5100 });
   t.equal(ledger.caches[0]!.hitRatio, 9 / 10, 'requests that joined a fill fetched nothing of their own');
@@ -49,6 +56,8 @@ t.test('actual against naive, per link and per cache, from counter differences',
     run: 'r1', project: 'p', bytesSent: 50, basesReceived: 0, fullUploadBytes: 1000, machinesByRegion: { a: 3 }, assetNaiveByRegion: {}, artifactBytes: 0,
   });
   t.match(formatLedger(down), /cache b: unreachable after the run, no figures/, 'a cache whose figures could not be read says so');
+  t.match(formatLedger(down), /origin → cache b\s+\?\s/, 'its links are unknown, not 100% saved');
+  t.match(text, /naive: every machine downloading the compressed project tar/, 'the baseline is stated');
   const html = ledgerHtml(ledger);
   t.match(html, /<svg/);
   t.match(html, /data-testid="origin-egress">300 B</);
@@ -77,4 +86,51 @@ t.test('two caches in one region: one pair of links, its naive bytes counted onc
   const text = formatLedger(ledger);
   t.match(text, /cache a \(http:\/\/a1\): 30 hits/, 'each cache named by its URL');
   t.match(text, /cache a \(http:\/\/a2\): 10 hits/);
+});
+
+t.test('a server restarted during the run: counted since its restart, never below zero or above naive', async (t) => {
+  const at = (served: number, upstream: number, startedAt = T0): FleetSnapshot => ({
+    takenAt: RUN_START,
+    origin: { startedAt, totals: { bytesIn: 0, bytesOut: upstream } },
+    caches: [{ region: 'a', url: 'http://a', stats: cache(served, upstream, served / 100, 1, 0, startedAt) }],
+  });
+  const restarted = buildLedger(at(20_000_000, 8_000_000), at(4_900_000, 600, '2026-12-03T12:00:01.000Z'), { ...figures, machinesByRegion: { a: 1 }, fullUploadBytes: 4_900_000 });
+  t.same(restarted.caches[0]!.coverage, 'since-restart');
+  t.same(restarted.links[1], { link: 'origin → cache a', actualBytes: 600, naiveBytes: 4_900_000, partial: true });
+  t.same(restarted.links[2], { link: 'cache a → machines', actualBytes: 4_900_000, naiveBytes: 4_900_000, partial: true });
+  t.equal(restarted.originEgress.actual, null, 'the origin restarted too: its egress is unknown');
+  const text = formatLedger(restarted);
+  t.match(text, /origin → cache a\s+≥ 600 B\s+4\.7 MiB\s+≤ 100\.0%/);
+  t.match(text, /cache a: .*\(restarted during the run: counted since its restart\)/);
+  t.match(text, /origin egress: \?/);
+  t.notMatch(text, /-\d/, 'no negative figure');
+  t.ok([...text.matchAll(/([\d.]+)%/g)].every((m) => Number(m[1]) <= 100), 'no share above 100%');
+  // counters that went down say so even without a start time (an older cache)
+  const old = (served: number): FleetSnapshot => ({ caches: [{ region: 'a', url: 'http://a', stats: { kinds: cache(served, 0, 1, 1).kinds } }], origin: undefined });
+  t.same(buildLedger(old(5000), old(100), { ...figures, machinesByRegion: { a: 1 } }).caches[0]!.coverage, 'since-restart');
+  // up before the run but unreachable then: its lifetime counters are not the run's
+  const unreadBefore: FleetSnapshot = { takenAt: RUN_START, origin: undefined, caches: [{ region: 'a', url: 'http://a', stats: undefined }] };
+  const unknown = buildLedger(unreadBefore, at(9_000_000, 9_000_000), { ...figures, machinesByRegion: { a: 1 } });
+  t.same(unknown.caches[0]!.coverage, 'none');
+  t.equal(unknown.links[1]!.actualBytes, null);
+  t.match(formatLedger(unknown), /cache a: unreachable before the run, no figures/);
+});
+
+t.test('mirror bytes are not the origin\'s, and the runner\'s own downloads are not the machines\'', async (t) => {
+  const snap = (mirrorServed: number, mirrorUp: number, casServed: number, casUp: number): FleetSnapshot => ({
+    takenAt: RUN_START,
+    origin: { startedAt: T0, totals: { bytesIn: 0, bytesOut: casUp } },
+    caches: [{
+      region: 'a', url: 'http://a',
+      stats: { startedAt: T0, kinds: { cas: { bytesServed: casServed, bytesUpstream: casUp, hits: 0, misses: 0, collapsed: 0 }, 'mirror:deb': { bytesServed: mirrorServed, bytesUpstream: mirrorUp, hits: 0, misses: 0, collapsed: 0 } } },
+    }],
+  });
+  const ledger = buildLedger(snap(0, 0, 0, 0), snap(4_000_000, 2_000_000, 1_300_000, 746), { ...figures, machinesByRegion: { a: 2 }, controllerBytesByCache: { 'http://a': 300_000 } });
+  t.same(ledger.links.slice(1, 5), [
+    { link: 'origin → cache a', actualBytes: 746, naiveBytes: 2000 },
+    { link: 'cache a → machines', actualBytes: 1_000_000, naiveBytes: 2000 },
+    { link: 'mirrors → cache a', actualBytes: 2_000_000, naiveBytes: 4_000_000 },
+    { link: 'cache a → controller (artifacts)', actualBytes: 300_000, naiveBytes: 0 },
+  ]);
+  t.match(formatLedger(ledger), /mirrors → cache a\s+1\.9 MiB\s+3\.8 MiB\s+50\.0%/);
 });

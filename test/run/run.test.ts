@@ -110,7 +110,7 @@ t.test('configured fleet: a cache that is down makes its machines fall back, the
   t.ok(killed, 'region-a cache was stopped mid-run');
   t.match(text(), /Artifacts of local:alpha-1:tests\/artifacts went through /);
   t.same(result.ledger.caches.map((c) => c.region), ['region-a', 'region-b']);
-  t.ok(result.ledger.links.some((l) => l.link === 'machines → origin (artifacts)' && l.actualBytes > 0), 'artifacts reached the origin');
+  t.ok(result.ledger.links.some((l) => l.link === 'machines → origin (artifacts)' && (l.actualBytes ?? 0) > 0), 'artifacts reached the origin');
 });
 
 async function tokenFile(t: Test, token: string): Promise<string> {

@@ -84,7 +84,7 @@ t.test('the example project over two regions in network namespaces', async (t) =
     // Project blobs: what the cache served is exactly what its own machines pulled.
     t.equal(served('cas'), pulledByRegion[region]!, `the ${region} cache served only its own region's machines`);
   }
-  t.ok(result.ledger.originEgress.actual > 0);
+  t.ok((result.ledger.originEgress.actual ?? 0) > 0);
 
   const pids = bed.pids;
   await bed.close();

@@ -35,6 +35,8 @@ export class ClusterLink {
   #metricsJson: () => Promise<MetricsJson> = async () => [];
   /** The primary's figures for the whole store, as last broadcast or answered with stats. */
   store: StoreFigures = { bytes: 0, objects: 0, inflight: 0 };
+  /** When the primary started, as its last stats answer said. */
+  startedAt: string | undefined;
   /** Counts the flushes (StorePeer.epoch). */
   epoch = 0;
 
@@ -100,6 +102,15 @@ export class ClusterLink {
     this.#schedule();
   }
 
+  /**
+   * A tally moved (bytes served, a hit): it goes with the next flush, so that a worker that
+   * dies loses at most REPORT_FLUSH_MS of counts (a hit's bytes are counted when its answer
+   * ends, after the report its touch scheduled had gone).
+   */
+  tallied(): void {
+    this.#schedule();
+  }
+
   /** Flushes within REPORT_FLUSH_MS. */
   #schedule(): void {
     this.#timer ??= setTimeout(() => this.flush(), REPORT_FLUSH_MS).unref();
@@ -113,6 +124,7 @@ export class ClusterLink {
   async stats(): Promise<Record<string, KindTally>> {
     const answer = await this.#ask<Extract<Reply, { t: 'stats' }>>({ t: 'stats', req: 0 });
     this.store = answer.store;
+    this.startedAt = answer.startedAt;
     return answer.kinds;
   }
 

@@ -114,6 +114,8 @@ async function freePort(host: string): Promise<number> {
  * one announced, so port 0 is turned into a free port here, before any worker starts.
  */
 export async function runCachePrimary(config: CacheConfig, workers: number, log: Logger, listen: string): Promise<PrimaryHandle> {
+  // The cache's counters start here: a worker replaced later does not reset them (/-/stats)
+  const startedAt = new Date().toISOString();
   const { host, port: configuredPort } = parseListen(listen);
   const chosenPort = configuredPort === 0 ? await freePort(host) : undefined;
   // The primary holds the data directory for its workers, before the store opens (opening empties tmp/).
@@ -212,7 +214,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
         return broadcastFiguresSoon();
       case 'stats':
         // Each worker sends its pending reports before its tally: the figures are taken after.
-        void stats().then((kinds) => send(id, { t: 'stats', req: m.req, kinds, store: figures() }));
+        void stats().then((kinds) => send(id, { t: 'stats', req: m.req, kinds, store: figures(), startedAt }));
         return;
       case 'metrics':
         void clusterMetrics().then(
