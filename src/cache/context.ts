@@ -225,11 +225,13 @@ export async function passthrough(
     reply.send(res.whole);
     return;
   }
+  // Upstream's bytes counted as they come: a client that goes away mid-body (the stream is
+  // then destroyed) still cost them. Served ones at the end (an aborted answer's are not known).
   let n = 0;
-  res.body.on('data', (c: Buffer) => (n += c.length));
-  res.body.once('end', () => {
-    ctx.metrics.upstream(kind, n);
-    ctx.metrics.served(kind, n);
+  res.body.on('data', (c: Buffer) => {
+    n += c.length;
+    ctx.metrics.upstream(kind, c.length);
   });
+  res.body.once('end', () => ctx.metrics.served(kind, n));
   reply.send(res.body);
 }

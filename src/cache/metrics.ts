@@ -9,19 +9,22 @@ export type Kind = string;
 export interface KindTally {
   bytesServed: number;
   bytesUpstream: number;
+  /** Bodies of PUTs forwarded to upstream and accepted by it (the region's uploads). */
+  bytesUploaded: number;
   hits: number;
   misses: number;
   collapsed: number;
 }
 
 export function emptyTally(): KindTally {
-  return { bytesServed: 0, bytesUpstream: 0, hits: 0, misses: 0, collapsed: 0 };
+  return { bytesServed: 0, bytesUpstream: 0, bytesUploaded: 0, hits: 0, misses: 0, collapsed: 0 };
 }
 
 /** Adds `t` into `sum` (totals, and the workers of a multi-process cache). */
 export function addTally(sum: KindTally, t: KindTally): void {
   sum.bytesServed += t.bytesServed;
   sum.bytesUpstream += t.bytesUpstream;
+  sum.bytesUploaded += t.bytesUploaded ?? 0; // a worker of an older version during an upgrade sends none
   sum.hits += t.hits;
   sum.misses += t.misses;
   sum.collapsed += t.collapsed;
@@ -49,6 +52,7 @@ export class CacheMetrics {
     });
     counter('fleetcache_cache_bytes_served_total', 'Bytes of bodies sent to clients.', 'bytesServed');
     counter('fleetcache_cache_bytes_upstream_total', 'Bytes of bodies received from upstream.', 'bytesUpstream');
+    counter('fleetcache_cache_bytes_uploaded_total', 'Bytes of PUT bodies forwarded to upstream and accepted by it.', 'bytesUploaded');
     counter('fleetcache_cache_hits_total', 'Requests answered from disk.', 'hits');
     counter('fleetcache_cache_misses_total', 'Requests that started an upstream fetch.', 'misses');
     counter('fleetcache_cache_collapsed_total', 'Requests that joined a fill already in flight.', 'collapsed');
@@ -96,6 +100,10 @@ export class CacheMetrics {
 
   upstream(kind: Kind, bytes: number): void {
     this.#tally(kind).bytesUpstream += bytes;
+  }
+
+  uploaded(kind: Kind, bytes: number): void {
+    this.#tally(kind).bytesUploaded += bytes;
   }
 
   hit(kind: Kind): void {

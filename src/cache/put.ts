@@ -70,6 +70,7 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
     const res = await ctx.upstream.request(upath, { method: 'PUT', headers, body: tee });
     const accepted = res.statusCode >= 200 && res.statusCode < 300;
     if (accepted) {
+      ctx.metrics.uploaded(kind, tee.size); // upstream answers once it has the whole body
       if (temp && (await uploaded) && tee.storing && isShareable(res.headers)) committed = await keep(ctx, kind, upath, headers, res.headers, tee, temp, digest);
     } else if (closeUnreadBody(req.raw, reply)) {
       // Upstream refused before reading the whole body: it is not read further either.

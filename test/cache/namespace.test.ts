@@ -234,6 +234,26 @@ t.test('metrics and stats', async (t) => {
   t.match(metrics, /fleetcache_cache_hits_total\{kind="tooltool"\} 2/);
   t.match(metrics, /fleetcache_cache_lru_bytes 10000/);
   t.equal((await get(`${url}/-/healthz`)).status, 200);
+  // an upload through the cache: the region's bytes to the origin, counted once upstream took them
+  const upload = Buffer.alloc(70_000, 7);
+  t.equal((await request(`${url}/artifacts/r/j/up.bin`, { method: 'PUT', body: upload })).statusCode, 201);
+  const after = JSON.parse((await get(`${url}/-/stats`)).body.toString());
+  t.match(after.kinds.artifacts, { bytesUploaded: 70_000, bytesServed: 0 });
+  t.match((await get(`${url}/-/metrics`)).body.toString(), /fleetcache_cache_bytes_uploaded_total\{kind="artifacts"\} 70000/);
+});
+
+t.test('a passthrough whose client goes away mid-body still counts what came from upstream', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  up.options = { rate: 4 * 1024 * 1024 };
+  const { hex } = up.addBlob(8 * 1024 * 1024);
+  const { url } = await startCache(t, { upstream: upUrl, maxSize: 1024 * 1024 }, t.testdir()); // no room: passed through
+  const res = await request(`${url}/cas/sha256/${hex}`);
+  for await (const chunk of res.body) if ((chunk as Buffer).length > 0) break; // some bytes, then gone
+  res.body.destroy();
+  const upstreamBytes = async () => (JSON.parse((await get(`${url}/-/stats`)).body.toString()) as { kinds: { cas?: { bytesUpstream: number } } }).kinds.cas?.bytesUpstream ?? 0;
+  await eventually('upstream bytes counted', async () => (await upstreamBytes()) > 0, 5000);
 });
 
 t.test('a PUT that upstream cannot take (down, marked down) is a 502, not a storage failure', async (t) => {
