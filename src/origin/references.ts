@@ -84,14 +84,14 @@ export class BlobReferences {
    * Deletes `digest` with `remove` unless a write names it (held now, named since the prune
    * began, or in the last RECENT_MS); synchronous up to the start of the deletion, so no
    * write slips in between.
-   * Resolves whether it was deleted.
+   * Resolves `deleted`, `absent` (`remove` found nothing: gone already) or `kept`.
    */
-  deleteUnlessNamed(digest: string, remove: () => Promise<boolean>, now = Date.now()): Promise<boolean> {
+  deleteUnlessNamed(digest: string, remove: () => Promise<boolean>, now = Date.now()): Promise<'deleted' | 'absent' | 'kept'> {
     if (this.#named === undefined) throw new Error('deleteUnlessNamed outside a prune');
-    if (this.#named.has(digest) || this.inUse(digest, now)) return Promise.resolve(false);
+    if (this.#named.has(digest) || this.inUse(digest, now)) return Promise.resolve('kept');
     const deletion = remove();
     this.#deleted.set(digest, deletion);
-    return deletion;
+    return deletion.then((deleted) => (deleted ? 'deleted' : 'absent'));
   }
 
   endPrune(): void {

@@ -169,12 +169,16 @@ export class Retention {
         break;
       }
       try {
-        if (!(await references.deleteUnlessNamed(digest, () => store.delete(parseDigestString(digest)), now))) {
+        const outcome = await references.deleteUnlessNamed(digest, () => store.delete(parseDigestString(digest)), now);
+        if (outcome === 'kept') {
           // a write names it, or it was uploaded minutes ago: the next prune looks again (a
           // name by then keeps it; else it goes), rather than no prune ever seeing it again
           left.push([digest, size]);
           continue;
         }
+        // gone already (deleted by a prune stopped before it could write so): off the list,
+        // or the same bytes uploaded later as an asset no name points at would be deleted
+        if (outcome === 'absent') continue;
       } catch (err) {
         failed++;
         left.push([digest, size]);

@@ -142,9 +142,9 @@ t.test('BlobReferences: a held or newly named digest is not deleted; a write tha
   const releaseA = refs.hold([a]);
   refs.beginPrune();
   refs.hold([b])(); // named during the prune, released at once: still kept for this prune
-  t.equal(await refs.deleteUnlessNamed(a, remove(a)), false, 'held by a write in flight');
-  t.equal(await refs.deleteUnlessNamed(b, remove(b)), false, 'named since the prune began');
-  t.equal(await refs.deleteUnlessNamed(c, remove(c)), true, 'named by nothing');
+  t.equal(await refs.deleteUnlessNamed(a, remove(a)), 'kept', 'held by a write in flight');
+  t.equal(await refs.deleteUnlessNamed(b, remove(b)), 'kept', 'named since the prune began');
+  t.equal(await refs.deleteUnlessNamed(c, remove(c)), 'deleted', 'named by nothing');
   refs.endPrune();
   releaseA();
   await t.rejects(refs.confirm(store, [c]), { code: 'FC_ERR_UNAVAILABLE', message: /deleted by the retention prune/ }, 'a write that deduplicated against c');
@@ -215,6 +215,23 @@ t.test('a blob the store fails to delete is left to the next prune, not forgotte
   t.equal(await origin.context.names.find(['_retention', 'pending']), undefined, 'nothing left pending');
 });
 
+t.test('a pending blob found gone already leaves the list: the same bytes uploaded later as an asset are kept', async (t) => {
+  const origin = await oldArtifacts(t, 2);
+  const { store, names } = origin.context;
+  const bytes = Buffer.from('artifact 0');
+  const digest = `sha256:${sha(bytes)}`;
+  // a prune killed after deleting a blob, before it could write that down: the list still has it
+  const retention = new Retention(origin.context, { maxAgeMs: 30 * DAY, keepBases: 3 });
+  t.match(await retention.prune({ now: afterUploads() }), { names: { artifacts: 2 }, blobs: 2 });
+  await names.put(['_retention', 'pending'], { blobs: [[digest, bytes.length]] });
+  t.match(await retention.prune({ now: afterUploads() }), { blobs: 0, failed: 0 });
+  t.equal(await names.find(['_retention', 'pending']), undefined, 'a blob gone already is off the list');
+  // an asset with those bytes (a lone /cas upload: no name ever points at it) is never deleted
+  await put(`${origin.url}/cas/sha256/${sha(bytes)}`, bytes);
+  t.match(await retention.prune({ now: afterUploads() }), { blobs: 0 });
+  t.ok(await store.has(parseDigestString(digest)), 'the asset is still stored');
+});
+
 t.test('a prune stopped midway (the server closing) leaves the rest to the next prune after a restart', async (t) => {
   const dataDir = join(t.testdirName, 'data');
   const first = await oldArtifacts(t, 6, dataDir);
@@ -273,7 +290,7 @@ t.test('BlobReferences: a blob deleted by the prune before the last is still kno
   const refs = new BlobReferences();
   const x = `sha256:${(await store.put(Readable.from([Buffer.from('x')]))).digest.hex}`;
   refs.beginPrune();
-  t.equal(await refs.deleteUnlessNamed(x, () => store.delete(parseDigestString(x))), true);
+  t.equal(await refs.deleteUnlessNamed(x, () => store.delete(parseDigestString(x))), 'deleted');
   refs.endPrune();
   refs.beginPrune(); // a second prune (a dry run does not count) before the write that found x confirms
   refs.endPrune();
@@ -281,11 +298,11 @@ t.test('BlobReferences: a blob deleted by the prune before the last is still kno
   const y = `sha256:${(await store.put(Readable.from([Buffer.from('y')]))).digest.hex}`;
   refs.hold([y])(); // uploaded, then released: no name yet
   refs.beginPrune();
-  t.equal(await refs.deleteUnlessNamed(y, () => store.delete(parseDigestString(y))), false, 'uploaded minutes ago');
+  t.equal(await refs.deleteUnlessNamed(y, () => store.delete(parseDigestString(y))), 'kept', 'uploaded minutes ago');
   refs.endPrune();
   const later = Date.now() + RECENT_MS + 1;
   refs.beginPrune(later);
-  t.equal(await refs.deleteUnlessNamed(y, () => store.delete(parseDigestString(y)), later), true, 'deleted once RECENT_MS passed');
+  t.equal(await refs.deleteUnlessNamed(y, () => store.delete(parseDigestString(y)), later), 'deleted', 'deleted once RECENT_MS passed');
   refs.endPrune();
 });
 
