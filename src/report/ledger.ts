@@ -96,9 +96,12 @@ export interface RunFigures {
   readonly controllerBytesByCache?: Readonly<Record<string, number>>;
 }
 
+/** A server's /-/stats answers within milliseconds: one that takes longer is taken for down, not waited for (a minute each way before). */
+const STATS_TIMEOUT_MS = 5_000;
+
 async function tryStats<T>(url: string): Promise<T | undefined> {
   try {
-    return await httpGetJson<T>(joinUrl(url, '/-/stats'));
+    return await httpGetJson<T>(joinUrl(url, '/-/stats'), { signal: AbortSignal.timeout(STATS_TIMEOUT_MS) });
   } catch {
     return undefined; // a server that is down contributes no figures
   }

@@ -302,7 +302,8 @@ async function runJobs(
         try {
           // interrupted while it was being allocated or taken back: discarded below, nothing sent
           signal.throwIfAborted();
-          const region = jobRegion(job);
+          // a system naming no region takes the fleet's default, which may be auto too
+          const region = jobRegion(job) ?? fleet.defaultRegion;
           const choice = region === 'auto' ? await measuredOrder(machine, fleet) : staticOrder(fleet, region);
           log.line(`Machine ${label} at ${machine.address} pulls through ${choice.urls[0]} (${choice.how}).`);
           const workDir = agentWorkDir(machine);

@@ -119,6 +119,26 @@ async function tokenFile(t: Test, token: string): Promise<string> {
   return file;
 }
 
+t.test('defaultRegion: auto: machines of systems naming no region pull through the cache that answers first', async (t) => {
+  const dir = await demoProject(t);
+  const spread = await readFile(join(dir, 'spread.yaml'), 'utf8');
+  await writeFile(join(dir, 'spread.yaml'), spread.replace(/^\s+region: region-[ab]\n/gm, ''));
+  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  const app = await buildCacheServer({ region: 'b', upstream: origin.url, dataDir: join(dir, '..', 'cache-b'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => app.close());
+  const live = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  const fleetFile = join(dir, 'fleet.yaml');
+  // region a's cache, first in the file, is down: measured, it comes last
+  await writeFile(fleetFile, `origin: ${origin.url}\nregions:\n  a:\n    caches: [http://127.0.0.1:1]\n  b:\n    caches: [${live}]\ndefaultRegion: auto\ndispatchDelay: 0s\n`);
+  const { log, text } = capture();
+  const result = await runProject({ cwd: dir, filters: ['local:alpha-1:tests/hello'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  if (!result.tally.ok) t.comment(text());
+  t.ok(result.tally.ok, 'the run passes');
+  t.match(text(), new RegExp(`pulls through ${live} \\(auto: `), 'the measured order, not region a by name');
+  t.same(result.pulls.map((p) => p.url), [live]);
+});
+
 t.test('-repeat runs each job again; -abend stops at the first failure without restores', async (t) => {
   const dir = await demoProject(t);
   const repeated = capture();
