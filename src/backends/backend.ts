@@ -113,6 +113,13 @@ export interface Machine extends Executor {
   discard(): Promise<void>;
 }
 
+/**
+ * allocate's answer when every machine that could serve the system is kept by -reuse or
+ * -abend (a fixed set of hosts): the worker allocates nothing, as spread, and its jobs go to
+ * the other workers.
+ */
+export class NoMachineLeft extends Error {}
+
 export interface Provider {
   /** The backend's name in spread.yaml. */
   readonly name: string;
@@ -122,6 +129,11 @@ export interface Provider {
   reuse(record: MachineRecord, system: SystemSpec): Promise<Machine>;
   /** Releases a machine (runs discard scripts, frees hosts, removes directories). */
   discard(machine: Machine): Promise<void>;
+  /**
+   * The machine is kept past the run (-reuse, -abend): a backend with a fixed set of hosts
+   * gives it to no other worker of this run, and tells those waiting for it (NoMachineLeft).
+   */
+  keep?(machine: Machine): void;
   /**
    * Releases a kept machine from its record alone, without reaching it (spread -discard):
    * a machine that no longer answers is exactly the one to discard.

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { ConfigError } from '../errors.js';
-import type { BackendContext, Machine, MachineRecord, Provider, SystemSpec } from './backend.js';
+import { NoMachineLeft, type BackendContext, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
 import { SshMachine, splitAddress } from './ssh-machine.js';
 import { rebootKeys, rebootSettings } from './ssh-reboot.js';
 
@@ -40,6 +40,8 @@ export class SshProvider implements Provider {
   readonly #options: SshOptions;
   readonly #ctx: BackendContext;
   readonly #busy = new Set<Host>();
+  /** Hosts whose machine is kept past the run: busy until the run ends. */
+  readonly #kept = new Set<Host>();
   readonly #waiters: Array<() => void> = [];
 
   constructor(name: string, options: SshOptions, ctx: BackendContext) {
@@ -63,6 +65,10 @@ export class SshProvider implements Provider {
         return free;
       }
       signal?.throwIfAborted();
+      // waiting for a host that no one will release this run would never end
+      if (this.#options.hosts.every((h) => !this.#serves(h, system.name) || this.#kept.has(h))) {
+        throw new NoMachineLeft(`every host of backend ${this.name} serving ${system.name} is kept`);
+      }
       await new Promise<void>((wake) => {
         this.#waiters.push(wake);
         signal?.addEventListener('abort', () => wake(), { once: true });
@@ -72,7 +78,18 @@ export class SshProvider implements Provider {
 
   #release(h: Host): void {
     this.#busy.delete(h);
+    this.#wakeWaiters();
+  }
+
+  #wakeWaiters(): void {
     for (const wake of this.#waiters.splice(0)) wake();
+  }
+
+  keep(machine: Machine): void {
+    const h = this.#hostOf(machine.address);
+    if (!h) return;
+    this.#kept.add(h);
+    this.#wakeWaiters(); // those waiting for it only for it allocate nothing (NoMachineLeft)
   }
 
   #hostOf(address: string): Host | undefined {

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import type { Machine, MachineRecord } from '../backends/backend.js';
+import { NoMachineLeft, type Machine, type MachineRecord } from '../backends/backend.js';
 import { BACKENDS } from '../backends/registry.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes, parseDuration } from '../config/units.js';
@@ -294,7 +294,13 @@ async function runJobs(
         }
         if (!machine) {
           log.line(`Allocating ${label}...`);
-          machine = await provider.allocate(spec, { signal });
+          try {
+            machine = await provider.allocate(spec, { signal });
+          } catch (err) {
+            if (!(err instanceof NoMachineLeft)) throw err;
+            log.line(`Not allocating ${label}: ${err.message}.`);
+            return undefined;
+          }
           log.line(`Allocated ${label}.`);
         }
         // on record before anything runs on it: a runner killed from now on leaves it to `run --discard`
@@ -352,6 +358,7 @@ async function runJobs(
           if (pool && keeping !== undefined) {
             pool.keep(record);
             kept.push(record);
+            providers.get(record.backend)?.keep?.(session.machine);
             log.line(`Keeping ${session.label} at ${session.machine.address}${keeping}.`);
             // kept, not discarded: its connections still close (an open SSH client keeps the process alive)
             await session.machine.close().catch(() => undefined);

@@ -155,6 +155,24 @@ t.test('the CLI exits after keeping its ssh machine (--reuse), and a host serves
   }
 });
 
+t.test('--reuse with more workers than hosts: a worker waiting for a kept host allocates nothing, and the run exits', async (t) => {
+  const { base, dir, sshd, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
+  await mkdir(join(dir, 'tests', 'two'), { recursive: true });
+  await writeFile(join(dir, 'tests', 'two', 'task.yaml'), 'summary: two\nexecute: echo two\n');
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    `project: onehost\npath: ${remote}\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems:\n      - debian-12:\n          workers: 2\nsuites:\n  tests/:\n    summary: one\n`,
+  );
+  const cli = (args: string[]) => spawnSync(process.execPath, cliArgs(['run', '--data', join(base, 'cache'), ...args]), { cwd: dir, encoding: 'utf8', timeout: 45_000 });
+  const kept = cli(['--reuse']);
+  const out = kept.stdout + kept.stderr;
+  t.equal(kept.status, 0, `run --reuse exits by itself${kept.error ? `: ${kept.error.message}` : ''}`);
+  if (kept.status !== 0) t.comment(out.slice(-2000));
+  t.match(out, /Successful tasks: 2/);
+  t.match(out, /Not allocating lab:debian-12 #\d: every host of backend lab serving debian-12 is kept\./);
+  t.equal(cli(['--discard']).status, 0, 'its machine discarded');
+});
+
 t.test('a connection that drops mid-script fails it with a reason, and the machine takes no more jobs', async (t) => {
   const { base, sshd, dir } = await oneHostProject(t, 'summary: one\nexecute: |\n  echo started\n  sleep 30\n');
   await mkdir(join(dir, 'tests', 'two'), { recursive: true });
