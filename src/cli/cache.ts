@@ -2,7 +2,7 @@
 import cluster from 'node:cluster';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { readTokenFile } from '../client/token.js';
+import { exposedSecretWarning, readTokenFile } from '../client/token.js';
 import { toFleetError, UsageError } from '../errors.js';
 import { checkFlags } from '../config/load.js';
 import { withPort } from '../config/units.js';
@@ -76,6 +76,8 @@ export function registerCache(program: Command): void {
       if (workers > 1 && cluster.isPrimary) {
         const log = createLogger(config.logLevel ?? 'info');
         log.info({ ...startupFields(config), workers }, 'cache starting');
+        const exposed = tokenFile && exposedSecretWarning(tokenFile);
+        if (exposed) log.warn(exposed);
         const primary = await runCachePrimary(config, workers, log, merged.listen);
         // A worker that cannot start stops the cache, with its error, once every worker is gone.
         const url = await primary.url.catch(async (err: unknown) => {
@@ -92,7 +94,11 @@ export function registerCache(program: Command): void {
       if (link) process.once('disconnect', orphaned);
       try {
         const app = await buildCacheServer(config, link ? { link } : {});
-        if (!link) app.log.info({ ...startupFields(config), objects: app.cache.store.count }, 'cache starting');
+        if (!link) {
+          app.log.info({ ...startupFields(config), objects: app.cache.store.count }, 'cache starting');
+          const exposed = tokenFile && exposedSecretWarning(tokenFile);
+          if (exposed) app.log.warn(exposed);
+        }
         // Stopping, a worker also waits for the fills it leads: other workers' clients may follow them.
         await serveUntilSignal(app, env?.port === undefined ? merged.listen : withPort(merged.listen, env.port), {
           announce: !link,

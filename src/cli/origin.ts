@@ -7,7 +7,7 @@ import { checkFlags, loadConfigFile, parseConfig } from '../config/load.js';
 import { parseDuration, parseSize } from '../config/units.js';
 import { OriginConfigSchema, type OriginConfig, type OriginOptions, type StorageConfig } from '../origin/config.js';
 import { buildOriginServer } from '../origin/server.js';
-import { readTokenFile } from '../client/token.js';
+import { exposedSecretWarning, readTokenLines } from '../client/token.js';
 import { ConfigError } from '../errors.js';
 import { zeroCopyStatus } from '../http/zero-copy.js';
 import type { BlobStore } from '../store/blob-store.js';
@@ -27,8 +27,8 @@ interface OriginFlags {
  * before the old one is removed), else $FLEETCACHE_TOKEN, else a random token kept in
  * <data>/token (mode 0600) so that a local origin is never writable without one.
  */
-export function resolveOriginTokens(tokenFile: string | undefined, dataDir: string): { tokens: string[]; source: string } {
-  if (tokenFile) return { tokens: readTokenFile(tokenFile).split('\n').map((t) => t.trim()).filter(Boolean), source: tokenFile };
+export function resolveOriginTokens(tokenFile: string | undefined, dataDir: string): { tokens: string[]; source: string; file?: string } {
+  if (tokenFile) return { tokens: readTokenLines(tokenFile), source: tokenFile, file: tokenFile };
   const env = process.env.FLEETCACHE_TOKEN?.trim();
   if (env) return { tokens: [env], source: 'FLEETCACHE_TOKEN' };
   const file = join(dataDir, 'token');
@@ -36,7 +36,7 @@ export function resolveOriginTokens(tokenFile: string | undefined, dataDir: stri
     mkdirSync(dataDir, { recursive: true });
     writeFileSync(file, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
   }
-  return { tokens: [readFileSync(file, 'utf8').trim()], source: file };
+  return { tokens: [readFileSync(file, 'utf8').trim()], source: file, file };
 }
 
 /** The origin's configuration from `file`, else the defaults (`origin` and `verify` read it alike). */
@@ -73,13 +73,14 @@ export async function createBlobStore(storage: StorageConfig, dataDir: string, e
   });
 }
 
-export function originOptionsFrom(config: OriginConfig, flags: OriginFlags): { options: OriginOptions; listen: string; tokenSource: string } {
+export function originOptionsFrom(config: OriginConfig, flags: OriginFlags): { options: OriginOptions; listen: string; tokenSource: string; tokenFile?: string } {
   const dataDir = resolve(flags.data ?? config.data);
-  const { tokens, source } = resolveOriginTokens(flags.tokenFile ?? config.tokenFile, dataDir);
+  const { tokens, source, file } = resolveOriginTokens(flags.tokenFile ?? config.tokenFile, dataDir);
   const shutdownTimeoutMs = config.shutdownTimeout === undefined ? undefined : parseDuration(config.shutdownTimeout);
   return {
     listen: flags.listen ?? config.listen,
     tokenSource: source,
+    ...(file ? { tokenFile: file } : {}),
     options: {
       ...(shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs }),
       dataDir,
@@ -115,9 +116,12 @@ export function registerOrigin(program: Command): void {
     .action(async (flags: OriginFlags) => {
       const config = loadOriginConfig(flags.config);
       checkFlags(OriginConfigSchema, { listen: ['--listen', flags.listen], data: ['--data', flags.data] });
-      const { options, listen, tokenSource } = originOptionsFrom(config, flags);
+      const { options, listen, tokenSource, tokenFile } = originOptionsFrom(config, flags);
       const app = await buildOriginServer(options, await createBlobStore(config.storage, options.dataDir, process.env, flags.config));
-      createLogger(config.logLevel).info({ data: options.dataDir, storage: config.storage.type, tokenSource, sendfile: zeroCopyStatus() }, 'origin starting');
+      const log = createLogger(config.logLevel);
+      log.info({ data: options.dataDir, storage: config.storage.type, tokenSource, sendfile: zeroCopyStatus() }, 'origin starting');
+      const exposed = tokenFile && exposedSecretWarning(tokenFile);
+      if (exposed) log.warn(exposed);
       // the drain the server was built for (buildOriginServer sized its pluginTimeout by it)
       await serveUntilSignal(app, listen, options.shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs: options.shutdownTimeoutMs });
     });

@@ -18,7 +18,7 @@ t.test('PUT and GET /cas and artifacts through an origin whose blobs live in S3'
   const s3 = await startS3rver(t);
   const dir = t.testdir();
   const config = join(dir, 'origin.yaml');
-  writeFileSync(join(dir, 'tokens'), `old-token\n${TOKEN}\n`);
+  writeFileSync(join(dir, 'tokens'), `old-token-rotated-out\n${TOKEN}\n`);
   writeFileSync(config, [
     'listen: 127.0.0.1:0',
     `data: ${join(dir, 'data')}`,

@@ -1,0 +1,39 @@
+// The origin's token file: one write token per line, blank lines and # comments skipped (a
+// comment line was a token anyone could send), short tokens refused by line, and a warning
+// when the file is readable by others.
+import { chmodSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { request } from 'undici';
+import { exposedSecretWarning, readTokenLines } from '../../src/client/token.js';
+import { startServerProcess } from '../helpers/processes.js';
+
+const TOKEN = 'a-long-enough-write-token-1234';
+
+t.test('tokens, comments and short lines', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'tokens');
+  writeFileSync(file, `# rotated 2026-12\n${TOKEN}\n\n  # old one below, remove after the 15th\n  ${TOKEN}-2  \n`);
+  t.same(readTokenLines(file), [TOKEN, `${TOKEN}-2`]);
+  writeFileSync(file, `${TOKEN}\nsecret\n`);
+  t.throws(() => readTokenLines(file), { code: 'FC_ERR_CONFIG', message: `${file}:2: a write token must be at least 16 characters` }, 'named by line, not by its text');
+  writeFileSync(file, '# nothing here\n');
+  t.throws(() => readTokenLines(file), { code: 'FC_ERR_CONFIG', message: /has no token/ });
+  chmodSync(file, 0o600);
+  t.equal(exposedSecretWarning(file), undefined);
+  chmodSync(file, 0o644);
+  t.equal(exposedSecretWarning(file), `${file} can be read by others than its owner (mode 0644): chmod 600 it`);
+});
+
+t.test('a real origin: a comment is no token, and a readable token file is warned of', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'tokens');
+  writeFileSync(file, `#comment\n${TOKEN}\n`, { mode: 0o644 });
+  chmodSync(file, 0o644);
+  const origin = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--token-file', file]);
+  const put = (token: string) => request(`${origin.url}/artifacts/r/j/f.txt`, { method: 'PUT', body: 'x', headers: { authorization: `Bearer ${token}` } }).then((r) => r.body.dump().then(() => r.statusCode));
+  t.equal(await put('#comment'), 403, 'a comment line is not a token');
+  t.equal(await put(TOKEN), 201);
+  t.match(origin.stderr(), /can be read by others than its owner \(mode 0644\)/);
+  t.notMatch(origin.stderr(), new RegExp(TOKEN), 'the token is not logged');
+});
