@@ -79,6 +79,8 @@ export class Upstream {
   #breaker: { readonly failures: number; readonly openMs: number };
   #failuresInARow = 0;
   #downUntil = 0;
+  /** Basic credentials from the URL (`https://user:password@host/`), for a request that brings none of its own. */
+  #basic: string | undefined;
 
   constructor(name: string, url: string, timeouts: UpstreamTimeouts, breaker = BREAKER) {
     this.#breaker = breaker;
@@ -87,6 +89,8 @@ export class Upstream {
     this.url = url;
     this.#origin = u.origin;
     this.#basePath = u.pathname.replace(/\/+$/, '');
+    // (u.origin drops them: undici never sent them)
+    if (u.username || u.password) this.#basic = `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
     const options = { connectTimeout: timeouts.connectMs, headersTimeout: timeouts.headersMs, bodyTimeout: timeouts.bodyMs, keepAliveTimeout: 10_000 };
     this.#pool = new Pool(u.origin, options);
     this.#elsewhere = new Agent(options);
@@ -97,7 +101,7 @@ export class Upstream {
     return this.#attempt(() => this.#pool.request({
       path: this.#basePath + path,
       method: req.method,
-      headers: req.headers,
+      headers: this.#credentialed(req.headers),
       body: req.body ?? null,
       signal: req.signal,
     }));
@@ -111,7 +115,7 @@ export class Upstream {
    * `accept-encoding: identity`. Throws UpstreamError.
    */
   fetch(path: string, headers: HeaderMap, gatherUpTo: number, follow = false): Promise<UpstreamAnswer> {
-    const answer = this.#attempt(() => dispatchGet(this.#pool, { path: this.#basePath + path, method: 'GET', headers }, gatherUpTo));
+    const answer = this.#attempt(() => dispatchGet(this.#pool, { path: this.#basePath + path, method: 'GET', headers: this.#credentialed(headers) }, gatherUpTo));
     return follow ? answer.then((a) => (REDIRECTS.has(a.statusCode) ? this.#follow(a, path, gatherUpTo) : a)) : answer;
   }
 
@@ -138,6 +142,11 @@ export class Upstream {
       from = to.href;
     }
     return answer;
+  }
+
+  /** `headers`, with the URL's credentials when they have no Authorization (never sent to a redirect's target). */
+  #credentialed(headers: HeaderMap): HeaderMap {
+    return this.#basic && headers.authorization === undefined ? { ...headers, authorization: this.#basic } : headers;
   }
 
   /** Sends unless the breaker is open; counts connection failures in a row, and maps failures to UpstreamError. */

@@ -456,3 +456,25 @@ t.test('mirror: only-if-cached is answered from a stored response or with a 504,
   t.equal((await get(`${url}/mirror/m/stale`, only)).status, 504, 'a stored response that needs revalidating');
   t.equal(up.requests.length, asked, 'no request upstream for either');
 });
+
+t.test('credentials in a mirror or upstream URL are sent to it (Basic), unless the client sends its own', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  up.handler = (req, res) => {
+    if (req.url === '/pub/file') return reply(res, 200, { 'cache-control': 'max-age=600' }, 'private mirror body');
+    return false;
+  };
+  const withCreds = (u: string) => u.replace('http://', 'http://mirror%20user:p%40ss@');
+  const { hex } = up.addBlob(1000);
+  const { app, url } = await startCache(t, { upstream: withCreds(upUrl), mirrors: { priv: { url: `${withCreds(upUrl)}/pub` } } }, t.testdir());
+  const basic = `Basic ${Buffer.from('mirror user:p@ss').toString('base64')}`;
+  t.equal((await get(`${url}/mirror/priv/file`)).body, 'private mirror body');
+  t.equal(up.requests.find((r) => r.url === '/pub/file')?.headers.authorization, basic, 'the mirror got its credentials');
+  await app.cache.fills.drain();
+  t.equal((await get(`${url}/mirror/priv/file`)).headers['x-cache'], 'HIT', 'and its answer is kept for the region (the cache\'s own credentials)');
+  t.equal((await get(`${url}/cas/sha256/${hex}`)).status, 200);
+  t.equal(up.requests.find((r) => r.url === `/cas/sha256/${hex}`)?.headers.authorization, basic, 'the upstream too');
+  await get(`${url}/cas/sha256/${'ab'.repeat(32)}`, { authorization: 'Bearer a-client-token' });
+  t.equal(up.requests.at(-1)?.headers.authorization, 'Bearer a-client-token', 'a client\'s own Authorization goes as it is');
+});
