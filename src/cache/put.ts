@@ -10,6 +10,7 @@ import { rm, type FileHandle } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { missingToken } from '../http/auth.js';
 import { closeUnreadBody } from '../http/unread-body.js';
 import { parseDigest, type Digest } from '../store/digest.js';
 import { isPrivate, type CacheContext } from './context.js';
@@ -60,7 +61,10 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
     if (typeof v === 'string') headers[name] = v;
   }
   const auth = req.headers.authorization ?? (ctx.token ? `Bearer ${ctx.token}` : undefined);
-  if (auth) headers.authorization = auth;
+  // every write needs a token: refused here, before a byte goes upstream (an upstream that
+  // refuses a chunked body early cuts it, and the client got a 502 instead of this 401)
+  if (!auth) throw missingToken();
+  headers.authorization = auth;
 
   const temp = await ctx.store.createTemp().catch(() => undefined);
   const tee = new Tee(digest?.algo ?? 'sha256', temp?.fh, (err) => ctx.store.storageFailure(err));

@@ -19,6 +19,7 @@ import { registerNamespaceRoutes } from './namespace.js';
 import { registerPutRoutes } from './put.js';
 import { failureFields, newRequestId } from './serve.js';
 import { collectRoutes } from '../http/allowed-methods.js';
+import { BEARER_CHALLENGE } from '../http/auth.js';
 import { errorAnswer, requestError } from '../http/errors.js';
 import { closeUnreadBody } from '../http/unread-body.js';
 import { closeFollowerPools, serveFillEvents } from './remote-fill.js';
@@ -99,6 +100,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
     if (reply.raw.headersSent) return void reply.raw.destroy();
     closeUnreadBody(req.raw, reply); // an upload refused before its body was read is not read
     // An error is not the object: no cache in front keeps it (as the origin's errors say).
+    if (fe.status === 401) void reply.header('www-authenticate', BEARER_CHALLENGE);
     void reply.code(fe.status).type('application/json').header('x-cache', 'MISS').header('cache-control', 'no-store').send(JSON.stringify(errorAnswer(fe, req.id)));
   });
   app.setNotFoundHandler((req) => {

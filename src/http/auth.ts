@@ -27,9 +27,15 @@ export class TokenCheck {
 
   /** Throws 401 without credentials, 403 with wrong ones. */
   require(request: FastifyRequest): void {
-    if (!request.headers.authorization) {
-      throw new FleetError('FC_ERR_UNAUTHORIZED', 'this request needs "Authorization: Bearer <token>"');
-    }
+    if (!request.headers.authorization) throw missingToken();
     if (!this.accepts(request)) throw new FleetError('FC_ERR_FORBIDDEN', 'the bearer token is not accepted');
   }
 }
+
+/** The 401 of a write (or a token-only read) that brings no token. */
+export function missingToken(): FleetError {
+  return new FleetError('FC_ERR_UNAUTHORIZED', 'this request needs "Authorization: Bearer <token>"');
+}
+
+/** A 401's challenge (RFC 9110 §11.6.1): the scheme the servers take (RFC 6750). */
+export const BEARER_CHALLENGE = 'Bearer realm="fleetcache"';

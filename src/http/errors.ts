@@ -1,6 +1,7 @@
 // The one place where errors become HTTP answers: JSON bodies with a stable code.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, toFleetError } from '../errors.js';
+import { BEARER_CHALLENGE } from './auth.js';
 import { closeUnreadBody } from './unread-body.js';
 
 /** The longest path segment (a route parameter) the servers take, in characters (routerOptions.maxParamLength). */
@@ -56,8 +57,7 @@ export function installErrorHandling(app: FastifyInstance): void {
       return;
     }
     closeUnreadBody(request.raw, reply); // an upload refused before its body was read is not read
-    // a 401 carries its challenge (RFC 9110 §11.6.1): the scheme the servers take (RFC 6750)
-    if (fe.status === 401) void reply.header('www-authenticate', 'Bearer realm="fleetcache"');
+    if (fe.status === 401) void reply.header('www-authenticate', BEARER_CHALLENGE);
     void reply.code(fe.status).header('cache-control', 'no-store').send(errorAnswer(fe, request.id));
   });
   app.setNotFoundHandler((request, reply) => {

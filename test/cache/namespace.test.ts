@@ -156,10 +156,10 @@ t.test('PUT is forwarded with its Authorization and kept once accepted; /cas ver
   t.same(back.body, body);
   // a body that does not match its path is forwarded (upstream judges) but never kept
   const wrong = '1'.repeat(64);
-  const put2 = await request(`${url}/cas/sha256/${wrong}`, { method: 'PUT', body: 'nope' });
+  const put2 = await request(`${url}/cas/sha256/${wrong}`, { method: 'PUT', body: 'nope', headers: { authorization: 'Bearer s3cret' } });
   await put2.body.dump();
   t.notOk(app.cache.store.has(`cas.v1/sha256/11/${wrong}`));
-  const named = await request(`${url}/artifacts/r/j/out.bin`, { method: 'PUT', body: 'artifact' });
+  const named = await request(`${url}/artifacts/r/j/out.bin`, { method: 'PUT', body: 'artifact', headers: { authorization: 'Bearer s3cret' } });
   await named.body.dump();
   t.equal(named.statusCode, 201);
   const nameBack = await get(`${url}/artifacts/r/j/out.bin`);
@@ -170,7 +170,7 @@ t.test('PUT is forwarded with its Authorization and kept once accepted; /cas ver
     up.putCacheControl = cc;
     const other = Buffer.alloc(1000, cc === undefined ? 1 : 2);
     const otherHex = createHash('sha256').update(other).digest('hex');
-    const res = await request(`${url}/cas/sha256/${otherHex}`, { method: 'PUT', body: other });
+    const res = await request(`${url}/cas/sha256/${otherHex}`, { method: 'PUT', body: other, headers: { authorization: 'Bearer s3cret' } });
     await res.body.dump();
     t.equal(res.statusCode, 201);
     t.notOk(app.cache.store.has(`cas.v1/sha256/${otherHex.slice(0, 2)}/${otherHex}`), `not kept when upstream answers Cache-Control ${cc ?? '(none)'}`);
@@ -188,7 +188,7 @@ t.test('a PUT of a blob a GET is filling leaves it to the fill: a failing fill t
   const filling = get(`${url}/cas/sha256/${hex}`);
   void filling.catch(() => undefined);
   await eventually('the fill started', () => up.count(`/cas/sha256/${hex}`) === 1);
-  const put = await request(`${url}/cas/sha256/${hex}`, { method: 'PUT', body });
+  const put = await request(`${url}/cas/sha256/${hex}`, { method: 'PUT', body, headers: { authorization: 'Bearer s3cret' } });
   await put.body.dump();
   t.equal(put.statusCode, 201, 'forwarded and accepted');
   await t.rejects(filling, 'the fill is cut');
@@ -236,7 +236,10 @@ t.test('metrics and stats', async (t) => {
   t.equal((await get(`${url}/-/healthz`)).status, 200);
   // an upload through the cache: the region's bytes to the origin, counted once upstream took them
   const upload = Buffer.alloc(70_000, 7);
-  t.equal((await request(`${url}/artifacts/r/j/up.bin`, { method: 'PUT', body: upload })).statusCode, 201);
+  const anonymous = await request(`${url}/artifacts/r/j/up.bin`, { method: 'PUT', body: upload });
+  t.same([anonymous.statusCode, anonymous.headers['www-authenticate']], [401, 'Bearer realm="fleetcache"'], 'a write with no token is refused by the cache itself (no token configured)');
+  await anonymous.body.dump();
+  t.equal((await request(`${url}/artifacts/r/j/up.bin`, { method: 'PUT', body: upload, headers: { authorization: 'Bearer s3cret' } })).statusCode, 201);
   const after = JSON.parse((await get(`${url}/-/stats`)).body.toString());
   t.match(after.kinds.artifacts, { bytesUploaded: 70_000, bytesServed: 0 });
   t.match((await get(`${url}/-/metrics`)).body.toString(), /fleetcache_cache_bytes_uploaded_total\{kind="artifacts"\} 70000/);
