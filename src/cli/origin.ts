@@ -39,6 +39,16 @@ export function resolveOriginTokens(tokenFile: string | undefined, dataDir: stri
   return { tokens: [readFileSync(file, 'utf8').trim()], source: file, file };
 }
 
+/**
+ * An origin's data is its owner's (and its group's): internal blobs, tokens. Files it
+ * creates are not readable by other local users, whatever the umask it was started with
+ * (the systemd units set UMask=0027 too; a start by hand had 022). A cache keeps public
+ * content only, its blobs 0644 by its own chmod.
+ */
+function restrictCreatedFiles(): void {
+  process.umask(process.umask() | 0o027);
+}
+
 /** The origin's configuration from `file`, else the defaults (`origin` and `verify` read it alike). */
 export function loadOriginConfig(file: string | undefined): OriginConfig {
   return file ? loadConfigFile(OriginConfigSchema, file) : parseConfig(OriginConfigSchema, '{}', '(defaults)');
@@ -114,6 +124,7 @@ export function registerOrigin(program: Command): void {
     .option('--token-file <file>', 'file with the write token(s), one per line (default $FLEETCACHE_TOKEN, else <data>/token)')
     .addHelpText('after', '\nPrints "listening http://HOST:PORT" on stdout when ready; logs are JSON on stderr.\nStops cleanly on SIGINT or SIGTERM.\nWith retention: in the configuration, old runs, artifacts and bases are pruned (POST /-/prune?dry-run=1 with a write token shows what goes; deploy/OPERATIONS.md).')
     .action(async (flags: OriginFlags) => {
+      restrictCreatedFiles();
       const config = loadOriginConfig(flags.config);
       checkFlags(OriginConfigSchema, { listen: ['--listen', flags.listen], data: ['--data', flags.data] });
       const { options, listen, tokenSource, tokenFile } = originOptionsFrom(config, flags);

@@ -1,6 +1,8 @@
 // The origin's token file: one write token per line, blank lines and # comments skipped (a
 // comment line was a token anyone could send), short tokens refused by line, and a warning
 // when the file is readable by others.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -36,4 +38,21 @@ t.test('a real origin: a comment is no token, and a readable token file is warne
   t.equal(await put(TOKEN), 201);
   t.match(origin.stderr(), /can be read by others than its owner \(mode 0644\)/);
   t.notMatch(origin.stderr(), new RegExp(TOKEN), 'the token is not logged');
+});
+
+t.test('what the origin stores is not readable by other local users, whatever the umask it was started with', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'tokens');
+  writeFileSync(file, `${TOKEN}\n`, { mode: 0o600 });
+  const previous = process.umask(0o022); // the children inherit it
+  t.teardown(() => void process.umask(previous));
+  const origin = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--token-file', file]);
+  const body = 'an internal asset';
+  const hex = createHash('sha256').update(body).digest('hex');
+  const res = await request(`${origin.url}/cas/sha256/${hex}?visibility=internal`, { method: 'PUT', body, headers: { authorization: `Bearer ${TOKEN}` } });
+  await res.body.dump();
+  t.equal(res.statusCode, 201);
+  const modes = execFileSync('find', [join(dir, 'data'), '-newer', file, '-printf', '%m %p\n'], { encoding: 'utf8' }).trim().split('\n');
+  t.ok(modes.length > 2, `${modes.length} files and directories made`);
+  t.same(modes.filter((line) => (parseInt(line, 8) & 0o007) !== 0), [], 'none readable by others');
 });
