@@ -157,11 +157,16 @@ const FULL_COOLDOWN_MS = 30_000;
 /** Room kept free on the data filesystem beyond the object being filled. */
 const FREE_MARGIN = 1024 * 1024;
 /** Temp names: a random prefix per process (workers share the directories) and a counter. */
-const TEMP_ORIGIN = randomBytes(6).toString('hex');
+let tempOrigin = randomBytes(6).toString('hex');
 let tempSeq = 0;
 
 function tempName(): string {
-  return `${TEMP_ORIGIN}-${(++tempSeq).toString(36)}`;
+  return `${tempOrigin}-${(++tempSeq).toString(36)}`;
+}
+
+/** A worker's prefix, chosen by its primary, which removes what is left of its temp files when it dies. */
+export function useTempOrigin(origin: string): void {
+  tempOrigin = origin;
 }
 
 export function casId(d: Digest): string {
@@ -318,8 +323,11 @@ export class DiskStore {
    * Asynchronous, unlike open(): the primary hands out connections meanwhile. Bodies being
    * unlinked after an eviction are skipped.
    */
-  async adoptUnreported(): Promise<number> {
+  async adoptUnreported(deadOrigin?: string): Promise<number> {
     const names = async (rel: string): Promise<string[]> => readdir(path.join(this.dir, rel)).catch(() => []);
+    // a dead worker's temp files (see useTempOrigin), in tmp/ and beside their final names
+    const isDeadTemp = (n: string): boolean => deadOrigin !== undefined && (n.startsWith(`${deadOrigin}-`) || n.startsWith(`${TEMP_PREFIX}${deadOrigin}-`));
+    for (const n of await names('tmp')) if (isDeadTemp(n)) await rm(path.join(this.dir, 'tmp', n), { force: true });
     const shards: string[] = [];
     for (const algo of await names('cas.v1')) for (const s of await names(`cas.v1/${algo}`)) shards.push(`cas.v1/${algo}/${s}`);
     for (const s of await names('http.v1')) shards.push(`http.v1/${s}`);
@@ -329,6 +337,7 @@ export class DiskStore {
       const set = new Set(listed);
       for (const n of listed) {
         const id = `${shard}/${n}`;
+        if (isDeadTemp(n)) await rm(path.join(this.dir, id), { force: true });
         if (shardEntry(n, isCasId(shard), set) !== 'body' || this.#lru.has(id) || this.#unlinking.has(id)) continue;
         const st = await stat(path.join(this.dir, id)).catch(() => undefined);
         if (!st || !isComplete(st) || this.#lru.has(id) || this.#unlinking.has(id)) continue;

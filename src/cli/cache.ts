@@ -7,6 +7,7 @@ import { toFleetError, UsageError } from '../errors.js';
 import { checkFlags } from '../config/load.js';
 import { withPort } from '../config/units.js';
 import { cacheConfigSchema, loadCacheConfig, MAX_WORKERS, resolveCacheConfig, startupFields, type CacheConfigFile } from '../cache/config.js';
+import { useTempOrigin } from '../cache/disk-store.js';
 import { buildCacheServer } from '../cache/server.js';
 import { serveUntilSignal } from './listen.js';
 import { ClusterLink } from '../cache/cluster/link.js';
@@ -88,6 +89,7 @@ export function registerCache(program: Command): void {
         return primary.stopped;
       }
       const env = cluster.isWorker ? readWorkerEnv() : undefined;
+      if (env?.tempOrigin) useTempOrigin(env.tempOrigin);
       const link = env ? new ClusterLink(env) : undefined;
       // A worker whose primary is gone (killed) stops too, cleanly.
       const orphaned = (): boolean => process.kill(process.pid, 'SIGTERM');

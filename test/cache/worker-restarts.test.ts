@@ -4,7 +4,7 @@
 // the other workers stopped, and the primary exits non-zero for its supervisor to see.
 // What a dead worker committed but had not reported yet is still counted and evicted.
 import { execFile } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
@@ -98,4 +98,27 @@ t.test('what dead workers counted more than 200 ms before their death is still i
   if (!after) return;
   t.same({ served: after.kinds['cas']?.bytesServed, requests: (after.kinds['cas']?.hits ?? 0) + (after.kinds['cas']?.misses ?? 0) }, { served: 3 * (16 << 20), requests: 3 }, 'every byte and request counted');
   t.equal(after.startedAt, startedAt, 'a replaced worker does not reset the counters');
+});
+
+t.test('a worker killed mid-fill leaves no temp file behind once it is replaced (tmp/ stays within the budget)', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  up.options = { rate: 4 * 1024 * 1024 };
+  const dir = t.testdir();
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const primary = cache.child.pid!;
+  const workers = cacheWorkers(primary);
+  const blob = up.addBlob(16 << 20);
+  const reading = request(`${cache.url}/cas/sha256/${blob.hex}`).then((res) => res.body.dump(), () => undefined);
+  const temps = () => readdirSync(path.join(dir, 'tmp'));
+  await eventually('the fill writes its temp file', () => temps().some((n) => statSync(path.join(dir, 'tmp', n)).size > 0), 10_000);
+  for (const pid of workers) process.kill(pid, 'SIGKILL');
+  await reading.catch(() => undefined);
+  await eventually('both replaced', () => cacheWorkers(primary).filter((p) => !workers.includes(p)).length === 2, 30_000);
+  await eventually('the dead workers\' temp files removed', () => temps().length === 0, 10_000);
+  t.same(temps(), []);
+  up.options = {};
+  // (the replacements listen a moment after they start)
+  await eventually('the object is filled again', async () => (await fetchHash(`${cache.url}/cas/sha256/${blob.hex}`).catch(() => undefined))?.hash === blob.hex, 20_000);
 });

@@ -2,6 +2,7 @@
 // directory, forks the workers that serve, restarts one that dies (within limits, see
 // RESTART_LIMIT_BURST), and stops them all on SIGINT/SIGTERM.
 import cluster, { type Worker } from 'node:cluster';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -258,7 +259,8 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
 
   function fork(index: number): void {
     const socket = sockets[index]!;
-    const worker = cluster.fork(workerEnv({ socket, peers: sockets.filter((s) => s !== socket), ...(chosenPort === undefined ? {} : { port: chosenPort }) }));
+    const tempOrigin = randomBytes(6).toString('hex');
+    const worker = cluster.fork(workerEnv({ socket, peers: sockets.filter((s) => s !== socket), tempOrigin, ...(chosenPort === undefined ? {} : { port: chosenPort }) }));
     const outbox = new Outbox<PrimaryMessage>((m) => {
       if (worker.isConnected()) worker.send(m);
     });
@@ -284,8 +286,9 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       if (last?.metrics) retiredCounters = addCounters(retiredCounters, last.metrics);
       if (!started) return failed(new FleetError('FC_ERR_INTERNAL', `cache worker ${worker.id} exited (${signal ?? `code ${code}`}) before listening`));
       died(index, worker.id, code, signal);
-      // What it committed in its last batch of reports (at most 200 ms) never came.
-      void store.adoptUnreported().then(
+      // What it committed in its last batch of reports (at most 200 ms) never came; the
+      // temp files it was writing are nobody's now (its fills' claims are taken as orphans).
+      void store.adoptUnreported(tempOrigin).then(
         (adopted) => {
           if (adopted > 0) log.warn({ worker: worker.id, adopted }, 'indexed the bodies a dead worker had not reported');
           broadcastFiguresSoon();

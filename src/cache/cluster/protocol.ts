@@ -101,6 +101,8 @@ export interface WorkerEnv {
   readonly peers: readonly string[];
   /** The port to listen on instead of the configured port 0: one the primary chose for all (see runCachePrimary). */
   readonly port?: number;
+  /** The prefix of its temp files' names (disk-store.ts useTempOrigin): the primary removes them when it dies. */
+  readonly tempOrigin?: string;
 }
 
 const WORKER_ENV = 'FLEETCACHE_WORKER';
