@@ -57,7 +57,7 @@ async function downloadOne(url: string, entry: ArtifactIndex['files'][number], t
   const temp = join(dirname(target), `.${randomBytes(6).toString('hex')}.fleetcache-partial`);
   try {
     const res = await httpGet(url, http);
-    const { tap, result } = hashingTap();
+    const { tap, result } = hashingTap(http.progress?.(entry.path, entry.size));
     await pipeline(res.body, tap, createWriteStream(temp, { flags: 'wx' }));
     const got = result();
     if (got.size !== entry.size) throw new SizeMismatchError(entry.size, got.size);

@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { downloadArtifacts, resolveArtifactRef } from '../artifacts/download.js';
 import { resolveToken } from '../client/token.js';
+import { transferBars } from './progress.js';
 import { requireHttpUrl } from './url-flags.js';
 
 /** For the runner's -artifacts DIR. */
@@ -28,7 +29,9 @@ export function registerArtifacts(program: Command): void {
       const token = resolveToken(flags.tokenFile);
       const http = token ? { token } : {};
       const resolved = await resolveArtifactRef(flags.from, ref, http);
-      for (const file of await downloadArtifacts(flags.from, resolved, flags.output, http)) {
+      const bars = transferBars();
+      const files = await downloadArtifacts(flags.from, resolved, flags.output, { ...http, ...(bars.progress ? { progress: bars.progress } : {}) }).finally(bars.stop);
+      for (const file of files) {
         process.stdout.write(`${file.path}\t${file.size}\t${file.file}\n`);
       }
     });

@@ -17,6 +17,7 @@ import { formatBytes } from '../config/units.js';
 import { FleetError, UsageError } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 import { exitOneOnError } from './exit-one.js';
+import { terminalBars } from './progress.js';
 import { requireHttpUrl } from './url-flags.js';
 import { repeatable } from './repeatable.js';
 
@@ -57,11 +58,8 @@ function makeLog(level: LogLevel = 'warning'): Log {
 
 /** One bar per file on a terminal; nothing otherwise. */
 function progressReporter(quiet: boolean): { onProgress?: (p: AssetProgress) => void; stop: () => void } {
-  if (quiet || !process.stderr.isTTY) return { stop: () => undefined };
-  const multi = new cliProgress.MultiBar(
-    { stream: process.stderr, format: ' {bar} {percentage}% | {filename} | {got} ({source})', hideCursor: true, clearOnComplete: false },
-    cliProgress.Presets.shades_classic,
-  );
+  const multi = terminalBars(' {bar} {percentage}% | {filename} | {got} ({source})', quiet);
+  if (!multi) return { stop: () => undefined };
   const bars = new Map<string, cliProgress.SingleBar>();
   return {
     onProgress: (p) => {

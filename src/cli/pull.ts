@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { resolveToken } from '../client/token.js';
 import { pullProject } from '../project-upload/pull.js';
 import { requireInput } from '../path-checks.js';
+import { transferBars } from './progress.js';
 import { requireHttpUrl } from './url-flags.js';
 
 export function registerPull(program: Command): void {
@@ -18,7 +19,8 @@ export function registerPull(program: Command): void {
       requireHttpUrl('--from', flags.from);
       await requireInput(dir, 'directory', 'target directory', { missingOk: true });
       const token = resolveToken(flags.tokenFile);
-      const result = await pullProject({ project: flags.project, run: flags.run, from: flags.from, dir, ...(token ? { token } : {}) });
+      const bars = transferBars();
+      const result = await pullProject({ project: flags.project, run: flags.run, from: flags.from, dir, ...(token ? { token } : {}), ...(bars.progress ? { progress: bars.progress } : {}) }).finally(bars.stop);
       process.stdout.write(`${result.manifest.result.digest}\t${result.entries} entries\t${result.bytesReceived} bytes received\t${dir}\n`);
     });
 }

@@ -10,6 +10,7 @@ import { pushProject } from '../project-upload/push.js';
 import { parseLevel } from './delta.js';
 import { DEFAULT_LEVEL_HELP } from '../delta/xdelta.js';
 import { requireInput } from '../path-checks.js';
+import { transferBars } from './progress.js';
 import { requireHttpUrl } from './url-flags.js';
 import { rulesFrom, withRuleOptions, type RuleFlags } from './pack.js';
 
@@ -48,6 +49,7 @@ export function registerPush(program: Command): void {
     requireHttpUrl('--origin', flags.origin);
     await requireInput(dir, 'directory', 'project directory');
     const token = resolveToken(flags.tokenFile);
+    const bars = transferBars();
     const result = await pushProject({
       dir,
       project: flags.project,
@@ -59,7 +61,8 @@ export function registerPush(program: Command): void {
       ...(token ? { token } : {}),
       ...(flags.run ? { run: flags.run } : {}),
       ...(flags.repack ? { repack: flags.repack } : {}),
-    });
+      ...(bars.progress ? { progress: bars.progress } : {}),
+    }).finally(bars.stop);
     const m = result.manifest;
     const how = m.delta ? `delta against base ${m.base.id}` : result.rebased ? `new base ${m.base.id}` : `same as base ${m.base.id}`;
     process.stdout.write(

@@ -2,7 +2,7 @@
 // errors mapped to the catalogue. Used by push/pull, assets, the agent and the runner.
 import { Agent, request, type Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { FleetError, NotFoundError, UpstreamError } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 
@@ -14,11 +14,28 @@ export const clientAgent = new Agent({
   keepAliveTimeout: 10_000,
 });
 
+/** Told of a transfer as its bytes pass: a bar on a terminal (src/cli/progress.ts). */
+export type Progress = (label: string, total: number | undefined) => (bytes: number) => void;
+
 export interface RequestOptions {
   readonly token?: string;
   readonly headers?: Record<string, string>;
   readonly signal?: AbortSignal;
   readonly dispatcher?: Dispatcher;
+  /** Reports a streamed body's bytes (an upload's, or a download's where its reader passes them on). */
+  readonly progress?: Progress;
+}
+
+/** `body` counted into `tick` as it is read. */
+function counted(body: Readable, tick: (bytes: number) => void): Readable {
+  const tap = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      tick(chunk.length);
+      cb(null, chunk);
+    },
+  });
+  body.once('error', (err) => tap.destroy(err));
+  return body.pipe(tap);
 }
 
 function headersFor(options: RequestOptions): Record<string, string> {
@@ -55,6 +72,9 @@ async function failure(url: string, method: string, res: Dispatcher.ResponseData
 }
 
 async function send(method: Dispatcher.HttpMethod, url: string, options: RequestOptions, body?: Readable | string | Buffer): Promise<Dispatcher.ResponseData> {
+  if (options.progress && body && typeof body !== 'string' && !Buffer.isBuffer(body)) {
+    body = counted(body, options.progress(`upload ${new URL(url).pathname.split('/').pop() ?? ''}`, undefined));
+  }
   try {
     return await request(url, {
       method,

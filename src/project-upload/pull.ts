@@ -5,7 +5,7 @@
 import { createReadStream } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { httpGetJson, joinUrl, type RequestOptions } from '../client/http.js';
+import { httpGetJson, joinUrl, type Progress, type RequestOptions } from '../client/http.js';
 import { deltaChunks } from '../delta/compress.js';
 import { decodeVcdiffToFile } from '../delta/vcdiff-decode.js';
 import { DigestMismatchError, FleetError, SizeMismatchError } from '../errors.js';
@@ -26,6 +26,8 @@ export interface PullOptions {
    * again before serving it, and fetches it anew when it is damaged (src/cache/namespace.ts).
    */
   readonly recheck?: boolean;
+  /** Told of the downloads' bytes (a bar on a terminal). */
+  readonly progress?: Progress;
 }
 
 export interface PullResult {
@@ -41,18 +43,18 @@ export async function fetchRunManifest(from: string, project: string, run: strin
 }
 
 export async function pullProject(options: PullOptions): Promise<PullResult> {
-  const http: RequestOptions = options.token ? { token: options.token } : {};
+  const http: RequestOptions = { ...(options.token ? { token: options.token } : {}), ...(options.progress ? { progress: options.progress } : {}) };
   await refuseNonEmpty(options.dir);
   const manifest = await fetchRunManifest(options.from, options.project, options.run, http);
   const blobs: RequestOptions = options.recheck ? { ...http, headers: { 'cache-control': 'no-cache' } } : http;
   return withTempDir('fleetcache-pull-', async (work) => {
     const baseFile = join(work, 'base.tar');
-    const base = await downloadBlob(options.from, manifest.base.digest, manifest.base.size, baseFile, { ...blobs, gunzip: true });
+    const base = await downloadBlob(options.from, manifest.base.digest, manifest.base.size, baseFile, { ...blobs, gunzip: true, label: 'base' });
     let bytesReceived = base.received;
     let tarFile = baseFile;
     if (manifest.delta) {
       const deltaFile = join(work, 'delta');
-      bytesReceived += (await downloadBlob(options.from, manifest.delta.digest, manifest.delta.size, deltaFile, blobs)).received;
+      bytesReceived += (await downloadBlob(options.from, manifest.delta.digest, manifest.delta.size, deltaFile, { ...blobs, label: 'delta' })).received;
       // decompressed as it is decoded, one window in memory; the sizes the manifest states
       // bound both steps: a few bytes cannot fill the disk
       const vcdiff = deltaChunks(deltaFile, manifest.delta.compression, manifest.delta.vcdiffSize);

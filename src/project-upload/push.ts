@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { createHash, randomBytes } from 'node:crypto';
-import { httpGetJson, httpPut, joinUrl, type RequestOptions } from '../client/http.js';
+import { httpGetJson, httpPut, joinUrl, type Progress, type RequestOptions } from '../client/http.js';
 import { compressDelta, DEFAULT_COMPRESSION, type Compression } from '../delta/compress.js';
 import { encodeDelta } from '../delta/xdelta.js';
 import { DigestMismatchError, FleetError, NotFoundError } from '../errors.js';
@@ -58,6 +58,8 @@ export interface PushOptions {
    * the run manifest is the last thing written.
    */
   readonly signal?: AbortSignal;
+  /** Told of the transfers' bytes (a bar on a terminal). */
+  readonly progress?: Progress;
 }
 
 export interface PushResult {
@@ -134,7 +136,7 @@ async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: s
       if (!(err instanceof DigestMismatchError) && !gone) throw err;
     }
   }
-  const { received, written } = await downloadBlob(options.origin, base.digest, base.size, local, { ...http, gunzip: true });
+  const { received, written } = await downloadBlob(options.origin, base.digest, base.size, local, { ...http, gunzip: true, label: `base ${base.id}` });
   await recordCachedDigest(local, written.digest);
   return { vcdiff: (await encodeDelta({ path: local, digest: written.digest }, { path: target }, encodeOptions)).vcdiff, received };
 }
@@ -167,7 +169,7 @@ export async function listBases(origin: string, project: string, options: Reques
 
 export async function pushProject(options: PushOptions): Promise<PushResult> {
   const { signal } = options;
-  const http: RequestOptions = { ...(options.token ? { token: options.token } : {}), ...(signal ? { signal } : {}) };
+  const http: RequestOptions = { ...(options.token ? { token: options.token } : {}), ...(signal ? { signal } : {}), ...(options.progress ? { progress: options.progress } : {}) };
   const compression = options.compression ?? DEFAULT_COMPRESSION;
   const run = options.run ?? `${stamp()}-${randomBytes(3).toString('hex')}`;
   const projectPath = `/projects/${encodeURIComponent(options.project)}`;

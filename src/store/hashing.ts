@@ -6,13 +6,14 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
 /** A Transform that hashes (sha256) and counts what passes through. */
-export function hashingTap(): { tap: Transform; result: () => { digest: string; size: number } } {
+export function hashingTap(tick?: (bytes: number) => void): { tap: Transform; result: () => { digest: string; size: number } } {
   const hash = createHash('sha256');
   let size = 0;
   const tap = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       hash.update(chunk);
       size += chunk.length;
+      tick?.(chunk.length);
       cb(null, chunk);
     },
   });

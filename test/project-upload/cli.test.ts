@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -44,6 +44,17 @@ function project(root: string, version: number): void {
   writeFileSync(join(root, 'VERSION'), `${version}\n`);
 }
 
+/** An origin on loopback and a project at version 1 in a test directory. */
+async function originAndProject(t: Test): Promise<{ dir: string; url: string; src: string }> {
+  const dir = t.testdir();
+  const app = await buildOriginServer({ dataDir: join(dir, 'origin'), tokens: [TOKEN], logLevel: false });
+  t.teardown(() => app.close());
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  const src = join(dir, 'src');
+  project(src, 1);
+  return { dir, url, src };
+}
+
 t.test('pack, delta, apply on the command line; plain VCDIFF interoperates with xdelta3', async (t) => {
   const dir = t.testdir();
   project(join(dir, 'v1'), 1);
@@ -64,12 +75,7 @@ t.test('pack, delta, apply on the command line; plain VCDIFF interoperates with 
 });
 
 t.test('push and pull on the command line', async (t) => {
-  const dir = t.testdir();
-  const app = await buildOriginServer({ dataDir: join(dir, 'origin'), tokens: [TOKEN], logLevel: false });
-  t.teardown(() => app.close());
-  const url = await app.listen({ port: 0, host: '127.0.0.1' });
-  const src = join(dir, 'src');
-  project(src, 1);
+  const { dir, url, src } = await originAndProject(t);
   const tokenFile = join(dir, 'token');
   writeFileSync(tokenFile, `${TOKEN}\n`);
   const common = ['--project', 'demo', '--origin', url, '--base-cache', join(dir, 'bases')];
@@ -88,4 +94,21 @@ t.test('push and pull on the command line', async (t) => {
   writeFileSync(join(src, 'VERSION'), '1\n'); // the first tree again: the first run's base
   const same = await cli(['push', src, ...common, '--token-file', tokenFile]);
   t.match(same, /uploaded\tsame as base /);
+});
+
+t.test('push and pull draw progress bars on a terminal, none in a pipe', async (t) => {
+  const { dir, url, src } = await originAndProject(t);
+  const common = ['--project', 'bars', '--origin', url, '--base-cache', join(dir, 'bases')];
+  /** The CLI under a pseudo-terminal (util-linux script): what a user at a terminal sees. */
+  const onTerminal = async (args: string[]) => {
+    const command = [process.execPath, ...cliArgs(args)].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    return (await run('script', ['-qec', command, '/dev/null'], { env: { ...process.env, FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' } })).stdout;
+  };
+  const pushed = await onTerminal(['push', src, ...common, '--run', 'r1']);
+  t.match(pushed, /100% \| [\d.]+ KiB of \? \| upload /, 'push: the base upload has its bar (its length unknown to the bar)');
+  const pulledOnTerminal = await onTerminal(['pull', join(dir, 'tree1'), '--project', 'bars', '--run', 'r1', '--from', url]);
+  t.match(pulledOnTerminal, /100% \| [\d.]+ KiB of [\d.]+ KiB \| base/, 'pull: the base download has its bar');
+  const piped = await cliProcess(['pull', join(dir, 'tree2'), '--project', 'bars', '--run', 'r1', '--from', url]);
+  t.notMatch(piped, /\x1b|%/, 'in a pipe: the result line alone');
+  t.match(piped, /^sha256:[0-9a-f]{64}\t\d+ entries\t/);
 });

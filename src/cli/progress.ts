@@ -1,0 +1,31 @@
+// Progress bars for the client commands' long transfers: on stderr, and only when it is a
+// terminal, so that a pipe or a log file gets the parseable result lines alone.
+import cliProgress from 'cli-progress';
+import type { Progress } from '../client/http.js';
+import { formatBytes } from '../config/units.js';
+
+/** Bars that share the terminal, one per transfer; undefined when stderr is not a terminal (or `quiet`). */
+export function terminalBars(format: string, quiet = false): cliProgress.MultiBar | undefined {
+  if (quiet || !process.stderr.isTTY) return undefined;
+  return new cliProgress.MultiBar({ stream: process.stderr, format, hideCursor: true, clearOnComplete: false }, cliProgress.Presets.shades_classic);
+}
+
+/** A Progress drawing a bar per transfer (label, bytes so far, total when known); `stop` ends them all. */
+export function transferBars(): { progress?: Progress; stop: () => void } {
+  // the label last: a line longer than the terminal is cut there
+  const multi = terminalBars(' {bar} {percentage}% | {got} of {size} | {label}');
+  if (!multi) return { stop: () => undefined };
+  return {
+    progress: (label, total) => {
+      const shown = total === undefined ? '?' : formatBytes(total);
+      const bar = multi.create(total ?? 0, 0, { label, got: formatBytes(0), size: shown });
+      let n = 0;
+      return (bytes) => {
+        n += bytes;
+        if (total === undefined) bar.setTotal(n);
+        bar.update(n, { label, got: formatBytes(n), size: shown });
+      };
+    },
+    stop: () => multi.stop(),
+  };
+}
