@@ -1,18 +1,43 @@
 // A working directory under TMPDIR for one push or pull, removed when the work ends: on
 // success, on failure, and on SIGINT/SIGTERM (which would otherwise end the process
-// without running any finally and leave a base tar of hundreds of MB behind).
-import { mkdtemp, rm } from 'node:fs/promises';
+// without running any finally and leave a base tar of hundreds of MB behind). A process
+// killed outright (SIGKILL, OOM) runs none of that: its directory names its PID, and the
+// next push or pull removes those whose process is gone.
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { isAlive } from '../pid-alive.js';
 import { removeOnSignal } from './signal-cleanup.js';
 
+/**
+ * Left alone while younger than this, its process gone or not: a PID from another PID
+ * namespace sharing the directory (a container) looks gone, and a working directory in use
+ * gets new files every few minutes at most (a base, a delta, a tar).
+ */
+const ABANDONED_AFTER_MS = 60 * 60 * 1000;
+
 export async function withTempDir<T>(prefix: string, work: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
+  await removeAbandoned(prefix);
+  const dir = await mkdtemp(join(tmpdir(), `${prefix}${process.pid}-`));
   const forget = removeOnSignal(dir);
   try {
     return await work(dir);
   } finally {
     await rm(dir, { recursive: true, force: true });
     forget();
+  }
+}
+
+/** Removes the working directories of `prefix` whose process is gone (killed outright) and that nothing touched for an hour. */
+async function removeAbandoned(prefix: string): Promise<void> {
+  const parent = tmpdir();
+  const names = await readdir(parent).catch(() => []);
+  for (const name of names) {
+    const pid = name.startsWith(prefix) ? /^(\d+)-/.exec(name.slice(prefix.length))?.[1] : undefined;
+    if (pid === undefined || isAlive(Number(pid))) continue;
+    const path = join(parent, name);
+    const since = await stat(path).then((s) => Date.now() - s.mtimeMs, () => 0);
+    // another user's fails (EACCES, EPERM): left to its owner
+    if (since > ABANDONED_AFTER_MS) await rm(path, { recursive: true, force: true }).catch(() => undefined);
   }
 }
