@@ -40,6 +40,8 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
     .version(VERSION)
     .description('Regional caches, a content-addressed artifact service, delta-repacked project uploads and a spread-compatible runner for test fleets.')
     .showHelpAfterError('(run with --help for usage)')
+    // commander's own errors ("error: unknown option ...") read as every other error of the CLI
+    .configureOutput({ outputError: (text, write) => write(`fleetcache: ${text}`) })
     .exitOverride();
   const named = COMMANDS.filter(([name]) => name === argv[0]);
   for (const [, load] of named.length > 0 ? named : COMMANDS) (await load())(program);

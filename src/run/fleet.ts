@@ -36,6 +36,10 @@ export function loadFleetConfig(spreadFile: string, fleetFile: string | undefine
   let config: FleetConfig;
   if (fleetFile) {
     config = loadConfigFile(FleetSchema, fleetFile);
+    // asked for by name: an empty one is a mistake, not the embedded default run silently
+    if (parseDocument(readFileSync(fleetFile, 'utf8')).contents === null) {
+      throw new ConfigError(`${fleetFile}: the fleet configuration is empty (it needs an origin and regions; without --fleet the run uses the embedded default)`, fleetFile);
+    }
   } else {
     const text = readFileSync(spreadFile, 'utf8');
     if (!parseDocument(text).has('fleetcache')) return undefined;

@@ -45,6 +45,11 @@ t.test('without an origin, the scheduling settings still apply to the embedded d
   t.same(withScheduling(embedded, undefined), embedded, 'no configuration: the embedded values');
   await writeFile(file, 'project: p\nfleetcache:\n  defaultRegion: eu\n');
   t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /sets defaultRegion but no origin/ });
+  const fleetFile = join(dir, 'fleet.yaml');
+  for (const empty of ['', '# to fill in\n']) {
+    await writeFile(fleetFile, empty);
+    t.throws(() => loadFleetConfig(file, fleetFile), { code: 'FC_ERR_CONFIG', message: `${fleetFile}: the fleet configuration is empty (it needs an origin and regions; without --fleet the run uses the embedded default)` }, `--fleet ${JSON.stringify(empty)}`);
+  }
 });
 
 t.test('a region the jobs name without caches in the fleet is warned about once', async (t) => {
