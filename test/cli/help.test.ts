@@ -35,3 +35,11 @@ t.test('a mistyped command is a usage error naming the right one', async (t) => 
   t.match(stderr, /unknown command 'cach'/);
   t.match(stderr, /Did you mean cache\?/);
 });
+
+t.test('a malformed command line is reported as every other error: fleetcache: error:', async (t) => {
+  for (const args of [['push', '--bogus'], ['pull', 'dir'], ['cach']]) {
+    const { code, stderr } = await runCli(args);
+    t.equal(code, EXIT.usage, args.join(' '));
+    t.match(stderr, /^fleetcache: error: /, `${args.join(' ')}: ${stderr.split('\n')[0]}`);
+  }
+});
