@@ -7,7 +7,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { FleetError, UpstreamError } from '../errors.js';
 import { sleepFor } from '../long-timer.js';
 import { waitForPort } from '../ssh/client.js';
-import type { BackendContext, EnvEntry, Machine, MachineRecord, Provider, SystemSpec } from './backend.js';
+import { holdingNothing, type AllocateOptions, type BackendContext, type EnvEntry, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
 import { LocalExecutor } from './local.js';
 import { SshMachine, splitAddress } from './ssh-machine.js';
 import { durationMs, durationOption as duration, rebootKeys, rebootSettings } from './ssh-reboot.js';
@@ -119,7 +119,7 @@ export class AdhocProvider implements Provider {
     return { ...parseMarkers(r.exitCode, r.output), killed: r.killed };
   }
 
-  async allocate(system: SystemSpec, options?: { signal?: AbortSignal }): Promise<Machine> {
+  async allocate(system: SystemSpec, options?: AllocateOptions): Promise<Machine> {
     const label = `${this.name}:${system.name}`;
     const deadline = Date.now() + this.#allocateTimeout;
     let address: string | undefined;
@@ -138,7 +138,7 @@ export class AdhocProvider implements Provider {
       const why = r.error ?? scriptFailure('allocate', r);
       if (Date.now() > deadline) throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: ${why}`);
       this.#ctx.log?.(`Cannot allocate ${label}: ${why}`);
-      await sleepFor(this.#retryDelay, options?.signal);
+      await (options?.idle ?? holdingNothing)(() => sleepFor(this.#retryDelay, options?.signal));
     }
     const { host, port } = splitAddress(address);
     try {

@@ -120,11 +120,26 @@ export interface Machine extends Executor {
  */
 export class NoMachineLeft extends Error {}
 
+export interface AllocateOptions {
+  readonly signal?: AbortSignal;
+  /**
+   * Runs `wait` (a retry's delay, a wait for a busy host) without holding the run's start-up
+   * slot: other systems of the backend start meanwhile (runner's dispatch gate).
+   */
+  readonly idle?: Idle;
+}
+
+/** See AllocateOptions.idle. */
+export type Idle = <T>(wait: () => Promise<T>) => Promise<T>;
+
+/** Runs `wait` where no start-up slot is held to give back. */
+export const holdingNothing: Idle = (wait) => wait();
+
 export interface Provider {
   /** The backend's name in spread.yaml. */
   readonly name: string;
   readonly type: string;
-  allocate(system: SystemSpec, options?: { signal?: AbortSignal }): Promise<Machine>;
+  allocate(system: SystemSpec, options?: AllocateOptions): Promise<Machine>;
   /** Reconnects to a machine kept by an earlier `-reuse` run. */
   reuse(record: MachineRecord, system: SystemSpec): Promise<Machine>;
   /** Releases a machine (runs discard scripts, frees hosts, removes directories). */

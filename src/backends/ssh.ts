@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { ConfigError } from '../errors.js';
-import { NoMachineLeft, type BackendContext, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
+import { holdingNothing, NoMachineLeft, type AllocateOptions, type BackendContext, type Idle, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
 import { SshMachine, splitAddress } from './ssh-machine.js';
 import { rebootKeys, rebootSettings } from './ssh-reboot.js';
 
@@ -54,7 +54,7 @@ export class SshProvider implements Provider {
     return !h.systems || h.systems.includes(system);
   }
 
-  async #take(system: SystemSpec, signal?: AbortSignal): Promise<Host> {
+  async #take(system: SystemSpec, signal?: AbortSignal, idle: Idle = holdingNothing): Promise<Host> {
     if (!this.#options.hosts.some((h) => this.#serves(h, system.name))) {
       throw new ConfigError(`backend ${this.name}: no host serves system ${system.name}`);
     }
@@ -69,10 +69,10 @@ export class SshProvider implements Provider {
       if (this.#options.hosts.every((h) => !this.#serves(h, system.name) || this.#kept.has(h))) {
         throw new NoMachineLeft(`every host of backend ${this.name} serving ${system.name} is kept`);
       }
-      await new Promise<void>((wake) => {
+      await idle(() => new Promise<void>((wake) => {
         this.#waiters.push(wake);
         signal?.addEventListener('abort', () => wake(), { once: true });
-      });
+      }));
     }
   }
 
@@ -109,8 +109,8 @@ export class SshProvider implements Provider {
     return SshMachine.connect(this, system, h.address, target, this.#ctx.remotePath, connect, rebootSettings(this.#options));
   }
 
-  async allocate(system: SystemSpec, options?: { signal?: AbortSignal }): Promise<Machine> {
-    const h = await this.#take(system, options?.signal);
+  async allocate(system: SystemSpec, options?: AllocateOptions): Promise<Machine> {
+    const h = await this.#take(system, options?.signal, options?.idle);
     try {
       return await this.#connect(h, system, options?.signal);
     } catch (err) {

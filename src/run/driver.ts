@@ -5,6 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EventEmitter, once } from 'node:events';
 import { sleepFor } from '../long-timer.js';
+import type { Idle } from '../backends/backend.js';
 import type { JobQueue, SchedJob, WorkerId } from './scheduler.js';
 
 export interface WorkerInfo {
@@ -17,10 +18,11 @@ export interface WorkerInfo {
 
 export interface DriverHooks<M> {
   /**
-   * Start-up phase (allocate, connect, send project); counted against storm limits.
-   * Undefined: this worker gets no machine, and leaves its jobs to the others.
+   * Start-up phase (allocate, connect, send project); counted against storm limits, save
+   * what it runs through `idle` (a backend's retry delays). Undefined: this worker gets no
+   * machine, and leaves its jobs to the others.
    */
-  start(worker: WorkerInfo, signal: AbortSignal): Promise<M | undefined>;
+  start(worker: WorkerInfo, signal: AbortSignal, idle: Idle): Promise<M | undefined>;
   /** Runs one job; resolve false when the machine is broken and the worker must stop. */
   run(machine: M, job: SchedJob, worker: WorkerInfo): Promise<boolean>;
   /** End of the worker: restores, discard or keep. */
@@ -166,12 +168,21 @@ export async function runWorkers<M>(
   async function work(w: WorkerInfo): Promise<void> {
     const key = hooks.executorKey?.(w) ?? w.backend;
     let machine: M | undefined;
-    const release = await gate.enter(key, signal).catch(() => undefined);
+    let release = await gate.enter(key, signal).catch(() => undefined);
     if (!release) return queue.leave(w.id);
+    // the slot is given back while the start waits (a retry's delay, a busy host), then taken again
+    const idle: Idle = async (wait) => {
+      release!();
+      try {
+        return await wait();
+      } finally {
+        release = await gate.enter(key, signal);
+      }
+    };
     try {
       // Others may have drained this system's jobs while we waited for a slot.
       if (signal.aborted || !queue.hasPending(w.backend, w.system)) return queue.leave(w.id);
-      machine = await hooks.start(w, signal);
+      machine = await hooks.start(w, signal, idle);
       if (machine === undefined) return queue.leave(w.id);
     } catch (error) {
       result.failures.push({ worker: w, phase: 'start', error });

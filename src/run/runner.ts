@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { NoMachineLeft, type Machine, type MachineRecord } from '../backends/backend.js';
+import { NoMachineLeft, type Idle, type Machine, type MachineRecord } from '../backends/backend.js';
 import { BACKENDS } from '../backends/registry.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes, parseDuration } from '../config/units.js';
@@ -261,7 +261,7 @@ async function runJobs(
     queue,
     plan,
     {
-      async start(w: WorkerInfo, signal: AbortSignal) {
+      async start(w: WorkerInfo, signal: AbortSignal, idle: Idle) {
         const job = systemOf.get(`${w.backend}\0${w.system}`)!;
         const provider = providers.get(w.backend)!;
         const sys = `${w.backend}:${w.system}`;
@@ -295,7 +295,7 @@ async function runJobs(
         if (!machine) {
           log.line(`Allocating ${label}...`);
           try {
-            machine = await provider.allocate(spec, { signal });
+            machine = await provider.allocate(spec, { signal, idle });
           } catch (err) {
             if (!(err instanceof NoMachineLeft)) throw err;
             log.line(`Not allocating ${label}: ${err.message}.`);

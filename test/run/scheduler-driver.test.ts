@@ -168,3 +168,32 @@ t.test('abort: workers stop taking jobs and the rest is reported', async (t) => 
   t.equal(n, 3);
   t.equal(res.remaining.length, 7);
 });
+
+t.test('a start that waits through idle (a retry delay, a busy host) does not hold its start-up slot', async (t) => {
+  const all = jobs(['failing', 'fine'], 2);
+  const q = new JobQueue(all, { seed: 1 });
+  const plan = workerPlan(all, (_backend, system) => (system === 'failing' ? 2 : 1));
+  const began = Date.now();
+  const startedAt = new Map<string, number>();
+  const res = await runWorkers<number>(
+    q,
+    plan,
+    {
+      async start(w, _signal, idle) {
+        // an allocation that fails and is retried five times, 100 ms apart
+        if (w.system === 'failing') for (let i = 0; i < 5; i++) await idle(() => sleep(100));
+        startedAt.set(`${w.system}#${w.index}`, Date.now() - began);
+        return w.id;
+      },
+      async run() {
+        return true;
+      },
+      async stop() {},
+    },
+    { startupLimit: 1, dispatchDelay: 0 },
+  );
+  t.same(res.failures, []);
+  const fine = startedAt.get('fine#0')!;
+  t.ok(fine < 300, `the other system started at ${fine} ms, not after the retries (500 ms and more)`);
+  t.ok([...startedAt].filter(([k]) => k.startsWith('failing')).every(([, at]) => at >= 500), `the retries still ran (${JSON.stringify([...startedAt])})`);
+});
