@@ -21,8 +21,8 @@ t.test('one cache per region, each in front of the origin', async (t) => {
 
 t.test('the origin', async (t) => {
   const config = loadConfigFile(OriginConfigSchema, join(CONFIG, 'origin.yaml'));
-  const { options, listen } = originOptionsFrom(config, { tokenFile: join(t.testdir({ tokens: 'a-token\n' }), 'tokens') });
+  const { options, listen } = originOptionsFrom(config, { tokenFile: join(t.testdir({ tokens: 'a-write-token-of-32-characters!\n' }), 'tokens') });
   t.equal(listen, '127.0.0.1:8080', 'loopback unless configured');
-  t.same(options.tokens, ['a-token']);
+  t.same(options.tokens, ['a-write-token-of-32-characters!']);
   t.same([options.maxBlobSize, options.maxHeaders], [20 * 1024 ** 3, 64], 'its limits');
 });
