@@ -321,7 +321,8 @@ export class DiskStore {
    * those a worker that died had committed but not reported yet (it reports in batches),
    * which would otherwise stay on disk, neither counted nor evicted, until the next start.
    * Asynchronous, unlike open(): the primary hands out connections meanwhile. Bodies being
-   * unlinked after an eviction are skipped.
+   * unlinked after an eviction are skipped. `deadOrigin`: the dead worker's temp-name prefix;
+   * its temp files are removed in the same walk of the shards.
    */
   async adoptUnreported(deadOrigin?: string): Promise<number> {
     const names = async (rel: string): Promise<string[]> => readdir(path.join(this.dir, rel)).catch(() => []);

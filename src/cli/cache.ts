@@ -74,10 +74,11 @@ export function registerCache(program: Command): void {
       const tokenFile = merged.tokenFile ? path.resolve(merged.tokenFile) : undefined;
       const config = resolveCacheConfig(merged, process.cwd(), tokenFile ? readTokenFile(tokenFile) : undefined);
       const workers = config.workers ?? 1;
+      // said once, by the process that says 'cache starting' (the primary, or the only one)
+      const exposed = cluster.isPrimary && tokenFile ? exposedSecretWarning(tokenFile) : undefined;
       if (workers > 1 && cluster.isPrimary) {
         const log = createLogger(config.logLevel ?? 'info');
         log.info({ ...startupFields(config), workers }, 'cache starting');
-        const exposed = tokenFile && exposedSecretWarning(tokenFile);
         if (exposed) log.warn(exposed);
         const primary = await runCachePrimary(config, workers, log, merged.listen);
         // A worker that cannot start stops the cache, with its error, once every worker is gone.
@@ -98,7 +99,6 @@ export function registerCache(program: Command): void {
         const app = await buildCacheServer(config, link ? { link } : {});
         if (!link) {
           app.log.info({ ...startupFields(config), objects: app.cache.store.count }, 'cache starting');
-          const exposed = tokenFile && exposedSecretWarning(tokenFile);
           if (exposed) app.log.warn(exposed);
         }
         // Stopping, a worker also waits for the fills it leads: other workers' clients may follow them.
