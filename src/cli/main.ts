@@ -52,9 +52,22 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
   return program;
 }
 
+/**
+ * `help [command...]` as `[command...] --help`: commander's own help command answers
+ * `help --help` and `help help` with the program's help on stderr and exit 2, and an
+ * unknown topic the same way, with no error. An unknown topic is run as a command, so that
+ * it fails as a mistyped command does, with a suggestion.
+ */
+function helpAsFlag(args: string[]): string[] {
+  if (args[0] !== 'help') return args;
+  const topic = args.slice(1).filter((arg) => arg !== 'help' && arg !== '--help' && arg !== '-h');
+  if (topic.length === 0) return ['--help'];
+  return COMMANDS.some(([name]) => name === topic[0]) ? [...topic, '--help'] : topic.slice(0, 1);
+}
+
 /** Runs the CLI and resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const args = normaliseSpreadFlags(argv);
+  const args = helpAsFlag(normaliseSpreadFlags(argv));
   try {
     await (await buildProgram(args)).parseAsync(args, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;

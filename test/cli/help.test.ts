@@ -29,6 +29,23 @@ t.test('each command answers --help with its own usage', async (t) => {
   }
 });
 
+t.test('help answers help about itself, a command, or a subcommand; an unknown topic is a mistyped command', async (t) => {
+  for (const args of [['help', '--help'], ['help', '-h'], ['help', 'help']]) {
+    const { code, stdout } = await runCli(args);
+    t.equal(code, EXIT.ok, args.join(' '));
+    t.match(stdout, /^Usage: fleetcache \[options\] \[command\]/, `${args.join(' ')} prints the program's usage`);
+  }
+  for (const [args, usage] of [[['help', 'push'], /^Usage: fleetcache push /], [['help', 'assets', 'fetch'], /^Usage: fleetcache assets fetch /]] as const) {
+    const { code, stdout } = await runCli([...args]);
+    t.equal(code, EXIT.ok, args.join(' '));
+    t.match(stdout, usage);
+  }
+  const { code, stderr } = await runCli(['help', 'cach']);
+  t.equal(code, EXIT.usage);
+  t.match(stderr, /fleetcache: error: unknown command 'cach'/);
+  t.match(stderr, /Did you mean cache\?/);
+});
+
 t.test('a mistyped command is a usage error naming the right one', async (t) => {
   const { code, stderr } = await runCli(['cach', '--listen', '127.0.0.1:0']);
   t.equal(code, EXIT.usage);
