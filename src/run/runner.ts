@@ -257,6 +257,11 @@ async function runJobs(
     onJobTime: (job: Job, seconds: number) => timings.record(schedJob(job), seconds),
   };
 
+  // spread's `backend:system`, numbered when the system has several machines so their lines can be told apart
+  const workerLabel = (w: WorkerInfo): string => {
+    const sys = `${w.backend}:${w.system}`;
+    return (plan.find((p) => p.backend === w.backend && p.system === w.system)?.count ?? 1) > 1 ? `${sys} #${w.index + 1}` : sys;
+  };
   const result = await runWorkers<MachineSession>(
     queue,
     plan,
@@ -265,8 +270,7 @@ async function runJobs(
         const job = systemOf.get(`${w.backend}\0${w.system}`)!;
         const provider = providers.get(w.backend)!;
         const sys = `${w.backend}:${w.system}`;
-        // spread's `backend:system`, numbered when the system has several machines so their lines can be told apart
-        const label = (plan.find((p) => p.backend === w.backend && p.system === w.system)?.count ?? 1) > 1 ? `${sys} #${w.index + 1}` : sys;
+        const label = workerLabel(w);
         // evaluated as spread does ($VAR and $(HOST:) from the project and backend environments)
         const spec = { name: w.system, username: fields.usernames.get(sys) || undefined, password: fields.passwords.get(sys) || undefined };
         // the record of the machine taken back, if one could be
@@ -391,7 +395,7 @@ async function runJobs(
     // a start the interrupt or -abend cut short: the run has said why it stops
     if (f.phase === 'start' && (f.error as Error | undefined)?.name === 'AbortError' && stopping.some((s) => s.aborted)) continue;
     const what = { start: 'preparing', run: 'running a job on', stop: 'discarding' }[f.phase];
-    log.line(`Error ${what} ${f.worker.backend}:${f.worker.system}: ${(f.error as Error).message}`);
+    log.line(`Error ${what} ${workerLabel(f.worker)}: ${(f.error as Error).message}`);
     // the job that was running when its machine failed is neither done nor pending
     if (f.job) tally.aborted.push(summaryItem(f.job.name));
   }

@@ -34,6 +34,15 @@ t.test('adhoc allocate sees the system username and password evaluated as spread
   t.equal((await readFile(seen, 'utf8')).trim(), 'user=plain pass=pa$SUFFIX', 'a password that is not one whole reference stays as written');
 });
 
+t.test('a system with several machines numbers its failed starts', async (t) => {
+  const tasks = { 's/a': 'summary: a\nexecute: true\n', 's/b': 'summary: b\nexecute: true\n' };
+  const dir = await project(t, spreadYaml('numbered', ['backends:', '  adhoc:'], ['    allocate: FATAL no machine', '    systems:', '      - ubuntu-1:', '          workers: 2']), tasks);
+  const { result, out } = await run(dir);
+  t.equal(result.tally.ok, false);
+  t.match(out, /Error preparing adhoc:ubuntu-1 #1: /);
+  t.match(out, /Error preparing adhoc:ubuntu-1 #2: /);
+});
+
 t.test('a disabled timeout (-1ns or -1) never fires', async (t) => {
   const dir = await project(t, spreadYaml('never', ['kill-timeout: -1ns', 'warn-timeout: -1'], LOCAL), { 's/t': 'summary: t\nexecute: sleep 0.3; echo done\n' });
   const { result, out } = await run(dir);
