@@ -5,7 +5,9 @@
 // digests it names from the moment it knows them until its record is written; a prune
 // deletes no blob held, named by a write since it began, or uploaded in the last minutes
 // (push uploads a delta to /cas, then a run manifest naming it). One origin process owns
-// its data directory, so this state in memory is the whole truth.
+// its data directory, so this state in memory is the whole truth of what happened since it
+// started; what came before is not known, so every blob counts as recent for RECENT_MS
+// after the start (an upload just before a restart stays protected).
 import { FleetError } from '../errors.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { parseDigestString } from '../store/digest.js';
@@ -26,6 +28,9 @@ export class BlobReferences {
    */
   #deleted = new Map<string, Promise<unknown>>();
   #deletedBefore = new Map<string, Promise<unknown>>();
+
+  /** `startedAt`: when this process began to see every write (its start). */
+  constructor(readonly startedAt = Date.now()) {}
 
   /**
    * Marks `digests` as about to be named; call the result once the name is written (or not).
@@ -63,9 +68,10 @@ export class BlobReferences {
     }
   }
 
-  /** Whether a write holds `digest` now or held it in the RECENT_MS before `now`. */
+  /** Whether a write holds `digest` now or may have held it in the RECENT_MS before `now`. */
   inUse(digest: string, now = Date.now()): boolean {
-    return this.#held.has(digest) || (this.#recent.get(digest) ?? -Infinity) >= now - RECENT_MS;
+    const recentSince = now - RECENT_MS;
+    return this.#held.has(digest) || this.startedAt > recentSince || (this.#recent.get(digest) ?? -Infinity) >= recentSince;
   }
 
   /** A prune begins (at `now`, its reference time): from now on every digest a write names is kept from deletion. */

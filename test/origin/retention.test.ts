@@ -136,7 +136,7 @@ t.test('BlobReferences: a held or newly named digest is not deleted; a write tha
   const store = new DiskBlobStore(t.testdir());
   await store.open();
   const put = async (s: string) => `sha256:${(await store.put(Readable.from([Buffer.from(s)]))).digest.hex}`;
-  const refs = new BlobReferences();
+  const refs = new BlobReferences(Date.now() - RECENT_MS - 1); // an origin up for longer than RECENT_MS
   const [a, b, c] = [await put('a'), await put('b'), await put('c')];
   const remove = (d: string) => () => store.delete(parseDigestString(d));
   const releaseA = refs.hold([a]);
@@ -232,6 +232,20 @@ t.test('a pending blob found gone already leaves the list: the same bytes upload
   t.ok(await store.has(parseDigestString(digest)), 'the asset is still stored');
 });
 
+t.test('an origin restarted protects the uploads of its last minutes before the restart, which it did not see', async (t) => {
+  const dataDir = join(t.testdirName, 'data');
+  const first = await oldArtifacts(t, 2, dataDir);
+  await first.app.close();
+  // a push re-uploaded the delta an old artifact named (the same bytes), and the origin restarted before the run manifest came
+  const second = await startOrigin(t, { dataDir });
+  const startedAt = second.context.references.startedAt;
+  const retention = new Retention(second.context, { maxAgeMs: 30 * DAY, keepBases: 3 });
+  t.match(await retention.prune({ now: startedAt + RECENT_MS - 1000 }), { names: { artifacts: 2 }, blobs: 0 }, 'names go, blobs stay');
+  t.equal(await blobsLeft(second, 2), 2);
+  t.match(await retention.prune({ now: startedAt + RECENT_MS + 1000 }), { names: { artifacts: 0 }, blobs: 2 }, 'RECENT_MS after the start, the next prune deletes them');
+  t.equal(await blobsLeft(second, 2), 0);
+});
+
 t.test('a prune stopped midway (the server closing) leaves the rest to the next prune after a restart', async (t) => {
   const dataDir = join(t.testdirName, 'data');
   const first = await oldArtifacts(t, 6, dataDir);
@@ -287,7 +301,7 @@ t.test('names written while a prune removes empty directories are all written', 
 t.test('BlobReferences: a blob deleted by the prune before the last is still known; a recent upload is kept', async (t) => {
   const store = new DiskBlobStore(t.testdir());
   await store.open();
-  const refs = new BlobReferences();
+  const refs = new BlobReferences(Date.now() - RECENT_MS - 1); // an origin up for longer than RECENT_MS
   const x = `sha256:${(await store.put(Readable.from([Buffer.from('x')]))).digest.hex}`;
   refs.beginPrune();
   t.equal(await refs.deleteUnlessNamed(x, () => store.delete(parseDigestString(x))), 'deleted');
