@@ -2,17 +2,24 @@
 // would empty its tmp/ at start (the first one's uploads and fills in progress) and keep
 // an index of its own over the same files (two size budgets evicting each other's objects).
 //
-// The lock is a listening Unix socket in Linux's abstract namespace, named after the
-// directory's real path: the kernel frees it when its process ends, however it ends
-// (SIGKILL included), so a stale lock never blocks a restart and a reused PID never
-// counts. It answers each connection with its holder's PID, for the message. Elsewhere
-// than Linux there is no lock. Abstract sockets are per network namespace: servers in
-// different namespaces (containers) sharing one directory are not detected.
-import { createHash } from 'node:crypto';
+// The lock is a listening Unix socket in Linux's abstract namespace: the kernel frees it
+// when its process ends, however it ends (SIGKILL included), so a stale lock never blocks
+// a restart and a reused PID never counts. It answers each connection with its holder's
+// PID, for the message. Anyone on the machine may bind any abstract name, so the name is
+// made from a random secret kept in the directory (LOCK_ID, readable by its owner only) and
+// the directory's real path: another local user cannot take it first and keep the server
+// from starting. Elsewhere than Linux there is no lock. Abstract sockets are per network
+// namespace: servers in different namespaces (containers) sharing one directory are not
+// detected.
+import { createHash, randomBytes } from 'node:crypto';
 import { realpathSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
+import { join } from 'node:path';
 import { FleetError } from '../errors.js';
+
+/** The file of the directory's lock secret. */
+export const LOCK_ID = '.lock-id';
 
 export interface DataDirLock {
   /** Frees the directory (idempotent). */
@@ -21,8 +28,31 @@ export interface DataDirLock {
 
 const NO_LOCK: DataDirLock = { release: async () => undefined };
 
-function socketName(dir: string): string {
-  return `\0fleetcache-dir-${createHash('sha256').update(realpathSync(dir)).digest('hex').slice(0, 40)}`;
+/** The directory's lock secret, made by the first server to start on it. */
+async function lockSecret(dir: string): Promise<string> {
+  const file = join(dir, LOCK_ID);
+  const read = () => readFile(file, 'utf8').then((text) => text.trim());
+  try {
+    return await read();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  // written whole under a name of its own, then linked: two first starts agree on one secret
+  const temp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}`;
+  await writeFile(temp, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+  try {
+    await link(temp, file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    await rm(temp, { force: true });
+  }
+  return read();
+}
+
+async function socketName(dir: string): Promise<string> {
+  const hash = createHash('sha256').update(await lockSecret(dir)).update('\0').update(realpathSync(dir));
+  return `\0fleetcache-dir-${hash.digest('hex').slice(0, 40)}`;
 }
 
 /** The PID the holder of `name` answers with, or undefined when it does not answer in time. */
@@ -48,7 +78,7 @@ function holderPid(name: string): Promise<number | undefined> {
 export async function lockDataDir(dir: string): Promise<DataDirLock> {
   await mkdir(dir, { recursive: true });
   if (process.platform !== 'linux') return NO_LOCK;
-  const name = socketName(dir);
+  const name = await socketName(dir);
   const server: Server = createServer((socket) => socket.end(`${process.pid}\n`));
   try {
     await new Promise<void>((resolve, reject) => {

@@ -1,11 +1,13 @@
 // One server per data directory: a second origin or cache on a directory in use is refused
 // (exit 3, FC_ERR_DIR_IN_USE, the holder's PID) before it touches anything, and the lock
 // of a killed server is free at once.
-import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, realpathSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { EXIT } from '../../src/errors.js';
-import { lockDataDir } from '../../src/store/dir-lock.js';
+import { LOCK_ID, lockDataDir } from '../../src/store/dir-lock.js';
 import { runCli } from '../helpers/cli.js';
 import { startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
@@ -24,6 +26,19 @@ t.test('in one process: held until released, whatever the path it is named by', 
   await lock.release();
   await (await lockDataDir(join(dir, 'alias'))).release();
   t.pass('free again once released');
+});
+
+t.test('another local user cannot take the lock first: its name comes from a secret only the owner reads', async (t) => {
+  const data = join(t.testdir({ data: {} }), 'data');
+  // what anyone on the machine could compute from the path alone: the name the lock had before
+  const guessed = `\0fleetcache-dir-${createHash('sha256').update(realpathSync(data)).digest('hex').slice(0, 40)}`;
+  const squatter = createServer();
+  await new Promise<void>((resolve) => squatter.listen(guessed, resolve));
+  t.teardown(() => new Promise<void>((resolve) => squatter.close(() => resolve())));
+  const lock = await lockDataDir(data);
+  t.equal(statSync(join(data, LOCK_ID)).mode & 0o777, 0o600, 'the secret is readable by its owner only');
+  await t.rejects(lockDataDir(data), { code: 'FC_ERR_DIR_IN_USE' }, 'still one server per directory');
+  await lock.release();
 });
 
 for (const [what, args] of [
