@@ -16,6 +16,12 @@ export interface FallbackPullOptions {
   readonly run: string;
   readonly dest: string;
   readonly token?: string;
+  /**
+   * How long a cache (every URL but the last, the origin) has to send an answer's headers
+   * before it is skipped: one that accepts connections and never answers costs this, not
+   * the client's minute.
+   */
+  readonly cacheHeadersMs?: number;
   /** Called for each URL given up on, before the next one is tried. */
   readonly onSkip?: (url: string, error: FleetError) => void;
   /** Called when a URL served damaged bytes and is asked again with no-cache. */
@@ -67,6 +73,7 @@ export async function pullWithFallback(options: FallbackPullOptions): Promise<Fa
   const skipped: Attempt[] = [];
   let last: FleetError | undefined;
   for (const [index, url] of options.urls.entries()) {
+    const isOrigin = index === options.urls.length - 1;
     const pull = (recheck: boolean): Promise<PullResult> => pullProject({
       project: options.project,
       run: options.run,
@@ -74,13 +81,13 @@ export async function pullWithFallback(options: FallbackPullOptions): Promise<Fa
       dir: options.dest,
       ...(options.token ? { token: options.token } : {}),
       ...(recheck ? { recheck } : {}),
+      ...(!isOrigin && options.cacheHeadersMs !== undefined ? { headersTimeout: options.cacheHeadersMs } : {}),
     });
     try {
       // The last URL is the origin, which keeps no copy to check again: asking it twice would
       // only send the bytes over the slow link twice.
-      const last = index === options.urls.length - 1;
       const result = await pull(false).catch((err: unknown) => {
-        if (last || !(err instanceof FleetError && DAMAGED_CODES.has(err.code))) throw err;
+        if (isOrigin || !(err instanceof FleetError && DAMAGED_CODES.has(err.code))) throw err;
         options.onRecheck?.(redactUrl(url), err);
         return pull(true);
       });

@@ -24,6 +24,8 @@ export interface RequestOptions {
   readonly dispatcher?: Dispatcher;
   /** Reports a streamed body's bytes (an upload's, or a download's where its reader passes them on). */
   readonly progress?: Progress;
+  /** How long to wait for the answer's headers (clientAgent's 60 s otherwise). */
+  readonly headersTimeout?: number;
 }
 
 /** `body` counted into `tick` as it is read. */
@@ -82,6 +84,7 @@ async function send(method: Dispatcher.HttpMethod, url: string, options: Request
       body,
       signal: options.signal,
       dispatcher: options.dispatcher ?? clientAgent,
+      ...(options.headersTimeout !== undefined ? { headersTimeout: options.headersTimeout } : {}),
     });
   } catch (err) {
     if (err instanceof FleetError) throw err;

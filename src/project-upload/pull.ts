@@ -28,6 +28,8 @@ export interface PullOptions {
   readonly recheck?: boolean;
   /** Told of the downloads' bytes (a bar on a terminal). */
   readonly progress?: Progress;
+  /** How long each request waits for its answer's headers (the client's default otherwise). */
+  readonly headersTimeout?: number;
 }
 
 export interface PullResult {
@@ -43,7 +45,11 @@ export async function fetchRunManifest(from: string, project: string, run: strin
 }
 
 export async function pullProject(options: PullOptions): Promise<PullResult> {
-  const http: RequestOptions = { ...(options.token ? { token: options.token } : {}), ...(options.progress ? { progress: options.progress } : {}) };
+  const http: RequestOptions = {
+    ...(options.token ? { token: options.token } : {}),
+    ...(options.progress ? { progress: options.progress } : {}),
+    ...(options.headersTimeout !== undefined ? { headersTimeout: options.headersTimeout } : {}),
+  };
   await refuseNonEmpty(options.dir);
   const manifest = await fetchRunManifest(options.from, options.project, options.run, http);
   const blobs: RequestOptions = options.recheck ? { ...http, headers: { 'cache-control': 'no-cache' } } : http;

@@ -98,7 +98,7 @@ export async function startEmbeddedFleet(dataRoot: string, regions: readonly str
       fleetRegions[region] = { caches: [await listenLoopback(cache)] };
     }
     return {
-      fleet: { origin: originUrl, regions: fleetRegions, defaultRegion: regions[0], startupLimit: 4, dispatchDelay: '250ms' },
+      fleet: { origin: originUrl, regions: fleetRegions, defaultRegion: regions[0], startupLimit: 4, dispatchDelay: '250ms', cacheTimeout: '30s' },
       token: tokens[0]!,
       servers,
       close,

@@ -23,6 +23,12 @@ export const FleetSchema = Type.Object(
     startupLimit: Type.Integer({ minimum: 1, default: 4 }),
     /** Pause between two dispatches to the same executor. */
     dispatchDelay: durationSchema({ default: '1s' }),
+    /**
+     * How long a machine waits for a cache's answer (its headers) before it tries the next
+     * URL. A cache a machine skipped as unreachable is tried last by the run's next machines
+     * for a while (nearest.ts UnreachableCaches).
+     */
+    cacheTimeout: durationSchema({ default: '30s' }),
     /** 1-minute load average above which a machine gets no new job. */
     loadThreshold: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
   },
@@ -57,11 +63,11 @@ export function loadFleetConfig(spreadFile: string, fleetFile: string | undefine
 
 /**
  * The embedded default's fleet with the scheduling settings of a configuration that names no
- * origin (startupLimit, dispatchDelay, loadThreshold apply to any fleet): without this they
+ * origin (startupLimit, dispatchDelay, cacheTimeout, loadThreshold apply to any fleet): without this they
  * were silently dropped.
  */
 export function withScheduling(embedded: FleetConfig & { origin: string }, configured: FleetConfig | undefined): FleetConfig & { origin: string } {
   if (!configured) return embedded;
-  const { startupLimit, dispatchDelay, loadThreshold } = configured;
-  return { ...embedded, startupLimit, dispatchDelay, ...(loadThreshold !== undefined ? { loadThreshold } : {}) };
+  const { startupLimit, dispatchDelay, cacheTimeout, loadThreshold } = configured;
+  return { ...embedded, startupLimit, dispatchDelay, cacheTimeout, ...(loadThreshold !== undefined ? { loadThreshold } : {}) };
 }

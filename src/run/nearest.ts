@@ -2,6 +2,8 @@
 // the other regions' caches, then the origin. `auto` orders every cache by the round
 // trip the machine itself measures to /-/healthz.
 import type { Machine } from '../backends/backend.js';
+import type { ErrorCode } from '../errors.js';
+import { redactUrl } from '../redact-url.js';
 import type { FleetConfig } from './fleet.js';
 
 export interface CacheChoice {
@@ -65,4 +67,44 @@ export async function measuredOrder(machine: Machine, fleet: FleetConfig & { ori
     urls: [...timed.map((t) => t.url), ...rest, fleet.origin],
     how: best ? `auto: ${best.url} answered in ${best.ms.toFixed(1)} ms` : 'auto: no cache answered',
   };
+}
+
+/** The agent's codes for a URL it could not reach, that did not answer in time, or that cut its answer. */
+const UNREACHABLE_CODES: ReadonlySet<string> = new Set<ErrorCode>(['FC_ERR_UPSTREAM', 'FC_ERR_UPSTREAM_TIMEOUT', 'FC_ERR_UNAVAILABLE', 'FC_ERR_ABORTED']);
+
+/**
+ * Caches the run's machines found unreachable (no answer in time, refused, cut): for
+ * `forMs` after the last such failure, later machines try them after every other cache,
+ * just before the origin, rather than each one waiting for the same dead cache first.
+ */
+export class UnreachableCaches {
+  /** When each URL last failed. */
+  readonly #failedAt = new Map<string, number>();
+
+  constructor(private readonly forMs = 2 * 60_000) {}
+
+  /**
+   * Marks unreachable the URLs of a pull's `skipped` list (the agent's answer: redacted URLs
+   * with why) that could not be reached or did not answer; not those that lacked the run or
+   * served damaged bytes.
+   */
+  markSkipped(skipped: unknown, now = Date.now()): void {
+    if (!Array.isArray(skipped)) return;
+    for (const attempt of skipped as Array<{ url?: unknown; code?: unknown }>) {
+      if (typeof attempt?.url === 'string' && UNREACHABLE_CODES.has(String(attempt.code))) this.#failedAt.set(attempt.url, now);
+    }
+  }
+
+  /** `choice` with the caches marked in the last `forMs` moved to just before the origin (the last URL). */
+  order(choice: CacheChoice, now = Date.now()): CacheChoice {
+    const caches = choice.urls.slice(0, -1);
+    const down = caches.filter((url) => (this.#failedAt.get(redactUrl(url)) ?? -Infinity) > now - this.forMs);
+    if (down.length === 0) return choice;
+    const up = caches.filter((url) => !down.includes(url));
+    return {
+      ...choice,
+      urls: [...up, ...down, ...choice.urls.slice(-1)],
+      how: `${choice.how}; tried last, unreachable for a machine of this run lately: ${down.map(redactUrl).join(', ')}`,
+    };
+  }
 }

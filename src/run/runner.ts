@@ -20,7 +20,7 @@ import { RunInterrupt } from './interrupt.js';
 import { runWorkers, type WorkerInfo } from './driver.js';
 import { checkEmbeddedBackends, startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
 import { loadFleetConfig, withScheduling, type FleetConfig } from './fleet.js';
-import { measuredOrder, regionServing, staticOrder, unservedRegions, type CacheChoice } from './nearest.js';
+import { measuredOrder, regionServing, staticOrder, UnreachableCaches, unservedRegions, type CacheChoice } from './nearest.js';
 import { JobCounter, RunLog, RunTally, summaryItem } from './report.js';
 import { chooseSeed, JobQueue, orderByFilters, workerPlan, type SchedJob } from './scheduler.js';
 import { MachineSession } from './session.js';
@@ -257,6 +257,8 @@ async function runJobs(
     onJobTime: (job: Job, seconds: number) => timings.record(schedJob(job), seconds),
   };
 
+  const unreachable = new UnreachableCaches();
+  const cacheHeadersMs = parseDuration(fleet.cacheTimeout);
   // spread's `backend:system`, numbered when the system has several machines so their lines can be told apart
   const workerLabel = (w: WorkerInfo): string => {
     const sys = `${w.backend}:${w.system}`;
@@ -314,7 +316,7 @@ async function runJobs(
           signal.throwIfAborted();
           // a system naming no region takes the fleet's default, which may be auto too
           const region = jobRegion(job) ?? fleet.defaultRegion;
-          const choice = region === 'auto' ? await measuredOrder(machine, fleet) : staticOrder(fleet, region);
+          const choice = unreachable.order(region === 'auto' ? await measuredOrder(machine, fleet) : staticOrder(fleet, region));
           log.line(`Machine ${label} at ${machine.address} pulls through ${choice.urls[0]} (${choice.how}).`);
           const workDir = agentWorkDir(machine);
           const agent = await installAgent(machine, o.agentBundle);
@@ -332,7 +334,9 @@ async function runJobs(
           // and one a broken machine left): what an earlier run left at the path goes first
           if (kept || provider.type === 'ssh') await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
           log.line(`Sending project content to ${label}...`);
-          const answer = await runAgent(machine, agent, 'pull', { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker }, signal);
+          const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheHeadersMs };
+          const answer = await runAgent(machine, agent, 'pull', pullArgs, signal);
+          unreachable.markSkipped(answer.skipped);
           const url = String(answer.url ?? choice.urls[0]);
           if (url !== choice.urls[0]) log.line(`Machine ${label} fell back to ${url}.`);
           // The report counts the machine where its bytes went: the region of the cache that

@@ -39,7 +39,7 @@ t.test('without an origin, the scheduling settings still apply to the embedded d
   const dir = t.testdir();
   const file = join(dir, 'spread.yaml');
   await writeFile(file, 'project: p\nfleetcache:\n  startupLimit: 1\n  dispatchDelay: 3s\n  loadThreshold: 2.5\n');
-  const embedded = { origin: 'http://127.0.0.1:1', regions: { local: { caches: ['http://127.0.0.1:2'] } }, defaultRegion: 'local', startupLimit: 4, dispatchDelay: '250ms' };
+  const embedded = { origin: 'http://127.0.0.1:1', regions: { local: { caches: ['http://127.0.0.1:2'] } }, defaultRegion: 'local', startupLimit: 4, dispatchDelay: '250ms', cacheTimeout: '30s' };
   const fleet = withScheduling(embedded, loadFleetConfig(file, undefined));
   t.same(fleet, { ...embedded, startupLimit: 1, dispatchDelay: '3s', loadThreshold: 2.5 });
   t.same(withScheduling(embedded, undefined), embedded, 'no configuration: the embedded values');
@@ -53,7 +53,7 @@ t.test('without an origin, the scheduling settings still apply to the embedded d
 });
 
 t.test('a region the jobs name without caches in the fleet is warned about once', async (t) => {
-  const fleet = { origin: 'http://o:1', regions: { 'eu-west': { caches: ['http://c:2'] }, 'us-east': { caches: ['http://c:3'] } }, startupLimit: 4, dispatchDelay: '1s' };
+  const fleet = { origin: 'http://o:1', regions: { 'eu-west': { caches: ['http://c:2'] }, 'us-east': { caches: ['http://c:3'] } }, startupLimit: 4, dispatchDelay: '1s', cacheTimeout: '30s' };
   t.same(unservedRegions(fleet, ['eu-west', 'auto']), [], 'known regions and auto: nothing to say');
   t.same(unservedRegions(fleet, [undefined]), [], 'a job naming no region goes to the first region: nothing to say');
   const [warning, ...rest] = unservedRegions(fleet, ['eu-wset', 'us-east', 'eu-wset']);

@@ -4,6 +4,7 @@ import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { buildCacheServer } from '../../src/cache/server.js';
@@ -111,6 +112,44 @@ t.test('configured fleet: a cache that is down makes its machines fall back, the
   t.match(text(), /Artifacts of local:alpha-1:tests\/artifacts went through /);
   t.same(result.ledger.caches.map((c) => c.region), ['region-a', 'region-b']);
   t.ok(result.ledger.links.some((l) => l.link === 'machines → origin (artifacts)' && (l.actualBytes ?? 0) > 0), 'artifacts reached the origin');
+});
+
+t.test('a cache that accepts and never answers costs the first machine cacheTimeout; the next ones try it last', async (t) => {
+  const dir = await demoProject(t);
+  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  const live = await buildCacheServer({ region: 'region-b', upstream: origin.url, dataDir: join(dir, '..', 'region-b'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  await live.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => live.close());
+  const liveUrl = `http://127.0.0.1:${(live.server.address() as AddressInfo).port}`;
+  // region-a's cache: a process that accepts connections and reads requests, and never answers
+  const projectRequests: string[] = [];
+  const sockets = new Set<Socket>();
+  const hung = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('data', (chunk: Buffer) => {
+      const line = chunk.toString('latin1').split('\r\n')[0] ?? '';
+      if (line.includes(' /projects/')) projectRequests.push(line);
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    hung.close();
+  });
+  const hungUrl = `http://127.0.0.1:${(hung.address() as AddressInfo).port}`;
+  const fleetFile = join(dir, 'fleet.yaml');
+  await writeFile(fleetFile, [`origin: ${origin.url}`, 'regions:', `  region-a:\n    caches: [${hungUrl}]`, `  region-b:\n    caches: [${liveUrl}]`, 'startupLimit: 1', 'dispatchDelay: 0s', 'cacheTimeout: 1s', ''].join('\n'));
+  const { log, text } = capture();
+  const started = Date.now();
+  const result = await runProject({ cwd: dir, filters: ['alpha-1'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  if (!result.tally.ok) t.comment(text());
+  t.equal(result.tally.ok, true, 'every job succeeded');
+  t.equal(result.pulls.length, 2, 'two machines of region-a');
+  for (const p of result.pulls) t.equal(p.url, liveUrl, `${p.machine} pulled through region-b's cache`);
+  t.equal(projectRequests.length, 1, 'the hung cache was asked for the project once, by the first machine');
+  t.match(text(), new RegExp(`pulls through ${liveUrl} \\(region region-a; tried last, unreachable for a machine of this run lately: ${hungUrl}\\)`));
+  t.ok(Date.now() - started < 45_000, 'no machine waited the client\'s minute');
 });
 
 async function tokenFile(t: Test, token: string): Promise<string> {

@@ -228,6 +228,7 @@ export async function startTestBed(o: TestBedOptions): Promise<TestBed> {
         regions: Object.fromEntries(regions.map((r) => [r, { caches: [f.direct ? originUrl! : caches[r]!] }])),
         startupLimit: f.startupLimit ?? 4,
         dispatchDelay: f.dispatchDelay ?? '100ms',
+        cacheTimeout: '30s',
       }),
       close,
     };
