@@ -20,9 +20,10 @@ export interface DriverHooks<M> {
   /**
    * Start-up phase (allocate, connect, send project); counted against storm limits, save
    * what it runs through `idle` (a backend's retry delays). Undefined: this worker gets no
-   * machine, and leaves its jobs to the others.
+   * machine, and leaves its jobs to the others. `needed`: whether its system still has a job
+   * pending (others may take them all while its machine is allocated).
    */
-  start(worker: WorkerInfo, signal: AbortSignal, idle: Idle): Promise<M | undefined>;
+  start(worker: WorkerInfo, signal: AbortSignal, idle: Idle, needed: () => boolean): Promise<M | undefined>;
   /** Runs one job; resolve false when the machine is broken and the worker must stop. */
   run(machine: M, job: SchedJob, worker: WorkerInfo): Promise<boolean>;
   /** End of the worker: restores, discard or keep. */
@@ -182,7 +183,7 @@ export async function runWorkers<M>(
     try {
       // Others may have drained this system's jobs while we waited for a slot.
       if (signal.aborted || !queue.hasPending(w.backend, w.system)) return queue.leave(w.id);
-      machine = await hooks.start(w, signal, idle);
+      machine = await hooks.start(w, signal, idle, () => queue.hasPending(w.backend, w.system));
       if (machine === undefined) return queue.leave(w.id);
     } catch (error) {
       result.failures.push({ worker: w, phase: 'start', error });

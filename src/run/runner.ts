@@ -268,7 +268,7 @@ async function runJobs(
     queue,
     plan,
     {
-      async start(w: WorkerInfo, signal: AbortSignal, idle: Idle) {
+      async start(w: WorkerInfo, signal: AbortSignal, idle: Idle, needed: () => boolean) {
         const job = systemOf.get(`${w.backend}\0${w.system}`)!;
         const provider = providers.get(w.backend)!;
         const sys = `${w.backend}:${w.system}`;
@@ -314,6 +314,14 @@ async function runJobs(
         try {
           // interrupted while it was being allocated or taken back: discarded below, nothing sent
           signal.throwIfAborted();
+          // allocated after a wait (a shared ssh host, retries) while the others ran every job:
+          // the project is not sent to a machine that would run nothing
+          if (!kept && !needed()) {
+            log.line(`Discarding ${label}: the jobs of ${sys} were all taken while it was allocated.`);
+            await machine.discard();
+            await running.remove(machine.record());
+            return undefined;
+          }
           // a system naming no region takes the fleet's default, which may be auto too
           const region = jobRegion(job) ?? fleet.defaultRegion;
           const choice = unreachable.order(region === 'auto' ? await measuredOrder(machine, fleet) : staticOrder(fleet, region));

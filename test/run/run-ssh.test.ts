@@ -173,6 +173,24 @@ t.test('--reuse with more workers than hosts: a worker waiting for a kept host a
   t.equal(cli(['--discard']).status, 0, 'its machine discarded');
 });
 
+t.test('a worker that gets its shared host after the others ran every job is discarded, its project never sent', async (t) => {
+  const { base, dir, sshd, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
+  await mkdir(join(dir, 'tests', 'two'), { recursive: true });
+  await writeFile(join(dir, 'tests', 'two', 'task.yaml'), 'summary: two\nexecute: echo two\n');
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    `project: onehost\npath: ${remote}\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems:\n      - debian-12:\n          workers: 2\nsuites:\n  tests/:\n    summary: one\n`,
+  );
+  let out = '';
+  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true);
+  t.equal(result.tally.successful, 2);
+  t.equal(result.pulls.length, 1, 'one machine pulled the project');
+  t.equal(out.match(/Sending project content to /g)?.length, 1, 'sent once');
+  t.match(out, /Discarding lab:debian-12 #\d: the jobs of lab:debian-12 were all taken while it was allocated\./);
+});
+
 t.test('a connection that drops mid-script fails it with a reason, and the machine takes no more jobs', async (t) => {
   const { base, sshd, dir } = await oneHostProject(t, 'summary: one\nexecute: |\n  echo started\n  sleep 30\n');
   await mkdir(join(dir, 'tests', 'two'), { recursive: true });
