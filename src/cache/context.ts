@@ -6,7 +6,7 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { takeOver } from '../http/body-writer.js';
 import { sendFileRange } from '../http/send-file.js';
-import { openBody, SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.js';
+import { SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.js';
 import type { FillHead, FillSource, FillSpec } from './fill.js';
 import type { Fills } from './fills.js';
 import { sendFill } from './fill-cursor.js';
@@ -86,7 +86,7 @@ export async function serveHit(
     body = ctx.store.readSmall(hit);
     if (!body) return false;
   } else if (!body) {
-    fh = await openBody(hit.file);
+    fh = await ctx.store.openBody(hit);
     if (!fh) return false;
   }
   const small = body;

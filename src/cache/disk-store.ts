@@ -58,6 +58,12 @@ interface Entry {
   storedAt?: number;
   /** A small /cas body indexed at start: not fsynced, so hashed before it is first served. */
   unverified?: boolean;
+  /**
+   * An http entry: the inode of the body `meta` describes, once known. Another worker may
+   * replace the entry (a mirror object or a name fetched anew) before this one is told:
+   * a body whose inode or size differs from what this process knows is not served with it.
+   */
+  ino?: number;
 }
 
 /**
@@ -80,6 +86,8 @@ export interface Hit {
   readonly body?: Buffer;
   /** Set when the bytes must be checked against this digest before they are served. */
   readonly verify?: Digest;
+  /** The inode of the body `meta` describes, when known (see Entry.ino). */
+  readonly ino?: number;
 }
 
 /** A storage failure (disk full, I/O error): the cache turns into a passthrough for a while. */
@@ -115,16 +123,9 @@ function isComplete(st: Stats): boolean {
   return st.isFile() && (st.mode & 0o777) !== 0;
 }
 
-/**
- * Opens a committed body for reading; undefined when it is gone (evicted meanwhile) or
- * when the name is a claim being written (evicted, then claimed again by another fill).
- */
-export async function openBody(file: string): Promise<FileHandle | undefined> {
-  const fh = await open(file, 'r').catch(() => undefined);
-  if (!fh) return undefined;
-  if (isComplete(await fh.stat())) return fh;
-  await fh.close();
-  return undefined;
+/** Whether `st`, a complete body, is another one than the `size` bytes of inode `ino` (if known) an entry describes. */
+function isReplaced(st: Stats, size: number, ino: number | undefined): boolean {
+  return st.size !== size || (ino !== undefined && st.ino !== ino);
 }
 
 const SIDECAR = '.json';
@@ -534,13 +535,21 @@ export class DiskStore {
         if (meta.size !== entry.size) throw new Error(`sidecar says ${meta.size} bytes, body has ${entry.size}`);
         if (ino !== undefined && ino !== (await stat(file)).ino) throw new Error('the sidecar describes another body (a crash between the renames of a replacement)');
         entry.meta = meta;
+        if (ino !== undefined) entry.ino = ino;
       } catch (err) {
         this.#log.warn({ id, err: (err as Error).message }, 'dropping unreadable cache entry');
         this.#lru.delete(id);
         return undefined;
       }
     }
-    return { id, file, meta: entry.meta, ...(entry.body ? { body: entry.body } : {}), ...(entry.unverified && digest ? { verify: digest } : {}) };
+    return {
+      id,
+      file,
+      meta: entry.meta,
+      ...(entry.body ? { body: entry.body } : {}),
+      ...(entry.unverified && digest ? { verify: digest } : {}),
+      ...(entry.ino !== undefined ? { ino: entry.ino } : {}),
+    };
   }
 
   /**
@@ -588,9 +597,34 @@ export class DiskStore {
     peer.touched(id);
   }
 
+  /**
+   * Opens the committed body of `hit` for reading; undefined when it is gone (evicted
+   * meanwhile), when the name is a claim being written (evicted, then claimed again by
+   * another fill), or when another worker's body replaced it.
+   */
+  async openBody(hit: Hit): Promise<FileHandle | undefined> {
+    const fh = await open(hit.file, 'r').catch(() => undefined);
+    if (!fh) return undefined;
+    const st = await fh.stat();
+    if (isComplete(st) && !isReplaced(st, hit.meta.size, hit.ino)) return fh;
+    await fh.close();
+    if (isComplete(st)) this.#replaced(hit.id);
+    return undefined;
+  }
+
+  /**
+   * A worker found the body of `id` replaced by another worker's (a mirror object or a name
+   * fetched anew) before the primary told it: it forgets what it knew (its next lookup
+   * reads the new sidecar). Undefined, for the callers' answer.
+   */
+  #replaced(id: string): undefined {
+    if (this.#peer) this.forget(id);
+    return undefined;
+  }
+
   /** The body of a small committed entry `hit` (see #readSmall); undefined when it cannot be served. */
   readSmall(hit: Hit): Buffer | undefined {
-    return this.#readSmall(hit.id, hit.file, hit.meta.size, hit.verify);
+    return this.#readSmall(hit.id, hit.file, hit.meta.size, hit.verify, hit.ino);
   }
 
   /**
@@ -600,12 +634,15 @@ export class DiskStore {
    * memory). Checks `verify` when given, then keeps the body in memory. Undefined when
    * the file is gone or is a claim (evicted meanwhile), unreadable, or damaged (then dropped).
    */
-  #readSmall(id: string, file: string, size: number, verify: Digest | undefined): Buffer | undefined {
+  #readSmall(id: string, file: string, size: number, verify: Digest | undefined, ino?: number): Buffer | undefined {
     const body = Buffer.allocUnsafe(size);
     try {
       const fd = openSync(file, 'r');
       try {
-        if (!isComplete(fstatSync(fd)) || readSync(fd, body, 0, size, 0) !== size) return undefined;
+        const st = fstatSync(fd);
+        if (!isComplete(st)) return undefined;
+        if (isReplaced(st, size, ino)) return this.#replaced(id);
+        if (readSync(fd, body, 0, size, 0) !== size) return undefined;
       } finally {
         closeSync(fd);
       }
@@ -747,9 +784,10 @@ export class DiskStore {
   async commit(id: string, tmp: { path: string; fh: FileHandle }, meta: EntryMeta, claim?: FillClaim): Promise<void> {
     const file = path.join(this.dir, id);
     const tmpSide = isCasId(id) ? undefined : this.tempPath();
+    let ino: number | undefined;
     try {
       if (needsSync(id, meta.size)) await tmp.fh.sync();
-      const ino = tmpSide ? (await tmp.fh.stat()).ino : 0;
+      if (tmpSide) ino = (await tmp.fh.stat()).ino;
       await tmp.fh.close();
       if (meta.size > this.maxSize) return void (await rm(tmp.path, { force: true }));
       // A blob whose name is another fill's claim (a PUT kept while a GET fills it): that
@@ -761,7 +799,7 @@ export class DiskStore {
         this.#dirs.add(shard);
       }
       if (tmpSide) {
-        await writeFile(tmpSide, sidecarText(meta, ino));
+        await writeFile(tmpSide, sidecarText(meta, ino!));
         await rename(tmpSide, file + SIDECAR);
       }
       await rename(tmp.path, file);
@@ -770,7 +808,7 @@ export class DiskStore {
       if (tmpSide) await rm(tmpSide, { force: true });
       throw this.storageFailure(err);
     }
-    this.#indexCommitted(id, meta);
+    this.#indexCommitted(id, meta, ino);
   }
 
   /**
@@ -786,6 +824,7 @@ export class DiskStore {
     // one busy tmp/ directory cost several times more per file. Start-up removes leftovers.
     const tmp = claim?.path ?? path.join(path.dirname(file), TEMP_PREFIX + tempName());
     const tmpSide = isCasId(id) ? undefined : this.tempPath();
+    let ino: number | undefined;
     try {
       if (claim?.fd !== undefined) {
         const fd = claim.fd;
@@ -799,7 +838,8 @@ export class DiskStore {
         writeFileSync(tmp, body, { flag: 'wx', mode: 0o644, flush: needsSync(id, body.length) });
       }
       if (tmpSide) {
-        writeFileSync(tmpSide, sidecarText(meta, statSync(tmp).ino));
+        ino = statSync(tmp).ino;
+        writeFileSync(tmpSide, sidecarText(meta, ino));
         renameSync(tmpSide, file + SIDECAR);
       }
       if (tmp !== file) renameSync(tmp, file);
@@ -808,7 +848,7 @@ export class DiskStore {
       for (const p of [claim ? undefined : tmp, tmpSide]) if (p) rmSync(p, { force: true });
       throw this.storageFailure(err);
     }
-    this.#indexCommitted(id, meta);
+    this.#indexCommitted(id, meta, ino);
   }
 
   /**
@@ -816,8 +856,8 @@ export class DiskStore {
    * meta follows from its id, and is made on its first hit (as for the blobs found at
    * start): one never asked again costs the index no objects to carry through collections.
    */
-  #indexCommitted(id: string, meta: EntryMeta): void {
-    this.#lru.set(id, isCasId(id) ? { size: meta.size, meta: undefined, storedAt: meta.storedAt } : { size: meta.size, meta });
+  #indexCommitted(id: string, meta: EntryMeta, ino: number | undefined): void {
+    this.#lru.set(id, isCasId(id) ? { size: meta.size, meta: undefined, storedAt: meta.storedAt } : { size: meta.size, meta, ...(ino !== undefined ? { ino } : {}) });
     this.#peer?.committed(id, meta.size, meta.storedAt);
   }
 

@@ -24,6 +24,7 @@ export interface Fetched {
   hash: string;
   size: number;
   xcache: string;
+  etag?: string;
 }
 
 /**
@@ -40,7 +41,8 @@ export async function fetchHash(url: string, headers: Record<string, string> = {
       h.update(chunk as Buffer);
       size += (chunk as Buffer).length;
     }
-    return { status: res.statusCode, hash: h.digest('hex'), size, xcache: String(res.headers['x-cache']) };
+    const etag = res.headers.etag;
+    return { status: res.statusCode, hash: h.digest('hex'), size, xcache: String(res.headers['x-cache']), ...(typeof etag === 'string' ? { etag } : {}) };
   } finally {
     await dispatcher?.close();
   }

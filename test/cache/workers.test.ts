@@ -286,6 +286,35 @@ t.test('two workers: a damaged body a worker drops is fetched again and kept, no
   t.equal(up.count(`/cas/sha256/${small.hex}`), 1);
 });
 
+t.test('two workers: an entry one worker replaces (a mirror object fetched anew) is never served by the other with the old one\'s headers', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const dir = t.testdir();
+  writeFileSync(path.join(dir, 'cache.yaml'), `upstream: ${upUrl}\nmirrors:\n  m:\n    url: ${upUrl}/mir/\n`);
+  const cache = await startServerProcess(t, ['cache', '--config', path.join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  /** Six answers on fresh connections (both workers), as [etag, the version their bytes are, whole]. */
+  const answers = (what: string, versions: Record<string, Buffer>) => Promise.all(Array.from({ length: 6 }, async () => {
+    const got = await fetchHash(`${cache.url}/mirror/m/${what}`, {}, { fresh: true });
+    const version = Object.keys(versions).find((etag) => createHash('sha256').update(versions[etag]!).digest('hex') === got.hash);
+    return [got.etag, version ?? `bytes of no version (${got.size})`];
+  }));
+  for (const [what, size] of [['large', 100_000], ['small', 3000]] as const) {
+    const versions = { '"v1"': Buffer.alloc(size, 'A'), '"v2"': Buffer.alloc(size * 1.5, 'B') };
+    up.objects.set(`/mir/${what}`, { body: versions['"v1"'], headers: { etag: '"v1"', 'cache-control': 'max-age=60' } });
+    t.same(await answers(what, versions), Array(6).fill(['"v1"', '"v1"']), `${what}: both workers know v1, fresh for a minute`);
+    up.objects.set(`/mir/${what}`, { body: versions['"v2"'], headers: { etag: '"v2"', 'cache-control': 'max-age=60' } });
+    t.equal((await fetchHash(`${cache.url}/mirror/m/${what}`, { 'cache-control': 'no-cache' })).etag, '"v2"', 'fetched anew by one worker');
+    // Until the other worker hears of it (the primary's word, milliseconds), it may still
+    // answer v1 whole; never v2's bytes under v1's headers. Then v2 from both.
+    await eventually(`${what}: v2 from both workers`, async () => {
+      const got = await answers(what, versions);
+      for (const [etag, version] of got) if (etag !== version) t.fail(`${what}: ${String(etag)} with ${String(version)}`);
+      return got.every(([etag, version]) => etag === '"v2"' && version === '"v2"');
+    });
+  }
+});
+
 /** PIDs of the cache workers whose parent is `pid` (tsx's esbuild helpers are not workers). */
 function childrenOf(pid: number): number[] {
   const cmdline = (child: number): string => {

@@ -30,7 +30,7 @@ export class ClusterLink {
   #leading: () => number = () => 0;
   #reportedLeading = 0;
   #timer: NodeJS.Timeout | undefined;
-  #onEvicted: (id: string) => void = () => undefined;
+  #onForget: (id: string) => void = () => undefined;
   #tally: () => Record<string, KindTally> = () => ({});
   #metricsJson: () => Promise<MetricsJson> = async () => [];
   /** The primary's figures for the whole store, as last broadcast or answered with stats. */
@@ -53,8 +53,8 @@ export class ClusterLink {
    * Wires the store (evictions), the fills (how many this worker leads) and the metrics
    * (tallies asked for by /-/stats anywhere, the registry by /-/metrics anywhere).
    */
-  attach(onEvicted: (id: string) => void, leading: () => number, tally: () => Record<string, KindTally>, metricsJson: () => Promise<MetricsJson>): void {
-    this.#onEvicted = onEvicted;
+  attach(onForget: (id: string) => void, leading: () => number, tally: () => Record<string, KindTally>, metricsJson: () => Promise<MetricsJson>): void {
+    this.#onForget = onForget;
     this.#leading = leading;
     this.#tally = tally;
     this.#metricsJson = metricsJson;
@@ -144,8 +144,8 @@ export class ClusterLink {
 
   #receive(m: PrimaryMessage): void {
     switch (m.t) {
-      case 'evicted':
-        return this.#onEvicted(m.id);
+      case 'forget':
+        return this.#onForget(m.id);
       case 'store':
         this.store = { bytes: m.bytes, objects: m.objects, inflight: m.inflight };
         return;

@@ -141,7 +141,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   const broadcast = (m: PrimaryMessage): void => {
     for (const { outbox } of live.values()) outbox.push(m);
   };
-  const store = new DiskStore(config.dataDir, config.maxSize, log, { onEvicted: (id) => broadcast({ t: 'evicted', id }) });
+  const store = new DiskStore(config.dataDir, config.maxSize, log, { onEvicted: (id) => broadcast({ t: 'forget', id }) });
   try {
     await store.open();
   } catch (err) {
@@ -205,7 +205,12 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
         return broadcastFiguresSoon();
       }
       case 'committed':
-        for (const e of m.entries) store.adopt(e.id, e.size, e.storedAt);
+        for (const e of m.entries) {
+          // a replacement (a mirror object or a name fetched anew): the other workers' meta
+          // and bodies in memory describe the old one
+          if (store.has(e.id)) for (const other of live.keys()) if (other !== id) send(other, { t: 'forget', id: e.id });
+          store.adopt(e.id, e.size, e.storedAt);
+        }
         return broadcastFiguresSoon();
       case 'touched':
         for (const entry of m.ids) store.touch(entry);

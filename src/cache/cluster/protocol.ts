@@ -35,7 +35,8 @@ export type WorkerMessage =
 
 /** Primary → worker. */
 export type PrimaryMessage =
-  | { readonly t: 'evicted'; readonly id: string }
+  /** An entry evicted, deleted, or replaced by another worker (a mirror object, a name): what the worker knows of it is out of date. */
+  | { readonly t: 'forget'; readonly id: string }
   | ({ readonly t: 'store' } & StoreFigures)
   /** The tallies of every worker and the store's figures, each worker's reports taken in first. */
   | { readonly t: 'stats'; readonly req: number; readonly kinds: Record<string, KindTally>; readonly store: StoreFigures; readonly startedAt: string }
