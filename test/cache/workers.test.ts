@@ -8,11 +8,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
 import { isAlive, parentsByPid, startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
-import { fetchHash, type Fetched } from './harness.js';
+import { cacheWorkers, fetchHash, type Fetched } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
 
 /** On a fresh connection each time (so that requests spread over both workers); a cut answer is an `error`. */
@@ -313,6 +313,40 @@ t.test('two workers: an entry one worker replaces (a mirror object fetched anew)
       return got.every(([etag, version]) => etag === '"v2"' && version === '"v2"');
     });
   }
+});
+
+t.test('two workers: one that does not answer the primary in time still counts, with what it last told', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const blob = up.addBlob(4096);
+  for (let i = 0; i < 10; i++) await get(`${cache.url}/cas/sha256/${blob.hex}`);
+  const before = await stats(cache.url);
+  const hits = await metricSum(cache.url, 'fleetcache_cache_hits_total');
+  t.equal(before.total.hits + before.total.misses, 10);
+  const [stopped] = cacheWorkers(cache.child.pid!);
+  process.kill(stopped!, 'SIGSTOP');
+  t.teardown(() => process.kill(stopped!, 'SIGCONT'));
+  // asked on fresh connections until the one that is not stopped answers (the primary waits 2 s for the other)
+  const ask = async (path: string): Promise<string> => {
+    for (;;) {
+      const dispatcher = new Agent({ pipelining: 0 });
+      try {
+        const res = await request(`${cache.url}${path}`, { dispatcher, reset: true, headersTimeout: 4000 });
+        return await res.body.text();
+      } catch {
+        // the stopped worker took the connection
+      } finally {
+        void dispatcher.destroy();
+      }
+    }
+  };
+  const during = JSON.parse(await ask('/-/stats')) as Awaited<ReturnType<typeof stats>>;
+  t.same([during.total.hits, during.total.misses], [before.total.hits, before.total.misses], '/-/stats: the same totals');
+  const text = await ask('/-/metrics');
+  const sum = text.split('\n').filter((l) => l.startsWith('fleetcache_cache_hits_total{')).reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  t.equal(sum, hits, '/-/metrics: the same counters');
 });
 
 /** PIDs of the cache workers whose parent is `pid` (tsx's esbuild helpers are not workers). */

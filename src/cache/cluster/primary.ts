@@ -179,21 +179,26 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     });
   }
 
+  // A worker that does not answer in time (stopped, busy for seconds) counts with what it
+  // last told: left out, the totals would go down and back up (a reset, to Prometheus).
+
   async function stats(): Promise<Record<string, KindTally>> {
+    const answers = await askWorkers<Record<string, KindTally>>((req) => ({ t: 'tally?', req }));
     const got: Record<string, KindTally> = {};
     addTallies(got, retired);
-    for (const kinds of (await askWorkers<Record<string, KindTally>>((req) => ({ t: 'tally?', req }))).values()) addTallies(got, kinds);
+    for (const [id, w] of live) addTallies(got, answers.get(id) ?? w.tally);
     return got;
   }
 
   /** Prometheus text for the whole cache: every worker's registry, and the counters of the dead ones. */
   async function clusterMetrics(): Promise<{ text: string; contentType: string }> {
-    const got = await askWorkers<MetricsJson>((req) => ({ t: 'metrics?', req }));
-    for (const [id, metrics] of got) {
-      const w = live.get(id);
-      if (w) w.metrics = metrics;
+    const answers = await askWorkers<MetricsJson>((req) => ({ t: 'metrics?', req }));
+    const registries: MetricsJson[] = [retiredCounters];
+    for (const [id, w] of live) {
+      w.metrics = answers.get(id) ?? w.metrics;
+      if (w.metrics) registries.push(w.metrics);
     }
-    const registry = AggregatorRegistry.aggregate([...got.values(), retiredCounters]);
+    const registry = AggregatorRegistry.aggregate(registries);
     return { text: await registry.metrics(), contentType: registry.contentType };
   }
 
