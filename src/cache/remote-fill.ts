@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Pool } from 'undici';
-import { NotFoundError, UpstreamError } from '../errors.js';
+import { FleetError, NotFoundError, UpstreamError } from '../errors.js';
 import type { CacheContext } from './context.js';
 import { StorageError } from './disk-store.js';
 import { Fill, FillProgress, type FillHead } from './fill.js';
@@ -22,7 +22,31 @@ type FillEvent =
   | { readonly head: FillHead; readonly file: string | null }
   | { readonly w: number }
   | { readonly end: number; readonly body?: string }
-  | { readonly error: string; readonly storage?: true };
+  | FailedEvent;
+
+/** The fill failed: its error, told so that a follower's clients get the same answer (a 504 for a timeout, not a 502). */
+interface FailedEvent {
+  readonly error: string;
+  readonly storage?: true;
+  readonly timeout?: true;
+  readonly upstreamStatus?: number;
+}
+
+function failedEvent(err: Error): FailedEvent {
+  if (err instanceof StorageError) return { error: err.message, storage: true };
+  const fe = err instanceof FleetError ? err : undefined;
+  const status = fe?.details?.['upstreamStatus'];
+  return {
+    error: err.message,
+    ...(fe?.code === 'FC_ERR_UPSTREAM_TIMEOUT' ? { timeout: true as const } : {}),
+    ...(typeof status === 'number' ? { upstreamStatus: status } : {}),
+  };
+}
+
+function failure(e: FailedEvent): Error {
+  if (e.storage) return new StorageError(e.error);
+  return new UpstreamError(e.error, { ...(e.timeout ? { timeout: true } : {}), ...(e.upstreamStatus !== undefined ? { status: e.upstreamStatus } : {}) });
+}
 
 const KEY_HEADER = 'x-fleetcache-fill-key';
 
@@ -57,7 +81,7 @@ async function* fillEvents(fill: Fill): AsyncGenerator<string> {
     head = await fill.head;
   } catch (err) {
     // The leader's disk refused the fill: followers pass their requests through, as it does.
-    yield line({ error: (err as Error).message, ...(err instanceof StorageError ? { storage: true as const } : {}) });
+    yield line(failedEvent(err as Error));
     return;
   }
   // The disk began refusing writes after this follower came (decided with the head): nothing to follow.
@@ -65,7 +89,7 @@ async function* fillEvents(fill: Fill): AsyncGenerator<string> {
   yield line({ head, file: fill.tempPath ?? null });
   let sent = -1;
   for (;;) {
-    if (fill.error) return yield line({ error: fill.error.message });
+    if (fill.error) return yield line(failedEvent(fill.error));
     // The disk failed mid-fill: the rest is in the leader's memory only, out of a follower's reach.
     if (fill.memoryOnly) return yield line({ error: 'the fill followed stopped writing its file (its disk failed)' });
     if (fill.ended) return yield line({ end: fill.written, ...(fill.body ? { body: fill.body.toString('base64') } : {}) });
@@ -185,7 +209,7 @@ export class RemoteFill extends FillProgress {
             this.advance(e.end, false);
             this.finish(e.body === undefined ? undefined : Buffer.from(e.body, 'base64'));
           } else {
-            throw e.storage ? new StorageError(e.error) : new UpstreamError(e.error);
+            throw failure(e);
           }
         }
       }

@@ -349,6 +349,29 @@ t.test('two workers: one that does not answer the primary in time still counts, 
   t.equal(sum, hits, '/-/metrics: the same counters');
 });
 
+t.test('two workers: an upstream that does not answer in time is a 504 for every waiter, in either worker', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const dir = t.testdir();
+  writeFileSync(path.join(dir, 'cache.yaml'), `upstream: ${upUrl}\ntimeouts:\n  headers: 1s\n`);
+  const cache = await startServerProcess(t, ['cache', '--config', path.join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'error' });
+  const blob = up.addBlob(100_000);
+  up.options.hang = true;
+  const answers = await Promise.all(Array.from({ length: 6 }, async () => {
+    const dispatcher = new Agent({ pipelining: 0 });
+    try {
+      const res = await request(`${cache.url}/cas/sha256/${blob.hex}`, { dispatcher, reset: true });
+      const body = (await res.body.json()) as { code: string };
+      return `${res.statusCode} ${body.code}`;
+    } finally {
+      await dispatcher.close();
+    }
+  }));
+  t.equal(up.count(`/cas/sha256/${blob.hex}`), 1, 'one upstream request: the others followed it');
+  t.same(answers, Array(6).fill('504 FC_ERR_UPSTREAM_TIMEOUT'));
+});
+
 /** PIDs of the cache workers whose parent is `pid` (tsx's esbuild helpers are not workers). */
 function childrenOf(pid: number): number[] {
   const cmdline = (child: number): string => {
