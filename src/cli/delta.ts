@@ -1,11 +1,12 @@
 // `fleetcache delta --base BASE.tar NEW.tar -o FILE`: a VCDIFF (xdelta3), compressed.
-import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { compressDelta, DEFAULT_COMPRESSION, isCompression } from '../delta/compress.js';
 import { DEFAULT_LEVEL_HELP, encodeDelta } from '../delta/xdelta.js';
 import { UsageError } from '../errors.js';
 import { requireInput, requireOutput } from '../path-checks.js';
 import { writeAtomically } from '../project-upload/atomic-file.js';
+import { withTempDir } from '../project-upload/temp-dir.js';
 
 /** The --level flag: undefined when not given (the encoder then uses defaultLevel(base size)). */
 export function parseLevel(text: string | undefined): number | undefined {
@@ -30,9 +31,12 @@ export function registerDelta(program: Command): void {
       await requireInput(flags.base, 'file', 'base');
       await requireInput(target, 'file', 'new file');
       await requireOutput(flags.output);
-      const { vcdiff, level: used } = await encodeDelta({ path: flags.base }, { path: target }, level === undefined ? {} : { level });
-      const out = compressDelta(vcdiff, flags.compression);
-      await writeAtomically(flags.output, (tmp) => writeFile(tmp, out));
-      process.stdout.write(`level ${used}\tvcdiff ${vcdiff.length}\t${flags.compression} ${out.length}\t${flags.output}\n`);
+      const compression = flags.compression;
+      const { encoded, size } = await withTempDir('fleetcache-delta-', async (work) => {
+        const vcdiff = join(work, 'delta.vcdiff');
+        const encoded = await encodeDelta({ path: flags.base }, { path: target }, vcdiff, level === undefined ? {} : { level });
+        return { encoded, size: await writeAtomically(flags.output, (tmp) => compressDelta(vcdiff, tmp, compression)) };
+      });
+      process.stdout.write(`level ${encoded.level}\tvcdiff ${encoded.size}\t${compression} ${size}\t${flags.output}\n`);
     });
 }

@@ -1,11 +1,14 @@
-// Secondary compression of a VCDIFF with node:zlib (xdelta3-wasm has none of its own): whole
-// in memory to compress (push), streamed to decompress (every machine that pulls).
+// Secondary compression of a VCDIFF with node:zlib (xdelta3-wasm has none of its own), file to
+// file: streamed to compress (push: a delta can be as large as the tar) and to decompress
+// (every machine that pulls).
 // Brotli and gzip were measured on real package deltas (bench/delta.ts, bench/RESULTS.md);
 // DEFAULT_COMPRESSION is the winner. Reading auto-detects: raw VCDIFF and gzip have magic
 // numbers, anything else is tried as brotli.
-import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
-import { brotliCompressSync, constants, createBrotliDecompress, createGunzip, gzipSync } from 'node:zlib';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { copyFile, open, stat } from 'node:fs/promises';
+import { Writable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { constants, createBrotliCompress, createBrotliDecompress, createGunzip, createGzip } from 'node:zlib';
 import { FleetError, SizeMismatchError } from '../errors.js';
 import { isVcdiff } from './vcdiff.js';
 
@@ -17,37 +20,72 @@ export function isCompression(value: string): value is Compression {
   return (COMPRESSIONS as readonly string[]).includes(value);
 }
 
-function brotli(vcdiff: Uint8Array, quality: number): Buffer {
-  return brotliCompressSync(vcdiff, {
-    params: {
-      [constants.BROTLI_PARAM_QUALITY]: quality,
-      [constants.BROTLI_PARAM_LGWIN]: constants.BROTLI_MAX_WINDOW_BITS,
-      [constants.BROTLI_PARAM_SIZE_HINT]: vcdiff.length,
-    },
-  });
-}
-
 /** Brotli's fast pass: about 100 MB/s, where quality 11 does 1 MB/s on what does not compress. */
 const FAST_QUALITY = 5;
 
-/**
- * Deltas are small by construction (the caller re-bases when they are not), so sync is fine.
- * Brotli runs a fast pass first; when it saves under 1% the content does not compress (new
- * random or already compressed data) and the slow pass is skipped. `fast`: only that pass,
- * for ranking and bounding candidates before the slow pass of the one kept.
- */
-export function compressDelta(vcdiff: Uint8Array, compression: Compression, { fast = false } = {}): Buffer {
+/** A compressing stream; undefined for `none`. `quality` (brotli): FAST_QUALITY or the maximum. */
+function compressor(compression: Compression, size: number, quality: number): Transform | undefined {
   switch (compression) {
     case 'none':
-      return Buffer.from(vcdiff);
+      return undefined;
     case 'gzip':
-      return gzipSync(vcdiff, { level: 9 });
-    case 'brotli': {
-      const quick = brotli(vcdiff, FAST_QUALITY);
-      if (fast || quick.length > 0.99 * vcdiff.length) return quick;
-      return brotli(vcdiff, constants.BROTLI_MAX_QUALITY);
-    }
+      return createGzip({ level: 9 });
+    case 'brotli':
+      return createBrotliCompress({
+        params: {
+          [constants.BROTLI_PARAM_QUALITY]: quality,
+          [constants.BROTLI_PARAM_LGWIN]: constants.BROTLI_MAX_WINDOW_BITS,
+          [constants.BROTLI_PARAM_SIZE_HINT]: size,
+        },
+      });
   }
+}
+
+/** Writes `input` compressed into `output` (created or replaced); resolves to its size. */
+async function compressFile(input: string, output: string, compression: Compression, size: number, quality: number): Promise<number> {
+  const stream = compressor(compression, size, quality);
+  if (stream) await pipeline(createReadStream(input), stream, createWriteStream(output));
+  else await copyFile(input, output);
+  return (await stat(output)).size;
+}
+
+/**
+ * Compresses the VCDIFF file `input` into `output` (created or replaced), streamed; resolves
+ * to the output's size. Brotli runs a fast pass first; when it saves under 1% the content
+ * does not compress (new random or already compressed data) and the slow pass is skipped.
+ */
+export async function compressDelta(input: string, output: string, compression: Compression): Promise<number> {
+  const size = (await stat(input)).size;
+  if (compression !== 'brotli') return compressFile(input, output, compression, size, 0);
+  const quick = await compressFile(input, output, compression, size, FAST_QUALITY);
+  if (quick > 0.99 * size) return quick;
+  return compressFile(input, output, compression, size, constants.BROTLI_MAX_QUALITY);
+}
+
+/**
+ * The size of the VCDIFF file `input` after the fast pass (brotli's; gzip's and none's only
+ * pass), for ranking candidates before the slow pass of the one kept; nothing is written.
+ * Counting stops once past `limit`: the result is then some size above it.
+ */
+export async function quickCompressedSize(input: string, compression: Compression, limit = Infinity): Promise<number> {
+  const size = (await stat(input)).size;
+  const stream = compressor(compression, size, FAST_QUALITY);
+  if (!stream) return size;
+  let counted = 0;
+  const stop = new AbortController();
+  const counter = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      counted += chunk.length;
+      if (counted > limit) stop.abort();
+      done();
+    },
+  });
+  try {
+    await pipeline(createReadStream(input), stream, counter, { signal: stop.signal });
+  } catch (err) {
+    if (!stop.signal.aborted) throw err;
+  }
+  return counted;
 }
 
 export function detectCompression(bytes: Uint8Array): Compression {

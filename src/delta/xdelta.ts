@@ -7,7 +7,9 @@
 // the segment's offset in the base (vcdiff.ts), the outputs of all calls make one VCDIFF,
 // which any decoder reads (ours, xdelta3 -d). One instance sized for the largest call serves
 // them all: wasm memory is at most encodeMemoryBound(level), 216 MiB at level 9, and files are
-// read in pieces (a pass to hash and index each, then the ranges each window needs).
+// read in pieces (a pass to hash and index each, then the ranges each window needs). The
+// VCDIFF goes to a file as each window comes: a delta can be as large as its target.
+import { open, type FileHandle } from 'node:fs/promises';
 import { FleetError } from '../errors.js';
 import { OpenInput, type DeltaInput } from './delta-input.js';
 import { planWindows, type PlanLimits, type WindowPlan } from './plan.js';
@@ -84,8 +86,8 @@ function smallerLevel(level: number): number | undefined {
 }
 
 export interface EncodeResult {
-  /** The raw VCDIFF (no secondary compression), a copy outside wasm memory. */
-  readonly vcdiff: Buffer;
+  /** Bytes of the raw VCDIFF (no secondary compression) written. */
+  readonly size: number;
   /** The xdelta3 level actually used (lowered when the host refused the memory). */
   readonly level: number;
   /** Bytes of wasm memory the encode used: at most encodeMemoryBound(level). */
@@ -111,14 +113,15 @@ export function defaultLevel(baseSize: number): number {
 export const DEFAULT_LEVEL_HELP = 'xdelta3 level 1-9 (default: by base size, 9 up to 64 MiB, 4 above; lower is faster, for larger deltas)';
 
 /**
- * VCDIFF of `target` against `base`, at xdelta3 level `level` (1–9, default defaultLevel(base size)).
+ * VCDIFF of `target` against `base` into the file `output` (created or replaced), at xdelta3
+ * level `level` (1–9, default defaultLevel(base size)).
  * Each file is read once from start to end first (to index it, and to check its digest when
  * it has one: a mismatch is refused before anything is encoded), then window by window.
  * Should the host refuse the wasm memory, or xdelta3 run out of it, the encode is retried at
  * the next level with a smaller source table (184 MiB at level 6, 156 MiB at level 1).
  * `signal` is looked at between windows (a window's encode holds the thread).
  */
-export async function encodeDelta(base: DeltaInput, target: DeltaInput, options: { level?: number; signal?: AbortSignal } = {}): Promise<EncodeResult> {
+export async function encodeDelta(base: DeltaInput, target: DeltaInput, output: string, options: { level?: number; signal?: AbortSignal } = {}): Promise<EncodeResult> {
   const given = options.level;
   if (given !== undefined && (!Number.isInteger(given) || given < 1 || given > 9)) throw new FleetError('FC_ERR_USAGE', `delta level must be 1-9, got ${given}`);
   const source = await OpenInput.open(base, 'base');
@@ -127,15 +130,21 @@ export async function encodeDelta(base: DeltaInput, target: DeltaInput, options:
     const input = await OpenInput.open(target, 'target');
     try {
       const plan = planWindows(input.size, input.index, source.size, source.index, LIMITS);
-      let level = wanted;
-      for (;;) {
-        try {
-          return { ...(await encodeWindows(source, input, plan, level, options.signal)), level, windows: plan.length };
-        } catch (err) {
-          const lower = smallerLevel(level);
-          if (!isOutOfMemory(err) || lower === undefined) throw err;
-          level = lower;
+      const out = await open(output, 'w');
+      try {
+        let level = wanted;
+        for (;;) {
+          try {
+            return { ...(await encodeWindows(source, input, plan, level, out, options.signal)), level, windows: plan.length };
+          } catch (err) {
+            const lower = smallerLevel(level);
+            if (!isOutOfMemory(err) || lower === undefined) throw err;
+            level = lower;
+            await out.truncate(0); // what the failed attempt wrote
+          }
         }
+      } finally {
+        await out.close();
       }
     } finally {
       await input.close();
@@ -145,23 +154,30 @@ export async function encodeDelta(base: DeltaInput, target: DeltaInput, options:
   }
 }
 
-async function encodeWindows(base: OpenInput, target: OpenInput, plan: readonly WindowPlan[], level: number, signal: AbortSignal | undefined): Promise<{ vcdiff: Buffer; memoryBytes: number }> {
+async function encodeWindows(
+  base: OpenInput, target: OpenInput, plan: readonly WindowPlan[], level: number, out: FileHandle, signal: AbortSignal | undefined,
+): Promise<{ size: number; memoryBytes: number }> {
   const sourceMax = plan.reduce((max, w) => Math.max(max, w.sourceEnd - w.sourceStart), 1);
   const targetMax = plan.reduce((max, w) => Math.max(max, w.targetEnd - w.targetStart), 1);
   const xd = await Xd3Instance.create(encodeMemoryNeed(sourceMax, targetMax, level));
   const sourceArea = xd.alloc(sourceMax, 'source segment');
   const inputArea = xd.alloc(targetMax, 'target window');
   const outputArea = xd.alloc(encodeOutputMax(targetMax), 'output');
-  const parts: Uint8Array[] = [VCDIFF_HEADER];
+  let size = 0;
+  const write = async (bytes: Uint8Array): Promise<void> => {
+    for (let done = 0; done < bytes.length;) done += (await out.write(bytes, done, bytes.length - done, size + done)).bytesWritten;
+    size += bytes.length;
+  };
+  await write(VCDIFF_HEADER);
   for (const w of plan) {
     signal?.throwIfAborted();
     const targetLength = w.targetEnd - w.targetStart;
     const sourceLength = w.sourceEnd - w.sourceStart;
     await target.read(w.targetStart, inputArea.view.subarray(0, targetLength));
     await base.read(w.sourceStart, sourceArea.view.subarray(0, sourceLength));
-    const out = xd.encode(inputArea, targetLength, sourceLength > 0 ? sourceArea : undefined, sourceLength, outputArea, (level << COMPLEVEL_SHIFT) | XD3_ADLER32);
-    // a copy: the output area is written again by the next call
-    parts.push(...shiftedWindows(Buffer.from(out), w.sourceStart));
+    const encoded = xd.encode(inputArea, targetLength, sourceLength > 0 ? sourceArea : undefined, sourceLength, outputArea, (level << COMPLEVEL_SHIFT) | XD3_ADLER32);
+    // written before the next call writes the output area again
+    for (const part of shiftedWindows(encoded, w.sourceStart)) await write(part);
   }
-  return { vcdiff: Buffer.concat(parts), memoryBytes: xd.memoryBytes };
+  return { size, memoryBytes: xd.memoryBytes };
 }

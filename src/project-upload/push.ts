@@ -4,13 +4,13 @@
 // Bases are kept in a local directory by digest, so the slow link is crossed once per base;
 // each cached tar is verified against its recorded sha256 whenever it is used.
 import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { httpGetJson, httpPut, joinUrl, type Progress, type RequestOptions } from '../client/http.js';
-import { compressDelta, DEFAULT_COMPRESSION, type Compression } from '../delta/compress.js';
+import { compressDelta, DEFAULT_COMPRESSION, quickCompressedSize, type Compression } from '../delta/compress.js';
 import { encodeDelta } from '../delta/xdelta.js';
 import { DigestMismatchError, FleetError, NotFoundError } from '../errors.js';
 import { packToFile } from '../pack/packer.js';
@@ -120,17 +120,18 @@ async function recordCachedDigest(local: string, digest: string): Promise<void> 
 }
 
 /**
- * VCDIFF of `target` against `base`, read from the local base cache. The cached tar is
- * checked against its recorded digest while the encode reads it; a missing or damaged copy
- * (a crash, a disk error, an edit) is fetched again, so no delta is made against wrong bytes.
+ * VCDIFF of `target` against `base`, read from the local base cache, into the file `output`;
+ * resolves to its size. The cached tar is checked against its recorded digest while the
+ * encode reads it; a missing or damaged copy (a crash, a disk error, an edit) is fetched
+ * again, so no delta is made against wrong bytes.
  */
-async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: string, http: RequestOptions): Promise<{ vcdiff: Buffer; received: number }> {
+async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: string, output: string, http: RequestOptions): Promise<{ size: number; received: number }> {
   const local = baseCachePath(options.baseCache, base.digest);
   const encodeOptions = { ...(options.level === undefined ? {} : { level: options.level }), ...(options.signal ? { signal: options.signal } : {}) };
   const known = await cachedDigest(local);
   if (known !== undefined) {
     try {
-      return { vcdiff: (await encodeDelta({ path: local, digest: known }, { path: target }, encodeOptions)).vcdiff, received: 0 };
+      return { size: (await encodeDelta({ path: local, digest: known }, { path: target }, output, encodeOptions)).size, received: 0 };
     } catch (err) {
       const gone = (err as NodeJS.ErrnoException).code === 'ENOENT';
       if (!(err instanceof DigestMismatchError) && !gone) throw err;
@@ -138,7 +139,7 @@ async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: s
   }
   const { received, written } = await downloadBlob(options.origin, base.digest, base.size, local, { ...http, gunzip: true, label: `base ${base.id}` });
   await recordCachedDigest(local, written.digest);
-  return { vcdiff: (await encodeDelta({ path: local, digest: written.digest }, { path: target }, encodeOptions)).vcdiff, received };
+  return { size: (await encodeDelta({ path: local, digest: written.digest }, { path: target }, output, encodeOptions)).size, received };
 }
 
 /**
@@ -201,21 +202,30 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     // A tar that is a base already (a push of a tree unchanged since that base): the run is
     // that base, with nothing to encode or send but the manifest.
     const same = await baseHolding(options.baseCache, candidates, result.digest);
-    let best: { base: BaseInfo; vcdiff: Buffer; quick: number } | undefined;
-    for (const base of same ? [] : candidates) {
-      const { vcdiff, received } = await encodeAgainstBase(options, base, tarFile, http);
+    // Each VCDIFF goes to a file (it can be as large as the tar), the best one kept.
+    let best: { base: BaseInfo; file: string; vcdiffSize: number; quick: number } | undefined;
+    for (const [i, base] of (same ? [] : candidates).entries()) {
+      const file = join(work, `candidate-${i}.vcdiff`);
+      const { size, received } = await encodeAgainstBase(options, base, tarFile, file, http);
       bytesReceived += received;
-      const quick = vcdiff.length <= bound ? 0 : compressDelta(vcdiff, compression, { fast: true }).length;
-      if (!best || quick < best.quick || (quick === best.quick && vcdiff.length < best.vcdiff.length)) best = { base, vcdiff, quick };
+      // past 2 × bound a candidate cannot be chosen: counting stops there
+      const quick = size <= bound ? 0 : await quickCompressedSize(file, compression, 2 * bound);
+      if (!best || quick < best.quick || (quick === best.quick && size < best.vcdiffSize)) {
+        if (best) await rm(best.file);
+        best = { base, file, vcdiffSize: size, quick };
+      } else {
+        await rm(file);
+      }
     }
-    const chosen = best && best.quick <= 2 * bound ? { ...best, delta: compressDelta(best.vcdiff, compression) } : undefined;
+    const deltaFile = join(work, 'delta');
+    const chosen = best && best.quick <= 2 * bound ? { ...best, deltaSize: await compressDelta(best.file, deltaFile, compression) } : undefined;
 
     signal?.throwIfAborted();
     const created = new Date().toISOString();
     let base: RunManifest['base'];
     let delta: RunManifest['delta'] = null;
     let bytesSent = 0;
-    const rebased = !same && (!chosen || chosen.delta.length > bound);
+    const rebased = !same && (!chosen || chosen.deltaSize > bound);
     if (same) {
       base = { id: same.id, digest: same.digest, size: same.size };
     } else if (!chosen || rebased) {
@@ -236,11 +246,14 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       }
       base = { id, digest: stored.digest, size: stored.size };
     } else {
-      const digest = `sha256:${createHash('sha256').update(chosen.delta).digest('hex')}`;
-      await httpPut(joinUrl(options.origin, `/cas/sha256/${parseDigestString(digest).hex}`), chosen.delta, http);
-      bytesSent += chosen.delta.length;
+      const { digest } = await sha256File(deltaFile);
+      await httpPut(joinUrl(options.origin, `/cas/sha256/${parseDigestString(digest).hex}`), createReadStream(deltaFile), {
+        ...http,
+        headers: { 'content-length': String(chosen.deltaSize) },
+      });
+      bytesSent += chosen.deltaSize;
       base = { id: chosen.base.id, digest: chosen.base.digest, size: chosen.base.size };
-      delta = { digest, size: chosen.delta.length, compression, vcdiffSize: chosen.vcdiff.length };
+      delta = { digest, size: chosen.deltaSize, compression, vcdiffSize: chosen.vcdiffSize };
     }
     const manifest: RunManifest = { format: MANIFEST_FORMAT, project: options.project, run, created, base, delta, result };
     signal?.throwIfAborted();

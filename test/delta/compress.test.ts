@@ -3,8 +3,10 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compressDelta } from '../../src/delta/compress.js';
+import { quickCompressedSize } from '../../src/delta/compress.js';
+import { compressToBuffer } from '../helpers/delta.js';
 import { VCDIFF_HEADER } from '../../src/delta/vcdiff.js';
 import { inflateDelta } from './trees.js';
 
@@ -14,14 +16,26 @@ const brotliAt = (bytes: Buffer, quality: number): Buffer =>
 t.test('a delta that does not compress skips the slow pass; one that does gets it', async (t) => {
   const file = join(t.testdir(), 'delta');
   const random = Buffer.concat([VCDIFF_HEADER, randomBytes(1 << 20)]);
-  const out = compressDelta(random, 'brotli');
+  const out = await compressToBuffer(random, 'brotli');
   t.same(out, brotliAt(random, 5), 'the fast pass, as it is');
   t.same(await inflateDelta(file, out), random);
   const text = Buffer.concat([VCDIFF_HEADER, Buffer.from(Array.from({ length: 20_000 }, (_, i) => `line ${i} of a source file ${i % 7}\n`).join(''))]);
-  const slow = compressDelta(text, 'brotli');
+  const slow = await compressToBuffer(text, 'brotli');
   t.same(slow, brotliAt(text, 11), 'quality 11 where it compresses');
-  t.same(compressDelta(text, 'brotli', { fast: true }), brotliAt(text, 5), 'fast: only the fast pass');
   t.same(await inflateDelta(file, slow), text);
+});
+
+t.test('quickCompressedSize: the fast pass\'s size, counting stopped past a limit', async (t) => {
+  const dir = t.testdir();
+  const text = Buffer.concat([VCDIFF_HEADER, Buffer.from(Array.from({ length: 20_000 }, (_, i) => `line ${i} of a source file ${i % 7}\n`).join(''))]);
+  const random = Buffer.concat([VCDIFF_HEADER, randomBytes(8 << 20)]);
+  writeFileSync(join(dir, 'text'), text);
+  writeFileSync(join(dir, 'random'), random);
+  t.equal(await quickCompressedSize(join(dir, 'text'), 'brotli'), brotliAt(text, 5).length, 'brotli: its fast pass');
+  t.equal(await quickCompressedSize(join(dir, 'text'), 'gzip'), gzipSync(text, { level: 9 }).length, 'gzip: its one pass');
+  t.equal(await quickCompressedSize(join(dir, 'text'), 'none'), text.length);
+  const stopped = await quickCompressedSize(join(dir, 'random'), 'brotli', 1 << 20);
+  t.ok(stopped > 1 << 20 && stopped < 4 << 20, `past the limit, and stopped well before the end (${stopped} of about ${random.length})`);
 });
 
 t.test('a delta that inflates past the size its manifest states is refused as it inflates', async (t) => {

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { decodeVcdiffToFile } from '../../src/delta/vcdiff-decode.js';
-import { defaultLevel, encodeDelta, encodeMemoryBound, largeTableBytes, SEGMENT_BYTES, WINDOW_BYTES } from '../../src/delta/xdelta.js';
+import { defaultLevel, encodeMemoryBound, largeTableBytes, SEGMENT_BYTES, WINDOW_BYTES } from '../../src/delta/xdelta.js';
+import { encodeToBuffer } from '../helpers/delta.js';
 import { MAX_MEMORY_BYTES, Xd3Instance } from '../../src/delta/wasm.js';
 import { sha256 } from './trees.js';
 
@@ -65,7 +66,7 @@ t.test('a target six windows long encodes at level 9 within the bound, in one in
   await writeTar(join(dir, 'base.tar'), base);
   await writeTar(join(dir, 'target.tar'), target);
 
-  const { vcdiff, level, memoryBytes, windows } = await encodeDelta({ path: join(dir, 'base.tar') }, { path: join(dir, 'target.tar') }, { level: 9 });
+  const { vcdiff, level, memoryBytes, windows } = await encodeToBuffer({ path: join(dir, 'base.tar') }, { path: join(dir, 'target.tar') }, { level: 9 });
   t.equal(level, 9, 'no fallback to a lower level: the memory was computed right');
   t.ok(windows >= 6, `${windows} windows for a ${((46 + 56) * MiB) / MiB} MiB target`);
   t.ok(memoryBytes <= encodeMemoryBound(9) + 65536, `wasm memory ${(memoryBytes / MiB).toFixed(1)} MiB, bound ${(encodeMemoryBound(9) / MiB).toFixed(1)} MiB`);

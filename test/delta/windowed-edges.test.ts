@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inspectVcdiff } from '../../src/delta/vcdiff.js';
-import { encodeDelta } from '../../src/delta/xdelta.js';
+import { encodeToBuffer } from '../helpers/delta.js';
 import { DigestMismatchError } from '../../src/errors.js';
 import { makeProject, packFiles, planOf, prng, roundTrips, sha256, text } from './trees.js';
 
@@ -28,7 +28,7 @@ t.test('a window with no matching source, and inputs that are not tars', async (
   const plan = await planOf(join(dir, 'v1.tar'), join(dir, 'v2.tar'));
   t.equal(plan[0]?.how, 'position', 'the first window found no counterpart');
   t.ok(plan.length >= 2 && plan.slice(1).every((w) => w.how === 'entries'));
-  const { vcdiff } = await encodeDelta({ path: join(dir, 'v1.tar') }, { path: join(dir, 'v2.tar') });
+  const { vcdiff } = await encodeToBuffer({ path: join(dir, 'v1.tar') }, { path: join(dir, 'v2.tar') });
   t.same(await roundTrips(dir, join(dir, 'v1.tar'), join(dir, 'v2.tar'), vcdiff), { ours: true, native: true });
 
   // two plain files: windows at the same relative position, wide enough for the shift
@@ -36,7 +36,7 @@ t.test('a window with no matching source, and inputs that are not tars', async (
   const target = Buffer.concat([base.subarray(0, MiB), randomBytes(300_000), base.subarray(MiB, 14 * MiB), base.subarray(15 * MiB), Buffer.from('tail')]);
   writeFileSync(join(dir, 'base.bin'), base);
   writeFileSync(join(dir, 'target.bin'), target);
-  const plain = await encodeDelta({ path: join(dir, 'base.bin') }, { path: join(dir, 'target.bin') }, { level: 1 });
+  const plain = await encodeToBuffer({ path: join(dir, 'base.bin') }, { path: join(dir, 'target.bin') }, { level: 1 });
   t.ok(plain.windows >= 2, `${plain.windows} windows`);
   t.ok(plain.vcdiff.length < 400_000, `small delta (${plain.vcdiff.length} bytes, 300,000 of them new)`);
   t.same(await roundTrips(dir, join(dir, 'base.bin'), join(dir, 'target.bin'), plain.vcdiff), { ours: true, native: true });
@@ -54,17 +54,17 @@ t.test('empty base, empty target, a base smaller than one segment', async (t) =>
   await packFiles(p('large'), large, p('large.tar'));
   writeFileSync(p('empty'), '');
 
-  const fromNothing = await encodeDelta({ path: p('empty') }, { path: p('small.tar') });
+  const fromNothing = await encodeToBuffer({ path: p('empty') }, { path: p('small.tar') });
   t.same(await roundTrips(dir, p('empty'), p('small.tar'), fromNothing.vcdiff), { ours: true, native: true }, 'empty base');
 
-  const toNothing = await encodeDelta({ path: p('small.tar') }, { path: p('empty') });
+  const toNothing = await encodeToBuffer({ path: p('small.tar') }, { path: p('empty') });
   t.same(inspectVcdiff(toNothing.vcdiff), { targetSize: 0, windows: 1, largestWindow: 0 }, 'one empty window, as xdelta3 writes it');
   t.same(await roundTrips(dir, p('small.tar'), p('empty'), toNothing.vcdiff), { ours: true, native: true }, 'empty target');
 
-  const both = await encodeDelta({ path: p('empty') }, { path: p('empty') });
+  const both = await encodeToBuffer({ path: p('empty') }, { path: p('empty') });
   t.same(await roundTrips(dir, p('empty'), p('empty'), both.vcdiff), { ours: true, native: true }, 'both empty');
 
-  const grown = await encodeDelta({ path: p('small.tar') }, { path: p('large.tar') });
+  const grown = await encodeToBuffer({ path: p('small.tar') }, { path: p('large.tar') });
   t.ok(grown.windows >= 2, `${grown.windows} windows against a base of ${(statSync(p('small.tar')).size / MiB).toFixed(1)} MiB`);
   t.ok(grown.vcdiff.length < 20_000, `the copies are found (${grown.vcdiff.length} bytes for ${(statSync(p('large.tar')).size / MiB).toFixed(1)} MiB)`);
   t.same(await roundTrips(dir, p('small.tar'), p('large.tar'), grown.vcdiff), { ours: true, native: true }, 'base smaller than a segment');
@@ -76,10 +76,10 @@ t.test('a base whose digest does not match is refused before anything is read of
   await packFiles(p('proj'), makeProject(prng(5), 300_000, 2), p('base.tar'));
   const digest = `sha256:${await sha256(p('base.tar'))}`;
   const wrong = `sha256:${'0'.repeat(64)}`;
-  const refused = encodeDelta({ path: p('base.tar'), digest: wrong }, { path: p('no-such-target') });
+  const refused = encodeToBuffer({ path: p('base.tar'), digest: wrong }, { path: p('no-such-target') });
   await t.rejects(refused, DigestMismatchError, 'the mismatch, not the missing target');
   await t.rejects(refused, { code: 'FC_ERR_DIGEST_MISMATCH', message: new RegExp(`expected ${wrong}, got ${digest}`) });
-  const ok = await encodeDelta({ path: p('base.tar'), digest }, { path: p('base.tar') });
+  const ok = await encodeToBuffer({ path: p('base.tar'), digest }, { path: p('base.tar') });
   t.ok(ok.vcdiff.length < 100, `the right digest encodes (${ok.vcdiff.length} bytes)`);
-  await t.rejects(encodeDelta({ path: p('base.tar') }, { path: p('base.tar'), digest: wrong }), { code: 'FC_ERR_DIGEST_MISMATCH' }, 'a target digest is checked too');
+  await t.rejects(encodeToBuffer({ path: p('base.tar') }, { path: p('base.tar'), digest: wrong }), { code: 'FC_ERR_DIGEST_MISMATCH' }, 'a target digest is checked too');
 });

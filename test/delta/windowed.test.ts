@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { inspectVcdiff } from '../../src/delta/vcdiff.js';
-import { encodeDelta } from '../../src/delta/xdelta.js';
+import { encodeToBuffer } from '../helpers/delta.js';
 import { evolve, makeProject, packFiles, planOf, prng, roundTrips, type Files } from './trees.js';
 
 const MiB = 2 ** 20;
@@ -24,7 +24,7 @@ t.test('a project evolved over several windows: edits, removals, additions, rena
   await packFiles(join(dir, 'v1'), v1, join(dir, 'v1.tar'));
   await packFiles(join(dir, 'v2'), v2, join(dir, 'v2.tar'));
 
-  const { vcdiff, level, windows } = await encodeDelta({ path: join(dir, 'v1.tar') }, { path: join(dir, 'v2.tar') });
+  const { vcdiff, level, windows } = await encodeToBuffer({ path: join(dir, 'v1.tar') }, { path: join(dir, 'v2.tar') });
   t.equal(level, 9);
   const summary = inspectVcdiff(vcdiff);
   t.equal(summary.targetSize, statSync(join(dir, 'v2.tar')).size);

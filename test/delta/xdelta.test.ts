@@ -4,10 +4,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compressDelta, detectCompression } from '../../src/delta/compress.js';
+import { detectCompression } from '../../src/delta/compress.js';
 import { inspectVcdiff, shiftedWindows, VCDIFF_HEADER, vcdiffWindows } from '../../src/delta/vcdiff.js';
 import { decodeVcdiff } from '../../src/delta/vcdiff-decode.js';
-import { encodeDelta } from '../../src/delta/xdelta.js';
+import { compressToBuffer, encodeToBuffer } from '../helpers/delta.js';
 import { withMemoryPages } from '../../src/delta/wasm.js';
 import { inflateDelta } from './trees.js';
 
@@ -34,7 +34,7 @@ async function decode(base: Uint8Array | { path: string }, vcdiff: Uint8Array): 
 
 t.test('round trip above the 16 MiB memory of xdelta3-wasm as shipped', async (t) => {
   const { base, target } = pair(24 << 20);
-  const { vcdiff, level } = await encodeDelta(base, target);
+  const { vcdiff, level } = await encodeToBuffer(base, target);
   t.equal(level, 9);
   t.ok(vcdiff.length < 20_000, `delta is small (${vcdiff.length})`);
   t.equal(inspectVcdiff(vcdiff).targetSize, target.length);
@@ -44,8 +44,8 @@ t.test('round trip above the 16 MiB memory of xdelta3-wasm as shipped', async (t
 t.test('the level reaches xdelta3 as flags (9 << 20)', async (t) => {
   const base = Buffer.from(Array.from({ length: 40_000 }, (_, i) => `line ${i % 977} ${(i * 7919) % 10007}\n`).join(''));
   const target = Buffer.from(base.toString().replace(/line 5/g, 'LINE 5'));
-  const fast = await encodeDelta(base, target, { level: 1 });
-  const slow = await encodeDelta(base, target, { level: 9 });
+  const fast = await encodeToBuffer(base, target, { level: 1 });
+  const slow = await encodeToBuffer(base, target, { level: 9 });
   t.not(Buffer.compare(fast.vcdiff, slow.vcdiff), 0, 'levels give different deltas');
   t.ok(slow.vcdiff.length <= fast.vcdiff.length, `level 9 ${slow.vcdiff.length} <= level 1 ${fast.vcdiff.length}`);
   t.same(await decode(base, fast.vcdiff), target);
@@ -63,14 +63,14 @@ t.test('memory section rewrite', async (t) => {
 
 t.test('corrupt and hostile deltas fail cleanly', async (t) => {
   const { base, target } = pair(1 << 20);
-  const { vcdiff } = await encodeDelta(base, target);
+  const { vcdiff } = await encodeToBuffer(base, target);
   const flipped = Buffer.from(vcdiff);
   flipped[flipped.length - 20] = (flipped[flipped.length - 20] as number) ^ 0xff;
   await t.rejects(decode(base, flipped), { code: 'FC_ERR_DELTA' }, 'flipped byte');
   await t.rejects(decode(base, vcdiff.subarray(0, vcdiff.length - 7)), { code: 'FC_ERR_DELTA' }, 'truncated');
   await t.rejects(decode(randomBytes(1 << 20), vcdiff), { code: 'FC_ERR_DELTA' }, 'wrong base (adler32)');
   await t.rejects(decode(base, Buffer.from('not a delta')), { code: 'FC_ERR_DELTA', message: /bad magic/ });
-  await t.rejects(encodeDelta(base, target, { level: 12 }), { code: 'FC_ERR_USAGE' });
+  await t.rejects(encodeToBuffer(base, target, { level: 12 }), { code: 'FC_ERR_USAGE' });
 });
 
 t.test('interop with Debian xdelta3 -S none, both ways; -S djw refused clearly', async (t) => {
@@ -79,7 +79,7 @@ t.test('interop with Debian xdelta3 -S none, both ways; -S djw refused clearly',
   writeFileSync(join(dir, 'base'), base);
   writeFileSync(join(dir, 'target'), target);
   // ours → native
-  const { vcdiff } = await encodeDelta({ path: join(dir, 'base') }, { path: join(dir, 'target') });
+  const { vcdiff } = await encodeToBuffer({ path: join(dir, 'base') }, { path: join(dir, 'target') });
   writeFileSync(join(dir, 'ours.vcdiff'), vcdiff);
   execFileSync('xdelta3', ['-d', '-f', '-s', join(dir, 'base'), join(dir, 'ours.vcdiff'), join(dir, 'native-out')]);
   t.same(readFileSync(join(dir, 'native-out')), target, 'native xdelta3 decodes our delta');
@@ -93,14 +93,14 @@ t.test('interop with Debian xdelta3 -S none, both ways; -S djw refused clearly',
 t.test('secondary compression round trips and is detected', async (t) => {
   const file = join(t.testdir(), 'delta');
   const { base, target } = pair(1 << 20);
-  const { vcdiff } = await encodeDelta(base, target);
+  const { vcdiff } = await encodeToBuffer(base, target);
   for (const c of ['none', 'gzip', 'brotli'] as const) {
-    const packed = compressDelta(vcdiff, c);
+    const packed = await compressToBuffer(vcdiff, c);
     t.equal(detectCompression(packed), c);
     t.same(await inflateDelta(file, packed), vcdiff, c);
   }
   await t.rejects(inflateDelta(file, Buffer.from('garbage that is not brotli')), { code: 'FC_ERR_DELTA', message: /not valid brotli data/ });
-  await t.rejects(inflateDelta(file, compressDelta(vcdiff, 'gzip').subarray(0, 1000)), { code: 'FC_ERR_DELTA', message: /not valid gzip data/ }, 'a cut gzip stream');
+  await t.rejects(inflateDelta(file, (await compressToBuffer(vcdiff, 'gzip')).subarray(0, 1000)), { code: 'FC_ERR_DELTA', message: /not valid gzip data/ }, 'a cut gzip stream');
 });
 
 t.test('stitching: windows moved into the coordinates of a larger base', async (t) => {

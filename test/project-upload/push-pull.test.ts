@@ -1,14 +1,15 @@
 import t from 'tap';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { existsSync, mkdirSync, statSync, rmSync, readdirSync, readFileSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, statSync, rmSync, readdirSync, readFileSync, symlinkSync, writeFileSync, writeSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import type { Test } from 'tap';
 import { pullProject } from '../../src/project-upload/pull.js';
 import { baseCachePath, listBases, pushProject } from '../../src/project-upload/push.js';
 import { casPath, parseDigestString } from '../../src/store/digest.js';
+import { sha256File } from '../../src/store/hashing.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
 import { cliArgs } from '../helpers/processes.js';
 import { describeTree } from '../helpers/tree.js';
@@ -124,6 +125,34 @@ t.test('re-base when the delta exceeds 10% of the compressed tar', async (t) => 
   t.notOk(d.rebased);
   t.equal(d.manifest.base.digest, a.manifest.base.digest, 'smallest delta among the newest bases, not simply the newest');
   await t.rejects(pullProject({ project: 'rebase', run: 'd', from: url, dir: out }), /not empty/, 'target must be empty');
+});
+
+t.test('a delta as large as the tar (new content, or an old unrelated base among the candidates) is never whole in memory', async (t) => {
+  const { url, dir, project, common } = await originWithProject(t, 'big');
+  rmSync(project, { recursive: true });
+  mkdirSync(project);
+  writeFileSync(join(project, 'a.txt'), 'a tiny first base\n');
+  await pushProject({ ...common, run: 'tiny' });
+  const size = 96 << 20;
+  const hash = createHash('sha256');
+  const fd = openSync(join(project, 'big.bin'), 'w');
+  for (let i = 0; i < size; i += 1 << 20) {
+    const chunk = randomBytes(1 << 20);
+    hash.update(chunk);
+    writeSync(fd, chunk);
+  }
+  closeSync(fd);
+  let peak = 0;
+  const sample = () => (peak = Math.max(peak, process.memoryUsage().arrayBuffers));
+  const timer = setInterval(sample, 5);
+  const pushed = await pushProject({ ...common, run: 'big' }).finally(() => clearInterval(timer));
+  sample();
+  t.ok(pushed.rebased, 'a new base: the delta was no better than the tar');
+  // it was held whole two or three times over (160 MiB and more, sampled between the synchronous steps)
+  t.ok(peak < size, `peak ArrayBuffer memory ${(peak / 2 ** 20).toFixed(0)} MiB, less than the ${size / 2 ** 20} MiB delta`);
+  const out = join(dir, 'out');
+  await pullProject({ project: 'big', run: 'big', from: url, dir: out });
+  t.equal((await sha256File(join(out, 'big.bin'))).digest, `sha256:${hash.digest('hex')}`, 'the run pulls whole');
 });
 
 t.test('tampered base or delta: refused, nothing unpacked', async (t) => {
