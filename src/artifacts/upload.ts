@@ -89,7 +89,10 @@ export async function collectArtifacts(cwd: string, paths: readonly string[]): P
     else if (info.isFile()) out.files.set(rel, real);
     else out.skipped.push(rel);
   }
-  if (out.files.has(INDEX_NAME)) throw new FleetError('FC_ERR_BAD_NAME', `artifact "${INDEX_NAME}" at the top of the task directory clashes with the job's index`);
+  // A job's name may hold slashes, so any <path>/_index.json would read as the index of a job
+  // named <job>/<path> (artifacts get RUN/JOB/PATH tries the longest prefix first).
+  const clash = [...out.files.keys()].find((rel) => rel === INDEX_NAME || rel.endsWith(`/${INDEX_NAME}`));
+  if (clash !== undefined) throw new FleetError('FC_ERR_BAD_NAME', `artifact "${clash}": a file named ${INDEX_NAME} clashes with the job indexes (rename it or pack it in an archive)`);
   return out;
 }
 

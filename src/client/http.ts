@@ -46,11 +46,34 @@ function headersFor(options: RequestOptions): Record<string, string> {
   return headers;
 }
 
+/** What of an error answer's body is read, for its message. */
+const ERROR_BODY_BYTES = 4096;
+/** The largest JSON answer read (run manifests, base listings, artifact indexes are far smaller). */
+export const MAX_JSON_BYTES = 64 * 2 ** 20;
+
+/**
+ * The first `limit` bytes of `body` as text, and whether that was all of it: what is past
+ * the limit is not read (the connection is closed), so a server cannot fill the memory.
+ */
+async function readAtMost(body: Dispatcher.ResponseData['body'], limit: number): Promise<{ text: string; whole: boolean }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size > limit) {
+      body.destroy();
+      return { text: Buffer.concat(chunks).subarray(0, limit).toString('utf8'), whole: false };
+    }
+  }
+  return { text: Buffer.concat(chunks).toString('utf8'), whole: true };
+}
+
 /** Turns a non-2xx answer into a catalogued error, using the server's JSON body when it has one. */
 async function failure(url: string, method: string, res: Dispatcher.ResponseData): Promise<never> {
   let body = '';
   try {
-    body = (await res.body.text()).slice(0, 2000);
+    body = (await readAtMost(res.body, ERROR_BODY_BYTES)).text.slice(0, 2000);
   } catch {
     // the body is only used to improve the message
   }
@@ -115,19 +138,33 @@ export async function httpExists(url: string, options: RequestOptions = {}): Pro
   return (await httpHead(url, options)) !== undefined;
 }
 
-/** GET a small JSON document. */
+/** A 2xx answer's JSON body (at most MAX_JSON_BYTES; `empty` when there is none): one too large or not JSON is FC_ERR_UPSTREAM. */
+async function jsonBody<T>(method: string, url: string, res: Dispatcher.ResponseData, empty?: T): Promise<T> {
+  const what = `${method} ${redactUrl(url)}`;
+  const declared = Number(res.headers['content-length']);
+  if (declared > MAX_JSON_BYTES) {
+    res.body.destroy();
+    throw new UpstreamError(`${what}: a JSON answer of ${declared} bytes, more than the ${MAX_JSON_BYTES} read`);
+  }
+  const { text, whole } = await readAtMost(res.body, MAX_JSON_BYTES);
+  if (!whole) throw new UpstreamError(`${what}: a JSON answer of more than the ${MAX_JSON_BYTES} bytes read`);
+  if (text === '' && empty !== undefined) return empty;
+  try {
+    return JSON.parse(text) as T;
+  } catch (err) {
+    throw new UpstreamError(`${what}: the answer is not JSON (${(err as Error).message})`, { cause: err });
+  }
+}
+
+/** GET a JSON document (see jsonBody). */
 export async function httpGetJson<T>(url: string, options: RequestOptions = {}): Promise<T> {
-  const res = await httpGet(url, options);
-  return (await res.body.json()) as T;
+  return jsonBody<T>('GET', url, await httpGet(url, options));
 }
 
 /** PUT a streaming body (or a small buffer) and parse the JSON answer. */
 export async function httpPut<T = unknown>(url: string, body: Readable | string | Buffer, options: RequestOptions = {}): Promise<T> {
   const res = await send('PUT', url, options, body);
-  if (res.statusCode >= 200 && res.statusCode < 300) {
-    const text = await res.body.text();
-    return (text ? JSON.parse(text) : {}) as T;
-  }
+  if (res.statusCode >= 200 && res.statusCode < 300) return jsonBody<T>('PUT', url, res, {} as T);
   return failure(url, 'PUT', res);
 }
 

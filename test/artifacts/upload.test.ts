@@ -46,3 +46,15 @@ t.test('a body damaged on the way is refused before the name exists', async (t) 
   t.equal(done.files.length, 1);
   t.equal(await (await request(`${origin.url}/artifacts/r1/j/log.txt`)).body.text(), 'a log line\n');
 });
+
+t.test('a file named _index.json anywhere among the artifacts is refused before the first PUT: it would read as a job index', async (t) => {
+  const dir = t.testdir({ task: { 'log.txt': 'a log line\n', out: { sub: { '_index.json': '{"not":"an index"}' } } } });
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  await t.rejects(uploadArtifacts({ url: origin.url, token: origin.token, run: 'r1', job: 'j', cwd: join(dir, 'task'), paths: ['log.txt', 'out'] }), {
+    code: 'FC_ERR_BAD_NAME',
+    message: /artifact "out\/sub\/_index\.json": a file named _index\.json clashes with the job indexes/,
+  });
+  const name = await request(`${origin.url}/artifacts/r1/j/log.txt`);
+  await name.body.dump();
+  t.equal(name.statusCode, 404, 'nothing was uploaded');
+});

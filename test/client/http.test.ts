@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { httpExists, httpGet, httpGetJson, httpPut } from '../../src/client/http.js';
+import { httpExists, httpGet, httpGetJson, httpPut, MAX_JSON_BYTES } from '../../src/client/http.js';
 
 /** The catalogued error each answer becomes (src/client/http.ts), and the server's error body. */
 const ANSWERS = [
@@ -53,4 +53,44 @@ t.test('credentials in a URL never appear in an error message', async (t) => {
   const withSecret = url.replace('http://', 'http://user:s3cret@');
   await t.rejects(httpGet(`${withSecret}/502`), { message: `GET ${url.replace('http://', 'http://***:***@')}/502: HTTP 502: the upstream broke the connection` }, 'an error answer');
   await t.rejects(httpGet('http://user:s3cret@127.0.0.1:1/x'), { message: /^GET http:\/\/\*\*\*:\*\*\*@127\.0\.0\.1:1\/x: / }, 'a connection that failed');
+});
+
+t.test('a server cannot fill the client\'s memory: an error body is read 4 KiB far, a JSON answer 64 MiB far', async (t) => {
+  let sent = 0;
+  const server = createServer((req, res) => {
+    const [status, chunked] = [req.url === '/error' ? 500 : 200, req.url === '/chunked'];
+    res.writeHead(status, chunked ? { 'content-type': 'application/json' } : { 'content-type': 'application/json', 'content-length': String(MAX_JSON_BYTES + 1) });
+    if (req.method === 'HEAD') return void res.end();
+    // an endless answer, written as the client reads it: what it sends is what the client took
+    const chunk = Buffer.alloc(1 << 20, 0x20);
+    const more = (): void => {
+      while (!res.destroyed && sent < 2 * MAX_JSON_BYTES) {
+        sent += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', more);
+      }
+      res.end();
+    };
+    res.on('error', () => undefined);
+    more();
+  });
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+  t.teardown(() => new Promise<void>((res) => { server.closeAllConnections(); server.close(() => res()); }));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await t.rejects(httpGet(`${url}/error`), { code: 'FC_ERR_UPSTREAM', message: /^GET .*\/error: HTTP 500: / });
+  t.ok(sent < 16 << 20, `the error answer was read no further than needed (${sent >> 20} MiB sent, socket buffers included)`);
+  sent = 0;
+  await t.rejects(httpGetJson(`${url}/declared`), { code: 'FC_ERR_UPSTREAM', message: /a JSON answer of 67108865 bytes, more than the 67108864 read/ });
+  t.ok(sent < 16 << 20, `a declared length too large is refused before the body is read (${sent >> 20} MiB sent)`);
+  sent = 0;
+  await t.rejects(httpGetJson(`${url}/chunked`), { code: 'FC_ERR_UPSTREAM', message: /a JSON answer of more than the 67108864 bytes read/ });
+  t.ok(sent < MAX_JSON_BYTES + (16 << 20), `a chunked one is read to the limit (${sent >> 20} MiB sent)`);
+});
+
+t.test('an answer that is not JSON is FC_ERR_UPSTREAM, not a raw SyntaxError', async (t) => {
+  const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"cut'));
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+  t.teardown(() => new Promise<void>((res) => { server.closeAllConnections(); server.close(() => res()); }));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await t.rejects(httpGetJson(`${url}/x`), { code: 'FC_ERR_UPSTREAM', message: /^GET .*\/x: the answer is not JSON/ });
+  await t.rejects(httpPut(`${url}/x`, 'body'), { code: 'FC_ERR_UPSTREAM', message: /^PUT .*\/x: the answer is not JSON/ });
 });
