@@ -43,7 +43,7 @@ export function registerList(program: Command): void {
     .description('List the jobs of the spread project in the current directory, as `spread -list` does')
     .argument('[filter...]', 'spread filter arguments (backend, system, suite/, /task, ..., #N)')
     .option('--json', 'print a JSON array with each job\'s environment, priority, workers and region')
-    .addHelpText('after', '\nErrors end as spread -list\'s do: "error: <message>" on stderr, exit status 1.')
+    .addHelpText('after', '\nErrors end as spread -list\'s do: "error: <message>" on stderr, exit status 1 (a malformed command line: 2).')
     .action((filters: string[], opts: { json?: boolean }) => printJobs(filters, opts.json === true));
 }
 

@@ -7,7 +7,7 @@ import { checkFlags, loadConfigFile, parseConfig } from '../config/load.js';
 import { parseDuration, parseSize } from '../config/units.js';
 import { OriginConfigSchema, type OriginConfig, type OriginOptions, type StorageConfig } from '../origin/config.js';
 import { buildOriginServer } from '../origin/server.js';
-import { exposedSecretWarning, readTokenLines } from '../client/token.js';
+import { exposedSecretWarning, MIN_TOKEN_LENGTH, readTokenLines } from '../client/token.js';
 import { ConfigError } from '../errors.js';
 import { zeroCopyStatus } from '../http/zero-copy.js';
 import type { BlobStore } from '../store/blob-store.js';
@@ -30,7 +30,11 @@ interface OriginFlags {
 export function resolveOriginTokens(tokenFile: string | undefined, dataDir: string): { tokens: string[]; source: string; file?: string } {
   if (tokenFile) return { tokens: readTokenLines(tokenFile), source: tokenFile, file: tokenFile };
   const env = process.env.FLEETCACHE_TOKEN?.trim();
-  if (env) return { tokens: [env], source: 'FLEETCACHE_TOKEN' };
+  if (env) {
+    // as a token file's lines are (readTokenLines): never its text in the message
+    if (env.length < MIN_TOKEN_LENGTH) throw new ConfigError(`FLEETCACHE_TOKEN: a write token must be at least ${MIN_TOKEN_LENGTH} characters`);
+    return { tokens: [env], source: 'FLEETCACHE_TOKEN' };
+  }
   const file = join(dataDir, 'token');
   if (!existsSync(file)) {
     mkdirSync(dataDir, { recursive: true });

@@ -86,6 +86,8 @@ export class Retention {
     this.#log = log;
     const registers = [ctx.ledger.registry];
     this.#namesDeleted = new Counter({ name: 'fleetcache_retention_names_deleted_total', help: 'Names deleted by retention prunes, by kind (artifacts, runs, bases)', labelNames: ['kind'], registers });
+    // every series from the start: an alert on one sees 0 before the first deletion, not no data
+    for (const kind of ['artifacts', 'runs', 'bases'] as const) this.#namesDeleted.inc({ kind }, 0);
     this.#blobsDeleted = new Counter({ name: 'fleetcache_retention_blobs_deleted_total', help: 'Blobs deleted by retention prunes (no name left pointing at them)', registers });
     this.#bytesDeleted = new Counter({ name: 'fleetcache_retention_bytes_deleted_total', help: 'Bytes of the blobs deleted by retention prunes', registers });
     this.#lastPrune = new Gauge({ name: 'fleetcache_retention_last_prune_timestamp_seconds', help: 'When the last prune (not a dry run, not stopped) completed without a failed deletion, Unix time', registers });

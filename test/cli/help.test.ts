@@ -2,8 +2,11 @@
 // them all, and a mistyped command is a usage error that suggests the right one. main()
 // loads only the module of the command it is given, so each is asked on its own.
 import t from 'tap';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
+import { cliArgs } from '../helpers/processes.js';
 
 const COMMANDS = ['demo', 'origin', 'run', 'report', 'cache', 'assets', 'list', 'artifacts', 'pack', 'delta', 'apply', 'push', 'pull'];
 
@@ -59,4 +62,15 @@ t.test('a malformed command line is reported as every other error: fleetcache: e
     t.equal(code, EXIT.usage, args.join(' '));
     t.match(stderr, /^fleetcache: error: /, `${args.join(' ')}: ${stderr.split('\n')[0]}`);
   }
+});
+
+t.test('output cut short by its reader (| head) ends quietly: no EPIPE stack trace, exit 0', async (t) => {
+  // the reading end is closed before the CLI has started: its first write fails with EPIPE
+  const child = spawn(process.execPath, cliArgs(['assets', 'upload', '--help']), { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.destroy();
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  t.notMatch(stderr, /EPIPE|Unhandled|\n\s+at /, 'no stack trace');
+  t.equal(code, 0);
 });

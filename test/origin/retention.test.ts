@@ -155,6 +155,8 @@ t.test('BlobReferences: a held or newly named digest is not deleted; a write tha
 
 t.test('POST /-/prune: a writer runs one now, or a dry run; refused without a token or a retention', async (t) => {
   const origin = await startOrigin(t, { retention: { maxAgeMs: 30 * DAY, keepBases: 3, intervalMs: 0 } });
+  const metrics = await (await request(`${origin.url}/-/metrics`)).body.text();
+  for (const kind of ['artifacts', 'runs', 'bases']) t.match(metrics, new RegExp(`fleetcache_retention_names_deleted_total\\{kind="${kind}",role="origin"\\} 0\\b`), `a ${kind} series before any deletion`);
   await put(`${origin.url}/artifacts/r/job/a.txt`, Buffer.from('a'));
   await backdate(origin, ['artifacts', 'r', 'job', 'a.txt'], Date.now() - 40 * DAY);
   const post = async (o: TestOrigin, query: string, headers: Record<string, string> = auth) => {

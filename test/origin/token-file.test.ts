@@ -56,3 +56,17 @@ t.test('what the origin stores is not readable by other local users, whatever th
   t.ok(modes.length > 2, `${modes.length} files and directories made`);
   t.same(modes.filter((line) => (parseInt(line, 8) & 0o007) !== 0), [], 'none readable by others');
 });
+
+t.test('FLEETCACHE_TOKEN is held to the same length as a token file line, and never printed', async (t) => {
+  const { resolveOriginTokens } = await import('../../src/cli/origin.js');
+  const dir = t.testdir();
+  const before = process.env.FLEETCACHE_TOKEN;
+  t.teardown(() => {
+    if (before === undefined) delete process.env.FLEETCACHE_TOKEN;
+    else process.env.FLEETCACHE_TOKEN = before;
+  });
+  process.env.FLEETCACHE_TOKEN = 'short-secret';
+  t.throws(() => resolveOriginTokens(undefined, dir), { code: 'FC_ERR_CONFIG', message: 'FLEETCACHE_TOKEN: a write token must be at least 16 characters' });
+  process.env.FLEETCACHE_TOKEN = TOKEN;
+  t.same(resolveOriginTokens(undefined, dir).tokens, [TOKEN]);
+});
