@@ -14,6 +14,8 @@ const VCD_TARGET = 0x02;
 const VCD_ADLER32 = 0x04; // xdelta3 extension: 4 bytes, big-endian, after the section lengths
 /** A window's encoding above this is refused: xdelta3's windows of 16 MiB at most encode in less. */
 const MAX_ENCODING_BYTES = 256 * 1024 * 1024;
+/** The largest application header read (a stream parse holds it whole first). */
+const MAX_APPHEADER_BYTES = 64 * 1024;
 const SECONDARY_NAMES: Record<number, string> = { 1: 'djw', 2: 'lzma', 16: 'fgk' };
 
 export function isVcdiff(bytes: Uint8Array): boolean {
@@ -107,7 +109,12 @@ function readHeader(bytes: Uint8Array): number {
   }
   if (indicator & VCD_CODETABLE) throw deltaError('VCDIFF delta uses its own code table, which fleetcache cannot decode');
   if (indicator & ~(VCD_DECOMPRESS | VCD_CODETABLE | VCD_APPHEADER)) throw deltaError(`VCDIFF header indicator 0x${indicator.toString(16)} has unknown bits`);
-  if (indicator & VCD_APPHEADER) r.take(r.varint());
+  if (indicator & VCD_APPHEADER) {
+    // xdelta3 writes the file names and their compression there: a few hundred bytes
+    const length = r.varint();
+    if (length > MAX_APPHEADER_BYTES) throw deltaError(`VCDIFF application header is ${length} bytes long, above the ${MAX_APPHEADER_BYTES} fleetcache reads`);
+    r.take(length);
+  }
   return r.pos;
 }
 

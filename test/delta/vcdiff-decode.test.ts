@@ -250,3 +250,23 @@ t.test('decodeVcdiffToFile stops past the size expected: a few bytes of VCDIFF c
   const whole = await decodeVcdiffToFile(join(dir, 'base'), vcdiff, join(dir, 'out'), [], 40 << 20);
   t.equal(whole.size, 40 << 20, 'the expected size decodes');
 });
+
+t.test('an application header longer than 64 KiB is refused before it is read (a stream parse holds it whole)', async (t) => {
+  const dir = t.testdir({ base: 'base' });
+  let read = 0;
+  async function* delta(): AsyncGenerator<Uint8Array> {
+    // magic, header indicator VCD_APPHEADER, then a length of 256 MiB (varint)
+    yield Uint8Array.of(0xd6, 0xc3, 0xc4, 0x00, 0x04, 0x81, 0x80, 0x80, 0x80, 0x00);
+    for (let i = 0; i < 256; i++) {
+      read += 1 << 20;
+      yield new Uint8Array(1 << 20);
+    }
+  }
+  await t.rejects(decodeVcdiffToFile(join(dir, 'base'), delta(), join(dir, 'out')), { code: 'FC_ERR_DELTA', message: /application header is 268435456 bytes long, above the 65536/ });
+  t.ok(read <= 1 << 20, `refused at its length (${read} bytes read past it)`);
+  // xdelta3's own application header (file names) is read as before
+  writeFileSync(join(dir, 'target'), 'target bytes');
+  execFileSync('xdelta3', ['-e', '-f', '-S', 'none', '-A=some/app header', '-s', join(dir, 'base'), join(dir, 'target'), join(dir, 'with-header')]);
+  await decodeVcdiffToFile(join(dir, 'base'), readFileSync(join(dir, 'with-header')), join(dir, 'out'));
+  t.equal(readFileSync(join(dir, 'out'), 'utf8'), 'target bytes');
+});
