@@ -1,34 +1,65 @@
 // Bearer-token checks. Tokens are compared in constant time and never logged.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
+import { parseRunToken, runTokenMac } from '../client/run-token.js';
 import { FleetError } from '../errors.js';
 
 function digestOf(token: string): Buffer {
   return createHash('sha256').update(token).digest();
 }
 
+/** What a request's token allows: everything (a write token), or its run's artifacts (a run token, client/run-token.ts). */
+export type Grant = { readonly scope: 'write' } | { readonly scope: 'run'; readonly run: string };
+
 export class TokenCheck {
+  readonly #tokens: string[];
   readonly #expected: Buffer[];
 
   /** Several tokens may be valid at once, so that tokens can be rotated without downtime. */
   constructor(tokens: readonly string[]) {
-    this.#expected = tokens.filter((t) => t.length > 0).map(digestOf);
+    this.#tokens = tokens.filter((t) => t.length > 0);
+    this.#expected = this.#tokens.map(digestOf);
   }
 
-  /** Whether the request carries an accepted token (no throw). */
-  accepts(request: FastifyRequest): boolean {
+  /** What the request's bearer token allows; undefined without one, or with one not accepted. */
+  grant(request: FastifyRequest): Grant | undefined {
     const header = request.headers.authorization;
-    if (!header) return false;
+    if (!header) return undefined;
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!m) return false;
-    const got = digestOf(m[1]!);
-    return this.#expected.some((e) => timingSafeEqual(e, got));
+    if (!m) return undefined;
+    const token = m[1]!;
+    const got = digestOf(token);
+    if (this.#expected.some((e) => timingSafeEqual(e, got))) return { scope: 'write' };
+    const run = parseRunToken(token);
+    if (!run) return undefined;
+    const ok = this.#tokens.some((t) => {
+      const expected = runTokenMac(t, run.run);
+      return expected.length === run.mac.length && timingSafeEqual(expected, run.mac);
+    });
+    return ok ? { scope: 'run', run: run.run } : undefined;
   }
 
-  /** Throws 401 without credentials, 403 with wrong ones. */
+  /** Whether the request carries an accepted token, of either kind: what reads that need one check (no throw). */
+  accepts(request: FastifyRequest): boolean {
+    return this.grant(request) !== undefined;
+  }
+
+  /** A write of anything: throws 401 without credentials, 403 with wrong ones or a run token. */
   require(request: FastifyRequest): void {
+    if (this.#granted(request).scope !== 'write') throw new FleetError('FC_ERR_FORBIDDEN', 'a run token may only upload its run\'s artifacts');
+  }
+
+  /** A write under /artifacts/<run>/: a write token, or that run's token. */
+  requireArtifacts(request: FastifyRequest, run: string | undefined): void {
+    const grant = this.#granted(request);
+    if (grant.scope === 'run' && grant.run !== run) throw new FleetError('FC_ERR_FORBIDDEN', 'a run token may only upload its run\'s artifacts');
+  }
+
+  #granted(request: FastifyRequest): Grant {
     if (!request.headers.authorization) throw missingToken();
-    if (!this.accepts(request)) throw new FleetError('FC_ERR_FORBIDDEN', 'the bearer token is not accepted');
+    const grant = this.grant(request);
+    if (!grant) throw new FleetError('FC_ERR_FORBIDDEN', 'the bearer token is not accepted');
+    return grant;
   }
 }
 

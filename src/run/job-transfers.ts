@@ -17,7 +17,10 @@ const NETWORK_FAILURES = new Set<ErrorCode>(['FC_ERR_UPSTREAM', 'FC_ERR_UPSTREAM
 export interface JobTransfersOptions {
   readonly log: RunLog;
   readonly run: string;
+  /** The origin's write token: the runner's own requests (`run --artifacts`). */
   readonly token?: string | undefined;
+  /** What the machines get instead: the run's token (client/run-token.ts). */
+  readonly machineToken?: string | undefined;
   /** `run --artifacts DIR`: each job's artifacts are also downloaded here. */
   readonly artifactsDir?: string | undefined;
   /** The run is interrupted: the agent's command on the machine is killed. */
@@ -48,7 +51,7 @@ export class JobTransfers {
   }
 
   async #assets(choice: CacheChoice, machine: Machine, job: Job): Promise<void> {
-    const { log, token, signal } = this.#o;
+    const { log, machineToken: token, signal } = this.#o;
     const manifest = job.task.assets ? posix.join(job.task.name, job.task.assets) : job.suite.assets ? posix.join(job.suite.name, job.suite.assets) : undefined;
     if (!manifest) return;
     const answer = await runAgent(machine, agentPath(machine), 'assets', {
@@ -64,7 +67,7 @@ export class JobTransfers {
   }
 
   async #artifacts(choice: CacheChoice, machine: Machine, job: Job): Promise<void> {
-    const { log, token, run, artifactsDir, signal } = this.#o;
+    const { log, token, machineToken, run, artifactsDir, signal } = this.#o;
     log.line(`Fetching artifacts of ${job.name}...`);
     // The nearest URL first; a cache that died since the pull is skipped for the next one.
     let lastError: unknown;
@@ -72,7 +75,7 @@ export class JobTransfers {
       try {
         const answer = await runAgent(machine, agentPath(machine), 'artifacts', {
           url,
-          ...(token ? { token } : {}),
+          ...(machineToken ? { token: machineToken } : {}),
           run,
           job: job.name,
           cwd: posix.join(machine.projectPath, job.task.name),

@@ -6,6 +6,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { NoMachineLeft, type Idle, type Machine, type MachineRecord } from '../backends/backend.js';
 import { BACKENDS } from '../backends/registry.js';
+import { runToken } from '../client/run-token.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes, parseDuration } from '../config/units.js';
 import { FleetError } from '../errors.js';
@@ -238,7 +239,17 @@ async function runJobs(
   }, embedded);
 
   const pulls: MachineTransfer[] = [];
-  const transfers = new JobTransfers({ log, run: push.run, token, artifactsDir: o.artifactsDir, ...(interrupt ? { signal: interrupt.signal } : {}) });
+  // A machine runs the tasks' code: it gets the run's token, which reads what a token reads
+  // and writes the run's artifacts, nothing more (client/run-token.ts).
+  const machineToken = token === undefined ? undefined : runToken(token, push.run);
+  const transfers = new JobTransfers({
+    log,
+    run: push.run,
+    token,
+    machineToken,
+    artifactsDir: o.artifactsDir,
+    ...(interrupt ? { signal: interrupt.signal } : {}),
+  });
   const progress = new JobCounter(jobs.length);
 
   const abend = o.abend ? new AbortController() : undefined;
@@ -342,7 +353,7 @@ async function runJobs(
           // and one a broken machine left): what an earlier run left at the path goes first
           if (kept || provider.type === 'ssh') await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
           log.line(`Sending project content to ${label}...`);
-          const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheHeadersMs };
+          const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheHeadersMs, ...(machineToken ? { token: machineToken } : {}) };
           const answer = await runAgent(machine, agent, 'pull', pullArgs, signal);
           unreachable.markSkipped(answer.skipped);
           const url = String(answer.url ?? choice.urls[0]);

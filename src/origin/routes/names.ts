@@ -81,7 +81,8 @@ function statedDigest(request: FastifyRequest): Digest | undefined {
 }
 
 async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
-  ctx.auth.require(request);
+  if (segments[0] === 'artifacts') ctx.auth.requireArtifacts(request, segments[1]);
+  else ctx.auth.require(request);
   checkDeclaredLength(request, ctx.maxBlobSize);
   const expected = statedDigest(request);
   let release = (): void => undefined;

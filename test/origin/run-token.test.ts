@@ -1,0 +1,39 @@
+// Run tokens (src/client/run-token.ts): what machines get instead of the write token. One
+// reads what a token reads and uploads its own run's artifacts; every other write is
+// refused (403), and so is a token forged, made for another run, or made from a write token
+// rotated out.
+import { createHash } from 'node:crypto';
+import t from 'tap';
+import { request } from 'undici';
+import { runToken } from '../../src/client/run-token.js';
+import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
+
+t.test('a run token reads, and writes only its run\'s artifacts', async (t) => {
+  const origin = await startOrigin(t, { tokens: [TEST_TOKEN, 'a-second-write-token-42'], readAccess: 'token' });
+  const call = async (method: 'GET' | 'PUT' | 'POST', path: string, token: string | undefined, body?: string, headers: Record<string, string> = {}) => {
+    const res = await request(`${origin.url}${path}`, { method, ...(body !== undefined ? { body } : {}), headers: { ...headers, ...(token ? { authorization: `Bearer ${token}` } : {}) } });
+    const text = await res.body.text();
+    return `${res.statusCode}${res.statusCode >= 400 ? ` ${(JSON.parse(text) as { code: string }).code}` : ''}`;
+  };
+  const mine = runToken(TEST_TOKEN, 'run-1');
+  t.equal(await call('PUT', '/artifacts/run-1/job/log.txt', mine, 'a log'), '201', 'its run\'s artifacts');
+  t.equal(await call('PUT', '/artifacts/run-1/sys:a/b/_index.json', runToken('a-second-write-token-42', 'run-1'), '{}'), '201', 'made from either write token');
+  t.equal(await call('GET', '/artifacts/run-1/job/log.txt', mine), '200', 'reads (readAccess: token)');
+  t.equal(await call('PUT', '/artifacts/run-2/job/log.txt', mine, 'x'), '403 FC_ERR_FORBIDDEN', 'another run\'s artifacts');
+  const body = 'a blob';
+  const hex = createHash('sha256').update(body).digest('hex');
+  t.equal(await call('PUT', `/cas/sha256/${hex}`, mine, body), '403 FC_ERR_FORBIDDEN', 'a /cas upload');
+  t.equal(await call('PUT', '/projects/p/bases/b1', mine, body), '403 FC_ERR_FORBIDDEN', 'a base');
+  t.equal(await call('PUT', '/projects/p/runs/run-1', mine, '{}', { 'content-type': 'application/json' }), '403 FC_ERR_FORBIDDEN', 'a run manifest, even its own');
+  t.equal(await call('POST', '/-/prune', mine), '403 FC_ERR_FORBIDDEN', 'a prune');
+  t.equal(await call('PUT', `/cas/sha256/${hex}`, TEST_TOKEN, body), '201', 'the write token writes anything');
+  t.equal(await call('GET', `/cas/sha256/${hex}`, mine), '200');
+
+  const forged = `${mine.slice(0, -4)}AAAA`;
+  const [prefix, , mac] = mine.split('.');
+  const otherRun = `${prefix}.${Buffer.from('run-2').toString('base64url')}.${mac}`;
+  for (const [what, token] of [['a forged MAC', forged], ['run-1\'s MAC on run-2', otherRun], ['a write token rotated out', runToken('an-old-write-token-0000', 'run-1')], ['a cut one', mine.slice(0, 20)]] as const) {
+    t.equal(await call('PUT', '/artifacts/run-1/job/x.txt', token, 'x'), '403 FC_ERR_FORBIDDEN', `write: ${what}`);
+    t.equal(await call('GET', '/artifacts/run-1/job/log.txt', token), '403 FC_ERR_FORBIDDEN', `read: ${what}`);
+  }
+});
