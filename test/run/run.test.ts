@@ -152,6 +152,22 @@ t.test('a cache that accepts and never answers costs the first machine cacheTime
   t.ok(Date.now() - started < 45_000, 'no machine waited the client\'s minute');
 });
 
+t.test('an origin whose reads need a token: the machines read with their run token, through the cache', async (t) => {
+  const dir = await demoProject(t);
+  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin'), readAccess: 'token' });
+  const cache = await buildCacheServer({ region: 'region-a', upstream: origin.url, dataDir: join(dir, '..', 'region-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  await cache.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => cache.close());
+  const cacheUrl = `http://127.0.0.1:${(cache.server.address() as AddressInfo).port}`;
+  const fleetFile = join(dir, 'fleet.yaml');
+  await writeFile(fleetFile, `origin: ${origin.url}\nregions:\n  region-a:\n    caches: [${cacheUrl}]\ndispatchDelay: 0s\n`);
+  const { log, text } = capture();
+  const result = await runProject({ cwd: dir, filters: ['alpha-1'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  if (!result.tally.ok) t.comment(text());
+  t.equal(result.tally.ok, true, 'every job succeeded: pulls, assets and artifacts');
+  t.ok(result.pulls.every((p) => p.url === cacheUrl), 'through the cache');
+});
+
 async function tokenFile(t: Test, token: string): Promise<string> {
   const file = join(t.testdirName, 'token');
   await writeFile(file, token);
