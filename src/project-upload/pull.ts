@@ -86,7 +86,7 @@ async function refuseNonEmpty(dir: string): Promise<void> {
   } catch {
     return; // missing: unpackTar creates it
   }
-  if (entries.length > 0) throw new FleetError('FC_ERR_BAD_NAME', `${dir} is not empty; refusing to unpack into it`);
+  if (entries.length > 0) throw new FleetError('FC_ERR_BAD_NAME', `${dir} is not empty; refusing to unpack into it (a pull killed midway leaves part of a tree there: remove it, then pull again)`);
 }
 
 function checkResult(manifest: RunManifest, size: number, digest: string): void {
