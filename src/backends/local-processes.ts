@@ -4,6 +4,7 @@
 // local backend's emulated reboot and its discard both end them.
 import { readdir, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { mapLimit } from '../map-limit.js';
 
 /** The environment variable naming the local machine a process belongs to. */
 export const MACHINE_MARK = 'FLEETCACHE_MACHINE';
@@ -17,19 +18,65 @@ async function isZombie(pid: number): Promise<boolean> {
   return / Z /.test(stat.slice(stat.lastIndexOf(')')));
 }
 
-/** PIDs of live processes whose environment holds MACHINE_MARK=mark (others' processes are unreadable: skipped). */
-async function markedProcesses(mark: string): Promise<number[]> {
-  const needle = Buffer.from(`\0${MACHINE_MARK}=${mark}\0`);
+/** /proc/PID/environ files read at once: a scan must not take the process's descriptors. */
+const SCAN_CONCURRENCY = 16;
+
+/**
+ * Every live process's MACHINE_MARK, by mark: one pass over /proc. A process gone meanwhile,
+ * a zombie (it reads empty) or another user's process (unreadable) is skipped; any other
+ * failure (out of descriptors) fails the scan, as processes it could not read may be marked.
+ */
+async function scanMarks(): Promise<Map<string, number[]>> {
+  const key = Buffer.from(`\0${MACHINE_MARK}=`);
   const pids = (await readdir('/proc')).filter((n) => /^\d+$/.test(n)).map(Number);
-  const found: number[] = [];
-  await Promise.all(
-    pids.map(async (pid) => {
-      // NUL-separated; a leading NUL lets the first entry match too. Zombies read empty.
-      const env = await readFile(`/proc/${pid}/environ`).catch(() => undefined);
-      if (env && pid !== process.pid && Buffer.concat([Buffer.from([0]), env]).includes(needle)) found.push(pid);
-    }),
-  );
-  return found;
+  const marks = new Map<string, number[]>();
+  await mapLimit(pids, SCAN_CONCURRENCY, async (pid) => {
+    if (pid === process.pid) return;
+    let env: Buffer;
+    try {
+      env = await readFile(`/proc/${pid}/environ`);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ESRCH' || code === 'EACCES' || code === 'EPERM') return;
+      throw err;
+    }
+    // NUL-separated; a leading NUL lets the first entry match too
+    const all = Buffer.concat([Buffer.from([0]), env]);
+    const at = all.indexOf(key);
+    if (at < 0) return;
+    const end = all.indexOf(0, at + key.length);
+    const mark = all.subarray(at + key.length, end < 0 ? all.length : end).toString();
+    marks.set(mark, [...(marks.get(mark) ?? []), pid]);
+  });
+  return marks;
+}
+
+/**
+ * Scans of /proc shared by the machines that ask at once (a run ending discards them all
+ * together): a caller takes the next scan that starts after it asked, never one already
+ * under way, which may have passed a process before it was forked.
+ */
+let running: Promise<unknown> | undefined;
+let queued: Promise<Map<string, number[]>> | undefined;
+
+function freshScan(): Promise<Map<string, number[]>> {
+  if (queued) return queued;
+  const start = (): Promise<Map<string, number[]>> => {
+    const scan = scanMarks();
+    running = scan.finally(() => (running = undefined)).catch(() => undefined);
+    return scan;
+  };
+  if (!running) return start();
+  queued = running.then(() => {
+    queued = undefined;
+    return start();
+  });
+  return queued;
+}
+
+/** PIDs of live processes whose environment holds MACHINE_MARK=mark. */
+async function markedProcesses(mark: string): Promise<number[]> {
+  return (await freshScan()).get(mark) ?? [];
 }
 
 /**

@@ -30,6 +30,7 @@ import type { CachePolicyObject } from 'http-cache-semantics';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { formatBytes } from '../config/units.js';
 import { etagOf, IMMUTABLE_CACHE_CONTROL } from '../http/blob-reply.js';
+import { mapLimit } from '../map-limit.js';
 import { isDigestAlgorithm, type Digest } from '../store/digest.js';
 
 export interface EntryMeta {
@@ -204,14 +205,6 @@ function needsSync(id: string, size: number): boolean {
 export function httpId(key: string): string {
   const h = createHash('sha256').update(key).digest('hex');
   return `http.v1/${h.slice(0, 2)}/${h}`;
-}
-
-async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 /**
