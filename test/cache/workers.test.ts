@@ -150,6 +150,8 @@ t.test('two workers share one cache', async (t) => {
     t.ok(m, 'misses in the Prometheus text');
     t.equal(Number(m?.[1]), s.total.misses, 'the same figure as /-/stats');
     t.match(text, /^fleetcache_cache_fill_memory_limit_bytes 6291456$/m, '--fill-memory 3MiB in each of the two workers');
+    const rss = /^fleetcache_process_resident_memory_bytes (\d+)$/m.exec(text);
+    t.ok(rss && Number(rss[1]) > 2 * 20 * 2 ** 20, `the workers' memory, summed (${rss?.[1]} bytes)`);
   });
 
   await t.test('a worker that dies is replaced; the other serves meanwhile', async (t) => {
