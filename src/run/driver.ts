@@ -3,7 +3,7 @@
 // and a delay between two dispatches to the same executor) and load-aware admission
 // (a machine above the load threshold gets no job until its load drops).
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EventEmitter, once } from 'node:events';
+import { EventEmitter, once, setMaxListeners } from 'node:events';
 import { sleepFor } from '../long-timer.js';
 import type { Idle } from '../backends/backend.js';
 import type { JobQueue, SchedJob, WorkerId } from './scheduler.js';
@@ -161,6 +161,8 @@ export async function runWorkers<M>(
   const gate = new DispatchGate(o.startupLimit ?? 4, o.dispatchDelay ?? 1000);
   const loadGate = o.loadThreshold === undefined ? undefined : new LoadGate(o.loadThreshold, o.loadPoll);
   const signal = o.signal ?? new AbortController().signal;
+  // every machine's running script and waiting start listen to it: hundreds are expected
+  setMaxListeners(0, signal);
   const result: DriverResult = { failures: [], remaining: [] };
   const workers: WorkerInfo[] = plan.flatMap((p) =>
     Array.from({ length: p.count }, (_, index) => ({ id: queue.addWorker(p.backend, p.system), backend: p.backend, system: p.system, index })),

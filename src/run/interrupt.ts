@@ -2,6 +2,7 @@
 // run (no new job, the running scripts killed, no restore, the machines discarded or kept
 // as the run would have, the summary so far); a second one gives up waiting and exits at
 // once, leaving the machines on record for `run --discard` (reuse.ts: RunningMachines).
+import { setMaxListeners } from 'node:events';
 import { constants } from 'node:os';
 import type { RunLog } from './report.js';
 
@@ -14,6 +15,8 @@ export class RunInterrupt {
 
   private constructor(log: RunLog) {
     this.#log = log;
+    // every machine's agent command listens to it: hundreds are expected
+    setMaxListeners(0, this.#ac.signal);
   }
 
   /** Takes SIGINT and SIGTERM from now until dispose(). */

@@ -43,6 +43,19 @@ t.test('a system with several machines numbers its failed starts', async (t) => 
   t.match(out, /Error preparing adhoc:ubuntu-1 #2: /);
 });
 
+t.test('more than ten machines running at once: no MaxListenersExceededWarning', async (t) => {
+  const tasks = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`s/t${i}`, 'summary: t\nexecute: sleep 2\n']));
+  const dir = await project(t, spreadYaml('many', ['fleetcache:', '  startupLimit: 12', '  dispatchDelay: 0s', 'backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          workers: 12']), tasks);
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  t.teardown(() => void process.off('warning', onWarning));
+  const { result, out } = await run(dir);
+  t.equal(result.tally.successful, 12);
+  t.match(out, /Executing .* \(local:alpha-1 #12\)/, 'the twelfth machine ran one');
+  t.same(warnings.filter((w) => w.includes('MaxListeners')), []);
+});
+
 t.test('a disabled timeout (-1ns or -1) never fires', async (t) => {
   const dir = await project(t, spreadYaml('never', ['kill-timeout: -1ns', 'warn-timeout: -1'], LOCAL), { 's/t': 'summary: t\nexecute: sleep 0.3; echo done\n' });
   const { result, out } = await run(dir);
