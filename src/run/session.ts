@@ -257,7 +257,8 @@ export class MachineSession {
     const debug = jobDebug(job, project);
     const rounds = (this.#ctx.repeat ?? 0) + 1;
     // -repeat N: prepare, execute and restore N+1 times, stopping at the first failure.
-    for (let round = 1; round <= rounds; round++) {
+    let round = 1;
+    for (; round <= rounds; round++) {
       let ok = await this.#step(job, 'task', jobPrepare(job, project), job.name, 'Preparing', 'task prepare', this.#taskDir(job), debug);
       if (ok) {
         const runs = !this.#halted;
@@ -286,7 +287,8 @@ export class MachineSession {
       }
       if (!ok) break;
     }
-    if (!this.#shelled) this.#ctx.onJobTime?.(job, (Date.now() - started) / 1000);
+    // the time of one round: what the next run's scheduling estimates the job by
+    if (!this.#shelled) this.#ctx.onJobTime?.(job, (Date.now() - started) / 1000 / Math.min(round, rounds));
     return !this.#broken;
   }
 

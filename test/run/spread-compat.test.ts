@@ -56,6 +56,15 @@ t.test('more than ten machines running at once: no MaxListenersExceededWarning',
   t.same(warnings.filter((w) => w.includes('MaxListeners')), []);
 });
 
+t.test('-repeat records the time of one round, not of all of them together', async (t) => {
+  const dir = await project(t, spreadYaml('rounds', LOCAL), { 's/t': 'summary: t\nexecute: sleep 0.5\n' });
+  const { result } = await run(dir, [], { repeat: 2 });
+  t.equal(result.tally.successful, 3, 'three rounds');
+  const file = JSON.parse(await readFile(join(dir, '.fleetcache-timings.json'), 'utf8')) as { jobs: Record<string, { avg: number }> };
+  const avg = file.jobs['local:alpha-1:s/t']?.avg ?? NaN;
+  t.ok(avg >= 0.5 && avg < 1.2, `one round's time: ${avg} s (three rounds take more than 1.5 s)`);
+});
+
 t.test('a disabled timeout (-1ns or -1) never fires', async (t) => {
   const dir = await project(t, spreadYaml('never', ['kill-timeout: -1ns', 'warn-timeout: -1'], LOCAL), { 's/t': 'summary: t\nexecute: sleep 0.3; echo done\n' });
   const { result, out } = await run(dir);
