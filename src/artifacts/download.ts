@@ -10,7 +10,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, realpath, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { httpGet, httpGetJson, type RequestOptions } from '../client/http.js';
+import { httpGet, httpGetJson, httpGetJsonSized, type RequestOptions } from '../client/http.js';
 import { DigestMismatchError, FleetError, NotFoundError, SizeMismatchError } from '../errors.js';
 import { isInside, walkDirs } from '../pack/safe-path.js';
 import { hashingTap } from '../store/hashing.js';
@@ -111,11 +111,16 @@ export interface FetchArtifactsOptions {
   readonly token?: string;
 }
 
-/** One job's artifacts (what spread's -artifacts DIR does at the end of a task). */
-export async function fetchArtifacts(options: FetchArtifactsOptions): Promise<DownloadedArtifact[]> {
+/**
+ * One job's artifacts (what spread's -artifacts DIR does at the end of a task): the files
+ * written, and the bytes fetched for them (their index included).
+ */
+export async function fetchArtifacts(options: FetchArtifactsOptions): Promise<{ files: DownloadedArtifact[]; bytes: number }> {
   const http: RequestOptions = options.token ? { token: options.token } : {};
   const url = indexUrl(options.from, options.run, options.job);
-  const index = parseArtifactIndex(await httpGetJson<unknown>(url, http), url);
+  const got = await httpGetJsonSized<unknown>(url, http);
+  const index = parseArtifactIndex(got.value, url);
   const ref: ArtifactRef = { run: options.run, job: options.job, index, ...(options.path ? { path: options.path } : {}) };
-  return downloadArtifacts(options.from, ref, options.dest, http);
+  const files = await downloadArtifacts(options.from, ref, options.dest, http);
+  return { files, bytes: got.bytes + files.reduce((n, f) => n + f.size, 0) };
 }

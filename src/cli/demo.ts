@@ -98,7 +98,7 @@ async function runDemo(flags: DemoFlags): Promise<void> {
 
     const job = 'local:beta-1:tests/artifacts';
     const cacheB = fleet.fleet.regions['region-b']!.caches[0]!;
-    const files = await fetchArtifacts({ from: cacheB, run: second.run, job, dest: join(demoDir, 'artifacts'), token: fleet.token });
+    const { files } = await fetchArtifacts({ from: cacheB, run: second.run, job, dest: join(demoDir, 'artifacts'), token: fleet.token });
     const report = files[0] ? (await readFile(files[0].file, 'utf8')).trim() : '';
     say(`\nartifact ${job}/report.txt fetched back through the region-b cache: "${report}"`);
     say(`demo finished in ${((Date.now() - started) / 1000).toFixed(1)} s; \`fleetcache report --data ${flags.data}\` shows the last run again`);

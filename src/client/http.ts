@@ -138,8 +138,11 @@ export async function httpExists(url: string, options: RequestOptions = {}): Pro
   return (await httpHead(url, options)) !== undefined;
 }
 
-/** A 2xx answer's JSON body (at most MAX_JSON_BYTES; `empty` when there is none): one too large or not JSON is FC_ERR_UPSTREAM. */
-async function jsonBody<T>(method: string, url: string, res: Dispatcher.ResponseData, empty?: T): Promise<T> {
+/**
+ * A 2xx answer's JSON body and its size in bytes (at most MAX_JSON_BYTES; `empty` when there
+ * is none): one too large or not JSON is FC_ERR_UPSTREAM.
+ */
+async function jsonBody<T>(method: string, url: string, res: Dispatcher.ResponseData, empty?: T): Promise<{ value: T; bytes: number }> {
   const what = `${method} ${redactUrl(url)}`;
   const declared = Number(res.headers['content-length']);
   if (declared > MAX_JSON_BYTES) {
@@ -148,23 +151,28 @@ async function jsonBody<T>(method: string, url: string, res: Dispatcher.Response
   }
   const { text, whole } = await readAtMost(res.body, MAX_JSON_BYTES);
   if (!whole) throw new UpstreamError(`${what}: a JSON answer of more than the ${MAX_JSON_BYTES} bytes read`);
-  if (text === '' && empty !== undefined) return empty;
+  if (text === '' && empty !== undefined) return { value: empty, bytes: 0 };
   try {
-    return JSON.parse(text) as T;
+    return { value: JSON.parse(text) as T, bytes: Buffer.byteLength(text) };
   } catch (err) {
     throw new UpstreamError(`${what}: the answer is not JSON (${(err as Error).message})`, { cause: err });
   }
 }
 
+/** GET a JSON document, with its size in bytes (see jsonBody). */
+export async function httpGetJsonSized<T>(url: string, options: RequestOptions = {}): Promise<{ value: T; bytes: number }> {
+  return jsonBody<T>('GET', url, await httpGet(url, options));
+}
+
 /** GET a JSON document (see jsonBody). */
 export async function httpGetJson<T>(url: string, options: RequestOptions = {}): Promise<T> {
-  return jsonBody<T>('GET', url, await httpGet(url, options));
+  return (await httpGetJsonSized<T>(url, options)).value;
 }
 
 /** PUT a streaming body (or a small buffer) and parse the JSON answer. */
 export async function httpPut<T = unknown>(url: string, body: Readable | string | Buffer, options: RequestOptions = {}): Promise<T> {
   const res = await send('PUT', url, options, body);
-  if (res.statusCode >= 200 && res.statusCode < 300) return jsonBody<T>('PUT', url, res, {} as T);
+  if (res.statusCode >= 200 && res.statusCode < 300) return (await jsonBody<T>('PUT', url, res, {} as T)).value;
   return failure(url, 'PUT', res);
 }
 

@@ -84,7 +84,7 @@ export class JobTransfers {
         this.artifactBytes += Number(answer.bytes ?? 0);
         if (artifactsDir) {
           const fetched = await fetchArtifacts({ from: url, run, job: job.name, dest: artifactsDir, ...(token ? { token } : {}) });
-          this.controllerBytesByCache[url] = (this.controllerBytesByCache[url] ?? 0) + fetched.reduce((n, a) => n + a.size, 0);
+          this.controllerBytesByCache[url] = (this.controllerBytesByCache[url] ?? 0) + fetched.bytes;
         }
         if (url !== choice.urls[0]) log.line(`Artifacts of ${job.name} went through ${url}.`);
         return;

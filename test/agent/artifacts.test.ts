@@ -71,7 +71,7 @@ t.test('agent artifacts uploads through the cache; artifacts get fetches them ba
   await t.rejects(resolveArtifactRef(origin.url, 'run-2/other', http), { code: 'FC_ERR_NOT_FOUND' }, 'an unknown job is not found');
 
   // The runner's entry point (exact job name, no prefix guessing).
-  const viaRunner = await fetchArtifacts({ from: cache.url, run: 'run-1', job: JOB, path: 'out', dest: join(dir, 'runner') });
+  const { files: viaRunner } = await fetchArtifacts({ from: cache.url, run: 'run-1', job: JOB, path: 'out', dest: join(dir, 'runner') });
   t.same(viaRunner.map((f) => f.path).sort(), ['out/log.txt', 'out/sp ace%.txt', 'out/sub/big.bin']);
 });
 

@@ -6,6 +6,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { request } from 'undici';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
@@ -162,10 +163,17 @@ t.test('an origin whose reads need a token: the machines read with their run tok
   const fleetFile = join(dir, 'fleet.yaml');
   await writeFile(fleetFile, `origin: ${origin.url}\nregions:\n  region-a:\n    caches: [${cacheUrl}]\ndispatchDelay: 0s\n`);
   const { log, text } = capture();
-  const result = await runProject({ cwd: dir, filters: ['alpha-1'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  const artifacts = join(dir, '..', 'artifacts');
+  const result = await runProject({ cwd: dir, filters: ['alpha-1'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token), artifactsDir: artifacts });
   if (!result.tally.ok) t.comment(text());
   t.equal(result.tally.ok, true, 'every job succeeded: pulls, assets and artifacts');
   t.ok(result.pulls.every((p) => p.url === cacheUrl), 'through the cache');
+  // run --artifacts: what the runner fetched back (each job's index and files) is its own link, not the machines'
+  const job = 'local:alpha-1:tests/artifacts';
+  const index = await request(`${cacheUrl}/artifacts/${result.run}/${job.split('/').map(encodeURIComponent).join('/')}/_index.json`, { headers: { authorization: `Bearer ${origin.token}` } });
+  const indexBytes = (await index.body.text()).length;
+  const fileBytes = (await stat(join(artifacts, job, 'report.txt'))).size;
+  t.same(result.ledger.links.find((l) => l.link === 'cache region-a → controller (artifacts)'), { link: 'cache region-a → controller (artifacts)', actualBytes: indexBytes + fileBytes, naiveBytes: 0 }, 'its index counted too');
 });
 
 async function tokenFile(t: Test, token: string): Promise<string> {
