@@ -10,7 +10,7 @@ import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
 import { startServerProcess } from '../helpers/processes.js';
 
-const TOKEN = 'verify-token';
+const TOKEN = 'verify-token-0123456789';
 
 async function put(url: string, body: Buffer): Promise<string> {
   const hex = createHash('sha256').update(body).digest('hex');

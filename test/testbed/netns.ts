@@ -10,6 +10,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
 import type { FleetConfig } from '../../src/run/fleet.js';
 import { cliArgs, undoAtExit } from '../helpers/processes.js';
 
@@ -131,7 +132,7 @@ async function stopProcess(child: ChildProcess): Promise<void> {
 
 export async function startTestBed(o: TestBedOptions): Promise<TestBed> {
   const regions = o.regions ?? ['region-a', 'region-b'];
-  const token = o.token ?? `bed-${Math.random().toString(36).slice(2)}`;
+  const token = o.token ?? `bed-${randomBytes(12).toString('hex')}`;
   // Interface names are at most 15 characters: "fc" + pid + bed number + a role letter + "_v".
   const prefix = `fc${process.pid}${beds++}`;
   const roles = ['origin', ...regions];
