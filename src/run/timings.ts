@@ -11,6 +11,8 @@ export const TIMINGS_FILE = '.fleetcache-timings.json';
 const ALPHA = 0.5;
 /** Announced seeds whose estimates are kept for replay, newest last. */
 const SEEDS_KEPT = 20;
+/** A job not run for this long (renamed, removed) leaves the file when it is saved. */
+const FORGET_AFTER_MS = 90 * 24 * 3600_000;
 
 /** The job fields timings need (a subset of SchedJob). */
 export interface TimedJob {
@@ -27,6 +29,8 @@ interface Entry {
   runs: number;
   task: string;
   variant: string;
+  /** When it was last recorded, Unix ms (absent in older files: taken as the load time). */
+  last?: number;
 }
 
 /** Estimated seconds per job key, as a run ordered its jobs by them. */
@@ -47,6 +51,8 @@ export class Timings {
   readonly #file: string;
   readonly #jobs: Map<string, Entry>;
   readonly #seeds: Map<string, Estimates>;
+  /** Sum and count of the averages by task and variant (estimate's fallback), made on first use. */
+  #byTask: Map<string, { sum: number; n: number }> | undefined;
 
   private constructor(file: string, jobs: Map<string, Entry>, seeds: Map<string, Estimates>) {
     this.#file = file;
@@ -63,7 +69,9 @@ export class Timings {
       const data = JSON.parse(await readFile(path, 'utf8')) as Partial<FileFormat>;
       if (data.version === 1 && data.jobs && typeof data.jobs === 'object') {
         for (const [k, e] of Object.entries(data.jobs)) {
-          if (e && Number.isFinite(e.avg) && e.avg >= 0) jobs.set(k, { avg: e.avg, runs: e.runs || 1, task: String(e.task), variant: String(e.variant ?? '') });
+          if (e && Number.isFinite(e.avg) && e.avg >= 0) {
+            jobs.set(k, { avg: e.avg, runs: e.runs || 1, task: String(e.task), variant: String(e.variant ?? ''), last: Number.isFinite(e.last) ? e.last : Date.now() });
+          }
         }
         for (const [seed, estimates] of Object.entries(data.seeds ?? {})) {
           if (estimates && typeof estimates === 'object') seeds.set(seed, Object.fromEntries(Object.entries(estimates).filter(([, v]) => Number.isFinite(v) && v >= 0)));
@@ -82,15 +90,19 @@ export class Timings {
   estimate(job: TimedJob): number | undefined {
     const own = this.#jobs.get(keyOf(job));
     if (own) return own.avg;
-    let sum = 0;
-    let n = 0;
-    for (const e of this.#jobs.values()) {
-      if (e.task === job.task && e.variant === job.variant) {
-        sum += e.avg;
-        n++;
+    // one pass over the history for all the jobs that have none of their own, not one each
+    if (!this.#byTask) {
+      this.#byTask = new Map();
+      for (const e of this.#jobs.values()) {
+        const key = `${e.task}\0${e.variant}`;
+        const t = this.#byTask.get(key) ?? { sum: 0, n: 0 };
+        t.sum += e.avg;
+        t.n++;
+        this.#byTask.set(key, t);
       }
     }
-    return n ? sum / n : undefined;
+    const t = this.#byTask.get(`${job.task}\0${job.variant}`);
+    return t ? t.sum / t.n : undefined;
   }
 
   /**
@@ -124,17 +136,21 @@ export class Timings {
     const key = keyOf(job);
     const old = this.#jobs.get(key);
     const avg = old ? old.avg + ALPHA * (seconds - old.avg) : seconds;
-    this.#jobs.set(key, { avg: Math.round(avg * 1000) / 1000, runs: (old?.runs ?? 0) + 1, task: job.task, variant: job.variant });
+    this.#jobs.set(key, { avg: Math.round(avg * 1000) / 1000, runs: (old?.runs ?? 0) + 1, task: job.task, variant: job.variant, last: Date.now() });
+    this.#byTask = undefined;
   }
 
   get size(): number {
     return this.#jobs.size;
   }
 
-  /** Writes atomically (temp file + rename), keys sorted for stable diffs. */
-  async save(): Promise<void> {
+  /** Writes atomically (temp file + rename), keys sorted for stable diffs, without the jobs not run for FORGET_AFTER_MS. */
+  async save(now = Date.now()): Promise<void> {
     const jobs: Record<string, Entry> = {};
-    for (const k of [...this.#jobs.keys()].sort()) jobs[k] = this.#jobs.get(k)!;
+    for (const k of [...this.#jobs.keys()].sort()) {
+      const e = this.#jobs.get(k)!;
+      if ((e.last ?? now) >= now - FORGET_AFTER_MS) jobs[k] = e;
+    }
     const seeds = Object.fromEntries(this.#seeds);
     const tmp = `${this.#file}.${process.pid}.tmp`;
     await writeFile(tmp, `${JSON.stringify({ version: 1, jobs, seeds } satisfies FileFormat, null, 1)}\n`);

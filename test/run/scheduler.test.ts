@@ -100,3 +100,28 @@ t.test('timings file: moving average, fallback across systems, atomic save', asy
   await writeFile(join(dir, TIMINGS_FILE), '{broken');
   t.equal((await Timings.load(dir)).size, 0, 'a damaged file means no history');
 });
+
+t.test('timings file: the fallback follows new records; jobs not run for 90 days leave the file', async (t) => {
+  const dir = t.testdir();
+  const a = await Timings.load(dir);
+  a.record(job('x', 's/', 't'), 10);
+  t.equal(a.estimate(job('y', 's/', 't')), 10);
+  a.record(job('z', 's/', 't'), 20);
+  t.equal(a.estimate(job('y', 's/', 't')), 15, 'a record made after an estimate counts in the next');
+  a.record(job('old', 's/', 'u'), 5);
+  await a.save(Date.now() + 91 * 24 * 3600_000);
+  t.equal((await Timings.load(dir)).size, 0, 'saved 91 days on: every job forgotten');
+  await a.save(Date.now() + 89 * 24 * 3600_000);
+  t.equal((await Timings.load(dir)).size, 3, 'saved 89 days on: all kept');
+});
+
+t.test('timings: estimating 20,000 jobs with no history of their own against 20,000 entries is one pass', async (t) => {
+  const a = await Timings.load(t.testdir());
+  for (let i = 0; i < 20_000; i++) a.record(job(`sys-${i % 200}`, 's/', `t${i}`), i % 17);
+  const started = performance.now();
+  let known = 0;
+  for (let i = 0; i < 20_000; i++) if (a.estimate(job('renamed', 's/', `t${i}`)) !== undefined) known++;
+  const ms = performance.now() - started;
+  t.equal(known, 20_000);
+  t.ok(ms < 500, `${ms.toFixed(0)} ms (a scan of every entry per job took seconds)`);
+});
