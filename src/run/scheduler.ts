@@ -104,6 +104,12 @@ export function workerPlan(
   return [...counts.values()].map((c) => ({ backend: c.backend, system: c.system, count: Math.min(Math.max(1, workersOf(c.backend, c.system)), c.jobs) }));
 }
 
+function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
 /** Duration tiers double: jobs within a factor of two share a tier, so suite affinity still acts. */
 function tierOf(seconds: number): number {
   return Math.floor(Math.log2(Math.max(seconds, 1)));
@@ -112,7 +118,18 @@ function tierOf(seconds: number): number {
 interface WorkerState {
   backend: string;
   system: string;
+  /** The worker's permutation of all jobs, keeping only its backend+system's (their order unchanged). */
   perm: number[];
+  /** Where in `perm` a pending job may be: the ones before it were taken (-order). */
+  start: number;
+  /**
+   * The positions in `perm` of the jobs of each suite and rank (`suite\0rank`), ascending,
+   * with a cursor past the taken ones at their front: a pick looks at the first pending job
+   * of each suite in the top rank, not at every job it passed over before.
+   */
+  lanes: Map<string, { positions: number[]; start: number }>;
+  /** The suites of its system's jobs. */
+  suites: string[];
   suite: string | undefined;
   lastTask: number | undefined;
   done: boolean;
@@ -132,6 +149,21 @@ export class JobQueue {
   readonly #ordered: boolean;
   readonly #workers: WorkerState[] = [];
   readonly #perSystem = new Map<string, number>();
+  /**
+   * The jobs of each backend+system, and of each task key, in list order: a worker only
+   * ever looks at its own system's (a scan of every job per pick made runs of 20,000 jobs
+   * quadratic), and samples at their task's.
+   */
+  readonly #bySystem = new Map<string, number[]>();
+  readonly #byTask = new Map<string, number[]>();
+  readonly #pendingBySystem = new Map<string, number>();
+  /**
+   * Each job's rank by priority, then duration tier, both highest first: 0 is the highest. With the
+   * pending jobs of each system counted by rank, a pick finds its system's highest rank
+   * among a few ranks rather than all its jobs.
+   */
+  readonly #rank: number[];
+  readonly #pendingByRank = new Map<string, number[]>();
   /** Workers inside each suite, keyed `backend\0system\0suite`. */
   readonly #inside = new Map<string, number>();
   #left: number;
@@ -146,12 +178,27 @@ export class JobQueue {
     this.#taskKey = jobs.map((j) => `${j.backend}\0${j.system}\0${j.task}`);
     jobs.forEach((j, i) => {
       if (j.sample > 1) this.#sampled.add(this.#taskKey[i]!);
+      const system = `${j.backend}\0${j.system}`;
+      push(this.#bySystem, system, i);
+      push(this.#byTask, this.#taskKey[i]!, i);
+      this.#pendingBySystem.set(system, (this.#pendingBySystem.get(system) ?? 0) + 1);
     });
     const est = jobs.map((j) => options.duration?.(j));
     const known = est.filter((d): d is number => d !== undefined);
     // Unknown jobs (new tasks) are assumed as long as the longest known one.
     const unknownTier = known.length ? tierOf(Math.max(...known)) : 0;
     this.#tier = est.map((d) => (d === undefined ? unknownTier : tierOf(d)));
+    const classes = [...new Set(jobs.map((_, i) => `${this.#priority[i]}\0${this.#tier[i]}`))]
+      .map((c) => c.split('\0').map(Number) as [number, number])
+      .sort(([pa, ta], [pb, tb]) => (pa !== pb ? pb - pa : tb - ta));
+    const rankOf = new Map(classes.map(([p, t], r) => [`${p}\0${t}`, r]));
+    this.#rank = jobs.map((_, i) => rankOf.get(`${this.#priority[i]}\0${this.#tier[i]}`)!);
+    jobs.forEach((j, i) => {
+      const system = `${j.backend}\0${j.system}`;
+      const counts = this.#pendingByRank.get(system) ?? new Array<number>(classes.length).fill(0);
+      counts[this.#rank[i]!]!++;
+      this.#pendingByRank.set(system, counts);
+    });
   }
 
   /** Adds worker i of its backend+system; its permutation is seeded with seed+i. */
@@ -159,8 +206,17 @@ export class JobQueue {
     const k = `${backend}\0${system}`;
     const i = this.#perSystem.get(k) ?? 0;
     this.#perSystem.set(k, i + 1);
-    const perm = this.#ordered ? this.#jobs.map((_, j) => j) : permutation(this.#jobs.length, this.#seed + i);
-    this.#workers.push({ backend, system, perm, suite: undefined, lastTask: undefined, done: false });
+    const own = this.#bySystem.get(k) ?? [];
+    const perm = this.#ordered ? [...own] : permutation(this.#jobs.length, this.#seed + i).filter((j) => this.#jobs[j]!.backend === backend && this.#jobs[j]!.system === system);
+    const lanes = new Map<string, { positions: number[]; start: number }>();
+    perm.forEach((j, k) => {
+      const lane = `${this.#jobs[j]!.suite}\0${this.#rank[j]}`;
+      const positions = lanes.get(lane)?.positions;
+      if (positions) positions.push(k);
+      else lanes.set(lane, { positions: [k], start: 0 });
+    });
+    const suites = [...new Set(own.map((j) => this.#jobs[j]!.suite))];
+    this.#workers.push({ backend, system, perm, start: 0, lanes, suites, suite: undefined, lastTask: undefined, done: false });
     return this.#workers.length - 1;
   }
 
@@ -170,7 +226,7 @@ export class JobQueue {
 
   /** Whether any job of this backend+system is still pending. */
   hasPending(backend: string, system: string): boolean {
-    return this.#jobs.some((j, i) => this.#pending[i] && j.backend === backend && j.system === system);
+    return (this.#pendingBySystem.get(`${backend}\0${system}`) ?? 0) > 0;
   }
 
   /** Jobs never taken (reported as aborted at the end of a run). */
@@ -197,43 +253,51 @@ export class JobQueue {
   /** Lowest pending sample of the same backend, system and task (any variant). */
   #minSample(key: string): number | undefined {
     let best: number | undefined;
-    this.#jobs.forEach((j, i) => {
-      if (this.#pending[i] && this.#taskKey[i] === key && (best === undefined || j.sample < this.#jobs[best]!.sample)) best = i;
-    });
+    for (const i of this.#byTask.get(key) ?? []) {
+      if (this.#pending[i] && (best === undefined || this.#jobs[i]!.sample < this.#jobs[best]!.sample)) best = i;
+    }
     return best;
   }
 
-  #higher(a: number, b: number): boolean {
-    const pa = this.#priority[a]!;
-    const pb = this.#priority[b]!;
-    return pa !== pb ? pa > pb : this.#tier[a]! > this.#tier[b]!;
+  /** The position in w.perm of the first pending job of `suite` in rank `rank`. */
+  #firstPending(w: WorkerState, suite: string, rank: number): number | undefined {
+    const lane = w.lanes.get(`${suite}\0${rank}`);
+    if (!lane) return undefined;
+    while (lane.start < lane.positions.length && !this.#pending[w.perm[lane.positions[lane.start]!]!]) lane.start++;
+    return lane.positions[lane.start];
   }
 
+  /**
+   * spread's pick: the first job in the worker's permutation among its system's pending jobs
+   * of the highest priority (and duration tier); of its own suite when it has one, else of
+   * the suite the fewest workers are inside (the earliest in the permutation among those).
+   */
   #select(w: WorkerState): number | undefined {
-    if (this.#ordered) return w.perm.find((i) => this.#pending[i] && this.#jobs[i]!.backend === w.backend && this.#jobs[i]!.system === w.system);
+    if (this.#ordered) {
+      // the taken jobs at the front of the worker's list are passed once, not on every pick
+      while (w.start < w.perm.length && !this.#pending[w.perm[w.start]!]) w.start++;
+      return w.perm[w.start];
+    }
     if (w.lastTask !== undefined && this.#sampled.has(this.#taskKey[w.lastTask]!)) {
       const s = this.#minSample(this.#taskKey[w.lastTask]!);
       if (s !== undefined) return s;
     }
-    const mine = (i: number): boolean => this.#pending[i]! && this.#jobs[i]!.backend === w.backend && this.#jobs[i]!.system === w.system;
-    let top: number | undefined;
-    for (let i = 0; i < this.#jobs.length; i++) if (mine(i) && (top === undefined || this.#higher(i, top))) top = i;
-    if (top === undefined) return undefined;
-    let best: number | undefined;
-    let bestInside = Infinity;
-    for (const i of w.perm) {
-      if (!mine(i) || this.#higher(top, i)) continue;
-      const suite = this.#jobs[i]!.suite;
-      if (suite === w.suite) {
-        best = i;
-        break;
-      }
-      const inside = this.#inside.get(this.#suiteKey(w, suite)) ?? 0;
-      if (inside < bestInside) {
-        best = i;
-        bestInside = inside;
+    const top = this.#pendingByRank.get(`${w.backend}\0${w.system}`)?.findIndex((n) => n > 0) ?? -1;
+    if (top < 0) return undefined;
+    let at = w.suite === undefined ? undefined : this.#firstPending(w, w.suite, top);
+    if (at === undefined) {
+      let fewest = Infinity;
+      for (const suite of w.suites) {
+        const k = suite === w.suite ? undefined : this.#firstPending(w, suite, top);
+        if (k === undefined) continue;
+        const inside = this.#inside.get(this.#suiteKey(w, suite)) ?? 0;
+        if (inside < fewest || (inside === fewest && k < at!)) {
+          at = k;
+          fewest = inside;
+        }
       }
     }
+    const best = at === undefined ? undefined : w.perm[at];
     if (best !== undefined && this.#sampled.has(this.#taskKey[best]!)) return this.#minSample(this.#taskKey[best]!) ?? best;
     return best;
   }
@@ -249,6 +313,9 @@ export class JobQueue {
     }
     this.#pending[i] = false;
     this.#left--;
+    const system = `${w.backend}\0${w.system}`;
+    this.#pendingBySystem.set(system, this.#pendingBySystem.get(system)! - 1);
+    this.#pendingByRank.get(system)![this.#rank[i]!]!--;
     w.lastTask = i;
     this.#enter(w, this.#jobs[i]!.suite);
     return this.#jobs[i];

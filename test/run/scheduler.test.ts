@@ -125,3 +125,23 @@ t.test('timings: estimating 20,000 jobs with no history of their own against 20,
   t.equal(known, 20_000);
   t.ok(ms < 500, `${ms.toFixed(0)} ms (a scan of every entry per job took seconds)`);
 });
+
+t.test('20,000 jobs of one system drained by 20 workers: each pick looks at a few jobs, not all', async (t) => {
+  const jobs = Array.from({ length: 20_000 }, (_, i) => job('s0', `su${i % 7}/`, `t${i}`));
+  const started = performance.now();
+  const q = new JobQueue(jobs, { seed: 7 });
+  const workers = Array.from({ length: 20 }, () => q.addWorker('b', 's0'));
+  const seen = new Set<string>();
+  for (let live = workers.length; live > 0;) {
+    live = 0;
+    for (const w of workers) {
+      const next = q.next(w);
+      if (!next) continue;
+      seen.add(next.name);
+      live++;
+    }
+  }
+  const ms = performance.now() - started;
+  t.equal(seen.size, 20_000, 'every job once');
+  t.ok(ms < 2000, `${ms.toFixed(0)} ms (a scan of every job per pick took 9 s)`);
+});
