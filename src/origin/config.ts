@@ -91,5 +91,5 @@ export interface OriginOptions {
   /** The longest drain at shutdown (the server's pluginTimeout is sized for it). */
   readonly shutdownTimeoutMs?: number;
   /** Deletes old names and the blobs only they named (retention.ts); none when absent. */
-  readonly retention?: RetentionPolicy & { readonly intervalMs: number };
+  readonly retention?: RetentionPolicy & { readonly intervalMs: number; readonly firstAfterMs?: number };
 }

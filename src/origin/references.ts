@@ -7,7 +7,8 @@
 // (push uploads a delta to /cas, then a run manifest naming it). One origin process owns
 // its data directory, so this state in memory is the whole truth of what happened since it
 // started; what came before is not known, so every blob counts as recent for RECENT_MS
-// after the start (an upload just before a restart stays protected).
+// after the last moment an earlier process may have taken an upload: its clean stop as it
+// recorded it, else (a crash) this start.
 import { FleetError } from '../errors.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { parseDigestString } from '../store/digest.js';
@@ -29,8 +30,8 @@ export class BlobReferences {
   #deleted = new Map<string, Promise<unknown>>();
   #deletedBefore = new Map<string, Promise<unknown>>();
 
-  /** `startedAt`: when this process began to see every write (its start). */
-  constructor(readonly startedAt = Date.now()) {}
+  /** `unseenUntil`: until when uploads may have come that this process did not see. */
+  constructor(readonly unseenUntil = Date.now()) {}
 
   /**
    * Marks `digests` as about to be named; call the result once the name is written (or not).
@@ -71,7 +72,7 @@ export class BlobReferences {
   /** Whether a write holds `digest` now or may have held it in the RECENT_MS before `now`. */
   inUse(digest: string, now = Date.now()): boolean {
     const recentSince = now - RECENT_MS;
-    return this.#held.has(digest) || this.startedAt > recentSince || (this.#recent.get(digest) ?? -Infinity) >= recentSince;
+    return this.#held.has(digest) || this.unseenUntil > recentSince || (this.#recent.get(digest) ?? -Infinity) >= recentSince;
   }
 
   /** A prune begins (at `now`, its reference time): from now on every digest a write names is kept from deletion. */

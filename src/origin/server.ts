@@ -29,14 +29,14 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 2 * 60_000;
  * interval): an origin restarted more often than its interval still prunes. Each is logged.
  * Returns the function that unschedules them.
  */
-function schedulePrunes(app: FastifyInstance, retention: Retention, intervalMs: number): () => void {
+function schedulePrunes(app: FastifyInstance, retention: Retention, intervalMs: number, firstAfterMs = FIRST_PRUNE_MS): () => void {
   const prune = (): void => {
     void retention.prune().then(
       (report) => app.log.info({ prune: report }, 'retention prune'),
       (err: unknown) => app.log.error({ err }, 'retention prune failed'),
     );
   };
-  let cancel = after(Math.min(intervalMs, FIRST_PRUNE_MS), () => {
+  let cancel = after(Math.min(intervalMs, firstAfterMs), () => {
     prune();
     cancel = every(intervalMs, prune);
   });
@@ -45,6 +45,8 @@ function schedulePrunes(app: FastifyInstance, retention: Retention, intervalMs: 
 
 /** How long after start the first prune runs (at most). */
 const FIRST_PRUNE_MS = 60_000;
+/** When this origin stopped cleanly (retention's protection of recent uploads, references.ts). */
+const STOPPED = ['_retention', 'stopped'];
 
 export interface OriginServer {
   readonly app: FastifyInstance;
@@ -73,8 +75,10 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
     maxBlobSize: options.maxBlobSize ?? DEFAULT_MAX_BLOB_SIZE,
     maxRecordSize: options.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE,
     internal: new Set(),
-    references: new BlobReferences(),
+    // an earlier process's clean stop, recorded (below) and taken once: a crash leaves none
+    references: new BlobReferences((await names.find<{ at: number }>(STOPPED))?.at ?? Date.now()),
   };
+  await names.delete(STOPPED);
   await loadInternalSet(context);
 
   const app = Fastify({
@@ -93,10 +97,14 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
     context.ledger.request(request.routeOptions.config.kind ?? 'other', request.method, reply.statusCode);
   });
 
+  // every request answered: nothing this process took is unknown to the next one after this
+  app.addHook('onClose', async () => {
+    await names.put(STOPPED, { at: Date.now() }).catch((err: Error) => app.log.error({ err }, 'cannot record the clean stop'));
+  });
   const retention = options.retention && new Retention(context, options.retention, app.log);
   if (retention) {
     const intervalMs = options.retention!.intervalMs;
-    const unschedule = intervalMs > 0 ? schedulePrunes(app, retention, intervalMs) : () => undefined;
+    const unschedule = intervalMs > 0 ? schedulePrunes(app, retention, intervalMs, options.retention!.firstAfterMs) : () => undefined;
     app.addHook('onClose', async () => {
       unschedule();
       await retention.stop();

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildCacheServer } from '../cache/server.js';
-import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../cache/config.js';
+import { DEFAULT_TIMEOUTS } from '../cache/config.js';
 import { resolveOriginTokens } from '../cli/origin.js';
 import { buildOrigin } from '../origin/server.js';
 import { splitAddress } from '../backends/ssh-machine.js';
@@ -68,6 +68,17 @@ async function listenLoopback(app: FastifyInstance): Promise<string> {
   return `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
 }
 
+/**
+ * What the embedded origin keeps: the runs, artifacts and bases of the last two weeks (and
+ * the newest bases). Its data lies in the project (or --data); without this, every run's
+ * project, artifacts and copies in the caches stayed there for ever. A run pruned at its
+ * start, then hourly: the embedded origin lives only while its run does.
+ */
+const EMBEDDED_RETENTION = { maxAgeMs: 14 * 24 * 3600_000, keepBases: 3, intervalMs: 3600_000, firstAfterMs: 0 };
+
+/** Each embedded cache's size limit: copies of what the embedded origin holds, on the same disk. */
+const EMBEDDED_CACHE_SIZE = 10 * 2 ** 30;
+
 export async function startEmbeddedFleet(dataRoot: string, regions: readonly string[] = ['local'], logLevel = 'warn'): Promise<EmbeddedFleet> {
   const originDir = join(dataRoot, 'origin');
   const { tokens } = resolveOriginTokens(undefined, originDir);
@@ -80,7 +91,7 @@ export async function startEmbeddedFleet(dataRoot: string, regions: readonly str
     }
   };
   try {
-    const { app: origin } = await buildOrigin({ dataDir: originDir, tokens, logLevel });
+    const { app: origin } = await buildOrigin({ dataDir: originDir, tokens, logLevel, retention: EMBEDDED_RETENTION });
     servers.set('origin', origin);
     const originUrl = await listenLoopback(origin);
     const fleetRegions: FleetConfig['regions'] = {};
@@ -89,7 +100,7 @@ export async function startEmbeddedFleet(dataRoot: string, regions: readonly str
         region,
         upstream: originUrl,
         dataDir: join(dataRoot, `region-${region}`),
-        maxSize: DEFAULT_MAX_SIZE,
+        maxSize: EMBEDDED_CACHE_SIZE,
         timeouts: DEFAULT_TIMEOUTS,
         mirrors: new Map(),
         logLevel,

@@ -234,18 +234,33 @@ t.test('a pending blob found gone already leaves the list: the same bytes upload
   t.ok(await store.has(parseDigestString(digest)), 'the asset is still stored');
 });
 
-t.test('an origin restarted protects the uploads of its last minutes before the restart, which it did not see', async (t) => {
+t.test('an origin restarted protects the uploads of the minutes before its last stop, which it did not see', async (t) => {
   const dataDir = join(t.testdirName, 'data');
   const first = await oldArtifacts(t, 2, dataDir);
   await first.app.close();
   // a push re-uploaded the delta an old artifact named (the same bytes), and the origin restarted before the run manifest came
   const second = await startOrigin(t, { dataDir });
-  const startedAt = second.context.references.startedAt;
+  const { unseenUntil } = second.context.references;
+  t.ok(unseenUntil <= Date.now() && unseenUntil > Date.now() - 60_000, 'the first one\'s clean stop, as it recorded it');
   const retention = new Retention(second.context, { maxAgeMs: 30 * DAY, keepBases: 3 });
-  t.match(await retention.prune({ now: startedAt + RECENT_MS - 1000 }), { names: { artifacts: 2 }, blobs: 0 }, 'names go, blobs stay');
+  t.match(await retention.prune({ now: unseenUntil + RECENT_MS - 1000 }), { names: { artifacts: 2 }, blobs: 0 }, 'names go, blobs stay');
   t.equal(await blobsLeft(second, 2), 2);
-  t.match(await retention.prune({ now: startedAt + RECENT_MS + 1000 }), { names: { artifacts: 0 }, blobs: 2 }, 'RECENT_MS after the start, the next prune deletes them');
+  t.match(await retention.prune({ now: unseenUntil + RECENT_MS + 1000 }), { names: { artifacts: 0 }, blobs: 2 }, 'RECENT_MS after that stop, the next prune deletes them');
   t.equal(await blobsLeft(second, 2), 0);
+});
+
+t.test('an origin stopped long ago protects nothing at its start; one that crashed protects everything for RECENT_MS', async (t) => {
+  const dataDir = join(t.testdirName, 'data');
+  const first = await oldArtifacts(t, 2, dataDir);
+  await first.app.close();
+  // the clean stop as the first one recorded it, moved back: the origin has been down for a while
+  await first.context.names.put(['_retention', 'stopped'], { at: Date.now() - 2 * RECENT_MS });
+  const second = await startOrigin(t, { dataDir });
+  t.match(await new Retention(second.context, { maxAgeMs: 30 * DAY, keepBases: 3 }).prune({ now: Date.now() }), { names: { artifacts: 2 }, blobs: 2 }, 'deleted at once');
+  t.equal(await second.context.names.find(['_retention', 'stopped']), undefined, 'the record is taken once');
+  // a crash records no stop: the next start cannot know when the last upload came
+  const crashed = await oldArtifacts(t, 0, join(t.testdirName, 'crashed'));
+  t.ok(crashed.context.references.unseenUntil > Date.now() - 60_000, 'no record: its own start');
 });
 
 t.test('a prune stopped midway (the server closing) leaves the rest to the next prune after a restart', async (t) => {

@@ -13,6 +13,7 @@ import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
 import { RunLog } from '../../src/run/report.js';
 import { discardKeptMachines } from '../../src/run/discard.js';
 import { runProject } from '../../src/run/runner.js';
+import { NameStore, type NameRecord } from '../../src/store/names.js';
 import type { EmbeddedFleet } from '../../src/run/embedded.js';
 import { startOrigin } from '../helpers/origin.js';
 import { REPO_ROOT } from '../helpers/processes.js';
@@ -174,6 +175,23 @@ t.test('an origin whose reads need a token: the machines read with their run tok
   const indexBytes = (await index.body.text()).length;
   const fileBytes = (await stat(join(artifacts, job, 'report.txt'))).size;
   t.same(result.ledger.links.find((l) => l.link === 'cache region-a → controller (artifacts)'), { link: 'cache region-a → controller (artifacts)', actualBytes: indexBytes + fileBytes, naiveBytes: 0 }, 'its index counted too');
+});
+
+t.test('the embedded origin prunes what is two weeks old as a run starts', async (t) => {
+  const dir = await demoProject(t);
+  const dataRoot = join(dir, 'cache');
+  const agentBundle = await ensureAgentBundle();
+  const first = await runProject({ cwd: dir, filters: ['alpha-1:tests/artifacts'], agentBundle, log: capture().log, dataRoot });
+  t.equal(first.tally.ok, true);
+  // the first run's artifact, made 15 days old while no run is going
+  const names = new NameStore(join(dataRoot, 'origin'));
+  await names.open();
+  const artifact = ['artifacts', first.run, 'local:alpha-1:tests', 'artifacts', 'report.txt'];
+  await names.put(artifact, { ...(await names.get<NameRecord>(artifact)), created: Date.now() - 15 * 24 * 3600_000 });
+  const second = await runProject({ cwd: dir, filters: ['alpha-1:tests/hello'], agentBundle, log: capture().log, dataRoot });
+  t.equal(second.tally.ok, true);
+  t.equal(await names.find(artifact), undefined, 'pruned by the second run\'s embedded origin');
+  t.ok(await names.find(['projects', 'fleet-demo', 'runs', second.run]), 'the second run is kept');
 });
 
 async function tokenFile(t: Test, token: string): Promise<string> {
