@@ -37,8 +37,6 @@ export const cacheConfigSchema = Type.Object(
     maxSize: Type.Optional(positiveSizeSchema()), // an LRU index cannot be bounded by nothing
     /** Memory the fills in flight of one process keep their last bytes in (see fill.ts); default 1GiB. */
     fillMemory: Type.Optional(sizeSchema()),
-    /** Bearer token sent upstream on PUT when the client sends none. */
-    tokenFile: Type.Optional(Type.String({ minLength: 1 })),
     logLevel: Type.Optional(logLevelSchema()),
     /** Server processes sharing the port and the data directory; "auto" = one per CPU. */
     workers: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: MAX_WORKERS }), Type.Literal('auto')])),
@@ -89,7 +87,6 @@ export interface CacheConfig {
   readonly maxSize: number;
   /** Bytes of recent windows the fills of one process keep at most (see fill.ts); default DEFAULT_FILL_MEMORY. */
   readonly fillMemory?: number;
-  readonly token?: string;
   readonly timeouts: UpstreamTimeouts;
   readonly mirrors: ReadonlyMap<string, MirrorConfig>;
   /** pino level; 'silent' in tests. */
@@ -146,7 +143,7 @@ export function startupFields(config: CacheConfig): Record<string, unknown> {
 }
 
 /** Turns the validated file (or flags alone) into a CacheConfig. */
-export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.cwd(), token?: string): CacheConfig {
+export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.cwd()): CacheConfig {
   const timeouts = resolveTimeouts(file.timeouts, DEFAULT_TIMEOUTS);
   const mirrors = new Map<string, MirrorConfig>();
   for (const [name, m] of Object.entries(file.mirrors ?? {})) {
@@ -159,7 +156,6 @@ export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.
     maxSize: file.maxSize === undefined ? DEFAULT_MAX_SIZE : parseSize(file.maxSize),
     fillMemory: file.fillMemory === undefined ? DEFAULT_FILL_MEMORY : parseSize(file.fillMemory),
     ...(file.logLevel === undefined ? {} : { logLevel: file.logLevel }),
-    ...(token === undefined ? {} : { token }),
     timeouts,
     mirrors,
     workers: file.workers === 'auto' ? Math.min(availableParallelism(), MAX_WORKERS) : file.workers ?? 1,

@@ -29,8 +29,6 @@ export interface CacheContext {
   readonly upstream: Upstream;
   readonly mirrors: ReadonlyMap<string, Mirror>;
   readonly log: Logger;
-  /** Sent upstream on PUT when the client sends no Authorization. */
-  readonly token?: string;
 }
 
 /**

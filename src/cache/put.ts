@@ -60,9 +60,10 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
     const v = req.headers[name];
     if (typeof v === 'string') headers[name] = v;
   }
-  const auth = req.headers.authorization ?? (ctx.token ? `Bearer ${ctx.token}` : undefined);
-  // every write needs a token: refused here, before a byte goes upstream (an upstream that
-  // refuses a chunked body early cuts it, and the client got a 502 instead of this 401)
+  // Every write needs the client's own token (a cache adds none: it would write for whoever
+  // reaches it). Refused here, before a byte goes upstream: an upstream that refuses a
+  // chunked body early cuts it, and the client got a 502 instead of this 401.
+  const auth = req.headers.authorization;
   if (!auth) throw missingToken();
   headers.authorization = auth;
 

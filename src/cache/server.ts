@@ -90,7 +90,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
     link.attach((id) => store.forget(id), () => fills.leading, () => metrics.tallies(), () => metrics.registry.getMetricsAsJSON());
     metrics.onChange(() => link.tallied());
   }
-  const ctx: CacheContext = { store, fills, metrics, upstream, mirrors, log: app.log, ...(config.token ? { token: config.token } : {}) };
+  const ctx: CacheContext = { store, fills, metrics, upstream, mirrors, log: app.log };
   app.decorate('cache', ctx);
   fast = ctx;
 

@@ -1,8 +1,6 @@
 // `fleetcache cache`: one regional cache. Flags override the YAML file.
 import cluster from 'node:cluster';
-import path from 'node:path';
 import type { Command } from 'commander';
-import { exposedSecretWarning, readTokenFile } from '../client/token.js';
 import { toFleetError, UsageError } from '../errors.js';
 import { checkFlags } from '../config/load.js';
 import { withPort } from '../config/units.js';
@@ -30,7 +28,6 @@ interface CacheFlags {
   maxSize?: string;
   fillMemory?: string;
   region?: string;
-  tokenFile?: string;
   workers?: string;
 }
 
@@ -45,7 +42,6 @@ export function registerCache(program: Command): void {
     .option('--max-size <size>', 'disk budget, e.g. 50GiB (default 50GiB)')
     .option('--fill-memory <size>', 'memory per server process for the last bytes of fills in flight (default 1GiB)')
     .option('--region <name>', 'region name (default "default")')
-    .option('--token-file <file>', 'write token sent upstream on PUT when a client sends none')
     .option('--workers <n>', 'server processes sharing the port and the data: a number or "auto" (one per CPU; default 1)')
     .addHelpText('after', '\nPrints "listening http://HOST:PORT" on stdout when ready; logs are JSON on stderr.\nStops cleanly on SIGINT or SIGTERM.')
     .action(async (flags: CacheFlags) => {
@@ -67,19 +63,13 @@ export function registerCache(program: Command): void {
         ...(flags.data ? { data: flags.data } : {}),
         ...(flags.maxSize ? { maxSize: flags.maxSize } : {}),
         ...(flags.fillMemory ? { fillMemory: flags.fillMemory } : {}),
-        ...(flags.tokenFile ? { tokenFile: flags.tokenFile } : {}),
         ...(flags.workers ? { workers: parseWorkers(flags.workers) } : {}),
       };
-      // Relative paths in a config file are relative to the working directory, like flags.
-      const tokenFile = merged.tokenFile ? path.resolve(merged.tokenFile) : undefined;
-      const config = resolveCacheConfig(merged, process.cwd(), tokenFile ? readTokenFile(tokenFile) : undefined);
+      const config = resolveCacheConfig(merged, process.cwd());
       const workers = config.workers ?? 1;
-      // said once, by the process that says 'cache starting' (the primary, or the only one)
-      const exposed = cluster.isPrimary && tokenFile ? exposedSecretWarning(tokenFile) : undefined;
       if (workers > 1 && cluster.isPrimary) {
         const log = createLogger(config.logLevel ?? 'info');
         log.info({ ...startupFields(config), workers }, 'cache starting');
-        if (exposed) log.warn(exposed);
         const primary = await runCachePrimary(config, workers, log, merged.listen);
         // A worker that cannot start stops the cache, with its error, once every worker is gone.
         const url = await primary.url.catch(async (err: unknown) => {
@@ -97,10 +87,7 @@ export function registerCache(program: Command): void {
       if (link) process.once('disconnect', orphaned);
       try {
         const app = await buildCacheServer(config, link ? { link } : {});
-        if (!link) {
-          app.log.info({ ...startupFields(config), objects: app.cache.store.count }, 'cache starting');
-          if (exposed) app.log.warn(exposed);
-        }
+        if (!link) app.log.info({ ...startupFields(config), objects: app.cache.store.count }, 'cache starting');
         // Stopping, a worker also waits for the fills it leads: other workers' clients may follow them.
         await serveUntilSignal(app, env?.port === undefined ? merged.listen : withPort(merged.listen, env.port), {
           announce: !link,

@@ -40,3 +40,7 @@ t.test('upstream and mirror URLs: http or https, checked with the file, line and
   });
   t.equal(resolveCacheConfig(parseCacheConfig('upstream: https://o.example/\n', 'c.yaml')).upstream, 'https://o.example', 'a trailing slash is dropped');
 });
+
+t.test('a cache holds no write token: tokenFile is refused (it made the cache write for whoever reached it)', async (t) => {
+  t.throws(() => parseCacheConfig('upstream: http://127.0.0.1:9\ntokenFile: /etc/fleetcache/token\n', 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: tokenFile: unknown field "tokenFile"' });
+});
