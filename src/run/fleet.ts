@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
 import { parseDocument } from 'yaml';
-import { durationSchema, loadConfigFile, parseConfig } from '../config/load.js';
+import { durationSchema, loadConfigFile, parseConfig, positiveDurationSchema } from '../config/load.js';
 import { NamedMap } from '../config/names.js';
 import { ConfigError } from '../errors.js';
 
@@ -28,7 +28,7 @@ export const FleetSchema = Type.Object(
      * URL. A cache a machine skipped as unreachable is tried last by the run's next machines
      * for a while (nearest.ts UnreachableCaches).
      */
-    cacheTimeout: durationSchema({ default: '30s' }),
+    cacheTimeout: positiveDurationSchema({ default: '30s' }),
     /** 1-minute load average above which a machine gets no new job. */
     loadThreshold: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
   },

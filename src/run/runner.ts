@@ -269,7 +269,8 @@ async function runJobs(
   };
 
   const unreachable = new UnreachableCaches();
-  const cacheHeadersMs = parseDuration(fleet.cacheTimeout);
+  // the agent takes whole milliseconds (1.5ms is 2)
+  const cacheHeadersMs = Math.ceil(parseDuration(fleet.cacheTimeout));
   // spread's `backend:system`, numbered when the system has several machines so their lines can be told apart
   const workerLabel = (w: WorkerInfo): string => {
     const sys = `${w.backend}:${w.system}`;

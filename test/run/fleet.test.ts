@@ -29,6 +29,10 @@ t.test('the fleetcache: key of spread.yaml, errors with file and line', async (t
   t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /spread\.yaml:4: fleetcache\.dispatchDelay: must be a duration \(e\.g\. 250ms, 30s, 5m\) or number$/ });
   await writeFile(file, 'project: p\nfleetcache:\n  origin: http://o:1\n  dispatchDelay: 0.5\n');
   t.equal(loadFleetConfig(file, undefined)!.dispatchDelay, 0.5, 'a number of seconds, as every other duration takes');
+  for (const zero of ['0', '0s']) {
+    await writeFile(file, `project: p\nfleetcache:\n  origin: http://o:1\n  cacheTimeout: ${zero}\n`);
+    t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /spread\.yaml:4: fleetcache\.cacheTimeout: / }, `cacheTimeout: ${zero} is refused (no machine could pull)`);
+  }
   await writeFile(file, 'project: p\nfleetcache:\n  regions: {a: {caches: [http://c:2]}}\n');
   t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /lists regions but no origin/ });
   await writeFile(file, 'project: p\nfleetcache:\n  origin: http://o:1\n  regions: {a: {caches: [http://c:2]}}\n');
