@@ -176,7 +176,8 @@ export function casId(d: Digest): string {
 }
 
 /** Whether `id` is a /cas blob's (no sidecar; headers follow from the digest). */
-function isCasId(id: string): boolean {
+/** A /cas blob's id: content-addressed, so never replaced by other bytes (an http entry may be). */
+export function isCasId(id: string): boolean {
   return id.startsWith('cas.');
 }
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { AggregatorRegistry } from 'prom-client';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { CacheConfig } from '../config.js';
-import { DiskStore } from '../disk-store.js';
+import { DiskStore, isCasId } from '../disk-store.js';
 import { FleetError } from '../../errors.js';
 import { parseListen } from '../../config/units.js';
 import { lockDataDir } from '../../store/dir-lock.js';
@@ -211,9 +211,10 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       }
       case 'committed':
         for (const e of m.entries) {
-          // a replacement (a mirror object or a name fetched anew): the other workers' meta
-          // and bodies in memory describe the old one
-          if (store.has(e.id)) for (const other of live.keys()) if (other !== id) send(other, { t: 'forget', id: e.id });
+          // An http entry (a mirror object, a name) may replace another worker's: its meta and
+          // body in memory describe the old one. Told to forget whether this index knew the id
+          // or not: two workers' reports of one id may come in either order.
+          if (!isCasId(e.id)) for (const other of live.keys()) if (other !== id) send(other, { t: 'forget', id: e.id });
           store.adopt(e.id, e.size, e.storedAt);
         }
         return broadcastFiguresSoon();
