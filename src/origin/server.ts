@@ -14,7 +14,7 @@ import type { OriginContext } from './context.js';
 import { casRoutes, loadInternalSet } from './routes/cas.js';
 import { nameRoutes } from './routes/names.js';
 import { opsRoutes } from './routes/ops.js';
-import { BlobReferences } from './references.js';
+import { BlobReferences, RECENT_MS } from './references.js';
 import { Retention } from './retention.js';
 import { after, every } from '../long-timer.js';
 import { registerDashboard } from '../ui/dashboard.js';
@@ -25,11 +25,11 @@ export const DEFAULT_MAX_RECORD_SIZE = 1024 ** 2;
 export const DEFAULT_IDLE_TIMEOUT_MS = 2 * 60_000;
 
 /**
- * Prunes every `intervalMs`, the first one a minute after start (or sooner, with a shorter
- * interval): an origin restarted more often than its interval still prunes. Each is logged.
- * Returns the function that unschedules them.
+ * Prunes every `intervalMs`, the first one `firstAfterMs` after start (a minute; sooner with
+ * a shorter interval): an origin restarted more often than its interval still prunes. Each
+ * is logged. Returns the function that unschedules them.
  */
-function schedulePrunes(app: FastifyInstance, retention: Retention, intervalMs: number, firstAfterMs = FIRST_PRUNE_MS): () => void {
+function schedulePrunes(app: FastifyInstance, retention: Retention, intervalMs: number, firstAfterMs: number): () => void {
   const prune = (): void => {
     void retention.prune().then(
       (report) => app.log.info({ prune: report }, 'retention prune'),
@@ -45,6 +45,16 @@ function schedulePrunes(app: FastifyInstance, retention: Retention, intervalMs: 
 
 /** How long after start the first prune runs (at most). */
 const FIRST_PRUNE_MS = 60_000;
+
+/**
+ * How long after a start at `now` the first prune waits: `firstAfterMs` (FIRST_PRUNE_MS by
+ * default), and not while uploads from before the start are protected (until `unseenUntil`
+ * + RECENT_MS, references.ts): that prune would delete names but no blob, and an origin
+ * restarted more often than its interval none ever.
+ */
+export function firstPruneDelay(unseenUntil: number, now: number, firstAfterMs = FIRST_PRUNE_MS): number {
+  return Math.max(firstAfterMs, unseenUntil + RECENT_MS - now + 1000);
+}
 /** When this origin stopped cleanly (retention's protection of recent uploads, references.ts). */
 const STOPPED = ['_retention', 'stopped'];
 
@@ -104,7 +114,8 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
   const retention = options.retention && new Retention(context, options.retention, app.log);
   if (retention) {
     const intervalMs = options.retention!.intervalMs;
-    const unschedule = intervalMs > 0 ? schedulePrunes(app, retention, intervalMs, options.retention!.firstAfterMs) : () => undefined;
+    const firstAfterMs = firstPruneDelay(context.references.unseenUntil, Date.now(), options.retention!.firstAfterMs);
+    const unschedule = intervalMs > 0 ? schedulePrunes(app, retention, intervalMs, firstAfterMs) : () => undefined;
     app.addHook('onClose', async () => {
       unschedule();
       await retention.stop();

@@ -235,7 +235,7 @@ t.test('a pending blob found gone already leaves the list: the same bytes upload
 });
 
 t.test('an origin restarted protects the uploads of the minutes before its last stop, which it did not see', async (t) => {
-  const dataDir = join(t.testdirName, 'data');
+  const dataDir = join(t.testdir(), 'data'); // emptied: a record of an earlier run's stop would count
   const first = await oldArtifacts(t, 2, dataDir);
   await first.app.close();
   // a push re-uploaded the delta an old artifact named (the same bytes), and the origin restarted before the run manifest came
@@ -250,7 +250,7 @@ t.test('an origin restarted protects the uploads of the minutes before its last 
 });
 
 t.test('an origin stopped long ago protects nothing at its start; one that crashed protects everything for RECENT_MS', async (t) => {
-  const dataDir = join(t.testdirName, 'data');
+  const dataDir = join(t.testdir(), 'data'); // emptied: a record of an earlier run's stop would count
   const first = await oldArtifacts(t, 2, dataDir);
   await first.app.close();
   // the clean stop as the first one recorded it, moved back: the origin has been down for a while
@@ -359,4 +359,13 @@ t.test('a blob kept as just uploaded is looked at again by the next prune, not f
   t.equal(await blobsLeft(origin, 1), 1);
   t.match(await retention.prune({ now: afterUploads() }), { names: { artifacts: 0 }, blobs: 1 }, 'a later prune deletes it');
   t.equal(await blobsLeft(origin, 1), 0);
+});
+
+t.test('the first prune after a start waits until the uploads from before it are no longer protected', async (t) => {
+  const { firstPruneDelay } = await import('../../src/origin/server.js');
+  const now = Date.now();
+  t.equal(firstPruneDelay(now - 2 * RECENT_MS, now), 60_000, 'stopped long ago: a minute after the start');
+  t.equal(firstPruneDelay(now - 2 * RECENT_MS, now, 0), 0, 'at once when asked (the embedded origin)');
+  t.equal(firstPruneDelay(now - 1000, now), RECENT_MS, 'stopped a second ago: once that stop is RECENT_MS old');
+  t.equal(firstPruneDelay(now, now, 0), RECENT_MS + 1000, 'no record of a stop (a crash): RECENT_MS after the start');
 });
