@@ -679,11 +679,14 @@ export class DiskStore {
   async updateMeta(id: string, meta: EntryMeta): Promise<void> {
     const entry = this.#lru.peek(id);
     if (!entry) return;
-    entry.meta = meta;
     const file = path.join(this.dir, id);
     const tmp = this.tempPath();
     try {
-      await writeFile(tmp, sidecarText(meta, (await stat(file)).ino));
+      // another worker's body replaced the one revalidated: its own sidecar stays as it is
+      const { ino } = await stat(file);
+      if (entry.ino !== undefined && ino !== entry.ino) return void this.#replaced(id);
+      entry.meta = meta;
+      await writeFile(tmp, sidecarText(meta, ino));
       await rename(tmp, file + SIDECAR);
     } catch (err) {
       await rm(tmp, { force: true });
