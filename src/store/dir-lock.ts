@@ -51,7 +51,11 @@ async function lockSecret(dir: string): Promise<string> {
 }
 
 async function socketName(dir: string): Promise<string> {
-  const hash = createHash('sha256').update(await lockSecret(dir)).update('\0').update(realpathSync(dir));
+  const secret = await lockSecret(dir).catch((err: NodeJS.ErrnoException) => {
+    // another user's directory (verify --remove run as someone else), a read-only disk
+    throw new FleetError('FC_ERR_CONFIG', `data directory ${dir}: cannot read or write its lock secret ${LOCK_ID}: ${err.message}`, { cause: err });
+  });
+  const hash = createHash('sha256').update(secret).update('\0').update(realpathSync(dir));
   return `\0fleetcache-dir-${hash.digest('hex').slice(0, 40)}`;
 }
 

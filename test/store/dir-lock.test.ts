@@ -66,3 +66,9 @@ for (const [what, args] of [
     });
   });
 }
+
+t.test('a lock secret that cannot be read is a configuration error naming the directory, not a crash', async (t) => {
+  const data = join(t.testdir({ data: {} }), 'data');
+  mkdirSync(join(data, LOCK_ID)); // a directory where the file should be: unreadable as a file, whoever runs the test
+  await t.rejects(lockDataDir(data), { code: 'FC_ERR_CONFIG', message: new RegExp(`data directory ${data}: cannot read or write its lock secret \\.lock-id: `) });
+});
