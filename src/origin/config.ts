@@ -80,6 +80,11 @@ export interface OriginOptions {
   readonly dataDir: string;
   /** Accepted write tokens; writes are refused when empty. */
   readonly tokens: readonly string[];
+  /**
+   * Every write comes from this process (the embedded origin of a run): none can be in
+   * flight across a stop, so retention protects nothing from before the start (references.ts).
+   */
+  readonly soleWriter?: boolean;
   readonly readAccess?: 'public' | 'token';
   readonly maxBlobSize?: number;
   readonly maxRecordSize?: number;

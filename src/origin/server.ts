@@ -86,7 +86,7 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
     maxRecordSize: options.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE,
     internal: new Set(),
     // an earlier process's clean stop, recorded (below) and taken once: a crash leaves none
-    references: new BlobReferences((await names.find<{ at: number }>(STOPPED))?.at ?? Date.now()),
+    references: new BlobReferences(options.soleWriter ? -Infinity : (await names.find<{ at: number }>(STOPPED))?.at ?? Date.now()),
   };
   await names.delete(STOPPED);
   await loadInternalSet(context);

@@ -91,7 +91,7 @@ export async function startEmbeddedFleet(dataRoot: string, regions: readonly str
     }
   };
   try {
-    const { app: origin } = await buildOrigin({ dataDir: originDir, tokens, logLevel, retention: EMBEDDED_RETENTION });
+    const { app: origin } = await buildOrigin({ dataDir: originDir, tokens, logLevel, retention: EMBEDDED_RETENTION, soleWriter: true });
     servers.set('origin', origin);
     const originUrl = await listenLoopback(origin);
     const fleetRegions: FleetConfig['regions'] = {};

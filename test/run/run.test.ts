@@ -14,6 +14,8 @@ import { RunLog } from '../../src/run/report.js';
 import { discardKeptMachines } from '../../src/run/discard.js';
 import { runProject } from '../../src/run/runner.js';
 import { NameStore, type NameRecord } from '../../src/store/names.js';
+import { parseDigestString } from '../../src/store/digest.js';
+import { DiskBlobStore } from '../../src/store/disk.js';
 import type { EmbeddedFleet } from '../../src/run/embedded.js';
 import { startOrigin } from '../helpers/origin.js';
 import { REPO_ROOT } from '../helpers/processes.js';
@@ -187,10 +189,15 @@ t.test('the embedded origin prunes what is two weeks old as a run starts', async
   const names = new NameStore(join(dataRoot, 'origin'));
   await names.open();
   const artifact = ['artifacts', first.run, 'local:alpha-1:tests', 'artifacts', 'report.txt'];
-  await names.put(artifact, { ...(await names.get<NameRecord>(artifact)), created: Date.now() - 15 * 24 * 3600_000 });
+  const record = await names.get<NameRecord>(artifact);
+  await names.put(artifact, { ...record, created: Date.now() - 15 * 24 * 3600_000 });
+  const store = new DiskBlobStore(join(dataRoot, 'origin'));
+  const digest = parseDigestString(record.digest);
+  t.ok(await store.has(digest));
   const second = await runProject({ cwd: dir, filters: ['alpha-1:tests/hello'], agentBundle, log: capture().log, dataRoot });
   t.equal(second.tally.ok, true);
   t.equal(await names.find(artifact), undefined, 'pruned by the second run\'s embedded origin');
+  t.notOk(await store.has(digest), 'its blob too: the embedded origin has no uploads of others to wait for');
   t.ok(await names.find(['projects', 'fleet-demo', 'runs', second.run]), 'the second run is kept');
 });
 
