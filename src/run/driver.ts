@@ -3,7 +3,7 @@
 // and a delay between two dispatches to the same executor) and load-aware admission
 // (a machine above the load threshold gets no job until its load drops).
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EventEmitter, once, setMaxListeners } from 'node:events';
+import { setMaxListeners } from 'node:events';
 import { sleepFor } from '../long-timer.js';
 import type { Idle } from '../backends/backend.js';
 import type { JobQueue, SchedJob, WorkerId } from './scheduler.js';
@@ -113,17 +113,21 @@ export class DispatchGate {
 export class LoadGate {
   readonly #threshold: number;
   readonly #poll: { initial: number; max: number };
-  readonly #events = new EventEmitter();
+  /** Per executor key, the waiting workers' wake-ups, longest waiting first. */
+  readonly #waiting = new Map<string, Array<() => void>>();
 
   constructor(threshold: number, poll = { initial: 1000, max: 30_000 }) {
     this.#threshold = threshold;
     this.#poll = poll;
-    this.#events.setMaxListeners(0);
   }
 
-  /** Signals that a job on `key` finished. */
+  /**
+   * Signals that a job on `key` finished: the worker waiting longest looks at the load again.
+   * One, not all: a finished job makes room for about one, and each look runs a command on a
+   * machine (hundreds of waiting workers polled at every finished job).
+   */
   jobFinished(key: string): void {
-    this.#events.emit(key);
+    this.#waiting.get(key)?.shift()?.();
   }
 
   /** Resolves once the load is at or below the threshold; `onWait` hears of the first high read. */
@@ -135,11 +139,18 @@ export class LoadGate {
       const ac = new AbortController();
       const stop = (): void => ac.abort();
       signal?.addEventListener('abort', stop, { once: true });
+      const waiting = this.#waiting.get(key) ?? [];
+      this.#waiting.set(key, waiting);
+      let wake!: () => void;
+      const woken = new Promise<void>((resolve) => (wake = resolve));
+      waiting.push(wake);
       try {
-        await Promise.race([sleep(pause, undefined, { signal: ac.signal }), once(this.#events, key, { signal: ac.signal })]).catch(() => undefined);
+        await Promise.race([sleep(pause, undefined, { signal: ac.signal }), woken]).catch(() => undefined);
       } finally {
         ac.abort();
         signal?.removeEventListener('abort', stop);
+        const at = waiting.indexOf(wake);
+        if (at >= 0) waiting.splice(at, 1);
       }
       signal?.throwIfAborted();
       pause = Math.min(pause * 2, this.#poll.max);

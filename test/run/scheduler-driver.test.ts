@@ -57,6 +57,24 @@ t.test('load gate: waits while loaded, wakes on a finished job without spinning'
   t.equal(calls, 4, 'timer polls with backoff until the load drops');
 });
 
+t.test('load gate: a finished job wakes the worker waiting longest, one, not every waiting one', async (t) => {
+  const gate = new LoadGate(1, { initial: 10_000, max: 10_000 });
+  let load = 5;
+  const reads: number[] = [];
+  const admitted = [0, 1, 2].map((w) => gate.admit('h', async () => (reads.push(w), load)));
+  await sleep(50);
+  t.same(reads, [0, 1, 2], 'each looked once and waits');
+  gate.jobFinished('h');
+  await sleep(50);
+  t.same(reads, [0, 1, 2, 0], 'one finished job: the first waiting looks again, alone');
+  load = 0;
+  gate.jobFinished('h');
+  gate.jobFinished('h');
+  gate.jobFinished('h'); // more than are waiting: nothing to wake
+  await Promise.all(admitted);
+  t.same(reads.slice(4).sort(), [0, 1, 2], 'then each in turn, and all are admitted');
+});
+
 t.test('runWorkers over local machines: every job once, storm limit, load admission', async (t) => {
   const dir = t.testdir();
   const provider = createProvider('b', 'local', {}, { projectRoot: dir, remotePath: '/p', password: 'x', stateDir: dir });
