@@ -91,6 +91,7 @@ async function pull(args: Static<typeof pullArgs>): Promise<Output> {
     ...(args.cacheHeadersMs !== undefined ? { cacheHeadersMs: args.cacheHeadersMs } : {}),
     onSkip: (url, err) => process.stderr.write(`fleetcache-agent: ${url} skipped: ${err.message}\n`),
     onRecheck: (url, err) => process.stderr.write(`fleetcache-agent: ${url} served damaged bytes (${err.message}): asking again with no-cache\n`),
+    onRetry: (ms, err) => process.stderr.write(`fleetcache-agent: every URL failed (${err.message}): trying them again in ${ms / 1000} s\n`),
   });
   if (args.doneMarker) await writeFile(args.doneMarker, `${args.dest}\n`);
   return {

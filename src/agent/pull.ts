@@ -6,6 +6,7 @@
 // last URL, the origin): a cache
 // then checks its stored copy and fetches a damaged one anew, so that one bad copy does not
 // send every machine of the region to the next URL for good.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pullProject, type PullResult } from '../project-upload/pull.js';
 import { FleetError, toFleetError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
@@ -26,7 +27,21 @@ export interface FallbackPullOptions {
   readonly onSkip?: (url: string, error: FleetError) => void;
   /** Called when a URL served damaged bytes and is asked again with no-cache. */
   readonly onRecheck?: (url: string, error: FleetError) => void;
+  /** The waits before each new pass over the URLs when every one was unavailable (default RETRY_DELAYS_MS). */
+  readonly retryDelaysMs?: readonly number[];
+  /** Called before such a wait. */
+  readonly onRetry?: (waitMs: number, error: FleetError) => void;
 }
+
+/**
+ * When every URL failed for a passing reason (unreachable, 5xx, cut): a restart of the origin
+ * (a deploy, a token rotation: a second or two) or of a region's cache, under which every
+ * URL fails at once. Waited before passes 2, 3 and 4 over the list.
+ */
+export const RETRY_DELAYS_MS: readonly number[] = [2_000, 5_000, 10_000];
+
+/** Failures that a later pass may not meet (not a missing run, nor damaged bytes). */
+const PASSING_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['FC_ERR_UPSTREAM', 'FC_ERR_UPSTREAM_TIMEOUT', 'FC_ERR_UNAVAILABLE', 'FC_ERR_ABORTED']);
 
 export interface Attempt {
   readonly url: string;
@@ -71,7 +86,23 @@ function classify(err: unknown): { next: boolean; error: FleetError } {
 export async function pullWithFallback(options: FallbackPullOptions): Promise<FallbackPullResult> {
   if (options.urls.length === 0) throw new FleetError('FC_ERR_USAGE', 'pull: no URL to fetch the project from');
   const skipped: Attempt[] = [];
-  let last: FleetError | undefined;
+  const delays = options.retryDelaysMs ?? RETRY_DELAYS_MS;
+  for (let pass = 0; ; pass++) {
+    const round = await pullOnce(options, skipped);
+    if ('result' in round) return round.result;
+    const wait = delays[pass];
+    if (wait === undefined || !round.failures.every((e) => PASSING_CODES.has(e.code))) {
+      const summary = skipped.map((a) => `${a.url}: ${a.error}`).join('; ');
+      throw new FleetError(round.failures.at(-1)!.code, `pull: every URL failed (${summary})`, { details: { attempts: skipped } });
+    }
+    options.onRetry?.(wait, round.failures.at(-1)!);
+    await sleep(wait);
+  }
+}
+
+/** One pass over the URLs: the first pull that succeeds, else every URL's failure (also added to `skipped`). */
+async function pullOnce(options: FallbackPullOptions, skipped: Attempt[]): Promise<{ result: FallbackPullResult } | { failures: FleetError[] }> {
+  const failures: FleetError[] = [];
   for (const [index, url] of options.urls.entries()) {
     const isOrigin = index === options.urls.length - 1;
     const pull = (recheck: boolean): Promise<PullResult> => pullProject({
@@ -91,15 +122,14 @@ export async function pullWithFallback(options: FallbackPullOptions): Promise<Fa
         options.onRecheck?.(redactUrl(url), err);
         return pull(true);
       });
-      return { url, index, result, skipped };
+      return { result: { url, index, result, skipped } };
     } catch (err) {
       const { next, error } = classify(err);
       if (!next) throw error;
-      last = error;
+      failures.push(error);
       skipped.push({ url: redactUrl(url), code: error.code, error: error.message });
       options.onSkip?.(redactUrl(url), error);
     }
   }
-  const summary = skipped.map((a) => `${a.url}: ${a.error}`).join('; ');
-  throw new FleetError(last!.code, `pull: every URL failed (${summary})`, { details: { attempts: skipped } });
+  return { failures };
 }

@@ -6,6 +6,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { casId } from '../../src/cache/disk-store.js';
+import { pullWithFallback } from '../../src/agent/pull.js';
+import { buildOrigin } from '../../src/origin/server.js';
 import { pushProject } from '../../src/project-upload/push.js';
 import { startCache } from '../cache/harness.js';
 import { startOrigin } from '../helpers/origin.js';
@@ -115,4 +117,33 @@ t.test('damaged bytes from the origin (the last URL) are not asked for again', a
   const res = await runAgent(agent, 'pull', { urls: [origin.url], project: 'demo', run: 'r1', dest: join(dir, 'm') });
   t.not(res.code, 0, 'the pull fails');
   t.notMatch(res.stderr, /asking again with no-cache/, 'without asking the origin twice');
+});
+
+t.test('every URL down at once (the origin restarting under its caches): the pull passes over them again, and gets the run', async (t) => {
+  const dir = t.testdir();
+  const dataDir = join(dir, 'origin');
+  const first = await startOrigin(t, { dataDir });
+  const project = join(dir, 'project');
+  mkdirSync(project);
+  writeFileSync(join(project, 'a.txt'), 'the tree\n');
+  await pushProject({ dir: project, project: 'demo', origin: first.url, token: first.token, baseCache: join(dir, 'bases'), run: 'r1' });
+  const port = Number(new URL(first.url).port);
+  await first.app.close();
+  const retries: string[] = [];
+  const pulling = pullWithFallback({
+    urls: [await deadUrl(), first.url],
+    project: 'demo',
+    run: 'r1',
+    dest: join(dir, 'dest'),
+    retryDelaysMs: [300, 300, 300, 300, 300],
+    onRetry: (ms, err) => retries.push(`${ms} ${err.code}`),
+  });
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const again = await buildOrigin({ dataDir, tokens: [first.token], logLevel: false });
+  await again.app.listen({ host: '127.0.0.1', port });
+  t.teardown(() => again.app.close());
+  const pulled = await pulling;
+  t.equal(pulled.url, first.url, 'from the origin, once it was back');
+  t.ok(retries.length >= 1 && retries.every((r) => /^300 FC_ERR_UPSTREAM/.test(r)), `passed over the list again: ${retries.join(', ')}`);
+  t.equal(readFileSync(join(dir, 'dest', 'a.txt'), 'utf8'), 'the tree\n');
 });
