@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pullProject, type PullResult } from '../project-upload/pull.js';
 import { FleetError, toFleetError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
+import { PASSING_CODES, RETRY_DELAYS_MS } from '../url-passes.js';
 
 export interface FallbackPullOptions {
   readonly urls: readonly string[];
@@ -27,21 +28,12 @@ export interface FallbackPullOptions {
   readonly onSkip?: (url: string, error: FleetError) => void;
   /** Called when a URL served damaged bytes and is asked again with no-cache. */
   readonly onRecheck?: (url: string, error: FleetError) => void;
-  /** The waits before each new pass over the URLs when every one was unavailable (default RETRY_DELAYS_MS). */
+  /** The waits before each new pass over the URLs when every one failed for a passing reason (default RETRY_DELAYS_MS, url-passes.ts). */
   readonly retryDelaysMs?: readonly number[];
   /** Called before such a wait. */
   readonly onRetry?: (waitMs: number, error: FleetError) => void;
 }
 
-/**
- * When every URL failed for a passing reason (unreachable, 5xx, cut): a restart of the origin
- * (a deploy, a token rotation: a second or two) or of a region's cache, under which every
- * URL fails at once. Waited before passes 2, 3 and 4 over the list.
- */
-export const RETRY_DELAYS_MS: readonly number[] = [2_000, 5_000, 10_000];
-
-/** Failures that a later pass may not meet (not a missing run, nor damaged bytes). */
-const PASSING_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['FC_ERR_UPSTREAM', 'FC_ERR_UPSTREAM_TIMEOUT', 'FC_ERR_UNAVAILABLE', 'FC_ERR_ABORTED']);
 
 export interface Attempt {
   readonly url: string;

@@ -4,15 +4,15 @@
 import { posix } from 'node:path';
 import type { Machine } from '../backends/backend.js';
 import { fetchArtifacts } from '../artifacts/download.js';
-import { FleetError, type ErrorCode } from '../errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FleetError } from '../errors.js';
+import { PASSING_CODES, RETRY_DELAYS_MS } from '../url-passes.js';
 import type { Job } from '../spread/index.js';
 import { agentPath, agentWorkDir, runAgent } from './agent-client.js';
 import type { CacheChoice } from './nearest.js';
 import type { RunLog } from './report.js';
 import type { SessionContext } from './session.js';
 
-/** Failures after which the next URL is worth trying. */
-const NETWORK_FAILURES = new Set<ErrorCode>(['FC_ERR_UPSTREAM', 'FC_ERR_UPSTREAM_TIMEOUT', 'FC_ERR_UNAVAILABLE']);
 
 export interface JobTransfersOptions {
   readonly log: RunLog;
@@ -67,10 +67,24 @@ export class JobTransfers {
   }
 
   async #artifacts(choice: CacheChoice, machine: Machine, job: Job): Promise<void> {
-    const { log, token, machineToken, run, artifactsDir, signal } = this.#o;
+    const { log, signal } = this.#o;
     log.line(`Fetching artifacts of ${job.name}...`);
-    // The nearest URL first; a cache that died since the pull is skipped for the next one.
-    let lastError: unknown;
+    // The nearest URL first; a cache that died since the pull is skipped for the next one;
+    // every URL failing at once (the origin restarting) is tried again a few times.
+    for (let pass = 0; ; pass++) {
+      const failure = await this.#artifactsOnce(choice, machine, job);
+      if (!failure) return;
+      const wait = RETRY_DELAYS_MS[pass];
+      if (wait === undefined) throw failure;
+      log.line(`Artifacts of ${job.name}: every URL failed (${failure.message}); trying them again in ${wait / 1000} s.`);
+      await sleep(wait, undefined, signal ? { signal } : {});
+    }
+  }
+
+  /** One pass over the URLs: undefined once one took the artifacts, else the last passing failure. */
+  async #artifactsOnce(choice: CacheChoice, machine: Machine, job: Job): Promise<FleetError | undefined> {
+    const { log, token, machineToken, run, artifactsDir, signal } = this.#o;
+    let lastError: FleetError | undefined;
     for (const url of choice.urls) {
       try {
         const answer = await runAgent(machine, agentPath(machine), 'artifacts', {
@@ -87,12 +101,12 @@ export class JobTransfers {
           this.controllerBytesByCache[url] = (this.controllerBytesByCache[url] ?? 0) + fetched.bytes;
         }
         if (url !== choice.urls[0]) log.line(`Artifacts of ${job.name} went through ${url}.`);
-        return;
+        return undefined;
       } catch (err) {
-        if (!(err instanceof FleetError) || !NETWORK_FAILURES.has(err.code)) throw err;
+        if (!(err instanceof FleetError) || !PASSING_CODES.has(err.code)) throw err;
         lastError = err;
       }
     }
-    throw lastError;
+    return lastError;
   }
 }

@@ -18,6 +18,8 @@ import { parseDigestString } from '../../src/store/digest.js';
 import { DiskBlobStore } from '../../src/store/disk.js';
 import type { EmbeddedFleet } from '../../src/run/embedded.js';
 import { startOrigin } from '../helpers/origin.js';
+import { deadUrl } from '../agent/helpers.js';
+import { buildOrigin } from '../../src/origin/server.js';
 import { REPO_ROOT } from '../helpers/processes.js';
 
 /** The example project copied into <testdir>/project; other test files go beside it. */
@@ -199,6 +201,37 @@ t.test('the embedded origin prunes what is two weeks old as a run starts', async
   t.equal(await names.find(artifact), undefined, 'pruned by the second run\'s embedded origin');
   t.notOk(await store.has(digest), 'its blob too: the embedded origin has no uploads of others to wait for');
   t.ok(await names.find(['projects', 'fleet-demo', 'runs', second.run]), 'the second run is kept');
+});
+
+t.test('the origin restarting as a machine uploads its artifacts: the upload passes over the URLs again and gets through', async (t) => {
+  const dir = await demoProject(t);
+  const dataDir = join(dir, '..', 'origin');
+  const origin = await startOrigin(t, { dataDir });
+  const port = Number(new URL(origin.url).port);
+  const fleetFile = join(dir, 'fleet.yaml');
+  await writeFile(fleetFile, `origin: ${origin.url}\nregions:\n  region-a:\n    caches: [${await deadUrl()}]\ndispatchDelay: 0s\n`);
+  let out = '';
+  let restarted: Promise<unknown> | undefined;
+  const log = new RunLog((s) => {
+    out += s;
+    // logged just before the agent uploads: the origin goes away for a second, as a restart does
+    if (!restarted && /Fetching artifacts of local:alpha-1:tests\/artifacts/.test(s)) {
+      restarted = origin.app.close().then(async () => {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        const again = await buildOrigin({ dataDir, tokens: [origin.token], logLevel: false });
+        await again.app.listen({ host: '127.0.0.1', port });
+        t.teardown(() => again.app.close());
+      });
+    }
+  });
+  const result = await runProject({ cwd: dir, filters: ['alpha-1:tests/artifacts'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  await restarted;
+  t.equal(result.tally.ok, true, 'the job succeeded');
+  t.match(out, /Artifacts of local:alpha-1:tests\/artifacts: every URL failed \(.*\); trying them again in 2 s\./);
+  t.notMatch(out, /Error fetching artifacts/);
+  const stored = await request(`${origin.url}/artifacts/${result.run}/local:alpha-1:tests/artifacts/report.txt`);
+  t.equal(stored.statusCode, 200, 'the artifact is at the origin');
+  await stored.body.dump();
 });
 
 async function tokenFile(t: Test, token: string): Promise<string> {
