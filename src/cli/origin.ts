@@ -24,12 +24,13 @@ interface OriginFlags {
 
 /**
  * The write tokens: --token-file / tokenFile (one token per line, so a new one can be added
- * before the old one is removed), else $FLEETCACHE_TOKEN, else a random token kept in
- * <data>/token (mode 0600) so that a local origin is never writable without one.
+ * before the old one is removed), else $FLEETCACHE_TOKEN (unless `fromEnv` is false: the
+ * embedded origin of a run), else a random token kept in <data>/token (mode 0600) so that a
+ * local origin is never writable without one.
  */
-export function resolveOriginTokens(tokenFile: string | undefined, dataDir: string): { tokens: string[]; source: string; file?: string } {
+export function resolveOriginTokens(tokenFile: string | undefined, dataDir: string, fromEnv = true): { tokens: string[]; source: string; file?: string } {
   if (tokenFile) return { tokens: readTokenLines(tokenFile), source: tokenFile, file: tokenFile };
-  const env = process.env.FLEETCACHE_TOKEN?.trim();
+  const env = fromEnv ? process.env.FLEETCACHE_TOKEN?.trim() : undefined;
   if (env) {
     // as a token file's lines are (readTokenLines): never its text in the message
     if (env.length < MIN_TOKEN_LENGTH) throw new ConfigError(`FLEETCACHE_TOKEN: a write token must be at least ${MIN_TOKEN_LENGTH} characters`);

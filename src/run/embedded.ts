@@ -81,7 +81,8 @@ const EMBEDDED_CACHE_SIZE = 10 * 2 ** 30;
 
 export async function startEmbeddedFleet(dataRoot: string, regions: readonly string[] = ['local'], logLevel = 'warn'): Promise<EmbeddedFleet> {
   const originDir = join(dataRoot, 'origin');
-  const { tokens } = resolveOriginTokens(undefined, originDir);
+  // its own, in its data directory: FLEETCACHE_TOKEN in the user's shell is for a real origin
+  const { tokens } = resolveOriginTokens(undefined, originDir, false);
   const servers = new Map<string, FastifyInstance>();
   const close = async () => {
     // caches first, so that none is left talking to a closed origin

@@ -380,3 +380,15 @@ t.test('the machines of a system with several workers are told apart in log line
   const labels = [...out.matchAll(/Executing local:alpha-1:s\/t\d \((.*?)\) \(\d\/2\)/g)].map((m) => m[1]).sort();
   t.same(labels, ['local:alpha-1 #1', 'local:alpha-1 #2']);
 });
+
+t.test('the embedded origin makes its own token: a FLEETCACHE_TOKEN in the shell (for a real origin, short or not) plays no part', async (t) => {
+  const dir = await project(t, spreadYaml('own-token', LOCAL), { 's/t': 'summary: t\nexecute: true\n' });
+  const before = process.env.FLEETCACHE_TOKEN;
+  t.teardown(() => {
+    if (before === undefined) delete process.env.FLEETCACHE_TOKEN;
+    else process.env.FLEETCACHE_TOKEN = before;
+  });
+  process.env.FLEETCACHE_TOKEN = 'short';
+  const { result } = await run(dir);
+  t.equal(result.tally.successful, 1);
+});
