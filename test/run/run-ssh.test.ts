@@ -141,6 +141,18 @@ async function oneHostProject(t: Test, task: string): Promise<{ base: string; ss
   return setup;
 }
 
+/** Two tasks on one ssh host for a system of two workers: one worker waits for the host the other holds. */
+async function twoWorkersOneHost(t: Test): Promise<{ base: string; dir: string }> {
+  const { base, dir, sshd, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
+  await mkdir(join(dir, 'tests', 'two'), { recursive: true });
+  await writeFile(join(dir, 'tests', 'two', 'task.yaml'), 'summary: two\nexecute: echo two\n');
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    `project: onehost\npath: ${remote}\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems:\n      - debian-12:\n          workers: 2\nsuites:\n  tests/:\n    summary: one\n`,
+  );
+  return { base, dir };
+}
+
 t.test('the CLI exits after keeping its ssh machine (--reuse), and a host serves run after run', async (t) => {
   const { base, dir } = await oneHostProject(t, 'summary: one\nexecute: echo hi\n');
   const cli = (args: string[]) => spawnSync(process.execPath, cliArgs(['run', '--data', join(base, 'cache'), ...args]), { cwd: dir, encoding: 'utf8', timeout: 90_000 });
@@ -156,13 +168,7 @@ t.test('the CLI exits after keeping its ssh machine (--reuse), and a host serves
 });
 
 t.test('--reuse with more workers than hosts: a worker waiting for a kept host allocates nothing, and the run exits', async (t) => {
-  const { base, dir, sshd, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
-  await mkdir(join(dir, 'tests', 'two'), { recursive: true });
-  await writeFile(join(dir, 'tests', 'two', 'task.yaml'), 'summary: two\nexecute: echo two\n');
-  await writeFile(
-    join(dir, 'spread.yaml'),
-    `project: onehost\npath: ${remote}\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems:\n      - debian-12:\n          workers: 2\nsuites:\n  tests/:\n    summary: one\n`,
-  );
+  const { base, dir } = await twoWorkersOneHost(t);
   const cli = (args: string[]) => spawnSync(process.execPath, cliArgs(['run', '--data', join(base, 'cache'), ...args]), { cwd: dir, encoding: 'utf8', timeout: 45_000 });
   const kept = cli(['--reuse']);
   const out = kept.stdout + kept.stderr;
@@ -174,13 +180,7 @@ t.test('--reuse with more workers than hosts: a worker waiting for a kept host a
 });
 
 t.test('a worker that gets its shared host after the others ran every job is discarded, its project never sent', async (t) => {
-  const { base, dir, sshd, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
-  await mkdir(join(dir, 'tests', 'two'), { recursive: true });
-  await writeFile(join(dir, 'tests', 'two', 'task.yaml'), 'summary: two\nexecute: echo two\n');
-  await writeFile(
-    join(dir, 'spread.yaml'),
-    `project: onehost\npath: ${remote}\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems:\n      - debian-12:\n          workers: 2\nsuites:\n  tests/:\n    summary: one\n`,
-  );
+  const { base, dir } = await twoWorkersOneHost(t);
   let out = '';
   const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
   if (!result.tally.ok) t.comment(out);
