@@ -6,11 +6,10 @@
 // last URL, the origin): a cache
 // then checks its stored copy and fetches a damaged one anew, so that one bad copy does not
 // send every machine of the region to the next URL for good.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { pullProject, type PullResult } from '../project-upload/pull.js';
 import { FleetError, toFleetError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
-import { PASSING_CODES, RETRY_DELAYS_MS } from '../url-passes.js';
+import { inPasses } from '../url-passes.js';
 
 export interface FallbackPullOptions {
   readonly urls: readonly string[];
@@ -28,12 +27,11 @@ export interface FallbackPullOptions {
   readonly onSkip?: (url: string, error: FleetError) => void;
   /** Called when a URL served damaged bytes and is asked again with no-cache. */
   readonly onRecheck?: (url: string, error: FleetError) => void;
-  /** The waits before each new pass over the URLs when every one failed for a passing reason (default RETRY_DELAYS_MS, url-passes.ts). */
+  /** The waits before each new pass over the URLs when every one failed for a passing reason (default: url-passes.ts). */
   readonly retryDelaysMs?: readonly number[];
   /** Called before such a wait. */
   readonly onRetry?: (waitMs: number, error: FleetError) => void;
 }
-
 
 export interface Attempt {
   readonly url: string;
@@ -78,18 +76,14 @@ function classify(err: unknown): { next: boolean; error: FleetError } {
 export async function pullWithFallback(options: FallbackPullOptions): Promise<FallbackPullResult> {
   if (options.urls.length === 0) throw new FleetError('FC_ERR_USAGE', 'pull: no URL to fetch the project from');
   const skipped: Attempt[] = [];
-  const delays = options.retryDelaysMs ?? RETRY_DELAYS_MS;
-  for (let pass = 0; ; pass++) {
-    const round = await pullOnce(options, skipped);
-    if ('result' in round) return round.result;
-    const wait = delays[pass];
-    if (wait === undefined || !round.failures.every((e) => PASSING_CODES.has(e.code))) {
+  return inPasses(() => pullOnce(options, skipped), {
+    ...(options.retryDelaysMs ? { delaysMs: options.retryDelaysMs } : {}),
+    ...(options.onRetry ? { onRetry: options.onRetry } : {}),
+    giveUp: (failures) => {
       const summary = skipped.map((a) => `${a.url}: ${a.error}`).join('; ');
-      throw new FleetError(round.failures.at(-1)!.code, `pull: every URL failed (${summary})`, { details: { attempts: skipped } });
-    }
-    options.onRetry?.(wait, round.failures.at(-1)!);
-    await sleep(wait);
-  }
+      return new FleetError(failures.at(-1)!.code, `pull: every URL failed (${summary})`, { details: { attempts: skipped } });
+    },
+  });
 }
 
 /** One pass over the URLs: the first pull that succeeds, else every URL's failure (also added to `skipped`). */

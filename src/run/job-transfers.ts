@@ -4,15 +4,13 @@
 import { posix } from 'node:path';
 import type { Machine } from '../backends/backend.js';
 import { fetchArtifacts } from '../artifacts/download.js';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { FleetError } from '../errors.js';
-import { PASSING_CODES, RETRY_DELAYS_MS } from '../url-passes.js';
+import { inPasses, PASSING_CODES } from '../url-passes.js';
 import type { Job } from '../spread/index.js';
 import { agentPath, agentWorkDir, runAgent } from './agent-client.js';
 import type { CacheChoice } from './nearest.js';
 import type { RunLog } from './report.js';
 import type { SessionContext } from './session.js';
-
 
 export interface JobTransfersOptions {
   readonly log: RunLog;
@@ -71,18 +69,15 @@ export class JobTransfers {
     log.line(`Fetching artifacts of ${job.name}...`);
     // The nearest URL first; a cache that died since the pull is skipped for the next one;
     // every URL failing at once (the origin restarting) is tried again a few times.
-    for (let pass = 0; ; pass++) {
-      const failure = await this.#artifactsOnce(choice, machine, job);
-      if (!failure) return;
-      const wait = RETRY_DELAYS_MS[pass];
-      if (wait === undefined) throw failure;
-      log.line(`Artifacts of ${job.name}: every URL failed (${failure.message}); trying them again in ${wait / 1000} s.`);
-      await sleep(wait, undefined, signal ? { signal } : {});
-    }
+    await inPasses(() => this.#artifactsOnce(choice, machine, job), {
+      onRetry: (wait, last) => log.line(`Artifacts of ${job.name}: every URL failed (${last.message}); trying them again in ${wait / 1000} s.`),
+      giveUp: (failures) => failures.at(-1)!,
+      ...(signal ? { signal } : {}),
+    });
   }
 
-  /** One pass over the URLs: undefined once one took the artifacts, else the last passing failure. */
-  async #artifactsOnce(choice: CacheChoice, machine: Machine, job: Job): Promise<FleetError | undefined> {
+  /** One pass over the URLs: done once one took the artifacts, else the last (passing) failure. */
+  async #artifactsOnce(choice: CacheChoice, machine: Machine, job: Job): Promise<{ result: undefined } | { failures: FleetError[] }> {
     const { log, token, machineToken, run, artifactsDir, signal } = this.#o;
     let lastError: FleetError | undefined;
     for (const url of choice.urls) {
@@ -101,12 +96,12 @@ export class JobTransfers {
           this.controllerBytesByCache[url] = (this.controllerBytesByCache[url] ?? 0) + fetched.bytes;
         }
         if (url !== choice.urls[0]) log.line(`Artifacts of ${job.name} went through ${url}.`);
-        return undefined;
+        return { result: undefined };
       } catch (err) {
         if (!(err instanceof FleetError) || !PASSING_CODES.has(err.code)) throw err;
         lastError = err;
       }
     }
-    return lastError;
+    return { failures: [lastError!] };
   }
 }
