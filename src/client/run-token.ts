@@ -9,13 +9,14 @@ import { createHmac } from 'node:crypto';
 
 const PREFIX = 'fcrun1';
 
-function mac(writeToken: string, run: string): Buffer {
+/** The MAC a run token of `run` made from `writeToken` carries. */
+export function runTokenMac(writeToken: string, run: string): Buffer {
   return createHmac('sha256', writeToken).update(`fleetcache run token\0${run}`).digest();
 }
 
 /** The run token of `run`, made from the write token `writeToken`. */
 export function runToken(writeToken: string, run: string): string {
-  return `${PREFIX}.${Buffer.from(run).toString('base64url')}.${mac(writeToken, run).toString('base64url')}`;
+  return `${PREFIX}.${Buffer.from(run).toString('base64url')}.${runTokenMac(writeToken, run).toString('base64url')}`;
 }
 
 /** A token's run and MAC when it has the form of a run token (not checked: see runTokenMac). */
@@ -23,9 +24,4 @@ export function parseRunToken(token: string): { run: string; mac: Buffer } | und
   const parts = token.split('.');
   if (parts.length !== 3 || parts[0] !== PREFIX || !parts[1] || !parts[2]) return undefined;
   return { run: Buffer.from(parts[1], 'base64url').toString('utf8'), mac: Buffer.from(parts[2], 'base64url') };
-}
-
-/** The MAC a run token of `run` made from `writeToken` carries. */
-export function runTokenMac(writeToken: string, run: string): Buffer {
-  return mac(writeToken, run);
 }

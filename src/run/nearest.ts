@@ -2,7 +2,7 @@
 // the other regions' caches, then the origin. `auto` orders every cache by the round
 // trip the machine itself measures to /-/healthz.
 import type { Machine } from '../backends/backend.js';
-import type { ErrorCode } from '../errors.js';
+import { PASSING_CODES } from '../url-passes.js';
 import { redactUrl } from '../redact-url.js';
 import type { FleetConfig } from './fleet.js';
 
@@ -69,9 +69,6 @@ export async function measuredOrder(machine: Machine, fleet: FleetConfig & { ori
   };
 }
 
-/** The agent's codes for a URL it could not reach, that did not answer in time, or that cut its answer. */
-const UNREACHABLE_CODES: ReadonlySet<string> = new Set<ErrorCode>(['FC_ERR_UPSTREAM', 'FC_ERR_UPSTREAM_TIMEOUT', 'FC_ERR_UNAVAILABLE', 'FC_ERR_ABORTED']);
-
 /**
  * Caches the run's machines found unreachable (no answer in time, refused, cut): for
  * `forMs` after the last such failure, later machines try them after every other cache,
@@ -91,7 +88,7 @@ export class UnreachableCaches {
   markSkipped(skipped: unknown, now = Date.now()): void {
     if (!Array.isArray(skipped)) return;
     for (const attempt of skipped as Array<{ url?: unknown; code?: unknown }>) {
-      if (typeof attempt?.url === 'string' && UNREACHABLE_CODES.has(String(attempt.code))) this.#failedAt.set(attempt.url, now);
+      if (typeof attempt?.url === 'string' && (PASSING_CODES as ReadonlySet<string>).has(String(attempt.code))) this.#failedAt.set(attempt.url, now);
     }
   }
 
