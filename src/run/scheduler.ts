@@ -156,7 +156,6 @@ export class JobQueue {
    */
   readonly #bySystem = new Map<string, number[]>();
   readonly #byTask = new Map<string, number[]>();
-  readonly #pendingBySystem = new Map<string, number>();
   /**
    * Each job's rank by priority, then duration tier, both highest first: 0 is the highest. With the
    * pending jobs of each system counted by rank, a pick finds its system's highest rank
@@ -181,7 +180,6 @@ export class JobQueue {
       const system = `${j.backend}\0${j.system}`;
       push(this.#bySystem, system, i);
       push(this.#byTask, this.#taskKey[i]!, i);
-      this.#pendingBySystem.set(system, (this.#pendingBySystem.get(system) ?? 0) + 1);
     });
     const est = jobs.map((j) => options.duration?.(j));
     const known = est.filter((d): d is number => d !== undefined);
@@ -226,7 +224,7 @@ export class JobQueue {
 
   /** Whether any job of this backend+system is still pending. */
   hasPending(backend: string, system: string): boolean {
-    return (this.#pendingBySystem.get(`${backend}\0${system}`) ?? 0) > 0;
+    return this.#pendingByRank.get(`${backend}\0${system}`)?.some((n) => n > 0) ?? false;
   }
 
   /** Jobs never taken (reported as aborted at the end of a run). */
@@ -313,9 +311,7 @@ export class JobQueue {
     }
     this.#pending[i] = false;
     this.#left--;
-    const system = `${w.backend}\0${w.system}`;
-    this.#pendingBySystem.set(system, this.#pendingBySystem.get(system)! - 1);
-    this.#pendingByRank.get(system)![this.#rank[i]!]!--;
+    this.#pendingByRank.get(`${w.backend}\0${w.system}`)![this.#rank[i]!]!--;
     w.lastTask = i;
     this.#enter(w, this.#jobs[i]!.suite);
     return this.#jobs[i];
