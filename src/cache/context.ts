@@ -160,6 +160,17 @@ export async function serveFill(
  */
 export type JoinCheck = (head: FillHead) => boolean;
 
+/** How a request whose answer must be fresh for it (a mirror's, RFC 9111) uses other requests' answers. */
+export interface Freshness {
+  readonly joins: JoinCheck;
+  /**
+   * Serves the request from the entry another worker's fill just stored as it serves any
+   * entry it finds: fresh for it, or revalidated (a request with no-cache is never
+   * answered from it as it stands).
+   */
+  readonly stored: () => Promise<void>;
+}
+
 function countFill(ctx: CacheContext, kind: Kind, cache: CacheStatus): void {
   if (cache === 'COLLAPSED') ctx.metrics.collapsed(kind);
   else ctx.metrics.miss(kind);
@@ -174,7 +185,7 @@ function countFill(ctx: CacheContext, kind: Kind, cache: CacheStatus): void {
  */
 export async function fillOnce(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, key: string, spec: FillSpec, direct: Direct,
-  probed = true, joins?: JoinCheck,
+  probed = true, freshness?: Freshness,
 ): Promise<void> {
   if (!probed && !ctx.fills.get(key) && ctx.store.storedElsewhere(spec.id)) return serveStored(ctx, req, reply, kind, spec.id, direct);
   let got;
@@ -186,8 +197,8 @@ export async function fillOnce(
     return direct();
   }
   // Another worker's fill that ended meanwhile: its entry is likely stored.
-  if (!got) return serveStored(ctx, req, reply, kind, spec.id, direct);
-  return serveFill(ctx, req, reply, kind, got.fill, got.lead ? 'MISS' : 'COLLAPSED', direct, joins);
+  if (!got) return freshness ? freshness.stored() : serveStored(ctx, req, reply, kind, spec.id, direct);
+  return serveFill(ctx, req, reply, kind, got.fill, got.lead ? 'MISS' : 'COLLAPSED', direct, freshness?.joins);
 }
 
 /** Serves an entry another worker stored; passes through when it is not there (evicted meanwhile, rare). */

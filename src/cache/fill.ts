@@ -15,7 +15,7 @@ import { DigestMismatchError, UpstreamError } from '../errors.js';
 import { DEFAULT_FILL_MEMORY } from './config.js';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { formatDigest, type Digest } from '../store/digest.js';
-import { SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type FillClaim } from './disk-store.js';
+import { isCasId, SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type FillClaim } from './disk-store.js';
 import { failureFields, newRequestId } from './serve.js';
 import { requestError } from '../http/errors.js';
 import type { HeaderMap } from './upstream.js';
@@ -521,6 +521,13 @@ export class Fill extends FillProgress {
       claimGone = true;
       this.#store.dropClaim(this.#claim);
     };
+    let counted = false;
+    /** Counts the bytes received, once, before any reader hears the fill ended: a client that has its whole body then sees them in /-/stats. */
+    const countUpstream = (): void => {
+      if (counted) return;
+      counted = true;
+      this.#spec.onUpstreamBytes?.(this.written);
+    };
     // While the disk refuses writes (cooling down after a failure), a body is still fetched
     // once for every waiter, and not kept: a small one gathered whole, a large one streamed
     // from its windows only, with no file (readers too far behind are cut, and requests
@@ -575,18 +582,33 @@ export class Fill extends FillProgress {
           throw new DigestMismatchError(formatDigest(this.#spec.verify), `${this.#spec.verify.algo}:${actual}`);
         }
       }
-      this.finish(body);
-      if (body) this.#tell({ head, body });
-      if (decision.meta && !unkeptOnly && !this.memoryOnly) {
-        // Built field by field: a spread of decision.meta cost a cold small miss about 5 µs.
-        const { key, status, headers, policy } = decision.meta;
-        const written = this.written;
-        const storedAt = Date.now();
-        const meta: EntryMeta = policy ? { key, status, headers, size: written, storedAt, policy } : { key, status, headers, size: written, storedAt };
-        if (this.body) this.#store.commitSmall(this.#spec.id, this.body, meta, this.#claim);
-        else await this.#store.commit(this.#spec.id, tmp!, meta, this.#claim);
-        committed = true;
-        if (this.body) this.#store.remember(this.#spec.id, this.body);
+      countUpstream();
+      const end = (): void => {
+        this.finish(body);
+        if (body) this.#tell({ head, body });
+      };
+      const kept = unkeptOnly || this.memoryOnly ? undefined : decision.meta;
+      // A name or a mirror object replaces what its id held: its readers end once it is
+      // stored, so that a client that has the whole answer finds it in whichever worker it
+      // asks next (a request that must revalidate would otherwise find neither this fill
+      // nor its entry, and pass through without keeping the newer answer; see Fills). A
+      // blob is the same whoever stores it: its readers do not wait for its flush to disk.
+      const storeFirst = kept !== undefined && !isCasId(this.#spec.id);
+      if (!storeFirst) end();
+      if (kept) {
+        try {
+          // Built field by field: a spread of decision.meta cost a cold small miss about 5 µs.
+          const { key, status, headers, policy } = kept;
+          const written = this.written;
+          const storedAt = Date.now();
+          const meta: EntryMeta = policy ? { key, status, headers, size: written, storedAt, policy } : { key, status, headers, size: written, storedAt };
+          if (body) this.#store.commitSmall(this.#spec.id, body, meta, this.#claim);
+          else await this.#store.commit(this.#spec.id, tmp!, meta, this.#claim);
+          committed = true;
+          if (body) this.#store.remember(this.#spec.id, body);
+        } finally {
+          if (storeFirst) end(); // whole and verified: served, kept or not
+        }
       }
     } catch (err) {
       const e = err instanceof Error ? err : new Error(String(err));
@@ -605,6 +627,7 @@ export class Fill extends FillProgress {
       // Before the head, waiters see the failure itself (a StorageError turns into a passthrough); after it, the fill's.
       const failure = e instanceof UpstreamError || e instanceof StorageError ? e : new UpstreamError(e.message, { cause: e });
       const told = this.headKnown ? failure : e;
+      countUpstream();
       this.rejectHead(e);
       if (!this.ended) this.fail(failure);
       this.#tell({ error: told });
@@ -614,7 +637,6 @@ export class Fill extends FillProgress {
         await tmp.fh.close().catch(() => undefined);
         if (!committed && tmp.path !== this.#claim?.path) await rm(tmp.path, { force: true });
       }
-      this.#spec.onUpstreamBytes?.(this.written);
       // Readers behind go to the file; with none, the windows are theirs until they finish.
       if (!this.memoryOnly) this.forgetRecent();
       this.release();

@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import CachePolicy from 'http-cache-semantics';
 import type { Dispatcher } from 'undici';
 import { FleetError, NotFoundError, UpstreamError } from '../errors.js';
-import { fillOnce, flightKey, passthrough, serveFill, serveHit, type CacheContext, type Direct, type JoinCheck } from './context.js';
+import { fillOnce, flightKey, passthrough, serveFill, serveHit, type CacheContext, type Direct, type Freshness, type JoinCheck } from './context.js';
 import { httpId, type Hit } from './disk-store.js';
 import { isDigestAlgorithm, parseDigest, type Digest } from '../store/digest.js';
 import { getImmutable } from './namespace.js';
@@ -152,7 +152,8 @@ function decide(policyReq: CachePolicy.Request, key: string, adjust: (headers: H
   };
 }
 
-async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name: string; '*': string } }>, reply: FastifyReply): Promise<void> {
+/** `again`: the request looks a second time, after another worker's fill ended as it tried to join it. */
+async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name: string; '*': string } }>, reply: FastifyReply, again = false): Promise<void> {
   const mirror = ctx.mirrors.get(req.params.name);
   if (!mirror) throw new NotFoundError(`no mirror named "${req.params.name}"`);
   const { upstream } = mirror;
@@ -190,10 +191,13 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     const { response, revalidation } = loadPolicy(head.policy).evaluateRequest(policyReq);
     return response !== undefined && !revalidation?.synchronous;
   };
+  // Looked at once more, then passed through: a loop of fills ending as it asks is not worth following.
+  const freshness: Freshness = { joins, stored: again ? () => direct() : () => getMirror(ctx, req, reply, true) };
   // only-if-cached (RFC 9111 §5.2.1.7): a stored response that needs no upstream, else a 504
   const onlyIfCached = /(^|[\s,])only-if-cached\b/i.test(String(req.headers['cache-control'] ?? ''));
+  // A fill that ended has stored its answer (or kept none): the entry is looked up, and revalidated if need be.
   const joined = onlyIfCached ? undefined : ctx.fills.get(key);
-  if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct, joins);
+  if (joined && !joined.ended) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct, joins);
   const hit = await ctx.store.lookup(id);
   const policy = hit?.meta.policy ? loadPolicy(hit.meta.policy) : undefined;
   let revalidate: HeaderMap | undefined;
@@ -215,7 +219,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     ctx.metrics.miss(kind);
     return direct();
   }
-  if (!revalidate) return fillOnce(ctx, req, reply, kind, key, fillSpec((gatherUpTo) => upstream.fetch(upath, fwd, gatherUpTo)), direct, true, joins);
+  if (!revalidate) return fillOnce(ctx, req, reply, kind, key, fillSpec((gatherUpTo) => upstream.fetch(upath, fwd, gatherUpTo)), direct, true, freshness);
   let res: Dispatcher.ResponseData | undefined;
   let failure: unknown;
   try {
