@@ -129,6 +129,11 @@ export class RunTally {
   readonly aborted: string[] = [];
   readonly failed: string[] = [];
   readonly failures = new Map<FailureKind, string[]>();
+  /**
+   * Jobs whose artifacts could not be sent (after every URL and pass): logged as spread
+   * does ("Error fetching artifacts"), the run's outcome unchanged, listed last in the summary.
+   */
+  readonly artifactsLost: string[] = [];
 
   fail(kind: FailureKind, item: string): void {
     const list = this.failures.get(kind) ?? [];
@@ -152,6 +157,7 @@ export class RunTally {
     };
     block('Failed tasks', this.failed);
     for (const kind of FAILURE_ORDER) block(`Failed ${kind}`, this.failures.get(kind) ?? []);
+    block('Artifacts not sent', this.artifactsLost);
     return lines;
   }
 

@@ -277,7 +277,11 @@ export class MachineSession {
         return false;
       }
       if (this.#ctx.artifacts && !this.#lost && job.task.artifacts.length > 0 && (!ok || round === rounds)) {
-        await this.#ctx.artifacts(this.machine, job, this.#env(job)).catch((err: Error) => this.#ctx.log.line(`Error fetching artifacts of ${job.name}: ${err.message}`));
+        // As spread, the run goes on; the summary lists the job (RunTally.artifactsLost).
+        await this.#ctx.artifacts(this.machine, job, this.#env(job)).catch((err: Error) => {
+          this.#ctx.log.line(`Error fetching artifacts of ${job.name}: ${err.message}`);
+          tally.artifactsLost.push(summaryItem(job.name));
+        });
       }
       // the job's debug ran already if its prepare or execute failed: spread runs it once per job
       const restored = await this.#step(job, 'task', jobRestore(job, project), job.name, 'Restoring', 'task restore', this.#taskDir(job), ok ? debug : '');

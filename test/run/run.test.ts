@@ -234,6 +234,20 @@ t.test('the origin restarting as a machine uploads its artifacts: the upload pas
   await stored.body.dump();
 });
 
+t.test('artifacts that cannot be sent: logged as spread does, the run\'s outcome unchanged, the job listed last in the summary', async (t) => {
+  const dir = await demoProject(t);
+  // a file the upload refuses before its first byte (it would read as the job's index)
+  const task = join(dir, 'tests/artifacts/task.yaml');
+  await writeFile(task, (await readFile(task, 'utf8')).replace('  - report.txt', '  - report.txt\n  - _index.json').replace('> report.txt', '> report.txt; echo {} > _index.json'));
+  const { log, text } = capture();
+  const result = await runProject({ cwd: dir, filters: ['alpha-1:tests/'], agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache') });
+  t.match(text(), /Error fetching artifacts of local:alpha-1:tests\/artifacts: /);
+  t.equal(result.tally.ok, true, 'the run succeeds, as spread\'s does');
+  const summary = result.tally.summaryLines();
+  t.equal(summary.at(-1), 'Artifacts not sent: 1\n    - local:alpha-1:tests/artifacts', 'the job is listed');
+  t.equal(summary.filter((l) => l.startsWith('Artifacts')).length, 1);
+});
+
 async function tokenFile(t: Test, token: string): Promise<string> {
   const file = join(t.testdirName, 'token');
   await writeFile(file, token);
