@@ -9,14 +9,14 @@
 // of the machine (ps, /proc/PID/cmdline).
 //
 // Commands and their arguments (JSON fields; "?" = optional):
-//   pull       {urls: string[], project, run, dest, workDir?, token?, doneMarker?, cacheHeadersMs?}
+//   pull       {urls: string[], project, run, dest, workDir?, token?, doneMarker?, cacheTimeoutMs?}
 //              urls: nearest cache first, then the other caches, then the origin. Fetches the
 //              run's base + delta by digest, verifies and unpacks the tree into dest (created).
 //              workDir holds the temporary tars (default: the system temp directory).
 //              doneMarker: a file removed before the pull and written (holding dest) once the
 //              tree is complete, so a pull cut by a crash or a kill is never taken as done.
-//              cacheHeadersMs: how long each cache (not the origin) has to answer a request
-//              with its headers before it is skipped.
+//              cacheTimeoutMs: how long each cache (not the origin) may keep silent, for an answer's
+//              headers and then within its body, before it is skipped.
 //              → {ok:true, url, urlIndex, fromCache, bytesDownloaded, entries, resultDigest, skipped:[{url, code, error}]}
 //              fromCache: the URL used is not the last one (the origin).
 //   assets     {manifest, urls: string[], cacheFolder?, dest?, token?}
@@ -52,7 +52,7 @@ const pullArgs = Type.Object(
     workDir: Type.Optional(Name),
     token: Type.Optional(Type.String()),
     doneMarker: Type.Optional(Name),
-    cacheHeadersMs: Type.Optional(Type.Integer({ minimum: 1 })),
+    cacheTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
   },
   { additionalProperties: false },
 );
@@ -88,7 +88,7 @@ async function pull(args: Static<typeof pullArgs>): Promise<Output> {
     run: args.run,
     dest: args.dest,
     ...(args.token ? { token: args.token } : {}),
-    ...(args.cacheHeadersMs !== undefined ? { cacheHeadersMs: args.cacheHeadersMs } : {}),
+    ...(args.cacheTimeoutMs !== undefined ? { cacheTimeoutMs: args.cacheTimeoutMs } : {}),
     onSkip: (url, err) => process.stderr.write(`fleetcache-agent: ${url} skipped: ${err.message}\n`),
     onRecheck: (url, err) => process.stderr.write(`fleetcache-agent: ${url} served damaged bytes (${err.message}): asking again with no-cache\n`),
     onRetry: (ms, err) => process.stderr.write(`fleetcache-agent: every URL failed (${err.message}): trying them again in ${ms / 1000} s\n`),

@@ -18,11 +18,12 @@ export interface FallbackPullOptions {
   readonly dest: string;
   readonly token?: string;
   /**
-   * How long a cache (every URL but the last, the origin) has to send an answer's headers
-   * before it is skipped: one that accepts connections and never answers costs this, not
-   * the client's minute.
+   * How long a cache (every URL but the last, the origin) may keep silent, for an answer's
+   * headers and then within its body, before it is skipped: one that accepts connections
+   * and never answers, or stops in the middle of a body, costs this, not the client's
+   * minute (or two).
    */
-  readonly cacheHeadersMs?: number;
+  readonly cacheTimeoutMs?: number;
   /** Called for each URL given up on, before the next one is tried. */
   readonly onSkip?: (url: string, error: FleetError) => void;
   /** Called when a URL served damaged bytes and is asked again with no-cache. */
@@ -98,7 +99,7 @@ async function pullOnce(options: FallbackPullOptions, skipped: Attempt[]): Promi
       dir: options.dest,
       ...(options.token ? { token: options.token } : {}),
       ...(recheck ? { recheck } : {}),
-      ...(!isOrigin && options.cacheHeadersMs !== undefined ? { headersTimeout: options.cacheHeadersMs } : {}),
+      ...(!isOrigin && options.cacheTimeoutMs !== undefined ? { idleTimeout: options.cacheTimeoutMs } : {}),
     });
     try {
       // The last URL is the origin, which keeps no copy to check again: asking it twice would

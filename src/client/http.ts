@@ -24,8 +24,11 @@ export interface RequestOptions {
   readonly dispatcher?: Dispatcher;
   /** Reports a streamed body's bytes (an upload's, or a download's where its reader passes them on). */
   readonly progress?: Progress;
-  /** How long to wait for the answer's headers (clientAgent's 60 s otherwise). */
-  readonly headersTimeout?: number;
+  /**
+   * How long the answer may keep silent: for its headers, then between two chunks of its
+   * body (clientAgent's 60 s and 120 s otherwise).
+   */
+  readonly idleTimeout?: number;
 }
 
 /** `body` counted into `tick` as it is read. */
@@ -107,7 +110,7 @@ async function send(method: Dispatcher.HttpMethod, url: string, options: Request
       body,
       signal: options.signal,
       dispatcher: options.dispatcher ?? clientAgent,
-      ...(options.headersTimeout !== undefined ? { headersTimeout: options.headersTimeout } : {}),
+      ...(options.idleTimeout !== undefined ? { headersTimeout: options.idleTimeout, bodyTimeout: options.idleTimeout } : {}),
     });
   } catch (err) {
     if (err instanceof FleetError) throw err;

@@ -28,8 +28,8 @@ export interface PullOptions {
   readonly recheck?: boolean;
   /** Told of the downloads' bytes (a bar on a terminal). */
   readonly progress?: Progress;
-  /** How long each request waits for its answer's headers (the client's default otherwise). */
-  readonly headersTimeout?: number;
+  /** How long each answer may keep silent, for its headers then within its body (the client's defaults otherwise). */
+  readonly idleTimeout?: number;
 }
 
 export interface PullResult {
@@ -48,7 +48,7 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
   const http: RequestOptions = {
     ...(options.token ? { token: options.token } : {}),
     ...(options.progress ? { progress: options.progress } : {}),
-    ...(options.headersTimeout !== undefined ? { headersTimeout: options.headersTimeout } : {}),
+    ...(options.idleTimeout !== undefined ? { idleTimeout: options.idleTimeout } : {}),
   };
   await refuseNonEmpty(options.dir);
   const manifest = await fetchRunManifest(options.from, options.project, options.run, http);

@@ -270,7 +270,7 @@ async function runJobs(
 
   const unreachable = new UnreachableCaches();
   // the agent takes whole milliseconds (1.5ms is 2)
-  const cacheHeadersMs = Math.ceil(parseDuration(fleet.cacheTimeout));
+  const cacheTimeoutMs = Math.ceil(parseDuration(fleet.cacheTimeout));
   // spread's `backend:system`, numbered when the system has several machines so their lines can be told apart
   const workerLabel = (w: WorkerInfo): string => {
     const sys = `${w.backend}:${w.system}`;
@@ -354,7 +354,7 @@ async function runJobs(
           // and one a broken machine left): what an earlier run left at the path goes first
           if (kept || provider.type === 'ssh') await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
           log.line(`Sending project content to ${label}...`);
-          const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheHeadersMs, ...(machineToken ? { token: machineToken } : {}) };
+          const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheTimeoutMs, ...(machineToken ? { token: machineToken } : {}) };
           const answer = await runAgent(machine, agent, 'pull', pullArgs, signal);
           unreachable.markSkipped(answer.skipped);
           const url = String(answer.url ?? choice.urls[0]);

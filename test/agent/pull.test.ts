@@ -4,7 +4,10 @@
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
+import { request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
 import { pullWithFallback } from '../../src/agent/pull.js';
 import { buildOrigin } from '../../src/origin/server.js';
@@ -145,5 +148,43 @@ t.test('every URL down at once (the origin restarting under its caches): the pul
   const pulled = await pulling;
   t.equal(pulled.url, first.url, 'from the origin, once it was back');
   t.ok(retries.length >= 1 && retries.every((r) => /^300 FC_ERR_UPSTREAM/.test(r)), `passed over the list again: ${retries.join(', ')}`);
+  t.equal(readFileSync(join(dir, 'dest', 'a.txt'), 'utf8'), 'the tree\n');
+});
+
+t.test('a cache that stops in the middle of a body costs cacheTimeoutMs, then the next URL serves the pull', async (t) => {
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const project = join(dir, 'project');
+  mkdirSync(project);
+  writeFileSync(join(project, 'a.txt'), 'the tree\n');
+  await pushProject({ dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases'), run: 'r1' });
+  // Passes the run manifest on from the origin; of a blob, the headers and the first half of its bytes, then nothing.
+  const sockets = new Set<Socket>();
+  const frozen = createServer((req, res) => {
+    sockets.add(req.socket);
+    if (!req.url?.startsWith('/cas/')) {
+      void request(`${origin.url}${req.url}`).then(async (up) => res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type']) }).end(Buffer.from(await up.body.arrayBuffer())));
+      return;
+    }
+    void request(`${origin.url}${req.url}`).then(async (up) => {
+      const body = Buffer.from(await up.body.arrayBuffer());
+      res.writeHead(200, { 'content-length': String(body.length) });
+      res.write(body.subarray(0, body.length >> 1));
+    });
+  });
+  await new Promise<void>((resolve) => frozen.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    frozen.close();
+  });
+  const frozenUrl = `http://127.0.0.1:${(frozen.address() as AddressInfo).port}`;
+  const started = Date.now();
+  const pulled = await Promise.race([
+    pullWithFallback({ urls: [frozenUrl, origin.url], project: 'demo', run: 'r1', dest: join(dir, 'dest'), cacheTimeoutMs: 500 }),
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('still pulling after 15 s')), 15_000)),
+  ]);
+  t.equal(pulled.url, origin.url, 'from the origin');
+  t.match(pulled.skipped, [{ url: frozenUrl, code: 'FC_ERR_UPSTREAM' }], 'the cache was given up on');
+  t.ok(Date.now() - started < 5000, `within seconds (${Date.now() - started} ms)`);
   t.equal(readFileSync(join(dir, 'dest', 'a.txt'), 'utf8'), 'the tree\n');
 });
