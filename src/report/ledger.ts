@@ -5,6 +5,7 @@
 import { httpGetJson, joinUrl } from '../client/http.js';
 import type { FleetConfig } from '../run/fleet.js';
 import { formatBytes } from '../config/units.js';
+import { ORIGIN_DIRECT } from '../run/nearest.js';
 
 interface CacheKindTally {
   bytesServed: number;
@@ -94,6 +95,8 @@ export interface RunFigures {
   readonly artifactBytes: number;
   /** Bytes of artifacts the runner fetched itself (`run --artifacts`), by cache URL. */
   readonly controllerBytesByCache?: Readonly<Record<string, number>>;
+  /** Bytes of the project the machines counted under ORIGIN_DIRECT pulled from the origin itself (every cache failed them). */
+  readonly originPullBytes?: number;
 }
 
 /** A server's /-/stats answers within milliseconds: one that takes longer is taken for down, not waited for (a minute each way before). */
@@ -197,6 +200,9 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
     if (mirrorServed > 0) links.push(link(`mirrors → ${label}`, (c) => c.mirrorBytesUpstream ?? 0, mirrorServed));
     if (mine.some((c) => (c.controllerBytes ?? 0) > 0)) links.push(link(`${label} → controller (artifacts)`, (c) => c.controllerBytes ?? 0, 0));
   }
+  // Machines that pulled from the origin itself: their bytes crossed the slow link once each.
+  const direct = run.machinesByRegion[ORIGIN_DIRECT] ?? 0;
+  if (direct > 0) links.push({ link: 'origin → machines (project, direct)', actualBytes: run.originPullBytes ?? 0, naiveBytes: direct * run.fullUploadBytes });
   links.push({ link: 'machines → origin (artifacts)', actualBytes: run.artifactBytes, naiveBytes: run.artifactBytes });
   const [o0, o1] = [before.origin, after.origin];
   const originOut = o0 && o1 && o0.startedAt === o1.startedAt ? o1.totals.bytesOut - o0.totals.bytesOut : null;

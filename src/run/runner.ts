@@ -21,7 +21,7 @@ import { RunInterrupt } from './interrupt.js';
 import { runWorkers, type WorkerInfo } from './driver.js';
 import { checkEmbeddedBackends, startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
 import { loadFleetConfig, withScheduling, type FleetConfig } from './fleet.js';
-import { measuredOrder, regionServing, staticOrder, UnreachableCaches, unservedRegions, type CacheChoice } from './nearest.js';
+import { measuredOrder, ORIGIN_DIRECT, regionServing, staticOrder, UnreachableCaches, unservedRegions, type CacheChoice } from './nearest.js';
 import { JobCounter, RunLog, RunTally, summaryItem } from './report.js';
 import { chooseSeed, JobQueue, orderByFilters, workerPlan, type SchedJob } from './scheduler.js';
 import { MachineSession } from './session.js';
@@ -431,6 +431,7 @@ async function runJobs(
   await timings.save().catch(() => undefined);
   const machinesByRegion: Record<string, number> = {};
   for (const p of pulls) machinesByRegion[p.region] = (machinesByRegion[p.region] ?? 0) + 1;
+  const originPullBytes = pulls.reduce((n, p) => n + (p.region === ORIGIN_DIRECT ? p.bytes : 0), 0);
   const ledger = buildLedger(before, await snapshotFleet(fleet), {
     run: push.run,
     project: project.name,
@@ -438,6 +439,7 @@ async function runJobs(
     basesReceived: push.bytesReceived,
     fullUploadBytes: push.fullUploadBytes,
     machinesByRegion,
+    originPullBytes,
     assetNaiveByRegion: transfers.assetNaiveByRegion,
     artifactBytes: transfers.artifactBytes,
     controllerBytesByCache: transfers.controllerBytesByCache,

@@ -134,3 +134,12 @@ t.test('mirror bytes are not the origin\'s, and the runner\'s own downloads are 
   ]);
   t.match(formatLedger(ledger), /mirrors → cache a\s+1\.9 MiB\s+3\.8 MiB\s+50\.0%/);
 });
+
+t.test('machines that pulled from the origin itself have a link of their own', async (t) => {
+  const snap: FleetSnapshot = { takenAt: RUN_START, origin: { totals: { bytesIn: 0, bytesOut: 0 } }, caches: [{ region: 'a', url: 'http://a', stats: cache(0, 0, 0, 0) }] };
+  const ledger = buildLedger(snap, snap, { ...figures, machinesByRegion: { a: 2, '(origin)': 3 }, originPullBytes: 2400 });
+  t.same(ledger.links.find((l) => l.link.startsWith('origin → machines')), { link: 'origin → machines (project, direct)', actualBytes: 2400, naiveBytes: 3000 });
+  t.match(formatLedger(ledger), /origin → machines \(project, direct\)\s+2\.3 KiB\s+2\.9 KiB\s+20\.0%/);
+  const none = buildLedger(snap, snap, { ...figures, machinesByRegion: { a: 2 } });
+  t.notOk(none.links.some((l) => l.link.includes('direct')), 'none without such machines');
+});

@@ -113,6 +113,9 @@ t.test('configured fleet: a cache that is down makes its machines fall back, the
   // The report counts each machine where its bytes went: region-a's cache, or the origin.
   for (const p of beta) t.equal(p.region, p.url === caches[0] ? 'region-a' : '(origin)', `${p.machine} counted where it pulled from`);
   t.equal(result.ledger.links.find((l) => l.link === 'cache region-b → machines')?.naiveBytes, 0, 'the dead cache is charged no machine');
+  const direct = result.pulls.filter((p) => p.region === '(origin)');
+  const directLink = result.ledger.links.find((l) => l.link === 'origin → machines (project, direct)');
+  t.same(directLink?.actualBytes, direct.length > 0 ? direct.reduce((n, p) => n + p.bytes, 0) : undefined, 'pulls from the origin itself have their link');
   t.match(text(), /fell back to/);
   t.ok(killed, 'region-a cache was stopped mid-run');
   t.match(text(), /Artifacts of local:alpha-1:tests\/artifacts went through /);
