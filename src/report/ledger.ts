@@ -73,7 +73,10 @@ export interface CacheFigures {
 export interface Ledger {
   readonly run: string;
   readonly project: string;
+  /** Machines that pulled the project. */
   readonly machines: number;
+  /** Machines of `run --reuse` that had the project already (no pull: none of the links' naive bytes). */
+  readonly reused?: number;
   readonly links: LedgerLink[];
   readonly caches: CacheFigures[];
   /** Origin egress of the run against its naive figure; actual null when the origin restarted or could not be read. */
@@ -95,6 +98,8 @@ export interface RunFigures {
   readonly artifactBytes: number;
   /** Bytes of artifacts the runner fetched itself (`run --artifacts`), by cache URL. */
   readonly controllerBytesByCache?: Readonly<Record<string, number>>;
+  /** Machines kept from an earlier run (`--reuse`) that had the project already. */
+  readonly machinesReused?: number;
   /** Bytes of the project the machines counted under ORIGIN_DIRECT pulled from the origin itself (every cache failed them). */
   readonly originPullBytes?: number;
 }
@@ -206,7 +211,7 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
   links.push({ link: 'machines → origin (artifacts)', actualBytes: run.artifactBytes, naiveBytes: run.artifactBytes });
   const [o0, o1] = [before.origin, after.origin];
   const originOut = o0 && o1 && o0.startedAt === o1.startedAt ? o1.totals.bytesOut - o0.totals.bytesOut : null;
-  return { run: run.run, project: run.project, machines, links, caches, originEgress: { actual: originOut, naive: Object.keys(run.machinesByRegion).reduce((n, r) => n + naiveOf(r), 0) } };
+  return { run: run.run, project: run.project, machines, ...(run.machinesReused ? { reused: run.machinesReused } : {}), links, caches, originEgress: { actual: originOut, naive: Object.keys(run.machinesByRegion).reduce((n, r) => n + naiveOf(r), 0) } };
 }
 
 /** One decimal; a share that rounds to zero is 0.0%, not -0.0% (a few bytes more than naive). */
@@ -255,13 +260,19 @@ export function formatLedger(l: Ledger): string {
   const { actual, naive } = l.originEgress;
   const egress = actual === null ? '? (the origin restarted or could not be read)' : `${formatBytes(actual)} (${naive === 0 ? '-' : `${((100 * actual) / naive).toFixed(1)}% of naive`})`;
   return [
-    `Transfer report of run ${l.run} (${l.project}, ${l.machines} machines):`,
+    `Transfer report of run ${l.run} (${l.project}, ${machinesText(l)}):`,
     `  ${'link'.padEnd(34)} ${'actual'.padStart(11)} ${'naive'.padStart(11)} ${'saved'.padStart(8)}`,
     ...rows,
     ...caches,
     `  origin egress: ${egress}`,
     `  (${BASELINE})`,
   ].join('\n');
+}
+
+/** "5 machines", or "5 machines, 2 reusing their project" for a `run --reuse`. */
+export function machinesText(l: Ledger): string {
+  const reused = l.reused ?? 0;
+  return `${counted(l.machines + reused, 'machine')}${reused > 0 ? `, ${reused} reusing their project` : ''}`;
 }
 
 /** "3 hits, 2 joined a fill, 1 miss" (the fills joined only when there were). */

@@ -239,6 +239,8 @@ async function runJobs(
   }, embedded);
 
   const pulls: MachineTransfer[] = [];
+  /** Machines of `--reuse` that had the project already. */
+  let reused = 0;
   // A machine runs the tasks' code: it gets the run's token, which reads what a token reads
   // and writes the run's artifacts, nothing more (client/run-token.ts).
   const machineToken = token === undefined ? undefined : runToken(token, push.run);
@@ -347,6 +349,7 @@ async function runJobs(
           const complete = `grep -qxF -- ${dest} ${shellQuote(doneMarker)} 2>/dev/null && test -n "$(ls -A ${dest} 2>/dev/null)"`;
           if (kept && !o.resend && (await machine.exec(complete, { trace: false, cwd: '/' })).exitCode === 0) {
             log.line(`Reusing project content on ${label}.`);
+            reused++;
             const session = new MachineSession({ ...sessionCtx, ...transfers.hooksFor(choice) }, machine, label);
             return session;
           }
@@ -440,6 +443,7 @@ async function runJobs(
     fullUploadBytes: push.fullUploadBytes,
     machinesByRegion,
     originPullBytes,
+    machinesReused: reused,
     assetNaiveByRegion: transfers.assetNaiveByRegion,
     artifactBytes: transfers.artifactBytes,
     controllerBytesByCache: transfers.controllerBytesByCache,

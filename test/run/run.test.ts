@@ -1,5 +1,6 @@
 // `fleetcache run` end to end on the local backend: the embedded default with two
 // regions, a configured fleet whose cache is down, failures and the summary.
+import { formatLedger } from '../../src/report/ledger.js';
 import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -349,6 +350,8 @@ t.test('-reuse keeps machines and takes them back, -discard releases them; runne
   const stillKept = JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: unknown[] };
   t.equal(stillKept.machines.length, 2, 'both machines still kept');
   t.equal(r2.pulls.length, 0, 'nothing pulled again without -resend');
+  t.equal(r2.ledger.reused, reused, 'the report counts the machines that had the project');
+  t.match(formatLedger(r2.ledger), new RegExp(`\\(fleet-demo, ${reused} machines?, ${reused} reusing their project\\)`));
   t.ok(r2.push.fullUploadBytes < r1.push.fullUploadBytes * 1.5, `the data directory and reuse file are not packed (${r1.push.fullUploadBytes} → ${r2.push.fullUploadBytes})`);
 
   // a pull cut short on a kept machine (killed runner: no marker, a partial tree) is sent again
