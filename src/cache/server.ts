@@ -130,6 +130,8 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
       ...metrics.stats(everyWorker),
       store: { bytes: store.bytes, objects: store.count, maxSize: store.maxSize, full: store.isFull() },
       inflightFills: inflight(),
+      // Several processes: workers that died while serving lost their last counts (the report marks its figures "≥").
+      ...(link ? { workersLost: link.workersLost } : {}),
     };
   });
 

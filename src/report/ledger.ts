@@ -19,6 +19,8 @@ interface CacheStats {
   /** When the cache (its primary) started: its counters start there. Absent from older caches. */
   startedAt?: string;
   kinds: Record<string, CacheKindTally>;
+  /** Workers that died while serving (a multi-process cache): each lost its last counts. */
+  workersLost?: number;
 }
 interface OriginStats {
   startedAt?: string;
@@ -43,10 +45,11 @@ export interface LedgerLink {
 
 /**
  * How much of the run a cache's figures cover: `run` all of it; `since-restart` from its
- * restart during the run (a lower bound); `none` nothing (unreachable after the run, or
- * unreachable before it while already up: its counters cannot be told apart from the run's).
+ * restart during the run (a lower bound); `workers-lost` all of it but the last counts of
+ * workers that died during the run (a lower bound too); `none` nothing (unreachable after
+ * the run, or unreachable before it while already up: its counters cannot be told apart from the run's).
  */
-export type Coverage = 'run' | 'since-restart' | 'none';
+export type Coverage = 'run' | 'since-restart' | 'workers-lost' | 'none';
 
 export interface CacheFigures {
   readonly region: string;
@@ -149,7 +152,8 @@ function coverageOf(before: CacheStats | undefined, after: CacheStats | undefine
   }
   const change = minus(sumKinds(after, () => true), sumKinds(before, () => true));
   const wentDown = Object.values(change).some((n) => n < 0);
-  return before.startedAt !== after.startedAt || wentDown ? 'since-restart' : 'run';
+  if (before.startedAt !== after.startedAt || wentDown) return 'since-restart';
+  return (after.workersLost ?? 0) > (before.workersLost ?? 0) ? 'workers-lost' : 'run';
 }
 
 export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: RunFigures): Ledger {
@@ -160,7 +164,7 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
     const coverage = coverageOf(prior, c.stats, before.takenAt);
     // the run's counts, or those since the cache's restart (its counters start at 0 then)
     const counted = (which: (kind: string) => boolean): CacheKindTally =>
-      coverage === 'none' ? sumKinds(undefined, which) : minus(sumKinds(c.stats, which), sumKinds(coverage === 'run' ? prior : undefined, which));
+      coverage === 'none' ? sumKinds(undefined, which) : minus(sumKinds(c.stats, which), sumKinds(coverage === 'since-restart' ? undefined : prior, which));
     const all = counted(() => true);
     const namespace = counted((kind) => !isMirror(kind));
     const mirrors = counted(isMirror);
@@ -191,7 +195,7 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
     const mine = caches.filter((c) => c.region === region);
     const label = mine.length === 1 ? `cache ${region}` : `${mine.length} caches ${region}`;
     const unknown = mine.some((c) => c.coverage === 'none');
-    const partial = mine.some((c) => c.coverage === 'since-restart');
+    const partial = mine.some((c) => c.coverage === 'since-restart' || c.coverage === 'workers-lost');
     const link = (name: string, of: (c: CacheFigures) => number, naiveBytes: number): LedgerLink => ({
       link: name,
       actualBytes: unknown ? null : mine.reduce((n, c) => n + of(c), 0),
@@ -240,6 +244,7 @@ export function linkFigures(k: LedgerLink): { actual: string; saved: string } {
 export function coverageNote(c: CacheFigures): string {
   const coverage = c.coverage ?? (c.reachable === false ? 'none' : 'run');
   if (coverage === 'since-restart') return 'restarted during the run: counted since its restart';
+  if (coverage === 'workers-lost') return 'a worker died during the run: its last counts are missing';
   if (coverage === 'run') return '';
   return c.reachable === false ? 'unreachable after the run, no figures' : 'unreachable before the run, no figures';
 }

@@ -82,9 +82,10 @@ t.test('what dead workers counted more than 200 ms before their death is still i
   const primary = cache.child.pid!;
   const workers = cacheWorkers(primary);
   const blob = up.addBlob(16 << 20); // more than the sockets' buffers hold: its bytes are counted when a slow reader has them
-  const stats = async () => (await (await request(`${cache.url}/-/stats`)).body.json()) as { startedAt: string; kinds: Record<string, { bytesServed: number; hits: number; misses: number }> };
+  const stats = async () => (await (await request(`${cache.url}/-/stats`)).body.json()) as { startedAt: string; workersLost: number; kinds: Record<string, { bytesServed: number; hits: number; misses: number }> };
   const startedAt = (await stats()).startedAt;
   t.match(startedAt, /^\d{4}-\d\d-\d\dT/, 'the counters say when they started');
+  t.equal((await stats()).workersLost, 0, 'no worker lost yet');
   t.equal((await fetchHash(`${cache.url}/cas/sha256/${blob.hex}`)).hash, blob.hex, 'a miss');
   // hits that last longer than a report's delay: their bytes are counted after the report their start asked for
   const slow = () => promisify(execFile)('curl', ['-sf', '--limit-rate', '12M', '-o', '/dev/null', '-w', '%{size_download}', `${cache.url}/cas/sha256/${blob.hex}`]);
@@ -98,6 +99,7 @@ t.test('what dead workers counted more than 200 ms before their death is still i
   if (!after) return;
   t.same({ served: after.kinds['cas']?.bytesServed, requests: (after.kinds['cas']?.hits ?? 0) + (after.kinds['cas']?.misses ?? 0) }, { served: 3 * (16 << 20), requests: 3 }, 'every byte and request counted');
   t.equal(after.startedAt, startedAt, 'a replaced worker does not reset the counters');
+  t.equal(after.workersLost, 2, 'the two dead workers are counted (the run report marks its figures as lower bounds)');
 });
 
 t.test('a worker killed mid-fill leaves no temp file behind once it is replaced (tmp/ stays within the budget)', async (t) => {

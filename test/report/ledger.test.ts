@@ -143,3 +143,18 @@ t.test('machines that pulled from the origin itself have a link of their own', a
   const none = buildLedger(snap, snap, { ...figures, machinesByRegion: { a: 2 } });
   t.notOk(none.links.some((l) => l.link.includes('direct')), 'none without such machines');
 });
+
+t.test('a worker of a cache that died during the run: the figures are lower bounds, and the report says why', async (t) => {
+  const snap = (served: number, workersLost: number): FleetSnapshot => ({
+    takenAt: RUN_START,
+    origin: { totals: { bytesIn: 0, bytesOut: 0 } },
+    caches: [{ region: 'a', url: 'http://a', stats: { ...cache(served, 100, 1, 1), workersLost } }],
+  });
+  const ledger = buildLedger(snap(1000, 1), snap(5000, 2), { ...figures, machinesByRegion: { a: 2 } });
+  t.equal(ledger.caches[0]!.coverage, 'workers-lost');
+  t.same(ledger.links.find((l) => l.link === 'cache a → machines'), { link: 'cache a → machines', actualBytes: 4000, naiveBytes: 2000, partial: true }, 'the run\'s counts, partial');
+  const text = formatLedger(ledger);
+  t.match(text, /cache a → machines\s+≥ 3\.9 KiB/);
+  t.match(text, /a worker died during the run: its last counts are missing/);
+  t.equal(buildLedger(snap(1000, 2), snap(5000, 2), { ...figures, machinesByRegion: { a: 2 } }).caches[0]!.coverage, 'run', 'workers lost before the run do not count');
+});

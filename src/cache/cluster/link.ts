@@ -37,6 +37,8 @@ export class ClusterLink {
   store: StoreFigures = { bytes: 0, objects: 0, inflight: 0 };
   /** When the primary started, as its last stats answer said. */
   startedAt: string | undefined;
+  /** Workers that died while serving, as the primary's last stats answer said. */
+  workersLost = 0;
   /** Counts the flushes (StorePeer.epoch). */
   epoch = 0;
 
@@ -125,6 +127,7 @@ export class ClusterLink {
     const answer = await this.#ask<Extract<Reply, { t: 'stats' }>>({ t: 'stats', req: 0 });
     this.store = answer.store;
     this.startedAt = answer.startedAt;
+    this.workersLost = answer.workersLost;
     return answer.kinds;
   }
 

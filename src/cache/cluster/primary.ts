@@ -131,6 +131,8 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   /** The last tallies and Prometheus counters of workers that died: the cache's counters do not go down with them. */
   const retired: Record<string, KindTally> = {};
   let retiredCounters: MetricsJson = [];
+  /** Workers that died while serving (their last counts, at most REPORT_FLUSH_MS of them and their fills in flight, are lost). */
+  let workersLost = 0;
   /** Questions asked of every worker, by request number: each answer is handed over with its worker's id. */
   const asking = new Map<number, (workerId: number, answer: unknown) => void>();
   let stopping = false;
@@ -226,7 +228,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
         return broadcastFiguresSoon();
       case 'stats':
         // Each worker sends its pending reports before its tally: the figures are taken after.
-        void stats().then((kinds) => send(id, { t: 'stats', req: m.req, kinds, store: figures(), startedAt }));
+        void stats().then((kinds) => send(id, { t: 'stats', req: m.req, kinds, store: figures(), startedAt, workersLost }));
         return;
       case 'metrics':
         void clusterMetrics().then(
@@ -296,6 +298,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       // Its counters as last scraped stay in the sums: Prometheus would take a drop for a reset.
       if (last?.metrics) retiredCounters = addCounters(retiredCounters, last.metrics);
       if (!started) return failed(new FleetError('FC_ERR_INTERNAL', `cache worker ${worker.id} exited (${signal ?? `code ${code}`}) before listening`));
+      workersLost++;
       died(index, worker.id, code, signal);
       // What it committed in its last batch of reports (at most 200 ms) never came; the
       // temp files it was writing are nobody's now (its fills' claims are taken as orphans).

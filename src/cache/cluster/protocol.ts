@@ -39,7 +39,7 @@ export type PrimaryMessage =
   | { readonly t: 'forget'; readonly id: string }
   | ({ readonly t: 'store' } & StoreFigures)
   /** The tallies of every worker and the store's figures, each worker's reports taken in first. */
-  | { readonly t: 'stats'; readonly req: number; readonly kinds: Record<string, KindTally>; readonly store: StoreFigures; readonly startedAt: string }
+  | { readonly t: 'stats'; readonly req: number; readonly kinds: Record<string, KindTally>; readonly store: StoreFigures; readonly startedAt: string; readonly workersLost: number }
   | { readonly t: 'metrics'; readonly req: number; readonly text: string; readonly contentType: string }
   | { readonly t: 'tally?'; readonly req: number }
   | { readonly t: 'metrics?'; readonly req: number };
