@@ -1,11 +1,13 @@
 // An upload refused before its body is read (no or a wrong token, a false precondition, a
 // declared size over the limit, a malformed path) is answered with `Connection: close` and
-// the connection closed after the answer (unread-body.ts), by the origin and by the cache.
+// the connection closed a second after the answer at most (unread-body.ts), by the origin and by the cache.
 // Kept alive, the connection needs the rest of the body read first: node reads none of it
 // and the client's upload stalls until the server's keep-alive timeout (72 s), with a body
 // of several GB still to send.
 import { Agent, request as httpRequest, type Server } from 'node:http';
-import type { Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import t, { type Test } from 'tap';
@@ -119,6 +121,49 @@ t.test('cache: refused by the cache itself, or by the origin behind it', async (
   const { app, url } = await startCache(t, { upstream: origin.url }, `${dir}/cache`);
   checkRefused(t, 'a malformed digest', await refusedUpload(t, app.server, url, '/cas/sha256/xyz', {}), 400);
   checkRefused(t, "the origin's 401", await refusedUpload(t, app.server, url, `/cas/sha256/${'d'.repeat(64)}`, {}), 401);
+});
+
+/**
+ * A client still sending when it is refused: PUTs a head and part of a body on a raw
+ * connection that stays writable after the server's FIN (as a client's does until it has
+ * read the answer), reads the answer, then writes more 300 ms later. A server that closed
+ * with the body unread has reset the connection by then: that write fails (EPIPE), and a
+ * client that had not read the answer yet (a slow link) would never see it.
+ */
+async function writeAfterAnswer(url: string, path: string, headers: Record<string, string>): Promise<{ status: number; laterWrite: string }> {
+  const { hostname, port } = new URL(url);
+  const socket = connect({ host: hostname, port: Number(port), allowHalfOpen: true });
+  await once(socket, 'connect');
+  let received = '';
+  let failure = 'none';
+  socket.on('data', (c: Buffer) => void (received += c.toString('latin1')));
+  socket.on('error', (err: Error) => void (failure = err.message));
+  const fields = Object.entries({ host: hostname, 'content-length': String(BODY), ...headers }).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  socket.write(`PUT ${path} HTTP/1.1\r\n${fields}\r\n`);
+  socket.write(Buffer.alloc(256 * 1024, 1));
+  const deadline = Date.now() + 5000;
+  while (!received.includes('\r\n\r\n') && failure === 'none' && Date.now() < deadline) await sleep(10);
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(received)?.[1] ?? 0);
+  await sleep(300);
+  const written = await new Promise<string>((resolve) => socket.write(Buffer.alloc(64 * 1024, 2), (err) => resolve(err?.message ?? 'none')));
+  socket.destroy();
+  return { status, laterWrite: written === 'none' ? failure : written };
+}
+
+t.test('an upload refused early: the connection is not reset at once, so that a client still sending reads the answer', async (t) => {
+  const dir = t.testdir({ origin: {}, cache: {} });
+  const origin = await startOrigin(t, { dataDir: `${dir}/origin` });
+  const { url } = await startCache(t, { upstream: origin.url }, `${dir}/cache`);
+  const path = `/cas/sha256/${'f'.repeat(64)}`;
+  const cases = [
+    ['the origin, a wrong token', origin.url, path, { authorization: 'Bearer wrong' }, 403],
+    ["a cache, the origin's 403", url, path, { authorization: 'Bearer wrong' }, 403],
+    ['a cache, its own 400', url, '/cas/sha256/xyz', {}, 400],
+  ] as const;
+  for (const [what, base, where, headers, status] of cases) {
+    const got = await writeAfterAnswer(base, where, headers);
+    t.same(got, { status, laterWrite: 'none' }, `${what}: ${status}, and a write 300 ms after it is not refused`);
+  }
 });
 
 t.test('an answer to a request without a body keeps the connection', async (t) => {
