@@ -97,6 +97,11 @@ export interface RunResult {
 
 
 
+/** A size as spread's pack line gives it: "0.99KB" under 1 MiB, "1.50MB" from there (spec §11). */
+export function spreadSize(bytes: number): string {
+  return bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(2)}KB` : `${(bytes / 1024 / 1024).toFixed(2)}MB`;
+}
+
 /** The regions the jobs' systems name (the embedded default starts one cache for each). */
 function regionsOf(jobs: readonly Job[]): string[] {
   const named = new Set(jobs.map(jobRegion).filter((r): r is string => r !== undefined && r !== 'auto'));
@@ -178,10 +183,9 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       if (!interrupt?.received) throw err;
       throw new FleetError('FC_ERR_TASK_FAILED', `interrupted by ${interrupt.received} while the project was uploaded: no job ran (${jobs.length} aborted), no machine was allocated`);
     });
-    log.line(
-      `Project content is packed for delivery (${formatBytes(push.fullUploadBytes)}); sent ${formatBytes(push.bytesSent)} to the origin` +
-        ` as ${push.rebased ? 'a new base' : push.manifest.delta ? 'a delta' : 'the base it already is'} (run ${push.run}).`,
-    );
+    // spread's line as it prints it (scripts parse it), then what went to the origin
+    log.line(`Project content is packed for delivery (${spreadSize(push.fullUploadBytes)}).`);
+    log.line(`Sent ${formatBytes(push.bytesSent)} to the origin as ${push.rebased ? 'a new base' : push.manifest.delta ? 'a delta' : 'the base it already is'} (run ${push.run}).`);
     const result = await runJobs(o, log, project, jobs, fleet, embedded !== undefined, token, push, dataRoot, fields, before, interrupt);
     await mkdir(join(dataRoot, 'reports'), { recursive: true });
     await writeFile(join(dataRoot, 'reports', `${result.run}.json`), JSON.stringify(result.ledger, null, 2));

@@ -55,6 +55,10 @@ t.test('embedded default: two regions, each machine pulls through its own cache'
   if (!result.tally.ok) t.comment(text());
   t.equal(result.tally.ok, true, 'every job succeeded');
   t.equal(result.tally.successful, 8);
+  // spread's line, to the letter (scripts parse it: spec §16), then what went to the origin
+  const packed = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d Project content is packed for delivery \((\d+\.\d\d)KB\)\.\n\S+ \S+ Sent .* to the origin as a new base \(run /m.exec(text());
+  t.ok(packed, 'the pack line as spread prints it');
+  t.equal(packed?.[1], (result.push.fullUploadBytes / 1024).toFixed(2), 'the compressed tar\'s size in KB');
   t.equal(result.pulls.length, 4, 'two workers for each of two systems');
   const regionA = embedded!.fleet.regions['region-a']!.caches[0]!;
   const regionB = embedded!.fleet.regions['region-b']!.caches[0]!;
