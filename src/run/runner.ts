@@ -98,7 +98,7 @@ export interface RunResult {
 
 
 /** A size as spread's pack line gives it: "0.99KB" under 1 MiB, "1.50MB" from there (spec §11). */
-export function spreadSize(bytes: number): string {
+function spreadSize(bytes: number): string {
   return bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(2)}KB` : `${(bytes / 1024 / 1024).toFixed(2)}MB`;
 }
 
