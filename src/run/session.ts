@@ -187,7 +187,9 @@ export class MachineSession {
     if (failure === 'execute') this.#executeFailed = true;
     if (debug !== '' && !this.#lost) {
       const dbg = await this.#exec(job, level, debug, context, cwd);
-      await this.#block(job, `Debug output for ${context} (${this.label})`, withReason(dbg));
+      // as spread: a debug script that fails is an error of its own; output, when there is some, is shown
+      if (dbg.exitCode !== 0) await this.#block(job, `Error debugging ${context} (${this.label})`, withReason(dbg));
+      else if (dbg.output !== '') await this.#block(job, `Debug output for ${context} (${this.label})`, dbg.output);
     }
     // after any failed script, its debug output printed; the failure still counts
     if ((modes.debug || modes.after) && !this.#lost && !this.#stopped) await this.#shell(job, cwd, 'Starting shell to debug...');

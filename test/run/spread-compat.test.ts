@@ -123,8 +123,18 @@ t.test('debug scripts are killed at the kill-timeout of their level', async (t) 
   const { result, out } = await run(dir);
   t.same(result.tally.failed, ['local:alpha-1:s/t']);
   t.ok(Date.now() - started < 15_000, `the debug script did not run its 20 s (${Date.now() - started} ms)`);
-  t.match(out, /Debug output for local:alpha-1:s\/t \(local:alpha-1\) :\n-----\n[^]*debugging\n[^]*kill-timeout reached\n-----/);
+  t.match(out, /Error debugging local:alpha-1:s\/t \(local:alpha-1\) :\n-----\n[^]*debugging\n[^]*kill-timeout reached\n-----/, 'a debug script killed is an error of its own, as spread has it');
   t.notMatch(out, /debug-done/);
+});
+
+t.test('a debug script that fails is "Error debugging", as in spread', async (t) => {
+  const dir = await project(t, spreadYaml('debugged', [], LOCAL), {
+    's/fails': 'summary: t\nexecute: exit 1\ndebug: |\n  echo the-debug-said\n  exit 2\n',
+  });
+  const { result, out } = await run(dir);
+  t.same(result.tally.failed, ['local:alpha-1:s/fails']);
+  t.match(out, /Error debugging local:alpha-1:s\/fails \(local:alpha-1\) :\n-----\n[^]*the-debug-said\n\+ exit 2\n-----/);
+  t.notMatch(out, /Debug output for/);
 });
 
 t.test("adhoc scripts use the backend's timeouts, then spread's defaults, never the project's", async (t) => {
