@@ -1,7 +1,7 @@
 // The job matrix (spread-spec §5, §6, §8, §9): suites × tasks × backends × systems ×
 // variants × samples, filtered, manual rule applied, sorted. Pure: no I/O; `$(HOST:…)`
 // outputs were recorded at load.
-import type { Backend, Env, Job, Project, Suite, System } from './model.js';
+import { fieldOrigin, type Backend, type Env, type Job, type Project, type Suite, type System } from './model.js';
 import { evalHostOnly } from './env.js';
 import { compileFilter } from './filter.js';
 import { jobName, sortJobs } from './order.js';
@@ -42,8 +42,8 @@ export function expandJobs(project: Project, filters: readonly string[] = [], op
   };
   const projectEnv = levelEnv(project, project.environment, 'project');
 
-  const pbke: Level = { context: 'project', entries: project.backends.map((b) => b.name), origin: project.origin };
-  const pevr: Level = { context: 'project', entries: envVariants(keysOf(project.environment), ''), origin: project.origin };
+  const pbke: Level = { context: 'project', entries: project.backends.map((b) => b.name), origin: fieldOrigin(project, 'backends') };
+  const pevr: Level = { context: 'project', entries: envVariants(keysOf(project.environment), ''), origin: fieldOrigin(project, 'environment') };
 
   const backendsOfSuite = memo<Suite, null, SetState>();
   const systemsOfSuite = memo<Suite, Backend, SetState>();
@@ -55,25 +55,25 @@ export function expandJobs(project: Project, filters: readonly string[] = [], op
 
   for (const suite of project.suites) {
     const slabel = `suite ${suite.name}`;
-    const suiteBackends = backendsOfSuite(suite, null, () => applyLevels(EMPTY_SET, [pbke, { context: slabel, entries: suite.backends, origin: suite.origin }], 'backends'));
+    const suiteBackends = backendsOfSuite(suite, null, () => applyLevels(EMPTY_SET, [pbke, { context: slabel, entries: suite.backends, origin: fieldOrigin(suite, 'backends') }], 'backends'));
     // An unknown name is refused where it reaches a task's final set (spread evaluates the
     // backends per task: a task's own plain list replaces the suite's, and a suite with no
     // task is never evaluated); said at the suite's line when the task inherited it.
     for (const task of suite.tasks) {
-      const backends = [...applyLevel(suiteBackends, { context: task.name, entries: task.backends, origin: task.origin }, 'backends').final].sort();
+      const backends = [...applyLevel(suiteBackends, { context: task.name, entries: task.backends, origin: fieldOrigin(task, 'backends') }, 'backends').final].sort();
       for (const bname of backends) {
         const backend = byName.get(bname);
         if (!backend) {
           const fromSuite = suiteBackends.final.has(bname) && !task.backends.some((entry) => entry.replace(/^[+-]/, '') === bname);
           throw fromSuite
-            ? projectError(`${slabel} refers to unknown backend ${JSON.stringify(bname)} (for ${task.name})`, suite.origin)
-            : projectError(`${task.name} refers to unknown backend ${JSON.stringify(bname)}`, task.origin);
+            ? projectError(`${slabel} refers to unknown backend ${JSON.stringify(bname)} (for ${task.name})`, fieldOrigin(suite, 'backends'))
+            : projectError(`${task.name} refers to unknown backend ${JSON.stringify(bname)}`, fieldOrigin(task, 'backends'));
         }
         const blabel = `backend ${JSON.stringify(backend.name)}`;
         const suiteSystems = systemsOfSuite(suite, backend, () =>
-          applyLevels(EMPTY_SET, [{ context: blabel, entries: backend.systems.map((s) => s.name), origin: backend.origin }, { context: slabel, entries: suite.systems, origin: suite.origin }], 'systems'),
+          applyLevels(EMPTY_SET, [{ context: blabel, entries: backend.systems.map((s) => s.name), origin: fieldOrigin(backend, 'systems') }, { context: slabel, entries: suite.systems, origin: fieldOrigin(suite, 'systems') }], 'systems'),
         );
-        const systems = [...applyLevel(suiteSystems, { context: task.name, entries: task.systems, origin: task.origin }, 'systems').final].sort();
+        const systems = [...applyLevel(suiteSystems, { context: task.name, entries: task.systems, origin: fieldOrigin(task, 'systems') }, 'systems').final].sort();
         for (const sysname of systems) {
           const system = backend.systems.find((s) => s.name === sysname);
           if (!system) continue; // not for us
@@ -81,21 +81,21 @@ export function expandJobs(project: Project, filters: readonly string[] = [], op
           const sysVariants = variantsOfSystem(system, null, () =>
             applyLevels(EMPTY_SET, [
               pevr,
-              { context: blabel, entries: envVariants(keysOf(backend.environment), '+'), origin: backend.origin },
-              { context: blabel, entries: backend.variants, origin: backend.origin },
-              { context: ylabel, entries: envVariants(keysOf(system.environment), '+'), origin: system.origin },
-              { context: ylabel, entries: system.variants, origin: system.origin },
+              { context: blabel, entries: envVariants(keysOf(backend.environment), '+'), origin: fieldOrigin(backend, 'environment') },
+              { context: blabel, entries: backend.variants, origin: fieldOrigin(backend, 'variants') },
+              { context: ylabel, entries: envVariants(keysOf(system.environment), '+'), origin: fieldOrigin(system, 'environment') },
+              { context: ylabel, entries: system.variants, origin: fieldOrigin(system, 'variants') },
             ], 'variants'),
           );
           const suiteVariants = variantsOfSuite(suite, system, () =>
             applyLevels(sysVariants, [
-              { context: slabel, entries: envVariants(keysOf(suite.environment), '+'), origin: suite.origin },
-              { context: slabel, entries: suite.variants, origin: suite.origin },
+              { context: slabel, entries: envVariants(keysOf(suite.environment), '+'), origin: fieldOrigin(suite, 'environment') },
+              { context: slabel, entries: suite.variants, origin: fieldOrigin(suite, 'variants') },
             ], 'variants'),
           );
           const taskVariants = applyLevels(suiteVariants, [
-            { context: task.name, entries: envVariants(keysOf(task.environment), '+'), origin: task.origin },
-            { context: task.name, entries: task.variants, origin: task.origin },
+            { context: task.name, entries: envVariants(keysOf(task.environment), '+'), origin: fieldOrigin(task, 'environment') },
+            { context: task.name, entries: task.variants, origin: fieldOrigin(task, 'variants') },
           ], 'variants').final;
           const variants = taskVariants.size === 1 && taskVariants.has('') ? [''] : [...taskVariants].filter((v) => v !== '').sort();
           if (variants.length === 0) continue;

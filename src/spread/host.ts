@@ -26,19 +26,13 @@ export function runHostCommand(cmd: string): Promise<HostResult> {
   });
 }
 
-const PARALLEL = 8;
-
-/** Runs every distinct command found in the values, a few at a time. */
+/**
+ * Runs every distinct command found in the values, one at a time in the order given (the
+ * project's, then each backend's and system's, then each suite's and task's, as a job's
+ * cascade has them): a command may use what an earlier one left, as in spread.
+ */
 export async function runHostCommands(values: Iterable<string>): Promise<Record<string, HostResult>> {
-  const cmds = [...new Set([...values].flatMap(hostCommands))];
   const out: Record<string, HostResult> = {};
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < cmds.length) {
-      const cmd = cmds[next++]!;
-      out[cmd] = await runHostCommand(cmd);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(PARALLEL, cmds.length) }, worker));
+  for (const cmd of new Set([...values].flatMap(hostCommands))) out[cmd] = await runHostCommand(cmd);
   return out;
 }

@@ -3,7 +3,7 @@ import { isCollection, isMap, type Node } from 'yaml';
 import { BACKENDS, checkBackend } from '../backends/registry.js';
 import type { Backend, LevelScripts, System, Timeouts } from './model.js';
 import { BACKEND_TYPES, VALID_NAME, invalidSystem, parseGoDuration, parseSize, timeoutMessage } from './values.js';
-import type { YamlFile } from './yaml.js';
+import { projectError, type YamlFile } from './yaml.js';
 
 type Fields = Map<string, Node | undefined>;
 
@@ -79,6 +79,7 @@ function decodeSystem(y: YamlFile, backend: string, node: Node | undefined): Sys
     manual: y.bool(f.get('manual')),
     region: optionalStr(y, f.get('region')),
     origin: y.origin(at),
+    at: y.fieldOrigins(f, ['variants', 'environment']),
   };
 }
 
@@ -112,11 +113,11 @@ export function decodeBackends(y: YamlFile, node: Node | undefined): Backend[] {
     const label = `backend ${JSON.stringify(name)}`;
     const f = y.fields(value, 'spread.Backend');
     const type = y.str(f.get('type')) || name;
-    if (!BACKEND_TYPES.has(type)) throw y.fail(keyNode, `${label} has unsupported type ${JSON.stringify(type)}`);
+    if (!BACKEND_TYPES.has(type)) throw y.fail(f.get('type') ?? keyNode, `${label} has unsupported type ${JSON.stringify(type)}`);
     const allocate = y.str(f.get('allocate'));
     const discard = y.str(f.get('discard'));
-    if (type !== 'adhoc' && (allocate !== '' || discard !== '')) throw y.fail(keyNode, `${label} cannot use allocate and dispose fields`);
-    if (type === 'adhoc' && allocate.trim() === '') throw y.fail(keyNode, `${label} requires an allocate field`);
+    if (type !== 'adhoc' && (allocate !== '' || discard !== '')) throw y.fail(f.get('allocate') ?? f.get('discard') ?? keyNode, `${label} cannot use allocate and dispose fields`);
+    if (type === 'adhoc' && allocate.trim() === '') throw y.fail(f.get('allocate') ?? keyNode, `${label} requires an allocate field`);
 
     const byName = new Map<string, System>();
     for (const item of y.items(f.get('systems'), '[]*spread.System')) {
@@ -125,9 +126,9 @@ export function decodeBackends(y: YamlFile, node: Node | undefined): Backend[] {
     }
     const systems = [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const environment = y.env(f.get('environment'), label);
-    const bad = invalidSystem(systems.map((s) => s.name));
-    if (bad !== undefined) throw y.fail(keyNode, `${label} refers to invalid system name: ${JSON.stringify(bad)}`);
-    if (systems.length === 0) throw y.fail(keyNode, `no systems specified for ${label}`);
+    const bad = systems.find((s) => invalidSystem([s.name]) !== undefined);
+    if (bad !== undefined) throw projectError(`${label} refers to invalid system name: ${JSON.stringify(bad.name)}`, bad.origin);
+    if (systems.length === 0) throw y.fail(f.get('systems') ?? keyNode, `no systems specified for ${label}`);
 
     backends.push({
       name,
@@ -150,6 +151,7 @@ export function decodeBackends(y: YamlFile, node: Node | undefined): Backend[] {
       region: optionalStr(y, f.get('region')),
       options: decodeOptions(y, label, type, keyNode, value),
       origin: y.origin(keyNode),
+      at: y.fieldOrigins(f, ['type', 'systems', 'variants', 'environment']),
     });
   }
   return backends;

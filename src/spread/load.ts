@@ -67,6 +67,7 @@ export async function loadProject(dir: string): Promise<Project> {
     exclude: y.list(f.get('exclude')),
     rename: y.list(f.get('rename')),
     origin: y.origin(y.root),
+    at: y.fieldOrigins(f, ['path', 'backends', 'environment']),
   };
   return { ...partial, hostOutputs: await runHostCommands(hostValues(partial, backends, suites)) };
 }
@@ -143,6 +144,7 @@ function loadSuite(y: YamlFile, rootDir: string, key: string, keyNode: Node, nod
     assets: optionalStr(y, f.get('assets')),
     tasks,
     origin: y.origin(keyNode),
+    at: y.fieldOrigins(f, ['systems', 'backends', 'variants', 'environment']),
   };
 }
 
@@ -188,5 +190,6 @@ function loadTask(y: YamlFile, suite: string, entry: string, dir: string): Task 
     manual: y.bool(f.get('manual')),
     assets: optionalStr(y, f.get('assets')),
     origin: y.origin(y.root),
+    at: y.fieldOrigins(f, ['systems', 'backends', 'variants', 'environment']),
   };
 }

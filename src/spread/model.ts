@@ -15,6 +15,17 @@ export interface Origin {
   readonly line: number | undefined;
 }
 
+/** The fields whose line an error may name, beside the entity's own (see fieldOrigin). */
+export type PlacedField = 'path' | 'type' | 'systems' | 'backends' | 'variants' | 'environment';
+
+/** Where some fields of an entity are written: their values' lines. */
+export type FieldOrigins = Readonly<Partial<Record<PlacedField, Origin>>>;
+
+/** Where `field` of `entity` is written, else where the entity is. */
+export function fieldOrigin(entity: { readonly origin: Origin; readonly at: FieldOrigins }, field: PlacedField): Origin {
+  return entity.at[field] ?? entity.origin;
+}
+
 /** The scripts a level may carry; empty string = not set. All are trimmed. */
 export interface LevelScripts {
   readonly prepare: string;
@@ -54,6 +65,7 @@ export interface Project extends LevelScripts, Timeouts {
   /** Output of every `$(HOST:…)` command the project mentions, by command text. */
   readonly hostOutputs: Readonly<Record<string, HostResult>>;
   readonly origin: Origin;
+  readonly at: FieldOrigins;
 }
 
 export interface Backend extends LevelScripts, Timeouts {
@@ -84,6 +96,7 @@ export interface Backend extends LevelScripts, Timeouts {
    */
   readonly options: Readonly<Record<string, unknown>>;
   readonly origin: Origin;
+  readonly at: FieldOrigins;
 }
 
 export interface System {
@@ -109,6 +122,7 @@ export interface System {
   /** fleetcache extension; undefined = the backend's region applies. */
   readonly region: string | undefined;
   readonly origin: Origin;
+  readonly at: FieldOrigins;
 }
 
 export interface Suite extends LevelScripts, Timeouts {
@@ -128,6 +142,7 @@ export interface Suite extends LevelScripts, Timeouts {
   /** Sorted by directory name. */
   readonly tasks: readonly Task[];
   readonly origin: Origin;
+  readonly at: FieldOrigins;
 }
 
 export interface Task extends Timeouts {
@@ -156,6 +171,7 @@ export interface Task extends Timeouts {
   /** fleetcache extension: path of a tooltool manifest, as written. */
   readonly assets: string | undefined;
   readonly origin: Origin;
+  readonly at: FieldOrigins;
 }
 
 /**

@@ -2,7 +2,7 @@
 // §4.3): path, backend keys, system usernames and passwords, include/exclude/rename,
 // and the environment the repack script sees. Pure: `$(HOST:…)` results come from load.
 import path from 'node:path';
-import type { EnvEntry, Job, Project } from './model.js';
+import { fieldOrigin, type EnvEntry, type Job, type Project } from './model.js';
 import { evalCascade, evalValue } from './env.js';
 import { projectError } from './yaml.js';
 
@@ -24,7 +24,7 @@ export function resolveRemotePath(project: Project): string {
   const value = path.posix.normalize(evalValue('remote project path', project.remotePath, penv, project.hostOutputs, true));
   const clean = value.length > 1 ? value.replace(/\/+$/, '') : value;
   if (!path.posix.isAbsolute(clean) || clean === '/') {
-    throw projectError(`remote project path must be absolute and not /: ${clean}`, project.origin);
+    throw projectError(`remote project path must be absolute and not /: ${clean}`, fieldOrigin(project, 'path'));
   }
   return clean;
 }

@@ -3,7 +3,7 @@
 // names the file and line.
 import { LineCounter, parseDocument, isAlias, isMap, isScalar, isSeq, type Document, type Node, type Scalar } from 'yaml';
 import { FleetError } from '../errors.js';
-import type { EnvEntry, Origin } from './model.js';
+import type { EnvEntry, FieldOrigins, Origin, PlacedField } from './model.js';
 
 /** Makes the one error type of the project model. */
 export function projectError(message: string, origin?: Origin): FleetError {
@@ -39,6 +39,16 @@ export class YamlFile {
   origin(node: Node | undefined): Origin {
     const line = node?.range ? this.#lc.linePos(node.range[0]).line : undefined;
     return { file: this.file, line };
+  }
+
+  /** Where each of `names` that `fields` has is written. */
+  fieldOrigins(fields: ReadonlyMap<string, Node | undefined>, names: readonly PlacedField[]): FieldOrigins {
+    const at: Partial<Record<PlacedField, Origin>> = {};
+    for (const name of names) {
+      const node = fields.get(name);
+      if (node !== undefined) at[name] = this.origin(node);
+    }
+    return at;
   }
 
   /** The plain value of a node (mappings become objects), aliases resolved. */

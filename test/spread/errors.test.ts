@@ -15,12 +15,13 @@ const loadErrors: Array<[string, string, Record<string, string> | undefined, str
   ['no backends', 'project: p\npath: /p\nbackends:\nsuites:\n' + ok.suites, undefined, /must define at least one backend/],
   ['no suites', 'project: p\npath: /p\nbackends:\n' + ok.backends, undefined, /must define at least one task suite/],
   ['invalid backend name', project({ backends: '    Big:\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:4: invalid backend name: "Big"'],
-  ['unsupported type', project({ backends: '    x:\n        type: cloud\n        systems: [ubuntu-1]\n' }), undefined, /backend "x" has unsupported type "cloud"/],
+  ['unsupported type', project({ backends: '    x:\n        type: cloud\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:5: backend "x" has unsupported type "cloud"'],
   ['adhoc without allocate', project({ backends: '    adhoc:\n        systems: [ubuntu-1]\n' }), undefined, /backend "adhoc" requires an allocate field/],
   ['allocate on lxd', project({ backends: '    lxd:\n        allocate: x\n        systems: [ubuntu-1]\n' }), undefined, /backend "lxd" cannot use allocate and dispose fields/],
   ['no systems', project({ backends: '    lxd:\n        systems: []\n' }), undefined, /no systems specified for backend "lxd"/],
   ['negative workers', project({ backends: '    lxd:\n        systems:\n            - ubuntu-1:\n                workers: -1\n' }), undefined, /backend "lxd" has system "ubuntu-1" with -1 workers/],
-  ['system name without dash', project({ backends: '    lxd:\n        systems: [ubuntu]\n' }), undefined, /backend "lxd" refers to invalid system name: "ubuntu"/],
+  ['system name without dash', project({ backends: '    lxd:\n        systems: [ubuntu]\n' }), undefined, 'spread.yaml:5: backend "lxd" refers to invalid system name: "ubuntu"'],
+  ['system name without dash, on its own line', project({ backends: '    lxd:\n        systems:\n            - ubuntu-1\n            - centos\n' }), undefined, 'spread.yaml:7: backend "lxd" refers to invalid system name: "centos"'],
   ['system name with digit first part', project({ suites: '    s/:\n        summary: s\n        systems: [centos9-x]\n' }), undefined, /suite s\/ refers to invalid system name: "centos9-x"/],
   ['suite without slash', project({ suites: '    s:\n        summary: s\n' }), undefined, /invalid suite name \(must end with \/\): "s"/],
   ['invalid suite name', project({ suites: '    S/:\n        summary: s\n' }), undefined, /invalid suite name: "S\/"/],
@@ -55,14 +56,17 @@ for (const [label, spread, tasks, message] of loadErrors) {
 }
 
 const expandErrors: Array<[string, string, Record<string, string> | undefined, string | RegExp]> = [
-  ['relative path', project({ head: 'project: p\npath: rel/dir\n' }), undefined, /remote project path must be absolute and not \/: rel\/dir/],
+  ['relative path', project({ head: 'project: p\npath: rel/dir\n' }), undefined, 'spread.yaml:2: remote project path must be absolute and not /: rel/dir'],
   ['root path', project({ head: 'project: p\npath: /x/..\n' }), undefined, /remote project path must be absolute and not \/: \//],
-  ['unknown backend', project(), { 's/t': task('a', 'backends: [nope]\n') }, /s\/t\/task\.yaml:1: s\/t refers to unknown backend "nope"/],
-  ['unknown backend in a suite', project({ suites: '    s/:\n        summary: s\n        backends: [nope]\n' }), undefined, 'spread.yaml:7: suite s/ refers to unknown backend "nope" (for s/t)'],
+  ['unknown backend', project(), { 's/t': task('a', 'backends: [nope]\n') }, 's/t/task.yaml:3: s/t refers to unknown backend "nope"'],
+  ['unknown backend in a suite', project({ suites: '    s/:\n        summary: s\n        backends: [nope]\n' }), undefined, 'spread.yaml:9: suite s/ refers to unknown backend "nope" (for s/t)'],
   ['failing HOST in key', project({ backends: '    lxd:\n        key: $(HOST:false)\n        systems: [ubuntu-1]\n' }), undefined, '$(HOST:false) in lxd backend key environment returned error: exit status 1'],
   ['no tasks at all', project(), { 's/t': task('a', 'manual: true\n') }, 'cannot find any tasks'],
-  ['bad glob', project(), { 's/t': task('a', 'variants: ["[x"]\n') }, /^s\/t\/task\.yaml:1: s\/t has invalid variants pattern "\[x": syntax error in pattern$/],
-  ['bad glob in a suite', project({ suites: '    s/:\n        summary: s\n        variants: [a, "b[c"]\n' }), undefined, /^spread\.yaml:7: suite s\/ has invalid variants pattern "b\[c": syntax error in pattern$/],
+  ['delta and plain variants in a task', project(), { 's/t': task('a', 'variants: [+a, b]\n') }, 's/t/task.yaml:3: s/t specifies variants both in delta and plain format'],
+  ['delta and plain variants in a suite', project({ suites: '    s/:\n        summary: s\n        variants: [a, -b]\n' }), undefined, 'spread.yaml:9: suite s/ specifies variants both in delta and plain format'],
+  ['delta and plain variants in a backend', project({ backends: '    lxd:\n        systems: [ubuntu-1]\n        variants: [+a, b]\n' }), undefined, 'spread.yaml:6: backend "lxd" specifies variants both in delta and plain format'],
+  ['bad glob', project(), { 's/t': task('a', 'variants: ["[x"]\n') }, /^s\/t\/task\.yaml:3: s\/t has invalid variants pattern "\[x": syntax error in pattern$/],
+  ['bad glob in a suite', project({ suites: '    s/:\n        summary: s\n        variants: [a, "b[c"]\n' }), undefined, /^spread\.yaml:9: suite s\/ has invalid variants pattern "b\[c": syntax error in pattern$/],
 ];
 for (const [label, spread, tasks, message] of expandErrors) {
   t.test(`expansion error: ${label}`, async (t) => {

@@ -103,7 +103,7 @@ t.test('variants lists at backend, system and suite levels cascade', async (t) =
 
 t.test('mixing delta and plain entries is an error naming the level, its file and line', async (t) => {
   const p = await load(t, { spread: base(), tasks: { 'examples/t': task('x', 'variants: [+x, -y, x]\n') } });
-  t.throws(() => expandJobs(p), { code: 'FC_ERR_PROJECT', message: /^examples\/t\/task\.yaml:1: examples\/t specifies variants both in delta and plain format$/ });
+  t.throws(() => expandJobs(p), { code: 'FC_ERR_PROJECT', message: /^examples\/t\/task\.yaml:3: examples\/t specifies variants both in delta and plain format$/ });
   const q = await load(t, { spread: base('        systems: [-debian-sid, ubuntu-16.04]\n'), tasks: { 'examples/t': task() } });
   t.throws(() => expandJobs(q), { message: /^spread\.yaml:\d+: suite examples\/ specifies systems both in delta and plain format$/ });
 });
