@@ -142,6 +142,16 @@ t.test('$(HOST:...) is evaluated on the controller and cached per command', asyn
   t.equal(readFileSync(`${dir}/count`, 'utf8').trim().split('\n').length, 1);
 });
 
+t.test('$(HOST:...) commands run one at a time, in cascade order: one may use what an earlier one left', async (t) => {
+  const dir = t.testdir();
+  const p = await load(t, {
+    spread: base('', '', `environment:\n    A: '$(HOST:sleep 0.3; echo a > ${dir}/left; echo done)'\n    B: '$(HOST:cat ${dir}/left 2>/dev/null || echo none)'\n`),
+    tasks: { 'examples/t': task() },
+  });
+  const env = new Map(jobEnvironment(expandJobs(p)[0]!));
+  t.same([env.get('A'), env.get('B')], ['done', 'a']);
+});
+
 t.test('a failing $(HOST:...) command aborts with its stderr', async (t) => {
   const p = await load(t, { spread: base('        environment:\n            X: "$(HOST:echo bad >&2; echo worse >&2; exit 3)"\n'), tasks: { 'examples/t': task() } });
   t.throws(() => expandJobs(p), { message: '$(HOST:echo bad >&2; echo worse >&2; exit 3) in suite examples/ environment returned error: bad; worse' });
