@@ -21,8 +21,10 @@ function write(out: NodeJS.WritableStream, text: string): Promise<void> {
   return new Promise((resolve, reject) => out.write(text, (err) => (err ? reject(err) : resolve())));
 }
 
-export async function listJobs(cwd: string, filters: readonly string[], json: boolean, out: NodeJS.WritableStream): Promise<void> {
+/** `warn`: told each key of the project's files fleetcache ignores (-v). */
+export async function listJobs(cwd: string, filters: readonly string[], json: boolean, out: NodeJS.WritableStream, warn?: (line: string) => void): Promise<void> {
   const project = await loadProject(findProject(cwd));
+  if (warn) for (const ignored of project.ignoredKeys) warn(`WARNING: ${ignored}`);
   const jobs = expandJobs(project, filters);
   if (!json) {
     await write(out, jobs.map((j) => j.name).join('\n') + '\n');
@@ -43,11 +45,13 @@ export function registerList(program: Command): void {
     .description('List the jobs of the spread project in the current directory, as `spread -list` does')
     .argument('[filter...]', 'spread filter arguments (backend, system, suite/, /task, ..., #N)')
     .option('--json', 'print a JSON array with each job\'s environment, priority, workers and region')
+    .option('-v, --verbose', 'name on stderr the keys of spread.yaml and task.yaml fleetcache ignores (as spread does, silently otherwise)')
     .addHelpText('after', '\nErrors end as spread -list\'s do: "error: <message>" on stderr, exit status 1 (a malformed command line: 2).')
-    .action((filters: string[], opts: { json?: boolean }) => printJobs(filters, opts.json === true));
+    .action((filters: string[], opts: { json?: boolean; verbose?: boolean }) => printJobs(filters, opts.json === true, opts.verbose === true));
 }
 
 /** `fleetcache list` (and `run -list`): the jobs of the project in the current directory on stdout; errors as spread's. */
-export function printJobs(filters: readonly string[], json: boolean): Promise<void> {
-  return exitOneOnError('error: ', () => listJobs(process.cwd(), filters, json, process.stdout));
+export function printJobs(filters: readonly string[], json: boolean, verbose: boolean): Promise<void> {
+  const warn = verbose ? (line: string) => void process.stderr.write(`${line}\n`) : undefined;
+  return exitOneOnError('error: ', () => listJobs(process.cwd(), filters, json, process.stdout, warn));
 }

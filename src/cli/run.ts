@@ -93,7 +93,7 @@ export function registerRun(program: Command): void {
     .option('--restore', 'run only the restore scripts, e.g. on machines kept with --reuse (spread -restore)')
     .option('--discard', 'discard the machines kept by --reuse runs, running nothing (spread -discard)')
     .option('--abend', 'stop at the first failure without running restore scripts; keep the machines (spread -abend)')
-    .option('-v, --verbose', 'more output; twice (or --vv) streams script output', (_v: string, n: number) => n + 1, 0)
+    .option('-v, --verbose', 'more output: the keys of spread.yaml and task.yaml fleetcache ignores; twice (or --vv), script output streamed too', (_v: string, n: number) => n + 1, 0)
     .option('--vv', 'stream script output (spread -vv)')
     .option('--list', 'print the jobs that would run, as `fleetcache list` does, and exit (spread -list)')
     .option('--order', 'run the jobs in the order the filters name them, without priorities or shuffling (spread -order)')
@@ -113,7 +113,7 @@ export function registerRun(program: Command): void {
       if (workers === 0) throw new UsageError('--workers needs at least 1');
       const shell = shellModes(flags);
       if (flags.list) {
-        await printJobs(filters, false);
+        await printJobs(filters, false, flags.verbose > 0 || flags.vv === true);
         return;
       }
       const log = new RunLog(undefined, flags.vv ? 2 : flags.verbose);

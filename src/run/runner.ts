@@ -133,6 +133,8 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
   const log = o.log ?? new RunLog();
   const root = findProject(o.cwd);
   const project = await loadProject(root);
+  // spread ignores unknown keys; -v says which (a misspelt field is otherwise silent)
+  if (log.verbose > 0) for (const ignored of project.ignoredKeys) log.line(`WARNING: ${ignored}`);
   const jobs = expandJobs(project, o.filters);
   if (jobs.length === 0) throw new FleetError('FC_ERR_PROJECT', 'nothing to run');
   // spread's cloud types load (for list) but have no provider here: said before anything is packed

@@ -3,9 +3,8 @@ import { isCollection, isMap, type Node } from 'yaml';
 import { BACKENDS, checkBackend } from '../backends/registry.js';
 import type { Backend, LevelScripts, System, Timeouts } from './model.js';
 import { BACKEND_TYPES, VALID_NAME, invalidSystem, parseGoDuration, parseSize, timeoutMessage } from './values.js';
-import { projectError, type YamlFile } from './yaml.js';
+import { Fields, projectError, type YamlFile } from './yaml.js';
 
-type Fields = Map<string, Node | undefined>;
 
 export function decodeScripts(y: YamlFile, f: Fields): LevelScripts {
   return {
@@ -46,7 +45,7 @@ export function optionalStr(y: YamlFile, node: Node | undefined): string | undef
 
 function decodeSystem(y: YamlFile, backend: string, node: Node | undefined): System {
   let name: string;
-  let f: Fields = new Map();
+  let f = new Fields('System');
   let at = node;
   if (node !== undefined && isMap(node) && node.items.length > 0) {
     // One-key map `name: {fields}`; with several keys the last wins (Go map order is random).
@@ -87,8 +86,9 @@ function decodeSystem(y: YamlFile, backend: string, node: Node | undefined): Sys
  * The options of a backend type fleetcache runs, checked against its schema when the project
  * loads (for `list` too, before anything is packed), an error naming the field's line.
  */
-function decodeOptions(y: YamlFile, label: string, type: string, keyNode: Node | undefined, value: Node): Record<string, unknown> {
+function decodeOptions(y: YamlFile, label: string, type: string, keyNode: Node | undefined, value: Node, f: Fields): Record<string, unknown> {
   if (!BACKENDS[type]) return {};
+  f.known(Object.keys((BACKENDS[type].options as { properties?: Record<string, unknown> }).properties ?? {}));
   const options = y.js(value) as Record<string, unknown>;
   const problem = checkBackend(type, options);
   if (!problem) return options;
@@ -149,7 +149,7 @@ export function decodeBackends(y: YamlFile, node: Node | undefined): Backend[] {
       location: y.str(f.get('location')),
       storage: decodeSize(y, f.get('storage')),
       region: optionalStr(y, f.get('region')),
-      options: decodeOptions(y, label, type, keyNode, value),
+      options: decodeOptions(y, label, type, keyNode, value, f),
       origin: y.origin(keyNode),
       at: y.fieldOrigins(f, ['type', 'systems', 'variants', 'environment']),
     });

@@ -49,7 +49,8 @@ export async function loadProject(dir: string): Promise<Project> {
   if (backends.length === 0) throw y.fail(y.root, 'must define at least one backend');
   const suitePairs = y.mapPairs(f.get('suites'), 'map[string]*spread.Suite');
   if (suitePairs.length === 0) throw y.fail(y.root, 'must define at least one task suite');
-  const suites = suitePairs.map((p) => loadSuite(y, rootDir, p.key, p.keyNode, p.value));
+  const taskFiles: YamlFile[] = [];
+  const suites = suitePairs.map((p) => loadSuite(y, rootDir, p.key, p.keyNode, p.value, taskFiles));
   const include = f.get('include') === undefined ? undefined : y.list(f.get('include'));
 
   const partial = {
@@ -69,11 +70,12 @@ export async function loadProject(dir: string): Promise<Project> {
     origin: y.origin(y.root),
     at: y.fieldOrigins(f, ['path', 'backends', 'environment']),
   };
-  return { ...partial, hostOutputs: await runHostCommands(hostValues(partial, backends, suites)) };
+  const ignoredKeys = [y, ...taskFiles].flatMap((file) => file.ignoredKeys());
+  return { ...partial, ignoredKeys, hostOutputs: await runHostCommands(hostValues(partial, backends, suites)) };
 }
 
 /** Every value in which spread evaluates `$(HOST:…)`. */
-function* hostValues(p: Omit<Project, 'hostOutputs'>, backends: readonly Backend[], suites: readonly Suite[]): Generator<string> {
+function* hostValues(p: Omit<Project, 'hostOutputs' | 'ignoredKeys'>, backends: readonly Backend[], suites: readonly Suite[]): Generator<string> {
   yield p.remotePath;
   yield* [...(p.include ?? []), ...p.exclude, ...p.rename];
   for (const [, v] of p.environment) yield v;
@@ -92,7 +94,8 @@ function* hostValues(p: Omit<Project, 'hostOutputs'>, backends: readonly Backend
   }
 }
 
-function loadSuite(y: YamlFile, rootDir: string, key: string, keyNode: Node, node: Node | undefined): Suite {
+/** `taskFiles`: each task file read is added there. */
+function loadSuite(y: YamlFile, rootDir: string, key: string, keyNode: Node, node: Node | undefined, taskFiles: YamlFile[]): Suite {
   if (!key.endsWith('/')) throw y.fail(keyNode, `invalid suite name (must end with /): ${JSON.stringify(key)}`);
   if (!VALID_SUITE.test(key)) throw y.fail(keyNode, `invalid suite name: ${JSON.stringify(key)}`);
   const name = key;
@@ -126,7 +129,9 @@ function loadSuite(y: YamlFile, rootDir: string, key: string, keyNode: Node, nod
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
       throw projectError(`cannot read ${path.relative(rootDir, taskFile)}: ${(err as Error).message}`);
     }
-    tasks.push(loadTask(new YamlFile(path.relative(rootDir, taskFile), text), name, entry, taskDir));
+    const file = new YamlFile(path.relative(rootDir, taskFile), text);
+    taskFiles.push(file);
+    tasks.push(loadTask(file, name, entry, taskDir));
   }
 
   return {

@@ -64,6 +64,8 @@ export interface Project extends LevelScripts, Timeouts {
   readonly rename: readonly string[];
   /** Output of every `$(HOST:…)` command the project mentions, by command text. */
   readonly hostOutputs: Readonly<Record<string, HostResult>>;
+  /** Keys of spread.yaml and the task files that fleetcache does not know, each `file:line: …` (a verbose run says them). */
+  readonly ignoredKeys: readonly string[];
   readonly origin: Origin;
   readonly at: FieldOrigins;
 }

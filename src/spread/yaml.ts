@@ -15,11 +15,41 @@ const YAML11_TRUE = new Set(['y', 'Y', 'yes', 'Yes', 'YES', 'true', 'True', 'TRU
 const YAML11_FALSE = new Set(['n', 'N', 'no', 'No', 'NO', 'false', 'False', 'FALSE', 'off', 'Off', 'OFF']);
 const INT = /^[-+]?(?:0|[1-9][0-9_]*|0[0-7_]+|0x[0-9a-fA-F_]+|0b[01_]+)$/;
 
+/**
+ * The fields of a mapping decoded into a struct, by key. Remembers the keys read: the others
+ * are fields fleetcache does not know (ignored, as spread ignores unknown keys), which a
+ * verbose run names (YamlFile.ignoredKeys).
+ */
+export class Fields extends Map<string, Node | undefined> {
+  readonly #read = new Set<string>();
+  /** Where each key is written. */
+  readonly keyNodes = new Map<string, Node>();
+
+  constructor(readonly into: string) {
+    super();
+  }
+
+  override get(key: string): Node | undefined {
+    this.#read.add(key);
+    return super.get(key);
+  }
+
+  /** `keys` are known though not read here (a backend type's options, checked by its schema). */
+  known(keys: Iterable<string>): void {
+    for (const key of keys) this.#read.add(key);
+  }
+
+  unread(): string[] {
+    return [...this.keys()].filter((key) => !this.#read.has(key));
+  }
+}
+
 /** A parsed YAML file with line lookup. Values are nodes or undefined (absent/null). */
 export class YamlFile {
   readonly file: string;
   readonly #doc: Document;
   readonly #lc = new LineCounter();
+  readonly #fields: Fields[] = [];
 
   /** `file` is the display name (relative to the project root). */
   constructor(file: string, text: string) {
@@ -114,10 +144,22 @@ export class YamlFile {
   }
 
   /** A lookup of a mapping's fields by name (the last of duplicate keys wins, like yaml.v2). */
-  fields(node: Node | undefined, into: string): Map<string, Node | undefined> {
-    const m = new Map<string, Node | undefined>();
-    for (const p of this.pairs(node, into)) m.set(p.key, p.value);
+  fields(node: Node | undefined, into: string): Fields {
+    const m = new Fields(into);
+    for (const p of this.pairs(node, into)) {
+      m.set(p.key, p.value);
+      m.keyNodes.set(p.key, p.keyNode);
+    }
+    this.#fields.push(m);
     return m;
+  }
+
+  /** The keys of this file's mappings that the loading never read, with their lines. */
+  ignoredKeys(): string[] {
+    return this.#fields.flatMap((f) => f.unread().map((key) => {
+      const { line } = this.origin(f.keyNodes.get(key));
+      return `${this.file}:${line ?? '?'}: ${JSON.stringify(key)} is not a field of ${f.into} fleetcache knows: ignored`;
+    }));
   }
 
   str(node: Node | undefined): string {

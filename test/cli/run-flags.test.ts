@@ -89,3 +89,36 @@ t.test("spread's interactive modes are accepted and described in --help", async 
   for (const flag of ['--debug', '--shell', '--shell-before', '--shell-after']) t.match(stdout, new RegExp(`^  ${flag}\\s+open a shell on the machine`, 'm'), flag);
   t.notMatch(stdout, /-debug, -shell, -shell-before, -shell-after, -reuse-pid and -gc are refused/);
 });
+
+t.test('-v names the keys of spread.yaml and task.yaml fleetcache ignores, with their lines (spread ignores them silently)', async (t) => {
+  const dir = t.testdir({
+    'spread.yaml': 'project: p\npath: /p\nbackends:\n    local:\n        systems: [alpha-1]\n        sytems-typo: [beta-1]\nsuites:\n    s/:\n        summary: s\n',
+    s: { t: { 'task.yaml': 'summary: t\nexecute: echo ok\nexcute-typo: echo no\n' } },
+  });
+  const cli = async (args: string[]) => {
+    const cwd = process.cwd();
+    process.chdir(dir);
+    try {
+      return await runCli(args);
+    } finally {
+      process.chdir(cwd);
+    }
+  };
+  const quiet = await cli(['list']);
+  t.same([quiet.code, quiet.stderr], [0, ''], 'silent without -v, as spread');
+  for (const args of [['list', '-v'], ['run', '--list', '-v']]) {
+    const loud = await cli(args);
+    t.equal(loud.code, 0, args.join(' '));
+    t.equal(loud.stdout, quiet.stdout, 'the same jobs');
+    t.match(loud.stderr, /WARNING: spread\.yaml:6: "sytems-typo" is not a field of spread\.Backend fleetcache knows: ignored\n/);
+    t.match(loud.stderr, /WARNING: s\/t\/task\.yaml:3: "excute-typo" is not a field of spread\.Task fleetcache knows: ignored\n/);
+    t.equal(loud.stderr.match(/WARNING/g)?.length, 2, 'and nothing else');
+  }
+  const demo = join(REPO_ROOT, 'examples/fleet-demo');
+  process.chdir(demo);
+  try {
+    t.equal((await runCli(['list', '-v'])).stderr, '', 'the example project has no such key');
+  } finally {
+    process.chdir(REPO_ROOT);
+  }
+});
