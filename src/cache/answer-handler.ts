@@ -28,6 +28,16 @@ export function announcedLength(headers: IncomingHttpHeaders): number | undefine
   return typeof cl === 'string' && /^\d+$/.test(cl) ? Number(cl) : undefined;
 }
 
+/**
+ * Whether the body ends where the connection does: neither a Content-Length nor chunked
+ * (RFC 9112 §6.3). A body cut by the upstream's death, or by a reset (which undici takes for
+ * the end of such a body), then looks the same as a whole one.
+ */
+export function endsWithConnection(headers: IncomingHttpHeaders): boolean {
+  const coding = headers['transfer-encoding'];
+  return announcedLength(headers) === undefined && !(typeof coding === 'string' && /\bchunked\b/i.test(coding));
+}
+
 /** undici's own high-water mark for response bodies (its BodyReadable's). */
 const HIGH_WATER_MARK = 64 * 1024;
 

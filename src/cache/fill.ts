@@ -19,7 +19,7 @@ import { isCasId, SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type 
 import { failureFields, newRequestId } from './serve.js';
 import { requestError } from '../http/errors.js';
 import type { HeaderMap } from './upstream.js';
-import { announcedLength, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
+import { announcedLength, endsWithConnection, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
 
 export interface FillDecision {
   readonly status: number;
@@ -587,7 +587,9 @@ export class Fill extends FillProgress {
         this.finish(body);
         if (body) this.#tell({ head, body });
       };
-      const kept = unkeptOnly || this.memoryOnly ? undefined : decision.meta;
+      // A body whose end is the connection's may be a cut one: served, not kept (a blob's digest tells, it is).
+      const uncertain = !this.#spec.verify && endsWithConnection(answer.headers);
+      const kept = unkeptOnly || this.memoryOnly || uncertain ? undefined : decision.meta;
       // A name or a mirror object replaces what its id held: its readers end once it is
       // stored, so that a client that has the whole answer finds it in whichever worker it
       // asks next (a request that must revalidate would otherwise find neither this fill

@@ -1,5 +1,6 @@
 // /mirror/{name}/{path}: RFC 9111 through http-cache-semantics against a real upstream.
 import http from 'node:http';
+import net from 'node:net';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -320,6 +321,40 @@ t.test('mirror: a body of unknown length that stalls after its first byte: the h
   t.equal(res.statusCode, 200);
   t.ok(headMs < 1000, `status and headers before the body timeout (${headMs} ms), not held with the last byte`);
   await t.rejects(res.body.text(), 'then the body is cut, never a clean end');
+});
+
+t.test('mirror: a body ended by closing the connection (no length, not chunked) is served, never kept: a cut one looks the same', async (t) => {
+  // An HTTP/1.0-style upstream on a raw socket: the end of the body is the end of the connection.
+  const kinds = { whole: 'the whole body', cut: 'cut by the upstream dying (FIN)', reset: 'cut by a reset (RST)' } as const;
+  const body = Buffer.alloc(300_000, 'x');
+  const sockets = new Set<net.Socket>();
+  const asked: string[] = [];
+  const up = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once('data', (chunk: Buffer) => {
+      const path = chunk.toString('latin1').split(' ')[1] ?? '';
+      asked.push(path);
+      socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nCache-Control: max-age=3600\r\nConnection: close\r\n\r\n');
+      if (path === '/whole') return void socket.end(body);
+      socket.write(body.subarray(0, 100_000), () => (path === '/reset' ? socket.resetAndDestroy() : socket.end()));
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => up.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    up.close();
+  });
+  const upUrl = `http://127.0.0.1:${(up.address() as net.AddressInfo).port}`;
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
+  for (const [path, what] of Object.entries(kinds)) {
+    const first = await request(`${url}/mirror/m/${path}`);
+    const got = await first.body.arrayBuffer().then((b) => b.byteLength, () => -1);
+    t.ok(path === 'whole' ? got === body.length : got <= 100_000, `${what}: served as it came (${got} bytes)`);
+    await app.cache.fills.drain();
+    const again = await get(`${url}/mirror/m/${path}`);
+    t.same([again.headers['x-cache'], asked.filter((p) => p === `/${path}`).length], ['MISS', 2], `${what}: not kept, asked again`);
+  }
 });
 
 t.test('mirror: RFC 9111 corners an upstream review found (repeated fields, stale variants, 304s, deletions, sidecar privacy)', async (t) => {
