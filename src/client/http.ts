@@ -3,7 +3,7 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
-import { FleetError, NotFoundError, UpstreamError } from '../errors.js';
+import { FleetError, NotFoundError, UpstreamError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 
 export const clientAgent = new Agent({
@@ -72,6 +72,18 @@ async function readAtMost(body: Dispatcher.ResponseData['body'], limit: number):
   return { text: Buffer.concat(chunks).toString('utf8'), whole: true };
 }
 
+/**
+ * The codes of a server's error answer that say what is wrong with this request or its
+ * object: the client's error is the same one (and so is its exit status: a bad name is a
+ * usage error, a full disk not a passing upstream failure to try again). Any other code (the
+ * server's own failure, one of its upstream) is an upstream error.
+ */
+const REQUEST_CODES: ReadonlySet<string> = new Set<ErrorCode>([
+  'FC_ERR_BAD_REQUEST', 'FC_ERR_BAD_DIGEST', 'FC_ERR_BAD_NAME', 'FC_ERR_DIGEST_MISMATCH', 'FC_ERR_SIZE_MISMATCH', 'FC_ERR_TOO_LARGE',
+  'FC_ERR_TOO_MANY_HEADERS', 'FC_ERR_RANGE', 'FC_ERR_PRECONDITION_FAILED', 'FC_ERR_METHOD_NOT_ALLOWED', 'FC_ERR_UNAUTHORIZED',
+  'FC_ERR_FORBIDDEN', 'FC_ERR_ABORTED', 'FC_ERR_INSUFFICIENT_STORAGE',
+]);
+
 /** Turns a non-2xx answer into a catalogued error, using the server's JSON body when it has one. */
 async function failure(url: string, method: string, res: Dispatcher.ResponseData): Promise<never> {
   let body = '';
@@ -90,9 +102,9 @@ async function failure(url: string, method: string, res: Dispatcher.ResponseData
     if (body) message += `: ${body.split('\n')[0]}`;
   }
   if (res.statusCode === 404) throw new NotFoundError(message);
+  if (code !== undefined && REQUEST_CODES.has(code)) throw new FleetError(code as ErrorCode, message);
   if (res.statusCode === 401) throw new FleetError('FC_ERR_UNAUTHORIZED', message);
   if (res.statusCode === 403) throw new FleetError('FC_ERR_FORBIDDEN', message);
-  if (code === 'FC_ERR_DIGEST_MISMATCH') throw new FleetError('FC_ERR_DIGEST_MISMATCH', message);
   if (res.statusCode === 413) throw new FleetError('FC_ERR_TOO_LARGE', message);
   if (res.statusCode === 412) throw new FleetError('FC_ERR_PRECONDITION_FAILED', message);
   if (res.statusCode === 504) throw new UpstreamError(message, { timeout: true, status: res.statusCode });

@@ -48,6 +48,32 @@ t.test('GET and PUT error answers: the catalogued error with the server message'
   t.same(await httpGetJson(`${url}/200`), { ok: true });
 });
 
+t.test("a server's code for what is wrong with the request is the client's (its exit status too); its own failures are upstream errors", async (t) => {
+  const answers: Array<[status: number, server: string, client: string]> = [
+    [400, 'FC_ERR_BAD_NAME', 'FC_ERR_BAD_NAME'],
+    [400, 'FC_ERR_BAD_DIGEST', 'FC_ERR_BAD_DIGEST'],
+    [400, 'FC_ERR_SIZE_MISMATCH', 'FC_ERR_SIZE_MISMATCH'],
+    [400, 'FC_ERR_ABORTED', 'FC_ERR_ABORTED'],
+    [405, 'FC_ERR_METHOD_NOT_ALLOWED', 'FC_ERR_METHOD_NOT_ALLOWED'],
+    [507, 'FC_ERR_INSUFFICIENT_STORAGE', 'FC_ERR_INSUFFICIENT_STORAGE'],
+    [500, 'FC_ERR_CONFIG', 'FC_ERR_UPSTREAM'],
+    [500, 'FC_ERR_DIR_IN_USE', 'FC_ERR_UPSTREAM'],
+    [503, 'FC_ERR_UNAVAILABLE', 'FC_ERR_UPSTREAM'],
+    [422, 'FC_ERR_NOT_A_CODE', 'FC_ERR_UPSTREAM'],
+  ];
+  const server = createServer((req, res) => {
+    req.resume();
+    const [status, code] = answers[Number(req.url!.slice(1))]!;
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ code, message: 'as the server says' }));
+  });
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+  t.teardown(() => new Promise<void>((res) => { server.closeAllConnections(); server.close(() => res()); }));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  for (const [i, [status, code, client]] of answers.entries()) {
+    await t.rejects(httpPut(`${url}/${i}`, 'body'), { code: client, message: `PUT ${url}/${i}: HTTP ${status}: as the server says` }, `${status} ${code}`);
+  }
+});
+
 t.test('credentials in a URL never appear in an error message', async (t) => {
   const url = await answering(t);
   const withSecret = url.replace('http://', 'http://user:s3cret@');
