@@ -1,9 +1,10 @@
 // `fleetcache verify`: hashes every blob of an origin's store again (origin/verify.ts). Reading
 // needs no lock, so it runs beside a live origin; --remove takes the data directory, as the
 // origin does, so it refuses while one runs there.
+import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { FleetError } from '../errors.js';
+import { FleetError, NotFoundError } from '../errors.js';
 import { verifyStore } from '../origin/verify.js';
 import { lockDataDir } from '../store/dir-lock.js';
 import { createBlobStore, loadOriginConfig } from './origin.js';
@@ -25,11 +26,15 @@ export function registerVerify(program: Command): void {
       '',
       'Prints one tab-separated line per damaged blob: digest, size, what it hashes to (or why it cannot',
       'be read), removed|kept; then a summary. Exit 0: every blob matches; 5: some do not; 3: the data',
-      'directory is in use (--remove while an origin runs).',
+      'directory is in use (--remove while an origin runs); 4: there is no data directory at that path.',
     ].join('\n'))
     .action(async (flags: VerifyFlags) => {
       const config = loadOriginConfig(flags.config);
       const dataDir = resolve(flags.data ?? config.data);
+      // A mistyped path would otherwise check 0 blobs and pass.
+      if (config.storage.type === 'disk' && !(await stat(dataDir).catch(() => undefined))?.isDirectory()) {
+        throw new NotFoundError(`no origin data directory at ${dataDir}`);
+      }
       const lock = flags.remove ? await lockDataDir(dataDir) : undefined;
       try {
         const store = await createBlobStore(config.storage, dataDir, process.env, flags.config);

@@ -124,11 +124,13 @@ export class DiskBlobStore implements BlobStore {
   }
 }
 
+/** A directory's entries; none when it does not exist (yet, or any more). Other failures (EACCES, EIO) are thrown: a blob not listed would go unchecked. */
 async function readdirOrEmpty(dir: string): Promise<string[]> {
   try {
     return await readdir(dir);
-  } catch {
-    return [];
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
   }
 }
 
