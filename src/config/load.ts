@@ -6,7 +6,7 @@ import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox
 import { LineCounter, parseDocument, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type YAMLError } from 'yaml';
 import { ConfigError, UsageError } from '../errors.js';
 import { NAME_PATTERN } from './names.js';
-import { parseDuration, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize } from './units.js';
+import { MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration } from './units.js';
 
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
 
@@ -19,8 +19,11 @@ const FORMATS: Record<string, { parse: (text: string) => unknown; phrase: string
   size: { parse: parseSize, phrase: 'a size (e.g. 4096, 512MiB, 50GiB)' },
   // a budget that cannot be empty ("0", "0GiB" and "0.5", which rounds down to 0 bytes, refused)
   'positive-size': { parse: parsePositiveSize, phrase: 'a size of at least 1 byte (e.g. 4096, 512MiB, 50GiB)' },
-  duration: { parse: parseDuration, phrase: 'a duration (e.g. 250ms, 30s, 5m)' },
+  // a timer's (a timeout, an interval): 24 days at most
+  duration: { parse: parseTimerDuration, phrase: 'a duration of at most 24 days (e.g. 250ms, 30s, 5m)' },
   'positive-duration': { parse: parsePositiveDuration, phrase: 'a duration longer than 0 (e.g. 250ms, 30s, 5m)' },
+  // an age (how old a thing may get): at most ten years
+  age: { parse: parsePositiveDuration, phrase: 'a duration longer than 0 and at most ten years (e.g. 14d, 90d)' },
   listen: { parse: parseListen, phrase: 'HOST:PORT (e.g. 127.0.0.1:8080, 0.0.0.0:8081, [::1]:0)' },
   'http-url': { parse: parseHttpUrl, phrase: 'an http or https URL (e.g. http://origin.example:8080)' },
 };
@@ -30,9 +33,14 @@ export function sizeSchema() {
   return Type.Union([Type.String({ minLength: 1, format: 'size' }), Type.Integer({ minimum: 0 })]);
 }
 
-/** A duration: a number of seconds, or a duration string ("250ms", "30s", "1h30m"). */
+/** A duration a timer waits: a number of seconds, or a duration string ("250ms", "30s", "1h30m"); 24 days at most. */
 export function durationSchema(options: { default?: string; description?: string } = {}) {
-  return Type.Union([Type.String({ minLength: 1, format: 'duration' }), Type.Number({ minimum: 0 })], options);
+  return Type.Union([Type.String({ minLength: 1, format: 'duration' }), Type.Number({ minimum: 0, maximum: MAX_TIMER_MS / 1000 })], options);
+}
+
+/** How old something may get: a positive duration, ten years at most (a number is seconds). */
+export function ageSchema(options: { default?: string; description?: string } = {}) {
+  return Type.Union([Type.String({ minLength: 1, format: 'age' }), Type.Number({ exclusiveMinimum: 0, maximum: 10 * 365 * 86_400 })], options);
 }
 
 /** A timeout: a duration as above, longer than zero (zero would mean no timeout at all). */
@@ -42,7 +50,7 @@ export function positiveDurationSchema(options: { default?: string; description?
     type: ['string', 'number'],
     if: { type: 'string' },
     then: { minLength: 1, allOf: [{ format: 'duration' }, { format: 'positive-duration' }] },
-    else: { exclusiveMinimum: 0 },
+    else: { exclusiveMinimum: 0, maximum: MAX_TIMER_MS / 1000 },
   });
 }
 

@@ -30,8 +30,20 @@ export function parsePositiveSize(text: string | number): number {
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Parses "30s", "5m", "1h30m", "250ms" (Go-style) into milliseconds; a bare number is seconds. */
+/** The longest duration accepted at all: ten years (past it, dates computed from it overflow). */
+const MAX_DURATION_MS = 10 * 365 * 86_400_000;
+
+/** The longest wait a timer makes: Node's setTimeout fires at once past 2^31-1 ms (about 24.8 days). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Parses "30s", "5m", "1h30m", "250ms" (Go-style) into milliseconds; a bare number is seconds. At most ten years. */
 export function parseDuration(text: string | number): number {
+  const ms = durationMs(text);
+  if (!(ms <= MAX_DURATION_MS)) throw new FleetError('FC_ERR_USAGE', `invalid duration "${text}": longer than ten years`);
+  return ms;
+}
+
+function durationMs(text: string | number): number {
   if (typeof text === 'number') return text * 1000;
   const trimmed = text.trim();
   if (/^\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed) * 1000;
@@ -52,6 +64,13 @@ export function parseDuration(text: string | number): number {
 export function parsePositiveDuration(text: string | number): number {
   const ms = parseDuration(text);
   if (!(ms > 0)) throw new FleetError('FC_ERR_USAGE', `invalid duration "${text}": a timeout must be longer than 0`);
+  return ms;
+}
+
+/** A duration a timer waits (a timeout, an interval): at most MAX_TIMER_MS. */
+export function parseTimerDuration(text: string | number): number {
+  const ms = parseDuration(text);
+  if (ms > MAX_TIMER_MS) throw new FleetError('FC_ERR_USAGE', `invalid duration "${text}": a timer waits 24 days at most (2^31-1 ms)`);
   return ms;
 }
 

@@ -3,6 +3,7 @@ import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { MAX_TIMER_MS } from '../config/units.js';
 import { FleetError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { lockDataDir } from '../store/dir-lock.js';
@@ -84,7 +85,8 @@ const FASTIFY_PLUGIN_TIMEOUT_MS = 10_000;
  * the shutdown timeout plus a margin, never less than fastify's default.
  */
 export function pluginTimeoutFor(shutdownTimeoutMs: number): number {
-  return Math.max(FASTIFY_PLUGIN_TIMEOUT_MS, shutdownTimeoutMs + CLOSE_MARGIN_MS);
+  // a timer's longest wait (a longer one fires at once): the schema holds shutdownTimeout below it
+  return Math.min(MAX_TIMER_MS, Math.max(FASTIFY_PLUGIN_TIMEOUT_MS, shutdownTimeoutMs + CLOSE_MARGIN_MS));
 }
 
 /**

@@ -1,6 +1,6 @@
 // The origin's configuration: one TypeBox schema gives the type and the validation.
 import { Type, type Static } from '@sinclair/typebox';
-import { durationSchema, positiveDurationSchema, positiveSizeSchema } from '../config/load.js';
+import { ageSchema, durationSchema, positiveDurationSchema, positiveSizeSchema } from '../config/load.js';
 import { DEFAULT_MAX_HEADERS, logLevelSchema } from '../http/server-options.js';
 import type { RetentionPolicy } from './retention.js';
 
@@ -58,7 +58,7 @@ export const OriginConfigSchema = Type.Object(
     retention: Type.Optional(
       Type.Object(
         {
-          maxAge: positiveDurationSchema({ description: 'run manifests, artifacts and bases older than this are deleted, then the blobs only they named' }),
+          maxAge: ageSchema({ description: 'run manifests, artifacts and bases older than this are deleted, then the blobs only they named' }),
           keepBases: Type.Integer({ minimum: 0, default: 3, description: 'per project, the newest bases kept whatever their age (push deltas against the 3 newest)' }),
           interval: durationSchema({ default: '1h', description: 'how often to prune, the first an interval after start; 0s: only on POST /-/prune' }),
         },

@@ -96,7 +96,7 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
     // HEAD wherever GET is (RFC 9110 §9.1): every blob route declares its own HEAD, which
     // reads nothing; fastify's automatic one serves the small GET-only answers (lists, /-/).
     exposeHeadRoutes: true,
-    connectionTimeout: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    connectionTimeout: Math.ceil(options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS), // fastify takes whole ms
   });
   refuseMalformedRequests(app, options.maxHeaders ?? DEFAULT_MAX_HEADERS);
   // Bodies are never buffered by a parser: every route streams request.raw itself.

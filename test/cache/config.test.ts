@@ -20,7 +20,10 @@ t.test('sizes and durations: a malformed one is refused with the file, line and 
   t.equal(resolveCacheConfig(parseCacheConfig(base, 'c.yaml')).fillMemory, 1024 ** 3, 'fillMemory: 1 GiB by default');
   t.throws(() => parseCacheConfig(`${base}fillMemory: lots\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: fillMemory: must be a size (e.g. 4096, 512MiB, 50GiB) or integer' });
   t.throws(() => parseCacheConfig(`${base}maxSize: 12 parsecs\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: maxSize: must be a size (e.g. 4096, 512MiB, 50GiB)' });
-  t.throws(() => parseCacheConfig(`${base}timeouts:\n  body: soon\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:3: timeouts.body: must be a duration (e.g. 250ms, 30s, 5m)' });
+  t.throws(() => parseCacheConfig(`${base}timeouts:\n  body: soon\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:3: timeouts.body: must be a duration of at most 24 days (e.g. 250ms, 30s, 5m)' });
+  // a timer's longest wait is 2^31-1 ms: a longer one would fire at once
+  t.throws(() => parseCacheConfig(`${base}timeouts:\n  body: 30d\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:3: timeouts.body: must be a duration of at most 24 days (e.g. 250ms, 30s, 5m)' });
+  t.throws(() => parseCacheConfig(`${base}shutdownTimeout: .inf\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: /^c\.yaml:\d: shutdownTimeout: must be / });
 });
 
 t.test('listen: HOST:PORT, checked with the file, line and field', async (t) => {
