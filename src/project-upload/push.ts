@@ -23,6 +23,7 @@ import { writeAtomically } from './atomic-file.js';
 import { withTempDir } from './temp-dir.js';
 import { downloadBlob } from './transfer.js';
 import { sha256File } from '../store/hashing.js';
+import { checkSegment } from '../store/safe-name.js';
 
 /** A delta above this share of the gzip-compressed tar triggers a new base. */
 export const REBASE_RATIO = 0.1;
@@ -173,6 +174,9 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   const http: RequestOptions = { ...(options.token ? { token: options.token } : {}), ...(signal ? { signal } : {}), ...(options.progress ? { progress: options.progress } : {}) };
   const compression = options.compression ?? DEFAULT_COMPRESSION;
   const run = options.run ?? `${stamp()}-${randomBytes(3).toString('hex')}`;
+  // Names the origin would refuse are refused before anything is packed or sent.
+  checkSegment(options.project, 'project');
+  checkSegment(run, 'run');
   const projectPath = `/projects/${encodeURIComponent(options.project)}`;
   await mkdir(options.baseCache, { recursive: true });
   return withTempDir('fleetcache-push-', async (work) => {
