@@ -18,6 +18,7 @@ import { isDigestAlgorithm, parseDigest, type Digest } from '../store/digest.js'
 import { getImmutable } from './namespace.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
+import { parseRunToken } from '../client/run-token.js';
 import { loggedPath } from './serve.js';
 import type { AnswerHead, UpstreamAnswer } from './answer-handler.js';
 
@@ -101,8 +102,18 @@ function persisted(policy: CachePolicy): CachePolicy.CachePolicyObject {
 function upstreamHeaders(req: FastifyRequest): HeaderMap {
   const h = endToEnd(req.headers);
   for (const name of CLIENT_ONLY) delete h[name];
+  // A machine's run token is fleetcache's: never sent to a third-party server (a client's own
+  // credentials for the mirror are, see Upstream).
+  if (h.authorization !== undefined && parseRunToken(h.authorization.replace(/^Bearer\s+/i, ''))) delete h.authorization;
   return h;
 }
+
+/**
+ * Request fields whose values would be written to the entry's sidecar (the policy keeps the
+ * request fields Vary names, to match later requests): an answer that varies on one of them
+ * is not kept, so that no credential or session reaches the disk.
+ */
+const SECRET_FIELDS = new Set(['authorization', 'cookie', 'proxy-authorization']);
 
 /**
  * The path (and query) to ask upstream for: the tail of the raw request URL, as the client
@@ -147,7 +158,8 @@ function decide(policyReq: CachePolicy.Request, key: string, adjust: (headers: H
     delete headers['content-length'];
     // An answer that sets a cookie is one client's, even marked public (which http-cache-semantics
     // would keep): nginx and Varnish do not keep it either.
-    if (res.statusCode !== 200 || !policy.storable() || res.headers['set-cookie'] !== undefined) return { status: res.statusCode, headers };
+    const secretVary = varyFields(policyHeaders(res.headers)).some((field) => SECRET_FIELDS.has(field));
+    if (res.statusCode !== 200 || !policy.storable() || res.headers['set-cookie'] !== undefined || secretVary) return { status: res.statusCode, headers };
     return { status: 200, headers, meta: { key, status: 200, headers, policy: persisted(policy) } };
   };
 }
