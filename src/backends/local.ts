@@ -22,6 +22,7 @@ import type { BackendContext, ExecOptions, ExecResult, Executor, Machine, Machin
 import { endMachineProcesses, MACHINE_MARK } from './local-processes.js';
 import { killGroup } from './process-group.js';
 import { OutputBuffer, renderScript, renderShell, utf8Chunks, watchScript } from './script.js';
+import { TOKEN_ENV } from '../client/token.js';
 
 export const localOptions = Type.Object(
   {
@@ -47,7 +48,12 @@ export class LocalExecutor implements Executor {
   constructor(base: string, netns?: string, mark?: string) {
     this.#base = base;
     this.#netns = netns;
-    this.#env = mark === undefined ? process.env : { ...process.env, [MACHINE_MARK]: mark };
+    // The runner's own token (the origin's write token) stays out of the machines' scripts:
+    // they get a run token, and only when they need one (client/run-token.ts).
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env[TOKEN_ENV];
+    if (mark !== undefined) env[MACHINE_MARK] = mark;
+    this.#env = env;
   }
 
   #path(p: string): string {

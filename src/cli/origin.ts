@@ -7,7 +7,7 @@ import { checkFlags, loadConfigFile, parseConfig } from '../config/load.js';
 import { parseDuration, parseSize } from '../config/units.js';
 import { OriginConfigSchema, type OriginConfig, type OriginOptions, type StorageConfig } from '../origin/config.js';
 import { buildOriginServer } from '../origin/server.js';
-import { exposedSecretWarning, MIN_TOKEN_LENGTH, readTokenLines } from '../client/token.js';
+import { exposedSecretWarning, MIN_TOKEN_LENGTH, readTokenLines, TOKEN_ENV } from '../client/token.js';
 import { ConfigError } from '../errors.js';
 import { zeroCopyStatus } from '../http/zero-copy.js';
 import type { BlobStore } from '../store/blob-store.js';
@@ -30,7 +30,7 @@ interface OriginFlags {
  */
 export function resolveOriginTokens(tokenFile: string | undefined, dataDir: string, fromEnv = true): { tokens: string[]; source: string; file?: string } {
   if (tokenFile) return { tokens: readTokenLines(tokenFile), source: tokenFile, file: tokenFile };
-  const env = fromEnv ? process.env.FLEETCACHE_TOKEN?.trim() : undefined;
+  const env = fromEnv ? process.env[TOKEN_ENV]?.trim() : undefined;
   if (env) {
     // as a token file's lines are (readTokenLines): never its text in the message
     if (env.length < MIN_TOKEN_LENGTH) throw new ConfigError(`FLEETCACHE_TOKEN: a write token must be at least ${MIN_TOKEN_LENGTH} characters`);

@@ -41,9 +41,12 @@ export function readTokenFile(file: string): string {
   return token;
 }
 
+/** The environment variable a token may come from, for commands without --token-file. */
+export const TOKEN_ENV = 'FLEETCACHE_TOKEN';
+
 /** The token for a client command, or undefined when none is configured. */
 export function resolveToken(tokenFile?: string): string | undefined {
   if (tokenFile) return readTokenFile(tokenFile);
-  const env = process.env.FLEETCACHE_TOKEN?.trim();
+  const env = process.env[TOKEN_ENV]?.trim();
   return env || undefined;
 }

@@ -62,6 +62,19 @@ t.test('environment order, quoting, helpers and exit codes', async (t) => {
   await m.discard();
 });
 
+t.test("the runner's write token ($FLEETCACHE_TOKEN) is not in the machines' environment", async (t) => {
+  const before = process.env.FLEETCACHE_TOKEN;
+  process.env.FLEETCACHE_TOKEN = 'the-runners-write-token-0123';
+  t.teardown(() => {
+    if (before === undefined) delete process.env.FLEETCACHE_TOKEN;
+    else process.env.FLEETCACHE_TOKEN = before;
+  });
+  const m = await createProvider('local', 'local', {}, ctx(t.testdir())).allocate({ name: 's' });
+  t.teardown(() => m.discard());
+  const r = await m.exec('echo "token=[${FLEETCACHE_TOKEN:-}] home=[${HOME:+set}]"', { trace: false });
+  t.equal(r.output, 'token=[] home=[set]\n', 'gone, the rest of the environment kept');
+});
+
 t.test('stdout and stderr are combined in the order they were written', async (t) => {
   const m = await createProvider('local', 'local', {}, ctx(t.testdir())).allocate({ name: 's' });
   const r = await m.exec('for i in $(seq 200); do echo out$i; echo err$i >&2; done', { trace: false });
