@@ -191,8 +191,25 @@ async function intact(hit: Hit, d: Digest): Promise<boolean> {
   return hash.digest('hex') === d.hex;
 }
 
+/**
+ * The one spelling of a name's path: each segment decoded and encoded again, no query (the
+ * origin reads neither). The entry's key and the path asked upstream: `?x=1`, `?x=2` or
+ * `%61.txt` for `a.txt` would each be another entry, fetched over the slow link again.
+ * A segment that does not decode is left as it is (upstream refuses it).
+ */
+export function namePath(url: string): string {
+  const q = url.indexOf('?');
+  return (q >= 0 ? url.slice(0, q) : url).split('/').map((segment) => {
+    try {
+      return encodeURIComponent(decodeURIComponent(segment));
+    } catch {
+      return segment;
+    }
+  }).join('/');
+}
+
 async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: 'artifacts' | 'projects'): Promise<void> {
-  const upath = req.url;
+  const upath = namePath(req.url);
   const cacheKey = `GET ${upath}`;
   const id = httpId(cacheKey);
   const key = flightKey(id, req);

@@ -15,7 +15,7 @@ import { closeUnreadBody } from '../http/unread-body.js';
 import { parseDigest, type Digest } from '../store/digest.js';
 import { isPrivate, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type EntryMeta } from './disk-store.js';
-import { BROWSER_HEADERS, pickHeaders } from './namespace.js';
+import { BROWSER_HEADERS, namePath, pickHeaders } from './namespace.js';
 import type { Kind } from './metrics.js';
 import { endToEnd, type HeaderMap } from './upstream.js';
 import { loggedPath } from './serve.js';
@@ -143,7 +143,7 @@ export function registerPutRoutes(app: FastifyInstance, ctx: CacheContext): void
   });
   for (const kind of ['artifacts', 'projects'] as const) {
     app.put(`/${kind}/*`, async (req, reply) => {
-      await forwardPut(ctx, req, reply, kind, req.url);
+      await forwardPut(ctx, req, reply, kind, namePath(req.url));
       return reply;
     });
   }

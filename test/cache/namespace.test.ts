@@ -87,6 +87,23 @@ t.test('names: revalidated each time, upstream 304 served from disk, stale when 
   t.ok(Date.now() - started < 3000, 'quickly');
 });
 
+t.test('a name is one entry however its path is spelled: a query or percent-encoding does not make another (fetched again over the slow link)', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const name = '/artifacts/run1/job%3A1/a.txt';
+  up.objects.set(name, { body: Buffer.from('the artifact'), headers: { etag: '"v1"', 'cache-control': 'public, no-cache' } });
+  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  for (const spelling of [name, `${name}?bust=1`, `${name}?bust=2`, '/artifacts/run1/job%3a1/%61.txt', '/artifacts/run1/job:1/a.txt?x']) {
+    const got = await get(url + spelling);
+    t.same([got.status, got.body.toString()], [200, 'the artifact'], spelling);
+    await app.cache.fills.drain();
+  }
+  t.same([...new Set(up.requests.map((r) => r.url))], [name], 'upstream is asked for the one spelling, without the query');
+  t.equal(up.requests.filter((r) => r.headers['if-none-match'] === undefined).length, 1, 'and sends the body once: then revalidations');
+  t.equal(app.cache.store.count, 1, 'one entry');
+});
+
 t.test('a name that becomes private or refused upstream is no longer kept: never served stale to others', async (t) => {
   const up = new UpstreamFixture();
   const upUrl = await up.start();
