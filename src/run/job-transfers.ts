@@ -15,9 +15,10 @@ import type { SessionContext } from './session.js';
 export interface JobTransfersOptions {
   readonly log: RunLog;
   readonly run: string;
-  /** The origin's write token: the runner's own requests (`run --artifacts`). */
-  readonly token?: string | undefined;
-  /** What the machines get instead: the run's token (client/run-token.ts). */
+  /**
+   * The run's token (client/run-token.ts): what the machines get, and what the runner reads
+   * artifacts back with (`run --artifacts`): the write token never goes through a cache.
+   */
   readonly machineToken?: string | undefined;
   /** `run --artifacts DIR`: each job's artifacts are also downloaded here. */
   readonly artifactsDir?: string | undefined;
@@ -78,7 +79,7 @@ export class JobTransfers {
 
   /** One pass over the URLs: done once one took the artifacts, else the last (passing) failure. */
   async #artifactsOnce(choice: CacheChoice, machine: Machine, job: Job): Promise<{ result: undefined } | { failures: FleetError[] }> {
-    const { log, token, machineToken, run, artifactsDir, signal } = this.#o;
+    const { log, machineToken, run, artifactsDir, signal } = this.#o;
     let lastError: FleetError | undefined;
     for (const url of choice.urls) {
       try {
@@ -92,7 +93,7 @@ export class JobTransfers {
         }, signal);
         this.artifactBytes += Number(answer.bytes ?? 0);
         if (artifactsDir) {
-          const fetched = await fetchArtifacts({ from: url, run, job: job.name, dest: artifactsDir, ...(token ? { token } : {}) });
+          const fetched = await fetchArtifacts({ from: url, run, job: job.name, dest: artifactsDir, ...(machineToken ? { token: machineToken } : {}) });
           this.controllerBytesByCache[url] = (this.controllerBytesByCache[url] ?? 0) + fetched.bytes;
         }
         if (url !== choice.urls[0]) log.line(`Artifacts of ${job.name} went through ${url}.`);

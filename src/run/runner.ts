@@ -253,7 +253,6 @@ async function runJobs(
   const transfers = new JobTransfers({
     log,
     run: push.run,
-    token,
     machineToken,
     artifactsDir: o.artifactsDir,
     ...(interrupt ? { signal: interrupt.signal } : {}),
