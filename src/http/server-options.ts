@@ -34,12 +34,14 @@ function headerCount(req: IncomingMessage, name: string): number {
 
 /**
  * Why `req` is refused, or undefined: more than `max` header fields (431), or two
- * Authorization headers (400): Node takes the first, a proxy in front may take the last,
- * and each would check another credential.
+ * Authorization or Host headers (400: RFC 9112 §3.2 for Host): Node takes the first, a proxy
+ * in front may take the last, and each would check another credential, or route elsewhere.
  */
 export function malformedRequest(req: IncomingMessage, max: number): FleetError | undefined {
   if (hasTooManyHeaders(req, max)) return new FleetError('FC_ERR_TOO_MANY_HEADERS', `the request has more than ${max} header fields`);
-  if (headerCount(req, 'authorization') > 1) return new FleetError('FC_ERR_BAD_REQUEST', 'the request has more than one Authorization header');
+  for (const [name, field] of [['authorization', 'Authorization'], ['host', 'Host']] as const) {
+    if (headerCount(req, name) > 1) return new FleetError('FC_ERR_BAD_REQUEST', `the request has more than one ${field} header`);
+  }
   return undefined;
 }
 

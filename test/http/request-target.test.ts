@@ -64,6 +64,18 @@ t.test('two Authorization headers: 400, whichever comes first', async (t) => {
   await missing.body.dump();
 });
 
+t.test('two Host headers: 400 (RFC 9112 §3.2), on the origin and the cache, blob GETs too', async (t) => {
+  const dir = t.testdir({ origin: {}, cache: {} });
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const cache = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
+  for (const url of [origin.url, cache.url]) {
+    for (const target of ['/-/healthz', `/cas/sha256/${'c'.repeat(64)}`]) {
+      const res = await raw(url, [`GET ${target} HTTP/1.1`, 'Host: elsewhere.example']);
+      t.same([res.status, /more than one Host header/.test(res.body)], [400, true], `${url === origin.url ? 'origin' : 'cache'}: GET ${target}`);
+    }
+  }
+});
+
 t.test('a request Node\'s parser refuses is answered with a catalogued JSON error', async (t) => {
   const dir = t.testdir({ origin: {}, cache: {} });
   const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
