@@ -1,7 +1,7 @@
 // Decoding of `backends:` and their `systems:` (spread-spec §2, project.go: Load).
 import { isCollection, isMap, type Node } from 'yaml';
 import { BACKENDS, checkBackend } from '../backends/registry.js';
-import type { Backend, LevelScripts, System, Timeouts } from './model.js';
+import { DISABLED_TIMEOUT, type Backend, type LevelScripts, type System, type Timeouts } from './model.js';
 import { BACKEND_TYPES, VALID_NAME, invalidSystem, parseGoDuration, parseSize, timeoutMessage } from './values.js';
 import { Fields, projectError, type YamlFile } from './yaml.js';
 
@@ -22,6 +22,8 @@ export function decodeTimeout(y: YamlFile, node: Node | undefined): number | und
   const text = y.str(node);
   const ms = parseGoDuration(text);
   if (ms === undefined) throw y.fail(node, `cannot load ${y.file}: ${timeoutMessage(text)}`);
+  // spread's timer fires at once for any other negative value: every script would be killed as it starts
+  if (ms < 0 && ms !== DISABLED_TIMEOUT) throw y.fail(node, `cannot load ${y.file}: timeout ${JSON.stringify(text)} is negative (-1 or -1ns: no timeout)`);
   return ms;
 }
 

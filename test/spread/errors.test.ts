@@ -30,6 +30,7 @@ const loadErrors: Array<[string, string, Record<string, string> | undefined, str
   ['invalid variable name', project({ tail: 'environment:\n    1X: a\n' }), undefined, /invalid project environment: invalid variable name: "1X"/],
   ['duplicate variable', project({ tail: 'environment:\n    X: a\n    X: b\n' }), undefined, /spread\.yaml:\d+: invalid project environment: variable "X" defined multiple times/],
   ['bad timeout', project({ tail: 'kill-timeout: 10 minutes\n' }), undefined, /timeout must look like 10s or 15m or 1.5h, not "10 minutes"/],
+  ['negative timeout', project({ tail: 'warn-timeout: 1m\nkill-timeout: -5m\n' }), undefined, 'spread.yaml:10: cannot load spread.yaml: timeout "-5m" is negative (-1 or -1ns: no timeout)'],
   ['bad size', project({ backends: '    qemu:\n        memory: 4GB\n        systems: [ubuntu-1]\n' }), undefined, /invalid size string: "4GB"/],
   ['bad size suffix', project({ backends: '    qemu:\n        memory: 4T\n        systems: [ubuntu-1]\n' }), undefined, /unknown size suffix in "4T", must be one of: B, K, M, G/],
   ['yaml syntax', project({ tail: 'environment: [a\n' }), undefined, /^spread\.yaml:\d+: cannot load spread\.yaml: yaml: /],
