@@ -2,6 +2,7 @@
 // start an origin and one cache per region in this process, on loopback ports, with
 // their data under the run's data directory (run: <project>/.fleetcache or --data; the
 // demo: cache/). Nothing listens beyond 127.0.0.1.
+import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildCacheServer } from '../cache/server.js';
@@ -81,6 +82,11 @@ const EMBEDDED_CACHE_SIZE = 10 * 2 ** 30;
 
 export async function startEmbeddedFleet(dataRoot: string, regions: readonly string[] = ['local'], logLevel = 'warn'): Promise<EmbeddedFleet> {
   const originDir = join(dataRoot, 'origin');
+  // The user's alone (internal assets, artifacts, its token), as a served origin's data is
+  // its service user's (cli/origin.ts restrictCreatedFiles): files made with the user's umask
+  // are out of other users' reach through it.
+  await mkdir(originDir, { recursive: true, mode: 0o700 });
+  await chmod(originDir, 0o700);
   // its own, in its data directory: FLEETCACHE_TOKEN in the user's shell is for a real origin
   const { tokens } = resolveOriginTokens(undefined, originDir, false);
   const servers = new Map<string, FastifyInstance>();

@@ -52,6 +52,7 @@ t.test('embedded default: two regions, each machine pulls through its own cache'
     },
   });
   t.ok(embedded, 'embedded fleet started');
+  t.equal((await stat(join(dir, 'cache', 'origin'))).mode & 0o777, 0o700, "the embedded origin's data is the user's alone");
   if (!result.tally.ok) t.comment(text());
   t.equal(result.tally.ok, true, 'every job succeeded');
   t.equal(result.tally.successful, 8);
