@@ -57,8 +57,18 @@ export function isTimeout(err: unknown): boolean {
 /** Maps a transport failure to UpstreamError (504 for timeouts, 502 otherwise). */
 export function upstreamFailure(name: string, err: unknown): UpstreamError {
   if (err instanceof UpstreamError) return err;
-  const message = err instanceof Error ? err.message : String(err);
-  return new UpstreamError(`upstream ${name}: ${message}`, { cause: err, timeout: isTimeout(err) });
+  return new UpstreamError(`upstream ${name}: ${withoutAddress(err)}`, { cause: err, timeout: isTimeout(err) });
+}
+
+/**
+ * A failure as the cache's clients are told it: a system call's failure by its call and
+ * code ("connect ECONNREFUSED"), without the address or host name Node adds (an anonymous
+ * client learns nothing of the network behind the cache; the upstream's name says which).
+ */
+function withoutAddress(err: unknown): string {
+  const { syscall, code } = (err ?? {}) as { syscall?: unknown; code?: unknown };
+  if (typeof syscall === 'string' && typeof code === 'string') return `${syscall} ${code}`;
+  return err instanceof Error ? err.message : String(err);
 }
 
 export interface UpstreamRequest {
