@@ -222,8 +222,7 @@ export class Retention {
       const { record } = found;
       if (record.created < cutoff) {
         due.push({ segments, kind: 'artifacts', text: found.text });
-        // a blob the store had before the artifact is not the artifact's to free (NameRecord.shared)
-        if (!record.shared) addBlob(freed, record.digest, record.size);
+        addBlob(freed, record.digest, record.size);
       } else kept.add(record.digest);
     }
 

@@ -16,12 +16,6 @@ export interface NameRecord {
   /** ms since the epoch. */
   readonly created: number;
   readonly contentType?: string;
-  /**
-   * The blob was in the store before this name (an artifact whose bytes the origin had
-   * already: a tooltool asset, another artifact): retention never deletes it for this name,
-   * or an artifact a machine uploads could get a public asset deleted as it expires.
-   */
-  readonly shared?: true;
 }
 
 export class NameStore {

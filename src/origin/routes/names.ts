@@ -94,7 +94,7 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     await ctx.references.confirm(ctx.store, [digest]);
     ctx.ledger.bytesIn(kind, result.size);
     const contentType = request.headers['content-type'];
-    return { digest, size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}), ...(result.created ? {} : { shared: true as const }) };
+    return { digest, size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}) };
   }).finally(() => release());
   // The ETag of the new representation lets a cache keep what it forwarded (RFC 9110 §9.3.4).
   // The headers its GETs get: a cache that keeps what it forwarded serves them too (cache/put.ts).
