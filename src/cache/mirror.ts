@@ -18,7 +18,6 @@ import { isDigestAlgorithm, parseDigest, type Digest } from '../store/digest.js'
 import { getImmutable } from './namespace.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
-import { parseRunToken } from '../client/run-token.js';
 import { loggedPath } from './serve.js';
 import type { AnswerHead, UpstreamAnswer } from './answer-handler.js';
 
@@ -102,9 +101,6 @@ function persisted(policy: CachePolicy): CachePolicy.CachePolicyObject {
 function upstreamHeaders(req: FastifyRequest): HeaderMap {
   const h = endToEnd(req.headers);
   for (const name of CLIENT_ONLY) delete h[name];
-  // A machine's run token is fleetcache's: never sent to a third-party server (a client's own
-  // credentials for the mirror are, see Upstream).
-  if (h.authorization !== undefined && parseRunToken(h.authorization.replace(/^Bearer\s+/i, ''))) delete h.authorization;
   return h;
 }
 
@@ -114,6 +110,12 @@ function upstreamHeaders(req: FastifyRequest): HeaderMap {
  * is not kept, so that no credential or session reaches the disk.
  */
 const SECRET_FIELDS = new Set(['authorization', 'cookie', 'proxy-authorization']);
+
+/** Whether a stored policy holds the value of one of SECRET_FIELDS (an entry kept before they were refused). */
+function holdsSecret(stored: CachePolicy.CachePolicyObject): boolean {
+  const reqh = (stored as { reqh?: Record<string, unknown> | null }).reqh;
+  return reqh != null && Object.keys(reqh).some((field) => SECRET_FIELDS.has(field));
+}
 
 /**
  * The path (and query) to ask upstream for: the tail of the raw request URL, as the client
@@ -210,7 +212,12 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   // A fill that ended has stored its answer (or kept none): the entry is looked up, and revalidated if need be.
   const joined = onlyIfCached ? undefined : ctx.fills.get(key);
   if (joined && !joined.ended) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct, joins);
-  const hit = await ctx.store.lookup(id);
+  let hit = await ctx.store.lookup(id);
+  if (hit?.meta.policy && holdsSecret(hit.meta.policy)) {
+    // kept by an older version, with a client's credential in its sidecar: dropped (disk too), not served
+    ctx.store.delete(id);
+    hit = undefined;
+  }
   const policy = hit?.meta.policy ? loadPolicy(hit.meta.policy) : undefined;
   let revalidate: HeaderMap | undefined;
   if (hit && policy) {

@@ -83,7 +83,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   const fills = new Fills(store, app.log, link?.peers, link ? () => link.leadingChanged() : undefined);
   const upstream = new Upstream('origin', config.upstream, config.timeouts);
   const mirrors = new Map<string, Mirror>();
-  for (const [name, m] of config.mirrors) mirrors.set(name, { upstream: new Upstream(name, m.url, m.timeouts), tooltool: m.tooltool });
+  for (const [name, m] of config.mirrors) mirrors.set(name, { upstream: new Upstream(name, m.url, m.timeouts, undefined, true), tooltool: m.tooltool });
   const inflight = (): number => (link ? link.store.inflight : fills.size);
   const metrics = new CacheMetrics({ inflight, lruBytes: () => store.bytes, lruObjects: () => store.count, refusing: () => store.isFull(), storageFailures: () => store.failures, fillMemory: fillMemoryInUse, fillMemoryLimit: fillMemoryBudget });
   if (link) {

@@ -10,6 +10,7 @@ import type { Readable } from 'node:stream';
 import { Agent, Pool, type Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
 import { AnswerHandler, type UpstreamAnswer } from './answer-handler.js';
+import { parseRunToken } from '../client/run-token.js';
 import { loggedPath } from './serve.js';
 import type { UpstreamTimeouts } from './config.js';
 
@@ -92,7 +93,11 @@ export class Upstream {
   /** Basic credentials from the URL (`https://user:password@host/`), for a request that brings none of its own. */
   #basic: string | undefined;
 
-  constructor(name: string, url: string, timeouts: UpstreamTimeouts, breaker = BREAKER) {
+  /**
+   * `external`: a mirror's server, not fleetcache's: a machine's run token (`Bearer fcrun1.…`)
+   * is never sent to it (a client's own credential for it is).
+   */
+  constructor(name: string, url: string, timeouts: UpstreamTimeouts, breaker = BREAKER, readonly external = false) {
     this.#breaker = breaker;
     const u = new URL(url);
     this.name = name;
@@ -154,9 +159,18 @@ export class Upstream {
     return answer;
   }
 
-  /** `headers`, with the URL's credentials when they have no Authorization (never sent to a redirect's target). */
+  /**
+   * `headers`, with the URL's credentials when they have no Authorization (never sent to a
+   * redirect's target), and without a run token when upstream is external.
+   */
   #credentialed(headers: HeaderMap): HeaderMap {
-    return this.#basic && headers.authorization === undefined ? { ...headers, authorization: this.#basic } : headers;
+    const auth = headers.authorization;
+    let out = headers;
+    if (this.external && auth !== undefined && parseRunToken(auth.replace(/^Bearer\s+/i, ''))) {
+      out = { ...headers };
+      delete out.authorization;
+    }
+    return this.#basic && out.authorization === undefined ? { ...out, authorization: this.#basic } : out;
   }
 
   /** Sends unless the breaker is open; counts connection failures in a row, and maps failures to UpstreamError. */

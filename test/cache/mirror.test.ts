@@ -5,6 +5,8 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
+import CachePolicy from 'http-cache-semantics';
+import { httpId } from '../../src/cache/disk-store.js';
 import { backgroundRevalidations } from '../../src/cache/mirror.js';
 import { startCache } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
@@ -363,7 +365,7 @@ t.test('mirror: no credential reaches the disk or a third party: an answer varyi
   t.teardown(() => up.stop());
   up.handler = (req, res) => reply(res, 200, { 'cache-control': 'public, max-age=600', vary: req.url === '/cookie' ? 'Cookie' : 'Authorization, Accept-Encoding' }, `auth=${req.headers.authorization ?? '-'}`);
   const dir = t.testdir();
-  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, dir);
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl }, tt: { url: upUrl, tooltool: true } } }, dir);
   const secret = { authorization: 'Bearer a-secret-of-the-client', cookie: 'session=COOKIESECRET' };
   for (const path of ['/auth', '/cookie']) {
     t.equal((await get(`${url}/mirror/m${path}`, secret)).headers['x-cache'], 'MISS');
@@ -375,6 +377,20 @@ t.test('mirror: no credential reaches the disk or a third party: an answer varyi
   const runToken = 'Bearer fcrun1.cnVu.bWFj';
   t.equal((await get(`${url}/mirror/m/fwd1`, { authorization: runToken })).body, 'auth=-', "a machine's run token stays with fleetcache");
   t.equal((await get(`${url}/mirror/m/fwd2`, { authorization: 'Bearer the-mirrors-own' })).body, 'auth=Bearer the-mirrors-own', 'a credential for the mirror goes to it');
+  // a tooltool mirror's blob path takes another route (digest-verified fills): the same there
+  const blob = `/sha512/${'a'.repeat(128)}`;
+  await get(`${url}/mirror/tt${blob}`, { authorization: runToken }).catch(() => undefined); // not the bytes of that digest: cut
+  t.same(up.requests.filter((r) => r.url === blob).map((r) => r.headers.authorization ?? '-'), ['-'], 'nor to a tooltool mirror');
+
+  // An entry an older version kept, its sidecar holding the client's token: dropped when met, not served.
+  const stored = new CachePolicy({ url: '/old', method: 'GET', headers: { authorization: 'Bearer an-old-secret' } }, { status: 200, headers: { 'cache-control': 'public, max-age=600', vary: 'Authorization' } }, { shared: true });
+  const key = 'mirror:m:/old';
+  app.cache.store.commitSmall(httpId(key), Buffer.from('old body'), { key, status: 200, headers: { 'cache-control': 'public, max-age=600', vary: 'Authorization' }, size: 8, storedAt: Date.now(), policy: stored.toObject() });
+  t.match(written(dir), /an-old-secret/, 'the old entry is on disk');
+  const old = await get(`${url}/mirror/m/old`, { authorization: 'Bearer an-old-secret' });
+  t.same([old.headers['x-cache'], old.body], ['MISS', 'auth=Bearer an-old-secret'], 'not served from it: asked upstream');
+  await app.cache.fills.drain();
+  t.notMatch(written(dir), /an-old-secret/, 'and gone from the disk');
 });
 
 t.test('mirror: RFC 9111 corners an upstream review found (repeated fields, stale variants, 304s, deletions, sidecar privacy)', async (t) => {
