@@ -36,6 +36,7 @@ export async function loadProject(dir: string): Promise<Project> {
   if (!file) throw projectError(`cannot load project file from ${baseDir}: cannot find spread.yaml or .spread.yaml`);
   const y = new YamlFile(path.basename(file), readFileSync(file, 'utf8'));
   const f = y.fields(y.root, 'spread.Project');
+  f.known(['fleetcache']); // fleetcache's own key, read by run/fleet.ts
 
   const name = y.str(f.get('project'));
   if (!VALID_NAME.test(name)) throw y.fail(f.get('project'), `invalid project name: ${JSON.stringify(name)}`);

@@ -92,7 +92,7 @@ t.test("spread's interactive modes are accepted and described in --help", async 
 
 t.test('-v names the keys of spread.yaml and task.yaml fleetcache ignores, with their lines (spread ignores them silently)', async (t) => {
   const dir = t.testdir({
-    'spread.yaml': 'project: p\npath: /p\nbackends:\n    local:\n        systems: [alpha-1]\n        sytems-typo: [beta-1]\nsuites:\n    s/:\n        summary: s\n',
+    'spread.yaml': 'project: p\npath: /p\nbackends:\n    local:\n        systems: [alpha-1]\n        sytems-typo: [beta-1]\nsuites:\n    s/:\n        summary: s\nfleetcache:\n    cacheTimeout: 10s\n',
     s: { t: { 'task.yaml': 'summary: t\nexecute: echo ok\nexcute-typo: echo no\n' } },
   });
   const cli = async (args: string[]) => {
