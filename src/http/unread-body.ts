@@ -5,16 +5,16 @@ import type { IncomingMessage } from 'node:http';
 import type { FastifyReply } from 'fastify';
 
 /**
- * Once the answer is out, the connection is closed this long after, or once the client has
- * closed its side or sent this many more bytes (nginx's lingering close). Closed at once
- * with bytes unread, it is reset by the kernel, and a client still sending may fail on a
- * write (EPIPE) before it has read the answer, which it then never sees: a CLI or a cache
- * forwarding the upload reported "write EPIPE" (the cache a 502) instead of the 403 or 413.
- * The rest of the body is read and dropped where node goes on reading the connection; where
- * it does not (its parser stopped reading the socket), it stays unread until the close.
+ * Once the answer is out, its connection is half-closed (the answer's end), and closed this
+ * long after unless the client closed it first (a shorter form of nginx's lingering close).
+ * Closed at once with the body's bytes unread, the connection is reset by the kernel, and a
+ * client still sending could fail on a write (EPIPE) before reading the answer, which it then
+ * never sees: a CLI or a cache forwarding the upload reported "write EPIPE" instead of the 403
+ * or 413. The rest of the body is not read (node's parser has stopped reading the socket): the
+ * client's writes stall meanwhile, and the reset comes a second later, the answer read by then
+ * by any client not slower than that to read it.
  */
 const LINGER_MS = 1000;
-const LINGER_BYTES = 8 * 1024 ** 2;
 
 /**
  * When the body of `request` has not been read to its end, stops reading it and answers
@@ -27,32 +27,24 @@ export function closeUnreadBody(request: IncomingMessage, reply: FastifyReply): 
   if (!hasUnreadBody(request)) return false;
   request.unpipe();
   reply.header('connection', 'close');
-  lingerAfterAnswer(request, reply);
+  lingerAfterAnswer(reply);
   return true;
 }
 
 /**
- * Keeps the connection of `request` open for a while after its answer (see LINGER_MS): node
+ * Keeps the connection of the answer `reply` open for a while after it (see LINGER_MS): node
  * closes an answered `Connection: close` connection with destroySoon, replaced here for this
- * one by a half close (the answer's end) and a close later. The response names the socket: a
- * request whose body stream was destroyed (a forwarded upload upstream refused) no longer does.
+ * one by a half close and a close later. The response names the socket: a request whose body
+ * stream was destroyed (a forwarded upload upstream refused) no longer does.
  */
-function lingerAfterAnswer(request: IncomingMessage, reply: FastifyReply): void {
+function lingerAfterAnswer(reply: FastifyReply): void {
   const socket = reply.raw.socket;
   if (!socket) return; // answered and closed already
-  request.resume(); // the body's bytes are dropped: node's parser goes on reading the socket
   socket.destroySoon = () => {
     socket.end();
-    const until = socket.bytesRead + LINGER_BYTES;
-    const close = (): void => void socket.destroy();
-    const timer = setTimeout(close, LINGER_MS);
-    const onData = (): void => {
-      if (socket.bytesRead >= until) close();
-    };
-    socket.on('data', onData).once('end', close).once('close', () => {
-      clearTimeout(timer);
-      socket.off('data', onData).off('end', close);
-    });
+    // not holding a process that exits meanwhile: its sockets close with it
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref();
+    socket.once('close', () => clearTimeout(timer));
   };
 }
 
