@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { LRUCache } from 'lru-cache';
 import type { Dispatcher } from 'undici';
-import { UpstreamError } from '../errors.js';
+import { FleetError, UpstreamError } from '../errors.js';
 import { etagOf } from '../http/blob-reply.js';
 import { ALGO_HEX_ROUTE, parseDigest, type Digest } from '../store/digest.js';
 import { authHeaders, cacheControlOf, fillOnce, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
@@ -195,16 +195,21 @@ async function intact(hit: Hit, d: Digest): Promise<boolean> {
  * The one spelling of a name's path: each segment decoded and encoded again, no query (the
  * origin reads neither). The entry's key and the path asked upstream: `?x=1`, `?x=2` or
  * `%61.txt` for `a.txt` would each be another entry, fetched over the slow link again.
- * A segment that does not decode is left as it is (upstream refuses it).
+ * A segment that does not decode is left as it is (upstream refuses it); one that decodes
+ * to "." or ".." is refused here, as the origin refuses it: sent decoded, a proxy that
+ * normalises paths would take it for another route.
  */
 export function namePath(url: string): string {
   const q = url.indexOf('?');
   return (q >= 0 ? url.slice(0, q) : url).split('/').map((segment) => {
+    let decoded: string;
     try {
-      return encodeURIComponent(decodeURIComponent(segment));
+      decoded = decodeURIComponent(segment);
     } catch {
       return segment;
     }
+    if (decoded === '.' || decoded === '..') throw new FleetError('FC_ERR_BAD_NAME', 'name: "." or ".." segment refused');
+    return encodeURIComponent(decoded);
   }).join('/');
 }
 

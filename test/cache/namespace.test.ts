@@ -2,6 +2,7 @@
 // through, names revalidated (304 → disk), stale names when upstream is down, PUT tee,
 // private answers never kept, clear 502/504 within the timeout, metrics and stats.
 import { createHash } from 'node:crypto';
+import http from 'node:http';
 import t from 'tap';
 import { request } from 'undici';
 import { existsSync } from 'node:fs';
@@ -102,6 +103,19 @@ t.test('a name is one entry however its path is spelled: a query or percent-enco
   t.same([...new Set(up.requests.map((r) => r.url))], [name], 'upstream is asked for the one spelling, without the query');
   t.equal(up.requests.filter((r) => r.headers['if-none-match'] === undefined).length, 1, 'and sends the body once: then revalidations');
   t.equal(app.cache.store.count, 1, 'one entry');
+  // a segment that decodes to ".." is refused, never sent upstream decoded (a normalising proxy would resolve it)
+  for (const dots of ['/artifacts/run1/%2E%2E/a.txt', '/artifacts/run1/job/%2e']) {
+    // node's client sends the path as written (a URL parser would resolve the dots first)
+    const got = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      http.get(`${url}${dots}`.replace(/%2E%2E|%2e/, 'X'), { path: dots }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      }).on('error', reject);
+    });
+    t.same([got.status, (JSON.parse(got.body) as { code: string }).code], [400, 'FC_ERR_BAD_NAME'], dots);
+  }
+  t.notOk(up.requests.some((r) => r.url.includes('..') || /\/\.(\/|$)/.test(r.url)), 'nothing of the kind went upstream');
 });
 
 t.test('a name that becomes private or refused upstream is no longer kept: never served stale to others', async (t) => {
