@@ -2,7 +2,7 @@
 // needs no lock, so it runs beside a live origin; --remove takes the data directory, as the
 // origin does, so it refuses while one runs there.
 import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FleetError, NotFoundError } from '../errors.js';
 import { verifyStore } from '../origin/verify.js';
@@ -31,9 +31,9 @@ export function registerVerify(program: Command): void {
     .action(async (flags: VerifyFlags) => {
       const config = loadOriginConfig(flags.config);
       const dataDir = resolve(flags.data ?? config.data);
-      // A mistyped path would otherwise check 0 blobs and pass.
-      if (config.storage.type === 'disk' && !(await stat(dataDir).catch(() => undefined))?.isDirectory()) {
-        throw new NotFoundError(`no origin data directory at ${dataDir}`);
+      // A mistyped path would otherwise check 0 blobs and pass: an origin's data directory has its store (cas.v1, made at its first start).
+      if (config.storage.type === 'disk' && !(await stat(join(dataDir, 'cas.v1')).catch(() => undefined))?.isDirectory()) {
+        throw new NotFoundError(`no origin data directory at ${dataDir} (no cas.v1 in it)`);
       }
       const lock = flags.remove ? await lockDataDir(dataDir) : undefined;
       try {

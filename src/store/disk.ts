@@ -124,12 +124,17 @@ export class DiskBlobStore implements BlobStore {
   }
 }
 
-/** A directory's entries; none when it does not exist (yet, or any more). Other failures (EACCES, EIO) are thrown: a blob not listed would go unchecked. */
+/**
+ * A directory's entries; none when it does not exist (yet, or any more) or is a stray file
+ * (an editor's or a file manager's). Other failures (EACCES, EIO) are thrown: a blob not
+ * listed would go unchecked by `verify` and unpruned by retention.
+ */
 async function readdirOrEmpty(dir: string): Promise<string[]> {
   try {
     return await readdir(dir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
     throw err;
   }
 }
