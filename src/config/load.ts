@@ -35,7 +35,14 @@ export function sizeSchema() {
 
 /** A duration a timer waits: a number of seconds, or a duration string ("250ms", "30s", "1h30m"); 24 days at most. */
 export function durationSchema(options: { default?: string; description?: string } = {}) {
-  return Type.Union([Type.String({ minLength: 1, format: 'duration' }), Type.Number({ minimum: 0, maximum: MAX_TIMER_MS / 1000 })], options);
+  // if/then/else rather than a union: a number too large is told so ("must be <= …"), not "must be string or …"
+  return Type.Unsafe<string | number>({
+    ...options,
+    type: ['string', 'number'],
+    if: { type: 'string' },
+    then: { minLength: 1, format: 'duration' },
+    else: { minimum: 0, maximum: MAX_TIMER_MS / 1000 },
+  });
 }
 
 /** How old something may get: a positive duration, ten years at most (a number is seconds). */
