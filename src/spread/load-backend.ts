@@ -47,15 +47,15 @@ export function optionalStr(y: YamlFile, node: Node | undefined): string | undef
 
 function decodeSystem(y: YamlFile, backend: string, node: Node | undefined): System {
   let name: string;
-  let f = new Fields('System');
+  let f = new Fields('spread.System');
   let at = node;
   if (node !== undefined && isMap(node) && node.items.length > 0) {
     // One-key map `name: {fields}`; with several keys the last wins (Go map order is random).
-    const pairs = y.pairs(node, 'System');
+    const pairs = y.pairs(node, 'spread.System');
     const last = pairs[pairs.length - 1]!;
     name = last.key;
     at = last.keyNode;
-    f = y.fields(last.value, 'System');
+    f = y.fields(last.value, 'spread.System');
   } else {
     name = y.str(node);
   }
