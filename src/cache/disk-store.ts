@@ -531,6 +531,9 @@ export class DiskStore {
         entry.meta = meta;
         if (ino !== undefined) entry.ino = ino;
       } catch (err) {
+        // Gone from the disk by another process's hand (the primary evicted it): forgotten,
+        // nothing unlinked (another worker may have stored it anew meanwhile).
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return void this.forget(id);
         this.#log.warn({ id, err: (err as Error).message }, 'dropping unreadable cache entry');
         this.#lru.delete(id);
         return undefined;
@@ -688,8 +691,16 @@ export class DiskStore {
       entry.meta = meta;
       await writeFile(tmp, sidecarText(meta, ino));
       await rename(tmp, file + SIDECAR);
+      // The body evicted meanwhile (the primary unlinks in the background): the sidecar just
+      // written would stay on disk without it, counted by no index, until a restart.
+      if (!(await stat(file).catch(() => undefined))) {
+        await rm(file + SIDECAR, { force: true });
+        this.forget(id);
+      }
     } catch (err) {
       await rm(tmp, { force: true });
+      // evicted before the update: nothing to update
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return void this.forget(id);
       this.#log.error({ id, err: (err as Error).message }, 'cannot update cache sidecar');
     }
   }

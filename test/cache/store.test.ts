@@ -170,3 +170,29 @@ t.test('a replacement cut between its two renames never pairs the new sidecar wi
   t.equal(await third.lookup(id), undefined, 'after a restart the pair is not served as version 2');
   await eventually('its files are removed', () => !existsSync(file) && !existsSync(`${file}.json`), 5000);
 });
+
+t.test('an entry whose files another process removed (evicted) is forgotten quietly: no sidecar left without its body, no error', async (t) => {
+  const dir = t.testdir();
+  const logged: string[] = [];
+  const log = pino({ level: 'warn' }, { write: (line: string) => void logged.push(line) });
+  const store = new DiskStore(dir, 1e9, log);
+  await store.open();
+  const meta = (key: string): EntryMeta => ({ key, status: 200, headers: { etag: '"v1"' }, size: 5, storedAt: Date.now() });
+  // a revalidation (304) whose entry was evicted (body and sidecar unlinked) between its lookup and the sidecar's update
+  const a = httpId('GET /artifacts/r/j/a');
+  store.commitSmall(a, Buffer.from('hello'), meta('GET /artifacts/r/j/a'));
+  rmSync(path.join(dir, a));
+  rmSync(path.join(dir, `${a}.json`));
+  await store.updateMeta(a, { ...meta('GET /artifacts/r/j/a'), storedAt: Date.now() + 1 });
+  t.notOk(existsSync(path.join(dir, `${a}.json`)), 'no sidecar without its body');
+  t.equal(store.count, 0, 'forgotten');
+  // a lookup of an entry whose files went meanwhile
+  const b = httpId('GET /artifacts/r/j/b');
+  store.commitSmall(b, Buffer.from('hello'), meta('GET /artifacts/r/j/b'));
+  const fresh = new DiskStore(dir, 1e9, log);
+  await fresh.open();
+  rmSync(path.join(dir, b));
+  rmSync(path.join(dir, `${b}.json`));
+  t.equal(await fresh.lookup(b), undefined);
+  t.same(logged, [], 'nothing logged: evictions are not errors');
+});
