@@ -11,7 +11,7 @@ export const REDACT_PATHS = [
   '*.token',
 ];
 
-export function loggerOptions(level: string = process.env.FLEETCACHE_LOG_LEVEL ?? 'info'): LoggerOptions {
+function loggerOptions(level = 'info'): LoggerOptions {
   return { level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } };
 }
 

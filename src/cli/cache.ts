@@ -12,6 +12,7 @@ import { ClusterLink } from '../cache/cluster/link.js';
 import { runCachePrimary } from '../cache/cluster/primary.js';
 import { readWorkerEnv } from '../cache/cluster/protocol.js';
 import { createLogger } from '../log.js';
+import { serverLogLevel } from '../http/server-options.js';
 
 function parseWorkers(text: string): number | 'auto' {
   if (text === 'auto') return 'auto';
@@ -68,7 +69,7 @@ export function registerCache(program: Command): void {
       const config = resolveCacheConfig(merged, process.cwd());
       const workers = config.workers ?? 1;
       if (workers > 1 && cluster.isPrimary) {
-        const log = createLogger(config.logLevel ?? 'info');
+        const log = createLogger(serverLogLevel(config.logLevel));
         log.info({ ...startupFields(config), workers }, 'cache starting');
         const primary = await runCachePrimary(config, workers, log, merged.listen);
         // A worker that cannot start stops the cache, with its error, once every worker is gone.

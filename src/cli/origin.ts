@@ -13,6 +13,7 @@ import { zeroCopyStatus } from '../http/zero-copy.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { DiskBlobStore } from '../store/disk.js';
 import { createLogger } from '../log.js';
+import { serverLogLevel } from '../http/server-options.js';
 import { serveUntilSignal } from './listen.js';
 
 interface OriginFlags {
@@ -134,7 +135,7 @@ export function registerOrigin(program: Command): void {
       checkFlags(OriginConfigSchema, { listen: ['--listen', flags.listen], data: ['--data', flags.data] });
       const { options, listen, tokenSource, tokenFile } = originOptionsFrom(config, flags);
       const app = await buildOriginServer(options, await createBlobStore(config.storage, options.dataDir, process.env, flags.config));
-      const log = createLogger(config.logLevel);
+      const log = createLogger(serverLogLevel(config.logLevel));
       log.info({ data: options.dataDir, storage: config.storage.type, tokenSource, sendfile: zeroCopyStatus() }, 'origin starting');
       const exposed = tokenFile && exposedSecretWarning(tokenFile);
       if (exposed) log.warn(exposed);

@@ -4,13 +4,25 @@ import type { Duplex } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { MAX_TIMER_MS } from '../config/units.js';
-import { FleetError } from '../errors.js';
+import { ConfigError, FleetError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { lockDataDir } from '../store/dir-lock.js';
 import { frameworkErrors, MAX_PARAM_LENGTH } from './errors.js';
 
 /** pino's levels, the `logLevel` of an origin or cache configuration. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/**
+ * A server's log level: `configured` (its file's `logLevel`, else info), unless the environment
+ * variable FLEETCACHE_LOG_LEVEL names another: an operator debugging a deployed server without
+ * editing its file, a test keeping a child server quiet.
+ */
+export function serverLogLevel(configured: string | undefined): string {
+  const env = process.env.FLEETCACHE_LOG_LEVEL?.trim();
+  if (!env) return configured ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(env)) throw new ConfigError(`FLEETCACHE_LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(env)}`);
+  return env;
+}
 
 /** The schema of `logLevel` (origin and cache): one of LOG_LEVELS, named in the validator's message. */
 export function logLevelSchema(options: { default?: (typeof LOG_LEVELS)[number] } = {}) {
@@ -113,7 +125,7 @@ function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
 export function baseServerOptions(logLevel: string | false | undefined, bodyLimit: number, shutdownTimeoutMs = DEFAULT_SHUTDOWN_TIMEOUT_MS): FastifyServerOptions & { loggerInstance: FastifyBaseLogger } {
   return {
     pluginTimeout: pluginTimeoutFor(shutdownTimeoutMs),
-    loggerInstance: createLogger(logLevel === false ? 'silent' : (logLevel ?? 'info')) as FastifyBaseLogger,
+    loggerInstance: createLogger(logLevel === false ? 'silent' : serverLogLevel(logLevel)) as FastifyBaseLogger,
     // Per-request access logs cost more than the requests on hot paths; errors are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },

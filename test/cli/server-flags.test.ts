@@ -28,3 +28,25 @@ for (const [args, message] of cases) {
     t.notOk(existsSync(path.join(dir, 'data')) || existsSync(path.join(dir, 'origin')), 'no data directory was made');
   });
 }
+
+t.test('FLEETCACHE_LOG_LEVEL overrides a server\'s configured level; an unknown one is a configuration error', async (t) => {
+  const { serverLogLevel } = await import('../../src/http/server-options.js');
+  const before = process.env.FLEETCACHE_LOG_LEVEL;
+  t.teardown(() => {
+    if (before === undefined) delete process.env.FLEETCACHE_LOG_LEVEL;
+    else process.env.FLEETCACHE_LOG_LEVEL = before;
+  });
+  delete process.env.FLEETCACHE_LOG_LEVEL;
+  t.same([serverLogLevel(undefined), serverLogLevel('debug')], ['info', 'debug'], 'the file, else info');
+  process.env.FLEETCACHE_LOG_LEVEL = 'warn';
+  t.equal(serverLogLevel('debug'), 'warn', 'the environment wins');
+  process.env.FLEETCACHE_LOG_LEVEL = 'loud';
+  t.throws(() => serverLogLevel('info'), { code: 'FC_ERR_CONFIG', message: /FLEETCACHE_LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent, not "loud"/ });
+  // a served origin honours it (it logged a line at info for each 404 whatever it said)
+  const { startServerProcess } = await import('../helpers/processes.js');
+  const origin = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', t.testdir()], { FLEETCACHE_TOKEN: 'log-level-token-0123456789', FLEETCACHE_LOG_LEVEL: 'warn' });
+  const { request } = await import('undici');
+  for (let i = 0; i < 3; i++) await (await request(`${origin.url}/artifacts/r/j/missing-${i}`)).body.dump();
+  await origin.stop();
+  t.notMatch(origin.stderr(), /"level":30/, 'no info line');
+});
