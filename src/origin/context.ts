@@ -29,6 +29,17 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * The record that the blob `digest` was uploaded to /cas itself (a tooltool asset, a push's
+ * delta), not only as an artifact's bytes: retention does not free it with an expiring
+ * artifact that names it (a machine's run token can upload any bytes as an artifact), only
+ * with a run or base (a delta), and then drops the record.
+ */
+export function uploadRecord(digest: string): string[] {
+  const [algo, hex] = digest.split(':');
+  return ['_uploads', algo ?? '', hex ?? ''];
+}
+
 /** Whether the blob `digest` was uploaded internal: reading it needs a token, whatever readAccess says. */
 export function isInternal(ctx: OriginContext, digest: Digest): boolean {
   return ctx.internal.has(formatDigest(digest));

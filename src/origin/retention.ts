@@ -11,7 +11,7 @@ import { Counter, Gauge } from 'prom-client';
 import { FleetError } from '../errors.js';
 import { parseDigestString } from '../store/digest.js';
 import type { NameRecord } from '../store/names.js';
-import type { OriginContext } from './context.js';
+import { uploadRecord, type OriginContext } from './context.js';
 
 export interface RetentionPolicy {
   /** Names older than this are deleted. */
@@ -178,6 +178,7 @@ export class Retention {
           left.push([digest, size]);
           continue;
         }
+        await this.#ctx.names.delete(uploadRecord(digest)); // deleted (or gone): so is the record of its upload
         // gone already (deleted by a prune stopped before it could write so): off the list,
         // or the same bytes uploaded later as an asset no name points at would be deleted
         if (outcome === 'absent') continue;
@@ -222,7 +223,8 @@ export class Retention {
       const { record } = found;
       if (record.created < cutoff) {
         due.push({ segments, kind: 'artifacts', text: found.text });
-        addBlob(freed, record.digest, record.size);
+        // bytes also uploaded to /cas itself (an asset) are not the artifact's to free (context.ts uploadRecord)
+        if (!(await names.exists(uploadRecord(record.digest)))) addBlob(freed, record.digest, record.size);
       } else kept.add(record.digest);
     }
 

@@ -69,8 +69,14 @@ async function fleetHistory(origin: TestOrigin, now: number) {
   await put(`${origin.url}/artifacts/r-old/job/tool.bin`, internal);
   await put(`${origin.url}/artifacts/r-new/job/log.txt`, logNew);
   await uploadBlob(origin.url, asset);
-  for (const file of ['log.txt', 'copy.txt', 'tool.bin']) await backdate(origin, ['artifacts', 'r-old', 'job', file], old);
-  return { bases, deltaOld, deltaNew, logOld, logNew, internal, asset };
+  // an artifact of the asset's bytes (a machine can upload any: the asset is not the artifact's to free)
+  await put(`${origin.url}/artifacts/r-old/job/asset-copy.bin`, asset);
+  // the same bytes as artifacts of two old runs, the second upload retried: theirs to free
+  const twice = blob('the same log in two runs');
+  for (const name of ['r-old/job/twice.txt', 'r-old2/job/twice.txt', 'r-old2/job/twice.txt']) await put(`${origin.url}/artifacts/${name}`, twice);
+  for (const file of ['log.txt', 'copy.txt', 'tool.bin', 'asset-copy.bin', 'twice.txt']) await backdate(origin, ['artifacts', 'r-old', 'job', file], old);
+  await backdate(origin, ['artifacts', 'r-old2', 'job', 'twice.txt'], old);
+  return { bases, deltaOld, deltaNew, logOld, logNew, internal, asset, twice };
 }
 
 /** A prune's reference time past RECENT_MS after the uploads of a test: they are no longer protected as just uploaded. */
@@ -83,7 +89,7 @@ t.test('a prune deletes old names and the blobs only they named, and keeps the r
   const retention = new Retention(origin.context, { maxAgeMs: 30 * DAY, keepBases: 2 });
   const cas = (b: Buffer) => `${origin.url}/cas/sha256/${sha(b)}`;
 
-  const expected = { names: { artifacts: 3, runs: 1, bases: 1 }, blobs: 3, bytes: h.logOld.length + h.deltaOld.length + h.bases[0]!.bytes.length };
+  const expected = { names: { artifacts: 6, runs: 1, bases: 1 }, blobs: 4, bytes: h.logOld.length + h.deltaOld.length + h.bases[0]!.bytes.length + h.twice.length };
   const dry = await retention.prune({ dryRun: true, now });
   t.match(dry, { dryRun: true, ...expected }, 'a dry run reports what is due');
   t.match(await retention.prune({ dryRun: true }), { ...expected, blobs: 0, bytes: 0 }, 'blobs uploaded in the last minutes are not due yet');
@@ -92,7 +98,7 @@ t.test('a prune deletes old names and the blobs only they named, and keeps the r
 
   const report: PruneReport = await retention.prune({ now });
   t.match(report, { dryRun: false, cutoff: new Date(now - 30 * DAY).toISOString(), failed: 0, stopped: false, ...expected });
-  for (const gone of ['/artifacts/r-old/job/log.txt', '/artifacts/r-old/job/copy.txt', '/artifacts/r-old/job/tool.bin', '/projects/p/runs/r-old', '/projects/p/bases/b1']) {
+  for (const gone of ['/artifacts/r-old/job/log.txt', '/artifacts/r-old/job/copy.txt', '/artifacts/r-old/job/tool.bin', '/artifacts/r-old/job/asset-copy.bin', '/artifacts/r-old2/job/twice.txt', '/projects/p/runs/r-old', '/projects/p/bases/b1']) {
     t.equal(await status(`${origin.url}${gone}`), 404, `${gone} is gone`);
   }
   for (const kept of ['/artifacts/r-new/job/log.txt', '/projects/p/runs/r-new', '/projects/p/bases/b2', '/projects/p/bases/b3', '/projects/p/bases/b4']) {
@@ -104,7 +110,10 @@ t.test('a prune deletes old names and the blobs only they named, and keeps the r
   t.equal(await status(cas(h.logNew)), 200, 'a blob an old name shared with a kept one');
   t.equal(await status(cas(h.deltaNew)), 200, "a kept run's delta");
   t.equal(await status(cas(h.bases[1]!.bytes)), 200, "an old base a kept run names (b2), beyond keepBases");
-  t.equal(await status(cas(h.asset)), 200, 'a blob no name ever named (a tooltool asset)');
+  t.equal(await status(cas(h.asset)), 200, 'a tooltool asset, though an old artifact named its bytes since: uploaded to /cas, not the artifact\'s');
+  t.equal(await status(cas(h.twice)), 404, 'bytes of two expired artifacts (one upload retried): freed once both went');
+  t.notOk(existsSync(join(origin.dataDir, 'names.v1', '_uploads', 'sha256', `${sha(h.deltaOld)}.rec.json`)), "a deleted delta's upload record goes with it");
+  t.ok(existsSync(join(origin.dataDir, 'names.v1', '_uploads', 'sha256', `${sha(h.asset)}.rec.json`)), "the asset's stays");
   const internal = await request(cas(h.internal), { headers: auth });
   await internal.body.dump();
   t.equal(internal.statusCode, 200, 'an internal upload, though only an old name named it');
@@ -114,7 +123,7 @@ t.test('a prune deletes old names and the blobs only they named, and keeps the r
   const again = await retention.prune({ now });
   t.match(again, { names: { artifacts: 0, runs: 0, bases: 0 }, blobs: 0, bytes: 0 }, 'a second prune finds nothing due');
   const metrics = await (await request(`${origin.url}/-/metrics`)).body.text();
-  t.match(metrics, /fleetcache_retention_names_deleted_total\{kind="artifacts",role="origin"\} 3/);
+  t.match(metrics, /fleetcache_retention_names_deleted_total\{kind="artifacts",role="origin"\} 6/);
   t.match(metrics, new RegExp(`fleetcache_retention_bytes_deleted_total\\{role="origin"\\} ${expected.bytes}\\b`));
 });
 

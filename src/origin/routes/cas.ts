@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FleetError } from '../../errors.js';
 import { checkWritePreconditions, etagOf, replyWithBlob } from '../../http/blob-reply.js';
 import { ALGO_HEX_ROUTE, formatDigest, parseDigest, type Digest } from '../../store/digest.js';
-import { blobCacheControl, checkDeclaredLength, checkRead, isInternal, type OriginContext } from '../context.js';
+import { blobCacheControl, checkDeclaredLength, checkRead, isInternal, uploadRecord, type OriginContext } from '../context.js';
 
 type Visibility = 'public' | 'internal';
 
@@ -80,6 +80,7 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
       if (flight && --flight.count === 0) uploading.delete(key);
     }
     ctx.ledger.bytesIn('cas', result.size);
+    await ctx.names.put(uploadRecord(formatDigest(result.digest)), { created: Date.now() });
     // A name may follow (a run manifest naming this delta): a prune running now keeps the blob,
     // and one that deleted it since the store found it makes this a retryable 503, not a 200.
     const named = [formatDigest(result.digest)];
