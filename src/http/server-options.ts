@@ -37,11 +37,19 @@ function hasTooManyHeaders(req: IncomingMessage, max: number): boolean {
   return req.rawHeaders.length > 2 * max;
 }
 
-/** How many times `req` carries the header `name` (lower case); Node keeps only the first Authorization. */
-function headerCount(req: IncomingMessage, name: string): number {
-  let n = 0;
-  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.length === name.length && req.rawHeaders[i]!.toLowerCase() === name) n++;
-  return n;
+/**
+ * Which of the fields a request may carry once only `req` repeats (Authorization first), in
+ * one pass over its fields: Node keeps the first of each.
+ */
+function repeatedSingleField(req: IncomingMessage): 'Authorization' | 'Host' | undefined {
+  let authorization = 0;
+  let host = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i]!;
+    if (name.length === 13 && name.toLowerCase() === 'authorization') authorization++;
+    else if (name.length === 4 && name.toLowerCase() === 'host') host++;
+  }
+  return authorization > 1 ? 'Authorization' : host > 1 ? 'Host' : undefined;
 }
 
 /**
@@ -51,10 +59,8 @@ function headerCount(req: IncomingMessage, name: string): number {
  */
 export function malformedRequest(req: IncomingMessage, max: number): FleetError | undefined {
   if (hasTooManyHeaders(req, max)) return new FleetError('FC_ERR_TOO_MANY_HEADERS', `the request has more than ${max} header fields`);
-  for (const [name, field] of [['authorization', 'Authorization'], ['host', 'Host']] as const) {
-    if (headerCount(req, name) > 1) return new FleetError('FC_ERR_BAD_REQUEST', `the request has more than one ${field} header`);
-  }
-  return undefined;
+  const repeated = repeatedSingleField(req);
+  return repeated === undefined ? undefined : new FleetError('FC_ERR_BAD_REQUEST', `the request has more than one ${repeated} header`);
 }
 
 /**
