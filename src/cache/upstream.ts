@@ -11,6 +11,7 @@ import { Agent, Pool, type Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
 import { AnswerHandler, type UpstreamAnswer } from './answer-handler.js';
 import { parseRunToken } from '../client/run-token.js';
+import { bearerToken } from '../http/auth.js';
 import { loggedPath } from './serve.js';
 import type { UpstreamTimeouts } from './config.js';
 
@@ -164,9 +165,9 @@ export class Upstream {
    * redirect's target), and without a run token when upstream is external.
    */
   #credentialed(headers: HeaderMap): HeaderMap {
-    const auth = headers.authorization;
+    const token = bearerToken(headers.authorization);
     let out = headers;
-    if (this.external && auth !== undefined && parseRunToken(auth.replace(/^Bearer\s+/i, ''))) {
+    if (this.external && token !== undefined && parseRunToken(token)) {
       out = { ...headers };
       delete out.authorization;
     }

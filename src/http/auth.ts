@@ -23,11 +23,8 @@ export class TokenCheck {
 
   /** What the request's bearer token allows; undefined without one, or with one not accepted. */
   grant(request: FastifyRequest): Grant | undefined {
-    const header = request.headers.authorization;
-    if (!header) return undefined;
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!m) return undefined;
-    const token = m[1]!;
+    const token = bearerToken(request.headers.authorization);
+    if (!token) return undefined;
     const got = digestOf(token);
     if (this.#expected.some((e) => timingSafeEqual(e, got))) return { scope: 'write' };
     const run = parseRunToken(token);
@@ -69,4 +66,9 @@ export function missingToken(): FleetError {
 }
 
 /** A 401's challenge (RFC 9110 §11.6.1): the scheme the servers take (RFC 6750). */
+/** The token of an `Authorization: Bearer <token>` field; undefined for none or another scheme. */
+export function bearerToken(header: string | undefined): string | undefined {
+  return header === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+}
+
 export const BEARER_CHALLENGE = 'Bearer realm="fleetcache"';
