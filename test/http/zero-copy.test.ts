@@ -123,7 +123,7 @@ t.test('FLEETCACHE_SENDFILE=0: the same bytes through buffers, said at start-up'
   const res = await request(`${server.url}/cas/sha256/${hex}`);
   t.equal(sha256(Buffer.from(await res.body.arrayBuffer())), hex);
   t.equal(await sendfileBytes(server.url), 0, 'nothing by sendfile');
-  t.match(server.stderr(), /"sendfile":\{"enabled":false,"reason":"FLEETCACHE_SENDFILE=0"\}/);
+  await eventually('the start-up line', () => /"sendfile":\{"enabled":false,"reason":"FLEETCACHE_SENDFILE=0"\}/.test(server.stderr()));
 });
 
 t.test('a cache sends its large hits by sendfile, and says so at start-up', async (t) => {
@@ -132,7 +132,8 @@ t.test('a cache sends its large hits by sendfile, and says so at start-up', asyn
   const blob = randomBytes(SIZE);
   const hex = await uploadBlob(origin.url, blob);
   const cache = await startServerProcess(t, ['cache', '--upstream', origin.url, '--listen', '127.0.0.1:0', '--data', join(dir, 'cache'), '--region', 'zc']);
-  t.match(cache.stderr(), /"sendfile":\{"enabled":true\}/);
+  // stderr and stdout are two pipes: the start-up line may be read after "listening".
+  await eventually('the start-up line', () => /"sendfile":\{"enabled":true\}/.test(cache.stderr()));
   const miss = await request(`${cache.url}/cas/sha256/${hex}`);
   t.equal(sha256(Buffer.from(await miss.body.arrayBuffer())), hex, 'the miss');
   // The hit once the fill is committed (the miss's answer may end just before).

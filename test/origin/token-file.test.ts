@@ -9,6 +9,7 @@ import t from 'tap';
 import { request } from 'undici';
 import { exposedSecretWarning, readTokenLines } from '../../src/client/token.js';
 import { startServerProcess } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
 
 const TOKEN = 'a-long-enough-write-token-1234';
 
@@ -36,7 +37,7 @@ t.test('a real origin: a comment is no token, and a readable token file is warne
   const put = (token: string) => request(`${origin.url}/artifacts/r/j/f.txt`, { method: 'PUT', body: 'x', headers: { authorization: `Bearer ${token}` } }).then((r) => r.body.dump().then(() => r.statusCode));
   t.equal(await put('#comment'), 403, 'a comment line is not a token');
   t.equal(await put(TOKEN), 201);
-  t.match(origin.stderr(), /can be read by others than its owner \(mode 0644\)/);
+  await eventually('the warning', () => /can be read by others than its owner \(mode 0644\)/.test(origin.stderr()));
   t.notMatch(origin.stderr(), new RegExp(TOKEN), 'the token is not logged');
 });
 
