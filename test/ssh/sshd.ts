@@ -4,11 +4,14 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { freePort } from '../../src/http/free-port.js';
 import { waitForPort } from '../../src/ssh/client.js';
 import { undoAtExit } from '../helpers/processes.js';
+
+/** sshd cannot listen on port 0: a free port is chosen first (see freePort). */
+export { freePort };
 
 export interface Sshd {
   host: '127.0.0.1';
@@ -24,18 +27,6 @@ export interface Sshd {
 
 interface Teardown {
   teardown(fn: () => void | Promise<void>): void;
-}
-
-/** A free loopback port: sshd cannot listen on port 0, so bind one, close it, pass it on. */
-export function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => done(port));
-    });
-  });
 }
 
 /** Starts sshd with its files under `<base>/sshd` (pass the test's one t.testdir(): a second call wipes it). */

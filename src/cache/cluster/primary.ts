@@ -4,7 +4,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AggregatorRegistry } from 'prom-client';
@@ -13,6 +12,7 @@ import type { CacheConfig } from '../config.js';
 import { DiskStore, isCasId } from '../disk-store.js';
 import { FleetError } from '../../errors.js';
 import { parseListen } from '../../config/units.js';
+import { freePort } from '../../http/free-port.js';
 import { lockDataDir } from '../../store/dir-lock.js';
 import { addTally, emptyTally, type KindTally } from '../metrics.js';
 import { Outbox, unbatch, workerEnv, type Batch, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerMessage } from './protocol.js';
@@ -97,15 +97,6 @@ export function addCounters(sum: MetricsJson, from: MetricsJson): MetricsJson {
     }
   }
   return [...out.values()];
-}
-
-/** A port free on `host` now, for the workers to share (port 0 is chosen once, here). */
-async function freePort(host: string): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, host, resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /**
