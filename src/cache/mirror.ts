@@ -117,11 +117,36 @@ function holdsSecret(stored: CachePolicy.CachePolicyObject): boolean {
   return reqh != null && Object.keys(reqh).some((field) => SECRET_FIELDS.has(field));
 }
 
+/** The escapes that, decoded again by a server behind another, could spell a dot segment. */
+const DOT_ESCAPES = /%(2e|2f|5c|3b|25)/gi;
+
+/**
+ * Whether a raw path segment is, to some server, "." or "..": decoded once (as we do, and
+ * malformed percent-encoding refused), then again while the escapes of ".", "/", "\\", ";"
+ * and "%" remain (a server that decodes twice), each part also read up to a path parameter
+ * (Tomcat and Jetty drop ";x" before resolving dots: "..;/").
+ */
+function leavesBase(raw: string): boolean {
+  let s: string;
+  try {
+    s = decodeURIComponent(raw);
+  } catch {
+    throw new FleetError('FC_ERR_BAD_NAME', 'mirror path: malformed percent-encoding');
+  }
+  for (let round = 0; round < 4; round++) {
+    if (s.split(/[/\\]/).some((part) => /^\.\.?(;|$)/.test(part))) return true;
+    const again = s.replace(DOT_ESCAPES, (e) => String.fromCharCode(parseInt(e.slice(1), 16)));
+    if (again === s) return false;
+    s = again;
+  }
+  return true; // still encoded after four rounds: no mirror needs that
+}
+
 /**
  * The path (and query) to ask upstream for: the tail of the raw request URL, as the client
  * encoded it (the route's params are decoded: "%2F" would turn into "/", "%3F" into a
- * query). Refused when a decoded segment is "." or "..", even one hidden in an encoded
- * segment ("a%2F..%2Fb"): an upstream that decodes before it normalizes would leave the
+ * query). Refused when a segment is "." or ".." to a server that decodes before it
+ * normalizes, even one hidden in an encoded segment ("a%2F..%2Fb"): it would leave the
  * mirror's base path.
  */
 function upstreamPath(url: string): string {
@@ -129,15 +154,7 @@ function upstreamPath(url: string): string {
   const path = q >= 0 ? url.slice(0, q) : url;
   const tail = path.slice(path.indexOf('/', '/mirror/'.length) + 1); // after "/mirror/{name}/"
   for (const raw of tail.split('/')) {
-    let decoded: string;
-    try {
-      decoded = decodeURIComponent(raw);
-    } catch {
-      throw new FleetError('FC_ERR_BAD_NAME', 'mirror path: malformed percent-encoding');
-    }
-    if (decoded.split(/[/\\]/).some((s) => s === '.' || s === '..')) {
-      throw new FleetError('FC_ERR_BAD_NAME', 'mirror path: "." or ".." segment refused (it could leave the mirror\'s base path)');
-    }
+    if (leavesBase(raw)) throw new FleetError('FC_ERR_BAD_NAME', 'mirror path: "." or ".." segment refused (it could leave the mirror\'s base path)');
   }
   return `/${tail}${q >= 0 ? url.slice(q) : ''}`;
 }

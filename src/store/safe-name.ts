@@ -14,9 +14,11 @@ export function checkSegment(segment: string, what: string): string {
   if (segment === '' || segment === '.' || segment === '..') {
     throw new FleetError('FC_ERR_BAD_NAME', `${what}: empty, "." or ".." segment refused`);
   }
+  // C0 and C1 controls, and the bidirectional controls that make a name read otherwise
+  // than it sorts and matches (in listings, logs and the dashboard: "Trojan Source").
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f/\\]/.test(segment)) {
-    throw new FleetError('FC_ERR_BAD_NAME', `${what}: slash, backslash, NUL or control character refused`);
+  if (/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069/\\]/.test(segment)) {
+    throw new FleetError('FC_ERR_BAD_NAME', `${what}: slash, backslash, NUL, control or bidirectional control character refused`);
   }
   if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES) {
     throw new FleetError('FC_ERR_BAD_NAME', `${what}: segment longer than ${MAX_SEGMENT_BYTES} bytes`);

@@ -54,3 +54,14 @@ t.test('an unexpected failure answers 500 without its message (server paths)', a
   t.notMatch(res.text, /names\.v1|EEXIST|ENOTDIR/);
   t.match(res.json().message, /internal error \(request \S+\)/);
 });
+
+t.test('a name with a C1 or bidirectional control is refused (it would read otherwise than it is)', async (t) => {
+  const origin = await startOrigin(t);
+  for (const bad of ['report\u202Etxt.exe', 'a\u2066b', 'a\u200Fb', 'a\u0085b', 'a\u009Bb']) {
+    const res = await put(origin, `/artifacts/r/j/${encodeURIComponent(bad)}`);
+    t.equal(res.status, 400, JSON.stringify(bad));
+    t.equal(res.json().code, 'FC_ERR_BAD_NAME');
+    t.match(res.json().message, /control character refused/);
+  }
+  t.equal((await put(origin, `/artifacts/r/j/${encodeURIComponent('Ünïcødé ☃ שלום')}`)).status, 201, 'other non-ASCII is a name');
+});
