@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { Agent, Pool, type Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
 import { AnswerHandler, type UpstreamAnswer } from './answer-handler.js';
-import { parseRunToken } from '../client/run-token.js';
+import { isRunToken } from '../client/run-token.js';
 import { bearerToken } from '../http/auth.js';
 import { loggedPath } from './serve.js';
 import type { UpstreamTimeouts } from './config.js';
@@ -95,7 +95,7 @@ export class Upstream {
   #basic: string | undefined;
 
   /**
-   * `external`: a mirror's server, not fleetcache's: a machine's run token (`Bearer fcrun1.…`)
+   * `external`: a mirror's server, not fleetcache's: a machine's run token (`Bearer fcrun2.…`)
    * is never sent to it (a client's own credential for it is).
    */
   constructor(name: string, url: string, timeouts: UpstreamTimeouts, breaker = BREAKER, readonly external = false) {
@@ -167,7 +167,7 @@ export class Upstream {
   #credentialed(headers: HeaderMap): HeaderMap {
     const token = bearerToken(headers.authorization);
     let out = headers;
-    if (this.external && token !== undefined && parseRunToken(token)) {
+    if (this.external && token !== undefined && isRunToken(token)) {
       out = { ...headers };
       delete out.authorization;
     }

@@ -21,8 +21,13 @@ export class TokenCheck {
     this.#expected = this.#tokens.map(digestOf);
   }
 
-  /** What the request's bearer token allows; undefined without one, or with one not accepted. */
+  /** What the request's bearer token allows; undefined without one, or with one not accepted (an expired run token too). */
   grant(request: FastifyRequest): Grant | undefined {
+    const grant = this.#check(request);
+    return grant === 'expired' ? undefined : grant;
+  }
+
+  #check(request: FastifyRequest): Grant | 'expired' | undefined {
     const token = bearerToken(request.headers.authorization);
     if (!token) return undefined;
     const got = digestOf(token);
@@ -30,10 +35,11 @@ export class TokenCheck {
     const run = parseRunToken(token);
     if (!run) return undefined;
     const ok = this.#tokens.some((t) => {
-      const expected = runTokenMac(t, run.run);
+      const expected = runTokenMac(t, run.run, run.expires);
       return expected.length === run.mac.length && timingSafeEqual(expected, run.mac);
     });
-    return ok ? { scope: 'run', run: run.run } : undefined;
+    if (!ok) return undefined;
+    return run.expires * 1000 > Date.now() ? { scope: 'run', run: run.run } : 'expired';
   }
 
   /** Whether the request carries an accepted token, of either kind: what reads that need one check (no throw). */
@@ -54,7 +60,8 @@ export class TokenCheck {
 
   #granted(request: FastifyRequest): Grant {
     if (!request.headers.authorization) throw missingToken();
-    const grant = this.grant(request);
+    const grant = this.#check(request);
+    if (grant === 'expired') throw new FleetError('FC_ERR_FORBIDDEN', 'the run token has expired (the runner makes a new one for each command it has a machine run)');
     if (!grant) throw new FleetError('FC_ERR_FORBIDDEN', 'the bearer token is not accepted');
     return grant;
   }

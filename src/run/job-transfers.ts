@@ -16,10 +16,11 @@ export interface JobTransfersOptions {
   readonly log: RunLog;
   readonly run: string;
   /**
-   * The run's token (client/run-token.ts): what the machines get, and what the runner reads
-   * artifacts back with (`run --artifacts`): the write token never goes through a cache.
+   * Makes a token of the run (client/run-token.ts), fresh for each command: what the machines
+   * get, and what the runner reads artifacts back with (`run --artifacts`): the write token
+   * never goes through a cache.
    */
-  readonly machineToken?: string | undefined;
+  readonly machineToken?: (() => string) | undefined;
   /** `run --artifacts DIR`: each job's artifacts are also downloaded here. */
   readonly artifactsDir?: string | undefined;
   /** The run is interrupted: the agent's command on the machine is killed. */
@@ -50,7 +51,8 @@ export class JobTransfers {
   }
 
   async #assets(choice: CacheChoice, machine: Machine, job: Job): Promise<void> {
-    const { log, machineToken: token, signal } = this.#o;
+    const { log, machineToken, signal } = this.#o;
+    const token = machineToken?.();
     const manifest = job.task.assets ? posix.join(job.task.name, job.task.assets) : job.suite.assets ? posix.join(job.suite.name, job.suite.assets) : undefined;
     if (!manifest) return;
     const answer = await runAgent(machine, agentPath(machine), 'assets', {
@@ -80,12 +82,13 @@ export class JobTransfers {
   /** One pass over the URLs: done once one took the artifacts, else the last (passing) failure. */
   async #artifactsOnce(choice: CacheChoice, machine: Machine, job: Job): Promise<{ result: undefined } | { failures: FleetError[] }> {
     const { log, machineToken, run, artifactsDir, signal } = this.#o;
+    const token = machineToken?.();
     let lastError: FleetError | undefined;
     for (const url of choice.urls) {
       try {
         const answer = await runAgent(machine, agentPath(machine), 'artifacts', {
           url,
-          ...(machineToken ? { token: machineToken } : {}),
+          ...(token ? { token } : {}),
           run,
           job: job.name,
           cwd: posix.join(machine.projectPath, job.task.name),
@@ -93,7 +96,7 @@ export class JobTransfers {
         }, signal);
         this.artifactBytes += Number(answer.bytes ?? 0);
         if (artifactsDir) {
-          const fetched = await fetchArtifacts({ from: url, run, job: job.name, dest: artifactsDir, ...(machineToken ? { token: machineToken } : {}) });
+          const fetched = await fetchArtifacts({ from: url, run, job: job.name, dest: artifactsDir, ...(token ? { token } : {}) });
           this.controllerBytesByCache[url] = (this.controllerBytesByCache[url] ?? 0) + fetched.bytes;
         }
         if (url !== choice.urls[0]) log.line(`Artifacts of ${job.name} went through ${url}.`);

@@ -247,9 +247,10 @@ async function runJobs(
   const pulls: MachineTransfer[] = [];
   /** Machines of `--reuse` that had the project already. */
   let reused = 0;
-  // A machine runs the tasks' code: it gets the run's token, which reads what a token reads
-  // and writes the run's artifacts, nothing more (client/run-token.ts).
-  const machineToken = token === undefined ? undefined : runToken(token, push.run);
+  // A machine runs the tasks' code: it gets a run token, which reads what a token reads and
+  // writes the run's artifacts, nothing more, and expires (client/run-token.ts): a new one
+  // for each command a machine runs.
+  const machineToken = token === undefined ? undefined : () => runToken(token, push.run);
   const transfers = new JobTransfers({
     log,
     run: push.run,
@@ -362,7 +363,7 @@ async function runJobs(
           // and one a broken machine left): what an earlier run left at the path goes first
           if (kept || provider.type === 'ssh') await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
           log.line(`Sending project content to ${label}...`);
-          const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheTimeoutMs, ...(machineToken ? { token: machineToken } : {}) };
+          const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheTimeoutMs, ...(machineToken ? { token: machineToken() } : {}) };
           const answer = await runAgent(machine, agent, 'pull', pullArgs, signal);
           unreachable.markSkipped(answer.skipped);
           const url = String(answer.url ?? choice.urls[0]);

@@ -376,8 +376,9 @@ t.test('mirror: no credential reaches the disk or a third party: an answer varyi
   }
   const written = (d: string): string => readdirSync(d, { withFileTypes: true }).map((e) => (e.isDirectory() ? written(join(d, e.name)) : readFileSync(join(d, e.name), 'latin1'))).join('');
   t.notMatch(written(dir), /a-secret-of-the-client|COOKIESECRET/, 'no credential in any file of the cache');
-  const runToken = 'Bearer fcrun1.cnVu.bWFj';
+  const runToken = 'Bearer fcrun2.cnVu.1800000000.bWFj';
   t.equal((await get(`${url}/mirror/m/fwd1`, { authorization: runToken })).body, 'auth=-', "a machine's run token stays with fleetcache");
+  t.equal((await get(`${url}/mirror/m/fwd3`, { authorization: 'Bearer fcrun1.cnVu.bWFj' })).body, 'auth=-', 'an older version\'s too');
   t.equal((await get(`${url}/mirror/m/fwd2`, { authorization: 'Bearer the-mirrors-own' })).body, 'auth=Bearer the-mirrors-own', 'a credential for the mirror goes to it');
   // a tooltool mirror's blob path takes another route (digest-verified fills): the same there
   const blob = `/sha512/${'a'.repeat(128)}`;

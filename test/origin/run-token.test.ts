@@ -2,10 +2,10 @@
 // reads what a token reads and uploads its own run's artifacts; every other write is
 // refused (403), and so is a token forged, made for another run, or made from a write token
 // rotated out.
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import t from 'tap';
 import { request } from 'undici';
-import { runToken } from '../../src/client/run-token.js';
+import { RUN_TOKEN_TTL_S, runToken } from '../../src/client/run-token.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
 
 t.test('a run token reads, and writes only its run\'s artifacts', async (t) => {
@@ -30,10 +30,31 @@ t.test('a run token reads, and writes only its run\'s artifacts', async (t) => {
   t.equal(await call('GET', `/cas/sha256/${hex}`, mine), '200');
 
   const forged = `${mine.slice(0, -4)}AAAA`;
-  const [prefix, , mac] = mine.split('.');
-  const otherRun = `${prefix}.${Buffer.from('run-2').toString('base64url')}.${mac}`;
-  for (const [what, token] of [['a forged MAC', forged], ['run-1\'s MAC on run-2', otherRun], ['a write token rotated out', runToken('an-old-write-token-0000', 'run-1')], ['a cut one', mine.slice(0, 20)]] as const) {
+  const [prefix, , expires, mac] = mine.split('.');
+  const otherRun = `${prefix}.${Buffer.from('run-2').toString('base64url')}.${expires}.${mac}`;
+  const later = `${prefix}.${Buffer.from('run-1').toString('base64url')}.${Number(expires) + 86400}.${mac}`;
+  // The first version, with no expiry: its MAC made as it was.
+  const v1 = `fcrun1.${Buffer.from('run-1').toString('base64url')}.${createHmac('sha256', TEST_TOKEN).update('fleetcache run token\0run-1').digest('base64url')}`;
+  for (const [what, token] of [['a forged MAC', forged], ['run-1\'s MAC on run-2', otherRun], ['its expiry pushed back', later], ['a write token rotated out', runToken('an-old-write-token-0000', 'run-1')],
+    ['a cut one', mine.slice(0, 20)], ['the first version, which never expired', v1]] as const) {
     t.equal(await call('PUT', '/artifacts/run-1/job/x.txt', token, 'x'), '403 FC_ERR_FORBIDDEN', `write: ${what}`);
     t.equal(await call('GET', '/artifacts/run-1/job/log.txt', token), '403 FC_ERR_FORBIDDEN', `read: ${what}`);
   }
+});
+
+t.test('a run token expires: refused once past its time, and the answer says so', async (t) => {
+  const origin = await startOrigin(t, { readAccess: 'token' });
+  let n = 0;
+  const put = async (token: string) => {
+    const res = await request(`${origin.url}/artifacts/run-1/job/log-${++n}.txt`, { method: 'PUT', body: 'x', headers: { authorization: `Bearer ${token}` } });
+    return { status: res.statusCode, body: await res.body.text() };
+  };
+  t.equal((await put(runToken(TEST_TOKEN, 'run-1', 60))).status, 201, 'a minute left: accepted');
+  t.equal((await put(runToken(TEST_TOKEN, 'run-1', RUN_TOKEN_TTL_S, Date.now() - RUN_TOKEN_TTL_S * 1000 + 60_000))).status, 201, 'made almost a day ago: accepted');
+  const expired = await put(runToken(TEST_TOKEN, 'run-1', RUN_TOKEN_TTL_S, Date.now() - RUN_TOKEN_TTL_S * 1000 - 1000));
+  t.equal(expired.status, 403, 'made a day and a second ago: refused');
+  t.match(JSON.parse(expired.body), { code: 'FC_ERR_FORBIDDEN', message: /run token has expired/ });
+  const read = await request(`${origin.url}/artifacts/run-1/job/log-1.txt`, { headers: { authorization: `Bearer ${runToken(TEST_TOKEN, 'run-1', -1)}` } });
+  await read.body.dump();
+  t.equal(read.statusCode, 403, 'nor does it read');
 });

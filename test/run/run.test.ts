@@ -185,7 +185,7 @@ t.test('an origin whose reads need a token: the machines read with their run tok
   t.equal(result.tally.ok, true, 'every job succeeded: pulls, assets and artifacts');
   t.ok(result.pulls.every((p) => p.url === cacheUrl), 'through the cache');
   tokensSeen.delete('none'); // the report's /-/stats
-  t.same([...tokensSeen], ['Bearer fcrun1'], "every other request through the cache, the runner's too, carried the run's token, never the write token");
+  t.same([...tokensSeen], ['Bearer fcrun2'], "every other request through the cache, the runner's too, carried the run's token, never the write token");
   // run --artifacts: what the runner fetched back (each job's index and files) is its own link, not the machines'
   const job = 'local:alpha-1:tests/artifacts';
   const index = await request(`${cacheUrl}/artifacts/${result.run}/${job.split('/').map(encodeURIComponent).join('/')}/_index.json`, { headers: { authorization: `Bearer ${origin.token}` } });
