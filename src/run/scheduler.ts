@@ -162,6 +162,8 @@ export class JobQueue {
    * among a few ranks rather than all its jobs.
    */
   readonly #rank: number[];
+  /** The priority of each rank: the ranks of one priority are neighbours, longest tier first. */
+  readonly #rankPriority: number[];
   readonly #pendingByRank = new Map<string, number[]>();
   /** Workers inside each suite, keyed `backend\0system\0suite`. */
   readonly #inside = new Map<string, number>();
@@ -191,6 +193,7 @@ export class JobQueue {
       .sort(([pa, ta], [pb, tb]) => (pa !== pb ? pb - pa : tb - ta));
     const rankOf = new Map(classes.map(([p, t], r) => [`${p}\0${t}`, r]));
     this.#rank = jobs.map((_, i) => rankOf.get(`${this.#priority[i]}\0${this.#tier[i]}`)!);
+    this.#rankPriority = classes.map(([p]) => p);
     jobs.forEach((j, i) => {
       const system = `${j.backend}\0${j.system}`;
       const counts = this.#pendingByRank.get(system) ?? new Array<number>(classes.length).fill(0);
@@ -266,9 +269,25 @@ export class JobQueue {
   }
 
   /**
+   * The position in w.perm of the first pending job of `suite` with the priority of rank
+   * `top`, its longest tier first: duration orders the jobs of a suite, and never takes a
+   * worker out of its suite while that suite has jobs of the top priority (each time it
+   * left, the suite's restore and prepare would run again).
+   */
+  #firstPendingOfPriority(w: WorkerState, suite: string, top: number): number | undefined {
+    const priority = this.#rankPriority[top];
+    for (let rank = top; rank < this.#rankPriority.length && this.#rankPriority[rank] === priority; rank++) {
+      const at = this.#firstPending(w, suite, rank);
+      if (at !== undefined) return at;
+    }
+    return undefined;
+  }
+
+  /**
    * spread's pick: the first job in the worker's permutation among its system's pending jobs
-   * of the highest priority (and duration tier); of its own suite when it has one, else of
-   * the suite the fewest workers are inside (the earliest in the permutation among those).
+   * of the highest priority; of its own suite when it has one (the longest first), else of
+   * the suite the fewest workers are inside among those with a job of the top duration tier
+   * (the earliest in the permutation among those).
    */
   #select(w: WorkerState): number | undefined {
     if (this.#ordered) {
@@ -282,7 +301,7 @@ export class JobQueue {
     }
     const top = this.#pendingByRank.get(`${w.backend}\0${w.system}`)?.findIndex((n) => n > 0) ?? -1;
     if (top < 0) return undefined;
-    let at = w.suite === undefined ? undefined : this.#firstPending(w, w.suite, top);
+    let at = w.suite === undefined ? undefined : this.#firstPendingOfPriority(w, w.suite, top);
     if (at === undefined) {
       let fewest = Infinity;
       for (const suite of w.suites) {

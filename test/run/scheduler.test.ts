@@ -75,7 +75,10 @@ t.test('recorded durations: longest first without priorities, priorities still w
     const q = new JobQueue(jobs, { seed, duration: (j) => timings.estimate(j) });
     const w = q.addWorker('b', 'x');
     const order = drain(q, w);
-    t.same(order.slice(0, 2), ['b:x:s1/t7', 'b:x:s2/t2'], 'the long jobs start first');
+    t.equal(order[0], 'b:x:s1/t7', 'the longest job starts first');
+    t.same(order.slice(0, 4).map((n) => n.split(':')[2]!.split('/')[0]), ['s1', 's1', 's1', 's1'], 'then the rest of its suite');
+    t.equal(order[1], 'b:x:s1/t10', 'the longest of those first');
+    t.equal(order[4], 'b:x:s2/t2', 'then the suite of the longest job left');
   }
   const withPriority = jobs.map((j, i) => (i === 0 ? { ...j, priority: 1 } : j));
   const q = new JobQueue(withPriority, { seed: 1, duration: (j) => timings.estimate(j) });
@@ -83,6 +86,24 @@ t.test('recorded durations: longest first without priorities, priorities still w
   const fresh = [...jobs, job('x', 's0/', 'new')];
   const q2 = new JobQueue(fresh, { seed: 2, duration: (j) => timings.estimate(j) });
   t.ok(['b:x:s0/new', 'b:x:s1/t7'].includes(q2.next(q2.addWorker('b', 'x'))!.name), 'an unknown job counts as long');
+});
+
+t.test('recorded durations never take a worker out of its suite: each suite entered once', async (t) => {
+  // Two suites of slow and fast tasks, as a second run sees them (the reviewer's case: the
+  // worker did a's slow jobs, b's, then came back to a for its fast ones).
+  const jobs = ['a/', 'b/'].flatMap((suite) => ['fast1', 'fast2', 'slow1', 'slow2'].map((task) => job('x', suite, task)));
+  const duration = (j: SchedJob): number => (j.task.includes('slow') ? 4.5 : 0.1);
+  for (let seed = 0; seed < 20; seed++) {
+    const q = new JobQueue(jobs, { seed, duration });
+    const order = drain(q, q.addWorker('b', 'x')).map((n) => n.split(':')[2]!);
+    const suites = order.map((n) => n.split('/')[0]!);
+    t.equal(suites.filter((s, i) => i === 0 || s !== suites[i - 1]).length, 2, `seed ${seed}: ${order.join(' ')}`);
+    t.ok(order[0]!.includes('slow') && order[4]!.includes('slow'), 'each suite its slow jobs first');
+  }
+  // Priority still takes a worker elsewhere, as in spread.
+  const urgent = [...jobs, job('x', 'b/', 'urgent', { priority: 1 })];
+  const q = new JobQueue(urgent, { seed: 1, duration });
+  t.equal(drain(q, q.addWorker('b', 'x'))[0], 'b:x:b/urgent');
 });
 
 t.test('timings file: moving average, fallback across systems, atomic save', async (t) => {
