@@ -45,7 +45,17 @@ export interface DriverOptions {
   loadPoll?: { initial: number; max: number };
   /** Called once each time a machine starts waiting for its load to drop (to say why nothing runs). */
   onLoadWait?: (worker: WorkerInfo, load: number, threshold: number) => void;
+  /** Called with each failure as it happens (a run of hours says at once that a system got no machine). */
+  onFailure?: (failure: DriverFailure) => void;
   signal?: AbortSignal;
+}
+
+/** A hook's error: which worker, in which phase, and for `run` the job it was running. */
+export interface DriverFailure {
+  worker: WorkerInfo;
+  phase: 'start' | 'run' | 'stop';
+  error: unknown;
+  job?: SchedJob;
 }
 
 export interface DriverResult {
@@ -55,7 +65,7 @@ export interface DriverResult {
    * resolving, and throw only when the machine itself is lost. A `run` failure names the
    * job it was running: that job is neither done nor pending (the caller counts it).
    */
-  failures: Array<{ worker: WorkerInfo; phase: 'start' | 'run' | 'stop'; error: unknown; job?: SchedJob }>;
+  failures: DriverFailure[];
   /** Jobs no worker took (aborted). */
   remaining: SchedJob[];
 }
@@ -175,6 +185,10 @@ export async function runWorkers<M>(
   // every machine's running script and waiting start listen to it: hundreds are expected
   setMaxListeners(0, signal);
   const result: DriverResult = { failures: [], remaining: [] };
+  const fail = (failure: DriverFailure): void => {
+    result.failures.push(failure);
+    o.onFailure?.(failure);
+  };
   const workers: WorkerInfo[] = plan.flatMap((p) =>
     Array.from({ length: p.count }, (_, index) => ({ id: queue.addWorker(p.backend, p.system), backend: p.backend, system: p.system, index })),
   );
@@ -199,7 +213,7 @@ export async function runWorkers<M>(
       machine = await hooks.start(w, signal, idle, () => queue.hasPending(w.backend, w.system));
       if (machine === undefined) return queue.leave(w.id);
     } catch (error) {
-      result.failures.push({ worker: w, phase: 'start', error });
+      fail({ worker: w, phase: 'start', error });
       return queue.leave(w.id);
     } finally {
       release();
@@ -219,14 +233,14 @@ export async function runWorkers<M>(
         try {
           ok = await hooks.run(machine, job, w);
         } catch (error) {
-          result.failures.push({ worker: w, phase: 'run', error, job });
+          fail({ worker: w, phase: 'run', error, job });
         }
         loadGate?.jobFinished(key);
         if (!ok) break;
       }
     } finally {
       queue.leave(w.id);
-      await hooks.stop(machine, w).catch((error: unknown) => result.failures.push({ worker: w, phase: 'stop', error }));
+      await hooks.stop(machine, w).catch((error: unknown) => fail({ worker: w, phase: 'stop', error }));
     }
   }
 

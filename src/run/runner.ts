@@ -420,18 +420,20 @@ async function runJobs(
       dispatchDelay: parseDuration(fleet.dispatchDelay),
       ...(fleet.loadThreshold !== undefined ? { loadThreshold: fleet.loadThreshold } : {}),
       onLoadWait: (w, load, threshold) => log.line(`Waiting for ${w.backend}:${w.system}: its load ${load} is above loadThreshold ${threshold}...`),
+      // said as it happens, as spread does: a run of hours should not end before it tells
+      // that a system never got a machine
+      onFailure: (f) => {
+        // a start the interrupt or -abend cut short: the run has said why it stops
+        if (f.phase === 'start' && (f.error as Error | undefined)?.name === 'AbortError' && stopping.some((s) => s.aborted)) return;
+        const what = { start: 'preparing', run: 'running a job on', stop: 'discarding' }[f.phase];
+        log.line(`Error ${what} ${workerLabel(f.worker)}: ${(f.error as Error).message}`);
+        // the job that was running when its machine failed is neither done nor pending
+        if (f.job) tally.aborted.push(summaryItem(f.job.name));
+      },
       ...(stopping.length > 0 ? { signal: AbortSignal.any(stopping) } : {}),
     },
   );
 
-  for (const f of result.failures) {
-    // a start the interrupt or -abend cut short: the run has said why it stops
-    if (f.phase === 'start' && (f.error as Error | undefined)?.name === 'AbortError' && stopping.some((s) => s.aborted)) continue;
-    const what = { start: 'preparing', run: 'running a job on', stop: 'discarding' }[f.phase];
-    log.line(`Error ${what} ${workerLabel(f.worker)}: ${(f.error as Error).message}`);
-    // the job that was running when its machine failed is neither done nor pending
-    if (f.job) tally.aborted.push(summaryItem(f.job.name));
-  }
   for (const j of result.remaining) tally.aborted.push(summaryItem(j.name));
   await pool?.save();
   // kept machines are on record in the reuse file now

@@ -402,3 +402,14 @@ t.test('the embedded origin makes its own token: a FLEETCACHE_TOKEN in the shell
   const { result } = await run(dir);
   t.equal(result.tally.successful, 1);
 });
+
+t.test('a system whose machine cannot start is said at once, not when the run ends', async (t) => {
+  const tasks = { 's/t': 'summary: t\nexecute: sleep 3\n' };
+  const dir = await project(t, spreadYaml('early', ['fleetcache:', '  dispatchDelay: 0s', 'backends:', '  local:', '    type: local', '    systems: [alpha-1]', '  adhoc:'], ['    allocate: FATAL no machines for you', '    systems: [ubuntu-1]']), tasks);
+  const { result, out } = await run(dir);
+  t.equal(result.tally.successful, 1);
+  const lines = out.split('\n');
+  const error = lines.findIndex((l) => /Error preparing adhoc:ubuntu-1: .*no machines for you/.test(l));
+  const done = lines.findIndex((l) => /Discarding local:alpha-1/.test(l));
+  t.ok(error >= 0 && done >= 0 && error < done, `the error (line ${error}) comes before the other system's job ends (line ${done})`);
+});
