@@ -20,7 +20,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { RebootError } from '../errors.js';
 import type { BackendContext, ExecOptions, ExecResult, Executor, Machine, MachineRecord, Provider, RebootOptions, ShellOptions, SystemSpec } from './backend.js';
 import { endMachineProcesses, MACHINE_MARK } from './local-processes.js';
-import { killGroup } from './process-group.js';
+import { killGroup, trackGroup } from './process-group.js';
 import { OutputBuffer, renderScript, renderShell, utf8Chunks, watchScript } from './script.js';
 import { TOKEN_ENV } from '../client/token.js';
 
@@ -104,6 +104,7 @@ export class LocalExecutor implements Executor {
       // `ip netns exec` execs bash in place: the child's PID and process group stay bash's.
       const [cmd, args] = this.#command(['/bin/bash', '-']);
       const child = spawn(cmd, args, { cwd: this.#base, env: this.#env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+      trackGroup(child);
       let killed = false;
       const disarm = watchScript(o, out, () => {
         killed = true;

@@ -2,6 +2,31 @@
 // the local backend's executor and by spread's repack script, which runs where the runner does.
 import type { ChildProcess } from 'node:child_process';
 
+/** The scripts running now in process groups of their own (see trackGroup). */
+const running = new Set<ChildProcess>();
+
+/**
+ * Keeps `child` (spawned detached) among the scripts that killLiveGroups ends, until it exits.
+ * Detached, a script outlives this process: a run that exits at once (a second Ctrl-C) would
+ * leave it running, a discard script finishing behind a machine record that says it never did.
+ */
+export function trackGroup(child: ChildProcess): void {
+  if (child.pid === undefined) return; // not started: its 'error' says why
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+}
+
+/** Kills the process group of every tracked script still running (SIGKILL): this process is exiting. */
+export function killLiveGroups(): void {
+  for (const child of running) {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
 /** After a kill, how long output may still drain before the pipes are cut. */
 const KILL_DRAIN_MS = 2000;
 

@@ -1,9 +1,11 @@
 // Ctrl-C and SIGTERM during a run, as spread takes an interrupt: the first one stops the
 // run (no new job, the running scripts killed, no restore, the machines discarded or kept
 // as the run would have, the summary so far); a second one gives up waiting and exits at
-// once, leaving the machines on record for `run --discard` (reuse.ts: RunningMachines).
+// once, killing the scripts still running here and leaving the machines on record for
+// `run --discard` (reuse.ts: RunningMachines).
 import { setMaxListeners } from 'node:events';
 import { constants } from 'node:os';
+import { killLiveGroups } from '../backends/process-group.js';
 import type { RunLog } from './report.js';
 
 const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
@@ -30,6 +32,9 @@ export class RunInterrupt {
     if (this.#received) {
       this.#log.release(); // what a shell's turn held is printed before the exit
       this.#log.line(`Received ${sig} again, exiting at once; discard the machines left with: fleetcache run --discard`);
+      // the scripts running here (a discard, an allocate) end with the run: the machines'
+      // records stay true, and --discard runs what did not finish
+      killLiveGroups();
       process.exit(128 + constants.signals[sig]);
     }
     this.#received = sig;

@@ -2,13 +2,13 @@
 // on a loopback port; the agent goes over SFTP, pulls the project through the embedded
 // cache and the tasks run through ssh2.
 import t, { type Test } from 'tap';
-import { spawnSync } from 'node:child_process';
-import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { RunLog } from '../../src/run/report.js';
 import { runProject } from '../../src/run/runner.js';
-import { cliArgs, descendantsOf, REPO_ROOT } from '../helpers/processes.js';
+import { cliArgs, descendantsOf, isAlive, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { startSshd, writeRebootScript, type Sshd } from '../ssh/sshd.js';
 
@@ -73,6 +73,43 @@ t.test('the example project over the adhoc backend (allocate prints ADDRESS, dis
   t.equal(result.tally.ok, true, 'every job succeeded on the adhoc machine');
   t.equal(result.tally.successful, 4);
   t.equal((await readFile(discarded, 'utf8')).trim(), `127.0.0.1:${sshd.port}`, 'the discard script ran with the address');
+});
+
+t.test('a second signal during a discard kills the discard script: the machine stays on record, discarded once by run --discard', async (t) => {
+  const { base, sshd, dir, remote } = await sshProject(t);
+  const started = join(base, 'discard.pid');
+  const ended = join(base, 'discard.ended');
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    [
+      'project: fleet-demo', `path: ${remote}`, 'backends:', '  cloud:', '    type: adhoc', `    key: "$(HOST: cat ${sshd.keyPath})"`,
+      '    allocate: |', `      ADDRESS 127.0.0.1:${sshd.port}`,
+      // the first discard (the run's) is cut by the second signal; the second (run --discard) ends
+      '    discard: |', `      if [ -e ${started} ]; then echo second >> ${ended}; exit 0; fi`, `      echo $$ > ${started}`, '      sleep 6', `      echo first >> ${ended}`,
+      '    systems:', '      - debian-12', 'suites:', '  tests/:', '    summary: over adhoc', '',
+    ].join('\n'),
+  );
+  await mkdir(join(dir, 'tests', 'slow'), { recursive: true });
+  await writeFile(join(dir, 'tests', 'slow', 'task.yaml'), 'summary: slow\nexecute: sleep 300\n');
+  const child = spawn(process.execPath, cliArgs(['run', '--data', join(base, 'cache'), 'tests/slow']), { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  stopWithTest(t, child, 'SIGKILL');
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  await eventually('the slow task runs', () => /Executing cloud:debian-12:tests\/slow/.test(out), 60_000);
+  child.kill('SIGINT');
+  await eventually('the discard script started', async () => /^\d+\n$/.test(await readFile(started, 'utf8').catch(() => '')), 30_000);
+  const pid = Number(await readFile(started, 'utf8'));
+  child.kill('SIGINT');
+  t.equal(await exited, 130);
+  await eventually('the discard script is killed', () => !isAlive(pid), 3000);
+  await new Promise((r) => setTimeout(r, 6500)); // past the end the script would have had
+  t.equal(await readFile(ended, 'utf8').catch(() => ''), '', 'the cut discard never ended');
+  t.equal((await readdir(join(base, 'cache', 'running'))).length, 1, 'the machine is on record');
+  const discard = spawnSync(process.execPath, cliArgs(['run', '--discard', '--data', join(base, 'cache')]), { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+  t.equal(discard.status, 0, discard.stdout + discard.stderr);
+  t.equal(await readFile(ended, 'utf8'), 'second\n', 'run --discard ran the discard once');
 });
 
 t.test('REBOOT over the ssh backend: the machine goes away, comes back, the task runs again', async (t) => {
