@@ -2,7 +2,7 @@
 // start an origin and one cache per region in this process, on loopback ports, with
 // their data under the run's data directory (run: <project>/.fleetcache or --data; the
 // demo: cache/). Nothing listens beyond 127.0.0.1.
-import { chmod, mkdir } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildCacheServer } from '../cache/server.js';
@@ -12,7 +12,7 @@ import { buildOrigin } from '../origin/server.js';
 import { splitAddress } from '../backends/ssh-machine.js';
 import type { LocalOptions } from '../backends/local.js';
 import type { SshOptions } from '../backends/ssh.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, FleetError } from '../errors.js';
 import type { Backend } from '../spread/index.js';
 import type { FleetConfig } from './fleet.js';
 
@@ -80,7 +80,30 @@ const EMBEDDED_RETENTION = { maxAgeMs: 14 * 24 * 3600_000, keepBases: 3, interva
 /** Each embedded cache's size limit: copies of what the embedded origin holds, on the same disk. */
 const EMBEDDED_CACHE_SIZE = 10 * 2 ** 30;
 
-export async function startEmbeddedFleet(dataRoot: string, regions: readonly string[] = ['local'], logLevel = 'warn'): Promise<EmbeddedFleet> {
+/**
+ * The embedded origin and caches, their data under `dataRoot`. Another run of the same
+ * project may hold that data (spread runs two at once: `spread google:` beside `spread
+ * qemu:`): this run's servers then keep theirs in a directory of their own under `dataRoot`,
+ * removed when they close (its project goes up whole: no base there), and `note` says so.
+ */
+export async function startEmbeddedFleet(dataRoot: string, regions: readonly string[] = ['local'], logLevel = 'warn', note?: (line: string) => void): Promise<EmbeddedFleet> {
+  try {
+    return await startEmbeddedIn(dataRoot, regions, logLevel);
+  } catch (err) {
+    if (!(err instanceof FleetError) || err.code !== 'FC_ERR_DIR_IN_USE') throw err;
+    const own = await mkdtemp(join(dataRoot, 'embedded-'));
+    const holder = err.details?.pid;
+    note?.(`The embedded servers' data in ${dataRoot} is in use by another run${typeof holder === 'number' ? ` (pid ${holder})` : ''}: this run keeps its own in ${own} until it ends.`);
+    const removeOwn = () => rm(own, { recursive: true, force: true });
+    const fleet = await startEmbeddedIn(own, regions, logLevel).catch(async (e: unknown) => {
+      await removeOwn();
+      throw e;
+    });
+    return { ...fleet, close: () => fleet.close().finally(removeOwn) };
+  }
+}
+
+async function startEmbeddedIn(dataRoot: string, regions: readonly string[], logLevel: string): Promise<EmbeddedFleet> {
   const originDir = join(dataRoot, 'origin');
   // The user's alone (internal assets, artifacts, its token), as a served origin's data is
   // its service user's (cli/origin.ts restrictCreatedFiles): files made with the user's umask

@@ -163,7 +163,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
   } else {
     checkEmbeddedBackends(new Set(jobs.map((j) => j.backend)), new Set(jobs.map((j) => `${j.backend.name}:${j.system.name}`)));
     if (o.tokenFile) log.line(`Ignoring --token-file ${o.tokenFile}: no fleet configuration, and the embedded origin makes its own token.`);
-    embedded = await startEmbeddedFleet(dataRoot, regionsOf(jobs));
+    embedded = await startEmbeddedFleet(dataRoot, regionsOf(jobs), undefined, (line) => log.line(line));
     o.onEmbedded?.(embedded);
     fleet = withScheduling(embedded.fleet, configured);
     token = embedded.token;

@@ -1,9 +1,11 @@
 // Without a fleet configuration the runner's own origin and cache listen on 127.0.0.1: a run
 // whose machines are elsewhere is refused before they are handed URLs they cannot reach.
 import t from 'tap';
+import { spawn } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { project, run, spreadYaml } from './project.js';
+import { cliArgs, stopWithTest } from '../helpers/processes.js';
+import { LOCAL, project, run, spreadYaml } from './project.js';
 
 const refused = /backend farm \(ssh\) has a machine at 10\.0\.0\.1, but without a fleet configuration the runner's own origin and cache listen on 127\.0\.0\.1 only.*`fleetcache:` key in spread\.yaml or --fleet FILE/;
 
@@ -33,4 +35,25 @@ t.test('local machines in a network namespace: refused before anything is packed
     message: /backend region \(local\) runs its machines in network namespace fc-region-a, but without a fleet configuration .*a loopback of its own.*--fleet FILE/,
   });
   await t.rejects(readdir(join(dir, 'cache')), { code: 'ENOENT' }, 'no embedded server started, nothing packed');
+});
+
+t.test('two runs of one project at once: the second keeps its embedded servers\' data apart, and both run', async (t) => {
+  const tasks = { 's/a': 'summary: a\nexecute: sleep 3\n', 's/b': 'summary: b\nexecute: sleep 3\n' };
+  const dir = await project(t, spreadYaml('twice', LOCAL), tasks);
+  // two processes, as two terminals would start them (the records of running machines are per process)
+  const runs = await Promise.all(['s/a', 's/b'].map((task) => new Promise<{ status: number | null; out: string }>((resolve) => {
+    const child = spawn(process.execPath, cliArgs(['run', task]), { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    stopWithTest(t, child, 'SIGKILL');
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+    child.once('exit', (status) => resolve({ status, out }));
+  })));
+  for (const r of runs) {
+    t.equal(r.status, 0, r.out);
+    t.match(r.out, /Successful tasks: 1/);
+  }
+  const noted = runs.filter((r) => /The embedded servers' data in .* is in use by another run \(pid \d+\): this run keeps its own in .*embedded-\w+ until it ends\./.test(r.out));
+  t.equal(noted.length, 1, 'one of them said so');
+  t.same((await readdir(join(dir, '.fleetcache'))).filter((name) => name.startsWith('embedded-')), [], 'its own data is gone with it');
 });
