@@ -319,19 +319,59 @@ export class SshClient implements Executor {
     return this.#sftp;
   }
 
+  /**
+   * The SFTP session, or undefined when the host will not start one: hardened hosts often
+   * have no `Subsystem sftp`, and spread needs none (a shell is enough), so files then go
+   * through `cat` in a shell (#shellTransfer).
+   */
+  async #sftpIfAny(): Promise<SFTPWrapper | undefined> {
+    return this.#sftpSession().catch(() => undefined);
+  }
+
+  /** Runs `command` with `input` as its stdin or `output` taking its stdout; throws unless it exits 0. */
+  async #shellTransfer(command: string, what: string, io: { input: Readable } | { output: Writable }): Promise<void> {
+    const ch = await this.#channel(command);
+    let code = -1;
+    let stderr = '';
+    ch.on('exit', (c: number | null) => (code = c ?? 255));
+    ch.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));
+    const closed = new Promise<void>((resolve) => ch.once('close', () => resolve()));
+    if ('input' in io) {
+      ch.resume(); // nothing on stdout: drained, so that the channel ends
+      await pipeline(io.input, ch);
+    } else {
+      await pipeline(ch, io.output);
+    }
+    await closed;
+    if (code !== 0) throw new UpstreamError(`cannot ${what} on the machine (exit ${code}${stderr.trim() ? `: ${stderr.trim()}` : ''})`);
+  }
+
   async upload(source: Readable | string, remotePath: string, mode?: number): Promise<void> {
     const target = this.#path(remotePath);
     const code = await this.command(`${this.#sudo}mkdir -p ${shellQuote(posix.dirname(target))}`);
     if (code !== 0) throw new UpstreamError(`cannot create ${posix.dirname(target)} on the machine`);
-    const sftp = await this.#sftpSession();
+    const sftp = await this.#sftpIfAny();
     const input = typeof source === 'string' ? createReadStream(source) : source;
-    await pipeline(input, sftp.createWriteStream(target, mode === undefined ? {} : { mode }));
+    if (sftp) return pipeline(input, sftp.createWriteStream(target, mode === undefined ? {} : { mode }));
+    // Written aside, then renamed by a second command once this side sent all of it: a cut
+    // channel is an end of input to `cat`, which would take a part for the whole.
+    const part = shellQuote(`${target}.fleetcache-part`);
+    try {
+      await this.#shellTransfer(`cat > ${part}`, `write ${target}`, { input });
+    } catch (err) {
+      await this.command(`rm -f ${part}`).catch(() => undefined);
+      throw err;
+    }
+    const chmod = mode === undefined ? '' : `chmod ${mode.toString(8)} ${part} && `;
+    if ((await this.command(`${chmod}mv -f ${part} ${shellQuote(target)}`)) !== 0) throw new UpstreamError(`cannot write ${target} on the machine`);
   }
 
   async download(remotePath: string, target: Writable | string): Promise<void> {
-    const sftp = await this.#sftpSession();
+    const source = this.#path(remotePath);
+    const sftp = await this.#sftpIfAny();
     const output = typeof target === 'string' ? createWriteStream(target) : target;
-    await pipeline(sftp.createReadStream(this.#path(remotePath)), output);
+    if (sftp) return pipeline(sftp.createReadStream(source), output);
+    await this.#shellTransfer(`cat ${shellQuote(source)}`, `read ${source}`, { output });
   }
 
   async close(): Promise<void> {

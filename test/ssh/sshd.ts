@@ -29,8 +29,8 @@ interface Teardown {
   teardown(fn: () => void | Promise<void>): void;
 }
 
-/** Starts sshd with its files under `<base>/sshd` (pass the test's one t.testdir(): a second call wipes it). */
-export async function startSshd(t: Teardown, base: string): Promise<Sshd> {
+/** Starts sshd with its files under `<base>/sshd` (pass the test's one t.testdir(): a second call wipes it); `sftp: false`: no SFTP subsystem. */
+export async function startSshd(t: Teardown, base: string, options: { sftp?: boolean } = {}): Promise<Sshd> {
   const dir = resolve(base, 'sshd');
   mkdirSync(dir, { recursive: true });
   mkdirSync('/run/sshd', { recursive: true }); // sshd's privilege separation directory
@@ -54,7 +54,8 @@ export async function startSshd(t: Teardown, base: string): Promise<Sshd> {
       'PermitRootLogin yes',
       'PasswordAuthentication no',
       'KbdInteractiveAuthentication no',
-      'Subsystem sftp internal-sftp',
+      // without it, as on hosts hardened so: files go through a shell (src/ssh/client.ts)
+      ...(options.sftp === false ? [] : ['Subsystem sftp internal-sftp']),
       'MaxSessions 50',
       'MaxStartups 50',
       'LogLevel ERROR',
