@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { parseListen } from '../config/units.js';
 import { ConfigError } from '../errors.js';
-import { CLOSE_MARGIN_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../http/server-options.js';
+import { CLOSE_MARGIN_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, ignoreHangup } from '../http/server-options.js';
 
 export { DEFAULT_SHUTDOWN_TIMEOUT_MS };
 
@@ -104,13 +104,17 @@ export async function serveUntilSignal(app: FastifyInstance, listen: string, { a
         return;
       }
       stopping = true;
+      if (announce) app.log.info({ signal }, 'stopping: draining the requests in flight');
       void app.close().finally(() => {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
+        process.off('SIGHUP', onHangup);
         resolve();
       });
     };
+    const onHangup = (): void => ignoreHangup(app.log, announce);
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    process.on('SIGHUP', onHangup);
   });
 }

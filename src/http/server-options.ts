@@ -162,3 +162,13 @@ export async function buildOnDataDir<T>(dir: string, build: () => Promise<T>, ap
     throw err;
   }
 }
+
+/**
+ * SIGHUP: an operator's reflex after editing a token file or a configuration (`systemctl
+ * reload`, `kill -HUP`), which by default ends the process at once, cutting every transfer,
+ * and which systemd's Restart=on-failure takes for a clean exit. Nothing is reloaded: the
+ * server says so and goes on. `warn`: false in a cache worker (its primary says it once).
+ */
+export function ignoreHangup(log: Pick<FastifyBaseLogger, 'warn'>, warn = true): void {
+  if (warn) log.warn('SIGHUP ignored: the configuration and tokens are read at start; restart the server to apply changes (SIGTERM drains it first)');
+}

@@ -136,3 +136,30 @@ t.test('a drain longer than 10 s is cut at shutdownTimeout, exit 0: origin, cach
   for (const s of servers) t.match(s.stderr(), /"shutdownTimeoutMs":10500,"msg":"shutdown timeout: cutting what is still in flight"/, 'the cut is logged');
   for (const s of servers) t.notMatch(s.stderr(), /AVV_ERR_READY_TIMEOUT|did not start in time/, 'no close timeout');
 });
+
+t.test('SIGHUP is ignored, and said so: a download in flight goes on, the server keeps serving (origin, and a cache with workers)', async (t) => {
+  const dir = t.testdir();
+  const origin = await startOriginWithBlob(t, dir, '10s');
+  const cache = await startServerProcess(t, ['cache', '--upstream', origin.url, '--listen', '127.0.0.1:0', '--data', join(dir, 'cache'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  for (const server of [origin, cache]) {
+    const download = await pausedDownload(server.url);
+    // a terminal's hangup reaches every process of its group: the cache's workers too
+    for (const pid of [server.child.pid!, ...descendantsOf(server.child.pid!)]) process.kill(pid, 'SIGHUP');
+    await sleep(500);
+    t.equal(server.child.exitCode, null, 'still running');
+    t.equal(await download.finish(), hex, 'the download in flight is whole');
+    const again = await request(`${server.url}/cas/sha256/${hex}`, { method: 'HEAD' });
+    await again.body.dump();
+    t.equal(again.statusCode, 200, 'and it serves on');
+    t.match(server.stderr(), /SIGHUP ignored: the configuration and tokens are read at start; restart the server to apply changes/);
+    t.equal(server.stderr().match(/SIGHUP ignored/g)?.length, 1, 'said once');
+  }
+});
+
+t.test('a server stopped by a signal says so in its log', async (t) => {
+  const dir = t.testdir();
+  const origin = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', join(dir, 'data')], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'info' });
+  origin.child.kill('SIGTERM');
+  t.equal(await exited(origin), 0);
+  t.match(origin.stderr(), /"signal":"SIGTERM","msg":"stopping: draining the requests in flight"/);
+});

@@ -1,6 +1,6 @@
 // The primary of a multi-process cache (see protocol.ts): owns the LRU index of the data
 // directory, forks the workers that serve, restarts one that dies (within limits, see
-// RESTART_LIMIT_BURST), and stops them all on SIGINT/SIGTERM.
+// RESTART_LIMIT_BURST), and stops them all on SIGINT/SIGTERM (SIGHUP is ignored, said in the log).
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -13,6 +13,7 @@ import { DiskStore, isCasId } from '../disk-store.js';
 import { FleetError } from '../../errors.js';
 import { parseListen } from '../../config/units.js';
 import { freePort } from '../../http/free-port.js';
+import { ignoreHangup } from '../../http/server-options.js';
 import { lockDataDir } from '../../store/dir-lock.js';
 import { addTally, emptyTally, type KindTally } from '../metrics.js';
 import { Outbox, unbatch, workerEnv, type Batch, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerMessage } from './protocol.js';
@@ -348,13 +349,16 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       await lock.release();
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
+      process.off('SIGHUP', hangup);
       resolveUrl(undefined); // stopped before every worker listened (else already settled)
       if (gaveUp) rejectStopped(gaveUp);
       else resolveStopped();
     });
   };
+  const hangup = (): void => ignoreHangup(log);
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  process.on('SIGHUP', hangup);
   for (let i = 0; i < workers; i++) fork(i);
   return { url, stopped, stop };
 }
