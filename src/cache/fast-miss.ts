@@ -89,6 +89,7 @@ function send(ctx: CacheContext, res: ServerResponse, get: PlainBlobGet, fill: F
 /** The cache's error answer (server.ts's error handler gives the same). */
 function answerError(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, err: unknown): void {
   const fe = requestError(err);
+  ctx.metrics.error(fe.code, fe.status);
   // A request id only now: none is taken for the requests that succeed.
   const reqId = newRequestId();
   if (fe.status >= 500) ctx.log.error({ reqId, ...failureFields(fe, req) }, 'request failed');

@@ -38,9 +38,29 @@ export class CacheMetrics {
   /** Called on every change of a tally: a worker's report to its primary (cluster/link.ts). */
   #changed: () => void = () => undefined;
 
-  constructor(gauges: { inflight: () => number; lruBytes: () => number; lruObjects: () => number; refusing: () => boolean; storageFailures: () => number; fillMemory: () => number; fillMemoryLimit: () => number }) {
+  /** Error answers by code and status (`code\0status`), read when scraped as the tallies are. */
+  readonly #errors = new Map<string, number>();
+
+  /**
+   * `region`: a label on every series, with `role="cache"`, as the origin's carry
+   * `role="origin"`: one dashboard reads both, and the regions apart.
+   */
+  constructor(region: string, gauges: { inflight: () => number; lruBytes: () => number; lruObjects: () => number; refusing: () => boolean; storageFailures: () => number; fillMemory: () => number; fillMemoryLimit: () => number }) {
+    this.registry.setDefaultLabels({ role: 'cache', region });
     const registers = [this.registry];
     const tallies = this.#tallies;
+    const errors = this.#errors;
+    new Counter({
+      name: 'fleetcache_cache_errors_total', help: 'Error answers of the cache itself (not upstream answers passed through), by code and HTTP status: FC_ERR_UPSTREAM and FC_ERR_UPSTREAM_TIMEOUT are misses upstream did not serve.',
+      labelNames: ['code', 'status'], registers,
+      collect() {
+        this.reset();
+        for (const [key, n] of errors) {
+          const [code, status] = key.split('\0');
+          this.inc({ code: code!, status: status! }, n);
+        }
+      },
+    });
     // Requests only add to the plain tallies; the counters are read from them when scraped
     // (prom-client hashes the labels on every inc, a cost paid per request otherwise).
     const counter = (name: string, help: string, field: keyof KindTally): void => void new Counter({
@@ -138,6 +158,12 @@ export class CacheMetrics {
 
   collapsed(kind: Kind): void {
     this.#tally(kind).collapsed++;
+  }
+
+  /** An error answer (the error handler's, or a fast path's: fast-miss.ts). */
+  error(code: string, status: number): void {
+    const key = `${code}\0${status}`;
+    this.#errors.set(key, (this.#errors.get(key) ?? 0) + 1);
   }
 
   /** This process's tallies (a worker's share of a multi-process cache). */

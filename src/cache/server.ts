@@ -85,7 +85,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   const mirrors = new Map<string, Mirror>();
   for (const [name, m] of config.mirrors) mirrors.set(name, { upstream: new Upstream(name, m.url, m.timeouts, undefined, true), tooltool: m.tooltool });
   const inflight = (): number => (link ? link.store.inflight : fills.size);
-  const metrics = new CacheMetrics({ inflight, lruBytes: () => store.bytes, lruObjects: () => store.count, refusing: () => store.isFull(), storageFailures: () => store.failures, fillMemory: fillMemoryInUse, fillMemoryLimit: fillMemoryBudget });
+  const metrics = new CacheMetrics(config.region, { inflight, lruBytes: () => store.bytes, lruObjects: () => store.count, refusing: () => store.isFull(), storageFailures: () => store.failures, fillMemory: fillMemoryInUse, fillMemoryLimit: fillMemoryBudget });
   if (link) {
     link.attach((id) => store.forget(id), () => fills.leading, () => metrics.tallies(), () => metrics.registry.getMetricsAsJSON());
     metrics.onChange(() => link.tallied());
@@ -96,6 +96,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
 
   app.setErrorHandler((err: unknown, req, reply) => {
     const fe = requestError(err);
+    metrics.error(fe.code, fe.status);
     if (fe.status >= 500) req.log.error(failureFields(fe, req), 'request failed'); // req.log has the reqId
     if (reply.raw.headersSent) return void reply.raw.destroy();
     closeUnreadBody(req.raw, reply); // an upload refused before its body was read is not read

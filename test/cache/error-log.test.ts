@@ -1,6 +1,7 @@
 // A failed request's log line ("request failed") says which request failed: its method,
 // its path (never the query string, which may carry a token) and its request id, on the
-// fast paths (fast-miss.ts) as on the routes; never the Authorization header.
+// fast paths (fast-miss.ts) as on the routes; never the Authorization header. Each is counted
+// in fleetcache_cache_errors_total.
 import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
@@ -36,6 +37,9 @@ t.test('request failed: method, path and request id, no secrets', async (t) => {
   }
   t.equal(new Set(lines.map((l) => l.reqId)).size, lines.length, 'a request id each');
   t.notMatch(cache.stderr(), /s3cret/, 'no token from the query string or the Authorization header');
+  // and counted, fast path and routes alike, for an alert on a region whose misses fail
+  const metrics = await (await request(`${cache.url}/-/metrics`)).body.text();
+  t.match(metrics, /^fleetcache_cache_errors_total\{code="FC_ERR_UPSTREAM",status="502",role="cache",region="default"\} 3$/m);
   await cache.stop();
 });
 

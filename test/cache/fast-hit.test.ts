@@ -53,8 +53,8 @@ t.test('a memory hit: the same answer as the full path, counted the same', async
   t.match(stats.kinds.cas, { misses: 1, hits: 5, bytesServed: 4096 * 3 + 10 }, 'hits and bytes counted on both paths');
   t.match(stats.kinds.tooltool, { hits: 1, bytesServed: 4096 });
   const metrics = (await get(`${url}/-/metrics`)).body.toString();
-  t.match(metrics, /fleetcache_cache_hits_total\{kind="cas"\} 5/);
-  t.match(metrics, /fleetcache_cache_bytes_served_total\{kind="tooltool"\} 4096/);
+  t.match(metrics, /fleetcache_cache_hits_total\{kind="cas",role="cache",region="[^"]+"\} 5/);
+  t.match(metrics, /fleetcache_cache_bytes_served_total\{kind="tooltool",role="cache",region="[^"]+"\} 4096/);
   t.equal(up.requests.filter((r) => r.url === path).length, 1, 'upstream asked once');
 });
 

@@ -32,7 +32,7 @@ t.test('six large fills at once keep their windows within fillMemory; readers be
   const scraper = (async () => {
     while (sampling) {
       const text = await (await request(`${url}/-/metrics`)).body.text();
-      scraped = Math.max(scraped, Number(/^fleetcache_cache_fill_memory_bytes (\d+)$/m.exec(text)?.[1] ?? -1));
+      scraped = Math.max(scraped, Number(/^fleetcache_cache_fill_memory_bytes\{[^}]*\} (\d+)$/m.exec(text)?.[1] ?? -1));
       await sleep(20);
     }
   })();
@@ -53,5 +53,5 @@ t.test('six large fills at once keep their windows within fillMemory; readers be
   await app.cache.fills.drain();
   await eventually('every window given back', () => fillMemoryInUse() === 0);
   const after = await (await request(`${url}/-/metrics`)).body.text();
-  t.match(after, /^fleetcache_cache_fill_memory_bytes 0$/m, 'and 0 once they are all given back');
+  t.match(after, /^fleetcache_cache_fill_memory_bytes\{role="cache",region="[^"]+"\} 0$/m, 'and 0 once they are all given back');
 });

@@ -262,8 +262,8 @@ t.test('metrics and stats', async (t) => {
   t.match(stats.kinds.tooltool, { hits: 2, bytesServed: 20_000, bytesUpstream: 0 });
   t.equal(stats.total.savingsRatio.toFixed(3), (1 - 10_000 / 30_000).toFixed(3));
   const metrics = (await get(`${url}/-/metrics`)).body.toString();
-  t.match(metrics, /fleetcache_cache_hits_total\{kind="tooltool"\} 2/);
-  t.match(metrics, /fleetcache_cache_lru_bytes 10000/);
+  t.match(metrics, /fleetcache_cache_hits_total\{kind="tooltool",role="cache",region="[^"]+"\} 2/);
+  t.match(metrics, /fleetcache_cache_lru_bytes\{role="cache",region="[^"]+"\} 10000/);
   t.equal((await get(`${url}/-/healthz`)).status, 200);
   // an upload through the cache: the region's bytes to the origin, counted once upstream took them
   const upload = Buffer.alloc(70_000, 7);
@@ -273,7 +273,7 @@ t.test('metrics and stats', async (t) => {
   t.equal((await request(`${url}/artifacts/r/j/up.bin`, { method: 'PUT', body: upload, headers: { authorization: 'Bearer s3cret' } })).statusCode, 201);
   const after = JSON.parse((await get(`${url}/-/stats`)).body.toString());
   t.match(after.kinds.artifacts, { bytesUploaded: 70_000, bytesServed: 0 });
-  t.match((await get(`${url}/-/metrics`)).body.toString(), /fleetcache_cache_bytes_uploaded_total\{kind="artifacts"\} 70000/);
+  t.match((await get(`${url}/-/metrics`)).body.toString(), /fleetcache_cache_bytes_uploaded_total\{kind="artifacts",role="cache",region="[^"]+"\} 70000/);
 });
 
 t.test('a passthrough whose client goes away mid-body still counts what came from upstream', async (t) => {

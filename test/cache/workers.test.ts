@@ -146,11 +146,11 @@ t.test('two workers share one cache', async (t) => {
     const res = await request(`${cache.url}/-/metrics`);
     const text = await res.body.text();
     const s = await stats(cache.url);
-    const m = /^fleetcache_cache_misses_total\{kind="cas"\} (\d+)$/m.exec(text);
+    const m = /^fleetcache_cache_misses_total\{kind="cas",role="cache",region="[^"]+"\} (\d+)$/m.exec(text);
     t.ok(m, 'misses in the Prometheus text');
     t.equal(Number(m?.[1]), s.total.misses, 'the same figure as /-/stats');
-    t.match(text, /^fleetcache_cache_fill_memory_limit_bytes 6291456$/m, '--fill-memory 3MiB in each of the two workers');
-    const rss = /^fleetcache_process_resident_memory_bytes (\d+)$/m.exec(text);
+    t.match(text, /^fleetcache_cache_fill_memory_limit_bytes\{role="cache",region="[^"]+"\} 6291456$/m, '--fill-memory 3MiB in each of the two workers');
+    const rss = /^fleetcache_process_resident_memory_bytes\{role="cache",region="[^"]+"\} (\d+)$/m.exec(text);
     t.ok(rss && Number(rss[1]) > 2 * 20 * 2 ** 20, `the workers' memory, summed (${rss?.[1]} bytes)`);
   });
 
