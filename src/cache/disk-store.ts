@@ -488,6 +488,15 @@ export class DiskStore {
     for (const f of found) {
       this.#lru.set(f.id, { size: f.size, meta: undefined, storedAt: f.mtimeMs, ...(needsSync(f.id, f.size) ? {} : { unverified: true }) });
     }
+    // More on disk than the size limit (lowered since, or mistyped): the oldest went, said
+    // loudly, since a wrong limit would quietly empty the cache.
+    if (this.#lru.size < found.length) {
+      const bytes = found.reduce((n, f) => n + Math.max(1, f.size), 0) - this.#lru.calculatedSize;
+      this.#log.warn(
+        { evicted: found.length - this.#lru.size, evictedBytes: bytes, kept: this.#lru.size, maxSize: this.maxSize },
+        `the data directory held more than the size limit (${formatBytes(this.maxSize)}): the ${found.length - this.#lru.size} least recently used objects were evicted at start`,
+      );
+    }
     await this.#checkRoom();
   }
 

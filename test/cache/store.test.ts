@@ -1,6 +1,6 @@
 // The disk store across restarts: objects kept, LRU eviction under --max-size, temp
 // files removed, the index rebuilt quickly.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
@@ -92,6 +92,26 @@ t.test('index rebuild: 2,000 objects in well under a second (bench/cache.ts time
   t.notOk(existsSync(stale), 'stale /cas sidecar removed');
   t.notOk(existsSync(orphan), 'http body without sidecar removed');
   t.ok(ms < 300, `rebuilt in ${ms.toFixed(0)} ms`);
+});
+
+t.test('a size limit lowered below what the disk holds: the oldest objects go at start, and the log says how many', async (t) => {
+  const dir = t.testdir();
+  const ids = Array.from({ length: 10 }, (_, i) => casId({ algo: 'sha256', hex: `${i}`.padStart(64, 'a') }));
+  for (const [i, id] of ids.entries()) {
+    mkdirSync(path.dirname(path.join(dir, id)), { recursive: true });
+    writeFileSync(path.join(dir, id), Buffer.alloc(1000));
+    utimesSync(path.join(dir, id), 1_000_000 + i, 1_000_000 + i); // accessed in this order
+  }
+  const logged: string[] = [];
+  const store = new DiskStore(dir, 4000, pino({ level: 'warn' }, { write: (line: string) => void logged.push(line) }));
+  await store.open();
+  t.equal(store.count, 4, 'as many as fit');
+  t.ok(ids.slice(6).every((id) => store.has(id)), 'the four last accessed kept');
+  await eventually('the others unlinked', () => ids.slice(0, 6).every((id) => !existsSync(path.join(dir, id))));
+  t.match(logged.join(''), /"evicted":6,"evictedBytes":6000,"kept":4,"maxSize":4000,"msg":"the data directory held more than the size limit \(3\.9 KiB\): the 6 least recently used objects were evicted at start"/);
+  const quiet: string[] = [];
+  await new DiskStore(dir, 4000, pino({ level: 'warn' }, { write: (line: string) => void quiet.push(line) })).open();
+  t.same(quiet.filter((l) => l.includes('evicted')), [], 'nothing to say when all fits');
 });
 
 t.test('a small blob damaged on disk while stopped is hashed on its first read, dropped and fetched again', async (t) => {
