@@ -43,6 +43,8 @@ export const cacheConfigSchema = Type.Object(
     timeouts: Type.Optional(timeoutsSchema),
     /** On SIGTERM or SIGINT, how long requests in flight may finish before they are cut; default 20s. */
     shutdownTimeout: Type.Optional(durationSchema()),
+    /** With workers: how long a worker may leave its primary unanswered before it is killed and replaced; default 30s. */
+    workerTimeout: Type.Optional(durationSchema()),
     /** Other upstreams served under /mirror/{name}/{path}. */
     mirrors: Type.Optional(
       NamedMap(
@@ -95,7 +97,11 @@ export interface CacheConfig {
   readonly workers?: number;
   /** On a stopping signal, how long requests in flight may finish (serveUntilSignal). */
   readonly shutdownTimeoutMs?: number;
+  /** With workers: how long one may leave the primary unanswered before it is replaced (runCachePrimary). */
+  readonly workerTimeoutMs?: number;
 }
+
+export const DEFAULT_WORKER_TIMEOUT_MS = 30_000;
 
 export const DEFAULT_MAX_SIZE = 50 * 1024 ** 3;
 export const DEFAULT_FILL_MEMORY = 1024 ** 3;
@@ -160,6 +166,7 @@ export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.
     mirrors,
     workers: file.workers === 'auto' ? Math.min(availableParallelism(), MAX_WORKERS) : file.workers ?? 1,
     ...(file.shutdownTimeout === undefined ? {} : { shutdownTimeoutMs: parseDuration(file.shutdownTimeout) }),
+    ...(file.workerTimeout === undefined ? {} : { workerTimeoutMs: parseDuration(file.workerTimeout) }),
   };
 }
 
@@ -167,6 +174,12 @@ export function parseCacheConfig(text: string, file: string): CacheConfigFile {
   return parseConfig(cacheConfigSchema, text, file);
 }
 
-export function loadCacheConfig(file: string): CacheConfigFile {
-  return loadConfigFile(cacheConfigSchema, file);
+/** A configuration file whose upstream `cache --upstream URL` gives (flags override the file). */
+const cacheFileWithoutUpstream = Type.Object({ ...cacheConfigSchema.properties, upstream: Type.Optional(cacheConfigSchema.properties.upstream) }, { additionalProperties: false });
+
+/** Loads a cache's configuration file; `upstreamGiven`: the command line names the upstream, which the file may then leave out. */
+export function loadCacheConfig(file: string): CacheConfigFile;
+export function loadCacheConfig(file: string, upstreamGiven: boolean): Partial<CacheConfigFile>;
+export function loadCacheConfig(file: string, upstreamGiven = false): Partial<CacheConfigFile> {
+  return upstreamGiven ? loadConfigFile(cacheFileWithoutUpstream, file) : loadConfigFile(cacheConfigSchema, file);
 }

@@ -49,7 +49,7 @@ export function registerCache(program: Command): void {
       // Fills fsync, open and rename on the libuv thread pool: 4 threads starve a busy cache.
       // Effective only before the pool's first use, which is why it is set this early.
       process.env.UV_THREADPOOL_SIZE ??= '16';
-      const file: Partial<CacheConfigFile> = flags.config ? loadCacheConfig(flags.config) : {};
+      const file: Partial<CacheConfigFile> = flags.config ? loadCacheConfig(flags.config, flags.upstream !== undefined) : {};
       checkFlags(cacheConfigSchema, {
         listen: ['--listen', flags.listen], upstream: ['--upstream', flags.upstream], data: ['--data', flags.data],
         maxSize: ['--max-size', flags.maxSize], fillMemory: ['--fill-memory', flags.fillMemory], region: ['--region', flags.region],

@@ -4,7 +4,7 @@
 // the other workers stopped, and the primary exits non-zero for its supervisor to see.
 // What a dead worker committed but had not reported yet is still counted and evicted.
 import { execFile } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
@@ -123,4 +123,29 @@ t.test('a worker killed mid-fill leaves no temp file behind once it is replaced 
   up.options = {};
   // (the replacements listen a moment after they start)
   await eventually('the object is filled again', async () => (await fetchHash(`${cache.url}/cas/sha256/${blob.hex}`).catch(() => undefined))?.hash === blob.hex, 20_000);
+});
+
+t.test('a worker that stops answering (SIGSTOP) is killed after workerTimeout and replaced: no connection hangs on it for long', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const blob = up.addBlob(4096);
+  const dir = t.testdir();
+  // the file without an upstream: --upstream gives it (flags override the file)
+  writeFileSync(path.join(dir, 'cache.yaml'), 'workerTimeout: 2s\n');
+  const cache = await startServerProcess(t, ['cache', '-c', path.join(dir, 'cache.yaml'), '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const primary = cache.child.pid!;
+  const [, stopped] = cacheWorkers(primary);
+  process.kill(stopped!, 'SIGSTOP');
+  t.teardown(() => {
+    if (isAlive(stopped!)) process.kill(stopped!, 'SIGKILL');
+  });
+  await eventually('the silent worker is killed', () => !isAlive(stopped!), 15_000);
+  t.match(cache.stderr(), /"silentMs":\d+,"msg":"cache worker does not answer: killing it"/);
+  await eventually('replaced as a worker that died', () => /"signal":"SIGKILL".*"msg":"cache worker died: starting another"/.test(cache.stderr()));
+  await eventually('a replacement runs', () => cacheWorkers(primary).length === 2, 30_000);
+  // on fresh connections, spread over both workers: each answered
+  const got = await Promise.all(Array.from({ length: 12 }, () => fetchHash(`${cache.url}/cas/sha256/${blob.hex}`, {}, { fresh: true })));
+  t.ok(got.every((g) => g.status === 200 && g.hash === blob.hex), 'twelve answers');
+  t.equal(cache.child.exitCode, null, 'the cache serves on');
 });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AggregatorRegistry } from 'prom-client';
 import type { FastifyBaseLogger as Logger } from 'fastify';
-import type { CacheConfig } from '../config.js';
+import { DEFAULT_WORKER_TIMEOUT_MS, type CacheConfig } from '../config.js';
 import { DiskStore, isCasId } from '../disk-store.js';
 import { FleetError } from '../../errors.js';
 import { parseListen } from '../../config/units.js';
@@ -36,6 +36,16 @@ const STORE_BROADCAST_MS = 250;
 const RESPAWN_DELAY_MS = 250;
 const RESTART_LIMIT_BURST = 5;
 const RESTART_LIMIT_WINDOW_MS = 60_000;
+
+/*
+ * A worker that stops answering (stopped, wedged in a loop) keeps its share of the shared
+ * port's connections, which then hang, while /-/healthz, answered by the others, stays green.
+ * The primary asks each listening worker for its tally every WATCH_MS (the answer is the
+ * ping's: PING_REQ is no question's number) and kills one silent for longer than
+ * `workerTimeout`; it is then replaced as a worker that died.
+ */
+const WATCH_MS = 5_000;
+const PING_REQ = 0;
 
 export interface PrimaryHandle {
   /**
@@ -119,7 +129,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
    * Each worker, with its tallies as last reported (`tally`), its metrics as last scraped
    * (`metrics`).
    */
-  const live = new Map<number, { worker: Worker; outbox: Outbox<PrimaryMessage>; leading: number; tally: Record<string, KindTally>; metrics?: MetricsJson }>();
+  const live = new Map<number, { worker: Worker; outbox: Outbox<PrimaryMessage>; leading: number; tally: Record<string, KindTally>; metrics?: MetricsJson; heard?: number }>();
   /** The last tallies and Prometheus counters of workers that died: the cache's counters do not go down with them. */
   const retired: Record<string, KindTally> = {};
   let retiredCounters: MetricsJson = [];
@@ -270,9 +280,15 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       if (worker.isConnected()) worker.send(m);
     });
     live.set(worker.id, { worker, outbox, leading: 0, tally: {} });
-    worker.on('message', (m: WorkerMessage | Batch<WorkerMessage>) => unbatch(m, (one) => onMessage(worker.id, one)));
+    worker.on('message', (m: WorkerMessage | Batch<WorkerMessage>) => {
+      const w = live.get(worker.id);
+      if (w?.heard !== undefined) w.heard = Date.now();
+      unbatch(m, (one) => onMessage(worker.id, one));
+    });
     worker.on('listening', (addr) => {
       if (addr.addressType === -1) return; // its private Unix socket
+      const w = live.get(worker.id);
+      if (w) w.heard = Date.now(); // watched from now on (see WATCH_MS)
       outbox.push({ t: 'store', ...figures() });
       // The end of a death logged above ('cache worker died: starting another').
       if (started) return void log.info({ worker: worker.id }, 'replacement cache worker listening');
@@ -324,6 +340,22 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     respawns.add(timer);
   }
 
+  const workerTimeoutMs = config.workerTimeoutMs ?? DEFAULT_WORKER_TIMEOUT_MS;
+  const watch = setInterval(() => {
+    const now = Date.now();
+    for (const [id, w] of live) {
+      if (w.heard === undefined || w.worker.isDead()) continue;
+      if (now - w.heard <= workerTimeoutMs) {
+        w.outbox.push({ t: 'tally?', req: PING_REQ });
+        continue;
+      }
+      log.error({ worker: id, silentMs: now - w.heard }, 'cache worker does not answer: killing it');
+      w.heard = undefined; // killed once
+      w.worker.process.kill('SIGKILL');
+    }
+  }, Math.min(WATCH_MS, workerTimeoutMs / 3));
+  watch.unref();
+
   let resolveStopped!: () => void;
   let rejectStopped!: (err: Error) => void;
   const stopped = new Promise<void>((resolve, reject) => { resolveStopped = resolve; rejectStopped = reject; });
@@ -337,6 +369,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       return;
     }
     stopping = true;
+    clearInterval(watch);
     for (const timer of respawns) clearTimeout(timer);
     log.info({ workers: live.size }, 'stopping the cache workers');
     const exits = [...live.values()].map(({ worker }) => new Promise<void>((resolve) => {
