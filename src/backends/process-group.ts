@@ -6,14 +6,16 @@ import type { ChildProcess } from 'node:child_process';
 const running = new Set<ChildProcess>();
 
 /**
- * Keeps `child` (spawned detached) among the scripts that killLiveGroups ends, until it exits.
+ * Keeps `child` (spawned detached) among the scripts that killLiveGroups ends, until its output closes.
  * Detached, a script outlives this process: a run that exits at once (a second Ctrl-C) would
  * leave it running, a discard script finishing behind a machine record that says it never did.
  */
 export function trackGroup(child: ChildProcess): void {
   if (child.pid === undefined) return; // not started: its 'error' says why
   running.add(child);
-  child.once('exit', () => running.delete(child));
+  // 'close', not 'exit': what the script started in the background (`cmd &`) holds its
+  // output open, and runs in its group, after bash itself exited
+  child.once('close', () => running.delete(child));
 }
 
 /** Kills the process group of every tracked script still running (SIGKILL): this process is exiting. */

@@ -44,7 +44,7 @@ export const cacheConfigSchema = Type.Object(
     /** On SIGTERM or SIGINT, how long requests in flight may finish before they are cut; default 20s. */
     shutdownTimeout: Type.Optional(durationSchema()),
     /** With workers: how long a worker may leave its primary unanswered before it is killed and replaced; default 30s. */
-    workerTimeout: Type.Optional(durationSchema()),
+    workerTimeout: Type.Optional(positiveDurationSchema()),
     /** Other upstreams served under /mirror/{name}/{path}. */
     mirrors: Type.Optional(
       NamedMap(

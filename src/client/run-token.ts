@@ -13,11 +13,14 @@ import { createHmac } from 'node:crypto';
 const PREFIX = 'fcrun2';
 
 /**
- * How long a token the runner makes is accepted. The runner makes one for each command it
- * has a machine run (a pull, a job's assets or artifacts), so this bounds one command, not
- * a run: a day is room for the slowest pull, and not a lasting secret.
+ * How long a token the runner makes is accepted. The runner hands the newest (at most
+ * RUN_TOKEN_RENEW_MS old) to each command it has a machine run (a pull, a job's assets or
+ * artifacts), so this bounds one command, not a run: a day is room for the slowest pull,
+ * and not a lasting secret.
  */
 export const RUN_TOKEN_TTL_S = 24 * 3600;
+/** How often the runner makes a new one (its commands get one at most this old). */
+export const RUN_TOKEN_RENEW_MS = 3600_000;
 
 /** The MAC a run token of `run`, valid until `expires` (Unix seconds), made from `writeToken` carries. */
 export function runTokenMac(writeToken: string, run: string, expires: number): Buffer {
@@ -28,6 +31,21 @@ export function runTokenMac(writeToken: string, run: string, expires: number): B
 export function runToken(writeToken: string, run: string, ttlSeconds: number = RUN_TOKEN_TTL_S, now: number = Date.now()): string {
   const expires = Math.floor(now / 1000) + ttlSeconds;
   return `${PREFIX}.${Buffer.from(run).toString('base64url')}.${expires}.${runTokenMac(writeToken, run, expires).toString('base64url')}`;
+}
+
+/**
+ * The runner's tokens of `run`: the same one for RUN_TOKEN_RENEW_MS, then a new one, so that
+ * every command a machine runs has most of a day before its token expires, and the machines
+ * of a run meanwhile carry one token (a cache joins requests for one object into one fill
+ * only when they carry the same Authorization).
+ */
+export function runTokenSource(writeToken: string, run: string, clock: () => number = Date.now): () => string {
+  let minted: { at: number; token: string } | undefined;
+  return () => {
+    const now = clock();
+    if (!minted || now - minted.at >= RUN_TOKEN_RENEW_MS) minted = { at: now, token: runToken(writeToken, run, RUN_TOKEN_TTL_S, now) };
+    return minted.token;
+  };
 }
 
 /** A token's run, expiry and MAC when it has the form of a run token (not checked: see runTokenMac). */

@@ -2,6 +2,7 @@
 // start an origin and one cache per region in this process, on loopback ports, with
 // their data under the run's data directory (run: <project>/.fleetcache or --data; the
 // demo: cache/). Nothing listens beyond 127.0.0.1.
+import { rmSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -94,7 +95,13 @@ export async function startEmbeddedFleet(dataRoot: string, regions: readonly str
     const own = await mkdtemp(join(dataRoot, 'embedded-'));
     const holder = err.details?.pid;
     note?.(`The embedded servers' data in ${dataRoot} is in use by another run${typeof holder === 'number' ? ` (pid ${holder})` : ''}: this run keeps its own in ${own} until it ends.`);
-    const removeOwn = () => rm(own, { recursive: true, force: true });
+    // Also when the run exits at once (a second Ctrl-C): synchronous, as 'exit' handlers are.
+    const removeAtExit = (): void => rmSync(own, { recursive: true, force: true });
+    process.once('exit', removeAtExit);
+    const removeOwn = async (): Promise<void> => {
+      process.off('exit', removeAtExit);
+      await rm(own, { recursive: true, force: true });
+    };
     const fleet = await startEmbeddedIn(own, regions, logLevel).catch(async (e: unknown) => {
       await removeOwn();
       throw e;

@@ -6,7 +6,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { NoMachineLeft, type Idle, type Machine, type MachineRecord } from '../backends/backend.js';
 import { BACKENDS } from '../backends/registry.js';
-import { runToken } from '../client/run-token.js';
+import { runTokenSource } from '../client/run-token.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes, parseDuration } from '../config/units.js';
 import { FleetError } from '../errors.js';
@@ -248,9 +248,8 @@ async function runJobs(
   /** Machines of `--reuse` that had the project already. */
   let reused = 0;
   // A machine runs the tasks' code: it gets a run token, which reads what a token reads and
-  // writes the run's artifacts, nothing more, and expires (client/run-token.ts): a new one
-  // for each command a machine runs.
-  const machineToken = token === undefined ? undefined : () => runToken(token, push.run);
+  // writes the run's artifacts, nothing more, and expires (client/run-token.ts).
+  const machineToken = token === undefined ? undefined : runTokenSource(token, push.run);
   const transfers = new JobTransfers({
     log,
     run: push.run,

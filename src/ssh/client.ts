@@ -325,7 +325,15 @@ export class SshClient implements Executor {
    * through `cat` in a shell (#shellTransfer).
    */
   async #sftpIfAny(): Promise<SFTPWrapper | undefined> {
-    return this.#sftpSession().catch(() => undefined);
+    try {
+      return await this.#sftpSession();
+    } catch (err) {
+      // ssh2's words for a server without the subsystem; anything else (a session limit
+      // reached, say) is tried again next time
+      if (/Unable to start subsystem: sftp/.test((err as Error).message)) return undefined;
+      this.#sftp = undefined;
+      throw err;
+    }
   }
 
   /** Runs `command` with `input` as its stdin or `output` taking its stdout; throws unless it exits 0. */

@@ -6,6 +6,10 @@ import { Readable } from 'node:stream';
 import { createProvider } from '../../src/backends/registry.js';
 import type { BackendContext } from '../../src/backends/backend.js';
 import { lateWarning } from '../../src/backends/script.js';
+import { LocalExecutor } from '../../src/backends/local.js';
+import { killLiveGroups } from '../../src/backends/process-group.js';
+import { isAlive } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
 
 function ctx(dir: string): BackendContext {
   return { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache') };
@@ -167,4 +171,19 @@ t.test('registry validates backend options', async (t) => {
   t.throws(() => createProvider('x', 'adhoc', { allocate: 'true', 'allocate-timeout': 'soon' }, ctx(t.testdir())), /backend x: allocate-timeout: invalid duration "soon"/, 'durations are read when the provider is made');
   t.throws(() => createProvider('x', 'adhoc', { allocate: 'true', 'retry-delay': '-1' }, ctx(t.testdir())), /backend x: retry-delay: must not be negative/);
   t.doesNotThrow(() => createProvider('x', 'adhoc', { allocate: 'true', 'retry-delay': '100us', 'allocate-timeout': '1m30s', 'reboot-timeout': 90 }, ctx(t.testdir())));
+});
+
+t.test('killLiveGroups ends what a script left running in the background too (its bash gone, its output held open)', async (t) => {
+  const dir = t.testdir();
+  const pidFile = join(dir, 'bg.pid');
+  const exec = new LocalExecutor(dir).exec(`sleep 40 &\necho $! > ${pidFile}\nexit 0`, { trace: false });
+  await eventually('the background sleep started', async () => /^\d+\n$/.test(await readFile(pidFile, 'utf8').catch(() => '')));
+  const pid = Number(await readFile(pidFile, 'utf8'));
+  t.teardown(() => {
+    if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+  });
+  await new Promise((r) => setTimeout(r, 300)); // bash has exited by now; the sleep holds its pipes
+  killLiveGroups();
+  await eventually('the background sleep is killed', () => !isAlive(pid), 3000);
+  await exec; // and the script's call ends
 });

@@ -54,6 +54,10 @@ t.test('bodies committed by workers killed before they reported them are indexed
   const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const primary = cache.child.pid!;
   const workers = cacheWorkers(primary);
+  t.teardown(() => {
+    for (const pid of [...workers, primary]) if (isAlive(pid)) process.kill(pid, 'SIGCONT');
+    if (isAlive(workers[1]!)) process.kill(workers[1]!, 'SIGKILL');
+  });
   t.equal(workers.length, 2, 'two workers');
   const blobs = Array.from({ length: 24 }, () => up.addBlob(4096));
   const got = await Promise.all(blobs.map((b) => fetchHash(`${cache.url}/cas/sha256/${b.hex}`, {}, { fresh: true })));
@@ -132,16 +136,22 @@ t.test('a worker that stops answering (SIGSTOP) is killed after workerTimeout an
   const blob = up.addBlob(4096);
   const dir = t.testdir();
   // the file without an upstream: --upstream gives it (flags override the file)
-  writeFileSync(path.join(dir, 'cache.yaml'), 'workerTimeout: 2s\n');
+  writeFileSync(path.join(dir, 'cache.yaml'), 'workerTimeout: 3s\n');
   const cache = await startServerProcess(t, ['cache', '-c', path.join(dir, 'cache.yaml'), '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const primary = cache.child.pid!;
-  const [, stopped] = cacheWorkers(primary);
+  const workers = cacheWorkers(primary);
+  // The whole cache stopped for longer than workerTimeout (Ctrl-Z, a paused machine), then
+  // resumed: nobody is killed, since the primary was stopped too.
+  for (const pid of [...workers, primary]) process.kill(pid, 'SIGSTOP');
+  await new Promise((r) => setTimeout(r, 5000));
+  for (const pid of [primary, ...workers]) process.kill(pid, 'SIGCONT');
+  await new Promise((r) => setTimeout(r, 4000));
+  t.notMatch(cache.stderr(), /does not answer/, 'a pause of the whole cache kills no worker');
+  t.ok(workers.every((pid) => isAlive(pid)), 'both workers live on');
+  const stopped = workers[1];
   process.kill(stopped!, 'SIGSTOP');
-  t.teardown(() => {
-    if (isAlive(stopped!)) process.kill(stopped!, 'SIGKILL');
-  });
   await eventually('the silent worker is killed', () => !isAlive(stopped!), 15_000);
-  t.match(cache.stderr(), /"silentMs":\d+,"msg":"cache worker does not answer: killing it"/);
+  await eventually('the kill logged', () => /"silentMs":\d+,"msg":"cache worker does not answer: killing it"/.test(cache.stderr()));
   await eventually('replaced as a worker that died', () => /"signal":"SIGKILL".*"msg":"cache worker died: starting another"/.test(cache.stderr()));
   await eventually('a replacement runs', () => cacheWorkers(primary).length === 2, 30_000);
   // on fresh connections, spread over both workers: each answered

@@ -60,6 +60,8 @@ t.test('cache: an upstream timeout of 0 (none at all) is refused', async (t) => 
     { message: 'cache.yaml:3: timeouts.headers: must be a duration longer than 0 (e.g. 250ms, 30s, 5m)' });
   t.throws(() => parseCacheConfig('upstream: http://127.0.0.1:1\ntimeouts:\n  body: 0\n', 'cache.yaml'), { message: 'cache.yaml:3: timeouts.body: must be > 0' });
   t.equal(parseCacheConfig('upstream: http://127.0.0.1:1\ntimeouts:\n  connect: 250ms\n', 'cache.yaml').timeouts?.connect, '250ms');
+  // workerTimeout 0 would have the primary kill its workers at once
+  t.throws(() => parseCacheConfig('upstream: http://127.0.0.1:1\nworkerTimeout: 0s\n', 'cache.yaml'), { message: 'cache.yaml:2: workerTimeout: must be a duration longer than 0 (e.g. 250ms, 30s, 5m)' });
 });
 
 t.test('the example caches listen on loopback', async (t) => {

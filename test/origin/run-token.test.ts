@@ -5,7 +5,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import t from 'tap';
 import { request } from 'undici';
-import { RUN_TOKEN_TTL_S, runToken } from '../../src/client/run-token.js';
+import { RUN_TOKEN_RENEW_MS, RUN_TOKEN_TTL_S, runToken, runTokenSource } from '../../src/client/run-token.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
 
 t.test('a run token reads, and writes only its run\'s artifacts', async (t) => {
@@ -57,4 +57,18 @@ t.test('a run token expires: refused once past its time, and the answer says so'
   const read = await request(`${origin.url}/artifacts/run-1/job/log-1.txt`, { headers: { authorization: `Bearer ${runToken(TEST_TOKEN, 'run-1', -1)}` } });
   await read.body.dump();
   t.equal(read.statusCode, 403, 'nor does it read');
+});
+
+t.test("the runner's tokens: one for an hour (the machines' requests for one object join one fill at a cache), then a new one", async (t) => {
+  let now = 1_800_000_000_000;
+  const next = runTokenSource(TEST_TOKEN, 'run-1', () => now);
+  const first = next();
+  now += 2000;
+  t.equal(next(), first, 'two seconds later: the same');
+  now += RUN_TOKEN_RENEW_MS - 2000 - 1;
+  t.equal(next(), first, 'just under an hour later: the same');
+  now += 1;
+  const second = next();
+  t.not(second, first, 'an hour later: a new one');
+  t.equal(Number(second.split('.')[2]), now / 1000 + RUN_TOKEN_TTL_S, 'valid a day from then');
 });

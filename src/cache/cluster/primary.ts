@@ -41,8 +41,10 @@ const RESTART_LIMIT_WINDOW_MS = 60_000;
  * A worker that stops answering (stopped, wedged in a loop) keeps its share of the shared
  * port's connections, which then hang, while /-/healthz, answered by the others, stays green.
  * The primary asks each listening worker for its tally every WATCH_MS (the answer is the
- * ping's: PING_REQ is no question's number) and kills one silent for longer than
- * `workerTimeout`; it is then replaced as a worker that died.
+ * ping's: PING_REQ is no question's number) and kills one that left a question unanswered
+ * for longer than `workerTimeout`; it is then replaced as a worker that died. A tick that
+ * comes far too late means the primary itself was stopped (the whole group: Ctrl-Z, a paused
+ * machine): the questions in flight are asked again rather than held against the workers.
  */
 const WATCH_MS = 5_000;
 const PING_REQ = 0;
@@ -129,7 +131,8 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
    * Each worker, with its tallies as last reported (`tally`), its metrics as last scraped
    * (`metrics`).
    */
-  const live = new Map<number, { worker: Worker; outbox: Outbox<PrimaryMessage>; leading: number; tally: Record<string, KindTally>; metrics?: MetricsJson; heard?: number }>();
+  /** `watched`: listening, so asked every WATCH_MS; `asked`: when the oldest question it has not answered yet was sent. */
+  const live = new Map<number, { worker: Worker; outbox: Outbox<PrimaryMessage>; leading: number; tally: Record<string, KindTally>; metrics?: MetricsJson; watched?: boolean; asked?: number }>();
   /** The last tallies and Prometheus counters of workers that died: the cache's counters do not go down with them. */
   const retired: Record<string, KindTally> = {};
   let retiredCounters: MetricsJson = [];
@@ -282,13 +285,13 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     live.set(worker.id, { worker, outbox, leading: 0, tally: {} });
     worker.on('message', (m: WorkerMessage | Batch<WorkerMessage>) => {
       const w = live.get(worker.id);
-      if (w?.heard !== undefined) w.heard = Date.now();
+      if (w) w.asked = undefined; // it answers
       unbatch(m, (one) => onMessage(worker.id, one));
     });
     worker.on('listening', (addr) => {
       if (addr.addressType === -1) return; // its private Unix socket
       const w = live.get(worker.id);
-      if (w) w.heard = Date.now(); // watched from now on (see WATCH_MS)
+      if (w) w.watched = true; // asked from now on (see WATCH_MS)
       outbox.push({ t: 'store', ...figures() });
       // The end of a death logged above ('cache worker died: starting another').
       if (started) return void log.info({ worker: worker.id }, 'replacement cache worker listening');
@@ -341,19 +344,25 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   }
 
   const workerTimeoutMs = config.workerTimeoutMs ?? DEFAULT_WORKER_TIMEOUT_MS;
+  const tickMs = Math.max(100, Math.min(WATCH_MS, workerTimeoutMs / 3));
+  let lastTick = Date.now();
   const watch = setInterval(() => {
     const now = Date.now();
+    const stalled = now - lastTick > 2 * tickMs; // this process was stopped, not (only) the workers
+    lastTick = now;
     for (const [id, w] of live) {
-      if (w.heard === undefined || w.worker.isDead()) continue;
-      if (now - w.heard <= workerTimeoutMs) {
-        w.outbox.push({ t: 'tally?', req: PING_REQ });
+      if (!w.watched || w.worker.isDead()) continue;
+      if (stalled) w.asked = undefined;
+      if (w.asked === undefined) w.asked = now;
+      else if (now - w.asked > workerTimeoutMs) {
+        log.error({ worker: id, silentMs: now - w.asked }, 'cache worker does not answer: killing it');
+        w.watched = false; // killed once
+        w.worker.process.kill('SIGKILL');
         continue;
       }
-      log.error({ worker: id, silentMs: now - w.heard }, 'cache worker does not answer: killing it');
-      w.heard = undefined; // killed once
-      w.worker.process.kill('SIGKILL');
+      w.outbox.push({ t: 'tally?', req: PING_REQ });
     }
-  }, Math.min(WATCH_MS, workerTimeoutMs / 3));
+  }, tickMs);
   watch.unref();
 
   let resolveStopped!: () => void;
