@@ -31,7 +31,10 @@ t.test('a worker killed five times within a minute: replaced with back-off, then
     if (death === 5) break;
     const killedAt = Date.now();
     let next: number | undefined;
-    await eventually(`a replacement after death ${death}`, () => (next = cacheWorkers(primary).find((p) => !seen.has(p))) !== undefined, 30_000);
+    // Seen once in CI (no replacement after death 2): what the primary logged, and whether it lives, say why.
+    await eventually(`a replacement after death ${death}`, () => (next = cacheWorkers(primary).find((p) => !seen.has(p))) !== undefined, 30_000).catch((err: Error) => {
+      throw new Error(`${err.message}; primary ${isAlive(primary) ? 'alive' : 'gone'}, its log: ${cache.stderr()}`);
+    });
     const waited = Date.now() - killedAt;
     const delay = 250 * 2 ** (death - 1);
     t.ok(waited >= delay - 50, `death ${death}: replaced after ${waited} ms (back-off ${delay} ms)`);
