@@ -282,6 +282,10 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     const outbox = new Outbox<PrimaryMessage>((m) => {
       if (worker.isConnected()) worker.send(m);
     });
+    // A message to a worker that died a moment ago fails (EPIPE) although isConnected() said
+    // yes: harmless, its 'exit' follows; unhandled, the error ended the primary and the cache
+    // (seen in CI: a worker killed just after it started listening).
+    worker.on('error', (err: Error) => log.debug({ worker: worker.id, err: err.message }, 'a message to a cache worker was not delivered'));
     live.set(worker.id, { worker, outbox, leading: 0, tally: {} });
     worker.on('message', (m: WorkerMessage | Batch<WorkerMessage>) => {
       const w = live.get(worker.id);
