@@ -8,13 +8,13 @@ import { createServer, type AddressInfo } from 'node:net';
 const LOWEST = 20_000;
 
 /**
- * The kernel's ephemeral port range (Linux), or undefined where it cannot be read.
- * listen(0) and every outgoing connection take their ports from it.
+ * The lowest port of the kernel's ephemeral range (Linux), or undefined where it cannot be
+ * read. listen(0) and every outgoing connection take their ports from that range.
  */
-function ephemeralRange(): readonly [number, number] | undefined {
+function ephemeralLow(): number | undefined {
   try {
-    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-    return low !== undefined && high !== undefined && Number.isInteger(low) && Number.isInteger(high) ? [low, high] : undefined;
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) ? low : undefined;
   } catch {
     return undefined;
   }
@@ -38,10 +38,10 @@ async function probe(host: string, port: number): Promise<number | undefined> {
  * listen(0) nor a connection takes it; from listen(0) where that range is unknown or low.
  */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const range = ephemeralRange();
-  if (range !== undefined && range[0] > LOWEST + 1000) {
+  const low = ephemeralLow();
+  if (low !== undefined && low > LOWEST + 1000) {
     for (let tries = 0; tries < 20; tries++) {
-      const port = await probe(host, randomInt(LOWEST, range[0]));
+      const port = await probe(host, randomInt(LOWEST, low));
       if (port !== undefined) return port;
     }
   }
