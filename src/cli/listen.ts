@@ -95,7 +95,7 @@ export async function serveUntilSignal(app: FastifyInstance, listen: string, { a
   const addr = app.server.address();
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   const shownHost = host.includes(':') ? `[${host}]` : host;
-  if (announce) process.stdout.write(`listening http://${shownHost}:${actualPort}\n`);
+  // The line is written after the handlers are in place: whoever reads it may signal at once.
   await new Promise<void>((resolve) => {
     let stopping = false;
     const onSignal = (signal: NodeJS.Signals): void => {
@@ -116,5 +116,6 @@ export async function serveUntilSignal(app: FastifyInstance, listen: string, { a
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     process.on('SIGHUP', onHangup);
+    if (announce) process.stdout.write(`listening http://${shownHost}:${actualPort}\n`);
   });
 }
