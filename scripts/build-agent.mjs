@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
+import { NODE_ESM } from './esbuild-node.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const ENTRY = join(ROOT, 'src/agent/main.ts');
@@ -51,21 +52,12 @@ export async function buildAgent(outfile = join(ROOT, 'dist/agent.mjs')) {
   const temp = `${outfile}.${process.pid}.tmp`;
   try {
     await esbuild.build({
+      ...NODE_ESM,
       entryPoints: [ENTRY],
       outfile: temp,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
       loader: { '.wasm': 'binary' },
       plugins: [embedXdelta3],
-      // CommonJS dependencies call require() for node builtins; ESM output has no require.
-      banner: { js: "import { createRequire as __agentCreateRequire } from 'node:module';\nconst require = __agentCreateRequire(import.meta.url);" },
-      // Half the bytes to send to every machine; names kept (error classes report new.target.name).
-      minify: true,
-      keepNames: true,
-      legalComments: 'none',
-      logLevel: 'warning',
+      minify: true, // half the bytes to send to every machine
     });
     await rename(temp, outfile);
   } finally {

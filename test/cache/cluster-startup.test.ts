@@ -57,13 +57,14 @@ t.test('SIGTERM while the workers start: the cache stops cleanly, exit 0', async
   for (const pid of workers) t.notOk(isAlive(pid), `worker ${pid} stopped`);
 });
 
-// As when a worker starts while dist/ is being rebuilt: the command's module throws on load,
+// As when a worker starts while dist/ is being rebuilt: the command's module (src/cli/cache.ts,
+// or its chunk dist/cli/cache-HASH.js in the bundle) throws on load,
 // main() reports it and sets the exit code, and the worker's IPC channel kept it alive.
 t.test('a worker whose command module does not load: the cache exits non-zero, never hangs', async (t) => {
   // Not t.testdir(): startCache takes that one (and empties it) for the cache's data.
   const dir = mkdtempSync(join(tmpdir(), 'fleetcache-hooks-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'hooks.mjs'), "export async function load(url, context, next) {\n  if (/\\/cli\\/cache\\.[jt]s$/.test(url)) throw new Error('simulated half-written module');\n  return next(url, context);\n}\n");
+  writeFileSync(join(dir, 'hooks.mjs'), "export async function load(url, context, next) {\n  if (/\\/cli\\/cache(-[0-9A-Z]+)?\\.[jt]s$/.test(url)) throw new Error('simulated half-written module');\n  return next(url, context);\n}\n");
   // Loaded by every process; the hook only in cluster workers (FLEETCACHE_WORKER: node removes NODE_UNIQUE_ID before --import runs).
   writeFileSync(join(dir, 'register.mjs'), "import { register } from 'node:module';\nif (process.env.FLEETCACHE_WORKER) register('./hooks.mjs', import.meta.url);\n");
   const cache = startCache(t, '127.0.0.1:0', ['--import', join(dir, 'register.mjs')]);
