@@ -2,7 +2,8 @@
 // scripts themselves (credentials, timeouts, summary items, script helpers).
 import t from 'tap';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { RunLog } from '../../src/run/report.js';
@@ -44,7 +45,12 @@ t.test('a system with several machines numbers its failed starts', async (t) => 
 });
 
 t.test('more than ten machines running at once: no MaxListenersExceededWarning', async (t) => {
-  const tasks = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`s/t${i}`, 'summary: t\nexecute: sleep 2\n']));
+  // Each job waits (30 s at most) until twelve have started: no machine can take a second
+  // one, whatever the time a loaded machine needs to send the project twelve times.
+  const started = await mkdtemp(join(tmpdir(), 'fleetcache-started-'));
+  t.teardown(() => rm(started, { recursive: true, force: true }));
+  const wait = `touch ${started}/$$; for i in $(seq 300); do [ $(ls ${started} | wc -l) -ge 12 ] && exit 0; sleep 0.1; done; exit 1`;
+  const tasks = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`s/t${i}`, `summary: t\nexecute: ${JSON.stringify(wait)}\n`]));
   const dir = await project(t, spreadYaml('many', ['fleetcache:', '  startupLimit: 12', '  dispatchDelay: 0s', 'backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          workers: 12']), tasks);
   const warnings: string[] = [];
   const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
