@@ -1,7 +1,7 @@
 // The backend interface: a Provider allocates Machines; a Machine runs scripts and moves
 // files through an Executor (a local bash or an ssh2 session). One file per backend
 // beside this one; registry.ts maps a backend `type:` to its factory.
-import type { Readable, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { OutputBuffer } from './script.js';
 
 /** A system as a backend needs it (narrow on purpose: the spread model owns the full type). */
@@ -65,8 +65,6 @@ export interface Executor {
   shell(options?: ShellOptions): Promise<number>;
   /** Writes a stream or local file to a path on the machine (parents created). */
   upload(source: Readable | string, remotePath: string, mode?: number): Promise<void>;
-  /** Reads a file of the machine into a stream or local file. */
-  download(remotePath: string, target: Writable | string): Promise<void>;
   /** Releases connections (not the machine). */
   close(): Promise<void>;
 }

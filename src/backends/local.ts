@@ -14,7 +14,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Readable, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Type, type Static } from '@sinclair/typebox';
 import { RebootError } from '../errors.js';
@@ -140,11 +140,6 @@ export class LocalExecutor implements Executor {
     await mkdir(dirname(target), { recursive: true });
     const input = typeof source === 'string' ? createReadStream(source) : source;
     await pipeline(input, createWriteStream(target, mode === undefined ? {} : { mode }));
-  }
-
-  async download(remotePath: string, target: Writable | string): Promise<void> {
-    const output = typeof target === 'string' ? createWriteStream(target) : target;
-    await pipeline(createReadStream(this.#path(remotePath)), output);
   }
 
   async close(): Promise<void> {}

@@ -1,6 +1,6 @@
 // A machine reached over SSH (the `ssh` and `adhoc` backends): an SshClient plus the
 // identity a provider needs to release it, and a reboot that swaps in a new client.
-import type { Readable, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { ExecOptions, ExecResult, Machine, MachineRecord, Provider, RebootOptions, ShellOptions, SystemSpec } from './backend.js';
 import { rebootOverSsh, type RebootSettings } from './ssh-reboot.js';
 import { SshClient, type ConnectOptions, type SshTarget } from '../ssh/client.js';
@@ -62,9 +62,6 @@ export class SshMachine implements Machine {
     return this.#client.upload(source, remotePath, mode);
   }
 
-  download(remotePath: string, target: Writable | string): Promise<void> {
-    return this.#client.download(remotePath, target);
-  }
 
   close(): Promise<void> {
     return this.#client.close();

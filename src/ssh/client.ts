@@ -3,9 +3,9 @@
 // Every remote command of the runner goes through this class.
 import { connect as tcpConnect } from 'node:net';
 import { constants } from 'node:os';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { posix } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, type ClientChannel, type ExecOptions as ChannelOptions, type SFTPWrapper } from 'ssh2';
@@ -336,20 +336,16 @@ export class SshClient implements Executor {
     }
   }
 
-  /** Runs `command` with `input` as its stdin or `output` taking its stdout; throws unless it exits 0. */
-  async #shellTransfer(command: string, what: string, io: { input: Readable } | { output: Writable }): Promise<void> {
+  /** Runs `command` with `input` as its stdin; throws unless it exits 0. */
+  async #shellTransfer(command: string, what: string, input: Readable): Promise<void> {
     const ch = await this.#channel(command);
     let code = -1;
     let stderr = '';
     ch.on('exit', (c: number | null) => (code = c ?? 255));
     ch.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));
     const closed = new Promise<void>((resolve) => ch.once('close', () => resolve()));
-    if ('input' in io) {
-      ch.resume(); // nothing on stdout: drained, so that the channel ends
-      await pipeline(io.input, ch);
-    } else {
-      await pipeline(ch, io.output);
-    }
+    ch.resume(); // nothing on stdout: drained, so that the channel ends
+    await pipeline(input, ch);
     await closed;
     if (code !== 0) throw new UpstreamError(`cannot ${what} on the machine (exit ${code}${stderr.trim() ? `: ${stderr.trim()}` : ''})`);
   }
@@ -365,21 +361,13 @@ export class SshClient implements Executor {
     // channel is an end of input to `cat`, which would take a part for the whole.
     const part = shellQuote(`${target}.fleetcache-part`);
     try {
-      await this.#shellTransfer(`cat > ${part}`, `write ${target}`, { input });
+      await this.#shellTransfer(`cat > ${part}`, `write ${target}`, input);
     } catch (err) {
       await this.command(`rm -f ${part}`).catch(() => undefined);
       throw err;
     }
     const chmod = mode === undefined ? '' : `chmod ${mode.toString(8)} ${part} && `;
     if ((await this.command(`${chmod}mv -f ${part} ${shellQuote(target)}`)) !== 0) throw new UpstreamError(`cannot write ${target} on the machine`);
-  }
-
-  async download(remotePath: string, target: Writable | string): Promise<void> {
-    const source = this.#path(remotePath);
-    const sftp = await this.#sftpIfAny();
-    const output = typeof target === 'string' ? createWriteStream(target) : target;
-    if (sftp) return pipeline(sftp.createReadStream(source), output);
-    await this.#shellTransfer(`cat ${shellQuote(source)}`, `read ${source}`, { output });
   }
 
   async close(): Promise<void> {
