@@ -13,12 +13,13 @@
 //
 // Names are not kept (esbuild's keepNames): it wraps every function expression in a call
 // that defines its name, each time one is made, which cost a cold cache miss 15% more CPU
-// (the closures made per request). Classes keep their names (error classes report
-// new.target.name) unless esbuild renames one that clashes with another of its chunk
-// (Foo → Foo2): the build fails then, naming it.
+// (the closures made per request). Classes keep their names unless esbuild renames one
+// (Foo2 for a clash, _Foo for one that refers to itself): harmless but in stack traces,
+// except for error classes (they report new.target.name, logs show it), where the build
+// fails instead.
 //
 // Built into a temp directory and swapped in: a process starting meanwhile sees the old
-// bundle or the new one, never half of each.
+// bundle or the new one, never half of each. What tsc wrote in dist/ before is removed.
 //
 // Usage: node scripts/build-cli.mjs
 import { readdir, readFile, rename, rm } from 'node:fs/promises';
@@ -30,30 +31,51 @@ import { NODE_ESM } from './esbuild-node.mjs';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(ROOT, 'dist/cli');
 
-/** The names of the classes declared in src/. */
-async function sourceClasses(dir = join(ROOT, 'src'), names = new Set()) {
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) await sourceClasses(path, names);
-    else if (entry.name.endsWith('.ts')) {
-      for (const m of (await readFile(path, 'utf8')).matchAll(/^\s*(?:export\s+)?(?:abstract\s+)?class\s+([A-Za-z_$][\w$]*)/gm)) names.add(m[1]);
-    }
-  }
-  return names;
-}
-
-/** Fails when the bundle in `dir` renamed a class of src/ (`var Foo2 = class`, `class Foo2 `). */
-async function checkClassNames(dir) {
-  const classes = await sourceClasses();
-  for (const file of (await readdir(dir)).filter((name) => name.endsWith('.js'))) {
-    const code = await readFile(join(dir, file), 'utf8');
-    for (const m of code.matchAll(/(?:\bvar ([A-Za-z_$][\w$]*?)\d+ = class\b|\bclass ([A-Za-z_$][\w$]*?)\d+[\s{])/g)) {
-      const base = m[1] ?? m[2];
-      const renamed = m[0].match(/[A-Za-z_$][\w$]*\d+(?= = class|[\s{]$)/)?.[0];
-      if (classes.has(base) && renamed && !classes.has(renamed)) {
-        throw new Error(`build-cli: esbuild renamed the class ${base} to ${renamed} in ${file} (another of that name in the chunk): its .name would be wrong; rename one of them`);
+/** The error classes declared in src/: those whose `extends` chain reaches Error. */
+async function sourceErrorClasses() {
+  const parents = new Map();
+  const walk = async (dir) => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) await walk(path);
+      else if (entry.name.endsWith('.ts')) {
+        for (const m of (await readFile(path, 'utf8')).matchAll(/^\s*(?:export\s+)?(?:abstract\s+)?class\s+([A-Za-z_$][\w$]*)(?:\s+extends\s+([A-Za-z_$][\w$]*))?/gm)) parents.set(m[1], m[2]);
       }
     }
+  };
+  await walk(join(ROOT, 'src'));
+  const isError = (name, seen = new Set()) => name === 'Error' || (name !== undefined && !seen.has(name) && isError(parents.get(name), seen.add(name)));
+  return new Set([...parents.keys()].filter((name) => isError(parents.get(name))));
+}
+
+/**
+ * Fails when an error class of src/ has another name in the bundle in `dir`: esbuild renames
+ * one that clashes with another of its chunk (`var Foo2 = class`) and gives one that refers
+ * to itself an inner name (`var Foo = class _Foo`), which is then its .name.
+ */
+async function checkErrorClassNames(dir) {
+  const classes = await sourceErrorClasses();
+  for (const file of (await readdir(dir)).filter((name) => name.endsWith('.js'))) {
+    const code = await readFile(join(dir, file), 'utf8');
+    for (const m of code.matchAll(/\b(?:var ([A-Za-z_$][\w$]*) = class(?: (?!extends\b)([A-Za-z_$][\w$]*))?|class ([A-Za-z_$][\w$]*))[\s{]/g)) {
+      const name = m[2] ?? m[1] ?? m[3];
+      const source = name.replace(/^_/, '').replace(/\d+$/, '');
+      if (name !== source && classes.has(source) && !classes.has(name)) {
+        throw new Error(`build-cli: the error class ${source} is named ${name} in ${file} (esbuild renamed it): its .name, and the "type" of logged errors, would be wrong; rename it or what it clashes with, or make it not refer to itself`);
+      }
+    }
+  }
+}
+
+/**
+ * Removes what tsc wrote in dist/ before the CLI was bundled (one .js per module, a
+ * directory per part of src/): nothing loads it, and `npm pack` would ship it.
+ */
+async function removeTscOutput() {
+  const dist = dirname(OUT);
+  for (const entry of await readdir(dist, { withFileTypes: true })) {
+    const stale = entry.isDirectory() ? !['cli', 'native'].includes(entry.name) && !entry.name.startsWith('cli.') : /\.(?:js|js\.map|d\.ts)$/.test(entry.name);
+    if (stale) await rm(join(dist, entry.name), { recursive: true, force: true });
   }
 }
 
@@ -69,11 +91,12 @@ try {
     sourcemap: 'linked',
     keepNames: false,
   });
-  await checkClassNames(temp);
+  await checkErrorClassNames(temp);
   await rename(OUT, old).catch((err) => {
     if (err.code !== 'ENOENT') throw err;
   });
   await rename(temp, OUT);
+  await removeTscOutput();
 } finally {
   await rm(temp, { recursive: true, force: true });
   await rm(old, { recursive: true, force: true });

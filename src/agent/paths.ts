@@ -1,7 +1,7 @@
 // Where the bundled agent is, for the runner that sends it to machines. The module runs
-// either as src/agent/paths.ts (tsx: tests, dev) or as dist/agent/paths.js (built); both
-// resolve to <package>/dist/agent.mjs. From src/, the bundle is rebuilt when missing or
-// older than any source file, so tests never ship a stale agent.
+// either as src/agent/paths.ts (tsx: tests, dev) or in a chunk of the CLI's bundle under
+// dist/cli/; both resolve to <package>/dist/agent.mjs. From src/, the agent's bundle is
+// rebuilt when missing or older than any source file, so tests never ship a stale agent.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { FleetError } from '../errors.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-/** src/agent or dist/agent → the package root. */
+/** src/agent or dist/cli → the package root. */
 const ROOT = resolve(HERE, '..', '..');
 const FROM_SOURCE = basename(resolve(HERE, '..')) === 'src';
 

@@ -1,4 +1,4 @@
-// Process entry point of the CLI (bin/fleetcache.js loads the compiled copy of this file).
+// Process entry point of the CLI (bin/fleetcache.js loads its bundle, dist/cli/bin.js).
 import { main } from './main.js';
 
 // A reader that stops early (`| head`) closes the pipe: what is left to print has nowhere to

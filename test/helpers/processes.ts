@@ -10,11 +10,12 @@ import { olderThanSources } from '../../src/agent/paths.js';
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /**
- * The built CLI when dist/ is newer than every source file (`npm test` builds first), else
- * the source through tsx: tests never run a stale build, and a process started from the
- * build is ready in half the time (tsx compiles every module it loads).
+ * The built CLI when dist/ is newer than every source file and the build's own scripts
+ * (`npm test` builds first), else the source through tsx: tests never run a stale build,
+ * and a process started from the build is ready in a third of the time (tsx compiles every
+ * module it loads).
  */
-const FROM_BUILD = !(await olderThanSources(`${REPO_ROOT}dist/cli/bin.js`));
+const FROM_BUILD = !(await olderThanSources(`${REPO_ROOT}dist/cli/bin.js`, ['build-cli.mjs', 'esbuild-node.mjs'].map((script) => `${REPO_ROOT}scripts/${script}`)));
 
 /** tsx's loader by its own URL: `--import tsx` would be resolved from the child's working directory. */
 const TSX_LOADER = import.meta.resolve('tsx');
