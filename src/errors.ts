@@ -134,10 +134,26 @@ export class RebootError extends FleetError {
 /** A full disk or quota (or a file over the size limit): the machine's state, not a bug. */
 const NO_ROOM = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
 
+/** undici's codes that are not about the connection: a caller's abort, a bad argument. */
+const NOT_NETWORK = new Set(['UND_ERR_ABORTED', 'UND_ERR_INVALID_ARG', 'UND_ERR_INVALID_RETURN_VALUE', 'UND_ERR_NOT_SUPPORTED']);
+const NETWORK_ERRNO = /^E(CONNRESET|CONNREFUSED|PIPE|TIMEDOUT|HOSTUNREACH|NETUNREACH|AI_AGAIN)$/;
+
+/**
+ * Whether `err` is the failure of a connection to another server (undici's errors, the
+ * system's for a peer gone or out of reach), however late: a body cut or stalled mid-way
+ * fails while it is read, after the request itself succeeded.
+ */
+export function isNetworkError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  return code.startsWith('UND_ERR_') ? !NOT_NETWORK.has(code) : NETWORK_ERRNO.test(code);
+}
+
 /** Wraps anything thrown into a FleetError, keeping FleetErrors as they are. */
 export function toFleetError(err: unknown): FleetError {
   if (err instanceof FleetError) return err;
   const message = err instanceof Error ? err.message : String(err);
+  if (isNetworkError(err)) return new UpstreamError(message, { cause: err, timeout: /TIMEOUT|TIMEDOUT/.test(String((err as { code: string }).code)) });
   if (NO_ROOM.has(String((err as NodeJS.ErrnoException | undefined)?.code))) return new FleetError('FC_ERR_INSUFFICIENT_STORAGE', message, { cause: err });
   return new FleetError('FC_ERR_INTERNAL', message, { cause: err });
 }

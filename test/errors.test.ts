@@ -43,3 +43,11 @@ t.test('a full disk or quota is the machine\'s state (507, exit 1), not an inter
   }
   t.equal(toFleetError(Object.assign(new Error('EIO'), { code: 'EIO' })).code, 'FC_ERR_INTERNAL', 'anything else stays internal');
 });
+
+t.test('a connection that fails raw (while a body streams) is an upstream error (exit 6), its timeouts 504', async (t) => {
+  const of = (code: string) => toFleetError(Object.assign(new Error(code), { code })).code;
+  t.same(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE'].map(of), ['FC_ERR_UPSTREAM', 'FC_ERR_UPSTREAM', 'FC_ERR_UPSTREAM']);
+  t.same(['UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT'].map(of), ['FC_ERR_UPSTREAM_TIMEOUT', 'FC_ERR_UPSTREAM_TIMEOUT']);
+  t.equal(toFleetError(Object.assign(new Error('x'), { code: 'UND_ERR_BODY_TIMEOUT' })).exitCode, EXIT.unavailable);
+  t.same(['UND_ERR_ABORTED', 'UND_ERR_INVALID_ARG'].map(of), ['FC_ERR_INTERNAL', 'FC_ERR_INTERNAL'], 'an abort or a bad argument is not the network');
+});

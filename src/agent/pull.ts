@@ -62,16 +62,10 @@ const NEXT_URL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
 /** Failures of the bytes themselves: worth asking the same URL again with no-cache. */
 const DAMAGED_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['FC_ERR_DIGEST_MISMATCH', 'FC_ERR_SIZE_MISMATCH']);
 
-/** Connection failures that surface raw, e.g. while a body is streaming (undici's UND_ERR_*, ECONNRESET…). */
-function isNetworkError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && (code.startsWith('UND_ERR_') || /^E(CONNRESET|CONNREFUSED|PIPE|TIMEDOUT|HOSTUNREACH|NETUNREACH|AI_AGAIN)$/.test(code));
-}
-
+/** The failure as a FleetError (connection failures that surface raw while a body streams are upstream errors), and whether the next URL may do better. */
 function classify(err: unknown): { next: boolean; error: FleetError } {
-  if (err instanceof FleetError) return { next: NEXT_URL_CODES.has(err.code), error: err };
-  if (isNetworkError(err)) return { next: true, error: new FleetError('FC_ERR_UPSTREAM', (err as Error).message, { cause: err }) };
-  return { next: false, error: toFleetError(err) };
+  const error = toFleetError(err);
+  return { next: NEXT_URL_CODES.has(error.code), error };
 }
 
 export async function pullWithFallback(options: FallbackPullOptions): Promise<FallbackPullResult> {

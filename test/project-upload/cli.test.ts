@@ -2,8 +2,12 @@ import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { request } from 'undici';
+import { EXIT } from '../../src/errors.js';
 import { buildOriginServer } from '../../src/origin/server.js';
 import { main } from '../../src/cli/main.js';
 import { cliArgs } from '../helpers/processes.js';
@@ -111,4 +115,36 @@ t.test('push and pull draw progress bars on a terminal, none in a pipe', async (
   const piped = await cliProcess(['pull', join(dir, 'tree2'), '--project', 'bars', '--run', 'r1', '--from', url]);
   t.notMatch(piped, /\x1b|%/, 'in a pipe: the result line alone');
   t.match(piped, /^sha256:[0-9a-f]{64}\t\d+ entries\t/);
+});
+
+t.test('a pull whose download is cut mid-body exits 6 (upstream), not 70 (internal)', async (t) => {
+  const { dir, url, src } = await originAndProject(t);
+  writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
+  await cli(['push', src, '--project', 'cut', '--origin', url, '--base-cache', join(dir, 'bases'), '--run', 'r1', '--token-file', join(dir, 'token')]);
+  // In front of the origin: names pass whole; a blob's headers and half its body, then the connection is cut.
+  const cutter = createServer((req, res) => {
+    void request(`${url}${req.url}`).then(async (up) => {
+      const body = Buffer.from(await up.body.arrayBuffer());
+      if (!req.url!.startsWith('/cas/')) {
+        res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type'] ?? 'application/json'), 'content-length': body.length });
+        return void res.end(body);
+      }
+      res.writeHead(200, { 'content-length': body.length });
+      res.write(body.subarray(0, body.length >> 1), () => setTimeout(() => res.socket?.destroy(), 50));
+    });
+  });
+  await new Promise<void>((resolve) => cutter.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => void cutter.close());
+  const from = `http://127.0.0.1:${(cutter.address() as AddressInfo).port}`;
+  const err: string[] = [];
+  const realErr = process.stderr.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => err.push(String(chunk)) > 0) as typeof process.stderr.write;
+  let code: number;
+  try {
+    code = await main(['pull', '--project', 'cut', '--run', 'r1', '--from', from, join(dir, 'out')]);
+  } finally {
+    process.stderr.write = realErr;
+  }
+  t.equal(code, EXIT.unavailable, err.join(''));
+  t.notMatch(err.join(''), /\n\s+at /, 'no stack trace');
 });
