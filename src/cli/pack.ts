@@ -39,17 +39,18 @@ export function registerPack(program: Command): void {
   ).action(async (dir: string, flags: RuleFlags & { output: string; repack?: string }) => {
     await requireInput(dir, 'directory', 'project directory');
     await requireOutput(flags.output);
-    // written under temporary names and renamed on success: a failed run leaves no tar
+    // written under temporary names and renamed on success: a failed run leaves no tar; the
+    // output's final name is never packed either (a tar left there by the last run)
     const { packed, digest, size } = await writeAtomically(flags.output, async (out) => {
       if (!flags.repack) {
-        const packed = await packToFile(dir, out, rulesFrom(flags));
+        const packed = await packToFile(dir, out, rulesFrom(flags), undefined, [flags.output]);
         return { packed, digest: `sha256:${packed.sha256}`, size: packed.size };
       }
       const repack = flags.repack;
       const packFile = tempNameFor(`${flags.output}.packed`);
       const forget = removeOnSignal(packFile);
       try {
-        const packed = await packToFile(dir, packFile, rulesFrom(flags), undefined, [out]);
+        const packed = await packToFile(dir, packFile, rulesFrom(flags), undefined, [out, flags.output]);
         await runRepack(repack, packFile, out, { cwd: dir });
         await checkRepackOutput(repack, out);
         return { packed, ...(await sha256File(out)) };

@@ -3,7 +3,7 @@
 // removed on failure and when a signal ends the process. Concurrent writers of the same
 // content each rename their own whole copy.
 import { randomBytes } from 'node:crypto';
-import { rename, rm } from 'node:fs/promises';
+import { realpath, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { removeOnSignal } from './signal-cleanup.js';
 import { fsyncFile } from '../store/durable.js';
@@ -13,8 +13,16 @@ export function tempNameFor(final: string): string {
   return `${final}.${randomBytes(6).toString('hex')}.partial`;
 }
 
-/** Runs `write(tmp)`, then renames tmp to `final`; on any failure nothing is left at either. */
-export async function writeAtomically<T>(final: string, write: (tmp: string) => Promise<T>): Promise<T> {
+/**
+ * Runs `write(tmp)`, then renames tmp to `final`; on any failure nothing is left at either.
+ * A `final` that is a symbolic link is written through (its target is replaced); one that is
+ * not a regular file (`/dev/null`, `/dev/stdout`, a FIFO) is written to in place, as `tar -f`
+ * does: renaming over it would replace the device itself.
+ */
+export async function writeAtomically<T>(given: string, write: (tmp: string) => Promise<T>): Promise<T> {
+  const existing = await stat(given).catch(() => undefined);
+  if (existing && !existing.isFile()) return write(given);
+  const final = existing ? await realpath(given) : given;
   const tmp = tempNameFor(final);
   const forget = removeOnSignal(tmp);
   try {

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -147,4 +147,23 @@ t.test('a pull whose download is cut mid-body exits 6 (upstream), not 70 (intern
   }
   t.equal(code, EXIT.unavailable, err.join(''));
   t.notMatch(err.join(''), /\n\s+at /, 'no stack trace');
+});
+
+t.test('-o onto a device is written in place, through a symlink to its target; a tar in the tree it packs is not packed', async (t) => {
+  const dir = t.testdir();
+  project(join(dir, 'tree'), 1);
+  // a device node of /dev/null's numbers, in the test's own directory: replaced by a file, it harms nothing
+  await run('mknod', [join(dir, 'null'), 'c', '1', '3']);
+  await cli(['pack', join(dir, 'tree'), '-o', join(dir, 'null')]);
+  t.ok(statSync(join(dir, 'null')).isCharacterDevice(), 'still a device');
+  writeFileSync(join(dir, 'real.tar'), '');
+  symlinkSync('real.tar', join(dir, 'link.tar'));
+  const viaLink = await cli(['pack', join(dir, 'tree'), '-o', join(dir, 'link.tar')]);
+  t.ok(lstatSync(join(dir, 'link.tar')).isSymbolicLink(), 'the link stays');
+  t.equal(statSync(join(dir, 'real.tar')).size, Number(viaLink.split('\t')[1]), 'its target has the tar');
+  const inside = join(dir, 'tree', 'self.tar');
+  const first = await cli(['pack', join(dir, 'tree'), '-o', inside]);
+  const second = await cli(['pack', join(dir, 'tree'), '-o', inside]);
+  t.equal(second.split('\t')[0], first.split('\t')[0], 'the same tar twice: the first one was not packed into the second');
+  t.notMatch((await run('tar', ['-tf', inside])).stdout, /self\.tar/);
 });
