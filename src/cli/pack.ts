@@ -60,6 +60,11 @@ export function registerPack(program: Command): void {
       }
     });
     process.stdout.write(`${digest}\t${size}\t${flags.output}\n`);
-    for (const skipped of packed.skipped) process.stderr.write(`fleetcache: skipped ${skipped} (not a file, directory or symlink)\n`);
+    reportSkipped(packed.skipped);
   });
+}
+
+/** Says on stderr which paths of the tree were not packed (pack, push). */
+export function reportSkipped(skipped: readonly string[]): void {
+  for (const path of skipped) process.stderr.write(`fleetcache: skipped ${path} (not a file, directory or symlink)\n`);
 }

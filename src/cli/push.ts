@@ -12,7 +12,7 @@ import { DEFAULT_LEVEL_HELP } from '../delta/xdelta.js';
 import { requireInput } from '../path-checks.js';
 import { transferBars } from './progress.js';
 import { requireHttpUrl } from './url-flags.js';
-import { rulesFrom, withRuleOptions, type RuleFlags } from './pack.js';
+import { reportSkipped, rulesFrom, withRuleOptions, type RuleFlags } from './pack.js';
 
 function defaultBaseCache(): string {
   return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'fleetcache', 'bases');
@@ -72,5 +72,6 @@ export function registerPush(program: Command): void {
         `full upload\t${result.fullUploadBytes}\t${formatBytes(result.fullUploadBytes)}\n` +
         `received\t${result.bytesReceived}\t${formatBytes(result.bytesReceived)}\n`,
     );
+    reportSkipped(result.skipped);
   });
 }

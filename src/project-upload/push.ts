@@ -73,6 +73,8 @@ export interface PushResult {
   /** Bytes downloaded to fill the local base cache. */
   readonly bytesReceived: number;
   readonly rebased: boolean;
+  /** Paths of the tree left out: not a file, directory or symlink (a FIFO, a socket, a device). */
+  readonly skipped: readonly string[];
 }
 
 function stamp(): string {
@@ -273,6 +275,6 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       throw err;
     });
     bytesSent += Buffer.byteLength(body);
-    return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased };
+    return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased, skipped: packed.skipped };
   });
 }
