@@ -55,7 +55,8 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
   const blobs: RequestOptions = options.recheck ? { ...http, headers: { 'cache-control': 'no-cache' } } : http;
   return withTempDir('fleetcache-pull-', async (work) => {
     const baseFile = join(work, 'base.tar');
-    const base = await downloadBlob(options.from, manifest.base.digest, manifest.base.size, baseFile, { ...blobs, gunzip: true, label: 'base' });
+    // With no delta, the base is the result: its plain size is known, and bounds the gunzip.
+    const base = await downloadBlob(options.from, manifest.base.digest, manifest.base.size, baseFile, { ...blobs, gunzip: true, label: 'base', ...(manifest.delta ? {} : { plainSize: manifest.result.size }) });
     let bytesReceived = base.received;
     let tarFile = baseFile;
     if (manifest.delta) {

@@ -20,14 +20,16 @@ export interface Downloaded {
  * Downloads /cas/sha256/<hex> from `baseUrl` (a cache or the origin) into `file`, verifying
  * digest and size on the way. Nothing is left at `file` unless it verified.
  */
-export async function downloadBlob(baseUrl: string, digest: string, size: number, file: string, options: RequestOptions & { gunzip?: boolean; label?: string } = {}): Promise<Downloaded> {
+export async function downloadBlob(baseUrl: string, digest: string, size: number, file: string, options: RequestOptions & { gunzip?: boolean; plainSize?: number; label?: string } = {}): Promise<Downloaded> {
   const url = joinUrl(baseUrl, casPath(parseDigestString(digest)));
   // a unique name per download: pushes sharing a base cache may fetch the same base at once,
   // and each renames its own verified copy into place (the last one wins, same bytes)
   return writeAtomically(file, async (partial) => {
     const res = await httpGet(url, options);
     const { tap, result } = hashingTap(options.progress?.(options.label ?? digest, size));
-    const plain = hashingTap();
+    // gunzip: the size the plain bytes must have, when known: a small blob that inflates
+    // without end (a gzip bomb) stops there instead of filling the disk
+    const plain = hashingTap(undefined, options.plainSize);
     // The digest and size are those of the bytes sent; a gzip blob (a base) is stored unpacked.
     if (options.gunzip) {
       await pipeline(res.body, tap, createGunzip(), plain.tap, createWriteStream(partial)).catch((err: NodeJS.ErrnoException) => {

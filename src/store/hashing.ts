@@ -4,15 +4,17 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { SizeMismatchError } from '../errors.js';
 
-/** A Transform that hashes (sha256) and counts what passes through. */
-export function hashingTap(tick?: (bytes: number) => void): { tap: Transform; result: () => { digest: string; size: number } } {
+/** A Transform that hashes (sha256) and counts what passes through; more than `atMost` bytes fail it (SizeMismatchError) as they come. */
+export function hashingTap(tick?: (bytes: number) => void, atMost = Infinity): { tap: Transform; result: () => { digest: string; size: number } } {
   const hash = createHash('sha256');
   let size = 0;
   const tap = new Transform({
     transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
       size += chunk.length;
+      if (size > atMost) return cb(new SizeMismatchError(atMost, size));
+      hash.update(chunk);
       tick?.(chunk.length);
       cb(null, chunk);
     },

@@ -4,6 +4,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { closeSync, existsSync, mkdirSync, openSync, statSync, rmSync, readdirSync, readFileSync, symlinkSync, writeFileSync, writeSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { request } from 'undici';
 import type { Test } from 'tap';
 import { pullProject } from '../../src/project-upload/pull.js';
@@ -153,6 +154,21 @@ t.test('a delta as large as the tar (new content, or an old unrelated base among
   const out = join(dir, 'out');
   await pullProject({ project: 'big', run: 'big', from: url, dir: out });
   t.equal((await sha256File(join(out, 'big.bin'))).digest, `sha256:${hash.digest('hex')}`, 'the run pulls whole');
+});
+
+t.test('a base that inflates past the size its run states (a gzip bomb) stops there, not when the disk is full', async (t) => {
+  const { url, dir, common } = await originWithProject(t, 'bomb');
+  const first = await pushProject({ ...common, run: 'one' });
+  t.notOk(first.manifest.delta, 'the first run is its base, no delta');
+  const bomb = gzipSync(Buffer.alloc(64 << 20)); // 64 MiB of zeros in ~64 KiB
+  const digest = `sha256:${createHash('sha256').update(bomb).digest('hex')}`;
+  await request(`${url}${casPath(parseDigestString(digest))}`, { method: 'PUT', body: bomb, headers: { authorization: `Bearer ${TOKEN}` } }).then((r) => r.body.dump());
+  const forged = { ...first.manifest, run: 'bomb', base: { ...first.manifest.base, digest, size: bomb.length } };
+  await request(`${url}/projects/bomb/runs/bomb`, { method: 'PUT', body: JSON.stringify(forged), headers: { authorization: `Bearer ${TOKEN}` } }).then((r) => r.body.dump());
+  const err = await pullProject({ project: 'bomb', run: 'bomb', from: url, dir: join(dir, 'out') }).then(() => undefined, (e: unknown) => e as { code?: string; actual?: number });
+  t.equal(err?.code, 'FC_ERR_SIZE_MISMATCH');
+  const stated = first.manifest.result.size;
+  t.ok((err?.actual ?? Infinity) < stated + (1 << 20), `stopped after ${err?.actual} bytes, the run states ${stated}`);
 });
 
 t.test('tampered base or delta: refused, nothing unpacked', async (t) => {
