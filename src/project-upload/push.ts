@@ -181,6 +181,9 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   checkSegment(run, 'run');
   const projectPath = `/projects/${encodeURIComponent(options.project)}`;
   await mkdir(options.baseCache, { recursive: true });
+  // Asked first: an origin that is down (or refuses this client) fails the push at once,
+  // not after the tree was packed and compressed (tens of seconds for a large one).
+  const candidates = (await listBases(options.origin, options.project, http)).slice(0, BASE_CANDIDATES);
   return withTempDir('fleetcache-push-', async (work) => {
     const packedFile = join(work, 'packed.tar');
     // The work directory and the base cache may lie inside the project (TMPDIR=$PWD/tmp, push ~).
@@ -204,7 +207,6 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     // best gets the slow pass, and only when it can still come under the bound (the slow
     // pass does not halve what the fast one leaves).
     const bound = REBASE_RATIO * fullUploadBytes;
-    const candidates = (await listBases(options.origin, options.project, http)).slice(0, BASE_CANDIDATES);
     // A tar that is a base already (a push of a tree unchanged since that base): the run is
     // that base, with nothing to encode or send but the manifest.
     const same = await baseHolding(options.baseCache, candidates, result.digest);

@@ -16,7 +16,7 @@ const manifest = {
   created: new Date().toISOString(),
   base: { id: 'b', digest: `sha256:${hex}`, size: STALLED_SIZE },
   delta: null,
-  result: { digest: `sha256:${hex}`, size: 1 },
+  result: { digest: `sha256:${hex}`, size: 4 << 20 }, // with no delta the base is the result: its plain size
 };
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
