@@ -62,7 +62,6 @@ export class SshMachine implements Machine {
     return this.#client.upload(source, remotePath, mode);
   }
 
-
   close(): Promise<void> {
     return this.#client.close();
   }

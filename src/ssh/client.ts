@@ -169,8 +169,11 @@ export class SshClient implements Executor {
     return new Promise((done, fail) => this.#client.exec(command, options, (err, ch) => (err ? fail(err) : done(ch))));
   }
 
-  /** Runs one command; stdout and stderr go to `onData`. Resolves with its exit code. */
-  async command(command: string, stdin?: string, onData?: (chunk: string) => void): Promise<number> {
+  /**
+   * Runs one command; stdout and stderr go to `onData`. Resolves with its exit code; rejects
+   * when a stream given as `stdin` fails.
+   */
+  async command(command: string, stdin?: string | Readable, onData?: (chunk: string) => void): Promise<number> {
     const ch = await this.#channel(command);
     return new Promise((done, fail) => {
       let code = -1;
@@ -186,7 +189,8 @@ export class SshClient implements Executor {
         stderr.end();
         done(code);
       });
-      ch.end(stdin);
+      if (stdin === undefined || typeof stdin === 'string') ch.end(stdin);
+      else pipeline(stdin, ch).catch(fail);
     });
   }
 
@@ -322,7 +326,7 @@ export class SshClient implements Executor {
   /**
    * The SFTP session, or undefined when the host will not start one: hardened hosts often
    * have no `Subsystem sftp`, and spread needs none (a shell is enough), so files then go
-   * through `cat` in a shell (#shellTransfer).
+   * through `cat` in a shell (see upload).
    */
   async #sftpIfAny(): Promise<SFTPWrapper | undefined> {
     try {
@@ -336,20 +340,6 @@ export class SshClient implements Executor {
     }
   }
 
-  /** Runs `command` with `input` as its stdin; throws unless it exits 0. */
-  async #shellTransfer(command: string, what: string, input: Readable): Promise<void> {
-    const ch = await this.#channel(command);
-    let code = -1;
-    let stderr = '';
-    ch.on('exit', (c: number | null) => (code = c ?? 255));
-    ch.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));
-    const closed = new Promise<void>((resolve) => ch.once('close', () => resolve()));
-    ch.resume(); // nothing on stdout: drained, so that the channel ends
-    await pipeline(input, ch);
-    await closed;
-    if (code !== 0) throw new UpstreamError(`cannot ${what} on the machine (exit ${code}${stderr.trim() ? `: ${stderr.trim()}` : ''})`);
-  }
-
   async upload(source: Readable | string, remotePath: string, mode?: number): Promise<void> {
     const target = this.#path(remotePath);
     const code = await this.command(`${this.#sudo}mkdir -p ${shellQuote(posix.dirname(target))}`);
@@ -361,7 +351,9 @@ export class SshClient implements Executor {
     // channel is an end of input to `cat`, which would take a part for the whole.
     const part = shellQuote(`${target}.fleetcache-part`);
     try {
-      await this.#shellTransfer(`cat > ${part}`, `write ${target}`, input);
+      let said = ''; // what cat says on failure (it writes nothing else)
+      const code = await this.command(`cat > ${part}`, input, (text) => (said = (said + text).slice(-2000)));
+      if (code !== 0) throw new UpstreamError(`cannot write ${target} on the machine (exit ${code}${said.trim() ? `: ${said.trim()}` : ''})`);
     } catch (err) {
       await this.command(`rm -f ${part}`).catch(() => undefined);
       throw err;

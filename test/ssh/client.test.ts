@@ -61,6 +61,9 @@ t.test('a host without an SFTP server: files go through a shell, whole or not at
   const failing = new Readable({ read() { this.push(Buffer.alloc(1000)); this.destroy(new Error('source broke')); } });
   await t.rejects(c.upload(failing, 'cut.bin'), /source broke/);
   t.equal((await c.exec('ls cut.bin 2>&1 || true', { trace: false })).output.includes('No such file'), true, 'no cut.bin');
+  // a target cat cannot write: the command's own words
+  await c.command(`mkdir -p ${base}/x.bin.fleetcache-part`);
+  await t.rejects(c.upload(Readable.from([Buffer.from('abc')]), 'x.bin'), /cannot write .*x\.bin on the machine \(exit 1: .*Is a directory\)/);
 });
 
 t.test('connect retries, then fails with a clear error', async (t) => {
