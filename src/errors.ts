@@ -153,7 +153,8 @@ export function isNetworkError(err: unknown): boolean {
 export function toFleetError(err: unknown): FleetError {
   if (err instanceof FleetError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  if (isNetworkError(err)) return new UpstreamError(message, { cause: err, timeout: /TIMEOUT|TIMEDOUT/.test(String((err as { code: string }).code)) });
-  if (NO_ROOM.has(String((err as NodeJS.ErrnoException | undefined)?.code))) return new FleetError('FC_ERR_INSUFFICIENT_STORAGE', message, { cause: err });
+  const code = String((err as { code?: unknown } | null | undefined)?.code);
+  if (isNetworkError(err)) return new UpstreamError(message, { cause: err, timeout: /TIMEOUT|TIMEDOUT/.test(code) });
+  if (NO_ROOM.has(code)) return new FleetError('FC_ERR_INSUFFICIENT_STORAGE', message, { cause: err });
   return new FleetError('FC_ERR_INTERNAL', message, { cause: err });
 }

@@ -49,6 +49,19 @@ const RESTART_LIMIT_WINDOW_MS = 60_000;
 const WATCH_MS = 5_000;
 const PING_REQ = 0;
 
+/** A worker of the primary's, with its tallies as last reported (`tally`), its metrics as last scraped (`metrics`). */
+interface LiveWorker {
+  worker: Worker;
+  outbox: Outbox<PrimaryMessage>;
+  leading: number;
+  tally: Record<string, KindTally>;
+  metrics?: MetricsJson;
+  /** Listening, so asked every WATCH_MS. */
+  watched?: boolean;
+  /** When the oldest question it has not answered yet was sent. */
+  asked?: number;
+}
+
 export interface PrimaryHandle {
   /**
    * The URL every worker listens on, once all of them do; undefined when the cache was
@@ -127,12 +140,8 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   const lock = await lockDataDir(config.dataDir);
   removeStaleSocketDirs(tmpdir());
   const socketDir = mkdtempSync(path.join(tmpdir(), `${SOCKET_DIR_PREFIX}${process.pid}-`));
-  /**
-   * Each worker, with its tallies as last reported (`tally`), its metrics as last scraped
-   * (`metrics`).
-   */
-  /** `watched`: listening, so asked every WATCH_MS; `asked`: when the oldest question it has not answered yet was sent. */
-  const live = new Map<number, { worker: Worker; outbox: Outbox<PrimaryMessage>; leading: number; tally: Record<string, KindTally>; metrics?: MetricsJson; watched?: boolean; asked?: number }>();
+  /** Each worker, by its cluster id. */
+  const live = new Map<number, LiveWorker>();
   /** The last tallies and Prometheus counters of workers that died: the cache's counters do not go down with them. */
   const retired: Record<string, KindTally> = {};
   let retiredCounters: MetricsJson = [];
@@ -286,16 +295,15 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     // yes: harmless, its 'exit' follows; unhandled, the error ended the primary and the cache
     // (seen in CI: a worker killed just after it started listening).
     worker.on('error', (err: Error) => log.debug({ worker: worker.id, err: err.message }, 'a message to a cache worker was not delivered'));
-    live.set(worker.id, { worker, outbox, leading: 0, tally: {} });
+    const entry: LiveWorker = { worker, outbox, leading: 0, tally: {} };
+    live.set(worker.id, entry);
     worker.on('message', (m: WorkerMessage | Batch<WorkerMessage>) => {
-      const w = live.get(worker.id);
-      if (w) w.asked = undefined; // it answers
+      entry.asked = undefined; // it answers
       unbatch(m, (one) => onMessage(worker.id, one));
     });
     worker.on('listening', (addr) => {
       if (addr.addressType === -1) return; // its private Unix socket
-      const w = live.get(worker.id);
-      if (w) w.watched = true; // asked from now on (see WATCH_MS)
+      entry.watched = true; // asked from now on (see WATCH_MS)
       outbox.push({ t: 'store', ...figures() });
       // The end of a death logged above ('cache worker died: starting another').
       if (started) return void log.info({ worker: worker.id }, 'replacement cache worker listening');
