@@ -4,11 +4,20 @@
 // that by itself). File contents are streamed with backpressure, so a tree of any size
 // packs in constant memory. Hard links are packed as regular files; sockets, FIFOs and
 // devices are skipped (they are not project content).
-import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, readdir, readlink, realpath } from 'node:fs/promises';
+//
+// A project is mostly small files, and each costs a few system calls: made through the
+// thread pool, every call also pays a hand-off (futex, eventfd, epoll: about 70 system calls
+// per file under strace), which made 100,000 small files take 54 s to pack against GNU
+// tar's 1.7 s. The walk and the small files therefore use blocking calls, in slices of at
+// most SLICE_MS between turns of the event loop (packing runs in a command: pack, push, or
+// run before any machine exists), and the tar reaches its consumer in blocks, not three
+// writes per file. Large files are streamed.
+import { closeSync, constants, createReadStream, createWriteStream, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from 'node:fs';
+import { lstat, readdir, realpath } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import tar from 'tar-stream';
 import { FleetError, toFleetError, UsageError } from '../errors.js';
 import { hashingTap } from '../store/hashing.js';
@@ -42,10 +51,21 @@ function utf8Name(bytes: Buffer, where: string, what: string): string {
   }
 }
 
+/** Files up to this size are read whole with blocking calls; larger ones are streamed. */
+const SMALL_FILE = 64 * 1024;
+/** The longest run of blocking calls between two turns of the event loop. */
+const SLICE_MS = 10;
+/** The size of the blocks the tar is handed on in. */
+const BLOCK = 256 * 1024;
+
+/** `names`, sorted by byte order, as text. */
+function sortedText(names: Buffer[], dir: string): string[] {
+  return names.sort(Buffer.compare).map((name) => utf8Name(name, `${dir}/`, 'file name'));
+}
+
 /** The names in `dir`, sorted by byte order. */
 async function sortedNames(dir: string): Promise<string[]> {
-  const names = (await readdir(dir, { encoding: 'buffer' })).sort(Buffer.compare);
-  return names.map((name) => utf8Name(name, `${dir}/`, 'file name'));
+  return sortedText(await readdir(dir, { encoding: 'buffer' }), dir);
 }
 
 /**
@@ -110,6 +130,7 @@ async function expandIncludes(root: string, rules: PackRuleSet): Promise<Start[]
 interface Item {
   readonly rel: string;
   readonly abs: string;
+  readonly st: Stats;
 }
 
 /** Every packable path in order: depth first, byte-sorted, excluded subtrees skipped. */
@@ -117,13 +138,13 @@ async function* walk(root: string, rules: PackRuleSet): AsyncGenerator<Item> {
   for (const start of await expandIncludes(root, rules)) yield* walkFrom(root, start.rel, start.name, rules);
 }
 
-async function* walkFrom(root: string, rel: string, tarName: string, rules: PackRuleSet): AsyncGenerator<Item> {
+function* walkFrom(root: string, rel: string, tarName: string, rules: PackRuleSet): Generator<Item> {
   if (rules.isExcluded(rel, tarName)) return;
   const abs = join(root, rel);
-  yield { rel, abs };
-  const st = await lstat(abs);
+  const st = lstatSync(abs);
+  yield { rel, abs, st };
   if (!st.isDirectory()) return;
-  for (const name of await sortedNames(abs)) yield* walkFrom(root, `${rel}/${name}`, `${tarName}/${name}`, rules);
+  for (const name of sortedText(readdirSync(abs, { encoding: 'buffer' }), abs)) yield* walkFrom(root, `${rel}/${name}`, `${tarName}/${name}`, rules);
 }
 
 /**
@@ -152,14 +173,47 @@ function entryName(item: Item, rules: PackRuleSet, seen: Set<string>): string {
   return name;
 }
 
+function sizeChanged(abs: string, size: number, cause?: unknown): FleetError {
+  return new FleetError('FC_ERR_SIZE_MISMATCH', `${abs} changed while it was packed (it had ${size} bytes when listed); pack again`, cause === undefined ? {} : { cause });
+}
+
+/**
+ * The whole of a small regular file, which must still have `size` bytes. O_NOFOLLOW and
+ * O_NONBLOCK: a symlink or a FIFO put in its place since the walk fails the open or the read
+ * instead of being followed or blocking the process.
+ */
+function readSmallFile(abs: string, size: number): Buffer {
+  const fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const body = Buffer.allocUnsafe(size + 1); // one byte more: a file that grew fills it
+    let got = 0;
+    for (let n = -1; n !== 0 && got < body.length; got += n) n = readSync(fd, body, got, body.length - got, null);
+    if (got !== size) throw sizeChanged(abs, size);
+    return body.subarray(0, size);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Adds an entry whose body (if any) is at hand; settles once tar-stream took it, which is where its backpressure shows. */
+function addWhole(pack: tar.Pack, head: ReturnType<typeof header>, body?: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error | null): void => (err ? reject(err) : resolve());
+    if (body) pack.entry(head, body, done);
+    else pack.entry(head, done);
+  });
+}
+
 async function addEntry(pack: tar.Pack, item: Item, rules: PackRuleSet, seen: Set<string>): Promise<boolean> {
-  const st = await lstat(item.abs);
+  const { st } = item;
   const name = entryName(item, rules, seen);
   if (st.isDirectory()) {
-    pack.entry({ ...header(`${name}/`, st.mode), type: 'directory' });
+    await addWhole(pack, { ...header(`${name}/`, st.mode), type: 'directory' });
   } else if (st.isSymbolicLink()) {
-    const target = rules.rename(utf8Name(await readlink(item.abs, { encoding: 'buffer' }), `${item.abs} -> `, 'symlink target'), 'symlink-target');
-    pack.entry({ ...header(name, st.mode), type: 'symlink', linkname: target });
+    const target = rules.rename(utf8Name(readlinkSync(item.abs, { encoding: 'buffer' }), `${item.abs} -> `, 'symlink target'), 'symlink-target');
+    await addWhole(pack, { ...header(name, st.mode), type: 'symlink', linkname: target });
+  } else if (st.isFile() && st.size <= SMALL_FILE) {
+    await addWhole(pack, { ...header(name, st.mode), type: 'file', size: st.size }, readSmallFile(item.abs, st.size));
   } else if (st.isFile()) {
     const entry = pack.entry({ ...header(name, st.mode), type: 'file', size: st.size });
     try {
@@ -167,12 +221,28 @@ async function addEntry(pack: tar.Pack, item: Item, rules: PackRuleSet, seen: Se
     } catch (err) {
       // tar-stream refuses an entry whose body is not the size its header announced
       if ((err as Error).message !== 'Size mismatch') throw err;
-      throw new FleetError('FC_ERR_SIZE_MISMATCH', `${item.abs} changed while it was packed (it had ${st.size} bytes when listed); pack again`, { cause: err });
+      throw sizeChanged(item.abs, st.size, err);
     }
   } else {
     return false;
   }
   return true;
+}
+
+/** The chunks of `source` gathered into blocks of BLOCK bytes or more (tar-stream pushes a header, a body and a padding per file). */
+async function* inBlocks(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let size = 0;
+  for await (const item of source) {
+    const chunk = item as Buffer;
+    parts.push(chunk);
+    size += chunk.length;
+    if (size < BLOCK) continue;
+    yield parts.length === 1 ? chunk : Buffer.concat(parts, size);
+    parts = [];
+    size = 0;
+  }
+  if (size > 0) yield Buffer.concat(parts, size);
 }
 
 /** What went wrong while packing `root`, as a FleetError with a documented code. */
@@ -204,11 +274,15 @@ export function packTree(root: string, rules: PackRules = {}, signal?: AbortSign
     let entries = 0;
     const skipped: string[] = [];
     const seen = new Set<string>();
+    let sliceStart = performance.now();
     try {
       for await (const item of walk(root, set)) {
         signal?.throwIfAborted();
         if (await addEntry(pack, item, set, seen)) entries++;
         else skipped.push(item.rel);
+        if (performance.now() - sliceStart < SLICE_MS) continue;
+        await nextTurn();
+        sliceStart = performance.now();
       }
       pack.finalize();
       return { entries, skipped };
@@ -220,7 +294,7 @@ export function packTree(root: string, rules: PackRules = {}, signal?: AbortSign
   })();
   // the stream carries the error to its consumer; avoid an unhandled rejection here
   done.catch(() => undefined);
-  return { stream: Readable.from(pack, { objectMode: false }), done };
+  return { stream: Readable.from(inBlocks(pack), { objectMode: false }), done };
 }
 
 export interface PackedFile extends PackSummary {
