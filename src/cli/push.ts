@@ -3,10 +3,11 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { resolveToken } from '../client/token.js';
-import { formatBytes } from '../config/units.js';
+import { formatBytes, parseSizeFlag } from '../config/units.js';
 import { DEFAULT_COMPRESSION, isCompression } from '../delta/compress.js';
 import { UsageError } from '../errors.js';
 import { pushProject } from '../project-upload/push.js';
+import { prunedLine } from '../project-upload/base-cache.js';
 import { parseLevel } from './delta.js';
 import { DEFAULT_LEVEL_HELP } from '../delta/xdelta.js';
 import { requireInput } from '../path-checks.js';
@@ -24,6 +25,7 @@ interface PushFlags extends RuleFlags {
   run?: string;
   tokenFile?: string;
   baseCache: string;
+  baseCacheSize: string;
   compression: string;
   level?: string;
   repack?: string;
@@ -40,6 +42,7 @@ export function registerPush(program: Command): void {
       .option('--run <id>', 'run id (default: timestamp and random suffix)')
       .option('--token-file <file>', 'write token (default: $FLEETCACHE_TOKEN)')
       .option('--base-cache <dir>', 'local copies of the bases, by digest', defaultBaseCache())
+      .option('--base-cache-size <size>', 'bound of the base cache: the least recently used bases past it are removed after the push', '10GiB')
       .option('--compression <c>', 'delta compression: none, gzip or brotli', DEFAULT_COMPRESSION)
       .option('--level <n>', DEFAULT_LEVEL_HELP)
       .option('--repack <script>', "spread's repack script: packed tar on fd 3, tar to upload on fd 4"),
@@ -55,6 +58,7 @@ export function registerPush(program: Command): void {
       project: flags.project,
       origin: flags.origin,
       baseCache: flags.baseCache,
+      baseCacheSize: parseSizeFlag('--base-cache-size', flags.baseCacheSize),
       rules: rulesFrom(flags),
       compression: flags.compression,
       ...(level === undefined ? {} : { level }),
@@ -73,5 +77,6 @@ export function registerPush(program: Command): void {
         `received\t${result.bytesReceived}\t${formatBytes(result.bytesReceived)}\n`,
     );
     reportSkipped(result.skipped);
+    if (result.pruned.removed > 0) process.stderr.write(`fleetcache: ${prunedLine(result.pruned, flags.baseCache)}\n`);
   });
 }

@@ -28,6 +28,15 @@ export function parsePositiveSize(text: string | number): number {
   return bytes;
 }
 
+/** parsePositiveSize for the command-line flag `flag`, which a refusal names. */
+export function parseSizeFlag(flag: string, text: string): number {
+  try {
+    return parsePositiveSize(text);
+  } catch {
+    throw new FleetError('FC_ERR_USAGE', `${flag}: must be a size of at least 1 byte (e.g. 4096, 512MiB, 50GiB), not "${text}"`);
+  }
+}
+
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** The longest duration accepted at all: ten years (past it, dates computed from it overflow). */

@@ -1,10 +1,10 @@
 // Uploading a project run: pack deterministically, pick the base (among the newest few the
 // origin has) that gives the smallest delta, upload only that delta and a run manifest. The
 // first upload, or a delta above 10% of the gzip-compressed tar, stores the tar as a new base.
-// Bases are kept in a local directory by digest, so the slow link is crossed once per base;
-// each cached tar is verified against its recorded sha256 whenever it is used.
+// Bases are kept in a local directory by digest (base-cache.ts), so the slow link is crossed
+// once per base; each cached tar is verified against its recorded sha256 whenever it is used.
 import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
@@ -20,6 +20,7 @@ import { parseDigestString } from '../store/digest.js';
 import { MANIFEST_FORMAT, type RunManifest } from './manifest.js';
 import { hashingTap } from '../store/hashing.js';
 import { writeAtomically } from './atomic-file.js';
+import { baseCachePath, cachedDigest, DEFAULT_BASE_CACHE_SIZE, markUsed, pruneBaseCache, recordCachedDigest, type PruneResult } from './base-cache.js';
 import { withTempDir } from './temp-dir.js';
 import { downloadBlob } from './transfer.js';
 import { sha256File } from '../store/hashing.js';
@@ -46,6 +47,8 @@ export interface PushOptions {
   readonly run?: string;
   /** Where bases are kept by digest between runs. */
   readonly baseCache: string;
+  /** Bytes the base cache keeps at most once the push is done (default DEFAULT_BASE_CACHE_SIZE). */
+  readonly baseCacheSize?: number;
   readonly rules?: PackRules;
   readonly compression?: Compression;
   readonly level?: number;
@@ -73,6 +76,8 @@ export interface PushResult {
   /** Bytes downloaded to fill the local base cache. */
   readonly bytesReceived: number;
   readonly rebased: boolean;
+  /** What the base cache's bound removed after the push. */
+  readonly pruned: PruneResult;
   /** Paths of the tree left out: not a file, directory or symlink (a FIFO, a socket, a device). */
   readonly skipped: readonly string[];
 }
@@ -88,40 +93,6 @@ async function gzipFile(file: string, out: string, signal: AbortSignal | undefin
   return result();
 }
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-export function baseCachePath(baseCache: string, digest: string): string {
-  return join(baseCache, `${parseDigestString(digest).hex}.tar`);
-}
-
-/** Beside each cached tar, the sha256 of the tar itself (the cache is named by the gzip blob). */
-function cachedDigestPath(local: string): string {
-  return `${local}.sha256`;
-}
-
-/** The digest the cached tar must have; undefined when the tar or its digest is missing. */
-async function cachedDigest(local: string): Promise<string | undefined> {
-  try {
-    const text = (await readFile(cachedDigestPath(local), 'utf8')).trim();
-    if (!/^sha256:[0-9a-f]{64}$/.test(text) || !(await exists(local))) return undefined;
-    return text;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Records beside the cached tar `local` the digest it must have. */
-async function recordCachedDigest(local: string, digest: string): Promise<void> {
-  await writeAtomically(cachedDigestPath(local), (tmp) => writeFile(tmp, `${digest}\n`));
-}
-
 /**
  * VCDIFF of `target` against `base`, read from the local base cache, into the file `output`;
  * resolves to its size. The cached tar is checked against its recorded digest while the
@@ -133,6 +104,7 @@ async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: s
   const encodeOptions = { ...(options.level === undefined ? {} : { level: options.level }), ...(options.signal ? { signal: options.signal } : {}) };
   const known = await cachedDigest(local);
   if (known !== undefined) {
+    await markUsed(local);
     try {
       return { size: (await encodeDelta({ path: local, digest: known }, { path: target }, output, encodeOptions)).size, received: 0 };
     } catch (err) {
@@ -155,7 +127,9 @@ async function baseHolding(baseCache: string, bases: readonly BaseInfo[], tarDig
     const local = baseCachePath(baseCache, base.digest);
     if ((await cachedDigest(local)) !== tarDigest) continue;
     const copy = await sha256File(local).catch(() => undefined); // gone meanwhile: not known
-    if (copy?.digest === tarDigest) return base;
+    if (copy?.digest !== tarDigest) continue;
+    await markUsed(local);
+    return base;
   }
   return undefined;
 }
@@ -210,11 +184,15 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     // A tar that is a base already (a push of a tree unchanged since that base): the run is
     // that base, with nothing to encode or send but the manifest.
     const same = await baseHolding(options.baseCache, candidates, result.digest);
+    /** The cached tars this push used or made: what pruning leaves in place. */
+    const used = new Set<string>();
+    if (same) used.add(baseCachePath(options.baseCache, same.digest));
     // Each VCDIFF goes to a file (it can be as large as the tar), the best one kept.
     let best: { base: BaseInfo; file: string; vcdiffSize: number; quick: number } | undefined;
     for (const [i, base] of (same ? [] : candidates).entries()) {
       const file = join(work, `candidate-${i}.vcdiff`);
       const { size, received } = await encodeAgainstBase(options, base, tarFile, file, http);
+      used.add(baseCachePath(options.baseCache, base.digest));
       bytesReceived += received;
       // past 2 × bound a candidate cannot be chosen: counting stops there
       const quick = size <= bound ? 0 : await quickCompressedSize(file, compression, 2 * bound);
@@ -248,6 +226,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       bytesSent += gz.size;
       if (stored.digest !== gz.digest) throw new DigestMismatchError(gz.digest, stored.digest);
       const local = baseCachePath(options.baseCache, stored.digest);
+      used.add(local);
       if ((await cachedDigest(local)) !== result.digest) {
         await writeAtomically(local, (tmp) => copyFile(tarFile, tmp));
         await recordCachedDigest(local, result.digest);
@@ -277,6 +256,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       throw err;
     });
     bytesSent += Buffer.byteLength(body);
-    return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased, skipped: packed.skipped };
+    const pruned = await pruneBaseCache(options.baseCache, options.baseCacheSize ?? DEFAULT_BASE_CACHE_SIZE, used);
+    return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased, pruned, skipped: packed.skipped };
   });
 }

@@ -12,6 +12,7 @@ import { formatBytes, parseDuration } from '../config/units.js';
 import { FleetError } from '../errors.js';
 import type { RepackOptions } from '../pack/repack.js';
 import { pushProject, type PushResult } from '../project-upload/push.js';
+import { prunedLine } from '../project-upload/base-cache.js';
 import { buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
 import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Job, type Project, type ResolvedFields } from '../spread/index.js';
 import { projectError } from '../spread/yaml.js';
@@ -42,6 +43,8 @@ export interface RunOptions {
   readonly order?: boolean;
   /** Directory for local state: embedded servers, machines, base cache (default <root>/DEFAULT_DATA_DIR). */
   readonly dataRoot?: string;
+  /** Bound of the base cache under dataRoot (default DEFAULT_BASE_CACHE_SIZE). */
+  readonly baseCacheSize?: number;
   readonly artifactsDir?: string;
   readonly agentBundle: string;
   readonly log?: RunLog;
@@ -177,6 +180,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       ...(token ? { token } : {}),
       ...(o.run ? { run: o.run } : {}),
       baseCache: join(dataRoot, 'bases'),
+      ...(o.baseCacheSize ? { baseCacheSize: o.baseCacheSize } : {}),
       ...(project.repack ? { repack: project.repack, repackOptions: repackOptions(project, jobs, log) } : {}),
       rules: { ...(fields.include ? { include: fields.include } : {}), exclude: fields.exclude, rename: fields.rename, excludePaths: runnerState(project.rootDir, dataRoot) },
       ...(interrupt ? { signal: interrupt.signal } : {}),
@@ -188,6 +192,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
     // spread's line as it prints it (scripts parse it), then what went to the origin
     log.line(`Project content is packed for delivery (${spreadSize(push.fullUploadBytes)}).`);
     log.line(`Sent ${formatBytes(push.bytesSent)} to the origin as ${push.rebased ? 'a new base' : push.manifest.delta ? 'a delta' : 'the base it already is'} (run ${push.run}).`);
+    if (push.pruned.removed > 0) log.line(`Base cache: ${prunedLine(push.pruned, join(dataRoot, 'bases'))}.`);
     const result = await runJobs(o, log, project, jobs, fleet, embedded !== undefined, token, push, dataRoot, fields, before, interrupt);
     await mkdir(join(dataRoot, 'reports'), { recursive: true });
     await writeFile(join(dataRoot, 'reports', `${result.run}.json`), JSON.stringify(result.ledger, null, 2));

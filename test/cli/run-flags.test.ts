@@ -20,6 +20,12 @@ t.test('a bad --repeat is a usage error', async (t) => {
   t.match(stderr, /--repeat needs a whole number, not "lots"/);
 });
 
+t.test('a bad --base-cache-size is a usage error', async (t) => {
+  const { code, stderr } = await runCli(['run', '--base-cache-size', 'huge']);
+  t.equal(code, EXIT.usage);
+  t.match(stderr, /--base-cache-size: must be a size of at least 1 byte .*, not "huge"/);
+});
+
 t.test('a --seed that is not a whole number is a usage error, not seed 0', async (t) => {
   for (const args of [['--seed', 'abc'], ['-seed=abc'], ['--seed', '1.5'], ['--seed=']]) {
     const { code, stderr } = await runCli(['run', ...normaliseSpreadFlags(args)]);

@@ -2,12 +2,13 @@
 // was, and several pushes may share one cache at the same time.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { packToFile } from '../../src/pack/packer.js';
 import { pullProject } from '../../src/project-upload/pull.js';
-import { baseCachePath, pushProject } from '../../src/project-upload/push.js';
+import { baseCachePath } from '../../src/project-upload/base-cache.js';
+import { pushProject } from '../../src/project-upload/push.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
 import { describeTree } from '../helpers/tree.js';
 
@@ -66,4 +67,55 @@ t.test('pushes sharing one base cache fetch the same base at the same time', asy
   const out = join(dir, 'out-c');
   await pullProject({ project: 'p', run: 'c', from: url, dir: out });
   t.same(describeTree(out), describeTree(project));
+});
+
+/** A project of the same shape as every other made here (same names and sizes: same tar size), its own bytes. */
+function projectOfShape(root: string): void {
+  mkdirSync(join(root, 'src'), { recursive: true });
+  for (let i = 0; i < 4; i++) writeFileSync(join(root, 'src', `m${i}.bin`), randomBytes(64 << 10));
+}
+
+t.test('the base cache keeps the most recently used bases within its bound, and those the push used', async (t) => {
+  const { dir, common } = await setup(t);
+  const pushOf = (name: string, run: string, baseCacheSize?: number) => {
+    const root = join(dir, name);
+    if (!existsSync(root)) projectOfShape(root);
+    return pushProject({ ...common, dir: root, project: name, run, ...(baseCacheSize ? { baseCacheSize } : {}) });
+  };
+  const [a, b, c] = [await pushOf('a', 'r1'), await pushOf('b', 'r1'), await pushOf('c', 'r1')];
+  const tar = (p: { manifest: { base: { digest: string } } }) => baseCachePath(common.baseCache, p.manifest.base.digest);
+  const size = statSync(tar(a)).size;
+  t.same([b, c].map((p) => statSync(tar(p)).size), [size, size], 'every tar has the same size');
+  // a leftover of a push that died, and a fresh one of a push at work; a digest without its tar
+  const stale = join(common.baseCache, `${'0'.repeat(64)}.tar.0123456789ab.partial`);
+  const fresh = join(common.baseCache, `${'1'.repeat(64)}.tar.0123456789ab.partial`);
+  const orphan = join(common.baseCache, `${'2'.repeat(64)}.tar.sha256`);
+  for (const file of [stale, fresh, orphan]) writeFileSync(file, 'x');
+  utimesSync(stale, new Date(Date.now() - 2 * 86_400_000), new Date(Date.now() - 2 * 86_400_000));
+
+  // a's base is used again (a delta against it), which makes it the most recently used
+  writeFileSync(join(dir, 'a', 'src', 'm0.bin'), randomBytes(1024));
+  const a2 = await pushOf('a', 'r2');
+  t.ok(a2.manifest.delta, 'a delta against the cached base');
+  t.same(a2.pruned, { removed: 0, freedBytes: 0, maxBytes: 10 * 1024 ** 3 }, 'nothing removed under the default bound');
+  t.notOk(existsSync(stale), 'a stale temporary file is removed');
+  t.ok(existsSync(fresh), 'a fresh one is left to its push');
+  t.notOk(existsSync(orphan), 'a digest without its tar is removed');
+
+  // room for the new base and one more: the most recently used (a's) stays, b's and c's go
+  const d = await pushOf('d', 'r1', 2.5 * size);
+  t.same(d.pruned, { removed: 2, freedBytes: 2 * size, maxBytes: 2.5 * size });
+  t.same([a, b, c, d].map((p) => existsSync(tar(p))), [true, false, false, true]);
+  t.same([b, c].map((p) => existsSync(`${tar(p)}.sha256`)), [false, false], 'their digests went with them');
+
+  // a bound below one base still keeps the one the push made
+  const e = await pushOf('e', 'r1', 1);
+  t.equal(e.pruned.removed, 2);
+  t.same(readdirSync(common.baseCache).filter((name) => name.endsWith('.tar')), [tar(e).split('/').pop()]);
+
+  // a removed base is fetched again when it is needed
+  writeFileSync(join(dir, 'b', 'src', 'm0.bin'), randomBytes(1024));
+  const b2 = await pushOf('b', 'r2');
+  t.ok(b2.manifest.delta);
+  t.equal(b2.bytesReceived, b.manifest.base.size, "b's base came from the origin again");
 });

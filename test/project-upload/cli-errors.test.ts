@@ -26,6 +26,7 @@ t.test('missing inputs, a file for a directory, a missing output folder', async 
     ['push of a missing directory', ['push', p('nonexist'), '--project', 'x', '--origin', 'http://127.0.0.1:9', '--base-cache', p('bc')], 4, /does not exist/],
     // refused before anything is packed or sent (the origin at port 9 would be unreachable: exit 6)
     ['push with a run id the origin refuses', ['push', p('proj'), '--project', 'x', '--run', 'bad/run', '--origin', 'http://127.0.0.1:9', '--base-cache', p('bc1')], 2, /run: slash, backslash, NUL, control or bidirectional control character refused/],
+    ['push with a base cache bound of nothing', ['push', p('proj'), '--project', 'x', '--origin', 'http://127.0.0.1:9', '--base-cache', p('bc3'), '--base-cache-size', '0'], 2, /--base-cache-size: must be a size of at least 1 byte \(e\.g\. 4096, 512MiB, 50GiB\), not "0"/],
     ['push with a project name the origin refuses', ['push', p('proj'), '--project', 'x'.repeat(300), '--origin', 'http://127.0.0.1:9', '--base-cache', p('bc2')], 2, /project: segment longer than 200 bytes/],
   ];
   for (const [name, args, code, message] of cases) {
