@@ -179,10 +179,11 @@ t.test('a cache that stops in the middle of a body costs cacheTimeoutMs, then th
   });
   const frozenUrl = `http://127.0.0.1:${(frozen.address() as AddressInfo).port}`;
   const started = Date.now();
+  let timer: NodeJS.Timeout | undefined;
   const pulled = await Promise.race([
     pullWithFallback({ urls: [frozenUrl, origin.url], project: 'demo', run: 'r1', dest: join(dir, 'dest'), cacheTimeoutMs: 500 }),
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('still pulling after 15 s')), 15_000)),
-  ]);
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('still pulling after 15 s')), 15_000))),
+  ]).finally(() => clearTimeout(timer)); // a pending timer would keep the file's process alive 15 s
   t.equal(pulled.url, origin.url, 'from the origin');
   t.match(pulled.skipped, [{ url: frozenUrl, code: 'FC_ERR_UPSTREAM' }], 'the cache was given up on');
   t.ok(Date.now() - started < 5000, `within seconds (${Date.now() - started} ms)`);
