@@ -7,7 +7,7 @@ import { formatBytes, parseSizeFlag } from '../config/units.js';
 import { DEFAULT_COMPRESSION, isCompression } from '../delta/compress.js';
 import { UsageError } from '../errors.js';
 import { pushProject } from '../project-upload/push.js';
-import { prunedLine } from '../project-upload/base-cache.js';
+import { DEFAULT_BASE_CACHE_SIZE, prunedLine } from '../project-upload/base-cache.js';
 import { parseLevel } from './delta.js';
 import { DEFAULT_LEVEL_HELP } from '../delta/xdelta.js';
 import { requireInput } from '../path-checks.js';
@@ -42,7 +42,7 @@ export function registerPush(program: Command): void {
       .option('--run <id>', 'run id (default: timestamp and random suffix)')
       .option('--token-file <file>', 'write token (default: $FLEETCACHE_TOKEN)')
       .option('--base-cache <dir>', 'local copies of the bases, by digest', defaultBaseCache())
-      .option('--base-cache-size <size>', 'bound of the base cache: the least recently used bases past it are removed after the push', '10GiB')
+      .option('--base-cache-size <size>', 'bound of the base cache: the least recently used bases past it are removed after the push', DEFAULT_BASE_CACHE_SIZE)
       .option('--compression <c>', 'delta compression: none, gzip or brotli', DEFAULT_COMPRESSION)
       .option('--level <n>', DEFAULT_LEVEL_HELP)
       .option('--repack <script>', "spread's repack script: packed tar on fd 3, tar to upload on fd 4"),

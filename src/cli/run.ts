@@ -4,6 +4,7 @@ import { ensureAgentBundle } from '../agent/paths.js';
 import { formatLedger } from '../report/ledger.js';
 import { parseSizeFlag } from '../config/units.js';
 import { EXIT, UsageError } from '../errors.js';
+import { DEFAULT_BASE_CACHE_SIZE } from '../project-upload/base-cache.js';
 import { RunLog } from '../run/report.js';
 import { discardKeptMachines } from '../run/discard.js';
 import { runProject } from '../run/runner.js';
@@ -86,7 +87,7 @@ export function registerRun(program: Command): void {
     .option('--seed <n>', 'seed for the job order, a whole number; the same seed replays an order (spread -seed)')
     .option('--artifacts <dir>', 'fetch task artifacts into DIR/<job name>/ (spread -artifacts)')
     .option('--data <dir>', `local state: embedded servers, machines, base cache, run reports; left out of the shipped project (default <project>/${DEFAULT_DATA_DIR})`)
-    .option('--base-cache-size <size>', 'bound of the base cache under the data directory: the least recently used bases past it are removed after the upload (default 10GiB)')
+    .option('--base-cache-size <size>', `bound of the base cache under the data directory: the least recently used bases past it are removed after the upload (default ${DEFAULT_BASE_CACHE_SIZE})`)
     .option('--repeat <n>', 'run each job N more times, stopping at the first failure (spread -repeat)')
     .option('--workers <n>', "machines per system, in place of each system's workers: (at most one per job); 1 runs each system's jobs on one machine")
     .option('--fail-logs <dir>', 'write the error and debug output of each failed job to DIR/<job name>.log (a "/" of the name as "_")')
@@ -135,7 +136,7 @@ export function registerRun(program: Command): void {
         ...(flags.order ? { order: true } : {}),
         ...(flags.artifacts ? { artifactsDir: flags.artifacts } : {}),
         ...(flags.data ? { dataRoot: flags.data } : {}),
-        ...(flags.baseCacheSize ? { baseCacheSize: parseSizeFlag('--base-cache-size', flags.baseCacheSize) } : {}),
+        ...(flags.baseCacheSize !== undefined ? { baseCacheSize: parseSizeFlag('--base-cache-size', flags.baseCacheSize) } : {}),
         ...(repeat !== undefined ? { repeat } : {}),
         ...(workers !== undefined ? { workers } : {}),
         ...(flags.failLogs ? { failLogsDir: flags.failLogs } : {}),

@@ -1,9 +1,10 @@
 // Project tree → deterministic tar (tar-stream). Same tree, same bytes: paths sorted by
 // byte order within each directory, mtime fixed, uid/gid 0, empty owner names; modes,
 // symlinks and empty directories kept; long names go into pax headers (tar-stream does
-// that by itself). File contents are streamed with backpressure, so a tree of any size
-// packs in constant memory. Hard links are packed as regular files; sockets, FIFOs and
-// devices are skipped (they are not project content).
+// that by itself). Each file waits for room at the consumer (tar-stream's backpressure), so a
+// tree of any size packs in bounded memory; only the headers of directories and symlinks
+// (512 bytes each, no body) are not held back. Hard links are packed as regular files;
+// sockets, FIFOs and devices are skipped (they are not project content).
 //
 // A project is mostly small files, and each costs a few system calls: made through the
 // thread pool, every call also pays a hand-off (futex, eventfd, epoll: about 70 system calls
@@ -11,9 +12,9 @@
 // tar's 1.7 s. The walk and the small files therefore use blocking calls, in slices of at
 // most SLICE_MS between turns of the event loop (packing runs in a command: pack, push, or
 // run before any machine exists), and the tar reaches its consumer in blocks, not three
-// writes per file. Large files are streamed.
-import { closeSync, constants, createReadStream, createWriteStream, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from 'node:fs';
-import { lstat, readdir, realpath } from 'node:fs/promises';
+// writes per file. Files over SMALL_FILE are streamed.
+import { closeSync, constants, createWriteStream, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from 'node:fs';
+import { lstat, open, readdir, realpath } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -173,25 +174,60 @@ function entryName(item: Item, rules: PackRuleSet, seen: Set<string>): string {
   return name;
 }
 
-function sizeChanged(abs: string, size: number, cause?: unknown): FleetError {
+/** A file of the walk that is not what the walk listed any more: its size, or the file itself (a symlink or a FIFO in its place). */
+function changedWhilePacked(abs: string, size: number, cause?: unknown): FleetError {
   return new FleetError('FC_ERR_SIZE_MISMATCH', `${abs} changed while it was packed (it had ${size} bytes when listed); pack again`, cause === undefined ? {} : { cause });
 }
 
 /**
- * The whole of a small regular file, which must still have `size` bytes. O_NOFOLLOW and
- * O_NONBLOCK: a symlink or a FIFO put in its place since the walk fails the open or the read
- * instead of being followed or blocking the process.
+ * How a listed file is opened: a symlink put in its place fails the open (ELOOP) instead of
+ * being followed, a FIFO does not block it; the open file is then compared with the listing.
  */
-function readSmallFile(abs: string, size: number): Buffer {
-  const fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+const OPEN_LISTED = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+/** Whether the open file `now` is the regular file the walk listed as `listed`. */
+function isListed(now: Stats, listed: Stats): boolean {
+  return now.isFile() && now.dev === listed.dev && now.ino === listed.ino;
+}
+
+/** A failed open of a listed file: a symlink in its place is a change, anything else as it is. */
+function openFailure(err: unknown, abs: string, size: number): unknown {
+  return (err as NodeJS.ErrnoException).code === 'ELOOP' ? changedWhilePacked(abs, size, err) : err;
+}
+
+/** The whole of a small regular file, which must still be the one listed as `st`, with its size (exported for its tests). */
+export function readSmallFile(abs: string, st: Stats): Buffer {
+  let fd: number;
   try {
-    const body = Buffer.allocUnsafe(size + 1); // one byte more: a file that grew fills it
+    fd = openSync(abs, OPEN_LISTED);
+  } catch (err) {
+    throw openFailure(err, abs, st.size);
+  }
+  try {
+    if (!isListed(fstatSync(fd), st)) throw changedWhilePacked(abs, st.size);
+    const body = Buffer.allocUnsafe(st.size + 1); // one byte more: a file that grew fills it
     let got = 0;
     for (let n = -1; n !== 0 && got < body.length; got += n) n = readSync(fd, body, got, body.length - got, null);
-    if (got !== size) throw sizeChanged(abs, size);
-    return body.subarray(0, size);
+    if (got !== st.size) throw changedWhilePacked(abs, st.size);
+    return body.subarray(0, st.size);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Streams a large regular file, which must still be the one listed as `st`, into its tar entry. */
+async function streamLargeFile(abs: string, st: Stats, entry: ReturnType<tar.Pack['entry']>): Promise<void> {
+  const file = await open(abs, OPEN_LISTED).catch((err: unknown) => {
+    throw openFailure(err, abs, st.size);
+  });
+  try {
+    if (!isListed(await file.stat(), st)) throw changedWhilePacked(abs, st.size);
+    await pipeline(file.createReadStream({ autoClose: false }), entry);
+  } catch (err) {
+    // tar-stream refuses an entry whose body is not the size its header announced
+    throw (err as Error).message === 'Size mismatch' ? changedWhilePacked(abs, st.size, err) : err;
+  } finally {
+    await file.close();
   }
 }
 
@@ -199,8 +235,8 @@ function readSmallFile(abs: string, size: number): Buffer {
 function addWhole(pack: tar.Pack, head: ReturnType<typeof header>, body?: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     const done = (err?: Error | null): void => (err ? reject(err) : resolve());
-    if (body) pack.entry(head, body, done);
-    else pack.entry(head, done);
+    const entry = body ? pack.entry(head, body, done) : pack.entry(head, done);
+    entry.on('error', () => undefined); // a destroyed pack destroys the entry too: `done` has the error
   });
 }
 
@@ -213,16 +249,9 @@ async function addEntry(pack: tar.Pack, item: Item, rules: PackRuleSet, seen: Se
     const target = rules.rename(utf8Name(readlinkSync(item.abs, { encoding: 'buffer' }), `${item.abs} -> `, 'symlink target'), 'symlink-target');
     await addWhole(pack, { ...header(name, st.mode), type: 'symlink', linkname: target });
   } else if (st.isFile() && st.size <= SMALL_FILE) {
-    await addWhole(pack, { ...header(name, st.mode), type: 'file', size: st.size }, readSmallFile(item.abs, st.size));
+    await addWhole(pack, { ...header(name, st.mode), type: 'file', size: st.size }, readSmallFile(item.abs, st));
   } else if (st.isFile()) {
-    const entry = pack.entry({ ...header(name, st.mode), type: 'file', size: st.size });
-    try {
-      await pipeline(createReadStream(item.abs), entry);
-    } catch (err) {
-      // tar-stream refuses an entry whose body is not the size its header announced
-      if ((err as Error).message !== 'Size mismatch') throw err;
-      throw sizeChanged(item.abs, st.size, err);
-    }
+    await streamLargeFile(item.abs, st, pack.entry({ ...header(name, st.mode), type: 'file', size: st.size }));
   } else {
     return false;
   }
@@ -264,17 +293,20 @@ export interface PackSummary {
 
 /**
  * Packs `root` into a tar stream. The summary promise settles when the tar is complete
- * (and rejects on any error, which also destroys the stream). `signal` is looked at
- * before each entry; an abort rejects with its reason.
+ * (and rejects on any error, which also destroys the stream). An abort of `signal` destroys
+ * the stream at once (a slow consumer is not waited for) and rejects with its reason.
  */
 export function packTree(root: string, rules: PackRules = {}, signal?: AbortSignal): { stream: Readable; done: Promise<PackSummary> } {
   const set = new PackRuleSet(rules);
   const pack = tar.pack();
+  const stream = Readable.from(inBlocks(pack), { objectMode: false });
   const done = (async () => {
     let entries = 0;
     const skipped: string[] = [];
     const seen = new Set<string>();
     let sliceStart = performance.now();
+    const stop = (): void => void pack.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+    signal?.addEventListener('abort', stop, { once: true });
     try {
       for await (const item of walk(root, set)) {
         signal?.throwIfAborted();
@@ -287,14 +319,18 @@ export function packTree(root: string, rules: PackRules = {}, signal?: AbortSign
       pack.finalize();
       return { entries, skipped };
     } catch (err) {
-      const wrapped = signal?.aborted && err === signal.reason && err instanceof Error ? err : packError(err, root);
+      // once aborted, whatever failed (the entry the abort destroyed) failed for the abort
+      const wrapped = signal?.aborted && signal.reason instanceof Error ? signal.reason : packError(err, root);
       pack.destroy(wrapped);
+      stream.destroy(wrapped); // also when its consumer has stopped reading
       throw wrapped;
+    } finally {
+      signal?.removeEventListener('abort', stop);
     }
   })();
   // the stream carries the error to its consumer; avoid an unhandled rejection here
   done.catch(() => undefined);
-  return { stream: Readable.from(inBlocks(pack), { objectMode: false }), done };
+  return { stream, done };
 }
 
 export interface PackedFile extends PackSummary {
@@ -319,6 +355,12 @@ async function excludingOwn(root: string, rules: PackRules, own: readonly string
   return inside.length === 0 ? rules : { ...rules, excludePaths: [...(rules.excludePaths ?? []), ...inside] };
 }
 
+/** A failure to write the tar to `file`: no room has its own code. */
+function outputError(err: unknown, file: string): FleetError {
+  const { code } = toFleetError(err);
+  return new FleetError(code === 'FC_ERR_INSUFFICIENT_STORAGE' ? code : 'FC_ERR_INTERNAL', `writing ${file}: ${(err as Error).message}`, { cause: err });
+}
+
 /** Packs `root` into `file`, hashing on the way; neither `file` nor the paths of `alsoOwn` are packed. */
 export async function packToFile(root: string, file: string, rules: PackRules = {}, signal?: AbortSignal, alsoOwn: readonly string[] = []): Promise<PackedFile> {
   const { stream, done } = packTree(root, await excludingOwn(root, rules, [file, ...alsoOwn]), signal);
@@ -326,6 +368,9 @@ export async function packToFile(root: string, file: string, rules: PackRules = 
   try {
     await pipeline(stream, tap, createWriteStream(file));
   } catch (err) {
+    // The output's own failure (a full disk, a closed pipe) comes first: the pack then fails
+    // too, only for having its stream destroyed.
+    if ((err as NodeJS.ErrnoException).syscall === 'write') throw outputError(err, file);
     // a failure while packing reaches the pipeline as the raw cause; `done` has it explained
     const reason = await Promise.race([done.then(() => err, (e: unknown) => e), new Promise<unknown>((resolve) => setTimeout(() => resolve(err), 1000).unref())]);
     throw reason instanceof FleetError || (signal?.aborted && reason === signal.reason) ? reason : err;

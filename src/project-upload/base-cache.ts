@@ -3,18 +3,27 @@
 // sha256 of the tar itself beside it (`<hex>.tar.sha256`), so that the slow link is crossed
 // once per base. Projects share it. It is bounded in bytes: each use of a tar sets its mtime,
 // and a push ends by removing the least recently used tars past the bound, never one that
-// push used. A concurrent push that loses its tar that way fetches it again.
-import { readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+// push used nor one used in the last RECENT_USE_MS (another push may be about to open it:
+// once open, a removed tar still reads whole). Only the cache's own names are touched: the
+// directory may be any directory a user names.
+import { lstat, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatBytes } from '../config/units.js';
 import { parseDigestString } from '../store/digest.js';
 import { writeAtomically } from './atomic-file.js';
 
-/** The default bound of a base cache: a few bases of a few large projects. */
-export const DEFAULT_BASE_CACHE_SIZE = 10 * 1024 ** 3;
+/** The default bound of a base cache (as --base-cache-size takes it): a few bases of a few large projects. */
+export const DEFAULT_BASE_CACHE_SIZE = '10GiB';
 
+/** A tar used this recently is kept past the bound: a concurrent push may be using it. */
+const RECENT_USE_MS = 10 * 60_000;
 /** A temporary file older than this was left by a process that died (a write updates the mtime). */
 const STALE_PARTIAL_MS = 24 * 3600_000;
+
+/** The cache's own names: a tar by its blob's hex digest, its recorded digest, and their temporary files (tempNameFor). */
+const TAR_NAME = /^(?:[0-9a-f]{64}|[0-9a-f]{128})\.tar$/;
+const DIGEST_NAME = /^(?:[0-9a-f]{64}|[0-9a-f]{128})\.tar\.sha256$/;
+const TEMP_NAME = /^(?:[0-9a-f]{64}|[0-9a-f]{128})\.tar(?:\.sha256)?\.[0-9a-f]{12}\.partial$/;
 
 export function baseCachePath(baseCache: string, digest: string): string {
   return join(baseCache, `${parseDigestString(digest).hex}.tar`);
@@ -62,9 +71,12 @@ export function prunedLine(pruned: PruneResult, baseCache: string): string {
 
 /**
  * Removes the least recently used tars of `baseCache` (and their digests) until the tars left
- * take at most `maxBytes`; the paths in `keep` stay whatever their size. Temporary files a
- * dead process left, and digests whose tar is gone, are removed too. Best effort: what cannot
- * be removed is left (the next push tries again), and no failure reaches the caller.
+ * take at most `maxBytes`: from the first one, newest first, that does not fit, every older
+ * one goes. The paths in `keep`, and tars used in the last RECENT_USE_MS, stay whatever their
+ * size. Temporary files a dead process left, and digests long without their tar, are removed
+ * too. Only regular files of the cache's own names are looked at (a symlink is not followed).
+ * Best effort: what cannot be removed is left (the next push tries again), and no failure
+ * reaches the caller.
  */
 export async function pruneBaseCache(baseCache: string, maxBytes: number, keep: ReadonlySet<string>): Promise<PruneResult> {
   const names = new Set(await readdir(baseCache).catch(() => [] as string[]));
@@ -72,30 +84,35 @@ export async function pruneBaseCache(baseCache: string, maxBytes: number, keep: 
   const leftovers: string[] = [];
   const now = Date.now();
   for (const name of names) {
+    const own = TAR_NAME.test(name) || DIGEST_NAME.test(name) || TEMP_NAME.test(name);
     const path = join(baseCache, name);
-    const st = await stat(path).catch(() => undefined);
+    const st = own ? await lstat(path).catch(() => undefined) : undefined;
     if (!st?.isFile()) continue;
-    if (/^[0-9a-f]+\.tar$/.test(name)) tars.push({ path, size: st.size, used: st.mtimeMs });
-    else if (name.endsWith('.partial') && now - st.mtimeMs > STALE_PARTIAL_MS) leftovers.push(path);
-    else if (name.endsWith('.tar.sha256') && !names.has(name.slice(0, -'.sha256'.length))) leftovers.push(path);
+    const age = now - st.mtimeMs;
+    if (TAR_NAME.test(name)) tars.push({ path, size: st.size, used: st.mtimeMs });
+    else if (TEMP_NAME.test(name) && age > STALE_PARTIAL_MS) leftovers.push(path);
+    else if (DIGEST_NAME.test(name) && age > RECENT_USE_MS && !names.has(name.slice(0, -'.sha256'.length))) leftovers.push(path);
   }
-  let total = tars.filter((tar) => keep.has(tar.path)).reduce((sum, tar) => sum + tar.size, 0);
+  const kept = (tar: { path: string; used: number }): boolean => keep.has(tar.path) || now - tar.used < RECENT_USE_MS;
+  let total = tars.filter(kept).reduce((sum, tar) => sum + tar.size, 0);
+  let full = false;
   let removed = 0;
   let freedBytes = 0;
   for (const tar of tars.sort((a, b) => b.used - a.used)) {
-    if (keep.has(tar.path)) continue;
-    if (total + tar.size <= maxBytes) {
+    if (kept(tar)) continue;
+    if (!full && total + tar.size <= maxBytes) {
       total += tar.size;
       continue;
     }
+    full = true;
     try {
       await rm(tar.path);
-      await rm(cachedDigestPath(tar.path), { force: true });
-      removed++;
-      freedBytes += tar.size;
     } catch {
-      // removed by another push meanwhile, or not ours to remove
+      continue; // removed by another push meanwhile
     }
+    removed++;
+    freedBytes += tar.size;
+    await rm(cachedDigestPath(tar.path), { force: true }).catch(() => undefined);
   }
   await Promise.all(leftovers.map((path) => rm(path, { force: true }).catch(() => undefined)));
   return { removed, freedBytes, maxBytes };

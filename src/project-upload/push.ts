@@ -13,6 +13,7 @@ import { httpGetJson, httpPut, joinUrl, type Progress, type RequestOptions } fro
 import { compressDelta, DEFAULT_COMPRESSION, quickCompressedSize, type Compression } from '../delta/compress.js';
 import { encodeDelta } from '../delta/xdelta.js';
 import { DigestMismatchError, FleetError, NotFoundError } from '../errors.js';
+import { parseSize } from '../config/units.js';
 import { packToFile } from '../pack/packer.js';
 import { checkRepackOutput, runRepack, type RepackOptions } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
@@ -256,7 +257,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       throw err;
     });
     bytesSent += Buffer.byteLength(body);
-    const pruned = await pruneBaseCache(options.baseCache, options.baseCacheSize ?? DEFAULT_BASE_CACHE_SIZE, used);
+    const pruned = await pruneBaseCache(options.baseCache, options.baseCacheSize ?? parseSize(DEFAULT_BASE_CACHE_SIZE), used);
     return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased, pruned, skipped: packed.skipped };
   });
 }

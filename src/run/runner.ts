@@ -180,7 +180,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       ...(token ? { token } : {}),
       ...(o.run ? { run: o.run } : {}),
       baseCache: join(dataRoot, 'bases'),
-      ...(o.baseCacheSize ? { baseCacheSize: o.baseCacheSize } : {}),
+      ...(o.baseCacheSize !== undefined ? { baseCacheSize: o.baseCacheSize } : {}),
       ...(project.repack ? { repack: project.repack, repackOptions: repackOptions(project, jobs, log) } : {}),
       rules: { ...(fields.include ? { include: fields.include } : {}), exclude: fields.exclude, rename: fields.rename, excludePaths: runnerState(project.rootDir, dataRoot) },
       ...(interrupt ? { signal: interrupt.signal } : {}),
@@ -192,7 +192,8 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
     // spread's line as it prints it (scripts parse it), then what went to the origin
     log.line(`Project content is packed for delivery (${spreadSize(push.fullUploadBytes)}).`);
     log.line(`Sent ${formatBytes(push.bytesSent)} to the origin as ${push.rebased ? 'a new base' : push.manifest.delta ? 'a delta' : 'the base it already is'} (run ${push.run}).`);
-    if (push.pruned.removed > 0) log.line(`Base cache: ${prunedLine(push.pruned, join(dataRoot, 'bases'))}.`);
+    const pruned = push.pruned.removed > 0 ? prunedLine(push.pruned, join(dataRoot, 'bases')) : '';
+    if (pruned) log.line(`${pruned[0]!.toUpperCase()}${pruned.slice(1)}.`);
     const result = await runJobs(o, log, project, jobs, fleet, embedded !== undefined, token, push, dataRoot, fields, before, interrupt);
     await mkdir(join(dataRoot, 'reports'), { recursive: true });
     await writeFile(join(dataRoot, 'reports', `${result.run}.json`), JSON.stringify(result.ledger, null, 2));

@@ -5,7 +5,7 @@ import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSyn
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { packToFile, packTree } from '../../src/pack/packer.js';
+import { packToFile, packTree, readSmallFile } from '../../src/pack/packer.js';
 import { unpackTar } from '../../src/pack/unpack.js';
 
 const LONG = `${'d'.repeat(60)}/${'n'.repeat(70)}-long-name-over-100-bytes.txt`;
@@ -212,4 +212,38 @@ t.test('a small file whose size is not the one listed fails the pack by name', {
   } finally {
     execFileSync('umount', [target]); // before the test directory is removed
   }
+});
+
+t.test('a small file that is not the one listed any more (a symlink, a FIFO, another file in its place) is a change, not an internal error', async (t) => {
+  const dir = t.testdir({ 'listed.txt': 'listed\n', 'other.txt': 'other!\n' });
+  const listed = lstatSync(join(dir, 'listed.txt'));
+  t.same(readSmallFile(join(dir, 'listed.txt'), listed), Buffer.from('listed\n'), 'the file as listed reads');
+  symlinkSync('listed.txt', join(dir, 'link'));
+  execFileSync('mkfifo', [join(dir, 'fifo')]);
+  for (const name of ['link', 'fifo', 'other.txt']) {
+    t.throws(() => readSmallFile(join(dir, name), listed), { code: 'FC_ERR_SIZE_MISMATCH', message: `${name} changed while it was packed` }, name);
+  }
+});
+
+t.test('an abort stops a pack whose consumer has stopped reading', async (t) => {
+  const dir = t.testdir();
+  const root = join(dir, 'p');
+  mkdirSync(root);
+  for (let i = 0; i < 400; i++) writeFileSync(join(root, `f${i}`), randomBytes(4096));
+  const ac = new AbortController();
+  const { stream, done } = packTree(root, {}, ac.signal);
+  stream.once('data', () => {
+    stream.pause(); // and never resumed: the pack waits for room
+    setTimeout(() => ac.abort(), 100);
+  });
+  const streamError = new Promise((resolve) => stream.once('error', resolve));
+  const started = Date.now();
+  await t.rejects(Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error('still packing 5 s after the abort')), 5000).unref())]), { name: 'AbortError' });
+  t.ok(Date.now() - started < 3000, `rejected ${Date.now() - started} ms after the first block`);
+  t.match(await streamError, { name: 'AbortError' });
+});
+
+t.test('a tar that cannot be written says so: a full disk is not an internal error of the pack', async (t) => {
+  const dir = t.testdir({ p: { 'a.txt': 'a\n'.repeat(100_000) } });
+  await t.rejects(packToFile(join(dir, 'p'), '/dev/full'), { code: 'FC_ERR_INSUFFICIENT_STORAGE', message: /^writing \/dev\/full: ENOSPC/ });
 });

@@ -2,8 +2,8 @@
 // was, and several pushes may share one cache at the same time.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import type { Test } from 'tap';
 import { packToFile } from '../../src/pack/packer.js';
 import { pullProject } from '../../src/project-upload/pull.js';
@@ -75,7 +75,13 @@ function projectOfShape(root: string): void {
   for (let i = 0; i < 4; i++) writeFileSync(join(root, 'src', `m${i}.bin`), randomBytes(64 << 10));
 }
 
-t.test('the base cache keeps the most recently used bases within its bound, and those the push used', async (t) => {
+/** Sets the mtime (the last use, to the base cache) of `file` to `minutes` ago. */
+function usedAgo(file: string, minutes: number): void {
+  const then = new Date(Date.now() - minutes * 60_000);
+  utimesSync(file, then, then);
+}
+
+t.test('the base cache keeps the most recently used bases within its bound, and those in use', async (t) => {
   const { dir, common } = await setup(t);
   const pushOf = (name: string, run: string, baseCacheSize?: number) => {
     const root = join(dir, name);
@@ -86,36 +92,63 @@ t.test('the base cache keeps the most recently used bases within its bound, and 
   const tar = (p: { manifest: { base: { digest: string } } }) => baseCachePath(common.baseCache, p.manifest.base.digest);
   const size = statSync(tar(a)).size;
   t.same([b, c].map((p) => statSync(tar(p)).size), [size, size], 'every tar has the same size');
-  // a leftover of a push that died, and a fresh one of a push at work; a digest without its tar
+  // used hours ago, a first
+  [a, b, c].forEach((p, i) => usedAgo(tar(p), 180 - 60 * i));
+  // a leftover of a push that died, and a fresh one of a push at work; a digest long without its tar
   const stale = join(common.baseCache, `${'0'.repeat(64)}.tar.0123456789ab.partial`);
   const fresh = join(common.baseCache, `${'1'.repeat(64)}.tar.0123456789ab.partial`);
   const orphan = join(common.baseCache, `${'2'.repeat(64)}.tar.sha256`);
   for (const file of [stale, fresh, orphan]) writeFileSync(file, 'x');
-  utimesSync(stale, new Date(Date.now() - 2 * 86_400_000), new Date(Date.now() - 2 * 86_400_000));
+  usedAgo(stale, 2 * 24 * 60);
+  usedAgo(orphan, 60);
 
   // a's base is used again (a delta against it), which makes it the most recently used
   writeFileSync(join(dir, 'a', 'src', 'm0.bin'), randomBytes(1024));
   const a2 = await pushOf('a', 'r2');
   t.ok(a2.manifest.delta, 'a delta against the cached base');
+  t.ok(statSync(tar(a)).mtimeMs > Date.now() - 60_000, 'its use is on record');
   t.same(a2.pruned, { removed: 0, freedBytes: 0, maxBytes: 10 * 1024 ** 3 }, 'nothing removed under the default bound');
   t.notOk(existsSync(stale), 'a stale temporary file is removed');
   t.ok(existsSync(fresh), 'a fresh one is left to its push');
-  t.notOk(existsSync(orphan), 'a digest without its tar is removed');
+  t.notOk(existsSync(orphan), 'a digest long without its tar is removed');
 
   // room for the new base and one more: the most recently used (a's) stays, b's and c's go
+  usedAgo(tar(a), 30);
   const d = await pushOf('d', 'r1', 2.5 * size);
   t.same(d.pruned, { removed: 2, freedBytes: 2 * size, maxBytes: 2.5 * size });
   t.same([a, b, c, d].map((p) => existsSync(tar(p))), [true, false, false, true]);
   t.same([b, c].map((p) => existsSync(`${tar(p)}.sha256`)), [false, false], 'their digests went with them');
 
-  // a bound below one base still keeps the one the push made
+  // a bound below one base: the push's own base stays, and so does d's, used minutes ago
+  // (another push may be about to read it); a's, used half an hour ago, goes
   const e = await pushOf('e', 'r1', 1);
-  t.equal(e.pruned.removed, 2);
-  t.same(readdirSync(common.baseCache).filter((name) => name.endsWith('.tar')), [tar(e).split('/').pop()]);
+  t.same(e.pruned, { removed: 1, freedBytes: size, maxBytes: 1 });
+  t.same([a, d, e].map((p) => existsSync(tar(p))), [false, true, true]);
 
   // a removed base is fetched again when it is needed
   writeFileSync(join(dir, 'b', 'src', 'm0.bin'), randomBytes(1024));
   const b2 = await pushOf('b', 'r2');
   t.ok(b2.manifest.delta);
   t.equal(b2.bytesReceived, b.manifest.base.size, "b's base came from the origin again");
+});
+
+t.test("pruning touches only the base cache's own files, and follows no symlink", async (t) => {
+  const { dir, project, common } = await setup(t);
+  const outside = join(dir, 'outside.txt');
+  writeFileSync(outside, 'not the cache\'s\n');
+  usedAgo(outside, 5 * 24 * 60);
+  mkdirSync(common.baseCache, { recursive: true });
+  const foreign = ['2024.tar', 'cafe.tar', 'notes.partial', 'mylist.tar.sha256', 'README'];
+  for (const name of foreign) {
+    writeFileSync(join(common.baseCache, name), 'a user file\n');
+    usedAgo(join(common.baseCache, name), 5 * 24 * 60);
+  }
+  const hex = 'a'.repeat(64);
+  const links = [`${hex}.tar`, `${hex}.tar.0123456789ab.partial`, `${'b'.repeat(64)}.tar.sha256`];
+  for (const name of links) symlinkSync(outside, join(common.baseCache, name));
+  const pushed = await pushProject({ ...common, dir: project, run: 'r1', baseCacheSize: 1 });
+  t.same(pushed.pruned.removed, 0, 'nothing counted as a base');
+  const own = basename(baseCachePath(common.baseCache, pushed.manifest.base.digest));
+  t.same(readdirSync(common.baseCache).filter((name) => !name.startsWith(own)).sort(), [...foreign, ...links].sort(), 'every foreign file and link is still there');
+  t.ok(existsSync(outside), "the links' target too");
 });

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -101,12 +101,14 @@ t.test('push and pull on the command line', async (t) => {
   t.equal(readFileSync(join(dir, 'out', 'VERSION'), 'utf8'), '2\n');
   writeFileSync(join(src, 'VERSION'), '1\n'); // the first tree again: the first run's base
   // with a base of another project in the cache, and a bound that only the base in use fits
-  writeFileSync(join(dir, 'bases', `${'f'.repeat(64)}.tar`), 'another project');
+  const other = join(dir, 'bases', `${'f'.repeat(64)}.tar`);
+  writeFileSync(other, 'another project');
+  utimesSync(other, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000)); // last used an hour ago
   const same = await captured(['push', src, ...common, '--token-file', tokenFile, '--base-cache-size', '1']);
   t.equal(same.code, 0);
   t.match(same.out, /uploaded\tsame as base /);
   t.match(same.err, /^fleetcache: removed 1 least recently used base \(15 B\) from the base cache .*bases, bound 1 B\n$/);
-  t.notOk(existsSync(join(dir, 'bases', `${'f'.repeat(64)}.tar`)));
+  t.notOk(existsSync(other));
 });
 
 t.test('push and pull draw progress bars on a terminal, none in a pipe', async (t) => {
