@@ -9,7 +9,8 @@ import { FleetError, NotFoundError, UsageError } from './errors.js';
 /** An fs error about `path` (`what`: "base", "project directory"...) as a FleetError; other errors as they are. */
 export function pathError(err: unknown, path: string, what: string): unknown {
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT' || code === 'ENOTDIR') return new NotFoundError(`${what} ${path} does not exist`);
+  if (code === 'ENOENT') return new NotFoundError(`${what} ${path} does not exist`);
+  if (code === 'ENOTDIR') return new UsageError(`${what} ${path}: a folder on its path is a file`);
   if (code === 'EACCES' || code === 'EPERM') return new UsageError(`${what} ${path}: permission denied`);
   if (code === 'EISDIR') return new UsageError(`${what} ${path} is a directory`);
   return err;

@@ -23,6 +23,8 @@ t.test('missing inputs, a file for a directory, a missing output folder', async 
     ['apply of a missing delta', ['apply', '--base', p('base.tar'), p('nonexist'), '-o', p('o8')], 4, /delta .*nonexist does not exist/],
     ['apply with a missing base', ['apply', '--base', p('nonexist'), p('d.br'), '-o', p('o9')], 4, /base .*nonexist does not exist/],
     ['apply into a missing folder', ['apply', '--base', p('base.tar'), p('d.br'), '-o', p('nodir/o10')], 4, /output folder/],
+    ['pull into a path under a file', ['pull', '--project', 'x', '--run', 'r', '--from', 'http://127.0.0.1:9', p('file.txt/sub')], 2, /target directory .*file\.txt\/sub: a folder on its path is a file/],
+    ['pack of a path under a file', ['pack', p('file.txt/sub'), '-o', p('o11.tar')], 2, /file\.txt\/sub: a folder on its path is a file/],
     ['push of a missing directory', ['push', p('nonexist'), '--project', 'x', '--origin', 'http://127.0.0.1:9', '--base-cache', p('bc')], 4, /does not exist/],
     // refused before anything is packed or sent (the origin at port 9 would be unreachable: exit 6)
     ['push with a run id the origin refuses', ['push', p('proj'), '--project', 'x', '--run', 'bad/run', '--origin', 'http://127.0.0.1:9', '--base-cache', p('bc1')], 2, /run: slash, backslash, NUL, control or bidirectional control character refused/],
