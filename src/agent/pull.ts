@@ -6,7 +6,7 @@
 // last URL, the origin): a cache
 // then checks its stored copy and fetches a damaged one anew, so that one bad copy does not
 // send every machine of the region to the next URL for good.
-import { pullProject, type PullResult } from '../project-upload/pull.js';
+import { DAMAGED_CODES, pullProject, type PullResult } from '../project-upload/pull.js';
 import { FleetError, toFleetError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 import { inPasses } from '../url-passes.js';
@@ -59,8 +59,6 @@ const NEXT_URL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'FC_ERR_ABORTED',
 ]);
 
-/** Failures of the bytes themselves: worth asking the same URL again with no-cache. */
-const DAMAGED_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['FC_ERR_DIGEST_MISMATCH', 'FC_ERR_SIZE_MISMATCH']);
 
 /** The failure as a FleetError (connection failures that surface raw while a body streams are upstream errors), and whether the next URL may do better. */
 function classify(err: unknown): { next: boolean; error: FleetError } {

@@ -1,8 +1,9 @@
 // `fleetcache pull --project NAME --run RUN --from URL DIR`: rebuild a run's tree, verified.
 import type { Command } from 'commander';
 import { resolveToken } from '../client/token.js';
-import { pullProject } from '../project-upload/pull.js';
+import { DAMAGED_CODES, pullProject } from '../project-upload/pull.js';
 import { requireInput } from '../path-checks.js';
+import { FleetError } from '../errors.js';
 import { transferBars } from './progress.js';
 import { requireHttpUrl } from './url-flags.js';
 
@@ -15,12 +16,26 @@ export function registerPull(program: Command): void {
     .requiredOption('--run <id>', 'run id')
     .requiredOption('--from <url>', 'cache or origin base URL')
     .option('--token-file <file>', 'token, when the server requires one for reads (default: $FLEETCACHE_TOKEN)')
-    .action(async (dir: string, flags: { project: string; run: string; from: string; tokenFile?: string }) => {
+    .option('--recheck', "ask for the blobs with Cache-Control: no-cache: a cache hashes its copy again and fetches a damaged one anew")
+    .action(async (dir: string, flags: { project: string; run: string; from: string; tokenFile?: string; recheck?: boolean }) => {
       requireHttpUrl('--from', flags.from);
       await requireInput(dir, 'directory', 'target directory', { missingOk: true });
       const token = resolveToken(flags.tokenFile);
       const bars = transferBars();
-      const result = await pullProject({ project: flags.project, run: flags.run, from: flags.from, dir, ...(token ? { token } : {}), ...(bars.progress ? { progress: bars.progress } : {}) }).finally(bars.stop);
+      const result = await pullProject({
+        project: flags.project,
+        run: flags.run,
+        from: flags.from,
+        dir,
+        ...(token ? { token } : {}),
+        ...(flags.recheck ? { recheck: true } : {}),
+        ...(bars.progress ? { progress: bars.progress } : {}),
+      })
+        .catch((err: unknown) => {
+          if (flags.recheck || !(err instanceof FleetError && DAMAGED_CODES.has(err.code))) throw err;
+          throw new FleetError(err.code, `${err.message} (from a cache, a damaged copy may be to blame: pull again with --recheck)`, { cause: err });
+        })
+        .finally(bars.stop);
       process.stdout.write(`${result.manifest.result.digest}\t${result.entries} entries\t${result.bytesReceived} bytes received\t${dir}\n`);
     });
 }

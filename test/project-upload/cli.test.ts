@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -9,6 +9,8 @@ import { promisify } from 'node:util';
 import { request } from 'undici';
 import { EXIT } from '../../src/errors.js';
 import { buildOriginServer } from '../../src/origin/server.js';
+import { casId } from '../../src/cache/disk-store.js';
+import { startCache } from '../cache/harness.js';
 import { main } from '../../src/cli/main.js';
 import { cliArgs } from '../helpers/processes.js';
 
@@ -172,4 +174,33 @@ t.test('-o onto a device is written in place, through a symlink to its target; a
   const second = await cli(['pack', join(dir, 'tree'), '-o', inside]);
   t.equal(second.split('\t')[0], first.split('\t')[0], 'the same tar twice: the first one was not packed into the second');
   t.notMatch((await run('tar', ['-tf', inside])).stdout, /self\.tar/);
+});
+
+t.test("pull --recheck mends a cache's damaged copy; without it, the failure says to use it", async (t) => {
+  const { dir, url, src } = await originAndProject(t);
+  const cacheDir = join(dir, 'cache');
+  const cache = await startCache(t, { upstream: url }, cacheDir);
+  writeFileSync(join(src, 'blob.bin'), randomBytes(256 * 1024)); // a base far above what a cache keeps in memory
+  const tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, `${TOKEN}\n`);
+  const pushed = await captured(['push', src, '--project', 'demo', '--origin', url, '--base-cache', join(dir, 'bases'), '--run', 'r1', '--token-file', tokenFile]);
+  t.equal(pushed.code, 0, pushed.err);
+  const pull = (dest: string, ...more: string[]) => captured(['pull', '--project', 'demo', '--run', 'r1', '--from', cache.url, ...more, join(dir, dest)]);
+  t.equal((await pull('m1')).code, 0, 'the first pull fills the cache');
+  await cache.app.cache.fills.drain();
+  // bit rot in the cache's copy of the base: same size, one byte changed
+  const manifest = (await (await request(`${url}/projects/demo/runs/r1`)).body.json()) as { base: { digest: string } };
+  const hex = manifest.base.digest.slice('sha256:'.length);
+  const stored = join(cacheDir, casId({ algo: 'sha256', hex }));
+  const bytes = readFileSync(stored);
+  bytes[bytes.length >> 1]! ^= 0xff;
+  writeFileSync(stored, bytes);
+
+  const failed = await pull('m2');
+  t.equal(failed.code, EXIT.integrity);
+  t.match(failed.err, /pull again with --recheck/);
+  const mended = await pull('m3', '--recheck');
+  t.equal(mended.code, 0, mended.err);
+  t.equal(readFileSync(join(dir, 'm3', 'VERSION'), 'utf8'), '1\n');
+  t.equal(createHash('sha256').update(readFileSync(stored)).digest('hex'), hex, 'the cache holds a good copy again');
 });
