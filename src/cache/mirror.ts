@@ -17,7 +17,7 @@ import { httpId, type Hit } from './disk-store.js';
 import { isDigestAlgorithm, parseDigest, type Digest } from '../store/digest.js';
 import { getImmutable } from './namespace.js';
 import type { FillDecision, FillSpec } from './fill.js';
-import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
+import { endToEnd, withoutRunToken, type HeaderMap, type Upstream } from './upstream.js';
 import { loggedPath } from './serve.js';
 import type { AnswerHead, UpstreamAnswer } from './answer-handler.js';
 
@@ -57,14 +57,40 @@ const BODY_FIELDS = new Set(['content-length', 'content-encoding', 'transfer-enc
  * (http-cache-semantics only replaces fields the stored response had: a 304 adding
  * Cache-Control would be lost). Undefined when the 304 matches no stored response: it
  * must then not update it, and the body is asked for again.
+ *
+ * The entry stays everyone's: a Set-Cookie of the 304 (one client's session) is not kept
+ * nor served from it, a 304 that adds a Vary on a credential (whose value the sidecar
+ * would keep) refreshes nothing, and the policy is rebuilt on the request it was stored
+ * for, not on this one (an Authorization here would make it no one else's).
  */
 function refreshedPolicy(policy: CachePolicy, policyReq: CachePolicy.Request, notModified: CachePolicy.Headers): CachePolicy | undefined {
   const outcome = policy.revalidatedPolicy(policyReq, { status: 304, headers: notModified });
   if (!outcome.matches || outcome.modified) return undefined;
-  const stored = policy.toObject() as { resh: CachePolicy.Headers; st: number };
+  const stored = policy.toObject() as { resh: CachePolicy.Headers; st: number; reqh: CachePolicy.Headers | null };
   const headers: CachePolicy.Headers = { ...stored.resh };
-  for (const [k, v] of Object.entries(notModified)) if (!BODY_FIELDS.has(k)) headers[k] = v;
-  return new CachePolicy(policyReq, { status: stored.st, headers }, { shared: true });
+  for (const [k, v] of Object.entries(notModified)) if (!BODY_FIELDS.has(k) && k !== 'set-cookie') headers[k] = v;
+  if (varyFields(headers).some((field) => SECRET_FIELDS.has(field))) return undefined;
+  return new CachePolicy({ ...policyReq, headers: stored.reqh ?? {} }, { status: stored.st, headers }, { shared: true });
+}
+
+/** Response directives that apply once a response is stale (RFC 9111 §5.2.2.2, §5.2.2.8). */
+const STALE_ONLY = ['must-revalidate', 'proxy-revalidate'];
+
+/**
+ * policy.evaluateRequest, but a fresh response with must-revalidate or proxy-revalidate is
+ * served: http-cache-semantics 4.3.0 has every request with either revalidated (and, with
+ * proxy-revalidate, holds the response fresh for 0 s in a shared cache), where RFC 9111
+ * applies them to stale responses only (kornelski/http-cache-semantics#54, open). The
+ * response is judged without them; it is served only when fresh, with its real headers.
+ */
+function evaluate(policy: CachePolicy, policyReq: CachePolicy.Request): ReturnType<CachePolicy['evaluateRequest']> {
+  const result = policy.evaluateRequest(policyReq);
+  if (result.response && !result.revalidation) return result;
+  const o = policy.toObject() as CachePolicy.CachePolicyObject & { rescc: Record<string, string | boolean> };
+  if (!STALE_ONLY.some((directive) => directive in o.rescc)) return result;
+  const rescc = Object.fromEntries(Object.entries(o.rescc).filter(([directive]) => !STALE_ONLY.includes(directive)));
+  const judged = CachePolicy.fromObject({ ...o, rescc } as CachePolicy.CachePolicyObject).evaluateRequest(policyReq);
+  return judged.response && !judged.revalidation ? { response: { headers: policy.responseHeaders() }, revalidation: undefined } : result;
 }
 
 /**
@@ -194,9 +220,11 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   if (blob) return getImmutable(ctx, req, reply, { kind, upstream, path: upath }, blob);
   const cacheKey = `mirror:${upstream.name}:${upath}`;
   const id = httpId(cacheKey);
+  // A run token never reaches a mirror (Upstream leaves it out): the policy and the
+  // collapsing do not see it either, or every machine's request would look authenticated.
+  const fwd = withoutRunToken(upstreamHeaders(req));
   // Vary is unknown before the answer: only collapse requests that agree on the usual suspects.
-  const key = flightKey(id, req, `${req.headers.accept ?? ''}\0${req.headers['accept-encoding'] ?? ''}\0${req.headers['accept-language'] ?? ''}`);
-  const fwd = upstreamHeaders(req);
+  const key = flightKey(id, { headers: fwd }, `${req.headers.accept ?? ''}\0${req.headers['accept-encoding'] ?? ''}\0${req.headers['accept-language'] ?? ''}`);
   // The policy sees what upstream sees: its revalidation headers (a copy of the request's)
   // then carry no Host (a name-based upstream answers 404 to ours), hop-by-hop header or
   // client conditional. Authorization stays, so that a shared cache keeps a response to
@@ -219,7 +247,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   // answer (not private, no Set-Cookie) whose Vary matches, fresh for this request.
   const joins: JoinCheck = (head) => {
     if (!head.policy) return false;
-    const { response, revalidation } = loadPolicy(head.policy).evaluateRequest(policyReq);
+    const { response, revalidation } = evaluate(loadPolicy(head.policy), policyReq);
     return response !== undefined && !revalidation?.synchronous;
   };
   // Looked at once more, then passed through: a loop of fills ending as it asks is not worth following.
@@ -238,7 +266,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   const policy = hit?.meta.policy ? loadPolicy(hit.meta.policy) : undefined;
   let revalidate: HeaderMap | undefined;
   if (hit && policy) {
-    const { response, revalidation } = policy.evaluateRequest(policyReq);
+    const { response, revalidation } = evaluate(policy, policyReq);
     const conditional = revalidation ? flat(revalidation.headers) : undefined;
     if (response && (!revalidation || !revalidation.synchronous)) {
       if (await serveHit(ctx, req, reply, kind, hit, withoutLength(response.headers))) {
@@ -279,8 +307,10 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
       if (!(await serveHit(ctx, req, reply, kind, hit, withoutLength(kept.responseHeaders())))) await direct();
       return;
     }
-    // gone upstream: the stored copy must not outlive it (served stale in an outage later)
-    if (res && (res.statusCode === 404 || res.statusCode === 410)) ctx.store.delete(id);
+    // A new answer (gone, moved, made private, not storable any more, or a new body) replaces
+    // the stored copy, or leaves none: the old one must not outlive it (served stale in an
+    // outage later). The store's delete is done before the new answer's fill can commit.
+    if (res && res.statusCode !== 304 && res.statusCode < 500) ctx.store.delete(id);
   }
   if (!res) throw failure instanceof UpstreamError ? failure : new UpstreamError(String(failure));
   if (res.statusCode === 304) {
@@ -332,7 +362,7 @@ function revalidateInBackground(ctx: CacheContext, upstream: Upstream, s: Stale,
       if (kept) await ctx.store.updateMeta(s.id, { ...s.hit.meta, policy: persisted(kept) });
       return;
     }
-    if (res.statusCode === 404 || res.statusCode === 410) ctx.store.delete(s.id);
+    ctx.store.delete(s.id); // replaced by the new answer, or by none (see getMirror)
     await ctx.fills.start(s.key, fillSpec(() => Promise.resolve(res))).done;
   };
   void run()

@@ -37,6 +37,14 @@ const MAX_REDIRECTS = 5;
 
 export type HeaderMap = Record<string, string>;
 
+/** `headers` without a machine's run token (`Bearer fcrun2.…`), which never goes to a server that is not fleetcache's. */
+export function withoutRunToken(headers: HeaderMap): HeaderMap {
+  const token = bearerToken(headers.authorization);
+  if (token === undefined || !isRunToken(token)) return headers;
+  const { authorization: _dropped, ...rest } = headers;
+  return rest;
+}
+
 /** Flattens headers and drops hop-by-hop ones (including those named by Connection). */
 export function endToEnd(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): HeaderMap {
   const out: HeaderMap = {};
@@ -165,12 +173,7 @@ export class Upstream {
    * redirect's target), and without a run token when upstream is external.
    */
   #credentialed(headers: HeaderMap): HeaderMap {
-    const token = bearerToken(headers.authorization);
-    let out = headers;
-    if (this.external && token !== undefined && isRunToken(token)) {
-      out = { ...headers };
-      delete out.authorization;
-    }
+    const out = this.external ? withoutRunToken(headers) : headers;
     return this.#basic && out.authorization === undefined ? { ...out, authorization: this.#basic } : out;
   }
 

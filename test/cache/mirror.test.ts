@@ -552,3 +552,86 @@ t.test('credentials in a mirror or upstream URL are sent to it (Basic), unless t
   await get(`${url}/cas/sha256/${'ab'.repeat(32)}`, { authorization: 'Bearer a-client-token' });
   t.equal(up.requests.at(-1)?.headers.authorization, 'Bearer a-client-token', 'a client\'s own Authorization goes as it is');
 });
+
+t.test('mirror: a second review (304s that set cookies or vary on one, must-revalidate while fresh, answers that replace a copy, run tokens)', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  let upstreamDown = false;
+  let replaced = false;
+  up.handler = (req, res) => {
+    if (upstreamDown) return reply(res, 503, { 'content-type': 'text/plain' }, 'down');
+    const inm = req.headers['if-none-match'];
+    switch (req.url) {
+      case '/cookie304': // a 304 that hands this client a session
+        if (inm === '"k"') return reply(res, 304, { etag: '"k"', 'cache-control': 'max-age=60', 'set-cookie': `session=${req.headers['x-user']}` });
+        return reply(res, 200, { 'cache-control': 'max-age=0', etag: '"k"' }, 'cookie304 body');
+      case '/vary304': // a 304 that adds a Vary on Cookie
+        if (inm === '"v"') return reply(res, 304, { etag: '"v"', vary: 'Cookie' });
+        return reply(res, 200, { 'cache-control': 'max-age=0', etag: '"v"' }, 'vary304 body');
+      case '/must':
+        return reply(res, 200, { 'cache-control': 'public, max-age=3600, must-revalidate', etag: '"m"' }, 'must body');
+      case '/proxy':
+        return reply(res, 200, { 'cache-control': 'public, max-age=3600, proxy-revalidate' }, 'proxy body');
+      case '/replaced': // later no-store with a new body: the old copy must not come back in an outage
+        if (replaced) return reply(res, 200, { 'cache-control': 'no-store' }, 'NEW');
+        return reply(res, 200, { 'cache-control': 'max-age=0, stale-if-error=600', etag: '"o"' }, 'OLD');
+      case '/authreval': // revalidated once by a client with Authorization
+        if (inm === '"a"') return reply(res, 304, { etag: '"a"' });
+        return reply(res, 200, { 'cache-control': 'max-age=0', etag: '"a"' }, 'authreval body');
+      case '/run':
+        return reply(res, 200, { 'cache-control': 'max-age=60' }, `run auth=${req.headers.authorization ?? '-'}`);
+      default:
+        return false;
+    }
+  };
+  const data = t.testdir();
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, data);
+  t.teardown(() => up.stop());
+  const m = `${url}/mirror/m`;
+  const settle = () => app.cache.fills.drain();
+  const files = () => (readdirSync(data, { recursive: true }) as string[]).map((f) => join(data, f)).filter((f) => statSync(f).isFile()).map((f) => readFileSync(f, 'latin1')).join('\n');
+
+  await get(`${m}/cookie304`);
+  await settle();
+  const alice = await get(`${m}/cookie304`, { 'x-user': 'ALICE-SESSION' });
+  t.same([alice.body, alice.headers['x-cache']], ['cookie304 body', 'HIT'], 'revalidated by a 304');
+  const later = await get(`${m}/cookie304`, { 'x-user': 'bob' });
+  t.same([later.headers['x-cache'], later.headers['set-cookie']], ['HIT', undefined], "fresh now, and without alice's session");
+  t.notMatch(files(), /ALICE-SESSION/, "her session is in no file of the cache");
+
+  await get(`${m}/vary304`);
+  await settle();
+  t.equal((await get(`${m}/vary304`, { cookie: 'sess=VARYCOOKIE' })).body, 'vary304 body');
+  await settle();
+  t.notMatch(files(), /VARYCOOKIE/, 'a 304 that adds Vary: Cookie writes no cookie to disk');
+
+  for (const path of ['/must', '/proxy']) {
+    await get(`${m}${path}`);
+    await settle();
+    const hits = [await get(`${m}${path}`), await get(`${m}${path}`)];
+    t.same(hits.map((h) => h.headers['x-cache']), ['HIT', 'HIT'], `${path}: fresh, served from the cache`);
+    t.equal(up.count(path), 1, `${path}: one upstream request`);
+  }
+
+  await get(`${m}/authreval`);
+  await settle();
+  t.equal((await get(`${m}/authreval`, { authorization: 'Bearer alice' })).headers['x-cache'], 'HIT', 'revalidated for a client with Authorization');
+  const anonymous = await get(`${m}/authreval`);
+  t.equal(anonymous.headers['x-cache'], 'HIT', 'still everyone\'s entry');
+  t.equal(up.requests.filter((r) => r.url === '/authreval').at(-1)!.headers['if-none-match'], '"a"', 'revalidated, not fetched again in full');
+
+  const runToken = { authorization: 'Bearer fcrun2.cnVu.1800000000.bWFj' };
+  t.equal((await get(`${m}/run`, runToken)).body, 'run auth=-');
+  await settle();
+  t.equal((await get(`${m}/run`, { authorization: 'Bearer fcrun2.b3RoZXI.1800000000.bWFj' })).headers['x-cache'], 'HIT', "machines' run tokens do not make a mirror's answers private");
+
+  await get(`${m}/replaced`);
+  await settle();
+  replaced = true;
+  t.equal((await get(`${m}/replaced`)).body, 'NEW');
+  await settle();
+  upstreamDown = true;
+  const outage = await get(`${m}/replaced`);
+  t.not(outage.body, 'OLD', 'the replaced copy is not served in an outage');
+  t.equal(outage.status, 503);
+});
