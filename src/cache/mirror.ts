@@ -380,7 +380,9 @@ function withoutLength(headers: CachePolicy.Headers): HeaderMap {
  * A redirect upstream sends to a place inside the mirror (an absolute path or URL under its
  * base) is rewritten to the same place under /mirror/{name}/ (nginx's `proxy_redirect
  * default`): followed as it is, it would lead the client to a 404 here, or past the cache.
- * Elsewhere (another host) it is left alone.
+ * A place on the upstream's host outside the base is made an absolute URL of that host
+ * (without the credentials the mirror's URL may carry): as a path, the client would look
+ * for it on the cache. Another host's URL is left alone.
  */
 function mirroredLocation(location: string, base: string, name: string, upath: string): string {
   const trimmed = base.replace(/\/+$/, '');
@@ -391,7 +393,12 @@ function mirroredLocation(location: string, base: string, name: string, upath: s
     return location;
   }
   const root = new URL(`${trimmed}/`);
-  if (resolved.origin !== root.origin || !resolved.pathname.startsWith(root.pathname)) return location;
+  if (resolved.origin !== root.origin) return location;
+  if (!resolved.pathname.startsWith(root.pathname)) {
+    resolved.username = '';
+    resolved.password = '';
+    return resolved.href;
+  }
   return `/mirror/${encodeURIComponent(name)}/${resolved.pathname.slice(root.pathname.length)}${resolved.search}${resolved.hash}`;
 }
 

@@ -483,7 +483,7 @@ t.test('mirror: If-Range with a weak tag never matches (strong comparison): the 
   t.same([plain.status, plain.body], [206, '234'], 'without If-Range, the range');
 });
 
-t.test("mirror: an upstream redirect inside the mirror's base is rewritten under /mirror/{name}/, one elsewhere left alone", async (t) => {
+t.test("mirror: an upstream redirect inside the mirror's base is rewritten under /mirror/{name}/, one outside it made a URL of the upstream, another host's left alone", async (t) => {
   const up = new UpstreamFixture();
   const upUrl = await up.start();
   t.teardown(() => up.stop());
@@ -500,13 +500,15 @@ t.test("mirror: an upstream redirect inside the mirror's base is rewritten under
     if (req.url === '/base/pool/plain?x=1') return reply(res, 200, { 'cache-control': 'max-age=60' }, 'plain body');
     return false;
   };
-  const { url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: `${upUrl}/base` } } }, t.testdir());
-  const location = async (path: string) => (await get(`${url}/mirror/m/${path}`)).headers.location;
+  const withCredentials = `${upUrl.replace('http://', 'http://user:MIRROR-PASSWORD@')}/base`;
+  const { url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: `${upUrl}/base` }, c: { url: withCredentials } } }, t.testdir());
+  const location = async (path: string, mirror = 'm') => (await get(`${url}/mirror/${mirror}/${path}`)).headers.location;
   t.equal(await location('pool/r301'), '/mirror/m/pool/plain?x=1', 'an absolute path under the base');
   t.equal(await location('pool/r302'), '/mirror/m/other/file', 'an absolute URL under the base');
   t.equal(await location('pool/relative'), '/mirror/m/pool/plain', 'a relative one, resolved');
-  t.equal(await location('pool/outside'), '/elsewhere/file', 'a path outside the base: as upstream sent it');
+  t.equal(await location('pool/outside'), `${upUrl}/elsewhere/file`, "a path outside the base: a URL of the upstream's host (as a path, the client would ask the cache)");
   t.equal(await location('pool/away'), 'http://mirror.example.invalid/debian/file', 'another host: as upstream sent it');
+  t.equal(await location('pool/outside', 'c'), `${upUrl}/elsewhere/file`, "the mirror URL's credentials are not given away");
   const followed = await get(`${url}${await location('pool/r301')}`);
   t.same([followed.status, followed.body], [200, 'plain body'], 'and the rewritten one leads through the cache');
 });
