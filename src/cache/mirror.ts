@@ -279,7 +279,9 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     }
   }
   if (onlyIfCached) throw new FleetError('FC_ERR_UPSTREAM_TIMEOUT', 'only-if-cached: no stored response can answer this request without asking upstream');
-  if (req.method === 'HEAD') {
+  if (!revalidate && req.method === 'HEAD') {
+    // nothing stored to answer from: passed through, nothing filled (a stale entry is
+    // revalidated below as for a GET, and may be served stale when upstream fails)
     ctx.metrics.miss(kind);
     return direct();
   }

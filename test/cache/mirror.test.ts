@@ -637,3 +637,34 @@ t.test('mirror: a second review (304s that set cookies or vary on one, must-reva
   t.not(outage.body, 'OLD', 'the replaced copy is not served in an outage');
   t.equal(outage.status, 503);
 });
+
+t.test('mirror: a HEAD of a stale entry revalidates it as a GET does, and gets it stale when upstream fails (stale-if-error)', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  let down = false;
+  let etag = '"h1"';
+  up.handler = (req, res) => {
+    if (down) return reply(res, 503, { 'content-type': 'text/plain' }, 'down');
+    if (req.url !== '/h') return false;
+    if (req.headers['if-none-match'] === etag) return reply(res, 304, { etag });
+    return reply(res, 200, { 'cache-control': 'max-age=0, stale-if-error=600', etag }, `body ${etag}`);
+  };
+  t.teardown(() => up.stop());
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
+  const head = async () => {
+    const res = await request(`${url}/mirror/m/h`, { method: 'HEAD' });
+    await res.body.dump();
+    return { status: res.statusCode, cache: res.headers['x-cache'], etag: res.headers.etag };
+  };
+  t.same(await head(), { status: 200, cache: 'MISS', etag: '"h1"' }, 'a HEAD miss is passed through');
+  await get(`${url}/mirror/m/h`);
+  await app.cache.fills.drain();
+  t.same(await head(), { status: 200, cache: 'HIT', etag: '"h1"' }, 'stale: revalidated with a 304, answered from the entry');
+  t.equal(up.requests.at(-1)!.headers['if-none-match'], '"h1"', 'by a conditional request');
+  etag = '"h2"';
+  t.same(await head(), { status: 200, cache: 'MISS', etag: '"h2"' }, 'changed upstream: the new answer');
+  await app.cache.fills.drain();
+  t.equal((await get(`${url}/mirror/m/h`)).body, 'body "h2"', 'which replaced the entry');
+  down = true;
+  t.same(await head(), { status: 200, cache: 'HIT', etag: '"h2"' }, 'upstream failing: the stale entry (stale-if-error)');
+});
