@@ -48,11 +48,19 @@ export function runTokenSource(writeToken: string, run: string, clock: () => num
   };
 }
 
-/** A token's run, expiry and MAC when it has the form of a run token (not checked: see runTokenMac). */
+/**
+ * A token's run, expiry and MAC when it has the form of a run token (not checked: see
+ * runTokenMac), spelled exactly as runToken spells it: base64url decoding takes padding,
+ * stray characters and leading zeros, and one token with many spellings would defeat a
+ * cache's joining of requests by Authorization, and any deny-list by string.
+ */
 export function parseRunToken(token: string): { run: string; expires: number; mac: Buffer } | undefined {
   const parts = token.split('.');
-  if (parts.length !== 4 || parts[0] !== PREFIX || !parts[1] || !/^[0-9]{1,12}$/.test(parts[2]!) || !parts[3]) return undefined;
-  return { run: Buffer.from(parts[1], 'base64url').toString('utf8'), expires: Number(parts[2]), mac: Buffer.from(parts[3], 'base64url') };
+  if (parts.length !== 4 || parts[0] !== PREFIX || !parts[1] || !/^[1-9][0-9]{0,11}$/.test(parts[2]!) || !parts[3]) return undefined;
+  const run = Buffer.from(parts[1], 'base64url');
+  const mac = Buffer.from(parts[3], 'base64url');
+  if (run.toString('base64url') !== parts[1] || mac.toString('base64url') !== parts[3]) return undefined;
+  return { run: run.toString('utf8'), expires: Number(parts[2]), mac };
 }
 
 /** Whether a token is a run token of any version, valid or not: one never goes to a third party. */

@@ -53,12 +53,17 @@ function repeatedSingleField(req: IncomingMessage): 'Authorization' | 'Host' | u
 }
 
 /**
- * Why `req` is refused, or undefined: more than `max` header fields (431), or two
- * Authorization or Host headers (400: RFC 9112 §3.2 for Host): Node takes the first, a proxy
- * in front may take the last, and each would check another credential, or route elsewhere.
+ * Why `req` is refused, or undefined: more than `max` header fields (431), a transfer coding
+ * other than chunked (400), or two Authorization or Host headers (400: RFC 9112 §3.2 for
+ * Host): Node takes the first, a proxy in front may take the last, and each would check
+ * another credential, or route elsewhere.
  */
 export function malformedRequest(req: IncomingMessage, max: number): FleetError | undefined {
   if (hasTooManyHeaders(req, max)) return new FleetError('FC_ERR_TOO_MANY_HEADERS', `the request has more than ${max} header fields`);
+  // Node decodes chunked only: a body in another transfer coding (gzip, chunked) would be
+  // stored as it came, still encoded (RFC 9112 §6.1 has such a request refused)
+  const coding = req.headers['transfer-encoding'];
+  if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked') return new FleetError('FC_ERR_BAD_REQUEST', `Transfer-Encoding ${JSON.stringify(coding)} is not supported (only chunked)`);
   const repeated = repeatedSingleField(req);
   return repeated === undefined ? undefined : new FleetError('FC_ERR_BAD_REQUEST', `the request has more than one ${repeated} header`);
 }

@@ -35,9 +35,14 @@ export const RunManifestSchema = Type.Object({
 
 export type RunManifest = Static<typeof RunManifestSchema>;
 
-/** Validates a manifest fetched from a server; the message names the field. */
+/**
+ * Validates a manifest (fetched from a server, or uploaded to the origin); the message names
+ * the field. Only the schema's fields are kept (Value.Clean drops the others without looking
+ * into them): what the origin stores and serves is a manifest, not whatever else the body
+ * carried (a value nested thousands deep made its JSON.stringify overflow the stack).
+ */
 export function parseRunManifest(value: unknown, source: string): RunManifest {
-  if (Value.Check(RunManifestSchema, value)) return value;
+  if (Value.Check(RunManifestSchema, value)) return Value.Clean(RunManifestSchema, value) as RunManifest;
   const first = Value.Errors(RunManifestSchema, value).First();
   const where = first ? `${first.path || '/'}: ${first.message}` : 'invalid';
   throw new FleetError('FC_ERR_BAD_REQUEST', `${source}: not a run manifest (${where})`);

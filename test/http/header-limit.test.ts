@@ -64,3 +64,28 @@ t.test('cache: refused before its fast paths too', async (t) => {
   t.match(JSON.parse(refused.body), { code: 'FC_ERR_TOO_MANY_HEADERS' });
   t.equal((await getWithFields(url, '/-/stats', 300)).status, 431, 'any route');
 });
+
+t.test('origin: a body in a transfer coding other than chunked is refused (it would be stored still encoded); /cas blobs are never sniffed', async (t) => {
+  const origin = await startOrigin(t);
+  const body = 'a body that claims to be gzip';
+  const hex = createHash('sha256').update(body).digest('hex');
+  const { hostname, port } = new URL(origin.url);
+  const answer = await new Promise<string>((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => {
+      socket.write([`PUT /cas/sha256/${hex} HTTP/1.1`, `Host: ${hostname}:${port}`, `Authorization: Bearer ${origin.token}`, 'Transfer-Encoding: gzip, chunked', 'Connection: close', '', `${body.length.toString(16)}`, body, '0', '', ''].join('\r\n'));
+    });
+    let raw = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (c: string) => (raw += c));
+    socket.on('end', () => resolve(raw));
+    socket.on('error', reject);
+  });
+  t.match(answer, /^HTTP\/1\.1 400 /);
+  t.match(answer, /Transfer-Encoding \\"gzip, chunked\\" is not supported/);
+  t.equal((await request(`${origin.url}/cas/sha256/${hex}`)).statusCode, 404, 'nothing stored');
+  const stored = await request(`${origin.url}/cas/sha256/${hex}`, { method: 'PUT', body, headers: { authorization: `Bearer ${origin.token}` } });
+  await stored.body.dump();
+  const got = await request(`${origin.url}/cas/sha256/${hex}`);
+  await got.body.dump();
+  t.equal(got.headers['x-content-type-options'], 'nosniff');
+});

@@ -71,3 +71,14 @@ t.test('a valid manifest is stored (201) and replaced by a valid one (200), unde
   t.equal((await put(origin, first)).status, 200, 'and again without conditions');
   t.same((await stored(origin)).body, first);
 });
+
+t.test("only the manifest's own fields are stored: others are dropped unread, however deep", async (t) => {
+  const origin = await startOrigin(t);
+  const valid = await uploadRunManifestBase(origin.url, 'demo', 'r1');
+  // about 40,000 levels in 80 KB of text: JSON.stringify of it overflows the stack
+  const text = JSON.stringify({ ...valid, note: 'kept?', base: { ...valid.base, more: 1 } }).replace(/}$/, `,"extra":${'['.repeat(40_000)}${']'.repeat(40_000)}}`);
+  const res = await request(`${origin.url}${PATH}`, { method: 'PUT', headers: { authorization: `Bearer ${origin.token}`, 'content-type': 'application/json' }, body: text });
+  t.equal(res.statusCode, 201, await res.body.text());
+  const got = await stored(origin);
+  t.same(got.body, valid, 'served back without the extra fields');
+});

@@ -36,7 +36,10 @@ t.test('a run token reads, and writes only its run\'s artifacts', async (t) => {
   // The first version, with no expiry: its MAC made as it was.
   const v1 = `fcrun1.${Buffer.from('run-1').toString('base64url')}.${createHmac('sha256', TEST_TOKEN).update('fleetcache run token\0run-1').digest('base64url')}`;
   for (const [what, token] of [['a forged MAC', forged], ['run-1\'s MAC on run-2', otherRun], ['its expiry pushed back', later], ['a write token rotated out', runToken('an-old-write-token-0000', 'run-1')],
-    ['a cut one', mine.slice(0, 20)], ['the first version, which never expired', v1]] as const) {
+    ['a cut one', mine.slice(0, 20)], ['the first version, which never expired', v1],
+    // the same token spelled otherwise: base64url decoding would take each
+    ['with padding', `${prefix}.${Buffer.from('run-1').toString('base64url')}=.${expires}.${mac}`], ['with a stray character', `${prefix}.${Buffer.from('run-1').toString('base64url')}!.${expires}.${mac}`],
+    ['its expiry with a leading zero', `${prefix}.${Buffer.from('run-1').toString('base64url')}.0${expires}.${mac}`], ['its MAC with a stray character', `${mine}!`]] as const) {
     t.equal(await call('PUT', '/artifacts/run-1/job/x.txt', token, 'x'), '403 FC_ERR_FORBIDDEN', `write: ${what}`);
     t.equal(await call('GET', '/artifacts/run-1/job/log.txt', token), '403 FC_ERR_FORBIDDEN', `read: ${what}`);
   }

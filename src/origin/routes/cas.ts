@@ -32,7 +32,8 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
       ledger: ctx.ledger,
       cacheControl: blobCacheControl(ctx, internal),
       // The visibility it was first uploaded with, which an upload must ask again (assets/upload.ts).
-      extraHeaders: { 'x-fleetcache-visibility': internal ? 'internal' : 'public' },
+      // nosniff: the bytes of an artifact a machine uploaded are a blob here too, never a page.
+      extraHeaders: { 'x-fleetcache-visibility': internal ? 'internal' : 'public', 'x-content-type-options': 'nosniff' },
     });
   };
   app.route<{ Params: DigestParams }>({ method: ['GET', 'HEAD'], url: '/cas/:algo/:hex', config: { kind: 'cas' }, handler: get('cas') });
