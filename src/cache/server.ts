@@ -3,7 +3,7 @@
 import { createServer } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { NotFoundError } from '../errors.js';
-import { baseServerOptions, buildOnDataDir, DEFAULT_MAX_HEADERS, malformedRequest, refuseMalformedRequests } from '../http/server-options.js';
+import { baseServerOptions, buildOnDataDir, continueOnlyWhenAllowed, DEFAULT_MAX_HEADERS, malformedRequest, refuseMalformedRequests } from '../http/server-options.js';
 import { clientIdleMs, DEFAULT_FILL_MEMORY, type CacheConfig } from './config.js';
 import type { ClusterLink } from './cluster/link.js';
 import type { CacheContext, Mirror } from './context.js';
@@ -69,6 +69,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
       });
       server.requestTimeout = 0;
       server.keepAliveTimeout = 30_000;
+      continueOnlyWhenAllowed(server);
       // Small hits on a connection node has not taken yet are answered on its socket. A
       // worker also looks for another worker's copy, so that the first hit of such a blob
       // does not hand the connection to node for good.

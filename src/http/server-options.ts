@@ -1,5 +1,5 @@
 // Options every fleetcache HTTP server shares (origin and cache alike).
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
@@ -76,6 +76,21 @@ export function malformedRequest(req: IncomingMessage, max: number): FleetError 
 export function refuseMalformedRequests(app: FastifyInstance, max: number): void {
   app.server.maxHeadersCount = max + 1;
   app.addHook('onRequest', (request, _reply, done) => done(malformedRequest(request.raw, max)));
+}
+
+/**
+ * `Expect: 100-continue` answered with 100 only for a request that may send its body: one
+ * with a credential and, when `maxBody` is given, a declared length within it. Node sends the
+ * 100 to every such request by itself; a client without a token, or with a body over the
+ * limit, then starts sending it, only to be refused (401, 413) once the route looks. The
+ * request goes on to the server's handler either way, which answers it.
+ */
+export function continueOnlyWhenAllowed(server: Server, maxBody?: number): void {
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (req.headers.authorization !== undefined && (maxBody === undefined || !(declared > maxBody))) res.writeContinue();
+    server.emit('request', req, res);
+  });
 }
 
 /**

@@ -1,0 +1,38 @@
+// `Expect: 100-continue`: the 100 goes only to an upload that may send its body (a credential,
+// a length within the limit); any other gets its refusal without having been told to send.
+import { createHash } from 'node:crypto';
+import { connect } from 'node:net';
+import t from 'tap';
+import { startOrigin } from '../helpers/origin.js';
+import { startCache } from '../cache/harness.js';
+
+/** Sends the head of a PUT with Expect: 100-continue and no body; resolves to the first status line answered. */
+function firstAnswer(url: string, path: string, headers: Record<string, string>): Promise<string> {
+  const { hostname, port } = new URL(url);
+  const head = [`PUT ${path} HTTP/1.1`, `Host: ${hostname}:${port}`, 'Expect: 100-continue', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => socket.write(`${head.join('\r\n')}\r\n\r\n`));
+    let raw = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (c: string) => {
+      raw += c;
+      const line = /^(HTTP\/1\.1 \d{3}[^\r]*)\r\n/.exec(raw);
+      if (!line) return;
+      socket.destroy();
+      resolve(line[1]!);
+    });
+    socket.on('error', reject);
+  });
+}
+
+t.test('origin and cache: 100 Continue only to an upload with a token and a length within the limit', async (t) => {
+  const origin = await startOrigin(t, { maxBlobSize: 1 << 20 });
+  const cache = await startCache(t, { upstream: origin.url }, t.testdir());
+  const path = `/cas/sha256/${createHash('sha256').update('x').digest('hex')}`;
+  const token = { authorization: `Bearer ${origin.token}` };
+  t.match(await firstAnswer(origin.url, path, { 'content-length': '1000' }), /^HTTP\/1\.1 401 /, 'no token: refused at once');
+  t.match(await firstAnswer(origin.url, path, { ...token, 'content-length': String(2 << 20) }), /^HTTP\/1\.1 413 /, 'over the limit: refused at once');
+  t.match(await firstAnswer(origin.url, path, { ...token, 'content-length': '1000' }), /^HTTP\/1\.1 100 Continue/, 'a token, within the limit: told to send');
+  t.match(await firstAnswer(cache.url, path, { 'content-length': '1000' }), /^HTTP\/1\.1 401 /, 'through a cache: no token, refused at once');
+  t.match(await firstAnswer(cache.url, path, { ...token, 'content-length': '1000' }), /^HTTP\/1\.1 100 Continue/, 'through a cache: a token, told to send');
+});
