@@ -1,28 +1,16 @@
 // `Expect: 100-continue`: the 100 goes only to an upload that may send its body (a credential,
 // a length within the limit); any other gets its refusal without having been told to send.
 import { createHash } from 'node:crypto';
-import { connect } from 'node:net';
 import t from 'tap';
 import { startOrigin } from '../helpers/origin.js';
 import { startCache } from '../cache/harness.js';
+import { exchange } from '../helpers/raw-http.js';
 
 /** Sends the head of a PUT with Expect: 100-continue and no body; resolves to the first status line answered. */
-function firstAnswer(url: string, path: string, headers: Record<string, string>): Promise<string> {
-  const { hostname, port } = new URL(url);
-  const head = [`PUT ${path} HTTP/1.1`, `Host: ${hostname}:${port}`, 'Expect: 100-continue', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname, () => socket.write(`${head.join('\r\n')}\r\n\r\n`));
-    let raw = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (c: string) => {
-      raw += c;
-      const line = /^(HTTP\/1\.1 \d{3}[^\r]*)\r\n/.exec(raw);
-      if (!line) return;
-      socket.destroy();
-      resolve(line[1]!);
-    });
-    socket.on('error', reject);
-  });
+async function firstAnswer(url: string, path: string, headers: Record<string, string>): Promise<string> {
+  const head = (host: string) => [`PUT ${path} HTTP/1.1`, `Host: ${host}`, 'Expect: 100-continue', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)].join('\r\n');
+  const answer = await exchange(url, (host) => `${head(host)}\r\n\r\n`, (raw) => raw.includes('\r\n'));
+  return answer.slice(0, answer.indexOf('\r\n'));
 }
 
 t.test('origin and cache: 100 Continue only to an upload with a token and a length within the limit', async (t) => {

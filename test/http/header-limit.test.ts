@@ -2,35 +2,27 @@
 // error), counted exactly: node itself only drops fields past its maxHeadersCount. On the
 // cache this holds for small hits too, which are answered before fastify.
 import { createHash } from 'node:crypto';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
 import { startOrigin } from '../helpers/origin.js';
 import { startCache } from '../cache/harness.js';
+import { exchange, statusOf } from '../helpers/raw-http.js';
 
 /**
  * Sends GET `path` with exactly `fields` header fields (Host, Connection and X-Filler-N) on
  * a raw socket, left open until the answer (a half-closed one may be dropped before it).
  */
-function getWithFields(url: string, path: string, fields: number): Promise<{ status: number; body: string }> {
-  const { hostname, port } = new URL(url);
-  const head = [`GET ${path} HTTP/1.1`, `Host: ${hostname}:${port}`, 'Connection: close', ...Array.from({ length: fields - 2 }, (_, i) => `X-Filler-${i}: ${i}`)];
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname, () => socket.write(`${head.join('\r\n')}\r\n\r\n`));
-    let raw = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (c: string) => {
-      raw += c;
-      const m = /^HTTP\/1\.1 (\d{3})[^]*?\r\ncontent-length: (\d+)\r\n[^]*?\r\n\r\n/i.exec(raw);
-      const bodyStart = raw.indexOf('\r\n\r\n') + 4;
-      if (m && raw.length - bodyStart >= Number(m[2])) {
-        socket.destroy();
-        resolve({ status: Number(m[1]), body: raw.slice(bodyStart, bodyStart + Number(m[2])) });
-      }
-    });
-    socket.on('error', reject);
-  });
+async function getWithFields(url: string, path: string, fields: number): Promise<{ status: number; body: string }> {
+  const head = (host: string) => [`GET ${path} HTTP/1.1`, `Host: ${host}`, 'Connection: close', ...Array.from({ length: fields - 2 }, (_, i) => `X-Filler-${i}: ${i}`)].join('\r\n');
+  const whole = (raw: string) => {
+    const length = /\r\ncontent-length: (\d+)\r\n/i.exec(raw)?.[1];
+    const bodyStart = raw.indexOf('\r\n\r\n') + 4;
+    return length !== undefined && bodyStart >= 4 && raw.length - bodyStart >= Number(length);
+  };
+  const answer = await exchange(url, (host) => `${head(host)}\r\n\r\n`, whole);
+  const bodyStart = answer.indexOf('\r\n\r\n') + 4;
+  return { status: statusOf(answer), body: answer.slice(bodyStart, bodyStart + Number(/\r\ncontent-length: (\d+)\r\n/i.exec(answer)?.[1] ?? 0)) };
 }
 
 t.test('origin: 64 fields by default, limits.maxHeaders when set', async (t) => {
@@ -69,17 +61,8 @@ t.test('origin: a body in a transfer coding other than chunked is refused (it wo
   const origin = await startOrigin(t);
   const body = 'a body that claims to be gzip';
   const hex = createHash('sha256').update(body).digest('hex');
-  const { hostname, port } = new URL(origin.url);
-  const answer = await new Promise<string>((resolve, reject) => {
-    const socket = connect(Number(port), hostname, () => {
-      socket.write([`PUT /cas/sha256/${hex} HTTP/1.1`, `Host: ${hostname}:${port}`, `Authorization: Bearer ${origin.token}`, 'Transfer-Encoding: gzip, chunked', 'Connection: close', '', `${body.length.toString(16)}`, body, '0', '', ''].join('\r\n'));
-    });
-    let raw = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (c: string) => (raw += c));
-    socket.on('end', () => resolve(raw));
-    socket.on('error', reject);
-  });
+  const answer = await exchange(origin.url, (host) =>
+    [`PUT /cas/sha256/${hex} HTTP/1.1`, `Host: ${host}`, `Authorization: Bearer ${origin.token}`, 'Transfer-Encoding: gzip, chunked', 'Connection: close', '', `${body.length.toString(16)}`, body, '0', '', ''].join('\r\n'));
   t.match(answer, /^HTTP\/1\.1 400 /);
   t.match(answer, /Transfer-Encoding \\"gzip, chunked\\" is not supported/);
   t.equal((await request(`${origin.url}/cas/sha256/${hex}`)).statusCode, 404, 'nothing stored');

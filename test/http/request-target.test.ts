@@ -2,27 +2,17 @@
 // (`PUT http://host/artifacts/…`, which servers must accept) names the path that was
 // routed, not a slice of the whole URL; a request with two Authorization headers is refused
 // (the server and a proxy in front could each check a different one).
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
 import { startOrigin } from '../helpers/origin.js';
 import { startCache } from '../cache/harness.js';
+import { exchange, statusOf } from '../helpers/raw-http.js';
 
 /** Sends `head` and `body` on a raw socket; resolves with the status and body of the answer. */
-function raw(url: string, head: string[], body = ''): Promise<{ status: number; body: string }> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname, () => socket.write(`${[...head, `Host: ${hostname}:${port}`, 'Connection: close', `Content-Length: ${Buffer.byteLength(body)}`].join('\r\n')}\r\n\r\n${body}`));
-    let text = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (c: string) => (text += c));
-    socket.on('end', () => {
-      const start = text.indexOf('\r\n\r\n') + 4;
-      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), body: text.slice(start) });
-    });
-    socket.on('error', reject);
-  });
+async function raw(url: string, head: string[], body = ''): Promise<{ status: number; body: string }> {
+  const text = await exchange(url, (host) => `${[...head, `Host: ${host}`, 'Connection: close', `Content-Length: ${Buffer.byteLength(body)}`].join('\r\n')}\r\n\r\n${body}`);
+  return { status: statusOf(text), body: text.slice(text.indexOf('\r\n\r\n') + 4) };
 }
 
 t.test('an absolute-form target names the routed path, on the origin and through a cache', async (t) => {
