@@ -43,5 +43,5 @@ t.test('report --html, assets add -m, pull into a file', async (t) => {
 t.test('unpackTar into an existing file or under one: a FleetError, not EEXIST', async (t) => {
   const dir = t.testdir({ afile: 'x' });
   await t.rejects(unpackTar(Readable.from([]), join(dir, 'afile')), { code: 'FC_ERR_USAGE', message: /target directory .*afile is not a directory/ });
-  await t.rejects(unpackTar(Readable.from([]), join(dir, 'afile', 'sub')), { code: 'FC_ERR_NOT_FOUND', message: /target directory .*afile\/sub does not exist/ });
+  await t.rejects(unpackTar(Readable.from([]), join(dir, 'afile', 'sub')), { code: 'FC_ERR_USAGE', message: /target directory .*afile\/sub: a folder on its path is a file/ });
 });
