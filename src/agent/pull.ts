@@ -59,7 +59,6 @@ const NEXT_URL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'FC_ERR_ABORTED',
 ]);
 
-
 /** The failure as a FleetError (connection failures that surface raw while a body streams are upstream errors), and whether the next URL may do better. */
 function classify(err: unknown): { next: boolean; error: FleetError } {
   const error = toFleetError(err);

@@ -6,7 +6,7 @@ import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox
 import { LineCounter, parseDocument, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type YAMLError } from 'yaml';
 import { ConfigError, UsageError } from '../errors.js';
 import { NAME_PATTERN } from './names.js';
-import { MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration } from './units.js';
+import { MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
 
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
 
@@ -18,7 +18,7 @@ const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
 const FORMATS: Record<string, { parse: (text: string) => unknown; phrase: string }> = {
   size: { parse: parseSize, phrase: 'a size (e.g. 4096, 512MiB, 50GiB)' },
   // a budget that cannot be empty ("0", "0GiB" and "0.5", which rounds down to 0 bytes, refused)
-  'positive-size': { parse: parsePositiveSize, phrase: 'a size of at least 1 byte (e.g. 4096, 512MiB, 50GiB)' },
+  'positive-size': { parse: parsePositiveSize, phrase: POSITIVE_SIZE_PHRASE },
   // a timer's (a timeout, an interval): 24 days at most
   duration: { parse: parseTimerDuration, phrase: 'a duration of at most 24 days (e.g. 250ms, 30s, 5m)' },
   'positive-duration': { parse: parsePositiveDuration, phrase: 'a duration longer than 0 (e.g. 250ms, 30s, 5m)' },

@@ -28,12 +28,15 @@ export function parsePositiveSize(text: string | number): number {
   return bytes;
 }
 
+/** What parsePositiveSize takes, as a refusal says it (a configuration's field, a flag). */
+export const POSITIVE_SIZE_PHRASE = 'a size of at least 1 byte (e.g. 4096, 512MiB, 50GiB)';
+
 /** parsePositiveSize for the command-line flag `flag`, which a refusal names. */
 export function parseSizeFlag(flag: string, text: string): number {
   try {
     return parsePositiveSize(text);
   } catch {
-    throw new FleetError('FC_ERR_USAGE', `${flag}: must be a size of at least 1 byte (e.g. 4096, 512MiB, 50GiB), not "${text}"`);
+    throw new FleetError('FC_ERR_USAGE', `${flag}: must be ${POSITIVE_SIZE_PHRASE}, not "${text}"`);
   }
 }
 

@@ -20,10 +20,14 @@ const RECENT_USE_MS = 10 * 60_000;
 /** A temporary file older than this was left by a process that died (a write updates the mtime). */
 const STALE_PARTIAL_MS = 24 * 3600_000;
 
-/** The cache's own names: a tar by its blob's hex digest, its recorded digest, and their temporary files (tempNameFor). */
-const TAR_NAME = /^(?:[0-9a-f]{64}|[0-9a-f]{128})\.tar$/;
-const DIGEST_NAME = /^(?:[0-9a-f]{64}|[0-9a-f]{128})\.tar\.sha256$/;
-const TEMP_NAME = /^(?:[0-9a-f]{64}|[0-9a-f]{128})\.tar(?:\.sha256)?\.[0-9a-f]{12}\.partial$/;
+/**
+ * What a name of the cache's own is: a tar by its blob's hex digest, its recorded digest, or
+ * a temporary file of either (tempNameFor); undefined for any other name.
+ */
+function ownName(name: string): 'tar' | 'digest' | 'temp' | undefined {
+  const m = /^(?:[0-9a-f]{64}|[0-9a-f]{128})\.tar(\.sha256)?(\.[0-9a-f]{12}\.partial)?$/.exec(name);
+  return !m ? undefined : m[2] ? 'temp' : m[1] ? 'digest' : 'tar';
+}
 
 export function baseCachePath(baseCache: string, digest: string): string {
   return join(baseCache, `${parseDigestString(digest).hex}.tar`);
@@ -84,14 +88,14 @@ export async function pruneBaseCache(baseCache: string, maxBytes: number, keep: 
   const leftovers: string[] = [];
   const now = Date.now();
   for (const name of names) {
-    const own = TAR_NAME.test(name) || DIGEST_NAME.test(name) || TEMP_NAME.test(name);
+    const own = ownName(name);
     const path = join(baseCache, name);
     const st = own ? await lstat(path).catch(() => undefined) : undefined;
     if (!st?.isFile()) continue;
     const age = now - st.mtimeMs;
-    if (TAR_NAME.test(name)) tars.push({ path, size: st.size, used: st.mtimeMs });
-    else if (TEMP_NAME.test(name) && age > STALE_PARTIAL_MS) leftovers.push(path);
-    else if (DIGEST_NAME.test(name) && age > RECENT_USE_MS && !names.has(name.slice(0, -'.sha256'.length))) leftovers.push(path);
+    if (own === 'tar') tars.push({ path, size: st.size, used: st.mtimeMs });
+    else if (own === 'temp' && age > STALE_PARTIAL_MS) leftovers.push(path);
+    else if (own === 'digest' && age > RECENT_USE_MS && !names.has(name.slice(0, -'.sha256'.length))) leftovers.push(path);
   }
   const kept = (tar: { path: string; used: number }): boolean => keep.has(tar.path) || now - tar.used < RECENT_USE_MS;
   let total = tars.filter(kept).reduce((sum, tar) => sum + tar.size, 0);
