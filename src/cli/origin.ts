@@ -104,6 +104,7 @@ export function originOptionsFrom(config: OriginConfig, flags: OriginFlags): { o
       readAccess: config.readAccess,
       maxBlobSize: parseSize(config.limits.maxBlobSize),
       maxRecordSize: parseSize(config.limits.maxRecordSize),
+      runArtifacts: { maxBytes: parseSize(config.limits.maxRunArtifactsSize), maxFiles: config.limits.maxRunArtifactsFiles },
       maxHeaders: config.limits.maxHeaders,
       idleTimeoutMs: parseDuration(config.limits.idleTimeout),
       logLevel: config.logLevel,

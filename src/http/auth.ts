@@ -52,10 +52,11 @@ export class TokenCheck {
     if (this.#granted(request).scope !== 'write') throw new FleetError('FC_ERR_FORBIDDEN', 'a run token may only upload its run\'s artifacts');
   }
 
-  /** A write under /artifacts/<run>/: a write token, or that run's token. */
-  requireArtifacts(request: FastifyRequest, run: string | undefined): void {
+  /** A write under /artifacts/<run>/: a write token, or that run's token. Returns which. */
+  requireArtifacts(request: FastifyRequest, run: string | undefined): Grant {
     const grant = this.#granted(request);
     if (grant.scope === 'run' && grant.run !== run) throw new FleetError('FC_ERR_FORBIDDEN', 'a run token may only upload its run\'s artifacts');
+    return grant;
   }
 
   #granted(request: FastifyRequest): Grant {

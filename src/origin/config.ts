@@ -3,6 +3,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { ageSchema, durationSchema, positiveDurationSchema, positiveSizeSchema } from '../config/load.js';
 import { DEFAULT_MAX_HEADERS, logLevelSchema } from '../http/server-options.js';
 import type { RetentionPolicy } from './retention.js';
+import type { RunArtifactLimits } from './run-budget.js';
 
 const DiskStorageSchema = Type.Object({ type: Type.Literal('disk') }, { additionalProperties: false });
 
@@ -46,6 +47,8 @@ export const OriginConfigSchema = Type.Object(
       {
         maxBlobSize: positiveSizeSchema('20GiB'),
         maxRecordSize: positiveSizeSchema('1MiB'),
+        maxRunArtifactsSize: positiveSizeSchema('50GiB'),
+        maxRunArtifactsFiles: Type.Integer({ minimum: 1, default: 100_000, description: 'how many artifact files the machines of one run may upload with its run token' }),
         maxHeaders: Type.Integer({ minimum: 8, default: DEFAULT_MAX_HEADERS }),
         idleTimeout: positiveDurationSchema({
           default: '2m',
@@ -88,6 +91,8 @@ export interface OriginOptions {
   readonly readAccess?: 'public' | 'token';
   readonly maxBlobSize?: number;
   readonly maxRecordSize?: number;
+  /** What a run token may upload for its run (run-budget.ts); default 50 GiB in 100,000 files. */
+  readonly runArtifacts?: RunArtifactLimits;
   readonly maxHeaders?: number;
   /** A client connection with no traffic either way this long is cut; default 2 minutes. */
   readonly idleTimeoutMs?: number;

@@ -7,6 +7,7 @@ import type { NameStore } from '../store/names.js';
 import { FleetError } from '../errors.js';
 import { formatDigest, type Digest } from '../store/digest.js';
 import type { BlobReferences } from './references.js';
+import type { RunArtifactBudget } from './run-budget.js';
 
 export interface OriginContext {
   readonly store: BlobStore;
@@ -16,6 +17,8 @@ export interface OriginContext {
   readonly readAccess: 'public' | 'token';
   readonly maxBlobSize: number;
   readonly maxRecordSize: number;
+  /** What the machines of a run may still upload with its run token. */
+  readonly runBudget: RunArtifactBudget;
   /** Digests ("algo:hex") uploaded with visibility internal: reads need a token. */
   readonly internal: Set<string>;
   /** The blobs writes in flight are naming, which a retention prune must not delete. */

@@ -16,6 +16,7 @@ import { nameRoutes } from './routes/names.js';
 import { opsRoutes } from './routes/ops.js';
 import { BlobReferences, RECENT_MS } from './references.js';
 import { Retention } from './retention.js';
+import { RunArtifactBudget, DEFAULT_RUN_ARTIFACTS } from './run-budget.js';
 import { after, every } from '../long-timer.js';
 import { registerDashboard } from '../ui/dashboard.js';
 
@@ -84,6 +85,7 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
     readAccess: options.readAccess ?? 'public',
     maxBlobSize: options.maxBlobSize ?? DEFAULT_MAX_BLOB_SIZE,
     maxRecordSize: options.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE,
+    runBudget: new RunArtifactBudget(names, options.runArtifacts ?? DEFAULT_RUN_ARTIFACTS),
     internal: new Set(),
     // an earlier process's clean stop, recorded (below) and taken once: a crash leaves none
     references: new BlobReferences(options.soleWriter ? -Infinity : (await names.find<{ at: number }>(STOPPED))?.at ?? Date.now()),

@@ -3,6 +3,7 @@
 // refused (403), and so is a token forged, made for another run, or made from a write token
 // rotated out.
 import { createHash, createHmac } from 'node:crypto';
+import { Readable } from 'node:stream';
 import t from 'tap';
 import { request } from 'undici';
 import { RUN_TOKEN_RENEW_MS, RUN_TOKEN_TTL_S, runToken, runTokenSource } from '../../src/client/run-token.js';
@@ -74,4 +75,39 @@ t.test("the runner's tokens: one for an hour (the machines' requests for one obj
   const second = next();
   t.not(second, first, 'an hour later: a new one');
   t.equal(Number(second.split('.')[2]), now / 1000 + RUN_TOKEN_TTL_S, 'valid a day from then');
+});
+
+t.test("a run's uploads with its token have a budget: bytes and files, kept across a restart, write tokens not counted", async (t) => {
+  const dataDir = t.testdir();
+  const runArtifacts = { maxBytes: 1000, maxFiles: 4 };
+  let origin = await startOrigin(t, { dataDir, runArtifacts });
+  const mine = runToken(TEST_TOKEN, 'run-1');
+  let n = 0;
+  const put = async (size: number, token = mine, extra: Record<string, string> = {}, run = 'run-1') => {
+    const res = await request(`${origin.url}/artifacts/${run}/job/f-${++n}`, { method: 'PUT', body: Buffer.alloc(size, 'a'), headers: { authorization: `Bearer ${token}`, ...extra } });
+    const text = await res.body.text();
+    return res.statusCode >= 400 ? `${res.statusCode} ${(JSON.parse(text) as { code: string; message: string }).code}: ${(JSON.parse(text) as { message: string }).message}` : String(res.statusCode);
+  };
+  t.equal(await put(600), '201', '600 of 1000 bytes');
+  t.match(await put(600), /^507 FC_ERR_INSUFFICIENT_STORAGE: run run-1 has uploaded 600 B of artifacts: 600 B more exceeds its budget of 1000 B \(limits\.maxRunArtifactsSize/, 'refused before its body is read');
+  t.equal(await put(600, TEST_TOKEN), '201', 'a write token is not counted');
+  t.equal(await put(600, runToken(TEST_TOKEN, 'run-2'), {}, 'run-2'), '201', 'another run has its own budget');
+  t.match(await put(300, mine, { 'x-fleetcache-digest': `sha256:${'0'.repeat(64)}` }), /^400 FC_ERR_DIGEST_MISMATCH/, 'an upload refused for its bytes...');
+  t.equal(await put(300), '201', '...gives back what it took');
+
+  // Concurrent uploads each take their share first: of two that together exceed it, one is refused.
+  const both = await Promise.all([put(100), put(100)]);
+  t.same(both.map((a) => a.slice(0, 3)).sort(), ['201', '507']);
+
+  // A body without a length cannot be weighed before it is read.
+  const chunked = await request(`${origin.url}/artifacts/run-1/job/chunked`, { method: 'PUT', body: Readable.from([Buffer.from('x')]), headers: { authorization: `Bearer ${mine}` } });
+  t.equal(chunked.statusCode, 400);
+  t.match(JSON.parse(await chunked.body.text()), { code: 'FC_ERR_BAD_REQUEST', message: /must state its Content-Length/ });
+
+  // After a restart the run's stored artifacts count, the write token's too: 1,600 bytes in 4 files.
+  await origin.app.close();
+  origin = await startOrigin(t, { dataDir, runArtifacts: { maxBytes: 2000, maxFiles: 5 } });
+  t.match(await put(401), /^507 .*has uploaded 1.6 KiB of artifacts/, 'counted from disk at its first upload');
+  t.equal(await put(400), '201', 'what is left of the budget');
+  t.match(await put(0), /^507 FC_ERR_INSUFFICIENT_STORAGE: run run-1 has used its budget of 5 artifact files \(limits\.maxRunArtifactsFiles/, 'the sixth file');
 });

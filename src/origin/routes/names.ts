@@ -7,6 +7,7 @@ import { checkWritePreconditions, checkReadPreconditions, replyWithBlob } from '
 import { parseRunManifest, type RunManifest } from '../../project-upload/manifest.js';
 import { parseDigestString, formatDigest, type Digest } from '../../store/digest.js';
 import { isAbort, uploadAborted } from '../../store/blob-store.js';
+import type { Grant } from '../../http/auth.js';
 import type { NameRecord } from '../../store/names.js';
 import { checkSegment, parseNamePath } from '../../store/safe-name.js';
 import { checkDeclaredLength, checkRead, isInternal, nameCacheControl, type OriginContext } from '../context.js';
@@ -80,14 +81,30 @@ function statedDigest(request: FastifyRequest): Digest | undefined {
   return digest;
 }
 
+/**
+ * A run token's upload takes its declared length from the run's budget before the body is
+ * read (run-budget.ts), and gives it back if nothing is stored. Returns the store's size
+ * limit for the body, and what gives the budget back.
+ */
+async function takeFromRunBudget(ctx: OriginContext, request: FastifyRequest, run: string): Promise<{ maxSize: number; giveBack: () => void }> {
+  const declared = request.headers['content-length'];
+  if (declared === undefined) {
+    throw new FleetError('FC_ERR_BAD_REQUEST', 'an artifact upload with a run token must state its Content-Length (a run\'s uploads have a budget)');
+  }
+  const size = Number(declared);
+  return { maxSize: size, giveBack: await ctx.runBudget.reserve(run, size) };
+}
+
 async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
-  if (segments[0] === 'artifacts') ctx.auth.requireArtifacts(request, segments[1]);
+  let grant: Grant = { scope: 'write' };
+  if (segments[0] === 'artifacts') grant = ctx.auth.requireArtifacts(request, segments[1]);
   else ctx.auth.require(request);
   checkDeclaredLength(request, ctx.maxBlobSize);
   const expected = statedDigest(request);
+  const budget = grant.scope === 'run' ? await takeFromRunBudget(ctx, request, grant.run) : undefined;
   let release = (): void => undefined;
   const { record, created } = await conditionalPut<NameRecord>(ctx, request, segments, blobNameEtag, async () => {
-    const result = await ctx.store.put(request.raw, { maxSize: ctx.maxBlobSize, ...(expected ? { expected } : {}) });
+    const result = await ctx.store.put(request.raw, { maxSize: budget?.maxSize ?? ctx.maxBlobSize, ...(expected ? { expected } : {}) });
     // held from the moment it is stored until the name points at it (references.ts)
     const digest = formatDigest(result.digest);
     release = ctx.references.hold([digest]);
@@ -95,7 +112,12 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     ctx.ledger.bytesIn(kind, result.size);
     const contentType = request.headers['content-type'];
     return { digest, size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}) };
-  }).finally(() => release());
+  })
+    .catch((err: unknown) => {
+      budget?.giveBack();
+      throw err;
+    })
+    .finally(() => release());
   // The ETag of the new representation lets a cache keep what it forwarded (RFC 9110 §9.3.4).
   // The headers its GETs get: a cache that keeps what it forwarded serves them too (cache/put.ts).
   const cacheControl = nameCacheControl(ctx, isInternal(ctx, parseDigestString(record.digest)));
