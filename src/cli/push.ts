@@ -6,7 +6,7 @@ import { resolveToken } from '../client/token.js';
 import { formatBytes, parseSizeFlag } from '../config/units.js';
 import { DEFAULT_COMPRESSION, isCompression } from '../delta/compress.js';
 import { UsageError } from '../errors.js';
-import { pushProject } from '../project-upload/push.js';
+import { pushProject, unusableBaseLine } from '../project-upload/push.js';
 import { DEFAULT_BASE_CACHE_SIZE, prunedLine } from '../project-upload/base-cache.js';
 import { parseLevel } from './delta.js';
 import { DEFAULT_LEVEL_HELP } from '../delta/xdelta.js';
@@ -77,6 +77,7 @@ export function registerPush(program: Command): void {
         `received\t${result.bytesReceived}\t${formatBytes(result.bytesReceived)}\n`,
     );
     reportSkipped(result.skipped);
+    for (const base of result.unusableBases) process.stderr.write(`fleetcache: ${unusableBaseLine(base)}\n`);
     if (result.pruned.removed > 0) process.stderr.write(`fleetcache: ${prunedLine(result.pruned, flags.baseCache)}\n`);
   });
 }

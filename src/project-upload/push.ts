@@ -81,6 +81,21 @@ export interface PushResult {
   readonly pruned: PruneResult;
   /** Paths of the tree left out: not a file, directory or symlink (a FIFO, a socket, a device). */
   readonly skipped: readonly string[];
+  /** Bases at the origin passed over: their blob is missing or damaged there (UNUSABLE_BASE_CODES). */
+  readonly unusableBases: ReadonlyArray<{ readonly id: string; readonly reason: string }>;
+}
+
+/**
+ * Why a candidate base cannot be downloaded that no retry mends: its blob is gone from the
+ * origin, or its bytes there are not the ones recorded. The push passes over it (the next
+ * candidate, or a new base) rather than fail every push of the project until someone repairs
+ * the origin; its runs' pulls fail, and the origin's verify reports it (deploy/OPERATIONS.md).
+ */
+const UNUSABLE_BASE_CODES: ReadonlySet<string> = new Set(['FC_ERR_NOT_FOUND', 'FC_ERR_DIGEST_MISMATCH', 'FC_ERR_SIZE_MISMATCH']);
+
+/** What push and run say of a base passed over (PushResult.unusableBases). */
+export function unusableBaseLine(base: PushResult['unusableBases'][number]): string {
+  return `base ${base.id} at the origin cannot be used, passed over (its runs cannot be pulled; "fleetcache verify" at the origin lists damaged blobs): ${base.reason}`;
 }
 
 function stamp(): string {
@@ -190,9 +205,16 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     if (same) used.add(baseCachePath(options.baseCache, same.digest));
     // Each VCDIFF goes to a file (it can be as large as the tar), the best one kept.
     let best: { base: BaseInfo; file: string; vcdiffSize: number; quick: number } | undefined;
+    const unusableBases: Array<{ id: string; reason: string }> = [];
     for (const [i, base] of (same ? [] : candidates).entries()) {
       const file = join(work, `candidate-${i}.vcdiff`);
-      const { size, received } = await encodeAgainstBase(options, base, tarFile, file, http);
+      const encoded = await encodeAgainstBase(options, base, tarFile, file, http).catch((err: unknown) => {
+        if (!(err instanceof FleetError) || !UNUSABLE_BASE_CODES.has(err.code)) throw err;
+        unusableBases.push({ id: base.id, reason: err.message });
+        return undefined;
+      });
+      if (!encoded) continue;
+      const { size, received } = encoded;
       used.add(baseCachePath(options.baseCache, base.digest));
       bytesReceived += received;
       // past 2 × bound a candidate cannot be chosen: counting stops there
@@ -258,6 +280,6 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     });
     bytesSent += Buffer.byteLength(body);
     const pruned = await pruneBaseCache(options.baseCache, options.baseCacheSize ?? parseSize(DEFAULT_BASE_CACHE_SIZE), used);
-    return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased, pruned, skipped: packed.skipped };
+    return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased, pruned, skipped: packed.skipped, unusableBases };
   });
 }

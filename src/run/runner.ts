@@ -11,7 +11,7 @@ import { resolveToken } from '../client/token.js';
 import { formatBytes, parseDuration } from '../config/units.js';
 import { FleetError } from '../errors.js';
 import type { RepackOptions } from '../pack/repack.js';
-import { pushProject, type PushResult } from '../project-upload/push.js';
+import { pushProject, unusableBaseLine, type PushResult } from '../project-upload/push.js';
 import { prunedLine } from '../project-upload/base-cache.js';
 import { buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
 import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Job, type Project, type ResolvedFields } from '../spread/index.js';
@@ -190,6 +190,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       throw new FleetError('FC_ERR_TASK_FAILED', `interrupted by ${interrupt.received} while the project was uploaded: no job ran (${jobs.length} aborted), no machine was allocated`);
     });
     // spread's line as it prints it (scripts parse it), then what went to the origin
+    for (const base of push.unusableBases) log.line(`WARNING: ${unusableBaseLine(base)}`);
     log.line(`Project content is packed for delivery (${spreadSize(push.fullUploadBytes)}).`);
     log.line(`Sent ${formatBytes(push.bytesSent)} to the origin as ${push.rebased ? 'a new base' : push.manifest.delta ? 'a delta' : 'the base it already is'} (run ${push.run}).`);
     const pruned = push.pruned.removed > 0 ? prunedLine(push.pruned, join(dataRoot, 'bases')) : '';

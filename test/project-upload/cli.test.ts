@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -130,7 +130,7 @@ t.test('push and pull draw progress bars on a terminal, none in a pipe', async (
   t.match(piped, /^sha256:[0-9a-f]{64}\t\d+ entries\t/);
 });
 
-t.test('push says what it left out; a pull whose download is cut mid-body exits 6 (upstream), not 70 (internal)', async (t) => {
+t.test('push says what it left out and which bases it passed over; a pull whose download is cut mid-body exits 6 (upstream), not 70 (internal)', async (t) => {
   const { dir, url, src } = await originAndProject(t);
   writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
   await run('mkfifo', [join(src, 'a.fifo')]);
@@ -155,6 +155,16 @@ t.test('push says what it left out; a pull whose download is cut mid-body exits 
   const { code, err } = await captured(['pull', '--project', 'cut', '--run', 'r1', '--from', from, join(dir, 'out')]);
   t.equal(code, EXIT.unavailable, err);
   t.notMatch(err, /\n\s+at /, 'no stack trace');
+
+  // The base's blob lost at the origin: a push from another machine (another base cache) passes it over, and says so.
+  const manifest = (await (await request(`${url}/projects/cut/runs/r1`)).body.json()) as { base: { digest: string } };
+  const hex = manifest.base.digest.split(':')[1];
+  const blob = readdirSync(join(dir, 'origin'), { recursive: true, withFileTypes: true }).find((e) => e.isFile() && e.name === hex);
+  rmSync(join(blob!.parentPath, blob!.name));
+  const again = await captured(['push', src, '--project', 'cut', '--origin', url, '--base-cache', join(dir, 'bases-2'), '--run', 'r2', '--token-file', join(dir, 'token')]);
+  t.equal(again.code, 0, again.err);
+  t.match(again.err, /^fleetcache: base \S+ at the origin cannot be used, passed over \(its runs cannot be pulled; "fleetcache verify" at the origin lists damaged blobs\): .*HTTP 404/m);
+  t.match(again.out, /^uploaded\tnew base /m);
 });
 
 t.test('-o onto a device is written in place, through a symlink to its target; a tar in the tree it packs is not packed', async (t) => {

@@ -302,3 +302,37 @@ t.test('a base cache record that names another tar is not believed: the push enc
   t.equal(pulled.manifest.result.digest, other.manifest.result.digest);
   t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }));
 });
+
+t.test('a base damaged or missing at the origin is passed over: the push uses another, or makes a new base, and says so', async (t) => {
+  const { url, dataDir, dir, project, common } = await originWithProject(t, 'damaged');
+  const first = await pushProject({ ...common, run: 'run-1' });
+  writeFileSync(join(project, 'NEW.md'), 'a change\n');
+  // Another machine's push (an empty base cache): it downloads the base, and the origin's copy is damaged.
+  const blobFile = findFile(dataDir, parseDigestString(first.manifest.base.digest).hex);
+  const bytes = readFileSync(blobFile);
+  bytes[bytes.length >> 1] = (bytes[bytes.length >> 1] as number) ^ 0xff;
+  writeFileSync(blobFile, bytes);
+  const second = await pushProject({ ...common, run: 'run-2', baseCache: join(dir, 'bases-2') });
+  t.same(second.unusableBases.map((b) => b.id), [first.manifest.base.id], 'the damaged base is named');
+  t.match(second.unusableBases[0]!.reason, /digest mismatch|corrupt gzip/);
+  t.ok(second.rebased, 'no other base: a new one');
+  t.not(second.manifest.base.id, first.manifest.base.id);
+  const out = join(dir, 'out');
+  await pullProject({ project: 'damaged', run: 'run-2', from: url, dir: out });
+  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }), 'its run pulls');
+
+  // The newest base's blob gone: the older (damaged) one is passed over too, and a new base made again.
+  rmSync(findFile(dataDir, parseDigestString(second.manifest.base.digest).hex));
+  writeFileSync(join(project, 'NEW.md'), 'another change\n');
+  const third = await pushProject({ ...common, run: 'run-3', baseCache: join(dir, 'bases-3') });
+  t.same(third.unusableBases.map((b) => b.id).sort(), [first.manifest.base.id, second.manifest.base.id].sort());
+  t.ok(third.rebased);
+
+  // The new base is the newest: the next push makes its delta against it (the others are still named).
+  writeFileSync(join(project, 'NEW.md'), 'a third change\n');
+  const fourth = await pushProject({ ...common, run: 'run-4', baseCache: join(dir, 'bases-4') });
+  t.equal(fourth.unusableBases.length, 2);
+  t.ok(fourth.manifest.delta, 'a delta');
+  t.equal(fourth.manifest.base.id, third.manifest.base.id, 'against the base the last push made');
+
+});
