@@ -49,17 +49,18 @@ export class TokenCheck {
 
   /** A write of anything: throws 401 without credentials, 403 with wrong ones or a run token. */
   require(request: FastifyRequest): void {
-    if (this.#granted(request).scope !== 'write') throw new FleetError('FC_ERR_FORBIDDEN', 'a run token may only upload its run\'s artifacts');
+    if (this.granted(request).scope !== 'write') throw new FleetError('FC_ERR_FORBIDDEN', 'a run token may only upload its run\'s artifacts');
   }
 
   /** A write under /artifacts/<run>/: a write token, or that run's token. Returns which. */
   requireArtifacts(request: FastifyRequest, run: string | undefined): Grant {
-    const grant = this.#granted(request);
+    const grant = this.granted(request);
     if (grant.scope === 'run' && grant.run !== run) throw new FleetError('FC_ERR_FORBIDDEN', 'a run token may only upload its run\'s artifacts');
     return grant;
   }
 
-  #granted(request: FastifyRequest): Grant {
+  /** What the request's token allows: throws 401 without one, 403 with one not accepted. */
+  granted(request: FastifyRequest): Grant {
     if (!request.headers.authorization) throw missingToken();
     const grant = this.#check(request);
     if (grant === 'expired') throw new FleetError('FC_ERR_FORBIDDEN', 'the run token has expired (the runner makes a new one for each command it has a machine run)');

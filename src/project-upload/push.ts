@@ -26,6 +26,7 @@ import { withTempDir } from './temp-dir.js';
 import { downloadBlob } from './transfer.js';
 import { sha256File } from '../store/hashing.js';
 import { checkSegment } from '../store/safe-name.js';
+import type { Grant } from '../http/auth.js';
 
 /** A delta above this share of the gzip-compressed tar triggers a new base. */
 export const REBASE_RATIO = 0.1;
@@ -161,6 +162,19 @@ export async function listBases(origin: string, project: string, options: Reques
   }
 }
 
+/**
+ * Fails when the origin would refuse this push's writes: no token (401), a token it does not
+ * accept (403), or a machine's run token. An origin older than GET /-/token (404) is not
+ * asked: its refusal comes with the first upload.
+ */
+async function checkWriteToken(origin: string, http: RequestOptions): Promise<void> {
+  const grant = await httpGetJson<Grant>(joinUrl(origin, '/-/token'), http).catch((err: unknown) => {
+    if (err instanceof NotFoundError) return undefined;
+    throw err;
+  });
+  if (grant && grant.scope !== 'write') throw new FleetError('FC_ERR_FORBIDDEN', `${origin} takes this token as a run token (run ${grant.run}): a push needs a write token`);
+}
+
 export async function pushProject(options: PushOptions): Promise<PushResult> {
   const { signal } = options;
   const http: RequestOptions = { ...(options.token ? { token: options.token } : {}), ...(signal ? { signal } : {}), ...(options.progress ? { progress: options.progress } : {}) };
@@ -171,9 +185,10 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   checkSegment(run, 'run');
   const projectPath = `/projects/${encodeURIComponent(options.project)}`;
   await mkdir(options.baseCache, { recursive: true });
-  // Asked first: an origin that is down (or refuses this client) fails the push at once,
-  // not after the tree was packed and compressed (tens of seconds for a large one).
-  const candidates = (await listBases(options.origin, options.project, http)).slice(0, BASE_CANDIDATES);
+  // Asked first: an origin that is down, or refuses this client or its token, fails the push
+  // at once, not after the tree was packed and compressed (tens of seconds for a large one).
+  const [bases] = await Promise.all([listBases(options.origin, options.project, http), checkWriteToken(options.origin, http)]);
+  const candidates = bases.slice(0, BASE_CANDIDATES);
   return withTempDir('fleetcache-push-', async (work) => {
     const packedFile = join(work, 'packed.tar');
     // The work directory and the base cache may lie inside the project (TMPDIR=$PWD/tmp, push ~).

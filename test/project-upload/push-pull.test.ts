@@ -8,6 +8,7 @@ import { gzipSync } from 'node:zlib';
 import { request } from 'undici';
 import type { Test } from 'tap';
 import { pullProject } from '../../src/project-upload/pull.js';
+import { runToken } from '../../src/client/run-token.js';
 import { baseCachePath } from '../../src/project-upload/base-cache.js';
 import { listBases, pushProject } from '../../src/project-upload/push.js';
 import { casPath, parseDigestString } from '../../src/store/digest.js';
@@ -208,12 +209,17 @@ t.test('tampered base or delta: refused, nothing unpacked', async (t) => {
   t.ok(casPath(parseDigestString(delta.digest)).endsWith(hex));
 });
 
-t.test('writes without the token are refused', async (t) => {
+t.test('writes without the token are refused, and so is a wrong or a run token, before the tree is read', async (t) => {
   const { url, dir } = await startOriginIn(t);
   const project = join(dir, 'project');
   mkdirSync(project);
   writeFileSync(join(project, 'a'), 'a');
   await t.rejects(pushProject({ dir: project, project: 'p', origin: url, baseCache: join(dir, 'b') }), { code: 'FC_ERR_UNAUTHORIZED' });
+  // Refused before the tree is read (a missing one would fail packing with another error).
+  const missing = join(dir, 'not-there');
+  await t.rejects(pushProject({ dir: missing, project: 'p', origin: url, baseCache: join(dir, 'b') }), { code: 'FC_ERR_UNAUTHORIZED' });
+  await t.rejects(pushProject({ dir: missing, project: 'p', origin: url, baseCache: join(dir, 'b'), token: 'not-the-write-token' }), { code: 'FC_ERR_FORBIDDEN', message: /the bearer token is not accepted/ });
+  await t.rejects(pushProject({ dir: missing, project: 'p', origin: url, baseCache: join(dir, 'b'), token: runToken(TOKEN, 'r1') }), { code: 'FC_ERR_FORBIDDEN', message: /takes this token as a run token \(run r1\): a push needs a write token/ });
 });
 
 function findFile(root: string, name: string): string {

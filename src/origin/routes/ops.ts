@@ -11,6 +11,12 @@ export async function opsRoutes(app: FastifyInstance, ctx: OriginContext, retent
     reply.type(ctx.ledger.registry.contentType).send(await ctx.ledger.registry.metrics()),
   );
   app.get('/-/stats', { logLevel: 'silent', config }, async () => ctx.ledger.snapshot());
+  // What the request's token allows, 401/403 as a write would get them: a client checks its
+  // token before it spends minutes on work only a write can use (a push packing a tree).
+  app.get('/-/token', { config }, async (request, reply) => {
+    reply.header('cache-control', 'no-store');
+    return ctx.auth.granted(request);
+  });
   // A prune now (?dry-run=1: what it would delete), by the configured retention; a writer's token.
   app.post('/-/prune', { config }, async (request) => {
     ctx.auth.require(request);
