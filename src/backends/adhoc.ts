@@ -125,8 +125,13 @@ export class AdhocProvider implements Provider {
     let address: string | undefined;
     for (;;) {
       const r = await this.runScript(this.#options.allocate, system, '', options?.signal);
-      // interrupted (the run is stopping): the script was killed, no machine is wanted any more
-      options?.signal?.throwIfAborted();
+      // interrupted (the run is stopping): the script was killed, no machine is wanted any more;
+      // one it announced (killed after its ADDRESS, or done as the signal came) is discarded,
+      // not left running
+      if (options?.signal?.aborted) {
+        if (r.address) await this.#release(system, r.address).catch((err: Error) => this.#ctx.log?.(`WARNING: ${err.message}`));
+        options.signal.throwIfAborted();
+      }
       if (r.fatal) throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: ${r.fatal}`);
       if (r.exitCode === 0 && !r.error && !r.killed) {
         if (!r.address || /\s/.test(r.address)) {

@@ -131,14 +131,16 @@ t.test('the machines of a runner killed with SIGKILL are on record: run --discar
   t.equal(await discardKeptMachines({ cwd: dir, dataRoot, log: new RunLog(() => undefined) }), 0, 'nothing left to discard');
 });
 
-t.test('SIGINT while a machine is being allocated: the allocate script is killed, nothing more is started', async (t) => {
+t.test('SIGINT while a machine is being allocated: the allocate script is killed, the address it gave discarded, nothing more is started', async (t) => {
   const dir = join(t.testdir(), 'project');
   const pidFile = join(dir, '..', 'allocate.pid');
+  const discarded = join(dir, '..', 'discarded');
   await mkdir(join(dir, 's/a'), { recursive: true });
+  // The address first, then a wait for the machine to finish booting (a cloud VM made, not ready).
   const spread = [
     'project: slowalloc', 'path: /home/slowalloc', 'backends:', '  cloud:', '    type: adhoc',
-    '    allocate: |', `      sleep 60 & echo $! > ${pidFile}; wait`, '      ADDRESS 127.0.0.1:1',
-    '    discard: "true"', '    systems: [ubuntu-1]', 'suites:', '  s/:', '    summary: s', '',
+    '    allocate: |', '      ADDRESS 127.0.0.1:1', `      sleep 60 & echo $! > ${pidFile}; wait`,
+    `    discard: echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`, '    systems: [ubuntu-1]', 'suites:', '  s/:', '    summary: s', '',
   ];
   await writeFile(join(dir, 'spread.yaml'), spread.join('\n'));
   await writeFile(join(dir, 's/a/task.yaml'), 'summary: a\nexecute: echo a\n');
@@ -153,4 +155,5 @@ t.test('SIGINT while a machine is being allocated: the allocate script is killed
   t.notMatch(run.out(), /Waiting for cloud:ubuntu-1 to make SSH available/, 'nothing after the allocation');
   t.notMatch(run.out(), /Error preparing cloud:ubuntu-1: This operation was aborted/, 'no error line for a start the interrupt cut short');
   t.match(run.out(), /Aborted tasks: 1/);
+  t.equal(await readFile(discarded, 'utf8'), '127.0.0.1:1\n', 'the machine it announced is discarded, once');
 });
