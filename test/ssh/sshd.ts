@@ -56,6 +56,10 @@ export async function startSshd(t: Teardown, base: string, options: { sftp?: boo
       'KbdInteractiveAuthentication no',
       // without it, as on hosts hardened so: files go through a shell (src/ssh/client.ts)
       ...(options.sftp === false ? [] : ['Subsystem sftp internal-sftp']),
+      // bash sources ~/.bashrc for a command run by sshd (Debian builds it so) unless it is a
+      // nested shell: root's here runs `pyenv init`, 0.4 s per command, every script of every
+      // test. A machine's own start-up files are not what these tests test.
+      'SetEnv SHLVL=1',
       'MaxSessions 50',
       'MaxStartups 50',
       'LogLevel ERROR',
