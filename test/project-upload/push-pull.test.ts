@@ -136,7 +136,7 @@ t.test('a delta as large as the tar (new content, or an old unrelated base among
   mkdirSync(project);
   writeFileSync(join(project, 'a.txt'), 'a tiny first base\n');
   await pushProject({ ...common, run: 'tiny' });
-  const size = 96 << 20;
+  const size = 64 << 20;
   const hash = createHash('sha256');
   const fd = openSync(join(project, 'big.bin'), 'w');
   for (let i = 0; i < size; i += 1 << 20) {
