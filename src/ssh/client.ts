@@ -129,6 +129,11 @@ export async function waitForPort(host: string, port: number, timeoutMs: number,
   }
 }
 
+/** A command's exit as `command` reports it: -1 when the channel closed without an exit status. */
+function exitPhrase(code: number): string {
+  return code === -1 ? 'the channel closed without an exit status' : `exit ${code}`;
+}
+
 export class SshClient implements Executor {
   readonly #client: Client;
   readonly #sudo: string;
@@ -184,10 +189,12 @@ export class SshClient implements Executor {
       ch.stderr.on('data', stderr.write);
       ch.on('exit', (c: number | null) => (code = c ?? 255));
       ch.on('error', fail);
-      ch.on('close', () => {
+      // ssh2 repeats the exit status on 'close': a quick command's 'exit' can come before
+      // this listener was added (in the packet that confirmed the channel)
+      ch.on('close', (c?: number | null) => {
         stdout.end();
         stderr.end();
-        done(code);
+        done(code === -1 && c !== undefined ? c ?? 255 : code);
       });
       if (stdin === undefined || typeof stdin === 'string') ch.end(stdin);
       else pipeline(stdin, ch).catch(fail);
@@ -342,8 +349,9 @@ export class SshClient implements Executor {
 
   async upload(source: Readable | string, remotePath: string, mode?: number): Promise<void> {
     const target = this.#path(remotePath);
-    const code = await this.command(`${this.#sudo}mkdir -p ${shellQuote(posix.dirname(target))}`);
-    if (code !== 0) throw new UpstreamError(`cannot create ${posix.dirname(target)} on the machine`);
+    let said = ''; // what mkdir (or the shell, or sudo) says on failure
+    const code = await this.command(`${this.#sudo}mkdir -p ${shellQuote(posix.dirname(target))}`, undefined, (text) => (said = (said + text).slice(-2000)));
+    if (code !== 0) throw new UpstreamError(`cannot create ${posix.dirname(target)} on the machine (${exitPhrase(code)}${said.trim() ? `: ${said.trim()}` : ''})`);
     const sftp = await this.#sftpIfAny();
     const input = typeof source === 'string' ? createReadStream(source) : source;
     if (sftp) return pipeline(input, sftp.createWriteStream(target, mode === undefined ? {} : { mode }));
@@ -351,9 +359,9 @@ export class SshClient implements Executor {
     // channel is an end of input to `cat`, which would take a part for the whole.
     const part = shellQuote(`${target}.fleetcache-part`);
     try {
-      let said = ''; // what cat says on failure (it writes nothing else)
+      said = ''; // what cat says on failure (it writes nothing else)
       const code = await this.command(`cat > ${part}`, input, (text) => (said = (said + text).slice(-2000)));
-      if (code !== 0) throw new UpstreamError(`cannot write ${target} on the machine (exit ${code}${said.trim() ? `: ${said.trim()}` : ''})`);
+      if (code !== 0) throw new UpstreamError(`cannot write ${target} on the machine (${exitPhrase(code)}${said.trim() ? `: ${said.trim()}` : ''})`);
     } catch (err) {
       await this.command(`rm -f ${part}`).catch(() => undefined);
       throw err;

@@ -13,7 +13,8 @@ export const STALLED_SIZE = body.length;
 /** `json`: URL path prefix → body answered as JSON. Returns the origin's URL. */
 export async function stallingOrigin(t: Test, json: Record<string, unknown>): Promise<string> {
   const server = createServer((req, res) => {
-    const answer = Object.entries(json).find(([prefix]) => req.url?.startsWith(prefix));
+    // a push asks what its token is taken for before anything else (push.ts checkWriteToken)
+    const answer = Object.entries({ '/-/token': { scope: 'write' }, ...json }).find(([prefix]) => req.url?.startsWith(prefix));
     if (answer) {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify(answer[1]));

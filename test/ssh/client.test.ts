@@ -1,7 +1,7 @@
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { KILL_GRACE_MS, SshClient } from '../../src/ssh/client.js';
@@ -169,4 +169,38 @@ t.test('a server that closes the connection mid-handshake: a clear error, no han
     message: `cannot connect to 127.0.0.1:${port}: the server closed the connection during the handshake`,
   });
   t.ok(Date.now() - started < 2000, 'at once, not at the ready timeout');
+});
+
+t.test("a quick command's exit status in the same read as its channel's confirmation is not lost", async (t) => {
+  const dir = t.testdir();
+  const sshd = await startSshd(t, dir);
+  // Between client and sshd: what the server sends is held and passed on in one write every
+  // 300 ms, so that `true`'s whole answer (channel confirmed, exit status, close) arrives in
+  // one read, as it may from a busy or distant host.
+  const sockets = new Set<Socket>();
+  const proxy = createServer((client) => {
+    const server = createConnection({ host: sshd.host, port: sshd.port });
+    sockets.add(client).add(server);
+    let held: Buffer[] = [];
+    const flush = setInterval(() => {
+      if (held.length > 0) client.write(Buffer.concat(held));
+      held = [];
+    }, 300);
+    server.on('data', (chunk: Buffer) => held.push(chunk));
+    client.on('data', (chunk: Buffer) => server.write(chunk));
+    const end = (): void => {
+      clearInterval(flush);
+      client.destroy();
+      server.destroy();
+    };
+    for (const s of [client, server]) s.on('close', end).on('error', end);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    proxy.close();
+  });
+  const c = await SshClient.connect({ host: '127.0.0.1', port: (proxy.address() as AddressInfo).port, username: 'root', privateKey: sshd.key }, { timeout: 10_000 });
+  t.teardown(() => c.close());
+  t.same(await Promise.all([c.command('true'), c.command('exit 3'), c.command(`mkdir -p ${join(dir, 'made')}`)]), [0, 3, 0]);
 });
