@@ -394,3 +394,29 @@ t.test('-reuse keeps machines and takes them back, -discard releases them; runne
   await t.rejects(readFile(join(dir, '.fleetcache-reuse.json')), { code: 'ENOENT' }, 'reuse file removed');
   for (const m of kept.machines) await t.rejects(stat(m.address), { code: 'ENOENT' }, `machine directory ${m.address} removed`);
 });
+
+t.test("a base lost at the origin is passed over with a warning: the run makes a new base and passes", async (t) => {
+  const dir = await demoProject(t);
+  const dataRoot = join(dir, 'cache');
+  const run = async () => {
+    const { log, text } = capture();
+    const result = await runProject({ cwd: dir, filters: ['local:alpha-1:tests/hello'], agentBundle: await ensureAgentBundle(), log, dataRoot });
+    if (!result.tally.ok) t.comment(text());
+    return { result, out: text() };
+  };
+  const first = await run();
+  t.equal(first.result.tally.ok, true);
+  // The base's blob gone from the origin, and from this runner's base cache (another runner's push).
+  const base = /Sent .* as a new base \(run (\S+)\)/.exec(first.out)?.[1];
+  const names = new NameStore(join(dataRoot, 'origin'));
+  const manifest = await names.get<{ base: { id: string; digest: string } }>(['projects', 'fleet-demo', 'runs', base!]);
+  const hex = parseDigestString(manifest.base.digest).hex;
+  const blobs = new DiskBlobStore(join(dataRoot, 'origin'));
+  await blobs.delete(parseDigestString(manifest.base.digest));
+  await rm(join(dataRoot, 'bases'), { recursive: true });
+  await writeFile(join(dir, 'NEW.md'), 'a change\n');
+  const second = await run();
+  t.equal(second.result.tally.ok, true, 'the run passes');
+  t.match(second.out, new RegExp(`WARNING: base ${manifest.base.id} at the origin cannot be used, passed over .*HTTP 404: no object sha256:${hex}`));
+  t.match(second.out, /Sent .* to the origin as a new base/);
+});
