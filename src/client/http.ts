@@ -81,7 +81,7 @@ async function readAtMost(body: Dispatcher.ResponseData['body'], limit: number):
 const REQUEST_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'FC_ERR_BAD_REQUEST', 'FC_ERR_BAD_DIGEST', 'FC_ERR_BAD_NAME', 'FC_ERR_DIGEST_MISMATCH', 'FC_ERR_SIZE_MISMATCH', 'FC_ERR_TOO_LARGE',
   'FC_ERR_TOO_MANY_HEADERS', 'FC_ERR_RANGE', 'FC_ERR_PRECONDITION_FAILED', 'FC_ERR_METHOD_NOT_ALLOWED', 'FC_ERR_UNAUTHORIZED',
-  'FC_ERR_FORBIDDEN', 'FC_ERR_ABORTED', 'FC_ERR_INSUFFICIENT_STORAGE',
+  'FC_ERR_FORBIDDEN', 'FC_ERR_ABORTED', 'FC_ERR_INSUFFICIENT_STORAGE', 'FC_ERR_QUOTA', 'FC_ERR_LENGTH_REQUIRED',
 ]);
 
 /** Turns a non-2xx answer into a catalogued error, using the server's JSON body when it has one. */

@@ -48,7 +48,8 @@ export function requestError(err: unknown): FleetError {
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const fe = requestError(err);
-    if (fe.status >= 500) request.log.error({ err }, fe.message);
+    // A run over its budget is a client's doing, 5xx as it is: no stack, no error line per upload.
+    if (fe.status >= 500 && fe.code !== 'FC_ERR_QUOTA') request.log.error({ err }, fe.message);
     else request.log.info({ code: fe.code }, fe.message);
     if (reply.sent || reply.raw.headersSent) {
       // A streamed body failed after the headers went out: cut the connection so the

@@ -3,11 +3,16 @@
 // refused (403), and so is a token forged, made for another run, or made from a write token
 // rotated out.
 import { createHash, createHmac } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
 import t from 'tap';
 import { request } from 'undici';
 import { RUN_TOKEN_RENEW_MS, RUN_TOKEN_TTL_S, runToken, runTokenSource } from '../../src/client/run-token.js';
+import { RunArtifactBudget } from '../../src/origin/run-budget.js';
+import { NameStore } from '../../src/store/names.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
+import { eventually } from '../helpers/wait.js';
 
 t.test('a run token reads, and writes only its run\'s artifacts', async (t) => {
   const origin = await startOrigin(t, { tokens: [TEST_TOKEN, 'a-second-write-token-42'], readAccess: 'token' });
@@ -89,7 +94,7 @@ t.test("a run's uploads with its token have a budget: bytes and files, kept acro
     return res.statusCode >= 400 ? `${res.statusCode} ${(JSON.parse(text) as { code: string; message: string }).code}: ${(JSON.parse(text) as { message: string }).message}` : String(res.statusCode);
   };
   t.equal(await put(600), '201', '600 of 1000 bytes');
-  t.match(await put(600), /^507 FC_ERR_INSUFFICIENT_STORAGE: run run-1 has uploaded 600 B of artifacts: 600 B more exceeds its budget of 1000 B \(limits\.maxRunArtifactsSize/, 'refused before its body is read');
+  t.match(await put(600), /^507 FC_ERR_QUOTA: run run-1 has uploaded 600 B of artifacts: 600 B more exceeds its budget of 1000 B \(limits\.maxRunArtifactsSize/, 'refused before its body is read');
   t.equal(await put(600, TEST_TOKEN), '201', 'a write token is not counted');
   t.equal(await put(600, runToken(TEST_TOKEN, 'run-2'), {}, 'run-2'), '201', 'another run has its own budget');
   t.match(await put(300, mine, { 'x-fleetcache-digest': `sha256:${'0'.repeat(64)}` }), /^400 FC_ERR_DIGEST_MISMATCH/, 'an upload refused for its bytes...');
@@ -101,13 +106,50 @@ t.test("a run's uploads with its token have a budget: bytes and files, kept acro
 
   // A body without a length cannot be weighed before it is read.
   const chunked = await request(`${origin.url}/artifacts/run-1/job/chunked`, { method: 'PUT', body: Readable.from([Buffer.from('x')]), headers: { authorization: `Bearer ${mine}` } });
-  t.equal(chunked.statusCode, 400);
-  t.match(JSON.parse(await chunked.body.text()), { code: 'FC_ERR_BAD_REQUEST', message: /must state its Content-Length/ });
+  t.equal(chunked.statusCode, 411);
+  t.match(JSON.parse(await chunked.body.text()), { code: 'FC_ERR_LENGTH_REQUIRED', message: /must state its Content-Length/ });
 
   // After a restart the run's stored artifacts count, the write token's too: 1,600 bytes in 4 files.
   await origin.app.close();
   origin = await startOrigin(t, { dataDir, runArtifacts: { maxBytes: 2000, maxFiles: 5 } });
   t.match(await put(401), /^507 .*has uploaded 1.6 KiB of artifacts/, 'counted from disk at its first upload');
   t.equal(await put(400), '201', 'what is left of the budget');
-  t.match(await put(0), /^507 FC_ERR_INSUFFICIENT_STORAGE: run run-1 has used its budget of 5 artifact files \(limits\.maxRunArtifactsFiles/, 'the sixth file');
+  t.match(await put(0), /^507 FC_ERR_QUOTA: run run-1 has used its budget of 5 artifact files \(limits\.maxRunArtifactsFiles/, 'the sixth file');
+});
+
+t.test('a run-token upload refused once stored (412: another PUT named it meanwhile) stays counted: its blob stays on disk', async (t) => {
+  const origin = await startOrigin(t, { runArtifacts: { maxBytes: 1000, maxFiles: 100 } });
+  const mine = runToken(TEST_TOKEN, 'run-1');
+  const url = `${origin.url}/artifacts/run-1/job/log.txt`;
+  const auth = { authorization: `Bearer ${mine}` };
+  // A conditional upload whose body is held half-way...
+  const body = new PassThrough();
+  const held = request(url, { method: 'PUT', body, headers: { ...auth, 'if-none-match': '*', 'content-length': '600' } });
+  body.write(Buffer.alloc(300, 'a'));
+  await eventually('the first half is read', async () => (await readdir(join(origin.dataDir, 'tmp')).catch(() => [])).length > 0);
+  // ...while another names the file; then the first ends, stored, and refused.
+  const other = await request(url, { method: 'PUT', body: '', headers: auth });
+  await other.body.dump();
+  t.equal(other.statusCode, 201);
+  body.end(Buffer.alloc(300, 'b'));
+  const refused = await held;
+  await refused.body.dump();
+  t.equal(refused.statusCode, 412);
+  const next = await request(`${origin.url}/artifacts/run-1/job/more.txt`, { method: 'PUT', body: Buffer.alloc(600), headers: auth });
+  t.equal(next.statusCode, 507, 'the 600 stored bytes count: 600 more would pass 1000');
+  t.match(JSON.parse(await next.body.text()), { code: 'FC_ERR_QUOTA', message: /has uploaded 600 B of artifacts/ });
+});
+
+t.test('runs past the kept number are forgotten (counted from disk again), never one with an upload in flight', async (t) => {
+  const names = new NameStore(t.testdir());
+  await names.open();
+  const budget = new RunArtifactBudget(names, { maxBytes: 1000, maxFiles: 100 }, 3);
+  const inFlight = await budget.reserve('run-a', 900);
+  for (const run of ['run-b', 'run-c', 'run-d', 'run-e']) (await budget.reserve(run, 1))(true);
+  await t.rejects(budget.reserve('run-a', 900), { code: 'FC_ERR_QUOTA' }, "run-a's upload in flight still counts");
+  inFlight(false);
+  (await budget.reserve('run-a', 900))(true);
+  // run-b was forgotten: counted again from disk, where it stored nothing (its 1 byte was not written here)
+  (await budget.reserve('run-b', 1000))(true);
+  t.pass('a forgotten run is counted again');
 });

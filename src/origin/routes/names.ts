@@ -83,16 +83,16 @@ function statedDigest(request: FastifyRequest): Digest | undefined {
 
 /**
  * A run token's upload takes its declared length from the run's budget before the body is
- * read (run-budget.ts), and gives it back if nothing is stored. Returns the store's size
- * limit for the body, and what gives the budget back.
+ * read (run-budget.ts). Returns the store's size limit for the body, and what to call once
+ * the upload ended (whether its body was stored).
  */
-async function takeFromRunBudget(ctx: OriginContext, request: FastifyRequest, run: string): Promise<{ maxSize: number; giveBack: () => void }> {
+async function takeFromRunBudget(ctx: OriginContext, request: FastifyRequest, run: string): Promise<{ maxSize: number; end: (stored: boolean) => void }> {
   const declared = request.headers['content-length'];
   if (declared === undefined) {
-    throw new FleetError('FC_ERR_BAD_REQUEST', 'an artifact upload with a run token must state its Content-Length (a run\'s uploads have a budget)');
+    throw new FleetError('FC_ERR_LENGTH_REQUIRED', 'an artifact upload with a run token must state its Content-Length (a run\'s uploads have a budget)');
   }
   const size = Number(declared);
-  return { maxSize: size, giveBack: await ctx.runBudget.reserve(run, size) };
+  return { maxSize: size, end: await ctx.runBudget.reserve(run, size) };
 }
 
 async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
@@ -103,8 +103,10 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   const expected = statedDigest(request);
   const budget = grant.scope === 'run' ? await takeFromRunBudget(ctx, request, grant.run) : undefined;
   let release = (): void => undefined;
+  let stored = false;
   const { record, created } = await conditionalPut<NameRecord>(ctx, request, segments, blobNameEtag, async () => {
     const result = await ctx.store.put(request.raw, { maxSize: budget?.maxSize ?? ctx.maxBlobSize, ...(expected ? { expected } : {}) });
+    stored = true;
     // held from the moment it is stored until the name points at it (references.ts)
     const digest = formatDigest(result.digest);
     release = ctx.references.hold([digest]);
@@ -113,11 +115,12 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     const contentType = request.headers['content-type'];
     return { digest, size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}) };
   })
-    .catch((err: unknown) => {
-      budget?.giveBack();
-      throw err;
-    })
-    .finally(() => release());
+    .finally(() => {
+      release();
+      // A blob stored and then not named (a 412 once another PUT changed the name) stays on
+      // disk, unreferenced: its bytes stay counted, or a run token could store without end.
+      budget?.end(stored);
+    });
   // The ETag of the new representation lets a cache keep what it forwarded (RFC 9110 §9.3.4).
   // The headers its GETs get: a cache that keeps what it forwarded serves them too (cache/put.ts).
   const cacheControl = nameCacheControl(ctx, isInternal(ctx, parseDigestString(record.digest)));
