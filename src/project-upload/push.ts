@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
-import { httpGetJson, httpPut, joinUrl, type Progress, type RequestOptions } from '../client/http.js';
+import { httpGetJson, httpHead, httpPut, joinUrl, type Progress, type RequestOptions } from '../client/http.js';
 import { compressDelta, DEFAULT_COMPRESSION, quickCompressedSize, type Compression } from '../delta/compress.js';
 import { encodeDelta } from '../delta/xdelta.js';
 import { DigestMismatchError, FleetError, NotFoundError } from '../errors.js';
@@ -17,7 +17,7 @@ import { parseSize } from '../config/units.js';
 import { packToFile } from '../pack/packer.js';
 import { checkRepackOutput, runRepack, type RepackOptions } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
-import { parseDigestString } from '../store/digest.js';
+import { casPath, parseDigestString } from '../store/digest.js';
 import { MANIFEST_FORMAT, type RunManifest } from './manifest.js';
 import { hashingTap } from '../store/hashing.js';
 import { writeAtomically } from './atomic-file.js';
@@ -175,6 +175,22 @@ async function checkWriteToken(origin: string, http: RequestOptions): Promise<vo
   if (grant && grant.scope !== 'write') throw new FleetError('FC_ERR_FORBIDDEN', `${origin} takes this token as a run token (run ${grant.run}): a push needs a write token`);
 }
 
+/**
+ * The bases among `bases` whose blob the origin still has, at the size recorded; the others
+ * go to `unusable`. Asked even of a base in the local cache, used there without a download:
+ * the origin refuses a run that names a blob it lost, and would refuse every push after.
+ */
+async function storedAtOrigin(origin: string, bases: readonly BaseInfo[], http: RequestOptions, unusable: Array<{ id: string; reason: string }>): Promise<BaseInfo[]> {
+  const heads = await Promise.all(bases.map((base) => httpHead(joinUrl(origin, casPath(parseDigestString(base.digest))), http)));
+  return bases.filter((base, i) => {
+    const head = heads[i];
+    const size = head && Number(head['content-length']);
+    if (size === base.size) return true;
+    unusable.push({ id: base.id, reason: head ? `its blob ${base.digest} at the origin has ${size} bytes, not ${base.size}` : `its blob ${base.digest} is not at the origin (HTTP 404)` });
+    return false;
+  });
+}
+
 export async function pushProject(options: PushOptions): Promise<PushResult> {
   const { signal } = options;
   const http: RequestOptions = { ...(options.token ? { token: options.token } : {}), ...(signal ? { signal } : {}), ...(options.progress ? { progress: options.progress } : {}) };
@@ -188,7 +204,8 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   // Asked first: an origin that is down, or refuses this client or its token, fails the push
   // at once, not after the tree was packed and compressed (tens of seconds for a large one).
   const [bases] = await Promise.all([listBases(options.origin, options.project, http), checkWriteToken(options.origin, http)]);
-  const candidates = bases.slice(0, BASE_CANDIDATES);
+  const unusableBases: Array<{ id: string; reason: string }> = [];
+  const candidates = await storedAtOrigin(options.origin, bases.slice(0, BASE_CANDIDATES), http, unusableBases);
   return withTempDir('fleetcache-push-', async (work) => {
     const packedFile = join(work, 'packed.tar');
     // The work directory and the base cache may lie inside the project (TMPDIR=$PWD/tmp, push ~).
@@ -220,7 +237,6 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     if (same) used.add(baseCachePath(options.baseCache, same.digest));
     // Each VCDIFF goes to a file (it can be as large as the tar), the best one kept.
     let best: { base: BaseInfo; file: string; vcdiffSize: number; quick: number } | undefined;
-    const unusableBases: Array<{ id: string; reason: string }> = [];
     for (const [i, base] of (same ? [] : candidates).entries()) {
       const file = join(work, `candidate-${i}.vcdiff`);
       const encoded = await encodeAgainstBase(options, base, tarFile, file, http).catch((err: unknown) => {

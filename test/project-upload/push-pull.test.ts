@@ -334,11 +334,22 @@ t.test('a base damaged or missing at the origin is passed over: the push uses an
   t.same(third.unusableBases.map((b) => b.id).sort(), [first.manifest.base.id, second.manifest.base.id].sort());
   t.ok(third.rebased);
 
+  // The pusher that made a base keeps its tar: it would encode against it without a download,
+  // and the origin refuse the run naming a blob it lost.
+  rmSync(findFile(dataDir, parseDigestString(third.manifest.base.digest).hex));
+  writeFileSync(join(project, 'NEW.md'), 'yet another change\n');
+  const local = await pushProject({ ...common, run: 'run-3b', baseCache: join(dir, 'bases-3') });
+  t.ok(local.unusableBases.some((b) => b.id === third.manifest.base.id && /is not at the origin \(HTTP 404\)/.test(b.reason)), 'the lost base is passed over, its tar at hand or not');
+  t.ok(local.rebased);
+  const out3 = join(dir, 'out3');
+  await pullProject({ project: 'damaged', run: 'run-3b', from: url, dir: out3 });
+  t.same(describeTree(out3, { dirModes: true }), describeTree(project, { dirModes: true }), 'its run pulls');
+
   // The new base is the newest: the next push makes its delta against it (the others are still named).
   writeFileSync(join(project, 'NEW.md'), 'a third change\n');
   const fourth = await pushProject({ ...common, run: 'run-4', baseCache: join(dir, 'bases-4') });
-  t.equal(fourth.unusableBases.length, 2);
+  t.equal(fourth.unusableBases.length, 2, 'the newest three: one usable, two not');
   t.ok(fourth.manifest.delta, 'a delta');
-  t.equal(fourth.manifest.base.id, third.manifest.base.id, 'against the base the last push made');
+  t.equal(fourth.manifest.base.id, local.manifest.base.id, 'against the base the last push made');
 
 });
