@@ -245,7 +245,10 @@ export class SshClient implements Executor {
         opened.stderr.on('data', afterPidMark((p) => (pid = p), stderr.write));
         opened.on('exit', (c: number | null, sig?: string) => (code = c ?? (sig ? 128 + 9 : 255)));
         opened.on('error', (err: Error) => (end(), fail(err)));
-        opened.on('close', () => {
+        // 'close' repeats the exit status, which came before these listeners when the shell
+        // ended at once (sudo refusing) in the packet that confirmed the channel
+        opened.on('close', (c?: number | null, sig?: string) => {
+          if (code === undefined && c !== undefined) code = c ?? (sig ? 128 + 9 : 255);
           end();
           stdout.end();
           stderr.end();
@@ -302,15 +305,20 @@ export class SshClient implements Executor {
       }
       ch.pipe(stdout, { end: false });
       stdin.pipe(ch);
+      let exited = false;
+      const codeOf = (c: number | null, sig?: string): number => c ?? 128 + (constants.signals[`SIG${sig}` as NodeJS.Signals] ?? 0);
       ch.on('exit', (c: number | null, sig?: string) => {
-        code = c ?? 128 + (constants.signals[`SIG${sig}` as NodeJS.Signals] ?? 0);
+        exited = true;
+        code = codeOf(c, sig);
         // bash is gone: a job it left in the background must not hold the channel (and the
         // run) open; what is in flight has a moment to arrive
         setTimeout(close, EXIT_DRAIN_MS).unref();
       });
       // an error closes the channel too: its exit status is what is known
       ch.on('error', () => undefined);
-      ch.on('close', () => {
+      ch.on('close', (c?: number | null, sig?: string) => {
+        // as in exec: an exit status that came before the 'exit' listener
+        if (!exited && c !== undefined) code = codeOf(c, sig);
         // what stdin holds and the shell did not take stays for the next reader
         stdin.unpipe(ch);
         stdin.pause();
