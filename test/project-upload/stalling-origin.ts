@@ -18,6 +18,8 @@ export async function stallingOrigin(t: Test, json: Record<string, unknown>): Pr
     if (answer) {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify(answer[1]));
+    } else if (req.method === 'HEAD') {
+      res.writeHead(200, { 'content-length': body.length }).end(); // a push asks whether a base is there
     } else {
       res.writeHead(200, { 'content-length': body.length });
       res.write(body.subarray(0, body.length >> 1)); // and never the rest
