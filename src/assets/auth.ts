@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { readTokenFile } from '../client/token.js';
+import { readTokenFile, readTokenText } from '../client/token.js';
 import { ConfigError } from '../errors.js';
 
 /**
@@ -49,13 +49,13 @@ function parsesAsJson(text: string): boolean {
 /** The bearer token in a tooltool authentication file (`~` and `~user` expanded). */
 export function readAuthenticationFile(file: string): string {
   const path = expandHome(file);
-  const token = readTokenFile(path);
-  if (parsesAsJson(token)) {
+  const text = readTokenText(path);
+  if (parsesAsJson(text.trim())) {
     throw new ConfigError(
       `${path}: the authentication file holds JSON, which tooltool takes for Taskcluster credentials (Hawk authentication); ` +
         'fleetcache sends only bearer tokens: put the token itself in the file',
       path,
     );
   }
-  return token;
+  return readTokenFile(path, text);
 }

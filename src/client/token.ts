@@ -1,26 +1,40 @@
 // Where client commands find their write token: --token-file FILE, else $FLEETCACHE_TOKEN;
 // and the origin's list of write tokens.
 import { readFileSync, statSync } from 'node:fs';
-import { ConfigError } from '../errors.js';
+import { ConfigError, UsageError } from '../errors.js';
 
 /** A write token shorter than this is refused in a token file: a stray word or a typo, not a secret. */
 export const MIN_TOKEN_LENGTH = 16;
 
+/** What a bearer token may hold (RFC 6750 b64token, and any other visible ASCII): a header can carry it. */
+const TOKEN_TEXT = /^[\x21-\x7e]+$/;
+
 /**
- * The write tokens of a server's token file: one per line, blank lines and `#` comments
- * skipped (a comment line was taken for a token that anyone could guess). Refuses a token
- * shorter than MIN_TOKEN_LENGTH, naming its line, never its text.
+ * The tokens of a token file, with their line numbers: one per line, blank lines and `#`
+ * comments skipped (a comment line was taken for a token that anyone could guess). A line
+ * that no header could carry is refused, named by its line, never by its text.
+ */
+function tokenLines(file: string, text = readTokenText(file)): Array<{ line: number; token: string }> {
+  const tokens: Array<{ line: number; token: string }> = [];
+  for (const [i, raw] of text.split('\n').entries()) {
+    const token = raw.trim();
+    if (!token || token.startsWith('#')) continue;
+    if (!TOKEN_TEXT.test(token)) throw new ConfigError(`${file}:${i + 1}: a token is one word of visible ASCII characters (no spaces; a comment line starts with #)`, file, i + 1);
+    tokens.push({ line: i + 1, token });
+  }
+  if (tokens.length === 0) throw new ConfigError(`${file}: token file has no token${text.trim() ? ' (only comments)' : ' (it is empty)'}`, file);
+  return tokens;
+}
+
+/**
+ * The write tokens of a server's token file (tokenLines). Refuses a token shorter than
+ * MIN_TOKEN_LENGTH, naming its line.
  */
 export function readTokenLines(file: string): string[] {
-  const tokens: string[] = [];
-  for (const [i, line] of readTokenFile(file).split('\n').entries()) {
-    const token = line.trim();
-    if (!token || token.startsWith('#')) continue;
-    if (token.length < MIN_TOKEN_LENGTH) throw new ConfigError(`${file}:${i + 1}: a write token must be at least ${MIN_TOKEN_LENGTH} characters`, file, i + 1);
-    tokens.push(token);
-  }
-  if (tokens.length === 0) throw new ConfigError(`${file}: token file has no token (only comments)`, file);
-  return tokens;
+  return tokenLines(file).map(({ line, token }) => {
+    if (token.length < MIN_TOKEN_LENGTH) throw new ConfigError(`${file}:${line}: a write token must be at least ${MIN_TOKEN_LENGTH} characters`, file, line);
+    return token;
+  });
 }
 
 /** A warning when `file`, a server's secret, can be read by others than its owner. */
@@ -29,16 +43,21 @@ export function exposedSecretWarning(file: string): string | undefined {
   return mode & 0o077 ? `${file} can be read by others than its owner (mode ${mode.toString(8).padStart(4, '0')}): chmod 600 it` : undefined;
 }
 
-export function readTokenFile(file: string): string {
-  let text: string;
+/** A token file's text; a file that cannot be read is a configuration error naming it. */
+export function readTokenText(file: string): string {
   try {
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (err) {
     throw new ConfigError(`${file}: cannot read token file: ${(err as Error).message}`, file);
   }
-  const token = text.trim();
-  if (!token) throw new ConfigError(`${file}: token file is empty`, file);
-  return token;
+}
+
+/**
+ * A client's token from a token file (`text`: the file's, already read): its first token, so
+ * that a copy of the server's file (comments, a second token while one is rotated) works as it is.
+ */
+export function readTokenFile(file: string, text?: string): string {
+  return tokenLines(file, text)[0]!.token;
 }
 
 /** The environment variable a token may come from, for commands without --token-file. */
@@ -48,5 +67,6 @@ export const TOKEN_ENV = 'FLEETCACHE_TOKEN';
 export function resolveToken(tokenFile?: string): string | undefined {
   if (tokenFile) return readTokenFile(tokenFile);
   const env = process.env[TOKEN_ENV]?.trim();
+  if (env && !TOKEN_TEXT.test(env)) throw new UsageError(`$${TOKEN_ENV} is not one word of visible ASCII characters (no header could carry it)`);
   return env || undefined;
 }

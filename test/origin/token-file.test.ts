@@ -7,7 +7,7 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
-import { exposedSecretWarning, readTokenLines } from '../../src/client/token.js';
+import { exposedSecretWarning, readTokenFile, readTokenLines, resolveToken } from '../../src/client/token.js';
 import { startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -70,4 +70,19 @@ t.test('FLEETCACHE_TOKEN is held to the same length as a token file line, and ne
   t.throws(() => resolveOriginTokens(undefined, dir), { code: 'FC_ERR_CONFIG', message: 'FLEETCACHE_TOKEN: a write token must be at least 16 characters' });
   process.env.FLEETCACHE_TOKEN = TOKEN;
   t.same(resolveOriginTokens(undefined, dir).tokens, [TOKEN]);
+});
+
+t.test("a client reads a token file as the origin does: the server's own file works as it is", async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'tokens');
+  writeFileSync(file, `# rotated 2026-12\n\n  ${TOKEN}  \n${TOKEN}-2\n`);
+  t.equal(readTokenFile(file), TOKEN, 'the first token, comments and blank lines skipped');
+  writeFileSync(file, `${TOKEN} and more\n`);
+  t.throws(() => readTokenFile(file), { code: 'FC_ERR_CONFIG', message: `${file}:1: a token is one word of visible ASCII characters (no spaces; a comment line starts with #)` }, 'not sent as a header undici refuses (exit 6)');
+  writeFileSync(file, '\n');
+  t.throws(() => readTokenFile(file), { code: 'FC_ERR_CONFIG', message: `${file}: token file has no token (it is empty)` });
+  const saved = process.env.FLEETCACHE_TOKEN;
+  t.teardown(() => (saved === undefined ? delete process.env.FLEETCACHE_TOKEN : (process.env.FLEETCACHE_TOKEN = saved)));
+  process.env.FLEETCACHE_TOKEN = `${TOKEN}\nsecond`;
+  t.throws(() => resolveToken(), { code: 'FC_ERR_USAGE', message: /^\$FLEETCACHE_TOKEN is not one word/ });
 });
