@@ -2,7 +2,8 @@
 // missing input or output folder is the user's mistake and gets a clear error with a
 // documented exit code (docs/errors.md), not a stack trace and exit 70. Used by the CLI and
 // by the parts that take paths from it (unpack, manifests).
-import { stat } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { FleetError, NotFoundError, UsageError } from './errors.js';
 
@@ -14,6 +15,28 @@ export function pathError(err: unknown, path: string, what: string): unknown {
   if (code === 'EACCES' || code === 'EPERM') return new UsageError(`${what} ${path}: permission denied`);
   if (code === 'EISDIR') return new UsageError(`${what} ${path} is a directory`);
   return err;
+}
+
+/** A failed mkdir of `dir` (and its parents) as the user's mistake it is: a file in the way, a folder on the path that is a file. */
+function makeDirError(err: unknown, dir: string, what: string): unknown {
+  if ((err as NodeJS.ErrnoException).code === 'EEXIST') return new UsageError(`${what} ${dir} is a file, not a directory`);
+  return pathError(err, dir, what);
+}
+
+/** Makes the directory `dir` (`what`: "data directory"...) and its parents, unless there. */
+export async function makeDir(dir: string, what: string): Promise<void> {
+  await mkdir(dir, { recursive: true }).catch((err: unknown) => {
+    throw makeDirError(err, dir, what);
+  });
+}
+
+/** makeDir, for the synchronous start-up steps. */
+export function makeDirSync(dir: string, what: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw makeDirError(err, dir, what);
+  }
 }
 
 /**

@@ -1,6 +1,6 @@
 // `fleetcache origin`: the artifact service.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { checkFlags, loadConfigFile, parseConfig } from '../config/load.js';
@@ -15,6 +15,7 @@ import { DiskBlobStore } from '../store/disk.js';
 import { createLogger } from '../log.js';
 import { serverLogLevel } from '../http/server-options.js';
 import { serveUntilSignal } from './listen.js';
+import { makeDirSync } from '../path-checks.js';
 
 interface OriginFlags {
   config?: string;
@@ -39,7 +40,7 @@ export function resolveOriginTokens(tokenFile: string | undefined, dataDir: stri
   }
   const file = join(dataDir, 'token');
   if (!existsSync(file)) {
-    mkdirSync(dataDir, { recursive: true });
+    makeDirSync(dataDir, 'data directory');
     writeFileSync(file, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
   }
   return { tokens: [readFileSync(file, 'utf8').trim()], source: file, file };

@@ -4,7 +4,7 @@
 // Bases are kept in a local directory by digest (base-cache.ts), so the slow link is crossed
 // once per base; each cached tar is verified against its recorded sha256 whenever it is used.
 import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { copyFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
@@ -26,6 +26,7 @@ import { withTempDir } from './temp-dir.js';
 import { downloadBlob } from './transfer.js';
 import { sha256File } from '../store/hashing.js';
 import { checkSegment } from '../store/safe-name.js';
+import { makeDir } from '../path-checks.js';
 import type { Grant } from '../http/auth.js';
 
 /** A delta above this share of the gzip-compressed tar triggers a new base. */
@@ -200,7 +201,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   checkSegment(options.project, 'project');
   checkSegment(run, 'run');
   const projectPath = `/projects/${encodeURIComponent(options.project)}`;
-  await mkdir(options.baseCache, { recursive: true });
+  await makeDir(options.baseCache, 'base cache');
   // Asked first: an origin that is down, or refuses this client or its token, fails the push
   // at once, not after the tree was packed and compressed (tens of seconds for a large one).
   const [bases] = await Promise.all([listBases(options.origin, options.project, http), checkWriteToken(options.origin, http)]);

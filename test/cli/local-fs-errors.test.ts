@@ -1,4 +1,4 @@
-// Local filesystem mistakes on report, assets add and pull: a documented exit code and a
+// Local filesystem mistakes on report, assets add, pull, push and the servers' data directories: a documented exit code and a
 // one-line message naming the path, as pack/delta/apply give (src/path-checks.ts), not
 // exit 70 with a stack trace.
 import t from 'tap';
@@ -17,7 +17,7 @@ const ledger = {
   originEgress: { actual: 10, naive: 100 },
 };
 
-t.test('report --html, assets add -m, pull into a file', async (t) => {
+t.test('report --html, assets add -m, pull into a file, a data directory or base cache that is a file', async (t) => {
   const dir = t.testdir({
     data: { reports: { 'r1.json': JSON.stringify(ledger) } },
     'f.bin': 'payload\n',
@@ -29,6 +29,10 @@ t.test('report --html, assets add -m, pull into a file', async (t) => {
     ['report --html onto a directory', ['report', '--data', p('data'), '--json', '--html', p('data')], 2, /output .*data is a directory/],
     ['assets add -m into a missing folder', ['assets', 'add', p('f.bin'), '-m', p('missing/m.tt')], 4, /output folder .*missing does not exist/],
     ['pull into an existing file', ['pull', p('afile'), '--project', 'x', '--run', 'r', '--from', 'http://127.0.0.1:9'], 2, /target directory .*afile is not a directory/],
+    ['origin --data onto a file', ['origin', '--listen', '127.0.0.1:0', '--data', p('afile')], 2, /data directory .*afile is a file, not a directory/],
+    ['origin --data under a file', ['origin', '--listen', '127.0.0.1:0', '--data', p('afile/sub')], 2, /data directory .*afile\/sub: a folder on its path is a file/],
+    ['cache --data onto a file', ['cache', '--listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:9', '--data', p('afile')], 2, /data directory .*afile is a file, not a directory/],
+    ['push --base-cache onto a file', ['push', p('data'), '--project', 'x', '--origin', 'http://127.0.0.1:9', '--base-cache', p('afile')], 2, /base cache .*afile is a file, not a directory/],
   ];
   for (const [name, args, code, message] of cases) {
     const got = await cliExit(args);
