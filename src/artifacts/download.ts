@@ -53,7 +53,19 @@ export async function resolveArtifactRef(from: string, ref: string, http: Reques
   throw new NotFoundError(`no artifacts for "${ref}" at ${from} (no _index.json for any job prefix)`);
 }
 
+/**
+ * One file into `target`, checked against its index entry. Bytes that do not match are asked
+ * for once more with `Cache-Control: no-cache`: a cache in between then hashes its stored copy
+ * (damaged on its disk, it is dropped and fetched again) instead of serving it again.
+ */
 async function downloadOne(url: string, entry: ArtifactIndex['files'][number], target: string, http: RequestOptions): Promise<void> {
+  await downloadOnce(url, entry, target, http).catch((err: unknown) => {
+    if (!(err instanceof DigestMismatchError || err instanceof SizeMismatchError)) throw err;
+    return downloadOnce(url, entry, target, { ...http, headers: { ...http.headers, 'cache-control': 'no-cache' } });
+  });
+}
+
+async function downloadOnce(url: string, entry: ArtifactIndex['files'][number], target: string, http: RequestOptions): Promise<void> {
   const temp = join(dirname(target), `.${randomBytes(6).toString('hex')}.fleetcache-partial`);
   try {
     const res = await httpGet(url, http);

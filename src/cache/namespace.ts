@@ -179,6 +179,12 @@ function recheck(ctx: CacheContext, hit: Hit, d: Digest): Promise<boolean> {
   return hashing;
 }
 
+/** The digest a name's ETag states its bytes have (`"sha256:<hex>"`, as the origin gives them), if it does. */
+function etagDigest(etag: string | undefined): Digest | undefined {
+  const m = /^"sha256:([0-9a-f]{64})"$/.exec(etag ?? '');
+  return m ? parseDigest('sha256', m[1]!) : undefined;
+}
+
 /** Whether the stored copy `hit` still hashes to `d`. */
 async function intact(hit: Hit, d: Digest): Promise<boolean> {
   const hash = createHash(d.algo);
@@ -222,7 +228,15 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
   const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd, answered);
   const joined = ctx.fills.get(key);
   if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct);
-  const hit = await ctx.store.lookup(id);
+  let hit = await ctx.store.lookup(id);
+  // A revalidation compares ETags, not bytes: a copy damaged on disk would be confirmed by
+  // every 304. A no-cache request has it hashed against its ETag, the digest of its bytes.
+  const digest = hit && wantsRecheck(req) ? etagDigest(hit.meta.headers.etag) : undefined;
+  if (hit && digest && !(await recheck(ctx, hit, digest))) {
+    ctx.log.warn({ id }, 'stored name does not match its ETag digest (a client asked with no-cache): dropped, fetched again');
+    ctx.store.delete(id);
+    hit = undefined;
+  }
   // HEAD of a stored name takes GET's path below (revalidation, the stored copy when upstream
   // is down, a changed name refetched and kept); a HEAD miss asks upstream for the headers only.
   if (!hit && req.method === 'HEAD') {

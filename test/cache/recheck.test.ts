@@ -2,10 +2,14 @@
 // on disk since its fill (bit rot) is dropped and fetched anew, small or large. At most once
 // a minute per blob, so that no client can make the cache read a large blob whole at will.
 import { readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import path, { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
-import { casId } from '../../src/cache/disk-store.js';
+import { randomBytes } from 'node:crypto';
+import { casId, httpId } from '../../src/cache/disk-store.js';
+import { startOrigin } from '../helpers/origin.js';
+import { fetchArtifacts } from '../../src/artifacts/download.js';
+import { uploadArtifacts } from '../../src/artifacts/upload.js';
 import { startCache } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
 
@@ -58,4 +62,43 @@ t.test('no-cache requests that come while a copy is hashed wait for that hash', 
   damage(size - 1);
   const both = await Promise.all([get(blob, { 'cache-control': 'no-cache' }), get(blob, { 'cache-control': 'no-cache' })]);
   t.ok(both.every((r) => r.body.equals(body)), 'neither got the damaged copy');
+});
+
+t.test("no-cache re-hashes a stored name against its ETag (the digest of its bytes): a damaged copy, which every 304 confirms, is fetched anew", async (t) => {
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const { app, url } = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
+  const body = randomBytes(300_000);
+  const put = await request(`${origin.url}/artifacts/run1/job1/art.bin`, { method: 'PUT', body, headers: { authorization: `Bearer ${origin.token}` } });
+  await put.body.dump();
+  const artifact = `${url}/artifacts/run1/job1/art.bin`;
+  t.equal((await get(artifact)).xcache, 'MISS');
+  await app.cache.fills.drain();
+  const file = path.join(dir, 'cache', httpId('GET /artifacts/run1/job1/art.bin'));
+  const bytes = readFileSync(file);
+  bytes[1000]! ^= 0xff;
+  writeFileSync(file, bytes);
+  const unchecked = await get(artifact);
+  t.equal(unchecked.xcache, 'HIT', 'revalidated (304) and served from disk');
+  t.notOk(unchecked.body.equals(body), 'the damaged copy: a 304 compares ETags, not bytes');
+  const checked = await get(artifact, { 'cache-control': 'no-cache' });
+  t.equal(checked.xcache, 'MISS', 'no-cache: the copy is hashed, dropped and fetched again');
+  t.ok(checked.body.equals(body), 'the right bytes');
+  await app.cache.fills.drain();
+  t.ok(readFileSync(file).equals(body), 'a good copy on disk again');
+});
+
+t.test('fetching artifacts through a cache whose copy is damaged: the file is asked for again with no-cache, and arrives whole', async (t) => {
+  const dir = t.testdir({ task: { 'log.bin': randomBytes(300_000) } });
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const { app, url } = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
+  await uploadArtifacts({ url: origin.url, token: origin.token, run: 'run1', job: 'job1', cwd: join(dir, 'task'), paths: ['log.bin'] });
+  await fetchArtifacts({ from: url, run: 'run1', job: 'job1', dest: join(dir, 'first') });
+  await app.cache.fills.drain();
+  const file = join(dir, 'cache', httpId('GET /artifacts/run1/job1/log.bin'));
+  const bytes = readFileSync(file);
+  bytes[1000]! ^= 0xff;
+  writeFileSync(file, bytes);
+  await fetchArtifacts({ from: url, run: 'run1', job: 'job1', dest: join(dir, 'second') });
+  t.ok(readFileSync(join(dir, 'second', 'job1', 'log.bin')).equals(readFileSync(join(dir, 'task', 'log.bin'))), 'the right bytes');
 });
