@@ -17,6 +17,16 @@ export function pathError(err: unknown, path: string, what: string): unknown {
   return err;
 }
 
+/**
+ * A file that could not be read (`path`, named in the message): missing is not found (exit 4),
+ * as for every other input; anything else a usage error with the system's words.
+ */
+export function unreadableFile(err: unknown, path: string): FleetError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new NotFoundError(`${path}: cannot read: it does not exist`);
+  return new UsageError(`${path}: cannot read: ${(err as Error).message}`);
+}
+
 /** A failed mkdir of `dir` (and its parents) as the user's mistake it is: a file in the way, a folder on the path that is a file. */
 function makeDirError(err: unknown, dir: string, what: string): unknown {
   if ((err as NodeJS.ErrnoException).code === 'EEXIST') return new UsageError(`${what} ${dir} is a file, not a directory`);

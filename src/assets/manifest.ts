@@ -11,7 +11,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ConfigError, UsageError } from '../errors.js';
-import { requireOutput } from '../path-checks.js';
+import { requireOutput, unreadableFile } from '../path-checks.js';
 
 export type Visibility = 'public' | 'internal';
 
@@ -292,7 +292,7 @@ export async function addToManifest(manifestPath: string, files: readonly string
     try {
       stat = await hashFile(path, 'sha512');
     } catch (err) {
-      throw new UsageError(`${path}: cannot read: ${(err as Error).message}`);
+      throw unreadableFile(err, path);
     }
     const record: ManifestRecord = {
       filename,

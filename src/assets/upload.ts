@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { request, type Dispatcher } from 'undici';
 import { clientAgent, httpHead, httpPut, joinUrl } from '../client/http.js';
 import { DigestMismatchError, FleetError, SizeMismatchError, UpstreamError, UsageError } from '../errors.js';
+import { unreadableFile } from '../path-checks.js';
 import { isDigestAlgorithm, parseDigest, casPath } from '../store/digest.js';
 import { droppedReason, hashFile, readManifest, type Visibility } from './manifest.js';
 
@@ -58,7 +59,7 @@ export async function uploadAssets(options: UploadAssetsOptions): Promise<Upload
     try {
       actual = await hashFile(path, r.algorithm);
     } catch (err) {
-      throw new UsageError(`${path}: cannot read: ${(err as Error).message}`);
+      throw unreadableFile(err, path);
     }
     // The mismatch errors alone do not say which file: name it.
     if (r.size !== null && actual.size !== r.size) throw named(path, new SizeMismatchError(r.size, actual.size));

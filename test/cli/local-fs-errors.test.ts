@@ -29,6 +29,7 @@ t.test('report --html, assets add -m, pull into a file, a data directory or base
     ['report --html onto a directory', ['report', '--data', p('data'), '--json', '--html', p('data')], 2, /output .*data is a directory/],
     ['assets add -m into a missing folder', ['assets', 'add', p('f.bin'), '-m', p('missing/m.tt')], 4, /output folder .*missing does not exist/],
     ['pull into an existing file', ['pull', p('afile'), '--project', 'x', '--run', 'r', '--from', 'http://127.0.0.1:9'], 2, /target directory .*afile is not a directory/],
+    ['assets add of a missing file', ['assets', 'add', p('missing.bin'), '-m', p('m.tt')], 4, /missing\.bin: cannot read: it does not exist/],
     ['origin --data onto a file', ['origin', '--listen', '127.0.0.1:0', '--data', p('afile')], 2, /data directory .*afile is a file, not a directory/],
     ['origin --data under a file', ['origin', '--listen', '127.0.0.1:0', '--data', p('afile/sub')], 2, /data directory .*afile\/sub: a folder on its path is a file/],
     ['cache --data onto a file', ['cache', '--listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:9', '--data', p('afile')], 2, /data directory .*afile is a file, not a directory/],
