@@ -6,8 +6,11 @@ import { ConfigError, UsageError } from '../errors.js';
 /** A write token shorter than this is refused in a token file: a stray word or a typo, not a secret. */
 export const MIN_TOKEN_LENGTH = 16;
 
-/** What a bearer token may hold (RFC 6750 b64token, and any other visible ASCII): a header can carry it. */
-const TOKEN_TEXT = /^[\x21-\x7e]+$/;
+/**
+ * What a token may hold: what a header carries (visible ASCII, as RFC 6750's b64token, and
+ * Latin-1, which undici sends and node reads back byte for byte), no space, no control.
+ */
+const TOKEN_TEXT = /^[\x21-\x7e\xa0-\xff]+$/;
 
 /**
  * The tokens of a token file, with their line numbers: one per line, blank lines and `#`
@@ -19,7 +22,7 @@ function tokenLines(file: string, text = readTokenText(file)): Array<{ line: num
   for (const [i, raw] of text.split('\n').entries()) {
     const token = raw.trim();
     if (!token || token.startsWith('#')) continue;
-    if (!TOKEN_TEXT.test(token)) throw new ConfigError(`${file}:${i + 1}: a token is one word of visible ASCII characters (no spaces; a comment line starts with #)`, file, i + 1);
+    if (!TOKEN_TEXT.test(token)) throw new ConfigError(`${file}:${i + 1}: a token is one word of visible characters (no spaces, ASCII or Latin-1; a comment line starts with #)`, file, i + 1);
     tokens.push({ line: i + 1, token });
   }
   if (tokens.length === 0) throw new ConfigError(`${file}: token file has no token${text.trim() ? ' (only comments)' : ' (it is empty)'}`, file);
@@ -67,6 +70,6 @@ export const TOKEN_ENV = 'FLEETCACHE_TOKEN';
 export function resolveToken(tokenFile?: string): string | undefined {
   if (tokenFile) return readTokenFile(tokenFile);
   const env = process.env[TOKEN_ENV]?.trim();
-  if (env && !TOKEN_TEXT.test(env)) throw new UsageError(`$${TOKEN_ENV} is not one word of visible ASCII characters (no header could carry it)`);
+  if (env && !TOKEN_TEXT.test(env)) throw new UsageError(`$${TOKEN_ENV} is not one word of visible characters (no spaces, ASCII or Latin-1: no header could carry it)`);
   return env || undefined;
 }

@@ -306,7 +306,8 @@ export class SshClient implements Executor {
       ch.pipe(stdout, { end: false });
       stdin.pipe(ch);
       let exited = false;
-      const codeOf = (c: number | null, sig?: string): number => c ?? 128 + (constants.signals[`SIG${sig}` as NodeJS.Signals] ?? 0);
+      // ssh2 names the signal as node does ("SIGKILL")
+      const codeOf = (c: number | null, sig?: string): number => c ?? 128 + (constants.signals[sig as NodeJS.Signals] ?? 0);
       ch.on('exit', (c: number | null, sig?: string) => {
         exited = true;
         code = codeOf(c, sig);

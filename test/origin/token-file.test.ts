@@ -78,7 +78,9 @@ t.test("a client reads a token file as the origin does: the server's own file wo
   writeFileSync(file, `# rotated 2026-12\n\n  ${TOKEN}  \n${TOKEN}-2\n`);
   t.equal(readTokenFile(file), TOKEN, 'the first token, comments and blank lines skipped');
   writeFileSync(file, `${TOKEN} and more\n`);
-  t.throws(() => readTokenFile(file), { code: 'FC_ERR_CONFIG', message: `${file}:1: a token is one word of visible ASCII characters (no spaces; a comment line starts with #)` }, 'not sent as a header undici refuses (exit 6)');
+  t.throws(() => readTokenFile(file), { code: 'FC_ERR_CONFIG', message: `${file}:1: a token is one word of visible characters (no spaces, ASCII or Latin-1; a comment line starts with #)` }, 'not sent as a header undici refuses (exit 6)');
+  writeFileSync(file, `tökenabcdefghijklmnop\n`);
+  t.equal(readTokenFile(file), 'tökenabcdefghijklmnop', 'Latin-1, which a header carries, as before');
   writeFileSync(file, '\n');
   t.throws(() => readTokenFile(file), { code: 'FC_ERR_CONFIG', message: `${file}: token file has no token (it is empty)` });
   const saved = process.env.FLEETCACHE_TOKEN;
