@@ -31,6 +31,13 @@ export interface PruneReport {
   readonly bytes: number;
   /** Blobs the store failed to delete, left to the next prune. */
   readonly failed: number;
+  /**
+   * Blobs freed but kept for now, and their bytes: uploaded or named in the last 10 minutes,
+   * or before a restart less than 10 minutes ago (a write may be in flight); a later prune
+   * deletes them (references.ts).
+   */
+  readonly heldBack: number;
+  readonly heldBackBytes: number;
   /** The prune was stopped (the server closing) before it deleted every freed blob; the next one goes on. */
   readonly stopped: boolean;
   readonly durationMs: number;
@@ -110,14 +117,17 @@ export class Retention {
     const { names } = this.#ctx;
     const started = Date.now();
     const cutoff = now - this.#policy.maxAgeMs;
-    const report = (counts: PruneReport['names'], blobs: number, bytes: number, failed = 0, stopped = false): PruneReport =>
-      ({ dryRun, cutoff: new Date(cutoff).toISOString(), names: counts, blobs, bytes, failed, stopped, durationMs: Date.now() - started });
+    const report = (counts: PruneReport['names'], blobs: number, bytes: number, held: ReadonlyArray<[string, number]>, failed = 0, stopped = false): PruneReport => ({
+      dryRun, cutoff: new Date(cutoff).toISOString(), names: counts, blobs, bytes, failed,
+      heldBack: held.length, heldBackBytes: held.reduce((n, [, size]) => n + size, 0), stopped, durationMs: Date.now() - started,
+    });
     if (dryRun) {
       const { due, candidates } = await this.#plan(cutoff);
       const counts = { artifacts: 0, runs: 0, bases: 0 };
       for (const d of due) counts[d.kind]++;
       const deletable = candidates.filter(([d]) => !this.#ctx.references.inUse(d, now));
-      return report(counts, deletable.length, deletable.reduce((n, [, size]) => n + size, 0));
+      const held = candidates.filter(([d]) => this.#ctx.references.inUse(d, now));
+      return report(counts, deletable.length, deletable.reduce((n, [, size]) => n + size, 0), held);
     }
     this.#ctx.references.beginPrune(now);
     try {
@@ -132,7 +142,7 @@ export class Retention {
         counts[d.kind]++;
         this.#namesDeleted.inc({ kind: d.kind });
       }
-      const { blobs, bytes, left, failed } = await this.#deleteBlobs(candidates, now);
+      const { blobs, bytes, left, held, failed } = await this.#deleteBlobs(candidates, now);
       if (left.length > 0) await names.put<PendingRecord>(PENDING, { blobs: left });
       else if (candidates.length > 0) await names.delete(PENDING);
       const stopped = this.#stopping.signal.aborted;
@@ -141,7 +151,7 @@ export class Retention {
         await names.removeEmptyDirs(['projects']);
         if (failed === 0) this.#lastPrune.setToCurrentTime();
       }
-      return report(counts, blobs, bytes, failed, stopped);
+      return report(counts, blobs, bytes, held, failed, stopped);
     } finally {
       this.#ctx.references.endPrune();
     }
@@ -159,12 +169,13 @@ export class Retention {
   }
 
   /** Deletes what no write names meanwhile; what it skips, fails on or does not reach (a stop) is `left` to the next prune. */
-  async #deleteBlobs(candidates: ReadonlyArray<[string, number]>, now: number): Promise<{ blobs: number; bytes: number; failed: number; left: Array<[string, number]> }> {
+  async #deleteBlobs(candidates: ReadonlyArray<[string, number]>, now: number): Promise<{ blobs: number; bytes: number; failed: number; left: Array<[string, number]>; held: Array<[string, number]> }> {
     const { store, references } = this.#ctx;
     let blobs = 0;
     let bytes = 0;
     let failed = 0;
     const left: Array<[string, number]> = [];
+    const held: Array<[string, number]> = [];
     for (const [i, [digest, size]] of candidates.entries()) {
       if (this.#stopping.signal.aborted) {
         left.push(...candidates.slice(i));
@@ -176,6 +187,7 @@ export class Retention {
           // a write names it, or it was uploaded minutes ago: the next prune looks again (a
           // name by then keeps it; else it goes), rather than no prune ever seeing it again
           left.push([digest, size]);
+          held.push([digest, size]);
           continue;
         }
         await this.#ctx.names.delete(uploadRecord(digest)); // deleted (or gone): so is the record of its upload
@@ -193,7 +205,7 @@ export class Retention {
       this.#blobsDeleted.inc();
       this.#bytesDeleted.inc(size);
     }
-    return { blobs, bytes, failed, left };
+    return { blobs, bytes, failed, left, held };
   }
 
   /** Reads every name: which are due, the blobs the others point at, and those only due ones do. */
