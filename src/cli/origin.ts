@@ -7,7 +7,7 @@ import { checkFlags, loadConfigFile, parseConfig } from '../config/load.js';
 import { parseDuration, parseSize } from '../config/units.js';
 import { OriginConfigSchema, type OriginConfig, type OriginOptions, type StorageConfig } from '../origin/config.js';
 import { buildOriginServer } from '../origin/server.js';
-import { exposedSecretWarning, MIN_TOKEN_LENGTH, readTokenLines, TOKEN_ENV } from '../client/token.js';
+import { envTokenProblem, exposedSecretWarning, MIN_TOKEN_LENGTH, readTokenLines, TOKEN_ENV } from '../client/token.js';
 import { ConfigError } from '../errors.js';
 import { zeroCopyStatus } from '../http/zero-copy.js';
 import type { BlobStore } from '../store/blob-store.js';
@@ -36,6 +36,8 @@ export function resolveOriginTokens(tokenFile: string | undefined, dataDir: stri
   if (env) {
     // as a token file's lines are (readTokenLines): never its text in the message
     if (env.length < MIN_TOKEN_LENGTH) throw new ConfigError(`FLEETCACHE_TOKEN: a write token must be at least ${MIN_TOKEN_LENGTH} characters`);
+    const problem = envTokenProblem(env);
+    if (problem) throw new ConfigError(problem);
     return { tokens: [env], source: 'FLEETCACHE_TOKEN' };
   }
   const file = join(dataDir, 'token');

@@ -12,6 +12,11 @@ export const MIN_TOKEN_LENGTH = 16;
  */
 const TOKEN_TEXT = /^[\x21-\x7e\xa0-\xff]+$/;
 
+/** What a token from the environment is told when it is not one word a header carries (clients and the origin alike). */
+export function envTokenProblem(token: string): string | undefined {
+  return TOKEN_TEXT.test(token) ? undefined : `$${TOKEN_ENV} is not one word of visible characters (no spaces, ASCII or Latin-1: no header could carry it)`;
+}
+
 /**
  * The tokens of a token file, with their line numbers: one per line, blank lines and `#`
  * comments skipped (a comment line was taken for a token that anyone could guess). A line
@@ -70,6 +75,7 @@ export const TOKEN_ENV = 'FLEETCACHE_TOKEN';
 export function resolveToken(tokenFile?: string): string | undefined {
   if (tokenFile) return readTokenFile(tokenFile);
   const env = process.env[TOKEN_ENV]?.trim();
-  if (env && !TOKEN_TEXT.test(env)) throw new UsageError(`$${TOKEN_ENV} is not one word of visible characters (no spaces, ASCII or Latin-1: no header could carry it)`);
+  const problem = env ? envTokenProblem(env) : undefined;
+  if (problem) throw new UsageError(problem);
   return env || undefined;
 }

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
 import { exposedSecretWarning, readTokenFile, readTokenLines, resolveToken } from '../../src/client/token.js';
+import { resolveOriginTokens } from '../../src/cli/origin.js';
 import { startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -87,4 +88,5 @@ t.test("a client reads a token file as the origin does: the server's own file wo
   t.teardown(() => (saved === undefined ? delete process.env.FLEETCACHE_TOKEN : (process.env.FLEETCACHE_TOKEN = saved)));
   process.env.FLEETCACHE_TOKEN = `${TOKEN}\nsecond`;
   t.throws(() => resolveToken(), { code: 'FC_ERR_USAGE', message: /^\$FLEETCACHE_TOKEN is not one word/ });
+  t.throws(() => resolveOriginTokens(undefined, dir), { code: 'FC_ERR_CONFIG', message: /^\$FLEETCACHE_TOKEN is not one word/ }, 'the origin refuses it alike');
 });
