@@ -26,6 +26,7 @@ import { withTempDir } from './temp-dir.js';
 import { downloadBlob } from './transfer.js';
 import { sha256File } from '../store/hashing.js';
 import { checkSegment } from '../store/safe-name.js';
+import { redactUrl } from '../redact-url.js';
 import { makeDir } from '../path-checks.js';
 import type { Grant } from '../http/auth.js';
 
@@ -152,13 +153,17 @@ async function baseHolding(baseCache: string, bases: readonly BaseInfo[], tarDig
   return undefined;
 }
 
-/** The project's bases, newest first; none when the project is new. */
+/**
+ * The project's bases, newest first (none when the project is new: the origin answers an
+ * empty list). A 404 means no origin answers at that URL (a wrong path in --origin): said so
+ * before anything is packed.
+ */
 export async function listBases(origin: string, project: string, options: RequestOptions = {}): Promise<BaseInfo[]> {
   try {
     const answer = await httpGetJson<{ bases: BaseInfo[] }>(joinUrl(origin, `/projects/${encodeURIComponent(project)}/bases/`), options);
     return answer.bases;
   } catch (err) {
-    if (err instanceof NotFoundError) return [];
+    if (err instanceof NotFoundError) throw new NotFoundError(`no fleetcache origin answers at ${redactUrl(origin)} (${err.message}): check the origin URL`);
     throw err;
   }
 }

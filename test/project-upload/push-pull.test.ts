@@ -220,6 +220,8 @@ t.test('writes without the token are refused, and so is a wrong or a run token, 
   await t.rejects(pushProject({ dir: missing, project: 'p', origin: url, baseCache: join(dir, 'b') }), { code: 'FC_ERR_UNAUTHORIZED' });
   await t.rejects(pushProject({ dir: missing, project: 'p', origin: url, baseCache: join(dir, 'b'), token: 'not-the-write-token' }), { code: 'FC_ERR_FORBIDDEN', message: /the bearer token is not accepted/ });
   await t.rejects(pushProject({ dir: missing, project: 'p', origin: url, baseCache: join(dir, 'b'), token: runToken(TOKEN, 'r1') }), { code: 'FC_ERR_FORBIDDEN', message: /takes this token as a run token \(run r1\): a push needs a write token/ });
+  // A wrong path in the origin's URL: said so, not taken for an origin without bases (nor /-/token).
+  await t.rejects(pushProject({ dir: missing, project: 'p', origin: `${url}/wrong/`, baseCache: join(dir, 'b'), token: TOKEN }), { code: 'FC_ERR_NOT_FOUND', message: new RegExp(`^no fleetcache origin answers at ${url}/wrong/ \\(GET .*HTTP 404.*\\): check the origin URL$`) });
 });
 
 function findFile(root: string, name: string): string {
