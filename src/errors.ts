@@ -105,6 +105,14 @@ export class SizeMismatchError extends FleetError {
   }
 }
 
+/** Failures of the bytes themselves: a cache's damaged copy causes them, and a recheck (Cache-Control: no-cache) mends it. */
+export const DAMAGED_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['FC_ERR_DIGEST_MISMATCH', 'FC_ERR_SIZE_MISMATCH']);
+
+/** Whether `err` is a failure of the bytes themselves (DAMAGED_CODES). */
+export function isDamagedBytes(err: unknown): err is FleetError {
+  return err instanceof FleetError && DAMAGED_CODES.has(err.code);
+}
+
 export class ConfigError extends FleetError {
   constructor(message: string, readonly file?: string, readonly line?: number, readonly field?: string) {
     super('FC_ERR_CONFIG', message, { details: { file, line, field } });

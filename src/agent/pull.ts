@@ -6,8 +6,8 @@
 // last URL, the origin): a cache
 // then checks its stored copy and fetches a damaged one anew, so that one bad copy does not
 // send every machine of the region to the next URL for good.
-import { DAMAGED_CODES, pullProject, type PullResult } from '../project-upload/pull.js';
-import { FleetError, toFleetError, type ErrorCode } from '../errors.js';
+import { pullProject, type PullResult } from '../project-upload/pull.js';
+import { FleetError, isDamagedBytes, toFleetError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 import { inPasses } from '../url-passes.js';
 
@@ -96,7 +96,7 @@ async function pullOnce(options: FallbackPullOptions, skipped: Attempt[]): Promi
       // The last URL is the origin, which keeps no copy to check again: asking it twice would
       // only send the bytes over the slow link twice.
       const result = await pull(false).catch((err: unknown) => {
-        if (isOrigin || !(err instanceof FleetError && DAMAGED_CODES.has(err.code))) throw err;
+        if (isOrigin || !isDamagedBytes(err)) throw err;
         options.onRecheck?.(redactUrl(url), err);
         return pull(true);
       });

@@ -11,7 +11,7 @@ import { mkdir, realpath, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { httpGet, httpGetJson, httpGetJsonSized, type RequestOptions } from '../client/http.js';
-import { DigestMismatchError, FleetError, NotFoundError, SizeMismatchError } from '../errors.js';
+import { DigestMismatchError, FleetError, isDamagedBytes, NotFoundError, SizeMismatchError } from '../errors.js';
 import { isInside, walkDirs } from '../pack/safe-path.js';
 import { hashingTap } from '../store/hashing.js';
 import { artifactUrl, indexUrl, nameSegments, parseArtifactIndex, type ArtifactIndex } from './names.js';
@@ -60,7 +60,7 @@ export async function resolveArtifactRef(from: string, ref: string, http: Reques
  */
 async function downloadOne(url: string, entry: ArtifactIndex['files'][number], target: string, http: RequestOptions): Promise<void> {
   await downloadOnce(url, entry, target, http).catch((err: unknown) => {
-    if (!(err instanceof DigestMismatchError || err instanceof SizeMismatchError)) throw err;
+    if (!isDamagedBytes(err)) throw err;
     return downloadOnce(url, entry, target, { ...http, headers: { ...http.headers, 'cache-control': 'no-cache' } });
   });
 }

@@ -122,14 +122,9 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
   // worker stored it (with its claim, see fillOnce) instead of looking on disk first.
   const probe = req.method === 'HEAD';
   if (!ctx.fills.get(key)) {
-    let hit = await ctx.store.lookup(id, probe);
-    if (hit && wantsRecheck(req) && !(await recheck(ctx, hit, d))) {
-      // A copy damaged on disk since it was verified (bit rot, a bad block): dropped and fetched
-      // again, instead of sending every machine of the region to the origin for good.
-      ctx.log.warn({ id }, 'stored blob does not match its digest (a client asked with no-cache): dropped, fetched again');
-      ctx.store.delete(id);
-      hit = undefined;
-    }
+    // A copy damaged on disk since it was verified (bit rot, a bad block): dropped and fetched
+    // again, instead of sending every machine of the region to the origin for good.
+    const hit = await unlessDamaged(ctx, req, await ctx.store.lookup(id, probe), d, 'stored blob does not match its digest');
     if (hit && (await serveHit(ctx, req, reply, kind, hit))) return;
     if (req.method === 'HEAD' && !ctx.fills.get(key)) {
       ctx.metrics.miss(kind);
@@ -148,6 +143,17 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
 function wantsRecheck(req: FastifyRequest): boolean {
   if (req.headers['cache-control'] === undefined) return /\bno-cache\b/i.test(String(req.headers.pragma ?? ''));
   return /(?:^|[\s,])no-cache\b/i.test(cacheControlOf(req.headers));
+}
+
+/**
+ * `hit`, unless the request has no-cache and the copy does not hash to `d` (recheck): then it
+ * is dropped (logged: `mismatch`) and undefined returned, for it to be fetched again.
+ */
+async function unlessDamaged(ctx: CacheContext, req: FastifyRequest, hit: Hit | undefined, d: Digest | undefined, mismatch: string): Promise<Hit | undefined> {
+  if (!hit || !d || !wantsRecheck(req) || (await recheck(ctx, hit, d))) return hit;
+  ctx.log.warn({ id: hit.id }, `${mismatch} (a client asked with no-cache): dropped, fetched again`);
+  ctx.store.delete(hit.id);
+  return undefined;
 }
 
 /**
@@ -228,15 +234,10 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
   const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd, answered);
   const joined = ctx.fills.get(key);
   if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct);
-  let hit = await ctx.store.lookup(id);
+  const stored = await ctx.store.lookup(id);
   // A revalidation compares ETags, not bytes: a copy damaged on disk would be confirmed by
   // every 304. A no-cache request has it hashed against its ETag, the digest of its bytes.
-  const digest = hit && wantsRecheck(req) ? etagDigest(hit.meta.headers.etag) : undefined;
-  if (hit && digest && !(await recheck(ctx, hit, digest))) {
-    ctx.log.warn({ id }, 'stored name does not match its ETag digest (a client asked with no-cache): dropped, fetched again');
-    ctx.store.delete(id);
-    hit = undefined;
-  }
+  const hit = await unlessDamaged(ctx, req, stored, etagDigest(stored?.meta.headers.etag), 'stored name does not match its ETag digest');
   // HEAD of a stored name takes GET's path below (revalidation, the stored copy when upstream
   // is down, a changed name refetched and kept); a HEAD miss asks upstream for the headers only.
   if (!hit && req.method === 'HEAD') {

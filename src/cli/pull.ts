@@ -1,9 +1,9 @@
 // `fleetcache pull --project NAME --run RUN --from URL DIR`: rebuild a run's tree, verified.
 import type { Command } from 'commander';
 import { resolveToken } from '../client/token.js';
-import { DAMAGED_CODES, pullProject } from '../project-upload/pull.js';
+import { pullProject } from '../project-upload/pull.js';
 import { requireInput } from '../path-checks.js';
-import { FleetError } from '../errors.js';
+import { FleetError, isDamagedBytes } from '../errors.js';
 import { transferBars } from './progress.js';
 import { requireHttpUrl } from './url-flags.js';
 
@@ -32,7 +32,7 @@ export function registerPull(program: Command): void {
         ...(bars.progress ? { progress: bars.progress } : {}),
       })
         .catch((err: unknown) => {
-          if (flags.recheck || !(err instanceof FleetError && DAMAGED_CODES.has(err.code))) throw err;
+          if (flags.recheck || !isDamagedBytes(err)) throw err;
           throw new FleetError(err.code, `${err.message} (from a cache, a damaged copy may be to blame: pull again with --recheck)`, { cause: err });
         })
         .finally(bars.stop);

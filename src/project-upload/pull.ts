@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { httpGetJson, joinUrl, type Progress, type RequestOptions } from '../client/http.js';
 import { deltaChunks } from '../delta/compress.js';
 import { decodeVcdiffToFile } from '../delta/vcdiff-decode.js';
-import { DigestMismatchError, FleetError, SizeMismatchError, type ErrorCode } from '../errors.js';
+import { DigestMismatchError, FleetError, SizeMismatchError } from '../errors.js';
 import { unpackTar } from '../pack/unpack.js';
 import { parseRunManifest, type RunManifest } from './manifest.js';
 import { withTempDir } from './temp-dir.js';
@@ -31,9 +31,6 @@ export interface PullOptions {
   /** How long each answer may keep silent, for its headers then within its body (the client's defaults otherwise). */
   readonly idleTimeout?: number;
 }
-
-/** Failures of the bytes themselves: a cache's damaged copy causes them, and a recheck mends it. */
-export const DAMAGED_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['FC_ERR_DIGEST_MISMATCH', 'FC_ERR_SIZE_MISMATCH']);
 
 export interface PullResult {
   readonly manifest: RunManifest;

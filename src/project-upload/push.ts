@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { httpGetJson, httpHead, httpPut, joinUrl, type Progress, type RequestOptions } from '../client/http.js';
 import { compressDelta, DEFAULT_COMPRESSION, quickCompressedSize, type Compression } from '../delta/compress.js';
 import { encodeDelta } from '../delta/xdelta.js';
-import { DigestMismatchError, FleetError, NotFoundError } from '../errors.js';
+import { DAMAGED_CODES, DigestMismatchError, FleetError, NotFoundError, type ErrorCode } from '../errors.js';
 import { parseSize } from '../config/units.js';
 import { packToFile } from '../pack/packer.js';
 import { checkRepackOutput, runRepack, type RepackOptions } from '../pack/repack.js';
@@ -85,7 +85,13 @@ export interface PushResult {
   /** Paths of the tree left out: not a file, directory or symlink (a FIFO, a socket, a device). */
   readonly skipped: readonly string[];
   /** Bases at the origin passed over: their blob is missing or damaged there (UNUSABLE_BASE_CODES). */
-  readonly unusableBases: ReadonlyArray<{ readonly id: string; readonly reason: string }>;
+  readonly unusableBases: readonly UnusableBase[];
+}
+
+/** A base passed over, and why. */
+export interface UnusableBase {
+  readonly id: string;
+  readonly reason: string;
 }
 
 /**
@@ -94,10 +100,10 @@ export interface PushResult {
  * candidate, or a new base) rather than fail every push of the project until someone repairs
  * the origin; its runs' pulls fail, and the origin's verify reports it (deploy/OPERATIONS.md).
  */
-const UNUSABLE_BASE_CODES: ReadonlySet<string> = new Set(['FC_ERR_NOT_FOUND', 'FC_ERR_DIGEST_MISMATCH', 'FC_ERR_SIZE_MISMATCH']);
+const UNUSABLE_BASE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['FC_ERR_NOT_FOUND', ...DAMAGED_CODES]);
 
 /** What push and run say of a base passed over (PushResult.unusableBases). */
-export function unusableBaseLine(base: PushResult['unusableBases'][number]): string {
+export function unusableBaseLine(base: UnusableBase): string {
   return `base ${base.id} at the origin cannot be used, passed over (its runs cannot be pulled; "fleetcache verify" at the origin lists damaged blobs): ${base.reason}`;
 }
 
@@ -186,7 +192,7 @@ async function checkWriteToken(origin: string, http: RequestOptions): Promise<vo
  * go to `unusable`. Asked even of a base in the local cache, used there without a download:
  * the origin refuses a run that names a blob it lost, and would refuse every push after.
  */
-async function storedAtOrigin(origin: string, bases: readonly BaseInfo[], http: RequestOptions, unusable: Array<{ id: string; reason: string }>): Promise<BaseInfo[]> {
+async function storedAtOrigin(origin: string, bases: readonly BaseInfo[], http: RequestOptions, unusable: UnusableBase[]): Promise<BaseInfo[]> {
   const heads = await Promise.all(bases.map((base) => httpHead(joinUrl(origin, casPath(parseDigestString(base.digest))), http)));
   return bases.filter((base, i) => {
     const head = heads[i];
@@ -210,7 +216,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   // Asked first: an origin that is down, or refuses this client or its token, fails the push
   // at once, not after the tree was packed and compressed (tens of seconds for a large one).
   const [bases] = await Promise.all([listBases(options.origin, options.project, http), checkWriteToken(options.origin, http)]);
-  const unusableBases: Array<{ id: string; reason: string }> = [];
+  const unusableBases: UnusableBase[] = [];
   const candidates = await storedAtOrigin(options.origin, bases.slice(0, BASE_CANDIDATES), http, unusableBases);
   return withTempDir('fleetcache-push-', async (work) => {
     const packedFile = join(work, 'packed.tar');

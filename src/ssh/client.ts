@@ -243,12 +243,13 @@ export class SshClient implements Executor {
         const stderr = utf8Chunks(emit);
         opened.on('data', stdout.write);
         opened.stderr.on('data', afterPidMark((p) => (pid = p), stderr.write));
-        opened.on('exit', (c: number | null, sig?: string) => (code = c ?? (sig ? 128 + 9 : 255)));
+        const codeOf = (c: number | null, sig?: string): number => c ?? (sig ? 128 + 9 : 255);
+        opened.on('exit', (c: number | null, sig?: string) => (code = codeOf(c, sig)));
         opened.on('error', (err: Error) => (end(), fail(err)));
         // 'close' repeats the exit status, which came before these listeners when the shell
         // ended at once (sudo refusing) in the packet that confirmed the channel
         opened.on('close', (c?: number | null, sig?: string) => {
-          if (code === undefined && c !== undefined) code = c ?? (sig ? 128 + 9 : 255);
+          if (code === undefined && c !== undefined) code = codeOf(c, sig);
           end();
           stdout.end();
           stderr.end();
@@ -356,11 +357,16 @@ export class SshClient implements Executor {
     }
   }
 
+  /** Runs `command`; one that fails is `failure`, with its exit and the end of what it printed (mkdir, cat and sudo print nothing else). */
+  async #mustSucceed(command: string, stdin: Readable | undefined, failure: string): Promise<void> {
+    let said = '';
+    const code = await this.command(command, stdin, (text) => (said = (said + text).slice(-2000)));
+    if (code !== 0) throw new UpstreamError(`${failure} (${exitPhrase(code)}${said.trim() ? `: ${said.trim()}` : ''})`);
+  }
+
   async upload(source: Readable | string, remotePath: string, mode?: number): Promise<void> {
     const target = this.#path(remotePath);
-    let said = ''; // what mkdir (or the shell, or sudo) says on failure
-    const code = await this.command(`${this.#sudo}mkdir -p ${shellQuote(posix.dirname(target))}`, undefined, (text) => (said = (said + text).slice(-2000)));
-    if (code !== 0) throw new UpstreamError(`cannot create ${posix.dirname(target)} on the machine (${exitPhrase(code)}${said.trim() ? `: ${said.trim()}` : ''})`);
+    await this.#mustSucceed(`${this.#sudo}mkdir -p ${shellQuote(posix.dirname(target))}`, undefined, `cannot create ${posix.dirname(target)} on the machine`);
     const sftp = await this.#sftpIfAny();
     const input = typeof source === 'string' ? createReadStream(source) : source;
     if (sftp) return pipeline(input, sftp.createWriteStream(target, mode === undefined ? {} : { mode }));
@@ -368,9 +374,7 @@ export class SshClient implements Executor {
     // channel is an end of input to `cat`, which would take a part for the whole.
     const part = shellQuote(`${target}.fleetcache-part`);
     try {
-      said = ''; // what cat says on failure (it writes nothing else)
-      const code = await this.command(`cat > ${part}`, input, (text) => (said = (said + text).slice(-2000)));
-      if (code !== 0) throw new UpstreamError(`cannot write ${target} on the machine (${exitPhrase(code)}${said.trim() ? `: ${said.trim()}` : ''})`);
+      await this.#mustSucceed(`cat > ${part}`, input, `cannot write ${target} on the machine`);
     } catch (err) {
       await this.command(`rm -f ${part}`).catch(() => undefined);
       throw err;
