@@ -70,11 +70,12 @@ export function isPrivate(headers: Record<string, string | string[] | undefined>
 }
 
 /**
- * Serves a committed entry from disk. Resolves to false when the file vanished between
- * lookup and open (evicted meanwhile): the caller treats it as a miss.
+ * Serves a committed entry from disk (X-Cache `cache`: HIT, or STALE for a mirror answer past
+ * its freshness). Resolves to false when the file vanished between lookup and open (evicted
+ * meanwhile): the caller treats it as a miss.
  */
 export async function serveHit(
-  ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, hit: Hit, headers: HeaderMap = hit.meta.headers,
+  ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, hit: Hit, headers: HeaderMap = hit.meta.headers, cache: 'HIT' | 'STALE' = 'HIT',
 ): Promise<boolean> {
   const size = hit.meta.size;
   let body = hit.body;
@@ -96,7 +97,7 @@ export async function serveHit(
     size,
     content: small ?? ((reply, start, length) => sendFileRange(reply, file!, start, length ?? size - start, () => undefined)),
     ...(file ? { discard: () => void file.close().catch(() => undefined) } : {}),
-  }, { kind, cache: 'HIT', ageSeconds: (Date.now() - hit.meta.storedAt) / 1000, metrics: ctx.metrics });
+  }, { kind, cache, ageSeconds: (Date.now() - hit.meta.storedAt) / 1000, metrics: ctx.metrics });
   return true;
 }
 

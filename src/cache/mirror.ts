@@ -269,7 +269,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     const { response, revalidation } = evaluate(policy, policyReq);
     const conditional = revalidation ? flat(revalidation.headers) : undefined;
     if (response && (!revalidation || !revalidation.synchronous)) {
-      if (await serveHit(ctx, req, reply, kind, hit, withoutLength(response.headers))) {
+      if (await serveHit(ctx, req, reply, kind, hit, withoutLength(response.headers), conditional ? 'STALE' : 'HIT')) {
         // stale-while-revalidate: this answer was stale; the next ones will not be.
         if (conditional) revalidateInBackground(ctx, upstream, { id, key, upath, hit, policy, policyReq, conditional }, fillSpec);
         return;
@@ -306,7 +306,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
       await res?.body.dump();
       if (status === 304) await ctx.store.updateMeta(id, { ...hit.meta, policy: persisted(kept) });
       else ctx.log.warn({ url: loggedPath(upath), status }, 'mirror upstream failing: serving stale (stale-if-error)');
-      if (!(await serveHit(ctx, req, reply, kind, hit, withoutLength(kept.responseHeaders())))) await direct();
+      if (!(await serveHit(ctx, req, reply, kind, hit, withoutLength(kept.responseHeaders()), status === 304 ? 'HIT' : 'STALE'))) await direct();
       return;
     }
     // A new answer (gone, moved, made private, not storable any more, or a new body) replaces

@@ -257,7 +257,7 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
     res = await ctx.upstream.request(upath, { method: 'GET', headers: { ...fwd, ...conditional } });
   } catch (err) {
     // stale-if-error: the stored copy beats an error while upstream is down.
-    if (err instanceof UpstreamError && (await serveHit(ctx, req, reply, kind, hit))) {
+    if (err instanceof UpstreamError && (await serveHit(ctx, req, reply, kind, hit, hit.meta.headers, 'STALE'))) {
       ctx.log.warn({ url: loggedPath(upath), err: err.message }, 'upstream down: serving stored copy');
       return;
     }
@@ -281,7 +281,7 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
   if (res.statusCode === 404 || res.statusCode === 410 || res.statusCode === 401 || res.statusCode === 403) ctx.store.delete(id);
   if (res.statusCode >= 500) {
     await res.body.dump();
-    if (await serveHit(ctx, req, reply, kind, hit)) return;
+    if (await serveHit(ctx, req, reply, kind, hit, hit.meta.headers, 'STALE')) return;
     throw new UpstreamError(`upstream ${ctx.upstream.name}: HTTP ${res.statusCode}`, { status: res.statusCode });
   }
   // A changed name: this request's answer becomes the new entry (others revalidate on their own).

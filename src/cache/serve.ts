@@ -6,7 +6,12 @@ import { checkReadPreconditions, parseHttpDate } from '../http/blob-reply.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import type { HeaderMap } from './upstream.js';
 
-export type CacheStatus = 'HIT' | 'MISS' | 'COLLAPSED';
+/**
+ * X-Cache: STALE is a stored copy served without upstream's confirmation: a name while
+ * upstream is down or failing, a mirror answer past its freshness (stale-while-revalidate,
+ * stale-if-error).
+ */
+export type CacheStatus = 'HIT' | 'STALE' | 'MISS' | 'COLLAPSED';
 
 /**
  * Sends bytes [start, start + length) of a body (length undefined: to the end) straight to
