@@ -1,12 +1,12 @@
 // tooltool's --authentication-file (shared/tooltool.md §3.2): the file's stripped content
 // is sent as `Authorization: Bearer <content>`, unless it parses as JSON, which tooltool
 // takes for Taskcluster credentials and signs with Hawk. fleetcache sends bearer tokens
-// only, so such a file is refused by name rather than sent as a token that cannot work.
+// only: such a file is never sent as a token that cannot work. A fetch goes on without
+// credentials (public files need none, as with tooltool), an upload is refused.
 import { execFileSync } from 'node:child_process';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { readTokenFile, readTokenText } from '../client/token.js';
-import { ConfigError } from '../errors.js';
 
 /**
  * The home directory of the user `name` from the system's user database (getpwnam, which
@@ -46,16 +46,17 @@ function parsesAsJson(text: string): boolean {
   }
 }
 
-/** The bearer token in a tooltool authentication file (`~` and `~user` expanded). */
-export function readAuthenticationFile(file: string): string {
+/** What a tooltool authentication file holds: a bearer token, or (`taskcluster`: its path) Taskcluster credentials. */
+export type AuthenticationFile = { readonly token: string } | { readonly taskcluster: string };
+
+/** A tooltool authentication file (`~` and `~user` expanded), read as tooltool reads it. */
+export function readAuthenticationFile(file: string): AuthenticationFile {
   const path = expandHome(file);
   const text = readTokenText(path);
-  if (parsesAsJson(text.trim())) {
-    throw new ConfigError(
-      `${path}: the authentication file holds JSON, which tooltool takes for Taskcluster credentials (Hawk authentication); ` +
-        'fleetcache sends only bearer tokens: put the token itself in the file',
-      path,
-    );
-  }
-  return readTokenFile(path, text);
+  return parsesAsJson(text.trim()) ? { taskcluster: path } : { token: readTokenFile(path, text) };
+}
+
+/** Why Taskcluster credentials in `path` are not sent, and what the command does instead. */
+export function taskclusterNotSent(path: string, instead: string): string {
+  return `${path}: the authentication file holds JSON, which tooltool takes for Taskcluster credentials (Hawk authentication); fleetcache sends only bearer tokens: ${instead}`;
 }

@@ -6,7 +6,7 @@
 // (parseable); messages go to stderr; progress bars too, only on a terminal.
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { readAuthenticationFile } from '../assets/auth.js';
+import { readAuthenticationFile, taskclusterNotSent } from '../assets/auth.js';
 import { checkManifestFiles, type FileCheck } from '../assets/check.js';
 import { fetchAssets, type AssetProgress, type FetchAssetsResult } from '../assets/fetch.js';
 import { addToManifest, manifestNotices, type DroppedRecord, type Visibility } from '../assets/manifest.js';
@@ -14,7 +14,7 @@ import { purgeCacheFolder } from '../assets/purge.js';
 import { uploadAssets } from '../assets/upload.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes } from '../config/units.js';
-import { FleetError, UsageError } from '../errors.js';
+import { ConfigError, FleetError, UsageError } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 import { exitOneOnError } from './exit-one.js';
 import { terminalBars } from './progress.js';
@@ -92,12 +92,23 @@ function report(result: FetchAssetsResult, manifest: string, log: Log): void {
   }
 }
 
-/** The bearer token: --authentication-file (tooltool's) or --token-file, else $FLEETCACHE_TOKEN; and where it came from. */
-function assetsToken(flags: AssetsFlags): { token: string | undefined; from: string } {
+/**
+ * The bearer token: --authentication-file (tooltool's) or --token-file, else $FLEETCACHE_TOKEN;
+ * and where it came from. Taskcluster credentials (a JSON authentication file) are not sent:
+ * a fetch (which gives its `fetchLog`) goes on without credentials and says so (public files
+ * need none), an upload is refused.
+ */
+function assetsToken(flags: AssetsFlags, fetchLog?: Log): { token: string | undefined; from: string } {
   if (flags.authenticationFile !== undefined && flags.tokenFile !== undefined) {
     throw new UsageError('--authentication-file and --token-file both name the token file: give one');
   }
-  if (flags.authenticationFile !== undefined) return { token: readAuthenticationFile(flags.authenticationFile), from: `--authentication-file ${flags.authenticationFile}` };
+  if (flags.authenticationFile !== undefined) {
+    const auth = readAuthenticationFile(flags.authenticationFile);
+    if ('token' in auth) return { token: auth.token, from: `--authentication-file ${flags.authenticationFile}` };
+    if (!fetchLog) throw new ConfigError(taskclusterNotSent(auth.taskcluster, 'put the token itself in the file'), auth.taskcluster);
+    fetchLog.warn(taskclusterNotSent(auth.taskcluster, 'fetching without credentials (a file kept internal is refused)'));
+    return { token: undefined, from: `none (--authentication-file ${flags.authenticationFile} holds Taskcluster credentials)` };
+  }
   const token = resolveToken(flags.tokenFile);
   return { token, from: flags.tokenFile !== undefined ? `--token-file ${flags.tokenFile}` : token ? '$FLEETCACHE_TOKEN' : 'none' };
 }
@@ -115,7 +126,7 @@ function addTooltoolOptions(assets: Command): void {
     .addOption(repeatable('--url <url>', 'base URL serving /<algorithm>/<digest>; repeatable, tried in order (upload: the one origin)', 'none: only files present or in the cache folder'))
     .addOption(new Option('-c, --cache-folder <dir>', 'local cache folder shared across runs, tooltool\'s layout (fetch; purge: the folder to purge, never taken from $TOOLTOOL_CACHE)').env('TOOLTOOL_CACHE'))
     .option('--dest <dir>', 'directory of the manifest\'s files (fetch, list, validate; default: the current directory)')
-    .option('--authentication-file <file>', 'tooltool\'s token file (~ and ~user expanded, as Python\'s expanduser), sent as a bearer token; a JSON (Taskcluster, Hawk) credential is refused')
+    .option('--authentication-file <file>', 'tooltool\'s token file (~ and ~user expanded, as Python\'s expanduser), sent as a bearer token; a JSON (Taskcluster, Hawk) credential is not sent: fetch goes on without it, upload refuses it')
     .option('--token-file <file>', 'bearer token file, fleetcache\'s spelling: read as it is, no ~, no JSON check (default: $FLEETCACHE_TOKEN)')
     .option('-r, --region <region>', 'append ?region=<region> to every download URL (fetch)')
     .option('-o, --overwrite', 'accepted, unused (as in tooltool)')
@@ -186,7 +197,7 @@ export function registerAssets(program: Command): void {
       'Prints: filename, present|cache|download|skipped|failed, size, bytes downloaded, bytes from the cache folder, URL, unpacked format.',
     async (flags, log, cmd) => {
       requireHttpUrl('--url', ...flags.url);
-      const auth = assetsToken(flags);
+      const auth = assetsToken(flags, log);
       log.debug(`manifest ${flags.manifest}; base URLs ${flags.url.map(redactUrl).join(' ') || '(none)'}; region ${flags.region ?? '(none)'}; cache folder ${flags.cacheFolder ?? '(none)'}; token: ${auth.from}`);
       if (!flags.authenticationFile && process.env.TASKCLUSTER_CLIENT_ID && process.env.TASKCLUSTER_ACCESS_TOKEN) {
         log.debug('$TASKCLUSTER_CLIENT_ID and $TASKCLUSTER_ACCESS_TOKEN are set: tooltool would sign with Hawk; fleetcache does not use them');

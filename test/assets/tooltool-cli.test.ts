@@ -93,18 +93,37 @@ t.test('--authentication-file ~user/…: that user\'s home from the user databas
   t.match(unknown.stderr, /~no-such-user-here\/token\.txt/);
 });
 
-t.test('a JSON (Taskcluster) credential is refused, naming the file; nothing is requested', async (t) => {
-  const root = t.testdir({ work: {}, 'tc.json': '{"clientId": "project/x", "accessToken": "secret"}\n', token: 't' });
-  const { server, url } = await blobServer(t, [PUBLIC]);
-  writeFileSync(join(root, 'manifest.tt'), formatManifest([record('public.txt', PUBLIC)]));
-  const res = await runCli(t, ['assets', '--url', url, '--authentication-file', join(root, 'tc.json'), 'fetch', '-m', '../manifest.tt'], join(root, 'work'));
-  t.equal(res.code, 1);
-  t.match(res.stderr, new RegExp(`^fleetcache: error: ${join(root, 'tc.json')}: the authentication file holds JSON, .*Hawk.*bearer tokens`));
-  t.same(server.requests, []);
-  t.notOk(existsSync(join(root, 'work', 'public.txt')));
-  const both = await runCli(t, ['assets', '--url', url, '--authentication-file', join(root, 'token'), '--token-file', join(root, 'token'), 'fetch', '-m', '../manifest.tt'], join(root, 'work'));
-  t.equal(both.code, 1);
-  t.match(both.stderr, /--authentication-file and --token-file both name the token file: give one/);
+t.test('a JSON (Taskcluster) credential is never sent: fetch goes on without it (public files come, internal ones are refused), upload refuses it', async (t) => {
+  const root = t.testdir({ work: {}, src: {}, origin: {}, 'tc.json': '{"clientId": "project/x", "accessToken": "secret"}\n', token: 't' });
+  const origin = await startOrigin(t, { dataDir: join(root, 'origin') });
+  writeFileSync(join(root, 'src', 'public.txt'), PUBLIC);
+  writeFileSync(join(root, 'src', 'internal.bin'), INTERNAL);
+  const both = [record('public.txt', PUBLIC), record('internal.bin', INTERNAL, 'internal')];
+  writeFileSync(join(root, 'src', 'manifest.tt'), formatManifest(both));
+  await uploadAssets({ manifestPath: join(root, 'src', 'manifest.tt'), origin: origin.url, token: origin.token, dir: join(root, 'src') });
+  const tc = join(root, 'tc.json');
+  const warning = `fleetcache: warning: ${tc}: the authentication file holds JSON, which tooltool takes for Taskcluster credentials (Hawk authentication); fleetcache sends only bearer tokens: fetching without credentials (a file kept internal is refused)\n`;
+
+  writeFileSync(join(root, 'public.tt'), formatManifest([both[0]!]));
+  const pub = await runCli(t, ['assets', '--url', `${origin.url}/`, '--authentication-file', tc, 'fetch', '-m', '../public.tt'], join(root, 'work'));
+  t.equal(pub.code, 0, 'a public file needs no credentials, as with tooltool');
+  t.equal(pub.stderr, warning, 'said once, naming the file; the secret is not printed');
+  t.ok(readFileSync(join(root, 'work', 'public.txt')).equals(PUBLIC));
+
+  writeFileSync(join(root, 'internal.tt'), formatManifest([both[1]!]));
+  const internal = await runCli(t, ['assets', '--url', `${origin.url}/`, '--authentication-file', tc, 'fetch', '-m', '../internal.tt'], join(root, 'work'));
+  t.equal(internal.code, 1);
+  t.match(internal.stderr, /internal\.bin.*HTTP 40[13]/);
+  t.notOk(existsSync(join(root, 'work', 'internal.bin')));
+
+  const up = await runCli(t, ['assets', 'upload', '-m', '../src/manifest.tt', '--url', origin.url, '--authentication-file', tc], join(root, 'work'));
+  t.equal(up.code, 3, 'a configuration error: no token to upload with');
+  t.match(up.stderr, new RegExp(`^fleetcache: error: ${tc}: the authentication file holds JSON, .*Hawk.*bearer tokens: put the token itself in the file`));
+  t.notMatch(pub.stderr + internal.stderr + up.stderr, /secret/);
+
+  const twice = await runCli(t, ['assets', '--url', origin.url, '--authentication-file', join(root, 'token'), '--token-file', join(root, 'token'), 'fetch', '-m', '../public.tt'], join(root, 'work'));
+  t.equal(twice.code, 1);
+  t.match(twice.stderr, /--authentication-file and --token-file both name the token file: give one/);
 });
 
 t.test('fetch exits 1 for a file no URL has (404), as tooltool, not 4', async (t) => {
