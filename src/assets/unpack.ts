@@ -8,12 +8,14 @@
 // lzma-alone) and zstd through Debian's `bzip2`, `xz` and `zstd` as streaming filters (no
 // npm library for them is both streaming and well kept on Node 20); zip through yauzl.
 // A tar without any magic (v7) is known by its header checksum, as Python's tarfile
-// knows it. Tar members keep their mode, and setuid/setgid ones are refused, as
-// tooltool's tar unpack does; zip entries get no mode bits at all, as with Python's
-// extractall.
+// knows it. Tar members keep their mode and modification time (directories get theirs
+// once the archive is out, deepest first, as Python's extractall sets them: a shipped
+// .pyc stays newer than its .py, a read-only directory is still filled), and
+// setuid/setgid ones are refused, as tooltool's tar unpack does; zip entries get no
+// mode bits and no times at all, as with Python's extractall.
 import { spawn } from 'node:child_process';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { link, open, realpath, rm, stat, symlink, unlink } from 'node:fs/promises';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { link, open, realpath, rm, stat, symlink, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -131,6 +133,8 @@ class Target {
   readonly #files = new Set<string>();
   /** Symlinks created by this archive, checked again once every entry is out. */
   readonly #links = new Set<string>();
+  /** Directory entries' mode and time, set once every entry is out (writing into one changes its time). */
+  readonly #directories = new Map<string, EntryMeta>();
 
   constructor(root: string, archive: string, self: string) {
     this.#root = root;
@@ -161,6 +165,25 @@ class Target {
   /** Creates `full` and the directories above it; a symlink or file on the way is refused. */
   async directory(full: string, name: string): Promise<void> {
     await walkDirs(this.#root, this.#parts(full), { create: true, refuse: (why) => refused(this.#archive, `entry "${name}": ${why}`) });
+  }
+
+  /** Keeps a directory entry's mode and time for finishDirectories(); the destination's own are left alone. */
+  directoryMeta(full: string, meta: EntryMeta): void {
+    if (full !== this.#root) this.#directories.set(full, meta);
+  }
+
+  /**
+   * Gives the directory entries their mode and time, deepest first (a directory made
+   * read-only is then no longer written into). Opened without following a link: one that
+   * replaced a directory since is refused.
+   */
+  async finishDirectories(): Promise<void> {
+    const deepestFirst = [...this.#directories].sort(([a], [b]) => b.split(sep).length - a.split(sep).length);
+    for (const [full, meta] of deepestFirst) {
+      await withNoFollow(full, (dir) => setMeta(dir, meta), constants.O_DIRECTORY).catch((err: NodeJS.ErrnoException) => {
+        throw refused(this.#archive, `directory "${relative(this.#root, full)}" is no longer a directory (${err.code ?? err.message})`);
+      });
+    }
   }
 
   /** Creates the directories above `full`; a symlink or file on the way is refused. */
@@ -230,17 +253,44 @@ class Target {
   }
 }
 
-function checkMode(archive: string, name: string, mode: number | undefined): number {
-  const m = mode ?? 0o644;
+function checkMode(archive: string, name: string, mode: number | undefined, absent = 0o644): number {
+  const m = mode ?? absent;
   if (m & 0o6000) throw refused(archive, `entry "${name}" is setuid or setgid`);
   return m & 0o777;
 }
 
-async function writeEntry(target: Target, full: string, name: string, body: AsyncIterable<unknown>, mode: number): Promise<void> {
+/** A tar member's mode (setuid/setgid refused, see checkMode) and modification time. */
+interface EntryMeta {
+  readonly mode: number;
+  readonly mtime: Date;
+}
+
+/** Runs `use` on `path` opened for reading without following a link (`flags`: more open flags). */
+async function withNoFollow(path: string, use: (file: FileHandle) => Promise<void>, flags = 0): Promise<void> {
+  const file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | flags);
+  try {
+    await use(file);
+  } finally {
+    await file.close();
+  }
+}
+
+/** Sets mode and times as Python's tarfile does (chmod, not subject to the umask; utime). */
+async function setMeta(file: FileHandle, meta: EntryMeta): Promise<void> {
+  await file.chmod(meta.mode);
+  await file.utimes(meta.mtime, meta.mtime);
+}
+
+/**
+ * Writes a regular file entry. `meta` (a tar member's) is set once the body is written; a
+ * zip entry (none) gets open()'s 0666 less the umask, and the time of its writing.
+ */
+async function writeEntry(target: Target, full: string, name: string, body: AsyncIterable<unknown>, meta?: EntryMeta): Promise<void> {
   await target.parent(full, name);
   await target.clear(full, name);
   // 'wx' = O_CREAT|O_EXCL: never follows a link that appeared at the path.
-  await pipeline(body, createWriteStream(full, { flags: 'wx', mode }));
+  await pipeline(body, createWriteStream(full, { flags: 'wx', mode: meta?.mode ?? 0o666 }));
+  if (meta) await withNoFollow(full, (file) => setMeta(file, meta));
   target.wrote(full);
 }
 
@@ -260,13 +310,14 @@ async function extractTar(archive: string, streams: [Readable, ...Duplex[]], tar
   failed.catch(() => undefined);
   try {
     for await (const entry of extract) {
-      const { name, type, mode, linkname } = entry.header;
+      const { name, type, mode, mtime, linkname } = entry.header;
       const full = target.path(name);
       if (type === 'directory') {
         await target.directory(full, name);
+        target.directoryMeta(full, { mode: checkMode(archive, name, mode, 0o755), mtime: mtime ?? new Date() });
         entry.resume();
       } else if (type === 'file' || type === 'contiguous-file') {
-        await Promise.race([writeEntry(target, full, name, entry, checkMode(archive, name, mode)), failed]);
+        await Promise.race([writeEntry(target, full, name, entry, { mode: checkMode(archive, name, mode), mtime: mtime ?? new Date() }), failed]);
       } else if (type === 'symlink' || type === 'link') {
         entry.resume();
         if (!linkname) throw unpackError(archive, `link "${name}" has no target`);
@@ -290,6 +341,7 @@ async function extractTar(archive: string, streams: [Readable, ...Duplex[]], tar
     }
     await done;
     await target.checkLinks();
+    await target.finishDirectories();
   } catch (err) {
     await target.checkLinks().catch(() => undefined); // a failed unpack leaves no escaping link either
     throw wrap(archive, err);
@@ -342,7 +394,7 @@ async function extractZip(archive: string, target: Target): Promise<void> {
           // Like Python's extractall (tooltool's zip unpack): the entries' mode bits are ignored,
           // a file gets open()'s 0666 less the umask (so nothing is setuid), links become plain files.
           const body = await new Promise<Readable>((ok, ko) => zip.openReadStream(entry, (err, s) => (err ? ko(err) : ok(s))));
-          await writeEntry(target, full, entry.fileName, body, 0o666);
+          await writeEntry(target, full, entry.fileName, body);
         }
         zip.readEntry();
       })().catch(fail);

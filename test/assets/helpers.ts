@@ -20,6 +20,7 @@ export interface TarEntry {
   readonly body?: string;
   readonly linkname?: string;
   readonly mode?: number;
+  readonly mtime?: Date;
 }
 
 export async function makeTar(entries: readonly TarEntry[]): Promise<Buffer> {
@@ -31,7 +32,7 @@ export async function makeTar(entries: readonly TarEntry[]): Promise<Buffer> {
   for (const e of entries) {
     const type = e.type ?? 'file';
     await new Promise<void>((res, rej) =>
-      pack.entry({ name: e.name, type, mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644), linkname: e.linkname }, type === 'file' ? e.body ?? '' : '', (err) => (err ? rej(err) : res())),
+      pack.entry({ name: e.name, type, mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644), linkname: e.linkname, ...(e.mtime ? { mtime: e.mtime } : {}) }, type === 'file' ? e.body ?? '' : '', (err) => (err ? rej(err) : res())),
     );
   }
   pack.finalize();

@@ -60,6 +60,37 @@ t.test('zip', async (t) => {
   t.notOk(existsSync(join(dir, 'abs.txt')));
 });
 
+t.test("tar members keep their mode and time as Python's tarfile gives them, directories' set once the archive is out", async (t) => {
+  const at = (iso: string): Date => new Date(iso);
+  const entries: TarEntry[] = [
+    { name: 'pkg/', type: 'directory', mode: 0o750, mtime: at('2020-01-02T03:04:05Z') },
+    { name: 'pkg/lib/', type: 'directory', mode: 0o755, mtime: at('2019-05-06T07:08:09Z') },
+    { name: 'pkg/lib/mod.py', body: 'x = 1\n', mode: 0o644, mtime: at('2018-01-01T00:00:00Z') },
+    { name: 'pkg/lib/mod.pyc', body: 'compiled', mode: 0o644, mtime: at('2018-01-01T00:00:01Z') },
+    { name: 'pkg/ro/', type: 'directory', mode: 0o555, mtime: at('2017-03-03T03:03:03Z') },
+    { name: 'pkg/ro/data', body: 'read only', mode: 0o444, mtime: at('2016-06-06T06:06:06Z') },
+    { name: 'pkg/shared', body: 'group writable', mode: 0o664, mtime: at('2015-01-01T00:00:00Z') },
+    { name: 'pkg/link', type: 'symlink', linkname: 'lib/mod.py' },
+  ];
+  const dir = t.testdir({ ours: {}, python: {} });
+  await writeFile(join(dir, 'pkg.tar'), await makeTar(entries));
+  const previous = process.umask(0o022);
+  t.teardown(() => { process.umask(previous); });
+  t.equal(await unpackArchive(join(dir, 'pkg.tar'), 'pkg.tar', join(dir, 'ours')), 'tar');
+  const python = spawnSync('python3', ['-c', 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])', join(dir, 'pkg.tar'), join(dir, 'python')], { encoding: 'utf8' });
+  t.equal(python.status, 0, python.stderr);
+  for (const e of entries.filter((e) => e.type !== 'symlink')) {
+    const name = e.name.replace(/\/$/, '');
+    const ours = statSync(join(dir, 'ours', name));
+    const theirs = statSync(join(dir, 'python', name));
+    t.equal((ours.mode & 0o7777).toString(8), e.mode!.toString(8), `${name}: the member's mode (chmod, not less the umask)`);
+    t.equal(ours.mtime.toISOString(), e.mtime!.toISOString(), `${name}: the member's time`);
+    t.same([ours.mode & 0o7777, ours.mtimeMs], [theirs.mode & 0o7777, theirs.mtimeMs], `${name}: as Python's extractall`);
+  }
+  t.equal(readlinkSync(join(dir, 'ours', 'pkg/link')), 'lib/mod.py');
+  for (const d of ['ours', 'python']) chmodSync(join(dir, d, 'pkg/ro'), 0o755); // so that the test directory can go
+});
+
 t.test("zip entries' mode bits are ignored, as by Python's extractall (tooltool's zip unpack): setuid entries unpack as plain files", async (t) => {
   const entries = [
     { name: 'z/setuid', body: 'S', mode: 0o4755 },
