@@ -158,7 +158,8 @@ t.test('raw dot segments over a socket never leave the namespace', async (t) => 
 });
 
 t.test('a client that stops reading a download is cut after the idle timeout; a reading one is not', async (t) => {
-  const origin = await startOrigin(t, { idleTimeoutMs: 400 });
+  // Long enough that the upload below is never cut on a loaded machine (400 ms was, once).
+  const origin = await startOrigin(t, { idleTimeoutMs: 1500 });
   const size = 64 * MiB;
   const up = generated(size);
   const put = await request(`${origin.url}/artifacts/idle/job/blob.bin`, {
@@ -178,7 +179,7 @@ t.test('a client that stops reading a download is cut after the idle timeout; a 
     await new Promise((r) => setTimeout(r, 2)); // slow, but never silent for long
   }
   t.equal(h.digest('hex'), hex, 'a slow reader gets the whole blob');
-  await new Promise((r) => setTimeout(r, 1000));
+  await new Promise((r) => setTimeout(r, 1800)); // silent for the whole read (≥ 2 s) and this: well past the timeout
   await t.rejects(stalled.body.arrayBuffer(), 'the client that stopped reading was cut');
 });
 
