@@ -2,8 +2,8 @@
 // missing input or output folder is the user's mistake and gets a clear error with a
 // documented exit code (docs/errors.md), not a stack trace and exit 70. Used by the CLI and
 // by the parts that take paths from it (unpack, manifests).
-import { mkdirSync } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { FleetError, NotFoundError, UsageError } from './errors.js';
 
@@ -29,21 +29,44 @@ export function unreadableFile(err: unknown, path: string): FleetError {
 
 /** A failed mkdir of `dir` (and its parents) as the user's mistake it is: a file in the way, a folder on the path that is a file. */
 function makeDirError(err: unknown, dir: string, what: string): unknown {
-  if ((err as NodeJS.ErrnoException).code === 'EEXIST') return new UsageError(`${what} ${dir} is a file, not a directory`);
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EEXIST') return new UsageError(`${what} ${dir} is a file, not a directory`);
+  // its parent is there (made or found just before): a filesystem that takes no new directory (/proc, /sys)
+  if (code === 'ENOENT') return new UsageError(`${what} ${dir} cannot be created: ${(err as Error).message}`);
   return pathError(err, dir, what);
+}
+
+/**
+ * Makes the directory `dir` and the parents it lacks, one at a time from the deepest that
+ * exists: node's recursive mkdir never returns under /proc or /sys (mkdir answers ENOENT
+ * there for a parent that exists, and node makes the parent again, for ever).
+ */
+function makeDirs(dir: string): void {
+  const missing: string[] = [];
+  for (let d = resolve(dir); !existsSync(d); d = dirname(d)) {
+    missing.push(d);
+    if (dirname(d) === d) break;
+  }
+  for (const d of missing.reverse()) {
+    try {
+      mkdirSync(d);
+    } catch (err) {
+      // made meanwhile by another process (a cache's workers start together); a file there fails below
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+  if (!statSync(dir).isDirectory()) throw Object.assign(new Error(`${dir} exists`), { code: 'EEXIST' });
 }
 
 /** Makes the directory `dir` (`what`: "data directory"...) and its parents, unless there. */
 export async function makeDir(dir: string, what: string): Promise<void> {
-  await mkdir(dir, { recursive: true }).catch((err: unknown) => {
-    throw makeDirError(err, dir, what);
-  });
+  makeDirSync(dir, what); // a few system calls, at the start of a command or server
 }
 
 /** makeDir, for the synchronous start-up steps. */
 export function makeDirSync(dir: string, what: string): void {
   try {
-    mkdirSync(dir, { recursive: true });
+    makeDirs(dir);
   } catch (err) {
     throw makeDirError(err, dir, what);
   }

@@ -33,6 +33,8 @@ t.test('report --html, assets add -m, pull into a file, a data directory or base
     ['origin --data onto a file', ['origin', '--listen', '127.0.0.1:0', '--data', p('afile')], 2, /data directory .*afile is a file, not a directory/],
     ['origin --data under a file', ['origin', '--listen', '127.0.0.1:0', '--data', p('afile/sub')], 2, /data directory .*afile\/sub: a folder on its path is a file/],
     ['cache --data onto a file', ['cache', '--listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:9', '--data', p('afile')], 2, /data directory .*afile is a file, not a directory/],
+    // node's recursive mkdir loops for ever there (mkdir answers ENOENT for /proc, which exists)
+    ['cache --data under /proc', ['cache', '--listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:9', '--data', '/proc/fleetcache-no/data'], 2, /data directory \/proc\/fleetcache-no\/data cannot be created: ENOENT/],
     ['push --base-cache onto a file', ['push', p('data'), '--project', 'x', '--origin', 'http://127.0.0.1:9', '--base-cache', p('afile')], 2, /base cache .*afile is a file, not a directory/],
   ];
   for (const [name, args, code, message] of cases) {
