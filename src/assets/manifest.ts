@@ -147,6 +147,11 @@ function pythonTruth(value: unknown): boolean {
   return value === true;
 }
 
+/** Two records that fetch the same bytes to the same file the same way. */
+function sameContent(a: ManifestRecord, b: ManifestRecord): boolean {
+  return a.size === b.size && a.algorithm === b.algorithm && a.digest === b.digest && a.unpack === b.unpack;
+}
+
 /** Parses manifest text; `file` is only used in messages. */
 export function parseManifest(text: string, file: string): Manifest {
   let data: unknown;
@@ -162,7 +167,7 @@ export function parseManifest(text: string, file: string): Manifest {
   const records: ManifestRecord[] = [];
   const dropped: DroppedRecord[] = [];
   const warnings: string[] = [];
-  const seen = new Map<string, number>();
+  const seen = new Map<string, { index: number; record: ManifestRecord }>();
   data.forEach((raw: unknown, index) => {
     const line = lineAt(text, offsets[index] ?? 0);
     const fail = (field: string, why: string): never => {
@@ -201,10 +206,7 @@ export function parseManifest(text: string, file: string): Manifest {
     }
     const known = r.visibility === undefined || r.visibility === 'public' || r.visibility === 'internal';
     if (!known) warn('visibility', `${JSON.stringify(r.visibility)} is neither "public" nor "internal": fetch does not use it, as tooltool; upload refuses it`);
-    const before = seen.get(filename);
-    if (before !== undefined) fail('filename', `"${filename}" is already used by record ${before}`);
-    seen.set(filename, index);
-    records.push({
+    const record: ManifestRecord = {
       filename,
       size: r.size as number | null,
       algorithm,
@@ -213,7 +215,17 @@ export function parseManifest(text: string, file: string): Manifest {
       ...(r.visibility === undefined ? {} : known ? { visibility: r.visibility as Visibility } : { otherVisibility: r.visibility }),
       // tooltool never reads `version`: any value is accepted, and only a string is kept.
       ...(typeof r.version === 'string' ? { version: r.version } : {}),
-    });
+    };
+    const before = seen.get(filename);
+    if (before !== undefined) {
+      // tooltool fetches such a record twice (the second time it is present): one with the
+      // same content is used once; another content under one name is refused, as ambiguous.
+      if (!sameContent(before.record, record)) fail('filename', `"${filename}" is already used by record ${before.index}, with another size, digest or unpack`);
+      warn('filename', `"${filename}" repeats record ${before.index}: used once`);
+      return;
+    }
+    seen.set(filename, { index, record });
+    records.push(record);
   });
   return { records, dropped, warnings };
 }
