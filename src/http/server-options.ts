@@ -96,17 +96,18 @@ export function continueOnlyWhenAllowed(server: Server, maxBody?: number): void 
 /**
  * A request target as the routes take it: the absolute form (`GET http://host/cas/…`, which
  * RFC 9112 §3.2.2 has servers accept) becomes its path and query, so that a name taken from
- * the URL is the path that was routed, not a slice of "http://host/…".
+ * the URL is the path that was routed, not a slice of "http://host/…". Leading slashes count
+ * as one: `//sha512/…` is what a base URL ending in "/" gives to plain string formatting, as
+ * `mach artifact toolchain`'s "{url}/{algorithm}/{digest}" (many servers merge them too).
  */
 export function originForm(req: { readonly url?: string | undefined }): string {
   const url = req.url ?? '/';
-  if (url.startsWith('/')) return url;
+  if (url.startsWith('/') && url[1] !== '/') return url;
   // The text after scheme://authority, byte for byte: a URL parser would resolve "..", "%2e%2e"
   // and "\\" that the routes refuse, and store under another name than the one sent.
-  const authority = /^https?:\/\/[^/?#]*/i.exec(url);
-  if (!authority) return url;
-  const rest = url.slice(authority[0].length);
-  return rest.startsWith('/') ? rest : `/${rest}`;
+  const authority = url.startsWith('/') ? undefined : /^https?:\/\/[^/?#]*/i.exec(url);
+  if (authority === null) return url;
+  return (authority ? url.slice(authority[0].length) : url).replace(/^\/*/, '/');
 }
 
 /** How long a server stopped by a signal lets requests in flight finish, by default (cli/listen.ts). */

@@ -2,6 +2,7 @@
 // (`PUT http://host/artifacts/…`, which servers must accept) names the path that was
 // routed, not a slice of the whole URL; a request with two Authorization headers is refused
 // (the server and a proxy in front could each check a different one).
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
@@ -33,6 +34,24 @@ t.test('an absolute-form target names the routed path, on the origin and through
   const get = await raw(cache.url, [`GET http://elsewhere.example/artifacts/r1/origin/wanted.txt HTTP/1.1`, `Authorization: Bearer ${origin.token}`]);
   t.equal(get.status, 200, 'a GET in absolute form too');
   t.equal(get.body, 'abs');
+});
+
+t.test('leading slashes count as one (`{url}/{algorithm}/{digest}` of a base URL ending in "/"), on the origin and through a cache', async (t) => {
+  const dir = t.testdir({ origin: {}, cache: {} });
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const cache = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
+  const body = 'a tool\n';
+  const hex = createHash('sha512').update(body).digest('hex');
+  const put = await request(`${origin.url}/cas/sha512/${hex}`, { method: 'PUT', body, headers: { authorization: `Bearer ${origin.token}` } });
+  t.equal(put.statusCode, 201);
+  await put.body.dump();
+  for (const [server, url] of [['origin', origin.url], ['cache', cache.url], ['cache, stored', cache.url]] as const) {
+    for (const target of [`//sha512/${hex}`, `///cas/sha512/${hex}`, `http://elsewhere.example//sha512/${hex}`]) {
+      const got = await raw(url, [`GET ${target} HTTP/1.1`]);
+      t.same([got.status, got.body], [200, body], `${server}: GET ${target}`);
+    }
+  }
+  t.equal((await raw(origin.url, [`GET //nothing/${hex} HTTP/1.1`])).status, 404, 'an unknown path stays unknown');
 });
 
 t.test('two Authorization headers: 400, whichever comes first', async (t) => {
