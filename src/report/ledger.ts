@@ -250,9 +250,11 @@ export function coverageNote(c: CacheFigures): string {
 }
 
 export function formatLedger(l: Ledger): string {
+  // as wide as the longest link name ("region-b cache → controller (artifacts)"), 34 at least
+  const width = Math.max(34, ...l.links.map((k) => k.link.length));
   const rows = l.links.map((k) => {
     const { actual, saved } = linkFigures(k);
-    return `  ${k.link.padEnd(34)} ${actual.padStart(11)} ${formatBytes(k.naiveBytes).padStart(11)} ${saved.padStart(8)}`;
+    return `  ${k.link.padEnd(width)} ${actual.padStart(11)} ${formatBytes(k.naiveBytes).padStart(11)} ${saved.padStart(8)}`;
   });
   // A region with several caches names each by its URL.
   const shared = (c: CacheFigures): boolean => l.caches.filter((o) => o.region === c.region).length > 1;
@@ -266,7 +268,7 @@ export function formatLedger(l: Ledger): string {
   const egress = actual === null ? '? (the origin restarted or could not be read)' : `${formatBytes(actual)} (${naive === 0 ? '-' : `${((100 * actual) / naive).toFixed(1)}% of naive`})`;
   return [
     `Transfer report of run ${l.run} (${l.project}, ${machinesText(l)}):`,
-    `  ${'link'.padEnd(34)} ${'actual'.padStart(11)} ${'naive'.padStart(11)} ${'saved'.padStart(8)}`,
+    `  ${'link'.padEnd(width)} ${'actual'.padStart(11)} ${'naive'.padStart(11)} ${'saved'.padStart(8)}`,
     ...rows,
     ...caches,
     `  origin egress: ${egress}`,

@@ -88,6 +88,19 @@ t.test('two caches in one region: one pair of links, its naive bytes counted onc
   t.match(text, /cache a \(http:\/\/a2\): 10 hits/);
 });
 
+t.test('the columns line up whatever the length of the link names', async (t) => {
+  const text = formatLedger({
+    run: 'r1', project: 'p', machines: 2, caches: [], originEgress: { actual: 0, naive: 0 },
+    links: [
+      { link: 'controller → origin (project)', actualBytes: 50, naiveBytes: 1000 },
+      { link: 'region-southeast cache → controller (artifacts)', actualBytes: 2048, naiveBytes: 2048 },
+    ],
+  });
+  // the last column is right-aligned: lines of one length have every column in its place
+  const width = 2 + 'region-southeast cache → controller (artifacts)'.length + 1 + 11 + 1 + 11 + 1 + 8;
+  t.same(text.split('\n').slice(1, 4).map((line) => line.length), [width, width, width], 'heading, short name and long name: one width, the longest name\'s');
+});
+
 t.test('a server restarted during the run: counted since its restart, never below zero or above naive', async (t) => {
   const at = (served: number, upstream: number, startedAt = T0): FleetSnapshot => ({
     takenAt: RUN_START,
