@@ -348,12 +348,15 @@ async function runJobs(
             await running.remove(machine.record());
             return undefined;
           }
+          log.line(`Connecting to ${label}...`);
           // a system naming no region takes the fleet's default, which may be auto too
           const region = jobRegion(job) ?? fleet.defaultRegion;
           const choice = unreachable.order(region === 'auto' ? await measuredOrder(machine, fleet) : staticOrder(fleet, region));
-          log.line(`Machine ${label} at ${machine.address} pulls through ${choice.urls[0]} (${choice.how}).`);
           const workDir = agentWorkDir(machine);
           const agent = await installAgent(machine, o.agentBundle);
+          // spread's lines, once the machine has run its first commands (caches measured, the agent installed)
+          log.line(`Connected to ${label} at ${machine.address}.`);
+          log.line(`Machine ${label} at ${machine.address} pulls through ${choice.urls[0]} (${choice.how}).`);
           const dest = shellQuote(machine.projectPath);
           // the agent writes the marker once the tree is complete: a pull cut by an earlier
           // run's crash or kill left a partial tree without it, and it is sent again

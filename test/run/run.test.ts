@@ -68,6 +68,16 @@ t.test('embedded default: two regions, each machine pulls through its own cache'
   }
   t.equal((await readFile(join(artifacts, 'local:alpha-1:tests/artifacts', 'report.txt'), 'utf8')).trim(), 'report of local:alpha-1:tests/artifacts');
   t.match(text(), /Successful tasks|Executing local:alpha-1:tests\/hello/);
+  // a machine's start-up lines in spread's order (spec §16: scripts wait for "Connected to")
+  const startLines = text().split('\n').map((l) => l.slice(20)).filter((l) => / local:alpha-1 #1\b/.test(l) && /^(Allocat|Connect|Machine|Sending)/.test(l));
+  t.match(startLines, [
+    'Allocating local:alpha-1 #1...',
+    'Allocated local:alpha-1 #1.',
+    'Connecting to local:alpha-1 #1...',
+    /^Connected to local:alpha-1 #1 at \/\S+\.$/,
+    /^Machine local:alpha-1 #1 at \S+ pulls through /,
+    'Sending project content to local:alpha-1 #1...',
+  ]);
 });
 
 t.test('a failing task is reported as spread does and the run is unsuccessful', async (t) => {
