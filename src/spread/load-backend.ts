@@ -21,9 +21,9 @@ export function decodeTimeout(y: YamlFile, node: Node | undefined): number | und
   if (node === undefined) return undefined;
   const text = y.str(node);
   const ms = parseGoDuration(text);
-  if (ms === undefined) throw y.fail(node, `cannot load ${y.file}: ${timeoutMessage(text)}`);
+  if (ms === undefined) throw y.failField(node, `cannot load ${y.file}: ${timeoutMessage(text)}`);
   // spread's timer fires at once for any other negative value: every script would be killed as it starts
-  if (ms < 0 && ms !== DISABLED_TIMEOUT) throw y.fail(node, `cannot load ${y.file}: timeout ${JSON.stringify(text)} is negative (-1 or -1ns: no timeout)`);
+  if (ms < 0 && ms !== DISABLED_TIMEOUT) throw y.failField(node, `cannot load ${y.file}: timeout ${JSON.stringify(text)} is negative (-1 or -1ns: no timeout)`);
   return ms;
 }
 
@@ -35,7 +35,7 @@ function decodeSize(y: YamlFile, node: Node | undefined): number {
   try {
     return parseSize(y.str(node));
   } catch (err) {
-    throw y.fail(node, `cannot load ${y.file}: ${(err as Error).message}`);
+    throw y.failField(node, `cannot load ${y.file}: ${(err as Error).message}`);
   }
 }
 

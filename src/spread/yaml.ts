@@ -50,6 +50,8 @@ export class YamlFile {
   readonly #doc: Document;
   readonly #lc = new LineCounter();
   readonly #fields: Fields[] = [];
+  /** The key of each mapping value read through pairs(), for failField. */
+  readonly #keyOf = new WeakMap<Node, string>();
 
   /** `file` is the display name (relative to the project root). */
   constructor(file: string, text: string) {
@@ -90,6 +92,12 @@ export class YamlFile {
     return projectError(message, this.origin(node));
   }
 
+  /** fail() for a value the mapping holding it rejects: the message (spread's wording) ends naming its key. */
+  failField(node: Node | undefined, message: string): FleetError {
+    const key = node && this.#keyOf.get(node);
+    return this.fail(node, key === undefined ? message : `${message} (field ${key})`);
+  }
+
   /** Resolves aliases and turns null scalars into undefined. */
   #value(node: Node | null | undefined): Node | undefined {
     let n: Node | null | undefined = node;
@@ -107,7 +115,7 @@ export class YamlFile {
 
   #typeError(node: Node, into: string): FleetError {
     const shown = isScalar(node) ? ` \`${this.#text(node)}\`` : '';
-    return this.fail(node, `cannot load ${this.file}: yaml: unmarshal errors: cannot unmarshal ${this.#kind(node)}${shown} into ${into}`);
+    return this.failField(node, `cannot load ${this.file}: yaml: unmarshal errors: cannot unmarshal ${this.#kind(node)}${shown} into ${into}`);
   }
 
   #text(node: Scalar): string {
@@ -130,7 +138,9 @@ export class YamlFile {
         for (const s of sources) merged.push(...this.pairs(s, into));
         continue;
       }
-      out.push({ key, keyNode: keyNode ?? (pair.value as Node), value: this.#value(pair.value as Node | null) });
+      const value = this.#value(pair.value as Node | null);
+      if (value) this.#keyOf.set(value, key);
+      out.push({ key, keyNode: keyNode ?? (pair.value as Node), value });
     }
     const explicit = new Set(out.map((p) => p.key));
     return [...merged.filter((p) => !explicit.has(p.key)), ...out];

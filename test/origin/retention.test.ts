@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { BlobReferences, RECENT_MS } from '../../src/origin/references.js';
 import { Retention, type PruneReport } from '../../src/origin/retention.js';
 import { DiskBlobStore } from '../../src/store/disk.js';
@@ -356,7 +356,10 @@ t.test('POST /-/prune outlasts the idle timeout of its connection', async (t) =>
     await new Promise((resolve) => setTimeout(resolve, 800)); // a prune longer than the idle timeout
     return realDeleteIf(...args);
   };
-  const res = await request(`${origin.url}/-/prune`, { method: 'POST', headers: auth });
+  // a connection of its own: one the PUT above left idle may be closed by the 300 ms timeout as it is reused
+  const fresh = new Agent();
+  t.teardown(() => fresh.close());
+  const res = await request(`${origin.url}/-/prune`, { method: 'POST', headers: auth, dispatcher: fresh });
   t.equal(res.statusCode, 200);
   t.match(await res.body.json(), { names: { artifacts: 1 } }, 'the report arrives');
 });
