@@ -87,9 +87,13 @@ export interface FetchAssetsResult {
 const USER_AGENT = 'fleetcache-assets/0.1.0';
 const MAX_REDIRECTS = 5;
 
-/** `<base>/<algorithm>/<digest>`; the base may carry a path prefix, with or without a trailing slash. */
+/**
+ * `<base>/<algorithm>/<digest>` as tooltool builds it (tooltool.md §3.1): urljoin of the base,
+ * ending in one slash, and "<algorithm>/<digest>". The base's path prefix is kept, its query
+ * and fragment dropped.
+ */
 export function assetUrl(base: string, record: Pick<ManifestRecord, 'algorithm' | 'digest'>): string {
-  return `${base.replace(/\/+$/, '')}/${record.algorithm}/${record.digest}`;
+  return new URL(`${record.algorithm}/${record.digest}`, `${base.replace(/\/+$/, '')}/`).href; // "a//" as urljoin takes it: a/
 }
 
 /** A hidden temp name beside the file; only the start of its name, so a name up to NAME_MAX still fits. */

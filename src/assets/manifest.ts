@@ -147,9 +147,13 @@ function pythonTruth(value: unknown): boolean {
   return value === true;
 }
 
-/** Two records that fetch the same bytes to the same file the same way. */
+/**
+ * Two records that fetch the same bytes to the same file the same way, and upload them with
+ * one visibility (as an upload fixes it for good, one record saying internal must never be
+ * dropped for one saying public).
+ */
 function sameContent(a: ManifestRecord, b: ManifestRecord): boolean {
-  return a.size === b.size && a.algorithm === b.algorithm && a.digest === b.digest && a.unpack === b.unpack;
+  return a.size === b.size && a.algorithm === b.algorithm && a.digest === b.digest && a.unpack === b.unpack && a.visibility === b.visibility && a.otherVisibility === b.otherVisibility;
 }
 
 /** Parses manifest text; `file` is only used in messages. */
@@ -220,7 +224,7 @@ export function parseManifest(text: string, file: string): Manifest {
     if (before !== undefined) {
       // tooltool fetches such a record twice (the second time it is present): one with the
       // same content is used once; another content under one name is refused, as ambiguous.
-      if (!sameContent(before.record, record)) fail('filename', `"${filename}" is already used by record ${before.index}, with another size, digest or unpack`);
+      if (!sameContent(before.record, record)) fail('filename', `"${filename}" is already used by record ${before.index}, with another size, digest, unpack or visibility`);
       warn('filename', `"${filename}" repeats record ${before.index}: used once`);
       return;
     }

@@ -10,15 +10,18 @@
 // A tar without any magic (v7) is known by its header checksum, as Python's tarfile
 // knows it. Tar members keep their mode and modification time (directories get theirs
 // once the archive is out, deepest first, as Python's extractall sets them: a shipped
-// .pyc stays newer than its .py, a read-only directory is still filled), and
-// setuid/setgid ones are refused, as tooltool's tar unpack does; zip entries get no
-// mode bits and no times at all, as with Python's extractall.
+// .pyc stays newer than its .py, a read-only directory is still filled; where a mode or
+// time cannot be set, another user's directory, the unpack goes on, as Python's does);
+// setuid/setgid files are refused, as tooltool's tar unpack does, a directory's setgid
+// bit dropped; zip entries get no mode bits and no times at all, as with Python's
+// extractall. An earlier unpack is removed first even where it made read-only directories.
 import { spawn } from 'node:child_process';
-import { constants, createReadStream, createWriteStream } from 'node:fs';
-import { link, open, realpath, rm, stat, symlink, unlink, type FileHandle } from 'node:fs/promises';
+import { close, constants, createReadStream, createWriteStream, fchmod, futimes } from 'node:fs';
+import { chmod, link, open, readdir, realpath, rm, stat, symlink, unlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 import { createGunzip } from 'node:zlib';
 import * as tarStream from 'tar-stream';
 import yauzl from 'yauzl';
@@ -174,15 +177,20 @@ class Target {
 
   /**
    * Gives the directory entries their mode and time, deepest first (a directory made
-   * read-only is then no longer written into). Opened without following a link: one that
-   * replaced a directory since is refused.
+   * read-only is then no longer written into). Each is opened without following a link; one
+   * that cannot take them (another user's, a link that replaced it) keeps its own, as Python's
+   * extractall leaves it (its chmod and utime failures are not fatal).
    */
   async finishDirectories(): Promise<void> {
     const deepestFirst = [...this.#directories].sort(([a], [b]) => b.split(sep).length - a.split(sep).length);
     for (const [full, meta] of deepestFirst) {
-      await withNoFollow(full, (dir) => setMeta(dir, meta), constants.O_DIRECTORY).catch((err: NodeJS.ErrnoException) => {
-        throw refused(this.#archive, `directory "${relative(this.#root, full)}" is no longer a directory (${err.code ?? err.message})`);
-      });
+      const dir = await open(full, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_DIRECTORY).catch(() => undefined);
+      if (!dir) continue;
+      try {
+        await setMeta(dir.fd, meta);
+      } finally {
+        await dir.close();
+      }
     }
   }
 
@@ -253,8 +261,8 @@ class Target {
   }
 }
 
-function checkMode(archive: string, name: string, mode: number | undefined, absent = 0o644): number {
-  const m = mode ?? absent;
+function checkMode(archive: string, name: string, mode: number | undefined): number {
+  const m = mode ?? 0o644;
   if (m & 0o6000) throw refused(archive, `entry "${name}" is setuid or setgid`);
   return m & 0o777;
 }
@@ -265,32 +273,38 @@ interface EntryMeta {
   readonly mtime: Date;
 }
 
-/** Runs `use` on `path` opened for reading without following a link (`flags`: more open flags). */
-async function withNoFollow(path: string, use: (file: FileHandle) => Promise<void>, flags = 0): Promise<void> {
-  const file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | flags);
-  try {
-    await use(file);
-  } finally {
-    await file.close();
-  }
-}
+const fchmodFd = promisify(fchmod);
+const futimesFd = promisify(futimes);
+const closeFd = promisify(close);
 
-/** Sets mode and times as Python's tarfile does (chmod, not subject to the umask; utime). */
-async function setMeta(file: FileHandle, meta: EntryMeta): Promise<void> {
-  await file.chmod(meta.mode);
-  await file.utimes(meta.mtime, meta.mtime);
+/**
+ * Sets mode and times as Python's tarfile does (chmod, not subject to the umask; utime), and
+ * as it does, goes on without them where the filesystem or the owner refuses.
+ */
+async function setMeta(fd: number, meta: EntryMeta): Promise<void> {
+  await fchmodFd(fd, meta.mode).catch(() => undefined);
+  await futimesFd(fd, meta.mtime, meta.mtime).catch(() => undefined);
 }
 
 /**
- * Writes a regular file entry. `meta` (a tar member's) is set once the body is written; a
- * zip entry (none) gets open()'s 0666 less the umask, and the time of its writing.
+ * Writes a regular file entry. A tar member's file (`meta`) is made 0600, written, then
+ * given its mode and time through the same descriptor: a mode the owner cannot read or write
+ * by (0200, 0111) is no obstacle, and nothing is looked up by name again. A zip entry (none)
+ * gets open()'s 0666 less the umask, and the time of its writing.
  */
 async function writeEntry(target: Target, full: string, name: string, body: AsyncIterable<unknown>, meta?: EntryMeta): Promise<void> {
   await target.parent(full, name);
   await target.clear(full, name);
   // 'wx' = O_CREAT|O_EXCL: never follows a link that appeared at the path.
-  await pipeline(body, createWriteStream(full, { flags: 'wx', mode: meta?.mode ?? 0o666 }));
-  if (meta) await withNoFollow(full, (file) => setMeta(file, meta));
+  const out = createWriteStream(full, { flags: 'wx', mode: meta ? 0o600 : 0o666, autoClose: false });
+  let fd: number | undefined;
+  out.once('open', (opened: number) => { fd = opened; });
+  try {
+    await pipeline(body, out);
+    if (meta) await setMeta(fd!, meta);
+  } finally {
+    if (fd !== undefined) await closeFd(fd);
+  }
   target.wrote(full);
 }
 
@@ -314,7 +328,8 @@ async function extractTar(archive: string, streams: [Readable, ...Duplex[]], tar
       const full = target.path(name);
       if (type === 'directory') {
         await target.directory(full, name);
-        target.directoryMeta(full, { mode: checkMode(archive, name, mode, 0o755), mtime: mtime ?? new Date() });
+        // a directory's setgid bit (its files take its group) harms nothing: dropped, not refused, as ever
+        target.directoryMeta(full, { mode: (mode ?? 0o755) & 0o777, mtime: mtime ?? new Date() });
         entry.resume();
       } else if (type === 'file' || type === 'contiguous-file') {
         await Promise.race([writeEntry(target, full, name, entry, { mode: checkMode(archive, name, mode), mtime: mtime ?? new Date() }), failed]);
@@ -404,6 +419,31 @@ async function extractZip(archive: string, target: Target): Promise<void> {
 }
 
 /**
+ * rm -rf of an earlier unpack. Refused (not root, and a read-only directory inside, which a
+ * tar member's 0555 gives): its directories are made the owner's to write first, then removed.
+ */
+async function removeTree(path: string): Promise<void> {
+  try {
+    return await rm(path, { recursive: true, force: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM') throw err;
+  }
+  await makeWritable(path);
+  await rm(path, { recursive: true, force: true });
+}
+
+/** u+rwx on `dir` and every directory below it (links not followed: only what lstat says is a directory). */
+async function makeWritable(dir: string): Promise<void> {
+  const st = await lstatOrMissing(dir);
+  if (!st?.isDirectory()) return;
+  await chmod(dir, (st.mode & 0o7777) | 0o700).catch(() => undefined);
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    if (entry.isDirectory()) await makeWritable(join(dir, entry.name));
+  }
+}
+
+/**
  * Unpacks `archive` (a file named `filename`) into `dest`, after removing the directory
  * tooltool removes. Returns the format found.
  */
@@ -419,7 +459,7 @@ export async function unpackArchive(archive: string, filename: string, dest: str
     const path = join(root, stale);
     const st = await lstatOrMissing(path);
     const file = st?.isFile() || (st?.isSymbolicLink() && (await stat(path).catch(() => undefined))?.isFile());
-    if (st && !file) await rm(path, { recursive: true, force: true });
+    if (st && !file) await removeTree(path).catch((err: unknown) => { throw wrap(archive, err); });
   }
   if (kind === 'zip') {
     await extractZip(archive, target);

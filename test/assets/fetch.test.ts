@@ -108,6 +108,10 @@ t.test('URL fallback: a 404 server first, then the origin', async (t) => {
   t.equal(res.failed, 0);
   t.same(res.files.map((f) => f.url), [origin.url, origin.url]);
   t.same(empty.requests.map((r) => r.url), [`/tooltool/sha512/${sha512(A)}`, `/tooltool/sha512/${sha512(B)}`], 'one GET per record at the 404 server, path prefix kept');
+  // tooltool's urljoin(base + "/", …): a query on the base is dropped, "a//" is "a/"
+  const bases = [`${emptyUrl}/?token=x`, `${emptyUrl}/mirror//`];
+  await fetchAssets({ manifestPath: manifest, urls: [...bases, origin.url], dest: join(root, 'dest-bases'), files: ['a.bin'] });
+  t.same(empty.requests.slice(2).map((r) => r.url), [`/sha512/${sha512(A)}`, `/mirror/sha512/${sha512(A)}`], 'as Python\'s urljoin builds them');
   t.match(res.files[0]!.warnings[0], /HTTP 404/);
   const h = empty.requests[0]!.headers;
   t.equal(h['accept-encoding'], 'identity');

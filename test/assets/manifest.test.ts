@@ -44,8 +44,10 @@ t.test('errors name file, line and field', async (t) => {
     [`"filename": "b", "size": 1, "algorithm": "nope", "digest": "${D1}"`, /^m\.tt:3: record 1: algorithm "nope" is not a known/],
     [`"filename": "b", "size": 1, "algorithm": "sha512", "digest": "${D1.toUpperCase()}"`, /^m\.tt:3: record 1: digest must be 128 lowercase hex/],
     [`"filename": "b", "size": 1, "algorithm": "sha512", "digest": "${D1.slice(2)}"`, /digest must be 128/],
-    [`"filename": "a", "size": 1, "algorithm": "sha512", "digest": "${D2}"`, /filename "a" is already used by record 0, with another size, digest or unpack/],
+    [`"filename": "a", "size": 1, "algorithm": "sha512", "digest": "${D2}"`, /filename "a" is already used by record 0, with another size, digest, unpack or visibility/],
     [`"filename": "a", "size": 1, "algorithm": "sha512", "digest": "${D1}", "unpack": true`, /filename "a" is already used by record 0/],
+    // an upload fixes visibility for good: a record asking internal is never dropped for another
+    [`"filename": "a", "size": 1, "algorithm": "sha512", "digest": "${D1}", "visibility": "internal"`, /filename "a" is already used by record 0, with another size, digest, unpack or visibility/],
   ];
   for (const [extra, re] of cases) {
     const err = t.throws(() => parseManifest(rec(extra), 'm.tt')) as ConfigError;
@@ -53,7 +55,7 @@ t.test('errors name file, line and field', async (t) => {
     t.match(err.message, re);
     t.equal(err.line, 3);
   }
-  const repeated = parseManifest(rec(`"filename": "a", "size": 1, "algorithm": "sha512", "digest": "${D1}", "visibility": "public"`), 'm.tt');
+  const repeated = parseManifest(rec(`"filename": "a", "size": 1, "algorithm": "sha512", "digest": "${D1}", "version": "another"`), 'm.tt');
   t.equal(repeated.records.length, 1, 'a record repeated with the same content is used once, as tooltool fetches it twice');
   t.same(repeated.warnings, ['m.tt:3: record 1: filename "a" repeats record 0: used once']);
   t.throws(() => parseManifest('{"filename": "a"}', 'm.tt'), /m\.tt:1: invalid manifest: expected a JSON array/);
