@@ -2,26 +2,17 @@
 // writes, chmods and removes whatever the modes say, so the other unpack tests, run as root
 // in CI, cannot tell whether a member's mode (0200, 0111, a 0555 directory) or a directory
 // of another user's stops the unpack, or the next fetch's removal of the earlier unpack.
-import { spawnSync, execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
+import { nobody } from '../helpers/nobody.js';
 import { formatManifest } from '../../src/assets/manifest.js';
 import { makeTar, sha512, type TarEntry } from './helpers.js';
 
 const CLI = path.resolve(import.meta.dirname, '../../bin/fleetcache.js');
 
-/** uid and gid of `nobody`, or why the test cannot run. */
-function nobody(): { uid: number; gid: number } | string {
-  if (process.getuid?.() !== 0) return 'needs root to run a command as another user';
-  try {
-    const id = (flag: string): number => Number(execFileSync('id', [flag, 'nobody'], { encoding: 'utf8' }));
-    return { uid: id('-u'), gid: id('-g') };
-  } catch {
-    return 'no user "nobody" on this machine';
-  }
-}
 
 const user = nobody();
 t.test('unprivileged: members the owner cannot read, read-only directories and a directory of another user unpack, and unpack again', { skip: typeof user === 'string' ? user : false }, async (t) => {

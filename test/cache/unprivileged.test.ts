@@ -4,25 +4,15 @@
 // name with mode 000 until complete, see DiskStore.claimFill) work for a process bound by
 // permissions: here every object is still fetched once, every body is right, what is
 // stored is complete and readable, and a restart serves it all from disk.
-import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
+import { nobody } from '../helpers/nobody.js';
 import { exitedPid, startServerProcess } from '../helpers/processes.js';
 import { fetchHash } from './harness.js';
 import { UpstreamFixture } from './upstream-fixture.js';
 
-/** uid and gid of `nobody`, or why the test cannot run. */
-function nobody(): { uid: number; gid: number } | string {
-  if (process.getuid?.() !== 0) return 'needs root to start a process as another user';
-  try {
-    const id = (flag: string): number => Number(execFileSync('id', [flag, 'nobody'], { encoding: 'utf8' }));
-    return { uid: id('-u'), gid: id('-g') };
-  } catch {
-    return 'no user "nobody" on this machine';
-  }
-}
 
 /** Every file under `dir`, with its mode bits. */
 function files(dir: string): { name: string; mode: number; uid: number }[] {
