@@ -9,6 +9,8 @@ import { NAME_PATTERN } from './names.js';
 import { MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
 
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
+/** Every error of a value at once, for a closer look at a failed one (unknownBesideMissing); it changes nothing. */
+const ajvAll = new Ajv({ allErrors: true, strict: false });
 
 /**
  * Human units as string formats (`format: 'size'`, `'positive-size'`, `'duration'`, `'listen'`,
@@ -77,7 +79,7 @@ export function positiveSizeSchema(byDefault?: string) {
   });
 }
 for (const [name, { parse }] of Object.entries(FORMATS)) {
-  ajv.addFormat(name, {
+  for (const instance of [ajv, ajvAll]) instance.addFormat(name, {
     type: 'string',
     validate: (text: string) => {
       try {
@@ -156,6 +158,18 @@ function describeUnion(errors: readonly ErrorObject[]): string | undefined {
   return branches.length > 1 ? `must be ${branches.join(' or ')}` : undefined;
 }
 
+/**
+ * A required field missing where an unknown one stands (`upstrem:` for `upstream:`): the
+ * unknown field, the likelier mistake and the line to fix, rather than the mapping's first
+ * line. ajv stops at the first error, and checks `required` first.
+ */
+function unknownBesideMissing(schema: TSchema, value: unknown, first: ErrorObject): ErrorObject | undefined {
+  if (first.keyword !== 'required') return undefined;
+  const validateAll = ajvAll.compile(schema);
+  validateAll(value);
+  return validateAll.errors?.find((e) => e.keyword === 'additionalProperties' && e.instancePath === first.instancePath);
+}
+
 function describe(e: ErrorObject): { pointer: string; message: string } {
   if (e.keyword === 'additionalProperties') {
     const extra = String((e.params as { additionalProperty: string }).additionalProperty);
@@ -217,8 +231,10 @@ export function parseConfig<S extends TSchema>(schema: S, text: string, file: st
   const value: unknown = (isNode(node) ? node.toJSON() : node) ?? {};
   const validate = ajv.compile(schema);
   if (!validate(value)) {
-    const described = describe(validate.errors![0]!);
-    const message = describeUnion(validate.errors!) ?? described.message;
+    const first = validate.errors![0]!;
+    const typo = unknownBesideMissing(schema, value, first);
+    const described = describe(typo ?? first);
+    const message = typo ? `${described.message} (a misspelling of the required field ${JSON.stringify((first.params as { missingProperty: string }).missingProperty)}?)` : describeUnion(validate.errors!) ?? described.message;
     const pointer = at.map((a) => `/${a}`).join('') + described.pointer;
     const line = lineOf(doc, lc, pointer);
     const field = fieldPath(pointer) || '(top level)';

@@ -20,7 +20,7 @@ export function staticOrder(fleet: FleetConfig & { origin: string }, region: str
   const others = Object.entries(fleet.regions)
     .filter(([name]) => name !== regionName)
     .flatMap(([, r]) => r.caches);
-  return { region: regionName, urls: [...own, ...others, fleet.origin], how: own.length > 0 ? `region ${regionName}` : 'no cache for the region' };
+  return { region: regionName, urls: [...own, ...others, fleet.origin], how: own.length > 0 ? `region ${regionName}` : `no cache for region ${regionName || '(none)'}` };
 }
 
 /** Where machines that pulled from the origin itself are counted in a run's report (no region can be named so: config/names.ts). */

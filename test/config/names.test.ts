@@ -53,3 +53,13 @@ t.test("a refused name in a block-style map is reported on its key's line, not i
   // the same for a field a block map lacks: the line of the map's own key
   t.throws(() => parseCacheConfig('upstream: http://127.0.0.1:1\nmirrors:\n  m:\n    timeouts:\n      connect: 5s\n', 'cache.yaml'), { code: 'FC_ERR_CONFIG', message: /^cache\.yaml:3: mirrors\.m: missing required field "url"/, line: 3 });
 });
+
+t.test('a misspelt required field is reported where it stands, as the misspelling it likely is', async (t) => {
+  t.throws(() => parseCacheConfig('region: a\nlisten: 127.0.0.1:0\nupstrem: http://127.0.0.1:1\n', 'cache.yaml'), {
+    code: 'FC_ERR_CONFIG',
+    message: 'cache.yaml:3: upstrem: unknown field "upstrem" (a misspelling of the required field "upstream"?)',
+    line: 3,
+  });
+  t.throws(() => parseCacheConfig('upstream: http://127.0.0.1:1\nmirrors:\n  m:\n    ur1: http://127.0.0.1:2\n', 'cache.yaml'), { message: /^cache\.yaml:4: mirrors\.m\.ur1: unknown field "ur1" \(a misspelling of the required field "url"\?\)$/ }, 'in a nested mapping too');
+  t.throws(() => parseCacheConfig('region: a\n', 'cache.yaml'), { message: /^cache\.yaml:1: \(top level\): missing required field "upstream"$/ }, 'a field simply missing is said so');
+});

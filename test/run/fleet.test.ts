@@ -3,7 +3,7 @@ import t from 'tap';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadFleetConfig, withScheduling } from '../../src/run/fleet.js';
-import { unservedRegions } from '../../src/run/nearest.js';
+import { staticOrder, unservedRegions } from '../../src/run/nearest.js';
 import { REPO_ROOT } from '../helpers/processes.js';
 
 t.test('config/fleet.yaml is valid', async (t) => {
@@ -64,4 +64,6 @@ t.test('a region the jobs name without caches in the fleet is warned about once'
   t.same(rest, [], 'once per region');
   t.match(warning, /^WARNING: region eu-wset has no cache in the fleet configuration \(regions: eu-west, us-east\)/);
   t.match(unservedRegions({ ...fleet, defaultRegion: 'ap-south' }, [undefined]), [/^WARNING: region ap-south has no cache/], 'a defaultRegion without caches');
+  t.same(staticOrder(fleet, 'eu-wset'), { region: 'eu-wset', urls: ['http://c:2', 'http://c:3', 'http://o:1'], how: 'no cache for region eu-wset' }, "each machine's line names the region too");
+  t.equal(staticOrder(fleet, 'us-east').how, 'region us-east');
 });
