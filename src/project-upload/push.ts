@@ -182,6 +182,9 @@ export async function listBases(origin: string, project: string, options: Reques
 async function checkWriteToken(origin: string, http: RequestOptions): Promise<void> {
   const grant = await httpGetJson<Grant>(joinUrl(origin, '/-/token'), http).catch((err: unknown) => {
     if (err instanceof NotFoundError) return undefined;
+    if (err instanceof FleetError && err.code === 'FC_ERR_UNAUTHORIZED' && http.token === undefined) {
+      throw new FleetError('FC_ERR_UNAUTHORIZED', `a push needs a write token, and none was given (--token-file FILE, or $FLEETCACHE_TOKEN): ${err.message}`);
+    }
     throw err;
   });
   if (grant && grant.scope !== 'write') throw new FleetError('FC_ERR_FORBIDDEN', `${origin} takes this token as a run token (run ${grant.run}): a push needs a write token`);

@@ -214,7 +214,7 @@ t.test('writes without the token are refused, and so is a wrong or a run token, 
   const project = join(dir, 'project');
   mkdirSync(project);
   writeFileSync(join(project, 'a'), 'a');
-  await t.rejects(pushProject({ dir: project, project: 'p', origin: url, baseCache: join(dir, 'b') }), { code: 'FC_ERR_UNAUTHORIZED' });
+  await t.rejects(pushProject({ dir: project, project: 'p', origin: url, baseCache: join(dir, 'b') }), { code: 'FC_ERR_UNAUTHORIZED', message: /^a push needs a write token, and none was given \(--token-file FILE, or \$FLEETCACHE_TOKEN\): GET \S+\/-\/token: HTTP 401/ });
   // Refused before the tree is read (a missing one would fail packing with another error).
   const missing = join(dir, 'not-there');
   await t.rejects(pushProject({ dir: missing, project: 'p', origin: url, baseCache: join(dir, 'b') }), { code: 'FC_ERR_UNAUTHORIZED' });
