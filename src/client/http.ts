@@ -127,8 +127,17 @@ async function send(method: Dispatcher.HttpMethod, url: string, options: Request
   } catch (err) {
     if (err instanceof FleetError) throw err;
     const timeout = err instanceof Error && /timeout/i.test(err.name + err.message);
-    throw new UpstreamError(`${method} ${redactUrl(url)}: ${(err as Error).message}`, { cause: err, timeout });
+    throw new UpstreamError(`${method} ${redactUrl(url)}: ${connectionFailure(err as NodeJS.ErrnoException)}`, { cause: err, timeout });
   }
+}
+
+/** An error of the connection, with what it likely means where OpenSSL's words do not say it. */
+function connectionFailure(err: NodeJS.ErrnoException): string {
+  // an https:// URL answered in plain HTTP: OpenSSL reads "HTTP/1.1" as a TLS record of a version it does not know
+  if (err.code === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number/.test(err.message)) {
+    return `the server does not answer in TLS (an https:// URL for a plain HTTP server? try http://): ${err.message.split('\n')[0]}`;
+  }
+  return err.message;
 }
 
 /** GET with a streaming body; throws NotFoundError on 404, other catalogued errors otherwise. */

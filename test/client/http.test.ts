@@ -81,6 +81,14 @@ t.test('credentials in a URL never appear in an error message', async (t) => {
   await t.rejects(httpGet('http://user:s3cret@127.0.0.1:1/x'), { message: /^GET http:\/\/\*\*\*:\*\*\*@127\.0\.0\.1:1\/x: / }, 'a connection that failed');
 });
 
+t.test('an https:// URL for a plain HTTP server says so, not only in OpenSSL\'s words', async (t) => {
+  const url = await answering(t);
+  await t.rejects(httpGet(`${url.replace('http://', 'https://')}/200`), {
+    code: 'FC_ERR_UPSTREAM',
+    message: /^GET https:\/\/127\.0\.0\.1:\d+\/200: the server does not answer in TLS \(an https:\/\/ URL for a plain HTTP server\? try http:\/\/\): .*wrong version number/,
+  });
+});
+
 t.test('a server cannot fill the client\'s memory: an error body is read 4 KiB far, a JSON answer 64 MiB far', async (t) => {
   let sent = 0;
   const server = createServer((req, res) => {
