@@ -7,12 +7,13 @@
 // neither keep nor hand to its clients in place of the blob.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { Agent, Pool, type Dispatcher } from 'undici';
+import { Agent, Pool, request, type Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
 import { AnswerHandler, type UpstreamAnswer } from './answer-handler.js';
 import { isRunToken } from '../client/run-token.js';
 import { bearerToken } from '../http/auth.js';
 import { loggedPath } from './serve.js';
+import { redactUrl } from '../redact-url.js';
 import type { UpstreamTimeouts } from './config.js';
 
 const HOP_BY_HOP = new Set([
@@ -62,6 +63,22 @@ export function endToEnd(headers: IncomingHttpHeaders | Record<string, string | 
 
 export function isTimeout(err: unknown): boolean {
   return typeof err === 'object' && err !== null && TIMEOUT_CODES.has(String((err as { code?: unknown }).code));
+}
+
+/**
+ * Asks the upstream's /-/healthz once, as the cache starts, and warns on `log` when no answer
+ * comes (a wrong host or port, an origin not started) or a 5xx does: the cache serves what it
+ * holds, but its misses will fail until the upstream answers. Never throws.
+ */
+export async function probeUpstream(upstream: string, timeoutMs: number, log: { warn(fields: object, message: string): void }): Promise<void> {
+  const url = `${upstream.replace(/\/+$/, '')}/-/healthz`;
+  try {
+    const res = await request(url, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
+    await res.body.dump();
+    if (res.statusCode >= 500) log.warn({ upstream: redactUrl(upstream), status: res.statusCode }, `the upstream answers HTTP ${res.statusCode}: misses will fail until it recovers`);
+  } catch (err) {
+    log.warn({ upstream: redactUrl(upstream), err: (err as Error).message }, 'the upstream does not answer: misses will fail until it does; check the upstream URL');
+  }
 }
 
 /** Maps a transport failure to UpstreamError (504 for timeouts, 502 otherwise). */

@@ -10,6 +10,7 @@ import { buildCacheServer } from '../cache/server.js';
 import { serveUntilSignal } from './listen.js';
 import { ClusterLink } from '../cache/cluster/link.js';
 import { runCachePrimary } from '../cache/cluster/primary.js';
+import { probeUpstream } from '../cache/upstream.js';
 import { readWorkerEnv } from '../cache/cluster/protocol.js';
 import { createLogger } from '../log.js';
 import { serverLogLevel } from '../http/server-options.js';
@@ -78,6 +79,7 @@ export function registerCache(program: Command): void {
           throw err;
         });
         if (url !== undefined) process.stdout.write(`listening ${url}\n`);
+        void probeUpstream(config.upstream, config.timeouts.connectMs + config.timeouts.headersMs, log);
         return primary.stopped;
       }
       const env = cluster.isWorker ? readWorkerEnv() : undefined;
@@ -88,7 +90,10 @@ export function registerCache(program: Command): void {
       if (link) process.once('disconnect', orphaned);
       try {
         const app = await buildCacheServer(config, link ? { link } : {});
-        if (!link) app.log.info({ ...startupFields(config), objects: app.cache.store.count }, 'cache starting');
+        if (!link) {
+          app.log.info({ ...startupFields(config), objects: app.cache.store.count }, 'cache starting');
+          void probeUpstream(config.upstream, config.timeouts.connectMs + config.timeouts.headersMs, app.log);
+        }
         // Stopping, a worker also waits for the fills it leads: other workers' clients may follow them.
         await serveUntilSignal(app, env?.port === undefined ? merged.listen : withPort(merged.listen, env.port), {
           announce: !link,

@@ -5,6 +5,7 @@ import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
 import { startServerProcess } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
 import { UpstreamFixture } from './upstream-fixture.js';
 
 t.test('fleetcache cache --config FILE with flags', async (t) => {
@@ -23,4 +24,23 @@ t.test('fleetcache cache --config FILE with flags', async (t) => {
   t.same(await health.body.json(), { status: 'ok', role: 'cache', region: 'r1' }, 'the origin\'s shape, with the region');
   await server.stop();
   t.equal(server.child.exitCode, 0, 'SIGTERM stops it cleanly');
+});
+
+t.test('an upstream that does not answer is warned about as the cache starts; one that answers is not', async (t) => {
+  const dir = t.testdir();
+  const dead = await startServerProcess(t, ['cache', '--upstream', 'http://user:secret@127.0.0.1:9', '--listen', '127.0.0.1:0', '--data', path.join(dir, 'dead')], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  await eventually('the warning', () => /the upstream does not answer/.test(dead.stderr()));
+  const line = JSON.parse(dead.stderr().split('\n').find((l) => l.includes('the upstream does not answer'))!) as Record<string, unknown>;
+  t.match(line, { level: 40, upstream: 'http://***:***@127.0.0.1:9', err: /ECONNREFUSED/, msg: 'the upstream does not answer: misses will fail until it does; check the upstream URL' });
+  const health = await request(`${dead.url}/-/healthz`);
+  t.equal(health.statusCode, 200, 'the cache serves all the same (what it holds)');
+  await health.body.dump();
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const live = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', path.join(dir, 'live'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  await eventually('the probe', () => up.count('/-/healthz') === 1);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  t.equal(up.count('/-/healthz'), 1, 'asked once, by the primary, not by each worker');
+  t.notMatch(live.stderr(), /upstream does not answer/, 'a live upstream: nothing said');
 });
