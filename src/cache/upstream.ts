@@ -68,15 +68,17 @@ export function isTimeout(err: unknown): boolean {
 /**
  * Asks the upstream's /-/healthz once, as the cache starts, and warns on `log` when no answer
  * comes (a wrong host or port, an origin not started) or a 5xx does: the cache serves what it
- * holds, but its misses will fail until the upstream answers. Never throws.
+ * holds, but its misses will fail until the upstream answers. Never throws; `stopped` (the
+ * cache stopping) ends it at once, so that a silent upstream does not keep the process alive.
  */
-export async function probeUpstream(upstream: string, timeoutMs: number, log: { warn(fields: object, message: string): void }): Promise<void> {
+export async function probeUpstream(upstream: string, timeoutMs: number, log: { warn(fields: object, message: string): void }, stopped: AbortSignal): Promise<void> {
   const url = `${upstream.replace(/\/+$/, '')}/-/healthz`;
   try {
-    const res = await request(url, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
+    const res = await request(url, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), stopped]) });
     await res.body.dump();
     if (res.statusCode >= 500) log.warn({ upstream: redactUrl(upstream), status: res.statusCode }, `the upstream answers HTTP ${res.statusCode}: misses will fail until it recovers`);
   } catch (err) {
+    if (stopped.aborted) return;
     log.warn({ upstream: redactUrl(upstream), err: (err as Error).message }, 'the upstream does not answer: misses will fail until it does; check the upstream URL');
   }
 }

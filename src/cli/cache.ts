@@ -79,8 +79,9 @@ export function registerCache(program: Command): void {
           throw err;
         });
         if (url !== undefined) process.stdout.write(`listening ${url}\n`);
-        void probeUpstream(config.upstream, config.timeouts.connectMs + config.timeouts.headersMs, log);
-        return primary.stopped;
+        const stopping = new AbortController();
+        void probeUpstream(config.upstream, config.timeouts.connectMs + config.timeouts.headersMs, log, stopping.signal);
+        return primary.stopped.finally(() => stopping.abort());
       }
       const env = cluster.isWorker ? readWorkerEnv() : undefined;
       if (env?.tempOrigin) useTempOrigin(env.tempOrigin);
@@ -92,7 +93,9 @@ export function registerCache(program: Command): void {
         const app = await buildCacheServer(config, link ? { link } : {});
         if (!link) {
           app.log.info({ ...startupFields(config), objects: app.cache.store.count }, 'cache starting');
-          void probeUpstream(config.upstream, config.timeouts.connectMs + config.timeouts.headersMs, app.log);
+          const stopping = new AbortController();
+          app.addHook('onClose', async () => stopping.abort());
+          void probeUpstream(config.upstream, config.timeouts.connectMs + config.timeouts.headersMs, app.log, stopping.signal);
         }
         // Stopping, a worker also waits for the fills it leads: other workers' clients may follow them.
         await serveUntilSignal(app, env?.port === undefined ? merged.listen : withPort(merged.listen, env.port), {

@@ -1,6 +1,7 @@
 // `fleetcache cache` as a real process: config file plus overriding flags, the
 // "listening" line, serving, a clean stop on SIGTERM.
 import { writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
@@ -44,3 +45,23 @@ t.test('an upstream that does not answer is warned about as the cache starts; on
   t.equal(up.count('/-/healthz'), 1, 'asked once, by the primary, not by each worker');
   t.notMatch(live.stderr(), /upstream does not answer/, 'a live upstream: nothing said');
 });
+
+t.test('an upstream that accepts and never answers: the start-up probe does not keep a stopped cache alive', async (t) => {
+  const sockets = new Set<Socket>();
+  const silent = createServer((socket) => { sockets.add(socket); });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => { for (const s of sockets) s.destroy(); silent.close(); });
+  const upstream = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  for (const workers of ['1', '2']) {
+    const cache = await startServerProcess(t, ['cache', '--upstream', upstream, '--listen', '127.0.0.1:0', '--data', path.join(t.testdir(), 'data'), '--workers', workers], { FLEETCACHE_LOG_LEVEL: 'warn' });
+    await eventually('the probe connected', () => sockets.size > 0);
+    const asked = Date.now();
+    await cache.stop();
+    t.equal(cache.child.exitCode, 0, `--workers ${workers}: SIGTERM ends it cleanly (not killed after the wait)`);
+    t.ok(Date.now() - asked < 4000, `--workers ${workers}: in ${Date.now() - asked} ms, not after the probe's 35 s`);
+    t.notMatch(cache.stderr(), /upstream does not answer/, 'a probe cut by the stop is not a warning');
+    for (const s of sockets) s.destroy();
+    sockets.clear();
+  }
+});
+
