@@ -70,9 +70,9 @@ export function isPrivate(headers: Record<string, string | string[] | undefined>
 }
 
 /**
- * Serves a committed entry from disk (X-Cache `cache`: HIT, or STALE for a mirror answer past
- * its freshness). Resolves to false when the file vanished between lookup and open (evicted
- * meanwhile): the caller treats it as a miss.
+ * Serves a committed entry from disk (X-Cache `cache`: HIT, or STALE for a copy upstream did
+ * not confirm, see CacheStatus). Resolves to false when the file vanished between lookup and
+ * open (evicted meanwhile): the caller treats it as a miss.
  */
 export async function serveHit(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, hit: Hit, headers: HeaderMap = hit.meta.headers, cache: 'HIT' | 'STALE' = 'HIT',

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { toFleetError, UsageError } from '../errors.js';
 import { checkFlags } from '../config/load.js';
 import { withPort } from '../config/units.js';
-import { cacheConfigSchema, loadCacheConfig, MAX_WORKERS, resolveCacheConfig, startupFields, type CacheConfigFile } from '../cache/config.js';
+import { cacheConfigSchema, loadCacheConfig, MAX_WORKERS, resolveCacheConfig, startupFields, type CacheConfig, type CacheConfigFile } from '../cache/config.js';
 import { useTempOrigin } from '../cache/disk-store.js';
 import { buildCacheServer } from '../cache/server.js';
 import { serveUntilSignal } from './listen.js';
@@ -31,6 +31,16 @@ interface CacheFlags {
   fillMemory?: string;
   region?: string;
   workers?: string;
+}
+
+/**
+ * Starts the probe of the upstream (probeUpstream: a warning when it does not answer), in
+ * the one process that speaks for the cache; the function returned ends it as the cache stops.
+ */
+function startUpstreamProbe(config: CacheConfig, log: Parameters<typeof probeUpstream>[2]): () => void {
+  const stopping = new AbortController();
+  void probeUpstream(config.upstream, config.timeouts.connectMs + config.timeouts.headersMs, log, stopping.signal);
+  return () => stopping.abort();
 }
 
 export function registerCache(program: Command): void {
@@ -79,9 +89,8 @@ export function registerCache(program: Command): void {
           throw err;
         });
         if (url !== undefined) process.stdout.write(`listening ${url}\n`);
-        const stopping = new AbortController();
-        void probeUpstream(config.upstream, config.timeouts.connectMs + config.timeouts.headersMs, log, stopping.signal);
-        return primary.stopped.finally(() => stopping.abort());
+        const endProbe = startUpstreamProbe(config, log);
+        return primary.stopped.finally(endProbe);
       }
       const env = cluster.isWorker ? readWorkerEnv() : undefined;
       if (env?.tempOrigin) useTempOrigin(env.tempOrigin);
@@ -93,9 +102,8 @@ export function registerCache(program: Command): void {
         const app = await buildCacheServer(config, link ? { link } : {});
         if (!link) {
           app.log.info({ ...startupFields(config), objects: app.cache.store.count }, 'cache starting');
-          const stopping = new AbortController();
-          app.addHook('onClose', async () => stopping.abort());
-          void probeUpstream(config.upstream, config.timeouts.connectMs + config.timeouts.headersMs, app.log, stopping.signal);
+          const endProbe = startUpstreamProbe(config, app.log);
+          app.addHook('onClose', async () => endProbe());
         }
         // Stopping, a worker also waits for the fills it leads: other workers' clients may follow them.
         await serveUntilSignal(app, env?.port === undefined ? merged.listen : withPort(merged.listen, env.port), {

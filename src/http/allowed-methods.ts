@@ -10,8 +10,9 @@ const READ_METHODS = ['GET', 'HEAD'];
 /**
  * Watches the routes being added to `app` (its plugins' included); the function it
  * returns, called once all are, answers the write methods a path lacks, and GET and HEAD
- * where it has no GET, with 405 FC_ERR_METHOD_NOT_ALLOWED and Allow instead of 404. Those answers take the route
- * config of the path's first route (the origin accounts them by its `kind`).
+ * where it has no GET, with 405 FC_ERR_METHOD_NOT_ALLOWED and Allow instead of 404. Those
+ * answers take the route config of the path's first route (the origin accounts them by its
+ * `kind`).
  */
 export function collectRoutes(app: FastifyInstance): () => void {
   const paths = new Map<string, { methods: Set<string>; config: RouteOptions['config'] }>();
