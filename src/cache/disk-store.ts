@@ -387,13 +387,19 @@ export class DiskStore {
    * may already be another fill's claim.
    */
   dropClaim(claim: FillClaim): void {
-    const ino = claim.fd !== undefined ? fstatSync(claim.fd).ino : claim.ino;
-    if (claim.fd !== undefined) closeSync(claim.fd);
-    claim.fd = undefined;
-    // Only the claim itself: a body another process committed under the name meanwhile stays
-    // (under the blob's own name, a complete file is never a claim, even on a reused inode).
-    const st = statSync(claim.path, { throwIfNoEntry: false });
-    if (st && (ino === undefined || st.ino === ino) && !(claim.inPlace && isComplete(st))) rmSync(claim.path, { force: true });
+    // Never throws (it runs in a fill's cleanup): a disk failing here is a storage failure,
+    // and a claim left behind is an incomplete file, never served, removed at the next start.
+    try {
+      const ino = claim.fd !== undefined ? fstatSync(claim.fd).ino : claim.ino;
+      if (claim.fd !== undefined) closeSync(claim.fd);
+      claim.fd = undefined;
+      // Only the claim itself: a body another process committed under the name meanwhile stays
+      // (under the blob's own name, a complete file is never a claim, even on a reused inode).
+      const st = statSync(claim.path, { throwIfNoEntry: false });
+      if (st && (ino === undefined || st.ino === ino) && !(claim.inPlace && isComplete(st))) rmSync(claim.path, { force: true });
+    } catch (err) {
+      this.storageFailure(err);
+    }
   }
 
   /** Whether `file` is a fill's claim: there, and not complete (see FillClaim). */
@@ -707,7 +713,7 @@ export class DiskStore {
         this.forget(id);
       }
     } catch (err) {
-      await rm(tmp, { force: true });
+      await this.discardTemp(tmp);
       // evicted before the update: nothing to update
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return void this.forget(id);
       this.#log.error({ id, err: (err as Error).message }, 'cannot update cache sidecar');
@@ -716,6 +722,16 @@ export class DiskStore {
 
   tempPath(): string {
     return path.join(this.dir, 'tmp', tempName());
+  }
+
+  /**
+   * Removes a temp file no entry will take. Never throws: it runs in cleanup paths, where a
+   * failing disk (EIO, a filesystem turned read-only) must not replace the error being
+   * handled nor reject a promise nobody awaits. A failure is a storage failure (logged, and
+   * the cache passes requests through for a while); the next start clears the tmp directory.
+   */
+  async discardTemp(file: string): Promise<void> {
+    await rm(file, { force: true }).catch((err: unknown) => void this.storageFailure(err));
   }
 
   /**
@@ -822,7 +838,7 @@ export class DiskStore {
       await rename(tmp.path, file);
     } catch (err) {
       // The body's temp file is the caller's to remove (a claim is removed exactly once, see Fill).
-      if (tmpSide) await rm(tmpSide, { force: true });
+      if (tmpSide) await this.discardTemp(tmpSide);
       throw this.storageFailure(err);
     }
     this.#indexCommitted(id, meta, ino);

@@ -9,7 +9,7 @@
 // the fill: it goes on from its windows (readers behind them read what the file holds, and
 // are cut past it), and keeps nothing.
 import { createHash, type Hash } from 'node:crypto';
-import { open, rm, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { buffer } from 'node:stream/consumers';
 import { DigestMismatchError, UpstreamError } from '../errors.js';
 import { DEFAULT_FILL_MEMORY } from './config.js';
@@ -634,15 +634,19 @@ export class Fill extends FillProgress {
       if (!this.ended) this.fail(failure);
       this.#tell({ error: told });
     } finally {
-      giveUpClaim(); // an answer not kept (not 200, private)
-      if (tmp) {
-        await tmp.fh.close().catch(() => undefined);
-        if (!committed && tmp.path !== this.#claim?.path) await rm(tmp.path, { force: true });
+      try {
+        giveUpClaim(); // an answer not kept (not 200, private)
+        if (tmp) {
+          await tmp.fh.close().catch(() => undefined);
+          if (!committed && tmp.path !== this.#claim?.path) await this.#store.discardTemp(tmp.path);
+        }
+        // Readers behind go to the file; with none, the windows are theirs until they finish.
+        if (!this.memoryOnly) this.forgetRecent();
+      } finally {
+        // Whatever the cleanup met: the fill is over for the count of fills and the claims.
+        this.release();
+        this.#onEnded?.(this);
       }
-      // Readers behind go to the file; with none, the windows are theirs until they finish.
-      if (!this.memoryOnly) this.forgetRecent();
-      this.release();
-      this.#onEnded?.(this);
     }
   }
 }

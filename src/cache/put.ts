@@ -6,7 +6,7 @@
 // computed itself matches the path; names only when the answer carries an ETag to
 // revalidate against later.
 import { createHash, type Hash } from 'node:crypto';
-import { rm, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -90,7 +90,7 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
     tee.storing = false;
     if (temp) {
       await temp.fh.close().catch(() => undefined);
-      if (!committed) await rm(temp.path, { force: true });
+      if (!committed) await ctx.store.discardTemp(temp.path);
     }
   }
 }
