@@ -15,3 +15,13 @@ export function redactUrl(url: string): string {
   if (u.password) u.password = '***';
   return u.href;
 }
+
+/**
+ * `url` as a message may name it when it may be a redirect's target: redactUrl's, and its
+ * query string (a pre-signed URL's signature, a token) shown as "?…".
+ */
+export function redactUrlAndQuery(url: string): string {
+  const shown = redactUrl(url);
+  const query = shown.indexOf('?');
+  return query === -1 ? shown : `${shown.slice(0, query)}?…`;
+}

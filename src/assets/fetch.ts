@@ -16,7 +16,7 @@ import { clientAgent } from '../client/http.js';
 import { DigestMismatchError, FleetError, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError } from '../errors.js';
 import { createAssetHash, hashFile, readManifest, type DroppedRecord, type ManifestRecord } from './manifest.js';
 import { unpackArchive, type ArchiveKind } from './unpack.js';
-import { redactUrl } from '../redact-url.js';
+import { redactUrl, redactUrlAndQuery } from '../redact-url.js';
 
 /** 'skipped': not among the files named, and neither present nor in the cache folder (not downloaded). */
 export type AssetSource = 'present' | 'cache' | 'download' | 'skipped';
@@ -138,6 +138,14 @@ async function receive(source: AsyncIterable<Buffer>, tmp: string, record: Manif
   if (digest !== record.digest) throw new DigestMismatchError(`${record.algorithm}:${record.digest}`, `${record.algorithm}:${digest}`);
 }
 
+/**
+ * A URL as the messages name it (they reach the terminal and the runner's log): credentials
+ * hidden, and after a redirect the query string too (a pre-signed URL's signature).
+ */
+function shown(url: string, hop: number): string {
+  return hop === 0 ? redactUrl(url) : redactUrlAndQuery(url);
+}
+
 /** One GET, following redirects itself so the token goes to the first host only (like tooltool). */
 async function openAsset(url: string, options: FetchAssetsOptions): Promise<Dispatcher.ResponseData> {
   let target = url;
@@ -149,7 +157,7 @@ async function openAsset(url: string, options: FetchAssetsOptions): Promise<Disp
     try {
       res = await request(target, { method: 'GET', headers, signal: options.signal, dispatcher: options.dispatcher ?? clientAgent });
     } catch (err) {
-      throw new UpstreamError(`GET ${target}: ${(err as Error).message}`, { cause: err });
+      throw new UpstreamError(`GET ${shown(target, hop)}: ${(err as Error).message}`, { cause: err });
     }
     const { statusCode } = res;
     if (statusCode >= 200 && statusCode < 300) return res;
@@ -160,7 +168,7 @@ async function openAsset(url: string, options: FetchAssetsOptions): Promise<Disp
       token = undefined;
       continue;
     }
-    const message = `GET ${target}: HTTP ${statusCode}`;
+    const message = `GET ${shown(target, hop)}: HTTP ${statusCode}`;
     if (statusCode === 404) throw new NotFoundError(message);
     if (statusCode === 401) throw new FleetError('FC_ERR_UNAUTHORIZED', message);
     if (statusCode === 403) throw new FleetError('FC_ERR_FORBIDDEN', message);

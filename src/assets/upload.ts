@@ -17,6 +17,7 @@ import { request, type Dispatcher } from 'undici';
 import { clientAgent, httpHead, httpPut, joinUrl } from '../client/http.js';
 import { DigestMismatchError, FleetError, SizeMismatchError, UpstreamError, UsageError } from '../errors.js';
 import { unreadableFile } from '../path-checks.js';
+import { redactUrl } from '../redact-url.js';
 import { isDigestAlgorithm, parseDigest, casPath } from '../store/digest.js';
 import { droppedReason, hashFile, readManifest, type Visibility } from './manifest.js';
 
@@ -142,9 +143,9 @@ async function readableWithoutToken(url: string, dispatcher: Dispatcher | undefi
     await res.body.dump();
     status = res.statusCode;
   } catch (err) {
-    throw new UpstreamError(`HEAD ${url}: ${(err as Error).message}`, { cause: err });
+    throw new UpstreamError(`HEAD ${redactUrl(url)}: ${(err as Error).message}`, { cause: err });
   }
   if (status === 401 || status === 403) return false;
   if (status >= 200 && status < 300) return true;
-  throw new UpstreamError(`HEAD ${url} without a token: HTTP ${status}`, { status });
+  throw new UpstreamError(`HEAD ${redactUrl(url)} without a token: HTTP ${status}`, { status });
 }

@@ -8,6 +8,7 @@ import { httpGet, joinUrl, type RequestOptions } from '../client/http.js';
 import { casPath, parseDigestString } from '../store/digest.js';
 import { hashingTap } from '../store/hashing.js';
 import { writeAtomically } from './atomic-file.js';
+import { redactUrl } from '../redact-url.js';
 
 export interface Downloaded {
   /** Bytes received (the blob's size). */
@@ -34,7 +35,7 @@ export async function downloadBlob(baseUrl: string, digest: string, size: number
     if (options.gunzip) {
       await pipeline(res.body, tap, createGunzip(), plain.tap, createWriteStream(partial)).catch((err: NodeJS.ErrnoException) => {
         // corrupt compressed bytes fail before the digest is known: the same integrity error
-        if (err.code?.startsWith('Z_')) throw new FleetError('FC_ERR_DIGEST_MISMATCH', `${url}: corrupt gzip data (${err.message})`, { cause: err });
+        if (err.code?.startsWith('Z_')) throw new FleetError('FC_ERR_DIGEST_MISMATCH', `${redactUrl(url)}: corrupt gzip data (${err.message})`, { cause: err });
         throw err;
       });
     } else await pipeline(res.body, tap, createWriteStream(partial));

@@ -350,3 +350,20 @@ t.test('fetched files and cache-folder entries are mode 0600 whatever the umask,
     }
   }
 });
+
+t.test('messages never show a password in a URL nor the query string of a redirect target (a signature)', async (t) => {
+  const { root, manifest } = await originWith(t, [[record('a.bin', A), A]]);
+  const server = createServer((req, res) => {
+    if (req.url?.startsWith('/redirect/')) res.writeHead(302, { location: '/signed?X-Amz-Signature=SECRETSIG' }).end();
+    else res.writeHead(403).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const { port } = server.address() as AddressInfo;
+  const res = await fetchAssets({ manifestPath: manifest, urls: [`http://alice:hunter2@127.0.0.1:${port}`, `http://127.0.0.1:${port}/redirect`], dest: join(root, 'dest') });
+  t.equal(res.failed, 1);
+  const shown = JSON.stringify(res);
+  t.match(shown, /GET http:\/\/\*\*\*:\*\*\*@127\.0\.0\.1:\d+\/sha512\/\w+: HTTP 403/, 'the URL with its credentials hidden');
+  t.match(shown, /GET http:\/\/127\.0\.0\.1:\d+\/signed\?…: HTTP 403/, 'the redirect target without its query');
+  t.notMatch(shown, /hunter2|SECRETSIG/);
+});
