@@ -154,34 +154,45 @@ export class NameStore {
     try {
       text = await readFile(file, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') {
-        throw new NotFoundError(`no such name ${segments.join('/')}`);
-      }
+      if (isMissing(err)) throw new NotFoundError(`no such name ${segments.join('/')}`);
       throw err;
     }
     return parseRecord<T>(text, file);
   }
 
-  /** Whether the name has a record (a damaged one too: it can be written over). */
+  /**
+   * Whether the name has a record (a damaged one too: it can be written over). Only a
+   * missing file is "no": a directory that cannot be read (EACCES after a restore under
+   * another owner, EIO) is an error, not an absence.
+   */
   async exists(segments: readonly string[]): Promise<boolean> {
-    return stat(this.#pathOf(segments)).then(() => true, () => false);
+    return stat(this.#pathOf(segments)).then(() => true, (err: unknown) => {
+      if (isMissing(err)) return false;
+      throw err;
+    });
   }
 
   async mtimeMs(segments: readonly string[]): Promise<number> {
     try {
       return (await stat(this.#pathOf(segments))).mtimeMs;
-    } catch {
-      throw new NotFoundError(`no such name ${segments.join('/')}`);
+    } catch (err) {
+      if (isMissing(err)) throw new NotFoundError(`no such name ${segments.join('/')}`);
+      throw err;
     }
   }
 
-  /** The decoded last segments of the records directly under a prefix, none read. */
+  /**
+   * The decoded last segments of the records directly under a prefix, none read. A prefix
+   * with no directory has none; one that cannot be read is an error: the internal assets'
+   * marks are listed so, and an empty list would serve them all without a token.
+   */
   async keys(prefix: readonly string[]): Promise<string[]> {
     let entries: string[];
     try {
       entries = await readdir(this.#dirOf(prefix));
-    } catch {
-      return [];
+    } catch (err) {
+      if (isMissing(err)) return [];
+      throw err;
     }
     return entries.filter((e) => e.endsWith(SUFFIX)).map((e) => decodeURIComponent(e.slice(0, -SUFFIX.length)));
   }
@@ -202,6 +213,12 @@ export class NameStore {
     }
     return out;
   }
+}
+
+/** Whether a file system error says the path is not there (a file where a directory would be, too). */
+function isMissing(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
 /** A record that is not JSON is damage on the server's side (a disk, a restore), never the client's. */

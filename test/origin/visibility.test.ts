@@ -2,7 +2,7 @@
 // stored blob is a 400 and changes nothing; only "public" and "internal" are values.
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
@@ -157,6 +157,23 @@ t.test('a damaged mark still marks its blob internal', async (t) => {
   writeFileSync(mark, ''); // a power loss before the record reached the disk
   const origin = await startOrigin(t, { dataDir });
   t.equal(await anonymousGet(origin, 'secret tool'), 403, 'internal still (fail closed)');
+});
+
+t.test('marks that cannot be listed stop the start: the internal blobs are not served as public', async (t) => {
+  const dataDir = t.testdir();
+  const first = await startOrigin(t, { dataDir });
+  t.equal((await put(first, 'secret tool', 'internal')).status, 201);
+  await first.app.close();
+  // A directory that cannot be read (EACCES after a restore under another owner, EIO;
+  // root reads any mode, so here a symbolic link to itself: ELOOP).
+  const marks = path.join(dataDir, 'names.v1', '_visibility', 'sha512');
+  renameSync(marks, `${marks}.kept`);
+  symlinkSync('sha512', marks);
+  await t.rejects(startOrigin(t, { dataDir }), { code: 'ELOOP' });
+  rmSync(marks);
+  renameSync(`${marks}.kept`, marks);
+  const origin = await startOrigin(t, { dataDir });
+  t.equal(await anonymousGet(origin, 'secret tool'), 403, 'internal once the marks can be read');
 });
 
 t.test('a name of an internal blob reads as the blob: a token needed, private to caches', async (t) => {
