@@ -96,7 +96,9 @@ export async function serveUntilSignal(app: FastifyInstance, listen: string, { a
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   const shownHost = host.includes(':') ? `[${host}]` : host;
   // The line is written after the handlers are in place: whoever reads it may signal at once.
-  await new Promise<void>((resolve) => {
+  // A close that fails (a close hook that throws) rejects: the command ends with the
+  // catalogue's message and exit code, not a process killed by an unhandled rejection.
+  await new Promise<void>((resolve, reject) => {
     let stopping = false;
     const onSignal = (signal: NodeJS.Signals): void => {
       if (stopping) {
@@ -105,12 +107,14 @@ export async function serveUntilSignal(app: FastifyInstance, listen: string, { a
       }
       stopping = true;
       if (announce) app.log.info({ signal }, 'stopping: draining the requests in flight');
-      void app.close().finally(() => {
+      const stopped = (err?: unknown): void => {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
         process.off('SIGHUP', onHangup);
-        resolve();
-      });
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      app.close().then(() => stopped(), stopped);
     };
     const onHangup = (): void => ignoreHangup(app.log, announce);
     process.on('SIGINT', onSignal);

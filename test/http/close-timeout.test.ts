@@ -48,6 +48,20 @@ t.test('a drain longer than the server was built for is cut in time, and close s
   await t.rejects(res.body.arrayBuffer(), 'the transfer in flight is cut, not ended clean');
 });
 
+t.test('a close that fails ends serveUntilSignal with its error, not an unhandled rejection', async (t) => {
+  const app = Fastify(baseServerOptions(false, 1024));
+  app.addHook('onClose', async () => {
+    throw new Error('a close hook failed');
+  });
+  const before = process.listenerCount('SIGTERM');
+  const served = serveUntilSignal(app, '127.0.0.1:0', { announce: false });
+  await eventually('the server listens', () => app.server.listening);
+  process.emit('SIGTERM', 'SIGTERM');
+  await t.rejects(served, /a close hook failed/);
+  t.equal(app.server.listening, false, 'closed');
+  t.equal(process.listenerCount('SIGTERM'), before, 'its signal handlers removed');
+});
+
 t.test('an origin configured for a long shutdownTimeout is built for it (the whole drain fits)', async (t) => {
   const dir = t.testdir({ 'origin.yaml': 'listen: 127.0.0.1:0\ndata: data\nshutdownTimeout: 45s\n', token: `${'x'.repeat(32)}\n` });
   const config = loadConfigFile(OriginConfigSchema, join(dir, 'origin.yaml'));
