@@ -147,10 +147,16 @@ export class S3BlobStore implements BlobStore {
     const onAbort = () => meter.destroy(uploadAborted());
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      // Both must settle: the first error (usually the body's) is the one to report.
-      const [fed, sent] = await Promise.allSettled([pipeline(body, meter), upload.done()]);
-      if (fed.status === 'rejected') throw fed.reason;
-      if (sent.status === 'rejected') throw sent.reason;
+      // Both must settle, and the first error is the one to report: a client that cuts its
+      // body fails the upload after it, and an upload that fails (a refusal of the storage)
+      // stops reading the body, which then fails too, as "premature close".
+      let first: { error: unknown } | undefined;
+      const noted = (error: unknown): never => {
+        first ??= { error };
+        throw error;
+      };
+      await Promise.allSettled([pipeline(body, meter).catch(noted), upload.done().catch(noted)]);
+      if (first) throw first.error;
       const { digest, size } = verify();
       return { digest, size, created: await this.#commit(tmpKey, digest, size) };
     } catch (err) {

@@ -1,5 +1,7 @@
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { NotFoundError } from '../../src/errors.js';
@@ -92,6 +94,32 @@ t.test('open removes stale temporary keys only; list ignores foreign keys', asyn
   t.same(await keysUnder('stale/tmp/'), []);
   for await (const s of store.list()) t.fail(`unexpected ${s.digest.hex}`);
   await t.rejects(store.stat({ algo: 'sha256', hex: 'ab'.repeat(32) }), NotFoundError);
+});
+
+t.test('a storage that refuses an upload is a 503, whatever its size; a body the client cut is still an abort', async (t) => {
+  // Every request refused, as a bucket policy or wrong credentials would: a one-part upload
+  // and a multipart one (whose failure stops the reading of the body) say the same.
+  const refusing = createServer((req, res) => {
+    req.resume();
+    res.writeHead(403, { 'content-type': 'application/xml' }).end('<?xml version="1.0"?><Error><Code>AccessDenied</Code><Message>denied</Message></Error>');
+  });
+  await new Promise<void>((resolve) => refusing.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => { refusing.closeAllConnections(); refusing.close(() => resolve()); }));
+  const store = new S3BlobStore({
+    endpoint: `http://127.0.0.1:${(refusing.address() as AddressInfo).port}`, bucket: 'b', region: 'us-east-1', forcePathStyle: true,
+    credentials: S3RVER_CREDENTIALS,
+  });
+  for (const size of [1024 * 1024, 24 * 1024 * 1024]) {
+    const data = randomBytes(size);
+    // in 64 KiB chunks, as a request's body comes
+    const chunks = Array.from({ length: size / 65536 }, (_, i) => data.subarray(i * 65536, (i + 1) * 65536));
+    await t.rejects(store.put(Readable.from(chunks)), { code: 'FC_ERR_UNAVAILABLE', message: /denied/ }, `${size} bytes`);
+  }
+  const cut = new Readable({ read() {} });
+  cut.push(randomBytes(10_000));
+  setTimeout(() => cut.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })), 50);
+  await t.rejects(storeAt('cut').put(cut), { code: 'FC_ERR_ABORTED' });
+  t.same(await keysUnder('cut/'), []);
 });
 
 t.test('a server that is down is a 503, not a miss', async (t) => {
