@@ -357,7 +357,7 @@ export class SshClient implements Executor {
     }
   }
 
-  /** Runs `command`; one that fails is `failure`, with its exit and the end of what it printed (mkdir, cat and sudo print nothing else). */
+  /** Runs `command`; one that fails is `failure`, with its exit and the end of what it printed (mkdir, tee and sudo print nothing else). */
   async #mustSucceed(command: string, stdin: Readable | undefined, failure: string): Promise<void> {
     let said = '';
     const code = await this.command(command, stdin, (text) => (said = (said + text).slice(-2000)));
@@ -367,20 +367,23 @@ export class SshClient implements Executor {
   async upload(source: Readable | string, remotePath: string, mode?: number): Promise<void> {
     const target = this.#path(remotePath);
     await this.#mustSucceed(`${this.#sudo}mkdir -p ${shellQuote(posix.dirname(target))}`, undefined, `cannot create ${posix.dirname(target)} on the machine`);
-    const sftp = await this.#sftpIfAny();
+    // Files are written by the user commands run as: another login user goes through
+    // `sudo -i` (as spread's `sudo -i tar x`), into directories root made. SFTP writes as
+    // the login user: root's only.
+    const sftp = this.#sudo ? undefined : await this.#sftpIfAny();
     const input = typeof source === 'string' ? createReadStream(source) : source;
     if (sftp) return pipeline(input, sftp.createWriteStream(target, mode === undefined ? {} : { mode }));
     // Written aside, then renamed by a second command once this side sent all of it: a cut
-    // channel is an end of input to `cat`, which would take a part for the whole.
+    // channel is an end of input to `tee`, which would take a part for the whole.
     const part = shellQuote(`${target}.fleetcache-part`);
     try {
-      await this.#mustSucceed(`cat > ${part}`, input, `cannot write ${target} on the machine`);
+      await this.#mustSucceed(`${this.#sudo}tee ${part} >/dev/null`, input, `cannot write ${target} on the machine`);
     } catch (err) {
-      await this.command(`rm -f ${part}`).catch(() => undefined);
+      await this.command(`${this.#sudo}rm -f ${part}`).catch(() => undefined);
       throw err;
     }
-    const chmod = mode === undefined ? '' : `chmod ${mode.toString(8)} ${part} && `;
-    if ((await this.command(`${chmod}mv -f ${part} ${shellQuote(target)}`)) !== 0) throw new UpstreamError(`cannot write ${target} on the machine`);
+    const chmod = mode === undefined ? '' : `${this.#sudo}chmod ${mode.toString(8)} ${part} && `;
+    if ((await this.command(`${chmod}${this.#sudo}mv -f ${part} ${shellQuote(target)}`)) !== 0) throw new UpstreamError(`cannot write ${target} on the machine`);
   }
 
   async close(): Promise<void> {
