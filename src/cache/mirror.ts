@@ -64,13 +64,25 @@ const BODY_FIELDS = new Set(['content-length', 'content-encoding', 'transfer-enc
  * for, not on this one (an Authorization here would make it no one else's).
  */
 function refreshedPolicy(policy: CachePolicy, policyReq: CachePolicy.Request, notModified: CachePolicy.Headers): CachePolicy | undefined {
+  const stored = policy.toObject() as { resh: CachePolicy.Headers; st: number; reqh: CachePolicy.Headers | null };
+  if (strongTagDiffers(stored.resh.etag, notModified.etag)) return undefined;
   const outcome = policy.revalidatedPolicy(policyReq, { status: 304, headers: notModified });
   if (!outcome.matches || outcome.modified) return undefined;
-  const stored = policy.toObject() as { resh: CachePolicy.Headers; st: number; reqh: CachePolicy.Headers | null };
   const headers: CachePolicy.Headers = { ...stored.resh };
   for (const [k, v] of Object.entries(notModified)) if (!BODY_FIELDS.has(k) && k !== 'set-cookie') headers[k] = v;
   if (varyFields(headers).some((field) => SECRET_FIELDS.has(field))) return undefined;
   return new CachePolicy({ ...policyReq, headers: stored.reqh ?? {} }, { status: stored.st, headers }, { shared: true });
+}
+
+/**
+ * Whether a 304's strong ETag is not the stored response's own (RFC 9111 §4.3.4: a 304 with
+ * a strong validator updates only a stored response with that same strong validator).
+ * http-cache-semantics compares them weakly: nginx answers a request for its gzip copy
+ * (W/"x") with a 304 carrying the plain copy's "x", which made the gzip bytes the
+ * strong "x", and a client resuming the plain file with If-Range: "x" got gzip bytes.
+ */
+function strongTagDiffers(storedTag: CachePolicy.Headers[string], tag: CachePolicy.Headers[string]): boolean {
+  return typeof tag === 'string' && !tag.startsWith('W/') && storedTag !== tag;
 }
 
 /** Response directives that apply once a response is stale (RFC 9111 §5.2.2.2, §5.2.2.8). */

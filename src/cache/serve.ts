@@ -105,6 +105,9 @@ function readPreconditions(req: FastifyRequest, body: Body): boolean {
   }
 }
 
+/** Representation metadata a 304 leaves out (RFC 9110 §8.3–8.5, §15.4.5). */
+const REPRESENTATION_FIELDS = ['content-type', 'content-encoding', 'content-language'];
+
 function countOnFinish(reply: FastifyReply, ctx: SendContext, bytes: number): void {
   if (bytes > 0) reply.raw.once('finish', () => ctx.metrics.served(ctx.kind, bytes));
 }
@@ -125,7 +128,9 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
     return sendContent(reply, body, 0, body.size);
   }
   if (unchanged) {
-    reply.removeHeader('content-type');
+    // RFC 9110 §15.4.5: a 304 carries no metadata of the representation (a client's stored
+    // copy may be another one: a gzip copy's Content-Encoding would be applied to it)
+    for (const field of REPRESENTATION_FIELDS) reply.removeHeader(field);
     return void done(reply.code(304), body);
   }
   reply.header('accept-ranges', 'bytes');

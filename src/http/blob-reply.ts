@@ -157,7 +157,7 @@ export async function replyWithBlob(
     .header('last-modified', lastModified)
     .type(opts.contentType ?? 'application/octet-stream');
   if (opts.extraHeaders) reply.headers(opts.extraHeaders);
-  if (unchanged) return reply.code(304).send();
+  if (unchanged) return reply.removeHeader('content-type').code(304).send(); // no representation metadata (RFC 9110 §15.4.5)
   const ifRange = request.headers['if-range'];
   const dateIsStrong = opts.modifiedMs === undefined || Date.now() - modifiedMs >= 1000;
   // GET is the only method with ranges: a HEAD ignores its Range (RFC 9110 §14.2), a 200 as a GET's

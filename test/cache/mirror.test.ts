@@ -3,6 +3,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import t from 'tap';
 import { request } from 'undici';
 import CachePolicy from 'http-cache-semantics';
@@ -469,6 +470,38 @@ t.test('mirror: RFC 9111 corners an upstream review found (repeated fields, stal
   t.equal((await get(`${m}/variant`, { authorization: 'Bearer alice' })).status, 502, 'nor alice: an answer that varies on Authorization is not kept (her token would be on disk)');
   t.equal((await get(`${m}/mustrevalidate`)).status, 502, 'must-revalidate: never served stale');
   t.equal((await get(`${m}/later-gone`)).status, 502, 'an object deleted upstream is not served again in an outage');
+});
+
+t.test("mirror: a 304 whose strong ETag is not the stored copy's own does not refresh it (nginx's gzip copy W/\"x\", then \"x\"); the cache's 304s carry no Content-Encoding", async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const gzipped = gzipSync(Buffer.from('the quick brown fox '.repeat(50)));
+  up.handler = (req, res) => {
+    if (req.url === '/fresh.txt.gz') {
+      res.writeHead(200, { 'cache-control': 'max-age=600', etag: 'W/"f"', 'content-encoding': 'gzip', vary: 'Accept-Encoding', 'content-type': 'text/plain' }).end(gzipped);
+      return true;
+    }
+    if (req.url !== '/fox.txt') return false;
+    // nginx with gzip on: its 304 to the gzip copy's weak tag carries the plain file's strong one
+    if (req.headers['if-none-match'] === 'W/"6b1-898"') return reply(res, 304, { etag: '"6b1-898"', 'cache-control': 'max-age=0' });
+    res.writeHead(200, { 'cache-control': 'max-age=0', etag: 'W/"6b1-898"', 'content-encoding': 'gzip', vary: 'Accept-Encoding', 'content-type': 'text/plain' }).end(gzipped);
+    return true;
+  };
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
+  const gzip = { 'accept-encoding': 'gzip' };
+  t.equal((await get(`${url}/mirror/m/fox.txt`, gzip)).headers['x-cache'], 'MISS');
+  await app.cache.fills.drain();
+  const again = await get(`${url}/mirror/m/fox.txt`, gzip);
+  t.same([again.headers.etag, again.headers['content-encoding'], again.headers['x-cache']], ['W/"6b1-898"', 'gzip', 'MISS'], 'asked again in full: still the gzip copy\'s weak tag');
+  t.equal(up.requests.filter((r) => r.url === '/fox.txt' && r.headers['if-none-match'] === undefined).length, 2, 'two full requests upstream');
+  // A fresh gzip copy, which the cache itself answers 304 for
+  t.equal((await get(`${url}/mirror/m/fresh.txt.gz`, gzip)).headers['x-cache'], 'MISS');
+  await app.cache.fills.drain();
+  const notModified = await request(`${url}/mirror/m/fresh.txt.gz`, { headers: { ...gzip, 'if-none-match': 'W/"f"' } });
+  await notModified.body.dump();
+  t.same([notModified.statusCode, notModified.headers['x-cache']], [304, 'HIT']);
+  t.same([notModified.headers['content-encoding'], notModified.headers['content-type'], notModified.headers.etag], [undefined, undefined, 'W/"f"'], 'no representation metadata on a 304 (RFC 9110 §15.4.5)');
 });
 
 t.test('mirror: If-Range with a weak tag never matches (strong comparison): the whole body', async (t) => {

@@ -105,6 +105,7 @@ t.test('range, 304, HEAD', async (t) => {
   const nm = await app.inject({ url, headers: { 'if-none-match': `"sha256:${sha256(body)}"` } });
   t.equal(nm.statusCode, 304);
   t.equal(nm.body, '');
+  t.same([nm.headers['content-type'], nm.headers.etag], [undefined, `"sha256:${sha256(body)}"`], 'a 304 carries its validator, no representation metadata (RFC 9110 §15.4.5)');
 });
 
 t.test('artifacts: PUT answers digest and size; GET and HEAD', async (t) => {
@@ -137,6 +138,7 @@ t.test('project bases (newest first) and run manifests', async (t) => {
   t.same(got.json(), manifest);
   const again = await app.inject({ url: '/projects/demo/runs/r1', headers: { 'if-none-match': got.headers.etag as string } });
   t.equal(again.statusCode, 304);
+  t.equal(again.headers['content-type'], undefined, 'no Content-Type on a 304 (a cache would keep it for the manifest)');
   const bad = await app.inject({ method: 'PUT', url: '/projects/demo/runs/r2', payload: '{not json', headers: { ...auth, 'content-type': 'application/json' } });
   t.equal(bad.statusCode, 400);
   t.equal(bad.json().code, 'FC_ERR_BAD_REQUEST');

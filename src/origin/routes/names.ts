@@ -258,7 +258,7 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
     const etag = runEtag(text);
     const unchanged = checkReadPreconditions(request, etag, undefined); // a 412 goes out without the manifest's headers
     reply.header('etag', etag).header('cache-control', nameCacheControl(ctx)).type('application/json');
-    if (unchanged) return reply.code(304).send();
+    if (unchanged) return reply.removeHeader('content-type').code(304).send(); // no representation metadata (RFC 9110 §15.4.5)
     // HEAD (fastify's, server.ts) runs this too: the same headers, no body sent.
     if (request.method === 'GET') ctx.ledger.bytesOut('projects', Buffer.byteLength(text));
     return reply.send(text);
