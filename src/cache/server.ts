@@ -1,6 +1,6 @@
 // The regional cache as a fastify app: buildCacheServer(config) opens the disk store and
 // returns the instance without listening (the CLI listens; tests use port 0).
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { NotFoundError } from '../errors.js';
 import { baseServerOptions, buildOnDataDir, continueOnlyWhenAllowed, DEFAULT_MAX_HEADERS, malformedRequest, refuseMalformedRequests } from '../http/server-options.js';
@@ -22,6 +22,7 @@ import { collectRoutes } from '../http/allowed-methods.js';
 import { BEARER_CHALLENGE } from '../http/auth.js';
 import { errorAnswer, requestError } from '../http/errors.js';
 import { closeUnreadBody } from '../http/unread-body.js';
+import { inPipelineOrder } from '../http/pipeline-order.js';
 import { closeFollowerPools, serveFillEvents } from './remote-fill.js';
 import { Upstream } from './upstream.js';
 import { registerDashboard } from '../ui/dashboard.js';
@@ -57,7 +58,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
       // The limit is set per request, past the small hits: one answered whole from memory
       // holds nothing, and node re-arms a server-wide limit (a new timer) on every request.
       const idleMs = clientIdleMs(config);
-      const server = createServer((req, res) => {
+      const answer = (req: IncomingMessage, res: ServerResponse): void => {
         // A malformed request goes to fastify, which refuses it (refuseMalformedRequests).
         const get = fast && server.listening && !malformedRequest(req, DEFAULT_MAX_HEADERS) ? plainBlobGet(req, fast.store) : undefined;
         if (get && serveSmallHit(fast!, get, res, false)) return;
@@ -66,7 +67,8 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
         // process knows its blobs from its index: the first look said all).
         if (get && (leadMiss(fast!, req, res, get, () => handler(req, res)) || (link && serveSmallHit(fast!, get, res, true)))) return;
         handler(req, res);
-      });
+      };
+      const server = createServer((req, res) => inPipelineOrder(req, res, answer));
       server.requestTimeout = 0;
       server.keepAliveTimeout = 30_000;
       continueOnlyWhenAllowed(server);

@@ -5,6 +5,7 @@ import { collectRoutes } from '../http/allowed-methods.js';
 import { TokenCheck } from '../http/auth.js';
 import { installErrorHandling } from '../http/errors.js';
 import { baseServerOptions, buildOnDataDir, continueOnlyWhenAllowed, DEFAULT_MAX_HEADERS, refuseMalformedRequests } from '../http/server-options.js';
+import { inPipelineOrder } from '../http/pipeline-order.js';
 import { TrafficLedger } from '../metrics/ledger.js';
 import { DiskBlobStore } from '../store/disk.js';
 import { NameStore } from '../store/names.js';
@@ -101,6 +102,7 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
     connectionTimeout: Math.ceil(options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS), // fastify takes whole ms
   });
   refuseMalformedRequests(app, options.maxHeaders ?? DEFAULT_MAX_HEADERS);
+  app.addHook('onRequest', (request, reply, done) => inPipelineOrder(request.raw, reply.raw, () => done()));
   continueOnlyWhenAllowed(app.server, context.maxBlobSize);
   // Bodies are never buffered by a parser: every route streams request.raw itself.
   app.removeAllContentTypeParsers();
