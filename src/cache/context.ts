@@ -209,6 +209,17 @@ async function serveStored(ctx: CacheContext, req: FastifyRequest, reply: Fastif
   return direct();
 }
 
+/**
+ * The headers of a passthrough GET, with the client's Range and If-Range: upstream answers
+ * the range (206), as the cache would from a stored copy. A full answer already in hand (a
+ * fill's, refused by the disk) is dropped for such a request and the range asked for.
+ */
+function withRange(req: FastifyRequest, headers: HeaderMap): HeaderMap {
+  const { range, 'if-range': ifRange } = req.headers;
+  if (range === undefined) return headers;
+  return { ...headers, range, ...(typeof ifRange === 'string' ? { 'if-range': ifRange } : {}) };
+}
+
 /** A passthrough of the request being served, of `answered` when upstream has already answered it. */
 export type Direct = (answered?: UpstreamAnswer) => Promise<void>;
 
@@ -227,7 +238,12 @@ export async function passthrough(
     reply.send();
     return;
   }
-  const res: UpstreamAnswer = answered ?? (await upstream.request(path, { method: 'GET', headers }));
+  let res = answered;
+  if (res && res.statusCode === 200 && req.headers.range !== undefined) {
+    res.body?.destroy(); // the whole object: the range is asked for instead
+    res = undefined;
+  }
+  res ??= await upstream.request(path, { method: 'GET', headers: withRange(req, headers) });
   reply.code(res.statusCode).headers(adjust(endToEnd(res.headers))).header('x-cache', 'MISS').header('age', '0');
   if (res.whole !== undefined) {
     ctx.metrics.upstream(kind, res.whole.length);
