@@ -768,12 +768,16 @@ export class DiskStore {
    * Throws StorageError unless the filesystem has room for `size` more bytes. Uses the
    * last statfs figure (minus what was reserved since) and refreshes it in the background
    * once it is a second old: a statfs queued behind a backlog of commits on the thread
-   * pool would otherwise hold every cold request.
+   * pool would otherwise hold every cold request. A refusal waits for a fresh figure.
    */
   async reserve(size: number): Promise<void> {
     if (size > this.maxSize) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
+    const stale = Date.now() - this.#free.at > STATFS_MAX_AGE_MS;
     if (this.#free.at === 0) await this.#refreshFree().catch((err: unknown) => { throw this.storageFailure(err); });
-    else if (Date.now() - this.#free.at > STATFS_MAX_AGE_MS) void this.#refreshFree().catch(() => undefined);
+    else if (stale) void this.#refreshFree().catch(() => undefined);
+    // Refused only on a recent figure: nothing reserves during a cool-down, and the space
+    // freed meanwhile would otherwise start another one.
+    if (stale && this.#free.bytes < size + FREE_MARGIN) await this.#refreshFree().catch((err: unknown) => { throw this.storageFailure(err); });
     if (this.#free.bytes < size + FREE_MARGIN) {
       throw this.storageFailure(new Error(`no space left for ${size} bytes (${this.#free.bytes} free)`));
     }

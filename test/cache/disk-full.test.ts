@@ -1,6 +1,7 @@
 // A full disk turns the cache into a passthrough with a logged error, not a crash (blobs
 // asked at once are still fetched once, from memory).
 // The data directory is a real 8 MiB tmpfs mounted by the test (needs root).
+import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -354,4 +355,21 @@ t.test('a size limit larger than the filesystem is warned about at start', { ski
   t.equal(tooBig.length, 1, 'warned once');
   t.match(JSON.parse(tooBig[0]!), { level: 40, maxSize: 1024 ** 3, msg: /1\.0 GiB.*can hold \(4\.0 MiB.*lower --max-size/ });
   t.same(await warnings(2 * 1024 * 1024), [], 'a limit the filesystem can hold: no warning');
+});
+
+t.test('room made on a full disk is used at once: a refusal waits for a fresh free-space figure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('8m', 'regrow');
+  t.teardown(unmount);
+  const store = new DiskStore(path.join(dir, 'data'), 1024 ** 3, pino({ level: 'silent' }));
+  await store.open();
+  fillUp(path.join(dir, 'filler'));
+  await sleep(1100); // the figure taken at open is old: the next reservation refreshes it
+  await store.reserve(4 * MiB).catch(() => undefined);
+  await t.rejects(store.reserve(4 * MiB), { message: /no space left/ }, 'refused on a full disk');
+  // Room is made (the tmpfs grown, as an operator would free space), and the figure the
+  // refusal was based on gets older than a second, as it always is after a cool-down.
+  execFileSync('mount', ['-o', 'remount,size=64m', dir]);
+  await sleep(1100);
+  await store.reserve(4 * MiB); // refused again, on the old figure
+  t.pass('reserved once room was made');
 });
