@@ -175,8 +175,10 @@ export function casId(d: Digest): string {
   return `cas.v1/${d.algo}/${d.hex.slice(0, 2)}/${d.hex}`;
 }
 
-/** Whether `id` is a /cas blob's (no sidecar; headers follow from the digest). */
-/** A /cas blob's id: content-addressed, so never replaced by other bytes (an http entry may be). */
+/**
+ * Whether `id` is a /cas blob's: no sidecar (its headers follow from the digest), and
+ * content-addressed, so never replaced by other bytes (an http entry may be).
+ */
 export function isCasId(id: string): boolean {
   return id.startsWith('cas.');
 }

@@ -1,7 +1,7 @@
 // The CLI: one commander program, one file per command under src/cli/, and one place
 // (here) where errors become exit codes.
 import { Command, CommanderError } from 'commander';
-import { EXIT, FleetError, toFleetError } from '../errors.js';
+import { EXIT, toFleetError } from '../errors.js';
 import { errorText } from './exit-one.js';
 import { normaliseSpreadFlags } from './spread-flags.js';
 
@@ -77,7 +77,6 @@ export async function main(argv: string[]): Promise<number> {
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
     process.stderr.write(`fleetcache: error: ${errorText(err)}\n`);
-    const fe = toFleetError(err);
-    return fe instanceof FleetError ? fe.exitCode : EXIT.internal;
+    return toFleetError(err).exitCode;
   }
 }

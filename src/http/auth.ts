@@ -74,10 +74,10 @@ export function missingToken(): FleetError {
   return new FleetError('FC_ERR_UNAUTHORIZED', 'this request needs "Authorization: Bearer <token>"');
 }
 
-/** A 401's challenge (RFC 9110 §11.6.1): the scheme the servers take (RFC 6750). */
 /** The token of an `Authorization: Bearer <token>` field; undefined for none or another scheme. */
 export function bearerToken(header: string | undefined): string | undefined {
   return header === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
 }
 
+/** A 401's challenge (RFC 9110 §11.6.1): the scheme the servers take (RFC 6750). */
 export const BEARER_CHALLENGE = 'Bearer realm="fleetcache"';

@@ -63,7 +63,7 @@ export const OriginConfigSchema = Type.Object(
         {
           maxAge: ageSchema({ description: 'run manifests, artifacts and bases older than this are deleted, then the blobs only they named' }),
           keepBases: Type.Integer({ minimum: 0, default: 3, description: 'per project, the newest bases kept whatever their age (push deltas against the 3 newest)' }),
-          interval: durationSchema({ default: '1h', description: 'how often to prune, the first an interval after start; 0s: only on POST /-/prune' }),
+          interval: durationSchema({ default: '1h', description: 'how often to prune, the first a minute after start (10 minutes after the last stop, if later), or an interval after start when that is sooner; 0s: only on POST /-/prune' }),
         },
         { additionalProperties: false },
       ),

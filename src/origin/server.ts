@@ -27,9 +27,11 @@ export const DEFAULT_MAX_RECORD_SIZE = 1024 ** 2;
 export const DEFAULT_IDLE_TIMEOUT_MS = 2 * 60_000;
 
 /**
- * Prunes every `intervalMs`, the first one `firstAfterMs` after start (a minute; sooner with
- * a shorter interval): an origin restarted more often than its interval still prunes. Each
- * is logged. Returns the function that unschedules them.
+ * Prunes every `intervalMs`, the first one `firstAfterMs` after start (firstPruneDelay), or
+ * an interval after start when that is sooner: an origin restarted more often than its
+ * interval still prunes. A prune while the uploads from before the start are protected
+ * deletes expired names but not their blobs, which the next prune collects. Each prune is
+ * logged. Returns the function that unschedules them.
  */
 function schedulePrunes(app: FastifyInstance, retention: Retention, intervalMs: number, firstAfterMs: number): () => void {
   const prune = (): void => {

@@ -25,13 +25,16 @@ function stamp(d = new Date()): string {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
-/** Where a run's lines go: stdout with spread's timestamp prefix, unless quiet. */
 /**
  * Script output (-vv) kept while a shell has the terminal, at most: past it the oldest is
  * dropped and counted (scripts can print gigabytes; the log lines are always kept).
  */
 const HELD_OUTPUT_MAX = 8 * 1024 * 1024;
 
+/**
+ * Where a run's lines go: stdout by default, with spread's timestamp prefix; script output
+ * too with -vv. While an interactive shell has the terminal, lines are held, then written.
+ */
 export class RunLog {
   /** Text kept while an interactive shell has the terminal (undefined: script output dropped). */
   #held: ({ text: string; output: boolean } | undefined)[] | undefined;

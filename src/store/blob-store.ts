@@ -1,5 +1,5 @@
-// The seam between the servers and where bytes live. Local disk now (disk.ts);
-// S3-compatible object storage fits the same five calls.
+// The seam between the servers and where bytes live: local disk (disk.ts) and S3-compatible
+// object storage (s3.ts) implement the same calls.
 import type { Readable } from 'node:stream';
 import type { Digest, DigestAlgorithm } from './digest.js';
 import { FleetError } from '../errors.js';
