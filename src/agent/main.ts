@@ -37,8 +37,7 @@ import { manifestNotices } from '../assets/manifest.js';
 import { UsageError, toFleetError } from '../errors.js';
 import { pullWithFallback } from './pull.js';
 import { uploadArtifacts } from '../artifacts/upload.js';
-
-export const AGENT_VERSION = '0.1.0';
+import { VERSION } from '../version.js';
 
 const Urls = Type.Array(Type.String({ minLength: 1 }), { minItems: 1 });
 const Name = Type.String({ minLength: 1 });
@@ -175,7 +174,7 @@ async function runAgent(argv: readonly string[]): Promise<{ output: Output; exit
         break;
       case 'version':
         check(versionArgs, raw, command);
-        output = { ok: true, version: AGENT_VERSION, node: process.versions.node };
+        output = { ok: true, version: VERSION, node: process.versions.node };
         break;
       default:
         throw new UsageError(`agent: unknown command "${command ?? ''}" (pull, assets, artifacts, version)`);

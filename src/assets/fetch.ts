@@ -17,6 +17,7 @@ import { DigestMismatchError, FleetError, NotFoundError, SizeMismatchError, Upst
 import { createAssetHash, hashFile, readManifest, type DroppedRecord, type ManifestRecord } from './manifest.js';
 import { unpackArchive, type ArchiveKind } from './unpack.js';
 import { redactUrl, redactUrlAndQuery } from '../redact-url.js';
+import { VERSION } from '../version.js';
 
 /** 'skipped': not among the files named, and neither present nor in the cache folder (not downloaded). */
 export type AssetSource = 'present' | 'cache' | 'download' | 'skipped';
@@ -84,7 +85,7 @@ export interface FetchAssetsResult {
   readonly unknownFiles: readonly string[];
 }
 
-const USER_AGENT = 'fleetcache-assets/0.1.0';
+const USER_AGENT = `fleetcache-assets/${VERSION}`;
 const MAX_REDIRECTS = 5;
 
 /**

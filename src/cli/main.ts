@@ -4,8 +4,8 @@ import { Command, CommanderError } from 'commander';
 import { EXIT, toFleetError } from '../errors.js';
 import { errorText } from './exit-one.js';
 import { normaliseSpreadFlags } from './spread-flags.js';
+import { VERSION } from '../version.js';
 
-const VERSION = '0.1.0';
 
 type Register = (program: Command) => void;
 
