@@ -31,7 +31,7 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import { formatBytes } from '../config/units.js';
 import { etagOf, IMMUTABLE_CACHE_CONTROL } from '../http/blob-reply.js';
 import { mapLimit } from '../map-limit.js';
-import { isDigestAlgorithm, type Digest } from '../store/digest.js';
+import { formatDigest, isDigestAlgorithm, type Digest } from '../store/digest.js';
 
 export interface EntryMeta {
   /** The request key the entry answers (for humans and collision checks). */
@@ -189,11 +189,17 @@ function casDigest(id: string): Digest | undefined {
   return m && isDigestAlgorithm(m[1]!) ? { algo: m[1], hex: m[2]! } : undefined;
 }
 
-/** What every copy of an immutable blob is answered with, whoever stored it. */
+/**
+ * What every copy of an immutable blob is answered with, whoever stored it: the origin's
+ * headers (replyWithBlob, routes/cas.ts) but its Last-Modified, which no copy keeps.
+ */
 export function casHeaders(d: Digest): Record<string, string> {
   // Only what upstream marked shareable is kept, so a kept blob is public: said as the
   // origin says it, for `assets upload` through a cache (src/assets/upload.ts).
-  return { 'content-type': 'application/octet-stream', etag: etagOf(d), 'cache-control': IMMUTABLE_CACHE_CONTROL, 'x-fleetcache-visibility': 'public' };
+  return {
+    'content-type': 'application/octet-stream', etag: etagOf(d), 'cache-control': IMMUTABLE_CACHE_CONTROL,
+    'x-fleetcache-digest': formatDigest(d), 'x-fleetcache-visibility': 'public', 'x-content-type-options': 'nosniff',
+  };
 }
 
 function casMeta(d: Digest, size: number, storedAt: number): EntryMeta {

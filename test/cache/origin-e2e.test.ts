@@ -157,3 +157,32 @@ t.test('cache → origin: a named upload\'s stated digest reaches the origin, wh
   await named.body.dump();
   t.equal(named.statusCode, 404, 'no name published at the origin');
 });
+
+t.test("a blob's answers carry the same headers from the cache as from the origin: HEAD passed through, GET miss, GET hit (small and large)", async (t) => {
+  const dir = t.testdir({ origin: {}, cache: {} });
+  const origin = await buildOriginServer({ dataDir: `${dir}/origin`, tokens: ['tok'], logLevel: false });
+  const originUrl = await origin.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => origin.close());
+  const { app, url } = await startCache(t, { upstream: originUrl }, `${dir}/cache`);
+  // per answer, or the cache's own: left out of the comparison
+  const own = new Set(['date', 'age', 'x-cache', 'connection', 'keep-alive', 'last-modified']);
+  const fields = (h: Record<string, unknown>) => Object.fromEntries(Object.entries(h).filter(([k]) => !own.has(k)).sort(([a], [b]) => a.localeCompare(b)));
+  for (const size of [4096, 2 * 1024 * 1024]) {
+    const body = randomish(size);
+    const hex = createHash('sha256').update(body).digest('hex');
+    const put = await request(`${originUrl}/cas/sha256/${hex}`, { method: 'PUT', body, headers: { authorization: 'Bearer tok' } });
+    await put.body.dump();
+    const blobUrl = (base: string) => `${base}/cas/sha256/${hex}`;
+    const fromOrigin = await request(blobUrl(originUrl));
+    await fromOrigin.body.dump();
+    const answers: [string, Record<string, unknown>][] = [];
+    for (const [what, method] of [['HEAD miss', 'HEAD'], ['GET miss', 'GET'], ['GET hit', 'GET'], ['HEAD hit', 'HEAD']] as const) {
+      const res = await request(blobUrl(url), { method });
+      await res.body.dump();
+      answers.push([what, res.headers]);
+      await app.cache.fills.drain();
+    }
+    for (const [what, headers] of answers) t.same(fields(headers), fields(fromOrigin.headers), `${size} bytes, ${what}: the origin's headers`);
+    t.same(answers.map(([, h]) => h['x-cache']), ['MISS', 'MISS', 'HIT', 'HIT']);
+  }
+});
