@@ -137,7 +137,7 @@ t.test("formats without a magic that Python's tarfile.is_tarfile (tooltool's tes
   }
   // One byte changed in the first header: the checksum no longer matches, for Python as for us.
   const bad = readFileSync(join(dir, 'v7.tar'));
-  bad[0] ^= 0x01;
+  bad[0]! ^= 0x01;
   await writeFile(join(dir, 'bad.tar'), bad);
   t.equal(isTarfile('bad.tar'), 'False', 'a wrong checksum: not a tar for Python');
   await t.rejects(unpackArchive(join(dir, 'bad.tar'), 'bad.tar', dir), { code: 'FC_ERR_ARCHIVE', message: /unknown archive format/ });
@@ -189,7 +189,7 @@ t.test('corrupt or unknown archives fail cleanly', async (t) => {
   const dir = t.testdir({ 'junk.tar.gz': 'not an archive at all' });
   await t.rejects(unpackArchive(join(dir, 'junk.tar.gz'), 'junk.tar.gz', dir), /unknown archive format/);
   const xz = compress(await makeTar(TREE), 'xz');
-  xz[Math.floor(xz.length / 2)] ^= 0xff;
+  xz[Math.floor(xz.length / 2)]! ^= 0xff;
   await writeFile(join(dir, 'bad.tar.xz'), xz);
   await t.rejects(unpackArchive(join(dir, 'bad.tar.xz'), 'bad.tar.xz', dir), { code: 'FC_ERR_ARCHIVE', message: /bad\.tar\.xz: cannot unpack: xz exited/ });
   const gz = compress(await makeTar(TREE), 'gz');

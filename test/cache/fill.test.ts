@@ -61,7 +61,7 @@ t.test('a body that does not hash to its digest is refused and never kept', asyn
   const upUrl = await up.start();
   t.teardown(() => up.stop());
   const { hex, body } = up.addBlob(1024 * 1024);
-  body[1000] ^= 1; // corrupt in place: the origin now serves wrong bytes
+  body[1000]! ^= 1; // corrupt in place: the origin now serves wrong bytes
   const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
   await t.rejects(fetchHash(`${url}/cas/sha256/${hex}`), 'the response is aborted');
   t.notOk(app.cache.store.has(`cas.v1/sha256/${hex.slice(0, 2)}/${hex}`));
@@ -134,7 +134,7 @@ t.test('a Range of a filling /cas object whose body turns out wrong is cut, neve
   const upUrl = await up.start();
   t.teardown(() => up.stop());
   const { hex, body } = up.addBlob(4 * 1024 * 1024);
-  body[body.length - 1] ^= 1; // the last byte is wrong: the digest check fails at the very end
+  body[body.length - 1]! ^= 1; // the last byte is wrong: the digest check fails at the very end
   up.options.rate = 8 * 1024 * 1024; // half a second to fill
   const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
   const full = fetchHash(`${url}/cas/sha256/${hex}`);

@@ -149,11 +149,14 @@ t.test('mirror: a request that joins a fill gets its answer only when the entry 
     }
   };
   const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
-  const two = (path: string, first: Record<string, string>, second: Record<string, string>) => Promise.all([first, second].map(async (headers, i) => {
-    if (i === 1) await eventually('the first request is upstream', () => up.count(path) === 1);
-    const res = await request(`${url}/mirror/m${path}`, { headers });
-    return { xcache: res.headers['x-cache'], cookie: res.headers['set-cookie'], body: await res.body.text() };
-  }));
+  const two = (path: string, first: Record<string, string>, second: Record<string, string>) => {
+    const ask = async (headers: Record<string, string>, second: boolean) => {
+      if (second) await eventually('the first request is upstream', () => up.count(path) === 1);
+      const res = await request(`${url}/mirror/m${path}`, { headers });
+      return { xcache: res.headers['x-cache'], cookie: res.headers['set-cookie'], body: await res.body.text() };
+    };
+    return Promise.all([ask(first, false), ask(second, true)]);
+  };
   const [alice, bob] = await two('/account', { cookie: 'alice' }, { cookie: 'bob' });
   t.equal(alice.body, 'account of alice');
   t.same([bob.body, bob.cookie], ['account of bob', 'session=bob-secret'], "bob gets his own answer, not alice's");

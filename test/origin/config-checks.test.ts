@@ -39,7 +39,7 @@ t.test('origin', async (t) => {
   t.match(originError('retention:\n  maxAge: 30d\n  every: 1h\n'), /^origin\.yaml:3: retention\.every: unknown field "every"/);
   t.equal(originError('retention:\n  maxAge: 30d\n  interval: 0s\n'), '(accepted)', 'interval 0: only when asked');
   // a timer waits 2^31-1 ms at most (longer fires at once); an age, ten years (dates overflow past)
-  for (const [field, value] of [['limits:\n  idleTimeout', '.inf'], ['limits:\n  idleTimeout', '25d'], ['shutdownTimeout', '.inf'], ['shutdownTimeout', '30d'], ['shutdownTimeout', '9999999999']]) {
+  for (const [field, value] of [['limits:\n  idleTimeout', '.inf'], ['limits:\n  idleTimeout', '25d'], ['shutdownTimeout', '.inf'], ['shutdownTimeout', '30d'], ['shutdownTimeout', '9999999999']] as const) {
     t.match(originError(`${field}: ${value}\n`), /^origin\.yaml:\d: (limits\.idleTimeout|shutdownTimeout): must be (a duration of at most 24 days|<= 2147483\.647)/, `${field.trim()} ${value}`);
   }
   for (const value of ['.inf', '999999999d', '11y', '4000000000d']) {
