@@ -1,15 +1,17 @@
-// 405 with Allow (RFC 9110 §15.5.6) for a method a known path lacks (a write method, or GET
-// and HEAD on a path that only takes writes, as POST /-/prune), where an unknown path stays
-// a 404: the origin and the cache answer alike.
+// 405 with Allow (RFC 9110 §15.5.6) for a method a known path lacks (a write method, OPTIONS
+// and TRACE, or GET and HEAD on a path that only takes writes, as POST /-/prune), where an
+// unknown path stays a 404: the origin and the cache answer alike (nginx answers OPTIONS
+// and TRACE of a file so too).
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import { FleetError } from '../errors.js';
 
-const WRITE_METHODS = ['DELETE', 'PATCH', 'POST', 'PUT'];
+/** Methods no route takes unless it says so. */
+const OTHER_METHODS = ['DELETE', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'TRACE'];
 const READ_METHODS = ['GET', 'HEAD'];
 
 /**
  * Watches the routes being added to `app` (its plugins' included); the function it
- * returns, called once all are, answers the write methods a path lacks, and GET and HEAD
+ * returns, called once all are, answers the other methods a path lacks, and GET and HEAD
  * where it has no GET, with 405 FC_ERR_METHOD_NOT_ALLOWED and Allow instead of 404. Those
  * answers take the route config of the path's first route (the origin accounts them by its
  * `kind`).
@@ -23,7 +25,7 @@ export function collectRoutes(app: FastifyInstance): () => void {
   });
   return () => {
     for (const [url, { methods, config }] of [...paths]) {
-      const missing = [...WRITE_METHODS, ...(methods.has('GET') ? [] : READ_METHODS)].filter((m) => !methods.has(m));
+      const missing = [...OTHER_METHODS, ...(methods.has('GET') ? [] : READ_METHODS)].filter((m) => !methods.has(m));
       if (missing.length === 0) continue;
       const allow = [...methods].sort().join(', ');
       app.route({

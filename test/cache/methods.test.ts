@@ -18,7 +18,7 @@ t.test('a method a path does not have is a 405 with Allow; an unknown path a 404
   const { url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
   const hex = 'a'.repeat(64);
   const cases: Array<[string, string[], string]> = [
-    [`/cas/sha256/${hex}`, ['DELETE', 'POST', 'PATCH'], 'GET, HEAD, PUT'],
+    [`/cas/sha256/${hex}`, ['DELETE', 'POST', 'PATCH', 'OPTIONS', 'TRACE'], 'GET, HEAD, PUT'],
     [`/sha256/${hex}`, ['PUT', 'DELETE', 'POST'], 'GET, HEAD'], // read-only, as on the origin
     ['/artifacts/run/job/out.txt', ['DELETE', 'POST'], 'GET, HEAD, PUT'],
     ['/projects/p/runs/r', ['DELETE', 'PATCH'], 'GET, HEAD, PUT'],

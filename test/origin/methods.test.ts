@@ -43,10 +43,10 @@ t.test('a method a path does not have is a 405 with Allow; an unknown path a 404
   const origin = await startOrigin(t);
   const hex = 'a'.repeat(64);
   const cases: Array<[string, string[], string]> = [
-    [`/cas/sha256/${hex}`, ['DELETE', 'POST', 'PATCH'], 'GET, HEAD, PUT'],
+    [`/cas/sha256/${hex}`, ['DELETE', 'POST', 'PATCH', 'OPTIONS', 'TRACE'], 'GET, HEAD, PUT'],
     [`/sha256/${hex}`, ['PUT', 'DELETE', 'POST'], 'GET, HEAD'],
     ['/artifacts/run/job/out.txt', ['DELETE', 'POST'], 'GET, HEAD, PUT'],
-    ['/projects/p/bases/b1', ['DELETE', 'POST'], 'GET, HEAD, PUT'],
+    ['/projects/p/bases/b1', ['DELETE', 'POST', 'OPTIONS'], 'GET, HEAD, PUT'],
     ['/projects/p/runs/r', ['DELETE', 'POST'], 'GET, HEAD, PUT'],
     ['/projects/p/bases/', ['PUT', 'DELETE'], 'GET, HEAD'],
     ['/-/healthz', ['POST'], 'GET, HEAD'],
