@@ -1,8 +1,10 @@
 // Answering clients: conditional GET (304, 412), single byte ranges (206/416), HEAD,
 // X-Cache and Age, and accounting of the bytes actually sent.
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { FleetError } from '../errors.js';
+import { FleetError } from '../errors.js';
 import { checkReadPreconditions, parseHttpDate } from '../http/blob-reply.js';
+import { parseRange } from '../http/range.js';
+import type { ReadRange } from '../store/blob-store.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import type { HeaderMap } from './upstream.js';
 
@@ -70,22 +72,14 @@ export function newRequestId(): string {
   return REQUEST_ID_PREFIX + lastRequestId.toString(36);
 }
 
-type Range = { start: number; end: number } | 'unsatisfiable' | undefined;
-
-/** One `bytes=` range against `size`; multiple or malformed ranges are ignored (full body). */
-export function parseRange(header: string | undefined, size: number): Range {
-  if (!header) return undefined;
-  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/.exec(header);
-  if (!m || (m[1] === '' && m[2] === '')) return undefined;
-  if (m[1] === '') {
-    const suffix = Number(m[2]);
-    if (suffix === 0 || size === 0) return 'unsatisfiable';
-    return { start: Math.max(0, size - suffix), end: size - 1 };
+/** The range of `header` to answer (http/range.ts, as the origin reads it), or 'unsatisfiable' (416). */
+function rangeOf(header: string, size: number): ReadRange | 'unsatisfiable' | undefined {
+  try {
+    return parseRange(header, size);
+  } catch (err) {
+    if (err instanceof FleetError && err.code === 'FC_ERR_RANGE') return 'unsatisfiable';
+    throw err;
   }
-  const start = Number(m[1]);
-  if (m[2] !== '' && Number(m[2]) < start) return undefined;
-  if (start >= size) return 'unsatisfiable';
-  return { start, end: m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1) };
 }
 
 /**
@@ -148,7 +142,7 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
       throw err;
     }
   }
-  const range = wantsRange && size !== undefined ? parseRange(rangeHeader, size) : undefined;
+  const range = wantsRange && size !== undefined ? rangeOf(rangeHeader, size) : undefined;
   if (range === 'unsatisfiable') {
     withoutObjectHeaders(reply, body).header('cache-control', 'no-store').header('content-range', `bytes */${size}`);
     return void done(reply.code(416).type('application/json'), body, JSON.stringify({ code: 'FC_ERR_RANGE', message: `range ${rangeHeader} not satisfiable (size ${size})` }));

@@ -28,6 +28,21 @@ t.test('416: none of the object\'s headers (caching, validators, encoding), and 
   }
 });
 
+t.test('ranges are read as the origin reads them (http/range.ts): the unit in any case, several ranges as the whole', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex, body } = up.addBlob(100);
+  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  await (await request(`${url}/cas/sha256/${hex}`)).body.dump();
+  await app.cache.fills.drain();
+  for (const [range, status, bytes] of [['BYTES=0-9', 206, body.subarray(0, 10)], ['bytes=-5', 206, body.subarray(95)], ['bytes=0-1,5-6', 200, body], ['items=0-1', 200, body]] as const) {
+    const res = await request(`${url}/cas/sha256/${hex}`, { headers: { range } });
+    t.same([res.statusCode, res.headers['x-cache']], [status, 'HIT'], range);
+    t.ok(Buffer.from(await res.body.arrayBuffer()).equals(bytes), `${range}: its bytes`);
+  }
+});
+
 t.test("a Range request on a fill without Content-Length that fails: a 502 without the object's headers", async (t) => {
   const up = new UpstreamFixture();
   const upUrl = await up.start();
