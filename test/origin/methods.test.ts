@@ -61,5 +61,6 @@ t.test('a method a path does not have is a 405 with Allow; an unknown path a 404
     }
   }
   t.equal((await call(origin, 'DELETE', '/nothing/here/at/all')).status, 404);
-  t.equal((await call(origin, 'GET', '/nothing/here/at/all')).status, 404);
+  const unknown = await call(origin, 'GET', '/nothing/here/at/all');
+  t.same([unknown.status, unknown.headers['cache-control']], [404, 'no-store'], 'an error, kept by no cache, as every other');
 });
