@@ -5,33 +5,19 @@
 // the fill is a non-empty directory, which rm refuses as a failing disk would.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import type { FastifyBaseLogger } from 'fastify';
-import { pino } from 'pino';
 import t from 'tap';
 import { request } from 'undici';
 import { DiskStore } from '../../src/cache/disk-store.js';
 import { Fill } from '../../src/cache/fill.js';
+import { bodyServer, recordingLogger } from './harness.js';
 
 interface Line { msg?: string; err?: string }
 
 t.test('a temp file that cannot be removed ends the fill with a logged storage failure', async (t) => {
   const body = Buffer.alloc(256 * 1024, 7); // past SMALL_MAX: the fill writes a temp file
-  const upstream = createServer((_req, res) => res.end(body));
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { upstream.closeAllConnections(); upstream.close(() => resolve()); }));
-  const { port } = upstream.address() as AddressInfo;
-  const lines: Line[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      lines.push(JSON.parse(chunk.toString()) as Line);
-      done();
-    },
-  });
-  const log = pino({ level: 'info' }, sink) as unknown as FastifyBaseLogger;
+  const port = await bodyServer(t, body);
+  const { log, lines } = recordingLogger<Line>();
   const dir = t.testdir();
   const store = new DiskStore(join(dir, 'data'), 64 * 1024 ** 2, log);
   await store.open();

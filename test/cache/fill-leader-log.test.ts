@@ -1,31 +1,17 @@
 // When answering the request that started a fill fails (fast-miss.ts's answer to a cold
 // miss), the log line names that request as every other cache error log does: method, path
 // (without the query string, which may carry a token) and a request id, besides the fill.
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
-import type { FastifyBaseLogger } from 'fastify';
-import { pino } from 'pino';
 import t from 'tap';
 import { request } from 'undici';
 import { DiskStore } from '../../src/cache/disk-store.js';
 import { Fill } from '../../src/cache/fill.js';
+import { bodyServer, recordingLogger } from './harness.js';
 
 interface Line { msg?: string; id?: string; reqId?: string; method?: string; url?: string; err?: string }
 
 t.test('a failed first answer is logged with the method, path and request id of its request', async (t) => {
-  const upstream = createServer((_req, res) => res.end('a small body'));
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { upstream.closeAllConnections(); upstream.close(() => resolve()); }));
-  const { port } = upstream.address() as AddressInfo;
-  const lines: Line[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      lines.push(JSON.parse(chunk.toString()) as Line);
-      done();
-    },
-  });
-  const log = pino({ level: 'info' }, sink) as unknown as FastifyBaseLogger;
+  const port = await bodyServer(t, 'a small body');
+  const { log, lines } = recordingLogger<Line>();
   const store = new DiskStore(t.testdir(), 1024 ** 2, log);
   await store.open();
   const fill = new Fill(store, log, {

@@ -1,7 +1,11 @@
 // Starts a cache on loopback port 0 in front of a fixture upstream.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { FastifyInstance } from 'fastify';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { pino } from 'pino';
 import type { Test } from 'tap';
 import { Agent, request } from 'undici';
 import { resolveCacheConfig, type CacheConfigFile } from '../../src/cache/config.js';
@@ -57,4 +61,24 @@ export function cacheWorkers(pid: number): number[] {
       return false; // gone meanwhile
     }
   });
+}
+
+/** A logger whose lines are kept, parsed, in `lines` (for what a cache component logs). */
+export function recordingLogger<Line>(level = 'info'): { log: FastifyBaseLogger; lines: Line[] } {
+  const lines: Line[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(JSON.parse(chunk.toString()) as Line);
+      done();
+    },
+  });
+  return { log: pino({ level }, sink) as unknown as FastifyBaseLogger, lines };
+}
+
+/** A plain HTTP server on loopback answering every request with `body`, closed at teardown; its port. */
+export async function bodyServer(t: Test, body: string | Buffer): Promise<number> {
+  const server = createServer((_req, res) => res.end(body));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
+  return (server.address() as AddressInfo).port;
 }
