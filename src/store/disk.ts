@@ -14,6 +14,7 @@ import { isAbort, uploadAborted, type BlobStat, type BlobStore, type PutOptions,
 import { DIGEST_ALGORITHMS, type Digest } from './digest.js';
 import { putMeter } from './put-meter.js';
 import { fsyncFile, mkdirDurable } from './durable.js';
+import { isMissing } from './missing.js';
 
 const READ_CHUNK = 1024 * 1024;
 
@@ -38,12 +39,14 @@ export class DiskBlobStore implements BlobStore {
     return join(this.#casDir, d.algo, d.hex.slice(0, 2), d.hex);
   }
 
+  /** Whether the blob is stored; a file system error other than its absence is thrown (missing.ts). */
   async has(d: Digest): Promise<boolean> {
     try {
       await stat(this.pathOf(d));
       return true;
-    } catch {
-      return false;
+    } catch (err) {
+      if (isMissing(err)) return false;
+      throw err;
     }
   }
 
@@ -133,8 +136,7 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
   try {
     return await readdir(dir);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    if (isMissing(err)) return [];
     throw err;
   }
 }

@@ -7,6 +7,7 @@ import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'no
 import { dirname, join } from 'node:path';
 import { FleetError, NotFoundError } from '../errors.js';
 import { fsyncFile, mkdirDurable } from './durable.js';
+import { isMissing } from './missing.js';
 import { RECORD_SUFFIX as SUFFIX, segmentToFileName } from './safe-name.js';
 
 export interface NameRecord {
@@ -213,12 +214,6 @@ export class NameStore {
     }
     return out;
   }
-}
-
-/** Whether a file system error says the path is not there (a file where a directory would be, too). */
-function isMissing(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException).code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
 /** A record that is not JSON is damage on the server's side (a disk, a restore), never the client's. */

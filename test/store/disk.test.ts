@@ -1,6 +1,6 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { readdir, writeFile, mkdir } from 'node:fs/promises';
+import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { DiskBlobStore } from '../../src/store/disk.js';
@@ -37,4 +37,15 @@ t.test('an aborted put leaves no temporary file', async (t) => {
   setTimeout(() => ac.abort(), 20);
   await t.rejects(p, { code: 'FC_ERR_ABORTED' });
   t.same(await readdir(join(dir, 'tmp')), []);
+});
+
+t.test('has: a blob path that cannot be looked at is an error, not an absence (only ENOENT/ENOTDIR are)', async (t) => {
+  const store = new DiskBlobStore(t.testdir());
+  await store.open();
+  const d = { algo: 'sha256' as const, hex: 'cd'.repeat(32) };
+  t.equal(await store.has(d), false, 'absent');
+  await mkdir(join(store.pathOf(d), '..'), { recursive: true });
+  // root reads any mode: a link to itself fails the lookup (ELOOP) as EACCES or EIO would
+  await symlink(store.pathOf(d), store.pathOf(d));
+  await t.rejects(store.has(d), { code: 'ELOOP' });
 });
