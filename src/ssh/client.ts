@@ -277,12 +277,10 @@ export class SshClient implements Executor {
     const script = renderShell({ dir: this.#path(o.cwd ?? '.'), env: o.env, fixedPath: true });
     const { stdin, stdout, stderr } = process;
     const tty = stdin.isTTY === true;
-    // `sudo -i` would mangle a multi-line command: the wrapper goes to a file first, as
-    // spread does, and the file removes itself once bash has it open. Without a pty nothing
-    // hangs up what the shell started when it is interrupted: its process group is killed,
-    // as a script's is (exec), by the PID it tells first on stderr.
+    // Without a pty nothing hangs up what the shell started when it is interrupted: its
+    // process group is killed, as a script's is (exec), by the PID it tells first on stderr.
     const mark = tty ? '' : 'echo "<PID $$>" >&2; ';
-    const command = `${mark}f=$(mktemp) && cat > "$f" <<'${SHELL_END}' && exec ${this.#sudo}/bin/bash "$f"\nrm -f -- "$0"\n${script}\n${SHELL_END}\n`;
+    const command = `${mark}${this.#fromScriptFile(script)}`;
     const ch = await this.#channel(command, tty ? { pty: { term: process.env.TERM || 'vt100', ...terminalSize() } } : {});
     return new Promise((done) => {
       let code = 255;
@@ -357,7 +355,23 @@ export class SshClient implements Executor {
     }
   }
 
-  /** Runs `command`; one that fails is `failure`, with its exit and the end of what it printed (mkdir, tee and sudo print nothing else). */
+  /**
+   * A command that runs `script` with the user's commands run as (root, through `sudo -i`
+   * for another user) from a file: `sudo -i` would mangle a multi-line command, and expands
+   * a `$` in its arguments (it escapes every other character). The script goes to a temp
+   * file first, as spread does, which removes itself once bash has it open. Its standard
+   * input is the command's.
+   */
+  #fromScriptFile(script: string): string {
+    return `f=$(mktemp) && cat > "$f" <<'${SHELL_END}' && exec ${this.#sudo}/bin/bash "$f"\nrm -f -- "$0"\n${script}\n${SHELL_END}\n`;
+  }
+
+  /** `command` run as root: as it is for root, from a script file through `sudo -i` for another user. */
+  #asRoot(command: string): string {
+    return this.#sudo ? this.#fromScriptFile(command) : command;
+  }
+
+  /** Runs `command`; one that fails is `failure`, with its exit and the end of what it printed (mkdir, cat and sudo print nothing else). */
   async #mustSucceed(command: string, stdin: Readable | undefined, failure: string): Promise<void> {
     let said = '';
     const code = await this.command(command, stdin, (text) => (said = (said + text).slice(-2000)));
@@ -366,7 +380,7 @@ export class SshClient implements Executor {
 
   async upload(source: Readable | string, remotePath: string, mode?: number): Promise<void> {
     const target = this.#path(remotePath);
-    await this.#mustSucceed(`${this.#sudo}mkdir -p ${shellQuote(posix.dirname(target))}`, undefined, `cannot create ${posix.dirname(target)} on the machine`);
+    await this.#mustSucceed(this.#asRoot(`mkdir -p ${shellQuote(posix.dirname(target))}`), undefined, `cannot create ${posix.dirname(target)} on the machine`);
     // Files are written by the user commands run as: another login user goes through
     // `sudo -i` (as spread's `sudo -i tar x`), into directories root made. SFTP writes as
     // the login user: root's only.
@@ -374,16 +388,16 @@ export class SshClient implements Executor {
     const input = typeof source === 'string' ? createReadStream(source) : source;
     if (sftp) return pipeline(input, sftp.createWriteStream(target, mode === undefined ? {} : { mode }));
     // Written aside, then renamed by a second command once this side sent all of it: a cut
-    // channel is an end of input to `tee`, which would take a part for the whole.
+    // channel is an end of input to `cat`, which would take a part for the whole.
     const part = shellQuote(`${target}.fleetcache-part`);
     try {
-      await this.#mustSucceed(`${this.#sudo}tee ${part} >/dev/null`, input, `cannot write ${target} on the machine`);
+      await this.#mustSucceed(this.#asRoot(`cat > ${part}`), input, `cannot write ${target} on the machine`);
     } catch (err) {
-      await this.command(`${this.#sudo}rm -f ${part}`).catch(() => undefined);
+      await this.command(this.#asRoot(`rm -f ${part}`)).catch(() => undefined);
       throw err;
     }
-    const chmod = mode === undefined ? '' : `${this.#sudo}chmod ${mode.toString(8)} ${part} && `;
-    if ((await this.command(`${chmod}${this.#sudo}mv -f ${part} ${shellQuote(target)}`)) !== 0) throw new UpstreamError(`cannot write ${target} on the machine`);
+    const chmod = mode === undefined ? '' : `chmod ${mode.toString(8)} ${part} && `;
+    if ((await this.command(this.#asRoot(`${chmod}mv -f ${part} ${shellQuote(target)}`))) !== 0) throw new UpstreamError(`cannot write ${target} on the machine`);
   }
 
   async close(): Promise<void> {

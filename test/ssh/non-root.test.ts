@@ -4,7 +4,7 @@
 // written: the agent lands under the project's path, which only root may write. A user of
 // this test's own, allowed sudo without a password, logs in to a real sshd; the user and
 // its sudoers file are removed afterwards.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,11 +35,11 @@ function sudoUser(t: Test): string {
   writeFileSync(sudoers, `${user} ALL=(ALL) NOPASSWD: ALL\n`, { mode: 0o440 });
   const remove = (): void => {
     rmSync(sudoers, { force: true });
-    try {
-      execFileSync('userdel', ['--remove', user], { stdio: 'ignore' });
-    } catch {
-      // already removed
-    }
+    // its sshd session may outlive the client's close by a moment: userdel refuses a user
+    // with processes, so they go first, and --force removes the user all the same
+    spawnSync('pkill', ['-KILL', '-u', user]);
+    const removed = spawnSync('userdel', ['--force', '--remove', user], { encoding: 'utf8' });
+    if (removed.status !== 0 && spawnSync('id', [user]).status === 0) throw new Error(`cannot remove the test user ${user}: ${removed.stderr}`);
   };
   const forget = undoAtExit(remove);
   t.teardown(() => {
@@ -60,7 +60,8 @@ for (const sftp of [true, false]) {
     const sshd = await startSshd(t, dir, { sftp });
     chmodSync(join(dir, 'sshd'), 0o755);
     chmodSync(join(dir, 'sshd', 'authorized_keys'), 0o644);
-    const base = join(dir, 'project'); // made by root, as a run's project path is
+    // made by root, as a run's project path is; a name sudo -i would expand ($) or split
+    const base = join(dir, `project $HOME 'q'`);
     mkdirSync(base);
     const c = await SshClient.connect({ host: sshd.host, port: sshd.port, username: user, privateKey: sshd.key }, { timeout: 5000 }, base);
     t.teardown(() => c.close());
