@@ -1,34 +1,59 @@
-// Pipelined requests behind one that changes something run after it is answered.
+// Pipelined requests run one after another where one of them changes something.
 //
-// Node hands each pipelined request to the server as soon as it is parsed, while the one
-// before it may still run (its answers are queued in order, not its handlers). A GET
+// Node hands each pipelined request to the server as soon as it is parsed, while the ones
+// before it may still run (their answers are queued in order, not their handlers). A GET
 // pipelined behind the PUT of the same blob or name then ran before the PUT stored it, and
 // answered 404 or the previous content. RFC 9112 §9.3.2 allows a server to handle pipelined
 // requests in parallel only when they are all safe; nginx handles them one after another.
+//
+// Node gives a request's answer the connection once every answer before it has been sent
+// (ServerResponse's 'socket' event; until then `res.socket` is null): a request that is not
+// safe, and any request behind one, waits for that, so that it runs after all the requests
+// before it. Safe requests with none before them run as they come, at the cost of one
+// lookup.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
-/** Methods that change nothing (RFC 9110 §9.2.1): run as they come, when no other request runs before them. */
+/** Methods that change nothing (RFC 9110 §9.2.1). */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
 
-/** Per connection: the end of the answer of the last request that is not safe, while it runs. */
-const unsafeInFlight = new WeakMap<Socket, Promise<void>>();
+/**
+ * Requests a connection may have waiting. Node stops reading a connection only when
+ * answers wait to be sent, and a waiting request has none yet: past this, the connection
+ * is closed, or a client could have the server hold any number of them.
+ */
+export const MAX_WAITING = 32;
+
+interface Order {
+  /** Requests that are not safe, not answered yet. */
+  unsafe: number;
+  /** Requests waiting for the answers before them. */
+  waiting: number;
+}
+
+const orders = new WeakMap<Socket, Order>();
 
 /**
- * Calls `handle(req, res)` now, or once the answer of the request before it on its
- * connection that is not safe (a PUT, a POST) has ended. A request that is not safe is
- * recorded, for the ones pipelined behind it.
+ * Calls `handle(req, res)` now, or once every answer before it on its connection has been
+ * sent, when it is not safe or follows one that is not (see above).
  */
 export function inPipelineOrder(req: IncomingMessage, res: ServerResponse, handle: (req: IncomingMessage, res: ServerResponse) => void): void {
   const socket = req.socket;
-  const before = unsafeInFlight.get(socket);
+  let order = orders.get(socket);
   if (!SAFE_METHODS.has(req.method ?? '')) {
-    const answered = new Promise<void>((resolve) => res.once('close', () => resolve()));
-    unsafeInFlight.set(socket, answered);
-    void answered.then(() => {
-      if (unsafeInFlight.get(socket) === answered) unsafeInFlight.delete(socket);
-    });
+    if (!order) orders.set(socket, (order = { unsafe: 0, waiting: 0 }));
+    const counted = order;
+    counted.unsafe++;
+    res.once('close', () => void counted.unsafe--);
+  } else if (!order || order.unsafe === 0) {
+    return handle(req, res);
   }
-  if (before) void before.then(() => handle(req, res));
-  else handle(req, res);
+  if (res.socket) return handle(req, res); // nothing before it still being answered
+  if (order.waiting >= MAX_WAITING) return void socket.destroy();
+  order.waiting++;
+  const waited = order;
+  res.once('socket', () => {
+    waited.waiting--;
+    handle(req, res);
+  });
 }

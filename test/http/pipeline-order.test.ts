@@ -3,11 +3,15 @@
 // ran as soon as it was parsed, while the PUT was still storing: a 404, or the previous
 // content of a name. On the origin, and on a cache in front of it.
 import { createHash, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
 import { startCache } from '../cache/harness.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
 import { exchange } from '../helpers/raw-http.js';
+import { MAX_WAITING } from '../../src/http/pipeline-order.js';
 
 /** The status lines of the answers in `answer`, in order. */
 function statuses(answer: string): number[] {
@@ -24,8 +28,9 @@ async function putThenRead(url: string, path: string, body: Buffer): Promise<{ s
 }
 
 t.test('a GET pipelined behind a PUT finds what the PUT stored: origin and cache', async (t) => {
-  const origin = await startOrigin(t);
-  const cache = await startCache(t, { upstream: origin.url }, t.testdir());
+  const dir = t.testdir({ origin: {}, cache: {} }); // one call: a second would wipe the first's
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const cache = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
   for (const [side, url] of [['origin', origin.url], ['cache', cache.url]] as const) {
     // a blob: latin1 bytes, so that the answer text holds them one for one
     const blob = Buffer.from(randomBytes(200_000).toString('hex').slice(0, 200_000), 'latin1');
@@ -44,4 +49,39 @@ t.test('a GET pipelined behind a PUT finds what the PUT stored: origin and cache
     t.same(named.statuses, [200, 200, 200], `${side}: name written over, then read`);
     t.equal(named.got, 'second content', `${side}: the new content, not the previous one`);
   }
+});
+
+t.test('a PUT pipelined behind a GET runs once the GET is answered (all must be safe to run side by side)', async (t) => {
+  const events: string[] = [];
+  // an upstream whose answer to the GET takes 300 ms: the PUT must not reach it meanwhile
+  const upstream = createServer((req, res) => {
+    events.push(`${req.method} arrives`);
+    if (req.method === 'GET') setTimeout(() => { events.push('GET answered'); res.writeHead(200, { etag: '"v1"', 'cache-control': 'public, no-cache' }).end('first'); }, 300);
+    else req.resume().on('end', () => res.writeHead(201, { 'cache-control': 'no-store' }).end('{}'));
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => { upstream.closeAllConnections(); upstream.close(() => resolve()); }));
+  const cache = await startCache(t, { upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` }, t.testdir());
+  const path = '/artifacts/run-1/job/order.txt';
+  const answer = await exchange(cache.url, () => `GET ${path} HTTP/1.1\r\nHost: h\r\n\r\nPUT ${path} HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer ${TEST_TOKEN}\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecond`);
+  t.same(statuses(answer), [200, 201]);
+  t.same(events, ['GET arrives', 'GET answered', 'PUT arrives'], 'the PUT went upstream after the GET was answered');
+});
+
+t.test('requests waiting behind one that is not safe are bounded: past MAX_WAITING the connection is closed', async (t) => {
+  // an upstream that takes the PUT and never answers: everything behind it waits
+  const upstream = createServer((req) => void req.resume());
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => { upstream.closeAllConnections(); upstream.close(() => resolve()); }));
+  const cache = await startCache(t, { upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` }, t.testdir());
+  const { port } = new URL(cache.url);
+  const socket = connect(Number(port), '127.0.0.1');
+  socket.on('error', () => undefined);
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  const put = `PUT /artifacts/run-1/job/slow.txt HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer any\r\nContent-Length: 1\r\n\r\nx`;
+  socket.write(put + 'GET /-/healthz HTTP/1.1\r\nHost: h\r\n\r\n'.repeat(MAX_WAITING + 10));
+  const timeout = setTimeout(() => socket.destroy(new Error('still open')), 10_000);
+  await closed;
+  clearTimeout(timeout);
+  t.ok(socket.destroyed && !/still open/.test(String(socket.errored)), 'closed by the server, not held open with every request waiting');
 });
