@@ -225,11 +225,12 @@ export type Direct = (answered?: UpstreamAnswer) => Promise<void>;
 
 /**
  * Proxies one request to upstream without keeping anything (HEAD misses, private answers,
- * full disk); `answered`: upstream's answer to a GET for it, already in hand.
+ * full disk); `answered`: upstream's answer to a GET for it, already in hand. `follow`: a
+ * GET's redirects are followed (a blob's, as its fill does: upstream.ts).
  */
 export async function passthrough(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, upstream: Upstream, path: string, headers: HeaderMap,
-  answered?: UpstreamAnswer, adjust: (headers: HeaderMap) => HeaderMap = (h) => h,
+  answered?: UpstreamAnswer, adjust: (headers: HeaderMap) => HeaderMap = (h) => h, follow = false,
 ): Promise<void> {
   if (req.method === 'HEAD') {
     const res = await upstream.request(path, { method: 'HEAD', headers });
@@ -243,7 +244,8 @@ export async function passthrough(
     res.body?.destroy(); // the whole object: the range is asked for instead
     res = undefined;
   }
-  res ??= await upstream.request(path, { method: 'GET', headers: withRange(req, headers) });
+  // a blob's source may redirect (a tooltool server, to a pre-signed URL): followed, as its fills do
+  res ??= follow ? await upstream.fetch(path, withRange(req, headers), 0, true) : await upstream.request(path, { method: 'GET', headers: withRange(req, headers) });
   reply.code(res.statusCode).headers(adjust(endToEnd(res.headers))).header('x-cache', 'MISS').header('age', '0');
   if (res.whole !== undefined) {
     ctx.metrics.upstream(kind, res.whole.length);

@@ -112,7 +112,7 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
   const id = casId(d);
   const key = flightKey(id, req);
   const fwd = forwardHeaders(req);
-  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, source.upstream, source.path, fwd, answered);
+  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, source.upstream, source.path, fwd, answered, undefined, true);
   const refused = takeFillRefused(req.raw);
   if (refused) {
     ctx.metrics.miss(kind);

@@ -154,16 +154,19 @@ export class Upstream {
    * A fill's GET: its answer, with the body gathered whole when upstream announces at most
    * `gatherUpTo` bytes (answer-handler.ts). `follow`: a redirect is followed, and the
    * answer is the target's (`redirected`); the target gets none of `headers` (the client's
-   * credentials are upstream's alone, as tooltool's client sends them), only
-   * `accept-encoding: identity`. Throws UpstreamError.
+   * credentials are upstream's alone, as tooltool's client sends them) but a range asked
+   * for (a passthrough's), only `accept-encoding: identity`. Throws UpstreamError.
    */
   fetch(path: string, headers: HeaderMap, gatherUpTo: number, follow = false): Promise<UpstreamAnswer> {
     const answer = this.#attempt(() => dispatchGet(this.#pool, { path: this.#basePath + path, method: 'GET', headers: this.#credentialed(headers) }, gatherUpTo));
-    return follow ? answer.then((a) => (REDIRECTS.has(a.statusCode) ? this.#follow(a, path, gatherUpTo) : a)) : answer;
+    if (!follow) return answer;
+    const { range, 'if-range': ifRange } = headers;
+    const toTarget: HeaderMap = { 'accept-encoding': 'identity', ...(range === undefined ? {} : { range }), ...(ifRange === undefined ? {} : { 'if-range': ifRange }) };
+    return answer.then((a) => (REDIRECTS.has(a.statusCode) ? this.#follow(a, path, gatherUpTo, toTarget) : a));
   }
 
   /** The answer at the end of upstream's redirects from `first`, its answer to `path`. */
-  async #follow(first: UpstreamAnswer, path: string, gatherUpTo: number): Promise<UpstreamAnswer> {
+  async #follow(first: UpstreamAnswer, path: string, gatherUpTo: number, headers: HeaderMap): Promise<UpstreamAnswer> {
     let answer = first;
     let from = `${this.#origin}${this.#basePath}${path}`;
     for (let hop = 0; REDIRECTS.has(answer.statusCode); hop++) {
@@ -177,7 +180,7 @@ export class Upstream {
         throw new UpstreamError(`upstream ${this.name}: ${hop === MAX_REDIRECTS ? `more than ${MAX_REDIRECTS} redirects` : `redirect to a ${to.protocol} URL`} for ${loggedPath(path)}`);
       }
       try {
-        const target = await dispatchGet(this.#elsewhere, { origin: to.origin, path: to.pathname + to.search, method: 'GET', headers: { 'accept-encoding': 'identity' } }, gatherUpTo);
+        const target = await dispatchGet(this.#elsewhere, { origin: to.origin, path: to.pathname + to.search, method: 'GET', headers }, gatherUpTo);
         answer = { ...target, redirected: true };
       } catch (err) {
         throw upstreamFailure(this.name, err);

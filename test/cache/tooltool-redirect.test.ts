@@ -31,6 +31,11 @@ async function tooltoolPair(t: Test, blobs: Map<string, Buffer>, internal: Set<s
     const hex = /^\/s3\/sha512\/([0-9a-f]+)\?X-Amz-Signature=/.exec(req.url!)?.[1];
     const body = hex ? blobs.get(hex) : undefined;
     if (!body) return void res.writeHead(403).end('signature does not match');
+    const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+    if (range) {
+      const [start, end] = [Number(range[1]), Math.min(Number(range[2]), body.length - 1)];
+      return void res.writeHead(206, { 'content-range': `bytes ${start}-${end}/${body.length}`, 'content-length': end - start + 1 }).end(body.subarray(start, end + 1));
+    }
     res.writeHead(200, { 'content-length': body.length, 'content-type': 'binary/octet-stream', etag: '"s3-etag"' }).end(body);
   });
   const tooltool = await listen(t, (req, res) => {
@@ -147,4 +152,15 @@ t.test('an upstream that streams a blob asked with credentials: kept only when i
   t.equal((await get(`${url}/mirror/tt/sha512/${open.hex}`, auth)).xcache, 'MISS');
   await app.cache.fills.drain();
   t.equal((await get(`${url}/mirror/tt/sha512/${open.hex}`)).xcache, 'HIT', 'an answer upstream marks public is kept, credentials or not');
+});
+
+t.test('a range of a blob passed through (larger than the cache): the redirect is followed with the range, never handed to the client', async (t) => {
+  const big = blob(3 * 1024 * 1024);
+  const pair = await tooltoolPair(t, new Map([[big.hex, big.body]]));
+  const { url } = await startCache(t, { upstream: pair.tooltool, maxSize: '1MiB' }, t.testdir());
+  const part = await get(`${url}/sha512/${big.hex}`, { range: 'bytes=100-199' });
+  t.same([part.status, part.headers['content-range'], part.headers.location], [206, `bytes 100-199/${big.body.length}`, undefined], 'a 206, not the 302 with its signed URL');
+  t.ok(part.body.equals(big.body.subarray(100, 200)), 'its bytes');
+  t.equal(pair.storageSeen.at(-1)?.headers.range, 'bytes=100-199', 'the storage host was asked for the range');
+  t.ok(pair.storageSeen.every((s) => s.headers.authorization === undefined), 'and never saw a credential');
 });
