@@ -66,3 +66,39 @@ t.test('stderr on a full disk: the server serves, its lines wait, it stops when 
   t.equal(child.signalCode, null, 'ended by itself, not killed');
   t.ok(Date.now() - before < 4000, `stopped in ${Date.now() - before} ms, the disk still full`);
 });
+
+/** Runs `code` (an ES module importing `log` from src/log.ts) with stderr on `errFile`; its exit code and how long it took. */
+function runLogging(errFile: string, code: string): Promise<{ code: number | null; ms: number }> {
+  const err = openSync(errFile, 'a');
+  const started = Date.now();
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `import { createLogger } from './src/log.ts';\n${code}`], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', err] });
+  closeSync(err);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  return new Promise((resolve) => child.once('exit', (exitCode) => {
+    clearTimeout(timer);
+    resolve({ code: exitCode, ms: Date.now() - started });
+  }));
+}
+
+t.test('the exit of a process whose stderr is a full disk: prompt, even when its first write fails then; held lines written once there is room', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('1m', 'stderr-exit');
+  t.teardown(unmount);
+  const errFile = join(dir, 'err');
+  const filler = join(dir, 'filler');
+  fillUp(filler);
+  // the first write of all fails at the exit's flush: sonic-boom retried it for ever
+  const exited = await runLogging(errFile, "const log = createLogger(); log.info('one'); log.info('two'); process.exit(3);");
+  t.same(exited.code, 3, `exit code kept, in ${exited.ms} ms`);
+  t.ok(exited.ms < 8000, 'not held by the flush');
+  // lines held while stderr failed, then room made, then the process ends by itself
+  const ended = runLogging(errFile, `const log = createLogger();
+    for (let i = 0; i < 20; i++) log.info('held line ' + i);
+    const { existsSync } = await import('node:fs');
+    const wait = () => { if (existsSync(${JSON.stringify(filler)})) setTimeout(wait, 20); };
+    setTimeout(wait, 200);`);
+  await new Promise((resolve) => setTimeout(resolve, 600));
+  rmSync(filler);
+  t.same((await ended).code, 0);
+  const lines = readFileSync(errFile, 'utf8').split('\n').filter((l) => l.includes('held line'));
+  t.equal(lines.length, 20, 'every held line written at the exit');
+});
