@@ -328,10 +328,12 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   }
   if (!res) throw failure instanceof UpstreamError ? failure : new UpstreamError(String(failure));
   if (res.statusCode === 304) {
-    // Our entry vanished, or the 304 matches it not (another validator): ask again in full.
+    // The 304 matches not the stored copy (another validator, RFC 9111 §4.3.4): the copy goes,
+    // and the full answer, asked for again, replaces it (a passthrough would leave the copy
+    // to be revalidated in vain by every request).
     await res.body.dump();
-    ctx.metrics.miss(kind);
-    return direct();
+    ctx.store.delete(id);
+    return fillOnce(ctx, req, reply, kind, key, fillSpec((gatherUpTo) => upstream.fetch(upath, fwd, gatherUpTo)), direct, true, freshness);
   }
   const response = res;
   // A changed entry: this request's answer replaces it (others revalidate on their own).

@@ -487,17 +487,20 @@ t.test("mirror: a 304 whose strong ETag is not the stored copy's own does not re
     }
     if (req.url !== '/fox.txt') return false;
     // nginx with gzip on: its 304 to the gzip copy's weak tag carries the plain file's strong one
-    if (req.headers['if-none-match'] === 'W/"6b1-898"') return reply(res, 304, { etag: '"6b1-898"', 'cache-control': 'max-age=0' });
-    res.writeHead(200, { 'cache-control': 'max-age=0', etag: 'W/"6b1-898"', 'content-encoding': 'gzip', vary: 'Accept-Encoding', 'content-type': 'text/plain' }).end(gzipped);
+    if (req.headers['if-none-match'] === 'W/"6b1-898"') return reply(res, 304, { etag: '"6b1-898"', 'cache-control': 'max-age=1' });
+    res.writeHead(200, { 'cache-control': 'max-age=1', etag: 'W/"6b1-898"', 'content-encoding': 'gzip', vary: 'Accept-Encoding', 'content-type': 'text/plain' }).end(gzipped);
     return true;
   };
   const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
   const gzip = { 'accept-encoding': 'gzip' };
   t.equal((await get(`${url}/mirror/m/fox.txt`, gzip)).headers['x-cache'], 'MISS');
   await app.cache.fills.drain();
+  await new Promise((resolve) => setTimeout(resolve, 1100)); // stale: revalidated
   const again = await get(`${url}/mirror/m/fox.txt`, gzip);
   t.same([again.headers.etag, again.headers['content-encoding'], again.headers['x-cache']], ['W/"6b1-898"', 'gzip', 'MISS'], 'asked again in full: still the gzip copy\'s weak tag');
   t.equal(up.requests.filter((r) => r.url === '/fox.txt' && r.headers['if-none-match'] === undefined).length, 2, 'two full requests upstream');
+  await app.cache.fills.drain();
+  t.equal((await get(`${url}/mirror/m/fox.txt`, gzip)).headers['x-cache'], 'HIT', 'the full answer replaced the copy: fresh again, a hit');
   // A fresh gzip copy, which the cache itself answers 304 for
   t.equal((await get(`${url}/mirror/m/fresh.txt.gz`, gzip)).headers['x-cache'], 'MISS');
   await app.cache.fills.drain();
