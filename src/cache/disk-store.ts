@@ -398,9 +398,15 @@ export class DiskStore {
     // Never throws (it runs in a fill's cleanup): a disk failing here is a storage failure,
     // and a claim left behind is an incomplete file, never served, removed at the next start.
     try {
-      const ino = claim.fd !== undefined ? fstatSync(claim.fd).ino : claim.ino;
-      if (claim.fd !== undefined) closeSync(claim.fd);
-      claim.fd = undefined;
+      let ino = claim.ino;
+      if (claim.fd !== undefined) {
+        try {
+          ino = fstatSync(claim.fd).ino;
+        } finally {
+          closeSync(claim.fd);
+          claim.fd = undefined;
+        }
+      }
       // Only the claim itself: a body another process committed under the name meanwhile stays
       // (under the blob's own name, a complete file is never a claim, even on a reused inode).
       const st = statSync(claim.path, { throwIfNoEntry: false });
@@ -780,7 +786,7 @@ export class DiskStore {
    */
   async reserve(size: number): Promise<void> {
     if (size > this.maxSize) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
-    const stale = Date.now() - this.#free.at > STATFS_MAX_AGE_MS;
+    const stale = this.#free.at !== 0 && Date.now() - this.#free.at > STATFS_MAX_AGE_MS;
     if (this.#free.at === 0) await this.#refreshFree().catch((err: unknown) => { throw this.storageFailure(err); });
     else if (stale) void this.#refreshFree().catch(() => undefined);
     // Refused only on a recent figure: nothing reserves during a cool-down, and the space
@@ -850,7 +856,8 @@ export class DiskStore {
       await rename(tmp.path, file);
     } catch (err) {
       // The body's temp file is the caller's to remove (a claim is removed exactly once, see Fill).
-      if (tmpSide) await this.discardTemp(tmpSide);
+      // The sidecar's goes quietly: this failure is the one counted and logged.
+      if (tmpSide) await rm(tmpSide, { force: true }).catch(() => undefined);
       throw this.storageFailure(err);
     }
     this.#indexCommitted(id, meta, ino);

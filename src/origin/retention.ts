@@ -8,7 +8,7 @@
 // midway (a shutdown, a storage error) leaves them to the next one, not to nobody.
 import type { FastifyBaseLogger } from 'fastify';
 import { Counter, Gauge } from 'prom-client';
-import { FleetError } from '../errors.js';
+import { FleetError, NotFoundError } from '../errors.js';
 import { parseDigestString } from '../store/digest.js';
 import type { NameRecord } from '../store/names.js';
 import { uploadRecord, type OriginContext } from './context.js';
@@ -258,7 +258,10 @@ export class Retention {
       const { record } = found;
       // dated by when the origin stored it (its file), not by the `created` the pushing
       // machine's clock wrote in it
-      const created = await names.mtimeMs(segments).catch(() => Infinity); // gone since listed: not due
+      const created = await names.mtimeMs(segments).catch((err: unknown) => {
+        if (err instanceof NotFoundError) return Infinity; // gone since listed: not due
+        throw err;
+      });
       const blobs: Blobs = new Map();
       addBlob(blobs, record.base?.digest, record.base?.size);
       addBlob(blobs, record.delta?.digest ?? undefined, record.delta?.size);
