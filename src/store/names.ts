@@ -96,7 +96,7 @@ export class NameStore {
     try {
       entries = await readdir(this.#dirOf(prefix), { withFileTypes: true });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      if (isMissing(err)) return;
       throw err;
     }
     for (const e of entries) {
