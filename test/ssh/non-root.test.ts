@@ -4,52 +4,16 @@
 // written: the agent lands under the project's path, which only root may write. A user of
 // this test's own, allowed sudo without a password, logs in to a real sshd; the user and
 // its sudoers file are removed afterwards.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { SshClient } from '../../src/ssh/client.js';
-import { undoAtExit } from '../helpers/processes.js';
 import { startSshd } from './sshd.js';
+import { sudoUser, sudoUserMissing } from '../helpers/sudo-user.js';
 
-function missing(): string | false {
-  if (process.getuid?.() !== 0) return 'needs root to add a user';
-  for (const tool of ['sudo', 'useradd']) {
-    try {
-      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    } catch {
-      return `no ${tool} on this machine`;
-    }
-  }
-  return false;
-}
-
-/** A user with a shell and sudo without a password, removed at teardown (or at exit, should the file time out). */
-function sudoUser(t: Test): string {
-  const user = `fcsudo${process.pid}`;
-  const sudoers = `/etc/sudoers.d/fleetcache-test-${user}`;
-  // password '*': none, and not locked ('!', which sshd refuses even a key for)
-  execFileSync('useradd', ['--create-home', '--shell', '/bin/bash', '--password', '*', user]);
-  writeFileSync(sudoers, `${user} ALL=(ALL) NOPASSWD: ALL\n`, { mode: 0o440 });
-  const remove = (): void => {
-    rmSync(sudoers, { force: true });
-    // its sshd session may outlive the client's close by a moment: userdel refuses a user
-    // with processes, so they go first, and --force removes the user all the same
-    spawnSync('pkill', ['-KILL', '-u', user]);
-    const removed = spawnSync('userdel', ['--force', '--remove', user], { encoding: 'utf8' });
-    if (removed.status !== 0 && spawnSync('id', [user]).status === 0) throw new Error(`cannot remove the test user ${user}: ${removed.stderr}`);
-  };
-  const forget = undoAtExit(remove);
-  t.teardown(() => {
-    remove();
-    forget();
-  });
-  return user;
-}
-
-const skip = missing();
+const skip = sudoUserMissing();
 for (const sftp of [true, false]) {
   t.test(`a user that is not root writes files where only root may (${sftp ? 'SFTP' : 'no SFTP: through a shell'})`, { skip }, async (t) => {
     const user = sudoUser(t);

@@ -1,0 +1,40 @@
+// `fleetcache run` on a system whose `username` is not root (spread's `username: ubuntu`):
+// the agent is installed under the project's path, which only root may write, the project
+// is pulled and the tasks run through `sudo -i`, as spread runs them. A user of the test's
+// own (sudo without a password) logs in to a real sshd; it is removed afterwards.
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { cp, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { ensureAgentBundle } from '../../src/agent/paths.js';
+import { RunLog } from '../../src/run/report.js';
+import { runProject } from '../../src/run/runner.js';
+import { REPO_ROOT } from '../helpers/processes.js';
+import { sudoUser, sudoUserMissing } from '../helpers/sudo-user.js';
+import { startSshd } from '../ssh/sshd.js';
+
+t.test('the example project over ssh as a user that is not root', { skip: sudoUserMissing() }, async (t) => {
+  const user = sudoUser(t);
+  // sshd reads the authorized keys as the user: in a directory it may enter
+  const base = mkdtempSync(join(tmpdir(), 'fleetcache-run-non-root-'));
+  t.teardown(() => rmSync(base, { recursive: true, force: true }));
+  chmodSync(base, 0o755);
+  const sshd = await startSshd(t, base);
+  chmodSync(join(base, 'sshd'), 0o755);
+  chmodSync(join(base, 'sshd', 'authorized_keys'), 0o644);
+  const dir = join(base, 'project');
+  await cp(join(REPO_ROOT, 'examples/fleet-demo'), dir, { recursive: true });
+  const remote = join(base, 'remote-project'); // made on the machine, by root
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    `project: fleet-demo\npath: ${remote}\nenvironment:\n  GREETING: hello\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${join(base, 'sshd', 'client_key')}\n    systems:\n      - debian-12:\n          region: region-a\n          username: ${user}\nsuites:\n  tests/:\n    summary: over ssh, not as root\n`,
+  );
+  let out = '';
+  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true, 'every job succeeded');
+  t.equal(result.tally.successful, 4);
+  t.equal(result.pulls.length, 1, 'the project pulled once');
+  t.equal((await stat(remote)).uid, 0, "the project's tree is root's, as spread's sudo -i tar x leaves it");
+});
