@@ -4,6 +4,7 @@ import type { FileHandle } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { FleetError } from '../errors.js';
 import { takeOver } from '../http/body-writer.js';
 import { sendFileRange } from '../http/send-file.js';
 import { SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.js';
@@ -218,6 +219,16 @@ function withRange(req: FastifyRequest, headers: HeaderMap): HeaderMap {
   const { range, 'if-range': ifRange } = req.headers;
   if (range === undefined) return headers;
   return { ...headers, range, ...(typeof ifRange === 'string' ? { 'if-range': ifRange } : {}) };
+}
+
+/** Whether the request says `Cache-Control: only-if-cached` (RFC 9111 §5.2.1.7): a stored answer, or a 504, never upstream. */
+export function onlyIfCached(req: FastifyRequest): boolean {
+  return /(^|[\s,])only-if-cached\b/i.test(String(req.headers['cache-control'] ?? ''));
+}
+
+/** The answer to an only-if-cached request that no stored answer can serve. */
+export function notCached(): FleetError {
+  return new FleetError('FC_ERR_UPSTREAM_TIMEOUT', 'only-if-cached: no stored response can answer this request without asking upstream');
 }
 
 /** A passthrough of the request being served, of `answered` when upstream has already answered it. */

@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import CachePolicy from 'http-cache-semantics';
 import type { Dispatcher } from 'undici';
 import { FleetError, NotFoundError, UpstreamError } from '../errors.js';
-import { fillOnce, flightKey, passthrough, serveFill, serveHit, type CacheContext, type Direct, type Freshness, type JoinCheck } from './context.js';
+import { fillOnce, flightKey, notCached, onlyIfCached, passthrough, serveFill, serveHit, type CacheContext, type Direct, type Freshness, type JoinCheck } from './context.js';
 import { httpId, type Hit } from './disk-store.js';
 import { isDigestAlgorithm, parseDigest, type Digest } from '../store/digest.js';
 import { getImmutable } from './namespace.js';
@@ -265,9 +265,9 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   // Looked at once more, then passed through: a loop of fills ending as it asks is not worth following.
   const freshness: Freshness = { joins, stored: again ? () => direct() : () => getMirror(ctx, req, reply, true) };
   // only-if-cached (RFC 9111 §5.2.1.7): a stored response that needs no upstream, else a 504
-  const onlyIfCached = /(^|[\s,])only-if-cached\b/i.test(String(req.headers['cache-control'] ?? ''));
+  const cachedOnly = onlyIfCached(req);
   // A fill that ended has stored its answer (or kept none): the entry is looked up, and revalidated if need be.
-  const joined = onlyIfCached ? undefined : ctx.fills.get(key);
+  const joined = cachedOnly ? undefined : ctx.fills.get(key);
   if (joined && !joined.ended) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct, joins);
   let hit = await ctx.store.lookup(id);
   if (hit?.meta.policy && holdsSecret(hit.meta.policy)) {
@@ -290,7 +290,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
       revalidate = conditional;
     }
   }
-  if (onlyIfCached) throw new FleetError('FC_ERR_UPSTREAM_TIMEOUT', 'only-if-cached: no stored response can answer this request without asking upstream');
+  if (cachedOnly) throw notCached();
   if (!revalidate && req.method === 'HEAD') {
     // nothing stored to answer from: passed through, nothing filled (a stale entry is
     // revalidated below as for a GET, and may be served stale when upstream fails)

@@ -10,7 +10,7 @@ import type { Dispatcher } from 'undici';
 import { FleetError, UpstreamError } from '../errors.js';
 import { etagOf } from '../http/blob-reply.js';
 import { ALGO_HEX_ROUTE, parseDigest, type Digest } from '../store/digest.js';
-import { authHeaders, cacheControlOf, fillOnce, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
+import { authHeaders, cacheControlOf, fillOnce, notCached, onlyIfCached, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
@@ -117,6 +117,11 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
   if (refused) {
     ctx.metrics.miss(kind);
     return direct(refused.answered);
+  }
+  if (onlyIfCached(req)) {
+    const stored = await unlessDamaged(ctx, req, await ctx.store.lookup(id), d, 'stored blob does not match its digest');
+    if (stored && (await serveHit(ctx, req, reply, kind, stored))) return;
+    throw notCached();
   }
   // A GET that misses here asks the primary of a multi-process cache whether another
   // worker stored it (with its claim, see fillOnce) instead of looking on disk first.
@@ -232,6 +237,8 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
   const key = flightKey(id, req);
   const fwd = forwardHeaders(req);
   const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd, answered);
+  // a stored name is revalidated before it is served (no-cache): never without upstream
+  if (onlyIfCached(req)) throw notCached();
   const joined = ctx.fills.get(key);
   if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct);
   const stored = await ctx.store.lookup(id);

@@ -88,6 +88,28 @@ t.test('names: revalidated each time, upstream 304 served from disk, stale when 
   t.ok(Date.now() - started < 3000, 'quickly');
 });
 
+t.test('only-if-cached (RFC 9111 §5.2.1.7): a stored blob, else a 504; a name (revalidated before it is served) a 504; never upstream', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const { hex } = up.addBlob(4096);
+  const name = '/artifacts/run1/job1/cached.txt';
+  up.objects.set(name, { body: Buffer.from('a name'), headers: { etag: '"n1"' } });
+  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const onlyCached = { 'cache-control': 'only-if-cached' };
+  const cold = await get(`${url}/cas/sha256/${hex}`, onlyCached);
+  t.same([cold.status, JSON.parse(cold.body.toString()).code], [504, 'FC_ERR_UPSTREAM_TIMEOUT'], 'a blob not stored: 504');
+  t.equal(up.count(`/cas/sha256/${hex}`), 0, 'upstream not asked');
+  await get(`${url}/cas/sha256/${hex}`);
+  await get(url + name);
+  await app.cache.fills.drain();
+  const asked = up.requests.length;
+  const stored = await get(`${url}/cas/sha256/${hex}`, onlyCached);
+  t.same([stored.status, stored.headers['x-cache']], [200, 'HIT'], 'a stored blob: served');
+  t.equal((await get(url + name, onlyCached)).status, 504, 'a name: 504 (it would need upstream to revalidate)');
+  t.equal(up.requests.length, asked, 'upstream not asked');
+});
+
 t.test('a name is one entry however its path is spelled: a query or percent-encoding does not make another (fetched again over the slow link)', async (t) => {
   const up = new UpstreamFixture();
   const upUrl = await up.start();
