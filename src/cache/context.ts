@@ -14,7 +14,7 @@ import { sendFill } from './fill-cursor.js';
 import { FillGoneError } from './remote-fill.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import { sendBody, type CacheStatus } from './serve.js';
-import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
+import { endToEnd, pickHeaders, RANGE_FIELDS, type HeaderMap, type Upstream } from './upstream.js';
 import type { UpstreamAnswer } from './answer-handler.js';
 
 /** A configured mirror: its upstream, and whether it is a tooltool server (config.ts's MirrorConfig). */
@@ -216,9 +216,7 @@ async function serveStored(ctx: CacheContext, req: FastifyRequest, reply: Fastif
  * fill's, refused by the disk) is dropped for such a request and the range asked for.
  */
 function withRange(req: FastifyRequest, headers: HeaderMap): HeaderMap {
-  const { range, 'if-range': ifRange } = req.headers;
-  if (range === undefined) return headers;
-  return { ...headers, range, ...(typeof ifRange === 'string' ? { 'if-range': ifRange } : {}) };
+  return req.headers.range === undefined ? headers : { ...headers, ...pickHeaders(req.headers, RANGE_FIELDS) };
 }
 
 /** Whether the request says `Cache-Control: only-if-cached` (RFC 9111 §5.2.1.7): a stored answer, or a 504, never upstream. */
@@ -255,8 +253,9 @@ export async function passthrough(
     res.body?.destroy(); // the whole object: the range is asked for instead
     res = undefined;
   }
+  const ranged = withRange(req, headers);
   // a blob's source may redirect (a tooltool server, to a pre-signed URL): followed, as its fills do
-  res ??= follow ? await upstream.fetch(path, withRange(req, headers), 0, true) : await upstream.request(path, { method: 'GET', headers: withRange(req, headers) });
+  res ??= follow ? await upstream.fetch(path, ranged, 0, true) : await upstream.request(path, { method: 'GET', headers: ranged });
   reply.code(res.statusCode).headers(adjust(endToEnd(res.headers))).header('x-cache', 'MISS').header('age', '0');
   if (res.whole !== undefined) {
     ctx.metrics.upstream(kind, res.whole.length);

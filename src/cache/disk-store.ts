@@ -787,11 +787,10 @@ export class DiskStore {
   async reserve(size: number): Promise<void> {
     if (size > this.maxSize) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
     const stale = this.#free.at !== 0 && Date.now() - this.#free.at > STATFS_MAX_AGE_MS;
-    if (this.#free.at === 0) await this.#refreshFree().catch((err: unknown) => { throw this.storageFailure(err); });
+    // A figure is awaited when there is none yet, and before a refusal on an old one: nothing
+    // reserves during a cool-down, and the space freed meanwhile would start another one.
+    if (this.#free.at === 0 || (stale && this.#free.bytes < size + FREE_MARGIN)) await this.#refreshFree().catch((err: unknown) => { throw this.storageFailure(err); });
     else if (stale) void this.#refreshFree().catch(() => undefined);
-    // Refused only on a recent figure: nothing reserves during a cool-down, and the space
-    // freed meanwhile would otherwise start another one.
-    if (stale && this.#free.bytes < size + FREE_MARGIN) await this.#refreshFree().catch((err: unknown) => { throw this.storageFailure(err); });
     if (this.#free.bytes < size + FREE_MARGIN) {
       throw this.storageFailure(new Error(`no space left for ${size} bytes (${this.#free.bytes} free)`));
     }

@@ -13,7 +13,7 @@ import { ALGO_HEX_ROUTE, parseDigest, type Digest } from '../store/digest.js';
 import { authHeaders, cacheControlOf, fillOnce, notCached, onlyIfCached, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
-import { endToEnd, type HeaderMap, type Upstream } from './upstream.js';
+import { endToEnd, pickHeaders, type HeaderMap, type Upstream } from './upstream.js';
 import { loggedPath } from './serve.js';
 import type { AnswerHead } from './answer-handler.js';
 
@@ -50,15 +50,6 @@ function decideImmutable(key: string, d: Digest, credentialed: boolean) {
     const headers = casHeaders(d);
     return { status: 200, headers, meta: { key, status: 200, headers } };
   };
-}
-
-export function pickHeaders(from: IncomingHttpHeaders, names: readonly string[]): HeaderMap {
-  const headers: HeaderMap = {};
-  for (const name of names) {
-    const v = from[name];
-    if (typeof v === 'string') headers[name] = v;
-  }
-  return headers;
 }
 
 function decideName(key: string) {
@@ -118,19 +109,16 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
     ctx.metrics.miss(kind);
     return direct(refused.answered);
   }
-  if (onlyIfCached(req)) {
-    const stored = await unlessDamaged(ctx, req, await ctx.store.lookup(id), d, 'stored blob does not match its digest');
-    if (stored && (await serveHit(ctx, req, reply, kind, stored))) return;
-    throw notCached();
-  }
   // A GET that misses here asks the primary of a multi-process cache whether another
   // worker stored it (with its claim, see fillOnce) instead of looking on disk first.
   const probe = req.method === 'HEAD';
-  if (!ctx.fills.get(key)) {
+  const cachedOnly = onlyIfCached(req); // a stored copy, or a 504: no fill joined or led
+  if (cachedOnly || !ctx.fills.get(key)) {
     // A copy damaged on disk since it was verified (bit rot, a bad block): dropped and fetched
     // again, instead of sending every machine of the region to the origin for good.
     const hit = await unlessDamaged(ctx, req, await ctx.store.lookup(id, probe), d, 'stored blob does not match its digest');
     if (hit && (await serveHit(ctx, req, reply, kind, hit))) return;
+    if (cachedOnly) throw notCached();
     if (req.method === 'HEAD' && !ctx.fills.get(key)) {
       ctx.metrics.miss(kind);
       return direct();

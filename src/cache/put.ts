@@ -15,9 +15,9 @@ import { closeUnreadBody } from '../http/unread-body.js';
 import { parseDigest, type Digest } from '../store/digest.js';
 import { isPrivate, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type EntryMeta } from './disk-store.js';
-import { BROWSER_HEADERS, namePath, pickHeaders } from './namespace.js';
+import { BROWSER_HEADERS, namePath } from './namespace.js';
 import type { Kind } from './metrics.js';
-import { endToEnd, type HeaderMap } from './upstream.js';
+import { endToEnd, pickHeaders, type HeaderMap } from './upstream.js';
 import { loggedPath } from './serve.js';
 
 const FORWARD = ['content-type', 'content-length', 'content-encoding', 'content-disposition', 'if-match', 'if-none-match', 'x-fleetcache-visibility', 'x-fleetcache-digest'];

@@ -38,6 +38,19 @@ const MAX_REDIRECTS = 5;
 
 export type HeaderMap = Record<string, string>;
 
+/** The fields of `from` named in `names` that have one value. */
+export function pickHeaders(from: IncomingHttpHeaders, names: readonly string[]): HeaderMap {
+  const headers: HeaderMap = {};
+  for (const name of names) {
+    const v = from[name];
+    if (typeof v === 'string') headers[name] = v;
+  }
+  return headers;
+}
+
+/** A request's fields that ask for part of the object: a passthrough forwards them, through redirects too. */
+export const RANGE_FIELDS = ['range', 'if-range'];
+
 /** `headers` without a machine's run token (`Bearer fcrun2.…`), which never goes to a server that is not fleetcache's. */
 export function withoutRunToken(headers: HeaderMap): HeaderMap {
   const token = bearerToken(headers.authorization);
@@ -160,9 +173,7 @@ export class Upstream {
   fetch(path: string, headers: HeaderMap, gatherUpTo: number, follow = false): Promise<UpstreamAnswer> {
     const answer = this.#attempt(() => dispatchGet(this.#pool, { path: this.#basePath + path, method: 'GET', headers: this.#credentialed(headers) }, gatherUpTo));
     if (!follow) return answer;
-    const { range, 'if-range': ifRange } = headers;
-    const toTarget: HeaderMap = { 'accept-encoding': 'identity', ...(range === undefined ? {} : { range }), ...(ifRange === undefined ? {} : { 'if-range': ifRange }) };
-    return answer.then((a) => (REDIRECTS.has(a.statusCode) ? this.#follow(a, path, gatherUpTo, toTarget) : a));
+    return answer.then((a) => (REDIRECTS.has(a.statusCode) ? this.#follow(a, path, gatherUpTo, { 'accept-encoding': 'identity', ...pickHeaders(headers, RANGE_FIELDS) }) : a));
   }
 
   /** The answer at the end of upstream's redirects from `first`, its answer to `path`. */

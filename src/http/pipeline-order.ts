@@ -33,27 +33,30 @@ interface Order {
 
 const orders = new WeakMap<Socket, Order>();
 
+function newOrder(socket: Socket): Order {
+  const order = { unsafe: 0, waiting: 0 };
+  orders.set(socket, order);
+  return order;
+}
+
 /**
  * Calls `handle(req, res)` now, or once every answer before it on its connection has been
  * sent, when it is not safe or follows one that is not (see above).
  */
 export function inPipelineOrder(req: IncomingMessage, res: ServerResponse, handle: (req: IncomingMessage, res: ServerResponse) => void): void {
   const socket = req.socket;
-  let order = orders.get(socket);
-  if (!SAFE_METHODS.has(req.method ?? '')) {
-    if (!order) orders.set(socket, (order = { unsafe: 0, waiting: 0 }));
-    const counted = order;
-    counted.unsafe++;
-    res.once('close', () => void counted.unsafe--);
-  } else if (!order || order.unsafe === 0) {
-    return handle(req, res);
+  const unsafe = !SAFE_METHODS.has(req.method ?? '');
+  const order = orders.get(socket) ?? (unsafe ? newOrder(socket) : undefined);
+  if (!order || (!unsafe && order.unsafe === 0)) return handle(req, res);
+  if (unsafe) {
+    order.unsafe++;
+    res.once('close', () => void order.unsafe--);
   }
   if (res.socket) return handle(req, res); // nothing before it still being answered
   if (order.waiting >= MAX_WAITING) return void socket.destroy();
   order.waiting++;
-  const waited = order;
   res.once('socket', () => {
-    waited.waiting--;
+    order.waiting--;
     handle(req, res);
   });
 }
