@@ -2,12 +2,18 @@
 // when the test file does not end normally.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { onExit } from 'signal-exit';
 import type { Test } from 'tap';
 import { olderThanSources } from '../../src/agent/paths.js';
 
-export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+/**
+ * The repository, with a trailing slash: from test/helpers, or from .test-build/test/helpers
+ * when the suite runs compiled (scripts/build-tests.mjs), whose tree has no src/*.ts to run.
+ */
+const ABOVE_TEST = fileURLToPath(new URL('../..', import.meta.url));
+export const REPO_ROOT = basename(ABOVE_TEST) === '.test-build' ? `${dirname(ABOVE_TEST)}/` : ABOVE_TEST;
 
 /**
  * The built CLI when dist/ is newer than every source file and the build's own scripts

@@ -7,10 +7,10 @@ import { Writable } from 'node:stream';
 import path from 'node:path';
 import { expandJobs, loadProject } from '../../src/spread/index.js';
 import { listJobs } from '../../src/cli/list.js';
-import { cliArgs } from '../helpers/processes.js';
+import { cliArgs, REPO_ROOT } from '../helpers/processes.js';
 
 // shared/ sits beside the repository (in CI too); /work/shared is the development machine's copy.
-const BESIDE = path.resolve(import.meta.dirname, '../../../shared/spread-real');
+const BESIDE = path.resolve(REPO_ROOT, '../shared/spread-real');
 const REAL = existsSync(BESIDE) ? BESIDE : '/work/shared/spread-real';
 
 class Collect extends Writable {

@@ -8,13 +8,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { FleetConfig } from '../../src/run/fleet.js';
-import { cliArgs, undoAtExit } from '../helpers/processes.js';
+import { cliArgs, REPO_ROOT, undoAtExit } from '../helpers/processes.js';
 
-const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const ORIGIN_PORT = 8080;
 const CACHE_PORT = 8081;
 
@@ -201,7 +199,7 @@ export async function startTestBed(o: TestBedOptions): Promise<TestBed> {
     const startServer = async (role: string, args: string[]): Promise<string> => {
       const logFile = join(o.dataDir, `${role}.log`);
       const child = spawn('ip', ['netns', 'exec', namespaces[role]!, process.execPath, ...cliArgs(args)], {
-        cwd: ROOT,
+        cwd: REPO_ROOT,
         env: { ...process.env, FLEETCACHE_TOKEN: token },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
