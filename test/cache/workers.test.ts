@@ -271,55 +271,6 @@ t.test('two workers: a slow upstream head is still followed; an object with no r
   t.notMatch(cache.stderr(), /removing the claim of a fill whose worker is gone/, 'no live leader taken for a dead one');
 });
 
-t.test('two workers: a damaged body a worker drops is fetched again and kept, not unlinked after by the primary', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
-  const dir = t.testdir();
-  const small = up.addBlob(4096);
-  const file = path.join(dir, casId({ algo: 'sha256', hex: small.hex }));
-  // What a power loss can leave of an unflushed small file: the right size, zeroes inside.
-  mkdirSync(path.dirname(file), { recursive: true });
-  writeFileSync(file, Buffer.alloc(4096));
-  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
-  const first = await get(`${cache.url}/cas/sha256/${small.hex}`);
-  t.same([first.hash, first.xcache], [small.hex, 'MISS'], 'not served from the damaged file');
-  await stats(cache.url); // the worker's report of the deletion has reached the primary
-  t.same(readFileSync(file), small.body, 'the copy fetched again is on disk');
-  const hits = await Promise.all(Array.from({ length: 4 }, () => get(`${cache.url}/cas/sha256/${small.hex}`)));
-  t.same(hits.map((h) => h.xcache), ['HIT', 'HIT', 'HIT', 'HIT'], 'and served from it, in both workers');
-  t.equal(up.count(`/cas/sha256/${small.hex}`), 1);
-});
-
-t.test('two workers: an entry one worker replaces (a mirror object fetched anew) is never served by the other with the old one\'s headers', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
-  const dir = t.testdir();
-  writeFileSync(path.join(dir, 'cache.yaml'), `upstream: ${upUrl}\nmirrors:\n  m:\n    url: ${upUrl}/mir/\n`);
-  const cache = await startServerProcess(t, ['cache', '--config', path.join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
-  /** Six answers on fresh connections (both workers), as [etag, the version their bytes are, whole]. */
-  const answers = (what: string, versions: Record<string, Buffer>) => Promise.all(Array.from({ length: 6 }, async () => {
-    const got = await fetchHash(`${cache.url}/mirror/m/${what}`, {}, { fresh: true });
-    const version = Object.keys(versions).find((etag) => createHash('sha256').update(versions[etag]!).digest('hex') === got.hash);
-    return [got.etag, version ?? `bytes of no version (${got.size})`];
-  }));
-  for (const [what, size] of [['large', 100_000], ['small', 3000]] as const) {
-    const versions = { '"v1"': Buffer.alloc(size, 'A'), '"v2"': Buffer.alloc(size * 1.5, 'B') };
-    up.objects.set(`/mir/${what}`, { body: versions['"v1"'], headers: { etag: '"v1"', 'cache-control': 'max-age=60' } });
-    t.same(await answers(what, versions), Array(6).fill(['"v1"', '"v1"']), `${what}: both workers know v1, fresh for a minute`);
-    up.objects.set(`/mir/${what}`, { body: versions['"v2"'], headers: { etag: '"v2"', 'cache-control': 'max-age=60' } });
-    t.equal((await fetchHash(`${cache.url}/mirror/m/${what}`, { 'cache-control': 'no-cache' })).etag, '"v2"', 'fetched anew by one worker');
-    // Until the other worker hears of it (the primary's word, milliseconds), it may still
-    // answer v1 whole; never v2's bytes under v1's headers. Then v2 from both.
-    await eventually(`${what}: v2 from both workers`, async () => {
-      const got = await answers(what, versions);
-      for (const [etag, version] of got) if (etag !== version) t.fail(`${what}: ${String(etag)} with ${String(version)}`);
-      return got.every(([etag, version]) => etag === '"v2"' && version === '"v2"');
-    });
-  }
-});
-
 t.test('two workers: one that does not answer the primary in time still counts, with what it last told', async (t) => {
   const up = new UpstreamFixture();
   const upUrl = await up.start();
@@ -369,27 +320,72 @@ t.test('two workers: one that does not answer the primary in time still counts, 
   t.equal(sum, hits, '/-/metrics: the same counters');
 });
 
-t.test('two workers: an upstream that does not answer in time is a 504 for every waiter, in either worker', async (t) => {
+// Three subtests that need no cache of their own share one (a damaged body placed before it
+// starts, a mirror, the upstream's headers timeout), its start paid once.
+t.test('two workers, one cache for three subtests', async (t) => {
   const up = new UpstreamFixture();
   const upUrl = await up.start();
   t.teardown(() => up.stop());
   const dir = t.testdir();
-  writeFileSync(path.join(dir, 'cache.yaml'), `upstream: ${upUrl}\ntimeouts:\n  headers: 1s\n`);
-  const cache = await startServerProcess(t, ['cache', '--config', path.join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'error' });
-  const blob = up.addBlob(100_000);
-  up.options.hang = true;
-  const answers = await Promise.all(Array.from({ length: 6 }, async () => {
-    const dispatcher = new Agent({ pipelining: 0 });
-    try {
-      const res = await request(`${cache.url}/cas/sha256/${blob.hex}`, { dispatcher, reset: true });
-      const body = (await res.body.json()) as { code: string };
-      return `${res.statusCode} ${body.code}`;
-    } finally {
-      await dispatcher.close();
+  const data = path.join(dir, 'data');
+  const small = up.addBlob(4096);
+  const file = path.join(data, casId({ algo: 'sha256', hex: small.hex }));
+  // What a power loss can leave of an unflushed small file: the right size, zeroes inside.
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, Buffer.alloc(4096));
+  // The headers timeout is the last subtest's; upstream answers the others' at once.
+  writeFileSync(path.join(dir, 'cache.yaml'), `upstream: ${upUrl}\nmirrors:\n  m:\n    url: ${upUrl}/mir/\ntimeouts:\n  headers: 2s\n`);
+  const cache = await startServerProcess(t, ['cache', '--config', path.join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', data, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+
+  await t.test('two workers: a damaged body a worker drops is fetched again and kept, not unlinked after by the primary', async (t) => {
+    const first = await get(`${cache.url}/cas/sha256/${small.hex}`);
+    t.same([first.hash, first.xcache], [small.hex, 'MISS'], 'not served from the damaged file');
+    await stats(cache.url); // the worker's report of the deletion has reached the primary
+    t.same(readFileSync(file), small.body, 'the copy fetched again is on disk');
+    const hits = await Promise.all(Array.from({ length: 4 }, () => get(`${cache.url}/cas/sha256/${small.hex}`)));
+    t.same(hits.map((h) => h.xcache), ['HIT', 'HIT', 'HIT', 'HIT'], 'and served from it, in both workers');
+    t.equal(up.count(`/cas/sha256/${small.hex}`), 1);
+  });
+
+  await t.test('two workers: an entry one worker replaces (a mirror object fetched anew) is never served by the other with the old one\'s headers', async (t) => {
+    /** Six answers on fresh connections (both workers), as [etag, the version their bytes are, whole]. */
+    const answers = (what: string, versions: Record<string, Buffer>) => Promise.all(Array.from({ length: 6 }, async () => {
+      const got = await fetchHash(`${cache.url}/mirror/m/${what}`, {}, { fresh: true });
+      const version = Object.keys(versions).find((etag) => createHash('sha256').update(versions[etag]!).digest('hex') === got.hash);
+      return [got.etag, version ?? `bytes of no version (${got.size})`];
+    }));
+    for (const [what, size] of [['large', 100_000], ['small', 3000]] as const) {
+      const versions = { '"v1"': Buffer.alloc(size, 'A'), '"v2"': Buffer.alloc(size * 1.5, 'B') };
+      up.objects.set(`/mir/${what}`, { body: versions['"v1"'], headers: { etag: '"v1"', 'cache-control': 'max-age=60' } });
+      t.same(await answers(what, versions), Array(6).fill(['"v1"', '"v1"']), `${what}: both workers know v1, fresh for a minute`);
+      up.objects.set(`/mir/${what}`, { body: versions['"v2"'], headers: { etag: '"v2"', 'cache-control': 'max-age=60' } });
+      t.equal((await fetchHash(`${cache.url}/mirror/m/${what}`, { 'cache-control': 'no-cache' })).etag, '"v2"', 'fetched anew by one worker');
+      // Until the other worker hears of it (the primary's word, milliseconds), it may still
+      // answer v1 whole; never v2's bytes under v1's headers. Then v2 from both.
+      await eventually(`${what}: v2 from both workers`, async () => {
+        const got = await answers(what, versions);
+        for (const [etag, version] of got) if (etag !== version) t.fail(`${what}: ${String(etag)} with ${String(version)}`);
+        return got.every(([etag, version]) => etag === '"v2"' && version === '"v2"');
+      });
     }
-  }));
-  t.equal(up.count(`/cas/sha256/${blob.hex}`), 1, 'one upstream request: the others followed it');
-  t.same(answers, Array(6).fill('504 FC_ERR_UPSTREAM_TIMEOUT'));
+  });
+
+  await t.test('two workers: an upstream that does not answer in time is a 504 for every waiter, in either worker', async (t) => {
+    const blob = up.addBlob(100_000);
+    up.options.hang = true;
+    const answers = await Promise.all(Array.from({ length: 6 }, async () => {
+      const dispatcher = new Agent({ pipelining: 0 });
+      try {
+        const res = await request(`${cache.url}/cas/sha256/${blob.hex}`, { dispatcher, reset: true });
+        const body = (await res.body.json()) as { code: string };
+        return `${res.statusCode} ${body.code}`;
+      } finally {
+        await dispatcher.close();
+      }
+    }));
+    t.equal(up.count(`/cas/sha256/${blob.hex}`), 1, 'one upstream request: the others followed it');
+    t.same(answers, Array(6).fill('504 FC_ERR_UPSTREAM_TIMEOUT'));
+  });
 });
 
 /** PIDs of the cache workers whose parent is `pid` (tsx's esbuild helpers are not workers). */
