@@ -313,9 +313,10 @@ t.test('two workers: one that does not answer the primary in time still counts, 
       }
     }
   };
-  const during = JSON.parse(await ask('/-/stats')) as Awaited<ReturnType<typeof stats>>;
+  // Both asked at once: each waits out the primary's 2 s for the stopped worker.
+  const [statsText, text] = await Promise.all([ask('/-/stats'), ask('/-/metrics')]);
+  const during = JSON.parse(statsText) as Awaited<ReturnType<typeof stats>>;
   t.same([during.total.hits, during.total.misses], [before.total.hits, before.total.misses], '/-/stats: the same totals');
-  const text = await ask('/-/metrics');
   const sum = text.split('\n').filter((l) => l.startsWith('fleetcache_cache_hits_total{')).reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
   t.equal(sum, hits, '/-/metrics: the same counters');
 });
