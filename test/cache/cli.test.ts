@@ -29,17 +29,20 @@ t.test('fleetcache cache --config FILE with flags', async (t) => {
 
 t.test('an upstream that does not answer is warned about as the cache starts; one that answers is not', async (t) => {
   const dir = t.testdir();
-  const dead = await startServerProcess(t, ['cache', '--upstream', 'http://user:secret@127.0.0.1:9', '--listen', '127.0.0.1:0', '--data', path.join(dir, 'dead')], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  // Both started at once: they share nothing.
+  const [dead, live] = await Promise.all([
+    startServerProcess(t, ['cache', '--upstream', 'http://user:secret@127.0.0.1:9', '--listen', '127.0.0.1:0', '--data', path.join(dir, 'dead')], { FLEETCACHE_LOG_LEVEL: 'warn' }),
+    startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', path.join(dir, 'live'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' }),
+  ]);
   await eventually('the warning', () => /the upstream does not answer/.test(dead.stderr()));
   const line = JSON.parse(dead.stderr().split('\n').find((l) => l.includes('the upstream does not answer'))!) as Record<string, unknown>;
   t.match(line, { level: 40, upstream: 'http://***:***@127.0.0.1:9', err: /ECONNREFUSED/, msg: 'the upstream does not answer: misses will fail until it does; check the upstream URL' });
   const health = await request(`${dead.url}/-/healthz`);
   t.equal(health.statusCode, 200, 'the cache serves all the same (what it holds)');
   await health.body.dump();
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
-  const live = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', path.join(dir, 'live'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   await eventually('the probe', () => up.count('/-/healthz') === 1);
   await new Promise((resolve) => setTimeout(resolve, 500));
   t.equal(up.count('/-/healthz'), 1, 'asked once, by the primary, not by each worker');
@@ -47,13 +50,15 @@ t.test('an upstream that does not answer is warned about as the cache starts; on
 });
 
 t.test('an upstream that accepts and never answers: the start-up probe does not keep a stopped cache alive', async (t) => {
-  const sockets = new Set<Socket>();
-  const silent = createServer((socket) => { sockets.add(socket); });
-  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => { for (const s of sockets) s.destroy(); silent.close(); });
-  const upstream = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
-  for (const workers of ['1', '2']) {
-    const cache = await startServerProcess(t, ['cache', '--upstream', upstream, '--listen', '127.0.0.1:0', '--data', path.join(t.testdir(), 'data'), '--workers', workers], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  // One silent upstream for each cache, both at once: each probe seen by its own.
+  const dir = t.testdir(); // once: a second call would empty the first's
+  await Promise.all(['1', '2'].map(async (workers) => {
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => { sockets.add(socket); });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => { for (const s of sockets) s.destroy(); silent.close(); });
+    const upstream = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const cache = await startServerProcess(t, ['cache', '--upstream', upstream, '--listen', '127.0.0.1:0', '--data', path.join(dir, `data-${workers}`), '--workers', workers], { FLEETCACHE_LOG_LEVEL: 'warn' });
     await eventually('the probe connected', () => sockets.size > 0);
     const asked = Date.now();
     await cache.stop();
@@ -62,6 +67,6 @@ t.test('an upstream that accepts and never answers: the start-up probe does not 
     t.notMatch(cache.stderr(), /upstream does not answer/, 'a probe cut by the stop is not a warning');
     for (const s of sockets) s.destroy();
     sockets.clear();
-  }
+  }));
 });
 

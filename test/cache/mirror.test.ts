@@ -157,16 +157,19 @@ t.test('mirror: a request that joins a fill gets its answer only when the entry 
     };
     return Promise.all([ask(first, false), ask(second, true)]);
   };
-  const [alice, bob] = await two('/account', { cookie: 'alice' }, { cookie: 'bob' });
+  // The four pairs, on paths of their own, wait out upstream's late heads at once.
+  const [[alice, bob], [c1, c2], [a, b], [s1, s2]] = await Promise.all([
+    two('/account', { cookie: 'alice' }, { cookie: 'bob' }),
+    two('/public-cookie', { cookie: 'carol' }, { cookie: 'dave' }),
+    two('/variant', { 'x-variant': 'A' }, { 'x-variant': 'B' }),
+    two('/shared', {}, {}),
+  ]);
   t.equal(alice.body, 'account of alice');
   t.same([bob.body, bob.cookie], ['account of bob', 'session=bob-secret'], "bob gets his own answer, not alice's");
   t.equal(up.count('/account'), 2);
-  const [c1, c2] = await two('/public-cookie', { cookie: 'carol' }, { cookie: 'dave' });
   t.same([c1.body, c2.body], ['hello carol', 'hello dave'], 'an answer that sets a cookie is one client\'s, even public');
-  const [a, b] = await two('/variant', { 'x-variant': 'A' }, { 'x-variant': 'B' });
   t.same([a.body, b.body], ['variant A', 'variant B'], 'each gets the variant it asked for');
   t.equal(b.xcache, 'MISS');
-  const [s1, s2] = await two('/shared', {}, {});
   t.same([s1.body, s2.body, s2.xcache], ['the same for all', 'the same for all', 'COLLAPSED'], 'a kept answer that matches is still shared');
   t.equal(up.count('/shared'), 1);
   await app.cache.fills.drain();

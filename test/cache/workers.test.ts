@@ -81,9 +81,9 @@ t.test('two workers share one cache', async (t) => {
   await t.test('upstream dies mid-stream: every waiter in both workers errors, nothing kept', async (t) => {
     const size = 8 * 1024 * 1024;
     const { hex } = up.addBlob(size);
-    // Two seconds of filling before upstream dies. A client that comes after the failure
+    // A second of filling before upstream dies. A client that comes after the failure
     // (a loaded machine) rightly starts a new fill: upstream dies for every one of them.
-    up.options = { rate: 2 * 1024 * 1024, dieAfter: 4 * 1024 * 1024, keepDying: true };
+    up.options = { rate: 4 * 1024 * 1024, dieAfter: 4 * 1024 * 1024, keepDying: true };
     const results = await Promise.all(Array.from({ length: 16 }, () => get(`${cache.url}/cas/sha256/${hex}`)));
     const failed = up.count(`/cas/sha256/${hex}`);
     up.options = {};
@@ -235,29 +235,28 @@ t.test('two workers: a slow upstream head is still followed; an object with no r
   t.teardown(() => up.stop());
   const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '2', '--max-size', '1MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const slow = up.addBlob(100_000);
-  up.handler = (req, res) => {
-    if (req.url !== `/cas/sha256/${slow.hex}`) return false;
-    // Longer than a follower waits for its leader to answer at all (remote-fill.ts): the leader says it is there at once.
-    setTimeout(() => res.writeHead(200, { 'content-length': String(slow.body.length) }).end(slow.body), 6000);
-    return true;
-  };
-  const slowAll = await Promise.all(Array.from({ length: 8 }, () => get(`${cache.url}/cas/sha256/${slow.hex}`)));
-  t.ok(slowAll.every((r) => r.hash === slow.hex), 'every body right');
-  t.equal(up.count(`/cas/sha256/${slow.hex}`), 1, 'upstream asked once: the other worker followed');
-
-  // More than the cache: passed through, not kept. Followers that came before upstream's
-  // head learn with it that the fill was refused, and pass through too.
+  // More than the cache (below): passed through, not kept.
   const early = up.addBlob(2 * 1024 * 1024);
+  // Heads that come late, by a timer each: the first longer than a follower waits for its
+  // leader to answer at all (remote-fill.ts), the leader saying it is there at once.
+  const delays = new Map([[`/cas/sha256/${slow.hex}`, { ms: 6000, body: slow.body }], [`/cas/sha256/${early.hex}`, { ms: 500, body: early.body }]]);
   up.handler = (req, res) => {
-    if (req.url !== `/cas/sha256/${early.hex}`) return false;
-    setTimeout(() => res.writeHead(200, { 'content-length': String(early.body.length) }).end(early.body), 500);
+    const delayed = delays.get(req.url ?? '');
+    if (!delayed) return false;
+    setTimeout(() => res.writeHead(200, { 'content-length': String(delayed.body.length) }).end(delayed.body), delayed.ms);
     return true;
   };
+  // The slow head's six seconds are spent waiting: the parts below, on objects of their
+  // own, run meanwhile.
+  const slowAll = Promise.all(Array.from({ length: 8 }, () => get(`${cache.url}/cas/sha256/${slow.hex}`)));
+
+  // Followers that came before upstream's head learn with it that the fill was refused, and
+  // pass through too.
   const earlyAll = await Promise.all(Array.from({ length: 16 }, () => get(`${cache.url}/cas/sha256/${early.hex}`)));
   t.same(earlyAll.filter((r) => r.status !== 200 || r.hash !== early.hex), [], 'every body right, none a 502');
 
   const big = up.addBlob(2 * 1024 * 1024);
-  up.options.rate = 1024 * 1024; // two seconds of filling
+  up.options.rate = 1024 * 1024; // two seconds of filling (the delayed heads above send theirs at once)
   const bigGet = () => get(`${cache.url}/cas/sha256/${big.hex}`);
   const first = Array.from({ length: 3 }, bigGet);
   // Later ones find the claim over a second old: a follower that took its leader for dead would remove it.
@@ -265,56 +264,11 @@ t.test('two workers: a slow upstream head is still followed; an object with no r
   const bigAll = await Promise.all([...first, ...Array.from({ length: 3 }, bigGet)]);
   up.options.rate = 0;
   t.ok(bigAll.every((r) => r.hash === big.hex), 'every body right');
+
+  const slowDone = await slowAll;
+  t.ok(slowDone.every((r) => r.hash === slow.hex), 'every body right');
+  t.equal(up.count(`/cas/sha256/${slow.hex}`), 1, 'upstream asked once: the other worker followed');
   t.notMatch(cache.stderr(), /removing the claim of a fill whose worker is gone/, 'no live leader taken for a dead one');
-});
-
-t.test('two workers: a damaged body a worker drops is fetched again and kept, not unlinked after by the primary', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
-  const dir = t.testdir();
-  const small = up.addBlob(4096);
-  const file = path.join(dir, casId({ algo: 'sha256', hex: small.hex }));
-  // What a power loss can leave of an unflushed small file: the right size, zeroes inside.
-  mkdirSync(path.dirname(file), { recursive: true });
-  writeFileSync(file, Buffer.alloc(4096));
-  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
-  const first = await get(`${cache.url}/cas/sha256/${small.hex}`);
-  t.same([first.hash, first.xcache], [small.hex, 'MISS'], 'not served from the damaged file');
-  await stats(cache.url); // the worker's report of the deletion has reached the primary
-  t.same(readFileSync(file), small.body, 'the copy fetched again is on disk');
-  const hits = await Promise.all(Array.from({ length: 4 }, () => get(`${cache.url}/cas/sha256/${small.hex}`)));
-  t.same(hits.map((h) => h.xcache), ['HIT', 'HIT', 'HIT', 'HIT'], 'and served from it, in both workers');
-  t.equal(up.count(`/cas/sha256/${small.hex}`), 1);
-});
-
-t.test('two workers: an entry one worker replaces (a mirror object fetched anew) is never served by the other with the old one\'s headers', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
-  const dir = t.testdir();
-  writeFileSync(path.join(dir, 'cache.yaml'), `upstream: ${upUrl}\nmirrors:\n  m:\n    url: ${upUrl}/mir/\n`);
-  const cache = await startServerProcess(t, ['cache', '--config', path.join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
-  /** Six answers on fresh connections (both workers), as [etag, the version their bytes are, whole]. */
-  const answers = (what: string, versions: Record<string, Buffer>) => Promise.all(Array.from({ length: 6 }, async () => {
-    const got = await fetchHash(`${cache.url}/mirror/m/${what}`, {}, { fresh: true });
-    const version = Object.keys(versions).find((etag) => createHash('sha256').update(versions[etag]!).digest('hex') === got.hash);
-    return [got.etag, version ?? `bytes of no version (${got.size})`];
-  }));
-  for (const [what, size] of [['large', 100_000], ['small', 3000]] as const) {
-    const versions = { '"v1"': Buffer.alloc(size, 'A'), '"v2"': Buffer.alloc(size * 1.5, 'B') };
-    up.objects.set(`/mir/${what}`, { body: versions['"v1"'], headers: { etag: '"v1"', 'cache-control': 'max-age=60' } });
-    t.same(await answers(what, versions), Array(6).fill(['"v1"', '"v1"']), `${what}: both workers know v1, fresh for a minute`);
-    up.objects.set(`/mir/${what}`, { body: versions['"v2"'], headers: { etag: '"v2"', 'cache-control': 'max-age=60' } });
-    t.equal((await fetchHash(`${cache.url}/mirror/m/${what}`, { 'cache-control': 'no-cache' })).etag, '"v2"', 'fetched anew by one worker');
-    // Until the other worker hears of it (the primary's word, milliseconds), it may still
-    // answer v1 whole; never v2's bytes under v1's headers. Then v2 from both.
-    await eventually(`${what}: v2 from both workers`, async () => {
-      const got = await answers(what, versions);
-      for (const [etag, version] of got) if (etag !== version) t.fail(`${what}: ${String(etag)} with ${String(version)}`);
-      return got.every(([etag, version]) => etag === '"v2"' && version === '"v2"');
-    });
-  }
 });
 
 t.test('two workers: one that does not answer the primary in time still counts, with what it last told', async (t) => {
@@ -330,6 +284,21 @@ t.test('two workers: one that does not answer the primary in time still counts, 
   const [stopped] = cacheWorkers(cache.child.pid!);
   process.kill(stopped!, 'SIGSTOP');
   t.teardown(() => process.kill(stopped!, 'SIGCONT'));
+  // Node's cluster hands the stopped worker one connection, which it never gives back: the
+  // primary hands it no other after that. /-/healthz (milliseconds from the live worker, and
+  // counted nowhere) finds that connection at once, on the first or the second fresh
+  // connection, instead of a question that must wait over the primary's 2 s for the stopped
+  // worker's answer.
+  for (let i = 0; i < 2; i++) {
+    const dispatcher = new Agent({ pipelining: 0 });
+    try {
+      await (await request(`${cache.url}/-/healthz`, { dispatcher, reset: true, headersTimeout: 1000 })).body.dump();
+    } catch {
+      break; // the stopped worker took it (or the live one was slow: ask below still retries)
+    } finally {
+      void dispatcher.destroy();
+    }
+  }
   // asked on fresh connections until the one that is not stopped answers (the primary waits 2 s for the other)
   const ask = async (path: string): Promise<string> => {
     for (;;) {
@@ -344,34 +313,80 @@ t.test('two workers: one that does not answer the primary in time still counts, 
       }
     }
   };
-  const during = JSON.parse(await ask('/-/stats')) as Awaited<ReturnType<typeof stats>>;
+  // Both asked at once: each waits out the primary's 2 s for the stopped worker.
+  const [statsText, text] = await Promise.all([ask('/-/stats'), ask('/-/metrics')]);
+  const during = JSON.parse(statsText) as Awaited<ReturnType<typeof stats>>;
   t.same([during.total.hits, during.total.misses], [before.total.hits, before.total.misses], '/-/stats: the same totals');
-  const text = await ask('/-/metrics');
   const sum = text.split('\n').filter((l) => l.startsWith('fleetcache_cache_hits_total{')).reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
   t.equal(sum, hits, '/-/metrics: the same counters');
 });
 
-t.test('two workers: an upstream that does not answer in time is a 504 for every waiter, in either worker', async (t) => {
+// Three subtests that need no cache of their own share one (a damaged body placed before it
+// starts, a mirror, the upstream's headers timeout), its start paid once.
+t.test('two workers, one cache for three subtests', async (t) => {
   const up = new UpstreamFixture();
   const upUrl = await up.start();
   t.teardown(() => up.stop());
   const dir = t.testdir();
-  writeFileSync(path.join(dir, 'cache.yaml'), `upstream: ${upUrl}\ntimeouts:\n  headers: 1s\n`);
-  const cache = await startServerProcess(t, ['cache', '--config', path.join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'error' });
-  const blob = up.addBlob(100_000);
-  up.options.hang = true;
-  const answers = await Promise.all(Array.from({ length: 6 }, async () => {
-    const dispatcher = new Agent({ pipelining: 0 });
-    try {
-      const res = await request(`${cache.url}/cas/sha256/${blob.hex}`, { dispatcher, reset: true });
-      const body = (await res.body.json()) as { code: string };
-      return `${res.statusCode} ${body.code}`;
-    } finally {
-      await dispatcher.close();
+  const data = path.join(dir, 'data');
+  const small = up.addBlob(4096);
+  const file = path.join(data, casId({ algo: 'sha256', hex: small.hex }));
+  // What a power loss can leave of an unflushed small file: the right size, zeroes inside.
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, Buffer.alloc(4096));
+  // The headers timeout is the last subtest's; upstream answers the others' at once.
+  writeFileSync(path.join(dir, 'cache.yaml'), `upstream: ${upUrl}\nmirrors:\n  m:\n    url: ${upUrl}/mir/\ntimeouts:\n  headers: 2s\n`);
+  const cache = await startServerProcess(t, ['cache', '--config', path.join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', data, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+
+  await t.test('two workers: a damaged body a worker drops is fetched again and kept, not unlinked after by the primary', async (t) => {
+    const first = await get(`${cache.url}/cas/sha256/${small.hex}`);
+    t.same([first.hash, first.xcache], [small.hex, 'MISS'], 'not served from the damaged file');
+    await stats(cache.url); // the worker's report of the deletion has reached the primary
+    t.same(readFileSync(file), small.body, 'the copy fetched again is on disk');
+    const hits = await Promise.all(Array.from({ length: 4 }, () => get(`${cache.url}/cas/sha256/${small.hex}`)));
+    t.same(hits.map((h) => h.xcache), ['HIT', 'HIT', 'HIT', 'HIT'], 'and served from it, in both workers');
+    t.equal(up.count(`/cas/sha256/${small.hex}`), 1);
+  });
+
+  await t.test('two workers: an entry one worker replaces (a mirror object fetched anew) is never served by the other with the old one\'s headers', async (t) => {
+    /** Six answers on fresh connections (both workers), as [etag, the version their bytes are, whole]. */
+    const answers = (what: string, versions: Record<string, Buffer>) => Promise.all(Array.from({ length: 6 }, async () => {
+      const got = await fetchHash(`${cache.url}/mirror/m/${what}`, {}, { fresh: true });
+      const version = Object.keys(versions).find((etag) => createHash('sha256').update(versions[etag]!).digest('hex') === got.hash);
+      return [got.etag, version ?? `bytes of no version (${got.size})`];
+    }));
+    for (const [what, size] of [['large', 100_000], ['small', 3000]] as const) {
+      const versions = { '"v1"': Buffer.alloc(size, 'A'), '"v2"': Buffer.alloc(size * 1.5, 'B') };
+      up.objects.set(`/mir/${what}`, { body: versions['"v1"'], headers: { etag: '"v1"', 'cache-control': 'max-age=60' } });
+      t.same(await answers(what, versions), Array(6).fill(['"v1"', '"v1"']), `${what}: both workers know v1, fresh for a minute`);
+      up.objects.set(`/mir/${what}`, { body: versions['"v2"'], headers: { etag: '"v2"', 'cache-control': 'max-age=60' } });
+      t.equal((await fetchHash(`${cache.url}/mirror/m/${what}`, { 'cache-control': 'no-cache' })).etag, '"v2"', 'fetched anew by one worker');
+      // Until the other worker hears of it (the primary's word, milliseconds), it may still
+      // answer v1 whole; never v2's bytes under v1's headers. Then v2 from both.
+      await eventually(`${what}: v2 from both workers`, async () => {
+        const got = await answers(what, versions);
+        for (const [etag, version] of got) if (etag !== version) t.fail(`${what}: ${String(etag)} with ${String(version)}`);
+        return got.every(([etag, version]) => etag === '"v2"' && version === '"v2"');
+      });
     }
-  }));
-  t.equal(up.count(`/cas/sha256/${blob.hex}`), 1, 'one upstream request: the others followed it');
-  t.same(answers, Array(6).fill('504 FC_ERR_UPSTREAM_TIMEOUT'));
+  });
+
+  await t.test('two workers: an upstream that does not answer in time is a 504 for every waiter, in either worker', async (t) => {
+    const blob = up.addBlob(100_000);
+    up.options.hang = true;
+    const answers = await Promise.all(Array.from({ length: 6 }, async () => {
+      const dispatcher = new Agent({ pipelining: 0 });
+      try {
+        const res = await request(`${cache.url}/cas/sha256/${blob.hex}`, { dispatcher, reset: true });
+        const body = (await res.body.json()) as { code: string };
+        return `${res.statusCode} ${body.code}`;
+      } finally {
+        await dispatcher.close();
+      }
+    }));
+    t.equal(up.count(`/cas/sha256/${blob.hex}`), 1, 'one upstream request: the others followed it');
+    t.same(answers, Array(6).fill('504 FC_ERR_UPSTREAM_TIMEOUT'));
+  });
 });
 
 /** PIDs of the cache workers whose parent is `pid` (tsx's esbuild helpers are not workers). */

@@ -171,6 +171,7 @@ t.test('a client that stops reading a download is cut after the idle timeout; a 
   const hex = await up.digest;
   await put.body.dump();
   const stalled = await request(`${origin.url}/cas/sha256/${hex}`);
+  const stalledAt = Date.now();
   t.equal(stalled.statusCode, 200);
   const reading = await request(`${origin.url}/cas/sha256/${hex}`);
   const h = createHash('sha256');
@@ -179,7 +180,8 @@ t.test('a client that stops reading a download is cut after the idle timeout; a 
     await new Promise((r) => setTimeout(r, 2)); // slow, but never silent for long
   }
   t.equal(h.digest('hex'), hex, 'a slow reader gets the whole blob');
-  await new Promise((r) => setTimeout(r, 1800)); // silent for the whole read (≥ 2 s) and this: well past the timeout
+  // Silent for the whole read (≥ 2 s) and until 3.5 s after its head at least: well past the timeout.
+  await new Promise((r) => setTimeout(r, Math.max(0, stalledAt + 3500 - Date.now())));
   await t.rejects(stalled.body.arrayBuffer(), 'the client that stopped reading was cut');
 });
 
