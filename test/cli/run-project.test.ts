@@ -87,7 +87,9 @@ t.test('the final summary lines carry the log timestamp, as every other line of 
 
 t.test('--workers N replaces the systems\' workers; 0 or a non-number is a usage error', async (t) => {
   const dir = await project(t, 4, 'sleep 0.4');
-  await writeFile(join(dir, 'spread.yaml'), (await readFile(join(dir, 'spread.yaml'), 'utf8')).replace('workers: 1', 'workers: 3'));
+  // dispatchDelay 0s: the three machines are asked for at once (the embedded default spaces them 250 ms
+  // apart), so the third is asked for while jobs are still waiting, whatever the machine's speed
+  await writeFile(join(dir, 'spread.yaml'), `${(await readFile(join(dir, 'spread.yaml'), 'utf8')).replace('workers: 1', 'workers: 3')}fleetcache:\n  dispatchDelay: 0s\n`);
   const three = run(t, dir, []);
   t.equal(three.status, 0);
   t.match(three.out, /Allocating local:alpha-1 #3\.\.\./, 'the system asks for three machines');

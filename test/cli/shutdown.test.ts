@@ -2,8 +2,9 @@
 // flight finish for up to its shutdownTimeout, then cuts what is left (never a clean end of
 // a cut body) and exits. As under systemd, a cache's workers get the signal too.
 import { createHash, randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
@@ -16,10 +17,13 @@ const MiB = 1024 * 1024;
 const blob = randomBytes(32 * MiB); // far more than loopback buffers: a paused reader holds the answer open
 const hex = createHash('sha256').update(blob).digest('hex');
 
-/** An origin process in `dir` (made by the caller, with t.testdir() once) holding the blob. */
-async function startOriginWithBlob(t: Test, dir: string, shutdownTimeout: string): Promise<RunningServer> {
+/**
+ * An origin process in `dir` (made by the caller, with t.testdir() once) holding the blob;
+ * stopped when `owner` ends (the test itself, or the file for the shared upstream).
+ */
+async function startOriginWithBlob(t: Test, dir: string, shutdownTimeout: string, owner: Test = t): Promise<RunningServer> {
   writeFileSync(join(dir, 'origin.yaml'), `shutdownTimeout: ${shutdownTimeout}\n`);
-  const origin = await startServerProcess(t, ['origin', '-c', join(dir, 'origin.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data')], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' });
+  const origin = await startServerProcess(owner, ['origin', '-c', join(dir, 'origin.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data')], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' });
   const put = await request(`${origin.url}/cas/sha256/${hex}`, { method: 'PUT', body: blob, headers: { authorization: `Bearer ${TOKEN}` } });
   await put.body.dump();
   t.equal(put.statusCode, 201);
@@ -57,11 +61,24 @@ const exited = (server: RunningServer): Promise<number | null> =>
   server.child.exitCode !== null ? Promise.resolve(server.child.exitCode) : new Promise((resolve) => server.child.once('exit', (code) => resolve(code)));
 
 /**
+ * The upstream of the caches whose own shutdown is tested: never signalled, so started once
+ * for the file (a process start and a 32 MiB upload less per test), in a directory of its own.
+ */
+let sharedUpstream: Promise<RunningServer> | undefined;
+function upstreamOrigin(test: Test): Promise<RunningServer> {
+  return (sharedUpstream ??= (() => {
+    const dir = mkdtempSync(join(tmpdir(), 'fleetcache-shutdown-upstream-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    return startOriginWithBlob(test, dir, '1s', t);
+  })());
+}
+
+/**
  * A two-worker cache in front of an origin holding the blob, the blob already asked once: a
  * first client left after the first bytes (dump's limit), and the fill it started goes on.
  */
 async function startCacheWithWorkers(t: Test, shutdownTimeout: string, { dir = t.testdir({ origin: {} }), upstream }: { dir?: string; upstream?: RunningServer } = {}): Promise<RunningServer> {
-  const origin = upstream ?? await startOriginWithBlob(t, join(dir, 'origin'), '1s');
+  const origin = upstream ?? await upstreamOrigin(t);
   writeFileSync(join(dir, 'cache.yaml'), `upstream: ${origin.url}\nshutdownTimeout: ${shutdownTimeout}\n`);
   const cache = await startServerProcess(t, ['cache', '-c', join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const first = await request(`${cache.url}/cas/sha256/${hex}`);
