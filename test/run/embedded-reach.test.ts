@@ -38,7 +38,10 @@ t.test('local machines in a network namespace: refused before anything is packed
 });
 
 t.test('two runs of one project at once: the second keeps its embedded servers\' data apart, and both run', async (t) => {
-  const tasks = { 's/a': 'summary: a\nexecute: sleep 3\n', 's/b': 'summary: b\nexecute: sleep 3\n' };
+  // each task waits (60 s at most) until the other one runs too: the two runs overlap
+  const flags = join(t.testdirName, 'flags');
+  const meet = `summary: t\nexecute: |\n  mkdir -p ${flags}; touch ${flags}/$(basename $SPREAD_TASK)\n  for i in $(seq 600); do [ $(ls ${flags} | wc -l) -ge 2 ] && exit 0; sleep 0.1; done; exit 1\n`;
+  const tasks = { 's/a': meet, 's/b': meet };
   const dir = await project(t, spreadYaml('twice', LOCAL), tasks);
   // two processes, as two terminals would start them (the records of running machines are per process)
   const runs = await Promise.all(['s/a', 's/b'].map((task) => new Promise<{ status: number | null; out: string }>((resolve) => {

@@ -146,14 +146,19 @@ t.test('a cache that accepts and never answers costs the first machine cacheTime
   await live.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => live.close());
   const liveUrl = `http://127.0.0.1:${(live.server.address() as AddressInfo).port}`;
-  // region-a's cache: a process that accepts connections and reads requests, and never answers
+  // region-a's cache: a process that accepts connections and reads requests, and never answers.
+  // The run's report reads /-/stats before the run and after it: the first read is left
+  // hanging too (the run goes on after the report's own timeout); a later one finds the
+  // connection closed, as a cache that is down (a second hang would only wait the same 5 s).
   const projectRequests: string[] = [];
+  const statsRequests: string[] = [];
   const sockets = new Set<Socket>();
   const hung = createServer((socket) => {
     sockets.add(socket);
     socket.on('data', (chunk: Buffer) => {
       const line = chunk.toString('latin1').split('\r\n')[0] ?? '';
       if (line.includes(' /projects/')) projectRequests.push(line);
+      if (line.includes(' /-/stats ') && statsRequests.push(line) > 1) socket.destroy();
     });
     socket.on('error', () => undefined);
   });
@@ -173,6 +178,7 @@ t.test('a cache that accepts and never answers costs the first machine cacheTime
   t.equal(result.pulls.length, 2, 'two machines of region-a');
   for (const p of result.pulls) t.equal(p.url, liveUrl, `${p.machine} pulled through region-b's cache`);
   t.equal(projectRequests.length, 1, 'the hung cache was asked for the project once, by the first machine');
+  t.equal(statsRequests.length, 2, "the report's stats were read before and after the run; the first read hung");
   t.match(text(), new RegExp(`pulls through ${liveUrl} \\(region region-a; tried last, unreachable for a machine of this run lately: ${hungUrl}\\)`));
   t.ok(Date.now() - started < 45_000, 'no machine waited the client\'s minute');
 });

@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readlinkSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startSshd } from '../ssh/sshd.js';
 import { writeProject } from './project.js';
@@ -75,8 +75,10 @@ function ptyOf(pid: number): string {
 }
 
 t.test('-shell over ssh on a terminal: a remote pty of the terminal\'s size and following it, keys passed raw, the terminal restored', { skip: !HAS_SCRIPT && 'util-linux script is not installed' }, async (t) => {
-  // the restore waits, so that there is time to see the terminal is cooked again after the shell
-  const dir = await sshProject(t, { 's/one': 'summary: one\nexecute: echo EXECUTED-one\nrestore: sleep 3\n' });
+  // the restore waits (for the test to have seen the terminal cooked again after the shell,
+  // or 30 s), so that the run is still going when that is checked
+  const checked = join(t.testdirName, 'echo-checked');
+  const dir = await sshProject(t, { 's/one': `summary: one\nexecute: echo EXECUTED-one\nrestore: for i in $(seq 300); do [ -e ${checked} ] && break; sleep 0.1; done\n` });
   const run = startRun(t, dir, ['-shell'], { tty: { rows: 30, cols: 100 } });
   await run.seen(/lab:debian-12 \.\.\.\/s\/one# /);
   run.type('echo "SIZE=$(stty size)"; tty\n');
@@ -97,6 +99,7 @@ t.test('-shell over ssh on a terminal: a remote pty of the terminal\'s size and 
   // cooked again: the terminal echoes what is typed (raw mode does not)
   run.type('ECHO-CHECK\n');
   await run.seen(/ECHO-CHECK/, 1, 10_000);
+  await writeFile(checked, '');
   t.equal(await run.exit(), 0, 'the run was not interrupted');
   const out = run.out().replace(/\r/g, '');
   t.match(out, /SIZE=30 100\n\/dev\/pts\/\d+\n/, 'a remote pty of the local size');

@@ -3,7 +3,8 @@
 // task's directory, wired to the run's stdin (a pipe here, a pty through `script`).
 import t from 'tap';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
+import { eventually } from '../helpers/wait.js';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { project } from './project.js';
@@ -74,7 +75,9 @@ t.test('shells take the terminal one at a time; the other machines go on, their 
   run.type(`touch ${flags}/shell-open\n`);
   for (let i = 0; i < 200 && !existsSync(join(flags, 'good-ran')); i++) await sleep(100);
   t.ok(existsSync(join(flags, 'good-ran')), 'the other machine ran its task while the shell was open');
-  await sleep(1500);
+  // and went on to its end: discarded, its directory removed (the shell's machine keeps its own)
+  const machines = join(dir, '.fleetcache', 'machines');
+  await eventually('the other machine is discarded', async () => (await readdir(machines)).length === 1, 30_000);
   const during = logLines(run.out().slice(run.out().lastIndexOf('\n', run.out().indexOf('Starting shell to debug'))));
   t.same(during, ['Starting shell to debug...'], 'no log line while the shell is open');
   run.type('echo CLOSING; exit\n');

@@ -1,7 +1,7 @@
 // `fleetcache run` on small spread projects: what spread evaluates or reports beyond the
 // scripts themselves (credentials, timeouts, summary items, script helpers).
 import t from 'tap';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -146,14 +146,14 @@ t.test('a debug script that fails is "Error debugging", as in spread', async (t)
 t.test("adhoc scripts use the backend's timeouts, then spread's defaults, never the project's", async (t) => {
   const marker = join(t.testdirName, 'tried');
   const survived = join(t.testdirName, 'survived');
-  // the project's 1s would kill the first attempt; the backend's 4s lets it past 2 s, then kills it
+  // the project's 500ms would kill the first attempt; the backend's 3s lets it past 1 s, then kills it
   const dir = await project(
     t,
-    spreadYaml('adhoc-timeouts', ['kill-timeout: 1s', 'backends:', '  adhoc:', '    warn-timeout: -1ns', '    kill-timeout: 4s', '    allocate-timeout: 1m30s', '    retry-delay: 10ms'], [
+    spreadYaml('adhoc-timeouts', ['kill-timeout: 500ms', 'backends:', '  adhoc:', '    warn-timeout: -1ns', '    kill-timeout: 3s', '    allocate-timeout: 1m30s', '    retry-delay: 10ms'], [
       '    allocate: |',
       `      if [ -e ${marker} ]; then FATAL second attempt; fi`,
       `      touch ${marker}`,
-      '      sleep 2',
+      '      sleep 1',
       `      touch ${survived}`,
       '      sleep 20',
       '    systems: [ubuntu-1]',
@@ -167,13 +167,13 @@ t.test("adhoc scripts use the backend's timeouts, then spread's defaults, never 
   t.ok(Date.now() - started < 15_000, `killed at the backend's kill-timeout (${Date.now() - started} ms)`);
   t.notMatch(out, /invalid duration/);
 
-  // a backend that sets none: spread's 15 minutes, not the project's 1 s
+  // a backend that sets none: spread's 15 minutes, not the project's 500 ms
   await writeFile(
     join(dir, 'spread.yaml'),
-    spreadYaml('adhoc-defaults', ['kill-timeout: 1s', 'backends:', '  adhoc:', '    allocate-timeout: 3s', '    retry-delay: 10ms'], ['    allocate: |', '      sleep 2', '      FATAL ran for 2 s', '    systems: [ubuntu-1]']),
+    spreadYaml('adhoc-defaults', ['kill-timeout: 500ms', 'backends:', '  adhoc:', '    allocate-timeout: 3s', '    retry-delay: 10ms'], ['    allocate: |', '      sleep 1', '      FATAL ran for 1 s', '    systems: [ubuntu-1]']),
   );
   const defaults = await run(dir);
-  t.match(defaults.out, /cannot allocate adhoc:ubuntu-1: ran for 2 s/);
+  t.match(defaults.out, /cannot allocate adhoc:ubuntu-1: ran for 1 s/);
   t.notMatch(defaults.out, /kill-timeout reached/);
 });
 
@@ -410,9 +410,17 @@ t.test('the embedded origin makes its own token: a FLEETCACHE_TOKEN in the shell
 });
 
 t.test('a system whose machine cannot start is said at once, not when the run ends', async (t) => {
-  const tasks = { 's/t': 'summary: t\nexecute: sleep 3\n' };
+  // the local job runs until the adhoc error is in the log (20 s at most): said at once, it
+  // comes before the job ends; said at the end of the run, after it
+  const said = join(t.testdirName, 'error-said');
+  const tasks = { 's/t': `summary: t\nexecute: for i in $(seq 200); do [ -e ${said} ] && exit 0; sleep 0.1; done\n` };
   const dir = await project(t, spreadYaml('early', ['fleetcache:', '  dispatchDelay: 0s', 'backends:', '  local:', '    type: local', '    systems: [alpha-1]', '  adhoc:'], ['    allocate: FATAL no machines for you', '    systems: [ubuntu-1]']), tasks);
-  const { result, out } = await run(dir);
+  let out = '';
+  const log = new RunLog((s) => {
+    out += s;
+    if (/Error preparing adhoc:ubuntu-1: /.test(s)) writeFileSync(said, '');
+  });
+  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache') });
   t.equal(result.tally.successful, 1);
   const lines = out.split('\n');
   const error = lines.findIndex((l) => /Error preparing adhoc:ubuntu-1: .*no machines for you/.test(l));
