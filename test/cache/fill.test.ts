@@ -202,9 +202,14 @@ t.test('a client that stops reading a stored body is cut too, on a connection wh
   t.teardown(() => up.stop());
   const small = up.addBlob(4096);
   const large = up.addBlob(64 * 1024 * 1024);
-  const { app, url } = await startCache(t, { upstream: upUrl, timeouts: { connect: '100ms', headers: '100ms', body: '300ms' } }, t.testdir());
-  for (const b of [small, large]) t.equal((await fetchHash(`${url}/cas/sha256/${b.hex}`)).hash, b.hex);
-  await app.cache.fills.drain();
+  const dir = t.testdir();
+  // Stored by a cache with the default upstream timeouts: the small ones below (which make
+  // the idle cut come soon) cut a 64 MiB fill whose upstream a loaded machine pauses.
+  const filler = await startCache(t, { upstream: upUrl }, dir);
+  for (const b of [small, large]) t.equal((await fetchHash(`${filler.url}/cas/sha256/${b.hex}`)).hash, b.hex);
+  await filler.app.cache.fills.drain();
+  await filler.app.close();
+  const { url } = await startCache(t, { upstream: upUrl, timeouts: { connect: '100ms', headers: '100ms', body: '300ms' } }, dir);
   const one = new Agent({ connections: 1 });
   t.teardown(() => one.close());
   for (let i = 0; i < 3; i++) {
