@@ -22,6 +22,7 @@ export const REPO_ROOT = basename(ABOVE_TEST) === '.test-build' ? `${dirname(ABO
  * module it loads).
  */
 const FROM_BUILD = !(await olderThanSources(`${REPO_ROOT}dist/cli/bin.js`, ['build-cli.mjs', 'esbuild-node.mjs'].map((script) => `${REPO_ROOT}scripts/${script}`)));
+if (!FROM_BUILD) process.stderr.write('test/helpers/processes.ts: dist/ is missing or older than src/: the CLI runs from source through tsx, three times slower to start (`npm run build` to run the build)\n');
 
 /** tsx's loader by its own URL: `--import tsx` would be resolved from the child's working directory. */
 const TSX_LOADER = import.meta.resolve('tsx');
