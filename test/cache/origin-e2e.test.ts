@@ -3,15 +3,23 @@ import { createHash } from 'node:crypto';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { buildOriginServer } from '../../src/origin/server.js';
+import type { FastifyInstance } from 'fastify';
+import type { CacheConfigFile } from '../../src/cache/config.js';
 import { startCache } from './harness.js';
 import { randomish } from './upstream-fixture.js';
 
-t.test('cache → origin: PUT through the cache, GET hits, names revalidated', async (t) => {
+/** A real origin (token "tok") and a cache in front of it (`cache`: more of its configuration), both on loopback. */
+async function originBehindCache(t: Test, cache: Partial<CacheConfigFile> = {}): Promise<{ origin: FastifyInstance; originUrl: string; app: FastifyInstance; url: string }> {
   const dir = t.testdir({ origin: {}, cache: {} });
   const origin = await buildOriginServer({ dataDir: `${dir}/origin`, tokens: ['tok'], logLevel: false });
   const originUrl = await origin.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => origin.close());
-  const { app, url } = await startCache(t, { upstream: originUrl }, `${dir}/cache`);
+  const { app, url } = await startCache(t, { ...cache, upstream: originUrl }, `${dir}/cache`);
+  return { origin, originUrl, app, url };
+}
+
+t.test('cache → origin: PUT through the cache, GET hits, names revalidated', async (t) => {
+  const { originUrl, app, url } = await originBehindCache(t);
   const body = randomish(3 * 1024 * 1024 + 17);
   const hex = createHash('sha256').update(body).digest('hex');
 
@@ -68,11 +76,7 @@ t.test('cache → origin: PUT through the cache, GET hits, names revalidated', a
 });
 
 t.test('HEAD of a name is answered as GET is: revalidated, and from the stored copy while the origin is down', async (t) => {
-  const dir = t.testdir({ origin: {}, cache: {} });
-  const origin = await buildOriginServer({ dataDir: `${dir}/origin`, tokens: ['tok'], logLevel: false });
-  const originUrl = await origin.listen({ port: 0, host: '127.0.0.1' });
-  t.teardown(() => origin.close());
-  const { app, url } = await startCache(t, { upstream: originUrl, timeouts: { connect: '500ms', headers: '500ms' } }, `${dir}/cache`);
+  const { origin, originUrl, app, url } = await originBehindCache(t, { timeouts: { connect: '500ms', headers: '500ms' } });
   const name = `${url}/projects/demo/bases/b1`;
   const base = randomish(200_000);
   const put = await request(name, { method: 'PUT', body: base, headers: { authorization: 'Bearer tok', 'content-type': 'application/x-tar' } });
@@ -118,16 +122,6 @@ t.test('HEAD of a name is answered as GET is: revalidated, and from the stored c
   t.equal(headMiss.headers['cache-control'], 'no-store');
 });
 
-/** A real origin (token "tok") and a cache in front of it, both on loopback. */
-async function originBehindCache(t: Test): Promise<{ originUrl: string; url: string }> {
-  const dir = t.testdir({ origin: {}, cache: {} });
-  const origin = await buildOriginServer({ dataDir: `${dir}/origin`, tokens: ['tok'], logLevel: false });
-  const originUrl = await origin.listen({ port: 0, host: '127.0.0.1' });
-  t.teardown(() => origin.close());
-  const { url } = await startCache(t, { upstream: originUrl }, `${dir}/cache`);
-  return { originUrl, url };
-}
-
 t.test('cache → origin: a name of an internal blob is never served to a client without a token', async (t) => {
   const { url } = await originBehindCache(t);
   const body = Buffer.from('internal toolchain\n');
@@ -159,11 +153,7 @@ t.test('cache → origin: a named upload\'s stated digest reaches the origin, wh
 });
 
 t.test("a blob's answers carry the same headers from the cache as from the origin: HEAD passed through, GET miss, GET hit (small and large)", async (t) => {
-  const dir = t.testdir({ origin: {}, cache: {} });
-  const origin = await buildOriginServer({ dataDir: `${dir}/origin`, tokens: ['tok'], logLevel: false });
-  const originUrl = await origin.listen({ port: 0, host: '127.0.0.1' });
-  t.teardown(() => origin.close());
-  const { app, url } = await startCache(t, { upstream: originUrl }, `${dir}/cache`);
+  const { originUrl, app, url } = await originBehindCache(t);
   // per answer, or the cache's own: left out of the comparison
   const own = new Set(['date', 'age', 'x-cache', 'connection', 'keep-alive', 'last-modified']);
   const fields = (h: Record<string, unknown>) => Object.fromEntries(Object.entries(h).filter(([k]) => !own.has(k)).sort(([a], [b]) => a.localeCompare(b)));
