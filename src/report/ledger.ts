@@ -119,10 +119,22 @@ async function tryStats<T>(url: string): Promise<T | undefined> {
 }
 
 export async function snapshotFleet(fleet: FleetConfig & { origin: string }): Promise<FleetSnapshot> {
+  return beginSnapshot(fleet).snapshot;
+}
+
+/**
+ * Reads the servers' counters, all at once: `originRead` settles with the origin's read,
+ * `snapshot` with every read. A run's push waits for the origin's read only (its upload
+ * must not count in the figures before the run); its machines, for the caches' as well.
+ * A hung cache then costs the push nothing: its read waits out its timeout meanwhile.
+ */
+export function beginSnapshot(fleet: FleetConfig & { origin: string }): { originRead: Promise<unknown>; snapshot: Promise<FleetSnapshot> } {
   const takenAt = new Date().toISOString();
   const caches = Object.entries(fleet.regions).flatMap(([region, r]) => r.caches.map((url) => ({ region, url })));
-  const [origin, ...stats] = await Promise.all([tryStats<OriginStats>(fleet.origin), ...caches.map((c) => tryStats<CacheStats>(c.url))]);
-  return { takenAt, origin: origin as OriginStats | undefined, caches: caches.map((c, i) => ({ ...c, stats: stats[i] as CacheStats | undefined })) };
+  const originRead = tryStats<OriginStats>(fleet.origin);
+  const cacheReads = Promise.all(caches.map((c) => tryStats<CacheStats>(c.url)));
+  const snapshot = Promise.all([originRead, cacheReads]).then(([origin, stats]) => ({ takenAt, origin, caches: caches.map((c, i) => ({ ...c, stats: stats[i] })) }));
+  return { originRead, snapshot };
 }
 
 const isMirror = (kind: string): boolean => kind.startsWith('mirror:');

@@ -13,7 +13,7 @@ import { FleetError } from '../errors.js';
 import type { RepackOptions } from '../pack/repack.js';
 import { pushProject, unusableBaseLine, type PushResult } from '../project-upload/push.js';
 import { prunedLine } from '../project-upload/base-cache.js';
-import { buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
+import { beginSnapshot, buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
 import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Job, type Project, type ResolvedFields } from '../spread/index.js';
 import { projectError } from '../spread/yaml.js';
 import { agentWorkDir, installAgent, runAgent, shellQuote } from './agent-client.js';
@@ -172,7 +172,8 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
     token = embedded.token;
   }
   try {
-    const before = await snapshotFleet(fleet);
+    const before = beginSnapshot(fleet);
+    await before.originRead;
     const push = await pushProject({
       dir: project.rootDir,
       project: project.name,
@@ -195,7 +196,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
     log.line(`Sent ${formatBytes(push.bytesSent)} to the origin as ${push.rebased ? 'a new base' : push.manifest.delta ? 'a delta' : 'the base it already is'} (run ${push.run}).`);
     const pruned = push.pruned.removed > 0 ? prunedLine(push.pruned, join(dataRoot, 'bases')) : '';
     if (pruned) log.line(`${pruned[0]!.toUpperCase()}${pruned.slice(1)}.`);
-    const result = await runJobs(o, log, project, jobs, fleet, embedded !== undefined, token, push, dataRoot, fields, before, interrupt);
+    const result = await runJobs(o, log, project, jobs, fleet, embedded !== undefined, token, push, dataRoot, fields, await before.snapshot, interrupt);
     await mkdir(join(dataRoot, 'reports'), { recursive: true });
     await writeFile(join(dataRoot, 'reports', `${result.run}.json`), JSON.stringify(result.ledger, null, 2));
     return result;

@@ -152,13 +152,16 @@ t.test('a cache that accepts and never answers costs the first machine cacheTime
   // connection closed, as a cache that is down (a second hang would only wait the same 5 s).
   const projectRequests: string[] = [];
   const statsRequests: string[] = [];
+  let firstStatsAt: number | undefined;
   const sockets = new Set<Socket>();
   const hung = createServer((socket) => {
     sockets.add(socket);
     socket.on('data', (chunk: Buffer) => {
       const line = chunk.toString('latin1').split('\r\n')[0] ?? '';
       if (line.includes(' /projects/')) projectRequests.push(line);
-      if (line.includes(' /-/stats ') && statsRequests.push(line) > 1) socket.destroy();
+      if (!line.includes(' /-/stats ')) return;
+      firstStatsAt ??= Date.now();
+      if (statsRequests.push(line) > 1) socket.destroy();
     });
     socket.on('error', () => undefined);
   });
@@ -170,7 +173,14 @@ t.test('a cache that accepts and never answers costs the first machine cacheTime
   const hungUrl = `http://127.0.0.1:${(hung.address() as AddressInfo).port}`;
   const fleetFile = join(dir, 'fleet.yaml');
   await writeFile(fleetFile, [`origin: ${origin.url}`, 'regions:', `  region-a:\n    caches: [${hungUrl}]`, `  region-b:\n    caches: [${liveUrl}]`, 'startupLimit: 1', 'dispatchDelay: 0s', 'cacheTimeout: 1s', ''].join('\n'));
-  const { log, text } = capture();
+  // when the push's upload ended: the report's first read of the hung cache must not delay it
+  let sentAt: number | undefined;
+  let out = '';
+  const log = new RunLog((s) => {
+    if (s.includes(' Sent ')) sentAt ??= Date.now();
+    out += s;
+  });
+  const text = (): string => out;
   const started = Date.now();
   const result = await runProject({ cwd: dir, filters: ['alpha-1'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
   if (!result.tally.ok) t.comment(text());
@@ -179,6 +189,7 @@ t.test('a cache that accepts and never answers costs the first machine cacheTime
   for (const p of result.pulls) t.equal(p.url, liveUrl, `${p.machine} pulled through region-b's cache`);
   t.equal(projectRequests.length, 1, 'the hung cache was asked for the project once, by the first machine');
   t.equal(statsRequests.length, 2, "the report's stats were read before and after the run; the first read hung");
+  t.ok(sentAt! - firstStatsAt! < 4_000, `the project was sent while the first read hung (${sentAt! - firstStatsAt!} ms after it; the read's timeout is 5 s)`);
   t.match(text(), new RegExp(`pulls through ${liveUrl} \\(region region-a; tried last, unreachable for a machine of this run lately: ${hungUrl}\\)`));
   t.ok(Date.now() - started < 45_000, 'no machine waited the client\'s minute');
 });
