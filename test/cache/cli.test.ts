@@ -7,12 +7,10 @@ import t from 'tap';
 import { request } from 'undici';
 import { startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { startUpstream } from './upstream-fixture.js';
 
 t.test('fleetcache cache --config FILE with flags', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex, body } = up.addBlob(50_000);
   const dir = t.testdir();
   const file = path.join(dir, 'cache.yaml');
@@ -29,9 +27,7 @@ t.test('fleetcache cache --config FILE with flags', async (t) => {
 
 t.test('an upstream that does not answer is warned about as the cache starts; one that answers is not', async (t) => {
   const dir = t.testdir();
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   // Both started at once: they share nothing.
   const [dead, live] = await Promise.all([
     startServerProcess(t, ['cache', '--upstream', 'http://user:secret@127.0.0.1:9', '--listen', '127.0.0.1:0', '--data', path.join(dir, 'dead')], { FLEETCACHE_LOG_LEVEL: 'warn' }),

@@ -21,7 +21,7 @@ import { startServerProcess } from '../helpers/processes.js';
 import { mountTmpfs } from '../helpers/tmpfs.js';
 import { eventually } from '../helpers/wait.js';
 import { fetchHash } from './harness.js';
-import { sha256, UpstreamFixture } from './upstream-fixture.js';
+import { sha256, startUpstream, UpstreamFixture } from './upstream-fixture.js';
 
 const isRoot = process.getuid?.() === 0;
 const MiB = 1024 * 1024;
@@ -316,9 +316,7 @@ t.test('a reader behind the windows of a fill whose disk failed: the bytes its f
 });
 
 t.test('the data directory removed under a running cache: requests pass through, no crash', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const dir = mkdtempSync(path.join(tmpdir(), 'fleetcache-gone-'));
   const app = await buildCacheServer({ ...resolveCacheConfig({ region: 'gone', listen: '127.0.0.1:0', upstream: upUrl, data: dir }), logLevel: 'silent' });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });

@@ -9,7 +9,7 @@ import t from 'tap';
 import type { FastifyInstance } from 'fastify';
 import type { Test } from 'tap';
 import { startCache } from './harness.js';
-import { randomish, UpstreamFixture } from './upstream-fixture.js';
+import { randomish, startUpstream, UpstreamFixture } from './upstream-fixture.js';
 import { eventually } from '../helpers/wait.js';
 
 interface Answer {
@@ -81,9 +81,7 @@ const get = (path: string, fields = 'Host: cache\r\n'): string => `GET ${path} H
 const timeless = (a: Answer): string => a.head.split('\r\n').filter((l) => !/^(date|age):/i.test(l)).join('\r\n');
 
 async function cacheWithBlobs(t: Test, count: number) {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const blobs = Array.from({ length: count }, () => up.addBlob(4096));
   const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
   for (const b of blobs) {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
 import { startCache } from './harness.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { startUpstream } from './upstream-fixture.js';
 
 async function get(url: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' = 'GET') {
   const res = await request(url, { method, headers });
@@ -16,9 +16,7 @@ async function get(url: string, headers: Record<string, string> = {}, method: 'G
 }
 
 t.test('a memory hit: the same answer as the full path, counted the same', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex, body } = up.addBlob(4096);
   const { url, app } = await startCache(t, { upstream: upUrl }, t.testdir());
   const path = `/cas/sha256/${hex}`;
@@ -59,9 +57,7 @@ t.test('a memory hit: the same answer as the full path, counted the same', async
 });
 
 t.test('a body indexed at start is read once, hashed, then answered from memory', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex, body } = up.addBlob(4096);
   const dir = t.testdir();
   const first = await startCache(t, { upstream: upUrl }, dir);

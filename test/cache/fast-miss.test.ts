@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { startCache } from './harness.js';
-import { randomish, UpstreamFixture } from './upstream-fixture.js';
+import { randomish, startUpstream, UpstreamFixture } from './upstream-fixture.js';
 
 interface Answer {
   status: number;
@@ -42,9 +42,7 @@ async function bothWays(t: Test, upUrl: string, path: (hex: string) => string, h
 }
 
 t.test('a small blob and a large one: the same answers and accounting as the routes', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   for (const size of [4096, 3 * 1024 * 1024]) {
     const { hex, body } = up.addBlob(size);
     for (const path of [(h: string) => `/cas/sha256/${h}`, (h: string) => `/sha256/${h}?region=test`]) {
@@ -88,9 +86,7 @@ t.test('upstream 404, a body that does not match its digest, an upstream that is
 });
 
 t.test('requests arriving while the fast path fills join its fill: one upstream request', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex, body } = up.addBlob(2 * 1024 * 1024);
   up.options.rate = 8 * 1024 * 1024;
   const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
@@ -104,9 +100,7 @@ t.test('requests arriving while the fast path fills join its fill: one upstream 
 });
 
 t.test('an object larger than the whole cache is passed through by both paths, upstream asked once', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex, body } = up.addBlob(2 * 1024 * 1024);
   const { app, url } = await startCache(t, { upstream: upUrl, maxSize: '1MiB' }, t.testdir());
   for (const spelling of [hex, hex.toUpperCase()]) {

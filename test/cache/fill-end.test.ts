@@ -4,7 +4,7 @@
 import t from 'tap';
 import { request } from 'undici';
 import { fetchHash, startCache } from './harness.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { startUpstream } from './upstream-fixture.js';
 
 async function bytesUpstream(url: string): Promise<number> {
   const s = (await (await request(`${url}/-/stats`)).body.json()) as { total: { bytesUpstream: number } };
@@ -12,9 +12,7 @@ async function bytesUpstream(url: string): Promise<number> {
 }
 
 t.test('a fill\'s upstream bytes are counted before its client has the whole body', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
   let expected = 0;
   for (let i = 0; i < 5; i++) {
@@ -27,9 +25,7 @@ t.test('a fill\'s upstream bytes are counted before its client has the whole bod
 });
 
 t.test('a mirror object is stored before its client has the whole answer: a no-cache request right after revalidates it', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: `${upUrl}/mir/` } } }, t.testdir());
   for (let i = 0; i < 5; i++) {
     const path = `/mir/o${i}`;

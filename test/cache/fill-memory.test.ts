@@ -8,14 +8,12 @@ import { request } from 'undici';
 import { fillMemoryInUse } from '../../src/cache/fill.js';
 import { eventually } from '../helpers/wait.js';
 import { fetchHash, startCache } from './harness.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { startUpstream } from './upstream-fixture.js';
 
 const MiB = 1024 * 1024;
 
 t.test('six large fills at once keep their windows within fillMemory; readers behind go to the file', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const blobs = Array.from({ length: 6 }, () => up.addBlob(6 * MiB));
   up.options.rate = 24 * MiB; // a quarter of a second per blob: every fill runs at once
   const { app, url } = await startCache(t, { upstream: upUrl, fillMemory: '3MiB' }, t.testdir());

@@ -7,12 +7,10 @@ import { Agent, request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
 import { eventually } from '../helpers/wait.js';
 import { fetchHash, startCache } from './harness.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { startUpstream } from './upstream-fixture.js';
 
 t.test('32 clients on one cold 32 MiB object: one upstream request, every body right', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   // Twice the windows a fill keeps in memory (RECENT_BYTES): readers far behind read the file.
   const size = 32 * 1024 * 1024;
   const { hex } = up.addBlob(size);
@@ -40,9 +38,7 @@ t.test('32 clients on one cold 32 MiB object: one upstream request, every body r
 });
 
 t.test('upstream killed mid-stream: every waiter errors, nothing kept, next request refetches', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex } = up.addBlob(8 * 1024 * 1024);
   up.options.rate = 32 * 1024 * 1024;
   up.options.dieAfter = 3 * 1024 * 1024;
@@ -59,9 +55,7 @@ t.test('upstream killed mid-stream: every waiter errors, nothing kept, next requ
 });
 
 t.test('a body that does not hash to its digest is refused and never kept', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex, body } = up.addBlob(1024 * 1024);
   body[1000]! ^= 1; // corrupt in place: the origin now serves wrong bytes
   const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
@@ -70,9 +64,7 @@ t.test('a body that does not hash to its digest is refused and never kept', asyn
 });
 
 t.test('an object larger than the cache: passed through to each waiter at its own pace, counted as misses, not kept', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex } = up.addBlob(2 * 1024 * 1024);
   up.options.rate = 4 * 1024 * 1024; // half a second: every client arrives meanwhile
   const { app, url } = await startCache(t, { upstream: upUrl, maxSize: '1MiB' }, t.testdir());
@@ -87,9 +79,7 @@ t.test('an object larger than the cache: passed through to each waiter at its ow
 });
 
 t.test('Range on an object still filling', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex, body } = up.addBlob(16 * 1024 * 1024);
   up.options.rate = 16 * 1024 * 1024; // one second to fill
   const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
@@ -132,9 +122,7 @@ t.test('Range on an object still filling', async (t) => {
 });
 
 t.test('a Range of a filling /cas object whose body turns out wrong is cut, never a clean 206', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex, body } = up.addBlob(4 * 1024 * 1024);
   body[body.length - 1]! ^= 1; // the last byte is wrong: the digest check fails at the very end
   up.options.rate = 8 * 1024 * 1024; // half a second to fill
@@ -151,9 +139,7 @@ t.test('a Range of a filling /cas object whose body turns out wrong is cut, neve
 });
 
 t.test('readers that come late read the growing file, then the shared windows; one that leaves disturbs no one', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   // 48 MiB in about 1.5 s: after half a second, the first 16 MiB are no longer kept in memory.
   const { hex, body } = up.addBlob(48 * 1024 * 1024);
   up.options.rate = 32 * 1024 * 1024;
@@ -176,9 +162,7 @@ t.test('readers that come late read the growing file, then the shared windows; o
 });
 
 t.test('a client that stops reading is cut after twice the upstream timeouts; the fill goes on for the others', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex } = up.addBlob(64 * 1024 * 1024);
   // Idle limit: 2 × max(connect + headers, body) = 2 × 300 ms.
   const { app, url } = await startCache(t, { upstream: upUrl, timeouts: { connect: '100ms', headers: '100ms', body: '300ms' } }, t.testdir());
@@ -197,9 +181,7 @@ t.test('a client that stops reading is cut after twice the upstream timeouts; th
 });
 
 t.test('a client that stops reading a stored body is cut too, on a connection whose earlier answers were small hits', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const small = up.addBlob(4096);
   const large = up.addBlob(64 * 1024 * 1024);
   const dir = t.testdir();
@@ -224,9 +206,7 @@ t.test('a client that stops reading a stored body is cut too, on a connection wh
 });
 
 t.test('the claim a fill whose process died left under the blob\'s name: never served, left alone while young, then removed; the object is filled again', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex } = up.addBlob(4096);
   const dir = t.testdir();
   const { app, url } = await startCache(t, { upstream: upUrl }, dir);
@@ -252,9 +232,7 @@ t.test('the claim a fill whose process died left under the blob\'s name: never s
 });
 
 t.test('a blob claimed under its own name and never completed is removed at start, not indexed', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex } = up.addBlob(4096);
   const dir = t.testdir();
   const file = path.join(dir, casId({ algo: 'sha256', hex }));
@@ -267,9 +245,7 @@ t.test('a blob claimed under its own name and never completed is removed at star
 });
 
 t.test('an entry whose name was claimed again (evicted, then refilled by another worker) is not read from the claim', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex } = up.addBlob(64 * 1024); // over the size kept in memory: hits read the file
   const dir = t.testdir();
   const { app, url } = await startCache(t, { upstream: upUrl }, dir);

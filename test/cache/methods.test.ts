@@ -3,7 +3,7 @@
 import t from 'tap';
 import { request } from 'undici';
 import { startCache } from './harness.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { startUpstream } from './upstream-fixture.js';
 
 /** `method` on `url`; the write methods send a small body, as clients do (a 405 all the same). */
 async function call(url: string, method: string) {
@@ -12,9 +12,7 @@ async function call(url: string, method: string) {
 }
 
 t.test('a method a path does not have is a 405 with Allow; an unknown path a 404', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
   const hex = 'a'.repeat(64);
   const cases: Array<[string, string[], string]> = [
@@ -42,9 +40,7 @@ t.test('a method a path does not have is a 405 with Allow; an unknown path a 404
 });
 
 t.test('HEAD of /-/healthz, /-/metrics, /-/stats and the dashboard answers like GET without a body', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
   for (const path of ['/-/healthz', '/-/metrics', '/-/stats', '/-/ui', '/-/ui/assets/uPlot.min.css']) {
     const get = await call(url + path, 'GET');

@@ -10,7 +10,7 @@ import CachePolicy from 'http-cache-semantics';
 import { httpId } from '../../src/cache/disk-store.js';
 import { backgroundRevalidations } from '../../src/cache/mirror.js';
 import { startCache } from './harness.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { startUpstream, UpstreamFixture } from './upstream-fixture.js';
 import { eventually } from '../helpers/wait.js';
 
 async function get(url: string, headers: Record<string, string> = {}) {
@@ -102,9 +102,7 @@ t.test('mirror: fresh hits, revalidation with 304, no-store, Vary, stale-if-erro
 });
 
 t.test('mirror and names: concurrent cold requests make one upstream request', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const body = Buffer.alloc(2 * 1024 * 1024, 7);
   up.handler = (req, res) => {
     if (req.url !== '/pool/big.deb' && req.url !== '/artifacts/run1/job/log.txt') return false;
@@ -126,9 +124,7 @@ t.test('mirror and names: concurrent cold requests make one upstream request', a
 });
 
 t.test('mirror: a request that joins a fill gets its answer only when the entry would serve it (private, Set-Cookie, Vary)', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   up.handler = (req, res) => {
     const later = (headers: Record<string, string>, body: string): true => {
       // Headers come late: the second request arrives while the first waits for them.
@@ -176,9 +172,7 @@ t.test('mirror: a request that joins a fill gets its answer only when the entry 
 });
 
 t.test('mirror: stale-while-revalidate serves the stored copy and refreshes it in the background', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   let version = 'v1';
   up.handler = (req, res) => {
     if (req.url !== '/dists/InRelease') return false;
@@ -212,9 +206,7 @@ t.test('mirror: stale-while-revalidate serves the stored copy and refreshes it i
 });
 
 t.test('mirror: revalidations go upstream without the client\'s Host and hop-by-hop headers, as first fetches do', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const upHost = new URL(upUrl).host;
   up.handler = (req, res) => {
     // A name-based upstream (S3, a virtual host): another Host is another site.
@@ -241,9 +233,7 @@ t.test('mirror: revalidations go upstream without the client\'s Host and hop-by-
 });
 
 t.test('mirror: a response to a request with Authorization is kept only when it says so (RFC 9111 §3.5)', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   up.handler = (req, res) => {
     const cc = req.url === '/public' ? 'public, max-age=60' : 'max-age=60';
     return reply(res, 200, { 'cache-control': cc }, `auth=${req.headers.authorization ?? 'none'}`);
@@ -271,9 +261,7 @@ function rawGet(url: string, path: string): Promise<{ status: number; body: stri
 }
 
 t.test('mirror: paths go upstream as the client encoded them, and never leave the base path', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   up.handler = (req, res) => reply(res, 200, { 'cache-control': 'max-age=60' }, `got ${req.url}`);
   const { url } = await startCache(t, { upstream: upUrl, mirrors: { deb: { url: `${upUrl}/debian` } } }, t.testdir());
   for (const path of ['/pool/a%2Fb', '/pool/what%3Fnot', '/pool/with%20space', '/pool/x?q=1%2B1&r=%2F', '/pool/g%2B%2B_1.0.deb', '/pool/100%2525', '/pool/..a/x', '/pool/a;..']) {
@@ -291,9 +279,7 @@ t.test('mirror: paths go upstream as the client encoded them, and never leave th
 });
 
 t.test('mirror: a Range request on a cold object sent without Content-Length gets its 206', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   up.handler = (req, res) => {
     // Chunked: the size is known only at the end of the fill, which the 206 waits for.
     res.writeHead(200, { 'cache-control': req.url === '/kept' ? 'max-age=60' : 'no-store', 'content-type': 'text/plain' });
@@ -371,9 +357,7 @@ t.test('mirror: a body ended by closing the connection (no length, not chunked) 
 });
 
 t.test('mirror: no credential reaches the disk or a third party: an answer varying on Authorization or Cookie is not kept; a run token is not forwarded', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   up.handler = (req, res) => reply(res, 200, { 'cache-control': 'public, max-age=600', vary: req.url === '/cookie' ? 'Cookie' : 'Authorization, Accept-Encoding' }, `auth=${req.headers.authorization ?? '-'}`);
   const dir = t.testdir();
   const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl }, tt: { url: upUrl, tooltool: true } } }, dir);
@@ -406,9 +390,7 @@ t.test('mirror: no credential reaches the disk or a third party: an answer varyi
 });
 
 t.test('mirror: RFC 9111 corners an upstream review found (repeated fields, stale variants, 304s, deletions, sidecar privacy)', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   let lmCount = 0;
   let gone = false;
   up.handler = (req, res) => {
@@ -479,9 +461,7 @@ t.test('mirror: RFC 9111 corners an upstream review found (repeated fields, stal
 });
 
 t.test("mirror: a 304 whose strong ETag is not the stored copy's own does not refresh it (nginx's gzip copy W/\"x\", then \"x\"); the cache's 304s carry no Content-Encoding", async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const gzipped = gzipSync(Buffer.from('the quick brown fox '.repeat(50)));
   up.handler = (req, res) => {
     if (req.url === '/fresh.txt.gz') {
@@ -514,9 +494,7 @@ t.test("mirror: a 304 whose strong ETag is not the stored copy's own does not re
 });
 
 t.test('mirror: If-Range with a weak tag never matches (strong comparison): the whole body', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   up.handler = (_req, res) => reply(res, 200, { 'cache-control': 'max-age=600', etag: 'W/"wk"' }, '0123456789');
   const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
   await get(`${url}/mirror/m/weak`);
@@ -528,9 +506,7 @@ t.test('mirror: If-Range with a weak tag never matches (strong comparison): the 
 });
 
 t.test("mirror: an upstream redirect inside the mirror's base is rewritten under /mirror/{name}/, one outside it made a URL of the upstream, another host's left alone", async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   up.handler = (req, res) => {
     const to: Record<string, string> = {
       '/base/pool/r301': '/base/pool/plain?x=1',
@@ -558,9 +534,7 @@ t.test("mirror: an upstream redirect inside the mirror's base is rewritten under
 });
 
 t.test('mirror: only-if-cached is answered from a stored response or with a 504, never upstream (RFC 9111 §5.2.1.7)', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   up.handler = (req, res) => reply(res, 200, { 'cache-control': req.url === '/stale' ? 'max-age=0' : 'max-age=600', etag: '"x"' }, `body of ${req.url}`);
   const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
   const only = { 'cache-control': 'only-if-cached' };
@@ -578,9 +552,7 @@ t.test('mirror: only-if-cached is answered from a stored response or with a 504,
 });
 
 t.test('credentials in a mirror or upstream URL are sent to it (Basic), unless the client sends its own', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   up.handler = (req, res) => {
     if (req.url === '/pub/file') return reply(res, 200, { 'cache-control': 'max-age=600' }, 'private mirror body');
     return false;

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { casId, httpId } from '../../src/cache/disk-store.js';
 import { eventually } from '../helpers/wait.js';
 import { startCache } from './harness.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { startUpstream, UpstreamFixture } from './upstream-fixture.js';
 
 async function get(url: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' = 'GET') {
   const res = await request(url, { method, headers });
@@ -19,9 +19,7 @@ async function get(url: string, headers: Record<string, string> = {}, method: 'G
 }
 
 t.test('immutable objects: headers, client 304, HEAD, 404 passes through, never revalidated', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex, body } = up.addBlob(100_000);
   const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
   const missing = await get(`${url}/cas/sha256/${'0'.repeat(64)}`);
@@ -89,9 +87,7 @@ t.test('names: revalidated each time, upstream 304 served from disk, stale when 
 });
 
 t.test('only-if-cached (RFC 9111 §5.2.1.7): a stored blob, else a 504; a name (revalidated before it is served) a 504; never upstream', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex } = up.addBlob(4096);
   const name = '/artifacts/run1/job1/cached.txt';
   up.objects.set(name, { body: Buffer.from('a name'), headers: { etag: '"n1"' } });
@@ -111,9 +107,7 @@ t.test('only-if-cached (RFC 9111 §5.2.1.7): a stored blob, else a 504; a name (
 });
 
 t.test('a name is one entry however its path is spelled: a query or percent-encoding does not make another (fetched again over the slow link)', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const name = '/artifacts/run1/job%3A1/a.txt';
   up.objects.set(name, { body: Buffer.from('the artifact'), headers: { etag: '"v1"', 'cache-control': 'public, no-cache' } });
   const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
@@ -179,9 +173,7 @@ t.test('a name that becomes private or refused upstream is no longer kept: never
 });
 
 t.test('a hanging upstream gives a 504 within the configured timeout', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   up.options.hang = true;
   const { url } = await startCache(t, { upstream: upUrl, timeouts: { headers: '300ms' } }, t.testdir());
   const started = Date.now();
@@ -193,9 +185,7 @@ t.test('a hanging upstream gives a 504 within the configured timeout', async (t)
 });
 
 t.test('PUT is forwarded with its Authorization and kept once accepted; /cas verified', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
   const body = Buffer.alloc(300_000, 7);
   const hex = createHash('sha256').update(body).digest('hex');
@@ -231,9 +221,7 @@ t.test('PUT is forwarded with its Authorization and kept once accepted; /cas ver
 });
 
 t.test('a PUT of a blob a GET is filling leaves it to the fill: a failing fill takes nothing the index still counts', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   up.putCacheControl = 'public, max-age=31536000, immutable'; // a PUT's body may be kept
   const { hex, body } = up.addBlob(2 * 1024 * 1024);
   up.options = { rate: 2 * 1024 * 1024, dieAfter: 1024 * 1024 }; // the fill fails half way, after the PUT
@@ -254,9 +242,7 @@ t.test('a PUT of a blob a GET is filling leaves it to the fill: a failing fill t
 });
 
 t.test('private answers are proxied, never kept nor shared', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex, body } = up.addBlob(5000, { 'cache-control': 'private' });
   const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
   const a = await get(`${url}/cas/sha256/${hex}`, { authorization: 'Bearer internal' });
@@ -270,9 +256,7 @@ t.test('private answers are proxied, never kept nor shared', async (t) => {
 });
 
 t.test('metrics and stats', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex } = up.addBlob(10_000);
   const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
   await get(`${url}/cas/sha256/${hex}`);
@@ -299,9 +283,7 @@ t.test('metrics and stats', async (t) => {
 });
 
 t.test('a passthrough whose client goes away mid-body still counts what came from upstream', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   up.options = { rate: 4 * 1024 * 1024 };
   const { hex } = up.addBlob(8 * 1024 * 1024);
   const { url } = await startCache(t, { upstream: upUrl, maxSize: 1024 * 1024 }, t.testdir()); // no room: passed through

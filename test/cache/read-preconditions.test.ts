@@ -7,7 +7,7 @@
 import t from 'tap';
 import { request } from 'undici';
 import { startCache } from './harness.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { startUpstream } from './upstream-fixture.js';
 
 async function get(url: string, headers: Record<string, string>, method: 'GET' | 'HEAD' = 'GET') {
   const res = await request(url, { method, headers });
@@ -18,9 +18,7 @@ const LAST_MODIFIED = 'Mon, 02 Mar 2026 10:00:00 GMT';
 const EARLIER = 'Mon, 02 Mar 2026 09:59:59 GMT';
 
 t.test('If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since on what the cache serves', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const small = up.addBlob(4096);
   const large = up.addBlob(64 * 1024); // past SMALL_MAX: read from its file by the routes
   up.objects.set('/artifacts/r1/j1/out.txt', { body: Buffer.from('artifact'), headers: { etag: '"a1"', 'last-modified': LAST_MODIFIED } });

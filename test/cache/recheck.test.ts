@@ -11,7 +11,7 @@ import { startOrigin } from '../helpers/origin.js';
 import { fetchArtifacts } from '../../src/artifacts/download.js';
 import { uploadArtifacts } from '../../src/artifacts/upload.js';
 import { startCache } from './harness.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { startUpstream } from './upstream-fixture.js';
 
 async function get(url: string, headers: Record<string, string> = {}): Promise<{ xcache: string; body: Buffer }> {
   const res = await request(url, { headers });
@@ -20,9 +20,7 @@ async function get(url: string, headers: Record<string, string> = {}): Promise<{
 
 /** A cache in front of an upstream with one blob of `size` bytes: the blob's URL, its file on disk, and how to damage it there. */
 async function oneBlob(t: Test, size: number) {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const dir = t.testdir();
   const { app, url } = await startCache(t, { upstream: upUrl }, dir);
   const { hex, body } = up.addBlob(size);

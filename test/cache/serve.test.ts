@@ -3,12 +3,10 @@ import t from 'tap';
 import { request } from 'undici';
 import { requestError } from '../../src/http/errors.js';
 import { startCache } from './harness.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { startUpstream } from './upstream-fixture.js';
 
 t.test('416: none of the object\'s headers (caching, validators, encoding), and no-store', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex } = up.addBlob(12);
   up.objects.set('/pkg.gz', { body: Buffer.alloc(12, 1), headers: { 'cache-control': 'max-age=60', etag: '"gz"', 'content-encoding': 'gzip', 'last-modified': 'Mon, 23 Nov 2026 10:00:00 GMT' } });
   const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
@@ -29,9 +27,7 @@ t.test('416: none of the object\'s headers (caching, validators, encoding), and 
 });
 
 t.test('ranges are read as the origin reads them (http/range.ts): the unit in any case, several ranges as the whole', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex, body } = up.addBlob(100);
   const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
   await (await request(`${url}/cas/sha256/${hex}`)).body.dump();
@@ -44,9 +40,7 @@ t.test('ranges are read as the origin reads them (http/range.ts): the unit in an
 });
 
 t.test("a Range request on a fill without Content-Length that fails: a 502 without the object's headers", async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   up.handler = (_req, res) => {
     res.writeHead(200, { 'cache-control': 'max-age=60', etag: '"cut"' });
     res.write('abc');

@@ -7,7 +7,7 @@ import { request } from 'undici';
 import { DiskStore, casId, httpId, type EntryMeta } from '../../src/cache/disk-store.js';
 import { eventually } from '../helpers/wait.js';
 import { startCache } from './harness.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { startUpstream } from './upstream-fixture.js';
 import { pino } from 'pino';
 
 async function get(url: string): Promise<{ status: number; xcache: string; body: Buffer }> {
@@ -16,9 +16,7 @@ async function get(url: string): Promise<{ status: number; xcache: string; body:
 }
 
 t.test('restart keeps objects; leftover temp files are removed', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex, body } = up.addBlob(200_000);
   const small = up.addBlob(4096);
   const dir = t.testdir();
@@ -44,9 +42,7 @@ t.test('restart keeps objects; leftover temp files are removed', async (t) => {
 });
 
 t.test('LRU evicts the least recently used under max-size, and unlinks its files', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const blobs = [up.addBlob(400_000), up.addBlob(400_000), up.addBlob(400_000)];
   const dir = t.testdir();
   const { app, url } = await startCache(t, { upstream: upUrl, maxSize: 1_000_000 }, dir);
@@ -115,9 +111,7 @@ t.test('a size limit lowered below what the disk holds: the oldest objects go at
 });
 
 t.test('a small blob damaged on disk while stopped is hashed on its first read, dropped and fetched again', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const small = up.addBlob(4096);
   const dir = t.testdir();
   const first = await startCache(t, { upstream: upUrl }, dir);

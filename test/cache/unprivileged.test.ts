@@ -11,7 +11,7 @@ import t from 'tap';
 import { nobody } from '../helpers/nobody.js';
 import { exitedPid, startServerProcess } from '../helpers/processes.js';
 import { fetchHash } from './harness.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { startUpstream } from './upstream-fixture.js';
 
 
 /** Every file under `dir`, with its mode bits. */
@@ -28,9 +28,7 @@ function files(dir: string): { name: string; mode: number; uid: number }[] {
 const user = nobody();
 t.test('an unprivileged cache with two workers: each object fetched once, stored complete, kept over a restart', { skip: typeof user === 'string' ? user : false }, async (t) => {
   if (typeof user === 'string') return;
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   // In the temp directory, not the test's own (which an unprivileged user may not reach).
   const data = mkdtempSync(path.join(tmpdir(), 'fleetcache-unprivileged-'));
   t.teardown(() => rmSync(data, { recursive: true, force: true }));

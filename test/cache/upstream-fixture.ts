@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Test } from 'tap';
 
 export interface Obj {
   body: Buffer;
@@ -18,6 +19,14 @@ export interface FixtureOptions {
   keepDying?: boolean;
   /** Never answer. */
   hang?: boolean;
+}
+
+/** A fixture listening on 127.0.0.1 (`upUrl`), stopped in `t`'s teardown. */
+export async function startUpstream(t: Test): Promise<{ up: UpstreamFixture; upUrl: string }> {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  return { up, upUrl };
 }
 
 export class UpstreamFixture {

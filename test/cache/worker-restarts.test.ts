@@ -14,7 +14,7 @@ import { EXIT } from '../../src/errors.js';
 import { isAlive, startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { cacheWorkers, fetchHash } from './harness.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { startUpstream } from './upstream-fixture.js';
 
 t.test('a worker killed five times within a minute: replaced with back-off, then the cache gives up', async (t) => {
   const dir = t.testdir();
@@ -50,9 +50,7 @@ t.test('a worker killed five times within a minute: replaced with back-off, then
 });
 
 t.test('bodies committed by workers killed before they reported them are indexed by the primary; replacements listen on the same port', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const dir = t.testdir();
   const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const primary = cache.child.pid!;
@@ -82,9 +80,7 @@ t.test('bodies committed by workers killed before they reported them are indexed
 });
 
 t.test('what dead workers counted more than 200 ms before their death is still in /-/stats, and the counters keep their start', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const primary = cache.child.pid!;
   const workers = cacheWorkers(primary);
@@ -110,9 +106,7 @@ t.test('what dead workers counted more than 200 ms before their death is still i
 });
 
 t.test('a worker killed mid-fill leaves no temp file behind once it is replaced (tmp/ stays within the budget)', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   up.options = { rate: 4 * 1024 * 1024 };
   const dir = t.testdir();
   const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
@@ -133,9 +127,7 @@ t.test('a worker killed mid-fill leaves no temp file behind once it is replaced 
 });
 
 t.test('a worker that stops answering (SIGSTOP) is killed after workerTimeout and replaced: no connection hangs on it for long', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const blob = up.addBlob(4096);
   const dir = t.testdir();
   // the file without an upstream: --upstream gives it (flags override the file)

@@ -13,7 +13,7 @@ import { casId } from '../../src/cache/disk-store.js';
 import { isAlive, parentsByPid, startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { cacheWorkers, fetchHash, type Fetched } from './harness.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { startUpstream } from './upstream-fixture.js';
 
 /** On a fresh connection each time (so that requests spread over both workers); a cut answer is an `error`. */
 async function get(url: string): Promise<Fetched & { error?: string }> {
@@ -33,9 +33,7 @@ async function metricSum(url: string, name: string): Promise<number> {
 }
 
 t.test('two workers share one cache', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const dir = t.testdir();
   const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '20MiB', '--fill-memory', '3MiB'], { FLEETCACHE_LOG_LEVEL: 'info' });
 
@@ -216,9 +214,7 @@ t.test('two workers share one cache', async (t) => {
 });
 
 t.test('three workers: a stampede spread over them makes one upstream request, the workers that did not lead follow the one that did', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '3'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   t.equal(childrenOf(cache.child.pid!).length, 3, 'three worker processes');
   const { hex } = up.addBlob(8 * 1024 * 1024);
@@ -230,9 +226,7 @@ t.test('three workers: a stampede spread over them makes one upstream request, t
 });
 
 t.test('two workers: a slow upstream head is still followed; an object with no room is passed through in both, its claim left alone', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '2', '--max-size', '1MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const slow = up.addBlob(100_000);
   // More than the cache (below): passed through, not kept.
@@ -272,9 +266,7 @@ t.test('two workers: a slow upstream head is still followed; an object with no r
 });
 
 t.test('two workers: one that does not answer the primary in time still counts, with what it last told', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const blob = up.addBlob(4096);
   for (let i = 0; i < 10; i++) await get(`${cache.url}/cas/sha256/${blob.hex}`);
@@ -324,9 +316,7 @@ t.test('two workers: one that does not answer the primary in time still counts, 
 // Three subtests that need no cache of their own share one (a damaged body placed before it
 // starts, a mirror, the upstream's headers timeout), its start paid once.
 t.test('two workers, one cache for three subtests', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const dir = t.testdir();
   const data = path.join(dir, 'data');
   const small = up.addBlob(4096);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { zeroCopyStatus } from '../../src/http/zero-copy.js';
 import { fetchHash, startCache } from '../cache/harness.js';
-import { sha256, UpstreamFixture } from '../cache/upstream-fixture.js';
+import { sha256, startUpstream } from '../cache/upstream-fixture.js';
 import { startOrigin, TEST_TOKEN, uploadBlob } from '../helpers/origin.js';
 import { startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
@@ -153,9 +153,7 @@ t.test('a cache sends its large hits by sendfile, and says so at start-up', asyn
 });
 
 t.test('a reader that joins a fill late takes what was written from the file by sendfile, then follows', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const { hex } = up.addBlob(48 * MiB);
   up.options.rate = 32 * MiB; // 1.5 s of filling
   const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
@@ -211,9 +209,7 @@ t.test('pipelined requests: the answer after a sendfile body comes whole, after 
 });
 
 t.test('a request pipelined behind a long sendfile answer (it re-arms the idle timeout) does not cut it', async (t) => {
-  const up = new UpstreamFixture();
-  const upUrl = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl } = await startUpstream(t);
   const large = up.addBlob(SIZE);
   const small = up.addBlob(4096);
   // Idle limit for clients: 2 × 300 ms.
