@@ -49,8 +49,16 @@ export interface FallbackPullResult {
   readonly skipped: readonly Attempt[];
 }
 
+/**
+ * Failures after which the next URL may serve the pull. A cache that refuses the request
+ * itself (malformed to it, too many header fields: another version, a lower limit) is
+ * passed over too: the origin, last, says whether the request is really at fault.
+ */
 const NEXT_URL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'FC_ERR_NOT_FOUND',
+  'FC_ERR_BAD_REQUEST',
+  'FC_ERR_TOO_MANY_HEADERS',
+  'FC_ERR_METHOD_NOT_ALLOWED',
   'FC_ERR_UPSTREAM',
   'FC_ERR_UPSTREAM_TIMEOUT',
   'FC_ERR_UNAVAILABLE',

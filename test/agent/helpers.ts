@@ -51,10 +51,10 @@ export async function deadUrl(): Promise<string> {
 }
 
 /** A server that answers every request with `status`. */
-export async function statusServer(t: Test, status: number): Promise<string> {
+export async function statusServer(t: Test, status: number, code = 'FC_ERR_UNAVAILABLE'): Promise<string> {
   const server: Server = createServer((_req, res) => {
     res.statusCode = status;
-    res.end('{"code":"FC_ERR_UNAVAILABLE","message":"test server"}');
+    res.end(JSON.stringify({ code, message: 'test server' }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));

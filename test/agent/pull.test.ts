@@ -1,6 +1,6 @@
-// The bundled agent's `pull` against real servers: fallback over a dead URL, a 5xx server
-// and a server without the run, through a real cache, a delta applied by the embedded
-// xdelta3, and the tree unpacked exactly.
+// The bundled agent's `pull` against real servers: fallback over a dead URL, a 5xx server,
+// servers that refuse the request and a server without the run, through a real cache, a
+// delta applied by the embedded xdelta3, and the tree unpacked exactly.
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -25,6 +25,9 @@ t.test('pull falls back in order, uses the cache, applies the delta and unpacks'
   const cache = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
   const failing = await statusServer(t, 503);
   const dead = await deadUrl();
+  // caches that refuse the request themselves (another version, a lower header limit)
+  const refusing = await statusServer(t, 431, 'FC_ERR_TOO_MANY_HEADERS');
+  const malformed = await statusServer(t, 400, 'FC_ERR_BAD_REQUEST');
 
   const project = join(dir, 'project');
   mkdirSync(join(project, 'src'), { recursive: true });
@@ -38,14 +41,16 @@ t.test('pull falls back in order, uses the cache, applies the delta and unpacks'
   t.ok(second.manifest.delta, 'the second run is a delta against the first');
 
   const dest = join(dir, 'machine', 'project');
-  const urls = [dead, failing, empty.url, cache.url, origin.url];
+  const urls = [dead, failing, refusing, malformed, empty.url, cache.url, origin.url];
   const res = await runAgent(agent, 'pull', { urls, project: 'demo', run: 'r2', dest, workDir: join(dir, 'machine', 'work'), token: origin.token });
   t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
-  t.match(res.json, { ok: true, url: cache.url, urlIndex: 3, fromCache: true, resultDigest: second.manifest.result.digest });
+  t.match(res.json, { ok: true, url: cache.url, urlIndex: 5, fromCache: true, resultDigest: second.manifest.result.digest });
   t.ok((res.json.bytesDownloaded as number) > 0, 'bytes were downloaded');
   t.same((res.json.skipped as { url: string; code: string }[]).map((s) => [s.url, s.code]), [
     [dead, 'FC_ERR_UPSTREAM'],
     [failing, 'FC_ERR_UPSTREAM'],
+    [refusing, 'FC_ERR_TOO_MANY_HEADERS'],
+    [malformed, 'FC_ERR_BAD_REQUEST'],
     [empty.url, 'FC_ERR_NOT_FOUND'],
   ]);
   t.equal(res.stdout.trim().split('\n').length, 1, 'exactly one line on stdout');
