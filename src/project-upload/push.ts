@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { httpGetJson, httpHead, httpPut, joinUrl, type Progress, type RequestOptions } from '../client/http.js';
 import { compressDelta, DEFAULT_COMPRESSION, quickCompressedSize, type Compression } from '../delta/compress.js';
 import { encodeDelta } from '../delta/xdelta.js';
-import { DAMAGED_CODES, DigestMismatchError, FleetError, NotFoundError, type ErrorCode } from '../errors.js';
+import { DAMAGED_CODES, DigestMismatchError, FleetError, NotFoundError, UpstreamError, type ErrorCode } from '../errors.js';
 import { parseSize } from '../config/units.js';
 import { packToFile } from '../pack/packer.js';
 import { checkRepackOutput, runRepack, type RepackOptions } from '../pack/repack.js';
@@ -194,11 +194,20 @@ async function checkWriteToken(origin: string, http: RequestOptions): Promise<vo
  * The bases among `bases` whose blob the origin still has, at the size recorded; the others
  * go to `unusable`. Asked even of a base in the local cache, used there without a download:
  * the origin refuses a run that names a blob it lost, and would refuse every push after.
+ * A server error about one blob (its disk fails to read it) passes that base over too,
+ * rather than fail every push of the project; an origin that cannot be reached fails the push.
  */
 async function storedAtOrigin(origin: string, bases: readonly BaseInfo[], http: RequestOptions, unusable: UnusableBase[]): Promise<BaseInfo[]> {
-  const heads = await Promise.all(bases.map((base) => httpHead(joinUrl(origin, casPath(parseDigestString(base.digest))), http)));
+  const heads = await Promise.all(bases.map((base) => httpHead(joinUrl(origin, casPath(parseDigestString(base.digest))), http).catch((err: unknown) => {
+    if (err instanceof UpstreamError && (err.upstreamStatus ?? 0) >= 500) return err;
+    throw err;
+  })));
   return bases.filter((base, i) => {
     const head = heads[i];
+    if (head instanceof UpstreamError) {
+      unusable.push({ id: base.id, reason: `the origin failed to answer for its blob ${base.digest}: ${head.message}` });
+      return false;
+    }
     const size = head && Number(head['content-length']);
     if (size === base.size) return true;
     unusable.push({ id: base.id, reason: head ? `its blob ${base.digest} at the origin has ${size} bytes, not ${base.size}` : `its blob ${base.digest} is not at the origin (HTTP 404)` });

@@ -231,6 +231,26 @@ function findFile(root: string, name: string): string {
   throw new Error(`${name} not found under ${root}`);
 }
 
+t.test('a base whose blob the origin fails to read (a 5xx to its HEAD) is passed over, not every push failed', async (t) => {
+  const { url, dataDir, dir, project, common } = await originWithProject(t, 'unreadable');
+  const first = await pushProject({ ...common, run: 'run-1' });
+  // The blob's file a symlink to itself: the origin's stat of it fails with ELOOP, a server error.
+  const blobFile = findFile(dataDir, parseDigestString(first.manifest.base.digest).hex);
+  rmSync(blobFile);
+  symlinkSync(blobFile, blobFile);
+  const head = await request(`${url}${casPath(parseDigestString(first.manifest.base.digest))}`, { method: 'HEAD' });
+  await head.body.dump();
+  t.equal(head.statusCode, 500, 'the origin answers its HEAD with a server error');
+  writeFileSync(join(project, 'NEW.md'), 'a change\n');
+  const second = await pushProject({ ...common, run: 'run-2' });
+  t.same(second.unusableBases.map((b) => b.id), [first.manifest.base.id], 'the unreadable base is named');
+  t.match(second.unusableBases[0]!.reason, /the origin failed to answer for its blob .*HTTP 500/);
+  t.ok(second.rebased, 'no other base: a new one');
+  const out = join(dir, 'out');
+  await pullProject({ project: 'unreadable', run: 'run-2', from: url, dir: out });
+  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }), 'its run pulls');
+});
+
 t.test("spread's repack script decides what is uploaded", async (t) => {
   const { url, dir, common } = await originWithProject(t, 'repack');
   const identity = await pushProject({ ...common, run: 'same', repack: 'cat <&3 >&4' });
