@@ -343,8 +343,4 @@ export class MachineSession {
     if (this.#backendPrepared) await this.#step(job, 'backend', job.backend.restore, sys, 'Restoring', 'backend restore', '.', job.backend.debug);
     if (this.#projectPrepared) await this.#step(job, 'project', project.restore, sys, 'Restoring', 'project restore', '.', project.debug);
   }
-
-  get broken(): boolean {
-    return this.#broken;
-  }
 }

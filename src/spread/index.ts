@@ -6,7 +6,7 @@ export { findProject, loadProject } from './load.js';
 export { expandJobs, type ExpandOptions } from './expand.js';
 export { compileFilter, type Filter } from './filter.js';
 export { jobEnvironment, resolveVariant } from './env.js';
-export { compareJobs, jobName, sortJobs } from './order.js';
+export { jobName, sortJobs } from './order.js';
 export { repackEnvironment, resolveProjectFields, resolveRemotePath, type ResolvedFields } from './resolve.js';
 export { jobDebug, jobPrepare, jobRestore, joinScripts, levelTimeouts, scriptTimeouts, type ScriptLevel } from './scripts.js';
 export { jobParts, jobRegion, type JobParts } from './parts.js';

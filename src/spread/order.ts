@@ -29,12 +29,6 @@ export function sortKey(job: Sortable): string {
   return `${prefix}${job.variant === '' ? '#' : ':'}${String(job.sample).padStart(10, '0')}:${job.variant}`;
 }
 
-export function compareJobs(a: Sortable, b: Sortable): number {
-  const ka = sortKey(a);
-  const kb = sortKey(b);
-  return ka < kb ? -1 : ka > kb ? 1 : 0;
-}
-
 /** Sorts jobs in spread's order (fast path: plain string sort of keys). */
 export function sortJobs<J extends Sortable>(jobs: readonly J[]): J[] {
   const byKey = new Map<string, J>();
