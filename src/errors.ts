@@ -153,7 +153,7 @@ const NETWORK_ERRNO = /^E(CONNRESET|CONNREFUSED|PIPE|TIMEDOUT|HOSTUNREACH|NETUNR
  * system's for a peer gone or out of reach), however late: a body cut or stalled mid-way
  * fails while it is read, after the request itself succeeded.
  */
-export function isNetworkError(err: unknown): boolean {
+function isNetworkError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return false;
   return code.startsWith('UND_ERR_') ? !NOT_NETWORK.has(code) : NETWORK_ERRNO.test(code);

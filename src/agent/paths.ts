@@ -15,11 +15,11 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..', '..');
 const FROM_SOURCE = basename(resolve(HERE, '..')) === 'src';
 
-export function agentBundlePath(): string {
+function agentBundlePath(): string {
   return join(ROOT, 'dist', 'agent.mjs');
 }
 
-export function agentBuildScript(): string {
+function agentBuildScript(): string {
   return join(ROOT, 'scripts', 'build-agent.mjs');
 }
 

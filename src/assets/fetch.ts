@@ -93,7 +93,7 @@ const MAX_REDIRECTS = 5;
  * ending in one slash, and "<algorithm>/<digest>". The base's path prefix is kept, its query
  * and fragment dropped.
  */
-export function assetUrl(base: string, record: Pick<ManifestRecord, 'algorithm' | 'digest'>): string {
+function assetUrl(base: string, record: Pick<ManifestRecord, 'algorithm' | 'digest'>): string {
   return new URL(`${record.algorithm}/${record.digest}`, `${base.replace(/\/+$/, '')}/`).href; // "a//" as urljoin takes it: a/
 }
 

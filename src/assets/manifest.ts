@@ -130,7 +130,7 @@ function lineAt(text: string, offset: number): number {
 }
 
 /** Refuses names tooltool refuses (BadFilenameException) plus ones that cannot be a plain file. */
-export function checkFilename(name: string): string | undefined {
+function checkFilename(name: string): string | undefined {
   if (name === '' || name === '.' || name === '..') return 'must be a plain file name';
   if (/[/\\]/.test(name)) return 'must not contain "/" or "\\"';
   // eslint-disable-next-line no-control-regex
@@ -259,7 +259,7 @@ export function formatManifest(records: readonly ManifestRecord[]): string {
 }
 
 /** Writes atomically (temp file + rename), so a reader never sees half a manifest. */
-export async function writeManifest(file: string, records: readonly ManifestRecord[]): Promise<void> {
+async function writeManifest(file: string, records: readonly ManifestRecord[]): Promise<void> {
   await requireOutput(file);
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
   await writeFile(tmp, formatManifest(records));

@@ -97,7 +97,7 @@ function isLzmaAlone(head: Buffer): boolean {
 }
 
 /** Reads the first bytes and names the archive format (undefined: not an archive we know). */
-export async function detectArchive(path: string): Promise<ArchiveKind | undefined> {
+async function detectArchive(path: string): Promise<ArchiveKind | undefined> {
   const fh = await open(path, 'r');
   const head = Buffer.alloc(512);
   let read: number;

@@ -74,7 +74,7 @@ export function endToEnd(headers: IncomingHttpHeaders | Record<string, string | 
   return out;
 }
 
-export function isTimeout(err: unknown): boolean {
+function isTimeout(err: unknown): boolean {
   return typeof err === 'object' && err !== null && TIMEOUT_CODES.has(String((err as { code?: unknown }).code));
 }
 
@@ -97,7 +97,7 @@ export async function probeUpstream(upstream: string, timeoutMs: number, log: { 
 }
 
 /** Maps a transport failure to UpstreamError (504 for timeouts, 502 otherwise). */
-export function upstreamFailure(name: string, err: unknown): UpstreamError {
+function upstreamFailure(name: string, err: unknown): UpstreamError {
   if (err instanceof UpstreamError) return err;
   return new UpstreamError(`upstream ${name}: ${withoutAddress(err)}`, { cause: err, timeout: isTimeout(err) });
 }

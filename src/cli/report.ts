@@ -26,7 +26,7 @@ function defaultDataDir(): string {
   }
 }
 
-export async function readLedger(dataDir: string, run?: string): Promise<Ledger> {
+async function readLedger(dataDir: string, run?: string): Promise<Ledger> {
   const dir = join(resolve(dataDir), 'reports');
   let name = run ? `${checkSegment(run, 'run id')}.json` : undefined;
   if (!name) {

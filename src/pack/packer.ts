@@ -26,7 +26,7 @@ import { globComponent, PackRuleSet, type PackRules } from './rules.js';
 import { safeEntryPath } from './unpack.js';
 
 /** 2000-01-01T00:00:00Z: fixed, and unlike 0 it does not make GNU tar warn on extract. */
-export const PACK_MTIME = new Date(946_684_800_000);
+const PACK_MTIME = new Date(946_684_800_000);
 
 function byteOrder(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));

@@ -119,7 +119,7 @@ interface Transform {
 }
 
 /** Parses one tar --transform expression, e.g. `s,^,project/,` or `s/a/b/gS`. */
-export function parseTransform(expression: string): Transform {
+function parseTransform(expression: string): Transform {
   if (expression[0] !== 's' || expression.length < 4) throw new UsageError(`rename: "${expression}" is not a s/regex/replacement/ expression`);
   const delim = expression[1] as string;
   const parts: string[] = [''];

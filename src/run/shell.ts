@@ -18,7 +18,7 @@ export interface ShellModes {
 }
 
 /** spread's prompt: `backend:system dir# `, with the project path shown as `...`. */
-export const SHELL_PS1 = '\\$SPREAD_BACKEND:\\$SPREAD_SYSTEM \\${PWD/#\\$SPREAD_PATH/...}# ';
+const SHELL_PS1 = '\\$SPREAD_BACKEND:\\$SPREAD_SYSTEM \\${PWD/#\\$SPREAD_PATH/...}# ';
 
 /** The terminal the run's shells share: one at a time, across every machine. */
 export class ShellTerminal {

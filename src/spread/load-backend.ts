@@ -17,7 +17,7 @@ export function decodeScripts(y: YamlFile, f: Fields): LevelScripts {
   };
 }
 
-export function decodeTimeout(y: YamlFile, node: Node | undefined): number | undefined {
+function decodeTimeout(y: YamlFile, node: Node | undefined): number | undefined {
   if (node === undefined) return undefined;
   const text = y.str(node);
   const ms = parseGoDuration(text);

@@ -23,7 +23,7 @@ interface Sortable {
  * spread's order is random). The character right after `backend:system:task` is kept,
  * so the order between tasks is exactly the order of their names.
  */
-export function sortKey(job: Sortable): string {
+function sortKey(job: Sortable): string {
   if (job.task.samples <= 1) return job.name;
   const prefix = `${job.backend.name}:${job.system.name}:${job.task.name}`;
   return `${prefix}${job.variant === '' ? '#' : ':'}${String(job.sample).padStart(10, '0')}:${job.variant}`;
