@@ -10,7 +10,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { ConfigError, UsageError } from '../errors.js';
+import { ConfigError, errorMessage, UsageError } from '../errors.js';
 import { requireOutput, unreadableFile } from '../path-checks.js';
 
 export type Visibility = 'public' | 'internal';
@@ -162,9 +162,9 @@ export function parseManifest(text: string, file: string): Manifest {
   try {
     data = JSON.parse(text);
   } catch (err) {
-    const pos = /position (\d+)/.exec((err as Error).message);
+    const pos = /position (\d+)/.exec(errorMessage(err));
     const line = pos ? lineAt(text, Number(pos[1])) : undefined;
-    throw new ConfigError(`${file}${line ? `:${line}` : ''}: invalid manifest: ${(err as Error).message}`, file, line);
+    throw new ConfigError(`${file}${line ? `:${line}` : ''}: invalid manifest: ${errorMessage(err)}`, file, line);
   }
   if (!Array.isArray(data)) throw new ConfigError(`${file}:1: invalid manifest: expected a JSON array of file records`, file, 1);
   const offsets = elementOffsets(text);
@@ -239,7 +239,7 @@ export async function readManifest(file: string): Promise<Manifest> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`${file}: cannot read manifest: ${(err as Error).message}`, file);
+    throw new ConfigError(`${file}: cannot read manifest: ${errorMessage(err)}`, file);
   }
   return parseManifest(text, file);
 }

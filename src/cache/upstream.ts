@@ -8,7 +8,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Agent, Pool, request, type Dispatcher } from 'undici';
-import { UpstreamError } from '../errors.js';
+import { errorMessage, UpstreamError } from '../errors.js';
 import { AnswerHandler, type UpstreamAnswer } from './answer-handler.js';
 import { isRunToken } from '../client/run-token.js';
 import { bearerToken } from '../http/auth.js';
@@ -92,7 +92,7 @@ export async function probeUpstream(upstream: string, timeoutMs: number, log: { 
     if (res.statusCode >= 500) log.warn({ upstream: redactUrl(upstream), status: res.statusCode }, `the upstream answers HTTP ${res.statusCode}: misses will fail until it recovers`);
   } catch (err) {
     if (stopped.aborted) return;
-    log.warn({ upstream: redactUrl(upstream), err: (err as Error).message }, 'the upstream does not answer: misses will fail until it does; check the upstream URL');
+    log.warn({ upstream: redactUrl(upstream), err: errorMessage(err) }, 'the upstream does not answer: misses will fail until it does; check the upstream URL');
   }
 }
 
@@ -110,7 +110,7 @@ function upstreamFailure(name: string, err: unknown): UpstreamError {
 function withoutAddress(err: unknown): string {
   const { syscall, code } = (err ?? {}) as { syscall?: unknown; code?: unknown };
   if (typeof syscall === 'string' && typeof code === 'string') return `${syscall} ${code}`;
-  return err instanceof Error ? err.message : String(err);
+  return errorMessage(err);
 }
 
 export interface UpstreamRequest {
