@@ -157,16 +157,21 @@ const NETWORK_ERRNO = /^E(CONNRESET|CONNREFUSED|PIPE|TIMEDOUT|HOSTUNREACH|NETUNR
  * system's for a peer gone or out of reach), however late: a body cut or stalled mid-way
  * fails while it is read, after the request itself succeeded.
  */
-export function isNetworkError(err: unknown): boolean {
+function isNetworkError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return false;
   return code.startsWith('UND_ERR_') ? !NOT_NETWORK.has(code) : NETWORK_ERRNO.test(code);
 }
 
+/** The message of anything thrown: an Error's message, anything else as a string. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 /** Wraps anything thrown into a FleetError, keeping FleetErrors as they are. */
 export function toFleetError(err: unknown): FleetError {
   if (err instanceof FleetError) return err;
-  const message = err instanceof Error ? err.message : String(err);
+  const message = errorMessage(err);
   const code = String((err as { code?: unknown } | null | undefined)?.code);
   if (isNetworkError(err)) return new UpstreamError(message, { cause: err, timeout: /TIMEOUT|TIMEDOUT/.test(code) });
   if (NO_ROOM.has(code)) return new FleetError('FC_ERR_INSUFFICIENT_STORAGE', message, { cause: err });

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { FleetError, NotFoundError, UsageError } from './errors.js';
+import { errorMessage, FleetError, NotFoundError, UsageError } from './errors.js';
 
 /** An fs error about `path` (`what`: "base", "project directory"...) as a FleetError; other errors as they are. */
 export function pathError(err: unknown, path: string, what: string): unknown {
@@ -24,7 +24,7 @@ export function pathError(err: unknown, path: string, what: string): unknown {
 export function unreadableFile(err: unknown, path: string): FleetError {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ENOENT') return new NotFoundError(`${path}: cannot read: it does not exist`);
-  return new UsageError(`${path}: cannot read: ${(err as Error).message}`);
+  return new UsageError(`${path}: cannot read: ${errorMessage(err)}`);
 }
 
 /** A failed mkdir of `dir` (and its parents) as the user's mistake it is: a file in the way, a folder on the path that is a file. */
@@ -32,7 +32,7 @@ function makeDirError(err: unknown, dir: string, what: string): unknown {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'EEXIST') return new UsageError(`${what} ${dir} is a file, not a directory`);
   // its parent is there (made or found just before): a filesystem that takes no new directory (/proc, /sys)
-  if (code === 'ENOENT') return new UsageError(`${what} ${dir} cannot be created: ${(err as Error).message}`);
+  if (code === 'ENOENT') return new UsageError(`${what} ${dir} cannot be created: ${errorMessage(err)}`);
   return pathError(err, dir, what);
 }
 

@@ -12,7 +12,7 @@ import type { ErrorCode, FleetError } from './errors.js';
 export const PASSING_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['FC_ERR_UPSTREAM', 'FC_ERR_UPSTREAM_TIMEOUT', 'FC_ERR_UNAVAILABLE', 'FC_ERR_ABORTED']);
 
 /** The waits before passes 2, 3 and 4 over the list. */
-export const RETRY_DELAYS_MS: readonly number[] = [2_000, 5_000, 10_000];
+const RETRY_DELAYS_MS: readonly number[] = [2_000, 5_000, 10_000];
 
 export interface PassesOptions {
   /** The waits before each new pass (default RETRY_DELAYS_MS). */

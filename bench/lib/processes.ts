@@ -52,7 +52,7 @@ export function startProcess(command: string, args: string[], options: SpawnOpti
 }
 
 /** Waits for a stdout line matching `pattern` and returns its first capture group. */
-export function waitForLine(p: BenchProcess, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
+function waitForLine(p: BenchProcess, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
   return new Promise<string>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; stderr: ${p.stderr()}`)), timeoutMs);

@@ -34,7 +34,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { fetchAssets } from '../assets/fetch.js';
 import { manifestNotices } from '../assets/manifest.js';
-import { UsageError, toFleetError } from '../errors.js';
+import { errorMessage, UsageError, toFleetError } from '../errors.js';
 import { pullWithFallback } from './pull.js';
 import { uploadArtifacts } from '../artifacts/upload.js';
 import { VERSION } from '../version.js';
@@ -152,7 +152,7 @@ async function readArgs(argv: readonly string[]): Promise<unknown> {
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
-    throw new UsageError(`agent: ${flag}: invalid JSON: ${(err as Error).message}`);
+    throw new UsageError(`agent: ${flag}: invalid JSON: ${errorMessage(err)}`);
   }
 }
 

@@ -8,18 +8,18 @@ import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { FleetError } from '../errors.js';
+import { errorMessage, FleetError } from '../errors.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** src/agent or dist/cli → the package root. */
 const ROOT = resolve(HERE, '..', '..');
 const FROM_SOURCE = basename(resolve(HERE, '..')) === 'src';
 
-export function agentBundlePath(): string {
+function agentBundlePath(): string {
   return join(ROOT, 'dist', 'agent.mjs');
 }
 
-export function agentBuildScript(): string {
+function agentBuildScript(): string {
   return join(ROOT, 'scripts', 'build-agent.mjs');
 }
 
@@ -59,7 +59,7 @@ export async function ensureAgentBundle(): Promise<string> {
   building ??= promisify(execFile)(process.execPath, [agentBuildScript(), bundle], { cwd: ROOT })
     .then(() => bundle)
     .catch((err: unknown) => {
-      throw new FleetError('FC_ERR_INTERNAL', `building the machine agent failed: ${(err as { stderr?: string }).stderr || (err as Error).message}`, { cause: err });
+      throw new FleetError('FC_ERR_INTERNAL', `building the machine agent failed: ${(err as { stderr?: string }).stderr || errorMessage(err)}`, { cause: err });
     })
     .finally(() => {
       building = undefined;

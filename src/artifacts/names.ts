@@ -11,7 +11,7 @@ import { checkSegment } from '../store/safe-name.js';
 export const INDEX_NAME = '_index.json';
 export const INDEX_FORMAT = 'fleetcache-artifacts/1';
 
-export const artifactIndexSchema = Type.Object({
+const artifactIndexSchema = Type.Object({
   format: Type.Literal(INDEX_FORMAT),
   run: Type.String(),
   job: Type.String(),
@@ -29,7 +29,7 @@ function encodeSegments(segments: readonly string[]): string {
 }
 
 /** The URL of a job's artifact directory (no trailing slash). */
-export function jobUrl(base: string, run: string, job: string): string {
+function jobUrl(base: string, run: string, job: string): string {
   return joinUrl(base, `/artifacts/${encodeSegments([checkSegment(run, 'run'), ...nameSegments(job, 'job')])}`);
 }
 

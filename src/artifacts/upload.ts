@@ -63,7 +63,7 @@ async function walk(dir: string, rel: string, out: Collected): Promise<void> {
 }
 
 /** Resolves and checks every requested path; throws before anything is uploaded. */
-export async function collectArtifacts(cwd: string, paths: readonly string[]): Promise<Collected> {
+async function collectArtifacts(cwd: string, paths: readonly string[]): Promise<Collected> {
   const root = await realpath(cwd);
   const out: Collected = { files: new Map(), missing: [], skipped: [] };
   for (const requested of paths) {

@@ -5,6 +5,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hashFile, readManifest, type DroppedRecord, type ManifestRecord } from './manifest.js';
+import { errorMessage } from '../errors.js';
 
 export type FileState = 'missing' | 'invalid' | 'valid';
 
@@ -35,7 +36,7 @@ async function checkFile(dir: string, record: ManifestRecord): Promise<FileCheck
   try {
     digest = (await hashFile(path, record.algorithm)).digest;
   } catch (err) {
-    return { record, state: 'invalid', reason: `${path}: ${(err as Error).message}` };
+    return { record, state: 'invalid', reason: `${path}: ${errorMessage(err)}` };
   }
   if (digest !== record.digest) return { record, state: 'invalid', reason: `${path} has ${record.algorithm} ${digest}, the manifest says ${record.digest}` };
   return { record, state: 'valid' };

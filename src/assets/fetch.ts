@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
 import { clientAgent } from '../client/http.js';
-import { DigestMismatchError, FleetError, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError } from '../errors.js';
+import { DigestMismatchError, errorMessage, FleetError, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError } from '../errors.js';
 import { createAssetHash, hashFile, readManifest, type DroppedRecord, type ManifestRecord } from './manifest.js';
 import { unpackArchive, type ArchiveKind } from './unpack.js';
 import { redactUrl, redactUrlAndQuery } from '../redact-url.js';
@@ -93,7 +93,7 @@ const MAX_REDIRECTS = 5;
  * ending in one slash, and "<algorithm>/<digest>". The base's path prefix is kept, its query
  * and fragment dropped.
  */
-export function assetUrl(base: string, record: Pick<ManifestRecord, 'algorithm' | 'digest'>): string {
+function assetUrl(base: string, record: Pick<ManifestRecord, 'algorithm' | 'digest'>): string {
   return new URL(`${record.algorithm}/${record.digest}`, `${base.replace(/\/+$/, '')}/`).href; // "a//" as urljoin takes it: a/
 }
 
@@ -158,7 +158,7 @@ async function openAsset(url: string, options: FetchAssetsOptions): Promise<Disp
     try {
       res = await request(target, { method: 'GET', headers, signal: options.signal, dispatcher: options.dispatcher ?? clientAgent });
     } catch (err) {
-      throw new UpstreamError(`GET ${shown(target, hop)}: ${(err as Error).message}`, { cause: err });
+      throw new UpstreamError(`GET ${shown(target, hop)}: ${errorMessage(err)}`, { cause: err });
     }
     const { statusCode } = res;
     if (statusCode >= 200 && statusCode < 300) return res;
@@ -252,7 +252,7 @@ class RecordFetch {
     } catch (err) {
       await removeQuietly(tmp);
       await removeQuietly(entry);
-      this.result.warnings.push(`cache folder entry ${entry} was invalid and was removed: ${(err as Error).message}`);
+      this.result.warnings.push(`cache folder entry ${entry} was invalid and was removed: ${errorMessage(err)}`);
       return false;
     }
     await touch(entry).catch(() => undefined);
@@ -312,7 +312,7 @@ class RecordFetch {
       await touch(entry);
     } catch (err) {
       await removeQuietly(tmp);
-      this.result.warnings.push(`cannot add to cache folder ${folder}: ${(err as Error).message}`);
+      this.result.warnings.push(`cannot add to cache folder ${folder}: ${errorMessage(err)}`);
     }
   }
 

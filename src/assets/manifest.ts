@@ -10,7 +10,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { ConfigError, UsageError } from '../errors.js';
+import { ConfigError, errorMessage, UsageError } from '../errors.js';
 import { requireOutput, unreadableFile } from '../path-checks.js';
 
 export type Visibility = 'public' | 'internal';
@@ -130,7 +130,7 @@ function lineAt(text: string, offset: number): number {
 }
 
 /** Refuses names tooltool refuses (BadFilenameException) plus ones that cannot be a plain file. */
-export function checkFilename(name: string): string | undefined {
+function checkFilename(name: string): string | undefined {
   if (name === '' || name === '.' || name === '..') return 'must be a plain file name';
   if (/[/\\]/.test(name)) return 'must not contain "/" or "\\"';
   // eslint-disable-next-line no-control-regex
@@ -162,9 +162,9 @@ export function parseManifest(text: string, file: string): Manifest {
   try {
     data = JSON.parse(text);
   } catch (err) {
-    const pos = /position (\d+)/.exec((err as Error).message);
+    const pos = /position (\d+)/.exec(errorMessage(err));
     const line = pos ? lineAt(text, Number(pos[1])) : undefined;
-    throw new ConfigError(`${file}${line ? `:${line}` : ''}: invalid manifest: ${(err as Error).message}`, file, line);
+    throw new ConfigError(`${file}${line ? `:${line}` : ''}: invalid manifest: ${errorMessage(err)}`, file, line);
   }
   if (!Array.isArray(data)) throw new ConfigError(`${file}:1: invalid manifest: expected a JSON array of file records`, file, 1);
   const offsets = elementOffsets(text);
@@ -239,7 +239,7 @@ export async function readManifest(file: string): Promise<Manifest> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`${file}: cannot read manifest: ${(err as Error).message}`, file);
+    throw new ConfigError(`${file}: cannot read manifest: ${errorMessage(err)}`, file);
   }
   return parseManifest(text, file);
 }
@@ -259,7 +259,7 @@ export function formatManifest(records: readonly ManifestRecord[]): string {
 }
 
 /** Writes atomically (temp file + rename), so a reader never sees half a manifest. */
-export async function writeManifest(file: string, records: readonly ManifestRecord[]): Promise<void> {
+async function writeManifest(file: string, records: readonly ManifestRecord[]): Promise<void> {
   await requireOutput(file);
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
   await writeFile(tmp, formatManifest(records));

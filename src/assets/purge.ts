@@ -5,6 +5,7 @@
 import { readdir, stat, statfs, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { requireInput } from '../path-checks.js';
+import { errorMessage } from '../errors.js';
 
 export const GIGABYTE = 1024 ** 3;
 
@@ -65,7 +66,7 @@ export async function purgeCacheFolder(options: PurgeOptions): Promise<PurgeResu
       removed.push(file);
     } catch (err) {
       // Deleted meanwhile (another purge, a fetch replacing a bad entry) is as good as deleted.
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') failed.push({ name: file.name, message: (err as Error).message });
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') failed.push({ name: file.name, message: errorMessage(err) });
     }
     if (!full) {
       freeAfter = await free(folder);

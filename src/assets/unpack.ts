@@ -25,7 +25,7 @@ import { promisify } from 'node:util';
 import { createGunzip } from 'node:zlib';
 import * as tarStream from 'tar-stream';
 import yauzl from 'yauzl';
-import { FleetError } from '../errors.js';
+import { errorMessage, FleetError } from '../errors.js';
 import { isInside, lstatOrMissing, walkDirs } from '../pack/safe-path.js';
 
 /** 'tar.lzma': a tar in the legacy lzma-alone format (`xz --format=lzma`), which Python's tarfile reads too. */
@@ -97,7 +97,7 @@ function isLzmaAlone(head: Buffer): boolean {
 }
 
 /** Reads the first bytes and names the archive format (undefined: not an archive we know). */
-export async function detectArchive(path: string): Promise<ArchiveKind | undefined> {
+async function detectArchive(path: string): Promise<ArchiveKind | undefined> {
   const fh = await open(path, 'r');
   const head = Buffer.alloc(512);
   let read: number;
@@ -309,7 +309,7 @@ async function writeEntry(target: Target, full: string, name: string, body: Asyn
 }
 
 function wrap(archive: string, err: unknown): FleetError {
-  return err instanceof FleetError ? err : unpackError(archive, (err as Error).message, err);
+  return err instanceof FleetError ? err : unpackError(archive, errorMessage(err), err);
 }
 
 async function extractTar(archive: string, streams: [Readable, ...Duplex[]], target: Target): Promise<void> {
@@ -392,11 +392,11 @@ function openZip(path: string): Promise<yauzl.ZipFile> {
 }
 
 async function extractZip(archive: string, target: Target): Promise<void> {
-  const zip = await openZip(archive).catch((err: unknown) => { throw unpackError(archive, (err as Error).message, err); });
+  const zip = await openZip(archive).catch((err: unknown) => { throw unpackError(archive, errorMessage(err), err); });
   await new Promise<void>((res, rej) => {
     const fail = (err: unknown): void => {
       zip.close();
-      rej(err instanceof FleetError ? err : unpackError(archive, (err as Error).message, err));
+      rej(err instanceof FleetError ? err : unpackError(archive, errorMessage(err), err));
     };
     zip.on('error', fail);
     zip.on('end', res);

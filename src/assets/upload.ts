@@ -15,7 +15,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { request, type Dispatcher } from 'undici';
 import { clientAgent, httpHead, httpPut, joinUrl } from '../client/http.js';
-import { DigestMismatchError, FleetError, SizeMismatchError, UpstreamError, UsageError } from '../errors.js';
+import { DigestMismatchError, errorMessage, FleetError, SizeMismatchError, UpstreamError, UsageError } from '../errors.js';
 import { unreadableFile } from '../path-checks.js';
 import { redactUrl } from '../redact-url.js';
 import { isDigestAlgorithm, parseDigest, casPath } from '../store/digest.js';
@@ -143,7 +143,7 @@ async function readableWithoutToken(url: string, dispatcher: Dispatcher | undefi
     await res.body.dump();
     status = res.statusCode;
   } catch (err) {
-    throw new UpstreamError(`HEAD ${redactUrl(url)}: ${(err as Error).message}`, { cause: err });
+    throw new UpstreamError(`HEAD ${redactUrl(url)}: ${errorMessage(err)}`, { cause: err });
   }
   if (status === 401 || status === 403) return false;
   if (status >= 200 && status < 300) return true;

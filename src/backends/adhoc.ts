@@ -71,7 +71,7 @@ function literal(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
-export class AdhocProvider implements Provider {
+class AdhocProvider implements Provider {
   readonly type = 'adhoc';
   readonly name: string;
   readonly #options: AdhocOptions;

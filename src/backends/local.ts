@@ -189,7 +189,7 @@ class LocalMachine extends LocalExecutor implements Machine {
   }
 }
 
-export class LocalProvider implements Provider {
+class LocalProvider implements Provider {
   readonly type = 'local';
   readonly name: string;
   readonly #root: string;

@@ -5,9 +5,9 @@ import { after, every } from '../long-timer.js';
 import type { EnvEntry, ExecOptions } from './backend.js';
 
 /** Output kept per script; older bytes are dropped (scripts can print gigabytes). */
-export const OUTPUT_CAP = 1 << 20;
+const OUTPUT_CAP = 1 << 20;
 /** spread's fixed PATH for remote scripts. */
-export const REMOTE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin';
+const REMOTE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin';
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** The exit code of REBOOT, ERROR and FATAL: the runner then reads their marker. */
 export const MARKER_EXIT = 213;

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Type } from '@sinclair/typebox';
 import { parseDuration } from '../config/units.js';
 import { every } from '../long-timer.js';
-import { ConfigError, RebootError } from '../errors.js';
+import { ConfigError, errorMessage, RebootError } from '../errors.js';
 import { parseGoDuration } from '../spread/values.js';
 import type { RebootOptions } from './backend.js';
 import type { SshClient } from '../ssh/client.js';
@@ -130,7 +130,7 @@ export async function rebootOverSsh(
         last = now === undefined ? 'connected, no boot identity yet' : 'connected, boot identity unchanged';
         await next.close();
       } catch (err) {
-        last = err instanceof Error ? err.message : String(err);
+        last = errorMessage(err);
       }
       await sleep(Math.max(0, Math.min(pause, deadline - Date.now())), undefined, o.signal ? { signal: o.signal } : undefined);
     }

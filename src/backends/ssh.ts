@@ -34,7 +34,7 @@ export const sshOptions = Type.Object(
 export type SshOptions = Static<typeof sshOptions>;
 type Host = Static<typeof host>;
 
-export class SshProvider implements Provider {
+class SshProvider implements Provider {
   readonly type = 'ssh';
   readonly name: string;
   readonly #options: SshOptions;

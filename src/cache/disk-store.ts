@@ -32,6 +32,7 @@ import { formatBytes } from '../config/units.js';
 import { etagOf, IMMUTABLE_CACHE_CONTROL } from '../http/blob-reply.js';
 import { mapLimit } from '../map-limit.js';
 import { formatDigest, isDigestAlgorithm, type Digest } from '../store/digest.js';
+import { errorMessage } from '../errors.js';
 
 export interface EntryMeta {
   /** The request key the entry answers (for humans and collision checks). */
@@ -563,7 +564,7 @@ export class DiskStore {
         // Gone from the disk by another process's hand (the primary evicted it): forgotten,
         // nothing unlinked (another worker may have stored it anew meanwhile).
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return void this.forget(id);
-        this.#log.warn({ id, err: (err as Error).message }, 'dropping unreadable cache entry');
+        this.#log.warn({ id, err: errorMessage(err) }, 'dropping unreadable cache entry');
         this.#lru.delete(id);
         return undefined;
       }
@@ -674,7 +675,7 @@ export class DiskStore {
       }
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT') this.#log.warn({ id, err: (err as Error).message }, 'cannot read a stored body');
+      if (code !== 'ENOENT') this.#log.warn({ id, err: errorMessage(err) }, 'cannot read a stored body');
       return undefined;
     }
     if (verify) {
@@ -730,7 +731,7 @@ export class DiskStore {
       await this.discardTemp(tmp);
       // evicted before the update: nothing to update
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return void this.forget(id);
-      this.#log.error({ id, err: (err as Error).message }, 'cannot update cache sidecar');
+      this.#log.error({ id, err: errorMessage(err) }, 'cannot update cache sidecar');
     }
   }
 
@@ -809,7 +810,7 @@ export class DiskStore {
 
   /** Logs a storage failure, starts the passthrough cool-down, and returns the StorageError to throw. */
   storageFailure(err: unknown): StorageError {
-    const message = err instanceof Error ? err.message : String(err);
+    const message = errorMessage(err);
     if (err instanceof StorageError) return err;
     this.#fullUntil = Date.now() + FULL_COOLDOWN_MS;
     this.#failures++;

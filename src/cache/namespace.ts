@@ -61,7 +61,7 @@ function decideName(key: string) {
 }
 
 /** Where a blob is fetched from upstream: its own path (/cas/… or the tooltool alias /{algo}/…). */
-export function upstreamPath(kind: ImmutableKind, d: Digest): string {
+function upstreamPath(kind: ImmutableKind, d: Digest): string {
   return kind === 'cas' ? `/cas/${d.algo}/${d.hex}` : `/${d.algo}/${d.hex}`;
 }
 

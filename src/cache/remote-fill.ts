@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Pool } from 'undici';
-import { FleetError, NotFoundError, UpstreamError } from '../errors.js';
+import { errorMessage, FleetError, NotFoundError, UpstreamError } from '../errors.js';
 import type { CacheContext } from './context.js';
 import { StorageError } from './disk-store.js';
 import { Fill, FillProgress, type FillHead } from './fill.js';
@@ -218,7 +218,7 @@ export class RemoteFill extends FillProgress {
     } catch (err) {
       if (this.ended) return; // the whole body is here; what the connection does next does not matter
       const known = err instanceof FillGoneError || err instanceof UpstreamError || err instanceof StorageError;
-      const e = known ? err : new UpstreamError((err as Error).message, { cause: err });
+      const e = known ? err : new UpstreamError(errorMessage(err), { cause: err });
       if (!headSeen) this.rejectHead(e);
       this.fail(e);
     }

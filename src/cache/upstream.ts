@@ -8,7 +8,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Agent, Pool, request, type Dispatcher } from 'undici';
-import { UpstreamError } from '../errors.js';
+import { errorMessage, UpstreamError } from '../errors.js';
 import { AnswerHandler, type UpstreamAnswer } from './answer-handler.js';
 import { isRunToken } from '../client/run-token.js';
 import { bearerToken } from '../http/auth.js';
@@ -74,7 +74,7 @@ export function endToEnd(headers: IncomingHttpHeaders | Record<string, string | 
   return out;
 }
 
-export function isTimeout(err: unknown): boolean {
+function isTimeout(err: unknown): boolean {
   return typeof err === 'object' && err !== null && TIMEOUT_CODES.has(String((err as { code?: unknown }).code));
 }
 
@@ -92,12 +92,12 @@ export async function probeUpstream(upstream: string, timeoutMs: number, log: { 
     if (res.statusCode >= 500) log.warn({ upstream: redactUrl(upstream), status: res.statusCode }, `the upstream answers HTTP ${res.statusCode}: misses will fail until it recovers`);
   } catch (err) {
     if (stopped.aborted) return;
-    log.warn({ upstream: redactUrl(upstream), err: (err as Error).message }, 'the upstream does not answer: misses will fail until it does; check the upstream URL');
+    log.warn({ upstream: redactUrl(upstream), err: errorMessage(err) }, 'the upstream does not answer: misses will fail until it does; check the upstream URL');
   }
 }
 
 /** Maps a transport failure to UpstreamError (504 for timeouts, 502 otherwise). */
-export function upstreamFailure(name: string, err: unknown): UpstreamError {
+function upstreamFailure(name: string, err: unknown): UpstreamError {
   if (err instanceof UpstreamError) return err;
   return new UpstreamError(`upstream ${name}: ${withoutAddress(err)}`, { cause: err, timeout: isTimeout(err) });
 }
@@ -110,7 +110,7 @@ export function upstreamFailure(name: string, err: unknown): UpstreamError {
 function withoutAddress(err: unknown): string {
   const { syscall, code } = (err ?? {}) as { syscall?: unknown; code?: unknown };
   if (typeof syscall === 'string' && typeof code === 'string') return `${syscall} ${code}`;
-  return err instanceof Error ? err.message : String(err);
+  return errorMessage(err);
 }
 
 export interface UpstreamRequest {

@@ -6,7 +6,7 @@ import { expandJobs, findProject, jobEnvironment, jobParts, jobRegion, loadProje
 import { exitOneOnError } from './exit-one.js';
 
 /** One job as `list --json` shows it. */
-export function jobToJson(job: Job): Record<string, unknown> {
+function jobToJson(job: Job): Record<string, unknown> {
   return {
     ...jobParts(job),
     priority: job.priority,

@@ -5,8 +5,6 @@ import { parseListen } from '../config/units.js';
 import { ConfigError } from '../errors.js';
 import { CLOSE_MARGIN_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, ignoreHangup } from '../http/server-options.js';
 
-export { DEFAULT_SHUTDOWN_TIMEOUT_MS };
-
 /**
  * The longest drain `app` can run: its pluginTimeout also bounds the preClose hook the drain
  * runs in (see pluginTimeoutFor), and a close past it fails instead of cutting. `wanted` when
@@ -54,7 +52,7 @@ const LISTEN_ERRORS: Record<string, string> = {
 };
 
 /** A failed listen as a configuration error (exit 3) naming the address, when the cause is the address or the system. */
-export function listenError(err: unknown, listen: string): unknown {
+function listenError(err: unknown, listen: string): unknown {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   const why = code === undefined ? undefined : LISTEN_ERRORS[code];
   if (why === undefined) return err;

@@ -35,7 +35,7 @@ const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<Regist
  * The program with the command `argv` names, or with every command when it names none
  * (`--help`, `help`, a mistyped name that commander answers with suggestions).
  */
-export async function buildProgram(argv: string[] = []): Promise<Command> {
+async function buildProgram(argv: string[] = []): Promise<Command> {
   const program = new Command('fleetcache')
     .version(VERSION)
     .description('Regional caches, a content-addressed artifact service, delta-repacked project uploads and a spread-compatible runner for test fleets.')

@@ -2,7 +2,7 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { NotFoundError } from '../errors.js';
+import { errorMessage, NotFoundError } from '../errors.js';
 import { pathError, requireOutput } from '../path-checks.js';
 import { DEFAULT_DATA_DIR } from '../run/state-dir.js';
 import { findProject } from '../spread/index.js';
@@ -26,7 +26,7 @@ function defaultDataDir(): string {
   }
 }
 
-export async function readLedger(dataDir: string, run?: string): Promise<Ledger> {
+async function readLedger(dataDir: string, run?: string): Promise<Ledger> {
   const dir = join(resolve(dataDir), 'reports');
   let name = run ? `${checkSegment(run, 'run id')}.json` : undefined;
   if (!name) {
@@ -40,7 +40,7 @@ export async function readLedger(dataDir: string, run?: string): Promise<Ledger>
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`no report for run ${run ?? name.slice(0, -'.json'.length)} in ${dir}`);
     // unreadable, or a run cut short while writing it, or a file edited by hand
-    throw new NotFoundError(`${file}: not a readable run report (${(err as Error).message})`);
+    throw new NotFoundError(`${file}: not a readable run report (${errorMessage(err)})`);
   }
 }
 

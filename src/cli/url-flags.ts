@@ -2,7 +2,7 @@
 // user's mistake and gets a usage error naming the flag, not the exit 6 of an unreachable
 // network. Paths are checked by ../path-checks.ts.
 import { parseHttpUrl } from '../config/units.js';
-import { UsageError } from '../errors.js';
+import { errorMessage, UsageError } from '../errors.js';
 
 /** Fails with a usage error naming `flag` unless every value is an http or https URL. */
 export function requireHttpUrl(flag: string, ...values: string[]): void {
@@ -10,7 +10,7 @@ export function requireHttpUrl(flag: string, ...values: string[]): void {
     try {
       parseHttpUrl(value);
     } catch (err) {
-      throw new UsageError(`${flag}: ${(err as Error).message}`);
+      throw new UsageError(`${flag}: ${errorMessage(err)}`);
     }
   }
 }

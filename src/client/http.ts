@@ -3,7 +3,7 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
-import { FleetError, NotFoundError, UpstreamError, type ErrorCode } from '../errors.js';
+import { errorMessage, FleetError, NotFoundError, UpstreamError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 
 export const clientAgent = new Agent({
@@ -179,7 +179,7 @@ async function jsonBody<T>(method: string, url: string, res: Dispatcher.Response
   try {
     return { value: JSON.parse(text) as T, bytes: Buffer.byteLength(text) };
   } catch (err) {
-    throw new UpstreamError(`${what}: the answer is not JSON (${(err as Error).message})`, { cause: err });
+    throw new UpstreamError(`${what}: the answer is not JSON (${errorMessage(err)})`, { cause: err });
   }
 }
 

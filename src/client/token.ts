@@ -1,7 +1,7 @@
 // Where client commands find their write token: --token-file FILE, else $FLEETCACHE_TOKEN;
 // and the origin's list of write tokens.
 import { readFileSync, statSync } from 'node:fs';
-import { ConfigError, UsageError } from '../errors.js';
+import { ConfigError, errorMessage, UsageError } from '../errors.js';
 
 /** A write token shorter than this is refused in a token file: a stray word or a typo, not a secret. */
 export const MIN_TOKEN_LENGTH = 16;
@@ -56,7 +56,7 @@ export function readTokenText(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`${file}: cannot read token file: ${(err as Error).message}`, file);
+    throw new ConfigError(`${file}: cannot read token file: ${errorMessage(err)}`, file);
   }
 }
 

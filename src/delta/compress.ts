@@ -9,7 +9,7 @@ import { copyFile, open, stat } from 'node:fs/promises';
 import { Writable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants, createBrotliCompress, createBrotliDecompress, createGunzip, createGzip } from 'node:zlib';
-import { FleetError, SizeMismatchError } from '../errors.js';
+import { errorMessage, FleetError, SizeMismatchError } from '../errors.js';
 import { isVcdiff } from './vcdiff.js';
 
 export const COMPRESSIONS = ['none', 'gzip', 'brotli'] as const;
@@ -118,7 +118,7 @@ export async function* deltaChunks(file: string, compression?: Compression, size
     }
   } catch (err) {
     if (inflate && err !== readError && !(err instanceof FleetError)) {
-      throw new FleetError('FC_ERR_DELTA', `delta is not valid ${kind} data: ${(err as Error).message}`, { cause: err });
+      throw new FleetError('FC_ERR_DELTA', `delta is not valid ${kind} data: ${errorMessage(err)}`, { cause: err });
     }
     throw err;
   } finally {

@@ -11,7 +11,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { FleetError } from '../errors.js';
+import { errorMessage, FleetError } from '../errors.js';
 
 const PAGE = 65536;
 /**
@@ -135,7 +135,7 @@ export class Xd3Instance {
     try {
       ({ instance } = await wasmApi.instantiate(withMemoryPages(moduleBytes(), pages), {}));
     } catch (err) {
-      throw new FleetError('FC_ERR_DELTA', `cannot instantiate xdelta3 with ${pages * PAGE} bytes of memory: ${(err as Error).message}`, {
+      throw new FleetError('FC_ERR_DELTA', `cannot instantiate xdelta3 with ${pages * PAGE} bytes of memory: ${errorMessage(err)}`, {
         cause: err,
         details: { outOfMemory: true },
       });
@@ -174,7 +174,7 @@ export class Xd3Instance {
       ret = this.#exports.xd3_encode_memory(input.ptr, inputLength, source ? source.ptr : 0, source ? sourceLength : 0, output.ptr, sizeCell.ptr, outputMax, flags);
     } catch (err) {
       // RangeError or WebAssembly.RuntimeError (out of bounds): the job is lost, not the process.
-      throw new FleetError('FC_ERR_DELTA', `xdelta3 encode crashed: ${(err as Error).message}`, { cause: err });
+      throw new FleetError('FC_ERR_DELTA', `xdelta3 encode crashed: ${errorMessage(err)}`, { cause: err });
     }
     if (ret !== 0) {
       throw new FleetError('FC_ERR_DELTA', `xdelta3 encode failed: ${this.#describe(ret)}`, { details: ret === XD3_ENOMEM ? { xd3Code: ret, outOfMemory: true } : { xd3Code: ret } });

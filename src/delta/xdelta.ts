@@ -58,12 +58,12 @@ export function largeTableBytes(sourceSize: number, level: number): number {
 }
 
 /** Largest possible VCDIFF for a target of `size` bytes (all ADDs, per-window headers). */
-export function encodeOutputMax(size: number): number {
+function encodeOutputMax(size: number): number {
   return size + Math.ceil(size / 64) + 64 * 1024;
 }
 
 /** Bytes of wasm memory one call needs at `level` (source segment, target window, output, tables). */
-export function encodeMemoryNeed(sourceSize: number, targetSize: number, level: number): number {
+function encodeMemoryNeed(sourceSize: number, targetSize: number, level: number): number {
   const window = Math.max(Math.min(targetSize, WINSIZE), 8);
   // target checksum table, its chain (xd3_slist per byte of the rounded window), input buffer
   const small = 4 * tableEntries(window) + 4 * ceilPow2(window) + window;

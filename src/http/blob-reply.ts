@@ -18,7 +18,7 @@ export function etagOf(d: Digest): string {
 }
 
 /** True when an If-None-Match header matches the ETag (weak comparison, as RFC 9110 says for 304). */
-export function ifNoneMatchHits(header: string | undefined, etag: string): boolean {
+function ifNoneMatchHits(header: string | undefined, etag: string): boolean {
   if (!header) return false;
   if (header.trim() === '*') return true;
   const bare = etag.replace(/^W\//, '');

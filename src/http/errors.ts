@@ -8,7 +8,7 @@ import { closeUnreadBody } from './unread-body.js';
 export const MAX_PARAM_LENGTH = 1024;
 
 /** The catalogued error for one fastify raised (a parser's, a route's); undefined for others. */
-export function fromFastify(err: Error & Partial<FastifyError>): FleetError | undefined {
+function fromFastify(err: Error & Partial<FastifyError>): FleetError | undefined {
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new FleetError('FC_ERR_TOO_LARGE', 'body exceeds the configured limit');

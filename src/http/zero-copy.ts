@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import type { ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { errorMessage } from '../errors.js';
 
 interface SendfileAddon {
   start(socketFd: number, fileFd: number, offset: number, length: number, idleMs: number, done: (error: string | null, sent: number) => void): object;
@@ -42,7 +43,7 @@ function load(): Loaded {
     try {
       loaded = { addon: createRequire(import.meta.url)(ADDON_PATH) as SendfileAddon };
     } catch (err) {
-      loaded = { reason: `loading ${ADDON_PATH}: ${(err as Error).message}` };
+      loaded = { reason: `loading ${ADDON_PATH}: ${errorMessage(err)}` };
     }
   }
   return loaded;

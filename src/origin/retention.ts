@@ -8,7 +8,7 @@
 // midway (a shutdown, a storage error) leaves them to the next one, not to nobody.
 import type { FastifyBaseLogger } from 'fastify';
 import { Counter, Gauge } from 'prom-client';
-import { FleetError, NotFoundError } from '../errors.js';
+import { errorMessage, FleetError, NotFoundError } from '../errors.js';
 import { parseDigestString } from '../store/digest.js';
 import type { NameRecord } from '../store/names.js';
 import { uploadRecord, type OriginContext } from './context.js';
@@ -224,7 +224,7 @@ export class Retention {
       try {
         record = await names.find<T>(segments);
       } catch (err) {
-        throw new FleetError('FC_ERR_INTERNAL', `retention: cannot read the name ${segments.join('/')}, so nothing was deleted: ${(err as Error).message}`, { cause: err });
+        throw new FleetError('FC_ERR_INTERNAL', `retention: cannot read the name ${segments.join('/')}, so nothing was deleted: ${errorMessage(err)}`, { cause: err });
       }
       return record === undefined ? undefined : { record, text: JSON.stringify(record) };
     };

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { BlobStore } from '../store/blob-store.js';
 import { formatDigest } from '../store/digest.js';
+import { errorMessage } from '../errors.js';
 
 export interface DamagedBlob {
   /** "algo:hex", the digest it is stored under. */
@@ -39,7 +40,7 @@ export async function verifyStore(store: BlobStore, options: VerifyOptions = {})
       for await (const chunk of await store.createReadStream(blob.digest)) hash.update(chunk as Buffer);
       found = formatDigest({ algo: blob.digest.algo, hex: hash.digest('hex') });
     } catch (err) {
-      found = `unreadable: ${(err as Error).message}`;
+      found = `unreadable: ${errorMessage(err)}`;
     }
     checked++;
     bytes += blob.size;

@@ -20,13 +20,13 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import tar from 'tar-stream';
-import { FleetError, toFleetError, UsageError } from '../errors.js';
+import { errorMessage, FleetError, toFleetError, UsageError } from '../errors.js';
 import { hashingTap } from '../store/hashing.js';
 import { globComponent, PackRuleSet, type PackRules } from './rules.js';
 import { safeEntryPath } from './unpack.js';
 
 /** 2000-01-01T00:00:00Z: fixed, and unlike 0 it does not make GNU tar warn on extract. */
-export const PACK_MTIME = new Date(946_684_800_000);
+const PACK_MTIME = new Date(946_684_800_000);
 
 function byteOrder(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
@@ -167,7 +167,7 @@ function entryName(item: Item, rules: PackRuleSet, seen: Set<string>): string {
   try {
     safe = safeEntryPath(name);
   } catch (err) {
-    throw new FleetError('FC_ERR_BAD_NAME', `${item.rel} would be packed as "${name}"${renamed}, which unpacking refuses: ${(err as Error).message.replace(/^.*refused: /, '')}`);
+    throw new FleetError('FC_ERR_BAD_NAME', `${item.rel} would be packed as "${name}"${renamed}, which unpacking refuses: ${errorMessage(err).replace(/^.*refused: /, '')}`);
   }
   if (seen.has(safe)) throw new FleetError('FC_ERR_BAD_NAME', `${item.rel} would be packed as "${name}"${renamed}, a name already in the tar`);
   seen.add(safe);
@@ -225,7 +225,7 @@ async function streamLargeFile(abs: string, st: Stats, entry: ReturnType<tar.Pac
     await pipeline(file.createReadStream({ autoClose: false }), entry);
   } catch (err) {
     // tar-stream refuses an entry whose body is not the size its header announced
-    throw (err as Error).message === 'Size mismatch' ? changedWhilePacked(abs, st.size, err) : err;
+    throw errorMessage(err) === 'Size mismatch' ? changedWhilePacked(abs, st.size, err) : err;
   } finally {
     await file.close();
   }
@@ -358,7 +358,7 @@ async function excludingOwn(root: string, rules: PackRules, own: readonly string
 /** A failure to write the tar to `file`: no room has its own code. */
 function outputError(err: unknown, file: string): FleetError {
   const { code } = toFleetError(err);
-  return new FleetError(code === 'FC_ERR_INSUFFICIENT_STORAGE' ? code : 'FC_ERR_INTERNAL', `writing ${file}: ${(err as Error).message}`, { cause: err });
+  return new FleetError(code === 'FC_ERR_INSUFFICIENT_STORAGE' ? code : 'FC_ERR_INTERNAL', `writing ${file}: ${errorMessage(err)}`, { cause: err });
 }
 
 /** Packs `root` into `file`, hashing on the way; neither `file` nor the paths of `alsoOwn` are packed. */

@@ -4,7 +4,7 @@
 // written (unanchored, `*` matches `/`), plus `.spread-reuse.*` always; `rename` entries are tar
 // --transform expressions `s,regex,replacement,flags` (POSIX basic regex unless flag x;
 // flags g, i, x, a number, and r/R s/S h/H scopes: `S` leaves symlink targets alone).
-import { UsageError } from '../errors.js';
+import { errorMessage, UsageError } from '../errors.js';
 
 export interface PackRules {
   readonly include?: readonly string[];
@@ -119,7 +119,7 @@ interface Transform {
 }
 
 /** Parses one tar --transform expression, e.g. `s,^,project/,` or `s/a/b/gS`. */
-export function parseTransform(expression: string): Transform {
+function parseTransform(expression: string): Transform {
   if (expression[0] !== 's' || expression.length < 4) throw new UsageError(`rename: "${expression}" is not a s/regex/replacement/ expression`);
   const delim = expression[1] as string;
   const parts: string[] = [''];
@@ -157,7 +157,7 @@ export function parseTransform(expression: string): Transform {
   try {
     regex = new RegExp(extended ? source : breToJs(source), `${global || nth > 0 ? 'g' : ''}${ignoreCase ? 'i' : ''}`);
   } catch (err) {
-    throw new UsageError(`rename: bad regular expression in "${expression}": ${(err as Error).message}`);
+    throw new UsageError(`rename: bad regular expression in "${expression}": ${errorMessage(err)}`);
   }
   return { regex, replacement: sedReplacement(replacement), nth, paths, symlinkTargets };
 }

@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { FleetError } from '../errors.js';
+import { errorMessage, FleetError } from '../errors.js';
 import { pathError, requireInput } from '../path-checks.js';
 import { lstatOrMissing, walkDirs } from './safe-path.js';
 
@@ -102,7 +102,7 @@ type TarEntry = tar.Extract extends AsyncIterable<infer E> ? E : never;
 /** A reason the stream is not a readable tar as FC_ERR_ARCHIVE; the input's own errors (a read error, a digest mismatch) unchanged. */
 function archiveError(err: unknown): unknown {
   if (err instanceof FleetError || (err as NodeJS.ErrnoException).code !== undefined) return err;
-  return new FleetError('FC_ERR_ARCHIVE', `not a readable tar: ${(err as Error).message}`, { cause: err });
+  return new FleetError('FC_ERR_ARCHIVE', `not a readable tar: ${errorMessage(err)}`, { cause: err });
 }
 
 /**

@@ -11,7 +11,7 @@ export const MANIFEST_FORMAT = 'fleetcache-run/1';
 const Sha256 = Type.String({ pattern: '^sha256:[0-9a-f]{64}$' });
 const Size = Type.Integer({ minimum: 0 });
 
-export const RunManifestSchema = Type.Object({
+const RunManifestSchema = Type.Object({
   format: Type.Literal(MANIFEST_FORMAT),
   project: Type.String({ minLength: 1 }),
   run: Type.String({ minLength: 1 }),

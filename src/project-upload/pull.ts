@@ -39,7 +39,7 @@ export interface PullResult {
   readonly entries: number;
 }
 
-export async function fetchRunManifest(from: string, project: string, run: string, http: RequestOptions = {}): Promise<RunManifest> {
+async function fetchRunManifest(from: string, project: string, run: string, http: RequestOptions = {}): Promise<RunManifest> {
   const url = joinUrl(from, `/projects/${encodeURIComponent(project)}/runs/${encodeURIComponent(run)}`);
   return parseRunManifest(await httpGetJson<unknown>(url, http), url);
 }

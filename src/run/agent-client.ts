@@ -6,7 +6,7 @@ import { posix } from 'node:path';
 import type { Machine } from '../backends/backend.js';
 import { ERROR_CODES, FleetError, type ErrorCode } from '../errors.js';
 
-export const AGENT_REMOTE_NAME = '.fleetcache-agent.mjs';
+const AGENT_REMOTE_NAME = '.fleetcache-agent.mjs';
 
 /** The runner's directory on a machine, beside the project: the agent, its caches, its markers. */
 export function agentWorkDir(machine: Pick<Machine, 'projectPath'>): string {

@@ -1,7 +1,7 @@
 // `fleetcache run --discard` (spread -discard): releases the machines earlier runs kept.
 import { join } from 'node:path';
 import type { MachineRecord } from '../backends/backend.js';
-import { FleetError } from '../errors.js';
+import { errorMessage, FleetError } from '../errors.js';
 import { findProject, loadProject, resolveProjectFields } from '../spread/index.js';
 import { createProviders } from './providers.js';
 import { RunLog } from './report.js';
@@ -41,7 +41,7 @@ export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRo
       log.line(`Discarding ${label}...`);
       await provider.discardRecord(record, { name: record.system, ...(record.username ? { username: record.username } : {}), ...(record.password ? { password: record.password } : {}) });
     } catch (err) {
-      log.line(`Cannot discard ${label}: ${(err as Error).message}`);
+      log.line(`Cannot discard ${label}: ${errorMessage(err)}`);
       failed.push(record);
       if (kept.includes(record)) pool.keep(record);
     }

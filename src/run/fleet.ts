@@ -9,7 +9,7 @@ import { ConfigError } from '../errors.js';
 
 const Url = Type.String({ format: 'http-url', description: 'http(s) URL' });
 
-export const FleetSchema = Type.Object(
+const FleetSchema = Type.Object(
   {
     /** The origin's URL. Absent: the runner starts an embedded origin and cache on loopback. */
     origin: Type.Optional(Url),

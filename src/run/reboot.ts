@@ -11,7 +11,7 @@ import { RebootError } from '../errors.js';
  * Reboots one script run may ask for. spread's check (`reboot > maxReboots`) lets an
  * eleventh through; its message and the spec say more than 10 is an error, so 10 it is.
  */
-export const MAX_REBOOTS = 10;
+const MAX_REBOOTS = 10;
 
 export interface ScriptRun extends ExecResult {
   /** Why the run failed beyond its output: the reboot limit, or a reboot that did not happen. */

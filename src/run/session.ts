@@ -11,6 +11,7 @@ import { execWithReboots, type ScriptRun } from './reboot.js';
 import { summaryItem, type FailureKind, type JobCounter, type RunLog, type RunTally } from './report.js';
 import type { ShellTerminal } from './shell.js';
 import type { FailLogs } from './fail-logs.js';
+import { errorMessage } from '../errors.js';
 
 export interface SessionContext {
   readonly project: Project;
@@ -150,7 +151,7 @@ export class MachineSession {
       // takes no more jobs (its restores are still tried).
       this.#broken = true;
       const output = err instanceof ScriptLostError ? err.output : '';
-      return { exitCode: -1, output, killed: false, failure: `error: ${(err as Error).message}` };
+      return { exitCode: -1, output, killed: false, failure: `error: ${errorMessage(err)}` };
     }
     if (res.lost) this.#lost = this.#broken = true;
     return res;
@@ -249,7 +250,7 @@ export class MachineSession {
       try {
         await this.#ctx.assets(this.machine, job);
       } catch (err) {
-        this.#ctx.log.line(`Error fetching assets of ${job.name} (${this.label}): ${(err as Error).message}`);
+        this.#ctx.log.line(`Error fetching assets of ${job.name} (${this.label}): ${errorMessage(err)}`);
         this.#fail('task prepare', summaryItem(job.name));
         tally.aborted.push(summaryItem(job.name));
         return !this.#halted;
@@ -342,9 +343,5 @@ export class MachineSession {
     await this.#leaveSuite();
     if (this.#backendPrepared) await this.#step(job, 'backend', job.backend.restore, sys, 'Restoring', 'backend restore', '.', job.backend.debug);
     if (this.#projectPrepared) await this.#step(job, 'project', project.restore, sys, 'Restoring', 'project restore', '.', project.debug);
-  }
-
-  get broken(): boolean {
-    return this.#broken;
   }
 }

@@ -5,6 +5,7 @@
 // other machines go on, their log lines held until it closes.
 import type { EnvEntry, Machine } from '../backends/backend.js';
 import type { RunLog } from './report.js';
+import { errorMessage } from '../errors.js';
 
 export interface ShellModes {
   /** -shell: a shell instead of each task's execute script (the task counts as successful). */
@@ -18,7 +19,7 @@ export interface ShellModes {
 }
 
 /** spread's prompt: `backend:system dir# `, with the project path shown as `...`. */
-export const SHELL_PS1 = '\\$SPREAD_BACKEND:\\$SPREAD_SYSTEM \\${PWD/#\\$SPREAD_PATH/...}# ';
+const SHELL_PS1 = '\\$SPREAD_BACKEND:\\$SPREAD_SYSTEM \\${PWD/#\\$SPREAD_PATH/...}# ';
 
 /** The terminal the run's shells share: one at a time, across every machine. */
 export class ShellTerminal {
@@ -52,7 +53,7 @@ export class ShellTerminal {
         const status = await machine.shell({ env: shellEnv, cwd, ...(signal ? { signal } : {}) });
         if (status !== 0) problem = `the shell exited with status ${status}`;
       } catch (err) {
-        problem = (err as Error).message;
+        problem = errorMessage(err);
       } finally {
         // the lines held meanwhile, then this shell's last, before the next shell holds the log
         log.release();

@@ -46,7 +46,7 @@ export function evalValue(context: string, value: string, levels: ReadonlyArray<
 }
 
 /** Cascades entries: setting an existing key removes it and appends it at the end. */
-export function cascade(levels: readonly Env[]): Map<string, string> {
+function cascade(levels: readonly Env[]): Map<string, string> {
   const m = new Map<string, string>();
   for (const env of levels) {
     for (const [k, v] of env) {
@@ -62,7 +62,7 @@ export function cascade(levels: readonly Env[]): Map<string, string> {
  * are renamed in place to NAME, deleting any bare NAME; other suffixed keys are dropped.
  * When several suffixed keys resolve to one name, the last in cascade order wins.
  */
-export function resolveVariant(env: ReadonlyMap<string, string>, variant: string): EnvEntry[] {
+function resolveVariant(env: ReadonlyMap<string, string>, variant: string): EnvEntry[] {
   const slots: Array<EnvEntry | undefined> = [];
   const index = new Map<string, number>();
   for (const [k, v] of env) {
@@ -89,7 +89,7 @@ export function resolveVariant(env: ReadonlyMap<string, string>, variant: string
 }
 
 /** The SPREAD_* variables every job starts with. */
-export function spreadVariables(job: Job): EnvEntry[] {
+function spreadVariables(job: Job): EnvEntry[] {
   return [
     ['SPREAD_JOB', job.name],
     ['SPREAD_PROJECT', job.projectName],

@@ -8,13 +8,13 @@ import type { HostResult } from './model.js';
 export const HOST_REF = /\$\(HOST:.+?\)/g;
 
 /** The command text inside each `$(HOST:…)` reference of a value. */
-export function hostCommands(value: string): string[] {
+function hostCommands(value: string): string[] {
   if (!value.includes('$(HOST:')) return [];
   return [...value.matchAll(HOST_REF)].map((m) => m[0].slice('$(HOST:'.length, -1));
 }
 
 /** Runs one command with /bin/bash -c; stdout minus trailing newlines, or stderr lines joined by "; ". */
-export function runHostCommand(cmd: string): Promise<HostResult> {
+function runHostCommand(cmd: string): Promise<HostResult> {
   return new Promise((resolve) => {
     execFile('/bin/bash', ['-c', cmd], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (!err) return resolve({ ok: true, output: stdout.replace(/\n+$/, '') });

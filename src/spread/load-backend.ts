@@ -4,6 +4,7 @@ import { BACKENDS, checkBackend } from '../backends/registry.js';
 import { DISABLED_TIMEOUT, type Backend, type LevelScripts, type System, type Timeouts } from './model.js';
 import { BACKEND_TYPES, VALID_NAME, invalidSystem, parseGoDuration, parseSize, timeoutMessage } from './values.js';
 import { Fields, projectError, type YamlFile } from './yaml.js';
+import { errorMessage } from '../errors.js';
 
 
 export function decodeScripts(y: YamlFile, f: Fields): LevelScripts {
@@ -17,7 +18,7 @@ export function decodeScripts(y: YamlFile, f: Fields): LevelScripts {
   };
 }
 
-export function decodeTimeout(y: YamlFile, node: Node | undefined): number | undefined {
+function decodeTimeout(y: YamlFile, node: Node | undefined): number | undefined {
   if (node === undefined) return undefined;
   const text = y.str(node);
   const ms = parseGoDuration(text);
@@ -35,7 +36,7 @@ function decodeSize(y: YamlFile, node: Node | undefined): number {
   try {
     return parseSize(y.str(node));
   } catch (err) {
-    throw y.failField(node, `cannot load ${y.file}: ${(err as Error).message}`);
+    throw y.failField(node, `cannot load ${y.file}: ${errorMessage(err)}`);
   }
 }
 

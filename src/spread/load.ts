@@ -8,6 +8,7 @@ import { decodeBackends, decodeScripts, decodeTimeouts, optionalStr } from './lo
 import { runHostCommands } from './host.js';
 import { VALID_NAME, VALID_SUITE, VALID_TASK, invalidSystem } from './values.js';
 import { YamlFile, projectError } from './yaml.js';
+import { errorMessage } from '../errors.js';
 
 const PROJECT_FILES = ['spread.yaml', '.spread.yaml'];
 
@@ -128,7 +129,7 @@ function loadSuite(y: YamlFile, rootDir: string, key: string, keyNode: Node, nod
       text = readFileSync(taskFile, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw projectError(`cannot read ${path.relative(rootDir, taskFile)}: ${(err as Error).message}`);
+      throw projectError(`cannot read ${path.relative(rootDir, taskFile)}: ${errorMessage(err)}`);
     }
     const file = new YamlFile(path.relative(rootDir, taskFile), text);
     taskFiles.push(file);

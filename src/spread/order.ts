@@ -23,16 +23,10 @@ interface Sortable {
  * spread's order is random). The character right after `backend:system:task` is kept,
  * so the order between tasks is exactly the order of their names.
  */
-export function sortKey(job: Sortable): string {
+function sortKey(job: Sortable): string {
   if (job.task.samples <= 1) return job.name;
   const prefix = `${job.backend.name}:${job.system.name}:${job.task.name}`;
   return `${prefix}${job.variant === '' ? '#' : ':'}${String(job.sample).padStart(10, '0')}:${job.variant}`;
-}
-
-export function compareJobs(a: Sortable, b: Sortable): number {
-  const ka = sortKey(a);
-  const kb = sortKey(b);
-  return ka < kb ? -1 : ka > kb ? 1 : 0;
 }
 
 /** Sorts jobs in spread's order (fast path: plain string sort of keys). */

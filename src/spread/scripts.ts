@@ -2,7 +2,7 @@
 // §10, §11): each non-empty piece in its own `( ... )` subshell, blank line between.
 import { DISABLED_TIMEOUT, type Job, type Timeouts } from './model.js';
 
-export function joinScripts(...scripts: string[]): string {
+function joinScripts(...scripts: string[]): string {
   return scripts.filter((s) => s !== '').map((s) => `(\n${s}\n)`).join('\n\n');
 }
 

@@ -4,6 +4,7 @@
 // level, so a plain or + entry always adds at least its own text.
 import type { Origin } from './model.js';
 import { projectError } from './yaml.js';
+import { errorMessage } from '../errors.js';
 
 export interface Level {
   /** Shown in errors: `backend "x"`, `x:system`, `suite tests/`, or the task name. */
@@ -103,7 +104,7 @@ export function applyLevel(state: SetState, level: Level, what: string): SetStat
     try {
       glob = compileGlob(strip(entry));
     } catch (err) {
-      throw projectError(`${level.context} has invalid ${what} pattern ${JSON.stringify(entry)}: ${(err as Error).message}`, level.origin);
+      throw projectError(`${level.context} has invalid ${what} pattern ${JSON.stringify(entry)}: ${errorMessage(err)}`, level.origin);
     }
     const matches = typeof glob === 'string' ? seen.filter((s) => s === glob) : seen.filter((s) => glob.test(s));
     if (remove) {

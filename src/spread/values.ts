@@ -37,7 +37,7 @@ export function parseSize(text: string): number {
 }
 
 export const VALID_NAME = /^[a-z0-9]+(?:[-._][a-z0-9]+)*$/;
-export const VALID_SYSTEM = /^[a-z*]+-[a-z0-9*]+(?:[-.][a-z0-9*]+)*$/;
+const VALID_SYSTEM = /^[a-z*]+-[a-z0-9*]+(?:[-.][a-z0-9*]+)*$/;
 export const VALID_SUITE = /^(?:[a-z0-9]+(?:[-._][a-z0-9]+)*\/)+$/;
 export const VALID_TASK = /^(?:[a-z0-9]+(?:[-._][a-z0-9]+)*\/)+[a-z0-9]+(?:[-._][a-z0-9]+)*$/;
 

@@ -232,4 +232,4 @@ export class YamlFile {
   }
 }
 
-export const VARNAME = /^[a-zA-Z_][a-zA-Z0-9_]*(?:\/[a-zA-Z0-9_]+(?:,[a-zA-Z0-9_]+)*)?$/;
+const VARNAME = /^[a-zA-Z_][a-zA-Z0-9_]*(?:\/[a-zA-Z0-9_]+(?:,[a-zA-Z0-9_]+)*)?$/;

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, type ClientChannel, type ExecOptions as ChannelOptions, type SFTPWrapper } from 'ssh2';
-import { UpstreamError } from '../errors.js';
+import { errorMessage, UpstreamError } from '../errors.js';
 import type { ExecOptions, ExecResult, Executor, ShellOptions } from '../backends/backend.js';
 import { OutputBuffer, renderScript, renderShell, ScriptLostError, utf8Chunks, watchScript } from '../backends/script.js';
 
@@ -162,7 +162,7 @@ export class SshClient implements Executor {
         last = err;
       }
     }
-    const why = last instanceof Error ? last.message : String(last);
+    const why = errorMessage(last);
     throw new UpstreamError(`cannot connect to ${target.host}:${target.port ?? 22}: ${why}`, { cause: last });
   }
 
@@ -349,7 +349,7 @@ export class SshClient implements Executor {
     } catch (err) {
       // ssh2's words for a server without the subsystem; anything else (a session limit
       // reached, say) is tried again next time
-      if (/Unable to start subsystem: sftp/.test((err as Error).message)) return undefined;
+      if (/Unable to start subsystem: sftp/.test(errorMessage(err))) return undefined;
       this.#sftp = undefined;
       throw err;
     }

@@ -19,12 +19,10 @@ import { isMissing } from './missing.js';
 const READ_CHUNK = 1024 * 1024;
 
 export class DiskBlobStore implements BlobStore {
-  readonly root: string;
   readonly #casDir: string;
   readonly #tmpDir: string;
 
   constructor(root: string) {
-    this.root = root;
     this.#casDir = join(root, 'cas.v1');
     this.#tmpDir = join(root, 'tmp');
   }

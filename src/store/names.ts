@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { FleetError, NotFoundError } from '../errors.js';
+import { errorMessage, FleetError, NotFoundError } from '../errors.js';
 import { fsyncFile, mkdirDurable } from './durable.js';
 import { isMissing } from './missing.js';
 import { RECORD_SUFFIX as SUFFIX, segmentToFileName } from './safe-name.js';
@@ -222,6 +222,6 @@ function parseRecord<T>(text: string, file: string): T {
     return JSON.parse(text) as T;
   } catch (err) {
     // With its cause: the client gets a reference to the log, not the server's path.
-    throw new FleetError('FC_ERR_INTERNAL', `damaged name record ${file}: ${(err as Error).message}`, { cause: err });
+    throw new FleetError('FC_ERR_INTERNAL', `damaged name record ${file}: ${errorMessage(err)}`, { cause: err });
   }
 }

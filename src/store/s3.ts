@@ -25,7 +25,7 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { FleetError, NotFoundError } from '../errors.js';
+import { errorMessage, FleetError, NotFoundError } from '../errors.js';
 import { isAbort, uploadAborted, type BlobStat, type BlobStore, type PutOptions, type PutResult, type ReadRange } from './blob-store.js';
 import { isDigestAlgorithm, type Digest } from './digest.js';
 import { putMeter } from './put-meter.js';
@@ -263,6 +263,6 @@ export class S3BlobStore implements BlobStore {
 }
 
 function storageError(what: string, err: unknown): FleetError {
-  const message = err instanceof Error ? err.message : String(err);
+  const message = errorMessage(err);
   return new FleetError('FC_ERR_UNAVAILABLE', `object storage ${what} failed: ${message}`, { cause: err });
 }

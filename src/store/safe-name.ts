@@ -2,8 +2,8 @@
 // this check: every segment is decoded once and refused if it could escape or confuse.
 import { FleetError } from '../errors.js';
 
-export const MAX_SEGMENT_BYTES = 200;
-export const MAX_NAME_BYTES = 1024;
+const MAX_SEGMENT_BYTES = 200;
+const MAX_NAME_BYTES = 1024;
 /** What a name record's file name ends with (store/names.ts). */
 export const RECORD_SUFFIX = '.rec.json';
 /** NAME_MAX of the filesystems we run on: a longer file name fails with ENAMETOOLONG. */

@@ -65,7 +65,7 @@ export function makeProject(rand: () => number, bytes: number, dirs = 12): Files
 }
 
 /** A few lines changed or inserted. */
-export function edit(rand: () => number, content: Buffer): Buffer {
+function edit(rand: () => number, content: Buffer): Buffer {
   let out = content;
   for (let e = 0; e < 1 + Math.floor(rand() * 3); e++) {
     const at = Math.floor(rand() * out.length);

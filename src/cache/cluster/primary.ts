@@ -109,7 +109,7 @@ function addTallies(into: Record<string, KindTally>, from: Record<string, KindTa
 }
 
 /** `sum` plus the counters of `from` (its gauges left out: what they measured is gone with its process). */
-export function addCounters(sum: MetricsJson, from: MetricsJson): MetricsJson {
+function addCounters(sum: MetricsJson, from: MetricsJson): MetricsJson {
   const out = new Map(sum.map((m) => [m.name, { ...m, values: m.values.map((v) => ({ ...v })) }]));
   // prom-client's JSON says "counter" where its typings name an enum.
   for (const m of from.filter((f) => String(f.type) === 'counter')) {

@@ -2,7 +2,7 @@
 // A named blob is stored in the CAS and a small record points at it.
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { FleetError, NotFoundError } from '../../errors.js';
+import { errorMessage, FleetError, NotFoundError } from '../../errors.js';
 import { checkWritePreconditions, checkReadPreconditions, replyWithBlob } from '../../http/blob-reply.js';
 import { parseRunManifest, type RunManifest } from '../../project-upload/manifest.js';
 import { parseDigestString, formatDigest, type Digest } from '../../store/digest.js';
@@ -244,7 +244,7 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
       try {
         manifest = JSON.parse(body.toString('utf8'));
       } catch (err) {
-        throw new FleetError('FC_ERR_BAD_REQUEST', `run manifest is not JSON: ${(err as Error).message}`);
+        throw new FleetError('FC_ERR_BAD_REQUEST', `run manifest is not JSON: ${errorMessage(err)}`);
       }
       return checkRunManifest(ctx, manifest, segments[1]!, segments[3]!, (r) => (release = r));
     }).finally(() => release());
