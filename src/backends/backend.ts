@@ -37,7 +37,7 @@ export interface ExecOptions {
 
 export interface ExecResult {
   exitCode: number;
-  /** Combined output (the last OUTPUT_CAP bytes when larger). */
+  /** Combined output (its last 2^20 characters when longer: OUTPUT_CAP in script.ts). */
   output: string;
   /** True when the script was killed by the kill timeout or the signal. */
   killed: boolean;

@@ -9,7 +9,7 @@ import { BACKENDS } from '../backends/registry.js';
 import { runTokenSource } from '../client/run-token.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes, parseDuration } from '../config/units.js';
-import { FleetError } from '../errors.js';
+import { errorMessage, FleetError } from '../errors.js';
 import type { RepackOptions } from '../pack/repack.js';
 import { pushProject, unusableBaseLine, type PushResult } from '../project-upload/push.js';
 import { prunedLine } from '../project-upload/base-cache.js';
@@ -314,7 +314,7 @@ async function runJobs(
             kept = record;
           } catch (err) {
             // as spread: the record stays on file until a discard succeeds, and another machine is tried
-            log.line(`Cannot reuse ${label} at ${record.address}: ${(err as Error).message}`);
+            log.line(`Cannot reuse ${label} at ${record.address}: ${errorMessage(err)}`);
             pool!.keep(record);
           }
         }
@@ -436,7 +436,7 @@ async function runJobs(
         // a start the interrupt or -abend cut short: the run has said why it stops
         if (f.phase === 'start' && (f.error as Error | undefined)?.name === 'AbortError' && stopping.some((s) => s.aborted)) return;
         const what = { start: 'preparing', run: 'running a job on', stop: 'discarding' }[f.phase];
-        log.line(`Error ${what} ${workerLabel(f.worker)}: ${(f.error as Error).message}`);
+        log.line(`Error ${what} ${workerLabel(f.worker)}: ${errorMessage(f.error)}`);
         // the job that was running when its machine failed is neither done nor pending
         if (f.job) tally.aborted.push(summaryItem(f.job.name));
       },
