@@ -31,9 +31,9 @@ import { makeDir } from '../path-checks.js';
 import type { Grant } from '../http/auth.js';
 
 /** A delta above this share of the gzip-compressed tar triggers a new base. */
-export const REBASE_RATIO = 0.1;
+const REBASE_RATIO = 0.1;
 /** How many of the newest bases are tried. */
-export const BASE_CANDIDATES = 3;
+const BASE_CANDIDATES = 3;
 
 export interface BaseInfo {
   readonly id: string;
