@@ -2,6 +2,7 @@
 // connections, request heads sent a byte at a time (slowloris), and connections over a cap.
 import { createHash } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
+import type { Test } from 'tap';
 import { request } from 'undici';
 
 /** How a slow connection ended: when (ms after it was opened), and what the server sent. */
@@ -148,4 +149,63 @@ export async function idleBetween(url: string, first: string, idleMs: number, pa
   } finally {
     socket.destroy();
   }
+}
+
+/** node looks for late heads every second: a cut comes within that after the limit, plus slack for a loaded machine. */
+const CHECK_SLACK_MS = 2000;
+
+/**
+ * Starts, all at once, the slow-head clients every server must cut within `limitMs` (a
+ * silent connection, a head a byte at a time, one silent nearly the limit first, the next
+ * head on connections kept alive after each of `firsts`: named GETs answered whole first),
+ * and one that must not be cut (idle past the limit after an answer to firsts[0]), and
+ * checks each in a subtest of `t` as it ends.
+ */
+export function checkSlowHeads(t: Test, url: string, limitMs: number, firsts: Record<string, string>): void {
+  const latest = limitMs + CHECK_SLACK_MS;
+  const nothing = silent(url);
+  const dribbled = dribbleHead(url);
+  const silentFirst = dribbleHead(url, { silentMs: limitMs - 100 });
+  const keptAlive = Object.entries(firsts).map(([what, path]) => [what, dribbleHead(url, { before: `GET ${path} HTTP/1.1\r\nHost: {host}\r\n\r\n` })] as const);
+  const [firstWhat, firstPath] = Object.entries(firsts)[0]!;
+  const idle = idleBetween(url, firstPath, limitMs + 500);
+
+  t.test('a connection that sends nothing', async (t) => {
+    const { ms } = await nothing;
+    t.ok(ms >= limitMs - 100 && ms <= latest, `closed after ${ms} ms`);
+  });
+  t.test('a head sent a byte at a time', async (t) => {
+    const { ms, answer } = await dribbled;
+    t.ok(ms >= limitMs - 100 && ms <= latest, `closed after ${ms} ms`);
+    t.match(answer, /^HTTP\/1\.1 408 .*FC_ERR_REQUEST_TIMEOUT/s, 'answered 408');
+  });
+  t.test('silent, then a head a byte at a time: the limit counts from the connection', async (t) => {
+    const { ms } = await silentFirst;
+    // node counts from a head's first byte: nearly twice the limit
+    t.ok(ms <= limitMs + 600, `closed after ${ms} ms`);
+  });
+  for (const [what, ending] of keptAlive) {
+    t.test(`the next head on a connection kept alive after ${what}`, async (t) => {
+      const { ms, answer } = await ending;
+      t.ok(ms <= latest, `closed ${ms} ms after its first byte`);
+      t.match(answer, /HTTP\/1\.1 408 /, 'answered 408');
+    });
+  }
+  t.test(`a connection idle past the limit after ${firstWhat} (no head in progress)`, async (t) => {
+    t.equal(await idle, 200, 'its next request is served');
+  });
+}
+
+/** Checks that a server with maxConnections 2 closes a third connection as it comes, and takes one again once one closed. */
+export async function checkCapOfTwo(t: Test, url: string): Promise<void> {
+  const { closed, open: kept } = await openMany(url, 3);
+  t.equal(closed, 1, 'the third closed');
+  t.equal(kept.length, 2);
+  t.equal(await getOn(kept[0]!, url, '/-/healthz'), 200, 'the ones within it are served');
+  kept[1]!.destroy();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const again = await openMany(url, 1);
+  t.equal(again.closed, 0, 'one closed makes room');
+  t.equal(await getOn(again.open[0]!, url, '/-/healthz'), 200);
+  for (const s of [...kept, ...again.open]) s.destroy();
 }
