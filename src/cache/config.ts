@@ -45,6 +45,10 @@ export const cacheConfigSchema = Type.Object(
     shutdownTimeout: Type.Optional(durationSchema()),
     /** With workers: how long a worker may leave its primary unanswered before it is killed and replaced; default 30s. */
     workerTimeout: Type.Optional(positiveDurationSchema()),
+    /** How long a client's request head may take to arrive whole (see http/connection-limits.ts); default 15s. */
+    clientHeaderTimeout: Type.Optional(positiveDurationSchema()),
+    /** Client connections open at once in each server process past which a new one is closed; no cap when absent. */
+    maxConnections: Type.Optional(Type.Integer({ minimum: 1 })),
     /** Other upstreams served under /mirror/{name}/{path}. */
     mirrors: Type.Optional(
       NamedMap(
@@ -99,6 +103,10 @@ export interface CacheConfig {
   readonly shutdownTimeoutMs?: number;
   /** With workers: how long one may leave the primary unanswered before it is replaced (runCachePrimary). */
   readonly workerTimeoutMs?: number;
+  /** How long a client's request head may take to arrive whole; default DEFAULT_CLIENT_HEADER_TIMEOUT_MS. */
+  readonly clientHeaderTimeoutMs?: number;
+  /** Client connections open at once per server process past which a new one is closed; no cap when absent. */
+  readonly maxConnections?: number;
 }
 
 export const DEFAULT_WORKER_TIMEOUT_MS = 30_000;
@@ -167,6 +175,8 @@ export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.
     workers: file.workers === 'auto' ? Math.min(availableParallelism(), MAX_WORKERS) : file.workers ?? 1,
     ...(file.shutdownTimeout === undefined ? {} : { shutdownTimeoutMs: parseDuration(file.shutdownTimeout) }),
     ...(file.workerTimeout === undefined ? {} : { workerTimeoutMs: parseDuration(file.workerTimeout) }),
+    ...(file.clientHeaderTimeout === undefined ? {} : { clientHeaderTimeoutMs: parseDuration(file.clientHeaderTimeout) }),
+    ...(file.maxConnections === undefined ? {} : { maxConnections: file.maxConnections }),
   };
 }
 

@@ -11,6 +11,7 @@
 // socket's 'data' events (see handOff).
 import { maxHeaderSize, type Server } from 'node:http';
 import type { Socket } from 'node:net';
+import { headArrived } from '../http/connection-limits.js';
 import { readPlainGet } from './early-head.js';
 
 /** What node's server adds to keepAliveTimeout before it closes an idle connection (HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER). */
@@ -40,6 +41,7 @@ export function answerEarly(server: Server, maxFields: number, answer: EarlyAnsw
     // Without a keep-alive timeout node's answers announce none and its own limits apply.
     if (server.keepAliveTimeout <= 0) return void toHttp.call(server, socket);
     early.add(socket);
+    let answered = false;
     const send: SendAnswer = (head, body) => {
       socket.cork();
       socket.write(head + tail.text(), 'latin1');
@@ -52,6 +54,11 @@ export function answerEarly(server: Server, maxFields: number, answer: EarlyAnsw
       while (at < text.length) {
         const get = server.listening ? readPlainGet(text, at, maxFields, maxHead) : undefined;
         if (!get || !answer(get.target, send)) return handOff(chunk.subarray(at));
+        // the connection's first head came whole (a later one is timed by node once handed off)
+        if (!answered) {
+          answered = true;
+          headArrived(socket);
+        }
         at = get.end;
         // A client that does not read what it asked: node's handler pauses it.
         if (socket.writableNeedDrain) return handOff(chunk.subarray(at));

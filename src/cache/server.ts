@@ -23,6 +23,7 @@ import { BEARER_CHALLENGE } from '../http/auth.js';
 import { errorAnswer, requestError } from '../http/errors.js';
 import { closeUnreadBody } from '../http/unread-body.js';
 import { inPipelineOrder } from '../http/pipeline-order.js';
+import { DEFAULT_CLIENT_HEADER_TIMEOUT_MS, HEAD_CHECK_INTERVAL_MS, limitConnections } from '../http/connection-limits.js';
 import { closeFollowerPools, serveFillEvents } from './remote-fill.js';
 import { Upstream } from './upstream.js';
 import { registerDashboard } from '../ui/dashboard.js';
@@ -68,7 +69,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
         if (get && (leadMiss(fast!, req, res, get, () => handler(req, res)) || (link && serveSmallHit(fast!, get, res, true)))) return;
         handler(req, res);
       };
-      const server = createServer((req, res) => inPipelineOrder(req, res, answer));
+      const server = createServer({ connectionsCheckingInterval: HEAD_CHECK_INTERVAL_MS }, (req, res) => inPipelineOrder(req, res, answer));
       server.requestTimeout = 0;
       server.keepAliveTimeout = 30_000;
       continueOnlyWhenAllowed(server);
@@ -79,6 +80,8 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
       return server;
     },
   });
+  // after answerEarly: a connection over the cap or late with its head is the same on both paths
+  limitConnections(app.server, { clientHeaderTimeoutMs: config.clientHeaderTimeoutMs ?? DEFAULT_CLIENT_HEADER_TIMEOUT_MS, maxConnections: config.maxConnections }, app.log);
   refuseMalformedRequests(app, DEFAULT_MAX_HEADERS);
   setFillMemory(config.fillMemory ?? DEFAULT_FILL_MEMORY);
   const store = new DiskStore(config.dataDir, config.maxSize, app.log, link ? { peer: link } : {});

@@ -110,6 +110,8 @@ export function originOptionsFrom(config: OriginConfig, flags: OriginFlags): { o
       runArtifacts: { maxBytes: parseSize(config.limits.maxRunArtifactsSize), maxFiles: config.limits.maxRunArtifactsFiles },
       maxHeaders: config.limits.maxHeaders,
       idleTimeoutMs: parseDuration(config.limits.idleTimeout),
+      clientHeaderTimeoutMs: parseDuration(config.limits.clientHeaderTimeout),
+      ...(config.limits.maxConnections === undefined ? {} : { maxConnections: config.limits.maxConnections }),
       logLevel: config.logLevel,
       ...(config.retention
         ? {

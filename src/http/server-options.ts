@@ -2,11 +2,12 @@
 import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Type } from '@sinclair/typebox';
-import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { LogController, type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
 import { MAX_TIMER_MS } from '../config/units.js';
 import { ConfigError, FleetError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { lockDataDir } from '../store/dir-lock.js';
+import { HEAD_CHECK_INTERVAL_MS } from './connection-limits.js';
 import { frameworkErrors, MAX_PARAM_LENGTH } from './errors.js';
 
 /** pino's levels, the `logLevel` of an origin or cache configuration. */
@@ -149,7 +150,7 @@ function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
 }
 
 /** `shutdownTimeoutMs`: the longest drain this server will be asked for (see pluginTimeoutFor). */
-export function baseServerOptions(logLevel: string | false | undefined, bodyLimit: number, shutdownTimeoutMs = DEFAULT_SHUTDOWN_TIMEOUT_MS): FastifyServerOptions & { loggerInstance: FastifyBaseLogger } {
+export function baseServerOptions(logLevel: string | false | undefined, bodyLimit: number, shutdownTimeoutMs = DEFAULT_SHUTDOWN_TIMEOUT_MS): FastifyHttpOptions<Server> & { loggerInstance: FastifyBaseLogger } {
   return {
     pluginTimeout: pluginTimeoutFor(shutdownTimeoutMs),
     loggerInstance: createLogger(logLevel === false ? 'silent' : serverLogLevel(logLevel)) as FastifyBaseLogger,
@@ -162,6 +163,8 @@ export function baseServerOptions(logLevel: string | false | undefined, bodyLimi
     // HEAD routes are explicit: the automatic ones would read a whole blob to discard it.
     exposeHeadRoutes: false,
     rewriteUrl: originForm,
+    // the server fastify creates (a serverFactory passes it itself): late heads cut soon (connection-limits.ts)
+    http: { connectionsCheckingInterval: HEAD_CHECK_INTERVAL_MS },
     clientErrorHandler,
     frameworkErrors,
   };

@@ -54,6 +54,11 @@ export const OriginConfigSchema = Type.Object(
           default: '2m',
           description: 'a client connection with no traffic this long is cut (a client that stopped reading holds a file)',
         }),
+        clientHeaderTimeout: positiveDurationSchema({
+          default: '15s',
+          description: 'a request head (request line and header fields) not whole this long after it started, or after the connection opened, has its connection closed (bodies are not concerned)',
+        }),
+        maxConnections: Type.Optional(Type.Integer({ minimum: 1, description: 'client connections open at once past which a new one is closed as it comes; no cap when absent' })),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -96,6 +101,10 @@ export interface OriginOptions {
   readonly maxHeaders?: number;
   /** A client connection with no traffic either way this long is cut; default 2 minutes. */
   readonly idleTimeoutMs?: number;
+  /** How long a request head may take to arrive whole (http/connection-limits.ts); default 15 s. */
+  readonly clientHeaderTimeoutMs?: number;
+  /** Client connections open at once past which a new one is closed; no cap when absent. */
+  readonly maxConnections?: number;
   /** pino level, or false for no logs (tests). */
   readonly logLevel?: string | false;
   /** The longest drain at shutdown (the server's pluginTimeout is sized for it). */

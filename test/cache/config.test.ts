@@ -26,6 +26,18 @@ t.test('sizes and durations: a malformed one is refused with the file, line and 
   t.throws(() => parseCacheConfig(`${base}shutdownTimeout: .inf\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: /^c\.yaml:\d: shutdownTimeout: must be / });
 });
 
+t.test('clientHeaderTimeout and maxConnections: the limits on client connections', async (t) => {
+  const base = 'upstream: http://127.0.0.1:9\n';
+  const resolved = resolveCacheConfig(parseCacheConfig(`${base}clientHeaderTimeout: 10s\nmaxConnections: 5000\n`, 'c.yaml'));
+  t.same([resolved.clientHeaderTimeoutMs, resolved.maxConnections], [10_000, 5000]);
+  const byDefault = resolveCacheConfig(parseCacheConfig(base, 'c.yaml'));
+  t.same([byDefault.clientHeaderTimeoutMs, byDefault.maxConnections], [undefined, undefined], 'the server\'s default head limit, no cap');
+  t.throws(() => parseCacheConfig(`${base}clientHeaderTimeout: 0s\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: clientHeaderTimeout: must be a duration longer than 0 (e.g. 250ms, 30s, 5m)' });
+  t.throws(() => parseCacheConfig(`${base}clientHeaderTimeout: 30d\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: clientHeaderTimeout: must be a duration of at most 24 days (e.g. 250ms, 30s, 5m)' });
+  t.throws(() => parseCacheConfig(`${base}maxConnections: 0\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: maxConnections: must be >= 1' });
+  t.throws(() => parseCacheConfig(`${base}maxConnections: many\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: maxConnections: must be integer' });
+});
+
 t.test('listen: HOST:PORT, checked with the file, line and field', async (t) => {
   const base = 'upstream: http://127.0.0.1:9\n';
   t.equal(parseCacheConfig(`${base}listen: "[::1]:0"\n`, 'c.yaml').listen, '[::1]:0');

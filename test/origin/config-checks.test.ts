@@ -33,6 +33,12 @@ t.test('origin', async (t) => {
     t.match(originError(`limits:\n  idleTimeout: ${zero}\n`), /^origin\.yaml:2: limits\.idleTimeout: must be (a duration longer than 0|> 0)/, `idleTimeout ${zero} (0 would turn the idle cut off)`);
   }
   for (const ok of ['2m', '0.5', '"250ms"']) t.equal(originError(`limits:\n  idleTimeout: ${ok}\n`), '(accepted)', `idleTimeout ${ok}`);
+  t.equal(originError('limits:\n  clientHeaderTimeout: 0s\n'), 'origin.yaml:2: limits.clientHeaderTimeout: must be a duration longer than 0 (e.g. 250ms, 30s, 5m)', 'clientHeaderTimeout 0 (no limit on a head at all)');
+  t.equal(originError('limits:\n  clientHeaderTimeout: 25d\n'), 'origin.yaml:2: limits.clientHeaderTimeout: must be a duration of at most 24 days (e.g. 250ms, 30s, 5m)');
+  t.same(parseConfig(OriginConfigSchema, '{}', 'origin.yaml').limits.clientHeaderTimeout, '15s', 'clientHeaderTimeout: 15s by default');
+  t.equal(originError('limits:\n  maxConnections: 0\n'), 'origin.yaml:2: limits.maxConnections: must be >= 1', 'maxConnections 0 (refusing every connection; no cap is its absence)');
+  t.equal(originError('limits:\n  maxConnections: 1.5\n'), 'origin.yaml:2: limits.maxConnections: must be integer');
+  t.equal(originError('limits:\n  clientHeaderTimeout: 10s\n  maxConnections: 5000\n'), '(accepted)');
   t.equal(originError('retention: {keepBases: 3}\n'), 'origin.yaml:1: retention: missing required field "maxAge"', 'a retention without its age');
   t.match(originError('retention:\n  maxAge: 0s\n'), /^origin\.yaml:2: retention\.maxAge: must be a duration longer than 0/, 'maxAge 0 would delete everything');
   t.match(originError('retention:\n  maxAge: 30d\n  keepBases: -1\n'), /^origin\.yaml:3: retention\.keepBases: must be >= 0/);

@@ -1,0 +1,111 @@
+// Limits on client connections that every fleetcache server process applies (the origin, a
+// cache, each worker of a cache): a request head (request line and header fields) must
+// arrive whole in time, as nginx's client_header_timeout, and an optional cap on the
+// connections open at once. Bodies are not concerned: uploads and downloads stream for
+// minutes, bounded by the idle timeouts only.
+import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastifyBaseLogger } from 'fastify';
+
+/**
+ * How long a request head may take by default. A head is one packet or a few: 15 s is
+ * several TCP retransmissions of it over the slow links between regions, and a connection
+ * that sends nothing (or a byte now and then: slowloris) is let go after that, not after
+ * node's 60 s checked every 30 s (up to 90 s).
+ */
+export const DEFAULT_CLIENT_HEADER_TIMEOUT_MS = 15_000;
+
+/**
+ * How often node looks for connections whose head is late (its connectionsCheckingInterval,
+ * 30 s by default, an option of http.createServer only: see baseServerOptions and the
+ * cache's serverFactory): a late head is cut within this after the limit. The look goes over
+ * the connections in the middle of a request only.
+ */
+export const HEAD_CHECK_INTERVAL_MS = 1_000;
+
+/** At most one warning about refused connections in this time (with the count since the last). */
+const REFUSED_WARNING_INTERVAL_MS = 60_000;
+
+export interface ConnectionLimits {
+  /** The longest a request head may take to arrive whole. */
+  readonly clientHeaderTimeoutMs: number;
+  /** Connections open at once past which a new one is closed as it comes; none when absent. */
+  readonly maxConnections?: number | undefined;
+}
+
+/** The connections still waiting for their first request's head, each with the timer that cuts it. */
+const firstHeads = new WeakMap<Socket, NodeJS.Timeout>();
+
+/**
+ * The first request of `socket` arrived whole: its deadline is over. Node's own 'request'
+ * event says so for the connections node parses; the cache's early answers (early-hits.ts),
+ * which node never sees, call this.
+ */
+export function headArrived(socket: Socket): void {
+  const timer = firstHeads.get(socket);
+  if (timer === undefined) return;
+  clearTimeout(timer);
+  firstHeads.delete(socket);
+}
+
+/** The error node's own head timeout gives, answered 408 by the servers' clientErrorHandler. */
+function headTimeoutError(): NodeJS.ErrnoException {
+  return Object.assign(new Error('the request head did not arrive in time'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' });
+}
+
+/**
+ * Applies `limits` to `server`, created with connectionsCheckingInterval HEAD_CHECK_INTERVAL_MS, before it listens and after every other 'connection'
+ * listener is in place (the cache's early answers replace node's): they run only for the
+ * connections this lets through.
+ *
+ * Node's headersTimeout, checked every HEAD_CHECK_INTERVAL_MS, cuts a head that started
+ * arriving too long ago: it counts from a request's first byte (and from the connection's
+ * start until one comes). A connection's first request is held to its start instead, by a
+ * timer of its own until the head is whole: else a client silent for nearly the limit,
+ * then sending a byte at a time, would hold it twice as long.
+ *
+ * The cap is counted here rather than by node's server.maxConnections: in a cache worker,
+ * node's cluster hands a connection a worker refuses to another, and back, without end
+ * (measured: most of a CPU in the primary for one connection over the cap of both workers).
+ * A connection over the cap is closed before anything is read from it.
+ */
+export function limitConnections(server: Server, limits: ConnectionLimits, log: Pick<FastifyBaseLogger, 'warn'>): void {
+  const { clientHeaderTimeoutMs: headMs, maxConnections } = limits;
+  server.headersTimeout = headMs;
+
+  const cutLateHead = (socket: Socket): void => {
+    firstHeads.delete(socket);
+    if (socket.destroyed) return;
+    // the servers' clientErrorHandler answers 408 and closes, as for node's own timeout
+    if (!server.emit('clientError', headTimeoutError(), socket)) socket.destroy();
+  };
+  server.on('request', (req) => headArrived(req.socket));
+
+  let open = 0;
+  let refused = 0;
+  let warnedAt = -Infinity;
+  const refuse = (socket: Socket): void => {
+    socket.destroy();
+    refused++;
+    const now = Date.now();
+    if (now - warnedAt < REFUSED_WARNING_INTERVAL_MS) return;
+    log.warn({ maxConnections, refused }, 'connections refused: maxConnections are open');
+    warnedAt = now;
+    refused = 0;
+  };
+
+  const handlers = server.listeners('connection') as Array<(this: Server, socket: Socket) => void>;
+  server.removeAllListeners('connection');
+  server.on('connection', (socket: Socket) => {
+    if (maxConnections !== undefined && open >= maxConnections) return refuse(socket);
+    open++;
+    const timer = setTimeout(cutLateHead, headMs, socket);
+    timer.unref();
+    firstHeads.set(socket, timer);
+    socket.once('close', () => {
+      open--;
+      headArrived(socket);
+    });
+    for (const handler of handlers) handler.call(server, socket);
+  });
+}
