@@ -6,7 +6,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { durationSchema, loadConfigFile, parseConfig, positiveDurationSchema, positiveSizeSchema, sizeSchema } from '../config/load.js';
 import { NAME_PATTERN, NamedMap } from '../config/names.js';
 import { parseDuration, parseHttpUrl, parseSize } from '../config/units.js';
-import { UsageError } from '../errors.js';
+import { errorMessage, UsageError } from '../errors.js';
 import { logLevelSchema } from '../http/server-options.js';
 import { zeroCopyStatus } from '../http/zero-copy.js';
 import { redactUrl } from '../redact-url.js';
@@ -14,7 +14,7 @@ import { redactUrl } from '../redact-url.js';
 /** The most server processes `workers` may ask for. */
 export const MAX_WORKERS = 64;
 
-export const timeoutsSchema = Type.Object(
+const timeoutsSchema = Type.Object(
   {
     /** TCP/TLS connect. */
     connect: Type.Optional(positiveDurationSchema()),
@@ -139,7 +139,7 @@ function checkUrl(url: string, what: string): string {
   try {
     parseHttpUrl(url);
   } catch (err) {
-    throw new UsageError(`${what}: ${(err as Error).message}`);
+    throw new UsageError(`${what}: ${errorMessage(err)}`);
   }
   return url.replace(/\/+$/, '');
 }

@@ -101,7 +101,7 @@ export function continueOnlyWhenAllowed(server: Server, maxBody?: number): void 
  * as one: `//sha512/…` is what a base URL ending in "/" gives to plain string formatting, as
  * `mach artifact toolchain`'s "{url}/{algorithm}/{digest}" (many servers merge them too).
  */
-export function originForm(req: { readonly url?: string | undefined }): string {
+function originForm(req: { readonly url?: string | undefined }): string {
   const url = req.url ?? '/';
   if (url.startsWith('/') && url[1] !== '/') return url;
   // The text after scheme://authority, byte for byte: a URL parser would resolve "..", "%2e%2e"

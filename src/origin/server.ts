@@ -22,10 +22,10 @@ import { RunArtifactBudget, DEFAULT_RUN_ARTIFACTS } from './run-budget.js';
 import { after, every } from '../long-timer.js';
 import { registerDashboard } from '../ui/dashboard.js';
 
-export const DEFAULT_MAX_BLOB_SIZE = 20 * 1024 ** 3;
-export const DEFAULT_MAX_RECORD_SIZE = 1024 ** 2;
+const DEFAULT_MAX_BLOB_SIZE = 20 * 1024 ** 3;
+const DEFAULT_MAX_RECORD_SIZE = 1024 ** 2;
 /** Uploads and downloads stream for minutes; only a connection with no traffic is cut. */
-export const DEFAULT_IDLE_TIMEOUT_MS = 2 * 60_000;
+const DEFAULT_IDLE_TIMEOUT_MS = 2 * 60_000;
 
 /**
  * Prunes every `intervalMs`, the first one `firstAfterMs` after start (firstPruneDelay), or

@@ -4,15 +4,13 @@
 // closes a connection over it as it comes. (test/cache/workers-slow-head.test.ts: workers.)
 import t from 'tap';
 import { fetchHash, startCache } from './harness.js';
-import { UpstreamFixture } from './upstream-fixture.js';
+import { startUpstream } from './upstream-fixture.js';
 import { checkCapOfTwo, checkSlowHeads, slowGet, slowPut } from '../helpers/slow-client.js';
 
 const LIMIT_MS = 1000;
 
 t.test('a late request head is cut, a slow body is not', async (t) => {
-  const up = new UpstreamFixture();
-  const upstream = await up.start();
-  t.teardown(() => up.stop());
+  const { up, upUrl: upstream } = await startUpstream(t);
   const cache = await startCache(t, { upstream, clientHeaderTimeout: '1s' }, t.testdir());
   // a small hit, kept in memory: answered on a new connection before node takes it
   const small = up.addBlob(4096);
@@ -34,9 +32,7 @@ t.test('a late request head is cut, a slow body is not', async (t) => {
 });
 
 t.test('maxConnections: a connection over it is closed as it comes', async (t) => {
-  const up = new UpstreamFixture();
-  const upstream = await up.start();
-  t.teardown(() => up.stop());
+  const { upUrl: upstream } = await startUpstream(t);
   const cache = await startCache(t, { upstream, maxConnections: 2 }, t.testdir());
   await checkCapOfTwo(t, cache.url);
 });
