@@ -107,18 +107,39 @@ export interface RunFigures {
   readonly originPullBytes?: number;
 }
 
+/** The servers a fleet configuration names: the origin, and each region's caches. */
+type ServersOf = Pick<FleetConfig, 'regions'> & { readonly origin: string };
+
 /** A server's /-/stats answers within milliseconds: one that takes longer is taken for down, not waited for (a minute each way before). */
 const STATS_TIMEOUT_MS = 5_000;
 
-async function tryStats<T>(url: string): Promise<T | undefined> {
+/** `url`'s /-/stats when `shape` takes it; undefined when the server is down or answers something else. */
+async function tryStats<T>(url: string, shape: (value: unknown) => value is T): Promise<T | undefined> {
   try {
-    return await httpGetJson<T>(joinUrl(url, '/-/stats'), { signal: AbortSignal.timeout(STATS_TIMEOUT_MS) });
+    const value = await httpGetJson<unknown>(joinUrl(url, '/-/stats'), { signal: AbortSignal.timeout(STATS_TIMEOUT_MS) });
+    return shape(value) ? value : undefined;
   } catch {
     return undefined; // a server that is down contributes no figures
   }
 }
 
-export async function snapshotFleet(fleet: FleetConfig & { origin: string }): Promise<FleetSnapshot> {
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+const TALLY_FIELDS: ReadonlyArray<keyof CacheKindTally> = ['bytesServed', 'bytesUpstream', 'hits', 'misses', 'collapsed'];
+
+/**
+ * A cache's counters: every tally's fields numbers. What another server in a cache's place
+ * answers (the origin itself, listed as a region's cache) gives no figures, rather than NaN.
+ */
+function isCacheStats(value: unknown): value is CacheStats {
+  if (!isRecord(value) || !isRecord(value.kinds)) return false;
+  return Object.values(value.kinds).every((tally) => isRecord(tally) && TALLY_FIELDS.every((field) => typeof tally[field] === 'number'));
+}
+
+function isOriginStats(value: unknown): value is OriginStats {
+  return isRecord(value) && isRecord(value.totals) && typeof value.totals.bytesIn === 'number' && typeof value.totals.bytesOut === 'number';
+}
+
+export async function snapshotFleet(fleet: ServersOf): Promise<FleetSnapshot> {
   return beginSnapshot(fleet).snapshot;
 }
 
@@ -128,11 +149,11 @@ export async function snapshotFleet(fleet: FleetConfig & { origin: string }): Pr
  * must not count in the figures before the run); its machines, for the caches' as well.
  * A hung cache then costs the push nothing: its read waits out its timeout meanwhile.
  */
-export function beginSnapshot(fleet: FleetConfig & { origin: string }): { originRead: Promise<unknown>; snapshot: Promise<FleetSnapshot> } {
+export function beginSnapshot(fleet: ServersOf): { originRead: Promise<unknown>; snapshot: Promise<FleetSnapshot> } {
   const takenAt = new Date().toISOString();
   const caches = Object.entries(fleet.regions).flatMap(([region, r]) => r.caches.map((url) => ({ region, url })));
-  const originRead = tryStats<OriginStats>(fleet.origin);
-  const cacheReads = Promise.all(caches.map((c) => tryStats<CacheStats>(c.url)));
+  const originRead = tryStats(fleet.origin, isOriginStats);
+  const cacheReads = Promise.all(caches.map((c) => tryStats(c.url, isCacheStats)));
   const snapshot = Promise.all([originRead, cacheReads]).then(([origin, stats]) => ({ takenAt, origin, caches: caches.map((c, i) => ({ ...c, stats: stats[i] })) }));
   return { originRead, snapshot };
 }

@@ -1,6 +1,7 @@
 // The ledger: per-link figures from the servers' counters before and after a run.
 import t from 'tap';
-import { buildLedger, formatLedger, type FleetSnapshot } from '../../src/report/ledger.js';
+import { buildLedger, formatLedger, snapshotFleet, type FleetSnapshot } from '../../src/report/ledger.js';
+import { startOrigin } from '../helpers/origin.js';
 import { ledgerHtml } from '../../src/report/html.js';
 
 const T0 = '2026-12-03T10:00:00.000Z';
@@ -170,4 +171,15 @@ t.test('a worker of a cache that died during the run: the figures are lower boun
   t.match(text, /cache a → machines\s+≥ 3\.9 KiB/);
   t.match(text, /a worker died during the run: its last counts are missing/);
   t.equal(buildLedger(snap(1000, 2), snap(5000, 2), { ...figures, machinesByRegion: { a: 2 } }).caches[0]!.coverage, 'run', 'workers lost before the run do not count');
+});
+
+t.test('a server in a cache\'s place that is not one (the origin itself): no figures for it, never NaN', async (t) => {
+  const origin = await startOrigin(t);
+  const fleet = { origin: origin.url, regions: { a: { caches: [origin.url] } } };
+  const before = await snapshotFleet(fleet);
+  t.ok(before.origin, "the origin's own counters are read");
+  t.equal(before.caches[0]!.stats, undefined, "its answer in a cache's place is not taken for a cache's");
+  const text = formatLedger(buildLedger(before, await snapshotFleet(fleet), { ...figures, machinesByRegion: { a: 2 } }));
+  t.notMatch(text, /NaN/);
+  t.match(text, /origin → cache a\s+\?/, 'the link is unknown');
 });
