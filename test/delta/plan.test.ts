@@ -1,8 +1,10 @@
 // How the windowed encode cuts its work, on made-up tar indexes: windows tile the target and
-// stay within the bounds, segments hold the window's counterparts and start where its first
-// bytes come from, moved files get windows of their own (small ones stay), deleted runs in
-// the base cut a window rather than stretch its segment, large files go in pieces, and
-// inputs that are not tars are mapped by relative position; a shuffled tar still plans quickly.
+// stay within the bounds; a base within one segment is every window's segment, whole; a
+// larger one's segments hold the window's counterparts and start where its first bytes come
+// from, a window without counterparts is placed by position, moved files get windows of
+// their own (small ones stay), deleted runs in the base cut a window rather than stretch its
+// segment, large files go in pieces, and inputs that are not tars are mapped by relative
+// position; a shuffled tar still plans quickly.
 import t, { type Test } from 'tap';
 import { DISPLACED_MIN, planWindows, type PlanLimits, type WindowPlan } from '../../src/delta/plan.js';
 import type { TarEntry, TarIndex } from '../../src/delta/tar-index.js';
@@ -53,8 +55,10 @@ t.test('the same tree: windows at entry boundaries, segments aligned on them', a
 });
 
 t.test('files added and removed shift the segments; a deleted run cuts the window', async (t) => {
-  const base = tarOf([...files(50, 100 * KiB, 'a'), ...files(100, 100 * KiB, 'gone'), ...files(50, 100 * KiB, 'b')]);
-  const target = tarOf([...files(50, 100 * KiB, 'a'), ...files(20, 100 * KiB, 'new'), ...files(50, 100 * KiB, 'b')]);
+  // (c: a base larger than one segment, whose windows get the ranges of their counterparts)
+  const base = tarOf([...files(50, 100 * KiB, 'a'), ...files(100, 100 * KiB, 'gone'), ...files(50, 100 * KiB, 'b'), ...files(150, 100 * KiB, 'c')]);
+  const target = tarOf([...files(50, 100 * KiB, 'a'), ...files(20, 100 * KiB, 'new'), ...files(50, 100 * KiB, 'b'), ...files(150, 100 * KiB, 'c')]);
+  t.ok(base.size > LIMITS.segment);
   const plan = planWindows(target.size, target.index, base.size, base.index, LIMITS);
   check(t, plan, target.size, base.size);
   const b0 = target.index.entries[target.index.byPath.get('b/00000') as number] as TarEntry;
@@ -62,6 +66,25 @@ t.test('files added and removed shift the segments; a deleted run cuts the windo
   t.ok(cut, 'a window starts at the first entry after 10 MiB deleted from the base');
   t.equal(cut?.sourceStart, base.index.entries[base.index.byPath.get('b/00000') as number]?.start, 'its segment starts at that entry in the base');
   t.ok(plan.every((w) => w.sourceEnd - w.sourceStart <= 2 * (w.targetEnd - w.targetStart) + MiB), 'no segment stretched over the deleted run');
+});
+
+t.test('new files first: a window with no counterpart gets the range after the last matched one, or its relative position', async (t) => {
+  const base = tarOf(files(400, 100 * KiB, 'm'));
+  const target = tarOf([...files(170, 100 * KiB, 'a-new'), ...files(400, 100 * KiB, 'm')]);
+  const plan = planWindows(target.size, target.index, base.size, base.index, LIMITS);
+  check(t, plan, target.size, base.size);
+  t.equal(plan[0]?.how, 'position', 'the first window found no counterpart');
+  t.ok(plan.length >= 3 && plan.slice(1).every((w) => w.how === 'entries'), 'the others did');
+});
+
+t.test('a base within one segment is every window\'s segment, whole: content moved between files is found', async (t) => {
+  const base = tarOf(files(200, 100 * KiB, 'a'));
+  const target = tarOf([...files(200, 100 * KiB, 'b'), ...files(200, 100 * KiB, 'a')]);
+  t.ok(base.size <= LIMITS.segment && target.size > LIMITS.window);
+  const plan = planWindows(target.size, target.index, base.size, base.index, LIMITS);
+  check(t, plan, target.size, base.size);
+  t.ok(plan.length >= 2, `${plan.length} windows`);
+  t.ok(plan.every((w) => w.sourceStart === 0 && w.sourceEnd === base.size), 'each against the whole base');
 });
 
 t.test('moved files: a window of their own above DISPLACED_MIN, left in place below', async (t) => {
