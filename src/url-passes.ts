@@ -11,6 +11,13 @@ import type { ErrorCode, FleetError } from './errors.js';
  */
 export const PASSING_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['FC_ERR_UPSTREAM', 'FC_ERR_UPSTREAM_TIMEOUT', 'FC_ERR_UNAVAILABLE', 'FC_ERR_ABORTED']);
 
+/**
+ * A server's refusal of the request itself: malformed to it, too many header fields, a method
+ * it does not take. From a cache (another version, a lower limit) the next URL may take the
+ * request; the origin, last, says whether the request is really at fault.
+ */
+export const REFUSED_BY_CACHE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['FC_ERR_BAD_REQUEST', 'FC_ERR_TOO_MANY_HEADERS', 'FC_ERR_METHOD_NOT_ALLOWED']);
+
 /** The waits before passes 2, 3 and 4 over the list. */
 const RETRY_DELAYS_MS: readonly number[] = [2_000, 5_000, 10_000];
 

@@ -9,7 +9,7 @@
 import { pullProject, type PullResult } from '../project-upload/pull.js';
 import { FleetError, isDamagedBytes, toFleetError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
-import { inPasses } from '../url-passes.js';
+import { inPasses, REFUSED_BY_CACHE_CODES } from '../url-passes.js';
 
 export interface FallbackPullOptions {
   readonly urls: readonly string[];
@@ -49,16 +49,10 @@ export interface FallbackPullResult {
   readonly skipped: readonly Attempt[];
 }
 
-/**
- * Failures after which the next URL may serve the pull. A cache that refuses the request
- * itself (malformed to it, too many header fields: another version, a lower limit) is
- * passed over too: the origin, last, says whether the request is really at fault.
- */
+/** Failures after which the next URL may serve the pull (a cache's refusal of the request itself too). */
 const NEXT_URL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ...REFUSED_BY_CACHE_CODES,
   'FC_ERR_NOT_FOUND',
-  'FC_ERR_BAD_REQUEST',
-  'FC_ERR_TOO_MANY_HEADERS',
-  'FC_ERR_METHOD_NOT_ALLOWED',
   'FC_ERR_UPSTREAM',
   'FC_ERR_UPSTREAM_TIMEOUT',
   'FC_ERR_UNAVAILABLE',
@@ -112,7 +106,8 @@ async function pullOnce(options: FallbackPullOptions, skipped: Attempt[]): Promi
     } catch (err) {
       const { next, error } = classify(err);
       if (!next) throw error;
-      failures.push(error);
+      // a cache's refusal of the request itself says nothing of a later pass over the list
+      if (isOrigin || !REFUSED_BY_CACHE_CODES.has(error.code)) failures.push(error);
       skipped.push({ url: redactUrl(url), code: error.code, error: error.message });
       options.onSkip?.(redactUrl(url), error);
     }

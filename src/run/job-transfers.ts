@@ -5,7 +5,7 @@ import { posix } from 'node:path';
 import type { Machine } from '../backends/backend.js';
 import { fetchArtifacts } from '../artifacts/download.js';
 import { FleetError } from '../errors.js';
-import { inPasses, PASSING_CODES } from '../url-passes.js';
+import { inPasses, PASSING_CODES, REFUSED_BY_CACHE_CODES } from '../url-passes.js';
 import type { Job } from '../spread/index.js';
 import { agentPath, agentWorkDir, runAgent } from './agent-client.js';
 import type { CacheChoice } from './nearest.js';
@@ -102,7 +102,9 @@ export class JobTransfers {
         if (url !== choice.urls[0]) log.line(`Artifacts of ${job.name} went through ${url}.`);
         return { result: undefined };
       } catch (err) {
-        if (!(err instanceof FleetError) || !PASSING_CODES.has(err.code)) throw err;
+        // a passing failure, or a cache's refusal of the request itself: the next URL may take it
+        const last = url === choice.urls.at(-1);
+        if (!(err instanceof FleetError) || !(PASSING_CODES.has(err.code) || (!last && REFUSED_BY_CACHE_CODES.has(err.code)))) throw err;
         lastError = err;
       }
     }

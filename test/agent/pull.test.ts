@@ -127,7 +127,7 @@ t.test('damaged bytes from the origin (the last URL) are not asked for again', a
   t.notMatch(res.stderr, /asking again with no-cache/, 'without asking the origin twice');
 });
 
-t.test('every URL down at once (the origin restarting under its caches): the pull passes over them again, and gets the run', async (t) => {
+t.test('every URL down at once (the origin restarting under its caches): the pull passes over them again, and gets the run; a cache that refuses the request does not stop the passes', async (t) => {
   const dir = t.testdir();
   const dataDir = join(dir, 'origin');
   const first = await startOrigin(t, { dataDir });
@@ -139,7 +139,7 @@ t.test('every URL down at once (the origin restarting under its caches): the pul
   await first.app.close();
   const retries: string[] = [];
   const pulling = pullWithFallback({
-    urls: [await deadUrl(), first.url],
+    urls: [await deadUrl(), await statusServer(t, 431, 'FC_ERR_TOO_MANY_HEADERS'), first.url],
     project: 'demo',
     run: 'r1',
     dest: join(dir, 'dest'),

@@ -30,6 +30,16 @@ async function demoProject(t: Test): Promise<string> {
   return dir;
 }
 
+/** Starts `cache` on 127.0.0.1 (closed in teardown) and writes <dir>/fleet.yaml with it as region-a's cache. */
+async function fleetOfOneCache(t: Test, dir: string, origin: string, cache: FastifyInstance): Promise<{ cacheUrl: string; fleetFile: string }> {
+  await cache.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => cache.close());
+  const cacheUrl = `http://127.0.0.1:${(cache.server.address() as AddressInfo).port}`;
+  const fleetFile = join(dir, 'fleet.yaml');
+  await writeFile(fleetFile, `origin: ${origin}\nregions:\n  region-a:\n    caches: [${cacheUrl}]\ndispatchDelay: 0s\n`);
+  return { cacheUrl, fleetFile };
+}
+
 function capture(): { log: RunLog; text: () => string } {
   let out = '';
   return { log: new RunLog((s) => (out += s)), text: () => out };
@@ -139,6 +149,26 @@ t.test('configured fleet: a cache that is down makes its machines fall back, the
   t.ok(result.ledger.links.some((l) => l.link === 'machines → origin (artifacts)' && (l.actualBytes ?? 0) > 0), 'artifacts reached the origin');
 });
 
+t.test('a cache that refuses the artifacts upload itself (431: another version, a lower limit): the next URL takes it', async (t) => {
+  const dir = await demoProject(t);
+  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  const cache = await buildCacheServer({ region: 'region-a', upstream: origin.url, dataDir: join(dir, '..', 'region-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  let refused = 0;
+  cache.addHook('onRequest', async (req, reply) => {
+    if (req.method !== 'PUT' || !req.url.startsWith('/artifacts/')) return;
+    refused++;
+    return reply.code(431).send({ code: 'FC_ERR_TOO_MANY_HEADERS', message: 'a lower limit than the origin\'s' });
+  });
+  const { fleetFile } = await fleetOfOneCache(t, dir, origin.url, cache);
+  const { log, text } = capture();
+  const result = await runProject({ cwd: dir, filters: ['alpha-1'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  if (!result.tally.ok) t.comment(text());
+  t.equal(result.tally.ok, true, 'every job succeeded');
+  t.ok(refused > 0, 'the cache refused the upload');
+  t.match(text(), new RegExp(`Artifacts of local:alpha-1:tests/artifacts went through ${origin.url}`));
+  t.ok(result.ledger.links.some((l) => l.link === 'machines → origin (artifacts)' && (l.actualBytes ?? 0) > 0), 'the artifacts reached the origin');
+});
+
 t.test('a cache that accepts and never answers costs the first machine cacheTimeout; the next ones try it last', async (t) => {
   const dir = await demoProject(t);
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
@@ -200,11 +230,7 @@ t.test('an origin whose reads need a token: the machines read with their run tok
   const cache = await buildCacheServer({ region: 'region-a', upstream: origin.url, dataDir: join(dir, '..', 'region-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
   const tokensSeen = new Set<string>();
   cache.addHook('onRequest', async (req) => void tokensSeen.add(String(req.headers.authorization ?? 'none')));
-  await cache.listen({ host: '127.0.0.1', port: 0 });
-  t.teardown(() => cache.close());
-  const cacheUrl = `http://127.0.0.1:${(cache.server.address() as AddressInfo).port}`;
-  const fleetFile = join(dir, 'fleet.yaml');
-  await writeFile(fleetFile, `origin: ${origin.url}\nregions:\n  region-a:\n    caches: [${cacheUrl}]\ndispatchDelay: 0s\n`);
+  const { cacheUrl, fleetFile } = await fleetOfOneCache(t, dir, origin.url, cache);
   const { log, text } = capture();
   const artifacts = join(dir, '..', 'artifacts');
   const result = await runProject({ cwd: dir, filters: ['alpha-1'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token), artifactsDir: artifacts });
