@@ -6,7 +6,7 @@
 //
 // With both inputs indexed as tars, the target's entries are walked in order and each is
 // given its counterpart in the base: the entry with the same path, else one with the same
-// content (a renamed or moved file). packer.ts writes entries in a fixed order, so
+// content (a renamed or moved file), else the one file with its file name (moved and edited). packer.ts writes entries in a fixed order, so
 // counterparts mostly follow each other in the base too, and a window's segment is the
 // range they span. A window is cut early where the next counterpart is not coherent with the
 // window's range: far from it (a moved file, files deleted from the base) or growing it much
@@ -121,8 +121,35 @@ function mapped(t: TarEntry, b: TarEntry, from: number, to: number): Range | und
   return end > start ? { start, end } : undefined;
 }
 
-/** The base entry `t` stands for: the same path, else the same content (the nearest to `near`). */
-function counterpart(t: TarEntry, base: TarIndex, near: number): TarEntry | undefined {
+/** A file's name: its path's last component. */
+function fileName(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
+}
+
+const dataSize = (e: TarEntry): number => e.end - e.dataStart;
+
+/**
+ * The base's files (regular, CONTENT_KEY_MIN bytes or more) by file name, for the names one
+ * file alone has: a file moved to another directory and edited keeps neither its path nor
+ * its content, but mostly its name.
+ */
+function uniqueNames(base: TarIndex): ReadonlyMap<string, TarEntry> {
+  const byName = new Map<string, TarEntry | null>();
+  for (const e of base.entries) {
+    if (e.contentKey === undefined) continue;
+    const name = fileName(e.path);
+    byName.set(name, byName.has(name) ? null : e);
+  }
+  const unique = new Map<string, TarEntry>();
+  for (const [name, e] of byName) if (e) unique.set(name, e);
+  return unique;
+}
+
+/**
+ * The base entry `t` stands for: the same path, else the same content (the nearest to
+ * `near`), else the one file of the base with its file name and a size within a factor of two.
+ */
+function counterpart(t: TarEntry, base: TarIndex, near: number, byName: ReadonlyMap<string, TarEntry>): TarEntry | undefined {
   const byPath = base.byPath.get(t.path);
   if (byPath !== undefined) return base.entries[byPath];
   if (t.contentKey === undefined) return undefined;
@@ -131,7 +158,9 @@ function counterpart(t: TarEntry, base: TarIndex, near: number): TarEntry | unde
     const e = base.entries[i] as TarEntry;
     if (!best || Math.abs(e.start - near) < Math.abs(best.start - near)) best = e;
   }
-  return best;
+  if (best) return best;
+  const named = byName.get(fileName(t.path));
+  return named && dataSize(named) <= 2 * dataSize(t) && dataSize(t) <= 2 * dataSize(named) ? named : undefined;
 }
 
 /** Windows of at most `window` bytes, each against the base range at the same relative position. */
@@ -161,8 +190,9 @@ function fits(range: Range, start: number, end: number, segment: number): boolea
 function planByEntries(p: Planner, target: TarIndex, base: TarIndex): void {
   const entries = target.entries;
   const { window, segment } = p.limits;
+  const byName = uniqueNames(base);
   const rangeOf = (t: TarEntry): Range | undefined => {
-    const b = counterpart(t, base, p.hull?.end ?? 0);
+    const b = counterpart(t, base, p.hull?.end ?? 0, byName);
     return b && mapped(t, b, t.start, t.end);
   };
   /** Entries before this one are encoded without their counterparts (a small displaced run). */
@@ -173,7 +203,7 @@ function planByEntries(p: Planner, target: TarIndex, base: TarIndex): void {
       // a large file: windows of its own, each piece against the same offsets of its counterpart
       // (wider margins: its edits may have moved its bytes by up to the difference in size)
       p.close(t.start);
-      const b = counterpart(t, base, p.hull?.end ?? 0);
+      const b = counterpart(t, base, p.hull?.end ?? 0, byName);
       const drift = b ? Math.abs(t.end - t.start - (b.end - b.start)) : 0;
       for (let from = t.start; from < t.end; from += window) {
         const to = Math.min(t.end, from + window);

@@ -42,6 +42,9 @@ function check(t: Test, plan: readonly WindowPlan[], targetSize: number, baseSiz
 const files = (n: number, size: number, prefix = 'f'): Array<[string, number, string]> =>
   Array.from({ length: n }, (_, i) => [`${prefix}/${String(i).padStart(5, '0')}`, size, `${prefix}${i}`]);
 
+/** The entry of `tar` at `path`. */
+const entryAt = (tar: { index: TarIndex }, path: string): TarEntry => tar.index.entries[tar.index.byPath.get(path) as number] as TarEntry;
+
 t.test('the same tree: windows at entry boundaries, segments aligned on them', async (t) => {
   const base = tarOf(files(400, 100 * KiB));
   const plan = planWindows(base.size, base.index, base.size, base.index, LIMITS);
@@ -61,7 +64,7 @@ t.test('files added and removed shift the segments; a deleted run cuts the windo
   t.ok(base.size > LIMITS.segment);
   const plan = planWindows(target.size, target.index, base.size, base.index, LIMITS);
   check(t, plan, target.size, base.size);
-  const b0 = target.index.entries[target.index.byPath.get('b/00000') as number] as TarEntry;
+  const b0 = entryAt(target, 'b/00000');
   const cut = plan.find((w) => w.targetStart === b0.start);
   t.ok(cut, 'a window starts at the first entry after 10 MiB deleted from the base');
   t.equal(cut?.sourceStart, base.index.entries[base.index.byPath.get('b/00000') as number]?.start, 'its segment starts at that entry in the base');
@@ -70,7 +73,9 @@ t.test('files added and removed shift the segments; a deleted run cuts the windo
 
 t.test('new files first: a window with no counterpart gets the range after the last matched one, or its relative position', async (t) => {
   const base = tarOf(files(400, 100 * KiB, 'm'));
-  const target = tarOf([...files(170, 100 * KiB, 'a-new'), ...files(400, 100 * KiB, 'm')]);
+  // (names the base does not have: a file of the base with the same name would be taken for its counterpart)
+  const fresh = files(170, 100 * KiB, 'a-new').map(([p, size, key]) => [p.replace('/', '/n-'), size, key] as [string, number, string]);
+  const target = tarOf([...fresh, ...files(400, 100 * KiB, 'm')]);
   const plan = planWindows(target.size, target.index, base.size, base.index, LIMITS);
   check(t, plan, target.size, base.size);
   t.equal(plan[0]?.how, 'position', 'the first window found no counterpart');
@@ -87,20 +92,40 @@ t.test('a base within one segment is every window\'s segment, whole: content mov
   t.ok(plan.every((w) => w.sourceStart === 0 && w.sourceEnd === base.size), 'each against the whole base');
 });
 
+type Tar = ReturnType<typeof tarOf>;
+
+/**
+ * The plan of `target` against `base` (checked), the window starting at the moved file
+ * `moved` of the target (checked to exist), its old place `oldPath` in the base, and whether
+ * a window starts at another path of the target.
+ */
+function movedFilePlan(t: Test, base: Tar, target: Tar, moved: string, oldPath: string) {
+  const plan = planWindows(target.size, target.index, base.size, base.index, LIMITS);
+  check(t, plan, target.size, base.size);
+  const startsWindow = (path: string): boolean => plan.some((w) => w.targetStart === entryAt(target, path).start);
+  const own = plan.find((w) => w.targetStart === entryAt(target, moved).start);
+  t.ok(own, 'the moved file starts a window');
+  return { own, old: entryAt(base, oldPath), startsWindow };
+}
+
 t.test('moved files: a window of their own above DISPLACED_MIN, left in place below', async (t) => {
   // 20 MiB between the files and their old place: beyond what a window's segment may stretch to
   const base = tarOf([...files(100, 100 * KiB, 'a'), ...files(200, 100 * KiB, 'm'), ['z/far', 200 * KiB, 'far'], ['z/tiny', 600, 'tiny'], ...files(100, 100 * KiB, 'zz')]);
   const target = tarOf([...files(50, 100 * KiB, 'a'), ['a/moved-far', 200 * KiB, 'far'], ['a/moved-tiny', 600, 'tiny'], ...files(50, 100 * KiB, 'a').map(([p, s, k]) => [`${p}-x`, s, `${k}x`] as [string, number, string]), ...files(200, 100 * KiB, 'm'), ...files(100, 100 * KiB, 'zz')]);
   t.ok(600 < DISPLACED_MIN && 200 * KiB > DISPLACED_MIN);
-  const plan = planWindows(target.size, target.index, base.size, base.index, LIMITS);
-  check(t, plan, target.size, base.size);
-  const moved = target.index.entries[target.index.byPath.get('a/moved-far') as number] as TarEntry;
-  const far = base.index.entries[base.index.byPath.get('z/far') as number] as TarEntry;
-  const own = plan.find((w) => w.targetStart === moved.start);
-  t.ok(own, 'the moved file starts a window');
-  t.equal(own?.sourceStart, far.start, 'against its place in the base');
-  const tiny = target.index.entries[target.index.byPath.get('a/moved-tiny') as number] as TarEntry;
-  t.notOk(plan.some((w) => w.targetStart === tiny.start), 'the tiny one does not');
+  const { own, old, startsWindow } = movedFilePlan(t, base, target, 'a/moved-far', 'z/far');
+  t.equal(own?.sourceStart, old.start, 'against its place in the base');
+  t.notOk(startsWindow('a/moved-tiny'), 'the tiny one does not');
+});
+
+t.test('a file moved and edited: the one file of the base with its name, of a like size, is its counterpart', async (t) => {
+  // 20 MiB between the file's new place and its old one; its content changed (another key)
+  const base = tarOf([...files(100, 100 * KiB, 'a'), ...files(200, 100 * KiB, 'm'), ['z/lib/big-module.js', 400 * KiB, 'old'], ['z/lib/index.js', 4 * KiB, 'i1'], ['zz/index.js', 4 * KiB, 'i2'], ...files(100, 100 * KiB, 'zz')]);
+  const target = tarOf([...files(100, 100 * KiB, 'a'), ['a/lib/big-module.js', 410 * KiB, 'new'], ['a/lib/index.js', 4 * KiB, 'i3'], ['a/lib/other.js', 400 * KiB, 'o'], ...files(200, 100 * KiB, 'm'), ...files(100, 100 * KiB, 'zz')]);
+  const { own, old, startsWindow } = movedFilePlan(t, base, target, 'a/lib/big-module.js', 'z/lib/big-module.js');
+  t.ok(own && own.sourceStart <= old.start && own.sourceEnd >= old.end, 'against its old place in the base');
+  // index.js: two files of the base have that name, so neither is taken for the new one
+  t.notOk(startsWindow('a/lib/index.js'), 'a name the base has twice finds nothing');
 });
 
 t.test('a large file goes in pieces against the same offsets of its counterpart', async (t) => {

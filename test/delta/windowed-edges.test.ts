@@ -1,7 +1,8 @@
 // The windowed encode at its edges: a window whose entries the base does not have, inputs
-// that are not tars, an empty base or target, a base smaller than one segment; and a base
-// whose digest does not match, refused before the target is even opened. Every delta
-// rebuilds the target through our decoder and through Debian's xdelta3 -d.
+// that are not tars, an empty base or target, a base smaller than one segment, a file moved
+// and edited in a base above one segment; and a base whose digest does not match, refused
+// before the target is even opened. Every delta rebuilds the target through our decoder and
+// through Debian's xdelta3 -d.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { statSync, writeFileSync } from 'node:fs';
@@ -70,6 +71,25 @@ t.test('empty base, empty target, a base smaller than one segment', async (t) =>
   t.ok(grown.windows >= 2, `${grown.windows} windows against a base of ${(statSync(p('small.tar')).size / MiB).toFixed(1)} MiB`);
   t.ok(grown.vcdiff.length < 20_000, `the copies are found (${grown.vcdiff.length} bytes for ${(statSync(p('large.tar')).size / MiB).toFixed(1)} MiB)`);
   t.same(await roundTrips(dir, p('small.tar'), p('large.tar'), grown.vcdiff), { ours: true, native: true }, 'base smaller than a segment');
+});
+
+t.test('a base above one segment: a file moved to another directory and edited is encoded against its old place', async (t) => {
+  const dir = t.testdir();
+  const rand = prng(9);
+  const v1 = makeProject(rand, 34 * MiB, 12);
+  const original = text(rand, 2 * MiB);
+  v1.set('zz-old/lib/big-module.js', original);
+  const v2 = new Map(v1);
+  v2.delete('zz-old/lib/big-module.js');
+  // two edits: neither its path nor its content is in the base, its name is (once)
+  v2.set('aa-new/lib/big-module.js', Buffer.from(original.toString().replace(/a/, 'EDIT').replace(/e(?=[^e]*$)/, 'EDIT')));
+  await packFiles(join(dir, 'v1'), v1, join(dir, 'v1.tar'));
+  await packFiles(join(dir, 'v2'), v2, join(dir, 'v2.tar'));
+  t.ok(statSync(join(dir, 'v1.tar')).size > 32 * MiB, 'the base is above one segment');
+  const { vcdiff } = await encodeToBuffer({ path: join(dir, 'v1.tar') }, { path: join(dir, 'v2.tar') });
+  // sent as new data, its 2 MiB took 373 KB of VCDIFF
+  t.ok(vcdiff.length < 10_000, `a small delta (${vcdiff.length} bytes)`);
+  t.same(await roundTrips(dir, join(dir, 'v1.tar'), join(dir, 'v2.tar'), vcdiff), { ours: true, native: true });
 });
 
 t.test('a base whose digest does not match is refused before anything is read of the target', async (t) => {
