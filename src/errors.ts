@@ -126,15 +126,17 @@ export class UsageError extends FleetError {
 }
 
 export class UpstreamError extends FleetError {
-  /** The status the server answered with; undefined when it did not answer (unreachable, cut, timed out). */
-  readonly upstreamStatus: number | undefined;
-
   constructor(message: string, options?: { cause?: unknown; timeout?: boolean; status?: number }) {
     super(options?.timeout ? 'FC_ERR_UPSTREAM_TIMEOUT' : 'FC_ERR_UPSTREAM', message, {
       cause: options?.cause,
       details: options?.status === undefined ? undefined : { upstreamStatus: options.status },
     });
-    this.upstreamStatus = options?.status;
+  }
+
+  /** The status the server answered with; undefined when it did not answer (unreachable, cut, timed out). */
+  get upstreamStatus(): number | undefined {
+    const status = this.details?.upstreamStatus;
+    return typeof status === 'number' ? status : undefined;
   }
 }
 

@@ -35,11 +35,11 @@ interface FailedEvent {
 function failedEvent(err: Error): FailedEvent {
   if (err instanceof StorageError) return { error: err.message, storage: true };
   const fe = err instanceof FleetError ? err : undefined;
-  const status = fe?.details?.['upstreamStatus'];
+  const status = err instanceof UpstreamError ? err.upstreamStatus : undefined;
   return {
     error: err.message,
     ...(fe?.code === 'FC_ERR_UPSTREAM_TIMEOUT' ? { timeout: true as const } : {}),
-    ...(typeof status === 'number' ? { upstreamStatus: status } : {}),
+    ...(status === undefined ? {} : { upstreamStatus: status }),
   };
 }
 
