@@ -6,15 +6,16 @@
 //
 // With both inputs indexed as tars, the target's entries are walked in order and each is
 // given its counterpart in the base: the entry with the same path, else one with the same
-// content (a renamed or moved file), else the one file with its file name (moved and edited). packer.ts writes entries in a fixed order, so
-// counterparts mostly follow each other in the base too, and a window's segment is the
-// range they span. A window is cut early where the next counterpart is not coherent with the
-// window's range: far from it (a moved file, files deleted from the base) or growing it much
-// faster than the target grows. A displaced run of entries gets a window of its own when it
-// matches DISPLACED_MIN bytes or more (a window costs about 25 bytes and 0.05 ms); a smaller
-// one stays in its window, encoded without its counterpart. A file larger than half a window
-// gets windows of its own, each against the same offsets of its counterpart, wider by the
-// difference in size (how far its edits may have moved its bytes).
+// content (a renamed or moved file), else the one file with its file name (moved and
+// edited). packer.ts writes entries in a fixed order, so counterparts mostly follow each
+// other in the base too, and a window's segment is the range they span. A window is cut
+// early where the next counterpart is not coherent with the window's range: far from it (a
+// moved file, files deleted from the base) or growing it much faster than the target grows.
+// A displaced run of entries gets a window of its own when it matches DISPLACED_MIN bytes
+// or more (a window costs about 25 bytes and 0.05 ms); a smaller one stays in its window,
+// encoded without its counterpart. A file larger than half a window gets windows of its
+// own, each against the same offsets of its counterpart, wider by the difference in size
+// (how far its edits may have moved its bytes).
 //
 // A window without counterparts gets the base range after the last matched one; every
 // window of an input that is not a tar gets the base range at the same relative position,

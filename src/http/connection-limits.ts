@@ -54,9 +54,10 @@ function headTimeoutError(): NodeJS.ErrnoException {
 }
 
 /**
- * Applies `limits` to `server`, created with connectionsCheckingInterval HEAD_CHECK_INTERVAL_MS, before it listens and after every other 'connection'
- * listener is in place (the cache's early answers replace node's): they run only for the
- * connections this lets through.
+ * Applies `limits` to `server` (created with connectionsCheckingInterval
+ * HEAD_CHECK_INTERVAL_MS), before it listens and after every other 'connection' listener is
+ * in place (the cache's early answers replace node's): they run only for the connections
+ * this lets through.
  *
  * Node's headersTimeout, checked every HEAD_CHECK_INTERVAL_MS, cuts a head that started
  * arriving too long ago: it counts from a request's first byte (and from the connection's
