@@ -7,7 +7,8 @@
 // With both inputs indexed as tars, the target's entries are walked in order and each is
 // given its counterpart in the base: the entry with the same path, else one with the same
 // content (a renamed or moved file), else the one file with its file name (moved and
-// edited). packer.ts writes entries in a fixed order, so counterparts mostly follow each
+// edited), else the file it shares most content with (split, or renamed and edited: found
+// by sampling, similar.ts). packer.ts writes entries in a fixed order, so counterparts mostly follow each
 // other in the base too, and a window's segment is the range they span. A window is cut
 // early where the next counterpart is not coherent with the window's range: far from it (a
 // moved file, files deleted from the base) or growing it much faster than the target grows.
@@ -19,9 +20,11 @@
 //
 // A window without counterparts gets the base range after the last matched one; every
 // window of an input that is not a tar gets the base range at the same relative position,
-// (segment - window) / 2 wider on each side. What a whole-base encode would copy from
-// elsewhere in the base (a new file assembled from pieces of files far away) is encoded as
-// data. Pure functions: the plan depends on the sizes and indexes only.
+// (segment - window) / 2 wider on each side. A large file that changed also gets in its
+// segments the other files it shares content with, as far as the segment holds them. What a
+// whole-base encode would copy from elsewhere in the base (a small file assembled from
+// pieces of files far away) is encoded as data. Pure functions: the plan depends on the
+// sizes, the indexes and the content sources only.
 import type { TarEntry, TarIndex } from './tar-index.js';
 
 export interface PlanLimits {
@@ -146,11 +149,16 @@ function uniqueNames(base: TarIndex): ReadonlyMap<string, TarEntry> {
   return unique;
 }
 
-/**
- * The base entry `t` stands for: the same path, else the same content (the nearest to
- * `near`), else the one file of the base with its file name and a size within a factor of two.
- */
-function counterpart(t: TarEntry, base: TarIndex, near: number, byName: ReadonlyMap<string, TarEntry>): TarEntry | undefined {
+/** What a target entry's counterpart is looked up in, besides the base's index. */
+interface Lookup {
+  readonly base: TarIndex;
+  readonly byName: ReadonlyMap<string, TarEntry>;
+  /** Base files that target files share content with, most first (similar.ts): see ContentSources. */
+  readonly sources: ContentSources;
+}
+
+/** The base entry `t` stands for by its path, content or name (see counterpart), if any. */
+function namedCounterpart(t: TarEntry, { base, byName }: Lookup, near: number): TarEntry | undefined {
   const byPath = base.byPath.get(t.path);
   if (byPath !== undefined) return base.entries[byPath];
   if (t.contentKey === undefined) return undefined;
@@ -164,6 +172,52 @@ function counterpart(t: TarEntry, base: TarIndex, near: number, byName: Readonly
   return named && dataSize(named) <= 2 * dataSize(t) && dataSize(t) <= 2 * dataSize(named) ? named : undefined;
 }
 
+/**
+ * The base entry `t` stands for: the same path, else the same content (the nearest to
+ * `near`), else the one file of the base with its file name and a size within a factor of
+ * two, else the file it shares most content with (lookup.sources).
+ */
+function counterpart(t: TarEntry, lookup: Lookup, near: number): TarEntry | undefined {
+  return namedCounterpart(t, lookup, near) ?? lookup.sources.get(t)?.[0];
+}
+
+/** True for an entry that gets windows of its own (see planByEntries). */
+const isLarge = (t: TarEntry, window: number): boolean => t.end - t.start > window / 2;
+
+/**
+ * For some target files, the base files that share content with each, most first (found by
+ * similar.ts): a file without a counterpart by path, content or name takes the first as its
+ * own; a large file (windows of its own) that changed adds the others to its windows'
+ * segments, as far as they fit (typescript 5.5's lib/typescript.js took in the server that
+ * 5.4 had in lib/tsserver.js).
+ */
+export type ContentSources = ReadonlyMap<TarEntry, readonly TarEntry[]>;
+
+/**
+ * The regular files of `target`, of at least `minSize` bytes of data, whose ContentSources
+ * a plan would use: those without a counterpart by path, content or name, and the large ones
+ * whose counterpart's content differs. Empty when the base fits in one segment.
+ */
+export function filesToSample(target: TarIndex, base: TarIndex, baseSize: number, limits: PlanLimits, minSize: number): TarEntry[] {
+  if (baseSize <= limits.segment) return [];
+  const lookup: Lookup = { base, byName: uniqueNames(base), sources: new Map() };
+  return target.entries.filter((t) => {
+    if (t.contentKey === undefined || dataSize(t) < minSize) return false;
+    const b = namedCounterpart(t, lookup, 0);
+    return b === undefined || (isLarge(t, limits.window) && b.contentKey !== t.contentKey);
+  });
+}
+
+/** `range` grown by the whole data of each of `extra` that keeps it within `limit` bytes, in order. */
+function withSources(range: Range | undefined, extra: readonly TarEntry[], limit: number): Range | undefined {
+  let grown = range;
+  for (const e of extra) {
+    const candidate = grown ? union(grown, { start: e.start, end: e.end }) : { start: e.start, end: e.end };
+    if (candidate.end - candidate.start <= limit) grown = candidate;
+  }
+  return grown;
+}
+
 /** Windows of at most `window` bytes, each against the base range at the same relative position. */
 function planByPosition(p: Planner): void {
   // wide margins: insertions and deletions before a window move its bytes in the base
@@ -174,9 +228,10 @@ function planByPosition(p: Planner): void {
 
 /**
  * Windows of at most `window` bytes, each against the whole base (it fits in one segment): as
- * a whole-base encode, content a new file took from anywhere in the base is found (a file
- * split, or renamed and edited: typescript 5.5 moved most of lib/tsc.js to lib/_tsc.js, and
- * its delta from 5.4 was 4.5 times larger with segments of counterparts only).
+ * a whole-base encode, content a file took from anywhere in the base is found (a file split,
+ * or renamed and edited: typescript 5.5's lib/typescript.js took in the server that 5.4 had
+ * in lib/tsserver.js, and its delta from 5.4 was 4.5 times larger with segments of
+ * counterparts only).
  */
 function planWholeBase(p: Planner): void {
   while (p.targetSize - p.start > p.limits.window) p.close(p.start + p.limits.window, p.baseSize);
@@ -188,27 +243,29 @@ function fits(range: Range, start: number, end: number, segment: number): boolea
   return range.end - range.start <= Math.min(segment, Math.max(2 * (end - start), end - start + COHERENCE_SLACK));
 }
 
-function planByEntries(p: Planner, target: TarIndex, base: TarIndex): void {
+function planByEntries(p: Planner, target: TarIndex, base: TarIndex, sources: ContentSources): void {
   const entries = target.entries;
   const { window, segment } = p.limits;
-  const byName = uniqueNames(base);
+  const lookup: Lookup = { base, byName: uniqueNames(base), sources };
   const rangeOf = (t: TarEntry): Range | undefined => {
-    const b = counterpart(t, base, p.hull?.end ?? 0, byName);
+    const b = counterpart(t, lookup, p.hull?.end ?? 0);
     return b && mapped(t, b, t.start, t.end);
   };
   /** Entries before this one are encoded without their counterparts (a small displaced run). */
   let skipUntil = 0;
   for (let i = 0; i < entries.length; i++) {
     const t = entries[i] as TarEntry;
-    if (t.end - t.start > window / 2) {
+    if (isLarge(t, window)) {
       // a large file: windows of its own, each piece against the same offsets of its counterpart
-      // (wider margins: its edits may have moved its bytes by up to the difference in size)
+      // (wider margins: its edits may have moved its bytes by up to the difference in size),
+      // and the other files it shares content with, whole, as far as the segment holds them
       p.close(t.start);
-      const b = counterpart(t, base, p.hull?.end ?? 0, byName);
+      const b = counterpart(t, lookup, p.hull?.end ?? 0);
+      const extra = (sources.get(t) ?? []).filter((e) => e !== b);
       const drift = b ? Math.abs(t.end - t.start - (b.end - b.start)) : 0;
       for (let from = t.start; from < t.end; from += window) {
         const to = Math.min(t.end, from + window);
-        const range = b && mapped(t, b, from, to);
+        const range = withSources(b && mapped(t, b, from, to), extra, segment);
         if (range) p.add(range);
         p.close(to, Math.min(drift, (segment - (to - from)) / 2));
       }
@@ -248,11 +305,13 @@ function planByEntries(p: Planner, target: TarIndex, base: TarIndex): void {
 }
 
 /** The plan of a whole encode; indexes are undefined for inputs that are not tars. */
-export function planWindows(targetSize: number, target: TarIndex | undefined, baseSize: number, base: TarIndex | undefined, limits: PlanLimits): WindowPlan[] {
+export function planWindows(
+  targetSize: number, target: TarIndex | undefined, baseSize: number, base: TarIndex | undefined, limits: PlanLimits, sources: ContentSources = new Map(),
+): WindowPlan[] {
   if (2 * limits.window > limits.segment) throw new Error('plan: a segment must hold two windows');
   const p = new Planner(targetSize, baseSize, limits);
   if (baseSize <= limits.segment) planWholeBase(p);
-  else if (target && base && base.entries.length > 0) planByEntries(p, target, base);
+  else if (target && base && base.entries.length > 0) planByEntries(p, target, base, sources);
   else planByPosition(p);
   // an empty target is one empty window: xdelta3 writes one for it too
   if (p.windows.length === 0) p.windows.push({ targetStart: 0, targetEnd: 0, sourceStart: 0, sourceEnd: 0, how: 'position' });

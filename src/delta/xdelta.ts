@@ -12,7 +12,8 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { FleetError } from '../errors.js';
 import { OpenInput, type DeltaInput } from './delta-input.js';
-import { planWindows, type PlanLimits, type WindowPlan } from './plan.js';
+import { filesToSample, planWindows, type ContentSources, type PlanLimits, type WindowPlan } from './plan.js';
+import { contentSources, SKETCH_MIN } from './similar.js';
 import { shiftedWindows, VCDIFF_HEADER } from './vcdiff.js';
 import { isOutOfMemory, Xd3Instance } from './wasm.js';
 
@@ -129,7 +130,7 @@ export async function encodeDelta(base: DeltaInput, target: DeltaInput, output: 
     const wanted = given ?? defaultLevel(source.size);
     const input = await OpenInput.open(target, 'target');
     try {
-      const plan = planWindows(input.size, input.index, source.size, source.index, LIMITS);
+      const plan = planWindows(input.size, input.index, source.size, source.index, LIMITS, await sourcesInBase(source, input, options.signal));
       const out = await open(output, 'w');
       try {
         let level = wanted;
@@ -152,6 +153,17 @@ export async function encodeDelta(base: DeltaInput, target: DeltaInput, output: 
   } finally {
     await source.close();
   }
+}
+
+/** Target bytes to sample below this are not worth a pass over the base to find where they came from. */
+const SAMPLED_MIN_BYTES = 64 * 1024;
+
+/** The ContentSources of the plan (plan.ts, similar.ts), when there are enough bytes to sample. */
+async function sourcesInBase(base: OpenInput, target: OpenInput, signal: AbortSignal | undefined): Promise<ContentSources> {
+  if (!base.index || !target.index) return new Map();
+  const files = filesToSample(target.index, base.index, base.size, LIMITS, SKETCH_MIN);
+  if (files.reduce((sum, t) => sum + (t.end - t.dataStart), 0) < SAMPLED_MIN_BYTES) return new Map();
+  return contentSources(base, target, files, signal);
 }
 
 async function encodeWindows(

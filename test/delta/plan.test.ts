@@ -6,7 +6,7 @@
 // segment, large files go in pieces, and inputs that are not tars are mapped by relative
 // position; a shuffled tar still plans quickly.
 import t, { type Test } from 'tap';
-import { DISPLACED_MIN, planWindows, type PlanLimits, type WindowPlan } from '../../src/delta/plan.js';
+import { DISPLACED_MIN, filesToSample, planWindows, type PlanLimits, type WindowPlan } from '../../src/delta/plan.js';
 import type { TarEntry, TarIndex } from '../../src/delta/tar-index.js';
 
 const KiB = 1024;
@@ -142,6 +142,31 @@ t.test('a large file goes in pieces against the same offsets of its counterpart'
     t.ok(w.sourceStart <= Math.max(bigB.start, expected) && w.sourceEnd >= Math.min(bigB.end, expected + (w.targetEnd - w.targetStart)), 'holds the same offsets');
     t.ok(w.sourceEnd - w.sourceStart <= w.targetEnd - w.targetStart + 2 * 3 * KiB + 1024, 'widened by the change in size');
   }
+});
+
+t.test('content sources: a new file found by nothing else takes the first; a large changed file adds the others to its segments', async (t) => {
+  const base = tarOf([...files(100, 100 * KiB, 'a'), ['lib/compiler.js', 6 * MiB, 'c1'], ['lib/server.js', 9 * MiB, 's1'], ['lib/library.js', 9 * MiB, 'l1'], ...files(100, 100 * KiB, 'z')]);
+  // compiler.js split: most of it went to a new _compiler.js; library.js took in the server
+  const target = tarOf([['lib/_compiler.js', 6 * MiB, 'c3'], ...files(100, 100 * KiB, 'a'), ['lib/compiler.js', 10 * KiB, 'c2'], ['lib/library.js', 12 * MiB, 'l2'], ['lib/server.js', 10 * KiB, 's2'], ['lib/same.js', 9 * MiB, 'l1'], ...files(100, 100 * KiB, 'z')]);
+  const at = (path: string) => entryAt(target, path);
+  const old = (path: string) => entryAt(base, path);
+  t.same(filesToSample(target.index, base.index, base.size, LIMITS, 4 * KiB).map((e) => e.path), ['lib/_compiler.js', 'lib/library.js'],
+    'the file without a counterpart, and the large one whose content changed (not the small changed ones, nor a large one renamed whole)');
+  t.same(filesToSample(target.index, base.index, 30 * MiB, LIMITS, 4 * KiB), [], 'none when the base fits in one segment: it is every segment, whole');
+
+  const sources = new Map([[at('lib/_compiler.js'), [old('lib/compiler.js')]], [at('lib/library.js'), [old('lib/server.js'), old('lib/library.js'), old('a/00000')]]]);
+  const without = planWindows(target.size, target.index, base.size, base.index, LIMITS);
+  const plan = planWindows(target.size, target.index, base.size, base.index, LIMITS, sources);
+  check(t, plan, target.size, base.size);
+  const covers = (w: WindowPlan | undefined, e: TarEntry) => w !== undefined && w.sourceStart <= e.start && w.sourceEnd >= e.end;
+  const windowOf = (p: readonly WindowPlan[], e: TarEntry) => p.find((w) => w.targetStart <= e.dataStart && w.targetEnd > e.dataStart);
+  t.notOk(covers(windowOf(without, at('lib/_compiler.js')), old('lib/compiler.js')), 'without sources, _compiler.js is encoded without compiler.js');
+  t.ok(covers(windowOf(plan, at('lib/_compiler.js')), old('lib/compiler.js')), 'with them, against it');
+  t.notOk(covers(windowOf(without, at('lib/library.js')), old('lib/server.js')));
+  const library = plan.filter((w) => w.targetStart < at('lib/library.js').end && w.targetEnd > at('lib/library.js').dataStart);
+  t.equal(library.length, 1, 'a large file of 12 MiB: one window of its own');
+  t.ok(covers(library[0], old('lib/server.js')) && covers(library[0], old('lib/library.js')), 'its segment holds its counterpart and the server');
+  t.notOk(covers(library[0], old('a/00000')), 'a source that would stretch the segment past its bound is left out');
 });
 
 t.test('not tars, empty inputs', async (t) => {

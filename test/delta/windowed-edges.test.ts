@@ -73,21 +73,27 @@ t.test('empty base, empty target, a base smaller than one segment', async (t) =>
   t.same(await roundTrips(dir, p('small.tar'), p('large.tar'), grown.vcdiff), { ours: true, native: true }, 'base smaller than a segment');
 });
 
-t.test('a base above one segment: a file moved to another directory and edited is encoded against its old place', async (t) => {
+t.test('a base above one segment: a file moved and edited, and a file split into one of another name, are encoded against their old places', async (t) => {
   const dir = t.testdir();
   const rand = prng(9);
   const v1 = makeProject(rand, 34 * MiB, 12);
   const original = text(rand, 2 * MiB);
   v1.set('zz-old/lib/big-module.js', original);
+  const compiler = text(rand, MiB);
+  v1.set('zz-old/lib/compiler.js', compiler);
   const v2 = new Map(v1);
   v2.delete('zz-old/lib/big-module.js');
+  const edited = (b: Buffer) => Buffer.from(b.toString().replace(/a/, 'EDIT').replace(/e(?=[^e]*$)/, 'EDIT'));
   // two edits: neither its path nor its content is in the base, its name is (once)
-  v2.set('aa-new/lib/big-module.js', Buffer.from(original.toString().replace(/a/, 'EDIT').replace(/e(?=[^e]*$)/, 'EDIT')));
+  v2.set('aa-new/lib/big-module.js', edited(original));
+  // compiler.js keeps a stub; its content, edited, went to a file whose name the base has not
+  v2.set('zz-old/lib/compiler.js', Buffer.from('module.exports = require("../../aa-new/lib/_compiler.js");\n'));
+  v2.set('aa-new/lib/_compiler.js', edited(compiler));
   await packFiles(join(dir, 'v1'), v1, join(dir, 'v1.tar'));
   await packFiles(join(dir, 'v2'), v2, join(dir, 'v2.tar'));
   t.ok(statSync(join(dir, 'v1.tar')).size > 32 * MiB, 'the base is above one segment');
   const { vcdiff } = await encodeToBuffer({ path: join(dir, 'v1.tar') }, { path: join(dir, 'v2.tar') });
-  // sent as new data, its 2 MiB took 373 KB of VCDIFF
+  // sent as new data, the 2 MiB module took 373 KB of VCDIFF, the 1 MiB of _compiler.js 186 KB
   t.ok(vcdiff.length < 10_000, `a small delta (${vcdiff.length} bytes)`);
   t.same(await roundTrips(dir, join(dir, 'v1.tar'), join(dir, 'v2.tar'), vcdiff), { ours: true, native: true });
 });
