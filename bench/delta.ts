@@ -1,5 +1,6 @@
 // Delta upload size and encode time on real data: pairs of published npm packages, unpacked
-// and re-packed by our deterministic packer. Anchors, side by side in one run: the full tar,
+// and re-packed by our deterministic packer (one pair above one segment, 32 MiB: a tree of
+// two packages side by side, as a project that vendors them). Anchors, side by side in one run: the full tar,
 // gzip -9, Debian's `xdelta3 -9 -S djw`, and `zstd -19 --patch-from`.
 // Goal (issue 4): our upload ≤ 0.9× xdelta3 -9 -S djw, our encode time ≤ 3× native xdelta3.
 //
@@ -17,29 +18,48 @@ import { encodeDelta } from '../src/delta/xdelta.js';
 import { packToFile } from '../src/pack/packer.js';
 import { today } from './lib/today.js';
 
-const PAIRS: ReadonlyArray<readonly [string, string, string]> = [
-  ['fastify', '5.0.0', '5.2.1'],
-  ['typescript', '5.4.5', '5.5.4'],
-  ['typescript', '5.5.4', '5.6.3'],
+/** One side of a pair: npm packages [name, version]; two or more go side by side in one tree, each in a directory of its name. */
+type Side = ReadonlyArray<readonly [string, string]>;
+const PAIRS: ReadonlyArray<readonly [Side, Side]> = [
+  [[['fastify', '5.0.0']], [['fastify', '5.2.1']]],
+  [[['typescript', '5.4.5']], [['typescript', '5.5.4']]],
+  [[['typescript', '5.5.4']], [['typescript', '5.6.3']]],
+  // above one segment (32 MiB, 124 MB): a project that vendors typescript and next.js
+  [[['typescript', '5.4.5'], ['next', '14.2.3']], [['typescript', '5.5.4'], ['next', '14.2.5']]],
 ];
 
 const work = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'fleetcache-bench');
 mkdirSync(work, { recursive: true });
 
-/** npm pack (registry only), unpack, re-pack with our packer; cached between runs. */
-async function projectTar(name: string, version: string): Promise<string> {
-  const tar = join(work, `${name}-${version}.tar`);
-  if (existsSync(tar)) return tar;
+/** npm pack (registry only), unpacked into `dir`, cached between runs. */
+function unpackInto(name: string, version: string, dir: string): void {
   const tgz = join(work, `${name}-${version}.tgz`);
   if (!existsSync(tgz)) {
     const produced = join(work, execFileSync('npm', ['pack', `${name}@${version}`, '--pack-destination', work, '--silent'], { encoding: 'utf8' }).trim().split('\n').pop() ?? '');
     if (produced !== tgz) renameSync(produced, tgz);
   }
-  const dir = join(work, `${name}-${version}`);
   mkdirSync(dir, { recursive: true });
   if (readdirSync(dir).length === 0) execFileSync('tar', ['-xzf', tgz, '-C', dir]);
+}
+
+const sideName = (side: Side): string => side.map(([name, version]) => `${name}-${version}`).join('+');
+
+/** The side's tree re-packed with our packer; cached between runs. */
+async function projectTar(side: Side): Promise<string> {
+  const tar = join(work, `${sideName(side)}.tar`);
+  if (existsSync(tar)) return tar;
+  const dir = join(work, sideName(side));
+  const [only, ...others] = side;
+  if (only && others.length === 0) unpackInto(only[0], only[1], dir);
+  else for (const [name, version] of side) unpackInto(name, version, join(dir, name));
   await packToFile(dir, tar);
   return tar;
+}
+
+/** `fastify 5.0.0→5.2.1`; `a 1→2 + b 3→4 (one tree)` for sides of several packages. */
+function pairName(from: Side, to: Side): string {
+  const each = from.map(([name, version], i) => `${name} ${version}→${to[i]?.[1]}`);
+  return each.length === 1 ? (each[0] as string) : `${each.join(' + ')} (one tree)`;
 }
 
 function size(file: string): number {
@@ -70,9 +90,9 @@ interface Row {
   readonly zstdMs: number;
 }
 
-async function measure(name: string, from: string, to: string): Promise<Row> {
-  const a = await projectTar(name, from);
-  const b = await projectTar(name, to);
+async function measure(from: Side, to: Side): Promise<Row> {
+  const a = await projectTar(from);
+  const b = await projectTar(to);
   const gzip9 = Number(execFileSync('sh', ['-c', `gzip -9 -c "$1" | wc -c`, 'sh', b], { encoding: 'utf8' }).trim());
   const ours = { none: 0, gzip: 0, brotli: 0 };
   const oursMs = { none: Infinity, gzip: Infinity, brotli: Infinity };
@@ -94,7 +114,7 @@ async function measure(name: string, from: string, to: string): Promise<Row> {
   const zOut = join(work, 'out.zst');
   // one run: zstd -19 takes up to a minute on the larger pairs
   const zstdMs = timed('zstd', ['-q', '-f', '-19', `--patch-from=${a}`, b, '-o', zOut], 1);
-  return { pair: `${name} ${from}→${to}`, tar: size(b), gzip9, ours, oursMs, level, xdelta: size(xOut), xdeltaMs, zstd: size(zOut), zstdMs };
+  return { pair: pairName(from, to), tar: size(b), gzip9, ours, oursMs, level, xdelta: size(xOut), xdeltaMs, zstd: size(zOut), zstdMs };
 }
 
 function table(rows: Row[]): string {
@@ -142,8 +162,8 @@ if (process.argv.includes('--large')) {
   text = await large();
 } else {
   const rows: Row[] = [];
-  for (const [name, from, to] of PAIRS) {
-    const row = await measure(name, from, to);
+  for (const [from, to] of PAIRS) {
+    const row = await measure(from, to);
     rows.push(row);
     process.stderr.write(`${row.pair}: done\n`);
   }
