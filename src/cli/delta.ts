@@ -8,7 +8,7 @@ import { requireInput, requireOutput } from '../path-checks.js';
 import { writeAtomically } from '../project-upload/atomic-file.js';
 import { withTempDir } from '../project-upload/temp-dir.js';
 
-/** The --level flag: undefined when not given (the encoder then uses defaultLevel(base size)). */
+/** The --level flag: undefined when not given (the encoder then uses defaultLevel()). */
 export function parseLevel(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const level = Number(text);

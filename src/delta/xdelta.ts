@@ -98,24 +98,29 @@ export interface EncodeResult {
 }
 
 /**
- * The level used when none is asked for, by base size: 9 up to 64 MiB, 4 above. A push waits
- * for this encode before any machine starts, and the delta it saves is small either way.
- * Measured, windowed: on a 200 MiB pack (node_modules; 1 file in 5 edited, 2% removed, 2%
- * added, 1% renamed or moved) level 9 took 6.5 s of CPU for 407 KB, level 6 5.0 s (+5%),
- * level 4 3.5 s (+15%, 45 KB more after brotli); on 256 MiB of unchanged binary content
- * (random bytes, one 4 KiB edit) level 9 took 18.4 s, level 6 17.4 s, level 4 4.1 s, level 1
- * 1.3 s, all for the same 5 KB delta. Up to 64 MiB, level 9 stays within a few seconds.
+ * The level used when none is asked for: 9 for a base up to 64 MiB; above, 6 when both inputs
+ * are tars, else 4. A push waits for this encode before any machine starts. Up to 64 MiB,
+ * level 9 stays within a few seconds. Above, measured (2026-12-05, windowed):
+ * - typescript and next.js side by side (124 MB base, bench/delta.ts): level 9 3.5 s for
+ *   395 KB after brotli (0.81× xdelta3 -9), level 6 2.7 s for 413 KB (0.84×), level 4 2.0 s
+ *   for 474 KB (0.97×); on 2026-12-02, a 200 MiB node_modules pack: level 9 6.5 s for 407 KB,
+ *   level 6 5.0 s (+5%), level 4 3.5 s (+15%).
+ * - 192 MiB of random binary files in a tar, one edit: 0.6 s at level 4, 0.7 s at 6, 0.8 s at 9
+ *   (windows are mapped by entries, each segment starting where its window's bytes come from).
+ *   The same bytes not as a tar: 1.7 s at level 4, 4.6 s at 6 (mapped by position, each
+ *   segment starts 8 MiB before them, and xdelta3 searches those first).
  */
-export function defaultLevel(baseSize: number): number {
-  return baseSize <= 64 * 2 ** 20 ? 9 : 4;
+export function defaultLevel(baseSize: number, tars: boolean): number {
+  if (baseSize <= 64 * 2 ** 20) return 9;
+  return tars ? 6 : 4;
 }
 
 /** How the CLI flags describe defaultLevel(). */
-export const DEFAULT_LEVEL_HELP = 'xdelta3 level 1-9 (default: by base size, 9 up to 64 MiB, 4 above; lower is faster, for larger deltas)';
+export const DEFAULT_LEVEL_HELP = 'xdelta3 level 1-9 (default: 9 for a base up to 64 MiB; above, 6 for tars, else 4; lower is faster, for larger deltas)';
 
 /**
  * VCDIFF of `target` against `base` into the file `output` (created or replaced), at xdelta3
- * level `level` (1–9, default defaultLevel(base size)).
+ * level `level` (1–9, default defaultLevel()).
  * Each file is read once from start to end first (to index it, and to check its digest when
  * it has one: a mismatch is refused before anything is encoded), then window by window.
  * Should the host refuse the wasm memory, or xdelta3 run out of it, the encode is retried at
@@ -127,9 +132,9 @@ export async function encodeDelta(base: DeltaInput, target: DeltaInput, output: 
   if (given !== undefined && (!Number.isInteger(given) || given < 1 || given > 9)) throw new FleetError('FC_ERR_USAGE', `delta level must be 1-9, got ${given}`);
   const source = await OpenInput.open(base, 'base');
   try {
-    const wanted = given ?? defaultLevel(source.size);
     const input = await OpenInput.open(target, 'target');
     try {
+      const wanted = given ?? defaultLevel(source.size, source.index !== undefined && input.index !== undefined);
       const plan = planWindows(input.size, input.index, source.size, source.index, LIMITS, await sourcesInBase(source, input, options.signal));
       const out = await open(output, 'w');
       try {

@@ -28,9 +28,10 @@ t.test('the source table is sized from the segment rounded up to a power of two'
 t.test('the bound: a few hundred MiB at most, whatever the project', async (t) => {
   t.equal(SEGMENT_BYTES, 32 * MiB);
   t.equal(WINDOW_BYTES, 16 * MiB);
-  t.equal(defaultLevel(0), 9);
-  t.equal(defaultLevel(64 * 2 ** 20), 9, 'level 9 up to 64 MiB');
-  t.equal(defaultLevel(64 * 2 ** 20 + 1), 4, 'level 4 above: as fast on unchanged binary content, for a slightly larger delta');
+  t.equal(defaultLevel(0, true), 9);
+  t.equal(defaultLevel(64 * 2 ** 20, false), 9, 'level 9 up to 64 MiB');
+  t.equal(defaultLevel(64 * 2 ** 20 + 1, true), 6, 'level 6 above for tars: windows mapped by entries');
+  t.equal(defaultLevel(64 * 2 ** 20 + 1, false), 4, 'level 4 for other inputs: mapped by position, slow at higher levels');
   t.ok(encodeMemoryBound(9) < 220 * MiB, `level 9: ${(encodeMemoryBound(9) / MiB).toFixed(1)} MiB`);
   for (let level = 1; level < 9; level++) t.ok(encodeMemoryBound(level) <= encodeMemoryBound(level + 1), `level ${level}: ${(encodeMemoryBound(level) / MiB).toFixed(1)} MiB`);
 });
