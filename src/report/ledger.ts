@@ -114,9 +114,9 @@ type ServersOf = Pick<FleetConfig, 'regions'> & { readonly origin: string };
 const STATS_TIMEOUT_MS = 5_000;
 
 /** `url`'s /-/stats when `shape` takes it; undefined when the server is down or answers something else. */
-async function tryStats<T>(url: string, shape: (value: unknown) => value is T): Promise<T | undefined> {
+async function tryStats<T>(url: string, shape: (value: unknown) => value is T, timeoutMs: number): Promise<T | undefined> {
   try {
-    const value = await httpGetJson<unknown>(joinUrl(url, '/-/stats'), { signal: AbortSignal.timeout(STATS_TIMEOUT_MS) });
+    const value = await httpGetJson<unknown>(joinUrl(url, '/-/stats'), { signal: AbortSignal.timeout(timeoutMs) });
     return shape(value) ? value : undefined;
   } catch {
     return undefined; // a server that is down contributes no figures
@@ -139,21 +139,21 @@ function isOriginStats(value: unknown): value is OriginStats {
   return isRecord(value) && isRecord(value.totals) && typeof value.totals.bytesIn === 'number' && typeof value.totals.bytesOut === 'number';
 }
 
-export async function snapshotFleet(fleet: ServersOf): Promise<FleetSnapshot> {
-  return beginSnapshot(fleet).snapshot;
+export async function snapshotFleet(fleet: ServersOf, timeoutMs = STATS_TIMEOUT_MS): Promise<FleetSnapshot> {
+  return beginSnapshot(fleet, timeoutMs).snapshot;
 }
 
 /**
  * Reads the servers' counters, all at once: `originRead` settles with the origin's read,
  * `snapshot` with every read. A run's push waits for the origin's read only (its upload
  * must not count in the figures before the run); its machines, for the caches' as well.
- * A hung cache then costs the push nothing: its read waits out its timeout meanwhile.
+ * A hung cache then costs the push nothing: its read waits out its timeout (`timeoutMs`) meanwhile.
  */
-export function beginSnapshot(fleet: ServersOf): { originRead: Promise<unknown>; snapshot: Promise<FleetSnapshot> } {
+export function beginSnapshot(fleet: ServersOf, timeoutMs = STATS_TIMEOUT_MS): { originRead: Promise<unknown>; snapshot: Promise<FleetSnapshot> } {
   const takenAt = new Date().toISOString();
   const caches = Object.entries(fleet.regions).flatMap(([region, r]) => r.caches.map((url) => ({ region, url })));
-  const originRead = tryStats(fleet.origin, isOriginStats);
-  const cacheReads = Promise.all(caches.map((c) => tryStats(c.url, isCacheStats)));
+  const originRead = tryStats(fleet.origin, isOriginStats, timeoutMs);
+  const cacheReads = Promise.all(caches.map((c) => tryStats(c.url, isCacheStats, timeoutMs)));
   const snapshot = Promise.all([originRead, cacheReads]).then(([origin, stats]) => ({ takenAt, origin, caches: caches.map((c, i) => ({ ...c, stats: stats[i] })) }));
   return { originRead, snapshot };
 }

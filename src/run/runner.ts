@@ -45,6 +45,8 @@ export interface RunOptions {
   readonly dataRoot?: string;
   /** Bound of the base cache under dataRoot (default DEFAULT_BASE_CACHE_SIZE). */
   readonly baseCacheSize?: number;
+  /** How long the report waits for a server's /-/stats, ms (default STATS_TIMEOUT_MS). */
+  readonly statsTimeout?: number;
   readonly artifactsDir?: string;
   readonly agentBundle: string;
   readonly log?: RunLog;
@@ -172,7 +174,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
     token = embedded.token;
   }
   try {
-    const before = beginSnapshot(fleet);
+    const before = beginSnapshot(fleet, o.statsTimeout);
     await before.originRead;
     const push = await pushProject({
       dir: project.rootDir,
@@ -453,7 +455,7 @@ async function runJobs(
   const machinesByRegion: Record<string, number> = {};
   for (const p of pulls) machinesByRegion[p.region] = (machinesByRegion[p.region] ?? 0) + 1;
   const originPullBytes = pulls.reduce((n, p) => n + (p.region === ORIGIN_DIRECT ? p.bytes : 0), 0);
-  const ledger = buildLedger(before, await snapshotFleet(fleet), {
+  const ledger = buildLedger(before, await snapshotFleet(fleet, o.statsTimeout), {
     run: push.run,
     project: project.name,
     bytesSent: push.bytesSent,

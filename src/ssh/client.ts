@@ -30,6 +30,8 @@ export interface ConnectOptions {
   retries?: number;
   /** Pause between attempts, ms (default 1 s). */
   retryDelay?: number;
+  /** After a kill, how long a channel may take to close before the connection is dropped, ms (default KILL_GRACE_MS). */
+  killGrace?: number;
   signal?: AbortSignal;
 }
 
@@ -138,12 +140,14 @@ export class SshClient implements Executor {
   readonly #client: Client;
   readonly #sudo: string;
   readonly #base: string;
+  readonly #killGrace: number;
   #sftp: Promise<SFTPWrapper> | undefined;
 
-  private constructor(client: Client, target: SshTarget, base: string) {
+  private constructor(client: Client, target: SshTarget, base: string, killGrace: number) {
     this.#client = client;
     this.#sudo = (target.username ?? 'root') === 'root' ? '' : 'sudo -i ';
     this.#base = base;
+    this.#killGrace = killGrace;
   }
 
   /**
@@ -157,7 +161,7 @@ export class SshClient implements Executor {
       if (i > 0) await sleep(o.retryDelay ?? 1000, undefined, { signal: o.signal });
       o.signal?.throwIfAborted();
       try {
-        return new SshClient(await connectOnce(target, o.timeout ?? 10_000), target, base);
+        return new SshClient(await connectOnce(target, o.timeout ?? 10_000), target, base, o.killGrace ?? KILL_GRACE_MS);
       } catch (err) {
         last = err;
       }
@@ -222,7 +226,7 @@ export class SshClient implements Executor {
         if (pid !== undefined) this.command(`${this.#sudo}kill -KILL -- -${pid}`).catch(() => undefined);
         ch?.close();
         // A channel still opening has nothing to close yet: its connection goes at once.
-        grace = setTimeout(() => this.#client.destroy(), ch ? KILL_GRACE_MS : 0);
+        grace = setTimeout(() => this.#client.destroy(), ch ? this.#killGrace : 0);
       });
       const end = (): void => {
         disarm();

@@ -76,7 +76,7 @@ t.test('the example project over the adhoc backend (allocate prints ADDRESS, dis
 });
 
 /** How long the discard script of the next test sleeps: the second signal must come well within it. */
-const DISCARD_SECONDS = 4;
+const DISCARD_SECONDS = 2;
 
 t.test('a second signal during a discard kills the discard script: the machine stays on record, discarded once by run --discard', async (t) => {
   const { base, sshd, dir, remote } = await sshProject(t);
@@ -119,10 +119,10 @@ t.test('a second signal during a discard kills the discard script: the machine s
 
 t.test('REBOOT over the ssh backend: the machine goes away, comes back, the task runs again', async (t) => {
   // The sshd shares this host's kernel, so no real reboot: the reboot-command kills the
-  // sshd and its connections and starts a new one after 2 s, and the boot identity is a
+  // sshd and its connections and starts a new one after 0.5 s, and the boot identity is a
   // file it rewrites (see writeRebootScript and test/backends/reboot.test.ts).
   const { base, sshd, dir, remote } = await sshProject(t);
-  const { rebootCommand, bootIdCommand } = writeRebootScript(sshd, base, 2);
+  const { rebootCommand, bootIdCommand } = writeRebootScript(sshd, base, 0.5);
   await writeFile(
     join(dir, 'spread.yaml'),
     [

@@ -89,10 +89,17 @@ t.test('shells take the terminal one at a time; the other machines go on, their 
 });
 
 t.test('two shells never share the terminal: the second opens when the first exits', async (t) => {
-  const dir = await project(t, SPREAD(2), { 's/one': 'summary: one\nexecute: echo\n', 's/two': 'summary: two\nexecute: echo\n' });
+  // each task's prepare leaves a file: both there, the second machine is at its shell
+  const flags = join(t.testdirName, 'flags');
+  const dir = await project(t, SPREAD(2), {
+    's/one': `summary: one\nprepare: touch ${flags}/one\nexecute: echo\n`,
+    's/two': `summary: two\nprepare: touch ${flags}/two\nexecute: echo\n`,
+  });
+  await mkdir(flags);
   const run = startRun(t, dir, ['-shell']);
   await run.seen(/Starting shell instead of executing/);
-  await sleep(2000);
+  await eventually('both tasks are prepared', () => existsSync(join(flags, 'one')) && existsSync(join(flags, 'two')), 30_000);
+  await sleep(500);
   t.equal(run.out().match(/Starting shell/g)?.length, 1, 'one shell while the first is open');
   run.type('echo FIRST-$SPREAD_TASK; exit\n');
   await run.seen(/Starting shell instead of executing/, 2);

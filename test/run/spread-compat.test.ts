@@ -122,7 +122,7 @@ t.test('repack sees the project environment evaluated by the shell, as machine s
 });
 
 t.test('debug scripts are killed at the kill-timeout of their level', async (t) => {
-  const dir = await project(t, spreadYaml('debugged', ['kill-timeout: 2s'], LOCAL), {
+  const dir = await project(t, spreadYaml('debugged', ['kill-timeout: 1s'], LOCAL), {
     's/t': 'summary: t\nexecute: exit 1\ndebug: |\n  echo debugging\n  sleep 20\n  echo debug-done\n',
   });
   const started = Date.now();
