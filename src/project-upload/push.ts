@@ -3,11 +3,9 @@
 // first upload, or a delta above 10% of the gzip-compressed tar, stores the tar as a new base.
 // Bases are kept in a local directory by digest (base-cache.ts), so the slow link is crossed
 // once per base; each cached tar is verified against its recorded sha256 whenever it is used.
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { copyFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import { httpGetJson, httpHead, httpPut, joinUrl, type Progress, type RequestOptions } from '../client/http.js';
 import { compressDelta, DEFAULT_COMPRESSION, quickCompressedSize, type Compression } from '../delta/compress.js';
@@ -19,9 +17,9 @@ import { checkRepackOutput, runRepack, type RepackOptions } from '../pack/repack
 import type { PackRules } from '../pack/rules.js';
 import { casPath, parseDigestString } from '../store/digest.js';
 import { MANIFEST_FORMAT, type RunManifest } from './manifest.js';
-import { hashingTap } from '../store/hashing.js';
 import { writeAtomically } from './atomic-file.js';
 import { baseCachePath, cachedDigest, DEFAULT_BASE_CACHE_SIZE, markUsed, pruneBaseCache, recordCachedDigest, type PruneResult } from './base-cache.js';
+import { gzipFileInThread } from './gzip-thread.js';
 import { withTempDir } from './temp-dir.js';
 import { downloadBlob } from './transfer.js';
 import { sha256File } from '../store/hashing.js';
@@ -112,12 +110,6 @@ function stamp(): string {
 }
 
 /** The gzip-compressed tar: what spread would send, and the form in which bases are stored. */
-async function gzipFile(file: string, out: string, signal: AbortSignal | undefined): Promise<{ digest: string; size: number }> {
-  const { tap, result } = hashingTap();
-  await pipeline(createReadStream(file), createGzip({ level: 6 }), tap, createWriteStream(out), signal ? { signal } : {});
-  return result();
-}
-
 /**
  * VCDIFF of `target` against `base`, read from the local base cache, into the file `output`;
  * resolves to its size. The cached tar is checked against its recorded digest while the
@@ -244,97 +236,108 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     }
     const resultHex = parseDigestString(result.digest).hex;
     const gzFile = `${tarFile}.gz`;
-    const gz = await gzipFile(tarFile, gzFile, signal);
-    const fullUploadBytes = gz.size;
+    // Compressed in a thread of its own while this one encodes the candidates (gzip-thread.ts).
+    // Stopped before the work directory is removed when anything fails first; handled at
+    // once, as it may fail during an encode.
+    const stopGzip = new AbortController();
+    const gzipping = gzipFileInThread(tarFile, gzFile, signal ? AbortSignal.any([signal, stopGzip.signal]) : stopGzip.signal);
+    gzipping.catch(() => undefined);
+    try {
+      let bytesReceived = 0;
+      // A tar that is a base already (a push of a tree unchanged since that base): the run is
+      // that base, with nothing to encode or send but the manifest.
+      const same = await baseHolding(options.baseCache, candidates, result.digest);
+      /** The cached tars this push used or made: what pruning leaves in place. */
+      const used = new Set<string>();
+      if (same) used.add(baseCachePath(options.baseCache, same.digest));
+      // Each VCDIFF goes to a file (it can be as large as the tar), the best one kept.
+      let best: { base: BaseInfo; file: string; vcdiffSize: number; quick: number } | undefined;
+      for (const [i, base] of (same ? [] : candidates).entries()) {
+        const file = join(work, `candidate-${i}.vcdiff`);
+        const encoded = await encodeAgainstBase(options, base, tarFile, file, http).catch((err: unknown) => {
+          if (!(err instanceof FleetError) || !UNUSABLE_BASE_CODES.has(err.code)) throw err;
+          unusableBases.push({ id: base.id, reason: err.message });
+          return undefined;
+        });
+        if (!encoded) continue;
+        const { size, received } = encoded;
+        used.add(baseCachePath(options.baseCache, base.digest));
+        bytesReceived += received;
+        // Candidates are ranked by their fast compression (compressDelta's slow pass costs up
+        // to 1 s per MiB), or as 0 when the raw VCDIFF is under the re-base bound already: only
+        // the best gets the slow pass, and only when it can still come under the bound (the
+        // slow pass does not halve what the fast one leaves). Past 2 × bound a candidate
+        // cannot be chosen: counting stops there.
+        const bound = REBASE_RATIO * (await gzipping).size;
+        const quick = size <= bound ? 0 : await quickCompressedSize(file, compression, 2 * bound);
+        if (!best || quick < best.quick || (quick === best.quick && size < best.vcdiffSize)) {
+          if (best) await rm(best.file);
+          best = { base, file, vcdiffSize: size, quick };
+        } else {
+          await rm(file);
+        }
+      }
+      const gz = await gzipping;
+      const fullUploadBytes = gz.size;
+      const bound = REBASE_RATIO * fullUploadBytes;
+      const deltaFile = join(work, 'delta');
+      const chosen = best && best.quick <= 2 * bound ? { ...best, deltaSize: await compressDelta(best.file, deltaFile, compression) } : undefined;
 
-    let bytesReceived = 0;
-    // Candidates are ranked by their fast compression (compressDelta's slow pass costs up to
-    // 1 s per MiB), or as 0 when the raw VCDIFF is under the re-base bound already: only the
-    // best gets the slow pass, and only when it can still come under the bound (the slow
-    // pass does not halve what the fast one leaves).
-    const bound = REBASE_RATIO * fullUploadBytes;
-    // A tar that is a base already (a push of a tree unchanged since that base): the run is
-    // that base, with nothing to encode or send but the manifest.
-    const same = await baseHolding(options.baseCache, candidates, result.digest);
-    /** The cached tars this push used or made: what pruning leaves in place. */
-    const used = new Set<string>();
-    if (same) used.add(baseCachePath(options.baseCache, same.digest));
-    // Each VCDIFF goes to a file (it can be as large as the tar), the best one kept.
-    let best: { base: BaseInfo; file: string; vcdiffSize: number; quick: number } | undefined;
-    for (const [i, base] of (same ? [] : candidates).entries()) {
-      const file = join(work, `candidate-${i}.vcdiff`);
-      const encoded = await encodeAgainstBase(options, base, tarFile, file, http).catch((err: unknown) => {
-        if (!(err instanceof FleetError) || !UNUSABLE_BASE_CODES.has(err.code)) throw err;
-        unusableBases.push({ id: base.id, reason: err.message });
-        return undefined;
-      });
-      if (!encoded) continue;
-      const { size, received } = encoded;
-      used.add(baseCachePath(options.baseCache, base.digest));
-      bytesReceived += received;
-      // past 2 × bound a candidate cannot be chosen: counting stops there
-      const quick = size <= bound ? 0 : await quickCompressedSize(file, compression, 2 * bound);
-      if (!best || quick < best.quick || (quick === best.quick && size < best.vcdiffSize)) {
-        if (best) await rm(best.file);
-        best = { base, file, vcdiffSize: size, quick };
+      signal?.throwIfAborted();
+      const created = new Date().toISOString();
+      let base: RunManifest['base'];
+      let delta: RunManifest['delta'] = null;
+      let bytesSent = 0;
+      const rebased = !same && (!chosen || chosen.deltaSize > bound);
+      if (same) {
+        base = { id: same.id, digest: same.digest, size: same.size };
+      } else if (!chosen || rebased) {
+        const id = `${stamp()}-${resultHex.slice(0, 12)}`;
+        // Bases are stored gzip-compressed: the first upload and each region's first fetch cost
+        // what spread's gzip upload would; the local base cache keeps the plain tar for deltas.
+        const stored = await httpPut<{ digest: string; size: number }>(joinUrl(options.origin, `${projectPath}/bases/${encodeURIComponent(id)}`), createReadStream(gzFile), {
+          ...http,
+          // Checked by the origin before the base is published (a body damaged on the way is refused).
+          headers: { 'content-type': 'application/gzip', 'x-fleetcache-digest': gz.digest },
+        });
+        bytesSent += gz.size;
+        if (stored.digest !== gz.digest) throw new DigestMismatchError(gz.digest, stored.digest);
+        const local = baseCachePath(options.baseCache, stored.digest);
+        used.add(local);
+        if ((await cachedDigest(local)) !== result.digest) {
+          await writeAtomically(local, (tmp) => copyFile(tarFile, tmp));
+          await recordCachedDigest(local, result.digest);
+        }
+        base = { id, digest: stored.digest, size: stored.size };
       } else {
-        await rm(file);
+        const { digest } = await sha256File(deltaFile);
+        await httpPut(joinUrl(options.origin, `/cas/sha256/${parseDigestString(digest).hex}`), createReadStream(deltaFile), {
+          ...http,
+          headers: { 'content-length': String(chosen.deltaSize) },
+        });
+        bytesSent += chosen.deltaSize;
+        base = { id: chosen.base.id, digest: chosen.base.digest, size: chosen.base.size };
+        delta = { digest, size: chosen.deltaSize, compression, vcdiffSize: chosen.vcdiffSize };
       }
-    }
-    const deltaFile = join(work, 'delta');
-    const chosen = best && best.quick <= 2 * bound ? { ...best, deltaSize: await compressDelta(best.file, deltaFile, compression) } : undefined;
-
-    signal?.throwIfAborted();
-    const created = new Date().toISOString();
-    let base: RunManifest['base'];
-    let delta: RunManifest['delta'] = null;
-    let bytesSent = 0;
-    const rebased = !same && (!chosen || chosen.deltaSize > bound);
-    if (same) {
-      base = { id: same.id, digest: same.digest, size: same.size };
-    } else if (!chosen || rebased) {
-      const id = `${stamp()}-${resultHex.slice(0, 12)}`;
-      // Bases are stored gzip-compressed: the first upload and each region's first fetch cost
-      // what spread's gzip upload would; the local base cache keeps the plain tar for deltas.
-      const stored = await httpPut<{ digest: string; size: number }>(joinUrl(options.origin, `${projectPath}/bases/${encodeURIComponent(id)}`), createReadStream(gzFile), {
+      const manifest: RunManifest = { format: MANIFEST_FORMAT, project: options.project, run, created, base, delta, result };
+      signal?.throwIfAborted();
+      const body = JSON.stringify(manifest);
+      // never replace a run: machines may be pulling it (If-None-Match: *, a 412 when it exists)
+      await httpPut(joinUrl(options.origin, `${projectPath}/runs/${encodeURIComponent(run)}`), body, {
         ...http,
-        // Checked by the origin before the base is published (a body damaged on the way is refused).
-        headers: { 'content-type': 'application/gzip', 'x-fleetcache-digest': gz.digest },
+        headers: { 'content-type': 'application/json', 'if-none-match': '*' },
+      }).catch((err: unknown) => {
+        if (err instanceof FleetError && err.code === 'FC_ERR_PRECONDITION_FAILED') {
+          throw new FleetError('FC_ERR_PRECONDITION_FAILED', `run ${run} of project ${options.project} already exists at the origin; push with another --run`, { cause: err });
+        }
+        throw err;
       });
-      bytesSent += gz.size;
-      if (stored.digest !== gz.digest) throw new DigestMismatchError(gz.digest, stored.digest);
-      const local = baseCachePath(options.baseCache, stored.digest);
-      used.add(local);
-      if ((await cachedDigest(local)) !== result.digest) {
-        await writeAtomically(local, (tmp) => copyFile(tarFile, tmp));
-        await recordCachedDigest(local, result.digest);
-      }
-      base = { id, digest: stored.digest, size: stored.size };
-    } else {
-      const { digest } = await sha256File(deltaFile);
-      await httpPut(joinUrl(options.origin, `/cas/sha256/${parseDigestString(digest).hex}`), createReadStream(deltaFile), {
-        ...http,
-        headers: { 'content-length': String(chosen.deltaSize) },
-      });
-      bytesSent += chosen.deltaSize;
-      base = { id: chosen.base.id, digest: chosen.base.digest, size: chosen.base.size };
-      delta = { digest, size: chosen.deltaSize, compression, vcdiffSize: chosen.vcdiffSize };
+      bytesSent += Buffer.byteLength(body);
+      const pruned = await pruneBaseCache(options.baseCache, options.baseCacheSize ?? parseSize(DEFAULT_BASE_CACHE_SIZE), used);
+      return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased, pruned, skipped: packed.skipped, unusableBases };
+    } finally {
+      stopGzip.abort(); // nothing when it ended
+      await gzipping.catch(() => undefined);
     }
-    const manifest: RunManifest = { format: MANIFEST_FORMAT, project: options.project, run, created, base, delta, result };
-    signal?.throwIfAborted();
-    const body = JSON.stringify(manifest);
-    // never replace a run: machines may be pulling it (If-None-Match: *, a 412 when it exists)
-    await httpPut(joinUrl(options.origin, `${projectPath}/runs/${encodeURIComponent(run)}`), body, {
-      ...http,
-      headers: { 'content-type': 'application/json', 'if-none-match': '*' },
-    }).catch((err: unknown) => {
-      if (err instanceof FleetError && err.code === 'FC_ERR_PRECONDITION_FAILED') {
-        throw new FleetError('FC_ERR_PRECONDITION_FAILED', `run ${run} of project ${options.project} already exists at the origin; push with another --run`, { cause: err });
-      }
-      throw err;
-    });
-    bytesSent += Buffer.byteLength(body);
-    const pruned = await pruneBaseCache(options.baseCache, options.baseCacheSize ?? parseSize(DEFAULT_BASE_CACHE_SIZE), used);
-    return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased, pruned, skipped: packed.skipped, unusableBases };
   });
 }

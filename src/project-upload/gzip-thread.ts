@@ -1,0 +1,55 @@
+// The gzip of a project tar, in a thread of its own, while push encodes the delta in this
+// one. node:zlib compresses in libuv's threadpool, but each step of its stream needs a turn
+// of the thread that runs it, and an encode holds this thread for a window at a time (xdelta3
+// in wasm): here, the gzip of a 113 MB tar advanced by a piece per window and ended seconds
+// after the encode. In a worker its streams run on their own: a push takes the longer of the
+// two, not their sum, on a machine with two cores or more.
+//
+// The worker's code is source text (eval), not a module file: it then runs the same whether
+// the CLI is bundled (dist/cli), compiled for the tests, or run from source by tsx, and it
+// needs node's own modules only.
+import { Worker } from 'node:worker_threads';
+
+const GZIP_LEVEL = 6;
+/** Pieces of 1 MiB: fewer turns of the worker's loop per byte than 64 KiB streams. */
+const PIECE = 1 << 20;
+
+const THREAD_SOURCE = `
+const { createReadStream, createWriteStream } = require('node:fs');
+const { createHash } = require('node:crypto');
+const { Transform } = require('node:stream');
+const { pipeline } = require('node:stream/promises');
+const { createGzip } = require('node:zlib');
+const { parentPort, workerData } = require('node:worker_threads');
+const { file, out, level, piece } = workerData;
+const hash = createHash('sha256');
+let size = 0;
+const tap = new Transform({ transform(chunk, _encoding, done) { size += chunk.length; hash.update(chunk); done(null, chunk); } });
+pipeline(createReadStream(file, { highWaterMark: piece }), createGzip({ level, chunkSize: piece }), tap, createWriteStream(out)).then(
+  () => parentPort.postMessage({ digest: 'sha256:' + hash.digest('hex'), size }),
+  (err) => { throw err; },
+);
+`;
+
+/**
+ * Writes `file` gzip-compressed (level 6) to `out`, in a worker thread; resolves to the sha256
+ * digest ("sha256:<hex>") and size of what it wrote. An abort of `signal` stops the worker
+ * (and rejects with the signal's reason); `out` may then be partly written.
+ */
+export function gzipFileInThread(file: string, out: string, signal?: AbortSignal): Promise<{ digest: string; size: number }> {
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(THREAD_SOURCE, { eval: true, workerData: { file, out, level: GZIP_LEVEL, piece: PIECE } });
+    const abort = (): void => {
+      reject(signal?.reason);
+      void worker.terminate();
+    };
+    signal?.addEventListener('abort', abort, { once: true });
+    worker.once('message', (result: { digest: string; size: number }) => resolve(result));
+    worker.once('error', reject);
+    worker.once('exit', (code) => {
+      signal?.removeEventListener('abort', abort);
+      reject(new Error(`the gzip thread ended (exit code ${code}) without a result`)); // nothing once settled
+    });
+  });
+}
