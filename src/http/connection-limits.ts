@@ -3,7 +3,7 @@
 // arrive whole in time, as nginx's client_header_timeout, and an optional cap on the
 // connections open at once. Bodies are not concerned: uploads and downloads stream for
 // minutes, bounded by the idle timeouts only.
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
 
@@ -81,6 +81,13 @@ export function limitConnections(server: Server, limits: ConnectionLimits, log: 
     if (!server.emit('clientError', headTimeoutError(), socket)) socket.destroy();
   };
   server.on('request', (req) => headArrived(req.socket));
+  // An Expect other than 100-continue gets no 'request': node answers it 417 by itself, unless
+  // someone listens here. The same answer (with its length, not node's chunked empty body),
+  // once the head is known to have arrived.
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    headArrived(req.socket);
+    res.writeHead(417, { 'content-length': '0' }).end();
+  });
 
   let open = 0;
   let refused = 0;
