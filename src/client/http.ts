@@ -157,11 +157,6 @@ export async function httpHead(url: string, options: RequestOptions = {}): Promi
   return exists ? res.headers : undefined;
 }
 
-/** HEAD: true for 2xx, false for 404, the catalogued error otherwise. */
-export async function httpExists(url: string, options: RequestOptions = {}): Promise<boolean> {
-  return (await httpHead(url, options)) !== undefined;
-}
-
 /**
  * A 2xx answer's JSON body and its size in bytes (at most MAX_JSON_BYTES; `empty` when there
  * is none): one too large or not JSON is FC_ERR_UPSTREAM.

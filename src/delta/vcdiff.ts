@@ -247,24 +247,3 @@ export function shiftedWindows(bytes: Uint8Array, shift: number): Uint8Array[] {
   }
   return parts;
 }
-
-export interface VcdiffSummary {
-  /** The size of the file the delta rebuilds (sum of the target windows). */
-  readonly targetSize: number;
-  readonly windows: number;
-  /** The largest target window: the decoder's working memory. */
-  readonly largestWindow: number;
-}
-
-/** Walks the header and window headers; throws FC_ERR_DELTA naming what is wrong. */
-export function inspectVcdiff(bytes: Uint8Array): VcdiffSummary {
-  let targetSize = 0;
-  let windows = 0;
-  let largestWindow = 0;
-  for (const w of vcdiffWindows(bytes)) {
-    targetSize += w.targetLength;
-    largestWindow = Math.max(largestWindow, w.targetLength);
-    windows++;
-  }
-  return { targetSize, windows, largestWindow };
-}

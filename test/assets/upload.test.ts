@@ -108,7 +108,7 @@ t.test('a token the origin refuses fails with its catalogued error, and nothing 
   await writeFile(join(dir, 'a.bin'), data);
   const manifestPath = join(dir, 'manifest.tt');
   await writeFile(manifestPath, formatManifest([record('a.bin', data, 'public')]));
-  // httpExists read the body of that refusal after dumping it: an uncaught TypeError in undici.
+  // httpHead read the body of that refusal after dumping it: an uncaught TypeError in undici.
   await t.rejects(uploadAssets({ manifestPath, origin: origin.url, token: 'wrong-token', dir }), { code: 'FC_ERR_FORBIDDEN', message: /^HEAD .*: HTTP 403$/ });
   const res = await request(`${origin.url}/sha512/${sha512(data)}`, { method: 'HEAD', headers: { authorization: `Bearer ${origin.token}` } });
   await res.body.dump();

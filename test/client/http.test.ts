@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { httpExists, httpGet, httpGetJson, httpPut, MAX_JSON_BYTES } from '../../src/client/http.js';
+import { httpGet, httpGetJson, httpHead, httpPut, MAX_JSON_BYTES } from '../../src/client/http.js';
 
 /** The catalogued error each answer becomes (src/client/http.ts), and the server's error body. */
 const ANSWERS = [
@@ -27,13 +27,13 @@ async function answering(t: Test): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-t.test('httpExists: 2xx true, 404 false, any other answer its catalogued error, never a crash', async (t) => {
+t.test('httpHead: the headers of a 2xx, undefined for a 404, any other answer its catalogued error, never a crash', async (t) => {
   const url = await answering(t);
-  t.equal(await httpExists(`${url}/200`), true);
-  t.equal(await httpExists(`${url}/404`), false);
+  t.type(await httpHead(`${url}/200`), 'object');
+  t.equal(await httpHead(`${url}/404`), undefined);
   for (const { status, code } of ANSWERS) {
     // HEAD answers carry no body: the status makes the error.
-    await t.rejects(httpExists(`${url}/${status}`), { code, message: `HEAD ${url}/${status}: HTTP ${status}` }, `HEAD ${status}`);
+    await t.rejects(httpHead(`${url}/${status}`), { code, message: `HEAD ${url}/${status}: HTTP ${status}` }, `HEAD ${status}`);
   }
 });
 

@@ -13,8 +13,8 @@ import { runInNewContext } from 'node:vm';
 import { constants, createGzip } from 'node:zlib';
 import { FleetError } from '../../src/errors.js';
 import { adler32, decodeVcdiff, decodeVcdiffToFile, MAX_WINDOW_BYTES } from '../../src/delta/vcdiff-decode.js';
-import { inspectVcdiff } from '../../src/delta/vcdiff.js';
 import { deltaChunks } from '../../src/delta/compress.js';
+import { inspectVcdiff } from '../helpers/delta.js';
 
 async function decodeToBuffer(basePath: string, vcdiff: Uint8Array | AsyncIterable<Uint8Array>): Promise<Buffer> {
   const windows: Buffer[] = [];

@@ -7,8 +7,7 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { inspectVcdiff } from '../../src/delta/vcdiff.js';
-import { encodeToBuffer } from '../helpers/delta.js';
+import { encodeToBuffer, inspectVcdiff } from '../helpers/delta.js';
 import { DigestMismatchError } from '../../src/errors.js';
 import { makeProject, packFiles, planOf, prng, roundTrips, sha256, text } from './trees.js';
 

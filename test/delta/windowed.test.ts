@@ -6,8 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { inspectVcdiff } from '../../src/delta/vcdiff.js';
-import { encodeToBuffer } from '../helpers/delta.js';
+import { encodeToBuffer, inspectVcdiff } from '../helpers/delta.js';
 import { evolve, makeProject, packFiles, planOf, prng, roundTrips, type Files } from './trees.js';
 
 const MiB = 2 ** 20;

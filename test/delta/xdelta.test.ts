@@ -5,9 +5,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectCompression } from '../../src/delta/compress.js';
-import { inspectVcdiff, shiftedWindows, VCDIFF_HEADER, vcdiffWindows } from '../../src/delta/vcdiff.js';
+import { shiftedWindows, VCDIFF_HEADER, vcdiffWindows } from '../../src/delta/vcdiff.js';
 import { decodeVcdiff } from '../../src/delta/vcdiff-decode.js';
-import { compressToBuffer, encodeToBuffer } from '../helpers/delta.js';
+import { compressToBuffer, encodeToBuffer, inspectVcdiff } from '../helpers/delta.js';
 import { withMemoryPages } from '../../src/delta/wasm.js';
 import { inflateDelta } from './trees.js';
 
