@@ -264,7 +264,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
         used.add(baseCachePath(options.baseCache, base.digest));
         bytesReceived += received;
         // Candidates are ranked by their fast compression (compressDelta's slow pass costs up
-        // to 1 s per MiB), or as 0 when the raw VCDIFF is under the re-base bound already: only
+        // to 1.6 s per MiB), or as 0 when the raw VCDIFF is under the re-base bound already: only
         // the best gets the slow pass, and only when it can still come under the bound (the
         // slow pass does not halve what the fast one leaves). Past 2 × bound a candidate
         // cannot be chosen: counting stops there.

@@ -1,5 +1,5 @@
-// compressDelta's brotli: a fast pass first, the slow one (quality 11, about 1 s per MiB of
-// data that does not compress) only where it can pay; deltaChunks reads what it wrote.
+// compressDelta's brotli: a fast pass first, the slow one (quality 11 up to 1 MiB, about
+// 1 s per MiB; 9 above) only where it can pay; deltaChunks reads what it wrote.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
@@ -23,6 +23,16 @@ t.test('a delta that does not compress skips the slow pass; one that does gets i
   const slow = await compressToBuffer(text, 'brotli');
   t.same(slow, brotliAt(text, 11), 'quality 11 where it compresses');
   t.same(await inflateDelta(file, slow), text);
+});
+
+t.test('a delta above 1 MiB gets quality 9 in its slow pass, not 11 (seconds per MiB on the way of a push)', async (t) => {
+  const lines = (n: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => `line ${i} of a source file ${(i * 7919) % 1013}\n`).join(''));
+  const large = Buffer.concat([VCDIFF_HEADER, lines(60_000)]);
+  t.ok(large.length > 1024 * 1024, `${large.length} bytes`);
+  const out = await compressToBuffer(large, 'brotli');
+  t.same(out, brotliAt(large, 9), 'quality 9');
+  t.ok(out.length < brotliAt(large, 5).length, 'smaller than the fast pass');
+  t.same(await inflateDelta(join(t.testdir(), 'delta'), out), large);
 });
 
 t.test('quickCompressedSize: the fast pass\'s size, counting stopped past a limit', async (t) => {
