@@ -111,8 +111,13 @@ export async function contentSources(base: OpenInput, target: OpenInput, files: 
   const found = files.map((): { entry: TarEntry; shared: number }[] => []);
   const shared = new Uint32Array(files.length);
   // one pass over the base, file by file: each file's distinct samples that a new file has
+  // A base file shares at most its own samples, about one per 2^bits bytes: one smaller than
+  // half MIN_SHARE of the smallest file sampled cannot be a source (the scan of a large base
+  // for a large file that changed reads its large files only).
+  const smallest = files.reduce((min, t) => Math.min(min, t.end - t.dataStart), Infinity);
+  const scanned = Math.max(SKETCH_MIN, Math.floor((MIN_SHARE / 2) * smallest));
   for (const entry of baseEntries) {
-    if (entry.end - entry.dataStart < SKETCH_MIN) continue;
+    if (entry.end - entry.dataStart < scanned) continue;
     const hits = new Set<number>();
     scan.reset();
     await readRange(base, entry.dataStart, entry.end, piece, (view) => scan.update(view, (h) => {
