@@ -131,7 +131,8 @@ t.test('a worker that stops answering (SIGSTOP) is killed after workerTimeout an
   const blob = up.addBlob(4096);
   const dir = t.testdir();
   // the file without an upstream: --upstream gives it (flags override the file)
-  writeFileSync(path.join(dir, 'cache.yaml'), 'workerTimeout: 2s\n');
+  // 1 s (the primary looks every 333 ms): the waits below are in proportion to it.
+  writeFileSync(path.join(dir, 'cache.yaml'), 'workerTimeout: 1s\n');
   const cache = await startServerProcess(t, ['cache', '-c', path.join(dir, 'cache.yaml'), '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const primary = cache.child.pid!;
   const workers = cacheWorkers(primary);
@@ -142,11 +143,11 @@ t.test('a worker that stops answering (SIGSTOP) is killed after workerTimeout an
   // took the pause for their silence would kill them at its first look after it, well
   // within the wait below.
   for (const pid of workers) process.kill(pid, 'SIGSTOP');
-  await new Promise((r) => setTimeout(r, 1000));
+  await new Promise((r) => setTimeout(r, 600));
   process.kill(primary, 'SIGSTOP');
-  await new Promise((r) => setTimeout(r, 3500));
+  await new Promise((r) => setTimeout(r, 1500));
   for (const pid of [primary, ...workers]) process.kill(pid, 'SIGCONT');
-  await new Promise((r) => setTimeout(r, 2500));
+  await new Promise((r) => setTimeout(r, 1250));
   t.notMatch(cache.stderr(), /does not answer/, 'a pause of the whole cache kills no worker');
   t.ok(workers.every((pid) => isAlive(pid)), 'both workers live on');
   const stopped = workers[1];
