@@ -45,6 +45,8 @@ export const cacheConfigSchema = Type.Object(
     shutdownTimeout: Type.Optional(durationSchema()),
     /** With workers: how long a worker may leave its primary unanswered before it is killed and replaced; default 30s. */
     workerTimeout: Type.Optional(positiveDurationSchema()),
+    /** With workers: how long after a worker's death its replacement starts, doubled for each other death within the minute; default 250ms. */
+    workerRestartDelay: Type.Optional(positiveDurationSchema()),
     /** How long a client's request head may take to arrive whole (see http/connection-limits.ts); default 15s. */
     clientHeaderTimeout: Type.Optional(positiveDurationSchema()),
     /** Client connections open at once in each server process past which a new one is closed; no cap when absent. */
@@ -103,6 +105,8 @@ export interface CacheConfig {
   readonly shutdownTimeoutMs?: number;
   /** With workers: how long one may leave the primary unanswered before it is replaced (runCachePrimary). */
   readonly workerTimeoutMs?: number;
+  /** With workers: the replacement of a dead one starts this long after, doubled per other death within the minute (runCachePrimary). */
+  readonly workerRestartDelayMs?: number;
   /** How long a client's request head may take to arrive whole; default DEFAULT_CLIENT_HEADER_TIMEOUT_MS. */
   readonly clientHeaderTimeoutMs?: number;
   /** Client connections open at once per server process past which a new one is closed; no cap when absent. */
@@ -110,6 +114,7 @@ export interface CacheConfig {
 }
 
 export const DEFAULT_WORKER_TIMEOUT_MS = 30_000;
+export const DEFAULT_WORKER_RESTART_DELAY_MS = 250;
 
 export const DEFAULT_MAX_SIZE = 50 * 1024 ** 3;
 export const DEFAULT_FILL_MEMORY = 1024 ** 3;
@@ -175,6 +180,7 @@ export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.
     workers: file.workers === 'auto' ? Math.min(availableParallelism(), MAX_WORKERS) : file.workers ?? 1,
     ...(file.shutdownTimeout === undefined ? {} : { shutdownTimeoutMs: parseDuration(file.shutdownTimeout) }),
     ...(file.workerTimeout === undefined ? {} : { workerTimeoutMs: parseDuration(file.workerTimeout) }),
+    ...(file.workerRestartDelay === undefined ? {} : { workerRestartDelayMs: parseDuration(file.workerRestartDelay) }),
     ...(file.clientHeaderTimeout === undefined ? {} : { clientHeaderTimeoutMs: parseDuration(file.clientHeaderTimeout) }),
     ...(file.maxConnections === undefined ? {} : { maxConnections: file.maxConnections }),
   };

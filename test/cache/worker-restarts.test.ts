@@ -1,7 +1,8 @@
 // A worker of a multi-process cache that dies after the cache started is replaced, after a
-// delay that doubles with each death of the last minute (0.25 s, 0.5 s, 1 s, 2 s); the fifth
-// death within a minute stops the cache (as systemd's StartLimitBurst): an error logged,
-// the other workers stopped, and the primary exits non-zero for its supervisor to see.
+// delay that doubles with each death of the last minute (workerRestartDelay; 0.25 s, 0.5 s,
+// 1 s, 2 s by default); the fifth death within a minute stops the cache (as systemd's
+// StartLimitBurst): an error logged, the other workers stopped, and the primary exits
+// non-zero for its supervisor to see.
 // What a dead worker committed but had not reported yet is still counted and evicted.
 import { execFile } from 'node:child_process';
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -18,7 +19,9 @@ import { startUpstream } from './upstream-fixture.js';
 
 t.test('a worker killed five times within a minute: replaced with back-off, then the cache gives up', async (t) => {
   const dir = t.testdir();
-  const cache = await startServerProcess(t, ['cache', '--upstream', 'http://127.0.0.1:1', '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  // 100 ms, 200, 400, 800 (the default's 250 ms, 0.5, 1, 2 s in all took 3.75 s)
+  writeFileSync(path.join(dir, 'cache.yaml'), 'workerRestartDelay: 100ms\n');
+  const cache = await startServerProcess(t, ['cache', '-c', path.join(dir, 'cache.yaml'), '--upstream', 'http://127.0.0.1:1', '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const exited = new Promise<number | null>((resolve) => cache.child.once('exit', (code) => resolve(code)));
   const primary = cache.child.pid!;
   const [survivor, first] = cacheWorkers(primary);
@@ -36,8 +39,8 @@ t.test('a worker killed five times within a minute: replaced with back-off, then
       throw new Error(`${err.message}; primary ${isAlive(primary) ? 'alive' : 'gone'}, its log: ${cache.stderr()}`);
     });
     const waited = Date.now() - killedAt;
-    const delay = 250 * 2 ** (death - 1);
-    t.ok(waited >= delay - 50, `death ${death}: replaced after ${waited} ms (back-off ${delay} ms)`);
+    const delay = 100 * 2 ** (death - 1);
+    t.ok(waited >= delay - 20, `death ${death}: replaced after ${waited} ms (back-off ${delay} ms)`);
     seen.add(next!);
     victim = next!;
   }
@@ -131,7 +134,8 @@ t.test('a worker that stops answering (SIGSTOP) is killed after workerTimeout an
   const blob = up.addBlob(4096);
   const dir = t.testdir();
   // the file without an upstream: --upstream gives it (flags override the file)
-  writeFileSync(path.join(dir, 'cache.yaml'), 'workerTimeout: 2s\n');
+  // 1 s (the primary looks every 333 ms): the waits below are in proportion to it.
+  writeFileSync(path.join(dir, 'cache.yaml'), 'workerTimeout: 1s\n');
   const cache = await startServerProcess(t, ['cache', '-c', path.join(dir, 'cache.yaml'), '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const primary = cache.child.pid!;
   const workers = cacheWorkers(primary);
@@ -142,11 +146,11 @@ t.test('a worker that stops answering (SIGSTOP) is killed after workerTimeout an
   // took the pause for their silence would kill them at its first look after it, well
   // within the wait below.
   for (const pid of workers) process.kill(pid, 'SIGSTOP');
-  await new Promise((r) => setTimeout(r, 1000));
+  await new Promise((r) => setTimeout(r, 600));
   process.kill(primary, 'SIGSTOP');
-  await new Promise((r) => setTimeout(r, 3500));
+  await new Promise((r) => setTimeout(r, 1500));
   for (const pid of [primary, ...workers]) process.kill(pid, 'SIGCONT');
-  await new Promise((r) => setTimeout(r, 2500));
+  await new Promise((r) => setTimeout(r, 1250));
   t.notMatch(cache.stderr(), /does not answer/, 'a pause of the whole cache kills no worker');
   t.ok(workers.every((pid) => isAlive(pid)), 'both workers live on');
   const stopped = workers[1];

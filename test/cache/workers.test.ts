@@ -265,57 +265,9 @@ t.test('two workers: a slow upstream head is still followed; an object with no r
   t.notMatch(cache.stderr(), /removing the claim of a fill whose worker is gone/, 'no live leader taken for a dead one');
 });
 
-t.test('two workers: one that does not answer the primary in time still counts, with what it last told', async (t) => {
-  const { up, upUrl } = await startUpstream(t);
-  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
-  const blob = up.addBlob(4096);
-  for (let i = 0; i < 10; i++) await get(`${cache.url}/cas/sha256/${blob.hex}`);
-  const before = await stats(cache.url);
-  const hits = await metricSum(cache.url, 'fleetcache_cache_hits_total');
-  t.equal(before.total.hits + before.total.misses, 10);
-  const [stopped] = cacheWorkers(cache.child.pid!);
-  process.kill(stopped!, 'SIGSTOP');
-  t.teardown(() => process.kill(stopped!, 'SIGCONT'));
-  // Node's cluster hands the stopped worker one connection, which it never gives back: the
-  // primary hands it no other after that. /-/healthz (milliseconds from the live worker, and
-  // counted nowhere) finds that connection at once, on the first or the second fresh
-  // connection, instead of a question that must wait over the primary's 2 s for the stopped
-  // worker's answer.
-  for (let i = 0; i < 2; i++) {
-    const dispatcher = new Agent({ pipelining: 0 });
-    try {
-      await (await request(`${cache.url}/-/healthz`, { dispatcher, reset: true, headersTimeout: 1000 })).body.dump();
-    } catch {
-      break; // the stopped worker took it (or the live one was slow: ask below still retries)
-    } finally {
-      void dispatcher.destroy();
-    }
-  }
-  // asked on fresh connections until the one that is not stopped answers (the primary waits 2 s for the other)
-  const ask = async (path: string): Promise<string> => {
-    for (;;) {
-      const dispatcher = new Agent({ pipelining: 0 });
-      try {
-        const res = await request(`${cache.url}${path}`, { dispatcher, reset: true, headersTimeout: 4000 });
-        return await res.body.text();
-      } catch {
-        // the stopped worker took the connection
-      } finally {
-        void dispatcher.destroy();
-      }
-    }
-  };
-  // Both asked at once: each waits out the primary's 2 s for the stopped worker.
-  const [statsText, text] = await Promise.all([ask('/-/stats'), ask('/-/metrics')]);
-  const during = JSON.parse(statsText) as Awaited<ReturnType<typeof stats>>;
-  t.same([during.total.hits, during.total.misses], [before.total.hits, before.total.misses], '/-/stats: the same totals');
-  const sum = text.split('\n').filter((l) => l.startsWith('fleetcache_cache_hits_total{')).reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
-  t.equal(sum, hits, '/-/metrics: the same counters');
-});
-
-// Three subtests that need no cache of their own share one (a damaged body placed before it
-// starts, a mirror, the upstream's headers timeout), its start paid once.
-t.test('two workers, one cache for three subtests', async (t) => {
+// Four subtests that need no cache of their own share one (a damaged body placed before it
+// starts, a mirror, the upstream's headers timeout, a worker stopped), its start paid once.
+t.test('two workers, one cache for four subtests', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const dir = t.testdir();
   const data = path.join(dir, 'data');
@@ -376,6 +328,55 @@ t.test('two workers, one cache for three subtests', async (t) => {
     }));
     t.equal(up.count(`/cas/sha256/${blob.hex}`), 1, 'one upstream request: the others followed it');
     t.same(answers, Array(6).fill('504 FC_ERR_UPSTREAM_TIMEOUT'));
+  });
+
+  // Last: it leaves a worker stopped until its end.
+  await t.test('two workers: one that does not answer the primary in time still counts, with what it last told', async (t) => {
+    up.options = {}; // the test above left upstream hanging
+    const blob = up.addBlob(4096);
+    const asked = (await stats(cache.url)).total;
+    for (let i = 0; i < 10; i++) await get(`${cache.url}/cas/sha256/${blob.hex}`);
+    const before = await stats(cache.url);
+    const hits = await metricSum(cache.url, 'fleetcache_cache_hits_total');
+    t.equal(before.total.hits + before.total.misses, asked.hits + asked.misses + 10);
+    const [stopped] = cacheWorkers(cache.child.pid!);
+    process.kill(stopped!, 'SIGSTOP');
+    t.teardown(() => process.kill(stopped!, 'SIGCONT'));
+    // Node's cluster hands the stopped worker one connection, which it never gives back: the
+    // primary hands it no other after that. /-/healthz (milliseconds from the live worker, and
+    // counted nowhere) finds that connection at once, on the first or the second fresh
+    // connection, instead of a question that must wait over the primary's 2 s for the stopped
+    // worker's answer.
+    for (let i = 0; i < 2; i++) {
+      const dispatcher = new Agent({ pipelining: 0 });
+      try {
+        await (await request(`${cache.url}/-/healthz`, { dispatcher, reset: true, headersTimeout: 1000 })).body.dump();
+      } catch {
+        break; // the stopped worker took it (or the live one was slow: ask below still retries)
+      } finally {
+        void dispatcher.destroy();
+      }
+    }
+    // asked on fresh connections until the one that is not stopped answers (the primary waits 2 s for the other)
+    const ask = async (path: string): Promise<string> => {
+      for (;;) {
+        const dispatcher = new Agent({ pipelining: 0 });
+        try {
+          const res = await request(`${cache.url}${path}`, { dispatcher, reset: true, headersTimeout: 4000 });
+          return await res.body.text();
+        } catch {
+          // the stopped worker took the connection
+        } finally {
+          void dispatcher.destroy();
+        }
+      }
+    };
+    // Both asked at once: each waits out the primary's 2 s for the stopped worker.
+    const [statsText, text] = await Promise.all([ask('/-/stats'), ask('/-/metrics')]);
+    const during = JSON.parse(statsText) as Awaited<ReturnType<typeof stats>>;
+    t.same([during.total.hits, during.total.misses], [before.total.hits, before.total.misses], '/-/stats: the same totals');
+    const sum = text.split('\n').filter((l) => l.startsWith('fleetcache_cache_hits_total{')).reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    t.equal(sum, hits, '/-/metrics: the same counters');
   });
 });
 

@@ -93,6 +93,8 @@ t.test('--workers N replaces the systems\' workers; 0 or a non-number is a usage
   const three = run(t, dir, []);
   t.equal(three.status, 0);
   t.match(three.out, /Allocating local:alpha-1 #3\.\.\./, 'the system asks for three machines');
+  // One machine runs the jobs one after another: their sleeps would only add up.
+  for (let i = 1; i <= 4; i++) await writeFile(join(dir, 'tests', `t${i}`, 'task.yaml'), `summary: t${i}\nexecute: |\n  echo ok\n`);
   const one = run(t, dir, ['--workers', '1']);
   t.equal(one.status, 0);
   t.equal((one.out.match(/Allocating local:alpha-1/g) ?? []).length, 1, 'one machine');

@@ -68,6 +68,8 @@ t.test('cache: an upstream timeout of 0 (none at all) is refused', async (t) => 
   t.equal(parseCacheConfig('upstream: http://127.0.0.1:1\ntimeouts:\n  connect: 250ms\n', 'cache.yaml').timeouts?.connect, '250ms');
   // workerTimeout 0 would have the primary kill its workers at once
   t.throws(() => parseCacheConfig('upstream: http://127.0.0.1:1\nworkerTimeout: 0s\n', 'cache.yaml'), { message: 'cache.yaml:2: workerTimeout: must be a duration longer than 0 (e.g. 250ms, 30s, 5m)' });
+  // workerRestartDelay 0 would double to nothing: a worker that keeps dying replaced at once, every time
+  t.throws(() => parseCacheConfig('upstream: http://127.0.0.1:1\nworkerRestartDelay: 0s\n', 'cache.yaml'), { message: 'cache.yaml:2: workerRestartDelay: must be a duration longer than 0 (e.g. 250ms, 30s, 5m)' });
 });
 
 t.test('the example caches listen on loopback', async (t) => {

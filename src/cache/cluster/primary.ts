@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AggregatorRegistry } from 'prom-client';
 import type { FastifyBaseLogger as Logger } from 'fastify';
-import { DEFAULT_WORKER_TIMEOUT_MS, type CacheConfig } from '../config.js';
+import { DEFAULT_WORKER_RESTART_DELAY_MS, DEFAULT_WORKER_TIMEOUT_MS, type CacheConfig } from '../config.js';
 import { DiskStore, isCasId } from '../disk-store.js';
 import { FleetError } from '../../errors.js';
 import { parseListen } from '../../config/units.js';
@@ -23,9 +23,9 @@ const STORE_BROADCAST_MS = 250;
 
 /*
  * Restarting workers that die once the cache has started (one that cannot start stops the
- * cache at once: see `failed`). A worker that dies is replaced after RESPAWN_DELAY_MS,
- * doubled for each other death of any worker within the last RESTART_LIMIT_WINDOW_MS
- * (0.25 s, 0.5 s, 1 s, 2 s; systemd's RestartSec is 100 ms), so that a cause that kills
+ * cache at once: see `failed`). A worker that dies is replaced after `workerRestartDelay`
+ * (systemd's RestartSec; 250 ms by default), doubled for each other death of any worker
+ * within the last RESTART_LIMIT_WINDOW_MS (0.25 s, 0.5 s, 1 s, 2 s), so that a cause that kills
  * every new worker (a request that crashes it, memory the kernel takes back at once) is not
  * met with a new process at once. The RESTART_LIMIT_BURST-th death within the window gives
  * up, as systemd's StartLimitBurst within StartLimitIntervalSec: the primary logs an error,
@@ -33,7 +33,6 @@ const STORE_BROADCAST_MS = 250;
  * (systemd's Restart=, say) to see that the cache failed rather than a cache serving with
  * ever fewer workers.
  */
-const RESPAWN_DELAY_MS = 250;
 const RESTART_LIMIT_BURST = 5;
 const RESTART_LIMIT_WINDOW_MS = 60_000;
 
@@ -273,6 +272,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   let started = false;
   /** When workers died since the cache started, within the last RESTART_LIMIT_WINDOW_MS. */
   const deaths: number[] = [];
+  const restartDelayMs = config.workerRestartDelayMs ?? DEFAULT_WORKER_RESTART_DELAY_MS;
   const respawns = new Set<NodeJS.Timeout>();
   let gaveUp: FleetError | undefined;
 
@@ -346,7 +346,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       log.error({ worker: id, code, signal, deaths: deaths.length, within }, 'cache workers keep dying: stopping the cache');
       return stop();
     }
-    const delayMs = RESPAWN_DELAY_MS * 2 ** (deaths.length - 1);
+    const delayMs = restartDelayMs * 2 ** (deaths.length - 1);
     log.error({ worker: id, code, signal, restartInMs: delayMs }, 'cache worker died: starting another');
     const timer = setTimeout(() => {
       respawns.delete(timer);
