@@ -8,10 +8,11 @@
 // given its counterpart in the base: the entry with the same path, else one with the same
 // content (a renamed or moved file), else the one file with its file name (moved and
 // edited), else the file it shares most content with (split, or renamed and edited: found
-// by sampling, similar.ts). packer.ts writes entries in a fixed order, so counterparts mostly follow each
-// other in the base too, and a window's segment is the range they span. A window is cut
-// early where the next counterpart is not coherent with the window's range: far from it (a
-// moved file, files deleted from the base) or growing it much faster than the target grows.
+// by sampling, similar.ts). packer.ts writes entries in a fixed order, so counterparts
+// mostly follow each other in the base too, and a window's segment is the range they span.
+// A window is cut early where the next counterpart is not coherent with the window's range:
+// far from it (a moved file, files deleted from the base) or growing it much faster than the
+// target grows.
 // A displaced run of entries gets a window of its own when it matches DISPLACED_MIN bytes
 // or more (a window costs about 25 bytes and 0.05 ms); a smaller one stays in its window,
 // encoded without its counterpart. A file larger than half a window gets windows of its
