@@ -49,7 +49,7 @@ export const cacheConfigSchema = Type.Object(
     workerRestartDelay: Type.Optional(positiveDurationSchema()),
     /** How long a client's request head may take to arrive whole (see http/connection-limits.ts); default 15s. */
     clientHeaderTimeout: Type.Optional(positiveDurationSchema()),
-    /** Client connections open at once in each server process past which a new one is closed; no cap when absent. */
+    /** Client connections open at once in each server process past which a new one is answered 503 and closed; no cap when absent. */
     maxConnections: Type.Optional(Type.Integer({ minimum: 1 })),
     /** Other upstreams served under /mirror/{name}/{path}. */
     mirrors: Type.Optional(
@@ -109,7 +109,7 @@ export interface CacheConfig {
   readonly workerRestartDelayMs?: number;
   /** How long a client's request head may take to arrive whole; default DEFAULT_CLIENT_HEADER_TIMEOUT_MS. */
   readonly clientHeaderTimeoutMs?: number;
-  /** Client connections open at once per server process past which a new one is closed; no cap when absent. */
+  /** Client connections open at once per server process past which a new one is answered 503 and closed; no cap when absent. */
   readonly maxConnections?: number;
 }
 

@@ -3,9 +3,10 @@
 // arrive whole in time, as nginx's client_header_timeout, and an optional cap on the
 // connections open at once. Bodies are not concerned: uploads and downloads stream for
 // minutes, bounded by the idle timeouts only.
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
+import { FleetError } from '../errors.js';
 
 /**
  * How long a request head may take by default. A head is one packet or a few: 15 s is
@@ -25,6 +26,14 @@ export const HEAD_CHECK_INTERVAL_MS = 1_000;
 
 /** At most one warning about refused connections in this time (with the count since the last). */
 const REFUSED_WARNING_INTERVAL_MS = 60_000;
+/** The longest a refused connection is kept after its answer, for what the client sent to be read. */
+const REFUSED_LINGER_MS = 1_000;
+
+/** What a connection over the cap gets, before anything is read from it. */
+const OVER_CAP_ANSWER = (() => {
+  const body = JSON.stringify(new FleetError('FC_ERR_UNAVAILABLE', 'too many connections are open on this server (maxConnections); retry shortly').toJSON());
+  return `HTTP/1.1 503 ${STATUS_CODES[503]}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nRetry-After: 1\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+})();
 
 export interface ConnectionLimits {
   /** The longest a request head may take to arrive whole. */
@@ -68,7 +77,8 @@ function headTimeoutError(): NodeJS.ErrnoException {
  * The cap is counted here rather than by node's server.maxConnections: in a cache worker,
  * node's cluster hands a connection a worker refuses to another, and back, without end
  * (measured: most of a CPU in the primary for one connection over the cap of both workers).
- * A connection over the cap is closed before anything is read from it.
+ * A connection over the cap is answered 503 (FC_ERR_UNAVAILABLE) before anything is read
+ * from it, and closed.
  */
 export function limitConnections(server: Server, limits: ConnectionLimits, log: Pick<FastifyBaseLogger, 'warn'>): void {
   const { clientHeaderTimeoutMs: headMs, maxConnections } = limits;
@@ -93,7 +103,13 @@ export function limitConnections(server: Server, limits: ConnectionLimits, log: 
   let refused = 0;
   let warnedAt = -Infinity;
   const refuse = (socket: Socket): void => {
-    socket.destroy();
+    // Answered 503, as nginx's limit_conn, not reset: the client says why (a pool retries on
+    // its own). What it sent meanwhile is read and dropped: closing a socket with unread data
+    // sends a reset, which can reach the client before the answer it would have read.
+    socket.on('error', () => undefined);
+    socket.end(OVER_CAP_ANSWER);
+    socket.resume();
+    setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
     refused++;
     const now = Date.now();
     if (now - warnedAt < REFUSED_WARNING_INTERVAL_MS) return;

@@ -58,7 +58,7 @@ export const OriginConfigSchema = Type.Object(
           default: '15s',
           description: 'a request head (request line and header fields) not whole this long after it started, or after the connection opened, has its connection closed (bodies are not concerned)',
         }),
-        maxConnections: Type.Optional(Type.Integer({ minimum: 1, description: 'client connections open at once past which a new one is closed as it comes; no cap when absent' })),
+        maxConnections: Type.Optional(Type.Integer({ minimum: 1, description: 'client connections open at once past which a new one is answered 503 and closed as it comes; no cap when absent' })),
       },
       { additionalProperties: false, default: {} },
     ),

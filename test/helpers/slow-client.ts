@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import type { Test } from 'tap';
-import { request } from 'undici';
+import { Client, request } from 'undici';
 
 /** How a slow connection ended: when (ms after it was opened), and what the server sent. */
 export interface Ending {
@@ -92,18 +92,20 @@ export function getOn(socket: Socket, url: string, path: string, headerLines = '
  * Opens `count` connections one after another, sending nothing, and looks at them `waitMs`
  * after the last: how many the server closed meanwhile, and the ones still open (to close).
  */
-export async function openMany(url: string, count: number, waitMs = 300): Promise<{ closed: number; open: Socket[] }> {
+export async function openMany(url: string, count: number, waitMs = 300): Promise<{ closed: number; open: Socket[]; answers: string[] }> {
   const sockets: Socket[] = [];
   const closed = new Set<Socket>();
+  const received = new Map<Socket, string>();
   for (let i = 0; i < count; i++) {
     const { socket } = await open(url);
     socket.on('error', () => undefined);
+    socket.on('data', (chunk: Buffer) => received.set(socket, (received.get(socket) ?? '') + chunk.toString('latin1')));
     socket.once('close', () => closed.add(socket)).once('end', () => closed.add(socket));
     sockets.push(socket);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   await new Promise((resolve) => setTimeout(resolve, waitMs));
-  return { closed: closed.size, open: sockets.filter((s) => !closed.has(s)) };
+  return { closed: closed.size, open: sockets.filter((s) => !closed.has(s)), answers: [...closed].map((s) => received.get(s) ?? '') };
 }
 
 /**
@@ -215,11 +217,25 @@ export function checkSlowHeads(t: Test, url: string, limitMs: number, firsts: Re
   });
 }
 
-/** Checks that a server with maxConnections 2 closes a third connection as it comes, and takes one again once one closed. */
+/**
+ * Checks that a server with maxConnections 2 answers a third connection 503 and closes it as
+ * it comes (also one whose request is sent at once), and takes one again once one closed.
+ */
 export async function checkCapOfTwo(t: Test, url: string): Promise<void> {
-  const { closed, open: kept } = await openMany(url, 3);
+  const { closed, open: kept, answers } = await openMany(url, 3);
   t.equal(closed, 1, 'the third closed');
+  t.match(answers[0], /^HTTP\/1\.1 503 .*\r\nRetry-After: 1\r\n.*"code":"FC_ERR_UNAVAILABLE"/s, 'answered 503 before anything was read');
   t.equal(kept.length, 2);
+  const client = new Client(url);
+  try {
+    // an upload: 4 MiB on its way, which the server reads and drops after its answer (on
+    // loopback the answer arrives first even when the server closes without reading it)
+    const body = Buffer.alloc(4 << 20, 1);
+    const res = await client.request({ path: `/cas/sha256/${createHash('sha256').update(body).digest('hex')}`, method: 'PUT', body });
+    t.match({ status: res.statusCode, body: await res.body.json() }, { status: 503, body: { code: 'FC_ERR_UNAVAILABLE' } }, 'an HTTP client whose request body is on its way reads the 503');
+  } finally {
+    await client.close();
+  }
   t.equal(await getOn(kept[0]!, url, '/-/healthz'), 200, 'the ones within it are served');
   kept[1]!.destroy();
   await new Promise((resolve) => setTimeout(resolve, 100));
