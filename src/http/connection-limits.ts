@@ -3,10 +3,11 @@
 // arrive whole in time, as nginx's client_header_timeout, and an optional cap on the
 // connections open at once. Bodies are not concerned: uploads and downloads stream for
 // minutes, bounded by the idle timeouts only.
-import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
 import { FleetError } from '../errors.js';
+import { closingErrorAnswer } from './errors.js';
 
 /**
  * How long a request head may take by default. A head is one packet or a few: 15 s is
@@ -30,10 +31,10 @@ const REFUSED_WARNING_INTERVAL_MS = 60_000;
 const REFUSED_LINGER_MS = 1_000;
 
 /** What a connection over the cap gets, before anything is read from it. */
-const OVER_CAP_ANSWER = (() => {
-  const body = JSON.stringify(new FleetError('FC_ERR_UNAVAILABLE', 'too many connections are open on this server (maxConnections); retry shortly').toJSON());
-  return `HTTP/1.1 503 ${STATUS_CODES[503]}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nRetry-After: 1\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
-})();
+const OVER_CAP_ANSWER = closingErrorAnswer(
+  new FleetError('FC_ERR_UNAVAILABLE', 'too many connections are open on this server (maxConnections); retry shortly'),
+  'Retry-After: 1\r\n',
+);
 
 export interface ConnectionLimits {
   /** The longest a request head may take to arrive whole. */

@@ -1,4 +1,5 @@
 // The one place where errors become HTTP answers: JSON bodies with a stable code.
+import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, toFleetError } from '../errors.js';
 import { BEARER_CHALLENGE } from './auth.js';
@@ -37,6 +38,16 @@ function fromFastify(err: Error & Partial<FastifyError>): FleetError | undefined
 export function errorAnswer(fe: FleetError, requestId?: string): Record<string, unknown> {
   if (fe.code !== 'FC_ERR_INTERNAL' || fe.cause === undefined) return fe.toJSON();
   return { code: fe.code, message: `internal error${requestId === undefined ? '' : ` (request ${requestId})`}; the server log has the details` };
+}
+
+/**
+ * A whole HTTP/1.1 answer with `fe` as its JSON body, after which the connection is closed:
+ * written on the socket itself where node's HTTP layer does not answer (a request its parser
+ * refused, a connection over the cap). `headerLines`: more header fields, each ending in CRLF.
+ */
+export function closingErrorAnswer(fe: FleetError, headerLines = ''): string {
+  const body = JSON.stringify(fe.toJSON());
+  return `HTTP/1.1 ${fe.status} ${STATUS_CODES[fe.status]}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n${headerLines}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
 /** The catalogued error a request that failed with `err` is answered with (both servers). */

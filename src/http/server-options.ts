@@ -1,5 +1,5 @@
 // Options every fleetcache HTTP server shares (origin and cache alike).
-import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import { LogController, type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
@@ -8,7 +8,7 @@ import { ConfigError, FleetError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { lockDataDir } from '../store/dir-lock.js';
 import { HEAD_CHECK_INTERVAL_MS } from './connection-limits.js';
-import { frameworkErrors, MAX_PARAM_LENGTH } from './errors.js';
+import { closingErrorAnswer, frameworkErrors, MAX_PARAM_LENGTH } from './errors.js';
 
 /** pino's levels, the `logLevel` of an origin or cache configuration. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -142,10 +142,7 @@ function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new FleetError('FC_ERR_REQUEST_TIMEOUT', 'the request did not arrive in time')
     : err.code === 'HPE_HEADER_OVERFLOW' ? new FleetError('FC_ERR_TOO_MANY_HEADERS', 'the request\'s header fields exceed 16 KiB')
     : new FleetError('FC_ERR_BAD_REQUEST', `malformed HTTP request (${err.code ?? 'parse error'})`);
-  if (socket.writable) {
-    const body = JSON.stringify(fe.toJSON());
-    socket.write(`HTTP/1.1 ${fe.status} ${STATUS_CODES[fe.status]}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-  }
+  if (socket.writable) socket.write(closingErrorAnswer(fe));
   socket.destroy(err);
 }
 
