@@ -8,7 +8,11 @@
 //   cold: rounds of fresh objects, 32 at a time, after a warm-up of as many.
 // Run: node --import tsx bench/ab-cache.ts hot|cold [--rounds N] [--seconds S] SIDE...
 // where SIDE is a fleetcache source tree (e.g. `git worktree add /tmp/base HEAD~1`, with
-// node_modules linked; each is built first and runs compiled) or `reference`.
+// node_modules linked; each is built first and runs compiled), `reference` or
+// `reference-raw` (lib/floor-proxy.ts on node:http, or on the socket).
+// A tree may carry node options for its processes (the workers inherit them) after `+`,
+// e.g. `/tmp/base+--max-semi-space-size=32` against `/tmp/base`, or `.+--perf-basic-prof`
+// for `perf record` while the rounds run.
 import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -47,13 +51,14 @@ async function main(): Promise<void> {
     let taken = 0;
     const fresh = (): string[] => objects.slice(taken, (taken += COLD));
     const sides: Side[] = [];
-    for (const [i, tree] of trees.entries()) {
+    for (const [i, spec] of trees.entries()) {
+      const [tree = '', ...nodeArgs] = spec.split('+');
       const data = join(dataDir, `side-${i}`);
-      const p = tree === 'reference'
-        ? await startReference(origin.url, data, WORKERS)
-        : await startFleetcache(['cache', '--upstream', origin.url, '--listen', '127.0.0.1:0', '--data', data, '--max-size', '20GiB', '--region', 'ab', '--workers', String(WORKERS)], { FLEETCACHE_LOG_LEVEL: 'warn' }, [], tree);
+      const p = tree === 'reference' || tree === 'reference-raw'
+        ? await startReference(origin.url, data, WORKERS, tree === 'reference-raw')
+        : await startFleetcache(['cache', '--upstream', origin.url, '--listen', '127.0.0.1:0', '--data', data, '--max-size', '20GiB', '--region', 'ab', '--workers', String(WORKERS)], { FLEETCACHE_LOG_LEVEL: 'warn' }, nodeArgs, tree);
       stops.push(p.stop);
-      const side: Side = { name: `${'ABCDEFGH'[i]} ${tree}`, url: p.url, pid: p.child.pid!, rates: [], cpu: [] };
+      const side: Side = { name: `${'ABCDEFGH'[i]} ${spec}`, url: p.url, pid: p.child.pid!, rates: [], cpu: [] };
       process.stderr.write(`${side.name}: warm-up\n`);
       if (figure === 'hot') {
         await pool(objects, 64, async (o) => void (await download(agent, side.url, o, 0)));

@@ -4,17 +4,20 @@
 // a Map in memory, answered with node:http. None of what the product does besides (no
 // framework, no exactly-once across processes, no index, no metrics, no eviction, no Range
 // or HEAD). What it reaches bounds what any implementation of the cache on node:http can
-// reach on the same machine (fleetcache's early hits, src/cache/early-hits.ts, go around
-// node:http and can pass it).
-// Run: node --import tsx bench/lib/floor-proxy.ts UPSTREAM DATA_DIR WORKERS PORT
+// reach on the same machine (fleetcache's early hits and misses, src/cache/early-hits.ts,
+// go around node:http and can pass it). With `raw`, the same miss read and answered on
+// the socket without node:http (a GET head matched by a pattern, nothing else taken), for
+// bench/ab-cache.ts: what going around node:http can gain at most.
+// Run: node --import tsx bench/lib/floor-proxy.ts UPSTREAM DATA_DIR WORKERS PORT [raw]
 import cluster from 'node:cluster';
 import { createHash } from 'node:crypto';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { join } from 'node:path';
 import { Pool, type Dispatcher } from 'undici';
 
-const [upstream, dataDir, workers, port] = process.argv.slice(2);
+const [upstream, dataDir, workers, port, mode] = process.argv.slice(2);
 if (!upstream || !dataDir || !workers || !port) throw new Error('usage: floor-proxy.ts UPSTREAM DATA_DIR WORKERS PORT');
 
 if (cluster.isPrimary && Number(workers) > 1) {
@@ -46,30 +49,51 @@ if (cluster.isPrimary && Number(workers) > 1) {
     };
     pool.dispatch({ path, method: 'GET' }, handler);
   });
+  /** The body of the blob `hex` from upstream, checked and stored; undefined when upstream fails. */
+  const miss = async (path: string, hex: string): Promise<Buffer | undefined> => {
+    const up = await fetchWhole(path);
+    const body = up.body;
+    if (up.statusCode !== 200 || createHash('sha256').update(body).digest('hex') !== hex) return undefined;
+    const shard = join(dataDir, hex.slice(0, 2));
+    if (!shards.has(shard)) {
+      mkdirSync(shard, { recursive: true });
+      shards.add(shard);
+    }
+    const tmp = join(shard, prefix + next++);
+    writeFileSync(tmp, body, { flag: 'wx' });
+    renameSync(tmp, join(shard, hex));
+    hot.set(hex, body);
+    return body;
+  };
   const answer = (res: http.ServerResponse, body: Buffer): void =>
     void res.writeHead(200, ['content-type', 'application/octet-stream', 'content-length', String(body.length)]).end(body);
-  const server = http.createServer((req, res) => {
-    const m = /^\/cas\/sha256\/([0-9a-f]{64})$/.exec(req.url ?? '');
+  const BLOB = /^\/cas\/sha256\/([0-9a-f]{64})$/;
+  const httpServer = (): net.Server => http.createServer((req, res) => {
+    const m = BLOB.exec(req.url ?? '');
     if (!m) return void res.writeHead(404).end();
-    const hex = m[1]!;
-    const held = hot.get(hex);
+    const held = hot.get(m[1]!);
     if (held) return answer(res, held);
-    void (async () => {
-      const up = await fetchWhole(req.url!);
-      const body = up.body;
-      if (up.statusCode !== 200 || createHash('sha256').update(body).digest('hex') !== hex) return void res.writeHead(502).end();
-      const shard = join(dataDir, hex.slice(0, 2));
-      if (!shards.has(shard)) {
-        mkdirSync(shard, { recursive: true });
-        shards.add(shard);
-      }
-      const tmp = join(shard, prefix + next++);
-      writeFileSync(tmp, body, { flag: 'wx' });
-      renameSync(tmp, join(shard, hex));
-      hot.set(hex, body);
-      answer(res, body);
-    })().catch(() => res.destroy());
+    miss(req.url!, m[1]!).then((body) => (body ? answer(res, body) : void res.writeHead(502).end()), () => res.destroy());
   });
+  // One GET per read, as the bench's clients ask (a request cut or pipelined is dropped).
+  const GET_HEAD = /^GET (\/cas\/sha256\/([0-9a-f]{64})) HTTP\/1\.1\r\n(?:[^\r\n]*\r\n)*\r\n$/;
+  const rawServer = (): net.Server => net.createServer((socket) => {
+    const reply = (body: Buffer): void => {
+      socket.cork();
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: ${body.length}\r\nDate: ${new Date().toUTCString()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n`, 'latin1');
+      socket.write(body);
+      socket.uncork();
+    };
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk: Buffer) => {
+      const m = GET_HEAD.exec(chunk.toString('latin1'));
+      if (!m) return void socket.destroy();
+      const held = hot.get(m[2]!);
+      if (held) return reply(held);
+      miss(m[1]!, m[2]!).then((body) => (body ? reply(body) : socket.destroy()), () => socket.destroy());
+    });
+  });
+  const server = mode === 'raw' ? rawServer() : httpServer();
   server.listen(Number(port), '127.0.0.1', () => {
     if (!cluster.isWorker) console.log(`listening http://127.0.0.1:${port}`);
   });

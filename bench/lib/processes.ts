@@ -92,9 +92,9 @@ export async function startFleetcache(args: string[], env: NodeJS.ProcessEnv = {
   return ready(p, /^listening (http:\/\/\S+)$/m);
 }
 
-/** Starts the reference of the small figures (floor-proxy.ts) in front of `upstream`. */
-export async function startReference(upstream: string, dataDir: string, workers: number): Promise<BenchProcess & { url: string }> {
-  const p = startProcess(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench/lib/floor-proxy.ts'), upstream, dataDir, String(workers), String(await freePort())], { cwd: REPO_ROOT });
+/** Starts the reference of the small figures (floor-proxy.ts) in front of `upstream`; `raw`: its mode without node:http. */
+export async function startReference(upstream: string, dataDir: string, workers: number, raw = false): Promise<BenchProcess & { url: string }> {
+  const p = startProcess(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench/lib/floor-proxy.ts'), upstream, dataDir, String(workers), String(await freePort()), ...(raw ? ['raw'] : [])], { cwd: REPO_ROOT });
   return ready(p, /listening (http:\/\/\S+)/);
 }
 

@@ -10,6 +10,8 @@
 export interface PlainGet {
   readonly target: string;
   readonly end: number;
+  /** Its Authorization field's value, as llhttp gives it (a hit is the same for all; a miss is fetched with it). */
+  readonly authorization: string | undefined;
 }
 
 /** origin-form only, the characters a request target may have unescaped (no space, no CTL). */
@@ -18,6 +20,8 @@ const TARGET = /^\/[\x21-\x7e]*$/;
 export const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** A field value as llhttp's strict mode takes it, and node's writeHead: no CTL but HTAB, obs-text allowed. */
 export const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/** The optional white space around a field value, which llhttp leaves out (not all that String#trim takes). */
+const OWS_AROUND = /^[\t ]+|[\t ]+$/g;
 /**
  * Fields whose presence leaves the request to node and the routes: they give it a body,
  * change the connection, or change the answer (the routes handle Range and conditions;
@@ -44,12 +48,12 @@ export function readPlainGet(text: string, from: number, maxFields: number, maxH
   if (!TARGET.test(target)) return undefined;
   let fields = 0;
   let hosts = 0;
-  let authorizations = 0;
+  let authorization: string | undefined;
   for (;;) {
     const start = eol + 2;
     if (text.startsWith('\r\n', start)) {
       if (hosts !== 1 || start + 2 - from > maxHead) return undefined;
-      return { target, end: start + 2 };
+      return { target, end: start + 2, authorization };
     }
     eol = text.indexOf('\r\n', start);
     if (eol < 0 || eol - from > maxHead || ++fields > maxFields) return undefined;
@@ -64,7 +68,8 @@ export function readPlainGet(text: string, from: number, maxFields: number, maxH
       if (value.trim().toLowerCase() !== 'keep-alive') return undefined;
     }
     else if (lower === 'authorization') {
-      if (++authorizations > 1) return undefined;
+      if (authorization !== undefined) return undefined;
+      authorization = value.replace(OWS_AROUND, '');
     } else if (TO_ROUTES.has(lower)) return undefined;
   }
 }

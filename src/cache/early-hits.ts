@@ -1,18 +1,23 @@
-// Small hits answered on the socket, before node:http takes the connection. node:http's
-// request and response objects are about half of a 4 KiB hit's CPU: on the machine of
-// bench/RESULTS.md run 49, a minimal node:http server answered 56,000 such hits a second
-// under wrk, the same answers written on the socket 104,000, about what nginx serves. So
-// every new connection starts here: a chunk read from it that holds only plain GETs
-// (early-head.ts) that `answer` takes is answered with the bytes node would write. At
-// the first request that is anything else (a miss, another method, a header that matters,
-// a request cut between two reads, a closing server), the connection and every byte from
-// that request on go to node's own connection handler, for good: node then parses,
-// times out and answers it as any connection it accepted itself, reading it from the
-// socket's 'data' events (see handOff).
-import { maxHeaderSize, type Server } from 'node:http';
+// Small hits and plain cold misses answered on the socket, before node:http takes the
+// connection. node:http's request and response objects are about half of a 4 KiB hit's
+// CPU: on the machine of bench/RESULTS.md run 49, a minimal node:http server answered
+// 56,000 such hits a second under wrk, the same answers written on the socket 104,000,
+// about what nginx serves. For a cold miss they are about a third of the minimal proxy's
+// CPU (lib/floor-proxy.ts: 237 against 142 µs per object, 2026-12-05). So every new
+// connection starts here: a chunk read from it that holds only plain GETs (early-head.ts)
+// that `answer` takes is answered with the bytes node would write, and a plain GET that
+// `later` takes (a miss) is answered when its fill tells, the connection read no further
+// meanwhile. At the first request that is anything else (another method, a header that
+// matters, a request cut between two reads, a miss pipelined with more, a closing server),
+// the connection and every byte from that request on go to node's own connection
+// handler, for good: node then parses, times out and answers it as any connection it
+// accepted itself, reading it from the socket's 'data' events (see handOff). A request
+// taken for later can still be handed to node that way, with what node's request handler
+// is to do with it (takeResume).
+import { maxHeaderSize, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { headArrived } from '../http/connection-limits.js';
-import { readPlainGet } from './early-head.js';
+import { readPlainGet, type PlainGet } from './early-head.js';
 
 /** What node's server adds to keepAliveTimeout before it closes an idle connection (HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER). */
 const KEEP_ALIVE_MARGIN_MS = 1000;
@@ -23,16 +28,49 @@ export type SendAnswer = (head: string, body: Buffer) => void;
 /** Answers the GET of `target` with `send` and returns true, or returns false and sends nothing. */
 export type EarlyAnswer = (target: string, send: SendAnswer) => boolean;
 
+/** What node's request handler does with a request handed to it after it was taken for later (see takeResume). */
+export type Resume = (req: IncomingMessage, res: ServerResponse) => void;
+
 /**
- * Puts `answer` before `server`'s own handling of every new connection. `maxFields`: a
- * request with more header fields is left to node and the routes (which refuse it).
+ * The answer owed to a request taken for later, given once: `send` writes it whole, or
+ * `handOff` gives the request (read again from its first byte) and the connection to node,
+ * whose request handler gets `resume` for it. Both do nothing once the client is gone.
  */
-export function answerEarly(server: Server, maxFields: number, answer: EarlyAnswer): void {
+export interface OwedAnswer {
+  send: SendAnswer;
+  handOff(resume: Resume): void;
+}
+
+/** Takes the GET of `target` (with its Authorization) to answer it through `owed` later, and returns true; false takes nothing. */
+export type LaterAnswer = (target: string, authorization: string | undefined, owed: OwedAnswer) => boolean;
+
+const resumes = new WeakMap<Socket, Resume>();
+
+/**
+ * For node's request handler: what to do with `req` when it is a request the early path
+ * took for later and then handed over (the first request node reads on its connection), once.
+ */
+export function takeResume(req: IncomingMessage): Resume | undefined {
+  const resume = resumes.get(req.socket);
+  if (resume) resumes.delete(req.socket);
+  return resume;
+}
+
+/**
+ * Puts `answer` (and `later`) before `server`'s own handling of every new connection.
+ * `maxFields`: a request with more header fields is left to node and the routes (which
+ * refuse it).
+ */
+export function answerEarly(server: Server, maxFields: number, answer: EarlyAnswer, later?: LaterAnswer): void {
   const listeners = server.listeners('connection');
   const toHttp = listeners[0] as ((this: Server, socket: Socket) => void) | undefined;
   if (listeners.length !== 1 || !toHttp) throw new Error('answerEarly: node:http\'s connection listener was not found alone');
   server.removeListener('connection', toHttp);
   const early = new Set<Socket>();
+  /** Early connections with an answer owed: not idle. */
+  const owing = new Set<Socket>();
+  /** Owing connections a closing server ends once their answer is written. */
+  const endWhenAnswered = new WeakSet<Socket>();
   // Well within node's own limit (a longer head is node's to refuse with a 431).
   const maxHead = Math.min(8192, maxHeaderSize);
   const tail = new ConnectionFields(server);
@@ -42,34 +80,82 @@ export function answerEarly(server: Server, maxFields: number, answer: EarlyAnsw
     if (server.keepAliveTimeout <= 0) return void toHttp.call(server, socket);
     early.add(socket);
     let answered = false;
+    const idleTimeout = server.keepAliveTimeout + KEEP_ALIVE_MARGIN_MS;
     const send: SendAnswer = (head, body) => {
       socket.cork();
       socket.write(head + tail.text(), 'latin1');
       socket.write(body);
       socket.uncork();
     };
+    /** The connection's first head came whole (a later one is timed by node once handed off). */
+    const arrived = (): void => {
+      if (answered) return;
+      answered = true;
+      headArrived(socket);
+    };
     const onData = (chunk: Buffer): void => {
       const text = chunk.toString('latin1');
       let at = 0;
       while (at < text.length) {
         const get = server.listening ? readPlainGet(text, at, maxFields, maxHead) : undefined;
-        if (!get || !answer(get.target, send)) return handOff(chunk.subarray(at));
-        // the connection's first head came whole (a later one is timed by node once handed off)
-        if (!answered) {
-          answered = true;
-          headArrived(socket);
+        if (!get) return handOff(chunk.subarray(at));
+        if (!answer(get.target, send)) {
+          // Taken for later only alone in its chunk: what a client sends meanwhile waits
+          // in the socket, read once the answer is written.
+          if (get.end === text.length && later && takeForLater(get, chunk.subarray(at))) return arrived();
+          return handOff(chunk.subarray(at));
         }
+        arrived();
         at = get.end;
         // A client that does not read what it asked: node's handler pauses it.
         if (socket.writableNeedDrain) return handOff(chunk.subarray(at));
       }
+    };
+    /** Offers `get` (whose bytes are `head`) to `later`, the socket paused and untimed while it is owed. */
+    const takeForLater = (get: PlainGet, head: Buffer): boolean => {
+      let settled = false;
+      /** True once for the first of send and handOff, while the client is still there. */
+      const settle = (): boolean => {
+        if (settled) return false;
+        settled = true;
+        owing.delete(socket);
+        return !socket.destroyed;
+      };
+      owing.add(socket);
+      socket.pause();
+      socket.setTimeout(0); // the fill's own timeouts bound the wait
+      const taken = later!(get.target, get.authorization, {
+        send: (answerHead, body) => {
+          if (!settle()) return;
+          send(answerHead, body);
+          socket.setTimeout(idleTimeout);
+          if (endWhenAnswered.has(socket)) return void socket.end();
+          if (socket.writableNeedDrain) return handOff(Buffer.alloc(0));
+          socket.resume();
+        },
+        handOff: (resume) => {
+          if (!settle()) return;
+          resumes.set(socket, resume);
+          handOff(head);
+        },
+      });
+      if (!taken) {
+        settled = true;
+        owing.delete(socket);
+        socket.setTimeout(idleTimeout);
+        socket.resume();
+      }
+      return taken;
     };
     // A connection the client ended is ended here too, as node's handler ends it (its
     // socket is half-open only until then), every answer having been written whole.
     const onEnd = (): void => void socket.end();
     const onTimeout = (): void => void socket.destroy();
     const onError = (): void => undefined; // the socket is destroyed; 'close' follows
-    const onClose = (): void => void early.delete(socket);
+    const onClose = (): void => {
+      early.delete(socket);
+      owing.delete(socket);
+    };
     /** Gives the connection to node, with `rest` to read first. */
     const handOff = (rest: Buffer): void => {
       socket.off('data', onData).off('end', onEnd).off('timeout', onTimeout).off('error', onError).off('close', onClose);
@@ -83,20 +169,24 @@ export function answerEarly(server: Server, maxFields: number, answer: EarlyAnsw
       const unconsume = (): void => undefined;
       socket.on('data', unconsume).off('data', unconsume);
       if (rest.length > 0) socket.unshift(rest);
+      socket.resume(); // paused while an answer was owed
     };
     socket.on('data', onData).on('end', onEnd).on('timeout', onTimeout).on('error', onError).on('close', onClose);
     // An idle connection is closed as node closes its own: a second after the timeout its
     // answers announce, so that a client reusing it just before that does not race the close.
-    socket.setTimeout(server.keepAliveTimeout + KEEP_ALIVE_MARGIN_MS);
+    socket.setTimeout(idleTimeout);
   });
 
   // Closing: node closes its idle connections, and all of them at the end of a drain. The
-  // ones still here are idle by construction (every answer was written whole): they end
-  // once what was written is flushed.
+  // ones still here are idle (every answer was written whole) but for those owed an
+  // answer: they end once what was written is flushed, or once their answer is.
   const closeIdle = server.closeIdleConnections.bind(server);
   server.closeIdleConnections = () => {
     closeIdle();
-    for (const socket of early) socket.end(() => socket.destroy());
+    for (const socket of early) {
+      if (owing.has(socket)) endWhenAnswered.add(socket);
+      else socket.end(() => socket.destroy());
+    }
   };
   const closeAll = server.closeAllConnections.bind(server);
   server.closeAllConnections = () => {

@@ -49,7 +49,7 @@ export function plainBlobGet(req: IncomingMessage, store: { has(id: string): boo
 }
 
 /** The blob `url` names, for a GET that plainBlobGet (or early-head.ts) found plain. */
-function blobGetAt(url: string, store: { has(id: string): boolean }): PlainBlobGet | undefined {
+export function blobGetAt(url: string, store: { has(id: string): boolean }): PlainBlobGet | undefined {
   const known = parsed.get(url);
   if (known) return known;
   const m = CAS_PATH.exec(url);
@@ -102,12 +102,22 @@ export function sendEarlyHit(ctx: CacheContext, target: string, send: SendAnswer
 
 /** The status line and `headers` (Age last, its value left off) as node writes them; null for a field node refuses. */
 function answerHead(headers: readonly string[]): string | null {
+  const head = okHead(headers, headers.length - 2);
+  return head === null ? null : `${head}\r\n${headers[headers.length - 2]}: `;
+}
+
+/**
+ * A 200's status line and the first `count` entries of the flat list `headers` as node's
+ * writeHead writes them, without the fields node adds (Date, Connection, Keep-Alive) and
+ * the blank line; null for a field node would refuse.
+ */
+export function okHead(headers: readonly string[], count = headers.length): string | null {
   let head = 'HTTP/1.1 200 OK';
-  for (let i = 0; i < headers.length - 2; i += 2) {
+  for (let i = 0; i < count; i += 2) {
     if (!FIELD_NAME.test(headers[i]!) || !FIELD_VALUE.test(headers[i + 1]!)) return null;
     head += `\r\n${headers[i]}: ${headers[i + 1]}`;
   }
-  return `${head}\r\n${headers[headers.length - 2]}: `;
+  return head;
 }
 
 /** The Age of an answer from `meta`'s copy, in whole seconds. */

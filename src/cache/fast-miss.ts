@@ -1,20 +1,23 @@
 // Cold GETs of immutable blobs, led from node's 'request' event before fastify sees them,
-// as fast-hit.ts does for memory hits. A cold 4 KiB miss costs its fixed overheads far
-// more than its bytes: routing, fastify's request and reply objects, hooks, a child
-// logger, the reply's send pipeline. Only the plain case is taken: a GET without Range or
-// conditions (plainBlobGet) of a blob no process has stored or is filling, whose claim
-// this process takes. Every other case (a hit on disk, a fill to join, another worker's
-// fill or copy, a full disk) goes to fastify's routes. The answers are the same either way
-// (test/cache/fast-miss.test.ts).
+// as fast-hit.ts does for memory hits, or from a connection's first reader before node's
+// request and response objects exist (leadEarlyMiss, for early-hits.ts). A cold 4 KiB miss
+// costs its fixed overheads far more than its bytes: routing, fastify's request and reply
+// objects, hooks, a child logger, the reply's send pipeline, and node's own objects. Only
+// the plain case is taken: a GET without Range or conditions (plainBlobGet) of a blob no
+// process has stored or is filling, whose claim this process takes. Every other case (a
+// hit on disk, a fill to join, another worker's fill or copy, a full disk) goes to
+// fastify's routes. The answers are the same either way (test/cache/fast-miss.test.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { flightKey, markFillRefused, type CacheContext } from './context.js';
 import { StorageError } from './disk-store.js';
-import type { PlainBlobGet } from './fast-hit.js';
+import type { OwedAnswer } from './early-hits.js';
+import { blobGetAt, okHead, type PlainBlobGet } from './fast-hit.js';
 import { sendFill } from './fill-cursor.js';
-import type { Fill, FillHead } from './fill.js';
+import type { Fill, FillHead, FillOutcome, LeaderRequest } from './fill.js';
 import { forwardHeaders, immutableFill, originSource } from './namespace.js';
 import { failureFields, newRequestId } from './serve.js';
 import { errorAnswer, requestError } from '../http/errors.js';
+import type { HeaderMap } from './upstream.js';
 
 /**
  * Starts answering `get` when it is a plain miss this process may lead, and returns true;
@@ -22,26 +25,62 @@ import { errorAnswer, requestError } from '../http/errors.js';
  * refuses the fill.
  */
 export function leadMiss(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, toRoutes: () => void): boolean {
-  const key = flightKey(get.id, req);
+  return lead(ctx, get, flightKey(get.id, req), forwardHeaders(req), req, (outcome, led) => answerOutcome(ctx, req, res, get, led, outcome, toRoutes));
+}
+
+/** What a request without credentials forwards (as forwardHeaders makes it). */
+const UNCREDENTIALED_FORWARD: HeaderMap = forwardHeaders({ headers: {} });
+
+/**
+ * early-hits.ts's miss: leads the fill of the blob `target` names, as leadMiss does for a
+ * GET with the same Authorization, and returns true; false takes nothing. A small body is
+ * answered with `owed.send`, the bytes node would write; anything else (a large body to
+ * stream, an error, a disk that refused the fill) is handed to node, whose request handler
+ * answers it as leadMiss does (`toRoutes`: the routes, when the disk refused).
+ */
+export function leadEarlyMiss(ctx: CacheContext, target: string, authorization: string | undefined, owed: OwedAnswer, toRoutes: (req: IncomingMessage, res: ServerResponse) => void): boolean {
+  const get = blobGetAt(target, ctx.store);
+  if (!get) return false;
+  const asked = { headers: { authorization } };
+  const forward = authorization === undefined ? UNCREDENTIALED_FORWARD : forwardHeaders(asked);
+  return lead(ctx, get, flightKey(get.id, asked), forward, { method: 'GET', url: target }, (outcome, led) => {
+    if (!outcome.error && outcome.body && outcome.head.status === 200) {
+      const head = okHead(missHeaders(outcome.head, outcome.body.length, true));
+      if (head !== null) {
+        ctx.metrics.miss(get.kind);
+        owed.send(head, outcome.body);
+        if (outcome.body.length > 0) ctx.metrics.served(get.kind, outcome.body.length);
+        return;
+      }
+    }
+    owed.handOff((req, res) => answerOutcome(ctx, req, res, get, led, outcome, () => toRoutes(req, res)));
+  });
+}
+
+/** Leads the fill of `get` under `key` when no process has it or fills it; false when it takes nothing. */
+function lead(ctx: CacheContext, get: PlainBlobGet, key: string, forward: HeaderMap, leaderRequest: LeaderRequest, told: (outcome: FillOutcome, fill: Fill) => void): boolean {
   if (ctx.store.has(get.id) || ctx.fills.get(key) || ctx.store.isFull()) return false;
   // A copy another worker stored: the claim under the blob's own name finds it (and the
   // routes serve it); another claim needs a look first.
   if (!ctx.store.claimsInPlace(get.id, key) && ctx.store.storedElsewhere(get.id)) return false;
   let fill: Fill | undefined;
   try {
-    fill = ctx.fills.lead(key, immutableFill(ctx, originSource(ctx, get.kind, get.digest), get.digest, forwardHeaders(req)), (outcome, led) => {
-      try {
-        if (outcome.error) return failed(ctx, req, res, get, led, outcome.error, toRoutes);
-        ctx.metrics.miss(get.kind);
-        send(ctx, res, get, led, outcome.head, outcome.body);
-      } catch (err) {
-        answerError(ctx, req, res, err);
-      }
-    }, req);
+    fill = ctx.fills.lead(key, immutableFill(ctx, originSource(ctx, get.kind, get.digest), get.digest, forward), told, leaderRequest);
   } catch {
     return false; // the disk refuses: the routes pass it through
   }
   return fill !== undefined; // undefined: another worker fills it, and the routes follow its fill
+}
+
+/** Answers the request that led `fill` from its outcome. */
+function answerOutcome(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, fill: Fill, outcome: FillOutcome, toRoutes: () => void): void {
+  try {
+    if (outcome.error) return failed(ctx, req, res, get, fill, outcome.error, toRoutes);
+    ctx.metrics.miss(get.kind);
+    send(ctx, res, get, fill, outcome.head, outcome.body);
+  } catch (err) {
+    answerError(ctx, req, res, err);
+  }
 }
 
 /** The fill failed before an answer started: a passthrough when the disk refused it, else the error. */
@@ -54,16 +93,25 @@ function failed(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, ge
   answerError(ctx, req, res, err);
 }
 
-/** What serveFill and sendBody answer to a plain GET of a fill, headers in the same order. */
-function send(ctx: CacheContext, res: ServerResponse, get: PlainBlobGet, fill: Fill, head: FillHead, body: Buffer | undefined): void {
-  const size = body ? body.length : head.size;
-  // A flat list, as fast-hit.ts does: no object built per answer.
+/**
+ * The fields serveFill and sendBody answer a plain GET of a fill with, in the same order, as
+ * a flat list (as fast-hit.ts does: no object built per answer). `whole`: the body is sent
+ * whole (fastify's reply.send types a bare Buffer so).
+ */
+function missHeaders(head: FillHead, size: number | undefined, whole: boolean): string[] {
   const headers: string[] = [];
   for (const name in head.headers) headers.push(name, head.headers[name]!);
   headers.push('x-cache', 'MISS');
   if (head.headers.age === undefined) headers.push('age', '0');
   if (head.status === 200) headers.push('accept-ranges', 'bytes');
   if (size !== undefined) headers.push('content-length', String(size));
+  if (whole && head.headers['content-type'] === undefined) headers.push('content-type', 'application/octet-stream');
+  return headers;
+}
+
+/** What serveFill and sendBody answer to a plain GET of a fill. */
+function send(ctx: CacheContext, res: ServerResponse, get: PlainBlobGet, fill: Fill, head: FillHead, body: Buffer | undefined): void {
+  const size = body ? body.length : head.size;
   const kind = get.kind;
   // A whole body is counted when handed to the socket, as a small hit is (fast-hit.ts).
   if (body) {
@@ -75,14 +123,8 @@ function send(ctx: CacheContext, res: ServerResponse, get: PlainBlobGet, fill: F
       if (!fill.error) ctx.metrics.served(kind, fill.written);
     }));
   }
-  if (body) {
-    // fastify's reply.send types a bare Buffer so.
-    if (head.headers['content-type'] === undefined) headers.push('content-type', 'application/octet-stream');
-    res.writeHead(head.status, headers);
-    res.end(body);
-    return;
-  }
-  res.writeHead(head.status, headers);
+  res.writeHead(head.status, missHeaders(head, size, body !== undefined));
+  if (body) return void res.end(body);
   void sendFill(res, fill, 0, size === undefined ? Infinity : size - 1);
 }
 

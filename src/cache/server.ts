@@ -8,9 +8,9 @@ import { clientIdleMs, DEFAULT_FILL_MEMORY, type CacheConfig } from './config.js
 import type { ClusterLink } from './cluster/link.js';
 import type { CacheContext, Mirror } from './context.js';
 import { DiskStore } from './disk-store.js';
-import { answerEarly } from './early-hits.js';
+import { answerEarly, takeResume } from './early-hits.js';
 import { plainBlobGet, sendEarlyHit, serveSmallHit } from './fast-hit.js';
-import { leadMiss } from './fast-miss.js';
+import { leadEarlyMiss, leadMiss } from './fast-miss.js';
 import { fillMemoryBudget, fillMemoryInUse, setFillMemory } from './fill.js';
 import { Fills } from './fills.js';
 import { CacheMetrics } from './metrics.js';
@@ -60,6 +60,12 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
       // holds nothing, and node re-arms a server-wide limit (a new timer) on every request.
       const idleMs = clientIdleMs(config);
       const answer = (req: IncomingMessage, res: ServerResponse): void => {
+        // A cold miss the early path led and handed over (a large body, an error).
+        const resume = takeResume(req);
+        if (resume) {
+          req.socket.setTimeout(idleMs);
+          return resume(req, res);
+        }
         // A malformed request goes to fastify, which refuses it (refuseMalformedRequests).
         const get = fast && server.listening && !malformedRequest(req, DEFAULT_MAX_HEADERS) ? plainBlobGet(req, fast.store) : undefined;
         if (get && serveSmallHit(fast!, get, res, false)) return;
@@ -73,10 +79,16 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
       server.requestTimeout = 0;
       server.keepAliveTimeout = 30_000;
       continueOnlyWhenAllowed(server);
-      // Small hits on a connection node has not taken yet are answered on its socket. A
-      // worker also looks for another worker's copy, so that the first hit of such a blob
-      // does not hand the connection to node for good.
-      answerEarly(server, DEFAULT_MAX_HEADERS, (target, send) => fast !== undefined && sendEarlyHit(fast, target, send, link !== undefined));
+      // Small hits and plain cold misses on a connection node has not taken yet are answered
+      // on its socket. A worker also looks for another worker's copy once the miss path
+      // declined, so that the first hit of such a blob does not hand the connection to node
+      // for good.
+      answerEarly(
+        server,
+        DEFAULT_MAX_HEADERS,
+        (target, send) => fast !== undefined && sendEarlyHit(fast, target, send, false),
+        (target, authorization, owed) => fast !== undefined && (leadEarlyMiss(fast, target, authorization, owed, handler) || (link !== undefined && sendEarlyHit(fast, target, owed.send, true))),
+      );
       return server;
     },
   });

@@ -302,3 +302,139 @@ t.test('a large upload on a fresh connection: read as fast as upstream takes it,
   t.equal(answer!.status, 201);
   t.equal(upstreamHash.digest('hex'), createHash('sha256').update(body).digest('hex'), 'upstream got the bytes in order');
 });
+
+// Cold misses (src/cache/fast-miss.ts, leadEarlyMiss): taken for later on a connection node
+// has not taken, answered when the fill tells, the connection read no further meanwhile.
+
+/** An answer's head without Date and Age, the digests of `blobs` spelled `<hex>`. */
+const general = (a: Answer, hexes: readonly string[]): string => hexes.reduce((head, hex) => head.replaceAll(hex, '<hex>'), timeless(a));
+
+t.test('a cold miss on a fresh connection: answered early, the bytes node writes for it, counted as a miss', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const [x, y] = [up.addBlob(4096), up.addBlob(4096)];
+  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const early = await open(t, app);
+  early.client.write(get(`/cas/sha256/${x.hex}`));
+  const [a] = await early.answers(1);
+  t.notOk(tookByNode(early.server), 'answered before node took the connection');
+  t.equal(a!.status, 200);
+  t.equal(a!.headers.get('x-cache'), 'MISS');
+  t.same(a!.body, x.body);
+  early.client.write(get(`/cas/sha256/${x.hex}`));
+  const [, again] = await early.answers(2);
+  t.equal(again!.headers.get('x-cache'), 'HIT', 'then a hit on the same connection');
+  t.notOk(tookByNode(early.server), 'still early');
+
+  // A HEAD hands the connection to node: the cold GET after it is node's leadMiss.
+  const byNode = await open(t, app);
+  byNode.client.write(`HEAD /cas/sha256/${x.hex} HTTP/1.1\r\nHost: cache\r\n\r\n` + get(`/cas/sha256/${y.hex}`));
+  const [, b] = await byNode.answers(2, new Set([0]));
+  t.ok(tookByNode(byNode.server));
+  t.equal(b!.headers.get('x-cache'), 'MISS');
+  t.equal(general(a!, [x.hex]), general(b!, [y.hex]), 'status line and fields as node writes them, in its order');
+  t.match(a!.head, /\r\nDate: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT\r\nConnection: keep-alive\r\nKeep-Alive: timeout=\d+$/);
+  t.equal(up.count(`/cas/sha256/${x.hex}`), 1, 'upstream asked once');
+  const stats = await (await fetch(`${url}/-/stats`)).json() as { kinds: Record<string, { misses: number; hits: number; bytesServed: number }> };
+  // The early miss and hit, node's HEAD (a hit) and miss.
+  t.match(stats.kinds.cas, { misses: 2, hits: 2, bytesServed: 4096 * 3 }, 'early and node misses counted alike');
+});
+
+t.test('an answer owed: the connection waits past its idle timeout, what the client sends meanwhile is answered after it', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const [cold, warm] = [up.addBlob(4096), up.addBlob(4096)];
+  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  await (await fetch(`${url}/cas/sha256/${warm.hex}`)).arrayBuffer();
+  app.server.keepAliveTimeout = 300; // an idle early connection is closed after 1.3 s
+  const release = up.hold(`/cas/sha256/${cold.hex}`);
+  const c = await open(t, app);
+  c.client.write(get(`/cas/sha256/${cold.hex}`));
+  await eventually('upstream asked', () => up.count(`/cas/sha256/${cold.hex}`) === 1);
+  c.client.write(get(`/cas/sha256/${warm.hex}`));
+  await new Promise((r) => setTimeout(r, 1800));
+  t.notOk(c.client.destroyed || c.client.readableEnded, 'not closed while its answer is owed');
+  t.equal(c.received().length, 0, 'nothing answered before the owed answer');
+  release();
+  const [a, b] = await c.answers(2);
+  t.same([a!.headers.get('x-cache'), b!.headers.get('x-cache')], ['MISS', 'HIT'], 'in order');
+  t.same(a!.body, cold.body);
+  t.same(b!.body, warm.body);
+  t.notOk(tookByNode(c.server), 'both early');
+  await eventually('idle again: closed', () => c.client.readableEnded || c.client.destroyed);
+});
+
+t.test('an early miss handed to node: a large body streamed, an upstream error answered as the routes answer it', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const large = up.addBlob(3 * 1024 * 1024);
+  const { app } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const c = await open(t, app);
+  c.client.write(get(`/cas/sha256/${large.hex}`));
+  const [a] = await c.answers(1);
+  t.ok(tookByNode(c.server), 'node\'s once the fill told a large body');
+  t.equal(a!.headers.get('x-cache'), 'MISS');
+  t.same(a!.body, large.body);
+  t.equal(up.count(`/cas/sha256/${large.hex}`), 1, 'upstream asked once');
+
+  // An upstream 404, passed through (chunked: its head only is compared) as node's path does.
+  const missing = createHash('sha256').update('nowhere').digest('hex');
+  const alone = await open(t, app);
+  alone.client.write(get(`/cas/sha256/${missing}`));
+  const [notFound] = await alone.answers(1);
+  t.ok(tookByNode(alone.server), 'an error: node\'s');
+  t.equal(notFound!.status, 404);
+  await app.cache.fills.drain(); // not joined: asked anew
+  const byNode = await open(t, app);
+  byNode.client.write(`HEAD /cas/sha256/${large.hex} HTTP/1.1\r\nHost: cache\r\n\r\n` + get(`/cas/sha256/${missing}`));
+  const [, nodes] = await byNode.answers(2, new Set([0]));
+  t.equal(timeless(notFound!), timeless(nodes!), 'the answer node\'s path gives');
+  await eventually('the whole error', () => alone.received().includes('FC_ERR_NOT_FOUND'));
+});
+
+t.test('a miss with credentials: fetched with them, joined only by requests with the same', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const blob = up.addBlob(4096);
+  const { app } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const path = `/cas/sha256/${blob.hex}`;
+  const release = up.hold(path);
+  const [a, b, c] = [await open(t, app), await open(t, app), await open(t, app)];
+  a.client.write(get(path, 'Host: cache\r\nAuthorization:  Bearer one \r\n'));
+  await eventually('upstream asked', () => up.count(path) === 1);
+  b.client.write(get(path, 'Host: cache\r\nAuthorization: Bearer one\r\n'));
+  c.client.write(get(path, 'Host: cache\r\nAuthorization: Bearer two\r\n'));
+  await eventually('upstream asked with the other credentials', () => up.count(path) === 2);
+  release();
+  const answers = [(await a.answers(1))[0]!, (await b.answers(1))[0]!, (await c.answers(1))[0]!];
+  t.same(answers.map((x) => x.headers.get('x-cache')), ['MISS', 'COLLAPSED', 'MISS']);
+  t.ok(answers.every((x) => x.body.equals(blob.body)));
+  t.same(up.requests.filter((r) => r.url === path).map((r) => r.headers.authorization), ['Bearer one', 'Bearer two'], 'forwarded, one fetch per credential');
+  t.notOk(tookByNode(a.server), 'the leader answered early');
+});
+
+t.test('an answer owed to a client that left, or on a closing server', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const [gone, last] = [up.addBlob(4096), up.addBlob(4096)];
+  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const release = up.hold(`/cas/sha256/${gone.hex}`);
+  const left = await open(t, app);
+  left.client.write(get(`/cas/sha256/${gone.hex}`));
+  await eventually('upstream asked', () => up.count(`/cas/sha256/${gone.hex}`) === 1);
+  left.client.destroy();
+  await eventually('the server saw the client leave', () => left.server.destroyed);
+  release();
+  await app.cache.fills.drain();
+  const res = await fetch(`${url}/cas/sha256/${gone.hex}`);
+  t.equal(res.headers.get('x-cache'), 'HIT', 'the fill was kept all the same');
+  t.same(Buffer.from(await res.arrayBuffer()), gone.body);
+
+  const releaseLast = up.hold(`/cas/sha256/${last.hex}`);
+  const owed = await open(t, app);
+  owed.client.write(get(`/cas/sha256/${last.hex}`));
+  await eventually('upstream asked', () => up.count(`/cas/sha256/${last.hex}`) === 1);
+  const closed = new Promise<void>((resolve) => app.server.close(() => resolve()));
+  await new Promise((r) => setTimeout(r, 100));
+  t.notOk(owed.client.readableEnded || owed.client.destroyed, 'not ended while its answer is owed');
+  releaseLast();
+  const [a] = await owed.answers(1);
+  t.same(a!.body, last.body, 'answered');
+  await eventually('then ended', () => owed.client.readableEnded);
+  await closed;
+});

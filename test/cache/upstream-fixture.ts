@@ -39,6 +39,7 @@ export class UpstreamFixture {
   /** Custom handler, tried first; returns true when it answered. */
   handler: ((req: http.IncomingMessage, res: http.ServerResponse) => boolean) | undefined;
   #server = http.createServer((req, res) => this.#handle(req, res));
+  readonly #holds = new Map<string, Promise<void>>();
 
   async start(): Promise<string> {
     await new Promise<void>((r) => this.#server.listen(0, '127.0.0.1', r));
@@ -64,8 +65,24 @@ export class UpstreamFixture {
     return { hex, body };
   }
 
+  /** Makes requests of `url` wait (recorded as they arrive) until the returned function is called. */
+  hold(url: string): () => void {
+    let release!: () => void;
+    this.#holds.set(url, new Promise<void>((resolve) => (release = resolve)));
+    return () => {
+      this.#holds.delete(url);
+      release();
+    };
+  }
+
   #handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     this.requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    const held = this.#holds.get(req.url ?? '');
+    if (held) return void held.then(() => this.#answer(req, res));
+    this.#answer(req, res);
+  }
+
+  #answer(req: http.IncomingMessage, res: http.ServerResponse): void {
     if (this.handler?.(req, res)) return;
     if (this.options.hang) return;
     if (req.method === 'PUT') {
