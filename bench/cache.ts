@@ -337,7 +337,7 @@ The first round includes each of our workers' first hit of the objects the other
 Cold small: ${COLD_ROUNDS} rounds of fresh objects after a warm-up of ${COLD_WARMUP} misses, each round taken by every side in turn, right after ${COLD_REWARM} unmeasured misses of its own; the median, then each round.${floor ? `
 Reference rows: the cheapest paths through node:http (lib/floor-proxy.ts, ${WORKERS} processes; a miss: node:http, undici, sha256, file + rename;
 a hit: node:http and a Map of bodies, the large one too, so one copy less than from a file; nothing else: no framework, no exactly-once across processes, no index, no metrics), measured like the caches;
-they bound any implementation on node:http (fleetcache's small hits on a fresh connection are written on its socket before node:http reads it).` : ''}
+they bound any implementation on node:http (fleetcache's small hits and plain cold misses on a fresh connection are read and answered on its socket, without node:http).` : ''}
 
 | figure | fleetcache | nginx | ratio | goal |
 | --- | ---: | ---: | ---: | --- |
