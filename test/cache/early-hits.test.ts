@@ -374,6 +374,20 @@ t.test('an early miss handed to node: a large body streamed, an upstream error a
   t.same(a!.body, large.body);
   t.equal(up.count(`/cas/sha256/${large.hex}`), 1, 'upstream asked once');
 
+  // Handed over with a request the client sent meanwhile: both answered, in order.
+  const later = up.addBlob(3 * 1024 * 1024);
+  const release = up.hold(`/cas/sha256/${later.hex}`);
+  const w = await open(t, app);
+  w.client.write(get(`/cas/sha256/${later.hex}`));
+  await eventually('upstream asked', () => up.count(`/cas/sha256/${later.hex}`) === 1);
+  w.client.write(get(`/cas/sha256/${large.hex}`));
+  await new Promise((r) => setTimeout(r, 50));
+  release();
+  const both = await w.answers(2);
+  t.ok(tookByNode(w.server));
+  t.same(both.map((b) => b.headers.get('x-cache')), ['MISS', 'HIT']);
+  t.ok(both[0]!.body.equals(later.body) && both[1]!.body.equals(large.body), 'each its body');
+
   // An upstream 404, passed through (chunked: its head only is compared) as node's path does.
   const missing = createHash('sha256').update('nowhere').digest('hex');
   const alone = await open(t, app);
