@@ -16,8 +16,8 @@ import { sendFill } from './fill-cursor.js';
 import type { Fill, FillHead, FillOutcome, LeaderRequest } from './fill.js';
 import { forwardHeaders, immutableFill, originSource } from './namespace.js';
 import { failureFields, newRequestId } from './serve.js';
-import { errorAnswer, requestError } from '../http/errors.js';
 import type { HeaderMap } from './upstream.js';
+import { errorAnswer, requestError } from '../http/errors.js';
 
 /**
  * Starts answering `get` when it is a plain miss this process may lead, and returns true;
