@@ -8,6 +8,7 @@
 import t, { type Test } from 'tap';
 import { DISPLACED_MIN, filesToSample, planWindows, type PlanLimits, type WindowPlan } from '../../src/delta/plan.js';
 import type { TarEntry, TarIndex } from '../../src/delta/tar-index.js';
+import { cpuMsOf } from '../helpers/cpu.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -194,12 +195,8 @@ t.test('a shuffled tar plans quickly, a window for each moved file', async (t) =
     [order[i], order[j]] = [order[j] as number, order[i] as number];
   }
   const target = tarOf(order.map((i) => [`g/${i}`, 1500, `f${i}`] as [string, number, string]));
-  // CPU time, not wall time: other test files share the machine's cores (a quadratic plan
-  // of 200,000 entries takes minutes; this one takes under a second).
-  const start = process.cpuUsage();
-  const plan = planWindows(target.size, target.index, base.size, base.index, LIMITS);
-  const { user, system } = process.cpuUsage(start);
-  const ms = (user + system) / 1000;
+  // A quadratic plan of 200,000 entries takes minutes; this one takes under a second.
+  const { result: plan, ms } = await cpuMsOf(() => planWindows(target.size, target.index, base.size, base.index, LIMITS));
   check(t, plan, target.size, base.size);
   t.ok(plan.length > 150_000, `${plan.length} windows for 200,000 moved entries`);
   t.ok(ms < 3000, `planned in ${ms.toFixed(0)} ms of CPU`);
