@@ -139,12 +139,7 @@ export function answerEarly(server: Server, maxFields: number, answer: EarlyAnsw
           handOff(head);
         },
       });
-      if (!taken) {
-        settled = true;
-        owing.delete(socket);
-        socket.setTimeout(idleTimeout);
-        socket.resume();
-      }
+      if (!taken) settle(); // not owed: the hand-off that follows times and resumes the socket
       return taken;
     };
     // A connection the client ended is ended here too, as node's handler ends it (its
