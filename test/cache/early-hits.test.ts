@@ -309,6 +309,16 @@ t.test('a large upload on a fresh connection: read as fast as upstream takes it,
 /** An answer's head without Date and Age, the digests of `blobs` spelled `<hex>`. */
 const general = (a: Answer, hexes: readonly string[]): string => hexes.reduce((head, hex) => head.replaceAll(hex, '<hex>'), timeless(a));
 
+/** A fresh connection that asked `path` of `app`, its answer held by `up` until `release()`. */
+async function askHeld(t: Test, app: FastifyInstance, up: UpstreamFixture, path: string): Promise<{ c: Exchange; release: () => void }> {
+  const release = up.hold(path);
+  const asked = up.count(path);
+  const c = await open(t, app);
+  c.client.write(get(path));
+  await eventually('upstream asked', () => up.count(path) === asked + 1);
+  return { c, release };
+}
+
 t.test('a cold miss on a fresh connection: answered early, the bytes node writes for it, counted as a miss', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const [x, y] = [up.addBlob(4096), up.addBlob(4096)];
@@ -345,10 +355,7 @@ t.test('an answer owed: the connection waits past its idle timeout, what the cli
   const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
   await (await fetch(`${url}/cas/sha256/${warm.hex}`)).arrayBuffer();
   app.server.keepAliveTimeout = 300; // an idle early connection is closed after 1.3 s
-  const release = up.hold(`/cas/sha256/${cold.hex}`);
-  const c = await open(t, app);
-  c.client.write(get(`/cas/sha256/${cold.hex}`));
-  await eventually('upstream asked', () => up.count(`/cas/sha256/${cold.hex}`) === 1);
+  const { c, release } = await askHeld(t, app, up, `/cas/sha256/${cold.hex}`);
   c.client.write(get(`/cas/sha256/${warm.hex}`));
   await new Promise((r) => setTimeout(r, 1800));
   t.notOk(c.client.destroyed || c.client.readableEnded, 'not closed while its answer is owed');
@@ -376,10 +383,7 @@ t.test('an early miss handed to node: a large body streamed, an upstream error a
 
   // Handed over with a request the client sent meanwhile: both answered, in order.
   const later = up.addBlob(3 * 1024 * 1024);
-  const release = up.hold(`/cas/sha256/${later.hex}`);
-  const w = await open(t, app);
-  w.client.write(get(`/cas/sha256/${later.hex}`));
-  await eventually('upstream asked', () => up.count(`/cas/sha256/${later.hex}`) === 1);
+  const { c: w, release } = await askHeld(t, app, up, `/cas/sha256/${later.hex}`);
   w.client.write(get(`/cas/sha256/${large.hex}`));
   await new Promise((r) => setTimeout(r, 50));
   release();
@@ -427,10 +431,7 @@ t.test('an answer owed to a client that left, or on a closing server', async (t)
   const { up, upUrl } = await startUpstream(t);
   const [gone, last] = [up.addBlob(4096), up.addBlob(4096)];
   const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
-  const release = up.hold(`/cas/sha256/${gone.hex}`);
-  const left = await open(t, app);
-  left.client.write(get(`/cas/sha256/${gone.hex}`));
-  await eventually('upstream asked', () => up.count(`/cas/sha256/${gone.hex}`) === 1);
+  const { c: left, release } = await askHeld(t, app, up, `/cas/sha256/${gone.hex}`);
   left.client.destroy();
   await eventually('the server saw the client leave', () => left.server.destroyed);
   release();
@@ -439,10 +440,7 @@ t.test('an answer owed to a client that left, or on a closing server', async (t)
   t.equal(res.headers.get('x-cache'), 'HIT', 'the fill was kept all the same');
   t.same(Buffer.from(await res.arrayBuffer()), gone.body);
 
-  const releaseLast = up.hold(`/cas/sha256/${last.hex}`);
-  const owed = await open(t, app);
-  owed.client.write(get(`/cas/sha256/${last.hex}`));
-  await eventually('upstream asked', () => up.count(`/cas/sha256/${last.hex}`) === 1);
+  const { c: owed, release: releaseLast } = await askHeld(t, app, up, `/cas/sha256/${last.hex}`);
   const closed = new Promise<void>((resolve) => app.server.close(() => resolve()));
   await new Promise((r) => setTimeout(r, 100));
   t.notOk(owed.client.readableEnded || owed.client.destroyed, 'not ended while its answer is owed');
