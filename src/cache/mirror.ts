@@ -216,9 +216,22 @@ function decide(policyReq: CachePolicy.Request, key: string, adjust: (headers: H
     // An answer that sets a cookie is one client's, even marked public (which http-cache-semantics
     // would keep): nginx and Varnish do not keep it either.
     const secretVary = varyFields(policyHeaders(res.headers)).some((field) => SECRET_FIELDS.has(field));
-    if (res.statusCode !== 200 || !policy.storable() || res.headers['set-cookie'] !== undefined || secretVary) return { status: res.statusCode, headers };
-    return { status: 200, headers, meta: { key, status: 200, headers, policy: persisted(policy) } };
+    if (!keptStatus(res.statusCode, policy) || !policy.storable() || res.headers['set-cookie'] !== undefined || secretVary) return { status: res.statusCode, headers };
+    return { status: res.statusCode, headers, meta: { key, status: res.statusCode, headers, policy: persisted(policy) } };
   };
+}
+
+/**
+ * Whether an answer with this status is worth keeping, storable() permitting: a 200, and
+ * any other status http-cache-semantics understands (a 404 or 410, a redirect, a 203...)
+ * when it is fresh for a while: explicitly (max-age, Expires: a CDN's "404 for five
+ * minutes") or heuristically (RFC 9111 §4.2.2: Last-Modified on a status cacheable by
+ * default). One without freshness would be asked for again by the next request and stored
+ * anew each time: disk writes to save, at best, an error page's few bytes with a 304. The stored status is replayed as is; Range and
+ * conditions apply to 200s only (RFC 9110 §13.2.1, §14.2).
+ */
+function keptStatus(status: number, policy: CachePolicy): boolean {
+  return status === 200 || policy.timeToLive() > 0;
 }
 
 /** `again`: the request looks a second time, after another worker's fill ended as it tried to join it. */
@@ -247,6 +260,8 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     return headers;
   };
   const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, upstream, upath, fwd, answered, adjust);
+  // A stored answer's fields come from its policy, as upstream sent them: adjusted as its first client got them.
+  const replayed = (headers: CachePolicy.Headers): HeaderMap => adjust(withoutLength(headers));
 
   const fillSpec = (request: (gatherUpTo: number) => Promise<UpstreamAnswer>): FillSpec => ({
     id,
@@ -281,7 +296,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     const { response, revalidation } = evaluate(policy, policyReq);
     const conditional = revalidation ? flat(revalidation.headers) : undefined;
     if (response && (!revalidation || !revalidation.synchronous)) {
-      if (await serveHit(ctx, req, reply, kind, hit, withoutLength(response.headers), conditional ? 'STALE' : 'HIT')) {
+      if (await serveHit(ctx, req, reply, kind, hit, replayed(response.headers), conditional ? 'STALE' : 'HIT')) {
         // stale-while-revalidate: this answer was stale; the next ones will not be.
         if (conditional) revalidateInBackground(ctx, upstream, { id, key, upath, hit, policy, policyReq, conditional }, fillSpec);
         return;
@@ -318,7 +333,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
       await res?.body.dump();
       if (status === 304) await ctx.store.updateMeta(id, { ...hit.meta, policy: persisted(kept) });
       else ctx.log.warn({ url: loggedPath(upath), status }, 'mirror upstream failing: serving stale (stale-if-error)');
-      if (!(await serveHit(ctx, req, reply, kind, hit, withoutLength(kept.responseHeaders()), status === 304 ? 'HIT' : 'STALE'))) await direct();
+      if (!(await serveHit(ctx, req, reply, kind, hit, replayed(kept.responseHeaders()), status === 304 ? 'HIT' : 'STALE'))) await direct();
       return;
     }
     // A new answer (gone, moved, made private, not storable any more, or a new body) replaces
