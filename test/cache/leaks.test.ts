@@ -1,0 +1,236 @@
+// A cache that runs for weeks must give back everything a request took, on every path:
+// after a bounded mixed load (misses and hits across two workers, fills followed by the
+// other worker, ranges of filling objects, clients that leave mid-body or while their
+// answer is owed, an upstream that dies mid-stream, pipelined requests, PUTs forwarded or
+// cut, mirror answers, hits of a large object cut mid-body), each process of a real
+// `fleetcache cache --workers 2` holds no file of its data directory open, no TCP
+// connection, no more Unix connections than it started with, and its data directory no
+// temp file. Checked to fail with a fill's temp file left open, and with an early
+// connection not ended when its client ends it.
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import t from 'tap';
+import { Agent, request } from 'undici';
+import { startServerProcess } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
+import { cacheWorkers, fetchHash } from './harness.js';
+import { startUpstream } from './upstream-fixture.js';
+
+/** The targets of a process's descriptors (`socket:[inode]`, a path, `pipe:[…]`, `anon_inode:…`). */
+function descriptors(pid: number): string[] {
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return [];
+  }
+  return fds.flatMap((fd) => {
+    try {
+      return [readlinkSync(`/proc/${pid}/fd/${fd}`)];
+    } catch {
+      return []; // closed meanwhile
+    }
+  });
+}
+
+/** Socket inodes of the rows of /proc/net/{tcp,tcp6,unix} matching `keep`, by their columns. */
+function socketRows(table: string, inodeColumn: number, keep: (cols: string[]) => boolean): Set<string> {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/net/${table}`, 'utf8');
+  } catch {
+    return new Set(); // no IPv6 in this kernel
+  }
+  const rows = text.trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+  return new Set(rows.filter(keep).map((cols) => cols[inodeColumn]!));
+}
+
+interface Held {
+  /** Files of the data directory held open. */
+  readonly dataFiles: string[];
+  /** TCP sockets that are not listening (a client's, or one to upstream). */
+  readonly tcp: number;
+  /** Connected Unix sockets (the cluster's channels, followers of other workers' fills). */
+  readonly unix: number;
+}
+
+function held(pid: number, dataDir: string): Held {
+  const targets = descriptors(pid);
+  const inodes = new Set(targets.flatMap((d) => /^socket:\[(\d+)\]$/.exec(d)?.slice(1) ?? []));
+  // /proc/net/tcp: st (column 3) 0A is LISTEN; the inode is column 9
+  const connectedTcp = (cols: string[]) => cols[3] !== '0A' && inodes.has(cols[9]!);
+  const tcp = socketRows('tcp', 9, connectedTcp).size + socketRows('tcp6', 9, connectedTcp).size;
+  // /proc/net/unix: St (column 5) 03 is connected; the inode is column 6
+  const unix = socketRows('unix', 6, (cols) => cols[5] === '03' && inodes.has(cols[6]!)).size;
+  return { dataFiles: targets.filter((d) => d.startsWith(dataDir + path.sep)), tcp, unix };
+}
+
+/** Names below `dir` of temp files (fills in progress, sidecars being written). */
+function tempFiles(dir: string): string[] {
+  return (readdirSync(dir, { recursive: true }) as string[]).filter((rel) => path.basename(rel).startsWith('.tmp-') || rel.startsWith(`tmp${path.sep}`));
+}
+
+/** Sends `text` on a new connection, reads until `until` says stop (or the end), then destroys it. */
+async function rawExchange(port: number, text: string | Buffer, until: (got: number) => boolean = () => false, timeoutMs = 5000): Promise<number> {
+  const socket = net.connect(port, '127.0.0.1');
+  let got = 0;
+  try {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      socket.on('data', (c: Buffer) => {
+        got += c.length;
+        if (until(got)) { clearTimeout(timer); resolve(); }
+      });
+      socket.on('close', () => { clearTimeout(timer); resolve(); });
+      socket.on('error', () => undefined);
+      socket.write(text);
+    });
+  } finally {
+    socket.destroy();
+  }
+  return got;
+}
+
+/** Sends `text` on a new connection and reads nothing: the answer stops on a full window; gone after `ms`. */
+async function unreadLeave(port: number, text: string, ms: number): Promise<void> {
+  const socket = net.connect(port, '127.0.0.1', () => socket.write(text));
+  socket.on('error', () => undefined);
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  socket.destroy();
+}
+
+t.test('after a mixed load, each process of a two-worker cache holds no data file, TCP connection or extra Unix connection open, and no temp file is left', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const dataDir = t.testdir();
+  const data = path.join(dataDir, 'data');
+  const config = path.join(dataDir, 'cache.yaml');
+  writeFileSync(config, `region: leaks\nlisten: 127.0.0.1:0\nupstream: ${upUrl}\ndata: ${data}\nmaxSize: 64MiB\nworkers: 2\nmirrors:\n  m:\n    url: ${upUrl}/mirrored\n`);
+  const cache = await startServerProcess(t, ['cache', '--config', config]);
+  const port = Number(new URL(cache.url).port);
+  await eventually('two workers', () => cacheWorkers(cache.child.pid!).length === 2);
+  const processes = [cache.child.pid!, ...cacheWorkers(cache.child.pid!)];
+  const workers = processes.slice(1);
+  const before = new Map(processes.map((pid) => [pid, held(pid, data)]));
+  const busy = { tcp: 0, dataFiles: 0 };
+
+  // What upstream has: small and large blobs, one large blob whose answers die mid-way, mirror answers.
+  const small = Array.from({ length: 24 }, () => up.addBlob(4096).hex);
+  const large = Array.from({ length: 6 }, () => up.addBlob(2 * 1024 * 1024).hex);
+  const dying = createHash('sha256').update('dies').digest('hex');
+  up.handler = (req, res) => {
+    if (req.url === `/cas/sha256/${dying}`) {
+      res.writeHead(200, { 'content-length': String(1024 * 1024) });
+      res.write(Buffer.alloc(256 * 1024, 1), () => res.socket?.destroy());
+      return true;
+    }
+    const reply = (status: number, headers: Record<string, string>, body: string) => (res.writeHead(status, headers).end(body), true);
+    if (req.url === '/mirrored/kept-404') return reply(404, { 'cache-control': 'max-age=300' }, 'kept');
+    if (req.url === '/mirrored/plain-404') return reply(404, {}, 'not kept');
+    if (req.url === '/mirrored/ok') return reply(200, { 'cache-control': 'max-age=300', etag: '"ok"' }, 'mirrored body');
+    return false;
+  };
+  up.options.rate = 8 * 1024 * 1024; // large fills last about a quarter of a second: requests meet them filling
+
+  const keepAlive = new Agent({ connections: 8 });
+  t.teardown(() => keepAlive.destroy());
+  const get = (p: string, headers: Record<string, string> = {}) => request(`${cache.url}${p}`, { dispatcher: keepAlive, headers }).then(async (res) => {
+    await res.body.dump();
+    return res.statusCode;
+  }, () => 0);
+  const fresh = (p: string, headers: Record<string, string> = {}) => fetchHash(`${cache.url}${p}`, headers, { fresh: true }).catch(() => undefined);
+  const plainGet = (p: string) => `GET ${p} HTTP/1.1\r\nHost: cache\r\n\r\n`;
+
+  const load = async (): Promise<void> => {
+    // Cold small blobs, four requests each on new connections (both workers, early misses, collapsed ones); then hits.
+    await Promise.all(small.flatMap((hex) => Array.from({ length: 4 }, () => fresh(`/cas/sha256/${hex}`))));
+    await Promise.all(small.map((hex) => get(`/cas/sha256/${hex}`)));
+    // Large fills met by requests on new connections (the other worker follows), ranges of them while
+    // filling, and clients that leave after their first bytes.
+    await Promise.all(large.slice(0, 4).flatMap((hex) => [
+      fresh(`/cas/sha256/${hex}`), fresh(`/cas/sha256/${hex}`),
+      fresh(`/cas/sha256/${hex}`, { range: 'bytes=1000000-1000999' }),
+      rawExchange(port, plainGet(`/cas/sha256/${hex}`), (got) => got > 70_000),
+    ]));
+    await Promise.all(large.slice(4).map((hex) => rawExchange(port, plainGet(`/cas/sha256/${hex}`), (got) => {
+      busy.dataFiles = Math.max(busy.dataFiles, ...workers.map((pid) => held(pid, data).dataFiles.length));
+      return got > 1000;
+    })));
+    // An upstream that dies mid-stream, with three waiters.
+    await Promise.all([0, 1, 2].map(() => fresh(`/cas/sha256/${dying}`)));
+    // Clients that leave while their answer is owed (held upstream), one closing, one half-closing.
+    const owed = up.addBlob(4096).hex;
+    const release = up.hold(`/cas/sha256/${owed}`);
+    const leaving = [
+      rawExchange(port, plainGet(`/cas/sha256/${owed}`), () => false, 300),
+      new Promise<void>((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => s.end(plainGet(`/cas/sha256/${owed}`)));
+        s.on('error', () => undefined).on('close', () => resolve()).resume();
+      }),
+    ];
+    await eventually('the owed miss reached upstream', () => up.count(`/cas/sha256/${owed}`) >= 1);
+    // What is counted here is seen while in use (so that the counts after are not blind).
+    busy.tcp = Math.max(busy.tcp, ...workers.map((pid) => held(pid, data).tcp));
+    await leaving[0];
+    release();
+    await leaving[1];
+    // Pipelined requests (a hit, a miss, a hit), the client gone after its first bytes; a head
+    // never finished; a PUT forwarded, and one cut mid-body.
+    const pipelined = up.addBlob(4096).hex;
+    await rawExchange(port, [small[0], pipelined, small[1]].map((hex) => plainGet(`/cas/sha256/${hex}`)).join(''), (got) => got > 100);
+    await rawExchange(port, 'GET /cas/sha256/', () => false, 100);
+    const putBody = Buffer.alloc(64 * 1024, 7);
+    const putHex = createHash('sha256').update(putBody).digest('hex');
+    const put = await request(`${cache.url}/cas/sha256/${putHex}`, { method: 'PUT', dispatcher: keepAlive, headers: { authorization: 'Bearer writer' }, body: putBody });
+    await put.body.dump();
+    t.equal(put.statusCode, 201, 'a PUT forwarded');
+    await rawExchange(port, Buffer.concat([Buffer.from(`PUT /cas/sha256/${'0'.repeat(64)} HTTP/1.1\r\nHost: cache\r\nAuthorization: Bearer writer\r\nContent-Length: 1048576\r\n\r\n`), Buffer.alloc(65536)]), () => false, 200);
+    // Hits of a stored large object, the clients gone mid-body: reading (the answer may be
+    // all in the socket buffers by then), and not reading (it is not).
+    up.options.rate = 0;
+    const big = up.addBlob(16 * 1024 * 1024).hex;
+    await fresh(`/cas/sha256/${big}`);
+    await Promise.all([0, 1, 2, 3].map(() => rawExchange(port, plainGet(`/cas/sha256/${big}`), (got) => got > 100_000)));
+    await Promise.all([0, 1].map(() => unreadLeave(port, plainGet(`/cas/sha256/${big}`), 300)));
+    // Mirror answers: kept and not, and HEADs of them.
+    for (const p of ['kept-404', 'plain-404', 'ok']) {
+      await get(`/mirror/m/${p}`);
+      await get(`/mirror/m/${p}`);
+      await request(`${cache.url}/mirror/m/${p}`, { method: 'HEAD', dispatcher: keepAlive }).then((r) => r.body.dump());
+    }
+  };
+  const deadline = setTimeout(() => t.fail('the load took more than 60 s'), 60_000);
+  try {
+    await load();
+  } finally {
+    clearTimeout(deadline);
+  }
+  t.equal(await get(`/cas/sha256/${large[0]}`), 200, 'the cache still serves');
+  t.ok(busy.tcp > 0 && busy.dataFiles > 0, `while busy, TCP connections (${busy.tcp}) and data files (${busy.dataFiles}) were seen open`);
+  t.ok([...before.values()].every((b) => b.unix > 0), 'and Unix connections before the load');
+
+  // Every client gone, and upstream (whose connections the cache may keep alive).
+  await keepAlive.close();
+  await up.stop();
+  // Files at once (within 3 s: before an idle process collects a FileHandle left open, which
+  // closes it); connections once idle (the workers' own keep-alive, about 5 s, ends theirs).
+  const settled = async (pid: number, what: string, done: (now: Held) => boolean, ms: number): Promise<Held> => {
+    let now = held(pid, data);
+    await eventually(`process ${pid}: ${what}`, () => done((now = held(pid, data))), ms).catch(() => undefined);
+    return now;
+  };
+  for (const pid of processes) {
+    const now = await settled(pid, 'files closed', (h) => h.dataFiles.length === 0, 3000);
+    t.same(now.dataFiles, [], `process ${pid}: no file of the data directory open`);
+  }
+  for (const pid of processes) {
+    const start = before.get(pid)!;
+    const now = await settled(pid, 'connections closed', (h) => h.tcp === 0 && h.unix <= start.unix, 15_000);
+    t.equal(now.tcp, 0, `process ${pid}: no TCP connection`);
+    t.ok(now.unix <= start.unix, `process ${pid}: ${now.unix} Unix connections, ${start.unix} before the load`);
+  }
+  t.same(tempFiles(data), [], 'no temp file left in the data directory');
+  // A FileHandle left open is closed when collected (an idle process collects within seconds), with a warning.
+  t.notMatch(cache.stderr(), /on garbage collection/, 'no descriptor was left for the garbage collector to close');
+});
