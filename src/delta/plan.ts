@@ -134,7 +134,7 @@ function fileName(path: string): string {
 const dataSize = (e: TarEntry): number => e.end - e.dataStart;
 
 /** See uniqueNames. */
-export type UniqueNames = ReadonlyMap<string, TarEntry>;
+type UniqueNames = ReadonlyMap<string, TarEntry>;
 
 /**
  * The base's files (regular, CONTENT_KEY_MIN bytes or more) by file name, for the names one
@@ -196,7 +196,7 @@ const isLarge = (t: TarEntry, window: number): boolean => t.end - t.start > wind
  * segments, as far as they fit (typescript 5.5's lib/typescript.js took in the server that
  * 5.4 had in lib/tsserver.js).
  */
-export type ContentSources = ReadonlyMap<TarEntry, readonly TarEntry[]>;
+type ContentSources = ReadonlyMap<TarEntry, readonly TarEntry[]>;
 
 /**
  * The regular files of `target`, of at least `minSize` bytes of data, whose ContentSources
