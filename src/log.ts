@@ -2,8 +2,6 @@
 import { writeSync } from 'node:fs';
 import { pino, type Logger, type LoggerOptions } from 'pino';
 
-export type { Logger };
-
 const REDACT_PATHS = [
   'req.headers.authorization',
   'req.headers["x-fleetcache-token"]',

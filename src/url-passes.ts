@@ -21,7 +21,7 @@ export const REFUSED_BY_CACHE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>
 /** The waits before passes 2, 3 and 4 over the list. */
 const RETRY_DELAYS_MS: readonly number[] = [2_000, 5_000, 10_000];
 
-export interface PassesOptions {
+interface PassesOptions {
   /** The waits before each new pass (default RETRY_DELAYS_MS). */
   readonly delaysMs?: readonly number[];
   /** Called before such a wait, with the last failure. */

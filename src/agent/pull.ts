@@ -11,7 +11,7 @@ import { FleetError, isDamagedBytes, toFleetError, type ErrorCode } from '../err
 import { redactUrl } from '../redact-url.js';
 import { inPasses, REFUSED_BY_CACHE_CODES } from '../url-passes.js';
 
-export interface FallbackPullOptions {
+interface FallbackPullOptions {
   readonly urls: readonly string[];
   readonly project: string;
   readonly run: string;
@@ -34,13 +34,13 @@ export interface FallbackPullOptions {
   readonly onRetry?: (waitMs: number, error: FleetError) => void;
 }
 
-export interface Attempt {
+interface Attempt {
   readonly url: string;
   readonly code: ErrorCode;
   readonly error: string;
 }
 
-export interface FallbackPullResult {
+interface FallbackPullResult {
   readonly url: string;
   /** Position of `url` in the list: 0 is the nearest cache. */
   readonly index: number;

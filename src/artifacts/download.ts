@@ -16,7 +16,7 @@ import { isInside, walkDirs } from '../pack/safe-path.js';
 import { hashingTap } from '../store/hashing.js';
 import { artifactUrl, indexUrl, nameSegments, parseArtifactIndex, type ArtifactIndex } from './names.js';
 
-export interface ArtifactRef {
+interface ArtifactRef {
   readonly run: string;
   readonly job: string;
   /** A file or directory inside the job's artifacts; undefined for all of them. */
@@ -24,7 +24,7 @@ export interface ArtifactRef {
   readonly index: ArtifactIndex;
 }
 
-export interface DownloadedArtifact {
+interface DownloadedArtifact {
   readonly path: string;
   readonly size: number;
   readonly file: string;
@@ -111,7 +111,7 @@ export async function downloadArtifacts(from: string, ref: ArtifactRef, dir: str
   return out;
 }
 
-export interface FetchArtifactsOptions {
+interface FetchArtifactsOptions {
   readonly from: string;
   readonly run: string;
   /** The job name exactly (slashes allowed); no prefix guessing as for RUN/JOB/PATH. */

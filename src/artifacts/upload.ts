@@ -11,7 +11,7 @@ import { DigestMismatchError, FleetError } from '../errors.js';
 import { hashingTap, sha256File } from '../store/hashing.js';
 import { artifactUrl, INDEX_FORMAT, INDEX_NAME, indexUrl, type ArtifactIndex } from './names.js';
 
-export interface UploadArtifactsOptions {
+interface UploadArtifactsOptions {
   /** The machine's cache (or the origin). */
   readonly url: string;
   readonly token?: string;
@@ -24,9 +24,9 @@ export interface UploadArtifactsOptions {
   readonly concurrency?: number;
 }
 
-export type ArtifactEntry = ArtifactIndex['files'][number];
+type ArtifactEntry = ArtifactIndex['files'][number];
 
-export interface UploadArtifactsResult {
+interface UploadArtifactsResult {
   readonly files: readonly ArtifactEntry[];
   readonly bytes: number;
   /** Requested paths that do not exist (a failed task may not have produced them). */

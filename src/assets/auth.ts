@@ -47,7 +47,7 @@ function parsesAsJson(text: string): boolean {
 }
 
 /** What a tooltool authentication file holds: a bearer token, or (`taskcluster`: its path) Taskcluster credentials. */
-export type AuthenticationFile = { readonly token: string } | { readonly taskcluster: string };
+type AuthenticationFile = { readonly token: string } | { readonly taskcluster: string };
 
 /** A tooltool authentication file (`~` and `~user` expanded), read as tooltool reads it. */
 export function readAuthenticationFile(file: string): AuthenticationFile {

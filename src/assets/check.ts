@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { hashFile, readManifest, type DroppedRecord, type ManifestRecord } from './manifest.js';
 import { errorMessage } from '../errors.js';
 
-export type FileState = 'missing' | 'invalid' | 'valid';
+type FileState = 'missing' | 'invalid' | 'valid';
 
 export interface FileCheck {
   readonly record: ManifestRecord;
@@ -16,7 +16,7 @@ export interface FileCheck {
   readonly reason?: string;
 }
 
-export interface ManifestCheck {
+interface ManifestCheck {
   readonly files: readonly FileCheck[];
   /** Records tooltool skips silently (a required key missing): neither listed nor checked. */
   readonly dropped: readonly DroppedRecord[];

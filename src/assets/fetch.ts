@@ -20,7 +20,7 @@ import { redactUrl, redactUrlAndQuery } from '../redact-url.js';
 import { VERSION } from '../version.js';
 
 /** 'skipped': not among the files named, and neither present nor in the cache folder (not downloaded). */
-export type AssetSource = 'present' | 'cache' | 'download' | 'skipped';
+type AssetSource = 'present' | 'cache' | 'download' | 'skipped';
 
 export interface AssetProgress {
   readonly filename: string;
@@ -31,7 +31,7 @@ export interface AssetProgress {
   readonly done: boolean;
 }
 
-export interface FetchAssetsOptions {
+interface FetchAssetsOptions {
   readonly manifestPath: string;
   /** Base URLs, tried in order (nearest cache first). */
   readonly urls: readonly string[];
@@ -54,7 +54,7 @@ export interface FetchAssetsOptions {
   readonly dispatcher?: Dispatcher;
 }
 
-export interface AssetResult {
+interface AssetResult {
   readonly filename: string;
   readonly size: number | null;
   readonly digest: string;

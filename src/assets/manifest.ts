@@ -54,7 +54,7 @@ export function manifestNotices(m: { readonly dropped: readonly DroppedRecord[];
   return [...m.dropped.map((d) => `${path}:${d.line}: record ${d.index} ${droppedReason(d)} and is skipped (as tooltool does)`), ...m.manifestWarnings];
 }
 
-export interface Manifest {
+interface Manifest {
   readonly records: readonly ManifestRecord[];
   /** Records tooltool would silently skip; we keep them so callers can warn. */
   readonly dropped: readonly DroppedRecord[];
@@ -279,7 +279,7 @@ export async function hashFile(path: string, algorithm: string): Promise<{ size:
   return { size, digest: hash.digest('hex') };
 }
 
-export interface AddOptions {
+interface AddOptions {
   readonly visibility?: Visibility;
   readonly unpack?: boolean;
   readonly version?: string;

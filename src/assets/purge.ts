@@ -9,7 +9,7 @@ import { errorMessage } from '../errors.js';
 
 export const GIGABYTE = 1024 ** 3;
 
-export interface PurgeOptions {
+interface PurgeOptions {
   readonly folder: string;
   /** Free space wanted, in gigabytes; 0 (the default): delete every file. */
   readonly gigabytes?: number;
@@ -17,13 +17,13 @@ export interface PurgeOptions {
   readonly freeSpace?: (folder: string) => Promise<number>;
 }
 
-export interface PurgedFile {
+interface PurgedFile {
   readonly name: string;
   readonly size: number;
   readonly mtime: Date;
 }
 
-export interface PurgeResult {
+interface PurgeResult {
   readonly removed: readonly PurgedFile[];
   /** Files that could not be deleted, with why. */
   readonly failed: readonly { readonly name: string; readonly message: string }[];

@@ -21,7 +21,7 @@ import { redactUrl } from '../redact-url.js';
 import { isDigestAlgorithm, parseDigest, casPath } from '../store/digest.js';
 import { droppedReason, hashFile, readManifest, type Visibility } from './manifest.js';
 
-export interface UploadAssetsOptions {
+interface UploadAssetsOptions {
   readonly manifestPath: string;
   /** The origin's base URL. */
   readonly origin: string;
@@ -32,7 +32,7 @@ export interface UploadAssetsOptions {
   readonly onFile?: (result: UploadResult) => void;
 }
 
-export interface UploadResult {
+interface UploadResult {
   readonly filename: string;
   readonly size: number;
   readonly visibility: Visibility;

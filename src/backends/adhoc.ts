@@ -32,12 +32,12 @@ export const adhocOptions = Type.Object(
   },
   { additionalProperties: true },
 );
-export type AdhocOptions = Static<typeof adhocOptions>;
+type AdhocOptions = Static<typeof adhocOptions>;
 
 const ADDRESS_HELPER = `ADDRESS() { { set +xu; } 2>/dev/null; [ -z "\${1:-}" ] && echo '<ADDRESS>' || echo "<ADDRESS $1>"; }`;
 const MARKER = /^<(ADDRESS|ERROR|FATAL)(?: (.*))?>$/gm;
 
-export interface AdhocOutcome {
+interface AdhocOutcome {
   exitCode: number;
   output: string;
   /** Killed at its kill-timeout. */

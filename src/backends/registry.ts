@@ -8,7 +8,7 @@ import * as adhoc from './adhoc.js';
 import * as local from './local.js';
 import * as ssh from './ssh.js';
 
-export interface BackendType<S extends TSchema = TSchema> {
+interface BackendType<S extends TSchema = TSchema> {
   /** Backend-specific fields of the backend's YAML mapping (others pass through). */
   readonly options: S;
   /** Checks the schema cannot make (durations); throws a ConfigError naming the field. */
@@ -27,7 +27,7 @@ export const BACKENDS: Readonly<Record<string, BackendType>> = {
 };
 
 /** What is wrong with a backend's options: the path to the field (empty: the backend itself) and why. */
-export interface BackendProblem {
+interface BackendProblem {
   readonly field: readonly string[];
   readonly message: string;
 }

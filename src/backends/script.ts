@@ -41,7 +41,7 @@ export function exportLine([key, value]: EnvEntry): string {
   return `export ${key}=${quoted}`;
 }
 
-export interface RenderOptions {
+interface RenderOptions {
   dir: string;
   env?: readonly EnvEntry[];
   trace?: boolean;

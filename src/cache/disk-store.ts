@@ -72,7 +72,7 @@ interface Entry {
  * A small /cas blob held in memory: the same object for every hit of one entry, so that
  * the server keeps what it prepares once (fast-hit.ts: the answer's headers) in `answer`.
  */
-export interface SmallHit {
+interface SmallHit {
   readonly body: Buffer;
   readonly meta: EntryMeta;
   answer?: string[];
@@ -221,7 +221,7 @@ export function httpId(key: string): string {
  * A worker of a multi-process cache (cluster/link.ts): the primary owns the index in
  * bytes and unlinks what it evicts; this process only tells it what it did.
  */
-export interface StorePeer {
+interface StorePeer {
   committed(id: string, size: number, storedAt: number): void;
   /** Reported at most once per `epoch` for each id (the store checks). */
   touched(id: string): void;
@@ -232,7 +232,7 @@ export interface StorePeer {
   readonly store: { readonly bytes: number; readonly objects: number };
 }
 
-export interface DiskStoreOptions {
+interface DiskStoreOptions {
   /** Set in a worker: the index here is a local view, the primary's is the real one. */
   readonly peer?: StorePeer;
   /** Set in the primary: told of every eviction (workers drop their copies). */

@@ -26,10 +26,10 @@ const KEEP_ALIVE_MARGIN_MS = 1000;
 export type SendAnswer = (head: string, body: Buffer) => void;
 
 /** Answers the GET of `target` with `send` and returns true, or returns false and sends nothing. */
-export type EarlyAnswer = (target: string, send: SendAnswer) => boolean;
+type EarlyAnswer = (target: string, send: SendAnswer) => boolean;
 
 /** What node's request handler does with a request handed to it after it was taken for later (see takeResume). */
-export type Resume = (req: IncomingMessage, res: ServerResponse) => void;
+type Resume = (req: IncomingMessage, res: ServerResponse) => void;
 
 /**
  * The answer owed to a request taken for later, given once: `send` writes it whole, or
@@ -42,7 +42,7 @@ export interface OwedAnswer {
 }
 
 /** Takes the GET of `target` (with its Authorization) to answer it through `owed` later, and returns true; false takes nothing. */
-export type LaterAnswer = (target: string, authorization: string | undefined, owed: OwedAnswer) => boolean;
+type LaterAnswer = (target: string, authorization: string | undefined, owed: OwedAnswer) => boolean;
 
 const resumes = new WeakMap<Socket, Resume>();
 

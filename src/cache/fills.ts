@@ -8,7 +8,7 @@ import { Fill, type FillHooks, type FillSource, type FillSpec } from './fill.js'
 import { FillGoneError, FillUnfollowableError, RemoteFill } from './remote-fill.js';
 
 /** A fill to serve: one this process leads, or one it joins (its own, or another worker's). */
-export type Acquired = { readonly fill: FillSource; readonly lead: boolean };
+type Acquired = { readonly fill: FillSource; readonly lead: boolean };
 
 /** The in-flight map: one fill per key until it is done. */
 export class Fills {

@@ -71,7 +71,7 @@ export function forwardHeaders(req: { readonly headers: IncomingHttpHeaders }): 
 }
 
 /** Where a blob is fetched from, and whose figures it counts in. */
-export interface BlobSource {
+interface BlobSource {
   readonly kind: string;
   readonly upstream: Upstream;
   readonly path: string;

@@ -34,7 +34,7 @@ declare module 'fastify' {
   }
 }
 
-export interface CacheServerOptions {
+interface CacheServerOptions {
   /** Set in a worker of a multi-process cache (see cluster/protocol.ts). */
   readonly link?: ClusterLink;
 }

@@ -113,7 +113,7 @@ function withoutAddress(err: unknown): string {
   return errorMessage(err);
 }
 
-export interface UpstreamRequest {
+interface UpstreamRequest {
   readonly method: 'GET' | 'HEAD' | 'PUT';
   readonly headers: HeaderMap;
   readonly body?: Readable;

@@ -59,7 +59,7 @@ function listenError(err: unknown, listen: string): unknown {
   return new ConfigError(`cannot listen on ${listen}: ${why} (${code})`, undefined, undefined, 'listen');
 }
 
-export interface ServeOptions {
+interface ServeOptions {
   /** Print the "listening" line (not in a cache worker, whose primary does). */
   readonly announce?: boolean;
   readonly shutdownTimeoutMs?: number;

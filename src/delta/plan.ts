@@ -133,12 +133,16 @@ function fileName(path: string): string {
 
 const dataSize = (e: TarEntry): number => e.end - e.dataStart;
 
+/** See uniqueNames. */
+type UniqueNames = ReadonlyMap<string, TarEntry>;
+
 /**
  * The base's files (regular, CONTENT_KEY_MIN bytes or more) by file name, for the names one
  * file alone has: a file moved to another directory and edited keeps neither its path nor
- * its content, but mostly its name.
+ * its content, but mostly its name. An encode computes it once for filesToSample and
+ * planWindows.
  */
-function uniqueNames(base: TarIndex): ReadonlyMap<string, TarEntry> {
+export function uniqueNames(base: TarIndex): UniqueNames {
   const byName = new Map<string, TarEntry | null>();
   for (const e of base.entries) {
     if (e.contentKey === undefined) continue;
@@ -153,7 +157,7 @@ function uniqueNames(base: TarIndex): ReadonlyMap<string, TarEntry> {
 /** What a target entry's counterpart is looked up in, besides the base's index. */
 interface Lookup {
   readonly base: TarIndex;
-  readonly byName: ReadonlyMap<string, TarEntry>;
+  readonly byName: UniqueNames;
   /** Base files that target files share content with, most first (similar.ts): see ContentSources. */
   readonly sources: ContentSources;
 }
@@ -192,16 +196,17 @@ const isLarge = (t: TarEntry, window: number): boolean => t.end - t.start > wind
  * segments, as far as they fit (typescript 5.5's lib/typescript.js took in the server that
  * 5.4 had in lib/tsserver.js).
  */
-export type ContentSources = ReadonlyMap<TarEntry, readonly TarEntry[]>;
+type ContentSources = ReadonlyMap<TarEntry, readonly TarEntry[]>;
 
 /**
  * The regular files of `target`, of at least `minSize` bytes of data, whose ContentSources
  * a plan would use: those without a counterpart by path, content or name, and the large ones
- * whose counterpart's content differs. Empty when the base fits in one segment.
+ * whose counterpart's content differs. Empty when the base fits in one segment. `byName`:
+ * uniqueNames(base), when the caller has it.
  */
-export function filesToSample(target: TarIndex, base: TarIndex, baseSize: number, limits: PlanLimits, minSize: number): TarEntry[] {
+export function filesToSample(target: TarIndex, base: TarIndex, baseSize: number, limits: PlanLimits, minSize: number, byName?: UniqueNames): TarEntry[] {
   if (baseSize <= limits.segment) return [];
-  const lookup: Lookup = { base, byName: uniqueNames(base), sources: new Map() };
+  const lookup: Lookup = { base, byName: byName ?? uniqueNames(base), sources: new Map() };
   return target.entries.filter((t) => {
     if (t.contentKey === undefined || dataSize(t) < minSize) return false;
     const b = namedCounterpart(t, lookup, 0);
@@ -244,10 +249,10 @@ function fits(range: Range, start: number, end: number, segment: number): boolea
   return range.end - range.start <= Math.min(segment, Math.max(2 * (end - start), end - start + COHERENCE_SLACK));
 }
 
-function planByEntries(p: Planner, target: TarIndex, base: TarIndex, sources: ContentSources): void {
+function planByEntries(p: Planner, target: TarIndex, base: TarIndex, sources: ContentSources, byName: UniqueNames | undefined): void {
   const entries = target.entries;
   const { window, segment } = p.limits;
-  const lookup: Lookup = { base, byName: uniqueNames(base), sources };
+  const lookup: Lookup = { base, byName: byName ?? uniqueNames(base), sources };
   const rangeOf = (t: TarEntry): Range | undefined => {
     const b = counterpart(t, lookup, p.hull?.end ?? 0);
     return b && mapped(t, b, t.start, t.end);
@@ -305,14 +310,18 @@ function planByEntries(p: Planner, target: TarIndex, base: TarIndex, sources: Co
   p.close(p.targetSize);
 }
 
-/** The plan of a whole encode; indexes are undefined for inputs that are not tars. */
+/**
+ * The plan of a whole encode; indexes are undefined for inputs that are not tars. `byName`:
+ * uniqueNames(base), when the caller has it.
+ */
 export function planWindows(
   targetSize: number, target: TarIndex | undefined, baseSize: number, base: TarIndex | undefined, limits: PlanLimits, sources: ContentSources = new Map(),
+  byName?: UniqueNames,
 ): WindowPlan[] {
   if (2 * limits.window > limits.segment) throw new Error('plan: a segment must hold two windows');
   const p = new Planner(targetSize, baseSize, limits);
   if (baseSize <= limits.segment) planWholeBase(p);
-  else if (target && base && base.entries.length > 0) planByEntries(p, target, base, sources);
+  else if (target && base && base.entries.length > 0) planByEntries(p, target, base, sources, byName);
   else planByPosition(p);
   // an empty target is one empty window: xdelta3 writes one for it too
   if (p.windows.length === 0) p.windows.push({ targetStart: 0, targetEnd: 0, sourceStart: 0, sourceEnd: 0, how: 'position' });

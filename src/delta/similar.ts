@@ -84,13 +84,17 @@ async function readRange(input: OpenInput, start: number, end: number, piece: Bu
 
 /**
  * For each of `files` (entries of `target`, at least SKETCH_MIN bytes of data), the files of
- * `base` that share at least MIN_SHARE of its samples (and two), most shared first.
+ * `base` that share at least MIN_SHARE of its samples (and two), most shared first. None,
+ * and nothing read, when the files have fewer than `minBytes` bytes of data in all.
  */
-export async function contentSources(base: OpenInput, target: OpenInput, files: readonly TarEntry[], signal?: AbortSignal): Promise<Map<TarEntry, TarEntry[]>> {
+export async function contentSources(
+  base: OpenInput, target: OpenInput, files: readonly TarEntry[], signal?: AbortSignal, minBytes = 0,
+): Promise<Map<TarEntry, TarEntry[]>> {
   const baseEntries = base.index?.entries ?? [];
   if (files.length === 0 || baseEntries.length === 0) return new Map();
-  const piece = Buffer.allocUnsafe(PIECE);
   const sampled = files.reduce((sum, t) => sum + (t.end - t.dataStart), 0);
+  if (sampled < minBytes) return new Map();
+  const piece = Buffer.allocUnsafe(PIECE);
   const scan = new GearScan(Math.max(MIN_SAMPLE_BITS, Math.ceil(Math.log2(sampled / MAX_SAMPLES))));
   // the new files' distinct samples: hash → the files that have it
   const filesOf = new Map<number, number[]>();

@@ -263,7 +263,7 @@ export async function decodeVcdiff(basePath: string, vcdiff: Uint8Array | AsyncI
   }
 }
 
-export interface DecodedFile {
+interface DecodedFile {
   readonly size: number;
   /** Hex digest of the result per algorithm asked for (sha256 always). */
   readonly digests: Readonly<Record<string, string>>;

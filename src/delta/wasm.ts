@@ -111,7 +111,7 @@ export function withMemoryPages(module: Uint8Array, pages: number): Uint8Array {
 }
 
 /** A buffer in wasm memory and a view of it. */
-export interface WasmArea {
+interface WasmArea {
   readonly ptr: number;
   readonly view: Uint8Array;
 }

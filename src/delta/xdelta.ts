@@ -12,7 +12,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { FleetError } from '../errors.js';
 import { OpenInput, type DeltaInput } from './delta-input.js';
-import { filesToSample, planWindows, type ContentSources, type PlanLimits, type WindowPlan } from './plan.js';
+import { filesToSample, planWindows, uniqueNames, type PlanLimits, type WindowPlan } from './plan.js';
 import { contentSources, SKETCH_MIN } from './similar.js';
 import { shiftedWindows, VCDIFF_HEADER } from './vcdiff.js';
 import { isOutOfMemory, Xd3Instance } from './wasm.js';
@@ -135,7 +135,7 @@ export async function encodeDelta(base: DeltaInput, target: DeltaInput, output: 
     const input = await OpenInput.open(target, 'target');
     try {
       const wanted = given ?? defaultLevel(source.size, source.index !== undefined && input.index !== undefined);
-      const plan = planWindows(input.size, input.index, source.size, source.index, LIMITS, await sourcesInBase(source, input, options.signal));
+      const plan = await planEncode(source, input, options.signal);
       const out = await open(output, 'w');
       try {
         let level = wanted;
@@ -163,12 +163,16 @@ export async function encodeDelta(base: DeltaInput, target: DeltaInput, output: 
 /** Target bytes to sample below this are not worth a pass over the base to find where they came from. */
 const SAMPLED_MIN_BYTES = 64 * 1024;
 
-/** The ContentSources of the plan (plan.ts, similar.ts), when there are enough bytes to sample. */
-async function sourcesInBase(base: OpenInput, target: OpenInput, signal: AbortSignal | undefined): Promise<ContentSources> {
-  if (!base.index || !target.index) return new Map();
-  const files = filesToSample(target.index, base.index, base.size, LIMITS, SKETCH_MIN);
-  if (files.reduce((sum, t) => sum + (t.end - t.dataStart), 0) < SAMPLED_MIN_BYTES) return new Map();
-  return contentSources(base, target, files, signal);
+/**
+ * The plan of an encode (plan.ts); for tars with a base above one segment, with the
+ * ContentSources of the files worth sampling (similar.ts), when there are enough bytes to sample.
+ */
+async function planEncode(base: OpenInput, target: OpenInput, signal: AbortSignal | undefined): Promise<WindowPlan[]> {
+  if (!base.index || !target.index || base.size <= LIMITS.segment) return planWindows(target.size, target.index, base.size, base.index, LIMITS);
+  const byName = uniqueNames(base.index);
+  const files = filesToSample(target.index, base.index, base.size, LIMITS, SKETCH_MIN, byName);
+  const sources = await contentSources(base, target, files, signal, SAMPLED_MIN_BYTES);
+  return planWindows(target.size, target.index, base.size, base.index, LIMITS, sources, byName);
 }
 
 async function encodeWindows(

@@ -72,7 +72,7 @@ function ifMatchHolds(header: string, etag: string | undefined, exists: boolean)
   return etag !== undefined && !etag.startsWith('W/') && header.split(',').some((t) => t.trim() === etag);
 }
 
-export interface BlobReplyOptions {
+interface BlobReplyOptions {
   readonly kind: string;
   readonly ledger: TrafficLedger;
   readonly cacheControl?: string;

@@ -36,7 +36,7 @@ const OVER_CAP_ANSWER = closingErrorAnswer(
   'Retry-After: 1\r\n',
 );
 
-export interface ConnectionLimits {
+interface ConnectionLimits {
   /** The longest a request head may take to arrive whole. */
   readonly clientHeaderTimeoutMs: number;
   /** Connections open at once past which a new one is closed as it comes; none when absent. */

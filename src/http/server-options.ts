@@ -126,7 +126,7 @@ const FASTIFY_PLUGIN_TIMEOUT_MS = 10_000;
  * it makes close() fail with AVV_ERR_READY_TIMEOUT and the process crash. It is therefore
  * the shutdown timeout plus a margin, never less than fastify's default.
  */
-export function pluginTimeoutFor(shutdownTimeoutMs: number): number {
+function pluginTimeoutFor(shutdownTimeoutMs: number): number {
   // a timer's longest wait (a longer one fires at once): the schema holds shutdownTimeout below it
   return Math.min(MAX_TIMER_MS, Math.max(FASTIFY_PLUGIN_TIMEOUT_MS, shutdownTimeoutMs + CLOSE_MARGIN_MS));
 }

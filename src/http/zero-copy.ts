@@ -84,7 +84,7 @@ function socketFd(res: ServerResponse): number | undefined {
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;
 }
 
-export interface ZeroCopyResult {
+interface ZeroCopyResult {
   readonly sent: number;
   /** Undefined when all `length` bytes went out. */
   readonly error?: Error;

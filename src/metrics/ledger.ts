@@ -4,9 +4,9 @@ import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
 import { registerZeroCopyMetrics } from '../http/zero-copy.js';
 
 /** What a route serves: cas, tooltool, artifacts, projects, mirror:<name>, ops. */
-export type RouteKind = string;
+type RouteKind = string;
 
-export interface KindTotals {
+interface KindTotals {
   bytesIn: number;
   bytesOut: number;
   requests: number;

@@ -63,7 +63,7 @@ export function firstPruneDelay(unseenUntil: number, now: number, firstAfterMs =
 /** When this origin stopped cleanly (retention's protection of recent uploads, references.ts). */
 const STOPPED = ['_retention', 'stopped'];
 
-export interface OriginServer {
+interface OriginServer {
   readonly app: FastifyInstance;
   readonly context: OriginContext;
 }

@@ -8,7 +8,7 @@ import type { BlobStore } from '../store/blob-store.js';
 import { formatDigest } from '../store/digest.js';
 import { errorMessage } from '../errors.js';
 
-export interface DamagedBlob {
+interface DamagedBlob {
   /** "algo:hex", the digest it is stored under. */
   readonly digest: string;
   readonly size: number;
@@ -17,13 +17,13 @@ export interface DamagedBlob {
   readonly removed: boolean;
 }
 
-export interface VerifyResult {
+interface VerifyResult {
   readonly checked: number;
   readonly bytes: number;
   readonly damaged: readonly DamagedBlob[];
 }
 
-export interface VerifyOptions {
+interface VerifyOptions {
   readonly remove?: boolean;
   /** Told each damaged blob as it is found. */
   readonly onDamaged?: (blob: DamagedBlob) => void;

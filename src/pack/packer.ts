@@ -286,7 +286,7 @@ function packError(err: unknown, root: string): FleetError {
   return new FleetError(wrapped.code, `packing ${root}: ${e.message}`, { cause: err });
 }
 
-export interface PackSummary {
+interface PackSummary {
   readonly entries: number;
   readonly skipped: readonly string[];
 }
@@ -333,7 +333,7 @@ export function packTree(root: string, rules: PackRules = {}, signal?: AbortSign
   return { stream, done };
 }
 
-export interface PackedFile extends PackSummary {
+interface PackedFile extends PackSummary {
   readonly size: number;
   /** Lowercase hex sha256 of the tar. */
   readonly sha256: string;

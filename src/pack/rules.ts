@@ -107,7 +107,7 @@ function sedReplacement(text: string): string {
   return out;
 }
 
-export type NameKind = 'path' | 'symlink-target';
+type NameKind = 'path' | 'symlink-target';
 
 interface Transform {
   readonly regex: RegExp;

@@ -24,7 +24,7 @@ export async function lstatOrMissing(path: string): Promise<Stats | undefined> {
   }
 }
 
-export interface WalkOptions {
+interface WalkOptions {
   /** Create missing directories (one component at a time); else the walk ends at the first missing one. */
   readonly create: boolean;
   /** The error to throw for a component that is a symlink or not a directory. */

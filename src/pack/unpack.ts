@@ -136,7 +136,7 @@ async function forEachEntry(input: Readable, each: (entry: TarEntry) => Promise<
   if (!watch.hasEndMarker(entriesEnd)) throw new FleetError('FC_ERR_ARCHIVE', 'not a complete tar: no end-of-archive marker after the last entry (truncated?)');
 }
 
-export interface TarCheck {
+interface TarCheck {
   readonly entries: number;
 }
 
@@ -188,7 +188,7 @@ async function ensureEmptyDir(dir: string): Promise<void> {
   if (existing.length > 0) throw new FleetError('FC_ERR_BAD_NAME', `${dir} is not empty; refusing to unpack into it`);
 }
 
-export interface UnpackSummary {
+interface UnpackSummary {
   readonly entries: number;
 }
 

@@ -14,7 +14,7 @@ import { parseRunManifest, type RunManifest } from './manifest.js';
 import { withTempDir } from './temp-dir.js';
 import { downloadBlob } from './transfer.js';
 
-export interface PullOptions {
+interface PullOptions {
   readonly project: string;
   readonly run: string;
   /** A cache or the origin; both serve /projects and /cas. */

@@ -33,14 +33,14 @@ const REBASE_RATIO = 0.1;
 /** How many of the newest bases are tried. */
 const BASE_CANDIDATES = 3;
 
-export interface BaseInfo {
+interface BaseInfo {
   readonly id: string;
   readonly digest: string;
   readonly size: number;
   readonly created: number;
 }
 
-export interface PushOptions {
+interface PushOptions {
   readonly dir: string;
   readonly project: string;
   readonly origin: string;
@@ -87,7 +87,7 @@ export interface PushResult {
 }
 
 /** A base passed over, and why. */
-export interface UnusableBase {
+interface UnusableBase {
   readonly id: string;
   readonly reason: string;
 }

@@ -10,7 +10,7 @@ import { hashingTap } from '../store/hashing.js';
 import { writeAtomically } from './atomic-file.js';
 import { redactUrl } from '../redact-url.js';
 
-export interface Downloaded {
+interface Downloaded {
   /** Bytes received (the blob's size). */
   readonly received: number;
   /** Digest and size of what was written to the file: the blob, or with gunzip the plain bytes. */

@@ -34,7 +34,7 @@ export interface FleetSnapshot {
   readonly caches: ReadonlyArray<{ region: string; url: string; stats: CacheStats | undefined }>;
 }
 
-export interface LedgerLink {
+interface LedgerLink {
   readonly link: string;
   /** null: unknown (a cache's counters could not be read, or not compared). */
   readonly actualBytes: number | null;
@@ -49,9 +49,9 @@ export interface LedgerLink {
  * workers that died during the run (a lower bound too); `none` nothing (unreachable after
  * the run, or unreachable before it while already up: its counters cannot be told apart from the run's).
  */
-export type Coverage = 'run' | 'since-restart' | 'workers-lost' | 'none';
+type Coverage = 'run' | 'since-restart' | 'workers-lost' | 'none';
 
-export interface CacheFigures {
+interface CacheFigures {
   readonly region: string;
   readonly url: string;
   /** False when its /-/stats could not be read after the run (its figures are then zero). */
@@ -87,7 +87,7 @@ export interface Ledger {
 }
 
 /** What the runner knows of a run, beside the servers' counters. */
-export interface RunFigures {
+interface RunFigures {
   readonly run: string;
   readonly project: string;
   readonly bytesSent: number;
@@ -258,7 +258,7 @@ function percent(share: number): string {
 }
 
 /** "1 hit", "3 hits". */
-export function counted(n: number, singular: string, plural = `${singular}s`): string {
+function counted(n: number, singular: string, plural = `${singular}s`): string {
   return `${n} ${n === 1 ? singular : plural}`;
 }
 

@@ -18,7 +18,7 @@ export function agentPath(machine: Pick<Machine, 'projectPath'>): string {
   return posix.join(agentWorkDir(machine), AGENT_REMOTE_NAME);
 }
 
-export interface AgentAnswer {
+interface AgentAnswer {
   ok: boolean;
   error?: string;
   [field: string]: unknown;

@@ -16,7 +16,7 @@ export interface WorkerInfo {
   index: number;
 }
 
-export interface DriverHooks<M> {
+interface DriverHooks<M> {
   /**
    * Start-up phase (allocate, connect, send project); counted against storm limits, save
    * what it runs through `idle` (a backend's retry delays). Undefined: this worker gets no
@@ -34,7 +34,7 @@ export interface DriverHooks<M> {
   executorKey?(worker: WorkerInfo): string;
 }
 
-export interface DriverOptions {
+interface DriverOptions {
   /** Machines of one executor in start-up at once (default 4). */
   startupLimit?: number;
   /** Minimum ms between two dispatches to the same executor (default 1000). */
@@ -51,14 +51,14 @@ export interface DriverOptions {
 }
 
 /** A hook's error: which worker, in which phase, and for `run` the job it was running. */
-export interface DriverFailure {
+interface DriverFailure {
   worker: WorkerInfo;
   phase: 'start' | 'run' | 'stop';
   error: unknown;
   job?: SchedJob;
 }
 
-export interface DriverResult {
+interface DriverResult {
   /**
    * Hook errors, per worker and phase. A failed start or run stops that worker only
    * (its jobs stay pending for the others); `run` should report task failures by

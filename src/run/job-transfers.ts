@@ -12,7 +12,7 @@ import type { CacheChoice } from './nearest.js';
 import type { RunLog } from './report.js';
 import type { SessionContext } from './session.js';
 
-export interface JobTransfersOptions {
+interface JobTransfersOptions {
   readonly log: RunLog;
   readonly run: string;
   /**

@@ -20,7 +20,7 @@ export interface ScriptRun extends ExecResult {
   lost?: boolean;
 }
 
-export interface RebootingOptions extends ExecOptions {
+interface RebootingOptions extends ExecOptions {
   /** How log lines name the script: `<context> (<machine label>)`. */
   describe: string;
   log: (line: string) => void;

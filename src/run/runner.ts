@@ -78,7 +78,7 @@ export interface RunOptions {
   readonly onEmbedded?: (fleet: EmbeddedFleet) => void;
 }
 
-export interface MachineTransfer {
+interface MachineTransfer {
   readonly machine: string;
   readonly region: string;
   readonly url: string;

@@ -23,7 +23,7 @@ export interface SchedJob {
   priority?: number;
 }
 
-export interface QueueOptions {
+interface QueueOptions {
   seed: number;
   /**
    * Expected seconds of a job (Timings.estimate, or Timings.replay for a given seed);

@@ -15,7 +15,7 @@ const SEEDS_KEPT = 20;
 const FORGET_AFTER_MS = 90 * 24 * 3600_000;
 
 /** The job fields timings need (a subset of SchedJob). */
-export interface TimedJob {
+interface TimedJob {
   /** Full job name; a `#sample` suffix is ignored (samples share a duration). */
   name: string;
   /** Task name, `suite/task`, for the fallback estimate across systems. */

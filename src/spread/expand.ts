@@ -9,7 +9,7 @@ import { resolveProjectFields, resolveRemotePath } from './resolve.js';
 import { EMPTY_SET, applyLevel, applyLevels, envVariants, type Level, type SetState } from './sets.js';
 import { projectError } from './yaml.js';
 
-export interface ExpandOptions {
+interface ExpandOptions {
   /** Apply spread's manual rule (§8). Default true; false keeps manual jobs. */
   readonly discardManual?: boolean;
 }

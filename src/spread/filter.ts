@@ -10,7 +10,7 @@ interface FilterExp {
   readonly lastSample: number;
 }
 
-export interface Filter {
+interface Filter {
   /** True when no arguments were given. */
   readonly empty: boolean;
   pass(name: string, sample: number): boolean;

@@ -181,7 +181,7 @@ export interface Task extends Timeouts {
  * replaced: project, backend, system, suite, task. Shared between jobs; the final
  * ordered environment is computed by jobEnvironment() (env.ts).
  */
-export type EnvLevels = readonly [Env, Env, Env, Env, Env];
+type EnvLevels = readonly [Env, Env, Env, Env, Env];
 
 export interface Job {
   /** `backend:system:suite/task[:variant][#sample]`. */

@@ -1,7 +1,7 @@
 // A job's identity as plain names (for JSON output and the scheduler) and its region.
 import type { Job } from './model.js';
 
-export interface JobParts {
+interface JobParts {
   readonly name: string;
   readonly backend: string;
   readonly system: string;

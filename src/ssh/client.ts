@@ -62,7 +62,7 @@ function afterPidMark(onPid: (pid: number) => void, pass: (bytes: Buffer) => voi
  * reboot seen mid-script), nothing ever answers the channel's close, and a kill timeout
  * that waits for it never ends. Dropping the connection closes every channel on it.
  */
-export const KILL_GRACE_MS = 5_000;
+const KILL_GRACE_MS = 5_000;
 
 /** Ends the here-document carrying an interactive shell's wrapper (no line of it is this). */
 const SHELL_END = 'FLEETCACHE_SHELL_END';

@@ -22,7 +22,7 @@ import { makeDir } from '../path-checks.js';
 /** The file of the directory's lock secret. */
 export const LOCK_ID = '.lock-id';
 
-export interface DataDirLock {
+interface DataDirLock {
   /** Frees the directory (idempotent). */
   release(): Promise<void>;
 }

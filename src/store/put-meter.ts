@@ -6,7 +6,7 @@ import { DigestMismatchError, FleetError, SizeMismatchError } from '../errors.js
 import type { PutOptions } from './blob-store.js';
 import { sameDigest, type Digest, type DigestAlgorithm } from './digest.js';
 
-export interface PutMeter {
+interface PutMeter {
   /** Pipe the body through this before writing it anywhere. */
   readonly meter: Transform;
   /** After the body ended: the digest and size, or a size/digest mismatch error. */

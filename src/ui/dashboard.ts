@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { NotFoundError } from '../errors.js';
 import { DASHBOARD_HTML } from './page.js';
 
-export interface DashboardOptions {
+interface DashboardOptions {
   /** 'origin' or 'cache'; shown in the page title. */
   readonly role: string;
 }

@@ -61,7 +61,7 @@ interface LiveWorker {
   asked?: number;
 }
 
-export interface PrimaryHandle {
+interface PrimaryHandle {
   /**
    * The URL every worker listens on, once all of them do; undefined when the cache was
    * stopped first (a signal while starting). Rejects with its error when a worker fails to
