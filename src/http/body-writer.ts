@@ -51,16 +51,8 @@ export class BodyWriter {
 
   /** Writes the body of `res`, whose status and headers are set (see `takeOver`). */
   attach(res: ServerResponse): void {
-    // A response queued behind another of a pipelining client is given the socket only once
-    // the one before it is done; if the client leaves first, node emits no 'close' on it
-    // (nor calls its writes back): the socket tells, or the file it sends stays open.
-    const socket = res.req.socket;
-    const gone = (): void => this.#close();
-    socket.once('close', gone);
-    res.once('close', () => {
-      socket.off('close', gone);
-      this.#close();
-    });
+    // (one queued behind others of a pipelining client that left is closed by pipeline-order.ts)
+    res.once('close', () => this.#close());
     this.#res = res;
   }
 

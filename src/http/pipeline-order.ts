@@ -10,7 +10,7 @@
 // (ServerResponse's 'socket' event; until then `res.socket` is null): a request that is not
 // safe, and any request behind one, waits for that, so that it runs after all the requests
 // before it. Safe requests with none before them run as they come, at the cost of one
-// lookup.
+// lookup. A queued answer whose client leaves is closed with the connection (closeWithConnection).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
@@ -45,6 +45,7 @@ function newOrder(socket: Socket): Order {
  */
 export function inPipelineOrder(req: IncomingMessage, res: ServerResponse, handle: (req: IncomingMessage, res: ServerResponse) => void): void {
   const socket = req.socket;
+  if (!res.socket) closeWithConnection(socket, res);
   const unsafe = !SAFE_METHODS.has(req.method ?? '');
   const order = orders.get(socket) ?? (unsafe ? newOrder(socket) : undefined);
   if (!order || (!unsafe && order.unsafe === 0)) return handle(req, res);
@@ -59,4 +60,21 @@ export function inPipelineOrder(req: IncomingMessage, res: ServerResponse, handl
     order.waiting--;
     handle(req, res);
   });
+}
+
+/**
+ * An answer queued behind others gets node's 'close' only once it is given the connection:
+ * when the client leaves first, it never does, and what it was sending (a file, a stream)
+ * stayed open until collected. It is closed with the connection here, as node closes the
+ * answer the connection was sending; what writes to it stops (fastify destroys its stream,
+ * body-writer.ts closes its file).
+ */
+function closeWithConnection(socket: Socket, res: ServerResponse): void {
+  const gone = (): void => {
+    if (res.socket || res.destroyed) return; // given the connection meanwhile: node closes it
+    res.destroyed = true;
+    res.emit('close');
+  };
+  socket.once('close', gone);
+  res.once('socket', () => socket.off('close', gone));
 }

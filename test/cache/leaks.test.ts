@@ -30,7 +30,7 @@ t.test('after a mixed load, each process of a two-worker cache holds no data fil
   await eventually('two workers', () => cacheWorkers(cache.child.pid!).length === 2);
   const processes = [cache.child.pid!, ...cacheWorkers(cache.child.pid!)];
   const workers = processes.slice(1);
-  const before = new Map(processes.map((pid) => [pid, held(pid, data)]));
+  const before = new Map(processes.map((pid) => [pid, held(pid, [data])]));
   const busy = { tcp: 0, dataFiles: 0 };
 
   // What upstream has: small and large blobs, one large blob whose answers die mid-way, mirror answers.
@@ -71,7 +71,7 @@ t.test('after a mixed load, each process of a two-worker cache holds no data fil
       rawExchange(port, plainGet(`/cas/sha256/${hex}`), (got) => got > 70_000),
     ]));
     await Promise.all(large.slice(4).map((hex) => rawExchange(port, plainGet(`/cas/sha256/${hex}`), (got) => {
-      busy.dataFiles = Math.max(busy.dataFiles, ...workers.map((pid) => held(pid, data).dataFiles.length));
+      busy.dataFiles = Math.max(busy.dataFiles, ...workers.map((pid) => held(pid, [data]).dataFiles.length));
       return got > 1000;
     })));
     // An upstream that dies mid-stream, with three waiters.
@@ -88,7 +88,7 @@ t.test('after a mixed load, each process of a two-worker cache holds no data fil
     ];
     await eventually('the owed miss reached upstream', () => up.count(`/cas/sha256/${owed}`) >= 1);
     // What is counted here is seen while in use (so that the counts after are not blind).
-    busy.tcp = Math.max(busy.tcp, ...workers.map((pid) => held(pid, data).tcp));
+    busy.tcp = Math.max(busy.tcp, ...workers.map((pid) => held(pid, [data]).tcp));
     await leaving[0];
     release();
     await leaving[1];
@@ -134,5 +134,5 @@ t.test('after a mixed load, each process of a two-worker cache holds no data fil
   // Every client gone, and upstream (whose connections the cache may keep alive).
   await keepAlive.close();
   await up.stop();
-  await checkReleased(t, before, data, cache.stderr);
+  await checkReleased(t, before, [data], cache.stderr);
 });

@@ -38,7 +38,7 @@ function socketRows(table: string, inodeColumn: number, keep: (cols: string[]) =
 }
 
 export interface Held {
-  /** Files of the data directory held open. */
+  /** Files held open of the directories watched (the data directory, and others a test names). */
   readonly dataFiles: string[];
   /** TCP sockets that are not listening (a client's, or one to upstream). */
   readonly tcp: number;
@@ -46,7 +46,7 @@ export interface Held {
   readonly unix: number;
 }
 
-export function held(pid: number, dataDir: string): Held {
+export function held(pid: number, dirs: readonly string[]): Held {
   const targets = descriptors(pid);
   const inodes = new Set(targets.flatMap((d) => /^socket:\[(\d+)\]$/.exec(d)?.slice(1) ?? []));
   // /proc/net/tcp: st (column 3) 0A is LISTEN; the inode is column 9
@@ -54,7 +54,7 @@ export function held(pid: number, dataDir: string): Held {
   const tcp = socketRows('tcp', 9, connectedTcp).size + socketRows('tcp6', 9, connectedTcp).size;
   // /proc/net/unix: St (column 5) 03 is connected; the inode is column 6
   const unix = socketRows('unix', 6, (cols) => cols[5] === '03' && inodes.has(cols[6]!)).size;
-  return { dataFiles: targets.filter((d) => d.startsWith(dataDir + path.sep)), tcp, unix };
+  return { dataFiles: targets.filter((d) => dirs.some((dir) => d.startsWith(dir + path.sep))), tcp, unix };
 }
 
 /** Names below `dir` of temp files: in a `tmp` directory, or named `.tmp-…` (a cache's fills in progress). */
@@ -64,26 +64,27 @@ function tempFiles(dir: string): string[] {
 
 /**
  * Checks that each of `processes` gave back what a load took, once its clients are gone:
- * files of `dataDir` at once (within 3 s: before an idle process collects a FileHandle left
- * open, which closes it), connections once idle (keep-alive ends them within seconds), no
- * temp file, and nothing left for the garbage collector to close (it warns on `stderr`).
+ * files of `dirs` (`dataDir` first) at once (within 3 s: before an idle process collects a
+ * FileHandle left open, which closes it), connections once idle (keep-alive ends them
+ * within seconds), no temp file in `dataDir`, and nothing left for the garbage collector
+ * to close (it warns on `stderr`).
  */
-export async function checkReleased(t: Test, processes: ReadonlyMap<number, Held>, dataDir: string, stderr: () => string): Promise<void> {
+export async function checkReleased(t: Test, processes: ReadonlyMap<number, Held>, dirs: readonly [dataDir: string, ...others: string[]], stderr: () => string): Promise<void> {
   const settled = async (pid: number, what: string, done: (now: Held) => boolean, ms: number): Promise<Held> => {
-    let now = held(pid, dataDir);
-    await eventually(`process ${pid}: ${what}`, () => done((now = held(pid, dataDir))), ms).catch(() => undefined);
+    let now = held(pid, dirs);
+    await eventually(`process ${pid}: ${what}`, () => done((now = held(pid, dirs))), ms).catch(() => undefined);
     return now;
   };
   for (const pid of processes.keys()) {
     const now = await settled(pid, 'files closed', (h) => h.dataFiles.length === 0, 3000);
-    t.same(now.dataFiles, [], `process ${pid}: no file of the data directory open`);
+    t.same(now.dataFiles, [], `process ${pid}: no file of the data directory (or the others watched) open`);
   }
   for (const [pid, start] of processes) {
     const now = await settled(pid, 'connections closed', (h) => h.tcp === 0 && h.unix <= start.unix, 15_000);
     t.equal(now.tcp, 0, `process ${pid}: no TCP connection`);
     t.ok(now.unix <= start.unix, `process ${pid}: ${now.unix} Unix connections, ${start.unix} before the load`);
   }
-  t.same(tempFiles(dataDir), [], 'no temp file left in the data directory');
+  t.same(tempFiles(dirs[0]), [], 'no temp file left in the data directory');
   t.notMatch(stderr(), /on garbage collection/, 'no descriptor was left for the garbage collector to close');
 }
 

@@ -1,17 +1,20 @@
 // The origin runs for months: after a bounded mixed load (uploads whole, refused, or cut by
 // their client; downloads whole, ranged, conditional, or left by a client half-way, reading
 // or not; artifacts; pipelined requests; a head never finished), a real `fleetcache origin`
-// holds no file of its data directory open and no TCP connection, and no temp file is left.
-// Checked to fail with a download's file left open.
+// holds no file of its data directory (nor a dashboard asset) open and no TCP connection,
+// and no temp file is left. Checked to fail with a download's file left open.
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import t from 'tap';
 import { Agent, request } from 'undici';
 import { checkReleased, held, plainGet, rawExchange, unreadLeave } from '../helpers/held.js';
 import { startServerProcess } from '../helpers/processes.js';
 
 const TOKEN = 'leaks-test-token-0123456789';
+/** Where the dashboard's assets are read from, with a read stream each time (src/ui/dashboard.ts). */
+const UI_ASSETS = dirname(createRequire(import.meta.url).resolve('uplot/dist/uPlot.min.css'));
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -23,7 +26,8 @@ t.test('after a mixed load, the origin holds no data file or TCP connection open
   const origin = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', data, '--token-file', tokens]);
   const port = Number(new URL(origin.url).port);
   const pid = origin.child.pid!;
-  const before = new Map([[pid, held(pid, data)]]);
+  const watched = [data, UI_ASSETS] as const;
+  const before = new Map([[pid, held(pid, watched)]]);
   const busy = { tcp: 0, dataFiles: 0 };
 
   const agent = new Agent({ connections: 8 });
@@ -60,12 +64,14 @@ t.test('after a mixed load, the origin holds no data file or TCP connection open
     await Promise.all(large.map((b) => rawExchange(port, plainGet(`/cas/sha256/${sha256(b)}`), (got) => got > 100_000)));
     const stalled = large.slice(0, 2).map((b) => unreadLeave(port, plainGet(`/cas/sha256/${sha256(b)}`), 400));
     await new Promise((resolve) => setTimeout(resolve, 200));
-    const now = held(pid, data);
+    const now = held(pid, watched);
     busy.tcp = now.tcp;
     busy.dataFiles = now.dataFiles.length;
     await Promise.all(stalled);
-    // Pipelined requests, the client gone after its first bytes; a head never finished.
+    // Pipelined requests, the client gone after its first bytes: answers sent from files, and
+    // from streams (the dashboard's assets); a head never finished.
     await rawExchange(port, large.map((b) => plainGet(`/cas/sha256/${sha256(b)}`)).join(''), (got) => got > 100);
+    await rawExchange(port, [plainGet(`/cas/sha256/${big}`), ...Array(3).fill(plainGet('/-/ui/assets/uPlot.iife.min.js'))].join(''), (got) => got > 100);
     await rawExchange(port, 'GET /cas/sha256/', () => false, 100);
   };
   const deadline = setTimeout(() => t.fail('the load took more than 60 s'), 60_000);
@@ -77,5 +83,5 @@ t.test('after a mixed load, the origin holds no data file or TCP connection open
   t.ok(busy.tcp > 0 && busy.dataFiles > 0, `while busy, TCP connections (${busy.tcp}) and data files (${busy.dataFiles}) were seen open`);
   t.equal(await call('GET', `/cas/sha256/${sha256(small[0]!)}`), 200, 'the origin still serves');
   await agent.close();
-  await checkReleased(t, before, data, origin.stderr);
+  await checkReleased(t, before, watched, origin.stderr);
 });
