@@ -214,7 +214,8 @@ t.test('a cache that accepts and never answers costs the first machine cacheTime
   const text = (): string => out;
   const started = Date.now();
   // the machines wait out the hung read: 1.5 s, not 2.5. The push was sent 140-200 ms after
-  // the first read (measured alone); a push that waits for the caches' reads, 1636 ms after
+  // the first read (measured alone; 1,020 ms once in a full run at load ~10); a push that
+  // waits for the caches' reads can only go once the read timed out: 1636 ms after
   const statsTimeout = 1500;
   const result = await runProject({ cwd: dir, filters: ['alpha-1'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token), statsTimeout });
   if (!result.tally.ok) t.comment(text());
@@ -223,7 +224,7 @@ t.test('a cache that accepts and never answers costs the first machine cacheTime
   for (const p of result.pulls) t.equal(p.url, liveUrl, `${p.machine} pulled through region-b's cache`);
   t.equal(projectRequests.length, 1, 'the hung cache was asked for the project once, by the first machine');
   t.equal(statsRequests.length, 2, "the report's stats were read before and after the run; the first read hung");
-  t.ok(sentAt! - firstStatsAt! < statsTimeout - 500, `the project was sent while the first read hung (${sentAt! - firstStatsAt!} ms after it; the read's timeout is ${statsTimeout} ms)`);
+  t.ok(sentAt! - firstStatsAt! < statsTimeout, `the project was sent while the first read hung (${sentAt! - firstStatsAt!} ms after it; the read's timeout is ${statsTimeout} ms)`);
   t.match(text(), new RegExp(`pulls through ${liveUrl} \\(region region-a; tried last, unreachable for a machine of this run lately: ${hungUrl}\\)`));
   t.ok(Date.now() - started < 45_000, 'no machine waited the client\'s minute');
 });
