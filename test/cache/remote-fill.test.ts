@@ -52,10 +52,15 @@ t.test('the leader goes away mid-fill: readers are cut, never given a clean end'
   const dir = t.testdir();
   const file = path.join(dir, 'fill');
   writeFileSync(file, 'abcdefgh');
+  // The leader goes away once the reader has taken what it may: a timer of 100 ms fired first
+  // on a loaded machine (the fill failed before anything was read). 5 s if it never takes
+  // anything: a reader that waits for bytes it was told of fails then, instead of hanging.
+  let goAway = (): void => undefined;
   const socket = await leader(t, (res) => {
     res.writeHead(200);
     res.write(JSON.stringify({ head, file }) + '\n' + JSON.stringify({ w: 4 }) + '\n');
-    setTimeout(() => res.socket?.destroy(), 100);
+    goAway = () => res.socket?.destroy();
+    setTimeout(goAway, 5000).unref();
   });
   const fill = new RemoteFill(socket, 'k');
   t.same(await fill.head, head);
@@ -65,7 +70,10 @@ t.test('the leader goes away mid-fill: readers are cut, never given a clean end'
   const cursor = new FillCursor(fill, fh, 0, Infinity);
   const scratch = Buffer.alloc(16);
   const err = await rejection((async () => {
-    for (let c; (c = await cursor.next(() => scratch));) chunks.push(Buffer.from(c));
+    for (let c; (c = await cursor.next(() => scratch));) {
+      chunks.push(Buffer.from(c));
+      goAway();
+    }
   })());
   fill.release();
   t.ok(err instanceof UpstreamError, 'the reader fails');
