@@ -54,6 +54,8 @@ export class BodyWriter {
     // (one queued behind others of a pipelining client that left is closed by pipeline-order.ts)
     res.once('close', () => this.#close());
     this.#res = res;
+    // Closed before this answer was ready (its client left meanwhile): nothing to read or write.
+    if (res.destroyed) this.#close();
   }
 
   /**

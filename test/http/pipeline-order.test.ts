@@ -3,7 +3,7 @@
 // ran as soon as it was parsed, while the PUT was still storing: a 404, or the previous
 // content of a name. On the origin, and on a cache in front of it.
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
@@ -11,7 +11,9 @@ import { request } from 'undici';
 import { startCache } from '../cache/harness.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
 import { exchange } from '../helpers/raw-http.js';
-import { MAX_WAITING } from '../../src/http/pipeline-order.js';
+import { BodyWriter } from '../../src/http/body-writer.js';
+import { inPipelineOrder, MAX_WAITING } from '../../src/http/pipeline-order.js';
+import { eventually } from '../helpers/wait.js';
 
 /** The status lines of the answers in `answer`, in order. */
 function statuses(answer: string): number[] {
@@ -84,4 +86,28 @@ t.test('requests waiting behind one that is not safe are bounded: past MAX_WAITI
   await closed;
   clearTimeout(timeout);
   t.ok(socket.destroyed && !/still open/.test(String(socket.errored)), 'closed by the server, not held open with every request waiting');
+});
+
+t.test('an answer queued behind another is closed when its client leaves (node gives it no close of its own): a writer attached before or after stops', async (t) => {
+  let queued: ServerResponse | undefined;
+  const server = createServer((req, res) => inPipelineOrder(req, res, () => {
+    if (req.url === '/second') queued = res; // the first is never answered: the second waits behind it
+  }));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
+  const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  socket.write('GET /first HTTP/1.1\r\nHost: h\r\n\r\nGET /second HTTP/1.1\r\nHost: h\r\n\r\n');
+  await eventually('the second request handled', () => queued !== undefined);
+  const before = new BodyWriter(1024);
+  before.attach(queued!);
+  before.write(Buffer.from('never sent'));
+  const settled = before.settled();
+  t.equal(queued!.socket, null, 'queued: not given the connection');
+  socket.destroy();
+  await eventually('the writer attached before the client left stops', () => before.closed, 5000);
+  t.equal(await settled, false, 'and what waited on its write is told');
+  const after = new BodyWriter(1024);
+  after.attach(queued!);
+  t.ok(after.closed, 'a writer attached once the client has left stops at once');
 });
