@@ -227,8 +227,9 @@ function decide(policyReq: CachePolicy.Request, key: string, adjust: (headers: H
  * when it is fresh for a while: explicitly (max-age, Expires: a CDN's "404 for five
  * minutes") or heuristically (RFC 9111 §4.2.2: Last-Modified on a status cacheable by
  * default). One without freshness would be asked for again by the next request and stored
- * anew each time: disk writes to save, at best, an error page's few bytes with a 304. The stored status is replayed as is; Range and
- * conditions apply to 200s only (RFC 9110 §13.2.1, §14.2).
+ * anew each time: disk writes to save, at best, an error page's few bytes with a 304. The
+ * stored status is replayed as is; Range and conditions apply to 200s only (RFC 9110
+ * §13.2.1, §14.2).
  */
 function keptStatus(status: number, policy: CachePolicy): boolean {
   return status === 200 || policy.timeToLive() > 0;

@@ -62,19 +62,33 @@ export function inPipelineOrder(req: IncomingMessage, res: ServerResponse, handl
   });
 }
 
+/** Answers waiting for their connection (see closeWithConnection), by connection. */
+const queuedOn = new WeakMap<Socket, Set<ServerResponse>>();
+
 /**
  * An answer queued behind others gets node's 'close' only once it is given the connection:
  * when the client leaves first, it never does, and what it was sending (a file, a stream)
  * stayed open until collected. It is closed with the connection here, as node closes the
  * answer the connection was sending; what writes to it stops (fastify destroys its stream,
- * body-writer.ts closes its file).
+ * body-writer.ts closes its file). One listener per connection, however many wait on it.
  */
 function closeWithConnection(socket: Socket, res: ServerResponse): void {
-  const gone = (): void => {
-    if (res.socket || res.destroyed) return; // given the connection meanwhile: node closes it
-    res.destroyed = true;
-    res.emit('close');
-  };
-  socket.once('close', gone);
-  res.once('socket', () => socket.off('close', gone));
+  const queued = queuedOn.get(socket) ?? closingWith(socket);
+  queued.add(res);
+  res.once('socket', () => queued.delete(res)); // given the connection: node closes it
+}
+
+/** The set of `socket`'s queued answers, closed when it closes. */
+function closingWith(socket: Socket): Set<ServerResponse> {
+  const answers = new Set<ServerResponse>();
+  queuedOn.set(socket, answers);
+  socket.once('close', () => {
+    for (const answer of answers) {
+      if (answer.destroyed) continue;
+      answer.destroyed = true;
+      answer.emit('close');
+    }
+    answers.clear();
+  });
+  return answers;
 }

@@ -97,7 +97,12 @@ t.test('an answer queued behind another is closed when its client leaves (node g
   t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
   const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
   socket.on('error', () => undefined);
-  socket.write('GET /first HTTP/1.1\r\nHost: h\r\n\r\nGET /second HTTP/1.1\r\nHost: h\r\n\r\n');
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w.name);
+  process.on('warning', onWarning);
+  t.teardown(() => void process.off('warning', onWarning));
+  // with more answers queued than an emitter's default listener limit (10)
+  socket.write('GET /first HTTP/1.1\r\nHost: h\r\n\r\nGET /second HTTP/1.1\r\nHost: h\r\n\r\n' + 'GET /more HTTP/1.1\r\nHost: h\r\n\r\n'.repeat(15));
   await eventually('the second request handled', () => queued !== undefined);
   const before = new BodyWriter(1024);
   before.attach(queued!);
@@ -110,4 +115,6 @@ t.test('an answer queued behind another is closed when its client leaves (node g
   const after = new BodyWriter(1024);
   after.attach(queued!);
   t.ok(after.closed, 'a writer attached once the client has left stops at once');
+  await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
+  t.same(warnings, [], 'one listener per connection, however many answers wait on it');
 });
