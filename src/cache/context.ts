@@ -192,7 +192,7 @@ export async function fillOnce(
   if (!probed && !ctx.fills.get(key) && ctx.store.storedElsewhere(spec.id)) return serveStored(ctx, req, reply, kind, spec.id, direct);
   let got;
   try {
-    got = await ctx.fills.acquire(key, spec);
+    got = await ctx.fills.acquire(key, spec, req.method === 'GET' && req.headers.range !== undefined);
   } catch (err) {
     if (!(err instanceof StorageError)) throw err;
     ctx.metrics.miss(kind);

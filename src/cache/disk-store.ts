@@ -784,16 +784,20 @@ export class DiskStore {
    * last statfs figure (minus what was reserved since) and refreshes it in the background
    * once it is a second old: a statfs queued behind a backlog of commits on the thread
    * pool would otherwise hold every cold request. A refusal waits for a fresh figure.
+   * `unkept`: the bytes go to a temp file that no entry will take (an object larger than
+   * the cache, shared by its readers and removed after them): only the free space counts,
+   * and its lack is no storage failure (the disk still takes what fits).
    */
-  async reserve(size: number): Promise<void> {
-    if (size > this.maxSize) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
+  async reserve(size: number, unkept = false): Promise<void> {
+    if (size > this.maxSize && !unkept) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
     const stale = this.#free.at !== 0 && Date.now() - this.#free.at > STATFS_MAX_AGE_MS;
     // A figure is awaited when there is none yet, and before a refusal on an old one: nothing
     // reserves during a cool-down, and the space freed meanwhile would start another one.
     if (this.#free.at === 0 || (stale && this.#free.bytes < size + FREE_MARGIN)) await this.#refreshFree().catch((err: unknown) => { throw this.storageFailure(err); });
     else if (stale) void this.#refreshFree().catch(() => undefined);
     if (this.#free.bytes < size + FREE_MARGIN) {
-      throw this.storageFailure(new Error(`no space left for ${size} bytes (${this.#free.bytes} free)`));
+      const refusal = `no space left for ${size} bytes (${this.#free.bytes} free)`;
+      throw unkept ? new StorageError(refusal) : this.storageFailure(new Error(refusal));
     }
     this.#free.bytes -= size;
   }

@@ -65,7 +65,7 @@ function lead(ctx: CacheContext, get: PlainBlobGet, key: string, forward: Header
   if (!ctx.store.claimsInPlace(get.id, key) && ctx.store.storedElsewhere(get.id)) return false;
   let fill: Fill | undefined;
   try {
-    fill = ctx.fills.lead(key, immutableFill(ctx, originSource(ctx, get.kind, get.digest), get.digest, forward), told, leaderRequest);
+    fill = ctx.fills.lead(key, immutableFill(ctx, originSource(ctx, get.kind, get.digest), get.digest, forward), { leader: told, leaderRequest });
   } catch {
     return false; // the disk refuses: the routes pass it through
   }

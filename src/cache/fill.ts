@@ -7,7 +7,8 @@
 // hold back the last byte until the fill has ended, so no client ever sees a
 // complete-looking body of a failed fill. A disk that fails mid-fill (full) does not fail
 // the fill: it goes on from its windows (readers behind them read what the file holds, and
-// are cut past it), and keeps nothing.
+// are cut past it), and keeps nothing. A fill that keeps nothing (an object larger than the
+// cache, a private answer) stops fetching once its last reader has gone.
 import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { buffer } from 'node:stream/consumers';
@@ -123,7 +124,19 @@ export interface FillHooks {
   readonly leaderRequest?: LeaderRequest | undefined;
   /** Called once the fill has ended (committed, dropped or failed), before `done` resolves. */
   readonly ended?: (fill: Fill) => void;
+  /**
+   * The request that starts the fill asks for part of the body (Range). A body the cache
+   * will not keep (larger than the cache) is then not fetched whole for it: the fill is
+   * refused (StorageError) and the request asks upstream for its part.
+   */
+  readonly partial?: boolean | undefined;
 }
+
+/**
+ * How long a fill whose body is not kept goes on once its last reader has left (see
+ * FillProgress.unread): a request that has just joined it takes its file a moment later.
+ */
+export const UNREAD_GRACE_MS = 1000;
 
 interface Deferred {
   promise: Promise<void>;
@@ -252,6 +265,11 @@ export abstract class FillProgress implements FillSource {
     return this.#paused;
   }
 
+  /** Readers stream it (a large fill), from its file or its windows: not handed a whole body (see wholeBody). */
+  get streamed(): boolean {
+    return this.#streamed;
+  }
+
   /** A large fill read from its windows (see FillSource.memoryOnly): a reader too far behind them is cut. */
   get memoryOnly(): boolean {
     return this.#streamed && (!this.#fh || this.#fileEnd !== undefined);
@@ -288,7 +306,7 @@ export abstract class FillProgress implements FillSource {
   }
 
   wholeBody(): Promise<Buffer> | undefined {
-    return this.#streamed ? undefined : this.#whole();
+    return this.streamed ? undefined : this.#whole();
   }
 
   takeUnkept(): UpstreamAnswer | undefined {
@@ -301,9 +319,30 @@ export abstract class FillProgress implements FillSource {
   }
 
   release(): void {
-    if (--this.#refs > 0) return;
+    if (--this.#refs > 0) {
+      if (this.#refs === 1 && !this.#ended && !this.#error) this.unread();
+      return;
+    }
     if (this.#fh) void this.#fh.close().catch(() => undefined);
     this.forgetRecent(); // no reader left: the windows of a fill in memory only go too
+  }
+
+  /** Readers that hold the fill now (acquireFile without release yet). */
+  protected get readers(): number {
+    return this.#refs - 1;
+  }
+
+  /**
+   * Every reader has left while the fill runs. Readers still to come may join it, so a
+   * fill stops for want of readers only if none came after UNREAD_GRACE_MS (see whenUnread).
+   */
+  protected abstract unread(): void;
+
+  /** Calls `stop` if the fill still runs with no reader after UNREAD_GRACE_MS. */
+  protected whenUnread(stop: () => void): void {
+    setTimeout(() => {
+      if (this.readers === 0 && !this.#ended && !this.#error) stop();
+    }, UNREAD_GRACE_MS).unref();
   }
 
   /**
@@ -447,10 +486,16 @@ export class Fill extends FillProgress {
   #spec: FillSpec;
   #claim: FillClaim | undefined;
   #tempPath: string | undefined;
-  #unkept: UpstreamAnswer | undefined;
+  /** Upstream's answer to a fill the disk refused before its body was read (see takeUnkept). */
+  #refused: UpstreamAnswer | undefined;
   #leader: ((outcome: FillOutcome, fill: Fill) => void) | undefined;
   #leaderRequest: LeaderRequest | undefined;
   #onEnded: ((fill: Fill) => void) | undefined;
+  #partial: boolean;
+  /** Upstream's answer, once its head came. */
+  #answer: UpstreamAnswer | undefined;
+  /** The body will not be kept: the fill stops once it has no reader left (see unread). */
+  #unkept = false;
 
   constructor(store: DiskStore, log: Logger, spec: FillSpec, hooks: FillHooks = {}) {
     super();
@@ -461,6 +506,7 @@ export class Fill extends FillProgress {
     this.#leader = hooks.leader;
     this.#leaderRequest = hooks.leaderRequest;
     this.#onEnded = hooks.ended;
+    this.#partial = hooks.partial === true;
     this.done = this.#run();
   }
 
@@ -479,9 +525,15 @@ export class Fill extends FillProgress {
   }
 
   override takeUnkept(): UpstreamAnswer | undefined {
-    const res = this.#unkept;
-    this.#unkept = undefined;
+    const res = this.#refused;
+    this.#refused = undefined;
     return res;
+  }
+
+  /** A body nobody reads and nobody keeps is not fetched further. */
+  protected override unread(): void {
+    if (!this.#unkept || !this.streamed) return; // a small body is read whole, with no reader counted
+    this.whenUnread(() => this.#answer?.body?.destroy(new UpstreamError('every reader of a fill whose body is not kept went away')));
   }
 
   /** The file being written (large fills), for workers that follow this fill. */
@@ -505,12 +557,12 @@ export class Fill extends FillProgress {
       this.#store.storageFailure(err); // logged, and the disk refuses writes for a while
       this.#log.warn({ id: this.#spec.id, at: position }, 'the disk failed mid-fill: the fill goes on from memory, not kept');
       this.stopFile();
+      this.#unkept = true;
     }
   }
 
   async #run(): Promise<void> {
     let tmp: { path: string; fh: FileHandle } | undefined;
-    let res: UpstreamAnswer | undefined;
     let hash: Hash | undefined;
     let committed = false;
     let bodyRead = false;
@@ -532,19 +584,23 @@ export class Fill extends FillProgress {
     // once for every waiter, and not kept: a small one gathered whole, a large one streamed
     // from its windows only, with no file (readers too far behind are cut, and requests
     // that come too late start a fill of their own: see joinable). An object with no room
-    // (larger than the cache, or than the free space: see reserve) is passed through to
-    // each waiter instead, each at its own pace: no reader of it is ever cut.
+    // larger than the free space (see reserve) is passed through to each waiter instead,
+    // each at its own pace: no reader of it is ever cut. One larger than the whole cache is
+    // still fetched once for all its waiters, through a temp file of its own that nothing
+    // keeps (but for a Range request starting it, which asks upstream for its part instead).
     const unkeptOnly = this.#store.isFull();
     try {
       const answer = await this.#spec.request(SMALL_MAX);
-      res = answer;
+      this.#answer = answer;
       const decision = this.#spec.decide(answer);
       const size = announcedLength(answer.headers);
+      const oversize = size !== undefined && size > this.#store.maxSize;
+      if (oversize && this.#partial) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.#store.maxSize}: its range is asked for instead`);
       // Small bodies are gathered in memory and handed out whole once verified: no temp
       // file and no reads while filling; the file is written at commit. A body the request
       // gathered (Upstream.fetch) was announced within SMALL_MAX.
       const small = answer.whole !== undefined || (size !== undefined && size <= SMALL_MAX);
-      if (size !== undefined && !unkeptOnly) await this.#store.reserve(size);
+      if (size !== undefined && !unkeptOnly) await this.#store.reserve(size, oversize);
       let body: Buffer | undefined;
       if (!small && unkeptOnly) {
         this.streamFromMemory();
@@ -553,6 +609,9 @@ export class Fill extends FillProgress {
         this.useFile(await open(tmp.path, 'r'));
         this.#tempPath = tmp.path;
       }
+      // A body whose end is the connection's may be a cut one: served, not kept (a blob's digest tells, it is).
+      const uncertain = !this.#spec.verify && endsWithConnection(answer.headers);
+      this.#unkept = unkeptOnly || oversize || uncertain || decision.meta === undefined;
       const head: FillHead = { status: decision.status, headers: decision.headers, size, verified: this.#spec.verify !== undefined, policy: decision.meta?.policy };
       this.resolveHead(head);
       if (!small) this.#tell({ head });
@@ -587,9 +646,7 @@ export class Fill extends FillProgress {
         this.finish(body);
         if (body) this.#tell({ head, body });
       };
-      // A body whose end is the connection's may be a cut one: served, not kept (a blob's digest tells, it is).
-      const uncertain = !this.#spec.verify && endsWithConnection(answer.headers);
-      const kept = unkeptOnly || this.memoryOnly || uncertain ? undefined : decision.meta;
+      const kept = this.#unkept ? undefined : decision.meta;
       // A name or a mirror object replaces what its id held: its readers end once it is
       // stored, so that a client that has the whole answer finds it in whichever worker it
       // asks next (a request that must revalidate would otherwise find neither this fill
@@ -618,10 +675,11 @@ export class Fill extends FillProgress {
       giveUpClaim();
       if (!(e instanceof StorageError) && !(e instanceof UpstreamError)) this.#log.warn({ id: this.#spec.id, err: e.message }, 'fill failed');
       // A body nobody reads emits an error when destroyed or cut: with no listener, the process would die of it.
+      const res = this.#answer;
       res?.body?.on('error', () => undefined);
       if (res && e instanceof StorageError && !bodyRead) {
         // Waiters resume (the leader now, the others from the head's rejection) before this macrotask: the first takes it.
-        this.#unkept = res;
+        this.#refused = res;
         setImmediate(() => this.takeUnkept()?.body?.destroy());
       } else {
         res?.body?.destroy();

@@ -5,6 +5,9 @@
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { DiskStore } from './disk-store.js';
 import { Fill, type FillHooks, type FillSource, type FillSpec } from './fill.js';
+
+/** How a fill this process starts is led: who is told its outcome, and what its first request asks for. */
+type LeadHooks = Omit<FillHooks, 'claim' | 'ended'>;
 import { FillGoneError, FillUnfollowableError, RemoteFill } from './remote-fill.js';
 
 /** A fill to serve: one this process leads, or one it joins (its own, or another worker's). */
@@ -59,18 +62,19 @@ export class Fills {
    * The fill of `key` to serve: the one in flight here, a new one this process leads
    * (its claim taken), or another worker's. Undefined when none can be had: another
    * worker's fill ended meanwhile (the entry may be stored now) or its worker is gone.
-   * Throws StorageError when the disk refuses the claim.
+   * Throws StorageError when the disk refuses the claim. `partial`: the request asks for
+   * part of the body (see FillHooks.partial).
    */
-  async acquire(key: string, spec: FillSpec): Promise<Acquired | undefined> {
+  async acquire(key: string, spec: FillSpec, partial = false): Promise<Acquired | undefined> {
     const local = this.get(key);
     if (local) return { fill: local, lead: false };
     // While the disk refuses writes no claim can be made: a fill of this process's own
     // still gathers a small body once for all its waiters (and keeps nothing, see Fill).
-    if (this.#store.isFull()) return { fill: this.start(key, spec), lead: true };
+    if (this.#store.isFull()) return { fill: this.start(key, spec, { partial }), lead: true };
     // This process holds the claim with a fill no longer joined: the request passes through.
     const holder = this.#claimHolders.get(key);
     if (holder && !holder.error) return undefined;
-    const led = this.lead(key, spec);
+    const led = this.lead(key, spec, { partial });
     if (led) return { fill: led, lead: true };
     let finding = this.#finding.get(key);
     if (!finding) {
@@ -84,13 +88,12 @@ export class Fills {
 
   /**
    * Claims `key` and starts its fill; undefined when the claim is taken (another worker
-   * fills it). Throws StorageError when the disk refuses the claim. `leader` is told the
-   * outcome for `leaderRequest` (see FillHooks).
+   * fills it). Throws StorageError when the disk refuses the claim.
    */
-  lead(key: string, spec: FillSpec, leader?: FillHooks['leader'], leaderRequest?: FillHooks['leaderRequest']): Fill | undefined {
+  lead(key: string, spec: FillSpec, hooks: LeadHooks = {}): Fill | undefined {
     const claim = this.#store.claimFill(spec.id, key);
     if (!claim) return undefined;
-    const fill = this.start(key, spec, { claim, leader, leaderRequest });
+    const fill = this.start(key, spec, { claim, leader: hooks.leader, leaderRequest: hooks.leaderRequest, partial: hooks.partial });
     this.#claimHolders.set(key, fill);
     return fill;
   }
@@ -117,7 +120,7 @@ export class Fills {
   start(key: string, spec: FillSpec, hooks: Omit<FillHooks, 'ended'> = {}): Fill {
     this.#leading++;
     this.#onLeading();
-    const fill = new Fill(this.#store, this.#log, spec, { claim: hooks.claim, leader: hooks.leader, leaderRequest: hooks.leaderRequest, ended: (f) => this.#ended(key, f) });
+    const fill = new Fill(this.#store, this.#log, spec, { claim: hooks.claim, leader: hooks.leader, leaderRequest: hooks.leaderRequest, partial: hooks.partial, ended: (f) => this.#ended(key, f) });
     this.#map.set(key, fill);
     return fill;
   }

@@ -86,18 +86,25 @@ async function* fillEvents(fill: Fill): AsyncGenerator<string> {
   }
   // The disk began refusing writes after this follower came (decided with the head): nothing to follow.
   if (fill.memoryOnly) return yield line({ unfollowable: true });
-  yield line({ head, file: fill.tempPath ?? null });
-  let sent = -1;
-  for (;;) {
-    if (fill.error) return yield line(failedEvent(fill.error));
-    // The disk failed mid-fill: the rest is in the leader's memory only, out of a follower's reach.
-    if (fill.memoryOnly) return yield line({ error: 'the fill followed stopped writing its file (its disk failed)' });
-    if (fill.ended) return yield line({ end: fill.written, ...(fill.body ? { body: fill.body.toString('base64') } : {}) });
-    if (fill.written !== sent) {
-      yield line({ w: (sent = fill.written) });
-      continue; // the fill may have ended while this line waited to be read: look again before sleeping
+  // A follower is one of the fill's readers: a fill not kept goes on for it (see Fill.unread).
+  const streamed = fill.streamed;
+  if (streamed) fill.acquireFile();
+  try {
+    yield line({ head, file: fill.tempPath ?? null });
+    let sent = -1;
+    for (;;) {
+      if (fill.error) return yield line(failedEvent(fill.error));
+      // The disk failed mid-fill: the rest is in the leader's memory only, out of a follower's reach.
+      if (fill.memoryOnly) return yield line({ error: 'the fill followed stopped writing its file (its disk failed)' });
+      if (fill.ended) return yield line({ end: fill.written, ...(fill.body ? { body: fill.body.toString('base64') } : {}) });
+      if (fill.written !== sent) {
+        yield line({ w: (sent = fill.written) });
+        continue; // the fill may have ended while this line waited to be read: look again before sleeping
+      }
+      await fill.progress();
     }
-    await fill.progress();
+  } finally {
+    if (streamed) fill.release();
   }
 }
 
@@ -157,10 +164,17 @@ export async function closeFollowerPools(): Promise<void> {
 
 export class RemoteFill extends FillProgress {
   readonly done: Promise<void>;
+  /** Stops following (the leader's events), once they come. */
+  #stop: (() => void) | undefined;
 
   constructor(socket: string, key: string) {
     super();
     this.done = this.#follow(socket, key).finally(() => this.release());
+  }
+
+  /** With no local reader left, the leader's fill is not followed further (its own readers, if any, go on). */
+  protected override unread(): void {
+    this.whenUnread(() => this.#stop?.());
   }
 
   /**
@@ -187,6 +201,7 @@ export class RemoteFill extends FillProgress {
         throw new FillGoneError('the fill ended before it could be followed');
       }
       if (res.statusCode !== 200) throw new UpstreamError(`following a fill: worker answered HTTP ${res.statusCode}`);
+      this.#stop = () => res.body.destroy(new UpstreamError('every reader of the followed fill went away'));
       let rest = '';
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
         rest += chunk.toString();

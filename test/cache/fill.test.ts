@@ -1,10 +1,12 @@
 // Exactly-once fills on a real cache and upstream: a stampede, an upstream that dies
-// mid-stream, Range against an object still filling, the claim a dead fill left.
-import { existsSync, mkdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+// mid-stream, an object larger than the cache, Range against an object still filling,
+// the claim a dead fill left.
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { Agent, request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
+import { UNREAD_GRACE_MS } from '../../src/cache/fill.js';
 import { eventually } from '../helpers/wait.js';
 import { fetchHash, startCache } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';
@@ -63,19 +65,64 @@ t.test('a body that does not hash to its digest is refused and never kept', asyn
   t.notOk(app.cache.store.has(`cas.v1/sha256/${hex.slice(0, 2)}/${hex}`));
 });
 
-t.test('an object larger than the cache: passed through to each waiter at its own pace, counted as misses, not kept', async (t) => {
+t.test('an object larger than the cache: fetched once for every waiter through a temp file, not kept', async (t) => {
   const { up, upUrl } = await startUpstream(t);
-  const { hex } = up.addBlob(2 * 1024 * 1024);
+  const size = 2 * 1024 * 1024;
+  const { hex } = up.addBlob(size);
   up.options.rate = 4 * 1024 * 1024; // half a second: every client arrives meanwhile
-  const { app, url } = await startCache(t, { upstream: upUrl, maxSize: '1MiB' }, t.testdir());
+  const dir = t.testdir();
+  const { app, url } = await startCache(t, { upstream: upUrl, maxSize: '1MiB' }, dir);
   const results = await Promise.all(Array.from({ length: 8 }, () => fetchHash(`${url}/cas/sha256/${hex}`)));
-  t.ok(results.every((r) => r.status === 200 && r.hash === hex), 'every body right');
+  t.ok(results.every((r) => r.status === 200 && r.hash === hex && r.size === size), 'every body right');
+  t.equal(up.count(`/cas/sha256/${hex}`), 1, 'one upstream request');
   await app.cache.fills.drain();
   const stats = app.cache.metrics.stats().kinds.cas!;
-  const asked = up.count(`/cas/sha256/${hex}`);
-  t.same([stats.misses, stats.collapsed], [asked, 0], `one miss per upstream request (${asked}), none counted as collapsed`);
+  t.same([stats.misses, stats.collapsed, stats.bytesUpstream], [1, 7, size], 'one miss, 7 collapsed, the object once from upstream');
   t.equal(app.cache.store.count, 0, 'nothing kept');
+  t.same(readdirSync(path.join(dir, 'tmp')), [], 'its temp file removed');
+  t.notOk(existsSync(path.join(dir, casId({ algo: 'sha256', hex }))), 'nor its claim left');
   t.notOk(app.cache.store.isFull(), 'the disk itself still takes writes');
+  t.equal((await fetchHash(`${url}/cas/sha256/${hex}`)).xcache, 'MISS', 'the next request fetches it again');
+  t.equal(up.count(`/cas/sha256/${hex}`), 2, 'with a request of its own');
+});
+
+t.test('a fill whose body is not kept stops once its last reader has gone; one that is kept goes on', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const size = 8 * 1024 * 1024;
+  const big = up.addBlob(size); // larger than the cache
+  const kept = up.addBlob(size / 8);
+  up.options.rate = 3.2 * 1024 * 1024; // the big one takes 2.5 s
+  const { app, url } = await startCache(t, { upstream: upUrl, maxSize: `${size / 2}` }, t.testdir());
+  const leave = async (hex: string) => {
+    const res = await request(`${url}/cas/sha256/${hex}`);
+    for await (const chunk of res.body) if ((chunk as Buffer).length > 0) break; // some bytes, then gone
+    res.body.destroy();
+  };
+  const started = Date.now();
+  await Promise.all([leave(big.hex), leave(kept.hex)]);
+  await app.cache.fills.drain();
+  const ms = Date.now() - started;
+  await eventually('both upstream answers closed', () => up.closes.size === 2);
+  t.equal(up.closes.get(`/cas/sha256/${big.hex}`)?.cut, true, 'the object larger than the cache: its upstream answer cut');
+  t.ok(ms < 2400, `once the grace after its reader left is over, not at its end (${ms} ms)`);
+  t.equal(app.cache.metrics.stats().kinds.cas!.bytesUpstream < size + size / 8, true, 'not all of it fetched');
+  t.equal(up.closes.get(`/cas/sha256/${kept.hex}`)?.cut, false, 'the one the cache keeps: fetched to its end');
+  t.equal((await fetchHash(`${url}/cas/sha256/${kept.hex}`)).xcache, 'HIT', 'and kept');
+});
+
+t.test('a fill not kept that its last reader left goes on for a request that joins it within the grace', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const size = 4 * 1024 * 1024;
+  const { hex } = up.addBlob(size); // larger than the cache
+  up.options.rate = 2 * 1024 * 1024; // two seconds
+  const { url } = await startCache(t, { upstream: upUrl, maxSize: '1MiB' }, t.testdir());
+  const first = await request(`${url}/cas/sha256/${hex}`);
+  for await (const chunk of first.body) if ((chunk as Buffer).length > 0) break; // some bytes, then gone
+  first.body.destroy();
+  await new Promise((r) => setTimeout(r, UNREAD_GRACE_MS / 2));
+  const joined = await fetchHash(`${url}/cas/sha256/${hex}`);
+  t.same([joined.status, joined.xcache, joined.hash, joined.size], [200, 'COLLAPSED', hex, size], 'it joined the fill and had all of it');
+  t.equal(up.count(`/cas/sha256/${hex}`), 1, 'one upstream request');
 });
 
 t.test('Range on an object still filling', async (t) => {

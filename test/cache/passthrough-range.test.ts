@@ -23,10 +23,12 @@ t.test('an object larger than the cache: a range of it is a 206 of those bytes',
   const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
   const blob = randomBytes(3 * MiB);
   const hex = await uploadBlob(origin.url, blob);
-  const { url } = await startCache(t, { upstream: origin.url, maxSize: '1MiB' }, join(dir, 'cache'));
+  const { app, url } = await startCache(t, { upstream: origin.url, maxSize: '1MiB' }, join(dir, 'cache'));
   const part = await ranged(`${url}/cas/sha256/${hex}`, { range: 'bytes=1000-1999' });
   t.same([part.status, part.range, part.xcache], [206, `bytes 1000-1999/${blob.length}`, 'MISS']);
   t.ok(part.body.equals(blob.subarray(1000, 2000)), 'its bytes');
+  await app.cache.fills.drain();
+  t.equal(app.cache.metrics.stats().kinds.cas!.bytesUpstream, 1000, 'only those from upstream: the object, never kept, was not fetched whole');
   const stale = await ranged(`${url}/cas/sha256/${hex}`, { range: 'bytes=1000-1999', 'if-range': '"sha256:0000"' });
   t.same([stale.status, stale.body.length], [200, blob.length], 'an If-Range that does not hold: the whole object');
   t.equal(createHash('sha256').update(stale.body).digest('hex'), hex);

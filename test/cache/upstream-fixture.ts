@@ -33,6 +33,8 @@ export class UpstreamFixture {
   readonly objects = new Map<string, Obj>();
   readonly requests: { method: string; url: string; headers: http.IncomingHttpHeaders }[] = [];
   readonly puts = new Map<string, Buffer>();
+  /** When the last body answered for each URL closed, and whether it was cut before its end. */
+  readonly closes = new Map<string, { at: number; cut: boolean }>();
   options: FixtureOptions = {};
   /** Cache-Control of PUT answers (as the origin's: how a GET of the object may be cached); undefined sends none. */
   putCacheControl: string | undefined = 'public, no-cache';
@@ -108,6 +110,7 @@ export class UpstreamFixture {
     }
     res.writeHead(obj.status ?? 200, { 'content-type': 'application/octet-stream', 'content-length': String(obj.body.length), ...obj.headers });
     if (req.method === 'HEAD') return void res.end();
+    res.on('close', () => this.closes.set(req.url ?? '', { at: Date.now(), cut: !res.writableFinished }));
     const dieAfter = this.options.dieAfter;
     if (!this.options.keepDying) this.options.dieAfter = undefined;
     void this.#send(res, obj.body, this.options.rate ?? 0, dieAfter);

@@ -6,18 +6,20 @@
 // with three, the workers that did not lead a fill find it among the other two.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { Agent, request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
 import { isAlive, parentsByPid, startServerProcess } from '../helpers/processes.js';
+import { holderOf } from '../helpers/held.js';
 import { eventually } from '../helpers/wait.js';
 import { cacheWorkers, fetchHash, type Fetched } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';
 
 /** On a fresh connection each time (so that requests spread over both workers); a cut answer is an `error`. */
-async function get(url: string): Promise<Fetched & { error?: string }> {
-  return fetchHash(url, {}, { fresh: true }).catch((err: Error) => ({ status: 0, hash: '', size: 0, xcache: '', error: err.message }));
+async function get(url: string, headers: Record<string, string> = {}): Promise<Fetched & { error?: string }> {
+  return fetchHash(url, headers, { fresh: true }).catch((err: Error) => ({ status: 0, hash: '', size: 0, xcache: '', error: err.message }));
 }
 
 async function stats(url: string): Promise<{ total: { hits: number; misses: number; collapsed: number; bytesUpstream: number; bytesServed: number }; store: { bytes: number; objects: number } }> {
@@ -225,11 +227,11 @@ t.test('three workers: a stampede spread over them makes one upstream request, t
   t.equal(all.filter((r) => r.xcache === 'MISS').length, 1, 'one led the fill, the others joined it');
 });
 
-t.test('two workers: a slow upstream head is still followed; an object with no room is passed through in both, its claim left alone', async (t) => {
+t.test('two workers: a slow upstream head is still followed; an object larger than the cache is fetched once for both, its claim left alone; a range of it starting the fill is passed through in both', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '2', '--max-size', '1MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const slow = up.addBlob(100_000);
-  // More than the cache (below): passed through, not kept.
+  // More than the cache (below): not kept.
   const early = up.addBlob(2 * 1024 * 1024);
   // Heads that come late, by a timer each: the first longer than a follower waits for its
   // leader to answer at all (remote-fill.ts), the leader saying it is there at once.
@@ -244,10 +246,15 @@ t.test('two workers: a slow upstream head is still followed; an object with no r
   // own, run meanwhile.
   const slowAll = Promise.all(Array.from({ length: 8 }, () => get(`${cache.url}/cas/sha256/${slow.hex}`)));
 
-  // Followers that came before upstream's head learn with it that the fill was refused, and
+  // A range of it starts the fill: refused with upstream's head (the range is asked for
+  // instead of the whole object). Followers that came before the head learn it then, and
   // pass through too.
+  const earlyPart = get(`${cache.url}/cas/sha256/${early.hex}`, { range: 'bytes=0-99' });
+  await new Promise((r) => setTimeout(r, 100));
   const earlyAll = await Promise.all(Array.from({ length: 16 }, () => get(`${cache.url}/cas/sha256/${early.hex}`)));
   t.same(earlyAll.filter((r) => r.status !== 200 || r.hash !== early.hex), [], 'every body right, none a 502');
+  t.equal((await earlyPart).error, undefined);
+  t.ok(up.requests.some((r) => r.url === `/cas/sha256/${early.hex}` && r.headers.range === 'bytes=0-99'), 'upstream asked for the range');
 
   const big = up.addBlob(2 * 1024 * 1024);
   up.options.rate = 1024 * 1024; // two seconds of filling (the delayed heads above send theirs at once)
@@ -258,11 +265,84 @@ t.test('two workers: a slow upstream head is still followed; an object with no r
   const bigAll = await Promise.all([...first, ...Array.from({ length: 3 }, bigGet)]);
   up.options.rate = 0;
   t.ok(bigAll.every((r) => r.hash === big.hex), 'every body right');
+  t.equal(up.count(`/cas/sha256/${big.hex}`), 1, 'fetched once, in whichever worker each request came');
 
   const slowDone = await slowAll;
   t.ok(slowDone.every((r) => r.hash === slow.hex), 'every body right');
   t.equal(up.count(`/cas/sha256/${slow.hex}`), 1, 'upstream asked once: the other worker followed');
   t.notMatch(cache.stderr(), /removing the claim of a fill whose worker is gone/, 'no live leader taken for a dead one');
+});
+
+/** A GET with a connection of its own, read raw: `started` once body bytes came, `ended` with the body's size and hash once the server closed. */
+function rawGet(port: number, target: string): { socket: net.Socket; started: Promise<void>; ended: Promise<{ size: number; hash: string }> } {
+  const socket = net.connect(port, '127.0.0.1', () => socket.write(`GET ${target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n`));
+  socket.on('error', () => undefined);
+  let head: Buffer | undefined = Buffer.alloc(0);
+  let size = 0;
+  const hash = createHash('sha256');
+  let bodyCame!: () => void;
+  const started = new Promise<void>((resolve) => (bodyCame = resolve));
+  socket.on('data', (chunk: Buffer) => {
+    let body = chunk;
+    if (head) {
+      head = Buffer.concat([head, chunk]);
+      const at = head.indexOf('\r\n\r\n');
+      if (at < 0) return;
+      body = head.subarray(at + 4);
+      head = undefined;
+    }
+    if (body.length === 0) return;
+    size += body.length;
+    hash.update(body);
+    bodyCame();
+  });
+  const ended = new Promise<{ size: number; hash: string }>((resolve) => socket.on('close', () => resolve({ size, hash: hash.digest('hex') })));
+  return { socket, started, ended };
+}
+
+t.test('two workers: a fill not kept goes on while a reader in either worker is left, and stops once none is', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '2', '--max-size', '1MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const port = Number(new URL(cache.url).port);
+  const workers = cacheWorkers(cache.child.pid!);
+  t.equal(workers.length, 2);
+  const size = 8 * 1024 * 1024; // larger than the cache: not kept
+  const left = up.addBlob(size);
+  const gone = up.addBlob(size);
+  up.options.rate = 1.6 * 1024 * 1024; // 5 s each
+  // Clients of one object, one after the other, until each worker has one: the first leads
+  // the fill, the one in the other worker follows it.
+  const clientsOf = async (hex: string) => {
+    const all: ReturnType<typeof rawGet>[] = [];
+    const byWorker = new Map<number, ReturnType<typeof rawGet>>();
+    for (let i = 0; i < 8 && byWorker.size < 2; i++) {
+      const client = rawGet(port, `/cas/sha256/${hex}`);
+      all.push(client);
+      await client.started;
+      const worker = holderOf(workers, client.socket.localPort!);
+      if (worker !== undefined && !byWorker.has(worker)) byWorker.set(worker, client);
+    }
+    return { all, byWorker };
+  };
+  const [forLeft, forGone] = await Promise.all([clientsOf(left.hex), clientsOf(gone.hex)]);
+  t.equal(forLeft.byWorker.size, 2, 'clients of the first object in both workers');
+  t.equal(forGone.byWorker.size, 2, 'clients of the second object in both workers');
+  // The first object: every client leaves but one in the worker that follows the fill.
+  const leader = holderOf(workers, forLeft.all[0]!.socket.localPort!);
+  const survivor = [...forLeft.byWorker].find(([worker]) => worker !== leader)![1];
+  for (const client of forLeft.all) if (client !== survivor) client.socket.destroy();
+  // The second object: every client leaves.
+  const leftAt = Date.now();
+  for (const client of forGone.all) client.socket.destroy();
+  const whole = await survivor.ended;
+  t.same(whole, { size, hash: left.hex }, "the follower's client has its whole body, though the leader's have gone");
+  await eventually('the first upstream answer closed', () => up.closes.has(`/cas/sha256/${left.hex}`));
+  t.equal(up.closes.get(`/cas/sha256/${left.hex}`)!.cut, false, 'upstream sent it to its end');
+  await eventually('the second upstream answer closed', () => up.closes.has(`/cas/sha256/${gone.hex}`));
+  const stopped = up.closes.get(`/cas/sha256/${gone.hex}`)!;
+  t.equal(stopped.cut, true, 'the object nobody reads any more: its upstream answer cut');
+  t.ok(stopped.at - leftAt < 4000, `once the graces are over, not at its end (${stopped.at - leftAt} ms)`);
+  t.equal(up.count(`/cas/sha256/${left.hex}`) + up.count(`/cas/sha256/${gone.hex}`), 2, 'each fetched once');
 });
 
 // Four subtests that need no cache of their own share one (a damaged body placed before it

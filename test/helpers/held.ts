@@ -57,6 +57,18 @@ export function held(pid: number, dirs: readonly string[]): Held {
   return { dataFiles: targets.filter((d) => dirs.some((dir) => d.startsWith(dir + path.sep))), tcp, unix };
 }
 
+/**
+ * Which of `pids` holds the server's side of the TCP connection whose client port is
+ * `clientPort` (in a multi-process server: the worker a connection went to), if any yet.
+ */
+export function holderOf(pids: readonly number[], clientPort: number): number | undefined {
+  // /proc/net/tcp: rem_address (column 2) is HEXADDR:HEXPORT; the inode is column 9
+  const suffix = ':' + clientPort.toString(16).toUpperCase().padStart(4, '0');
+  const fromClient = (cols: string[]) => cols[2]!.endsWith(suffix);
+  const inodes = new Set([...socketRows('tcp', 9, fromClient), ...socketRows('tcp6', 9, fromClient)].map((i) => `socket:[${i}]`));
+  return pids.find((pid) => descriptors(pid).some((d) => inodes.has(d)));
+}
+
 /** Names below `dir` of temp files: in a `tmp` directory, or named `.tmp-…` (a cache's fills in progress). */
 function tempFiles(dir: string): string[] {
   return (readdirSync(dir, { recursive: true }) as string[]).filter((rel) => path.basename(rel).startsWith('.tmp-') || path.dirname(rel).split(path.sep).includes('tmp'));
