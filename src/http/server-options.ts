@@ -60,12 +60,15 @@ function notImplemented(req: IncomingMessage): FleetError {
 }
 
 /**
- * Why `req` is refused, or undefined: a method no path has (501), more than `max` header
- * fields (431), a transfer coding other than chunked (400), or two Authorization or Host
- * headers (400: RFC 9112 §3.2 for Host): Node takes the first, a proxy in front may take the
- * last, and each would check another credential, or route elsewhere.
+ * Why `req` is refused, or undefined: an HTTP version other than 1.x (505), a method no path
+ * has (501), more than `max` header fields (431), a transfer coding other than chunked
+ * (400), or two Authorization or Host headers (400: RFC 9112 §3.2 for Host): Node takes the
+ * first, a proxy in front may take the last, and each would check another credential, or
+ * route elsewhere.
  */
 export function malformedRequest(req: IncomingMessage, max: number): FleetError | undefined {
+  // llhttp lets HTTP/2.0 and 0.9 through (it refuses other versions itself: clientErrorHandler)
+  if (req.httpVersionMajor !== 1) return new FleetError('FC_ERR_HTTP_VERSION', `HTTP/${req.httpVersion} is not supported (HTTP/1.1 and 1.0 are)`);
   if (!ROUTED_METHODS.has(req.method!)) return notImplemented(req);
   if (hasTooManyHeaders(req, max)) return new FleetError('FC_ERR_TOO_MANY_HEADERS', `the request has more than ${max} header fields`);
   // Node decodes chunked only: a body in another transfer coding (gzip, chunked) would be
@@ -158,6 +161,11 @@ function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
     : err.code === 'HPE_HEADER_OVERFLOW' ? new FleetError('FC_ERR_TOO_MANY_HEADERS', 'the request\'s header fields exceed 16 KiB')
     // a method llhttp does not know (FOO, get): RFC 9110 §9.1 has it answered 501
     : err.code === 'HPE_INVALID_METHOD' ? new FleetError('FC_ERR_NOT_IMPLEMENTED', 'the request method is not one this server knows')
+    // HTTP/1.2 to 1.9 are to be answered as 1.1 (RFC 9112 §2.3), but llhttp only takes them
+    // with insecureHTTPParser, which lets request smuggling through too: 505 names the cause,
+    // as it does for HTTP/3.0 (a malformed version, HTTP/2 or HTTP/1.10, gets the same code)
+    // and HTTP/2's preface (PRI * HTTP/2.0, a client with prior knowledge)
+    : err.code === 'HPE_INVALID_VERSION' || err.code === 'HPE_PAUSED_H2_UPGRADE' ? new FleetError('FC_ERR_HTTP_VERSION', 'the request\'s HTTP version is not supported (HTTP/1.1 and 1.0 are)')
     : new FleetError('FC_ERR_BAD_REQUEST', `malformed HTTP request (${err.code ?? 'parse error'})`);
   answerAndClose(socket, fe, err);
 }

@@ -2,7 +2,7 @@
 // (`PUT http://host/artifacts/…`, which servers must accept) names the path that was
 // routed, not a slice of the whole URL; a request with two Authorization headers is refused
 // (the server and a proxy in front could each check a different one); a method no path has
-// is a 501.
+// is a 501, an HTTP version other than 1.x a 505.
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import t from 'tap';
@@ -101,10 +101,16 @@ t.test('a request Node\'s parser refuses is answered with a catalogued JSON erro
       const unknown = await raw(url, [line]);
       t.same([unknown.status, JSON.parse(unknown.body).code], [501, 'FC_ERR_NOT_IMPLEMENTED'], `${server}: ${line}`);
     }
+    for (const version of ['1.2', '3.0']) {
+      const refused = await raw(url, [`GET /-/healthz HTTP/${version}`]);
+      t.same([refused.status, JSON.parse(refused.body).code], [505, 'FC_ERR_HTTP_VERSION'], `${server}: HTTP/${version}`);
+    }
+    const preface = await exchange(url, () => 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    t.match(preface, /^HTTP\/1\.1 505 HTTP Version Not Supported\r\n[^]*"code":"FC_ERR_HTTP_VERSION"/, `${server}: HTTP/2's preface`);
   }
 });
 
-t.test('a method no path has is a 501 on every path, CONNECT too', async (t) => {
+t.test('a method no path has is a 501 on every path, CONNECT too; HTTP/2.0 and 0.9, which Node\'s parser takes, a 505', async (t) => {
   const dir = t.testdir({ origin: {}, cache: {} });
   const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
   const cache = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
@@ -115,5 +121,11 @@ t.test('a method no path has is a 501 on every path, CONNECT too', async (t) => 
     }
     const lacking = await raw(url, ['DELETE /-/healthz HTTP/1.1']);
     t.same([lacking.status, JSON.parse(lacking.body).code], [405, 'FC_ERR_METHOD_NOT_ALLOWED'], `${server}: a method a path lacks stays a 405`);
+    for (const target of ['/-/healthz', `/cas/sha256/${'c'.repeat(64)}`]) {
+      for (const version of ['2.0', '0.9']) {
+        const res = await raw(url, [`GET ${target} HTTP/${version}`]);
+        t.same([res.status, JSON.parse(res.body).code], [505, 'FC_ERR_HTTP_VERSION'], `${server}: GET ${target} HTTP/${version}`);
+      }
+    }
   }
 });
