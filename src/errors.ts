@@ -40,6 +40,8 @@ export const ERROR_CODES = {
   FC_ERR_PRECONDITION_FAILED: { status: 412, exit: EXIT.failure, summary: 'A condition is false: If-Match or If-None-Match of a write (nothing was written), If-Match or If-Unmodified-Since of a read (the object changed).' },
   FC_ERR_NOT_FOUND: { status: 404, exit: EXIT.notFound, summary: 'No such object, name or route.' },
   FC_ERR_METHOD_NOT_ALLOWED: { status: 405, exit: EXIT.usage, summary: 'The path exists but not with this method; Allow lists the methods it has.' },
+  FC_ERR_NOT_IMPLEMENTED: { status: 501, exit: EXIT.usage, summary: 'The request method is one the server has on no path (neither GET, HEAD, PUT, POST, DELETE, PATCH, OPTIONS nor TRACE: PROPFIND, CONNECT, a method unknown to HTTP).' },
+  FC_ERR_HTTP_VERSION: { status: 505, exit: EXIT.usage, summary: 'The request is in another HTTP version than 1.0 or 1.1 (HTTP/1.2, HTTP/2.0 in a request line, HTTP/0.9).' },
   FC_ERR_UNAUTHORIZED: { status: 401, exit: EXIT.auth, summary: 'The request needs a bearer token and has none.' },
   FC_ERR_FORBIDDEN: { status: 403, exit: EXIT.auth, summary: 'The bearer token is not accepted.' },
   FC_ERR_ABORTED: { status: 400, exit: EXIT.failure, summary: 'The client aborted the transfer; nothing was stored.' },

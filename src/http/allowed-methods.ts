@@ -10,6 +10,12 @@ const OTHER_METHODS = ['DELETE', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'TRACE'];
 const READ_METHODS = ['GET', 'HEAD'];
 
 /**
+ * The methods answered path by path (a 404, a 405); any other (PROPFIND, QUERY) no path
+ * has, and is answered 501 on every path (RFC 9110 §9.1).
+ */
+export const ROUTED_METHODS: ReadonlySet<string> = new Set([...READ_METHODS, ...OTHER_METHODS]);
+
+/**
  * Watches the routes being added to `app` (its plugins' included); the function it
  * returns, called once all are, answers the other methods a path lacks, and GET and HEAD
  * where it has no GET, with 405 FC_ERR_METHOD_NOT_ALLOWED and Allow instead of 404. Those

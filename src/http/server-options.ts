@@ -7,6 +7,7 @@ import { MAX_TIMER_MS } from '../config/units.js';
 import { ConfigError, FleetError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { lockDataDir } from '../store/dir-lock.js';
+import { ROUTED_METHODS } from './allowed-methods.js';
 import { HEAD_CHECK_INTERVAL_MS } from './connection-limits.js';
 import { closingErrorAnswer, frameworkErrors, MAX_PARAM_LENGTH } from './errors.js';
 
@@ -53,13 +54,22 @@ function repeatedSingleField(req: IncomingMessage): 'Authorization' | 'Host' | u
   return authorization > 1 ? 'Authorization' : host > 1 ? 'Host' : undefined;
 }
 
+/** The refusal of a request whose method no path has (RFC 9110 §9.1). */
+function notImplemented(req: IncomingMessage): FleetError {
+  return new FleetError('FC_ERR_NOT_IMPLEMENTED', `the ${req.method} method is implemented on no path here`);
+}
+
 /**
- * Why `req` is refused, or undefined: more than `max` header fields (431), a transfer coding
- * other than chunked (400), or two Authorization or Host headers (400: RFC 9112 §3.2 for
- * Host): Node takes the first, a proxy in front may take the last, and each would check
- * another credential, or route elsewhere.
+ * Why `req` is refused, or undefined: an HTTP version other than 1.x (505), a method no path
+ * has (501), more than `max` header fields (431), a transfer coding other than chunked
+ * (400), or two Authorization or Host headers (400: RFC 9112 §3.2 for Host): Node takes the
+ * first, a proxy in front may take the last, and each would check another credential, or
+ * route elsewhere.
  */
 export function malformedRequest(req: IncomingMessage, max: number): FleetError | undefined {
+  // llhttp lets HTTP/2.0 and 0.9 through (it refuses other versions itself: clientErrorHandler)
+  if (req.httpVersionMajor !== 1) return new FleetError('FC_ERR_HTTP_VERSION', `HTTP/${req.httpVersion} is not supported (HTTP/1.1 and 1.0 are)`);
+  if (!ROUTED_METHODS.has(req.method!)) return notImplemented(req);
   if (hasTooManyHeaders(req, max)) return new FleetError('FC_ERR_TOO_MANY_HEADERS', `the request has more than ${max} header fields`);
   // Node decodes chunked only: a body in another transfer coding (gzip, chunked) would be
   // stored as it came, still encoded (RFC 9112 §6.1 has such a request refused)
@@ -72,11 +82,13 @@ export function malformedRequest(req: IncomingMessage, max: number): FleetError 
 /**
  * Refuses a malformed request (malformedRequest). Node's own maxHeadersCount only drops the
  * fields past it, and not exactly: it is set just above `max`, to keep what it stores
- * small, and the count is checked here.
+ * small, and the count is checked here. A CONNECT never reaches fastify: node hands its
+ * socket to the server's 'connect' listeners, and cuts it unanswered when there is none.
  */
 export function refuseMalformedRequests(app: FastifyInstance, max: number): void {
   app.server.maxHeadersCount = max + 1;
   app.addHook('onRequest', (request, _reply, done) => done(malformedRequest(request.raw, max)));
+  app.server.on('connect', (req: IncomingMessage, socket: Duplex) => answerAndClose(socket, notImplemented(req)));
 }
 
 /**
@@ -131,6 +143,12 @@ function pluginTimeoutFor(shutdownTimeoutMs: number): number {
   return Math.min(MAX_TIMER_MS, Math.max(FASTIFY_PLUGIN_TIMEOUT_MS, shutdownTimeoutMs + CLOSE_MARGIN_MS));
 }
 
+/** Answers, on `socket` itself, a request node's HTTP layer does not answer, and closes it. */
+function answerAndClose(socket: Duplex, fe: FleetError, err?: Error): void {
+  if (socket.writable) socket.write(closingErrorAnswer(fe));
+  socket.destroy(err);
+}
+
 /**
  * Answers a request Node's parser refused (two Content-Length, a header over 16 KiB, a
  * request that did not arrive in time) with a catalogued JSON error, as every other error
@@ -141,9 +159,15 @@ function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
   const fe =
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new FleetError('FC_ERR_REQUEST_TIMEOUT', 'the request did not arrive in time')
     : err.code === 'HPE_HEADER_OVERFLOW' ? new FleetError('FC_ERR_TOO_MANY_HEADERS', 'the request\'s header fields exceed 16 KiB')
+    // a method llhttp does not know (FOO, get): RFC 9110 §9.1 has it answered 501
+    : err.code === 'HPE_INVALID_METHOD' ? new FleetError('FC_ERR_NOT_IMPLEMENTED', 'the request method is not one this server knows')
+    // HTTP/1.2 to 1.9 are to be answered as 1.1 (RFC 9112 §2.3), but llhttp only takes them
+    // with insecureHTTPParser, which lets request smuggling through too: 505 names the cause,
+    // as it does for HTTP/3.0 (a malformed version, HTTP/2 or HTTP/1.10, gets the same code)
+    // and HTTP/2's preface (PRI * HTTP/2.0, a client with prior knowledge)
+    : err.code === 'HPE_INVALID_VERSION' || err.code === 'HPE_PAUSED_H2_UPGRADE' ? new FleetError('FC_ERR_HTTP_VERSION', 'the request\'s HTTP version is not supported (HTTP/1.1 and 1.0 are)')
     : new FleetError('FC_ERR_BAD_REQUEST', `malformed HTTP request (${err.code ?? 'parse error'})`);
-  if (socket.writable) socket.write(closingErrorAnswer(fe));
-  socket.destroy(err);
+  answerAndClose(socket, fe, err);
 }
 
 /** `shutdownTimeoutMs`: the longest drain this server will be asked for (see pluginTimeoutFor). */

@@ -1,7 +1,8 @@
 // Request lines and credentials taken as the routes see them: an absolute-form target
 // (`PUT http://host/artifacts/…`, which servers must accept) names the path that was
 // routed, not a slice of the whole URL; a request with two Authorization headers is refused
-// (the server and a proxy in front could each check a different one).
+// (the server and a proxy in front could each check a different one); a method no path has
+// is a 501, an HTTP version other than 1.x a 505.
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import t from 'tap';
@@ -96,5 +97,35 @@ t.test('a request Node\'s parser refuses is answered with a catalogued JSON erro
     const huge = await raw(url, ['GET /-/healthz HTTP/1.1', `X-Big: ${'a'.repeat(20_000)}`]);
     t.equal(huge.status, 431, `${server}: a header over 16 KiB`);
     t.match(JSON.parse(huge.body), { code: 'FC_ERR_TOO_MANY_HEADERS' });
+    for (const line of ['FOO /-/healthz HTTP/1.1', 'get /-/healthz HTTP/1.1']) {
+      const unknown = await raw(url, [line]);
+      t.same([unknown.status, JSON.parse(unknown.body).code], [501, 'FC_ERR_NOT_IMPLEMENTED'], `${server}: ${line}`);
+    }
+    for (const version of ['1.2', '3.0']) {
+      const refused = await raw(url, [`GET /-/healthz HTTP/${version}`]);
+      t.same([refused.status, JSON.parse(refused.body).code], [505, 'FC_ERR_HTTP_VERSION'], `${server}: HTTP/${version}`);
+    }
+    const preface = await exchange(url, () => 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    t.match(preface, /^HTTP\/1\.1 505 HTTP Version Not Supported\r\n[^]*"code":"FC_ERR_HTTP_VERSION"/, `${server}: HTTP/2's preface`);
+  }
+});
+
+t.test('a method no path has is a 501 on every path, CONNECT too; HTTP/2.0 and 0.9, which Node\'s parser takes, a 505', async (t) => {
+  const dir = t.testdir({ origin: {}, cache: {} });
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const cache = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
+  for (const [server, url] of [['origin', origin.url], ['cache', cache.url]] as const) {
+    for (const line of ['PROPFIND /-/healthz HTTP/1.1', 'PROPFIND /nothing HTTP/1.1', `MKCOL /cas/sha256/${'c'.repeat(64)} HTTP/1.1`, 'QUERY /-/healthz HTTP/1.1', 'CONNECT elsewhere.example:443 HTTP/1.1']) {
+      const res = await raw(url, [line]);
+      t.same([res.status, JSON.parse(res.body).code], [501, 'FC_ERR_NOT_IMPLEMENTED'], `${server}: ${line}`);
+    }
+    const lacking = await raw(url, ['DELETE /-/healthz HTTP/1.1']);
+    t.same([lacking.status, JSON.parse(lacking.body).code], [405, 'FC_ERR_METHOD_NOT_ALLOWED'], `${server}: a method a path lacks stays a 405`);
+    for (const target of ['/-/healthz', `/cas/sha256/${'c'.repeat(64)}`]) {
+      for (const version of ['2.0', '0.9']) {
+        const res = await raw(url, [`GET ${target} HTTP/${version}`]);
+        t.same([res.status, JSON.parse(res.body).code], [505, 'FC_ERR_HTTP_VERSION'], `${server}: GET ${target} HTTP/${version}`);
+      }
+    }
   }
 });
