@@ -16,7 +16,7 @@ export const PASSING_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['FC_ERR
  * it does not take. From a cache (another version, a lower limit) the next URL may take the
  * request; the origin, last, says whether the request is really at fault.
  */
-export const REFUSED_BY_CACHE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['FC_ERR_BAD_REQUEST', 'FC_ERR_TOO_MANY_HEADERS', 'FC_ERR_METHOD_NOT_ALLOWED']);
+export const REFUSED_BY_CACHE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['FC_ERR_BAD_REQUEST', 'FC_ERR_TOO_MANY_HEADERS', 'FC_ERR_METHOD_NOT_ALLOWED', 'FC_ERR_NOT_IMPLEMENTED', 'FC_ERR_HTTP_VERSION']);
 
 /** The waits before passes 2, 3 and 4 over the list. */
 const RETRY_DELAYS_MS: readonly number[] = [2_000, 5_000, 10_000];
