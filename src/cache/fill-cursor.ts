@@ -94,10 +94,18 @@ export class FillCursor {
 /**
  * Answers with bytes [start, last] of a large fill (last = Infinity: to the end), after the
  * status and headers set on `res`. A failure of the fill cuts the connection. A client
- * that goes away is noticed at the fill's next progress.
+ * that goes away is noticed at the fill's next progress; it stops counting as a reader at
+ * once (a fill nobody keeps stops when no reader is left: see Fill.unread).
  */
 export async function sendFill(res: ServerResponse, fill: FillSource, start: number, last: number): Promise<void> {
   const file = fill.acquireFile();
+  let released = false;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    fill.release();
+  };
+  res.once('close', release);
   const writer = new BodyWriter(FILE_CHUNK, SLOTS);
   writer.attach(res);
   // The head goes out now, not with the first byte: the cursor holds the fill's last byte
@@ -117,6 +125,6 @@ export async function sendFill(res: ServerResponse, fill: FillSource, start: num
   } catch (err) {
     writer.abort(err as Error);
   } finally {
-    fill.release();
+    release();
   }
 }

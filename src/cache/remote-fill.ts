@@ -5,7 +5,7 @@
 // growing file itself, once, into its own windows, which its clients take as the leader's
 // clients do (fill-cursor.ts): no byte is relayed.
 import { open, rm } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Pool } from 'undici';
@@ -72,7 +72,7 @@ const FOLLOW_ANSWER_MS = 5000;
 
 // ---- leader side ----
 
-async function* fillEvents(fill: Fill): AsyncGenerator<string> {
+async function* fillEvents(fill: Fill, res: ServerResponse): AsyncGenerator<string> {
   const line = (e: FillEvent): string => JSON.stringify(e) + '\n';
   // Before upstream's head, which may take as long as the upstream timeout allows.
   yield line({ following: true });
@@ -86,25 +86,25 @@ async function* fillEvents(fill: Fill): AsyncGenerator<string> {
   }
   // The disk began refusing writes after this follower came (decided with the head): nothing to follow.
   if (fill.memoryOnly) return yield line({ unfollowable: true });
-  // A follower is one of the fill's readers: a fill not kept goes on for it (see Fill.unread).
-  const streamed = fill.streamed;
-  if (streamed) fill.acquireFile();
-  try {
-    yield line({ head, file: fill.tempPath ?? null });
-    let sent = -1;
-    for (;;) {
-      if (fill.error) return yield line(failedEvent(fill.error));
-      // The disk failed mid-fill: the rest is in the leader's memory only, out of a follower's reach.
-      if (fill.memoryOnly) return yield line({ error: 'the fill followed stopped writing its file (its disk failed)' });
-      if (fill.ended) return yield line({ end: fill.written, ...(fill.body ? { body: fill.body.toString('base64') } : {}) });
-      if (fill.written !== sent) {
-        yield line({ w: (sent = fill.written) });
-        continue; // the fill may have ended while this line waited to be read: look again before sleeping
-      }
-      await fill.progress();
+  // A follower is one of the fill's readers while it is connected: a fill not kept goes on
+  // for it (see Fill.unread). Not until this generator ends: one waiting for a stalled
+  // fill's progress would not end when the follower leaves.
+  if (fill.streamed && !res.destroyed) {
+    fill.acquireFile();
+    res.once('close', () => fill.release());
+  }
+  yield line({ head, file: fill.tempPath ?? null });
+  let sent = -1;
+  for (;;) {
+    if (fill.error) return yield line(failedEvent(fill.error));
+    // The disk failed mid-fill: the rest is in the leader's memory only, out of a follower's reach.
+    if (fill.memoryOnly) return yield line({ error: 'the fill followed stopped writing its file (its disk failed)' });
+    if (fill.ended) return yield line({ end: fill.written, ...(fill.body ? { body: fill.body.toString('base64') } : {}) });
+    if (fill.written !== sent) {
+      yield line({ w: (sent = fill.written) });
+      continue; // the fill may have ended while this line waited to be read: look again before sleeping
     }
-  } finally {
-    if (streamed) fill.release();
+    await fill.progress();
   }
 }
 
@@ -123,7 +123,7 @@ export function serveFillEvents(app: FastifyInstance, ctx: CacheContext, socket:
     if (!(fill instanceof Fill) || fill.error) throw new NotFoundError('no such fill in flight');
     // One streamed from memory (its worker's disk refuses writes, or failed mid-fill) cannot be followed through its file.
     if (fill.memoryOnly) return reply.code(409).send({ followable: false });
-    return reply.type('application/x-ndjson').send(Readable.from(fillEvents(fill)));
+    return reply.type('application/x-ndjson').send(Readable.from(fillEvents(fill, reply.raw)));
   });
   // Its requests are marked and handed to the same app.
   const internal = createServer((req, res) => {

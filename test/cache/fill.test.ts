@@ -110,6 +110,27 @@ t.test('a fill whose body is not kept stops once its last reader has gone; one t
   t.equal((await fetchHash(`${url}/cas/sha256/${kept.hex}`)).xcache, 'HIT', 'and kept');
 });
 
+t.test('a fill not kept whose upstream stalled stops too once its last reader has gone', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const { hex } = up.addBlob(4 * 1024 * 1024); // larger than the cache
+  let cut = false;
+  up.handler = (req, res) => {
+    res.writeHead(200, { 'content-length': String(4 * 1024 * 1024) });
+    res.write(up.objects.get(req.url ?? '')!.body.subarray(0, 1024 * 1024)); // then nothing
+    res.on('close', () => (cut = true));
+    return true;
+  };
+  const { url } = await startCache(t, { upstream: upUrl, maxSize: '1MiB' }, t.testdir());
+  const res = await request(`${url}/cas/sha256/${hex}`);
+  let got = 0;
+  // All there is but the byte held back: the reader then waits for the fill's next bytes.
+  for await (const chunk of res.body) if ((got += (chunk as Buffer).length) >= 1024 * 1024 - 1) break;
+  res.body.destroy();
+  const left = Date.now();
+  await eventually('its upstream answer cut', () => cut, 5000);
+  t.ok(Date.now() - left < UNREAD_GRACE_MS + 1000, `cut ${Date.now() - left} ms after its reader left`);
+});
+
 t.test('a fill not kept that its last reader left goes on for a request that joins it within the grace', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const size = 4 * 1024 * 1024;

@@ -37,7 +37,16 @@ t.test('after a mixed load, each process of a two-worker cache holds no data fil
   const small = Array.from({ length: 24 }, () => up.addBlob(4096).hex);
   const large = Array.from({ length: 6 }, () => up.addBlob(2 * 1024 * 1024).hex);
   const dying = createHash('sha256').update('dies').digest('hex');
+  // Larger than the cache: not kept. Its answer never ends; the cache cuts it once no client reads it.
+  const oversize = createHash('sha256').update('larger than the cache').digest('hex');
+  let oversizeCut = false;
   up.handler = (req, res) => {
+    if (req.url === `/cas/sha256/${oversize}`) {
+      res.writeHead(200, { 'content-length': String(80 * 1024 * 1024) });
+      res.write(Buffer.alloc(1024 * 1024, 2));
+      res.on('close', () => (oversizeCut = true));
+      return true;
+    }
     if (req.url === `/cas/sha256/${dying}`) {
       res.writeHead(200, { 'content-length': String(1024 * 1024) });
       res.write(Buffer.alloc(256 * 1024, 1), () => res.socket?.destroy());
@@ -60,6 +69,8 @@ t.test('after a mixed load, each process of a two-worker cache holds no data fil
   const fresh = (p: string, headers: Record<string, string> = {}) => fetchHash(`${cache.url}${p}`, headers, { fresh: true }).catch(() => undefined);
 
   const load = async (): Promise<void> => {
+    // An object larger than the cache, its clients (both workers) gone after their first bytes.
+    await Promise.all([0, 1, 2, 3].map(() => rawExchange(port, plainGet(`/cas/sha256/${oversize}`), (got) => got > 100_000)));
     // Cold small blobs, four requests each on new connections (both workers, early misses, collapsed ones); then hits.
     await Promise.all(small.flatMap((hex) => Array.from({ length: 4 }, () => fresh(`/cas/sha256/${hex}`))));
     await Promise.all(small.map((hex) => get(`/cas/sha256/${hex}`)));
@@ -128,6 +139,8 @@ t.test('after a mixed load, each process of a two-worker cache holds no data fil
     clearTimeout(deadline);
   }
   t.equal(await get(`/cas/sha256/${large[0]}`), 200, 'the cache still serves');
+  await eventually('the answer larger than the cache cut', () => oversizeCut, 5000).catch(() => undefined);
+  t.ok(oversizeCut, 'the answer larger than the cache, read by no one, was cut by the cache');
   t.ok(busy.tcp > 0 && busy.dataFiles > 0, `while busy, TCP connections (${busy.tcp}) and data files (${busy.dataFiles}) were seen open`);
   t.ok([...before.values()].every((b) => b.unix > 0), 'and Unix connections before the load');
 
