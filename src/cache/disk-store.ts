@@ -21,7 +21,7 @@
 // doubles it; a small blob cut short or zero-filled by a power loss is caught instead by
 // hashing it on its first read after a restart (small bodies are read whole anyway).
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, constants as fsc, fchmodSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fchmodSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statfsSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -156,6 +156,13 @@ const CLAIM_PREFIX = `${TEMP_PREFIX}fill-`;
 export const SMALL_MAX = 16 * 1024;
 const SMALL_BUDGET = 64 * 1024 * 1024;
 const STATFS_MAX_AGE_MS = 1000;
+/**
+ * Reservations of this size or more read the free space at once (statfsSync: a few µs, no
+ * thread pool): against the last figure, up to a second old, they would miss what other
+ * workers wrote meanwhile, and a disk holding the whole budget would fail mid-fill (ENOSPC)
+ * instead of making room first.
+ */
+const FRESH_FIGURE_MIN = 1024 * 1024;
 const FULL_COOLDOWN_MS = 30_000;
 /** Room kept free on the data filesystem beyond the object being filled. */
 const FREE_MARGIN = 1024 * 1024;
@@ -230,6 +237,8 @@ interface StorePeer {
   deleted(id: string): void;
   /** The primary's figures for the whole store. */
   readonly store: { readonly bytes: number; readonly objects: number };
+  /** Asks the primary to evict (see DiskStore.makeRoom); resolves with the bytes it freed. */
+  makeRoom(bytes: number): Promise<number>;
 }
 
 interface DiskStoreOptions {
@@ -255,8 +264,8 @@ export class DiskStore {
   #dirs = new Set<string>();
   #free = { bytes: 0, at: 0 };
   #freeRefresh: Promise<void> | undefined;
-  /** Primary: evicted entries whose files are being unlinked in the background. */
-  #unlinking = new Set<string>();
+  /** Primary: evicted entries whose files are being unlinked in the background, and when that is done. */
+  #unlinking = new Map<string, Promise<void>>();
 
   constructor(dir: string, maxSize: number, log: Logger, options: DiskStoreOptions = {}) {
     this.dir = dir;
@@ -291,10 +300,9 @@ export class DiskStore {
         } else if (!this.#peer) {
           // Evictions unlink in the background. A worker's own 'evict' only forgets: the
           // primary decides what leaves the disk.
-          this.#unlinking.add(id);
-          void (async () => {
+          this.#unlinking.set(id, (async () => {
             for (const file of this.#entryFiles(id)) await unlink(file).catch(() => undefined);
-          })().finally(() => this.#unlinking.delete(id));
+          })().finally(() => this.#unlinking.delete(id)));
         }
         if (!this.#peer) onEvicted?.(id);
         else if (reason === 'delete') this.#peer.deleted(id);
@@ -790,16 +798,54 @@ export class DiskStore {
    */
   async reserve(size: number, unkept = false): Promise<void> {
     if (size > this.maxSize && !unkept) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
+    if (size >= FRESH_FIGURE_MIN) this.#readFree();
     const stale = this.#free.at !== 0 && Date.now() - this.#free.at > STATFS_MAX_AGE_MS;
     // A figure is awaited when there is none yet, and before a refusal on an old one: nothing
     // reserves during a cool-down, and the space freed meanwhile would start another one.
     if (this.#free.at === 0 || (stale && this.#free.bytes < size + FREE_MARGIN)) await this.#refreshFree().catch((err: unknown) => { throw this.storageFailure(err); });
     else if (stale) void this.#refreshFree().catch(() => undefined);
+    // A disk that holds the whole budget (a size limit set close to the filesystem's size)
+    // has no room for a large object until the index evicts at its commit: the least
+    // recently used entries make it now, as the budget would then.
+    if (this.#free.bytes < size + FREE_MARGIN && !unkept) this.#free.bytes += await this.makeRoom(size + FREE_MARGIN - this.#free.bytes);
     if (this.#free.bytes < size + FREE_MARGIN) {
       const refusal = `no space left for ${size} bytes (${this.#free.bytes} free)`;
       throw unkept ? new StorageError(refusal) : this.storageFailure(new Error(refusal));
     }
     this.#free.bytes -= size;
+  }
+
+  /**
+   * Evicts the least recently used entries until `bytes` are freed (or none is left), and
+   * resolves with the bytes freed once their files are unlinked. In a worker, the primary
+   * evicts (it decides what leaves the disk).
+   */
+  async makeRoom(bytes: number): Promise<number> {
+    if (this.#peer) return this.#peer.makeRoom(bytes);
+    let freed = 0;
+    const unlinked: Promise<void>[] = [];
+    while (freed < bytes) {
+      const id = this.#lru.rkeys().next().value;
+      const entry = id === undefined ? undefined : this.#lru.pop();
+      if (id === undefined || !entry) break;
+      freed += entry.size;
+      const unlinking = this.#unlinking.get(id);
+      if (unlinking) unlinked.push(unlinking);
+    }
+    await Promise.all(unlinked);
+    // debug: on a disk that holds the budget, every fill may come here (start-up warns of such a size limit)
+    if (freed > 0) this.#log.debug({ freed, wanted: bytes }, 'evicted the least recently used objects to make room for a fill');
+    return freed;
+  }
+
+  /** The free space now, with a blocking statfs (see FRESH_FIGURE_MIN); a failure is a storage failure. */
+  #readFree(): void {
+    try {
+      const fs = statfsSync(this.dir);
+      this.#free = { bytes: fs.bavail * fs.bsize, at: Date.now() };
+    } catch (err) {
+      throw this.storageFailure(err);
+    }
   }
 
   /** One statfs at a time; callers arriving meanwhile share it. */

@@ -583,11 +583,12 @@ export class Fill extends FillProgress {
     // While the disk refuses writes (cooling down after a failure), a body is still fetched
     // once for every waiter, and not kept: a small one gathered whole, a large one streamed
     // from its windows only, with no file (readers too far behind are cut, and requests
-    // that come too late start a fill of their own: see joinable). An object with no room
-    // larger than the free space (see reserve) is passed through to each waiter instead,
-    // each at its own pace: no reader of it is ever cut. One larger than the whole cache is
-    // still fetched once for all its waiters, through a temp file of its own that nothing
-    // keeps (but for a Range request starting it, which asks upstream for its part instead).
+    // that come too late start a fill of their own: see joinable). An object larger than
+    // the free space, once evictions made what room they could (see reserve), is passed
+    // through to each waiter instead, each at its own pace: no reader of it is ever cut. One
+    // larger than the whole cache is still fetched once for all its waiters, through a temp
+    // file of its own that nothing keeps (but for a Range request starting it, which asks
+    // upstream for its part instead).
     const unkeptOnly = this.#store.isFull();
     try {
       const answer = await this.#spec.request(SMALL_MAX);

@@ -371,3 +371,59 @@ t.test('room made on a full disk is used at once: a refusal waits for a fresh fr
   await store.reserve(4 * MiB); // refused again, on the old figure
   t.pass('reserved once room was made');
 });
+
+/**
+ * A cache whose size limit is about its filesystem's size, full of objects: the first five
+ * of `blobs` (1 MiB each) fetched, then the sixth (3 MiB), for which the disk has no room
+ * until the least recently used are evicted. Returns the sixth's two answers (a miss, then
+ * a hit when it was kept). `stored`: resolves once the object of `hex` is stored.
+ */
+async function fillThenLarger(get: (hex: string) => Promise<{ status: number; hash: string; xcache: string }>, stored: (hex: string) => Promise<void>, blobs: readonly { hex: string }[]): Promise<{ status: number; hash: string; xcache: string }[]> {
+  for (const b of blobs.slice(0, 5)) {
+    await get(b.hex);
+    await stored(b.hex);
+  }
+  const larger = blobs[5]!;
+  const miss = await get(larger.hex);
+  await stored(larger.hex);
+  return [miss, await get(larger.hex)];
+}
+
+t.test('a disk that holds the whole budget: the least recently used objects make room for a large fill, with no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('8m', 'makeroom');
+  const { up, upUrl } = await startUpstream(t);
+  const blobs = [1, 1, 1, 1, 1, 3].map((n) => up.addBlob(n * MiB));
+  const config = resolveCacheConfig({ region: 'room', listen: '127.0.0.1:0', upstream: upUrl, data: dir, maxSize: '7MiB' });
+  const app = await buildCacheServer({ ...config, logLevel: 'silent' });
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(async () => {
+    await app.close();
+    unmount();
+  });
+  const [miss, again] = await fillThenLarger((hex) => fetchHash(`${url}/cas/sha256/${hex}`), () => app.cache.fills.drain(), blobs);
+  t.same([miss!.status, miss!.hash, again!.xcache], [200, blobs[5]!.hex, 'HIT'], 'the larger object served, then kept');
+  const kept = blobs.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex })));
+  t.same(kept, [false, false, true, true, true, true], 'the two least recently used evicted for it');
+  t.notOk(app.cache.store.isFull(), 'no cool-down: the disk takes writes');
+  t.equal(app.cache.store.failures, 0, 'no storage failure');
+});
+
+t.test('two workers, a disk that holds the whole budget: the primary evicts to make room for a worker\'s fill', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('8m', 'makeroom-workers');
+  const { up, upUrl } = await startUpstream(t);
+  const blobs = [1, 1, 1, 1, 1, 3].map((n) => up.addBlob(n * MiB));
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '7MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  t.teardown(async () => {
+    await cache.stop();
+    unmount();
+  });
+  // A connection each: the workers take them in turn.
+  const stored = (hex: string) => eventually('stored', () => existsSync(path.join(dir, casId({ algo: 'sha256', hex }))) && (statSync(path.join(dir, casId({ algo: 'sha256', hex }))).mode & 0o777) !== 0, 5000);
+  const [miss, again] = await fillThenLarger((hex) => fetchHash(`${cache.url}/cas/sha256/${hex}`, {}, { fresh: true }), stored, blobs);
+  t.same([miss!.status, miss!.hash], [200, blobs[5]!.hex], 'the larger object served');
+  t.equal(again!.xcache, 'HIT', 'and kept');
+  const stats = (await (await request(`${cache.url}/-/stats`)).body.json()) as { store: { full: boolean; objects: number } };
+  t.equal(stats.store.full, false, 'no cool-down');
+  t.equal(stats.store.objects, 4, 'two objects evicted for it');
+  t.notMatch(cache.stderr(), /storage failure/, 'no storage failure logged');
+});

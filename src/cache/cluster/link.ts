@@ -137,6 +137,11 @@ export class ClusterLink {
     return { text: m.text, contentType: m.contentType };
   }
 
+  async makeRoom(bytes: number): Promise<number> {
+    this.flush(); // the commits gathered so far first: the primary evicts among them too
+    return (await this.#ask<Extract<Reply, { t: 'room' }>>({ t: 'room', req: 0, bytes })).freed;
+  }
+
   #ask<R extends Reply>(m: Extract<WorkerMessage, { req: number }>): Promise<R> {
     const req = this.#next++;
     return new Promise<R>((resolve) => {

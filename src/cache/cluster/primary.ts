@@ -239,6 +239,13 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       case 'deleted':
         store.forget(m.id); // the worker unlinked it already
         return broadcastFiguresSoon();
+      case 'room':
+        // never rejects in practice (unlink failures are ignored); an answer is owed either way
+        void store.makeRoom(m.bytes).catch(() => 0).then((freed) => {
+          send(id, { t: 'room', req: m.req, freed });
+          broadcastFiguresSoon();
+        });
+        return;
       case 'stats':
         // Each worker sends its pending reports before its tally: the figures are taken after.
         void stats().then((kinds) => send(id, { t: 'stats', req: m.req, kinds, store: figures(), startedAt, workersLost }));

@@ -23,6 +23,8 @@ export type WorkerMessage =
   | { readonly t: 'leading'; readonly fills: number }
   | { readonly t: 'touched'; readonly ids: readonly string[] }
   | { readonly t: 'deleted'; readonly id: string }
+  /** Evict at least `bytes` (the least recently used first): a fill needs the room (DiskStore.makeRoom). */
+  | { readonly t: 'room'; readonly req: number; readonly bytes: number }
   | { readonly t: 'stats'; readonly req: number }
   | { readonly t: 'metrics'; readonly req: number }
   | { readonly t: 'tally'; readonly req: number; readonly kinds: Record<string, KindTally> }
@@ -42,6 +44,8 @@ export type PrimaryMessage =
   | { readonly t: 'stats'; readonly req: number; readonly kinds: Record<string, KindTally>; readonly store: StoreFigures; readonly startedAt: string; readonly workersLost: number }
   | { readonly t: 'metrics'; readonly req: number; readonly text: string; readonly contentType: string }
   | { readonly t: 'tally?'; readonly req: number }
+  /** The answer to 'room', once the evicted files are unlinked. */
+  | { readonly t: 'room'; readonly req: number; readonly freed: number }
   | { readonly t: 'metrics?'; readonly req: number };
 
 /** A prom-client registry as JSON (Registry.getMetricsAsJSON). */
