@@ -133,8 +133,9 @@ export interface FillHooks {
 }
 
 /**
- * How long a fill whose body is not kept goes on once its last reader has left (see
- * FillProgress.unread): a request that has just joined it takes its file a moment later.
+ * How long a fill whose body is not kept goes on once its last reader has left, and a
+ * worker follows another's fill for no reader (see FillProgress.unread): a request that
+ * has just joined it takes its file a moment later.
  */
 export const UNREAD_GRACE_MS = 1000;
 
@@ -306,7 +307,7 @@ export abstract class FillProgress implements FillSource {
   }
 
   wholeBody(): Promise<Buffer> | undefined {
-    return this.streamed ? undefined : this.#whole();
+    return this.#streamed ? undefined : this.#whole();
   }
 
   takeUnkept(): UpstreamAnswer | undefined {

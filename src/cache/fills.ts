@@ -5,10 +5,10 @@
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { DiskStore } from './disk-store.js';
 import { Fill, type FillHooks, type FillSource, type FillSpec } from './fill.js';
+import { FillGoneError, FillUnfollowableError, RemoteFill } from './remote-fill.js';
 
 /** How a fill this process starts is led: who is told its outcome, and what its first request asks for. */
 type LeadHooks = Omit<FillHooks, 'claim' | 'ended'>;
-import { FillGoneError, FillUnfollowableError, RemoteFill } from './remote-fill.js';
 
 /** A fill to serve: one this process leads, or one it joins (its own, or another worker's). */
 type Acquired = { readonly fill: FillSource; readonly lead: boolean };
