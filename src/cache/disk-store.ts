@@ -236,9 +236,15 @@ interface StorePeer {
   readonly epoch: number;
   deleted(id: string): void;
   /** The primary's figures for the whole store. */
-  readonly store: { readonly bytes: number; readonly objects: number };
+  readonly store: { readonly bytes: number; readonly objects: number; readonly evicted: Evicted };
   /** Asks the primary to evict (see DiskStore.makeRoom); resolves with the bytes it freed. */
   makeRoom(bytes: number): Promise<number>;
+}
+
+/** What the index evicted since start (the least recently used, over the budget or to make room). */
+export interface Evicted {
+  readonly objects: number;
+  readonly bytes: number;
 }
 
 interface DiskStoreOptions {
@@ -264,6 +270,8 @@ export class DiskStore {
   #dirs = new Set<string>();
   #free = { bytes: 0, at: 0 };
   #freeRefresh: Promise<void> | undefined;
+  /** Evictions since start (this process's index: the primary's, or a single process's). */
+  #evicted = { objects: 0, bytes: 0 };
   /** Primary: evicted entries whose files are being unlinked in the background, and when that is done. */
   #unlinking = new Map<string, Promise<void>>();
 
@@ -298,6 +306,8 @@ export class DiskStore {
             }
           }
         } else if (!this.#peer) {
+          this.#evicted.objects++;
+          this.#evicted.bytes += e.size;
           // Evictions unlink in the background. A worker's own 'evict' only forgets: the
           // primary decides what leaves the disk.
           this.#unlinking.set(id, (async () => {
@@ -321,6 +331,10 @@ export class DiskStore {
 
   get count(): number {
     return this.#peer ? this.#peer.store.objects : this.#lru.size;
+  }
+
+  get evicted(): Evicted {
+    return this.#peer ? this.#peer.store.evicted : this.#evicted;
   }
 
   /** Primary: a worker committed `id`. */

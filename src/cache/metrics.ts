@@ -2,6 +2,7 @@
 // one process, e.g. in tests) plus plain tallies for the JSON /-/stats.
 import { Counter, Gauge, Registry } from 'prom-client';
 import { registerZeroCopyMetrics } from '../http/zero-copy.js';
+import type { Evicted } from './disk-store.js';
 
 /** cas, tooltool, artifacts, projects, or mirror:NAME. */
 export type Kind = string;
@@ -45,7 +46,7 @@ export class CacheMetrics {
    * `region`: a label on every series, with `role="cache"`, as the origin's carry
    * `role="origin"`: one dashboard reads both, and the regions apart.
    */
-  constructor(region: string, gauges: { inflight: () => number; lruBytes: () => number; lruObjects: () => number; refusing: () => boolean; storageFailures: () => number; fillMemory: () => number; fillMemoryLimit: () => number }) {
+  constructor(region: string, gauges: { inflight: () => number; lruBytes: () => number; lruObjects: () => number; evicted: () => Evicted; refusing: () => boolean; storageFailures: () => number; fillMemory: () => number; fillMemoryLimit: () => number }) {
     this.registry.setDefaultLabels({ role: 'cache', region });
     const registers = [this.registry];
     const tallies = this.#tallies;
@@ -95,6 +96,15 @@ export class CacheMetrics {
     new Gauge({ name: 'fleetcache_cache_inflight_fills', help: 'Fills in progress.', registers, aggregator: 'max', collect() { this.set(gauges.inflight()); } });
     new Gauge({ name: 'fleetcache_cache_lru_bytes', help: 'Bytes held on disk by the LRU index.', registers, aggregator: 'max', collect() { this.set(gauges.lruBytes()); } });
     new Gauge({ name: 'fleetcache_cache_lru_objects', help: 'Objects held on disk by the LRU index.', registers, aggregator: 'max', collect() { this.set(gauges.lruObjects()); } });
+    // The index's (the primary's, in a multi-process cache: each worker tells what it last heard).
+    new Counter({
+      name: 'fleetcache_cache_evicted_objects_total', help: 'Objects the LRU index evicted: the least recently used, over the size limit or to make room on the disk for a fill.',
+      registers, aggregator: 'max', collect() { this.reset(); this.inc(gauges.evicted().objects); },
+    });
+    new Counter({
+      name: 'fleetcache_cache_evicted_bytes_total', help: 'Bytes of the objects the LRU index evicted.',
+      registers, aggregator: 'max', collect() { this.reset(); this.inc(gauges.evicted().bytes); },
+    });
     // Per process: in a multi-process cache each worker learns of a failing disk by its own writes.
     new Gauge({
       name: 'fleetcache_cache_disk_refusing', help: '1 while the disk refuses writes (the 30 s after a storage failure: nothing is kept), else 0.',

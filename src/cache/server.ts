@@ -103,7 +103,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   const mirrors = new Map<string, Mirror>();
   for (const [name, m] of config.mirrors) mirrors.set(name, { upstream: new Upstream(name, m.url, m.timeouts, undefined, true), tooltool: m.tooltool });
   const inflight = (): number => (link ? link.store.inflight : fills.size);
-  const metrics = new CacheMetrics(config.region, { inflight, lruBytes: () => store.bytes, lruObjects: () => store.count, refusing: () => store.isFull(), storageFailures: () => store.failures, fillMemory: fillMemoryInUse, fillMemoryLimit: fillMemoryBudget });
+  const metrics = new CacheMetrics(config.region, { inflight, lruBytes: () => store.bytes, lruObjects: () => store.count, evicted: () => store.evicted, refusing: () => store.isFull(), storageFailures: () => store.failures, fillMemory: fillMemoryInUse, fillMemoryLimit: fillMemoryBudget });
   if (link) {
     link.attach((id) => store.forget(id), () => fills.leading, () => metrics.tallies(), () => metrics.registry.getMetricsAsJSON());
     metrics.onChange(() => link.tallied());
@@ -147,7 +147,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
       region: config.region,
       startedAt: link?.startedAt ?? metrics.startedAt,
       ...metrics.stats(everyWorker),
-      store: { bytes: store.bytes, objects: store.count, maxSize: store.maxSize, full: store.isFull() },
+      store: { bytes: store.bytes, objects: store.count, maxSize: store.maxSize, full: store.isFull(), evictedObjects: store.evicted.objects, evictedBytes: store.evicted.bytes },
       inflightFills: inflight(),
       // Several processes: workers that died while serving lost their last counts (the report marks its figures "≥").
       ...(link ? { workersLost: link.workersLost } : {}),

@@ -404,6 +404,7 @@ t.test('a disk that holds the whole budget: the least recently used objects make
   t.same([miss!.status, miss!.hash, again!.xcache], [200, blobs[5]!.hex, 'HIT'], 'the larger object served, then kept');
   const kept = blobs.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex })));
   t.same(kept, [false, false, true, true, true, true], 'the two least recently used evicted for it');
+  t.same(app.cache.store.evicted, { objects: 2, bytes: 2 * MiB }, 'and counted');
   t.notOk(app.cache.store.isFull(), 'no cool-down: the disk takes writes');
   t.equal(app.cache.store.failures, 0, 'no storage failure');
 });
@@ -422,8 +423,10 @@ t.test('two workers, a disk that holds the whole budget: the primary evicts to m
   const [miss, again] = await fillThenLarger((hex) => fetchHash(`${cache.url}/cas/sha256/${hex}`, {}, { fresh: true }), stored, blobs);
   t.same([miss!.status, miss!.hash], [200, blobs[5]!.hex], 'the larger object served');
   t.equal(again!.xcache, 'HIT', 'and kept');
-  const stats = (await (await request(`${cache.url}/-/stats`)).body.json()) as { store: { full: boolean; objects: number } };
+  const stats = (await (await request(`${cache.url}/-/stats`)).body.json()) as { store: { full: boolean; objects: number; evictedObjects: number; evictedBytes: number } };
   t.equal(stats.store.full, false, 'no cool-down');
-  t.equal(stats.store.objects, 4, 'two objects evicted for it');
+  t.same([stats.store.objects, stats.store.evictedObjects, stats.store.evictedBytes], [4, 2, 2 * MiB], 'two objects evicted for it');
+  await eventually('the workers heard of the evictions', async () => /fleetcache_cache_evicted_objects_total\{[^}]*\} 2\n/.test(await (await request(`${cache.url}/-/metrics`)).body.text()), 5000);
+  t.pass('in /-/metrics too');
   t.notMatch(cache.stderr(), /storage failure/, 'no storage failure logged');
 });

@@ -64,6 +64,11 @@ t.test('LRU evicts the least recently used under max-size, and unlinks its files
   t.equal(await fetch(2), 'HIT');
   t.equal(await fetch(1), 'MISS', 'the evicted one comes from upstream again');
   t.ok(app.cache.store.bytes <= 1_000_000);
+  // 1 evicted for 2, then another for 1 again
+  t.same(app.cache.store.evicted, { objects: 2, bytes: 800_000 }, 'evictions counted');
+  const metrics = await (await request(`${url}/-/metrics`)).body.text();
+  t.match(metrics, /fleetcache_cache_evicted_objects_total\{[^}]*\} 2\n/);
+  t.match(metrics, /fleetcache_cache_evicted_bytes_total\{[^}]*\} 800000\n/);
 });
 
 t.test('index rebuild: 2,000 objects in well under a second (bench/cache.ts times 100,000)', async (t) => {

@@ -34,7 +34,7 @@ export class ClusterLink {
   #tally: () => Record<string, KindTally> = () => ({});
   #metricsJson: () => Promise<MetricsJson> = async () => [];
   /** The primary's figures for the whole store, as last broadcast or answered with stats. */
-  store: StoreFigures = { bytes: 0, objects: 0, inflight: 0 };
+  store: StoreFigures = { bytes: 0, objects: 0, evicted: { objects: 0, bytes: 0 }, inflight: 0 };
   /** When the primary started, as its last stats answer said. */
   startedAt: string | undefined;
   /** Workers that died while serving, as the primary's last stats answer said. */
@@ -155,7 +155,7 @@ export class ClusterLink {
       case 'forget':
         return this.#onForget(m.id);
       case 'store':
-        this.store = { bytes: m.bytes, objects: m.objects, inflight: m.inflight };
+        this.store = { bytes: m.bytes, objects: m.objects, evicted: m.evicted, inflight: m.inflight };
         return;
       case 'tally?':
         this.flush(); // the commits and hits gathered so far reach the primary before the tally

@@ -166,7 +166,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   }
   /** Fills in flight in the whole cache, as last reported by the workers that lead them. */
   const inflight = (): number => [...live.values()].reduce((n, w) => n + w.leading, 0);
-  const figures = (): StoreFigures => ({ bytes: store.bytes, objects: store.count, inflight: inflight() });
+  const figures = (): StoreFigures => ({ bytes: store.bytes, objects: store.count, evicted: { ...store.evicted }, inflight: inflight() });
   const broadcastFiguresSoon = (): void => {
     broadcastTimer ??= setTimeout(() => {
       broadcastTimer = undefined;

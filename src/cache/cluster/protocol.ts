@@ -13,6 +13,7 @@
 // for a while first (link.ts).
 import type { ErrorCode } from '../../errors.js';
 import type { Registry } from 'prom-client';
+import type { Evicted } from '../disk-store.js';
 import type { KindTally } from '../metrics.js';
 
 /** Worker → primary. `req` numbers requests that expect a reply. */
@@ -55,6 +56,7 @@ export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 export interface StoreFigures {
   readonly bytes: number;
   readonly objects: number;
+  readonly evicted: Evicted;
   /** Fills in flight in every worker. */
   readonly inflight: number;
 }
