@@ -33,7 +33,8 @@ const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<Regist
 
 /**
  * The program with the command `argv` names, or with every command when it names none
- * (`--help`, `help`, a mistyped name that commander answers with suggestions).
+ * (`--help`, `help`, a mistyped name that commander answers with suggestions) but for
+ * `--version`.
  */
 async function buildProgram(argv: string[] = []): Promise<Command> {
   const program = new Command('fleetcache')
@@ -44,7 +45,9 @@ async function buildProgram(argv: string[] = []): Promise<Command> {
     .configureOutput({ outputError: (text, write) => write(`fleetcache: ${text}`) })
     .exitOverride();
   const named = COMMANDS.filter(([name]) => name === argv[0]);
-  for (const [, load] of named.length > 0 ? named : COMMANDS) (await load())(program);
+  // `--version` alone needs no command (loading them all took 0.2 s of a 0.25 s answer)
+  const version = argv.length === 1 && (argv[0] === '-V' || argv[0] === '--version');
+  for (const [, load] of named.length > 0 || version ? named : COMMANDS) (await load())(program);
   // fleetcache's own options (-V, --version) go before the command, so that after it a
   // command may have its own --version (assets add, as tooltool.py's). Set after the
   // commands are made: they do not inherit it, and their options stay where they are.

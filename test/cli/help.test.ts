@@ -4,6 +4,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
 import { cliArgs } from '../helpers/processes.js';
@@ -16,6 +17,14 @@ t.test('fleetcache --help lists every command', async (t) => {
     t.equal(code, EXIT.ok, args.join(' '));
     t.match(stdout, /^Usage: fleetcache \[options\] \[command\]/);
     for (const name of COMMANDS) t.match(stdout, new RegExp(`^  ${name}\\b`, 'm'), `${args.join(' ')} lists ${name}`);
+  }
+});
+
+t.test('--version and -V print the version alone', async (t) => {
+  const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  for (const flag of ['--version', '-V']) {
+    const { code, stdout } = await runCli([flag]);
+    t.same([code, stdout], [EXIT.ok, `${version}\n`], flag);
   }
 });
 
