@@ -430,6 +430,9 @@ export abstract class FillProgress implements FillSource {
   protected resolveHead(head: FillHead): void {
     this.#head = head;
     this.#settleHead?.resolve(head);
+    // Its waiters may all be answered without its body (a 304, a 412): with no reader ever
+    // counted, no release would start the grace, and a fill not kept would run to its end.
+    if (this.#streamed && this.readers === 0) this.unread();
   }
 
   protected rejectHead(err: Error): void {
