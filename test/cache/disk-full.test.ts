@@ -430,3 +430,27 @@ t.test('two workers, a disk that holds the whole budget: the primary evicts to m
   t.pass('in /-/metrics too');
   t.notMatch(cache.stderr(), /storage failure/, 'no storage failure logged');
 });
+
+t.test('two large fills at once on a disk that holds the whole budget: the second counts the room the first reserved and has not written yet', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('8m', 'makeroom-concurrent');
+  const { up, upUrl } = await startUpstream(t);
+  const stored = [1, 1, 1, 1].map(() => up.addBlob(MiB));
+  const large = [2.5, 2.5].map((n) => up.addBlob(n * MiB));
+  const config = resolveCacheConfig({ region: 'room', listen: '127.0.0.1:0', upstream: upUrl, data: dir, maxSize: '7MiB' });
+  const app = await buildCacheServer({ ...config, logLevel: 'silent' });
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(async () => {
+    await app.close();
+    unmount();
+  });
+  for (const b of stored) await fetchHash(`${url}/cas/sha256/${b.hex}`);
+  await app.cache.fills.drain();
+  // Both heads come at once, and each body over about half a second: both reserve before either has written much.
+  up.options.rate = 5 * MiB;
+  const got = await Promise.all(large.map((b) => fetchHash(`${url}/cas/sha256/${b.hex}`)));
+  await app.cache.fills.drain();
+  t.same(got.map((g) => [g.status, g.hash]), large.map((b) => [200, b.hex]), 'both served');
+  t.equal(app.cache.store.failures, 0, 'no storage failure (no ENOSPC mid-fill)');
+  t.notOk(app.cache.store.isFull(), 'no cool-down');
+  t.same(large.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true], 'both kept');
+});
