@@ -10,7 +10,7 @@ import { sendFileRange } from '../http/send-file.js';
 import { SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.js';
 import type { FillHead, FillSource, FillSpec } from './fill.js';
 import type { Fills } from './fills.js';
-import { sendFill } from './fill-cursor.js';
+import { readUntilClosed, sendFill } from './fill-cursor.js';
 import { FillGoneError } from './remote-fill.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import { sendBody, type CacheStatus } from './serve.js';
@@ -136,8 +136,9 @@ export async function serveFill(
   const small = whole && (await whole);
   // A Range of a body of unknown size is answered once the fill ended (to know the size):
   // held as a reader meanwhile, the fill keeps its file (or windows) for it.
-  const held = req.method === 'GET' && !small && head.size === undefined && req.headers.range !== undefined;
-  if (held) fill.acquireFile();
+  // Released when its client goes too, not only once the fill ended: a client gone while
+  // a fill not kept runs (a stalled upstream, say) must not keep it going (see Fill.unread).
+  const held = req.method === 'GET' && !small && head.size === undefined && req.headers.range !== undefined ? readUntilClosed(fill, reply.raw) : undefined;
   try {
     await sendBody(req, reply, {
       status: head.status,
@@ -151,7 +152,7 @@ export async function serveFill(
       },
     }, { kind, cache, ageSeconds: 0, metrics: ctx.metrics });
   } finally {
-    if (held) fill.release();
+    held?.release();
   }
 }
 

@@ -269,6 +269,13 @@ export class DiskStore {
   /** Shard directories known to exist (saves a mkdir per commit). */
   #dirs = new Set<string>();
   #free = { bytes: 0, at: 0 };
+  /**
+   * Bytes this process's fills reserved and have not written yet (see settle): a statfs
+   * figure does not count them, so each is taken off it. Without this, a fresh figure read
+   * for a large reservation forgot the fills reserved a moment before, and two at once on
+   * a disk holding the budget both started, to fail mid-way (ENOSPC) instead of making room.
+   */
+  #unwritten = 0;
   #freeRefresh: Promise<void> | undefined;
   /** Evictions since start (this process's index: the primary's, or a single process's). */
   #evicted = { objects: 0, bytes: 0 };
@@ -827,6 +834,12 @@ export class DiskStore {
       throw unkept ? new StorageError(refusal) : this.storageFailure(new Error(refusal));
     }
     this.#free.bytes -= size;
+    this.#unwritten += size;
+  }
+
+  /** `bytes` of a reservation were written to the disk, or never will be (its fill ended). */
+  settle(bytes: number): void {
+    this.#unwritten -= bytes;
   }
 
   /**
@@ -856,7 +869,7 @@ export class DiskStore {
   #readFree(): void {
     try {
       const fs = statfsSync(this.dir);
-      this.#free = { bytes: fs.bavail * fs.bsize, at: Date.now() };
+      this.#free = { bytes: fs.bavail * fs.bsize - this.#unwritten, at: Date.now() };
     } catch (err) {
       throw this.storageFailure(err);
     }
@@ -865,7 +878,7 @@ export class DiskStore {
   /** One statfs at a time; callers arriving meanwhile share it. */
   #refreshFree(): Promise<void> {
     this.#freeRefresh ??= statfs(this.dir).then((fs) => {
-      this.#free = { bytes: fs.bavail * fs.bsize, at: Date.now() };
+      this.#free = { bytes: fs.bavail * fs.bsize - this.#unwritten, at: Date.now() };
     }).finally(() => {
       this.#freeRefresh = undefined;
     });

@@ -92,12 +92,11 @@ export class FillCursor {
 }
 
 /**
- * Answers with bytes [start, last] of a large fill (last = Infinity: to the end), after the
- * status and headers set on `res`. A failure of the fill cuts the connection. A client
- * that goes away is noticed at the fill's next progress; it stops counting as a reader at
- * once (a fill nobody keeps stops when no reader is left: see Fill.unread).
+ * Counts the caller as a reader of `fill` (acquireFile) until it calls `release` or `res`
+ * closes (its client gone), whichever comes first: a client that left must not keep a
+ * fill nobody keeps going (see Fill.unread). `release` may be called more than once.
  */
-export async function sendFill(res: ServerResponse, fill: FillSource, start: number, last: number): Promise<void> {
+export function readUntilClosed(fill: FillSource, res: ServerResponse): { file: FileHandle | undefined; release: () => void } {
   const file = fill.acquireFile();
   let released = false;
   const release = (): void => {
@@ -106,6 +105,17 @@ export async function sendFill(res: ServerResponse, fill: FillSource, start: num
     fill.release();
   };
   res.once('close', release);
+  return { file, release };
+}
+
+/**
+ * Answers with bytes [start, last] of a large fill (last = Infinity: to the end), after the
+ * status and headers set on `res`. A failure of the fill cuts the connection. A client
+ * that goes away is noticed at the fill's next progress; it stops counting as a reader at
+ * once (a fill nobody keeps stops when no reader is left: see Fill.unread).
+ */
+export async function sendFill(res: ServerResponse, fill: FillSource, start: number, last: number): Promise<void> {
+  const { file, release } = readUntilClosed(fill, res);
   const writer = new BodyWriter(FILE_CHUNK, SLOTS);
   writer.attach(res);
   // The head goes out now, not with the first byte: the cursor holds the fill's last byte

@@ -430,6 +430,9 @@ export abstract class FillProgress implements FillSource {
   protected resolveHead(head: FillHead): void {
     this.#head = head;
     this.#settleHead?.resolve(head);
+    // Its waiters may all be answered without its body (a 304, a 412): with no reader ever
+    // counted, no release would start the grace, and a fill not kept would run to its end.
+    if (this.#streamed && this.readers === 0) this.unread();
   }
 
   protected rejectHead(err: Error): void {
@@ -497,6 +500,8 @@ export class Fill extends FillProgress {
   #answer: UpstreamAnswer | undefined;
   /** The body will not be kept: the fill stops once it has no reader left (see unread). */
   #unkept = false;
+  /** Of the room reserved for the body (DiskStore.reserve), the bytes not written yet: settled as they are, the rest at the end. */
+  #reserved = 0;
 
   constructor(store: DiskStore, log: Logger, spec: FillSpec, hooks: FillHooks = {}) {
     super();
@@ -554,6 +559,9 @@ export class Fill extends FillProgress {
         const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, position + off);
         off += bytesWritten;
       }
+      const settled = Math.min(chunk.length, this.#reserved);
+      this.#reserved -= settled;
+      this.#store.settle(settled);
     } catch (err) {
       this.#store.storageFailure(err); // logged, and the disk refuses writes for a while
       this.#log.warn({ id: this.#spec.id, at: position }, 'the disk failed mid-fill: the fill goes on from memory, not kept');
@@ -602,7 +610,10 @@ export class Fill extends FillProgress {
       // file and no reads while filling; the file is written at commit. A body the request
       // gathered (Upstream.fetch) was announced within SMALL_MAX.
       const small = answer.whole !== undefined || (size !== undefined && size <= SMALL_MAX);
-      if (size !== undefined && !unkeptOnly) await this.#store.reserve(size, oversize);
+      if (size !== undefined && !unkeptOnly) {
+        await this.#store.reserve(size, oversize);
+        this.#reserved = size;
+      }
       let body: Buffer | undefined;
       if (!small && unkeptOnly) {
         this.streamFromMemory();
@@ -695,6 +706,8 @@ export class Fill extends FillProgress {
       this.#tell({ error: told });
     } finally {
       try {
+        this.#store.settle(this.#reserved); // written (a small body at its commit), or never to be
+        this.#reserved = 0;
         giveUpClaim(); // an answer not kept (not 200, private)
         if (tmp) {
           await tmp.fh.close().catch(() => undefined);

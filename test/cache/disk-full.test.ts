@@ -10,6 +10,7 @@ import { PassThrough, Writable } from 'node:stream';
 import { pino } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
+import type { Test } from 'tap';
 import { request } from 'undici';
 import { DEFAULT_FILL_MEMORY, resolveCacheConfig } from '../../src/cache/config.js';
 import { casId, DiskStore } from '../../src/cache/disk-store.js';
@@ -389,10 +390,9 @@ async function fillThenLarger(get: (hex: string) => Promise<{ status: number; ha
   return [miss, await get(larger.hex)];
 }
 
-t.test('a disk that holds the whole budget: the least recently used objects make room for a large fill, with no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
-  const { dir, unmount } = mountTmpfs('8m', 'makeroom');
-  const { up, upUrl } = await startUpstream(t);
-  const blobs = [1, 1, 1, 1, 1, 3].map((n) => up.addBlob(n * MiB));
+/** A one-process cache with a 7 MiB size limit on an 8 MiB tmpfs of its own: its limit is about its filesystem's size. */
+async function cacheOnTmpfs(t: Test, name: string, upUrl: string): Promise<{ app: Awaited<ReturnType<typeof buildCacheServer>>; url: string }> {
+  const { dir, unmount } = mountTmpfs('8m', name);
   const config = resolveCacheConfig({ region: 'room', listen: '127.0.0.1:0', upstream: upUrl, data: dir, maxSize: '7MiB' });
   const app = await buildCacheServer({ ...config, logLevel: 'silent' });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -400,6 +400,13 @@ t.test('a disk that holds the whole budget: the least recently used objects make
     await app.close();
     unmount();
   });
+  return { app, url };
+}
+
+t.test('a disk that holds the whole budget: the least recently used objects make room for a large fill, with no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const blobs = [1, 1, 1, 1, 1, 3].map((n) => up.addBlob(n * MiB));
+  const { app, url } = await cacheOnTmpfs(t, 'makeroom', upUrl);
   const [miss, again] = await fillThenLarger((hex) => fetchHash(`${url}/cas/sha256/${hex}`), () => app.cache.fills.drain(), blobs);
   t.same([miss!.status, miss!.hash, again!.xcache], [200, blobs[5]!.hex, 'HIT'], 'the larger object served, then kept');
   const kept = blobs.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex })));
@@ -429,4 +436,21 @@ t.test('two workers, a disk that holds the whole budget: the primary evicts to m
   await eventually('the workers heard of the evictions', async () => /fleetcache_cache_evicted_objects_total\{[^}]*\} 2\n/.test(await (await request(`${cache.url}/-/metrics`)).body.text()), 5000);
   t.pass('in /-/metrics too');
   t.notMatch(cache.stderr(), /storage failure/, 'no storage failure logged');
+});
+
+t.test('two large fills at once on a disk that holds the whole budget: the second counts the room the first reserved and has not written yet', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const stored = [1, 1, 1, 1].map(() => up.addBlob(MiB));
+  const large = [2.5, 2.5].map((n) => up.addBlob(n * MiB));
+  const { app, url } = await cacheOnTmpfs(t, 'makeroom-concurrent', upUrl);
+  for (const b of stored) await fetchHash(`${url}/cas/sha256/${b.hex}`);
+  await app.cache.fills.drain();
+  // Both heads come at once, and each body over about half a second: both reserve before either has written much.
+  up.options.rate = 5 * MiB;
+  const got = await Promise.all(large.map((b) => fetchHash(`${url}/cas/sha256/${b.hex}`)));
+  await app.cache.fills.drain();
+  t.same(got.map((g) => [g.status, g.hash]), large.map((b) => [200, b.hex]), 'both served');
+  t.equal(app.cache.store.failures, 0, 'no storage failure (no ENOSPC mid-fill)');
+  t.notOk(app.cache.store.isFull(), 'no cool-down');
+  t.same(large.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true], 'both kept');
 });

@@ -9,7 +9,7 @@ import { casId } from '../../src/cache/disk-store.js';
 import { UNREAD_GRACE_MS } from '../../src/cache/fill.js';
 import { eventually } from '../helpers/wait.js';
 import { fetchHash, startCache } from './harness.js';
-import { startUpstream } from './upstream-fixture.js';
+import { startUpstream, type UpstreamFixture } from './upstream-fixture.js';
 
 t.test('32 clients on one cold 32 MiB object: one upstream request, every body right', async (t) => {
   const { up, upUrl } = await startUpstream(t);
@@ -144,6 +144,48 @@ t.test('a fill not kept that its last reader left goes on for a request that joi
   const joined = await fetchHash(`${url}/cas/sha256/${hex}`);
   t.same([joined.status, joined.xcache, joined.hash, joined.size], [200, 'COLLAPSED', hex, size], 'it joined the fill and had all of it');
   t.equal(up.count(`/cas/sha256/${hex}`), 1, 'one upstream request');
+});
+
+/** An upstream that answers `headers` and 1 MiB of body, then stalls; `cut()` says whether its answer was closed. */
+function stalling(up: UpstreamFixture, headers: Record<string, string>): { cut: () => boolean } {
+  let cut = false;
+  up.handler = (_req, res) => {
+    res.writeHead(200, headers);
+    res.write(Buffer.alloc(1024 * 1024, 7)); // then nothing
+    res.on('close', () => (cut = true));
+    return true;
+  };
+  return { cut: () => cut };
+}
+
+t.test('a fill not kept whose only request was answered without its body (304) stops after the grace', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const { hex } = up.addBlob(4 * 1024 * 1024); // larger than the cache
+  const upstream = stalling(up, { 'content-length': String(4 * 1024 * 1024) });
+  const { url } = await startCache(t, { upstream: upUrl, maxSize: '1MiB' }, t.testdir());
+  const res = await request(`${url}/cas/sha256/${hex}`, { headers: { 'if-none-match': `"sha256:${hex}"` } });
+  await res.body.dump();
+  t.equal(res.statusCode, 304, 'answered from the fill\'s head');
+  const answered = Date.now();
+  await eventually('its upstream answer cut', upstream.cut, UNREAD_GRACE_MS + 3000).catch(() => undefined);
+  t.ok(upstream.cut(), 'the fill nobody reads stopped');
+  t.ok(Date.now() - answered < UNREAD_GRACE_MS + 1000, `cut ${Date.now() - answered} ms after its request was answered`);
+});
+
+t.test('a Range of a body of unknown size not kept: its client gone while waiting for the size, the fill stops after the grace', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const upstream = stalling(up, { 'cache-control': 'private' }); // chunked, no length; private: not kept
+  const { url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: `${upUrl}/mir/` } } }, t.testdir());
+  const controller = new AbortController();
+  const asked = request(`${url}/mirror/m/unknown-size`, { headers: { range: 'bytes=0-9' }, signal: controller.signal }).catch(() => undefined);
+  await eventually('upstream asked', () => up.requests.length > 0 || upstream.cut(), 5000).catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 200)); // its fill streams, the request waits for its end to know the size
+  controller.abort();
+  await asked;
+  const left = Date.now();
+  await eventually('its upstream answer cut', upstream.cut, UNREAD_GRACE_MS + 3000).catch(() => undefined);
+  t.ok(upstream.cut(), 'the fill whose last client left stopped');
+  t.ok(Date.now() - left < UNREAD_GRACE_MS + 1000, `cut ${Date.now() - left} ms after its client left`);
 });
 
 t.test('Range on an object still filling', async (t) => {
