@@ -139,6 +139,9 @@ export interface FillHooks {
  */
 export const UNREAD_GRACE_MS = 1000;
 
+/** Bytes evicted at a time for a fill whose write found the disk full (see Fill's write). */
+const ROOM_STEP = 16 * 1024 * 1024;
+
 interface Deferred {
   promise: Promise<void>;
   resolve: () => void;
@@ -556,8 +559,15 @@ export class Fill extends FillProgress {
     let off = 0;
     try {
       while (off < chunk.length) {
-        const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, position + off);
-        off += bytesWritten;
+        try {
+          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, position + off);
+          off += bytesWritten;
+        } catch (err) {
+          // No room left, where none was reserved (a body of unknown length) or the figure
+          // was wrong: the least recently used entries make some, as for a reservation,
+          // until there are none left to evict.
+          if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || (await this.#store.makeRoom(ROOM_STEP)) === 0) throw err;
+        }
       }
       const settled = Math.min(chunk.length, this.#reserved);
       this.#reserved -= settled;

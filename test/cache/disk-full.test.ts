@@ -454,3 +454,25 @@ t.test('two large fills at once on a disk that holds the whole budget: the secon
   t.notOk(app.cache.store.isFull(), 'no cool-down');
   t.same(large.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true], 'both kept');
 });
+
+t.test('a disk that holds the whole budget, a body of unknown length: the write that finds it full makes room, with no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const blobs = [1, 1, 1, 1, 1].map((n) => up.addBlob(n * MiB));
+  const chunked = up.addBlob(3 * MiB);
+  // No Content-Length: nothing is reserved for it, and its writes meet the full disk.
+  up.handler = (req, res) => {
+    if (req.url !== `/cas/sha256/${chunked.hex}`) return false;
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    res.end(chunked.body);
+    return true;
+  };
+  const { app, url } = await cacheOnTmpfs(t, 'makeroom-chunked', upUrl);
+  for (const b of blobs) await fetchHash(`${url}/cas/sha256/${b.hex}`);
+  await app.cache.fills.drain();
+  const miss = await fetchHash(`${url}/cas/sha256/${chunked.hex}`);
+  await app.cache.fills.drain();
+  t.same([miss.status, miss.hash, miss.size], [200, chunked.hex, 3 * MiB], 'served whole');
+  t.equal((await fetchHash(`${url}/cas/sha256/${chunked.hex}`)).xcache, 'HIT', 'and kept');
+  t.ok(app.cache.store.evicted.objects > 0, `the least recently used evicted for it (${app.cache.store.evicted.objects})`);
+  t.equal(app.cache.store.failures, 0, 'no storage failure');
+});
