@@ -77,8 +77,8 @@ function figures(s) {
     for (const [k, v] of Object.entries(s.kinds || {})) f.kinds.push({ kind: k, out: v.bytesOut, in: v.bytesIn, requests: v.requests });
   }
   if (typeof s.inflightFills === 'number') f.fills = s.inflightFills;
-  // The cache's disk: what the index holds against its limit, and whether it refuses writes.
-  if (s.store && typeof s.store.bytes === 'number') f.disk = { bytes: s.store.bytes, max: s.store.maxSize, full: s.store.full === true };
+  // The cache's disk: what the index holds against its limit, what it evicted, and whether it refuses writes.
+  if (s.store && typeof s.store.bytes === 'number') f.disk = { bytes: s.store.bytes, max: s.store.maxSize, evicted: s.store.evictedBytes || 0, full: s.store.full === true };
   return f;
 }
 
@@ -155,8 +155,9 @@ function render(f) {
   show('requests', f.requests, String(f.requests));
   show('fills-inflight', f.fills, String(f.fills));
   const d = f.disk;
-  show('disk', d && d.bytes, d ? formatBytes(d.bytes) + ' of ' + formatBytes(d.max) + (d.full ? ', refusing writes' : '') : '');
+  show('disk', d && d.bytes, d ? formatBytes(d.bytes) + ' of ' + formatBytes(d.max) + (d.evicted ? ', ' + formatBytes(d.evicted) + ' evicted' : '') + (d.full ? ', refusing writes' : '') : '');
   $('disk').dataset.full = String(Boolean(d && d.full));
+  $('disk').dataset.evicted = String(d ? d.evicted : 0);
   rows('links', f.links, (l) => [l.label, formatBytes(l.bytes)], (l) => ({ id: 'link-' + l.id, data: { value: l.bytes } }));
   rows('kinds', f.kinds, (k) => [k.kind, formatBytes(k.out), formatBytes(k.in), String(k.requests)], (k) => ({ id: 'kind-' + k.kind, data: { out: k.out, in: k.in, requests: k.requests } }));
   $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();

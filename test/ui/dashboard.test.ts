@@ -174,5 +174,10 @@ t.test('in Chromium, origin and cache figures match /-/stats', { skip: existsSyn
     cache.cache.store.storageFailure(new Error('ENOSPC: no space left on device (the test)'));
     await until(async () => (await value(page, 'disk', 'full')) === 'true', 5000);
     t.equal(await page.getByTestId('disk').textContent(), `${formatBytes(store.bytes)} of ${formatBytes(store.maxSize)}, refusing writes`);
+    // An eviction (the least recently used, as for a fill that needs the room) shows up too.
+    const freed = await cache.cache.store.makeRoom(1);
+    await until(async () => Number(await value(page, 'disk', 'evicted')) === freed, 5000);
+    const after = (await stats<{ store: { bytes: number; maxSize: number } }>(cacheUrl)).store;
+    t.equal(await page.getByTestId('disk').textContent(), `${formatBytes(after.bytes)} of ${formatBytes(after.maxSize)}, ${formatBytes(freed)} evicted, refusing writes`);
   });
 });
