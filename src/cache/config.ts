@@ -35,7 +35,7 @@ export const cacheConfigSchema = Type.Object(
     /** Data directory; default cache/region-<region> under the working directory. */
     data: Type.Optional(Type.String({ minLength: 1 })),
     maxSize: Type.Optional(positiveSizeSchema()), // an LRU index cannot be bounded by nothing
-    /** Memory the fills in flight of one process keep their last bytes in (see fill.ts); default 1GiB. */
+    /** Memory the fills in flight of one process keep their last bytes in (see fill-progress.ts); default 1GiB. */
     fillMemory: Type.Optional(sizeSchema()),
     logLevel: Type.Optional(logLevelSchema()),
     /** Server processes sharing the port and the data directory; "auto" = one per CPU. */
@@ -93,7 +93,7 @@ export interface CacheConfig {
   readonly upstream: string;
   readonly dataDir: string;
   readonly maxSize: number;
-  /** Bytes of recent windows the fills of one process keep at most (see fill.ts); default DEFAULT_FILL_MEMORY. */
+  /** Bytes of recent windows the fills of one process keep at most (see fill-progress.ts); default DEFAULT_FILL_MEMORY. */
   readonly fillMemory?: number;
   readonly timeouts: UpstreamTimeouts;
   readonly mirrors: ReadonlyMap<string, MirrorConfig>;

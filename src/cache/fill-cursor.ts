@@ -7,7 +7,7 @@ import type { FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { UpstreamError } from '../errors.js';
 import { BodyWriter } from '../http/body-writer.js';
-import { WINDOW, WINDOW_WAIT_MS, type FillSource } from './fill.js';
+import { WINDOW, WINDOW_WAIT_MS, type FillSource } from './fill-progress.js';
 
 /** Reads from the file go this far at a time (readers behind the windows kept in memory). */
 const FILE_CHUNK = 1024 * 1024;

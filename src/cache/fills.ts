@@ -4,7 +4,8 @@
 // of them has the fill, and follows it (remote-fill.ts).
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { DiskStore } from './disk-store.js';
-import { Fill, type FillHooks, type FillSource, type FillSpec } from './fill.js';
+import { Fill, type FillHooks, type FillSpec } from './fill.js';
+import type { FillSource } from './fill-progress.js';
 import { FillGoneError, FillUnfollowableError, RemoteFill } from './remote-fill.js';
 
 /** How a fill this process starts is led: who is told its outcome, and what its first request asks for. */

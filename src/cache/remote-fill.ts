@@ -12,7 +12,8 @@ import { Pool } from 'undici';
 import { errorMessage, FleetError, NotFoundError, UpstreamError } from '../errors.js';
 import type { CacheContext } from './context.js';
 import { StorageError } from './disk-store.js';
-import { Fill, FillProgress, type FillHead } from './fill.js';
+import { Fill } from './fill.js';
+import { FillProgress, type FillHead } from './fill-progress.js';
 
 type FillEvent =
   /** First, at once: the leader is there (its answer's headers go out with it). */

@@ -11,7 +11,7 @@ import { DiskStore } from './disk-store.js';
 import { answerEarly, takeResume } from './early-hits.js';
 import { plainBlobGet, sendEarlyHit, serveSmallHit } from './fast-hit.js';
 import { leadEarlyMiss, leadMiss } from './fast-miss.js';
-import { fillMemoryBudget, fillMemoryInUse, setFillMemory } from './fill.js';
+import { fillMemoryBudget, fillMemoryInUse, setFillMemory } from './fill-progress.js';
 import { Fills } from './fills.js';
 import { CacheMetrics } from './metrics.js';
 import { registerMirrorRoutes } from './mirror.js';

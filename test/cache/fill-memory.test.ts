@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { request } from 'undici';
-import { fillMemoryInUse } from '../../src/cache/fill.js';
+import { fillMemoryInUse } from '../../src/cache/fill-progress.js';
 import { eventually } from '../helpers/wait.js';
 import { fetchHash, startCache } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import t from 'tap';
 import { Agent, request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
-import { UNREAD_GRACE_MS } from '../../src/cache/fill.js';
+import { UNREAD_GRACE_MS } from '../../src/cache/fill-progress.js';
 import { eventually } from '../helpers/wait.js';
 import { fetchHash, startCache } from './harness.js';
 import { startUpstream, type UpstreamFixture } from './upstream-fixture.js';
