@@ -18,6 +18,7 @@ import { maxHeaderSize, type IncomingMessage, type Server, type ServerResponse }
 import type { Socket } from 'node:net';
 import { headArrived } from '../http/connection-limits.js';
 import { readPlainGet, type PlainGet } from './early-head.js';
+import { flatLatin1 } from '../http/flat-string.js';
 
 /** What node's server adds to keepAliveTimeout before it closes an idle connection (HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER). */
 const KEEP_ALIVE_MARGIN_MS = 1000;
@@ -208,7 +209,7 @@ class ConnectionFields {
     if (second !== this.#second || keepAliveTimeout !== this.#keepAliveTimeout) {
       this.#second = second;
       this.#keepAliveTimeout = keepAliveTimeout;
-      this.#text = `\r\nDate: ${new Date(now).toUTCString()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(keepAliveTimeout / 1000)}\r\n\r\n`;
+      this.#text = flatLatin1(`\r\nDate: ${new Date(now).toUTCString()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(keepAliveTimeout / 1000)}\r\n\r\n`);
     }
     return this.#text;
   }

@@ -14,6 +14,7 @@ import type { ImmutableKind } from './namespace.js';
 import type { Digest, DigestAlgorithm } from '../store/digest.js';
 import { FIELD_NAME, FIELD_VALUE } from './early-head.js';
 import type { SendAnswer } from './early-hits.js';
+import { flatLatin1 } from '../http/flat-string.js';
 
 /**
  * /cas/{algo}/{hex} or the tooltool alias /{algo}/{hex}, the query ignored as the routes
@@ -103,7 +104,8 @@ export function sendEarlyHit(ctx: CacheContext, target: string, send: SendAnswer
 /** The status line and `headers` (Age last, its value left off) as node writes them; null for a field node refuses. */
 function answerHead(headers: readonly string[]): string | null {
   const head = okHead(headers, headers.length - 2);
-  return head === null ? null : `${head}\r\n${headers[headers.length - 2]}: `;
+  // kept and written for every hit of the entry: flat (see flat-string.ts)
+  return head === null ? null : flatLatin1(`${head}\r\n${headers[headers.length - 2]}: `);
 }
 
 /**
