@@ -75,9 +75,13 @@ export async function startSshd(t: Teardown, base: string, options: { sftp?: boo
     } catch {
       // not written
     }
+    // Only an sshd that is still there: one a reboot script killed left its PID in the pid
+    // file, and by now the kernel may have given that PID to another test's process.
+    const running = (p: number | undefined): p is number =>
+      p === pid ? child.exitCode === null && child.signalCode === null : p !== undefined && isSshd(p);
     for (const p of new Set([pid, restarted])) {
       try {
-        if (p) process.kill(p, 'SIGTERM');
+        if (running(p)) process.kill(p, 'SIGTERM');
       } catch {
         // already stopped
       }
@@ -92,6 +96,15 @@ export async function startSshd(t: Teardown, base: string, options: { sftp?: boo
   });
   await waitForPort('127.0.0.1', port, 10_000);
   return { host: '127.0.0.1', port, pid, keyPath: join(dir, 'client_key'), key: readFileSync(join(dir, 'client_key'), 'utf8'), config, pidFile };
+}
+
+/** Whether process `p` runs sshd (not a PID reused since the sshd it named ended). */
+function isSshd(p: number): boolean {
+  try {
+    return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'sshd';
+  } catch {
+    return false; // gone
+  }
 }
 
 /**
@@ -110,9 +123,10 @@ export function writeRebootScript(sshd: Sshd, dir: string, down: number | 'forev
     [
       'set -u',
       `old=$(cat '${sshd.pidFile}')`,
+      '# not a PID reused since that sshd ended (another test\'s process): nothing to kill then',
+      '[ "$(cat "/proc/$old/comm" 2>/dev/null)" = sshd ] || old=',
       '# the connections (children of the listener), then the listener itself',
-      'pkill -KILL -P "$old" || true',
-      'kill -KILL "$old"',
+      'if [ -n "$old" ]; then pkill -KILL -P "$old" || true; kill -KILL "$old"; fi',
       ...(down === 'forever' ? [] : [`sleep ${down}`, `cat /proc/sys/kernel/random/uuid > '${bootId}'`, `exec /usr/sbin/sshd -f '${sshd.config}'`]),
       '',
     ].join('\n'),
