@@ -8,7 +8,7 @@ import type { BackendContext } from '../../src/backends/backend.js';
 import { lateWarning } from '../../src/backends/script.js';
 import { LocalExecutor } from '../../src/backends/local.js';
 import { killLiveGroups } from '../../src/backends/process-group.js';
-import { isAlive } from '../helpers/processes.js';
+import { isAlive, rememberProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 
 function ctx(dir: string): BackendContext {
@@ -177,9 +177,8 @@ t.test('killLiveGroups ends what a script left running in the background too (it
   const exec = new LocalExecutor(dir).exec(`sleep 40 &\necho $! > ${pidFile}\nexit 0`, { trace: false });
   await eventually('the background sleep started', async () => /^\d+\n$/.test(await readFile(pidFile, 'utf8').catch(() => '')));
   const pid = Number(await readFile(pidFile, 'utf8'));
-  t.teardown(() => {
-    if (isAlive(pid)) process.kill(pid, 'SIGKILL');
-  });
+  const sleeping = rememberProcess(pid);
+  t.teardown(() => sleeping.kill('SIGKILL'));
   await new Promise((r) => setTimeout(r, 300)); // bash has exited by now; the sleep holds its pipes
   killLiveGroups();
   await eventually('the background sleep is killed', () => !isAlive(pid), 3000);

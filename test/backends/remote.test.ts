@@ -21,8 +21,10 @@ t.test('adhoc: allocate and discard past their kill-timeout are killed, and the 
   // Ignores SIGTERM: only SIGKILL to the group ends it. A child of its own, so the group is checked too.
   const hang = `trap '' TERM; sleep 30 & echo "$$ $!" >> ${pids}; echo started; wait`;
   const started = (): Promise<number[]> => readFile(pids, 'utf8').then((s) => s.split(/\s+/).filter(Boolean).map(Number), () => []);
+  // Only if the check below did not see them end: their PIDs may be other tests' processes by then.
+  let ended = false;
   t.teardown(async () => {
-    for (const pid of await started()) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    if (!ended) for (const pid of await started()) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
   });
   const ctx: BackendContext = { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache'), scriptTimeouts: { warn: 60_000, kill: 300 } };
   const p = createProvider('adhoc', 'adhoc', { allocate: hang, discard: hang, 'allocate-timeout': '100ms' }, ctx);
@@ -34,6 +36,7 @@ t.test('adhoc: allocate and discard past their kill-timeout are killed, and the 
   const pidList = await started();
   t.equal(pidList.length, 4, 'each script and its child were started');
   await eventually('every process of both scripts ended', () => pidList.every((pid) => !isAlive(pid)));
+  ended = true;
 });
 
 t.test('adhoc: the wait for the SSH port has a deadline of its own after a slow allocate', async (t) => {

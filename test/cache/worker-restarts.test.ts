@@ -12,7 +12,7 @@ import t from 'tap';
 import { request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
 import { EXIT } from '../../src/errors.js';
-import { isAlive, startServerProcess } from '../helpers/processes.js';
+import { isAlive, rememberProcess, startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { cacheWorkers, fetchHash } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';
@@ -58,9 +58,11 @@ t.test('bodies committed by workers killed before they reported them are indexed
   const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const primary = cache.child.pid!;
   const workers = cacheWorkers(primary);
+  // By PID and start time: the test kills workers, whose PIDs other tests' processes may have by then.
+  const all = [...workers, primary].map(rememberProcess);
   t.teardown(() => {
-    for (const pid of [...workers, primary]) if (isAlive(pid)) process.kill(pid, 'SIGCONT');
-    if (isAlive(workers[1]!)) process.kill(workers[1]!, 'SIGKILL');
+    for (const p of all) p.kill('SIGCONT');
+    all[1]?.kill('SIGKILL'); // the second worker
   });
   t.equal(workers.length, 2, 'two workers');
   const blobs = Array.from({ length: 24 }, () => up.addBlob(4096));

@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import t from 'tap';
-import { isAlive, REPO_ROOT, stopWithTest } from './processes.js';
+import { isAlive, rememberProcess, REPO_ROOT, stopWithTest } from './processes.js';
 import { eventually } from './wait.js';
 
 for (const signal of ['SIGALRM', 'SIGINT'] as const) t.test(`killed by ${signal}: its server process is stopped and its tmpfs unmounted`, async (t) => {
@@ -24,9 +24,10 @@ for (const signal of ['SIGALRM', 'SIGINT'] as const) t.test(`killed by ${signal}
     });
     child.once('exit', () => reject(new Error(`the fixture ended before making anything: ${err}`)));
   });
+  const server = rememberProcess(made.pid);
   t.teardown(() => {
     // Only if the check below failed: what the fixture left.
-    if (isAlive(made.pid)) process.kill(made.pid, 'SIGKILL');
+    server.kill('SIGKILL');
     rmSync(made.data, { recursive: true, force: true });
   });
   t.ok(isAlive(made.pid), 'the server runs');

@@ -120,6 +120,36 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/** When process `pid` started (field 22 of /proc/<pid>/stat, in clock ticks since boot); undefined once it is gone. */
+function startTimeOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Process `pid` as it is now, for a teardown to signal later only if it is still that
+ * process: once a process has ended the kernel gives its PID to the next one (pid_max is
+ * 32768 on the CI machine), and a teardown that signalled a PID, or a process group, that
+ * another test's process had by then took that process down (a runner test's task, once).
+ */
+export function rememberProcess(pid: number): { kill(signal: NodeJS.Signals, group?: boolean): void } {
+  const started = startTimeOf(pid);
+  return {
+    kill(signal, group = false) {
+      if (started === undefined || startTimeOf(pid) !== started) return; // gone, or another process now
+      try {
+        process.kill(group ? -pid : pid, signal);
+      } catch {
+        // ended meanwhile
+      }
+    },
+  };
+}
+
 /** The PID of a process that has exited: a stand-in for one killed, whose leftovers a test places. */
 export function exitedPid(): number {
   return Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);

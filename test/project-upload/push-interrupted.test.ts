@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliArgs, stopWithTest } from '../helpers/processes.js';
+import { cliArgs, rememberProcess, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { STALLED_SIZE, stallingOrigin } from './stalling-origin.js';
 
@@ -51,20 +51,19 @@ const REPACK_SCRIPTS = {
 };
 for (const [what, body] of Object.entries(REPACK_SCRIPTS)) for (const signal of ['SIGTERM', 'SIGINT'] as const) t.test(`${signal} during pack --repack ${what} leaves neither the output nor its partial files, nor the script running`, async (t) => {
   // should the script outlive the pack, it is stopped by its PID (registered before
-  // t.testdir(), whose removal tap runs before the teardowns registered after it)
+  // t.testdir(), whose removal tap runs before the teardowns registered after it), and only
+  // while it is still that process (rememberProcess)
   let pid: number | undefined;
-  t.teardown(() => {
-    try {
-      if (pid !== undefined) process.kill(-pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  });
+  let script: ReturnType<typeof rememberProcess> | undefined;
+  t.teardown(() => script?.kill('SIGKILL', true));
   const dir = t.testdir({ proj: { 'a.txt': 'a\n' } });
   const pidFile = join(dir, 'repack.pid');
   const repack = `echo $$ > ${pidFile}.new; mv ${pidFile}.new ${pidFile}; cd ${dir}; ${body}`;
   const started = (): boolean => {
-    if (readdirSync(dir).includes('repack.pid')) pid = Number(readFileSync(pidFile, 'utf8'));
+    if (readdirSync(dir).includes('repack.pid') && pid === undefined) {
+      pid = Number(readFileSync(pidFile, 'utf8'));
+      script = rememberProcess(pid);
+    }
     return readdirSync(dir).includes('ready');
   };
   t.equal(await interrupt(t, ['pack', join(dir, 'proj'), '-o', join(dir, 'out.tar'), '--repack', repack], started, signal), signal);

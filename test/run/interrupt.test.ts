@@ -7,7 +7,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RunLog } from '../../src/run/report.js';
 import { discardKeptMachines } from '../../src/run/discard.js';
-import { cliArgs, isAlive, stopWithTest } from '../helpers/processes.js';
+import { cliArgs, isAlive, rememberProcess, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 
 /** A one-system local project whose task s/a starts a long sleep and writes its PID to `pidFile`. */
@@ -43,9 +43,8 @@ function startRun(t: Test, dir: string, args: string[] = []): Runner {
 async function taskPid(t: Test, pidFile: string): Promise<number> {
   await eventually('the task started its sleep', async () => /^\d+\n$/.test(await readFile(pidFile, 'utf8').catch(() => '')), 60_000);
   const pid = Number(await readFile(pidFile, 'utf8'));
-  t.teardown(() => {
-    if (isAlive(pid)) process.kill(pid, 'SIGKILL');
-  });
+  const task = rememberProcess(pid);
+  t.teardown(() => task.kill('SIGKILL'));
   return pid;
 }
 
