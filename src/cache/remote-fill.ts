@@ -13,6 +13,7 @@ import { errorMessage, FleetError, NotFoundError, UpstreamError } from '../error
 import type { CacheContext } from './context.js';
 import { StorageError } from './disk-store.js';
 import { Fill } from './fill.js';
+import { readUntilClosed } from './fill-cursor.js';
 import { FillProgress, type FillHead } from './fill-progress.js';
 
 type FillEvent =
@@ -90,10 +91,7 @@ async function* fillEvents(fill: Fill, res: ServerResponse): AsyncGenerator<stri
   // A follower is one of the fill's readers while it is connected: a fill not kept goes on
   // for it (see Fill.unread). Not until this generator ends: one waiting for a stalled
   // fill's progress would not end when the follower leaves.
-  if (fill.streamed && !res.destroyed) {
-    fill.acquireFile();
-    res.once('close', () => fill.release());
-  }
+  if (fill.streamed && !res.destroyed) readUntilClosed(fill, res);
   yield line({ head, file: fill.tempPath ?? null });
   let sent = -1;
   for (;;) {
