@@ -250,7 +250,9 @@ t.test('two workers: a slow upstream head is still followed; an object larger th
   // instead of the whole object). Followers that came before the head learn it then, and
   // pass through too.
   const earlyPart = get(`${cache.url}/cas/sha256/${early.hex}`, { range: 'bytes=0-99' });
-  await new Promise((r) => setTimeout(r, 100));
+  // It leads: the others are sent once its fill has asked upstream (a fixed 100 ms was not
+  // always enough under load, and a whole GET that led was joined by the range)
+  await eventually('the range led the fill', () => up.count(`/cas/sha256/${early.hex}`) >= 1, 5000);
   const earlyAll = await Promise.all(Array.from({ length: 16 }, () => get(`${cache.url}/cas/sha256/${early.hex}`)));
   t.same(earlyAll.filter((r) => r.status !== 200 || r.hash !== early.hex), [], 'every body right, none a 502');
   t.equal((await earlyPart).error, undefined);
