@@ -162,6 +162,8 @@ export abstract class FillProgress implements FillSource {
   #written = 0;
   #ended = false;
   #error: Error | undefined;
+  /** Stopped for want of readers (see whenUnread): no longer joined. */
+  #stopped = false;
   #progress: Deferred | undefined;
   /** The last windows written, oldest first; the bytes are copied in as they come (the last one fills up). */
   #recent: { start: number; buf: Buffer }[] = [];
@@ -216,6 +218,7 @@ export abstract class FillProgress implements FillSource {
 
   /** A fill whose file stopped is not joined: a reader of its first bytes would likely be cut past them. */
   get joinable(): boolean {
+    if (this.#stopped) return false; // stopped for want of readers: its end is near, and is a failure
     return !this.memoryOnly || (this.fileHolds === 0 && this.#written < MEMORY_JOIN_BYTES && (this.#recent[0]?.start ?? 0) === 0);
   }
 
@@ -276,7 +279,11 @@ export abstract class FillProgress implements FillSource {
   /** Calls `stop` if the fill still runs with no reader after UNREAD_GRACE_MS. */
   protected whenUnread(stop: () => void): void {
     setTimeout(() => {
-      if (this.readers === 0 && !this.#ended && !this.#error) stop();
+      if (this.readers !== 0 || this.#ended || this.#error) return;
+      // From now on a request starts a fill of its own: the failure that `stop` causes
+      // comes a few ticks later, and a request joining meanwhile would get a head and then a cut.
+      this.#stopped = true;
+      stop();
     }, UNREAD_GRACE_MS).unref();
   }
 
