@@ -238,7 +238,7 @@ interface StorePeer {
   /** The primary's figures for the whole store. */
   readonly store: { readonly bytes: number; readonly objects: number; readonly evicted: Evicted };
   /** Asks the primary to evict (see DiskStore.makeRoom); resolves with the bytes it freed. */
-  makeRoom(bytes: number): Promise<number>;
+  makeRoom(bytes: number, whole: boolean): Promise<number>;
 }
 
 /** What the index evicted since start (the least recently used, over the budget or to make room). */
@@ -828,7 +828,7 @@ export class DiskStore {
     // A disk that holds the whole budget (a size limit set close to the filesystem's size)
     // has no room for a large object until the index evicts at its commit: the least
     // recently used entries make it now, as the budget would then.
-    if (this.#free.bytes < size + FREE_MARGIN && !unkept) this.#free.bytes += await this.makeRoom(size + FREE_MARGIN - this.#free.bytes);
+    if (this.#free.bytes < size + FREE_MARGIN && !unkept) this.#free.bytes += await this.makeRoom(size + FREE_MARGIN - this.#free.bytes, true);
     if (this.#free.bytes < size + FREE_MARGIN) {
       const refusal = `no space left for ${size} bytes (${this.#free.bytes} free)`;
       throw unkept ? new StorageError(refusal) : this.storageFailure(new Error(refusal));
@@ -844,11 +844,14 @@ export class DiskStore {
 
   /**
    * Evicts the least recently used entries until `bytes` are freed (or none is left), and
-   * resolves with the bytes freed once their files are unlinked. In a worker, the primary
-   * evicts (it decides what leaves the disk).
+   * resolves with the bytes freed once their files are unlinked. `whole`: only if the
+   * entries hold all of `bytes`; else nothing is evicted (something else holds the disk,
+   * and emptying the cache would not make the room). In a worker, the primary evicts (it
+   * decides what leaves the disk).
    */
-  async makeRoom(bytes: number): Promise<number> {
-    if (this.#peer) return this.#peer.makeRoom(bytes);
+  async makeRoom(bytes: number, whole = false): Promise<number> {
+    if (this.#peer) return this.#peer.makeRoom(bytes, whole);
+    if (whole && this.#lru.calculatedSize < bytes) return 0;
     let freed = 0;
     const unlinked: Promise<void>[] = [];
     while (freed < bytes) {

@@ -477,3 +477,20 @@ t.test('a disk that holds the whole budget, a body of unknown length: the write 
   t.ok(app.cache.store.evicted.objects > 0, `the least recently used evicted for it (${app.cache.store.evicted.objects})`);
   t.equal(app.cache.store.failures, 0, 'no storage failure');
 });
+
+t.test('a disk held by something else: a large fill that evicting every object would not make room for evicts none of them', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const small = [1, 1].map((n) => up.addBlob(n * MiB));
+  const large = up.addBlob(3 * MiB);
+  const { app, url } = await cacheOnTmpfs(t, 'makeroom-foreign', upUrl);
+  for (const b of small) await fetchHash(`${url}/cas/sha256/${b.hex}`);
+  await app.cache.fills.drain();
+  const filler = path.join(app.cache.store.dir, 'filler'); // the data directory is the tmpfs
+  t.equal(fillUp(filler).code, 'ENOSPC', 'something else took the rest of the filesystem');
+  t.teardown(() => rmSync(filler, { force: true }));
+  const got = await fetchHash(`${url}/cas/sha256/${large.hex}`);
+  t.same([got.status, got.hash], [200, large.hex], 'the large object passed through');
+  t.same(small.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true], 'the objects kept are all still there');
+  t.same(app.cache.store.evicted, { objects: 0, bytes: 0 }, 'none evicted');
+  t.equal(app.cache.store.failures, 1, 'a storage failure, as for any disk full of something else');
+});

@@ -137,9 +137,9 @@ export class ClusterLink {
     return { text: m.text, contentType: m.contentType };
   }
 
-  async makeRoom(bytes: number): Promise<number> {
+  async makeRoom(bytes: number, whole: boolean): Promise<number> {
     this.flush(); // the commits gathered so far first: the primary evicts among them too
-    return (await this.#ask<Extract<Reply, { t: 'room' }>>({ t: 'room', req: 0, bytes })).freed;
+    return (await this.#ask<Extract<Reply, { t: 'room' }>>({ t: 'room', req: 0, bytes, whole })).freed;
   }
 
   #ask<R extends Reply>(m: Extract<WorkerMessage, { req: number }>): Promise<R> {

@@ -241,7 +241,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
         return broadcastFiguresSoon();
       case 'room':
         // never rejects in practice (unlink failures are ignored); an answer is owed either way
-        void store.makeRoom(m.bytes).catch(() => 0).then((freed) => {
+        void store.makeRoom(m.bytes, m.whole).catch(() => 0).then((freed) => {
           send(id, { t: 'room', req: m.req, freed });
           broadcastFiguresSoon();
         });

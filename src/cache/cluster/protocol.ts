@@ -24,8 +24,8 @@ export type WorkerMessage =
   | { readonly t: 'leading'; readonly fills: number }
   | { readonly t: 'touched'; readonly ids: readonly string[] }
   | { readonly t: 'deleted'; readonly id: string }
-  /** Evict at least `bytes` (the least recently used first): a fill needs the room (DiskStore.makeRoom). */
-  | { readonly t: 'room'; readonly req: number; readonly bytes: number }
+  /** Evict at least `bytes` (the least recently used first): a fill needs the room (DiskStore.makeRoom, and its `whole`). */
+  | { readonly t: 'room'; readonly req: number; readonly bytes: number; readonly whole: boolean }
   | { readonly t: 'stats'; readonly req: number }
   | { readonly t: 'metrics'; readonly req: number }
   | { readonly t: 'tally'; readonly req: number; readonly kinds: Record<string, KindTally> }
