@@ -2,10 +2,10 @@
 //   <root>/cas.v1/<algo>/<2 hex>/<hex>   committed objects
 //   <root>/tmp/<random>                  uploads in progress (removed at open)
 // A put streams into an O_EXCL temp file while hashing, verifies, fsyncs, then
-// renames into place: a crash at any moment leaves either nothing or a whole object.
+// links into place: a crash at any moment leaves either nothing or a whole object.
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -75,17 +75,20 @@ export class DiskBlobStore implements BlobStore {
       await pipeline(body, meter, out, options.signal ? { signal: options.signal } : {});
       const { digest, size } = verify();
       await fsyncFile(tmp);
-      const target = this.pathOf(digest);
-      if (await this.has(digest)) {
-        await unlink(tmp);
-        return { digest, size, created: false };
-      }
-      const shard = dirname(target);
+      const shard = dirname(this.pathOf(digest));
       await mkdirDurable(shard);
-      // rename is atomic: two concurrent puts of one digest leave one whole object.
-      await rename(tmp, target);
-      await fsyncFile(shard);
-      return { digest, size, created: true };
+      // link, unlike rename, refuses a name that exists: of concurrent puts of one digest
+      // exactly one creates the object (the others' If-None-Match: * is then a 412).
+      const created = await link(tmp, this.pathOf(digest)).then(
+        () => true,
+        (err: NodeJS.ErrnoException) => {
+          if (err.code === 'EEXIST') return false;
+          throw err;
+        },
+      );
+      await unlink(tmp);
+      if (created) await fsyncFile(shard);
+      return { digest, size, created };
     } catch (err) {
       out.destroy();
       await rm(tmp, { force: true });

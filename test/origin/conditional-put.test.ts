@@ -2,6 +2,7 @@
 // condition is a 412 and leaves the name (or the store) as it was.
 import { createHash } from 'node:crypto';
 import http from 'node:http';
+import { Readable } from 'node:stream';
 import t from 'tap';
 import { request } from 'undici';
 import { startOrigin, type TestOrigin } from '../helpers/origin.js';
@@ -88,6 +89,34 @@ async function statusBeforeBody(origin: TestOrigin, path: string, size: number, 
     req.destroy();
   }
 }
+
+t.test('concurrent If-None-Match: * PUTs of one new blob: exactly one creates it, the others are 412', async (t) => {
+  const origin = await startOrigin(t);
+  const body = Buffer.alloc(256 * 1024, 'blob');
+  const hex = createHash('sha256').update(body).digest('hex');
+  // Every body is held back after its first half until all of them are: the uploads end together.
+  let started = 0;
+  let releaseAll!: () => void;
+  const allStarted = new Promise<void>((resolve) => (releaseAll = resolve));
+  async function* held() {
+    yield body.subarray(0, body.length / 2);
+    if (++started === 6) releaseAll();
+    await allStarted;
+    yield body.subarray(body.length / 2);
+  }
+  const results = await Promise.all(
+    Array.from({ length: 6 }, async () => {
+      const res = await request(`${origin.url}/cas/sha256/${hex}`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${origin.token}`, 'content-length': String(body.length), 'if-none-match': '*' },
+        body: Readable.from(held()),
+      });
+      await res.body.dump();
+      return res.statusCode;
+    }),
+  );
+  t.same(results.sort(), [201, 412, 412, 412, 412, 412]);
+});
 
 t.test('/cas PUT: If-None-Match: * of a stored blob and If-Match of a missing one are 412, before the body is read', async (t) => {
   const origin = await startOrigin(t);
