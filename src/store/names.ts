@@ -17,6 +17,8 @@ export interface NameRecord {
   /** ms since the epoch. */
   readonly created: number;
   readonly contentType?: string;
+  /** The uploader's Content-Disposition, served with the blob (a cache that kept the upload serves it too). */
+  readonly contentDisposition?: string;
 }
 
 export class NameStore {

@@ -61,6 +61,25 @@ t.test('a named blob never runs script in the origin\'s origin', async (t) => {
   t.equal(res.headers['content-security-policy'], 'sandbox');
 });
 
+t.test('a named blob is served with the Content-Disposition it was uploaded with, as a cache that kept the upload serves it', async (t) => {
+  const origin = await startOrigin(t);
+  const disposition = 'attachment; filename="build log.txt"';
+  const res = await request(`${origin.url}/artifacts/r/j/log.txt`, {
+    method: 'PUT',
+    body: 'log',
+    headers: { authorization: `Bearer ${origin.token}`, 'content-type': 'text/plain', 'content-disposition': disposition },
+  });
+  await res.body.dump();
+  t.equal(res.statusCode, 201);
+  t.equal((await getArtifact(origin, 'r/j/log.txt')).headers['content-disposition'], disposition, 'GET');
+  const head = await request(`${origin.url}/artifacts/r/j/log.txt`, { method: 'HEAD' });
+  await head.body.dump();
+  t.equal(head.headers['content-disposition'], disposition, 'HEAD');
+  // a new upload of the name without one: none
+  t.equal(await putArtifact(origin, 'r/j/log.txt', 'log 2', 'text/plain'), 200);
+  t.equal((await getArtifact(origin, 'r/j/log.txt')).headers['content-disposition'], undefined);
+});
+
 t.test('a named upload that states its digest (X-Fleetcache-Digest) is refused unstored when the body differs', async (t) => {
   const origin = await startOrigin(t);
   const auth = { authorization: `Bearer ${origin.token}` };

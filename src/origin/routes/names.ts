@@ -60,8 +60,9 @@ async function conditionalPut<T extends object>(
 }
 
 /**
- * A named blob is served with the Content-Type its uploader sent (an HTML report stays
- * viewable), but never runs script in this server's origin: no sniffing, and a sandbox.
+ * A named blob is served with the Content-Type (an HTML report stays viewable) and the
+ * Content-Disposition its uploader sent, but never runs script in this server's origin: no
+ * sniffing, and a sandbox.
  */
 const NAMED_BLOB_HEADERS = { 'x-content-type-options': 'nosniff', 'content-security-policy': 'sandbox' };
 
@@ -113,7 +114,8 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     await ctx.references.confirm(ctx.store, [digest]);
     ctx.ledger.bytesIn(kind, result.size);
     const contentType = request.headers['content-type'];
-    return { digest, size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}) };
+    const contentDisposition = request.headers['content-disposition'];
+    return { digest, size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}), ...(contentDisposition ? { contentDisposition } : {}) };
   })
     .finally(() => {
       release();
@@ -140,7 +142,7 @@ async function getNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     cacheControl: nameCacheControl(ctx, internal),
     contentType: record.contentType,
     modifiedMs: record.created,
-    extraHeaders: NAMED_BLOB_HEADERS,
+    extraHeaders: record.contentDisposition ? { ...NAMED_BLOB_HEADERS, 'content-disposition': record.contentDisposition } : NAMED_BLOB_HEADERS,
   });
 }
 
