@@ -77,10 +77,18 @@ export function nameCacheControl(ctx: OriginContext, internal = false): string {
   return `${sharedAs(ctx, internal)}, no-cache`;
 }
 
-/** Refuses an upload whose declared length is already over the limit, before reading it. */
-export function checkDeclaredLength(request: FastifyRequest, limit: number): void {
+/**
+ * Refuses an upload from its head, before reading it: a declared length already over the
+ * limit, or a content coding. The origin stores the bytes that come and serves them as they
+ * are, so gzip bytes of a text would be served as that text (RFC 9110 §15.5.16: 415).
+ */
+export function checkUploadHead(request: FastifyRequest, limit: number): void {
   const declared = Number(request.headers['content-length'] ?? NaN);
   if (Number.isFinite(declared) && declared > limit) {
     throw new FleetError('FC_ERR_TOO_LARGE', `body of ${declared} bytes exceeds the limit of ${limit} bytes`);
+  }
+  const coding = request.headers['content-encoding'];
+  if (coding !== undefined && coding.trim().toLowerCase() !== 'identity') {
+    throw new FleetError('FC_ERR_UNSUPPORTED_ENCODING', `Content-Encoding ${JSON.stringify(coding)} is not accepted: send the bytes as they are to be served, without one`);
   }
 }

@@ -2,6 +2,7 @@
 // damaged, and how a named blob is served to a browser.
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
@@ -78,6 +79,27 @@ t.test('a named blob is served with the Content-Disposition it was uploaded with
   // a new upload of the name without one: none
   t.equal(await putArtifact(origin, 'r/j/log.txt', 'log 2', 'text/plain'), 200);
   t.equal((await getArtifact(origin, 'r/j/log.txt')).headers['content-disposition'], undefined);
+});
+
+t.test('an upload in a content coding (Content-Encoding: gzip) is refused unstored: its bytes would be served as the decoded content', async (t) => {
+  const origin = await startOrigin(t);
+  const body = gzipSync('log text');
+  const hex = createHash('sha256').update(body).digest('hex');
+  for (const path of ['/artifacts/r/j/log.txt', '/projects/p/bases/b1', `/cas/sha256/${hex}`]) {
+    const res = await request(`${origin.url}${path}`, {
+      method: 'PUT',
+      body,
+      headers: { authorization: `Bearer ${origin.token}`, 'content-type': 'text/plain', 'content-encoding': 'gzip' },
+    });
+    const answer = (await res.body.json()) as { code: string };
+    t.same([res.statusCode, answer.code], [415, 'FC_ERR_UNSUPPORTED_ENCODING'], path);
+    const after = await request(`${origin.url}${path}`);
+    await after.body.dump();
+    t.equal(after.statusCode, 404, `${path}: nothing stored`);
+  }
+  const identity = await request(`${origin.url}/artifacts/r/j/log.txt`, { method: 'PUT', body: 'log text', headers: { authorization: `Bearer ${origin.token}`, 'content-encoding': 'identity' } });
+  await identity.body.dump();
+  t.equal(identity.statusCode, 201, 'identity is no coding');
 });
 
 t.test('a named upload that states its digest (X-Fleetcache-Digest) is refused unstored when the body differs', async (t) => {

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FleetError } from '../../errors.js';
 import { checkWritePreconditions, etagOf, replyWithBlob } from '../../http/blob-reply.js';
 import { ALGO_HEX_ROUTE, formatDigest, parseDigest, type Digest } from '../../store/digest.js';
-import { blobCacheControl, checkDeclaredLength, checkRead, isInternal, uploadRecord, type OriginContext } from '../context.js';
+import { blobCacheControl, checkUploadHead, checkRead, isInternal, uploadRecord, type OriginContext } from '../context.js';
 
 type Visibility = 'public' | 'internal';
 
@@ -51,7 +51,7 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
     ctx.auth.require(request);
     const expected = parseDigest(request.params.algo, request.params.hex);
     const visibility = visibilityOf(request);
-    checkDeclaredLength(request, ctx.maxBlobSize);
+    checkUploadHead(request, ctx.maxBlobSize);
     // Visibility is fixed at first upload (tooltool): otherwise anyone with a write token could
     // make a public asset internal, or believe they made an internal one public.
     const existed = await ctx.store.has(expected);

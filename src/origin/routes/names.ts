@@ -10,7 +10,7 @@ import { isAbort, uploadAborted } from '../../store/blob-store.js';
 import type { Grant } from '../../http/auth.js';
 import type { NameRecord } from '../../store/names.js';
 import { checkSegment, parseNamePath } from '../../store/safe-name.js';
-import { checkDeclaredLength, checkRead, isInternal, nameCacheControl, type OriginContext } from '../context.js';
+import { checkUploadHead, checkRead, isInternal, nameCacheControl, type OriginContext } from '../context.js';
 
 /** The raw, still percent-encoded path after a prefix such as "/artifacts/". */
 function rawTail(request: FastifyRequest, prefix: string): string {
@@ -100,7 +100,7 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   let grant: Grant = { scope: 'write' };
   if (segments[0] === 'artifacts') grant = ctx.auth.requireArtifacts(request, segments[1]);
   else ctx.auth.require(request);
-  checkDeclaredLength(request, ctx.maxBlobSize);
+  checkUploadHead(request, ctx.maxBlobSize);
   const expected = statedDigest(request);
   const budget = grant.scope === 'run' ? await takeFromRunBudget(ctx, request, grant.run) : undefined;
   let release = (): void => undefined;
@@ -187,7 +187,7 @@ async function checkRunManifest(ctx: OriginContext, value: unknown, project: str
 }
 
 async function readSmallBody(request: FastifyRequest, limit: number): Promise<Buffer> {
-  checkDeclaredLength(request, limit);
+  checkUploadHead(request, limit);
   const chunks: Buffer[] = [];
   let size = 0;
   try {
