@@ -43,6 +43,22 @@ export function uploadRecord(digest: string): string[] {
   return ['_uploads', algo ?? '', hex ?? ''];
 }
 
+/** What a name uploaded again pointed at before (a blob no longer named by it), kept until a prune looked at it. */
+export interface ReplacedRecord {
+  readonly size: number;
+  /** When it was written (ms since the epoch): a prune deletes the record only as it read it. */
+  readonly at: number;
+}
+
+/**
+ * The record that a name was uploaded again and no longer points at the blob `digest`:
+ * retention frees that blob at its next prune, unless something else accounts for it.
+ */
+export function replacedRecord(digest: string): string[] {
+  const [algo, hex] = digest.split(':');
+  return ['_retention', 'replaced', algo ?? '', hex ?? ''];
+}
+
 /** Whether the blob `digest` was uploaded internal: reading it needs a token, whatever readAccess says. */
 export function isInternal(ctx: OriginContext, digest: Digest): boolean {
   return ctx.internal.has(formatDigest(digest));

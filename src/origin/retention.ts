@@ -1,7 +1,8 @@
 // Retention: the origin otherwise keeps every run manifest, artifact and base forever. A
 // prune deletes the names older than `maxAge` (artifacts and run manifests by when the origin
 // stored them, bases unless among the project's `keepBases` newest or named by a run kept),
-// then the blobs only those names pointed at. A blob no name ever pointed at (a tooltool
+// then the blobs only those names pointed at, and those artifacts and bases pointed at before
+// they were uploaded again (context.ts replacedRecord). A blob no name ever pointed at (a tooltool
 // asset, uploaded to /cas alone) is never deleted, nor one uploaded internal; a write in
 // flight, or an upload of the last minutes, keeps what it names (references.ts). The blobs a
 // prune frees are written down before their names go (PENDING), so that a prune stopped
@@ -9,9 +10,9 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { Counter, Gauge } from 'prom-client';
 import { errorMessage, FleetError, NotFoundError } from '../errors.js';
-import { parseDigestString } from '../store/digest.js';
+import { DIGEST_ALGORITHMS, parseDigestString } from '../store/digest.js';
 import type { NameRecord } from '../store/names.js';
-import { uploadRecord, type OriginContext } from './context.js';
+import { replacedRecord, uploadRecord, type OriginContext, type ReplacedRecord } from './context.js';
 
 export interface RetentionPolicy {
   /** Names older than this are deleted. */
@@ -131,9 +132,11 @@ export class Retention {
     }
     this.#ctx.references.beginPrune(now);
     try {
-      const { due, candidates } = await this.#plan(cutoff);
+      const { due, candidates, replaced } = await this.#plan(cutoff);
       // written down before any name goes: a prune stopped after this leaves them to the next
       if (candidates.length > 0) await names.put<PendingRecord>(PENDING, { blobs: candidates });
+      // pending now, or accounted for: a record written again since (the blob named and replaced again) stays
+      for (const r of replaced) await names.deleteIf<ReplacedRecord>(replacedRecord(r.digest), (current) => current.at === r.at);
       // Names first: a blob is never gone while a name still points at it.
       const counts = { artifacts: 0, runs: 0, bases: 0 };
       for (const d of due) {
@@ -158,14 +161,33 @@ export class Retention {
   }
 
   /**
-   * The names due, and the blobs to delete: those freed now or left by an earlier prune
-   * (PENDING), that no kept name and no internal upload accounts for.
+   * The names due, and the blobs to delete: those freed now, by names uploaded again
+   * (`replaced`, their records as read) or left by an earlier prune (PENDING), that no kept
+   * name and no internal upload accounts for.
    */
-  async #plan(cutoff: number): Promise<{ due: Due[]; candidates: Array<[string, number]> }> {
+  async #plan(cutoff: number): Promise<{ due: Due[]; candidates: Array<[string, number]>; replaced: Array<{ digest: string } & ReplacedRecord> }> {
+    const { names } = this.#ctx;
+    const replaced = await this.#replaced();
     const { due, kept, freed } = await this.#survey(cutoff);
-    const all = new Map((await this.#ctx.names.find<PendingRecord>(PENDING))?.blobs ?? []);
+    const all = new Map((await names.find<PendingRecord>(PENDING))?.blobs ?? []);
     for (const [digest, size] of freed) all.set(digest, size);
-    return { due, candidates: [...all].filter(([digest]) => !kept.has(digest) && !this.#ctx.internal.has(digest)) };
+    // bytes also uploaded to /cas itself (an asset) are not a replaced name's to free (context.ts uploadRecord)
+    for (const r of replaced) if (!(await names.exists(uploadRecord(r.digest)))) all.set(r.digest, r.size);
+    return { due, candidates: [...all].filter(([digest]) => !kept.has(digest) && !this.#ctx.internal.has(digest)), replaced };
+  }
+
+  /** The blobs names pointed at before they were uploaded again (replacedRecord); a damaged record is left out. */
+  async #replaced(): Promise<Array<{ digest: string } & ReplacedRecord>> {
+    const { names } = this.#ctx;
+    const out: Array<{ digest: string } & ReplacedRecord> = [];
+    for (const algo of DIGEST_ALGORITHMS) {
+      const prefix = replacedRecord(`${algo}:`).slice(0, -1);
+      for (const hex of await names.keys(prefix)) {
+        const record = await names.find<ReplacedRecord>([...prefix, hex]).catch(() => undefined);
+        if (record) out.push({ digest: `${algo}:${hex}`, size: record.size, at: record.at });
+      }
+    }
+    return out;
   }
 
   /** Deletes what no write names meanwhile; what it skips, fails on or does not reach (a stop) is `left` to the next prune. */

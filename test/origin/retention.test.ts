@@ -381,3 +381,35 @@ t.test('the first prune after a start waits until the uploads from before it are
   t.equal(firstPruneDelay(now - 1000, now), RECENT_MS, 'stopped a second ago: once that stop is RECENT_MS old');
   t.equal(firstPruneDelay(now, now, 0), RECENT_MS + 1000, 'no record of a stop (a crash): RECENT_MS after the start');
 });
+
+t.test('the blob a name pointed at before it was uploaded again is freed by the next prune, unless something else accounts for it', async (t) => {
+  const origin = await startOrigin(t);
+  const cas = (b: Buffer) => `${origin.url}/cas/sha256/${sha(b)}`;
+  const first = Buffer.from('the log of the first attempt');
+  const second = Buffer.from('the log of the second attempt');
+  const shared = Buffer.from('a report another job has too');
+  const asset = Buffer.from('bytes uploaded to /cas on their own');
+  await put(`${origin.url}/artifacts/r/job/log.txt`, first);
+  await put(`${origin.url}/artifacts/r/job/log.txt`, second);
+  await put(`${origin.url}/artifacts/r/job/report.txt`, shared);
+  await put(`${origin.url}/artifacts/r/other/report.txt`, shared);
+  await put(`${origin.url}/artifacts/r/job/report.txt`, second);
+  await uploadBlob(origin.url, asset);
+  await put(`${origin.url}/artifacts/r/job/tool.bin`, asset);
+  await put(`${origin.url}/artifacts/r/job/tool.bin`, second);
+  await put(`${origin.url}/projects/p/bases/b1`, first);
+  await put(`${origin.url}/projects/p/bases/b1`, second);
+
+  const retention = new Retention(origin.context, { maxAgeMs: 30 * DAY, keepBases: 3 });
+  t.match(await retention.prune({ now: afterUploads() }), { names: { artifacts: 0, runs: 0, bases: 0 }, blobs: 1, bytes: first.length });
+  t.equal(await status(cas(first)), 404, 'the blob only the names before their new upload named');
+  t.equal(await status(cas(second)), 200);
+  t.equal(await status(cas(shared)), 200, 'a blob a kept name still names');
+  t.equal(await status(cas(asset)), 200, 'a blob uploaded to /cas on its own');
+  t.equal(await status(`${origin.url}/artifacts/r/job/log.txt`), 200, 'the name, with what it names now');
+  t.match(await retention.prune({ now: afterUploads() }), { blobs: 0 }, 'nothing left for the next prune');
+  // once the name that still named it is gone, the shared blob goes with it, as any
+  await backdate(origin, ['artifacts', 'r', 'other', 'report.txt'], Date.now() - 40 * DAY);
+  t.match(await retention.prune({ now: afterUploads() }), { names: { artifacts: 1 }, blobs: 1, bytes: shared.length });
+  t.equal(await status(cas(shared)), 404);
+});

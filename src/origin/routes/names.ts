@@ -10,7 +10,7 @@ import { isAbort, uploadAborted } from '../../store/blob-store.js';
 import type { Grant } from '../../http/auth.js';
 import type { NameRecord } from '../../store/names.js';
 import { checkSegment, parseNamePath } from '../../store/safe-name.js';
-import { checkUploadHead, checkRead, isInternal, nameCacheControl, type OriginContext } from '../context.js';
+import { checkUploadHead, checkRead, isInternal, nameCacheControl, replacedRecord, type OriginContext, type ReplacedRecord } from '../context.js';
 
 /** The raw, still percent-encoded path after a prefix such as "/artifacts/". */
 function rawTail(request: FastifyRequest, prefix: string): string {
@@ -32,7 +32,7 @@ function runEtag(text: string): string {
  * Writes a name when If-Match / If-None-Match allow it. They are checked before the body is
  * read (no upload only to be refused) and again, with the write, once it is: another PUT
  * may have changed the name meanwhile. `created`: the name had no record before (201, not
- * 200: RFC 9110 §9.3.4).
+ * 200: RFC 9110 §9.3.4); `previous`: the record it replaced (none when damaged).
  */
 async function conditionalPut<T extends object>(
   ctx: OriginContext,
@@ -40,7 +40,7 @@ async function conditionalPut<T extends object>(
   segments: string[],
   etagOf: (current: T) => string,
   read: () => Promise<T>,
-): Promise<{ record: T; created: boolean }> {
+): Promise<{ record: T; created: boolean; previous: T | undefined }> {
   const conditional = request.headers['if-match'] !== undefined || request.headers['if-none-match'] !== undefined;
   /** Whether the name has a record, after checking the conditions against it. */
   const check = async (): Promise<boolean> => {
@@ -51,12 +51,13 @@ async function conditionalPut<T extends object>(
   };
   await check();
   const record = await read();
-  const existed = await ctx.names.exclusive(segments, async () => {
+  const { existed, previous } = await ctx.names.exclusive(segments, async () => {
     const existing = await check();
+    const before = existing ? await ctx.names.find<T>(segments).catch(() => undefined) : undefined;
     await ctx.names.put(segments, record);
-    return existing;
+    return { existed: existing, previous: before };
   });
-  return { record, created: !existed };
+  return { record, created: !existed, previous };
 }
 
 /**
@@ -105,7 +106,7 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   const budget = grant.scope === 'run' ? await takeFromRunBudget(ctx, request, grant.run) : undefined;
   let release = (): void => undefined;
   let stored = false;
-  const { record, created } = await conditionalPut<NameRecord>(ctx, request, segments, blobNameEtag, async () => {
+  const { record, created, previous } = await conditionalPut<NameRecord>(ctx, request, segments, blobNameEtag, async () => {
     const result = await ctx.store.put(request.raw, { maxSize: budget?.maxSize ?? ctx.maxBlobSize, ...(expected ? { expected } : {}) });
     stored = true;
     // held from the moment it is stored until the name points at it (references.ts)
@@ -123,6 +124,8 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
       // disk, unreferenced: its bytes stay counted, or a run token could store without end.
       budget?.end(stored);
     });
+  // The blob the name pointed at before, which no expiring name will free any more: the next prune does (retention.ts).
+  if (previous && previous.digest !== record.digest) await ctx.names.put<ReplacedRecord>(replacedRecord(previous.digest), { size: previous.size, at: Date.now() });
   // The ETag of the new representation lets a cache keep what it forwarded (RFC 9110 §9.3.4).
   // The headers its GETs get: a cache that keeps what it forwarded serves them too (cache/put.ts).
   const cacheControl = nameCacheControl(ctx, isInternal(ctx, parseDigestString(record.digest)));
