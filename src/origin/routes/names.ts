@@ -124,8 +124,12 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
       // disk, unreferenced: its bytes stay counted, or a run token could store without end.
       budget?.end(stored);
     });
-  // The blob the name pointed at before, which no expiring name will free any more: the next prune does (retention.ts).
-  if (previous && previous.digest !== record.digest) await ctx.names.put<ReplacedRecord>(replacedRecord(previous.digest), { size: previous.size, at: Date.now() });
+  // The blob the name pointed at before, which no expiring name will free any more: the next
+  // prune does (retention.ts). Not recorded, it only stays on disk: the upload succeeded.
+  if (previous && previous.digest !== record.digest) {
+    await ctx.names.put<ReplacedRecord>(replacedRecord(previous.digest), { size: previous.size, at: Date.now() })
+      .catch((err: unknown) => request.log.warn({ err, digest: previous.digest }, 'cannot record the blob a name no longer points at; retention will not free it'));
+  }
   // The ETag of the new representation lets a cache keep what it forwarded (RFC 9110 §9.3.4).
   // The headers its GETs get: a cache that keeps what it forwarded serves them too (cache/put.ts).
   const cacheControl = nameCacheControl(ctx, isInternal(ctx, parseDigestString(record.digest)));
