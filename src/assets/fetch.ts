@@ -60,7 +60,7 @@ interface AssetResult {
   readonly digest: string;
   /** Where the file came from; undefined when it failed. */
   source?: AssetSource;
-  /** The base URL that served it. */
+  /** The base URL that served it, credentials hidden (redactUrl): it is printed, and logged by the runner. */
   url?: string;
   /** Bytes received over the network for this file, failed attempts included. */
   bytesDownloaded: number;
@@ -278,7 +278,7 @@ class RecordFetch {
         await rename(tmp, this.#final);
         this.#progress(received, 'download', true);
         this.result.source = 'download';
-        this.result.url = base;
+        this.result.url = redactUrl(base);
         this.result.bytesDownloaded += received;
         return;
       } catch (err) {

@@ -367,3 +367,12 @@ t.test('messages never show a password in a URL nor the query string of a redire
   t.match(shown, /GET http:\/\/127\.0\.0\.1:\d+\/signed\?…: HTTP 403/, 'the redirect target without its query');
   t.notMatch(shown, /hunter2|SECRETSIG/);
 });
+
+t.test('the URL a file came from is reported with its credentials hidden (it is printed, and goes to the runner)', async (t) => {
+  const { root, origin, manifest } = await originWith(t, [[record('a.bin', A), A]]);
+  const base = origin.url.replace('http://', 'http://alice:hunter2@');
+  const res = await fetchAssets({ manifestPath: manifest, urls: [base], dest: join(root, 'dest') });
+  t.equal(res.failed, 0);
+  t.equal(res.files[0]!.url, `${origin.url.replace('http://', 'http://***:***@')}/`);
+  t.notMatch(JSON.stringify(res), /hunter2/);
+});
