@@ -59,6 +59,18 @@ export function replacedRecord(digest: string): string[] {
   return ['_retention', 'replaced', algo ?? '', hex ?? ''];
 }
 
+export type Visibility = 'public' | 'internal';
+
+/**
+ * X-Fleetcache-Visibility of an upload, tooltool's values exactly (its API takes no other
+ * spelling); absent is public. GET and HEAD of /cas answer with the stored one in the same header.
+ */
+export function visibilityOf(request: FastifyRequest): Visibility {
+  const value = request.headers['x-fleetcache-visibility'];
+  if (value === undefined || value === 'public' || value === 'internal') return value ?? 'public';
+  throw new FleetError('FC_ERR_BAD_REQUEST', `X-Fleetcache-Visibility must be "public" or "internal", not ${JSON.stringify(value)}`);
+}
+
 /** Whether the blob `digest` was uploaded internal: reading it needs a token, whatever readAccess says. */
 export function isInternal(ctx: OriginContext, digest: Digest): boolean {
   return ctx.internal.has(formatDigest(digest));

@@ -102,6 +102,25 @@ t.test('an upload in a content coding (Content-Encoding: gzip) is refused unstor
   t.equal(identity.statusCode, 201, 'identity is no coding');
 });
 
+t.test('a named upload asking X-Fleetcache-Visibility: internal is refused unstored: a name is readable as its blob is', async (t) => {
+  const origin = await startOrigin(t);
+  for (const path of ['/artifacts/r/j/secret.bin', '/projects/p/bases/b1']) {
+    const res = await request(`${origin.url}${path}`, { method: 'PUT', body: 'internal bytes', headers: { authorization: `Bearer ${origin.token}`, 'x-fleetcache-visibility': 'internal' } });
+    const answer = (await res.body.json()) as { code: string };
+    t.same([res.statusCode, answer.code], [400, 'FC_ERR_BAD_REQUEST'], path);
+    const after = await request(`${origin.url}${path}`);
+    await after.body.dump();
+    t.equal(after.statusCode, 404, `${path}: nothing stored, nothing readable without a token`);
+  }
+  const hex = createHash('sha256').update('internal bytes').digest('hex');
+  const blob = await request(`${origin.url}/cas/sha256/${hex}`);
+  await blob.body.dump();
+  t.equal(blob.statusCode, 404, 'the blob was not stored either');
+  const pub = await request(`${origin.url}/artifacts/r/j/public.bin`, { method: 'PUT', body: 'bytes', headers: { authorization: `Bearer ${origin.token}`, 'x-fleetcache-visibility': 'public' } });
+  await pub.body.dump();
+  t.equal(pub.statusCode, 201, 'public is what a name is');
+});
+
 t.test('a named upload that states its digest (X-Fleetcache-Digest) is refused unstored when the body differs', async (t) => {
   const origin = await startOrigin(t);
   const auth = { authorization: `Bearer ${origin.token}` };

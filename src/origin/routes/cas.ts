@@ -3,19 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FleetError } from '../../errors.js';
 import { checkWritePreconditions, etagOf, replyWithBlob } from '../../http/blob-reply.js';
 import { ALGO_HEX_ROUTE, formatDigest, parseDigest, type Digest } from '../../store/digest.js';
-import { blobCacheControl, checkUploadHead, checkRead, isInternal, uploadRecord, type OriginContext } from '../context.js';
-
-type Visibility = 'public' | 'internal';
-
-/**
- * X-Fleetcache-Visibility of an upload, tooltool's values exactly (its API takes no other
- * spelling); absent is public. GET and HEAD answer with the stored one in the same header.
- */
-function visibilityOf(request: FastifyRequest): Visibility {
-  const value = request.headers['x-fleetcache-visibility'];
-  if (value === undefined || value === 'public' || value === 'internal') return value ?? 'public';
-  throw new FleetError('FC_ERR_BAD_REQUEST', `X-Fleetcache-Visibility must be "public" or "internal", not ${JSON.stringify(value)}`);
-}
+import { blobCacheControl, checkUploadHead, checkRead, isInternal, uploadRecord, visibilityOf, type OriginContext, type Visibility } from '../context.js';
 
 interface DigestParams {
   algo: string;

@@ -10,7 +10,7 @@ import { isAbort, uploadAborted } from '../../store/blob-store.js';
 import type { Grant } from '../../http/auth.js';
 import type { NameRecord } from '../../store/names.js';
 import { checkSegment, parseNamePath } from '../../store/safe-name.js';
-import { checkUploadHead, checkRead, isInternal, nameCacheControl, replacedRecord, type OriginContext, type ReplacedRecord } from '../context.js';
+import { checkUploadHead, checkRead, isInternal, nameCacheControl, replacedRecord, visibilityOf, type OriginContext, type ReplacedRecord } from '../context.js';
 
 /** The raw, still percent-encoded path after a prefix such as "/artifacts/". */
 function rawTail(request: FastifyRequest, prefix: string): string {
@@ -102,6 +102,11 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   if (segments[0] === 'artifacts') grant = ctx.auth.requireArtifacts(request, segments[1]);
   else ctx.auth.require(request);
   checkUploadHead(request, ctx.maxBlobSize);
+  // A name is read as its blob is: its upload cannot make it internal (a cache forwards the
+  // header), which would leave it readable by anyone. The blob can be, uploaded to /cas first.
+  if (visibilityOf(request) === 'internal') {
+    throw new FleetError('FC_ERR_BAD_REQUEST', 'X-Fleetcache-Visibility: internal is refused on a name, which is readable as its blob is: upload the bytes to /cas/<algo>/<hex> as internal first, then name them');
+  }
   const expected = statedDigest(request);
   const budget = grant.scope === 'run' ? await takeFromRunBudget(ctx, request, grant.run) : undefined;
   let release = (): void => undefined;
