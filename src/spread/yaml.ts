@@ -1,7 +1,7 @@
 // Reading spread's YAML the way yaml.v2 decodes it into spread's structs: scalars become
 // strings as written, null means "absent", unknown keys are ignored, and every error
 // names the file and line.
-import { LineCounter, parseDocument, isAlias, isMap, isScalar, isSeq, type Document, type Node, type Scalar } from 'yaml';
+import { LineCounter, parseAllDocuments, parseDocument, isAlias, isMap, isScalar, isSeq, type Document, type Node, type Scalar, type YAMLSeq } from 'yaml';
 import { FleetError } from '../errors.js';
 import type { EnvEntry, FieldOrigins, Origin, PlacedField } from './model.js';
 
@@ -56,7 +56,11 @@ export class YamlFile {
   /** `file` is the display name (relative to the project root). */
   constructor(file: string, text: string) {
     this.file = file;
-    this.#doc = parseDocument(text, { lineCounter: this.#lc, version: '1.1', uniqueKeys: false, prettyErrors: false });
+    const options = { lineCounter: this.#lc, version: '1.1', uniqueKeys: false, prettyErrors: false } as const;
+    // yaml.v2's Unmarshal decodes a file's first document and reads no further: later ones
+    // (a trailing `---`, a second document) are ignored, not errors. No document at all: the
+    // whole text as one, for its errors.
+    this.#doc = parseAllDocuments(text, options)[0] ?? parseDocument(text, options);
     const err = this.#doc.errors[0];
     if (err) {
       const line = err.linePos?.[0]?.line ?? this.#lc.linePos(err.pos[0]).line;
@@ -186,13 +190,23 @@ export class YamlFile {
   list(node: Node | undefined): string[] {
     if (node === undefined) return [];
     if (!isSeq(node)) throw this.#typeError(node, '[]string');
-    return node.items.map((item) => this.str(this.#value(item as Node)));
+    return this.#seqItems(node).map((item) => this.str(item));
   }
 
   items(node: Node | undefined, into: string): Array<Node | undefined> {
     if (node === undefined) return [];
     if (!isSeq(node)) throw this.#typeError(node, into);
-    return node.items.map((item) => this.#value(item as Node));
+    return this.#seqItems(node);
+  }
+
+  /** A sequence's items, each known to failField by the key holding the sequence (an item of the wrong type names its field). */
+  #seqItems(node: YAMLSeq): Array<Node | undefined> {
+    const key = this.#keyOf.get(node);
+    return node.items.map((item) => {
+      const value = this.#value(item as Node);
+      if (value && key !== undefined && !this.#keyOf.has(value)) this.#keyOf.set(value, key);
+      return value;
+    });
   }
 
   bool(node: Node | undefined): boolean {
