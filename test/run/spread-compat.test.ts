@@ -86,6 +86,13 @@ t.test('timeouts above 2^31-1 ms (600h) neither kill at once nor warn at once', 
   t.notMatch(out, /running late|kill-timeout reached/);
 });
 
+t.test("a script running late is said as spread's client says it: the machine, then the script's context", async (t) => {
+  const dir = await project(t, spreadYaml('late', LOCAL), { 's/t': 'summary: t\nwarn-timeout: 300ms\nexecute: sleep 1\n' });
+  const { result, out } = await run(dir);
+  t.equal(result.tally.successful, 1);
+  t.match(out, /WARNING: local:alpha-1 \(local:alpha-1:s\/t\) running late\. Current output:\n-----\n\+ sleep 1\n-----/);
+});
+
 t.test('repack gets the project environment, SPREAD_BACKENDS and the project timeouts', async (t) => {
   const seen = join(t.testdirName, 'seen');
   const spread = (repack: string, timeouts: string[] = []) =>
