@@ -50,6 +50,8 @@ export class YamlFile {
   readonly #doc: Document;
   readonly #lc = new LineCounter();
   readonly #fields: Fields[] = [];
+  /** Keys written twice in one mapping, each the ignored (earlier) one's line: what a verbose run says of them. */
+  readonly #overridden = new Set<string>();
   /** The key of each mapping value read through pairs(), for failField. */
   readonly #keyOf = new WeakMap<Node, string>();
 
@@ -133,6 +135,7 @@ export class YamlFile {
     if (!isMap(node)) throw this.#typeError(node, into);
     const out: Array<{ key: string; keyNode: Node; value: Node | undefined }> = [];
     const merged: typeof out = [];
+    const written = new Map<string, Node>();
     for (const pair of node.items) {
       const keyNode = this.#value(pair.key as Node | null);
       const key = keyNode && isScalar(keyNode) ? this.#text(keyNode) : '';
@@ -144,7 +147,11 @@ export class YamlFile {
       }
       const value = this.#value(pair.value as Node | null);
       if (value) this.#keyOf.set(value, key);
-      out.push({ key, keyNode: keyNode ?? (pair.value as Node), value });
+      const at = keyNode ?? (pair.value as Node);
+      const before = written.get(key);
+      if (before) this.#overridden.add(`${this.file}:${this.origin(before).line ?? '?'}: ${JSON.stringify(key)} is written again at line ${this.origin(at).line ?? '?'} of the same mapping: ignored, the last one counts (as in spread)`);
+      written.set(key, at);
+      out.push({ key, keyNode: at, value });
     }
     const explicit = new Set(out.map((p) => p.key));
     return [...merged.filter((p) => !explicit.has(p.key)), ...out];
@@ -168,12 +175,13 @@ export class YamlFile {
     return m;
   }
 
-  /** The keys of this file's mappings that the loading never read, with their lines. */
+  /** The keys of this file's mappings that the loading never read, and those written twice (the first ignored), with their lines. */
   ignoredKeys(): string[] {
-    return this.#fields.flatMap((f) => f.unread().map((key) => {
+    const unknown = this.#fields.flatMap((f) => f.unread().map((key) => {
       const { line } = this.origin(f.keyNodes.get(key));
       return `${this.file}:${line ?? '?'}: ${JSON.stringify(key)} is not a field of ${f.into} fleetcache knows: ignored`;
     }));
+    return [...unknown, ...this.#overridden];
   }
 
   str(node: Node | undefined): string {
