@@ -12,6 +12,9 @@ t.test("spread's spellings", async (t) => {
   ]);
   // a filter that happens to start with a dash is left alone unless it is one of spread's flags
   t.same(normaliseSpreadFlags(['run', '-seedless']), ['run', '-seedless']);
+  // Go's flag package takes a boolean flag's value after `=`
+  t.same(normaliseSpreadFlags(['run', '-reuse=true', '-resend=1', '--list=True', '-abend=false', '-debug=0', 'tests/']), ['run', '--reuse', '--resend', '--list', 'tests/']);
+  t.same(normaliseSpreadFlags(['run', '-reuse=maybe']), ['run', '--reuse=maybe'], 'any other value is left for commander to refuse');
 });
 
 t.test('a bad --repeat is a usage error', async (t) => {
