@@ -366,7 +366,7 @@ async function runJobs(
           const doneMarker = posix.join(workDir, 'project-pulled');
           const complete = `grep -qxF -- ${dest} ${shellQuote(doneMarker)} 2>/dev/null && test -n "$(ls -A ${dest} 2>/dev/null)"`;
           if (kept && !o.resend && (await machine.exec(complete, { trace: false, cwd: '/' })).exitCode === 0) {
-            log.line(`Reusing project content on ${label}.`);
+            log.line(`Reusing project data on ${label}...`); // spread's words
             reused++;
             const session = new MachineSession({ ...sessionCtx, ...transfers.hooksFor(choice) }, machine, label);
             return session;
