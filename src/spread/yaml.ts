@@ -94,8 +94,9 @@ export class YamlFile {
     return node?.toJS(this.#doc);
   }
 
+  /** An error at `node`'s line; with no node (an empty file), at line 1. */
   fail(node: Node | undefined, message: string): FleetError {
-    return projectError(message, this.origin(node));
+    return projectError(message, node ? this.origin(node) : { file: this.file, line: 1 });
   }
 
   /** fail() for a value the mapping holding it rejects: the message (spread's wording) ends naming its key. */

@@ -12,6 +12,9 @@ const project = (o: { head?: string; backends?: string; suites?: string; tail?: 
 const loadErrors: Array<[string, string, Record<string, string> | undefined, string | RegExp]> = [
   ['invalid project name', project({ head: 'project: Bad\npath: /p\n' }), undefined, 'spread.yaml:1: invalid project name: "Bad"'],
   ['missing path', project({ head: 'project: p\n' }), undefined, /missing project path field with remote project location/],
+  ['missing project name', project({ head: 'path: /p\n' }), undefined, 'spread.yaml:1: invalid project name: ""'],
+  ['empty spread.yaml', '', undefined, 'spread.yaml:1: invalid project name: ""'],
+  ['empty task.yaml', project(), { 's/t': '' }, 's/t/task.yaml:1: s/t is missing a summary'],
   ['no backends', 'project: p\npath: /p\nbackends:\nsuites:\n' + ok.suites, undefined, /must define at least one backend/],
   ['no suites', 'project: p\npath: /p\nbackends:\n' + ok.backends, undefined, /must define at least one task suite/],
   ['invalid backend name', project({ backends: '    Big:\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:4: invalid backend name: "Big"'],
