@@ -373,6 +373,7 @@ async function runJobs(
           }
           // a kept machine, or a host of the ssh backend (a static host serves run after run,
           // and one a broken machine left): what an earlier run left at the path goes first
+          if (kept && o.resend) log.line(`Removing project data from ${label} at ${machine.projectPath}...`); // spread -resend's words
           if (kept || provider.type === 'ssh') await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
           log.line(`Sending project content to ${label}...`);
           const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheTimeoutMs, ...(machineToken ? { token: machineToken() } : {}) };

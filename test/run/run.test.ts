@@ -439,6 +439,17 @@ t.test('-reuse keeps machines and takes them back, -discard releases them; runne
   t.equal(cut.text().match(/Reusing project data/g), null);
   t.equal(r2b.pulls.length, retaken);
 
+  // -resend: the project is sent again to every machine taken back, as spread sends it
+  const resent = capture();
+  const r2c = await runProject({ ...opts, resend: true, log: resent.log });
+  t.equal(r2c.tally.ok, true);
+  const again = resent.text().match(/Reusing local:alpha-1 #\d at /g)?.length ?? 0;
+  t.ok(again >= 1);
+  t.equal(resent.text().match(/Removing project data from local:alpha-1 #\d at \/\S+\.\.\./g)?.length, again, "spread's line");
+  t.equal(resent.text().match(/Sending project content to local:alpha-1 #\d\.\.\./g)?.length, again, 'then the project sent');
+  t.equal(resent.text().match(/Reusing project data/g), null);
+  t.equal(r2c.pulls.length, again);
+
   const restoring = capture();
   const r3 = await runProject({ ...opts, restoreOnly: true, log: restoring.log });
   t.equal(r3.tally.ok, true);
