@@ -47,11 +47,16 @@ interface RenderOptions {
   trace?: boolean;
   /** Replace PATH by spread's fixed one (remote machines) or keep the caller's (local). */
   fixedPath?: boolean;
+  /** Run through `sudo -i` (an SSH user that is not root): sudo's variables are unset, as spread unsets them. */
+  sudo?: boolean;
 }
+
+/** What `sudo` sets that spread unsets: a script sees no trace of the user it came through. */
+const SUDO_VARIABLES = ['SUDO_COMMAND', 'SUDO_USER', 'SUDO_UID', 'SUDO_GID'];
 
 /** cd, spread's fixed exports, then the environment's, in order (shared by scripts and shells). */
 function setupLines(o: RenderOptions): string[] {
-  const lines = [`cd '${o.dir.replace(/'/g, `'\\''`)}'`, 'export DEBIAN_FRONTEND=noninteractive', 'export DEBIAN_PRIORITY=critical'];
+  const lines = [`cd '${o.dir.replace(/'/g, `'\\''`)}'`, ...(o.sudo ? SUDO_VARIABLES.map((v) => `unset ${v}`) : []), 'export DEBIAN_FRONTEND=noninteractive', 'export DEBIAN_PRIORITY=critical'];
   if (o.fixedPath) lines.push(`export PATH=${REMOTE_PATH}`);
   for (const entry of o.env ?? []) lines.push(exportLine(entry));
   return lines;
