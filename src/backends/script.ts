@@ -47,11 +47,16 @@ interface RenderOptions {
   trace?: boolean;
   /** Replace PATH by spread's fixed one (remote machines) or keep the caller's (local). */
   fixedPath?: boolean;
+  /** Run through `sudo -i` (an SSH user that is not root): sudo's variables are unset, as spread unsets them. */
+  sudo?: boolean;
 }
+
+/** What `sudo` sets that spread unsets: a script sees no trace of the user it came through. */
+const SUDO_VARIABLES = ['SUDO_COMMAND', 'SUDO_USER', 'SUDO_UID', 'SUDO_GID'];
 
 /** cd, spread's fixed exports, then the environment's, in order (shared by scripts and shells). */
 function setupLines(o: RenderOptions): string[] {
-  const lines = [`cd '${o.dir.replace(/'/g, `'\\''`)}'`, 'export DEBIAN_FRONTEND=noninteractive', 'export DEBIAN_PRIORITY=critical'];
+  const lines = [`cd '${o.dir.replace(/'/g, `'\\''`)}'`, ...(o.sudo ? SUDO_VARIABLES.map((v) => `unset ${v}`) : []), 'export DEBIAN_FRONTEND=noninteractive', 'export DEBIAN_PRIORITY=critical'];
   if (o.fixedPath) lines.push(`export PATH=${REMOTE_PATH}`);
   for (const entry of o.env ?? []) lines.push(exportLine(entry));
   return lines;
@@ -95,6 +100,9 @@ export function renderShell(o: RenderOptions): string {
 /** What spread's shell re-exports in its .bashrc (client.go toBashRC). */
 const RC_KEYS = new Set(['PS1', 'SPREAD_PATH', 'SPREAD_BACKEND', 'SPREAD_SYSTEM']);
 
+/** spread's mark of output an earlier warning showed. */
+const UNCHANGED = '(...)';
+
 /** Keeps the last OUTPUT_CAP characters of a stream of chunks. */
 export class OutputBuffer {
   #chunks: string[] = [];
@@ -115,17 +123,29 @@ export class OutputBuffer {
   }
 
   /**
-   * What spread's warning says of the output: its last 10 lines since the last warning
-   * (`tail`), else that there is none yet or none new.
+   * What spread's warning says of the output (client.go: Since, tail): what came since the
+   * last warning, trimmed; after an earlier warning, from the line break before it, under a
+   * `(...)` line. Of 14 lines or more, the last 10 under `(... N lines above ...)`, N as spread
+   * counts it (one short). Else that there is none yet, or none new.
    */
   warnTail(): { tail: string } | { none: 'empty' | 'unchanged' } {
     if (this.#total === 0) return { none: 'empty' };
     if (this.#total === this.#seenAtWarn) return { none: 'unchanged' };
-    const fresh = Math.min(this.#total - this.#seenAtWarn, OUTPUT_CAP);
-    this.#seenAtWarn = this.#total;
     const text = this.text();
-    return { tail: text.slice(text.length - fresh).trimEnd().split('\n').slice(-10).join('\n') };
+    const start = text.length - Math.min(this.#total - this.#seenAtWarn, text.length);
+    const shownBefore = this.#seenAtWarn > 0;
+    this.#seenAtWarn = this.#total;
+    const cut = shownBefore ? text.lastIndexOf('\n', start - 1) : -1;
+    // spread: no line break in what was shown already (none past its first two bytes): all of it again
+    const since = !shownBefore ? text.slice(start) : cut > 1 ? `${UNCHANGED}${text.slice(cut)}` : text;
+    const fresh = since.trim();
+    if (fresh === '') return { none: 'empty' };
+    if (fresh === UNCHANGED) return { none: 'unchanged' };
+    const lines = fresh.split('\n');
+    if (lines.length < 14) return { tail: fresh };
+    return { tail: `(... ${lines.length - 11} lines above ...)\n${lines.slice(-10).join('\n')}` };
   }
+
 }
 
 /** A script whose session broke before it told its exit status; `output`: what it printed until then. */

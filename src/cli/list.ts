@@ -17,8 +17,14 @@ function jobToJson(job: Job): Record<string, unknown> {
   };
 }
 
+/** The reader of the list went away (`fleetcache list | head`): nothing more can be written. */
+class ReaderGone extends Error {}
+
+/** spread -list's exit status when its reader goes away: killed by SIGPIPE, saying nothing. */
+const SIGPIPE_STATUS = 128 + 13;
+
 function write(out: NodeJS.WritableStream, text: string): Promise<void> {
-  return new Promise((resolve, reject) => out.write(text, (err) => (err ? reject(err) : resolve())));
+  return new Promise((resolve, reject) => out.write(text, (err) => (err ? reject((err as NodeJS.ErrnoException).code === 'EPIPE' ? new ReaderGone() : err) : resolve())));
 }
 
 /** `warn`: told each key of the project's files fleetcache ignores (-v). */
@@ -53,5 +59,12 @@ export function registerList(program: Command): void {
 /** `fleetcache list` (and `run -list`): the jobs of the project in the current directory on stdout; errors as spread's. */
 export function printJobs(filters: readonly string[], json: boolean, verbose: boolean): Promise<void> {
   const warn = verbose ? (line: string) => void process.stderr.write(`${line}\n`) : undefined;
-  return exitOneOnError('error: ', () => listJobs(process.cwd(), filters, json, process.stdout, warn));
+  return exitOneOnError('error: ', async () => {
+    try {
+      await listJobs(process.cwd(), filters, json, process.stdout, warn);
+    } catch (err) {
+      if (!(err instanceof ReaderGone)) throw err;
+      process.exitCode = SIGPIPE_STATUS;
+    }
+  });
 }

@@ -2,7 +2,7 @@
 // `fleetcache:` key in spread.yaml (spread ignores unknown keys) or from --fleet FILE.
 import { readFileSync } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
-import { parseDocument } from 'yaml';
+import { parseAllDocuments, parseDocument } from 'yaml';
 import { durationSchema, loadConfigFile, parseConfig, positiveDurationSchema } from '../config/load.js';
 import { NamedMap } from '../config/names.js';
 import { ConfigError } from '../errors.js';
@@ -47,7 +47,10 @@ export function loadFleetConfig(spreadFile: string, fleetFile: string | undefine
       throw new ConfigError(`${fleetFile}: the fleet configuration is empty (it needs an origin and regions; without --fleet the run uses the embedded default)`, fleetFile);
     }
   } else {
-    const text = readFileSync(spreadFile, 'utf8');
+    const whole = readFileSync(spreadFile, 'utf8');
+    // spread.yaml is read up to the end of its first YAML document, as spread reads it (spread/yaml.ts)
+    const first = parseAllDocuments(whole)[0];
+    const text = first ? whole.slice(0, first.range[2]) : whole;
     if (!parseDocument(text).has('fleetcache')) return undefined;
     config = parseConfig(FleetSchema, text, spreadFile, ['fleetcache']);
   }

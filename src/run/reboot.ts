@@ -21,7 +21,7 @@ export interface ScriptRun extends ExecResult {
 }
 
 interface RebootingOptions extends ExecOptions {
-  /** How log lines name the script: `<context> (<machine label>)`. */
+  /** How log lines name the script: `<machine label> (<context>)`, spread's. */
   describe: string;
   log: (line: string) => void;
 }

@@ -76,7 +76,7 @@ export class RunLog {
     this.#emit(`${stamp()} ${text}\n`);
   }
 
-  /** A multi-line block framed by ----- lines (not re-prefixed). */
+  /** A script's output under a title (blockText): one line on the title line, several framed by ----- lines (not re-prefixed). */
   block(title: string, body: string): void {
     this.#emit(blockText(title, body));
   }
@@ -169,9 +169,14 @@ export class RunTally {
   }
 }
 
-/** A script's output as spread logs it: a stamped title line, then the output between dashes. */
+/**
+ * A script's output as spread logs it (its outputErr): trimmed; one line goes on the stamped
+ * title line (`Error executing … : + exit 1`), several between dashes below it.
+ */
 export function blockText(title: string, body: string): string {
-  return `${stamp()} ${title} :\n-----\n${body.replace(/\n+$/, '')}\n-----\n`;
+  const text = body.trim();
+  if (text !== '' && !text.includes('\n')) return `${stamp()} ${title} : ${text}\n`;
+  return `${stamp()} ${title} :\n-----\n${text}\n-----\n`;
 }
 
 /** `backend:system:task[:variant]`: a job name without its #sample suffix, as spread lists failures. */

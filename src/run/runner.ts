@@ -366,13 +366,14 @@ async function runJobs(
           const doneMarker = posix.join(workDir, 'project-pulled');
           const complete = `grep -qxF -- ${dest} ${shellQuote(doneMarker)} 2>/dev/null && test -n "$(ls -A ${dest} 2>/dev/null)"`;
           if (kept && !o.resend && (await machine.exec(complete, { trace: false, cwd: '/' })).exitCode === 0) {
-            log.line(`Reusing project content on ${label}.`);
+            log.line(`Reusing project data on ${label}...`); // spread's words
             reused++;
             const session = new MachineSession({ ...sessionCtx, ...transfers.hooksFor(choice) }, machine, label);
             return session;
           }
           // a kept machine, or a host of the ssh backend (a static host serves run after run,
           // and one a broken machine left): what an earlier run left at the path goes first
+          if (kept && o.resend) log.line(`Removing project data from ${label} at ${machine.projectPath}...`); // spread -resend's words
           if (kept || provider.type === 'ssh') await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
           log.line(`Sending project content to ${label}...`);
           const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheTimeoutMs, ...(machineToken ? { token: machineToken() } : {}) };

@@ -132,6 +132,9 @@ export class MachineSession {
   async #exec(job: Job, level: ScriptLevel, script: string, context: string, cwd: string): Promise<ScriptRun> {
     const { log } = this.#ctx;
     const { warn, kill } = scriptTimeouts(job, this.#ctx.project, level);
+    // spread's client names a running script machine first (its c.job, `label (context)`) in
+    // the lines it prints meanwhile, unlike the runner's `Executing context (label)` lines
+    const running = `${this.label} (${context})`;
     let res: ScriptRun;
     try {
       res = await execWithReboots(this.machine, script, {
@@ -139,9 +142,9 @@ export class MachineSession {
         cwd,
         warnTimeout: warn,
         killTimeout: kill,
-        onWarn: ({ output }) => log.line(lateWarning(`${context} (${this.label})`, output)),
+        onWarn: ({ output }) => log.line(lateWarning(running, output)),
         ...(log.verbose > 1 ? { onOutput: (chunk: string) => log.output(chunk) } : {}),
-        describe: `${context} (${this.label})`,
+        describe: running,
         log: (line) => log.line(line),
         ...(this.#ctx.stop ? { signal: this.#ctx.stop } : {}),
       });

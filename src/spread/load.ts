@@ -40,7 +40,8 @@ export async function loadProject(dir: string): Promise<Project> {
   f.known(['fleetcache']); // fleetcache's own key, read by run/fleet.ts
 
   const name = y.str(f.get('project'));
-  if (!VALID_NAME.test(name)) throw y.fail(f.get('project'), `invalid project name: ${JSON.stringify(name)}`);
+  // no name at all: said where the project's mapping starts
+  if (!VALID_NAME.test(name)) throw y.fail(f.get('project') ?? y.root, `invalid project name: ${JSON.stringify(name)}`);
   const remotePath = y.str(f.get('path'));
   if (remotePath === '') throw y.fail(y.root, 'missing project path field with remote project location');
   const reroot = y.str(f.get('reroot'));

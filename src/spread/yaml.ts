@@ -1,7 +1,7 @@
 // Reading spread's YAML the way yaml.v2 decodes it into spread's structs: scalars become
 // strings as written, null means "absent", unknown keys are ignored, and every error
 // names the file and line.
-import { LineCounter, parseDocument, isAlias, isMap, isScalar, isSeq, type Document, type Node, type Scalar } from 'yaml';
+import { LineCounter, parseAllDocuments, parseDocument, isAlias, isMap, isScalar, isSeq, type Document, type Node, type Scalar, type YAMLSeq } from 'yaml';
 import { FleetError } from '../errors.js';
 import type { EnvEntry, FieldOrigins, Origin, PlacedField } from './model.js';
 
@@ -50,13 +50,19 @@ export class YamlFile {
   readonly #doc: Document;
   readonly #lc = new LineCounter();
   readonly #fields: Fields[] = [];
+  /** Keys written twice in one mapping, each the ignored (earlier) one's line: what a verbose run says of them. */
+  readonly #overridden = new Set<string>();
   /** The key of each mapping value read through pairs(), for failField. */
   readonly #keyOf = new WeakMap<Node, string>();
 
   /** `file` is the display name (relative to the project root). */
   constructor(file: string, text: string) {
     this.file = file;
-    this.#doc = parseDocument(text, { lineCounter: this.#lc, version: '1.1', uniqueKeys: false, prettyErrors: false });
+    const options = { lineCounter: this.#lc, version: '1.1', uniqueKeys: false, prettyErrors: false } as const;
+    // yaml.v2's Unmarshal decodes a file's first document and reads no further: later ones
+    // (a trailing `---`, a second document) are ignored, not errors. No document at all: the
+    // whole text as one, for its errors.
+    this.#doc = parseAllDocuments(text, options)[0] ?? parseDocument(text, options);
     const err = this.#doc.errors[0];
     if (err) {
       const line = err.linePos?.[0]?.line ?? this.#lc.linePos(err.pos[0]).line;
@@ -88,8 +94,9 @@ export class YamlFile {
     return node?.toJS(this.#doc);
   }
 
+  /** An error at `node`'s line; with no node (an empty file), at line 1. */
   fail(node: Node | undefined, message: string): FleetError {
-    return projectError(message, this.origin(node));
+    return projectError(message, node ? this.origin(node) : { file: this.file, line: 1 });
   }
 
   /** fail() for a value the mapping holding it rejects: the message (spread's wording) ends naming its key. */
@@ -129,6 +136,7 @@ export class YamlFile {
     if (!isMap(node)) throw this.#typeError(node, into);
     const out: Array<{ key: string; keyNode: Node; value: Node | undefined }> = [];
     const merged: typeof out = [];
+    const written = new Map<string, Node>();
     for (const pair of node.items) {
       const keyNode = this.#value(pair.key as Node | null);
       const key = keyNode && isScalar(keyNode) ? this.#text(keyNode) : '';
@@ -140,7 +148,11 @@ export class YamlFile {
       }
       const value = this.#value(pair.value as Node | null);
       if (value) this.#keyOf.set(value, key);
-      out.push({ key, keyNode: keyNode ?? (pair.value as Node), value });
+      const at = keyNode ?? (pair.value as Node);
+      const before = written.get(key);
+      if (before) this.#overridden.add(`${this.file}:${this.origin(before).line ?? '?'}: ${JSON.stringify(key)} is written again at line ${this.origin(at).line ?? '?'} of the same mapping: ignored, the last one counts (as in spread)`);
+      written.set(key, at);
+      out.push({ key, keyNode: at, value });
     }
     const explicit = new Set(out.map((p) => p.key));
     return [...merged.filter((p) => !explicit.has(p.key)), ...out];
@@ -164,12 +176,13 @@ export class YamlFile {
     return m;
   }
 
-  /** The keys of this file's mappings that the loading never read, with their lines. */
+  /** The keys of this file's mappings that the loading never read, and those written twice (the first ignored), with their lines. */
   ignoredKeys(): string[] {
-    return this.#fields.flatMap((f) => f.unread().map((key) => {
+    const unknown = this.#fields.flatMap((f) => f.unread().map((key) => {
       const { line } = this.origin(f.keyNodes.get(key));
       return `${this.file}:${line ?? '?'}: ${JSON.stringify(key)} is not a field of ${f.into} fleetcache knows: ignored`;
     }));
+    return [...unknown, ...this.#overridden];
   }
 
   str(node: Node | undefined): string {
@@ -186,13 +199,23 @@ export class YamlFile {
   list(node: Node | undefined): string[] {
     if (node === undefined) return [];
     if (!isSeq(node)) throw this.#typeError(node, '[]string');
-    return node.items.map((item) => this.str(this.#value(item as Node)));
+    return this.#seqItems(node).map((item) => this.str(item));
   }
 
   items(node: Node | undefined, into: string): Array<Node | undefined> {
     if (node === undefined) return [];
     if (!isSeq(node)) throw this.#typeError(node, into);
-    return node.items.map((item) => this.#value(item as Node));
+    return this.#seqItems(node);
+  }
+
+  /** A sequence's items, each known to failField by the key holding the sequence (an item of the wrong type names its field). */
+  #seqItems(node: YAMLSeq): Array<Node | undefined> {
+    const key = this.#keyOf.get(node);
+    return node.items.map((item) => {
+      const value = this.#value(item as Node);
+      if (value && key !== undefined && !this.#keyOf.has(value)) this.#keyOf.set(value, key);
+      return value;
+    });
   }
 
   bool(node: Node | undefined): boolean {

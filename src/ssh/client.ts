@@ -210,7 +210,7 @@ export class SshClient implements Executor {
    * (and the abort signal) bound the whole call, opening the channel included.
    */
   exec(script: string, o: ExecOptions = {}): Promise<ExecResult> {
-    const text = renderScript(script, { dir: this.#path(o.cwd ?? '.'), env: o.env, trace: o.trace, fixedPath: true });
+    const text = renderScript(script, { dir: this.#path(o.cwd ?? '.'), env: o.env, trace: o.trace, fixedPath: true, sudo: this.#sudo !== '' });
     const out = new OutputBuffer();
     let ch: ClientChannel | undefined;
     let pid: number | undefined;
@@ -278,7 +278,7 @@ export class SshClient implements Executor {
    * too) goes to the remote shell. Otherwise plain pipes, and the end of stdin ends the shell.
    */
   async shell(o: ShellOptions = {}): Promise<number> {
-    const script = renderShell({ dir: this.#path(o.cwd ?? '.'), env: o.env, fixedPath: true });
+    const script = renderShell({ dir: this.#path(o.cwd ?? '.'), env: o.env, fixedPath: true, sudo: this.#sudo !== '' });
     const { stdin, stdout, stderr } = process;
     const tty = stdin.isTTY === true;
     // Without a pty nothing hangs up what the shell started when it is interrupted: its

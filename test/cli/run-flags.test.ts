@@ -12,6 +12,9 @@ t.test("spread's spellings", async (t) => {
   ]);
   // a filter that happens to start with a dash is left alone unless it is one of spread's flags
   t.same(normaliseSpreadFlags(['run', '-seedless']), ['run', '-seedless']);
+  // Go's flag package takes a boolean flag's value after `=`
+  t.same(normaliseSpreadFlags(['run', '-reuse=true', '-resend=1', '--list=True', '-abend=false', '-debug=0', 'tests/']), ['run', '--reuse', '--resend', '--list', 'tests/']);
+  t.same(normaliseSpreadFlags(['run', '-reuse=maybe']), ['run', '--reuse=maybe'], 'any other value is left for commander to refuse');
 });
 
 t.test('a bad --repeat is a usage error', async (t) => {
@@ -96,10 +99,10 @@ t.test("spread's interactive modes are accepted and described in --help", async 
   t.notMatch(stdout, /-debug, -shell, -shell-before, -shell-after, -reuse-pid and -gc are refused/);
 });
 
-t.test('-v names the keys of spread.yaml and task.yaml fleetcache ignores, with their lines (spread ignores them silently)', async (t) => {
+t.test('-v names the keys of spread.yaml and task.yaml fleetcache ignores, and a key written twice, with their lines (spread ignores them silently)', async (t) => {
   const dir = t.testdir({
     'spread.yaml': 'project: p\npath: /p\nbackends:\n    local:\n        systems: [alpha-1]\n        sytems-typo: [beta-1]\nsuites:\n    s/:\n        summary: s\nfleetcache:\n    cacheTimeout: 10s\n',
-    s: { t: { 'task.yaml': 'summary: t\nexecute: echo ok\nexcute-typo: echo no\n' } },
+    s: { t: { 'task.yaml': 'summary: t\nexecute: echo first\nexcute-typo: echo no\nexecute: echo ok\n' } },
   });
   const cli = async (args: string[]) => {
     const cwd = process.cwd();
@@ -118,7 +121,8 @@ t.test('-v names the keys of spread.yaml and task.yaml fleetcache ignores, with 
     t.equal(loud.stdout, quiet.stdout, 'the same jobs');
     t.match(loud.stderr, /WARNING: spread\.yaml:6: "sytems-typo" is not a field of spread\.Backend fleetcache knows: ignored\n/);
     t.match(loud.stderr, /WARNING: s\/t\/task\.yaml:3: "excute-typo" is not a field of spread\.Task fleetcache knows: ignored\n/);
-    t.equal(loud.stderr.match(/WARNING/g)?.length, 2, 'and nothing else');
+    t.match(loud.stderr, /WARNING: s\/t\/task\.yaml:2: "execute" is written again at line 4 of the same mapping: ignored, the last one counts \(as in spread\)\n/);
+    t.equal(loud.stderr.match(/WARNING/g)?.length, 3, 'and nothing else');
   }
   const demo = join(REPO_ROOT, 'examples/fleet-demo');
   process.chdir(demo);

@@ -39,6 +39,14 @@ t.test('the fleetcache: key of spread.yaml, errors with file and line', async (t
   t.same(loadFleetConfig(file, undefined)!.regions, { a: { caches: ['http://c:2'] } });
 });
 
+t.test("the fleetcache: key of spread.yaml's first YAML document: what follows is not read, as spread reads no further", async (t) => {
+  const file = join(t.testdir(), 'spread.yaml');
+  await writeFile(file, 'project: p\nfleetcache:\n  origin: http://o:1\n  startupLimit: 3\n---\nfleetcache: [\n');
+  t.equal(loadFleetConfig(file, undefined)!.startupLimit, 3);
+  await writeFile(file, 'project: p\n---\nfleetcache:\n  origin: http://o:1\n');
+  t.equal(loadFleetConfig(file, undefined), undefined, 'a key in a later document is none');
+});
+
 t.test('without an origin, the scheduling settings still apply to the embedded default', async (t) => {
   const dir = t.testdir();
   const file = join(dir, 'spread.yaml');

@@ -51,7 +51,7 @@ t.test('REBOOT reboots the machine and runs the script again with SPREAD_REBOOT'
   }
   let out = '';
   const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(dir, 'cache') });
-  const rebooting = (task: string) => out.match(new RegExp(`Rebooting on local:alpha-1:tests/${task} \\(local:alpha-1\\) as requested\\.\\.\\.`, 'g'))?.length ?? 0;
+  const rebooting = (task: string) => out.match(new RegExp(`Rebooting on local:alpha-1 \\(local:alpha-1:tests/${task}\\) as requested\\.\\.\\.`, 'g'))?.length ?? 0;
 
   t.same(result.tally.failed, ['local:alpha-1:tests/forever'], 'only the task that reboots forever fails');
   t.equal(result.tally.successful, 2, 'the keyed and counted tasks pass');
@@ -59,7 +59,7 @@ t.test('REBOOT reboots the machine and runs the script again with SPREAD_REBOOT'
   t.equal(rebooting('keyed'), 2, 'one reboot from prepare, one from execute');
   t.equal(rebooting('counted'), 3);
   t.equal(rebooting('forever'), 10, 'ten reboots, then the limit');
-  t.match(out, /Connected after reboot to local:alpha-1:tests\/keyed \(local:alpha-1\)/);
+  t.match(out, /Connected after reboot to local:alpha-1 \(local:alpha-1:tests\/keyed\)/);
   const failure = /Error executing local:alpha-1:tests\/forever \(local:alpha-1\) :\n-----\n([^]*?)\n-----/.exec(out)?.[1] ?? '';
   t.same(failure.match(/^run \d+$/gm), Array.from({ length: 11 }, (_, i) => `run ${i}`), 'the failure shows the output of every run');
   t.match(failure, /\nrebooted 10 times and asked again: more than 10 reboots$/, 'then why it failed');

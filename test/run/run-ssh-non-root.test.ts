@@ -1,9 +1,10 @@
 // `fleetcache run` on a system whose `username` is not root (spread's `username: ubuntu`):
 // the agent is installed under the project's path, which only root may write, the project
-// is pulled and the tasks run through `sudo -i`, as spread runs them. A user of the test's
-// own (sudo without a password) logs in to a real sshd; it is removed afterwards.
+// is pulled and the tasks run through `sudo -i` with sudo's variables unset, as spread runs
+// them. A user of the test's own (sudo without a password) logs in to a real sshd; it is
+// removed afterwards.
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { cp, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -30,11 +31,14 @@ t.test('the example project over ssh as a user that is not root', { skip: sudoUs
     join(dir, 'spread.yaml'),
     `project: fleet-demo\npath: ${remote}\nenvironment:\n  GREETING: hello\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${join(base, 'sshd', 'client_key')}\n    systems:\n      - debian-12:\n          region: region-a\n          username: ${user}\nsuites:\n  tests/:\n    summary: over ssh, not as root\n`,
   );
+  // spread unsets what sudo sets: a task sees root's environment, not the user it came through
+  await mkdir(join(dir, 'tests', 'sudo-env'));
+  await writeFile(join(dir, 'tests', 'sudo-env', 'task.yaml'), 'summary: no trace of sudo\nexecute: |\n  test "$(id -u)" = 0\n  env | NOMATCH "^SUDO_"\n');
   let out = '';
   const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.ok, true, 'every job succeeded');
-  t.equal(result.tally.successful, 4);
+  t.equal(result.tally.successful, 5);
   t.equal(result.pulls.length, 1, 'the project pulled once');
   t.equal((await stat(remote)).uid, 0, "the project's tree is root's, as spread's sudo -i tar x leaves it");
 });

@@ -178,7 +178,7 @@ t.test('REBOOT over the ssh backend: the machine goes away, comes back, the task
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.ok, true, 'the task passed after its reboot');
   t.equal(result.tally.successful, 1);
-  t.match(out, /Rebooting on lab:debian-12:tests\/reboot \(lab:debian-12\) as requested\.\.\.\n.*Connected after reboot to lab:debian-12:tests\/reboot \(lab:debian-12\)\n/);
+  t.match(out, /Rebooting on lab:debian-12 \(lab:debian-12:tests\/reboot\) as requested\.\.\.\n.*Connected after reboot to lab:debian-12 \(lab:debian-12:tests\/reboot\)\n/);
   t.not(Number(await readFile(sshd.pidFile, 'utf8')), sshdBefore, 'the machine came back with a new sshd');
 });
 

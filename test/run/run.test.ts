@@ -414,7 +414,7 @@ t.test('-reuse keeps machines and takes them back, -discard releases them; runne
   // a second worker may find the queue empty and not start: its machine stays kept, untouched
   const reused = second.text().match(/Reusing local:alpha-1 #\d at /g)?.length ?? 0;
   t.ok(reused >= 1, `${reused} machine(s) taken back`);
-  t.equal(second.text().match(/Reusing project content on local:alpha-1/g)?.length, reused);
+  t.equal(second.text().match(/Reusing project data on local:alpha-1( #\d)?\.\.\./g)?.length, reused);
   t.equal(second.text().match(/Allocating /g), null, 'no new machine allocated');
   const stillKept = JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: unknown[] };
   t.equal(stillKept.machines.length, 2, 'both machines still kept');
@@ -436,8 +436,19 @@ t.test('-reuse keeps machines and takes them back, -discard releases them; runne
   t.equal(r2b.tally.ok, true, 'the jobs pass on the trees sent again');
   const retaken = cut.text().match(/Reusing local:alpha-1 #\d at /g)?.length ?? 0;
   t.equal(cut.text().match(/Sending project content to local:alpha-1/g)?.length, retaken, 'the partial trees are sent again');
-  t.equal(cut.text().match(/Reusing project content/g), null);
+  t.equal(cut.text().match(/Reusing project data/g), null);
   t.equal(r2b.pulls.length, retaken);
+
+  // -resend: the project is sent again to every machine taken back, as spread sends it
+  const resent = capture();
+  const r2c = await runProject({ ...opts, resend: true, log: resent.log });
+  t.equal(r2c.tally.ok, true);
+  const again = resent.text().match(/Reusing local:alpha-1 #\d at /g)?.length ?? 0;
+  t.ok(again >= 1);
+  t.equal(resent.text().match(/Removing project data from local:alpha-1 #\d at \/\S+\.\.\./g)?.length, again, "spread's line");
+  t.equal(resent.text().match(/Sending project content to local:alpha-1 #\d\.\.\./g)?.length, again, 'then the project sent');
+  t.equal(resent.text().match(/Reusing project data/g), null);
+  t.equal(r2c.pulls.length, again);
 
   const restoring = capture();
   const r3 = await runProject({ ...opts, restoreOnly: true, log: restoring.log });

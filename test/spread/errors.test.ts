@@ -12,6 +12,9 @@ const project = (o: { head?: string; backends?: string; suites?: string; tail?: 
 const loadErrors: Array<[string, string, Record<string, string> | undefined, string | RegExp]> = [
   ['invalid project name', project({ head: 'project: Bad\npath: /p\n' }), undefined, 'spread.yaml:1: invalid project name: "Bad"'],
   ['missing path', project({ head: 'project: p\n' }), undefined, /missing project path field with remote project location/],
+  ['missing project name', project({ head: 'path: /p\n' }), undefined, 'spread.yaml:1: invalid project name: ""'],
+  ['empty spread.yaml', '', undefined, 'spread.yaml:1: invalid project name: ""'],
+  ['empty task.yaml', project(), { 's/t': '' }, 's/t/task.yaml:1: s/t is missing a summary'],
   ['no backends', 'project: p\npath: /p\nbackends:\nsuites:\n' + ok.suites, undefined, /must define at least one backend/],
   ['no suites', 'project: p\npath: /p\nbackends:\n' + ok.backends, undefined, /must define at least one task suite/],
   ['invalid backend name', project({ backends: '    Big:\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:4: invalid backend name: "Big"'],
@@ -35,6 +38,8 @@ const loadErrors: Array<[string, string, Record<string, string> | undefined, str
   ['bad size suffix', project({ backends: '    qemu:\n        memory: 4T\n        systems: [ubuntu-1]\n' }), undefined, /unknown size suffix in "4T", must be one of: B, K, M, G/],
   ['yaml syntax', project({ tail: 'environment: [a\n' }), undefined, /^spread\.yaml:\d+: cannot load spread\.yaml: yaml: /],
   ['wrong type', project({ tail: 'exclude: a-string\n' }), undefined, /spread\.yaml:9: .*cannot unmarshal !!str `a-string` into \[\]string \(field exclude\)$/],
+  ['list entry of a wrong type', project(), { 's/t': task('a', 'variants: [a, [b]]\n') }, 's/t/task.yaml:3: cannot load s/t/task.yaml: yaml: unmarshal errors: cannot unmarshal !!seq into string (field variants)'],
+  ['system entry of a wrong type', project({ backends: '    lxd:\n        systems:\n            - ubuntu-1\n            - [ubuntu-2]\n' }), undefined, 'spread.yaml:7: cannot load spread.yaml: yaml: unmarshal errors: cannot unmarshal !!seq into string (field systems)'],
   ['task without summary', project(), { 's/t': 'execute: x\n' }, /s\/t\/task\.yaml:1: s\/t is missing a summary/],
   ['uppercase task dir', project(), { 's/Bad': task() }, /invalid task name: "s\/Bad"/],
   ['task yaml error', project(), { 's/t': 'summary: [\n' }, /^s\/t\/task\.yaml:\d+: cannot load s\/t\/task\.yaml: yaml: /],
@@ -102,6 +107,14 @@ t.test('accepted forms: -1 timeouts, trailing-slash artifacts, null backends, un
   t.equal(p.suites[0]!.tasks[0]!.assets, 'tt.json');
   t.equal(p.suites[0]!.tasks[0]!.samples, 1);
   t.same(expandJobs(p).map((j) => j.name), ['lxd:ubuntu-1:s/t']);
+});
+
+t.test('only the first YAML document of a file is read, as yaml.v2 reads it: a trailing `---` or a second document is no error', async (t) => {
+  const p = await load(t, {
+    spread: `${project()}---\n`,
+    tasks: { 's/t': `${task('first')}---\nsummary: second\nexecute: [\n`, 's/u': `---\n${task('only')}---\n` },
+  });
+  t.same(p.suites[0]!.tasks.map((x) => x.summary), ['first', 'only']);
 });
 
 t.test('findProject walks up and accepts .spread.yaml; loading scalars as written', async (t) => {

@@ -1,7 +1,8 @@
 // The two real spread trees: snapd must expand to 147,191 jobs quickly, mir must load;
 // and `fleetcache list` prints like `spread -list` and fails like it (exit 1, "error:").
 import t from 'tap';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import path from 'node:path';
@@ -59,4 +60,21 @@ t.test('fleetcache list exits like spread -list', async (t) => {
   t.equal(bad.status, 1);
   t.equal(bad.stdout, '');
   t.equal(bad.stderr, 'error: nothing matches provider filter\n');
+});
+
+t.test('fleetcache list whose reader stops early (`| head`) ends as spread -list does: silently, as killed by SIGPIPE', async (t) => {
+  // enough jobs that the list outgrows a pipe's buffer
+  const root = t.testdir({
+    'spread.yaml': 'project: p\npath: /p\nbackends:\n    lxd:\n        systems: [ubuntu-1]\nsuites:\n    s/:\n        summary: s\n',
+    s: { t: { 'task.yaml': 'summary: t\nexecute: echo ok\nsamples: 20000\n' } },
+  });
+  const child = spawn(process.execPath, cliArgs(['list']), { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const [first] = (await once(child.stdout, 'data')) as [Buffer];
+  t.match(first.toString(), /^lxd:ubuntu-1:s\/t#1\n/);
+  child.stdout.destroy();
+  const [code] = (await once(child, 'exit')) as [number | null];
+  t.equal(stderr, '', 'no error about the closed pipe');
+  t.equal(code, 141, '128 + SIGPIPE, the status a shell gives spread -list then');
 });
