@@ -26,17 +26,74 @@ function globBody(pattern: string, slash: boolean): string {
     else if (c === '?') out += any;
     else if (c === '\\' && i + 1 < pattern.length) out += escapeRegex(pattern[++i] as string);
     else if (c === '[') {
-      const end = pattern.indexOf(']', i + 2);
-      if (end < 0) out += '\\[';
+      const bracket = bracketExpression(pattern, i);
+      if (!bracket) out += '\\[';
       else {
-        let body = pattern.slice(i + 1, end).replace(/\\/g, '\\\\');
-        if (body.startsWith('!')) body = `^${body.slice(1)}`;
-        out += `[${body}]`;
-        i = end;
+        out += bracket.regex;
+        i = bracket.end;
       }
     } else out += escapeRegex(c);
   }
   return out;
+}
+
+/** fnmatch's character classes, as in the C locale, as the insides of a regex class. */
+const CHARACTER_CLASSES: ReadonlyMap<string, string> = new Map([
+  ['alnum', '0-9A-Za-z'],
+  ['alpha', 'A-Za-z'],
+  ['blank', ' \\t'],
+  ['cntrl', '\\x00-\\x1f\\x7f'],
+  ['digit', '0-9'],
+  ['graph', '\\x21-\\x7e'],
+  ['lower', 'a-z'],
+  ['print', '\\x20-\\x7e'],
+  ['punct', '\\x21-\\x2f\\x3a-\\x40\\x5b-\\x60\\x7b-\\x7e'],
+  ['space', ' \\t\\n\\v\\f\\r'],
+  ['upper', 'A-Z'],
+  ['xdigit', '0-9A-Fa-f'],
+]);
+
+/** One character inside a regex class, whatever it is. */
+function classChar(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+}
+
+/**
+ * The bracket expression opening at `pattern[open]`, as fnmatch (GNU tar's --exclude) reads
+ * it: `!` or `^` first negates, a `]` first is literal, `\` escapes, ranges, and `[:alpha:]`
+ * and the other classes; a reversed range matches nothing, an unknown class makes the whole
+ * expression match nothing. Its regex and the index of its closing `]`; undefined when it
+ * does not close (the `[` is then literal).
+ */
+function bracketExpression(pattern: string, open: number): { regex: string; end: number } | undefined {
+  let i = open + 1;
+  const negate = pattern[i] === '!' || pattern[i] === '^';
+  if (negate) i++;
+  let body = '';
+  let known = true;
+  for (let first = true; i < pattern.length; first = false) {
+    if (pattern[i] === ']' && !first) return { regex: known ? `[${negate ? '^' : ''}${body}]` : '(?!)', end: i };
+    if (pattern.startsWith('[:', i)) {
+      const close = pattern.indexOf(':]', i + 2);
+      if (close >= 0) {
+        const members = CHARACTER_CLASSES.get(pattern.slice(i + 2, close));
+        if (members === undefined) known = false;
+        else body += members;
+        i = close + 2;
+        continue;
+      }
+    }
+    const one = (): string => (pattern[i] === '\\' && i + 1 < pattern.length ? pattern[++i] : pattern[i]) as string;
+    const low = one();
+    i++;
+    if (pattern[i] === '-' && i + 1 < pattern.length && pattern[i + 1] !== ']') {
+      i++;
+      const high = one();
+      i++;
+      if (low <= high) body += `${classChar(low)}-${classChar(high)}`;
+    } else body += classChar(low);
+  }
+  return undefined;
 }
 
 function escapeRegex(text: string): string {
