@@ -26,7 +26,7 @@ function globBody(pattern: string, slash: boolean): string {
     else if (c === '?') out += any;
     else if (c === '\\' && i + 1 < pattern.length) out += escapeRegex(pattern[++i] as string);
     else if (c === '[') {
-      const bracket = bracketExpression(pattern, i);
+      const bracket = bracketExpression(pattern, i, 'glob');
       if (!bracket) out += '\\[';
       else {
         out += bracket.regex;
@@ -58,32 +58,45 @@ function classChar(c: string): string {
   return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 }
 
+interface Bracket {
+  /** The regex class, or `(?!)` (nothing) for a class name fnmatch does not know. */
+  readonly regex: string;
+  /** The index of its closing `]`. */
+  readonly end: number;
+  /** What a regular expression refuses (regcomp): an unknown class, a reversed range. */
+  readonly invalid: string | undefined;
+}
+
 /**
- * The bracket expression opening at `pattern[open]`, as fnmatch (GNU tar's --exclude) reads
- * it: `!` or `^` first negates, a `]` first is literal, `\` escapes, ranges, and `[:alpha:]`
- * and the other classes; a reversed range matches nothing, an unknown class makes the whole
- * expression match nothing. Its regex and the index of its closing `]`; undefined when it
- * does not close (the `[` is then literal).
+ * The bracket expression opening at `pattern[open]`, read as fnmatch (a tar --exclude glob)
+ * or regcomp (a tar --transform regex) reads it: negated by `!` or `^` first (a regex: `^`
+ * only), a `]` first is literal, `\` escapes (in a regex it is literal), ranges, and
+ * `[:alpha:]` and the other classes. A glob's reversed range matches nothing, an unknown class
+ * makes it match nothing; a regex refuses both (`invalid`). Undefined when it does not close.
  */
-function bracketExpression(pattern: string, open: number): { regex: string; end: number } | undefined {
+function bracketExpression(pattern: string, open: number, dialect: 'glob' | 'regex'): Bracket | undefined {
   let i = open + 1;
-  const negate = pattern[i] === '!' || pattern[i] === '^';
+  const negate = pattern[i] === '^' || (dialect === 'glob' && pattern[i] === '!');
   if (negate) i++;
   let body = '';
-  let known = true;
+  let unknownClass = false;
+  let invalid: string | undefined;
   for (let first = true; i < pattern.length; first = false) {
-    if (pattern[i] === ']' && !first) return { regex: known ? `[${negate ? '^' : ''}${body}]` : '(?!)', end: i };
+    if (pattern[i] === ']' && !first) return { regex: unknownClass ? '(?!)' : `[${negate ? '^' : ''}${body}]`, end: i, invalid };
     if (pattern.startsWith('[:', i)) {
       const close = pattern.indexOf(':]', i + 2);
       if (close >= 0) {
-        const members = CHARACTER_CLASSES.get(pattern.slice(i + 2, close));
-        if (members === undefined) known = false;
-        else body += members;
+        const name = pattern.slice(i + 2, close);
+        const members = CHARACTER_CLASSES.get(name);
+        if (members === undefined) {
+          unknownClass = true;
+          invalid ??= `unknown character class [:${name}:]`;
+        } else body += members;
         i = close + 2;
         continue;
       }
     }
-    const one = (): string => (pattern[i] === '\\' && i + 1 < pattern.length ? pattern[++i] : pattern[i]) as string;
+    const one = (): string => (dialect === 'glob' && pattern[i] === '\\' && i + 1 < pattern.length ? pattern[++i] : pattern[i]) as string;
     const low = one();
     i++;
     if (pattern[i] === '-' && i + 1 < pattern.length && pattern[i + 1] !== ']') {
@@ -91,6 +104,7 @@ function bracketExpression(pattern: string, open: number): { regex: string; end:
       const high = one();
       i++;
       if (low <= high) body += `${classChar(low)}-${classChar(high)}`;
+      else invalid ??= `reversed range ${low}-${high}`;
     } else body += classChar(low);
   }
   return undefined;
@@ -131,13 +145,11 @@ function breToJs(bre: string): string {
       continue;
     }
     if (c === '[') {
-      let j = i + 1;
-      if (bre[j] === '^') j++;
-      if (bre[j] === ']') j++;
-      const end = bre.indexOf(']', j);
-      if (end < 0) throw new UsageError(`rename: unterminated bracket expression in "${bre}"`);
-      out += `[${bre.slice(i + 1, end).replace(/\\/g, '\\\\')}]`;
-      i = end;
+      const bracket = bracketExpression(bre, i, 'regex');
+      if (!bracket) throw new UsageError(`rename: unterminated bracket expression in "${bre}"`);
+      if (bracket.invalid) throw new UsageError(bracket.invalid);
+      out += bracket.regex;
+      i = bracket.end;
     } else if (c === '*' && atStart) out += '\\*';
     else if ('(){}|+?/'.includes(c)) out += `\\${c}`;
     else out += c;
