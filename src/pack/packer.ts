@@ -158,7 +158,8 @@ function header(name: string, mode: number): Partial<tar.Header> & { name: strin
 
 /**
  * The entry name of `rel` after the rename rules, refused here when every machine would
- * refuse it on unpack (safeEntryPath: "..", absolute, NUL, empty) or when it repeats one.
+ * refuse it on unpack (safeEntryPath: "..", absolute, NUL, empty, a component too long) or
+ * when it repeats one.
  */
 function entryName(item: Item, rules: PackRuleSet, seen: Set<string>): string {
   const name = rules.rename(item.rel, 'path');
