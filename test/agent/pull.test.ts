@@ -244,3 +244,31 @@ t.test("a cache that serves a wrong object larger than the blob: cut at the blob
   t.ok(sent.every((bytes) => bytes < 16 << 20), `each download was cut before it could fill the disk (${sent.join(', ')} bytes sent, counting what the sockets buffered)`);
   t.same(describeTree(join(dir, 'dest')), describeTree(project));
 });
+
+t.test("a cache that answers with another run's manifest is passed over: the pull does not rebuild that run's tree", async (t) => {
+  const agent = await installAgent(t);
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const project = join(dir, 'project');
+  mkdirSync(project);
+  const common = { dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases') };
+  writeFileSync(join(project, 'a.txt'), 'run 1\n');
+  await pushProject({ ...common, run: 'r1' });
+  writeFileSync(join(project, 'a.txt'), 'run 2\n');
+  await pushProject({ ...common, run: 'r2' });
+  // Passes everything on from the origin, but answers for run r2 with run r1's manifest.
+  const wrong = createServer((req, res) => {
+    const path = req.url === '/projects/demo/runs/r2' ? '/projects/demo/runs/r1' : req.url;
+    void request(`${origin.url}${path}`).then(async (up) => res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type']) }).end(Buffer.from(await up.body.arrayBuffer())));
+  });
+  await new Promise<void>((resolve) => wrong.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    wrong.closeAllConnections();
+    wrong.close();
+  });
+  const wrongUrl = `http://127.0.0.1:${(wrong.address() as AddressInfo).port}`;
+  const res = await runAgent(agent, 'pull', { urls: [wrongUrl, origin.url], project: 'demo', run: 'r2', dest: join(dir, 'dest') });
+  t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
+  t.match(res.json, { ok: true, url: origin.url, skipped: [{ url: wrongUrl, code: 'FC_ERR_BAD_REQUEST', error: /not the run manifest asked for \(it names project "demo", run "r1"\)/ }] });
+  t.equal(readFileSync(join(dir, 'dest', 'a.txt'), 'utf8'), 'run 2\n', "run r2's tree");
+});
