@@ -45,11 +45,18 @@ function escapedBytes(bytes: Buffer): string {
  * looks up does not exist. GNU tar packs them byte for byte; names here are strings.
  */
 function utf8Name(bytes: Buffer, where: string, what: string): string {
+  let text: string;
   try {
-    return strictUtf8.decode(bytes);
+    text = strictUtf8.decode(bytes);
   } catch {
     throw new FleetError('FC_ERR_BAD_NAME', `${what} is not valid UTF-8: ${where}${escapedBytes(bytes)} (GNU tar packs it, fleetcache cannot yet); rename it`);
   }
+  // tar-stream reads an invalid byte of a name as U+FFFD, so unpacking refuses every name
+  // that has one: refused here, before a push makes a run no machine can unpack
+  if (text.includes('\uFFFD')) {
+    throw new FleetError('FC_ERR_BAD_NAME', `${what} holds U+FFFD (the replacement character), which unpacking cannot tell from an invalid byte: ${where}${escapedBytes(bytes)} (GNU tar packs it, fleetcache cannot yet); rename it`);
+  }
+  return text;
 }
 
 /** Files up to this size are read whole with blocking calls; larger ones are streamed. */

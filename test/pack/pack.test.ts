@@ -3,8 +3,9 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, truncateSync, unlinkSync, utimesSync, writeFileSync, createReadStream } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
 import { packToFile, packTree, readSmallFile } from '../../src/pack/packer.js';
 import { unpackTar } from '../../src/pack/unpack.js';
 
@@ -198,6 +199,20 @@ for (const what of ['file name', 'symlink target']) {
       // Removed by its bytes: the test directory's removal reads names as UTF-8 and cannot.
       unlinkSync(made);
     }
+  });
+}
+
+for (const what of ['file name', 'symlink target']) {
+  t.test(`a ${what} holding U+FFFD is refused by name at pack time: unpacking takes it for an invalid byte`, async (t) => {
+    const dir = t.testdir({ tree: { sub: {} } });
+    if (what === 'file name') writeFileSync(join(dir, 'tree/sub/caf\uFFFD.txt'), 'x');
+    else symlinkSync('caf\uFFFD.txt', join(dir, 'tree/sub/link'));
+    await t.rejects(packToFile(join(dir, 'tree'), join(dir, 'out.tar')), { code: 'FC_ERR_BAD_NAME', message: /holds U\+FFFD .*sub\/(link -> )?caf\\xef\\xbf\\xbd\.txt/ });
+    // what it saves every machine from: the same name in a tar is refused on unpack
+    const pack = tar.pack();
+    pack.entry({ name: 'caf\uFFFD.txt' }, 'x');
+    pack.finalize();
+    await t.rejects(unpackTar(Readable.from(pack), join(dir, 'out')), { code: 'FC_ERR_BAD_NAME', message: /not valid UTF-8/ });
   });
 }
 
