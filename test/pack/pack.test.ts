@@ -216,6 +216,24 @@ for (const what of ['file name', 'symlink target']) {
   });
 }
 
+t.test('a name the pack refuses (not UTF-8, U+FFFD) is left out like any other when excluded, as GNU tar leaves it out', async (t) => {
+  const dir = t.testdir({ tree: { 'ok.txt': 'ok', sub: {} } });
+  const root = join(dir, 'tree');
+  const made = [Buffer.from(join(root, 'bad\xe9.tmp'), 'latin1'), Buffer.from(join(root, 'sub/caf\uFFFD.tmp')), Buffer.from(join(root, 'sub/bad\xe9.tmp'), 'latin1')];
+  for (const file of made) writeFileSync(file, 'x');
+  try {
+    const names = async (rules: Parameters<typeof packToFile>[2]): Promise<string[]> => {
+      await packToFile(root, join(dir, 'out.tar'), rules);
+      return execFileSync('tar', ['-tf', join(dir, 'out.tar')], { encoding: 'utf8' }).trim().split('\n');
+    };
+    t.same(await names({ exclude: ['*.tmp'] }), ['ok.txt', 'sub/']);
+    t.same(await names({ include: ['*'], exclude: ['*.tmp'] }), ['ok.txt', 'sub/'], 'also what an include glob matched');
+    await t.rejects(names({ exclude: ['sub'] }), { code: 'FC_ERR_BAD_NAME', message: /bad\\xe9\.tmp/ }, 'refused when packed');
+  } finally {
+    for (const file of made) unlinkSync(file); // by its bytes: the test directory's removal reads names as UTF-8
+  }
+});
+
 t.test('a small file whose size is not the one listed fails the pack by name', { skip: process.getuid?.() !== 0 && 'a bind mount needs root' }, async (t) => {
   // /proc/loadavg lists as 0 bytes and reads as a line: a file that changed between the
   // walk and the read, deterministically
