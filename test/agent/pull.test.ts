@@ -1,7 +1,7 @@
 // The bundled agent's `pull` against real servers: fallback over a dead URL, a 5xx server,
 // servers that refuse the request and a server without the run, through a real cache, a
 // delta applied by the embedded xdelta3, and the tree unpacked exactly.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -196,14 +196,19 @@ t.test('a cache that stops in the middle of a body costs cacheTimeoutMs, then th
   t.equal(readFileSync(join(dir, 'dest', 'a.txt'), 'utf8'), 'the tree\n');
 });
 
-t.test("a cache that serves a wrong object larger than the blob: cut at the blob's size, and the next URL serves the pull (the machine's disk is not filled first)", { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
+/** The agent, an origin, and an empty project beside it with the options its pushes share. */
+async function agentOriginProject(t: Test) {
   const agent = await installAgent(t);
   const dir = t.testdir();
   const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
   const project = join(dir, 'project');
   mkdirSync(project);
+  return { agent, dir, origin, project, common: { dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases') } };
+}
+
+t.test("a cache that serves a wrong object larger than the blob: cut at the blob's size, and the next URL serves the pull (the machine's disk is not filled first)", { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { agent, dir, origin, project, common } = await agentOriginProject(t);
   writeFileSync(join(project, 'blob.bin'), randomBytes(256 * 1024));
-  const common = { dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases') };
   await pushProject({ ...common, run: 'r1' });
   writeFileSync(join(project, 'new.bin'), randomBytes(1024));
   const pushed = await pushProject({ ...common, run: 'r2' });
@@ -246,12 +251,7 @@ t.test("a cache that serves a wrong object larger than the blob: cut at the blob
 });
 
 t.test("a cache that answers with another run's manifest is passed over: the pull does not rebuild that run's tree", async (t) => {
-  const agent = await installAgent(t);
-  const dir = t.testdir();
-  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
-  const project = join(dir, 'project');
-  mkdirSync(project);
-  const common = { dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases') };
+  const { agent, dir, origin, project, common } = await agentOriginProject(t);
   writeFileSync(join(project, 'a.txt'), 'run 1\n');
   await pushProject({ ...common, run: 'r1' });
   writeFileSync(join(project, 'a.txt'), 'run 2\n');
