@@ -45,11 +45,18 @@ function escapedBytes(bytes: Buffer): string {
  * looks up does not exist. GNU tar packs them byte for byte; names here are strings.
  */
 function utf8Name(bytes: Buffer, where: string, what: string): string {
+  let text: string;
   try {
-    return strictUtf8.decode(bytes);
+    text = strictUtf8.decode(bytes);
   } catch {
     throw new FleetError('FC_ERR_BAD_NAME', `${what} is not valid UTF-8: ${where}${escapedBytes(bytes)} (GNU tar packs it, fleetcache cannot yet); rename it`);
   }
+  // tar-stream reads an invalid byte of a name as U+FFFD, so unpacking refuses every name
+  // that has one: refused here, before a push makes a run no machine can unpack
+  if (text.includes('\uFFFD')) {
+    throw new FleetError('FC_ERR_BAD_NAME', `${what} holds U+FFFD (the replacement character), which unpacking cannot tell from an invalid byte: ${where}${escapedBytes(bytes)} (GNU tar packs it, fleetcache cannot yet); rename it`);
+  }
+  return text;
 }
 
 /** Files up to this size are read whole with blocking calls; larger ones are streamed. */
@@ -59,13 +66,28 @@ const SLICE_MS = 10;
 /** The size of the blocks the tar is handed on in. */
 const BLOCK = 256 * 1024;
 
-/** `names`, sorted by byte order, as text. */
-function sortedText(names: Buffer[], dir: string): string[] {
-  return names.sort(Buffer.compare).map((name) => utf8Name(name, `${dir}/`, 'file name'));
+/**
+ * A name read from a directory, as text, and why it cannot be packed (utf8Name): thrown only
+ * if the path is not excluded, since an excluded file is never packed (GNU tar leaves it out too).
+ */
+interface DirName {
+  readonly text: string;
+  readonly refused?: FleetError;
+}
+
+/** `names`, sorted by byte order, as text (a name refused: with U+FFFD for its bad bytes). */
+function sortedText(names: Buffer[], dir: string): DirName[] {
+  return names.sort(Buffer.compare).map((name) => {
+    try {
+      return { text: utf8Name(name, `${dir}/`, 'file name') };
+    } catch (err) {
+      return { text: name.toString('utf8'), refused: err as FleetError };
+    }
+  });
 }
 
 /** The names in `dir`, sorted by byte order. */
-async function sortedNames(dir: string): Promise<string[]> {
+async function sortedNames(dir: string): Promise<DirName[]> {
   return sortedText(await readdir(dir, { encoding: 'buffer' }), dir);
 }
 
@@ -77,24 +99,29 @@ async function sortedNames(dir: string): Promise<string[]> {
 interface Start {
   readonly rel: string;
   readonly name: string;
+  readonly refused?: FleetError;
 }
 
 /** Expands the include globs (one path component at a time) into sorted root-relative paths. */
 async function expandIncludes(root: string, rules: PackRuleSet): Promise<Start[]> {
-  if (!rules.include) return (await sortedNames(root)).map((rel) => ({ rel, name: rel }));
+  if (!rules.include) return (await sortedNames(root)).map(({ text, refused }) => ({ rel: text, name: text, ...(refused ? { refused } : {}) }));
   const out = new Map<string, string>();
+  /** Paths a glob matched whose last name cannot be packed (DirName), with why. */
+  const refusedAt = new Map<string, FleetError>();
   for (const entry of rules.include) {
     const parts = entry.replace(/^\.\/+/, '').replace(/\/+$/, '').split('/').filter((p) => p !== '');
     let paths = [''];
     for (const part of parts) {
       const next: string[] = [];
       for (const base of paths) {
+        const below = refusedAt.get(base); // a path that is gone into cannot be excluded
+        if (below) throw below;
         if (!/[*?[]/.test(part)) {
           next.push(base ? `${base}/${part}` : part);
           continue;
         }
         const re = globComponent(part);
-        let names: string[] = [];
+        let names: DirName[] = [];
         try {
           names = await sortedNames(join(root, base));
         } catch (err) {
@@ -102,13 +129,22 @@ async function expandIncludes(root: string, rules: PackRuleSet): Promise<Start[]
           // not a directory: nothing under it matches
         }
         // like Go's filepath.Glob (spread), `*` matches dotfiles too
-        for (const name of names) if (re.test(name)) next.push(base ? `${base}/${name}` : name);
+        for (const { text, refused } of names) {
+          if (!re.test(text)) continue;
+          const path = base ? `${base}/${text}` : text;
+          next.push(path);
+          if (refused) refusedAt.set(path, refused);
+        }
       }
       paths = next;
     }
     const found: string[] = [];
     for (const p of paths) {
       if (p === '') continue;
+      if (refusedAt.has(p)) {
+        found.push(p);
+        continue;
+      }
       try {
         await lstat(join(root, p));
         found.push(p);
@@ -125,7 +161,7 @@ async function expandIncludes(root: string, rules: PackRuleSet): Promise<Start[]
   return [...out.keys()]
     .filter((p) => !nested(p))
     .sort(byteOrder)
-    .map((rel) => ({ rel, name: out.get(rel)! }));
+    .map((rel) => ({ rel, name: out.get(rel)!, ...(refusedAt.has(rel) ? { refused: refusedAt.get(rel)! } : {}) }));
 }
 
 interface Item {
@@ -136,16 +172,17 @@ interface Item {
 
 /** Every packable path in order: depth first, byte-sorted, excluded subtrees skipped. */
 async function* walk(root: string, rules: PackRuleSet): AsyncGenerator<Item> {
-  for (const start of await expandIncludes(root, rules)) yield* walkFrom(root, start.rel, start.name, rules);
+  for (const start of await expandIncludes(root, rules)) yield* walkFrom(root, start.rel, start.name, rules, start.refused);
 }
 
-function* walkFrom(root: string, rel: string, tarName: string, rules: PackRuleSet): Generator<Item> {
+function* walkFrom(root: string, rel: string, tarName: string, rules: PackRuleSet, refused?: FleetError): Generator<Item> {
   if (rules.isExcluded(rel, tarName)) return;
+  if (refused) throw refused;
   const abs = join(root, rel);
   const st = lstatSync(abs);
   yield { rel, abs, st };
   if (!st.isDirectory()) return;
-  for (const name of sortedText(readdirSync(abs, { encoding: 'buffer' }), abs)) yield* walkFrom(root, `${rel}/${name}`, `${tarName}/${name}`, rules);
+  for (const { text, refused: bad } of sortedText(readdirSync(abs, { encoding: 'buffer' }), abs)) yield* walkFrom(root, `${rel}/${text}`, `${tarName}/${text}`, rules, bad);
 }
 
 /**
@@ -158,7 +195,8 @@ function header(name: string, mode: number): Partial<tar.Header> & { name: strin
 
 /**
  * The entry name of `rel` after the rename rules, refused here when every machine would
- * refuse it on unpack (safeEntryPath: "..", absolute, NUL, empty) or when it repeats one.
+ * refuse it on unpack (safeEntryPath: "..", absolute, NUL, empty, a component too long) or
+ * when it repeats one.
  */
 function entryName(item: Item, rules: PackRuleSet, seen: Set<string>): string {
   const name = rules.rename(item.rel, 'path');

@@ -26,17 +26,88 @@ function globBody(pattern: string, slash: boolean): string {
     else if (c === '?') out += any;
     else if (c === '\\' && i + 1 < pattern.length) out += escapeRegex(pattern[++i] as string);
     else if (c === '[') {
-      const end = pattern.indexOf(']', i + 2);
-      if (end < 0) out += '\\[';
+      const bracket = bracketExpression(pattern, i, 'glob');
+      if (!bracket) out += '\\[';
       else {
-        let body = pattern.slice(i + 1, end).replace(/\\/g, '\\\\');
-        if (body.startsWith('!')) body = `^${body.slice(1)}`;
-        out += `[${body}]`;
-        i = end;
+        out += bracket.regex;
+        i = bracket.end;
       }
     } else out += escapeRegex(c);
   }
   return out;
+}
+
+/** fnmatch's character classes, as in the C locale, as the insides of a regex class. */
+const CHARACTER_CLASSES: ReadonlyMap<string, string> = new Map([
+  ['alnum', '0-9A-Za-z'],
+  ['alpha', 'A-Za-z'],
+  ['blank', ' \\t'],
+  ['cntrl', '\\x00-\\x1f\\x7f'],
+  ['digit', '0-9'],
+  ['graph', '\\x21-\\x7e'],
+  ['lower', 'a-z'],
+  ['print', '\\x20-\\x7e'],
+  ['punct', '\\x21-\\x2f\\x3a-\\x40\\x5b-\\x60\\x7b-\\x7e'],
+  ['space', ' \\t\\n\\v\\f\\r'],
+  ['upper', 'A-Z'],
+  ['xdigit', '0-9A-Fa-f'],
+]);
+
+/** One character inside a regex class, whatever it is. */
+function classChar(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+}
+
+interface Bracket {
+  /** The regex class, or `(?!)` (nothing) for a class name fnmatch does not know. */
+  readonly regex: string;
+  /** The index of its closing `]`. */
+  readonly end: number;
+  /** What a regular expression refuses (regcomp): an unknown class, a reversed range. */
+  readonly invalid: string | undefined;
+}
+
+/**
+ * The bracket expression opening at `pattern[open]`, read as fnmatch (a tar --exclude glob)
+ * or regcomp (a tar --transform regex) reads it: negated by `!` or `^` first (a regex: `^`
+ * only), a `]` first is literal, `\` escapes (in a regex it is literal), ranges, and
+ * `[:alpha:]` and the other classes. A glob's reversed range matches nothing, an unknown class
+ * makes it match nothing; a regex refuses both (`invalid`). Undefined when it does not close.
+ */
+function bracketExpression(pattern: string, open: number, dialect: 'glob' | 'regex'): Bracket | undefined {
+  let i = open + 1;
+  const negate = pattern[i] === '^' || (dialect === 'glob' && pattern[i] === '!');
+  if (negate) i++;
+  let body = '';
+  let unknownClass = false;
+  let invalid: string | undefined;
+  for (let first = true; i < pattern.length; first = false) {
+    if (pattern[i] === ']' && !first) return { regex: unknownClass ? '(?!)' : `[${negate ? '^' : ''}${body}]`, end: i, invalid };
+    if (pattern.startsWith('[:', i)) {
+      const close = pattern.indexOf(':]', i + 2);
+      if (close >= 0) {
+        const name = pattern.slice(i + 2, close);
+        const members = CHARACTER_CLASSES.get(name);
+        if (members === undefined) {
+          unknownClass = true;
+          invalid ??= `unknown character class [:${name}:]`;
+        } else body += members;
+        i = close + 2;
+        continue;
+      }
+    }
+    const one = (): string => (dialect === 'glob' && pattern[i] === '\\' && i + 1 < pattern.length ? pattern[++i] : pattern[i]) as string;
+    const low = one();
+    i++;
+    if (pattern[i] === '-' && i + 1 < pattern.length && pattern[i + 1] !== ']') {
+      i++;
+      const high = one();
+      i++;
+      if (low <= high) body += `${classChar(low)}-${classChar(high)}`;
+      else invalid ??= `reversed range ${low}-${high}`;
+    } else body += classChar(low);
+  }
+  return undefined;
 }
 
 function escapeRegex(text: string): string {
@@ -74,13 +145,11 @@ function breToJs(bre: string): string {
       continue;
     }
     if (c === '[') {
-      let j = i + 1;
-      if (bre[j] === '^') j++;
-      if (bre[j] === ']') j++;
-      const end = bre.indexOf(']', j);
-      if (end < 0) throw new UsageError(`rename: unterminated bracket expression in "${bre}"`);
-      out += `[${bre.slice(i + 1, end).replace(/\\/g, '\\\\')}]`;
-      i = end;
+      const bracket = bracketExpression(bre, i, 'regex');
+      if (!bracket) throw new UsageError(`rename: unterminated bracket expression in "${bre}"`);
+      if (bracket.invalid) throw new UsageError(bracket.invalid);
+      out += bracket.regex;
+      i = bracket.end;
     } else if (c === '*' && atStart) out += '\\*';
     else if ('(){}|+?/'.includes(c)) out += `\\${c}`;
     else out += c;

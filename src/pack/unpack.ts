@@ -25,6 +25,9 @@ function refuse(name: string, why: string): never {
   throw refusal(name, why);
 }
 
+/** The longest file name (one path component) Linux filesystems take, in bytes: a longer one fails every unpack (ENAMETOOLONG). */
+const NAME_MAX = 255;
+
 /** The entry's path as safe components relative to the target directory. */
 export function safeEntryPath(name: string): string {
   if (name.includes('\0')) refuse(name, 'contains NUL');
@@ -32,6 +35,8 @@ export function safeEntryPath(name: string): string {
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.length === 0) refuse(name, 'empty name');
   if (parts.includes('..')) refuse(name, 'escapes the target directory');
+  const long = parts.find((p) => Buffer.byteLength(p) > NAME_MAX);
+  if (long !== undefined) refuse(name, `its component "${long}" is ${Buffer.byteLength(long)} bytes long, more than the ${NAME_MAX} a file name may have`);
   return parts.join('/');
 }
 

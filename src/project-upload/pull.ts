@@ -10,6 +10,7 @@ import { deltaChunks } from '../delta/compress.js';
 import { decodeVcdiffToFile } from '../delta/vcdiff-decode.js';
 import { DigestMismatchError, FleetError, SizeMismatchError } from '../errors.js';
 import { unpackTar } from '../pack/unpack.js';
+import { redactUrl } from '../redact-url.js';
 import { parseRunManifest, type RunManifest } from './manifest.js';
 import { withTempDir } from './temp-dir.js';
 import { downloadBlob } from './transfer.js';
@@ -41,7 +42,13 @@ export interface PullResult {
 
 async function fetchRunManifest(from: string, project: string, run: string, http: RequestOptions = {}): Promise<RunManifest> {
   const url = joinUrl(from, `/projects/${encodeURIComponent(project)}/runs/${encodeURIComponent(run)}`);
-  return parseRunManifest(await httpGetJson<unknown>(url, http), url);
+  const manifest = parseRunManifest(await httpGetJson<unknown>(url, http), url);
+  // Every digest the pull checks comes from the manifest: one of another run (a cache that
+  // answers for another URL) would be rebuilt and unpacked, verified, as if it were this one.
+  if (manifest.project !== project || manifest.run !== run) {
+    throw new FleetError('FC_ERR_BAD_REQUEST', `${redactUrl(url)}: not the run manifest asked for (it names project ${JSON.stringify(manifest.project)}, run ${JSON.stringify(manifest.run)})`);
+  }
+  return manifest;
 }
 
 export async function pullProject(options: PullOptions): Promise<PullResult> {

@@ -27,7 +27,9 @@ export async function downloadBlob(baseUrl: string, digest: string, size: number
   // and each renames its own verified copy into place (the last one wins, same bytes)
   return writeAtomically(file, async (partial) => {
     const res = await httpGet(url, options);
-    const { tap, result } = hashingTap(options.progress?.(options.label ?? digest, size));
+    // more bytes than the blob has (a cache serving another object) are refused as they come,
+    // not once they filled the disk: the next URL may then serve the pull
+    const { tap, result } = hashingTap(options.progress?.(options.label ?? digest, size), size);
     // gunzip: the size the plain bytes must have, when known: a small blob that inflates
     // without end (a gzip bomb) stops there instead of filling the disk
     const plain = hashingTap(undefined, options.plainSize);

@@ -1,7 +1,7 @@
 // The bundled agent's `pull` against real servers: fallback over a dead URL, a 5xx server,
 // servers that refuse the request and a server without the run, through a real cache, a
 // delta applied by the embedded xdelta3, and the tree unpacked exactly.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -14,6 +14,7 @@ import { buildOrigin } from '../../src/origin/server.js';
 import { pushProject } from '../../src/project-upload/push.js';
 import { startCache } from '../cache/harness.js';
 import { startOrigin } from '../helpers/origin.js';
+import { mountTmpfs } from '../helpers/tmpfs.js';
 import { describeTree } from '../helpers/tree.js';
 import { deadUrl, installAgent, runAgent, statusServer } from './helpers.js';
 
@@ -193,4 +194,81 @@ t.test('a cache that stops in the middle of a body costs cacheTimeoutMs, then th
   t.match(pulled.skipped, [{ url: frozenUrl, code: 'FC_ERR_UPSTREAM' }], 'the cache was given up on');
   t.ok(Date.now() - started < 5000, `within seconds (${Date.now() - started} ms)`);
   t.equal(readFileSync(join(dir, 'dest', 'a.txt'), 'utf8'), 'the tree\n');
+});
+
+/** The agent, an origin, and an empty project beside it with the options its pushes share. */
+async function agentOriginProject(t: Test) {
+  const agent = await installAgent(t);
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const project = join(dir, 'project');
+  mkdirSync(project);
+  return { agent, dir, origin, project, common: { dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases') } };
+}
+
+t.test("a cache that serves a wrong object larger than the blob: cut at the blob's size, and the next URL serves the pull (the machine's disk is not filled first)", { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { agent, dir, origin, project, common } = await agentOriginProject(t);
+  writeFileSync(join(project, 'blob.bin'), randomBytes(256 * 1024));
+  await pushProject({ ...common, run: 'r1' });
+  writeFileSync(join(project, 'new.bin'), randomBytes(1024));
+  const pushed = await pushProject({ ...common, run: 'r2' });
+  const deltaPath = `/cas/sha256/${pushed.manifest.delta!.digest.slice('sha256:'.length)}`;
+  // Passes everything on from the origin but the delta, for which it sends 64 MiB of other bytes.
+  const HUGE = 64 << 20;
+  const sent: number[] = [];
+  const wrong = createServer((req, res) => {
+    if (req.url !== deltaPath) {
+      void request(`${origin.url}${req.url}`).then(async (up) => res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type']) }).end(Buffer.from(await up.body.arrayBuffer())));
+      return;
+    }
+    res.writeHead(200, { 'content-length': String(HUGE) });
+    const chunk = Buffer.alloc(1 << 20, 0x61);
+    const n = sent.push(0) - 1;
+    const more = (): void => {
+      while (sent[n]! < HUGE && !res.destroyed) {
+        sent[n]! += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', more);
+      }
+      res.end();
+    };
+    more();
+  });
+  await new Promise<void>((resolve) => wrong.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    wrong.closeAllConnections();
+    wrong.close();
+  });
+  const wrongUrl = `http://127.0.0.1:${(wrong.address() as AddressInfo).port}`;
+  // the machine's temporary files on a disk smaller than the wrong object
+  const disk = mountTmpfs('16m', 'pull-wrong');
+  t.teardown(() => disk.unmount());
+  const res = await runAgent(agent, 'pull', { urls: [wrongUrl, origin.url], project: 'demo', run: 'r2', dest: join(dir, 'dest'), workDir: disk.dir });
+  t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
+  t.match(res.json, { ok: true, url: origin.url, skipped: [{ url: wrongUrl, code: 'FC_ERR_SIZE_MISMATCH' }] });
+  t.equal(sent.length, 2, 'asked twice: once more with no-cache');
+  t.ok(sent.every((bytes) => bytes < 16 << 20), `each download was cut before it could fill the disk (${sent.join(', ')} bytes sent, counting what the sockets buffered)`);
+  t.same(describeTree(join(dir, 'dest')), describeTree(project));
+});
+
+t.test("a cache that answers with another run's manifest is passed over: the pull does not rebuild that run's tree", async (t) => {
+  const { agent, dir, origin, project, common } = await agentOriginProject(t);
+  writeFileSync(join(project, 'a.txt'), 'run 1\n');
+  await pushProject({ ...common, run: 'r1' });
+  writeFileSync(join(project, 'a.txt'), 'run 2\n');
+  await pushProject({ ...common, run: 'r2' });
+  // Passes everything on from the origin, but answers for run r2 with run r1's manifest.
+  const wrong = createServer((req, res) => {
+    const path = req.url === '/projects/demo/runs/r2' ? '/projects/demo/runs/r1' : req.url;
+    void request(`${origin.url}${path}`).then(async (up) => res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type']) }).end(Buffer.from(await up.body.arrayBuffer())));
+  });
+  await new Promise<void>((resolve) => wrong.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    wrong.closeAllConnections();
+    wrong.close();
+  });
+  const wrongUrl = `http://127.0.0.1:${(wrong.address() as AddressInfo).port}`;
+  const res = await runAgent(agent, 'pull', { urls: [wrongUrl, origin.url], project: 'demo', run: 'r2', dest: join(dir, 'dest') });
+  t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
+  t.match(res.json, { ok: true, url: origin.url, skipped: [{ url: wrongUrl, code: 'FC_ERR_BAD_REQUEST', error: /not the run manifest asked for \(it names project "demo", run "r1"\)/ }] });
+  t.equal(readFileSync(join(dir, 'dest', 'a.txt'), 'utf8'), 'run 2\n', "run r2's tree");
 });

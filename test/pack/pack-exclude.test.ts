@@ -16,9 +16,14 @@ const TREE = {
   d: { e: { f: 'f' } },
   sub: { 'x.o': 'x', c: { g: 'g' } },
   sub2: { h: 'h' },
+  'Copy of a.txt': 'a',
+  'a]b': 'a',
+  'B.txt': 'b',
 };
 
 const PATTERNS = ['c/', './x.o', 'x.o', 'c', 'sub/c', '*/c', 'c/*', '*.o', 's*b', 'sub/', 'd/e/', '/x.o', '[cd]', '*/', 'sub/./c', './sub', '.hidden', 'd/*/f', 'sub/c/g/'];
+// bracket expressions as fnmatch reads them: classes, a `]` first, escapes, a reversed range
+const BRACKETS = ['*[[:space:]]*', '[[:upper:]]*', '[]a]*', '[!]]*', '[a\\-z]*', '[z-a]*', '[[:nope:]]*'];
 
 /** Member names as `tar -t` lists them, sorted, a leading `./` dropped (fleetcache's pack has none). */
 function listing(tarFile: string): string[] {
@@ -36,7 +41,7 @@ t.test("fleetcache's pack ships what `tar -c --exclude=PATTERN` ships", async (t
   const includes: Array<string[] | undefined> = [undefined, ['./sub', 'd'], ['sub/x.o', 'sub/c/g', 'd/e/f'], ['sub/', './d/']];
   for (const include of includes) {
     const args = include ?? Object.keys(TREE);
-    for (const pattern of PATTERNS) {
+    for (const pattern of [...PATTERNS, ...BRACKETS]) {
       const what = `--exclude=${pattern} over ${include ? include.join(' ') : 'the default include'}`;
       const gnu = join(dir, 'gnu.tar');
       execFileSync('tar', ['-cf', gnu, `--exclude=${pattern}`, ...args], { cwd: root });

@@ -1,7 +1,7 @@
 // Names the packer must never put in a tar: an included path twice (nested includes), or a
 // rename result every machine refuses on unpack.
 import t from 'tap';
-import { createReadStream } from 'node:fs';
+import { createReadStream, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tar from 'tar-stream';
 import { packToFile } from '../../src/pack/packer.js';
@@ -36,4 +36,15 @@ t.test('a rename giving a name unpacking refuses is refused at pack time', async
   await t.rejects(pack(['s,.*,same,']), { code: 'FC_ERR_BAD_NAME', message: /g\.txt would be packed as "same".*already in the tar/ });
   await pack(['s,^,proj/,']);
   t.same(await names(join(dir, 'x.tar')), ['proj/f.txt', 'proj/g.txt']);
+});
+
+t.test('a rename giving a file name longer than 255 bytes (a deep tree flattened) is refused at pack time, not by every machine', async (t) => {
+  const deep = Array.from({ length: 16 }, (_, i) => `component-number-${i}`).join('/');
+  const dir = t.testdir({ proj: {} });
+  mkdirSync(join(dir, 'proj', deep), { recursive: true });
+  writeFileSync(join(dir, 'proj', deep, 'leaf.txt'), 'leaf\n');
+  await t.rejects(packToFile(join(dir, 'proj'), join(dir, 'x.tar'), { rename: ['s,/,_,g'] }), {
+    code: 'FC_ERR_BAD_NAME',
+    message: /^component-number-0(\/component-number-\d+)+ would be packed as "component-number-0(_component-number-\d+)+" \(renamed by s,\/,_,g\), which unpacking refuses: .* more than the 255/,
+  });
 });

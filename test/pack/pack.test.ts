@@ -3,8 +3,9 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, truncateSync, unlinkSync, utimesSync, writeFileSync, createReadStream } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
 import { packToFile, packTree, readSmallFile } from '../../src/pack/packer.js';
 import { unpackTar } from '../../src/pack/unpack.js';
 
@@ -200,6 +201,38 @@ for (const what of ['file name', 'symlink target']) {
     }
   });
 }
+
+for (const what of ['file name', 'symlink target']) {
+  t.test(`a ${what} holding U+FFFD is refused by name at pack time: unpacking takes it for an invalid byte`, async (t) => {
+    const dir = t.testdir({ tree: { sub: {} } });
+    if (what === 'file name') writeFileSync(join(dir, 'tree/sub/caf\uFFFD.txt'), 'x');
+    else symlinkSync('caf\uFFFD.txt', join(dir, 'tree/sub/link'));
+    await t.rejects(packToFile(join(dir, 'tree'), join(dir, 'out.tar')), { code: 'FC_ERR_BAD_NAME', message: /holds U\+FFFD .*sub\/(link -> )?caf\\xef\\xbf\\xbd\.txt/ });
+    // what it saves every machine from: the same name in a tar is refused on unpack
+    const pack = tar.pack();
+    pack.entry({ name: 'caf\uFFFD.txt' }, 'x');
+    pack.finalize();
+    await t.rejects(unpackTar(Readable.from(pack), join(dir, 'out')), { code: 'FC_ERR_BAD_NAME', message: /not valid UTF-8/ });
+  });
+}
+
+t.test('a name the pack refuses (not UTF-8, U+FFFD) is left out like any other when excluded, as GNU tar leaves it out', async (t) => {
+  const dir = t.testdir({ tree: { 'ok.txt': 'ok', sub: {} } });
+  const root = join(dir, 'tree');
+  const made = [Buffer.from(join(root, 'bad\xe9.tmp'), 'latin1'), Buffer.from(join(root, 'sub/caf\uFFFD.tmp')), Buffer.from(join(root, 'sub/bad\xe9.tmp'), 'latin1')];
+  for (const file of made) writeFileSync(file, 'x');
+  try {
+    const names = async (rules: Parameters<typeof packToFile>[2]): Promise<string[]> => {
+      await packToFile(root, join(dir, 'out.tar'), rules);
+      return execFileSync('tar', ['-tf', join(dir, 'out.tar')], { encoding: 'utf8' }).trim().split('\n');
+    };
+    t.same(await names({ exclude: ['*.tmp'] }), ['ok.txt', 'sub/']);
+    t.same(await names({ include: ['*'], exclude: ['*.tmp'] }), ['ok.txt', 'sub/'], 'also what an include glob matched');
+    await t.rejects(names({ exclude: ['sub'] }), { code: 'FC_ERR_BAD_NAME', message: /bad\\xe9\.tmp/ }, 'refused when packed');
+  } finally {
+    for (const file of made) unlinkSync(file); // by its bytes: the test directory's removal reads names as UTF-8
+  }
+});
 
 t.test('a small file whose size is not the one listed fails the pack by name', { skip: process.getuid?.() !== 0 && 'a bind mount needs root' }, async (t) => {
   // /proc/loadavg lists as 0 bytes and reads as a line: a file that changed between the

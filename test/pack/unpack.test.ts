@@ -24,6 +24,12 @@ t.test('safeEntryPath', async (t) => {
   for (const bad of ['/etc/passwd', '../x', 'a/../../x', 'a/..', '', '.', 'C:/x', 'a\\b', 'a\0b']) {
     t.throws(() => safeEntryPath(bad), { code: 'FC_ERR_BAD_NAME' }, JSON.stringify(bad));
   }
+  // a file name longer than NAME_MAX (255 bytes) fails every unpack: refused by name, not ENAMETOOLONG (exit 70)
+  t.equal(safeEntryPath(`a/${'x'.repeat(255)}`), `a/${'x'.repeat(255)}`);
+  t.throws(() => safeEntryPath(`a/${'x'.repeat(256)}/b`), { code: 'FC_ERR_BAD_NAME', message: /is 256 bytes long, more than the 255/ });
+  t.throws(() => safeEntryPath('é'.repeat(128)), { code: 'FC_ERR_BAD_NAME', message: /is 256 bytes long/ }, 'bytes, not characters');
+  const dir = t.testdir();
+  await t.rejects(unpackTar(await tarOf([{ header: { name: `${'y'.repeat(300)}/f.txt` } }]), join(dir, 'out')), { code: 'FC_ERR_BAD_NAME' });
 });
 
 t.test('entries escaping the target are refused', async (t) => {
