@@ -19,6 +19,7 @@ import { getImmutable } from './namespace.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, withoutRunToken, type HeaderMap, type Upstream } from './upstream.js';
 import { loggedPath } from './serve.js';
+import { parseHttpDate } from '../http/blob-reply.js';
 import type { AnswerHead, UpstreamAnswer } from './answer-handler.js';
 
 /** Answered by the cache itself (or meaningless for a full fetch), so never forwarded. */
@@ -34,13 +35,34 @@ function flat(headers: CachePolicy.Headers): HeaderMap {
  * An upstream's response headers as http-cache-semantics reads them: a field sent on several
  * lines (RFC 9110 §5.3; nginx's `expires` plus `add_header Cache-Control`, two Vary lines)
  * joined into one list, as its parser expects strings. Set-Cookie stays a list.
+ *
+ * An Expires that is no HTTP-date (RFC 9110 §5.6.7) becomes "0": a cache must take it for a
+ * time in the past (RFC 9111 §5.3), where http-cache-semantics reads it with Date.parse,
+ * which takes "2099", "2099-01-01" or a date without its zone for that date, fresh for
+ * decades. Sent on as "0", it means the same to every cache downstream, however lenient.
  */
 function policyHeaders(headers: Record<string, string | string[] | undefined>): CachePolicy.Headers {
   const out: CachePolicy.Headers = {};
   for (const [k, v] of Object.entries(headers)) {
     if (v !== undefined) out[k] = Array.isArray(v) && k !== 'set-cookie' ? v.join(', ') : v;
   }
+  if (typeof out.expires === 'string' && parseHttpDate(out.expires.trim()) === undefined) out.expires = '0';
   return out;
+}
+
+/**
+ * The fields to answer with from `policy`: its responseHeaders() (hop-by-hop fields left out,
+ * Age brought up to date), with the Date upstream gave the answer, when it originated (RFC
+ * 9110 §6.6.1), or the time it came when upstream gave none or no HTTP-date.
+ * http-cache-semantics puts the time of each answer there: with an Age that already counts
+ * the time since, a cache downstream reckoned the age twice, and took an answer fresh by its
+ * Expires (reckoned from Date, RFC 9111 §4.2.1) for stale long before it was.
+ */
+function answerFields(policy: CachePolicy): CachePolicy.Headers {
+  const o = policy.toObject() as { t: number; resh: CachePolicy.Headers };
+  const date = o.resh.date;
+  const valid = typeof date === 'string' && parseHttpDate(date.trim()) !== undefined;
+  return { ...policy.responseHeaders(), date: valid ? date : new Date(o.t).toUTCString() };
 }
 
 /** The request fields a stored response's Vary names, lower-case ("*" among them if it says so). */
@@ -211,12 +233,15 @@ function tooltoolDigest(upath: string): Digest | undefined {
 function decide(policyReq: CachePolicy.Request, key: string, adjust: (headers: HeaderMap) => HeaderMap) {
   return (res: AnswerHead): FillDecision => {
     const policy = new CachePolicy(policyReq, { status: res.statusCode, headers: policyHeaders(res.headers) }, { shared: true });
-    const headers = adjust(flat(policy.responseHeaders()));
+    const headers = adjust(flat(answerFields(policy)));
     delete headers['content-length'];
     // An answer that sets a cookie is one client's, even marked public (which http-cache-semantics
     // would keep): nginx and Varnish do not keep it either.
-    const secretVary = varyFields(policyHeaders(res.headers)).some((field) => SECRET_FIELDS.has(field));
-    if (!keptStatus(res.statusCode, policy) || !policy.storable() || res.headers['set-cookie'] !== undefined || secretVary) return { status: res.statusCode, headers };
+    // Nor one that varies on a credential (see SECRET_FIELDS), nor on "*", which no request
+    // matches (RFC 9111 §4.1): kept, it was written anew by every request, evicting others.
+    const vary = varyFields(policyHeaders(res.headers));
+    const unmatchable = vary.some((field) => SECRET_FIELDS.has(field) || field === '*');
+    if (!keptStatus(res.statusCode, policy) || !policy.storable() || res.headers['set-cookie'] !== undefined || unmatchable) return { status: res.statusCode, headers };
     return { status: res.statusCode, headers, meta: { key, status: res.statusCode, headers, policy: persisted(policy) } };
   };
 }
@@ -297,7 +322,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     const { response, revalidation } = evaluate(policy, policyReq);
     const conditional = revalidation ? flat(revalidation.headers) : undefined;
     if (response && (!revalidation || !revalidation.synchronous)) {
-      if (await serveHit(ctx, req, reply, kind, hit, replayed(response.headers), conditional ? 'STALE' : 'HIT')) {
+      if (await serveHit(ctx, req, reply, kind, hit, replayed(answerFields(policy)), conditional ? 'STALE' : 'HIT')) {
         // stale-while-revalidate: this answer was stale; the next ones will not be.
         if (conditional) revalidateInBackground(ctx, upstream, { id, key, upath, hit, policy, policyReq, conditional }, fillSpec);
         return;
@@ -334,7 +359,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
       await res?.body.dump();
       if (status === 304) await ctx.store.updateMeta(id, { ...hit.meta, policy: persisted(kept) });
       else ctx.log.warn({ url: loggedPath(upath), status }, 'mirror upstream failing: serving stale (stale-if-error)');
-      if (!(await serveHit(ctx, req, reply, kind, hit, replayed(kept.responseHeaders()), status === 304 ? 'HIT' : 'STALE'))) await direct();
+      if (!(await serveHit(ctx, req, reply, kind, hit, replayed(answerFields(kept)), status === 304 ? 'HIT' : 'STALE'))) await direct();
       return;
     }
     // A new answer (gone, moved, made private, not storable any more, or a new body) replaces
