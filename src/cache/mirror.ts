@@ -120,11 +120,18 @@ const STALE_ONLY = ['must-revalidate', 'proxy-revalidate'];
 function evaluate(policy: CachePolicy, policyReq: CachePolicy.Request): ReturnType<CachePolicy['evaluateRequest']> {
   const result = policy.evaluateRequest(policyReq);
   if (result.response && !result.revalidation) return result;
-  const o = policy.toObject() as CachePolicy.CachePolicyObject & { rescc: Record<string, string | boolean> };
-  if (!STALE_ONLY.some((directive) => directive in o.rescc)) return result;
-  const rescc = Object.fromEntries(Object.entries(o.rescc).filter(([directive]) => !STALE_ONLY.includes(directive)));
-  const judged = CachePolicy.fromObject({ ...o, rescc } as CachePolicy.CachePolicyObject).evaluateRequest(policyReq);
+  const lenient = whileFresh(policy);
+  if (!lenient) return result;
+  const judged = lenient.evaluateRequest(policyReq);
   return judged.response && !judged.revalidation ? { response: { headers: policy.responseHeaders() }, revalidation: undefined } : result;
+}
+
+/** `policy` without the directives that apply once it is stale (STALE_ONLY), to judge it while fresh; undefined when it has none. */
+function whileFresh(policy: CachePolicy): CachePolicy | undefined {
+  const o = policy.toObject() as CachePolicy.CachePolicyObject & { rescc: Record<string, string | boolean> };
+  if (!STALE_ONLY.some((directive) => directive in o.rescc)) return undefined;
+  const rescc = Object.fromEntries(Object.entries(o.rescc).filter(([directive]) => !STALE_ONLY.includes(directive)));
+  return CachePolicy.fromObject({ ...o, rescc } as CachePolicy.CachePolicyObject);
 }
 
 /**
@@ -233,32 +240,35 @@ function tooltoolDigest(upath: string): Digest | undefined {
 
 function decide(policyReq: CachePolicy.Request, key: string, adjust: (headers: HeaderMap) => HeaderMap) {
   return (res: AnswerHead): FillDecision => {
-    const policy = new CachePolicy(policyReq, { status: res.statusCode, headers: policyHeaders(res.headers) }, { shared: true });
+    const resHeaders = policyHeaders(res.headers);
+    const policy = new CachePolicy(policyReq, { status: res.statusCode, headers: resHeaders }, { shared: true });
     const headers = adjust(flat(answerFields(policy)));
     delete headers['content-length'];
     // An answer that sets a cookie is one client's, even marked public (which http-cache-semantics
     // would keep): nginx and Varnish do not keep it either.
     // Nor one that varies on a credential (see SECRET_FIELDS), nor on "*", which no request
     // matches (RFC 9111 §4.1): kept, it was written anew by every request, evicting others.
-    const vary = varyFields(policyHeaders(res.headers));
+    const vary = varyFields(resHeaders);
     const unmatchable = vary.some((field) => SECRET_FIELDS.has(field) || field === '*');
-    if (!keptStatus(res.statusCode, policy) || !policy.storable() || res.headers['set-cookie'] !== undefined || unmatchable) return { status: res.statusCode, headers };
+    if (!keptStatus(res.statusCode, policy, resHeaders) || !policy.storable() || res.headers['set-cookie'] !== undefined || unmatchable) return { status: res.statusCode, headers };
     return { status: res.statusCode, headers, meta: { key, status: res.statusCode, headers, policy: persisted(policy) } };
   };
 }
 
 /**
- * Whether an answer with this status is worth keeping, storable() permitting: a 200, and
- * any other status http-cache-semantics understands (a 404 or 410, a redirect, a 203...)
- * when it is fresh for a while: explicitly (max-age, Expires: a CDN's "404 for five
- * minutes") or heuristically (RFC 9111 §4.2.2: Last-Modified on a status cacheable by
- * default). One without freshness would be asked for again by the next request and stored
- * anew each time: disk writes to save, at best, an error page's few bytes with a 304. The
- * stored status is replayed as is; Range and conditions apply to 200s only (RFC 9110
- * §13.2.1, §14.2).
+ * Whether an answer is worth keeping, storable() permitting: one that some later request
+ * can be served from. That is one fresh for a while (explicitly, max-age or Expires: a CDN's
+ * "404 for five minutes", or heuristically, RFC 9111 §4.2.2: Last-Modified on a status
+ * cacheable by default; stale-while-revalidate and stale-if-error count), or a 200 with a
+ * validator (ETag, Last-Modified) that a revalidation can confirm with a 304. Any other
+ * (no-cache, max-age=0 or Expires: 0 without a validator; another status without
+ * freshness) would be asked for again in full by the next request and written anew each
+ * time, evicting entries that do serve. The stored status is replayed as is; Range and
+ * conditions apply to 200s only (RFC 9110 §13.2.1, §14.2).
  */
-function keptStatus(status: number, policy: CachePolicy): boolean {
-  return status === 200 || policy.timeToLive() > 0;
+function keptStatus(status: number, policy: CachePolicy, headers: CachePolicy.Headers): boolean {
+  // (proxy-revalidate has http-cache-semantics hold an answer fresh for 0 s: see evaluate)
+  return (whileFresh(policy) ?? policy).timeToLive() > 0 || (status === 200 && (headers.etag !== undefined || headers['last-modified'] !== undefined));
 }
 
 /** `again`: the request looks a second time, after another worker's fill ended as it tried to join it. */

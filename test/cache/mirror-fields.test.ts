@@ -69,7 +69,7 @@ t.test("a mirror's answers carry the Date upstream gave them, not the time they 
   // ...kept since it came, 300 s ago (as the clock of a cache that kept it that long sees it)
   const id = httpId('mirror:m:/expires');
   const stored = (await app.cache.store.lookup(id))!.meta;
-  await app.cache.store.updateMeta(id, { ...stored, policy: { ...stored.policy!, t: now - 300_000 } as typeof stored.policy });
+  await app.cache.store.updateMeta(id, { ...stored, policy: { ...stored.policy!, t: Date.now() - 300_000 } as typeof stored.policy });
   const hit = await get(`${m}/expires`);
   t.same([hit.headers['x-cache'], hit.headers.date, hit.headers.age], ['HIT', at(-300), '300'], "the hit: upstream's Date, and its age");
   // A cache downstream (a browser, another fleetcache) reckons Expires from Date (RFC 9111 §4.2.1).
@@ -129,4 +129,35 @@ t.test('an Expires that is no HTTP-date is in the past (RFC 9111 §5.3), however
     const revalidated = up.requests.filter((r) => r.url === path).length === 2;
     t.equal(revalidated, path !== '/valid', path === '/valid' ? 'a valid date in 2099: fresh' : `${path} (Expires: ${values[path]}): stale, revalidated`);
   }
+});
+
+t.test('an answer no later request can be served from (stale at once, and no validator for a 304) is not kept: it was written anew by every request', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  const answers: Record<string, Record<string, string>> = {
+    '/no-cache': { 'cache-control': 'no-cache' },
+    '/max-age-0': { 'cache-control': 'public, max-age=0' },
+    '/expires-0': { expires: '0' },
+    '/validated': { 'cache-control': 'no-cache', etag: '"v"' },
+    '/dated': { 'cache-control': 'max-age=0', 'last-modified': 'Mon, 23 Nov 2020 10:00:00 GMT' },
+    '/if-error': { 'cache-control': 'max-age=0, stale-if-error=600' },
+  };
+  up.handler = (req, res) => {
+    if (req.headers['if-none-match'] === '"v"') return reply(res, 304, { etag: '"v"' });
+    if (req.headers['if-modified-since'] === 'Mon, 23 Nov 2020 10:00:00 GMT') return reply(res, 304, {});
+    return reply(res, 200, answers[req.url!]!, 'x'.repeat(100_000));
+  };
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
+  for (const [path, headers] of Object.entries(answers)) {
+    const kept = headers.etag !== undefined || headers['last-modified'] !== undefined || path === '/if-error';
+    for (let i = 0; i < 2; i++) {
+      t.equal((await get(`${url}/mirror/m${path}`)).body.length, 100_000, `${path}: the body`);
+      await app.cache.fills.drain();
+    }
+    const stored = await app.cache.store.lookup(httpId(`mirror:m:${path}`));
+    t.equal(stored !== undefined, kept, `${path} (${JSON.stringify(headers)}): ${kept ? 'kept' : 'not kept'}`);
+  }
+  const revalidated = await get(`${url}/mirror/m/validated`);
+  t.equal(revalidated.headers['x-cache'], 'HIT', 'one with a validator is revalidated with a 304, served from the disk');
 });
