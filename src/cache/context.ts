@@ -231,6 +231,16 @@ export function notCached(): FleetError {
   return new FleetError('FC_ERR_UPSTREAM_TIMEOUT', 'only-if-cached: no stored response can answer this request without asking upstream');
 }
 
+/**
+ * The status and fields of upstream's answer, passed on: its Age as upstream said it (a CDN's
+ * or a parent cache's copy is that old already: an Age of 0 would have a cache downstream
+ * keep it fresh that much longer), 0 when it said none.
+ */
+function passedOn(reply: FastifyReply, status: number, headers: HeaderMap): void {
+  reply.code(status).headers(headers).header('x-cache', 'MISS');
+  if (headers.age === undefined) reply.header('age', '0');
+}
+
 /** A passthrough of the request being served, of `answered` when upstream has already answered it. */
 export type Direct = (answered?: UpstreamAnswer) => Promise<void>;
 
@@ -245,7 +255,7 @@ export async function passthrough(
 ): Promise<void> {
   if (req.method === 'HEAD') {
     const res = await upstream.request(path, { method: 'HEAD', headers });
-    reply.code(res.statusCode).headers(adjust(endToEnd(res.headers))).header('x-cache', 'MISS').header('age', '0');
+    passedOn(reply, res.statusCode, adjust(endToEnd(res.headers)));
     await res.body.dump();
     reply.send();
     return;
@@ -258,7 +268,7 @@ export async function passthrough(
   const ranged = withRange(req, headers);
   // a blob's source may redirect (a tooltool server, to a pre-signed URL): followed, as its fills do
   res ??= follow ? await upstream.fetch(path, ranged, 0, true) : await upstream.request(path, { method: 'GET', headers: ranged });
-  reply.code(res.statusCode).headers(adjust(endToEnd(res.headers))).header('x-cache', 'MISS').header('age', '0');
+  passedOn(reply, res.statusCode, adjust(endToEnd(res.headers)));
   if (res.whole !== undefined) {
     ctx.metrics.upstream(kind, res.whole.length);
     ctx.metrics.served(kind, res.whole.length);

@@ -19,6 +19,7 @@ import { getImmutable } from './namespace.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { endToEnd, withoutRunToken, type HeaderMap, type Upstream } from './upstream.js';
 import { loggedPath } from './serve.js';
+import { parseHttpDate } from '../http/blob-reply.js';
 import type { AnswerHead, UpstreamAnswer } from './answer-handler.js';
 
 /** Answered by the cache itself (or meaningless for a full fetch), so never forwarded. */
@@ -34,13 +35,34 @@ function flat(headers: CachePolicy.Headers): HeaderMap {
  * An upstream's response headers as http-cache-semantics reads them: a field sent on several
  * lines (RFC 9110 §5.3; nginx's `expires` plus `add_header Cache-Control`, two Vary lines)
  * joined into one list, as its parser expects strings. Set-Cookie stays a list.
+ *
+ * An Expires that is no HTTP-date (RFC 9110 §5.6.7) becomes "0": a cache must take it for a
+ * time in the past (RFC 9111 §5.3), where http-cache-semantics reads it with Date.parse,
+ * which takes "2099", "2099-01-01" or a date without its zone for that date, fresh for
+ * decades. Sent on as "0", it means the same to every cache downstream, however lenient.
  */
 function policyHeaders(headers: Record<string, string | string[] | undefined>): CachePolicy.Headers {
   const out: CachePolicy.Headers = {};
   for (const [k, v] of Object.entries(headers)) {
     if (v !== undefined) out[k] = Array.isArray(v) && k !== 'set-cookie' ? v.join(', ') : v;
   }
+  if (typeof out.expires === 'string' && parseHttpDate(out.expires.trim()) === undefined) out.expires = '0';
   return out;
+}
+
+/**
+ * The fields to answer with from `policy`: its responseHeaders() (hop-by-hop fields left out,
+ * Age brought up to date), with the Date upstream gave the answer, when it originated (RFC
+ * 9110 §6.6.1), or the time it came when upstream gave none or no HTTP-date.
+ * http-cache-semantics puts the time of each answer there: with an Age that already counts
+ * the time since, a cache downstream reckoned the age twice, and took an answer fresh by its
+ * Expires (reckoned from Date, RFC 9111 §4.2.1) for stale long before it was.
+ */
+function answerFields(policy: CachePolicy): CachePolicy.Headers {
+  const o = policy.toObject() as { t: number; resh: CachePolicy.Headers };
+  const date = o.resh.date;
+  const valid = typeof date === 'string' && parseHttpDate(date.trim()) !== undefined;
+  return { ...policy.responseHeaders(), date: valid ? date : new Date(o.t).toUTCString() };
 }
 
 /** The request fields a stored response's Vary names, lower-case ("*" among them if it says so). */
@@ -98,11 +120,18 @@ const STALE_ONLY = ['must-revalidate', 'proxy-revalidate'];
 function evaluate(policy: CachePolicy, policyReq: CachePolicy.Request): ReturnType<CachePolicy['evaluateRequest']> {
   const result = policy.evaluateRequest(policyReq);
   if (result.response && !result.revalidation) return result;
-  const o = policy.toObject() as CachePolicy.CachePolicyObject & { rescc: Record<string, string | boolean> };
-  if (!STALE_ONLY.some((directive) => directive in o.rescc)) return result;
-  const rescc = Object.fromEntries(Object.entries(o.rescc).filter(([directive]) => !STALE_ONLY.includes(directive)));
-  const judged = CachePolicy.fromObject({ ...o, rescc } as CachePolicy.CachePolicyObject).evaluateRequest(policyReq);
+  const lenient = whileFresh(policy);
+  if (!lenient) return result;
+  const judged = lenient.evaluateRequest(policyReq);
   return judged.response && !judged.revalidation ? { response: { headers: policy.responseHeaders() }, revalidation: undefined } : result;
+}
+
+/** `policy` without the directives that apply once it is stale (STALE_ONLY), to judge it while fresh; undefined when it has none. */
+function whileFresh(policy: CachePolicy): CachePolicy | undefined {
+  const o = policy.toObject() as CachePolicy.CachePolicyObject & { rescc: Record<string, string | boolean> };
+  if (!STALE_ONLY.some((directive) => directive in o.rescc)) return undefined;
+  const rescc = Object.fromEntries(Object.entries(o.rescc).filter(([directive]) => !STALE_ONLY.includes(directive)));
+  return CachePolicy.fromObject({ ...o, rescc } as CachePolicy.CachePolicyObject);
 }
 
 /**
@@ -156,13 +185,14 @@ function holdsSecret(stored: CachePolicy.CachePolicyObject): boolean {
 }
 
 /** The escapes that, decoded again by a server behind another, could spell a dot segment. */
-const DOT_ESCAPES = /%(2e|2f|5c|3b|25)/gi;
+const DOT_ESCAPES = /%(2e|2f|5c|3b|3f|23|25)/gi;
 
 /**
  * Whether a raw path segment is, to some server, "." or "..": decoded once (as we do, and
- * malformed percent-encoding refused), then again while the escapes of ".", "/", "\\", ";"
- * and "%" remain (a server that decodes twice), each part also read up to a path parameter
- * (Tomcat and Jetty drop ";x" before resolving dots: "..;/").
+ * malformed percent-encoding refused), then again while the escapes of ".", "/", "\\", ";",
+ * "?", "#" and "%" remain (a server that decodes twice), each part also read up to a path
+ * parameter (Tomcat and Jetty drop ";x" before resolving dots: "..;/"), a query or a
+ * fragment (a server that parses the decoded path as a URL again: "..%3F" is its "..").
  */
 function leavesBase(raw: string): boolean {
   let s: string;
@@ -172,7 +202,7 @@ function leavesBase(raw: string): boolean {
     throw new FleetError('FC_ERR_BAD_NAME', 'mirror path: malformed percent-encoding');
   }
   for (let round = 0; round < 4; round++) {
-    if (s.split(/[/\\]/).some((part) => /^\.\.?(;|$)/.test(part))) return true;
+    if (s.split(/[/\\]/).some((part) => /^\.\.?([;?#]|$)/.test(part))) return true;
     const again = s.replace(DOT_ESCAPES, (e) => String.fromCharCode(parseInt(e.slice(1), 16)));
     if (again === s) return false;
     s = again;
@@ -210,29 +240,35 @@ function tooltoolDigest(upath: string): Digest | undefined {
 
 function decide(policyReq: CachePolicy.Request, key: string, adjust: (headers: HeaderMap) => HeaderMap) {
   return (res: AnswerHead): FillDecision => {
-    const policy = new CachePolicy(policyReq, { status: res.statusCode, headers: policyHeaders(res.headers) }, { shared: true });
-    const headers = adjust(flat(policy.responseHeaders()));
+    const resHeaders = policyHeaders(res.headers);
+    const policy = new CachePolicy(policyReq, { status: res.statusCode, headers: resHeaders }, { shared: true });
+    const headers = adjust(flat(answerFields(policy)));
     delete headers['content-length'];
     // An answer that sets a cookie is one client's, even marked public (which http-cache-semantics
     // would keep): nginx and Varnish do not keep it either.
-    const secretVary = varyFields(policyHeaders(res.headers)).some((field) => SECRET_FIELDS.has(field));
-    if (!keptStatus(res.statusCode, policy) || !policy.storable() || res.headers['set-cookie'] !== undefined || secretVary) return { status: res.statusCode, headers };
+    // Nor one that varies on a credential (see SECRET_FIELDS), nor on "*", which no request
+    // matches (RFC 9111 §4.1): kept, it was written anew by every request, evicting others.
+    const vary = varyFields(resHeaders);
+    const unmatchable = vary.some((field) => SECRET_FIELDS.has(field) || field === '*');
+    if (!keptStatus(res.statusCode, policy, resHeaders) || !policy.storable() || res.headers['set-cookie'] !== undefined || unmatchable) return { status: res.statusCode, headers };
     return { status: res.statusCode, headers, meta: { key, status: res.statusCode, headers, policy: persisted(policy) } };
   };
 }
 
 /**
- * Whether an answer with this status is worth keeping, storable() permitting: a 200, and
- * any other status http-cache-semantics understands (a 404 or 410, a redirect, a 203...)
- * when it is fresh for a while: explicitly (max-age, Expires: a CDN's "404 for five
- * minutes") or heuristically (RFC 9111 §4.2.2: Last-Modified on a status cacheable by
- * default). One without freshness would be asked for again by the next request and stored
- * anew each time: disk writes to save, at best, an error page's few bytes with a 304. The
- * stored status is replayed as is; Range and conditions apply to 200s only (RFC 9110
- * §13.2.1, §14.2).
+ * Whether an answer is worth keeping, storable() permitting: one that some later request
+ * can be served from. That is one fresh for a while (explicitly, max-age or Expires: a CDN's
+ * "404 for five minutes", or heuristically, RFC 9111 §4.2.2: Last-Modified on a status
+ * cacheable by default; stale-while-revalidate and stale-if-error count), or a 200 with a
+ * validator (ETag, Last-Modified) that a revalidation can confirm with a 304. Any other
+ * (no-cache, max-age=0 or Expires: 0 without a validator; another status without
+ * freshness) would be asked for again in full by the next request and written anew each
+ * time, evicting entries that do serve. The stored status is replayed as is; Range and
+ * conditions apply to 200s only (RFC 9110 §13.2.1, §14.2).
  */
-function keptStatus(status: number, policy: CachePolicy): boolean {
-  return status === 200 || policy.timeToLive() > 0;
+function keptStatus(status: number, policy: CachePolicy, headers: CachePolicy.Headers): boolean {
+  // (proxy-revalidate has http-cache-semantics hold an answer fresh for 0 s: see evaluate)
+  return (whileFresh(policy) ?? policy).timeToLive() > 0 || (status === 200 && (headers.etag !== undefined || headers['last-modified'] !== undefined));
 }
 
 /** `again`: the request looks a second time, after another worker's fill ended as it tried to join it. */
@@ -297,7 +333,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     const { response, revalidation } = evaluate(policy, policyReq);
     const conditional = revalidation ? flat(revalidation.headers) : undefined;
     if (response && (!revalidation || !revalidation.synchronous)) {
-      if (await serveHit(ctx, req, reply, kind, hit, replayed(response.headers), conditional ? 'STALE' : 'HIT')) {
+      if (await serveHit(ctx, req, reply, kind, hit, replayed(answerFields(policy)), conditional ? 'STALE' : 'HIT')) {
         // stale-while-revalidate: this answer was stale; the next ones will not be.
         if (conditional) revalidateInBackground(ctx, upstream, { id, key, upath, hit, policy, policyReq, conditional }, fillSpec);
         return;
@@ -334,7 +370,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
       await res?.body.dump();
       if (status === 304) await ctx.store.updateMeta(id, { ...hit.meta, policy: persisted(kept) });
       else ctx.log.warn({ url: loggedPath(upath), status }, 'mirror upstream failing: serving stale (stale-if-error)');
-      if (!(await serveHit(ctx, req, reply, kind, hit, replayed(kept.responseHeaders()), status === 304 ? 'HIT' : 'STALE'))) await direct();
+      if (!(await serveHit(ctx, req, reply, kind, hit, replayed(answerFields(kept)), status === 304 ? 'HIT' : 'STALE'))) await direct();
       return;
     }
     // A new answer (gone, moved, made private, not storable any more, or a new body) replaces

@@ -13,6 +13,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { missingToken } from '../http/auth.js';
 import { closeUnreadBody } from '../http/unread-body.js';
 import { parseDigest, type Digest } from '../store/digest.js';
+import { announcedLength } from './answer-handler.js';
 import { isPrivate, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type EntryMeta } from './disk-store.js';
 import { BROWSER_HEADERS, namePath } from './namespace.js';
@@ -22,32 +23,46 @@ import { loggedPath } from './serve.js';
 
 const FORWARD = ['content-type', 'content-length', 'content-encoding', 'content-disposition', 'if-match', 'if-none-match', 'x-fleetcache-visibility', 'x-fleetcache-digest'];
 
+/** What a Tee does with the copy it writes. */
+interface TeeCopy {
+  readonly fh: FileHandle;
+  /** The most it writes: past it (a body of unknown length larger than the cache), the copy stops. */
+  readonly maxSize: number;
+  /** Told the bytes of each write done (to settle the room reserved for them). */
+  readonly written: (bytes: number) => void;
+  /** Told a write's failure; the copy stops. */
+  readonly failed: (err: unknown) => void;
+}
+
 /** Passes chunks on unchanged while hashing them and writing them to a temp file; a disk error only stops the copy. */
 class Tee extends Transform {
   readonly hash: Hash;
   size = 0;
   storing: boolean;
-  #fh: FileHandle | undefined;
-  #onDiskError: (err: unknown) => void;
+  #copy: TeeCopy | undefined;
 
-  constructor(algo: string, fh: FileHandle | undefined, onDiskError: (err: unknown) => void) {
+  constructor(algo: string, copy: TeeCopy | undefined) {
     super();
     this.hash = createHash(algo);
-    this.#fh = fh;
-    this.storing = fh !== undefined;
-    this.#onDiskError = onDiskError;
+    this.#copy = copy;
+    this.storing = copy !== undefined;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.hash.update(chunk);
     const pos = this.size;
     this.size += chunk.length;
-    if (!this.storing || !this.#fh) return cb(null, chunk);
-    this.#fh.write(chunk, 0, chunk.length, pos).then(
-      () => cb(null, chunk),
+    if (this.size > (this.#copy?.maxSize ?? 0)) this.storing = false; // not kept: not written either
+    if (!this.storing || !this.#copy) return cb(null, chunk);
+    const copy = this.#copy;
+    copy.fh.write(chunk, 0, chunk.length, pos).then(
+      () => {
+        copy.written(chunk.length);
+        cb(null, chunk);
+      },
       (err: unknown) => {
         this.storing = false;
-        this.#onDiskError(err);
+        copy.failed(err);
         cb(null, chunk);
       },
     );
@@ -67,8 +82,31 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
   if (!auth) throw missingToken();
   headers.authorization = auth;
 
-  const temp = await ctx.store.createTemp().catch(() => undefined);
-  const tee = new Tee(digest?.algo ?? 'sha256', temp?.fh, (err) => ctx.store.storageFailure(err));
+  // Room for a body of declared length is made (evicting as a fill does) before a byte is
+  // written: one larger than the cache, or than the disk has room for, is only forwarded.
+  // Written regardless, it filled the disk past the budget, and a full disk put every fill
+  // of the cache in a cool-down.
+  const declared = announcedLength(req.headers);
+  let unsettled = 0;
+  let temp: { path: string; fh: FileHandle } | undefined;
+  if (declared === undefined || declared <= ctx.store.maxSize) {
+    try {
+      if (declared !== undefined) {
+        await ctx.store.reserve(declared);
+        unsettled = declared;
+      }
+      temp = await ctx.store.createTemp();
+    } catch {
+      temp = undefined; // refused (logged as the store's failure when it is one): forwarded only
+    }
+  }
+  const settle = (bytes: number): void => {
+    const settled = Math.min(bytes, unsettled);
+    unsettled -= settled;
+    ctx.store.settle(settled);
+  };
+  const copy: TeeCopy | undefined = temp && { fh: temp.fh, maxSize: declared ?? ctx.store.maxSize, written: settle, failed: (err) => ctx.store.storageFailure(err) };
+  const tee = new Tee(digest?.algo ?? 'sha256', copy);
   const uploaded = pipeline(req.raw, tee).then(() => true, () => false);
   let committed = false;
   try {
@@ -88,6 +126,7 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
     // it): no write may start on the file being closed, whose "file closed" error would be
     // taken for the disk's. A write already started is waited for by close.
     tee.storing = false;
+    settle(unsettled); // written by now, or never to be
     if (temp) {
       await temp.fh.close().catch(() => undefined);
       if (!committed) await ctx.store.discardTemp(temp.path);

@@ -3,7 +3,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError } from '../errors.js';
 import { checkReadPreconditions, parseHttpDate } from '../http/blob-reply.js';
-import { parseRange } from '../http/range.js';
+import { asksOneRange, parseRange } from '../http/range.js';
 import type { ReadRange } from '../store/blob-store.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import type { HeaderMap } from './upstream.js';
@@ -132,7 +132,9 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
   const ifRange = req.headers['if-range'];
   // GET is the only method with ranges: a HEAD ignores its Range (RFC 9110 §14.2), a 200 as a GET's
   // If-Range compares strongly (RFC 9110 §13.1.5): a weak tag never matches, the whole body goes
-  const wantsRange = req.method === 'GET' && typeof rangeHeader === 'string' && (typeof ifRange !== 'string' || (ifRange === body.headers.etag && !ifRange.startsWith('W/')) || ifRange === body.headers['last-modified']);
+  // Only one range is answered with a 206 (http/range.ts): for any other (several ranges,
+  // another unit) a body of unknown size goes out whole at once, not after the whole fill.
+  const wantsRange = req.method === 'GET' && typeof rangeHeader === 'string' && asksOneRange(rangeHeader) && (typeof ifRange !== 'string' || (ifRange === body.headers.etag && !ifRange.startsWith('W/')) || ifRange === body.headers['last-modified']);
   let size = body.size;
   if (wantsRange && size === undefined && body.finalSize) {
     try {

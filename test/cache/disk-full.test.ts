@@ -494,3 +494,36 @@ t.test('a disk held by something else: a large fill that evicting every object w
   t.same(app.cache.store.evicted, { objects: 0, bytes: 0 }, 'none evicted');
   t.equal(app.cache.store.failures, 1, 'a storage failure, as for any disk full of something else');
 });
+
+t.test('a PUT makes room for its body before writing it, and one larger than the cache is only forwarded: its copy filled the disk, and every fill had a cool-down', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  up.putCacheControl = 'public, max-age=31536000, immutable'; // what a PUT's answer says of a public blob: kept
+  const { app, url } = await cacheOnTmpfs(t, 'put-room', upUrl); // 8 MiB of disk, a budget of 7 MiB
+  const put = async (body: Buffer) => {
+    const hex = sha256(body);
+    const res = await request(`${url}/cas/sha256/${hex}`, { method: 'PUT', body, headers: { authorization: 'Bearer w' } });
+    await res.body.dump();
+    return { status: res.statusCode, hex };
+  };
+
+  const large = Buffer.alloc(12 * MiB, 7);
+  const forwarded = await put(large);
+  t.equal(forwarded.status, 201, 'larger than the cache: forwarded');
+  t.ok(up.puts.get(`/cas/sha256/${forwarded.hex}`)?.equals(large), 'whole');
+  t.same([app.cache.store.failures, app.cache.store.isFull()], [0, false], 'no storage failure, no cool-down');
+
+  const blobs = [1, 1, 1, 1, 1].map((n) => up.addBlob(n * MiB));
+  for (const b of blobs) await fetchHash(`${url}/cas/sha256/${b.hex}`);
+  await app.cache.fills.drain();
+  const body = Buffer.alloc(3 * MiB, 9);
+  const kept = await put(body);
+  t.equal(kept.status, 201);
+  t.same([app.cache.store.failures, app.cache.store.isFull()], [0, false], 'a disk that holds the budget: no storage failure');
+  const hit = await fetchHash(`${url}/cas/sha256/${kept.hex}`);
+  t.same([hit.status, hit.hash, hit.xcache], [200, kept.hex, 'HIT'], 'the PUT kept, room made for it');
+  t.same(app.cache.store.evicted, { objects: 2, bytes: 2 * MiB }, 'by evicting the two least recently used');
+  const cold = up.addBlob(1 * MiB);
+  t.equal((await fetchHash(`${url}/cas/sha256/${cold.hex}`)).hash, cold.hex);
+  await app.cache.fills.drain();
+  t.ok(app.cache.store.has(casId({ algo: 'sha256', hex: cold.hex })), 'and fills are kept after it');
+});

@@ -270,7 +270,8 @@ t.test('mirror: paths go upstream as the client encoded them, and never leave th
   }
   // Also what a server behind a proxy decodes a second time, and Tomcat's and Jetty's "..;".
   for (const path of ['/%2e%2e/etc', '/pool/../../x', '/pool/%2E%2E/%2e%2E/x', '/./x', '/pool/a%2F..%2F..%2Fx', '/pool/a%5C..%5Cx', '/bad%zz',
-    '/pool/%252e%252e/x', '/pool/%25252E%25252E/x', '/pool/a%252F..%252Fx', '/pool/..;/x', '/pool/..;jsessionid=1/x', '/pool/%2e%2e%3b/x', '/pool/%252e%252e%253bx/y']) {
+    '/pool/%252e%252e/x', '/pool/%25252E%25252E/x', '/pool/a%252F..%252Fx', '/pool/..;/x', '/pool/..;jsessionid=1/x', '/pool/%2e%2e%3b/x', '/pool/%252e%252e%253bx/y',
+    '/..%3F/etc', '/pool/..%3f', '/..%23/etc', '/pool/%2e%2e%253F/x']) {
     const res = await rawGet(url, `/mirror/deb${path}`);
     t.equal(res.status, 400, `${path}: refused`);
     t.match(res.body, /"code":"FC_ERR_BAD_NAME"/);

@@ -1,9 +1,11 @@
 // What the cache's own answers carry (serve.ts): an error answer is not the object.
+import type { ServerResponse } from 'node:http';
 import t from 'tap';
 import { request } from 'undici';
 import { requestError } from '../../src/http/errors.js';
 import { startCache } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';
+import { eventually } from '../helpers/wait.js';
 
 t.test('416: none of the object\'s headers (caching, validators, encoding), and no-store', async (t) => {
   const { up, upUrl } = await startUpstream(t);
@@ -61,4 +63,33 @@ t.test("a request error fastify raises is the client's (4xx), as at the origin; 
   t.match(requestError(fastifyError('FST_ERR_SOMETHING_NEW', 431)), { code: 'FC_ERR_BAD_REQUEST', status: 400 }, 'any other 4xx of fastify');
   t.match(requestError(fastifyError('FST_ERR_BAD_URL', 400)), { code: 'FC_ERR_BAD_NAME' }, "the origin's mapping");
   t.match(requestError(new Error('disk on fire')), { code: 'FC_ERR_INTERNAL', status: 500 });
+});
+
+t.test('a Range answered with the whole body (several ranges, another unit, last before first) on a fill of unknown length: the body streams at once, not once the fill has ended', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const held: ServerResponse[] = [];
+  t.teardown(() => held.forEach((res) => res.destroy()));
+  up.handler = (_req, res) => {
+    // chunked, and stalled after its first bytes: its size is known only at its end
+    res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'text/plain' });
+    res.write('abc');
+    held.push(res);
+    return true;
+  };
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
+  for (const [i, range] of ['bytes=0-1,5-6', 'items=0-1', 'bytes=5-2'].entries()) {
+    const answer = request(`${url}/mirror/m/object-${i}`, { headers: { range } });
+    const res = await Promise.race([answer, new Promise<undefined>((resolve) => setTimeout(resolve, 3000, undefined))]);
+    t.ok(res, `${range}: the answer starts while upstream still sends the body`);
+    held.at(-1)!.end('defghij');
+    const done = res ?? (await answer);
+    t.same([done.statusCode, done.headers['content-range'], await done.body.text()], [200, undefined, 'abcdefghij'], `${range}: the whole body`);
+    await app.cache.fills.drain();
+  }
+  // one range still waits for the size, and gets its 206
+  const answer = request(`${url}/mirror/m/ranged`, { headers: { range: 'bytes=-3' } });
+  await eventually('upstream asked', () => held.length === 4);
+  held.at(-1)!.end('defghij');
+  const res = await answer;
+  t.same([res.statusCode, res.headers['content-range'], await res.body.text()], [206, 'bytes 7-9/10', 'hij'], 'bytes=-3: its 206');
 });
