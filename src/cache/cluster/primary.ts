@@ -107,7 +107,11 @@ function addTallies(into: Record<string, KindTally>, from: Record<string, KindTa
   for (const [kind, t] of Object.entries(from)) addTally((into[kind] ??= emptyTally()), t);
 }
 
-/** `sum` plus the counters of `from` (its gauges left out: what they measured is gone with its process). */
+/**
+ * `sum` plus the counters of `from` (its gauges left out: what they measured is gone with its
+ * process). A counter aggregated by max is the whole cache's (the index's evictions, which
+ * every worker reports): kept as the largest, not added up once per dead worker.
+ */
 function addCounters(sum: MetricsJson, from: MetricsJson): MetricsJson {
   const out = new Map(sum.map((m) => [m.name, { ...m, values: m.values.map((v) => ({ ...v })) }]));
   // prom-client's JSON says "counter" where its typings name an enum.
@@ -117,7 +121,7 @@ function addCounters(sum: MetricsJson, from: MetricsJson): MetricsJson {
     for (const v of m.values) {
       const key = JSON.stringify(v.labels);
       const same = into.values.find((w) => JSON.stringify(w.labels) === key);
-      if (same) same.value += v.value;
+      if (same) same.value = m.aggregator === 'max' ? Math.max(same.value, v.value) : same.value + v.value;
       else into.values.push({ ...v });
     }
   }
