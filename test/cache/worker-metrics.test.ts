@@ -37,3 +37,24 @@ t.test('two workers killed in turn: the evictions in /-/metrics stay those of th
   t.equal(await evictedMetric(), evicted, 'the objects the index evicted, once');
   t.equal(await metric(cache.url, 'fleetcache_cache_evicted_bytes_total'), evicted * 256 * 1024, 'and their bytes');
 });
+
+t.test("what dead workers counted since the last scrape is in /-/metrics, as in /-/stats", async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const primary = cache.child.pid!;
+  const workers = cacheWorkers(primary);
+  const served = (): Promise<number> => metric(cache.url, 'fleetcache_cache_bytes_served_total');
+  t.equal(await served(), -1, 'scraped before any request: nothing served yet');
+  const blobs = Array.from({ length: 8 }, () => up.addBlob(4096));
+  for (const b of blobs) t.equal((await fetchHash(`${cache.url}/cas/sha256/${b.hex}`, {}, { fresh: true })).hash, b.hex, 'a miss');
+  const stats = async (): Promise<{ bytesServed: number; misses: number }> => ((await (await request(`${cache.url}/-/stats`)).body.json()) as { total: { bytesServed: number; misses: number } }).total;
+  t.same(await stats(), { ...(await stats()), bytesServed: 8 * 4096, misses: 8 }, 'every miss in /-/stats');
+  // Past the 200 ms a worker's report of its counts waits for, with no scrape since the first.
+  await new Promise((resolve) => setTimeout(resolve, 600));
+  for (const pid of workers) rememberProcess(pid).kill('SIGKILL');
+  await eventually('both replaced', () => cacheWorkers(primary).filter((p) => !workers.includes(p)).length === 2, 30_000);
+  await eventually('the replacements listen', async () => (await stats().catch(() => undefined)) !== undefined, 10_000);
+  t.equal((await stats()).bytesServed, 8 * 4096, '/-/stats keeps the dead workers\' bytes');
+  t.equal(await served(), 8 * 4096, 'and so does /-/metrics');
+  t.equal(await metric(cache.url, 'fleetcache_cache_misses_total'), 8, 'and their misses');
+});
