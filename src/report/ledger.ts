@@ -261,7 +261,9 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
   links.push({ link: 'machines → origin (artifacts)', actualBytes: run.artifactBytes, naiveBytes: run.artifactBytes });
   const [o0, o1] = [before.origin, after.origin];
   const originOut = o0 && o1 && o0.startedAt === o1.startedAt ? o1.totals.bytesOut - o0.totals.bytesOut : null;
-  return { run: run.run, project: run.project, machines, ...(run.machinesReused ? { reused: run.machinesReused } : {}), links, caches, originEgress: { actual: originOut, naive: Object.keys(run.machinesByRegion).reduce((n, r) => n + naiveOf(r), 0) } };
+  // Every region's: those of machines that pulled, and of machines that did not (`--reuse`) but used assets.
+  const regions = new Set([...Object.keys(run.machinesByRegion), ...Object.keys(run.assetNaiveByRegion)]);
+  return { run: run.run, project: run.project, machines, ...(run.machinesReused ? { reused: run.machinesReused } : {}), links, caches, originEgress: { actual: originOut, naive: [...regions].reduce((n, r) => n + naiveOf(r), 0) } };
 }
 
 /** One decimal; a share that rounds to zero is 0.0%, not -0.0% (a few bytes more than naive). */

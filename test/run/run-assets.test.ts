@@ -8,6 +8,8 @@ import { formatManifest } from '../../src/assets/manifest.js';
 import { uploadAssets } from '../../src/assets/upload.js';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
+import { discardKeptMachines } from '../../src/run/discard.js';
+import { RunLog } from '../../src/run/report.js';
 import { startOrigin } from '../helpers/origin.js';
 import { eventually } from '../helpers/wait.js';
 import { LOCAL, project, run, spreadYaml } from './project.js';
@@ -65,4 +67,39 @@ t.test('a task\'s asset is fetched on the machines through their region\'s cache
   await eventually('the cache counted what it served', () => cache.cache.metrics.stats().kinds.tooltool?.bytesServed === result.assetBytes);
   const stats = cache.cache.metrics.stats().kinds.tooltool;
   t.equal(stats?.bytesUpstream, tool.length, 'which fetched it from the origin once');
+});
+
+t.test('a -reuse run whose machines pulled nothing: the assets they used are the origin\'s naive egress', async (t) => {
+  const backend = ['backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          region: region-a'];
+  const dir = await project(t, spreadYaml('assets-reuse', backend), {
+    // removed once used: the next run on the machine fetches it again (from the machine's cache folder)
+    's/t': 'summary: uses a tool\nassets: manifest.tt\nexecute: test -s tool.bin\nrestore: rm tool.bin\n',
+  });
+  const base = join(dir, '..');
+  const origin = await startOrigin(t, { dataDir: join(base, 'origin') });
+  const cache = await buildCacheServer({ region: 'region-a', upstream: origin.url, dataDir: join(base, 'cache-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  const cacheUrl = await cache.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => cache.close());
+  const tool = randomBytes(64 * 1024);
+  const upload = join(base, 'upload');
+  await mkdir(upload);
+  await writeFile(join(upload, 'tool.bin'), tool);
+  const manifest = formatManifest([{ filename: 'tool.bin', size: tool.length, algorithm: 'sha512', digest: createHash('sha512').update(tool).digest('hex'), unpack: false, visibility: 'public' }]);
+  await writeFile(join(upload, 'manifest.tt'), manifest);
+  await uploadAssets({ manifestPath: join(upload, 'manifest.tt'), origin: origin.url, token: origin.token, dir: upload });
+  await writeFile(join(dir, 's/t/manifest.tt'), manifest);
+  const fleetFile = join(base, 'fleet.yaml');
+  await writeFile(fleetFile, `origin: ${origin.url}\nregions:\n  region-a:\n    caches: [${cacheUrl}]\ndispatchDelay: 0s\n`);
+  const tokenFile = join(base, 'token');
+  await writeFile(tokenFile, origin.token);
+  const first = await run(dir, [], { fleetFile, tokenFile, reuse: true });
+  t.equal(first.result.tally.ok, true, 'the first run pulled and kept its machine');
+  const { result, out } = await run(dir, [], { fleetFile, tokenFile, reuse: true });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true, 'the second ran on it');
+  t.equal(result.pulls.length, 0, 'no pull: the machine had the project');
+  const machines = result.ledger.links.find((l) => l.link === 'cache region-a → machines');
+  t.equal(machines?.naiveBytes, tool.length, 'its asset is the naive bytes of its region');
+  t.equal(result.ledger.originEgress.naive, tool.length, 'and of the origin\'s egress');
+  t.equal(await discardKeptMachines({ cwd: dir, dataRoot: join(dir, 'cache'), log: new RunLog(() => undefined) }), 1, 'the machine discarded');
 });
