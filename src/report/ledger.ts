@@ -263,7 +263,10 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
   const originOut = o0 && o1 && o0.startedAt === o1.startedAt ? o1.totals.bytesOut - o0.totals.bytesOut : null;
   // Every region's: those of machines that pulled, and of machines that did not (`--reuse`) but used assets.
   const regions = new Set([...Object.keys(run.machinesByRegion), ...Object.keys(run.assetNaiveByRegion)]);
-  return { run: run.run, project: run.project, machines, ...(run.machinesReused ? { reused: run.machinesReused } : {}), links, caches, originEgress: { actual: originOut, naive: [...regions].reduce((n, r) => n + naiveOf(r), 0) } };
+  // The runner's own artifacts (`run --artifacts`) come from the origin without a cache too: in the egress either way.
+  const controllerNaive = Object.values(run.controllerBytesByCache ?? {}).reduce((a, b) => a + b, 0);
+  const originNaive = [...regions].reduce((n, r) => n + naiveOf(r), controllerNaive);
+  return { run: run.run, project: run.project, machines, ...(run.machinesReused ? { reused: run.machinesReused } : {}), links, caches, originEgress: { actual: originOut, naive: originNaive } };
 }
 
 /** One decimal; a share that rounds to zero is 0.0%, not -0.0% (a few bytes more than naive). */
@@ -278,7 +281,7 @@ function counted(n: number, singular: string, plural = `${singular}s`): string {
 }
 
 /** What the naive column stands for, and what the figures are (printed under the table). */
-export const BASELINE = 'naive: every machine downloading the compressed project tar and its assets from the origin, and uploading its artifacts to it; '
+export const BASELINE = 'naive: every machine downloading the compressed project tar and its assets from the origin, and uploading its artifacts to it (and the runner downloading those it fetched); '
   + 'actual: the servers\' counters over the run (other traffic through them meanwhile counts too)';
 
 /** A link's actual bytes and saving as printed: "?" when unknown, "≥" and "≤" when partial. */

@@ -262,6 +262,8 @@ t.test('an origin whose reads need a token: the machines read with their run tok
     { link: 'origin → cache region-a (artifacts)', actualBytes: indexBytes + fileBytes, naiveBytes: 0 },
   ], "the runner's artifacts from the origin are a link of their own, not the machines'");
   t.equal(result.ledger.caches[0]!.misses, machines.reduce((n, k) => n + k.misses, 0), "the cache's misses are the machines'");
+  // Without the cache the runner would have fetched them from the origin too: the origin's naive egress counts them.
+  t.equal(result.ledger.originEgress.naive, result.ledger.links.find((l) => l.link === 'cache region-a → machines')!.naiveBytes + indexBytes + fileBytes, "the origin's naive egress counts the runner's artifacts");
 });
 
 t.test('the embedded origin prunes what is two weeks old as a run starts', async (t) => {
