@@ -31,6 +31,33 @@ export function addTally(sum: KindTally, t: KindTally): void {
   sum.collapsed += t.collapsed;
 }
 
+/** The counters read from the tallies when scraped: name, help, and the field each reads. */
+export const TALLY_COUNTERS: ReadonlyArray<readonly [name: string, help: string, field: keyof KindTally]> = [
+  ['fleetcache_cache_bytes_served_total', 'Bytes of bodies sent to clients.', 'bytesServed'],
+  ['fleetcache_cache_bytes_upstream_total', 'Bytes of bodies received from upstream.', 'bytesUpstream'],
+  ['fleetcache_cache_bytes_uploaded_total', 'Bytes of PUT bodies forwarded to upstream and accepted by it.', 'bytesUploaded'],
+  ['fleetcache_cache_hits_total', 'Requests answered from disk.', 'hits'],
+  ['fleetcache_cache_misses_total', 'Requests that started an upstream fetch.', 'misses'],
+  ['fleetcache_cache_collapsed_total', 'Requests that joined a fill already in flight.', 'collapsed'],
+];
+
+/**
+ * Registers TALLY_COUNTERS in `registry`, read from `tallies` when scraped: a process's, or
+ * the dead workers' of a multi-process cache (cluster/primary.ts). Requests only add to the
+ * plain tallies (prom-client hashes the labels on every inc, a cost paid per request otherwise).
+ */
+export function registerTallyCounters(registry: Registry, tallies: () => Iterable<[Kind, KindTally]>): void {
+  for (const [name, help, field] of TALLY_COUNTERS) {
+    new Counter({
+      name, help, labelNames: ['kind'], registers: [registry],
+      collect() {
+        this.reset();
+        for (const [kind, t] of tallies()) this.inc({ kind }, t[field]);
+      },
+    });
+  }
+}
+
 export class CacheMetrics {
   readonly registry = new Registry();
   /** When these counters started (a report tells a restart by it, src/report/ledger.ts). */
@@ -62,21 +89,7 @@ export class CacheMetrics {
         }
       },
     });
-    // Requests only add to the plain tallies; the counters are read from them when scraped
-    // (prom-client hashes the labels on every inc, a cost paid per request otherwise).
-    const counter = (name: string, help: string, field: keyof KindTally): void => void new Counter({
-      name, help, labelNames: ['kind'], registers,
-      collect() {
-        this.reset();
-        for (const [kind, t] of tallies) this.inc({ kind }, t[field]);
-      },
-    });
-    counter('fleetcache_cache_bytes_served_total', 'Bytes of bodies sent to clients.', 'bytesServed');
-    counter('fleetcache_cache_bytes_upstream_total', 'Bytes of bodies received from upstream.', 'bytesUpstream');
-    counter('fleetcache_cache_bytes_uploaded_total', 'Bytes of PUT bodies forwarded to upstream and accepted by it.', 'bytesUploaded');
-    counter('fleetcache_cache_hits_total', 'Requests answered from disk.', 'hits');
-    counter('fleetcache_cache_misses_total', 'Requests that started an upstream fetch.', 'misses');
-    counter('fleetcache_cache_collapsed_total', 'Requests that joined a fill already in flight.', 'collapsed');
+    registerTallyCounters(this.registry, () => tallies);
     registerZeroCopyMetrics(this.registry);
     // The process's memory and CPU, read when scraped, summed over the workers of a
     // multi-process cache. Not prom-client's default metrics, as the origin has: their GC

@@ -45,9 +45,13 @@ export function ledgerHtml(l: Ledger): string {
     1,
   );
   const { actual, naive } = l.originEgress;
+  // With no naive bytes, the text report's "-": not 0.0%, which reads as all of it saved.
+  const share = (n: number): string => (naive === 0
+    ? 'with no naive figure to compare it to (no machine pulled the project or used assets)'
+    : `${((100 * n) / naive).toFixed(1)}% of the ${formatBytes(naive)} that every machine pulling from the origin would have cost`);
   const egress = actual === null
     ? 'unknown (the origin restarted during the run or could not be read)'
-    : `<strong data-testid="origin-egress">${formatBytes(actual)}</strong>, ${(100 * (naive === 0 ? 0 : actual / naive)).toFixed(1)}% of the ${formatBytes(naive)} that every machine pulling from the origin would have cost`;
+    : `<strong data-testid="origin-egress">${formatBytes(actual)}</strong>, ${share(actual)}`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>fleetcache — run ${esc(l.run)}</title>
 <style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}h1{font-size:1.4em}table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}</style>

@@ -61,7 +61,7 @@ interface CacheFigures {
   readonly hits: number;
   readonly misses: number;
   readonly collapsed: number;
-  /** (hits + collapsed) / all: the share of requests with no upstream fetch of their own (as the dashboard and OPERATIONS.md). */
+  /** (hits + collapsed) / all: the share of requests with no upstream fetch of their own (as the dashboard and OPERATIONS.md); the machines' (artifacts left out, see ARTIFACTS). */
   readonly hitRatio: number;
   /** The namespace's bytes (blobs, names, tooltool): from the origin, and to the machines. */
   readonly bytesServed: number;
@@ -71,6 +71,8 @@ interface CacheFigures {
   readonly mirrorBytesUpstream?: number;
   /** Bytes of artifacts the runner itself fetched through this cache (`run --artifacts`), not counted as the machines'. */
   readonly controllerBytes?: number;
+  /** Bytes of artifacts this cache took from the origin (the runner's fetches it did not have): not the machines'. Absent from older reports. */
+  readonly artifactBytesUpstream?: number;
 }
 
 export interface Ledger {
@@ -159,6 +161,14 @@ export function beginSnapshot(fleet: ServersOf, timeoutMs = STATS_TIMEOUT_MS): {
 }
 
 const isMirror = (kind: string): boolean => kind.startsWith('mirror:');
+/**
+ * The route kind of artifacts. The machines of a run only upload theirs (PUTs: no lookup,
+ * no byte served or taken from upstream): what a cache serves of this kind is the runner's
+ * `run --artifacts` fetches (or other traffic), never the machines' pull or assets.
+ */
+const ARTIFACTS = 'artifacts';
+/** The machines' kinds: everything but the artifacts (see ARTIFACTS). */
+const isMachines = (kind: string): boolean => kind !== ARTIFACTS;
 
 /** The sum of the kinds `which` keeps; all zero for no stats. */
 function sumKinds(stats: CacheStats | undefined, which: (kind: string) => boolean): CacheKindTally {
@@ -198,8 +208,8 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
     // the run's counts, or those since the cache's restart (its counters start at 0 then)
     const counted = (which: (kind: string) => boolean): CacheKindTally =>
       coverage === 'none' ? sumKinds(undefined, which) : minus(sumKinds(c.stats, which), sumKinds(coverage === 'since-restart' ? undefined : prior, which));
-    const all = counted(() => true);
-    const namespace = counted((kind) => !isMirror(kind));
+    const all = counted(isMachines);
+    const namespace = counted((kind) => isMachines(kind) && !isMirror(kind));
     const mirrors = counted(isMirror);
     const lookups = all.hits + all.misses + all.collapsed;
     const controllerBytes = coverage === 'none' ? 0 : (run.controllerBytesByCache?.[c.url] ?? 0);
@@ -212,11 +222,12 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
       misses: all.misses,
       collapsed: all.collapsed,
       hitRatio: lookups === 0 ? 0 : (all.hits + all.collapsed) / lookups,
-      bytesServed: Math.max(0, namespace.bytesServed - controllerBytes),
+      bytesServed: namespace.bytesServed,
       bytesUpstream: namespace.bytesUpstream,
       mirrorBytesServed: mirrors.bytesServed,
       mirrorBytesUpstream: mirrors.bytesUpstream,
       controllerBytes,
+      artifactBytesUpstream: counted((kind) => kind === ARTIFACTS).bytesUpstream,
     };
   });
   const links: LedgerLink[] = [{ link: 'controller → origin (project)', actualBytes: run.bytesSent, naiveBytes: run.fullUploadBytes }];
@@ -240,6 +251,8 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
     // Without the cache, each byte taken from a mirror route would have come from its upstream.
     const mirrorServed = mine.reduce((n, c) => n + (c.mirrorBytesServed ?? 0), 0);
     if (mirrorServed > 0) links.push(link(`mirrors → ${label}`, (c) => c.mirrorBytesUpstream ?? 0, mirrorServed));
+    // What the runner's artifacts cost the slow link (a cache that did not have them): not the machines' bytes.
+    if (mine.some((c) => (c.artifactBytesUpstream ?? 0) > 0)) links.push(link(`origin → ${label} (artifacts)`, (c) => c.artifactBytesUpstream ?? 0, 0));
     if (mine.some((c) => (c.controllerBytes ?? 0) > 0)) links.push(link(`${label} → controller (artifacts)`, (c) => c.controllerBytes ?? 0, 0));
   }
   // Machines that pulled from the origin itself: their bytes crossed the slow link once each.
@@ -248,7 +261,12 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
   links.push({ link: 'machines → origin (artifacts)', actualBytes: run.artifactBytes, naiveBytes: run.artifactBytes });
   const [o0, o1] = [before.origin, after.origin];
   const originOut = o0 && o1 && o0.startedAt === o1.startedAt ? o1.totals.bytesOut - o0.totals.bytesOut : null;
-  return { run: run.run, project: run.project, machines, ...(run.machinesReused ? { reused: run.machinesReused } : {}), links, caches, originEgress: { actual: originOut, naive: Object.keys(run.machinesByRegion).reduce((n, r) => n + naiveOf(r), 0) } };
+  // Every region's: those of machines that pulled, and of machines that did not (`--reuse`) but used assets.
+  const regions = new Set([...Object.keys(run.machinesByRegion), ...Object.keys(run.assetNaiveByRegion)]);
+  // The runner's own artifacts (`run --artifacts`) come from the origin without a cache too: in the egress either way.
+  const controllerNaive = Object.values(run.controllerBytesByCache ?? {}).reduce((a, b) => a + b, 0);
+  const originNaive = [...regions].reduce((n, r) => n + naiveOf(r), controllerNaive);
+  return { run: run.run, project: run.project, machines, ...(run.machinesReused ? { reused: run.machinesReused } : {}), links, caches, originEgress: { actual: originOut, naive: originNaive } };
 }
 
 /** One decimal; a share that rounds to zero is 0.0%, not -0.0% (a few bytes more than naive). */
@@ -263,7 +281,7 @@ function counted(n: number, singular: string, plural = `${singular}s`): string {
 }
 
 /** What the naive column stands for, and what the figures are (printed under the table). */
-export const BASELINE = 'naive: every machine downloading the compressed project tar and its assets from the origin, and uploading its artifacts to it; '
+export const BASELINE = 'naive: every machine downloading the compressed project tar and its assets from the origin, and uploading its artifacts to it (and the runner downloading those it fetched); '
   + 'actual: the servers\' counters over the run (other traffic through them meanwhile counts too)';
 
 /** A link's actual bytes and saving as printed: "?" when unknown, "≥" and "≤" when partial. */

@@ -54,6 +54,18 @@ t.test('the latest run by default, a named one, JSON and HTML', async (t) => {
   t.match(escape.err, /run id: slash/);
 });
 
+t.test('a run with no naive bytes (every machine reused, no asset): no share of them, in the HTML as in the text', async (t) => {
+  const data = t.testdir();
+  await mkdir(join(data, 'reports'));
+  await writeFile(join(data, 'reports', '20261123T140000Z-eeeeee.json'), JSON.stringify({ ...ledger('20261123T140000Z-eeeeee', 300), originEgress: { actual: 300, naive: 0 } }));
+  const res = await capture(['report', '--data', data, '--html', join(data, 'r.html')]);
+  t.equal(res.code, 0, res.err);
+  t.match(res.out, /origin egress: 300 B \(-\)/);
+  const html = await readFile(join(data, 'r.html'), 'utf8');
+  t.match(html, /origin-egress">300 B<\/strong>, with no naive figure to compare it to/);
+  t.notMatch(html, /0\.0% of the 0 B/);
+});
+
 t.test("without --data, inside a spread project: the project's .fleetcache/, where run keeps its reports", async (t) => {
   const project = t.testdir({ 'spread.yaml': 'project: p\n', tests: {} });
   await mkdir(join(project, '.fleetcache', 'reports'), { recursive: true });

@@ -131,21 +131,28 @@ t.test('a server restarted during the run: counted since its restart, never belo
 });
 
 t.test('mirror bytes are not the origin\'s, and the runner\'s own downloads are not the machines\'', async (t) => {
-  const snap = (mirrorServed: number, mirrorUp: number, casServed: number, casUp: number): FleetSnapshot => ({
+  // The runner's artifacts are counted under their own kind, as a cache counts them.
+  const snap = (mirrorServed: number, mirrorUp: number, casServed: number, casUp: number, artifacts = 0): FleetSnapshot => ({
     takenAt: RUN_START,
     origin: { startedAt: T0, totals: { bytesIn: 0, bytesOut: casUp } },
     caches: [{
       region: 'a', url: 'http://a',
-      stats: { startedAt: T0, kinds: { cas: { bytesServed: casServed, bytesUpstream: casUp, hits: 0, misses: 0, collapsed: 0 }, 'mirror:deb': { bytesServed: mirrorServed, bytesUpstream: mirrorUp, hits: 0, misses: 0, collapsed: 0 } } },
+      stats: { startedAt: T0, kinds: {
+        cas: { bytesServed: casServed, bytesUpstream: casUp, hits: 0, misses: 0, collapsed: 0 },
+        'mirror:deb': { bytesServed: mirrorServed, bytesUpstream: mirrorUp, hits: 0, misses: 0, collapsed: 0 },
+        artifacts: { bytesServed: artifacts, bytesUpstream: artifacts, hits: 0, misses: artifacts === 0 ? 0 : 2, collapsed: 0 },
+      } },
     }],
   });
-  const ledger = buildLedger(snap(0, 0, 0, 0), snap(4_000_000, 2_000_000, 1_300_000, 746), { ...figures, machinesByRegion: { a: 2 }, controllerBytesByCache: { 'http://a': 300_000 } });
-  t.same(ledger.links.slice(1, 5), [
+  const ledger = buildLedger(snap(0, 0, 0, 0), snap(4_000_000, 2_000_000, 1_000_000, 746, 300_000), { ...figures, machinesByRegion: { a: 2 }, controllerBytesByCache: { 'http://a': 300_000 } });
+  t.same(ledger.links.slice(1, 6), [
     { link: 'origin → cache a', actualBytes: 746, naiveBytes: 2000 },
     { link: 'cache a → machines', actualBytes: 1_000_000, naiveBytes: 2000 },
     { link: 'mirrors → cache a', actualBytes: 2_000_000, naiveBytes: 4_000_000 },
+    { link: 'origin → cache a (artifacts)', actualBytes: 300_000, naiveBytes: 0 },
     { link: 'cache a → controller (artifacts)', actualBytes: 300_000, naiveBytes: 0 },
   ]);
+  t.same([ledger.caches[0]!.misses, ledger.caches[0]!.artifactBytesUpstream], [0, 300_000], "the runner's misses are not the machines'");
   t.match(formatLedger(ledger), /mirrors → cache a\s+1\.9 MiB\s+3\.8 MiB\s+50\.0%/);
 });
 

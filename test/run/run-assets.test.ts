@@ -1,6 +1,7 @@
 // A task's tooltool assets (fleetcache's `assets:` field) fetched by the agent on the machine
 // before the task runs, and what the fetch warns of shown in the run's log.
-import t from 'tap';
+import t, { type Test } from 'tap';
+import type { FastifyInstance } from 'fastify';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,6 +9,8 @@ import { formatManifest } from '../../src/assets/manifest.js';
 import { uploadAssets } from '../../src/assets/upload.js';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
+import { discardKeptMachines } from '../../src/run/discard.js';
+import { RunLog } from '../../src/run/report.js';
 import { startOrigin } from '../helpers/origin.js';
 import { eventually } from '../helpers/wait.js';
 import { LOCAL, project, run, spreadYaml } from './project.js';
@@ -27,18 +30,17 @@ t.test('an asset already in the task directory is used; the manifest\'s likely m
   t.match(out, /WARNING: assets of local:alpha-1:s\/t \(local:alpha-1\): \S*manifest\.tt:1: record 0: visibility "Public" is neither "public" nor "internal"/);
 });
 
-t.test('a task\'s asset is fetched on the machines through their region\'s cache, from the origin once', async (t) => {
-  // project() makes the test directory (once per test): everything else goes beside the project
-  const backend = ['backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          region: region-a', '          workers: 2'];
-  const task = (name: string): string => `summary: ${name}\nassets: manifest.tt\nexecute: test "$(sha512sum tool.bin | cut -d' ' -f1)" = "$(cat want)"\n`;
-  const dir = await project(t, spreadYaml('assets-fleet', backend), { 's/one': task('one'), 's/two': task('two') });
+/**
+ * An origin holding `tool` as an asset (uploaded as a release engineer would) and region-a's
+ * cache in front of it, beside the project in `dir`: the fleet file, the token file, the
+ * asset's manifest and digest.
+ */
+async function assetFleet(t: Test, dir: string, tool: Buffer): Promise<{ cache: FastifyInstance; fleetFile: string; tokenFile: string; manifest: string; digest: string }> {
   const base = join(dir, '..');
   const origin = await startOrigin(t, { dataDir: join(base, 'origin') });
   const cache = await buildCacheServer({ region: 'region-a', upstream: origin.url, dataDir: join(base, 'cache-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
   const cacheUrl = await cache.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => cache.close());
-  // the asset, uploaded to the origin as a release engineer would
-  const tool = randomBytes(256 * 1024);
   const digest = createHash('sha512').update(tool).digest('hex');
   const upload = join(base, 'upload');
   await mkdir(upload);
@@ -46,15 +48,25 @@ t.test('a task\'s asset is fetched on the machines through their region\'s cache
   const manifest = formatManifest([{ filename: 'tool.bin', size: tool.length, algorithm: 'sha512', digest, unpack: false, visibility: 'public' }]);
   await writeFile(join(upload, 'manifest.tt'), manifest);
   await uploadAssets({ manifestPath: join(upload, 'manifest.tt'), origin: origin.url, token: origin.token, dir: upload });
+  const fleetFile = join(base, 'fleet.yaml');
+  await writeFile(fleetFile, `origin: ${origin.url}\nregions:\n  region-a:\n    caches: [${cacheUrl}]\ndispatchDelay: 0s\n`);
+  const tokenFile = join(base, 'token');
+  await writeFile(tokenFile, origin.token);
+  return { cache, fleetFile, tokenFile, manifest, digest };
+}
+
+t.test('a task\'s asset is fetched on the machines through their region\'s cache, from the origin once', async (t) => {
+  // project() makes the test directory (once per test): everything else goes beside the project
+  const backend = ['backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          region: region-a', '          workers: 2'];
+  const task = (name: string): string => `summary: ${name}\nassets: manifest.tt\nexecute: test "$(sha512sum tool.bin | cut -d' ' -f1)" = "$(cat want)"\n`;
+  const dir = await project(t, spreadYaml('assets-fleet', backend), { 's/one': task('one'), 's/two': task('two') });
+  const tool = randomBytes(256 * 1024);
+  const { cache, fleetFile, tokenFile, manifest, digest } = await assetFleet(t, dir, tool);
   // two workers of one system in region-a, two tasks each needing the asset
   for (const name of ['one', 'two']) {
     await writeFile(join(dir, `s/${name}/manifest.tt`), manifest);
     await writeFile(join(dir, `s/${name}/want`), digest);
   }
-  const fleetFile = join(base, 'fleet.yaml');
-  await writeFile(fleetFile, `origin: ${origin.url}\nregions:\n  region-a:\n    caches: [${cacheUrl}]\ndispatchDelay: 0s\n`);
-  const tokenFile = join(base, 'token');
-  await writeFile(tokenFile, origin.token);
   const { result, out } = await run(dir, [], { fleetFile, tokenFile });
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.successful, 2, 'both tasks found the asset, digest right');
@@ -65,4 +77,25 @@ t.test('a task\'s asset is fetched on the machines through their region\'s cache
   await eventually('the cache counted what it served', () => cache.cache.metrics.stats().kinds.tooltool?.bytesServed === result.assetBytes);
   const stats = cache.cache.metrics.stats().kinds.tooltool;
   t.equal(stats?.bytesUpstream, tool.length, 'which fetched it from the origin once');
+});
+
+t.test('a -reuse run whose machines pulled nothing: the assets they used are the origin\'s naive egress', async (t) => {
+  const backend = ['backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          region: region-a'];
+  const dir = await project(t, spreadYaml('assets-reuse', backend), {
+    // removed once used: the next run on the machine fetches it again (from the machine's cache folder)
+    's/t': 'summary: uses a tool\nassets: manifest.tt\nexecute: test -s tool.bin\nrestore: rm tool.bin\n',
+  });
+  const tool = randomBytes(64 * 1024);
+  const { fleetFile, tokenFile, manifest } = await assetFleet(t, dir, tool);
+  await writeFile(join(dir, 's/t/manifest.tt'), manifest);
+  const first = await run(dir, [], { fleetFile, tokenFile, reuse: true });
+  t.equal(first.result.tally.ok, true, 'the first run pulled and kept its machine');
+  const { result, out } = await run(dir, [], { fleetFile, tokenFile, reuse: true });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true, 'the second ran on it');
+  t.equal(result.pulls.length, 0, 'no pull: the machine had the project');
+  const machines = result.ledger.links.find((l) => l.link === 'cache region-a → machines');
+  t.equal(machines?.naiveBytes, tool.length, 'its asset is the naive bytes of its region');
+  t.equal(result.ledger.originEgress.naive, tool.length, 'and of the origin\'s egress');
+  t.equal(await discardKeptMachines({ cwd: dir, dataRoot: join(dir, 'cache'), log: new RunLog(() => undefined) }), 1, 'the machine discarded');
 });

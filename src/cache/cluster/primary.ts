@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AggregatorRegistry } from 'prom-client';
+import { AggregatorRegistry, Registry } from 'prom-client';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { DEFAULT_WORKER_RESTART_DELAY_MS, DEFAULT_WORKER_TIMEOUT_MS, type CacheConfig } from '../config.js';
 import { DiskStore, isCasId } from '../disk-store.js';
@@ -15,7 +15,7 @@ import { parseListen } from '../../config/units.js';
 import { freePort } from '../../http/free-port.js';
 import { ignoreHangup } from '../../http/server-options.js';
 import { lockDataDir } from '../../store/dir-lock.js';
-import { addTally, emptyTally, type KindTally } from '../metrics.js';
+import { addTally, emptyTally, registerTallyCounters, TALLY_COUNTERS, type KindTally } from '../metrics.js';
 import { Outbox, unbatch, workerEnv, type Batch, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerMessage } from './protocol.js';
 import { isAlive } from '../../pid-alive.js';
 
@@ -107,17 +107,42 @@ function addTallies(into: Record<string, KindTally>, from: Record<string, KindTa
   for (const [kind, t] of Object.entries(from)) addTally((into[kind] ??= emptyTally()), t);
 }
 
-/** `sum` plus the counters of `from` (its gauges left out: what they measured is gone with its process). */
+/** The counters a dead worker's tallies give (see lastCounts), not its last scrape. */
+const TALLY_COUNTER_NAMES = new Set(TALLY_COUNTERS.map(([name]) => name));
+
+/**
+ * A dead worker's last reported tallies, each raised to its counter in the worker's last
+ * scrape (newer, when a report was still due): its counts since that scrape, up to its last
+ * report, stay in /-/metrics as in /-/stats, and /-/metrics never goes down with it.
+ */
+function lastCounts(tally: Record<string, KindTally>, scraped: MetricsJson = []): Record<string, KindTally> {
+  const out: Record<string, KindTally> = {};
+  addTallies(out, tally);
+  for (const [name, , field] of TALLY_COUNTERS) {
+    for (const v of scraped.find((m) => m.name === name)?.values ?? []) {
+      const t = (out[String(v.labels.kind)] ??= emptyTally());
+      t[field] = Math.max(t[field], v.value);
+    }
+  }
+  return out;
+}
+
+/**
+ * `sum` plus the counters of `from` (its gauges left out: what they measured is gone with its
+ * process; and those of its tallies, counted from them: see lastCounts). A counter aggregated
+ * by max is the whole cache's (the index's evictions, which every worker reports): kept as
+ * the largest, not added up once per dead worker.
+ */
 function addCounters(sum: MetricsJson, from: MetricsJson): MetricsJson {
   const out = new Map(sum.map((m) => [m.name, { ...m, values: m.values.map((v) => ({ ...v })) }]));
   // prom-client's JSON says "counter" where its typings name an enum.
-  for (const m of from.filter((f) => String(f.type) === 'counter')) {
+  for (const m of from.filter((f) => String(f.type) === 'counter' && !TALLY_COUNTER_NAMES.has(f.name))) {
     const into = out.get(m.name) ?? { ...m, values: [] };
     out.set(m.name, into);
     for (const v of m.values) {
       const key = JSON.stringify(v.labels);
       const same = into.values.find((w) => JSON.stringify(w.labels) === key);
-      if (same) same.value += v.value;
+      if (same) same.value = m.aggregator === 'max' ? Math.max(same.value, v.value) : same.value + v.value;
       else into.values.push({ ...v });
     }
   }
@@ -144,6 +169,10 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   /** The last tallies and Prometheus counters of workers that died: the cache's counters do not go down with them. */
   const retired: Record<string, KindTally> = {};
   let retiredCounters: MetricsJson = [];
+  /** The counters of `retired`, in /-/metrics with those of the live workers. */
+  const retiredTallies = new Registry();
+  retiredTallies.setDefaultLabels({ role: 'cache', region: config.region });
+  registerTallyCounters(retiredTallies, () => Object.entries(retired));
   /** Workers that died while serving (their last counts, at most REPORT_FLUSH_MS of them and their fills in flight, are lost). */
   let workersLost = 0;
   /** Questions asked of every worker, by request number: each answer is handed over with its worker's id. */
@@ -208,7 +237,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   /** Prometheus text for the whole cache: every worker's registry, and the counters of the dead ones. */
   async function clusterMetrics(): Promise<{ text: string; contentType: string }> {
     const answers = await askWorkers<MetricsJson>((req) => ({ t: 'metrics?', req }));
-    const registries: MetricsJson[] = [retiredCounters];
+    const registries: MetricsJson[] = [retiredCounters, await retiredTallies.getMetricsAsJSON()];
     for (const [id, w] of live) {
       w.metrics = answers.get(id) ?? w.metrics;
       if (w.metrics) registries.push(w.metrics);
@@ -324,7 +353,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       const last = live.get(worker.id);
       live.delete(worker.id);
       if (stopping) return;
-      if (last) addTallies(retired, last.tally);
+      if (last) addTallies(retired, lastCounts(last.tally, last.metrics));
       // Its counters as last scraped stay in the sums: Prometheus would take a drop for a reset.
       if (last?.metrics) retiredCounters = addCounters(retiredCounters, last.metrics);
       if (!started) return failed(new FleetError('FC_ERR_INTERNAL', `cache worker ${worker.id} exited (${signal ?? `code ${code}`}) before listening`));

@@ -1,0 +1,62 @@
+// /-/metrics of a multi-process cache across worker deaths: the counters of the dead
+// workers stay in the sums (Prometheus would take a drop for a reset), but the figures the
+// primary's index holds for the whole cache (evictions) are not added up once per death.
+import t from 'tap';
+import { request } from 'undici';
+import { rememberProcess, startServerProcess } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
+import { cacheWorkers, fetchHash } from './harness.js';
+import { startUpstream } from './upstream-fixture.js';
+
+/** The value of a Prometheus metric's one series in the cache's /-/metrics (-1 when absent). */
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await request(`${url}/-/metrics`)).body.text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+  return line === undefined ? -1 : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+t.test('two workers killed in turn: the evictions in /-/metrics stay those of the index', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '2', '--max-size', '1MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const primary = cache.child.pid!;
+  const blobs = Array.from({ length: 8 }, () => up.addBlob(256 * 1024));
+  for (const b of blobs) t.equal((await fetchHash(`${cache.url}/cas/sha256/${b.hex}`, {}, { fresh: true })).hash, b.hex, 'a miss');
+  const stats = async (): Promise<{ evictedObjects: number }> => ((await (await request(`${cache.url}/-/stats`)).body.json()) as { store: { evictedObjects: number } }).store;
+  await eventually('evictions made room', async () => (await stats()).evictedObjects >= 4, 10_000);
+  const evicted = (await stats()).evictedObjects;
+  const evictedMetric = (): Promise<number> => metric(cache.url, 'fleetcache_cache_evicted_objects_total');
+  await eventually('every worker heard of the evictions', async () => (await evictedMetric()) === evicted, 5000);
+  // Killed one after the other, each once scraped: each death keeps its counters as last scraped.
+  for (const victim of cacheWorkers(primary)) {
+    const others = cacheWorkers(primary).filter((p) => p !== victim);
+    rememberProcess(victim).kill('SIGKILL');
+    await eventually('replaced', () => cacheWorkers(primary).filter((p) => p !== victim && !others.includes(p)).length === 1, 30_000);
+    await eventually('the replacement listens and scrapes', async () => (await evictedMetric().catch(() => -1)) >= 0, 10_000);
+  }
+  t.equal((await stats()).evictedObjects, evicted, 'no eviction since');
+  t.equal(await evictedMetric(), evicted, 'the objects the index evicted, once');
+  t.equal(await metric(cache.url, 'fleetcache_cache_evicted_bytes_total'), evicted * 256 * 1024, 'and their bytes');
+});
+
+t.test("what dead workers counted since the last scrape is in /-/metrics, as in /-/stats", async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const primary = cache.child.pid!;
+  const workers = cacheWorkers(primary);
+  const served = (): Promise<number> => metric(cache.url, 'fleetcache_cache_bytes_served_total');
+  t.equal(await served(), -1, 'scraped before any request: nothing served yet');
+  const blobs = Array.from({ length: 8 }, () => up.addBlob(4096));
+  for (const b of blobs) t.equal((await fetchHash(`${cache.url}/cas/sha256/${b.hex}`, {}, { fresh: true })).hash, b.hex, 'a miss');
+  const stats = async (): Promise<{ bytesServed: number; misses: number }> => ((await (await request(`${cache.url}/-/stats`)).body.json()) as { total: { bytesServed: number; misses: number } }).total;
+  // an answer is counted once its last write is done, which can come after the client read it
+  await eventually('every miss in /-/stats', async () => (await stats()).bytesServed === 8 * 4096);
+  t.equal((await stats()).misses, 8, 'every miss in /-/stats');
+  // Past the 200 ms a worker's report of its counts waits for, with no scrape since the first.
+  await new Promise((resolve) => setTimeout(resolve, 600));
+  for (const pid of workers) rememberProcess(pid).kill('SIGKILL');
+  await eventually('both replaced', () => cacheWorkers(primary).filter((p) => !workers.includes(p)).length === 2, 30_000);
+  await eventually('the replacements listen', async () => (await stats().catch(() => undefined)) !== undefined, 10_000);
+  t.equal((await stats()).bytesServed, 8 * 4096, '/-/stats keeps the dead workers\' bytes');
+  t.equal(await served(), 8 * 4096, 'and so does /-/metrics');
+  t.equal(await metric(cache.url, 'fleetcache_cache_misses_total'), 8, 'and their misses');
+});
