@@ -216,7 +216,8 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   checkSegment(options.project, 'project');
   checkSegment(run, 'run');
   const projectPath = `/projects/${encodeURIComponent(options.project)}`;
-  await makeDir(options.baseCache, 'base cache');
+  // the project's tars, files only their owner may read included: made its user's alone (XDG's 0700)
+  await makeDir(options.baseCache, 'base cache', 0o700);
   // Asked first: an origin that is down, or refuses this client or its token, fails the push
   // at once, not after the tree was packed and compressed (tens of seconds for a large one).
   const [bases] = await Promise.all([listBases(options.origin, options.project, http), checkWriteToken(options.origin, http)]);

@@ -31,7 +31,7 @@ import { Timings } from './timings.js';
 import { JobTransfers } from './job-transfers.js';
 import { FailLogs } from './fail-logs.js';
 import { createProviders } from './providers.js';
-import { DEFAULT_DATA_DIR, runnerState } from './state-dir.js';
+import { DEFAULT_DATA_DIR, makePrivate, runnerState } from './state-dir.js';
 
 export interface RunOptions {
   readonly cwd: string;
@@ -158,6 +158,7 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
 
 async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Job[], dataRoot: string, fields: ResolvedFields, interrupt: RunInterrupt | undefined): Promise<RunResult> {
   const configured = loadFleetConfig(project.file, o.fleetFile);
+  await makePrivate(dataRoot);
   let embedded: EmbeddedFleet | undefined;
   let fleet: FleetConfig & { origin: string };
   let token: string | undefined;

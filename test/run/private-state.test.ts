@@ -1,0 +1,67 @@
+// What a run leaves on the controller's disk, against other local users: its data directory
+// (project tars of the base cache, the embedded caches' copies of the project and the
+// artifacts, local machines) is its user's alone, whoever made it first.
+import t, { type Test } from 'tap';
+import { chmod, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { buildCacheServer } from '../../src/cache/server.js';
+import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
+import { startOrigin } from '../helpers/origin.js';
+import { LOCAL, project, run, spreadYaml } from './project.js';
+
+/** A project whose tree holds a file only its owner may read (0600), as a key or a .env often is. */
+async function projectWithSecret(t: Test): Promise<string> {
+  const dir = await project(t, spreadYaml('secretive', LOCAL));
+  await writeFile(join(dir, 'credentials.txt'), 'not for other users\n', { mode: 0o600 });
+  await chmod(join(dir, 'credentials.txt'), 0o600);
+  return dir;
+}
+
+/** A fleet file naming `origin` and one cache of region `local` at `cacheUrl`. */
+async function fleetFile(dir: string, origin: string, cacheUrl: string): Promise<string> {
+  const file = join(dir, '..', 'fleet.yaml');
+  await writeFile(file, `origin: ${origin}\nregions:\n  local:\n    caches: [${cacheUrl}]\ndispatchDelay: 0s\n`);
+  return file;
+}
+
+async function startCache(t: Test, dir: string, upstream: string): Promise<string> {
+  const app = await buildCacheServer({ region: 'local', upstream, dataDir: join(dir, '..', 'cache-local'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => app.close());
+  const addr = app.server.address();
+  return `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+}
+
+async function tokenFileOf(t: Test, token: string): Promise<string> {
+  const file = join(t.testdirName, 'token');
+  await writeFile(file, token);
+  return file;
+}
+
+const modeOf = async (path: string): Promise<number> => (await stat(path)).mode & 0o777;
+
+t.test('a run with a configured fleet keeps its data directory (the base cache\'s project tars) to its user', async (t) => {
+  const dir = await projectWithSecret(t);
+  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  const cacheUrl = await startCache(t, dir, origin.url);
+  const { result, out } = await run(dir, [], { fleetFile: await fleetFile(dir, origin.url, cacheUrl), tokenFile: await tokenFileOf(t, origin.token) });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true);
+  const data = join(dir, 'cache');
+  t.ok((await readdir(join(data, 'bases'))).some((f) => f.endsWith('.tar')), 'the base cache holds the project tar (credentials.txt in it)');
+  t.equal(await modeOf(data), 0o700, 'no other user reaches the data directory');
+});
+
+t.test('the embedded default keeps a data directory an earlier run left open to others to its user', async (t) => {
+  const dir = await projectWithSecret(t);
+  const data = join(dir, 'cache');
+  // as a run with a fleet left it before, or a directory made by hand (--data)
+  await mkdir(data, { mode: 0o755 });
+  await chmod(data, 0o755);
+  const { result, out } = await run(dir);
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true);
+  // the region cache keeps the project (and artifacts) 0644, as every cache keeps public content
+  t.ok((await readdir(join(data, 'region-local'))).length > 0, 'the embedded cache kept its copies');
+  t.equal(await modeOf(data), 0o700, 'no other user reaches the embedded caches\' copies of the project');
+});
