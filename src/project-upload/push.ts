@@ -45,6 +45,12 @@ interface PushOptions {
   readonly project: string;
   readonly origin: string;
   readonly token?: string;
+  /**
+   * The file `token` was read from, never packed: kept in the tree (beside spread.yaml, as its
+   * `fleetcache: tokenFile:` reads it), the origin's write token went to every machine, whose
+   * tasks a run token keeps from writing, and into a base anyone reading the origin reads.
+   */
+  readonly tokenFile?: string;
   /** Run id; default: UTC timestamp plus random suffix. */
   readonly run?: string;
   /** Where bases are kept by digest between runs. */
@@ -226,7 +232,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   return withTempDir('fleetcache-push-', async (work) => {
     const packedFile = join(work, 'packed.tar');
     // The work directory and the base cache may lie inside the project (TMPDIR=$PWD/tmp, push ~).
-    const packed = await packToFile(options.dir, packedFile, options.rules, signal, [work, options.baseCache]);
+    const packed = await packToFile(options.dir, packedFile, options.rules, signal, [work, options.baseCache, ...(options.tokenFile ? [options.tokenFile] : [])]);
     let tarFile = packedFile;
     let result = { digest: `sha256:${packed.sha256}`, size: packed.size };
     if (options.repack) {

@@ -162,9 +162,11 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
   let embedded: EmbeddedFleet | undefined;
   let fleet: FleetConfig & { origin: string };
   let token: string | undefined;
+  let tokenFile: string | undefined;
   if (configured?.origin) {
     fleet = { ...configured, origin: configured.origin };
-    token = resolveToken(o.tokenFile ?? configured.tokenFile);
+    tokenFile = o.tokenFile ?? configured.tokenFile;
+    token = resolveToken(tokenFile);
     for (const warning of unservedRegions(fleet, jobs.map(jobRegion))) log.line(warning);
   } else {
     checkEmbeddedBackends(new Set(jobs.map((j) => j.backend)), new Set(jobs.map((j) => `${j.backend.name}:${j.system.name}`)));
@@ -182,6 +184,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       project: project.name,
       origin: fleet.origin,
       ...(token ? { token } : {}),
+      ...(tokenFile ? { tokenFile } : {}),
       ...(o.run ? { run: o.run } : {}),
       baseCache: join(dataRoot, 'bases'),
       ...(o.baseCacheSize !== undefined ? { baseCacheSize: o.baseCacheSize } : {}),

@@ -1,13 +1,15 @@
-// What a run leaves on the controller's disk, against other local users: its data directory
-// (project tars of the base cache, the embedded caches' copies of the project and the
-// artifacts, local machines) is its user's alone, whoever made it first.
+// What a run leaves on the controller's disk and ships, against other local users and the
+// machines: its data directory (project tars of the base cache, the embedded caches' copies
+// of the project and the artifacts, local machines) is its user's alone, whoever made it
+// first; the token file it reads is not shipped with the project.
 import t, { type Test } from 'tap';
+import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
 import { startOrigin } from '../helpers/origin.js';
-import { LOCAL, project, run, spreadYaml } from './project.js';
+import { LOCAL, project, run, spreadYaml, writeProject } from './project.js';
 
 /** A project whose tree holds a file only its owner may read (0600), as a key or a .env often is. */
 async function projectWithSecret(t: Test): Promise<string> {
@@ -64,4 +66,24 @@ t.test('the embedded default keeps a data directory an earlier run left open to 
   // the region cache keeps the project (and artifacts) 0644, as every cache keeps public content
   t.ok((await readdir(join(data, 'region-local'))).length > 0, 'the embedded cache kept its copies');
   t.equal(await modeOf(data), 0o700, 'no other user reaches the embedded caches\' copies of the project');
+});
+
+t.test('a token file kept in the project is not shipped: the write token reaches no machine, no base', async (t) => {
+  const dir = await writeProject(join(t.testdir(), 'project'), spreadYaml('keeper', LOCAL), {
+    // the machine's tree lacks it, or the job fails
+    's/t': 'summary: t\nexecute: test ! -e "$SPREAD_PATH/.fleet-token" && test -f "$SPREAD_PATH/spread.yaml"\n',
+  });
+  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  const cacheUrl = await startCache(t, dir, origin.url);
+  // fleetcache: tokenFile: .fleet-token in spread.yaml reads it so, beside the project's files
+  const tokenFile = join(dir, '.fleet-token');
+  await writeFile(tokenFile, `${origin.token}\n`, { mode: 0o600 });
+  const { result, out } = await run(dir, [], { fleetFile: await fleetFile(dir, origin.url, cacheUrl), tokenFile });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true, 'the machine had the project without the token file');
+  const bases = join(dir, 'cache', 'bases');
+  const tar = (await readdir(bases)).find((f) => f.endsWith('.tar'))!;
+  const names = execFileSync('tar', ['-tf', join(bases, tar)], { encoding: 'utf8' }).split('\n');
+  t.ok(names.includes('spread.yaml'), 'the base holds the project');
+  t.notOk(names.includes('.fleet-token'), 'the base (public at the origin) does not hold the write token');
 });
