@@ -16,6 +16,7 @@ import { prunedLine } from '../project-upload/base-cache.js';
 import { beginSnapshot, buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
 import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Job, type Project, type ResolvedFields } from '../spread/index.js';
 import { projectError } from '../spread/yaml.js';
+import { redactUrl } from '../redact-url.js';
 import { agentWorkDir, installAgent, runAgent, shellQuote } from './agent-client.js';
 import { ReusePool, RunningMachines } from './reuse.js';
 import { RunInterrupt } from './interrupt.js';
@@ -363,7 +364,7 @@ async function runJobs(
           const agent = await installAgent(machine, o.agentBundle);
           // spread's lines, once the machine has run its first commands (caches measured, the agent installed)
           log.line(`Connected to ${label} at ${machine.address}.`);
-          log.line(`Machine ${label} at ${machine.address} pulls through ${choice.urls[0]} (${choice.how}).`);
+          log.line(`Machine ${label} at ${machine.address} pulls through ${redactUrl(choice.urls[0]!)} (${choice.how}).`);
           const dest = shellQuote(machine.projectPath);
           // the agent writes the marker once the tree is complete: a pull cut by an earlier
           // run's crash or kill left a partial tree without it, and it is sent again
@@ -384,7 +385,7 @@ async function runJobs(
           const answer = await runAgent(machine, agent, 'pull', pullArgs, signal);
           unreachable.markSkipped(answer.skipped);
           const url = String(answer.url ?? choice.urls[0]);
-          if (url !== choice.urls[0]) log.line(`Machine ${label} fell back to ${url}.`);
+          if (url !== choice.urls[0]) log.line(`Machine ${label} fell back to ${redactUrl(url)}.`);
           // The report counts the machine where its bytes went: the region of the cache that
           // answered (its own, or the one it fell back to), else the origin.
           const served = regionServing(fleet, url);

@@ -1,10 +1,11 @@
-// What a run leaves on the controller's disk and ships, against other local users and the
-// machines: its data directory (project tars of the base cache, the embedded caches' copies
-// of the project and the artifacts, local machines) is its user's alone, whoever made it
-// first; the token file it reads is not shipped with the project.
+// What a run leaves on the controller's disk, ships and prints, against other local users
+// and the machines: its data directory (project tars of the base cache, the embedded caches'
+// copies of the project and the artifacts, local machines) is its user's alone, whoever made
+// it first; the token file it reads is not shipped with the project; a cache URL's
+// credentials reach neither the run's log nor its report.
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
@@ -66,6 +67,20 @@ t.test('the embedded default keeps a data directory an earlier run left open to 
   // the region cache keeps the project (and artifacts) 0644, as every cache keeps public content
   t.ok((await readdir(join(data, 'region-local'))).length > 0, 'the embedded cache kept its copies');
   t.equal(await modeOf(data), 0o700, 'no other user reaches the embedded caches\' copies of the project');
+});
+
+t.test('the credentials of a cache URL reach neither the run\'s log nor its report', async (t) => {
+  const dir = await projectWithSecret(t);
+  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  const cacheUrl = (await startCache(t, dir, origin.url)).replace('http://', 'http://alice:hunter2@');
+  const { result, out } = await run(dir, [], { fleetFile: await fleetFile(dir, origin.url, cacheUrl), tokenFile: await tokenFileOf(t, origin.token) });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true);
+  t.match(out, /pulls through http:\/\/\*\*\*:\*\*\*@127\.0\.0\.1:\d+\/? /, 'the log names the cache, credentials hidden');
+  t.notMatch(out, /hunter2/, 'not in the run\'s log');
+  t.notMatch(JSON.stringify(result.ledger), /hunter2/, 'not in the ledger');
+  const reports = join(dir, 'cache', 'reports');
+  for (const f of await readdir(reports)) t.notMatch(await readFile(join(reports, f), 'utf8'), /hunter2/, `not in ${f}`);
 });
 
 t.test('a token file kept in the project is not shipped: the write token reaches no machine, no base', async (t) => {
