@@ -14,7 +14,7 @@ const host = Type.Object(
     port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
     user: Type.Optional(Type.String({ minLength: 1 })),
     password: Type.Optional(Type.String()),
-    /** Private key file, relative to the project root. */
+    /** Private key file, relative to the project root (never packed with the project: keyFiles). */
     key: Type.Optional(Type.String({ minLength: 1 })),
     /** Systems this host can serve (default: any). */
     systems: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
@@ -103,7 +103,7 @@ class SshProvider implements Provider {
       port,
       username: h.user ?? system.username ?? 'root',
       password: h.password ?? system.password ?? this.#ctx.password,
-      privateKey: h.key ? readFileSync(resolve(this.#ctx.projectRoot, h.key)) : undefined,
+      privateKey: h.key ? readFileSync(keyFile(this.#ctx.projectRoot, h.key)) : undefined,
     };
     const connect = { timeout: this.#options['connect-timeout'] ?? 10_000, retries: this.#options['connect-retries'] ?? 2, ...(signal ? { signal } : {}) };
     return SshMachine.connect(this, system, h.address, target, this.#ctx.remotePath, connect, rebootSettings(this.#options));
@@ -138,6 +138,16 @@ class SshProvider implements Provider {
 
   /** A kept host is busy in no process but the one that kept it: nothing to release. */
   async discardRecord(): Promise<void> {}
+}
+
+/** A host's private key file (its `key`, relative to the project root). */
+function keyFile(projectRoot: string, key: string): string {
+  return resolve(projectRoot, key);
+}
+
+/** The private key files the hosts name (registry.ts keyFiles). */
+export function keyFiles(options: SshOptions, projectRoot: string): string[] {
+  return options.hosts.flatMap((h) => (h.key ? [keyFile(projectRoot, h.key)] : []));
 }
 
 export function verify(options: SshOptions): void {

@@ -46,11 +46,13 @@ interface PushOptions {
   readonly origin: string;
   readonly token?: string;
   /**
-   * The file `token` was read from, never packed: kept in the tree (beside spread.yaml, as its
-   * `fleetcache: tokenFile:` reads it), the origin's write token went to every machine, whose
-   * tasks a run token keeps from writing, and into a base anyone reading the origin reads.
+   * Files of credentials the caller reads, never packed: the file `token` was read from, the
+   * SSH keys of the run's backends. Kept in the tree (beside spread.yaml, as `fleetcache:
+   * tokenFile:` and a backend's `key:` read them), the origin's write token went to every
+   * machine, whose tasks a run token keeps from writing, and with a key into a base anyone
+   * reading the origin reads.
    */
-  readonly tokenFile?: string;
+  readonly secretFiles?: readonly string[];
   /** Run id; default: UTC timestamp plus random suffix. */
   readonly run?: string;
   /** Where bases are kept by digest between runs. */
@@ -232,7 +234,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   return withTempDir('fleetcache-push-', async (work) => {
     const packedFile = join(work, 'packed.tar');
     // The work directory and the base cache may lie inside the project (TMPDIR=$PWD/tmp, push ~).
-    const packed = await packToFile(options.dir, packedFile, options.rules, signal, [work, options.baseCache, ...(options.tokenFile ? [options.tokenFile] : [])]);
+    const packed = await packToFile(options.dir, packedFile, options.rules, signal, [work, options.baseCache, ...(options.secretFiles ?? [])]);
     let tarFile = packedFile;
     let result = { digest: `sha256:${packed.sha256}`, size: packed.size };
     if (options.repack) {

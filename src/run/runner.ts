@@ -31,7 +31,7 @@ import { ShellTerminal, type ShellModes } from './shell.js';
 import { Timings } from './timings.js';
 import { JobTransfers } from './job-transfers.js';
 import { FailLogs } from './fail-logs.js';
-import { createProviders } from './providers.js';
+import { backendKeyFiles, createProviders } from './providers.js';
 import { DEFAULT_DATA_DIR, makePrivate, runnerState } from './state-dir.js';
 
 export interface RunOptions {
@@ -185,7 +185,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       project: project.name,
       origin: fleet.origin,
       ...(token ? { token } : {}),
-      ...(tokenFile ? { tokenFile } : {}),
+      secretFiles: [...(tokenFile ? [tokenFile] : []), ...backendKeyFiles(new Set(jobs.map((j) => j.backend)), fields, project.rootDir)],
       ...(o.run ? { run: o.run } : {}),
       baseCache: join(dataRoot, 'bases'),
       ...(o.baseCacheSize !== undefined ? { baseCacheSize: o.baseCacheSize } : {}),
