@@ -2,7 +2,7 @@
 // are never shipped with it.
 import { chmod } from 'node:fs/promises';
 import { isAbsolute, relative, sep } from 'node:path';
-import { makeDir } from '../path-checks.js';
+import { makeDir, pathError } from '../path-checks.js';
 import { REUSE_FILE } from './reuse.js';
 import { TIMINGS_FILE } from './timings.js';
 
@@ -33,5 +33,6 @@ export function runnerState(root: string, dataRoot: string): string[] {
  */
 export async function makePrivate(dataRoot: string): Promise<void> {
   await makeDir(dataRoot, 'data directory', 0o700);
-  await chmod(dataRoot, 0o700);
+  // another user's directory (EPERM): refused by name, nothing of this run put in it
+  await chmod(dataRoot, 0o700).catch((err: unknown) => Promise.reject(pathError(err, dataRoot, 'data directory')));
 }

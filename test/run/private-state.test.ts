@@ -4,12 +4,15 @@
 // it first; the token file it reads is not shipped with the project; a cache URL's
 // credentials reach neither the run's log nor its report.
 import t, { type Test } from 'tap';
-import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
+import { nobody } from '../helpers/nobody.js';
 import { startOrigin } from '../helpers/origin.js';
+import { cliArgs } from '../helpers/processes.js';
 import { LOCAL, project, run, spreadYaml, writeProject } from './project.js';
 
 /** A project whose tree holds a file only its owner may read (0600), as a key or a .env often is. */
@@ -67,6 +70,24 @@ t.test('the embedded default keeps a data directory an earlier run left open to 
   // the region cache keeps the project (and artifacts) 0644, as every cache keeps public content
   t.ok((await readdir(join(data, 'region-local'))).length > 0, 'the embedded cache kept its copies');
   t.equal(await modeOf(data), 0o700, 'no other user reaches the embedded caches\' copies of the project');
+});
+
+const user = nobody();
+t.test('a data directory of another user\'s is refused by name, nothing put in it', { skip: typeof user === 'string' ? user : false }, async (t) => {
+  if (typeof user === 'string') return;
+  // where the unprivileged user reaches: the temp directory, not the test's own
+  const base = await mkdtemp(join(tmpdir(), 'fleetcache-private-state-'));
+  t.teardown(() => rm(base, { recursive: true, force: true }));
+  await chmod(base, 0o755);
+  const dir = await writeProject(join(base, 'project'), spreadYaml('theirs', LOCAL), { 's/t': 'summary: t\nexecute: echo\n' });
+  // root's, open to all (0777): written into, its owner would read the embedded origin's token
+  const data = join(base, 'shared');
+  await mkdir(data);
+  await chmod(data, 0o777);
+  const res = spawnSync(process.execPath, cliArgs(['run', '--data', data]), { cwd: dir, uid: user.uid, gid: user.gid, encoding: 'utf8', timeout: 60_000 });
+  t.equal(res.status, 2, 'a usage error');
+  t.match(res.stderr, `data directory ${data}: permission denied`);
+  t.same(await readdir(data), [], 'nothing of the run is in it');
 });
 
 t.test('the credentials of a cache URL reach neither the run\'s log nor its report', async (t) => {
