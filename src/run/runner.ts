@@ -159,7 +159,6 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
 
 async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Job[], dataRoot: string, fields: ResolvedFields, interrupt: RunInterrupt | undefined): Promise<RunResult> {
   const configured = loadFleetConfig(project.file, o.fleetFile);
-  await makePrivate(dataRoot);
   let embedded: EmbeddedFleet | undefined;
   let fleet: FleetConfig & { origin: string };
   let token: string | undefined;
@@ -169,9 +168,11 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
     tokenFile = o.tokenFile ?? configured.tokenFile;
     token = resolveToken(tokenFile);
     for (const warning of unservedRegions(fleet, jobs.map(jobRegion))) log.line(warning);
+    await makePrivate(dataRoot);
   } else {
     checkEmbeddedBackends(new Set(jobs.map((j) => j.backend)), new Set(jobs.map((j) => `${j.backend.name}:${j.system.name}`)));
     if (o.tokenFile) log.line(`Ignoring --token-file ${o.tokenFile}: no fleet configuration, and the embedded origin makes its own token.`);
+    await makePrivate(dataRoot);
     embedded = await startEmbeddedFleet(dataRoot, regionsOf(jobs), undefined, (line) => log.line(line));
     o.onEmbedded?.(embedded);
     fleet = withScheduling(embedded.fleet, configured);
