@@ -103,7 +103,7 @@ class SshProvider implements Provider {
       port,
       username: h.user ?? system.username ?? 'root',
       password: h.password ?? system.password ?? this.#ctx.password,
-      privateKey: h.key ? readFileSync(keyFile(this.#ctx.projectRoot, h.key)) : undefined,
+      privateKey: h.key ? readFileSync(resolve(this.#ctx.projectRoot, h.key)) : undefined,
     };
     const connect = { timeout: this.#options['connect-timeout'] ?? 10_000, retries: this.#options['connect-retries'] ?? 2, ...(signal ? { signal } : {}) };
     return SshMachine.connect(this, system, h.address, target, this.#ctx.remotePath, connect, rebootSettings(this.#options));
@@ -140,14 +140,9 @@ class SshProvider implements Provider {
   async discardRecord(): Promise<void> {}
 }
 
-/** A host's private key file (its `key`, relative to the project root). */
-function keyFile(projectRoot: string, key: string): string {
-  return resolve(projectRoot, key);
-}
-
 /** The private key files the hosts name (registry.ts keyFiles). */
 export function keyFiles(options: SshOptions, projectRoot: string): string[] {
-  return options.hosts.flatMap((h) => (h.key ? [keyFile(projectRoot, h.key)] : []));
+  return options.hosts.flatMap((h) => (h.key ? [resolve(projectRoot, h.key)] : []));
 }
 
 export function verify(options: SshOptions): void {

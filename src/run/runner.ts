@@ -159,6 +159,7 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
 
 async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Job[], dataRoot: string, fields: ResolvedFields, interrupt: RunInterrupt | undefined): Promise<RunResult> {
   const configured = loadFleetConfig(project.file, o.fleetFile);
+  const backends = new Set(jobs.map((j) => j.backend));
   let embedded: EmbeddedFleet | undefined;
   let fleet: FleetConfig & { origin: string };
   let token: string | undefined;
@@ -170,7 +171,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
     for (const warning of unservedRegions(fleet, jobs.map(jobRegion))) log.line(warning);
     await makePrivate(dataRoot);
   } else {
-    checkEmbeddedBackends(new Set(jobs.map((j) => j.backend)), new Set(jobs.map((j) => `${j.backend.name}:${j.system.name}`)));
+    checkEmbeddedBackends(backends, new Set(jobs.map((j) => `${j.backend.name}:${j.system.name}`)));
     if (o.tokenFile) log.line(`Ignoring --token-file ${o.tokenFile}: no fleet configuration, and the embedded origin makes its own token.`);
     await makePrivate(dataRoot);
     embedded = await startEmbeddedFleet(dataRoot, regionsOf(jobs), undefined, (line) => log.line(line));
@@ -186,7 +187,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       project: project.name,
       origin: fleet.origin,
       ...(token ? { token } : {}),
-      secretFiles: [...(tokenFile ? [tokenFile] : []), ...backendKeyFiles(new Set(jobs.map((j) => j.backend)), fields, project.rootDir)],
+      secretFiles: [...(tokenFile ? [tokenFile] : []), ...backendKeyFiles(backends, fields, project.rootDir)],
       ...(o.run ? { run: o.run } : {}),
       baseCache: join(dataRoot, 'bases'),
       ...(o.baseCacheSize !== undefined ? { baseCacheSize: o.baseCacheSize } : {}),
