@@ -37,11 +37,12 @@ function makeDirError(err: unknown, dir: string, what: string): unknown {
 }
 
 /**
- * Makes the directory `dir` and the parents it lacks, one at a time from the deepest that
- * exists: node's recursive mkdir never returns under /proc or /sys (mkdir answers ENOENT
- * there for a parent that exists, and node makes the parent again, for ever).
+ * Makes the directory `dir` and the parents it lacks (each with `mode`, less the umask, as
+ * node's recursive mkdir does), one at a time from the deepest that exists: node's recursive
+ * mkdir never returns under /proc or /sys (mkdir answers ENOENT there for a parent that
+ * exists, and node makes the parent again, for ever).
  */
-function makeDirs(dir: string): void {
+function makeDirs(dir: string, mode: number | undefined): void {
   const missing: string[] = [];
   for (let d = resolve(dir); !existsSync(d); d = dirname(d)) {
     missing.push(d);
@@ -49,7 +50,7 @@ function makeDirs(dir: string): void {
   }
   for (const d of missing.reverse()) {
     try {
-      mkdirSync(d);
+      mkdirSync(d, { mode });
     } catch (err) {
       // made meanwhile by another process (a cache's workers start together); a file there fails below
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -58,15 +59,18 @@ function makeDirs(dir: string): void {
   if (!statSync(dir).isDirectory()) throw Object.assign(new Error(`${dir} exists`), { code: 'EEXIST' });
 }
 
-/** Makes the directory `dir` (`what`: "data directory"...) and its parents, unless there. */
-export async function makeDir(dir: string, what: string): Promise<void> {
-  makeDirSync(dir, what); // a few system calls, at the start of a command or server
+/**
+ * Makes the directory `dir` (`what`: "data directory"...) and its parents, unless there;
+ * those it makes get `mode` (default 0777), less the umask.
+ */
+export async function makeDir(dir: string, what: string, mode?: number): Promise<void> {
+  makeDirSync(dir, what, mode); // a few system calls, at the start of a command or server
 }
 
 /** makeDir, for the synchronous start-up steps. */
-export function makeDirSync(dir: string, what: string): void {
+export function makeDirSync(dir: string, what: string, mode?: number): void {
   try {
-    makeDirs(dir);
+    makeDirs(dir, mode);
   } catch (err) {
     throw makeDirError(err, dir, what);
   }

@@ -204,10 +204,20 @@ export function create(name: string, options: AdhocOptions, ctx: BackendContext)
   return new AdhocProvider(name, options, ctx);
 }
 
+/** Whether a backend `key` is a private key itself (PEM), not the name of its file. */
+function isKeyText(key: string): boolean {
+  return key.startsWith('-----BEGIN ');
+}
+
+/** The private key file the backend's `key` names, if it names one (registry.ts keyFiles). */
+export function keyFiles(options: AdhocOptions, projectRoot: string): string[] {
+  return options.key && !isKeyText(options.key) ? [resolve(projectRoot, options.key)] : [];
+}
+
 /** The SSH private key a backend `key` gives (see adhocOptions' `key`), or undefined. */
 function privateKeyOf(key: string | undefined, projectRoot: string): string | Buffer | undefined {
   if (key === undefined || key === '') return undefined;
-  if (key.startsWith('-----BEGIN ')) return key;
+  if (isKeyText(key)) return key;
   const file = resolve(projectRoot, key);
   if (existsSync(file)) return readFileSync(file);
   // A name with a slash was meant as a file: say so rather than fall back to the password.

@@ -13,17 +13,32 @@ interface BackendType<S extends TSchema = TSchema> {
   readonly options: S;
   /** Checks the schema cannot make (durations); throws a ConfigError naming the field. */
   readonly verify?: (options: Static<S>) => void;
+  /**
+   * The files its options name that hold credentials (SSH private keys, `key` relative to the
+   * project root): never packed with the project, which goes to every machine and the origin.
+   */
+  readonly keyFiles?: (options: Static<S>, projectRoot: string) => string[];
   create(name: string, options: Static<S>, ctx: BackendContext): Provider;
 }
 
-function entry<S extends TSchema>(options: S, create: (name: string, o: Static<S>, ctx: BackendContext) => Provider, verify?: (o: Static<S>) => void): BackendType {
-  return { options, create: create as BackendType['create'], ...(verify ? { verify: verify as BackendType['verify'] } : {}) };
+function entry<S extends TSchema>(
+  options: S,
+  create: (name: string, o: Static<S>, ctx: BackendContext) => Provider,
+  verify?: (o: Static<S>) => void,
+  keyFiles?: (o: Static<S>, projectRoot: string) => string[],
+): BackendType {
+  return {
+    options,
+    create: create as BackendType['create'],
+    ...(verify ? { verify: verify as BackendType['verify'] } : {}),
+    ...(keyFiles ? { keyFiles: keyFiles as BackendType['keyFiles'] } : {}),
+  };
 }
 
 export const BACKENDS: Readonly<Record<string, BackendType>> = {
   local: entry(local.localOptions, local.create),
-  adhoc: entry(adhoc.adhocOptions, adhoc.create, adhoc.verify),
-  ssh: entry(ssh.sshOptions, ssh.create, ssh.verify),
+  adhoc: entry(adhoc.adhocOptions, adhoc.create, adhoc.verify, adhoc.keyFiles),
+  ssh: entry(ssh.sshOptions, ssh.create, ssh.verify, ssh.keyFiles),
 };
 
 /** What is wrong with a backend's options: the path to the field (empty: the backend itself) and why. */

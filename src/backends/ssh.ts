@@ -14,7 +14,7 @@ const host = Type.Object(
     port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
     user: Type.Optional(Type.String({ minLength: 1 })),
     password: Type.Optional(Type.String()),
-    /** Private key file, relative to the project root. */
+    /** Private key file, relative to the project root (never packed with the project: keyFiles). */
     key: Type.Optional(Type.String({ minLength: 1 })),
     /** Systems this host can serve (default: any). */
     systems: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
@@ -138,6 +138,11 @@ class SshProvider implements Provider {
 
   /** A kept host is busy in no process but the one that kept it: nothing to release. */
   async discardRecord(): Promise<void> {}
+}
+
+/** The private key files the hosts name (registry.ts keyFiles). */
+export function keyFiles(options: SshOptions, projectRoot: string): string[] {
+  return options.hosts.flatMap((h) => (h.key ? [resolve(projectRoot, h.key)] : []));
 }
 
 export function verify(options: SshOptions): void {

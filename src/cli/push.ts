@@ -63,6 +63,7 @@ export function registerPush(program: Command): void {
       compression: flags.compression,
       ...(level === undefined ? {} : { level }),
       ...(token ? { token } : {}),
+      ...(flags.tokenFile ? { secretFiles: [flags.tokenFile] } : {}),
       ...(flags.run ? { run: flags.run } : {}),
       ...(flags.repack ? { repack: flags.repack } : {}),
       ...(bars.progress ? { progress: bars.progress } : {}),

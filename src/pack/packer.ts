@@ -380,7 +380,7 @@ interface PackedFile extends PackSummary {
 /**
  * `rules`, plus the paths of `own` that lie inside `root`: what packing writes (its output,
  * a work directory under a TMPDIR inside the project) is never packed, or the tar would
- * read itself as it grows.
+ * read itself as it grows; nor is a secret of the caller's there (a token file, SSH keys).
  */
 async function excludingOwn(root: string, rules: PackRules, own: readonly string[]): Promise<PackRules> {
   const real = async (p: string): Promise<string> => join(await realpath(dirname(resolve(p))).catch(() => dirname(resolve(p))), basename(resolve(p)));

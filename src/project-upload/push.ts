@@ -45,6 +45,14 @@ interface PushOptions {
   readonly project: string;
   readonly origin: string;
   readonly token?: string;
+  /**
+   * Files of credentials the caller reads, never packed: the file `token` was read from, the
+   * SSH keys of the run's backends. Kept in the tree (beside spread.yaml, as `fleetcache:
+   * tokenFile:` and a backend's `key:` read them), the origin's write token went to every
+   * machine, whose tasks a run token keeps from writing, and with a key into a base anyone
+   * reading the origin reads.
+   */
+  readonly secretFiles?: readonly string[];
   /** Run id; default: UTC timestamp plus random suffix. */
   readonly run?: string;
   /** Where bases are kept by digest between runs. */
@@ -216,7 +224,8 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   checkSegment(options.project, 'project');
   checkSegment(run, 'run');
   const projectPath = `/projects/${encodeURIComponent(options.project)}`;
-  await makeDir(options.baseCache, 'base cache');
+  // the project's tars, files only their owner may read included: made its user's alone (XDG's 0700)
+  await makeDir(options.baseCache, 'base cache', 0o700);
   // Asked first: an origin that is down, or refuses this client or its token, fails the push
   // at once, not after the tree was packed and compressed (tens of seconds for a large one).
   const [bases] = await Promise.all([listBases(options.origin, options.project, http), checkWriteToken(options.origin, http)]);
@@ -225,7 +234,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   return withTempDir('fleetcache-push-', async (work) => {
     const packedFile = join(work, 'packed.tar');
     // The work directory and the base cache may lie inside the project (TMPDIR=$PWD/tmp, push ~).
-    const packed = await packToFile(options.dir, packedFile, options.rules, signal, [work, options.baseCache]);
+    const packed = await packToFile(options.dir, packedFile, options.rules, signal, [work, options.baseCache, ...(options.secretFiles ?? [])]);
     let tarFile = packedFile;
     let result = { digest: `sha256:${packed.sha256}`, size: packed.size };
     if (options.repack) {

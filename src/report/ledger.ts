@@ -6,6 +6,7 @@ import { httpGetJson, joinUrl } from '../client/http.js';
 import type { FleetConfig } from '../run/fleet.js';
 import { formatBytes } from '../config/units.js';
 import { ORIGIN_DIRECT } from '../run/nearest.js';
+import { redactUrl } from '../redact-url.js';
 
 interface CacheKindTally {
   bytesServed: number;
@@ -215,7 +216,8 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
     const controllerBytes = coverage === 'none' ? 0 : (run.controllerBytesByCache?.[c.url] ?? 0);
     return {
       region: c.region,
-      url: c.url,
+      // it is printed and kept in the run's report (.fleetcache/reports)
+      url: redactUrl(c.url),
       reachable: c.stats !== undefined,
       coverage,
       hits: all.hits,

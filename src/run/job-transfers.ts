@@ -5,6 +5,7 @@ import { posix } from 'node:path';
 import type { Machine } from '../backends/backend.js';
 import { fetchArtifacts } from '../artifacts/download.js';
 import { FleetError } from '../errors.js';
+import { redactUrl } from '../redact-url.js';
 import { inPasses, PASSING_CODES, REFUSED_BY_CACHE_CODES } from '../url-passes.js';
 import type { Job } from '../spread/index.js';
 import { agentPath, agentWorkDir, runAgent } from './agent-client.js';
@@ -99,7 +100,7 @@ export class JobTransfers {
           const fetched = await fetchArtifacts({ from: url, run, job: job.name, dest: artifactsDir, ...(token ? { token } : {}) });
           this.controllerBytesByCache[url] = (this.controllerBytesByCache[url] ?? 0) + fetched.bytes;
         }
-        if (url !== choice.urls[0]) log.line(`Artifacts of ${job.name} went through ${url}.`);
+        if (url !== choice.urls[0]) log.line(`Artifacts of ${job.name} went through ${redactUrl(url)}.`);
         return { result: undefined };
       } catch (err) {
         // a passing failure, or a cache's refusal of the request itself: the next URL may take it

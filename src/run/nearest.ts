@@ -65,7 +65,7 @@ export async function measuredOrder(machine: Machine, fleet: FleetConfig & { ori
   return {
     region: best?.region ?? '',
     urls: [...timed.map((t) => t.url), ...rest, fleet.origin],
-    how: best ? `auto: ${best.url} answered in ${best.ms.toFixed(1)} ms` : 'auto: no cache answered',
+    how: best ? `auto: ${redactUrl(best.url)} answered in ${best.ms.toFixed(1)} ms` : 'auto: no cache answered',
   };
 }
 

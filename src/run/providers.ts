@@ -1,6 +1,6 @@
 // The backends' providers of a run, built from the project model's decoded options.
 import type { BackendContext, Provider } from '../backends/backend.js';
-import { createProvider } from '../backends/registry.js';
+import { BACKENDS, createProvider } from '../backends/registry.js';
 import { levelTimeouts, type Backend, type ResolvedFields } from '../spread/index.js';
 import { checkEmbeddedReach } from './embedded.js';
 
@@ -18,6 +18,14 @@ export function createProviders(backends: ReadonlySet<Backend>, fields: Resolved
     providers.set(b.name, createProvider(b.name, b.type, options, { ...ctx, scriptTimeouts: levelTimeouts([b]), ...reach }));
   }
   return providers;
+}
+
+/**
+ * The credential files the backends' options name (registry.ts keyFiles), their `key` as
+ * spread evaluates it: a push never packs them.
+ */
+export function backendKeyFiles(backends: ReadonlySet<Backend>, fields: ResolvedFields, projectRoot: string): string[] {
+  return [...backends].flatMap((b) => BACKENDS[b.type]?.keyFiles?.(withEvaluatedKey(b.options, fields.keys.get(b.name)), projectRoot) ?? []);
 }
 
 /**

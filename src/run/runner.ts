@@ -16,6 +16,7 @@ import { prunedLine } from '../project-upload/base-cache.js';
 import { beginSnapshot, buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
 import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Job, type Project, type ResolvedFields } from '../spread/index.js';
 import { projectError } from '../spread/yaml.js';
+import { redactUrl } from '../redact-url.js';
 import { agentWorkDir, installAgent, runAgent, shellQuote } from './agent-client.js';
 import { ReusePool, RunningMachines } from './reuse.js';
 import { RunInterrupt } from './interrupt.js';
@@ -30,8 +31,8 @@ import { ShellTerminal, type ShellModes } from './shell.js';
 import { Timings } from './timings.js';
 import { JobTransfers } from './job-transfers.js';
 import { FailLogs } from './fail-logs.js';
-import { createProviders } from './providers.js';
-import { DEFAULT_DATA_DIR, runnerState } from './state-dir.js';
+import { backendKeyFiles, createProviders } from './providers.js';
+import { DEFAULT_DATA_DIR, makePrivate, runnerState } from './state-dir.js';
 
 export interface RunOptions {
   readonly cwd: string;
@@ -158,16 +159,21 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
 
 async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Job[], dataRoot: string, fields: ResolvedFields, interrupt: RunInterrupt | undefined): Promise<RunResult> {
   const configured = loadFleetConfig(project.file, o.fleetFile);
+  const backends = new Set(jobs.map((j) => j.backend));
   let embedded: EmbeddedFleet | undefined;
   let fleet: FleetConfig & { origin: string };
   let token: string | undefined;
+  let tokenFile: string | undefined;
   if (configured?.origin) {
     fleet = { ...configured, origin: configured.origin };
-    token = resolveToken(o.tokenFile ?? configured.tokenFile);
+    tokenFile = o.tokenFile ?? configured.tokenFile;
+    token = resolveToken(tokenFile);
     for (const warning of unservedRegions(fleet, jobs.map(jobRegion))) log.line(warning);
+    await makePrivate(dataRoot);
   } else {
-    checkEmbeddedBackends(new Set(jobs.map((j) => j.backend)), new Set(jobs.map((j) => `${j.backend.name}:${j.system.name}`)));
+    checkEmbeddedBackends(backends, new Set(jobs.map((j) => `${j.backend.name}:${j.system.name}`)));
     if (o.tokenFile) log.line(`Ignoring --token-file ${o.tokenFile}: no fleet configuration, and the embedded origin makes its own token.`);
+    await makePrivate(dataRoot);
     embedded = await startEmbeddedFleet(dataRoot, regionsOf(jobs), undefined, (line) => log.line(line));
     o.onEmbedded?.(embedded);
     fleet = withScheduling(embedded.fleet, configured);
@@ -181,6 +187,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       project: project.name,
       origin: fleet.origin,
       ...(token ? { token } : {}),
+      secretFiles: [...(tokenFile ? [tokenFile] : []), ...backendKeyFiles(backends, fields, project.rootDir)],
       ...(o.run ? { run: o.run } : {}),
       baseCache: join(dataRoot, 'bases'),
       ...(o.baseCacheSize !== undefined ? { baseCacheSize: o.baseCacheSize } : {}),
@@ -359,7 +366,7 @@ async function runJobs(
           const agent = await installAgent(machine, o.agentBundle);
           // spread's lines, once the machine has run its first commands (caches measured, the agent installed)
           log.line(`Connected to ${label} at ${machine.address}.`);
-          log.line(`Machine ${label} at ${machine.address} pulls through ${choice.urls[0]} (${choice.how}).`);
+          log.line(`Machine ${label} at ${machine.address} pulls through ${redactUrl(choice.urls[0]!)} (${choice.how}).`);
           const dest = shellQuote(machine.projectPath);
           // the agent writes the marker once the tree is complete: a pull cut by an earlier
           // run's crash or kill left a partial tree without it, and it is sent again
@@ -380,7 +387,7 @@ async function runJobs(
           const answer = await runAgent(machine, agent, 'pull', pullArgs, signal);
           unreachable.markSkipped(answer.skipped);
           const url = String(answer.url ?? choice.urls[0]);
-          if (url !== choice.urls[0]) log.line(`Machine ${label} fell back to ${url}.`);
+          if (url !== choice.urls[0]) log.line(`Machine ${label} fell back to ${redactUrl(url)}.`);
           // The report counts the machine where its bytes went: the region of the cache that
           // answered (its own, or the one it fell back to), else the origin.
           const served = regionServing(fleet, url);

@@ -1,6 +1,8 @@
 // Where `fleetcache run` keeps its local state, and which of its files inside the project
 // are never shipped with it.
+import { chmod } from 'node:fs/promises';
 import { isAbsolute, relative, sep } from 'node:path';
+import { makeDir, pathError } from '../path-checks.js';
 import { REUSE_FILE } from './reuse.js';
 import { TIMINGS_FILE } from './timings.js';
 
@@ -21,4 +23,16 @@ export function runnerState(root: string, dataRoot: string): string[] {
   const inside = data !== '' && !data.startsWith('..') && !isAbsolute(data);
   const dataDirs = new Set([DEFAULT_DATA_DIR, ...(inside ? [data.split(sep).join('/')] : [])]);
   return [REUSE_FILE, TIMINGS_FILE, ...dataDirs];
+}
+
+/**
+ * Makes the runner's data directory its user's alone (0700), whoever made it and however: it
+ * holds the project's tars (the base cache), the embedded caches' copies of the project and
+ * the artifacts (0644, as every cache keeps public content), the local machines' trees, the
+ * embedded origin's token. A file of the project only its owner may read is in those tars.
+ */
+export async function makePrivate(dataRoot: string): Promise<void> {
+  await makeDir(dataRoot, 'data directory', 0o700);
+  // another user's directory (EPERM): refused by name, nothing of this run put in it
+  await chmod(dataRoot, 0o700).catch((err: unknown) => Promise.reject(pathError(err, dataRoot, 'data directory')));
 }

@@ -23,6 +23,15 @@ async function setup(t: Test) {
   return { dir, url, project, baseCache, common: { dir: project, project: 'p', origin: url, token: TEST_TOKEN, baseCache } };
 }
 
+t.test('the base cache a push makes is its user\'s alone (the project\'s tars, files only their owner reads included)', async (t) => {
+  const { dir, common } = await setup(t);
+  // as ~/.cache/fleetcache/bases on a first push, ~/.cache missing too
+  const baseCache = join(dir, 'home', '.cache', 'fleetcache', 'bases');
+  await pushProject({ ...common, baseCache, run: 'r1' });
+  t.ok(readdirSync(baseCache).some((f) => f.endsWith('.tar')), 'the project tar is cached');
+  for (const d of [baseCache, join(dir, 'home', '.cache', 'fleetcache'), join(dir, 'home', '.cache')]) t.equal(statSync(d).mode & 0o777, 0o700, `${d.slice(dir.length)} made 0700`);
+});
+
 t.test('a damaged cached base is fetched again, not used', async (t) => {
   const { dir, url, project, baseCache, common } = await setup(t);
   const first = await pushProject({ ...common, run: 'r1' });

@@ -113,6 +113,17 @@ t.test('push and pull on the command line', async (t) => {
   t.notOk(existsSync(other));
 });
 
+t.test('push never packs its token file: a token file kept in the project stays off the machines and the origin', async (t) => {
+  const { dir, url, src } = await originAndProject(t);
+  // beside spread.yaml, as a project keeps what it .gitignores
+  writeFileSync(join(src, '.fleet-token'), `${TOKEN}\n`, { mode: 0o600 });
+  const pushed = await cli(['push', src, '--project', 'demo', '--origin', url, '--base-cache', join(dir, 'bases'), '--token-file', join(src, '.fleet-token')]);
+  const runId = /^run\t(.+)$/m.exec(pushed)?.[1] ?? '';
+  await cli(['pull', '--project', 'demo', '--run', runId, '--from', url, join(dir, 'out')]);
+  t.equal(readFileSync(join(dir, 'out', 'VERSION'), 'utf8'), '1\n', 'the project arrived');
+  t.notOk(existsSync(join(dir, 'out', '.fleet-token')), 'not the write token: every machine, and anyone who reads the origin, would have it');
+});
+
 t.test('push and pull draw progress bars on a terminal, none in a pipe', async (t) => {
   const { dir, url, src } = await originAndProject(t);
   const common = ['--project', 'bars', '--origin', url, '--base-cache', join(dir, 'bases')];

@@ -196,6 +196,47 @@ async function oneHostProject(t: Test, task: string): Promise<{ base: string; ss
   return setup;
 }
 
+/**
+ * The project's files on the machine (the task lists them in a file of the test: the
+ * "machine" is this host) and in the run's base tar (the base cache's copy of what the
+ * origin holds): what was shipped.
+ */
+async function shipped(t: Test, dir: string, base: string, backend: string[]): Promise<{ machine: string[]; tar: string[] }> {
+  const listing = join(base, 'listing');
+  await mkdir(join(dir, 'tests', 'one'), { recursive: true });
+  await writeFile(join(dir, 'tests', 'one', 'task.yaml'), `summary: one\nexecute: cd "$SPREAD_PATH" && find . -type f > ${listing}\n`);
+  await writeFile(join(dir, 'spread.yaml'), [`project: keyed`, `path: ${join(base, 'remote-project')}`, 'backends:', ...backend, 'suites:', '  tests/:', '    summary: one', ''].join('\n'));
+  let out = '';
+  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true, 'the job ran with the key');
+  const bases = join(base, 'cache', 'bases');
+  const tarFile = (await readdir(bases)).find((f) => f.endsWith('.tar'))!;
+  return {
+    machine: (await readFile(listing, 'utf8')).split('\n'),
+    tar: spawnSync('tar', ['-tf', join(bases, tarFile)], { encoding: 'utf8' }).stdout.split('\n'),
+  };
+}
+
+t.test('an SSH key file kept in the project reaches no machine and no base (ssh and adhoc backends)', async (t) => {
+  for (const type of ['ssh', 'adhoc'] as const) {
+    await t.test(type, async (t) => {
+      const { base, sshd, dir } = await sshProject(t);
+      await rm(join(dir, 'tests'), { recursive: true, force: true });
+      await mkdir(join(dir, 'keys'));
+      await cp(sshd.keyPath, join(dir, 'keys', 'lab'));
+      const backend = type === 'ssh'
+        ? ['  lab:', '    type: ssh', '    hosts:', `      - address: 127.0.0.1:${sshd.port}`, '        key: keys/lab', '    systems: [debian-12]']
+        : ['  lab:', '    type: adhoc', '    key: keys/lab', '    allocate: |', `      ADDRESS 127.0.0.1:${sshd.port}`, '    systems: [debian-12]'];
+      const { machine, tar } = await shipped(t, dir, base, backend);
+      t.ok(machine.includes('./spread.yaml'), 'the machine has the project');
+      t.notOk(machine.includes('./keys/lab'), 'not the key that logs into every host of the backend');
+      t.ok(tar.includes('spread.yaml'), 'the base holds the project');
+      t.notOk(tar.includes('keys/lab'), 'the base (public at the origin) does not hold the key');
+    });
+  }
+});
+
 /** Two tasks on one ssh host for a system of two workers: one worker waits for the host the other holds. */
 async function twoWorkersOneHost(t: Test): Promise<{ base: string; dir: string }> {
   const { base, dir, sshd, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
