@@ -34,6 +34,15 @@ export const sshOptions = Type.Object(
 export type SshOptions = Static<typeof sshOptions>;
 type Host = Static<typeof host>;
 
+/**
+ * The address a host's machine goes by (its records, log lines, which host a discard
+ * frees): with the host's `port:` when its address has none, so that hosts of one address
+ * on several ports are several machines.
+ */
+function addressOf(h: Host): string {
+  return h.port === undefined || /:\d+$/.test(h.address) ? h.address : `${h.address}:${h.port}`;
+}
+
 class SshProvider implements Provider {
   readonly type = 'ssh';
   readonly name: string;
@@ -93,7 +102,8 @@ class SshProvider implements Provider {
   }
 
   #hostOf(address: string): Host | undefined {
-    return this.#options.hosts.find((h) => h.address === address);
+    // a record written before the port was part of the address names the host's `address:` alone
+    return this.#options.hosts.find((h) => addressOf(h) === address) ?? this.#options.hosts.find((h) => h.address === address);
   }
 
   async #connect(h: Host, system: SystemSpec, signal?: AbortSignal): Promise<Machine> {
@@ -106,7 +116,7 @@ class SshProvider implements Provider {
       privateKey: h.key ? readFileSync(resolve(this.#ctx.projectRoot, h.key)) : undefined,
     };
     const connect = { timeout: this.#options['connect-timeout'] ?? 10_000, retries: this.#options['connect-retries'] ?? 2, ...(signal ? { signal } : {}) };
-    return SshMachine.connect(this, system, h.address, target, this.#ctx.remotePath, connect, rebootSettings(this.#options));
+    return SshMachine.connect(this, system, addressOf(h), target, this.#ctx.remotePath, connect, rebootSettings(this.#options));
   }
 
   async allocate(system: SystemSpec, options?: AllocateOptions): Promise<Machine> {

@@ -143,3 +143,30 @@ t.test('ssh and adhoc backends against a real sshd', async (t) => {
     await t.rejects(failing.allocate({ name: 'x' }), /exit code 3: boom/);
   });
 });
+
+t.test('ssh: two hosts of one address with their own port: are two machines, each released, kept and reused as itself', async (t) => {
+  const dir = t.testdir();
+  const [a, b] = [await startSshd(t, join(dir, 'a')), await startSshd(t, join(dir, 'b'))];
+  const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache') };
+  const hosts = [a, b].map((s) => ({ address: '127.0.0.1', port: s.port, key: s.keyPath }));
+  const p = createProvider('lab', 'ssh', { hosts }, ctx);
+  // the port sshd serves the session on: SSH_CONNECTION's fourth field
+  const portOf = async (m: Machine): Promise<number> => Number((await m.exec('echo $SSH_CONNECTION', { cwd: '/', trace: false })).output.trim().split(' ')[3]);
+  const m1 = await p.allocate({ name: 'debian-12' });
+  const m2 = await p.allocate({ name: 'debian-12' });
+  t.same([await portOf(m1), await portOf(m2)], [a.port, b.port], 'one machine per host');
+  t.not(m1.record().address, m2.record().address, 'their records tell them apart (run --discard, the reuse file)');
+  await m2.discard();
+  // a host left busy would make this wait until the signal aborts it
+  const waited = new AbortController();
+  const timer = setTimeout(() => waited.abort(), 10_000);
+  const m3 = await p.allocate({ name: 'debian-12' }, { signal: waited.signal });
+  clearTimeout(timer);
+  t.equal(await portOf(m3), b.port, 'the host released is the one the discarded machine was on, not the other one, still busy');
+  p.keep?.(m3);
+  await m3.close();
+  const again = await p.reuse(m3.record(), { name: 'debian-12' });
+  t.equal(await portOf(again), b.port, 'a kept machine is taken back on its own host');
+  await again.discard();
+  await m1.discard();
+});
