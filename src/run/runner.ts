@@ -293,6 +293,18 @@ async function runJobs(
     const sys = `${w.backend}:${w.system}`;
     return (plan.find((p) => p.backend === w.backend && p.system === w.system)?.count ?? 1) > 1 ? `${sys} #${w.index + 1}` : sys;
   };
+  /** Why a machine done with is kept rather than discarded (its `Keeping` line's suffix), or undefined: discarded. */
+  const keepingWhy = (): string | undefined => (!pool ? undefined : abend?.signal.aborted ? ' (-abend)' : o.reuse ? '' : undefined);
+  /** Keeps a machine on record in the reuse file (-reuse, -abend) instead of discarding it. */
+  const keepMachine = async (machine: Machine, label: string, why: string): Promise<void> => {
+    const record = machine.record();
+    pool!.keep(record);
+    kept.push(record);
+    providers.get(record.backend)?.keep?.(machine);
+    log.line(`Keeping ${label} at ${machine.address}${why}.`);
+    // kept, not discarded: its connections still close (an open SSH client keeps the process alive)
+    await machine.close().catch(() => undefined);
+  };
   const result = await runWorkers<MachineSession>(
     queue,
     plan,
@@ -390,9 +402,16 @@ async function runJobs(
           const session = new MachineSession({ ...sessionCtx, ...transfers.hooksFor(working) }, machine, label);
           return session;
         } catch (err) {
-          log.line(`Discarding ${label}...`);
-          await machine.discard().then(() => running.remove(machine.record()), () => undefined);
-          throw err;
+          // a machine taken back from the reuse file stays kept (spread keeps a reused server it
+          // cannot send the project to), and so does any machine of a stopping run that keeps them
+          const keeping = kept || signal.aborted ? keepingWhy() : undefined;
+          if (keeping !== undefined) await keepMachine(machine, label, keeping);
+          else {
+            log.line(`Discarding ${label}...`);
+            await machine.discard().then(() => running.remove(machine.record()), () => undefined);
+          }
+          // cut short by the interrupt or -abend: the run has said why it stops (onFailure)
+          throw signal.aborted ? signal.reason : err;
         }
       },
       async run(session, sj) {
@@ -404,15 +423,9 @@ async function runJobs(
         } finally {
           // discard or keep even when a restore could not run
           const record = session.machine.record();
-          const keeping = abend?.signal.aborted ? ' (-abend)' : o.reuse ? '' : undefined;
-          if (pool && keeping !== undefined) {
-            pool.keep(record);
-            kept.push(record);
-            providers.get(record.backend)?.keep?.(session.machine);
-            log.line(`Keeping ${session.label} at ${session.machine.address}${keeping}.`);
-            // kept, not discarded: its connections still close (an open SSH client keeps the process alive)
-            await session.machine.close().catch(() => undefined);
-          } else {
+          const keeping = keepingWhy();
+          if (keeping !== undefined) await keepMachine(session.machine, session.label, keeping);
+          else {
             log.line(`Discarding ${session.label}...`);
             // a machine that could not be discarded stays on record for `run --discard`
             await session.machine.discard().then(
