@@ -170,3 +170,27 @@ t.test('ssh: two hosts of one address with their own port: are two machines, eac
   await again.discard();
   await m1.discard();
 });
+
+t.test('ssh: a host that cannot be reached is passed over for a free one, and no machine goes to it again this run', async (t) => {
+  const dir = t.testdir();
+  const sshd = await startSshd(t, join(dir, 'live'));
+  const down = await freePort(); // nothing listens: every connection is refused
+  const lines: string[] = [];
+  const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache'), log: (l) => lines.push(l) };
+  // the host that is down comes first: the first free host is the one each allocation took
+  const p = createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${down}` }, { address: `127.0.0.1:${sshd.port}`, key: sshd.keyPath }], 'connect-retries': 0 }, ctx);
+  const m = await p.allocate({ name: 'debian-12' });
+  t.equal(m.address, `127.0.0.1:${sshd.port}`, 'the machine is on the host that answers');
+  t.match(lines.join('\n'), new RegExp(`Host 127\\.0\\.0\\.1:${down} of backend lab is passed over for the rest of the run: cannot connect to 127\\.0\\.0\\.1:${down}`));
+  await m.discard();
+  const again = await p.allocate({ name: 'debian-12' });
+  t.equal(again.address, `127.0.0.1:${sshd.port}`, 'the next allocation goes to the live host at once');
+  t.equal(lines.length, 1, 'the host that is down was not tried again');
+  // the live host busy and the other one down: a second machine waits for the live one
+  let second = false;
+  const waiting = p.allocate({ name: 'debian-12' }).then((m2) => ((second = true), m2));
+  await new Promise((r) => setTimeout(r, 200));
+  t.notOk(second, 'it waits for the busy host rather than fail on the one that is down');
+  await again.discard();
+  await (await waiting).discard();
+});
