@@ -261,3 +261,14 @@ t.test('a connection that drops mid-script fails it with a reason, and the machi
   t.same(result.tally.failed, ['lab:debian-12:tests/one']);
   t.same(result.tally.aborted, ['lab:debian-12:tests/two']);
 });
+
+t.test('region: auto on a host that does not have the project path yet: the caches are measured there all the same', async (t) => {
+  const { base, dir } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
+  const spread = await readFile(join(dir, 'spread.yaml'), 'utf8');
+  await writeFile(join(dir, 'spread.yaml'), spread.replace('    systems: [debian-12]\n', '    systems:\n      - debian-12:\n          region: auto\n'));
+  let out = '';
+  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true);
+  t.match(out, /pulls through http:\/\/127\.0\.0\.1:\d+ \(auto: http:\/\/127\.0\.0\.1:\d+ answered in [\d.]+ ms\)/, 'the cache answered the measure');
+});
