@@ -383,10 +383,12 @@ async function runJobs(
             const session = new MachineSession({ ...sessionCtx, ...transfers.hooksFor(choice) }, machine, label);
             return session;
           }
-          // a kept machine, or a host of the ssh backend (a static host serves run after run,
-          // and one a broken machine left): what an earlier run left at the path goes first
+          // a kept machine, or any but a local one (a static ssh host, an adhoc machine handed
+          // out run after run, as a device of spread's external backend, serve run after run, and
+          // one a broken machine left): what an earlier run left at the path goes first, as the
+          // pull unpacks into an empty directory only (spread's tar x overlays it)
           if (kept && o.resend) log.line(`Removing project data from ${label} at ${machine.projectPath}...`); // spread -resend's words
-          if (kept || provider.type === 'ssh') await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
+          if (kept || provider.type !== 'local') await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
           log.line(`Sending project content to ${label}...`);
           const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheTimeoutMs, ...(machineToken ? { token: machineToken() } : {}) };
           const answer = await runAgent(machine, agent, 'pull', pullArgs, signal);

@@ -272,3 +272,17 @@ t.test('region: auto on a host that does not have the project path yet: the cach
   t.equal(result.tally.ok, true);
   t.match(out, /pulls through http:\/\/127\.0\.0\.1:\d+ \(auto: http:\/\/127\.0\.0\.1:\d+ answered in [\d.]+ ms\)/, 'the cache answered the measure');
 });
+
+t.test('an adhoc machine that serves run after run (one address, as a device of spread\'s external backend): what the last run left at the project path goes before the project is sent', async (t) => {
+  const { base, sshd, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    `project: device\npath: ${remote}\nbackends:\n  external:\n    type: adhoc\n    key: ${sshd.keyPath}\n    allocate: ADDRESS 127.0.0.1:${sshd.port}\n    systems: [debian-12]\nsuites:\n  tests/:\n    summary: one\n`,
+  );
+  for (const round of ['first', 'second']) {
+    let out = '';
+    const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+    if (!result.tally.ok) t.comment(out);
+    t.equal(result.tally.successful, 1, `the ${round} run passes`);
+  }
+});
