@@ -180,3 +180,24 @@ t.test('a signal while a job\'s assets are fetched: the fetch is killed, the job
   t.match(run.out(), /Successful tasks: 0\n\S+ \S+ Aborted tasks: 1\n/);
   await eventually('the fetch was killed', () => !isAlive(pid));
 });
+
+t.test('SIGINT while the run waits for an adhoc machine\'s SSH port: the machine is discarded, and the cut wait is no error of its own', async (t) => {
+  const dir = join(t.testdir(), 'project');
+  const discarded = join(dir, '..', 'discarded');
+  await mkdir(join(dir, 's/a'), { recursive: true });
+  // nothing listens at the address: the run waits for the port (allocate-timeout, 5 minutes)
+  const spread = [
+    'project: slowport', 'path: /home/slowport', 'backends:', '  cloud:', '    type: adhoc', '    allocate: ADDRESS 127.0.0.1:1',
+    `    discard: echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`, '    systems: [ubuntu-1]', 'suites:', '  s/:', '    summary: s', '',
+  ];
+  await writeFile(join(dir, 'spread.yaml'), spread.join('\n'));
+  await writeFile(join(dir, 's/a/task.yaml'), 'summary: a\nexecute: echo a\n');
+  const run = startRun(t, dir);
+  await eventually('the run waits for the port', () => /Waiting for cloud:ubuntu-1 to make SSH available at 127\.0\.0\.1:1/.test(run.out()), 60_000);
+  run.child.kill('SIGINT');
+  const { code } = await run.exited;
+  t.equal(code, 1);
+  t.notMatch(run.out(), /Error preparing cloud:ubuntu-1/, 'no error line for a start the interrupt cut short');
+  t.match(run.out(), /Aborted tasks: 1/);
+  t.equal(await readFile(discarded, 'utf8'), '127.0.0.1:1\n', 'the machine is discarded, once');
+});
