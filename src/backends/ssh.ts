@@ -87,9 +87,14 @@ class SshProvider implements Provider {
         if (down) throw this.#down.get(down);
         throw new NoMachineLeft(`every host of backend ${this.name} serving ${system.name} is kept`);
       }
-      await idle(() => new Promise<void>((wake) => {
+      await idle(() => new Promise<void>((resolve) => {
+        // its listener goes with each wake-up: every release wakes every waiter, who waits again
+        const wake = (): void => {
+          signal?.removeEventListener('abort', wake);
+          resolve();
+        };
         this.#waiters.push(wake);
-        signal?.addEventListener('abort', () => wake(), { once: true });
+        signal?.addEventListener('abort', wake, { once: true });
       }));
     }
   }

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { getEventListeners } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createProvider } from '../../src/backends/registry.js';
@@ -193,4 +194,21 @@ t.test('ssh: a host that cannot be reached is passed over for a free one, and no
   t.notOk(second, 'it waits for the busy host rather than fail on the one that is down');
   await again.discard();
   await (await waiting).discard();
+});
+
+t.test('ssh: a worker waiting for a host leaves one abort listener on the run\'s signal however often it is woken', async (t) => {
+  const dir = t.testdir();
+  const sshd = await startSshd(t, join(dir, 'sshd'));
+  const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache') };
+  const address = `127.0.0.1:${sshd.port}`;
+  // one host per system, both on the test sshd: each release of b's host wakes the worker waiting for a's
+  const p = createProvider('lab', 'ssh', { hosts: [{ address, key: sshd.keyPath, systems: ['a'] }, { address: `localhost:${sshd.port}`, key: sshd.keyPath, systems: ['b'] }] }, ctx);
+  const held = await p.allocate({ name: 'a' });
+  const run = new AbortController();
+  const waiting = p.allocate({ name: 'a' }, { signal: run.signal }).then(() => t.fail('the host of a was never released'), () => undefined);
+  for (let i = 0; i < 5; i++) await (await p.allocate({ name: 'b' })).discard();
+  t.equal(getEventListeners(run.signal, 'abort').length, 1, 'one listener, not one more per wake-up');
+  run.abort();
+  await waiting;
+  await held.discard();
 });
