@@ -154,6 +154,8 @@ class AdhocProvider implements Provider {
       return await this.#connect(address, system, 30, options?.signal);
     } catch (err) {
       await this.#release(system, address).catch(() => undefined);
+      // interrupted: the abort itself, which a run stopping does not report as a failure of the machine
+      if (options?.signal?.aborted) throw options.signal.reason;
       throw err instanceof FleetError ? err : new UpstreamError(`cannot connect to ${label} at ${address}`, { cause: err });
     }
   }

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
-import { ConfigError } from '../errors.js';
+import { ConfigError, errorMessage } from '../errors.js';
 import { holdingNothing, NoMachineLeft, type AllocateOptions, type BackendContext, type Idle, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
 import { SshMachine, splitAddress } from './ssh-machine.js';
 import { rebootKeys, rebootSettings } from './ssh-reboot.js';
@@ -34,6 +34,15 @@ export const sshOptions = Type.Object(
 export type SshOptions = Static<typeof sshOptions>;
 type Host = Static<typeof host>;
 
+/**
+ * The address a host's machine goes by (its records, log lines, which host a discard
+ * frees): with the host's `port:` when its address has none, so that hosts of one address
+ * on several ports are several machines.
+ */
+function addressOf(h: Host): string {
+  return h.port === undefined || /:\d+$/.test(h.address) ? h.address : `${h.address}:${h.port}`;
+}
+
 class SshProvider implements Provider {
   readonly type = 'ssh';
   readonly name: string;
@@ -42,6 +51,12 @@ class SshProvider implements Provider {
   readonly #busy = new Set<Host>();
   /** Hosts whose machine is kept past the run: busy until the run ends. */
   readonly #kept = new Set<Host>();
+  /**
+   * Hosts no connection reached (every attempt failed), with why: passed over for the rest of
+   * the run. Left in the rotation, one that is down was the first free host again as soon as
+   * its failure freed it, and took worker after worker down with it while others stood free.
+   */
+  readonly #down = new Map<Host, unknown>();
   readonly #waiters: Array<() => void> = [];
 
   constructor(name: string, options: SshOptions, ctx: BackendContext) {
@@ -59,19 +74,27 @@ class SshProvider implements Provider {
       throw new ConfigError(`backend ${this.name}: no host serves system ${system.name}`);
     }
     for (;;) {
-      const free = this.#options.hosts.find((h) => !this.#busy.has(h) && this.#serves(h, system.name));
+      const free = this.#options.hosts.find((h) => !this.#busy.has(h) && !this.#down.has(h) && this.#serves(h, system.name));
       if (free) {
         this.#busy.add(free);
         return free;
       }
       signal?.throwIfAborted();
       // waiting for a host that no one will release this run would never end
-      if (this.#options.hosts.every((h) => !this.#serves(h, system.name) || this.#kept.has(h))) {
+      const serving = this.#options.hosts.filter((h) => this.#serves(h, system.name));
+      if (serving.every((h) => this.#kept.has(h) || this.#down.has(h))) {
+        const down = serving.find((h) => this.#down.has(h));
+        if (down) throw this.#down.get(down);
         throw new NoMachineLeft(`every host of backend ${this.name} serving ${system.name} is kept`);
       }
-      await idle(() => new Promise<void>((wake) => {
+      await idle(() => new Promise<void>((resolve) => {
+        // its listener goes with each wake-up: every release wakes every waiter, who waits again
+        const wake = (): void => {
+          signal?.removeEventListener('abort', wake);
+          resolve();
+        };
         this.#waiters.push(wake);
-        signal?.addEventListener('abort', () => wake(), { once: true });
+        signal?.addEventListener('abort', wake, { once: true });
       }));
     }
   }
@@ -93,7 +116,8 @@ class SshProvider implements Provider {
   }
 
   #hostOf(address: string): Host | undefined {
-    return this.#options.hosts.find((h) => h.address === address);
+    // a record written before the port was part of the address names the host's `address:` alone
+    return this.#options.hosts.find((h) => addressOf(h) === address) ?? this.#options.hosts.find((h) => h.address === address);
   }
 
   async #connect(h: Host, system: SystemSpec, signal?: AbortSignal): Promise<Machine> {
@@ -106,16 +130,22 @@ class SshProvider implements Provider {
       privateKey: h.key ? readFileSync(resolve(this.#ctx.projectRoot, h.key)) : undefined,
     };
     const connect = { timeout: this.#options['connect-timeout'] ?? 10_000, retries: this.#options['connect-retries'] ?? 2, ...(signal ? { signal } : {}) };
-    return SshMachine.connect(this, system, h.address, target, this.#ctx.remotePath, connect, rebootSettings(this.#options));
+    return SshMachine.connect(this, system, addressOf(h), target, this.#ctx.remotePath, connect, rebootSettings(this.#options));
   }
 
   async allocate(system: SystemSpec, options?: AllocateOptions): Promise<Machine> {
-    const h = await this.#take(system, options?.signal, options?.idle);
-    try {
-      return await this.#connect(h, system, options?.signal);
-    } catch (err) {
-      this.#release(h);
-      throw err;
+    for (;;) {
+      const h = await this.#take(system, options?.signal, options?.idle);
+      try {
+        return await this.#connect(h, system, options?.signal);
+      } catch (err) {
+        if (!options?.signal?.aborted) {
+          this.#down.set(h, err);
+          this.#ctx.log?.(`Host ${addressOf(h)} of backend ${this.name} is passed over for the rest of the run: ${errorMessage(err)}`);
+        }
+        this.#release(h);
+        if (options?.signal?.aborted) throw err;
+      }
     }
   }
 

@@ -51,7 +51,8 @@ export async function measuredOrder(machine: Machine, fleet: FleetConfig & { ori
   const script = caches
     .map((c) => `printf '%s\\n' "$(curl -s -o /dev/null -m 3 -w '%{http_code} %{time_total}' '${c.url}/-/healthz' || echo 000 9)"`)
     .join('\n');
-  const res = await machine.exec(script, { trace: false });
+  // from /: the project path, a script's default directory, is not made yet on a new machine (cd fails, nothing is measured)
+  const res = await machine.exec(script, { trace: false, cwd: '/' });
   const lines = res.output.trim().split('\n');
   const timed = caches
     .map((c, i) => {

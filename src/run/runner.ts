@@ -300,6 +300,18 @@ async function runJobs(
     const sys = `${w.backend}:${w.system}`;
     return (plan.find((p) => p.backend === w.backend && p.system === w.system)?.count ?? 1) > 1 ? `${sys} #${w.index + 1}` : sys;
   };
+  /** Why a machine done with is kept rather than discarded (its `Keeping` line's suffix), or undefined: discarded. */
+  const keepingWhy = (): string | undefined => (!pool ? undefined : abend?.signal.aborted ? ' (-abend)' : o.reuse ? '' : undefined);
+  /** Keeps a machine on record in the reuse file (-reuse, -abend) instead of discarding it. */
+  const keepMachine = async (machine: Machine, label: string, why: string): Promise<void> => {
+    const record = machine.record();
+    pool!.keep(record);
+    kept.push(record);
+    providers.get(record.backend)?.keep?.(machine);
+    log.line(`Keeping ${label} at ${machine.address}${why}.`);
+    // kept, not discarded: its connections still close (an open SSH client keeps the process alive)
+    await machine.close().catch(() => undefined);
+  };
   const result = await runWorkers<MachineSession>(
     queue,
     plan,
@@ -378,10 +390,12 @@ async function runJobs(
             const session = new MachineSession({ ...sessionCtx, ...transfers.hooksFor(choice) }, machine, label);
             return session;
           }
-          // a kept machine, or a host of the ssh backend (a static host serves run after run,
-          // and one a broken machine left): what an earlier run left at the path goes first
+          // a kept machine, or any but a local one (a static ssh host, an adhoc machine handed
+          // out run after run, as a device of spread's external backend, serve run after run, and
+          // one a broken machine left): what an earlier run left at the path goes first, as the
+          // pull unpacks into an empty directory only (spread's tar x overlays it)
           if (kept && o.resend) log.line(`Removing project data from ${label} at ${machine.projectPath}...`); // spread -resend's words
-          if (kept || provider.type === 'ssh') await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
+          if (kept || provider.type !== 'local') await machine.exec(`rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
           log.line(`Sending project content to ${label}...`);
           const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheTimeoutMs, ...(machineToken ? { token: machineToken() } : {}) };
           const answer = await runAgent(machine, agent, 'pull', pullArgs, signal);
@@ -397,9 +411,16 @@ async function runJobs(
           const session = new MachineSession({ ...sessionCtx, ...transfers.hooksFor(working) }, machine, label);
           return session;
         } catch (err) {
-          log.line(`Discarding ${label}...`);
-          await machine.discard().then(() => running.remove(machine.record()), () => undefined);
-          throw err;
+          // a machine taken back from the reuse file stays kept (spread keeps a reused server it
+          // cannot send the project to), and so does any machine of a stopping run that keeps them
+          const keeping = kept || signal.aborted ? keepingWhy() : undefined;
+          if (keeping !== undefined) await keepMachine(machine, label, keeping);
+          else {
+            log.line(`Discarding ${label}...`);
+            await machine.discard().then(() => running.remove(machine.record()), () => undefined);
+          }
+          // cut short by the interrupt or -abend: the run has said why it stops (onFailure)
+          throw signal.aborted ? signal.reason : err;
         }
       },
       async run(session, sj) {
@@ -411,15 +432,9 @@ async function runJobs(
         } finally {
           // discard or keep even when a restore could not run
           const record = session.machine.record();
-          const keeping = abend?.signal.aborted ? ' (-abend)' : o.reuse ? '' : undefined;
-          if (pool && keeping !== undefined) {
-            pool.keep(record);
-            kept.push(record);
-            providers.get(record.backend)?.keep?.(session.machine);
-            log.line(`Keeping ${session.label} at ${session.machine.address}${keeping}.`);
-            // kept, not discarded: its connections still close (an open SSH client keeps the process alive)
-            await session.machine.close().catch(() => undefined);
-          } else {
+          const keeping = keepingWhy();
+          if (keeping !== undefined) await keepMachine(session.machine, session.label, keeping);
+          else {
             log.line(`Discarding ${session.label}...`);
             // a machine that could not be discarded stays on record for `run --discard`
             await session.machine.discard().then(

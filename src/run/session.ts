@@ -253,6 +253,8 @@ export class MachineSession {
       try {
         await this.#ctx.assets(this.machine, job);
       } catch (err) {
+        // killed by an interrupt: the job is aborted, as when its script is killed
+        if (this.#stopped) return this.#abort(job);
         this.#ctx.log.line(`Error fetching assets of ${job.name} (${this.label}): ${errorMessage(err)}`);
         this.#fail('task prepare', summaryItem(job.name));
         tally.aborted.push(summaryItem(job.name));

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { getEventListeners } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createProvider } from '../../src/backends/registry.js';
@@ -142,4 +143,72 @@ t.test('ssh and adhoc backends against a real sshd', async (t) => {
     const failing = createProvider('adhoc', 'adhoc', { allocate: 'echo boom; exit 3', 'retry-delay': '20ms', 'allocate-timeout': '100ms' }, ctx);
     await t.rejects(failing.allocate({ name: 'x' }), /exit code 3: boom/);
   });
+});
+
+t.test('ssh: two hosts of one address with their own port: are two machines, each released, kept and reused as itself', async (t) => {
+  const dir = t.testdir();
+  const [a, b] = [await startSshd(t, join(dir, 'a')), await startSshd(t, join(dir, 'b'))];
+  const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache') };
+  const hosts = [a, b].map((s) => ({ address: '127.0.0.1', port: s.port, key: s.keyPath }));
+  const p = createProvider('lab', 'ssh', { hosts }, ctx);
+  // the port sshd serves the session on: SSH_CONNECTION's fourth field
+  const portOf = async (m: Machine): Promise<number> => Number((await m.exec('echo $SSH_CONNECTION', { cwd: '/', trace: false })).output.trim().split(' ')[3]);
+  const m1 = await p.allocate({ name: 'debian-12' });
+  const m2 = await p.allocate({ name: 'debian-12' });
+  t.same([await portOf(m1), await portOf(m2)], [a.port, b.port], 'one machine per host');
+  t.not(m1.record().address, m2.record().address, 'their records tell them apart (run --discard, the reuse file)');
+  await m2.discard();
+  // a host left busy would make this wait until the signal aborts it
+  const waited = new AbortController();
+  const timer = setTimeout(() => waited.abort(), 10_000);
+  const m3 = await p.allocate({ name: 'debian-12' }, { signal: waited.signal });
+  clearTimeout(timer);
+  t.equal(await portOf(m3), b.port, 'the host released is the one the discarded machine was on, not the other one, still busy');
+  p.keep?.(m3);
+  await m3.close();
+  const again = await p.reuse(m3.record(), { name: 'debian-12' });
+  t.equal(await portOf(again), b.port, 'a kept machine is taken back on its own host');
+  await again.discard();
+  await m1.discard();
+});
+
+t.test('ssh: a host that cannot be reached is passed over for a free one, and no machine goes to it again this run', async (t) => {
+  const dir = t.testdir();
+  const sshd = await startSshd(t, join(dir, 'live'));
+  const down = await freePort(); // nothing listens: every connection is refused
+  const lines: string[] = [];
+  const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache'), log: (l) => lines.push(l) };
+  // the host that is down comes first: the first free host is the one each allocation took
+  const p = createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${down}` }, { address: `127.0.0.1:${sshd.port}`, key: sshd.keyPath }], 'connect-retries': 0 }, ctx);
+  const m = await p.allocate({ name: 'debian-12' });
+  t.equal(m.address, `127.0.0.1:${sshd.port}`, 'the machine is on the host that answers');
+  t.match(lines.join('\n'), new RegExp(`Host 127\\.0\\.0\\.1:${down} of backend lab is passed over for the rest of the run: cannot connect to 127\\.0\\.0\\.1:${down}`));
+  await m.discard();
+  const again = await p.allocate({ name: 'debian-12' });
+  t.equal(again.address, `127.0.0.1:${sshd.port}`, 'the next allocation goes to the live host at once');
+  t.equal(lines.length, 1, 'the host that is down was not tried again');
+  // the live host busy and the other one down: a second machine waits for the live one
+  let second = false;
+  const waiting = p.allocate({ name: 'debian-12' }).then((m2) => ((second = true), m2));
+  await new Promise((r) => setTimeout(r, 200));
+  t.notOk(second, 'it waits for the busy host rather than fail on the one that is down');
+  await again.discard();
+  await (await waiting).discard();
+});
+
+t.test('ssh: a worker waiting for a host leaves one abort listener on the run\'s signal however often it is woken', async (t) => {
+  const dir = t.testdir();
+  const sshd = await startSshd(t, join(dir, 'sshd'));
+  const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache') };
+  const address = `127.0.0.1:${sshd.port}`;
+  // one host per system, both on the test sshd: each release of b's host wakes the worker waiting for a's
+  const p = createProvider('lab', 'ssh', { hosts: [{ address, key: sshd.keyPath, systems: ['a'] }, { address: `localhost:${sshd.port}`, key: sshd.keyPath, systems: ['b'] }] }, ctx);
+  const held = await p.allocate({ name: 'a' });
+  const run = new AbortController();
+  const waiting = p.allocate({ name: 'a' }, { signal: run.signal }).then(() => t.fail('the host of a was never released'), () => undefined);
+  for (let i = 0; i < 5; i++) await (await p.allocate({ name: 'b' })).discard();
+  t.equal(getEventListeners(run.signal, 'abort').length, 1, 'one listener, not one more per wake-up');
+  run.abort();
+  await waiting;
+  await held.discard();
 });

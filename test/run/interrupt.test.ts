@@ -3,7 +3,7 @@
 // killed outright (SIGKILL) are on record for `run --discard`.
 import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RunLog } from '../../src/run/report.js';
 import { discardKeptMachines } from '../../src/run/discard.js';
@@ -29,8 +29,8 @@ interface Runner {
 }
 
 /** `fleetcache run <args>` in `dir` as a child process, stopped by its PID when the test ends. */
-function startRun(t: Test, dir: string, args: string[] = []): Runner {
-  const child = spawn(process.execPath, cliArgs(['run', '--seed', '1', '--data', join(dir, 'cache'), ...args]), { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+function startRun(t: Test, dir: string, args: string[] = [], env: NodeJS.ProcessEnv = process.env): Runner {
+  const child = spawn(process.execPath, cliArgs(['run', '--seed', '1', '--data', join(dir, 'cache'), ...args]), { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
@@ -155,4 +155,49 @@ t.test('SIGINT while a machine is being allocated: the allocate script is killed
   t.notMatch(run.out(), /Error preparing cloud:ubuntu-1: This operation was aborted/, 'no error line for a start the interrupt cut short');
   t.match(run.out(), /Aborted tasks: 1/);
   t.equal(await readFile(discarded, 'utf8'), '127.0.0.1:1\n', 'the machine it announced is discarded, once');
+});
+
+t.test('a signal while a job\'s assets are fetched: the fetch is killed, the job aborted, no failure of its own', async (t) => {
+  const dir = join(t.testdir(), 'project');
+  const pidFile = join(dir, '..', 'assets.pid');
+  await mkdir(join(dir, 's/a'), { recursive: true });
+  await writeFile(join(dir, 'spread.yaml'), ['project: slowassets', 'path: /home/slowassets', 'backends:', '  local:', '    type: local', '    systems: [alpha-1]', 'suites:', '  s/:', '    summary: s', ''].join('\n'));
+  await writeFile(join(dir, 's/a/task.yaml'), 'summary: a\nassets: manifest.tt\nexecute: echo a\n');
+  await writeFile(join(dir, 's/a/manifest.tt'), '[]\n');
+  // the machine's `node` (first on its scripts' PATH): the agent as it is, but an assets fetch that hangs
+  const bin = join(dir, '..', 'bin');
+  await mkdir(bin);
+  await writeFile(join(bin, 'node'), `#!/bin/sh\ncase "$2" in assets) echo $$ > ${pidFile}; exec sleep 300;; esac\nexec ${process.execPath} "$@"\n`);
+  await chmod(join(bin, 'node'), 0o755);
+  const run = startRun(t, dir, [], { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` });
+  const pid = await taskPid(t, pidFile);
+  run.child.kill('SIGINT');
+  const { code } = await run.exited;
+  t.equal(code, 1);
+  t.match(run.out(), /Received SIGINT/);
+  t.notMatch(run.out(), /Error fetching assets/, 'a fetch the interrupt killed is no error of its own');
+  t.notMatch(run.out(), /Failed task prepare/);
+  t.match(run.out(), /Successful tasks: 0\n\S+ \S+ Aborted tasks: 1\n/);
+  await eventually('the fetch was killed', () => !isAlive(pid));
+});
+
+t.test('SIGINT while the run waits for an adhoc machine\'s SSH port: the machine is discarded, and the cut wait is no error of its own', async (t) => {
+  const dir = join(t.testdir(), 'project');
+  const discarded = join(dir, '..', 'discarded');
+  await mkdir(join(dir, 's/a'), { recursive: true });
+  // nothing listens at the address: the run waits for the port (allocate-timeout, 5 minutes)
+  const spread = [
+    'project: slowport', 'path: /home/slowport', 'backends:', '  cloud:', '    type: adhoc', '    allocate: ADDRESS 127.0.0.1:1',
+    `    discard: echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`, '    systems: [ubuntu-1]', 'suites:', '  s/:', '    summary: s', '',
+  ];
+  await writeFile(join(dir, 'spread.yaml'), spread.join('\n'));
+  await writeFile(join(dir, 's/a/task.yaml'), 'summary: a\nexecute: echo a\n');
+  const run = startRun(t, dir);
+  await eventually('the run waits for the port', () => /Waiting for cloud:ubuntu-1 to make SSH available at 127\.0\.0\.1:1/.test(run.out()), 60_000);
+  run.child.kill('SIGINT');
+  const { code } = await run.exited;
+  t.equal(code, 1);
+  t.notMatch(run.out(), /Error preparing cloud:ubuntu-1/, 'no error line for a start the interrupt cut short');
+  t.match(run.out(), /Aborted tasks: 1/);
+  t.equal(await readFile(discarded, 'utf8'), '127.0.0.1:1\n', 'the machine is discarded, once');
 });

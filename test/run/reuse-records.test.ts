@@ -1,8 +1,11 @@
 // Kept machines (-reuse, spread-spec §14) that cannot be taken back or discarded: their
 // records stay on file until a discard succeeds, and the run or the discard goes on.
-import t from 'tap';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import t, { type Test } from 'tap';
+import { spawn } from 'node:child_process';
+import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { cliArgs, isAlive, rememberProcess, stopWithTest } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
 import { RunLog } from '../../src/run/report.js';
 import { discardKeptMachines } from '../../src/run/discard.js';
 import { LOCAL, project, run, spreadYaml } from './project.js';
@@ -72,4 +75,66 @@ t.test('run --discard reaches no machine, tries every record and keeps those it 
   t.match(out, /Cannot discard cloud:ubuntu-1 at 127\.0\.0\.1:2: .*cloud refused/);
   t.same(await addresses(reuseFile(dir)), ['127.0.0.1:2'], 'the kept machine not discarded stays in the reuse file');
   t.same(await addresses(orphan), ['127.0.0.1:3'], "the dead runner's machine not discarded stays in its file");
+});
+
+/**
+ * A project whose one machine an earlier `run --reuse` kept, and a `node` for the machine's
+ * scripts (first on their PATH) that runs `fakeNode` instead: the agent's project pull is
+ * what it runs. Returns the kept machine's address.
+ */
+async function keptMachine(t: Test, fakeNode: string): Promise<{ dir: string; kept: string; bin: string }> {
+  const dir = await project(t, spreadYaml('keptstart', LOCAL));
+  const first = await run(dir, [], { reuse: true });
+  t.equal(first.result.tally.successful, 1);
+  const [kept] = await addresses(reuseFile(dir));
+  const bin = join(t.testdirName, 'bin');
+  await mkdir(bin, { recursive: true });
+  await writeFile(join(bin, 'node'), `#!/bin/sh\n${fakeNode}\n`);
+  await chmod(join(bin, 'node'), 0o755);
+  return { dir, kept: kept!, bin };
+}
+
+/** `fleetcache run --reuse --resend` in `dir` with `bin` first on PATH; stopped by its PID when the test ends. */
+function resendRun(t: Test, dir: string, bin: string) {
+  const child = spawn(process.execPath, cliArgs(['run', '--reuse', '--resend', '--data', join(dir, 'cache')]), {
+    cwd: dir,
+    env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  stopWithTest(t, child, 'SIGKILL');
+  return { child, out: () => out, exited };
+}
+
+t.test('-reuse: a kept machine whose project cannot be sent again stays kept (as in spread), not discarded', async (t) => {
+  const { dir, kept, bin } = await keptMachine(t, 'echo "no node on this machine" >&2; exit 1');
+  const res = resendRun(t, dir, bin);
+  t.equal(await res.exited, 1, 'the job had no machine: aborted');
+  t.match(res.out(), /Error preparing local:alpha-1: agent pull on local:alpha-1 failed: no node on this machine/);
+  t.notMatch(res.out(), /Discarding local:alpha-1/);
+  t.same(await addresses(reuseFile(dir)), [kept], 'still in the reuse file');
+  t.ok((await stat(kept)).isDirectory(), 'the kept machine is still there');
+  t.same(await readdir(join(dir, 'cache', 'running')).catch(() => []), [], 'on record in the reuse file only');
+});
+
+t.test('-reuse: SIGINT while a kept machine is sent the project keeps it on record, as every machine of an interrupted -reuse run', async (t) => {
+  const pidFile = join(t.testdirName, 'pull.pid');
+  const { dir, kept, bin } = await keptMachine(t, `echo $$ > ${pidFile}; exec sleep 300`);
+  const res = resendRun(t, dir, bin);
+  await eventually('the pull started', async () => /^\d+\n$/.test(await readFile(pidFile, 'utf8').catch(() => '')), 60_000);
+  const pid = Number(await readFile(pidFile, 'utf8'));
+  const pull = rememberProcess(pid);
+  t.teardown(() => pull.kill('SIGKILL'));
+  res.child.kill('SIGINT');
+  t.equal(await res.exited, 1);
+  t.match(res.out(), /Received SIGINT/);
+  t.notMatch(res.out(), /Error preparing/, 'no error line for a start the interrupt cut short');
+  t.notMatch(res.out(), /Discarding local:alpha-1/);
+  t.match(res.out(), /Keeping local:alpha-1 at /);
+  t.same(await addresses(reuseFile(dir)), [kept], 'still in the reuse file');
+  t.ok((await stat(kept)).isDirectory(), 'the kept machine is still there');
+  await eventually('the pull was killed', () => !isAlive(pid));
 });

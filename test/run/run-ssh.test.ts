@@ -302,3 +302,28 @@ t.test('a connection that drops mid-script fails it with a reason, and the machi
   t.same(result.tally.failed, ['lab:debian-12:tests/one']);
   t.same(result.tally.aborted, ['lab:debian-12:tests/two']);
 });
+
+t.test('region: auto on a host that does not have the project path yet: the caches are measured there all the same', async (t) => {
+  const { base, dir } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
+  const spread = await readFile(join(dir, 'spread.yaml'), 'utf8');
+  await writeFile(join(dir, 'spread.yaml'), spread.replace('    systems: [debian-12]\n', '    systems:\n      - debian-12:\n          region: auto\n'));
+  let out = '';
+  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true);
+  t.match(out, /pulls through http:\/\/127\.0\.0\.1:\d+ \(auto: http:\/\/127\.0\.0\.1:\d+ answered in [\d.]+ ms\)/, 'the cache answered the measure');
+});
+
+t.test('an adhoc machine that serves run after run (one address, as a device of spread\'s external backend): what the last run left at the project path goes before the project is sent', async (t) => {
+  const { base, sshd, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    `project: device\npath: ${remote}\nbackends:\n  external:\n    type: adhoc\n    key: ${sshd.keyPath}\n    allocate: ADDRESS 127.0.0.1:${sshd.port}\n    systems: [debian-12]\nsuites:\n  tests/:\n    summary: one\n`,
+  );
+  for (const round of ['first', 'second']) {
+    let out = '';
+    const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+    if (!result.tally.ok) t.comment(out);
+    t.equal(result.tally.successful, 1, `the ${round} run passes`);
+  }
+});
