@@ -7,6 +7,8 @@ import type { MachineRecord } from '../backends/backend.js';
 import { isRunning, startTimeOf } from '../pid-alive.js';
 
 export const REUSE_FILE = '.fleetcache-reuse.json';
+/** The file writeRecords writes before its rename: a run killed between the two leaves it, machines' passwords in it. */
+export const REUSE_TEMP_FILE = `${REUSE_FILE}.tmp`;
 
 /** The machine records of a file `{ "machines": [...] }`; none when it is missing or unreadable. */
 async function readRecords(file: string): Promise<MachineRecord[]> {
@@ -25,8 +27,9 @@ async function writeRecords(file: string, machines: readonly MachineRecord[]): P
     return;
   }
   await mkdir(dirname(file), { recursive: true });
-  await writeFile(`${file}.tmp`, `${JSON.stringify({ machines }, null, 2)}\n`, { mode: 0o600 });
-  await rename(`${file}.tmp`, file);
+  const temp = `${file}.tmp`; // REUSE_TEMP_FILE beside the project's REUSE_FILE
+  await writeFile(temp, `${JSON.stringify({ machines }, null, 2)}\n`, { mode: 0o600 });
+  await rename(temp, file);
 }
 
 export class ReusePool {

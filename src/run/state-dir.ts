@@ -3,7 +3,7 @@
 import { chmod } from 'node:fs/promises';
 import { isAbsolute, relative, sep } from 'node:path';
 import { makeDir, pathError } from '../path-checks.js';
-import { REUSE_FILE } from './reuse.js';
+import { REUSE_FILE, REUSE_TEMP_FILE } from './reuse.js';
 import { TIMINGS_FILE } from './timings.js';
 
 /**
@@ -14,7 +14,8 @@ import { TIMINGS_FILE } from './timings.js';
 export const DEFAULT_DATA_DIR = '.fleetcache';
 
 /**
- * The runner's own files inside the project, never shipped with it: reuse and timings files,
+ * The runner's own files inside the project, never shipped with it: reuse and timings files
+ * (and the reuse file's temp file, which a run killed mid-write leaves, passwords in it),
  * the data directory in use, and the default one whatever `--data` says (a run before may
  * have left it, with the embedded origin's write token in it).
  */
@@ -22,7 +23,7 @@ export function runnerState(root: string, dataRoot: string): string[] {
   const data = relative(root, dataRoot);
   const inside = data !== '' && !data.startsWith('..') && !isAbsolute(data);
   const dataDirs = new Set([DEFAULT_DATA_DIR, ...(inside ? [data.split(sep).join('/')] : [])]);
-  return [REUSE_FILE, TIMINGS_FILE, ...dataDirs];
+  return [REUSE_FILE, REUSE_TEMP_FILE, TIMINGS_FILE, ...dataDirs];
 }
 
 /**

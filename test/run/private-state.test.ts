@@ -123,3 +123,13 @@ t.test('a token file kept in the project is not shipped: the write token reaches
   t.ok(names.includes('spread.yaml'), 'the base holds the project');
   t.notOk(names.includes('.fleet-token'), 'the base (public at the origin) does not hold the write token');
 });
+
+t.test('the reuse file\'s temp file that a run killed mid-write left (machines\' passwords in it) is not shipped', async (t) => {
+  const dir = await writeProject(join(t.testdir(), 'project'), spreadYaml('leftover', LOCAL), {
+    's/t': 'summary: t\nexecute: test ! -e "$SPREAD_PATH/.fleetcache-reuse.json.tmp" && test -f "$SPREAD_PATH/spread.yaml"\n',
+  });
+  await writeFile(join(dir, '.fleetcache-reuse.json.tmp'), '{"machines":[{"backend":"b","system":"s","address":"h","password":"secret"}]}\n', { mode: 0o600 });
+  const { result, out } = await run(dir, []);
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true, 'the machine had the project without it');
+});
