@@ -3,11 +3,11 @@
 // is pulled and the tasks run through `sudo -i` with sudo's variables unset, as spread runs
 // them. A user of the test's own (sudo without a password) logs in to a real sshd; it is
 // removed afterwards.
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cp, mkdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { RunLog } from '../../src/run/report.js';
 import { runProject } from '../../src/run/runner.js';
@@ -15,7 +15,8 @@ import { REPO_ROOT } from '../helpers/processes.js';
 import { sudoUser, sudoUserMissing } from '../helpers/sudo-user.js';
 import { startSshd } from '../ssh/sshd.js';
 
-t.test('the example project over ssh as a user that is not root', { skip: sudoUserMissing() }, async (t) => {
+/** A user of the test's own (see sudoUser) and a real sshd it logs in to, in a new directory `base`. */
+async function sshdForNewUser(t: Test): Promise<{ user: string; base: string; sshd: Awaited<ReturnType<typeof startSshd>> }> {
   const user = sudoUser(t);
   // sshd reads the authorized keys as the user: in a directory it may enter
   const base = mkdtempSync(join(tmpdir(), 'fleetcache-run-non-root-'));
@@ -24,6 +25,11 @@ t.test('the example project over ssh as a user that is not root', { skip: sudoUs
   const sshd = await startSshd(t, base);
   chmodSync(join(base, 'sshd'), 0o755);
   chmodSync(join(base, 'sshd', 'authorized_keys'), 0o644);
+  return { user, base, sshd };
+}
+
+t.test('the example project over ssh as a user that is not root', { skip: sudoUserMissing() }, async (t) => {
+  const { user, base, sshd } = await sshdForNewUser(t);
   const dir = join(base, 'project');
   await cp(join(REPO_ROOT, 'examples/fleet-demo'), dir, { recursive: true });
   const remote = join(base, 'remote-project'); // made on the machine, by root
@@ -41,4 +47,22 @@ t.test('the example project over ssh as a user that is not root', { skip: sudoUs
   t.equal(result.tally.successful, 5);
   t.equal(result.pulls.length, 1, 'the project pulled once');
   t.equal((await stat(remote)).uid, 0, "the project's tree is root's, as spread's sudo -i tar x leaves it");
+});
+
+t.test('a project path that is the login user\'s home directory is not emptied: the machine is refused, the home kept', { skip: sudoUserMissing() }, async (t) => {
+  const { user, base, sshd } = await sshdForNewUser(t);
+  const home = `/home/${user}`;
+  writeFileSync(join(home, 'keep-me'), 'the user\'s own file\n');
+  const dir = join(base, 'project');
+  await mkdir(join(dir, 'tests', 'one'), { recursive: true });
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    `project: homely\npath: ${home}\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${join(base, 'sshd', 'client_key')}\n    systems:\n      - debian-12:\n          username: ${user}\nsuites:\n  tests/:\n    summary: s\n`,
+  );
+  await writeFile(join(dir, 'tests', 'one', 'task.yaml'), 'summary: t\nexecute: "true"\n');
+  let out = '';
+  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  t.equal(result.tally.ok, false, 'the run fails');
+  t.match(out, new RegExp(`cannot empty the project path ${home} .*it holds the home directory ${home}`), 'and says why');
+  t.ok(existsSync(join(home, 'keep-me')), 'the home directory kept its files');
 });
