@@ -35,6 +35,14 @@ const DEFAULT_TMP_MAX_AGE_MS = 24 * 3600 * 1000;
 /** CopyObject copies at most 5 GiB; larger objects are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 ** 3;
 const COPY_PART_SIZE = 1024 ** 3;
+/**
+ * How long a request to the storage may go without a byte either way. The SDK waits without
+ * end by default: a hung endpoint held every request (and the origin's start) for ever, and
+ * the 50 sockets of its pool with them. Generous: S3 keeps a long copy's answer alive with
+ * whitespace, other servers may not.
+ */
+const DEFAULT_IDLE_TIMEOUT_MS = 2 * 60_000;
+const CONNECT_TIMEOUT_MS = 10_000;
 
 export interface S3StoreOptions {
   readonly bucket: string;
@@ -53,6 +61,8 @@ export interface S3StoreOptions {
   readonly queueSize?: number;
   /** open() deletes temporary keys older than this (default one day). */
   readonly tmpMaxAgeMs?: number;
+  /** A request (or a body read) with no traffic for this long fails (default 2 minutes); the SDK retries it. */
+  readonly idleTimeoutMs?: number;
 }
 
 /**
@@ -87,6 +97,10 @@ export class S3BlobStore implements BlobStore {
       // bodies) is not understood by several S3-compatible servers; we verify digests ourselves.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: {
+        connectionTimeout: Math.min(CONNECT_TIMEOUT_MS, options.idleTimeoutMs ?? CONNECT_TIMEOUT_MS),
+        socketTimeout: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+      },
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
       ...(options.credentials ? { credentials: { ...options.credentials } } : {}),
     };

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { NotFoundError } from '../../src/errors.js';
@@ -127,4 +127,31 @@ t.test('a server that is down is a 503, not a miss', async (t) => {
     endpoint: 'http://127.0.0.1:9', bucket: 'b', region: 'us-east-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS,
   });
   await t.rejects(store.has({ algo: 'sha256', hex: 'ab'.repeat(32) }), { code: 'FC_ERR_UNAVAILABLE' });
+});
+
+t.test('a storage that stops answering (a connection that hangs, a body that stalls) is a 503 or a stream error after the idle time-out, never a wait without end', async (t) => {
+  const sockets = new Set<Socket>();
+  // Takes each connection and never answers: a hung endpoint, a load balancer with no backend.
+  const silent = createNetServer((socket) => { sockets.add(socket); });
+  // Answers a GET's head and its first bytes, then nothing more.
+  const stalling = createServer((_req, res) => {
+    sockets.add(res.socket!);
+    res.writeHead(200, { 'content-length': '1000' });
+    res.write(Buffer.alloc(10));
+  });
+  for (const s of [silent, stalling]) await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+    stalling.close();
+  });
+  const at = (srv: { address(): unknown }) => new S3BlobStore({
+    endpoint: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`, bucket: 'b', region: 'us-east-1', forcePathStyle: true,
+    credentials: S3RVER_CREDENTIALS, idleTimeoutMs: 300,
+  });
+  const digest = { algo: 'sha256', hex: 'ab'.repeat(32) } as const;
+  await t.rejects(at(silent).open(), { code: 'FC_ERR_UNAVAILABLE' }, 'an origin starting on it fails, and says why');
+  await t.rejects(at(silent).has(digest), { code: 'FC_ERR_UNAVAILABLE' });
+  const body = await at(stalling).createReadStream(digest);
+  await t.rejects((async () => { for await (const chunk of body) void chunk; })(), /timed out/);
 });
