@@ -243,6 +243,18 @@ t.test('a pending blob found gone already leaves the list: the same bytes upload
   t.ok(await store.has(parseDigestString(digest)), 'the asset is still stored');
 });
 
+t.test('a pending blob uploaded to /cas as an asset before the next prune is kept: the asset is no expired name\'s to free', async (t) => {
+  const origin = await oldArtifacts(t, 1);
+  const bytes = Buffer.from('artifact 0');
+  const retention = new Retention(origin.context, { maxAgeMs: 30 * DAY, keepBases: 3 });
+  t.match(await retention.prune(), { names: { artifacts: 1 }, blobs: 0, heldBack: 1 }, 'the name goes; its blob, uploaded minutes ago, is pending');
+  // then a tooltool upload of those bytes (stored already: a 200), which no name points at
+  await put(`${origin.url}/cas/sha256/${sha(bytes)}`, bytes);
+  t.match(await retention.prune({ now: afterUploads() }), { blobs: 0 });
+  t.equal(await blobsLeft(origin, 1), 1, 'the asset is still stored');
+  t.equal(await origin.context.names.find(['_retention', 'pending']), undefined, 'and off the list');
+});
+
 t.test('an origin restarted protects the uploads of the minutes before its last stop, which it did not see', async (t) => {
   const dataDir = join(t.testdir(), 'data'); // emptied: a record of an earlier run's stop would count
   const first = await oldArtifacts(t, 2, dataDir);
