@@ -145,13 +145,14 @@ t.test('a storage that stops answering (a connection that hangs, a body that sta
     silent.close();
     stalling.close();
   });
-  const at = (srv: { address(): unknown }) => new S3BlobStore({
+  // short, but the stalling server's head must come within it even on a loaded machine
+  const at = (srv: { address(): unknown }, idleTimeoutMs = 300) => new S3BlobStore({
     endpoint: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`, bucket: 'b', region: 'us-east-1', forcePathStyle: true,
-    credentials: S3RVER_CREDENTIALS, idleTimeoutMs: 300,
+    credentials: S3RVER_CREDENTIALS, idleTimeoutMs,
   });
   const digest = { algo: 'sha256', hex: 'ab'.repeat(32) } as const;
   await t.rejects(at(silent).open(), { code: 'FC_ERR_UNAVAILABLE' }, 'an origin starting on it fails, and says why');
   await t.rejects(at(silent).has(digest), { code: 'FC_ERR_UNAVAILABLE' });
-  const body = await at(stalling).createReadStream(digest);
+  const body = await at(stalling, 2000).createReadStream(digest);
   await t.rejects((async () => { for await (const chunk of body) void chunk; })(), /timed out/);
 });
