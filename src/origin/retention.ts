@@ -9,7 +9,7 @@
 // midway (a shutdown, a storage error) leaves them to the next one, not to nobody.
 import type { FastifyBaseLogger } from 'fastify';
 import { Counter, Gauge } from 'prom-client';
-import { errorMessage, FleetError, NotFoundError } from '../errors.js';
+import { errorMessage, FleetError, isNoRoom, NotFoundError } from '../errors.js';
 import { DIGEST_ALGORITHMS, parseDigestString } from '../store/digest.js';
 import type { NameRecord } from '../store/names.js';
 import { replacedRecord, uploadRecord, type OriginContext, type ReplacedRecord } from './context.js';
@@ -136,8 +136,14 @@ export class Retention {
     this.#ctx.references.beginPrune(now);
     try {
       const { due, candidates, replaced, pending } = await this.#plan(cutoff, started);
-      // written down before any name goes: a prune stopped after this leaves them to the next
-      if (candidates.length > 0) await names.put<PendingRecord>(PENDING, { blobs: candidates });
+      // written down before any name goes: a prune stopped after this leaves them to the next. A
+      // full disk refuses even this small file: the prune goes on without it, as what it deletes
+      // makes the room (only a crash before its end would leak the blobs it frees).
+      if (candidates.length > 0) {
+        await names.put<PendingRecord>(PENDING, { blobs: candidates }).catch((err: unknown) => {
+          if (!isNoRoom(err)) throw err;
+        });
+      }
       // pending now, or accounted for: a record written again since (the blob named and replaced again) stays
       for (const r of replaced) await names.deleteIf<ReplacedRecord>(replacedRecord(r.digest), (current) => current.at === r.at);
       // Names first: a blob is never gone while a name still points at it.
