@@ -186,9 +186,17 @@ export class S3BlobStore implements BlobStore {
   }
 
   async delete(d: Digest): Promise<boolean> {
-    // S3's DeleteObject succeeds for absent keys, so presence is checked first.
-    if (!(await this.has(d))) return false;
-    await this.#deleteKey(this.keyOf(d)).catch((err: unknown) => Promise.reject(storageError('delete', err)));
+    const key = this.keyOf(d);
+    // S3's DeleteObject succeeds for absent keys, so presence is checked first. Only a 404 is
+    // absence here, not a 403 as on reads: credentials refused (rotated, a clock skewed) would
+    // have retention take every blob for deleted already and forget it for good.
+    try {
+      await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }));
+    } catch (err) {
+      if (isMissingObjectError(err) && (err as { $metadata?: { httpStatusCode?: unknown } }).$metadata?.httpStatusCode !== 403) return false;
+      throw storageError('delete', err);
+    }
+    await this.#deleteKey(key).catch((err: unknown) => Promise.reject(storageError('delete', err)));
     return true;
   }
 

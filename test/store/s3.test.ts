@@ -156,3 +156,13 @@ t.test('a storage that stops answering (a connection that hangs, a body that sta
   const body = await at(stalling, 2000).createReadStream(digest);
   await t.rejects((async () => { for await (const chunk of body) void chunk; })(), /timed out/);
 });
+
+t.test('delete with credentials the storage refuses (403) fails: the object is there, and retention must not take it for gone', async (t) => {
+  const store = storeAt('refused');
+  const { digest } = await store.put(Readable.from([Buffer.from('a blob freed by retention')]));
+  const refused = storeAt('refused', { credentials: { accessKeyId: 'ROTATED', secretAccessKey: 'rotated-wrongly' } });
+  await t.rejects(refused.delete(digest), { code: 'FC_ERR_UNAVAILABLE' });
+  t.ok(await store.has(digest), 'still stored');
+  t.equal(await store.delete(digest), true);
+  t.equal(await store.delete(digest), false, 'a key that is not there is still absent');
+});
