@@ -57,7 +57,7 @@ const PENDING = ['_retention', 'pending'];
 type Freed = [digest: string, size: number, freedAt: number];
 
 interface PendingRecord {
-  /** Each blob freed and not deleted yet; a record written before freedAt was kept has none. */
+  /** Each blob freed and not deleted yet; a list written by an earlier version has no freedAt. */
   readonly blobs: Array<Freed | [digest: string, size: number]>;
 }
 
