@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { request } from 'undici';
 import { createBlobStore } from '../../src/cli/origin.js';
-import { startS3rver, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
+import { startS3rver, s3StorageYaml, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
 import { startServerProcess } from '../helpers/processes.js';
 import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
@@ -24,15 +24,7 @@ t.test('PUT and GET /cas and artifacts through an origin whose blobs live in S3'
     `data: ${join(dir, 'data')}`,
     `tokenFile: ${join(dir, 'tokens')}`,
     'logLevel: warn',
-    'storage:',
-    '  type: s3',
-    `  endpoint: ${s3.endpoint}`,
-    `  bucket: ${s3.bucket}`,
-    '  region: us-east-1',
-    '  prefix: origin',
-    '  forcePathStyle: true',
-    '  accessKeyIdEnv: TEST_S3_KEY',
-    '  secretAccessKeyEnv: TEST_S3_SECRET',
+    ...s3StorageYaml(s3.endpoint, s3.bucket, 'origin'),
     '',
   ].join('\n'));
   const origin = await startServerProcess(t, ['origin', '--config', config], {
@@ -117,14 +109,7 @@ t.test('an origin on S3 removes at start the half-written name records a crash l
     'listen: 127.0.0.1:0',
     `data: ${join(dir, 'data')}`,
     'logLevel: warn',
-    'storage:',
-    '  type: s3',
-    `  endpoint: ${s3.endpoint}`,
-    `  bucket: ${s3.bucket}`,
-    '  region: us-east-1',
-    '  forcePathStyle: true',
-    '  accessKeyIdEnv: TEST_S3_KEY',
-    '  secretAccessKeyEnv: TEST_S3_SECRET',
+    ...s3StorageYaml(s3.endpoint, s3.bucket),
     '',
   ].join('\n'));
   // what a SIGKILL between a record's write and its rename leaves (names.ts)

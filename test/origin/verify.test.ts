@@ -12,7 +12,7 @@ import { request } from 'undici';
 import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
 import { startServerProcess } from '../helpers/processes.js';
-import { startS3rver, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
+import { startS3rver, s3StorageYaml, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
 import { S3BlobStore } from '../../src/store/s3.js';
 
 const TOKEN = 'verify-token-0123456789';
@@ -109,14 +109,7 @@ t.test('verify --remove keeps a blob its S3 storage could not read whole (a body
   const config = join(dir, 'origin.yaml');
   writeFileSync(config, [
     `data: ${join(dir, 'data')}`,
-    'storage:',
-    '  type: s3',
-    `  endpoint: http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
-    `  bucket: ${s3.bucket}`,
-    '  region: us-east-1',
-    '  forcePathStyle: true',
-    '  accessKeyIdEnv: TEST_S3_KEY',
-    '  secretAccessKeyEnv: TEST_S3_SECRET',
+    ...s3StorageYaml(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, s3.bucket),
     '',
   ].join('\n'));
   process.env.TEST_S3_KEY = S3RVER_CREDENTIALS.accessKeyId;
