@@ -153,6 +153,12 @@ export class RebootError extends FleetError {
 /** A full disk or quota (or a file over the size limit): the machine's state, not a bug. */
 const NO_ROOM = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
 
+/** Whether `err` is a write refused for lack of room (a full disk, a quota). */
+export function isNoRoom(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && NO_ROOM.has(code);
+}
+
 /** undici's codes that are not about the connection: a caller's abort, a bad argument. */
 const NOT_NETWORK = new Set(['UND_ERR_ABORTED', 'UND_ERR_INVALID_ARG', 'UND_ERR_INVALID_RETURN_VALUE', 'UND_ERR_NOT_SUPPORTED']);
 const NETWORK_ERRNO = /^E(CONNRESET|CONNREFUSED|PIPE|TIMEDOUT|HOSTUNREACH|NETUNREACH|AI_AGAIN)$/;

@@ -21,7 +21,7 @@ export function registerVerify(program: Command): void {
     .description("Hash every blob of an origin's store again and list those that do not match their digest")
     .option('-c, --config <file>', "the origin's YAML configuration (its storage and data directory)")
     .option('--data <dir>', "the origin's data directory (default: the configuration's, else cache/origin)")
-    .option('--remove', 'delete each damaged blob, so that its next upload stores it again (not while an origin runs on the data directory)')
+    .option('--remove', 'delete each damaged blob (read whole, another digest), so that its next upload stores it again; one that cannot be read is kept (not while an origin runs on the data directory)')
     .addHelpText('after', [
       '',
       'Prints one tab-separated line per damaged blob: digest, size, what it hashes to (or why it cannot',

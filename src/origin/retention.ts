@@ -9,7 +9,7 @@
 // midway (a shutdown, a storage error) leaves them to the next one, not to nobody.
 import type { FastifyBaseLogger } from 'fastify';
 import { Counter, Gauge } from 'prom-client';
-import { errorMessage, FleetError, NotFoundError } from '../errors.js';
+import { errorMessage, FleetError, isNoRoom, NotFoundError } from '../errors.js';
 import { DIGEST_ALGORITHMS, parseDigestString } from '../store/digest.js';
 import type { NameRecord } from '../store/names.js';
 import { replacedRecord, uploadRecord, type OriginContext, type ReplacedRecord } from './context.js';
@@ -53,9 +53,12 @@ interface RunRecord {
 /** Where a prune writes down the blobs it frees before deleting their names; removed once they are. */
 const PENDING = ['_retention', 'pending'];
 
+/** A blob freed and not deleted yet: digest, size, and when a prune freed it (ms since the epoch). */
+type Freed = [digest: string, size: number, freedAt: number];
+
 interface PendingRecord {
-  /** [digest, size] of each blob freed and not deleted yet. */
-  readonly blobs: Array<[string, number]>;
+  /** Each blob freed and not deleted yet; a list written by an earlier version has no freedAt. */
+  readonly blobs: Array<Freed | [digest: string, size: number]>;
 }
 
 interface Due {
@@ -118,12 +121,12 @@ export class Retention {
     const { names } = this.#ctx;
     const started = Date.now();
     const cutoff = now - this.#policy.maxAgeMs;
-    const report = (counts: PruneReport['names'], blobs: number, bytes: number, held: ReadonlyArray<[string, number]>, failed = 0, stopped = false): PruneReport => ({
+    const report = (counts: PruneReport['names'], blobs: number, bytes: number, held: readonly Freed[], failed = 0, stopped = false): PruneReport => ({
       dryRun, cutoff: new Date(cutoff).toISOString(), names: counts, blobs, bytes, failed,
       heldBack: held.length, heldBackBytes: held.reduce((n, [, size]) => n + size, 0), stopped, durationMs: Date.now() - started,
     });
     if (dryRun) {
-      const { due, candidates } = await this.#plan(cutoff);
+      const { due, candidates } = await this.#plan(cutoff, started);
       const counts = { artifacts: 0, runs: 0, bases: 0 };
       for (const d of due) counts[d.kind]++;
       const deletable = candidates.filter(([d]) => !this.#ctx.references.inUse(d, now));
@@ -132,9 +135,15 @@ export class Retention {
     }
     this.#ctx.references.beginPrune(now);
     try {
-      const { due, candidates, replaced } = await this.#plan(cutoff);
-      // written down before any name goes: a prune stopped after this leaves them to the next
-      if (candidates.length > 0) await names.put<PendingRecord>(PENDING, { blobs: candidates });
+      const { due, candidates, replaced, pending } = await this.#plan(cutoff, started);
+      // written down before any name goes: a prune stopped after this leaves them to the next. A
+      // full disk refuses even this small file: the prune goes on without it, as what it deletes
+      // makes the room (only a crash before its end would leak the blobs it frees).
+      if (candidates.length > 0) {
+        await names.put<PendingRecord>(PENDING, { blobs: candidates }).catch((err: unknown) => {
+          if (!isNoRoom(err)) throw err;
+        });
+      }
       // pending now, or accounted for: a record written again since (the blob named and replaced again) stays
       for (const r of replaced) await names.deleteIf<ReplacedRecord>(replacedRecord(r.digest), (current) => current.at === r.at);
       // Names first: a blob is never gone while a name still points at it.
@@ -147,7 +156,7 @@ export class Retention {
       }
       const { blobs, bytes, left, held, failed } = await this.#deleteBlobs(candidates, now);
       if (left.length > 0) await names.put<PendingRecord>(PENDING, { blobs: left });
-      else if (candidates.length > 0) await names.delete(PENDING);
+      else if (candidates.length > 0 || pending) await names.delete(PENDING);
       const stopped = this.#stopping.signal.aborted;
       if (!stopped) {
         await names.removeEmptyDirs(['artifacts']);
@@ -165,15 +174,25 @@ export class Retention {
    * (`replaced`, their records as read) or left by an earlier prune (PENDING), that no kept
    * name and no internal upload accounts for.
    */
-  async #plan(cutoff: number): Promise<{ due: Due[]; candidates: Array<[string, number]>; replaced: Array<{ digest: string } & ReplacedRecord> }> {
+  async #plan(cutoff: number, started: number): Promise<{ due: Due[]; candidates: Freed[]; replaced: Array<{ digest: string } & ReplacedRecord>; pending: boolean }> {
     const { names } = this.#ctx;
     const replaced = await this.#replaced();
     const { due, kept, freed } = await this.#survey(cutoff);
-    const all = new Map((await names.find<PendingRecord>(PENDING))?.blobs ?? []);
-    for (const [digest, size] of freed) all.set(digest, size);
+    const all = new Map<string, Freed>();
+    const pending = (await names.find<PendingRecord>(PENDING))?.blobs;
+    for (const [digest, size, freedAt] of pending ?? []) {
+      // Uploaded to /cas itself since it was freed (an asset, stored already: a 200): no longer
+      // the expired name's to free (context.ts uploadRecord). A damaged record, or a list written
+      // before entries had freedAt, counts as such an upload: a blob kept is bytes, an asset lost is not.
+      const upload = await names.find<{ created?: number }>(uploadRecord(digest)).catch((): { created?: number } => ({}));
+      const uploadedBefore = upload?.created !== undefined && freedAt !== undefined && upload.created < freedAt;
+      if (upload !== undefined && !uploadedBefore) continue;
+      all.set(digest, [digest, size, freedAt ?? started]);
+    }
+    for (const [digest, size] of freed) all.set(digest, [digest, size, started]);
     // bytes also uploaded to /cas itself (an asset) are not a replaced name's to free (context.ts uploadRecord)
-    for (const r of replaced) if (!(await names.exists(uploadRecord(r.digest)))) all.set(r.digest, r.size);
-    return { due, candidates: [...all].filter(([digest]) => !kept.has(digest) && !this.#ctx.internal.has(digest)), replaced };
+    for (const r of replaced) if (!(await names.exists(uploadRecord(r.digest)))) all.set(r.digest, [r.digest, r.size, started]);
+    return { due, candidates: [...all.values()].filter(([digest]) => !kept.has(digest) && !this.#ctx.internal.has(digest)), replaced, pending: pending !== undefined };
   }
 
   /** The blobs names pointed at before they were uploaded again (replacedRecord); a damaged record is left out. */
@@ -191,14 +210,15 @@ export class Retention {
   }
 
   /** Deletes what no write names meanwhile; what it skips, fails on or does not reach (a stop) is `left` to the next prune. */
-  async #deleteBlobs(candidates: ReadonlyArray<[string, number]>, now: number): Promise<{ blobs: number; bytes: number; failed: number; left: Array<[string, number]>; held: Array<[string, number]> }> {
+  async #deleteBlobs(candidates: readonly Freed[], now: number): Promise<{ blobs: number; bytes: number; failed: number; left: Freed[]; held: Freed[] }> {
     const { store, references } = this.#ctx;
     let blobs = 0;
     let bytes = 0;
     let failed = 0;
-    const left: Array<[string, number]> = [];
-    const held: Array<[string, number]> = [];
-    for (const [i, [digest, size]] of candidates.entries()) {
+    const left: Freed[] = [];
+    const held: Freed[] = [];
+    for (const [i, freed] of candidates.entries()) {
+      const [digest, size] = freed;
       if (this.#stopping.signal.aborted) {
         left.push(...candidates.slice(i));
         break;
@@ -208,8 +228,8 @@ export class Retention {
         if (outcome === 'kept') {
           // a write names it, or it was uploaded minutes ago: the next prune looks again (a
           // name by then keeps it; else it goes), rather than no prune ever seeing it again
-          left.push([digest, size]);
-          held.push([digest, size]);
+          left.push(freed);
+          held.push(freed);
           continue;
         }
         await this.#ctx.names.delete(uploadRecord(digest)); // deleted (or gone): so is the record of its upload
@@ -218,7 +238,7 @@ export class Retention {
         if (outcome === 'absent') continue;
       } catch (err) {
         failed++;
-        left.push([digest, size]);
+        left.push(freed);
         if (failed === 1) this.#log?.warn({ err, digest }, 'retention: a blob could not be deleted; the next prune tries again');
         continue;
       }

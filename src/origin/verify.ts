@@ -36,9 +36,17 @@ export async function verifyStore(store: BlobStore, options: VerifyOptions = {})
   for await (const blob of store.list()) {
     const hash = createHash(blob.digest.algo);
     let found: string;
+    // Only a blob read whole that hashes to another digest is damaged for sure: a read that
+    // failed (S3 throttling, a body cut short, a time-out) says nothing of the bytes stored.
+    let readWhole = false;
     try {
-      for await (const chunk of await store.createReadStream(blob.digest)) hash.update(chunk as Buffer);
-      found = formatDigest({ algo: blob.digest.algo, hex: hash.digest('hex') });
+      let read = 0;
+      for await (const chunk of await store.createReadStream(blob.digest)) {
+        hash.update(chunk as Buffer);
+        read += (chunk as Buffer).length;
+      }
+      readWhole = read === blob.size;
+      found = readWhole ? formatDigest({ algo: blob.digest.algo, hex: hash.digest('hex') }) : `unreadable: read ${read} of ${blob.size} bytes`;
     } catch (err) {
       found = `unreadable: ${errorMessage(err)}`;
     }
@@ -46,7 +54,7 @@ export async function verifyStore(store: BlobStore, options: VerifyOptions = {})
     bytes += blob.size;
     const digest = formatDigest(blob.digest);
     if (found === digest) continue;
-    const removed = options.remove === true && (await store.delete(blob.digest));
+    const removed = options.remove === true && readWhole && (await store.delete(blob.digest));
     const entry = { digest, size: blob.size, found, removed };
     damaged.push(entry);
     options.onDamaged?.(entry);

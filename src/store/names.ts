@@ -10,6 +10,9 @@ import { fsyncFile, mkdirDurable } from './durable.js';
 import { isMissing } from './missing.js';
 import { RECORD_SUFFIX as SUFFIX, segmentToFileName } from './safe-name.js';
 
+/** Records being written, in the data directory's tmp/ (shared with the disk blob store's uploads). */
+const TMP_PREFIX = 'rec-';
+
 export interface NameRecord {
   /** "sha256:<hex>" of the blob the name points at. */
   readonly digest: string;
@@ -32,9 +35,13 @@ export class NameStore {
     this.#tmpDir = join(root, 'tmp');
   }
 
+  /** Makes the directories and removes the records a crash left half written (nothing else does with S3 storage). */
   async open(): Promise<void> {
     await mkdir(this.#root, { recursive: true });
     await mkdir(this.#tmpDir, { recursive: true });
+    for (const entry of await readdir(this.#tmpDir)) {
+      if (entry.startsWith(TMP_PREFIX)) await rm(join(this.#tmpDir, entry), { force: true });
+    }
   }
 
   /** The directory of the records under `prefix`. */
@@ -50,7 +57,7 @@ export class NameStore {
 
   async put<T extends object>(segments: readonly string[], record: T): Promise<void> {
     const target = this.#pathOf(segments);
-    const tmp = join(this.#tmpDir, `rec-${randomBytes(8).toString('hex')}`);
+    const tmp = join(this.#tmpDir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
     try {
       await writeFile(tmp, JSON.stringify(record), { flag: 'wx', flush: true });
       // A prune may remove a directory of the path once it looked empty (removeEmptyDirs),

@@ -35,6 +35,14 @@ const DEFAULT_TMP_MAX_AGE_MS = 24 * 3600 * 1000;
 /** CopyObject copies at most 5 GiB; larger objects are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 ** 3;
 const COPY_PART_SIZE = 1024 ** 3;
+/**
+ * How long a request to the storage may go without a byte either way. The SDK waits without
+ * end by default: a hung endpoint held every request (and the origin's start) for ever, and
+ * the 50 sockets of its pool with them. Generous: S3 keeps a long copy's answer alive with
+ * whitespace, other servers may not.
+ */
+const DEFAULT_IDLE_TIMEOUT_MS = 2 * 60_000;
+const CONNECT_TIMEOUT_MS = 10_000;
 
 export interface S3StoreOptions {
   readonly bucket: string;
@@ -53,6 +61,8 @@ export interface S3StoreOptions {
   readonly queueSize?: number;
   /** open() deletes temporary keys older than this (default one day). */
   readonly tmpMaxAgeMs?: number;
+  /** A request (or a body read) with no traffic for this long fails (default 2 minutes); the SDK retries it. */
+  readonly idleTimeoutMs?: number;
 }
 
 /**
@@ -87,6 +97,10 @@ export class S3BlobStore implements BlobStore {
       // bodies) is not understood by several S3-compatible servers; we verify digests ourselves.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: {
+        connectionTimeout: Math.min(CONNECT_TIMEOUT_MS, options.idleTimeoutMs ?? CONNECT_TIMEOUT_MS),
+        socketTimeout: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+      },
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
       ...(options.credentials ? { credentials: { ...options.credentials } } : {}),
     };
@@ -172,9 +186,17 @@ export class S3BlobStore implements BlobStore {
   }
 
   async delete(d: Digest): Promise<boolean> {
-    // S3's DeleteObject succeeds for absent keys, so presence is checked first.
-    if (!(await this.has(d))) return false;
-    await this.#deleteKey(this.keyOf(d)).catch((err: unknown) => Promise.reject(storageError('delete', err)));
+    const key = this.keyOf(d);
+    // S3's DeleteObject succeeds for absent keys, so presence is checked first. Only a 404 is
+    // absence here, not a 403 as on reads: credentials refused (rotated, a clock skewed) would
+    // have retention take every blob for deleted already and forget it for good.
+    try {
+      await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }));
+    } catch (err) {
+      if (isMissingObjectError(err) && (err as { $metadata?: { httpStatusCode?: unknown } }).$metadata?.httpStatusCode !== 403) return false;
+      throw storageError('delete', err);
+    }
+    await this.#deleteKey(key).catch((err: unknown) => Promise.reject(storageError('delete', err)));
     return true;
   }
 

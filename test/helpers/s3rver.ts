@@ -42,3 +42,15 @@ export async function startS3rver(t: Test, bucket = 'fleetcache'): Promise<TestS
   });
   return { endpoint, bucket, pid: child.pid! };
 }
+
+/**
+ * The `storage:` lines of an origin configuration on the S3 server at `endpoint`, its
+ * credentials read from the variables TEST_S3_KEY and TEST_S3_SECRET.
+ */
+export function s3StorageYaml(endpoint: string, bucket: string, prefix?: string): string[] {
+  return [
+    'storage:', '  type: s3', `  endpoint: ${endpoint}`, `  bucket: ${bucket}`, '  region: us-east-1',
+    ...(prefix === undefined ? [] : [`  prefix: ${prefix}`]),
+    '  forcePathStyle: true', '  accessKeyIdEnv: TEST_S3_KEY', '  secretAccessKeyEnv: TEST_S3_SECRET',
+  ];
+}

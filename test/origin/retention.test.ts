@@ -3,7 +3,7 @@
 // never a blob a kept name, a tooltool upload alone or an internal upload accounts for.
 import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -14,6 +14,9 @@ import { DiskBlobStore } from '../../src/store/disk.js';
 import { parseDigestString } from '../../src/store/digest.js';
 import type { NameRecord } from '../../src/store/names.js';
 import { startOrigin, uploadBlob, TEST_TOKEN, type TestOrigin } from '../helpers/origin.js';
+import { mountTmpfs } from '../helpers/tmpfs.js';
+import { buildOrigin } from '../../src/origin/server.js';
+import type { AddressInfo } from 'node:net';
 import { runManifest } from '../helpers/run-manifest.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -241,6 +244,45 @@ t.test('a pending blob found gone already leaves the list: the same bytes upload
   await put(`${origin.url}/cas/sha256/${sha(bytes)}`, bytes);
   t.match(await retention.prune({ now: afterUploads() }), { blobs: 0 });
   t.ok(await store.has(parseDigestString(digest)), 'the asset is still stored');
+});
+
+t.test('a pending blob uploaded to /cas as an asset before the next prune is kept: the asset is no expired name\'s to free', async (t) => {
+  const origin = await oldArtifacts(t, 1);
+  const bytes = Buffer.from('artifact 0');
+  const retention = new Retention(origin.context, { maxAgeMs: 30 * DAY, keepBases: 3 });
+  t.match(await retention.prune(), { names: { artifacts: 1 }, blobs: 0, heldBack: 1 }, 'the name goes; its blob, uploaded minutes ago, is pending');
+  // then a tooltool upload of those bytes (stored already: a 200), which no name points at
+  await put(`${origin.url}/cas/sha256/${sha(bytes)}`, bytes);
+  t.match(await retention.prune({ now: afterUploads() }), { blobs: 0 });
+  t.equal(await blobsLeft(origin, 1), 1, 'the asset is still stored');
+  t.equal(await origin.context.names.find(['_retention', 'pending']), undefined, 'and off the list');
+});
+
+t.test('a prune on a full disk deletes what is due, and so makes room, though it cannot write down the blobs it frees first', { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('4m', 'prune-full');
+  const dataDir = join(dir, 'data');
+  const { app, context } = await buildOrigin({ dataDir, tokens: [TEST_TOKEN], logLevel: false });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(async () => {
+    await app.close();
+    unmount();
+  });
+  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  for (let i = 0; i < 3; i++) {
+    await put(`${url}/artifacts/r/job/f${i}`, Buffer.from(`artifact ${i}`));
+    await backdate({ context } as TestOrigin, ['artifacts', 'r', 'job', `f${i}`], Date.now() - 40 * DAY);
+  }
+  // the rest of the disk taken, to its last page (what the blobs of a busy origin end up doing)
+  const filler = openSync(join(dir, 'filler'), 'w');
+  for (const chunk of [Buffer.alloc(64 * 1024), Buffer.alloc(1024), Buffer.alloc(1)]) {
+    try { for (;;) writeSync(filler, chunk); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err; }
+  }
+  closeSync(filler);
+  t.throws(() => writeFileSync(join(dir, 'small'), 'x'), { code: 'ENOSPC' }, 'the disk is full');
+  const retention = new Retention(context, { maxAgeMs: 30 * DAY, keepBases: 3 });
+  t.match(await retention.prune({ now: afterUploads() }), { names: { artifacts: 3 }, blobs: 3, failed: 0 });
+  t.equal(await context.names.find(['_retention', 'pending']), undefined, 'nothing left pending');
+  for (let i = 0; i < 3; i++) t.notOk(await context.store.has(parseDigestString(`sha256:${sha(Buffer.from(`artifact ${i}`))}`)));
 });
 
 t.test('an origin restarted protects the uploads of the minutes before its last stop, which it did not see', async (t) => {

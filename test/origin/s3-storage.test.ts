@@ -2,12 +2,12 @@
 // `storage: {type: s3}` configuration, against a real S3 server (s3rver) on loopback.
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { request } from 'undici';
 import { createBlobStore } from '../../src/cli/origin.js';
-import { startS3rver, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
+import { startS3rver, s3StorageYaml, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
 import { startServerProcess } from '../helpers/processes.js';
 import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
@@ -24,15 +24,7 @@ t.test('PUT and GET /cas and artifacts through an origin whose blobs live in S3'
     `data: ${join(dir, 'data')}`,
     `tokenFile: ${join(dir, 'tokens')}`,
     'logLevel: warn',
-    'storage:',
-    '  type: s3',
-    `  endpoint: ${s3.endpoint}`,
-    `  bucket: ${s3.bucket}`,
-    '  region: us-east-1',
-    '  prefix: origin',
-    '  forcePathStyle: true',
-    '  accessKeyIdEnv: TEST_S3_KEY',
-    '  secretAccessKeyEnv: TEST_S3_SECRET',
+    ...s3StorageYaml(s3.endpoint, s3.bucket, 'origin'),
     '',
   ].join('\n'));
   const origin = await startServerProcess(t, ['origin', '--config', config], {
@@ -107,4 +99,25 @@ t.test('createBlobStore refuses a credentials variable that is not set', async (
   await t.rejects(createBlobStore(storage, t.testdir(), {}, 'origin.yaml'), { code: 'FC_ERR_CONFIG', message: /^origin\.yaml: storage\.accessKeyIdEnv names the environment variable NOPE_KEY, which is not set$/ });
   await t.rejects(createBlobStore({ ...storage, secretAccessKeyEnv: undefined }, t.testdir(), { NOPE_KEY: 'k' }, 'origin.yaml'), { code: 'FC_ERR_CONFIG', message: /^origin\.yaml: storage: give both/ });
   t.ok(await createBlobStore(storage, t.testdir(), { NOPE_KEY: 'k', NOPE_SECRET: 's' }));
+});
+
+t.test('an origin on S3 removes at start the half-written name records a crash left in its data directory\'s tmp/', async (t) => {
+  const s3 = await startS3rver(t);
+  const dir = t.testdir();
+  const config = join(dir, 'origin.yaml');
+  writeFileSync(config, [
+    'listen: 127.0.0.1:0',
+    `data: ${join(dir, 'data')}`,
+    'logLevel: warn',
+    ...s3StorageYaml(s3.endpoint, s3.bucket),
+    '',
+  ].join('\n'));
+  // what a SIGKILL between a record's write and its rename leaves (names.ts)
+  mkdirSync(join(dir, 'data', 'tmp'), { recursive: true });
+  writeFileSync(join(dir, 'data', 'tmp', 'rec-0123456789abcdef'), '{"digest":"sha256:');
+  const origin = await startServerProcess(t, ['origin', '--config', config], {
+    FLEETCACHE_TOKEN: TOKEN, TEST_S3_KEY: S3RVER_CREDENTIALS.accessKeyId, TEST_S3_SECRET: S3RVER_CREDENTIALS.secretAccessKey,
+  });
+  t.same(readdirSync(join(dir, 'data', 'tmp')), [], 'nothing left');
+  await origin.stop();
 });

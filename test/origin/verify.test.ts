@@ -3,12 +3,17 @@
 // beside a live origin; --remove does not (the data directory is the origin's).
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import t from 'tap';
 import { request } from 'undici';
 import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
 import { startServerProcess } from '../helpers/processes.js';
+import { startS3rver, s3StorageYaml, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
+import { S3BlobStore } from '../../src/store/s3.js';
 
 const TOKEN = 'verify-token-0123456789';
 
@@ -77,4 +82,45 @@ t.test('a path that is not an origin data directory (a typo, a file, another dir
   writeFileSync(join(data, 'cas.v1', 'sha256', '.DS_Store'), 'a file manager was here');
   const res = await runCli(['verify', '--data', data]);
   t.same([res.code, res.stdout], [0, 'checked 0 blobs, 0 bytes: 0 damaged\n'], 'skipped, as before');
+});
+
+t.test('verify --remove keeps a blob its S3 storage could not read whole (a body cut short): only a blob read whole and hashing to another digest is damage', async (t) => {
+  const s3 = await startS3rver(t);
+  const dir = t.testdir();
+  // Between verify and S3: GETs of blobs answer their headers and half their body, then the connection is cut.
+  const proxy = createServer((req, res) => {
+    const upstream = httpRequest(`${s3.endpoint}${req.url}`, { method: req.method, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode!, up.headers);
+      if (req.method !== 'GET' || !req.url!.includes('/cas/')) return void up.pipe(res);
+      const length = Number(up.headers['content-length']);
+      let sent = 0;
+      up.on('data', (chunk: Buffer) => {
+        const room = Math.floor(length / 2) - sent;
+        if (room > 0) res.write(chunk.subarray(0, room));
+        sent += Math.min(room, chunk.length);
+        if (sent >= length / 2 - 1) { up.destroy(); res.socket?.destroy(); }
+      });
+    });
+    upstream.on('error', () => res.socket?.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
+  const config = join(dir, 'origin.yaml');
+  writeFileSync(config, [
+    `data: ${join(dir, 'data')}`,
+    ...s3StorageYaml(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, s3.bucket),
+    '',
+  ].join('\n'));
+  process.env.TEST_S3_KEY = S3RVER_CREDENTIALS.accessKeyId;
+  process.env.TEST_S3_SECRET = S3RVER_CREDENTIALS.secretAccessKey;
+  t.teardown(() => { delete process.env.TEST_S3_KEY; delete process.env.TEST_S3_SECRET; });
+  const direct = new S3BlobStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
+  const body = randomBytes(200_000);
+  const { digest } = await direct.put(Readable.from([body]));
+
+  const res = await runCli(['verify', '--config', config, '--remove']);
+  t.equal(res.code, EXIT.integrity, 'reported: the blob could not be checked');
+  t.match(res.stdout, new RegExp(`^sha256:${digest.hex}\\t200000\\tunreadable: [^\\n]+\\tkept\\n`));
+  t.ok(await direct.has(digest), 'the blob, whole in S3, is still there');
 });

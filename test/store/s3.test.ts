@@ -1,7 +1,7 @@
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { NotFoundError } from '../../src/errors.js';
@@ -127,4 +127,42 @@ t.test('a server that is down is a 503, not a miss', async (t) => {
     endpoint: 'http://127.0.0.1:9', bucket: 'b', region: 'us-east-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS,
   });
   await t.rejects(store.has({ algo: 'sha256', hex: 'ab'.repeat(32) }), { code: 'FC_ERR_UNAVAILABLE' });
+});
+
+t.test('a storage that stops answering (a connection that hangs, a body that stalls) is a 503 or a stream error after the idle time-out, never a wait without end', async (t) => {
+  const sockets = new Set<Socket>();
+  // Takes each connection and never answers: a hung endpoint, a load balancer with no backend.
+  const silent = createNetServer((socket) => { sockets.add(socket); });
+  // Answers a GET's head and its first bytes, then nothing more.
+  const stalling = createServer((_req, res) => {
+    sockets.add(res.socket!);
+    res.writeHead(200, { 'content-length': '1000' });
+    res.write(Buffer.alloc(10));
+  });
+  for (const s of [silent, stalling]) await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+    stalling.close();
+  });
+  // short, but the stalling server's head must come within it even on a loaded machine
+  const at = (srv: { address(): unknown }, idleTimeoutMs = 300) => new S3BlobStore({
+    endpoint: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`, bucket: 'b', region: 'us-east-1', forcePathStyle: true,
+    credentials: S3RVER_CREDENTIALS, idleTimeoutMs,
+  });
+  const digest = { algo: 'sha256', hex: 'ab'.repeat(32) } as const;
+  await t.rejects(at(silent).open(), { code: 'FC_ERR_UNAVAILABLE' }, 'an origin starting on it fails, and says why');
+  await t.rejects(at(silent).has(digest), { code: 'FC_ERR_UNAVAILABLE' });
+  const body = await at(stalling, 2000).createReadStream(digest);
+  await t.rejects((async () => { for await (const chunk of body) void chunk; })(), /timed out/);
+});
+
+t.test('delete with credentials the storage refuses (403) fails: the object is there, and retention must not take it for gone', async (t) => {
+  const store = storeAt('refused');
+  const { digest } = await store.put(Readable.from([Buffer.from('a blob freed by retention')]));
+  const refused = storeAt('refused', { credentials: { accessKeyId: 'ROTATED', secretAccessKey: 'rotated-wrongly' } });
+  await t.rejects(refused.delete(digest), { code: 'FC_ERR_UNAVAILABLE' });
+  t.ok(await store.has(digest), 'still stored');
+  t.equal(await store.delete(digest), true);
+  t.equal(await store.delete(digest), false, 'a key that is not there is still absent');
 });
