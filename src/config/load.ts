@@ -6,7 +6,7 @@ import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox
 import { LineCounter, parseDocument, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type YAMLError } from 'yaml';
 import { ConfigError, errorMessage, UsageError } from '../errors.js';
 import { NAME_PATTERN } from './names.js';
-import { MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
+import { MAX_SIZE, MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
 
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
 /** Every error of a value at once, for a closer look at a failed one (unknownBesideMissing); it changes nothing. */
@@ -32,7 +32,7 @@ const FORMATS: Record<string, { parse: (text: string) => unknown; phrase: string
 
 /** A size: a number of bytes, or a size string ("4096", "512MiB", "50GiB"). */
 export function sizeSchema() {
-  return Type.Union([Type.String({ minLength: 1, format: 'size' }), Type.Integer({ minimum: 0 })]);
+  return Type.Union([Type.String({ minLength: 1, format: 'size' }), Type.Integer({ minimum: 0, maximum: MAX_SIZE })]);
 }
 
 /** A duration a timer waits: a number of seconds, or a duration string ("250ms", "30s", "1h30m"); 24 days at most. */
@@ -75,7 +75,8 @@ export function positiveSizeSchema(byDefault?: string) {
     type: ['string', 'integer'],
     if: { type: 'string' },
     then: { minLength: 1, allOf: [{ format: 'size' }, { format: 'positive-size' }] },
-    else: { minimum: 1 },
+    // YAML's 1e400 and .inf are Infinity, which ajv takes for an integer
+    else: { minimum: 1, maximum: MAX_SIZE },
   });
 }
 for (const [name, { parse }] of Object.entries(FORMATS)) {
