@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
-import { LineCounter, parseDocument, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type YAMLError } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type Node, type YAMLError } from 'yaml';
 import { ConfigError, errorMessage, UsageError } from '../errors.js';
 import { NAME_PATTERN } from './names.js';
 import { MAX_SIZE, MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
@@ -220,6 +220,19 @@ function keyAt(doc: Document, offset: number): string | undefined {
 }
 
 /**
+ * The plain value of `node`, its aliases (`*name`) resolved in `doc`: toJSON() without the
+ * document left each one as {source: name}, refused as "must be string". An alias bomb (a
+ * billion laughs) is refused by the yaml library's alias count, named as the file's.
+ */
+function nodeValue(node: Node, doc: Document, file: string): unknown {
+  try {
+    return node.toJS(doc);
+  } catch (err) {
+    throw new ConfigError(`${file}: ${errorMessage(err)}`, file);
+  }
+}
+
+/**
  * Parses YAML text and validates it against a TypeBox schema, filling defaults.
  * Throws ConfigError("file:line: field: message").
  */
@@ -229,7 +242,7 @@ export function parseConfig<S extends TSchema>(schema: S, text: string, file: st
   if (doc.errors.length > 0) throw syntaxError(doc.errors[0]!, doc, file, lc);
   // `at` validates one subtree (e.g. the `fleetcache:` key of spread.yaml), lines still exact.
   const node = at.length === 0 ? doc.contents : doc.getIn(at, true);
-  const value: unknown = (isNode(node) ? node.toJSON() : node) ?? {};
+  const value: unknown = (isNode(node) ? nodeValue(node, doc, file) : node) ?? {};
   const validate = ajv.compile(schema);
   if (!validate(value)) {
     const first = validate.errors![0]!;
