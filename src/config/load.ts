@@ -238,7 +238,8 @@ function nodeValue(node: Node, doc: Document, file: string): unknown {
  */
 export function parseConfig<S extends TSchema>(schema: S, text: string, file: string, at: readonly string[] = []): Static<S> {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  // merge keys (<<: *name) as spread reads the rest of spread.yaml (YAML 1.1, go-yaml)
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, merge: true });
   if (doc.errors.length > 0) throw syntaxError(doc.errors[0]!, doc, file, lc);
   // `at` validates one subtree (e.g. the `fleetcache:` key of spread.yaml), lines still exact.
   const node = at.length === 0 ? doc.contents : doc.getIn(at, true);

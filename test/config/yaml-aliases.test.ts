@@ -1,6 +1,7 @@
 // YAML anchors and aliases (`&c [...]`, then `*c`) in a configuration are the values they
 // name, as in every YAML reader: the value used to be taken without its document, which left
-// each alias as {source: name}, refused as "must be string" (exit 3) in a valid file.
+// each alias as {source: name}, refused as "must be string" (exit 3) in a valid file. Merge
+// keys (`<<: *c`) too, which spread applies in the rest of spread.yaml.
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,6 +31,18 @@ t.test("run: the fleetcache: key of spread.yaml with aliases is read, aliases to
   );
   const res = spawnSync(process.execPath, cliArgs(['run']), { cwd: dir, encoding: 'utf8', timeout: 60_000, env: { ...process.env, FLEETCACHE_TOKEN: 'aliases-token-0123456789' } });
   // read whole, the run goes on to the origin, which nothing serves
+  t.equal(res.status, EXIT.unavailable, res.stderr);
+  t.match(res.stderr, /^fleetcache: error: GET http:\/\/127\.0\.0\.1:9\//);
+});
+
+t.test("run: a merge key (<<: *name) in spread.yaml's fleetcache: key is applied, as spread applies it to the rest of the file", async (t) => {
+  const dir = t.testdir({ tests: { hello: { 'task.yaml': 'summary: hello\nexecute: echo ok\n' } } });
+  writeFileSync(
+    join(dir, 'spread.yaml'),
+    'project: merged\npath: /home/merged\nbackends:\n  local:\n    type: local\n    systems: [alpha-1]\nsuites:\n  tests/:\n    summary: tasks\n' +
+      'fleetcache:\n  origin: http://127.0.0.1:9\n  regions:\n    a: &a {caches: [http://127.0.0.1:9]}\n    b:\n      <<: *a\n',
+  );
+  const res = spawnSync(process.execPath, cliArgs(['run']), { cwd: dir, encoding: 'utf8', timeout: 60_000, env: { ...process.env, FLEETCACHE_TOKEN: 'aliases-token-0123456789' } });
   t.equal(res.status, EXIT.unavailable, res.stderr);
   t.match(res.stderr, /^fleetcache: error: GET http:\/\/127\.0\.0\.1:9\//);
 });
