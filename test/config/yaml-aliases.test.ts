@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
@@ -21,30 +21,28 @@ t.test('a cache whose file names one URL twice, by an alias, starts with it', as
   await cache.stop();
 });
 
-t.test("run: the fleetcache: key of spread.yaml with aliases is read, aliases to the file's other keys too", async (t) => {
+/**
+ * `fleetcache run` in a one-task project whose spread.yaml has `top` (after project and path)
+ * and `fleetcache` (after the suites): read whole, the run goes on to its origin, which
+ * nothing serves (exit 6, not 3).
+ */
+function runAgainstNoOrigin(t: Test, top: string, fleetcache: string): void {
   const dir = t.testdir({ tests: { hello: { 'task.yaml': 'summary: hello\nexecute: echo ok\n' } } });
   writeFileSync(
     join(dir, 'spread.yaml'),
-    'project: aliased\npath: /home/aliased\nenvironment:\n  FLEET_ORIGIN: &o http://127.0.0.1:9\n' +
-      'backends:\n  local:\n    type: local\n    systems: [alpha-1]\nsuites:\n  tests/:\n    summary: tasks\n' +
-      'fleetcache:\n  origin: *o\n  regions:\n    a: {caches: &c [*o]}\n    b: {caches: *c}\n',
+    `project: yaml\npath: /home/yaml\n${top}backends:\n  local:\n    type: local\n    systems: [alpha-1]\nsuites:\n  tests/:\n    summary: tasks\nfleetcache:\n${fleetcache}`,
   );
   const res = spawnSync(process.execPath, cliArgs(['run']), { cwd: dir, encoding: 'utf8', timeout: 60_000, env: { ...process.env, FLEETCACHE_TOKEN: 'aliases-token-0123456789' } });
-  // read whole, the run goes on to the origin, which nothing serves
   t.equal(res.status, EXIT.unavailable, res.stderr);
   t.match(res.stderr, /^fleetcache: error: GET http:\/\/127\.0\.0\.1:9\//);
+}
+
+t.test("run: the fleetcache: key of spread.yaml with aliases is read, aliases to the file's other keys too", async (t) => {
+  runAgainstNoOrigin(t, 'environment:\n  FLEET_ORIGIN: &o http://127.0.0.1:9\n', '  origin: *o\n  regions:\n    a: {caches: &c [*o]}\n    b: {caches: *c}\n');
 });
 
 t.test("run: a merge key (<<: *name) in spread.yaml's fleetcache: key is applied, as spread applies it to the rest of the file", async (t) => {
-  const dir = t.testdir({ tests: { hello: { 'task.yaml': 'summary: hello\nexecute: echo ok\n' } } });
-  writeFileSync(
-    join(dir, 'spread.yaml'),
-    'project: merged\npath: /home/merged\nbackends:\n  local:\n    type: local\n    systems: [alpha-1]\nsuites:\n  tests/:\n    summary: tasks\n' +
-      'fleetcache:\n  origin: http://127.0.0.1:9\n  regions:\n    a: &a {caches: [http://127.0.0.1:9]}\n    b:\n      <<: *a\n',
-  );
-  const res = spawnSync(process.execPath, cliArgs(['run']), { cwd: dir, encoding: 'utf8', timeout: 60_000, env: { ...process.env, FLEETCACHE_TOKEN: 'aliases-token-0123456789' } });
-  t.equal(res.status, EXIT.unavailable, res.stderr);
-  t.match(res.stderr, /^fleetcache: error: GET http:\/\/127\.0\.0\.1:9\//);
+  runAgainstNoOrigin(t, '', '  origin: http://127.0.0.1:9\n  regions:\n    a: &a {caches: [http://127.0.0.1:9]}\n    b:\n      <<: *a\n');
 });
 
 t.test('an alias bomb is refused as the file\'s error, not expanded', async (t) => {
