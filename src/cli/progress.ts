@@ -3,11 +3,18 @@
 import cliProgress from 'cli-progress';
 import type { Progress } from '../client/http.js';
 import { formatBytes } from '../config/units.js';
+import { atSignal } from '../project-upload/signal-cleanup.js';
 
 /** Bars that share the terminal, one per transfer; undefined when stderr is not a terminal (or `quiet`). */
 export function terminalBars(format: string, quiet = false): cliProgress.MultiBar | undefined {
   if (quiet || !process.stderr.isTTY) return undefined;
-  return new cliProgress.MultiBar({ stream: process.stderr, format, hideCursor: true, clearOnComplete: false }, cliProgress.Presets.shades_classic);
+  const multi = new cliProgress.MultiBar({ stream: process.stderr, format, hideCursor: true, clearOnComplete: false }, cliProgress.Presets.shades_classic);
+  // The bars hide the cursor and turn line wrapping off while they draw: a signal that ends
+  // the process (Ctrl-C) turns them back on first, or the shell is left without a cursor.
+  // (cli-progress's own gracefulExit would keep the process alive past the signal.)
+  const forget = atSignal(() => multi.stop());
+  multi.on('stop', forget);
+  return multi;
 }
 
 /** A Progress drawing a bar per transfer (label, bytes so far, total when known); `stop` ends them all. */

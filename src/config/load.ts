@@ -3,10 +3,10 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
-import { LineCounter, parseDocument, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type YAMLError } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type Node, type YAMLError } from 'yaml';
 import { ConfigError, errorMessage, UsageError } from '../errors.js';
 import { NAME_PATTERN } from './names.js';
-import { MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
+import { MAX_SIZE, MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
 
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
 /** Every error of a value at once, for a closer look at a failed one (unknownBesideMissing); it changes nothing. */
@@ -32,7 +32,7 @@ const FORMATS: Record<string, { parse: (text: string) => unknown; phrase: string
 
 /** A size: a number of bytes, or a size string ("4096", "512MiB", "50GiB"). */
 export function sizeSchema() {
-  return Type.Union([Type.String({ minLength: 1, format: 'size' }), Type.Integer({ minimum: 0 })]);
+  return Type.Union([Type.String({ minLength: 1, format: 'size' }), Type.Integer({ minimum: 0, maximum: MAX_SIZE })]);
 }
 
 /** A duration a timer waits: a number of seconds, or a duration string ("250ms", "30s", "1h30m"); 24 days at most. */
@@ -75,7 +75,8 @@ export function positiveSizeSchema(byDefault?: string) {
     type: ['string', 'integer'],
     if: { type: 'string' },
     then: { minLength: 1, allOf: [{ format: 'size' }, { format: 'positive-size' }] },
-    else: { minimum: 1 },
+    // YAML's 1e400 and .inf are Infinity, which ajv takes for an integer
+    else: { minimum: 1, maximum: MAX_SIZE },
   });
 }
 for (const [name, { parse }] of Object.entries(FORMATS)) {
@@ -219,16 +220,30 @@ function keyAt(doc: Document, offset: number): string | undefined {
 }
 
 /**
+ * The plain value of `node`, its aliases (`*name`) resolved in `doc`: toJSON() without the
+ * document left each one as {source: name}, refused as "must be string". An alias bomb (a
+ * billion laughs) is refused by the yaml library's alias count, named as the file's.
+ */
+function nodeValue(node: Node, doc: Document, file: string): unknown {
+  try {
+    return node.toJS(doc);
+  } catch (err) {
+    throw new ConfigError(`${file}: ${errorMessage(err)}`, file);
+  }
+}
+
+/**
  * Parses YAML text and validates it against a TypeBox schema, filling defaults.
  * Throws ConfigError("file:line: field: message").
  */
 export function parseConfig<S extends TSchema>(schema: S, text: string, file: string, at: readonly string[] = []): Static<S> {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  // merge keys (<<: *name) as spread reads the rest of spread.yaml (YAML 1.1, go-yaml)
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, merge: true });
   if (doc.errors.length > 0) throw syntaxError(doc.errors[0]!, doc, file, lc);
   // `at` validates one subtree (e.g. the `fleetcache:` key of spread.yaml), lines still exact.
   const node = at.length === 0 ? doc.contents : doc.getIn(at, true);
-  const value: unknown = (isNode(node) ? node.toJSON() : node) ?? {};
+  const value: unknown = (isNode(node) ? nodeValue(node, doc, file) : node) ?? {};
   const validate = ajv.compile(schema);
   if (!validate(value)) {
     const first = validate.errors![0]!;

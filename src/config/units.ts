@@ -10,6 +10,9 @@ const SIZE_UNITS: Record<string, number> = {
   t: 1024 ** 4, tb: 1000 ** 4, tib: 1024 ** 4,
 };
 
+/** The largest size taken, in a file or a flag: byte counts past it are not exact numbers. */
+export const MAX_SIZE = Number.MAX_SAFE_INTEGER;
+
 /** Parses "50GiB", "512M", "1.5GB", "1048576" into bytes. */
 export function parseSize(text: string | number): number {
   if (typeof text === 'number') return text;
@@ -18,7 +21,10 @@ export function parseSize(text: string | number): number {
   if (!m || unit === undefined) {
     throw new FleetError('FC_ERR_USAGE', `invalid size "${text}" (examples: 4096, 512MiB, 50GiB, 1TB)`);
   }
-  return Math.floor(Number(m[1]) * unit);
+  const bytes = Math.floor(Number(m[1]) * unit);
+  // past 2^53 bytes (8 PiB) counts are no longer exact; "1e400" digits make Infinity
+  if (bytes > MAX_SIZE) throw new FleetError('FC_ERR_USAGE', `invalid size "${text}": larger than 8 PiB`);
+  return bytes;
 }
 
 /** parseSize, refusing a size of less than one byte. */

@@ -33,3 +33,26 @@ t.test('the command: exit 3 for the file, 2 for the flag, before the data direct
   t.equal(fromFlag.stderr, `fleetcache: error: --max-size: must be ${phrase}\n`);
   t.notOk(existsSync(data), 'no data directory was made');
 });
+
+t.test('a size too large to count is refused with file, line and field, or the flag', async (t) => {
+  // 1e400 is Infinity to YAML and to Number(): it used to reach the LRU index (TypeError, exit 70)
+  const dir = t.testdir();
+  const data = path.join(dir, 'data');
+  const huge = `${'9'.repeat(400)}TiB`;
+  const cases: Array<[string, string]> = [
+    ['1e400', 'must be <= 9007199254740991'],
+    ['.inf', 'must be <= 9007199254740991'],
+    [`"${huge}"`, 'must be a size (e.g. 4096, 512MiB, 50GiB)'],
+  ];
+  for (const [value, message] of cases) {
+    const file = path.join(dir, 'cache.yaml');
+    writeFileSync(file, `${base}maxSize: ${value}\n`);
+    const run = await runCli(['cache', '--config', file, '--listen', '127.0.0.1:0', '--data', data]);
+    t.equal(run.code, EXIT.config, `maxSize: ${value}: ${run.stderr}`);
+    t.equal(run.stderr, `fleetcache: error: ${file}:2: maxSize: ${message}\n`);
+  }
+  const fromFlag = await runCli(['cache', '--upstream', 'http://127.0.0.1:9', '--listen', '127.0.0.1:0', '--data', data, '--max-size', huge]);
+  t.equal(fromFlag.code, EXIT.usage, fromFlag.stderr);
+  t.equal(fromFlag.stderr, 'fleetcache: error: --max-size: must be a size (e.g. 4096, 512MiB, 50GiB)\n');
+  t.notOk(existsSync(data), 'no data directory was made');
+});

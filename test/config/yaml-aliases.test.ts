@@ -1,0 +1,57 @@
+// YAML anchors and aliases (`&c [...]`, then `*c`) in a configuration are the values they
+// name, as in every YAML reader: the value used to be taken without its document, which left
+// each alias as {source: name}, refused as "must be string" (exit 3) in a valid file. Merge
+// keys (`<<: *c`) too, which spread applies in the rest of spread.yaml.
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { request } from 'undici';
+import { EXIT } from '../../src/errors.js';
+import { runCli } from '../helpers/cli.js';
+import { cliArgs, startServerProcess } from '../helpers/processes.js';
+
+t.test('a cache whose file names one URL twice, by an alias, starts with it', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'cache.yaml');
+  writeFileSync(file, 'upstream: &up http://127.0.0.1:9\nregion: r1\nmirrors:\n  again:\n    url: *up\n');
+  const cache = await startServerProcess(t, ['cache', '--config', file, '--listen', '127.0.0.1:0', '--data', join(dir, 'data')], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const health = (await (await request(`${cache.url}/-/healthz`)).body.json()) as { region?: string };
+  t.equal(health.region, 'r1');
+  await cache.stop();
+});
+
+/**
+ * `fleetcache run` in a one-task project whose spread.yaml has `top` (after project and path)
+ * and `fleetcache` (after the suites): read whole, the run goes on to its origin, which
+ * nothing serves (exit 6, not 3).
+ */
+function runAgainstNoOrigin(t: Test, top: string, fleetcache: string): void {
+  const dir = t.testdir({ tests: { hello: { 'task.yaml': 'summary: hello\nexecute: echo ok\n' } } });
+  writeFileSync(
+    join(dir, 'spread.yaml'),
+    `project: yaml\npath: /home/yaml\n${top}backends:\n  local:\n    type: local\n    systems: [alpha-1]\nsuites:\n  tests/:\n    summary: tasks\nfleetcache:\n${fleetcache}`,
+  );
+  const res = spawnSync(process.execPath, cliArgs(['run']), { cwd: dir, encoding: 'utf8', timeout: 60_000, env: { ...process.env, FLEETCACHE_TOKEN: 'aliases-token-0123456789' } });
+  t.equal(res.status, EXIT.unavailable, res.stderr);
+  t.match(res.stderr, /^fleetcache: error: GET http:\/\/127\.0\.0\.1:9\//);
+}
+
+t.test("run: the fleetcache: key of spread.yaml with aliases is read, aliases to the file's other keys too", async (t) => {
+  runAgainstNoOrigin(t, 'environment:\n  FLEET_ORIGIN: &o http://127.0.0.1:9\n', '  origin: *o\n  regions:\n    a: {caches: &c [*o]}\n    b: {caches: *c}\n');
+});
+
+t.test("run: a merge key (<<: *name) in spread.yaml's fleetcache: key is applied, as spread applies it to the rest of the file", async (t) => {
+  runAgainstNoOrigin(t, '', '  origin: http://127.0.0.1:9\n  regions:\n    a: &a {caches: [http://127.0.0.1:9]}\n    b:\n      <<: *a\n');
+});
+
+t.test('an alias bomb is refused as the file\'s error, not expanded', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'cache.yaml');
+  const levels = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]'];
+  for (let i = 1; i < 9; i++) levels.push(`${'abcdefghi'[i]}: &${'abcdefghi'[i]} [${Array(10).fill(`*${'abcdefghi'[i - 1]}`).join(',')}]`);
+  writeFileSync(file, `upstream: http://127.0.0.1:9\nmirrors:\n  m:\n    url: http://127.0.0.1:9\n    bomb:\n${levels.map((l) => `      ${l}`).join('\n')}\n`);
+  const { code, stderr } = await runCli(['cache', '--config', file, '--listen', '127.0.0.1:0', '--data', join(dir, 'data')]);
+  t.equal(code, EXIT.config, stderr);
+  t.match(stderr, new RegExp(`^fleetcache: error: ${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: .*alias`, 'i'));
+});
