@@ -59,9 +59,9 @@ export class TokenCheck {
     return grant;
   }
 
-  /** What the request's token allows: throws 401 without one, 403 with one not accepted. */
+  /** What the request's token allows: throws 401 without one (or with another scheme's credentials), 403 with one not accepted. */
   granted(request: FastifyRequest): Grant {
-    if (!request.headers.authorization) throw missingToken();
+    if (bearerToken(request.headers.authorization) === undefined) throw missingToken();
     const grant = this.#check(request);
     if (grant === 'expired') throw new FleetError('FC_ERR_FORBIDDEN', 'the run token has expired (the runner makes a new one for each command it has a machine run)');
     if (!grant) throw new FleetError('FC_ERR_FORBIDDEN', 'the bearer token is not accepted');

@@ -21,6 +21,9 @@ t.test('writes need a token: 401 without, 403 wrong, 201 right', async (t) => {
   const none = await app.inject({ method: 'PUT', url, payload: 'abc' });
   t.equal(none.statusCode, 401);
   t.equal(none.headers['www-authenticate'], 'Bearer realm="fleetcache"', 'a 401 says which scheme (RFC 9110 §11.6.1)');
+  // another scheme (a URL's user:password, tooltool's Hawk) brings no bearer token: 401 and the challenge
+  const basic = await app.inject({ method: 'PUT', url, payload: 'abc', headers: { authorization: `Basic ${Buffer.from('u:p').toString('base64')}` } });
+  t.same([basic.statusCode, basic.headers['www-authenticate'], basic.json().code], [401, 'Bearer realm="fleetcache"', 'FC_ERR_UNAUTHORIZED'], 'another scheme: 401, with the scheme to use');
   const wrong = await app.inject({ method: 'PUT', url, payload: 'abc', headers: { authorization: 'Bearer nope' } });
   t.equal(wrong.statusCode, 403);
   t.notOk(wrong.headers['www-authenticate']);
