@@ -24,8 +24,7 @@ export async function opsRoutes(app: FastifyInstance, ctx: OriginContext, retent
     const dryRun = dryRunOf(request.query);
     // a prune may outlast the idle timeout of the connection (it sends nothing meanwhile)
     request.raw.socket.setTimeout(0);
-    const report = await retention.prune({ dryRun });
-    request.raw.socket.setTimeout(request.server.server.timeout);
+    const report = await retention.prune({ dryRun }).finally(() => request.raw.socket.setTimeout(request.server.server.timeout));
     request.log.info({ prune: report }, 'retention prune');
     return report;
   });
