@@ -533,7 +533,11 @@ export class DiskStore {
         }
       }
     }
-    await mapLimit(orphans, 16, (id) => rm(path.join(this.dir, id), { force: true }));
+    // What the cache cannot remove (a directory no layout of its own makes, a file another
+    // user owns) is left and said: it must not keep the cache from starting.
+    const left: string[] = [];
+    await mapLimit(orphans, 16, (id) => rm(path.join(this.dir, id), { force: true }).catch(() => void left.push(id)));
+    if (left.length > 0) this.#log.warn({ count: left.length, first: left.slice(0, 5) }, 'cannot remove what the data directory holds beside the cache\'s objects: left as it is');
     found.sort((a, b) => a.atimeMs - b.atimeMs);
     for (const f of found) {
       this.#lru.set(f.id, { size: f.size, meta: undefined, storedAt: f.mtimeMs, ...(needsSync(f.id, f.size) ? {} : { unverified: true }) });
