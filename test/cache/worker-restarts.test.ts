@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
 import { EXIT } from '../../src/errors.js';
@@ -113,14 +113,18 @@ t.test('what dead workers counted more than 200 ms before their death is still i
   t.equal(after.workersLost, 2, 'the two dead workers are counted (the run report marks its figures as lower bounds)');
 });
 
-t.test('a worker killed mid-fill leaves no temp file behind once it is replaced (tmp/ stays within the budget)', async (t) => {
+/** A two-worker cache, and a 16 MiB blob that its upstream sends slowly (4 MiB/s): a fill to kill its workers in the middle of. */
+async function slowFill(t: Test) {
   const { up, upUrl } = await startUpstream(t);
   up.options = { rate: 4 * 1024 * 1024 };
   const dir = t.testdir();
   const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const primary = cache.child.pid!;
-  const workers = cacheWorkers(primary);
-  const blob = up.addBlob(16 << 20);
+  return { up, dir, cache, primary, workers: cacheWorkers(primary), blob: up.addBlob(16 << 20) };
+}
+
+t.test('a worker killed mid-fill leaves no temp file behind once it is replaced (tmp/ stays within the budget)', async (t) => {
+  const { up, dir, cache, primary, workers, blob } = await slowFill(t);
   const reading = request(`${cache.url}/cas/sha256/${blob.hex}`).then((res) => res.body.dump(), () => undefined);
   const temps = () => readdirSync(path.join(dir, 'tmp'));
   await eventually('the fill writes its temp file', () => temps().some((n) => statSync(path.join(dir, 'tmp', n)).size > 0), 10_000);
@@ -135,13 +139,7 @@ t.test('a worker killed mid-fill leaves no temp file behind once it is replaced 
 });
 
 t.test('a worker killed mid-fill of a body written to its claim (a blob asked with credentials) leaves no claim behind once replaced', async (t) => {
-  const { up, upUrl } = await startUpstream(t);
-  up.options = { rate: 4 * 1024 * 1024 };
-  const dir = t.testdir();
-  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
-  const primary = cache.child.pid!;
-  const workers = cacheWorkers(primary);
-  const blob = up.addBlob(16 << 20);
+  const { dir, cache, primary, workers, blob } = await slowFill(t);
   const shard = path.dirname(path.join(dir, casId({ algo: 'sha256', hex: blob.hex })));
   const reading = request(`${cache.url}/cas/sha256/${blob.hex}`, { headers: { authorization: 'Bearer someone' } }).then((res) => res.body.dump(), () => undefined);
   // The claim of a key with credentials is a file of its own, which the fill writes its body to.
