@@ -8,6 +8,7 @@
 //   <shard>/.tmp-fill-<sha256(key)>             a fill in progress, its claim (see claimFill);
 //                                               a /cas blob asked without credentials is
 //                                               claimed under its own name, mode 000
+//   <shard>/.tmp-<worker>-<n>-.tmp-fill-<…>     a worker's hard link to its claim (FillClaim.owner)
 //   <data>/tmp/                                 sidecars being written, fills without a claim;
 //                                               emptied at start
 // Commit writes the sidecar first and renames the body last, so an http body on disk
@@ -21,7 +22,7 @@
 // doubles it; a small blob cut short or zero-filled by a power loss is caught instead by
 // hashing it on its first read after a restart (small bodies are read whole anyway).
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, constants as fsc, fchmodSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statfsSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fchmodSync, fstatSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statfsSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -115,6 +116,13 @@ export interface FillClaim {
   fd: number | undefined;
   /** The claim file's inode, taken when its descriptor is closed before the fill ends (openClaim). */
   ino?: number;
+  /**
+   * A worker's claim beside the entry: a hard link to it under this process's temp prefix,
+   * removed when the fill ends. A claim's name says nothing of its holder, and the body a
+   * fill writes to it would stay on disk, counted by no index, when its worker dies: the
+   * primary removes it through this link (see adoptUnreported).
+   */
+  readonly owner?: string;
 }
 
 /** The mode of a claim under the blob's own name; a complete body always has some permission bit. */
@@ -362,6 +370,18 @@ export class DiskStore {
     // a dead worker's temp files (see useTempOrigin), in tmp/ and beside their final names
     const isDeadTemp = (n: string): boolean => deadOrigin !== undefined && (n.startsWith(`${deadOrigin}-`) || n.startsWith(`${TEMP_PREFIX}${deadOrigin}-`));
     for (const n of await names('tmp')) if (isDeadTemp(n)) await rm(path.join(this.dir, 'tmp', n), { force: true });
+    /** A dead worker's temp file in a shard; one linked to a claim (FillClaim.owner) takes the claim with it, if still the same file. */
+    const removeDeadTemp = async (shard: string, n: string): Promise<void> => {
+      const file = path.join(this.dir, shard, n);
+      const at = n.indexOf(CLAIM_PREFIX, TEMP_PREFIX.length);
+      if (at >= 0) {
+        const claim = path.join(this.dir, shard, n.slice(at));
+        // The link keeps the inode in use: a claim with the same one is that fill's, not a new one.
+        const [link, claimed] = await Promise.all([stat(file).catch(() => undefined), stat(claim).catch(() => undefined)]);
+        if (link && claimed && link.ino === claimed.ino) await rm(claim, { force: true });
+      }
+      await rm(file, { force: true });
+    };
     const shards: string[] = [];
     for (const algo of await names('cas.v1')) for (const s of await names(`cas.v1/${algo}`)) shards.push(`cas.v1/${algo}/${s}`);
     for (const s of await names('http.v1')) shards.push(`http.v1/${s}`);
@@ -371,7 +391,7 @@ export class DiskStore {
       const set = new Set(listed);
       for (const n of listed) {
         const id = `${shard}/${n}`;
-        if (isDeadTemp(n)) await rm(path.join(this.dir, id), { force: true });
+        if (isDeadTemp(n)) await removeDeadTemp(shard, n);
         if (shardEntry(n, isCasId(shard), set) !== 'body' || this.#lru.has(id) || this.#unlinking.has(id)) continue;
         const st = await stat(path.join(this.dir, id)).catch(() => undefined);
         if (!st || !isComplete(st) || this.#lru.has(id) || this.#unlinking.has(id)) continue;
@@ -396,13 +416,25 @@ export class DiskStore {
   claimFill(id: string, key: string): FillClaim | undefined {
     if (this.isFull()) throw new StorageError('cache disk is full (cooling down)');
     const { path: p, inPlace } = this.#claimOf(id, key);
+    let fd: number;
     try {
       this.#ensureShard(path.dirname(p));
-      return { path: p, inPlace, fd: openSync(p, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, inPlace ? CLAIMED_MODE : BODY_MODE) };
+      fd = openSync(p, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, inPlace ? CLAIMED_MODE : BODY_MODE);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
       throw this.storageFailure(err);
     }
+    // (A claim under the blob's own name holds no body: a large one is written to tmp/.)
+    if (!this.#peer || inPlace) return { path: p, inPlace, fd };
+    const owner = path.join(path.dirname(p), `${TEMP_PREFIX}${tempName()}-${path.basename(p)}`);
+    try {
+      linkSync(p, owner);
+    } catch (err) {
+      closeSync(fd);
+      rmSync(p, { force: true });
+      throw this.storageFailure(err);
+    }
+    return { path: p, inPlace, fd, owner };
   }
 
   /**
@@ -533,7 +565,11 @@ export class DiskStore {
         }
       }
     }
-    await mapLimit(orphans, 16, (id) => rm(path.join(this.dir, id), { force: true }));
+    // What the cache cannot remove (a directory no layout of its own makes, a file another
+    // user owns) is left and said: it must not keep the cache from starting.
+    const left: string[] = [];
+    await mapLimit(orphans, 16, (id) => rm(path.join(this.dir, id), { force: true }).catch(() => void left.push(id)));
+    if (left.length > 0) this.#log.warn({ count: left.length, first: left.slice(0, 5) }, 'cannot remove what the data directory holds beside the cache\'s objects: left as it is');
     found.sort((a, b) => a.atimeMs - b.atimeMs);
     for (const f of found) {
       this.#lru.set(f.id, { size: f.size, meta: undefined, storedAt: f.mtimeMs, ...(needsSync(f.id, f.size) ? {} : { unverified: true }) });

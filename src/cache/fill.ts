@@ -318,6 +318,8 @@ export class Fill extends FillProgress {
           await tmp.fh.close().catch(() => undefined);
           if (!committed && tmp.path !== this.#claim?.path) await this.#store.discardTemp(tmp.path);
         }
+        // Once the claim is committed or removed: while the link is there, the claim is this fill's.
+        if (this.#claim?.owner) await this.#store.discardTemp(this.#claim.owner);
         // Readers behind go to the file; with none, the windows are theirs until they finish.
         if (!this.memoryOnly) this.forgetRecent();
       } finally {

@@ -8,6 +8,7 @@ import { DiskStore, casId, httpId, type EntryMeta } from '../../src/cache/disk-s
 import { cpuMsOf } from '../helpers/cpu.js';
 import { eventually } from '../helpers/wait.js';
 import { startCache } from './harness.js';
+import { startServerProcess } from '../helpers/processes.js';
 import { startUpstream } from './upstream-fixture.js';
 import { pino } from 'pino';
 
@@ -213,4 +214,20 @@ t.test('an entry whose files another process removed (evicted) is forgotten quie
   rmSync(path.join(dir, `${b}.json`));
   t.equal(await fresh.lookup(b), undefined);
   t.same(logged, [], 'nothing logged: evictions are not errors');
+});
+
+t.test('a data directory holding directories inside its shards (not of this layout) still starts, and serves', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const blob = up.addBlob(4096);
+  const dir = t.testdir();
+  // where an entry or a temp file would be: a directory rm cannot remove without `recursive`
+  const strays = [path.join(dir, 'cas.v1/sha256/ab/older-layout/cd'), path.join(dir, 'http.v1/ab/.tmp-fill-dir')];
+  for (const d of strays) mkdirSync(d, { recursive: true });
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const got = await get(`${cache.url}/cas/sha256/${blob.hex}`);
+  t.equal(got.status, 200);
+  t.same(got.body, blob.body);
+  t.ok(strays.every((d) => existsSync(d)), 'what is not the cache\'s is left as it is');
+  // (written before the "listening" line, on another pipe: it may come after it)
+  await eventually('said at start', () => /left as it is/.test(cache.stderr()));
 });

@@ -5,10 +5,10 @@
 // non-zero for its supervisor to see.
 // What a dead worker committed but had not reported yet is still counted and evicted.
 import { execFile } from 'node:child_process';
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
 import { EXIT } from '../../src/errors.js';
@@ -113,14 +113,18 @@ t.test('what dead workers counted more than 200 ms before their death is still i
   t.equal(after.workersLost, 2, 'the two dead workers are counted (the run report marks its figures as lower bounds)');
 });
 
-t.test('a worker killed mid-fill leaves no temp file behind once it is replaced (tmp/ stays within the budget)', async (t) => {
+/** A two-worker cache, and a 16 MiB blob that its upstream sends slowly (4 MiB/s): a fill to kill its workers in the middle of. */
+async function slowFill(t: Test) {
   const { up, upUrl } = await startUpstream(t);
   up.options = { rate: 4 * 1024 * 1024 };
   const dir = t.testdir();
   const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const primary = cache.child.pid!;
-  const workers = cacheWorkers(primary);
-  const blob = up.addBlob(16 << 20);
+  return { up, dir, cache, primary, workers: cacheWorkers(primary), blob: up.addBlob(16 << 20) };
+}
+
+t.test('a worker killed mid-fill leaves no temp file behind once it is replaced (tmp/ stays within the budget)', async (t) => {
+  const { up, dir, cache, primary, workers, blob } = await slowFill(t);
   const reading = request(`${cache.url}/cas/sha256/${blob.hex}`).then((res) => res.body.dump(), () => undefined);
   const temps = () => readdirSync(path.join(dir, 'tmp'));
   await eventually('the fill writes its temp file', () => temps().some((n) => statSync(path.join(dir, 'tmp', n)).size > 0), 10_000);
@@ -132,6 +136,21 @@ t.test('a worker killed mid-fill leaves no temp file behind once it is replaced 
   up.options = {};
   // (the replacements listen a moment after they start)
   await eventually('the object is filled again', async () => (await fetchHash(`${cache.url}/cas/sha256/${blob.hex}`).catch(() => undefined))?.hash === blob.hex, 20_000);
+});
+
+t.test('a worker killed mid-fill of a body written to its claim (a blob asked with credentials) leaves no claim behind once replaced', async (t) => {
+  const { dir, cache, primary, workers, blob } = await slowFill(t);
+  const shard = path.dirname(path.join(dir, casId({ algo: 'sha256', hex: blob.hex })));
+  const reading = request(`${cache.url}/cas/sha256/${blob.hex}`, { headers: { authorization: 'Bearer someone' } }).then((res) => res.body.dump(), () => undefined);
+  // The claim of a key with credentials is a file of its own, which the fill writes its body to.
+  const claims = () => (existsSync(shard) ? readdirSync(shard) : []).filter((n) => n.startsWith('.tmp-fill-'));
+  await eventually('the fill writes its claim', () => claims().some((n) => statSync(path.join(shard, n)).size > 0), 10_000);
+  for (const pid of workers) process.kill(pid, 'SIGKILL');
+  await reading.catch(() => undefined);
+  await eventually('both replaced', () => cacheWorkers(primary).filter((p) => !workers.includes(p)).length === 2, 30_000);
+  // Never asked again, it stayed on disk, counted by no index, until the next start.
+  await eventually('the dead workers\' claims removed', () => claims().length === 0, 10_000);
+  t.same(claims(), []);
 });
 
 t.test('a worker that stops answering (SIGSTOP) is killed after workerTimeout and replaced: no connection hangs on it for long', async (t) => {

@@ -360,7 +360,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       workersLost++;
       died(index, worker.id, code, signal);
       // What it committed in its last batch of reports (at most 200 ms) never came; the
-      // temp files it was writing are nobody's now (its fills' claims are taken as orphans).
+      // temp files it was writing, and the claims it held beside entries (FillClaim.owner), are nobody's now.
       void store.adoptUnreported(tempOrigin).then(
         (adopted) => {
           if (adopted > 0) log.warn({ worker: worker.id, adopted }, 'indexed the bodies a dead worker had not reported');
