@@ -17,12 +17,20 @@ export function etagOf(d: Digest): string {
   return `"${formatDigest(d)}"`;
 }
 
+/** An entity tag of a list (RFC 9110 §8.8.3): a quoted string may hold commas, so the list is not split on them. */
+const ENTITY_TAG = /(?:W\/)?"[^"]*"/g;
+
+/** The entity tags of an If-Match or If-None-Match list, as written. */
+function entityTags(header: string): string[] {
+  return header.match(ENTITY_TAG) ?? [];
+}
+
 /** True when an If-None-Match header matches the ETag (weak comparison, as RFC 9110 says for 304). */
 function ifNoneMatchHits(header: string | undefined, etag: string): boolean {
   if (!header) return false;
   if (header.trim() === '*') return true;
   const bare = etag.replace(/^W\//, '');
-  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === bare);
+  return entityTags(header).some((t) => t.replace(/^W\//, '') === bare);
 }
 
 /**
@@ -69,7 +77,7 @@ function checkIfMatch(request: FastifyRequest, etag: string | undefined, exists 
 /** Strong comparison (§8.8.3.2): a weak tag never matches; `*` matches any current representation. */
 function ifMatchHolds(header: string, etag: string | undefined, exists: boolean): boolean {
   if (header.trim() === '*') return exists;
-  return etag !== undefined && !etag.startsWith('W/') && header.split(',').some((t) => t.trim() === etag);
+  return etag !== undefined && !etag.startsWith('W/') && entityTags(header).includes(etag);
 }
 
 interface BlobReplyOptions {

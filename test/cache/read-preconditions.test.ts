@@ -75,3 +75,17 @@ t.test('If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since on what 
   const full = await get(name, { 'if-match': '"a1"' });
   t.same([full.status, full.body], [200, 'artifact'], 'If-Match holds: the body');
 });
+
+t.test('an ETag holding a comma (a quoted string may) is matched whole in an If-None-Match or If-Match list', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const etag = '"v1,2026-12-05"';
+  up.objects.set('/pool/comma.txt', { body: Buffer.from('comma'), headers: { etag, 'cache-control': 'max-age=600' } });
+  const { url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
+  const path = `${url}/mirror/m/pool/comma.txt`;
+  t.equal((await get(path, {})).headers.etag, etag, 'kept with its ETag');
+  t.equal((await get(path, { 'if-none-match': etag })).status, 304, 'If-None-Match of that ETag: 304');
+  t.equal((await get(path, { 'if-none-match': `"x", W/${etag}` })).status, 304, 'in a list, weakly: 304');
+  t.equal((await get(path, { 'if-none-match': '"v1"' })).status, 200, 'one of its pieces does not match');
+  t.equal((await get(path, { 'if-match': `"x", ${etag}` })).status, 200, 'If-Match of a list with it');
+  t.equal((await get(path, { 'if-match': '"2026-12-05"' })).status, 412, 'If-Match of one of its pieces: 412');
+});
