@@ -6,26 +6,32 @@ import type { ReadRange } from '../store/blob-store.js';
 const ONE_RANGE = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i;
 
 /**
- * Whether `header` is one byte range that parseRange answers, for some size, with that
- * range or a 416; false for what it answers with the whole object whatever the size
- * (several ranges, another unit, a last byte before the first): such a request needs no
- * size to be answered.
+ * The first and last byte (either may be '') of a header asking one byte range, which
+ * parseRange answers, for some size, with that range or a 416; undefined for what it answers
+ * with the whole object whatever the size (several ranges or another unit, ignored as the RFC
+ * allows; no position; a last byte before the first).
  */
-export function asksOneRange(header: string): boolean {
+function oneRange(header: string): { first: string; last: string } | undefined {
   const m = ONE_RANGE.exec(header);
-  if (!m || (m[1] === '' && m[2] === '')) return false;
-  return m[1] === '' || m[2] === '' || Number(m[2]) >= Number(m[1]);
+  if (!m) return undefined;
+  const [, first, last] = m as unknown as [string, string, string];
+  if (first === '' && last === '') return undefined;
+  if (first !== '' && last !== '' && Number(last) < Number(first)) return undefined;
+  return { first, last };
+}
+
+/** Whether `header` asks one range (see oneRange): a request that asks none needs no size to be answered. */
+export function asksOneRange(header: string): boolean {
+  return oneRange(header) !== undefined;
 }
 
 /** undefined: serve the whole object. Throws FC_ERR_RANGE (416) when unsatisfiable. */
 export function parseRange(header: string | undefined, size: number): ReadRange | undefined {
-  if (!header) return undefined;
-  const m = ONE_RANGE.exec(header);
-  if (!m) return undefined; // multiple ranges or another unit: ignore, as the RFC allows
-  const [, first, last] = m as unknown as [string, string, string];
+  const range = header ? oneRange(header) : undefined;
+  if (!range) return undefined;
+  const { first, last } = range;
   let start: number;
   let end: number;
-  if (first === '' && last === '') return undefined;
   if (first === '') {
     const suffix = Number(last);
     if (suffix === 0) throw rangeError(size);
@@ -34,7 +40,6 @@ export function parseRange(header: string | undefined, size: number): ReadRange 
   } else {
     start = Number(first);
     end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
-    if (last !== '' && Number(last) < start) return undefined; // invalid: ignore
   }
   if (start >= size || size === 0) throw rangeError(size);
   return { start, end };
