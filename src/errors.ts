@@ -185,6 +185,6 @@ export function toFleetError(err: unknown): FleetError {
   const message = errorMessage(err);
   const code = String((err as { code?: unknown } | null | undefined)?.code);
   if (isNetworkError(err)) return new UpstreamError(message, { cause: err, timeout: /TIMEOUT|TIMEDOUT/.test(code) });
-  if (NO_ROOM.has(code)) return new FleetError('FC_ERR_INSUFFICIENT_STORAGE', message, { cause: err });
+  if (isNoRoom(err)) return new FleetError('FC_ERR_INSUFFICIENT_STORAGE', message, { cause: err });
   return new FleetError('FC_ERR_INTERNAL', message, { cause: err });
 }
