@@ -3,7 +3,8 @@
 // every root entry, dotfiles included); `exclude` entries are tar --exclude patterns as
 // written (unanchored, `*` matches `/`), plus `.spread-reuse.*` always; `rename` entries are tar
 // --transform expressions `s,regex,replacement,flags` (POSIX basic regex unless flag x;
-// flags g, i, x, a number, and r/R s/S h/H scopes: `S` leaves symlink targets alone).
+// flags g, i, x, a number N (the Nth match; with g, it and every one after), and r/R s/S h/H
+// scopes: `R` leaves member names alone, `S` symlink targets).
 import { errorMessage, UsageError } from '../errors.js';
 
 export interface PackRules {
@@ -130,59 +131,71 @@ function excludeMatcher(pattern: string): RegExp {
   return new RegExp(`(^|/)${globBody(pattern, true)}(/|$)`);
 }
 
-/** Converts a POSIX basic regular expression (with GNU extensions) to JavaScript syntax. */
-function breToJs(bre: string): string {
+/** GNU regex escapes JavaScript reads alike: word and space characters, word boundaries. */
+const SHARED_ESCAPES = 'wWsSbB';
+
+/**
+ * Converts a POSIX regular expression with GNU extensions, basic (BRE) or extended (ERE, tar's
+ * flag x), to JavaScript syntax: bracket expressions as regcomp reads them, BRE's `\(` groups
+ * and literal `(`. GNU's `\<`, `\>`, `` \` `` and `\'` are refused: JavaScript has none.
+ */
+function posixToJs(source: string, extended: boolean): string {
   let out = '';
   let atStart = true; // a `*` here is literal in a BRE
-  for (let i = 0; i < bre.length; i++) {
-    const c = bre[i] as string;
-    if (c === '\\' && i + 1 < bre.length) {
-      const n = bre[++i] as string;
-      if ('(){}|+?'.includes(n)) out += n;
-      else if (/[1-9]/.test(n)) out += `\\${n}`;
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i] as string;
+    if (c === '\\' && i + 1 < source.length) {
+      const n = source[++i] as string;
+      if (!extended && '(){}|+?'.includes(n)) out += n;
+      else if (/[1-9]/.test(n) || SHARED_ESCAPES.includes(n)) out += `\\${n}`;
+      else if ("<>`'".includes(n)) throw new UsageError(`\\${n} (a GNU word or buffer anchor) is not supported`);
       else out += escapeRegex(n);
-      atStart = n === '(' || n === '|';
+      atStart = !extended && (n === '(' || n === '|');
       continue;
     }
     if (c === '[') {
-      const bracket = bracketExpression(bre, i, 'regex');
-      if (!bracket) throw new UsageError(`rename: unterminated bracket expression in "${bre}"`);
+      const bracket = bracketExpression(source, i, 'regex');
+      if (!bracket) throw new UsageError('unterminated bracket expression');
       if (bracket.invalid) throw new UsageError(bracket.invalid);
       out += bracket.regex;
       i = bracket.end;
-    } else if (c === '*' && atStart) out += '\\*';
-    else if ('(){}|+?/'.includes(c)) out += `\\${c}`;
+    } else if (!extended && c === '*' && atStart) out += '\\*';
+    else if (!extended && '(){}|+?/'.includes(c)) out += `\\${c}`;
     else out += c;
     atStart = false;
   }
   return out;
 }
 
-/** Converts a sed replacement (`\1`, `&`, `\&`) to a String.replace replacement. */
-function sedReplacement(text: string): string {
-  let out = '';
+/** One piece of a sed replacement: text as it is, or the number of a group (0: the whole match). */
+type ReplacementPart = string | number;
+
+/** Reads a sed replacement (`\1`, `&`, `\&`, `\n`) into its pieces. */
+function sedReplacement(text: string): ReplacementPart[] {
+  const parts: ReplacementPart[] = [];
   for (let i = 0; i < text.length; i++) {
     const c = text[i] as string;
     if (c === '\\' && i + 1 < text.length) {
       const n = text[++i] as string;
-      if (/[0-9]/.test(n)) out += n === '0' ? '$&' : `$${n}`;
-      else if (n === 'n') out += '\n';
+      if (/[0-9]/.test(n)) parts.push(Number(n));
+      else if (n === 'n') parts.push('\n');
       else if ('LUluE'.includes(n)) throw new UsageError(`rename: case conversion \\${n} is not supported`);
-      else out += n === '$' ? '$$' : n;
-    } else if (c === '&') out += '$&';
-    else if (c === '$') out += '$$';
-    else out += c;
+      else parts.push(n);
+    } else if (c === '&') parts.push(0);
+    else parts.push(c);
   }
-  return out;
+  return parts;
 }
 
 type NameKind = 'path' | 'symlink-target';
 
 interface Transform {
   readonly regex: RegExp;
-  readonly replacement: string;
-  /** Replace only the nth match (tar's numeric flag); 0 = per the g flag. */
-  readonly nth: number;
+  readonly replacement: readonly ReplacementPart[];
+  /** The first match replaced (tar's numeric flag; 1 without one)... */
+  readonly from: number;
+  /** ...and the matches after it too (flag g). */
+  readonly global: boolean;
   readonly paths: boolean;
   readonly symlinkTargets: boolean;
 }
@@ -207,12 +220,12 @@ function parseTransform(expression: string): Transform {
   let global = false;
   let ignoreCase = false;
   let extended = false;
-  let nth = 0;
+  let from = 1;
   let paths = true;
   let symlinkTargets = true;
   for (const match of flags.matchAll(/[0-9]+|./g)) {
     const f = match[0];
-    if (/^[0-9]+$/.test(f)) nth = Number(f);
+    if (/^[0-9]+$/.test(f)) from = Math.max(1, Number(f));
     else if (f === 'g') global = true;
     else if (f === 'i') ignoreCase = true;
     else if (f === 'x') extended = true;
@@ -220,27 +233,28 @@ function parseTransform(expression: string): Transform {
     else if (f === 'R') paths = false;
     else if (f === 's') symlinkTargets = true;
     else if (f === 'S') symlinkTargets = false;
+    // h/H: hard link targets; the pack has none (hard links are packed as regular files)
     else if (f !== 'h' && f !== 'H') throw new UsageError(`rename: unknown flag "${f}" in "${expression}"`);
   }
   let regex: RegExp;
   try {
-    regex = new RegExp(extended ? source : breToJs(source), `${global || nth > 0 ? 'g' : ''}${ignoreCase ? 'i' : ''}`);
+    regex = new RegExp(posixToJs(source, extended), `g${ignoreCase ? 'i' : ''}`);
   } catch (err) {
     throw new UsageError(`rename: bad regular expression in "${expression}": ${errorMessage(err)}`);
   }
-  return { regex, replacement: sedReplacement(replacement), nth, paths, symlinkTargets };
+  return { regex, replacement: sedReplacement(replacement), from, global, paths, symlinkTargets };
 }
 
+/** `name` with the matches of `t` replaced: the nth (tar's numeric flag, else the first), and with g every one after it. */
 function applyTransform(t: Transform, name: string): string {
-  t.regex.lastIndex = 0;
-  if (t.nth === 0) return name.replace(t.regex, t.replacement);
   let seen = 0;
+  t.regex.lastIndex = 0;
   return name.replace(t.regex, (...args: unknown[]) => {
     seen++;
-    const whole = args[0] as string;
-    if (seen !== t.nth) return whole;
-    // expand the replacement for this one match with a non-global copy
-    return whole.replace(new RegExp(t.regex.source, t.regex.flags.replace('g', '')), t.replacement);
+    // args: the match, its groups (undefined when a group took no part), its offset, ...
+    const groups = args.slice(0, args.findIndex((a) => typeof a === 'number')) as Array<string | undefined>;
+    if (seen < t.from || (seen > t.from && !t.global)) return groups[0] as string;
+    return t.replacement.map((part) => (typeof part === 'number' ? (groups[part] ?? '') : part)).join('');
   });
 }
 
