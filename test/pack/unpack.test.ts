@@ -148,6 +148,43 @@ t.test('an empty, truncated or non-tar stream is refused, not unpacked as an emp
   t.same(await unpackTar(Readable.from([whole.subarray(0, 512 * 4)]), join(dir, 'lone')), { entries: 1 }, 'a lone zero block ends it, as for GNU tar');
 });
 
+t.test('an archive goes no further than its first zero block, as for GNU tar: what follows is refused, not unpacked', async (t) => {
+  // a long-name header before its entry: "./" and this make 512 bytes, whose NUL fills a zero block of the header's data
+  const long = ['d'.repeat(200), 'e'.repeat(200), 'f'.repeat(108)];
+  const dir = t.testdir({ a: { f: 'first\n', 'a-zeros': '\0'.repeat(5000), [long[0]!]: { [long[1]!]: { [long[2]!]: 'long\n' } } }, b: { g: 'second\n' } });
+  const tarOfDir = (name: string): Buffer => execFileSync('tar', ['-C', join(dir, name), '--sort=name', '-c', '-f', '-', '.'], { maxBuffer: 1 << 24 });
+  const first = tarOfDir('a');
+  /** `bytes` unpacked by GNU tar: the names it writes. */
+  const gnuNames = (what: string, bytes: Buffer): string[] => {
+    const out = join(dir, `gnu-${what}`);
+    mkdirSync(out);
+    execFileSync('tar', ['-C', out, '-x', '-f', '-'], { input: bytes, stdio: ['pipe', 'ignore', 'ignore'] });
+    return readdirSync(out).sort();
+  };
+  t.same(await unpackTar(Readable.from([first]), join(dir, 'whole')), { entries: 5 }, 'zero blocks inside a file and a long-name header are no end');
+  // where the first archive's entries end (its last, f, ends in a non-zero byte): its end-of-archive marker starts there
+  let last = first.length - 1;
+  while (first[last] === 0) last--;
+  const entriesEnd = Math.ceil((last + 1) / 512) * 512;
+  const cases: Array<[string, Buffer]> = [
+    ['a second archive appended', Buffer.concat([first, tarOfDir('b')])],
+    ['a second archive after a lone zero block', Buffer.concat([first.subarray(0, entriesEnd + 512), tarOfDir('b')])],
+    ['bytes that are no tar after the end marker', Buffer.concat([first, Buffer.from('trailing garbage\n'.repeat(100))])],
+    ['a few bytes after the end marker', Buffer.concat([first, Buffer.from('x')])],
+  ];
+  for (const [what, bytes] of cases) {
+    t.same(gnuNames(what, bytes), ['a-zeros', long[0], 'f'], `${what}: GNU tar unpacks the first archive only`);
+    for (const chunk of [bytes.length, 100]) {
+      const chunks = Array.from({ length: Math.ceil(bytes.length / chunk) }, (_, i) => bytes.subarray(i * chunk, (i + 1) * chunk));
+      const out = join(dir, `out-${what}-${chunk}`);
+      const message = `not a single tar: data follows its end (the zero block at byte ${entriesEnd}), which GNU tar would leave out (a second archive appended?)`;
+      await t.rejects(unpackTar(Readable.from(chunks), out), { code: 'FC_ERR_ARCHIVE', message }, `${what}, in chunks of ${chunk} bytes: refused`);
+      t.same(readdirSync(out), [], `${what}, in chunks of ${chunk} bytes: nothing left unpacked`);
+      await t.rejects(checkTar(Readable.from(chunks)), { code: 'FC_ERR_ARCHIVE', message }, `${what}, in chunks of ${chunk} bytes: the dry run refuses it too`);
+    }
+  }
+});
+
 t.test('a failed unpack removes what it made, and only that', async (t) => {
   const dir = t.testdir();
   const out = join(dir, 'out');
