@@ -23,7 +23,7 @@ import tar from 'tar-stream';
 import { errorMessage, FleetError, toFleetError, UsageError } from '../errors.js';
 import { hashingTap } from '../store/hashing.js';
 import { globComponent, PackRuleSet, type PackRules } from './rules.js';
-import { safeEntryPath } from './unpack.js';
+import { PATH_MAX, safeEntryPath } from './unpack.js';
 
 /** 2000-01-01T00:00:00Z: fixed, and unlike 0 it does not make GNU tar warn on extract. */
 const PACK_MTIME = new Date(946_684_800_000);
@@ -320,6 +320,9 @@ function packError(err: unknown, root: string): FleetError {
   if (e.code === 'ENOENT') return new FleetError('FC_ERR_NOT_FOUND', `packing ${root}: ${where} does not exist (or was removed while it was packed)`, { cause: err });
   if (e.code === 'ENOTDIR') return new UsageError(`packing ${root}: ${where} is not a directory`);
   if (e.code === 'EACCES' || e.code === 'EPERM') return new UsageError(`packing ${root}: ${where}: permission denied`);
+  if (e.code === 'ENAMETOOLONG') {
+    return new FleetError('FC_ERR_BAD_NAME', `packing ${root}: ${where} is ${Buffer.byteLength(where)} bytes long, more than the ${PATH_MAX - 1} a path may have (PATH_MAX); GNU tar packs it, fleetcache cannot: shorten it, or exclude it`, { cause: err });
+  }
   const wrapped = toFleetError(err); // a full disk has its own code
   return new FleetError(wrapped.code, `packing ${root}: ${e.message}`, { cause: err });
 }

@@ -28,6 +28,8 @@ function refuse(name: string, why: string): never {
 
 /** The longest file name (one path component) Linux filesystems take, in bytes: a longer one fails every unpack (ENAMETOOLONG). */
 const NAME_MAX = 255;
+/** The size of the longest path Linux system calls take, in bytes, its closing NUL included: a longer path fails (ENAMETOOLONG). */
+export const PATH_MAX = 4096;
 
 /** The entry's path as safe components relative to the target directory. */
 export function safeEntryPath(name: string): string {
@@ -38,7 +40,15 @@ export function safeEntryPath(name: string): string {
   if (parts.includes('..')) refuse(name, 'escapes the target directory');
   const long = parts.find((p) => Buffer.byteLength(p) > NAME_MAX);
   if (long !== undefined) refuse(name, `its component "${long}" is ${Buffer.byteLength(long)} bytes long, more than the ${NAME_MAX} a file name may have`);
-  return parts.join('/');
+  const path = parts.join('/');
+  if (Buffer.byteLength(path) >= PATH_MAX) refuse(name, `it is ${Buffer.byteLength(path)} bytes long, more than the ${PATH_MAX - 1} a path may have (PATH_MAX)`);
+  return path;
+}
+
+/** `abs`, the path an entry unpacks to, refused when Linux cannot take it (the target directory's own path counts). */
+function checkPathLength(abs: string, header: tar.Header): void {
+  const length = Buffer.byteLength(abs);
+  if (length >= PATH_MAX) refuse(header.name, `unpacked there, its path would be ${length} bytes long, more than the ${PATH_MAX - 1} a path may have (PATH_MAX): unpack into a directory with a shorter path`);
 }
 
 /**
@@ -376,6 +386,7 @@ async function unpackInto(input: Readable, root: string, made: Set<string>): Pro
     made.add(parts[0]!);
     // Parents: real directories only, created one by one; a symlink on the way is refused.
     const abs = join(root, ...parts);
+    checkPathLength(abs, header);
     const parent = dirname(abs);
     if (!realDirs.has(parent)) {
       await walkDirs(root, parts.slice(0, -1), { create: true, refuse: (why) => refusal(header.name, why) });

@@ -5,7 +5,7 @@ import { createReadStream, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tar from 'tar-stream';
 import { packToFile } from '../../src/pack/packer.js';
-import { unpackTar } from '../../src/pack/unpack.js';
+import { checkTar, unpackTar } from '../../src/pack/unpack.js';
 
 async function names(file: string): Promise<string[]> {
   const out: string[] = [];
@@ -47,4 +47,15 @@ t.test('a rename giving a file name longer than 255 bytes (a deep tree flattened
     code: 'FC_ERR_BAD_NAME',
     message: /^component-number-0(\/component-number-\d+)+ would be packed as "component-number-0(_component-number-\d+)+" \(renamed by s,\/,_,g\), which unpacking refuses: .* more than the 255/,
   });
+});
+
+t.test('a rename giving a path longer than PATH_MAX (4095 bytes) is refused at pack time, not by every machine', async (t) => {
+  const dir = t.testdir({ proj: { 'f.txt': 'f\n' } });
+  const prefix = Array.from({ length: 20 }, () => 'p'.repeat(200)).join('/'); // 4019 bytes, each name under 255
+  await t.rejects(packToFile(join(dir, 'proj'), join(dir, 'x.tar'), { rename: [`s,^,${prefix}/${'q'.repeat(70)}/,`] }), {
+    code: 'FC_ERR_BAD_NAME',
+    message: /^f\.txt would be packed as "p+(\/p+)*\/q+\/f\.txt" \(renamed by .*\), which unpacking refuses: it is 4096 bytes long, more than the 4095 a path may have \(PATH_MAX\)$/,
+  });
+  await packToFile(join(dir, 'proj'), join(dir, 'x.tar'), { rename: [`s,^,${prefix}/${'q'.repeat(69)}/,`] });
+  t.same(await checkTar(createReadStream(join(dir, 'x.tar'))), { entries: 1 }, '4095 bytes: packed, and a tar machines take');
 });

@@ -32,6 +32,18 @@ t.test('safeEntryPath', async (t) => {
   await t.rejects(unpackTar(await tarOf([{ header: { name: `${'y'.repeat(300)}/f.txt` } }]), join(dir, 'out')), { code: 'FC_ERR_BAD_NAME' });
 });
 
+t.test('a path longer than PATH_MAX is refused by name, in the archive or once below the target directory, not ENAMETOOLONG', async (t) => {
+  const path = (bytes: number): string => Array.from({ length: Math.ceil(bytes / 200) }, () => 'x'.repeat(199)).join('/').slice(0, bytes).replace(/\/$/, 'z');
+  t.equal(safeEntryPath(path(4095)), path(4095));
+  t.throws(() => safeEntryPath(path(4096)), { code: 'FC_ERR_BAD_NAME', message: /it is 4096 bytes long, more than the 4095 a path may have \(PATH_MAX\)/ });
+  const dir = t.testdir();
+  // an entry that takes the 4095 bytes a path may have when unpacked in dir/o, one too many in dir/oo
+  const entries = [{ header: { name: 'first.txt' } }, { header: { name: path(4095 - Buffer.byteLength(join(dir, 'o/'))) } }];
+  await t.rejects(unpackTar(await tarOf(entries), join(dir, 'oo')), { code: 'FC_ERR_BAD_NAME', message: /unpacked there, its path would be 4096 bytes long, more than the 4095 a path may have \(PATH_MAX\): unpack into a directory with a shorter path/ });
+  t.same(readdirSync(join(dir, 'oo')), [], 'nothing left unpacked');
+  t.same(await unpackTar(await tarOf(entries), join(dir, 'o')), { entries: 2 }, 'a target one byte shorter takes it');
+});
+
 t.test('entries escaping the target are refused', async (t) => {
   const cases: Array<[string, Entry[]]> = [
     ['dot-dot', [{ header: { name: 'ok.txt' } }, { header: { name: '../evil.txt' } }]],
