@@ -194,6 +194,22 @@ t.test('a base that inflates past the size its run states (a gzip bomb) stops th
   t.ok((err?.actual ?? Infinity) < stated + (1 << 20), `stopped after ${err?.actual} bytes, the run states ${stated}`);
 });
 
+t.test('names with a colon or a backslash (C:, a:b, x\\y) push and pull as they are, as GNU tar packs and unpacks them on Linux', async (t) => {
+  const { url, dir, project, common } = await originWithProject(t, 'names');
+  const names = ['C:', 'a:b', 'x\\y', 'src/d:\\e', ':lead', '\\'];
+  for (const name of names) writeFileSync(join(project, name), `${name}\n`);
+  symlinkSync('a:b', join(project, 'to\\a:b'));
+  await pushProject({ ...common, run: 'r1' });
+  const out = join(dir, 'out');
+  await pullProject({ project: 'names', run: 'r1', from: url, dir: out });
+  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }), 'the tree pulled is the tree pushed');
+  // GNU tar of the same tree unpacks the same names
+  const gnu = join(dir, 'gnu');
+  mkdirSync(gnu);
+  execFileSync('bash', ['-c', 'tar -C "$1" -c . | tar -C "$2" -x', 'bash', project, gnu]);
+  t.same(describeTree(out, { dirModes: true }), describeTree(gnu, { dirModes: true }), 'as GNU tar has them');
+});
+
 t.test('tampered base or delta: refused, nothing unpacked', async (t) => {
   const { url, dataDir, dir, project, common } = await originWithProject(t, 'tamper');
   await pushProject({ ...common, run: 'one' });
