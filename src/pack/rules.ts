@@ -2,9 +2,10 @@
 // relies on: `include` entries are globs over paths relative to the project root (default:
 // every root entry, dotfiles included); `exclude` entries are tar --exclude patterns as
 // written (unanchored, `*` matches `/`), plus `.spread-reuse.*` always; `rename` entries are tar
-// --transform expressions `s,regex,replacement,flags` (POSIX basic regex unless flag x;
-// flags g, i, x, a number N (the Nth match; with g, it and every one after), and r/R s/S h/H
-// scopes: `R` leaves member names alone, `S` symlink targets).
+// --transform arguments: expressions `s,regex,replacement,flags` separated by `;` (POSIX basic
+// regex unless flag x; flags g, i, x, a number N (the Nth match; with g, it and every one
+// after), and r/R s/S h/H scopes: `R` leaves member names alone, `S` symlink targets), and
+// `flags=...` setting the scopes of the expressions after it.
 import { errorMessage, UsageError } from '../errors.js';
 
 export interface PackRules {
@@ -200,49 +201,86 @@ interface Transform {
   readonly symlinkTargets: boolean;
 }
 
-/** Parses one tar --transform expression, e.g. `s,^,project/,` or `s/a/b/gS`. */
-function parseTransform(expression: string): Transform {
-  if (expression[0] !== 's' || expression.length < 4) throw new UsageError(`rename: "${expression}" is not a s/regex/replacement/ expression`);
-  const delim = expression[1] as string;
+/** Which names a rename applies to: member names (tar's scope flags r/R), symlink targets (s/S). */
+interface Scope {
+  paths: boolean;
+  symlinkTargets: boolean;
+}
+
+/**
+ * Applies one of tar's scope flags to `scope`; false when `f` is none. h/H name hard link
+ * targets: the pack has none (hard links are packed as regular files).
+ */
+function applyScopeFlag(scope: Scope, f: string): boolean {
+  if (f === 'r' || f === 'R') scope.paths = f === 'r';
+  else if (f === 's' || f === 'S') scope.symlinkTargets = f === 's';
+  else if (f !== 'h' && f !== 'H') return false;
+  return true;
+}
+
+/**
+ * Parses a tar --transform argument: expressions such as `s,^,project/,` or `s/a/b/gS`,
+ * separated by `;`; a `flags=...` among them sets the scope of those after it, from none.
+ */
+function parseTransforms(argument: string): Transform[] {
+  const transforms: Transform[] = [];
+  let scope: Scope = { paths: true, symlinkTargets: true };
+  for (let at = 0; at < argument.length;) {
+    if (argument.startsWith('flags=', at)) {
+      const end = argument.indexOf(';', at) < 0 ? argument.length : argument.indexOf(';', at);
+      scope = { paths: false, symlinkTargets: false };
+      for (const f of argument.slice(at + 'flags='.length, end)) {
+        if (!applyScopeFlag(scope, f)) throw new UsageError(`rename: unknown flag "${f}" in "${argument}"`);
+      }
+      at = end + 1;
+      continue;
+    }
+    const { transform, end } = parseTransform(argument, at, scope);
+    transforms.push(transform);
+    at = end + 1;
+  }
+  return transforms;
+}
+
+/** Parses the expression at `argument[at]`, up to the `;` after its flags (`end`) or the end. */
+function parseTransform(argument: string, at: number, defaultScope: Scope): { transform: Transform; end: number } {
+  if (argument[at] !== 's' || argument.length < at + 4) throw new UsageError(`rename: "${argument}" is not a s/regex/replacement/ expression`);
+  const delim = argument[at + 1] as string;
   const parts: string[] = [''];
-  for (let i = 2; i < expression.length; i++) {
-    const c = expression[i] as string;
-    if (c === '\\' && expression[i + 1] === delim) {
+  let i = at + 2;
+  for (; i < argument.length; i++) {
+    const c = argument[i] as string;
+    if (c === '\\' && argument[i + 1] === delim) {
       parts[parts.length - 1] += delim;
       i++;
-    } else if (c === '\\' && i + 1 < expression.length) {
-      parts[parts.length - 1] += c + (expression[++i] as string);
+    } else if (c === '\\' && i + 1 < argument.length) {
+      parts[parts.length - 1] += c + (argument[++i] as string);
     } else if (c === delim && parts.length < 3) parts.push('');
+    else if (c === ';' && parts.length === 3) break;
     else parts[parts.length - 1] += c;
   }
-  if (parts.length !== 3) throw new UsageError(`rename: "${expression}" needs three "${delim}" delimiters`);
+  if (parts.length !== 3) throw new UsageError(`rename: "${argument}" needs three "${delim}" delimiters`);
   const [source, replacement, flags] = parts as [string, string, string];
   let global = false;
   let ignoreCase = false;
   let extended = false;
   let from = 1;
-  let paths = true;
-  let symlinkTargets = true;
+  const scope = { ...defaultScope };
   for (const match of flags.matchAll(/[0-9]+|./g)) {
     const f = match[0];
     if (/^[0-9]+$/.test(f)) from = Math.max(1, Number(f));
     else if (f === 'g') global = true;
     else if (f === 'i') ignoreCase = true;
     else if (f === 'x') extended = true;
-    else if (f === 'r') paths = true;
-    else if (f === 'R') paths = false;
-    else if (f === 's') symlinkTargets = true;
-    else if (f === 'S') symlinkTargets = false;
-    // h/H: hard link targets; the pack has none (hard links are packed as regular files)
-    else if (f !== 'h' && f !== 'H') throw new UsageError(`rename: unknown flag "${f}" in "${expression}"`);
+    else if (!applyScopeFlag(scope, f)) throw new UsageError(`rename: unknown flag "${f}" in "${argument}"`);
   }
   let regex: RegExp;
   try {
     regex = new RegExp(posixToJs(source, extended), `g${ignoreCase ? 'i' : ''}`);
   } catch (err) {
-    throw new UsageError(`rename: bad regular expression in "${expression}": ${errorMessage(err)}`);
+    throw new UsageError(`rename: bad regular expression in "${argument}": ${errorMessage(err)}`);
   }
-  return { regex, replacement: sedReplacement(replacement), from, global, paths, symlinkTargets };
+  return { transform: { regex, replacement: sedReplacement(replacement), from, global, ...scope }, end: i };
 }
 
 /** `name` with the matches of `t` replaced: the nth (tar's numeric flag, else the first), and with g every one after it. */
@@ -272,7 +310,7 @@ export class PackRuleSet {
     this.include = rules.include && rules.include.length > 0 ? rules.include : undefined;
     this.#exclude = [ALWAYS_EXCLUDED, ...(rules.exclude ?? [])].map(excludeMatcher);
     this.#excludePaths = new Set(rules.excludePaths ?? []);
-    this.#transforms = (rules.rename ?? []).map(parseTransform);
+    this.#transforms = (rules.rename ?? []).flatMap(parseTransforms);
   }
 
   /**

@@ -30,6 +30,8 @@ const EXPRESSIONS = [
   's/\\w/&W/g', 's/\\W/_/g', 's/a\\b/Q/g',
   // scopes: r/R member names, s/S symlink targets (h/H hard link targets: none are packed)
   's/a/A/gR', 's/a/A/gRs', 's/a/A/gr', 's/a/A/gh', 's/a/A/gH',
+  // several expressions in one, and flags= setting the scopes of those after it (from none)
+  's/a/A/;s/b/B/', 's/a/A/g;', 's;a;A;g;s/b/B/', 'flags=rS;s/a/A/g', 'flags=s;s/a/A/g', 's/a/A/g;flags=R;s/b/B/g', 'flags=r;s/a/A/;flags=rsh;s/b/B/g',
 ];
 
 /** Member names (with their link targets) as `tar -tv` lists them, sorted, a leading `./` dropped. */
