@@ -49,6 +49,12 @@ export function safeEntryPath(name: string): string {
   return path;
 }
 
+/** A symlink's target, refused where symlink(2) refuses it: longer than a path may be. */
+export function checkSymlinkTarget(name: string, target: string): void {
+  const length = Buffer.byteLength(target);
+  if (length >= PATH_MAX) refuse(name, `its symlink target is ${length} bytes long, more than the ${PATH_MAX - 1} a path may have (PATH_MAX)`);
+}
+
 /** `abs`, the path an entry unpacks to, refused when Linux cannot take it (the target directory's own path counts). */
 function checkPathLength(abs: string, header: tar.Header): void {
   const length = Buffer.byteLength(abs);
@@ -78,6 +84,7 @@ function entryPath(header: tar.Header): string | undefined {
   // get another name than the archive's (spread's tar keeps the bytes). The packer refuses
   // such names too.
   if (header.name.includes('\uFFFD') || header.linkname?.includes('\uFFFD')) refuse(header.name, 'its name or link target is not valid UTF-8');
+  if (header.type === 'symlink') checkSymlinkTarget(header.name, header.linkname ?? '');
   return rel;
 }
 

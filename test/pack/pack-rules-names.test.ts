@@ -1,8 +1,9 @@
 // Names the packer must never put in a tar: an included path twice (nested includes), or a
 // rename result every machine refuses on unpack.
 import t from 'tap';
-import { createReadStream, mkdirSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { packToFile } from '../../src/pack/packer.js';
 import { checkTar, unpackTar } from '../../src/pack/unpack.js';
@@ -58,4 +59,18 @@ t.test('a rename giving a path longer than PATH_MAX (4095 bytes) is refused at p
   });
   await packToFile(join(dir, 'proj'), join(dir, 'x.tar'), { rename: [`s,^,${prefix}/${'q'.repeat(69)}/,`] });
   t.same(await checkTar(createReadStream(join(dir, 'x.tar'))), { entries: 1 }, '4095 bytes: packed, and a tar machines take');
+});
+
+t.test('a rename giving a symlink target longer than PATH_MAX is refused at pack time; unpacking refuses it by name, not ENAMETOOLONG', async (t) => {
+  const dir = t.testdir({ proj: { 'f.txt': 'f\n' } });
+  symlinkSync('f.txt', join(dir, 'proj', 'link'));
+  const prefix = `${'p'.repeat(4090)}/`; // targets are no paths to unpack: a name over 255 bytes is theirs to have
+  await t.rejects(packToFile(join(dir, 'proj'), join(dir, 'x.tar'), { rename: [`s,^,${prefix},R`] }), {
+    code: 'FC_ERR_BAD_NAME',
+    message: /^link -> f\.txt would be packed with the target "p+\/f\.txt" \(renamed by .*\), which unpacking refuses: its symlink target is 4096 bytes long, more than the 4095 a path may have \(PATH_MAX\)$/,
+  });
+  const pack = tar.pack();
+  pack.entry({ name: 'link', type: 'symlink', linkname: `${prefix}f.txt` });
+  pack.finalize();
+  await t.rejects(unpackTar(Readable.from(pack), join(dir, 'out')), { code: 'FC_ERR_BAD_NAME', message: /tar entry "link" refused: its symlink target is 4096 bytes long/ });
 });
