@@ -23,7 +23,7 @@ import tar from 'tar-stream';
 import { errorMessage, FleetError, toFleetError, UsageError } from '../errors.js';
 import { hashingTap } from '../store/hashing.js';
 import { globComponent, PackRuleSet, type PackRules } from './rules.js';
-import { safeEntryPath } from './unpack.js';
+import { checkSymlinkTarget, PATH_MAX, safeEntryPath } from './unpack.js';
 
 /** 2000-01-01T00:00:00Z: fixed, and unlike 0 it does not make GNU tar warn on extract. */
 const PACK_MTIME = new Date(946_684_800_000);
@@ -200,16 +200,32 @@ function header(name: string, mode: number): Partial<tar.Header> & { name: strin
  */
 function entryName(item: Item, rules: PackRuleSet, seen: Set<string>): string {
   const name = rules.rename(item.rel, 'path');
-  const renamed = name === item.rel ? '' : ` (renamed by ${rules.renameSource.join(' ')})`;
-  let safe: string;
-  try {
-    safe = safeEntryPath(name);
-  } catch (err) {
-    throw new FleetError('FC_ERR_BAD_NAME', `${item.rel} would be packed as "${name}"${renamed}, which unpacking refuses: ${errorMessage(err).replace(/^.*refused: /, '')}`);
-  }
-  if (seen.has(safe)) throw new FleetError('FC_ERR_BAD_NAME', `${item.rel} would be packed as "${name}"${renamed}, a name already in the tar`);
+  const packedAs = `${item.rel} would be packed as "${name}"${renamedBy(rules, name !== item.rel)}`;
+  const safe = unpackable(packedAs, () => safeEntryPath(name));
+  if (seen.has(safe)) throw new FleetError('FC_ERR_BAD_NAME', `${packedAs}, a name already in the tar`);
   seen.add(safe);
   return name;
+}
+
+function renamedBy(rules: PackRuleSet, renamed: boolean): string {
+  return renamed ? ` (renamed by ${rules.renameSource.join(' ')})` : '';
+}
+
+/** What `check` returns; its refusal (what every machine's unpack would refuse) as one of `packedAs`. */
+function unpackable<T>(packedAs: string, check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    throw new FleetError('FC_ERR_BAD_NAME', `${packedAs}, which unpacking refuses: ${errorMessage(err).replace(/^.*refused: /, '')}`);
+  }
+}
+
+/** The target of the symlink `item` after the rename rules, refused here when every machine would refuse it on unpack. */
+function symlinkTarget(item: Item, rules: PackRuleSet, name: string): string {
+  const read = utf8Name(readlinkSync(item.abs, { encoding: 'buffer' }), `${item.abs} -> `, 'symlink target');
+  const target = rules.rename(read, 'symlink-target');
+  unpackable(`${item.rel} -> ${read} would be packed with the target "${target}"${renamedBy(rules, target !== read)}`, () => checkSymlinkTarget(name, target));
+  return target;
 }
 
 /** A file of the walk that is not what the walk listed any more: its size, or the file itself (a symlink or a FIFO in its place). */
@@ -284,8 +300,7 @@ async function addEntry(pack: tar.Pack, item: Item, rules: PackRuleSet, seen: Se
   if (st.isDirectory()) {
     await addWhole(pack, { ...header(`${name}/`, st.mode), type: 'directory' });
   } else if (st.isSymbolicLink()) {
-    const target = rules.rename(utf8Name(readlinkSync(item.abs, { encoding: 'buffer' }), `${item.abs} -> `, 'symlink target'), 'symlink-target');
-    await addWhole(pack, { ...header(name, st.mode), type: 'symlink', linkname: target });
+    await addWhole(pack, { ...header(name, st.mode), type: 'symlink', linkname: symlinkTarget(item, rules, name) });
   } else if (st.isFile() && st.size <= SMALL_FILE) {
     await addWhole(pack, { ...header(name, st.mode), type: 'file', size: st.size }, readSmallFile(item.abs, st));
   } else if (st.isFile()) {
@@ -320,6 +335,9 @@ function packError(err: unknown, root: string): FleetError {
   if (e.code === 'ENOENT') return new FleetError('FC_ERR_NOT_FOUND', `packing ${root}: ${where} does not exist (or was removed while it was packed)`, { cause: err });
   if (e.code === 'ENOTDIR') return new UsageError(`packing ${root}: ${where} is not a directory`);
   if (e.code === 'EACCES' || e.code === 'EPERM') return new UsageError(`packing ${root}: ${where}: permission denied`);
+  if (e.code === 'ENAMETOOLONG') {
+    return new FleetError('FC_ERR_BAD_NAME', `packing ${root}: ${where} is ${Buffer.byteLength(where)} bytes long, more than the ${PATH_MAX - 1} a path may have (PATH_MAX); GNU tar packs it, fleetcache cannot: shorten it, or exclude it`, { cause: err });
+  }
   const wrapped = toFleetError(err); // a full disk has its own code
   return new FleetError(wrapped.code, `packing ${root}: ${e.message}`, { cause: err });
 }

@@ -2,8 +2,10 @@
 // relies on: `include` entries are globs over paths relative to the project root (default:
 // every root entry, dotfiles included); `exclude` entries are tar --exclude patterns as
 // written (unanchored, `*` matches `/`), plus `.spread-reuse.*` always; `rename` entries are tar
-// --transform expressions `s,regex,replacement,flags` (POSIX basic regex unless flag x;
-// flags g, i, x, a number, and r/R s/S h/H scopes: `S` leaves symlink targets alone).
+// --transform arguments: expressions `s,regex,replacement,flags` separated by `;` (POSIX basic
+// regex unless flag x; flags g, i, x, a number N (the Nth match; with g, it and every one
+// after), and r/R s/S h/H scopes: `R` leaves member names alone, `S` symlink targets), and
+// `flags=...` setting the scopes of the expressions after it.
 import { errorMessage, UsageError } from '../errors.js';
 
 export interface PackRules {
@@ -130,117 +132,167 @@ function excludeMatcher(pattern: string): RegExp {
   return new RegExp(`(^|/)${globBody(pattern, true)}(/|$)`);
 }
 
-/** Converts a POSIX basic regular expression (with GNU extensions) to JavaScript syntax. */
-function breToJs(bre: string): string {
+/** GNU regex escapes JavaScript reads alike: word and space characters, word boundaries. */
+const SHARED_ESCAPES = 'wWsSbB';
+
+/**
+ * Converts a POSIX regular expression with GNU extensions, basic (BRE) or extended (ERE, tar's
+ * flag x), to JavaScript syntax: bracket expressions as regcomp reads them, BRE's `\(` groups
+ * and literal `(`. GNU's `\<`, `\>`, `` \` `` and `\'` are refused: JavaScript has none.
+ */
+function posixToJs(source: string, extended: boolean): string {
   let out = '';
   let atStart = true; // a `*` here is literal in a BRE
-  for (let i = 0; i < bre.length; i++) {
-    const c = bre[i] as string;
-    if (c === '\\' && i + 1 < bre.length) {
-      const n = bre[++i] as string;
-      if ('(){}|+?'.includes(n)) out += n;
-      else if (/[1-9]/.test(n)) out += `\\${n}`;
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i] as string;
+    if (c === '\\' && i + 1 < source.length) {
+      const n = source[++i] as string;
+      if (!extended && '(){}|+?'.includes(n)) out += n;
+      else if (/[1-9]/.test(n) || SHARED_ESCAPES.includes(n)) out += `\\${n}`;
+      else if ("<>`'".includes(n)) throw new UsageError(`\\${n} (a GNU word or buffer anchor) is not supported`);
       else out += escapeRegex(n);
-      atStart = n === '(' || n === '|';
+      atStart = !extended && (n === '(' || n === '|');
       continue;
     }
     if (c === '[') {
-      const bracket = bracketExpression(bre, i, 'regex');
-      if (!bracket) throw new UsageError(`rename: unterminated bracket expression in "${bre}"`);
+      const bracket = bracketExpression(source, i, 'regex');
+      if (!bracket) throw new UsageError('unterminated bracket expression');
       if (bracket.invalid) throw new UsageError(bracket.invalid);
       out += bracket.regex;
       i = bracket.end;
-    } else if (c === '*' && atStart) out += '\\*';
-    else if ('(){}|+?/'.includes(c)) out += `\\${c}`;
+    } else if (!extended && c === '*' && atStart) out += '\\*';
+    else if (!extended && '(){}|+?/'.includes(c)) out += `\\${c}`;
     else out += c;
     atStart = false;
   }
   return out;
 }
 
-/** Converts a sed replacement (`\1`, `&`, `\&`) to a String.replace replacement. */
-function sedReplacement(text: string): string {
-  let out = '';
+/** One piece of a sed replacement: text as it is, or the number of a group (0: the whole match). */
+type ReplacementPart = string | number;
+
+/** Reads a sed replacement (`\1`, `&`, `\&`, `\n`) into its pieces. */
+function sedReplacement(text: string): ReplacementPart[] {
+  const parts: ReplacementPart[] = [];
   for (let i = 0; i < text.length; i++) {
     const c = text[i] as string;
     if (c === '\\' && i + 1 < text.length) {
       const n = text[++i] as string;
-      if (/[0-9]/.test(n)) out += n === '0' ? '$&' : `$${n}`;
-      else if (n === 'n') out += '\n';
+      if (/[0-9]/.test(n)) parts.push(Number(n));
+      else if (n === 'n') parts.push('\n');
       else if ('LUluE'.includes(n)) throw new UsageError(`rename: case conversion \\${n} is not supported`);
-      else out += n === '$' ? '$$' : n;
-    } else if (c === '&') out += '$&';
-    else if (c === '$') out += '$$';
-    else out += c;
+      else parts.push(n);
+    } else if (c === '&') parts.push(0);
+    else parts.push(c);
   }
-  return out;
+  return parts;
 }
 
 type NameKind = 'path' | 'symlink-target';
 
 interface Transform {
   readonly regex: RegExp;
-  readonly replacement: string;
-  /** Replace only the nth match (tar's numeric flag); 0 = per the g flag. */
-  readonly nth: number;
+  readonly replacement: readonly ReplacementPart[];
+  /** The first match replaced (tar's numeric flag; 1 without one)... */
+  readonly from: number;
+  /** ...and the matches after it too (flag g). */
+  readonly global: boolean;
   readonly paths: boolean;
   readonly symlinkTargets: boolean;
 }
 
-/** Parses one tar --transform expression, e.g. `s,^,project/,` or `s/a/b/gS`. */
-function parseTransform(expression: string): Transform {
-  if (expression[0] !== 's' || expression.length < 4) throw new UsageError(`rename: "${expression}" is not a s/regex/replacement/ expression`);
-  const delim = expression[1] as string;
+/** Which names a rename applies to: member names (tar's scope flags r/R), symlink targets (s/S). */
+interface Scope {
+  paths: boolean;
+  symlinkTargets: boolean;
+}
+
+/**
+ * Applies one of tar's scope flags to `scope`; false when `f` is none. h/H name hard link
+ * targets: the pack has none (hard links are packed as regular files).
+ */
+function applyScopeFlag(scope: Scope, f: string): boolean {
+  if (f === 'r' || f === 'R') scope.paths = f === 'r';
+  else if (f === 's' || f === 'S') scope.symlinkTargets = f === 's';
+  else if (f !== 'h' && f !== 'H') return false;
+  return true;
+}
+
+/**
+ * Parses a tar --transform argument: expressions such as `s,^,project/,` or `s/a/b/gS`,
+ * separated by `;`; a `flags=...` among them sets the scope of those after it, from none.
+ */
+function parseTransforms(argument: string): Transform[] {
+  const transforms: Transform[] = [];
+  let scope: Scope = { paths: true, symlinkTargets: true };
+  for (let at = 0; at < argument.length;) {
+    if (argument.startsWith('flags=', at)) {
+      const end = argument.indexOf(';', at) < 0 ? argument.length : argument.indexOf(';', at);
+      scope = { paths: false, symlinkTargets: false };
+      for (const f of argument.slice(at + 'flags='.length, end)) {
+        if (!applyScopeFlag(scope, f)) throw new UsageError(`rename: unknown flag "${f}" in "${argument}"`);
+      }
+      at = end + 1;
+      continue;
+    }
+    const { transform, end } = parseTransform(argument, at, scope);
+    transforms.push(transform);
+    at = end + 1;
+  }
+  return transforms;
+}
+
+/** Parses the expression at `argument[at]`, up to the `;` after its flags (`end`) or the end. */
+function parseTransform(argument: string, at: number, defaultScope: Scope): { transform: Transform; end: number } {
+  if (argument[at] !== 's' || argument.length < at + 4) throw new UsageError(`rename: "${argument}" is not a s/regex/replacement/ expression`);
+  const delim = argument[at + 1] as string;
   const parts: string[] = [''];
-  for (let i = 2; i < expression.length; i++) {
-    const c = expression[i] as string;
-    if (c === '\\' && expression[i + 1] === delim) {
+  let i = at + 2;
+  for (; i < argument.length; i++) {
+    const c = argument[i] as string;
+    if (c === '\\' && argument[i + 1] === delim) {
       parts[parts.length - 1] += delim;
       i++;
-    } else if (c === '\\' && i + 1 < expression.length) {
-      parts[parts.length - 1] += c + (expression[++i] as string);
+    } else if (c === '\\' && i + 1 < argument.length) {
+      parts[parts.length - 1] += c + (argument[++i] as string);
     } else if (c === delim && parts.length < 3) parts.push('');
+    else if (c === ';' && parts.length === 3) break;
     else parts[parts.length - 1] += c;
   }
-  if (parts.length !== 3) throw new UsageError(`rename: "${expression}" needs three "${delim}" delimiters`);
+  if (parts.length !== 3) throw new UsageError(`rename: "${argument}" needs three "${delim}" delimiters`);
   const [source, replacement, flags] = parts as [string, string, string];
   let global = false;
   let ignoreCase = false;
   let extended = false;
-  let nth = 0;
-  let paths = true;
-  let symlinkTargets = true;
+  let from = 1;
+  const scope = { ...defaultScope };
   for (const match of flags.matchAll(/[0-9]+|./g)) {
     const f = match[0];
-    if (/^[0-9]+$/.test(f)) nth = Number(f);
+    if (/^[0-9]+$/.test(f)) from = Math.max(1, Number(f));
     else if (f === 'g') global = true;
     else if (f === 'i') ignoreCase = true;
     else if (f === 'x') extended = true;
-    else if (f === 'r') paths = true;
-    else if (f === 'R') paths = false;
-    else if (f === 's') symlinkTargets = true;
-    else if (f === 'S') symlinkTargets = false;
-    else if (f !== 'h' && f !== 'H') throw new UsageError(`rename: unknown flag "${f}" in "${expression}"`);
+    else if (!applyScopeFlag(scope, f)) throw new UsageError(`rename: unknown flag "${f}" in "${argument}"`);
   }
   let regex: RegExp;
   try {
-    regex = new RegExp(extended ? source : breToJs(source), `${global || nth > 0 ? 'g' : ''}${ignoreCase ? 'i' : ''}`);
+    regex = new RegExp(posixToJs(source, extended), `g${ignoreCase ? 'i' : ''}`);
   } catch (err) {
-    throw new UsageError(`rename: bad regular expression in "${expression}": ${errorMessage(err)}`);
+    throw new UsageError(`rename: bad regular expression in "${argument}": ${errorMessage(err)}`);
   }
-  return { regex, replacement: sedReplacement(replacement), nth, paths, symlinkTargets };
+  return { transform: { regex, replacement: sedReplacement(replacement), from, global, ...scope }, end: i };
 }
 
+/** `name` with the matches of `t` replaced: the nth (tar's numeric flag, else the first), and with g every one after it. */
 function applyTransform(t: Transform, name: string): string {
-  t.regex.lastIndex = 0;
-  if (t.nth === 0) return name.replace(t.regex, t.replacement);
   let seen = 0;
+  t.regex.lastIndex = 0;
   return name.replace(t.regex, (...args: unknown[]) => {
     seen++;
-    const whole = args[0] as string;
-    if (seen !== t.nth) return whole;
-    // expand the replacement for this one match with a non-global copy
-    return whole.replace(new RegExp(t.regex.source, t.regex.flags.replace('g', '')), t.replacement);
+    // args: the match, its groups (undefined when a group took no part), its offset, ...
+    const groups = args.slice(0, args.findIndex((a) => typeof a === 'number')) as Array<string | undefined>;
+    if (seen < t.from || (seen > t.from && !t.global)) return groups[0] as string;
+    return t.replacement.map((part) => (typeof part === 'number' ? (groups[part] ?? '') : part)).join('');
   });
 }
 
@@ -258,7 +310,7 @@ export class PackRuleSet {
     this.include = rules.include && rules.include.length > 0 ? rules.include : undefined;
     this.#exclude = [ALWAYS_EXCLUDED, ...(rules.exclude ?? [])].map(excludeMatcher);
     this.#excludePaths = new Set(rules.excludePaths ?? []);
-    this.#transforms = (rules.rename ?? []).map(parseTransform);
+    this.#transforms = (rules.rename ?? []).flatMap(parseTransforms);
   }
 
   /**

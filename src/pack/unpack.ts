@@ -6,7 +6,8 @@
 // directories, symlinks, and hard links to a regular file unpacked before them; other entry
 // types are refused. The archive's root directory (`./`, as `tar -C dir -c .` writes it) is
 // skipped, and the stream must end with an end-of-archive marker: an empty or truncated
-// stream is not taken for an empty project.
+// stream is not taken for an empty project. The marker (a zero block) is its end, as for GNU
+// tar: anything but zeros after it is refused, not unpacked nor left out.
 import { closeSync, constants, fchmodSync, futimesSync, openSync, writeSync } from 'node:fs';
 import { copyFile, link, lstat, lutimes, mkdir, open, readdir, realpath, rm, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -27,17 +28,37 @@ function refuse(name: string, why: string): never {
 
 /** The longest file name (one path component) Linux filesystems take, in bytes: a longer one fails every unpack (ENAMETOOLONG). */
 const NAME_MAX = 255;
+/** The size of the longest path Linux system calls take, in bytes, its closing NUL included: a longer path fails (ENAMETOOLONG). */
+export const PATH_MAX = 4096;
 
-/** The entry's path as safe components relative to the target directory. */
+/**
+ * The entry's path as safe components relative to the target directory. A backslash or a
+ * colon is part of a name, as for GNU tar on Linux (`a\\b`, `C:` are file names there, the
+ * only system machines unpack on).
+ */
 export function safeEntryPath(name: string): string {
   if (name.includes('\0')) refuse(name, 'contains NUL');
-  if (name.startsWith('/') || /^[A-Za-z]:/.test(name) || name.includes('\\')) refuse(name, 'absolute or with backslashes');
+  if (name.startsWith('/')) refuse(name, 'absolute');
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.length === 0) refuse(name, 'empty name');
   if (parts.includes('..')) refuse(name, 'escapes the target directory');
   const long = parts.find((p) => Buffer.byteLength(p) > NAME_MAX);
   if (long !== undefined) refuse(name, `its component "${long}" is ${Buffer.byteLength(long)} bytes long, more than the ${NAME_MAX} a file name may have`);
-  return parts.join('/');
+  const path = parts.join('/');
+  if (Buffer.byteLength(path) >= PATH_MAX) refuse(name, `it is ${Buffer.byteLength(path)} bytes long, more than the ${PATH_MAX - 1} a path may have (PATH_MAX)`);
+  return path;
+}
+
+/** A symlink's target, refused where symlink(2) refuses it: longer than a path may be. */
+export function checkSymlinkTarget(name: string, target: string): void {
+  const length = Buffer.byteLength(target);
+  if (length >= PATH_MAX) refuse(name, `its symlink target is ${length} bytes long, more than the ${PATH_MAX - 1} a path may have (PATH_MAX)`);
+}
+
+/** `abs`, the path an entry unpacks to, refused when Linux cannot take it (the target directory's own path counts). */
+function checkPathLength(abs: string, header: tar.Header): void {
+  const length = Buffer.byteLength(abs);
+  if (length >= PATH_MAX) refuse(header.name, `unpacked there, its path would be ${length} bytes long, more than the ${PATH_MAX - 1} a path may have (PATH_MAX): unpack into a directory with a shorter path`);
 }
 
 /**
@@ -63,6 +84,7 @@ function entryPath(header: tar.Header): string | undefined {
   // get another name than the archive's (spread's tar keeps the bytes). The packer refuses
   // such names too.
   if (header.name.includes('\uFFFD') || header.linkname?.includes('\uFFFD')) refuse(header.name, 'its name or link target is not valid UTF-8');
+  if (header.type === 'symlink') checkSymlinkTarget(header.name, header.linkname ?? '');
   return rel;
 }
 
@@ -77,21 +99,72 @@ function linkTarget(header: tar.Header): string {
 
 const BLOCK = 512;
 
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
+
+/** A block tar-stream skips where it reads a header: zero bytes, but for its checksum field (bytes 148 to 155). */
+function isZeroBlock(block: Buffer): boolean {
+  return block[0] === 0 && ZERO_BLOCK.subarray(156).equals(block.subarray(156)) && ZERO_BLOCK.subarray(0, 148).equals(block.subarray(0, 148));
+}
+
 /**
  * Counts a tar stream's bytes and where its final run of zero bytes starts, to tell a
  * complete archive (zero blocks after the last entry) from an empty or truncated one.
  * Only each chunk's tail is scanned, back to its last non-zero byte.
+ *
+ * It also finds a zero block where a header is due after an entry: the archive ends there
+ * (GNU tar stops), where tar-stream skips it and reads on. (Only there: a long name's data
+ * may hold one, its last block when the name with its NUL takes one byte more than whole
+ * blocks.) It runs ahead of the parser, which tells it where each entry's data ends
+ * (`entryData`): the blocks before are not looked at, and the zero blocks noted stay few.
  */
 class EndWatch extends Transform {
   total = 0;
   #zerosFrom = 0;
+  /** Runs of zero blocks seen at or after #dataEnd, [start, end) in bytes. */
+  #zeroRuns: Array<[number, number]> = [];
+  /** Where the last entry the parser read ends: the blocks before are its data. */
+  #dataEnd = 0;
+  /** The bytes of a block a chunk ended inside of. */
+  #carry: Buffer | undefined;
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
     let i = chunk.length - 1;
     while (i >= 0 && chunk[i] === 0) i--;
     if (i >= 0) this.#zerosFrom = this.total + i + 1;
+    this.#scanBlocks(chunk);
     this.total += chunk.length;
     done(null, chunk);
+  }
+
+  #scanBlocks(chunk: Buffer): void {
+    let i = 0;
+    if (this.#carry) {
+      i = Math.min(BLOCK - this.#carry.length, chunk.length);
+      this.#carry = Buffer.concat([this.#carry, chunk.subarray(0, i)]);
+      if (this.#carry.length < BLOCK) return;
+      this.#noteBlock(this.total + i - BLOCK, this.#carry);
+      this.#carry = undefined;
+    }
+    for (i = Math.max(i, this.#dataEnd - this.total); i + BLOCK <= chunk.length; i += BLOCK) this.#noteBlock(this.total + i, chunk.subarray(i, i + BLOCK));
+    if (i < chunk.length) this.#carry = Buffer.from(chunk.subarray(i));
+  }
+
+  #noteBlock(offset: number, block: Buffer): void {
+    if (offset < this.#dataEnd || !isZeroBlock(block)) return;
+    const last = this.#zeroRuns.at(-1);
+    if (last?.[1] === offset) last[1] += BLOCK;
+    else this.#zeroRuns.push([offset, offset + BLOCK]);
+  }
+
+  /** Whether the block at `offset` (one the parser read past) is a zero block. */
+  zeroBlockAt(offset: number): boolean {
+    return this.#zeroRuns.some(([start, end]) => start <= offset && offset < end);
+  }
+
+  /** The parser read an entry whose data ends at `end` (a multiple of BLOCK). */
+  entryData(end: number): void {
+    this.#dataEnd = end;
+    this.#zeroRuns = this.#zeroRuns.filter(([, e]) => e > end).map(([start, e]) => [Math.max(start, end), e]);
   }
 
   /** At least one zero block after `entriesEnd` (GNU tar accepts a lone one, with a warning). */
@@ -101,12 +174,22 @@ class EndWatch extends Transform {
   }
 }
 
+/** The refusal of an archive that goes on after its end: GNU tar would unpack less than tar-stream reads. */
+function dataAfterEnd(zeroBlock: number): FleetError {
+  return new FleetError('FC_ERR_ARCHIVE', `not a single tar: data follows its end (the zero block at byte ${zeroBlock}), which GNU tar would leave out (a second archive appended?)`);
+}
+
 /** tar-stream's entry (a readable of its data, with its header and offset); not exported by name. */
 type TarEntry = tar.Extract extends AsyncIterable<infer E> ? E : never;
 
-/** A reason the stream is not a readable tar as FC_ERR_ARCHIVE; the input's own errors (a read error, a digest mismatch) unchanged. */
+/** Whether tar-stream failed to read the bytes, not the input to give them (a read error, a digest mismatch). */
+function isParseError(err: unknown): boolean {
+  return !(err instanceof FleetError) && (err as NodeJS.ErrnoException).code === undefined;
+}
+
+/** A reason the stream is not a readable tar as FC_ERR_ARCHIVE; the input's own errors unchanged. */
 function archiveError(err: unknown): unknown {
-  if (err instanceof FleetError || (err as NodeJS.ErrnoException).code !== undefined) return err;
+  if (!isParseError(err)) return err;
   return new FleetError('FC_ERR_ARCHIVE', `not a readable tar: ${errorMessage(err)}`, { cause: err });
 }
 
@@ -128,12 +211,16 @@ async function forEachEntry(input: Readable, each: (entry: TarEntry) => Promise<
     for await (const entry of extract) {
       const { header } = entry;
       // entry.offset: where its own header starts (after any pax or long-name headers)
+      if (watch.zeroBlockAt(entriesEnd)) throw dataAfterEnd(entriesEnd);
       const data = header.type === 'directory' ? 0 : Math.ceil(header.size / BLOCK) * BLOCK;
       entriesEnd = entry.offset + BLOCK + data;
+      watch.entryData(entriesEnd);
       await each(entry);
     }
     await feeding;
   } catch (err) {
+    // what follows the end of the archive is no tar: said so, rather than why it is none
+    if (broken !== undefined && isParseError(broken) && watch.zeroBlockAt(entriesEnd)) throw dataAfterEnd(entriesEnd);
     // a broken archive also fails the entry being read ("stream was destroyed"): say why
     throw archiveError(broken ?? err);
   }
@@ -310,6 +397,7 @@ async function unpackInto(input: Readable, root: string, made: Set<string>): Pro
     made.add(parts[0]!);
     // Parents: real directories only, created one by one; a symlink on the way is refused.
     const abs = join(root, ...parts);
+    checkPathLength(abs, header);
     const parent = dirname(abs);
     if (!realDirs.has(parent)) {
       await walkDirs(root, parts.slice(0, -1), { create: true, refuse: (why) => refusal(header.name, why) });

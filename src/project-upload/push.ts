@@ -1,6 +1,7 @@
 // Uploading a project run: pack deterministically, pick the base (among the newest few the
 // origin has) that gives the smallest delta, upload only that delta and a run manifest. The
-// first upload, or a delta above 10% of the gzip-compressed tar, stores the tar as a new base.
+// first upload, or a delta above 10% of the gzip-compressed tar, stores the tar as a new base;
+// so does a push whose every candidate base is more than twice the size of that tar.
 // Bases are kept in a local directory by digest (base-cache.ts), so the slow link is crossed
 // once per base; each cached tar is verified against its recorded sha256 whenever it is used.
 import { createReadStream } from 'node:fs';
@@ -32,6 +33,12 @@ import type { Grant } from '../http/auth.js';
 const REBASE_RATIO = 0.1;
 /** How many of the newest bases are tried. */
 const BASE_CANDIDATES = 3;
+/**
+ * A base larger than this many times the compressed tar is not used: every machine's pull
+ * fetches the whole base, and a project that shrank would keep its old size in every run, a
+ * delta against its content being tiny.
+ */
+const MAX_BASE_GROWTH = 2;
 
 interface BaseInfo {
   readonly id: string;
@@ -270,14 +277,20 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
         });
         if (!encoded) continue;
         const { size, received } = encoded;
-        used.add(baseCachePath(options.baseCache, base.digest));
         bytesReceived += received;
+        // Known once the tar is compressed: asked before the first encode, the gzip would not run beside it.
+        const fullSize = (await gzipping).size;
+        if (base.size > MAX_BASE_GROWTH * fullSize) {
+          await rm(file);
+          continue;
+        }
+        used.add(baseCachePath(options.baseCache, base.digest));
         // Candidates are ranked by their fast compression (compressDelta's slow pass costs up
         // to 1.6 s per MiB), or as 0 when the raw VCDIFF is under the re-base bound already: only
         // the best gets the slow pass, and only when it can still come under the bound (the
         // slow pass does not halve what the fast one leaves). Past 2 × bound a candidate
         // cannot be chosen: counting stops there.
-        const bound = REBASE_RATIO * (await gzipping).size;
+        const bound = REBASE_RATIO * fullSize;
         const quick = size <= bound ? 0 : await quickCompressedSize(file, compression, 2 * bound);
         if (!best || quick < best.quick || (quick === best.quick && size < best.vcdiffSize)) {
           if (best) await rm(best.file);

@@ -22,6 +22,8 @@ const TREE = {
 };
 
 const PATTERNS = ['c/', './x.o', 'x.o', 'c', 'sub/c', '*/c', 'c/*', '*.o', 's*b', 'sub/', 'd/e/', '/x.o', '[cd]', '*/', 'sub/./c', './sub', '.hidden', 'd/*/f', 'sub/c/g/'];
+// `**` is `*` twice (no globstar), `.` and an empty component match no member name
+const CORNERS = ['**', '**/x.o', 'sub/**', '**/c', 'x.o/', '*.o/', 'sub//c', '.', './', 'sub/.', '\\x.o', 'x\\.o', '?', '*'];
 // bracket expressions as fnmatch reads them: classes, a `]` first, escapes, a reversed range
 const BRACKETS = ['*[[:space:]]*', '[[:upper:]]*', '[]a]*', '[!]]*', '[a\\-z]*', '[z-a]*', '[[:nope:]]*'];
 
@@ -41,7 +43,7 @@ t.test("fleetcache's pack ships what `tar -c --exclude=PATTERN` ships", async (t
   const includes: Array<string[] | undefined> = [undefined, ['./sub', 'd'], ['sub/x.o', 'sub/c/g', 'd/e/f'], ['sub/', './d/']];
   for (const include of includes) {
     const args = include ?? Object.keys(TREE);
-    for (const pattern of [...PATTERNS, ...BRACKETS]) {
+    for (const pattern of [...PATTERNS, ...CORNERS, ...BRACKETS]) {
       const what = `--exclude=${pattern} over ${include ? include.join(' ') : 'the default include'}`;
       const gnu = join(dir, 'gnu.tar');
       execFileSync('tar', ['-cf', gnu, `--exclude=${pattern}`, ...args], { cwd: root });

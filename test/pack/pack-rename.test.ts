@@ -21,6 +21,17 @@ const EXPRESSIONS = [
   's,^,proj/,', 's/a/A/g', 's,\\.o$,.obj,', 's/\\(a\\)\\(b\\)/\\2\\1/', 's/[ab]\\{2\\}/W/', 's,x\\.o,&.bak,', 's/A/z/i', 's/b$/B/x', 's/a/b/gS',
   // bracket expressions as regcomp reads them: classes, a `]` first, a backslash literal
   's/[[:alpha:]]/Z/', 's/[[:punct:]]/_/g', 's/[^[:alpha:]]/_/g', 's/[[:upper:]]/u/', 's/[]a]/Q/g', 's/[^]a]/Q/', 's/[a\\]/Q/g',
+  // a number: that match only; with g, it and every one after it (as sed's 2g). Each match
+  // skipped starts its name here: GNU tar 1.34 repeats what comes before one that does not.
+  's,[^/],N,2g', 's,[^/],N,2', 's,.,N,3',
+  // flag x: an extended regex, bracket expressions read as regcomp reads them there too
+  's/^[[:alpha:]]+/&W/x', 's/(a|b)b/Q/xg', 's/[[:digit:]]*b/Q/x', 's/(a)\\1/Q/x', 's/a{2}/Q/x',
+  // GNU's escapes JavaScript reads alike
+  's/\\w/&W/g', 's/\\W/_/g', 's/a\\b/Q/g',
+  // scopes: r/R member names, s/S symlink targets (h/H hard link targets: none are packed)
+  's/a/A/gR', 's/a/A/gRs', 's/a/A/gr', 's/a/A/gh', 's/a/A/gH',
+  // several expressions in one, and flags= setting the scopes of those after it (from none)
+  's/a/A/;s/b/B/', 's/a/A/g;', 's;a;A;g;s/b/B/', 'flags=rS;s/a/A/g', 'flags=s;s/a/A/g', 's/a/A/g;flags=R;s/b/B/g', 'flags=r;s/a/A/;flags=rsh;s/b/B/g',
 ];
 
 /** Member names (with their link targets) as `tar -tv` lists them, sorted, a leading `./` dropped. */
@@ -52,4 +63,13 @@ t.test('what regcomp refuses in a bracket expression is refused by name, as GNU 
   await t.rejects(pack('s/[b-a]/Q/'), { code: 'FC_ERR_USAGE', message: 'rename: bad regular expression in "s/[b-a]/Q/": reversed range b-a' });
   await t.rejects(pack('s/[[:nope:]]/Q/'), { code: 'FC_ERR_USAGE', message: /unknown character class \[:nope:\]/ });
   t.throws(() => execFileSync('tar', ['-cf', join(dir, 'gnu.tar'), '--transform=s/[b-a]/Q/', 'a.txt'], { cwd: join(dir, 'p'), stdio: 'ignore' }), 'GNU tar refuses it too');
+});
+
+t.test("GNU's word and buffer anchors, which JavaScript has not, are refused by name, not read as letters", async (t) => {
+  const dir = t.testdir({ p: TREE });
+  for (const anchor of ['\\<', '\\>', '\\`', "\\'"]) {
+    for (const rename of [`s/${anchor}a/Q/`, `s/b${anchor}/Q/x`]) {
+      await t.rejects(packToFile(join(dir, 'p'), join(dir, 'x.tar'), { rename: [rename] }), { code: 'FC_ERR_USAGE', message: `rename: bad regular expression in "${rename}": ${anchor} (a GNU word or buffer anchor) is not supported` });
+    }
+  }
 });

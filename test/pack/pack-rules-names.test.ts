@@ -1,11 +1,12 @@
 // Names the packer must never put in a tar: an included path twice (nested includes), or a
 // rename result every machine refuses on unpack.
 import t from 'tap';
-import { createReadStream, mkdirSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { packToFile } from '../../src/pack/packer.js';
-import { unpackTar } from '../../src/pack/unpack.js';
+import { checkTar, unpackTar } from '../../src/pack/unpack.js';
 
 async function names(file: string): Promise<string[]> {
   const out: string[] = [];
@@ -47,4 +48,29 @@ t.test('a rename giving a file name longer than 255 bytes (a deep tree flattened
     code: 'FC_ERR_BAD_NAME',
     message: /^component-number-0(\/component-number-\d+)+ would be packed as "component-number-0(_component-number-\d+)+" \(renamed by s,\/,_,g\), which unpacking refuses: .* more than the 255/,
   });
+});
+
+t.test('a rename giving a path longer than PATH_MAX (4095 bytes) is refused at pack time, not by every machine', async (t) => {
+  const dir = t.testdir({ proj: { 'f.txt': 'f\n' } });
+  const prefix = Array.from({ length: 20 }, () => 'p'.repeat(200)).join('/'); // 4019 bytes, each name under 255
+  await t.rejects(packToFile(join(dir, 'proj'), join(dir, 'x.tar'), { rename: [`s,^,${prefix}/${'q'.repeat(70)}/,`] }), {
+    code: 'FC_ERR_BAD_NAME',
+    message: /^f\.txt would be packed as "p+(\/p+)*\/q+\/f\.txt" \(renamed by .*\), which unpacking refuses: it is 4096 bytes long, more than the 4095 a path may have \(PATH_MAX\)$/,
+  });
+  await packToFile(join(dir, 'proj'), join(dir, 'x.tar'), { rename: [`s,^,${prefix}/${'q'.repeat(69)}/,`] });
+  t.same(await checkTar(createReadStream(join(dir, 'x.tar'))), { entries: 1 }, '4095 bytes: packed, and a tar machines take');
+});
+
+t.test('a rename giving a symlink target longer than PATH_MAX is refused at pack time; unpacking refuses it by name, not ENAMETOOLONG', async (t) => {
+  const dir = t.testdir({ proj: { 'f.txt': 'f\n' } });
+  symlinkSync('f.txt', join(dir, 'proj', 'link'));
+  const prefix = `${'p'.repeat(4090)}/`; // targets are no paths to unpack: a name over 255 bytes is theirs to have
+  await t.rejects(packToFile(join(dir, 'proj'), join(dir, 'x.tar'), { rename: [`s,^,${prefix},R`] }), {
+    code: 'FC_ERR_BAD_NAME',
+    message: /^link -> f\.txt would be packed with the target "p+\/f\.txt" \(renamed by .*\), which unpacking refuses: its symlink target is 4096 bytes long, more than the 4095 a path may have \(PATH_MAX\)$/,
+  });
+  const pack = tar.pack();
+  pack.entry({ name: 'link', type: 'symlink', linkname: `${prefix}f.txt` });
+  pack.finalize();
+  await t.rejects(unpackTar(Readable.from(pack), join(dir, 'out')), { code: 'FC_ERR_BAD_NAME', message: /tar entry "link" refused: its symlink target is 4096 bytes long/ });
 });

@@ -280,3 +280,18 @@ t.test('a tar that cannot be written says so: a full disk is not an internal err
   const dir = t.testdir({ p: { 'a.txt': 'a\n'.repeat(100_000) } });
   await t.rejects(packToFile(join(dir, 'p'), '/dev/full'), { code: 'FC_ERR_INSUFFICIENT_STORAGE', message: /^writing \/dev\/full: ENOSPC/ });
 });
+
+t.test('a path of the tree longer than PATH_MAX is refused by name (exit 2), not an internal error; excluded, it is left out', async (t) => {
+  const dir = t.testdir({ tree: { 'ok.txt': 'ok' } });
+  const root = join(dir, 'tree');
+  // made one directory at a time, each relative to the last: no system call takes the whole path
+  const name = 'd'.repeat(200);
+  execFileSync('bash', ['-c', `cd "$1" && for i in $(seq 21); do mkdir ${name} && cd ${name}; done && echo x > leaf`, 'bash', root]);
+  try {
+    await t.rejects(packToFile(root, join(dir, 'out.tar')), { code: 'FC_ERR_BAD_NAME', message: new RegExp(`^packing ${root}: ${root}/${name}(/${name})+ is \\d+ bytes long, more than the 4095 a path may have \\(PATH_MAX\\)`) });
+    await packToFile(root, join(dir, 'out.tar'), { exclude: [`${name}/${name}/${name}`] });
+    t.same(execFileSync('tar', ['-tf', join(dir, 'out.tar')], { encoding: 'utf8' }).trim().split('\n'), [`${name}/`, `${name}/${name}/`, 'ok.txt']);
+  } finally {
+    execFileSync('rm', ['-rf', join(root, name)]); // GNU rm descends relative to each directory
+  }
+});

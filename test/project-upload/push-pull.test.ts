@@ -130,6 +130,23 @@ t.test('re-base when the delta exceeds 10% of the compressed tar', async (t) => 
   await t.rejects(pullProject({ project: 'rebase', run: 'd', from: url, dir: out }), /not empty/, 'target must be empty');
 });
 
+t.test('a project that shrank gets a new base rather than a small delta against one many times its size, which every machine would fetch', async (t) => {
+  const { url, dir, project, common } = await originWithProject(t, 'shrunk');
+  const big = await pushProject({ ...common, run: 'big' });
+  // most of the tree goes: what is left is content of the base, so its delta is tiny
+  rmSync(join(project, 'data.bin'));
+  for (let i = 2; i < 40; i++) rmSync(join(project, 'src', `mod${i}.ts`));
+  const small = await pushProject({ ...common, run: 'small' });
+  t.ok(small.rebased, `a new base (${small.manifest.base.size} bytes), not a delta against the old one (${big.manifest.base.size} bytes)`);
+  t.ok(small.manifest.base.size <= 2 * small.fullUploadBytes, 'the run\'s base is not much larger than its tar');
+  const out = join(dir, 'out');
+  await pullProject({ project: 'shrunk', run: 'small', from: url, dir: out });
+  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }), 'the run pulls whole');
+  // a small change: a delta against the small base, the old one passed over again
+  writeFileSync(join(project, 'src', 'mod1.ts'), 'export const changed = 1;\n');
+  t.equal((await pushProject({ ...common, run: 'changed' })).manifest.base.digest, small.manifest.base.digest, 'the small base serves the next run');
+});
+
 t.test('a delta as large as the tar (new content, or an old unrelated base among the candidates) is never whole in memory', async (t) => {
   const { url, dir, project, common } = await originWithProject(t, 'big');
   rmSync(project, { recursive: true });
@@ -175,6 +192,22 @@ t.test('a base that inflates past the size its run states (a gzip bomb) stops th
   t.equal(err?.code, 'FC_ERR_SIZE_MISMATCH');
   const stated = first.manifest.result.size;
   t.ok((err?.actual ?? Infinity) < stated + (1 << 20), `stopped after ${err?.actual} bytes, the run states ${stated}`);
+});
+
+t.test('names with a colon or a backslash (C:, a:b, x\\y) push and pull as they are, as GNU tar packs and unpacks them on Linux', async (t) => {
+  const { url, dir, project, common } = await originWithProject(t, 'names');
+  const names = ['C:', 'a:b', 'x\\y', 'src/d:\\e', ':lead', '\\'];
+  for (const name of names) writeFileSync(join(project, name), `${name}\n`);
+  symlinkSync('a:b', join(project, 'to\\a:b'));
+  await pushProject({ ...common, run: 'r1' });
+  const out = join(dir, 'out');
+  await pullProject({ project: 'names', run: 'r1', from: url, dir: out });
+  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }), 'the tree pulled is the tree pushed');
+  // GNU tar of the same tree unpacks the same names
+  const gnu = join(dir, 'gnu');
+  mkdirSync(gnu);
+  execFileSync('bash', ['-c', 'tar -C "$1" -c . | tar -C "$2" -x', 'bash', project, gnu]);
+  t.same(describeTree(out, { dirModes: true }), describeTree(gnu, { dirModes: true }), 'as GNU tar has them');
 });
 
 t.test('tampered base or delta: refused, nothing unpacked', async (t) => {
