@@ -4,7 +4,8 @@
 // check, `version` is only a label; `unpack` is taken by Python's truth and any
 // `visibility` is accepted, with a warning, since tooltool reads them so) but reports
 // every malformed required value with file:line:field instead of crashing half-way
-// through a fetch.
+// through a fetch. A fetch reads a malformed size, algorithm or digest as a failure of
+// that file only (keepInvalid), as tooltool fetches the others and fails at the end.
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
@@ -54,8 +55,20 @@ export function manifestNotices(m: { readonly dropped: readonly DroppedRecord[];
   return [...m.dropped.map((d) => `${path}:${d.line}: record ${d.index} ${droppedReason(d)} and is skipped (as tooltool does)`), ...m.manifestWarnings];
 }
 
+/**
+ * A record with a size, algorithm or digest no file can match (tooltool takes it, asks the
+ * server for it and fails that file only): kept by a fetch's reading, to fail that file alone.
+ */
+export interface InvalidRecord {
+  readonly filename: string;
+  /** Names file, line and field. */
+  readonly error: ConfigError;
+}
+
 interface Manifest {
   readonly records: readonly ManifestRecord[];
+  /** Only with `keepInvalid`: the records whose values are malformed (otherwise the first one throws). */
+  readonly invalid: readonly InvalidRecord[];
   /** Records tooltool would silently skip; we keep them so callers can warn. */
   readonly dropped: readonly DroppedRecord[];
   /** Values tooltool accepts that are likely mistakes (`"unpack": "false"`), as `file:line: record N: …`. */
@@ -156,8 +169,17 @@ function sameContent(a: ManifestRecord, b: ManifestRecord): boolean {
   return a.size === b.size && a.algorithm === b.algorithm && a.digest === b.digest && a.unpack === b.unpack && a.visibility === b.visibility && a.otherVisibility === b.otherVisibility;
 }
 
+interface ParseOptions {
+  /**
+   * A record's malformed size, algorithm or digest fails that record (`invalid`), not the
+   * manifest: fetch does the others and fails at the end, as tooltool. A bad filename (tooltool's
+   * BadFilenameException) or a name given two contents still fails the whole manifest.
+   */
+  readonly keepInvalid?: boolean;
+}
+
 /** Parses manifest text; `file` is only used in messages. */
-export function parseManifest(text: string, file: string): Manifest {
+export function parseManifest(text: string, file: string, options: ParseOptions = {}): Manifest {
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -169,6 +191,7 @@ export function parseManifest(text: string, file: string): Manifest {
   if (!Array.isArray(data)) throw new ConfigError(`${file}:1: invalid manifest: expected a JSON array of file records`, file, 1);
   const offsets = elementOffsets(text);
   const records: ManifestRecord[] = [];
+  const invalid: InvalidRecord[] = [];
   const dropped: DroppedRecord[] = [];
   const warnings: string[] = [];
   const seen = new Map<string, { index: number; record: ManifestRecord }>();
@@ -193,16 +216,22 @@ export function parseManifest(text: string, file: string): Manifest {
     const filename = r.filename as string;
     const bad = checkFilename(filename);
     if (bad) fail('filename', `"${filename}" ${bad}`);
-    if (r.size !== null && !(typeof r.size === 'number' && Number.isSafeInteger(r.size) && r.size >= 0)) {
-      fail('size', 'must be a non-negative integer or null');
+    try {
+      if (r.size !== null && !(typeof r.size === 'number' && Number.isSafeInteger(r.size) && r.size >= 0)) {
+        fail('size', 'must be a non-negative integer or null');
+      }
+      if (typeof r.algorithm !== 'string') fail('algorithm', 'must be a string');
+      const length = digestLength(r.algorithm as string);
+      if (length === undefined) fail('algorithm', `"${r.algorithm as string}" is not a known hash algorithm`);
+      if (typeof r.digest !== 'string' || !new RegExp(`^[0-9a-f]{${length! * 2}}$`).test(r.digest)) {
+        fail('digest', `must be ${length! * 2} lowercase hex characters for ${r.algorithm as string}`);
+      }
+    } catch (err) {
+      if (!(options.keepInvalid && err instanceof ConfigError)) throw err;
+      invalid.push({ filename, error: err });
+      return;
     }
-    if (typeof r.algorithm !== 'string') fail('algorithm', 'must be a string');
     const algorithm = r.algorithm as string;
-    const length = digestLength(algorithm);
-    if (length === undefined) fail('algorithm', `"${algorithm}" is not a known hash algorithm`);
-    if (typeof r.digest !== 'string' || !new RegExp(`^[0-9a-f]{${length! * 2}}$`).test(r.digest)) {
-      fail('digest', `must be ${length! * 2} lowercase hex characters for ${algorithm}`);
-    }
     const warn = (field: string, why: string): void => void warnings.push(`${file}:${line}: record ${index}: ${field} ${why}`);
     const unpack = r.unpack === undefined ? false : pythonTruth(r.unpack);
     if (r.unpack !== undefined && typeof r.unpack !== 'boolean') {
@@ -231,17 +260,17 @@ export function parseManifest(text: string, file: string): Manifest {
     seen.set(filename, { index, record });
     records.push(record);
   });
-  return { records, dropped, warnings };
+  return { records, invalid, dropped, warnings };
 }
 
-export async function readManifest(file: string): Promise<Manifest> {
+export async function readManifest(file: string, options: ParseOptions = {}): Promise<Manifest> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
     throw new ConfigError(`${file}: cannot read manifest: ${errorMessage(err)}`, file);
   }
-  return parseManifest(text, file);
+  return parseManifest(text, file, options);
 }
 
 /** The JSON text tooltool's `add` writes: same key order, 2-space indent. */

@@ -83,7 +83,7 @@ t.test('elements that are not objects are dropped, not fatal; any version is acc
   t.same(m.dropped, [0, 1, 2, 3, 4].map((index) => ({ index, line: index + 2, missing: all, notObject: true })), 'each non-object element dropped, with its line');
   t.same(m.dropped.map(droppedReason), Array(5).fill('is not an object'));
   t.same(droppedReason({ index: 0, line: 1, missing: ['size', 'digest'] }), 'lacks size, digest');
-  t.same(parseManifest('[]', 'm.tt'), { records: [], dropped: [], warnings: [] });
+  t.same(parseManifest('[]', 'm.tt'), { records: [], invalid: [], dropped: [], warnings: [] });
   t.throws(() => parseManifest('[1, {"filename": "a/b", "size": 1, "algorithm": "sha512", "digest": "x"}]', 'm.tt'), /record 1: filename "a\/b" must not contain/, 'a bad filename still fails the whole manifest');
 });
 

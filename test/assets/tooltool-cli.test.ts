@@ -139,6 +139,34 @@ t.test('fetch exits 1 for a file no URL has (404), as tooltool, not 4', async (t
   t.equal(bad.code, 1, 'a manifest that cannot be read: 1, not 3');
 });
 
+t.test('a record with a malformed digest, size or algorithm fails that file only: the others are fetched, exit 1 at the end, as tooltool', async (t) => {
+  const root = t.testdir({ work: {} });
+  const other = randomBytes(2000);
+  const { server, url } = await blobServer(t, [PUBLIC, other]);
+  const good = [record('public.txt', PUBLIC), record('other.bin', other)];
+  // tooltool takes each of these, asks the server for it, and fails that file alone
+  const text = JSON.stringify([
+    good[0],
+    { ...record('upper.bin', other), digest: sha512(other).toUpperCase() },
+    { ...record('sized.bin', other), size: String(other.length) },
+    { ...record('algo.bin', other), algorithm: 'sha513' },
+    good[1],
+  ], null, 2);
+  writeFileSync(join(root, 'manifest.tt'), text);
+  const res = await runCli(t, ['assets', '--url', `${url}/`, 'fetch', '-m', '../manifest.tt'], join(root, 'work'));
+  t.equal(res.code, 1);
+  t.ok(readFileSync(join(root, 'work', 'public.txt')).equals(PUBLIC), 'the file before the bad records is fetched');
+  t.ok(readFileSync(join(root, 'work', 'other.bin')).equals(other), 'and the file after them');
+  t.same(readdirSync(join(root, 'work')).sort(), ['other.bin', 'public.txt'], 'nothing else is written');
+  const lineOf = (name: string): number => text.split('\n').findIndex((l) => l.includes(`"${name}"`));
+  t.match(res.stderr, `manifest.tt:${lineOf('upper.bin')}: record 1: digest must be 128 lowercase hex characters`);
+  t.match(res.stderr, `manifest.tt:${lineOf('sized.bin')}: record 2: size must be a non-negative integer`);
+  t.match(res.stderr, `manifest.tt:${lineOf('algo.bin')}: record 3: algorithm "sha513" is not a known hash algorithm`);
+  t.match(res.stdout, /^upper\.bin\tfailed\t/m);
+  t.match(res.stderr, /fleetcache: error: 3 of 5 files failed\n$/);
+  t.equal(server.requests.length, 2, 'one GET per good file');
+});
+
 t.test('list and validate check the files in the current directory against the manifest', async (t) => {
   const good = Buffer.from('good\n');
   const bad = Buffer.from('bad!\n');
