@@ -30,7 +30,11 @@ export interface ManifestRecord {
    * fetch never reads visibility, so neither does ours; upload refuses it; add writes it back.
    */
   readonly otherVisibility?: unknown;
-  readonly version?: string;
+  /**
+   * tooltool's free-form label, any JSON value as the manifest gives it: tooltool never reads
+   * it, and its add writes back a true one (Python's truth) whatever its type, a false one not.
+   */
+  readonly version?: unknown;
 }
 
 export interface DroppedRecord {
@@ -246,8 +250,8 @@ export function parseManifest(text: string, file: string, options: ParseOptions 
       digest: r.digest as string,
       unpack,
       ...(r.visibility === undefined ? {} : known ? { visibility: r.visibility as Visibility } : { otherVisibility: r.visibility }),
-      // tooltool never reads `version`: any value is accepted, and only a string is kept.
-      ...(typeof r.version === 'string' ? { version: r.version } : {}),
+      // tooltool never reads `version`: any value is accepted, and kept when tooltool's add would write it back.
+      ...(pythonTruth(r.version) ? { version: r.version } : {}),
     };
     const before = seen.get(filename);
     if (before !== undefined) {
@@ -345,7 +349,7 @@ export async function addToManifest(manifestPath: string, files: readonly string
       algorithm: 'sha512',
       digest: stat.digest,
       unpack: options.unpack === true,
-      ...(options.version !== undefined ? { version: options.version } : {}),
+      ...(options.version ? { version: options.version } : {}),
       visibility: options.visibility ?? 'public',
     };
     const same = records.find((r) => r.filename === filename);
@@ -355,7 +359,7 @@ export async function addToManifest(manifestPath: string, files: readonly string
       }
       // Like tooltool, the record must match in visibility and version too: a silent no-op
       // would leave the user believing the asset is now public (or relabelled).
-      if (same.visibility !== record.visibility || same.version !== record.version) {
+      if (same.visibility !== record.visibility || JSON.stringify(same.version) !== JSON.stringify(record.version)) {
         const shown = (v: unknown): string => (v === undefined ? '(none)' : JSON.stringify(v));
         const show = (r: ManifestRecord): string => `visibility ${r.visibility ?? shown(r.otherVisibility)}, version ${shown(r.version)}`;
         throw new UsageError(`${manifestPath}: already has "${filename}" with ${show(same)}, not ${show(record)}; edit the manifest to change them`);
