@@ -38,6 +38,11 @@ declare module 'fastify' {
  * artifact that names it (a machine's run token can upload any bytes as an artifact), only
  * with a run or base (a delta), and then drops the record.
  */
+export interface UploadRecord {
+  /** When the upload stored (or found) the blob, ms since the epoch. */
+  readonly created: number;
+}
+
 export function uploadRecord(digest: string): string[] {
   const [algo, hex] = digest.split(':');
   return ['_uploads', algo ?? '', hex ?? ''];
