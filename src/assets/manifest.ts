@@ -65,6 +65,8 @@ export function manifestNotices(m: { readonly dropped: readonly DroppedRecord[];
  */
 export interface InvalidRecord {
   readonly filename: string;
+  /** How many of the manifest's (valid) records come before it: its place among them (inManifestOrder). */
+  readonly before: number;
   /** Names file, line and field. */
   readonly error: ConfigError;
 }
@@ -232,7 +234,7 @@ export function parseManifest(text: string, file: string, options: ParseOptions 
       }
     } catch (err) {
       if (!(options.keepInvalid && err instanceof ConfigError)) throw err;
-      invalid.push({ filename, error: err });
+      invalid.push({ filename, before: records.length, error: err });
       return;
     }
     const algorithm = r.algorithm as string;
@@ -265,6 +267,17 @@ export function parseManifest(text: string, file: string, options: ParseOptions 
     records.push(record);
   });
   return { records, invalid, dropped, warnings };
+}
+
+/** What was made of each valid record (`valid`) and of each invalid one (`invalid`, as manifest.invalid), in manifest order. */
+export function inManifestOrder<T>(manifest: Pick<Manifest, 'invalid'>, valid: readonly T[], invalid: readonly T[]): T[] {
+  const out: T[] = [];
+  let next = 0;
+  manifest.invalid.forEach((r, i) => {
+    while (next < r.before) out.push(valid[next++]!);
+    out.push(invalid[i]!);
+  });
+  return [...out, ...valid.slice(next)];
 }
 
 export async function readManifest(file: string, options: ParseOptions = {}): Promise<Manifest> {

@@ -234,7 +234,7 @@ export function registerAssets(program: Command): void {
     async (flags, log) => {
       for (const f of await checkFiles(flags, log)) {
         if (f.reason) log.debug(f.reason);
-        process.stdout.write(`${f.state === 'missing' ? '-' : 'P'}\t${f.state === 'valid' ? 'V' : '-'}\t${f.record.filename}\n`);
+        process.stdout.write(`${f.state === 'missing' ? '-' : 'P'}\t${f.state === 'valid' ? 'V' : '-'}\t${f.filename}\n`);
       }
     },
   );

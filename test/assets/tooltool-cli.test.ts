@@ -162,9 +162,31 @@ t.test('a record with a malformed digest, size or algorithm fails that file only
   t.match(res.stderr, `manifest.tt:${lineOf('upper.bin')}: record 1: digest must be 128 lowercase hex characters`);
   t.match(res.stderr, `manifest.tt:${lineOf('sized.bin')}: record 2: size must be a non-negative integer`);
   t.match(res.stderr, `manifest.tt:${lineOf('algo.bin')}: record 3: algorithm "sha513" is not a known hash algorithm`);
-  t.match(res.stdout, /^upper\.bin\tfailed\t/m);
+  t.same(res.stdout.split('\n').map((l) => l.split('\t').slice(0, 2).join(' ')), ['public.txt download', 'upper.bin failed', 'sized.bin failed', 'algo.bin failed', 'other.bin download', ''], 'in manifest order');
   t.match(res.stderr, /fleetcache: error: 3 of 5 files failed\n$/);
   t.equal(server.requests.length, 2, 'one GET per good file');
+});
+
+t.test('list shows a record with a malformed digest as present or not, never valid, exit 0; validate names it and fails: as tooltool', async (t) => {
+  const good = Buffer.from('good\n');
+  const root = t.testdir({ work: { 'good.bin': good, 'upper.bin': good } });
+  const work = join(root, 'work');
+  const text = JSON.stringify([
+    record('good.bin', good),
+    { ...record('upper.bin', good), digest: sha512(good).toUpperCase() },
+    record('later.bin', good),
+    { ...record('absent.bin', good), size: -1 },
+  ], null, 2);
+  writeFileSync(join(work, 'manifest.tt'), text);
+  const list = await runCli(t, ['assets', 'list', '-v'], work);
+  t.equal(list.code, 0, list.stderr);
+  t.equal(list.stdout, 'P\tV\tgood.bin\nP\t-\tupper.bin\n-\t-\tlater.bin\n-\t-\tabsent.bin\n', 'in manifest order');
+  t.match(list.stderr, /debug: manifest\.tt:\d+: record 1: digest must be 128 lowercase hex/);
+  const validate = await runCli(t, ['assets', 'validate'], work);
+  t.equal(validate.code, 1);
+  t.match(validate.stderr, /error: manifest\.tt:\d+: record 1: digest must be 128 lowercase hex/);
+  t.match(validate.stderr, /error: manifest\.tt:\d+: record 3: size must be a non-negative integer/);
+  t.match(validate.stderr, /fleetcache: error: 3 of 4 files missing or invalid\n$/);
 });
 
 t.test('list and validate check the files in the current directory against the manifest', async (t) => {
