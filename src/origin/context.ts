@@ -32,17 +32,18 @@ declare module 'fastify' {
   }
 }
 
+/** What an upload record (uploadRecord) holds. */
+export interface UploadRecord {
+  /** When the upload stored (or found) the blob, ms since the epoch. */
+  readonly created: number;
+}
+
 /**
  * The record that the blob `digest` was uploaded to /cas itself (a tooltool asset, a push's
  * delta), not only as an artifact's bytes: retention does not free it with an expiring
  * artifact that names it (a machine's run token can upload any bytes as an artifact), only
  * with a run or base (a delta), and then drops the record.
  */
-export interface UploadRecord {
-  /** When the upload stored (or found) the blob, ms since the epoch. */
-  readonly created: number;
-}
-
 export function uploadRecord(digest: string): string[] {
   const [algo, hex] = digest.split(':');
   return ['_uploads', algo ?? '', hex ?? ''];
