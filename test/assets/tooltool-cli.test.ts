@@ -165,6 +165,11 @@ t.test('a record with a malformed digest, size or algorithm fails that file only
   t.same(res.stdout.split('\n').map((l) => l.split('\t').slice(0, 2).join(' ')), ['public.txt download', 'upper.bin failed', 'sized.bin failed', 'algo.bin failed', 'other.bin download', ''], 'in manifest order');
   t.match(res.stderr, /fleetcache: error: 3 of 5 files failed\n$/);
   t.equal(server.requests.length, 2, 'one GET per good file');
+  // `fetch FILE...`: a malformed record not named is skipped as the others are, with its error as a warning
+  const named = await runCli(t, ['assets', '--url', `${url}/`, 'fetch', '-m', '../manifest.tt', 'public.txt'], join(root, 'work'));
+  t.equal(named.code, 0, named.stderr);
+  t.match(named.stdout, /^upper\.bin\tskipped\t/m);
+  t.match(named.stderr, /warning: upper\.bin: \.\.\/manifest\.tt:\d+: record 1: digest must be/);
 });
 
 t.test('list shows a record with a malformed digest as present or not, never valid, exit 0; validate names it and fails: as tooltool', async (t) => {
