@@ -290,7 +290,8 @@ export function registerAssets(program: Command): void {
   assets
     .command('upload')
     .description(
-      "PUT the manifest's (-m) files to the origin's (--url, one) /cas/sha512/<hex>, skipping what it already has; " +
+      "PUT the manifest's (-m) files to the origin's (--url, one) /cas/<algorithm>/<hex>, skipping what it already has " +
+        '(except a sha256 file, sent again: the origin may have those bytes as an artifact, which retention deletes, and keeps them as an asset once uploaded); ' +
         'needs a write token (--token-file, --authentication-file or $FLEETCACHE_TOKEN).\n' +
         'Visibility is fixed at the first upload, as in tooltool: if the manifest asks another visibility for a file ' +
         'the origin already has (internal for one it keeps public, or public for one it keeps internal), ' +
