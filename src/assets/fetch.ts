@@ -14,7 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
 import { clientAgent } from '../client/http.js';
 import { DigestMismatchError, errorMessage, FleetError, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError } from '../errors.js';
-import { createAssetHash, hashFile, readManifest, type DroppedRecord, type ManifestRecord } from './manifest.js';
+import { createAssetHash, hashFile, inManifestOrder, readManifest, type DroppedRecord, type InvalidRecord, type ManifestRecord } from './manifest.js';
 import { unpackArchive, type ArchiveKind } from './unpack.js';
 import { redactUrl, redactUrlAndQuery } from '../redact-url.js';
 import { VERSION } from '../version.js';
@@ -326,19 +326,31 @@ class RecordFetch {
   }
 }
 
+/** A record no file can match: failed when it was to be downloaded, else skipped with its error as a warning. */
+function invalidResult(record: InvalidRecord, download: boolean): AssetResult {
+  const result: AssetResult = { filename: record.filename, size: null, digest: '', bytesDownloaded: 0, bytesFromCache: 0, warnings: [] };
+  if (download) result.error = record.error;
+  else {
+    result.source = 'skipped';
+    result.warnings.push(record.error.message);
+  }
+  return result;
+}
+
 /**
  * Fetches a manifest's records: every record is checked, taken from the cache folder and
  * unpacked, only the selected ones (`files`, default all) are downloaded. Never throws for
- * a single file: each result carries its error, and `failed` counts them. Throws only for
+ * a single file: each result carries its error (a record with a malformed size, algorithm
+ * or digest too), in manifest order, and `failed` counts them. Throws only for
  * a bad manifest, an unknown selected name or an abort.
  */
 export async function fetchAssets(options: FetchAssetsOptions): Promise<FetchAssetsResult> {
-  const manifest = await readManifest(options.manifestPath);
+  const manifest = await readManifest(options.manifestPath, { keepInvalid: true });
   const { records } = manifest;
   let wanted: ReadonlySet<string> | undefined;
   let unknownFiles: string[] = [];
   if (options.files && options.files.length > 0) {
-    const known = new Set(records.map((r) => r.filename));
+    const known = new Set([...records, ...manifest.invalid].map((r) => r.filename));
     unknownFiles = options.files.filter((f) => !known.has(f));
     wanted = new Set(options.files);
   }
@@ -355,7 +367,8 @@ export async function fetchAssets(options: FetchAssetsOptions): Promise<FetchAss
   }
   // Like tooltool: unpack after every file is in place (also files already present).
   for (const f of fetches) await f.unpack();
-  const files = fetches.map((f) => f.result);
+  const invalid = manifest.invalid.map((r) => invalidResult(r, wanted?.has(r.filename) ?? true));
+  const files = inManifestOrder(manifest, fetches.map((f) => f.result), invalid);
   return {
     files,
     failed: files.filter((f) => f.error).length,

@@ -4,7 +4,8 @@
 // check, `version` is only a label; `unpack` is taken by Python's truth and any
 // `visibility` is accepted, with a warning, since tooltool reads them so) but reports
 // every malformed required value with file:line:field instead of crashing half-way
-// through a fetch.
+// through a fetch. A fetch reads a malformed size, algorithm or digest as a failure of
+// that file only (keepInvalid), as tooltool fetches the others and fails at the end.
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
@@ -29,7 +30,11 @@ export interface ManifestRecord {
    * fetch never reads visibility, so neither does ours; upload refuses it; add writes it back.
    */
   readonly otherVisibility?: unknown;
-  readonly version?: string;
+  /**
+   * tooltool's free-form label, any JSON value as the manifest gives it: tooltool never reads
+   * it, and its add writes back a true one (Python's truth) whatever its type, a false one not.
+   */
+  readonly version?: unknown;
 }
 
 export interface DroppedRecord {
@@ -54,8 +59,22 @@ export function manifestNotices(m: { readonly dropped: readonly DroppedRecord[];
   return [...m.dropped.map((d) => `${path}:${d.line}: record ${d.index} ${droppedReason(d)} and is skipped (as tooltool does)`), ...m.manifestWarnings];
 }
 
+/**
+ * A record with a size, algorithm or digest no file can match (tooltool takes it, asks the
+ * server for it and fails that file only): kept by a fetch's reading, to fail that file alone.
+ */
+export interface InvalidRecord {
+  readonly filename: string;
+  /** How many of the manifest's (valid) records come before it: its place among them (inManifestOrder). */
+  readonly before: number;
+  /** Names file, line and field. */
+  readonly error: ConfigError;
+}
+
 interface Manifest {
   readonly records: readonly ManifestRecord[];
+  /** Only with `keepInvalid`: the records whose values are malformed (otherwise the first one throws). */
+  readonly invalid: readonly InvalidRecord[];
   /** Records tooltool would silently skip; we keep them so callers can warn. */
   readonly dropped: readonly DroppedRecord[];
   /** Values tooltool accepts that are likely mistakes (`"unpack": "false"`), as `file:line: record N: …`. */
@@ -156,8 +175,17 @@ function sameContent(a: ManifestRecord, b: ManifestRecord): boolean {
   return a.size === b.size && a.algorithm === b.algorithm && a.digest === b.digest && a.unpack === b.unpack && a.visibility === b.visibility && a.otherVisibility === b.otherVisibility;
 }
 
+interface ParseOptions {
+  /**
+   * A record's malformed size, algorithm or digest fails that record (`invalid`), not the
+   * manifest: fetch does the others and fails at the end, as tooltool. A bad filename (tooltool's
+   * BadFilenameException) or a name given two contents still fails the whole manifest.
+   */
+  readonly keepInvalid?: boolean;
+}
+
 /** Parses manifest text; `file` is only used in messages. */
-export function parseManifest(text: string, file: string): Manifest {
+export function parseManifest(text: string, file: string, options: ParseOptions = {}): Manifest {
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -169,6 +197,7 @@ export function parseManifest(text: string, file: string): Manifest {
   if (!Array.isArray(data)) throw new ConfigError(`${file}:1: invalid manifest: expected a JSON array of file records`, file, 1);
   const offsets = elementOffsets(text);
   const records: ManifestRecord[] = [];
+  const invalid: InvalidRecord[] = [];
   const dropped: DroppedRecord[] = [];
   const warnings: string[] = [];
   const seen = new Map<string, { index: number; record: ManifestRecord }>();
@@ -193,16 +222,22 @@ export function parseManifest(text: string, file: string): Manifest {
     const filename = r.filename as string;
     const bad = checkFilename(filename);
     if (bad) fail('filename', `"${filename}" ${bad}`);
-    if (r.size !== null && !(typeof r.size === 'number' && Number.isSafeInteger(r.size) && r.size >= 0)) {
-      fail('size', 'must be a non-negative integer or null');
+    try {
+      if (r.size !== null && !(typeof r.size === 'number' && Number.isSafeInteger(r.size) && r.size >= 0)) {
+        fail('size', 'must be a non-negative integer or null');
+      }
+      if (typeof r.algorithm !== 'string') fail('algorithm', 'must be a string');
+      const length = digestLength(r.algorithm as string);
+      if (length === undefined) fail('algorithm', `"${r.algorithm as string}" is not a known hash algorithm`);
+      if (typeof r.digest !== 'string' || !new RegExp(`^[0-9a-f]{${length! * 2}}$`).test(r.digest)) {
+        fail('digest', `must be ${length! * 2} lowercase hex characters for ${r.algorithm as string}`);
+      }
+    } catch (err) {
+      if (!(options.keepInvalid && err instanceof ConfigError)) throw err;
+      invalid.push({ filename, before: records.length, error: err });
+      return;
     }
-    if (typeof r.algorithm !== 'string') fail('algorithm', 'must be a string');
     const algorithm = r.algorithm as string;
-    const length = digestLength(algorithm);
-    if (length === undefined) fail('algorithm', `"${algorithm}" is not a known hash algorithm`);
-    if (typeof r.digest !== 'string' || !new RegExp(`^[0-9a-f]{${length! * 2}}$`).test(r.digest)) {
-      fail('digest', `must be ${length! * 2} lowercase hex characters for ${algorithm}`);
-    }
     const warn = (field: string, why: string): void => void warnings.push(`${file}:${line}: record ${index}: ${field} ${why}`);
     const unpack = r.unpack === undefined ? false : pythonTruth(r.unpack);
     if (r.unpack !== undefined && typeof r.unpack !== 'boolean') {
@@ -217,8 +252,8 @@ export function parseManifest(text: string, file: string): Manifest {
       digest: r.digest as string,
       unpack,
       ...(r.visibility === undefined ? {} : known ? { visibility: r.visibility as Visibility } : { otherVisibility: r.visibility }),
-      // tooltool never reads `version`: any value is accepted, and only a string is kept.
-      ...(typeof r.version === 'string' ? { version: r.version } : {}),
+      // tooltool never reads `version`: any value is accepted, and kept when tooltool's add would write it back.
+      ...(pythonTruth(r.version) ? { version: r.version } : {}),
     };
     const before = seen.get(filename);
     if (before !== undefined) {
@@ -231,17 +266,28 @@ export function parseManifest(text: string, file: string): Manifest {
     seen.set(filename, { index, record });
     records.push(record);
   });
-  return { records, dropped, warnings };
+  return { records, invalid, dropped, warnings };
 }
 
-export async function readManifest(file: string): Promise<Manifest> {
+/** What was made of each valid record (`valid`) and of each invalid one (`invalid`, as manifest.invalid), in manifest order. */
+export function inManifestOrder<T>(manifest: Pick<Manifest, 'invalid'>, valid: readonly T[], invalid: readonly T[]): T[] {
+  const out: T[] = [];
+  let next = 0;
+  manifest.invalid.forEach((r, i) => {
+    while (next < r.before) out.push(valid[next++]!);
+    out.push(invalid[i]!);
+  });
+  return [...out, ...valid.slice(next)];
+}
+
+export async function readManifest(file: string, options: ParseOptions = {}): Promise<Manifest> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
     throw new ConfigError(`${file}: cannot read manifest: ${errorMessage(err)}`, file);
   }
-  return parseManifest(text, file);
+  return parseManifest(text, file, options);
 }
 
 /** The JSON text tooltool's `add` writes: same key order, 2-space indent. */
@@ -316,7 +362,7 @@ export async function addToManifest(manifestPath: string, files: readonly string
       algorithm: 'sha512',
       digest: stat.digest,
       unpack: options.unpack === true,
-      ...(options.version !== undefined ? { version: options.version } : {}),
+      ...(options.version ? { version: options.version } : {}),
       visibility: options.visibility ?? 'public',
     };
     const same = records.find((r) => r.filename === filename);
@@ -326,7 +372,7 @@ export async function addToManifest(manifestPath: string, files: readonly string
       }
       // Like tooltool, the record must match in visibility and version too: a silent no-op
       // would leave the user believing the asset is now public (or relabelled).
-      if (same.visibility !== record.visibility || same.version !== record.version) {
+      if (same.visibility !== record.visibility || JSON.stringify(same.version) !== JSON.stringify(record.version)) {
         const shown = (v: unknown): string => (v === undefined ? '(none)' : JSON.stringify(v));
         const show = (r: ManifestRecord): string => `visibility ${r.visibility ?? shown(r.otherVisibility)}, version ${shown(r.version)}`;
         throw new UsageError(`${manifestPath}: already has "${filename}" with ${show(same)}, not ${show(record)}; edit the manifest to change them`);

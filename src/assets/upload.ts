@@ -1,8 +1,11 @@
 // `assets upload`: puts the files a manifest names into the origin's CAS, skipping what
-// it already has. Unlike tooltool's batch/pre-signed-URL dance, the origin takes
+// it already has (sha256 files aside, below). Unlike tooltool's batch/pre-signed-URL dance, the origin takes
 // `PUT /cas/sha512/<hex>` directly and verifies the digest itself; visibility travels
 // in `X-Fleetcache-Visibility`. Each file is verified locally first so a stale manifest
 // is caught before any byte is sent.
+//
+// A sha512 file the origin has is skipped; a sha256 one is sent again, as only an upload to
+// /cas tells retention that bytes an artifact also has are an asset to keep.
 //
 // Visibility is fixed at an asset's first upload, as in tooltool (whose upload fails with
 // a 400 for another one). The origin's HEAD answer says which one it keeps
@@ -100,13 +103,17 @@ export async function uploadAssets(options: UploadAssetsOptions): Promise<Upload
     );
   }
   const results: UploadResult[] = [];
+  /** Digests sent by this upload: the same one under another filename is there now. */
+  const sent = new Set<string>();
   for (const p of plan) {
-    const uploaded = !present.has(p.url);
+    // A sha256 blob may be there as an artifact's bytes only (names point at sha256 blobs), which
+    // retention frees with the artifact: sent again, the origin records it as uploaded to /cas.
+    const uploaded = !sent.has(p.url) && (!present.has(p.url) || p.record.algorithm === 'sha256');
     if (uploaded) {
       const headers: Record<string, string> = { 'content-type': 'application/octet-stream', 'content-length': String(p.size) };
       if (p.visibility === 'internal') headers['x-fleetcache-visibility'] = 'internal';
       await httpPut(p.url, createReadStream(p.path), { ...auth, headers });
-      present.add(p.url); // the same digest under another filename is there now
+      sent.add(p.url);
     }
     const result = { filename: p.record.filename, size: p.size, visibility: p.visibility, uploaded };
     options.onFile?.(result);

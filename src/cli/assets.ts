@@ -192,6 +192,8 @@ export function registerAssets(program: Command): void {
     assets,
     'fetch',
     'Fetch the files a tooltool manifest names into the current directory (or --dest), verifying size and digest.\n' +
+      'A file that fails (not found, wrong bytes, a record whose size, algorithm or digest is malformed) does not stop the others: ' +
+      'every other file is fetched, each failure is named, and the exit status is 1 at the end, as tooltool.\n' +
       'Unpacks as tooltool, except that an archive with an entry or link that would land outside the directory (../, an absolute path) fails its file, zips included ' +
       '(tooltool\'s zip unpack strips the .. and unpacks it anyway).\n' +
       'Prints: filename, present|cache|download|skipped|failed, size, bytes downloaded, bytes from the cache folder, URL, unpacked format.',
@@ -232,7 +234,7 @@ export function registerAssets(program: Command): void {
     async (flags, log) => {
       for (const f of await checkFiles(flags, log)) {
         if (f.reason) log.debug(f.reason);
-        process.stdout.write(`${f.state === 'missing' ? '-' : 'P'}\t${f.state === 'valid' ? 'V' : '-'}\t${f.record.filename}\n`);
+        process.stdout.write(`${f.state === 'missing' ? '-' : 'P'}\t${f.state === 'valid' ? 'V' : '-'}\t${f.filename}\n`);
       }
     },
   );
@@ -288,7 +290,8 @@ export function registerAssets(program: Command): void {
   assets
     .command('upload')
     .description(
-      "PUT the manifest's (-m) files to the origin's (--url, one) /cas/sha512/<hex>, skipping what it already has; " +
+      "PUT the manifest's (-m) files to the origin's (--url, one) /cas/<algorithm>/<hex>, skipping what it already has " +
+        '(except a sha256 file, sent again: the origin may have those bytes as an artifact, which retention deletes, and keeps them as an asset once uploaded); ' +
         'needs a write token (--token-file, --authentication-file or $FLEETCACHE_TOKEN).\n' +
         'Visibility is fixed at the first upload, as in tooltool: if the manifest asks another visibility for a file ' +
         'the origin already has (internal for one it keeps public, or public for one it keeps internal), ' +

@@ -109,6 +109,8 @@ export interface OriginOptions {
   readonly logLevel?: string | false;
   /** The longest drain at shutdown (the server's pluginTimeout is sized for it). */
   readonly shutdownTimeoutMs?: number;
+  /** How often the store removes what interrupted uploads left (BlobStore.removeLeftovers); default 1 hour. */
+  readonly leftoverSweepMs?: number;
   /** Deletes old names and the blobs only they named (retention.ts); none when absent. */
   readonly retention?: RetentionPolicy & { readonly intervalMs: number; readonly firstAfterMs?: number };
 }

@@ -32,6 +32,12 @@ declare module 'fastify' {
   }
 }
 
+/** What an upload record (uploadRecord) holds. */
+export interface UploadRecord {
+  /** When the upload stored (or found) the blob, ms since the epoch. */
+  readonly created: number;
+}
+
 /**
  * The record that the blob `digest` was uploaded to /cas itself (a tooltool asset, a push's
  * delta), not only as an artifact's bytes: retention does not free it with an expiring

@@ -12,7 +12,7 @@ import { Counter, Gauge } from 'prom-client';
 import { errorMessage, FleetError, isNoRoom, NotFoundError } from '../errors.js';
 import { DIGEST_ALGORITHMS, parseDigestString } from '../store/digest.js';
 import type { NameRecord } from '../store/names.js';
-import { replacedRecord, uploadRecord, type OriginContext, type ReplacedRecord } from './context.js';
+import { replacedRecord, uploadRecord, type OriginContext, type ReplacedRecord, type UploadRecord } from './context.js';
 
 export interface RetentionPolicy {
   /** Names older than this are deleted. */
@@ -184,7 +184,7 @@ export class Retention {
       // Uploaded to /cas itself since it was freed (an asset, stored already: a 200): no longer
       // the expired name's to free (context.ts uploadRecord). A damaged record, or a list written
       // before entries had freedAt, counts as such an upload: a blob kept is bytes, an asset lost is not.
-      const upload = await names.find<{ created?: number }>(uploadRecord(digest)).catch((): { created?: number } => ({}));
+      const upload = await names.find<Partial<UploadRecord>>(uploadRecord(digest)).catch((): Partial<UploadRecord> => ({}));
       const uploadedBefore = upload?.created !== undefined && freedAt !== undefined && upload.created < freedAt;
       if (upload !== undefined && !uploadedBefore) continue;
       all.set(digest, [digest, size, freedAt ?? started]);
@@ -224,6 +224,7 @@ export class Retention {
         break;
       }
       try {
+        const deletionStart = Date.now();
         const outcome = await references.deleteUnlessNamed(digest, () => store.delete(parseDigestString(digest)), now);
         if (outcome === 'kept') {
           // a write names it, or it was uploaded minutes ago: the next prune looks again (a
@@ -232,7 +233,9 @@ export class Retention {
           held.push(freed);
           continue;
         }
-        await this.#ctx.names.delete(uploadRecord(digest)); // deleted (or gone): so is the record of its upload
+        // deleted (or gone): so is the record of its upload, unless written since the deletion
+        // began (an upload that stored the bytes anew, and got its 201, as they went)
+        await this.#ctx.names.deleteIf<UploadRecord>(uploadRecord(digest), (current) => !(current.created >= deletionStart));
         // gone already (deleted by a prune stopped before it could write so): off the list,
         // or the same bytes uploaded later as an asset no name points at would be deleted
         if (outcome === 'absent') continue;

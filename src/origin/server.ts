@@ -48,6 +48,26 @@ function schedulePrunes(app: FastifyInstance, retention: Retention, intervalMs: 
   return () => cancel();
 }
 
+/** How often the store removes what interrupted uploads left (S3 temporary keys a day old). */
+const LEFTOVER_SWEEP_MS = 60 * 60_000;
+
+/**
+ * Has `removeLeftovers` run every `intervalMs`, one at a time, failures logged (the next
+ * one tries again). Returns the function that unschedules it and waits for a running one.
+ */
+function scheduleLeftoverSweeps(app: FastifyInstance, removeLeftovers: () => Promise<void>, intervalMs: number): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  const cancel = every(intervalMs, () => {
+    running ??= removeLeftovers()
+      .catch((err: unknown) => app.log.warn({ err }, 'cannot remove what interrupted uploads left in the store; the next sweep tries again'))
+      .finally(() => (running = undefined));
+  });
+  return async () => {
+    cancel();
+    await running;
+  };
+}
+
 /** How long after start the first prune runs (at most). */
 const FIRST_PRUNE_MS = 60_000;
 
@@ -120,6 +140,10 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
   app.addHook('onClose', async () => {
     await names.put(STOPPED, { at: Date.now() }).catch((err: Error) => app.log.error({ err }, 'cannot record the clean stop'));
   });
+  if (store.removeLeftovers) {
+    const unschedule = scheduleLeftoverSweeps(app, () => store.removeLeftovers!(), options.leftoverSweepMs ?? LEFTOVER_SWEEP_MS);
+    app.addHook('onClose', unschedule);
+  }
   const retention = options.retention && new Retention(context, options.retention, app.log);
   if (retention) {
     const intervalMs = options.retention!.intervalMs;

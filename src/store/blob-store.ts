@@ -54,6 +54,12 @@ export interface BlobStore {
   delete(digest: Digest): Promise<boolean>;
   /** Every committed object, in no particular order (start-up scans). */
   list(): AsyncIterable<BlobStat>;
+  /**
+   * Removes what interrupted uploads left that open() removes too (S3: temporary keys older
+   * than a day), for a server that runs long between starts. Absent where there is none to
+   * find while running (the disk store's tmp/ holds only this process's uploads).
+   */
+  removeLeftovers?(): Promise<void>;
 }
 
 /** Whether `err` is an upload cut by its client (the connection reset or closed early) or by a signal. */

@@ -6,7 +6,7 @@
 // so memory stays at partSize × queueSize) while hashing it, verifies size and digest,
 // then copies the object server-side to its final key and deletes the temporary one.
 // The final key therefore only ever holds a whole, verified object; a crash leaves at
-// most a temporary key (removed by open() once a day old) or an
+// most a temporary key (removed once a day old, at open() and every hour by the origin) or an
 // unfinished multipart upload (see the bucket lifecycle rule in deploy/OPERATIONS.md).
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -59,7 +59,7 @@ export interface S3StoreOptions {
   readonly partSize?: number;
   /** Parts uploaded at once; memory per upload is about partSize × queueSize. */
   readonly queueSize?: number;
-  /** open() deletes temporary keys older than this (default one day). */
+  /** open() and removeLeftovers() delete temporary keys older than this (default one day). */
   readonly tmpMaxAgeMs?: number;
   /** A request (or a body read) with no traffic for this long fails (default 2 minutes); the SDK retries it. */
   readonly idleTimeoutMs?: number;
@@ -119,6 +119,11 @@ export class S3BlobStore implements BlobStore {
 
   /** Checks that the bucket answers, and removes temporary keys left by a crash. */
   async open(): Promise<void> {
+    await this.removeLeftovers();
+  }
+
+  /** Deletes the temporary keys older than tmpMaxAgeMs: a crash's, or a put's whose own delete failed. */
+  async removeLeftovers(): Promise<void> {
     const cutoff = Date.now() - this.#tmpMaxAgeMs;
     for await (const obj of this.#listKeys(`${this.#prefix}tmp/`)) {
       if (obj.lastModified < cutoff) await this.#deleteKey(obj.key);

@@ -165,6 +165,40 @@ t.test('a warm cache folder makes zero requests; a corrupt entry heals', async (
   t.same(partials(cacheFolder), []);
 });
 
+t.test('a symlink in the cache folder is never read nor written through: the entry is fetched and a regular file replaces the link', async (t) => {
+  const server = new BlobServer();
+  const url = await server.start();
+  t.teardown(() => server.stop());
+  const recs = [record('a.bin', A), record('b.txt', B), record('c.bin', C)];
+  server.blobs.set(sha512(A), A).set(sha512(B), B).set(sha512(C), C);
+  const root = t.testdir({ outside: { 'b-wrong': 'not b' } });
+  const outside = join(root, 'outside');
+  writeFileSync(join(outside, 'a-copy'), A);
+  const old = new Date(Math.floor(Date.now() / 1000) * 1000 - 3600_000); // whole seconds: mtimeMs reads them back exactly
+  for (const name of ['a-copy', 'b-wrong']) utimesSync(join(outside, name), old, old);
+  const manifest = join(root, 'manifest.tt');
+  await writeFile(manifest, formatManifest(recs));
+  const cacheFolder = join(root, 'cache');
+  await mkdir(cacheFolder);
+  symlinkSync(join(outside, 'a-copy'), join(cacheFolder, sha512(A))); // the right bytes, outside
+  symlinkSync(join(outside, 'b-wrong'), join(cacheFolder, sha512(B))); // wrong bytes, outside
+  symlinkSync(join(outside, 'c-new'), join(cacheFolder, sha512(C))); // dangling: a write through it would land outside
+
+  const res = await fetchAssets({ manifestPath: manifest, urls: [url], cacheFolder, dest: join(root, 'dest') });
+  t.equal(res.failed, 0);
+  t.same(res.files.map((f) => f.source), ['download', 'download', 'download'], 'no linked entry is used');
+  t.equal(server.requests.length, 3);
+  t.same(readdirSync(outside).sort(), ['a-copy', 'b-wrong'], 'nothing is created outside the cache folder');
+  t.equal(readFileSync(join(outside, 'b-wrong'), 'utf8'), 'not b', 'nor written');
+  for (const name of ['a-copy', 'b-wrong']) t.equal(statSync(join(outside, name)).mtimeMs, old.getTime(), `${name} is not touched`);
+  for (const [r, data] of [[recs[0]!, A], [recs[1]!, B], [recs[2]!, C]] as const) {
+    const entry = join(cacheFolder, r.digest);
+    t.ok(lstatSync(entry).isFile(), `${r.filename}: the link is replaced by a regular file`);
+    t.ok(readFileSync(entry).equals(data));
+    t.ok(readFileSync(join(root, 'dest', r.filename)).equals(data));
+  }
+});
+
 t.test('internal visibility: 403 without a token, bytes with it', async (t) => {
   const { root, origin, manifest } = await originWith(t, [[record('secret.bin', C, { visibility: 'internal' }), C], [record('b.txt', B), B]]);
   const anon = await request(`${origin.url}/sha512/${sha512(C)}`);

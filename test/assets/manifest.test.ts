@@ -75,15 +75,15 @@ t.test('elements that are not objects are dropped, not fatal; any version is acc
 ]`;
   const m = parseManifest(text, 'm.tt');
   t.same(m.records, [
-    { filename: 'a', size: 1, algorithm: 'sha512', digest: D1, unpack: false },
-    { filename: 'b', size: 1, algorithm: 'sha512', digest: D2, unpack: false },
+    { filename: 'a', size: 1, algorithm: 'sha512', digest: D1, unpack: false, version: 3 },
+    { filename: 'b', size: 1, algorithm: 'sha512', digest: D2, unpack: false, version: { major: 1 } },
     { filename: 'c', size: 1, algorithm: 'sha512', digest: D2, unpack: false, version: 'c 1.0' },
-  ], 'a version that is not a string is ignored');
+  ], 'a version that is not a string is kept as given (add writes it back, as tooltool)');
   const all = ['filename', 'size', 'algorithm', 'digest'];
   t.same(m.dropped, [0, 1, 2, 3, 4].map((index) => ({ index, line: index + 2, missing: all, notObject: true })), 'each non-object element dropped, with its line');
   t.same(m.dropped.map(droppedReason), Array(5).fill('is not an object'));
   t.same(droppedReason({ index: 0, line: 1, missing: ['size', 'digest'] }), 'lacks size, digest');
-  t.same(parseManifest('[]', 'm.tt'), { records: [], dropped: [], warnings: [] });
+  t.same(parseManifest('[]', 'm.tt'), { records: [], invalid: [], dropped: [], warnings: [] });
   t.throws(() => parseManifest('[1, {"filename": "a/b", "size": 1, "algorithm": "sha512", "digest": "x"}]', 'm.tt'), /record 1: filename "a\/b" must not contain/, 'a bad filename still fails the whole manifest');
 });
 
@@ -103,6 +103,22 @@ t.test('add writes a tooltool-shaped manifest; re-adding is a no-op; a different
   await t.rejects(addToManifest(manifest, [join(dir, 'missing')]), /cannot read/);
   await writeFile(join(dir, 'bad.tt'), '[{"filename": 3, "size": 1, "algorithm": "sha512", "digest": "x"}]');
   await t.rejects(addToManifest(join(dir, 'bad.tt'), [join(dir, 'blob.bin')]), ConfigError, 'a broken manifest is not overwritten');
+});
+
+t.test("add keeps every other record's version as tooltool writes it back: any true value as given, a false one left out", async (t) => {
+  const dir = t.testdir({ 'new.bin': 'new' });
+  const manifest = join(dir, 'manifest.tt');
+  const rec = (name: string, digest: string, version: unknown): Record<string, unknown> => ({ filename: name, size: 1, algorithm: 'sha512', digest, version });
+  const versions: [string, unknown][] = [['number', 4.9], ['object', { major: 1 }], ['list', ['gcc', 9]], ['flag', true], ['text', 'gcc 9'], ['empty', ''], ['zero', 0], ['none', {}]];
+  await writeFile(manifest, JSON.stringify(versions.map(([name, v], i) => rec(name, i % 2 ? D1 : D2, v))));
+  await addToManifest(manifest, [join(dir, 'new.bin')]);
+  const written = JSON.parse(await readFile(manifest, 'utf8')) as Record<string, unknown>[];
+  t.same(written.map((r) => [r.filename, r.version]), [...versions.map(([name, v]) => [name, ['', 0].includes(v as string) || JSON.stringify(v) === '{}' ? undefined : v]), ['new.bin', undefined]]);
+  t.same(written.slice(0, -1).map((r) => 'version' in r), [true, true, true, true, true, false, false, false], 'a false version is left out, as tooltool\'s `if obj.version`');
+  // tooltool compares versions too: re-adding the file with another label is refused
+  await writeFile(join(dir, 'number'), 'x');
+  await writeFile(manifest, JSON.stringify([{ filename: 'number', size: 1, algorithm: 'sha512', digest: sha512('x'), visibility: 'public', version: 4.9 }]));
+  await t.rejects(addToManifest(manifest, [join(dir, 'number')], { version: '4.9' }), { code: 'FC_ERR_USAGE', message: /version 4\.9, not visibility public, version "4\.9"/ });
 });
 
 t.test('null optional fields are absent, as tooltool reads them (obj.get → None)', async (t) => {

@@ -139,6 +139,61 @@ t.test('fetch exits 1 for a file no URL has (404), as tooltool, not 4', async (t
   t.equal(bad.code, 1, 'a manifest that cannot be read: 1, not 3');
 });
 
+t.test('a record with a malformed digest, size or algorithm fails that file only: the others are fetched, exit 1 at the end, as tooltool', async (t) => {
+  const root = t.testdir({ work: {} });
+  const other = randomBytes(2000);
+  const { server, url } = await blobServer(t, [PUBLIC, other]);
+  const good = [record('public.txt', PUBLIC), record('other.bin', other)];
+  // tooltool takes each of these, asks the server for it, and fails that file alone
+  const text = JSON.stringify([
+    good[0],
+    { ...record('upper.bin', other), digest: sha512(other).toUpperCase() },
+    { ...record('sized.bin', other), size: String(other.length) },
+    { ...record('algo.bin', other), algorithm: 'sha513' },
+    good[1],
+  ], null, 2);
+  writeFileSync(join(root, 'manifest.tt'), text);
+  const res = await runCli(t, ['assets', '--url', `${url}/`, 'fetch', '-m', '../manifest.tt'], join(root, 'work'));
+  t.equal(res.code, 1);
+  t.ok(readFileSync(join(root, 'work', 'public.txt')).equals(PUBLIC), 'the file before the bad records is fetched');
+  t.ok(readFileSync(join(root, 'work', 'other.bin')).equals(other), 'and the file after them');
+  t.same(readdirSync(join(root, 'work')).sort(), ['other.bin', 'public.txt'], 'nothing else is written');
+  const lineOf = (name: string): number => text.split('\n').findIndex((l) => l.includes(`"${name}"`));
+  t.match(res.stderr, `manifest.tt:${lineOf('upper.bin')}: record 1: digest must be 128 lowercase hex characters`);
+  t.match(res.stderr, `manifest.tt:${lineOf('sized.bin')}: record 2: size must be a non-negative integer`);
+  t.match(res.stderr, `manifest.tt:${lineOf('algo.bin')}: record 3: algorithm "sha513" is not a known hash algorithm`);
+  t.same(res.stdout.split('\n').map((l) => l.split('\t').slice(0, 2).join(' ')), ['public.txt download', 'upper.bin failed', 'sized.bin failed', 'algo.bin failed', 'other.bin download', ''], 'in manifest order');
+  t.match(res.stderr, /fleetcache: error: 3 of 5 files failed\n$/);
+  t.equal(server.requests.length, 2, 'one GET per good file');
+  // `fetch FILE...`: a malformed record not named is skipped as the others are, with its error as a warning
+  const named = await runCli(t, ['assets', '--url', `${url}/`, 'fetch', '-m', '../manifest.tt', 'public.txt'], join(root, 'work'));
+  t.equal(named.code, 0, named.stderr);
+  t.match(named.stdout, /^upper\.bin\tskipped\t/m);
+  t.match(named.stderr, /warning: upper\.bin: \.\.\/manifest\.tt:\d+: record 1: digest must be/);
+});
+
+t.test('list shows a record with a malformed digest as present or not, never valid, exit 0; validate names it and fails: as tooltool', async (t) => {
+  const good = Buffer.from('good\n');
+  const root = t.testdir({ work: { 'good.bin': good, 'upper.bin': good } });
+  const work = join(root, 'work');
+  const text = JSON.stringify([
+    record('good.bin', good),
+    { ...record('upper.bin', good), digest: sha512(good).toUpperCase() },
+    record('later.bin', good),
+    { ...record('absent.bin', good), size: -1 },
+  ], null, 2);
+  writeFileSync(join(work, 'manifest.tt'), text);
+  const list = await runCli(t, ['assets', 'list', '-v'], work);
+  t.equal(list.code, 0, list.stderr);
+  t.equal(list.stdout, 'P\tV\tgood.bin\nP\t-\tupper.bin\n-\t-\tlater.bin\n-\t-\tabsent.bin\n', 'in manifest order');
+  t.match(list.stderr, /debug: manifest\.tt:\d+: record 1: digest must be 128 lowercase hex/);
+  const validate = await runCli(t, ['assets', 'validate'], work);
+  t.equal(validate.code, 1);
+  t.match(validate.stderr, /error: manifest\.tt:\d+: record 1: digest must be 128 lowercase hex/);
+  t.match(validate.stderr, /error: manifest\.tt:\d+: record 3: size must be a non-negative integer/);
+  t.match(validate.stderr, /fleetcache: error: 3 of 4 files missing or invalid\n$/);
+});
+
 t.test('list and validate check the files in the current directory against the manifest', async (t) => {
   const good = Buffer.from('good\n');
   const bad = Buffer.from('bad!\n');

@@ -11,6 +11,12 @@ import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.j
 import { uploadAssets } from '../../src/assets/upload.js';
 import { startOrigin, type TestOrigin } from '../helpers/origin.js';
 import { sha512 } from './helpers.js';
+import { createHash } from 'node:crypto';
+import { Retention } from '../../src/origin/retention.js';
+import { RECENT_MS } from '../../src/origin/references.js';
+import type { NameRecord } from '../../src/store/names.js';
+
+const DAY = 86_400_000;
 
 function record(filename: string, data: string, visibility: 'public' | 'internal'): ManifestRecord {
   return { filename, size: data.length, algorithm: 'sha512', digest: sha512(data), unpack: false, visibility };
@@ -135,4 +141,24 @@ t.test('a local file that does not match its record is named in the error', asyn
     message: /stale\.bin: digest mismatch/,
   });
   await t.rejects(upload([record('stale.bin', 'old', 'public')]), { code: 'FC_ERR_SIZE_MISMATCH', message: /stale\.bin: size mismatch/ });
+});
+
+t.test('a sha256 asset whose bytes the origin has as an artifact is sent again: a prune of the expired artifact keeps it', async (t) => {
+  const data = 'a tool that was also a job\'s artifact';
+  const { origin, upload } = await uploadSetup(t, { 'tool.bin': data, 'same-tool.bin': data });
+  const hex = createHash('sha256').update(data).digest('hex');
+  const res = await request(`${origin.url}/artifacts/r/job/tool.bin`, { method: 'PUT', body: data, headers: { authorization: `Bearer ${origin.token}` } });
+  t.equal(res.statusCode, 201, await res.body.text());
+  const artifact = ['artifacts', 'r', 'job', 'tool.bin'];
+  await origin.context.names.put(artifact, { ...(await origin.context.names.get<NameRecord>(artifact)), created: Date.now() - 40 * DAY });
+  // tooltool fetches any hashlib name; the origin stores sha256 blobs, which artifacts are too
+  const sha256Record: ManifestRecord = { filename: 'tool.bin', size: data.length, algorithm: 'sha256', digest: hex, unpack: false, visibility: 'public' };
+  t.match(await upload([sha256Record, { ...sha256Record, filename: 'same-tool.bin' }]), [{ filename: 'tool.bin', uploaded: true }, { filename: 'same-tool.bin', uploaded: false }], 'sent, though the origin had the bytes; once');
+  const prune = await new Retention(origin.context, { maxAgeMs: 30 * DAY, keepBases: 3 }).prune({ now: Date.now() + RECENT_MS + 60_000 });
+  t.match(prune, { names: { artifacts: 1 }, blobs: 0 }, 'the artifact goes, the asset stays');
+  const get = await request(`${origin.url}/sha256/${hex}`);
+  t.equal(get.statusCode, 200);
+  t.equal(await get.body.text(), data);
+  t.match(await upload([record('tool.bin', data, 'public')]), [{ uploaded: true }], 'sha512: no name points at such a blob');
+  t.match(await upload([record('tool.bin', data, 'public')]), [{ uploaded: false }], 'sha512 present: skipped');
 });

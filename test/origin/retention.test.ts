@@ -258,6 +258,36 @@ t.test('a pending blob uploaded to /cas as an asset before the next prune is kep
   t.equal(await origin.context.names.find(['_retention', 'pending']), undefined, 'and off the list');
 });
 
+t.test('an asset uploaded to /cas while the prune deletes the blob of those bytes stays an asset: a later expired name of them does not free it', async (t) => {
+  const origin = await oldArtifacts(t, 1);
+  const { store, names } = origin.context;
+  const bytes = Buffer.from('artifact 0');
+  const hex = sha(bytes);
+  const digest = parseDigestString(`sha256:${hex}`);
+  // The prune's deletion of the expired artifact's blob, and in its wake (the file gone, the
+  // deletion not finished) a tooltool upload of the same bytes, which stores them anew.
+  const realDelete = store.delete.bind(store);
+  let upload: Promise<number> | undefined;
+  store.delete = async (d) => {
+    const deleted = await realDelete(d);
+    upload ??= request(`${origin.url}/cas/sha256/${hex}`, { method: 'PUT', headers: auth, body: bytes }).then(async (res) => (await res.body.dump(), res.statusCode));
+    // the upload has stored the blob and written down that it was uploaded (context.ts uploadRecord)
+    await eventually('the upload recorded', () => names.exists(['_uploads', 'sha256', hex]));
+    return deleted;
+  };
+  const retention = new Retention(origin.context, { maxAgeMs: 30 * DAY, keepBases: 3 });
+  t.match(await retention.prune({ now: afterUploads() }), { names: { artifacts: 1 }, blobs: 1 });
+  store.delete = realDelete;
+  t.equal(await upload, 201, 'the upload stored the bytes anew');
+  t.ok(await store.has(digest), 'and they are stored');
+  // an artifact of the asset's bytes, expired: the asset is not its to free
+  await put(`${origin.url}/artifacts/r2/job/copy.bin`, bytes);
+  await backdate(origin, ['artifacts', 'r2', 'job', 'copy.bin'], Date.now() - 40 * DAY);
+  t.match(await retention.prune({ now: afterUploads() }), { names: { artifacts: 1 }, blobs: 0 });
+  t.ok(await store.has(digest), 'the asset that got a 201 is still stored');
+  t.equal(await status(`${origin.url}/cas/sha256/${hex}`), 200);
+});
+
 t.test('a prune on a full disk deletes what is due, and so makes room, though it cannot write down the blobs it frees first', { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { dir, unmount } = mountTmpfs('4m', 'prune-full');
   const dataDir = join(dir, 'data');

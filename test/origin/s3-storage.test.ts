@@ -9,6 +9,9 @@ import { request } from 'undici';
 import { createBlobStore } from '../../src/cli/origin.js';
 import { startS3rver, s3StorageYaml, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
 import { startServerProcess } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
+import { buildOrigin } from '../../src/origin/server.js';
+import { S3BlobStore } from '../../src/store/s3.js';
 import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
 
@@ -120,4 +123,20 @@ t.test('an origin on S3 removes at start the half-written name records a crash l
   });
   t.same(readdirSync(join(dir, 'data', 'tmp')), [], 'nothing left');
   await origin.stop();
+});
+
+t.test('a running origin on S3 removes the temporary keys interrupted uploads left, not only at its next start', async (t) => {
+  const s3 = await startS3rver(t);
+  const raw = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
+  t.teardown(() => raw.destroy());
+  // a day is a second here (LastModified has a one-second grain)
+  const store = new S3BlobStore({ endpoint: s3.endpoint, bucket: s3.bucket, region: 'us-east-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS, prefix: 'origin', tmpMaxAgeMs: 1000 });
+  const { app } = await buildOrigin({ dataDir: t.testdir(), tokens: [TOKEN], logLevel: false, leftoverSweepMs: 200 }, store);
+  t.teardown(() => app.close());
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  // what a crash of another origin sharing the bucket left, or a put whose final delete failed
+  await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: 'origin/tmp/interrupted-upload', Body: 'partial' }));
+  const tmpKeys = async () => ((await raw.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'origin/tmp/' }))).Contents ?? []).map((o) => o.Key);
+  t.same(await tmpKeys(), ['origin/tmp/interrupted-upload']);
+  await eventually('the leftover removed', async () => (await tmpKeys()).length === 0, 10_000);
 });

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FleetError } from '../../errors.js';
 import { checkWritePreconditions, etagOf, replyWithBlob } from '../../http/blob-reply.js';
 import { ALGO_HEX_ROUTE, formatDigest, parseDigest, type Digest } from '../../store/digest.js';
-import { blobCacheControl, checkUploadHead, checkRead, isInternal, uploadRecord, visibilityOf, type OriginContext, type Visibility } from '../context.js';
+import { blobCacheControl, checkUploadHead, checkRead, isInternal, uploadRecord, visibilityOf, type OriginContext, type UploadRecord, type Visibility } from '../context.js';
 
 interface DigestParams {
   algo: string;
@@ -69,7 +69,9 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
       if (flight && --flight.count === 0) uploading.delete(key);
     }
     ctx.ledger.bytesIn('cas', result.size);
-    await ctx.names.put(uploadRecord(formatDigest(result.digest)), { created: Date.now() });
+    // exclusive: a prune's deleteIf of this record (retention.ts) reads and removes it with nothing written in between
+    const uploaded = uploadRecord(formatDigest(result.digest));
+    await ctx.names.exclusive(uploaded, () => ctx.names.put<UploadRecord>(uploaded, { created: Date.now() }));
     // A name may follow (a run manifest naming this delta): a prune running now keeps the blob,
     // and one that deleted it since the store found it makes this a retryable 503, not a 200.
     const named = [formatDigest(result.digest)];
