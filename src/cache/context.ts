@@ -15,7 +15,7 @@ import { readUntilClosed, sendFill } from './fill-cursor.js';
 import { FillGoneError } from './remote-fill.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import { sendBody, type CacheStatus } from './serve.js';
-import { endToEnd, pickHeaders, RANGE_FIELDS, type HeaderMap, type Upstream } from './upstream.js';
+import { endToEnd, pickHeaders, RANGE_FIELDS, withCookieLines, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
 import type { UpstreamAnswer } from './answer-handler.js';
 
 /** A configured mirror: its upstream, and whether it is a tooltool server (config.ts's MirrorConfig). */
@@ -236,7 +236,7 @@ export function notCached(): FleetError {
  * or a parent cache's copy is that old already: an Age of 0 would have a cache downstream
  * keep it fresh that much longer), 0 when it said none.
  */
-function passedOn(reply: FastifyReply, status: number, headers: HeaderMap): void {
+function passedOn(reply: FastifyReply, status: number, headers: AnswerFields): void {
   reply.code(status).headers(headers).header('x-cache', 'MISS');
   if (headers.age === undefined) reply.header('age', '0');
 }
@@ -255,7 +255,7 @@ export async function passthrough(
 ): Promise<void> {
   if (req.method === 'HEAD') {
     const res = await upstream.request(path, { method: 'HEAD', headers });
-    passedOn(reply, res.statusCode, adjust(endToEnd(res.headers)));
+    passedOn(reply, res.statusCode, withCookieLines(adjust(endToEnd(res.headers)), res.headers));
     await res.body.dump();
     reply.send();
     return;
@@ -268,7 +268,7 @@ export async function passthrough(
   const ranged = withRange(req, headers);
   // a blob's source may redirect (a tooltool server, to a pre-signed URL): followed, as its fills do
   res ??= follow ? await upstream.fetch(path, ranged, 0, true) : await upstream.request(path, { method: 'GET', headers: ranged });
-  passedOn(reply, res.statusCode, adjust(endToEnd(res.headers)));
+  passedOn(reply, res.statusCode, withCookieLines(adjust(endToEnd(res.headers)), res.headers));
   if (res.whole !== undefined) {
     ctx.metrics.upstream(kind, res.whole.length);
     ctx.metrics.served(kind, res.whole.length);

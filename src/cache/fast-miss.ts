@@ -101,7 +101,11 @@ function failed(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, ge
  */
 function missHeaders(head: FillHead, size: number | undefined, whole: boolean): string[] {
   const headers: string[] = [];
-  for (const name in head.headers) headers.push(name, head.headers[name]!);
+  for (const name in head.headers) {
+    const value = head.headers[name]!;
+    if (typeof value === 'string') headers.push(name, value);
+    else for (const line of value) headers.push(name, line); // Set-Cookie's lines (AnswerFields)
+  }
   headers.push('x-cache', 'MISS');
   if (head.headers.age === undefined) headers.push('age', '0');
   if (head.status === 200) headers.push('accept-ranges', 'bytes');

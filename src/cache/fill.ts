@@ -19,14 +19,14 @@ import { formatDigest, type Digest } from '../store/digest.js';
 import { isCasId, SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type FillClaim } from './disk-store.js';
 import { failureFields, newRequestId } from './serve.js';
 import { requestError } from '../http/errors.js';
-import type { HeaderMap } from './upstream.js';
+import type { AnswerFields } from './upstream.js';
 import { announcedLength, endsWithConnection, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
 import { FillProgress, type FillHead } from './fill-progress.js';
 
 export interface FillDecision {
   readonly status: number;
   /** Headers sent to every waiter. */
-  readonly headers: HeaderMap;
+  readonly headers: AnswerFields;
   /** What to commit with the body, or undefined when the response must not be kept. */
   readonly meta?: Omit<EntryMeta, 'size' | 'storedAt'>;
 }

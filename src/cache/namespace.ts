@@ -13,7 +13,7 @@ import { ALGO_HEX_ROUTE, parseDigest, type Digest } from '../store/digest.js';
 import { authHeaders, cacheControlOf, fillOnce, notCached, onlyIfCached, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
-import { endToEnd, pickHeaders, type HeaderMap, type Upstream } from './upstream.js';
+import { endToEnd, pickHeaders, withCookieLines, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
 import { loggedPath } from './serve.js';
 import type { AnswerHead } from './answer-handler.js';
 
@@ -26,10 +26,10 @@ export const BROWSER_HEADERS = ['x-content-type-options', 'content-security-poli
 /** Headers of a name kept in its sidecar and replayed on hits. */
 const NAME_HEADERS = ['content-type', 'etag', 'last-modified', 'cache-control', 'content-disposition', 'expires', ...BROWSER_HEADERS];
 
-function passHeaders(res: AnswerHead): HeaderMap {
+function passHeaders(res: AnswerHead): AnswerFields {
   const h = endToEnd(res.headers);
   delete h['content-length'];
-  return h;
+  return withCookieLines(h, res.headers);
 }
 
 /** Cache-Control directives that let a shared cache keep an answer to a request with credentials (RFC 9111 §3.5). */

@@ -6,7 +6,7 @@ import { checkReadPreconditions, parseHttpDate } from '../http/blob-reply.js';
 import { asksOneRange, parseRange } from '../http/range.js';
 import type { ReadRange } from '../store/blob-store.js';
 import type { CacheMetrics, Kind } from './metrics.js';
-import type { HeaderMap } from './upstream.js';
+import { singleField, type AnswerFields } from './upstream.js';
 
 /**
  * X-Cache: STALE is a stored copy served without upstream's confirmation: a name while
@@ -24,7 +24,7 @@ export type BodySender = (reply: FastifyReply, start: number, length: number | u
 export interface Body {
   readonly status: number;
   /** Headers without content-length (set here). */
-  readonly headers: HeaderMap;
+  readonly headers: AnswerFields;
   /** Undefined while a fill without Content-Length is still running. */
   readonly size: number | undefined;
   /** The bytes themselves (small bodies), or what sends them. */
@@ -90,9 +90,9 @@ function rangeOf(header: string, size: number): ReadRange | 'unsatisfiable' | un
 function readPreconditions(req: FastifyRequest, body: Body): boolean {
   const h = req.headers;
   if (h['if-match'] === undefined && h['if-none-match'] === undefined && h['if-unmodified-since'] === undefined && h['if-modified-since'] === undefined) return false;
-  const lastModified = body.headers['last-modified'];
+  const lastModified = singleField(body.headers, 'last-modified');
   try {
-    return checkReadPreconditions(req, body.headers.etag, lastModified === undefined ? undefined : parseHttpDate(lastModified));
+    return checkReadPreconditions(req, singleField(body.headers, 'etag'), lastModified === undefined ? undefined : parseHttpDate(lastModified));
   } catch (err) {
     body.discard?.();
     throw err;

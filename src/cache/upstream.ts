@@ -38,6 +38,24 @@ const MAX_REDIRECTS = 5;
 
 export type HeaderMap = Record<string, string>;
 
+/**
+ * The fields of an answer the cache passes on as upstream sent them: each one line but
+ * Set-Cookie, whose lines are never joined (RFC 9110 §5.3: a cookie's Expires holds a comma).
+ */
+export type AnswerFields = Record<string, string | string[]>;
+
+/** `fields` (endToEnd's, joined) with upstream's Set-Cookie lines in `from` as the lines they were, when it kept the field. */
+export function withCookieLines(fields: HeaderMap, from: IncomingHttpHeaders): AnswerFields {
+  const cookies = from['set-cookie'];
+  return Array.isArray(cookies) && cookies.length > 1 && fields['set-cookie'] !== undefined ? { ...fields, 'set-cookie': cookies } : fields;
+}
+
+/** The value of the field `name` of an answer when it is one line (a validator, a date), else undefined. */
+export function singleField(fields: AnswerFields, name: string): string | undefined {
+  const v = fields[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
 /** The fields of `from` named in `names` that have one value. */
 export function pickHeaders(from: IncomingHttpHeaders, names: readonly string[]): HeaderMap {
   const headers: HeaderMap = {};
