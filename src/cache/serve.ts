@@ -106,11 +106,24 @@ function countOnFinish(reply: FastifyReply, ctx: SendContext, bytes: number): vo
   if (bytes > 0) reply.raw.once('finish', () => ctx.metrics.served(ctx.kind, bytes));
 }
 
+/** The Content-Type of a body upstream gave none: what fastify's reply.send gives a Buffer. */
+export const UNTYPED_BODY = 'application/octet-stream';
+
+/**
+ * Whether an answer of `status` with `headers` is given UNTYPED_BODY: every one with content
+ * and no type, whatever the method and however the body goes (a Buffer, a file, a fill), so
+ * that a HEAD carries the fields of the GET (RFC 9110 §9.3.2), a large body those of a small one.
+ */
+export function lacksType(status: number, headers: AnswerFields): boolean {
+  return headers['content-type'] === undefined && status !== 204 && status !== 304;
+}
+
 /** Sends the answer (never awaits the reply itself: a FastifyReply is a thenable). */
 export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: Body, ctx: SendContext): Promise<void> {
   // Before the object's headers are set: a 412 is not the object.
   const unchanged = body.status === 200 && readPreconditions(req, body);
   reply.headers(body.headers);
+  if (lacksType(body.status, body.headers)) reply.header('content-type', UNTYPED_BODY);
   reply.header('x-cache', ctx.cache);
   if (body.headers.age === undefined) reply.header('age', String(Math.max(0, Math.floor(ctx.ageSeconds))));
   const head = req.method === 'HEAD';
