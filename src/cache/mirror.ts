@@ -296,7 +296,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     if (headers.location !== undefined) headers.location = mirroredLocation(headers.location, upstream.url, req.params.name, upath);
     return headers;
   };
-  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, upstream, upath, fwd, answered, adjust);
+  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, upstream, upath, fwd, answered, { decide: decide(policyReq, cacheKey, adjust), adjust });
   // A stored answer's fields come from its policy, as upstream sent them: adjusted as its first client got them.
   const replayed = (headers: CachePolicy.Headers): HeaderMap => adjust(withoutLength(headers));
 

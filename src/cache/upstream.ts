@@ -9,7 +9,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Agent, Pool, request, type Dispatcher } from 'undici';
 import { errorMessage, UpstreamError } from '../errors.js';
-import { AnswerHandler, type UpstreamAnswer } from './answer-handler.js';
+import { AnswerHandler, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
 import { isRunToken } from '../client/run-token.js';
 import { bearerToken } from '../http/auth.js';
 import { loggedPath } from './serve.js';
@@ -194,6 +194,22 @@ export class Upstream {
     return answer.then((a) => (REDIRECTS.has(a.statusCode) ? this.#follow(a, path, gatherUpTo, { 'accept-encoding': 'identity', ...pickHeaders(headers, RANGE_FIELDS) }) : a));
   }
 
+  /**
+   * Upstream's answer to a HEAD of `path`, its head. `follow` (a blob's, whose fill follows
+   * redirects): a redirect is followed with a GET of the target's first byte, since a
+   * pre-signed URL is signed for a GET (a HEAD would not match its signature), and that
+   * answer read as the head of the whole object (wholeHead). Throws UpstreamError.
+   */
+  async head(path: string, headers: HeaderMap, follow = false): Promise<AnswerHead> {
+    const res = await this.request(path, { method: 'HEAD', headers });
+    await res.body.dump();
+    const head = { statusCode: res.statusCode, headers: res.headers };
+    if (!follow || !REDIRECTS.has(res.statusCode)) return head;
+    const target = await this.#follow({ ...head, whole: Buffer.alloc(0) }, path, 0, { 'accept-encoding': 'identity', range: 'bytes=0-0' });
+    target.body?.destroy();
+    return wholeHead(target);
+  }
+
   /** The answer at the end of upstream's redirects from `first`, its answer to `path`. */
   async #follow(first: UpstreamAnswer, path: string, gatherUpTo: number, headers: HeaderMap): Promise<UpstreamAnswer> {
     let answer = first;
@@ -248,6 +264,19 @@ export class Upstream {
   async close(): Promise<void> {
     await Promise.all([this.#pool.destroy(), this.#elsewhere.destroy()]);
   }
+}
+
+/**
+ * The head of a whole object from the answer to a GET of its first byte (Upstream.head): a
+ * 206 of the size its Content-Range gives, as a 200 (a 416 of an empty object's too); any
+ * other answer (a 200 from a server that ignores Range, an error) as it is.
+ */
+function wholeHead(answer: AnswerHead): AnswerHead {
+  const range = answer.headers['content-range'];
+  const size = typeof range === 'string' ? /\/(\d+)$/.exec(range)?.[1] : undefined;
+  if (size === undefined || (answer.statusCode !== 206 && answer.statusCode !== 416)) return answer;
+  const { 'content-range': _range, ...headers } = answer.headers;
+  return { statusCode: 200, headers: { ...headers, 'content-length': size }, redirected: true };
 }
 
 function dispatchGet(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, gatherUpTo: number): Promise<UpstreamAnswer> {

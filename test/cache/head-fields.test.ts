@@ -1,5 +1,5 @@
 // A HEAD is answered with the fields a GET of the same URL would have (RFC 9110 §9.3.2),
-// whichever way the cache answers it: a hit, a fill it joins.
+// whichever way the cache answers it: a hit, a fill it joins, a miss passed through.
 import type http from 'node:http';
 import t from 'tap';
 import { request } from 'undici';
@@ -28,12 +28,14 @@ t.test('an answer without Content-Type has the same one for HEAD as for GET, sma
   const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
   for (const size of ['small', 'large']) {
     for (const path of [`/mirror/m/${size}`, `/artifacts/r/j/${size}.txt`]) {
+      const headMiss = await fields(`${url}${path}`, 'HEAD'); // passed through
       const miss = await fields(`${url}${path}`, 'GET');
       await app.cache.fills.drain();
       const head = await fields(`${url}${path}`, 'HEAD');
       const hit = await fields(`${url}${path}`, 'GET');
       t.same(hit, miss, `${path}: GET, hit as miss`);
       t.same(head, hit, `${path}: HEAD of the stored answer as its GET`);
+      t.same(headMiss, miss, `${path}: HEAD passed through as the GET`);
     }
     // a HEAD joining a fill in flight
     const path = `/mirror/m/${size}-joined`;
