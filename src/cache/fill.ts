@@ -248,6 +248,9 @@ export class Fill extends FillProgress {
           if (tmp && !this.memoryOnly) await this.#write(tmp.fh, chunk);
           this.remember(chunk);
           this.advance(this.written + chunk.length);
+          // A body of unknown length grown larger than the cache is not kept: its claim goes as
+          // the fill ends. (Committed, it was dropped there, and the claim taken for a fill going on.)
+          if (this.written > this.#store.maxSize) this.#unkept = true;
         }
       }
       if (size !== undefined && this.written !== size) {
