@@ -456,6 +456,37 @@ t.test('two large fills at once on a disk that holds the whole budget: the secon
   t.same(large.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true], 'both kept');
 });
 
+t.test('fills that make room at the same moment evict no more than they need between them: as many as the same fills one after another', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const stored = Array.from({ length: 6 }, () => up.addBlob(MiB));
+  // more than the filesystem has room for beside the margin a fill keeps free
+  const burst = Array.from({ length: 6 }, () => up.addBlob(256 * 1024));
+  const evictedBy = async (name: string, get: (hexes: string[]) => Promise<unknown>): Promise<number> => {
+    const { app, url } = await cacheOnTmpfs(t, name, upUrl);
+    for (const b of stored) await fetchHash(`${url}/cas/sha256/${b.hex}`);
+    await app.cache.fills.drain();
+    const before = app.cache.store.evicted.objects;
+    await get(burst.map((b) => `${url}/cas/sha256/${b.hex}`));
+    await app.cache.fills.drain();
+    t.same(burst.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), burst.map(() => true), `${name}: every object of the burst kept`);
+    return app.cache.store.evicted.objects - before;
+  };
+  const oneByOne = await evictedBy('room-sequential', async (urls) => {
+    for (const u of urls) await fetchHash(u);
+  });
+  t.ok(oneByOne > 0, `one after another, they made room (${oneByOne} evicted)`);
+  const atOnce = await evictedBy('room-concurrent', async (urls) => {
+    // every answer held until all are asked, then let go at once: their reservations meet
+    const releases = burst.map((b) => up.hold(`/cas/sha256/${b.hex}`));
+    const asked = up.requests.length;
+    const got = Promise.all(urls.map((u) => fetchHash(u)));
+    await eventually('every request upstream', () => up.requests.length === asked + urls.length);
+    for (const release of releases) release();
+    await got;
+  });
+  t.equal(atOnce, oneByOne, 'at the same moment: as many evicted (each made the room it needed from the same free-space figure)');
+});
+
 t.test('a disk that holds the whole budget, a body of unknown length: the write that finds it full makes room, with no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const blobs = [1, 1, 1, 1, 1].map((n) => up.addBlob(n * MiB));
