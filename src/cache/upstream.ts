@@ -14,7 +14,7 @@ import { isRunToken } from '../client/run-token.js';
 import { bearerToken } from '../http/auth.js';
 import { loggedPath } from './serve.js';
 import { redactUrl } from '../redact-url.js';
-import type { UpstreamTimeouts } from './config.js';
+import { DEFAULT_UPSTREAM_CONNECTIONS, type UpstreamTimeouts } from './config.js';
 
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
@@ -131,6 +131,13 @@ function withoutAddress(err: unknown): string {
   return errorMessage(err);
 }
 
+/** How an Upstream treats its host (see its constructor). */
+interface UpstreamOptions {
+  readonly breaker?: { readonly failures: number; readonly openMs: number };
+  readonly external?: boolean;
+  readonly connections?: number;
+}
+
 interface UpstreamRequest {
   readonly method: 'GET' | 'HEAD' | 'PUT';
   readonly headers: HeaderMap;
@@ -152,12 +159,16 @@ export class Upstream {
   /** Basic credentials from the URL (`https://user:password@host/`), for a request that brings none of its own. */
   #basic: string | undefined;
 
+  readonly external: boolean;
+
   /**
    * `external`: a mirror's server, not fleetcache's: a machine's run token (`Bearer fcrun2.…`)
-   * is never sent to it (a client's own credential for it is).
+   * is never sent to it (a client's own credential for it is). `connections`: the most opened
+   * to the upstream, and to each host it redirects to; requests past them wait their turn.
    */
-  constructor(name: string, url: string, timeouts: UpstreamTimeouts, breaker = BREAKER, readonly external = false) {
+  constructor(name: string, url: string, timeouts: UpstreamTimeouts, { breaker = BREAKER, external = false, connections = DEFAULT_UPSTREAM_CONNECTIONS }: UpstreamOptions = {}) {
     this.#breaker = breaker;
+    this.external = external;
     const u = new URL(url);
     this.name = name;
     this.url = url;
@@ -165,7 +176,7 @@ export class Upstream {
     this.#basePath = u.pathname.replace(/\/+$/, '');
     // (u.origin drops them: undici never sent them)
     if (u.username || u.password) this.#basic = `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
-    const options = { connectTimeout: timeouts.connectMs, headersTimeout: timeouts.headersMs, bodyTimeout: timeouts.bodyMs, keepAliveTimeout: 10_000 };
+    const options = { connectTimeout: timeouts.connectMs, headersTimeout: timeouts.headersMs, bodyTimeout: timeouts.bodyMs, keepAliveTimeout: 10_000, connections };
     this.#pool = new Pool(u.origin, options);
     this.#elsewhere = new Agent(options);
   }
