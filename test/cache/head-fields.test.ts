@@ -46,6 +46,13 @@ t.test('an answer without Content-Type has the same one for HEAD as for GET, sma
     t.same(await heading, await getting, `${path}: HEAD joining a fill as its GET`);
     await app.cache.fills.drain();
   }
+  // conditions: a HEAD miss is answered as the GET is (upstream is asked without them)
+  for (const path of ['/mirror/m/cond', '/artifacts/r/j/cond.txt']) {
+    const cond = { 'if-none-match': '"e"' };
+    const head = await fields(`${url}${path}`, 'HEAD', cond);
+    const get = await fields(`${url}${path}`, 'GET', cond);
+    t.same([head.status, get.status], [304, 304], `${path}: If-None-Match of its ETag: 304 to HEAD as to GET`);
+  }
   // a blob's miss, led on the fast path (fast-miss.ts) or by the routes (a request with Pragma)
   const blob = `${url}/cas/sha256/${'cd'.repeat(32)}`;
   t.same(await fields(blob, 'GET'), await fields(blob, 'GET', { pragma: 'x-routes' }), "upstream's large untyped 404: the fast path's fields are the routes'");
