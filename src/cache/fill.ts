@@ -160,15 +160,17 @@ export class Fill extends FillProgress {
         } catch (err) {
           // No room left, where none was reserved (a body of unknown length) or the figure
           // was wrong: the least recently used entries make some, as for a reservation,
-          // until there are none left to evict.
-          if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || (await this.#store.makeRoom(ROOM_STEP)) === 0) throw err;
+          // until there are none left to evict; never for a body no entry will take.
+          if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || this.#unkept || (await this.#store.makeRoom(ROOM_STEP)) === 0) throw err;
         }
       }
       const settled = Math.min(chunk.length, this.#reserved);
       this.#reserved -= settled;
       this.#store.settle(settled);
     } catch (err) {
-      this.#store.storageFailure(err); // logged, and the disk refuses writes for a while
+      // logged, and the disk refuses writes for a while; but a body not kept that finds no
+      // room (one grown larger than the cache) says nothing of the room for the objects kept
+      if (!this.#unkept || (err as NodeJS.ErrnoException).code !== 'ENOSPC') this.#store.storageFailure(err);
       this.#log.warn({ id: this.#spec.id, at: position }, 'the disk failed mid-fill: the fill goes on from memory, not kept');
       this.stopFile();
       this.#unkept = true;

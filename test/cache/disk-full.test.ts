@@ -391,10 +391,10 @@ async function fillThenLarger(get: (hex: string) => Promise<{ status: number; ha
   return [miss, await get(larger.hex)];
 }
 
-/** A one-process cache with a 7 MiB size limit on an 8 MiB tmpfs of its own: its limit is about its filesystem's size. */
-async function cacheOnTmpfs(t: Test, name: string, upUrl: string): Promise<{ app: Awaited<ReturnType<typeof buildCacheServer>>; url: string }> {
+/** A one-process cache with a 7 MiB size limit (or `maxSize`) on an 8 MiB tmpfs of its own: its limit is about its filesystem's size. */
+async function cacheOnTmpfs(t: Test, name: string, upUrl: string, maxSize = '7MiB'): Promise<{ app: Awaited<ReturnType<typeof buildCacheServer>>; url: string }> {
   const { dir, unmount } = mountTmpfs('8m', name);
-  const config = resolveCacheConfig({ region: 'room', listen: '127.0.0.1:0', upstream: upUrl, data: dir, maxSize: '7MiB' });
+  const config = resolveCacheConfig({ region: 'room', listen: '127.0.0.1:0', upstream: upUrl, data: dir, maxSize });
   const app = await buildCacheServer({ ...config, logLevel: 'silent' });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(async () => {
@@ -507,6 +507,27 @@ t.test('a disk that holds the whole budget, a body of unknown length: the write 
   t.equal((await fetchHash(`${url}/cas/sha256/${chunked.hex}`)).xcache, 'HIT', 'and kept');
   t.ok(app.cache.store.evicted.objects > 0, `the least recently used evicted for it (${app.cache.store.evicted.objects})`);
   t.equal(app.cache.store.failures, 0, 'no storage failure');
+});
+
+t.test('a body of unknown length grown larger than the cache, then than the disk: the objects kept are not evicted for it, and the disk has no cool-down', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const kept = [1, 1].map((n) => up.addBlob(n * MiB));
+  const huge = up.addBlob(9 * MiB); // more than the size limit (2 MiB), and than the filesystem (8 MiB)
+  up.handler = (req, res) => {
+    if (req.url !== `/cas/sha256/${huge.hex}`) return false;
+    res.writeHead(200, { 'content-type': 'application/octet-stream' }); // no Content-Length: nothing reserved
+    res.end(huge.body);
+    return true;
+  };
+  const { app, url } = await cacheOnTmpfs(t, 'unkept-chunked', upUrl, '2MiB');
+  for (const b of kept) await fetchHash(`${url}/cas/sha256/${b.hex}`);
+  await app.cache.fills.drain();
+  const got = await fetchHash(`${url}/cas/sha256/${huge.hex}`);
+  await app.cache.fills.drain();
+  t.same([got.status, got.hash], [200, huge.hex], 'served whole');
+  t.same(kept.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), kept.map(() => true), 'every object kept is still there');
+  t.same(app.cache.store.evicted, { objects: 0, bytes: 0 }, 'none evicted for a body no entry will take');
+  t.notOk(app.cache.store.isFull(), 'and no cool-down: the disk takes the writes of the objects it keeps');
 });
 
 t.test('a disk held by something else: a large fill that evicting every object would not make room for evicts none of them', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
