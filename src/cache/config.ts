@@ -51,6 +51,8 @@ export const cacheConfigSchema = Type.Object(
     clientHeaderTimeout: Type.Optional(positiveDurationSchema()),
     /** Client connections open at once in each server process past which a new one is answered 503 and closed; no cap when absent. */
     maxConnections: Type.Optional(Type.Integer({ minimum: 1 })),
+    /** Connections each server process opens at most to each upstream (the origin, each mirror, a redirect's host); default 256. */
+    upstreamConnections: Type.Optional(Type.Integer({ minimum: 1 })),
     /** Other upstreams served under /mirror/{name}/{path}. */
     mirrors: Type.Optional(
       NamedMap(
@@ -111,6 +113,8 @@ export interface CacheConfig {
   readonly clientHeaderTimeoutMs?: number;
   /** Client connections open at once per server process past which a new one is answered 503 and closed; no cap when absent. */
   readonly maxConnections?: number;
+  /** Connections per server process to each upstream host; default DEFAULT_UPSTREAM_CONNECTIONS. */
+  readonly upstreamConnections?: number;
 }
 
 export const DEFAULT_WORKER_TIMEOUT_MS = 30_000;
@@ -119,6 +123,13 @@ export const DEFAULT_WORKER_RESTART_DELAY_MS = 250;
 export const DEFAULT_MAX_SIZE = 50 * 1024 ** 3;
 export const DEFAULT_FILL_MEMORY = 1024 ** 3;
 export const DEFAULT_TIMEOUTS: UpstreamTimeouts = { connectMs: 5_000, headersMs: 30_000, bodyMs: 60_000 };
+/**
+ * Connections a server process opens at most to one upstream host: a burst of thousands of
+ * different misses waits for them in turn instead of opening thousands of sockets to the
+ * origin (its file limit, its accept queue). Far above what a cold burst of small objects
+ * keeps busy on a fast link (bench/cache.ts asks 32 at a time).
+ */
+export const DEFAULT_UPSTREAM_CONNECTIONS = 256;
 
 /**
  * How long a client connection may see no traffic in either direction before it is cut:
@@ -183,6 +194,7 @@ export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.
     ...(file.workerRestartDelay === undefined ? {} : { workerRestartDelayMs: parseDuration(file.workerRestartDelay) }),
     ...(file.clientHeaderTimeout === undefined ? {} : { clientHeaderTimeoutMs: parseDuration(file.clientHeaderTimeout) }),
     ...(file.maxConnections === undefined ? {} : { maxConnections: file.maxConnections }),
+    ...(file.upstreamConnections === undefined ? {} : { upstreamConnections: file.upstreamConnections }),
   };
 }
 

@@ -8,15 +8,15 @@ import { FleetError } from '../errors.js';
 import { takeOver } from '../http/body-writer.js';
 import { sendFileRange } from '../http/send-file.js';
 import { SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.js';
-import type { FillSpec } from './fill.js';
+import type { FillDecision, FillSpec } from './fill.js';
 import type { FillHead, FillSource } from './fill-progress.js';
 import type { Fills } from './fills.js';
 import { readUntilClosed, sendFill } from './fill-cursor.js';
 import { FillGoneError } from './remote-fill.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import { sendBody, type CacheStatus } from './serve.js';
-import { endToEnd, pickHeaders, RANGE_FIELDS, type HeaderMap, type Upstream } from './upstream.js';
-import type { UpstreamAnswer } from './answer-handler.js';
+import { endToEnd, pickHeaders, RANGE_FIELDS, withCookieLines, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
+import { announcedLength, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
 
 /** A configured mirror: its upstream, and whether it is a tooltool server (config.ts's MirrorConfig). */
 export interface Mirror {
@@ -236,7 +236,7 @@ export function notCached(): FleetError {
  * or a parent cache's copy is that old already: an Age of 0 would have a cache downstream
  * keep it fresh that much longer), 0 when it said none.
  */
-function passedOn(reply: FastifyReply, status: number, headers: HeaderMap): void {
+function passedOn(reply: FastifyReply, status: number, headers: AnswerFields): void {
   reply.code(status).headers(headers).header('x-cache', 'MISS');
   if (headers.age === undefined) reply.header('age', '0');
 }
@@ -244,22 +244,36 @@ function passedOn(reply: FastifyReply, status: number, headers: HeaderMap): void
 /** A passthrough of the request being served, of `answered` when upstream has already answered it. */
 export type Direct = (answered?: UpstreamAnswer) => Promise<void>;
 
+/** How a route's passthrough answers: as its fill would decide, with what changes to upstream's fields. */
+export interface PassedThrough {
+  /** The fill's decision (FillSpec.decide): the status and fields a HEAD is answered with, those its GET would have. */
+  readonly decide: (head: AnswerHead) => FillDecision;
+  /** Applied to the fields of upstream's answer to a GET (a mirror's redirects). */
+  readonly adjust?: (headers: HeaderMap) => HeaderMap;
+  /** Upstream's redirects are followed (a blob's, as its fill does: upstream.ts). */
+  readonly follow?: boolean;
+}
+
+/** A HEAD's answer, which no body follows. */
+const NO_BODY = Buffer.alloc(0);
+
 /**
  * Proxies one request to upstream without keeping anything (HEAD misses, private answers,
- * full disk); `answered`: upstream's answer to a GET for it, already in hand. `follow`: a
- * GET's redirects are followed (a blob's, as its fill does: upstream.ts).
+ * full disk); `answered`: upstream's answer to a GET for it, already in hand. A HEAD is
+ * answered with the fields the fill of a GET would give (`how.decide`), as a stored answer's
+ * HEAD is: Accept-Ranges, the type, a blob's digest rather than its storage's ETag (RFC 9110 §9.3.2).
  */
 export async function passthrough(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, upstream: Upstream, path: string, headers: HeaderMap,
-  answered?: UpstreamAnswer, adjust: (headers: HeaderMap) => HeaderMap = (h) => h, follow = false,
+  answered: UpstreamAnswer | undefined, how: PassedThrough,
 ): Promise<void> {
   if (req.method === 'HEAD') {
-    const res = await upstream.request(path, { method: 'HEAD', headers });
-    passedOn(reply, res.statusCode, adjust(endToEnd(res.headers)));
-    await res.body.dump();
-    reply.send();
-    return;
+    const head = await upstream.head(path, headers, how.follow);
+    const decision = how.decide(head);
+    const body = { status: decision.status, headers: decision.headers, size: announcedLength(head.headers), content: NO_BODY };
+    return sendBody(req, reply, body, { kind, cache: 'MISS', ageSeconds: 0, metrics: ctx.metrics });
   }
+  const adjust = how.adjust ?? ((h: HeaderMap) => h);
   let res = answered;
   if (res && res.statusCode === 200 && req.headers.range !== undefined) {
     res.body?.destroy(); // the whole object: the range is asked for instead
@@ -267,8 +281,8 @@ export async function passthrough(
   }
   const ranged = withRange(req, headers);
   // a blob's source may redirect (a tooltool server, to a pre-signed URL): followed, as its fills do
-  res ??= follow ? await upstream.fetch(path, ranged, 0, true) : await upstream.request(path, { method: 'GET', headers: ranged });
-  passedOn(reply, res.statusCode, adjust(endToEnd(res.headers)));
+  res ??= how.follow ? await upstream.fetch(path, ranged, 0, true) : await upstream.request(path, { method: 'GET', headers: ranged });
+  passedOn(reply, res.statusCode, withCookieLines(adjust(endToEnd(res.headers)), res.headers));
   if (res.whole !== undefined) {
     ctx.metrics.upstream(kind, res.whole.length);
     ctx.metrics.served(kind, res.whole.length);

@@ -285,6 +285,8 @@ export class DiskStore {
    */
   #unwritten = 0;
   #freeRefresh: Promise<void> | undefined;
+  /** The reservations making room, one after another (see #makeRoomFor). */
+  #roomTurns: Promise<void> = Promise.resolve();
   /** Evictions since start (this process's index: the primary's, or a single process's). */
   #evicted = { objects: 0, bytes: 0 };
   /** Primary: evicted entries whose files are being unlinked in the background, and when that is done. */
@@ -864,7 +866,31 @@ export class DiskStore {
     // A disk that holds the whole budget (a size limit set close to the filesystem's size)
     // has no room for a large object until the index evicts at its commit: the least
     // recently used entries make it now, as the budget would then.
-    if (this.#free.bytes < size + FREE_MARGIN && !unkept) this.#free.bytes += await this.makeRoom(size + FREE_MARGIN - this.#free.bytes, true);
+    if (this.#free.bytes < size + FREE_MARGIN && !unkept) return this.#makeRoomFor(size);
+    this.#take(size, unkept);
+  }
+
+  /**
+   * Evicts what a reservation of `size` bytes lacks, then takes the room: one reservation at
+   * a time, each reckoning with the room those before it made and took. Reservations that
+   * made room at the same moment each evicted all they lacked on the same figure, several
+   * times what they lacked between them.
+   */
+  #makeRoomFor(size: number): Promise<void> {
+    const turn = this.#roomTurns.then(async () => {
+      const lacking = size + FREE_MARGIN - this.#free.bytes;
+      if (lacking > 0) {
+        const freed = await this.makeRoom(lacking, true);
+        this.#free.bytes += freed; // after the wait: reservations taken meanwhile stay counted
+      }
+      this.#take(size, false);
+    });
+    this.#roomTurns = turn.catch(() => undefined);
+    return turn;
+  }
+
+  /** Takes `size` bytes of the free-space figure for a reservation; throws when it has not them (see reserve). */
+  #take(size: number, unkept: boolean): void {
     if (this.#free.bytes < size + FREE_MARGIN) {
       const refusal = `no space left for ${size} bytes (${this.#free.bytes} free)`;
       throw unkept ? new StorageError(refusal) : this.storageFailure(new Error(refusal));

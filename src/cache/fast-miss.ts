@@ -16,7 +16,7 @@ import { sendFill } from './fill-cursor.js';
 import type { Fill, FillOutcome, LeaderRequest } from './fill.js';
 import type { FillHead } from './fill-progress.js';
 import { forwardHeaders, immutableFill, originSource } from './namespace.js';
-import { failureFields, newRequestId } from './serve.js';
+import { failureFields, lacksType, newRequestId, UNTYPED_BODY } from './serve.js';
 import type { HeaderMap } from './upstream.js';
 import { errorAnswer, requestError } from '../http/errors.js';
 
@@ -46,7 +46,7 @@ export function leadEarlyMiss(ctx: CacheContext, target: string, authorization: 
   const forward = authorization === undefined ? UNCREDENTIALED_FORWARD : forwardHeaders(asked);
   return lead(ctx, get, flightKey(get.id, asked), forward, { method: 'GET', url: target }, (outcome, led) => {
     if (!outcome.error && outcome.body && outcome.head.status === 200) {
-      const head = okHead(missHeaders(outcome.head, outcome.body.length, true));
+      const head = okHead(missHeaders(outcome.head, outcome.body.length));
       if (head !== null) {
         ctx.metrics.miss(get.kind);
         owed.send(head, outcome.body);
@@ -96,17 +96,20 @@ function failed(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, ge
 
 /**
  * The fields serveFill and sendBody answer a plain GET of a fill with, in the same order, as
- * a flat list (as fast-hit.ts does: no object built per answer). `whole`: the body is sent
- * whole (fastify's reply.send types a bare Buffer so).
+ * a flat list (as fast-hit.ts does: no object built per answer).
  */
-function missHeaders(head: FillHead, size: number | undefined, whole: boolean): string[] {
+function missHeaders(head: FillHead, size: number | undefined): string[] {
   const headers: string[] = [];
-  for (const name in head.headers) headers.push(name, head.headers[name]!);
+  for (const name in head.headers) {
+    const value = head.headers[name]!;
+    if (typeof value === 'string') headers.push(name, value);
+    else for (const line of value) headers.push(name, line); // Set-Cookie's lines (AnswerFields)
+  }
   headers.push('x-cache', 'MISS');
   if (head.headers.age === undefined) headers.push('age', '0');
   if (head.status === 200) headers.push('accept-ranges', 'bytes');
   if (size !== undefined) headers.push('content-length', String(size));
-  if (whole && head.headers['content-type'] === undefined) headers.push('content-type', 'application/octet-stream');
+  if (lacksType(head.status, head.headers)) headers.push('content-type', UNTYPED_BODY);
   return headers;
 }
 
@@ -124,7 +127,7 @@ function send(ctx: CacheContext, res: ServerResponse, get: PlainBlobGet, fill: F
       if (!fill.error) ctx.metrics.served(kind, fill.written);
     }));
   }
-  res.writeHead(head.status, missHeaders(head, size, body !== undefined));
+  res.writeHead(head.status, missHeaders(head, size));
   if (body) return void res.end(body);
   void sendFill(res, fill, 0, size === undefined ? Infinity : size - 1);
 }

@@ -7,12 +7,12 @@ import type { FileHandle } from 'node:fs/promises';
 import { UpstreamError } from '../errors.js';
 import { DEFAULT_FILL_MEMORY } from './config.js';
 import type { EntryMeta } from './disk-store.js';
-import type { HeaderMap } from './upstream.js';
+import type { AnswerFields } from './upstream.js';
 import type { UpstreamAnswer } from './answer-handler.js';
 
 export interface FillHead {
   readonly status: number;
-  readonly headers: HeaderMap;
+  readonly headers: AnswerFields;
   /** Content-Length when upstream announced it. */
   readonly size: number | undefined;
   /**

@@ -19,14 +19,14 @@ import { formatDigest, type Digest } from '../store/digest.js';
 import { isCasId, SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type FillClaim } from './disk-store.js';
 import { failureFields, newRequestId } from './serve.js';
 import { requestError } from '../http/errors.js';
-import type { HeaderMap } from './upstream.js';
+import type { AnswerFields } from './upstream.js';
 import { announcedLength, endsWithConnection, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
 import { FillProgress, type FillHead } from './fill-progress.js';
 
 export interface FillDecision {
   readonly status: number;
   /** Headers sent to every waiter. */
-  readonly headers: HeaderMap;
+  readonly headers: AnswerFields;
   /** What to commit with the body, or undefined when the response must not be kept. */
   readonly meta?: Omit<EntryMeta, 'size' | 'storedAt'>;
 }
@@ -160,15 +160,17 @@ export class Fill extends FillProgress {
         } catch (err) {
           // No room left, where none was reserved (a body of unknown length) or the figure
           // was wrong: the least recently used entries make some, as for a reservation,
-          // until there are none left to evict.
-          if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || (await this.#store.makeRoom(ROOM_STEP)) === 0) throw err;
+          // until there are none left to evict; never for a body no entry will take.
+          if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || this.#unkept || (await this.#store.makeRoom(ROOM_STEP)) === 0) throw err;
         }
       }
       const settled = Math.min(chunk.length, this.#reserved);
       this.#reserved -= settled;
       this.#store.settle(settled);
     } catch (err) {
-      this.#store.storageFailure(err); // logged, and the disk refuses writes for a while
+      // logged, and the disk refuses writes for a while; but a body not kept that finds no
+      // room (one grown larger than the cache) says nothing of the room for the objects kept
+      if (!this.#unkept || (err as NodeJS.ErrnoException).code !== 'ENOSPC') this.#store.storageFailure(err);
       this.#log.warn({ id: this.#spec.id, at: position }, 'the disk failed mid-fill: the fill goes on from memory, not kept');
       this.stopFile();
       this.#unkept = true;
@@ -248,6 +250,9 @@ export class Fill extends FillProgress {
           if (tmp && !this.memoryOnly) await this.#write(tmp.fh, chunk);
           this.remember(chunk);
           this.advance(this.written + chunk.length);
+          // A body of unknown length grown larger than the cache is not kept: its claim goes as
+          // the fill ends. (Committed, it was dropped there, and the claim taken for a fill going on.)
+          if (this.written > this.#store.maxSize) this.#unkept = true;
         }
       }
       if (size !== undefined && this.written !== size) {

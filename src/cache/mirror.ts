@@ -17,7 +17,7 @@ import { httpId, type Hit } from './disk-store.js';
 import { isDigestAlgorithm, parseDigest, type Digest } from '../store/digest.js';
 import { getImmutable } from './namespace.js';
 import type { FillDecision, FillSpec } from './fill.js';
-import { endToEnd, withoutRunToken, type HeaderMap, type Upstream } from './upstream.js';
+import { endToEnd, withCookieLines, withoutRunToken, type HeaderMap, type Upstream } from './upstream.js';
 import { loggedPath } from './serve.js';
 import { parseHttpDate } from '../http/blob-reply.js';
 import type { AnswerHead, UpstreamAnswer } from './answer-handler.js';
@@ -250,7 +250,7 @@ function decide(policyReq: CachePolicy.Request, key: string, adjust: (headers: H
     // matches (RFC 9111 §4.1): kept, it was written anew by every request, evicting others.
     const vary = varyFields(resHeaders);
     const unmatchable = vary.some((field) => SECRET_FIELDS.has(field) || field === '*');
-    if (!keptStatus(res.statusCode, policy, resHeaders) || !policy.storable() || res.headers['set-cookie'] !== undefined || unmatchable) return { status: res.statusCode, headers };
+    if (!keptStatus(res.statusCode, policy, resHeaders) || !policy.storable() || res.headers['set-cookie'] !== undefined || unmatchable) return { status: res.statusCode, headers: withCookieLines(headers, res.headers) };
     return { status: res.statusCode, headers, meta: { key, status: res.statusCode, headers, policy: persisted(policy) } };
   };
 }
@@ -296,7 +296,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     if (headers.location !== undefined) headers.location = mirroredLocation(headers.location, upstream.url, req.params.name, upath);
     return headers;
   };
-  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, upstream, upath, fwd, answered, adjust);
+  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, upstream, upath, fwd, answered, { decide: decide(policyReq, cacheKey, adjust), adjust });
   // A stored answer's fields come from its policy, as upstream sent them: adjusted as its first client got them.
   const replayed = (headers: CachePolicy.Headers): HeaderMap => adjust(withoutLength(headers));
 

@@ -13,7 +13,7 @@ import { ALGO_HEX_ROUTE, parseDigest, type Digest } from '../store/digest.js';
 import { authHeaders, cacheControlOf, fillOnce, notCached, onlyIfCached, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
-import { endToEnd, pickHeaders, type HeaderMap, type Upstream } from './upstream.js';
+import { endToEnd, pickHeaders, withCookieLines, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
 import { loggedPath } from './serve.js';
 import type { AnswerHead } from './answer-handler.js';
 
@@ -26,10 +26,10 @@ export const BROWSER_HEADERS = ['x-content-type-options', 'content-security-poli
 /** Headers of a name kept in its sidecar and replayed on hits. */
 const NAME_HEADERS = ['content-type', 'etag', 'last-modified', 'cache-control', 'content-disposition', 'expires', ...BROWSER_HEADERS];
 
-function passHeaders(res: AnswerHead): HeaderMap {
+function passHeaders(res: AnswerHead): AnswerFields {
   const h = endToEnd(res.headers);
   delete h['content-length'];
-  return h;
+  return withCookieLines(h, res.headers);
 }
 
 /** Cache-Control directives that let a shared cache keep an answer to a request with credentials (RFC 9111 §3.5). */
@@ -41,7 +41,8 @@ const SHARED_WITH_CREDENTIALS = /(?:^|[\s,])(?:public|s-maxage|must-revalidate)\
  * `public`); otherwise, or through a redirect (tooltool's, to a pre-signed URL, which says
  * nothing of the blob), it is served to that client as private and not kept.
  */
-function decideImmutable(key: string, d: Digest, credentialed: boolean) {
+function decideImmutable(d: Digest, credentialed: boolean) {
+  const key = `/cas/${d.algo}/${d.hex}`;
   return (res: AnswerHead): FillDecision => {
     if (res.statusCode !== 200 || isPrivate(res.headers)) return { status: res.statusCode, headers: passHeaders(res) };
     if (credentialed && (res.redirected || !SHARED_WITH_CREDENTIALS.test(cacheControlOf(res.headers)))) {
@@ -56,7 +57,9 @@ function decideName(key: string) {
   return (res: AnswerHead): FillDecision => {
     if (res.statusCode !== 200 || isPrivate(res.headers)) return { status: res.statusCode, headers: passHeaders(res) };
     const headers = pickHeaders(res.headers, NAME_HEADERS);
-    return { status: 200, headers, meta: { key, status: 200, headers } };
+    // Upstream's Age (its copy is that old already) goes to this answer, not to the entry, whose age counts from now.
+    const age = res.headers.age;
+    return { status: 200, headers: typeof age === 'string' ? { ...headers, age } : headers, meta: { key, status: 200, headers } };
   };
 }
 
@@ -91,7 +94,7 @@ export function immutableFill(ctx: CacheContext, source: BlobSource, d: Digest, 
   return {
     id: casId(d),
     request: (gatherUpTo) => upstream.fetch(path, fwd, gatherUpTo, true),
-    decide: decideImmutable(`/cas/${d.algo}/${d.hex}`, d, fwd.authorization !== undefined),
+    decide: decideImmutable(d, fwd.authorization !== undefined),
     verify: d,
     onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
   };
@@ -103,7 +106,7 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
   const id = casId(d);
   const key = flightKey(id, req);
   const fwd = forwardHeaders(req);
-  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, source.upstream, source.path, fwd, answered, undefined, true);
+  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, source.upstream, source.path, fwd, answered, { decide: decideImmutable(d, fwd.authorization !== undefined), follow: true });
   const refused = takeFillRefused(req.raw);
   if (refused) {
     ctx.metrics.miss(kind);
@@ -224,7 +227,8 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
   const id = httpId(cacheKey);
   const key = flightKey(id, req);
   const fwd = forwardHeaders(req);
-  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd, answered);
+  const decide = decideName(cacheKey);
+  const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd, answered, { decide });
   // a stored name is revalidated before it is served (no-cache): never without upstream
   if (onlyIfCached(req)) throw notCached();
   const joined = ctx.fills.get(key);
@@ -239,7 +243,6 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
     ctx.metrics.miss(kind);
     return direct();
   }
-  const decide = decideName(cacheKey);
   const onUpstreamBytes = (n: number): void => ctx.metrics.upstream(kind, n);
   if (!hit) {
     return fillOnce(ctx, req, reply, kind, key, { id, request: (gatherUpTo) => ctx.upstream.fetch(upath, fwd, gatherUpTo), decide, onUpstreamBytes }, direct);

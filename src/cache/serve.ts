@@ -6,7 +6,7 @@ import { checkReadPreconditions, parseHttpDate } from '../http/blob-reply.js';
 import { asksOneRange, parseRange } from '../http/range.js';
 import type { ReadRange } from '../store/blob-store.js';
 import type { CacheMetrics, Kind } from './metrics.js';
-import type { HeaderMap } from './upstream.js';
+import { singleField, type AnswerFields } from './upstream.js';
 
 /**
  * X-Cache: STALE is a stored copy served without upstream's confirmation: a name while
@@ -24,7 +24,7 @@ export type BodySender = (reply: FastifyReply, start: number, length: number | u
 export interface Body {
   readonly status: number;
   /** Headers without content-length (set here). */
-  readonly headers: HeaderMap;
+  readonly headers: AnswerFields;
   /** Undefined while a fill without Content-Length is still running. */
   readonly size: number | undefined;
   /** The bytes themselves (small bodies), or what sends them. */
@@ -90,9 +90,9 @@ function rangeOf(header: string, size: number): ReadRange | 'unsatisfiable' | un
 function readPreconditions(req: FastifyRequest, body: Body): boolean {
   const h = req.headers;
   if (h['if-match'] === undefined && h['if-none-match'] === undefined && h['if-unmodified-since'] === undefined && h['if-modified-since'] === undefined) return false;
-  const lastModified = body.headers['last-modified'];
+  const lastModified = singleField(body.headers, 'last-modified');
   try {
-    return checkReadPreconditions(req, body.headers.etag, lastModified === undefined ? undefined : parseHttpDate(lastModified));
+    return checkReadPreconditions(req, singleField(body.headers, 'etag'), lastModified === undefined ? undefined : parseHttpDate(lastModified));
   } catch (err) {
     body.discard?.();
     throw err;
@@ -106,11 +106,24 @@ function countOnFinish(reply: FastifyReply, ctx: SendContext, bytes: number): vo
   if (bytes > 0) reply.raw.once('finish', () => ctx.metrics.served(ctx.kind, bytes));
 }
 
+/** The Content-Type of a body upstream gave none: what fastify's reply.send gives a Buffer. */
+export const UNTYPED_BODY = 'application/octet-stream';
+
+/**
+ * Whether an answer of `status` with `headers` is given UNTYPED_BODY: every one with content
+ * and no type, whatever the method and however the body goes (a Buffer, a file, a fill), so
+ * that a HEAD carries the fields of the GET (RFC 9110 §9.3.2), a large body those of a small one.
+ */
+export function lacksType(status: number, headers: AnswerFields): boolean {
+  return headers['content-type'] === undefined && status !== 204 && status !== 304;
+}
+
 /** Sends the answer (never awaits the reply itself: a FastifyReply is a thenable). */
 export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: Body, ctx: SendContext): Promise<void> {
   // Before the object's headers are set: a 412 is not the object.
   const unchanged = body.status === 200 && readPreconditions(req, body);
   reply.headers(body.headers);
+  if (lacksType(body.status, body.headers)) reply.header('content-type', UNTYPED_BODY);
   reply.header('x-cache', ctx.cache);
   if (body.headers.age === undefined) reply.header('age', String(Math.max(0, Math.floor(ctx.ageSeconds))));
   const head = req.method === 'HEAD';

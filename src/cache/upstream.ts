@@ -9,12 +9,12 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Agent, Pool, request, type Dispatcher } from 'undici';
 import { errorMessage, UpstreamError } from '../errors.js';
-import { AnswerHandler, type UpstreamAnswer } from './answer-handler.js';
+import { AnswerHandler, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
 import { isRunToken } from '../client/run-token.js';
 import { bearerToken } from '../http/auth.js';
 import { loggedPath } from './serve.js';
 import { redactUrl } from '../redact-url.js';
-import type { UpstreamTimeouts } from './config.js';
+import { DEFAULT_UPSTREAM_CONNECTIONS, type UpstreamTimeouts } from './config.js';
 
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
@@ -37,6 +37,24 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 5;
 
 export type HeaderMap = Record<string, string>;
+
+/**
+ * The fields of an answer the cache passes on as upstream sent them: each one line but
+ * Set-Cookie, whose lines are never joined (RFC 9110 §5.3: a cookie's Expires holds a comma).
+ */
+export type AnswerFields = Record<string, string | string[]>;
+
+/** `fields` (endToEnd's, joined) with upstream's Set-Cookie lines in `from` as the lines they were, when it kept the field. */
+export function withCookieLines(fields: HeaderMap, from: IncomingHttpHeaders): AnswerFields {
+  const cookies = from['set-cookie'];
+  return Array.isArray(cookies) && cookies.length > 1 && fields['set-cookie'] !== undefined ? { ...fields, 'set-cookie': cookies } : fields;
+}
+
+/** The value of the field `name` of an answer when it is one line (a validator, a date), else undefined. */
+export function singleField(fields: AnswerFields, name: string): string | undefined {
+  const v = fields[name];
+  return typeof v === 'string' ? v : undefined;
+}
 
 /** The fields of `from` named in `names` that have one value. */
 export function pickHeaders(from: IncomingHttpHeaders, names: readonly string[]): HeaderMap {
@@ -113,6 +131,13 @@ function withoutAddress(err: unknown): string {
   return errorMessage(err);
 }
 
+/** How an Upstream treats its host (see its constructor). */
+interface UpstreamOptions {
+  readonly breaker?: { readonly failures: number; readonly openMs: number };
+  readonly external?: boolean;
+  readonly connections?: number;
+}
+
 interface UpstreamRequest {
   readonly method: 'GET' | 'HEAD' | 'PUT';
   readonly headers: HeaderMap;
@@ -134,12 +159,16 @@ export class Upstream {
   /** Basic credentials from the URL (`https://user:password@host/`), for a request that brings none of its own. */
   #basic: string | undefined;
 
+  readonly external: boolean;
+
   /**
    * `external`: a mirror's server, not fleetcache's: a machine's run token (`Bearer fcrun2.…`)
-   * is never sent to it (a client's own credential for it is).
+   * is never sent to it (a client's own credential for it is). `connections`: the most opened
+   * to the upstream, and to each host it redirects to; requests past them wait their turn.
    */
-  constructor(name: string, url: string, timeouts: UpstreamTimeouts, breaker = BREAKER, readonly external = false) {
+  constructor(name: string, url: string, timeouts: UpstreamTimeouts, { breaker = BREAKER, external = false, connections = DEFAULT_UPSTREAM_CONNECTIONS }: UpstreamOptions = {}) {
     this.#breaker = breaker;
+    this.external = external;
     const u = new URL(url);
     this.name = name;
     this.url = url;
@@ -147,7 +176,7 @@ export class Upstream {
     this.#basePath = u.pathname.replace(/\/+$/, '');
     // (u.origin drops them: undici never sent them)
     if (u.username || u.password) this.#basic = `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
-    const options = { connectTimeout: timeouts.connectMs, headersTimeout: timeouts.headersMs, bodyTimeout: timeouts.bodyMs, keepAliveTimeout: 10_000 };
+    const options = { connectTimeout: timeouts.connectMs, headersTimeout: timeouts.headersMs, bodyTimeout: timeouts.bodyMs, keepAliveTimeout: 10_000, connections };
     this.#pool = new Pool(u.origin, options);
     this.#elsewhere = new Agent(options);
   }
@@ -174,6 +203,22 @@ export class Upstream {
     const answer = this.#attempt(() => dispatchGet(this.#pool, { path: this.#basePath + path, method: 'GET', headers: this.#credentialed(headers) }, gatherUpTo));
     if (!follow) return answer;
     return answer.then((a) => (REDIRECTS.has(a.statusCode) ? this.#follow(a, path, gatherUpTo, { 'accept-encoding': 'identity', ...pickHeaders(headers, RANGE_FIELDS) }) : a));
+  }
+
+  /**
+   * Upstream's answer to a HEAD of `path`, its head. `follow` (a blob's, whose fill follows
+   * redirects): a redirect is followed with a GET of the target's first byte, since a
+   * pre-signed URL is signed for a GET (a HEAD would not match its signature), and that
+   * answer read as the head of the whole object (wholeHead). Throws UpstreamError.
+   */
+  async head(path: string, headers: HeaderMap, follow = false): Promise<AnswerHead> {
+    const res = await this.request(path, { method: 'HEAD', headers });
+    await res.body.dump();
+    const head = { statusCode: res.statusCode, headers: res.headers };
+    if (!follow || !REDIRECTS.has(res.statusCode)) return head;
+    const target = await this.#follow({ ...head, whole: Buffer.alloc(0) }, path, 0, { 'accept-encoding': 'identity', range: 'bytes=0-0' });
+    target.body?.destroy();
+    return wholeHead(target);
   }
 
   /** The answer at the end of upstream's redirects from `first`, its answer to `path`. */
@@ -230,6 +275,19 @@ export class Upstream {
   async close(): Promise<void> {
     await Promise.all([this.#pool.destroy(), this.#elsewhere.destroy()]);
   }
+}
+
+/**
+ * The head of a whole object from the answer to a GET of its first byte (Upstream.head): a
+ * 206 of the size its Content-Range gives, as a 200 (a 416 of an empty object's too); any
+ * other answer (a 200 from a server that ignores Range, an error) as it is.
+ */
+function wholeHead(answer: AnswerHead): AnswerHead {
+  const range = answer.headers['content-range'];
+  const size = typeof range === 'string' ? /\/(\d+)$/.exec(range)?.[1] : undefined;
+  if (size === undefined || (answer.statusCode !== 206 && answer.statusCode !== 416)) return answer;
+  const { 'content-range': _range, ...headers } = answer.headers;
+  return { statusCode: 200, headers: { ...headers, 'content-length': size }, redirected: true };
 }
 
 function dispatchGet(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, gatherUpTo: number): Promise<UpstreamAnswer> {

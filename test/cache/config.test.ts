@@ -38,6 +38,15 @@ t.test('clientHeaderTimeout and maxConnections: the limits on client connections
   t.throws(() => parseCacheConfig(`${base}maxConnections: many\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: maxConnections: must be integer' });
 });
 
+t.test('upstreamConnections: the connections to each upstream, a positive integer', async (t) => {
+  const base = 'upstream: http://127.0.0.1:9\n';
+  t.equal(resolveCacheConfig(parseCacheConfig(`${base}upstreamConnections: 64\n`, 'c.yaml')).upstreamConnections, 64);
+  t.equal(resolveCacheConfig(parseCacheConfig(base, 'c.yaml')).upstreamConnections, undefined, 'unset: the Upstream\'s default');
+  t.throws(() => parseCacheConfig(`${base}upstreamConnections: 0\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: upstreamConnections: must be >= 1' });
+  t.throws(() => parseCacheConfig(`${base}upstreamConnections: 1.5\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: upstreamConnections: must be integer' });
+  t.throws(() => parseCacheConfig(`${base}upstreamConnections: unlimited\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: upstreamConnections: must be integer' });
+});
+
 t.test('listen: HOST:PORT, checked with the file, line and field', async (t) => {
   const base = 'upstream: http://127.0.0.1:9\n';
   t.equal(parseCacheConfig(`${base}listen: "[::1]:0"\n`, 'c.yaml').listen, '[::1]:0');

@@ -391,10 +391,10 @@ async function fillThenLarger(get: (hex: string) => Promise<{ status: number; ha
   return [miss, await get(larger.hex)];
 }
 
-/** A one-process cache with a 7 MiB size limit on an 8 MiB tmpfs of its own: its limit is about its filesystem's size. */
-async function cacheOnTmpfs(t: Test, name: string, upUrl: string): Promise<{ app: Awaited<ReturnType<typeof buildCacheServer>>; url: string }> {
+/** A one-process cache with a 7 MiB size limit (or `maxSize`) on an 8 MiB tmpfs of its own: its limit is about its filesystem's size. */
+async function cacheOnTmpfs(t: Test, name: string, upUrl: string, maxSize = '7MiB'): Promise<{ app: Awaited<ReturnType<typeof buildCacheServer>>; url: string }> {
   const { dir, unmount } = mountTmpfs('8m', name);
-  const config = resolveCacheConfig({ region: 'room', listen: '127.0.0.1:0', upstream: upUrl, data: dir, maxSize: '7MiB' });
+  const config = resolveCacheConfig({ region: 'room', listen: '127.0.0.1:0', upstream: upUrl, data: dir, maxSize });
   const app = await buildCacheServer({ ...config, logLevel: 'silent' });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(async () => {
@@ -456,6 +456,37 @@ t.test('two large fills at once on a disk that holds the whole budget: the secon
   t.same(large.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true], 'both kept');
 });
 
+t.test('fills that make room at the same moment evict no more than they need between them: as many as the same fills one after another', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const stored = Array.from({ length: 6 }, () => up.addBlob(MiB));
+  // more than the filesystem has room for beside the margin a fill keeps free
+  const burst = Array.from({ length: 6 }, () => up.addBlob(256 * 1024));
+  const evictedBy = async (name: string, get: (hexes: string[]) => Promise<unknown>): Promise<number> => {
+    const { app, url } = await cacheOnTmpfs(t, name, upUrl);
+    for (const b of stored) await fetchHash(`${url}/cas/sha256/${b.hex}`);
+    await app.cache.fills.drain();
+    const before = app.cache.store.evicted.objects;
+    await get(burst.map((b) => `${url}/cas/sha256/${b.hex}`));
+    await app.cache.fills.drain();
+    t.same(burst.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), burst.map(() => true), `${name}: every object of the burst kept`);
+    return app.cache.store.evicted.objects - before;
+  };
+  const oneByOne = await evictedBy('room-sequential', async (urls) => {
+    for (const u of urls) await fetchHash(u);
+  });
+  t.ok(oneByOne > 0, `one after another, they made room (${oneByOne} evicted)`);
+  const atOnce = await evictedBy('room-concurrent', async (urls) => {
+    // every answer held until all are asked, then let go at once: their reservations meet
+    const releases = burst.map((b) => up.hold(`/cas/sha256/${b.hex}`));
+    const asked = up.requests.length;
+    const got = Promise.all(urls.map((u) => fetchHash(u)));
+    await eventually('every request upstream', () => up.requests.length === asked + urls.length);
+    for (const release of releases) release();
+    await got;
+  });
+  t.equal(atOnce, oneByOne, 'at the same moment: as many evicted (each made the room it needed from the same free-space figure)');
+});
+
 t.test('a disk that holds the whole budget, a body of unknown length: the write that finds it full makes room, with no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const blobs = [1, 1, 1, 1, 1].map((n) => up.addBlob(n * MiB));
@@ -476,6 +507,27 @@ t.test('a disk that holds the whole budget, a body of unknown length: the write 
   t.equal((await fetchHash(`${url}/cas/sha256/${chunked.hex}`)).xcache, 'HIT', 'and kept');
   t.ok(app.cache.store.evicted.objects > 0, `the least recently used evicted for it (${app.cache.store.evicted.objects})`);
   t.equal(app.cache.store.failures, 0, 'no storage failure');
+});
+
+t.test('a body of unknown length grown larger than the cache, then than the disk: the objects kept are not evicted for it, and the disk has no cool-down', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const kept = [1, 1].map((n) => up.addBlob(n * MiB));
+  const huge = up.addBlob(9 * MiB); // more than the size limit (2 MiB), and than the filesystem (8 MiB)
+  up.handler = (req, res) => {
+    if (req.url !== `/cas/sha256/${huge.hex}`) return false;
+    res.writeHead(200, { 'content-type': 'application/octet-stream' }); // no Content-Length: nothing reserved
+    res.end(huge.body);
+    return true;
+  };
+  const { app, url } = await cacheOnTmpfs(t, 'unkept-chunked', upUrl, '2MiB');
+  for (const b of kept) await fetchHash(`${url}/cas/sha256/${b.hex}`);
+  await app.cache.fills.drain();
+  const got = await fetchHash(`${url}/cas/sha256/${huge.hex}`);
+  await app.cache.fills.drain();
+  t.same([got.status, got.hash], [200, huge.hex], 'served whole');
+  t.same(kept.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), kept.map(() => true), 'every object kept is still there');
+  t.same(app.cache.store.evicted, { objects: 0, bytes: 0 }, 'none evicted for a body no entry will take');
+  t.notOk(app.cache.store.isFull(), 'and no cool-down: the disk takes the writes of the objects it keeps');
 });
 
 t.test('a disk held by something else: a large fill that evicting every object would not make room for evicts none of them', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {

@@ -86,6 +86,27 @@ t.test('an object larger than the cache: fetched once for every waiter through a
   t.equal(up.count(`/cas/sha256/${hex}`), 2, 'with a request of its own');
 });
 
+t.test('an object larger than the cache without Content-Length: its claim goes as its fill ends, and the next requests share one fill', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const { hex, body } = up.addBlob(2 * 1024 * 1024);
+  up.handler = (req, res) => {
+    if (req.url !== `/cas/sha256/${hex}`) return false;
+    res.writeHead(200, { 'content-type': 'application/octet-stream' }); // chunked: the size is known at the end only
+    res.end(body);
+    return true;
+  };
+  const dir = t.testdir();
+  const { app, url } = await startCache(t, { upstream: upUrl, maxSize: '1MiB' }, dir);
+  const first = await fetchHash(`${url}/cas/sha256/${hex}`);
+  t.same([first.status, first.hash], [200, hex], 'the body, whole');
+  await app.cache.fills.drain();
+  t.equal(app.cache.store.count, 0, 'not kept');
+  t.notOk(existsSync(path.join(dir, casId({ algo: 'sha256', hex }))), 'its claim removed (it was left, taken for a fill going on)');
+  const next = await Promise.all(Array.from({ length: 4 }, () => fetchHash(`${url}/cas/sha256/${hex}`)));
+  t.ok(next.every((r) => r.status === 200 && r.hash === hex), 'every body right');
+  t.equal(up.count(`/cas/sha256/${hex}`), 2, 'the requests right after share one fill (each passed through while the claim was left)');
+});
+
 t.test('a fill whose body is not kept stops once its last reader has gone; one that is kept goes on', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const size = 8 * 1024 * 1024;

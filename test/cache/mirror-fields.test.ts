@@ -30,8 +30,10 @@ t.test("an answer passed through (a HEAD miss) keeps upstream's Age: a downstrea
     t.same([head.status, head.headers['x-cache']], [200, 'MISS'], `${path}: HEAD miss, passed through`);
     t.ok(Number(head.headers.age) >= 500, `${path}: HEAD: Age ${head.headers.age}, upstream's (was 0)`);
   }
-  const whole = await get(`${url}/mirror/m/aged`);
-  t.ok(Number(whole.headers.age) >= 500, `GET: Age ${whole.headers.age}, as the HEAD's`);
+  for (const path of ['/mirror/m/aged', '/artifacts/r/j/aged.txt']) {
+    const whole = await get(`${url}${path}`);
+    t.ok(Number(whole.headers.age) >= 500, `${path}: GET: Age ${whole.headers.age}, as the HEAD's`);
+  }
   up.handler = (_req, res) => reply(res, 200, { 'cache-control': 'max-age=600' }, 'no age');
   const fresh = await get(`${url}/mirror/m/new`, {}, 'HEAD');
   t.equal(fresh.headers.age, '0', 'without one from upstream, Age: 0');

@@ -13,6 +13,7 @@ import { startCache } from './harness.js';
 interface Seen {
   readonly path: string;
   readonly headers: IncomingHttpHeaders;
+  readonly method?: string;
 }
 
 async function listen(t: Test, handler: Parameters<typeof createServer>[1]): Promise<string> {
@@ -27,7 +28,9 @@ async function tooltoolPair(t: Test, blobs: Map<string, Buffer>, internal: Set<s
   const storageSeen: Seen[] = [];
   const tooltoolSeen: Seen[] = [];
   const storage = await listen(t, (req, res) => {
-    storageSeen.push({ path: req.url!, headers: req.headers });
+    storageSeen.push({ path: req.url!, headers: req.headers, method: req.method! });
+    // a URL pre-signed for a GET: its signature matches no other method (as S3's)
+    if (req.method !== 'GET') return void res.writeHead(403).end('signature does not match');
     const hex = /^\/s3\/sha512\/([0-9a-f]+)\?X-Amz-Signature=/.exec(req.url!)?.[1];
     const body = hex ? blobs.get(hex) : undefined;
     if (!body) return void res.writeHead(403).end('signature does not match');
@@ -162,5 +165,34 @@ t.test('a range of a blob passed through (larger than the cache): the redirect i
   t.same([part.status, part.headers['content-range'], part.headers.location], [206, `bytes 100-199/${big.body.length}`, undefined], 'a 206, not the 302 with its signed URL');
   t.ok(part.body.equals(big.body.subarray(100, 200)), 'its bytes');
   t.equal(pair.storageSeen.at(-1)?.headers.range, 'bytes=100-199', 'the storage host was asked for the range');
+  t.ok(pair.storageSeen.every((s) => s.headers.authorization === undefined), 'and never saw a credential');
+});
+
+t.test('HEAD of a blob behind a tooltool server: the fields its GET has (200, size, digest), never the 302', async (t) => {
+  const blobs = new Map<string, Buffer>();
+  const make = (size: number): string => {
+    const b = blob(size);
+    blobs.set(b.hex, b.body);
+    return b.hex;
+  };
+  const pair = await tooltoolPair(t, blobs);
+  const { url } = await startCache(t, { upstream: pair.tooltool, mirrors: { tt: { url: pair.tooltool, tooltool: true } } }, t.testdir());
+  const fieldsOf = async (path: string, method: 'GET' | 'HEAD', headers: Record<string, string>): Promise<Record<string, unknown>> => {
+    const res = await request(`${url}${path}`, { method, headers });
+    await res.body.dump();
+    return { status: res.statusCode, ...Object.fromEntries(['content-length', 'content-type', 'etag', 'cache-control', 'accept-ranges', 'location'].map((f) => [f, res.headers[f]])) };
+  };
+  for (const size of [4096, 300_000]) {
+    for (const route of ['/sha512/', '/mirror/tt/sha512/']) {
+      for (const headers of [{}, { authorization: 'Bearer secret' }] as Record<string, string>[]) {
+        const path = `${route}${make(size)}`; // a blob of its own: the HEAD is a miss
+        const head = await fieldsOf(path, 'HEAD', headers);
+        const get = await fieldsOf(path, 'GET', headers);
+        t.same(head, get, `HEAD ${path.slice(0, 24)}… (${size} bytes${headers.authorization ? ', credentials' : ''}): the GET's fields`);
+        t.equal(head['content-length'], String(size), 'its size');
+      }
+    }
+  }
+  t.same([...new Set(pair.storageSeen.map((s) => s.method))], ['GET'], 'the storage host was asked with GETs only (its URLs are signed for them)');
   t.ok(pair.storageSeen.every((s) => s.headers.authorization === undefined), 'and never saw a credential');
 });

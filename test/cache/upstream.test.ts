@@ -1,11 +1,16 @@
 // The upstream client's breaker: after repeated refused connections the upstream is marked
-// down for a pause (misses fail at once), then tried again. Real sockets on loopback.
+// down for a pause (misses fail at once), then tried again; the connections it opens to an
+// upstream are bounded. Real sockets on loopback.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
+import { request } from 'undici';
 import { DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
 import { Upstream } from '../../src/cache/upstream.js';
 import { UpstreamError } from '../../src/errors.js';
+import { eventually } from '../helpers/wait.js';
+import { startCache } from './harness.js';
+import { randomish, sha256 } from './upstream-fixture.js';
 
 t.test('refused connections mark the upstream down for a pause, then it is tried again', async (t) => {
   // A port nobody listens on (taken, then released).
@@ -13,7 +18,7 @@ t.test('refused connections mark the upstream down for a pause, then it is tried
   await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
   const port = (probe.address() as AddressInfo).port;
   await new Promise<void>((r) => probe.close(() => r()));
-  const upstream = new Upstream('origin', `http://127.0.0.1:${port}`, DEFAULT_TIMEOUTS, { failures: 3, openMs: 400 });
+  const upstream = new Upstream('origin', `http://127.0.0.1:${port}`, DEFAULT_TIMEOUTS, { breaker: { failures: 3, openMs: 400 } });
   t.teardown(() => upstream.close());
   const attempt = () => upstream.request('/cas/x', { method: 'GET', headers: {} }).then(() => 'answered', (err: unknown) => err);
 
@@ -33,4 +38,33 @@ t.test('refused connections mark the upstream down for a pause, then it is tried
   const res = await upstream.request('/cas/x', { method: 'GET', headers: {} });
   t.equal(res.statusCode, 200);
   t.equal(await res.body.text(), 'ok', 'after the pause the upstream is tried again');
+});
+
+t.test('a burst of different misses opens no more connections to the upstream than upstreamConnections; the rest wait their turn', async (t) => {
+  const bodies = new Map(Array.from({ length: 24 }, () => randomish(4096)).map((body) => [`/cas/sha256/${sha256(body)}`, body]));
+  const held: (() => void)[] = [];
+  let holding = true;
+  const server = http.createServer((req, res) => {
+    const answer = () => res.writeHead(200, { 'content-length': String(bodies.get(req.url!)!.length) }).end(bodies.get(req.url!));
+    if (holding) held.push(answer);
+    else answer();
+  });
+  let connections = 0;
+  server.on('connection', () => connections++);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+  const cap = 4;
+  const { url } = await startCache(t, { upstream: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, upstreamConnections: cap }, t.testdir());
+  const answers = Promise.all([...bodies.keys()].map(async (path) => {
+    const res = await request(`${url}${path}`);
+    return { status: res.statusCode, hash: sha256(Buffer.from(await res.body.arrayBuffer())), path };
+  }));
+  await eventually(`${cap} requests upstream`, () => held.length === cap);
+  await new Promise((r) => setTimeout(r, 200)); // time for more to come, if they could
+  t.same([connections, held.length], [cap, cap], `${bodies.size} misses at once: ${cap} connections, one request on each`);
+  holding = false;
+  for (const answer of held.splice(0)) answer();
+  const got = await answers;
+  t.ok(got.every((g) => g.status === 200 && `/cas/sha256/${g.hash}` === g.path), 'every miss answered, each with its blob');
+  t.equal(connections, cap, 'on those connections');
 });
