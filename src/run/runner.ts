@@ -503,6 +503,7 @@ async function runJobs(
     assetNaiveByRegion: transfers.assetNaiveByRegion,
     artifactBytes: transfers.artifactBytes,
     controllerBytesByCache: transfers.controllerBytesByCache,
+    ...(interrupt?.received ? { interrupted: { signal: interrupt.received, abortedJobs: tally.aborted.length } } : {}),
   });
   return {
     tally,
