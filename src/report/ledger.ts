@@ -110,6 +110,8 @@ interface RunFigures {
   readonly machinesReused?: number;
   /** Bytes of the project the machines counted under ORIGIN_DIRECT pulled from the origin itself (every cache failed them). */
   readonly originPullBytes?: number;
+  /** Bytes of the assets those machines downloaded from the origin itself. */
+  readonly originAssetBytes?: number;
   /** The signal that stopped the run, and the jobs it left aborted. */
   readonly interrupted?: { readonly signal: string; readonly abortedJobs: number };
 }
@@ -264,6 +266,9 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
   // Machines that pulled from the origin itself: their bytes crossed the slow link once each.
   const direct = run.machinesByRegion[ORIGIN_DIRECT] ?? 0;
   if (direct > 0) links.push({ link: 'origin → machines (project, direct)', actualBytes: run.originPullBytes ?? 0, naiveBytes: direct * run.fullUploadBytes });
+  // and their assets, which no cache counted either
+  const directAssets = run.assetNaiveByRegion[ORIGIN_DIRECT] ?? 0;
+  if (directAssets > 0) links.push({ link: 'origin → machines (assets, direct)', actualBytes: run.originAssetBytes ?? 0, naiveBytes: directAssets });
   links.push({ link: 'machines → origin (artifacts)', actualBytes: run.artifactBytes, naiveBytes: run.artifactBytes });
   const [o0, o1] = [before.origin, after.origin];
   const originOut = o0 && o1 && o0.startedAt === o1.startedAt ? o1.totals.bytesOut - o0.totals.bytesOut : null;

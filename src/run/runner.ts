@@ -499,6 +499,7 @@ async function runJobs(
     fullUploadBytes: push.fullUploadBytes,
     machinesByRegion,
     originPullBytes,
+    originAssetBytes: transfers.assetBytesByRegion[ORIGIN_DIRECT] ?? 0,
     machinesReused: reused,
     assetNaiveByRegion: transfers.assetNaiveByRegion,
     artifactBytes: transfers.artifactBytes,
