@@ -58,13 +58,14 @@ function makeLog(level: LogLevel = 'warning'): Log {
 
 /** One bar per file on a terminal; nothing otherwise. */
 function progressReporter(quiet: boolean): { onProgress?: (p: AssetProgress) => void; stop: () => void } {
-  const multi = terminalBars(' {bar} {percentage}% | {filename} | {got} ({source})', quiet);
+  // the file's name last: a line longer than the terminal is cut there
+  const multi = terminalBars(' {bar} {percentage}% | {got} of {size} ({source}) | {filename}', quiet);
   if (!multi) return { stop: () => undefined };
   const bars = new Map<string, cliProgress.SingleBar>();
   return {
     onProgress: (p) => {
       let bar = bars.get(p.filename);
-      const payload = { filename: p.filename, got: formatBytes(p.received), source: p.source };
+      const payload = { filename: p.filename, got: formatBytes(p.received), size: p.total === null ? '?' : formatBytes(p.total), source: p.source };
       if (!bar) {
         bar = multi.create(p.total ?? 0, 0, payload);
         bars.set(p.filename, bar);

@@ -48,6 +48,12 @@ async function buildProgram(argv: string[] = []): Promise<Command> {
   // `--version` alone needs no command (loading them all took 0.2 s of a 0.25 s answer)
   const version = argv.length === 1 && (argv[0] === '-V' || argv[0] === '--version');
   for (const [, load] of named.length > 0 || version ? named : COMMANDS) (await load())(program);
+  // After a command, -V and --version print the version as --help prints its usage, where
+  // the command has no --version of its own: `push --version` was told that --project is
+  // missing, `cache --version` offered --region.
+  for (const command of program.commands) {
+    if (!command.options.some((option) => option.long === '--version')) command.version(VERSION);
+  }
   // fleetcache's own options (-V, --version) go before the command, so that after it a
   // command may have its own --version (assets add, as tooltool.py's). Set after the
   // commands are made: they do not inherit it, and their options stay where they are.

@@ -43,6 +43,12 @@ function counted(body: Readable, tick: (bytes: number) => void): Readable {
   return body.pipe(tap);
 }
 
+/** The length an upload states (its Content-Length), the total of its progress bar; undefined when it states none. */
+function declaredLength(options: RequestOptions): number | undefined {
+  const length = options.headers?.['content-length'];
+  return length === undefined ? undefined : Number(length);
+}
+
 function headersFor(options: RequestOptions): Record<string, string> {
   const headers: Record<string, string> = { 'accept-encoding': 'identity', ...options.headers };
   if (options.token) headers.authorization = `Bearer ${options.token}`;
@@ -113,7 +119,7 @@ async function failure(url: string, method: string, res: Dispatcher.ResponseData
 
 async function send(method: Dispatcher.HttpMethod, url: string, options: RequestOptions, body?: Readable | string | Buffer): Promise<Dispatcher.ResponseData> {
   if (options.progress && body && typeof body !== 'string' && !Buffer.isBuffer(body)) {
-    body = counted(body, options.progress(`upload ${new URL(url).pathname.split('/').pop() ?? ''}`, undefined));
+    body = counted(body, options.progress(`upload ${new URL(url).pathname.split('/').pop() ?? ''}`, declaredLength(options)));
   }
   try {
     return await request(url, {

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
-import { LineCounter, parseDocument, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type Node, type YAMLError } from 'yaml';
+import { LineCounter, parseDocument, isAlias, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type Node, type YAMLError } from 'yaml';
 import { ConfigError, errorMessage, UsageError } from '../errors.js';
 import { NAME_PATTERN } from './names.js';
 import { MAX_SIZE, MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
@@ -203,16 +203,21 @@ function syntaxError(err: YAMLError, doc: Document, file: string, lc: LineCounte
   return new ConfigError(`${file}:${line}:${col}: ${message}`, file, line, field);
 }
 
+/** The field path ("a.b[0].c") of the item reached by `path`, a visitor's ancestors and the item itself. */
+function visitedField(path: readonly unknown[]): string {
+  const parts = path.map((node, i) =>
+    isPair(node) ? `/${escapePointer(String(isScalar(node.key) ? node.key.value : node.key))}`
+    : isSeq(node) ? `/${node.items.indexOf(path[i + 1] as never)}` : '');
+  return fieldPath(parts.join(''));
+}
+
 /** The field path ("a.b[0].c") of the map key that starts at `offset`, if any. */
 function keyAt(doc: Document, offset: number): string | undefined {
   let found: string | undefined;
   visit(doc, {
     Pair(_, pair, path) {
       if (!isNode(pair.key) || pair.key.range?.[0] !== offset) return undefined;
-      const parts = [...path, pair].map((node, i) =>
-        isPair(node) ? `/${String(isScalar(node.key) ? node.key.value : node.key).replace(/~/g, '~0').replace(/\//g, '~1')}`
-        : isSeq(node) ? `/${node.items.indexOf(path[i + 1] as never)}` : '');
-      found = fieldPath(parts.join(''));
+      found = visitedField([...path, pair]);
       return visit.BREAK;
     },
   });
@@ -220,11 +225,36 @@ function keyAt(doc: Document, offset: number): string | undefined {
 }
 
 /**
+ * An alias (`*name`) within `node` whose anchor (`&name`) is not set before it, as
+ * "file:line: field: ...": the yaml library's own error, thrown when the value is taken,
+ * names neither. Anchors are seen in document order, as the library resolves them.
+ */
+function unresolvedAlias(doc: Document, node: Node, file: string, lc: LineCounter): ConfigError | undefined {
+  const anchors = new Set<string>();
+  let error: ConfigError | undefined;
+  visit(doc, {
+    Node(_, item, path) {
+      if (isAlias(item) && !anchors.has(item.source) && (item === node || path.includes(node))) {
+        const line = item.range ? lc.linePos(item.range[0]).line : undefined;
+        const field = visitedField([...path, item]) || '(top level)';
+        error = new ConfigError(`${file}:${line ?? '?'}: ${field}: alias *${item.source} names no anchor (&${item.source}) set before it`, file, line, field);
+        return visit.BREAK;
+      }
+      if (item.anchor) anchors.add(item.anchor);
+      return undefined;
+    },
+  });
+  return error;
+}
+
+/**
  * The plain value of `node`, its aliases (`*name`) resolved in `doc`: toJSON() without the
  * document left each one as {source: name}, refused as "must be string". An alias bomb (a
  * billion laughs) is refused by the yaml library's alias count, named as the file's.
  */
-function nodeValue(node: Node, doc: Document, file: string): unknown {
+function nodeValue(node: Node, doc: Document, file: string, lc: LineCounter): unknown {
+  const unresolved = unresolvedAlias(doc, node, file, lc);
+  if (unresolved) throw unresolved;
   try {
     return node.toJS(doc);
   } catch (err) {
@@ -243,7 +273,7 @@ export function parseConfig<S extends TSchema>(schema: S, text: string, file: st
   if (doc.errors.length > 0) throw syntaxError(doc.errors[0]!, doc, file, lc);
   // `at` validates one subtree (e.g. the `fleetcache:` key of spread.yaml), lines still exact.
   const node = at.length === 0 ? doc.contents : doc.getIn(at, true);
-  const value: unknown = (isNode(node) ? nodeValue(node, doc, file) : node) ?? {};
+  const value: unknown = (isNode(node) ? nodeValue(node, doc, file, lc) : node) ?? {};
   const validate = ajv.compile(schema);
   if (!validate(value)) {
     const first = validate.errors![0]!;

@@ -61,7 +61,20 @@ export function parseDuration(text: string | number): number {
   return ms;
 }
 
+/**
+ * Milliseconds as timers and undici take them: whole ("1.5ms" was accepted, and every miss
+ * then failed, undici refusing a timeout that is not an integer), and a duration longer than
+ * 0 at least 1 (never rounded to 0, which would mean no timeout).
+ */
+function wholeMs(ms: number): number {
+  return ms > 0 ? Math.max(1, Math.round(ms)) : ms;
+}
+
 function durationMs(text: string | number): number {
+  return wholeMs(exactDurationMs(text));
+}
+
+function exactDurationMs(text: string | number): number {
   if (typeof text === 'number') return text * 1000;
   const trimmed = text.trim();
   if (/^\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed) * 1000;

@@ -135,6 +135,14 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
   app.addHook('onResponse', async (request, reply) => {
     context.ledger.request(request.routeOptions.config.kind ?? 'other', request.method, reply.statusCode);
   });
+  // The answers held whole in memory (lists of bases, PUT results, run manifests, errors)
+  // count as they are sent; blobs stream, and blob-reply.ts counts them as they go. Not the
+  // monitoring's own reads (/-/stats, /-/metrics): a run's report would count its scrapes.
+  app.addHook('onSend', async (request, _reply, payload) => {
+    const kind = request.routeOptions.config.kind ?? 'other';
+    if (request.method !== 'HEAD' && kind !== 'ops' && (typeof payload === 'string' || Buffer.isBuffer(payload))) context.ledger.bytesOut(kind, Buffer.byteLength(payload));
+    return payload;
+  });
 
   // every request answered: nothing this process took is unknown to the next one after this
   app.addHook('onClose', async () => {

@@ -320,7 +320,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
         const stored = await httpPut<{ digest: string; size: number }>(joinUrl(options.origin, `${projectPath}/bases/${encodeURIComponent(id)}`), createReadStream(gzFile), {
           ...http,
           // Checked by the origin before the base is published (a body damaged on the way is refused).
-          headers: { 'content-type': 'application/gzip', 'x-fleetcache-digest': gz.digest },
+          headers: { 'content-type': 'application/gzip', 'content-length': String(gz.size), 'x-fleetcache-digest': gz.digest },
         });
         bytesSent += gz.size;
         if (stored.digest !== gz.digest) throw new DigestMismatchError(gz.digest, stored.digest);

@@ -1,6 +1,6 @@
 // A self-contained HTML page for a ledger: bars of bytes per link (actual against naive)
 // and the hit ratio of each cache, drawn as inline SVG (nothing loaded from elsewhere).
-import { BASELINE, coverageNote, linkFigures, lookupCounts, machinesText, type Ledger } from './ledger.js';
+import { BASELINE, coverageNote, interruptedNote, linkFigures, lookupCounts, machinesText, type Ledger } from './ledger.js';
 import { formatBytes } from '../config/units.js';
 
 function esc(s: string): string {
@@ -52,12 +52,13 @@ export function ledgerHtml(l: Ledger): string {
   const egress = actual === null
     ? 'unknown (the origin restarted during the run or could not be read)'
     : `<strong data-testid="origin-egress">${formatBytes(actual)}</strong>, ${share(actual)}`;
+  const interrupted = interruptedNote(l);
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>fleetcache — run ${esc(l.run)}</title>
 <style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}h1{font-size:1.4em}table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}</style>
 </head><body>
 <h1>Run ${esc(l.run)} of ${esc(l.project)}: ${esc(machinesText(l))}</h1>
-<p>Origin egress: ${egress}.</p>
+${interrupted ? `<p><strong>${esc(interrupted)}.</strong></p>\n` : ''}<p>Origin egress: ${egress}.</p>
 <p>${esc(BASELINE)}.</p>
 <h2>Bytes per link, actual against naive</h2>
 ${linkChart}

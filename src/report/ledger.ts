@@ -87,6 +87,8 @@ export interface Ledger {
   readonly caches: CacheFigures[];
   /** Origin egress of the run against its naive figure; actual null when the origin restarted or could not be read. */
   readonly originEgress: { actual: number | null; naive: number };
+  /** The run was stopped by a signal: the figures are those of the jobs that ran before it. Absent from a whole run's report. */
+  readonly interrupted?: { readonly signal: string; readonly abortedJobs: number };
 }
 
 /** What the runner knows of a run, beside the servers' counters. */
@@ -108,6 +110,10 @@ interface RunFigures {
   readonly machinesReused?: number;
   /** Bytes of the project the machines counted under ORIGIN_DIRECT pulled from the origin itself (every cache failed them). */
   readonly originPullBytes?: number;
+  /** Bytes of the assets those machines downloaded from the origin itself. */
+  readonly originAssetBytes?: number;
+  /** The signal that stopped the run, and the jobs it left aborted. */
+  readonly interrupted?: { readonly signal: string; readonly abortedJobs: number };
 }
 
 /** The servers a fleet configuration names: the origin, and each region's caches. */
@@ -260,6 +266,9 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
   // Machines that pulled from the origin itself: their bytes crossed the slow link once each.
   const direct = run.machinesByRegion[ORIGIN_DIRECT] ?? 0;
   if (direct > 0) links.push({ link: 'origin → machines (project, direct)', actualBytes: run.originPullBytes ?? 0, naiveBytes: direct * run.fullUploadBytes });
+  // and their assets, which no cache counted either
+  const directAssets = run.assetNaiveByRegion[ORIGIN_DIRECT] ?? 0;
+  if (directAssets > 0) links.push({ link: 'origin → machines (assets, direct)', actualBytes: run.originAssetBytes ?? 0, naiveBytes: directAssets });
   links.push({ link: 'machines → origin (artifacts)', actualBytes: run.artifactBytes, naiveBytes: run.artifactBytes });
   const [o0, o1] = [before.origin, after.origin];
   const originOut = o0 && o1 && o0.startedAt === o1.startedAt ? o1.totals.bytesOut - o0.totals.bytesOut : null;
@@ -268,7 +277,16 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
   // The runner's own artifacts (`run --artifacts`) come from the origin without a cache too: in the egress either way.
   const controllerNaive = Object.values(run.controllerBytesByCache ?? {}).reduce((a, b) => a + b, 0);
   const originNaive = [...regions].reduce((n, r) => n + naiveOf(r), controllerNaive);
-  return { run: run.run, project: run.project, machines, ...(run.machinesReused ? { reused: run.machinesReused } : {}), links, caches, originEgress: { actual: originOut, naive: originNaive } };
+  return {
+    run: run.run, project: run.project, machines, ...(run.machinesReused ? { reused: run.machinesReused } : {}), links, caches, originEgress: { actual: originOut, naive: originNaive },
+    ...(run.interrupted ? { interrupted: run.interrupted } : {}),
+  };
+}
+
+/** What a report of an interrupted run covers ("" for a whole run's). */
+export function interruptedNote(l: Ledger): string {
+  if (!l.interrupted) return '';
+  return `interrupted by ${l.interrupted.signal}, ${counted(l.interrupted.abortedJobs, 'job')} aborted: the figures are those of the jobs that ran before it, not the whole run's`;
 }
 
 /** One decimal; a share that rounds to zero is 0.0%, not -0.0% (a few bytes more than naive). */
@@ -319,8 +337,10 @@ export function formatLedger(l: Ledger): string {
   });
   const { actual, naive } = l.originEgress;
   const egress = actual === null ? '? (the origin restarted or could not be read)' : `${formatBytes(actual)} (${naive === 0 ? '-' : `${((100 * actual) / naive).toFixed(1)}% of naive`})`;
+  const interrupted = interruptedNote(l);
   return [
     `Transfer report of run ${l.run} (${l.project}, ${machinesText(l)}):`,
+    ...(interrupted ? [`  ${interrupted}`] : []),
     `  ${'link'.padEnd(width)} ${'actual'.padStart(11)} ${'naive'.padStart(11)} ${'saved'.padStart(8)}`,
     ...rows,
     ...caches,

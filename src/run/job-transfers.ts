@@ -38,6 +38,8 @@ export class JobTransfers {
   readonly controllerBytesByCache: Record<string, number> = {};
   /** Per region, the asset bytes the machines used, downloaded or from their cache folders: what they would have fetched without one. */
   readonly assetNaiveByRegion: Record<string, number> = {};
+  /** Per region, the asset bytes the machines downloaded (those of ORIGIN_DIRECT from the origin itself, counted by no cache). */
+  readonly assetBytesByRegion: Record<string, number> = {};
 
   constructor(options: JobTransfersOptions) {
     this.#o = options;
@@ -64,8 +66,10 @@ export class JobTransfers {
       ...(token ? { token } : {}),
     }, signal);
     for (const warning of Array.isArray(answer.warnings) ? answer.warnings : []) log.line(`WARNING: assets of ${job.name} (${machine.name}): ${String(warning)}`);
-    this.assetBytes += Number(answer.bytesDownloaded ?? 0);
-    this.assetNaiveByRegion[choice.region] = (this.assetNaiveByRegion[choice.region] ?? 0) + Number(answer.bytesDownloaded ?? 0) + Number(answer.bytesFromCache ?? 0);
+    const downloaded = Number(answer.bytesDownloaded ?? 0);
+    this.assetBytes += downloaded;
+    this.assetBytesByRegion[choice.region] = (this.assetBytesByRegion[choice.region] ?? 0) + downloaded;
+    this.assetNaiveByRegion[choice.region] = (this.assetNaiveByRegion[choice.region] ?? 0) + downloaded + Number(answer.bytesFromCache ?? 0);
   }
 
   async #artifacts(choice: CacheChoice, machine: Machine, job: Job): Promise<void> {

@@ -499,10 +499,12 @@ async function runJobs(
     fullUploadBytes: push.fullUploadBytes,
     machinesByRegion,
     originPullBytes,
+    originAssetBytes: transfers.assetBytesByRegion[ORIGIN_DIRECT] ?? 0,
     machinesReused: reused,
     assetNaiveByRegion: transfers.assetNaiveByRegion,
     artifactBytes: transfers.artifactBytes,
     controllerBytesByCache: transfers.controllerBytesByCache,
+    ...(interrupt?.received ? { interrupted: { signal: interrupt.received, abortedJobs: tally.aborted.length } } : {}),
   });
   return {
     tally,

@@ -1,9 +1,14 @@
 // `fleetcache assets add | upload | fetch` as real child processes (stdout not a TTY:
 // no progress bar, one tab-separated line per file).
 import t from 'tap';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { formatBytes } from '../../src/config/units.js';
+import { cliArgs } from '../helpers/processes.js';
 import { startOrigin } from '../helpers/origin.js';
 import { compress, makeTar, runCli, sha512 } from './helpers.js';
 
@@ -74,4 +79,20 @@ t.test('a record tooltool would skip is named by manifest file, line and record'
   t.equal(lenient.code, 0, lenient.stderr);
   t.equal(lenient.stdout, `here.txt\tpresent\t4\t0\t0\t-\t-\n`);
   t.equal(lenient.stderr, 'fleetcache: warning: lenient.tt:2: record 0 is not an object and is skipped (as tooltool does)\nfleetcache: warning: lenient.tt:3: record 1 is not an object and is skipped (as tooltool does)\n');
+});
+
+t.test('fetch on a terminal draws a bar per file with its size, known from the manifest', async (t) => {
+  const root = t.testdir({ dest: {} });
+  const origin = await startOrigin(t, { dataDir: join(root, 'origin') });
+  const content = randomBytes(192 * 1024);
+  await writeFile(join(root, 'big.bin'), content);
+  await writeFile(join(root, 'token'), `${origin.token}\n`);
+  t.equal((await runCli(t, ['assets', 'add', 'big.bin', '-m', 'manifest.tt'], root)).code, 0);
+  t.equal((await runCli(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url, '--token-file', 'token'], root)).code, 0);
+  // util-linux script: the CLI on a pseudo-terminal, what it draws on our stdout
+  const command = [process.execPath, ...cliArgs(['assets', 'fetch', '-m', join(root, 'manifest.tt'), '--url', origin.url, '--dest', join(root, 'dest')])]
+    .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
+    .join(' ');
+  const { stdout } = await promisify(execFile)('script', ['-qec', command, '/dev/null'], { env: { ...process.env, FLEETCACHE_LOG_LEVEL: 'warn' }, timeout: 60_000 });
+  t.match(stdout, `100% | ${formatBytes(content.length)} of ${formatBytes(content.length)}`);
 });

@@ -2,6 +2,8 @@
 // branch of a union (file, line, field, and every accepted form); sizes, durations, listen, URLs.
 import t from 'tap';
 import { parseCacheConfig, resolveCacheConfig } from '../../src/cache/config.js';
+import { fetchHash, startCache } from './harness.js';
+import { startUpstream } from './upstream-fixture.js';
 
 t.test('workers: a number, or auto for one per CPU; default 1', async (t) => {
   const base = 'upstream: http://127.0.0.1:9\n';
@@ -67,4 +69,14 @@ t.test('upstream and mirror URLs: http or https, checked with the file, line and
 
 t.test('a cache holds no write token: tokenFile is refused (it made the cache write for whoever reached it)', async (t) => {
   t.throws(() => parseCacheConfig('upstream: http://127.0.0.1:9\ntokenFile: /etc/fleetcache/token\n', 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: tokenFile: unknown field "tokenFile"' });
+});
+
+t.test('a timeout in fractions of a millisecond is taken to the whole millisecond: misses are served, not all failed', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const blob = up.addBlob(4096);
+  // 2.5 s and 60 s, each with half a millisecond more, in both spellings: ms and a number of seconds
+  const file = parseCacheConfig(`upstream: ${upUrl}\ntimeouts:\n  headers: 2500.5ms\n  body: 60.0005\n`, 'c.yaml');
+  const { url } = await startCache(t, file, t.testdir());
+  const got = await fetchHash(`${url}/cas/sha256/${blob.hex}`);
+  t.same([got.status, got.size], [200, blob.body.length], 'the miss is filled from the upstream');
 });

@@ -8,10 +8,10 @@ import { eventually } from '../helpers/wait.js';
 import { cacheWorkers, fetchHash } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';
 
-/** The value of a Prometheus metric's one series in the cache's /-/metrics (-1 when absent). */
-async function metric(url: string, name: string): Promise<number> {
+/** The value of a Prometheus metric's one series (the first with the label `having`) in the cache's /-/metrics (-1 when absent). */
+async function metric(url: string, name: string, having = ''): Promise<number> {
   const text = await (await request(`${url}/-/metrics`)).body.text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+  const line = text.split('\n').find((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && l.includes(having));
   return line === undefined ? -1 : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
@@ -59,4 +59,28 @@ t.test("what dead workers counted since the last scrape is in /-/metrics, as in 
   t.equal((await stats()).bytesServed, 8 * 4096, '/-/stats keeps the dead workers\' bytes');
   t.equal(await served(), 8 * 4096, 'and so does /-/metrics');
   t.equal(await metric(cache.url, 'fleetcache_cache_misses_total'), 8, 'and their misses');
+});
+
+t.test('the error answers and sendfile bytes of dead workers, counted since the last scrape, stay in /-/metrics', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'error' });
+  const primary = cache.child.pid!;
+  const workers = cacheWorkers(primary);
+  const badDigest = (): Promise<number> => metric(cache.url, 'fleetcache_cache_errors_total', 'code="FC_ERR_BAD_DIGEST"');
+  t.equal(await badDigest(), -1, 'scraped before any request: no error yet');
+  const blobs = Array.from({ length: 4 }, () => up.addBlob(1024 * 1024));
+  for (const b of blobs) {
+    for (const pass of ['miss', 'hit']) t.equal((await fetchHash(`${cache.url}/cas/sha256/${b.hex}`, {}, { fresh: true })).hash, b.hex, pass);
+  }
+  const refused = 6;
+  for (let i = 0; i < refused; i++) t.equal((await fetchHash(`${cache.url}/cas/sha256/not-a-digest-${i}`, {}, { fresh: true })).status, 400, 'refused by the cache itself');
+  const served = async (): Promise<number> => ((await (await request(`${cache.url}/-/stats`)).body.json()) as { total: { bytesServed: number } }).total.bytesServed;
+  await eventually('every answer counted', async () => (await served()) === 2 * 4 * 1024 * 1024);
+  // Past the 200 ms a worker's report waits for, with no scrape since the first.
+  await new Promise((resolve) => setTimeout(resolve, 600));
+  for (const pid of workers) rememberProcess(pid).kill('SIGKILL');
+  await eventually('both replaced', () => cacheWorkers(primary).filter((p) => !workers.includes(p)).length === 2, 30_000);
+  await eventually('the replacements listen', async () => (await served().catch(() => -1)) >= 0, 10_000);
+  t.equal(await badDigest(), refused, 'the dead workers\' error answers');
+  t.ok((await metric(cache.url, 'fleetcache_sendfile_bytes_total')) > 0, 'the bytes their hits sent by sendfile');
 });

@@ -9,7 +9,7 @@ import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
 import { cliArgs } from '../helpers/processes.js';
 
-const COMMANDS = ['demo', 'origin', 'run', 'report', 'cache', 'assets', 'list', 'artifacts', 'pack', 'delta', 'apply', 'push', 'pull'];
+const COMMANDS = ['demo', 'origin', 'run', 'report', 'cache', 'assets', 'list', 'artifacts', 'pack', 'delta', 'apply', 'push', 'pull', 'verify'];
 
 t.test('fleetcache --help lists every command', async (t) => {
   for (const args of [['--help'], ['help']]) {
@@ -26,6 +26,22 @@ t.test('--version and -V print the version alone', async (t) => {
     const { code, stdout } = await runCli([flag]);
     t.same([code, stdout], [EXIT.ok, `${version}\n`], flag);
   }
+});
+
+t.test('after a command, --version and -V print the version as --help prints its usage: not a missing required option or an unknown one', async (t) => {
+  const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  for (const name of COMMANDS.filter((c) => c !== 'assets')) {
+    for (const flag of ['--version', '-V']) {
+      const { code, stdout, stderr } = await runCli([name, flag]);
+      t.same([code, stdout, stderr], [EXIT.ok, `${version}\n`, ''], `${name} ${flag}`);
+    }
+  }
+  const sub = await runCli(['artifacts', 'get', '--version']);
+  t.same([sub.code, sub.stdout], [EXIT.ok, `${version}\n`], 'artifacts get --version');
+  // tooltool's own --version (the asset's version label) stays
+  const tooltool = await runCli(['assets', 'fetch', '--version']);
+  t.equal(tooltool.code, EXIT.usage);
+  t.match(tooltool.stderr, /option '--version <text>' argument missing/);
 });
 
 t.test('each command answers --help with its own usage', async (t) => {

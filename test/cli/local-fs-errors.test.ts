@@ -47,6 +47,23 @@ t.test('report --html, assets add -m, pull into a file, a data directory or base
   t.equal(readFileSync(p('afile'), 'utf8'), 'not a directory\n', 'the file is untouched');
 });
 
+t.test('a token file named on the command line that is missing: configuration (exit 3) for every command alike, naming it (docs/errors.md)', async (t) => {
+  const dir = t.testdir({ project: { f: 'x\n' } });
+  const missing = join(dir, 'no-token');
+  const commands: string[][] = [
+    ['push', join(dir, 'project'), '--project', 'x', '--origin', 'http://127.0.0.1:9', '--base-cache', join(dir, 'bases'), '--token-file', missing],
+    ['pull', join(dir, 'out'), '--project', 'x', '--run', 'r', '--from', 'http://127.0.0.1:9', '--token-file', missing],
+    ['artifacts', 'get', 'r/j', '--from', 'http://127.0.0.1:9', '--token-file', missing],
+    ['assets', 'upload', '-m', join(dir, 'm.tt'), '--url', 'http://127.0.0.1:9', '--token-file', missing],
+    ['origin', '--listen', '127.0.0.1:0', '--data', join(dir, 'origin'), '--token-file', missing],
+  ];
+  for (const args of commands) {
+    const got = await cliExit(args);
+    t.equal(got.code, 3, `${args[0]} ${args[1]}: exit 3`);
+    t.match(got.stderr, `fleetcache: error: ${missing}: cannot read token file`, `${args[0]}: names the file`);
+  }
+});
+
 t.test('unpackTar into an existing file or under one: a FleetError, not EEXIST', async (t) => {
   const dir = t.testdir({ afile: 'x' });
   await t.rejects(unpackTar(Readable.from([]), join(dir, 'afile')), { code: 'FC_ERR_USAGE', message: /target directory .*afile is not a directory/ });

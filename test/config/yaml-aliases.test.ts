@@ -55,3 +55,20 @@ t.test('an alias bomb is refused as the file\'s error, not expanded', async (t) 
   t.equal(code, EXIT.config, stderr);
   t.match(stderr, new RegExp(`^fleetcache: error: ${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: .*alias`, 'i'));
 });
+
+t.test('an alias naming no anchor set before it is refused naming the file, its line and its field', async (t) => {
+  const dir = t.testdir();
+  const cases = [
+    // no such anchor at all
+    { text: 'upstream: http://127.0.0.1:9\nmirrors:\n  m:\n    url: *nowhere\n', line: 4, field: 'mirrors.m.url', alias: 'nowhere' },
+    // the anchor comes after the alias
+    { text: 'upstream: http://127.0.0.1:9\nmirrors:\n  a:\n    url: *later\n  b:\n    url: &later http://127.0.0.1:9\n', line: 4, field: 'mirrors.a.url', alias: 'later' },
+  ];
+  for (const [i, c] of cases.entries()) {
+    const file = join(dir, `cache-${i}.yaml`);
+    writeFileSync(file, c.text);
+    const { code, stderr } = await runCli(['cache', '--config', file, '--listen', '127.0.0.1:0', '--data', join(dir, 'data')]);
+    t.equal(code, EXIT.config, stderr);
+    t.equal(stderr, `fleetcache: error: ${file}:${c.line}: ${c.field}: alias *${c.alias} names no anchor (&${c.alias}) set before it\n`);
+  }
+});

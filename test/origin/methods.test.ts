@@ -1,6 +1,7 @@
 // HEAD wherever GET is (RFC 9110 §9.1), and 405 with Allow for a method a path lacks
 // (§15.5.6), where an unknown path stays a 404.
 import t from 'tap';
+import { createHash } from 'node:crypto';
 import { request } from 'undici';
 import { startOrigin, type TestOrigin } from '../helpers/origin.js';
 import { uploadRunManifestBase } from '../helpers/run-manifest.js';
@@ -63,4 +64,24 @@ t.test('a method a path does not have is a 405 with Allow; an unknown path a 404
   t.equal((await call(origin, 'DELETE', '/nothing/here/at/all')).status, 404);
   const unknown = await call(origin, 'GET', '/nothing/here/at/all');
   t.same([unknown.status, unknown.headers['cache-control']], [404, 'no-store'], 'an error, kept by no cache, as every other');
+});
+
+t.test('the bases list, the answers to uploads and error answers count in the bytes sent, as they are sent', async (t) => {
+  const origin = await startOrigin(t);
+  const auth = { authorization: `Bearer ${origin.token}` };
+  const sentOut = async (): Promise<number> => (JSON.parse((await call(origin, 'GET', '/-/stats')).body) as { totals: { bytesOut: number } }).totals.bytesOut;
+  const before = await sentOut();
+  let received = 0;
+  const send = async (method: string, path: string, body?: string): Promise<void> => {
+    const res = await request(`${origin.url}${path}`, { method, headers: auth, ...(body === undefined ? {} : { body }) });
+    const text = await res.body.text();
+    t.ok(text.length > 0, `${method} ${path}: ${res.statusCode} with a body`);
+    received += Buffer.byteLength(text);
+  };
+  const blob = 'a delta';
+  await send('PUT', `/cas/sha256/${createHash('sha256').update(blob).digest('hex')}`, blob);
+  await send('PUT', '/projects/p/bases/b1', 'a base');
+  await send('GET', '/projects/p/bases/');
+  await send('GET', '/projects/p/runs/none'); // a 404's JSON
+  t.equal(await sentOut(), before + received, 'every body byte the client received, and no more');
 });

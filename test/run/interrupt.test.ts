@@ -7,6 +7,7 @@ import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RunLog } from '../../src/run/report.js';
 import { discardKeptMachines } from '../../src/run/discard.js';
+import { runCli } from '../helpers/cli.js';
 import { cliArgs, isAlive, rememberProcess, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -68,6 +69,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     await eventually("the task's sleep was killed (and reaped)", () => !isAlive(pid));
     t.same(await machinesOf(dir), [], 'the machine directory is removed');
     t.same(await readdir(join(dir, 'cache', 'running')).catch(() => []), [], 'no machine left on record');
+    // the run's transfer report says it was cut short
+    const [report] = await readdir(join(dir, 'cache', 'reports'));
+    const ledger = JSON.parse(await readFile(join(dir, 'cache', 'reports', report!), 'utf8')) as { interrupted?: unknown };
+    t.same(ledger.interrupted, { signal, abortedJobs: 2 }, 'the report is marked as interrupted');
+    const shown = await runCli(['report', '--data', join(dir, 'cache')]);
+    t.match(shown.stdout, `interrupted by ${signal}, 2 jobs aborted: the figures are those of the jobs that ran before it`, 'and fleetcache report says so');
   });
 }
 

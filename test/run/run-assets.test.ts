@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatManifest } from '../../src/assets/manifest.js';
 import { uploadAssets } from '../../src/assets/upload.js';
@@ -98,4 +98,21 @@ t.test('a -reuse run whose machines pulled nothing: the assets they used are the
   t.equal(machines?.naiveBytes, tool.length, 'its asset is the naive bytes of its region');
   t.equal(result.ledger.originEgress.naive, tool.length, 'and of the origin\'s egress');
   t.equal(await discardKeptMachines({ cwd: dir, dataRoot: join(dir, 'cache'), log: new RunLog(() => undefined) }), 1, 'the machine discarded');
+});
+
+t.test('machines with no cache fetch their assets from the origin itself: counted on a link of their own in the report', async (t) => {
+  const backend = ['backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:'];
+  const dir = await project(t, spreadYaml('assets-direct', backend), { 's/t': 'summary: uses a tool\nassets: manifest.tt\nexecute: test -s tool.bin\n' });
+  const tool = randomBytes(64 * 1024);
+  const { fleetFile, tokenFile, manifest } = await assetFleet(t, dir, tool);
+  await writeFile(join(dir, 's/t/manifest.tt'), manifest);
+  // the same origin, no cache: every machine goes to the origin itself
+  const origin = /^origin: (\S+)$/m.exec(await readFile(fleetFile, 'utf8'))![1]!;
+  await writeFile(fleetFile, `origin: ${origin}\ndispatchDelay: 0s\n`);
+  const { result, out } = await run(dir, [], { fleetFile, tokenFile });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true, 'the task ran with its asset');
+  t.equal(result.assetBytes, tool.length, 'the machine downloaded it');
+  const link = result.ledger.links.find((l) => l.link === 'origin → machines (assets, direct)');
+  t.same(link, { link: 'origin → machines (assets, direct)', actualBytes: tool.length, naiveBytes: tool.length }, 'on a link of the report');
 });

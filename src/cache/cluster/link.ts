@@ -97,6 +97,8 @@ export class ClusterLink {
       this.#outbox.push({ t: 'leading', fills: leading });
     }
     this.#outbox.flush();
+    // A registry that cannot be read is left unreported: the last one read stands.
+    void this.#metricsJson().then((metrics) => this.#outbox.push({ t: 'counters', metrics }), () => undefined);
   }
 
   /** A fill this worker leads started or ended: the count goes with the next flush. */

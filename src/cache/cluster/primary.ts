@@ -48,7 +48,7 @@ const RESTART_LIMIT_WINDOW_MS = 60_000;
 const WATCH_MS = 5_000;
 const PING_REQ = 0;
 
-/** A worker of the primary's, with its tallies as last reported (`tally`), its metrics as last scraped (`metrics`). */
+/** A worker of the primary's, with its tallies as last reported (`tally`), its metrics as last scraped or reported (`metrics`). */
 interface LiveWorker {
   worker: Worker;
   outbox: Outbox<PrimaryMessage>;
@@ -289,6 +289,11 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
         return failed(new FleetError(m.code, m.message));
       case 'metrics-json':
         return asking.get(m.req)?.(id, m.metrics);
+      case 'counters': {
+        const w = live.get(id);
+        if (w) w.metrics = m.metrics;
+        return;
+      }
       case 'totals':
       case 'tally': {
         const w = live.get(id);
@@ -354,7 +359,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       live.delete(worker.id);
       if (stopping) return;
       if (last) addTallies(retired, lastCounts(last.tally, last.metrics));
-      // Its counters as last scraped stay in the sums: Prometheus would take a drop for a reset.
+      // Its counters as last scraped or reported stay in the sums: Prometheus would take a drop for a reset.
       if (last?.metrics) retiredCounters = addCounters(retiredCounters, last.metrics);
       if (!started) return failed(new FleetError('FC_ERR_INTERNAL', `cache worker ${worker.id} exited (${signal ?? `code ${code}`}) before listening`));
       workersLost++;

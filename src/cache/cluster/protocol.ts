@@ -33,6 +33,8 @@ export type WorkerMessage =
   | { readonly t: 'metrics-json'; readonly req: number; readonly metrics: MetricsJson }
   /** The worker's tallies so far, sent with each batch of reports: what still counts of a worker that dies. */
   | { readonly t: 'totals'; readonly kinds: Record<string, KindTally> }
+  /** The worker's registry, sent after each batch of reports: its other counters (errors, sendfile, CPU) still count when it dies. */
+  | { readonly t: 'counters'; readonly metrics: MetricsJson }
   /** The worker could not start (build or listen): the primary stops the cache with this error. */
   | { readonly t: 'failed'; readonly code: ErrorCode; readonly message: string };
 

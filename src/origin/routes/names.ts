@@ -274,7 +274,6 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
     reply.header('etag', etag).header('cache-control', nameCacheControl(ctx)).type('application/json');
     if (unchanged) return reply.removeHeader('content-type').code(304).send(); // no representation metadata (RFC 9110 §15.4.5)
     // HEAD (fastify's, server.ts) runs this too: the same headers, no body sent.
-    if (request.method === 'GET') ctx.ledger.bytesOut('projects', Buffer.byteLength(text));
     return reply.send(text);
   });
 }
