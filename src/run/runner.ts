@@ -325,6 +325,18 @@ async function runJobs(
     // kept, not discarded: its connections still close (an open SSH client keeps the process alive)
     await machine.close().catch(() => undefined);
   };
+  /**
+   * Discards a machine once: a failed discard is logged and the machine stays on record for
+   * `run --discard` (never retried here, as an adhoc discard script may have done part of its work).
+   */
+  const discardMachine = async (machine: Machine, label: string, line = `Discarding ${label}...`): Promise<void> => {
+    const record = machine.record();
+    log.line(line);
+    await machine.discard().then(
+      () => running.remove(record),
+      (err: Error) => log.line(`Error discarding ${label}: ${err.message}`),
+    );
+  };
   const result = await runWorkers<MachineSession>(
     queue,
     plan,
@@ -372,17 +384,15 @@ async function runJobs(
         }
         // on record before anything runs on it: a runner killed from now on leaves it to `run --discard`
         await running.add(machine.record());
+        // allocated after a wait (a shared ssh host, retries) while the others ran every job:
+        // the project is not sent to a machine that would run nothing
+        if (!kept && !signal.aborted && !needed()) {
+          await discardMachine(machine, label, `Discarding ${label}: the jobs of ${sys} were all taken while it was allocated.`);
+          return undefined;
+        }
         try {
           // interrupted while it was being allocated or taken back: discarded below, nothing sent
           signal.throwIfAborted();
-          // allocated after a wait (a shared ssh host, retries) while the others ran every job:
-          // the project is not sent to a machine that would run nothing
-          if (!kept && !needed()) {
-            log.line(`Discarding ${label}: the jobs of ${sys} were all taken while it was allocated.`);
-            await machine.discard();
-            await running.remove(machine.record());
-            return undefined;
-          }
           log.line(`Connecting to ${label}...`);
           // a system naming no region takes the fleet's default, which may be auto too
           const region = jobRegion(job) ?? fleet.defaultRegion;
@@ -428,10 +438,7 @@ async function runJobs(
           // cannot send the project to), and so does any machine of a stopping run that keeps them
           const keeping = kept || signal.aborted ? keepingWhy() : undefined;
           if (keeping !== undefined) await keepMachine(machine, label, keeping);
-          else {
-            log.line(`Discarding ${label}...`);
-            await machine.discard().then(() => running.remove(machine.record()), () => undefined);
-          }
+          else await discardMachine(machine, label);
           // cut short by the interrupt or -abend: the run has said why it stops (onFailure)
           throw signal.aborted ? signal.reason : err;
         }
@@ -444,17 +451,9 @@ async function runJobs(
           await session.finish();
         } finally {
           // discard or keep even when a restore could not run
-          const record = session.machine.record();
           const keeping = keepingWhy();
           if (keeping !== undefined) await keepMachine(session.machine, session.label, keeping);
-          else {
-            log.line(`Discarding ${session.label}...`);
-            // a machine that could not be discarded stays on record for `run --discard`
-            await session.machine.discard().then(
-              () => running.remove(record),
-              (err: Error) => log.line(`Error discarding ${session.label}: ${err.message}`),
-            );
-          }
+          else await discardMachine(session.machine, session.label);
         }
       },
       async load(session) {
