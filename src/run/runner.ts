@@ -321,7 +321,8 @@ async function runJobs(
     pool!.keep(record);
     kept.push(record);
     providers.get(record.backend)?.keep?.(machine);
-    log.line(`Keeping ${label} at ${machine.address}${why}.`);
+    // spread's words, no closing period
+    log.line(`Keeping ${label} at ${machine.address}${why}`);
     // kept, not discarded: its connections still close (an open SSH client keeps the process alive)
     await machine.close().catch(() => undefined);
   };

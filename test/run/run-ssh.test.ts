@@ -254,7 +254,7 @@ t.test('the CLI exits after keeping its ssh machine (--reuse), and a host serves
   const cli = (args: string[]) => spawnSync(process.execPath, cliArgs(['run', '--data', join(base, 'cache'), ...args]), { cwd: dir, encoding: 'utf8', timeout: 90_000 });
   const kept = cli(['--reuse']);
   t.equal(kept.status, 0, `run --reuse exits by itself (an open SSH client kept it alive)${kept.error ? `: ${kept.error.message}` : ''}`);
-  t.match(kept.stdout + kept.stderr, /Keeping lab:debian-12 at 127\.0\.0\.1:\d+\./);
+  t.match(kept.stdout + kept.stderr, /Keeping lab:debian-12 at 127\.0\.0\.1:\d+\n/);
   t.equal(cli(['--discard']).status, 0, 'its machine discarded');
   // the host has the kept run's tree at the project path (discarding an ssh machine leaves it)
   const res = cli([]);
