@@ -4,6 +4,7 @@
 import type { Machine } from '../backends/backend.js';
 import { PASSING_CODES } from '../url-passes.js';
 import { redactUrl } from '../redact-url.js';
+import { shellQuote } from './agent-client.js';
 import type { FleetConfig } from './fleet.js';
 
 export interface CacheChoice {
@@ -46,10 +47,12 @@ export function unservedRegions(fleet: FleetConfig, regions: ReadonlyArray<strin
 }
 
 /** Measures, on the machine, the time of one GET /-/healthz to each cache (curl), fastest first. */
-export async function measuredOrder(machine: Machine, fleet: FleetConfig & { origin: string }): Promise<CacheChoice> {
+export async function measuredOrder(machine: Machine, fleet: Pick<FleetConfig, 'regions'> & { origin: string }): Promise<CacheChoice> {
   const caches = Object.entries(fleet.regions).flatMap(([region, r]) => r.caches.map((url) => ({ region, url })));
+  // the URLs come from configuration: each is one quoted word (a quote, `$` or space in one
+  // runs nothing), and curl takes no `[` or `{` in it for a glob (-g)
   const script = caches
-    .map((c) => `printf '%s\\n' "$(curl -s -o /dev/null -m 3 -w '%{http_code} %{time_total}' '${c.url}/-/healthz' || echo 000 9)"`)
+    .map((c) => `printf '%s\\n' "$(curl -s -g -o /dev/null -m 3 -w '%{http_code} %{time_total}' ${shellQuote(`${c.url}/-/healthz`)} || echo 000 9)"`)
     .join('\n');
   // from /: the project path, a script's default directory, is not made yet on a new machine (cd fails, nothing is measured)
   const res = await machine.exec(script, { trace: false, cwd: '/' });
