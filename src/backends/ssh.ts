@@ -175,8 +175,31 @@ export function keyFiles(options: SshOptions, projectRoot: string): string[] {
   return options.hosts.flatMap((h) => (h.key ? [resolve(projectRoot, h.key)] : []));
 }
 
+/**
+ * Refuses two entries of one host however they are written (`h` and `h:22`, `h` with
+ * `port: 2222` and `h:2222`, `H` and `h`): each entry is a machine that serves one job at a
+ * time, so two would put two of the run's machines on one host at once, each emptying the
+ * project path under the other. A name and its address cannot be told apart here (no lookup).
+ */
+function checkDistinctHosts(hosts: readonly Host[]): void {
+  const seen = new Map<string, number>();
+  hosts.forEach((h, i) => {
+    let endpoint: string;
+    try {
+      const { host: hostname, port } = splitAddress(h.address, h.port ?? 22);
+      endpoint = `${hostname.toLowerCase()}:${port}`;
+    } catch (err) {
+      throw new ConfigError(errorMessage(err), undefined, undefined, `hosts.${i}.address`);
+    }
+    const first = seen.get(endpoint);
+    if (first !== undefined) throw new ConfigError(`the same host as hosts.${first} (${endpoint}): a host serves one machine at a time; list it once, with every system it serves`, undefined, undefined, `hosts.${i}`);
+    seen.set(endpoint, i);
+  });
+}
+
 export function verify(options: SshOptions): void {
   rebootSettings(options);
+  checkDistinctHosts(options.hosts);
 }
 
 export function create(name: string, options: SshOptions, ctx: BackendContext): Provider {
