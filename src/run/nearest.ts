@@ -46,8 +46,11 @@ export function unservedRegions(fleet: FleetConfig, regions: ReadonlyArray<strin
     .map((region) => `WARNING: region ${region} has no cache in the fleet configuration (regions: ${known.join(', ') || 'none'}); its machines pull through the other regions' caches, then the origin.`);
 }
 
-/** Measures, on the machine, the time of one GET /-/healthz to each cache (curl), fastest first. */
-export async function measuredOrder(machine: Machine, fleet: Pick<FleetConfig, 'regions'> & { origin: string }): Promise<CacheChoice> {
+/**
+ * Measures, on the machine, the time of one GET /-/healthz to each cache (curl), fastest
+ * first. Aborting `signal` (the run interrupted) kills the measuring script and throws.
+ */
+export async function measuredOrder(machine: Machine, fleet: Pick<FleetConfig, 'regions'> & { origin: string }, signal?: AbortSignal): Promise<CacheChoice> {
   const caches = Object.entries(fleet.regions).flatMap(([region, r]) => r.caches.map((url) => ({ region, url })));
   // the URLs come from configuration: each is one quoted word (a quote, `$` or space in one
   // runs nothing), and curl takes no `[` or `{` in it for a glob (-g)
@@ -55,7 +58,8 @@ export async function measuredOrder(machine: Machine, fleet: Pick<FleetConfig, '
     .map((c) => `printf '%s\\n' "$(curl -s -g -o /dev/null -m 3 -w '%{http_code} %{time_total}' ${shellQuote(`${c.url}/-/healthz`)} || echo 000 9)"`)
     .join('\n');
   // from /: the project path, a script's default directory, is not made yet on a new machine (cd fails, nothing is measured)
-  const res = await machine.exec(script, { trace: false, cwd: '/' });
+  const res = await machine.exec(script, { trace: false, cwd: '/', ...(signal ? { signal } : {}) });
+  signal?.throwIfAborted();
   const lines = res.output.trim().split('\n');
   const timed = caches
     .map((c, i) => {

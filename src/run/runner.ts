@@ -398,9 +398,9 @@ async function runJobs(
             log.line(`Connecting to ${label}...`);
             // a system naming no region takes the fleet's default, which may be auto too
             const region = jobRegion(job) ?? fleet.defaultRegion;
-            const choice = unreachable.order(region === 'auto' ? await measuredOrder(machine, fleet) : staticOrder(fleet, region));
+            const choice = unreachable.order(region === 'auto' ? await measuredOrder(machine, fleet, signal) : staticOrder(fleet, region));
             const workDir = agentWorkDir(machine);
-            const agent = await installAgent(machine, o.agentBundle);
+            const agent = await installAgent(machine, o.agentBundle, signal);
             // spread's lines, once the machine has run its first commands (caches measured, the agent installed)
             log.line(`Connected to ${label} at ${machine.address}.`);
             log.line(`Machine ${label} at ${machine.address} pulls through ${redactUrl(choice.urls[0]!)} (${choice.how}).`);
