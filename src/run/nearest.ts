@@ -4,7 +4,6 @@
 import type { Machine } from '../backends/backend.js';
 import { PASSING_CODES } from '../url-passes.js';
 import { redactUrl } from '../redact-url.js';
-import { shellQuote } from './agent-client.js';
 import type { FleetConfig } from './fleet.js';
 
 export interface CacheChoice {
@@ -46,16 +45,26 @@ export function unservedRegions(fleet: FleetConfig, regions: ReadonlyArray<strin
     .map((region) => `WARNING: region ${region} has no cache in the fleet configuration (regions: ${known.join(', ') || 'none'}); its machines pull through the other regions' caches, then the origin.`);
 }
 
+/** Ends the here-document of a measure's curl config; no line of it can match (each starts with `url = "`). */
+const URL_END = 'FLEETCACHE_CACHE_URL';
+
+/** `text` as a double-quoted string of a curl config file (its escapes: backslash, quote, line breaks). */
+function curlConfigString(text: string): string {
+  return `"${text.replace(/[\\"]/g, '\\$&').replace(/\n/g, '\\n').replace(/\r/g, '\\r')}"`;
+}
+
 /**
  * Measures, on the machine, the time of one GET /-/healthz to each cache (curl), fastest
  * first. Aborting `signal` (the run interrupted) kills the measuring script and throws.
  */
 export async function measuredOrder(machine: Machine, fleet: Pick<FleetConfig, 'regions'> & { origin: string }, signal?: AbortSignal): Promise<CacheChoice> {
   const caches = Object.entries(fleet.regions).flatMap(([region, r]) => r.caches.map((url) => ({ region, url })));
-  // the URLs come from configuration: each is one quoted word (a quote, `$` or space in one
-  // runs nothing), and curl takes no `[` or `{` in it for a glob (-g)
+  // The URLs come from configuration: each goes to curl in a config read from a quoted
+  // here-document, never on its command line, where a quote, `$` or space in it would be
+  // shell syntax and `ps` would show a password in it to every user of the machine; curl
+  // takes no `[` or `{` in it for a glob (-g).
   const script = caches
-    .map((c) => `printf '%s\\n' "$(curl -s -g -o /dev/null -m 3 -w '%{http_code} %{time_total}' ${shellQuote(`${c.url}/-/healthz`)} || echo 000 9)"`)
+    .map((c) => `printf '%s\\n' "$(curl -s -g -o /dev/null -m 3 -w '%{http_code} %{time_total}' -K - <<'${URL_END}' || echo 000 9\nurl = ${curlConfigString(`${c.url}/-/healthz`)}\n${URL_END}\n)"`)
     .join('\n');
   // from /: the project path, a script's default directory, is not made yet on a new machine (cd fails, nothing is measured)
   const res = await machine.exec(script, { trace: false, cwd: '/', ...(signal ? { signal } : {}) });
