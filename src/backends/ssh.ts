@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
-import { ConfigError, errorMessage } from '../errors.js';
+import { ConfigError, errorMessage, UpstreamError } from '../errors.js';
 import { holdingNothing, NoMachineLeft, type AllocateOptions, type BackendContext, type Idle, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
 import { SshMachine, splitAddress } from './ssh-machine.js';
 import { rebootKeys, rebootSettings } from './ssh-reboot.js';
@@ -152,6 +152,9 @@ class SshProvider implements Provider {
   async reuse(record: MachineRecord, system: SystemSpec): Promise<Machine> {
     const h = this.#hostOf(record.address);
     if (!h) throw new ConfigError(`backend ${this.name}: reused host ${record.address} is not in its hosts list`);
+    // a host that serves several systems may have gone to another system's worker of this
+    // run: as spread's reserve, the kept machine is not taken back onto it (it stays kept)
+    if (this.#busy.has(h)) throw new UpstreamError(`host ${addressOf(h)} of backend ${this.name} serves another machine of this run`);
     this.#busy.add(h);
     try {
       return await this.#connect(h, system);
