@@ -63,8 +63,8 @@ export interface Executor {
    * from stdin. Resolves with its exit status; rejects when it cannot be started.
    */
   shell(options?: ShellOptions): Promise<number>;
-  /** Writes a stream or local file to a path on the machine (parents created). */
-  upload(source: Readable | string, remotePath: string, mode?: number): Promise<void>;
+  /** Writes a stream or local file to a path on the machine (parents created); aborting `signal` cuts it. */
+  upload(source: Readable | string, remotePath: string, mode?: number, signal?: AbortSignal): Promise<void>;
   /** Releases connections (not the machine). */
   close(): Promise<void>;
 }

@@ -135,11 +135,11 @@ export class LocalExecutor implements Executor {
     });
   }
 
-  async upload(source: Readable | string, remotePath: string, mode?: number): Promise<void> {
+  async upload(source: Readable | string, remotePath: string, mode?: number, signal?: AbortSignal): Promise<void> {
     const target = this.#path(remotePath);
     await mkdir(dirname(target), { recursive: true });
     const input = typeof source === 'string' ? createReadStream(source) : source;
-    await pipeline(input, createWriteStream(target, mode === undefined ? {} : { mode }));
+    await pipeline(input, createWriteStream(target, mode === undefined ? {} : { mode }), signal ? { signal } : {});
   }
 
   async close(): Promise<void> {}

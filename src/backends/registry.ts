@@ -71,7 +71,7 @@ export function checkBackend(type: string, options: unknown): BackendProblem | n
   try {
     t.verify?.(options);
   } catch (err) {
-    if (err instanceof ConfigError) return { field: err.field ? [err.field] : [], message: err.message };
+    if (err instanceof ConfigError) return { field: err.field ? err.field.split('.') : [], message: err.message };
     throw err;
   }
   return null;

@@ -58,8 +58,8 @@ export class SshMachine implements Machine {
     return this.#client.shell(options);
   }
 
-  upload(source: Readable | string, remotePath: string, mode?: number): Promise<void> {
-    return this.#client.upload(source, remotePath, mode);
+  upload(source: Readable | string, remotePath: string, mode?: number, signal?: AbortSignal): Promise<void> {
+    return this.#client.upload(source, remotePath, mode, signal);
   }
 
   close(): Promise<void> {

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
-import { ConfigError, errorMessage } from '../errors.js';
+import { ConfigError, errorMessage, UpstreamError } from '../errors.js';
 import { holdingNothing, NoMachineLeft, type AllocateOptions, type BackendContext, type Idle, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
 import { SshMachine, splitAddress } from './ssh-machine.js';
 import { rebootKeys, rebootSettings } from './ssh-reboot.js';
@@ -152,6 +152,9 @@ class SshProvider implements Provider {
   async reuse(record: MachineRecord, system: SystemSpec): Promise<Machine> {
     const h = this.#hostOf(record.address);
     if (!h) throw new ConfigError(`backend ${this.name}: reused host ${record.address} is not in its hosts list`);
+    // a host that serves several systems may have gone to another system's worker of this
+    // run: as spread's reserve, the kept machine is not taken back onto it (it stays kept)
+    if (this.#busy.has(h)) throw new UpstreamError(`host ${addressOf(h)} of backend ${this.name} serves another machine of this run`);
     this.#busy.add(h);
     try {
       return await this.#connect(h, system);
@@ -175,8 +178,31 @@ export function keyFiles(options: SshOptions, projectRoot: string): string[] {
   return options.hosts.flatMap((h) => (h.key ? [resolve(projectRoot, h.key)] : []));
 }
 
+/**
+ * Refuses two entries of one host however they are written (`h` and `h:22`, `h` with
+ * `port: 2222` and `h:2222`, `H` and `h`): each entry is a machine that serves one job at a
+ * time, so two would put two of the run's machines on one host at once, each emptying the
+ * project path under the other. A name and its address cannot be told apart here (no lookup).
+ */
+function checkDistinctHosts(hosts: readonly Host[]): void {
+  const seen = new Map<string, number>();
+  hosts.forEach((h, i) => {
+    let endpoint: string;
+    try {
+      const { host: hostname, port } = splitAddress(h.address, h.port ?? 22);
+      endpoint = `${hostname.toLowerCase()}:${port}`;
+    } catch (err) {
+      throw new ConfigError(errorMessage(err), undefined, undefined, `hosts.${i}.address`);
+    }
+    const first = seen.get(endpoint);
+    if (first !== undefined) throw new ConfigError(`the same host as hosts.${first} (${endpoint}): a host serves one machine at a time; list it once, with every system it serves`, undefined, undefined, `hosts.${i}`);
+    seen.set(endpoint, i);
+  });
+}
+
 export function verify(options: SshOptions): void {
   rebootSettings(options);
+  checkDistinctHosts(options.hosts);
 }
 
 export function create(name: string, options: SshOptions, ctx: BackendContext): Provider {

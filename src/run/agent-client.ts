@@ -29,9 +29,10 @@ export function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-export async function installAgent(machine: Machine, bundle: string): Promise<string> {
+/** Uploads the agent; aborting `signal` (the run interrupted) cuts the transfer. */
+export async function installAgent(machine: Machine, bundle: string, signal?: AbortSignal): Promise<string> {
   const remote = agentPath(machine);
-  await machine.upload(bundle, remote, 0o644);
+  await machine.upload(bundle, remote, 0o644, signal);
   return remote;
 }
 

@@ -45,14 +45,30 @@ export function unservedRegions(fleet: FleetConfig, regions: ReadonlyArray<strin
     .map((region) => `WARNING: region ${region} has no cache in the fleet configuration (regions: ${known.join(', ') || 'none'}); its machines pull through the other regions' caches, then the origin.`);
 }
 
-/** Measures, on the machine, the time of one GET /-/healthz to each cache (curl), fastest first. */
-export async function measuredOrder(machine: Machine, fleet: FleetConfig & { origin: string }): Promise<CacheChoice> {
+/** Ends the here-document of a measure's curl config; no line of it can match (each starts with `url = "`). */
+const URL_END = 'FLEETCACHE_CACHE_URL';
+
+/** `text` as a double-quoted string of a curl config file (its escapes: backslash, quote, line breaks). */
+function curlConfigString(text: string): string {
+  return `"${text.replace(/[\\"]/g, '\\$&').replace(/\n/g, '\\n').replace(/\r/g, '\\r')}"`;
+}
+
+/**
+ * Measures, on the machine, the time of one GET /-/healthz to each cache (curl), fastest
+ * first. Aborting `signal` (the run interrupted) kills the measuring script and throws.
+ */
+export async function measuredOrder(machine: Machine, fleet: Pick<FleetConfig, 'regions'> & { origin: string }, signal?: AbortSignal): Promise<CacheChoice> {
   const caches = Object.entries(fleet.regions).flatMap(([region, r]) => r.caches.map((url) => ({ region, url })));
+  // The URLs come from configuration: each goes to curl in a config read from a quoted
+  // here-document, never on its command line, where a quote, `$` or space in it would be
+  // shell syntax and `ps` would show a password in it to every user of the machine; curl
+  // takes no `[` or `{` in it for a glob (-g).
   const script = caches
-    .map((c) => `printf '%s\\n' "$(curl -s -o /dev/null -m 3 -w '%{http_code} %{time_total}' '${c.url}/-/healthz' || echo 000 9)"`)
+    .map((c) => `printf '%s\\n' "$(curl -s -g -o /dev/null -m 3 -w '%{http_code} %{time_total}' -K - <<'${URL_END}' || echo 000 9\nurl = ${curlConfigString(`${c.url}/-/healthz`)}\n${URL_END}\n)"`)
     .join('\n');
   // from /: the project path, a script's default directory, is not made yet on a new machine (cd fails, nothing is measured)
-  const res = await machine.exec(script, { trace: false, cwd: '/' });
+  const res = await machine.exec(script, { trace: false, cwd: '/', ...(signal ? { signal } : {}) });
+  signal?.throwIfAborted();
   const lines = res.output.trim().split('\n');
   const timed = caches
     .map((c, i) => {

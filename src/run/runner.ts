@@ -321,9 +321,22 @@ async function runJobs(
     pool!.keep(record);
     kept.push(record);
     providers.get(record.backend)?.keep?.(machine);
-    log.line(`Keeping ${label} at ${machine.address}${why}.`);
+    // spread's words, no closing period
+    log.line(`Keeping ${label} at ${machine.address}${why}`);
     // kept, not discarded: its connections still close (an open SSH client keeps the process alive)
     await machine.close().catch(() => undefined);
+  };
+  /**
+   * Discards a machine once: a failed discard is logged and the machine stays on record for
+   * `run --discard` (never retried here, as an adhoc discard script may have done part of its work).
+   */
+  const discardMachine = async (machine: Machine, label: string, line = `Discarding ${label}...`): Promise<void> => {
+    const record = machine.record();
+    log.line(line);
+    await machine.discard().then(
+      () => running.remove(record),
+      (err: Error) => log.line(`Error discarding ${label}: ${err.message}`),
+    );
   };
   const result = await runWorkers<MachineSession>(
     queue,
@@ -336,104 +349,105 @@ async function runJobs(
         const label = workerLabel(w);
         // evaluated as spread does ($VAR and $(HOST:) from the project and backend environments)
         const spec = { name: w.system, username: fields.usernames.get(sys) || undefined, password: fields.passwords.get(sys) || undefined };
-        // the record of the machine taken back, if one could be
-        let kept: MachineRecord | undefined;
-        let machine: Machine | undefined;
-        while (o.reuse && !machine) {
-          const record = pool?.take(w.backend, w.system);
-          if (!record) break;
-          log.line(`Reusing ${label} at ${record.address}...`);
-          try {
-            machine = await provider.reuse(record, spec);
-            kept = record;
-          } catch (err) {
-            // as spread: the record stays on file until a discard succeeds, and another machine is tried
-            log.line(`Cannot reuse ${label} at ${record.address}: ${errorMessage(err)}`);
-            pool!.keep(record);
+        for (;;) {
+          // the record of the machine taken back, if one could be
+          let kept: MachineRecord | undefined;
+          let machine: Machine | undefined;
+          while (o.reuse && !machine) {
+            const record = pool?.take(w.backend, w.system);
+            if (!record) break;
+            log.line(`Reusing ${label} at ${record.address}...`);
+            try {
+              machine = await provider.reuse(record, spec);
+              kept = record;
+            } catch (err) {
+              // as spread: the record stays on file until a discard succeeds, and another machine is tried
+              log.line(`Cannot reuse ${label} at ${record.address}: ${errorMessage(err)}`);
+              pool!.keep(record);
+            }
           }
-        }
-        // spread allocates none under -reuse for a system with kept machines: a worker that
-        // gets none of them (all taken by other workers, or unusable) stops, and its jobs go
-        // to the others (or are aborted); `run --discard` releases unusable ones
-        if (!machine && o.reuse && pool!.hadKept(w.backend, w.system)) {
-          log.line(`Not allocating ${label}: -reuse, and the kept machines of ${sys} are taken or cannot be reused.`);
-          return undefined;
-        }
-        if (!machine) {
-          log.line(`Allocating ${label}...`);
-          try {
-            machine = await provider.allocate(spec, { signal, idle });
-          } catch (err) {
-            if (!(err instanceof NoMachineLeft)) throw err;
-            log.line(`Not allocating ${label}: ${err.message}.`);
+          // spread allocates none under -reuse for a system with kept machines: a worker that
+          // gets none of them (all taken by other workers, or unusable) stops, and its jobs go
+          // to the others (or are aborted); `run --discard` releases unusable ones
+          if (!machine && o.reuse && pool!.hadKept(w.backend, w.system)) {
+            log.line(`Not allocating ${label}: -reuse, and the kept machines of ${sys} are taken or cannot be reused.`);
             return undefined;
           }
-          log.line(`Allocated ${label}.`);
-        }
-        // on record before anything runs on it: a runner killed from now on leaves it to `run --discard`
-        await running.add(machine.record());
-        try {
-          // interrupted while it was being allocated or taken back: discarded below, nothing sent
-          signal.throwIfAborted();
+          if (!machine) {
+            log.line(`Allocating ${label}...`);
+            try {
+              machine = await provider.allocate(spec, { signal, idle });
+            } catch (err) {
+              if (!(err instanceof NoMachineLeft)) throw err;
+              log.line(`Not allocating ${label}: ${err.message}.`);
+              return undefined;
+            }
+            log.line(`Allocated ${label}.`);
+          }
+          // on record before anything runs on it: a runner killed from now on leaves it to `run --discard`
+          await running.add(machine.record());
           // allocated after a wait (a shared ssh host, retries) while the others ran every job:
           // the project is not sent to a machine that would run nothing
-          if (!kept && !needed()) {
-            log.line(`Discarding ${label}: the jobs of ${sys} were all taken while it was allocated.`);
-            await machine.discard();
-            await running.remove(machine.record());
+          if (!kept && !signal.aborted && !needed()) {
+            await discardMachine(machine, label, `Discarding ${label}: the jobs of ${sys} were all taken while it was allocated.`);
             return undefined;
           }
-          log.line(`Connecting to ${label}...`);
-          // a system naming no region takes the fleet's default, which may be auto too
-          const region = jobRegion(job) ?? fleet.defaultRegion;
-          const choice = unreachable.order(region === 'auto' ? await measuredOrder(machine, fleet) : staticOrder(fleet, region));
-          const workDir = agentWorkDir(machine);
-          const agent = await installAgent(machine, o.agentBundle);
-          // spread's lines, once the machine has run its first commands (caches measured, the agent installed)
-          log.line(`Connected to ${label} at ${machine.address}.`);
-          log.line(`Machine ${label} at ${machine.address} pulls through ${redactUrl(choice.urls[0]!)} (${choice.how}).`);
-          const dest = shellQuote(machine.projectPath);
-          // the agent writes the marker once the tree is complete: a pull cut by an earlier
-          // run's crash or kill left a partial tree without it, and it is sent again
-          const doneMarker = posix.join(workDir, 'project-pulled');
-          const complete = `grep -qxF -- ${dest} ${shellQuote(doneMarker)} 2>/dev/null && test -n "$(ls -A ${dest} 2>/dev/null)"`;
-          if (kept && !o.resend && (await machine.exec(complete, { trace: false, cwd: '/' })).exitCode === 0) {
-            log.line(`Reusing project data on ${label}...`); // spread's words
-            reused++;
-            const session = new MachineSession({ ...sessionCtx, ...transfers.hooksFor(choice) }, machine, label);
+          try {
+            // interrupted while it was being allocated or taken back: discarded below, nothing sent
+            signal.throwIfAborted();
+            log.line(`Connecting to ${label}...`);
+            // a system naming no region takes the fleet's default, which may be auto too
+            const region = jobRegion(job) ?? fleet.defaultRegion;
+            const choice = unreachable.order(region === 'auto' ? await measuredOrder(machine, fleet, signal) : staticOrder(fleet, region));
+            const workDir = agentWorkDir(machine);
+            const agent = await installAgent(machine, o.agentBundle, signal);
+            // spread's lines, once the machine has run its first commands (caches measured, the agent installed)
+            log.line(`Connected to ${label} at ${machine.address}.`);
+            log.line(`Machine ${label} at ${machine.address} pulls through ${redactUrl(choice.urls[0]!)} (${choice.how}).`);
+            const dest = shellQuote(machine.projectPath);
+            // the agent writes the marker once the tree is complete: a pull cut by an earlier
+            // run's crash or kill left a partial tree without it, and it is sent again
+            const doneMarker = posix.join(workDir, 'project-pulled');
+            const complete = `grep -qxF -- ${dest} ${shellQuote(doneMarker)} 2>/dev/null && test -n "$(ls -A ${dest} 2>/dev/null)"`;
+            if (kept && !o.resend && (await machine.exec(complete, { trace: false, cwd: '/' })).exitCode === 0) {
+              log.line(`Reusing project data on ${label}...`); // spread's words
+              reused++;
+              const session = new MachineSession({ ...sessionCtx, ...transfers.hooksFor(choice) }, machine, label);
+              return session;
+            }
+            // a kept machine, or any but a local one (a static ssh host, an adhoc machine handed
+            // out run after run, as a device of spread's external backend, serve run after run, and
+            // one a broken machine left): what an earlier run left at the path goes first, as the
+            // pull unpacks into an empty directory only (spread's tar x overlays it)
+            if (kept && o.resend) log.line(`Removing project data from ${label} at ${machine.projectPath}...`); // spread -resend's words
+            if (kept || provider.type !== 'local') await emptyProjectPath(machine, dest);
+            log.line(`Sending project content to ${label}...`);
+            const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheTimeoutMs, ...(machineToken ? { token: machineToken() } : {}) };
+            const answer = await runAgent(machine, agent, 'pull', pullArgs, signal);
+            unreachable.markSkipped(answer.skipped);
+            const url = String(answer.url ?? choice.urls[0]);
+            if (url !== choice.urls[0]) log.line(`Machine ${label} fell back to ${redactUrl(url)}.`);
+            // The report counts the machine where its bytes went: the region of the cache that
+            // answered (its own, or the one it fell back to), else the origin.
+            const served = regionServing(fleet, url);
+            pulls.push({ machine: machine.name, region: served, url, bytes: Number(answer.bytesDownloaded ?? 0) });
+            // Assets and artifacts go through the URL that answered, then the rest in order.
+            const working: CacheChoice = { ...choice, region: served, urls: [url, ...choice.urls.filter((u) => u !== url)] };
+            const session = new MachineSession({ ...sessionCtx, ...transfers.hooksFor(working) }, machine, label);
             return session;
+          } catch (err) {
+            // a machine taken back from the reuse file stays kept (spread keeps a reused server it
+            // cannot send the project to), and so does any machine of a stopping run that keeps them
+            // as spread: the worker goes on with the next kept machine (with none left, it allocates nothing)
+            const nextKept = kept !== undefined && !signal.aborted;
+            if (nextKept) log.line(`Cannot reuse ${label} at ${machine.address}: ${errorMessage(err)}`);
+            const keeping = kept || signal.aborted ? keepingWhy() : undefined;
+            if (keeping !== undefined) await keepMachine(machine, label, keeping);
+            else await discardMachine(machine, label);
+            if (nextKept) continue;
+            // cut short by the interrupt or -abend: the run has said why it stops (onFailure)
+            throw signal.aborted ? signal.reason : err;
           }
-          // a kept machine, or any but a local one (a static ssh host, an adhoc machine handed
-          // out run after run, as a device of spread's external backend, serve run after run, and
-          // one a broken machine left): what an earlier run left at the path goes first, as the
-          // pull unpacks into an empty directory only (spread's tar x overlays it)
-          if (kept && o.resend) log.line(`Removing project data from ${label} at ${machine.projectPath}...`); // spread -resend's words
-          if (kept || provider.type !== 'local') await emptyProjectPath(machine, dest);
-          log.line(`Sending project content to ${label}...`);
-          const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheTimeoutMs, ...(machineToken ? { token: machineToken() } : {}) };
-          const answer = await runAgent(machine, agent, 'pull', pullArgs, signal);
-          unreachable.markSkipped(answer.skipped);
-          const url = String(answer.url ?? choice.urls[0]);
-          if (url !== choice.urls[0]) log.line(`Machine ${label} fell back to ${redactUrl(url)}.`);
-          // The report counts the machine where its bytes went: the region of the cache that
-          // answered (its own, or the one it fell back to), else the origin.
-          const served = regionServing(fleet, url);
-          pulls.push({ machine: machine.name, region: served, url, bytes: Number(answer.bytesDownloaded ?? 0) });
-          // Assets and artifacts go through the URL that answered, then the rest in order.
-          const working: CacheChoice = { ...choice, region: served, urls: [url, ...choice.urls.filter((u) => u !== url)] };
-          const session = new MachineSession({ ...sessionCtx, ...transfers.hooksFor(working) }, machine, label);
-          return session;
-        } catch (err) {
-          // a machine taken back from the reuse file stays kept (spread keeps a reused server it
-          // cannot send the project to), and so does any machine of a stopping run that keeps them
-          const keeping = kept || signal.aborted ? keepingWhy() : undefined;
-          if (keeping !== undefined) await keepMachine(machine, label, keeping);
-          else {
-            log.line(`Discarding ${label}...`);
-            await machine.discard().then(() => running.remove(machine.record()), () => undefined);
-          }
-          // cut short by the interrupt or -abend: the run has said why it stops (onFailure)
-          throw signal.aborted ? signal.reason : err;
         }
       },
       async run(session, sj) {
@@ -444,17 +458,9 @@ async function runJobs(
           await session.finish();
         } finally {
           // discard or keep even when a restore could not run
-          const record = session.machine.record();
           const keeping = keepingWhy();
           if (keeping !== undefined) await keepMachine(session.machine, session.label, keeping);
-          else {
-            log.line(`Discarding ${session.label}...`);
-            // a machine that could not be discarded stays on record for `run --discard`
-            await session.machine.discard().then(
-              () => running.remove(record),
-              (err: Error) => log.line(`Error discarding ${session.label}: ${err.message}`),
-            );
-          }
+          else await discardMachine(session.machine, session.label);
         }
       },
       async load(session) {

@@ -44,11 +44,16 @@ export interface SessionContext {
   readonly failLogs?: FailLogs;
 }
 
-/** A script's output, then why it failed beyond it (killed, too many reboots). */
+/**
+ * A failed script's output, then why it failed beyond it, as spread's client words it: the
+ * marker it appends to a script it kills, or, when there is nothing else to show, the exit
+ * status (its SSH library's words), never an empty block.
+ */
 function withReason(res: ScriptRun): string {
-  const why = res.killed ? 'kill-timeout reached' : res.failure;
-  if (!why) return res.output;
-  return res.output ? `${res.output}\n${why}` : why;
+  const why = res.killed ? '<kill-timeout reached>' : res.failure;
+  const output = res.output.trim();
+  if (!why) return output || `Process exited with status ${res.exitCode}`;
+  return output ? `${output}\n${why}` : why;
 }
 
 /** How spread's summary lists a failed script: `backend:system:` + task, suite/, backend name or `project`. */

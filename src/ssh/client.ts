@@ -382,14 +382,25 @@ export class SshClient implements Executor {
     if (code !== 0) throw new UpstreamError(`${failure} (${exitPhrase(code)}${said.trim() ? `: ${said.trim()}` : ''})`);
   }
 
-  async upload(source: Readable | string, remotePath: string, mode?: number): Promise<void> {
-    const target = this.#path(remotePath);
+  async upload(source: Readable | string, remotePath: string, mode?: number, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    const input = typeof source === 'string' ? createReadStream(source) : source;
+    // an abort cuts the source: the transfer fails as with a source that breaks (a part file is removed)
+    const cut = (): void => void input.destroy(signal?.reason instanceof Error ? signal.reason : new Error('upload aborted'));
+    signal?.addEventListener('abort', cut, { once: true });
+    try {
+      await this.#send(input, this.#path(remotePath), mode);
+    } finally {
+      signal?.removeEventListener('abort', cut);
+    }
+  }
+
+  async #send(input: Readable, target: string, mode: number | undefined): Promise<void> {
     await this.#mustSucceed(this.#asRoot(`mkdir -p ${shellQuote(posix.dirname(target))}`), undefined, `cannot create ${posix.dirname(target)} on the machine`);
     // Files are written by the user commands run as: another login user goes through
     // `sudo -i` (as spread's `sudo -i tar x`), into directories root made. SFTP writes as
     // the login user: root's only.
     const sftp = this.#sudo ? undefined : await this.#sftpIfAny();
-    const input = typeof source === 'string' ? createReadStream(source) : source;
     if (sftp) return pipeline(input, sftp.createWriteStream(target, mode === undefined ? {} : { mode }));
     // Written aside, then renamed by a second command once this side sent all of it: a cut
     // channel is an end of input to `cat`, which would take a part for the whole.

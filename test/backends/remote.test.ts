@@ -166,10 +166,26 @@ t.test('ssh: two hosts of one address with their own port: are two machines, eac
   t.equal(await portOf(m3), b.port, 'the host released is the one the discarded machine was on, not the other one, still busy');
   p.keep?.(m3);
   await m3.close();
-  const again = await p.reuse(m3.record(), { name: 'debian-12' });
+  // by a later run, as a kept machine is
+  const again = await createProvider('lab', 'ssh', { hosts }, ctx).reuse(m3.record(), { name: 'debian-12' });
   t.equal(await portOf(again), b.port, 'a kept machine is taken back on its own host');
   await again.discard();
   await m1.discard();
+});
+
+t.test('ssh: a kept machine is not taken back onto a host another machine of the run holds (a host of two systems)', async (t) => {
+  const dir = t.testdir();
+  const sshd = await startSshd(t, join(dir, 'sshd'));
+  const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache') };
+  const p = createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${sshd.port}`, key: sshd.keyPath }] }, ctx);
+  // system a's machine was kept by an earlier run; this run's worker of b got the host first
+  const kept = { backend: 'lab', system: 'a', address: `127.0.0.1:${sshd.port}` };
+  const b = await p.allocate({ name: 'b' });
+  await t.rejects(p.reuse(kept, { name: 'a' }), /host 127\.0\.0\.1:\d+ of backend lab serves another machine of this run/);
+  await b.discard();
+  const again = await p.reuse(kept, { name: 'a' });
+  t.equal(again.address, kept.address, 'taken back once the host is free');
+  await again.discard();
 });
 
 t.test('ssh: a host that cannot be reached is passed over for a free one, and no machine goes to it again this run', async (t) => {

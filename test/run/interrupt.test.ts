@@ -51,6 +51,31 @@ async function taskPid(t: Test, pidFile: string): Promise<number> {
 
 const machinesOf = (dir: string) => readdir(join(dir, 'cache', 'machines')).catch(() => []);
 
+t.test('SIGINT while a machine measures the caches (region: auto): the measure is killed and the run stops at once', async (t) => {
+  const curlPid = join(t.testdirName, 'curl.pid');
+  const dir = await sleepingProject(t, join(t.testdirName, 'sleep.pid'));
+  const spread = await readFile(join(dir, 'spread.yaml'), 'utf8');
+  await writeFile(join(dir, 'spread.yaml'), spread.replace('    systems: [alpha-1]\n', '    systems:\n      - alpha-1:\n          region: auto\n'));
+  // the machine's curl (a local machine's scripts find it on the runner's PATH) never answers
+  const bin = join(t.testdirName, 'bin');
+  await mkdir(bin, { recursive: true });
+  await writeFile(join(bin, 'curl'), `#!/bin/sh\necho $$ > ${curlPid}\nexec sleep 300\n`);
+  await chmod(join(bin, 'curl'), 0o755);
+  const run = startRun(t, dir, ['s/b'], { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` });
+  await eventually('the machine measures the caches', async () => /^\d+\n$/.test(await readFile(curlPid, 'utf8').catch(() => '')), 60_000);
+  const pid = Number(await readFile(curlPid, 'utf8'));
+  const curl = rememberProcess(pid);
+  t.teardown(() => curl.kill('SIGKILL'));
+  run.child.kill('SIGINT');
+  const started = Date.now();
+  const ended = await Promise.race([run.exited, new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 30_000).unref())]);
+  t.not(ended, 'waiting', `the run ended (${Date.now() - started} ms after the signal), not when the measure would have`);
+  t.equal(ended !== 'waiting' && ended.code, 1, 'unsuccessful run');
+  await eventually('the measuring curl was killed', () => !isAlive(pid), 10_000);
+  t.match(run.out(), /Discarding local:alpha-1\.\.\./);
+  t.same(await machinesOf(dir), [], 'the machine directory is removed');
+});
+
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   t.test(`${signal}: the running script is killed, no restore runs, the machine is discarded, the summary is printed`, async (t) => {
     const pidFile = join(t.testdirName, 'sleep.pid');

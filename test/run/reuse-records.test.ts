@@ -2,7 +2,7 @@
 // records stay on file until a discard succeeds, and the run or the discard goes on.
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
-import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliArgs, isAlive, rememberProcess, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
@@ -41,6 +41,26 @@ t.test('-reuse with one kept machine and two workers: the kept one runs every jo
   t.equal((out.match(/Reusing local:alpha-1 #\d at /g) ?? []).length, 1, 'the kept machine was taken back');
   t.notMatch(out, /Allocating /, 'no machine allocated');
   t.same(await addresses(reuseFile(dir)), kept, 'the same machine is kept');
+});
+
+t.test('-reuse: a kept machine whose start fails stays kept, and its worker goes on with the next kept machine (as in spread)', async (t) => {
+  const two = ['backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          workers: 2'];
+  // long enough for the second worker to start with a job left: two machines kept
+  const tasks = Object.fromEntries(['a', 'b'].map((n) => [`s/${n}`, `summary: ${n}\nexecute: sleep 0.6\n`]));
+  const dir = await project(t, spreadYaml('nextkept', two), tasks);
+  t.equal((await run(dir, [], { reuse: true })).result.tally.successful, 2);
+  const kept = await addresses(reuseFile(dir));
+  t.equal(kept.length, 2, 'two machines kept');
+  // the machine taken back first cannot take the agent: the runner's directory beside its project path is a file
+  const runnerDir = join(kept[0]!, 'home', '.fleetcache');
+  await rm(runnerDir, { recursive: true, force: true });
+  await writeFile(runnerDir, 'not a directory');
+  const { result, out } = await run(dir, [], { reuse: true, workers: 1 });
+  t.ok(out.includes(`Cannot reuse local:alpha-1 at ${kept[0]}: `), 'the machine that cannot start is said');
+  t.ok(out.includes(`Reusing local:alpha-1 at ${kept[1]}...`), 'the next kept machine taken back');
+  t.equal(result.tally.successful, 2, 'it ran every job');
+  t.notMatch(out, /Allocating /, 'no machine allocated');
+  t.same((await addresses(reuseFile(dir))).sort(), [...kept].sort(), 'both still kept');
 });
 
 t.test('run --discard reaches no machine, tries every record and keeps those it could not discard', async (t) => {
@@ -113,7 +133,8 @@ t.test('-reuse: a kept machine whose project cannot be sent again stays kept (as
   const { dir, kept, bin } = await keptMachine(t, 'echo "no node on this machine" >&2; exit 1');
   const res = resendRun(t, dir, bin);
   t.equal(await res.exited, 1, 'the job had no machine: aborted');
-  t.match(res.out(), /Error preparing local:alpha-1: agent pull on local:alpha-1 failed: no node on this machine/);
+  t.ok(res.out().includes(`Cannot reuse local:alpha-1 at ${kept}: agent pull on local:alpha-1 failed: no node on this machine`), 'said, and the next kept machine looked for');
+  t.match(res.out(), /Not allocating local:alpha-1: -reuse, and the kept machines of local:alpha-1 are taken or cannot be reused\./);
   t.notMatch(res.out(), /Discarding local:alpha-1/);
   t.same(await addresses(reuseFile(dir)), [kept], 'still in the reuse file');
   t.ok((await stat(kept)).isDirectory(), 'the kept machine is still there');

@@ -254,7 +254,7 @@ t.test('the CLI exits after keeping its ssh machine (--reuse), and a host serves
   const cli = (args: string[]) => spawnSync(process.execPath, cliArgs(['run', '--data', join(base, 'cache'), ...args]), { cwd: dir, encoding: 'utf8', timeout: 90_000 });
   const kept = cli(['--reuse']);
   t.equal(kept.status, 0, `run --reuse exits by itself (an open SSH client kept it alive)${kept.error ? `: ${kept.error.message}` : ''}`);
-  t.match(kept.stdout + kept.stderr, /Keeping lab:debian-12 at 127\.0\.0\.1:\d+\./);
+  t.match(kept.stdout + kept.stderr, /Keeping lab:debian-12 at 127\.0\.0\.1:\d+\n/);
   t.equal(cli(['--discard']).status, 0, 'its machine discarded');
   // the host has the kept run's tree at the project path (discarding an ssh machine leaves it)
   const res = cli([]);
@@ -284,6 +284,35 @@ t.test('a worker that gets its shared host after the others ran every job is dis
   t.equal(result.pulls.length, 1, 'one machine pulled the project');
   t.equal(out.match(/Sending project content to /g)?.length, 1, 'sent once');
   t.match(out, /Discarding lab:debian-12 #\d: the jobs of lab:debian-12 were all taken while it was allocated\./);
+});
+
+t.test('an adhoc machine allocated after the others ran every job, whose discard fails, is discarded once', async (t) => {
+  const { base, sshd, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo\n');
+  const ran = join(base, 'ran');
+  const discarded = join(base, 'discarded');
+  await writeFile(join(dir, 'tests', 'one', 'task.yaml'), `summary: one\nexecute: echo one >> ${ran}\n`);
+  await mkdir(join(dir, 'tests', 'two'), { recursive: true });
+  await writeFile(join(dir, 'tests', 'two', 'task.yaml'), `summary: two\nexecute: echo two >> ${ran}\n`);
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    [
+      'project: twice', `path: ${remote}`, 'backends:', '  cloud:', '    type: adhoc', `    key: ${sshd.keyPath}`,
+      // the first allocate answers at once; the second once the first machine ran both jobs
+      '    allocate: |',
+      `      if ! mkdir ${join(base, 'first-allocate')} 2>/dev/null; then until [ "$(cat ${ran} 2>/dev/null | wc -l)" -ge 2 ]; do sleep 0.1; done; fi`,
+      `      ADDRESS 127.0.0.1:${sshd.port}`,
+      '    discard: |', `      echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`, '      exit 1',
+      '    systems:', '      - debian-12:', '          workers: 2',
+      'suites:', '  tests/:', '    summary: two tasks', '',
+    ].join('\n'),
+  );
+  let out = '';
+  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  t.equal(result.tally.successful, 2, 'one machine ran both jobs');
+  t.match(out, /Discarding cloud:debian-12 #\d: the jobs of cloud:debian-12 were all taken while it was allocated\./);
+  t.equal((await readFile(discarded, 'utf8')).trim().split('\n').length, 2, 'each machine\'s discard script ran once');
+  t.equal(out.match(/Error discarding cloud:debian-12 #\d: /g)?.length, 2, 'each failed discard said once');
+  t.match(out, /2 machine\(s\) not discarded; discard them with: /, 'both left on record');
 });
 
 t.test('a connection that drops mid-script fails it with a reason, and the machine takes no more jobs', async (t) => {

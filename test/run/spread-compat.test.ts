@@ -137,7 +137,7 @@ t.test('debug scripts are killed at the kill-timeout of their level', async (t) 
   const { result, out } = await run(dir);
   t.same(result.tally.failed, ['local:alpha-1:s/t']);
   t.ok(Date.now() - started < 15_000, `the debug script did not run its 20 s (${Date.now() - started} ms)`);
-  t.match(out, /Error debugging local:alpha-1:s\/t \(local:alpha-1\) :\n-----\n[^]*debugging\n[^]*kill-timeout reached\n-----/, 'a debug script killed is an error of its own, as spread has it');
+  t.match(out, /Error debugging local:alpha-1:s\/t \(local:alpha-1\) :\n-----\n[^]*debugging\n[^]*\n<kill-timeout reached>\n-----/, 'a debug script killed is an error of its own, as spread has it');
   t.notMatch(out, /debug-done/);
 });
 
@@ -197,6 +197,19 @@ t.test('the summary names failed backend and project scripts as spread does', as
   );
 });
 
+t.test("a failed script's block as spread's client words it: the kill-timeout marker, the exit status when there is no output", async (t) => {
+  const dir = await project(t, spreadYaml('worded', LOCAL), {
+    's/killed': 'summary: killed\nkill-timeout: 1s\nexecute: |\n  echo started\n  sleep 20\n',
+    // no trace, no output: nothing but the exit status to show
+    's/silent': 'summary: silent\nexecute: |\n  { set +x; } 2>/dev/null\n  exit 3\n',
+  });
+  const { result, out } = await run(dir);
+  t.same([...result.tally.failed].sort(), ['local:alpha-1:s/killed', 'local:alpha-1:s/silent']);
+  t.match(out, /Error executing local:alpha-1:s\/killed \(local:alpha-1\) :\n-----\n[^]*\nstarted\n[^]*\n<kill-timeout reached>\n-----\n/, 'the marker in angle brackets after the output');
+  t.match(out, /Error executing local:alpha-1:s\/silent \(local:alpha-1\) : Process exited with status 3\n/, 'one line with the exit status');
+  t.notMatch(out, /-----\n\n-----/, 'no empty block');
+});
+
 t.test('ERROR msg fails the script with just that message', async (t) => {
   const dir = await project(t, spreadYaml('errors', LOCAL), {
     's/a': 'summary: a\nexecute: |\n  echo lots of output\n  ERROR "custom failure message"\n',
@@ -230,7 +243,7 @@ t.test('-abend: a failed project prepare stops everything, no restore runs', asy
   const { result, out } = await run(dir, [], { abend: true });
   t.same(result.tally.failures.get('project prepare'), ['local:alpha-1:project']);
   t.notMatch(out, /Restoring|project-restore/, 'the project restore did not run');
-  t.match(out, /Keeping local:alpha-1 at .* \(-abend\)/);
+  t.match(out, /Keeping local:alpha-1 at .* \(-abend\)\n/, "spread's line: no period after it");
 });
 
 t.test('-abend: no artifacts are fetched after the failure', async (t) => {

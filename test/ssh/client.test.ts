@@ -66,6 +66,27 @@ t.test('a host without an SFTP server: files go through a shell, whole or not at
   await t.rejects(c.upload(Readable.from([Buffer.from('abc')]), 'x.bin'), /cannot write .*x\.bin on the machine \(exit 1: .*Is a directory\)/);
 });
 
+t.test('an upload is cut by its abort signal (the run interrupted), over SFTP and through a shell', async (t) => {
+  for (const sftp of [true, false]) {
+    await t.test(sftp ? 'sftp' : 'shell', async (t) => {
+      const dir = t.testdir();
+      const sshd = await startSshd(t, dir, { sftp });
+      const c = await SshClient.connect({ host: sshd.host, port: sshd.port, username: 'root', privateKey: sshd.key }, { timeout: 5000 }, join(dir, 'remote'));
+      t.teardown(() => c.close());
+      // a source that sends a little, then nothing more, ever (a stalled transfer)
+      let pulled = false;
+      const stalled = new Readable({ read() { if (!pulled) this.push(Buffer.alloc(1000)); pulled = true; } });
+      const ac = new AbortController();
+      const upload = c.upload(stalled, 'stalled.bin', 0o644, ac.signal);
+      setTimeout(() => ac.abort(), 300);
+      const started = Date.now();
+      await t.rejects(upload, 'the upload fails');
+      t.ok(Date.now() - started < 5000, `at the abort, not when the source ends (${Date.now() - started} ms)`);
+      if (!sftp) t.equal((await c.exec('ls stalled.bin* 2>&1 || true', { trace: false })).output.includes('No such file'), true, 'no file left, not even the part');
+    });
+  }
+});
+
 t.test('connect retries, then fails with a clear error', async (t) => {
   const port = await freePort();
   const started = Date.now();
