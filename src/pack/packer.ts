@@ -1,32 +1,29 @@
-// Project tree → deterministic tar (tar-stream). Same tree, same bytes: paths sorted by
-// byte order within each directory, mtime fixed, uid/gid 0, empty owner names; modes,
-// symlinks and empty directories kept; long names go into pax headers (tar-stream does
-// that by itself). Each file waits for room at the consumer (tar-stream's backpressure), so a
-// tree of any size packs in bounded memory; only the headers of directories and symlinks
-// (512 bytes each, no body) are not held back. Hard links are packed as regular files;
-// sockets, FIFOs and devices are skipped (they are not project content).
+// Project tree → deterministic tar. Same tree, same bytes: paths sorted by byte order
+// within each directory, mtime fixed, uid/gid 0, empty owner names; modes, symlinks and
+// empty directories kept; long names go into pax headers (tar-header.ts). The tree is read
+// only as fast as the consumer takes the tar (the stream's backpressure), so a tree of any
+// size packs in bounded memory. Hard links are packed as regular files; sockets, FIFOs and
+// devices are skipped (they are not project content).
 //
 // A project is mostly small files, and each costs a few system calls: made through the
 // thread pool, every call also pays a hand-off (futex, eventfd, epoll: about 70 system calls
 // per file under strace), which made 100,000 small files take 54 s to pack against GNU
 // tar's 1.7 s. The walk and the small files therefore use blocking calls, in slices of at
 // most SLICE_MS between turns of the event loop (packing runs in a command: pack, push, or
-// run before any machine exists), and the tar reaches its consumer in blocks, not three
-// writes per file. Files over SMALL_FILE are streamed.
+// run before any machine exists), and the tar reaches its consumer in blocks (tar-blocks.ts),
+// not three writes per file. Files over SMALL_FILE are streamed.
 import { closeSync, constants, createWriteStream, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from 'node:fs';
 import { lstat, open, readdir, realpath } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import tar from 'tar-stream';
 import { errorMessage, FleetError, toFleetError, UsageError } from '../errors.js';
 import { hashingTap } from '../store/hashing.js';
 import { globComponent, PackRuleSet, type PackRules } from './rules.js';
+import { TarBlocks } from './tar-blocks.js';
+import { entryHeader } from './tar-header.js';
 import { checkSymlinkTarget, PATH_MAX, safeEntryPath } from './unpack.js';
-
-/** 2000-01-01T00:00:00Z: fixed, and unlike 0 it does not make GNU tar warn on extract. */
-const PACK_MTIME = new Date(946_684_800_000);
 
 function byteOrder(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
@@ -63,9 +60,6 @@ function utf8Name(bytes: Buffer, where: string, what: string): string {
 const SMALL_FILE = 64 * 1024;
 /** The longest run of blocking calls between two turns of the event loop. */
 const SLICE_MS = 10;
-/** The size of the blocks the tar is handed on in. */
-const BLOCK = 256 * 1024;
-
 /**
  * A name read from a directory, as text, and why it cannot be packed (utf8Name): thrown only
  * if the path is not excluded, since an excluded file is never packed (GNU tar leaves it out too).
@@ -186,14 +180,6 @@ function* walkFrom(root: string, rel: string, tarName: string, rules: PackRuleSe
 }
 
 /**
- * `mode` is the whole st_mode: tar-stream replaces a falsy mode with 0644/0755, so the type
- * bits keep a mode of 000 from being taken for none; its encoder keeps only the low 12 bits.
- */
-function header(name: string, mode: number): Partial<tar.Header> & { name: string } {
-  return { name, mode, mtime: PACK_MTIME, uid: 0, gid: 0, uname: '', gname: '' };
-}
-
-/**
  * The entry name of `rel` after the rename rules, refused here when every machine would
  * refuse it on unpack (safeEntryPath: "..", absolute, NUL, empty, a component too long) or
  * when it repeats one.
@@ -269,62 +255,83 @@ export function readSmallFile(abs: string, st: Stats): Buffer {
   }
 }
 
-/** Streams a large regular file, which must still be the one listed as `st`, into its tar entry. */
-async function streamLargeFile(abs: string, st: Stats, entry: ReturnType<tar.Pack['entry']>): Promise<void> {
+/** A large file's body is read in chunks of this size. */
+const LARGE_FILE_CHUNK = 256 * 1024;
+
+/**
+ * The body of a large regular file, which must still be the one listed as `st`, in chunks
+ * read into one buffer: each is to be copied before the next is asked for. It is read to one
+ * byte past its listed size, so a file that grew is caught (as one that shrank is).
+ */
+async function* largeFileBody(abs: string, st: Stats): AsyncGenerator<Buffer> {
   const file = await open(abs, OPEN_LISTED).catch((err: unknown) => {
     throw openFailure(err, abs, st.size);
   });
   try {
     if (!isListed(await file.stat(), st)) throw changedWhilePacked(abs, st.size);
-    await pipeline(file.createReadStream({ autoClose: false }), entry);
-  } catch (err) {
-    // tar-stream refuses an entry whose body is not the size its header announced
-    throw errorMessage(err) === 'Size mismatch' ? changedWhilePacked(abs, st.size, err) : err;
+    const chunk = Buffer.allocUnsafe(LARGE_FILE_CHUNK);
+    let got = 0;
+    while (got <= st.size) {
+      const { bytesRead } = await file.read(chunk, 0, Math.min(chunk.length, st.size + 1 - got), null);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+      if (got <= st.size) yield chunk.subarray(0, bytesRead);
+    }
+    if (got !== st.size) throw changedWhilePacked(abs, st.size);
   } finally {
     await file.close();
   }
 }
 
-/** Adds an entry whose body (if any) is at hand; settles once tar-stream took it, which is where its backpressure shows. */
-function addWhole(pack: tar.Pack, head: ReturnType<typeof header>, body?: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (err?: Error | null): void => (err ? reject(err) : resolve());
-    const entry = body ? pack.entry(head, body, done) : pack.entry(head, done);
-    entry.on('error', () => undefined); // a destroyed pack destroys the entry too: `done` has the error
-  });
-}
-
-async function addEntry(pack: tar.Pack, item: Item, rules: PackRuleSet, seen: Set<string>): Promise<boolean> {
+/** Writes the entry of `item` into `out` (yielding the blocks a large file fills); false for a type that is not packed. */
+async function* addEntry(out: TarBlocks, item: Item, rules: PackRuleSet, seen: Set<string>): AsyncGenerator<Buffer, boolean> {
   const { st } = item;
   const name = entryName(item, rules, seen);
   if (st.isDirectory()) {
-    await addWhole(pack, { ...header(`${name}/`, st.mode), type: 'directory' });
+    out.write(entryHeader({ name: `${name}/`, mode: st.mode, type: 'directory', size: 0 }));
   } else if (st.isSymbolicLink()) {
-    await addWhole(pack, { ...header(name, st.mode), type: 'symlink', linkname: symlinkTarget(item, rules, name) });
+    out.write(entryHeader({ name, mode: st.mode, type: 'symlink', size: 0, linkname: symlinkTarget(item, rules, name) }));
   } else if (st.isFile() && st.size <= SMALL_FILE) {
-    await addWhole(pack, { ...header(name, st.mode), type: 'file', size: st.size }, readSmallFile(item.abs, st));
+    const body = readSmallFile(item.abs, st);
+    out.write(entryHeader({ name, mode: st.mode, type: 'file', size: st.size }));
+    out.write(body);
+    out.pad(st.size);
   } else if (st.isFile()) {
-    await streamLargeFile(item.abs, st, pack.entry({ ...header(name, st.mode), type: 'file', size: st.size }));
+    out.write(entryHeader({ name, mode: st.mode, type: 'file', size: st.size }));
+    for await (const chunk of largeFileBody(item.abs, st)) {
+      out.write(chunk);
+      yield* out.takeFull();
+    }
+    out.pad(st.size);
   } else {
     return false;
   }
   return true;
 }
 
-/** The chunks of `source` gathered into blocks of BLOCK bytes or more (tar-stream pushes a header, a body and a padding per file). */
-async function* inBlocks(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
-  let parts: Buffer[] = [];
-  let size = 0;
-  for await (const item of source) {
-    const chunk = item as Buffer;
-    parts.push(chunk);
-    size += chunk.length;
-    if (size < BLOCK) continue;
-    yield parts.length === 1 ? chunk : Buffer.concat(parts, size);
-    parts = [];
-    size = 0;
+interface PackSummary {
+  readonly entries: number;
+  readonly skipped: readonly string[];
+}
+
+/** The tar of `root` in blocks, walked and read in slices of at most SLICE_MS between turns of the event loop. */
+async function* tarBlocks(root: string, rules: PackRuleSet, signal: AbortSignal | undefined): AsyncGenerator<Buffer, PackSummary> {
+  const out = new TarBlocks();
+  let entries = 0;
+  const skipped: string[] = [];
+  const seen = new Set<string>();
+  let sliceStart = performance.now();
+  for await (const item of walk(root, rules)) {
+    signal?.throwIfAborted();
+    if (yield* addEntry(out, item, rules, seen)) entries++;
+    else skipped.push(item.rel);
+    yield* out.takeFull();
+    if (performance.now() - sliceStart < SLICE_MS) continue;
+    await nextTurn();
+    sliceStart = performance.now();
   }
-  if (size > 0) yield Buffer.concat(parts, size);
+  yield* out.end();
+  return { entries, skipped };
 }
 
 /** What went wrong while packing `root`, as a FleetError with a documented code. */
@@ -342,50 +349,35 @@ function packError(err: unknown, root: string): FleetError {
   return new FleetError(wrapped.code, `packing ${root}: ${e.message}`, { cause: err });
 }
 
-interface PackSummary {
-  readonly entries: number;
-  readonly skipped: readonly string[];
-}
-
 /**
- * Packs `root` into a tar stream. The summary promise settles when the tar is complete
- * (and rejects on any error, which also destroys the stream). An abort of `signal` destroys
- * the stream at once (a slow consumer is not waited for) and rejects with its reason.
+ * Packs `root` into a tar stream, read from the tree as the stream is read (its backpressure
+ * bounds the memory). The summary promise settles when the tar is complete (and rejects on
+ * any error, which also destroys the stream). An abort of `signal` destroys the stream at once
+ * (a slow consumer is not waited for) and rejects with its reason.
  */
 export function packTree(root: string, rules: PackRules = {}, signal?: AbortSignal): { stream: Readable; done: Promise<PackSummary> } {
   const set = new PackRuleSet(rules);
-  const pack = tar.pack();
-  const stream = Readable.from(inBlocks(pack), { objectMode: false });
-  const done = (async () => {
-    let entries = 0;
-    const skipped: string[] = [];
-    const seen = new Set<string>();
-    let sliceStart = performance.now();
-    const stop = (): void => void pack.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
-    signal?.addEventListener('abort', stop, { once: true });
-    try {
-      for await (const item of walk(root, set)) {
-        signal?.throwIfAborted();
-        if (await addEntry(pack, item, set, seen)) entries++;
-        else skipped.push(item.rel);
-        if (performance.now() - sliceStart < SLICE_MS) continue;
-        await nextTurn();
-        sliceStart = performance.now();
-      }
-      pack.finalize();
-      return { entries, skipped };
-    } catch (err) {
-      // once aborted, whatever failed (the entry the abort destroyed) failed for the abort
-      const wrapped = signal?.aborted && signal.reason instanceof Error ? signal.reason : packError(err, root);
-      pack.destroy(wrapped);
-      stream.destroy(wrapped); // also when its consumer has stopped reading
-      throw wrapped;
-    } finally {
-      signal?.removeEventListener('abort', stop);
-    }
-  })();
+  let settle!: { resolve: (summary: PackSummary) => void; reject: (err: unknown) => void };
+  const done = new Promise<PackSummary>((resolve, reject) => (settle = { resolve, reject }));
   // the stream carries the error to its consumer; avoid an unhandled rejection here
   done.catch(() => undefined);
+  async function* blocks(): AsyncGenerator<Buffer> {
+    try {
+      settle.resolve(yield* tarBlocks(root, set, signal));
+    } catch (err) {
+      // once aborted, whatever failed (the read the abort cut short) failed for the abort
+      const wrapped = signal?.aborted && signal.reason instanceof Error ? signal.reason : packError(err, root);
+      settle.reject(wrapped);
+      throw wrapped; // destroys the stream with it
+    } finally {
+      // the consumer destroyed the stream before the tar was complete (no-op once settled)
+      settle.reject(new FleetError('FC_ERR_INTERNAL', `packing ${root}: the tar stream was closed before the pack was complete`));
+    }
+  }
+  const stream = Readable.from(blocks(), { objectMode: false });
+  const stop = (): void => void stream.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+  signal?.addEventListener('abort', stop, { once: true });
+  stream.once('close', () => signal?.removeEventListener('abort', stop));
   return { stream, done };
 }
 

@@ -295,3 +295,13 @@ t.test('a path of the tree longer than PATH_MAX is refused by name (exit 2), not
     execFileSync('rm', ['-rf', join(root, name)]); // GNU rm descends relative to each directory
   }
 });
+
+t.test('a consumer that closes the stream before the end leaves no pack waiting: done rejects', async (t) => {
+  const dir = t.testdir();
+  const root = join(dir, 'p');
+  mkdirSync(root);
+  for (let i = 0; i < 50; i++) writeFileSync(join(root, `f${i}`), `file ${i}\n`.repeat(10_000));
+  const { stream, done } = packTree(root);
+  stream.once('data', () => stream.destroy());
+  await t.rejects(Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error('still pending 5 s after the close')), 5000).unref())]), { message: /closed before the pack was complete/ });
+});
