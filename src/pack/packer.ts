@@ -12,12 +12,13 @@
 // most SLICE_MS between turns of the event loop (packing runs in a command: pack, push, or
 // run before any machine exists), and the tar reaches its consumer in blocks (tar-blocks.ts),
 // not three writes per file. Files over SMALL_FILE are streamed.
-import { closeSync, constants, createWriteStream, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from 'node:fs';
-import { lstat, open, readdir, realpath } from 'node:fs/promises';
+import { closeSync, constants, createWriteStream, type Dirent, fstatSync, lstatSync, openSync, read, readdirSync, readlinkSync, readSync, type Stats } from 'node:fs';
+import { lstat, readdir, realpath } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { errorMessage, FleetError, toFleetError, UsageError } from '../errors.js';
 import { hashingTap } from '../store/hashing.js';
 import { globComponent, PackRuleSet, type PackRules } from './rules.js';
@@ -62,27 +63,32 @@ const SMALL_FILE = 64 * 1024;
 const SLICE_MS = 10;
 /**
  * A name read from a directory, as text, and why it cannot be packed (utf8Name): thrown only
- * if the path is not excluded, since an excluded file is never packed (GNU tar leaves it out too).
+ * if the path is not excluded, since an excluded file is never packed (GNU tar leaves it out
+ * too). `regularFile`: the directory says it is one (its d_type), so the walk need not lstat it.
  */
 interface DirName {
   readonly text: string;
   readonly refused?: FleetError;
+  readonly regularFile: boolean;
 }
 
-/** `names`, sorted by byte order, as text (a name refused: with U+FFFD for its bad bytes). */
-function sortedText(names: Buffer[], dir: string): DirName[] {
-  return names.sort(Buffer.compare).map((name) => {
-    try {
-      return { text: utf8Name(name, `${dir}/`, 'file name') };
-    } catch (err) {
-      return { text: name.toString('utf8'), refused: err as FleetError };
-    }
-  });
+/** The `entries` of `dir`, sorted by byte order, as text (a name refused: with U+FFFD for its bad bytes). */
+function sortedText(entries: Dirent<Buffer>[], dir: string): DirName[] {
+  return entries
+    .sort((a, b) => Buffer.compare(a.name, b.name))
+    .map((entry) => {
+      const regularFile = entry.isFile();
+      try {
+        return { text: utf8Name(entry.name, `${dir}/`, 'file name'), regularFile };
+      } catch (err) {
+        return { text: entry.name.toString('utf8'), refused: err as FleetError, regularFile };
+      }
+    });
 }
 
 /** The names in `dir`, sorted by byte order. */
 async function sortedNames(dir: string): Promise<DirName[]> {
-  return sortedText(await readdir(dir, { encoding: 'buffer' }), dir);
+  return sortedText(await readdir(dir, { encoding: 'buffer', withFileTypes: true }), dir);
 }
 
 /**
@@ -161,7 +167,8 @@ async function expandIncludes(root: string, rules: PackRuleSet): Promise<Start[]
 interface Item {
   readonly rel: string;
   readonly abs: string;
-  readonly st: Stats;
+  /** Its lstat; none for a regular file its directory listed as one: that is fstat'ed once open (openListedFile). */
+  readonly st?: Stats;
 }
 
 /** Every packable path in order: depth first, byte-sorted, excluded subtrees skipped. */
@@ -169,14 +176,21 @@ async function* walk(root: string, rules: PackRuleSet): AsyncGenerator<Item> {
   for (const start of await expandIncludes(root, rules)) yield* walkFrom(root, start.rel, start.name, rules, start.refused);
 }
 
-function* walkFrom(root: string, rel: string, tarName: string, rules: PackRuleSet, refused?: FleetError): Generator<Item> {
+function* walkFrom(root: string, rel: string, tarName: string, rules: PackRuleSet, refused?: FleetError, regularFile = false): Generator<Item> {
   if (rules.isExcluded(rel, tarName)) return;
   if (refused) throw refused;
   const abs = join(root, rel);
+  if (regularFile) {
+    // no lstat: the fstat of the open file gives its mode and size (a system call and a Stats saved per file)
+    yield { rel, abs };
+    return;
+  }
   const st = lstatSync(abs);
   yield { rel, abs, st };
   if (!st.isDirectory()) return;
-  for (const { text, refused: bad } of sortedText(readdirSync(abs, { encoding: 'buffer' }), abs)) yield* walkFrom(root, `${rel}/${text}`, `${tarName}/${text}`, rules, bad);
+  for (const name of sortedText(readdirSync(abs, { encoding: 'buffer', withFileTypes: true }), abs)) {
+    yield* walkFrom(root, `${rel}/${name.text}`, `${tarName}/${name.text}`, rules, name.refused, name.regularFile);
+  }
 }
 
 /**
@@ -214,72 +228,100 @@ function symlinkTarget(item: Item, rules: PackRuleSet, name: string): string {
   return target;
 }
 
-/** A file of the walk that is not what the walk listed any more: its size, or the file itself (a symlink or a FIFO in its place). */
-function changedWhilePacked(abs: string, size: number, cause?: unknown): FleetError {
-  return new FleetError('FC_ERR_SIZE_MISMATCH', `${abs} changed while it was packed (it had ${size} bytes when listed); pack again`, cause === undefined ? {} : { cause });
+/** A regular file of the walk that is not what the walk listed any more: `why`. */
+function changedWhilePacked(abs: string, why: string, cause?: unknown): FleetError {
+  return new FleetError('FC_ERR_SIZE_MISMATCH', `${abs} changed while it was packed (${why}); pack again`, cause === undefined ? {} : { cause });
 }
+
+const NOT_A_FILE = 'listed as a regular file, it is not one any more';
 
 /**
  * How a listed file is opened: a symlink put in its place fails the open (ELOOP) instead of
- * being followed, a FIFO does not block it; the open file is then compared with the listing.
+ * being followed, a FIFO does not block it; the open file is then checked with fstat.
  */
 const OPEN_LISTED = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
-/** Whether the open file `now` is the regular file the walk listed as `listed`. */
-function isListed(now: Stats, listed: Stats): boolean {
-  return now.isFile() && now.dev === listed.dev && now.ino === listed.ino;
+/** A regular file of the walk, open, and its stat. */
+export interface OpenFile {
+  readonly fd: number;
+  /** The fstat of the open file: its header's mode and size are those of the body read. */
+  readonly st: Stats;
 }
 
-/** A failed open of a listed file: a symlink in its place is a change, anything else as it is. */
-function openFailure(err: unknown, abs: string, size: number): unknown {
-  return (err as NodeJS.ErrnoException).code === 'ELOOP' ? changedWhilePacked(abs, size, err) : err;
-}
-
-/** The whole of a small regular file, which must still be the one listed as `st`, with its size (exported for its tests). */
-export function readSmallFile(abs: string, st: Stats): Buffer {
+/** Opens a regular file of the walk, which must still be a regular file; the caller closes it (exported for its tests). */
+export function openListedFile(abs: string): OpenFile {
   let fd: number;
   try {
     fd = openSync(abs, OPEN_LISTED);
   } catch (err) {
-    throw openFailure(err, abs, st.size);
+    throw (err as NodeJS.ErrnoException).code === 'ELOOP' ? changedWhilePacked(abs, NOT_A_FILE, err) : err;
   }
   try {
-    if (!isListed(fstatSync(fd), st)) throw changedWhilePacked(abs, st.size);
-    const body = Buffer.allocUnsafe(st.size + 1); // one byte more: a file that grew fills it
-    let got = 0;
-    for (let n = -1; n !== 0 && got < body.length; got += n) n = readSync(fd, body, got, body.length - got, null);
-    if (got !== st.size) throw changedWhilePacked(abs, st.size);
-    return body.subarray(0, st.size);
-  } finally {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw changedWhilePacked(abs, NOT_A_FILE);
+    return { fd, st };
+  } catch (err) {
     closeSync(fd);
+    throw err;
   }
+}
+
+/** What a file that grew or shrank while it was read had when it was opened. */
+function listedSize(size: number): string {
+  return `it had ${size} bytes when listed`;
+}
+
+/** The whole of a small open file, which must still have the size it had when opened (exported for its tests). */
+export function readSmallFile({ fd, st }: OpenFile, abs: string): Buffer {
+  const body = Buffer.allocUnsafe(st.size + 1); // one byte more: a file that grew fills it
+  let got = 0;
+  for (let n = -1; n !== 0 && got < body.length; got += n) n = readSync(fd, body, got, body.length - got, null);
+  if (got !== st.size) throw changedWhilePacked(abs, listedSize(st.size));
+  return body.subarray(0, st.size);
 }
 
 /** A large file's body is read in chunks of this size. */
 const LARGE_FILE_CHUNK = 256 * 1024;
 
+const readAsync = promisify(read);
+
 /**
- * The body of a large regular file, which must still be the one listed as `st`, in chunks
- * read into one buffer: each is to be copied before the next is asked for. It is read to one
- * byte past its listed size, so a file that grew is caught (as one that shrank is).
+ * The body of a large open file in chunks read into one buffer: each is to be copied before
+ * the next is asked for. It is read to one byte past its size when opened, so a file that
+ * grew is caught (as one that shrank is).
  */
-async function* largeFileBody(abs: string, st: Stats): AsyncGenerator<Buffer> {
-  const file = await open(abs, OPEN_LISTED).catch((err: unknown) => {
-    throw openFailure(err, abs, st.size);
-  });
+async function* largeFileBody({ fd, st }: OpenFile, abs: string): AsyncGenerator<Buffer> {
+  const chunk = Buffer.allocUnsafe(LARGE_FILE_CHUNK);
+  let got = 0;
+  while (got <= st.size) {
+    const { bytesRead } = await readAsync(fd, chunk, 0, Math.min(chunk.length, st.size + 1 - got), null);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+    if (got <= st.size) yield chunk.subarray(0, bytesRead);
+  }
+  if (got !== st.size) throw changedWhilePacked(abs, listedSize(st.size));
+}
+
+/** Writes the entry of the regular file `abs` into `out`, yielding the blocks a large file fills. */
+async function* addFile(out: TarBlocks, abs: string, name: string): AsyncGenerator<Buffer> {
+  const file = openListedFile(abs);
   try {
-    if (!isListed(await file.stat(), st)) throw changedWhilePacked(abs, st.size);
-    const chunk = Buffer.allocUnsafe(LARGE_FILE_CHUNK);
-    let got = 0;
-    while (got <= st.size) {
-      const { bytesRead } = await file.read(chunk, 0, Math.min(chunk.length, st.size + 1 - got), null);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-      if (got <= st.size) yield chunk.subarray(0, bytesRead);
+    const { st } = file;
+    const header = entryHeader({ name, mode: st.mode, type: 'file', size: st.size });
+    if (st.size <= SMALL_FILE) {
+      const body = readSmallFile(file, abs);
+      out.write(header);
+      out.write(body);
+    } else {
+      out.write(header);
+      for await (const chunk of largeFileBody(file, abs)) {
+        out.write(chunk);
+        yield* out.takeFull();
+      }
     }
-    if (got !== st.size) throw changedWhilePacked(abs, st.size);
+    out.pad(st.size);
   } finally {
-    await file.close();
+    closeSync(file.fd);
   }
 }
 
@@ -287,22 +329,12 @@ async function* largeFileBody(abs: string, st: Stats): AsyncGenerator<Buffer> {
 async function* addEntry(out: TarBlocks, item: Item, rules: PackRuleSet, seen: Set<string>): AsyncGenerator<Buffer, boolean> {
   const { st } = item;
   const name = entryName(item, rules, seen);
-  if (st.isDirectory()) {
+  if (st === undefined || st.isFile()) {
+    yield* addFile(out, item.abs, name);
+  } else if (st.isDirectory()) {
     out.write(entryHeader({ name: `${name}/`, mode: st.mode, type: 'directory', size: 0 }));
   } else if (st.isSymbolicLink()) {
     out.write(entryHeader({ name, mode: st.mode, type: 'symlink', size: 0, linkname: symlinkTarget(item, rules, name) }));
-  } else if (st.isFile() && st.size <= SMALL_FILE) {
-    const body = readSmallFile(item.abs, st);
-    out.write(entryHeader({ name, mode: st.mode, type: 'file', size: st.size }));
-    out.write(body);
-    out.pad(st.size);
-  } else if (st.isFile()) {
-    out.write(entryHeader({ name, mode: st.mode, type: 'file', size: st.size }));
-    for await (const chunk of largeFileBody(item.abs, st)) {
-      out.write(chunk);
-      yield* out.takeFull();
-    }
-    out.pad(st.size);
   } else {
     return false;
   }
