@@ -34,24 +34,32 @@ function octal(value: number, digits: number): string {
   return text.length > digits ? `${'7'.repeat(digits)} ` : `${text.padStart(digits, '0')} `;
 }
 
+/**
+ * The fields every header has the same: owner 0:0 without names, the fixed mtime, magic and
+ * version, no device numbers. Each header starts as a copy of it, so they are formatted once.
+ */
+const USTAR_TEMPLATE = Buffer.alloc(TAR_BLOCK);
+USTAR_TEMPLATE.write(octal(0, 6), 108, 'latin1'); // uid
+USTAR_TEMPLATE.write(octal(0, 6), 116, 'latin1'); // gid
+USTAR_TEMPLATE.write(octal(PACK_MTIME_SECONDS, 11), 136, 'latin1');
+USTAR_TEMPLATE.write('ustar\u000000', 257, 'latin1'); // magic and version
+USTAR_TEMPLATE.write(octal(0, 6), 329, 'latin1'); // devmajor
+USTAR_TEMPLATE.write(octal(0, 6), 337, 'latin1'); // devminor
+
 /** One ustar header block. */
 function ustar(name: string, prefix: string, type: EntryType | 'pax-header', mode: number, size: number, linkname: string | undefined): Buffer {
-  const buf = Buffer.alloc(TAR_BLOCK);
+  // a slice of Node's buffer pool: not a new ArrayBuffer (and its garbage) per entry
+  const buf = Buffer.allocUnsafe(TAR_BLOCK);
+  buf.set(USTAR_TEMPLATE);
   buf.write(name, 0);
   buf.write(octal(mode & 0o7777, 6), 100, 'latin1');
-  buf.write(octal(0, 6), 108, 'latin1'); // uid
-  buf.write(octal(0, 6), 116, 'latin1'); // gid
   if (size.toString(8).length > 11) {
     // base-256 for 8 GiB and over
     buf[124] = 0x80;
     for (let i = 11, rest = size; i > 0; i--, rest = Math.floor(rest / 0x100)) buf[124 + i] = rest & 0xff;
   } else buf.write(octal(size, 11), 124, 'latin1');
-  buf.write(octal(PACK_MTIME_SECONDS, 11), 136, 'latin1');
   buf[156] = TYPEFLAG[type];
   if (linkname) buf.write(linkname, 157);
-  buf.write('ustar\u000000', 257, 'latin1'); // magic and version
-  buf.write(octal(0, 6), 329, 'latin1'); // devmajor
-  buf.write(octal(0, 6), 337, 'latin1'); // devminor
   if (prefix) buf.write(prefix, 345);
   let sum = 8 * 0x20; // the checksum field itself counts as spaces
   for (let i = 0; i < 148; i++) sum += buf[i]!;
