@@ -46,24 +46,34 @@ USTAR_TEMPLATE.write('ustar\u000000', 257, 'latin1'); // magic and version
 USTAR_TEMPLATE.write(octal(0, 6), 329, 'latin1'); // devmajor
 USTAR_TEMPLATE.write(octal(0, 6), 337, 'latin1'); // devminor
 
+/** The bytes of `buf` from `start`, `length` of them, summed. */
+function byteSum(buf: Buffer, start: number, length: number): number {
+  let sum = 0;
+  for (let i = start; i < start + length; i++) sum += buf[i]!;
+  return sum;
+}
+
+/** The template's share of every checksum, the checksum field itself counted as spaces. */
+const TEMPLATE_SUM = 8 * 0x20 + byteSum(USTAR_TEMPLATE, 0, TAR_BLOCK);
+
 /** One ustar header block. */
 function ustar(name: string, prefix: string, type: EntryType | 'pax-header', mode: number, size: number, linkname: string | undefined): Buffer {
   // a slice of Node's buffer pool: not a new ArrayBuffer (and its garbage) per entry
   const buf = Buffer.allocUnsafe(TAR_BLOCK);
   buf.set(USTAR_TEMPLATE);
-  buf.write(name, 0);
-  buf.write(octal(mode & 0o7777, 6), 100, 'latin1');
+  // the checksum adds up only the fields written here, where the template has zeros (not all 512 bytes)
+  let sum = TEMPLATE_SUM + byteSum(buf, 0, buf.write(name, 0));
+  sum += byteSum(buf, 100, buf.write(octal(mode & 0o7777, 6), 100, 'latin1'));
   if (size.toString(8).length > 11) {
     // base-256 for 8 GiB and over
     buf[124] = 0x80;
     for (let i = 11, rest = size; i > 0; i--, rest = Math.floor(rest / 0x100)) buf[124 + i] = rest & 0xff;
   } else buf.write(octal(size, 11), 124, 'latin1');
+  sum += byteSum(buf, 124, 12);
   buf[156] = TYPEFLAG[type];
-  if (linkname) buf.write(linkname, 157);
-  if (prefix) buf.write(prefix, 345);
-  let sum = 8 * 0x20; // the checksum field itself counts as spaces
-  for (let i = 0; i < 148; i++) sum += buf[i]!;
-  for (let i = 156; i < TAR_BLOCK; i++) sum += buf[i]!;
+  sum += TYPEFLAG[type];
+  if (linkname) sum += byteSum(buf, 157, buf.write(linkname, 157));
+  if (prefix) sum += byteSum(buf, 345, buf.write(prefix, 345));
   buf.write(octal(sum, 6), 148, 'latin1');
   return buf;
 }
