@@ -307,13 +307,10 @@ async function* addFile(out: TarBlocks, abs: string, name: string): AsyncGenerat
   const file = openListedFile(abs);
   try {
     const { st } = file;
-    const header = entryHeader({ name, mode: st.mode, type: 'file', size: st.size });
+    out.write(entryHeader({ name, mode: st.mode, type: 'file', size: st.size }));
     if (st.size <= SMALL_FILE) {
-      const body = readSmallFile(file, abs);
-      out.write(header);
-      out.write(body);
+      out.write(readSmallFile(file, abs));
     } else {
-      out.write(header);
       for await (const chunk of largeFileBody(file, abs)) {
         out.write(chunk);
         yield* out.takeFull();
@@ -347,7 +344,7 @@ interface PackSummary {
 }
 
 /** The tar of `root` in blocks, walked and read in slices of at most SLICE_MS between turns of the event loop. */
-async function* tarBlocks(root: string, rules: PackRuleSet, signal: AbortSignal | undefined): AsyncGenerator<Buffer, PackSummary> {
+async function* packedBlocks(root: string, rules: PackRuleSet, signal: AbortSignal | undefined): AsyncGenerator<Buffer, PackSummary> {
   const out = new TarBlocks();
   let entries = 0;
   const skipped: string[] = [];
@@ -395,7 +392,7 @@ export function packTree(root: string, rules: PackRules = {}, signal?: AbortSign
   done.catch(() => undefined);
   async function* blocks(): AsyncGenerator<Buffer> {
     try {
-      settle.resolve(yield* tarBlocks(root, set, signal));
+      settle.resolve(yield* packedBlocks(root, set, signal));
     } catch (err) {
       // once aborted, whatever failed (the read the abort cut short) failed for the abort
       const wrapped = signal?.aborted && signal.reason instanceof Error ? signal.reason : packError(err, root);
