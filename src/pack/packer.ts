@@ -1,32 +1,30 @@
-// Project tree → deterministic tar (tar-stream). Same tree, same bytes: paths sorted by
-// byte order within each directory, mtime fixed, uid/gid 0, empty owner names; modes,
-// symlinks and empty directories kept; long names go into pax headers (tar-stream does
-// that by itself). Each file waits for room at the consumer (tar-stream's backpressure), so a
-// tree of any size packs in bounded memory; only the headers of directories and symlinks
-// (512 bytes each, no body) are not held back. Hard links are packed as regular files;
-// sockets, FIFOs and devices are skipped (they are not project content).
+// Project tree → deterministic tar. Same tree, same bytes: paths sorted by byte order
+// within each directory, mtime fixed, uid/gid 0, empty owner names; modes, symlinks and
+// empty directories kept; long names go into pax headers (tar-header.ts). The tree is read
+// only as fast as the consumer takes the tar (the stream's backpressure), so a tree of any
+// size packs in bounded memory. Hard links are packed as regular files; sockets, FIFOs and
+// devices are skipped (they are not project content).
 //
 // A project is mostly small files, and each costs a few system calls: made through the
 // thread pool, every call also pays a hand-off (futex, eventfd, epoll: about 70 system calls
 // per file under strace), which made 100,000 small files take 54 s to pack against GNU
 // tar's 1.7 s. The walk and the small files therefore use blocking calls, in slices of at
 // most SLICE_MS between turns of the event loop (packing runs in a command: pack, push, or
-// run before any machine exists), and the tar reaches its consumer in blocks, not three
-// writes per file. Files over SMALL_FILE are streamed.
-import { closeSync, constants, createWriteStream, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from 'node:fs';
-import { lstat, open, readdir, realpath } from 'node:fs/promises';
+// run before any machine exists), and the tar reaches its consumer in blocks (tar-blocks.ts),
+// not three writes per file. Files over SMALL_FILE are streamed.
+import { closeSync, constants, createWriteStream, type Dirent, fstatSync, lstatSync, openSync, read, readdirSync, readlinkSync, readSync, type Stats } from 'node:fs';
+import { lstat, readdir, realpath } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import tar from 'tar-stream';
+import { promisify } from 'node:util';
 import { errorMessage, FleetError, toFleetError, UsageError } from '../errors.js';
 import { hashingTap } from '../store/hashing.js';
 import { globComponent, PackRuleSet, type PackRules } from './rules.js';
+import { TarBlocks } from './tar-blocks.js';
+import { entryHeader } from './tar-header.js';
 import { checkSymlinkTarget, PATH_MAX, safeEntryPath } from './unpack.js';
-
-/** 2000-01-01T00:00:00Z: fixed, and unlike 0 it does not make GNU tar warn on extract. */
-const PACK_MTIME = new Date(946_684_800_000);
 
 function byteOrder(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
@@ -63,32 +61,34 @@ function utf8Name(bytes: Buffer, where: string, what: string): string {
 const SMALL_FILE = 64 * 1024;
 /** The longest run of blocking calls between two turns of the event loop. */
 const SLICE_MS = 10;
-/** The size of the blocks the tar is handed on in. */
-const BLOCK = 256 * 1024;
-
 /**
  * A name read from a directory, as text, and why it cannot be packed (utf8Name): thrown only
- * if the path is not excluded, since an excluded file is never packed (GNU tar leaves it out too).
+ * if the path is not excluded, since an excluded file is never packed (GNU tar leaves it out
+ * too). `regularFile`: the directory says it is one (its d_type), so the walk need not lstat it.
  */
 interface DirName {
   readonly text: string;
   readonly refused?: FleetError;
+  readonly regularFile: boolean;
 }
 
-/** `names`, sorted by byte order, as text (a name refused: with U+FFFD for its bad bytes). */
-function sortedText(names: Buffer[], dir: string): DirName[] {
-  return names.sort(Buffer.compare).map((name) => {
-    try {
-      return { text: utf8Name(name, `${dir}/`, 'file name') };
-    } catch (err) {
-      return { text: name.toString('utf8'), refused: err as FleetError };
-    }
-  });
+/** The `entries` of `dir`, sorted by byte order, as text (a name refused: with U+FFFD for its bad bytes). */
+function sortedText(entries: Dirent<Buffer>[], dir: string): DirName[] {
+  return entries
+    .sort((a, b) => Buffer.compare(a.name, b.name))
+    .map((entry) => {
+      const regularFile = entry.isFile();
+      try {
+        return { text: utf8Name(entry.name, `${dir}/`, 'file name'), regularFile };
+      } catch (err) {
+        return { text: entry.name.toString('utf8'), refused: err as FleetError, regularFile };
+      }
+    });
 }
 
 /** The names in `dir`, sorted by byte order. */
 async function sortedNames(dir: string): Promise<DirName[]> {
-  return sortedText(await readdir(dir, { encoding: 'buffer' }), dir);
+  return sortedText(await readdir(dir, { encoding: 'buffer', withFileTypes: true }), dir);
 }
 
 /**
@@ -167,7 +167,8 @@ async function expandIncludes(root: string, rules: PackRuleSet): Promise<Start[]
 interface Item {
   readonly rel: string;
   readonly abs: string;
-  readonly st: Stats;
+  /** Its lstat; none for a regular file its directory listed as one: that is fstat'ed once open (openListedFile). */
+  readonly st?: Stats;
 }
 
 /** Every packable path in order: depth first, byte-sorted, excluded subtrees skipped. */
@@ -175,22 +176,21 @@ async function* walk(root: string, rules: PackRuleSet): AsyncGenerator<Item> {
   for (const start of await expandIncludes(root, rules)) yield* walkFrom(root, start.rel, start.name, rules, start.refused);
 }
 
-function* walkFrom(root: string, rel: string, tarName: string, rules: PackRuleSet, refused?: FleetError): Generator<Item> {
+function* walkFrom(root: string, rel: string, tarName: string, rules: PackRuleSet, refused?: FleetError, regularFile = false): Generator<Item> {
   if (rules.isExcluded(rel, tarName)) return;
   if (refused) throw refused;
   const abs = join(root, rel);
+  if (regularFile) {
+    // no lstat: the fstat of the open file gives its mode and size (a system call and a Stats saved per file)
+    yield { rel, abs };
+    return;
+  }
   const st = lstatSync(abs);
   yield { rel, abs, st };
   if (!st.isDirectory()) return;
-  for (const { text, refused: bad } of sortedText(readdirSync(abs, { encoding: 'buffer' }), abs)) yield* walkFrom(root, `${rel}/${text}`, `${tarName}/${text}`, rules, bad);
-}
-
-/**
- * `mode` is the whole st_mode: tar-stream replaces a falsy mode with 0644/0755, so the type
- * bits keep a mode of 000 from being taken for none; its encoder keeps only the low 12 bits.
- */
-function header(name: string, mode: number): Partial<tar.Header> & { name: string } {
-  return { name, mode, mtime: PACK_MTIME, uid: 0, gid: 0, uname: '', gname: '' };
+  for (const name of sortedText(readdirSync(abs, { encoding: 'buffer', withFileTypes: true }), abs)) {
+    yield* walkFrom(root, `${rel}/${name.text}`, `${tarName}/${name.text}`, rules, name.refused, name.regularFile);
+  }
 }
 
 /**
@@ -228,103 +228,139 @@ function symlinkTarget(item: Item, rules: PackRuleSet, name: string): string {
   return target;
 }
 
-/** A file of the walk that is not what the walk listed any more: its size, or the file itself (a symlink or a FIFO in its place). */
-function changedWhilePacked(abs: string, size: number, cause?: unknown): FleetError {
-  return new FleetError('FC_ERR_SIZE_MISMATCH', `${abs} changed while it was packed (it had ${size} bytes when listed); pack again`, cause === undefined ? {} : { cause });
+/** A regular file of the walk that is not what the walk listed any more: `why`. */
+function changedWhilePacked(abs: string, why: string, cause?: unknown): FleetError {
+  return new FleetError('FC_ERR_SIZE_MISMATCH', `${abs} changed while it was packed (${why}); pack again`, cause === undefined ? {} : { cause });
 }
+
+const NOT_A_FILE = 'listed as a regular file, it is not one any more';
 
 /**
  * How a listed file is opened: a symlink put in its place fails the open (ELOOP) instead of
- * being followed, a FIFO does not block it; the open file is then compared with the listing.
+ * being followed, a FIFO does not block it; the open file is then checked with fstat.
  */
 const OPEN_LISTED = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
-/** Whether the open file `now` is the regular file the walk listed as `listed`. */
-function isListed(now: Stats, listed: Stats): boolean {
-  return now.isFile() && now.dev === listed.dev && now.ino === listed.ino;
+/** A regular file of the walk, open, and its stat. */
+export interface OpenFile {
+  readonly fd: number;
+  /** The fstat of the open file: its header's mode and size are those of the body read. */
+  readonly st: Stats;
 }
 
-/** A failed open of a listed file: a symlink in its place is a change, anything else as it is. */
-function openFailure(err: unknown, abs: string, size: number): unknown {
-  return (err as NodeJS.ErrnoException).code === 'ELOOP' ? changedWhilePacked(abs, size, err) : err;
-}
-
-/** The whole of a small regular file, which must still be the one listed as `st`, with its size (exported for its tests). */
-export function readSmallFile(abs: string, st: Stats): Buffer {
+/** Opens a regular file of the walk, which must still be a regular file; the caller closes it (exported for its tests). */
+export function openListedFile(abs: string): OpenFile {
   let fd: number;
   try {
     fd = openSync(abs, OPEN_LISTED);
   } catch (err) {
-    throw openFailure(err, abs, st.size);
+    throw (err as NodeJS.ErrnoException).code === 'ELOOP' ? changedWhilePacked(abs, NOT_A_FILE, err) : err;
   }
   try {
-    if (!isListed(fstatSync(fd), st)) throw changedWhilePacked(abs, st.size);
-    const body = Buffer.allocUnsafe(st.size + 1); // one byte more: a file that grew fills it
-    let got = 0;
-    for (let n = -1; n !== 0 && got < body.length; got += n) n = readSync(fd, body, got, body.length - got, null);
-    if (got !== st.size) throw changedWhilePacked(abs, st.size);
-    return body.subarray(0, st.size);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Streams a large regular file, which must still be the one listed as `st`, into its tar entry. */
-async function streamLargeFile(abs: string, st: Stats, entry: ReturnType<tar.Pack['entry']>): Promise<void> {
-  const file = await open(abs, OPEN_LISTED).catch((err: unknown) => {
-    throw openFailure(err, abs, st.size);
-  });
-  try {
-    if (!isListed(await file.stat(), st)) throw changedWhilePacked(abs, st.size);
-    await pipeline(file.createReadStream({ autoClose: false }), entry);
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw changedWhilePacked(abs, NOT_A_FILE);
+    return { fd, st };
   } catch (err) {
-    // tar-stream refuses an entry whose body is not the size its header announced
-    throw errorMessage(err) === 'Size mismatch' ? changedWhilePacked(abs, st.size, err) : err;
-  } finally {
-    await file.close();
+    closeSync(fd);
+    throw err;
   }
 }
 
-/** Adds an entry whose body (if any) is at hand; settles once tar-stream took it, which is where its backpressure shows. */
-function addWhole(pack: tar.Pack, head: ReturnType<typeof header>, body?: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (err?: Error | null): void => (err ? reject(err) : resolve());
-    const entry = body ? pack.entry(head, body, done) : pack.entry(head, done);
-    entry.on('error', () => undefined); // a destroyed pack destroys the entry too: `done` has the error
-  });
+/** What a file that grew or shrank while it was read had when it was opened. */
+function listedSize(size: number): string {
+  return `it had ${size} bytes when listed`;
 }
 
-async function addEntry(pack: tar.Pack, item: Item, rules: PackRuleSet, seen: Set<string>): Promise<boolean> {
+/** The whole of a small open file, which must still have the size it had when opened (exported for its tests). */
+export function readSmallFile({ fd, st }: OpenFile, abs: string): Buffer {
+  const body = Buffer.allocUnsafe(st.size + 1); // one byte more: a file that grew fills it
+  let got = 0;
+  for (let n = -1; n !== 0 && got < body.length; got += n) n = readSync(fd, body, got, body.length - got, null);
+  if (got !== st.size) throw changedWhilePacked(abs, listedSize(st.size));
+  return body.subarray(0, st.size);
+}
+
+/** A large file's body is read in chunks of this size. */
+const LARGE_FILE_CHUNK = 256 * 1024;
+
+const readAsync = promisify(read);
+
+/**
+ * The body of a large open file in chunks read into one buffer: each is to be copied before
+ * the next is asked for. It is read to one byte past its size when opened, so a file that
+ * grew is caught (as one that shrank is).
+ */
+async function* largeFileBody({ fd, st }: OpenFile, abs: string): AsyncGenerator<Buffer> {
+  const chunk = Buffer.allocUnsafe(LARGE_FILE_CHUNK);
+  let got = 0;
+  while (got <= st.size) {
+    const { bytesRead } = await readAsync(fd, chunk, 0, Math.min(chunk.length, st.size + 1 - got), null);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+    if (got <= st.size) yield chunk.subarray(0, bytesRead);
+  }
+  if (got !== st.size) throw changedWhilePacked(abs, listedSize(st.size));
+}
+
+/** Writes the entry of the regular file `abs` into `out`, yielding the blocks a large file fills. */
+async function* addFile(out: TarBlocks, abs: string, name: string): AsyncGenerator<Buffer> {
+  const file = openListedFile(abs);
+  try {
+    const { st } = file;
+    out.write(entryHeader({ name, mode: st.mode, type: 'file', size: st.size }));
+    if (st.size <= SMALL_FILE) {
+      out.write(readSmallFile(file, abs));
+    } else {
+      for await (const chunk of largeFileBody(file, abs)) {
+        out.write(chunk);
+        yield* out.takeFull();
+      }
+    }
+    out.pad(st.size);
+  } finally {
+    closeSync(file.fd);
+  }
+}
+
+/** Writes the entry of `item` into `out` (yielding the blocks a large file fills); false for a type that is not packed. */
+async function* addEntry(out: TarBlocks, item: Item, rules: PackRuleSet, seen: Set<string>): AsyncGenerator<Buffer, boolean> {
   const { st } = item;
   const name = entryName(item, rules, seen);
-  if (st.isDirectory()) {
-    await addWhole(pack, { ...header(`${name}/`, st.mode), type: 'directory' });
+  if (st === undefined || st.isFile()) {
+    yield* addFile(out, item.abs, name);
+  } else if (st.isDirectory()) {
+    out.write(entryHeader({ name: `${name}/`, mode: st.mode, type: 'directory', size: 0 }));
   } else if (st.isSymbolicLink()) {
-    await addWhole(pack, { ...header(name, st.mode), type: 'symlink', linkname: symlinkTarget(item, rules, name) });
-  } else if (st.isFile() && st.size <= SMALL_FILE) {
-    await addWhole(pack, { ...header(name, st.mode), type: 'file', size: st.size }, readSmallFile(item.abs, st));
-  } else if (st.isFile()) {
-    await streamLargeFile(item.abs, st, pack.entry({ ...header(name, st.mode), type: 'file', size: st.size }));
+    out.write(entryHeader({ name, mode: st.mode, type: 'symlink', size: 0, linkname: symlinkTarget(item, rules, name) }));
   } else {
     return false;
   }
   return true;
 }
 
-/** The chunks of `source` gathered into blocks of BLOCK bytes or more (tar-stream pushes a header, a body and a padding per file). */
-async function* inBlocks(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
-  let parts: Buffer[] = [];
-  let size = 0;
-  for await (const item of source) {
-    const chunk = item as Buffer;
-    parts.push(chunk);
-    size += chunk.length;
-    if (size < BLOCK) continue;
-    yield parts.length === 1 ? chunk : Buffer.concat(parts, size);
-    parts = [];
-    size = 0;
+interface PackSummary {
+  readonly entries: number;
+  readonly skipped: readonly string[];
+}
+
+/** The tar of `root` in blocks, walked and read in slices of at most SLICE_MS between turns of the event loop. */
+async function* packedBlocks(root: string, rules: PackRuleSet, signal: AbortSignal | undefined): AsyncGenerator<Buffer, PackSummary> {
+  const out = new TarBlocks();
+  let entries = 0;
+  const skipped: string[] = [];
+  const seen = new Set<string>();
+  let sliceStart = performance.now();
+  for await (const item of walk(root, rules)) {
+    signal?.throwIfAborted();
+    if (yield* addEntry(out, item, rules, seen)) entries++;
+    else skipped.push(item.rel);
+    yield* out.takeFull();
+    if (performance.now() - sliceStart < SLICE_MS) continue;
+    await nextTurn();
+    sliceStart = performance.now();
   }
-  if (size > 0) yield Buffer.concat(parts, size);
+  yield* out.end();
+  return { entries, skipped };
 }
 
 /** What went wrong while packing `root`, as a FleetError with a documented code. */
@@ -342,50 +378,35 @@ function packError(err: unknown, root: string): FleetError {
   return new FleetError(wrapped.code, `packing ${root}: ${e.message}`, { cause: err });
 }
 
-interface PackSummary {
-  readonly entries: number;
-  readonly skipped: readonly string[];
-}
-
 /**
- * Packs `root` into a tar stream. The summary promise settles when the tar is complete
- * (and rejects on any error, which also destroys the stream). An abort of `signal` destroys
- * the stream at once (a slow consumer is not waited for) and rejects with its reason.
+ * Packs `root` into a tar stream, read from the tree as the stream is read (its backpressure
+ * bounds the memory). The summary promise settles when the tar is complete (and rejects on
+ * any error, which also destroys the stream). An abort of `signal` destroys the stream at once
+ * (a slow consumer is not waited for) and rejects with its reason.
  */
 export function packTree(root: string, rules: PackRules = {}, signal?: AbortSignal): { stream: Readable; done: Promise<PackSummary> } {
   const set = new PackRuleSet(rules);
-  const pack = tar.pack();
-  const stream = Readable.from(inBlocks(pack), { objectMode: false });
-  const done = (async () => {
-    let entries = 0;
-    const skipped: string[] = [];
-    const seen = new Set<string>();
-    let sliceStart = performance.now();
-    const stop = (): void => void pack.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
-    signal?.addEventListener('abort', stop, { once: true });
-    try {
-      for await (const item of walk(root, set)) {
-        signal?.throwIfAborted();
-        if (await addEntry(pack, item, set, seen)) entries++;
-        else skipped.push(item.rel);
-        if (performance.now() - sliceStart < SLICE_MS) continue;
-        await nextTurn();
-        sliceStart = performance.now();
-      }
-      pack.finalize();
-      return { entries, skipped };
-    } catch (err) {
-      // once aborted, whatever failed (the entry the abort destroyed) failed for the abort
-      const wrapped = signal?.aborted && signal.reason instanceof Error ? signal.reason : packError(err, root);
-      pack.destroy(wrapped);
-      stream.destroy(wrapped); // also when its consumer has stopped reading
-      throw wrapped;
-    } finally {
-      signal?.removeEventListener('abort', stop);
-    }
-  })();
+  let settle!: { resolve: (summary: PackSummary) => void; reject: (err: unknown) => void };
+  const done = new Promise<PackSummary>((resolve, reject) => (settle = { resolve, reject }));
   // the stream carries the error to its consumer; avoid an unhandled rejection here
   done.catch(() => undefined);
+  async function* blocks(): AsyncGenerator<Buffer> {
+    try {
+      settle.resolve(yield* packedBlocks(root, set, signal));
+    } catch (err) {
+      // once aborted, whatever failed (the read the abort cut short) failed for the abort
+      const wrapped = signal?.aborted && signal.reason instanceof Error ? signal.reason : packError(err, root);
+      settle.reject(wrapped);
+      throw wrapped; // destroys the stream with it
+    } finally {
+      // the consumer destroyed the stream before the tar was complete (no-op once settled)
+      settle.reject(new FleetError('FC_ERR_INTERNAL', `packing ${root}: the tar stream was closed before the pack was complete`));
+    }
+  }
+  const stream = Readable.from(blocks(), { objectMode: false });
+  const stop = (): void => void stream.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+  signal?.addEventListener('abort', stop, { once: true });
+  stream.once('close', () => signal?.removeEventListener('abort', stop));
   return { stream, done };
 }
 

@@ -1,12 +1,12 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, truncateSync, unlinkSync, utimesSync, writeFileSync, createReadStream } from 'node:fs';
+import { chmodSync, closeSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, truncateSync, unlinkSync, utimesSync, writeFileSync, createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { packToFile, packTree, readSmallFile } from '../../src/pack/packer.js';
+import { openListedFile, packToFile, packTree, readSmallFile } from '../../src/pack/packer.js';
 import { unpackTar } from '../../src/pack/unpack.js';
 
 const LONG = `${'d'.repeat(60)}/${'n'.repeat(70)}-long-name-over-100-bytes.txt`;
@@ -247,14 +247,18 @@ t.test('a small file whose size is not the one listed fails the pack by name', {
   }
 });
 
-t.test('a small file that is not the one listed any more (a symlink, a FIFO, another file in its place) is a change, not an internal error', async (t) => {
-  const dir = t.testdir({ 'listed.txt': 'listed\n', 'other.txt': 'other!\n' });
-  const listed = lstatSync(join(dir, 'listed.txt'));
-  t.same(readSmallFile(join(dir, 'listed.txt'), listed), Buffer.from('listed\n'), 'the file as listed reads');
+t.test('a regular file that is not one any more when opened (a symlink, a FIFO in its place) is a change, not an internal error', async (t) => {
+  const dir = t.testdir({ 'listed.txt': 'listed\n' });
+  const file = openListedFile(join(dir, 'listed.txt'));
+  try {
+    t.same(readSmallFile(file, join(dir, 'listed.txt')), Buffer.from('listed\n'), 'the file as listed reads');
+  } finally {
+    closeSync(file.fd);
+  }
   symlinkSync('listed.txt', join(dir, 'link'));
   execFileSync('mkfifo', [join(dir, 'fifo')]);
-  for (const name of ['link', 'fifo', 'other.txt']) {
-    t.throws(() => readSmallFile(join(dir, name), listed), { code: 'FC_ERR_SIZE_MISMATCH', message: `${name} changed while it was packed` }, name);
+  for (const name of ['link', 'fifo']) {
+    t.throws(() => openListedFile(join(dir, name)), { code: 'FC_ERR_SIZE_MISMATCH', message: `${name} changed while it was packed` }, name);
   }
 });
 
@@ -294,4 +298,14 @@ t.test('a path of the tree longer than PATH_MAX is refused by name (exit 2), not
   } finally {
     execFileSync('rm', ['-rf', join(root, name)]); // GNU rm descends relative to each directory
   }
+});
+
+t.test('a consumer that closes the stream before the end leaves no pack waiting: done rejects', async (t) => {
+  const dir = t.testdir();
+  const root = join(dir, 'p');
+  mkdirSync(root);
+  for (let i = 0; i < 50; i++) writeFileSync(join(root, `f${i}`), `file ${i}\n`.repeat(10_000));
+  const { stream, done } = packTree(root);
+  stream.once('data', () => stream.destroy());
+  await t.rejects(Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error('still pending 5 s after the close')), 5000).unref())]), { message: /closed before the pack was complete/ });
 });
