@@ -94,7 +94,7 @@ class AdhocProvider implements Provider {
     return system.password ?? this.#ctx.password;
   }
 
-  /** Runs allocate or discard the way spread does (cwd project root, its env only); `signal` kills it. */
+  /** Runs allocate or discard the way spread does (cwd project root, its env only, its fixed PATH); `signal` kills it. */
   async runScript(script: string, system: SystemSpec, address: string, signal?: AbortSignal): Promise<AdhocOutcome> {
     const env: EnvEntry[] = [
       ['SPREAD_BACKEND', literal(this.name)],
@@ -110,6 +110,8 @@ class AdhocProvider implements Provider {
     const r = await this.#local.exec(`${ADDRESS_HELPER}\n${script}`, {
       env,
       trace: false,
+      // spread's localScript exports its fixed PATH, as on a machine: not the caller's
+      fixedPath: true,
       // warn-timeout and kill-timeout are spread fields: the model parsed them (-1, -1ns, 100us)
       warnTimeout: timeouts.warn,
       killTimeout: timeouts.kill,

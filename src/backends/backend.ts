@@ -24,6 +24,8 @@ export interface ExecOptions {
   cwd?: string;
   /** `set -x` before the script (spread traces; default true). */
   trace?: boolean;
+  /** Replace PATH by spread's fixed one (script.ts REMOTE_PATH), as spread does for its local allocate and discard scripts. */
+  fixedPath?: boolean;
   /** Called with each chunk of combined stdout+stderr as it arrives. */
   onOutput?: (chunk: string) => void;
   /** Every warnTimeout ms while the script runs, called with the output tail. */

@@ -97,7 +97,7 @@ export class LocalExecutor implements Executor {
   }
 
   exec(script: string, o: ExecOptions = {}): Promise<ExecResult> {
-    const text = renderScript(script, { dir: this.#path(o.cwd ?? '.'), env: o.env, trace: o.trace });
+    const text = renderScript(script, { dir: this.#path(o.cwd ?? '.'), env: o.env, trace: o.trace, fixedPath: o.fixedPath });
     const out = new OutputBuffer();
     return new Promise<ExecResult>((done, fail) => {
       // detached: a new process group, so a kill reaches everything the script started.

@@ -6,8 +6,8 @@ import type { EnvEntry, ExecOptions } from './backend.js';
 
 /** Output kept per script; older bytes are dropped (scripts can print gigabytes). */
 const OUTPUT_CAP = 1 << 20;
-/** spread's fixed PATH for remote scripts. */
-const REMOTE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin';
+/** spread's fixed PATH for remote scripts, and for its local ones (allocate, discard). */
+export const REMOTE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin';
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** The exit code of REBOOT, ERROR and FATAL: the runner then reads their marker. */
 export const MARKER_EXIT = 213;

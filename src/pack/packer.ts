@@ -21,7 +21,8 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { errorMessage, FleetError, toFleetError, UsageError } from '../errors.js';
 import { hashingTap } from '../store/hashing.js';
-import { globComponent, PackRuleSet, type PackRules } from './rules.js';
+import { PackRuleSet, type PackRules } from './rules.js';
+import { BAD_PATTERN, goMatches, goMatchPattern, hasGoMeta } from '../go-match.js';
 import { TarBlocks } from './tar-blocks.js';
 import { entryHeader } from './tar-header.js';
 import { checkSymlinkTarget, PATH_MAX, safeEntryPath } from './unpack.js';
@@ -110,17 +111,24 @@ async function expandIncludes(root: string, rules: PackRuleSet): Promise<Start[]
   const refusedAt = new Map<string, FleetError>();
   for (const entry of rules.include) {
     const parts = entry.replace(/^\.\/+/, '').replace(/\/+$/, '').split('/').filter((p) => p !== '');
+    // Go's filepath.Glob refuses a malformed pattern before it reads any directory
+    const patterns = parts.map((part) => {
+      try {
+        return goMatchPattern(part);
+      } catch {
+        throw new UsageError(`include entry "${entry}": ${BAD_PATTERN} (a Go filepath.Glob pattern)`);
+      }
+    });
     let paths = [''];
-    for (const part of parts) {
+    for (const pattern of patterns) {
       const next: string[] = [];
       for (const base of paths) {
         const below = refusedAt.get(base); // a path that is gone into cannot be excluded
         if (below) throw below;
-        if (!/[*?[]/.test(part)) {
-          next.push(base ? `${base}/${part}` : part);
+        if (typeof pattern === 'string') {
+          next.push(base ? `${base}/${pattern}` : pattern);
           continue;
         }
-        const re = globComponent(part);
         let names: DirName[] = [];
         try {
           names = await sortedNames(join(root, base));
@@ -130,7 +138,7 @@ async function expandIncludes(root: string, rules: PackRuleSet): Promise<Start[]
         }
         // like Go's filepath.Glob (spread), `*` matches dotfiles too
         for (const { text, refused } of names) {
-          if (!re.test(text)) continue;
+          if (!goMatches(pattern, text)) continue;
           const path = base ? `${base}/${text}` : text;
           next.push(path);
           if (refused) refusedAt.set(path, refused);
@@ -153,7 +161,7 @@ async function expandIncludes(root: string, rules: PackRuleSet): Promise<Start[]
       }
     }
     if (found.length === 0) throw new UsageError(`include entry "${entry}" matches nothing under ${root}`);
-    const literal = !/[*?[]/.test(entry);
+    const literal = !hasGoMeta(entry);
     for (const p of found) if (!out.has(p)) out.set(p, literal ? entry.replace(/(.)\/+$/, '$1') : p);
   }
   // a path inside another included one is packed with it already (twice, the unpack fails)

@@ -1,6 +1,6 @@
 // spread's project content rules (spread-spec.md §12), with the GNU tar semantics spread
-// relies on: `include` entries are globs over paths relative to the project root (default:
-// every root entry, dotfiles included); `exclude` entries are tar --exclude patterns as
+// relies on: `include` entries are Go filepath.Glob patterns over paths relative to the project
+// root (src/go-match.ts; default: every root entry, dotfiles included); `exclude` entries are tar --exclude patterns as
 // written (unanchored, `*` matches `/`), plus `.spread-reuse.*` always; `rename` entries are tar
 // --transform arguments: expressions `s,regex,replacement,flags` separated by `;` (POSIX basic
 // regex unless flag x; flags g, i, x, a number N (the Nth match; with g, it and every one
@@ -18,9 +18,9 @@ export interface PackRules {
 
 const ALWAYS_EXCLUDED = '.spread-reuse.*';
 
-/** A shell glob as a regex body; `slash` says whether `*` and `?` may match `/`. */
-function globBody(pattern: string, slash: boolean): string {
-  const any = slash ? '[^]' : '[^/]';
+/** An fnmatch glob (tar --exclude, no FNM_PATHNAME) as a regex body: `*` and `?` match `/` too. */
+function globBody(pattern: string): string {
+  const any = '[^]';
   let out = '';
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i] as string;
@@ -116,11 +116,6 @@ function escapeRegex(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
 
-/** Matches one path component against a glob (for include expansion). */
-export function globComponent(pattern: string): RegExp {
-  return new RegExp(`^${globBody(pattern, false)}$`);
-}
-
 /**
  * tar --exclude as GNU tar (1.34) matches it when creating, the pattern as written: against
  * the member name or any tail of it after a `/` (unanchored), and against any leading part
@@ -129,7 +124,7 @@ export function globComponent(pattern: string): RegExp {
  * `./x.o` excludes nothing under the default include (test/pack/pack-exclude.test.ts).
  */
 function excludeMatcher(pattern: string): RegExp {
-  return new RegExp(`(^|/)${globBody(pattern, true)}(/|$)`);
+  return new RegExp(`(^|/)${globBody(pattern)}(/|$)`);
 }
 
 /** GNU regex escapes JavaScript reads alike: word and space characters, word boundaries. */

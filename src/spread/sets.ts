@@ -5,6 +5,7 @@
 import type { Origin } from './model.js';
 import { projectError } from './yaml.js';
 import { errorMessage } from '../errors.js';
+import { goMatches, goMatchPattern } from '../go-match.js';
 
 export interface Level {
   /** Shown in errors: `backend "x"`, `x:system`, `suite tests/`, or the task name. */
@@ -26,59 +27,14 @@ export const EMPTY_SET: SetState = { final: new Set(), seen: [], levels: 0 };
 
 const globCache = new Map<string, RegExp | string>();
 
-/** Go's filepath.Match as a RegExp (or the literal string when there are no metacharacters). */
+/** Go's filepath.Match as a RegExp (or the literal string when there are no metacharacters), cached. */
 function compileGlob(pattern: string): RegExp | string {
-  const cached = globCache.get(pattern);
-  if (cached !== undefined) return cached;
-  let out: RegExp | string;
-  if (!/[*?[\\]/.test(pattern)) {
-    out = pattern;
-  } else {
-    let re = '^';
-    for (let i = 0; i < pattern.length; i++) {
-      const c = pattern[i]!;
-      if (c === '*') re += '[^/]*';
-      else if (c === '?') re += '[^/]';
-      else if (c === '\\') {
-        if (i + 1 >= pattern.length) throw new Error('syntax error in pattern');
-        re += escapeRe(pattern[++i]!);
-      } else if (c === '[') {
-        let j = i + 1;
-        let cls = '[';
-        if (pattern[j] === '^') {
-          cls += '^';
-          j++;
-        }
-        let empty = true;
-        while (j < pattern.length && (pattern[j] !== ']' || empty)) {
-          let ch = pattern[j]!;
-          if (ch === ']' && empty) throw new Error('syntax error in pattern');
-          if (ch === '\\') ch = pattern[++j] ?? '';
-          if (ch === '') throw new Error('syntax error in pattern');
-          cls += escapeRe(ch);
-          empty = false;
-          j++;
-          if (pattern[j] === '-' && pattern[j + 1] !== ']' && j + 1 < pattern.length) {
-            let hi = pattern[j + 1]!;
-            j += 2;
-            if (hi === '\\') hi = pattern[j++] ?? '';
-            if (hi === '' || hi < ch) throw new Error('syntax error in pattern');
-            cls += '-' + escapeRe(hi);
-          }
-        }
-        if (j >= pattern.length) throw new Error('syntax error in pattern');
-        re += cls + ']';
-        i = j;
-      } else re += escapeRe(c);
-    }
-    out = new RegExp(re + '$');
+  let out = globCache.get(pattern);
+  if (out === undefined) {
+    out = goMatchPattern(pattern);
+    globCache.set(pattern, out);
   }
-  globCache.set(pattern, out);
   return out;
-}
-
-function escapeRe(c: string): string {
-  return /[.*+?^${}()|[\]\\/-]/.test(c) ? '\\' + c : c;
 }
 
 function strip(entry: string): string {
@@ -106,7 +62,7 @@ export function applyLevel(state: SetState, level: Level, what: string): SetStat
     } catch (err) {
       throw projectError(`${level.context} has invalid ${what} pattern ${JSON.stringify(entry)}: ${errorMessage(err)}`, level.origin);
     }
-    const matches = typeof glob === 'string' ? seen.filter((s) => s === glob) : seen.filter((s) => glob.test(s));
+    const matches = seen.filter((s) => goMatches(glob, s));
     if (remove) {
       for (const m of matches) final.delete(m);
       return;

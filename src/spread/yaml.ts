@@ -3,6 +3,7 @@
 // names the file and line.
 import { LineCounter, parseAllDocuments, parseDocument, isAlias, isMap, isScalar, isSeq, type Document, type Node, type Scalar, type YAMLSeq } from 'yaml';
 import { FleetError } from '../errors.js';
+import { goInt64, resolveYamlV2Scalar } from './yaml-scalar.js';
 import type { EnvEntry, FieldOrigins, Origin, PlacedField } from './model.js';
 
 /** Makes the one error type of the project model. */
@@ -13,7 +14,6 @@ export function projectError(message: string, origin?: Origin): FleetError {
 
 const YAML11_TRUE = new Set(['y', 'Y', 'yes', 'Yes', 'YES', 'true', 'True', 'TRUE', 'on', 'On', 'ON']);
 const YAML11_FALSE = new Set(['n', 'N', 'no', 'No', 'NO', 'false', 'False', 'FALSE', 'off', 'Off', 'OFF']);
-const INT = /^[-+]?(?:0|[1-9][0-9_]*|0[0-7_]+|0x[0-9a-fA-F_]+|0b[01_]+)$/;
 
 /**
  * The fields of a mapping decoded into a struct, by key. Remembers the keys read: the others
@@ -226,19 +226,19 @@ export class YamlFile {
     throw this.#typeError(node, 'bool');
   }
 
-  /** An integer; undefined when absent (spread's OptionalInt "not set"). */
+  /**
+   * An integer as yaml.v2 decodes a scalar into a Go int: undefined when absent (spread's
+   * OptionalInt "not set"); a float is truncated toward zero (`1.5` → 1), a quoted scalar is
+   * a string and refused, as are values outside int64.
+   */
   int(node: Node | undefined): number | undefined {
     if (node === undefined) return undefined;
-    const text = isScalar(node) ? this.#text(node) : '';
-    if (!isScalar(node) || !INT.test(text)) throw this.#typeError(node, 'int');
-    const clean = text.replace(/_/g, '');
-    const neg = clean.startsWith('-');
-    const body = clean.replace(/^[-+]/, '');
-    const n = body.startsWith('0x') ? parseInt(body.slice(2), 16)
-      : body.startsWith('0b') ? parseInt(body.slice(2), 2)
-      : body.length > 1 && body.startsWith('0') ? parseInt(body, 8)
-      : parseInt(body, 10);
-    return neg ? -n : n;
+    if (!isScalar(node)) throw this.#typeError(node, 'int');
+    const text = this.#text(node);
+    const resolved = node.type === 'PLAIN' ? resolveYamlV2Scalar(text) : { tag: '!!str' as const };
+    const value = resolved.tag === '!!int' || resolved.tag === '!!float' ? goInt64(resolved) : undefined;
+    if (value === undefined) throw this.failField(node, `cannot load ${this.file}: yaml: unmarshal errors: cannot unmarshal ${resolved.tag} \`${text}\` into int`);
+    return value;
   }
 
   /** An environment map: ordered, names validated, duplicates refused. */

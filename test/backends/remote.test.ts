@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { createProvider } from '../../src/backends/registry.js';
 import { parseMarkers } from '../../src/backends/adhoc.js';
 import type { BackendContext, Machine } from '../../src/backends/backend.js';
+import { REMOTE_PATH } from '../../src/backends/script.js';
 import { isAlive } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { freePort, startSshd } from '../ssh/sshd.js';
@@ -38,6 +39,18 @@ t.test('adhoc: allocate and discard past their kill-timeout are killed, and the 
   t.equal(pidList.length, 4, 'each script and its child were started');
   await eventually('every process of both scripts ended', () => pidList.every((pid) => !isAlive(pid)));
   ended = true;
+});
+
+t.test("adhoc: allocate and discard run with spread's fixed PATH and its SPREAD_* variables, as spread's local scripts do", async (t) => {
+  const dir = t.testdir();
+  const seen = join(dir, 'seen');
+  const report = `path=$PATH backend=$SPREAD_BACKEND system=$SPREAD_SYSTEM user=[$SPREAD_SYSTEM_USERNAME] syspw=[$SPREAD_SYSTEM_PASSWORD] pw=\${SPREAD_PASSWORD:-unset} addr=[$SPREAD_SYSTEM_ADDRESS] deb=$DEBIAN_FRONTEND`;
+  const ctx: BackendContext = { projectRoot: dir, remotePath: '/home/test', password: 'session-pw', stateDir: join(dir, 'cache') };
+  const p = createProvider('cloud', 'adhoc', { allocate: `FATAL "${report}"`, discard: `echo "${report}" > ${seen}` }, ctx);
+  t.not(process.env.PATH, REMOTE_PATH, "the test's own PATH differs from spread's");
+  await t.rejects(p.allocate({ name: 'ubuntu-24.04', username: 'admin' }), { message: `cannot allocate cloud:ubuntu-24.04: path=${REMOTE_PATH} backend=cloud system=ubuntu-24.04 user=[admin] syspw=[] pw=session-pw addr=[] deb=noninteractive` });
+  await p.discard({ system: { name: 'ubuntu-24.04', password: 'own' }, address: '10.0.0.7:22' } as Machine);
+  t.equal((await readFile(seen, 'utf8')).trim(), `path=${REMOTE_PATH} backend=cloud system=ubuntu-24.04 user=[] syspw=[own] pw=unset addr=[10.0.0.7:22] deb=noninteractive`, 'a system with its own password gets no SPREAD_PASSWORD');
 });
 
 t.test('adhoc: the wait for the SSH port has a deadline of its own after a slow allocate', async (t) => {

@@ -131,3 +131,22 @@ t.test('findProject walks up and accepts .spread.yaml; loading scalars as writte
   mkdirSync(path.join(empty, 'x'));
   t.throws(() => findProject(path.join(empty, 'x')), { code: 'FC_ERR_PROJECT', message: /cannot find spread.yaml or .spread.yaml/ });
 });
+
+t.test('integer fields decode as yaml.v2 decodes a scalar into an int: floats truncated toward zero, 08 a float, quoted and out-of-range refused', async (t) => {
+  const systemWith = (workers: string): string => project({ backends: `    lxd:\n        systems:\n            - ubuntu-1:\n                workers: ${workers}\n` });
+  const accepted: Array<[string, number]> = [['2.0', 2], ['1.5', 1], ['2.9', 2], ['1e1', 10], ['.5e1', 5], ['08', 8], ['0o10', 8], ['0x1_0', 16], ['010', 8], ['0.5', 1]];
+  for (const [written, workers] of accepted) {
+    const dir = writeProject(t, { spread: systemWith(written), tasks: { 's/t': task('a', `samples: ${written}\npriority: ${written}\n`) } });
+    const p = await loadProject(dir);
+    t.equal(p.backends[0]!.systems[0]!.workers, workers, `workers: ${written}`);
+    t.equal(p.suites[0]!.tasks[0]!.samples, workers, `samples: ${written}`);
+    t.equal(p.suites[0]!.tasks[0]!.priority, written === '0.5' ? 0 : workers, `priority: ${written}`);
+  }
+  const refused: Array<[string, string]> = [['"2"', '!!str `2`'], ['.nan', '!!float `.nan`'], ['.inf', '!!float `.inf`'], ['1e19', '!!float `1e19`'], ['9223372036854775808', '!!int `9223372036854775808`'], ['2001-01-01', '!!timestamp `2001-01-01`']];
+  for (const [written, shown] of refused) {
+    const dir = writeProject(t, { spread: systemWith(written), tasks: { 's/t': task() } });
+    await t.rejects(loadProject(dir), { code: 'FC_ERR_PROJECT', message: `spread.yaml:7: cannot load spread.yaml: yaml: unmarshal errors: cannot unmarshal ${shown} into int (field workers)` }, `workers: ${written}`);
+  }
+  const negative = writeProject(t, { spread: systemWith('-1.5'), tasks: { 's/t': task() } });
+  await t.rejects(loadProject(negative), { message: /backend "lxd" has system "ubuntu-1" with -1 workers/ }, 'a negative float truncates to a negative count');
+});
