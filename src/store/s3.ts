@@ -300,9 +300,11 @@ function storageError(what: string, err: unknown): FleetError {
 
 /** A read answered 403: the origin's credentials, not the object, are the problem (a 503, logged). */
 function refusedError(d: Digest, err: unknown): FleetError {
+  // a HEAD's 403 has no body, which the SDK names "UnknownError": nothing to add then
+  const said = errorMessage(err);
   return new FleetError(
     'FC_ERR_UNAVAILABLE',
-    `object storage refused the credentials for a read of ${d.algo}:${d.hex} (403: ${errorMessage(err)}): check the origin's S3 credentials and that they allow s3:GetObject and s3:ListBucket (without ListBucket, S3 answers 403 for a missing key)`,
+    `object storage refused the credentials for a read of ${d.algo}:${d.hex} (HTTP 403${said === 'UnknownError' ? '' : `: ${said}`}): check the origin's S3 credentials and that they allow s3:GetObject and s3:ListBucket (without ListBucket, S3 answers 403 for a missing key)`,
     { cause: err },
   );
 }
