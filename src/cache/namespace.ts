@@ -9,6 +9,7 @@ import { LRUCache } from 'lru-cache';
 import type { Dispatcher } from 'undici';
 import { FleetError, UpstreamError } from '../errors.js';
 import { etagOf } from '../http/blob-reply.js';
+import { etagDigest } from '../http/name-etag.js';
 import { ALGO_HEX_ROUTE, parseDigest, type Digest } from '../store/digest.js';
 import { authHeaders, cacheControlOf, fillOnce, notCached, onlyIfCached, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type Hit } from './disk-store.js';
@@ -179,12 +180,6 @@ function recheck(ctx: CacheContext, hit: Hit, d: Digest): Promise<boolean> {
     inflight.set(hit.id, hashing);
   }
   return hashing;
-}
-
-/** The digest a name's ETag states its bytes have (`"sha256:<hex>"`, as the origin gives them), if it does. */
-function etagDigest(etag: string | undefined): Digest | undefined {
-  const m = /^"sha256:([0-9a-f]{64})"$/.exec(etag ?? '');
-  return m ? parseDigest('sha256', m[1]!) : undefined;
 }
 
 /** Whether the stored copy `hit` still hashes to `d`. */

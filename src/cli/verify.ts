@@ -27,6 +27,7 @@ export function registerVerify(program: Command): void {
       'Prints one tab-separated line per damaged blob: digest, size, what it hashes to (or why it cannot',
       'be read), removed|kept; then a summary. Exit 0: every blob matches; 5: some do not; 3: the data',
       'directory is in use (--remove while an origin runs); 4: there is no data directory at that path.',
+      'A blob deleted between the listing and its read (a live origin pruning) is skipped, counted in the summary.',
     ].join('\n'))
     .action(async (flags: VerifyFlags) => {
       const config = loadOriginConfig(flags.config);
@@ -43,7 +44,8 @@ export function registerVerify(program: Command): void {
           onDamaged: (b) => process.stdout.write(`${b.digest}\t${b.size}\t${b.found}\t${b.removed ? 'removed' : 'kept'}\n`),
         });
         const removed = result.damaged.filter((b) => b.removed).length;
-        process.stdout.write(`checked ${result.checked} blobs, ${result.bytes} bytes: ${result.damaged.length} damaged${flags.remove ? `, ${removed} removed` : ''}\n`);
+        const gone = result.gone > 0 ? `; ${result.gone} deleted since listed, skipped` : '';
+        process.stdout.write(`checked ${result.checked} blobs, ${result.bytes} bytes: ${result.damaged.length} damaged${flags.remove ? `, ${removed} removed` : ''}${gone}\n`);
         if (result.damaged.length > 0) throw new FleetError('FC_ERR_DIGEST_MISMATCH', `${result.damaged.length} of ${result.checked} blobs do not match their digest`);
       } finally {
         await lock?.release();

@@ -84,6 +84,8 @@ interface BlobReplyOptions {
   readonly kind: string;
   readonly ledger: TrafficLedger;
   readonly cacheControl?: string;
+  /** A name's (name-etag.ts); without it, the blob's: its digest. */
+  readonly etag?: string;
   readonly contentType?: string;
   readonly extraHeaders?: Record<string, string>;
   /**
@@ -153,7 +155,7 @@ export async function replyWithBlob(
   opts: BlobReplyOptions,
 ): Promise<FastifyReply> {
   const st = await store.stat(digest);
-  const etag = etagOf(digest);
+  const etag = opts.etag ?? etagOf(digest);
   const modifiedMs = opts.modifiedMs ?? st.mtimeMs;
   const lastModified = new Date(modifiedMs).toUTCString();
   const unchanged = checkReadPreconditions(request, etag, modifiedMs); // a 412 goes out without the object's headers

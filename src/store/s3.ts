@@ -65,18 +65,22 @@ export interface S3StoreOptions {
   readonly idleTimeoutMs?: number;
 }
 
+/** The HTTP status of an S3 error, when it has one. */
+function statusOf(err: unknown): unknown {
+  return (err as { $metadata?: { httpStatusCode?: unknown } } | null)?.$metadata?.httpStatusCode;
+}
+
 /**
- * Whether an S3 error means "no such object". S3 answers 404 (NoSuchKey on GET, a bare
- * NotFound on HEAD), but 403 instead when the credentials lack s3:ListBucket, so that a
- * missing key cannot be told from a forbidden one; a read-only policy without ListBucket
- * is common, so a 403 on a read is a miss too. Writes never go through this function.
+ * Whether an S3 error means "no such object": 404 (NoSuchKey on GET, a bare NotFound on
+ * HEAD). Not a 403: S3 answers that for refused credentials (rotated, wrong, a clock skewed)
+ * and, without s3:ListBucket, for a missing key too; taken for a miss, it had every blob
+ * look absent and the caches pass 404s on. A 403 is an error (see refusedError).
  */
 export function isMissingObjectError(err: unknown): boolean {
   if (typeof err !== 'object' || err === null) return false;
-  const e = err as { name?: unknown; Code?: unknown; $metadata?: { httpStatusCode?: unknown } };
+  const e = err as { name?: unknown; Code?: unknown };
   if (e.name === 'NoSuchKey' || e.name === 'NotFound' || e.Code === 'NoSuchKey') return true;
-  const status = e.$metadata?.httpStatusCode;
-  return status === 404 || status === 403;
+  return statusOf(err) === 404;
 }
 
 export class S3BlobStore implements BlobStore {
@@ -193,12 +197,11 @@ export class S3BlobStore implements BlobStore {
   async delete(d: Digest): Promise<boolean> {
     const key = this.keyOf(d);
     // S3's DeleteObject succeeds for absent keys, so presence is checked first. Only a 404 is
-    // absence here, not a 403 as on reads: credentials refused (rotated, a clock skewed) would
-    // have retention take every blob for deleted already and forget it for good.
+    // absence: a 403 taken for one would have retention forget every blob for good.
     try {
       await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }));
     } catch (err) {
-      if (isMissingObjectError(err) && (err as { $metadata?: { httpStatusCode?: unknown } }).$metadata?.httpStatusCode !== 403) return false;
+      if (isMissingObjectError(err)) return false;
       throw storageError('delete', err);
     }
     await this.#deleteKey(key).catch((err: unknown) => Promise.reject(storageError('delete', err)));
@@ -284,6 +287,7 @@ export class S3BlobStore implements BlobStore {
       return await send();
     } catch (err) {
       if (isMissingObjectError(err)) throw new NotFoundError(`no object ${d.algo}:${d.hex}`);
+      if (statusOf(err) === 403) throw refusedError(d, err);
       throw storageError('read', err);
     }
   }
@@ -292,4 +296,15 @@ export class S3BlobStore implements BlobStore {
 function storageError(what: string, err: unknown): FleetError {
   const message = errorMessage(err);
   return new FleetError('FC_ERR_UNAVAILABLE', `object storage ${what} failed: ${message}`, { cause: err });
+}
+
+/** A read answered 403: the origin's credentials, not the object, are the problem (a 503, logged). */
+function refusedError(d: Digest, err: unknown): FleetError {
+  // a HEAD's 403 has no body, which the SDK names "UnknownError": nothing to add then
+  const said = errorMessage(err);
+  return new FleetError(
+    'FC_ERR_UNAVAILABLE',
+    `object storage refused the credentials for a read of ${d.algo}:${d.hex} (HTTP 403${said === 'UnknownError' ? '' : `: ${said}`}): check the origin's S3 credentials and that they allow s3:GetObject and s3:ListBucket (without ListBucket, S3 answers 403 for a missing key)`,
+    { cause: err },
+  );
 }

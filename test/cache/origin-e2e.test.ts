@@ -176,3 +176,28 @@ t.test("a blob's answers carry the same headers from the cache as from the origi
     t.same(answers.map(([, h]) => h['x-cache']), ['MISS', 'MISS', 'HIT', 'HIT']);
   }
 });
+
+t.test('cache → origin: a name re-uploaded with the same bytes but another Content-Type or Content-Disposition is served with the new ones', async (t) => {
+  const { originUrl, url } = await originBehindCache(t);
+  const path = '/artifacts/run1/job1/report';
+  const body = 'same bytes\n';
+  const upload = async (headers: Record<string, string>) => {
+    const put = await request(`${originUrl}${path}`, { method: 'PUT', body, headers: { authorization: 'Bearer tok', ...headers } });
+    await put.body.dump();
+    t.ok(put.statusCode < 300, `PUT ${JSON.stringify(headers)} (${put.statusCode})`);
+  };
+  const fields = async () => {
+    const res = await request(`${url}${path}`);
+    t.equal(await res.body.text(), body);
+    return [res.headers['content-type'], res.headers['content-disposition']];
+  };
+  await upload({ 'content-type': 'text/plain', 'content-disposition': 'attachment; filename="report.txt"' });
+  t.same(await fields(), ['text/plain', 'attachment; filename="report.txt"'], 'stored by the cache');
+  await upload({ 'content-type': 'text/html' });
+  t.same(await fields(), ['text/html', undefined], 'the new type, and no disposition');
+  await upload({ 'content-type': 'text/html', 'content-disposition': 'inline' });
+  t.same(await fields(), ['text/html', 'inline'], 'a disposition added');
+  await upload({});
+  t.same(await fields(), ['application/octet-stream', undefined], 'neither');
+  t.same(await fields(), ['application/octet-stream', undefined], 'and again, from the revalidated copy');
+});

@@ -4,6 +4,8 @@ import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { request } from 'undici';
 import { createBlobStore } from '../../src/cli/origin.js';
@@ -139,4 +141,31 @@ t.test('a running origin on S3 removes the temporary keys interrupted uploads le
   const tmpKeys = async () => ((await raw.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'origin/tmp/' }))).Contents ?? []).map((o) => o.Key);
   t.same(await tmpKeys(), ['origin/tmp/interrupted-upload']);
   await eventually('the leftover removed', async () => (await tmpKeys()).length === 0, 10_000);
+});
+
+t.test('a read S3 refuses (403: credentials rotated or wrong) is a 503 naming the credentials and s3:ListBucket, not a 404', async (t) => {
+  const s3 = await startS3rver(t);
+  const options = { endpoint: s3.endpoint, bucket: s3.bucket, region: 'us-east-1', forcePathStyle: true, prefix: 'origin' };
+  const good = new S3BlobStore({ ...options, credentials: S3RVER_CREDENTIALS });
+  const data = randomBytes(1000);
+  const { digest } = await good.put(Readable.from([data]));
+  // s3rver answers 403 InvalidAccessKeyId to a key it does not know, as S3 does to a revoked one
+  const refused = new S3BlobStore({ ...options, credentials: { accessKeyId: 'ROTATED', secretAccessKey: 'ROTATED' } });
+  const refusal = { code: 'FC_ERR_UNAVAILABLE', message: /refused the credentials.*s3:ListBucket/ };
+  await t.rejects(refused.stat(digest), refusal, 'HEAD');
+  await t.rejects(refused.has(digest), refusal);
+  await t.rejects(refused.createReadStream(digest), refusal, 'GET');
+
+  // The credentials were rotated after the origin started (its start lists the bucket with them).
+  refused.open = async () => undefined;
+  const { app } = await buildOrigin({ dataDir: t.testdir(), tokens: [TOKEN], logLevel: false }, refused);
+  t.teardown(() => app.close());
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/cas/${digest.algo}/${digest.hex}`;
+  for (const method of ['GET', 'HEAD'] as const) {
+    const res = await request(url, { method });
+    t.equal(res.statusCode, 503, method);
+    if (method === 'GET') t.match(await res.body.json(), refusal);
+    else await res.body.dump();
+  }
 });

@@ -124,3 +124,37 @@ t.test('verify --remove keeps a blob its S3 storage could not read whole (a body
   t.match(res.stdout, new RegExp(`^sha256:${digest.hex}\\t200000\\tunreadable: [^\\n]+\\tkept\\n`));
   t.ok(await direct.has(digest), 'the blob, whole in S3, is still there');
 });
+
+t.test('a blob deleted between the listing and its read (an origin pruning beside verify) is skipped, not reported unreadable', async (t) => {
+  const s3 = await startS3rver(t);
+  const dir = t.testdir();
+  const direct = new S3BlobStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
+  const kept = randomBytes(1000);
+  await direct.put(Readable.from([kept]));
+  const { digest: pruned } = await direct.put(Readable.from([randomBytes(2000)]));
+  // Between verify and S3: the GET of `pruned`, listed already, comes after its deletion.
+  const proxy = createServer((req, res) => {
+    const forward = () => {
+      const upstream = httpRequest(`${s3.endpoint}${req.url}`, { method: req.method, headers: req.headers }, (up) => {
+        res.writeHead(up.statusCode!, up.headers);
+        up.pipe(res);
+      });
+      upstream.on('error', () => res.socket?.destroy());
+      req.pipe(upstream);
+    };
+    if (req.method === 'GET' && req.url!.includes(`/cas/sha256/${pruned.hex.slice(0, 2)}/${pruned.hex}`)) void direct.delete(pruned).then(forward);
+    else forward();
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
+  const config = join(dir, 'origin.yaml');
+  writeFileSync(config, [`data: ${join(dir, 'data')}`, ...s3StorageYaml(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, s3.bucket), ''].join('\n'));
+  process.env.TEST_S3_KEY = S3RVER_CREDENTIALS.accessKeyId;
+  process.env.TEST_S3_SECRET = S3RVER_CREDENTIALS.secretAccessKey;
+  t.teardown(() => { delete process.env.TEST_S3_KEY; delete process.env.TEST_S3_SECRET; });
+
+  const res = await runCli(['verify', '--config', config]);
+  t.equal(res.code, 0, res.stderr);
+  t.equal(res.stdout, `checked 1 blobs, ${kept.length} bytes: 0 damaged; 1 deleted since listed, skipped\n`);
+  t.notOk(await direct.has(pruned), 'it was deleted meanwhile');
+});

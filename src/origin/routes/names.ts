@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errorMessage, FleetError, NotFoundError } from '../../errors.js';
 import { checkWritePreconditions, checkReadPreconditions, replyWithBlob } from '../../http/blob-reply.js';
+import { nameEtag } from '../../http/name-etag.js';
 import { parseRunManifest, type RunManifest } from '../../project-upload/manifest.js';
 import { parseDigestString, formatDigest, type Digest } from '../../store/digest.js';
 import { isAbort, uploadAborted } from '../../store/blob-store.js';
@@ -18,9 +19,9 @@ function rawTail(request: FastifyRequest, prefix: string): string {
   return path.slice(prefix.length);
 }
 
-/** The ETag a named blob is answered with: its digest. */
+/** The ETag a named blob is answered with: its digest, and a hash of its own fields (name-etag.ts). */
 function blobNameEtag(record: NameRecord): string {
-  return `"${record.digest}"`;
+  return nameEtag(record.digest, record);
 }
 
 /** The ETag of a run manifest: the digest of the JSON text it is answered with. */
@@ -152,6 +153,7 @@ async function getNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     kind,
     ledger: ctx.ledger,
     cacheControl: nameCacheControl(ctx, internal),
+    etag: blobNameEtag(record),
     contentType: record.contentType,
     modifiedMs: record.created,
     extraHeaders: record.contentDisposition ? { ...NAMED_BLOB_HEADERS, 'content-disposition': record.contentDisposition } : NAMED_BLOB_HEADERS,
