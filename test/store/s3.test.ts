@@ -34,10 +34,10 @@ storeTests(t, async () => {
   return store;
 });
 
-t.test('isMissingObjectError: 404s and 403s on reads are misses, nothing else', async (t) => {
+t.test('isMissingObjectError: 404s are misses, nothing else (a 403 is refused credentials: see s3-storage.test.ts)', async (t) => {
   t.ok(isMissingObjectError({ name: 'NoSuchKey', $metadata: { httpStatusCode: 404 } }));
   t.ok(isMissingObjectError({ name: 'NotFound', $metadata: { httpStatusCode: 404 } }));
-  t.ok(isMissingObjectError({ name: 'Forbidden', $metadata: { httpStatusCode: 403 } }));
+  t.notOk(isMissingObjectError({ name: 'Forbidden', $metadata: { httpStatusCode: 403 } }));
   t.notOk(isMissingObjectError({ name: 'InternalError', $metadata: { httpStatusCode: 500 } }));
   t.notOk(isMissingObjectError({ name: 'SlowDown', $metadata: { httpStatusCode: 503 } }));
   t.notOk(isMissingObjectError(new Error('socket hang up')));
