@@ -16,6 +16,7 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { errorMessage, FleetError } from '../errors.js';
 import { pathError, requireInput } from '../path-checks.js';
+import { CreatedFileModes } from './created-modes.js';
 import { lstatOrMissing, walkDirs } from './safe-path.js';
 
 function refusal(name: string, why: string): FleetError {
@@ -358,11 +359,11 @@ async function bodyOf(entry: AsyncIterable<unknown>): Promise<Buffer> {
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }
 
-/** O_EXCL never follows a symlink at the path; the mode and the time are set on the open descriptor. */
-function writeSmallFile(abs: string, body: Buffer, mode: number, mtime: Date): void {
-  const fd = openSync(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+/** O_EXCL never follows a symlink at the path; the mode (where creation did not give it) and the time are set on the open descriptor. */
+function writeSmallFile(abs: string, body: Buffer, mode: number, mtime: Date, modes: CreatedFileModes): void {
+  const fd = openSync(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode); // writable even if mode is not
   try {
-    fchmodSync(fd, mode);
+    modes.settle(fd, mode);
     for (let off = 0; off < body.length;) off += writeSync(fd, body, off, body.length - off);
     futimesSync(fd, mtime, mtime);
   } finally {
@@ -413,6 +414,7 @@ async function unpackInto(input: Readable, root: string, made: Set<string>): Pro
   // Directories already checked (or made) as real ones: an archive cannot turn one into a
   // symlink later (every entry is created exclusively), so their entries skip the walk.
   const realDirs = new Set<string>([root]);
+  const fileModes = new CreatedFileModes();
   let entries = 0;
   await forEachEntry(input, async (entry) => {
     const { header } = entry;
@@ -446,7 +448,7 @@ async function unpackInto(input: Readable, root: string, made: Set<string>): Pro
         await hardLink(root, header, abs);
         entry.resume();
       } else if ((header.type === 'file' || header.type === 'contiguous-file') && header.size <= SMALL_FILE) {
-        writeSmallFile(abs, await bodyOf(entry), mode, mtime);
+        writeSmallFile(abs, await bodyOf(entry), mode, mtime, fileModes);
       } else if (header.type === 'file' || header.type === 'contiguous-file') {
         // O_EXCL: never follows a symlink at the path; the mode is set on the open descriptor.
         const fh = await open(abs, 'wx', 0o600);
