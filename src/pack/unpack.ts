@@ -8,14 +8,15 @@
 // skipped, and the stream must end with an end-of-archive marker: an empty or truncated
 // stream is not taken for an empty project. The marker (a zero block) is its end, as for GNU
 // tar: anything but zeros after it is refused, not unpacked nor left out.
-import { closeSync, constants, fchmodSync, futimesSync, openSync, writeSync } from 'node:fs';
-import { copyFile, link, lstat, lutimes, mkdir, open, readdir, realpath, rm, symlink } from 'node:fs/promises';
+import { closeSync, constants, fchmodSync, fstatSync, futimesSync, lstatSync, mkdirSync, openSync, type Stats, writeSync } from 'node:fs';
+import { copyFile, link, lutimes, mkdir, open, readdir, realpath, rm, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { errorMessage, FleetError } from '../errors.js';
 import { pathError, requireInput } from '../path-checks.js';
+import { CreatedFileModes } from './created-modes.js';
 import { lstatOrMissing, walkDirs } from './safe-path.js';
 
 function refusal(name: string, why: string): FleetError {
@@ -299,21 +300,49 @@ function entryMode(mode: number | undefined): number {
 interface MadeDir {
   readonly path: string;
   readonly mode: number;
+  /** False when mkdir already gave it the archive's mode (the umask left it intact): its fchmod is skipped. */
+  readonly needsChmod: boolean;
   readonly mtime: Date;
   readonly dev: number;
   readonly ino: number;
 }
 
-/** chmod (and time) of exactly the directory recorded: opened without following a symlink, inode compared. */
-async function finishDir(dir: MadeDir): Promise<void> {
-  const fh = await open(dir.path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+/**
+ * The directory entry at `abs`, made (or, for a repeated entry, found) and recorded for its
+ * deferred mode and time. Like tar --no-overwrite-dir: an existing directory is kept,
+ * anything else at that path (a symlink above all: its chmod would act on the link's
+ * target) is refused. Blocking calls, as for small files: two system calls, where three
+ * thread-pool round trips (lstat, mkdir, lstat) cost more than the calls themselves.
+ */
+function makeDir(abs: string, header: tar.Header, mode: number, mtime: Date): MadeDir {
+  let st: Stats;
   try {
-    const st = await fh.stat();
+    // created with its final mode where it leaves us room to fill it (owner rwx): where the
+    // umask keeps that mode too, the lstat below shows it and finishDir saves a fchmod
+    mkdirSync(abs, (mode & 0o700) === 0o700 ? mode : 0o777);
+    st = lstatSync(abs);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    st = lstatSync(abs);
+    if (st.isSymbolicLink()) refuse(header.name, 'a symlink of the archive is in the way of this directory');
+  }
+  if (!st.isDirectory()) refuse(header.name, 'a non-directory of the archive is in the way of this directory');
+  return { path: abs, mode, needsChmod: (st.mode & 0o7777) !== mode, mtime, dev: st.dev, ino: st.ino };
+}
+
+/**
+ * chmod (and time) of exactly the directory recorded: opened without following a symlink,
+ * inode compared. Blocking calls: this runs after the last entry, with nothing to overlap.
+ */
+function finishDir(dir: MadeDir): void {
+  const fd = openSync(dir.path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  try {
+    const st = fstatSync(fd);
     if (st.dev !== dir.dev || st.ino !== dir.ino) throw new FleetError('FC_ERR_BAD_NAME', `${dir.path} was replaced during the unpack; its mode is not set`);
-    await fh.chmod(dir.mode);
-    await fh.utimes(dir.mtime, dir.mtime);
+    if (dir.needsChmod) fchmodSync(fd, dir.mode);
+    futimesSync(fd, dir.mtime, dir.mtime);
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 
@@ -330,11 +359,11 @@ async function bodyOf(entry: AsyncIterable<unknown>): Promise<Buffer> {
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }
 
-/** O_EXCL never follows a symlink at the path; the mode and the time are set on the open descriptor. */
-function writeSmallFile(abs: string, body: Buffer, mode: number, mtime: Date): void {
-  const fd = openSync(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+/** O_EXCL never follows a symlink at the path; the mode (where creation did not give it) and the time are set on the open descriptor. */
+function writeSmallFile(abs: string, body: Buffer, mode: number, mtime: Date, modes: CreatedFileModes): void {
+  const fd = openSync(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode); // writable even if mode is not
   try {
-    fchmodSync(fd, mode);
+    modes.settle(fd, mode);
     for (let off = 0; off < body.length;) off += writeSync(fd, body, off, body.length - off);
     futimesSync(fd, mtime, mtime);
   } finally {
@@ -385,6 +414,7 @@ async function unpackInto(input: Readable, root: string, made: Set<string>): Pro
   // Directories already checked (or made) as real ones: an archive cannot turn one into a
   // symlink later (every entry is created exclusively), so their entries skip the walk.
   const realDirs = new Set<string>([root]);
+  const fileModes = new CreatedFileModes();
   let entries = 0;
   await forEachEntry(input, async (entry) => {
     const { header } = entry;
@@ -407,15 +437,7 @@ async function unpackInto(input: Readable, root: string, made: Set<string>): Pro
     const mtime = header.mtime ?? new Date(0);
     try {
       if (header.type === 'directory') {
-        // Like tar --no-overwrite-dir: an existing directory is kept, anything else at that
-        // path (a symlink above all: its chmod would act on the link's target) is refused.
-        const existing = await lstatOrMissing(abs);
-        if (existing?.isSymbolicLink()) refuse(header.name, 'a symlink of the archive is in the way of this directory');
-        if (existing && !existing.isDirectory()) refuse(header.name, 'a non-directory of the archive is in the way of this directory');
-        if (!existing) await mkdir(abs);
-        const st = await lstat(abs);
-        if (!st.isDirectory()) refuse(header.name, 'not a directory once created');
-        dirModes.set(abs, { path: abs, mode, mtime, dev: st.dev, ino: st.ino });
+        dirModes.set(abs, makeDir(abs, header, mode, mtime));
         realDirs.add(abs);
         entry.resume();
       } else if (header.type === 'symlink') {
@@ -426,7 +448,7 @@ async function unpackInto(input: Readable, root: string, made: Set<string>): Pro
         await hardLink(root, header, abs);
         entry.resume();
       } else if ((header.type === 'file' || header.type === 'contiguous-file') && header.size <= SMALL_FILE) {
-        writeSmallFile(abs, await bodyOf(entry), mode, mtime);
+        writeSmallFile(abs, await bodyOf(entry), mode, mtime, fileModes);
       } else if (header.type === 'file' || header.type === 'contiguous-file') {
         // O_EXCL: never follows a symlink at the path; the mode is set on the open descriptor.
         const fh = await open(abs, 'wx', 0o600);
@@ -448,6 +470,6 @@ async function unpackInto(input: Readable, root: string, made: Set<string>): Pro
   });
   // directory modes and times last, so that neither a read-only directory blocks its own
   // contents nor their creation moves its time
-  for (const dir of [...dirModes.values()].reverse()) await finishDir(dir);
+  for (const dir of [...dirModes.values()].reverse()) finishDir(dir);
   return { entries };
 }

@@ -102,6 +102,40 @@ t.test('setuid and setgid bits are dropped; permissions, sticky and directory mo
   t.equal(statSync(join(out, 'd')).mode & 0o7777, 0o1750, 'sticky kept, setgid dropped, the last entry wins');
 });
 
+t.test('directories get the archive\'s mode whether the umask keeps it or not, and none inherited from a setgid target', async (t) => {
+  const umask = process.umask(0o027); // strips 0o755 and 0o777, keeps 0o750 and 0o700
+  t.teardown(() => process.umask(umask));
+  const dir = t.testdir();
+  const out = join(dir, 'out');
+  mkdirSync(out);
+  chmodSync(out, 0o2755); // a directory made inside it inherits setgid
+  const modes = { kept: 0o750, own: 0o700, stripped: 0o755, open: 0o777, sticky: 0o1777, readOnly: 0o555 };
+  const entries: Entry[] = Object.entries(modes).flatMap(([name, mode]) => [
+    { header: { name, type: 'directory', mode } },
+    { header: { name: `${name}/f`, mode: 0o640 }, body: name },
+  ] satisfies Entry[]);
+  await unpackTar(await tarOf(entries), out);
+  for (const [name, mode] of Object.entries(modes)) {
+    t.equal(statSync(join(out, name)).mode & 0o7777, mode, `${name}: ${mode.toString(8)}`);
+    t.equal(readFileSync(join(out, name, 'f'), 'utf8'), name);
+  }
+});
+
+t.test('small files get the archive\'s mode whether the umask keeps it or not, each mode on its own', async (t) => {
+  const umask = process.umask(0o027); // keeps 0o640, strips 0o644 and 0o755
+  t.teardown(() => process.umask(umask));
+  const dir = t.testdir();
+  const out = join(dir, 'out');
+  // one kept mode first, then stripped ones, each twice: what creation does to one mode is not taken for another
+  const modes = { a: 0o640, b: 0o644, c: 0o755, d: 0o640, e: 0o644, f: 0o755, g: 0o400, h: 0o1640 };
+  const entries: Entry[] = Object.entries(modes).map(([name, mode]) => ({ header: { name: `d/${name}`, mode }, body: name }));
+  await unpackTar(await tarOf(entries), out);
+  for (const [name, mode] of Object.entries(modes)) {
+    t.equal(statSync(join(out, 'd', name)).mode & 0o7777, mode, `${name}: ${mode.toString(8)}`);
+    t.equal(readFileSync(join(out, 'd', name), 'utf8'), name);
+  }
+});
+
 t.test("GNU tar's `tar -C dir -c .`: the ./ root entry is skipped, ./ prefixes and hard links unpack", async (t) => {
   const dir = t.testdir();
   const src = join(dir, 'src');
