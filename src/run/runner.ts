@@ -136,12 +136,14 @@ function schedJob(job: Job): SchedJob {
 
 /**
  * spread runs repack locally with its own environment plus the project's, exported and
- * evaluated by the shell as for machine scripts (spec §4.3, §12), and the project's timeouts.
+ * evaluated by the shell as for machine scripts (spec §4.3, §12), its fixed PATH as for its
+ * other local scripts (allocate, discard), and the project's timeouts.
  */
 function repackOptions(project: Project, jobs: readonly Job[], log: RunLog): Omit<RepackOptions, 'cwd'> {
   const { warn, kill } = levelTimeouts([project]);
   return {
     exports: repackEnvironment(project, jobs),
+    fixedPath: true,
     timeoutMs: kill,
     warnMs: warn,
     onWarn: () => log.line('WARNING: repack script running late.'),
