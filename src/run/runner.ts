@@ -360,12 +360,14 @@ async function runJobs(
             if (!record) break;
             log.line(`Reusing ${label} at ${record.address}...`);
             try {
-              machine = await provider.reuse(record, spec);
+              machine = await provider.reuse(record, spec, signal);
               kept = record;
             } catch (err) {
               // as spread: the record stays on file until a discard succeeds, and another machine is tried
-              log.line(`Cannot reuse ${label} at ${record.address}: ${errorMessage(err)}`);
               pool!.keep(record);
+              // cut short by the interrupt: no failure of the machine, and no other is tried
+              if (signal.aborted) throw signal.reason;
+              log.line(`Cannot reuse ${label} at ${record.address}: ${errorMessage(err)}`);
             }
           }
           // spread allocates none under -reuse for a system with kept machines: a worker that
