@@ -207,7 +207,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       baseCache: join(dataRoot, 'bases'),
       ...(o.baseCacheSize !== undefined ? { baseCacheSize: o.baseCacheSize } : {}),
       ...(project.repack ? { repack: project.repack, repackOptions: repackOptions(project, jobs, log) } : {}),
-      rules: { ...(fields.include ? { include: fields.include } : {}), exclude: fields.exclude, rename: fields.rename, excludePaths: runnerState(project.rootDir, dataRoot) },
+      rules: { ...(fields.include ? { include: fields.include } : {}), exclude: fields.exclude, rename: fields.rename, ...runnerState(project.rootDir, dataRoot) },
       ...(interrupt ? { signal: interrupt.signal } : {}),
     }).catch((err: unknown) => {
       // No machine exists yet: nothing to discard, and no summary to print but this.
