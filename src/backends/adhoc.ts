@@ -176,8 +176,8 @@ class AdhocProvider implements Provider {
     return SshMachine.connect(this, system, address, target, this.#ctx.remotePath, { timeout: 10_000, retries, retryDelay: 2000, ...(signal ? { signal } : {}) }, rebootSettings(this.#options));
   }
 
-  reuse(record: MachineRecord, system: SystemSpec): Promise<Machine> {
-    return this.#connect(record.address, { ...system, username: record.username ?? system.username, password: record.password ?? system.password }, 1);
+  reuse(record: MachineRecord, system: SystemSpec, signal?: AbortSignal): Promise<Machine> {
+    return this.#connect(record.address, { ...system, username: record.username ?? system.username, password: record.password ?? system.password }, 1, signal);
   }
 
   async #release(system: SystemSpec, address: string): Promise<void> {

@@ -140,8 +140,8 @@ export interface Provider {
   readonly name: string;
   readonly type: string;
   allocate(system: SystemSpec, options?: AllocateOptions): Promise<Machine>;
-  /** Reconnects to a machine kept by an earlier `-reuse` run. */
-  reuse(record: MachineRecord, system: SystemSpec): Promise<Machine>;
+  /** Reconnects to a machine kept by an earlier `-reuse` run; `signal` (the run's) cuts the connect short. */
+  reuse(record: MachineRecord, system: SystemSpec, signal?: AbortSignal): Promise<Machine>;
   /** Releases a machine (runs discard scripts, frees hosts, removes directories). */
   discard(machine: Machine): Promise<void>;
   /**

@@ -149,7 +149,7 @@ class SshProvider implements Provider {
     }
   }
 
-  async reuse(record: MachineRecord, system: SystemSpec): Promise<Machine> {
+  async reuse(record: MachineRecord, system: SystemSpec, signal?: AbortSignal): Promise<Machine> {
     const h = this.#hostOf(record.address);
     if (!h) throw new ConfigError(`backend ${this.name}: reused host ${record.address} is not in its hosts list`);
     // a host that serves several systems may have gone to another system's worker of this
@@ -157,7 +157,7 @@ class SshProvider implements Provider {
     if (this.#busy.has(h)) throw new UpstreamError(`host ${addressOf(h)} of backend ${this.name} serves another machine of this run`);
     this.#busy.add(h);
     try {
-      return await this.#connect(h, system);
+      return await this.#connect(h, system, signal);
     } catch (err) {
       this.#release(h);
       throw err;

@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { killGroup } from '../backends/process-group.js';
 import type { EnvEntry } from '../backends/backend.js';
-import { exportLine, OutputBuffer, watchScript } from '../backends/script.js';
+import { exportLine, OutputBuffer, REMOTE_PATH, watchScript } from '../backends/script.js';
 import { FleetError } from '../errors.js';
 import { atSignal } from '../project-upload/signal-cleanup.js';
 import { checkTar } from './unpack.js';
@@ -17,6 +17,11 @@ export interface RepackOptions {
   readonly cwd: string;
   /** The process environment (default this process's). */
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Replace its PATH by spread's fixed one (script.ts REMOTE_PATH), as spread does for its
+   * local scripts; the exports still see it, and may extend it (`PATH: $PATH:/opt/bin`).
+   */
+  readonly fixedPath?: boolean;
   /**
    * Exported in order before the script, `export KEY="value"` as for machine scripts:
    * `$VAR` in a value is expanded by the shell, references see earlier entries only.
@@ -42,7 +47,8 @@ export async function runRepack(script: string, inputTar: string, outputTar: str
     // The export lines reach bash through its environment, which only its owner can read,
     // not its command line, which every user of the host can (ps): they may hold secrets.
     const exports = (options.exports ?? []).map(exportLine).join('\n');
-    const env = options.env ?? process.env;
+    const callerEnv = options.env ?? process.env;
+    const env = options.fixedPath ? { ...callerEnv, PATH: REMOTE_PATH } : callerEnv;
     const child = spawn('/bin/bash', ['-eu', '-c', exports ? `eval "$${EXPORTS_VAR}"; unset ${EXPORTS_VAR}\n${script}` : script], {
       cwd: options.cwd,
       env: exports ? { ...env, [EXPORTS_VAR]: exports } : env,

@@ -14,6 +14,8 @@ export interface PackRules {
   readonly rename?: readonly string[];
   /** Exact paths relative to the root, never packed: the runner's own state inside a project. */
   readonly excludePaths?: readonly string[];
+  /** Paths relative to the root (the whole path matched), never packed: the runner's temp files named by process. */
+  readonly excludePathPatterns?: readonly RegExp[];
 }
 
 const ALWAYS_EXCLUDED = '.spread-reuse.*';
@@ -296,6 +298,7 @@ export class PackRuleSet {
   readonly include: readonly string[] | undefined;
   readonly #exclude: readonly RegExp[];
   readonly #excludePaths: ReadonlySet<string>;
+  readonly #excludePathPatterns: readonly RegExp[];
   readonly #transforms: readonly Transform[];
   /** The rename expressions as given, for messages. */
   readonly renameSource: readonly string[];
@@ -305,6 +308,7 @@ export class PackRuleSet {
     this.include = rules.include && rules.include.length > 0 ? rules.include : undefined;
     this.#exclude = [ALWAYS_EXCLUDED, ...(rules.exclude ?? [])].map(excludeMatcher);
     this.#excludePaths = new Set(rules.excludePaths ?? []);
+    this.#excludePathPatterns = rules.excludePathPatterns ?? [];
     this.#transforms = (rules.rename ?? []).flatMap(parseTransforms);
   }
 
@@ -313,7 +317,7 @@ export class PackRuleSet {
    * the name GNU tar would match the exclude patterns against (its include entry as written).
    */
   isExcluded(path: string, tarName: string): boolean {
-    return this.#excludePaths.has(path) || this.#exclude.some((re) => re.test(tarName));
+    return this.#excludePaths.has(path) || this.#excludePathPatterns.some((re) => re.test(path)) || this.#exclude.some((re) => re.test(tarName));
   }
 
   rename(name: string, kind: NameKind): string {

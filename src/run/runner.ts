@@ -136,12 +136,14 @@ function schedJob(job: Job): SchedJob {
 
 /**
  * spread runs repack locally with its own environment plus the project's, exported and
- * evaluated by the shell as for machine scripts (spec §4.3, §12), and the project's timeouts.
+ * evaluated by the shell as for machine scripts (spec §4.3, §12), its fixed PATH as for its
+ * other local scripts (allocate, discard), and the project's timeouts.
  */
 function repackOptions(project: Project, jobs: readonly Job[], log: RunLog): Omit<RepackOptions, 'cwd'> {
   const { warn, kill } = levelTimeouts([project]);
   return {
     exports: repackEnvironment(project, jobs),
+    fixedPath: true,
     timeoutMs: kill,
     warnMs: warn,
     onWarn: () => log.line('WARNING: repack script running late.'),
@@ -205,7 +207,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       baseCache: join(dataRoot, 'bases'),
       ...(o.baseCacheSize !== undefined ? { baseCacheSize: o.baseCacheSize } : {}),
       ...(project.repack ? { repack: project.repack, repackOptions: repackOptions(project, jobs, log) } : {}),
-      rules: { ...(fields.include ? { include: fields.include } : {}), exclude: fields.exclude, rename: fields.rename, excludePaths: runnerState(project.rootDir, dataRoot) },
+      rules: { ...(fields.include ? { include: fields.include } : {}), exclude: fields.exclude, rename: fields.rename, ...runnerState(project.rootDir, dataRoot) },
       ...(interrupt ? { signal: interrupt.signal } : {}),
     }).catch((err: unknown) => {
       // No machine exists yet: nothing to discard, and no summary to print but this.
@@ -358,12 +360,14 @@ async function runJobs(
             if (!record) break;
             log.line(`Reusing ${label} at ${record.address}...`);
             try {
-              machine = await provider.reuse(record, spec);
+              machine = await provider.reuse(record, spec, signal);
               kept = record;
             } catch (err) {
               // as spread: the record stays on file until a discard succeeds, and another machine is tried
-              log.line(`Cannot reuse ${label} at ${record.address}: ${errorMessage(err)}`);
               pool!.keep(record);
+              // cut short by the interrupt: no failure of the machine, and no other is tried
+              if (signal.aborted) throw signal.reason;
+              log.line(`Cannot reuse ${label} at ${record.address}: ${errorMessage(err)}`);
             }
           }
           // spread allocates none under -reuse for a system with kept machines: a worker that

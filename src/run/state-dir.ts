@@ -4,7 +4,8 @@ import { chmod } from 'node:fs/promises';
 import { isAbsolute, relative, sep } from 'node:path';
 import { makeDir, pathError } from '../path-checks.js';
 import { REUSE_FILE, REUSE_TEMP_FILE } from './reuse.js';
-import { TIMINGS_FILE } from './timings.js';
+import type { PackRules } from '../pack/rules.js';
+import { TIMINGS_FILE, TIMINGS_TEMP_FILES } from './timings.js';
 
 /**
  * The runner's local state directory under the project root when no --data is given:
@@ -15,15 +16,15 @@ export const DEFAULT_DATA_DIR = '.fleetcache';
 
 /**
  * The runner's own files inside the project, never shipped with it: reuse and timings files
- * (and the reuse file's temp file, which a run killed mid-write leaves, passwords in it),
- * the data directory in use, and the default one whatever `--data` says (a run before may
- * have left it, with the embedded origin's write token in it).
+ * (and their temp files, which a run killed mid-write leaves, machines' passwords in the
+ * reuse file's), the data directory in use, and the default one whatever `--data` says (a run
+ * before may have left it, with the embedded origin's write token in it).
  */
-export function runnerState(root: string, dataRoot: string): string[] {
+export function runnerState(root: string, dataRoot: string): Required<Pick<PackRules, 'excludePaths' | 'excludePathPatterns'>> {
   const data = relative(root, dataRoot);
   const inside = data !== '' && !data.startsWith('..') && !isAbsolute(data);
   const dataDirs = new Set([DEFAULT_DATA_DIR, ...(inside ? [data.split(sep).join('/')] : [])]);
-  return [REUSE_FILE, REUSE_TEMP_FILE, TIMINGS_FILE, ...dataDirs];
+  return { excludePaths: [REUSE_FILE, REUSE_TEMP_FILE, TIMINGS_FILE, ...dataDirs], excludePathPatterns: [TIMINGS_TEMP_FILES] };
 }
 
 /**

@@ -7,6 +7,11 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export const TIMINGS_FILE = '.fleetcache-timings.json';
+/**
+ * The files save writes before its rename, `${TIMINGS_FILE}.<pid>.tmp`: one per process, as
+ * two runs of one project may save at once. A run killed between the two leaves its own.
+ */
+export const TIMINGS_TEMP_FILES = /^\.fleetcache-timings\.json\.\d+\.tmp$/;
 /** Weight of the newest run in the moving average. */
 const ALPHA = 0.5;
 /** Announced seeds whose estimates are kept for replay, newest last. */
@@ -152,7 +157,7 @@ export class Timings {
       if ((e.last ?? now) >= now - FORGET_AFTER_MS) jobs[k] = e;
     }
     const seeds = Object.fromEntries(this.#seeds);
-    const tmp = `${this.#file}.${process.pid}.tmp`;
+    const tmp = `${this.#file}.${process.pid}.tmp`; // TIMINGS_TEMP_FILES beside the project's TIMINGS_FILE
     await writeFile(tmp, `${JSON.stringify({ version: 1, jobs, seeds } satisfies FileFormat, null, 1)}\n`);
     await rename(tmp, this.#file);
   }

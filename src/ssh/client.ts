@@ -79,30 +79,37 @@ function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-function connectOnce(target: SshTarget, timeout: number): Promise<Client> {
+function connectOnce(target: SshTarget, timeout: number, signal?: AbortSignal): Promise<Client> {
   return new Promise((done, fail) => {
     const client = new Client();
     let settled = false;
+    const settle = (then: () => void): void => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener('abort', abort);
+      then();
+    };
+    // Aborted (the run is stopping): the attempt ends at once, where a host that takes the
+    // TCP connection and never answers would hold it for the whole timeout.
+    const abort = (): void =>
+      settle(() => {
+        client.destroy();
+        fail(signal!.reason);
+      });
+    signal?.addEventListener('abort', abort, { once: true });
     // Kept for the client's whole life: a failed handshake may report twice (a timeout,
     // then "Connection lost before handshake"), and an error with no listener would be
     // thrown. After the first, errors surface as failed operations.
-    client.on('error', (err: Error) => {
-      if (settled) return;
-      settled = true;
-      client.end();
-      fail(err);
-    });
-    client.once('ready', () => {
-      settled = true;
-      done(client);
-    });
+    client.on('error', (err: Error) =>
+      settle(() => {
+        client.end();
+        fail(err);
+      }),
+    );
+    client.once('ready', () => settle(() => done(client)));
     // A server that closes after its banner (an sshd killed mid-handshake, as in a reboot)
     // ends the client with no error at all, and ssh2 stops its ready timeout then.
-    client.once('close', () => {
-      if (settled) return;
-      settled = true;
-      fail(new Error('the server closed the connection during the handshake'));
-    });
+    client.once('close', () => settle(() => fail(new Error('the server closed the connection during the handshake'))));
     client.connect({
       host: target.host,
       port: target.port ?? 22,
@@ -161,8 +168,9 @@ export class SshClient implements Executor {
       if (i > 0) await sleep(o.retryDelay ?? 1000, undefined, { signal: o.signal });
       o.signal?.throwIfAborted();
       try {
-        return new SshClient(await connectOnce(target, o.timeout ?? 10_000), target, base, o.killGrace ?? KILL_GRACE_MS);
+        return new SshClient(await connectOnce(target, o.timeout ?? 10_000, o.signal), target, base, o.killGrace ?? KILL_GRACE_MS);
       } catch (err) {
+        if (o.signal?.aborted) throw o.signal.reason;
         last = err;
       }
     }

@@ -3,7 +3,9 @@
 // killed outright (SIGKILL) are on record for `run --discard`.
 import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { RunLog } from '../../src/run/report.js';
 import { discardKeptMachines } from '../../src/run/discard.js';
@@ -232,4 +234,34 @@ t.test('SIGINT while the run waits for an adhoc machine\'s SSH port: the machine
   t.notMatch(run.out(), /Error preparing cloud:ubuntu-1/, 'no error line for a start the interrupt cut short');
   t.match(run.out(), /Aborted tasks: 1/);
   t.equal(await readFile(discarded, 'utf8'), '127.0.0.1:1\n', 'the machine is discarded, once');
+});
+
+t.test('SIGINT while a kept machine is taken back (--reuse) from a host that never answers SSH: the connect stops at once, the machine stays kept', async (t) => {
+  // takes the TCP connection and never says a word: each SSH attempt waits out its timeout
+  const silent: Socket[] = [];
+  const host = createServer((socket) => silent.push(socket));
+  host.listen(0, '127.0.0.1');
+  await once(host, 'listening');
+  t.teardown(() => {
+    for (const socket of silent) socket.destroy();
+    host.close();
+  });
+  const address = `127.0.0.1:${(host.address() as { port: number }).port}`;
+  const dir = join(t.testdir(), 'project');
+  await mkdir(join(dir, 's/a'), { recursive: true });
+  const spread = ['project: deadhost', 'path: /home/deadhost', 'backends:', '  fleet:', '    type: ssh', '    connect-timeout: 20000', '    hosts:', `      - address: ${address}`, '    systems: [ubuntu-1]', 'suites:', '  s/:', '    summary: s', ''];
+  await writeFile(join(dir, 'spread.yaml'), spread.join('\n'));
+  await writeFile(join(dir, 's/a/task.yaml'), 'summary: a\nexecute: echo a\n');
+  const kept = { backend: 'fleet', system: 'ubuntu-1', address };
+  await writeFile(join(dir, '.fleetcache-reuse.json'), JSON.stringify({ machines: [kept] }));
+  const run = startRun(t, dir, ['--reuse']);
+  await eventually('the reuse connect reached the host', () => silent.length > 0 && /Reusing fleet:ubuntu-1 at /.test(run.out()), 60_000);
+  const sent = Date.now();
+  run.child.kill('SIGINT');
+  const ended = await Promise.race([run.exited, new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 15_000).unref())]);
+  t.not(ended, 'waiting', `the run ended ${Date.now() - sent} ms after the signal, not when the connect's 20 s timeout would have`);
+  t.equal(ended !== 'waiting' && ended.code, 1, 'unsuccessful run');
+  t.notMatch(run.out(), /Cannot reuse fleet:ubuntu-1|Error preparing fleet:ubuntu-1/, 'no failure of the machine, nor of the start, for a connect the interrupt cut short');
+  t.match(run.out(), /Aborted tasks: 1/);
+  t.same((JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: unknown[] }).machines, [kept], 'the machine stays kept');
 });

@@ -133,3 +133,14 @@ t.test('the reuse file\'s temp file that a run killed mid-write left (machines\'
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.ok, true, 'the machine had the project without it');
 });
+
+t.test('the timings file\'s temp file that a run killed between its write and its rename left is not shipped', async (t) => {
+  const dir = await writeProject(join(t.testdir(), 'project'), spreadYaml('leftover-timings', LOCAL), {
+    's/t': 'summary: t\nexecute: test -z "$(ls -A "$SPREAD_PATH" | grep fleetcache-timings)" && test -f "$SPREAD_PATH/spread.yaml"\n',
+  });
+  // named by the process that wrote it (Timings.save): not this run's
+  await writeFile(join(dir, '.fleetcache-timings.json.4242.tmp'), '{"version":1,"jobs":{},"seeds":{}}\n');
+  const { result, out } = await run(dir, []);
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true, 'the machine had the project without it');
+});

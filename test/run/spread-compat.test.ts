@@ -6,6 +6,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
+import { REMOTE_PATH } from '../../src/backends/script.js';
 import { RunLog } from '../../src/run/report.js';
 import { runProject } from '../../src/run/runner.js';
 import { LOCAL, project, run, spreadYaml } from './project.js';
@@ -127,6 +128,15 @@ t.test('repack sees the project environment evaluated by the shell, as machine s
   const repacked = (await readFile(inRepack, 'utf8')).trim();
   t.equal(repacked, `H=${process.env.HOME}/x LATER=hello-world Q=$HOME EMPTY=[]`, '$VAR expanded in order, self-quoted values as written');
   t.equal(repacked, (await readFile(inTask, 'utf8')).trim(), 'the same values as on the machine');
+});
+
+t.test("repack runs with spread's fixed PATH, not the caller's, as spread's other local scripts", async (t) => {
+  const seen = join(t.testdirName, 'seen');
+  const dir = await project(t, spreadYaml('fixed-path', ['environment:', '  PATH: $PATH:/opt/extra'], LOCAL, ['repack: |', `  echo "$PATH" > ${seen}`, '  cat <&3 >&4']));
+  t.not(process.env.PATH, REMOTE_PATH, "the test's own PATH differs from spread's");
+  const { result } = await run(dir);
+  t.equal(result.tally.successful, 1);
+  t.equal((await readFile(seen, 'utf8')).trim(), `${REMOTE_PATH}:/opt/extra`, "spread's PATH, extended by the project environment");
 });
 
 t.test('debug scripts are killed at the kill-timeout of their level', async (t) => {
