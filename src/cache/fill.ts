@@ -284,10 +284,14 @@ export class Fill extends FillProgress {
           const written = this.written;
           const storedAt = Date.now();
           const meta: EntryMeta = policy ? { key, status, headers, size: written, storedAt, policy } : { key, status, headers, size: written, storedAt };
-          if (body) this.#store.commitSmall(this.#spec.id, body, meta, this.#claim);
-          else await this.#store.commit(this.#spec.id, tmp!, meta, this.#claim);
-          committed = true;
-          if (body) this.#store.remember(this.#spec.id, body);
+          if (body) {
+            this.#store.commitSmall(this.#spec.id, body, meta, this.#claim);
+            committed = true;
+            this.#store.remember(this.#spec.id, body);
+          } else {
+            // A body not stored (see CommitOutcome) gives its claim up, as an answer not kept does.
+            committed = (await this.#store.commit(this.#spec.id, tmp!, meta, this.#claim)) === 'stored';
+          }
         } finally {
           if (storeFirst) end(); // whole and verified: served, kept or not
         }
