@@ -255,6 +255,13 @@ export interface Evicted {
   readonly bytes: number;
 }
 
+/**
+ * What `commit` did with a body: `stored`; `larger-than-cache`, dropped (the cache could
+ * never hold it); `left-to-its-fill`, dropped because a fill holds the blob's name and
+ * stores the same bytes itself.
+ */
+export type CommitOutcome = 'stored' | 'larger-than-cache' | 'left-to-its-fill';
+
 interface DiskStoreOptions {
   /** Set in a worker: the index here is a local view, the primary's is the real one. */
   readonly peer?: StorePeer;
@@ -973,8 +980,9 @@ export class DiskStore {
    * Makes a completed temp file visible under `id`: flushed (see `needsSync`) and closed,
    * then for http entries the sidecar, and the body last (atomic renames). `claim`: the
    * caller's, a fill's (under the blob's own name, it is what the body replaces).
+   * A body not stored (see CommitOutcome) has its temp file removed.
    */
-  async commit(id: string, tmp: { path: string; fh: FileHandle }, meta: EntryMeta, claim?: FillClaim): Promise<void> {
+  async commit(id: string, tmp: { path: string; fh: FileHandle }, meta: EntryMeta, claim?: FillClaim): Promise<CommitOutcome> {
     const file = path.join(this.dir, id);
     const tmpSide = isCasId(id) ? undefined : this.tempPath();
     let ino: number | undefined;
@@ -982,10 +990,16 @@ export class DiskStore {
       if (needsSync(id, meta.size)) await tmp.fh.sync();
       if (tmpSide) ino = (await tmp.fh.stat()).ino;
       await tmp.fh.close();
-      if (meta.size > this.maxSize) return void (await rm(tmp.path, { force: true }));
+      if (meta.size > this.maxSize) {
+        await rm(tmp.path, { force: true });
+        return 'larger-than-cache';
+      }
       // A blob whose name is another fill's claim (a PUT kept while a GET fills it): that
       // fill stores it. Renamed over, the claim's removal by a failing fill would take this body.
-      if (!claim?.inPlace && isCasId(id) && this.#isClaim(file)) return void (await rm(tmp.path, { force: true }));
+      if (!claim?.inPlace && isCasId(id) && this.#isClaim(file)) {
+        await rm(tmp.path, { force: true });
+        return 'left-to-its-fill';
+      }
       const shard = path.dirname(file);
       if (!this.#dirs.has(shard)) {
         await mkdir(shard, { recursive: true });
@@ -1003,6 +1017,7 @@ export class DiskStore {
       throw this.storageFailure(err);
     }
     this.#indexCommitted(id, meta, ino);
+    return 'stored';
   }
 
   /**

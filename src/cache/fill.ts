@@ -168,10 +168,15 @@ export class Fill extends FillProgress {
       this.#reserved -= settled;
       this.#store.settle(settled);
     } catch (err) {
-      // logged, and the disk refuses writes for a while; but a body not kept that finds no
-      // room (one grown larger than the cache) says nothing of the room for the objects kept
-      if (!this.#unkept || (err as NodeJS.ErrnoException).code !== 'ENOSPC') this.#store.storageFailure(err);
-      this.#log.warn({ id: this.#spec.id, at: position }, 'the disk failed mid-fill: the fill goes on from memory, not kept');
+      // A body not kept that finds no room (one grown larger than the cache) says nothing of
+      // the disk, nor of the room for the objects kept: no failure, no cool-down. Any other
+      // is logged (as an error), and the disk refuses writes for a while.
+      if (this.#unkept && (err as NodeJS.ErrnoException).code === 'ENOSPC') {
+        this.#log.info({ id: this.#spec.id, at: position }, 'a body not kept filled the disk: its fill goes on from memory');
+      } else {
+        this.#store.storageFailure(err);
+        this.#log.warn({ id: this.#spec.id, at: position }, 'the disk failed mid-fill: the fill goes on from memory, not kept');
+      }
       this.stopFile();
       this.#unkept = true;
     }
@@ -284,10 +289,14 @@ export class Fill extends FillProgress {
           const written = this.written;
           const storedAt = Date.now();
           const meta: EntryMeta = policy ? { key, status, headers, size: written, storedAt, policy } : { key, status, headers, size: written, storedAt };
-          if (body) this.#store.commitSmall(this.#spec.id, body, meta, this.#claim);
-          else await this.#store.commit(this.#spec.id, tmp!, meta, this.#claim);
-          committed = true;
-          if (body) this.#store.remember(this.#spec.id, body);
+          if (body) {
+            this.#store.commitSmall(this.#spec.id, body, meta, this.#claim);
+            committed = true;
+            this.#store.remember(this.#spec.id, body);
+          } else {
+            // A body not stored (see CommitOutcome) gives its claim up, as an answer not kept does.
+            committed = (await this.#store.commit(this.#spec.id, tmp!, meta, this.#claim)) === 'stored';
+          }
         } finally {
           if (storeFirst) end(); // whole and verified: served, kept or not
         }

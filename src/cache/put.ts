@@ -165,8 +165,12 @@ async function keep(
     meta = { key, status: 200, headers, size: tee.size, storedAt: now };
   }
   try {
-    await ctx.store.commit(id, temp, meta);
-    ctx.log.debug({ kind, url: loggedPath(upath), size: tee.size }, 'kept uploaded object');
+    const outcome = await ctx.store.commit(id, temp, meta);
+    if (outcome === 'larger-than-cache') {
+      ctx.log.debug({ kind, url: loggedPath(upath), size: tee.size }, 'uploaded object not kept: larger than the cache');
+      return false;
+    }
+    ctx.log.debug({ kind, url: loggedPath(upath), size: tee.size, outcome }, 'kept uploaded object');
     return true;
   } catch (err) {
     ctx.store.storageFailure(err);

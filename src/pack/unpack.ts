@@ -450,16 +450,19 @@ async function unpackInto(input: Readable, root: string, made: Set<string>): Pro
       } else if ((header.type === 'file' || header.type === 'contiguous-file') && header.size <= SMALL_FILE) {
         writeSmallFile(abs, await bodyOf(entry), mode, mtime, fileModes);
       } else if (header.type === 'file' || header.type === 'contiguous-file') {
-        // O_EXCL: never follows a symlink at the path; the mode is set on the open descriptor.
-        const fh = await open(abs, 'wx', 0o600);
+        // As writeSmallFile does, streamed: the time after the last write, on the descriptor.
+        const fh = await open(abs, 'wx', mode); // writable even if mode is not
         try {
-          await fh.chmod(mode); // writing goes on through the open descriptor even if read-only
-        } catch (err) {
+          fileModes.settle(fh.fd, mode);
+          // Not through a write stream: one made on the handle keeps it from closing until the
+          // stream closes it, which is before the time can be set.
+          for await (const chunk of entry as AsyncIterable<Buffer>) {
+            for (let off = 0; off < chunk.length;) off += (await fh.write(chunk, off)).bytesWritten;
+          }
+          await fh.utimes(mtime, mtime);
+        } finally {
           await fh.close();
-          throw err;
         }
-        await pipeline(entry, fh.createWriteStream()); // closes the descriptor, also on error
-        await lutimes(abs, mtime, mtime); // after the last write; never through a symlink
       }
     } catch (err) {
       // the target was empty: what is in the way came from the archive itself

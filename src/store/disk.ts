@@ -87,7 +87,10 @@ export class DiskBlobStore implements BlobStore {
         },
       );
       await unlink(tmp);
-      if (created) await fsyncFile(shard);
+      // Synced whether or not this put created the object: an equal put that is still
+      // between its link and its sync may have made the entry, and the client of this one
+      // is about to be told the blob is stored.
+      await fsyncFile(shard);
       return { digest, size, created };
     } catch (err) {
       out.destroy();

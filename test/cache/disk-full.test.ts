@@ -530,6 +530,31 @@ t.test('a body of unknown length grown larger than the cache, then than the disk
   t.notOk(app.cache.store.isFull(), 'and no cool-down: the disk takes the writes of the objects it keeps');
 });
 
+t.test('a body not kept that fills the disk is logged as that, at info: not as a disk failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('8m', 'unkept-log');
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  const huge = up.addBlob(9 * MiB); // more than the size limit (2 MiB), and than the filesystem (8 MiB)
+  up.handler = (req, res) => {
+    if (req.url !== `/cas/sha256/${huge.hex}`) return false;
+    res.writeHead(200, { 'content-type': 'application/octet-stream' }); // no Content-Length: written until it is too large
+    res.end(huge.body);
+    return true;
+  };
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--max-size', '2MiB']);
+  t.teardown(async () => {
+    await cache.stop();
+    await up.stop();
+    unmount();
+  });
+  const got = await fetchHash(`${cache.url}/cas/sha256/${huge.hex}`);
+  t.same([got.status, got.hash], [200, huge.hex], 'served whole');
+  await eventually('the full disk is logged', () => /filled the disk/.test(cache.stderr()));
+  const lines = cache.stderr().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string });
+  t.match(lines.find((l) => /filled the disk/.test(l.msg)), { level: 30, msg: 'a body not kept filled the disk: its fill goes on from memory' }, 'at info');
+  t.notOk(lines.some((l) => l.level >= 40), 'no warning or error: nothing is wrong with the disk');
+});
+
 t.test('a disk held by something else: a large fill that evicting every object would not make room for evicts none of them', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const small = [1, 1].map((n) => up.addBlob(n * MiB));

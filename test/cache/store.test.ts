@@ -231,3 +231,22 @@ t.test('a data directory holding directories inside its shards (not of this layo
   // (written before the "listening" line, on another pipe: it may come after it)
   await eventually('said at start', () => /left as it is/.test(cache.stderr()));
 });
+
+t.test('commit tells its caller whether it stored the body: one larger than the cache is dropped, and says so', async (t) => {
+  const dir = t.testdir();
+  const store = new DiskStore(dir, 16, pino({ level: 'silent' }));
+  await store.open();
+  const commitBody = async (key: string, body: string): Promise<{ outcome: string; tmpPath: string }> => {
+    const tmp = await store.createTemp();
+    await tmp.fh.write(body);
+    const outcome = await store.commit(httpId(key), tmp, { key, status: 200, headers: {}, size: body.length, storedAt: Date.now() });
+    return { outcome, tmpPath: tmp.path };
+  };
+  const small = await commitBody('GET /small', 'fits');
+  t.equal(small.outcome, 'stored');
+  t.ok(await store.lookup(httpId('GET /small')), 'and it is found');
+  const large = await commitBody('GET /large', 'x'.repeat(17));
+  t.equal(large.outcome, 'larger-than-cache', 'a body over the size limit is not stored, and the caller is told');
+  t.equal(await store.lookup(httpId('GET /large')), undefined, 'nothing is found under its key');
+  t.notOk(existsSync(large.tmpPath), 'its temp file is removed');
+});

@@ -121,18 +121,20 @@ t.test('directories get the archive\'s mode whether the umask keeps it or not, a
   }
 });
 
-t.test('small files get the archive\'s mode whether the umask keeps it or not, each mode on its own', async (t) => {
+t.test('files small and large get the archive\'s mode whether the umask keeps it or not, each mode on its own', async (t) => {
   const umask = process.umask(0o027); // keeps 0o640, strips 0o644 and 0o755
   t.teardown(() => process.umask(umask));
   const dir = t.testdir();
-  const out = join(dir, 'out');
   // one kept mode first, then stripped ones, each twice: what creation does to one mode is not taken for another
   const modes = { a: 0o640, b: 0o644, c: 0o755, d: 0o640, e: 0o644, f: 0o755, g: 0o400, h: 0o1640 };
-  const entries: Entry[] = Object.entries(modes).map(([name, mode]) => ({ header: { name: `d/${name}`, mode }, body: name }));
-  await unpackTar(await tarOf(entries), out);
-  for (const [name, mode] of Object.entries(modes)) {
-    t.equal(statSync(join(out, 'd', name)).mode & 0o7777, mode, `${name}: ${mode.toString(8)}`);
-    t.equal(readFileSync(join(out, 'd', name), 'utf8'), name);
+  for (const [size, bodyOf] of [['small', (name: string) => name], ['large', (name: string) => name.repeat(100_000)]] as const) {
+    const out = join(dir, size); // past the small-file path (64 KiB) when large
+    const entries: Entry[] = Object.entries(modes).map(([name, mode]) => ({ header: { name: `d/${name}`, mode }, body: bodyOf(name) }));
+    await unpackTar(await tarOf(entries), out);
+    for (const [name, mode] of Object.entries(modes)) {
+      t.equal(statSync(join(out, 'd', name)).mode & 0o7777, mode, `${size} ${name}: ${mode.toString(8)}`);
+      t.equal(readFileSync(join(out, 'd', name), 'utf8'), bodyOf(name));
+    }
   }
 });
 

@@ -16,20 +16,27 @@ function fsyncedPaths(code: string, trace: string): string[] {
   return [...out.matchAll(/f(?:data)?sync\(\d+<([^>]+)>\) = 0/g)].map((m) => m[1]!);
 }
 
-t.test('a blob in a new shard and a name in new directories are durable, directories too', async (t) => {
-  const scratch = t.testdir();
-  const dir = path.join(scratch, 'data');
-  const synced = fsyncedPaths(`
+/** A module body that opens a DiskBlobStore `blobs` on `dir` and puts "durable" in it, then runs `rest`. */
+function afterFirstPut(dir: string, rest: string): string {
+  return `
     import { Readable } from 'node:stream';
     import { DiskBlobStore } from './src/store/disk.ts';
     import { NameStore } from './src/store/names.ts';
     const blobs = new DiskBlobStore(${JSON.stringify(dir)});
     await blobs.open();
     await blobs.put(Readable.from([Buffer.from('durable')]));
+    ${rest}
+  `;
+}
+
+t.test('a blob in a new shard and a name in new directories are durable, directories too', async (t) => {
+  const scratch = t.testdir();
+  const dir = path.join(scratch, 'data');
+  const synced = fsyncedPaths(afterFirstPut(dir, `
     const names = new NameStore(${JSON.stringify(dir)});
     await names.open();
     await names.put(['artifacts', 'run', 'job', 'out.txt'], { digest: 'sha256:x', size: 7, created: 0 });
-  `, path.join(scratch, 'strace.txt'));
+  `), path.join(scratch, 'strace.txt'));
   // sha256("durable") = 54da...: its shard is 54.
   const casAlgo = path.join(dir, 'cas.v1', 'sha256');
   t.ok(synced.includes(casAlgo), 'the new shard\'s parent');
@@ -39,4 +46,17 @@ t.test('a blob in a new shard and a name in new directories are durable, directo
     t.ok(synced.includes(d), `${path.relative(dir, d)}: synced`);
   }
   t.ok(synced.some((p) => p.startsWith(path.join(dir, 'tmp', 'rec-'))), 'the record file itself, before its rename');
+});
+
+t.test('a second put of a stored blob syncs its shard before it answers', async (t) => {
+  const scratch = t.testdir();
+  const dir = path.join(scratch, 'data');
+  // The first put may still be between its link and its sync when the second answers
+  // "already stored": the second syncs the shard itself.
+  const synced = fsyncedPaths(afterFirstPut(dir, `
+    const again = await blobs.put(Readable.from([Buffer.from('durable')]));
+    if (again.created) throw new Error('the second put created the blob');
+  `), path.join(scratch, 'strace.txt'));
+  const shard = path.join(dir, 'cas.v1', 'sha256', '54');
+  t.equal(synced.filter((p) => p === shard).length, 2, 'the shard is synced by each put');
 });
