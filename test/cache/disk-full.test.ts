@@ -80,7 +80,7 @@ t.test('full disk: passthrough, logged error, no crash', { skip: isRoot ? false 
     await app.close();
     await app.cache.fills.drain();
     await up.stop();
-    unmount();
+    await unmount();
   });
   app.cache.store.useLogger(logger);
 
@@ -193,7 +193,7 @@ t.test('the disk fills up mid-fill: its waiters still get the whole body, nothin
     await app.cache.fills.drain();
     await up.stop();
     rmSync(filler, { force: true });
-    unmount();
+    await unmount();
   });
   const { blob, opens } = stagedBlob(up); // room for it when the fill starts
   const get = async (): Promise<{ status: number; hash: string; xcache: unknown }> => {
@@ -247,7 +247,7 @@ t.test('two workers: a fill whose disk failed mid-way keeps its claim; requests 
     await cache.stop();
     await up.stop();
     rmSync(filler, { force: true });
-    unmount();
+    await unmount();
   });
   const url = `${cache.url}/cas/sha256/${blob.hex}`;
   // A connection each: the workers take them in turn.
@@ -282,10 +282,10 @@ t.test('a reader behind the windows of a fill whose disk failed: the bytes its f
   const { dir, unmount } = mountTmpfs('8m', 'behind');
   const filler = path.join(dir, 'filler');
   setFillMemory(0); // each fill keeps its last two windows only
-  t.teardown(() => {
+  t.teardown(async () => {
     setFillMemory(DEFAULT_FILL_MEMORY);
     rmSync(filler, { force: true });
-    unmount();
+    await unmount();
   });
   const log = pino({ level: 'silent' });
   const store = new DiskStore(dir, 1024 ** 3, log);
@@ -399,7 +399,7 @@ async function cacheOnTmpfs(t: Test, name: string, upUrl: string, maxSize = '7Mi
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(async () => {
     await app.close();
-    unmount();
+    await unmount();
   });
   return { app, url };
 }
@@ -424,7 +424,7 @@ t.test('two workers, a disk that holds the whole budget: the primary evicts to m
   const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '7MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   t.teardown(async () => {
     await cache.stop();
-    unmount();
+    await unmount();
   });
   // A connection each: the workers take them in turn.
   const stored = (hex: string) => eventually('stored', () => existsSync(path.join(dir, casId({ algo: 'sha256', hex }))) && (statSync(path.join(dir, casId({ algo: 'sha256', hex }))).mode & 0o777) !== 0, 5000);
@@ -545,7 +545,7 @@ t.test('a body not kept that fills the disk is logged as that, at info: not as a
   t.teardown(async () => {
     await cache.stop();
     await up.stop();
-    unmount();
+    await unmount();
   });
   const got = await fetchHash(`${cache.url}/cas/sha256/${huge.hex}`);
   t.same([got.status, got.hash], [200, huge.hex], 'served whole');

@@ -1,14 +1,19 @@
 // A small tmpfs mounted by a test (needs root): a real filesystem that fills up.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { undoAtExit } from './processes.js';
 
 export interface Tmpfs {
   readonly dir: string;
-  /** Unmounts and removes the mount point; the test's teardown calls it once nothing uses it. */
-  unmount(): void;
+  /**
+   * Unmounts and removes the mount point; the test's teardown calls it once nothing uses it.
+   * A file a closed server still closes (its last answer's descriptor) is waited for, up to
+   * 5 s; one still open then is named in the error, and the tmpfs is unmounted lazily so
+   * that nothing waits on it.
+   */
+  unmount(): Promise<void>;
 }
 
 /**
@@ -25,10 +30,35 @@ export function mountTmpfs(size: string, name: string): Tmpfs {
   });
   return {
     dir,
-    unmount: () => {
+    unmount: async () => {
       forget();
-      execFileSync('umount', [dir]);
+      for (let waited = 0; ; waited += 100) {
+        try {
+          execFileSync('umount', [dir], { stdio: 'pipe' });
+          break;
+        } catch (err) {
+          if (waited < 5000 && /busy/.test(String((err as { stderr?: Buffer }).stderr))) {
+            await new Promise((r) => setTimeout(r, 100));
+            continue;
+          }
+          const holders = openBelow(dir);
+          execFileSync('umount', ['-l', dir]);
+          throw new Error(`${dir} still in use after ${waited} ms (${holders.join(', ') || 'by no process of this test'}): ${(err as Error).message}`);
+        }
+      }
       rmdirSync(dir);
     },
   };
+}
+
+/** The descriptors of this process that are open below `dir`, as "fd N: path". */
+function openBelow(dir: string): string[] {
+  return readdirSync('/proc/self/fd').flatMap((fd) => {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      return target.startsWith(`${dir}/`) ? [`fd ${fd}: ${target}`] : [];
+    } catch {
+      return []; // closed meanwhile
+    }
+  });
 }

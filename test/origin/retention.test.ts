@@ -295,7 +295,7 @@ t.test('a prune on a full disk deletes what is due, and so makes room, though it
   await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(async () => {
     await app.close();
-    unmount();
+    await unmount();
   });
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   for (let i = 0; i < 3; i++) {
