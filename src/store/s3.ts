@@ -197,13 +197,8 @@ export class S3BlobStore implements BlobStore {
   async delete(d: Digest): Promise<boolean> {
     const key = this.keyOf(d);
     // S3's DeleteObject succeeds for absent keys, so presence is checked first. Only a 404 is
-    // absence: a 403 taken for one would have retention forget every blob for good.
-    try {
-      await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }));
-    } catch (err) {
-      if (isMissingObjectError(err)) return false;
-      throw storageError('delete', err);
-    }
+    // absence (has, through #read): a 403 taken for one would have retention forget every blob for good.
+    if (!(await this.has(d))) return false;
     await this.#deleteKey(key).catch((err: unknown) => Promise.reject(storageError('delete', err)));
     return true;
   }
