@@ -200,10 +200,8 @@ export class Retention {
     const { names } = this.#ctx;
     const out: Array<{ digest: string } & ReplacedRecord> = [];
     for (const algo of DIGEST_ALGORITHMS) {
-      const prefix = replacedRecord(`${algo}:`).slice(0, -1);
-      for (const hex of await names.keys(prefix)) {
-        const record = await names.find<ReplacedRecord>([...prefix, hex]).catch(() => undefined);
-        if (record) out.push({ digest: `${algo}:${hex}`, size: record.size, at: record.at });
+      for (const [hex, record] of await names.list<ReplacedRecord>(replacedRecord(`${algo}:`).slice(0, -1))) {
+        out.push({ digest: `${algo}:${hex}`, size: record.size, at: record.at });
       }
     }
     return out;
