@@ -43,20 +43,22 @@ async function conditionalPut<T extends object>(
   read: () => Promise<T>,
 ): Promise<{ record: T; created: boolean; previous: T | undefined }> {
   const conditional = request.headers['if-match'] !== undefined || request.headers['if-none-match'] !== undefined;
-  /** Whether the name has a record, after checking the conditions against it. */
-  const check = async (): Promise<boolean> => {
-    if (!conditional) return ctx.names.exists(segments);
+  /** Whether the name has a record, and the record (none when damaged), after checking the conditions against it. */
+  const check = async (): Promise<{ existed: boolean; previous: T | undefined }> => {
+    if (!conditional) {
+      // a record that cannot be read (damaged) exists, with no previous record
+      return ctx.names.find<T>(segments).then((current) => ({ existed: current !== undefined, previous: current }), () => ({ existed: true, previous: undefined }));
+    }
     const current = await ctx.names.find<T>(segments);
     checkWritePreconditions(request, current && etagOf(current));
-    return current !== undefined;
+    return { existed: current !== undefined, previous: current };
   };
   await check();
   const record = await read();
   const { existed, previous } = await ctx.names.exclusive(segments, async () => {
-    const existing = await check();
-    const before = existing ? await ctx.names.find<T>(segments).catch(() => undefined) : undefined;
+    const before = await check();
     await ctx.names.put(segments, record);
-    return { existed: existing, previous: before };
+    return before;
   });
   return { record, created: !existed, previous };
 }
