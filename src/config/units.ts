@@ -56,7 +56,7 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Parses "30s", "5m", "1h30m", "250ms" (Go-style) into milliseconds; a bare number is seconds. At most ten years. */
 export function parseDuration(text: string | number): number {
-  const ms = durationMs(text);
+  const ms = wholeMs(durationMs(text));
   if (!(ms <= MAX_DURATION_MS)) throw new FleetError('FC_ERR_USAGE', `invalid duration "${text}": longer than ten years`);
   return ms;
 }
@@ -71,10 +71,6 @@ function wholeMs(ms: number): number {
 }
 
 function durationMs(text: string | number): number {
-  return wholeMs(exactDurationMs(text));
-}
-
-function exactDurationMs(text: string | number): number {
   if (typeof text === 'number') return text * 1000;
   const trimmed = text.trim();
   if (/^\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed) * 1000;
