@@ -253,12 +253,11 @@ function unresolvedAlias(doc: Document, node: Node, file: string, lc: LineCounte
  * billion laughs) is refused by the yaml library's alias count, named as the file's.
  */
 function nodeValue(node: Node, doc: Document, file: string, lc: LineCounter): unknown {
-  const unresolved = unresolvedAlias(doc, node, file, lc);
-  if (unresolved) throw unresolved;
   try {
     return node.toJS(doc);
   } catch (err) {
-    throw new ConfigError(`${file}: ${errorMessage(err)}`, file);
+    // the library's "Unresolved alias" names no line: the document is walked for it only then
+    throw unresolvedAlias(doc, node, file, lc) ?? new ConfigError(`${file}: ${errorMessage(err)}`, file);
   }
 }
 
