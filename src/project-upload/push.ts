@@ -268,7 +268,12 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       if (same) used.add(baseCachePath(options.baseCache, same.digest));
       // Each VCDIFF goes to a file (it can be as large as the tar), the best one kept.
       let best: { base: BaseInfo; file: string; vcdiffSize: number; quick: number } | undefined;
+      /** The compressed tar's size once its gzip ended: a base too large for it is then passed over before it is fetched and encoded. */
+      let gzippedSize: number | undefined;
+      void gzipping.then((gz) => (gzippedSize = gz.size), () => undefined);
+      const tooLarge = (base: BaseInfo, fullSize: number): boolean => base.size > MAX_BASE_GROWTH * fullSize;
       for (const [i, base] of (same ? [] : candidates).entries()) {
+        if (gzippedSize !== undefined && tooLarge(base, gzippedSize)) continue;
         const file = join(work, `candidate-${i}.vcdiff`);
         const encoded = await encodeAgainstBase(options, base, tarFile, file, http).catch((err: unknown) => {
           if (!(err instanceof FleetError) || !UNUSABLE_BASE_CODES.has(err.code)) throw err;
@@ -280,7 +285,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
         bytesReceived += received;
         // Known once the tar is compressed: asked before the first encode, the gzip would not run beside it.
         const fullSize = (await gzipping).size;
-        if (base.size > MAX_BASE_GROWTH * fullSize) {
+        if (tooLarge(base, fullSize)) {
           await rm(file);
           continue;
         }
