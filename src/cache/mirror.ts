@@ -52,17 +52,18 @@ function policyHeaders(headers: Record<string, string | string[] | undefined>): 
 
 /**
  * The fields to answer with from `policy`: its responseHeaders() (hop-by-hop fields left out,
- * Age brought up to date), with the Date upstream gave the answer, when it originated (RFC
+ * Age brought up to date; `headers`, when evaluateRequest gave them already), with the Date
+ * upstream gave the answer, when it originated (RFC
  * 9110 §6.6.1), or the time it came when upstream gave none or no HTTP-date.
  * http-cache-semantics puts the time of each answer there: with an Age that already counts
  * the time since, a cache downstream reckoned the age twice, and took an answer fresh by its
  * Expires (reckoned from Date, RFC 9111 §4.2.1) for stale long before it was.
  */
-function answerFields(policy: CachePolicy): CachePolicy.Headers {
+function answerFields(policy: CachePolicy, headers: CachePolicy.Headers = policy.responseHeaders()): CachePolicy.Headers {
   const o = policy.toObject() as { t: number; resh: CachePolicy.Headers };
   const date = o.resh.date;
   const valid = typeof date === 'string' && parseHttpDate(date.trim()) !== undefined;
-  return { ...policy.responseHeaders(), date: valid ? date : new Date(o.t).toUTCString() };
+  return { ...headers, date: valid ? date : new Date(o.t).toUTCString() };
 }
 
 /** The request fields a stored response's Vary names, lower-case ("*" among them if it says so). */
@@ -333,7 +334,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     const { response, revalidation } = evaluate(policy, policyReq);
     const conditional = revalidation ? flat(revalidation.headers) : undefined;
     if (response && (!revalidation || !revalidation.synchronous)) {
-      if (await serveHit(ctx, req, reply, kind, hit, replayed(answerFields(policy)), conditional ? 'STALE' : 'HIT')) {
+      if (await serveHit(ctx, req, reply, kind, hit, replayed(answerFields(policy, response.headers)), conditional ? 'STALE' : 'HIT')) {
         // stale-while-revalidate: this answer was stale; the next ones will not be.
         if (conditional) revalidateInBackground(ctx, upstream, { id, key, upath, hit, policy, policyReq, conditional }, fillSpec);
         return;
