@@ -10,7 +10,7 @@ import type { Dispatcher } from 'undici';
 import { FleetError, UpstreamError } from '../errors.js';
 import { etagOf } from '../http/blob-reply.js';
 import { etagDigest } from '../http/name-etag.js';
-import { ALGO_HEX_ROUTE, parseDigest, type Digest } from '../store/digest.js';
+import { ALGO_HEX_ROUTE, casPath, parseDigest, type Digest } from '../store/digest.js';
 import { authHeaders, cacheControlOf, fillOnce, notCached, onlyIfCached, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
@@ -43,7 +43,7 @@ const SHARED_WITH_CREDENTIALS = /(?:^|[\s,])(?:public|s-maxage|must-revalidate)\
  * nothing of the blob), it is served to that client as private and not kept.
  */
 function decideImmutable(d: Digest, credentialed: boolean) {
-  const key = `/cas/${d.algo}/${d.hex}`;
+  const key = casPath(d);
   return (res: AnswerHead): FillDecision => {
     if (res.statusCode !== 200 || isPrivate(res.headers)) return { status: res.statusCode, headers: passHeaders(res) };
     if (credentialed && (res.redirected || !SHARED_WITH_CREDENTIALS.test(cacheControlOf(res.headers)))) {
