@@ -12,7 +12,9 @@ const SPECIAL_FLOATS: Record<string, number> = {
   '.inf': Infinity, '.Inf': Infinity, '.INF': Infinity, '+.inf': Infinity, '+.Inf': Infinity, '+.INF': Infinity,
   '-.inf': -Infinity, '-.Inf': -Infinity, '-.INF': -Infinity,
 };
-const BOOLS = new Set(['y', 'Y', 'yes', 'Yes', 'YES', 'n', 'N', 'no', 'No', 'NO', 'true', 'True', 'TRUE', 'false', 'False', 'FALSE', 'on', 'On', 'ON', 'off', 'Off', 'OFF']);
+/** yaml.v2's booleans (YAML 1.1), true and false. */
+export const YAML11_TRUE = new Set(['y', 'Y', 'yes', 'Yes', 'YES', 'true', 'True', 'TRUE', 'on', 'On', 'ON']);
+export const YAML11_FALSE = new Set(['n', 'N', 'no', 'No', 'NO', 'false', 'False', 'FALSE', 'off', 'Off', 'OFF']);
 const NULLS = new Set(['', '~', 'null', 'Null', 'NULL']);
 /** yaml.v2's yamlStyleFloat, tried after Go's ParseInt/ParseUint(base 0) fail. */
 const YAML_STYLE_FLOAT = /^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/;
@@ -39,7 +41,7 @@ function goInt(plain: string): bigint | undefined {
 /** yaml.v2 resolve() of an untagged plain scalar. */
 export function resolveYamlV2Scalar(text: string): ResolvedScalar {
   if (text in SPECIAL_FLOATS) return { tag: '!!float', value: SPECIAL_FLOATS[text]! };
-  if (BOOLS.has(text)) return { tag: '!!bool' };
+  if (YAML11_TRUE.has(text) || YAML11_FALSE.has(text)) return { tag: '!!bool' };
   if (NULLS.has(text)) return { tag: '!!null' };
   if (text.startsWith('.')) {
     return /^\.[0-9]+([eE][-+]?[0-9]+)?$/.test(text) ? { tag: '!!float', value: Number(text) } : { tag: '!!str' };

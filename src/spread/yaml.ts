@@ -3,7 +3,7 @@
 // names the file and line.
 import { LineCounter, parseAllDocuments, parseDocument, isAlias, isMap, isScalar, isSeq, type Document, type Node, type Scalar, type YAMLSeq } from 'yaml';
 import { FleetError } from '../errors.js';
-import { goInt64, resolveYamlV2Scalar } from './yaml-scalar.js';
+import { goInt64, resolveYamlV2Scalar, YAML11_FALSE, YAML11_TRUE } from './yaml-scalar.js';
 import type { EnvEntry, FieldOrigins, Origin, PlacedField } from './model.js';
 
 /** Makes the one error type of the project model. */
@@ -11,9 +11,6 @@ export function projectError(message: string, origin?: Origin): FleetError {
   const where = origin ? `${origin.file}${origin.line === undefined ? '' : `:${origin.line}`}: ` : '';
   return new FleetError('FC_ERR_PROJECT', where + message, { details: origin ? { file: origin.file, line: origin.line } : undefined });
 }
-
-const YAML11_TRUE = new Set(['y', 'Y', 'yes', 'Yes', 'YES', 'true', 'True', 'TRUE', 'on', 'On', 'ON']);
-const YAML11_FALSE = new Set(['n', 'N', 'no', 'No', 'NO', 'false', 'False', 'FALSE', 'off', 'Off', 'OFF']);
 
 /**
  * The fields of a mapping decoded into a struct, by key. Remembers the keys read: the others
