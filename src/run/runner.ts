@@ -115,12 +115,13 @@ function regionsOf(jobs: readonly Job[]): string[] {
 }
 
 /**
- * Empties the project path on `machine` (`dest`, shell-quoted) for the pull, which unpacks
+ * Empties the project path on `machine` for the pull, which unpacks
  * into an empty directory only. Refused when the path is a user's home directory or holds one
  * (`path: /home/ubuntu` on a static host): its `rm -rf` took `.ssh/authorized_keys` with it,
  * and the host was lost to every later run.
  */
-async function emptyProjectPath(machine: Machine, dest: string): Promise<void> {
+async function emptyProjectPath(machine: Machine): Promise<void> {
+  const dest = shellQuote(machine.projectPath);
   // every user's home (/etc/passwd), and this one's: a script runs as root through sudo -i
   const guard = `{ echo "$HOME"; cut -d: -f6 /etc/passwd 2>/dev/null; } | while IFS= read -r h; do case "\${h%/}/" in ${dest}/*) echo "it holds the home directory $h"; exit 1;; esac; done || exit 1`;
   const res = await machine.exec(`${guard}; rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
@@ -424,7 +425,7 @@ async function runJobs(
             // one a broken machine left): what an earlier run left at the path goes first, as the
             // pull unpacks into an empty directory only (spread's tar x overlays it)
             if (kept && o.resend) log.line(`Removing project data from ${label} at ${machine.projectPath}...`); // spread -resend's words
-            if (kept || provider.type !== 'local') await emptyProjectPath(machine, dest);
+            if (kept || provider.type !== 'local') await emptyProjectPath(machine);
             log.line(`Sending project content to ${label}...`);
             const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheTimeoutMs, ...(machineToken ? { token: machineToken() } : {}) };
             const answer = await runAgent(machine, agent, 'pull', pullArgs, signal);
