@@ -30,8 +30,6 @@ interface JobTransfersOptions {
 
 export class JobTransfers {
   readonly #o: JobTransfersOptions;
-  /** Asset bytes the machines downloaded. */
-  assetBytes = 0;
   /** Artifact bytes the machines sent. */
   artifactBytes = 0;
   /** Artifact bytes the runner itself fetched (`run --artifacts`), by the cache (or origin) URL: not the machines' traffic. */
@@ -40,6 +38,11 @@ export class JobTransfers {
   readonly assetNaiveByRegion: Record<string, number> = {};
   /** Per region, the asset bytes the machines downloaded (those of ORIGIN_DIRECT from the origin itself, counted by no cache). */
   readonly assetBytesByRegion: Record<string, number> = {};
+
+  /** Asset bytes the machines downloaded, from every region. */
+  get assetBytes(): number {
+    return Object.values(this.assetBytesByRegion).reduce((n, bytes) => n + bytes, 0);
+  }
 
   constructor(options: JobTransfersOptions) {
     this.#o = options;
@@ -67,7 +70,6 @@ export class JobTransfers {
     }, signal);
     for (const warning of Array.isArray(answer.warnings) ? answer.warnings : []) log.line(`WARNING: assets of ${job.name} (${machine.name}): ${String(warning)}`);
     const downloaded = Number(answer.bytesDownloaded ?? 0);
-    this.assetBytes += downloaded;
     this.assetBytesByRegion[choice.region] = (this.assetBytesByRegion[choice.region] ?? 0) + downloaded;
     this.assetNaiveByRegion[choice.region] = (this.assetNaiveByRegion[choice.region] ?? 0) + downloaded + Number(answer.bytesFromCache ?? 0);
   }
