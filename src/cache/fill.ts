@@ -77,8 +77,10 @@ export interface FillHooks {
   readonly partial?: boolean | undefined;
 }
 
-/** Bytes evicted at a time for a fill whose write found the disk full (see Fill's write). */
+/** At most this many bytes evicted at a time for a fill whose write found the disk full (see roomStep). */
 const ROOM_STEP = 16 * 1024 * 1024;
+/** Nor more than this share of the cache's size limit. */
+const ROOM_STEP_SHARE = 1 / 8;
 
 export class Fill extends FillProgress {
   /** Resolves when the fill has committed or dropped its body. */
@@ -161,7 +163,7 @@ export class Fill extends FillProgress {
           // No room left, where none was reserved (a body of unknown length) or the figure
           // was wrong: the least recently used entries make some, as for a reservation,
           // until there are none left to evict; never for a body no entry will take.
-          if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || this.#unkept || (await this.#store.makeRoom(ROOM_STEP)) === 0) throw err;
+          if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || this.#unkept || (await this.#store.makeRoom(this.#roomStep(position + off, chunk.length - off))) === 0) throw err;
         }
       }
       const settled = Math.min(chunk.length, this.#reserved);
@@ -180,6 +182,17 @@ export class Fill extends FillProgress {
       this.stopFile();
       this.#unkept = true;
     }
+  }
+
+  /**
+   * The bytes to evict for a body of unknown length whose write found the disk full, `written`
+   * bytes into it, with `pending` bytes of its chunk left: as much again as it has written
+   * (a body's evictions add up to about its size, in a few steps), within a share of the
+   * size limit, and at least what the chunk needs. One fixed step emptied a small cache for
+   * a body a fraction of its size.
+   */
+  #roomStep(written: number, pending: number): number {
+    return Math.max(pending, Math.min(written, ROOM_STEP, Math.floor(this.#store.maxSize * ROOM_STEP_SHARE)));
   }
 
   async #run(): Promise<void> {

@@ -509,6 +509,31 @@ t.test('a disk that holds the whole budget, a body of unknown length: the write 
   t.equal(app.cache.store.failures, 0, 'no storage failure');
 });
 
+t.test('a body of unknown length that finds the disk full evicts about what it still writes, not the whole cache', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const blobs = [1, 1, 1, 1, 1].map((n) => up.addBlob(n * MiB));
+  const { app, url } = await cacheOnTmpfs(t, 'makeroom-chunked-steps', upUrl);
+  for (const b of blobs) await fetchHash(`${url}/cas/sha256/${b.hex}`);
+  await app.cache.fills.drain();
+  // A little more than the disk has free once the five are stored: its writes meet the full disk near the end.
+  const fs = statfsSync(app.cache.store.dir);
+  const chunked = up.addBlob(fs.bavail * fs.bsize + MiB / 2);
+  up.handler = (req, res) => {
+    if (req.url !== `/cas/sha256/${chunked.hex}`) return false;
+    res.writeHead(200, { 'content-type': 'application/octet-stream' }); // no Content-Length: nothing reserved
+    res.end(chunked.body);
+    return true;
+  };
+  const miss = await fetchHash(`${url}/cas/sha256/${chunked.hex}`);
+  await app.cache.fills.drain();
+  t.same([miss.status, miss.hash], [200, chunked.hex], 'served whole');
+  t.ok(app.cache.store.has(casId({ algo: 'sha256', hex: chunked.hex })), 'and kept');
+  const { evicted } = app.cache.store;
+  t.ok(evicted.objects > 0, 'the least recently used made room for it');
+  t.ok(evicted.bytes <= chunked.body.length, `no more evicted than the body it made room for (${evicted.bytes} bytes for ${chunked.body.length})`);
+  t.ok(blobs.slice(-2).every((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), 'the most recently used are still there');
+});
+
 t.test('a body of unknown length grown larger than the cache, then than the disk: the objects kept are not evicted for it, and the disk has no cool-down', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const kept = [1, 1].map((n) => up.addBlob(n * MiB));
