@@ -265,12 +265,14 @@ export class Fill extends FillProgress {
         bodyRead = true;
         for await (const chunk of answer.body as AsyncIterable<Buffer>) {
           hash?.update(chunk);
+          // A body of unknown length grown larger than the cache is not kept: its claim goes as
+          // the fill ends. (Committed, it was dropped there, and the claim taken for a fill going on.)
+          // Known before the chunk is written: a full disk it meets is then no storage failure,
+          // and nothing is evicted for it.
+          if (this.written + chunk.length > this.#store.maxSize) this.#unkept = true;
           if (tmp && !this.memoryOnly) await this.#write(tmp.fh, chunk);
           this.remember(chunk);
           this.advance(this.written + chunk.length);
-          // A body of unknown length grown larger than the cache is not kept: its claim goes as
-          // the fill ends. (Committed, it was dropped there, and the claim taken for a fill going on.)
-          if (this.written > this.#store.maxSize) this.#unkept = true;
         }
       }
       if (size !== undefined && this.written !== size) {

@@ -580,6 +580,42 @@ t.test('a body not kept that fills the disk is logged as that, at info: not as a
   t.notOk(lines.some((l) => l.level >= 40), 'no warning or error: nothing is wrong with the disk');
 });
 
+t.test('a body of unknown length whose next chunk takes it past the cache\'s size meets a full disk: not a disk failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('8m', 'unkept-crossing');
+  const filler = path.join(dir, 'filler');
+  t.teardown(async () => {
+    rmSync(filler, { force: true });
+    await unmount();
+  });
+  const logs: string[] = [];
+  const log = pino({ level: 'info' }, new Writable({ write(chunk: Buffer, _e, cb) { logs.push(chunk.toString()); cb(); } }));
+  const maxSize = 2 * MiB;
+  const store = new DiskStore(path.join(dir, 'data'), maxSize, log);
+  await store.open();
+  const body = randomBytes(maxSize + MiB);
+  const upstream = new PassThrough();
+  const fill = new Fill(store, log, {
+    id: casId({ algo: 'sha256', hex: sha256(body) }),
+    request: async () => ({ statusCode: 200, headers: { 'transfer-encoding': 'chunked' }, body: upstream }), // no Content-Length: nothing reserved
+    decide: () => ({ status: 200, headers: {}, meta: { key: 'k', status: 200, headers: {} } }),
+  });
+  await fill.head;
+  const reader = new FillCursor(fill, fill.acquireFile(), 0, Infinity);
+  upstream.write(body.subarray(0, MiB));
+  await eventually('the first MiB written', () => fill.written === MiB);
+  t.equal(fillUp(filler).code, 'ENOSPC', 'something else took the rest of the filesystem');
+  upstream.end(body.subarray(MiB)); // one chunk: it takes the body past the size limit
+  const got: Buffer[] = [];
+  const scratch = Buffer.alloc(MiB);
+  for (let c; (c = await reader.next(() => scratch));) got.push(Buffer.from(c));
+  fill.release();
+  await fill.done;
+  t.ok(Buffer.concat(got).equals(body), 'its reader got the whole body');
+  t.same([store.failures, store.isFull()], [0, false], 'no storage failure, no cool-down: the body was known not to be kept before that write');
+  t.same(logs.map((l) => JSON.parse(l) as { level: number; msg: string }).filter((l) => l.level >= 40), [], 'nothing logged as a warning or error');
+  t.equal(store.count, 0, 'nothing kept');
+});
+
 t.test('a disk held by something else: a large fill that evicting every object would not make room for evicts none of them', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const small = [1, 1].map((n) => up.addBlob(n * MiB));
