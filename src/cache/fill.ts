@@ -229,7 +229,7 @@ export class Fill extends FillProgress {
       this.#answer = answer;
       const decision = this.#spec.decide(answer);
       const size = announcedLength(answer.headers);
-      const oversize = size !== undefined && size > this.#store.maxSize;
+      const oversize = size !== undefined && this.#store.exceedsCache(size);
       if (oversize && this.#partial) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.#store.maxSize}: its range is asked for instead`);
       // Small bodies are gathered in memory and handed out whole once verified: no temp
       // file and no reads while filling; the file is written at commit. A body the request
@@ -269,7 +269,7 @@ export class Fill extends FillProgress {
           // the fill ends. (Committed, it was dropped there, and the claim taken for a fill going on.)
           // Known before the chunk is written: a full disk it meets is then no storage failure,
           // and nothing is evicted for it.
-          if (this.written + chunk.length > this.#store.maxSize) this.#unkept = true;
+          if (this.#store.exceedsCache(this.written + chunk.length)) this.#unkept = true;
           if (tmp && !this.memoryOnly) await this.#write(tmp.fh, chunk);
           this.remember(chunk);
           this.advance(this.written + chunk.length);
@@ -304,12 +304,11 @@ export class Fill extends FillProgress {
           const written = this.written;
           const storedAt = Date.now();
           const meta: EntryMeta = policy ? { key, status, headers, size: written, storedAt, policy } : { key, status, headers, size: written, storedAt };
+          // A body not stored (see CommitOutcome) gives its claim up, as an answer not kept does.
           if (body) {
-            this.#store.commitSmall(this.#spec.id, body, meta, this.#claim);
-            committed = true;
-            this.#store.remember(this.#spec.id, body);
+            committed = this.#store.commitSmall(this.#spec.id, body, meta, this.#claim) === 'stored';
+            if (committed) this.#store.remember(this.#spec.id, body);
           } else {
-            // A body not stored (see CommitOutcome) gives its claim up, as an answer not kept does.
             committed = (await this.#store.commit(this.#spec.id, tmp!, meta, this.#claim)) === 'stored';
           }
         } finally {
