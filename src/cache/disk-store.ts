@@ -863,7 +863,7 @@ export class DiskStore {
    * and its lack is no storage failure (the disk still takes what fits).
    */
   async reserve(size: number, unkept = false): Promise<void> {
-    if (size > this.maxSize && !unkept) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
+    if (this.exceedsCache(size) && !unkept) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
     if (size >= FRESH_FIGURE_MIN) this.#readFree();
     const stale = this.#free.at !== 0 && Date.now() - this.#free.at > STATFS_MAX_AGE_MS;
     // A figure is awaited when there is none yet, and before a refusal on an old one: nothing
@@ -967,6 +967,15 @@ export class DiskStore {
     return new StorageError(`cache storage failure: ${message}`, { cause: err });
   }
 
+  /**
+   * Whether a body of `size` bytes is larger than the cache could ever hold: the one rule
+   * of reservations, fills and commits (the index would refuse it, and its file would stay
+   * on disk, counted by nothing).
+   */
+  exceedsCache(size: number): boolean {
+    return size > this.maxSize;
+  }
+
   isFull(): boolean {
     return Date.now() < this.#fullUntil;
   }
@@ -990,7 +999,7 @@ export class DiskStore {
       if (needsSync(id, meta.size)) await tmp.fh.sync();
       if (tmpSide) ino = (await tmp.fh.stat()).ino;
       await tmp.fh.close();
-      if (meta.size > this.maxSize) {
+      if (this.exceedsCache(meta.size)) {
         await rm(tmp.path, { force: true });
         return 'larger-than-cache';
       }
@@ -1024,10 +1033,12 @@ export class DiskStore {
    * Commits a small body (at most SMALL_MAX bytes) with blocking calls, as nginx does: a
    * few tens of microseconds on the event loop cost less than the thread-pool round trips
    * of open, write, close and rename (measured on cold 4 KiB objects: 3,800 against 2,900
-   * per second, warm JIT, one process).
+   * per second, warm JIT, one process). A body not stored (larger than the cache: a size
+   * limit below SMALL_MAX) leaves nothing on disk; a claim's file is the caller's to remove.
    */
-  commitSmall(id: string, body: Buffer, meta: EntryMeta, claim?: FillClaim): void {
+  commitSmall(id: string, body: Buffer, meta: EntryMeta, claim?: FillClaim): Exclude<CommitOutcome, 'left-to-its-fill'> {
     if (this.isFull()) throw new StorageError('cache disk is full (cooling down)');
+    if (this.exceedsCache(meta.size)) return 'larger-than-cache';
     const file = claim?.inPlace ? claim.path : path.join(this.dir, id);
     // Written beside its final name (as nginx's use_temp_path=off does): creating files in
     // one busy tmp/ directory cost several times more per file. Start-up removes leftovers.
@@ -1058,6 +1069,7 @@ export class DiskStore {
       throw this.storageFailure(err);
     }
     this.#indexCommitted(id, meta, ino);
+    return 'stored';
   }
 
   /**

@@ -77,8 +77,10 @@ export interface FillHooks {
   readonly partial?: boolean | undefined;
 }
 
-/** Bytes evicted at a time for a fill whose write found the disk full (see Fill's write). */
+/** At most this many bytes evicted at a time for a fill whose write found the disk full (see roomStep). */
 const ROOM_STEP = 16 * 1024 * 1024;
+/** Nor more than this share of the cache's size limit. */
+const ROOM_STEP_SHARE = 1 / 8;
 
 export class Fill extends FillProgress {
   /** Resolves when the fill has committed or dropped its body. */
@@ -161,7 +163,7 @@ export class Fill extends FillProgress {
           // No room left, where none was reserved (a body of unknown length) or the figure
           // was wrong: the least recently used entries make some, as for a reservation,
           // until there are none left to evict; never for a body no entry will take.
-          if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || this.#unkept || (await this.#store.makeRoom(ROOM_STEP)) === 0) throw err;
+          if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || this.#unkept || (await this.#store.makeRoom(this.#roomStep(position + off, chunk.length - off))) === 0) throw err;
         }
       }
       const settled = Math.min(chunk.length, this.#reserved);
@@ -180,6 +182,17 @@ export class Fill extends FillProgress {
       this.stopFile();
       this.#unkept = true;
     }
+  }
+
+  /**
+   * The bytes to evict for a body of unknown length whose write found the disk full, `written`
+   * bytes into it, with `pending` bytes of its chunk left: as much again as it has written
+   * (a body's evictions add up to about its size, in a few steps), within a share of the
+   * size limit, and at least what the chunk needs. One fixed step emptied a small cache for
+   * a body a fraction of its size.
+   */
+  #roomStep(written: number, pending: number): number {
+    return Math.max(pending, Math.min(written, ROOM_STEP, Math.floor(this.#store.maxSize * ROOM_STEP_SHARE)));
   }
 
   async #run(): Promise<void> {
@@ -216,7 +229,7 @@ export class Fill extends FillProgress {
       this.#answer = answer;
       const decision = this.#spec.decide(answer);
       const size = announcedLength(answer.headers);
-      const oversize = size !== undefined && size > this.#store.maxSize;
+      const oversize = size !== undefined && this.#store.exceedsCache(size);
       if (oversize && this.#partial) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.#store.maxSize}: its range is asked for instead`);
       // Small bodies are gathered in memory and handed out whole once verified: no temp
       // file and no reads while filling; the file is written at commit. A body the request
@@ -252,12 +265,14 @@ export class Fill extends FillProgress {
         bodyRead = true;
         for await (const chunk of answer.body as AsyncIterable<Buffer>) {
           hash?.update(chunk);
+          // A body of unknown length grown larger than the cache is not kept: its claim goes as
+          // the fill ends. (Committed, it was dropped there, and the claim taken for a fill going on.)
+          // Known before the chunk is written: a full disk it meets is then no storage failure,
+          // and nothing is evicted for it.
+          if (this.#store.exceedsCache(this.written + chunk.length)) this.#unkept = true;
           if (tmp && !this.memoryOnly) await this.#write(tmp.fh, chunk);
           this.remember(chunk);
           this.advance(this.written + chunk.length);
-          // A body of unknown length grown larger than the cache is not kept: its claim goes as
-          // the fill ends. (Committed, it was dropped there, and the claim taken for a fill going on.)
-          if (this.written > this.#store.maxSize) this.#unkept = true;
         }
       }
       if (size !== undefined && this.written !== size) {
@@ -289,12 +304,11 @@ export class Fill extends FillProgress {
           const written = this.written;
           const storedAt = Date.now();
           const meta: EntryMeta = policy ? { key, status, headers, size: written, storedAt, policy } : { key, status, headers, size: written, storedAt };
+          // A body not stored (see CommitOutcome) gives its claim up, as an answer not kept does.
           if (body) {
-            this.#store.commitSmall(this.#spec.id, body, meta, this.#claim);
-            committed = true;
-            this.#store.remember(this.#spec.id, body);
+            committed = this.#store.commitSmall(this.#spec.id, body, meta, this.#claim) === 'stored';
+            if (committed) this.#store.remember(this.#spec.id, body);
           } else {
-            // A body not stored (see CommitOutcome) gives its claim up, as an answer not kept does.
             committed = (await this.#store.commit(this.#spec.id, tmp!, meta, this.#claim)) === 'stored';
           }
         } finally {

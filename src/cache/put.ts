@@ -89,7 +89,7 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
   const declared = announcedLength(req.headers);
   let unsettled = 0;
   let temp: { path: string; fh: FileHandle } | undefined;
-  if (declared === undefined || declared <= ctx.store.maxSize) {
+  if (declared === undefined || !ctx.store.exceedsCache(declared)) {
     try {
       if (declared !== undefined) {
         await ctx.store.reserve(declared);

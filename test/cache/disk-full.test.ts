@@ -509,6 +509,31 @@ t.test('a disk that holds the whole budget, a body of unknown length: the write 
   t.equal(app.cache.store.failures, 0, 'no storage failure');
 });
 
+t.test('a body of unknown length that finds the disk full evicts about what it still writes, not the whole cache', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const blobs = [1, 1, 1, 1, 1].map((n) => up.addBlob(n * MiB));
+  const { app, url } = await cacheOnTmpfs(t, 'makeroom-chunked-steps', upUrl);
+  for (const b of blobs) await fetchHash(`${url}/cas/sha256/${b.hex}`);
+  await app.cache.fills.drain();
+  // A little more than the disk has free once the five are stored: its writes meet the full disk near the end.
+  const fs = statfsSync(app.cache.store.dir);
+  const chunked = up.addBlob(fs.bavail * fs.bsize + MiB / 2);
+  up.handler = (req, res) => {
+    if (req.url !== `/cas/sha256/${chunked.hex}`) return false;
+    res.writeHead(200, { 'content-type': 'application/octet-stream' }); // no Content-Length: nothing reserved
+    res.end(chunked.body);
+    return true;
+  };
+  const miss = await fetchHash(`${url}/cas/sha256/${chunked.hex}`);
+  await app.cache.fills.drain();
+  t.same([miss.status, miss.hash], [200, chunked.hex], 'served whole');
+  t.ok(app.cache.store.has(casId({ algo: 'sha256', hex: chunked.hex })), 'and kept');
+  const { evicted } = app.cache.store;
+  t.ok(evicted.objects > 0, 'the least recently used made room for it');
+  t.ok(evicted.bytes <= chunked.body.length, `no more evicted than the body it made room for (${evicted.bytes} bytes for ${chunked.body.length})`);
+  t.ok(blobs.slice(-2).every((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), 'the most recently used are still there');
+});
+
 t.test('a body of unknown length grown larger than the cache, then than the disk: the objects kept are not evicted for it, and the disk has no cool-down', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const kept = [1, 1].map((n) => up.addBlob(n * MiB));
@@ -553,6 +578,42 @@ t.test('a body not kept that fills the disk is logged as that, at info: not as a
   const lines = cache.stderr().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string });
   t.match(lines.find((l) => /filled the disk/.test(l.msg)), { level: 30, msg: 'a body not kept filled the disk: its fill goes on from memory' }, 'at info');
   t.notOk(lines.some((l) => l.level >= 40), 'no warning or error: nothing is wrong with the disk');
+});
+
+t.test('a body of unknown length whose next chunk takes it past the cache\'s size meets a full disk: not a disk failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('8m', 'unkept-crossing');
+  const filler = path.join(dir, 'filler');
+  t.teardown(async () => {
+    rmSync(filler, { force: true });
+    await unmount();
+  });
+  const logs: string[] = [];
+  const log = pino({ level: 'info' }, new Writable({ write(chunk: Buffer, _e, cb) { logs.push(chunk.toString()); cb(); } }));
+  const maxSize = 2 * MiB;
+  const store = new DiskStore(path.join(dir, 'data'), maxSize, log);
+  await store.open();
+  const body = randomBytes(maxSize + MiB);
+  const upstream = new PassThrough();
+  const fill = new Fill(store, log, {
+    id: casId({ algo: 'sha256', hex: sha256(body) }),
+    request: async () => ({ statusCode: 200, headers: { 'transfer-encoding': 'chunked' }, body: upstream }), // no Content-Length: nothing reserved
+    decide: () => ({ status: 200, headers: {}, meta: { key: 'k', status: 200, headers: {} } }),
+  });
+  await fill.head;
+  const reader = new FillCursor(fill, fill.acquireFile(), 0, Infinity);
+  upstream.write(body.subarray(0, MiB));
+  await eventually('the first MiB written', () => fill.written === MiB);
+  t.equal(fillUp(filler).code, 'ENOSPC', 'something else took the rest of the filesystem');
+  upstream.end(body.subarray(MiB)); // one chunk: it takes the body past the size limit
+  const got: Buffer[] = [];
+  const scratch = Buffer.alloc(MiB);
+  for (let c; (c = await reader.next(() => scratch));) got.push(Buffer.from(c));
+  fill.release();
+  await fill.done;
+  t.ok(Buffer.concat(got).equals(body), 'its reader got the whole body');
+  t.same([store.failures, store.isFull()], [0, false], 'no storage failure, no cool-down: the body was known not to be kept before that write');
+  t.same(logs.map((l) => JSON.parse(l) as { level: number; msg: string }).filter((l) => l.level >= 40), [], 'nothing logged as a warning or error');
+  t.equal(store.count, 0, 'nothing kept');
 });
 
 t.test('a disk held by something else: a large fill that evicting every object would not make room for evicts none of them', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {

@@ -250,3 +250,17 @@ t.test('commit tells its caller whether it stored the body: one larger than the 
   t.equal(await store.lookup(httpId('GET /large')), undefined, 'nothing is found under its key');
   t.notOk(existsSync(large.tmpPath), 'its temp file is removed');
 });
+
+t.test('a small body larger than a cache smaller than 16 KiB: commitSmall drops it as commit does, and leaves no file on disk', async (t) => {
+  const dir = t.testdir();
+  const maxSize = 16;
+  const store = new DiskStore(dir, maxSize, pino({ level: 'silent' }));
+  await store.open();
+  const stored = (key: string, body: string): string => store.commitSmall(httpId(key), Buffer.from(body), { key, status: 200, headers: {}, size: body.length, storedAt: Date.now() });
+  t.equal(stored('GET /small', 'fits'), 'stored');
+  t.ok(await store.lookup(httpId('GET /small')), 'and it is found');
+  t.equal(stored('GET /large', 'x'.repeat(maxSize + 1)), 'larger-than-cache', 'a body over the size limit is not stored, and the caller is told');
+  t.equal(await store.lookup(httpId('GET /large')), undefined, 'nothing is found under its key');
+  const file = path.join(dir, httpId('GET /large'));
+  t.same([existsSync(file), existsSync(`${file}.json`)], [false, false], 'neither its body nor its sidecar is on disk, where no index would count them');
+});
