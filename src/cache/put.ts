@@ -18,7 +18,7 @@ import { isPrivate, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type EntryMeta } from './disk-store.js';
 import { BROWSER_HEADERS, namePath } from './namespace.js';
 import type { Kind } from './metrics.js';
-import { endToEnd, pickHeaders, withCookieLines, type HeaderMap } from './upstream.js';
+import { endToEnd, pickHeaders, type HeaderMap } from './upstream.js';
 import { loggedPath } from './serve.js';
 
 const FORWARD = ['content-type', 'content-length', 'content-encoding', 'content-disposition', 'if-match', 'if-none-match', 'x-fleetcache-visibility', 'x-fleetcache-digest'];
@@ -119,7 +119,7 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
       // Upstream refused before reading the whole body: it is not read further either.
       tee.destroy();
     }
-    reply.code(res.statusCode).headers(withCookieLines(endToEnd(res.headers), res.headers)).header('x-cache', 'MISS');
+    reply.code(res.statusCode).headers(endToEnd(res.headers)).header('x-cache', 'MISS');
     reply.send(res.body);
   } finally {
     // The client's body may still be flowing into the tee (upstream failed before reading
