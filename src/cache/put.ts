@@ -83,22 +83,20 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
   headers.authorization = auth;
 
   // Room for a body of declared length is made (evicting as a fill does) before a byte is
-  // written: one larger than the cache, or than the disk has room for, is only forwarded.
-  // Written regardless, it filled the disk past the budget, and a full disk put every fill
-  // of the cache in a cool-down.
+  // written: one larger than the cache (reserve refuses it), or than the disk has room for,
+  // is only forwarded. Written regardless, it filled the disk past the budget, and a full
+  // disk put every fill of the cache in a cool-down.
   const declared = announcedLength(req.headers);
   let unsettled = 0;
   let temp: { path: string; fh: FileHandle } | undefined;
-  if (declared === undefined || declared <= ctx.store.maxSize) {
-    try {
-      if (declared !== undefined) {
-        await ctx.store.reserve(declared);
-        unsettled = declared;
-      }
-      temp = await ctx.store.createTemp();
-    } catch {
-      temp = undefined; // refused (logged as the store's failure when it is one): forwarded only
+  try {
+    if (declared !== undefined) {
+      await ctx.store.reserve(declared);
+      unsettled = declared;
     }
+    temp = await ctx.store.createTemp();
+  } catch {
+    temp = undefined; // refused (logged as the store's failure when it is one): forwarded only
   }
   const settle = (bytes: number): void => {
     const settled = Math.min(bytes, unsettled);
@@ -165,11 +163,8 @@ async function keep(
     meta = { key, status: 200, headers, size: tee.size, storedAt: now };
   }
   try {
+    // Never 'larger-than-cache': the copy stops past the declared size reserve accepted, or past the cache's size.
     const outcome = await ctx.store.commit(id, temp, meta);
-    if (outcome === 'larger-than-cache') {
-      ctx.log.debug({ kind, url: loggedPath(upath), size: tee.size }, 'uploaded object not kept: larger than the cache');
-      return false;
-    }
     ctx.log.debug({ kind, url: loggedPath(upath), size: tee.size, outcome }, 'kept uploaded object');
     return true;
   } catch (err) {
