@@ -8,6 +8,7 @@ import { NAME_PATTERN, NamedMap } from '../config/names.js';
 import { parseDuration, parseHttpUrl, parseSize } from '../config/units.js';
 import { errorMessage, UsageError } from '../errors.js';
 import { logLevelSchema } from '../http/server-options.js';
+import { DEFAULT_MAX_CONNECTIONS } from '../http/connection-limits.js';
 import { zeroCopyStatus } from '../http/zero-copy.js';
 import { redactUrl } from '../redact-url.js';
 
@@ -49,7 +50,7 @@ export const cacheConfigSchema = Type.Object(
     workerRestartDelay: Type.Optional(positiveDurationSchema()),
     /** How long a client's request head may take to arrive whole (see http/connection-limits.ts); default 15s. */
     clientHeaderTimeout: Type.Optional(positiveDurationSchema()),
-    /** Client connections open at once in each server process past which a new one is answered 503 and closed; no cap when absent. */
+    /** Client connections open at once in each server process past which a new one is answered 503 and closed; default DEFAULT_MAX_CONNECTIONS. */
     maxConnections: Type.Optional(Type.Integer({ minimum: 1 })),
     /** Connections each server process opens at most to each upstream (the origin, each mirror, a redirect's host); default 256. */
     upstreamConnections: Type.Optional(Type.Integer({ minimum: 1 })),
@@ -111,7 +112,7 @@ export interface CacheConfig {
   readonly workerRestartDelayMs?: number;
   /** How long a client's request head may take to arrive whole; default DEFAULT_CLIENT_HEADER_TIMEOUT_MS. */
   readonly clientHeaderTimeoutMs?: number;
-  /** Client connections open at once per server process past which a new one is answered 503 and closed; no cap when absent. */
+  /** Client connections open at once per server process past which a new one is answered 503 and closed; default DEFAULT_MAX_CONNECTIONS (a file's resolution states it). */
   readonly maxConnections?: number;
   /** Connections per server process to each upstream host; default DEFAULT_UPSTREAM_CONNECTIONS. */
   readonly upstreamConnections?: number;
@@ -193,7 +194,7 @@ export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.
     ...(file.workerTimeout === undefined ? {} : { workerTimeoutMs: parseDuration(file.workerTimeout) }),
     ...(file.workerRestartDelay === undefined ? {} : { workerRestartDelayMs: parseDuration(file.workerRestartDelay) }),
     ...(file.clientHeaderTimeout === undefined ? {} : { clientHeaderTimeoutMs: parseDuration(file.clientHeaderTimeout) }),
-    ...(file.maxConnections === undefined ? {} : { maxConnections: file.maxConnections }),
+    maxConnections: file.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
     ...(file.upstreamConnections === undefined ? {} : { upstreamConnections: file.upstreamConnections }),
   };
 }

@@ -15,7 +15,7 @@ import { readUntilClosed, sendFill } from './fill-cursor.js';
 import { FillGoneError } from './remote-fill.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import { sendBody, type CacheStatus } from './serve.js';
-import { endToEnd, pickHeaders, RANGE_FIELDS, withCookieLines, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
+import { endToEnd, pickHeaders, RANGE_FIELDS, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
 import { announcedLength, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
 
 /** A configured mirror: its upstream, and whether it is a tooltool server (config.ts's MirrorConfig). */
@@ -249,7 +249,7 @@ export interface PassedThrough {
   /** The fill's decision (FillSpec.decide): the status and fields a HEAD is answered with, those its GET would have. */
   readonly decide: (head: AnswerHead) => FillDecision;
   /** Applied to the fields of upstream's answer to a GET (a mirror's redirects). */
-  readonly adjust?: (headers: HeaderMap) => HeaderMap;
+  readonly adjust?: (headers: AnswerFields) => AnswerFields;
   /** Upstream's redirects are followed (a blob's, as its fill does: upstream.ts). */
   readonly follow?: boolean;
 }
@@ -273,7 +273,7 @@ export async function passthrough(
     const body = { status: decision.status, headers: decision.headers, size: announcedLength(head.headers), content: NO_BODY };
     return sendBody(req, reply, body, { kind, cache: 'MISS', ageSeconds: 0, metrics: ctx.metrics });
   }
-  const adjust = how.adjust ?? ((h: HeaderMap) => h);
+  const adjust = how.adjust ?? ((h: AnswerFields) => h);
   let res = answered;
   if (res && res.statusCode === 200 && req.headers.range !== undefined) {
     res.body?.destroy(); // the whole object: the range is asked for instead
@@ -282,7 +282,7 @@ export async function passthrough(
   const ranged = withRange(req, headers);
   // a blob's source may redirect (a tooltool server, to a pre-signed URL): followed, as its fills do
   res ??= how.follow ? await upstream.fetch(path, ranged, 0, true) : await upstream.request(path, { method: 'GET', headers: ranged });
-  passedOn(reply, res.statusCode, withCookieLines(adjust(endToEnd(res.headers)), res.headers));
+  passedOn(reply, res.statusCode, adjust(endToEnd(res.headers)));
   if (res.whole !== undefined) {
     ctx.metrics.upstream(kind, res.whole.length);
     ctx.metrics.served(kind, res.whole.length);

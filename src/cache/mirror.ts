@@ -17,7 +17,7 @@ import { httpId, type Hit } from './disk-store.js';
 import { isDigestAlgorithm, parseDigest, type Digest } from '../store/digest.js';
 import { getImmutable } from './namespace.js';
 import type { FillDecision, FillSpec } from './fill.js';
-import { endToEnd, withCookieLines, withoutRunToken, type HeaderMap, type Upstream } from './upstream.js';
+import { endToEnd, requestEndToEnd, withoutRunToken, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
 import { loggedPath } from './serve.js';
 import { parseHttpDate } from '../http/blob-reply.js';
 import type { AnswerHead, UpstreamAnswer } from './answer-handler.js';
@@ -167,7 +167,7 @@ function persisted(policy: CachePolicy): CachePolicy.CachePolicyObject {
 }
 
 function upstreamHeaders(req: FastifyRequest): HeaderMap {
-  const h = endToEnd(req.headers);
+  const h = requestEndToEnd(req.headers);
   for (const name of CLIENT_ONLY) delete h[name];
   return h;
 }
@@ -239,19 +239,22 @@ function tooltoolDigest(upath: string): Digest | undefined {
   }
 }
 
-function decide(policyReq: CachePolicy.Request, key: string, adjust: (headers: HeaderMap) => HeaderMap) {
+/** The changes made to the fields of a mirror's answer (its redirects': mirroredLocation), to stored and passed-on ones alike. */
+type Adjust = <Fields extends AnswerFields>(headers: Fields) => Fields;
+
+function decide(policyReq: CachePolicy.Request, key: string, adjust: Adjust) {
   return (res: AnswerHead): FillDecision => {
     const resHeaders = policyHeaders(res.headers);
     const policy = new CachePolicy(policyReq, { status: res.statusCode, headers: resHeaders }, { shared: true });
-    const headers = adjust(flat(answerFields(policy)));
-    delete headers['content-length'];
+    const { 'content-length': _length, ...fields } = answerFields(policy);
     // An answer that sets a cookie is one client's, even marked public (which http-cache-semantics
     // would keep): nginx and Varnish do not keep it either.
     // Nor one that varies on a credential (see SECRET_FIELDS), nor on "*", which no request
     // matches (RFC 9111 §4.1): kept, it was written anew by every request, evicting others.
     const vary = varyFields(resHeaders);
     const unmatchable = vary.some((field) => SECRET_FIELDS.has(field) || field === '*');
-    if (!keptStatus(res.statusCode, policy, resHeaders) || !policy.storable() || res.headers['set-cookie'] !== undefined || unmatchable) return { status: res.statusCode, headers: withCookieLines(headers, res.headers) };
+    if (!keptStatus(res.statusCode, policy, resHeaders) || !policy.storable() || res.headers['set-cookie'] !== undefined || unmatchable) return { status: res.statusCode, headers: adjust(endToEnd(fields)) };
+    const headers = adjust(flat(fields));
     return { status: res.statusCode, headers, meta: { key, status: res.statusCode, headers, policy: persisted(policy) } };
   };
 }
@@ -293,9 +296,9 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   // client conditional. Authorization stays, so that a shared cache keeps a response to
   // an authenticated request only when public, s-maxage or must-revalidate allow it.
   const policyReq: CachePolicy.Request = { url: upath, method: 'GET', headers: fwd };
-  const adjust = (headers: HeaderMap): HeaderMap => {
-    if (headers.location !== undefined) headers.location = mirroredLocation(headers.location, upstream.url, req.params.name, upath);
-    return headers;
+  const adjust: Adjust = (headers) => {
+    const location = headers.location;
+    return typeof location === 'string' ? { ...headers, location: mirroredLocation(location, upstream.url, req.params.name, upath) } : headers;
   };
   const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, upstream, upath, fwd, answered, { decide: decide(policyReq, cacheKey, adjust), adjust });
   // A stored answer's fields come from its policy, as upstream sent them: adjusted as its first client got them.

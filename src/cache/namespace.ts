@@ -14,7 +14,7 @@ import { ALGO_HEX_ROUTE, casPath, parseDigest, type Digest } from '../store/dige
 import { authHeaders, cacheControlOf, fillOnce, notCached, onlyIfCached, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
-import { endToEnd, pickHeaders, withCookieLines, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
+import { endToEnd, pickHeaders, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
 import { loggedPath } from './serve.js';
 import type { AnswerHead } from './answer-handler.js';
 
@@ -30,7 +30,7 @@ const NAME_HEADERS = ['content-type', 'etag', 'last-modified', 'cache-control', 
 function passHeaders(res: AnswerHead): AnswerFields {
   const h = endToEnd(res.headers);
   delete h['content-length'];
-  return withCookieLines(h, res.headers);
+  return h;
 }
 
 /** Cache-Control directives that let a shared cache keep an answer to a request with credentials (RFC 9111 §3.5). */

@@ -18,7 +18,7 @@ import { isPrivate, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type EntryMeta } from './disk-store.js';
 import { BROWSER_HEADERS, namePath } from './namespace.js';
 import type { Kind } from './metrics.js';
-import { endToEnd, pickHeaders, withCookieLines, type HeaderMap } from './upstream.js';
+import { endToEnd, pickHeaders, type HeaderMap } from './upstream.js';
 import { loggedPath } from './serve.js';
 
 const FORWARD = ['content-type', 'content-length', 'content-encoding', 'content-disposition', 'if-match', 'if-none-match', 'x-fleetcache-visibility', 'x-fleetcache-digest'];
@@ -83,22 +83,20 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
   headers.authorization = auth;
 
   // Room for a body of declared length is made (evicting as a fill does) before a byte is
-  // written: one larger than the cache, or than the disk has room for, is only forwarded.
-  // Written regardless, it filled the disk past the budget, and a full disk put every fill
-  // of the cache in a cool-down.
+  // written: one larger than the cache (reserve refuses it), or than the disk has room for,
+  // is only forwarded. Written regardless, it filled the disk past the budget, and a full
+  // disk put every fill of the cache in a cool-down.
   const declared = announcedLength(req.headers);
   let unsettled = 0;
   let temp: { path: string; fh: FileHandle } | undefined;
-  if (declared === undefined || !ctx.store.exceedsCache(declared)) {
-    try {
-      if (declared !== undefined) {
-        await ctx.store.reserve(declared);
-        unsettled = declared;
-      }
-      temp = await ctx.store.createTemp();
-    } catch {
-      temp = undefined; // refused (logged as the store's failure when it is one): forwarded only
+  try {
+    if (declared !== undefined) {
+      await ctx.store.reserve(declared);
+      unsettled = declared;
     }
+    temp = await ctx.store.createTemp();
+  } catch {
+    temp = undefined; // refused (logged as the store's failure when it is one): forwarded only
   }
   const settle = (bytes: number): void => {
     const settled = Math.min(bytes, unsettled);
@@ -119,7 +117,7 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
       // Upstream refused before reading the whole body: it is not read further either.
       tee.destroy();
     }
-    reply.code(res.statusCode).headers(withCookieLines(endToEnd(res.headers), res.headers)).header('x-cache', 'MISS');
+    reply.code(res.statusCode).headers(endToEnd(res.headers)).header('x-cache', 'MISS');
     reply.send(res.body);
   } finally {
     // The client's body may still be flowing into the tee (upstream failed before reading
@@ -165,11 +163,8 @@ async function keep(
     meta = { key, status: 200, headers, size: tee.size, storedAt: now };
   }
   try {
+    // Never 'larger-than-cache': the copy stops past the declared size reserve accepted, or past the cache's size.
     const outcome = await ctx.store.commit(id, temp, meta);
-    if (outcome === 'larger-than-cache') {
-      ctx.log.debug({ kind, url: loggedPath(upath), size: tee.size }, 'uploaded object not kept: larger than the cache');
-      return false;
-    }
     ctx.log.debug({ kind, url: loggedPath(upath), size: tee.size, outcome }, 'kept uploaded object');
     return true;
   } catch (err) {

@@ -23,7 +23,7 @@ import { BEARER_CHALLENGE } from '../http/auth.js';
 import { errorAnswer, requestError } from '../http/errors.js';
 import { closeUnreadBody } from '../http/unread-body.js';
 import { inPipelineOrder } from '../http/pipeline-order.js';
-import { DEFAULT_CLIENT_HEADER_TIMEOUT_MS, HEAD_CHECK_INTERVAL_MS, limitConnections } from '../http/connection-limits.js';
+import { DEFAULT_CLIENT_HEADER_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, HEAD_CHECK_INTERVAL_MS, limitConnections } from '../http/connection-limits.js';
 import { closeFollowerPools, serveFillEvents } from './remote-fill.js';
 import { Upstream } from './upstream.js';
 import { registerDashboard } from '../ui/dashboard.js';
@@ -93,7 +93,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
     },
   });
   // after answerEarly: a connection over the cap or late with its head is the same on both paths
-  limitConnections(app.server, { clientHeaderTimeoutMs: config.clientHeaderTimeoutMs ?? DEFAULT_CLIENT_HEADER_TIMEOUT_MS, maxConnections: config.maxConnections }, app.log);
+  limitConnections(app.server, { clientHeaderTimeoutMs: config.clientHeaderTimeoutMs ?? DEFAULT_CLIENT_HEADER_TIMEOUT_MS, maxConnections: config.maxConnections ?? DEFAULT_MAX_CONNECTIONS }, app.log);
   refuseMalformedRequests(app, DEFAULT_MAX_HEADERS);
   setFillMemory(config.fillMemory ?? DEFAULT_FILL_MEMORY);
   const store = new DiskStore(config.dataDir, config.maxSize, app.log, link ? { peer: link } : {});

@@ -44,12 +44,6 @@ export type HeaderMap = Record<string, string>;
  */
 export type AnswerFields = Record<string, string | string[]>;
 
-/** `fields` (endToEnd's, joined) with upstream's Set-Cookie lines in `from` as the lines they were, when it kept the field. */
-export function withCookieLines(fields: HeaderMap, from: IncomingHttpHeaders): AnswerFields {
-  const cookies = from['set-cookie'];
-  return Array.isArray(cookies) && cookies.length > 1 && fields['set-cookie'] !== undefined ? { ...fields, 'set-cookie': cookies } : fields;
-}
-
 /** The value of the field `name` of an answer when it is one line (a validator, a date), else undefined. */
 export function singleField(fields: AnswerFields, name: string): string | undefined {
   const v = fields[name];
@@ -77,19 +71,40 @@ export function withoutRunToken(headers: HeaderMap): HeaderMap {
   return rest;
 }
 
-/** Flattens headers and drops hop-by-hop ones (including those named by Connection). */
-export function endToEnd(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): HeaderMap {
+/**
+ * An answer's end-to-end fields (hop-by-hop ones dropped, including those named by
+ * Connection), each on one line but Set-Cookie's, kept as the lines upstream sent.
+ */
+export function endToEnd(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): AnswerFields {
+  const out: AnswerFields = {};
+  for (const [name, v] of endToEndEntries(headers)) out[name] = Array.isArray(v) && name === 'set-cookie' && v.length > 1 ? v : oneLine(v);
+  return out;
+}
+
+/** A request's end-to-end fields (hop-by-hop ones dropped, including those named by Connection), each on one line. */
+export function requestEndToEnd(headers: IncomingHttpHeaders): HeaderMap {
   const out: HeaderMap = {};
+  for (const [name, v] of endToEndEntries(headers)) out[name] = oneLine(v);
+  return out;
+}
+
+function oneLine(value: string | string[]): string {
+  return Array.isArray(value) ? value.join(', ') : String(value);
+}
+
+/** The fields of `headers` that are not hop-by-hop, with lower-case names. */
+function endToEndEntries(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Array<[string, string | string[]]> {
   const connection = headers.connection;
   const named = new Set(
     (Array.isArray(connection) ? connection.join(',') : connection ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean),
   );
+  const entries: Array<[string, string | string[]]> = [];
   for (const [k, v] of Object.entries(headers)) {
     const name = k.toLowerCase();
     if (v === undefined || HOP_BY_HOP.has(name) || named.has(name)) continue;
-    out[name] = Array.isArray(v) ? v.join(', ') : String(v);
+    entries.push([name, v]);
   }
-  return out;
+  return entries;
 }
 
 function isTimeout(err: unknown): boolean {

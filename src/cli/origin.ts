@@ -111,7 +111,7 @@ export function originOptionsFrom(config: OriginConfig, flags: OriginFlags): { o
       maxHeaders: config.limits.maxHeaders,
       idleTimeoutMs: parseDuration(config.limits.idleTimeout),
       clientHeaderTimeoutMs: parseDuration(config.limits.clientHeaderTimeout),
-      ...(config.limits.maxConnections === undefined ? {} : { maxConnections: config.limits.maxConnections }),
+      maxConnections: config.limits.maxConnections,
       logLevel: config.logLevel,
       ...(config.retention
         ? {

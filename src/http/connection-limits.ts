@@ -25,6 +25,14 @@ export const DEFAULT_CLIENT_HEADER_TIMEOUT_MS = 15_000;
  */
 export const HEAD_CHECK_INTERVAL_MS = 1_000;
 
+/**
+ * Client connections a server process keeps open at once by default (each worker of a cache
+ * its own): far more than a fleet's machines open in parallel transfers to one region, far
+ * below the units' file limit (LimitNOFILE=65536) less the files a server keeps open, so that
+ * a flood of connections cannot leave it unable to open one.
+ */
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
+
 /** At most one warning about refused connections in this time (with the count since the last). */
 const REFUSED_WARNING_INTERVAL_MS = 60_000;
 /** The longest a refused connection is kept after its answer, for what the client sent to be read. */
@@ -39,8 +47,8 @@ const OVER_CAP_ANSWER = closingErrorAnswer(
 interface ConnectionLimits {
   /** The longest a request head may take to arrive whole. */
   readonly clientHeaderTimeoutMs: number;
-  /** Connections open at once past which a new one is closed as it comes; none when absent. */
-  readonly maxConnections?: number | undefined;
+  /** Connections open at once past which a new one is closed as it comes. */
+  readonly maxConnections: number;
 }
 
 /** The connections still waiting for their first request's head, each with the timer that cuts it. */
@@ -122,7 +130,7 @@ export function limitConnections(server: Server, limits: ConnectionLimits, log: 
   const handlers = server.listeners('connection') as Array<(this: Server, socket: Socket) => void>;
   server.removeAllListeners('connection');
   server.on('connection', (socket: Socket) => {
-    if (maxConnections !== undefined && open >= maxConnections) return refuse(socket);
+    if (open >= maxConnections) return refuse(socket);
     open++;
     const timer = setTimeout(cutLateHead, headMs, socket);
     timer.unref();

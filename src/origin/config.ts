@@ -2,6 +2,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { ageSchema, durationSchema, positiveDurationSchema, positiveSizeSchema } from '../config/load.js';
 import { DEFAULT_MAX_HEADERS, logLevelSchema } from '../http/server-options.js';
+import { DEFAULT_MAX_CONNECTIONS } from '../http/connection-limits.js';
 import type { RetentionPolicy } from './retention.js';
 import type { RunArtifactLimits } from './run-budget.js';
 
@@ -58,7 +59,7 @@ export const OriginConfigSchema = Type.Object(
           default: '15s',
           description: 'a request head (request line and header fields) not whole this long after it started, or after the connection opened, has its connection closed (bodies are not concerned)',
         }),
-        maxConnections: Type.Optional(Type.Integer({ minimum: 1, description: 'client connections open at once past which a new one is answered 503 and closed as it comes; no cap when absent' })),
+        maxConnections: Type.Integer({ minimum: 1, default: DEFAULT_MAX_CONNECTIONS, description: 'client connections open at once past which a new one is answered 503 and closed as it comes' }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -103,7 +104,7 @@ export interface OriginOptions {
   readonly idleTimeoutMs?: number;
   /** How long a request head may take to arrive whole (http/connection-limits.ts); default 15 s. */
   readonly clientHeaderTimeoutMs?: number;
-  /** Client connections open at once past which a new one is closed; no cap when absent. */
+  /** Client connections open at once past which a new one is closed; default DEFAULT_MAX_CONNECTIONS. */
   readonly maxConnections?: number;
   /** pino level, or false for no logs (tests). */
   readonly logLevel?: string | false;

@@ -6,7 +6,7 @@ import { TokenCheck } from '../http/auth.js';
 import { installErrorHandling } from '../http/errors.js';
 import { baseServerOptions, buildOnDataDir, continueOnlyWhenAllowed, DEFAULT_MAX_HEADERS, refuseMalformedRequests } from '../http/server-options.js';
 import { inPipelineOrder } from '../http/pipeline-order.js';
-import { DEFAULT_CLIENT_HEADER_TIMEOUT_MS, limitConnections } from '../http/connection-limits.js';
+import { DEFAULT_CLIENT_HEADER_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, limitConnections } from '../http/connection-limits.js';
 import { TrafficLedger } from '../metrics/ledger.js';
 import { DiskBlobStore } from '../store/disk.js';
 import { NameStore } from '../store/names.js';
@@ -124,7 +124,7 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
     exposeHeadRoutes: true,
     connectionTimeout: Math.ceil(options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS), // fastify takes whole ms
   });
-  limitConnections(app.server, { clientHeaderTimeoutMs: options.clientHeaderTimeoutMs ?? DEFAULT_CLIENT_HEADER_TIMEOUT_MS, maxConnections: options.maxConnections }, app.log);
+  limitConnections(app.server, { clientHeaderTimeoutMs: options.clientHeaderTimeoutMs ?? DEFAULT_CLIENT_HEADER_TIMEOUT_MS, maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS }, app.log);
   refuseMalformedRequests(app, options.maxHeaders ?? DEFAULT_MAX_HEADERS);
   app.addHook('onRequest', (request, reply, done) => inPipelineOrder(request.raw, reply.raw, () => done()));
   continueOnlyWhenAllowed(app.server, context.maxBlobSize);

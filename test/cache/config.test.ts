@@ -2,6 +2,7 @@
 // branch of a union (file, line, field, and every accepted form); sizes, durations, listen, URLs.
 import t from 'tap';
 import { parseCacheConfig, resolveCacheConfig } from '../../src/cache/config.js';
+import { DEFAULT_MAX_CONNECTIONS } from '../../src/http/connection-limits.js';
 import { fetchHash, startCache } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';
 
@@ -33,7 +34,7 @@ t.test('clientHeaderTimeout and maxConnections: the limits on client connections
   const resolved = resolveCacheConfig(parseCacheConfig(`${base}clientHeaderTimeout: 10s\nmaxConnections: 5000\n`, 'c.yaml'));
   t.same([resolved.clientHeaderTimeoutMs, resolved.maxConnections], [10_000, 5000]);
   const byDefault = resolveCacheConfig(parseCacheConfig(base, 'c.yaml'));
-  t.same([byDefault.clientHeaderTimeoutMs, byDefault.maxConnections], [undefined, undefined], 'the server\'s default head limit, no cap');
+  t.same([byDefault.clientHeaderTimeoutMs, byDefault.maxConnections], [undefined, DEFAULT_MAX_CONNECTIONS], 'the server\'s default head limit; a cap on connections by default (security by default)');
   t.throws(() => parseCacheConfig(`${base}clientHeaderTimeout: 0s\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: clientHeaderTimeout: must be a duration longer than 0 (e.g. 250ms, 30s, 5m)' });
   t.throws(() => parseCacheConfig(`${base}clientHeaderTimeout: 30d\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: clientHeaderTimeout: must be a duration of at most 24 days (e.g. 250ms, 30s, 5m)' });
   t.throws(() => parseCacheConfig(`${base}maxConnections: 0\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: maxConnections: must be >= 1' });

@@ -6,6 +6,7 @@ import t from 'tap';
 import { loadCacheConfig, resolveCacheConfig } from '../../src/cache/config.js';
 import { originOptionsFrom } from '../../src/cli/origin.js';
 import { loadConfigFile } from '../../src/config/load.js';
+import { DEFAULT_MAX_CONNECTIONS } from '../../src/http/connection-limits.js';
 import { OriginConfigSchema } from '../../src/origin/config.js';
 import { REPO_ROOT } from '../helpers/processes.js';
 
@@ -25,5 +26,5 @@ t.test('the origin', async (t) => {
   t.equal(listen, '127.0.0.1:8080', 'loopback unless configured');
   t.same(options.tokens, ['a-write-token-of-32-characters!']);
   t.same([options.maxBlobSize, options.maxHeaders, options.runArtifacts], [20 * 1024 ** 3, 64, { maxBytes: 50 * 1024 ** 3, maxFiles: 100_000 }], 'its limits');
-  t.same([options.clientHeaderTimeoutMs, options.maxConnections], [15_000, undefined], 'its connection limits: 15 s for a head, no cap');
+  t.same([options.clientHeaderTimeoutMs, options.maxConnections], [15_000, DEFAULT_MAX_CONNECTIONS], 'its connection limits: 15 s for a head, the default cap');
 });

@@ -6,6 +6,7 @@ import t from 'tap';
 import { parseConfig } from '../../src/config/load.js';
 import { OriginConfigSchema } from '../../src/origin/config.js';
 import { parseCacheConfig } from '../../src/cache/config.js';
+import { DEFAULT_MAX_CONNECTIONS } from '../../src/http/connection-limits.js';
 import { REPO_ROOT } from '../helpers/processes.js';
 
 const originError = (text: string): string => {
@@ -36,7 +37,8 @@ t.test('origin', async (t) => {
   t.equal(originError('limits:\n  clientHeaderTimeout: 0s\n'), 'origin.yaml:2: limits.clientHeaderTimeout: must be a duration longer than 0 (e.g. 250ms, 30s, 5m)', 'clientHeaderTimeout 0 (no limit on a head at all)');
   t.equal(originError('limits:\n  clientHeaderTimeout: 25d\n'), 'origin.yaml:2: limits.clientHeaderTimeout: must be a duration of at most 24 days (e.g. 250ms, 30s, 5m)');
   t.same(parseConfig(OriginConfigSchema, '{}', 'origin.yaml').limits.clientHeaderTimeout, '15s', 'clientHeaderTimeout: 15s by default');
-  t.equal(originError('limits:\n  maxConnections: 0\n'), 'origin.yaml:2: limits.maxConnections: must be >= 1', 'maxConnections 0 (refusing every connection; no cap is its absence)');
+  t.equal(parseConfig(OriginConfigSchema, '{}', 'origin.yaml').limits.maxConnections, DEFAULT_MAX_CONNECTIONS, 'maxConnections: a cap by default (security by default)');
+  t.equal(originError('limits:\n  maxConnections: 0\n'), 'origin.yaml:2: limits.maxConnections: must be >= 1', 'maxConnections 0 (refusing every connection)');
   t.equal(originError('limits:\n  maxConnections: 1.5\n'), 'origin.yaml:2: limits.maxConnections: must be integer');
   t.equal(originError('limits:\n  clientHeaderTimeout: 10s\n  maxConnections: 5000\n'), '(accepted)');
   t.equal(originError('retention: {keepBases: 3}\n'), 'origin.yaml:1: retention: missing required field "maxAge"', 'a retention without its age');
