@@ -276,6 +276,8 @@ async function runJobs(
     stateDir: dataRoot,
     log: (line) => log.line(line),
   }, embedded);
+  // before any worker allocates: a kept machine's host goes to no other system's worker
+  if (o.reuse) for (const [name, provider] of providers) provider.holdKept?.(pool!.keptBy(name));
 
   const pulls: MachineTransfer[] = [];
   /** Machines of `--reuse` that had the project already. */
