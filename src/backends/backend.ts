@@ -150,6 +150,12 @@ export interface Provider {
    */
   keep?(machine: Machine): void;
   /**
+   * The machines of this backend on record in the reuse file when a -reuse run starts: a
+   * backend with a fixed set of hosts gives their hosts to no worker but one taking the
+   * machine back (reuse), for they are kept past the run whether taken back or not.
+   */
+  holdKept?(records: readonly MachineRecord[]): void;
+  /**
    * Releases a kept machine from its record alone, without reaching it (spread -discard):
    * a machine that no longer answers is exactly the one to discard.
    */

@@ -51,6 +51,8 @@ class SshProvider implements Provider {
   readonly #busy = new Set<Host>();
   /** Hosts whose machine is kept past the run: busy until the run ends. */
   readonly #kept = new Set<Host>();
+  /** Hosts of machines on record in the reuse file (holdKept), not taken back yet: busy and kept, for reuse alone. */
+  readonly #held = new Set<Host>();
   /**
    * Hosts no connection reached (every attempt failed), with why: passed over for the rest of
    * the run. Left in the rotation, one that is down was the first free host again as soon as
@@ -115,6 +117,16 @@ class SshProvider implements Provider {
     this.#wakeWaiters(); // those waiting for it only for it allocate nothing (NoMachineLeft)
   }
 
+  holdKept(records: readonly MachineRecord[]): void {
+    for (const record of records) {
+      const h = this.#hostOf(record.address);
+      if (!h) continue; // reuse says so when the record is taken back
+      this.#held.add(h);
+      this.#busy.add(h);
+      this.#kept.add(h);
+    }
+  }
+
   #hostOf(address: string): Host | undefined {
     // a record written before the port was part of the address names the host's `address:` alone
     return this.#options.hosts.find((h) => addressOf(h) === address) ?? this.#options.hosts.find((h) => h.address === address);
@@ -152,14 +164,17 @@ class SshProvider implements Provider {
   async reuse(record: MachineRecord, system: SystemSpec, signal?: AbortSignal): Promise<Machine> {
     const h = this.#hostOf(record.address);
     if (!h) throw new ConfigError(`backend ${this.name}: reused host ${record.address} is not in its hosts list`);
-    // a host that serves several systems may have gone to another system's worker of this
-    // run: as spread's reserve, the kept machine is not taken back onto it (it stays kept)
-    if (this.#busy.has(h)) throw new UpstreamError(`host ${addressOf(h)} of backend ${this.name} serves another machine of this run`);
+    const held = this.#held.delete(h);
+    // a host on record twice (an --abend run without --reuse allocates held hosts anew) may
+    // have gone to the other record's worker: as spread's reserve, the kept machine is not taken back onto it (it stays kept)
+    if (!held && this.#busy.has(h)) throw new UpstreamError(`host ${addressOf(h)} of backend ${this.name} serves another machine of this run`);
     this.#busy.add(h);
     try {
       return await this.#connect(h, system, signal);
     } catch (err) {
-      this.#release(h);
+      // a kept machine not taken back stays kept: its host is still held
+      if (held) this.#held.add(h);
+      else this.#release(h);
       throw err;
     }
   }

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
-import { LineCounter, parseDocument, isAlias, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type Node, type YAMLError } from 'yaml';
+import { LineCounter, parseAllDocuments, parseDocument, isAlias, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type Node, type YAMLError } from 'yaml';
 import { ConfigError, errorMessage, UsageError } from '../errors.js';
 import { NAME_PATTERN } from './names.js';
 import { MAX_SIZE, MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
@@ -261,14 +261,34 @@ function nodeValue(node: Node, doc: Document, file: string, lc: LineCounter): un
   }
 }
 
+/** YAML text parsed as configuration is, its syntax errors not thrown yet (validateConfig throws them). */
+export interface ConfigDocument {
+  readonly doc: Document;
+  readonly lc: LineCounter;
+}
+
+/**
+ * Parses configuration text; `firstDocument`: only its first YAML document, as spread reads
+ * spread.yaml (a later `---` and what follows are ignored; no document at all: the whole text).
+ */
+export function parseConfigDocument(text: string, options: { firstDocument?: boolean } = {}): ConfigDocument {
+  const lc = new LineCounter();
+  // merge keys (<<: *name) as spread reads the rest of spread.yaml (YAML 1.1, go-yaml)
+  const yamlOptions = { lineCounter: lc, prettyErrors: false, merge: true } as const;
+  const doc = (options.firstDocument ? parseAllDocuments(text, yamlOptions)[0] : undefined) ?? parseDocument(text, yamlOptions);
+  return { doc, lc };
+}
+
 /**
  * Parses YAML text and validates it against a TypeBox schema, filling defaults.
  * Throws ConfigError("file:line: field: message").
  */
 export function parseConfig<S extends TSchema>(schema: S, text: string, file: string, at: readonly string[] = []): Static<S> {
-  const lc = new LineCounter();
-  // merge keys (<<: *name) as spread reads the rest of spread.yaml (YAML 1.1, go-yaml)
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, merge: true });
+  return validateConfig(schema, parseConfigDocument(text), file, at);
+}
+
+/** parseConfig of a document parsed already: its syntax errors, then the schema's. */
+export function validateConfig<S extends TSchema>(schema: S, { doc, lc }: ConfigDocument, file: string, at: readonly string[] = []): Static<S> {
   if (doc.errors.length > 0) throw syntaxError(doc.errors[0]!, doc, file, lc);
   // `at` validates one subtree (e.g. the `fleetcache:` key of spread.yaml), lines still exact.
   const node = at.length === 0 ? doc.contents : doc.getIn(at, true);
@@ -305,11 +325,14 @@ export function checkFlags(schema: TObject, flags: Record<string, readonly [flag
 }
 
 export function loadConfigFile<S extends TSchema>(schema: S, file: string): Static<S> {
-  let text: string;
+  return parseConfig(schema, readConfigFile(file), file);
+}
+
+/** A configuration file's text; ConfigError when it cannot be read. */
+export function readConfigFile(file: string): string {
   try {
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (err) {
     throw new ConfigError(`${file}: cannot read configuration: ${errorMessage(err)}`, file);
   }
-  return parseConfig(schema, text, file);
 }

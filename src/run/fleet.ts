@@ -2,8 +2,7 @@
 // `fleetcache:` key in spread.yaml (spread ignores unknown keys) or from --fleet FILE.
 import { readFileSync } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
-import { parseAllDocuments, parseDocument } from 'yaml';
-import { durationSchema, loadConfigFile, parseConfig, positiveDurationSchema } from '../config/load.js';
+import { durationSchema, parseConfigDocument, positiveDurationSchema, readConfigFile, validateConfig } from '../config/load.js';
 import { NamedMap } from '../config/names.js';
 import { ConfigError } from '../errors.js';
 
@@ -41,18 +40,17 @@ export type FleetConfig = Static<typeof FleetSchema>;
 export function loadFleetConfig(spreadFile: string, fleetFile: string | undefined): FleetConfig | undefined {
   let config: FleetConfig;
   if (fleetFile) {
-    config = loadConfigFile(FleetSchema, fleetFile);
+    const parsed = parseConfigDocument(readConfigFile(fleetFile));
+    config = validateConfig(FleetSchema, parsed, fleetFile);
     // asked for by name: an empty one is a mistake, not the embedded default run silently
-    if (parseDocument(readFileSync(fleetFile, 'utf8')).contents === null) {
+    if (parsed.doc.contents === null) {
       throw new ConfigError(`${fleetFile}: the fleet configuration is empty (it needs an origin and regions; without --fleet the run uses the embedded default)`, fleetFile);
     }
   } else {
-    const whole = readFileSync(spreadFile, 'utf8');
     // spread.yaml is read up to the end of its first YAML document, as spread reads it (spread/yaml.ts)
-    const first = parseAllDocuments(whole)[0];
-    const text = first ? whole.slice(0, first.range[2]) : whole;
-    if (!parseDocument(text).has('fleetcache')) return undefined;
-    config = parseConfig(FleetSchema, text, spreadFile, ['fleetcache']);
+    const parsed = parseConfigDocument(readFileSync(spreadFile, 'utf8'), { firstDocument: true });
+    if (!parsed.doc.has('fleetcache')) return undefined;
+    config = validateConfig(FleetSchema, parsed, spreadFile, ['fleetcache']);
   }
   // Caches without an origin would silently fall back to the embedded default: say so instead.
   if (!config.origin && Object.keys(config.regions).length > 0) {

@@ -54,6 +54,11 @@ export class ReusePool {
     return this.#loaded.some((r) => r.backend === backend && r.system === system);
   }
 
+  /** The machines of this backend on record when the pool was loaded (taken back since or not). */
+  keptBy(backend: string): MachineRecord[] {
+    return this.#loaded.filter((r) => r.backend === backend);
+  }
+
   /** Takes a kept machine of this backend and system, if one is left. */
   take(backend: string, system: string): MachineRecord | undefined {
     const i = this.#free.findIndex((r) => r.backend === backend && r.system === system);

@@ -14,7 +14,7 @@ import type { RepackOptions } from '../pack/repack.js';
 import { pushProject, unusableBaseLine, type PushResult } from '../project-upload/push.js';
 import { prunedLine } from '../project-upload/base-cache.js';
 import { beginSnapshot, buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
-import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Job, type Project, type ResolvedFields } from '../spread/index.js';
+import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Backend, type Job, type Project, type ResolvedFields } from '../spread/index.js';
 import { projectError } from '../spread/yaml.js';
 import { redactUrl } from '../redact-url.js';
 import { agentWorkDir, installAgent, runAgent, shellQuote } from './agent-client.js';
@@ -221,7 +221,7 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
     log.line(`Sent ${formatBytes(push.bytesSent)} to the origin as ${push.rebased ? 'a new base' : push.manifest.delta ? 'a delta' : 'the base it already is'} (run ${push.run}).`);
     const pruned = push.pruned.removed > 0 ? prunedLine(push.pruned, join(dataRoot, 'bases')) : '';
     if (pruned) log.line(`${pruned[0]!.toUpperCase()}${pruned.slice(1)}.`);
-    const result = await runJobs(o, log, project, jobs, fleet, embedded !== undefined, token, push, dataRoot, fields, await before.snapshot, interrupt);
+    const result = await runJobs(o, log, project, jobs, backends, fleet, embedded !== undefined, token, push, dataRoot, fields, await before.snapshot, interrupt);
     await mkdir(join(dataRoot, 'reports'), { recursive: true });
     await writeFile(join(dataRoot, 'reports', `${result.run}.json`), JSON.stringify(result.ledger, null, 2));
     return result;
@@ -235,6 +235,8 @@ async function runJobs(
   log: RunLog,
   project: Project,
   jobs: Job[],
+  /** The backends of `jobs`. */
+  backends: ReadonlySet<Backend>,
   fleet: FleetConfig & { origin: string },
   embedded: boolean,
   token: string | undefined,
@@ -269,13 +271,15 @@ async function runJobs(
   }
   const queue = new JobQueue(sched, { seed, ordered: o.order === true, duration });
 
-  const providers = createProviders(new Set(jobs.map((j) => j.backend)), fields, {
+  const providers = createProviders(backends, fields, {
     projectRoot: project.rootDir,
     remotePath: fields.remotePath,
     password: o.password ?? randomBytes(9).toString('base64url'),
     stateDir: dataRoot,
     log: (line) => log.line(line),
   }, embedded);
+  // before any worker allocates: a kept machine's host goes to no other system's worker
+  if (o.reuse) for (const [name, provider] of providers) provider.holdKept?.(pool!.keptBy(name));
 
   const pulls: MachineTransfer[] = [];
   /** Machines of `--reuse` that had the project already. */
@@ -352,107 +356,103 @@ async function runJobs(
         const label = workerLabel(w);
         // evaluated as spread does ($VAR and $(HOST:) from the project and backend environments)
         const spec = { name: w.system, username: fields.usernames.get(sys) || undefined, password: fields.passwords.get(sys) || undefined };
-        for (;;) {
-          // the record of the machine taken back, if one could be
-          let kept: MachineRecord | undefined;
+        /** Connects the machine to the fleet and gives it the project (a kept one may have it already). */
+        const prepare = async (machine: Machine, kept: boolean): Promise<MachineSession> => {
+          // interrupted while it was being allocated or taken back: nothing sent
+          signal.throwIfAborted();
+          log.line(`Connecting to ${label}...`);
+          // a system naming no region takes the fleet's default, which may be auto too
+          const region = jobRegion(job) ?? fleet.defaultRegion;
+          const choice = unreachable.order(region === 'auto' ? await measuredOrder(machine, fleet, signal) : staticOrder(fleet, region));
+          const workDir = agentWorkDir(machine);
+          const agent = await installAgent(machine, o.agentBundle, signal);
+          // spread's lines, once the machine has run its first commands (caches measured, the agent installed)
+          log.line(`Connected to ${label} at ${machine.address}.`);
+          log.line(`Machine ${label} at ${machine.address} pulls through ${redactUrl(choice.urls[0]!)} (${choice.how}).`);
+          const dest = shellQuote(machine.projectPath);
+          // the agent writes the marker once the tree is complete: a pull cut by an earlier
+          // run's crash or kill left a partial tree without it, and it is sent again
+          const doneMarker = posix.join(workDir, 'project-pulled');
+          const complete = `grep -qxF -- ${dest} ${shellQuote(doneMarker)} 2>/dev/null && test -n "$(ls -A ${dest} 2>/dev/null)"`;
+          if (kept && !o.resend && (await machine.exec(complete, { trace: false, cwd: '/' })).exitCode === 0) {
+            log.line(`Reusing project data on ${label}...`); // spread's words
+            reused++;
+            return new MachineSession({ ...sessionCtx, ...transfers.hooksFor(choice) }, machine, label);
+          }
+          // a kept machine, or any but a local one (a static ssh host, an adhoc machine handed
+          // out run after run, as a device of spread's external backend, serve run after run, and
+          // one a broken machine left): what an earlier run left at the path goes first, as the
+          // pull unpacks into an empty directory only (spread's tar x overlays it)
+          if (kept && o.resend) log.line(`Removing project data from ${label} at ${machine.projectPath}...`); // spread -resend's words
+          if (kept || provider.type !== 'local') await emptyProjectPath(machine);
+          log.line(`Sending project content to ${label}...`);
+          const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheTimeoutMs, ...(machineToken ? { token: machineToken() } : {}) };
+          const answer = await runAgent(machine, agent, 'pull', pullArgs, signal);
+          unreachable.markSkipped(answer.skipped);
+          const url = String(answer.url ?? choice.urls[0]);
+          if (url !== choice.urls[0]) log.line(`Machine ${label} fell back to ${redactUrl(url)}.`);
+          // The report counts the machine where its bytes went: the region of the cache that
+          // answered (its own, or the one it fell back to), else the origin.
+          const served = regionServing(fleet, url);
+          pulls.push({ machine: machine.name, region: served, url, bytes: Number(answer.bytesDownloaded ?? 0) });
+          // Assets and artifacts go through the URL that answered, then the rest in order.
+          const working: CacheChoice = { ...choice, region: served, urls: [url, ...choice.urls.filter((u) => u !== url)] };
+          return new MachineSession({ ...sessionCtx, ...transfers.hooksFor(working) }, machine, label);
+        };
+        // the machines kept on record, one after another until one can be taken back and sent the project
+        for (let record = o.reuse ? pool!.take(w.backend, w.system) : undefined; record; record = pool!.take(w.backend, w.system)) {
+          log.line(`Reusing ${label} at ${record.address}...`);
           let machine: Machine | undefined;
-          while (o.reuse && !machine) {
-            const record = pool?.take(w.backend, w.system);
-            if (!record) break;
-            log.line(`Reusing ${label} at ${record.address}...`);
-            try {
-              machine = await provider.reuse(record, spec, signal);
-              kept = record;
-            } catch (err) {
-              // as spread: the record stays on file until a discard succeeds, and another machine is tried
-              pool!.keep(record);
-              // cut short by the interrupt: no failure of the machine, and no other is tried
-              if (signal.aborted) throw signal.reason;
-              log.line(`Cannot reuse ${label} at ${record.address}: ${errorMessage(err)}`);
-            }
-          }
-          // spread allocates none under -reuse for a system with kept machines: a worker that
-          // gets none of them (all taken by other workers, or unusable) stops, and its jobs go
-          // to the others (or are aborted); `run --discard` releases unusable ones
-          if (!machine && o.reuse && pool!.hadKept(w.backend, w.system)) {
-            log.line(`Not allocating ${label}: -reuse, and the kept machines of ${sys} are taken or cannot be reused.`);
-            return undefined;
-          }
-          if (!machine) {
-            log.line(`Allocating ${label}...`);
-            try {
-              machine = await provider.allocate(spec, { signal, idle });
-            } catch (err) {
-              if (!(err instanceof NoMachineLeft)) throw err;
-              log.line(`Not allocating ${label}: ${err.message}.`);
-              return undefined;
-            }
-            log.line(`Allocated ${label}.`);
-          }
-          // on record before anything runs on it: a runner killed from now on leaves it to `run --discard`
-          await running.add(machine.record());
-          // allocated after a wait (a shared ssh host, retries) while the others ran every job:
-          // the project is not sent to a machine that would run nothing
-          if (!kept && !signal.aborted && !needed()) {
-            await discardMachine(machine, label, `Discarding ${label}: the jobs of ${sys} were all taken while it was allocated.`);
-            return undefined;
-          }
           try {
-            // interrupted while it was being allocated or taken back: discarded below, nothing sent
-            signal.throwIfAborted();
-            log.line(`Connecting to ${label}...`);
-            // a system naming no region takes the fleet's default, which may be auto too
-            const region = jobRegion(job) ?? fleet.defaultRegion;
-            const choice = unreachable.order(region === 'auto' ? await measuredOrder(machine, fleet, signal) : staticOrder(fleet, region));
-            const workDir = agentWorkDir(machine);
-            const agent = await installAgent(machine, o.agentBundle, signal);
-            // spread's lines, once the machine has run its first commands (caches measured, the agent installed)
-            log.line(`Connected to ${label} at ${machine.address}.`);
-            log.line(`Machine ${label} at ${machine.address} pulls through ${redactUrl(choice.urls[0]!)} (${choice.how}).`);
-            const dest = shellQuote(machine.projectPath);
-            // the agent writes the marker once the tree is complete: a pull cut by an earlier
-            // run's crash or kill left a partial tree without it, and it is sent again
-            const doneMarker = posix.join(workDir, 'project-pulled');
-            const complete = `grep -qxF -- ${dest} ${shellQuote(doneMarker)} 2>/dev/null && test -n "$(ls -A ${dest} 2>/dev/null)"`;
-            if (kept && !o.resend && (await machine.exec(complete, { trace: false, cwd: '/' })).exitCode === 0) {
-              log.line(`Reusing project data on ${label}...`); // spread's words
-              reused++;
-              const session = new MachineSession({ ...sessionCtx, ...transfers.hooksFor(choice) }, machine, label);
-              return session;
-            }
-            // a kept machine, or any but a local one (a static ssh host, an adhoc machine handed
-            // out run after run, as a device of spread's external backend, serve run after run, and
-            // one a broken machine left): what an earlier run left at the path goes first, as the
-            // pull unpacks into an empty directory only (spread's tar x overlays it)
-            if (kept && o.resend) log.line(`Removing project data from ${label} at ${machine.projectPath}...`); // spread -resend's words
-            if (kept || provider.type !== 'local') await emptyProjectPath(machine);
-            log.line(`Sending project content to ${label}...`);
-            const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheTimeoutMs, ...(machineToken ? { token: machineToken() } : {}) };
-            const answer = await runAgent(machine, agent, 'pull', pullArgs, signal);
-            unreachable.markSkipped(answer.skipped);
-            const url = String(answer.url ?? choice.urls[0]);
-            if (url !== choice.urls[0]) log.line(`Machine ${label} fell back to ${redactUrl(url)}.`);
-            // The report counts the machine where its bytes went: the region of the cache that
-            // answered (its own, or the one it fell back to), else the origin.
-            const served = regionServing(fleet, url);
-            pulls.push({ machine: machine.name, region: served, url, bytes: Number(answer.bytesDownloaded ?? 0) });
-            // Assets and artifacts go through the URL that answered, then the rest in order.
-            const working: CacheChoice = { ...choice, region: served, urls: [url, ...choice.urls.filter((u) => u !== url)] };
-            const session = new MachineSession({ ...sessionCtx, ...transfers.hooksFor(working) }, machine, label);
-            return session;
+            machine = await provider.reuse(record, spec, signal);
+            // on record before anything runs on it: a runner killed from now on leaves it to `run --discard`
+            await running.add(machine.record());
+            return await prepare(machine, true);
           } catch (err) {
-            // a machine taken back from the reuse file stays kept (spread keeps a reused server it
-            // cannot send the project to), and so does any machine of a stopping run that keeps them
-            // as spread: the worker goes on with the next kept machine (with none left, it allocates nothing)
-            const nextKept = kept !== undefined && !signal.aborted;
-            if (nextKept) log.line(`Cannot reuse ${label} at ${machine.address}: ${errorMessage(err)}`);
-            const keeping = kept || signal.aborted ? keepingWhy() : undefined;
-            if (keeping !== undefined) await keepMachine(machine, label, keeping);
-            else await discardMachine(machine, label);
-            if (nextKept) continue;
-            // cut short by the interrupt or -abend: the run has said why it stops (onFailure)
-            throw signal.aborted ? signal.reason : err;
+            // as spread: a machine not taken back stays on file until a discard succeeds, and one
+            // taken back stays kept (spread keeps a reused server it cannot send the project to)
+            const stopped = signal.aborted;
+            if (!stopped) log.line(`Cannot reuse ${label} at ${machine?.address ?? record.address}: ${errorMessage(err)}`);
+            if (machine) await keepMachine(machine, label, keepingWhy()!);
+            else pool!.keep(record);
+            // cut short by the interrupt or -abend: no failure of the machine, and no other is
+            // tried (the run has said why it stops: onFailure)
+            if (stopped) throw signal.reason;
           }
+        }
+        // spread allocates none under -reuse for a system with kept machines: a worker that
+        // gets none of them (all taken by other workers, or unusable) stops, and its jobs go
+        // to the others (or are aborted); `run --discard` releases unusable ones
+        if (o.reuse && pool!.hadKept(w.backend, w.system)) {
+          log.line(`Not allocating ${label}: -reuse, and the kept machines of ${sys} are taken or cannot be reused.`);
+          return undefined;
+        }
+        log.line(`Allocating ${label}...`);
+        let machine: Machine;
+        try {
+          machine = await provider.allocate(spec, { signal, idle });
+        } catch (err) {
+          if (!(err instanceof NoMachineLeft)) throw err;
+          log.line(`Not allocating ${label}: ${err.message}.`);
+          return undefined;
+        }
+        log.line(`Allocated ${label}.`);
+        await running.add(machine.record());
+        // allocated after a wait (a shared ssh host, retries) while the others ran every job:
+        // the project is not sent to a machine that would run nothing
+        if (!signal.aborted && !needed()) {
+          await discardMachine(machine, label, `Discarding ${label}: the jobs of ${sys} were all taken while it was allocated.`);
+          return undefined;
+        }
+        try {
+          return await prepare(machine, false);
+        } catch (err) {
+          // a machine of a stopping run that keeps them is kept
+          const keeping = signal.aborted ? keepingWhy() : undefined;
+          if (keeping !== undefined) await keepMachine(machine, label, keeping);
+          else await discardMachine(machine, label);
+          // cut short by the interrupt or -abend: the run has said why it stops (onFailure)
+          throw signal.aborted ? signal.reason : err;
         }
       },
       async run(session, sj) {

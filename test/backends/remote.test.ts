@@ -1,10 +1,10 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { getEventListeners } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createProvider } from '../../src/backends/registry.js';
 import { parseMarkers } from '../../src/backends/adhoc.js';
-import type { BackendContext, Machine } from '../../src/backends/backend.js';
+import type { BackendContext, Machine, MachineRecord, Provider } from '../../src/backends/backend.js';
 import { REMOTE_PATH } from '../../src/backends/script.js';
 import { isAlive } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
@@ -186,19 +186,36 @@ t.test('ssh: two hosts of one address with their own port: are two machines, eac
   await m1.discard();
 });
 
-t.test('ssh: a kept machine is not taken back onto a host another machine of the run holds (a host of two systems)', async (t) => {
+/** An ssh provider of one host (a real sshd), and a record of system a's machine kept on it by an earlier run. */
+async function oneHostProvider(t: Test): Promise<{ p: Provider; kept: MachineRecord }> {
   const dir = t.testdir();
   const sshd = await startSshd(t, join(dir, 'sshd'));
   const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache') };
   const p = createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${sshd.port}`, key: sshd.keyPath }] }, ctx);
-  // system a's machine was kept by an earlier run; this run's worker of b got the host first
-  const kept = { backend: 'lab', system: 'a', address: `127.0.0.1:${sshd.port}` };
+  return { p, kept: { backend: 'lab', system: 'a', address: `127.0.0.1:${sshd.port}` } };
+}
+
+t.test('ssh: a kept machine is not taken back onto a host another machine of the run holds (a host of two systems)', async (t) => {
+  const { p, kept } = await oneHostProvider(t);
+  // system a's machine was kept by an earlier run, not held by this one (holdKept: a run without
+  // --reuse, as --abend alone); this run's worker of b got the host first
   const b = await p.allocate({ name: 'b' });
   await t.rejects(p.reuse(kept, { name: 'a' }), /host 127\.0\.0\.1:\d+ of backend lab serves another machine of this run/);
   await b.discard();
   const again = await p.reuse(kept, { name: 'a' });
   t.equal(again.address, kept.address, 'taken back once the host is free');
   await again.discard();
+});
+
+t.test('ssh: a host held for its kept machine (holdKept) goes to no other system, also after a reuse that failed', async (t) => {
+  const { p, kept } = await oneHostProvider(t);
+  p.holdKept?.([kept]);
+  await t.rejects(p.allocate({ name: 'b' }), /every host of backend lab serving b is kept/, 'the other system allocates nothing');
+  await t.rejects(p.reuse(kept, { name: 'a' }, AbortSignal.abort()), 'a reuse cut short');
+  await t.rejects(p.allocate({ name: 'b' }), /every host of backend lab serving b is kept/, 'the machine it did not take back is still held');
+  const again = await p.reuse(kept, { name: 'a' });
+  t.equal(again.address, kept.address, 'taken back on its host');
+  await again.close();
 });
 
 t.test('ssh: a host that cannot be reached is passed over for a free one, and no machine goes to it again this run', async (t) => {

@@ -3,10 +3,13 @@
 // cache and the tasks run through ssh2.
 import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
+import type { MachineRecord } from '../../src/backends/backend.js';
 import { RunLog } from '../../src/run/report.js';
+import { REUSE_FILE } from '../../src/run/reuse.js';
 import { runProject } from '../../src/run/runner.js';
 import { cliArgs, descendantsOf, isAlive, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
@@ -272,6 +275,30 @@ t.test('--reuse with more workers than hosts: a worker waiting for a kept host a
   t.match(out, /Successful tasks: 2/);
   t.match(out, /Not allocating lab:debian-12 #\d: every host of backend lab serving debian-12 is kept\./);
   t.equal(cli(['--discard']).status, 0, 'its machine discarded');
+});
+
+t.test('--reuse: a host whose machine another system kept serves no worker of this run, and stays on record once', async (t) => {
+  const { base, dir, sshd, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
+  // one host serving two systems
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    `project: onehost\npath: ${remote}\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems: [debian-12, ubuntu-24.04]\nsuites:\n  tests/:\n    summary: one\n`,
+  );
+  const agentBundle = await ensureAgentBundle();
+  const run = async (system: string): Promise<string> => {
+    let out = '';
+    await runProject({ cwd: dir, filters: [`lab:${system}`], reuse: true, agentBundle, log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+    return out;
+  };
+  t.match(await run('debian-12'), /Keeping lab:debian-12 at /);
+  const keptTree = join(remote, 'kept-file');
+  await writeFile(keptTree, 'of the kept machine');
+  const other = await run('ubuntu-24.04');
+  t.match(other, /Not allocating lab:ubuntu-24\.04: every host of backend lab serving ubuntu-24\.04 is kept\./);
+  t.ok(existsSync(keptTree), "the kept machine's project tree is left as it was");
+  const records = (JSON.parse(await readFile(join(dir, REUSE_FILE), 'utf8')) as { machines: MachineRecord[] }).machines;
+  t.same(records.map((r) => r.system), ['debian-12'], 'the host is on record once, for the system that kept it');
+  t.match(await run('debian-12'), /Reusing project data on lab:debian-12\.\.\./, 'and its system takes it back');
 });
 
 t.test('a worker that gets its shared host after the others ran every job is discarded, its project never sent', async (t) => {
