@@ -95,3 +95,28 @@ t.test('a put that finds a new shard another put is making answers only once the
     t.ok(answer > synced, `put ${put} answers after that sync`);
   }
 });
+
+t.test('a prune syncs the removal of the names it deletes before it deletes their blobs', async (t) => {
+  const scratch = t.testdir();
+  const dir = path.join(scratch, 'data');
+  // sha256("durable") = 54da...: an artifact of those bytes, expired, and a prune.
+  const code = `
+    import { Readable } from 'node:stream';
+    import { buildOrigin } from './src/origin/server.ts';
+    import { Retention } from './src/origin/retention.ts';
+    import { RECENT_MS } from './src/origin/references.ts';
+    const { app, context } = await buildOrigin({ dataDir: ${JSON.stringify(dir)}, tokens: ['t'.repeat(24)], logLevel: false });
+    const { digest, size } = await context.store.put(Readable.from([Buffer.from('durable')]));
+    await context.names.put(['artifacts', 'r', 'job', 'out.txt'], { digest: digest.algo + ':' + digest.hex, size, created: 0 });
+    const report = await new Retention(context, { maxAgeMs: 86_400_000, keepBases: 3 }).prune({ now: Date.now() + RECENT_MS + 60_000 });
+    if (report.blobs !== 1) throw new Error('the prune deleted ' + report.blobs + ' blobs');
+    await app.close();
+  `;
+  const lines = straced(code, path.join(scratch, 'strace.txt'), ['-e', 'trace=fsync,unlink,unlinkat']).split('\n');
+  const record = path.join(dir, 'names.v1', 'artifacts', 'r', 'job');
+  const recordRemoved = lines.findIndex((l) => /unlink/.test(l) && l.includes(path.join(record, 'out.txt')));
+  const blobRemoved = lines.findIndex((l) => /unlink/.test(l) && l.includes(path.join(dir, 'cas.v1', 'sha256', '54', '')));
+  t.ok(recordRemoved >= 0 && blobRemoved > recordRemoved, 'the record is removed, then the blob');
+  const synced = lines.findIndex((l, i) => i > recordRemoved && l.includes(`fsync(`) && l.includes(`<${record}>`) && l.endsWith('= 0'));
+  t.ok(synced > recordRemoved && synced < blobRemoved, 'the record\'s directory is synced in between');
+});
