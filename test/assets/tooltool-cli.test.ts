@@ -62,6 +62,16 @@ t.test("mozharness's invocation: options before the command, two URLs, a token f
   );
 });
 
+t.test('-r appends the region as given, not percent-encoded: the query tooltool sends', async (t) => {
+  const root = t.testdir({ work: {} });
+  const { server, url } = await blobServer(t, [PUBLIC]);
+  writeFileSync(join(root, 'manifest.tt'), formatManifest([record('public.txt', PUBLIC)]));
+  // tooltool appends "?region=" + R to the URL string (shared/tooltool.md §2): "/", "&", "=" stay as they are
+  const res = await runCli(t, ['assets', 'fetch', '-m', '../manifest.tt', '--url', url, '-r', 'eu/west&tier=2'], join(root, 'work'));
+  t.equal(res.code, 0, res.stderr);
+  t.same(server.requests.map((r) => r.url), [`/sha512/${sha512(PUBLIC)}?region=eu/west&tier=2`]);
+});
+
 t.test('-r puts ?region= on every download URL; --authentication-file after the command too', async (t) => {
   const root = t.testdir({ work: {}, plain: {}, 'token.txt': 'opaque-token-42\n\n' });
   const { server, url } = await blobServer(t, [PUBLIC, INTERNAL]);
