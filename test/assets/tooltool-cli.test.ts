@@ -320,6 +320,19 @@ t.test('fetch of a name no record has: a warning, exit 0, as tooltool ignores it
   t.match(res.stderr, /manifest\.tt: no record named "nope\.bin": ignored \(as tooltool does\)/);
 });
 
+t.test('add of a file the manifest has already, identical, exits 1 as tooltool\'s add does; the others given are added', async (t) => {
+  const work = t.testdir({ 'tool.bin': 'tool\n', 'other.bin': 'other\n' });
+  t.equal((await runCli(t, ['assets', 'add', 'tool.bin', '-m', 'm.tt'], work)).code, 0, 'the first add');
+  const manifest = readFileSync(join(work, 'm.tt'), 'utf8');
+  const again = await runCli(t, ['assets', 'add', 'tool.bin', '-m', 'm.tt'], work);
+  t.equal(again.code, 1, 'tooltool: "file already in old_manifest", not all files added');
+  t.match(again.stderr, /tool\.bin: already in m\.tt, not added/);
+  t.equal(readFileSync(join(work, 'm.tt'), 'utf8'), manifest, 'the manifest as it was');
+  const both = await runCli(t, ['assets', 'add', 'tool.bin', 'other.bin', '-m', 'm.tt'], work);
+  t.equal(both.code, 1);
+  t.match(JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')), [{ filename: 'tool.bin' }, { filename: 'other.bin' }], 'the new one is added');
+});
+
 t.test("add's options before or after the command, as optparse takes them; a bad --visibility is a usage error", async (t) => {
   const work = t.testdir({ 'tool.tar.gz': 'not really a tarball\n', 'notes.txt': 'notes\n' });
   const before = await runCli(t, ['assets', '--visibility', 'internal', '--unpack', '--asset-version', 'tool 2', '-m', 'm.tt', 'add', 'tool.tar.gz'], work);
