@@ -266,7 +266,8 @@ class RecordFetch {
     const failures: FleetError[] = [];
     if (this.#options.urls.length === 0) throw new UsageError(`${this.#record.filename}: not present and no --url to fetch it from`);
     for (const base of this.#options.urls) {
-      const url = assetUrl(base, this.#record) + (this.#options.region === undefined ? '' : `?region=${encodeURIComponent(this.#options.region)}`);
+      // tooltool appends the region as given, not percent-encoded: the same query reaches the server
+      const url = assetUrl(base, this.#record) + (this.#options.region === undefined ? '' : `?region=${this.#options.region}`);
       const tmp = tempName(this.#dest, this.#record.filename);
       let received = 0;
       try {

@@ -333,8 +333,9 @@ interface AddOptions {
 
 /**
  * `assets add`: hashes each file (sha512, as tooltool's add does) and appends a record,
- * creating the manifest if needed. Re-adding an identical file is a no-op; a different
- * file under a name already in the manifest is refused.
+ * creating the manifest if needed. An identical file already there is not added (not among
+ * those returned: the CLI's exit status 1); a different file under a name already in the
+ * manifest is refused.
  */
 export async function addToManifest(manifestPath: string, files: readonly string[], options: AddOptions = {}): Promise<ManifestRecord[]> {
   let existing: readonly ManifestRecord[] = [];

@@ -4,6 +4,7 @@
 // as mozharness calls tooltool), and fetch, list, validate and purge end every failure
 // with exit status 1, as tooltool does. stdout gets one tab-separated line per file
 // (parseable); messages go to stderr; progress bars too, only on a terminal.
+import { basename } from 'node:path';
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { readAuthenticationFile, taskclusterNotSent } from '../assets/auth.js';
@@ -280,12 +281,18 @@ export function registerAssets(program: Command): void {
 
   assets
     .command('add')
-    .description('Hash files (sha512) and add them to a tooltool manifest (-m), creating it if needed, with --visibility, --unpack and --asset-version')
+    .description('Hash files (sha512) and add them to a tooltool manifest (-m), creating it if needed, with --visibility, --unpack and --asset-version; '
+      + 'a file the manifest has already (identical) is not added and makes the exit status 1, as tooltool')
     .argument('<files...>', 'files to add (their base names become the manifest filenames)')
     .action(async (files: string[], _flags: unknown, cmd: Command) => {
       const flags = cmd.optsWithGlobals<AssetsFlags>();
       const added = await addToManifest(flags.manifest, files, { visibility: flags.visibility, unpack: flags.unpack, version: flags.assetVersion });
       for (const r of added) process.stdout.write(`${r.filename}\t${r.size}\t${r.algorithm}:${r.digest}\n`);
+      // tooltool's add: "file already in old_manifest", and not every file added is a failure
+      const addedNames = new Set(added.map((r) => r.filename));
+      const already = files.map((f) => basename(f)).filter((name) => !addedNames.has(name));
+      for (const name of already) process.stderr.write(`fleetcache: ${name}: already in ${flags.manifest}, not added\n`);
+      if (already.length > 0) process.exitCode = 1;
     });
 
   assets

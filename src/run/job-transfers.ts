@@ -26,6 +26,15 @@ interface JobTransfersOptions {
   readonly artifactsDir?: string | undefined;
   /** The run is interrupted: the agent's command on the machine is killed. */
   readonly signal?: AbortSignal;
+  /** The region whose link a URL's bytes cross: its cache's region, ORIGIN_DIRECT for the origin (nearest.ts regionServing). */
+  readonly regionOf: (url: string) => string;
+}
+
+/** What the agent's `assets` answer says of one file (agent/main.ts). */
+interface AssetFileAnswer {
+  readonly url?: unknown;
+  readonly bytesDownloaded?: unknown;
+  readonly bytesFromCache?: unknown;
 }
 
 export class JobTransfers {
@@ -69,9 +78,17 @@ export class JobTransfers {
       ...(token ? { token } : {}),
     }, signal);
     for (const warning of Array.isArray(answer.warnings) ? answer.warnings : []) log.line(`WARNING: assets of ${job.name} (${machine.name}): ${String(warning)}`);
-    const downloaded = Number(answer.bytesDownloaded ?? 0);
-    this.assetBytesByRegion[choice.region] = (this.assetBytesByRegion[choice.region] ?? 0) + downloaded;
-    this.assetNaiveByRegion[choice.region] = (this.assetNaiveByRegion[choice.region] ?? 0) + downloaded + Number(answer.bytesFromCache ?? 0);
+    // Each file's bytes on the link they crossed: the region of the URL that served it (the
+    // machine's cache, another region's, or the origin itself when the caches failed it);
+    // the machine's own region when its cache folder had it (or no URL did).
+    const files: AssetFileAnswer[] = Array.isArray(answer.files) ? answer.files : [];
+    for (const file of files) {
+      const served = choice.urls.find((u) => redactUrl(u) === file.url);
+      const region = served === undefined ? choice.region : this.#o.regionOf(served);
+      const downloaded = Number(file.bytesDownloaded ?? 0);
+      this.assetBytesByRegion[region] = (this.assetBytesByRegion[region] ?? 0) + downloaded;
+      this.assetNaiveByRegion[region] = (this.assetNaiveByRegion[region] ?? 0) + downloaded + Number(file.bytesFromCache ?? 0);
+    }
   }
 
   async #artifacts(choice: CacheChoice, machine: Machine, job: Job): Promise<void> {

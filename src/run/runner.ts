@@ -293,6 +293,7 @@ async function runJobs(
     machineToken,
     artifactsDir: o.artifactsDir,
     ...(interrupt ? { signal: interrupt.signal } : {}),
+    regionOf: (url) => regionServing(fleet, url),
   });
   const progress = new JobCounter(jobs.length);
 

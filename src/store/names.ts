@@ -3,7 +3,7 @@
 // Each record is written to a temp file, synced and renamed, so a reader sees old or new,
 // never half, and a record outlives a power loss as the blob it names does (disk.ts).
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { errorMessage, FleetError, NotFoundError } from '../errors.js';
 import { fsyncFile, mkdirDurable } from './durable.js';
@@ -78,9 +78,22 @@ export class NameStore {
     await fsyncFile(dirname(target));
   }
 
-  /** Removes the record (none is fine). */
+  /**
+   * Removes the record (none is fine), durably: a prune deletes the blobs of the names it
+   * deleted next, and a name a power loss brought back would point at a blob gone.
+   */
   async delete(segments: readonly string[]): Promise<void> {
-    await rm(this.#pathOf(segments), { force: true });
+    const target = this.#pathOf(segments);
+    try {
+      await unlink(target);
+    } catch (err) {
+      if (isMissing(err)) return;
+      throw err;
+    }
+    // The directory itself may be gone already, a prune's removeEmptyDirs: nothing to sync.
+    await fsyncFile(dirname(target)).catch((err: unknown) => {
+      if (!isMissing(err)) throw err;
+    });
   }
 
   /**

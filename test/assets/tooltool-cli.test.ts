@@ -62,6 +62,16 @@ t.test("mozharness's invocation: options before the command, two URLs, a token f
   );
 });
 
+t.test('-r appends the region as given, not percent-encoded: the query tooltool sends', async (t) => {
+  const root = t.testdir({ work: {} });
+  const { server, url } = await blobServer(t, [PUBLIC]);
+  writeFileSync(join(root, 'manifest.tt'), formatManifest([record('public.txt', PUBLIC)]));
+  // tooltool appends "?region=" + R to the URL string (shared/tooltool.md §2): "/", "&", "=" stay as they are
+  const res = await runCli(t, ['assets', 'fetch', '-m', '../manifest.tt', '--url', url, '-r', 'eu/west&tier=2'], join(root, 'work'));
+  t.equal(res.code, 0, res.stderr);
+  t.same(server.requests.map((r) => r.url), [`/sha512/${sha512(PUBLIC)}?region=eu/west&tier=2`]);
+});
+
 t.test('-r puts ?region= on every download URL; --authentication-file after the command too', async (t) => {
   const root = t.testdir({ work: {}, plain: {}, 'token.txt': 'opaque-token-42\n\n' });
   const { server, url } = await blobServer(t, [PUBLIC, INTERNAL]);
@@ -308,6 +318,19 @@ t.test('fetch of a name no record has: a warning, exit 0, as tooltool ignores it
   t.equal(res.code, 0, res.stderr);
   t.equal(res.stdout, '');
   t.match(res.stderr, /manifest\.tt: no record named "nope\.bin": ignored \(as tooltool does\)/);
+});
+
+t.test('add of a file the manifest has already, identical, exits 1 as tooltool\'s add does; the others given are added', async (t) => {
+  const work = t.testdir({ 'tool.bin': 'tool\n', 'other.bin': 'other\n' });
+  t.equal((await runCli(t, ['assets', 'add', 'tool.bin', '-m', 'm.tt'], work)).code, 0, 'the first add');
+  const manifest = readFileSync(join(work, 'm.tt'), 'utf8');
+  const again = await runCli(t, ['assets', 'add', 'tool.bin', '-m', 'm.tt'], work);
+  t.equal(again.code, 1, 'tooltool: "file already in old_manifest", not all files added');
+  t.match(again.stderr, /tool\.bin: already in m\.tt, not added/);
+  t.equal(readFileSync(join(work, 'm.tt'), 'utf8'), manifest, 'the manifest as it was');
+  const both = await runCli(t, ['assets', 'add', 'tool.bin', 'other.bin', '-m', 'm.tt'], work);
+  t.equal(both.code, 1);
+  t.match(JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')), [{ filename: 'tool.bin' }, { filename: 'other.bin' }], 'the new one is added');
 });
 
 t.test("add's options before or after the command, as optparse takes them; a bad --visibility is a usage error", async (t) => {

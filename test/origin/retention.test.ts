@@ -485,3 +485,28 @@ t.test('the blob a name pointed at before it was uploaded again is freed by the 
   t.match(await retention.prune({ now: afterUploads() }), { names: { artifacts: 1 }, blobs: 1, bytes: shared.length });
   t.equal(await status(cas(shared)), 404);
 });
+
+t.test('an upload told 503 because the prune deleted the blob it found stored leaves no record that it was uploaded', async (t) => {
+  const origin = await oldArtifacts(t, 1);
+  const { store, names } = origin.context;
+  const bytes = Buffer.from('artifact 0');
+  const hex = sha(bytes);
+  // A tooltool upload of the expired artifact's bytes finds them stored; the prune deletes
+  // them before the upload confirms that they still are.
+  const retention = new Retention(origin.context, { maxAgeMs: 30 * DAY, keepBases: 3 });
+  const realPut = store.put.bind(store);
+  let pruned: Promise<PruneReport> | undefined;
+  store.put = async (body, options) => {
+    const result = await realPut(body, options);
+    pruned ??= retention.prune({ now: afterUploads() });
+    await pruned;
+    return result;
+  };
+  const res = await request(`${origin.url}/cas/sha256/${hex}`, { method: 'PUT', headers: auth, body: bytes });
+  await res.body.dump();
+  store.put = realPut;
+  t.match(await pruned, { names: { artifacts: 1 }, blobs: 1 }, 'the prune deleted the blob');
+  t.equal(res.statusCode, 503, 'the upload is told to send it again');
+  t.notOk(await store.has(parseDigestString(`sha256:${hex}`)), 'the blob is gone');
+  t.notOk(await names.exists(['_uploads', 'sha256', hex]), 'and no record says it was uploaded');
+});

@@ -3,6 +3,8 @@
 import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatManifest } from '../../src/assets/manifest.js';
@@ -30,15 +32,35 @@ t.test('an asset already in the task directory is used; the manifest\'s likely m
   t.match(out, /WARNING: assets of local:alpha-1:s\/t \(local:alpha-1\): \S*manifest\.tt:1: record 0: visibility "Public" is neither "public" nor "internal"/);
 });
 
+/** A proxy to `origin` that answers 503 to every tooltool download (/sha512/…): a cache behind it fails its assets only. */
+async function assetlessProxy(t: Test, origin: string): Promise<string> {
+  const server = http.createServer((req, res) => {
+    if (req.url?.startsWith('/sha512/')) {
+      res.writeHead(503).end('injected: no assets through this link\n');
+      return;
+    }
+    const forward = http.request(new URL(req.url ?? '/', origin), { method: req.method, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    forward.on('error', () => res.destroy());
+    req.pipe(forward);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
 /**
  * An origin holding `tool` as an asset (uploaded as a release engineer would) and region-a's
  * cache in front of it, beside the project in `dir`: the fleet file, the token file, the
  * asset's manifest and digest.
  */
-async function assetFleet(t: Test, dir: string, tool: Buffer): Promise<{ cache: FastifyInstance; fleetFile: string; tokenFile: string; manifest: string; digest: string }> {
+async function assetFleet(t: Test, dir: string, tool: Buffer, options: { cacheRefusesAssets?: boolean } = {}): Promise<{ cache: FastifyInstance; fleetFile: string; tokenFile: string; manifest: string; digest: string }> {
   const base = join(dir, '..');
   const origin = await startOrigin(t, { dataDir: join(base, 'origin') });
-  const cache = await buildCacheServer({ region: 'region-a', upstream: origin.url, dataDir: join(base, 'cache-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  const upstream = options.cacheRefusesAssets ? await assetlessProxy(t, origin.url) : origin.url;
+  const cache = await buildCacheServer({ region: 'region-a', upstream, dataDir: join(base, 'cache-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
   const cacheUrl = await cache.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => cache.close());
   const digest = createHash('sha512').update(tool).digest('hex');
@@ -115,4 +137,21 @@ t.test('machines with no cache fetch their assets from the origin itself: counte
   t.equal(result.assetBytes, tool.length, 'the machine downloaded it');
   const link = result.ledger.links.find((l) => l.link === 'origin → machines (assets, direct)');
   t.same(link, { link: 'origin → machines (assets, direct)', actualBytes: tool.length, naiveBytes: tool.length }, 'on a link of the report');
+});
+
+t.test('a machine that pulled through its cache but got its assets from the origin itself: those bytes are on the origin\'s direct link, not its region\'s', async (t) => {
+  const backend = ['backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          region: region-a'];
+  const dir = await project(t, spreadYaml('assets-fallback', backend), { 's/t': 'summary: uses a tool\nassets: manifest.tt\nexecute: test -s tool.bin\n' });
+  const tool = randomBytes(64 * 1024);
+  const { cache, fleetFile, tokenFile, manifest } = await assetFleet(t, dir, tool, { cacheRefusesAssets: true });
+  await writeFile(join(dir, 's/t/manifest.tt'), manifest);
+  const { result, out } = await run(dir, [], { fleetFile, tokenFile });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true, 'the task ran with its asset');
+  t.same(result.pulls.map((p) => p.region), ['region-a'], 'the project came through the cache');
+  t.equal(cache.cache.metrics.stats().kinds.tooltool?.bytesServed ?? 0, 0, 'the cache served no asset');
+  const link = result.ledger.links.find((l) => l.link === 'origin → machines (assets, direct)');
+  t.same(link, { link: 'origin → machines (assets, direct)', actualBytes: tool.length, naiveBytes: tool.length }, 'the asset is on the origin\'s direct link');
+  const machines = result.ledger.links.find((l) => l.link === 'cache region-a → machines');
+  t.equal(machines?.naiveBytes, result.push.fullUploadBytes, 'the region\'s naive bytes are its machine\'s project only');
 });

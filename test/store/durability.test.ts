@@ -7,12 +7,17 @@ import path from 'node:path';
 import t from 'tap';
 import { REPO_ROOT } from '../helpers/processes.js';
 
-/** Runs `code` (an ES module body, in the repository) under strace; the paths fsync was called on. */
-function fsyncedPaths(code: string, trace: string): string[] {
-  execFileSync('strace', ['-f', '-qq', '-y', '-e', 'trace=fsync,fdatasync', '-o', trace, process.execPath, '--import', 'tsx', '--input-type=module', '-e', code], {
+/** Runs `code` (an ES module body, in the repository) under strace with `options`; its trace, one system call a line. */
+function straced(code: string, trace: string, options: string[]): string {
+  execFileSync('strace', ['-f', '-qq', '-y', ...options, '-o', trace, process.execPath, '--import', 'tsx', '--input-type=module', '-e', code], {
     cwd: REPO_ROOT, stdio: 'ignore', timeout: 60_000,
   });
-  const out = readFileSync(trace, 'utf8');
+  return readFileSync(trace, 'utf8');
+}
+
+/** Runs `code` under strace; the paths fsync was called on. */
+function fsyncedPaths(code: string, trace: string): string[] {
+  const out = straced(code, trace, ['-e', 'trace=fsync,fdatasync']);
   return [...out.matchAll(/f(?:data)?sync\(\d+<([^>]+)>\) = 0/g)].map((m) => m[1]!);
 }
 
@@ -59,4 +64,59 @@ t.test('a second put of a stored blob syncs its shard before it answers', async 
   `), path.join(scratch, 'strace.txt'));
   const shard = path.join(dir, 'cas.v1', 'sha256', '54');
   t.equal(synced.filter((p) => p === shard).length, 2, 'the shard is synced by each put');
+});
+
+t.test('a put that finds a new shard another put is making answers only once the shard is synced into its parent', async (t) => {
+  const scratch = t.testdir();
+  const dir = path.join(scratch, 'data');
+  const casAlgo = path.join(dir, 'cas.v1', 'sha256');
+  const answered = (put: string) => path.join(scratch, `answered-${put}`);
+  // Two puts of one new blob at once: one makes the shard and syncs its parent, slowed
+  // here (strace delays every fsync of the parent); the other finds the shard there. Each
+  // marks its answer with a look for a file, which the trace orders against the sync.
+  const code = `
+    import { existsSync } from 'node:fs';
+    import { Readable } from 'node:stream';
+    import { DiskBlobStore } from './src/store/disk.ts';
+    const blobs = new DiskBlobStore(${JSON.stringify(dir)});
+    await blobs.open();
+    const put = (name) => blobs.put(Readable.from([Buffer.from('durable')])).then(() => existsSync(${JSON.stringify(path.join(scratch, 'answered-'))} + name));
+    await Promise.all([put('a'), put('b')]);
+  `;
+  const lines = straced(code, path.join(scratch, 'strace.txt'), [
+    '-P', casAlgo, '-P', answered('a'), '-P', answered('b'),
+    '-e', 'trace=fsync,access,faccessat,faccessat2', '-e', 'inject=fsync:delay_enter=300000',
+  ]).split('\n');
+  // Only the parent of the shard is fsynced among the traced paths; its completion (delayed on entry) is its "= 0".
+  const synced = lines.findIndex((l) => /fsync(\(\d+<|.*resumed).*= 0/.test(l));
+  t.ok(synced >= 0, 'the new shard\'s parent is synced');
+  for (const put of ['a', 'b']) {
+    const answer = lines.findIndex((l) => l.includes(answered(put)));
+    t.ok(answer > synced, `put ${put} answers after that sync`);
+  }
+});
+
+t.test('a prune syncs the removal of the names it deletes before it deletes their blobs', async (t) => {
+  const scratch = t.testdir();
+  const dir = path.join(scratch, 'data');
+  // sha256("durable") = 54da...: an artifact of those bytes, expired, and a prune.
+  const code = `
+    import { Readable } from 'node:stream';
+    import { buildOrigin } from './src/origin/server.ts';
+    import { Retention } from './src/origin/retention.ts';
+    import { RECENT_MS } from './src/origin/references.ts';
+    const { app, context } = await buildOrigin({ dataDir: ${JSON.stringify(dir)}, tokens: ['t'.repeat(24)], logLevel: false });
+    const { digest, size } = await context.store.put(Readable.from([Buffer.from('durable')]));
+    await context.names.put(['artifacts', 'r', 'job', 'out.txt'], { digest: digest.algo + ':' + digest.hex, size, created: 0 });
+    const report = await new Retention(context, { maxAgeMs: 86_400_000, keepBases: 3 }).prune({ now: Date.now() + RECENT_MS + 60_000 });
+    if (report.blobs !== 1) throw new Error('the prune deleted ' + report.blobs + ' blobs');
+    await app.close();
+  `;
+  const lines = straced(code, path.join(scratch, 'strace.txt'), ['-e', 'trace=fsync,unlink,unlinkat']).split('\n');
+  const record = path.join(dir, 'names.v1', 'artifacts', 'r', 'job');
+  const recordRemoved = lines.findIndex((l) => /unlink/.test(l) && l.includes(path.join(record, 'out.txt')));
+  const blobRemoved = lines.findIndex((l) => /unlink/.test(l) && l.includes(path.join(dir, 'cas.v1', 'sha256', '54', '')));
+  t.ok(recordRemoved >= 0 && blobRemoved > recordRemoved, 'the record is removed, then the blob');
+  const synced = lines.findIndex((l, i) => i > recordRemoved && l.includes(`fsync(`) && l.includes(`<${record}>`) && l.endsWith('= 0'));
+  t.ok(synced > recordRemoved && synced < blobRemoved, 'the record\'s directory is synced in between');
 });

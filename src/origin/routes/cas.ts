@@ -76,7 +76,17 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
     // and one that deleted it since the store found it makes this a retryable 503, not a 200.
     const named = [formatDigest(result.digest)];
     ctx.references.hold(named)();
-    await ctx.references.confirm(ctx.store, named);
+    try {
+      await ctx.references.confirm(ctx.store, named);
+    } catch (err) {
+      // No upload of a blob gone stands: its record would keep the same bytes stored again
+      // under a name past that name's expiry, as an asset (retention.ts). Unless another
+      // upload has stored them anew meanwhile.
+      await ctx.names.exclusive(uploaded, async () => {
+        if (!(await ctx.store.has(result.digest))) await ctx.names.delete(uploaded);
+      });
+      throw err;
+    }
     if (!result.created && !existed) {
       // Stored meanwhile by another PUT: the same visibility, and a false If-None-Match is a 412 still.
       refuseOtherVisibility(ctx, expected, visibility);
