@@ -275,6 +275,7 @@ async function runJobs(
     password: o.password ?? randomBytes(9).toString('base64url'),
     stateDir: dataRoot,
     log: (line) => log.line(line),
+    ...(fleet.knownHosts !== undefined ? { knownHosts: fleet.knownHosts } : {}),
   }, embedded);
 
   const pulls: MachineTransfer[] = [];
