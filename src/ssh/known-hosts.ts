@@ -77,9 +77,13 @@ function namesHost(patterns: string, name: string): boolean {
   return matched;
 }
 
-/** The name known_hosts lists a host by: `host` on port 22, else `[host]:port`, as OpenSSH writes it. */
+/**
+ * The name known_hosts lists a host by, as OpenSSH writes (and hashes) it: `host` on port 22,
+ * else `[host]:port`, lower case.
+ */
 function knownName(host: string, port: number): string {
-  return port === 22 ? host : `[${host}]:${port}`;
+  const name = host.toLowerCase();
+  return port === 22 ? name : `[${name}]:${port}`;
 }
 
 /** The host-key algorithms of ssh2 this checks keys for, by key type: an RSA key signs with SHA-2 too. */

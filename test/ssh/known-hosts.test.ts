@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SshClient } from '../../src/ssh/client.js';
-import { parseKnownHosts } from '../../src/ssh/known-hosts.js';
+import { hostKeyCheck, parseKnownHosts } from '../../src/ssh/known-hosts.js';
 import { keygenFingerprint, publicKeyOf, startSshd } from './sshd.js';
 
 t.test('knownHosts against a real sshd', async (t) => {
@@ -85,6 +85,16 @@ t.test('a host with several keys shows the one listed (an RSA key where ssh2 pre
   const c = await SshClient.connect({ host: sshd.host, port: sshd.port, privateKey: sshd.key, knownHosts: file }, { timeout: 5000 });
   t.teardown(() => c.close());
   t.equal(await c.command('true'), 0);
+});
+
+t.test('a host named in capitals matches its hashed entry, as OpenSSH looks names up in lower case', async (t) => {
+  const dir = t.testdir();
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
+  const file = join(dir, 'known_hosts');
+  writeFileSync(file, `host.example ${publicKeyOf(join(dir, 'key.pub'))}\n`);
+  execFileSync('ssh-keygen', ['-q', '-H', '-f', file], { stdio: 'ignore' });
+  const blob = Buffer.from(publicKeyOf(join(dir, 'key.pub')).split(' ')[1]!, 'base64');
+  t.equal(hostKeyCheck(file, 'Host.Example', 22).verify(blob), true);
 });
 
 t.test('a malformed known_hosts line is an error naming the file and line', async (t) => {
