@@ -112,7 +112,7 @@ function connectOnce(target: SshTarget, timeout: number, signal?: AbortSignal): 
       settle(() => {
         client.end();
         // ssh2 says only "Host denied (verification failed)": the check says which key and why
-        fail(hostKey?.refusal() ?? err);
+        fail(hostKey ? hostKey.failure(err) : err);
       }),
     );
     client.once('ready', () => settle(() => done(client)));

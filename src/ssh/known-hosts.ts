@@ -103,8 +103,11 @@ export interface HostKeyCheck {
   algorithms: ServerHostKeyAlgorithm[] | undefined;
   /** ssh2's `hostVerifier`: whether the key is accepted, keeping why not for `refusal`. */
   verify(key: Buffer): boolean;
-  /** Why the last key `verify` was given was refused, or undefined. */
-  refusal(): HostKeyRefused | undefined;
+  /**
+   * What a failed handshake is to tell: why `verify` refused the key, or that the host
+   * offered no key of the types listed for it (ssh2's "no matching host key format"), else `err`.
+   */
+  failure(err: Error): Error;
 }
 
 /**
@@ -140,6 +143,11 @@ export function hostKeyCheck(file: string, host: string, port: number): HostKeyC
       }
       return refused === undefined;
     },
-    refusal: () => refused,
+    failure(err) {
+      if (refused) return refused;
+      if (!/no matching host key format/.test(err.message)) return err;
+      const known = listed.map((k) => `${k.type} (line ${k.line})`).join(', ');
+      return new HostKeyRefused(`host key verification failed: host ${name} offers no key of the types ${file} lists for it: ${known}`);
+    },
   };
 }

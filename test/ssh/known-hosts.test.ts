@@ -68,6 +68,14 @@ t.test('knownHosts against a real sshd', async (t) => {
     });
   });
 
+  t.test('a host that offers no key of the types listed for it is refused at once, saying so', async (t) => {
+    execFileSync('ssh-keygen', ['-q', '-t', 'rsa', '-N', '', '-f', join(dir, 'rsa_key')]);
+    const file = knownHosts(`${name} ${publicKeyOf(join(dir, 'rsa_key.pub'))}\n`);
+    const started = Date.now();
+    await t.rejects(connect(file), { message: `cannot connect to 127.0.0.1:${sshd.port}: host key verification failed: host ${name} offers no key of the types ${file} lists for it: ssh-rsa (line 1)` });
+    t.ok(Date.now() - started < 5000, 'not tried again');
+  });
+
   t.test('a key marked @revoked is refused even where it is listed too', async (t) => {
     await t.rejects(connect(knownHosts(`${name} ${hostKey}\n@revoked ${name} ${hostKey}\n`)), /marks @revoked/);
   });
