@@ -101,7 +101,7 @@ export interface HostKeyCheck {
    * with several keys shows the listed one), or undefined when none is listed.
    */
   algorithms: ServerHostKeyAlgorithm[] | undefined;
-  /** ssh2's `hostVerifier`: whether the key is accepted, keeping why not for `refusal`. */
+  /** ssh2's `hostVerifier`: whether the key is accepted, keeping why not for `failure`. */
   verify(key: Buffer): boolean;
   /**
    * What a failed handshake is to tell: why `verify` refused the key, or that the host
@@ -132,7 +132,7 @@ export function hostKeyCheck(file: string, host: string, port: number): HostKeyC
       const same = (k: KnownKey): boolean => k.key.equals(key);
       const shown = `${blobType(key) ?? 'unknown'} key ${fingerprint(key)}`;
       const revoked = entries.find((k) => k.marker === 'revoked' && same(k));
-      if (revoked) refused = new HostKeyRefused(`host ${name} presented the ${shown}, which ${file}:${revoked.line} marks @revoked`);
+      if (revoked) refused = new HostKeyRefused(`host key verification failed: host ${name} presented the ${shown}, which ${file}:${revoked.line} marks @revoked`);
       else if (listed.some(same)) refused = undefined;
       else if (listed.length > 0) {
         const known = listed.map((k) => `${k.type} ${fingerprint(k.key)} (line ${k.line})`).join(', ');
