@@ -171,6 +171,7 @@ class AdhocProvider implements Provider {
       username: system.username ?? 'root',
       password: this.#password(system),
       privateKey: privateKeyOf(key, this.#ctx.projectRoot),
+      knownHosts: this.#ctx.knownHosts,
     };
     // spread retries SSH for about a minute after the port opens.
     return SshMachine.connect(this, system, address, target, this.#ctx.remotePath, { timeout: 10_000, retries, retryDelay: 2000, ...(signal ? { signal } : {}) }, rebootSettings(this.#options));

@@ -184,4 +184,6 @@ export interface BackendContext {
    * anything connects to it: a refusal, thrown, releases the machine and fails the allocation.
    */
   checkAddress?: (address: string) => void;
+  /** The fleet's known_hosts file every SSH host's key must be in (client.ts SshTarget.knownHosts); undefined: any key. */
+  knownHosts?: string;
 }

@@ -140,6 +140,7 @@ class SshProvider implements Provider {
       username: h.user ?? system.username ?? 'root',
       password: h.password ?? system.password ?? this.#ctx.password,
       privateKey: h.key ? readFileSync(resolve(this.#ctx.projectRoot, h.key)) : undefined,
+      knownHosts: this.#ctx.knownHosts,
     };
     const connect = { timeout: this.#options['connect-timeout'] ?? 10_000, retries: this.#options['connect-retries'] ?? 2, ...(signal ? { signal } : {}) };
     return SshMachine.connect(this, system, addressOf(h), target, this.#ctx.remotePath, connect, rebootSettings(this.#options));

@@ -1,10 +1,12 @@
 // The fleet configuration: where the origin and each region's caches are. Read from a
 // `fleetcache:` key in spread.yaml (spread ignores unknown keys) or from --fleet FILE.
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { durationSchema, parseConfigDocument, positiveDurationSchema, readConfigFile, validateConfig } from '../config/load.js';
 import { NamedMap } from '../config/names.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, errorMessage } from '../errors.js';
+import { parseKnownHosts } from '../ssh/known-hosts.js';
 
 const Url = Type.String({ format: 'http-url', description: 'http(s) URL' });
 
@@ -30,6 +32,11 @@ const FleetSchema = Type.Object(
     cacheTimeout: positiveDurationSchema({ default: '30s' }),
     /** 1-minute load average above which a machine gets no new job. */
     loadThreshold: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    /**
+     * OpenSSH known_hosts file (relative: to the directory of the file that sets it) every
+     * SSH host's key must be listed in. Absent: any host key is accepted, as spread does.
+     */
+    knownHosts: Type.Optional(Type.String({ minLength: 1 })),
   },
   { additionalProperties: false },
 );
@@ -59,16 +66,30 @@ export function loadFleetConfig(spreadFile: string, fleetFile: string | undefine
   if (!config.origin && config.defaultRegion !== undefined) {
     throw new ConfigError(`${fleetFile ?? spreadFile}: fleet configuration sets defaultRegion but no origin (the embedded default has its own regions)`, fleetFile ?? spreadFile, undefined, 'defaultRegion');
   }
+  if (config.knownHosts !== undefined) config.knownHosts = checkedKnownHosts(config.knownHosts, fleetFile ?? spreadFile);
   return config;
+}
+
+/** The knownHosts file's absolute path, once it is read and parsed: a missing or malformed one fails the run before any machine. */
+function checkedKnownHosts(path: string, configFile: string): string {
+  const file = resolve(dirname(configFile), path);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${configFile}: knownHosts: cannot read ${file}: ${errorMessage(err)}`, configFile, undefined, 'knownHosts');
+  }
+  parseKnownHosts(text, file);
+  return file;
 }
 
 /**
  * The embedded default's fleet with the scheduling settings of a configuration that names no
- * origin (startupLimit, dispatchDelay, cacheTimeout, loadThreshold apply to any fleet): without this they
+ * origin (startupLimit, dispatchDelay, cacheTimeout, loadThreshold, knownHosts apply to any fleet): without this they
  * were silently dropped.
  */
 export function withScheduling(embedded: FleetConfig & { origin: string }, configured: FleetConfig | undefined): FleetConfig & { origin: string } {
   if (!configured) return embedded;
-  const { startupLimit, dispatchDelay, cacheTimeout, loadThreshold } = configured;
-  return { ...embedded, startupLimit, dispatchDelay, cacheTimeout, ...(loadThreshold !== undefined ? { loadThreshold } : {}) };
+  const { startupLimit, dispatchDelay, cacheTimeout, loadThreshold, knownHosts } = configured;
+  return { ...embedded, startupLimit, dispatchDelay, cacheTimeout, ...(loadThreshold !== undefined ? { loadThreshold } : {}), ...(knownHosts !== undefined ? { knownHosts } : {}) };
 }

@@ -277,6 +277,7 @@ async function runJobs(
     password: o.password ?? randomBytes(9).toString('base64url'),
     stateDir: dataRoot,
     log: (line) => log.line(line),
+    ...(fleet.knownHosts !== undefined ? { knownHosts: fleet.knownHosts } : {}),
   }, embedded);
   // before any worker allocates: a kept machine's host goes to no other system's worker
   if (o.reuse) for (const [name, provider] of providers) provider.holdKept?.(pool!.keptBy(name));

@@ -9,9 +9,10 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, type ClientChannel, type ExecOptions as ChannelOptions, type SFTPWrapper } from 'ssh2';
-import { errorMessage, UpstreamError } from '../errors.js';
+import { ConfigError, errorMessage, UpstreamError } from '../errors.js';
 import type { ExecOptions, ExecResult, Executor, ShellOptions } from '../backends/backend.js';
 import { OutputBuffer, renderScript, renderShell, ScriptLostError, utf8Chunks, watchScript } from '../backends/script.js';
+import { hostKeyCheck, HostKeyRefused } from './known-hosts.js';
 
 export interface SshTarget {
   host: string;
@@ -21,6 +22,11 @@ export interface SshTarget {
   password?: string;
   /** PEM/OpenSSH private key text. */
   privateKey?: string | Buffer;
+  /**
+   * OpenSSH known_hosts file the host's key must be listed in (see known-hosts.ts), read at
+   * each connection. Undefined: any host key is accepted, as spread does.
+   */
+  knownHosts?: string;
 }
 
 export interface ConnectOptions {
@@ -80,6 +86,8 @@ function shellQuote(s: string): string {
 }
 
 function connectOnce(target: SshTarget, timeout: number, signal?: AbortSignal): Promise<Client> {
+  const port = target.port ?? 22;
+  const hostKey = target.knownHosts === undefined ? undefined : hostKeyCheck(target.knownHosts, target.host, port);
   return new Promise((done, fail) => {
     const client = new Client();
     let settled = false;
@@ -103,7 +111,8 @@ function connectOnce(target: SshTarget, timeout: number, signal?: AbortSignal): 
     client.on('error', (err: Error) =>
       settle(() => {
         client.end();
-        fail(err);
+        // ssh2 says only "Host denied (verification failed)": the check says which key and why
+        fail(hostKey ? hostKey.failure(err) : err);
       }),
     );
     client.once('ready', () => settle(() => done(client)));
@@ -112,12 +121,13 @@ function connectOnce(target: SshTarget, timeout: number, signal?: AbortSignal): 
     client.once('close', () => settle(() => fail(new Error('the server closed the connection during the handshake'))));
     client.connect({
       host: target.host,
-      port: target.port ?? 22,
+      port,
       username: target.username ?? 'root',
       password: target.password,
       privateKey: target.privateKey,
       readyTimeout: timeout,
       keepaliveInterval: 15_000,
+      ...(hostKey ? { hostVerifier: hostKey.verify, ...(hostKey.algorithms ? { algorithms: { serverHostKey: hostKey.algorithms } } : {}) } : {}),
     });
   });
 }
@@ -172,6 +182,8 @@ export class SshClient implements Executor {
       } catch (err) {
         if (o.signal?.aborted) throw o.signal.reason;
         last = err;
+        // a refused key or an unreadable known_hosts file is the same on every attempt
+        if (err instanceof HostKeyRefused || err instanceof ConfigError) break;
       }
     }
     const why = errorMessage(last);

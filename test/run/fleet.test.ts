@@ -1,6 +1,6 @@
 // The fleet configuration: the example file is valid, and bad values name file, line and field.
 import t from 'tap';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadFleetConfig, withScheduling } from '../../src/run/fleet.js';
 import { staticOrder, unservedRegions } from '../../src/run/nearest.js';
@@ -74,4 +74,23 @@ t.test('a region the jobs name without caches in the fleet is warned about once'
   t.match(unservedRegions({ ...fleet, defaultRegion: 'ap-south' }, [undefined]), [/^WARNING: region ap-south has no cache/], 'a defaultRegion without caches');
   t.same(staticOrder(fleet, 'eu-wset'), { region: 'eu-wset', urls: ['http://c:2', 'http://c:3', 'http://o:1'], how: 'no cache for region eu-wset' }, "each machine's line names the region too");
   t.equal(staticOrder(fleet, 'us-east').how, 'region us-east');
+});
+
+t.test('knownHosts: resolved against the file that sets it, read and checked at load, kept for the embedded default', async (t) => {
+  const dir = t.testdir();
+  await mkdir(join(dir, 'conf'));
+  const key = 'AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl';
+  await writeFile(join(dir, 'conf', 'known_hosts'), `host.example ssh-ed25519 ${key}\n`);
+  const fleetFile = join(dir, 'conf', 'fleet.yaml');
+  await writeFile(fleetFile, 'origin: http://o:1\nknownHosts: known_hosts\n');
+  t.equal(loadFleetConfig(join(dir, 'spread.yaml'), fleetFile)!.knownHosts, join(dir, 'conf', 'known_hosts'), 'beside the --fleet file');
+  const spread = join(dir, 'spread.yaml');
+  await writeFile(spread, 'project: p\nfleetcache:\n  knownHosts: conf/known_hosts\n');
+  const embedded = { origin: 'http://127.0.0.1:1', regions: {}, startupLimit: 4, dispatchDelay: '250ms', cacheTimeout: '30s' };
+  t.equal(withScheduling(embedded, loadFleetConfig(spread, undefined)).knownHosts, join(dir, 'conf', 'known_hosts'), 'beside spread.yaml, and it applies to the embedded default too');
+  await writeFile(spread, 'project: p\nfleetcache:\n  knownHosts: missing\n');
+  t.throws(() => loadFleetConfig(spread, undefined), { code: 'FC_ERR_CONFIG', field: 'knownHosts', message: `${spread}: knownHosts: cannot read ${join(dir, 'missing')}: ENOENT: no such file or directory, open '${join(dir, 'missing')}'` });
+  await writeFile(join(dir, 'conf', 'known_hosts'), `host.example ssh-ed25519 ${key}\nbroken line\n`);
+  await writeFile(spread, 'project: p\nfleetcache:\n  knownHosts: conf/known_hosts\n');
+  t.throws(() => loadFleetConfig(spread, undefined), { code: 'FC_ERR_CONFIG', message: /known_hosts:2: expected "host-patterns key-type base64-key"/ });
 });

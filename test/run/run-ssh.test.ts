@@ -13,7 +13,7 @@ import { REUSE_FILE } from '../../src/run/reuse.js';
 import { runProject } from '../../src/run/runner.js';
 import { cliArgs, descendantsOf, isAlive, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
-import { startSshd, writeRebootScript, type Sshd } from '../ssh/sshd.js';
+import { keygenFingerprint, publicKeyOf, startSshd, writeRebootScript, type Sshd } from '../ssh/sshd.js';
 
 /** A real sshd and a copy of the example project; the project path on the "machine" is removed in teardown. */
 async function sshProject(t: Test): Promise<{ base: string; sshd: Sshd; dir: string; remote: string }> {
@@ -382,4 +382,44 @@ t.test('an adhoc machine that serves run after run (one address, as a device of 
     if (!result.tally.ok) t.comment(out);
     t.equal(result.tally.successful, 1, `the ${round} run passes`);
   }
+});
+
+t.test('knownHosts (fleetcache: in spread.yaml): an ssh host whose key is not the listed one fails to connect, naming its fingerprint; the listed key runs', async (t) => {
+  const { base, sshd, dir } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
+  const spread = (await readFile(join(dir, 'spread.yaml'), 'utf8')) + 'fleetcache:\n  knownHosts: known_hosts\n';
+  await writeFile(join(dir, 'spread.yaml'), spread);
+  const name = `[127.0.0.1]:${sshd.port}`;
+  const hostKey = publicKeyOf(sshd.hostKeyFile);
+  // another host's key listed for this one: as a machine in the middle would present
+  spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(base, 'other_key')]);
+  await writeFile(join(dir, 'known_hosts'), `${name} ${publicKeyOf(join(base, 'other_key.pub'))}\n`);
+  let out = '';
+  const refused = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  t.equal(refused.tally.ok, false, 'the run fails');
+  t.equal(refused.tally.successful, 0);
+  t.match(out, `Host 127.0.0.1:${sshd.port} of backend lab is passed over for the rest of the run: cannot connect to 127.0.0.1:${sshd.port}: host key verification failed: host ${name} presented the ssh-ed25519 key ${keygenFingerprint(sshd.hostKeyFile)}`);
+  await writeFile(join(dir, 'known_hosts'), `${name} ${hostKey}\n`);
+  out = '';
+  const listed = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  if (!listed.tally.ok) t.comment(out);
+  t.equal(listed.tally.successful, 1, 'the host with its listed key runs the job');
+});
+
+t.test('knownHosts with adhoc machines: a host the allocate script does not list is refused; one it appends to the file before ADDRESS connects', async (t) => {
+  const { base, sshd, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
+  const knownHosts = join(base, 'known_hosts');
+  await writeFile(knownHosts, '');
+  const project = (allocate: string): string =>
+    `project: adhoc\npath: ${remote}\nbackends:\n  cloud:\n    type: adhoc\n    key: ${sshd.keyPath}\n    allocate: |\n${allocate}    systems: [debian-12]\nsuites:\n  tests/:\n    summary: one\nfleetcache:\n  knownHosts: ${knownHosts}\n`;
+  await writeFile(join(dir, 'spread.yaml'), project(`      ADDRESS 127.0.0.1:${sshd.port}\n`));
+  let out = '';
+  const refused = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  t.equal(refused.tally.successful, 0, 'an unlisted adhoc host runs nothing');
+  t.match(out, `which ${knownHosts} does not list for [127.0.0.1]:${sshd.port}`);
+  // what a cloud's allocate script does with the key its new machine reports
+  await writeFile(join(dir, 'spread.yaml'), project(`      echo "[127.0.0.1]:${sshd.port} $(cut -d' ' -f1,2 ${sshd.hostKeyFile})" >> ${knownHosts}\n      ADDRESS 127.0.0.1:${sshd.port}\n`));
+  out = '';
+  const listed = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  if (!listed.tally.ok) t.comment(out);
+  t.equal(listed.tally.successful, 1, 'the key the allocate script appended is read at connect');
 });

@@ -20,6 +20,10 @@ export interface Sshd {
   /** Path and text of the client private key sshd accepts for root. */
   keyPath: string;
   key: string;
+  /** Its host's public key file (`ssh-ed25519 BASE64 comment`), for known_hosts files. */
+  hostKeyFile: string;
+  /** The public key files of every host key it has, by type (`ed25519`, and those of `hostKeyTypes`). */
+  hostKeyFiles: Map<string, string>;
   /** Its sshd_config and PidFile: a restarted sshd (`sshd -f config`) is stopped too. */
   config: string;
   pidFile: string;
@@ -29,12 +33,16 @@ interface Teardown {
   teardown(fn: () => void | Promise<void>): void;
 }
 
-/** Starts sshd with its files under `<base>/sshd` (pass the test's one t.testdir(): a second call wipes it); `sftp: false`: no SFTP subsystem. */
-export async function startSshd(t: Teardown, base: string, options: { sftp?: boolean } = {}): Promise<Sshd> {
+/**
+ * Starts sshd with its files under `<base>/sshd` (pass the test's one t.testdir(): a second call wipes it); `sftp: false`: no SFTP subsystem;
+ * `hostKeyTypes`: host keys it has beside its ed25519 one (e.g. `rsa`).
+ */
+export async function startSshd(t: Teardown, base: string, options: { sftp?: boolean; hostKeyTypes?: string[] } = {}): Promise<Sshd> {
   const dir = resolve(base, 'sshd');
   mkdirSync(dir, { recursive: true });
   mkdirSync('/run/sshd', { recursive: true }); // sshd's privilege separation directory
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')]);
+  const hostKeys = new Map([['ed25519', join(dir, 'host_key')], ...(options.hostKeyTypes ?? []).map((type): [string, string] => [type, join(dir, `host_key_${type}`)])]);
+  for (const [type, file] of hostKeys) execFileSync('ssh-keygen', ['-q', '-t', type, '-N', '', '-f', file]);
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'client_key')]);
   copyFileSync(join(dir, 'client_key.pub'), join(dir, 'authorized_keys'));
   const port = await freePort();
@@ -46,7 +54,7 @@ export async function startSshd(t: Teardown, base: string, options: { sftp?: boo
     [
       `Port ${port}`,
       'ListenAddress 127.0.0.1',
-      `HostKey "${join(dir, 'host_key')}"`,
+      ...[...hostKeys.values()].map((file) => `HostKey "${file}"`),
       `PidFile "${pidFile}"`,
       `AuthorizedKeysFile "${join(dir, 'authorized_keys')}"`,
       'UsePAM no',
@@ -95,7 +103,17 @@ export async function startSshd(t: Teardown, base: string, options: { sftp?: boo
     forget();
   });
   await waitForPort('127.0.0.1', port, 10_000);
-  return { host: '127.0.0.1', port, pid, keyPath: join(dir, 'client_key'), key: readFileSync(join(dir, 'client_key'), 'utf8'), config, pidFile };
+  return { host: '127.0.0.1', port, pid, keyPath: join(dir, 'client_key'), key: readFileSync(join(dir, 'client_key'), 'utf8'), hostKeyFile: join(dir, 'host_key.pub'), hostKeyFiles: new Map([...hostKeys].map(([type, file]) => [type, `${file}.pub`])), config, pidFile };
+}
+
+/** `ssh-keygen -lf FILE`'s fingerprint of a public key file (`SHA256:...`, its second field). */
+export function keygenFingerprint(file: string): string {
+  return execFileSync('ssh-keygen', ['-lf', file], { encoding: 'utf8' }).split(' ')[1]!;
+}
+
+/** A public key file's `type base64`, without its comment: a known_hosts line's key. */
+export function publicKeyOf(file: string): string {
+  return readFileSync(file, 'utf8').split(' ').slice(0, 2).join(' ');
 }
 
 /** Whether process `p` runs sshd (not a PID reused since the sshd it named ended). */
