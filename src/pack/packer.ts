@@ -357,7 +357,8 @@ async function* packedBlocks(root: string, rules: PackRuleSet, signal: AbortSign
   const out = new TarBlocks();
   let entries = 0;
   const skipped: string[] = [];
-  const seen = new Set<string>();
+  // only rename rules can give two paths one name: without them, no set of every name
+  const seen = rules.renameSource.length > 0 ? new Set<string>() : undefined;
   let sliceStart = performance.now();
   for await (const item of walk(root, rules)) {
     signal?.throwIfAborted();
