@@ -114,7 +114,8 @@ function bracketExpression(pattern: string, open: number, dialect: 'glob' | 'reg
   return undefined;
 }
 
-function escapeRegex(text: string): string {
+/** `text` as a regex that matches it literally. */
+export function escapeRegex(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
 
