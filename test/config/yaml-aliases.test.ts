@@ -7,6 +7,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
+import { Type } from '@sinclair/typebox';
+import { parseConfig } from '../../src/config/load.js';
 import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
 import { cliArgs, startServerProcess } from '../helpers/processes.js';
@@ -70,5 +72,23 @@ t.test('an alias naming no anchor set before it is refused naming the file, its 
     const { code, stderr } = await runCli(['cache', '--config', file, '--listen', '127.0.0.1:0', '--data', join(dir, 'data')]);
     t.equal(code, EXIT.config, stderr);
     t.equal(stderr, `fleetcache: error: ${file}:${c.line}: ${c.field}: alias *${c.alias} names no anchor (&${c.alias}) set before it\n`);
+  }
+});
+
+t.test('a bad value reached through an alias or a merge key is refused at its own line, not at the line of the key using it', async (t) => {
+  const Port = Type.Object({ host: Type.String(), port: Type.Integer() });
+  const Schema = Type.Object({ defaults: Type.Optional(Type.Unknown()), servers: Type.Record(Type.String(), Port) });
+  const cases = [
+    // merged: port comes from the anchored map, line 3
+    { text: 'defaults: &d\n  host: h\n  port: eighty\nservers:\n  a:\n    <<: *d\n', line: 3, field: 'servers.a.port' },
+    // merged from a list of maps: the first that has the key gives it, line 4
+    { text: 'defaults:\n  - &h {host: h}\n  - &p\n    port: eighty\nservers:\n  a:\n    <<: [*h, *p]\n', line: 4, field: 'servers.a.port' },
+    // aliased whole: line 3 again
+    { text: 'defaults: &d\n  host: h\n  port: eighty\nservers:\n  a: *d\n', line: 3, field: 'servers.a.port' },
+    // a key of its own beside the merge wins, and is the line given
+    { text: 'defaults: &d\n  host: h\n  port: 80\nservers:\n  a:\n    <<: *d\n    port: eighty\n', line: 7, field: 'servers.a.port' },
+  ];
+  for (const c of cases) {
+    t.throws(() => parseConfig(Schema, c.text, 'c.yaml'), { code: 'FC_ERR_CONFIG', line: c.line, field: c.field, message: `c.yaml:${c.line}: ${c.field}: must be integer` }, c.text);
   }
 });
