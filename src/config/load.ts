@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
-import { LineCounter, parseDocument, isAlias, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type Node, type Pair, type YAMLError, type YAMLMap } from 'yaml';
+import { LineCounter, parseDocument, isAlias, isMap, isNode, isPair, isScalar, isSeq, visit, type Alias, type Document, type Node, type Pair, type YAMLError, type YAMLMap } from 'yaml';
 import { ConfigError, errorMessage, UsageError } from '../errors.js';
 import { NAME_PATTERN } from './names.js';
 import { MAX_SIZE, MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
@@ -264,19 +264,20 @@ function keyAt(doc: Document, offset: number): string | undefined {
 }
 
 /**
- * An alias (`*name`) within `node` whose anchor (`&name`) is not set before it, as
- * "file:line: field: ...": the yaml library's own error, thrown when the value is taken,
- * names neither. Anchors are seen in document order, as the library resolves them.
+ * The first alias (`*name`) within `node`, in document order, for which `why` (given the
+ * anchors set before it) says what is wrong, as "file:line: field: alias *name ...": the
+ * yaml library's own errors, thrown when the value is taken, name neither line nor field.
  */
-function unresolvedAlias(doc: Document, node: Node, file: string, lc: LineCounter): ConfigError | undefined {
+function aliasError(doc: Document, node: Node, file: string, lc: LineCounter, why: (alias: Alias, anchors: ReadonlySet<string>) => string | undefined): ConfigError | undefined {
   const anchors = new Set<string>();
   let error: ConfigError | undefined;
   visit(doc, {
     Node(_, item, path) {
-      if (isAlias(item) && !anchors.has(item.source) && (item === node || path.includes(node))) {
+      const what = isAlias(item) && (item === node || path.includes(node)) ? why(item, anchors) : undefined;
+      if (isAlias(item) && what !== undefined) {
         const line = item.range ? lc.linePos(item.range[0]).line : undefined;
         const field = visitedField([...path, item]) || '(top level)';
-        error = new ConfigError(`${file}:${line ?? '?'}: ${field}: alias *${item.source} names no anchor (&${item.source}) set before it`, file, line, field);
+        error = new ConfigError(`${file}:${line ?? '?'}: ${field}: alias *${item.source} ${what}`, file, line, field);
         return visit.BREAK;
       }
       if (item.anchor) anchors.add(item.anchor);
@@ -286,17 +287,39 @@ function unresolvedAlias(doc: Document, node: Node, file: string, lc: LineCounte
   return error;
 }
 
+/** Why `alias` names no value: its anchor is not set before it (anchors are seen in document order, as the library resolves them). */
+function unresolved(alias: Alias, anchors: ReadonlySet<string>): string | undefined {
+  return anchors.has(alias.source) ? undefined : `names no anchor (&${alias.source}) set before it`;
+}
+
+/**
+ * Why `alias` alone is an alias bomb: the library's alias count refuses its value, taken by
+ * itself. The alias the whole value failed at is not told (the library's error carries no
+ * node): the first one that alone exceeds the count is where the bomb is built.
+ */
+function bombIn(doc: Document): (alias: Alias) => string | undefined {
+  return (alias) => {
+    try {
+      alias.toJS(doc);
+      return undefined;
+    } catch (err) {
+      return /alias count/i.test(errorMessage(err)) ? `expands to too many values: ${errorMessage(err)}` : undefined;
+    }
+  };
+}
+
 /**
  * The plain value of `node`, its aliases (`*name`) resolved in `doc`: toJSON() without the
  * document left each one as {source: name}, refused as "must be string". An alias bomb (a
- * billion laughs) is refused by the yaml library's alias count, named as the file's.
+ * billion laughs) is refused by the yaml library's alias count, named at the first alias
+ * that alone makes one.
  */
 function nodeValue(node: Node, doc: Document, file: string, lc: LineCounter): unknown {
   try {
     return node.toJS(doc);
   } catch (err) {
-    // the library's "Unresolved alias" names no line: the document is walked for it only then
-    throw unresolvedAlias(doc, node, file, lc) ?? new ConfigError(`${file}: ${errorMessage(err)}`, file);
+    // the library's errors name no line: the document is walked for the alias only then
+    throw aliasError(doc, node, file, lc, unresolved) ?? aliasError(doc, node, file, lc, bombIn(doc)) ?? new ConfigError(`${file}: ${errorMessage(err)}`, file);
   }
 }
 
