@@ -88,7 +88,7 @@ async function sortedNames(dir: string): Promise<DirName[]> {
 
 /**
  * A path to pack from: `rel` relative to the root, and `name`, the name tar gives it for its
- * exclude patterns: a literal include entry as written (`./src` stays so, as tar's member
+ * exclude patterns and rename rules: a literal include entry as written (`./src` stays so, as tar's member
  * names keep it), a glob's matches cleaned as Go's filepath.Glob returns them.
  */
 interface Start {
