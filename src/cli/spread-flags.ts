@@ -1,7 +1,13 @@
 // spread's command line spells long flags with one dash; commander wants two.
 
-/** spread's (and fleetcache's) flags that take no value. */
-const BOOLEAN = /^--?(vv|abend|reuse|resend|discard|restore|list|order|debug|shell|shell-before|shell-after|gc)=(.*)$/;
+/** spread's (and fleetcache's) long flags that take no value... */
+const BOOLEAN_FLAGS = ['vv', 'abend', 'reuse', 'resend', 'discard', 'restore', 'list', 'order', 'debug', 'shell', 'shell-before', 'shell-after', 'gc'];
+/** ...and those that take one. */
+const VALUE_FLAGS = ['seed', 'artifacts', 'fleet', 'data', 'repeat', 'pass', 'reuse-pid'];
+/** A boolean flag given a value (-reuse=true), with one dash or two. */
+const BOOLEAN = new RegExp(`^--?(${BOOLEAN_FLAGS.join('|')})=(.*)$`);
+/** A long flag spelt with one dash. */
+const SINGLE_DASH = new RegExp(`^-(${[...BOOLEAN_FLAGS, ...VALUE_FLAGS].join('|')})(=.*)?$`);
 /** What Go's flag package takes as a boolean flag's value (strconv.ParseBool). */
 const TRUE = new Set(['1', 't', 'T', 'TRUE', 'true', 'True']);
 const FALSE = new Set(['0', 'f', 'F', 'FALSE', 'false', 'False']);
@@ -16,6 +22,6 @@ export function normaliseSpreadFlags(argv: string[]): string[] {
     const bool = BOOLEAN.exec(a);
     if (bool && TRUE.has(bool[2]!)) return [`--${bool[1]!}`];
     if (bool && FALSE.has(bool[2]!)) return [];
-    return [/^-(seed|artifacts|vv|fleet|data|repeat|abend|pass|reuse|resend|discard|restore|list|order|debug|shell|shell-before|shell-after|reuse-pid|gc)(=.*)?$/.test(a) ? `-${a}` : a];
+    return [SINGLE_DASH.test(a) ? `-${a}` : a];
   });
 }

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
-import { LineCounter, parseAllDocuments, parseDocument, isAlias, isMap, isNode, isPair, isScalar, isSeq, visit, type Document, type Node, type YAMLError } from 'yaml';
+import { LineCounter, parseAllDocuments, parseDocument, isAlias, isMap, isNode, isPair, isScalar, isSeq, visit, type Alias, type Document, type Node, type Pair, type YAMLError, type YAMLMap } from 'yaml';
 import { ConfigError, errorMessage, UsageError } from '../errors.js';
 import { NAME_PATTERN } from './names.js';
 import { MAX_SIZE, MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
@@ -118,22 +118,61 @@ function fieldPath(pointer: string): string {
     .reduce((acc, part) => (/^\d+$/.test(part) ? `${acc}[${part}]` : acc ? `${acc}.${part}` : part), '');
 }
 
+/**
+ * The line of the field at `pointer`: its key's (a block value, a map or a list, starts on
+ * the line below), else its item's in a list; a field the file does not have (a missing
+ * required one) is given its parent's. Through an alias (`*name`) or a merge key (`<<: *name`)
+ * the field is the anchored value's, and so is its line: where the bad value is written, not
+ * the key that uses it.
+ */
 function lineOf(doc: Document, lc: LineCounter, pointer: string): number | undefined {
   const segments = pointer.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p.replace(/~1/g, '/').replace(/~0/g, '~')));
-  for (let n = segments.length; n >= 0; n--) {
-    // A field's line is its key's: a block value (a map, a list) starts on the line below.
-    const node = (n > 0 ? keyOf(doc, segments.slice(0, n)) : undefined) ?? (n === 0 ? doc.contents : doc.getIn(segments.slice(0, n), true));
-    if (isNode(node) && node.range) return lc.linePos(node.range[0]).line;
+  let node = resolvedNode(doc, doc.contents);
+  let at = isNode(doc.contents) ? doc.contents.range?.[0] : undefined;
+  for (const segment of segments) {
+    let found: { at: number | undefined; value: unknown } | undefined;
+    if (isMap(node)) {
+      const pair = pairOf(doc, node, segment);
+      if (pair) found = { at: isNode(pair.key) ? pair.key.range?.[0] : undefined, value: pair.value };
+    } else if (isSeq(node) && typeof segment === 'number' && segment < node.items.length) {
+      const item = node.items[segment];
+      found = { at: isNode(item) ? item.range?.[0] : undefined, value: item };
+    }
+    if (!found) break;
+    at = found.at ?? at;
+    node = resolvedNode(doc, found.value);
   }
-  return undefined;
+  return at === undefined ? undefined : lc.linePos(at).line;
 }
 
-/** The key node of the field at `path` when its parent is a map. */
-function keyOf(doc: Document, path: ReadonlyArray<string | number>): unknown {
-  const parent = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1), true);
-  if (!isMap(parent)) return undefined;
-  const name = path[path.length - 1];
-  return parent.items.find((pair) => (isScalar(pair.key) ? pair.key.value : pair.key) === name)?.key;
+/** `node`, or the node an alias in its place names. */
+function resolvedNode(doc: Document, node: unknown): unknown {
+  return isAlias(node) ? node.resolve(doc) : node;
+}
+
+/** A merge key (`<<`), as the yaml library reads it with `merge: true`: the text, or its symbol. */
+function isMergeKey(key: unknown): boolean {
+  const name = isScalar(key) ? key.value : key;
+  return name === '<<' || (typeof name === 'symbol' && name.description === '<<');
+}
+
+/**
+ * The pair of `map` for `name`: its own, else that of the first map its merge keys name
+ * (`<<: *a`, `<<: [*a, *b]`) which has one, as the merge takes the value from there.
+ */
+function pairOf(doc: Document, map: YAMLMap, name: string | number, seen = new Set<YAMLMap>()): Pair | undefined {
+  if (seen.has(map)) return undefined; // a map merged into itself (`&a {<<: *a}`)
+  seen.add(map);
+  const own = map.items.find((pair) => !isMergeKey(pair.key) && (isScalar(pair.key) ? pair.key.value : pair.key) === name);
+  if (own) return own;
+  for (const merge of map.items.filter((pair) => isMergeKey(pair.key))) {
+    const value = resolvedNode(doc, merge.value);
+    for (const source of isSeq(value) ? value.items.map((item) => resolvedNode(doc, item)) : [value]) {
+      const found = isMap(source) ? pairOf(doc, source, name, seen) : undefined;
+      if (found) return found;
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -225,19 +264,20 @@ function keyAt(doc: Document, offset: number): string | undefined {
 }
 
 /**
- * An alias (`*name`) within `node` whose anchor (`&name`) is not set before it, as
- * "file:line: field: ...": the yaml library's own error, thrown when the value is taken,
- * names neither. Anchors are seen in document order, as the library resolves them.
+ * The first alias (`*name`) within `node`, in document order, for which `why` (given the
+ * anchors set before it) says what is wrong, as "file:line: field: alias *name ...": the
+ * yaml library's own errors, thrown when the value is taken, name neither line nor field.
  */
-function unresolvedAlias(doc: Document, node: Node, file: string, lc: LineCounter): ConfigError | undefined {
+function aliasError(doc: Document, node: Node, file: string, lc: LineCounter, why: (alias: Alias, anchors: ReadonlySet<string>) => string | undefined): ConfigError | undefined {
   const anchors = new Set<string>();
   let error: ConfigError | undefined;
   visit(doc, {
     Node(_, item, path) {
-      if (isAlias(item) && !anchors.has(item.source) && (item === node || path.includes(node))) {
+      const what = isAlias(item) && (item === node || path.includes(node)) ? why(item, anchors) : undefined;
+      if (isAlias(item) && what !== undefined) {
         const line = item.range ? lc.linePos(item.range[0]).line : undefined;
         const field = visitedField([...path, item]) || '(top level)';
-        error = new ConfigError(`${file}:${line ?? '?'}: ${field}: alias *${item.source} names no anchor (&${item.source}) set before it`, file, line, field);
+        error = new ConfigError(`${file}:${line ?? '?'}: ${field}: alias *${item.source} ${what}`, file, line, field);
         return visit.BREAK;
       }
       if (item.anchor) anchors.add(item.anchor);
@@ -247,17 +287,39 @@ function unresolvedAlias(doc: Document, node: Node, file: string, lc: LineCounte
   return error;
 }
 
+/** Why `alias` names no value: its anchor is not set before it (anchors are seen in document order, as the library resolves them). */
+function unresolved(alias: Alias, anchors: ReadonlySet<string>): string | undefined {
+  return anchors.has(alias.source) ? undefined : `names no anchor (&${alias.source}) set before it`;
+}
+
+/**
+ * Why `alias` alone is an alias bomb: the library's alias count refuses its value, taken by
+ * itself. The alias the whole value failed at is not told (the library's error carries no
+ * node): the first one that alone exceeds the count is where the bomb is built.
+ */
+function bombIn(doc: Document): (alias: Alias) => string | undefined {
+  return (alias) => {
+    try {
+      alias.toJS(doc);
+      return undefined;
+    } catch (err) {
+      return /alias count/i.test(errorMessage(err)) ? `expands to too many values: ${errorMessage(err)}` : undefined;
+    }
+  };
+}
+
 /**
  * The plain value of `node`, its aliases (`*name`) resolved in `doc`: toJSON() without the
  * document left each one as {source: name}, refused as "must be string". An alias bomb (a
- * billion laughs) is refused by the yaml library's alias count, named as the file's.
+ * billion laughs) is refused by the yaml library's alias count, named at the first alias
+ * that alone makes one.
  */
 function nodeValue(node: Node, doc: Document, file: string, lc: LineCounter): unknown {
   try {
     return node.toJS(doc);
   } catch (err) {
-    // the library's "Unresolved alias" names no line: the document is walked for it only then
-    throw unresolvedAlias(doc, node, file, lc) ?? new ConfigError(`${file}: ${errorMessage(err)}`, file);
+    // the library's errors name no line: the document is walked for the alias only then
+    throw aliasError(doc, node, file, lc, unresolved) ?? aliasError(doc, node, file, lc, bombIn(doc)) ?? new ConfigError(`${file}: ${errorMessage(err)}`, file);
   }
 }
 

@@ -41,21 +41,15 @@ function escapedBytes(bytes: Buffer): string {
 /**
  * A file name or symlink target read as bytes, as text. Names that are not UTF-8 are refused
  * by name: Node would read them with U+FFFD in place of the bytes, and the path it then
- * looks up does not exist. GNU tar packs them byte for byte; names here are strings.
+ * looks up does not exist. GNU tar packs them byte for byte; names here are strings. (A name
+ * holding U+FFFD itself is refused as it will be written, after the rename rules: safeEntryPath.)
  */
 function utf8Name(bytes: Buffer, where: string, what: string): string {
-  let text: string;
   try {
-    text = strictUtf8.decode(bytes);
+    return strictUtf8.decode(bytes);
   } catch {
     throw new FleetError('FC_ERR_BAD_NAME', `${what} is not valid UTF-8: ${where}${escapedBytes(bytes)} (GNU tar packs it, fleetcache cannot yet); rename it`);
   }
-  // tar-stream reads an invalid byte of a name as U+FFFD, so unpacking refuses every name
-  // that has one: refused here, before a push makes a run no machine can unpack
-  if (text.includes('\uFFFD')) {
-    throw new FleetError('FC_ERR_BAD_NAME', `${what} holds U+FFFD (the replacement character), which unpacking cannot tell from an invalid byte: ${where}${escapedBytes(bytes)} (GNU tar packs it, fleetcache cannot yet); rename it`);
-  }
-  return text;
 }
 
 /** Files up to this size are read whole with blocking calls; larger ones are streamed. */
@@ -94,7 +88,7 @@ async function sortedNames(dir: string): Promise<DirName[]> {
 
 /**
  * A path to pack from: `rel` relative to the root, and `name`, the name tar gives it for its
- * exclude patterns: a literal include entry as written (`./src` stays so, as tar's member
+ * exclude patterns and rename rules: a literal include entry as written (`./src` stays so, as tar's member
  * names keep it), a glob's matches cleaned as Go's filepath.Glob returns them.
  */
 interface Start {
@@ -110,7 +104,8 @@ async function expandIncludes(root: string, rules: PackRuleSet): Promise<Start[]
   /** Paths a glob matched whose last name cannot be packed (DirName), with why. */
   const refusedAt = new Map<string, FleetError>();
   for (const entry of rules.include) {
-    const parts = entry.replace(/^\.\/+/, '').replace(/\/+$/, '').split('/').filter((p) => p !== '');
+    // `.` components dropped: `sub/./c` is the path `sub/c`, packed once (without rename rules, names are unique)
+    const parts = entry.replace(/\/+$/, '').split('/').filter((p) => p !== '' && p !== '.');
     // Go's filepath.Glob refuses a malformed pattern before it reads any directory
     const patterns = parts.map((part) => {
       try {
@@ -174,6 +169,8 @@ async function expandIncludes(root: string, rules: PackRuleSet): Promise<Start[]
 
 interface Item {
   readonly rel: string;
+  /** The name GNU tar gives it (Start.name): what the exclude patterns and the rename rules see. */
+  readonly tarName: string;
   readonly abs: string;
   /** Its lstat; none for a regular file its directory listed as one: that is fstat'ed once open (openListedFile). */
   readonly st?: Stats;
@@ -190,11 +187,11 @@ function* walkFrom(root: string, rel: string, tarName: string, rules: PackRuleSe
   const abs = join(root, rel);
   if (regularFile) {
     // no lstat: the fstat of the open file gives its mode and size (a system call and a Stats saved per file)
-    yield { rel, abs };
+    yield { rel, tarName, abs };
     return;
   }
   const st = lstatSync(abs);
-  yield { rel, abs, st };
+  yield { rel, tarName, abs, st };
   if (!st.isDirectory()) return;
   for (const name of sortedText(readdirSync(abs, { encoding: 'buffer', withFileTypes: true }), abs)) {
     yield* walkFrom(root, `${rel}/${name.text}`, `${tarName}/${name.text}`, rules, name.refused, name.regularFile);
@@ -202,15 +199,19 @@ function* walkFrom(root: string, rel: string, tarName: string, rules: PackRuleSe
 }
 
 /**
- * The entry name of `rel` after the rename rules, refused here when every machine would
- * refuse it on unpack (safeEntryPath: "..", absolute, NUL, empty, a component too long) or
- * when it repeats one.
+ * The entry name of `item` after the rename rules, refused here when every machine would
+ * refuse it on unpack (safeEntryPath: "..", absolute, NUL, U+FFFD, empty, a component too
+ * long) or when it repeats one (`seen`: only rename rules can make two names one). The rules
+ * see the name as GNU tar does (`./src/a` under the include `./src`); the name written has
+ * no leading `./`, which unpacking drops anyway.
  */
-function entryName(item: Item, rules: PackRuleSet, seen: Set<string>): string {
-  const name = rules.rename(item.rel, 'path');
-  const packedAs = `${item.rel} would be packed as "${name}"${renamedBy(rules, name !== item.rel)}`;
+function entryName(item: Item, rules: PackRuleSet, seen: Set<string> | undefined): string {
+  const renamed = rules.rename(item.tarName, 'path');
+  const name = renamed.replace(/^(\.\/+)+/, '');
+  const packedAs = (): string => `${item.rel} would be packed as "${name}"${renamedBy(rules, renamed !== item.tarName)}`;
   const safe = unpackable(packedAs, () => safeEntryPath(name));
-  if (seen.has(safe)) throw new FleetError('FC_ERR_BAD_NAME', `${packedAs}, a name already in the tar`);
+  if (seen === undefined) return name;
+  if (seen.has(safe)) throw new FleetError('FC_ERR_BAD_NAME', `${packedAs()}, a name already in the tar`);
   seen.add(safe);
   return name;
 }
@@ -219,12 +220,12 @@ function renamedBy(rules: PackRuleSet, renamed: boolean): string {
   return renamed ? ` (renamed by ${rules.renameSource.join(' ')})` : '';
 }
 
-/** What `check` returns; its refusal (what every machine's unpack would refuse) as one of `packedAs`. */
-function unpackable<T>(packedAs: string, check: () => T): T {
+/** What `check` returns; its refusal (what every machine's unpack would refuse) as one of `packedAs` (built only then). */
+function unpackable<T>(packedAs: () => string, check: () => T): T {
   try {
     return check();
   } catch (err) {
-    throw new FleetError('FC_ERR_BAD_NAME', `${packedAs}, which unpacking refuses: ${errorMessage(err).replace(/^.*refused: /, '')}`);
+    throw new FleetError('FC_ERR_BAD_NAME', `${packedAs()}, which unpacking refuses: ${errorMessage(err).replace(/^.*refused: /, '')}`);
   }
 }
 
@@ -232,7 +233,7 @@ function unpackable<T>(packedAs: string, check: () => T): T {
 function symlinkTarget(item: Item, rules: PackRuleSet, name: string): string {
   const read = utf8Name(readlinkSync(item.abs, { encoding: 'buffer' }), `${item.abs} -> `, 'symlink target');
   const target = rules.rename(read, 'symlink-target');
-  unpackable(`${item.rel} -> ${read} would be packed with the target "${target}"${renamedBy(rules, target !== read)}`, () => checkSymlinkTarget(name, target));
+  unpackable(() => `${item.rel} -> ${read} would be packed with the target "${target}"${renamedBy(rules, target !== read)}`, () => checkSymlinkTarget(name, target));
   return target;
 }
 
@@ -331,7 +332,7 @@ async function* addFile(out: TarBlocks, abs: string, name: string): AsyncGenerat
 }
 
 /** Writes the entry of `item` into `out` (yielding the blocks a large file fills); false for a type that is not packed. */
-async function* addEntry(out: TarBlocks, item: Item, rules: PackRuleSet, seen: Set<string>): AsyncGenerator<Buffer, boolean> {
+async function* addEntry(out: TarBlocks, item: Item, rules: PackRuleSet, seen: Set<string> | undefined): AsyncGenerator<Buffer, boolean> {
   const { st } = item;
   const name = entryName(item, rules, seen);
   if (st === undefined || st.isFile()) {
@@ -356,7 +357,8 @@ async function* packedBlocks(root: string, rules: PackRuleSet, signal: AbortSign
   const out = new TarBlocks();
   let entries = 0;
   const skipped: string[] = [];
-  const seen = new Set<string>();
+  // only rename rules can give two paths one name: without them, no set of every name
+  const seen = rules.renameSource.length > 0 ? new Set<string>() : undefined;
   let sliceStart = performance.now();
   for await (const item of walk(root, rules)) {
     signal?.throwIfAborted();

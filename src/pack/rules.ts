@@ -114,7 +114,8 @@ function bracketExpression(pattern: string, open: number, dialect: 'glob' | 'reg
   return undefined;
 }
 
-function escapeRegex(text: string): string {
+/** `text` as a regex that matches it literally. */
+export function escapeRegex(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
 
@@ -314,7 +315,8 @@ export class PackRuleSet {
 
   /**
    * `path` is relative to the project root, `/`-separated, no trailing slash; `tarName` is
-   * the name GNU tar would match the exclude patterns against (its include entry as written).
+   * the name GNU tar would match the exclude patterns against (its include entry as written),
+   * which the rename rules see too.
    */
   isExcluded(path: string, tarName: string): boolean {
     return this.#excludePaths.has(path) || this.#excludePathPatterns.some((re) => re.test(path)) || this.#exclude.some((re) => re.test(tarName));

@@ -33,12 +33,20 @@ const NAME_MAX = 255;
 export const PATH_MAX = 4096;
 
 /**
+ * tar-stream decodes names as UTF-8, an invalid byte as U+FFFD: unpacked so, a file would get
+ * another name than the archive's (spread's tar keeps the bytes). A name holding U+FFFD is
+ * therefore refused, on unpack and, as it would be written, on pack.
+ */
+const NOT_UTF8 = 'holds U+FFFD (the replacement character), which unpacking cannot tell from an invalid byte: not valid UTF-8';
+
+/**
  * The entry's path as safe components relative to the target directory. A backslash or a
  * colon is part of a name, as for GNU tar on Linux (`a\\b`, `C:` are file names there, the
  * only system machines unpack on).
  */
 export function safeEntryPath(name: string): string {
   if (name.includes('\0')) refuse(name, 'contains NUL');
+  if (name.includes('\uFFFD')) refuse(name, NOT_UTF8);
   if (name.startsWith('/')) refuse(name, 'absolute');
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.length === 0) refuse(name, 'empty name');
@@ -52,6 +60,7 @@ export function safeEntryPath(name: string): string {
 
 /** A symlink's target, refused where symlink(2) refuses it: longer than a path may be. */
 export function checkSymlinkTarget(name: string, target: string): void {
+  if (target.includes('\uFFFD')) refuse(name, `its symlink target ${NOT_UTF8}`);
   const length = Buffer.byteLength(target);
   if (length >= PATH_MAX) refuse(name, `its symlink target is ${length} bytes long, more than the ${PATH_MAX - 1} a path may have (PATH_MAX)`);
 }
@@ -81,10 +90,6 @@ function entryPath(header: tar.Header): string | undefined {
   if (isRootDir(header)) return undefined;
   const rel = safeEntryPath(header.name);
   if (!SUPPORTED.has(header.type)) refuse(header.name, `entry type ${header.type ?? 'unknown'} is not supported`);
-  // tar-stream decodes names as UTF-8, an invalid byte as U+FFFD: unpacked so, the file would
-  // get another name than the archive's (spread's tar keeps the bytes). The packer refuses
-  // such names too.
-  if (header.name.includes('\uFFFD') || header.linkname?.includes('\uFFFD')) refuse(header.name, 'its name or link target is not valid UTF-8');
   if (header.type === 'symlink') checkSymlinkTarget(header.name, header.linkname ?? '');
   return rel;
 }

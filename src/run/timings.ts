@@ -5,13 +5,20 @@
 // averages have moved since.
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { escapeRegex } from '../pack/rules.js';
 
 export const TIMINGS_FILE = '.fleetcache-timings.json';
 /**
- * The files save writes before its rename, `${TIMINGS_FILE}.<pid>.tmp`: one per process, as
- * two runs of one project may save at once. A run killed between the two leaves its own.
+ * The file save writes before its rename to `file`: one per process, as two runs of one
+ * project may save at once. A run killed between the two leaves its own.
  */
-export const TIMINGS_TEMP_FILES = /^\.fleetcache-timings\.json\.\d+\.tmp$/;
+function tempFileOf(file: string, pid: number | string): string {
+  return `${file}.${pid}.tmp`;
+}
+
+const ANY_PID = '\0';
+/** The temp files of the project's TIMINGS_FILE (tempFileOf, any pid): never packed. */
+export const TIMINGS_TEMP_FILES = new RegExp(`^${tempFileOf(TIMINGS_FILE, ANY_PID).split(ANY_PID).map(escapeRegex).join('\\d+')}$`);
 /** Weight of the newest run in the moving average. */
 const ALPHA = 0.5;
 /** Announced seeds whose estimates are kept for replay, newest last. */
@@ -157,7 +164,7 @@ export class Timings {
       if ((e.last ?? now) >= now - FORGET_AFTER_MS) jobs[k] = e;
     }
     const seeds = Object.fromEntries(this.#seeds);
-    const tmp = `${this.#file}.${process.pid}.tmp`; // TIMINGS_TEMP_FILES beside the project's TIMINGS_FILE
+    const tmp = tempFileOf(this.#file, process.pid);
     await writeFile(tmp, `${JSON.stringify({ version: 1, jobs, seeds } satisfies FileFormat, null, 1)}\n`);
     await rename(tmp, this.#file);
   }

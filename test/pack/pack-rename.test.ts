@@ -73,3 +73,15 @@ t.test("GNU's word and buffer anchors, which JavaScript has not, are refused by 
     }
   }
 });
+
+t.test('under an include written with ./, rename rules see the names GNU tar gives them (./sub/...), as the exclude patterns do', async (t) => {
+  const dir = t.testdir({ p: TREE });
+  const root = join(dir, 'p');
+  for (const [expression, exclude] of [['s,^\\./sub,lib,', 'x.o'], ['s,^sub,lib,', './sub/c'], ['s,^\\./,top/,', 'g']] as const) {
+    const gnu = join(dir, 'gnu.tar');
+    execFileSync('tar', ['-cf', gnu, `--transform=${expression}`, `--exclude=${exclude}`, './sub', 'c'], { cwd: root });
+    const ours = join(dir, 'ours.tar');
+    await packToFile(root, ours, { include: ['./sub', 'c'], rename: [expression], exclude: [exclude] });
+    t.same(listing(ours), listing(gnu), `--transform=${expression} --exclude=${exclude} over ./sub c`);
+  }
+});
