@@ -19,7 +19,8 @@
 //              headers and then within its body, before it is skipped.
 //              → {ok:true, url, urlIndex, fromCache, bytesDownloaded, entries, resultDigest, skipped:[{url, code, error}]}
 //              fromCache: the URL used is not the last one (the origin).
-//   assets     {manifest, urls: string[], cacheFolder?, dest?, token?}
+//   assets     {manifest, urls: string[], cacheFolder?, dest?, token?, cacheTimeoutMs?}
+//              cacheTimeoutMs: as for pull, for each file's download.
 //              → {ok, files:[{filename, source, url, bytesDownloaded, bytesFromCache, error?}], failed, bytesDownloaded, bytesFromCache}
 //   artifacts  {url, token?, run, job, cwd, paths: string[]}
 //              → {ok:true, files, bytes, missing:[paths], skipped:[paths]}
@@ -56,7 +57,7 @@ const pullArgs = Type.Object(
   { additionalProperties: false },
 );
 const assetsArgs = Type.Object(
-  { manifest: Name, urls: Urls, cacheFolder: Type.Optional(Name), dest: Type.Optional(Name), token: Type.Optional(Type.String()) },
+  { manifest: Name, urls: Urls, cacheFolder: Type.Optional(Name), dest: Type.Optional(Name), token: Type.Optional(Type.String()), cacheTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })) },
   { additionalProperties: false },
 );
 const artifactsArgs = Type.Object(
@@ -112,6 +113,7 @@ async function assets(args: Static<typeof assetsArgs>): Promise<Output> {
     ...(args.cacheFolder ? { cacheFolder: args.cacheFolder } : {}),
     ...(args.dest ? { dest: args.dest } : {}),
     ...(args.token ? { token: args.token } : {}),
+    ...(args.cacheTimeoutMs !== undefined ? { cacheTimeoutMs: args.cacheTimeoutMs } : {}),
   });
   return {
     ok: result.failed === 0,

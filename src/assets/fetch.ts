@@ -52,6 +52,12 @@ interface FetchAssetsOptions {
   readonly onProgress?: (progress: AssetProgress) => void;
   readonly signal?: AbortSignal;
   readonly dispatcher?: Dispatcher;
+  /**
+   * How long each URL but the last (a cache; the last is the origin) may keep silent, for
+   * its answer's headers and then within its body, before the next URL is tried (the
+   * agent's, from the fleet's cacheTimeout); clientAgent's 60 s and 120 s otherwise.
+   */
+  readonly cacheTimeoutMs?: number;
 }
 
 interface AssetResult {
@@ -148,7 +154,7 @@ function shown(url: string, hop: number): string {
 }
 
 /** One GET, following redirects itself so the token goes to the first host only (like tooltool). */
-async function openAsset(url: string, options: FetchAssetsOptions): Promise<Dispatcher.ResponseData> {
+async function openAsset(url: string, options: FetchAssetsOptions, timeoutMs: number | undefined): Promise<Dispatcher.ResponseData> {
   let target = url;
   let token = options.token;
   for (let hop = 0; ; hop++) {
@@ -156,7 +162,13 @@ async function openAsset(url: string, options: FetchAssetsOptions): Promise<Disp
     if (token) headers.authorization = `Bearer ${token}`;
     let res: Dispatcher.ResponseData;
     try {
-      res = await request(target, { method: 'GET', headers, signal: options.signal, dispatcher: options.dispatcher ?? clientAgent });
+      res = await request(target, {
+        method: 'GET',
+        headers,
+        signal: options.signal,
+        dispatcher: options.dispatcher ?? clientAgent,
+        ...(timeoutMs !== undefined ? { headersTimeout: timeoutMs, bodyTimeout: timeoutMs } : {}),
+      });
     } catch (err) {
       throw new UpstreamError(`GET ${shown(target, hop)}: ${errorMessage(err)}`, { cause: err });
     }
@@ -265,13 +277,14 @@ class RecordFetch {
   async #fetch(): Promise<void> {
     const failures: FleetError[] = [];
     if (this.#options.urls.length === 0) throw new UsageError(`${this.#record.filename}: not present and no --url to fetch it from`);
-    for (const base of this.#options.urls) {
+    for (const [index, base] of this.#options.urls.entries()) {
+      const isLast = index === this.#options.urls.length - 1;
       // tooltool appends the region as given, not percent-encoded: the same query reaches the server
       const url = assetUrl(base, this.#record) + (this.#options.region === undefined ? '' : `?region=${this.#options.region}`);
       const tmp = tempName(this.#dest, this.#record.filename);
       let received = 0;
       try {
-        const res = await openAsset(url, this.#options);
+        const res = await openAsset(url, this.#options, isLast ? undefined : this.#options.cacheTimeoutMs);
         await receive(res.body, tmp, this.#record, (n) => {
           received += n;
           this.#progress(received, 'download', false);

@@ -4,11 +4,11 @@
 // error and nothing is unpacked.
 import { createReadStream } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { httpGetJson, joinUrl, type Progress, type RequestOptions } from '../client/http.js';
 import { deltaChunks } from '../delta/compress.js';
 import { decodeVcdiffToFile } from '../delta/vcdiff-decode.js';
-import { DigestMismatchError, FleetError, SizeMismatchError } from '../errors.js';
+import { DigestMismatchError, errorMessage, FleetError, isNoRoom, SizeMismatchError } from '../errors.js';
 import { unpackTar } from '../pack/unpack.js';
 import { redactUrl } from '../redact-url.js';
 import { parseRunManifest, type RunManifest } from './manifest.js';
@@ -61,29 +61,45 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
   const manifest = await fetchRunManifest(options.from, options.project, options.run, http);
   const blobs: RequestOptions = options.recheck ? { ...http, headers: { 'cache-control': 'no-cache' } } : http;
   return withTempDir('fleetcache-pull-', async (work) => {
-    const baseFile = join(work, 'base.tar');
-    // With no delta, the base is the result: its plain size is known, and bounds the gunzip.
-    const base = await downloadBlob(options.from, manifest.base.digest, manifest.base.size, baseFile, { ...blobs, gunzip: true, label: 'base', ...(manifest.delta ? {} : { plainSize: manifest.result.size }) });
-    let bytesReceived = base.received;
-    let tarFile = baseFile;
-    if (manifest.delta) {
-      const deltaFile = join(work, 'delta');
-      bytesReceived += (await downloadBlob(options.from, manifest.delta.digest, manifest.delta.size, deltaFile, { ...blobs, label: 'delta' })).received;
-      // decompressed as it is decoded, one window in memory; the sizes the manifest states
-      // bound both steps: a few bytes cannot fill the disk
-      const vcdiff = deltaChunks(deltaFile, manifest.delta.compression, manifest.delta.vcdiffSize);
-      tarFile = join(work, 'result.tar');
-      const decoded = await decodeVcdiffToFile(baseFile, vcdiff, tarFile, [], manifest.result.size);
-      checkResult(manifest, decoded.size, `sha256:${decoded.digests['sha256']}`);
-      // Base and delta are not needed any more: while the tree is unpacked, the disk holds the tar and the tree, not them too.
-      await Promise.all([rm(baseFile), rm(deltaFile)]);
-    } else {
-      checkResult(manifest, base.written.size, base.written.digest);
-    }
+    // The tars and the tree are often on different disks (TMPDIR or the agent's workDir, the
+    // project path): a full one is named, or the message ("ENOSPC …, write") does not say which.
+    const { tarFile, bytesReceived } = await namingFullDisk(dirname(work), "for the pull's base, delta and tar (its working directory: TMPDIR, or the agent's workDir)", () => rebuildTar(options.from, manifest, blobs, work));
     // a failed unpack removes what it made, and only that (unpackTar)
-    const { entries } = await unpackTar(createReadStream(tarFile), options.dir);
+    const { entries } = await namingFullDisk(options.dir, 'to unpack the project into', () => unpackTar(createReadStream(tarFile), options.dir));
     return { manifest, bytesReceived, entries };
   });
+}
+
+/** Downloads base and delta into `work` and rebuilds the run's tar there, verified; the base itself when the run has no delta. */
+async function rebuildTar(from: string, manifest: RunManifest, blobs: RequestOptions, work: string): Promise<{ tarFile: string; bytesReceived: number }> {
+  const baseFile = join(work, 'base.tar');
+  // With no delta, the base is the result: its plain size is known, and bounds the gunzip.
+  const base = await downloadBlob(from, manifest.base.digest, manifest.base.size, baseFile, { ...blobs, gunzip: true, label: 'base', ...(manifest.delta ? {} : { plainSize: manifest.result.size }) });
+  if (!manifest.delta) {
+    checkResult(manifest, base.written.size, base.written.digest);
+    return { tarFile: baseFile, bytesReceived: base.received };
+  }
+  const deltaFile = join(work, 'delta');
+  const delta = await downloadBlob(from, manifest.delta.digest, manifest.delta.size, deltaFile, { ...blobs, label: 'delta' });
+  // decompressed as it is decoded, one window in memory; the sizes the manifest states
+  // bound both steps: a few bytes cannot fill the disk
+  const vcdiff = deltaChunks(deltaFile, manifest.delta.compression, manifest.delta.vcdiffSize);
+  const tarFile = join(work, 'result.tar');
+  const decoded = await decodeVcdiffToFile(baseFile, vcdiff, tarFile, [], manifest.result.size);
+  checkResult(manifest, decoded.size, `sha256:${decoded.digests['sha256']}`);
+  // Base and delta are not needed any more: while the tree is unpacked, the disk holds the tar and the tree, not them too.
+  await Promise.all([rm(baseFile), rm(deltaFile)]);
+  return { tarFile, bytesReceived: base.received + delta.received };
+}
+
+/** Runs `write`; a write refused for lack of room (a full disk, a quota) becomes an error naming `dir` and `what` it was written for. */
+async function namingFullDisk<T>(dir: string, what: string, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    if (!isNoRoom(err)) throw err;
+    throw new FleetError('FC_ERR_INSUFFICIENT_STORAGE', `no room left in ${dir} ${what}: ${errorMessage(err)}`, { cause: err });
+  }
 }
 
 /** Fails before any transfer when the target has content (unpackTar checks again). */

@@ -25,9 +25,10 @@ const FleetSchema = Type.Object(
     /** Pause between two dispatches to the same executor. */
     dispatchDelay: durationSchema({ default: '1s' }),
     /**
-     * How long a machine waits for a cache's answer (its headers) before it tries the next
-     * URL. A cache a machine skipped as unreachable is tried last by the run's next machines
-     * for a while (nearest.ts UnreachableCaches).
+     * How long a machine waits for a cache's answer (its headers, then each part of its body)
+     * before it tries the next URL, for the project and for each asset. A cache a machine
+     * skipped as unreachable is tried last by the run's next machines for a while (nearest.ts
+     * UnreachableCaches).
      */
     cacheTimeout: positiveDurationSchema({ default: '30s' }),
     /** 1-minute load average above which a machine gets no new job. */

@@ -9,7 +9,7 @@ import { redactUrl } from '../redact-url.js';
 import { inPasses, PASSING_CODES, REFUSED_BY_CACHE_CODES } from '../url-passes.js';
 import type { Job } from '../spread/index.js';
 import { agentPath, agentWorkDir, runAgent } from './agent-client.js';
-import type { CacheChoice } from './nearest.js';
+import { ORIGIN_DIRECT, type CacheChoice } from './nearest.js';
 import type { RunLog } from './report.js';
 import type { SessionContext } from './session.js';
 
@@ -28,6 +28,8 @@ interface JobTransfersOptions {
   readonly signal?: AbortSignal;
   /** The region whose link a URL's bytes cross: its cache's region, ORIGIN_DIRECT for the origin (nearest.ts regionServing). */
   readonly regionOf: (url: string) => string;
+  /** The fleet's cacheTimeout: how long a cache may keep silent before a machine tries the next URL for an asset. */
+  readonly cacheTimeoutMs?: number;
 }
 
 /** What the agent's `assets` answer says of one file (agent/main.ts). */
@@ -66,7 +68,7 @@ export class JobTransfers {
   }
 
   async #assets(choice: CacheChoice, machine: Machine, job: Job): Promise<void> {
-    const { log, machineToken, signal } = this.#o;
+    const { log, machineToken, signal, cacheTimeoutMs } = this.#o;
     const token = machineToken?.();
     const manifest = job.task.assets ? posix.join(job.task.name, job.task.assets) : job.suite.assets ? posix.join(job.suite.name, job.suite.assets) : undefined;
     if (!manifest) return;
@@ -76,6 +78,9 @@ export class JobTransfers {
       cacheFolder: posix.join(agentWorkDir(machine), 'assets-cache'),
       dest: posix.join(machine.projectPath, job.task.name),
       ...(token ? { token } : {}),
+      // the agent gives every URL but the last (the origin) cacheTimeoutMs; a machine whose pull
+      // fell back to the origin has it first (its region is ORIGIN_DIRECT): then none has it
+      ...(cacheTimeoutMs !== undefined && choice.region !== ORIGIN_DIRECT ? { cacheTimeoutMs } : {}),
     }, signal);
     for (const warning of Array.isArray(answer.warnings) ? answer.warnings : []) log.line(`WARNING: assets of ${job.name} (${machine.name}): ${String(warning)}`);
     // Each file's bytes on the link they crossed: the region of the URL that served it (the

@@ -288,11 +288,14 @@ async function runJobs(
   // A machine runs the tasks' code: it gets a run token, which reads what a token reads and
   // writes the run's artifacts, nothing more, and expires (client/run-token.ts).
   const machineToken = token === undefined ? undefined : runTokenSource(token, push.run);
+  // the agent takes whole milliseconds (1.5ms is 2)
+  const cacheTimeoutMs = Math.ceil(parseDuration(fleet.cacheTimeout));
   const transfers = new JobTransfers({
     log,
     run: push.run,
     machineToken,
     artifactsDir: o.artifactsDir,
+    cacheTimeoutMs,
     ...(interrupt ? { signal: interrupt.signal } : {}),
     regionOf: (url) => regionServing(fleet, url),
   });
@@ -315,8 +318,6 @@ async function runJobs(
   };
 
   const unreachable = new UnreachableCaches();
-  // the agent takes whole milliseconds (1.5ms is 2)
-  const cacheTimeoutMs = Math.ceil(parseDuration(fleet.cacheTimeout));
   // spread's `backend:system`, numbered when the system has several machines so their lines can be told apart
   const workerLabel = (w: WorkerInfo): string => {
     const sys = `${w.backend}:${w.system}`;

@@ -1,21 +1,21 @@
 // The bundled agent's `assets`: a tooltool manifest fetched through a real cache after a
 // dead URL, per-file sources and byte counts in the JSON line, and the cache folder used
 // on the second run.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.js';
 import { uploadAssets } from '../../src/assets/upload.js';
 import { startCache } from '../cache/harness.js';
-import { startOrigin } from '../helpers/origin.js';
+import { startOrigin, type TestOrigin } from '../helpers/origin.js';
 import { deadUrl, installAgent, runAgent } from './helpers.js';
 
-t.test('agent assets fetches through the cache and reports per-file sources', async (t) => {
-  const agent = await installAgent(t);
-  const dir = t.testdir();
+/** An origin under `dir` holding tool.bin (64 KiB) as an asset, and the manifest that names it. */
+async function originWithTool(t: Test, dir: string): Promise<{ origin: TestOrigin; tool: Buffer; manifest: string }> {
   const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
-  const cache = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
   const src = join(dir, 'src');
   mkdirSync(src);
   const tool = randomBytes(64 * 1024);
@@ -26,6 +26,14 @@ t.test('agent assets fetches through the cache and reports per-file sources', as
   const manifest = join(src, 'manifest.tt');
   writeFileSync(manifest, formatManifest([record]));
   await uploadAssets({ manifestPath: manifest, origin: origin.url, token: origin.token, dir: src });
+  return { origin, tool, manifest };
+}
+
+t.test('agent assets fetches through the cache and reports per-file sources', async (t) => {
+  const agent = await installAgent(t);
+  const dir = t.testdir();
+  const { origin, tool, manifest } = await originWithTool(t, dir);
+  const cache = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
 
   const urls = [await deadUrl(), cache.url, origin.url];
   const args = { manifest, urls, cacheFolder: join(dir, 'tooltool-cache'), dest: join(dir, 'dest') };
@@ -40,4 +48,36 @@ t.test('agent assets fetches through the cache and reports per-file sources', as
   const broken = await runAgent(agent, 'assets', { manifest, urls: [urls[0]], dest: join(dir, 'dest3') });
   t.equal(broken.code, 1, 'a file that cannot be fetched fails the command');
   t.match(broken.json, { ok: false, failed: 1, files: [{ filename: 'tool.bin', code: 'FC_ERR_UPSTREAM' }] });
+});
+
+t.test('a cache that keeps silent, before its headers or within its body, costs cacheTimeoutMs per file, then the next URL serves it', async (t) => {
+  const agent = await installAgent(t);
+  const dir = t.testdir();
+  const { origin, tool, manifest } = await originWithTool(t, dir);
+  // One never answers; the other sends the headers and half the file, then nothing.
+  const sockets = new Set<Socket>();
+  const silent = createServer((req) => sockets.add(req.socket));
+  const stalled = createServer((req, res) => {
+    sockets.add(req.socket);
+    res.writeHead(200, { 'content-length': String(tool.length) });
+    res.write(tool.subarray(0, tool.length >> 1));
+  });
+  const urls: string[] = [];
+  for (const server of [silent, stalled]) {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    urls.push(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  }
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    silent.close();
+    stalled.close();
+  });
+  const started = Date.now();
+  const res = await runAgent(agent, 'assets', { manifest, urls: [...urls, origin.url], dest: join(dir, 'dest'), cacheTimeoutMs: 500 });
+  const took = Date.now() - started;
+  t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
+  t.match(res.json, { ok: true, failed: 0, files: [{ filename: 'tool.bin', source: 'download', url: origin.url }] });
+  t.match(res.json.warnings, [new RegExp(`^tool\\.bin: ${urls[0]}/.*timeout`, 'i'), new RegExp(`^tool\\.bin: ${urls[1]}/.*timeout`, 'i')], 'both caches given up on, for their silence');
+  t.ok(took < 10_000, `within seconds, not the client's minute (${took} ms)`);
+  t.ok(readFileSync(join(dir, 'dest', 'tool.bin')).equals(tool));
 });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
 import { pullWithFallback } from '../../src/agent/pull.js';
+import { ERROR_CODES } from '../../src/errors.js';
 import { buildOrigin } from '../../src/origin/server.js';
 import { pushProject } from '../../src/project-upload/push.js';
 import { startCache } from '../cache/harness.js';
@@ -271,4 +272,29 @@ t.test("a cache that answers with another run's manifest is passed over: the pul
   t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
   t.match(res.json, { ok: true, url: origin.url, skipped: [{ url: wrongUrl, code: 'FC_ERR_BAD_REQUEST', error: /not the run manifest asked for \(it names project "demo", run "r1"\)/ }] });
   t.equal(readFileSync(join(dir, 'dest', 'a.txt'), 'utf8'), 'run 2\n', "run r2's tree");
+});
+
+t.test('a full disk ends the pull with FC_ERR_INSUFFICIENT_STORAGE naming the disk: the working directory of the tars, or the project path (left empty)', { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { agent, dir, origin, project, common } = await agentOriginProject(t);
+  writeFileSync(join(project, 'blob.bin'), randomBytes(1 << 20));
+  await pushProject({ ...common, run: 'r1' });
+  writeFileSync(join(project, 'new.bin'), randomBytes(64 * 1024));
+  await pushProject({ ...common, run: 'r2' });
+  // both disks smaller than the tar
+  const disk = mountTmpfs('512k', 'pull-full');
+  t.teardown(() => disk.unmount());
+  const exit = ERROR_CODES.FC_ERR_INSUFFICIENT_STORAGE.exit;
+
+  const work = await runAgent(agent, 'pull', { urls: [origin.url], project: 'demo', run: 'r2', dest: join(dir, 'dest'), workDir: disk.dir });
+  t.equal(work.code, exit, `exit status ${exit}`, { stderr: work.stderr });
+  t.match(work.json, { ok: false, code: 'FC_ERR_INSUFFICIENT_STORAGE', error: `no room left in ${disk.dir} for the pull's base, delta and tar` });
+  t.same(readdirSync(disk.dir), [], 'no partial file left in the working directory');
+  t.same(readdirSync(join(dir, 'dest')), [], 'nothing unpacked');
+
+  const dest = join(disk.dir, 'dest');
+  const tree = await runAgent(agent, 'pull', { urls: [origin.url], project: 'demo', run: 'r2', dest, workDir: join(dir, 'work') });
+  t.equal(tree.code, exit, `exit status ${exit}`, { stderr: tree.stderr });
+  t.match(tree.json, { ok: false, code: 'FC_ERR_INSUFFICIENT_STORAGE', error: `no room left in ${dest} to unpack the project into` });
+  t.same(readdirSync(dest), [], 'the part unpacked is removed: the project path is empty again');
+  t.same(readdirSync(join(dir, 'work')), [], 'the tars are removed');
 });

@@ -3,8 +3,8 @@
 import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { createHash, randomBytes } from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatManifest } from '../../src/assets/manifest.js';
@@ -154,4 +154,35 @@ t.test('a machine that pulled through its cache but got its assets from the orig
   t.same(link, { link: 'origin → machines (assets, direct)', actualBytes: tool.length, naiveBytes: tool.length }, 'the asset is on the origin\'s direct link');
   const machines = result.ledger.links.find((l) => l.link === 'cache region-a → machines');
   t.equal(machines?.naiveBytes, result.push.fullUploadBytes, 'the region\'s naive bytes are its machine\'s project only');
+});
+
+t.test("a cache that never answers for an asset costs the machine the fleet's cacheTimeout, then the origin serves it", async (t) => {
+  const dir = await project(t, spreadYaml('assets-hung', ['backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          region: region-a']), {
+    's/t': 'summary: uses a tool\nassets: manifest.tt\nexecute: test "$(sha512sum tool.bin | cut -d\' \' -f1)" = "$(cat want)"\n',
+  });
+  const tool = randomBytes(64 * 1024);
+  const { cache, fleetFile, tokenFile, manifest, digest } = await assetFleet(t, dir, tool);
+  // The cache serves the project, and takes every asset request without ever answering it
+  // (before its own listeners, which answer a hit before fastify sees it: fast-hit.ts).
+  const hung = new Set<Socket>();
+  const answering = cache.server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+  cache.server.removeAllListeners('request');
+  cache.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (req.url?.startsWith('/sha512/')) return void hung.add(req.socket);
+    for (const listener of answering) listener.call(cache.server, req, res);
+  });
+  t.teardown(() => {
+    for (const socket of hung) socket.destroy();
+  });
+  await writeFile(join(dir, 's/t/manifest.tt'), manifest);
+  await writeFile(join(dir, 's/t/want'), digest);
+  await writeFile(fleetFile, `${await readFile(fleetFile, 'utf8')}cacheTimeout: 1s\n`);
+  const started = Date.now();
+  const { result, out } = await run(dir, [], { fleetFile, tokenFile });
+  const took = Date.now() - started;
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.successful, 1, 'the task found its asset');
+  t.ok(hung.size > 0, 'the cache was asked for it first');
+  t.match(out, /WARNING: assets of local:alpha-1:s\/t \(local:alpha-1\): tool\.bin: http:\/\/127\.0\.0\.1:\d+\/sha512\/\S+: .*timeout/i, 'the cache given up on, for its silence');
+  t.ok(took < 30_000, `the run took seconds, not the client's minute of waiting for headers (${took} ms)`);
 });
