@@ -269,6 +269,11 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
   // and their assets, which no cache counted either
   const directAssets = run.assetNaiveByRegion[ORIGIN_DIRECT] ?? 0;
   if (directAssets > 0) links.push({ link: 'origin → machines (assets, direct)', actualBytes: run.originAssetBytes ?? 0, naiveBytes: directAssets });
+  // The runner's own artifacts (`run --artifacts`) from the origin itself, when no cache took
+  // the request (none in the fleet, or every one failed it): on no cache's link, yet in the egress.
+  const cacheUrls = new Set(after.caches.map((c) => c.url));
+  const controllerDirect = Object.entries(run.controllerBytesByCache ?? {}).reduce((n, [url, bytes]) => n + (cacheUrls.has(url) ? 0 : bytes), 0);
+  if (controllerDirect > 0) links.push({ link: 'origin → controller (artifacts, direct)', actualBytes: controllerDirect, naiveBytes: controllerDirect });
   links.push({ link: 'machines → origin (artifacts)', actualBytes: run.artifactBytes, naiveBytes: run.artifactBytes });
   const [o0, o1] = [before.origin, after.origin];
   const originOut = o0 && o1 && o0.startedAt === o1.startedAt ? o1.totals.bytesOut - o0.totals.bytesOut : null;

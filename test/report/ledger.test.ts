@@ -190,3 +190,23 @@ t.test('a server in a cache\'s place that is not one (the origin itself): no fig
   t.notMatch(text, /NaN/);
   t.match(text, /origin → cache a\s+\?/, 'the link is unknown');
 });
+
+t.test("the runner's artifacts fetched from the origin itself have a link of their own: the links add up to the egress", async (t) => {
+  const snap = (out: number): FleetSnapshot => ({ takenAt: RUN_START, origin: { startedAt: T0, totals: { bytesIn: 0, bytesOut: out } }, caches: [] });
+  const pulled = 2 * figures.fullUploadBytes;
+  const fetched = 4321;
+  const ledger = buildLedger(snap(0), snap(pulled + fetched), {
+    ...figures, machinesByRegion: { '(origin)': 2 }, originPullBytes: pulled, artifactBytes: fetched, controllerBytesByCache: { 'http://origin': fetched },
+  });
+  t.same(ledger.links.find((l) => l.link.includes('controller (artifacts')), { link: 'origin → controller (artifacts, direct)', actualBytes: fetched, naiveBytes: fetched });
+  const fromOrigin = ledger.links.filter((l) => l.link.startsWith('origin → '));
+  t.equal(fromOrigin.reduce((n, l) => n + (l.actualBytes ?? 0), 0), ledger.originEgress.actual, 'the links out of the origin add up to its egress');
+  t.equal(fromOrigin.reduce((n, l) => n + l.naiveBytes, 0), ledger.originEgress.naive, 'and so do their naive bytes');
+  t.match(formatLedger(ledger), /origin → controller \(artifacts, direct\)\s+4\.2 KiB\s+4\.2 KiB\s+0\.0%/);
+  const throughCache = buildLedger(
+    { ...snap(0), caches: [{ region: 'a', url: 'http://a', stats: cache(0, 0, 0, 0) }] },
+    { ...snap(0), caches: [{ region: 'a', url: 'http://a', stats: cache(0, 0, 0, 0) }] },
+    { ...figures, machinesByRegion: { a: 1 }, controllerBytesByCache: { 'http://a': fetched } },
+  );
+  t.notOk(throughCache.links.some((l) => l.link.includes('direct')), 'none when a cache took them');
+});
