@@ -325,6 +325,11 @@ export function coverageNote(c: CacheFigures): string {
   return c.reachable === false ? 'unreachable after the run, no figures' : 'unreachable before the run, no figures';
 }
 
+/** A cache whose counters could not be read: no hit ratio to show for it (its zeros are not a 0% one). */
+export function withoutFigures(c: CacheFigures): boolean {
+  return (c.coverage ?? (c.reachable === false ? 'none' : 'run')) === 'none';
+}
+
 export function formatLedger(l: Ledger): string {
   // as wide as the longest link name ("region-b cache → controller (artifacts)"), 34 at least
   const width = Math.max(34, ...l.links.map((k) => k.link.length));
@@ -337,7 +342,7 @@ export function formatLedger(l: Ledger): string {
   const caches = l.caches.map((c) => {
     const name = `cache ${c.region}${shared(c) ? ` (${c.url})` : ''}`;
     const note = coverageNote(c);
-    if (note.endsWith('no figures')) return `  ${name}: ${note}`;
+    if (withoutFigures(c)) return `  ${name}: ${note}`;
     return `  ${name}: ${lookupCounts(c)}, hit ratio ${(100 * c.hitRatio).toFixed(1)}%${note ? ` (${note})` : ''}`;
   });
   const { actual, naive } = l.originEgress;

@@ -58,6 +58,10 @@ t.test('actual against naive, per link and per cache, from counter differences',
   });
   t.match(formatLedger(down), /cache b: unreachable after the run, no figures/, 'a cache whose figures could not be read says so');
   t.match(formatLedger(down), /origin → cache b\s+\?\s/, 'its links are unknown, not 100% saved');
+  const downHtml = ledgerHtml(down);
+  t.match(downHtml, />unreachable after the run, no figures</, 'the HTML says so too');
+  t.notMatch(downHtml, /0\.0% \(0 hits/, 'with no hit ratio of 0.0% for it');
+  t.match(downHtml, /90\.0% \(6 hits, 3 joined a fill, 1 miss\)/, 'the cache that was read has its own');
   t.match(text, /naive: every machine downloading the compressed project tar/, 'the baseline is stated');
   const html = ledgerHtml(ledger);
   t.match(html, /<svg/);
