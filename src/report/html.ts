@@ -67,7 +67,7 @@ ${linkChart}
 <h2>Hit ratio per cache</h2>
 ${hitChart}
 <h2>Figures</h2>
-<table><tr><th>link</th><th>actual</th><th>naive</th></tr>
+<table><tr><th>link</th><th>actual (bytes)</th><th>naive (bytes)</th></tr>
 ${l.links.map((k) => `<tr><td>${esc(k.link)}</td><td>${k.actualBytes === null ? '?' : `${k.partial ? '≥ ' : ''}${k.actualBytes}`}</td><td>${k.naiveBytes}</td></tr>`).join('\n')}
 </table>
 </body></html>

@@ -1,8 +1,10 @@
 // The ledger: per-link figures from the servers' counters before and after a run.
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import { buildLedger, formatLedger, snapshotFleet, type FleetSnapshot } from '../../src/report/ledger.js';
 import { startOrigin } from '../helpers/origin.js';
 import { ledgerHtml } from '../../src/report/html.js';
+import { REPO_ROOT } from '../helpers/processes.js';
 
 const T0 = '2026-12-03T10:00:00.000Z';
 const RUN_START = '2026-12-03T12:00:00.000Z';
@@ -67,6 +69,7 @@ t.test('actual against naive, per link and per cache, from counter differences',
   t.match(html, /<svg/);
   t.match(html, /data-testid="origin-egress">300 B</);
   t.notMatch(html, /src="http|href="http/, 'nothing loaded from elsewhere');
+  t.match(html, /<th>actual \(bytes\)<\/th><th>naive \(bytes\)<\/th>/, 'the unit of the table of figures is stated');
 });
 
 t.test('two caches in one region: one pair of links, its naive bytes counted once', async (t) => {
@@ -213,4 +216,19 @@ t.test("the runner's artifacts fetched from the origin itself have a link of the
     { ...figures, machinesByRegion: { a: 1 }, controllerBytesByCache: { 'http://a': fetched } },
   );
   t.notOk(throughCache.links.some((l) => l.link.includes('direct')), 'none when a cache took them');
+});
+
+t.test('docs/report.md names every field of the JSON report, and no other', async (t) => {
+  const doc = readFileSync(`${REPO_ROOT}docs/report.md`, 'utf8');
+  const json = doc.slice(doc.indexOf('## The JSON report'));
+  // the first column of its tables: `name`, or `a`, `b`, `c`
+  const documented = new Set([...json.matchAll(/^\| (`[^|]+`) \|/gm)].flatMap((m) => [...m[1]!.matchAll(/`(\w+)`/g)].map((n) => n[1]!)));
+  const at = (served: number, startedAt: string): FleetSnapshot => ({ takenAt: RUN_START, origin: { startedAt, totals: { bytesIn: 0, bytesOut: 0 } }, caches: [{ region: 'a', url: 'http://a', stats: cache(served, 0, 1, 1, 0, startedAt) }] });
+  // every optional field present: a restart (partial), reused machines, an interrupt
+  const ledger = buildLedger(at(5000, T0), at(100, RUN_START), { ...figures, machinesByRegion: { a: 1 }, machinesReused: 2, interrupted: { signal: 'SIGINT', abortedJobs: 1 } });
+  const fields = new Set([...Object.keys(ledger), ...ledger.links.flatMap((l) => Object.keys(l)), ...ledger.caches.flatMap((c) => Object.keys(c))]);
+  t.ok(ledger.links.some((l) => l.partial) && ledger.reused && ledger.interrupted, 'the ledger has its optional fields');
+  t.same([...fields].filter((f) => !documented.has(f)), [], 'every field is documented');
+  t.same([...documented].filter((f) => !fields.has(f)), [], 'every documented field is one');
+  for (const nested of [...Object.keys(ledger.originEgress), ...Object.keys(ledger.interrupted!)]) t.match(json, `\`${nested}\``, `${nested} is documented`);
 });
