@@ -1,6 +1,6 @@
 // A self-contained HTML page for a ledger: bars of bytes per link (actual against naive)
 // and the hit ratio of each cache, drawn as inline SVG (nothing loaded from elsewhere).
-import { BASELINE, coverageNote, interruptedNote, linkFigures, lookupCounts, machinesText, withoutFigures, type Ledger } from './ledger.js';
+import { BASELINE, cacheName, coverageNote, interruptedNote, linkFigures, lookupCounts, machinesText, withoutFigures, type Ledger } from './ledger.js';
 import { formatBytes } from '../config/units.js';
 
 function esc(s: string): string {
@@ -42,7 +42,7 @@ export function ledgerHtml(l: Ledger): string {
       const note = coverageNote(c);
       // as the text report: no ratio, and no bar, for a cache whose figures could not be read
       const text = withoutFigures(c) ? note : `${(100 * c.hitRatio).toFixed(1)}% (${lookupCounts(c)}${note ? `; ${note}` : ''})`;
-      return { label: `cache ${c.region}`, values: [{ v: withoutFigures(c) ? 0 : c.hitRatio, color: '#3a9a5b', text }] };
+      return { label: cacheName(l, c), values: [{ v: withoutFigures(c) ? 0 : c.hitRatio, color: '#3a9a5b', text }] };
     }),
     1,
   );

@@ -330,6 +330,12 @@ export function withoutFigures(c: CacheFigures): boolean {
   return (c.coverage ?? (c.reachable === false ? 'none' : 'run')) === 'none';
 }
 
+/** "cache a"; a cache of a region that has several is named by its URL too: "cache a (http://…)". */
+export function cacheName(l: Ledger, c: CacheFigures): string {
+  const shared = l.caches.filter((o) => o.region === c.region).length > 1;
+  return `cache ${c.region}${shared ? ` (${c.url})` : ''}`;
+}
+
 export function formatLedger(l: Ledger): string {
   // as wide as the longest link name ("region-b cache → controller (artifacts)"), 34 at least
   const width = Math.max(34, ...l.links.map((k) => k.link.length));
@@ -337,10 +343,8 @@ export function formatLedger(l: Ledger): string {
     const { actual, saved } = linkFigures(k);
     return `  ${k.link.padEnd(width)} ${actual.padStart(11)} ${formatBytes(k.naiveBytes).padStart(11)} ${saved.padStart(8)}`;
   });
-  // A region with several caches names each by its URL.
-  const shared = (c: CacheFigures): boolean => l.caches.filter((o) => o.region === c.region).length > 1;
   const caches = l.caches.map((c) => {
-    const name = `cache ${c.region}${shared(c) ? ` (${c.url})` : ''}`;
+    const name = cacheName(l, c);
     const note = coverageNote(c);
     if (withoutFigures(c)) return `  ${name}: ${note}`;
     return `  ${name}: ${lookupCounts(c)}, hit ratio ${(100 * c.hitRatio).toFixed(1)}%${note ? ` (${note})` : ''}`;

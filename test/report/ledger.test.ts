@@ -94,6 +94,9 @@ t.test('two caches in one region: one pair of links, its naive bytes counted onc
   const text = formatLedger(ledger);
   t.match(text, /cache a \(http:\/\/a1\): 30 hits/, 'each cache named by its URL');
   t.match(text, /cache a \(http:\/\/a2\): 10 hits/);
+  const html = ledgerHtml(ledger);
+  t.match(html, />cache a \(http:\/\/a1\)<\/text>/, 'and so in the HTML, not two bars both named "cache a"');
+  t.match(html, />cache a \(http:\/\/a2\)<\/text>/);
 });
 
 t.test('the columns line up whatever the length of the link names', async (t) => {
