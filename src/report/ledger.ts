@@ -339,10 +339,12 @@ export function cacheName(l: Ledger, c: CacheFigures): string {
 export function formatLedger(l: Ledger): string {
   // as wide as the longest link name ("region-b cache → controller (artifacts)"), 34 at least
   const width = Math.max(34, ...l.links.map((k) => k.link.length));
-  const rows = l.links.map((k) => {
-    const { actual, saved } = linkFigures(k);
-    return `  ${k.link.padEnd(width)} ${actual.padStart(11)} ${formatBytes(k.naiveBytes).padStart(11)} ${saved.padStart(8)}`;
-  });
+  const cells = l.links.map((k) => ({ link: k.link, ...linkFigures(k), naive: formatBytes(k.naiveBytes) }));
+  // and each figure's column as wide as its widest ("≥ 1023.9 MiB", "≤ -146.6%"), 11 and 8 at least
+  const wide = (field: 'actual' | 'naive' | 'saved', least: number): number => Math.max(least, ...cells.map((c) => c[field].length));
+  const [actualWidth, naiveWidth, savedWidth] = [wide('actual', 11), wide('naive', 11), wide('saved', 8)];
+  const line = (c: { link: string; actual: string; naive: string; saved: string }): string =>
+    `  ${c.link.padEnd(width)} ${c.actual.padStart(actualWidth)} ${c.naive.padStart(naiveWidth)} ${c.saved.padStart(savedWidth)}`;
   const caches = l.caches.map((c) => {
     const name = cacheName(l, c);
     const note = coverageNote(c);
@@ -355,8 +357,8 @@ export function formatLedger(l: Ledger): string {
   return [
     `Transfer report of run ${l.run} (${l.project}, ${machinesText(l)}):`,
     ...(interrupted ? [`  ${interrupted}`] : []),
-    `  ${'link'.padEnd(width)} ${'actual'.padStart(11)} ${'naive'.padStart(11)} ${'saved'.padStart(8)}`,
-    ...rows,
+    line({ link: 'link', actual: 'actual', naive: 'naive', saved: 'saved' }),
+    ...cells.map(line),
     ...caches,
     `  origin egress: ${egress}`,
     `  (${BASELINE})`,

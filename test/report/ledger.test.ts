@@ -112,6 +112,21 @@ t.test('the columns line up whatever the length of the link names', async (t) =>
   t.same(text.split('\n').slice(1, 4).map((line) => line.length), [width, width, width], 'heading, short name and long name: one width, the longest name\'s');
 });
 
+t.test('the columns line up whatever the width of the figures (a partial one, a saving far below zero)', async (t) => {
+  const links = [
+    { link: 'controller → origin (project)', actualBytes: 50, naiveBytes: 1000 },
+    { link: 'origin → cache a', actualBytes: 1023.9 * 1024 * 1024, naiveBytes: 2_000_000, partial: true },
+    { link: 'cache a → machines', actualBytes: 2_000_000, naiveBytes: 1000, partial: true },
+  ];
+  const lines = formatLedger({ run: 'r1', project: 'p', machines: 2, caches: [], originEgress: { actual: 0, naive: 0 }, links }).split('\n').slice(1, 5);
+  t.match(lines[2], /≥ 1023\.9 MiB/);
+  t.match(lines[3], /≤ -199900\.0%/);
+  t.same(new Set(lines.map((line) => line.length)).size, 1, 'heading and rows: one width');
+  // each column ends where the heading's does
+  const ends = (line: string, cell: RegExp): number => { const m = cell.exec(line)!; return m.index + m[0].length; };
+  for (const [i, cell] of [[2, /≥ 1023\.9 MiB/], [3, /≥ 1\.9 MiB/]] as const) t.equal(ends(lines[i]!, cell), ends(lines[0]!, /actual/), `row ${i}: its actual under the heading`);
+});
+
 t.test('a server restarted during the run: counted since its restart, never below zero or above naive', async (t) => {
   const at = (served: number, upstream: number, startedAt = T0): FleetSnapshot => ({
     takenAt: RUN_START,
