@@ -9,6 +9,7 @@ import { findProject } from '../spread/index.js';
 import { checkSegment } from '../store/safe-name.js';
 import { ledgerHtml } from '../report/html.js';
 import { formatLedger, type Ledger } from '../report/ledger.js';
+import { asLedger } from '../report/ledger-shape.js';
 
 interface ReportFlags {
   run?: string;
@@ -36,10 +37,10 @@ async function readLedger(dataDir: string, run?: string): Promise<Ledger> {
   if (!name) throw new NotFoundError(`no run reports in ${dir}: run \`fleetcache run\` first`);
   const file = join(dir, name);
   try {
-    return JSON.parse(await readFile(file, 'utf8')) as Ledger;
+    return asLedger(JSON.parse(await readFile(file, 'utf8')));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`no report for run ${run ?? name.slice(0, -'.json'.length)} in ${dir}`);
-    // unreadable, or a run cut short while writing it, or a file edited by hand
+    // unreadable, or a run cut short while writing it, or a file edited by hand (named by its first wrong field)
     throw new NotFoundError(`${file}: not a readable run report (${errorMessage(err)})`);
   }
 }

@@ -1,6 +1,6 @@
 // A self-contained HTML page for a ledger: bars of bytes per link (actual against naive)
 // and the hit ratio of each cache, drawn as inline SVG (nothing loaded from elsewhere).
-import { BASELINE, coverageNote, interruptedNote, linkFigures, lookupCounts, machinesText, type Ledger } from './ledger.js';
+import { BASELINE, cacheName, coverageNote, interruptedNote, linkFigures, lookupCounts, machinesText, withoutFigures, type Ledger } from './ledger.js';
 import { formatBytes } from '../config/units.js';
 
 function esc(s: string): string {
@@ -40,7 +40,9 @@ export function ledgerHtml(l: Ledger): string {
   const hitChart = bars(
     l.caches.map((c) => {
       const note = coverageNote(c);
-      return { label: `cache ${c.region}`, values: [{ v: c.hitRatio, color: '#3a9a5b', text: `${(100 * c.hitRatio).toFixed(1)}% (${lookupCounts(c)}${note ? `; ${note}` : ''})` }] };
+      // as the text report: no ratio, and no bar, for a cache whose figures could not be read
+      const text = withoutFigures(c) ? note : `${(100 * c.hitRatio).toFixed(1)}% (${lookupCounts(c)}${note ? `; ${note}` : ''})`;
+      return { label: cacheName(l, c), values: [{ v: withoutFigures(c) ? 0 : c.hitRatio, color: '#3a9a5b', text }] };
     }),
     1,
   );
@@ -65,7 +67,7 @@ ${linkChart}
 <h2>Hit ratio per cache</h2>
 ${hitChart}
 <h2>Figures</h2>
-<table><tr><th>link</th><th>actual</th><th>naive</th></tr>
+<table><tr><th>link</th><th>actual (bytes)</th><th>naive (bytes)</th></tr>
 ${l.links.map((k) => `<tr><td>${esc(k.link)}</td><td>${k.actualBytes === null ? '?' : `${k.partial ? '≥ ' : ''}${k.actualBytes}`}</td><td>${k.naiveBytes}</td></tr>`).join('\n')}
 </table>
 </body></html>

@@ -132,7 +132,7 @@ async function tryStats<T>(url: string, shape: (value: unknown) => value is T, t
   }
 }
 
-const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+export const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 const TALLY_FIELDS: ReadonlyArray<keyof CacheKindTally> = ['bytesServed', 'bytesUpstream', 'hits', 'misses', 'collapsed'];
 
 /**
@@ -269,6 +269,11 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
   // and their assets, which no cache counted either
   const directAssets = run.assetNaiveByRegion[ORIGIN_DIRECT] ?? 0;
   if (directAssets > 0) links.push({ link: 'origin → machines (assets, direct)', actualBytes: run.originAssetBytes ?? 0, naiveBytes: directAssets });
+  // The runner's own artifacts (`run --artifacts`) from the origin itself, when no cache took
+  // the request (none in the fleet, or every one failed it): on no cache's link, yet in the egress.
+  const cacheUrls = new Set(after.caches.map((c) => c.url));
+  const controllerDirect = Object.entries(run.controllerBytesByCache ?? {}).reduce((n, [url, bytes]) => n + (cacheUrls.has(url) ? 0 : bytes), 0);
+  if (controllerDirect > 0) links.push({ link: 'origin → controller (artifacts, direct)', actualBytes: controllerDirect, naiveBytes: controllerDirect });
   links.push({ link: 'machines → origin (artifacts)', actualBytes: run.artifactBytes, naiveBytes: run.artifactBytes });
   const [o0, o1] = [before.origin, after.origin];
   const originOut = o0 && o1 && o0.startedAt === o1.startedAt ? o1.totals.bytesOut - o0.totals.bytesOut : null;
@@ -320,19 +325,30 @@ export function coverageNote(c: CacheFigures): string {
   return c.reachable === false ? 'unreachable after the run, no figures' : 'unreachable before the run, no figures';
 }
 
+/** A cache whose counters could not be read: no hit ratio to show for it (its zeros are not a 0% one). */
+export function withoutFigures(c: CacheFigures): boolean {
+  return (c.coverage ?? (c.reachable === false ? 'none' : 'run')) === 'none';
+}
+
+/** "cache a"; a cache of a region that has several is named by its URL too: "cache a (http://…)". */
+export function cacheName(l: Ledger, c: CacheFigures): string {
+  const shared = l.caches.filter((o) => o.region === c.region).length > 1;
+  return `cache ${c.region}${shared ? ` (${c.url})` : ''}`;
+}
+
 export function formatLedger(l: Ledger): string {
   // as wide as the longest link name ("region-b cache → controller (artifacts)"), 34 at least
   const width = Math.max(34, ...l.links.map((k) => k.link.length));
-  const rows = l.links.map((k) => {
-    const { actual, saved } = linkFigures(k);
-    return `  ${k.link.padEnd(width)} ${actual.padStart(11)} ${formatBytes(k.naiveBytes).padStart(11)} ${saved.padStart(8)}`;
-  });
-  // A region with several caches names each by its URL.
-  const shared = (c: CacheFigures): boolean => l.caches.filter((o) => o.region === c.region).length > 1;
+  const cells = l.links.map((k) => ({ link: k.link, ...linkFigures(k), naive: formatBytes(k.naiveBytes) }));
+  // and each figure's column as wide as its widest ("≥ 1023.9 MiB", "≤ -146.6%"), 11 and 8 at least
+  const wide = (field: 'actual' | 'naive' | 'saved', least: number): number => Math.max(least, ...cells.map((c) => c[field].length));
+  const [actualWidth, naiveWidth, savedWidth] = [wide('actual', 11), wide('naive', 11), wide('saved', 8)];
+  const line = (c: { link: string; actual: string; naive: string; saved: string }): string =>
+    `  ${c.link.padEnd(width)} ${c.actual.padStart(actualWidth)} ${c.naive.padStart(naiveWidth)} ${c.saved.padStart(savedWidth)}`;
   const caches = l.caches.map((c) => {
-    const name = `cache ${c.region}${shared(c) ? ` (${c.url})` : ''}`;
+    const name = cacheName(l, c);
     const note = coverageNote(c);
-    if (note.endsWith('no figures')) return `  ${name}: ${note}`;
+    if (withoutFigures(c)) return `  ${name}: ${note}`;
     return `  ${name}: ${lookupCounts(c)}, hit ratio ${(100 * c.hitRatio).toFixed(1)}%${note ? ` (${note})` : ''}`;
   });
   const { actual, naive } = l.originEgress;
@@ -341,8 +357,8 @@ export function formatLedger(l: Ledger): string {
   return [
     `Transfer report of run ${l.run} (${l.project}, ${machinesText(l)}):`,
     ...(interrupted ? [`  ${interrupted}`] : []),
-    `  ${'link'.padEnd(width)} ${'actual'.padStart(11)} ${'naive'.padStart(11)} ${'saved'.padStart(8)}`,
-    ...rows,
+    line({ link: 'link', actual: 'actual', naive: 'naive', saved: 'saved' }),
+    ...cells.map(line),
     ...caches,
     `  origin egress: ${egress}`,
     `  (${BASELINE})`,

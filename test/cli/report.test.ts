@@ -91,3 +91,30 @@ t.test('a report that cannot be read is named, never "run undefined"', async (t)
   const missing = await capture(['report', '--data', data, '--run', 'nope']);
   t.match(missing.err, /^fleetcache: error: no report for run nope in /, 'an absent one is still "no report"');
 });
+
+t.test('a report of another shape is refused with its first wrong field, never a TypeError', async (t) => {
+  const data = t.testdir();
+  await mkdir(join(data, 'reports'));
+  const file = join(data, 'reports', '20261123T150000Z-ffffff.json');
+  const good = ledger('20261123T150000Z-ffffff', 10);
+  const cases: Array<[unknown, RegExp]> = [
+    [{ run: good.run, project: 'p' }, /\(machines: should be a number\)/],
+    [[], /\(the report: should be an object\)/],
+    [null, /\(the report: should be an object\)/],
+    [{ ...good, links: [{ link: 'x', actualBytes: 1, naiveBytes: '2' }] }, /\(links\[0\]\.naiveBytes: should be a number\)/],
+    [{ ...good, caches: [{ region: 'a', url: 'http://a', hits: 1, misses: 0, collapsed: 0 }] }, /\(caches\[0\]\.hitRatio: should be a number\)/],
+    [{ ...good, originEgress: undefined }, /\(originEgress: should be an object\)/],
+  ];
+  for (const [value, message] of cases) {
+    await writeFile(file, JSON.stringify(value));
+    for (const flags of [[], ['--json'], ['--html', join(data, 'r.html')]]) {
+      const res = await capture(['report', '--data', data, ...flags]);
+      t.equal(res.code, EXIT.notFound, `${JSON.stringify(value)} ${flags.join(' ')}`);
+      t.match(res.err, /20261123T150000Z-ffffff\.json: not a readable run report/);
+      t.match(res.err, message);
+      t.notMatch(res.err, /TypeError:|Cannot read properties/);
+    }
+  }
+  await writeFile(file, JSON.stringify({ ...good, interrupted: { signal: 'SIGINT', abortedJobs: 2 } }));
+  t.equal((await capture(['report', '--data', data])).code, 0, 'a whole report is read');
+});

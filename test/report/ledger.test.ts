@@ -1,8 +1,10 @@
 // The ledger: per-link figures from the servers' counters before and after a run.
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import { buildLedger, formatLedger, snapshotFleet, type FleetSnapshot } from '../../src/report/ledger.js';
 import { startOrigin } from '../helpers/origin.js';
 import { ledgerHtml } from '../../src/report/html.js';
+import { REPO_ROOT } from '../helpers/processes.js';
 
 const T0 = '2026-12-03T10:00:00.000Z';
 const RUN_START = '2026-12-03T12:00:00.000Z';
@@ -58,11 +60,16 @@ t.test('actual against naive, per link and per cache, from counter differences',
   });
   t.match(formatLedger(down), /cache b: unreachable after the run, no figures/, 'a cache whose figures could not be read says so');
   t.match(formatLedger(down), /origin → cache b\s+\?\s/, 'its links are unknown, not 100% saved');
+  const downHtml = ledgerHtml(down);
+  t.match(downHtml, />unreachable after the run, no figures</, 'the HTML says so too');
+  t.notMatch(downHtml, /0\.0% \(0 hits/, 'with no hit ratio of 0.0% for it');
+  t.match(downHtml, /90\.0% \(6 hits, 3 joined a fill, 1 miss\)/, 'the cache that was read has its own');
   t.match(text, /naive: every machine downloading the compressed project tar/, 'the baseline is stated');
   const html = ledgerHtml(ledger);
   t.match(html, /<svg/);
   t.match(html, /data-testid="origin-egress">300 B</);
   t.notMatch(html, /src="http|href="http/, 'nothing loaded from elsewhere');
+  t.match(html, /<th>actual \(bytes\)<\/th><th>naive \(bytes\)<\/th>/, 'the unit of the table of figures is stated');
 });
 
 t.test('two caches in one region: one pair of links, its naive bytes counted once', async (t) => {
@@ -87,6 +94,9 @@ t.test('two caches in one region: one pair of links, its naive bytes counted onc
   const text = formatLedger(ledger);
   t.match(text, /cache a \(http:\/\/a1\): 30 hits/, 'each cache named by its URL');
   t.match(text, /cache a \(http:\/\/a2\): 10 hits/);
+  const html = ledgerHtml(ledger);
+  t.match(html, />cache a \(http:\/\/a1\)<\/text>/, 'and so in the HTML, not two bars both named "cache a"');
+  t.match(html, />cache a \(http:\/\/a2\)<\/text>/);
 });
 
 t.test('the columns line up whatever the length of the link names', async (t) => {
@@ -100,6 +110,21 @@ t.test('the columns line up whatever the length of the link names', async (t) =>
   // the last column is right-aligned: lines of one length have every column in its place
   const width = 2 + 'region-southeast cache → controller (artifacts)'.length + 1 + 11 + 1 + 11 + 1 + 8;
   t.same(text.split('\n').slice(1, 4).map((line) => line.length), [width, width, width], 'heading, short name and long name: one width, the longest name\'s');
+});
+
+t.test('the columns line up whatever the width of the figures (a partial one, a saving far below zero)', async (t) => {
+  const links = [
+    { link: 'controller → origin (project)', actualBytes: 50, naiveBytes: 1000 },
+    { link: 'origin → cache a', actualBytes: 1023.9 * 1024 * 1024, naiveBytes: 2_000_000, partial: true },
+    { link: 'cache a → machines', actualBytes: 2_000_000, naiveBytes: 1000, partial: true },
+  ];
+  const lines = formatLedger({ run: 'r1', project: 'p', machines: 2, caches: [], originEgress: { actual: 0, naive: 0 }, links }).split('\n').slice(1, 5);
+  t.match(lines[2], /≥ 1023\.9 MiB/);
+  t.match(lines[3], /≤ -199900\.0%/);
+  t.same(new Set(lines.map((line) => line.length)).size, 1, 'heading and rows: one width');
+  // each column ends where the heading's does
+  const ends = (line: string, cell: RegExp): number => { const m = cell.exec(line)!; return m.index + m[0].length; };
+  for (const [i, cell] of [[2, /≥ 1023\.9 MiB/], [3, /≥ 1\.9 MiB/]] as const) t.equal(ends(lines[i]!, cell), ends(lines[0]!, /actual/), `row ${i}: its actual under the heading`);
 });
 
 t.test('a server restarted during the run: counted since its restart, never below zero or above naive', async (t) => {
@@ -189,4 +214,39 @@ t.test('a server in a cache\'s place that is not one (the origin itself): no fig
   const text = formatLedger(buildLedger(before, await snapshotFleet(fleet), { ...figures, machinesByRegion: { a: 2 } }));
   t.notMatch(text, /NaN/);
   t.match(text, /origin → cache a\s+\?/, 'the link is unknown');
+});
+
+t.test("the runner's artifacts fetched from the origin itself have a link of their own: the links add up to the egress", async (t) => {
+  const snap = (out: number): FleetSnapshot => ({ takenAt: RUN_START, origin: { startedAt: T0, totals: { bytesIn: 0, bytesOut: out } }, caches: [] });
+  const pulled = 2 * figures.fullUploadBytes;
+  const fetched = 4321;
+  const ledger = buildLedger(snap(0), snap(pulled + fetched), {
+    ...figures, machinesByRegion: { '(origin)': 2 }, originPullBytes: pulled, artifactBytes: fetched, controllerBytesByCache: { 'http://origin': fetched },
+  });
+  t.same(ledger.links.find((l) => l.link.includes('controller (artifacts')), { link: 'origin → controller (artifacts, direct)', actualBytes: fetched, naiveBytes: fetched });
+  const fromOrigin = ledger.links.filter((l) => l.link.startsWith('origin → '));
+  t.equal(fromOrigin.reduce((n, l) => n + (l.actualBytes ?? 0), 0), ledger.originEgress.actual, 'the links out of the origin add up to its egress');
+  t.equal(fromOrigin.reduce((n, l) => n + l.naiveBytes, 0), ledger.originEgress.naive, 'and so do their naive bytes');
+  t.match(formatLedger(ledger), /origin → controller \(artifacts, direct\)\s+4\.2 KiB\s+4\.2 KiB\s+0\.0%/);
+  const throughCache = buildLedger(
+    { ...snap(0), caches: [{ region: 'a', url: 'http://a', stats: cache(0, 0, 0, 0) }] },
+    { ...snap(0), caches: [{ region: 'a', url: 'http://a', stats: cache(0, 0, 0, 0) }] },
+    { ...figures, machinesByRegion: { a: 1 }, controllerBytesByCache: { 'http://a': fetched } },
+  );
+  t.notOk(throughCache.links.some((l) => l.link.includes('direct')), 'none when a cache took them');
+});
+
+t.test('docs/report.md names every field of the JSON report, and no other', async (t) => {
+  const doc = readFileSync(`${REPO_ROOT}docs/report.md`, 'utf8');
+  const json = doc.slice(doc.indexOf('## The JSON report'));
+  // the first column of its tables: `name`, or `a`, `b`, `c`
+  const documented = new Set([...json.matchAll(/^\| (`[^|]+`) \|/gm)].flatMap((m) => [...m[1]!.matchAll(/`(\w+)`/g)].map((n) => n[1]!)));
+  const at = (served: number, startedAt: string): FleetSnapshot => ({ takenAt: RUN_START, origin: { startedAt, totals: { bytesIn: 0, bytesOut: 0 } }, caches: [{ region: 'a', url: 'http://a', stats: cache(served, 0, 1, 1, 0, startedAt) }] });
+  // every optional field present: a restart (partial), reused machines, an interrupt
+  const ledger = buildLedger(at(5000, T0), at(100, RUN_START), { ...figures, machinesByRegion: { a: 1 }, machinesReused: 2, interrupted: { signal: 'SIGINT', abortedJobs: 1 } });
+  const fields = new Set([...Object.keys(ledger), ...ledger.links.flatMap((l) => Object.keys(l)), ...ledger.caches.flatMap((c) => Object.keys(c))]);
+  t.ok(ledger.links.some((l) => l.partial) && ledger.reused && ledger.interrupted, 'the ledger has its optional fields');
+  t.same([...fields].filter((f) => !documented.has(f)), [], 'every field is documented');
+  t.same([...documented].filter((f) => !fields.has(f)), [], 'every documented field is one');
+  for (const nested of [...Object.keys(ledger.originEgress), ...Object.keys(ledger.interrupted!)]) t.match(json, `\`${nested}\``, `${nested} is documented`);
 });
