@@ -13,6 +13,7 @@ import { errorMessage, FleetError } from '../errors.js';
 import type { RepackOptions } from '../pack/repack.js';
 import { pushProject, unusableBaseLine, type PushResult } from '../project-upload/push.js';
 import { prunedLine } from '../project-upload/base-cache.js';
+import { writeAtomically } from '../project-upload/atomic-file.js';
 import { beginSnapshot, buildLedger, snapshotFleet, type FleetSnapshot, type Ledger } from '../report/ledger.js';
 import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Backend, type Job, type Project, type ResolvedFields } from '../spread/index.js';
 import { projectError } from '../spread/yaml.js';
@@ -223,7 +224,8 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
     if (pruned) log.line(`${pruned[0]!.toUpperCase()}${pruned.slice(1)}.`);
     const result = await runJobs(o, log, project, jobs, backends, fleet, embedded !== undefined, token, push, dataRoot, fields, await before.snapshot, interrupt);
     await mkdir(join(dataRoot, 'reports'), { recursive: true });
-    await writeFile(join(dataRoot, 'reports', `${result.run}.json`), JSON.stringify(result.ledger, null, 2));
+    // whole or absent: a run killed mid-write left a truncated file as the latest report
+    await writeAtomically(join(dataRoot, 'reports', `${result.run}.json`), (tmp) => writeFile(tmp, JSON.stringify(result.ledger, null, 2)));
     return result;
   } finally {
     await embedded?.close();
