@@ -10,7 +10,7 @@ import { parseKnownHosts } from '../ssh/known-hosts.js';
 
 const Url = Type.String({ format: 'http-url', description: 'http(s) URL' });
 
-const FleetSchema = Type.Object(
+export const FleetSchema = Type.Object(
   {
     /** The origin's URL. Absent: the runner starts an embedded origin and cache on loopback. */
     origin: Type.Optional(Url),
