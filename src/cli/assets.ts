@@ -313,7 +313,7 @@ export function registerAssets(program: Command): void {
       requireHttpUrl('--url', origin);
       const { token } = assetsToken(flags);
       // Exit 7 (docs/errors.md), as push gets from the origin's 401: a token is missing, not the command line wrong.
-      if (!token) throw new FleetError('FC_ERR_UNAUTHORIZED', 'assets upload needs a token: --token-file FILE or $FLEETCACHE_TOKEN');
+      if (!token) throw new FleetError('FC_ERR_UNAUTHORIZED', 'assets upload needs a token: --token-file FILE, --authentication-file FILE or $FLEETCACHE_TOKEN');
       await uploadAssets({
         manifestPath: flags.manifest,
         origin,

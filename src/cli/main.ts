@@ -1,6 +1,6 @@
 // The CLI: one commander program, one file per command under src/cli/, and one place
 // (here) where errors become exit codes.
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Help, type Option } from 'commander';
 import { EXIT, toFleetError } from '../errors.js';
 import { errorText } from './exit-one.js';
 import { normaliseSpreadFlags } from './spread-flags.js';
@@ -43,6 +43,14 @@ async function buildProgram(argv: string[] = []): Promise<Command> {
     .showHelpAfterError('(run with --help for usage)')
     // commander's own errors ("error: unknown option ...") read as every other error of the CLI
     .configureOutput({ outputError: (text, write) => write(`fleetcache: ${text}`) })
+    // commander's help does not tell which options a command cannot run without: say so
+    // (the commands made below inherit this)
+    .configureHelp({
+      optionDescription(this: Help, option: Option): string {
+        const text = Help.prototype.optionDescription.call(this, option);
+        return option.mandatory ? `${text} (required)` : text;
+      },
+    })
     .exitOverride();
   const named = COMMANDS.filter(([name]) => name === argv[0]);
   // `--version` alone needs no command (loading them all took 0.2 s of a 0.25 s answer)

@@ -133,7 +133,7 @@ export function registerOrigin(program: Command): void {
     .option('-c, --config <file>', 'YAML configuration (see config/origin.yaml)')
     .option('--listen <host:port>', 'address to listen on; port 0 picks a free one (default 127.0.0.1:8080)')
     .option('--data <dir>', 'data directory (default cache/origin)')
-    .option('--token-file <file>', 'file with the write token(s), one per line (default $FLEETCACHE_TOKEN, else <data>/token)')
+    .option('--token-file <file>', "file with the write token(s), one per line (default: the configuration file's tokenFile:, else $FLEETCACHE_TOKEN, else <data>/token)")
     .addHelpText('after', '\nPrints "listening http://HOST:PORT" on stdout when ready; logs are JSON on stderr.\nStops cleanly on SIGINT or SIGTERM.\nWith retention: in the configuration, old runs, artifacts and bases are pruned (POST /-/prune?dry-run=1 with a write token shows what goes; deploy/OPERATIONS.md).')
     .action(async (flags: OriginFlags) => {
       restrictCreatedFiles();

@@ -1,9 +1,11 @@
 // `fleetcache pack DIR -o FILE.tar`: the deterministic project tar, with spread's rules.
 import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { packToFile } from '../pack/packer.js';
 import { checkRepackOutput, runRepack } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
+import { DEFAULT_DATA_DIR, runnerState } from '../run/state-dir.js';
 import { sha256File } from '../store/hashing.js';
 import { requireInput, requireOutput } from '../path-checks.js';
 import { tempNameFor, writeAtomically } from '../project-upload/atomic-file.js';
@@ -20,12 +22,17 @@ export interface RuleFlags {
 export function withRuleOptions(command: Command): Command {
   return command
     .addOption(repeatable('--include <glob>', 'path or glob relative to DIR to pack; repeatable', 'every entry of DIR'))
-    .addOption(repeatable('--exclude <pattern>', 'tar --exclude pattern (.spread-reuse.* always excluded); repeatable', 'none'))
+    .addOption(repeatable('--exclude <pattern>', "tar --exclude pattern (.spread-reuse.* always excluded, and `fleetcache run`'s own .fleetcache/, .fleetcache-timings.json and .fleetcache-reuse.json); repeatable", 'none'))
     .addOption(repeatable('--rename <expr>', 'tar --transform expression such as s,^,proj/,; repeatable', 'none'));
 }
 
-export function rulesFrom(flags: RuleFlags): PackRules {
-  return { include: flags.include, exclude: flags.exclude, rename: flags.rename };
+/**
+ * The rules of the flags, leaving out what `fleetcache run` keeps in a project it ran, as its
+ * own pack does (its data directory holds copies of the project and the embedded origin's
+ * write token): a tar of DIR is the same whichever command packs it.
+ */
+export function rulesFrom(flags: RuleFlags, dir: string): PackRules {
+  return { include: flags.include, exclude: flags.exclude, rename: flags.rename, ...runnerState(dir, join(dir, DEFAULT_DATA_DIR)) };
 }
 
 export function registerPack(program: Command): void {
@@ -43,14 +50,14 @@ export function registerPack(program: Command): void {
     // output's final name is never packed either (a tar left there by the last run)
     const { packed, digest, size } = await writeAtomically(flags.output, async (out) => {
       if (!flags.repack) {
-        const packed = await packToFile(dir, out, rulesFrom(flags), undefined, [flags.output]);
+        const packed = await packToFile(dir, out, rulesFrom(flags, dir), undefined, [flags.output]);
         return { packed, digest: `sha256:${packed.sha256}`, size: packed.size };
       }
       const repack = flags.repack;
       const packFile = tempNameFor(`${flags.output}.packed`);
       const forget = removeOnSignal(packFile);
       try {
-        const packed = await packToFile(dir, packFile, rulesFrom(flags), undefined, [out, flags.output]);
+        const packed = await packToFile(dir, packFile, rulesFrom(flags, dir), undefined, [out, flags.output]);
         await runRepack(repack, packFile, out, { cwd: dir });
         await checkRepackOutput(repack, out);
         return { packed, ...(await sha256File(out)) };

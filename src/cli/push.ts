@@ -59,7 +59,7 @@ export function registerPush(program: Command): void {
       origin: flags.origin,
       baseCache: flags.baseCache,
       baseCacheSize: parseSizeFlag('--base-cache-size', flags.baseCacheSize),
-      rules: rulesFrom(flags),
+      rules: rulesFrom(flags, dir),
       compression: flags.compression,
       ...(level === undefined ? {} : { level }),
       ...(token ? { token } : {}),

@@ -83,7 +83,7 @@ export function registerRun(program: Command): void {
     .description('Run the jobs of the spread project in the current directory (spread-compatible)')
     .argument('[filter...]', 'job filters, as spread matches them')
     .option('--fleet <file>', 'fleet configuration (default: the fleetcache: key of spread.yaml, else the embedded default)')
-    .option('--token-file <file>', "the fleet origin's write token (default $FLEETCACHE_TOKEN); the embedded default makes its own")
+    .option('--token-file <file>', "the fleet origin's write token (default: the fleet configuration's tokenFile:, else $FLEETCACHE_TOKEN); the embedded default makes its own")
     .option('--seed <n>', 'seed for the job order, a whole number; the same seed replays an order (spread -seed)')
     .option('--artifacts <dir>', 'fetch task artifacts into DIR/<job name>/ (spread -artifacts)')
     .option('--data <dir>', `local state: embedded servers, machines, base cache, run reports; left out of the shipped project (default <project>/${DEFAULT_DATA_DIR})`)

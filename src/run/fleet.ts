@@ -10,11 +10,11 @@ import { parseKnownHosts } from '../ssh/known-hosts.js';
 
 const Url = Type.String({ format: 'http-url', description: 'http(s) URL' });
 
-const FleetSchema = Type.Object(
+export const FleetSchema = Type.Object(
   {
     /** The origin's URL. Absent: the runner starts an embedded origin and cache on loopback. */
     origin: Type.Optional(Url),
-    /** File holding the origin's write token (else $FLEETCACHE_TOKEN). */
+    /** File holding the origin's write token (else $FLEETCACHE_TOKEN); relative: to the directory of the file that sets it. */
     tokenFile: Type.Optional(Type.String({ minLength: 1 })),
     /** Regions and their caches, nearest first within a region. */
     regions: NamedMap(Type.Object({ caches: Type.Array(Url, { minItems: 1 }) }, { additionalProperties: false }), { default: {} }),
@@ -67,6 +67,8 @@ export function loadFleetConfig(spreadFile: string, fleetFile: string | undefine
   if (!config.origin && config.defaultRegion !== undefined) {
     throw new ConfigError(`${fleetFile ?? spreadFile}: fleet configuration sets defaultRegion but no origin (the embedded default has its own regions)`, fleetFile ?? spreadFile, undefined, 'defaultRegion');
   }
+  // Paths in the file are its own, as knownHosts is (a --fleet file beside its token): not the run's directory's.
+  if (config.tokenFile !== undefined) config.tokenFile = resolve(dirname(fleetFile ?? spreadFile), config.tokenFile);
   if (config.knownHosts !== undefined) config.knownHosts = checkedKnownHosts(config.knownHosts, fleetFile ?? spreadFile);
   return config;
 }

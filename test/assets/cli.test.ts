@@ -31,7 +31,7 @@ t.test('add, upload, fetch with a cache folder, then a failing fetch', async (t)
 
   const noToken = await runCli(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url], work);
   t.equal(noToken.code, 7, 'upload without a token: the missing-token exit code, as push (docs/errors.md)');
-  t.match(noToken.stderr, /^fleetcache: error: assets upload needs a token: --token-file FILE or \$FLEETCACHE_TOKEN\n$/);
+  t.match(noToken.stderr, /^fleetcache: error: assets upload needs a token: --token-file FILE, --authentication-file FILE or \$FLEETCACHE_TOKEN\n$/);
   const up = await runCli(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url, '--token-file', 'token'], work);
   t.equal(up.code, 0, up.stderr);
   t.equal(up.stdout, `sdk.tar.gz\tuploaded\t${tgz.length}\tpublic\nnotes.txt\tuploaded\t14\tinternal\n`);

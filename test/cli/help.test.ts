@@ -99,3 +99,26 @@ t.test('output cut short by its reader (| head) ends quietly: no EPIPE stack tra
   t.notMatch(stderr, /EPIPE|Unhandled|\n\s+at /, 'no stack trace');
   t.equal(code, 0);
 });
+
+t.test("an option a command cannot run without is marked (required) in its --help; the others are not", async (t) => {
+  const cases: ReadonlyArray<readonly [command: string[], required: string[], optional: string]> = [
+    [['push'], ['--project <name>', '--origin <url>'], '--run <id>'],
+    [['pull'], ['--project <name>', '--run <id>', '--from <url>'], '--token-file <file>'],
+    [['pack'], ['-o, --output <file>'], '--repack <script>'],
+    [['delta'], ['--base <file>', '-o, --output <file>'], '--level <n>'],
+    [['apply'], ['--base <file>', '-o, --output <file>'], '--expect <digest>'],
+    [['artifacts', 'get'], ['--from <url>'], '--token-file <file>'],
+  ];
+  const line = (stdout: string, flag: string): string => {
+    const at = stdout.indexOf(`  ${flag} `);
+    return stdout.slice(at, stdout.indexOf('\n  -', at + 1)).replace(/\s+/g, ' ');
+  };
+  for (const [command, required, optional] of cases) {
+    const { code, stdout } = await runCli([...command, '--help']);
+    t.equal(code, EXIT.ok);
+    for (const flag of required) t.match(line(stdout, flag), /\(required\)$/, `${command.join(' ')} ${flag}: required`);
+    t.notMatch(line(stdout, optional), /\(required\)/, `${command.join(' ')} ${optional}: not required`);
+    const missing = await runCli(command[0] === 'artifacts' ? [...command, 'r/j'] : [...command, 'x']);
+    t.match(missing.stderr, new RegExp(`required option '${required[0]!.replace(/[<>]/g, '\\$&')}' not specified`), `${command.join(' ')} without ${required[0]} says it is required`);
+  }
+});

@@ -44,3 +44,14 @@ t.test('systemd units are hardened and write only their data directory', async (
     t.notMatch(text, /^ExecReload=.*kill\b.*-(TERM|INT|KILL|15|2|9)\b/m, `${unit}: a reload does not stop the service`);
   }
 });
+
+t.test('the container image runs in its volume, which the user it runs as owns: relative paths (the demo\'s cache/) are writable', async (t) => {
+  const text = readFileSync(join(DEPLOY, 'Containerfile'), 'utf8');
+  const runtime = text.slice(text.lastIndexOf('\nFROM '));
+  const last = (instruction: string) => [...runtime.matchAll(new RegExp(`^${instruction} (.+)$`, 'gm'))].at(-1)?.[1];
+  const user = last('USER');
+  const volume = (JSON.parse(last('VOLUME') ?? '[]') as string[])[0];
+  t.ok(user && volume, `runs as ${user}, keeps data on ${volume}`);
+  t.equal(last('WORKDIR'), volume, 'the working directory is the volume');
+  t.match(runtime, new RegExp(`^RUN .*\\bchown ${user}(:${user})? ${volume}\\b`, 'm'), `${user} owns ${volume}`);
+});

@@ -124,6 +124,23 @@ t.test('push never packs its token file: a token file kept in the project stays 
   t.notOk(existsSync(join(dir, 'out', '.fleet-token')), 'not the write token: every machine, and anyone who reads the origin, would have it');
 });
 
+t.test("pack and push leave out what fleetcache run keeps in a project it ran, as run does: its data directory (the embedded origin's token), timings and reuse files", async (t) => {
+  const { dir, url, src } = await originAndProject(t);
+  mkdirSync(join(src, '.fleetcache', 'origin'), { recursive: true });
+  writeFileSync(join(src, '.fleetcache', 'origin', 'token'), 'embedded-origin-write-token\n');
+  writeFileSync(join(src, '.fleetcache-timings.json'), '{}\n');
+  writeFileSync(join(src, '.fleetcache-reuse.json'), '[]\n');
+  await cli(['pack', src, '-o', join(dir, 'p.tar')]);
+  const { stdout } = await run('tar', ['tf', join(dir, 'p.tar')]);
+  t.same(stdout.split('\n').filter((entry) => entry.startsWith('.fleetcache')), [], 'pack: none of them');
+  t.match(stdout, /^VERSION$/m, 'the project is there');
+  writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
+  const pushed = await cli(['push', src, '--project', 'demo', '--origin', url, '--base-cache', join(dir, 'bases'), '--token-file', join(dir, 'token')]);
+  const runId = /^run\t(.+)$/m.exec(pushed)?.[1] ?? '';
+  await cli(['pull', '--project', 'demo', '--run', runId, '--from', url, join(dir, 'out')]);
+  t.same(readdirSync(join(dir, 'out')).sort(), ['VERSION', 'lib'], 'push: the project alone reaches the origin and the machines');
+});
+
 t.test('push and pull draw progress bars on a terminal, none in a pipe', async (t) => {
   const { dir, url, src } = await originAndProject(t);
   const common = ['--project', 'bars', '--origin', url, '--base-cache', join(dir, 'bases')];

@@ -76,6 +76,14 @@ t.test('a region the jobs name without caches in the fleet is warned about once'
   t.equal(staticOrder(fleet, 'us-east').how, 'region us-east');
 });
 
+t.test('tokenFile: resolved against the file that sets it, as knownHosts is, not against the directory the run is started in', async (t) => {
+  const dir = t.testdir({ conf: { 'fleet.yaml': 'origin: http://o:1\ntokenFile: origin.token\n' }, project: { 'spread.yaml': 'project: p\nfleetcache:\n  origin: http://o:1\n  tokenFile: ../conf/origin.token\n' } });
+  t.equal(loadFleetConfig(join(dir, 'project', 'spread.yaml'), join(dir, 'conf', 'fleet.yaml'))!.tokenFile, join(dir, 'conf', 'origin.token'), 'beside the --fleet file');
+  t.equal(loadFleetConfig(join(dir, 'project', 'spread.yaml'), undefined)!.tokenFile, join(dir, 'conf', 'origin.token'), "from spread.yaml's directory");
+  await writeFile(join(dir, 'conf', 'fleet.yaml'), 'origin: http://o:1\ntokenFile: /etc/fleetcache/origin.token\n');
+  t.equal(loadFleetConfig(join(dir, 'project', 'spread.yaml'), join(dir, 'conf', 'fleet.yaml'))!.tokenFile, '/etc/fleetcache/origin.token', 'an absolute path as it is');
+});
+
 t.test('knownHosts: resolved against the file that sets it, read and checked at load, kept for the embedded default', async (t) => {
   const dir = t.testdir();
   await mkdir(join(dir, 'conf'));
