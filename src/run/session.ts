@@ -249,7 +249,9 @@ export class MachineSession {
       if (!(await this.#step(job, 'suite', job.suite.prepare, `${sys}:${job.suite.name}`, 'Preparing', 'suite prepare', this.#taskDir(job), job.suite.debug))) {
         this.#badSuites.add(job.suite.name);
         tally.aborted.push(summaryItem(job.name));
-        return true;
+        // a prepare that failed goes on to the next job; one that could not run (the machine
+        // dropped off or did not come back from a reboot) takes no more: its jobs go to the other machines
+        return !this.#broken;
       }
     }
     const started = Date.now();

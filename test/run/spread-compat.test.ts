@@ -306,6 +306,36 @@ t.test('a failed suite prepare aborts every later job of that suite on the machi
   t.match(out, /Executing local:alpha-1:s2\/c /);
 });
 
+t.test('a suite prepare that cannot run (the machine dropped off) stops its worker: the suite\'s other jobs go to the other machine', async (t) => {
+  const chosen = join(t.testdirName, 'chosen');
+  const yaml = [
+    'project: broken-suite',
+    'path: /home/broken-suite',
+    // one machine of the two drops off (its project directory goes): its next script cannot start (spawn ENOENT)
+    `prepare: if mkdir ${chosen} 2>/dev/null; then rm -rf "$SPREAD_PATH"; fi`,
+    'backends:',
+    '  local:',
+    '    type: local',
+    '    systems:',
+    '      - alpha-1:',
+    '          workers: 2',
+    'suites:',
+    '  s1/:',
+    '    summary: s1',
+    '    prepare: echo S1-PREPARE',
+    '  s2/:',
+    '    summary: s2',
+    '',
+  ].join('\n');
+  // the jobs take a while: a broken worker that went on taking jobs would abort the rest of s1 meanwhile
+  const task = 'summary: t\nexecute: sleep 0.3\n';
+  const dir = await project(t, yaml, { 's1/a': task, 's1/b': task, 's1/c': task, 's1/d': task, 's2/e': task });
+  const { result, out } = await run(dir);
+  t.match(out, /Error preparing local:alpha-1:s1\/ \(local:alpha-1 #\d\) : error: spawn \S+ ENOENT\n/);
+  t.equal(result.tally.aborted.length, 1, 'only the job whose suite prepare could not run is aborted');
+  t.equal(result.tally.successful, 4, 'the other machine ran the rest');
+});
+
 t.test("restores when leaving a suite and at the end run with the last job's environment and task directory", async (t) => {
   const seen = join(t.testdirName, 'seen');
   const show = (what: string) => `echo "${what} $SPREAD_TASK $X $(basename "$PWD")" >> ${seen}`;
