@@ -28,8 +28,11 @@ interface DriverHooks<M> {
   run(machine: M, job: SchedJob, worker: WorkerInfo): Promise<boolean>;
   /** End of the worker: restores, discard or keep. */
   stop(machine: M, worker: WorkerInfo): Promise<void>;
-  /** The machine's 1-minute load average (e.g. `cat /proc/loadavg` through its executor). */
-  load?(machine: M): Promise<number>;
+  /**
+   * The machine's 1-minute load average (e.g. `cat /proc/loadavg` through its executor);
+   * `signal` cuts the read short (a machine too busy to answer holds no stopping run).
+   */
+  load?(machine: M, signal: AbortSignal): Promise<number>;
   /** Storm-control key of a worker: the host or backend its machine lives on (default backend). */
   executorKey?(worker: WorkerInfo): string;
 }
@@ -222,7 +225,7 @@ export async function runWorkers<M>(
       for (;;) {
         if (signal.aborted) break;
         if (loadGate && hooks.load) {
-          const load = hooks.load.bind(hooks, machine);
+          const load = hooks.load.bind(hooks, machine, signal);
           const onWait = o.onLoadWait && ((now: number, threshold: number) => o.onLoadWait!(w, now, threshold));
           await loadGate.admit(key, load, signal, onWait).catch(() => undefined);
           if (signal.aborted) break;

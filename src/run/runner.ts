@@ -470,8 +470,8 @@ async function runJobs(
           else await discardMachine(session.machine, session.label);
         }
       },
-      async load(session) {
-        const res = await session.machine.exec('cat /proc/loadavg', { trace: false, cwd: '/' });
+      async load(session, signal) {
+        const res = await session.machine.exec('cat /proc/loadavg', { trace: false, cwd: '/', signal });
         return Number(res.output.trim().split(/\s+/)[0] ?? 0);
       },
       executorKey: (w) => (providers.get(w.backend)?.type === 'local' ? 'localhost' : w.backend),
