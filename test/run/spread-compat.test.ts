@@ -73,6 +73,17 @@ t.test('-repeat records the time of one round, not of all of them together', asy
   t.ok(avg >= 0.5 && avg < 1.2, `one round's time: ${avg} s (three rounds take more than 1.5 s)`);
 });
 
+t.test("a job whose prepare fails never ran: its duration on record stays as it was", async (t) => {
+  const dir = await project(t, spreadYaml('unprepared', LOCAL), { 's/t': 'summary: t\nprepare: exit 1\nexecute: echo\n' });
+  const timings = join(dir, '.fleetcache-timings.json');
+  const recorded = { avg: 600, runs: 3, task: 's/t', variant: '', last: Date.now() };
+  await writeFile(timings, JSON.stringify({ version: 1, jobs: { 'local:alpha-1:s/t': recorded } }));
+  const { result } = await run(dir);
+  t.same(result.tally.aborted, ['local:alpha-1:s/t'], 'aborted by its prepare');
+  const file = JSON.parse(await readFile(timings, 'utf8')) as { jobs: Record<string, { avg: number; runs: number }> };
+  t.match(file.jobs['local:alpha-1:s/t'], { avg: recorded.avg, runs: recorded.runs }, 'the next run still orders it as long');
+});
+
 t.test('a disabled timeout (-1ns or -1) never fires', async (t) => {
   const dir = await project(t, spreadYaml('never', ['kill-timeout: -1ns', 'warn-timeout: -1'], LOCAL), { 's/t': 'summary: t\nexecute: sleep 0.3; echo done\n' });
   const { result, out } = await run(dir);
