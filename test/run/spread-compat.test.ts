@@ -2,7 +2,7 @@
 // scripts themselves (credentials, timeouts, summary items, script helpers).
 import t from 'tap';
 import { existsSync, writeFileSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
@@ -256,6 +256,19 @@ t.test('a script that cannot run fails as spread counts it, and the machine is s
   t.match(out, /Error restoring local:alpha-1:s\/a \(local:alpha-1\) : error: spawn \S+ ENOENT\n/);
   t.match(out, /Discarding local:alpha-1/);
   t.same(await readdir(join(dir, 'cache', 'machines')), [], 'the machine directory is removed');
+});
+
+t.test('a machine that cannot be put on record (running/ cannot be written) is discarded at once, not left behind', async (t) => {
+  const dir = await project(t, spreadYaml('unrecorded', LOCAL));
+  // the runner's record of its machines cannot be written: a file where its directory goes
+  await mkdir(join(dir, 'cache'), { recursive: true });
+  await writeFile(join(dir, 'cache', 'running'), '');
+  const { result, out } = await run(dir);
+  t.same(result.tally.aborted, ['local:alpha-1:s/t'], 'the job is aborted');
+  t.match(out, /Error preparing local:alpha-1: /);
+  t.match(out, /Discarding local:alpha-1\.\.\./);
+  t.same(await readdir(join(dir, 'cache', 'machines')), [], 'the machine directory is removed');
+  t.notMatch(out, /not discarded/, 'no machine left to run --discard, which would not know it');
 });
 
 t.test('-abend: a failed project prepare stops everything, no restore runs', async (t) => {
