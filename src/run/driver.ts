@@ -28,8 +28,11 @@ interface DriverHooks<M> {
   run(machine: M, job: SchedJob, worker: WorkerInfo): Promise<boolean>;
   /** End of the worker: restores, discard or keep. */
   stop(machine: M, worker: WorkerInfo): Promise<void>;
-  /** The machine's 1-minute load average (e.g. `cat /proc/loadavg` through its executor). */
-  load?(machine: M): Promise<number>;
+  /**
+   * The machine's 1-minute load average (e.g. `cat /proc/loadavg` through its executor);
+   * `signal` cuts the read short (a machine too busy to answer holds no stopping run).
+   */
+  load?(machine: M, signal: AbortSignal): Promise<number>;
   /** Storm-control key of a worker: the host or backend its machine lives on (default backend). */
   executorKey?(worker: WorkerInfo): string;
 }
@@ -140,11 +143,22 @@ export class LoadGate {
     this.#waiting.get(key)?.shift()?.();
   }
 
-  /** Resolves once the load is at or below the threshold; `onWait` hears of the first high read. */
-  async admit(key: string, load: () => Promise<number>, signal?: AbortSignal, onWait?: (load: number, threshold: number) => void): Promise<void> {
+  /**
+   * Signals that the jobs a waiting worker may take are all gone: every worker waiting on
+   * `key` looks again, and those with nothing left to wait for stop waiting.
+   */
+  jobsTaken(key: string): void {
+    for (const wake of this.#waiting.get(key)?.splice(0) ?? []) wake();
+  }
+
+  /**
+   * Resolves once the load is at or below the threshold, or `wanted` (default: always) says
+   * there is no job left to admit the machine for; `onWait` hears of the first high read.
+   */
+  async admit(key: string, load: () => Promise<number>, signal?: AbortSignal, onWait?: (load: number, threshold: number) => void, wanted: () => boolean = () => true): Promise<void> {
     let pause = this.#poll.initial;
     let current: number;
-    for (let polls = 0; (current = await load()) > this.#threshold; polls++) {
+    for (let polls = 0; wanted() && (current = await load()) > this.#threshold; polls++) {
       if (polls === 0) onWait?.(current, this.#threshold);
       const ac = new AbortController();
       const stop = (): void => ac.abort();
@@ -222,13 +236,15 @@ export async function runWorkers<M>(
       for (;;) {
         if (signal.aborted) break;
         if (loadGate && hooks.load) {
-          const load = hooks.load.bind(hooks, machine);
+          const load = hooks.load.bind(hooks, machine, signal);
           const onWait = o.onLoadWait && ((now: number, threshold: number) => o.onLoadWait!(w, now, threshold));
-          await loadGate.admit(key, load, signal, onWait).catch(() => undefined);
+          await loadGate.admit(key, load, signal, onWait, () => queue.hasPending(w.backend, w.system)).catch(() => undefined);
           if (signal.aborted) break;
         }
         const job = queue.next(w.id);
         if (!job) break;
+        // the system's last job: its machines waiting for their load to drop wait for nothing now
+        if (loadGate && !queue.hasPending(w.backend, w.system)) loadGate.jobsTaken(key);
         let ok = false;
         try {
           ok = await hooks.run(machine, job, w);

@@ -442,7 +442,11 @@ async function runJobs(
           return undefined;
         }
         log.line(`Allocated ${label}.`);
-        await running.add(machine.record());
+        // a machine that cannot be put on record is known to nothing but this run: it goes at once
+        await running.add(machine.record()).catch(async (err: unknown) => {
+          await discardMachine(machine, label);
+          throw err;
+        });
         // allocated after a wait (a shared ssh host, retries) while the others ran every job:
         // the project is not sent to a machine that would run nothing
         if (!signal.aborted && !needed()) {
@@ -473,8 +477,8 @@ async function runJobs(
           else await discardMachine(session.machine, session.label);
         }
       },
-      async load(session) {
-        const res = await session.machine.exec('cat /proc/loadavg', { trace: false, cwd: '/' });
+      async load(session, signal) {
+        const res = await session.machine.exec('cat /proc/loadavg', { trace: false, cwd: '/', signal });
         return Number(res.output.trim().split(/\s+/)[0] ?? 0);
       },
       executorKey: (w) => (providers.get(w.backend)?.type === 'local' ? 'localhost' : w.backend),

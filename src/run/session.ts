@@ -249,7 +249,9 @@ export class MachineSession {
       if (!(await this.#step(job, 'suite', job.suite.prepare, `${sys}:${job.suite.name}`, 'Preparing', 'suite prepare', this.#taskDir(job), job.suite.debug))) {
         this.#badSuites.add(job.suite.name);
         tally.aborted.push(summaryItem(job.name));
-        return true;
+        // a prepare that failed goes on to the next job; one that could not run (the machine
+        // dropped off or did not come back from a reboot) takes no more: its jobs go to the other machines
+        return !this.#broken;
       }
     }
     const started = Date.now();
@@ -271,6 +273,8 @@ export class MachineSession {
     const rounds = (this.#ctx.repeat ?? 0) + 1;
     // -repeat N: prepare, execute and restore N+1 times, stopping at the first failure.
     let round = 1;
+    /** A round's prepare failed: the job was aborted, and its time measures no run of it. */
+    let unprepared = false;
     for (; round <= rounds; round++) {
       let ok = await this.#step(job, 'task', jobPrepare(job, project), job.name, 'Preparing', 'task prepare', this.#taskDir(job), debug);
       if (ok) {
@@ -282,6 +286,7 @@ export class MachineSession {
         else if ((!runs || this.#stopped) && !this.#executeFailed) tally.aborted.push(summaryItem(job.name));
       } else {
         tally.aborted.push(summaryItem(job.name));
+        unprepared = true;
       }
       if (this.#halted) {
         // interrupted, or -abend (here or on another machine): no artifacts, no restore;
@@ -305,7 +310,7 @@ export class MachineSession {
       if (!ok) break;
     }
     // the time of one round: what the next run's scheduling estimates the job by
-    if (!this.#shelled) this.#ctx.onJobTime?.(job, (Date.now() - started) / 1000 / Math.min(round, rounds));
+    if (!this.#shelled && !unprepared) this.#ctx.onJobTime?.(job, (Date.now() - started) / 1000 / Math.min(round, rounds));
     return !this.#broken;
   }
 

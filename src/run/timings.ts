@@ -59,12 +59,50 @@ function keyOf(job: TimedJob): string {
   return job.name.replace(/#\d+$/, '');
 }
 
+/** The averages and remembered seeds of a timings file; none when it is missing or unreadable. */
+async function readHistory(path: string): Promise<{ jobs: Map<string, Entry>; seeds: Map<string, Estimates> }> {
+  const jobs = new Map<string, Entry>();
+  const seeds = new Map<string, Estimates>();
+  try {
+    const data = JSON.parse(await readFile(path, 'utf8')) as Partial<FileFormat>;
+    if (data.version === 1 && data.jobs && typeof data.jobs === 'object') {
+      for (const [k, e] of Object.entries(data.jobs)) {
+        if (e && Number.isFinite(e.avg) && e.avg >= 0) {
+          jobs.set(k, { avg: e.avg, runs: e.runs || 1, task: String(e.task), variant: String(e.variant ?? ''), last: Number.isFinite(e.last) ? e.last : Date.now() });
+        }
+      }
+      for (const [seed, estimates] of Object.entries(data.seeds ?? {})) {
+        if (estimates && typeof estimates === 'object') seeds.set(seed, Object.fromEntries(Object.entries(estimates).filter(([, v]) => Number.isFinite(v) && v >= 0)));
+      }
+    }
+  } catch {
+    // no history yet, or a damaged file: scheduling falls back to spread's order
+  }
+  return { jobs, seeds };
+}
+
+/** Sets `estimates` as the newest seed, then drops the oldest beyond SEEDS_KEPT. */
+function rememberNewest(seeds: Map<string, Estimates>, seed: string, estimates: Estimates): void {
+  seeds.delete(seed);
+  seeds.set(seed, estimates);
+  for (const oldest of seeds.keys()) {
+    if (seeds.size <= SEEDS_KEPT) break;
+    seeds.delete(oldest);
+  }
+}
+
 export class Timings {
   readonly #file: string;
   readonly #jobs: Map<string, Entry>;
   readonly #seeds: Map<string, Estimates>;
   /** Sum and count of the averages by task and variant (estimate's fallback), made on first use. */
   #byTask: Map<string, { sum: number; n: number }> | undefined;
+  /**
+   * The jobs recorded and the seeds remembered by this run: what save() writes over the file
+   * as it is then (another run of the project may have saved its own since this one loaded it).
+   */
+  readonly #recorded = new Set<string>();
+  readonly #remembered = new Set<string>();
 
   private constructor(file: string, jobs: Map<string, Entry>, seeds: Map<string, Estimates>) {
     this.#file = file;
@@ -75,23 +113,7 @@ export class Timings {
   /** Reads `<projectRoot>/.fleetcache-timings.json`; a missing or unreadable file means no history. */
   static async load(projectRoot: string, file = TIMINGS_FILE): Promise<Timings> {
     const path = join(projectRoot, file);
-    const jobs = new Map<string, Entry>();
-    const seeds = new Map<string, Estimates>();
-    try {
-      const data = JSON.parse(await readFile(path, 'utf8')) as Partial<FileFormat>;
-      if (data.version === 1 && data.jobs && typeof data.jobs === 'object') {
-        for (const [k, e] of Object.entries(data.jobs)) {
-          if (e && Number.isFinite(e.avg) && e.avg >= 0) {
-            jobs.set(k, { avg: e.avg, runs: e.runs || 1, task: String(e.task), variant: String(e.variant ?? ''), last: Number.isFinite(e.last) ? e.last : Date.now() });
-          }
-        }
-        for (const [seed, estimates] of Object.entries(data.seeds ?? {})) {
-          if (estimates && typeof estimates === 'object') seeds.set(seed, Object.fromEntries(Object.entries(estimates).filter(([, v]) => Number.isFinite(v) && v >= 0)));
-        }
-      }
-    } catch {
-      // no history yet, or a damaged file: scheduling falls back to spread's order
-    }
+    const { jobs, seeds } = await readHistory(path);
     return new Timings(path, jobs, seeds);
   }
 
@@ -127,12 +149,8 @@ export class Timings {
       const d = this.estimate(job);
       if (d !== undefined) estimates[keyOf(job)] = d;
     }
-    this.#seeds.delete(String(seed));
-    this.#seeds.set(String(seed), estimates);
-    for (const oldest of this.#seeds.keys()) {
-      if (this.#seeds.size <= SEEDS_KEPT) break;
-      this.#seeds.delete(oldest);
-    }
+    rememberNewest(this.#seeds, String(seed), estimates);
+    this.#remembered.add(String(seed));
   }
 
   /**
@@ -149,6 +167,7 @@ export class Timings {
     const old = this.#jobs.get(key);
     const avg = old ? old.avg + ALPHA * (seconds - old.avg) : seconds;
     this.#jobs.set(key, { avg: Math.round(avg * 1000) / 1000, runs: (old?.runs ?? 0) + 1, task: job.task, variant: job.variant, last: Date.now() });
+    this.#recorded.add(key);
     this.#byTask = undefined;
   }
 
@@ -156,14 +175,22 @@ export class Timings {
     return this.#jobs.size;
   }
 
-  /** Writes atomically (temp file + rename), keys sorted for stable diffs, without the jobs not run for FORGET_AFTER_MS. */
+  /**
+   * Writes atomically (temp file + rename), keys sorted for stable diffs, without the jobs not
+   * run for FORGET_AFTER_MS: this run's records and seeds over the file as it is now, so that
+   * two runs of the project at once keep each other's (the last to save dropped the other's,
+   * and `-seed N` of the other no longer replayed its order).
+   */
   async save(now = Date.now()): Promise<void> {
+    const current = await readHistory(this.#file);
+    for (const k of this.#recorded) current.jobs.set(k, this.#jobs.get(k)!);
+    for (const [seed, estimates] of this.#seeds) if (this.#remembered.has(seed)) rememberNewest(current.seeds, seed, estimates);
     const jobs: Record<string, Entry> = {};
-    for (const k of [...this.#jobs.keys()].sort()) {
-      const e = this.#jobs.get(k)!;
+    for (const k of [...current.jobs.keys()].sort()) {
+      const e = current.jobs.get(k)!;
       if ((e.last ?? now) >= now - FORGET_AFTER_MS) jobs[k] = e;
     }
-    const seeds = Object.fromEntries(this.#seeds);
+    const seeds = Object.fromEntries(current.seeds);
     const tmp = tempFileOf(this.#file, process.pid);
     await writeFile(tmp, `${JSON.stringify({ version: 1, jobs, seeds } satisfies FileFormat, null, 1)}\n`);
     await rename(tmp, this.#file);

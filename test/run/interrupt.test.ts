@@ -4,6 +4,7 @@
 import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -104,6 +105,32 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     t.match(shown.stdout, `interrupted by ${signal}, 2 jobs aborted: the figures are those of the jobs that ran before it`, 'and fleetcache report says so');
   });
 }
+
+t.test('SIGINT while a machine\'s load is read (loadThreshold) and the read hangs: the read is killed and the run stops at once', async (t) => {
+  const dir = join(t.testdir(), 'project');
+  const bin = join(dir, '..', 'bin');
+  const started = join(dir, '..', 'started');
+  const pidFile = join(dir, '..', 'probe.pid');
+  await mkdir(bin, { recursive: true });
+  // a machine too busy to answer: once a job has run, reading its load never ends
+  await writeFile(join(bin, 'cat'), `#!/bin/sh\nif [ "$1" = /proc/loadavg ] && [ -e ${started} ]; then echo $$ > ${pidFile}; exec sleep 300; fi\nexec /bin/cat "$@"\n`);
+  await chmod(join(bin, 'cat'), 0o755);
+  const spread = ['project: probe', 'path: /home/probe', 'fleetcache:', '  loadThreshold: 100000', ...['backends:', '  local:', '    type: local', '    systems: [alpha-1]'], 'suites:', '  s/:', '    summary: s', ''];
+  await mkdir(join(dir, 's/a'), { recursive: true });
+  await mkdir(join(dir, 's/b'), { recursive: true });
+  await writeFile(join(dir, 'spread.yaml'), spread.join('\n'));
+  for (const task of ['a', 'b']) await writeFile(join(dir, `s/${task}/task.yaml`), `summary: ${task}\nexecute: touch ${started}\n`);
+  const run = startRun(t, dir, [], { ...process.env, PATH: `${bin}:${process.env.PATH}` });
+  const pid = await taskPid(t, pidFile);
+  const sent = Date.now();
+  run.child.kill('SIGINT');
+  const ended = await Promise.race([run.exited, sleep(15_000).then(() => undefined)]);
+  t.ok(ended, `the run ended ${Date.now() - sent} ms after the signal, not after the hung read`);
+  t.equal(ended?.code, 1);
+  t.match(run.out(), /Successful tasks: 1\n\S+ \S+ Aborted tasks: 1\n/, 'the job waiting for the load is aborted');
+  await eventually('the load read is killed', () => !isAlive(pid), 10_000);
+  t.same(await machinesOf(dir), [], 'the machine is discarded');
+});
 
 t.test('a signal while the project is uploaded stops it at once: the repack script is killed, no machine is allocated, exit 1', async (t) => {
   const pidFile = join(t.testdirName, 'repack.pid');

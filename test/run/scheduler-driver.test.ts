@@ -133,6 +133,42 @@ t.test('runWorkers over local machines: every job once, storm limit, load admiss
   for (const n of loadReads.values()) t.ok(n >= 2, 'admission re-polled after a high load');
 });
 
+t.test('machines waiting for their load to drop stop waiting once their system has no job left: the run ends', async (t) => {
+  const dir = t.testdir();
+  const provider = createProvider('b', 'local', {}, { projectRoot: dir, remotePath: '/p', password: 'x', stateDir: dir });
+  const all = jobs(['x'], 3);
+  const q = new JobQueue(all, { seed: 3 });
+  const ran: string[] = [];
+  const waited: number[] = [];
+  const stopped: number[] = [];
+  // the poll is slow: only being told that the jobs are gone ends the wait in time
+  const poll = { initial: 60_000, max: 60_000 };
+  const done = runWorkers<{ machine: Machine; index: number }>(
+    q,
+    [{ backend: 'b', system: 'x', count: 3 }],
+    {
+      start: async (w) => ({ machine: await provider.allocate({ name: w.system }), index: w.index }),
+      async run(m, job) {
+        const r = await m.machine.exec(`echo ${job.task} >> ran.txt`, { trace: false });
+        ran.push(job.name);
+        return r.exitCode === 0;
+      },
+      async stop(m) {
+        stopped.push(m.index);
+        await m.machine.discard();
+      },
+      // machines #0 and #1 are busy for good (other tenants of their hosts); #2 is free
+      load: async (m) => (m.index < 2 ? 50 : 0),
+    },
+    { dispatchDelay: 0, loadThreshold: 10, loadPoll: poll, onLoadWait: (w) => waited.push(w.index) },
+  );
+  const ended = await Promise.race([done.then(() => true), sleep(10_000).then(() => false)]);
+  t.ok(ended, 'the run ended');
+  t.same([...waited].sort(), [0, 1], 'the busy machines waited');
+  t.same([...ran].sort(), all.map((j) => j.name).sort(), 'the free machine ran every job');
+  t.same([...stopped].sort(), [0, 1, 2], 'every machine was stopped');
+});
+
 t.test('a broken machine stops its worker; start failures leave jobs to others', async (t) => {
   const all = jobs(['x'], 6);
   const q = new JobQueue(all, { seed: 1 });

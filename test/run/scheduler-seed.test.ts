@@ -55,3 +55,31 @@ t.test('only the newest 20 announced seeds are kept', async (t) => {
   t.equal(loaded.replay(6)(jobs[0]!), 5, 'seed 6 kept');
   t.equal(loaded.replay(25)(jobs[1]!), undefined, 'a job without an estimate has none on replay');
 });
+
+t.test('two runs of one project at once: neither save drops the seed or the durations the other recorded', async (t) => {
+  const dir = t.testdir();
+  const jobs = Array.from({ length: 10 }, (_, i) => job(`s${i % 3}/`, `t${i}`));
+  const history = await Timings.load(dir);
+  jobs.forEach((j, i) => history.record(j, 10 * 2 ** i));
+  await history.save();
+  // both runs start from the same file and announce their seeds
+  const first = await Timings.load(dir);
+  const second = await Timings.load(dir);
+  first.rememberSeed(2, jobs);
+  await first.save();
+  const announced = order(jobs, { seed: 7, duration: (j) => second.estimate(j) });
+  t.not(announced.join(), order(jobs, { seed: 7 }).join(), 'durations do reorder');
+  second.rememberSeed(7, jobs);
+  await second.save();
+  // the second run ends first, with its jobs' durations; the first ends later, with its own
+  second.record(jobs[0]!, 7777);
+  await second.save();
+  first.record(jobs[1]!, 9999);
+  await first.save();
+  const later = await Timings.load(dir);
+  t.same(order(jobs, { seed: 7, duration: later.replay(7) }), announced, "-seed 7 replays the second run's order");
+  t.not(later.replay(7)(jobs[0]!), undefined, "the second run's seed is kept");
+  t.not(later.replay(2)(jobs[0]!), undefined, "the first run's seed is kept too");
+  t.not(later.estimate(jobs[0]!), 10, "the second run's duration is kept");
+  t.not(later.estimate(jobs[1]!), 20, "the first run's duration is kept");
+});

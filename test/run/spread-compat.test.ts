@@ -2,7 +2,7 @@
 // scripts themselves (credentials, timeouts, summary items, script helpers).
 import t from 'tap';
 import { existsSync, writeFileSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
@@ -71,6 +71,17 @@ t.test('-repeat records the time of one round, not of all of them together', asy
   const file = JSON.parse(await readFile(join(dir, '.fleetcache-timings.json'), 'utf8')) as { jobs: Record<string, { avg: number }> };
   const avg = file.jobs['local:alpha-1:s/t']?.avg ?? NaN;
   t.ok(avg >= 0.5 && avg < 1.2, `one round's time: ${avg} s (three rounds take more than 1.5 s)`);
+});
+
+t.test("a job whose prepare fails never ran: its duration on record stays as it was", async (t) => {
+  const dir = await project(t, spreadYaml('unprepared', LOCAL), { 's/t': 'summary: t\nprepare: exit 1\nexecute: echo\n' });
+  const timings = join(dir, '.fleetcache-timings.json');
+  const recorded = { avg: 600, runs: 3, task: 's/t', variant: '', last: Date.now() };
+  await writeFile(timings, JSON.stringify({ version: 1, jobs: { 'local:alpha-1:s/t': recorded } }));
+  const { result } = await run(dir);
+  t.same(result.tally.aborted, ['local:alpha-1:s/t'], 'aborted by its prepare');
+  const file = JSON.parse(await readFile(timings, 'utf8')) as { jobs: Record<string, { avg: number; runs: number }> };
+  t.match(file.jobs['local:alpha-1:s/t'], { avg: recorded.avg, runs: recorded.runs }, 'the next run still orders it as long');
 });
 
 t.test('a disabled timeout (-1ns or -1) never fires', async (t) => {
@@ -247,6 +258,19 @@ t.test('a script that cannot run fails as spread counts it, and the machine is s
   t.same(await readdir(join(dir, 'cache', 'machines')), [], 'the machine directory is removed');
 });
 
+t.test('a machine that cannot be put on record (running/ cannot be written) is discarded at once, not left behind', async (t) => {
+  const dir = await project(t, spreadYaml('unrecorded', LOCAL));
+  // the runner's record of its machines cannot be written: a file where its directory goes
+  await mkdir(join(dir, 'cache'), { recursive: true });
+  await writeFile(join(dir, 'cache', 'running'), '');
+  const { result, out } = await run(dir);
+  t.same(result.tally.aborted, ['local:alpha-1:s/t'], 'the job is aborted');
+  t.match(out, /Error preparing local:alpha-1: /);
+  t.match(out, /Discarding local:alpha-1\.\.\./);
+  t.same(await readdir(join(dir, 'cache', 'machines')), [], 'the machine directory is removed');
+  t.notMatch(out, /not discarded/, 'no machine left to run --discard, which would not know it');
+});
+
 t.test('-abend: a failed project prepare stops everything, no restore runs', async (t) => {
   const yaml = spreadYaml('abend-project', ['prepare: exit 1', 'restore: echo project-restore'], LOCAL).replace('    summary: s\n', '    summary: s\n    restore: echo suite-restore\n');
   const dir = await project(t, yaml);
@@ -304,6 +328,36 @@ t.test('a failed suite prepare aborts every later job of that suite on the machi
   t.same([...result.tally.aborted].sort(), ['local:alpha-1:s1/a', 'local:alpha-1:s1/b']);
   t.equal(result.tally.successful, 1, 's2/c ran');
   t.match(out, /Executing local:alpha-1:s2\/c /);
+});
+
+t.test('a suite prepare that cannot run (the machine dropped off) stops its worker: the suite\'s other jobs go to the other machine', async (t) => {
+  const chosen = join(t.testdirName, 'chosen');
+  const yaml = [
+    'project: broken-suite',
+    'path: /home/broken-suite',
+    // one machine of the two drops off (its project directory goes): its next script cannot start (spawn ENOENT)
+    `prepare: if mkdir ${chosen} 2>/dev/null; then rm -rf "$SPREAD_PATH"; fi`,
+    'backends:',
+    '  local:',
+    '    type: local',
+    '    systems:',
+    '      - alpha-1:',
+    '          workers: 2',
+    'suites:',
+    '  s1/:',
+    '    summary: s1',
+    '    prepare: echo S1-PREPARE',
+    '  s2/:',
+    '    summary: s2',
+    '',
+  ].join('\n');
+  // the jobs take a while: a broken worker that went on taking jobs would abort the rest of s1 meanwhile
+  const task = 'summary: t\nexecute: sleep 0.3\n';
+  const dir = await project(t, yaml, { 's1/a': task, 's1/b': task, 's1/c': task, 's1/d': task, 's2/e': task });
+  const { result, out } = await run(dir);
+  t.match(out, /Error preparing local:alpha-1:s1\/ \(local:alpha-1 #\d\) : error: spawn \S+ ENOENT\n/);
+  t.equal(result.tally.aborted.length, 1, 'only the job whose suite prepare could not run is aborted');
+  t.equal(result.tally.successful, 4, 'the other machine ran the rest');
 });
 
 t.test("restores when leaving a suite and at the end run with the last job's environment and task directory", async (t) => {
