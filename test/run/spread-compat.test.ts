@@ -347,6 +347,8 @@ t.test('a suite prepare that cannot run (the machine dropped off) stops its work
     '  s1/:',
     '    summary: s1',
     '    prepare: echo S1-PREPARE',
+    // s1's jobs first, whatever the run's seed: the broken machine's next script is s1's prepare
+    '    priority: 10',
     '  s2/:',
     '    summary: s2',
     '',
