@@ -247,7 +247,7 @@ export class Fill extends FillProgress {
       // gathered (Upstream.fetch) was announced within SMALL_MAX.
       const small = answer.whole !== undefined || (size !== undefined && size <= SMALL_MAX);
       if (size !== undefined && !unkeptOnly) {
-        await this.#store.reserve(size, oversize);
+        await this.#store.reserve(size, { unkept: oversize });
         this.#reserved = size;
       }
       let body: Buffer | undefined;
