@@ -25,3 +25,13 @@ export function redactUrlAndQuery(url: string): string {
   const query = shown.indexOf('?');
   return query === -1 ? shown : `${shown.slice(0, query)}?…`;
 }
+
+/**
+ * `text`, given for a URL but refused as one (another scheme, none), as a message may echo
+ * it: anything before the last "@" of what would be its authority hidden, with or without
+ * a scheme ("htps://user:token@host", "user:token@host:8080"), where redactUrl, which
+ * parses it, finds no credentials in it.
+ */
+export function redactMalformedUrl(text: string): string {
+  return text.replace(/^((?:[a-z][a-z0-9+.-]*:)?\/\/)?[^/?#]*@/i, '$1***@');
+}

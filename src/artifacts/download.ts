@@ -13,6 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { httpGet, httpGetJson, httpGetJsonSized, type RequestOptions } from '../client/http.js';
 import { DigestMismatchError, FleetError, isDamagedBytes, NotFoundError, SizeMismatchError } from '../errors.js';
 import { isInside, walkDirs } from '../pack/safe-path.js';
+import { redactUrl } from '../redact-url.js';
 import { hashingTap } from '../store/hashing.js';
 import { artifactUrl, indexUrl, nameSegments, parseArtifactIndex, type ArtifactIndex } from './names.js';
 
@@ -50,7 +51,7 @@ export async function resolveArtifactRef(from: string, ref: string, http: Reques
     const path = rest.slice(k).join('/');
     return { run, job, index: parseArtifactIndex(raw, url), ...(path ? { path } : {}) };
   }
-  throw new NotFoundError(`no artifacts for "${ref}" at ${from} (no _index.json for any job prefix)`);
+  throw new NotFoundError(`no artifacts for "${ref}" at ${redactUrl(from)} (no _index.json for any job prefix)`);
 }
 
 /**

@@ -6,6 +6,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { joinUrl } from '../client/http.js';
 import { FleetError } from '../errors.js';
+import { redactUrl } from '../redact-url.js';
 import { checkSegment } from '../store/safe-name.js';
 
 export const INDEX_NAME = '_index.json';
@@ -42,12 +43,13 @@ export function indexUrl(base: string, run: string, job: string): string {
   return `${jobUrl(base, run, job)}/${INDEX_NAME}`;
 }
 
-/** Validates a downloaded index; every path is checked segment by segment. */
+/** Validates a downloaded index (from the URL `source`); every path is checked segment by segment. */
 export function parseArtifactIndex(value: unknown, source: string): ArtifactIndex {
+  const shown = redactUrl(source);
   if (!Value.Check(artifactIndexSchema, value)) {
     const first = Value.Errors(artifactIndexSchema, value).First();
-    throw new FleetError('FC_ERR_BAD_REQUEST', `${source}: not an artifact index${first ? `: ${first.path || '/'} ${first.message}` : ''}`);
+    throw new FleetError('FC_ERR_BAD_REQUEST', `${shown}: not an artifact index${first ? `: ${first.path || '/'} ${first.message}` : ''}`);
   }
-  for (const file of value.files) nameSegments(file.path, `${source}: artifact path`);
+  for (const file of value.files) nameSegments(file.path, `${shown}: artifact path`);
   return value;
 }

@@ -860,9 +860,11 @@ export class DiskStore {
    * pool would otherwise hold every cold request. A refusal waits for a fresh figure.
    * `unkept`: the bytes go to a temp file that no entry will take (an object larger than
    * the cache, shared by its readers and removed after them): only the free space counts,
-   * and its lack is no storage failure (the disk still takes what fits).
+   * and its lack is no storage failure (the disk still takes what fits). `evict` (by default
+   * unless `unkept`): room the disk lacks is made by evicting the least recently used
+   * entries; without it only the free space counts, and its lack is no storage failure.
    */
-  async reserve(size: number, unkept = false): Promise<void> {
+  async reserve(size: number, { unkept = false, evict = !unkept }: { unkept?: boolean; evict?: boolean } = {}): Promise<void> {
     if (this.exceedsCache(size) && !unkept) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
     if (size >= FRESH_FIGURE_MIN) this.#readFree();
     const stale = this.#free.at !== 0 && Date.now() - this.#free.at > STATFS_MAX_AGE_MS;
@@ -873,8 +875,8 @@ export class DiskStore {
     // A disk that holds the whole budget (a size limit set close to the filesystem's size)
     // has no room for a large object until the index evicts at its commit: the least
     // recently used entries make it now, as the budget would then.
-    if (this.#free.bytes < size + FREE_MARGIN && !unkept) return this.#makeRoomFor(size);
-    this.#take(size, unkept);
+    if (this.#free.bytes < size + FREE_MARGIN && evict) return this.#makeRoomFor(size);
+    this.#take(size, !evict);
   }
 
   /**

@@ -180,8 +180,19 @@ export class Fill extends FillProgress {
         this.#log.warn({ id: this.#spec.id, at: position }, 'the disk failed mid-fill: the fill goes on from memory, not kept');
       }
       this.stopFile();
-      this.#unkept = true;
+      this.#stopKeeping();
     }
+  }
+
+  /**
+   * The body, taken to be kept, will not be after all: when every reader left while it was
+   * (an endless body of unknown length grown past the cache), it is not fetched further
+   * either. Checked only as readers leave (unread), it was fetched to its end, or for ever.
+   */
+  #stopKeeping(): void {
+    if (this.#unkept) return;
+    this.#unkept = true;
+    if (this.readers === 0) this.unread();
   }
 
   /**
@@ -236,7 +247,7 @@ export class Fill extends FillProgress {
       // gathered (Upstream.fetch) was announced within SMALL_MAX.
       const small = answer.whole !== undefined || (size !== undefined && size <= SMALL_MAX);
       if (size !== undefined && !unkeptOnly) {
-        await this.#store.reserve(size, oversize);
+        await this.#store.reserve(size, { unkept: oversize });
         this.#reserved = size;
       }
       let body: Buffer | undefined;
@@ -269,7 +280,7 @@ export class Fill extends FillProgress {
           // the fill ends. (Committed, it was dropped there, and the claim taken for a fill going on.)
           // Known before the chunk is written: a full disk it meets is then no storage failure,
           // and nothing is evicted for it.
-          if (this.#store.exceedsCache(this.written + chunk.length)) this.#unkept = true;
+          if (this.#store.exceedsCache(this.written + chunk.length)) this.#stopKeeping();
           if (tmp && !this.memoryOnly) await this.#write(tmp.fh, chunk);
           this.remember(chunk);
           this.advance(this.written + chunk.length);

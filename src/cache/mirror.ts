@@ -186,14 +186,18 @@ function holdsSecret(stored: CachePolicy.CachePolicyObject): boolean {
 }
 
 /** The escapes that, decoded again by a server behind another, could spell a dot segment. */
-const DOT_ESCAPES = /%(2e|2f|5c|3b|3f|23|25)/gi;
+const DOT_ESCAPES = /%(2e|2f|5c|3b|3f|23|25|00)/gi;
 
 /**
  * Whether a raw path segment is, to some server, "." or "..": decoded once (as we do, and
  * malformed percent-encoding refused), then again while the escapes of ".", "/", "\\", ";",
- * "?", "#" and "%" remain (a server that decodes twice), each part also read up to a path
+ * "?", "#", "%" and NUL remain (a server that decodes twice), each part also read up to a path
  * parameter (Tomcat and Jetty drop ";x" before resolving dots: "..;/"), a query or a
- * fragment (a server that parses the decoded path as a URL again: "..%3F" is its "..").
+ * fragment (a server that parses the decoded path as a URL again: "..%3F" is its ".."), or
+ * a NUL (a server in C reads a string up to it: "..%00x" is its ".."); all in Unicode's
+ * compatibility form (NFKC, which leaves ASCII as it is): a server that maps characters to
+ * it (IIS's "best fit", an application that normalises its paths) reads a fullwidth "．．"
+ * or "‥" as "..", and "／" as "/".
  */
 function leavesBase(raw: string): boolean {
   let s: string;
@@ -203,7 +207,7 @@ function leavesBase(raw: string): boolean {
     throw new FleetError('FC_ERR_BAD_NAME', 'mirror path: malformed percent-encoding');
   }
   for (let round = 0; round < 4; round++) {
-    if (s.split(/[/\\]/).some((part) => /^\.\.?([;?#]|$)/.test(part))) return true;
+    if (s.normalize('NFKC').split(/[/\\]/).some((part) => /^\.\.?([;?#\0]|$)/.test(part))) return true;
     const again = s.replace(DOT_ESCAPES, (e) => String.fromCharCode(parseInt(e.slice(1), 16)));
     if (again === s) return false;
     s = again;

@@ -82,16 +82,18 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
   if (!auth) throw missingToken();
   headers.authorization = auth;
 
-  // Room for a body of declared length is made (evicting as a fill does) before a byte is
-  // written: one larger than the cache (reserve refuses it), or than the disk has room for,
-  // is only forwarded. Written regardless, it filled the disk past the budget, and a full
-  // disk put every fill of the cache in a cool-down.
+  // Room for a body of declared length is taken before a byte is written: one larger than
+  // the cache (reserve refuses it), or than the disk has free, is only forwarded. Written
+  // regardless, it filled the disk past the budget, and a full disk put every fill of the
+  // cache in a cool-down. Nothing is evicted for it: the cache cannot tell a token upstream
+  // will refuse, and any client with "Authorization: Bearer x" and a Content-Length the size
+  // of the cache emptied it (upstream's 403 came after the eviction).
   const declared = announcedLength(req.headers);
   let unsettled = 0;
   let temp: { path: string; fh: FileHandle } | undefined;
   try {
     if (declared !== undefined) {
-      await ctx.store.reserve(declared);
+      await ctx.store.reserve(declared, { evict: false });
       unsettled = declared;
     }
     temp = await ctx.store.createTemp();

@@ -1,6 +1,7 @@
 // Human units in configuration and flags: sizes ("50GiB", "512M"), durations ("30s", "5m"),
 // listen addresses ("127.0.0.1:8080") and upstream URLs.
 import { FleetError } from '../errors.js';
+import { redactMalformedUrl } from '../redact-url.js';
 
 const SIZE_UNITS: Record<string, number> = {
   '': 1, b: 1,
@@ -124,7 +125,7 @@ export function parseHttpUrl(text: string): URL {
     // not a URL at all
   }
   if (url?.protocol !== 'http:' && url?.protocol !== 'https:') {
-    throw new FleetError('FC_ERR_USAGE', `invalid URL "${text}" (expected http or https, e.g. http://origin.example:8080)`);
+    throw new FleetError('FC_ERR_USAGE', `invalid URL "${redactMalformedUrl(text)}" (expected http or https, e.g. http://origin.example:8080)`);
   }
   return url;
 }

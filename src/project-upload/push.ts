@@ -194,7 +194,7 @@ async function checkWriteToken(origin: string, http: RequestOptions): Promise<vo
     }
     throw err;
   });
-  if (grant && grant.scope !== 'write') throw new FleetError('FC_ERR_FORBIDDEN', `${origin} takes this token as a run token (run ${grant.run}): a push needs a write token`);
+  if (grant && grant.scope !== 'write') throw new FleetError('FC_ERR_FORBIDDEN', `${redactUrl(origin)} takes this token as a run token (run ${grant.run}): a push needs a write token`);
 }
 
 /**

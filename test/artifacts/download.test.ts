@@ -37,3 +37,15 @@ t.test('every path is checked before the first download', async (t) => {
   await t.rejects(fetchArtifacts({ from: origin.url, run: 'r', job: 'j', dest: out, token: origin.token }), { code: 'FC_ERR_BAD_NAME', message: /j\/sub is a symlink/ });
   t.notOk(existsSync(join(out, 'j', 'ok.txt')), 'nothing downloaded');
 });
+
+t.test('an index refused names its URL without the credentials in it', async (t) => {
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const from = origin.url.replace('http://', 'http://alice:hunter2@');
+  const shown = `${origin.url.replace('http://', 'http://***:***@')}/artifacts/r/`;
+  // what a machine (with its run token) may upload as its job's index
+  await httpPut(indexUrl(origin.url, 'r', 'not-json-index'), JSON.stringify({ format: 'other' }), { token: origin.token });
+  await httpPut(indexUrl(origin.url, 'r', 'escaping'), JSON.stringify({ format: INDEX_FORMAT, run: 'r', job: 'escaping', files: [{ path: '../x', size: 1, digest }] }), { token: origin.token });
+  await t.rejects(fetchArtifacts({ from, run: 'r', job: 'not-json-index', dest: join(dir, 'out') }), { code: 'FC_ERR_BAD_REQUEST', message: `${shown}not-json-index/_index.json: not an artifact index` });
+  await t.rejects(fetchArtifacts({ from, run: 'r', job: 'escaping', dest: join(dir, 'out') }), { code: 'FC_ERR_BAD_NAME', message: `${shown}escaping/_index.json: artifact path "../x"` });
+});

@@ -19,6 +19,7 @@ import { Fill } from '../../src/cache/fill.js';
 import { fillMemoryInUse, setFillMemory } from '../../src/cache/fill-progress.js';
 import { UpstreamError } from '../../src/errors.js';
 import { buildCacheServer } from '../../src/cache/server.js';
+import { startOrigin, uploadBlob } from '../helpers/origin.js';
 import { startServerProcess } from '../helpers/processes.js';
 import { mountTmpfs } from '../helpers/tmpfs.js';
 import { eventually } from '../helpers/wait.js';
@@ -633,7 +634,7 @@ t.test('a disk held by something else: a large fill that evicting every object w
   t.equal(app.cache.store.failures, 1, 'a storage failure, as for any disk full of something else');
 });
 
-t.test('a PUT makes room for its body before writing it, and one larger than the cache is only forwarded: its copy filled the disk, and every fill had a cool-down', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+t.test('a PUT takes room for its body before writing it, evicting nothing, and one larger than the cache is only forwarded: its copy filled the disk, and every fill had a cool-down', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   up.putCacheControl = 'public, max-age=31536000, immutable'; // what a PUT's answer says of a public blob: kept
   const { app, url } = await cacheOnTmpfs(t, 'put-room', upUrl); // 8 MiB of disk, a budget of 7 MiB
@@ -650,18 +651,31 @@ t.test('a PUT makes room for its body before writing it, and one larger than the
   t.ok(up.puts.get(`/cas/sha256/${forwarded.hex}`)?.equals(large), 'whole');
   t.same([app.cache.store.failures, app.cache.store.isFull()], [0, false], 'no storage failure, no cool-down');
 
-  const blobs = [1, 1, 1, 1, 1].map((n) => up.addBlob(n * MiB));
+  const small = await put(Buffer.alloc(MiB, 8));
+  t.equal((await fetchHash(`${url}/cas/sha256/${small.hex}`)).xcache, 'HIT', 'a PUT the disk has room for: kept');
+  const blobs = [1, 1, 1, 1].map((n) => up.addBlob(n * MiB));
   for (const b of blobs) await fetchHash(`${url}/cas/sha256/${b.hex}`);
   await app.cache.fills.drain();
   const body = Buffer.alloc(3 * MiB, 9);
-  const kept = await put(body);
-  t.equal(kept.status, 201);
+  const unkept = await put(body);
+  t.equal(unkept.status, 201, 'one the disk lacks room for: forwarded');
+  t.ok(up.puts.get(`/cas/sha256/${unkept.hex}`)?.equals(body), 'whole');
   t.same([app.cache.store.failures, app.cache.store.isFull()], [0, false], 'a disk that holds the budget: no storage failure');
-  const hit = await fetchHash(`${url}/cas/sha256/${kept.hex}`);
-  t.same([hit.status, hit.hash, hit.xcache], [200, kept.hex, 'HIT'], 'the PUT kept, room made for it');
-  t.same(app.cache.store.evicted, { objects: 2, bytes: 2 * MiB }, 'by evicting the two least recently used');
-  const cold = up.addBlob(1 * MiB);
-  t.equal((await fetchHash(`${url}/cas/sha256/${cold.hex}`)).hash, cold.hex);
+  t.same(app.cache.store.evicted, { objects: 0, bytes: 0 }, 'nothing evicted for it');
+  t.notOk(app.cache.store.has(casId({ algo: 'sha256', hex: unkept.hex })), 'and not kept (a GET fetches it, evicting as fills do)');
+});
+
+t.test('a PUT with a token upstream refuses evicts nothing: any client could empty the cache with a Content-Length', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const origin = await startOrigin(t, { dataDir: path.join(t.testdir(), 'origin') });
+  const { app, url } = await cacheOnTmpfs(t, 'put-refused', origin.url); // 8 MiB of disk, a budget of 7 MiB
+  const hexes = [];
+  for (let i = 0; i < 5; i++) hexes.push(await uploadBlob(origin.url, randomBytes(MiB)));
+  for (const hex of hexes) await fetchHash(`${url}/cas/sha256/${hex}`);
   await app.cache.fills.drain();
-  t.ok(app.cache.store.has(casId({ algo: 'sha256', hex: cold.hex })), 'and fills are kept after it');
+  const body = Buffer.alloc(3 * MiB, 1);
+  const res = await request(`${url}/cas/sha256/${sha256(body)}`, { method: 'PUT', body, headers: { authorization: 'Bearer not-a-token' } });
+  t.equal(res.statusCode, 403, 'refused upstream');
+  await res.body.dump();
+  t.same(app.cache.store.evicted, { objects: 0, bytes: 0 }, 'nothing evicted');
+  t.same(hexes.map((hex) => app.cache.store.has(casId({ algo: 'sha256', hex }))), hexes.map(() => true), 'every object still kept');
 });

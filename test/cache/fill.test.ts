@@ -152,6 +152,28 @@ t.test('a fill not kept whose upstream stalled stops too once its last reader ha
   t.ok(Date.now() - left < UNREAD_GRACE_MS + 1000, `cut ${Date.now() - left} ms after its reader left`);
 });
 
+t.test('a body of unknown length that its last reader left while it was kept stops once it grows larger than the cache', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  let sent = 0;
+  let cut = false;
+  // a mirror answer without end: 64 KiB every 10 ms, until the cache closes it
+  up.handler = (_req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=60' });
+    const timer = setInterval(() => void res.write(Buffer.alloc(64 * 1024, 7), () => (sent += 64 * 1024)), 10);
+    res.on('close', () => {
+      clearInterval(timer);
+      cut = true;
+    });
+    return true;
+  };
+  const { url } = await startCache(t, { upstream: upUrl, maxSize: '1MiB', mirrors: { m: { url: upUrl } } }, t.testdir());
+  const res = await request(`${url}/mirror/m/endless`);
+  for await (const chunk of res.body) if ((chunk as Buffer).length > 0) break; // some bytes, then gone, while it is still kept
+  res.body.destroy();
+  await eventually('its upstream answer cut', () => cut, 10_000);
+  t.ok(sent < 64 * 1024 * 1024, `not fetched for ever (${sent} bytes)`);
+});
+
 t.test('a fill not kept that its last reader left goes on for a request that joins it within the grace', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const size = 4 * 1024 * 1024;

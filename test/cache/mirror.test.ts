@@ -264,14 +264,16 @@ t.test('mirror: paths go upstream as the client encoded them, and never leave th
   const { up, upUrl } = await startUpstream(t);
   up.handler = (req, res) => reply(res, 200, { 'cache-control': 'max-age=60' }, `got ${req.url}`);
   const { url } = await startCache(t, { upstream: upUrl, mirrors: { deb: { url: `${upUrl}/debian` } } }, t.testdir());
-  for (const path of ['/pool/a%2Fb', '/pool/what%3Fnot', '/pool/with%20space', '/pool/x?q=1%2B1&r=%2F', '/pool/g%2B%2B_1.0.deb', '/pool/100%2525', '/pool/..a/x', '/pool/a;..']) {
+  for (const path of ['/pool/a%2Fb', '/pool/what%3Fnot', '/pool/with%20space', '/pool/x?q=1%2B1&r=%2F', '/pool/g%2B%2B_1.0.deb', '/pool/100%2525', '/pool/..a/x', '/pool/a;..', '/pool/%EF%BC%A1%E2%80%A6/x', '/pool/a%00b']) {
     const res = await rawGet(url, `/mirror/deb${path}`);
     t.same(res, { status: 200, body: `got /debian${path}` }, `${path}: as sent`);
   }
   // Also what a server behind a proxy decodes a second time, and Tomcat's and Jetty's "..;".
   for (const path of ['/%2e%2e/etc', '/pool/../../x', '/pool/%2E%2E/%2e%2E/x', '/./x', '/pool/a%2F..%2F..%2Fx', '/pool/a%5C..%5Cx', '/bad%zz',
     '/pool/%252e%252e/x', '/pool/%25252E%25252E/x', '/pool/a%252F..%252Fx', '/pool/..;/x', '/pool/..;jsessionid=1/x', '/pool/%2e%2e%3b/x', '/pool/%252e%252e%253bx/y',
-    '/..%3F/etc', '/pool/..%3f', '/..%23/etc', '/pool/%2e%2e%253F/x']) {
+    '/..%3F/etc', '/pool/..%3f', '/..%23/etc', '/pool/%2e%2e%253F/x',
+    // a C server's string ends at a NUL; fullwidth dots and slashes, "‥" are dots and slashes once normalised (NFKC)
+    '/pool/..%00/x', '/pool/.%00x/y', '/pool/%252e%252e%2500/x', '/pool/%EF%BC%8E%EF%BC%8E/x', '/pool/.%EF%BC%8E/x', '/pool/%E2%80%A5/x', '/pool/a%EF%BC%8F..%EF%BC%8Fx', '/pool/%EF%BC%BC..']) {
     const res = await rawGet(url, `/mirror/deb${path}`);
     t.equal(res.status, 400, `${path}: refused`);
     t.match(res.body, /"code":"FC_ERR_BAD_NAME"/);

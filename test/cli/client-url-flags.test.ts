@@ -6,6 +6,7 @@ import t from 'tap';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cliExit } from '../project-upload/cli-helpers.js';
+import { startOrigin } from '../helpers/origin.js';
 
 t.test('bad URLs on push, pull, artifacts and assets: exit 2 (assets fetch: 1) naming the flag', async (t) => {
   const dir = t.testdir({ proj: { 'a.txt': 'a\n' }, 'm.tt': '[]\n', tok: 'secret\n' });
@@ -24,4 +25,27 @@ t.test('bad URLs on push, pull, artifacts and assets: exit 2 (assets fetch: 1) n
     t.notMatch(got.stderr, /\n\s+at /, `${name}: no stack trace`);
   }
   t.same(readdirSync(dir).sort(), ['m.tt', 'proj', 'tok'], 'nothing written');
+});
+
+t.test('the credentials of a URL on a flag are not echoed in its errors', async (t) => {
+  const dir = t.testdir({ proj: { 'a.txt': 'a\n' } });
+  const cases: [string, string[], string][] = [
+    ['a misspelt scheme', ['artifacts', 'get', 'a/b', '--from', 'htps://alice:hunter2@127.0.0.1:9', '-o', join(dir, 'arts')], '--from: invalid URL "htps://***@127.0.0.1:9"'],
+    ['no scheme', ['push', join(dir, 'proj'), '--project', 'x', '--origin', 'alice:hunter2@localhost:8080', '--base-cache', join(dir, 'bc')], '--origin: invalid URL "***@localhost:8080"'],
+    ['an "@" in the password', ['pull', join(dir, 'out'), '--project', 'x', '--run', 'r', '--from', 'ftp://alice:hun@ter2@127.0.0.1/x'], '--from: invalid URL "ftp://***@127.0.0.1/x"'],
+  ];
+  for (const [name, args, message] of cases) {
+    const got = await cliExit(args);
+    t.equal(got.code, 2, `${name}: exit 2`);
+    t.match(got.stderr, message, `${name}: the URL shown without its credentials`);
+    t.notMatch(got.stderr, /hunter2|ter2@/, `${name}: no password`);
+  }
+});
+
+t.test('artifacts get that finds nothing names the server without the credentials of its URL', async (t) => {
+  const origin = await startOrigin(t, { dataDir: join(t.testdir(), 'origin') });
+  const got = await cliExit(['artifacts', 'get', 'run1/job', '--from', origin.url.replace('http://', 'http://alice:hunter2@'), '-o', join(t.testdir(), 'arts')]);
+  t.equal(got.code, 4, 'not found');
+  t.match(got.stderr, `no artifacts for "run1/job" at ${origin.url.replace('http://', 'http://***:***@')}/ (no _index.json`);
+  t.notMatch(got.stderr, /hunter2/);
 });

@@ -257,6 +257,9 @@ t.test('writes without the token are refused, and so is a wrong or a run token, 
   await t.rejects(pushProject({ dir: missing, project: 'p', origin: url, baseCache: join(dir, 'b') }), { code: 'FC_ERR_UNAUTHORIZED' });
   await t.rejects(pushProject({ dir: missing, project: 'p', origin: url, baseCache: join(dir, 'b'), token: 'not-the-write-token' }), { code: 'FC_ERR_FORBIDDEN', message: /the bearer token is not accepted/ });
   await t.rejects(pushProject({ dir: missing, project: 'p', origin: url, baseCache: join(dir, 'b'), token: runToken(TOKEN, 'r1') }), { code: 'FC_ERR_FORBIDDEN', message: /takes this token as a run token \(run r1\): a push needs a write token/ });
+  // the origin named without the credentials of its URL
+  const withSecret = url.replace('http://', 'http://alice:hunter2@');
+  await t.rejects(pushProject({ dir: missing, project: 'p', origin: withSecret, baseCache: join(dir, 'b'), token: runToken(TOKEN, 'r1') }), { code: 'FC_ERR_FORBIDDEN', message: `${url.replace('http://', 'http://***:***@')}/ takes this token as a run token` });
   // A wrong path in the origin's URL: said so, not taken for an origin without bases (nor /-/token).
   await t.rejects(pushProject({ dir: missing, project: 'p', origin: `${url}/wrong/`, baseCache: join(dir, 'b'), token: TOKEN }), { code: 'FC_ERR_NOT_FOUND', message: new RegExp(`^no fleetcache origin answers at ${url}/wrong/ \\(GET .*HTTP 404.*\\): check the origin URL$`) });
 });
