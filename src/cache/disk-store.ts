@@ -859,10 +859,11 @@ export class DiskStore {
    * once it is a second old: a statfs queued behind a backlog of commits on the thread
    * pool would otherwise hold every cold request. A refusal waits for a fresh figure.
    * `unkept`: the bytes go to a temp file that no entry will take (an object larger than
-   * the cache, shared by its readers and removed after them): only the free space counts,
-   * and its lack is no storage failure (the disk still takes what fits). `evict` (by default
-   * unless `unkept`): room the disk lacks is made by evicting the least recently used
-   * entries; without it only the free space counts, and its lack is no storage failure.
+   * the cache, shared by its readers and removed after them): a size over the cache's is
+   * taken, and nothing is evicted for it. `evict` (by default unless `unkept`): room the disk
+   * lacks is made by evicting the least recently used entries, and a lack left is a storage
+   * failure; without it only the free space counts, and its lack is no storage failure (the
+   * disk still takes what fits).
    */
   async reserve(size: number, { unkept = false, evict = !unkept }: { unkept?: boolean; evict?: boolean } = {}): Promise<void> {
     if (this.exceedsCache(size) && !unkept) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
@@ -876,7 +877,7 @@ export class DiskStore {
     // has no room for a large object until the index evicts at its commit: the least
     // recently used entries make it now, as the budget would then.
     if (this.#free.bytes < size + FREE_MARGIN && evict) return this.#makeRoomFor(size);
-    this.#take(size, !evict);
+    this.#take(size, evict);
   }
 
   /**
@@ -892,17 +893,20 @@ export class DiskStore {
         const freed = await this.makeRoom(lacking, true);
         this.#free.bytes += freed; // after the wait: reservations taken meanwhile stay counted
       }
-      this.#take(size, false);
+      this.#take(size, true);
     });
     this.#roomTurns = turn.catch(() => undefined);
     return turn;
   }
 
-  /** Takes `size` bytes of the free-space figure for a reservation; throws when it has not them (see reserve). */
-  #take(size: number, unkept: boolean): void {
+  /**
+   * Takes `size` bytes of the free-space figure for a reservation; throws when it has not
+   * them, a storage failure when `lackIsFailure` (room was made by evicting: see reserve).
+   */
+  #take(size: number, lackIsFailure: boolean): void {
     if (this.#free.bytes < size + FREE_MARGIN) {
       const refusal = `no space left for ${size} bytes (${this.#free.bytes} free)`;
-      throw unkept ? new StorageError(refusal) : this.storageFailure(new Error(refusal));
+      throw lackIsFailure ? this.storageFailure(new Error(refusal)) : new StorageError(refusal);
     }
     this.#free.bytes -= size;
     this.#unwritten += size;

@@ -197,7 +197,7 @@ const DOT_ESCAPES = /%(2e|2f|5c|3b|3f|23|25|00)/gi;
  * a NUL (a server in C reads a string up to it: "..%00x" is its ".."); all in Unicode's
  * compatibility form (NFKC, which leaves ASCII as it is): a server that maps characters to
  * it (IIS's "best fit", an application that normalises its paths) reads a fullwidth "．．"
- * or "‥" as "..", and "／" as "/".
+ * or "‥" as "..", "／" as "/", and "％2e" as an escaped ".".
  */
 function leavesBase(raw: string): boolean {
   let s: string;
@@ -207,7 +207,9 @@ function leavesBase(raw: string): boolean {
     throw new FleetError('FC_ERR_BAD_NAME', 'mirror path: malformed percent-encoding');
   }
   for (let round = 0; round < 4; round++) {
-    if (s.normalize('NFKC').split(/[/\\]/).some((part) => /^\.\.?([;?#\0]|$)/.test(part))) return true;
+    // Before the escapes are decoded again too: a fullwidth "％" is "%" to such a server ("％2e").
+    s = s.normalize('NFKC');
+    if (s.split(/[/\\]/).some((part) => /^\.\.?([;?#\0]|$)/.test(part))) return true;
     const again = s.replace(DOT_ESCAPES, (e) => String.fromCharCode(parseInt(e.slice(1), 16)));
     if (again === s) return false;
     s = again;

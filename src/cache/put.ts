@@ -10,6 +10,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isNoRoom } from '../errors.js';
 import { missingToken } from '../http/auth.js';
 import { closeUnreadBody } from '../http/unread-body.js';
 import { parseDigest, type Digest } from '../store/digest.js';
@@ -105,7 +106,12 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
     unsettled -= settled;
     ctx.store.settle(settled);
   };
-  const copy: TeeCopy | undefined = temp && { fh: temp.fh, maxSize: declared ?? ctx.store.maxSize, written: settle, failed: (err) => ctx.store.storageFailure(err) };
+  // A copy that finds no room (a body of unknown length: nothing reserved) is only forwarded,
+  // as one reserve refused: no storage failure, whose cool-down would stop every fill.
+  const failed = (err: unknown): void => {
+    if (!isNoRoom(err)) ctx.store.storageFailure(err);
+  };
+  const copy: TeeCopy | undefined = temp && { fh: temp.fh, maxSize: declared ?? ctx.store.maxSize, written: settle, failed };
   const tee = new Tee(digest?.algo ?? 'sha256', copy);
   const uploaded = pipeline(req.raw, tee).then(() => true, () => false);
   let committed = false;

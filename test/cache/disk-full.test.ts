@@ -6,7 +6,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, rmSync, statfsSync, statS
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { PassThrough, Writable } from 'node:stream';
+import { PassThrough, Readable, Writable } from 'node:stream';
 import { pino } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
@@ -678,4 +678,25 @@ t.test('a PUT with a token upstream refuses evicts nothing: any client could emp
   await res.body.dump();
   t.same(app.cache.store.evicted, { objects: 0, bytes: 0 }, 'nothing evicted');
   t.same(hexes.map((hex) => app.cache.store.has(casId({ algo: 'sha256', hex }))), hexes.map(() => true), 'every object still kept');
+});
+
+t.test('a PUT of unknown length that finds the disk full is only forwarded: no storage failure, no cool-down for every fill', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  up.putCacheControl = 'public, max-age=31536000, immutable'; // what a PUT's answer says of a public blob: kept
+  const { app, url } = await cacheOnTmpfs(t, 'put-chunked-full', upUrl); // 8 MiB of disk, a budget of 7 MiB
+  const blobs = [1, 1, 1, 1, 1].map((n) => up.addBlob(n * MiB));
+  for (const b of blobs) await fetchHash(`${url}/cas/sha256/${b.hex}`);
+  await app.cache.fills.drain();
+  // Within the budget, more than the disk has free once the five are stored.
+  const fs = statfsSync(app.cache.store.dir);
+  const body = randomBytes(fs.bavail * fs.bsize + MiB);
+  t.ok(body.length <= app.cache.store.maxSize, 'a body the cache could hold');
+  const hex = sha256(body);
+  const res = await request(`${url}/cas/sha256/${hex}`, { method: 'PUT', body: Readable.from([body]), headers: { authorization: 'Bearer w' } }); // no Content-Length: nothing reserved
+  await res.body.dump();
+  t.equal(res.statusCode, 201, 'forwarded');
+  t.ok(up.puts.get(`/cas/sha256/${hex}`)?.equals(body), 'whole');
+  t.same([app.cache.store.failures, app.cache.store.isFull()], [0, false], 'no storage failure, no cool-down: the disk only lacked the free room a PUT is kept in');
+  t.same(app.cache.store.evicted, { objects: 0, bytes: 0 }, 'nothing evicted for it');
+  t.notOk(app.cache.store.has(casId({ algo: 'sha256', hex })), 'and not kept');
 });

@@ -273,7 +273,9 @@ t.test('mirror: paths go upstream as the client encoded them, and never leave th
     '/pool/%252e%252e/x', '/pool/%25252E%25252E/x', '/pool/a%252F..%252Fx', '/pool/..;/x', '/pool/..;jsessionid=1/x', '/pool/%2e%2e%3b/x', '/pool/%252e%252e%253bx/y',
     '/..%3F/etc', '/pool/..%3f', '/..%23/etc', '/pool/%2e%2e%253F/x',
     // a C server's string ends at a NUL; fullwidth dots and slashes, "‥" are dots and slashes once normalised (NFKC)
-    '/pool/..%00/x', '/pool/.%00x/y', '/pool/%252e%252e%2500/x', '/pool/%EF%BC%8E%EF%BC%8E/x', '/pool/.%EF%BC%8E/x', '/pool/%E2%80%A5/x', '/pool/a%EF%BC%8F..%EF%BC%8Fx', '/pool/%EF%BC%BC..']) {
+    '/pool/..%00/x', '/pool/.%00x/y', '/pool/%252e%252e%2500/x', '/pool/%EF%BC%8E%EF%BC%8E/x', '/pool/.%EF%BC%8E/x', '/pool/%E2%80%A5/x', '/pool/a%EF%BC%8F..%EF%BC%8Fx', '/pool/%EF%BC%BC..',
+    // a fullwidth "％" is "%" once normalised: "％2e", "％２ｅ" are escapes of "." to a server that normalises, then decodes again
+    '/pool/%EF%BC%852e%EF%BC%852e/x', '/pool/%EF%BC%85%EF%BC%92%EF%BD%85%EF%BC%85%EF%BC%92%EF%BD%85/x']) {
     const res = await rawGet(url, `/mirror/deb${path}`);
     t.equal(res.status, 400, `${path}: refused`);
     t.match(res.body, /"code":"FC_ERR_BAD_NAME"/);
