@@ -316,9 +316,14 @@ export function linkFigures(k: LedgerLink): { actual: string; saved: string } {
   return k.partial ? { actual: `≥ ${formatBytes(k.actualBytes)}`, saved: saved === '-' ? saved : `≤ ${saved}` } : { actual: formatBytes(k.actualBytes), saved };
 }
 
+/** How much of the run a cache's figures cover; a report of an older version has no `coverage` (CacheFigures). */
+function figuresCoverage(c: CacheFigures): Coverage {
+  return c.coverage ?? (c.reachable === false ? 'none' : 'run');
+}
+
 /** The state of a cache's figures, when they are not the whole run's ("" when they are). */
 export function coverageNote(c: CacheFigures): string {
-  const coverage = c.coverage ?? (c.reachable === false ? 'none' : 'run');
+  const coverage = figuresCoverage(c);
   if (coverage === 'since-restart') return 'restarted during the run: counted since its restart';
   if (coverage === 'workers-lost') return 'a worker died during the run: its last counts are missing';
   if (coverage === 'run') return '';
@@ -327,7 +332,7 @@ export function coverageNote(c: CacheFigures): string {
 
 /** A cache whose counters could not be read: no hit ratio to show for it (its zeros are not a 0% one). */
 export function withoutFigures(c: CacheFigures): boolean {
-  return (c.coverage ?? (c.reachable === false ? 'none' : 'run')) === 'none';
+  return figuresCoverage(c) === 'none';
 }
 
 /** "cache a"; a cache of a region that has several is named by its URL too: "cache a (http://…)". */
