@@ -101,7 +101,7 @@ interface RunFigures {
   /** The gzip-compressed project tar: what each machine would download without caches and deltas. */
   readonly fullUploadBytes: number;
   readonly machinesByRegion: Readonly<Record<string, number>>;
-  /** Bytes of the assets each machine needed (downloaded or found in its cache folder), by region. */
+  /** Bytes of the assets each machine needed (downloaded or found in its cache folder), by the region of the link each file crossed (ORIGIN_DIRECT: from the origin itself). */
   readonly assetNaiveByRegion: Readonly<Record<string, number>>;
   readonly artifactBytes: number;
   /** Bytes of artifacts the runner fetched itself (`run --artifacts`), by cache URL. */
@@ -110,7 +110,7 @@ interface RunFigures {
   readonly machinesReused?: number;
   /** Bytes of the project the machines counted under ORIGIN_DIRECT pulled from the origin itself (every cache failed them). */
   readonly originPullBytes?: number;
-  /** Bytes of the assets those machines downloaded from the origin itself. */
+  /** Bytes of the assets any machine downloaded from the origin itself (its caches failed them, or it had none). */
   readonly originAssetBytes?: number;
   /** The signal that stopped the run, and the jobs it left aborted. */
   readonly interrupted?: { readonly signal: string; readonly abortedJobs: number };
@@ -266,7 +266,7 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
   // Machines that pulled from the origin itself: their bytes crossed the slow link once each.
   const direct = run.machinesByRegion[ORIGIN_DIRECT] ?? 0;
   if (direct > 0) links.push({ link: 'origin → machines (project, direct)', actualBytes: run.originPullBytes ?? 0, naiveBytes: direct * run.fullUploadBytes });
-  // and their assets, which no cache counted either
+  // and the assets any machine downloaded from the origin itself, which no cache counted either
   const directAssets = run.assetNaiveByRegion[ORIGIN_DIRECT] ?? 0;
   if (directAssets > 0) links.push({ link: 'origin → machines (assets, direct)', actualBytes: run.originAssetBytes ?? 0, naiveBytes: directAssets });
   // The runner's own artifacts (`run --artifacts`) from the origin itself, when no cache took
