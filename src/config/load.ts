@@ -121,9 +121,10 @@ function fieldPath(pointer: string): string {
 /**
  * The line of the field at `pointer`: its key's (a block value, a map or a list, starts on
  * the line below), else its item's in a list; a field the file does not have (a missing
- * required one) is given its parent's. Through an alias (`*name`) or a merge key (`<<: *name`)
- * the field is the anchored value's, and so is its line: where the bad value is written, not
- * the key that uses it.
+ * required one) is given its parent's. A field inside a map or list reached through an alias
+ * (`*name`) or a merge key (`<<: *name`) is given its line there, where the bad value is
+ * written, not the line of the key that uses the anchored value; a field whose own value is an
+ * alias (`port: *p`) is given its key's line, as any other.
  */
 function lineOf(doc: Document, lc: LineCounter, pointer: string): number | undefined {
   const segments = pointer.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p.replace(/~1/g, '/').replace(/~0/g, '~')));

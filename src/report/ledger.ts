@@ -101,7 +101,7 @@ interface RunFigures {
   /** The gzip-compressed project tar: what each machine would download without caches and deltas. */
   readonly fullUploadBytes: number;
   readonly machinesByRegion: Readonly<Record<string, number>>;
-  /** Bytes of the assets each machine needed (downloaded or found in its cache folder), by region. */
+  /** Bytes of the assets each machine needed (downloaded or found in its cache folder), by the region of the link each file crossed (ORIGIN_DIRECT: from the origin itself). */
   readonly assetNaiveByRegion: Readonly<Record<string, number>>;
   readonly artifactBytes: number;
   /** Bytes of artifacts the runner fetched itself (`run --artifacts`), by cache URL. */
@@ -110,7 +110,7 @@ interface RunFigures {
   readonly machinesReused?: number;
   /** Bytes of the project the machines counted under ORIGIN_DIRECT pulled from the origin itself (every cache failed them). */
   readonly originPullBytes?: number;
-  /** Bytes of the assets those machines downloaded from the origin itself. */
+  /** Bytes of the assets any machine downloaded from the origin itself (its caches failed them, or it had none). */
   readonly originAssetBytes?: number;
   /** The signal that stopped the run, and the jobs it left aborted. */
   readonly interrupted?: { readonly signal: string; readonly abortedJobs: number };
@@ -266,7 +266,7 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
   // Machines that pulled from the origin itself: their bytes crossed the slow link once each.
   const direct = run.machinesByRegion[ORIGIN_DIRECT] ?? 0;
   if (direct > 0) links.push({ link: 'origin → machines (project, direct)', actualBytes: run.originPullBytes ?? 0, naiveBytes: direct * run.fullUploadBytes });
-  // and their assets, which no cache counted either
+  // and the assets any machine downloaded from the origin itself, which no cache counted either
   const directAssets = run.assetNaiveByRegion[ORIGIN_DIRECT] ?? 0;
   if (directAssets > 0) links.push({ link: 'origin → machines (assets, direct)', actualBytes: run.originAssetBytes ?? 0, naiveBytes: directAssets });
   // The runner's own artifacts (`run --artifacts`) from the origin itself, when no cache took
@@ -316,9 +316,14 @@ export function linkFigures(k: LedgerLink): { actual: string; saved: string } {
   return k.partial ? { actual: `≥ ${formatBytes(k.actualBytes)}`, saved: saved === '-' ? saved : `≤ ${saved}` } : { actual: formatBytes(k.actualBytes), saved };
 }
 
+/** How much of the run a cache's figures cover; a report of an older version has no `coverage` (CacheFigures). */
+function figuresCoverage(c: CacheFigures): Coverage {
+  return c.coverage ?? (c.reachable === false ? 'none' : 'run');
+}
+
 /** The state of a cache's figures, when they are not the whole run's ("" when they are). */
 export function coverageNote(c: CacheFigures): string {
-  const coverage = c.coverage ?? (c.reachable === false ? 'none' : 'run');
+  const coverage = figuresCoverage(c);
   if (coverage === 'since-restart') return 'restarted during the run: counted since its restart';
   if (coverage === 'workers-lost') return 'a worker died during the run: its last counts are missing';
   if (coverage === 'run') return '';
@@ -327,7 +332,7 @@ export function coverageNote(c: CacheFigures): string {
 
 /** A cache whose counters could not be read: no hit ratio to show for it (its zeros are not a 0% one). */
 export function withoutFigures(c: CacheFigures): boolean {
-  return (c.coverage ?? (c.reachable === false ? 'none' : 'run')) === 'none';
+  return figuresCoverage(c) === 'none';
 }
 
 /** "cache a"; a cache of a region that has several is named by its URL too: "cache a (http://…)". */

@@ -158,7 +158,8 @@ export class LoadGate {
   async admit(key: string, load: () => Promise<number>, signal?: AbortSignal, onWait?: (load: number, threshold: number) => void, wanted: () => boolean = () => true): Promise<void> {
     let pause = this.#poll.initial;
     let current: number;
-    for (let polls = 0; wanted() && (current = await load()) > this.#threshold; polls++) {
+    // `wanted` again once the load is read: the last job may have gone meanwhile (jobsTaken woke no one then)
+    for (let polls = 0; wanted() && (current = await load()) > this.#threshold && wanted(); polls++) {
       if (polls === 0) onWait?.(current, this.#threshold);
       const ac = new AbortController();
       const stop = (): void => ac.abort();

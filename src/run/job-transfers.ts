@@ -45,9 +45,13 @@ export class JobTransfers {
   artifactBytes = 0;
   /** Artifact bytes the runner itself fetched (`run --artifacts`), by the cache (or origin) URL: not the machines' traffic. */
   readonly controllerBytesByCache: Record<string, number> = {};
-  /** Per region, the asset bytes the machines used, downloaded or from their cache folders: what they would have fetched without one. */
+  /**
+   * Per region of the link each file crossed (that of the URL that served it; the machine's own
+   * when its cache folder had it), the asset bytes the machines used, downloaded or from their
+   * cache folders: what they would have fetched without one.
+   */
   readonly assetNaiveByRegion: Record<string, number> = {};
-  /** Per region, the asset bytes the machines downloaded (those of ORIGIN_DIRECT from the origin itself, counted by no cache). */
+  /** Per region of the link each file crossed, the asset bytes the machines downloaded (those of ORIGIN_DIRECT from the origin itself, counted by no cache). */
   readonly assetBytesByRegion: Record<string, number> = {};
 
   /** Asset bytes the machines downloaded, from every region. */

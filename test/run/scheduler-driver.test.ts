@@ -169,6 +169,53 @@ t.test('machines waiting for their load to drop stop waiting once their system h
   t.same([...stopped].sort(), [0, 1, 2], 'every machine was stopped');
 });
 
+t.test('a machine whose load was being read when its system\'s last job was taken stops waiting then, not once that job ends', async (t) => {
+  const dir = t.testdir();
+  const provider = createProvider('b', 'local', {}, { projectRoot: dir, remotePath: '/p', password: 'x', stateDir: dir });
+  const q = new JobQueue(jobs(['x'], 1), { seed: 1 });
+  const stopped: number[] = [];
+  let secondStopped!: () => void;
+  const secondStops = new Promise<void>((resolve) => (secondStopped = resolve));
+  let readingSecond!: () => void;
+  const secondRead = new Promise<void>((resolve) => (readingSecond = resolve));
+  let takeJob!: () => void;
+  const jobTaken = new Promise<void>((resolve) => (takeJob = resolve));
+  let stoppedWhileTheJobRan: boolean | undefined;
+  const done = runWorkers<{ machine: Machine; index: number }>(
+    q,
+    [{ backend: 'b', system: 'x', count: 2 }],
+    {
+      start: async (w) => ({ machine: await provider.allocate({ name: w.system }), index: w.index }),
+      async run() {
+        takeJob();
+        // a long last job: the waiting machine has nothing left to wait for meanwhile
+        stoppedWhileTheJobRan = await Promise.race([secondStops.then(() => true), sleep(5000).then(() => false)]);
+        return true;
+      },
+      async stop(m) {
+        stopped.push(m.index);
+        if (m.index === 1) secondStopped();
+        await m.machine.discard();
+      },
+      // #1's read is in flight (a slow ssh round trip) when #0, admitted, takes the last job; it reads high
+      async load(m) {
+        if (m.index === 0) {
+          await secondRead;
+          return 0;
+        }
+        readingSecond();
+        await jobTaken;
+        return 50;
+      },
+    },
+    { dispatchDelay: 0, loadThreshold: 10, loadPoll: { initial: 60_000, max: 60_000 } },
+  );
+  const ended = await Promise.race([done.then(() => true), sleep(15_000).then(() => false)]);
+  t.ok(ended, 'the run ended');
+  t.equal(stoppedWhileTheJobRan, true, 'the waiting machine stopped while the last job ran');
+  t.same([...stopped].sort(), [0, 1], 'every machine was stopped');
+});
+
 t.test('a broken machine stops its worker; start failures leave jobs to others', async (t) => {
   const all = jobs(['x'], 6);
   const q = new JobQueue(all, { seed: 1 });
