@@ -1,14 +1,14 @@
 // Credentials in URLs (an upstream's user:password) never reach a log or a message.
 /**
  * `url` as it may be logged or printed: a user name and password in it (credentials for an
- * upstream) replaced by "***". A string that is no URL has anything before an "@" hidden.
+ * upstream) replaced by "***". A string that is no URL is shown as redactMalformedUrl shows it.
  */
 export function redactUrl(url: string): string {
   let u: URL;
   try {
     u = new URL(url);
   } catch {
-    return url.replace(/\/\/[^/@]*@/, '//***@');
+    return redactMalformedUrl(url);
   }
   if (!u.username && !u.password) return url;
   if (u.username) u.username = '***';

@@ -18,7 +18,7 @@ import { formatBytes } from '../config/units.js';
 import { ConfigError, FleetError, UsageError } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 import { exitOneOnError } from './exit-one.js';
-import { terminalBars } from './progress.js';
+import { barSize, terminalBars, WIDEST_BYTES, type BarStream } from './progress.js';
 import { requireHttpUrl } from './url-flags.js';
 import { repeatable } from './repeatable.js';
 
@@ -57,10 +57,12 @@ function makeLog(level: LogLevel = 'warning'): Log {
   return { error: write('error'), warn: level === 'error' ? none : write('warning'), debug: level === 'debug' ? write('debug') : none };
 }
 
-/** One bar per file on a terminal; nothing otherwise. */
-function progressReporter(quiet: boolean): { onProgress?: (p: AssetProgress) => void; stop: () => void } {
-  // the file's name last: a line longer than the terminal is cut there
-  const multi = terminalBars(' {bar} {percentage}% | {got} of {size} ({source}) | {filename}', quiet);
+/**
+ * One bar per file on a terminal (`stream`); nothing otherwise. The file's name comes first
+ * and the bar takes what the terminal's width leaves (barSize), as a transfer's bar does.
+ */
+export function progressReporter(quiet: boolean, stream: BarStream = process.stderr): { onProgress?: (p: AssetProgress) => void; stop: () => void } {
+  const multi = terminalBars(' {filename} {bar} {percentage}% | {got} of {size} ({source})', quiet, stream);
   if (!multi) return { stop: () => undefined };
   const bars = new Map<string, cliProgress.SingleBar>();
   return {
@@ -68,7 +70,8 @@ function progressReporter(quiet: boolean): { onProgress?: (p: AssetProgress) => 
       let bar = bars.get(p.filename);
       const payload = { filename: p.filename, got: formatBytes(p.received), size: p.total === null ? '?' : formatBytes(p.total), source: p.source };
       if (!bar) {
-        bar = multi.create(p.total ?? 0, 0, payload);
+        // "download": the longer of the sources a file's bar may show
+        bar = multi.create(p.total ?? 0, 0, payload, { barsize: barSize(stream, ` ${p.filename}  100% | ${WIDEST_BYTES} of ${payload.size} (download)`) });
         bars.set(p.filename, bar);
       }
       bar.update(p.received, payload);

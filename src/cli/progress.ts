@@ -6,7 +6,7 @@ import { formatBytes } from '../config/units.js';
 import { atSignal } from '../project-upload/signal-cleanup.js';
 
 /** Where bars are drawn: stderr, or (in tests) a stream standing for a terminal. */
-type BarStream = NodeJS.WritableStream & { readonly isTTY?: boolean; readonly columns?: number };
+export type BarStream = NodeJS.WritableStream & { readonly isTTY?: boolean; readonly columns?: number };
 
 /** Bars that share the terminal, one per transfer; undefined when `stream` is not a terminal (or `quiet`). */
 export function terminalBars(format: string, quiet = false, stream: BarStream = process.stderr): cliProgress.MultiBar | undefined {
@@ -20,11 +20,19 @@ export function terminalBars(format: string, quiet = false, stream: BarStream = 
   return multi;
 }
 
-/** The widest and narrowest a transfer's bar is drawn. */
+/** The widest and narrowest a bar is drawn. */
 const BAR_WIDTH = { max: 40, min: 10 };
 
 /** The widest `got` formatBytes draws (below the next unit, one decimal). */
-const WIDEST_BYTES = '1023.9 KiB';
+export const WIDEST_BYTES = '1023.9 KiB';
+
+/**
+ * The width of a bar drawn on `stream` in a line that holds `besides` (at its widest) as well:
+ * what the terminal's width leaves, so that the line does not run past its edge, where it is cut.
+ */
+export function barSize(stream: BarStream, besides: string): number {
+  return Math.max(BAR_WIDTH.min, Math.min(BAR_WIDTH.max, (stream.columns ?? 80) - besides.length));
+}
 
 /** A label as drawn: a sha256 in it cut to its first 12 hex digits (as git shows commits), enough to tell transfers apart. */
 function shownLabel(label: string): string {
@@ -43,8 +51,7 @@ export function transferBars(stream: BarStream = process.stderr): { progress?: P
     progress: (fullLabel, total) => {
       const label = shownLabel(fullLabel);
       const shown = total === undefined ? '?' : formatBytes(total);
-      const rest = ` ${label}  100% | ${WIDEST_BYTES} of ${shown}`.length;
-      const barsize = Math.max(BAR_WIDTH.min, Math.min(BAR_WIDTH.max, (stream.columns ?? 80) - rest));
+      const barsize = barSize(stream, ` ${label}  100% | ${WIDEST_BYTES} of ${shown}`);
       const bar = multi.create(total ?? 0, 0, { label, got: formatBytes(0), size: shown }, { barsize });
       let n = 0;
       return (bytes) => {

@@ -42,7 +42,7 @@ export interface PullResult {
 
 async function fetchRunManifest(from: string, project: string, run: string, http: RequestOptions = {}): Promise<RunManifest> {
   const url = joinUrl(from, `/projects/${encodeURIComponent(project)}/runs/${encodeURIComponent(run)}`);
-  const manifest = parseRunManifest(await httpGetJson<unknown>(url, http), url);
+  const manifest = parseRunManifest(await httpGetJson<unknown>(url, http), redactUrl(url));
   // Every digest the pull checks comes from the manifest: one of another run (a cache that
   // answers for another URL) would be rebuilt and unpacked, verified, as if it were this one.
   if (manifest.project !== project || manifest.run !== run) {
