@@ -22,6 +22,7 @@ import { collectRoutes } from '../http/allowed-methods.js';
 import { BEARER_CHALLENGE } from '../http/auth.js';
 import { errorAnswer, requestError } from '../http/errors.js';
 import { closeUnreadBody } from '../http/unread-body.js';
+import { countEarlyAnswers } from '../http/early-answers.js';
 import { inPipelineOrder } from '../http/pipeline-order.js';
 import { DEFAULT_CLIENT_HEADER_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, HEAD_CHECK_INTERVAL_MS, limitConnections } from '../http/connection-limits.js';
 import { closeFollowerPools, serveFillEvents } from './remote-fill.js';
@@ -109,6 +110,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
     link.attach((id) => store.forget(id), () => fills.leading, () => metrics.tallies(), () => metrics.registry.getMetricsAsJSON());
     metrics.onChange(() => link.tallied());
   }
+  countEarlyAnswers(app.server, (fe) => metrics.error(fe.code, fe.status));
   const ctx: CacheContext = { store, fills, metrics, upstream, mirrors, log: app.log };
   app.decorate('cache', ctx);
   fast = ctx;

@@ -242,7 +242,7 @@ export class Upstream {
     let from = `${this.#origin}${this.#basePath}${path}`;
     for (let hop = 0; REDIRECTS.has(answer.statusCode); hop++) {
       const location = answer.headers.location;
-      if (typeof location !== 'string') return answer;
+      if (typeof location !== 'string') break;
       answer.body?.destroy();
       const to = URL.canParse(location, from) ? new URL(location, from) : undefined;
       // The messages name no query string (a token, a signature): they reach the client and the log.
@@ -257,6 +257,12 @@ export class Upstream {
         throw upstreamFailure(this.name, err);
       }
       from = to.href;
+    }
+    if (answer.redirected && !isBlobAnswer(answer.statusCode, headers)) {
+      answer.body?.destroy();
+      // Neither the target's body nor its fields reach the client: a redirect can point
+      // anywhere (127.0.0.1, a cloud's metadata address), and its answer is then not upstream's.
+      throw new UpstreamError(`upstream ${this.name}: the URL it redirected to answered HTTP ${answer.statusCode} for ${loggedPath(path)}`, { status: answer.statusCode });
     }
     return answer;
   }
@@ -290,6 +296,16 @@ export class Upstream {
   async close(): Promise<void> {
     await Promise.all([this.#pool.destroy(), this.#elsewhere.destroy()]);
   }
+}
+
+/**
+ * Whether a redirect target's answer, to a GET sent with `headers`, is the blob or part of
+ * it: a 2xx, or a 416 when a range was asked (a range past its end, or any of an empty blob).
+ * A 404 is not passed on either: tooltool's client tries its next server on any non-2xx
+ * (tooltool.md §3), and tooltool itself answers 404 for a digest it does not know, not by a redirect.
+ */
+function isBlobAnswer(status: number, headers: HeaderMap): boolean {
+  return (status >= 200 && status < 300) || (status === 416 && headers.range !== undefined);
 }
 
 /**

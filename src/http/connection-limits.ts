@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
 import { FleetError } from '../errors.js';
 import { closingErrorAnswer } from './errors.js';
+import { earlyAnswered } from './early-answers.js';
 
 /**
  * How long a request head may take by default. A head is one packet or a few: 15 s is
@@ -38,11 +39,9 @@ const REFUSED_WARNING_INTERVAL_MS = 60_000;
 /** The longest a refused connection is kept after its answer, for what the client sent to be read. */
 const REFUSED_LINGER_MS = 1_000;
 
+const OVER_CAP = new FleetError('FC_ERR_UNAVAILABLE', 'too many connections are open on this server (maxConnections); retry shortly');
 /** What a connection over the cap gets, before anything is read from it. */
-const OVER_CAP_ANSWER = closingErrorAnswer(
-  new FleetError('FC_ERR_UNAVAILABLE', 'too many connections are open on this server (maxConnections); retry shortly'),
-  'Retry-After: 1\r\n',
-);
+const OVER_CAP_ANSWER = closingErrorAnswer(OVER_CAP, 'Retry-After: 1\r\n');
 
 interface ConnectionLimits {
   /** The longest a request head may take to arrive whole. */
@@ -117,6 +116,7 @@ export function limitConnections(server: Server, limits: ConnectionLimits, log: 
     // sends a reset, which can reach the client before the answer it would have read.
     socket.on('error', () => undefined);
     socket.end(OVER_CAP_ANSWER);
+    earlyAnswered(server, OVER_CAP);
     socket.resume();
     setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
     refused++;

@@ -4,6 +4,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { FleetError, toFleetError } from '../errors.js';
 import { BEARER_CHALLENGE } from './auth.js';
 import { closeUnreadBody } from './unread-body.js';
+import { earlyAnswered } from './early-answers.js';
 
 /** The longest path segment (a route parameter) the servers take, in characters (routerOptions.maxParamLength). */
 export const MAX_PARAM_LENGTH = 1024;
@@ -79,7 +80,8 @@ export function installErrorHandling(app: FastifyInstance): void {
 }
 
 /** For fastify's `frameworkErrors` option: malformed URLs and similar, before routing. */
-export function frameworkErrors(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const fe = fromFastify(error) ?? new FleetError('FC_ERR_BAD_REQUEST', error.message);
+  earlyAnswered(request.server.server, fe, request.method);
   void reply.code(fe.status).header('cache-control', 'no-store').send(fe.toJSON());
 }

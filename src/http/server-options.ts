@@ -9,6 +9,7 @@ import { createLogger } from '../log.js';
 import { lockDataDir } from '../store/dir-lock.js';
 import { ROUTED_METHODS } from './allowed-methods.js';
 import { HEAD_CHECK_INTERVAL_MS } from './connection-limits.js';
+import { earlyAnswered } from './early-answers.js';
 import { closingErrorAnswer, frameworkErrors, MAX_PARAM_LENGTH } from './errors.js';
 
 /** pino's levels, the `logLevel` of an origin or cache configuration. */
@@ -88,7 +89,7 @@ export function malformedRequest(req: IncomingMessage, max: number): FleetError 
 export function refuseMalformedRequests(app: FastifyInstance, max: number): void {
   app.server.maxHeadersCount = max + 1;
   app.addHook('onRequest', (request, _reply, done) => done(malformedRequest(request.raw, max)));
-  app.server.on('connect', (req: IncomingMessage, socket: Duplex) => answerAndClose(socket, notImplemented(req)));
+  app.server.on('connect', (req: IncomingMessage, socket: Duplex) => answerAndClose(app.server, socket, notImplemented(req), undefined, req.method));
 }
 
 /**
@@ -143,9 +144,15 @@ function pluginTimeoutFor(shutdownTimeoutMs: number): number {
   return Math.min(MAX_TIMER_MS, Math.max(FASTIFY_PLUGIN_TIMEOUT_MS, shutdownTimeoutMs + CLOSE_MARGIN_MS));
 }
 
-/** Answers, on `socket` itself, a request node's HTTP layer does not answer, and closes it. */
-function answerAndClose(socket: Duplex, fe: FleetError, err?: Error): void {
-  if (socket.writable) socket.write(closingErrorAnswer(fe));
+/**
+ * Answers, on `socket` itself, a request node's HTTP layer does not answer (of `method`,
+ * when its line was parsed), counts the answer for `server`, and closes the socket.
+ */
+function answerAndClose(server: Server, socket: Duplex, fe: FleetError, err?: Error, method?: string): void {
+  if (socket.writable) {
+    socket.write(closingErrorAnswer(fe));
+    earlyAnswered(server, fe, method);
+  }
   socket.destroy(err);
 }
 
@@ -154,7 +161,7 @@ function answerAndClose(socket: Duplex, fe: FleetError, err?: Error): void {
  * request that did not arrive in time) with a catalogued JSON error, as every other error
  * is answered, instead of fastify's own body. The connection is closed after it.
  */
-function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
+function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Duplex): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
   const fe =
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new FleetError('FC_ERR_REQUEST_TIMEOUT', 'the request did not arrive in time')
@@ -167,7 +174,7 @@ function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
     // and HTTP/2's preface (PRI * HTTP/2.0, a client with prior knowledge)
     : err.code === 'HPE_INVALID_VERSION' || err.code === 'HPE_PAUSED_H2_UPGRADE' ? new FleetError('FC_ERR_HTTP_VERSION', 'the request\'s HTTP version is not supported (HTTP/1.1 and 1.0 are)')
     : new FleetError('FC_ERR_BAD_REQUEST', `malformed HTTP request (${err.code ?? 'parse error'})`);
-  answerAndClose(socket, fe, err);
+  answerAndClose(this.server, socket, fe, err);
 }
 
 /** `shutdownTimeoutMs`: the longest drain this server will be asked for (see pluginTimeoutFor). */

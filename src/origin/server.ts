@@ -6,6 +6,7 @@ import { TokenCheck } from '../http/auth.js';
 import { installErrorHandling } from '../http/errors.js';
 import { baseServerOptions, buildOnDataDir, continueOnlyWhenAllowed, DEFAULT_MAX_HEADERS, refuseMalformedRequests } from '../http/server-options.js';
 import { inPipelineOrder } from '../http/pipeline-order.js';
+import { countEarlyAnswers, UNPARSED_METHOD } from '../http/early-answers.js';
 import { DEFAULT_CLIENT_HEADER_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, limitConnections } from '../http/connection-limits.js';
 import { TrafficLedger } from '../metrics/ledger.js';
 import { DiskBlobStore } from '../store/disk.js';
@@ -135,6 +136,8 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
   app.addHook('onResponse', async (request, reply) => {
     context.ledger.request(request.routeOptions.config.kind ?? 'other', request.method, reply.statusCode);
   });
+  // refused before routing: no route, and for a request line not parsed, no method either
+  countEarlyAnswers(app.server, (fe, method) => context.ledger.request('other', method ?? UNPARSED_METHOD, fe.status));
   // The answers held whole in memory (lists of bases, PUT results, run manifests, errors)
   // count as they are sent; blobs stream, and blob-reply.ts counts them as they go. Not the
   // monitoring's own reads (/-/stats, /-/metrics): a run's report would count its scrapes.

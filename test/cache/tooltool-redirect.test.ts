@@ -196,3 +196,27 @@ t.test('HEAD of a blob behind a tooltool server: the fields its GET has (200, si
   t.same([...new Set(pair.storageSeen.map((s) => s.method))], ['GET'], 'the storage host was asked with GETs only (its URLs are signed for them)');
   t.ok(pair.storageSeen.every((s) => s.headers.authorization === undefined), 'and never saw a credential');
 });
+
+t.test('a redirect target that answers other than with the blob: the cache\'s own 502 naming its status, never its body or fields', async (t) => {
+  const hex = 'c'.repeat(128);
+  const internal = await listen(t, (req, res) => {
+    const status = Number(/^\/status\/(\d+)/.exec(req.url!)?.[1]);
+    res.writeHead(status, status < 400 ? { 'x-internal': 'instance-role' } : { 'x-internal': 'instance-role', 'content-type': 'text/plain' }).end('internal-secret-credentials');
+  });
+  for (const status of [403, 404, 500, 304, 302]) {
+    const upstream = await listen(t, (_req, res) => void res.writeHead(302, { location: `${internal}/status/${status}` }).end());
+    const { url } = await startCache(t, { upstream }, t.testdir());
+    for (const [what, headers] of [['a fill', {}], ['a range passed through', { range: 'bytes=0-9' }]] as const) {
+      const res = await get(`${url}/sha512/${hex}`, headers);
+      t.equal(res.status, 502, `${status}, ${what}: a 502`);
+      const body = res.body.toString();
+      t.match(JSON.parse(body), { code: 'FC_ERR_UPSTREAM', message: new RegExp(`redirected to answered HTTP ${status}\\b`) }, `${status}, ${what}: the cache's own error naming the status`);
+      t.notMatch(body, /internal-secret/, `${status}, ${what}: not the target's body`);
+      t.equal(res.headers['x-internal'], undefined, `${status}, ${what}: nor its fields`);
+    }
+    const head = await request(`${url}/sha512/${hex}`, { method: 'HEAD' });
+    await head.body.dump();
+    t.equal(head.statusCode, 502, `${status}, HEAD: a 502`);
+    t.equal(head.headers['x-internal'], undefined, `${status}, HEAD: not the target's fields`);
+  }
+});
