@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
 import { clientAgent } from '../client/http.js';
+import { cacheSpeedFloor, withSpeedFloor } from '../client/speed-floor.js';
 import { DigestMismatchError, errorMessage, FleetError, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError } from '../errors.js';
 import { createAssetHash, hashFile, inManifestOrder, readManifest, type DroppedRecord, type InvalidRecord, type ManifestRecord } from './manifest.js';
 import { unpackArchive, type ArchiveKind } from './unpack.js';
@@ -55,7 +56,9 @@ interface FetchAssetsOptions {
   /**
    * How long each URL but the last (a cache; the last is the origin) may keep silent, for
    * its answer's headers and then within its body, before the next URL is tried (the
-   * agent's, from the fleet's cacheTimeout); clientAgent's 60 s and 120 s otherwise.
+   * agent's, from the fleet's cacheTimeout); clientAgent's 60 s and 120 s otherwise. Such a
+   * URL whose bytes come slower than the floor it sets (cacheSpeedFloor: 16 KiB/s over twice
+   * this) is given up on too.
    */
   readonly cacheTimeoutMs?: number;
 }
@@ -153,10 +156,14 @@ function shown(url: string, hop: number): string {
   return hop === 0 ? redactUrl(url) : redactUrlAndQuery(url);
 }
 
-/** One GET, following redirects itself so the token goes to the first host only (like tooltool). */
-async function openAsset(url: string, options: FetchAssetsOptions, timeoutMs: number | undefined): Promise<Dispatcher.ResponseData> {
+/**
+ * One GET, following redirects itself so the token goes to the first host only (like tooltool).
+ * `cacheTimeoutMs` (a cache's answer): how long it may keep silent, and the floor under its rate.
+ */
+async function openAsset(url: string, options: FetchAssetsOptions, cacheTimeoutMs: number | undefined): Promise<Dispatcher.ResponseData> {
   let target = url;
   let token = options.token;
+  const dispatcher = withSpeedFloor(options.dispatcher ?? clientAgent, cacheTimeoutMs === undefined ? undefined : cacheSpeedFloor(cacheTimeoutMs));
   for (let hop = 0; ; hop++) {
     const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': USER_AGENT };
     if (token) headers.authorization = `Bearer ${token}`;
@@ -166,8 +173,8 @@ async function openAsset(url: string, options: FetchAssetsOptions, timeoutMs: nu
         method: 'GET',
         headers,
         signal: options.signal,
-        dispatcher: options.dispatcher ?? clientAgent,
-        ...(timeoutMs !== undefined ? { headersTimeout: timeoutMs, bodyTimeout: timeoutMs } : {}),
+        dispatcher,
+        ...(cacheTimeoutMs !== undefined ? { headersTimeout: cacheTimeoutMs, bodyTimeout: cacheTimeoutMs } : {}),
       });
     } catch (err) {
       throw new UpstreamError(`GET ${shown(target, hop)}: ${errorMessage(err)}`, { cause: err });

@@ -13,6 +13,7 @@ import { uploadAssets } from '../assets/upload.js';
 import { FleetError } from '../errors.js';
 import { formatLedger } from '../report/ledger.js';
 import { startEmbeddedFleet } from '../run/embedded.js';
+import { commandLine, pathForUser } from './invoked-as.js';
 import { RunLog } from '../run/report.js';
 import { runProject, type RunResult } from '../run/runner.js';
 
@@ -101,7 +102,7 @@ async function runDemo(flags: DemoFlags): Promise<void> {
     const { files } = await fetchArtifacts({ from: cacheB, run: second.run, job, dest: join(demoDir, 'artifacts'), token: fleet.token });
     const report = files[0] ? (await readFile(files[0].file, 'utf8')).trim() : '';
     say(`\nartifact ${job}/report.txt fetched back through the region-b cache: "${report}"`);
-    say(`demo finished in ${((Date.now() - started) / 1000).toFixed(1)} s; \`fleetcache report --data ${flags.data}\` shows the last run again`);
+    say(`demo finished in ${((Date.now() - started) / 1000).toFixed(1)} s; \`${commandLine(['report', '--data', pathForUser(flags.data)])}\` shows the last run again`);
     if (!first.tally.ok || !second.tally.ok) throw new FleetError('FC_ERR_TASK_FAILED', 'a demo run was unsuccessful');
   } finally {
     await fleet.close();

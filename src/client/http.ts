@@ -5,6 +5,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import { errorMessage, FleetError, NotFoundError, UpstreamError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
+import { withSpeedFloor, type SpeedFloor } from './speed-floor.js';
 
 export const clientAgent = new Agent({
   connections: 64,
@@ -29,6 +30,8 @@ export interface RequestOptions {
    * body (clientAgent's 60 s and 120 s otherwise).
    */
   readonly idleTimeout?: number;
+  /** The least rate the answer's body may keep up over a window before it is given up on (speed-floor.ts). */
+  readonly speedFloor?: SpeedFloor;
 }
 
 /** `body` counted into `tick` as it is read. */
@@ -127,7 +130,7 @@ async function send(method: Dispatcher.HttpMethod, url: string, options: Request
       headers: headersFor(options),
       body,
       signal: options.signal,
-      dispatcher: options.dispatcher ?? clientAgent,
+      dispatcher: withSpeedFloor(options.dispatcher ?? clientAgent, options.speedFloor),
       ...(options.idleTimeout !== undefined ? { headersTimeout: options.idleTimeout, bodyTimeout: options.idleTimeout } : {}),
     });
   } catch (err) {

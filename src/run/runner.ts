@@ -119,13 +119,15 @@ function regionsOf(jobs: readonly Job[]): string[] {
  * Empties the project path on `machine` for the pull, which unpacks
  * into an empty directory only. Refused when the path is a user's home directory or holds one
  * (`path: /home/ubuntu` on a static host): its `rm -rf` took `.ssh/authorized_keys` with it,
- * and the host was lost to every later run.
+ * and the host was lost to every later run. `signal` (the run's Ctrl-C) kills it on a machine
+ * whose shell does not answer.
  */
-async function emptyProjectPath(machine: Machine): Promise<void> {
+async function emptyProjectPath(machine: Machine, signal: AbortSignal): Promise<void> {
   const dest = shellQuote(machine.projectPath);
   // every user's home (/etc/passwd), and this one's: a script runs as root through sudo -i
   const guard = `{ echo "$HOME"; cut -d: -f6 /etc/passwd 2>/dev/null; } | while IFS= read -r h; do case "\${h%/}/" in ${dest}/*) echo "it holds the home directory $h"; exit 1;; esac; done || exit 1`;
-  const res = await machine.exec(`${guard}; rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/' });
+  const res = await machine.exec(`${guard}; rm -rf -- ${dest} && mkdir -p -- ${dest}`, { trace: false, cwd: '/', signal });
+  signal.throwIfAborted();
   if (res.exitCode !== 0) throw new FleetError('FC_ERR_PROJECT', `cannot empty the project path ${machine.projectPath} on ${machine.name} for the project: ${res.output.trim().split('\n').slice(-3).join(' ')}`);
 }
 
@@ -379,7 +381,9 @@ async function runJobs(
           // run's crash or kill left a partial tree without it, and it is sent again
           const doneMarker = posix.join(workDir, 'project-pulled');
           const complete = `grep -qxF -- ${dest} ${shellQuote(doneMarker)} 2>/dev/null && test -n "$(ls -A ${dest} 2>/dev/null)"`;
-          if (kept && !o.resend && (await machine.exec(complete, { trace: false, cwd: '/' })).exitCode === 0) {
+          const hasProject = kept && !o.resend && (await machine.exec(complete, { trace: false, cwd: '/', signal })).exitCode === 0;
+          signal.throwIfAborted();
+          if (hasProject) {
             log.line(`Reusing project data on ${label}...`); // spread's words
             reused++;
             return new MachineSession({ ...sessionCtx, ...transfers.hooksFor(choice) }, machine, label);
@@ -389,7 +393,7 @@ async function runJobs(
           // one a broken machine left): what an earlier run left at the path goes first, as the
           // pull unpacks into an empty directory only (spread's tar x overlays it)
           if (kept && o.resend) log.line(`Removing project data from ${label} at ${machine.projectPath}...`); // spread -resend's words
-          if (kept || provider.type !== 'local') await emptyProjectPath(machine);
+          if (kept || provider.type !== 'local') await emptyProjectPath(machine, signal);
           log.line(`Sending project content to ${label}...`);
           const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheTimeoutMs, ...(machineToken ? { token: machineToken() } : {}) };
           const answer = await runAgent(machine, agent, 'pull', pullArgs, signal);

@@ -11,6 +11,7 @@ import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.j
 import { uploadAssets } from '../../src/assets/upload.js';
 import { startCache } from '../cache/harness.js';
 import { startOrigin, type TestOrigin } from '../helpers/origin.js';
+import { pacedProxy } from '../helpers/paced-proxy.js';
 import { deadUrl, installAgent, runAgent } from './helpers.js';
 
 /** An origin under `dir` holding tool.bin (64 KiB) as an asset, and the manifest that names it. */
@@ -48,6 +49,22 @@ t.test('agent assets fetches through the cache and reports per-file sources', as
   const broken = await runAgent(agent, 'assets', { manifest, urls: [urls[0]], dest: join(dir, 'dest3') });
   t.equal(broken.code, 1, 'a file that cannot be fetched fails the command');
   t.match(broken.json, { ok: false, failed: 1, files: [{ filename: 'tool.bin', code: 'FC_ERR_UPSTREAM' }] });
+});
+
+t.test('a cache that trickles a file, each byte within cacheTimeoutMs, is given up on once its rate over 2 x cacheTimeoutMs is below the floor, then the next URL serves it', async (t) => {
+  const agent = await installAgent(t);
+  const dir = t.testdir();
+  const { origin, tool, manifest } = await originWithTool(t, dir);
+  // a byte every 100 ms: never silent for cacheTimeoutMs (500 ms), 10 bytes/s
+  const cache = await pacedProxy(t, origin.url, () => true, { bytes: 1, everyMs: 100 });
+  const started = Date.now();
+  const res = await runAgent(agent, 'assets', { manifest, urls: [cache, origin.url], dest: join(dir, 'dest'), cacheTimeoutMs: 500 });
+  const took = Date.now() - started;
+  t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
+  t.match(res.json, { ok: true, failed: 0, files: [{ filename: 'tool.bin', source: 'download', url: origin.url }] });
+  t.match(res.json.warnings, [new RegExp(`^tool\\.bin: ${cache}/.*slower than 16 KiB/s over 1 s`)], 'the cache was given up on for its rate');
+  t.ok(took < 10_000, `within seconds (${took} ms)`);
+  t.ok(readFileSync(join(dir, 'dest', 'tool.bin')).equals(tool));
 });
 
 t.test('a cache that keeps silent, before its headers or within its body, costs cacheTimeoutMs per file, then the next URL serves it', async (t) => {

@@ -16,6 +16,7 @@ import { pushProject } from '../../src/project-upload/push.js';
 import { startCache } from '../cache/harness.js';
 import { startOrigin } from '../helpers/origin.js';
 import { mountTmpfs } from '../helpers/tmpfs.js';
+import { pacedProxy, type Pace } from '../helpers/paced-proxy.js';
 import { describeTree } from '../helpers/tree.js';
 import { deadUrl, installAgent, runAgent, statusServer } from './helpers.js';
 
@@ -195,6 +196,43 @@ t.test('a cache that stops in the middle of a body costs cacheTimeoutMs, then th
   t.match(pulled.skipped, [{ url: frozenUrl, code: 'FC_ERR_UPSTREAM' }], 'the cache was given up on');
   t.ok(Date.now() - started < 5000, `within seconds (${Date.now() - started} ms)`);
   t.equal(readFileSync(join(dir, 'dest', 'a.txt'), 'utf8'), 'the tree\n');
+});
+
+/** An origin with run r1 of a project holding `bytes` random bytes, and a stand-in cache before it that sends its blobs at `pace`. */
+async function pacedCacheBefore(t: Test, bytes: number, pace: Pace) {
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const project = join(dir, 'project');
+  mkdirSync(project);
+  writeFileSync(join(project, 'blob.bin'), randomBytes(bytes));
+  await pushProject({ dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases'), run: 'r1' });
+  const cache = await pacedProxy(t, origin.url, (path) => path.startsWith('/cas/'), pace);
+  const pull = (cacheTimeoutMs: number) => {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      pullWithFallback({ urls: [cache, origin.url], project: 'demo', run: 'r1', dest: join(dir, 'dest'), cacheTimeoutMs }),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('still pulling after 15 s')), 15_000))),
+    ]).finally(() => clearTimeout(timer)); // a pending timer would keep the file's process alive 15 s
+  };
+  return { origin, cache, pull };
+}
+
+t.test('a cache that trickles bytes, each within cacheTimeoutMs, is given up on once its rate over 2 x cacheTimeoutMs is below the floor, and the next URL serves the pull', async (t) => {
+  // a byte every 100 ms: never silent for cacheTimeoutMs (500 ms), 10 bytes/s
+  const { origin, cache, pull } = await pacedCacheBefore(t, 64 * 1024, { bytes: 1, everyMs: 100 });
+  const started = Date.now();
+  const pulled = await pull(500);
+  t.equal(pulled.url, origin.url, 'from the origin');
+  t.match(pulled.skipped, [{ url: cache, code: 'FC_ERR_UPSTREAM_TIMEOUT', error: /slower than 16 KiB\/s over 1 s/ }], 'the cache was given up on for its rate');
+  t.ok(Date.now() - started < 8000, `within seconds (${Date.now() - started} ms)`);
+});
+
+t.test('a cache on a healthy slow link (4 x the floor, for longer than the window) is not given up on', async (t) => {
+  // 8 KiB every 125 ms: 64 KiB/s for about 2.5 s, the floor's window 1 s
+  const { cache, pull } = await pacedCacheBefore(t, 160 * 1024, { bytes: 8 * 1024, everyMs: 125 });
+  const pulled = await pull(500);
+  t.equal(pulled.url, cache, 'from the cache');
+  t.same(pulled.skipped, []);
 });
 
 /** The agent, an origin, and an empty project beside it with the options its pushes share. */

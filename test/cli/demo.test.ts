@@ -6,9 +6,12 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { cliArgs, REPO_ROOT } from '../helpers/processes.js';
 
+/** Where the user is: no npm around the command (npm names its own start directory in INIT_CWD). */
+const { INIT_CWD: _npmStart, ...USER_ENV } = process.env;
+
 function demo(data: string): { status: number | null; out: string; seconds: number } {
   const started = Date.now();
-  const res = spawnSync(process.execPath, cliArgs(['demo', '--data', data]), { cwd: REPO_ROOT, encoding: 'utf8', timeout: 120_000 });
+  const res = spawnSync(process.execPath, cliArgs(['demo', '--data', data]), { cwd: REPO_ROOT, env: USER_ENV, encoding: 'utf8', timeout: 120_000 });
   return { status: res.status, out: `${res.stdout}\n${res.stderr}`, seconds: (Date.now() - started) / 1000 };
 }
 
@@ -28,4 +31,11 @@ t.test('demo runs twice, passes, saves, and re-runs', async (t) => {
   if (again.status !== 0) t.comment(again.out.slice(-3000));
   t.equal(again.status, 0, 're-run exits 0');
   t.equal(again.out.match(/^Successful tasks: 8$/gm)?.length, 2);
+  // the command its last line gives, typed where the demo was run, shows the last run
+  const told = /`([^`]+)` shows the last run again/.exec(again.out)?.[1];
+  t.ok(told, 'the last line names a command');
+  const shown = spawnSync('/bin/sh', ['-c', told ?? 'false'], { cwd: REPO_ROOT, env: USER_ENV, encoding: 'utf8', timeout: 60_000 });
+  t.equal(shown.status, 0, `\`${told}\` exits 0 where the demo ran: ${shown.stderr}`);
+  const lastRun = /Transfer report of run (\S+)/g;
+  t.equal(/Transfer report of run (\S+)/.exec(shown.stdout)?.[1], [...again.out.matchAll(lastRun)].at(-1)?.[1], "and shows the demo's last run");
 });

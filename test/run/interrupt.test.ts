@@ -132,6 +132,39 @@ t.test('SIGINT while a machine\'s load is read (loadThreshold) and the read hang
   t.same(await machinesOf(dir), [], 'the machine is discarded');
 });
 
+for (const [step, args, tool, hangsOn] of [
+  ['checking that a kept machine has the project', [], 'grep', '-qxF'],
+  ['emptying a kept machine\'s project path (--resend)', ['--resend'], 'cut', '-d:'],
+] as const) {
+  t.test(`SIGINT while ${step} and the machine's shell hangs: the command is killed, the run stops at once, the machine stays kept`, async (t) => {
+    const dir = join(t.testdir(), 'project');
+    const bin = join(dir, '..', 'bin');
+    const pidFile = join(dir, '..', `${tool}.pid`);
+    await mkdir(join(dir, 's/a'), { recursive: true });
+    await writeFile(join(dir, 'spread.yaml'), ['project: keptset', 'path: /home/keptset', 'backends:', '  local:', '    type: local', '    systems: [alpha-1]', 'suites:', '  s/:', '    summary: s', ''].join('\n'));
+    await writeFile(join(dir, 's/a/task.yaml'), 'summary: a\nexecute: echo a\n');
+    const first = startRun(t, dir, ['--reuse']);
+    t.equal((await first.exited).code, 0, 'a first run keeps its machine');
+    const [kept] = (JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: unknown[] }).machines;
+    t.ok(kept, 'the machine is on record');
+    // the kept machine's shell hangs on this step's command (a local machine's scripts find it on the runner's PATH)
+    await mkdir(bin);
+    await writeFile(join(bin, tool), `#!/bin/sh\nif [ "$1" = ${hangsOn} ]; then echo $$ > ${pidFile}; exec sleep 300; fi\nexec /usr/bin/${tool} "$@"\n`);
+    await chmod(join(bin, tool), 0o755);
+    const run = startRun(t, dir, ['--reuse', ...args], { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` });
+    const pid = await taskPid(t, pidFile);
+    const sent = Date.now();
+    run.child.kill('SIGINT');
+    const ended = await Promise.race([run.exited, sleep(15_000).then(() => undefined)]);
+    t.ok(ended, `the run ended ${Date.now() - sent} ms after the signal, not when the hung command would have`);
+    t.equal(ended?.code, 1, 'unsuccessful run');
+    t.notMatch(run.out(), /Cannot reuse local:alpha-1|Error preparing local:alpha-1/, 'a step the interrupt cut short is no failure of the machine');
+    t.match(run.out(), /Aborted tasks: 1/);
+    await eventually(`the hung ${tool} is killed`, () => !isAlive(pid), 10_000);
+    t.same((JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: unknown[] }).machines, [kept], 'the machine stays kept');
+  });
+}
+
 t.test('a signal while the project is uploaded stops it at once: the repack script is killed, no machine is allocated, exit 1', async (t) => {
   const pidFile = join(t.testdirName, 'repack.pid');
   const dir = await sleepingProject(t, join(t.testdirName, 'unused.pid'), ['repack: |', `  echo $$ > ${pidFile}`, '  exec sleep 300']);

@@ -1,0 +1,40 @@
+// A stand-in cache that passes each GET on to an upstream and sends the bodies of the paths
+// it paces a few bytes at a time: a cache that trickles (a byte now and then, each well
+// within any idle timeout), or a healthy link that is merely slow.
+import type { Test } from 'tap';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { request } from 'undici';
+
+export interface Pace {
+  /** Bytes sent at each step. */
+  readonly bytes: number;
+  /** The time between two steps. */
+  readonly everyMs: number;
+}
+
+/** Starts the proxy in front of `upstream`; answers for the paths `paced` picks are sent at `pace`. Returns its URL. */
+export async function pacedProxy(t: Test, upstream: string, paced: (path: string) => boolean, pace: Pace): Promise<string> {
+  const server = createServer((req, res) => {
+    const path = req.url ?? '/';
+    request(`${upstream}${path}`).then(async (up) => {
+      const body = Buffer.from(await up.body.arrayBuffer());
+      res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type'] ?? 'application/octet-stream'), 'content-length': String(body.length) });
+      if (up.statusCode !== 200 || !paced(path)) return void res.end(body);
+      let sent = 0;
+      const step = setInterval(() => {
+        res.write(body.subarray(sent, (sent += pace.bytes)));
+        if (sent < body.length) return;
+        clearInterval(step);
+        res.end();
+      }, pace.everyMs);
+      res.once('close', () => clearInterval(step));
+    }, (err: Error) => res.destroy(err));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
