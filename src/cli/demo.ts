@@ -13,7 +13,7 @@ import { uploadAssets } from '../assets/upload.js';
 import { FleetError } from '../errors.js';
 import { formatLedger } from '../report/ledger.js';
 import { startEmbeddedFleet } from '../run/embedded.js';
-import { commandLine, pathForUser } from './invoked-as.js';
+import { commandLine, pathForUser } from '../invoked-as.js';
 import { RunLog } from '../run/report.js';
 import { runProject, type RunResult } from '../run/runner.js';
 

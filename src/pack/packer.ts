@@ -106,6 +106,16 @@ async function expandIncludes(root: string, rules: PackRuleSet): Promise<Start[]
   for (const entry of rules.include) {
     // `.` components dropped: `sub/./c` is the path `sub/c`, packed once (without rename rules, names are unique)
     const parts = entry.replace(/\/+$/, '').split('/').filter((p) => p !== '' && p !== '.');
+    if (parts.length === 0 && entry.startsWith('.')) {
+      // `.` (`./`, `./.`): the whole tree, as `tar -c .` packs it, its names as tar gives them
+      // (`./a`) for the rules; the root itself is no entry, as without an include
+      const prefix = entry.replace(/(.)\/+$/, '$1');
+      for (const { text, refused } of await sortedNames(root)) {
+        if (!out.has(text)) out.set(text, `${prefix}/${text}`);
+        if (refused) refusedAt.set(text, refused);
+      }
+      continue;
+    }
     // Go's filepath.Glob refuses a malformed pattern before it reads any directory
     const patterns = parts.map((part) => {
       try {

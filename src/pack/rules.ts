@@ -1,6 +1,6 @@
 // spread's project content rules (spread-spec.md §12), with the GNU tar semantics spread
 // relies on: `include` entries are Go filepath.Glob patterns over paths relative to the project
-// root (src/go-match.ts; default: every root entry, dotfiles included); `exclude` entries are tar --exclude patterns as
+// root (src/go-match.ts; `.` is the whole tree, as for tar; default: every root entry, dotfiles included); `exclude` entries are tar --exclude patterns as
 // written (unanchored, `*` matches `/`), plus `.spread-reuse.*` always; `rename` entries are tar
 // --transform arguments: expressions `s,regex,replacement,flags` separated by `;` (POSIX basic
 // regex unless flag x; flags g, i, x, a number N (the Nth match; with g, it and every one

@@ -13,17 +13,20 @@ const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 export class RunInterrupt {
   readonly #ac = new AbortController();
   readonly #log: RunLog;
+  /** The command that discards the machines left on record, as the user types it. */
+  readonly #discardCommand: string;
   #received: NodeJS.Signals | undefined;
 
-  private constructor(log: RunLog) {
+  private constructor(log: RunLog, discardCommand: string) {
     this.#log = log;
+    this.#discardCommand = discardCommand;
     // every machine's agent command listens to it: hundreds are expected
     setMaxListeners(0, this.#ac.signal);
   }
 
-  /** Takes SIGINT and SIGTERM from now until dispose(). */
-  static install(log: RunLog): RunInterrupt {
-    const interrupt = new RunInterrupt(log);
+  /** Takes SIGINT and SIGTERM from now until dispose(); a second one names `discardCommand`. */
+  static install(log: RunLog, discardCommand: string): RunInterrupt {
+    const interrupt = new RunInterrupt(log, discardCommand);
     for (const sig of SIGNALS) process.on(sig, interrupt.#handle);
     return interrupt;
   }
@@ -31,7 +34,7 @@ export class RunInterrupt {
   readonly #handle = (sig: NodeJS.Signals): void => {
     if (this.#received) {
       this.#log.release(); // what a shell's turn held is printed before the exit
-      this.#log.line(`Received ${sig} again, exiting at once; discard the machines left with: fleetcache run --discard`);
+      this.#log.line(`Received ${sig} again, exiting at once; discard the machines left with: ${this.#discardCommand}`);
       // the scripts running here (a discard, an allocate) end with the run: the machines'
       // records stay true, and --discard runs what did not finish
       killLiveGroups();

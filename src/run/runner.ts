@@ -34,6 +34,7 @@ import { JobTransfers } from './job-transfers.js';
 import { FailLogs } from './fail-logs.js';
 import { backendKeyFiles, createProviders } from './providers.js';
 import { DEFAULT_DATA_DIR, makePrivate, runnerState } from './state-dir.js';
+import { commandLine, pathForUser } from '../invoked-as.js';
 
 export interface RunOptions {
   readonly cwd: string;
@@ -154,6 +155,11 @@ function repackOptions(project: Project, jobs: readonly Job[], log: RunLog): Omi
   };
 }
 
+/** `run --discard` as the user types it where they are, with the run's --data if one was given. */
+function discardCommand(dataRoot: string | undefined): string {
+  return commandLine(['run', '--discard', ...(dataRoot ? ['--data', pathForUser(dataRoot)] : [])]);
+}
+
 export async function runProject(o: RunOptions): Promise<RunResult> {
   const log = o.log ?? new RunLog();
   const root = findProject(o.cwd);
@@ -168,7 +174,7 @@ export async function runProject(o: RunOptions): Promise<RunResult> {
   }
   const dataRoot = o.dataRoot ?? join(project.rootDir, DEFAULT_DATA_DIR);
   const fields = resolveProjectFields(project);
-  const interrupt = o.signals === false ? undefined : RunInterrupt.install(log);
+  const interrupt = o.signals === false ? undefined : RunInterrupt.install(log, discardCommand(o.dataRoot));
   try {
     return await runStarted(o, log, project, jobs, dataRoot, fields, interrupt);
   } finally {
@@ -253,7 +259,7 @@ async function runJobs(
   const tally = new RunTally();
   const running = new RunningMachines(dataRoot);
   const kept: MachineRecord[] = [];
-  const discardHint = `fleetcache run --discard${o.dataRoot ? ` --data ${shellQuote(o.dataRoot)}` : ''}`;
+  const discardHint = discardCommand(o.dataRoot);
   const timings = await Timings.load(project.rootDir);
   // -abend keeps machines too: on record in the reuse file for a later -reuse -restore or -discard
   const pool = o.reuse || o.abend ? await ReusePool.load(project.rootDir) : undefined;

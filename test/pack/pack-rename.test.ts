@@ -4,7 +4,7 @@
 // numeric flag repeats parts of the name; `g` with an empty match never ends).
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { symlinkSync } from 'node:fs';
+import { readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { packToFile } from '../../src/pack/packer.js';
 
@@ -34,12 +34,16 @@ const EXPRESSIONS = [
   's/a/A/;s/b/B/', 's/a/A/g;', 's;a;A;g;s/b/B/', 'flags=rS;s/a/A/g', 'flags=s;s/a/A/g', 's/a/A/g;flags=R;s/b/B/g', 'flags=r;s/a/A/;flags=rsh;s/b/B/g',
 ];
 
-/** Member names (with their link targets) as `tar -tv` lists them, sorted, a leading `./` dropped. */
+/**
+ * Member names (with their link targets) as `tar -tv` lists them, sorted, leading `./`s
+ * dropped, and the root (`./`, which GNU tar packs for an include `.` and unpacking skips) left out.
+ */
 function listing(tarFile: string): string[] {
   return execFileSync('tar', ['-tvf', tarFile], { encoding: 'utf8' })
     .split('\n')
     .filter((l) => l !== '')
-    .map((l) => l.split(/\s+/).slice(5).join(' ').replace(/^\.\//, ''))
+    .map((l) => l.split(/\s+/).slice(5).join(' ').replace(/^(\.\/)+/, ''))
+    .filter((name) => name !== '')
     .sort();
 }
 
@@ -83,5 +87,24 @@ t.test('under an include written with ./, rename rules see the names GNU tar giv
     const ours = join(dir, 'ours.tar');
     await packToFile(root, ours, { include: ['./sub', 'c'], rename: [expression], exclude: [exclude] });
     t.same(listing(ours), listing(gnu), `--transform=${expression} --exclude=${exclude} over ./sub c`);
+  }
+});
+
+t.test('an include `.` (`./`, `./.`) packs the whole tree, the same tar as no include, its names for the rules those `tar -c .` gives', async (t) => {
+  const dir = t.testdir({ p: TREE });
+  const root = join(dir, 'p');
+  const whole = join(dir, 'whole.tar');
+  await packToFile(root, whole, {});
+  for (const dot of ['.', './', './.']) {
+    const ours = join(dir, 'ours.tar');
+    await packToFile(root, ours, { include: [dot] });
+    t.same(readFileSync(ours), readFileSync(whole), `include ${dot}: the tar of no include`);
+    // the rules see `./sub/...` (`././sub/...` under `./.`), as GNU tar's do
+    for (const [expression, exclude] of [['s,^\\./sub,lib,', 'x.o'], ['s,^sub,lib,', './c'], ['s,a,A,g', `${dot.replace(/\/$/, '')}/sub/c`]] as const) {
+      const gnu = join(dir, 'gnu.tar');
+      execFileSync('tar', ['-cf', gnu, `--transform=${expression}`, `--exclude=${exclude}`, dot], { cwd: root });
+      await packToFile(root, ours, { include: [dot], rename: [expression], exclude: [exclude] });
+      t.same(listing(ours), listing(gnu), `--transform=${expression} --exclude=${exclude} ${dot}`);
+    }
   }
 });

@@ -32,9 +32,12 @@ interface Runner {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** `fleetcache run <args>` in `dir` as a child process, stopped by its PID when the test ends. */
+/**
+ * `fleetcache run <args>` in `dir` as a child process, stopped by its PID when the test ends;
+ * its user is in `dir` (npx, which runs the tests, names where it started INIT_CWD).
+ */
 function startRun(t: Test, dir: string, args: string[] = [], env: NodeJS.ProcessEnv = process.env): Runner {
-  const child = spawn(process.execPath, cliArgs(['run', '--seed', '1', '--data', join(dir, 'cache'), ...args]), { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, cliArgs(['run', '--seed', '1', '--data', join(dir, 'cache'), ...args]), { cwd: dir, env: { ...env, INIT_CWD: undefined }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
@@ -51,6 +54,9 @@ async function taskPid(t: Test, pidFile: string): Promise<number> {
   t.teardown(() => task.kill('SIGKILL'));
   return pid;
 }
+
+/** What a runner of startRun tells its user to type to discard its machines: its entry point (outside `dir`) run by node, its --data relative to `dir`. */
+const DISCARD_COMMAND = `node ${cliArgs([]).at(-1)} run --discard --data cache`;
 
 const machinesOf = (dir: string) => readdir(join(dir, 'cache', 'machines')).catch(() => []);
 
@@ -195,7 +201,7 @@ t.test('a second signal exits at once, the machines left on record for run --dis
   t.ok(first, 'the first signal stops the run');
   const second = first === 'SIGINT' ? 'SIGTERM' : 'SIGINT';
   t.equal(code, second === 'SIGTERM' ? 143 : 130, `128 + the second signal's number (${second})`);
-  t.match(run.out(), new RegExp(`Received ${second} again, exiting at once; discard the machines left with: fleetcache run --discard`));
+  t.match(run.out(), `Received ${second} again, exiting at once; discard the machines left with: ${DISCARD_COMMAND}\n`);
   t.notMatch(run.out(), /Successful tasks/, 'no summary: it did not wait');
   t.equal((await readdir(join(dir, 'cache', 'running'))).length, 1, 'the machine is on record');
   await discardKeptMachines({ cwd: dir, dataRoot: join(dir, 'cache'), log: new RunLog(() => undefined) });
@@ -212,7 +218,7 @@ t.test('the machines of a runner killed with SIGKILL are on record: run --discar
   await run.exited;
   t.equal((await machinesOf(dir)).length, 1, 'the machine is left');
   t.equal(isAlive(pid), true, 'its task process is left');
-  t.match(run.out(), /If killed, discard machines with: fleetcache run --discard --data /);
+  t.match(run.out(), `If killed, discard machines with: ${DISCARD_COMMAND}\n`);
 
   let out = '';
   const dataRoot = join(dir, 'cache');

@@ -1,9 +1,9 @@
-// The command lines fleetcache tells a user to type (src/cli/invoked-as.ts), for each way it
+// The command lines fleetcache tells a user to type (src/invoked-as.ts), for each way it
 // is started: from a checkout, from the PATH, under `npm run` from a subdirectory.
 import t from 'tap';
 import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { commandLine, pathForUser } from '../../src/cli/invoked-as.js';
+import { commandLine, pathForUser } from '../src/invoked-as.js';
 
 /** A checkout with its entry point bin/fleetcache.js, and a bin directory holding a `fleetcache` link to it. */
 function checkout(dir: string): { root: string; entry: string; bin: string } {
