@@ -4,7 +4,7 @@
 // no `fleetcache` is on the PATH there).
 import { accessSync, constants, realpathSync } from 'node:fs';
 import { basename, delimiter, isAbsolute, join, relative, resolve } from 'node:path';
-import { shellQuote } from './run/agent-client.js';
+import { shellQuote } from './shell-quote.js';
 
 interface Invocation {
   /** The entry point that was started (process.argv[1]). */

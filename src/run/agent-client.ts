@@ -5,6 +5,7 @@
 import { posix } from 'node:path';
 import type { Machine } from '../backends/backend.js';
 import { ERROR_CODES, FleetError, type ErrorCode } from '../errors.js';
+import { shellQuote } from '../shell-quote.js';
 
 const AGENT_REMOTE_NAME = '.fleetcache-agent.mjs';
 
@@ -22,11 +23,6 @@ interface AgentAnswer {
   ok: boolean;
   error?: string;
   [field: string]: unknown;
-}
-
-/** One shell word, whatever the text. */
-export function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 /** Uploads the agent; aborting `signal` (the run interrupted) cuts the transfer. */

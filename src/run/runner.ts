@@ -18,7 +18,8 @@ import { beginSnapshot, buildLedger, snapshotFleet, type FleetSnapshot, type Led
 import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Backend, type Job, type Project, type ResolvedFields } from '../spread/index.js';
 import { projectError } from '../spread/yaml.js';
 import { redactUrl } from '../redact-url.js';
-import { agentWorkDir, installAgent, runAgent, shellQuote } from './agent-client.js';
+import { agentWorkDir, installAgent, runAgent } from './agent-client.js';
+import { shellQuote } from '../shell-quote.js';
 import { ReusePool, RunningMachines } from './reuse.js';
 import { RunInterrupt } from './interrupt.js';
 import { runWorkers, type WorkerInfo } from './driver.js';

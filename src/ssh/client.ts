@@ -13,6 +13,7 @@ import { ConfigError, errorMessage, UpstreamError } from '../errors.js';
 import type { ExecOptions, ExecResult, Executor, ShellOptions } from '../backends/backend.js';
 import { OutputBuffer, renderScript, renderShell, ScriptLostError, utf8Chunks, watchScript } from '../backends/script.js';
 import { hostKeyCheck, HostKeyRefused } from './known-hosts.js';
+import { shellQuote } from '../shell-quote.js';
 
 export interface SshTarget {
   host: string;
@@ -79,10 +80,6 @@ const EXIT_DRAIN_MS = 200;
 function terminalSize(): { rows: number; cols: number } {
   const term = process.stdout.isTTY ? process.stdout : process.stderr.isTTY ? process.stderr : undefined;
   return { rows: term?.rows || 24, cols: term?.columns || 80 };
-}
-
-function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 function connectOnce(target: SshTarget, timeout: number, signal?: AbortSignal): Promise<Client> {
