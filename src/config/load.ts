@@ -110,7 +110,7 @@ function escapePointer(segment: string): string {
 }
 
 /** JSON pointer "/a/b/0" → field path "a.b[0]". */
-function fieldPath(pointer: string): string {
+export function fieldPath(pointer: string): string {
   return pointer
     .split('/')
     .slice(1)

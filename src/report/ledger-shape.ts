@@ -1,63 +1,37 @@
 // What a saved run report (<data>/reports/<run>.json) must hold for `fleetcache report` to
 // print it: a file of another shape (edited by hand, another tool's) is named with its first
 // wrong field, never a TypeError from deep inside the formatting.
-import { isRecord, type Ledger } from './ledger.js';
+import { Type, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { fieldPath } from '../config/load.js';
+import type { Ledger } from './ledger.js';
 
-type Check = (value: unknown) => boolean;
+// Each schema's description is what the refusal says the field should be.
+const str = Type.String({ description: 'a string' });
+const num = Type.Number({ description: 'a number' });
+const numOrNull = Type.Union([Type.Number(), Type.Null()], { description: 'a number or null' });
+const bool = Type.Boolean({ description: 'true or false' });
+const record = <P extends Record<string, TSchema>>(properties: P) => Type.Object(properties, { description: 'an object' });
+const list = <T extends TSchema>(items: T) => Type.Array(items, { description: 'a list' });
 
-const string: Check = (v) => typeof v === 'string';
-const number: Check = (v) => typeof v === 'number' && Number.isFinite(v);
-const numberOrNull: Check = (v) => v === null || number(v);
-const boolean: Check = (v) => typeof v === 'boolean';
+/** The fields `fleetcache report` reads (others may be there: a newer version's). */
+const LedgerShape = record({
+  run: str,
+  project: str,
+  machines: num,
+  reused: Type.Optional(num),
+  links: list(record({ link: str, actualBytes: numOrNull, naiveBytes: num, partial: Type.Optional(bool) })),
+  caches: list(record({
+    region: str, url: str, reachable: Type.Optional(bool), coverage: Type.Optional(str),
+    hits: num, misses: num, collapsed: num, hitRatio: num,
+  })),
+  originEgress: record({ actual: numOrNull, naive: num }),
+  interrupted: Type.Optional(record({ signal: str, abortedJobs: num })),
+});
 
-/** Each field a record must have (`?`: may be absent), with its check and what it should be. */
-type Fields = Record<string, readonly [Check, string]>;
-
-const LINK: Fields = { link: [string, 'a string'], actualBytes: [numberOrNull, 'a number or null'], naiveBytes: [number, 'a number'], 'partial?': [boolean, 'true or false'] };
-const CACHE: Fields = {
-  region: [string, 'a string'], url: [string, 'a string'], 'reachable?': [boolean, 'true or false'], 'coverage?': [string, 'a string'],
-  hits: [number, 'a number'], misses: [number, 'a number'], collapsed: [number, 'a number'], hitRatio: [number, 'a number'],
-};
-const EGRESS: Fields = { actual: [numberOrNull, 'a number or null'], naive: [number, 'a number'] };
-const INTERRUPTED: Fields = { signal: [string, 'a string'], abortedJobs: [number, 'a number'] };
-
-/** The first field of `value` that `fields` does not take, as `where.field: should be …`; undefined when none. */
-function recordError(value: unknown, where: string, fields: Fields): string | undefined {
-  if (!isRecord(value)) return `${where || 'the report'}: should be an object`;
-  for (const [key, [check, what]] of Object.entries(fields)) {
-    const name = key.replace(/\?$/, '');
-    const field = value[name];
-    if (field === undefined && key.endsWith('?')) continue;
-    if (!check(field)) return `${where ? `${where}.` : ''}${name}: should be ${what}`;
-  }
-  return undefined;
-}
-
-function listError(value: unknown, where: string, fields: Fields): string | undefined {
-  if (!Array.isArray(value)) return `${where}: should be a list`;
-  for (const [i, item] of value.entries()) {
-    const error = recordError(item, `${where}[${i}]`, fields);
-    if (error) return error;
-  }
-  return undefined;
-}
-
-/** Why `value` is not a run report, naming its first wrong field; undefined when it is one. */
-function ledgerShapeError(value: unknown): string | undefined {
-  const top = recordError(value, '', {
-    run: [string, 'a string'], project: [string, 'a string'], machines: [number, 'a number'], 'reused?': [number, 'a number'],
-  });
-  if (top) return top;
-  const ledger = value as Record<string, unknown>;
-  return listError(ledger.links, 'links', LINK)
-    ?? listError(ledger.caches, 'caches', CACHE)
-    ?? recordError(ledger.originEgress, 'originEgress', EGRESS)
-    ?? (ledger.interrupted === undefined ? undefined : recordError(ledger.interrupted, 'interrupted', INTERRUPTED));
-}
-
-/** `value` as a Ledger, or the error ledgerShapeError says. */
+/** `value` as a Ledger, or an error naming its first wrong field (`links[0].naiveBytes: should be a number`). */
 export function asLedger(value: unknown): Ledger {
-  const error = ledgerShapeError(value);
-  if (error) throw new Error(error);
+  const first = Value.Errors(LedgerShape, value).First();
+  if (first) throw new Error(`${fieldPath(first.path) || 'the report'}: should be ${first.schema.description ?? 'as a run report has it'}`);
   return value as Ledger;
 }

@@ -132,7 +132,7 @@ async function tryStats<T>(url: string, shape: (value: unknown) => value is T, t
   }
 }
 
-export const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 const TALLY_FIELDS: ReadonlyArray<keyof CacheKindTally> = ['bytesServed', 'bytesUpstream', 'hits', 'misses', 'collapsed'];
 
 /**
