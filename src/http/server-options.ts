@@ -94,14 +94,16 @@ export function refuseMalformedRequests(app: FastifyInstance, max: number): void
 
 /**
  * `Expect: 100-continue` answered with 100 only for a request that may send its body: one
- * with a credential and, when `maxBody` is given, a declared length within it. Node sends the
- * 100 to every such request by itself; a client without a token, or with a body over the
- * limit, then starts sending it, only to be refused (401, 413) once the route looks. The
- * request goes on to the server's handler either way, which answers it.
+ * with a credential and, when `maxBodyOf` is given, a declared length within the limit it
+ * gives for the request's path (origin form, before routing). Node sends the 100 to every
+ * such request by itself; a client without a token, or with a body over the limit, then
+ * starts sending it, only to be refused (401, 413) once the route looks. The request goes
+ * on to the server's handler either way, which answers it.
  */
-export function continueOnlyWhenAllowed(server: Server, maxBody?: number): void {
+export function continueOnlyWhenAllowed(server: Server, maxBodyOf?: (path: string) => number): void {
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
     const declared = Number(req.headers['content-length'] ?? 0);
+    const maxBody = maxBodyOf?.(originForm(req));
     if (req.headers.authorization !== undefined && (maxBody === undefined || !(declared > maxBody))) res.writeContinue();
     server.emit('request', req, res);
   });

@@ -81,6 +81,9 @@ const FIRST_PRUNE_MS = 60_000;
 export function firstPruneDelay(unseenUntil: number, now: number, firstAfterMs = FIRST_PRUNE_MS): number {
   return Math.max(firstAfterMs, unseenUntil + RECENT_MS - now + 1000);
 }
+/** The path of a run manifest (routes/names.ts), whose body is a record: maxRecordSize, not maxBlobSize, bounds it. */
+const RUN_MANIFEST_PATH = /^\/projects\/[^/?]+\/runs\/[^/?]+(?:\?|$)/;
+
 /** When this origin stopped cleanly (retention's protection of recent uploads, references.ts). */
 const STOPPED = ['_retention', 'stopped'];
 
@@ -128,7 +131,7 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
   limitConnections(app.server, { clientHeaderTimeoutMs: options.clientHeaderTimeoutMs ?? DEFAULT_CLIENT_HEADER_TIMEOUT_MS, maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS }, app.log);
   refuseMalformedRequests(app, options.maxHeaders ?? DEFAULT_MAX_HEADERS);
   app.addHook('onRequest', (request, reply, done) => inPipelineOrder(request.raw, reply.raw, () => done()));
-  continueOnlyWhenAllowed(app.server, context.maxBlobSize);
+  continueOnlyWhenAllowed(app.server, (path) => (RUN_MANIFEST_PATH.test(path) ? context.maxRecordSize : context.maxBlobSize));
   // Bodies are never buffered by a parser: every route streams request.raw itself.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));

@@ -30,7 +30,8 @@ export class DiskBlobStore implements BlobStore {
   async open(): Promise<void> {
     await rm(this.#tmpDir, { recursive: true, force: true });
     await mkdir(this.#tmpDir, { recursive: true });
-    for (const algo of DIGEST_ALGORITHMS) await mkdir(join(this.#casDir, algo), { recursive: true });
+    // Durable: a blob linked into a shard (put) is only as lasting as the directories above it.
+    for (const algo of DIGEST_ALGORITHMS) await mkdirDurable(join(this.#casDir, algo));
   }
 
   pathOf(d: Digest): string {

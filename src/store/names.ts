@@ -37,7 +37,8 @@ export class NameStore {
 
   /** Makes the directories and removes the records a crash left half written (nothing else does with S3 storage). */
   async open(): Promise<void> {
-    await mkdir(this.#root, { recursive: true });
+    // Durable: a record renamed into it (put) is only as lasting as the directory itself.
+    await mkdirDurable(this.#root);
     await mkdir(this.#tmpDir, { recursive: true });
     for (const entry of await readdir(this.#tmpDir)) {
       if (entry.startsWith(TMP_PREFIX)) await rm(join(this.#tmpDir, entry), { force: true });

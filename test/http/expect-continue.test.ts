@@ -24,3 +24,14 @@ t.test('origin and cache: 100 Continue only to an upload with a token and a leng
   t.match(await firstAnswer(cache.url, path, { 'content-length': '1000' }), /^HTTP\/1\.1 401 /, 'through a cache: no token, refused at once');
   t.match(await firstAnswer(cache.url, path, { ...token, 'content-length': '1000' }), /^HTTP\/1\.1 100 Continue/, 'through a cache: a token, told to send');
 });
+
+t.test('origin: a run manifest is told to send only within the record limit, not the blob limit', async (t) => {
+  const maxRecordSize = 1 << 10;
+  const origin = await startOrigin(t, { maxBlobSize: 1 << 20, maxRecordSize });
+  const token = { authorization: `Bearer ${origin.token}` };
+  const run = '/projects/p/runs/r1';
+  t.match(await firstAnswer(origin.url, run, { ...token, 'content-length': String(maxRecordSize + 1) }), /^HTTP\/1\.1 413 /, 'over the record limit: refused at once');
+  t.match(await firstAnswer(origin.url, run, { ...token, 'content-length': String(maxRecordSize) }), /^HTTP\/1\.1 100 Continue/, 'within it: told to send');
+  const base = '/projects/p/bases/b1';
+  t.match(await firstAnswer(origin.url, base, { ...token, 'content-length': String(maxRecordSize + 1) }), /^HTTP\/1\.1 100 Continue/, 'a base is a blob: the blob limit');
+});

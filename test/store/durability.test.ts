@@ -53,6 +53,23 @@ t.test('a blob in a new shard and a name in new directories are durable, directo
   t.ok(synced.some((p) => p.startsWith(path.join(dir, 'tmp', 'rec-'))), 'the record file itself, before its rename');
 });
 
+t.test('opening a new store makes its directories durable: cas.v1/<algo>, names.v1', async (t) => {
+  const scratch = t.testdir();
+  const dir = path.join(scratch, 'data');
+  // Each store opened alone on a new data directory: the parents of the directories it makes are synced.
+  for (const [store, parents] of [['DiskBlobStore', [dir, path.join(dir, 'cas.v1')]], ['NameStore', [dir]]] as const) {
+    const synced = fsyncedPaths(`
+      import { DiskBlobStore } from './src/store/disk.ts';
+      import { NameStore } from './src/store/names.ts';
+      await new ${store}(${JSON.stringify(path.join(dir, store))}).open();
+    `, path.join(scratch, `strace-${store}.txt`));
+    for (const parent of parents) {
+      const under = path.join(dir, store, path.relative(dir, parent));
+      t.ok(synced.includes(under), `${store}: ${path.relative(scratch, under)} synced`);
+    }
+  }
+});
+
 t.test('a second put of a stored blob syncs its shard before it answers', async (t) => {
   const scratch = t.testdir();
   const dir = path.join(scratch, 'data');
