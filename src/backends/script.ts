@@ -17,8 +17,12 @@ const HELPERS = [
   `REBOOT() { { set +xu; } 2>/dev/null; [ -z "\${1:-}" ] && echo '<REBOOT>' || echo "<REBOOT $1>"; exit ${MARKER_EXIT}; }`,
   `ERROR() { { set +xu; } 2>/dev/null; [ -z "\${1:-}" ] && echo '<ERROR>' || echo "<ERROR $*>"; exit ${MARKER_EXIT}; }`,
   `FATAL() { { set +xu; } 2>/dev/null; [ -z "\${1:-}" ] && echo '<FATAL>' || echo "<FATAL $*>"; exit ${MARKER_EXIT}; }`,
-  `MATCH() { { set +xu; } 2>/dev/null; local stdin; stdin=$(cat); echo "$stdin" | grep -q -E "$@" || { echo "error: pattern not found on stdin:" >&2; echo "$stdin" >&2; return 1; }; }`,
-  `NOMATCH() { { set +xu; } 2>/dev/null; local stdin; stdin=$(cat); if echo "$stdin" | grep -q -E "$@"; then echo "NOMATCH pattern='$*' found in:" >&2; echo "$stdin" >&2; return 1; fi; }`,
+  // As spread's: in a subshell, so that their `set +xu` ends with them (fed by `<<<` or a
+  // file they run in the script's own shell, and took its tracing and nounset away); grep
+  // reads a here-string, not a pipe that breaks when `grep -q` stops at the first match, so
+  // a script's `set -o pipefail` cannot turn a match into "not found".
+  `MATCH() ( { set +xu; } 2>/dev/null; [ $# -gt 0 ] || { echo "error: missing regexp argument"; return 1; }; local stdin; stdin=$(cat); grep -q -E "$@" <<< "$stdin" || { res=$?; printf 'grep error: pattern not found, got:\\n%s\\n' "$stdin" >&2; if [ $res != 1 ]; then echo "unexpected grep exit status: $res"; fi; return 1; }; )`,
+  `NOMATCH() ( { set +xu; } 2>/dev/null; [ $# -gt 0 ] || { echo "error: missing regexp argument"; return 1; }; local stdin; stdin=$(cat); if grep -q -E "$@" <<< "$stdin"; then printf "NOMATCH pattern='%s' found in:\\n%s\\n" "$*" "$stdin" >&2; return 1; fi; )`,
 ];
 
 /**

@@ -56,7 +56,7 @@ t.test('environment order, quoting, helpers and exit codes', async (t) => {
   t.equal(r.output, 'ok\n');
   r = await m.exec('echo "abc" | MATCH xyz', { trace: false });
   t.equal(r.exitCode, 1);
-  t.match(r.output, /pattern not found on stdin:\nabc/);
+  t.match(r.output, /grep error: pattern not found, got:\nabc/);
   r = await m.exec('echo "abc" | NOMATCH b', { trace: false });
   t.equal(r.exitCode, 1);
   r = await m.exec('read x || echo stdin is empty', { trace: false });

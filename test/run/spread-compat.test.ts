@@ -241,7 +241,23 @@ t.test('ERROR msg fails the script with just that message', async (t) => {
   // spread's outputErr: one line of output goes on the error's own line, several between dashes
   t.match(out, /Error executing local:alpha-1:s\/a \(local:alpha-1\) : custom failure message\n/);
   t.notMatch(out, /lots of output|<ERROR/);
-  t.match(out, /Error executing local:alpha-1:s\/b \(local:alpha-1\) :\n-----\n[^]*pattern not found on stdin:\nhello\n-----/, 'other failures keep their output');
+  t.match(out, /Error executing local:alpha-1:s\/b \(local:alpha-1\) :\n-----\n[^]*grep error: pattern not found, got:\nhello\n-----/, 'other failures keep their output');
+});
+
+t.test("MATCH and NOMATCH as spread's: set +xu stays inside them, pipefail cannot fail a match, spread's words", async (t) => {
+  const dir = await project(t, spreadYaml('matching', LOCAL), {
+    // fed from a here-string, the helper runs in the script's own shell: tracing and nounset must survive it
+    's/unset': 'summary: u\nexecute: |\n  MATCH hel <<< "hello"\n  echo "traced after MATCH"\n  echo "[$NEVER_SET]"\n',
+    // grep -q stops at the first line; a pipe into it breaks, and under pipefail that read as "not found"
+    's/early': 'summary: e\nexecute: |\n  set -o pipefail\n  seq 1 100000 | MATCH "^1$"\n  seq 1 100000 | NOMATCH "^0$"\n',
+    's/late': 'summary: l\nexecute: |\n  set -o pipefail\n  seq 1 100000 | NOMATCH "^1$"\n',
+    's/words': 'summary: w\nexecute: |\n  echo hello | MATCH bye\n',
+  });
+  const { result, out } = await run(dir);
+  t.same([...result.tally.failed].sort(), ['local:alpha-1:s/late', 'local:alpha-1:s/unset', 'local:alpha-1:s/words']);
+  t.match(out, /Error executing local:alpha-1:s\/unset [^]*\+ echo 'traced after MATCH'\n[^]*NEVER_SET: unbound variable/, 'still traced, and set -u still on');
+  t.match(out, /Error executing local:alpha-1:s\/late [^]*NOMATCH pattern='\^1\$' found in:\n1\n2\n/, 'NOMATCH finds a match at the start of a long input');
+  t.match(out, /Error executing local:alpha-1:s\/words [^]*grep error: pattern not found, got:\nhello\n-----/, "spread's message");
 });
 
 t.test('a script that cannot run fails as spread counts it, and the machine is still discarded', async (t) => {
