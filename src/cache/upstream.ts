@@ -15,6 +15,7 @@ import { bearerToken } from '../http/auth.js';
 import { loggedPath } from './serve.js';
 import { redactUrl } from '../redact-url.js';
 import { DEFAULT_UPSTREAM_CONNECTIONS, type UpstreamTimeouts } from './config.js';
+import { redirectConnector, RefusedTargetError, type PrivateRedirects } from './redirect-targets.js';
 
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
@@ -151,6 +152,7 @@ interface UpstreamOptions {
   readonly breaker?: { readonly failures: number; readonly openMs: number };
   readonly external?: boolean;
   readonly connections?: number;
+  readonly privateRedirects?: PrivateRedirects;
 }
 
 interface UpstreamRequest {
@@ -180,8 +182,10 @@ export class Upstream {
    * `external`: a mirror's server, not fleetcache's: a machine's run token (`Bearer fcrun2.…`)
    * is never sent to it (a client's own credential for it is). `connections`: the most opened
    * to the upstream, and to each host it redirects to; requests past them wait their turn.
+   * `privateRedirects`: whether its redirects may lead to addresses no public server is on
+   * (redirect-targets.ts).
    */
-  constructor(name: string, url: string, timeouts: UpstreamTimeouts, { breaker = BREAKER, external = false, connections = DEFAULT_UPSTREAM_CONNECTIONS }: UpstreamOptions = {}) {
+  constructor(name: string, url: string, timeouts: UpstreamTimeouts, { breaker = BREAKER, external = false, connections = DEFAULT_UPSTREAM_CONNECTIONS, privateRedirects = 'auto' }: UpstreamOptions = {}) {
     this.#breaker = breaker;
     this.external = external;
     const u = new URL(url);
@@ -193,7 +197,8 @@ export class Upstream {
     if (u.username || u.password) this.#basic = `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
     const options = { connectTimeout: timeouts.connectMs, headersTimeout: timeouts.headersMs, bodyTimeout: timeouts.bodyMs, keepAliveTimeout: 10_000, connections };
     this.#pool = new Pool(u.origin, options);
-    this.#elsewhere = new Agent(options);
+    const connect = redirectConnector(privateRedirects, u.hostname, timeouts.connectMs);
+    this.#elsewhere = new Agent(connect ? { ...options, connect } : options);
   }
 
   /** Sends one request; `path` starts with "/" and may carry a query. Throws UpstreamError. */
@@ -254,6 +259,7 @@ export class Upstream {
         const target = await dispatchGet(this.#elsewhere, { origin: to.origin, path: to.pathname + to.search, method: 'GET', headers }, gatherUpTo);
         answer = { ...target, redirected: true };
       } catch (err) {
+        if (err instanceof RefusedTargetError) throw new UpstreamError(`upstream ${this.name}: ${err.message} for ${loggedPath(path)}`, { cause: err });
         throw upstreamFailure(this.name, err);
       }
       from = to.href;
