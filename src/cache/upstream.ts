@@ -270,7 +270,7 @@ export class Upstream {
       // anywhere (127.0.0.1, a cloud's metadata address), and its answer is then not upstream's.
       throw new UpstreamError(`upstream ${this.name}: the URL it redirected to answered HTTP ${answer.statusCode} for ${loggedPath(path)}`, { status: answer.statusCode });
     }
-    return answer;
+    return answer.redirected && answer.statusCode === 416 ? ownUnsatisfiable(answer, headers.range) : answer;
   }
 
   /**
@@ -312,6 +312,19 @@ export class Upstream {
  */
 function isBlobAnswer(status: number, headers: HeaderMap): boolean {
   return (status >= 200 && status < 300) || (status === 416 && headers.range !== undefined);
+}
+
+/**
+ * The cache's own 416 in place of a redirect target's (to `range`): the size its
+ * Content-Range gives (Upstream.head reads it; a client asks again with it) and a body as a
+ * stored object's 416 (serve.ts), never the target's body or other fields.
+ */
+function ownUnsatisfiable(answer: UpstreamAnswer, range: string | undefined): UpstreamAnswer {
+  answer.body?.destroy();
+  const size = /^bytes \*\/(\d+)$/.exec(String(answer.headers['content-range']))?.[1];
+  const message = `range ${range} not satisfiable${size === undefined ? '' : ` (size ${size})`}`;
+  const headers = { 'content-type': 'application/json', 'cache-control': 'no-store', ...(size === undefined ? {} : { 'content-range': `bytes */${size}` }) };
+  return { statusCode: 416, headers, whole: Buffer.from(JSON.stringify({ code: 'FC_ERR_RANGE', message })), redirected: true };
 }
 
 /**

@@ -254,3 +254,21 @@ t.test('privateRedirects: refuse: a redirect to a loopback, private or link-loca
   const part = await get(`${byDefault.url}/sha512/${big.hex}`, { range: 'bytes=100-199' });
   t.same([part.status, part.body.equals(big.body.subarray(100, 200))], [206, true], 'by default (auto), an upstream on loopback may redirect to loopback');
 });
+
+t.test('a redirect target\'s 416 to a range passed through: the cache\'s own 416 with the size, never the target\'s body or fields', async (t) => {
+  const big = blob(3 * 1024 * 1024);
+  const target = await listen(t, (req, res) => {
+    // the whole blob (the fill, which finds it larger than the cache), a 416 for any range (past its end here)
+    if (req.headers.range === undefined) return void res.writeHead(200, { 'content-length': big.body.length }).end(big.body);
+    res.writeHead(416, { 'content-range': `bytes */${big.body.length}`, 'x-internal': 'instance-role', 'content-type': 'text/plain' }).end('internal-secret-credentials');
+  });
+  const upstream = await listen(t, (_req, res) => void res.writeHead(302, { location: `${target}/s3/sha512/${big.hex}?X-Amz-Signature=s3cret` }).end());
+  const { url } = await startCache(t, { upstream, maxSize: '1MiB' }, t.testdir());
+  const past = `bytes=${big.body.length}-`;
+  const res = await get(`${url}/sha512/${big.hex}`, { range: past });
+  t.equal(res.status, 416, 'a 416');
+  t.equal(res.headers['content-range'], `bytes */${big.body.length}`, 'saying the size, so that the client can ask again');
+  t.same(JSON.parse(res.body.toString()), { code: 'FC_ERR_RANGE', message: `range ${past} not satisfiable (size ${big.body.length})` }, 'the cache\'s own body, as a stored object\'s 416');
+  t.equal(res.headers['x-internal'], undefined, 'not the target\'s fields');
+  t.equal(res.headers['cache-control'], 'no-store');
+});
