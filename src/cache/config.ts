@@ -11,6 +11,7 @@ import { logLevelSchema } from '../http/server-options.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../http/connection-limits.js';
 import { zeroCopyStatus } from '../http/zero-copy.js';
 import { redactUrl } from '../redact-url.js';
+import { PRIVATE_REDIRECTS, type PrivateRedirects } from './redirect-targets.js';
 
 /** The most server processes `workers` may ask for. */
 export const MAX_WORKERS = 64;
@@ -54,6 +55,12 @@ export const cacheConfigSchema = Type.Object(
     maxConnections: Type.Optional(Type.Integer({ minimum: 1 })),
     /** Connections each server process opens at most to each upstream (the origin, each mirror, a redirect's host); default 256. */
     upstreamConnections: Type.Optional(Type.Integer({ minimum: 1 })),
+    /**
+     * Whether the redirects a blob's fill follows may lead to loopback, private, link-local and
+     * like addresses (redirect-targets.ts): auto (the default) when the upstream redirecting is
+     * itself on one, allow, or refuse.
+     */
+    privateRedirects: Type.Optional(Type.Union(PRIVATE_REDIRECTS.map((p) => Type.Literal(p)), { description: PRIVATE_REDIRECTS.join(', ') })),
     /** Other upstreams served under /mirror/{name}/{path}. */
     mirrors: Type.Optional(
       NamedMap(
@@ -116,6 +123,8 @@ export interface CacheConfig {
   readonly maxConnections?: number;
   /** Connections per server process to each upstream host; default DEFAULT_UPSTREAM_CONNECTIONS. */
   readonly upstreamConnections?: number;
+  /** Where the redirects a blob's fill follows may lead (see the schema's privateRedirects); default auto. */
+  readonly privateRedirects?: PrivateRedirects;
 }
 
 export const DEFAULT_WORKER_TIMEOUT_MS = 30_000;
@@ -196,6 +205,7 @@ export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.
     ...(file.clientHeaderTimeout === undefined ? {} : { clientHeaderTimeoutMs: parseDuration(file.clientHeaderTimeout) }),
     maxConnections: file.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
     ...(file.upstreamConnections === undefined ? {} : { upstreamConnections: file.upstreamConnections }),
+    ...(file.privateRedirects === undefined ? {} : { privateRedirects: file.privateRedirects }),
   };
 }
 

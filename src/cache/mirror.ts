@@ -189,10 +189,25 @@ function holdsSecret(stored: CachePolicy.CachePolicyObject): boolean {
 const DOT_ESCAPES = /%(2e|2f|5c|3b|3f|23|25|00)/gi;
 
 /**
+ * `s` with its escapes decoded again, as a server behind another would: each run of them as
+ * UTF-8 ("%EF%BC%8E" is a fullwidth "．", which NFKC then makes a "."), a run that is not
+ * UTF-8 by those of DOT_ESCAPES alone.
+ */
+function decodeAgain(s: string): string {
+  return s.replace(/(?:%[0-9a-f]{2})+/gi, (run) => {
+    try {
+      return decodeURIComponent(run);
+    } catch {
+      return run.replace(DOT_ESCAPES, (e) => String.fromCharCode(parseInt(e.slice(1), 16)));
+    }
+  });
+}
+
+/**
  * Whether a raw path segment is, to some server, "." or "..": decoded once (as we do, and
- * malformed percent-encoding refused), then again while the escapes of ".", "/", "\\", ";",
- * "?", "#", "%" and NUL remain (a server that decodes twice), each part also read up to a path
- * parameter (Tomcat and Jetty drop ";x" before resolving dots: "..;/"), a query or a
+ * malformed percent-encoding refused), then again while escapes remain (a server that
+ * decodes twice: decodeAgain), each part also read up to a path parameter (Tomcat and
+ * Jetty drop ";x" before resolving dots: "..;/"), a query or a
  * fragment (a server that parses the decoded path as a URL again: "..%3F" is its ".."), or
  * a NUL (a server in C reads a string up to it: "..%00x" is its ".."); all in Unicode's
  * compatibility form (NFKC, which leaves ASCII as it is): a server that maps characters to
@@ -210,7 +225,7 @@ function leavesBase(raw: string): boolean {
     // Before the escapes are decoded again too: a fullwidth "％" is "%" to such a server ("％2e").
     s = s.normalize('NFKC');
     if (s.split(/[/\\]/).some((part) => /^\.\.?([;?#\0]|$)/.test(part))) return true;
-    const again = s.replace(DOT_ESCAPES, (e) => String.fromCharCode(parseInt(e.slice(1), 16)));
+    const again = decodeAgain(s);
     if (again === s) return false;
     s = again;
   }

@@ -100,10 +100,10 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   const store = new DiskStore(config.dataDir, config.maxSize, app.log, link ? { peer: link } : {});
   await store.open();
   const fills = new Fills(store, app.log, link?.peers, link ? () => link.leadingChanged() : undefined);
-  const connections = config.upstreamConnections;
-  const upstream = new Upstream('origin', config.upstream, config.timeouts, { connections });
+  const { upstreamConnections: connections, privateRedirects } = config;
+  const upstream = new Upstream('origin', config.upstream, config.timeouts, { connections, privateRedirects });
   const mirrors = new Map<string, Mirror>();
-  for (const [name, m] of config.mirrors) mirrors.set(name, { upstream: new Upstream(name, m.url, m.timeouts, { external: true, connections }), tooltool: m.tooltool });
+  for (const [name, m] of config.mirrors) mirrors.set(name, { upstream: new Upstream(name, m.url, m.timeouts, { external: true, connections, privateRedirects }), tooltool: m.tooltool });
   const inflight = (): number => (link ? link.store.inflight : fills.size);
   const metrics = new CacheMetrics(config.region, { inflight, lruBytes: () => store.bytes, lruObjects: () => store.count, evicted: () => store.evicted, refusing: () => store.isFull(), storageFailures: () => store.failures, fillMemory: fillMemoryInUse, fillMemoryLimit: fillMemoryBudget });
   if (link) {

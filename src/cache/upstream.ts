@@ -15,6 +15,7 @@ import { bearerToken } from '../http/auth.js';
 import { loggedPath } from './serve.js';
 import { redactUrl } from '../redact-url.js';
 import { DEFAULT_UPSTREAM_CONNECTIONS, type UpstreamTimeouts } from './config.js';
+import { redirectConnector, RefusedTargetError, type PrivateRedirects } from './redirect-targets.js';
 
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
@@ -151,6 +152,7 @@ interface UpstreamOptions {
   readonly breaker?: { readonly failures: number; readonly openMs: number };
   readonly external?: boolean;
   readonly connections?: number;
+  readonly privateRedirects?: PrivateRedirects;
 }
 
 interface UpstreamRequest {
@@ -180,8 +182,10 @@ export class Upstream {
    * `external`: a mirror's server, not fleetcache's: a machine's run token (`Bearer fcrun2.…`)
    * is never sent to it (a client's own credential for it is). `connections`: the most opened
    * to the upstream, and to each host it redirects to; requests past them wait their turn.
+   * `privateRedirects`: whether its redirects may lead to addresses no public server is on
+   * (redirect-targets.ts).
    */
-  constructor(name: string, url: string, timeouts: UpstreamTimeouts, { breaker = BREAKER, external = false, connections = DEFAULT_UPSTREAM_CONNECTIONS }: UpstreamOptions = {}) {
+  constructor(name: string, url: string, timeouts: UpstreamTimeouts, { breaker = BREAKER, external = false, connections = DEFAULT_UPSTREAM_CONNECTIONS, privateRedirects = 'auto' }: UpstreamOptions = {}) {
     this.#breaker = breaker;
     this.external = external;
     const u = new URL(url);
@@ -193,7 +197,8 @@ export class Upstream {
     if (u.username || u.password) this.#basic = `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
     const options = { connectTimeout: timeouts.connectMs, headersTimeout: timeouts.headersMs, bodyTimeout: timeouts.bodyMs, keepAliveTimeout: 10_000, connections };
     this.#pool = new Pool(u.origin, options);
-    this.#elsewhere = new Agent(options);
+    const connect = redirectConnector(privateRedirects, u.hostname, timeouts.connectMs);
+    this.#elsewhere = new Agent(connect ? { ...options, connect } : options);
   }
 
   /** Sends one request; `path` starts with "/" and may carry a query. Throws UpstreamError. */
@@ -254,6 +259,7 @@ export class Upstream {
         const target = await dispatchGet(this.#elsewhere, { origin: to.origin, path: to.pathname + to.search, method: 'GET', headers }, gatherUpTo);
         answer = { ...target, redirected: true };
       } catch (err) {
+        if (err instanceof RefusedTargetError) throw new UpstreamError(`upstream ${this.name}: ${err.message} for ${loggedPath(path)}`, { cause: err });
         throw upstreamFailure(this.name, err);
       }
       from = to.href;
@@ -264,7 +270,7 @@ export class Upstream {
       // anywhere (127.0.0.1, a cloud's metadata address), and its answer is then not upstream's.
       throw new UpstreamError(`upstream ${this.name}: the URL it redirected to answered HTTP ${answer.statusCode} for ${loggedPath(path)}`, { status: answer.statusCode });
     }
-    return answer;
+    return answer.redirected && answer.statusCode === 416 ? ownUnsatisfiable(answer, headers.range) : answer;
   }
 
   /**
@@ -306,6 +312,19 @@ export class Upstream {
  */
 function isBlobAnswer(status: number, headers: HeaderMap): boolean {
   return (status >= 200 && status < 300) || (status === 416 && headers.range !== undefined);
+}
+
+/**
+ * The cache's own 416 in place of a redirect target's (to `range`): the size its
+ * Content-Range gives (Upstream.head reads it; a client asks again with it) and a body as a
+ * stored object's 416 (serve.ts), never the target's body or other fields.
+ */
+function ownUnsatisfiable(answer: UpstreamAnswer, range: string | undefined): UpstreamAnswer {
+  answer.body?.destroy();
+  const size = /^bytes \*\/(\d+)$/.exec(String(answer.headers['content-range']))?.[1];
+  const message = `range ${range} not satisfiable${size === undefined ? '' : ` (size ${size})`}`;
+  const headers = { 'content-type': 'application/json', 'cache-control': 'no-store', ...(size === undefined ? {} : { 'content-range': `bytes */${size}` }) };
+  return { statusCode: 416, headers, whole: Buffer.from(JSON.stringify({ code: 'FC_ERR_RANGE', message })), redirected: true };
 }
 
 /**

@@ -81,3 +81,10 @@ t.test('a timeout in fractions of a millisecond is taken to the whole millisecon
   const got = await fetchHash(`${url}/cas/sha256/${blob.hex}`);
   t.same([got.status, got.size], [200, blob.body.length], 'the miss is filled from the upstream');
 });
+
+t.test('privateRedirects: auto, allow or refuse, checked with the file, line and field', async (t) => {
+  const base = 'upstream: http://127.0.0.1:9\n';
+  t.equal(resolveCacheConfig(parseCacheConfig(`${base}privateRedirects: refuse\n`, 'c.yaml')).privateRedirects, 'refuse');
+  t.equal(resolveCacheConfig(parseCacheConfig(base, 'c.yaml')).privateRedirects, undefined, 'unset: the Upstream\'s default (auto)');
+  t.throws(() => parseCacheConfig(`${base}privateRedirects: yes\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: /^c\.yaml:2: privateRedirects: / });
+});

@@ -264,7 +264,7 @@ t.test('mirror: paths go upstream as the client encoded them, and never leave th
   const { up, upUrl } = await startUpstream(t);
   up.handler = (req, res) => reply(res, 200, { 'cache-control': 'max-age=60' }, `got ${req.url}`);
   const { url } = await startCache(t, { upstream: upUrl, mirrors: { deb: { url: `${upUrl}/debian` } } }, t.testdir());
-  for (const path of ['/pool/a%2Fb', '/pool/what%3Fnot', '/pool/with%20space', '/pool/x?q=1%2B1&r=%2F', '/pool/g%2B%2B_1.0.deb', '/pool/100%2525', '/pool/..a/x', '/pool/a;..', '/pool/%EF%BC%A1%E2%80%A6/x', '/pool/a%00b']) {
+  for (const path of ['/pool/a%2Fb', '/pool/what%3Fnot', '/pool/with%20space', '/pool/x?q=1%2B1&r=%2F', '/pool/g%2B%2B_1.0.deb', '/pool/100%2525', '/pool/..a/x', '/pool/a;..', '/pool/%EF%BC%A1%E2%80%A6/x', '/pool/%25EF%25BC%25A1%25E2%2580%25A6/x', '/pool/a%00b']) {
     const res = await rawGet(url, `/mirror/deb${path}`);
     t.same(res, { status: 200, body: `got /debian${path}` }, `${path}: as sent`);
   }
@@ -275,7 +275,9 @@ t.test('mirror: paths go upstream as the client encoded them, and never leave th
     // a C server's string ends at a NUL; fullwidth dots and slashes, "‥" are dots and slashes once normalised (NFKC)
     '/pool/..%00/x', '/pool/.%00x/y', '/pool/%252e%252e%2500/x', '/pool/%EF%BC%8E%EF%BC%8E/x', '/pool/.%EF%BC%8E/x', '/pool/%E2%80%A5/x', '/pool/a%EF%BC%8F..%EF%BC%8Fx', '/pool/%EF%BC%BC..',
     // a fullwidth "％" is "%" once normalised: "％2e", "％２ｅ" are escapes of "." to a server that normalises, then decodes again
-    '/pool/%EF%BC%852e%EF%BC%852e/x', '/pool/%EF%BC%85%EF%BC%92%EF%BD%85%EF%BC%85%EF%BC%92%EF%BD%85/x']) {
+    '/pool/%EF%BC%852e%EF%BC%852e/x', '/pool/%EF%BC%85%EF%BC%92%EF%BD%85%EF%BC%85%EF%BC%92%EF%BD%85/x',
+    // and those encoded twice (or more): fullwidth dots, "‥", a fullwidth slash, to a server that decodes twice, then normalises
+    '/pool/%25EF%25BC%258E%25EF%25BC%258E/x', '/pool/%2525EF%2525BC%25258E%2525EF%2525BC%25258E/x', '/pool/.%25EF%25BC%258E/x', '/pool/%25E2%2580%25A5/x', '/pool/a%25EF%25BC%258F..%25EF%25BC%258Fx']) {
     const res = await rawGet(url, `/mirror/deb${path}`);
     t.equal(res.status, 400, `${path}: refused`);
     t.match(res.body, /"code":"FC_ERR_BAD_NAME"/);

@@ -220,3 +220,55 @@ t.test('a redirect target that answers other than with the blob: the cache\'s ow
     t.equal(head.headers['x-internal'], undefined, `${status}, HEAD: not the target's fields`);
   }
 });
+
+t.test('privateRedirects: refuse: a redirect to a loopback, private or link-local address is the cache\'s 502, the target never asked; by default a loopback upstream\'s are followed', async (t) => {
+  const big = blob(3 * 1024 * 1024);
+  const dirs = t.testdir({ refuse: {}, auto: {} });
+  const pair = await tooltoolPair(t, new Map([[big.hex, big.body]]));
+  const storagePort = new URL(pair.storage).port;
+  let to = '';
+  const redirecting = await listen(t, (_req, res) => void res.writeHead(302, { location: `http://${to}/s3/sha512/${big.hex}?X-Amz-Signature=s3cret` }).end());
+  // the storage answers on all of these it can be reached at; the others are refused before any connection
+  const refused = [
+    [`127.0.0.1:${storagePort}`, 'loopback'], [`localhost:${storagePort}`, 'loopback'], [`[::ffff:127.0.0.1]:${storagePort}`, 'loopback'],
+    ['169.254.169.254', 'link-local'], ['[fe80::1]', 'link-local'], ['10.1.2.3', 'private'], ['192.168.0.1', 'private'], ['[fd00::1]', 'private'], ['0.0.0.0', 'unspecified'],
+  ] as const;
+  const cache = await startCache(t, { upstream: redirecting, maxSize: '1MiB', privateRedirects: 'refuse' }, join(dirs, 'refuse'));
+  for (const [target, kind] of refused) {
+    to = target;
+    for (const [what, headers] of [['a fill', {}], ['a range passed through', { range: 'bytes=0-9' }]] as const) {
+      // a blob larger than the cache keeps: the range is passed through (its fill too, as the first request fails)
+      const res = await get(`${cache.url}/sha512/${big.hex}`, headers);
+      t.equal(res.status, 502, `${to}, ${what}: a 502`);
+      t.match(JSON.parse(res.body.toString()), { code: 'FC_ERR_UPSTREAM', message: new RegExp(`a redirect to a ${kind} address, refused`) }, `${to}, ${what}: naming why`);
+      t.notMatch(res.body.toString(), /s3cret|127\.0\.0\.1|169\.254/, `${to}, ${what}: neither the signed URL nor the address`);
+    }
+    const head = await request(`${cache.url}/sha512/${big.hex}`, { method: 'HEAD' });
+    await head.body.dump();
+    t.equal(head.statusCode, 502, `${to}, HEAD: a 502`);
+  }
+  t.equal(pair.storageSeen.length, 0, 'the target was never asked');
+
+  const byDefault = await startCache(t, { upstream: redirecting, maxSize: '1MiB' }, join(dirs, 'auto'));
+  to = `127.0.0.1:${storagePort}`;
+  const part = await get(`${byDefault.url}/sha512/${big.hex}`, { range: 'bytes=100-199' });
+  t.same([part.status, part.body.equals(big.body.subarray(100, 200))], [206, true], 'by default (auto), an upstream on loopback may redirect to loopback');
+});
+
+t.test('a redirect target\'s 416 to a range passed through: the cache\'s own 416 with the size, never the target\'s body or fields', async (t) => {
+  const big = blob(3 * 1024 * 1024);
+  const target = await listen(t, (req, res) => {
+    // the whole blob (the fill, which finds it larger than the cache), a 416 for any range (past its end here)
+    if (req.headers.range === undefined) return void res.writeHead(200, { 'content-length': big.body.length }).end(big.body);
+    res.writeHead(416, { 'content-range': `bytes */${big.body.length}`, 'x-internal': 'instance-role', 'content-type': 'text/plain' }).end('internal-secret-credentials');
+  });
+  const upstream = await listen(t, (_req, res) => void res.writeHead(302, { location: `${target}/s3/sha512/${big.hex}?X-Amz-Signature=s3cret` }).end());
+  const { url } = await startCache(t, { upstream, maxSize: '1MiB' }, t.testdir());
+  const past = `bytes=${big.body.length}-`;
+  const res = await get(`${url}/sha512/${big.hex}`, { range: past });
+  t.equal(res.status, 416, 'a 416');
+  t.equal(res.headers['content-range'], `bytes */${big.body.length}`, 'saying the size, so that the client can ask again');
+  t.same(JSON.parse(res.body.toString()), { code: 'FC_ERR_RANGE', message: `range ${past} not satisfiable (size ${big.body.length})` }, 'the cache\'s own body, as a stored object\'s 416');
+  t.equal(res.headers['x-internal'], undefined, 'not the target\'s fields');
+  t.equal(res.headers['cache-control'], 'no-store');
+});
