@@ -170,6 +170,10 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
 
   app.addHook('onClose', async () => {
     await Promise.all([upstream.close(), closeFollowerPools(), ...[...mirrors.values()].map((m) => m.upstream.close())]);
+    // The fills this close cut remove their temp files, claims and links once they end: a
+    // cache worker exits as soon as it is closed (its IPC channel closed), which left them
+    // on disk until the next start.
+    await fills.drain();
   });
   return app;
 }

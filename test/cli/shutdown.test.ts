@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
 import { Agent, request } from 'undici';
+import { pacedProxy } from '../helpers/paced-proxy.js';
 import { descendantsOf, startServerProcess, type RunningServer } from '../helpers/processes.js';
+import { describeTree } from '../helpers/tree.js';
 import { eventually } from '../helpers/wait.js';
 
 const TOKEN = 'shutdown-test-token';
@@ -154,6 +156,22 @@ const longDrain = (async () => {
   return { servers, downloads, codes, took: Date.now() - t0 };
 })();
 void longDrain.catch(() => undefined); // the test below reports it
+
+t.test('cache with workers: a fill cut at shutdownTimeout leaves no temp file behind', async (t) => {
+  const origin = await upstreamOrigin(t);
+  // An upstream slower than the drain: the fill is still coming when the cut comes.
+  const slowUpstream = await pacedProxy(t, origin.url, (path) => path.startsWith('/cas/'), { bytes: 64 * 1024, everyMs: 50 });
+  const dir = t.testdir();
+  writeFileSync(join(dir, 'cache.yaml'), `upstream: ${slowUpstream}\nshutdownTimeout: 1s\n`);
+  const cache = await startServerProcess(t, ['cache', '-c', join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const download = await pausedDownload(cache.url);
+  const filesIn = (data: string): string[] => Object.entries(describeTree(data)).filter(([, what]) => what.startsWith('file')).map(([f]) => f);
+  await eventually('the fill has its temp file', () => filesIn(join(dir, 'data')).some((f) => f.startsWith('tmp/') || f.includes('/.tmp-')));
+  process.kill(cache.child.pid!, 'SIGTERM');
+  t.equal(await exited(cache), 0, 'exit 0');
+  await t.rejects(download.finish(), 'the cut transfer errors');
+  t.same(filesIn(join(dir, 'data')), ['.lock-id'], 'no claim, link or temp file of the cut fill is left: only the lock secret');
+});
 
 t.test('SIGHUP is ignored, and said so: a download in flight goes on, the server keeps serving (origin, and a cache with workers)', async (t) => {
   // The shared upstream: a SIGHUP leaves it serving (checked here), and nothing else sends it one.
