@@ -11,6 +11,7 @@ import { SMALL_MAX, StorageError, type DiskStore, type Hit } from './disk-store.
 import type { FillDecision, FillSpec } from './fill.js';
 import type { FillHead, FillSource } from './fill-progress.js';
 import type { Fills } from './fills.js';
+import type { UploadsInFlight } from './uploads-in-flight.js';
 import { readUntilClosed, sendFill } from './fill-cursor.js';
 import { FillGoneError } from './remote-fill.js';
 import type { CacheMetrics, Kind } from './metrics.js';
@@ -27,6 +28,7 @@ export interface Mirror {
 export interface CacheContext {
   readonly store: DiskStore;
   readonly fills: Fills;
+  readonly uploads: UploadsInFlight;
   readonly metrics: CacheMetrics;
   readonly upstream: Upstream;
   readonly mirrors: ReadonlyMap<string, Mirror>;

@@ -184,12 +184,12 @@ async function keep(
 export function registerPutRoutes(app: FastifyInstance, ctx: CacheContext): void {
   app.put<{ Params: { algo: string; hex: string } }>('/cas/:algo/:hex', async (req, reply) => {
     const d = parseDigest(req.params.algo, req.params.hex);
-    await forwardPut(ctx, req, reply, 'cas', `/cas/${d.algo}/${d.hex}`, d);
+    await ctx.uploads.track(forwardPut(ctx, req, reply, 'cas', `/cas/${d.algo}/${d.hex}`, d));
     return reply;
   });
   for (const kind of ['artifacts', 'projects'] as const) {
     app.put(`/${kind}/*`, async (req, reply) => {
-      await forwardPut(ctx, req, reply, kind, namePath(req.url));
+      await ctx.uploads.track(forwardPut(ctx, req, reply, kind, namePath(req.url)));
       return reply;
     });
   }

@@ -13,6 +13,7 @@ import { plainBlobGet, sendEarlyHit, serveSmallHit } from './fast-hit.js';
 import { leadEarlyMiss, leadMiss } from './fast-miss.js';
 import { fillMemoryBudget, fillMemoryInUse, setFillMemory } from './fill-progress.js';
 import { Fills } from './fills.js';
+import { UploadsInFlight } from './uploads-in-flight.js';
 import { CacheMetrics } from './metrics.js';
 import { registerMirrorRoutes } from './mirror.js';
 import { registerNamespaceRoutes } from './namespace.js';
@@ -111,7 +112,8 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
     metrics.onChange(() => link.tallied());
   }
   countEarlyAnswers(app.server, (fe) => metrics.error(fe.code, fe.status));
-  const ctx: CacheContext = { store, fills, metrics, upstream, mirrors, log: app.log };
+  const uploads = new UploadsInFlight();
+  const ctx: CacheContext = { store, fills, uploads, metrics, upstream, mirrors, log: app.log };
   app.decorate('cache', ctx);
   fast = ctx;
 
@@ -170,6 +172,10 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
 
   app.addHook('onClose', async () => {
     await Promise.all([upstream.close(), closeFollowerPools(), ...[...mirrors.values()].map((m) => m.upstream.close())]);
+    // The fills and uploads this close cut remove their temp files (a fill's claim and link
+    // too) once they end: a cache worker exits as soon as it is closed (its IPC channel
+    // closed), which left them on disk until the next start.
+    await Promise.all([fills.drain(), uploads.drain()]);
   });
   return app;
 }

@@ -4,12 +4,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { Readable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
 import { Agent, request } from 'undici';
+import { pacedProxy } from '../helpers/paced-proxy.js';
 import { descendantsOf, startServerProcess, type RunningServer } from '../helpers/processes.js';
+import { describeTree } from '../helpers/tree.js';
 import { eventually } from '../helpers/wait.js';
 
 const TOKEN = 'shutdown-test-token';
@@ -56,6 +59,9 @@ function refusesConnections(url: string): Promise<boolean> {
     s.once('error', () => resolve(true));
   });
 }
+
+/** The files under a data directory (not its folders), by their paths in it. */
+const filesIn = (data: string): string[] => Object.entries(describeTree(data)).filter(([, what]) => what.startsWith('file')).map(([f]) => f);
 
 const exited = (server: RunningServer): Promise<number | null> =>
   server.child.exitCode !== null ? Promise.resolve(server.child.exitCode) : new Promise((resolve) => server.child.once('exit', (code) => resolve(code)));
@@ -154,6 +160,47 @@ const longDrain = (async () => {
   return { servers, downloads, codes, took: Date.now() - t0 };
 })();
 void longDrain.catch(() => undefined); // the test below reports it
+
+t.test('cache with workers: a fill cut at shutdownTimeout leaves no temp file behind', async (t) => {
+  const origin = await upstreamOrigin(t);
+  // An upstream slower than the drain: the fill is still coming when the cut comes.
+  const slowUpstream = await pacedProxy(t, origin.url, (path) => path.startsWith('/cas/'), { bytes: 64 * 1024, everyMs: 50 });
+  const dir = t.testdir();
+  writeFileSync(join(dir, 'cache.yaml'), `upstream: ${slowUpstream}\nshutdownTimeout: 1s\n`);
+  const cache = await startServerProcess(t, ['cache', '-c', join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const download = await pausedDownload(cache.url);
+  await eventually('the fill has its temp file', () => filesIn(join(dir, 'data')).some((f) => f.startsWith('tmp/') || f.includes('/.tmp-')));
+  process.kill(cache.child.pid!, 'SIGTERM');
+  t.equal(await exited(cache), 0, 'exit 0');
+  await t.rejects(download.finish(), 'the cut transfer errors');
+  t.same(filesIn(join(dir, 'data')), ['.lock-id'], 'no claim, link or temp file of the cut fill is left: only the lock secret');
+});
+
+t.test('cache with workers: an upload cut at shutdownTimeout leaves no temp file behind', async (t) => {
+  const origin = await upstreamOrigin(t);
+  const dir = t.testdir();
+  writeFileSync(join(dir, 'cache.yaml'), `upstream: ${origin.url}\nshutdownTimeout: 1s\n`);
+  const cache = await startServerProcess(t, ['cache', '-c', join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const body = randomBytes(4 * MiB);
+  // Sent 64 KiB every 50 ms: still coming when the cut comes.
+  async function* slowly(): AsyncGenerator<Buffer> {
+    for (let at = 0; at < body.length; at += 64 * 1024) {
+      yield body.subarray(at, at + 64 * 1024);
+      await sleep(50);
+    }
+  }
+  const dispatcher = new Agent();
+  t.teardown(() => dispatcher.destroy());
+  const upload = request(`${cache.url}/cas/sha256/${createHash('sha256').update(body).digest('hex')}`, {
+    method: 'PUT', body: Readable.from(slowly()), dispatcher, headers: { authorization: `Bearer ${TOKEN}`, 'content-length': String(body.length) },
+  });
+  void upload.catch(() => undefined); // checked below
+  await eventually('the upload has its temp file', () => filesIn(join(dir, 'data')).some((f) => f.startsWith('tmp/')));
+  process.kill(cache.child.pid!, 'SIGTERM');
+  t.equal(await exited(cache), 0, 'exit 0');
+  await t.rejects(upload, 'the cut upload errors');
+  t.same(filesIn(join(dir, 'data')), ['.lock-id'], 'no temp file of the cut upload is left: only the lock secret');
+});
 
 t.test('SIGHUP is ignored, and said so: a download in flight goes on, the server keeps serving (origin, and a cache with workers)', async (t) => {
   // The shared upstream: a SIGHUP leaves it serving (checked here), and nothing else sends it one.

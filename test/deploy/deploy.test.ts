@@ -55,3 +55,17 @@ t.test('the container image runs in its volume, which the user it runs as owns: 
   t.equal(last('WORKDIR'), volume, 'the working directory is the volume');
   t.match(runtime, new RegExp(`^RUN .*\\bchown ${user}(:${user})? ${volume}\\b`, 'm'), `${user} owns ${volume}`);
 });
+
+t.test('the install step of OPERATIONS.md builds once: npm ci runs the prepare script, which builds', async (t) => {
+  const guide = readFileSync(join(DEPLOY, 'OPERATIONS.md'), 'utf8');
+  const command = /`(npm ci\b[^`]*)`/.exec(guide.slice(guide.indexOf('## Installing')))?.[1];
+  t.ok(command, `the install command: ${command}`);
+  const scripts = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+  const buildsIn = (step: string): number => {
+    if (/^npm run build\b/.test(step)) return 1;
+    if (/^npm ci\b/.test(step) && !step.includes('--ignore-scripts')) return /\bnpm run build\b/.test(scripts.prepare ?? '') ? 1 : 0;
+    return 0;
+  };
+  const builds = command!.split('&&').map((step) => buildsIn(step.trim())).reduce((a, b) => a + b, 0);
+  t.equal(builds, 1, 'the package is built exactly once');
+});
