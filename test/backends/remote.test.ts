@@ -197,8 +197,8 @@ async function oneHostProvider(t: Test): Promise<{ p: Provider; kept: MachineRec
 
 t.test('ssh: a kept machine is not taken back onto a host another machine of the run holds (a host of two systems)', async (t) => {
   const { p, kept } = await oneHostProvider(t);
-  // system a's machine was kept by an earlier run, not held by this one (holdKept: a run without
-  // --reuse, as --abend alone); this run's worker of b got the host first
+  // system a's machine was kept by an earlier run, not held by this one (holdKept: as the second
+  // record of a host on record twice); this run's worker of b got the host first
   const b = await p.allocate({ name: 'b' });
   await t.rejects(p.reuse(kept, { name: 'a' }), /host 127\.0\.0\.1:\d+ of backend lab serves another machine of this run/);
   await b.discard();

@@ -277,9 +277,13 @@ t.test('--reuse with more workers than hosts: a worker waiting for a kept host a
   t.equal(cli(['--discard']).status, 0, 'its machine discarded');
 });
 
-t.test('--reuse: a host whose machine another system kept serves no worker of this run, and stays on record once', async (t) => {
-  const { base, dir, sshd, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
-  // one host serving two systems
+/**
+ * One host serving two systems, whose debian-12 job fails: a run of debian-12 with `option`
+ * keeps its machine there, then a run of ubuntu-24.04 with it allocates nothing, the kept
+ * machine's tree is left as it was, and the host is on record once. Gives the runs.
+ */
+async function keptHostOfTwoSystems(t: Test, option: { reuse: true } | { abend: true }, keeping: RegExp): Promise<(system: string) => Promise<string>> {
+  const { base, dir, sshd, remote } = await oneHostProject(t, 'summary: one\nexecute: test "$SPREAD_SYSTEM" != debian-12\n');
   await writeFile(
     join(dir, 'spread.yaml'),
     `project: onehost\npath: ${remote}\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems: [debian-12, ubuntu-24.04]\nsuites:\n  tests/:\n    summary: one\n`,
@@ -287,10 +291,10 @@ t.test('--reuse: a host whose machine another system kept serves no worker of th
   const agentBundle = await ensureAgentBundle();
   const run = async (system: string): Promise<string> => {
     let out = '';
-    await runProject({ cwd: dir, filters: [`lab:${system}`], reuse: true, agentBundle, log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+    await runProject({ cwd: dir, filters: [`lab:${system}`], ...option, agentBundle, log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
     return out;
   };
-  t.match(await run('debian-12'), /Keeping lab:debian-12 at /);
+  t.match(await run('debian-12'), keeping);
   const keptTree = join(remote, 'kept-file');
   await writeFile(keptTree, 'of the kept machine');
   const other = await run('ubuntu-24.04');
@@ -298,7 +302,16 @@ t.test('--reuse: a host whose machine another system kept serves no worker of th
   t.ok(existsSync(keptTree), "the kept machine's project tree is left as it was");
   const records = (JSON.parse(await readFile(join(dir, REUSE_FILE), 'utf8')) as { machines: MachineRecord[] }).machines;
   t.same(records.map((r) => r.system), ['debian-12'], 'the host is on record once, for the system that kept it');
+  return run;
+}
+
+t.test('--reuse: a host whose machine another system kept serves no worker of this run, and stays on record once', async (t) => {
+  const run = await keptHostOfTwoSystems(t, { reuse: true }, /Keeping lab:debian-12 at /);
   t.match(await run('debian-12'), /Reusing project data on lab:debian-12\.\.\./, 'and its system takes it back');
+});
+
+t.test('--abend without --reuse: a host whose machine an earlier --abend run kept for inspection serves no worker, and stays on record once', async (t) => {
+  await keptHostOfTwoSystems(t, { abend: true }, /Keeping lab:debian-12 at .* \(-abend\)/);
 });
 
 t.test('a worker that gets its shared host after the others ran every job is discarded, its project never sent', async (t) => {
