@@ -355,6 +355,33 @@ t.test('an adhoc machine allocated after the others ran every job, whose discard
   t.match(out, /2 machine\(s\) not discarded; discard them with: /, 'both left on record');
 });
 
+t.test('an adhoc allocate script that gives the address of a machine the run holds: that allocation fails, naming it, and what it allocated is discarded', async (t) => {
+  const { base, sshd, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo\n');
+  const busy = join(base, 'busy');
+  const discarded = join(base, 'discarded');
+  // each job holds the host alone for a while: a second machine at the same address breaks it
+  const task = `summary: holds the host\nexecute: |\n  mkdir ${busy}\n  sleep 2\n  rmdir ${busy}\n`;
+  await writeFile(join(dir, 'tests', 'one', 'task.yaml'), task);
+  await mkdir(join(dir, 'tests', 'two'), { recursive: true });
+  await writeFile(join(dir, 'tests', 'two', 'task.yaml'), task);
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    [
+      'project: fixed', `path: ${remote}`, 'backends:', '  cloud:', '    type: adhoc', `    key: ${sshd.keyPath}`,
+      `    allocate: ADDRESS 127.0.0.1:${sshd.port}`,
+      '    discard: |', `      echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`,
+      '    systems:', '      - debian-12:', '          workers: 2',
+      'suites:', '  tests/:', '    summary: two tasks', '',
+    ].join('\n'),
+  );
+  let out = '';
+  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  if (!result.tally.ok) t.comment(out);
+  t.match(out, new RegExp(`Error preparing cloud:debian-12 #\\d: cannot allocate cloud:debian-12: the allocate script of backend cloud gave address 127\\.0\\.0\\.1:${sshd.port}, which machine cloud:debian-12 of this run holds`));
+  t.equal(result.tally.successful, 2, 'the machine the run holds ran both jobs, one at a time');
+  t.same((await readFile(discarded, 'utf8')).trim().split('\n'), [`127.0.0.1:${sshd.port}`, `127.0.0.1:${sshd.port}`], 'the refused allocation discarded, then the machine');
+});
+
 t.test('a connection that drops mid-script fails it with a reason, and the machine takes no more jobs', async (t) => {
   const { base, sshd, dir } = await oneHostProject(t, 'summary: one\nexecute: |\n  echo started\n  sleep 30\n');
   await mkdir(join(dir, 'tests', 'two'), { recursive: true });
