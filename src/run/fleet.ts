@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
-import { durationSchema, parseConfigDocument, positiveDurationSchema, readConfigFile, validateConfig } from '../config/load.js';
+import { durationSchema, pairAt, parseConfigDocument, positiveDurationSchema, readConfigFile, validateConfig } from '../config/load.js';
 import { NamedMap } from '../config/names.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import { parseKnownHosts } from '../ssh/known-hosts.js';
@@ -57,7 +57,8 @@ export function loadFleetConfig(spreadFile: string, fleetFile: string | undefine
   } else {
     // spread.yaml is read up to the end of its first YAML document, as spread reads it (spread/yaml.ts)
     const parsed = parseConfigDocument(readFileSync(spreadFile, 'utf8'), { firstDocument: true });
-    if (!parsed.doc.has('fleetcache')) return undefined;
+    // the key may come through a merge key (`<<: *defaults`), as spread's own keys may
+    if (!pairAt(parsed.doc, ['fleetcache'])) return undefined;
     config = validateConfig(FleetSchema, parsed, spreadFile, ['fleetcache']);
   }
   // Caches without an origin would silently fall back to the embedded default: say so instead.

@@ -39,6 +39,18 @@ t.test('the fleetcache: key of spread.yaml, errors with file and line', async (t
   t.same(loadFleetConfig(file, undefined)!.regions, { a: { caches: ['http://c:2'] } });
 });
 
+t.test('fleetcache: settings reached through a YAML merge key (<<: *name) are read, as spread reads its own keys, with their lines', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'spread.yaml');
+  const defaults = 'x-defaults: &defaults\n  fleetcache:\n    origin: http://o:1\n    startupLimit: 3\n';
+  await writeFile(file, `${defaults}project: p\n<<: *defaults\n`);
+  t.equal(loadFleetConfig(file, undefined)?.startupLimit, 3, 'the key merged into the top level');
+  await writeFile(file, 'x-fleet: &fleet\n  origin: http://o:1\n  startupLimit: 3\nproject: p\nfleetcache:\n  <<: *fleet\n  dispatchDelay: 1s\n');
+  t.match(loadFleetConfig(file, undefined), { startupLimit: 3, dispatchDelay: '1s' }, 'settings merged into the key');
+  await writeFile(file, `${defaults.replace('startupLimit: 3', 'startupLimit: many')}project: p\n<<: *defaults\n`);
+  t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /spread\.yaml:4: fleetcache\.startupLimit: / }, 'a bad merged value named at its own line');
+});
+
 t.test("the fleetcache: key of spread.yaml's first YAML document: what follows is not read, as spread reads no further", async (t) => {
   const file = join(t.testdir(), 'spread.yaml');
   await writeFile(file, 'project: p\nfleetcache:\n  origin: http://o:1\n  startupLimit: 3\n---\nfleetcache: [\n');
