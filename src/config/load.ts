@@ -177,6 +177,17 @@ function pairOf(doc: Document, map: YAMLMap, name: string | number, seen = new S
 }
 
 /**
+ * Where a field set in a configuration document is, as a config error names it: `file:line:
+ * field` (the line of its key, through aliases and merge keys as lineOf finds it).
+ */
+export function fieldPlace({ doc, lc }: ConfigDocument, file: string, path: readonly string[]): { line: number | undefined; field: string; place: string } {
+  const pointer = path.map((p) => `/${escapePointer(p)}`).join('');
+  const line = lineOf(doc, lc, pointer);
+  const field = fieldPath(pointer);
+  return { line, field, place: `${file}:${line ?? '?'}: ${field}` };
+}
+
+/**
  * The pair at `path` (keys of nested maps) of the document, found through merge keys as the
  * merge reads them (`<<: *defaults` at the top level may hold the key): Document.getIn and
  * has see only the keys written in each map.
