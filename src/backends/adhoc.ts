@@ -192,9 +192,17 @@ class AdhocProvider implements Provider {
   }
 
   async reuse(record: MachineRecord, system: SystemSpec, signal?: AbortSignal): Promise<Machine> {
-    const machine = await this.#connect(record.address, { ...system, username: record.username ?? system.username, password: record.password ?? system.password }, 1, signal);
-    this.#live.set(endpointOf(record.address), machine.name);
-    return machine;
+    const endpoint = endpointOf(record.address);
+    const holder = this.#live.get(endpoint);
+    if (holder !== undefined) throw new UpstreamError(`cannot reuse ${this.name}:${system.name} at ${record.address}: machine ${holder} of this run holds it`);
+    // held from now: an allocation while it connects is refused too
+    this.#live.set(endpoint, `${this.name}:${system.name}`);
+    try {
+      return await this.#connect(record.address, { ...system, username: record.username ?? system.username, password: record.password ?? system.password }, 1, signal);
+    } catch (err) {
+      this.#live.delete(endpoint);
+      throw err;
+    }
   }
 
   async #release(system: SystemSpec, address: string): Promise<void> {
