@@ -79,6 +79,12 @@ class AdhocProvider implements Provider {
   readonly #local: LocalExecutor;
   readonly #retryDelay: number;
   readonly #allocateTimeout: number;
+  /**
+   * The machines of this run not discarded yet (allocated, taken back or kept), by endpoint:
+   * an allocate script that gives one of their addresses again (a fixed address) would put
+   * two workers on one machine at once, each emptying the project path under the other.
+   */
+  readonly #live = new Map<string, string>();
 
   constructor(name: string, options: AdhocOptions, ctx: BackendContext) {
     this.name = name;
@@ -147,7 +153,14 @@ class AdhocProvider implements Provider {
       this.#ctx.log?.(`Cannot allocate ${label}: ${why}`);
       await (options?.idle ?? holdingNothing)(() => sleepFor(this.#retryDelay, options?.signal));
     }
+    const holder = this.#live.get(endpointOf(address));
+    if (holder !== undefined) {
+      // as spread discards a machine it cannot use: the script may have allocated something
+      await this.#release(system, address).catch((err: Error) => this.#ctx.log?.(`WARNING: ${err.message}`));
+      throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: the allocate script of backend ${this.name} gave address ${address}, which machine ${holder} of this run holds (one machine serves one worker at a time)`);
+    }
     const { host, port } = splitAddress(address);
+    this.#live.set(endpointOf(address), label);
     try {
       this.#ctx.checkAddress?.(address);
       this.#ctx.log?.(`Waiting for ${label} to make SSH available at ${host}:${port}...`);
@@ -155,6 +168,7 @@ class AdhocProvider implements Provider {
       await waitForPort(host, port, this.#allocateTimeout, options?.signal);
       return await this.#connect(address, system, 30, options?.signal);
     } catch (err) {
+      this.#live.delete(endpointOf(address));
       await this.#release(system, address).catch(() => undefined);
       // interrupted: the abort itself, which a run stopping does not report as a failure of the machine
       if (options?.signal?.aborted) throw options.signal.reason;
@@ -177,8 +191,18 @@ class AdhocProvider implements Provider {
     return SshMachine.connect(this, system, address, target, this.#ctx.remotePath, { timeout: 10_000, retries, retryDelay: 2000, ...(signal ? { signal } : {}) }, rebootSettings(this.#options));
   }
 
-  reuse(record: MachineRecord, system: SystemSpec, signal?: AbortSignal): Promise<Machine> {
-    return this.#connect(record.address, { ...system, username: record.username ?? system.username, password: record.password ?? system.password }, 1, signal);
+  async reuse(record: MachineRecord, system: SystemSpec, signal?: AbortSignal): Promise<Machine> {
+    const endpoint = endpointOf(record.address);
+    const holder = this.#live.get(endpoint);
+    if (holder !== undefined) throw new UpstreamError(`cannot reuse ${this.name}:${system.name} at ${record.address}: machine ${holder} of this run holds it`);
+    // held from now: an allocation while it connects is refused too
+    this.#live.set(endpoint, `${this.name}:${system.name}`);
+    try {
+      return await this.#connect(record.address, { ...system, username: record.username ?? system.username, password: record.password ?? system.password }, 1, signal);
+    } catch (err) {
+      this.#live.delete(endpoint);
+      throw err;
+    }
   }
 
   async #release(system: SystemSpec, address: string): Promise<void> {
@@ -190,6 +214,7 @@ class AdhocProvider implements Provider {
   }
 
   discard(machine: Machine): Promise<void> {
+    this.#live.delete(endpointOf(machine.address));
     return this.#release(machine.system, machine.address);
   }
 
@@ -197,6 +222,12 @@ class AdhocProvider implements Provider {
   discardRecord(record: MachineRecord, system: SystemSpec): Promise<void> {
     return this.#release(system, record.address);
   }
+}
+
+/** One machine however its address is written (`h` and `h:22`, `H` and `h`). */
+function endpointOf(address: string): string {
+  const { host, port } = splitAddress(address);
+  return `${host.toLowerCase()}:${port}`;
 }
 
 export function verify(options: AdhocOptions): void {

@@ -150,7 +150,7 @@ export interface Provider {
    */
   keep?(machine: Machine): void;
   /**
-   * The machines of this backend on record in the reuse file when a -reuse run starts: a
+   * The machines of this backend on record in the reuse file when a -reuse or -abend run starts: a
    * backend with a fixed set of hosts gives their hosts to no worker but one taking the
    * machine back (reuse), for they are kept past the run whether taken back or not.
    */

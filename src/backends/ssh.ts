@@ -166,9 +166,9 @@ class SshProvider implements Provider {
     const h = this.#hostOf(record.address);
     if (!h) throw new ConfigError(`backend ${this.name}: reused host ${record.address} is not in its hosts list`);
     const held = this.#held.delete(h);
-    // a host on record twice (a run with --abend but not --reuse holds no host: it allocates the
-    // hosts of kept machines anew, and keeps them again) may have gone to the other record's
-    // worker: as spread's reserve, the kept machine is not taken back onto it (it stays kept)
+    // a host on record twice (a reuse file of two runs at once, or written before kept hosts
+    // were held) may have gone to the other record's worker: as spread's reserve, the kept
+    // machine is not taken back onto it (it stays kept)
     if (!held && this.#busy.has(h)) throw new UpstreamError(`host ${addressOf(h)} of backend ${this.name} serves another machine of this run`);
     this.#busy.add(h);
     try {

@@ -70,10 +70,13 @@ function count(text: string, flag: string): number {
   return n;
 }
 
-/** spread's -seed is a 64-bit integer; anything else would silently run as seed 0. */
+/**
+ * spread's -seed is a 64-bit integer, negative ones too; anything else would silently run as
+ * seed 0. Past 2^53 a number no longer holds every integer: two seeds would be one.
+ */
 function seedOf(text: string): number {
   const n = Number(text);
-  if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(n)) throw new UsageError(`--seed needs a whole number, not "${text}"`);
+  if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(n)) throw new UsageError(`--seed needs an integer, negative too, of at most ${Number.MAX_SAFE_INTEGER} either way, not "${text}"`);
   return n;
 }
 
@@ -84,7 +87,7 @@ export function registerRun(program: Command): void {
     .argument('[filter...]', 'job filters, as spread matches them')
     .option('--fleet <file>', 'fleet configuration (default: the fleetcache: key of spread.yaml, else the embedded default)')
     .option('--token-file <file>', "the fleet origin's write token (default: the fleet configuration's tokenFile:, else $FLEETCACHE_TOKEN); the embedded default makes its own")
-    .option('--seed <n>', 'seed for the job order, a whole number; the same seed replays an order (spread -seed)')
+    .option('--seed <n>', "seed for the job order, an integer (negative too, as spread's int64 -seed); the same seed replays an order (spread -seed)")
     .option('--artifacts <dir>', 'fetch task artifacts into DIR/<job name>/ (spread -artifacts)')
     .option('--data <dir>', `local state: embedded servers, machines, base cache, run reports; left out of the shipped project (default <project>/${DEFAULT_DATA_DIR})`)
     .option('--base-cache-size <size>', `bound of the base cache under the data directory: the least recently used bases past it are removed after the upload (default ${DEFAULT_BASE_CACHE_SIZE})`)

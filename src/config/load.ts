@@ -177,6 +177,33 @@ function pairOf(doc: Document, map: YAMLMap, name: string | number, seen = new S
 }
 
 /**
+ * Where a field set in a configuration document is, as a config error names it: `file:line:
+ * field` (the line of its key, through aliases and merge keys as lineOf finds it).
+ */
+export function fieldPlace({ doc, lc }: ConfigDocument, file: string, path: readonly string[]): { line: number | undefined; field: string; place: string } {
+  const pointer = path.map((p) => `/${escapePointer(p)}`).join('');
+  const line = lineOf(doc, lc, pointer);
+  const field = fieldPath(pointer);
+  return { line, field, place: `${file}:${line ?? '?'}: ${field}` };
+}
+
+/**
+ * The pair at `path` (keys of nested maps) of the document, found through merge keys as the
+ * merge reads them (`<<: *defaults` at the top level may hold the key): Document.getIn and
+ * has see only the keys written in each map.
+ */
+export function pairAt(doc: Document, path: readonly string[]): Pair | undefined {
+  let pair: Pair | undefined;
+  let node = resolvedNode(doc, doc.contents);
+  for (const key of path) {
+    pair = isMap(node) ? pairOf(doc, node, key) : undefined;
+    if (!pair) return undefined;
+    node = resolvedNode(doc, pair.value);
+  }
+  return pair;
+}
+
+/**
  * A value that matches no branch of a union (e.g. a number or "auto"): one message naming
  * every branch, instead of ajv's first ("must be integer").
  */
@@ -354,7 +381,7 @@ export function parseConfig<S extends TSchema>(schema: S, text: string, file: st
 export function validateConfig<S extends TSchema>(schema: S, { doc, lc }: ConfigDocument, file: string, at: readonly string[] = []): Static<S> {
   if (doc.errors.length > 0) throw syntaxError(doc.errors[0]!, doc, file, lc);
   // `at` validates one subtree (e.g. the `fleetcache:` key of spread.yaml), lines still exact.
-  const node = at.length === 0 ? doc.contents : doc.getIn(at, true);
+  const node = at.length === 0 ? doc.contents : pairAt(doc, at)?.value;
   const value: unknown = (isNode(node) ? nodeValue(node, doc, file, lc) : node) ?? {};
   const validate = ajv.compile(schema);
   if (!validate(value)) {

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
-import { durationSchema, parseConfigDocument, positiveDurationSchema, readConfigFile, validateConfig } from '../config/load.js';
+import { durationSchema, fieldPlace, pairAt, parseConfigDocument, positiveDurationSchema, readConfigFile, validateConfig, type ConfigDocument } from '../config/load.js';
 import { NamedMap } from '../config/names.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import { parseKnownHosts } from '../ssh/known-hosts.js';
@@ -47,8 +47,11 @@ export type FleetConfig = Static<typeof FleetSchema>;
 /** The fleet configuration: --fleet FILE, else spread.yaml's `fleetcache:` key, else undefined. */
 export function loadFleetConfig(spreadFile: string, fleetFile: string | undefined): FleetConfig | undefined {
   let config: FleetConfig;
+  let parsed: ConfigDocument;
+  /** Where the fleet configuration is in its file: the top level of --fleet FILE, spread.yaml's `fleetcache:`. */
+  let at: string[] = [];
   if (fleetFile) {
-    const parsed = parseConfigDocument(readConfigFile(fleetFile));
+    parsed = parseConfigDocument(readConfigFile(fleetFile));
     config = validateConfig(FleetSchema, parsed, fleetFile);
     // asked for by name: an empty one is a mistake, not the embedded default run silently
     if (parsed.doc.contents === null) {
@@ -56,9 +59,11 @@ export function loadFleetConfig(spreadFile: string, fleetFile: string | undefine
     }
   } else {
     // spread.yaml is read up to the end of its first YAML document, as spread reads it (spread/yaml.ts)
-    const parsed = parseConfigDocument(readFileSync(spreadFile, 'utf8'), { firstDocument: true });
-    if (!parsed.doc.has('fleetcache')) return undefined;
-    config = validateConfig(FleetSchema, parsed, spreadFile, ['fleetcache']);
+    parsed = parseConfigDocument(readFileSync(spreadFile, 'utf8'), { firstDocument: true });
+    // the key may come through a merge key (`<<: *defaults`), as spread's own keys may
+    if (!pairAt(parsed.doc, ['fleetcache'])) return undefined;
+    at = ['fleetcache'];
+    config = validateConfig(FleetSchema, parsed, spreadFile, at);
   }
   // Caches without an origin would silently fall back to the embedded default: say so instead.
   if (!config.origin && Object.keys(config.regions).length > 0) {
@@ -69,20 +74,29 @@ export function loadFleetConfig(spreadFile: string, fleetFile: string | undefine
   }
   // Paths in the file are its own, as knownHosts is (a --fleet file beside its token): not the run's directory's.
   if (config.tokenFile !== undefined) config.tokenFile = resolve(dirname(fleetFile ?? spreadFile), config.tokenFile);
-  if (config.knownHosts !== undefined) config.knownHosts = checkedKnownHosts(config.knownHosts, fleetFile ?? spreadFile);
+  if (config.knownHosts !== undefined) config.knownHosts = checkedKnownHosts(config.knownHosts, fleetFile ?? spreadFile, fieldPlace(parsed, fleetFile ?? spreadFile, [...at, 'knownHosts']));
   return config;
 }
 
-/** The knownHosts file's absolute path, once it is read and parsed: a missing or malformed one fails the run before any machine. */
-function checkedKnownHosts(path: string, configFile: string): string {
+/**
+ * The knownHosts file's absolute path, once it is read and parsed: a missing or malformed one
+ * fails the run before any machine, its error named as a config error is (`file:line: field`,
+ * the setting's place), then what is wrong in the file (its own line).
+ */
+function checkedKnownHosts(path: string, configFile: string, setting: ReturnType<typeof fieldPlace>): string {
   const file = resolve(dirname(configFile), path);
+  const refuse = (why: string): ConfigError => new ConfigError(`${setting.place}: ${why}`, configFile, setting.line, setting.field);
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`${configFile}: knownHosts: cannot read ${file}: ${errorMessage(err)}`, configFile, undefined, 'knownHosts');
+    throw refuse(`cannot read ${file}: ${errorMessage(err)}`);
   }
-  parseKnownHosts(text, file);
+  try {
+    parseKnownHosts(text, file);
+  } catch (err) {
+    throw refuse(errorMessage(err));
+  }
   return file;
 }
 

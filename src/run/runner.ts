@@ -290,8 +290,9 @@ async function runJobs(
     log: (line) => log.line(line),
     ...(fleet.knownHosts !== undefined ? { knownHosts: fleet.knownHosts } : {}),
   }, embedded);
-  // before any worker allocates: a kept machine's host goes to no other system's worker
-  if (o.reuse) for (const [name, provider] of providers) provider.holdKept?.(pool!.keptBy(name));
+  // before any worker allocates: a kept machine's host goes to no other system's worker, also
+  // in an --abend run without --reuse (a machine left for inspection was taken and emptied)
+  if (pool) for (const [name, provider] of providers) provider.holdKept?.(pool.keptBy(name));
 
   const pulls: MachineTransfer[] = [];
   /** Machines of `--reuse` that had the project already. */

@@ -272,10 +272,15 @@ export class MachineSession {
     const debug = jobDebug(job, project);
     const rounds = (this.#ctx.repeat ?? 0) + 1;
     // -repeat N: prepare, execute and restore N+1 times, stopping at the first failure.
-    let round = 1;
-    /** A round's prepare failed: the job was aborted, and its time measures no run of it. */
-    let unprepared = false;
-    for (; round <= rounds; round++) {
+    /**
+     * The rounds that ran the job (their prepare passed) and when the last of them ended: a
+     * round whose prepare failed measures no run of it, but the rounds before it did (an
+     * unknown job is ordered as the longest, and an average on record would not move).
+     */
+    let measured = { rounds: 0, until: started };
+    for (let round = 1; round <= rounds; round++) {
+      /** This round's prepare failed: the job was aborted. */
+      let unprepared = false;
       let ok = await this.#step(job, 'task', jobPrepare(job, project), job.name, 'Preparing', 'task prepare', this.#taskDir(job), debug);
       if (ok) {
         const runs = !this.#halted;
@@ -307,10 +312,11 @@ export class MachineSession {
         this.#broken = true;
         return false;
       }
+      if (!unprepared) measured = { rounds: round, until: Date.now() };
       if (!ok) break;
     }
     // the time of one round: what the next run's scheduling estimates the job by
-    if (!this.#shelled && !unprepared) this.#ctx.onJobTime?.(job, (Date.now() - started) / 1000 / Math.min(round, rounds));
+    if (!this.#shelled && measured.rounds > 0) this.#ctx.onJobTime?.(job, (measured.until - started) / 1000 / measured.rounds);
     return !this.#broken;
   }
 

@@ -156,6 +156,22 @@ t.test('ssh and adhoc backends against a real sshd', async (t) => {
     const failing = createProvider('adhoc', 'adhoc', { allocate: 'echo boom; exit 3', 'retry-delay': '20ms', 'allocate-timeout': '100ms' }, ctx);
     await t.rejects(failing.allocate({ name: 'x' }), /exit code 3: boom/);
   });
+
+  await t.test('adhoc: a fixed address serves one machine of the run at a time, allocated or taken back', async (t) => {
+    const address = `127.0.0.1:${sshd.port}`;
+    const p = createProvider('cloud', 'adhoc', { allocate: `ADDRESS ${address}`, key: sshd.keyPath }, ctx);
+    const a = await p.allocate({ name: 'a' });
+    await t.rejects(p.allocate({ name: 'b' }), { code: 'FC_ERR_UNAVAILABLE', message: `cannot allocate cloud:b: the allocate script of backend cloud gave address ${address}, which machine cloud:a of this run holds (one machine serves one worker at a time)` });
+    // a machine an earlier run kept at that address is not taken back onto it either
+    await t.rejects(p.reuse({ backend: 'cloud', system: 'b', address }, { name: 'b' }), { message: `cannot reuse cloud:b at ${address}: machine cloud:a of this run holds it` });
+    await a.discard();
+    const b = await p.reuse({ backend: 'cloud', system: 'b', address }, { name: 'b' });
+    await t.rejects(p.allocate({ name: 'a' }), /which machine cloud:b of this run holds/, 'one taken back holds its address too');
+    await b.discard();
+    const again = await p.allocate({ name: 'a' });
+    t.equal(again.address, address, 'free again once discarded');
+    await again.discard();
+  });
 });
 
 t.test('ssh: two hosts of one address with their own port: are two machines, each released, kept and reused as itself', async (t) => {
@@ -197,8 +213,8 @@ async function oneHostProvider(t: Test): Promise<{ p: Provider; kept: MachineRec
 
 t.test('ssh: a kept machine is not taken back onto a host another machine of the run holds (a host of two systems)', async (t) => {
   const { p, kept } = await oneHostProvider(t);
-  // system a's machine was kept by an earlier run, not held by this one (holdKept: a run without
-  // --reuse, as --abend alone); this run's worker of b got the host first
+  // system a's machine was kept by an earlier run, not held by this one (holdKept: as the second
+  // record of a host on record twice); this run's worker of b got the host first
   const b = await p.allocate({ name: 'b' });
   await t.rejects(p.reuse(kept, { name: 'a' }), /host 127\.0\.0\.1:\d+ of backend lab serves another machine of this run/);
   await b.discard();

@@ -29,12 +29,25 @@ t.test('a bad --base-cache-size is a usage error', async (t) => {
   t.match(stderr, /--base-cache-size: must be a size of at least 1 byte .*, not "huge"/);
 });
 
-t.test('a --seed that is not a whole number is a usage error, not seed 0', async (t) => {
-  for (const args of [['--seed', 'abc'], ['-seed=abc'], ['--seed', '1.5'], ['--seed=']]) {
+t.test('a --seed that is not an integer is a usage error, not seed 0', async (t) => {
+  for (const args of [['--seed', 'abc'], ['-seed=abc'], ['--seed', '1.5'], ['--seed='], ['--seed', '9007199254740992']]) {
     const { code, stderr } = await runCli(['run', ...normaliseSpreadFlags(args)]);
     t.equal(code, EXIT.usage, args.join(' '));
-    t.match(stderr, /--seed needs a whole number, not "/, args.join(' '));
+    t.match(stderr, /--seed needs an integer, negative too, of at most 9007199254740991 either way, not "/, args.join(' '));
   }
+});
+
+t.test('a negative --seed is taken, as spread takes its int64 -seed, and --help says so', async (t) => {
+  const cwd = process.cwd();
+  process.chdir(join(REPO_ROOT, 'examples/fleet-demo'));
+  try {
+    t.equal((await runCli(['run', ...normaliseSpreadFlags(['-seed=-1', '-list'])])).code, 0, '-seed=-1 is no usage error');
+  } finally {
+    process.chdir(cwd);
+  }
+  const help = (await runCli(['run', '--help'])).stdout.replace(/\s+/g, ' ');
+  t.match(help, /--seed <n> seed for the job order, an integer \(negative too, as spread's int64 -seed\)/);
+  t.notMatch(help, /whole number/, 'no "whole number" (0, 1, 2, ...) for a seed that may be negative');
 });
 
 t.test("spread's -list: run prints the jobs as list does, and runs nothing", async (t) => {

@@ -39,6 +39,18 @@ t.test('the fleetcache: key of spread.yaml, errors with file and line', async (t
   t.same(loadFleetConfig(file, undefined)!.regions, { a: { caches: ['http://c:2'] } });
 });
 
+t.test('fleetcache: settings reached through a YAML merge key (<<: *name) are read, as spread reads its own keys, with their lines', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'spread.yaml');
+  const defaults = 'x-defaults: &defaults\n  fleetcache:\n    origin: http://o:1\n    startupLimit: 3\n';
+  await writeFile(file, `${defaults}project: p\n<<: *defaults\n`);
+  t.equal(loadFleetConfig(file, undefined)?.startupLimit, 3, 'the key merged into the top level');
+  await writeFile(file, 'x-fleet: &fleet\n  origin: http://o:1\n  startupLimit: 3\nproject: p\nfleetcache:\n  <<: *fleet\n  dispatchDelay: 1s\n');
+  t.match(loadFleetConfig(file, undefined), { startupLimit: 3, dispatchDelay: '1s' }, 'settings merged into the key');
+  await writeFile(file, `${defaults.replace('startupLimit: 3', 'startupLimit: many')}project: p\n<<: *defaults\n`);
+  t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /spread\.yaml:4: fleetcache\.startupLimit: / }, 'a bad merged value named at its own line');
+});
+
 t.test("the fleetcache: key of spread.yaml's first YAML document: what follows is not read, as spread reads no further", async (t) => {
   const file = join(t.testdir(), 'spread.yaml');
   await writeFile(file, 'project: p\nfleetcache:\n  origin: http://o:1\n  startupLimit: 3\n---\nfleetcache: [\n');
@@ -96,9 +108,11 @@ t.test('knownHosts: resolved against the file that sets it, read and checked at 
   await writeFile(spread, 'project: p\nfleetcache:\n  knownHosts: conf/known_hosts\n');
   const embedded = { origin: 'http://127.0.0.1:1', regions: {}, startupLimit: 4, dispatchDelay: '250ms', cacheTimeout: '30s' };
   t.equal(withScheduling(embedded, loadFleetConfig(spread, undefined)).knownHosts, join(dir, 'conf', 'known_hosts'), 'beside spread.yaml, and it applies to the embedded default too');
-  await writeFile(spread, 'project: p\nfleetcache:\n  knownHosts: missing\n');
-  t.throws(() => loadFleetConfig(spread, undefined), { code: 'FC_ERR_CONFIG', field: 'knownHosts', message: `${spread}: knownHosts: cannot read ${join(dir, 'missing')}: ENOENT: no such file or directory, open '${join(dir, 'missing')}'` });
+  await writeFile(spread, 'project: p\nfleetcache:\n  origin: http://o:1\n  knownHosts: missing\n');
+  t.throws(() => loadFleetConfig(spread, undefined), { code: 'FC_ERR_CONFIG', line: 4, field: 'fleetcache.knownHosts', message: `${spread}:4: fleetcache.knownHosts: cannot read ${join(dir, 'missing')}: ENOENT: no such file or directory, open '${join(dir, 'missing')}'` });
   await writeFile(join(dir, 'conf', 'known_hosts'), `host.example ssh-ed25519 ${key}\nbroken line\n`);
-  await writeFile(spread, 'project: p\nfleetcache:\n  knownHosts: conf/known_hosts\n');
-  t.throws(() => loadFleetConfig(spread, undefined), { code: 'FC_ERR_CONFIG', message: /known_hosts:2: expected "host-patterns key-type base64-key"/ });
+  await writeFile(spread, 'project: p\nfleetcache:\n\n  knownHosts: conf/known_hosts\n');
+  t.throws(() => loadFleetConfig(spread, undefined), { code: 'FC_ERR_CONFIG', line: 4, field: 'fleetcache.knownHosts', message: `${spread}:4: fleetcache.knownHosts: ${join(dir, 'conf', 'known_hosts')}:2: expected "host-patterns key-type base64-key" (an OpenSSH known_hosts line)` }, 'the line of the setting, and that of the file');
+  await writeFile(fleetFile, 'origin: http://o:1\n# the file of the hosts\nknownHosts: known_hosts\n');
+  t.throws(() => loadFleetConfig(spread, fleetFile), { code: 'FC_ERR_CONFIG', line: 3, field: 'knownHosts', message: `${fleetFile}:3: knownHosts: ${join(dir, 'conf', 'known_hosts')}:2: expected "host-patterns key-type base64-key" (an OpenSSH known_hosts line)` }, 'in a --fleet file too');
 });

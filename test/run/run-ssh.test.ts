@@ -277,9 +277,13 @@ t.test('--reuse with more workers than hosts: a worker waiting for a kept host a
   t.equal(cli(['--discard']).status, 0, 'its machine discarded');
 });
 
-t.test('--reuse: a host whose machine another system kept serves no worker of this run, and stays on record once', async (t) => {
-  const { base, dir, sshd, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
-  // one host serving two systems
+/**
+ * One host serving two systems, whose debian-12 job fails: a run of debian-12 with `option`
+ * keeps its machine there, then a run of ubuntu-24.04 with it allocates nothing, the kept
+ * machine's tree is left as it was, and the host is on record once. Gives the runs.
+ */
+async function keptHostOfTwoSystems(t: Test, option: { reuse: true } | { abend: true }, keeping: RegExp): Promise<(system: string) => Promise<string>> {
+  const { base, dir, sshd, remote } = await oneHostProject(t, 'summary: one\nexecute: test "$SPREAD_SYSTEM" != debian-12\n');
   await writeFile(
     join(dir, 'spread.yaml'),
     `project: onehost\npath: ${remote}\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems: [debian-12, ubuntu-24.04]\nsuites:\n  tests/:\n    summary: one\n`,
@@ -287,10 +291,10 @@ t.test('--reuse: a host whose machine another system kept serves no worker of th
   const agentBundle = await ensureAgentBundle();
   const run = async (system: string): Promise<string> => {
     let out = '';
-    await runProject({ cwd: dir, filters: [`lab:${system}`], reuse: true, agentBundle, log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+    await runProject({ cwd: dir, filters: [`lab:${system}`], ...option, agentBundle, log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
     return out;
   };
-  t.match(await run('debian-12'), /Keeping lab:debian-12 at /);
+  t.match(await run('debian-12'), keeping);
   const keptTree = join(remote, 'kept-file');
   await writeFile(keptTree, 'of the kept machine');
   const other = await run('ubuntu-24.04');
@@ -298,7 +302,16 @@ t.test('--reuse: a host whose machine another system kept serves no worker of th
   t.ok(existsSync(keptTree), "the kept machine's project tree is left as it was");
   const records = (JSON.parse(await readFile(join(dir, REUSE_FILE), 'utf8')) as { machines: MachineRecord[] }).machines;
   t.same(records.map((r) => r.system), ['debian-12'], 'the host is on record once, for the system that kept it');
+  return run;
+}
+
+t.test('--reuse: a host whose machine another system kept serves no worker of this run, and stays on record once', async (t) => {
+  const run = await keptHostOfTwoSystems(t, { reuse: true }, /Keeping lab:debian-12 at /);
   t.match(await run('debian-12'), /Reusing project data on lab:debian-12\.\.\./, 'and its system takes it back');
+});
+
+t.test('--abend without --reuse: a host whose machine an earlier --abend run kept for inspection serves no worker, and stays on record once', async (t) => {
+  await keptHostOfTwoSystems(t, { abend: true }, /Keeping lab:debian-12 at .* \(-abend\)/);
 });
 
 t.test('a worker that gets its shared host after the others ran every job is discarded, its project never sent', async (t) => {
@@ -340,6 +353,33 @@ t.test('an adhoc machine allocated after the others ran every job, whose discard
   t.equal((await readFile(discarded, 'utf8')).trim().split('\n').length, 2, 'each machine\'s discard script ran once');
   t.equal(out.match(/Error discarding cloud:debian-12 #\d: /g)?.length, 2, 'each failed discard said once');
   t.match(out, /2 machine\(s\) not discarded; discard them with: /, 'both left on record');
+});
+
+t.test('an adhoc allocate script that gives the address of a machine the run holds: that allocation fails, naming it, and what it allocated is discarded', async (t) => {
+  const { base, sshd, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo\n');
+  const busy = join(base, 'busy');
+  const discarded = join(base, 'discarded');
+  // each job holds the host alone for a while: a second machine at the same address breaks it
+  const task = `summary: holds the host\nexecute: |\n  mkdir ${busy}\n  sleep 2\n  rmdir ${busy}\n`;
+  await writeFile(join(dir, 'tests', 'one', 'task.yaml'), task);
+  await mkdir(join(dir, 'tests', 'two'), { recursive: true });
+  await writeFile(join(dir, 'tests', 'two', 'task.yaml'), task);
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    [
+      'project: fixed', `path: ${remote}`, 'backends:', '  cloud:', '    type: adhoc', `    key: ${sshd.keyPath}`,
+      `    allocate: ADDRESS 127.0.0.1:${sshd.port}`,
+      '    discard: |', `      echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`,
+      '    systems:', '      - debian-12:', '          workers: 2',
+      'suites:', '  tests/:', '    summary: two tasks', '',
+    ].join('\n'),
+  );
+  let out = '';
+  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  if (!result.tally.ok) t.comment(out);
+  t.match(out, new RegExp(`Error preparing cloud:debian-12 #\\d: cannot allocate cloud:debian-12: the allocate script of backend cloud gave address 127\\.0\\.0\\.1:${sshd.port}, which machine cloud:debian-12 of this run holds`));
+  t.equal(result.tally.successful, 2, 'the machine the run holds ran both jobs, one at a time');
+  t.same((await readFile(discarded, 'utf8')).trim().split('\n'), [`127.0.0.1:${sshd.port}`, `127.0.0.1:${sshd.port}`], 'the refused allocation discarded, then the machine');
 });
 
 t.test('a connection that drops mid-script fails it with a reason, and the machine takes no more jobs', async (t) => {

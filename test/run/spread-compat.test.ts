@@ -73,6 +73,18 @@ t.test('-repeat records the time of one round, not of all of them together', asy
   t.ok(avg >= 0.5 && avg < 1.2, `one round's time: ${avg} s (three rounds take more than 1.5 s)`);
 });
 
+t.test('-repeat: a job whose suite prepare-each fails in a later round records the time of the rounds that ran', async (t) => {
+  const once = join(t.testdirName, 'prepared-once');
+  const yaml = ['project: later', 'path: /home/later', ...LOCAL, 'suites:', '  s/:', '    summary: s', `    prepare-each: if [ -e ${once} ]; then exit 1; fi; touch ${once}`, ''].join('\n');
+  const dir = await project(t, yaml, { 's/t': 'summary: t\nexecute: sleep 0.5\n' });
+  const { result } = await run(dir, [], { repeat: 2 });
+  t.equal(result.tally.successful, 1, 'the first round ran');
+  t.same(result.tally.aborted, ['local:alpha-1:s/t'], "the second round's prepare failed");
+  const file = JSON.parse(await readFile(join(dir, '.fleetcache-timings.json'), 'utf8').catch(() => '{"jobs":{}}')) as { jobs: Record<string, { avg: number }> };
+  const avg = file.jobs['local:alpha-1:s/t']?.avg ?? NaN;
+  t.ok(avg >= 0.5 && avg < 1.2, `the first round's time: ${avg} s`);
+});
+
 t.test("a job whose prepare fails never ran: its duration on record stays as it was", async (t) => {
   const dir = await project(t, spreadYaml('unprepared', LOCAL), { 's/t': 'summary: t\nprepare: exit 1\nexecute: echo\n' });
   const timings = join(dir, '.fleetcache-timings.json');
