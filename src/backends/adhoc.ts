@@ -155,8 +155,9 @@ class AdhocProvider implements Provider {
     }
     const holder = this.#live.get(endpointOf(address));
     if (holder !== undefined) {
-      // as spread discards a machine it cannot use: the script may have allocated something
-      await this.#release(system, address).catch((err: Error) => this.#ctx.log?.(`WARNING: ${err.message}`));
+      // not discarded: the address is the machine the run holds, whose discard (a lab's
+      // re-image or power cycle, a cloud's delete by address) would pull it from under its
+      // job; it is discarded once, when the run is done with it
       throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: the allocate script of backend ${this.name} gave address ${address}, which machine ${holder} of this run holds (one machine serves one worker at a time)`);
     }
     const { host, port } = splitAddress(address);
