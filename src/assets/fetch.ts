@@ -12,8 +12,8 @@ import { chmod, copyFile, lstat, mkdir, open, rename, rm, stat, utimes } from 'n
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
-import { clientAgent } from '../client/http.js';
-import { cacheSpeedFloor, withSpeedFloor } from '../client/speed-floor.js';
+import { cacheLimits, clientAgentFor } from '../client/http.js';
+import { withSpeedFloor } from '../client/speed-floor.js';
 import { DigestMismatchError, errorMessage, FleetError, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError } from '../errors.js';
 import { createAssetHash, hashFile, inManifestOrder, readManifest, type DroppedRecord, type InvalidRecord, type ManifestRecord } from './manifest.js';
 import { unpackArchive, type ArchiveKind } from './unpack.js';
@@ -54,9 +54,10 @@ interface FetchAssetsOptions {
   readonly signal?: AbortSignal;
   readonly dispatcher?: Dispatcher;
   /**
-   * How long each URL but the last (a cache; the last is the origin) may keep silent, for
-   * its answer's headers and then within its body, before the next URL is tried (the
-   * agent's, from the fleet's cacheTimeout); clientAgent's 60 s and 120 s otherwise. Such a
+   * How long each URL but the last (a cache; the last is the origin) may take to accept a
+   * connection, and keep silent, for its answer's headers and then within its body, before
+   * the next URL is tried (the agent's, from the fleet's cacheTimeout); clientAgent's 10 s,
+   * 60 s and 120 s otherwise. Such a
    * URL whose bytes come slower than the floor it sets (cacheSpeedFloor: 16 KiB/s over twice
    * this) is given up on too.
    */
@@ -163,7 +164,8 @@ function shown(url: string, hop: number): string {
 async function openAsset(url: string, options: FetchAssetsOptions, cacheTimeoutMs: number | undefined): Promise<Dispatcher.ResponseData> {
   let target = url;
   let token = options.token;
-  const dispatcher = withSpeedFloor(options.dispatcher ?? clientAgent, cacheTimeoutMs === undefined ? undefined : cacheSpeedFloor(cacheTimeoutMs));
+  const limits = cacheTimeoutMs === undefined ? {} : cacheLimits(cacheTimeoutMs);
+  const dispatcher = withSpeedFloor(options.dispatcher ?? clientAgentFor(limits.connectTimeout), limits.speedFloor);
   for (let hop = 0; ; hop++) {
     const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': USER_AGENT };
     if (token) headers.authorization = `Bearer ${token}`;
@@ -174,7 +176,7 @@ async function openAsset(url: string, options: FetchAssetsOptions, cacheTimeoutM
         headers,
         signal: options.signal,
         dispatcher,
-        ...(cacheTimeoutMs !== undefined ? { headersTimeout: cacheTimeoutMs, bodyTimeout: cacheTimeoutMs } : {}),
+        ...(limits.idleTimeout !== undefined ? { headersTimeout: limits.idleTimeout, bodyTimeout: limits.idleTimeout } : {}),
       });
     } catch (err) {
       throw new UpstreamError(`GET ${shown(target, hop)}: ${errorMessage(err)}`, { cause: err });

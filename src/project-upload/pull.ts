@@ -5,8 +5,7 @@
 import { createReadStream } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { httpGetJson, joinUrl, type Progress, type RequestOptions } from '../client/http.js';
-import type { SpeedFloor } from '../client/speed-floor.js';
+import { httpGetJson, joinUrl, type CacheLimits, type Progress, type RequestOptions } from '../client/http.js';
 import { deltaChunks } from '../delta/compress.js';
 import { decodeVcdiffToFile } from '../delta/vcdiff-decode.js';
 import { DigestMismatchError, errorMessage, FleetError, isNoRoom, SizeMismatchError } from '../errors.js';
@@ -37,10 +36,8 @@ interface PullOptions {
   readonly recheck?: boolean;
   /** Told of the downloads' bytes (a bar on a terminal). */
   readonly progress?: Progress;
-  /** How long each answer may keep silent, for its headers then within its body (the client's defaults otherwise). */
-  readonly idleTimeout?: number;
-  /** The least rate each answer's body may keep up (none otherwise). */
-  readonly speedFloor?: SpeedFloor;
+  /** What `from` is allowed, a cache's (cacheLimits): the client's defaults otherwise. */
+  readonly limits?: CacheLimits;
 }
 
 export interface PullResult {
@@ -65,8 +62,7 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
   const http: RequestOptions = {
     ...(options.token ? { token: options.token } : {}),
     ...(options.progress ? { progress: options.progress } : {}),
-    ...(options.idleTimeout !== undefined ? { idleTimeout: options.idleTimeout } : {}),
-    ...(options.speedFloor ? { speedFloor: options.speedFloor } : {}),
+    ...options.limits,
   };
   await refuseNonEmpty(options.dir);
   const manifest = await fetchRunManifest(options.from, options.project, options.run, http);
