@@ -19,11 +19,11 @@ interface FallbackPullOptions {
   readonly dest: string;
   readonly token?: string;
   /**
-   * How long a cache (every URL but the last, the origin) may take to accept a connection,
-   * and keep silent, for an answer's headers and then within its body, before it is skipped:
-   * one whose address drops the connection's packets (a black-holed host), one that accepts connections
-   * and never answers, or stops in the middle of a body, costs this, not the client's
-   * minute (or two). A cache whose bytes come, each within it, slower than the floor it
+   * How long a cache (every URL but the last, the origin) may take to accept a connection
+   * (at most 10 s), and keep silent, for an answer's headers and then within its body, before
+   * it is skipped: one whose host drops the connection's packets (black-holed), or that
+   * accepts connections and never answers, or stops in the middle of a body, costs this, not
+   * the client's 10 s, minute (or two). A cache whose bytes come, each within it, slower than the floor it
    * sets (cacheSpeedFloor: 16 KiB/s over twice this) is skipped too.
    */
   readonly cacheTimeoutMs?: number;

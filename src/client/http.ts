@@ -54,9 +54,13 @@ export interface RequestOptions {
 /** What a machine allows a cache, not the origin, from the fleet's cacheTimeout (docs/run.md). */
 export type CacheLimits = Pick<RequestOptions, 'connectTimeout' | 'idleTimeout' | 'speedFloor'>;
 
-/** A cache may take `cacheTimeoutMs` to accept the connection, keep silent as long, and must keep up cacheSpeedFloor. */
+/**
+ * A cache may take `cacheTimeoutMs` to accept the connection (no more than any server's 10 s:
+ * a longer cacheTimeout, for a slow cache's answers, would have a black-holed one cost more),
+ * keep silent as long, and must keep up cacheSpeedFloor.
+ */
 export function cacheLimits(cacheTimeoutMs: number): CacheLimits {
-  return { connectTimeout: cacheTimeoutMs, idleTimeout: cacheTimeoutMs, speedFloor: cacheSpeedFloor(cacheTimeoutMs) };
+  return { connectTimeout: Math.min(cacheTimeoutMs, CONNECT_TIMEOUT_MS), idleTimeout: cacheTimeoutMs, speedFloor: cacheSpeedFloor(cacheTimeoutMs) };
 }
 
 /** `body` counted into `tick` as it is read. */
