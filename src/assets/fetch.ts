@@ -14,7 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
 import { cacheLimits, clientAgentFor } from '../client/http.js';
 import { withSpeedFloor } from '../client/speed-floor.js';
-import { DigestMismatchError, errorMessage, FleetError, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError } from '../errors.js';
+import { DigestMismatchError, errorMessage, FleetError, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError, type ErrorCode } from '../errors.js';
 import { createAssetHash, hashFile, inManifestOrder, readManifest, type DroppedRecord, type InvalidRecord, type ManifestRecord } from './manifest.js';
 import { unpackArchive, type ArchiveKind } from './unpack.js';
 import { redactUrl, redactUrlAndQuery } from '../redact-url.js';
@@ -79,6 +79,8 @@ interface AssetResult {
   unpacked?: ArchiveKind;
   /** Problems that did not fail the file (a bad cache entry, a URL that failed first). */
   readonly warnings: string[];
+  /** The base URLs (redactUrl) that failed to serve it, and why, in the order tried. */
+  readonly failedUrls: Array<{ readonly url: string; readonly code: ErrorCode }>;
   error?: FleetError;
 }
 
@@ -231,7 +233,7 @@ class RecordFetch {
     this.#options = options;
     this.#dest = dest;
     this.#download = download;
-    this.result = { filename: record.filename, size: record.size, digest: record.digest, bytesDownloaded: 0, bytesFromCache: 0, warnings: [] };
+    this.result = { filename: record.filename, size: record.size, digest: record.digest, bytesDownloaded: 0, bytesFromCache: 0, warnings: [], failedUrls: [] };
   }
 
   get #final(): string {
@@ -310,6 +312,7 @@ class RecordFetch {
         if (this.#options.signal?.aborted) throw toFleetError(err);
         const fe = toFleetError(err);
         failures.push(fe);
+        this.result.failedUrls.push({ url: redactUrl(base), code: fe.code });
         this.result.warnings.push(`${redactUrl(url)}: ${fe.message}`);
       }
     }
@@ -351,7 +354,7 @@ class RecordFetch {
 
 /** A record no file can match: failed when it was to be downloaded, else skipped with its error as a warning. */
 function invalidResult(record: InvalidRecord, download: boolean): AssetResult {
-  const result: AssetResult = { filename: record.filename, size: null, digest: '', bytesDownloaded: 0, bytesFromCache: 0, warnings: [] };
+  const result: AssetResult = { filename: record.filename, size: null, digest: '', bytesDownloaded: 0, bytesFromCache: 0, warnings: [], failedUrls: [] };
   if (download) result.error = record.error;
   else {
     result.source = 'skipped';

@@ -10,7 +10,7 @@ import { redactUrl } from '../redact-url.js';
 import { inPasses, PASSING_CODES, REFUSED_BY_CACHE_CODES } from '../url-passes.js';
 import type { Job } from '../spread/index.js';
 import { agentPath, agentWorkDir, runAgent } from './agent-client.js';
-import { ORIGIN_DIRECT, type CacheChoice } from './nearest.js';
+import { ORIGIN_DIRECT, type CacheChoice, type UnreachableCaches } from './nearest.js';
 import type { RunLog } from './report.js';
 import type { SessionContext } from './session.js';
 
@@ -29,6 +29,8 @@ interface JobTransfersOptions {
   readonly signal?: AbortSignal;
   /** The region whose link a URL's bytes cross: its cache's region, ORIGIN_DIRECT for the origin (nearest.ts regionServing). */
   readonly regionOf: (url: string) => string;
+  /** The caches the run's machines found unreachable: those an asset fetch gave up on are marked there, as a pull's. */
+  readonly unreachable?: UnreachableCaches;
   /** The fleet's cacheTimeout: what a cache is allowed before the next URL is tried, for a machine's asset and the runner's artifacts (cacheLimits). */
   readonly cacheTimeoutMs?: number;
 }
@@ -87,6 +89,7 @@ export class JobTransfers {
       // fell back to the origin has it first (its region is ORIGIN_DIRECT): then none has it
       ...(cacheTimeoutMs !== undefined && choice.region !== ORIGIN_DIRECT ? { cacheTimeoutMs } : {}),
     }, signal);
+    this.#o.unreachable?.markSkipped(answer.skipped);
     for (const warning of Array.isArray(answer.warnings) ? answer.warnings : []) log.line(`WARNING: assets of ${job.name} (${machine.name}): ${String(warning)}`);
     // Each file's bytes on the link they crossed: the region of the URL that served it (the
     // machine's cache, another region's, or the origin itself when the caches failed it);
