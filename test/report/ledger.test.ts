@@ -72,6 +72,25 @@ t.test('actual against naive, per link and per cache, from counter differences',
   t.match(html, /<th>actual \(bytes\)<\/th><th>naive \(bytes\)<\/th>/, 'the unit of the table of figures is stated');
 });
 
+t.test('the HTML page: its SVG coordinates are rounded to a tenth of a pixel, its text escaped', async (t) => {
+  const snapshot = (out: number, served: number): FleetSnapshot => ({
+    origin: { totals: { bytesIn: 0, bytesOut: out } },
+    caches: [{ region: 'a<b>&"c\'', url: 'http://a', stats: cache(served, out, 2, 1) }],
+  });
+  // byte counts whose share of the largest is no round figure (1/3, 1/7 of the chart's width)
+  const ledger = buildLedger(snapshot(0, 0), snapshot(7001, 3 * 7001), {
+    run: 'r1', project: 'p<&>', bytesSent: 1000, basesReceived: 0, fullUploadBytes: 7001, machinesByRegion: { 'a<b>&"c\'': 3 }, assetNaiveByRegion: {}, artifactBytes: 0,
+  });
+  const html = ledgerHtml(ledger);
+  const svg = html.match(/<svg[^]*?<\/svg>/g)!.join('');
+  const coordinates = [...svg.matchAll(/ (?:x|y|width|height)="([^"]*)"/g)].map((m) => m[1]!);
+  t.ok(coordinates.length > 8, `${coordinates.length} coordinates`);
+  t.same(coordinates.filter((c) => !/^\d+(\.\d)?$/.test(c)), [], 'each a number with at most one decimal');
+  t.match(html, /of p&#60;&#38;&#62;/, "the project's name escaped");
+  t.match(html, />origin → cache a&#60;b&#62;&#38;&#34;c&#39;</, "a region's name escaped, quotes too");
+  t.notMatch(html, /a<b>/);
+});
+
 t.test('two caches in one region: one pair of links, its naive bytes counted once', async (t) => {
   const snapshot = (a1: number, a2: number): FleetSnapshot => ({
     origin: { totals: { bytesIn: 0, bytesOut: 0 } },
