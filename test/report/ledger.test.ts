@@ -193,8 +193,8 @@ t.test('mirror bytes are not the origin\'s, and the runner\'s own downloads are 
     { link: 'origin → cache a', actualBytes: 746, naiveBytes: 2000 },
     { link: 'cache a → machines', actualBytes: 1_000_000, naiveBytes: 2000 },
     { link: 'mirrors → cache a', actualBytes: 2_000_000, naiveBytes: 4_000_000 },
-    { link: 'origin → cache a (artifacts)', actualBytes: 300_000, naiveBytes: 0 },
-    { link: 'cache a → controller (artifacts)', actualBytes: 300_000, naiveBytes: 0 },
+    { link: 'origin → cache a (artifacts)', actualBytes: 300_000, naiveBytes: 300_000 },
+    { link: 'cache a → controller (artifacts)', actualBytes: 300_000, naiveBytes: 300_000 },
   ]);
   t.same([ledger.caches[0]!.misses, ledger.caches[0]!.artifactBytesUpstream], [0, 300_000], "the runner's misses are not the machines'");
   t.match(formatLedger(ledger), /mirrors → cache a\s+1\.9 MiB\s+3\.8 MiB\s+50\.0%/);
@@ -253,6 +253,14 @@ t.test("the runner's artifacts fetched from the origin itself have a link of the
     { ...figures, machinesByRegion: { a: 1 }, controllerBytesByCache: { 'http://a': fetched } },
   );
   t.notOk(throughCache.links.some((l) => l.link.includes('direct')), 'none when a cache took them');
+  // the cache had them all (the machine uploaded through it): nothing crossed the slow link for them, and the report shows it saved
+  t.same(throughCache.links.filter((l) => l.link.includes('(artifacts)') && l.link.includes('cache')), [
+    { link: 'origin → cache a (artifacts)', actualBytes: 0, naiveBytes: fetched },
+    { link: 'cache a → controller (artifacts)', actualBytes: fetched, naiveBytes: fetched },
+  ], 'without the cache the runner would have fetched them from the origin');
+  const viaCache = throughCache.links.filter((l) => l.link.startsWith('origin → '));
+  t.equal(viaCache.reduce((n, l) => n + l.naiveBytes, 0), throughCache.originEgress.naive, "the naive bytes of the links out of the origin add up to its egress's, through a cache too");
+  t.match(formatLedger(throughCache), /origin → cache a \(artifacts\)\s+0 B\s+4\.2 KiB\s+100\.0%/);
 });
 
 t.test('docs/report.md names every field of the JSON report, and no other', async (t) => {
