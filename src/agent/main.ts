@@ -21,7 +21,8 @@
 //              fromCache: the URL used is not the last one (the origin).
 //   assets     {manifest, urls: string[], cacheFolder?, dest?, token?, cacheTimeoutMs?}
 //              cacheTimeoutMs: as for pull, for each file's download.
-//              → {ok, files:[{filename, source, url, bytesDownloaded, bytesFromCache, error?}], failed, bytesDownloaded, bytesFromCache}
+//              → {ok, files:[{filename, source, url, bytesDownloaded, bytesFromCache, error?}], failed, bytesDownloaded, bytesFromCache,
+//                 skipped:[{url, code}] (each URL a file's download gave up on), warnings}
 //   artifacts  {url, token?, run, job, cwd, paths: string[]}
 //              → {ok:true, files, bytes, missing:[paths], skipped:[paths]}
 //   version    {} → {ok:true, version, node}
@@ -128,6 +129,8 @@ async function assets(args: Static<typeof assetsArgs>): Promise<Output> {
     failed: result.failed,
     bytesDownloaded: result.bytesDownloaded,
     bytesFromCache: result.bytesFromCache,
+    // the URLs given up on, as pull's `skipped`: the runner has its next machines try them last
+    skipped: result.files.flatMap((f) => f.failedUrls),
     // what `fleetcache assets fetch` prints as warnings, for the runner's log
     warnings: [...manifestNotices(result, args.manifest), ...result.files.flatMap((f) => f.warnings.map((w) => `${f.filename}: ${w}`))],
   };

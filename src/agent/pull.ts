@@ -7,7 +7,7 @@
 // then checks its stored copy and fetches a damaged one anew, so that one bad copy does not
 // send every machine of the region to the next URL for good.
 import { pullProject, type PullResult } from '../project-upload/pull.js';
-import { cacheSpeedFloor } from '../client/speed-floor.js';
+import { cacheLimits } from '../client/http.js';
 import { FleetError, isDamagedBytes, toFleetError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 import { inPasses, REFUSED_BY_CACHE_CODES } from '../url-passes.js';
@@ -19,10 +19,11 @@ interface FallbackPullOptions {
   readonly dest: string;
   readonly token?: string;
   /**
-   * How long a cache (every URL but the last, the origin) may keep silent, for an answer's
-   * headers and then within its body, before it is skipped: one that accepts connections
-   * and never answers, or stops in the middle of a body, costs this, not the client's
-   * minute (or two). A cache whose bytes come, each within it, slower than the floor it
+   * How long a cache (every URL but the last, the origin) may take to accept a connection
+   * (at most 10 s), and keep silent, for an answer's headers and then within its body, before
+   * it is skipped: one whose host drops the connection's packets (black-holed), or that
+   * accepts connections and never answers, or stops in the middle of a body, costs this, not
+   * the client's 10 s, minute (or two). A cache whose bytes come, each within it, slower than the floor it
    * sets (cacheSpeedFloor: 16 KiB/s over twice this) is skipped too.
    */
   readonly cacheTimeoutMs?: number;
@@ -94,7 +95,7 @@ async function pullOnce(options: FallbackPullOptions, skipped: Attempt[]): Promi
       dir: options.dest,
       ...(options.token ? { token: options.token } : {}),
       ...(recheck ? { recheck } : {}),
-      ...(!isOrigin && options.cacheTimeoutMs !== undefined ? { idleTimeout: options.cacheTimeoutMs, speedFloor: cacheSpeedFloor(options.cacheTimeoutMs) } : {}),
+      ...(!isOrigin && options.cacheTimeoutMs !== undefined ? { limits: cacheLimits(options.cacheTimeoutMs) } : {}),
     });
     try {
       // The last URL is the origin, which keeps no copy to check again: asking it twice would

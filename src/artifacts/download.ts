@@ -10,7 +10,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, realpath, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { httpGet, httpGetJson, httpGetJsonSized, type RequestOptions } from '../client/http.js';
+import { httpGet, httpGetJson, httpGetJsonSized, type CacheLimits, type RequestOptions } from '../client/http.js';
 import { DigestMismatchError, FleetError, isDamagedBytes, NotFoundError, SizeMismatchError } from '../errors.js';
 import { isInside, walkDirs } from '../pack/safe-path.js';
 import { redactUrl } from '../redact-url.js';
@@ -122,6 +122,8 @@ interface FetchArtifactsOptions {
   /** Files land in dest/<job name>/<path>. */
   readonly dest: string;
   readonly token?: string;
+  /** What `from` is allowed, a cache's followed by another URL (cacheLimits): the client's defaults otherwise. */
+  readonly limits?: CacheLimits;
 }
 
 /**
@@ -129,7 +131,7 @@ interface FetchArtifactsOptions {
  * written, and the bytes fetched for them (their index included).
  */
 export async function fetchArtifacts(options: FetchArtifactsOptions): Promise<{ files: DownloadedArtifact[]; bytes: number }> {
-  const http: RequestOptions = options.token ? { token: options.token } : {};
+  const http: RequestOptions = { ...options.limits, ...(options.token ? { token: options.token } : {}) };
   const url = indexUrl(options.from, options.run, options.job);
   const got = await httpGetJsonSized<unknown>(url, http);
   const index = parseArtifactIndex(got.value, url);

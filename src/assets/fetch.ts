@@ -12,9 +12,9 @@ import { chmod, copyFile, lstat, mkdir, open, rename, rm, stat, utimes } from 'n
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
-import { clientAgent } from '../client/http.js';
-import { cacheSpeedFloor, withSpeedFloor } from '../client/speed-floor.js';
-import { DigestMismatchError, errorMessage, FleetError, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError } from '../errors.js';
+import { cacheLimits, clientAgentFor } from '../client/http.js';
+import { withSpeedFloor } from '../client/speed-floor.js';
+import { DigestMismatchError, errorMessage, FleetError, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError, type ErrorCode } from '../errors.js';
 import { createAssetHash, hashFile, inManifestOrder, readManifest, type DroppedRecord, type InvalidRecord, type ManifestRecord } from './manifest.js';
 import { unpackArchive, type ArchiveKind } from './unpack.js';
 import { redactUrl, redactUrlAndQuery } from '../redact-url.js';
@@ -54,9 +54,10 @@ interface FetchAssetsOptions {
   readonly signal?: AbortSignal;
   readonly dispatcher?: Dispatcher;
   /**
-   * How long each URL but the last (a cache; the last is the origin) may keep silent, for
-   * its answer's headers and then within its body, before the next URL is tried (the
-   * agent's, from the fleet's cacheTimeout); clientAgent's 60 s and 120 s otherwise. Such a
+   * How long each URL but the last (a cache; the last is the origin) may take to accept a
+   * connection, and keep silent, for its answer's headers and then within its body, before
+   * the next URL is tried (the agent's, from the fleet's cacheTimeout); clientAgent's 10 s,
+   * 60 s and 120 s otherwise. Such a
    * URL whose bytes come slower than the floor it sets (cacheSpeedFloor: 16 KiB/s over twice
    * this) is given up on too.
    */
@@ -78,6 +79,8 @@ interface AssetResult {
   unpacked?: ArchiveKind;
   /** Problems that did not fail the file (a bad cache entry, a URL that failed first). */
   readonly warnings: string[];
+  /** The base URLs (redactUrl) that failed to serve it, and why, in the order tried. */
+  readonly failedUrls: Array<{ readonly url: string; readonly code: ErrorCode }>;
   error?: FleetError;
 }
 
@@ -163,7 +166,8 @@ function shown(url: string, hop: number): string {
 async function openAsset(url: string, options: FetchAssetsOptions, cacheTimeoutMs: number | undefined): Promise<Dispatcher.ResponseData> {
   let target = url;
   let token = options.token;
-  const dispatcher = withSpeedFloor(options.dispatcher ?? clientAgent, cacheTimeoutMs === undefined ? undefined : cacheSpeedFloor(cacheTimeoutMs));
+  const limits = cacheTimeoutMs === undefined ? {} : cacheLimits(cacheTimeoutMs);
+  const dispatcher = withSpeedFloor(options.dispatcher ?? clientAgentFor(limits.connectTimeout), limits.speedFloor);
   for (let hop = 0; ; hop++) {
     const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': USER_AGENT };
     if (token) headers.authorization = `Bearer ${token}`;
@@ -174,7 +178,7 @@ async function openAsset(url: string, options: FetchAssetsOptions, cacheTimeoutM
         headers,
         signal: options.signal,
         dispatcher,
-        ...(cacheTimeoutMs !== undefined ? { headersTimeout: cacheTimeoutMs, bodyTimeout: cacheTimeoutMs } : {}),
+        ...(limits.idleTimeout !== undefined ? { headersTimeout: limits.idleTimeout, bodyTimeout: limits.idleTimeout } : {}),
       });
     } catch (err) {
       throw new UpstreamError(`GET ${shown(target, hop)}: ${errorMessage(err)}`, { cause: err });
@@ -229,7 +233,7 @@ class RecordFetch {
     this.#options = options;
     this.#dest = dest;
     this.#download = download;
-    this.result = { filename: record.filename, size: record.size, digest: record.digest, bytesDownloaded: 0, bytesFromCache: 0, warnings: [] };
+    this.result = { filename: record.filename, size: record.size, digest: record.digest, bytesDownloaded: 0, bytesFromCache: 0, warnings: [], failedUrls: [] };
   }
 
   get #final(): string {
@@ -308,6 +312,7 @@ class RecordFetch {
         if (this.#options.signal?.aborted) throw toFleetError(err);
         const fe = toFleetError(err);
         failures.push(fe);
+        this.result.failedUrls.push({ url: redactUrl(base), code: fe.code });
         this.result.warnings.push(`${redactUrl(url)}: ${fe.message}`);
       }
     }
@@ -349,7 +354,7 @@ class RecordFetch {
 
 /** A record no file can match: failed when it was to be downloaded, else skipped with its error as a warning. */
 function invalidResult(record: InvalidRecord, download: boolean): AssetResult {
-  const result: AssetResult = { filename: record.filename, size: null, digest: '', bytesDownloaded: 0, bytesFromCache: 0, warnings: [] };
+  const result: AssetResult = { filename: record.filename, size: null, digest: '', bytesDownloaded: 0, bytesFromCache: 0, warnings: [], failedUrls: [] };
   if (download) result.error = record.error;
   else {
     result.source = 'skipped';

@@ -5,15 +5,30 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import { errorMessage, FleetError, NotFoundError, UpstreamError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
-import { withSpeedFloor, type SpeedFloor } from './speed-floor.js';
+import { cacheSpeedFloor, withSpeedFloor, type SpeedFloor } from './speed-floor.js';
 
-export const clientAgent = new Agent({
-  connections: 64,
-  connectTimeout: 10_000,
-  headersTimeout: 60_000,
-  bodyTimeout: 120_000,
-  keepAliveTimeout: 10_000,
-});
+/** How long opening a connection (TCP, then TLS) may take, unless the request says (RequestOptions.connectTimeout). */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+function agentConnectingWithin(connectTimeout: number): Agent {
+  return new Agent({ connections: 64, connectTimeout, headersTimeout: 60_000, bodyTimeout: 120_000, keepAliveTimeout: 10_000 });
+}
+
+export const clientAgent = agentConnectingWithin(CONNECT_TIMEOUT_MS);
+
+/** The agents of other connect timeouts than clientAgent's, one per value (a fleet's cacheTimeout: a value or two per process). */
+const agentsByConnectTimeout = new Map<number, Agent>([[CONNECT_TIMEOUT_MS, clientAgent]]);
+
+/**
+ * clientAgent, or with `connectTimeout` one like it whose connections may take that long to
+ * open: undici sets the connect timeout per agent, not per request.
+ */
+export function clientAgentFor(connectTimeout: number | undefined): Agent {
+  if (connectTimeout === undefined) return clientAgent;
+  let agent = agentsByConnectTimeout.get(connectTimeout);
+  if (!agent) agentsByConnectTimeout.set(connectTimeout, (agent = agentConnectingWithin(connectTimeout)));
+  return agent;
+}
 
 /** Told of a transfer as its bytes pass: a bar on a terminal (src/cli/progress.ts). */
 export type Progress = (label: string, total: number | undefined) => (bytes: number) => void;
@@ -32,6 +47,20 @@ export interface RequestOptions {
   readonly idleTimeout?: number;
   /** The least rate the answer's body may keep up over a window before it is given up on (speed-floor.ts). */
   readonly speedFloor?: SpeedFloor;
+  /** How long opening the connection may take (clientAgent's 10 s otherwise); not with `dispatcher`, whose own applies. */
+  readonly connectTimeout?: number;
+}
+
+/** What a machine allows a cache, not the origin, from the fleet's cacheTimeout (docs/run.md). */
+export type CacheLimits = Pick<RequestOptions, 'connectTimeout' | 'idleTimeout' | 'speedFloor'>;
+
+/**
+ * A cache may take `cacheTimeoutMs` to accept the connection (no more than any server's 10 s:
+ * a longer cacheTimeout, for a slow cache's answers, would have a black-holed one cost more),
+ * keep silent as long, and must keep up cacheSpeedFloor.
+ */
+export function cacheLimits(cacheTimeoutMs: number): CacheLimits {
+  return { connectTimeout: Math.min(cacheTimeoutMs, CONNECT_TIMEOUT_MS), idleTimeout: cacheTimeoutMs, speedFloor: cacheSpeedFloor(cacheTimeoutMs) };
 }
 
 /** `body` counted into `tick` as it is read. */
@@ -130,7 +159,7 @@ async function send(method: Dispatcher.HttpMethod, url: string, options: Request
       headers: headersFor(options),
       body,
       signal: options.signal,
-      dispatcher: withSpeedFloor(options.dispatcher ?? clientAgent, options.speedFloor),
+      dispatcher: withSpeedFloor(options.dispatcher ?? clientAgentFor(options.connectTimeout), options.speedFloor),
       ...(options.idleTimeout !== undefined ? { headersTimeout: options.idleTimeout, bodyTimeout: options.idleTimeout } : {}),
     });
   } catch (err) {

@@ -17,7 +17,16 @@ const RunManifestSchema = Type.Object({
   run: Type.String({ minLength: 1 }),
   created: Type.String(),
   /** The full tar the delta applies to. */
-  base: Type.Object({ id: Type.String({ minLength: 1 }), digest: Sha256, size: Size }),
+  base: Type.Object({
+    id: Type.String({ minLength: 1 }),
+    digest: Sha256,
+    size: Size,
+    /**
+     * The size of the base's plain tar, which bounds its gunzip on machines (a gzip bomb
+     * stops there). Absent from the manifests of pushes before it was recorded.
+     */
+    plainSize: Type.Optional(Size),
+  }),
   /** null when the run's tar is the base itself (first upload, a re-base, or a tree unchanged since a base). */
   delta: Type.Union([
     Type.Object({

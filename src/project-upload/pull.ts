@@ -5,8 +5,7 @@
 import { createReadStream } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { httpGetJson, joinUrl, type Progress, type RequestOptions } from '../client/http.js';
-import type { SpeedFloor } from '../client/speed-floor.js';
+import { httpGetJson, joinUrl, type CacheLimits, type Progress, type RequestOptions } from '../client/http.js';
 import { deltaChunks } from '../delta/compress.js';
 import { decodeVcdiffToFile } from '../delta/vcdiff-decode.js';
 import { DigestMismatchError, errorMessage, FleetError, isNoRoom, SizeMismatchError } from '../errors.js';
@@ -14,7 +13,14 @@ import { unpackTar } from '../pack/unpack.js';
 import { redactUrl } from '../redact-url.js';
 import { parseRunManifest, type RunManifest } from './manifest.js';
 import { withTempDir } from './temp-dir.js';
-import { downloadBlob } from './transfer.js';
+import { downloadBlob, type PlainBound } from './transfer.js';
+
+/**
+ * How many times the run's tar a base may inflate to when the manifest does not state its
+ * size: push passes over a base whose gzip is more than twice the run's (MAX_BASE_GROWTH),
+ * so a real one is within a few times; a gzip bomb inflates a thousand times its blob.
+ */
+const UNSTATED_BASE_GROWTH = 8;
 
 interface PullOptions {
   readonly project: string;
@@ -30,10 +36,8 @@ interface PullOptions {
   readonly recheck?: boolean;
   /** Told of the downloads' bytes (a bar on a terminal). */
   readonly progress?: Progress;
-  /** How long each answer may keep silent, for its headers then within its body (the client's defaults otherwise). */
-  readonly idleTimeout?: number;
-  /** The least rate each answer's body may keep up (none otherwise). */
-  readonly speedFloor?: SpeedFloor;
+  /** What `from` is allowed, a cache's (cacheLimits): the client's defaults otherwise. */
+  readonly limits?: CacheLimits;
 }
 
 export interface PullResult {
@@ -58,8 +62,7 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
   const http: RequestOptions = {
     ...(options.token ? { token: options.token } : {}),
     ...(options.progress ? { progress: options.progress } : {}),
-    ...(options.idleTimeout !== undefined ? { idleTimeout: options.idleTimeout } : {}),
-    ...(options.speedFloor ? { speedFloor: options.speedFloor } : {}),
+    ...options.limits,
   };
   await refuseNonEmpty(options.dir);
   const manifest = await fetchRunManifest(options.from, options.project, options.run, http);
@@ -77,8 +80,7 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
 /** Downloads base and delta into `work` and rebuilds the run's tar there, verified; the base itself when the run has no delta. */
 async function rebuildTar(from: string, manifest: RunManifest, blobs: RequestOptions, work: string): Promise<{ tarFile: string; bytesReceived: number }> {
   const baseFile = join(work, 'base.tar');
-  // With no delta, the base is the result: its plain size is known, and bounds the gunzip.
-  const base = await downloadBlob(from, manifest.base.digest, manifest.base.size, baseFile, { ...blobs, gunzip: true, label: 'base', ...(manifest.delta ? {} : { plainSize: manifest.result.size }) });
+  const base = await downloadBlob(from, manifest.base.digest, manifest.base.size, baseFile, { ...blobs, gunzip: true, label: 'base', plainBound: basePlainBound(manifest) });
   if (!manifest.delta) {
     checkResult(manifest, base.written.size, base.written.digest);
     return { tarFile: baseFile, bytesReceived: base.received };
@@ -94,6 +96,18 @@ async function rebuildTar(from: string, manifest: RunManifest, blobs: RequestOpt
   // Base and delta are not needed any more: while the tree is unpacked, the disk holds the tar and the tree, not them too.
   await Promise.all([rm(baseFile), rm(deltaFile)]);
   return { tarFile, bytesReceived: base.received + delta.received };
+}
+
+/**
+ * The most a run's base may inflate to: the plain tar's size the manifest states, the run's
+ * own tar when there is no delta (the base is the result), or else (a manifest of an older
+ * push, which did not record it) UNSTATED_BASE_GROWTH times the run's tar.
+ */
+function basePlainBound(manifest: RunManifest): PlainBound {
+  if (!manifest.delta) return { bytes: manifest.result.size, code: 'FC_ERR_SIZE_MISMATCH', what: "the size of the run's tar, which is its base" };
+  if (manifest.base.plainSize !== undefined) return { bytes: manifest.base.plainSize, code: 'FC_ERR_SIZE_MISMATCH', what: 'the size of its tar the run manifest states' };
+  const bytes = UNSTATED_BASE_GROWTH * manifest.result.size;
+  return { bytes, code: 'FC_ERR_TOO_LARGE', what: `${UNSTATED_BASE_GROWTH} times the run's tar, the limit for a manifest that does not state its base's size (push the run again: a push now records it)` };
 }
 
 /** Runs `write`; a write refused for lack of room (a full disk, a quota) becomes an error naming `dir` and `what` it was written for. */

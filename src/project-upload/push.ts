@@ -5,7 +5,7 @@
 // Bases are kept in a local directory by digest (base-cache.ts), so the slow link is crossed
 // once per base; each cached tar is verified against its recorded sha256 whenever it is used.
 import { createReadStream } from 'node:fs';
-import { copyFile, rm } from 'node:fs/promises';
+import { copyFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { httpGetJson, httpHead, httpPut, joinUrl, type Progress, type RequestOptions } from '../client/http.js';
@@ -131,14 +131,15 @@ function stamp(): string {
  * encode reads it; a missing or damaged copy (a crash, a disk error, an edit) is fetched
  * again, so no delta is made against wrong bytes.
  */
-async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: string, output: string, http: RequestOptions): Promise<{ size: number; received: number }> {
+async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: string, output: string, http: RequestOptions): Promise<{ size: number; received: number; baseSize: number }> {
   const local = baseCachePath(options.baseCache, base.digest);
   const encodeOptions = { ...(options.level === undefined ? {} : { level: options.level }), ...(options.signal ? { signal: options.signal } : {}) };
   const known = await cachedDigest(local);
   if (known !== undefined) {
     await markUsed(local);
     try {
-      return { size: (await encodeDelta({ path: local, digest: known }, { path: target }, output, encodeOptions)).size, received: 0 };
+      const { size } = await encodeDelta({ path: local, digest: known }, { path: target }, output, encodeOptions);
+      return { size, received: 0, baseSize: (await stat(local)).size };
     } catch (err) {
       const gone = (err as NodeJS.ErrnoException).code === 'ENOENT';
       if (!(err instanceof DigestMismatchError) && !gone) throw err;
@@ -146,7 +147,7 @@ async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: s
   }
   const { received, written } = await downloadBlob(options.origin, base.digest, base.size, local, { ...http, gunzip: true, label: `base ${base.id}` });
   await recordCachedDigest(local, written.digest);
-  return { size: (await encodeDelta({ path: local, digest: written.digest }, { path: target }, output, encodeOptions)).size, received };
+  return { size: (await encodeDelta({ path: local, digest: written.digest }, { path: target }, output, encodeOptions)).size, received, baseSize: written.size };
 }
 
 /**
@@ -267,7 +268,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       const used = new Set<string>();
       if (same) used.add(baseCachePath(options.baseCache, same.digest));
       // Each VCDIFF goes to a file (it can be as large as the tar), the best one kept.
-      let best: { base: BaseInfo; file: string; vcdiffSize: number; quick: number } | undefined;
+      let best: { base: BaseInfo; baseSize: number; file: string; vcdiffSize: number; quick: number } | undefined;
       /** The compressed tar's size once its gzip ended: a base too large for it is then passed over before it is fetched and encoded. */
       let gzippedSize: number | undefined;
       void gzipping.then((gz) => (gzippedSize = gz.size), () => undefined);
@@ -281,7 +282,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
           return undefined;
         });
         if (!encoded) continue;
-        const { size, received } = encoded;
+        const { size, received, baseSize } = encoded;
         bytesReceived += received;
         // Known once the tar is compressed: asked before the first encode, the gzip would not run beside it.
         const fullSize = (await gzipping).size;
@@ -299,7 +300,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
         const quick = size <= bound ? 0 : await quickCompressedSize(file, compression, 2 * bound);
         if (!best || quick < best.quick || (quick === best.quick && size < best.vcdiffSize)) {
           if (best) await rm(best.file);
-          best = { base, file, vcdiffSize: size, quick };
+          best = { base, baseSize, file, vcdiffSize: size, quick };
         } else {
           await rm(file);
         }
@@ -317,7 +318,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       let bytesSent = 0;
       const rebased = !same && (!chosen || chosen.deltaSize > bound);
       if (same) {
-        base = { id: same.id, digest: same.digest, size: same.size };
+        base = { id: same.id, digest: same.digest, size: same.size, plainSize: result.size };
       } else if (!chosen || rebased) {
         const id = `${stamp()}-${resultHex.slice(0, 12)}`;
         // Bases are stored gzip-compressed: the first upload and each region's first fetch cost
@@ -335,7 +336,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
           await writeAtomically(local, (tmp) => copyFile(tarFile, tmp));
           await recordCachedDigest(local, result.digest);
         }
-        base = { id, digest: stored.digest, size: stored.size };
+        base = { id, digest: stored.digest, size: stored.size, plainSize: result.size };
       } else {
         const { digest } = await sha256File(deltaFile);
         await httpPut(joinUrl(options.origin, `/cas/sha256/${parseDigestString(digest).hex}`), createReadStream(deltaFile), {
@@ -343,7 +344,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
           headers: { 'content-length': String(chosen.deltaSize) },
         });
         bytesSent += chosen.deltaSize;
-        base = { id: chosen.base.id, digest: chosen.base.digest, size: chosen.base.size };
+        base = { id: chosen.base.id, digest: chosen.base.digest, size: chosen.base.size, plainSize: chosen.baseSize };
         delta = { digest, size: chosen.deltaSize, compression, vcdiffSize: chosen.vcdiffSize };
       }
       const manifest: RunManifest = { format: MANIFEST_FORMAT, project: options.project, run, created, base, delta, result };

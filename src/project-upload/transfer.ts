@@ -3,12 +3,23 @@
 import { createGunzip } from 'node:zlib';
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { DigestMismatchError, FleetError, SizeMismatchError } from '../errors.js';
+import { DigestMismatchError, FleetError, SizeMismatchError, type ErrorCode } from '../errors.js';
 import { httpGet, joinUrl, type RequestOptions } from '../client/http.js';
 import { casPath, parseDigestString } from '../store/digest.js';
 import { hashingTap } from '../store/hashing.js';
 import { writeAtomically } from './atomic-file.js';
 import { redactUrl } from '../redact-url.js';
+
+/**
+ * With gunzip, the most bytes the plain content may take: a small blob that inflates without
+ * end (a gzip bomb) is refused there, with `code`, instead of filling the disk. `what` says
+ * where the bound comes from, for the message.
+ */
+export interface PlainBound {
+  readonly bytes: number;
+  readonly code: ErrorCode;
+  readonly what: string;
+}
 
 interface Downloaded {
   /** Bytes received (the blob's size). */
@@ -21,7 +32,7 @@ interface Downloaded {
  * Downloads /cas/sha256/<hex> from `baseUrl` (a cache or the origin) into `file`, verifying
  * digest and size on the way. Nothing is left at `file` unless it verified.
  */
-export async function downloadBlob(baseUrl: string, digest: string, size: number, file: string, options: RequestOptions & { gunzip?: boolean; plainSize?: number; label?: string } = {}): Promise<Downloaded> {
+export async function downloadBlob(baseUrl: string, digest: string, size: number, file: string, options: RequestOptions & { gunzip?: boolean; plainBound?: PlainBound; label?: string } = {}): Promise<Downloaded> {
   const url = joinUrl(baseUrl, casPath(parseDigestString(digest)));
   // a unique name per download: pushes sharing a base cache may fetch the same base at once,
   // and each renames its own verified copy into place (the last one wins, same bytes)
@@ -30,14 +41,17 @@ export async function downloadBlob(baseUrl: string, digest: string, size: number
     // more bytes than the blob has (a cache serving another object) are refused as they come,
     // not once they filled the disk: the next URL may then serve the pull
     const { tap, result } = hashingTap(options.progress?.(options.label ?? digest, size), size);
-    // gunzip: the size the plain bytes must have, when known: a small blob that inflates
-    // without end (a gzip bomb) stops there instead of filling the disk
-    const plain = hashingTap(undefined, options.plainSize);
+    const plain = hashingTap(undefined, options.plainBound?.bytes);
     // The digest and size are those of the bytes sent; a gzip blob (a base) is stored unpacked.
     if (options.gunzip) {
       await pipeline(res.body, tap, createGunzip(), plain.tap, createWriteStream(partial)).catch((err: NodeJS.ErrnoException) => {
         // corrupt compressed bytes fail before the digest is known: the same integrity error
         if (err.code?.startsWith('Z_')) throw new FleetError('FC_ERR_DIGEST_MISMATCH', `${redactUrl(url)}: corrupt gzip data (${err.message})`, { cause: err });
+        // the plain tap's bound, not the blob's (whose tap has then counted past `size`)
+        const bound = options.plainBound;
+        if (bound && err instanceof SizeMismatchError && result().size <= size) {
+          throw new FleetError(bound.code, `${options.label ?? digest} ${redactUrl(url)}: its gzip inflates past ${bound.bytes} bytes, ${bound.what} (a gzip bomb?); refused, nothing kept`, { cause: err, details: { expected: bound.bytes, actual: err.actual } });
+        }
         throw err;
       });
     } else await pipeline(res.body, tap, createWriteStream(partial));

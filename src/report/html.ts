@@ -2,9 +2,11 @@
 // and the hit ratio of each cache, drawn as inline SVG (nothing loaded from elsewhere).
 import { BASELINE, cacheName, coverageNote, interruptedNote, linkFigures, lookupCounts, machinesText, withoutFigures, type Ledger } from './ledger.js';
 import { formatBytes } from '../config/units.js';
+import { escapeHtml as esc } from '../escape-html.js';
 
-function esc(s: string): string {
-  return s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+/** A coordinate to a tenth of a pixel: the page carries no 15-digit figures (nor a float's 0.30000000000000004). */
+function tenth(n: number): number {
+  return Math.round(n * 10) / 10;
 }
 
 function bars(rows: Array<{ label: string; values: Array<{ v: number; color: string; text: string }> }>, max: number): string {
@@ -16,8 +18,8 @@ function bars(rows: Array<{ label: string; values: Array<{ v: number; color: str
     .map((r, i) => {
       const y = i * rowH + 6;
       const rects = r.values
-        .map((val, j) => `<rect x="${left}" y="${y + j * 16}" width="${scale(val.v).toFixed(1)}" height="14" fill="${val.color}"/>` +
-          `<text x="${left + scale(val.v) + 6}" y="${y + j * 16 + 11}" font-size="11">${esc(val.text)}</text>`)
+        .map((val, j) => `<rect x="${left}" y="${y + j * 16}" width="${tenth(scale(val.v))}" height="14" fill="${val.color}"/>` +
+          `<text x="${tenth(left + scale(val.v) + 6)}" y="${y + j * 16 + 11}" font-size="11">${esc(val.text)}</text>`)
         .join('');
       return `<text x="0" y="${y + 18}" font-size="12">${esc(r.label)}</text>${rects}`;
     })

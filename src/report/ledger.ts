@@ -259,9 +259,15 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
     // Without the cache, each byte taken from a mirror route would have come from its upstream.
     const mirrorServed = mine.reduce((n, c) => n + (c.mirrorBytesServed ?? 0), 0);
     if (mirrorServed > 0) links.push(link(`mirrors → ${label}`, (c) => c.mirrorBytesUpstream ?? 0, mirrorServed));
-    // What the runner's artifacts cost the slow link (a cache that did not have them): not the machines' bytes.
-    if (mine.some((c) => (c.artifactBytesUpstream ?? 0) > 0)) links.push(link(`origin → ${label} (artifacts)`, (c) => c.artifactBytesUpstream ?? 0, 0));
-    if (mine.some((c) => (c.controllerBytes ?? 0) > 0)) links.push(link(`${label} → controller (artifacts)`, (c) => c.controllerBytes ?? 0, 0));
+    // What the runner's artifacts cost the slow link (a cache that did not have them): not the
+    // machines' bytes. Without the cache the runner would have fetched them all from the origin
+    // (the egress's naive counts them): that is both links' naive figure, and what the cache
+    // kept of the machines' uploads is saved.
+    const fetchedByRunner = mine.reduce((n, c) => n + (run.controllerBytesByCache?.[c.url] ?? 0), 0);
+    if (fetchedByRunner > 0 || mine.some((c) => (c.artifactBytesUpstream ?? 0) > 0)) {
+      links.push(link(`origin → ${label} (artifacts)`, (c) => c.artifactBytesUpstream ?? 0, fetchedByRunner));
+      links.push(link(`${label} → controller (artifacts)`, (c) => c.controllerBytes ?? 0, fetchedByRunner));
+    }
   }
   // Machines that pulled from the origin itself: their bytes crossed the slow link once each.
   const direct = run.machinesByRegion[ORIGIN_DIRECT] ?? 0;

@@ -4,12 +4,13 @@
 import { posix } from 'node:path';
 import type { Machine } from '../backends/backend.js';
 import { fetchArtifacts } from '../artifacts/download.js';
+import { cacheLimits } from '../client/http.js';
 import { FleetError } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 import { inPasses, PASSING_CODES, REFUSED_BY_CACHE_CODES } from '../url-passes.js';
 import type { Job } from '../spread/index.js';
 import { agentPath, agentWorkDir, runAgent } from './agent-client.js';
-import { ORIGIN_DIRECT, type CacheChoice } from './nearest.js';
+import { ORIGIN_DIRECT, type CacheChoice, type UnreachableCaches } from './nearest.js';
 import type { RunLog } from './report.js';
 import type { SessionContext } from './session.js';
 
@@ -28,7 +29,9 @@ interface JobTransfersOptions {
   readonly signal?: AbortSignal;
   /** The region whose link a URL's bytes cross: its cache's region, ORIGIN_DIRECT for the origin (nearest.ts regionServing). */
   readonly regionOf: (url: string) => string;
-  /** The fleet's cacheTimeout: how long a cache may keep silent before a machine tries the next URL for an asset. */
+  /** The caches the run's machines found unreachable: those an asset fetch gave up on are marked there, as a pull's. */
+  readonly unreachable?: UnreachableCaches;
+  /** The fleet's cacheTimeout: what a cache is allowed before the next URL is tried, for a machine's asset and the runner's artifacts (cacheLimits). */
   readonly cacheTimeoutMs?: number;
 }
 
@@ -86,6 +89,7 @@ export class JobTransfers {
       // fell back to the origin has it first (its region is ORIGIN_DIRECT): then none has it
       ...(cacheTimeoutMs !== undefined && choice.region !== ORIGIN_DIRECT ? { cacheTimeoutMs } : {}),
     }, signal);
+    this.#o.unreachable?.markSkipped(answer.skipped);
     for (const warning of Array.isArray(answer.warnings) ? answer.warnings : []) log.line(`WARNING: assets of ${job.name} (${machine.name}): ${String(warning)}`);
     // Each file's bytes on the link they crossed: the region of the URL that served it (the
     // machine's cache, another region's, or the origin itself when the caches failed it);
@@ -114,7 +118,7 @@ export class JobTransfers {
 
   /** One pass over the URLs: done once one took the artifacts, else the last (passing) failure. */
   async #artifactsOnce(choice: CacheChoice, machine: Machine, job: Job): Promise<{ result: undefined } | { failures: FleetError[] }> {
-    const { log, machineToken, run, artifactsDir, signal } = this.#o;
+    const { log, machineToken, run, artifactsDir, signal, cacheTimeoutMs } = this.#o;
     const token = machineToken?.();
     let lastError: FleetError | undefined;
     for (const url of choice.urls) {
@@ -129,7 +133,9 @@ export class JobTransfers {
         }, signal);
         this.artifactBytes += Number(answer.bytes ?? 0);
         if (artifactsDir) {
-          const fetched = await fetchArtifacts({ from: url, run, job: job.name, dest: artifactsDir, ...(token ? { token } : {}) });
+          // a cache the next URL follows is given up on as a machine gives it up (docs/run.md)
+          const limits = cacheTimeoutMs !== undefined && choice.region !== ORIGIN_DIRECT && url !== choice.urls.at(-1) ? { limits: cacheLimits(cacheTimeoutMs) } : {};
+          const fetched = await fetchArtifacts({ from: url, run, job: job.name, dest: artifactsDir, ...(token ? { token } : {}), ...limits });
           this.controllerBytesByCache[url] = (this.controllerBytesByCache[url] ?? 0) + fetched.bytes;
         }
         if (url !== choice.urls[0]) log.line(`Artifacts of ${job.name} went through ${redactUrl(url)}.`);

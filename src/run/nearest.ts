@@ -98,7 +98,7 @@ export class UnreachableCaches {
   constructor(private readonly forMs = 2 * 60_000) {}
 
   /**
-   * Marks unreachable the URLs of a pull's `skipped` list (the agent's answer: redacted URLs
+   * Marks unreachable the URLs of a pull's or an asset fetch's `skipped` list (the agent's answer: redacted URLs
    * with why) that could not be reached or did not answer; not those that lacked the run or
    * served damaged bytes.
    */

@@ -302,12 +302,14 @@ async function runJobs(
   const machineToken = token === undefined ? undefined : runTokenSource(token, push.run);
   // the agent takes whole milliseconds (1.5ms is 2)
   const cacheTimeoutMs = Math.ceil(parseDuration(fleet.cacheTimeout));
+  const unreachable = new UnreachableCaches();
   const transfers = new JobTransfers({
     log,
     run: push.run,
     machineToken,
     artifactsDir: o.artifactsDir,
     cacheTimeoutMs,
+    unreachable,
     ...(interrupt ? { signal: interrupt.signal } : {}),
     regionOf: (url) => regionServing(fleet, url),
   });
@@ -329,7 +331,6 @@ async function runJobs(
     onJobTime: (job: Job, seconds: number) => timings.record(schedJob(job), seconds),
   };
 
-  const unreachable = new UnreachableCaches();
   // spread's `backend:system`, numbered when the system has several machines so their lines can be told apart
   const workerLabel = (w: WorkerInfo): string => {
     const sys = `${w.backend}:${w.system}`;

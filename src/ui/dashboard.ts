@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import type { FastifyInstance } from 'fastify';
 import { NotFoundError } from '../errors.js';
 import { DASHBOARD_HTML } from './page.js';
+import { escapeHtml } from '../escape-html.js';
 
 interface DashboardOptions {
   /** 'origin' or 'cache'; shown in the page title. */
@@ -34,8 +35,4 @@ export async function registerDashboard(app: FastifyInstance, options: Dashboard
     if (!asset) throw new NotFoundError(`no dashboard asset ${request.params.file}`);
     return reply.type(asset.type).header('cache-control', 'public, max-age=3600').send(createReadStream(asset.path));
   });
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

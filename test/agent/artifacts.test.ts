@@ -6,12 +6,13 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { httpHead, httpPut } from '../../src/client/http.js';
+import { cacheLimits, httpHead, httpPut } from '../../src/client/http.js';
 import { downloadArtifacts, resolveArtifactRef } from '../../src/artifacts/download.js';
 import { indexUrl, INDEX_FORMAT } from '../../src/artifacts/names.js';
 import { fetchArtifacts } from '../../src/artifacts/download.js';
 import { startCache } from '../cache/harness.js';
 import { startOrigin } from '../helpers/origin.js';
+import { pacedProxy } from '../helpers/paced-proxy.js';
 import { cliArgs, REPO_ROOT } from '../helpers/processes.js';
 import { installAgent, runAgent } from './helpers.js';
 
@@ -73,6 +74,28 @@ t.test('agent artifacts uploads through the cache; artifacts get fetches them ba
   // The runner's entry point (exact job name, no prefix guessing).
   const { files: viaRunner } = await fetchArtifacts({ from: cache.url, run: 'run-1', job: JOB, path: 'out', dest: join(dir, 'runner') });
   t.same(viaRunner.map((f) => f.path).sort(), ['out/log.txt', 'out/sp ace%.txt', 'out/sub/big.bin']);
+});
+
+t.test("the runner's artifact fetch from a cache that trickles gives up at the cache floor (cacheLimits), for the next URL", async (t) => {
+  const agent = await installAgent(t);
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const task = join(dir, 'machine');
+  mkdirSync(task, { recursive: true });
+  writeFileSync(join(task, 'big.bin'), randomBytes(64 * 1024));
+  const res = await runAgent(agent, 'artifacts', { url: origin.url, token: origin.token, run: 'run-1', job: JOB, cwd: task, paths: ['big.bin'] });
+  t.equal(res.code, 0, 'uploaded', { stderr: res.stderr });
+  // a byte every 100 ms of each file: never silent for the 500 ms cacheTimeout, 10 bytes/s
+  const cache = await pacedProxy(t, origin.url, (path) => !path.endsWith('/_index.json'), { bytes: 1, everyMs: 100 });
+  const started = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const err = await Promise.race([
+    fetchArtifacts({ from: cache, run: 'run-1', job: JOB, dest: join(dir, 'runner'), limits: cacheLimits(500) }).then(() => undefined, (e: unknown) => e as { code?: string; message?: string }),
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('still fetching after 15 s')), 15_000))),
+  ]).finally(() => clearTimeout(timer)); // a pending timer would keep the file's process alive 15 s
+  t.equal(err?.code, 'FC_ERR_UPSTREAM_TIMEOUT');
+  t.match(err?.message, /slower than 16 KiB\/s over 1 s/, 'the floor named');
+  t.ok(Date.now() - started < 8000, `within seconds (${Date.now() - started} ms)`);
 });
 
 t.test('escaping artifact paths are refused before anything is uploaded', async (t) => {

@@ -12,6 +12,7 @@ import { uploadAssets } from '../../src/assets/upload.js';
 import { startCache } from '../cache/harness.js';
 import { startOrigin, type TestOrigin } from '../helpers/origin.js';
 import { pacedProxy } from '../helpers/paced-proxy.js';
+import { blackHoleUrl } from '../helpers/black-hole.js';
 import { deadUrl, installAgent, runAgent } from './helpers.js';
 
 /** An origin under `dir` holding tool.bin (64 KiB) as an asset, and the manifest that names it. */
@@ -64,6 +65,21 @@ t.test('a cache that trickles a file, each byte within cacheTimeoutMs, is given 
   t.match(res.json, { ok: true, failed: 0, files: [{ filename: 'tool.bin', source: 'download', url: origin.url }] });
   t.match(res.json.warnings, [new RegExp(`^tool\\.bin: ${cache}/.*slower than 16 KiB/s over 1 s`)], 'the cache was given up on for its rate');
   t.ok(took < 10_000, `within seconds (${took} ms)`);
+  t.ok(readFileSync(join(dir, 'dest', 'tool.bin')).equals(tool));
+});
+
+t.test('a black-holed cache (its host drops the SYNs) costs cacheTimeoutMs to connect, not the client 10 s, then the next URL serves the file', async (t) => {
+  const agent = await installAgent(t);
+  const dir = t.testdir();
+  const { origin, tool, manifest } = await originWithTool(t, dir);
+  const blackHole = await blackHoleUrl(t);
+  const started = Date.now();
+  const res = await runAgent(agent, 'assets', { manifest, urls: [blackHole, origin.url], dest: join(dir, 'dest'), cacheTimeoutMs: 1000 });
+  const took = Date.now() - started;
+  t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
+  t.match(res.json, { ok: true, failed: 0, files: [{ filename: 'tool.bin', source: 'download', url: origin.url }] });
+  t.match(res.json.warnings, [new RegExp(`^tool\\.bin: ${blackHole}/.*connect`, 'i')], 'the cache was given up on, connecting');
+  t.ok(took < 8000, `within the 1 s cacheTimeoutMs and the agent's start (${took} ms)`);
   t.ok(readFileSync(join(dir, 'dest', 'tool.bin')).equals(tool));
 });
 

@@ -16,6 +16,7 @@ import { pushProject } from '../../src/project-upload/push.js';
 import { startCache } from '../cache/harness.js';
 import { startOrigin } from '../helpers/origin.js';
 import { mountTmpfs } from '../helpers/tmpfs.js';
+import { blackHoleUrl } from '../helpers/black-hole.js';
 import { pacedProxy, type Pace } from '../helpers/paced-proxy.js';
 import { describeTree } from '../helpers/tree.js';
 import { deadUrl, installAgent, runAgent, statusServer } from './helpers.js';
@@ -159,13 +160,19 @@ t.test('every URL down at once (the origin restarting under its caches): the pul
   t.equal(readFileSync(join(dir, 'dest', 'a.txt'), 'utf8'), 'the tree\n');
 });
 
-t.test('a cache that stops in the middle of a body costs cacheTimeoutMs, then the next URL serves the pull', async (t) => {
+/** An origin with run r1 of project demo, whose tree is the one file `name` holding `content`. */
+async function originWithRun(t: Test, name: string, content: string | Buffer) {
   const dir = t.testdir();
   const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
   const project = join(dir, 'project');
   mkdirSync(project);
-  writeFileSync(join(project, 'a.txt'), 'the tree\n');
+  writeFileSync(join(project, name), content);
   await pushProject({ dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases'), run: 'r1' });
+  return { dir, origin };
+}
+
+t.test('a cache that stops in the middle of a body costs cacheTimeoutMs, then the next URL serves the pull', async (t) => {
+  const { dir, origin } = await originWithRun(t, 'a.txt', 'the tree\n');
   // Passes the run manifest on from the origin; of a blob, the headers and the first half of its bytes, then nothing.
   const sockets = new Set<Socket>();
   const frozen = createServer((req, res) => {
@@ -198,14 +205,21 @@ t.test('a cache that stops in the middle of a body costs cacheTimeoutMs, then th
   t.equal(readFileSync(join(dir, 'dest', 'a.txt'), 'utf8'), 'the tree\n');
 });
 
+t.test('a black-holed cache (its host drops the SYNs) costs cacheTimeoutMs to connect, not the client 10 s, then the next URL serves the pull', async (t) => {
+  const { dir, origin } = await originWithRun(t, 'a.txt', 'the tree\n');
+  const blackHole = await blackHoleUrl(t);
+  const started = Date.now();
+  const pulled = await pullWithFallback({ urls: [blackHole, origin.url], project: 'demo', run: 'r1', dest: join(dir, 'dest'), cacheTimeoutMs: 1000 });
+  const took = Date.now() - started;
+  t.equal(pulled.url, origin.url, 'from the origin');
+  t.match(pulled.skipped, [{ url: blackHole, code: 'FC_ERR_UPSTREAM_TIMEOUT', error: /connect/i }], 'the cache was given up on, connecting');
+  t.ok(took >= 1000 && took < 5000, `after the cacheTimeoutMs of 1 s (${took} ms)`);
+  t.equal(readFileSync(join(dir, 'dest', 'a.txt'), 'utf8'), 'the tree\n');
+});
+
 /** An origin with run r1 of a project holding `bytes` random bytes, and a stand-in cache before it that sends its blobs at `pace`. */
 async function pacedCacheBefore(t: Test, bytes: number, pace: Pace) {
-  const dir = t.testdir();
-  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
-  const project = join(dir, 'project');
-  mkdirSync(project);
-  writeFileSync(join(project, 'blob.bin'), randomBytes(bytes));
-  await pushProject({ dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases'), run: 'r1' });
+  const { dir, origin } = await originWithRun(t, 'blob.bin', randomBytes(bytes));
   const cache = await pacedProxy(t, origin.url, (path) => path.startsWith('/cas/'), pace);
   const pull = (cacheTimeoutMs: number) => {
     let timer: NodeJS.Timeout | undefined;

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { httpGet, httpGetJson, httpHead, httpPut, MAX_JSON_BYTES } from '../../src/client/http.js';
+import { cacheLimits, httpGet, httpGetJson, httpHead, httpPut, MAX_JSON_BYTES } from '../../src/client/http.js';
 
 /** The catalogued error each answer becomes (src/client/http.ts), and the server's error body. */
 const ANSWERS = [
@@ -129,4 +129,10 @@ t.test('an answer that is not JSON is FC_ERR_UPSTREAM, not a raw SyntaxError', a
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   await t.rejects(httpGetJson(`${url}/x`), { code: 'FC_ERR_UPSTREAM', message: /^GET .*\/x: the answer is not JSON/ });
   await t.rejects(httpPut(`${url}/x`, 'body'), { code: 'FC_ERR_UPSTREAM', message: /^PUT .*\/x: the answer is not JSON/ });
+});
+
+t.test("cacheLimits: a cache's connection may take its cacheTimeout to open, no more than any server's 10 s", async (t) => {
+  t.equal(cacheLimits(2000).connectTimeout, 2000, 'a short cacheTimeout shortens it');
+  t.equal(cacheLimits(30_000).connectTimeout, 10_000, "the default 30 s does not lengthen it: a black-holed cache costs 10 s, as before");
+  t.equal(cacheLimits(30_000).idleTimeout, 30_000, 'silence: the cacheTimeout itself');
 });

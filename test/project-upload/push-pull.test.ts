@@ -11,6 +11,7 @@ import { pullProject } from '../../src/project-upload/pull.js';
 import { runToken } from '../../src/client/run-token.js';
 import { baseCachePath } from '../../src/project-upload/base-cache.js';
 import { listBases, pushProject } from '../../src/project-upload/push.js';
+import type { RunManifest } from '../../src/project-upload/manifest.js';
 import { casPath, parseDigestString } from '../../src/store/digest.js';
 import { sha256File } from '../../src/store/hashing.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
@@ -188,10 +189,55 @@ t.test('a base that inflates past the size its run states (a gzip bomb) stops th
   await request(`${url}${casPath(parseDigestString(digest))}`, { method: 'PUT', body: bomb, headers: { authorization: `Bearer ${TOKEN}` } }).then((r) => r.body.dump());
   const forged = { ...first.manifest, run: 'bomb', base: { ...first.manifest.base, digest, size: bomb.length } };
   await request(`${url}/projects/bomb/runs/bomb`, { method: 'PUT', body: JSON.stringify(forged), headers: { authorization: `Bearer ${TOKEN}` } }).then((r) => r.body.dump());
-  const err = await pullProject({ project: 'bomb', run: 'bomb', from: url, dir: join(dir, 'out') }).then(() => undefined, (e: unknown) => e as { code?: string; actual?: number });
+  const err = await pullProject({ project: 'bomb', run: 'bomb', from: url, dir: join(dir, 'out') }).then(() => undefined, (e: unknown) => e as { code?: string; details?: { actual?: number } });
   t.equal(err?.code, 'FC_ERR_SIZE_MISMATCH');
   const stated = first.manifest.result.size;
-  t.ok((err?.actual ?? Infinity) < stated + (1 << 20), `stopped after ${err?.actual} bytes, the run states ${stated}`);
+  t.ok((err?.details?.actual ?? Infinity) < stated + (1 << 20), `stopped after ${err?.details?.actual} bytes, the run states ${stated}`);
+});
+
+/** Stores `bomb` at the origin and, as run `run`, `manifest` with its base replaced by it; answers what pulling that run threw. */
+async function pullWithBombBase(url: string, dir: string, manifest: RunManifest, run: string, bomb: Buffer, base: Partial<RunManifest['base']> = {}) {
+  const digest = `sha256:${createHash('sha256').update(bomb).digest('hex')}`;
+  await request(`${url}${casPath(parseDigestString(digest))}`, { method: 'PUT', body: bomb, headers: { authorization: `Bearer ${TOKEN}` } }).then((r) => r.body.dump());
+  const forged = { ...manifest, run, base: { ...manifest.base, digest, size: bomb.length, ...base } };
+  const stored = await request(`${url}/projects/${manifest.project}/runs/${run}`, { method: 'PUT', body: JSON.stringify(forged), headers: { authorization: `Bearer ${TOKEN}` } });
+  await stored.body.dump();
+  if (stored.statusCode !== 201 && stored.statusCode !== 200) throw new Error(`the origin refused the forged manifest: HTTP ${stored.statusCode}`);
+  return pullProject({ project: manifest.project, run, from: url, dir: join(dir, `out-${run}`) }).then(() => undefined, (e: unknown) => e as { code?: string; message?: string; details?: { actual?: number } });
+}
+
+t.test('a delta run whose base inflates past the plain size its manifest states (a gzip bomb) stops there', async (t) => {
+  const { url, dir, project, common } = await originWithProject(t, 'dbomb');
+  const first = await pushProject({ ...common, run: 'one' });
+  writeFileSync(join(project, 'NEW.md'), 'new file\n');
+  const second = await pushProject({ ...common, run: 'two' });
+  t.ok(second.manifest.delta, 'the second run is a delta');
+  t.equal(second.manifest.base.plainSize, first.manifest.result.size, "the manifest states its base's plain size: the first run's tar");
+  const stated = first.manifest.result.size;
+  const bomb = gzipSync(Buffer.alloc(8 * stated)); // zeros: a few KiB that inflate 8 times past the stated size
+  const err = await pullWithBombBase(url, dir, second.manifest, 'bomb', bomb);
+  t.equal(err?.code, 'FC_ERR_SIZE_MISMATCH');
+  t.match(err?.message, /^base http:\S+: its gzip inflates past \d+ bytes, the size of its tar the run manifest states \(a gzip bomb\?\)/);
+  t.ok((err?.details?.actual ?? Infinity) < stated + (1 << 20), `stopped after ${err?.details?.actual} bytes, the manifest states ${stated}`);
+  t.same(readdirSync(dir).filter((name) => name.startsWith('out-')), [], 'nothing unpacked');
+});
+
+t.test('a delta run whose manifest does not state its base plain size (an older push): the base may inflate to 8 times the run tar, no more', async (t) => {
+  const { url, dir, project, common } = await originWithProject(t, 'obomb');
+  await pushProject({ ...common, run: 'one' });
+  writeFileSync(join(project, 'NEW.md'), 'new file\n');
+  const second = await pushProject({ ...common, run: 'two' });
+  const limit = 8 * second.manifest.result.size;
+  const bomb = gzipSync(Buffer.alloc(2 * limit));
+  const err = await pullWithBombBase(url, dir, second.manifest, 'bomb', bomb, { plainSize: undefined });
+  t.equal(err?.code, 'FC_ERR_TOO_LARGE');
+  t.match(err?.message, /push the run again/);
+  t.ok((err?.details?.actual ?? Infinity) < limit + (1 << 20), `stopped after ${err?.details?.actual} bytes, the limit is ${limit}`);
+  // the same manifest with its real base (no plainSize either) still pulls
+  const { plainSize: _, ...unstated } = second.manifest.base;
+  await request(`${url}/projects/obomb/runs/old`, { method: 'PUT', body: JSON.stringify({ ...second.manifest, run: 'old', base: unstated }), headers: { authorization: `Bearer ${TOKEN}` } }).then((r) => r.body.dump());
+  await pullProject({ project: 'obomb', run: 'old', from: url, dir: join(dir, 'old') });
+  t.same(describeTree(join(dir, 'old')), describeTree(project), 'a real base inflates within the limit');
 });
 
 t.test('names with a colon or a backslash (C:, a:b, x\\y) push and pull as they are, as GNU tar packs and unpacks them on Linux', async (t) => {

@@ -72,6 +72,25 @@ t.test('actual against naive, per link and per cache, from counter differences',
   t.match(html, /<th>actual \(bytes\)<\/th><th>naive \(bytes\)<\/th>/, 'the unit of the table of figures is stated');
 });
 
+t.test('the HTML page: its SVG coordinates are rounded to a tenth of a pixel, its text escaped', async (t) => {
+  const snapshot = (out: number, served: number): FleetSnapshot => ({
+    origin: { totals: { bytesIn: 0, bytesOut: out } },
+    caches: [{ region: 'a<b>&"c\'', url: 'http://a', stats: cache(served, out, 2, 1) }],
+  });
+  // byte counts whose share of the largest is no round figure (1/3, 1/7 of the chart's width)
+  const ledger = buildLedger(snapshot(0, 0), snapshot(7001, 3 * 7001), {
+    run: 'r1', project: 'p<&>', bytesSent: 1000, basesReceived: 0, fullUploadBytes: 7001, machinesByRegion: { 'a<b>&"c\'': 3 }, assetNaiveByRegion: {}, artifactBytes: 0,
+  });
+  const html = ledgerHtml(ledger);
+  const svg = html.match(/<svg[^]*?<\/svg>/g)!.join('');
+  const coordinates = [...svg.matchAll(/ (?:x|y|width|height)="([^"]*)"/g)].map((m) => m[1]!);
+  t.ok(coordinates.length > 8, `${coordinates.length} coordinates`);
+  t.same(coordinates.filter((c) => !/^\d+(\.\d)?$/.test(c)), [], 'each a number with at most one decimal');
+  t.match(html, /of p&#60;&#38;&#62;/, "the project's name escaped");
+  t.match(html, />origin → cache a&#60;b&#62;&#38;&#34;c&#39;</, "a region's name escaped, quotes too");
+  t.notMatch(html, /a<b>/);
+});
+
 t.test('two caches in one region: one pair of links, its naive bytes counted once', async (t) => {
   const snapshot = (a1: number, a2: number): FleetSnapshot => ({
     origin: { totals: { bytesIn: 0, bytesOut: 0 } },
@@ -174,8 +193,8 @@ t.test('mirror bytes are not the origin\'s, and the runner\'s own downloads are 
     { link: 'origin → cache a', actualBytes: 746, naiveBytes: 2000 },
     { link: 'cache a → machines', actualBytes: 1_000_000, naiveBytes: 2000 },
     { link: 'mirrors → cache a', actualBytes: 2_000_000, naiveBytes: 4_000_000 },
-    { link: 'origin → cache a (artifacts)', actualBytes: 300_000, naiveBytes: 0 },
-    { link: 'cache a → controller (artifacts)', actualBytes: 300_000, naiveBytes: 0 },
+    { link: 'origin → cache a (artifacts)', actualBytes: 300_000, naiveBytes: 300_000 },
+    { link: 'cache a → controller (artifacts)', actualBytes: 300_000, naiveBytes: 300_000 },
   ]);
   t.same([ledger.caches[0]!.misses, ledger.caches[0]!.artifactBytesUpstream], [0, 300_000], "the runner's misses are not the machines'");
   t.match(formatLedger(ledger), /mirrors → cache a\s+1\.9 MiB\s+3\.8 MiB\s+50\.0%/);
@@ -234,6 +253,14 @@ t.test("the runner's artifacts fetched from the origin itself have a link of the
     { ...figures, machinesByRegion: { a: 1 }, controllerBytesByCache: { 'http://a': fetched } },
   );
   t.notOk(throughCache.links.some((l) => l.link.includes('direct')), 'none when a cache took them');
+  // the cache had them all (the machine uploaded through it): nothing crossed the slow link for them, and the report shows it saved
+  t.same(throughCache.links.filter((l) => l.link.includes('(artifacts)') && l.link.includes('cache')), [
+    { link: 'origin → cache a (artifacts)', actualBytes: 0, naiveBytes: fetched },
+    { link: 'cache a → controller (artifacts)', actualBytes: fetched, naiveBytes: fetched },
+  ], 'without the cache the runner would have fetched them from the origin');
+  const viaCache = throughCache.links.filter((l) => l.link.startsWith('origin → '));
+  t.equal(viaCache.reduce((n, l) => n + l.naiveBytes, 0), throughCache.originEgress.naive, "the naive bytes of the links out of the origin add up to its egress's, through a cache too");
+  t.match(formatLedger(throughCache), /origin → cache a \(artifacts\)\s+0 B\s+4\.2 KiB\s+100\.0%/);
 });
 
 t.test('docs/report.md names every field of the JSON report, and no other', async (t) => {

@@ -156,6 +156,26 @@ t.test('a machine that pulled through its cache but got its assets from the orig
   t.equal(machines?.naiveBytes, result.push.fullUploadBytes, 'the region\'s naive bytes are its machine\'s project only');
 });
 
+t.test("a cache an asset fetch gave up on is tried last by the run's next machines, as one a pull gave up on", async (t) => {
+  const systems = ['backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          region: region-a', '      - alpha-2:', '          region: region-a'];
+  const dir = await project(t, spreadYaml('assets-memory', systems), { 's/t': 'summary: uses a tool\nassets: manifest.tt\nexecute: test -s tool.bin\n' });
+  const tool = randomBytes(64 * 1024);
+  const { cache, fleetFile, tokenFile, manifest } = await assetFleet(t, dir, tool, { cacheRefusesAssets: true });
+  await writeFile(join(dir, 's/t/manifest.tt'), manifest);
+  const origin = /^origin: (\S+)$/m.exec(await readFile(fleetFile, 'utf8'))![1]!;
+  const other = await buildCacheServer({ region: 'region-b', upstream: origin, dataDir: join(dir, '..', 'cache-b'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  const otherUrl = await other.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => other.close());
+  const cacheUrl = `http://127.0.0.1:${(cache.server.address() as AddressInfo).port}`;
+  // one machine at a time, the second 6 s after the first: its pull comes after the first's asset fetch failed at the cache
+  await writeFile(fleetFile, [`origin: ${origin}`, 'regions:', `  region-a:\n    caches: [${cacheUrl}]`, `  region-b:\n    caches: [${otherUrl}]`, 'startupLimit: 1', 'dispatchDelay: 6s', ''].join('\n'));
+  const { result, out } = await run(dir, [], { fleetFile, tokenFile });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true, 'both tasks ran with their asset');
+  t.same(result.pulls.map((p) => p.url), [cacheUrl, otherUrl], "the first machine pulled through its region's cache, the second through the other region's");
+  t.match(out, new RegExp(`pulls through ${otherUrl} \\(region region-a; tried last, unreachable for a machine of this run lately: ${cacheUrl}\\)`));
+});
+
 t.test("a cache that never answers for an asset costs the machine the fleet's cacheTimeout, then the origin serves it", async (t) => {
   const dir = await project(t, spreadYaml('assets-hung', ['backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          region: region-a']), {
     's/t': 'summary: uses a tool\nassets: manifest.tt\nexecute: test "$(sha512sum tool.bin | cut -d\' \' -f1)" = "$(cat want)"\n',
