@@ -16,6 +16,8 @@ export function registerApply(program: Command): void {
     .requiredOption('--base <file>', 'the base file the delta was made against')
     .requiredOption('-o, --output <file>', 'file to write')
     .option('--expect <digest>', 'sha256:<hex> or sha512:<hex> the result must have; nothing is written otherwise')
+    // VCDIFF states no total size: a plain one cut between two windows is a whole, shorter delta
+    .addHelpText('after', '\nA plain VCDIFF (delta --compression none, xdelta3 -S none) cut at the end of one of its\nwindows reads as a whole, shorter one: without --expect, a truncated plain delta can give a\nshort file and exit 0. A gzip or brotli delta cut anywhere is refused.')
     .action(async (deltaFile: string, flags: { base: string; output: string; expect?: string }) => {
       const expected = flags.expect === undefined ? undefined : parseDigestString(flags.expect);
       await requireInput(deltaFile, 'file', 'delta');

@@ -95,6 +95,8 @@ export interface EncodeResult {
   readonly memoryBytes: number;
   /** Calls to xdelta3 (target windows, each against its own source segment). */
   readonly windows: number;
+  /** False when the encode stopped once its VCDIFF was past `stopAbove`: the file then holds only its start. */
+  readonly complete: boolean;
 }
 
 /**
@@ -126,8 +128,10 @@ export const DEFAULT_LEVEL_HELP = 'xdelta3 level 1-9 (default: 9 for a base up t
  * Should the host refuse the wasm memory, or xdelta3 run out of it, the encode is retried at
  * the next level with a smaller source table (184 MiB at level 6, 156 MiB at level 1).
  * `signal` is looked at between windows (a window's encode holds the thread).
+ * `stopAbove`: the encode stops at the first window that takes the VCDIFF past this many
+ * bytes (a caller that has a smaller delta already: the rest would be encoded for nothing).
  */
-export async function encodeDelta(base: DeltaInput, target: DeltaInput, output: string, options: { level?: number; signal?: AbortSignal } = {}): Promise<EncodeResult> {
+export async function encodeDelta(base: DeltaInput, target: DeltaInput, output: string, options: { level?: number; signal?: AbortSignal; stopAbove?: number } = {}): Promise<EncodeResult> {
   const given = options.level;
   if (given !== undefined && (!Number.isInteger(given) || given < 1 || given > 9)) throw new FleetError('FC_ERR_USAGE', `delta level must be 1-9, got ${given}`);
   const source = await OpenInput.open(base, 'base');
@@ -141,7 +145,7 @@ export async function encodeDelta(base: DeltaInput, target: DeltaInput, output: 
         let level = wanted;
         for (;;) {
           try {
-            return { ...(await encodeWindows(source, input, plan, level, out, options.signal)), level, windows: plan.length };
+            return { ...(await encodeWindows(source, input, plan, level, out, options.signal, options.stopAbove ?? Infinity)), level, windows: plan.length };
           } catch (err) {
             const lower = smallerLevel(level);
             if (!isOutOfMemory(err) || lower === undefined) throw err;
@@ -176,8 +180,8 @@ async function planEncode(base: OpenInput, target: OpenInput, signal: AbortSigna
 }
 
 async function encodeWindows(
-  base: OpenInput, target: OpenInput, plan: readonly WindowPlan[], level: number, out: FileHandle, signal: AbortSignal | undefined,
-): Promise<{ size: number; memoryBytes: number }> {
+  base: OpenInput, target: OpenInput, plan: readonly WindowPlan[], level: number, out: FileHandle, signal: AbortSignal | undefined, stopAbove: number,
+): Promise<{ size: number; memoryBytes: number; complete: boolean }> {
   const sourceMax = plan.reduce((max, w) => Math.max(max, w.sourceEnd - w.sourceStart), 1);
   const targetMax = plan.reduce((max, w) => Math.max(max, w.targetEnd - w.targetStart), 1);
   const xd = await Xd3Instance.create(encodeMemoryNeed(sourceMax, targetMax, level));
@@ -199,6 +203,7 @@ async function encodeWindows(
     const encoded = xd.encode(inputArea, targetLength, sourceLength > 0 ? sourceArea : undefined, sourceLength, outputArea, (level << COMPLEVEL_SHIFT) | XD3_ADLER32);
     // written before the next call writes the output area again
     for (const part of shiftedWindows(encoded, w.sourceStart)) await write(part);
+    if (size > stopAbove) return { size, memoryBytes: xd.memoryBytes, complete: false };
   }
-  return { size, memoryBytes: xd.memoryBytes };
+  return { size, memoryBytes: xd.memoryBytes, complete: true };
 }

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { httpGetJson, joinUrl, type CacheLimits, type Progress, type RequestOptions } from '../client/http.js';
 import { deltaChunks } from '../delta/compress.js';
 import { decodeVcdiffToFile } from '../delta/vcdiff-decode.js';
-import { DigestMismatchError, errorMessage, FleetError, isNoRoom, SizeMismatchError } from '../errors.js';
+import { DigestMismatchError, errorMessage, FleetError, isNoRoom, NotFoundError, SizeMismatchError } from '../errors.js';
 import { unpackTar } from '../pack/unpack.js';
 import { redactUrl } from '../redact-url.js';
 import { parseRunManifest, type RunManifest } from './manifest.js';
@@ -80,13 +80,14 @@ export async function pullProject(options: PullOptions): Promise<PullResult> {
 /** Downloads base and delta into `work` and rebuilds the run's tar there, verified; the base itself when the run has no delta. */
 async function rebuildTar(from: string, manifest: RunManifest, blobs: RequestOptions, work: string): Promise<{ tarFile: string; bytesReceived: number }> {
   const baseFile = join(work, 'base.tar');
-  const base = await downloadBlob(from, manifest.base.digest, manifest.base.size, baseFile, { ...blobs, gunzip: true, label: 'base', plainBound: basePlainBound(manifest) });
+  const base = await downloadBlob(from, manifest.base.digest, manifest.base.size, baseFile, { ...blobs, gunzip: true, label: 'base', plainBound: basePlainBound(manifest) })
+    .catch(namingMissing(manifest, `base ${manifest.base.id}`, from));
   if (!manifest.delta) {
     checkResult(manifest, base.written.size, base.written.digest);
     return { tarFile: baseFile, bytesReceived: base.received };
   }
   const deltaFile = join(work, 'delta');
-  const delta = await downloadBlob(from, manifest.delta.digest, manifest.delta.size, deltaFile, { ...blobs, label: 'delta' });
+  const delta = await downloadBlob(from, manifest.delta.digest, manifest.delta.size, deltaFile, { ...blobs, label: 'delta' }).catch(namingMissing(manifest, 'delta', from));
   // decompressed as it is decoded, one window in memory; the sizes the manifest states
   // bound both steps: a few bytes cannot fill the disk
   const vcdiff = deltaChunks(deltaFile, manifest.delta.compression, manifest.delta.vcdiffSize);
@@ -108,6 +109,18 @@ function basePlainBound(manifest: RunManifest): PlainBound {
   if (manifest.base.plainSize !== undefined) return { bytes: manifest.base.plainSize, code: 'FC_ERR_SIZE_MISMATCH', what: 'the size of its tar the run manifest states' };
   const bytes = UNSTATED_BASE_GROWTH * manifest.result.size;
   return { bytes, code: 'FC_ERR_TOO_LARGE', what: `${UNSTATED_BASE_GROWTH} times the run's tar, the limit for a manifest that does not state its base's size (push the run again: a push now records it)` };
+}
+
+/**
+ * A 404 for a blob the run manifest names (the origin lost it since the push: removed by
+ * hand, or as damaged) said as that, naming the run and which of its blobs, rather than as a
+ * bare URL and digest; still FC_ERR_NOT_FOUND, so that a machine tries its next URL.
+ */
+function namingMissing(manifest: RunManifest, what: string, from: string): (err: unknown) => never {
+  return (err) => {
+    if (!(err instanceof NotFoundError)) throw err;
+    throw new NotFoundError(`the ${what} of run ${manifest.run} (project ${manifest.project}) is not at ${redactUrl(from)}, which no longer has it (${err.message}): the run cannot be pulled; push the project again`);
+  };
 }
 
 /** Runs `write`; a write refused for lack of room (a full disk, a quota) becomes an error naming `dir` and `what` it was written for. */

@@ -124,22 +124,26 @@ function stamp(): string {
   return new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
-/** The gzip-compressed tar: what spread would send, and the form in which bases are stored. */
 /**
  * VCDIFF of `target` against `base`, read from the local base cache, into the file `output`;
- * resolves to its size. The cached tar is checked against its recorded digest while the
+ * resolves to its size, and whether it is whole (the encode stops past `stopAbove` bytes).
+ * The cached tar is checked against its recorded digest while the
  * encode reads it; a missing or damaged copy (a crash, a disk error, an edit) is fetched
  * again, so no delta is made against wrong bytes.
  */
-async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: string, output: string, http: RequestOptions): Promise<{ size: number; received: number; baseSize: number }> {
+async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: string, output: string, http: RequestOptions, stopAbove: number | undefined): Promise<{ size: number; complete: boolean; received: number; baseSize: number }> {
   const local = baseCachePath(options.baseCache, base.digest);
-  const encodeOptions = { ...(options.level === undefined ? {} : { level: options.level }), ...(options.signal ? { signal: options.signal } : {}) };
+  const encodeOptions = {
+    ...(options.level === undefined ? {} : { level: options.level }),
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(stopAbove === undefined ? {} : { stopAbove }),
+  };
   const known = await cachedDigest(local);
   if (known !== undefined) {
     await markUsed(local);
     try {
-      const { size } = await encodeDelta({ path: local, digest: known }, { path: target }, output, encodeOptions);
-      return { size, received: 0, baseSize: (await stat(local)).size };
+      const { size, complete } = await encodeDelta({ path: local, digest: known }, { path: target }, output, encodeOptions);
+      return { size, complete, received: 0, baseSize: (await stat(local)).size };
     } catch (err) {
       const gone = (err as NodeJS.ErrnoException).code === 'ENOENT';
       if (!(err instanceof DigestMismatchError) && !gone) throw err;
@@ -147,7 +151,8 @@ async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: s
   }
   const { received, written } = await downloadBlob(options.origin, base.digest, base.size, local, { ...http, gunzip: true, label: `base ${base.id}` });
   await recordCachedDigest(local, written.digest);
-  return { size: (await encodeDelta({ path: local, digest: written.digest }, { path: target }, output, encodeOptions)).size, received, baseSize: written.size };
+  const { size, complete } = await encodeDelta({ path: local, digest: written.digest }, { path: target }, output, encodeOptions);
+  return { size, complete, received, baseSize: written.size };
 }
 
 /**
@@ -276,14 +281,25 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       for (const [i, base] of (same ? [] : candidates).entries()) {
         if (gzippedSize !== undefined && tooLarge(base, gzippedSize)) continue;
         const file = join(work, `candidate-${i}.vcdiff`);
-        const encoded = await encodeAgainstBase(options, base, tarFile, file, http).catch((err: unknown) => {
+        // With a best delta under the re-base bound, ranked by its raw size (below), a
+        // candidate whose VCDIFF grows past that size cannot be chosen: its encode stops
+        // there. After a new base, the older candidates differ by whatever made it, and a
+        // push of a small change encoded all of that against each of them (minutes for
+        // a few hundred MB), to keep the newest.
+        const stopAbove = best?.quick === 0 ? best.vcdiffSize : undefined;
+        const encoded = await encodeAgainstBase(options, base, tarFile, file, http, stopAbove).catch((err: unknown) => {
           if (!(err instanceof FleetError) || !UNUSABLE_BASE_CODES.has(err.code)) throw err;
           unusableBases.push({ id: base.id, reason: err.message });
           return undefined;
         });
         if (!encoded) continue;
-        const { size, received, baseSize } = encoded;
+        const { size, complete, received, baseSize } = encoded;
         bytesReceived += received;
+        if (!complete) {
+          used.add(baseCachePath(options.baseCache, base.digest));
+          await rm(file);
+          continue;
+        }
         // Known once the tar is compressed: asked before the first encode, the gzip would not run beside it.
         const fullSize = (await gzipping).size;
         if (tooLarge(base, fullSize)) {

@@ -292,6 +292,31 @@ t.test('tampered base or delta: refused, nothing unpacked', async (t) => {
   t.ok(casPath(parseDigestString(delta.digest)).endsWith(hex));
 });
 
+t.test("a run whose base or delta the origin lost since the push: the pull names the run and which blob, nothing unpacked", async (t) => {
+  const { url, dataDir, dir, project, common } = await originWithProject(t, 'lost');
+  const one = await pushProject({ ...common, run: 'one' });
+  writeFileSync(join(project, 'src', 'mod5.ts'), 'changed\n');
+  const two = await pushProject({ ...common, run: 'two' });
+  const delta = two.manifest.delta;
+  if (!delta) throw new Error('expected a delta');
+
+  rmSync(findFile(dataDir, parseDigestString(delta.digest).hex));
+  const out1 = join(dir, 'out1');
+  await t.rejects(pullProject({ project: 'lost', run: 'two', from: url, dir: out1 }), {
+    code: 'FC_ERR_NOT_FOUND',
+    message: new RegExp(`^the delta of run two \\(project lost\\) is not at ${url}, which no longer has it \\(.*${parseDigestString(delta.digest).hex}.*\\): the run cannot be pulled; push the project again$`),
+  });
+  t.notOk(existsSync(out1) && readdirSync(out1).length > 0, 'nothing unpacked');
+
+  rmSync(findFile(dataDir, parseDigestString(one.manifest.base.digest).hex));
+  const out2 = join(dir, 'out2');
+  await t.rejects(pullProject({ project: 'lost', run: 'one', from: url, dir: out2 }), {
+    code: 'FC_ERR_NOT_FOUND',
+    message: new RegExp(`^the base ${one.manifest.base.id} of run one \\(project lost\\) is not at ${url}, which no longer has it`),
+  });
+  t.notOk(existsSync(out2) && readdirSync(out2).length > 0, 'nothing unpacked');
+});
+
 t.test('writes without the token are refused, and so is a wrong or a run token, before the tree is read', async (t) => {
   const { url, dir } = await startOriginIn(t);
   const project = join(dir, 'project');
