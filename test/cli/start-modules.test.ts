@@ -1,6 +1,6 @@
 // A command's --help, and the program's, load no more than the command line needs: not the
 // servers (fastify), the HTTP client (undici), the configuration's parsers (ajv, yaml), the
-// runner's SSH (ssh2), the AWS SDK. Each start of a one-shot command on a machine, and each
+// runner's SSH (ssh2), the AWS SDK, the packer (tar-stream). Each start of a one-shot command on a machine, and each
 // `--help`, paid for all of them. The child logs every module Node loads; a chunk of the
 // build stands for the modules its source map names.
 import t from 'tap';
@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { cliArgs } from '../helpers/processes.js';
 
 /** Packages only the command's work needs, never its usage. */
-const NOT_FOR_HELP = ['fastify', 'undici', 'ajv', 'yaml', 'ssh2', '@aws-sdk/client-s3', 'pino', 'prom-client', '@sinclair/typebox'];
+const NOT_FOR_HELP = ['fastify', 'undici', 'ajv', 'yaml', 'ssh2', '@aws-sdk/client-s3', 'pino', 'prom-client', '@sinclair/typebox', 'tar-stream'];
 
 const LOADED = 'fleetcache-test-loaded ';
 
