@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Bundles the CLI (src/cli/bin.ts) and its dependencies into dist/cli/: bin.js, one module
 // per command (loaded only when named, as src/cli/main.ts does) and the chunks they share.
+// A command's module holds its options and help; what it does (servers, clients, the
+// runner) it loads with import() as it runs, into chunks of their own: `--help` loads none.
 // Node then starts a command in about half the time it takes to resolve and read the ~900
 // files of src/ and node_modules one by one (0.35 s against 0.67 s for `cache --help`):
 // every cache worker, every one-shot command on a machine, every server a test starts.

@@ -34,11 +34,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { fetchAssets } from '../assets/fetch.js';
-import { manifestNotices } from '../assets/manifest.js';
 import { errorMessage, UsageError, toFleetError } from '../errors.js';
-import { pullWithFallback } from './pull.js';
-import { uploadArtifacts } from '../artifacts/upload.js';
 import { VERSION } from '../version.js';
 
 const Urls = Type.Array(Type.String({ minLength: 1 }), { minItems: 1 });
@@ -83,6 +79,9 @@ async function pull(args: Static<typeof pullArgs>): Promise<Output> {
     process.env.TMPDIR = resolve(args.workDir);
   }
   await mkdir(args.dest, { recursive: true });
+  // Each command's code is evaluated only when it runs (the bundle keeps it in one file): a
+  // machine starts the agent for every job's assets and artifacts.
+  const { pullWithFallback } = await import('./pull.js');
   const pulled = await pullWithFallback({
     urls: args.urls,
     project: args.project,
@@ -108,6 +107,7 @@ async function pull(args: Static<typeof pullArgs>): Promise<Output> {
 }
 
 async function assets(args: Static<typeof assetsArgs>): Promise<Output> {
+  const [{ fetchAssets }, { manifestNotices }] = await Promise.all([import('../assets/fetch.js'), import('../assets/manifest.js')]);
   const result = await fetchAssets({
     manifestPath: args.manifest,
     urls: args.urls,
@@ -137,6 +137,7 @@ async function assets(args: Static<typeof assetsArgs>): Promise<Output> {
 }
 
 async function artifacts(args: Static<typeof artifactsArgs>): Promise<Output> {
+  const { uploadArtifacts } = await import('../artifacts/upload.js');
   const result = await uploadArtifacts({ url: args.url, run: args.run, job: args.job, cwd: args.cwd, paths: args.paths, ...(args.token ? { token: args.token } : {}) });
   return { ok: true, files: result.files.length, bytes: result.bytes, missing: result.missing, skipped: result.skipped };
 }

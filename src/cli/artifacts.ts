@@ -2,7 +2,6 @@
 // file or directory of them) from any cache or the origin into DIR/<job name>/, as spread's
 // -artifacts does. stdout gets one tab-separated line per file: path, size, local file.
 import type { Command } from 'commander';
-import { downloadArtifacts, resolveArtifactRef } from '../artifacts/download.js';
 import { resolveToken } from '../client/token.js';
 import { transferBars } from './progress.js';
 import { requireHttpUrl } from './url-flags.js';
@@ -27,6 +26,7 @@ export function registerArtifacts(program: Command): void {
     .action(async (ref: string, flags: GetFlags) => {
       requireHttpUrl('--from', flags.from);
       const token = resolveToken(flags.tokenFile);
+      const { downloadArtifacts, resolveArtifactRef } = await import('../artifacts/download.js'); // not loaded for --help
       const http = token ? { token } : {};
       const resolved = await resolveArtifactRef(flags.from, ref, http);
       const bars = transferBars();

@@ -9,10 +9,9 @@ import cliProgress from 'cli-progress';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { readAuthenticationFile, taskclusterNotSent } from '../assets/auth.js';
 import { checkManifestFiles, type FileCheck } from '../assets/check.js';
-import { fetchAssets, type AssetProgress, type FetchAssetsResult } from '../assets/fetch.js';
+import type { AssetProgress, FetchAssetsResult } from '../assets/fetch.js';
 import { addToManifest, manifestNotices, type DroppedRecord, type Visibility } from '../assets/manifest.js';
 import { purgeCacheFolder } from '../assets/purge.js';
-import { uploadAssets } from '../assets/upload.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes } from '../config/units.js';
 import { ConfigError, FleetError, UsageError } from '../errors.js';
@@ -212,6 +211,8 @@ export function registerAssets(program: Command): void {
       const progress = progressReporter(flags.logLevel === 'error');
       let result: FetchAssetsResult;
       try {
+        // the HTTP client (undici) and the unpackers load once a command needs them, not for --help
+        const { fetchAssets } = await import('../assets/fetch.js');
         result = await fetchAssets({
           manifestPath: flags.manifest,
           urls: flags.url,
@@ -317,6 +318,7 @@ export function registerAssets(program: Command): void {
       const { token } = assetsToken(flags);
       // Exit 7 (docs/errors.md), as push gets from the origin's 401: a token is missing, not the command line wrong.
       if (!token) throw new FleetError('FC_ERR_UNAUTHORIZED', 'assets upload needs a token: --token-file FILE, --authentication-file FILE or $FLEETCACHE_TOKEN');
+      const { uploadAssets } = await import('../assets/upload.js');
       await uploadAssets({
         manifestPath: flags.manifest,
         origin,

@@ -2,23 +2,15 @@
 import cluster from 'node:cluster';
 import type { Command } from 'commander';
 import { toFleetError, UsageError } from '../errors.js';
-import { checkFlags } from '../config/load.js';
 import { withPort } from '../config/units.js';
-import { cacheConfigSchema, loadCacheConfig, MAX_WORKERS, resolveCacheConfig, startupFields, type CacheConfig, type CacheConfigFile } from '../cache/config.js';
-import { useTempOrigin } from '../cache/disk-store.js';
-import { buildCacheServer } from '../cache/server.js';
-import { serveUntilSignal } from './listen.js';
-import { ClusterLink } from '../cache/cluster/link.js';
-import { runCachePrimary } from '../cache/cluster/primary.js';
-import { probeUpstream } from '../cache/upstream.js';
+import type { CacheConfig, CacheConfigFile } from '../cache/config.js';
+import type { probeUpstream } from '../cache/upstream.js';
 import { readWorkerEnv } from '../cache/cluster/protocol.js';
-import { createLogger } from '../log.js';
-import { serverLogLevel } from '../http/server-options.js';
 
-function parseWorkers(text: string): number | 'auto' {
+function parseWorkers(text: string, maxWorkers: number): number | 'auto' {
   if (text === 'auto') return 'auto';
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new UsageError(`--workers: expected a number from 1 to ${MAX_WORKERS} or "auto", got "${text}"`);
+  if (!Number.isInteger(n) || n < 1 || n > maxWorkers) throw new UsageError(`--workers: expected a number from 1 to ${maxWorkers} or "auto", got "${text}"`);
   return n;
 }
 
@@ -37,8 +29,9 @@ interface CacheFlags {
  * Starts the probe of the upstream (probeUpstream: a warning when it does not answer), in
  * the one process that speaks for the cache; the function returned ends it as the cache stops.
  */
-function startUpstreamProbe(config: CacheConfig, log: Parameters<typeof probeUpstream>[2]): () => void {
+async function startUpstreamProbe(config: CacheConfig, log: Parameters<typeof probeUpstream>[2]): Promise<() => void> {
   const stopping = new AbortController();
+  const { probeUpstream } = await import('../cache/upstream.js');
   void probeUpstream(config.upstream, config.timeouts.connectMs + config.timeouts.headersMs, log, stopping.signal);
   return () => stopping.abort();
 }
@@ -60,6 +53,14 @@ export function registerCache(program: Command): void {
       // Fills fsync, open and rename on the libuv thread pool: 4 threads starve a busy cache.
       // Effective only before the pool's first use, which is why it is set this early.
       process.env.UV_THREADPOOL_SIZE ??= '16';
+      // the configuration's parser, the server and the cluster's parts load once the command
+      // runs, not for --help
+      const [{ checkFlags }, { cacheConfigSchema, loadCacheConfig, MAX_WORKERS, resolveCacheConfig, startupFields }, { createLogger }, { serverLogLevel }] = await Promise.all([
+        import('../config/load.js'),
+        import('../cache/config.js'),
+        import('../log.js'),
+        import('../http/server-options.js'),
+      ]);
       const file: Partial<CacheConfigFile> = flags.config ? loadCacheConfig(flags.config, flags.upstream !== undefined) : {};
       checkFlags(cacheConfigSchema, {
         listen: ['--listen', flags.listen], upstream: ['--upstream', flags.upstream], data: ['--data', flags.data],
@@ -75,9 +76,16 @@ export function registerCache(program: Command): void {
         ...(flags.data ? { data: flags.data } : {}),
         ...(flags.maxSize ? { maxSize: flags.maxSize } : {}),
         ...(flags.fillMemory ? { fillMemory: flags.fillMemory } : {}),
-        ...(flags.workers ? { workers: parseWorkers(flags.workers) } : {}),
+        ...(flags.workers ? { workers: parseWorkers(flags.workers, MAX_WORKERS) } : {}),
       };
       const config = resolveCacheConfig(merged, process.cwd());
+      const [{ useTempOrigin }, { buildCacheServer }, { serveUntilSignal }, { ClusterLink }, { runCachePrimary }] = await Promise.all([
+        import('../cache/disk-store.js'),
+        import('../cache/server.js'),
+        import('./listen.js'),
+        import('../cache/cluster/link.js'),
+        import('../cache/cluster/primary.js'),
+      ]);
       const workers = config.workers ?? 1;
       if (workers > 1 && cluster.isPrimary) {
         const log = createLogger(serverLogLevel(config.logLevel));
@@ -89,7 +97,7 @@ export function registerCache(program: Command): void {
           throw err;
         });
         if (url !== undefined) process.stdout.write(`listening ${url}\n`);
-        const endProbe = startUpstreamProbe(config, log);
+        const endProbe = await startUpstreamProbe(config, log);
         return primary.stopped.finally(endProbe);
       }
       const env = cluster.isWorker ? readWorkerEnv() : undefined;
@@ -102,7 +110,7 @@ export function registerCache(program: Command): void {
         const app = await buildCacheServer(config, link ? { link } : {});
         if (!link) {
           app.log.info({ ...startupFields(config), objects: app.cache.store.count }, 'cache starting');
-          const endProbe = startUpstreamProbe(config, app.log);
+          const endProbe = await startUpstreamProbe(config, app.log);
           app.addHook('onClose', async () => endProbe());
         }
         // Stopping, a worker also waits for the fills it leads: other workers' clients may follow them.

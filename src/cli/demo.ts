@@ -7,15 +7,9 @@ import { appendFile, cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { ensureAgentBundle } from '../agent/paths.js';
-import { fetchArtifacts } from '../artifacts/download.js';
-import { uploadAssets } from '../assets/upload.js';
 import { FleetError } from '../errors.js';
-import { formatLedger } from '../report/ledger.js';
-import { startEmbeddedFleet } from '../run/embedded.js';
 import { commandLine, pathForUser } from '../invoked-as.js';
-import { RunLog } from '../run/report.js';
-import { runProject, type RunResult } from '../run/runner.js';
+import type { RunResult } from '../run/runner.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/fleet-demo', import.meta.url));
 const REGIONS = ['region-a', 'region-b'];
@@ -64,6 +58,16 @@ async function addVendorTree(projectDir: string): Promise<void> {
 async function runDemo(flags: DemoFlags): Promise<void> {
   const say = (line: string) => process.stdout.write(`${line}\n`);
   const started = Date.now();
+  // loaded as the demo starts, not with this module: `--help` lists the command without them
+  const [{ ensureAgentBundle }, { fetchArtifacts }, { uploadAssets }, { formatLedger }, { startEmbeddedFleet }, { RunLog }, { runProject }] = await Promise.all([
+    import('../agent/paths.js'),
+    import('../artifacts/download.js'),
+    import('../assets/upload.js'),
+    import('../report/ledger.js'),
+    import('../run/embedded.js'),
+    import('../run/report.js'),
+    import('../run/runner.js'),
+  ]);
   const dataRoot = resolve(flags.data);
   const demoDir = join(dataRoot, 'demo');
   const projectDir = join(demoDir, 'project');

@@ -2,18 +2,19 @@
 // --json, also each job's evaluated environment, priority, workers and region.
 // Errors end like spread's: "error: <message>" on stderr and exit status 1.
 import type { Command } from 'commander';
-import { expandJobs, findProject, jobEnvironment, jobParts, jobRegion, loadProject, type Job } from '../spread/index.js';
+import type { Job, jobEnvironment } from '../spread/index.js';
+import { jobParts, jobRegion } from '../spread/parts.js';
 import { exitOneOnError } from './exit-one.js';
 
 /** One job as `list --json` shows it. */
-function jobToJson(job: Job): Record<string, unknown> {
+function jobToJson(job: Job, environment: ReturnType<typeof jobEnvironment>): Record<string, unknown> {
   return {
     ...jobParts(job),
     priority: job.priority,
     workers: job.system.workers,
     region: jobRegion(job) ?? null,
     // Keys are identifiers (never integer-like), so object order is the environment's order.
-    environment: Object.fromEntries(jobEnvironment(job)),
+    environment: Object.fromEntries(environment),
   };
 }
 
@@ -29,6 +30,8 @@ function write(out: NodeJS.WritableStream, text: string): Promise<void> {
 
 /** `warn`: told each key of the project's files fleetcache ignores (-v). */
 export async function listJobs(cwd: string, filters: readonly string[], json: boolean, out: NodeJS.WritableStream, warn?: (line: string) => void): Promise<void> {
+  // the spread parser loads once the command runs, not for --help
+  const { expandJobs, findProject, jobEnvironment, loadProject } = await import('../spread/index.js');
   const project = await loadProject(findProject(cwd));
   if (warn) for (const ignored of project.ignoredKeys) warn(`WARNING: ${ignored}`);
   const jobs = expandJobs(project, filters);
@@ -39,7 +42,7 @@ export async function listJobs(cwd: string, filters: readonly string[], json: bo
   // Written in chunks: snapd's 147k jobs with full environments are hundreds of MB.
   const CHUNK = 500;
   for (let i = 0; i < jobs.length; i += CHUNK) {
-    const lines = jobs.slice(i, i + CHUNK).map((j, k) => (i + k === 0 ? '[' : ',') + JSON.stringify(jobToJson(j)));
+    const lines = jobs.slice(i, i + CHUNK).map((j, k) => (i + k === 0 ? '[' : ',') + JSON.stringify(jobToJson(j, jobEnvironment(j))));
     await write(out, lines.join('\n') + '\n');
   }
   await write(out, ']\n');

@@ -3,18 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { checkFlags, loadConfigFile, parseConfig } from '../config/load.js';
 import { parseDuration, parseSize } from '../config/units.js';
-import { OriginConfigSchema, type OriginConfig, type OriginOptions, type StorageConfig } from '../origin/config.js';
-import { buildOriginServer } from '../origin/server.js';
+import type { OriginConfig, OriginOptions, StorageConfig } from '../origin/config.js';
 import { envTokenProblem, exposedSecretWarning, MIN_TOKEN_LENGTH, readTokenLines, TOKEN_ENV } from '../client/token.js';
 import { ConfigError } from '../errors.js';
-import { zeroCopyStatus } from '../http/zero-copy.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { DiskBlobStore } from '../store/disk.js';
-import { createLogger } from '../log.js';
-import { serverLogLevel } from '../http/server-options.js';
-import { serveUntilSignal } from './listen.js';
 import { makeDirSync } from '../path-checks.js';
 
 interface OriginFlags {
@@ -59,7 +53,8 @@ function restrictCreatedFiles(): void {
 }
 
 /** The origin's configuration from `file`, else the defaults (`origin` and `verify` read it alike). */
-export function loadOriginConfig(file: string | undefined): OriginConfig {
+export async function loadOriginConfig(file: string | undefined): Promise<OriginConfig> {
+  const [{ loadConfigFile, parseConfig }, { OriginConfigSchema }] = await Promise.all([import('../config/load.js'), import('../origin/config.js')]);
   return file ? loadConfigFile(OriginConfigSchema, file) : parseConfig(OriginConfigSchema, '{}', '(defaults)');
 }
 
@@ -137,7 +132,18 @@ export function registerOrigin(program: Command): void {
     .addHelpText('after', '\nPrints "listening http://HOST:PORT" on stdout when ready; logs are JSON on stderr.\nStops cleanly on SIGINT or SIGTERM.\nWith retention: in the configuration, old runs, artifacts and bases are pruned (POST /-/prune?dry-run=1 with a write token shows what goes; deploy/OPERATIONS.md).')
     .action(async (flags: OriginFlags) => {
       restrictCreatedFiles();
-      const config = loadOriginConfig(flags.config);
+      // the configuration's parser and the server (fastify, its routes) load once the command
+      // runs, not for --help
+      const [{ checkFlags }, { OriginConfigSchema }, { buildOriginServer }, { serveUntilSignal }, { createLogger }, { serverLogLevel }, { zeroCopyStatus }] = await Promise.all([
+        import('../config/load.js'),
+        import('../origin/config.js'),
+        import('../origin/server.js'),
+        import('./listen.js'),
+        import('../log.js'),
+        import('../http/server-options.js'),
+        import('../http/zero-copy.js'),
+      ]);
+      const config = await loadOriginConfig(flags.config);
       checkFlags(OriginConfigSchema, { listen: ['--listen', flags.listen], data: ['--data', flags.data] });
       const { options, listen, tokenSource, tokenFile } = originOptionsFrom(config, flags);
       const app = await buildOriginServer(options, await createBlobStore(config.storage, options.dataDir, process.env, flags.config));

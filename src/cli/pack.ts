@@ -2,8 +2,6 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { packToFile } from '../pack/packer.js';
-import { checkRepackOutput, runRepack } from '../pack/repack.js';
 import type { PackRules } from '../pack/rules.js';
 import { DEFAULT_DATA_DIR, runnerState } from '../run/state-dir.js';
 import { sha256File } from '../store/hashing.js';
@@ -46,6 +44,8 @@ export function registerPack(program: Command): void {
   ).action(async (dir: string, flags: RuleFlags & { output: string; repack?: string }) => {
     await requireInput(dir, 'directory', 'project directory');
     await requireOutput(flags.output);
+    // the packer (tar-stream) loads once the command runs, not for --help
+    const [{ packToFile }, { checkRepackOutput, runRepack }] = await Promise.all([import('../pack/packer.js'), import('../pack/repack.js')]);
     // written under temporary names and renamed on success: a failed run leaves no tar; the
     // output's final name is never packed either (a tar left there by the last run)
     const { packed, digest, size } = await writeAtomically(flags.output, async (out) => {

@@ -1,7 +1,6 @@
 // `fleetcache pull --project NAME --run RUN --from URL DIR`: rebuild a run's tree, verified.
 import type { Command } from 'commander';
 import { resolveToken } from '../client/token.js';
-import { pullProject } from '../project-upload/pull.js';
 import { requireInput } from '../path-checks.js';
 import { FleetError, isDamagedBytes } from '../errors.js';
 import { transferBars } from './progress.js';
@@ -21,6 +20,7 @@ export function registerPull(program: Command): void {
       requireHttpUrl('--from', flags.from);
       await requireInput(dir, 'directory', 'target directory', { missingOk: true });
       const token = resolveToken(flags.tokenFile);
+      const { pullProject } = await import('../project-upload/pull.js'); // not loaded for --help
       const bars = transferBars();
       const result = await pullProject({
         project: flags.project,

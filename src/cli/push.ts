@@ -6,7 +6,6 @@ import { resolveToken } from '../client/token.js';
 import { formatBytes, parseSizeFlag } from '../config/units.js';
 import { DEFAULT_COMPRESSION, isCompression } from '../delta/compress.js';
 import { UsageError } from '../errors.js';
-import { pushProject, unusableBaseLine } from '../project-upload/push.js';
 import { DEFAULT_BASE_CACHE_SIZE, prunedLine } from '../project-upload/base-cache.js';
 import { parseLevel } from './delta.js';
 import { DEFAULT_LEVEL_HELP } from '../delta/xdelta.js';
@@ -52,6 +51,7 @@ export function registerPush(program: Command): void {
     requireHttpUrl('--origin', flags.origin);
     await requireInput(dir, 'directory', 'project directory');
     const token = resolveToken(flags.tokenFile);
+    const { pushProject, unusableBaseLine } = await import('../project-upload/push.js'); // not loaded for --help
     const bars = transferBars();
     const result = await pushProject({
       dir,

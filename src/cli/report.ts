@@ -5,11 +5,8 @@ import type { Command } from 'commander';
 import { errorMessage, NotFoundError } from '../errors.js';
 import { pathError, requireOutput } from '../path-checks.js';
 import { DEFAULT_DATA_DIR } from '../run/state-dir.js';
-import { findProject } from '../spread/index.js';
 import { checkSegment } from '../store/safe-name.js';
-import { ledgerHtml } from '../report/html.js';
-import { formatLedger, type Ledger } from '../report/ledger.js';
-import { asLedger } from '../report/ledger-shape.js';
+import type { Ledger } from '../report/ledger.js';
 
 interface ReportFlags {
   run?: string;
@@ -19,7 +16,9 @@ interface ReportFlags {
 }
 
 /** Where `run` kept its state: DEFAULT_DATA_DIR of the spread project around the current directory, else `cache` (the demo's). */
-function defaultDataDir(): string {
+async function defaultDataDir(): Promise<string> {
+  // the spread parser (and the HTML page's charts, below) load once the command runs, not for --help
+  const { findProject } = await import('../spread/index.js');
   try {
     return join(findProject(process.cwd()), DEFAULT_DATA_DIR);
   } catch {
@@ -36,6 +35,7 @@ async function readLedger(dataDir: string, run?: string): Promise<Ledger> {
   }
   if (!name) throw new NotFoundError(`no run reports in ${dir}: run \`fleetcache run\` first`);
   const file = join(dir, name);
+  const { asLedger } = await import('../report/ledger-shape.js');
   try {
     return asLedger(JSON.parse(await readFile(file, 'utf8')));
   } catch (err) {
@@ -55,8 +55,9 @@ export function registerReport(program: Command): void {
     .option('--data <dir>', 'the data directory the run used (default: .fleetcache/ of the spread project here, else cache/, the demo\'s)')
     .action(async (flags: ReportFlags) => {
       if (flags.html) await requireOutput(flags.html); // before anything is printed
-      const ledger = await readLedger(flags.data ?? defaultDataDir(), flags.run);
+      const ledger = await readLedger(flags.data ?? (await defaultDataDir()), flags.run);
+      const { formatLedger } = await import('../report/ledger.js');
       process.stdout.write(flags.json ? `${JSON.stringify(ledger, null, 2)}\n` : `${formatLedger(ledger)}\n`);
-      if (flags.html) await writeFile(flags.html, ledgerHtml(ledger)).catch((err: unknown) => { throw pathError(err, flags.html!, 'output'); });
+      if (flags.html) await writeFile(flags.html, (await import('../report/html.js')).ledgerHtml(ledger)).catch((err: unknown) => { throw pathError(err, flags.html!, 'output'); });
     });
 }

@@ -1,16 +1,12 @@
 // `fleetcache run [FILTER...]`: spread's run, with every machine pulling through its region's cache.
+// The runner, its backends and ssh2 are loaded once the command runs: `run --help` and
+// usage errors need none of them.
 import { Option, type Command } from 'commander';
-import { ensureAgentBundle } from '../agent/paths.js';
-import { formatLedger } from '../report/ledger.js';
 import { parseSizeFlag } from '../config/units.js';
 import { EXIT, UsageError } from '../errors.js';
 import { DEFAULT_BASE_CACHE_SIZE } from '../project-upload/base-cache.js';
-import { RunLog } from '../run/report.js';
-import { discardKeptMachines } from '../run/discard.js';
-import { runProject } from '../run/runner.js';
 import { DEFAULT_DATA_DIR } from '../run/state-dir.js';
 import type { ShellModes } from '../run/shell.js';
-import { printJobs } from './list.js';
 
 interface RunFlags {
   fleet?: string;
@@ -120,14 +116,18 @@ export function registerRun(program: Command): void {
       if (workers === 0) throw new UsageError('--workers needs at least 1');
       const shell = shellModes(flags);
       if (flags.list) {
+        const { printJobs } = await import('./list.js');
         await printJobs(filters, false, flags.verbose > 0 || flags.vv === true);
         return;
       }
+      const { RunLog } = await import('../run/report.js');
       const log = new RunLog(undefined, flags.vv ? 2 : flags.verbose);
       if (flags.discard) {
+        const { discardKeptMachines } = await import('../run/discard.js');
         await discardKeptMachines({ cwd: process.cwd(), log, ...(flags.data ? { dataRoot: flags.data } : {}) });
         return;
       }
+      const [{ ensureAgentBundle }, { runProject }, { formatLedger }] = await Promise.all([import('../agent/paths.js'), import('../run/runner.js'), import('../report/ledger.js')]);
       const result = await runProject({
         cwd: process.cwd(),
         filters,

@@ -5,9 +5,6 @@ import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FleetError, NotFoundError } from '../errors.js';
-import { verifyStore } from '../origin/verify.js';
-import { lockDataDir } from '../store/dir-lock.js';
-import { createBlobStore, loadOriginConfig } from './origin.js';
 
 interface VerifyFlags {
   config?: string;
@@ -30,7 +27,9 @@ export function registerVerify(program: Command): void {
       'A blob deleted between the listing and its read (a live origin pruning) is skipped, counted in the summary.',
     ].join('\n'))
     .action(async (flags: VerifyFlags) => {
-      const config = loadOriginConfig(flags.config);
+      // the configuration's parser and the stores load once the command runs, not for --help
+      const [{ createBlobStore, loadOriginConfig }, { verifyStore }, { lockDataDir }] = await Promise.all([import('./origin.js'), import('../origin/verify.js'), import('../store/dir-lock.js')]);
+      const config = await loadOriginConfig(flags.config);
       const dataDir = resolve(flags.data ?? config.data);
       // A mistyped path would otherwise check 0 blobs and pass: an origin's data directory has its store (cas.v1, made at its first start).
       if (config.storage.type === 'disk' && !(await stat(join(dataDir, 'cas.v1')).catch(() => undefined))?.isDirectory()) {

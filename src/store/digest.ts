@@ -22,6 +22,11 @@ export function isDigestAlgorithm(value: string): value is DigestAlgorithm {
   return (DIGEST_ALGORITHMS as readonly string[]).includes(value);
 }
 
+/** Whether `name` is a digest of `algo` as the stores write it: its whole length, lowercase hex. */
+export function isStoredHex(algo: DigestAlgorithm, name: string): boolean {
+  return name.length === HEX_LENGTH[algo] && /^[0-9a-f]+$/.test(name);
+}
+
 /** Validates an algorithm and hex string from a URL or a record; throws FC_ERR_BAD_DIGEST. */
 export function parseDigest(algo: string, hex: string): Digest {
   if (!isDigestAlgorithm(algo)) {

@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FleetError, isNoRoom, NotFoundError } from '../errors.js';
 import { isAbort, uploadAborted, type BlobStat, type BlobStore, type PutOptions, type PutResult, type ReadRange } from './blob-store.js';
-import { DIGEST_ALGORITHMS, type Digest } from './digest.js';
+import { DIGEST_ALGORITHMS, isStoredHex, type Digest } from './digest.js';
 import { putMeter } from './put-meter.js';
 import { fsyncFile, mkdirDurable } from './durable.js';
 import { isMissing } from './missing.js';
@@ -120,6 +120,9 @@ export class DiskBlobStore implements BlobStore {
       const algoDir = join(this.#casDir, algo);
       for (const shard of await readdirOrEmpty(algoDir)) {
         for (const hex of await readdirOrEmpty(join(algoDir, shard))) {
+          // Only a blob's own name in its own shard: a file an operator or an editor left
+          // there is no blob, and `verify --remove` or retention would delete it.
+          if (!isStoredHex(algo, hex) || !hex.startsWith(shard)) continue;
           try {
             const st = await stat(join(algoDir, shard, hex));
             yield { digest: { algo, hex }, size: st.size, mtimeMs: st.mtimeMs };

@@ -1,10 +1,12 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { DiskBlobStore } from '../../src/store/disk.js';
 import { storeTests } from './conformance.js';
+import { runCli } from '../helpers/cli.js';
 
 storeTests(t, async (t) => {
   const store = new DiskBlobStore(t.testdir());
@@ -48,4 +50,35 @@ t.test('has: a blob path that cannot be looked at is an error, not an absence (o
   // root reads any mode: a link to itself fails the lookup (ELOOP) as EACCES or EIO would
   await symlink(store.pathOf(d), store.pathOf(d));
   await t.rejects(store.has(d), { code: 'ELOOP' });
+});
+
+t.test('list, and so verify --remove, leaves alone the files in the store that are not blobs', async (t) => {
+  const dir = t.testdir();
+  const store = new DiskBlobStore(dir);
+  await store.open();
+  const blob = await store.put(Readable.from([randomBytes(1000)]));
+  const shard = join(store.pathOf(blob.digest), '..');
+  const wrongShard = (blob.digest.hex.startsWith('00') ? 'ff' : '00') + blob.digest.hex.slice(2);
+  // what an operator or an editor may leave beside the blobs: none is a blob at its own path
+  const strays = [
+    join(shard, 'NOTES.txt'),
+    join(shard, `${blob.digest.hex}.swp`),
+    join(shard, blob.digest.hex.toUpperCase()),
+    join(shard, blob.digest.hex.slice(0, 40)),
+    join(shard, wrongShard),
+    join(dir, 'cas.v1', 'sha512', blob.digest.hex.slice(0, 2), blob.digest.hex),
+  ];
+  for (const stray of strays) {
+    await mkdir(join(stray, '..'), { recursive: true });
+    await writeFile(stray, 'kept by hand\n');
+  }
+  const listed: string[] = [];
+  for await (const b of store.list()) listed.push(`${b.digest.algo}:${b.digest.hex}`);
+  t.same(listed, [`sha256:${blob.digest.hex}`], 'only the blob is listed');
+
+  const verify = await runCli(['verify', '--data', dir, '--remove']);
+  t.equal(verify.code, 0, verify.stderr);
+  t.match(verify.stdout, /^checked 1 blobs, 1000 bytes: 0 damaged, 0 removed\n$/);
+  for (const stray of strays) t.ok(existsSync(stray), `${stray} is still there`);
+  t.ok(await store.has(blob.digest));
 });
