@@ -333,6 +333,21 @@ t.test('add of a file the manifest has already, identical, exits 1 as tooltool\'
   t.match(JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')), [{ filename: 'tool.bin' }, { filename: 'other.bin' }], 'the new one is added');
 });
 
+t.test('add without --visibility writes none, as tooltool\'s add; upload then refuses the manifest and sends nothing', async (t) => {
+  const root = t.testdir({ work: { 'tool.bin': 'tool\n' }, origin: {} });
+  const work = join(root, 'work');
+  const origin = await startOrigin(t, { dataDir: join(root, 'origin') });
+  const add = await runCli(t, ['assets', 'add', 'tool.bin', '-m', 'm.tt'], work);
+  t.equal(add.code, 0, add.stderr);
+  const [written] = JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')) as Record<string, unknown>[];
+  t.notOk(written && 'visibility' in written, 'no visibility chosen for the user: tooltool writes none');
+  const up = await runCli(t, ['assets', 'upload', '-m', 'm.tt', '--url', origin.url], work, { FLEETCACHE_TOKEN: origin.token });
+  t.equal(up.code, 2, up.stderr);
+  t.match(up.stderr, /tool\.bin: visibility \(public or internal\) is required to upload/);
+  const head = await fetch(`${origin.url}/sha512/${sha512('tool\n')}`, { method: 'HEAD' });
+  t.equal(head.status, 404, 'nothing uploaded, so nothing made public for good');
+});
+
 t.test("add's options before or after the command, as optparse takes them; a bad --visibility is a usage error", async (t) => {
   const work = t.testdir({ 'tool.tar.gz': 'not really a tarball\n', 'notes.txt': 'notes\n' });
   const before = await runCli(t, ['assets', '--visibility', 'internal', '--unpack', '--asset-version', 'tool 2', '-m', 'm.tt', 'add', 'tool.tar.gz'], work);
