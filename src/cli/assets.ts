@@ -285,7 +285,7 @@ export function registerAssets(program: Command): void {
   assets
     .command('add')
     .description('Hash files (sha512) and add them to a tooltool manifest (-m), creating it if needed, with --visibility, --unpack and --asset-version; '
-      + 'without --visibility the records have none, as tooltool (upload then asks for one); '
+      + 'as tooltool, the new records come first, before the manifest\'s others, and without --visibility they have none (upload then asks for one); '
       + 'a file the manifest has already (identical) is not added and makes the exit status 1, as tooltool')
     .argument('<files...>', 'files to add (their base names become the manifest filenames)')
     .action(async (files: string[], _flags: unknown, cmd: Command) => {

@@ -330,7 +330,7 @@ t.test('add of a file the manifest has already, identical, exits 1 as tooltool\'
   t.equal(readFileSync(join(work, 'm.tt'), 'utf8'), manifest, 'the manifest as it was');
   const both = await runCli(t, ['assets', 'add', 'tool.bin', 'other.bin', '-m', 'm.tt'], work);
   t.equal(both.code, 1);
-  t.match(JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')), [{ filename: 'tool.bin' }, { filename: 'other.bin' }], 'the new one is added');
+  t.match(JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')), [{ filename: 'other.bin' }, { filename: 'tool.bin' }], 'the new one is added');
 });
 
 t.test('add without --visibility writes none, as tooltool\'s add; upload then refuses the manifest and sends nothing', async (t) => {
@@ -348,6 +348,15 @@ t.test('add without --visibility writes none, as tooltool\'s add; upload then re
   t.equal(head.status, 404, 'nothing uploaded, so nothing made public for good');
 });
 
+t.test("add writes the new records first, in the order given, then the manifest's others, as tooltool's add", async (t) => {
+  const work = t.testdir({ 'a.bin': 'a\n', 'b.bin': 'b\n', 'c.bin': 'c\n', 'd.bin': 'd\n' });
+  t.equal((await runCli(t, ['assets', 'add', 'a.bin', 'b.bin', '-m', 'm.tt'], work)).code, 0);
+  const res = await runCli(t, ['assets', 'add', 'd.bin', 'c.bin', '-m', 'm.tt'], work);
+  t.equal(res.code, 0, res.stderr);
+  const names = (JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')) as { filename: string }[]).map((r) => r.filename);
+  t.same(names, ['d.bin', 'c.bin', 'a.bin', 'b.bin'], 'the manifest tooltool.py add would write (and so the order fetch takes)');
+});
+
 t.test("add's options before or after the command, as optparse takes them; a bad --visibility is a usage error", async (t) => {
   const work = t.testdir({ 'tool.tar.gz': 'not really a tarball\n', 'notes.txt': 'notes\n' });
   const before = await runCli(t, ['assets', '--visibility', 'internal', '--unpack', '--asset-version', 'tool 2', '-m', 'm.tt', 'add', 'tool.tar.gz'], work);
@@ -355,8 +364,8 @@ t.test("add's options before or after the command, as optparse takes them; a bad
   const after = await runCli(t, ['assets', 'add', 'notes.txt', '-m', 'm.tt', '--visibility', 'internal'], work);
   t.equal(after.code, 0, after.stderr);
   t.match(JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')), [
-    { filename: 'tool.tar.gz', unpack: true, version: 'tool 2', visibility: 'internal' },
     { filename: 'notes.txt', visibility: 'internal' },
+    { filename: 'tool.tar.gz', unpack: true, version: 'tool 2', visibility: 'internal' },
   ]);
   const bad = await runCli(t, ['assets', '--visibility', 'secret', 'add', 'notes.txt', '-m', 'bad.tt'], work);
   t.equal(bad.code, 2, 'as optparse refuses a value not among its choices');
@@ -371,7 +380,7 @@ t.test("add takes tooltool's --version STR and -d sha512; fleetcache's own -V/--
   t.equal(add.stdout, `tool.bin\t5\tsha512:${sha512('tool\n')}\n`, 'the file added, not the program version printed');
   const last = await runCli(t, ['assets', '--asset-version', 'one', 'add', 'other.bin', '--version', 'two'], work);
   t.equal(last.code, 0, last.stderr);
-  t.match(JSON.parse(readFileSync(join(work, 'manifest.tt'), 'utf8')), [{ filename: 'tool.bin', version: 'gcc 4.9.4' }, { filename: 'other.bin', version: 'two' }], 'the last label given wins');
+  t.match(JSON.parse(readFileSync(join(work, 'manifest.tt'), 'utf8')), [{ filename: 'other.bin', version: 'two' }, { filename: 'tool.bin', version: 'gcc 4.9.4' }], 'the last label given wins');
   const sha256 = await runCli(t, ['assets', '-d', 'sha256', 'add', 'tool.bin', '-m', 'other.tt'], work);
   t.equal(sha256.code, 2, 'tooltool allows only sha512 (a usage error)');
   t.notOk(existsSync(join(work, 'other.tt')));
