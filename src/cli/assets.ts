@@ -168,11 +168,15 @@ function tooltoolCommand(assets: Command, name: string, description: string, run
     .command(name)
     .description(description)
     .addHelpText('after', EXIT_ONE)
+    // tooltool's list, validate and purge never read their arguments: extra ones are not an error
+    .allowExcessArguments()
     .action((...args: unknown[]) => {
       const cmd = args[args.length - 1] as Command; // commander passes the command last
       return exitOneOnError('fleetcache: error: ', () => {
         const flags = cmd.optsWithGlobals<AssetsFlags>();
-        return run(flags, makeLog(flags.logLevel), cmd);
+        const log = makeLog(flags.logLevel);
+        if (cmd.registeredArguments.length === 0) for (const extra of cmd.args) log.warn(`${name}: argument "${extra}" ignored (as tooltool does)`);
+        return run(flags, log, cmd);
       });
     });
 }

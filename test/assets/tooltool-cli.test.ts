@@ -312,6 +312,21 @@ t.test('an unknown option is a usage error (exit 2), as optparse gives', async (
   t.match(res.stderr, /unknown option '--bogus'/);
 });
 
+t.test('list, validate and purge ignore extra arguments with a warning, as tooltool (which never reads them); an unknown option is still exit 2', async (t) => {
+  const work = t.testdir({ 'tool.bin': 'tool\n', cache: { old: 'x' } });
+  writeFileSync(join(work, 'manifest.tt'), formatManifest([record('tool.bin', Buffer.from('tool\n'))]));
+  const list = await runCli(t, ['assets', 'list', 'tool.bin'], work);
+  t.equal(list.code, 0, list.stderr);
+  t.equal(list.stdout, 'P\tV\ttool.bin\n');
+  t.match(list.stderr, /list: argument "tool\.bin" ignored \(as tooltool does\)/);
+  const validate = await runCli(t, ['assets', 'validate', 'tool.bin', 'other'], work);
+  t.equal(validate.code, 0, validate.stderr);
+  const purge = await runCli(t, ['assets', 'purge', '-c', 'cache', 'now'], work);
+  t.equal(purge.code, 0, purge.stderr);
+  t.same(readdirSync(join(work, 'cache')), [], 'purged');
+  t.equal((await runCli(t, ['assets', 'list', 'tool.bin', '--bogus'], work)).code, 2);
+});
+
 t.test('fetch of a name no record has: a warning, exit 0, as tooltool ignores it', async (t) => {
   const work = t.testdir({ 'manifest.tt': '[]\n' });
   const res = await runCli(t, ['assets', 'fetch', '-m', 'manifest.tt', 'nope.bin'], work);
