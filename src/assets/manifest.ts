@@ -332,10 +332,12 @@ interface AddOptions {
 }
 
 /**
- * `assets add`: hashes each file (sha512, as tooltool's add does) and appends a record,
- * creating the manifest if needed. An identical file already there is not added (not among
- * those returned: the CLI's exit status 1); a different file under a name already in the
- * manifest is refused.
+ * `assets add`: hashes each file (sha512, as tooltool's add does) and writes the new records,
+ * in the order given, before the manifest's others, as tooltool's add writes its output
+ * manifest; creates the manifest if needed. Without a visibility the record gets none, as
+ * with tooltool: upload then asks for one, so nothing becomes public for good by default.
+ * An identical file already there is not added (not among those returned: the CLI's exit
+ * status 1); a different file under a name already in the manifest is refused.
  */
 export async function addToManifest(manifestPath: string, files: readonly string[], options: AddOptions = {}): Promise<ManifestRecord[]> {
   let existing: readonly ManifestRecord[] = [];
@@ -364,7 +366,7 @@ export async function addToManifest(manifestPath: string, files: readonly string
       digest: stat.digest,
       unpack: options.unpack === true,
       ...(options.version ? { version: options.version } : {}),
-      visibility: options.visibility ?? 'public',
+      ...(options.visibility ? { visibility: options.visibility } : {}),
     };
     const same = records.find((r) => r.filename === filename);
     if (same) {
@@ -383,6 +385,6 @@ export async function addToManifest(manifestPath: string, files: readonly string
     records.push(record);
     added.push(record);
   }
-  await writeManifest(manifestPath, records);
+  await writeManifest(manifestPath, [...added, ...existing]);
   return added;
 }

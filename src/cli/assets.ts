@@ -36,7 +36,7 @@ interface AssetsFlags {
   /** Set by -v and -q, the last one given winning, as tooltool's optparse does. */
   logLevel?: LogLevel;
   /** add's: the new records' visibility, unpack flag and version label. */
-  visibility: Visibility;
+  visibility?: Visibility;
   unpack?: boolean;
   assetVersion?: string;
 }
@@ -137,7 +137,7 @@ function addTooltoolOptions(assets: Command): void {
     .option('--message <text>', 'accepted, unused: tooltool\'s upload message (the origin keeps none)')
     .option('--digest <hex>', 'accepted, unused: for tooltool\'s change-visibility and delete, which fleetcache does not have (exit 1)')
     .option('-s, --size <GB>', 'purge: gigabytes (GiB) to make free on the cache folder\'s filesystem; 0: delete every file (default: 0)', parseGigabytes)
-    .addOption(new Option('--visibility <v>', 'add: the records\' visibility').choices(['public', 'internal']).default('public'))
+    .addOption(new Option('--visibility <v>', 'add: the records\' visibility (default: none, as tooltool; upload refuses a record without one)').choices(['public', 'internal']))
     .option('--unpack', 'add: unpack the archive after fetching')
     .option('--asset-version <text>', 'add: free-form version label (the record\'s "version")')
     .option('--version <text>', 'add: tooltool\'s spelling of --asset-version')
@@ -167,11 +167,15 @@ function tooltoolCommand(assets: Command, name: string, description: string, run
     .command(name)
     .description(description)
     .addHelpText('after', EXIT_ONE)
+    // tooltool's list, validate and purge never read their arguments: extra ones are not an error
+    .allowExcessArguments()
     .action((...args: unknown[]) => {
       const cmd = args[args.length - 1] as Command; // commander passes the command last
       return exitOneOnError('fleetcache: error: ', () => {
         const flags = cmd.optsWithGlobals<AssetsFlags>();
-        return run(flags, makeLog(flags.logLevel), cmd);
+        const log = makeLog(flags.logLevel);
+        if (cmd.registeredArguments.length === 0) for (const extra of cmd.args) log.warn(`${name}: argument "${extra}" ignored (as tooltool does)`);
+        return run(flags, log, cmd);
       });
     });
 }
@@ -286,6 +290,7 @@ export function registerAssets(program: Command): void {
   assets
     .command('add')
     .description('Hash files (sha512) and add them to a tooltool manifest (-m), creating it if needed, with --visibility, --unpack and --asset-version; '
+      + 'as tooltool, the new records come first, before the manifest\'s others, and without --visibility they have none (upload then asks for one); '
       + 'a file the manifest has already (identical) is not added and makes the exit status 1, as tooltool')
     .argument('<files...>', 'files to add (their base names become the manifest filenames)')
     .action(async (files: string[], _flags: unknown, cmd: Command) => {

@@ -21,13 +21,13 @@ t.test('add, upload, fetch with a cache folder, then a failing fetch', async (t)
   await writeFile(join(work, 'notes.txt'), 'internal notes');
   await writeFile(join(work, 'token'), `${origin.token}\n`);
 
-  const add1 = await runCli(t, ['assets', 'add', 'sdk.tar.gz', '-m', 'manifest.tt', '--unpack', '--asset-version', 'sdk 1.2.3'], work);
+  const add1 = await runCli(t, ['assets', 'add', 'notes.txt', '-m', 'manifest.tt', '--visibility', 'internal'], work);
   t.equal(add1.code, 0, add1.stderr);
-  t.equal(add1.stdout, `sdk.tar.gz\t${tgz.length}\tsha512:${sha512(tgz)}\n`);
-  const add2 = await runCli(t, ['assets', 'add', 'notes.txt', '-m', 'manifest.tt', '--visibility', 'internal'], work);
+  const add2 = await runCli(t, ['assets', 'add', 'sdk.tar.gz', '-m', 'manifest.tt', '--unpack', '--asset-version', 'sdk 1.2.3', '--visibility', 'public'], work);
   t.equal(add2.code, 0, add2.stderr);
+  t.equal(add2.stdout, `sdk.tar.gz\t${tgz.length}\tsha512:${sha512(tgz)}\n`);
   const manifest = JSON.parse(readFileSync(join(work, 'manifest.tt'), 'utf8')) as Record<string, unknown>[];
-  t.match(manifest, [{ filename: 'sdk.tar.gz', unpack: true, version: 'sdk 1.2.3', visibility: 'public' }, { filename: 'notes.txt', visibility: 'internal' }]);
+  t.match(manifest, [{ filename: 'sdk.tar.gz', unpack: true, version: 'sdk 1.2.3', visibility: 'public' }, { filename: 'notes.txt', visibility: 'internal' }], 'the last added first');
 
   const noToken = await runCli(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url], work);
   t.equal(noToken.code, 7, 'upload without a token: the missing-token exit code, as push (docs/errors.md)');
@@ -87,7 +87,7 @@ t.test('fetch on a terminal draws a bar per file with its size, known from the m
   const content = randomBytes(192 * 1024);
   await writeFile(join(root, 'big.bin'), content);
   await writeFile(join(root, 'token'), `${origin.token}\n`);
-  t.equal((await runCli(t, ['assets', 'add', 'big.bin', '-m', 'manifest.tt'], root)).code, 0);
+  t.equal((await runCli(t, ['assets', 'add', 'big.bin', '-m', 'manifest.tt', '--visibility', 'public'], root)).code, 0);
   t.equal((await runCli(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url, '--token-file', 'token'], root)).code, 0);
   // util-linux script: the CLI on a pseudo-terminal, what it draws on our stdout
   const command = [process.execPath, ...cliArgs(['assets', 'fetch', '-m', join(root, 'manifest.tt'), '--url', origin.url, '--dest', join(root, 'dest')])]

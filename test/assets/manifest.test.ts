@@ -96,8 +96,8 @@ t.test('add writes a tooltool-shaped manifest; re-adding is a no-op; a different
   const text = await readFile(manifest, 'utf8');
   t.equal(text, formatManifest((await readManifest(manifest)).records), 'round trip is stable');
   const parsed = JSON.parse(text) as Record<string, unknown>[];
-  t.same(Object.keys(parsed[0]!), ['filename', 'size', 'algorithm', 'digest', 'unpack', 'version', 'visibility'], 'key order as tooltool writes it');
-  t.same(parsed[1], { filename: 'blob.bin', size: 4, algorithm: 'sha512', digest: sha512('blob'), visibility: 'public' });
+  t.same(Object.keys(parsed[1]!), ['filename', 'size', 'algorithm', 'digest', 'unpack', 'version', 'visibility'], 'key order as tooltool writes it');
+  t.same(parsed[0], { filename: 'blob.bin', size: 4, algorithm: 'sha512', digest: sha512('blob') }, 'no visibility unless given, as tooltool\'s add writes it');
   t.same(await addToManifest(manifest, [join(dir, 'blob.bin')]), [], 'same file again adds nothing');
   await t.rejects(addToManifest(manifest, [join(dir, 'other', 'blob.bin')]), UsageError);
   await t.rejects(addToManifest(manifest, [join(dir, 'missing')]), /cannot read/);
@@ -113,12 +113,12 @@ t.test("add keeps every other record's version as tooltool writes it back: any t
   await writeFile(manifest, JSON.stringify(versions.map(([name, v], i) => rec(name, i % 2 ? D1 : D2, v))));
   await addToManifest(manifest, [join(dir, 'new.bin')]);
   const written = JSON.parse(await readFile(manifest, 'utf8')) as Record<string, unknown>[];
-  t.same(written.map((r) => [r.filename, r.version]), [...versions.map(([name, v]) => [name, ['', 0].includes(v as string) || JSON.stringify(v) === '{}' ? undefined : v]), ['new.bin', undefined]]);
-  t.same(written.slice(0, -1).map((r) => 'version' in r), [true, true, true, true, true, false, false, false], 'a false version is left out, as tooltool\'s `if obj.version`');
+  t.same(written.map((r) => [r.filename, r.version]), [['new.bin', undefined], ...versions.map(([name, v]) => [name, ['', 0].includes(v as string) || JSON.stringify(v) === '{}' ? undefined : v])]);
+  t.same(written.slice(1).map((r) => 'version' in r), [true, true, true, true, true, false, false, false], 'a false version is left out, as tooltool\'s `if obj.version`');
   // tooltool compares versions too: re-adding the file with another label is refused
   await writeFile(join(dir, 'number'), 'x');
   await writeFile(manifest, JSON.stringify([{ filename: 'number', size: 1, algorithm: 'sha512', digest: sha512('x'), visibility: 'public', version: 4.9 }]));
-  await t.rejects(addToManifest(manifest, [join(dir, 'number')], { version: '4.9' }), { code: 'FC_ERR_USAGE', message: /version 4\.9, not visibility public, version "4\.9"/ });
+  await t.rejects(addToManifest(manifest, [join(dir, 'number')], { visibility: 'public', version: '4.9' }), { code: 'FC_ERR_USAGE', message: /version 4\.9, not visibility public, version "4\.9"/ });
 });
 
 t.test('null optional fields are absent, as tooltool reads them (obj.get → None)', async (t) => {
@@ -188,10 +188,10 @@ t.test('unpack by Python truth and any visibility, as tooltool reads them, each 
   await addToManifest(join(dir, 'm.tt'), [join(dir, 'new.bin')]);
   const written = JSON.parse(await readFile(join(dir, 'm.tt'), 'utf8')) as Record<string, unknown>[];
   t.same(written.map((r) => [r.filename, r.unpack, r.visibility]), [
+    ['new.bin', undefined, undefined],
     ['a', true, 'Internal'],
     ['b', true, undefined],
     ['c', undefined, 7],
     ['d', undefined, 'public'],
-    ['new.bin', undefined, 'public'],
   ], 'the old records as tooltool writes them back: unpack as true or absent, visibility as given');
 });

@@ -312,6 +312,21 @@ t.test('an unknown option is a usage error (exit 2), as optparse gives', async (
   t.match(res.stderr, /unknown option '--bogus'/);
 });
 
+t.test('list, validate and purge ignore extra arguments with a warning, as tooltool (which never reads them); an unknown option is still exit 2', async (t) => {
+  const work = t.testdir({ 'tool.bin': 'tool\n', cache: { old: 'x' } });
+  writeFileSync(join(work, 'manifest.tt'), formatManifest([record('tool.bin', Buffer.from('tool\n'))]));
+  const list = await runCli(t, ['assets', 'list', 'tool.bin'], work);
+  t.equal(list.code, 0, list.stderr);
+  t.equal(list.stdout, 'P\tV\ttool.bin\n');
+  t.match(list.stderr, /list: argument "tool\.bin" ignored \(as tooltool does\)/);
+  const validate = await runCli(t, ['assets', 'validate', 'tool.bin', 'other'], work);
+  t.equal(validate.code, 0, validate.stderr);
+  const purge = await runCli(t, ['assets', 'purge', '-c', 'cache', 'now'], work);
+  t.equal(purge.code, 0, purge.stderr);
+  t.same(readdirSync(join(work, 'cache')), [], 'purged');
+  t.equal((await runCli(t, ['assets', 'list', 'tool.bin', '--bogus'], work)).code, 2);
+});
+
 t.test('fetch of a name no record has: a warning, exit 0, as tooltool ignores it', async (t) => {
   const work = t.testdir({ 'manifest.tt': '[]\n' });
   const res = await runCli(t, ['assets', 'fetch', '-m', 'manifest.tt', 'nope.bin'], work);
@@ -330,7 +345,31 @@ t.test('add of a file the manifest has already, identical, exits 1 as tooltool\'
   t.equal(readFileSync(join(work, 'm.tt'), 'utf8'), manifest, 'the manifest as it was');
   const both = await runCli(t, ['assets', 'add', 'tool.bin', 'other.bin', '-m', 'm.tt'], work);
   t.equal(both.code, 1);
-  t.match(JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')), [{ filename: 'tool.bin' }, { filename: 'other.bin' }], 'the new one is added');
+  t.match(JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')), [{ filename: 'other.bin' }, { filename: 'tool.bin' }], 'the new one is added');
+});
+
+t.test('add without --visibility writes none, as tooltool\'s add; upload then refuses the manifest and sends nothing', async (t) => {
+  const root = t.testdir({ work: { 'tool.bin': 'tool\n' }, origin: {} });
+  const work = join(root, 'work');
+  const origin = await startOrigin(t, { dataDir: join(root, 'origin') });
+  const add = await runCli(t, ['assets', 'add', 'tool.bin', '-m', 'm.tt'], work);
+  t.equal(add.code, 0, add.stderr);
+  const [written] = JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')) as Record<string, unknown>[];
+  t.notOk(written && 'visibility' in written, 'no visibility chosen for the user: tooltool writes none');
+  const up = await runCli(t, ['assets', 'upload', '-m', 'm.tt', '--url', origin.url], work, { FLEETCACHE_TOKEN: origin.token });
+  t.equal(up.code, 2, up.stderr);
+  t.match(up.stderr, /tool\.bin: visibility \(public or internal\) is required to upload/);
+  const head = await fetch(`${origin.url}/sha512/${sha512('tool\n')}`, { method: 'HEAD' });
+  t.equal(head.status, 404, 'nothing uploaded, so nothing made public for good');
+});
+
+t.test("add writes the new records first, in the order given, then the manifest's others, as tooltool's add", async (t) => {
+  const work = t.testdir({ 'a.bin': 'a\n', 'b.bin': 'b\n', 'c.bin': 'c\n', 'd.bin': 'd\n' });
+  t.equal((await runCli(t, ['assets', 'add', 'a.bin', 'b.bin', '-m', 'm.tt'], work)).code, 0);
+  const res = await runCli(t, ['assets', 'add', 'd.bin', 'c.bin', '-m', 'm.tt'], work);
+  t.equal(res.code, 0, res.stderr);
+  const names = (JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')) as { filename: string }[]).map((r) => r.filename);
+  t.same(names, ['d.bin', 'c.bin', 'a.bin', 'b.bin'], 'the manifest tooltool.py add would write (and so the order fetch takes)');
 });
 
 t.test("add's options before or after the command, as optparse takes them; a bad --visibility is a usage error", async (t) => {
@@ -340,8 +379,8 @@ t.test("add's options before or after the command, as optparse takes them; a bad
   const after = await runCli(t, ['assets', 'add', 'notes.txt', '-m', 'm.tt', '--visibility', 'internal'], work);
   t.equal(after.code, 0, after.stderr);
   t.match(JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')), [
-    { filename: 'tool.tar.gz', unpack: true, version: 'tool 2', visibility: 'internal' },
     { filename: 'notes.txt', visibility: 'internal' },
+    { filename: 'tool.tar.gz', unpack: true, version: 'tool 2', visibility: 'internal' },
   ]);
   const bad = await runCli(t, ['assets', '--visibility', 'secret', 'add', 'notes.txt', '-m', 'bad.tt'], work);
   t.equal(bad.code, 2, 'as optparse refuses a value not among its choices');
@@ -356,7 +395,7 @@ t.test("add takes tooltool's --version STR and -d sha512; fleetcache's own -V/--
   t.equal(add.stdout, `tool.bin\t5\tsha512:${sha512('tool\n')}\n`, 'the file added, not the program version printed');
   const last = await runCli(t, ['assets', '--asset-version', 'one', 'add', 'other.bin', '--version', 'two'], work);
   t.equal(last.code, 0, last.stderr);
-  t.match(JSON.parse(readFileSync(join(work, 'manifest.tt'), 'utf8')), [{ filename: 'tool.bin', version: 'gcc 4.9.4' }, { filename: 'other.bin', version: 'two' }], 'the last label given wins');
+  t.match(JSON.parse(readFileSync(join(work, 'manifest.tt'), 'utf8')), [{ filename: 'other.bin', version: 'two' }, { filename: 'tool.bin', version: 'gcc 4.9.4' }], 'the last label given wins');
   const sha256 = await runCli(t, ['assets', '-d', 'sha256', 'add', 'tool.bin', '-m', 'other.tt'], work);
   t.equal(sha256.code, 2, 'tooltool allows only sha512 (a usage error)');
   t.notOk(existsSync(join(work, 'other.tt')));
