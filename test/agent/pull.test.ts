@@ -19,6 +19,7 @@ import { mountTmpfs } from '../helpers/tmpfs.js';
 import { blackHoleUrl } from '../helpers/black-hole.js';
 import { pacedProxy, type Pace } from '../helpers/paced-proxy.js';
 import { describeTree } from '../helpers/tree.js';
+import { eventually } from '../helpers/wait.js';
 import { deadUrl, installAgent, runAgent, statusServer } from './helpers.js';
 
 t.test('pull falls back in order, uses the cache, applies the delta and unpacks', async (t) => {
@@ -150,7 +151,8 @@ t.test('every URL down at once (the origin restarting under its caches): the pul
     retryDelaysMs: [300, 300, 300, 300, 300],
     onRetry: (ms, err) => retries.push(`${ms} ${err.code}`),
   });
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  // back once a pass over the list has failed, not after a fixed time a loaded machine overruns
+  await eventually('a pass over every URL failed', () => retries.length >= 1, 10_000);
   const again = await buildOrigin({ dataDir, tokens: [first.token], logLevel: false });
   await again.app.listen({ host: '127.0.0.1', port });
   t.teardown(() => again.app.close());

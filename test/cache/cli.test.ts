@@ -40,6 +40,8 @@ t.test('an upstream that does not answer is warned about as the cache starts; on
   t.equal(health.statusCode, 200, 'the cache serves all the same (what it holds)');
   await health.body.dump();
   await eventually('the probe', () => up.count('/-/healthz') === 1);
+  // An absence: a worker that probed would have sent its request as it started, before it
+  // listened, so before the "listening" line; 500 ms more lets such a request arrive.
   await new Promise((resolve) => setTimeout(resolve, 500));
   t.equal(up.count('/-/healthz'), 1, 'asked once, by the primary, not by each worker');
   t.notMatch(live.stderr(), /upstream does not answer/, 'a live upstream: nothing said');

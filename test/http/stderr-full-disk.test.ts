@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { cliArgs, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
 import { mountTmpfs } from '../helpers/tmpfs.js';
@@ -67,12 +67,17 @@ t.test('stderr on a full disk: the server serves, its lines wait, it stops when 
   t.ok(Date.now() - before < 4000, `stopped in ${Date.now() - before} ms, the disk still full`);
 });
 
-/** Runs `code` (an ES module importing `log` from src/log.ts) with stderr on `errFile`; its exit code and how long it took. */
-function runLogging(errFile: string, code: string): Promise<{ code: number | null; ms: number }> {
+/**
+ * Runs `code` (an ES module importing `log` from src/log.ts) with stderr on `errFile`; its exit
+ * code and how long it took. Stopped by `t` too: one waiting for room on a tmpfs the test
+ * never frees (a test file that times out) would hold that tmpfs for ever.
+ */
+function runLogging(t: Test, errFile: string, code: string): Promise<{ code: number | null; ms: number }> {
   const err = openSync(errFile, 'a');
   const started = Date.now();
   const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `import { createLogger } from './src/log.ts';\n${code}`], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', err] });
   closeSync(err);
+  stopWithTest(t, child, 'SIGKILL');
   const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
   return new Promise((resolve) => child.once('exit', (exitCode) => {
     clearTimeout(timer);
@@ -87,11 +92,11 @@ t.test('the exit of a process whose stderr is a full disk: prompt, even when its
   const filler = join(dir, 'filler');
   fillUp(filler);
   // the first write of all fails at the exit's flush: sonic-boom retried it for ever
-  const exited = await runLogging(errFile, "const log = createLogger(); log.info('one'); log.info('two'); process.exit(3);");
+  const exited = await runLogging(t, errFile, "const log = createLogger(); log.info('one'); log.info('two'); process.exit(3);");
   t.same(exited.code, 3, `exit code kept, in ${exited.ms} ms`);
   t.ok(exited.ms < 8000, 'not held by the flush');
   // lines held while stderr failed, then room made, then the process ends by itself
-  const ended = runLogging(errFile, `const log = createLogger();
+  const ended = runLogging(t, errFile, `const log = createLogger();
     for (let i = 0; i < 20; i++) log.info('held line ' + i);
     const { existsSync } = await import('node:fs');
     const wait = () => { if (existsSync(${JSON.stringify(filler)})) setTimeout(wait, 20); };

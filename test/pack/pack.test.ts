@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { openListedFile, packToFile, packTree, readSmallFile } from '../../src/pack/packer.js';
 import { unpackTar } from '../../src/pack/unpack.js';
+import { undoAtExit } from '../helpers/processes.js';
 
 const LONG = `${'d'.repeat(60)}/${'n'.repeat(70)}-long-name-over-100-bytes.txt`;
 
@@ -249,9 +250,12 @@ t.test('a small file whose size is not the one listed fails the pack by name', {
   const dir = t.testdir({ tree: { 'ok.txt': 'fine\n', 'changing.txt': '' } });
   const target = join(dir, 'tree', 'changing.txt');
   execFileSync('mount', ['--bind', '/proc/loadavg', target]);
+  // a file that times out ends without its finally: the mount must not outlive it
+  const forget = undoAtExit(() => execFileSync('umount', ['-l', target]));
   try {
     await t.rejects(packToFile(join(dir, 'tree'), join(dir, 'out.tar')), { code: 'FC_ERR_SIZE_MISMATCH', message: /changing\.txt changed while it was packed \(it had 0 bytes when listed\)/ });
   } finally {
+    forget();
     execFileSync('umount', [target]); // before the test directory is removed
   }
 });

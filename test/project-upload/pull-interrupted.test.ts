@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { MANIFEST_FORMAT } from '../../src/project-upload/manifest.js';
-import { cliArgs } from '../helpers/processes.js';
+import { cliArgs, stopWithTest } from '../helpers/processes.js';
 import { STALLED_SIZE, stallingOrigin } from './stalling-origin.js';
 
 const hex = 'a'.repeat(64);
@@ -29,7 +29,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       env: { ...process.env, TMPDIR: tmp },
       stdio: 'ignore',
     });
-    t.teardown(() => child.kill('SIGKILL'));
+    stopWithTest(t, child, 'SIGKILL');
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, sig) => resolve(sig)));
     // wait until the download has started writing
     const started = Date.now();
