@@ -231,7 +231,7 @@ t.test('privateRedirects: refuse: a redirect to a loopback, private or link-loca
   // the storage answers on all of these it can be reached at; the others are refused before any connection
   const refused = [
     [`127.0.0.1:${storagePort}`, 'loopback'], [`localhost:${storagePort}`, 'loopback'], [`[::ffff:127.0.0.1]:${storagePort}`, 'loopback'],
-    ['169.254.169.254', 'link-local'], ['[fe80::1]', 'link-local'], ['10.1.2.3', 'private'], ['192.168.0.1', 'private'], ['[fd00::1]', 'private'], ['0.0.0.0', 'unspecified'],
+    ['169.254.169.254', 'link-local'], ['[fe80::1]', 'link-local'], [`[64:ff9b::7f00:1]:${storagePort}`, 'loopback'], ['[2002:a9fe:a9fe::]', 'link-local'], ['10.1.2.3', 'private'], ['192.168.0.1', 'private'], ['[fd00::1]', 'private'], ['0.0.0.0', 'unspecified'],
   ] as const;
   const cache = await startCache(t, { upstream: redirecting, maxSize: '1MiB', privateRedirects: 'refuse' }, join(dirs, 'refuse'));
   for (const [target, kind] of refused) {
