@@ -77,6 +77,27 @@ export function makeDirSync(dir: string, what: string, mode?: number): void {
 }
 
 /**
+ * Makes a server's or a run's data directory (`--data`, `data:`) unless there. One that
+ * cannot be made (its parent not writable, a file in its place, /proc) is the configuration
+ * the operator fixes, exit 3 as one that cannot be written (store/dir-lock.ts), not a malformed
+ * command line.
+ */
+export function makeDataDir(dir: string, mode?: number): void {
+  try {
+    makeDirSync(dir, 'data directory', mode);
+  } catch (err) {
+    throw dataDirError(err, dir, 'cannot be created');
+  }
+}
+
+/** A failure on the data directory `dir` (`doing`: "cannot be created"…) as FC_ERR_CONFIG, naming it. */
+export function dataDirError(err: unknown, dir: string, doing: string): FleetError {
+  // makeDirSync's own message names the directory already
+  const message = err instanceof FleetError ? err.message : `data directory ${dir} ${doing}: ${errorMessage(err)}`;
+  return new FleetError('FC_ERR_CONFIG', message, { cause: err });
+}
+
+/**
  * Fails unless `path` is an existing file or directory, as `kind` says. With `missingOk`, a
  * missing path passes: a target directory that will be made, whereas a file in its place
  * fails here rather than as mkdir's bare EEXIST.

@@ -10,7 +10,8 @@ export function redactUrl(url: string): string {
   } catch {
     return redactMalformedUrl(url);
   }
-  if (!u.username && !u.password) return url;
+  // a scheme it does not know (htps:/alice:pw@host) keeps them in its path: shown as a malformed one
+  if (!u.username && !u.password) return redactMalformedUrl(url);
   if (u.username) u.username = '***';
   if (u.password) u.password = '***';
   return u.href;
@@ -28,10 +29,13 @@ export function redactUrlAndQuery(url: string): string {
 
 /**
  * `text`, given for a URL but refused as one (another scheme, none), as a message may echo
- * it: anything before the last "@" of what would be its authority hidden, with or without
- * a scheme ("htps://user:token@host", "user:token@host:8080"), where redactUrl, which
- * parses it, finds no credentials in it.
+ * it: anything before the last "@" of what would be its authority hidden, whatever comes
+ * before it: a scheme or not, a colon or not, any number of slashes ("htps://user:token@host",
+ * "htps:/user:token@host", "htps//user:token@host"; with none, the scheme is hidden too:
+ * "user:token@host:8080" has none), where
+ * redactUrl, which parses it, finds no credentials in it. An "@" after the authority (in a
+ * path) is left.
  */
 export function redactMalformedUrl(text: string): string {
-  return text.replace(/^((?:[a-z][a-z0-9+.-]*:)?\/\/)?[^/?#]*@/i, '$1***@');
+  return text.replace(/^((?:[a-z][a-z0-9+.-]*:?)?[/\\]+)?[^/\\?#]*@/i, '$1***@');
 }

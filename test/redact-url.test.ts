@@ -1,6 +1,6 @@
 // URLs as messages and logs show them: credentials hidden, whether the URL parses or not.
 import t from 'tap';
-import { redactUrl } from '../src/redact-url.js';
+import { redactMalformedUrl, redactUrl } from '../src/redact-url.js';
 
 t.test('a URL that does not parse (a port out of range) is shown without any of its password, an "@" in it too', async (t) => {
   for (const [url, shown] of [
@@ -11,4 +11,20 @@ t.test('a URL that does not parse (a port out of range) is shown without any of 
     t.equal(redactUrl(url), shown, url);
   }
   t.equal(redactUrl('http://host:99999/a@b'), 'http://host:99999/a@b', 'an "@" in the path is not taken for credentials');
+});
+
+t.test('a misspelt scheme, with one slash, none or three, a missing colon: the credentials hidden still, by redactUrl and redactMalformedUrl alike', async (t) => {
+  for (const [url, shown] of [
+    ['htps:/alice:pw@host', 'htps:/***@host'],
+    ['htps:alice:pw@host/x', '***@host/x'],
+    ['https:///alice:pw@host', 'https:///***@host'],
+    ['htps//alice:pw@host', 'htps//***@host'],
+    ['htps:\\\\alice:pw@host', 'htps:\\\\***@host'],
+    ['alice:pw@host:8080', '***@host:8080'],
+    ['ftp:/a:pw@h/p?x=1@y', 'ftp:/***@h/p?x=1@y'],
+  ] as const) {
+    t.equal(redactMalformedUrl(url), shown, `${url}: redactMalformedUrl`);
+    t.notMatch(redactUrl(url), /pw@/, `${url}: redactUrl`);
+  }
+  for (const url of ['http://host/pkg@1.2/f', 'http://[::1]:80/a@b', 'https://host/x?to=a@b']) t.equal(redactUrl(url), url, `${url}: an "@" past the authority is left`);
 });

@@ -256,6 +256,15 @@ export interface PassedThrough {
   readonly follow?: boolean;
 }
 
+/**
+ * The fields of a redirect target's blob (or part of it) as passed on: its size and range
+ * (upstream.ts keeps no others), with the type, ETag and Cache-Control its fill would give
+ * the whole blob (`decide`), as a stored blob's 206 has them.
+ */
+function redirectedBlobFields(res: AnswerHead, decide: PassedThrough['decide']): AnswerFields {
+  return { ...endToEnd(res.headers), ...decide({ ...res, statusCode: 200 }).headers };
+}
+
 /** A HEAD's answer, which no body follows. */
 const NO_BODY = Buffer.alloc(0);
 
@@ -284,7 +293,7 @@ export async function passthrough(
   const ranged = withRange(req, headers);
   // a blob's source may redirect (a tooltool server, to a pre-signed URL): followed, as its fills do
   res ??= how.follow ? await upstream.fetch(path, ranged, 0, true) : await upstream.request(path, { method: 'GET', headers: ranged });
-  passedOn(reply, res.statusCode, adjust(endToEnd(res.headers)));
+  passedOn(reply, res.statusCode, res.redirected && res.statusCode < 300 ? redirectedBlobFields(res, how.decide) : adjust(endToEnd(res.headers)));
   if (res.whole !== undefined) {
     ctx.metrics.upstream(kind, res.whole.length);
     ctx.metrics.served(kind, res.whole.length);

@@ -37,6 +37,12 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 /** Redirects a fill follows before it gives up (502), as tooltool's client (urllib) and curl bound them. */
 const MAX_REDIRECTS = 5;
 
+/**
+ * The fields of a redirect target's blob the cache reads (its size, its range, how its body
+ * ends); the target's own (cookies, x-amz-*, its ETag) are another host's and never reach a client.
+ */
+const TARGET_BLOB_FIELDS = ['content-length', 'content-range', 'content-type', 'accept-ranges', 'transfer-encoding'];
+
 export type HeaderMap = Record<string, string>;
 
 /**
@@ -270,7 +276,8 @@ export class Upstream {
       // anywhere (127.0.0.1, a cloud's metadata address), and its answer is then not upstream's.
       throw new UpstreamError(`upstream ${this.name}: the URL it redirected to answered HTTP ${answer.statusCode} for ${loggedPath(path)}`, { status: answer.statusCode });
     }
-    return answer.redirected && answer.statusCode === 416 ? ownUnsatisfiable(answer, headers.range) : answer;
+    if (!answer.redirected) return answer;
+    return answer.statusCode === 416 ? ownUnsatisfiable(answer, headers.range) : { ...answer, headers: pickHeaders(answer.headers, TARGET_BLOB_FIELDS) };
   }
 
   /**

@@ -300,7 +300,9 @@ export function registerAssets(program: Command): void {
       // tooltool's add: "file already in old_manifest", and not every file added is a failure
       const addedNames = new Set(added.map((r) => r.filename));
       const already = files.map((f) => basename(f)).filter((name) => !addedNames.has(name));
-      for (const name of already) process.stderr.write(`fleetcache: ${name}: already in ${flags.manifest}, not added\n`);
+      // an error as its other messages are (the exit status says a failure): shown with -q too
+      const log = makeLog(flags.logLevel);
+      for (const name of already) log.error(`${name}: already in ${flags.manifest}, not added`);
       if (already.length > 0) process.exitCode = 1;
     });
 

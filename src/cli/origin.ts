@@ -9,7 +9,7 @@ import { envTokenProblem, exposedSecretWarning, MIN_TOKEN_LENGTH, readTokenLines
 import { ConfigError } from '../errors.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { DiskBlobStore } from '../store/disk.js';
-import { makeDirSync } from '../path-checks.js';
+import { dataDirError, makeDataDir } from '../path-checks.js';
 
 interface OriginFlags {
   config?: string;
@@ -36,8 +36,12 @@ export function resolveOriginTokens(tokenFile: string | undefined, dataDir: stri
   }
   const file = join(dataDir, 'token');
   if (!existsSync(file)) {
-    makeDirSync(dataDir, 'data directory');
-    writeFileSync(file, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+    makeDataDir(dataDir);
+    try {
+      writeFileSync(file, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+    } catch (err) {
+      throw dataDirError(err, dataDir, 'cannot hold its write token (token)');
+    }
   }
   return { tokens: [readFileSync(file, 'utf8').trim()], source: file, file };
 }

@@ -99,14 +99,14 @@ export function registerRun(program: Command): void {
     .option('-v, --verbose', 'more output: the keys of spread.yaml and task.yaml fleetcache ignores; twice (or --vv), script output streamed too', (_v: string, n: number) => n + 1, 0)
     .option('--vv', 'stream script output (spread -vv)')
     .option('--list', 'print the jobs that would run, as `fleetcache list` does, and exit (spread -list)')
-    .option('--order', 'run the jobs in the order the filters name them, without priorities or shuffling (spread -order)')
+    .option('--order', 'run the jobs in the order the filters name them, without priorities or shuffling (fleetcache\'s own: spread has no such flag)')
     .option('--debug', 'open a shell on the machine after a script fails, once its debug output is printed (spread -debug)')
     .option('--shell', "open a shell on the machine instead of each task's execute script (spread -shell)")
     .option('--shell-before', "open a shell on the machine before each task's execute script (spread -shell-before)")
     .option('--shell-after', "open a shell on the machine after each task's execute script, and after a script fails (spread -shell-after)")
     .addOption(new Option('--reuse-pid <pid>').hideHelp())
     .addOption(new Option('--gc').hideHelp())
-    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -reuse, -resend, -discard, -restore, -vv, -list, -order, -debug, -shell, -shell-before, -shell-after) are accepted too; -reuse-pid and -gc are refused with what to use instead.\nShells (--debug, --shell, --shell-before, --shell-after) run bash on the machine with the job's environment in the directory its scripts run in (the task's; the project's for a project or backend script), one at a time, on this terminal: interactive when stdin is a terminal (a pty over SSH), else reading commands from stdin. The run goes on when the shell exits; the other machines go on meanwhile, their log lines held until it closes.\nExit status: 0 when every job succeeded, 1 when any failed or aborted; other errors use fleetcache's codes (2 command line, 3 spread.yaml or selection, 6 network, ...; docs/errors.md), where spread ends them all with 1.")
+    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -reuse, -resend, -discard, -restore, -vv, -list, -debug, -shell, -shell-before, -shell-after) are accepted too, and so are -order, -fleet and -data; -reuse-pid and -gc are refused with what to use instead.\nShells (--debug, --shell, --shell-before, --shell-after) run bash on the machine with the job's environment in the directory its scripts run in (the task's; the project's for a project or backend script), one at a time, on this terminal: interactive when stdin is a terminal (a pty over SSH), else reading commands from stdin. The run goes on when the shell exits; the other machines go on meanwhile, their log lines held until it closes.\nExit status: 0 when every job succeeded, 1 when any failed or aborted; other errors use fleetcache's codes (2 command line, 3 spread.yaml or selection, 6 network, ...; docs/errors.md), where spread ends them all with 1.")
     .action(async (filters: string[], flags: RunFlags) => {
       refuseModeMix(flags);
       refuseUnsupported(flags);

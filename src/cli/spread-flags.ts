@@ -1,6 +1,6 @@
 // spread's command line spells long flags with one dash; commander wants two.
 
-/** spread's (and fleetcache's) long flags that take no value... */
+/** Long flags spelt with one dash as spread spells them (fleetcache's own -order, -fleet and -data too) that take no value... */
 const BOOLEAN_FLAGS = ['vv', 'abend', 'reuse', 'resend', 'discard', 'restore', 'list', 'order', 'debug', 'shell', 'shell-before', 'shell-after', 'gc'];
 /** ...and those that take one. */
 const VALUE_FLAGS = ['seed', 'artifacts', 'fleet', 'data', 'repeat', 'pass', 'reuse-pid'];

@@ -43,7 +43,7 @@ export interface RunOptions {
   readonly fleetFile?: string;
   readonly tokenFile?: string;
   readonly seed?: number;
-  /** spread -order: jobs in the order the filters name them (orderByFilters), no priorities or shuffle. */
+  /** -order (fleetcache's own): jobs in the order the filters name them (orderByFilters), no priorities or shuffle. */
   readonly order?: boolean;
   /** Directory for local state: embedded servers, machines, base cache (default <root>/DEFAULT_DATA_DIR). */
   readonly dataRoot?: string;

@@ -2,7 +2,7 @@
 // per-worker seeded permutations, priority tiers, suite affinity and samples. Beyond
 // spread, jobs of equal priority are tiered by their recorded duration, longest first,
 // unless the seed was given (-seed N must replay an order; durations change every run).
-// With -order, jobs are taken in the order of the command line instead. No I/O here;
+// With -order (fleetcache's own: spread has none), jobs are taken in the order of the command line instead. No I/O here;
 // driver.ts runs workers on top of it.
 import { compileFilter } from '../spread/filter.js';
 
@@ -32,7 +32,7 @@ interface QueueOptions {
    */
   duration?: (job: SchedJob) => number | undefined;
   /**
-   * spread -order: each worker takes the first pending job of its backend+system in the
+   * -order: each worker takes the first pending job of its backend+system in the
    * order of the job list (see orderByFilters); no priorities, no permutation, no suite
    * affinity, no durations, and the seed plays no part.
    */
@@ -40,7 +40,7 @@ interface QueueOptions {
 }
 
 /**
- * The job order of spread -order: each job at the place of the first filter argument
+ * The job order of -order: each job at the place of the first filter argument
  * that matches it (a job named twice runs once), jobs of one argument in list order;
  * with no arguments, the list order.
  */

@@ -2,7 +2,7 @@
 // are never shipped with it.
 import { chmod } from 'node:fs/promises';
 import { isAbsolute, relative, sep } from 'node:path';
-import { makeDir, pathError } from '../path-checks.js';
+import { dataDirError, makeDataDir, pathError } from '../path-checks.js';
 import { REUSE_FILE, REUSE_TEMP_FILE } from './reuse.js';
 import type { PackRules } from '../pack/rules.js';
 import { TIMINGS_FILE, TIMINGS_TEMP_FILES } from './timings.js';
@@ -34,7 +34,7 @@ export function runnerState(root: string, dataRoot: string): Required<Pick<PackR
  * embedded origin's token. A file of the project only its owner may read is in those tars.
  */
 export async function makePrivate(dataRoot: string): Promise<void> {
-  await makeDir(dataRoot, 'data directory', 0o700);
+  makeDataDir(dataRoot, 0o700);
   // another user's directory (EPERM): refused by name, nothing of this run put in it
-  await chmod(dataRoot, 0o700).catch((err: unknown) => Promise.reject(pathError(err, dataRoot, 'data directory')));
+  await chmod(dataRoot, 0o700).catch((err: unknown) => Promise.reject(dataDirError(pathError(err, dataRoot, 'data directory'), dataRoot, 'cannot be made private')));
 }

@@ -17,7 +17,7 @@ import { link, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { FleetError } from '../errors.js';
-import { makeDir } from '../path-checks.js';
+import { makeDataDir } from '../path-checks.js';
 
 /** The file of the directory's lock secret. */
 export const LOCK_ID = '.lock-id';
@@ -81,7 +81,7 @@ function holderPid(name: string): Promise<number | undefined> {
  * Throws FC_ERR_DIR_IN_USE when another fleetcache server holds it.
  */
 export async function lockDataDir(dir: string): Promise<DataDirLock> {
-  await makeDir(dir, 'data directory');
+  makeDataDir(dir);
   if (process.platform !== 'linux') return NO_LOCK;
   const name = await socketName(dir);
   const server: Server = createServer((socket) => socket.end(`${process.pid}\n`));

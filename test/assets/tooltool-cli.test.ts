@@ -341,7 +341,9 @@ t.test('add of a file the manifest has already, identical, exits 1 as tooltool\'
   const manifest = readFileSync(join(work, 'm.tt'), 'utf8');
   const again = await runCli(t, ['assets', 'add', 'tool.bin', '-m', 'm.tt'], work);
   t.equal(again.code, 1, 'tooltool: "file already in old_manifest", not all files added');
-  t.match(again.stderr, /tool\.bin: already in m\.tt, not added/);
+  t.equal(again.stderr, 'fleetcache: error: tool.bin: already in m.tt, not added\n', 'said as the command\'s other errors are');
+  const quiet = await runCli(t, ['assets', '-q', 'add', 'tool.bin', '-m', 'm.tt'], work);
+  t.same([quiet.code, quiet.stderr], [1, again.stderr], 'with -q too: a failure');
   t.equal(readFileSync(join(work, 'm.tt'), 'utf8'), manifest, 'the manifest as it was');
   const both = await runCli(t, ['assets', 'add', 'tool.bin', 'other.bin', '-m', 'm.tt'], work);
   t.equal(both.code, 1);

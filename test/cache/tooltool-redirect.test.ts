@@ -231,7 +231,7 @@ t.test('privateRedirects: refuse: a redirect to a loopback, private or link-loca
   // the storage answers on all of these it can be reached at; the others are refused before any connection
   const refused = [
     [`127.0.0.1:${storagePort}`, 'loopback'], [`localhost:${storagePort}`, 'loopback'], [`[::ffff:127.0.0.1]:${storagePort}`, 'loopback'],
-    ['169.254.169.254', 'link-local'], ['[fe80::1]', 'link-local'], ['10.1.2.3', 'private'], ['192.168.0.1', 'private'], ['[fd00::1]', 'private'], ['0.0.0.0', 'unspecified'],
+    ['169.254.169.254', 'link-local'], ['[fe80::1]', 'link-local'], [`[64:ff9b::7f00:1]:${storagePort}`, 'loopback'], ['[2002:a9fe:a9fe::]', 'link-local'], ['10.1.2.3', 'private'], ['192.168.0.1', 'private'], ['[fd00::1]', 'private'], ['0.0.0.0', 'unspecified'],
   ] as const;
   const cache = await startCache(t, { upstream: redirecting, maxSize: '1MiB', privateRedirects: 'refuse' }, join(dirs, 'refuse'));
   for (const [target, kind] of refused) {
@@ -271,4 +271,34 @@ t.test('a redirect target\'s 416 to a range passed through: the cache\'s own 416
   t.same(JSON.parse(res.body.toString()), { code: 'FC_ERR_RANGE', message: `range ${past} not satisfiable (size ${big.body.length})` }, 'the cache\'s own body, as a stored object\'s 416');
   t.equal(res.headers['x-internal'], undefined, 'not the target\'s fields');
   t.equal(res.headers['cache-control'], 'no-store');
+});
+
+t.test('a redirect target\'s blob: only the fields a blob\'s answer needs reach the client, never the target\'s own (cookies, x-amz-*…)', async (t) => {
+  const small = blob(4096);
+  const big = blob(3 * 1024 * 1024);
+  const blobs = new Map([[small.hex, small.body], [big.hex, big.body]]);
+  const own = { 'set-cookie': 'AWSALB=session; Path=/', 'x-amz-request-id': 'req-1', 'x-amz-id-2': 'host-id', 'x-internal': 'instance-role', etag: '"s3-etag"', server: 'AmazonS3' };
+  const target = await listen(t, (req, res) => {
+    const body = blobs.get(/\/s3\/sha512\/([0-9a-f]+)/.exec(req.url!)?.[1] ?? '');
+    if (!body) return void res.writeHead(404).end();
+    const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+    if (!range) return void res.writeHead(200, { ...own, 'content-length': body.length, 'content-type': 'binary/octet-stream' }).end(body);
+    const [start, end] = [Number(range[1]), Math.min(Number(range[2]), body.length - 1)];
+    res.writeHead(206, { ...own, 'content-range': `bytes ${start}-${end}/${body.length}`, 'content-length': end - start + 1, 'accept-ranges': 'bytes' }).end(body.subarray(start, end + 1));
+  });
+  const upstream = await listen(t, (req, res) => void res.writeHead(302, { location: `${target}/s3${req.url}?X-Amz-Signature=s3cret` }).end());
+  const { url } = await startCache(t, { upstream, maxSize: '1MiB' }, t.testdir());
+  const answers = [
+    ['a fill', await get(`${url}/sha512/${small.hex}`)],
+    ['a fill, with credentials', await get(`${url}/sha512/${big.hex}`, { authorization: 'Bearer secret' })],
+    ['a range passed through', await get(`${url}/sha512/${big.hex}`, { range: 'bytes=100-199' })],
+  ] as const;
+  const [, part] = answers[2];
+  t.same([part.status, part.headers['content-range'], part.body.equals(big.body.subarray(100, 200))], [206, `bytes 100-199/${big.body.length}`, true], 'the range served');
+  const head = await request(`${url}/sha512/${big.hex}`, { method: 'HEAD' });
+  await head.body.dump();
+  for (const [what, res] of [...answers, ['a HEAD', { headers: head.headers as IncomingHttpHeaders }]] as const) {
+    for (const name of ['set-cookie', 'x-amz-request-id', 'x-amz-id-2', 'x-internal', 'server']) t.equal(res.headers[name], undefined, `${what}: not the target's ${name}`);
+    t.match(res.headers.etag, /^"sha512:/, `${what}: the cache's own ETag`);
+  }
 });

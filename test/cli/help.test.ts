@@ -122,3 +122,13 @@ t.test("an option a command cannot run without is marked (required) in its --hel
     t.match(missing.stderr, new RegExp(`required option '${required[0]!.replace(/[<>]/g, '\\$&')}' not specified`), `${command.join(' ')} without ${required[0]} says it is required`);
   }
 });
+
+t.test("run --help attributes to spread none of fleetcache's own flags: spread has no -order (spread-spec.md §10)", async (t) => {
+  const { code, stdout } = await runCli(['run', '--help']);
+  t.equal(code, EXIT.ok);
+  t.notMatch(stdout, /spread -order/, '--order is not said to be spread\'s');
+  const spreads = /spread's single-dash spellings \(([^)]*)\)/.exec(stdout)?.[1];
+  t.ok(spreads, 'the help lists spread\'s single-dash spellings');
+  t.notMatch(spreads ?? '', /-order\b/, 'nor -order among them');
+  t.match(stdout, /-order, -fleet and -data/, 'it is accepted with one dash, as fleetcache\'s');
+});

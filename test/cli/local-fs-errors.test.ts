@@ -1,10 +1,15 @@
 // Local filesystem mistakes on report, assets add, pull, push and the servers' data directories: a documented exit code and a
 // one-line message naming the path, as pack/delta/apply give (src/path-checks.ts), not
-// exit 70 with a stack trace.
+// exit 70 with a stack trace. A data directory that cannot be made or written is
+// configuration (exit 3), whichever way it fails.
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { Readable } from 'node:stream';
-import { readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { nobody } from '../helpers/nobody.js';
+import { cliArgs } from '../helpers/processes.js';
 import { cliExit } from '../project-upload/cli-helpers.js';
 import { unpackTar } from '../../src/pack/unpack.js';
 
@@ -30,11 +35,11 @@ t.test('report --html, assets add -m, pull into a file, a data directory or base
     ['assets add -m into a missing folder', ['assets', 'add', p('f.bin'), '-m', p('missing/m.tt')], 4, /output folder .*missing does not exist/],
     ['pull into an existing file', ['pull', p('afile'), '--project', 'x', '--run', 'r', '--from', 'http://127.0.0.1:9'], 2, /target directory .*afile is not a directory/],
     ['assets add of a missing file', ['assets', 'add', p('missing.bin'), '-m', p('m.tt')], 4, /missing\.bin: cannot read: it does not exist/],
-    ['origin --data onto a file', ['origin', '--listen', '127.0.0.1:0', '--data', p('afile')], 2, /data directory .*afile is a file, not a directory/],
-    ['origin --data under a file', ['origin', '--listen', '127.0.0.1:0', '--data', p('afile/sub')], 2, /data directory .*afile\/sub: a folder on its path is a file/],
-    ['cache --data onto a file', ['cache', '--listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:9', '--data', p('afile')], 2, /data directory .*afile is a file, not a directory/],
+    ['origin --data onto a file', ['origin', '--listen', '127.0.0.1:0', '--data', p('afile')], 3, /data directory .*afile is a file, not a directory/],
+    ['origin --data under a file', ['origin', '--listen', '127.0.0.1:0', '--data', p('afile/sub')], 3, /data directory .*afile\/sub: a folder on its path is a file/],
+    ['cache --data onto a file', ['cache', '--listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:9', '--data', p('afile')], 3, /data directory .*afile is a file, not a directory/],
     // node's recursive mkdir loops for ever there (mkdir answers ENOENT for /proc, which exists)
-    ['cache --data under /proc', ['cache', '--listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:9', '--data', '/proc/fleetcache-no/data'], 2, /data directory \/proc\/fleetcache-no\/data cannot be created: ENOENT/],
+    ['cache --data under /proc', ['cache', '--listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:9', '--data', '/proc/fleetcache-no/data'], 3, /data directory \/proc\/fleetcache-no\/data cannot be created: ENOENT/],
     ['push --base-cache onto a file', ['push', p('data'), '--project', 'x', '--origin', 'http://127.0.0.1:9', '--base-cache', p('afile')], 2, /base cache .*afile is a file, not a directory/],
   ];
   for (const [name, args, code, message] of cases) {
@@ -45,6 +50,31 @@ t.test('report --html, assets add -m, pull into a file, a data directory or base
   }
   t.same(readdirSync(dir).sort(), ['afile', 'data', 'f.bin'], 'nothing written');
   t.equal(readFileSync(p('afile'), 'utf8'), 'not a directory\n', 'the file is untouched');
+});
+
+const user = nobody();
+t.test('a data directory its user cannot make or cannot write: exit 3 (configuration) alike, naming it, for the origin and the cache', { skip: typeof user === 'string' ? user : false }, async (t) => {
+  if (typeof user === 'string') return;
+  // in the temp directory, not the test's own (which another user may not reach); root's, 0755
+  const root = mkdtempSync(join(tmpdir(), 'fleetcache-data-dir-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  chmodSync(root, 0o755);
+  mkdirSync(join(root, 'existing'), { mode: 0o755 });
+  const servers = [['origin'], ['cache', '--upstream', 'http://127.0.0.1:9']];
+  for (const [dir, why] of [['new', 'cannot be created'], ['existing', 'cannot be written']] as const) {
+    for (const server of servers) {
+      const data = join(root, dir);
+      // without tap's hooks (NODE_OPTIONS), which write where this user may not
+      const run = spawnSync(process.execPath, cliArgs([...server, '--listen', '127.0.0.1:0', '--data', data]), {
+        uid: user.uid, gid: user.gid, env: { ...process.env, NODE_OPTIONS: '', FLEETCACHE_LOG_LEVEL: 'warn' }, encoding: 'utf8', timeout: 30_000,
+      });
+      t.equal(run.status, 3, `${server[0]}, a data directory that ${why}: exit 3`);
+      t.match(run.stderr, `fleetcache: error: data directory ${data}`, `${server[0]}, ${why}: naming it`);
+      t.notMatch(run.stderr, /\n\s+at /, `${server[0]}, ${why}: no stack trace`);
+    }
+  }
+  t.same(readdirSync(root), ['existing'], 'nothing made');
+  t.same(readdirSync(join(root, 'existing')), [], 'nothing written');
 });
 
 t.test('a token file named on the command line that is missing: configuration (exit 3) for every command alike, naming it (docs/errors.md)', async (t) => {

@@ -85,7 +85,7 @@ t.test('a data directory of another user\'s is refused by name, nothing put in i
   await mkdir(data);
   await chmod(data, 0o777);
   const res = spawnSync(process.execPath, cliArgs(['run', '--data', data]), { cwd: dir, uid: user.uid, gid: user.gid, encoding: 'utf8', timeout: 60_000 });
-  t.equal(res.status, 2, 'a usage error');
+  t.equal(res.status, 3, 'configuration (exit 3), as any data directory that cannot be made or written');
   t.match(res.stderr, `data directory ${data}: permission denied`);
   t.same(await readdir(data), [], 'nothing of the run is in it');
 });

@@ -1,4 +1,4 @@
-// spread -order: jobs run in the order the filter arguments name them, with no
+// -order (fleetcache's own: spread has none): jobs run in the order the filter arguments name them, with no
 // priorities, no shuffle, no suite affinity and no durations.
 import t from 'tap';
 import { JobQueue, orderByFilters, type SchedJob } from '../../src/run/scheduler.js';
