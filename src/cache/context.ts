@@ -116,6 +116,20 @@ export async function serveFill(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, fill: FillSource, cache: CacheStatus,
   passthrough: Direct, joins?: JoinCheck,
 ): Promise<void> {
+  if (cache !== 'COLLAPSED') return answerFromFill(ctx, req, reply, kind, fill, cache, passthrough, joins);
+  // counted while it waits and reads (fleetcache_cache_fill_joiners), when collapsed is not yet known
+  const left = ctx.metrics.joiningFill();
+  try {
+    await answerFromFill(ctx, req, reply, kind, fill, cache, passthrough, joins);
+  } finally {
+    left();
+  }
+}
+
+async function answerFromFill(
+  ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, fill: FillSource, cache: CacheStatus,
+  passthrough: Direct, joins?: JoinCheck,
+): Promise<void> {
   let head;
   try {
     head = await fill.head;

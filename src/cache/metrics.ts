@@ -69,6 +69,9 @@ export class CacheMetrics {
   /** Error answers by code and status (`code\0status`), read when scraped as the tallies are. */
   readonly #errors = new Map<string, number>();
 
+  /** Requests a fill another request started is answering now (joiningFill). */
+  #fillJoiners = 0;
+
   /**
    * `region`: a label on every series, with `role="cache"`, as the origin's carry
    * `role="origin"`: one dashboard reads both, and the regions apart.
@@ -107,6 +110,11 @@ export class CacheMetrics {
       },
     });
     new Gauge({ name: 'fleetcache_cache_inflight_fills', help: 'Fills in progress.', registers, aggregator: 'max', collect() { this.set(gauges.inflight()); } });
+    const fillJoiners = (): number => this.#fillJoiners;
+    new Gauge({
+      name: 'fleetcache_cache_fill_joiners', help: 'Requests answered now by a fill another request started: waiting for its answer or reading its body (fleetcache_cache_collapsed_total counts them once the answer is known).',
+      registers, collect() { this.set(fillJoiners()); },
+    });
     new Gauge({ name: 'fleetcache_cache_lru_bytes', help: 'Bytes held on disk by the LRU index.', registers, aggregator: 'max', collect() { this.set(gauges.lruBytes()); } });
     new Gauge({ name: 'fleetcache_cache_lru_objects', help: 'Objects held on disk by the LRU index.', registers, aggregator: 'max', collect() { this.set(gauges.lruObjects()); } });
     // The index's (the primary's, in a multi-process cache: each worker tells what it last heard).
@@ -181,6 +189,12 @@ export class CacheMetrics {
 
   collapsed(kind: Kind): void {
     this.#tally(kind).collapsed++;
+  }
+
+  /** A request joins a fill another request started; the function returned is called once, when its answer has ended. */
+  joiningFill(): () => void {
+    this.#fillJoiners++;
+    return () => void this.#fillJoiners--;
   }
 
   /** An error answer (the error handler's, or a fast path's: fast-miss.ts). */

@@ -185,22 +185,14 @@ function holdsSecret(stored: CachePolicy.CachePolicyObject): boolean {
   return reqh != null && Object.keys(reqh).some((field) => SECRET_FIELDS.has(field));
 }
 
-/** The escapes that, decoded again by a server behind another, could spell a dot segment. */
-const DOT_ESCAPES = /%(2e|2f|5c|3b|3f|23|25|00)/gi;
-
 /**
  * `s` with its escapes decoded again, as a server behind another would: each run of them as
- * UTF-8 ("%EF%BC%8E" is a fullwidth "．", which NFKC then makes a "."), a run that is not
- * UTF-8 by those of DOT_ESCAPES alone.
+ * UTF-8 ("%EF%BC%8E" is a fullwidth "．", which NFKC then makes a "."), a byte that is no
+ * UTF-8 as U+FFFD, as lenient decoders do: such a byte does not hide the characters of its
+ * run from the check ("%FF%EF%BC%8F.." is "\uFFFD／..").
  */
 function decodeAgain(s: string): string {
-  return s.replace(/(?:%[0-9a-f]{2})+/gi, (run) => {
-    try {
-      return decodeURIComponent(run);
-    } catch {
-      return run.replace(DOT_ESCAPES, (e) => String.fromCharCode(parseInt(e.slice(1), 16)));
-    }
-  });
+  return s.replace(/(?:%[0-9a-f]{2})+/gi, (run) => Buffer.from(run.replaceAll('%', ''), 'hex').toString('utf8'));
 }
 
 /**

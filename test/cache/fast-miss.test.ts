@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
-import { startCache } from './harness.js';
+import { fillJoiners, startCache } from './harness.js';
+import { eventually } from '../helpers/wait.js';
 import { randomish, startUpstream, UpstreamFixture } from './upstream-fixture.js';
 
 interface Answer {
@@ -88,15 +89,19 @@ t.test('upstream 404, a body that does not match its digest, an upstream that is
 t.test('requests arriving while the fast path fills join its fill: one upstream request', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const { hex, body } = up.addBlob(2 * 1024 * 1024);
-  up.options.rate = 8 * 1024 * 1024;
   const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  // upstream answers once the later requests have joined the fill the first one leads
+  const release = up.hold(`/cas/sha256/${hex}`);
   const first = get(`${url}/cas/sha256/${hex}`);
-  await new Promise((r) => setTimeout(r, 50));
-  const later = await Promise.all([get(`${url}/cas/sha256/${hex}`), get(`${url}/cas/sha256/${hex.toUpperCase()}`), get(`${url}/sha256/${hex}`)]);
-  const all = [await first, ...later];
+  await eventually('the fast path asked upstream', () => up.count(`/cas/sha256/${hex}`) === 1);
+  const later = [get(`${url}/cas/sha256/${hex}`), get(`${url}/cas/sha256/${hex.toUpperCase()}`), get(`${url}/sha256/${hex}`)];
+  await eventually('the later requests joined the fill', async () => (await fillJoiners(url)) === later.length);
+  release();
+  const all = await Promise.all([first, ...later]);
   t.same(all.map((a) => a.headers['x-cache']), ['MISS', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED']);
   t.ok(all.every((a) => a.body.equals(body)), 'every body right');
   t.equal(up.count(`/cas/sha256/${hex}`), 1, 'upstream asked once');
+  await eventually('no request counted as joining once all are answered', async () => (await fillJoiners(url)) === 0);
 });
 
 t.test('an object larger than the whole cache is passed through by both paths, upstream asked once', async (t) => {

@@ -23,6 +23,12 @@ export async function startCache(t: Test, file: Partial<CacheConfigFile> & { ups
   return { app, url };
 }
 
+/** How many requests a fill another request started is answering now (fleetcache_cache_fill_joiners in /-/metrics). */
+export async function fillJoiners(url: string): Promise<number> {
+  const text = await (await request(`${url}/-/metrics`)).body.text();
+  return Number(/^fleetcache_cache_fill_joiners\{[^}]*\} (\d+)$/m.exec(text)?.[1]);
+}
+
 export interface Fetched {
   status: number;
   hash: string;

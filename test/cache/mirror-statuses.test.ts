@@ -4,7 +4,7 @@ import type http from 'node:http';
 import t from 'tap';
 import { request } from 'undici';
 import { httpId } from '../../src/cache/disk-store.js';
-import { startCache } from './harness.js';
+import { fillJoiners, startCache } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -113,13 +113,14 @@ t.test('requests for a cold 404 that will be kept make one upstream request betw
   const first = ask(`${url}/mirror/m/busy-404`);
   await eventually('upstream asked', () => up.count('/busy-404') === 1);
   const others = Array.from({ length: 7 }, () => ask(`${url}/mirror/m/busy-404`));
-  // The others reach the fill before it is answered: given time to, then let go.
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  // The others reach the fill before it is answered, then it is let go.
+  await eventually('the others joined the fill', async () => (await fillJoiners(url)) === others.length);
   release();
   const answers = await Promise.all([first, ...others]);
   t.same(answers.map((a) => [a.status, a.body]), Array(8).fill([404, 'not yet published']), 'every request gets the 404');
   t.same(answers.map((a) => a.headers['x-cache']).sort(), ['COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'COLLAPSED', 'MISS']);
   t.equal(up.count('/busy-404'), 1, 'upstream asked once');
+  await eventually('no request counted as joining once all are answered', async () => (await fillJoiners(url)) === 0);
 });
 
 t.test('a kept 404 is revalidated as any entry: refreshed by a 304, replaced when the file appears, served stale in an outage when its upstream allowed it', async (t) => {

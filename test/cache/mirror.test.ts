@@ -277,7 +277,9 @@ t.test('mirror: paths go upstream as the client encoded them, and never leave th
     // a fullwidth "％" is "%" once normalised: "％2e", "％２ｅ" are escapes of "." to a server that normalises, then decodes again
     '/pool/%EF%BC%852e%EF%BC%852e/x', '/pool/%EF%BC%85%EF%BC%92%EF%BD%85%EF%BC%85%EF%BC%92%EF%BD%85/x',
     // and those encoded twice (or more): fullwidth dots, "‥", a fullwidth slash, to a server that decodes twice, then normalises
-    '/pool/%25EF%25BC%258E%25EF%25BC%258E/x', '/pool/%2525EF%2525BC%25258E%2525EF%2525BC%25258E/x', '/pool/.%25EF%25BC%258E/x', '/pool/%25E2%2580%25A5/x', '/pool/a%25EF%25BC%258F..%25EF%25BC%258Fx']) {
+    '/pool/%25EF%25BC%258E%25EF%25BC%258E/x', '/pool/%2525EF%2525BC%25258E%2525EF%2525BC%25258E/x', '/pool/.%25EF%25BC%258E/x', '/pool/%25E2%2580%25A5/x', '/pool/a%25EF%25BC%258F..%25EF%25BC%258Fx',
+    // a byte that is no UTF-8 beside them: decoded as a lenient server does (U+FFFD), the rest still spells "／..／"
+    '/pool/a%25FF%25EF%25BC%258F..%25EF%25BC%258Fx']) {
     const res = await rawGet(url, `/mirror/deb${path}`);
     t.equal(res.status, 400, `${path}: refused`);
     t.match(res.body, /"code":"FC_ERR_BAD_NAME"/);
