@@ -4,11 +4,12 @@
 // private network behind the cache, whose answer would then reach an anonymous client. Such
 // addresses are refused unless the upstream is itself on one (an internal deployment) or
 // `privateRedirects: allow` says so. The check is made on the address connected to: the
-// target's name is resolved once and that very address connected, so that a name
-// resolving to a public address for a check and to 127.0.0.1 for the connection (DNS
-// rebinding) cannot pass.
+// target's name is resolved once, by the socket's own lookup, and the addresses checked are
+// those it connects to, so that a name resolving to a public address for a check and to
+// 127.0.0.1 for the connection (DNS rebinding) cannot pass.
+import { lookup as dnsLookup } from 'node:dns';
 import { lookup } from 'node:dns/promises';
-import { BlockList } from 'node:net';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
 import { buildConnector } from 'undici';
 
 export const PRIVATE_REDIRECTS = ['auto', 'allow', 'refuse'] as const;
@@ -93,11 +94,6 @@ export class RefusedTargetError extends Error {
   }
 }
 
-/** The address `host` (a name or an IP address, without brackets) is connected at: the first the resolver gives. */
-async function addressOf(host: string): Promise<string> {
-  return (await lookup(host)).address;
-}
-
 /**
  * The connector of the dispatcher that follows redirects of the upstream on `upstreamHost`,
  * under `policy`; undefined when every address is allowed (undici's own connector then).
@@ -105,16 +101,38 @@ async function addressOf(host: string): Promise<string> {
  */
 export function redirectConnector(policy: PrivateRedirects, upstreamHost: string, connectMs: number): buildConnector.connector | undefined {
   if (policy === 'allow') return undefined;
-  const connect = buildConnector({ timeout: connectMs });
-  const upstreamHostname = upstreamHost.replace(/^\[(.*)\]$/, '$1');
+  const check = checkedLookup(policy, unbracketed(upstreamHost));
+  const connect = buildConnector({ timeout: connectMs, lookup: check });
   return (options, callback) => {
-    void (async () => {
-      const address = await addressOf(options.hostname);
-      const kind = notPublicKind(address);
+    const literal = unbracketed(options.hostname);
+    if (isIP(literal) === 0) return connect(options, callback);
+    // an address written in the URL: the socket makes no lookup for it, so it is checked here
+    check(literal, {}, (err) => (err ? callback(err, null) : connect(options, callback)));
+  };
+}
+
+function unbracketed(host: string): string {
+  return host.replace(/^\[(.*)\]$/, '$1');
+}
+
+/**
+ * The socket's own lookup (net.connect's `lookup`): every address a target's name resolves
+ * to is checked before the socket connects to any of them, the very addresses it is then
+ * given (no second resolution to rebind); the connect timeout covers the lookup, and the
+ * socket still falls back over a name's addresses as undici's connector does.
+ */
+function checkedLookup(policy: PrivateRedirects, upstreamHostname: string): LookupFunction {
+  return (hostname, options, callback) => {
+    dnsLookup(hostname, options, (err, address, family) => {
+      if (err) return callback(err, address, family);
+      const addresses = typeof address === 'string' ? [address] : address.map((a) => a.address);
+      const kind = addresses.map(notPublicKind).find((k) => k !== undefined);
+      if (kind === undefined) return callback(null, address, family);
       // asked only when a target is refused: the upstream's own address (an internal deployment's, where its redirects may stay)
-      if (kind !== undefined && (policy === 'refuse' || notPublicKind(await addressOf(upstreamHostname)) === undefined)) throw new RefusedTargetError(kind);
-      // the address checked, not the name (resolved again, it could give another); TLS still checks the name (`host`)
-      connect({ ...options, hostname: address }, callback);
-    })().catch((err: Error) => callback(err, null));
+      void (policy === 'refuse' ? Promise.resolve(undefined) : lookup(upstreamHostname).then((own) => notPublicKind(own.address))).then(
+        (upstreamKind) => (upstreamKind === undefined ? callback(new RefusedTargetError(kind), '', 0) : callback(null, address, family)),
+        (lookupErr: NodeJS.ErrnoException) => callback(lookupErr, '', 0),
+      );
+    });
   };
 }
