@@ -22,7 +22,7 @@ import { writeAtomically } from './atomic-file.js';
 import { baseCachePath, cachedDigest, DEFAULT_BASE_CACHE_SIZE, markUsed, pruneBaseCache, recordCachedDigest, type PruneResult } from './base-cache.js';
 import { gzipFileInThread } from './gzip-thread.js';
 import { withTempDir } from './temp-dir.js';
-import { downloadBlob } from './transfer.js';
+import { downloadBlob, UNSTATED_BASE_GROWTH, type PlainBound } from './transfer.js';
 import { sha256File } from '../store/hashing.js';
 import { checkSegment } from '../store/safe-name.js';
 import { redactUrl } from '../redact-url.js';
@@ -127,11 +127,13 @@ function stamp(): string {
 /**
  * VCDIFF of `target` against `base`, read from the local base cache, into the file `output`;
  * resolves to its size, and whether it is whole (the encode stops past `stopAbove` bytes).
- * The cached tar is checked against its recorded digest while the
+ * A base fetched is inflated to UNSTATED_BASE_GROWTH times the target's size at most (its
+ * record at the origin states only its blob's size): a gzip bomb there fails with
+ * FC_ERR_SIZE_MISMATCH, and is passed over, before it fills the disk. The cached tar is checked against its recorded digest while the
  * encode reads it; a missing or damaged copy (a crash, a disk error, an edit) is fetched
  * again, so no delta is made against wrong bytes.
  */
-async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: string, output: string, http: RequestOptions, stopAbove: number | undefined): Promise<{ size: number; complete: boolean; received: number; baseSize: number }> {
+async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: { path: string; size: number }, output: string, http: RequestOptions, stopAbove: number | undefined): Promise<{ size: number; complete: boolean; received: number; baseSize: number }> {
   const local = baseCachePath(options.baseCache, base.digest);
   const encodeOptions = {
     ...(options.level === undefined ? {} : { level: options.level }),
@@ -142,16 +144,17 @@ async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: s
   if (known !== undefined) {
     await markUsed(local);
     try {
-      const { size, complete } = await encodeDelta({ path: local, digest: known }, { path: target }, output, encodeOptions);
+      const { size, complete } = await encodeDelta({ path: local, digest: known }, { path: target.path }, output, encodeOptions);
       return { size, complete, received: 0, baseSize: (await stat(local)).size };
     } catch (err) {
       const gone = (err as NodeJS.ErrnoException).code === 'ENOENT';
       if (!(err instanceof DigestMismatchError) && !gone) throw err;
     }
   }
-  const { received, written } = await downloadBlob(options.origin, base.digest, base.size, local, { ...http, gunzip: true, label: `base ${base.id}` });
+  const plainBound: PlainBound = { bytes: UNSTATED_BASE_GROWTH * target.size, code: 'FC_ERR_SIZE_MISMATCH', what: `${UNSTATED_BASE_GROWTH} times the tar being pushed` };
+  const { received, written } = await downloadBlob(options.origin, base.digest, base.size, local, { ...http, gunzip: true, label: `base ${base.id}`, plainBound });
   await recordCachedDigest(local, written.digest);
-  const { size, complete } = await encodeDelta({ path: local, digest: written.digest }, { path: target }, output, encodeOptions);
+  const { size, complete } = await encodeDelta({ path: local, digest: written.digest }, { path: target.path }, output, encodeOptions);
   return { size, complete, received, baseSize: written.size };
 }
 
@@ -287,7 +290,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
         // push of a small change encoded all of that against each of them (minutes for
         // a few hundred MB), to keep the newest.
         const stopAbove = best?.quick === 0 ? best.vcdiffSize : undefined;
-        const encoded = await encodeAgainstBase(options, base, tarFile, file, http, stopAbove).catch((err: unknown) => {
+        const encoded = await encodeAgainstBase(options, base, { path: tarFile, size: result.size }, file, http, stopAbove).catch((err: unknown) => {
           if (!(err instanceof FleetError) || !UNUSABLE_BASE_CODES.has(err.code)) throw err;
           unusableBases.push({ id: base.id, reason: err.message });
           return undefined;

@@ -222,6 +222,26 @@ t.test('a delta run whose base inflates past the plain size its manifest states 
   t.same(readdirSync(dir).filter((name) => name.startsWith('out-')), [], 'nothing unpacked');
 });
 
+t.test("a push's candidate base that inflates past 8 times the tar being pushed (a gzip bomb at the origin) is passed over, named, before it fills the disk", async (t) => {
+  const { url, dir, project, common } = await originWithProject(t, 'pbomb');
+  const first = await pushProject({ ...common, run: 'one' });
+  const limit = 8 * first.manifest.result.size;
+  // zeros: a few tens of KiB that inflate to twice the limit; the newest base, tried first
+  const bomb = gzipSync(Buffer.alloc(2 * limit));
+  const stored = await request(`${url}/projects/pbomb/bases/zz-bomb`, { method: 'PUT', body: bomb, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/gzip' } });
+  await stored.body.dump();
+  t.equal(stored.statusCode, 201, 'the bomb is a base at the origin');
+  writeFileSync(join(project, 'NEW.md'), 'a change\n');
+  const baseCache = join(dir, 'fresh-bases');
+  const second = await pushProject({ ...common, run: 'two', baseCache });
+  t.same(second.unusableBases.map((b) => b.id), ['zz-bomb'], 'the bomb is named and passed over');
+  t.match(second.unusableBases[0]?.reason, /^base zz-bomb http:\S+: its gzip inflates past \d+ bytes, 8 times the tar being pushed \(a gzip bomb\?\)/);
+  t.equal(second.manifest.base.id, first.manifest.base.id, 'the real base is used');
+  t.ok(second.manifest.delta, 'a delta against it');
+  const cached = readdirSync(baseCache).map((name) => statSync(join(baseCache, name)).size);
+  t.ok(cached.every((size) => size <= limit), `nothing past ${limit} bytes kept in the base cache (${cached.join(', ')})`);
+});
+
 t.test('a delta run whose manifest does not state its base plain size (an older push): the base may inflate to 8 times the run tar, no more', async (t) => {
   const { url, dir, project, common } = await originWithProject(t, 'obomb');
   await pushProject({ ...common, run: 'one' });
