@@ -45,6 +45,8 @@ interface BaseInfo {
   readonly digest: string;
   readonly size: number;
   readonly created: number;
+  /** The size of its plain tar, as its upload stated it (absent from bases pushed before push sent it). */
+  readonly plainSize?: number;
 }
 
 interface PushOptions {
@@ -127,9 +129,10 @@ function stamp(): string {
 /**
  * VCDIFF of `target` against `base`, read from the local base cache, into the file `output`;
  * resolves to its size, and whether it is whole (the encode stops past `stopAbove` bytes).
- * A base fetched is inflated to UNSTATED_BASE_GROWTH times the target's size at most (its
- * record at the origin states only its blob's size): a gzip bomb there fails with
- * FC_ERR_SIZE_MISMATCH, and is passed over, before it fills the disk. The cached tar is checked against its recorded digest while the
+ * A base fetched is inflated to the plain size its record at the origin states at most, or
+ * to UNSTATED_BASE_GROWTH times the target's size for a base pushed before push stated it:
+ * a gzip bomb there fails with FC_ERR_SIZE_MISMATCH, and is passed over, before it fills
+ * the disk. The cached tar is checked against its recorded digest while the
  * encode reads it; a missing or damaged copy (a crash, a disk error, an edit) is fetched
  * again, so no delta is made against wrong bytes.
  */
@@ -151,7 +154,10 @@ async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: {
       if (!(err instanceof DigestMismatchError) && !gone) throw err;
     }
   }
-  const plainBound: PlainBound = { bytes: UNSTATED_BASE_GROWTH * target.size, code: 'FC_ERR_SIZE_MISMATCH', what: `${UNSTATED_BASE_GROWTH} times the tar being pushed` };
+  const stated = base.plainSize;
+  const plainBound: PlainBound = stated !== undefined && Number.isSafeInteger(stated) && stated >= 0
+    ? { bytes: stated, code: 'FC_ERR_SIZE_MISMATCH', what: 'the size of its tar its record at the origin states' }
+    : { bytes: UNSTATED_BASE_GROWTH * target.size, code: 'FC_ERR_SIZE_MISMATCH', what: `${UNSTATED_BASE_GROWTH} times the tar being pushed, the limit for a base whose record does not state its size` };
   const { received, written } = await downloadBlob(options.origin, base.digest, base.size, local, { ...http, gunzip: true, label: `base ${base.id}`, plainBound });
   await recordCachedDigest(local, written.digest);
   const { size, complete } = await encodeDelta({ path: local, digest: written.digest }, { path: target.path }, output, encodeOptions);
@@ -345,7 +351,8 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
         const stored = await httpPut<{ digest: string; size: number }>(joinUrl(options.origin, `${projectPath}/bases/${encodeURIComponent(id)}`), createReadStream(gzFile), {
           ...http,
           // Checked by the origin before the base is published (a body damaged on the way is refused).
-          headers: { 'content-type': 'application/gzip', 'content-length': String(gz.size), 'x-fleetcache-digest': gz.digest },
+          // the plain size, listed with the base, bounds the gunzip of a push that fetches it
+          headers: { 'content-type': 'application/gzip', 'content-length': String(gz.size), 'x-fleetcache-digest': gz.digest, 'x-fleetcache-plain-size': String(result.size) },
         });
         bytesSent += gz.size;
         if (stored.digest !== gz.digest) throw new DigestMismatchError(gz.digest, stored.digest);
