@@ -13,8 +13,8 @@ import type { AssetProgress, FetchAssetsResult } from '../assets/fetch.js';
 import { addToManifest, manifestNotices, type DroppedRecord, type Visibility } from '../assets/manifest.js';
 import { purgeCacheFolder } from '../assets/purge.js';
 import { resolveToken } from '../client/token.js';
-import { formatBytes } from '../config/units.js';
-import { ConfigError, FleetError, UsageError } from '../errors.js';
+import { formatBytes, parsePositiveDuration, parseTimerDuration } from '../config/units.js';
+import { ConfigError, errorMessage, FleetError, UsageError } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 import { exitOneOnError } from './exit-one.js';
 import { barSize, terminalBars, WIDEST_BYTES, type BarStream } from './progress.js';
@@ -39,6 +39,8 @@ interface AssetsFlags {
   visibility?: Visibility;
   unpack?: boolean;
   assetVersion?: string;
+  /** fetch: how long each --url but the last may keep silent (ms), and the floor under its rate (parseCacheTimeout). */
+  cacheTimeout: number;
 }
 
 const EXIT_ONE = '\nExit status: 0 on success, 1 on any failure (as tooltool), 2 for an unknown option or a missing option value.';
@@ -117,6 +119,19 @@ function assetsToken(flags: AssetsFlags, fetchLog?: Log): { token: string | unde
   return { token, from: flags.tokenFile !== undefined ? `--token-file ${flags.tokenFile}` : token ? '$FLEETCACHE_TOKEN' : 'none' };
 }
 
+/**
+ * --cache-timeout: a duration longer than 0 (0 would be no timeout), within a timer's reach;
+ * the speed floor's window is twice it.
+ */
+function parseCacheTimeout(value: string): number {
+  try {
+    parsePositiveDuration(value);
+    return parseTimerDuration(value);
+  } catch (err) {
+    throw new InvalidArgumentError(errorMessage(err));
+  }
+}
+
 function parseGigabytes(value: string): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected gigabytes, a number 0 or more (e.g. 20 or 2.5)');
@@ -132,6 +147,7 @@ function addTooltoolOptions(assets: Command): void {
     .option('--dest <dir>', 'directory of the manifest\'s files (fetch, list, validate; default: the current directory)')
     .option('--authentication-file <file>', 'tooltool\'s token file (~ and ~user expanded, as Python\'s expanduser), sent as a bearer token; a JSON (Taskcluster, Hawk) credential is not sent: fetch goes on without it, upload refuses it')
     .option('--token-file <file>', 'bearer token file, fleetcache\'s spelling: read as it is, no ~, no JSON check (default: $FLEETCACHE_TOKEN)')
+    .addOption(new Option('--cache-timeout <duration>', 'fetch: each --url but the last (a cache; the last is the origin) is given up on, for the next, when it keeps silent this long, takes this long (10 s at most) to accept the connection, or sends slower than 16 KiB/s over twice this, as a machine\'s fetch (the fleet\'s cacheTimeout:, docs/run.md)').default(30_000, '30s').argParser(parseCacheTimeout))
     .option('-r, --region <region>', 'append ?region=<region> to every download URL (fetch)')
     .option('-o, --overwrite', 'accepted, unused (as in tooltool)')
     .option('--message <text>', 'accepted, unused: tooltool\'s upload message (the origin keeps none)')
@@ -226,6 +242,7 @@ export function registerAssets(program: Command): void {
           region: flags.region,
           files: cmd.args,
           onProgress: progress.onProgress,
+          cacheTimeoutMs: flags.cacheTimeout,
         });
       } finally {
         progress.stop();

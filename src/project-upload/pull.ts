@@ -13,14 +13,7 @@ import { unpackTar } from '../pack/unpack.js';
 import { redactUrl } from '../redact-url.js';
 import { parseRunManifest, type RunManifest } from './manifest.js';
 import { withTempDir } from './temp-dir.js';
-import { downloadBlob, type PlainBound } from './transfer.js';
-
-/**
- * How many times the run's tar a base may inflate to when the manifest does not state its
- * size: push passes over a base whose gzip is more than twice the run's (MAX_BASE_GROWTH),
- * so a real one is within a few times; a gzip bomb inflates a thousand times its blob.
- */
-const UNSTATED_BASE_GROWTH = 8;
+import { downloadBlob, UNSTATED_BASE_GROWTH, type PlainBound } from './transfer.js';
 
 interface PullOptions {
   readonly project: string;

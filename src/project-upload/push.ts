@@ -22,7 +22,7 @@ import { writeAtomically } from './atomic-file.js';
 import { baseCachePath, cachedDigest, DEFAULT_BASE_CACHE_SIZE, markUsed, pruneBaseCache, recordCachedDigest, type PruneResult } from './base-cache.js';
 import { gzipFileInThread } from './gzip-thread.js';
 import { withTempDir } from './temp-dir.js';
-import { downloadBlob } from './transfer.js';
+import { downloadBlob, UNSTATED_BASE_GROWTH, type PlainBound } from './transfer.js';
 import { sha256File } from '../store/hashing.js';
 import { checkSegment } from '../store/safe-name.js';
 import { redactUrl } from '../redact-url.js';
@@ -45,6 +45,8 @@ interface BaseInfo {
   readonly digest: string;
   readonly size: number;
   readonly created: number;
+  /** The size of its plain tar, as its upload stated it (absent from bases pushed before push sent it). */
+  readonly plainSize?: number;
 }
 
 interface PushOptions {
@@ -127,11 +129,14 @@ function stamp(): string {
 /**
  * VCDIFF of `target` against `base`, read from the local base cache, into the file `output`;
  * resolves to its size, and whether it is whole (the encode stops past `stopAbove` bytes).
- * The cached tar is checked against its recorded digest while the
+ * A base fetched is inflated to the plain size its record at the origin states at most, or
+ * to UNSTATED_BASE_GROWTH times the target's size for a base pushed before push stated it:
+ * a gzip bomb there fails with FC_ERR_SIZE_MISMATCH, and is passed over, before it fills
+ * the disk. The cached tar is checked against its recorded digest while the
  * encode reads it; a missing or damaged copy (a crash, a disk error, an edit) is fetched
  * again, so no delta is made against wrong bytes.
  */
-async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: string, output: string, http: RequestOptions, stopAbove: number | undefined): Promise<{ size: number; complete: boolean; received: number; baseSize: number }> {
+async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: { path: string; size: number }, output: string, http: RequestOptions, stopAbove: number | undefined): Promise<{ size: number; complete: boolean; received: number; baseSize: number }> {
   const local = baseCachePath(options.baseCache, base.digest);
   const encodeOptions = {
     ...(options.level === undefined ? {} : { level: options.level }),
@@ -142,16 +147,20 @@ async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: s
   if (known !== undefined) {
     await markUsed(local);
     try {
-      const { size, complete } = await encodeDelta({ path: local, digest: known }, { path: target }, output, encodeOptions);
+      const { size, complete } = await encodeDelta({ path: local, digest: known }, { path: target.path }, output, encodeOptions);
       return { size, complete, received: 0, baseSize: (await stat(local)).size };
     } catch (err) {
       const gone = (err as NodeJS.ErrnoException).code === 'ENOENT';
       if (!(err instanceof DigestMismatchError) && !gone) throw err;
     }
   }
-  const { received, written } = await downloadBlob(options.origin, base.digest, base.size, local, { ...http, gunzip: true, label: `base ${base.id}` });
+  const stated = base.plainSize;
+  const plainBound: PlainBound = stated !== undefined && Number.isSafeInteger(stated) && stated >= 0
+    ? { bytes: stated, code: 'FC_ERR_SIZE_MISMATCH', what: 'the size of its tar its record at the origin states' }
+    : { bytes: UNSTATED_BASE_GROWTH * target.size, code: 'FC_ERR_SIZE_MISMATCH', what: `${UNSTATED_BASE_GROWTH} times the tar being pushed, the limit for a base whose record does not state its size` };
+  const { received, written } = await downloadBlob(options.origin, base.digest, base.size, local, { ...http, gunzip: true, label: `base ${base.id}`, plainBound });
   await recordCachedDigest(local, written.digest);
-  const { size, complete } = await encodeDelta({ path: local, digest: written.digest }, { path: target }, output, encodeOptions);
+  const { size, complete } = await encodeDelta({ path: local, digest: written.digest }, { path: target.path }, output, encodeOptions);
   return { size, complete, received, baseSize: written.size };
 }
 
@@ -287,7 +296,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
         // push of a small change encoded all of that against each of them (minutes for
         // a few hundred MB), to keep the newest.
         const stopAbove = best?.quick === 0 ? best.vcdiffSize : undefined;
-        const encoded = await encodeAgainstBase(options, base, tarFile, file, http, stopAbove).catch((err: unknown) => {
+        const encoded = await encodeAgainstBase(options, base, { path: tarFile, size: result.size }, file, http, stopAbove).catch((err: unknown) => {
           if (!(err instanceof FleetError) || !UNUSABLE_BASE_CODES.has(err.code)) throw err;
           unusableBases.push({ id: base.id, reason: err.message });
           return undefined;
@@ -342,7 +351,8 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
         const stored = await httpPut<{ digest: string; size: number }>(joinUrl(options.origin, `${projectPath}/bases/${encodeURIComponent(id)}`), createReadStream(gzFile), {
           ...http,
           // Checked by the origin before the base is published (a body damaged on the way is refused).
-          headers: { 'content-type': 'application/gzip', 'content-length': String(gz.size), 'x-fleetcache-digest': gz.digest },
+          // the plain size, listed with the base, bounds the gunzip of a push that fetches it
+          headers: { 'content-type': 'application/gzip', 'content-length': String(gz.size), 'x-fleetcache-digest': gz.digest, 'x-fleetcache-plain-size': String(result.size) },
         });
         bytesSent += gz.size;
         if (stored.digest !== gz.digest) throw new DigestMismatchError(gz.digest, stored.digest);

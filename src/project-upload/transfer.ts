@@ -11,6 +11,15 @@ import { writeAtomically } from './atomic-file.js';
 import { redactUrl } from '../redact-url.js';
 
 /**
+ * How many times a tar its base may inflate to when nothing states the base's plain size (a
+ * run manifest of an older push; a push's candidate bases, whose records at the origin hold
+ * only their blob): push passes over a base whose gzip is more than twice the run's
+ * (MAX_BASE_GROWTH), so a real one is within a few times; a gzip bomb inflates a thousand
+ * times its blob.
+ */
+export const UNSTATED_BASE_GROWTH = 8;
+
+/**
  * With gunzip, the most bytes the plain content may take: a small blob that inflates without
  * end (a gzip bomb) is refused there, with `code`, instead of filling the disk. `what` says
  * where the bound comes from, for the message.

@@ -22,6 +22,8 @@ export interface NameRecord {
   readonly contentType?: string;
   /** The uploader's Content-Disposition, served with the blob (a cache that kept the upload serves it too). */
   readonly contentDisposition?: string;
+  /** A base's: the size of its plain tar its upload stated (X-Fleetcache-Plain-Size). */
+  readonly plainSize?: number;
 }
 
 export class NameStore {

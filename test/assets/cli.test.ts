@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { formatBytes } from '../../src/config/units.js';
 import { cliArgs } from '../helpers/processes.js';
 import { startOrigin } from '../helpers/origin.js';
+import { pacedProxy } from '../helpers/paced-proxy.js';
 import { compress, makeTar, runCli, sha512 } from './helpers.js';
 
 t.test('add, upload, fetch with a cache folder, then a failing fetch', async (t) => {
@@ -59,6 +60,30 @@ t.test('add, upload, fetch with a cache folder, then a failing fetch', async (t)
   t.equal(offline.code, 1, 'no --url for a file not present: exit 1, as any failure of fetch');
   t.match(offline.stdout, /^sdk\.tar\.gz\tpresent\t/m, 'what is present needs no --url');
   t.match(offline.stderr, /notes\.txt: not present and no --url to fetch it from/);
+});
+
+t.test('fetch gives up on a --url that trickles (a cache) at the machines\' speed floor, for the next URL: --cache-timeout sets its window', async (t) => {
+  const root = t.testdir({ work: {}, origin: {}, dest: {} });
+  const work = join(root, 'work');
+  const origin = await startOrigin(t, { dataDir: join(root, 'origin') });
+  await writeFile(join(work, 'big.bin'), randomBytes(64 * 1024));
+  await writeFile(join(work, 'token'), `${origin.token}\n`);
+  t.equal((await runCli(t, ['assets', 'add', 'big.bin', '-m', 'manifest.tt', '--visibility', 'public'], work)).code, 0);
+  const up = await runCli(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url, '--token-file', 'token'], work);
+  t.equal(up.code, 0, up.stderr);
+  // a byte every 100 ms: never silent for the 1 s timeout, 10 bytes/s (64 KiB in almost two hours)
+  const cache = await pacedProxy(t, origin.url, () => true, { bytes: 1, everyMs: 100 });
+  const started = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const fetched = await Promise.race([
+    runCli(t, ['assets', 'fetch', '-m', join(work, 'manifest.tt'), '--url', cache, '--url', origin.url, '--cache-timeout', '1s'], join(root, 'dest')),
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('still fetching after 20 s')), 20_000))),
+  ]).finally(() => clearTimeout(timer)); // a pending timer would keep the file's process alive
+  t.equal(fetched.code, 0, fetched.stderr);
+  // bytes downloaded: the file's, and the few the cache trickled before it was given up on
+  t.match(fetched.stdout, new RegExp(`^big\\.bin\\tdownload\\t${64 * 1024}\\t\\d+\\t0\\t${origin.url.replace(/\./g, '\\.')}\\t-\\n$`), 'from the origin, the last URL');
+  t.match(fetched.stderr, /slower than 16 KiB\/s over 2 s/, 'the floor named');
+  t.ok(Date.now() - started < 12_000, `within seconds (${Date.now() - started} ms)`);
 });
 
 t.test('a record tooltool would skip is named by manifest file, line and record', async (t) => {

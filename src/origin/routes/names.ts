@@ -87,6 +87,21 @@ function statedDigest(request: FastifyRequest): Digest | undefined {
 }
 
 /**
+ * The size of a base's plain tar its upload states (X-Fleetcache-Plain-Size, which push
+ * sends): recorded and listed with the base, it bounds the gunzip of a push that fetches the
+ * base (a gzip bomb stops there). Undefined when not stated (a push before it was sent).
+ */
+function statedPlainSize(request: FastifyRequest): number | undefined {
+  const value = request.headers['x-fleetcache-plain-size'];
+  if (value === undefined) return undefined;
+  // Given twice, node joins the values with ", ": no size.
+  const text = String(value).trim();
+  const size = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(size)) throw new FleetError('FC_ERR_BAD_REQUEST', `X-Fleetcache-Plain-Size must be a size in bytes (digits only), not ${JSON.stringify(text)}`);
+  return size;
+}
+
+/**
  * A run token's upload takes its declared length from the run's budget before the body is
  * read (run-budget.ts). Returns the store's size limit for the body, and what to call once
  * the upload ended (whether its body was stored).
@@ -100,7 +115,7 @@ async function takeFromRunBudget(ctx: OriginContext, request: FastifyRequest, ru
   return { maxSize: size, end: await ctx.runBudget.reserve(run, size) };
 }
 
-async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
+async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string, plainSize?: number) {
   let grant: Grant = { scope: 'write' };
   if (segments[0] === 'artifacts') grant = ctx.auth.requireArtifacts(request, segments[1]);
   else ctx.auth.require(request);
@@ -124,7 +139,7 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     ctx.ledger.bytesIn(kind, result.size);
     const contentType = request.headers['content-type'];
     const contentDisposition = request.headers['content-disposition'];
-    return { digest, size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}), ...(contentDisposition ? { contentDisposition } : {}) };
+    return { digest, size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}), ...(contentDisposition ? { contentDisposition } : {}), ...(plainSize === undefined ? {} : { plainSize }) };
   })
     .finally(() => {
       release();
@@ -230,7 +245,7 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
   type BaseParams = { Params: { project: string; id: string } };
   const baseSegments = (p: BaseParams['Params']) => ['projects', checkSegment(p.project, 'project'), 'bases', checkSegment(p.id, 'base id')];
   app.put<BaseParams>('/projects/:project/bases/:id', { config: { kind: 'projects' } }, (request, reply) =>
-    putNamedBlob(ctx, request, reply, baseSegments(request.params), 'projects'),
+    putNamedBlob(ctx, request, reply, baseSegments(request.params), 'projects', statedPlainSize(request)),
   );
   app.route<BaseParams>({
     method: ['GET', 'HEAD'],
@@ -242,7 +257,7 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
     checkRead(ctx, request);
     const project = checkSegment(request.params.project, 'project');
     const bases = (await ctx.names.list(['projects', project, 'bases']))
-      .map(([id, rec]) => ({ id, digest: rec.digest, size: rec.size, created: rec.created }))
+      .map(([id, rec]) => ({ id, digest: rec.digest, size: rec.size, created: rec.created, ...(rec.plainSize === undefined ? {} : { plainSize: rec.plainSize }) }))
       .sort((a, b) => b.created - a.created || (a.id < b.id ? 1 : -1));
     return reply.header('cache-control', nameCacheControl(ctx)).send({ project, bases });
   });
