@@ -34,8 +34,10 @@ export function redactUrlAndQuery(url: string): string {
  * "htps:/user:token@host", "htps//user:token@host"; with none, the scheme is hidden too:
  * "user:token@host:8080" has none), where
  * redactUrl, which parses it, finds no credentials in it. An "@" after the authority (in a
- * path) is left.
+ * path) is left. A "?" or "#" does not end the authority here: one in a password is what
+ * makes such a URL fail to parse ("https://alice:s3cr#t@host"); an "@" in a query with no
+ * path before it ("https://host?to=a@b") hides the host too, which is the safe way to err.
  */
 export function redactMalformedUrl(text: string): string {
-  return text.replace(/^((?:[a-z][a-z0-9+.-]*:?)?[/\\]+)?[^/\\?#]*@/i, '$1***@');
+  return text.replace(/^((?:[a-z][a-z0-9+.-]*:?)?[/\\]+)?[^/\\]*@/i, '$1***@');
 }

@@ -51,7 +51,9 @@ export function registerCache(program: Command): void {
     .addHelpText('after', '\nPrints "listening http://HOST:PORT" on stdout when ready; logs are JSON on stderr.\nStops cleanly on SIGINT or SIGTERM.')
     .action(async (flags: CacheFlags) => {
       // Fills fsync, open and rename on the libuv thread pool: 4 threads starve a busy cache.
-      // Effective only before the pool's first use, which is why it is set this early.
+      // The pool starts at Node's first file read (its module loader's, before any code here
+      // runs), so this reaches only the workers a primary forks: a cache of one process takes
+      // the size from its environment (deploy/systemd/fleetcache-cache@.service sets it).
       process.env.UV_THREADPOOL_SIZE ??= '16';
       // the configuration's parser, the server and the cluster's parts load once the command
       // runs, not for --help

@@ -122,7 +122,7 @@ export class DiskBlobStore implements BlobStore {
         for (const hex of await readdirOrEmpty(join(algoDir, shard))) {
           // Only a blob's own name in its own shard: a file an operator or an editor left
           // there is no blob, and `verify --remove` or retention would delete it.
-          if (!isStoredHex(algo, hex) || !hex.startsWith(shard)) continue;
+          if (!isStoredHex(algo, hex) || shard !== hex.slice(0, 2)) continue;
           try {
             const st = await stat(join(algoDir, shard, hex));
             yield { digest: { algo, hex }, size: st.size, mtimeMs: st.mtimeMs };

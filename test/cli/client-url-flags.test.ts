@@ -34,6 +34,7 @@ t.test('the credentials of a URL on a flag are not echoed in its errors', async 
     ['no scheme', ['push', join(dir, 'proj'), '--project', 'x', '--origin', 'alice:hunter2@localhost:8080', '--base-cache', join(dir, 'bc')], '--origin: invalid URL "***@localhost:8080"'],
     ['one slash', ['pull', join(dir, 'out'), '--project', 'x', '--run', 'r', '--from', 'htps:/alice:hunter2@127.0.0.1:9'], '--from: invalid URL "htps:/***@127.0.0.1:9"'],
     ['no slash', ['cache', '--upstream', 'htps:alice:hunter2@127.0.0.1:9', '--data', join(dir, 'cache')], '--upstream: '],
+    ['a "#" in the password', ['pull', join(dir, 'out'), '--project', 'x', '--run', 'r', '--from', 'https://alice:hunter2#x@127.0.0.1:9/'], '--from: invalid URL "https://***@127.0.0.1:9/"'],
     ['an "@" in the password', ['pull', join(dir, 'out'), '--project', 'x', '--run', 'r', '--from', 'ftp://alice:hun@ter2@127.0.0.1/x'], '--from: invalid URL "ftp://***@127.0.0.1/x"'],
   ];
   for (const [name, args, message] of cases) {

@@ -8,7 +8,7 @@ import { loadCacheConfig, resolveCacheConfig } from '../../src/cache/config.js';
 import { OriginConfigSchema } from '../../src/origin/config.js';
 import { createBlobStore } from '../../src/cli/origin.js';
 import { S3BlobStore } from '../../src/store/s3.js';
-import { REPO_ROOT } from '../helpers/processes.js';
+import { REPO_ROOT, startServerProcess } from '../helpers/processes.js';
 
 const DEPLOY = join(REPO_ROOT, 'deploy');
 
@@ -68,4 +68,19 @@ t.test('the install step of OPERATIONS.md builds once: npm ci runs the prepare s
   };
   const builds = command!.split('&&').map((step) => buildsIn(step.trim())).reduce((a, b) => a + b, 0);
   t.equal(builds, 1, 'the package is built exactly once');
+});
+
+/** The threads of a process (/proc/PID/task). */
+const threadsOf = (pid: number): number => readdirSync(`/proc/${pid}/task`).length;
+
+t.test("a cache of one process started with the systemd unit's environment has the thread pool the unit sizes: the cache cannot size it once running", async (t) => {
+  const unit = readFileSync(join(DEPLOY, 'systemd', 'fleetcache-cache@.service'), 'utf8');
+  const env = Object.fromEntries([...unit.matchAll(/^Environment=([A-Z_]+)=(\S*)$/gm)].map((m) => [m[1]!, m[2]!]));
+  const poolSize = Number(env.UV_THREADPOOL_SIZE);
+  t.ok(poolSize > 4, `the unit sets a thread pool larger than libuv's 4: ${env.UV_THREADPOOL_SIZE}`);
+  const dir = t.testdir();
+  const start = (name: string, size: string) => startServerProcess(t, ['cache', '--upstream', 'http://127.0.0.1:9', '--listen', '127.0.0.1:0', '--data', join(dir, name), '--workers', '1'], { ...env, UV_THREADPOOL_SIZE: size });
+  const [asUnit, oneThread] = await Promise.all([start('unit', String(poolSize)), start('one', '1')]);
+  // Every other thread (V8's, the main one) is the same in both: the difference is the pool's.
+  t.equal(threadsOf(asUnit.child.pid!) - threadsOf(oneThread.child.pid!), poolSize - 1, `${poolSize} pool threads, where a pool of 1 has 1`);
 });

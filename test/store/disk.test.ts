@@ -66,6 +66,9 @@ t.test('list, and so verify --remove, leaves alone the files in the store that a
     join(shard, blob.digest.hex.toUpperCase()),
     join(shard, blob.digest.hex.slice(0, 40)),
     join(shard, wrongShard),
+    // a copy in a shard its name only starts with (list would give its size and age for the blob's)
+    join(shard, '..', blob.digest.hex.slice(0, 1), blob.digest.hex),
+    join(shard, '..', blob.digest.hex.slice(0, 3), blob.digest.hex),
     join(dir, 'cas.v1', 'sha512', blob.digest.hex.slice(0, 2), blob.digest.hex),
   ];
   for (const stray of strays) {
