@@ -105,9 +105,11 @@ export function registerCache(program: Command): void {
       const env = cluster.isWorker ? readWorkerEnv() : undefined;
       if (env?.tempOrigin) useTempOrigin(env.tempOrigin);
       const link = env ? new ClusterLink(env) : undefined;
-      // A worker whose primary is gone (killed) stops too, cleanly.
+      // A worker whose primary is gone (killed) stops too, cleanly; gone already while this
+      // worker loaded its modules (the channel closed before anyone listened), it stops now.
       const orphaned = (): boolean => process.kill(process.pid, 'SIGTERM');
       if (link) process.once('disconnect', orphaned);
+      if (link && !process.connected) orphaned();
       try {
         const app = await buildCacheServer(config, link ? { link } : {});
         if (!link) {
