@@ -22,7 +22,8 @@
 //   assets     {manifest, urls: string[], cacheFolder?, dest?, token?, cacheTimeoutMs?}
 //              cacheTimeoutMs: as for pull, for each file's download.
 //              → {ok, files:[{filename, source, url, bytesDownloaded, bytesFromCache, error?}], failed, bytesDownloaded, bytesFromCache,
-//                 skipped:[{url, code}] (each URL a file's download gave up on), warnings}
+//                 skipped:[{url, code}] (each URL a file's download gave up on), warnings,
+//                 error? (when a file failed: the failed files' errors)}
 //   artifacts  {url, token?, run, job, cwd, paths: string[]}
 //              → {ok:true, files, bytes, missing:[paths], skipped:[paths]}
 //   version    {} → {ok:true, version, node}
@@ -118,6 +119,8 @@ async function assets(args: Static<typeof assetsArgs>): Promise<Output> {
   });
   return {
     ok: result.failed === 0,
+    // the runner's message when a file failed (it printed the whole answer)
+    ...(result.failed > 0 ? { error: result.files.flatMap((f) => (f.error ? [f.error.message] : [])).join('; ') } : {}),
     files: result.files.map((f) => ({
       filename: f.filename,
       source: f.source ?? null,

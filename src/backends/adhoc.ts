@@ -85,6 +85,12 @@ class AdhocProvider implements Provider {
    * two workers on one machine at once, each emptying the project path under the other.
    */
   readonly #live = new Map<string, string>();
+  /**
+   * The machines an earlier run kept (holdKept: a --reuse or --abend run), by endpoint, not
+   * taken back yet: kept past this run whether taken back or not, so their addresses go to
+   * no allocation, only to the worker taking the machine back (reuse).
+   */
+  readonly #kept = new Map<string, string>();
 
   constructor(name: string, options: AdhocOptions, ctx: BackendContext) {
     this.name = name;
@@ -153,12 +159,12 @@ class AdhocProvider implements Provider {
       this.#ctx.log?.(`Cannot allocate ${label}: ${why}`);
       await (options?.idle ?? holdingNothing)(() => sleepFor(this.#retryDelay, options?.signal));
     }
-    const holder = this.#live.get(endpointOf(address));
+    const holder = this.#holderOf(endpointOf(address));
     if (holder !== undefined) {
       // not discarded: the address is the machine the run holds, whose discard (a lab's
       // re-image or power cycle, a cloud's delete by address) would pull it from under its
       // job; it is discarded once, when the run is done with it
-      throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: the allocate script of backend ${this.name} gave address ${address}, which machine ${holder} of this run holds (one machine serves one worker at a time)`);
+      throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: the allocate script of backend ${this.name} gave address ${address}, which ${holder} holds (one machine serves one worker at a time)`);
     }
     const { host, port } = splitAddress(address);
     this.#live.set(endpointOf(address), label);
@@ -196,14 +202,38 @@ class AdhocProvider implements Provider {
     const endpoint = endpointOf(record.address);
     const holder = this.#live.get(endpoint);
     if (holder !== undefined) throw new UpstreamError(`cannot reuse ${this.name}:${system.name} at ${record.address}: machine ${holder} of this run holds it`);
+    const kept = this.#kept.get(endpoint);
     // held from now: an allocation while it connects is refused too
+    this.#kept.delete(endpoint);
     this.#live.set(endpoint, `${this.name}:${system.name}`);
     try {
       return await this.#connect(record.address, { ...system, username: record.username ?? system.username, password: record.password ?? system.password }, 1, signal);
     } catch (err) {
       this.#live.delete(endpoint);
+      // not taken back: it stays kept
+      if (kept !== undefined) this.#kept.set(endpoint, kept);
       throw err;
     }
+  }
+
+  holdKept(records: readonly MachineRecord[]): void {
+    for (const record of records) {
+      let endpoint: string;
+      try {
+        endpoint = endpointOf(record.address);
+      } catch {
+        continue; // a malformed address: reuse says so when the record is taken back
+      }
+      this.#kept.set(endpoint, `${this.name}:${record.system}`);
+    }
+  }
+
+  /** Who holds `endpoint`: a machine of this run, or one an earlier run kept; undefined when free. */
+  #holderOf(endpoint: string): string | undefined {
+    const live = this.#live.get(endpoint);
+    if (live !== undefined) return `machine ${live} of this run`;
+    const kept = this.#kept.get(endpoint);
+    return kept === undefined ? undefined : `machine ${kept} kept by an earlier run`;
   }
 
   async #release(system: SystemSpec, address: string): Promise<void> {

@@ -151,8 +151,9 @@ export interface Provider {
   keep?(machine: Machine): void;
   /**
    * The machines of this backend on record in the reuse file when a -reuse or -abend run starts: a
-   * backend with a fixed set of hosts gives their hosts to no worker but one taking the
-   * machine back (reuse), for they are kept past the run whether taken back or not.
+   * backend with a fixed set of hosts (ssh), or whose allocate may give one address again
+   * (adhoc), gives their addresses to no worker but one taking the machine back (reuse), for
+   * they are kept past the run whether taken back or not.
    */
   holdKept?(records: readonly MachineRecord[]): void;
   /**

@@ -19,10 +19,17 @@ export function agentPath(machine: Pick<Machine, 'projectPath'>): string {
   return posix.join(agentWorkDir(machine), AGENT_REMOTE_NAME);
 }
 
-interface AgentAnswer {
+export interface AgentAnswer {
   ok: boolean;
   error?: string;
   [field: string]: unknown;
+}
+
+/** An agent command that failed, with the answer it gave, if any: a fetch that failed a file still says what it tried. */
+export class AgentCommandError extends FleetError {
+  constructor(code: ErrorCode, message: string, readonly answer: AgentAnswer | undefined) {
+    super(code, message);
+  }
 }
 
 /** Uploads the agent; aborting `signal` (the run interrupted) cuts the transfer. */
@@ -56,7 +63,7 @@ export async function runAgent(machine: Pick<Machine, 'name' | 'exec'>, agent: s
     const why = answer?.error ?? res.output.trim().split('\n').slice(-5).join('\n');
     // The agent answers with a catalogue code; anything else (no node, no answer) is "unavailable".
     const code = typeof answer?.code === 'string' && answer.code in ERROR_CODES ? (answer.code as ErrorCode) : 'FC_ERR_UNAVAILABLE';
-    throw new FleetError(code, `agent ${command} on ${machine.name} failed: ${why}`);
+    throw new AgentCommandError(code, `agent ${command} on ${machine.name} failed: ${why}`, answer);
   }
   return answer;
 }

@@ -9,7 +9,7 @@ import { FleetError } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 import { inPasses, PASSING_CODES, REFUSED_BY_CACHE_CODES } from '../url-passes.js';
 import type { Job } from '../spread/index.js';
-import { agentPath, agentWorkDir, runAgent } from './agent-client.js';
+import { AgentCommandError, agentPath, agentWorkDir, runAgent, type AgentAnswer } from './agent-client.js';
 import { ORIGIN_DIRECT, type CacheChoice, type UnreachableCaches } from './nearest.js';
 import type { RunLog } from './report.js';
 import type { SessionContext } from './session.js';
@@ -75,7 +75,7 @@ export class JobTransfers {
   }
 
   async #assets(choice: CacheChoice, machine: Machine, job: Job): Promise<void> {
-    const { log, machineToken, signal, cacheTimeoutMs } = this.#o;
+    const { machineToken, signal, cacheTimeoutMs } = this.#o;
     const token = machineToken?.();
     const manifest = job.task.assets ? posix.join(job.task.name, job.task.assets) : job.suite.assets ? posix.join(job.suite.name, job.suite.assets) : undefined;
     if (!manifest) return;
@@ -88,9 +88,12 @@ export class JobTransfers {
       // the agent gives every URL but the last (the origin) cacheTimeoutMs; a machine whose pull
       // fell back to the origin has it first (its region is ORIGIN_DIRECT): then none has it
       ...(cacheTimeoutMs !== undefined && choice.region !== ORIGIN_DIRECT ? { cacheTimeoutMs } : {}),
-    }, signal);
-    this.#o.unreachable?.markSkipped(answer.skipped);
-    for (const warning of Array.isArray(answer.warnings) ? answer.warnings : []) log.line(`WARNING: assets of ${job.name} (${machine.name}): ${String(warning)}`);
+    }, signal).catch((err: unknown) => {
+      // a fetch that failed a file still says which caches it gave up on, and why
+      if (err instanceof AgentCommandError && err.answer) this.#heardAssets(err.answer, machine, job);
+      throw err;
+    });
+    this.#heardAssets(answer, machine, job);
     // Each file's bytes on the link they crossed: the region of the URL that served it (the
     // machine's cache, another region's, or the origin itself when the caches failed it);
     // the machine's own region when its cache folder had it (or no URL did).
@@ -102,6 +105,12 @@ export class JobTransfers {
       this.assetBytesByRegion[region] = (this.assetBytesByRegion[region] ?? 0) + downloaded;
       this.assetNaiveByRegion[region] = (this.assetNaiveByRegion[region] ?? 0) + downloaded + Number(file.bytesFromCache ?? 0);
     }
+  }
+
+  /** What an assets answer tells the run: the caches it gave up on (tried last by the next machines), and its warnings, logged. */
+  #heardAssets(answer: AgentAnswer, machine: Machine, job: Job): void {
+    this.#o.unreachable?.markSkipped(answer.skipped);
+    for (const warning of Array.isArray(answer.warnings) ? answer.warnings : []) this.#o.log.line(`WARNING: assets of ${job.name} (${machine.name}): ${String(warning)}`);
   }
 
   async #artifacts(choice: CacheChoice, machine: Machine, job: Job): Promise<void> {

@@ -178,6 +178,29 @@ t.test('ssh and adhoc backends against a real sshd', async (t) => {
     t.equal(again.address, address, 'free again once discarded');
     await again.discard();
   });
+
+  await t.test('adhoc: the address of a machine an earlier run kept (holdKept) goes to no allocation, also after a reuse that failed', async (t) => {
+    const address = `127.0.0.1:${sshd.port}`;
+    const discarded = join(dir, 'held-discarded');
+    const p = createProvider('cloud', 'adhoc', { allocate: `ADDRESS ${address}`, discard: `echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`, key: sshd.keyPath }, ctx);
+    const kept: MachineRecord = { backend: 'cloud', system: 'a', address };
+    /** b's allocation must be refused; a machine wrongly allocated is closed (its connection would hold the test open). */
+    const refused = (message: string | RegExp, why: string): Promise<void> =>
+      p.allocate({ name: 'b' }).then(async (m) => {
+        await m.close();
+        t.fail(`allocated at ${m.address}: ${why}`);
+      }, (err: unknown) => void t.match(err, { code: 'FC_ERR_UNAVAILABLE', message }, why));
+    p.holdKept?.([kept]);
+    const held = `cannot allocate cloud:b: the allocate script of backend cloud gave address ${address}, which machine cloud:a kept by an earlier run holds (one machine serves one worker at a time)`;
+    await refused(held, 'an --abend run allocates nothing onto the machine left for inspection');
+    await t.rejects(p.reuse(kept, { name: 'a' }, AbortSignal.abort()), 'a reuse cut short');
+    await refused(held, 'the machine it did not take back is still held');
+    const again = await p.reuse(kept, { name: 'a' });
+    t.equal(again.address, address, 'taken back at its address');
+    await refused(/which machine cloud:a of this run holds/, 'then held as a machine of the run');
+    await again.discard();
+    t.equal(await readFile(discarded, 'utf8'), `${address}\n`, 'discarded once, when the run is done with it');
+  });
 });
 
 t.test('ssh: two hosts of one address with their own port: are two machines, each released, kept and reused as itself', async (t) => {

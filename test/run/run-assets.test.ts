@@ -156,24 +156,48 @@ t.test('a machine that pulled through its cache but got its assets from the orig
   t.equal(machines?.naiveBytes, result.push.fullUploadBytes, 'the region\'s naive bytes are its machine\'s project only');
 });
 
+/**
+ * A region-b cache beside region-a's `cache`, in the fleet file, with one machine started at a
+ * time, the second 6 s after the first: its pull comes after the first's asset fetch failed.
+ */
+async function secondRegionAfter(t: Test, dir: string, cache: FastifyInstance, fleetFile: string): Promise<{ cacheUrl: string; otherUrl: string }> {
+  const origin = /^origin: (\S+)$/m.exec(await readFile(fleetFile, 'utf8'))![1]!;
+  const other = await buildCacheServer({ region: 'region-b', upstream: origin, dataDir: join(dir, '..', 'cache-b'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  const otherUrl = await other.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => other.close());
+  const cacheUrl = `http://127.0.0.1:${(cache.server.address() as AddressInfo).port}`;
+  await writeFile(fleetFile, [`origin: ${origin}`, 'regions:', `  region-a:\n    caches: [${cacheUrl}]`, `  region-b:\n    caches: [${otherUrl}]`, 'startupLimit: 1', 'dispatchDelay: 6s', ''].join('\n'));
+  return { cacheUrl, otherUrl };
+}
+
 t.test("a cache an asset fetch gave up on is tried last by the run's next machines, as one a pull gave up on", async (t) => {
   const systems = ['backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          region: region-a', '      - alpha-2:', '          region: region-a'];
   const dir = await project(t, spreadYaml('assets-memory', systems), { 's/t': 'summary: uses a tool\nassets: manifest.tt\nexecute: test -s tool.bin\n' });
   const tool = randomBytes(64 * 1024);
   const { cache, fleetFile, tokenFile, manifest } = await assetFleet(t, dir, tool, { cacheRefusesAssets: true });
   await writeFile(join(dir, 's/t/manifest.tt'), manifest);
-  const origin = /^origin: (\S+)$/m.exec(await readFile(fleetFile, 'utf8'))![1]!;
-  const other = await buildCacheServer({ region: 'region-b', upstream: origin, dataDir: join(dir, '..', 'cache-b'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
-  const otherUrl = await other.listen({ host: '127.0.0.1', port: 0 });
-  t.teardown(() => other.close());
-  const cacheUrl = `http://127.0.0.1:${(cache.server.address() as AddressInfo).port}`;
-  // one machine at a time, the second 6 s after the first: its pull comes after the first's asset fetch failed at the cache
-  await writeFile(fleetFile, [`origin: ${origin}`, 'regions:', `  region-a:\n    caches: [${cacheUrl}]`, `  region-b:\n    caches: [${otherUrl}]`, 'startupLimit: 1', 'dispatchDelay: 6s', ''].join('\n'));
+  const { cacheUrl, otherUrl } = await secondRegionAfter(t, dir, cache, fleetFile);
   const { result, out } = await run(dir, [], { fleetFile, tokenFile });
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.ok, true, 'both tasks ran with their asset');
   t.same(result.pulls.map((p) => p.url), [cacheUrl, otherUrl], "the first machine pulled through its region's cache, the second through the other region's");
   t.match(out, new RegExp(`pulls through ${otherUrl} \\(region region-a; tried last, unreachable for a machine of this run lately: ${cacheUrl}\\)`));
+});
+
+t.test("a cache an asset fetch gave up on is tried last by the run's next machines also when no URL served the file", async (t) => {
+  const systems = ['backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          region: region-a', '      - alpha-2:', '          region: region-a'];
+  const dir = await project(t, spreadYaml('assets-memory-failed', systems), { 's/t': 'summary: uses a tool\nassets: manifest.tt\nexecute: test -s tool.bin\n' });
+  const { cache, fleetFile, tokenFile } = await assetFleet(t, dir, randomBytes(1024), { cacheRefusesAssets: true });
+  // a file the origin does not have: the cache fails it (503), then the origin (404)
+  const missing = randomBytes(1024);
+  await writeFile(join(dir, 's/t/manifest.tt'), formatManifest([{ filename: 'tool.bin', size: missing.length, algorithm: 'sha512', digest: createHash('sha512').update(missing).digest('hex'), unpack: false, visibility: 'public' }]));
+  const { cacheUrl, otherUrl } = await secondRegionAfter(t, dir, cache, fleetFile);
+  const { result, out } = await run(dir, [], { fleetFile, tokenFile });
+  t.equal(result.tally.ok, false, 'no machine had the asset');
+  t.same(result.pulls.map((p) => p.url), [cacheUrl, otherUrl], "the second machine pulled through the other region's cache", { out });
+  t.match(out, new RegExp(`pulls through ${otherUrl} \\(region region-a; tried last, unreachable for a machine of this run lately: ${cacheUrl}\\)`));
+  t.match(out, new RegExp(`WARNING: assets of [^\\n]*: tool\\.bin: ${cacheUrl}/`), "the fetch's warnings are logged too");
+  t.match(out, /Error fetching assets of [^\n]*: agent assets on [^\n]* failed: tool\.bin: every URL failed: [^\n]*\n/, 'the error says which file failed and why, in words');
 });
 
 t.test("a cache that never answers for an asset costs the machine the fleet's cacheTimeout, then the origin serves it", async (t) => {
