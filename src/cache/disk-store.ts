@@ -22,6 +22,7 @@
 // doubles it; a small blob cut short or zero-filled by a power loss is caught instead by
 // hashing it on its first read after a restart (small bodies are read whole anyway).
 import { createHash, randomBytes } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
 import { closeSync, constants as fsc, fchmodSync, fstatSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statfsSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
@@ -298,6 +299,12 @@ export class DiskStore {
   #evicted = { objects: 0, bytes: 0 };
   /** Primary: evicted entries whose files are being unlinked in the background, and when that is done. */
   #unlinking = new Map<string, Promise<void>>();
+  /**
+   * Large bodies open for reading in this process, by id: how many readers and their size.
+   * A file unlinked while open keeps its room until its last reader closes it (a slow
+   * client can hold it for minutes): evicting it makes no room now (see makeRoom).
+   */
+  #reading = new Map<string, { readers: number; size: number }>();
 
   constructor(dir: string, maxSize: number, log: Logger, options: DiskStoreOptions = {}) {
     this.dir = dir;
@@ -707,10 +714,23 @@ export class DiskStore {
     const fh = await open(hit.file, 'r').catch(() => undefined);
     if (!fh) return undefined;
     const st = await fh.stat();
-    if (isComplete(st) && !isReplaced(st, hit.meta.size, hit.ino)) return fh;
+    if (isComplete(st) && !isReplaced(st, hit.meta.size, hit.ino)) return this.#countReader(hit.id, st.size, fh);
     await fh.close();
     if (isComplete(st)) this.#replaced(hit.id);
     return undefined;
+  }
+
+  /** Counts `fh`, a reader of the body of `id`, until it is closed (see #reading). */
+  #countReader(id: string, size: number, fh: FileHandle): FileHandle {
+    const reading = this.#reading.get(id);
+    if (reading) reading.readers++;
+    else this.#reading.set(id, { readers: 1, size });
+    // A FileHandle is an EventEmitter, told of its close by whoever closes it (node's types omit it).
+    (fh as FileHandle & EventEmitter).once('close', () => {
+      const left = this.#reading.get(id);
+      if (left && --left.readers === 0) this.#reading.delete(id);
+    });
+    return fh;
   }
 
   /**
@@ -892,6 +912,9 @@ export class DiskStore {
       if (lacking > 0) {
         const freed = await this.makeRoom(lacking, true);
         this.#free.bytes += freed; // after the wait: reservations taken meanwhile stay counted
+        // The room is held by files being read, and comes back when they are closed: this
+        // fill is passed through, and the disk is not failing (no cool-down for every fill).
+        if (freed < lacking && lacking <= freed + this.#readBytes()) throw new StorageError(`no space left for ${size} bytes: ${this.#readBytes()} bytes are held by bodies being read`);
       }
       this.#take(size, true);
     });
@@ -926,11 +949,18 @@ export class DiskStore {
    */
   async makeRoom(bytes: number, whole = false): Promise<number> {
     if (this.#peer) return this.#peer.makeRoom(bytes, whole);
-    if (whole && this.#lru.calculatedSize < bytes) return 0;
+    if (whole && this.#lru.calculatedSize - this.#readBytes((id) => this.#lru.has(id)) < bytes) return 0;
     let freed = 0;
     const unlinked: Promise<void>[] = [];
-    while (freed < bytes) {
+    // Entries being read are passed over (each once): their room would come back only when
+    // their readers close. Passed over, they become the most recently used: they are in use.
+    for (let passed = 0; freed < bytes && passed <= this.#reading.size;) {
       const id = this.#lru.rkeys().next().value;
+      if (id !== undefined && this.#reading.has(id)) {
+        this.#lru.get(id);
+        passed++;
+        continue;
+      }
       const entry = id === undefined ? undefined : this.#lru.pop();
       if (id === undefined || !entry) break;
       freed += entry.size;
@@ -941,6 +971,13 @@ export class DiskStore {
     // debug: on a disk that holds the budget, every fill may come here (start-up warns of such a size limit)
     if (freed > 0) this.#log.debug({ freed, wanted: bytes }, 'evicted the least recently used objects to make room for a fill');
     return freed;
+  }
+
+  /** The bytes of the bodies being read (see #reading), those of the ids `counted` only if given. */
+  #readBytes(counted: (id: string) => boolean = () => true): number {
+    let bytes = 0;
+    for (const [id, { size }] of this.#reading) if (counted(id)) bytes += size;
+    return bytes;
   }
 
   /** The free space now, with a blocking statfs (see FRESH_FIGURE_MIN); a failure is a storage failure. */

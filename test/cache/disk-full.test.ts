@@ -2,7 +2,8 @@
 // asked at once are still fetched once, from memory).
 // The data directory is a real 8 MiB tmpfs mounted by the test (needs root).
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -699,4 +700,72 @@ t.test('a PUT of unknown length that finds the disk full is only forwarded: no s
   t.same([app.cache.store.failures, app.cache.store.isFull()], [0, false], 'no storage failure, no cool-down: the disk only lacked the free room a PUT is kept in');
   t.same(app.cache.store.evicted, { objects: 0, bytes: 0 }, 'nothing evicted for it');
   t.notOk(app.cache.store.has(casId({ algo: 'sha256', hex })), 'and not kept');
+});
+
+/** This process's open files whose paths name one of `hexes` (a blob's file, held by a reader). */
+function openFilesOf(hexes: readonly string[]): string[] {
+  const target = (fd: string): string => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      return ''; // closed meanwhile
+    }
+  };
+  return readdirSync('/proc/self/fd').map(target).filter((l) => hexes.some((h) => l.includes(h)));
+}
+
+/** A client that asks for `hex` and reads nothing: the cache's file of a large body stays open. */
+function slowReader(port: number, hex: string): net.Socket {
+  const socket = net.connect(port, '127.0.0.1', () => socket.write(`GET /cas/sha256/${hex} HTTP/1.1\r\nHost: test\r\n\r\n`));
+  socket.pause();
+  return socket;
+}
+
+/** What a paused client reads once it reads again (for 3 s): its status line and its body's hash. */
+function readRest(socket: net.Socket): Promise<[string, string]> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    setTimeout(() => {
+      const all = Buffer.concat(chunks);
+      resolve([all.subarray(0, 12).toString(), sha256(all.subarray(all.indexOf('\r\n\r\n') + 4))]);
+    }, 3000);
+    socket.resume();
+  });
+}
+
+// Five 8 MiB objects on a 48 MiB disk under a 42 MiB budget leave 8 MiB free: a 16 MiB fill
+// needs two evicted. The `held` least recently used are being read by clients that read
+// nothing: their room comes back only when those close, whatever is evicted.
+for (const { held, kept } of [
+  // the next two least recently used make the room
+  { held: 2, kept: [true, true, false, false, true, true] },
+  // the one object not being read is not room enough: nothing evicted, the large one passed through
+  { held: 4, kept: [true, true, true, true, true, false] },
+]) t.test(`${held} objects being read by slow clients: their room is not counted as made by evicting them, and a fill that finds none is passed through with no storage failure`, { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  // larger than what the sockets of a client that reads nothing take in: its file stays open
+  const blobs = [8, 8, 8, 8, 8, 16].map((n) => up.addBlob(n * MiB));
+  const { dir, unmount } = mountTmpfs('48m', 'evicted-open');
+  const app = await buildCacheServer({ ...resolveCacheConfig({ region: 'room', listen: '127.0.0.1:0', upstream: upUrl, data: dir, maxSize: '42MiB' }), logLevel: 'silent' });
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(async () => {
+    await app.close();
+    await unmount();
+  });
+  for (const b of blobs.slice(0, 5)) await fetchHash(`${url}/cas/sha256/${b.hex}`);
+  await app.cache.fills.drain();
+  const readers = blobs.slice(0, held).map((b) => slowReader(Number(new URL(url).port), b.hex));
+  t.teardown(() => readers.forEach((s) => s.destroy())); // before the cache closes (teardowns run last first)
+  await eventually('the slow readers\' files open', () => openFilesOf(blobs.slice(0, held).map((b) => b.hex)).length >= held, 5000);
+  for (const b of blobs.slice(held, 5)) t.equal((await fetchHash(`${url}/cas/sha256/${b.hex}`)).xcache, 'HIT'); // the read ones the least recently used again
+  const larger = await fetchHash(`${url}/cas/sha256/${blobs[5]!.hex}`);
+  t.same([larger.status, larger.hash], [200, blobs[5]!.hex], 'the large object served whole');
+  await app.cache.fills.drain();
+  t.same(blobs.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), kept, 'the objects being read are not evicted for room they would not give back');
+  const evicted = kept.slice(0, 5).filter((k) => !k).length;
+  t.same(app.cache.store.evicted, { objects: evicted, bytes: evicted * 8 * MiB }, 'no more evicted than the room needed');
+  t.same(await Promise.all(readers.map(readRest)), blobs.slice(0, held).map((b) => ['HTTP/1.1 200', b.hex]), 'the slow readers got their whole objects');
+  t.equal(app.cache.store.failures, 0, 'no storage failure');
+  t.notOk(app.cache.store.isFull(), 'no cool-down: the disk takes writes');
 });
