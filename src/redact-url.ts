@@ -37,7 +37,10 @@ export function redactUrlAndQuery(url: string): string {
  * path) is left. A "?" or "#" does not end the authority here: one in a password is what
  * makes such a URL fail to parse ("https://alice:s3cr#t@host"); an "@" in a query with no
  * path before it ("https://host?to=a@b") hides the host too, which is the safe way to err.
+ * Nor does a "/" or "\\" after "user:" (a base64 token's "/": "https://alice:p/ss@host"),
+ * unless the slash comes first or after digits only after the colon: the "//" of a scheme, a
+ * port ("http://host:99999/a@b"); a password starting so is shown, as a port would be.
  */
 export function redactMalformedUrl(text: string): string {
-  return text.replace(/^((?:[a-z][a-z0-9+.-]*:?)?[/\\]+)?[^/\\]*@/i, '$1***@');
+  return text.replace(/^((?:[a-z][a-z0-9+.-]*:?)?[/\\]+)?(?:[^/\\]*|[^/\\@:[]*:(?!\d*[/\\])[^@]*)@/i, '$1***@');
 }

@@ -42,3 +42,14 @@ t.test('a "#" or "?" in a password (which makes the URL fail to parse) shows nei
     ['alice:p#w@host:8080', '***@host:8080'],
   ]);
 });
+
+t.test('a "/" or "\\" in a password (a base64 token\'s; the URL then fails to parse) shows neither it nor what is around it; a port and a path\'s "@" are left', async (t) => {
+  checkHidden(t, [
+    ['https://alice:p/w@host/x', 'https://***@host/x'],
+    ['https://alice:p\\w@host/x', 'https://***@host/x'],
+    ['https://alice:p/w@host:8080/x', 'https://***@host:8080/x'],
+    ['htps:/alice:p/w#?@host', 'htps:/***@host'],
+    ['alice:p/w@host:8080', '***@host:8080'],
+  ]);
+  for (const url of ['http://host:99999/a@b', 'http://host:8080/pkg@1.2/f']) t.equal(redactUrl(url), url, `${url}: an "@" past a port is left`);
+});

@@ -22,7 +22,8 @@ import type { Kind } from './metrics.js';
 import { endToEnd, pickHeaders, type HeaderMap } from './upstream.js';
 import { loggedPath } from './serve.js';
 
-const FORWARD = ['content-type', 'content-length', 'content-encoding', 'content-disposition', 'if-match', 'if-none-match', 'x-fleetcache-visibility', 'x-fleetcache-digest'];
+// x-fleetcache-plain-size: a base's (push states it; the origin records it for later pushes' gunzip bound)
+const FORWARD = ['content-type', 'content-length', 'content-encoding', 'content-disposition', 'if-match', 'if-none-match', 'x-fleetcache-visibility', 'x-fleetcache-digest', 'x-fleetcache-plain-size'];
 
 /** What a Tee does with the copy it writes. */
 interface TeeCopy {

@@ -130,7 +130,8 @@ function stamp(): string {
  * VCDIFF of `target` against `base`, read from the local base cache, into the file `output`;
  * resolves to its size, and whether it is whole (the encode stops past `stopAbove` bytes).
  * A base fetched is inflated to the plain size its record at the origin states at most, or
- * to UNSTATED_BASE_GROWTH times the target's size for a base pushed before push stated it:
+ * to UNSTATED_BASE_GROWTH times the target's size for a base pushed before push stated it,
+ * or whose record states more:
  * a gzip bomb there fails with FC_ERR_SIZE_MISMATCH, and is passed over, before it fills
  * the disk. The cached tar is checked against its recorded digest while the
  * encode reads it; a missing or damaged copy (a crash, a disk error, an edit) is fetched
@@ -155,9 +156,12 @@ async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: {
     }
   }
   const stated = base.plainSize;
-  const plainBound: PlainBound = stated !== undefined && Number.isSafeInteger(stated) && stated >= 0
+  const growthBound = UNSTATED_BASE_GROWTH * target.size;
+  // The record's size is its uploader's word: one stating more than the growth bound (a
+  // writer's gzip bomb stated as huge) is held to that bound, as a record stating none.
+  const plainBound: PlainBound = stated !== undefined && Number.isSafeInteger(stated) && stated >= 0 && stated <= growthBound
     ? { bytes: stated, code: 'FC_ERR_SIZE_MISMATCH', what: 'the size of its tar its record at the origin states' }
-    : { bytes: UNSTATED_BASE_GROWTH * target.size, code: 'FC_ERR_SIZE_MISMATCH', what: `${UNSTATED_BASE_GROWTH} times the tar being pushed, the limit for a base whose record does not state its size` };
+    : { bytes: growthBound, code: 'FC_ERR_SIZE_MISMATCH', what: `${UNSTATED_BASE_GROWTH} times the tar being pushed, the limit for a base whose record does not state its size or states more` };
   const { received, written } = await downloadBlob(options.origin, base.digest, base.size, local, { ...http, gunzip: true, label: `base ${base.id}`, plainBound });
   await recordCachedDigest(local, written.digest);
   const { size, complete } = await encodeDelta({ path: local, digest: written.digest }, { path: target.path }, output, encodeOptions);

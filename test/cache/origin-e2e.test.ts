@@ -152,6 +152,16 @@ t.test('cache → origin: a named upload\'s stated digest reaches the origin, wh
   t.equal(named.statusCode, 404, 'no name published at the origin');
 });
 
+t.test("cache → origin: a base's stated plain size (push's X-Fleetcache-Plain-Size) reaches the origin, which records and lists it", async (t) => {
+  const { originUrl, url } = await originBehindCache(t);
+  const plainSize = 10_240;
+  const put = await request(`${url}/projects/p/bases/b1`, { method: 'PUT', body: 'a gzip of the tar', headers: { authorization: 'Bearer tok', 'x-fleetcache-plain-size': String(plainSize) } });
+  await put.body.dump();
+  t.equal(put.statusCode, 201);
+  const listed = await request(`${originUrl}/projects/p/bases/`);
+  t.match(await listed.body.json(), { bases: [{ id: 'b1', plainSize }] }, 'a later push bounds its gunzip of the base by it');
+});
+
 t.test("a blob's answers carry the same headers from the cache as from the origin: HEAD passed through, GET miss, GET hit (small and large)", async (t) => {
   const { originUrl, app, url } = await originBehindCache(t);
   // per answer, or the cache's own: left out of the comparison
