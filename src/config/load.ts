@@ -389,12 +389,33 @@ export function validateConfig<S extends TSchema>(schema: S, { doc, lc }: Config
     const typo = unknownBesideMissing(schema, value, first);
     const described = describe(typo ?? first);
     const message = typo ? `${described.message} (a misspelling of the required field ${JSON.stringify((first.params as { missingProperty: string }).missingProperty)}?)` : describeUnion(validate.errors!) ?? described.message;
-    const pointer = at.map((a) => `/${a}`).join('') + described.pointer;
-    const line = lineOf(doc, lc, pointer);
-    const field = fieldPath(pointer) || '(top level)';
-    throw new ConfigError(`${file}:${line ?? '?'}: ${field}: ${message}`, file, line, field);
+    throw fieldError({ doc, lc }, file, at.map((a) => `/${a}`).join('') + described.pointer, message);
   }
+  const infinite = nonFinitePointer(value);
+  if (infinite !== undefined) throw fieldError({ doc, lc }, file, at.map((a) => `/${a}`).join('') + infinite, 'must be a finite number');
   return value as Static<S>;
+}
+
+/** "file:line: field: message" for the field at `pointer`. */
+function fieldError({ doc, lc }: ConfigDocument, file: string, pointer: string, message: string): ConfigError {
+  const line = lineOf(doc, lc, pointer);
+  const field = fieldPath(pointer) || '(top level)';
+  return new ConfigError(`${file}:${line ?? '?'}: ${field}: ${message}`, file, line, field);
+}
+
+/**
+ * The JSON pointer of the first number in `value` that is not finite (YAML's `.inf`, `.nan`,
+ * `1e400`), if any: ajv takes Infinity for an integer, so a count without a maximum
+ * (`upstreamConnections: .inf`) passed the schema and failed later, far from its line.
+ */
+function nonFinitePointer(value: unknown): string | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? undefined : '';
+  if (value === null || typeof value !== 'object') return undefined;
+  for (const [key, item] of Object.entries(value)) {
+    const below = nonFinitePointer(item);
+    if (below !== undefined) return `/${escapePointer(key)}${below}`;
+  }
+  return undefined;
 }
 
 /**
