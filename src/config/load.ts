@@ -5,12 +5,14 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
 import { LineCounter, parseAllDocuments, parseDocument, isAlias, isMap, isNode, isPair, isScalar, isSeq, visit, type Alias, type Document, type Node, type Pair, type YAMLError, type YAMLMap } from 'yaml';
 import { ConfigError, errorMessage, UsageError } from '../errors.js';
+import { closestName } from './closest-name.js';
 import { NAME_PATTERN } from './names.js';
 import { MAX_SIZE, MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
 
-const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
+// verbose: an error carries its schema, whose known fields an unknown one is compared with (closestName)
+const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false, verbose: true });
 /** Every error of a value at once, for a closer look at a failed one (unknownBesideMissing); it changes nothing. */
-const ajvAll = new Ajv({ allErrors: true, strict: false });
+const ajvAll = new Ajv({ allErrors: true, strict: false, verbose: true });
 
 /**
  * Human units as string formats (`format: 'size'`, `'positive-size'`, `'duration'`, `'listen'`,
@@ -238,10 +240,13 @@ function unknownBesideMissing(schema: TSchema, value: unknown, first: ErrorObjec
   return validateAll.errors?.find((e) => e.keyword === 'additionalProperties' && e.instancePath === first.instancePath);
 }
 
-function describe(e: ErrorObject): { pointer: string; message: string } {
+/** `suggest`: an unknown field's message names the known one it likely misspells, if any. */
+function describe(e: ErrorObject, { suggest = true } = {}): { pointer: string; message: string } {
   if (e.keyword === 'additionalProperties') {
     const extra = String((e.params as { additionalProperty: string }).additionalProperty);
-    return { pointer: `${e.instancePath}/${extra}`, message: `unknown field "${extra}"` };
+    const known = Object.keys((e.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
+    const guess = suggest ? closestName(extra, known) : undefined;
+    return { pointer: `${e.instancePath}/${extra}`, message: `unknown field "${extra}"${guess === undefined ? '' : ` (did you mean "${guess}"?)`}` };
   }
   if (e.keyword === 'required') {
     const missing = String((e.params as { missingProperty: string }).missingProperty);
@@ -387,7 +392,7 @@ export function validateConfig<S extends TSchema>(schema: S, { doc, lc }: Config
   if (!validate(value)) {
     const first = validate.errors![0]!;
     const typo = unknownBesideMissing(schema, value, first);
-    const described = describe(typo ?? first);
+    const described = typo ? describe(typo, { suggest: false }) : describe(first);
     const message = typo ? `${described.message} (a misspelling of the required field ${JSON.stringify((first.params as { missingProperty: string }).missingProperty)}?)` : describeUnion(validate.errors!) ?? described.message;
     throw fieldError({ doc, lc }, file, at.map((a) => `/${a}`).join('') + described.pointer, message);
   }
