@@ -401,11 +401,15 @@ export function validateConfig<S extends TSchema>(schema: S, { doc, lc }: Config
   return value as Static<S>;
 }
 
-/** "file:line: field: message" for the field at `pointer`. */
+/**
+ * "file:line: field: message" for the field at `pointer`. A file with no content (empty, or
+ * comments only) has no line to name: it is said to be empty, at line 1.
+ */
 function fieldError({ doc, lc }: ConfigDocument, file: string, pointer: string, message: string): ConfigError {
-  const line = lineOf(doc, lc, pointer);
+  const empty = doc.contents === null;
+  const line = empty ? 1 : lineOf(doc, lc, pointer);
   const field = fieldPath(pointer) || '(top level)';
-  return new ConfigError(`${file}:${line ?? '?'}: ${field}: ${message}`, file, line, field);
+  return new ConfigError(`${file}:${line ?? '?'}: ${field}: ${message}${empty ? ' (the file is empty)' : ''}`, file, line, field);
 }
 
 /**
