@@ -51,7 +51,14 @@ export function durationSchema(options: { default?: string; description?: string
 
 /** How old something may get: a positive duration, ten years at most (a number is seconds). */
 export function ageSchema(options: { default?: string; description?: string } = {}) {
-  return Type.Union([Type.String({ minLength: 1, format: 'age' }), Type.Number({ exclusiveMinimum: 0, maximum: 10 * 365 * 86_400 })], options);
+  // if/then/else rather than a union: a number 0 is told "must be > 0", not "must be string or > 0"
+  return Type.Unsafe<string | number>({
+    ...options,
+    type: ['string', 'number'],
+    if: { type: 'string' },
+    then: { minLength: 1, format: 'age' },
+    else: { exclusiveMinimum: 0, maximum: 10 * 365 * 86_400 },
+  });
 }
 
 /** A timeout: a duration as above, longer than zero (zero would mean no timeout at all). */
