@@ -5,12 +5,14 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
 import { LineCounter, parseAllDocuments, parseDocument, isAlias, isMap, isNode, isPair, isScalar, isSeq, visit, type Alias, type Document, type Node, type Pair, type YAMLError, type YAMLMap } from 'yaml';
 import { ConfigError, errorMessage, UsageError } from '../errors.js';
+import { closestName } from './closest-name.js';
 import { NAME_PATTERN } from './names.js';
 import { MAX_SIZE, MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
 
-const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
+// verbose: an error carries its schema, whose known fields an unknown one is compared with (closestName)
+const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false, verbose: true });
 /** Every error of a value at once, for a closer look at a failed one (unknownBesideMissing); it changes nothing. */
-const ajvAll = new Ajv({ allErrors: true, strict: false });
+const ajvAll = new Ajv({ allErrors: true, strict: false, verbose: true });
 
 /**
  * Human units as string formats (`format: 'size'`, `'positive-size'`, `'duration'`, `'listen'`,
@@ -49,7 +51,14 @@ export function durationSchema(options: { default?: string; description?: string
 
 /** How old something may get: a positive duration, ten years at most (a number is seconds). */
 export function ageSchema(options: { default?: string; description?: string } = {}) {
-  return Type.Union([Type.String({ minLength: 1, format: 'age' }), Type.Number({ exclusiveMinimum: 0, maximum: 10 * 365 * 86_400 })], options);
+  // if/then/else rather than a union: a number 0 is told "must be > 0", not "must be string or > 0"
+  return Type.Unsafe<string | number>({
+    ...options,
+    type: ['string', 'number'],
+    if: { type: 'string' },
+    then: { minLength: 1, format: 'age' },
+    else: { exclusiveMinimum: 0, maximum: 10 * 365 * 86_400 },
+  });
 }
 
 /** A timeout: a duration as above, longer than zero (zero would mean no timeout at all). */
@@ -238,10 +247,13 @@ function unknownBesideMissing(schema: TSchema, value: unknown, first: ErrorObjec
   return validateAll.errors?.find((e) => e.keyword === 'additionalProperties' && e.instancePath === first.instancePath);
 }
 
-function describe(e: ErrorObject): { pointer: string; message: string } {
+/** `suggest`: an unknown field's message names the known one it likely misspells, if any. */
+function describe(e: ErrorObject, { suggest = true } = {}): { pointer: string; message: string } {
   if (e.keyword === 'additionalProperties') {
     const extra = String((e.params as { additionalProperty: string }).additionalProperty);
-    return { pointer: `${e.instancePath}/${extra}`, message: `unknown field "${extra}"` };
+    const known = Object.keys((e.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
+    const guess = suggest ? closestName(extra, known) : undefined;
+    return { pointer: `${e.instancePath}/${extra}`, message: `unknown field "${extra}"${guess === undefined ? '' : ` (did you mean "${guess}"?)`}` };
   }
   if (e.keyword === 'required') {
     const missing = String((e.params as { missingProperty: string }).missingProperty);
@@ -387,14 +399,39 @@ export function validateConfig<S extends TSchema>(schema: S, { doc, lc }: Config
   if (!validate(value)) {
     const first = validate.errors![0]!;
     const typo = unknownBesideMissing(schema, value, first);
-    const described = describe(typo ?? first);
+    const described = typo ? describe(typo, { suggest: false }) : describe(first);
     const message = typo ? `${described.message} (a misspelling of the required field ${JSON.stringify((first.params as { missingProperty: string }).missingProperty)}?)` : describeUnion(validate.errors!) ?? described.message;
-    const pointer = at.map((a) => `/${a}`).join('') + described.pointer;
-    const line = lineOf(doc, lc, pointer);
-    const field = fieldPath(pointer) || '(top level)';
-    throw new ConfigError(`${file}:${line ?? '?'}: ${field}: ${message}`, file, line, field);
+    throw fieldError({ doc, lc }, file, at.map((a) => `/${a}`).join('') + described.pointer, message);
   }
+  const infinite = nonFinitePointer(value);
+  if (infinite !== undefined) throw fieldError({ doc, lc }, file, at.map((a) => `/${a}`).join('') + infinite, 'must be a finite number');
   return value as Static<S>;
+}
+
+/**
+ * "file:line: field: message" for the field at `pointer`. A file with no content (empty, or
+ * comments only) has no line to name: it is said to be empty, at line 1.
+ */
+function fieldError({ doc, lc }: ConfigDocument, file: string, pointer: string, message: string): ConfigError {
+  const empty = doc.contents === null;
+  const line = empty ? 1 : lineOf(doc, lc, pointer);
+  const field = fieldPath(pointer) || '(top level)';
+  return new ConfigError(`${file}:${line ?? '?'}: ${field}: ${message}${empty ? ' (the file is empty)' : ''}`, file, line, field);
+}
+
+/**
+ * The JSON pointer of the first number in `value` that is not finite (YAML's `.inf`, `.nan`,
+ * `1e400`), if any: ajv takes Infinity for an integer, so a count without a maximum
+ * (`upstreamConnections: .inf`) passed the schema and failed later, far from its line.
+ */
+function nonFinitePointer(value: unknown): string | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? undefined : '';
+  if (value === null || typeof value !== 'object') return undefined;
+  for (const [key, item] of Object.entries(value)) {
+    const below = nonFinitePointer(item);
+    if (below !== undefined) return `/${escapePointer(key)}${below}`;
+  }
+  return undefined;
 }
 
 /**

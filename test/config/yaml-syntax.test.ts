@@ -30,3 +30,11 @@ t.test('through loadConfigFile and a real config loader', async (t) => {
   t.throws(() => loadConfigFile(Any, file), { message: `${file}:2:1: Map keys must be unique: "listen"`, line: 2, field: 'listen' });
   t.throws(() => loadCacheConfig(file), { code: 'FC_ERR_CONFIG', message: /c\.yaml:2:1: Map keys must be unique/ });
 });
+
+t.test('an empty file, or one of comments only, is said to be empty at line 1, not at line "?"', async (t) => {
+  const dir = t.testdir({ 'empty.yaml': '', 'comments.yaml': '\n# upstream: http://127.0.0.1:9\n' });
+  for (const name of ['empty.yaml', 'comments.yaml']) {
+    const file = join(dir, name);
+    t.throws(() => loadCacheConfig(file), { code: 'FC_ERR_CONFIG', message: `${file}:1: (top level): missing required field "upstream" (the file is empty)`, line: 1 }, name);
+  }
+});

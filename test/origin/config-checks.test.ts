@@ -43,6 +43,9 @@ t.test('origin', async (t) => {
   t.equal(originError('limits:\n  clientHeaderTimeout: 10s\n  maxConnections: 5000\n'), '(accepted)');
   t.equal(originError('retention: {keepBases: 3}\n'), 'origin.yaml:1: retention: missing required field "maxAge"', 'a retention without its age');
   t.match(originError('retention:\n  maxAge: 0s\n'), /^origin\.yaml:2: retention\.maxAge: must be a duration longer than 0/, 'maxAge 0 would delete everything');
+  // a number of seconds is told what it breaks, not every branch of a union ("must be string or > 0")
+  t.equal(originError('retention:\n  maxAge: 0\n'), 'origin.yaml:2: retention.maxAge: must be > 0', 'maxAge: 0 as a number');
+  t.equal(originError('retention:\n  maxAge: -86400\n'), 'origin.yaml:2: retention.maxAge: must be > 0', 'a negative maxAge');
   t.match(originError('retention:\n  maxAge: 30d\n  keepBases: -1\n'), /^origin\.yaml:3: retention\.keepBases: must be >= 0/);
   t.match(originError('retention:\n  maxAge: 30d\n  every: 1h\n'), /^origin\.yaml:3: retention\.every: unknown field "every"/);
   t.equal(originError('retention:\n  maxAge: 30d\n  interval: 0s\n'), '(accepted)', 'interval 0: only when asked');
