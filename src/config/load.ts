@@ -7,7 +7,7 @@ import { LineCounter, parseAllDocuments, parseDocument, isAlias, isMap, isNode, 
 import { ConfigError, errorMessage, UsageError } from '../errors.js';
 import { closestName } from './closest-name.js';
 import { NAME_PATTERN } from './names.js';
-import { MAX_SIZE, MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
+import { MAX_SIZE, MAX_TIMER_MS, durationMs, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
 
 // verbose: an error carries its schema, whose known fields an unknown one is compared with (closestName)
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false, verbose: true });
@@ -23,8 +23,10 @@ const FORMATS: Record<string, { parse: (text: string) => unknown; phrase: string
   size: { parse: parseSize, phrase: 'a size (e.g. 4096, 512MiB, 50GiB)' },
   // a budget that cannot be empty ("0", "0GiB" and "0.5", which rounds down to 0 bytes, refused)
   'positive-size': { parse: parsePositiveSize, phrase: POSITIVE_SIZE_PHRASE },
+  // a well-formed duration, checked before its length so that "1h30" is not told it is too long
+  duration: { parse: durationMs, phrase: 'a duration such as 250ms, 30s, 5m' },
   // a timer's (a timeout, an interval): 24 days at most
-  duration: { parse: parseTimerDuration, phrase: 'a duration of at most 24 days (e.g. 250ms, 30s, 5m)' },
+  'timer-duration': { parse: parseTimerDuration, phrase: 'a duration of at most 24 days (e.g. 250ms, 30s, 5m)' },
   'positive-duration': { parse: parsePositiveDuration, phrase: 'a duration longer than 0 (e.g. 250ms, 30s, 5m)' },
   // an age (how old a thing may get): at most ten years
   age: { parse: parsePositiveDuration, phrase: 'a duration longer than 0 and at most ten years (e.g. 14d, 90d)' },
@@ -44,7 +46,7 @@ export function durationSchema(options: { default?: string; description?: string
     ...options,
     type: ['string', 'number'],
     if: { type: 'string' },
-    then: { minLength: 1, format: 'duration' },
+    then: { minLength: 1, allOf: [{ format: 'duration' }, { format: 'timer-duration' }] },
     else: { minimum: 0, maximum: MAX_TIMER_MS / 1000 },
   });
 }
@@ -56,7 +58,7 @@ export function ageSchema(options: { default?: string; description?: string } = 
     ...options,
     type: ['string', 'number'],
     if: { type: 'string' },
-    then: { minLength: 1, format: 'age' },
+    then: { minLength: 1, allOf: [{ format: 'duration' }, { format: 'age' }] },
     else: { exclusiveMinimum: 0, maximum: 10 * 365 * 86_400 },
   });
 }
@@ -67,7 +69,7 @@ export function positiveDurationSchema(options: { default?: string; description?
     ...options,
     type: ['string', 'number'],
     if: { type: 'string' },
-    then: { minLength: 1, allOf: [{ format: 'duration' }, { format: 'positive-duration' }] },
+    then: { minLength: 1, allOf: [{ format: 'duration' }, { format: 'timer-duration' }, { format: 'positive-duration' }] },
     else: { exclusiveMinimum: 0, maximum: MAX_TIMER_MS / 1000 },
   });
 }
