@@ -249,13 +249,30 @@ function unknownBesideMissing(schema: TSchema, value: unknown, first: ErrorObjec
   return validateAll.errors?.find((e) => e.keyword === 'additionalProperties' && e.instancePath === first.instancePath);
 }
 
-/** `suggest`: an unknown field's message names the known one it likely misspells, if any. */
+/** A schema's own fields, by name (none for a schema that is not an object's). */
+function propertiesOf(schema: unknown): Record<string, unknown> {
+  return (schema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
+}
+
+/**
+ * The known fields an unknown one likely means: the same name one level down (`connect` for
+ * `timeouts.connect`, exact names only: a near name there would be a guess twice over),
+ * else a misspelling of a field beside it (closestName); none when nothing is near.
+ */
+function guessFields(extra: string, schema: unknown): string[] {
+  const known = propertiesOf(schema);
+  const nested = Object.entries(known).filter(([, child]) => Object.hasOwn(propertiesOf(child), extra)).map(([name]) => `${name}.${extra}`);
+  const misspelt = closestName(extra, Object.keys(known));
+  return nested.length > 0 ? nested : misspelt === undefined ? [] : [misspelt];
+}
+
+/** `suggest`: an unknown field's message names the known one it likely means, if any. */
 function describe(e: ErrorObject, { suggest = true } = {}): { pointer: string; message: string } {
   if (e.keyword === 'additionalProperties') {
     const extra = String((e.params as { additionalProperty: string }).additionalProperty);
-    const known = Object.keys((e.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
-    const guess = suggest ? closestName(extra, known) : undefined;
-    return { pointer: `${e.instancePath}/${extra}`, message: `unknown field "${extra}"${guess === undefined ? '' : ` (did you mean "${guess}"?)`}` };
+    const guesses = suggest ? guessFields(extra, e.parentSchema) : [];
+    const hint = guesses.length === 0 ? '' : ` (did you mean ${guesses.map((name) => JSON.stringify(name)).join(' or ')}?)`;
+    return { pointer: `${e.instancePath}/${extra}`, message: `unknown field "${extra}"${hint}` };
   }
   if (e.keyword === 'required') {
     const missing = String((e.params as { missingProperty: string }).missingProperty);
