@@ -5,7 +5,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
 import { LineCounter, parseAllDocuments, parseDocument, isAlias, isMap, isNode, isPair, isScalar, isSeq, visit, type Alias, type Document, type Node, type Pair, type YAMLError, type YAMLMap } from 'yaml';
 import { ConfigError, errorMessage, UsageError } from '../errors.js';
-import { closestName } from './closest-name.js';
+import { closestName, didYouMean } from './closest-name.js';
 import { NAME_PATTERN } from './names.js';
 import { MAX_SIZE, MAX_TIMER_MS, durationMs, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
 
@@ -271,8 +271,7 @@ function describe(e: ErrorObject, { suggest = true } = {}): { pointer: string; m
   if (e.keyword === 'additionalProperties') {
     const extra = String((e.params as { additionalProperty: string }).additionalProperty);
     const guesses = suggest ? guessFields(extra, e.parentSchema) : [];
-    const hint = guesses.length === 0 ? '' : ` (did you mean ${guesses.map((name) => JSON.stringify(name)).join(' or ')}?)`;
-    return { pointer: `${e.instancePath}/${extra}`, message: `unknown field "${extra}"${hint}` };
+    return { pointer: `${e.instancePath}/${extra}`, message: `unknown field "${extra}"${didYouMean(guesses)}` };
   }
   if (e.keyword === 'required') {
     const missing = String((e.params as { missingProperty: string }).missingProperty);
