@@ -2,6 +2,7 @@
 // validates spread.yaml and constructs the provider (spread keeps two switches).
 import { Ajv } from 'ajv';
 import type { Static, TSchema } from '@sinclair/typebox';
+import { closestName, didYouMean } from '../config/closest-name.js';
 import { ConfigError } from '../errors.js';
 import type { BackendContext, Provider } from './backend.js';
 import * as adhoc from './adhoc.js';
@@ -49,7 +50,8 @@ interface BackendProblem {
 
 const describe = (p: BackendProblem): string => `${p.field.join('.') || '(backend)'}: ${p.message}`;
 
-const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
+// verbose: an error carries its schema, whose known fields an unknown one is compared with (closestName)
+const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false, verbose: true });
 const validators = new Map<string, ReturnType<typeof ajv.compile>>();
 
 /**
@@ -65,7 +67,12 @@ export function checkBackend(type: string, options: unknown): BackendProblem | n
     const e = validate.errors![0]!;
     const field = e.instancePath.split('/').slice(1);
     if (e.keyword === 'required') return { field, message: `missing field "${String((e.params as { missingProperty: string }).missingProperty)}"` };
-    if (e.keyword === 'additionalProperties') return { field: [...field, String((e.params as { additionalProperty: string }).additionalProperty)], message: 'unknown field' };
+    if (e.keyword === 'additionalProperties') {
+      const extra = String((e.params as { additionalProperty: string }).additionalProperty);
+      const known = Object.keys((e.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
+      const guess = closestName(extra, known);
+      return { field: [...field, extra], message: `unknown field${didYouMean(guess === undefined ? [] : [guess])}` };
+    }
     return { field, message: e.message ?? 'invalid value' };
   }
   try {

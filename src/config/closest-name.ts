@@ -1,4 +1,4 @@
-// The name a misspelt one most likely meant ("maxSise" for "maxSize"), for an unknown field's message.
+// The name a misspelt one most likely meant ("maxSise" for "maxSize"), for an unknown field's message, and how that message says it.
 import { distance } from 'fastest-levenshtein';
 
 /**
@@ -13,4 +13,9 @@ export function closestName(name: string, candidates: readonly string[]): string
     if (edits <= 2 && edits * 2 < name.length && (!best || edits < best.distance)) best = { name: candidate, distance: edits };
   }
   return best?.name;
+}
+
+/** An unknown field's hint: ' (did you mean "a"?)', ' (did you mean "a" or "b"?)', or nothing without a guess. */
+export function didYouMean(guesses: readonly string[]): string {
+  return guesses.length === 0 ? '' : ` (did you mean ${guesses.map((name) => JSON.stringify(name)).join(' or ')}?)`;
 }

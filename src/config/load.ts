@@ -5,9 +5,9 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
 import { LineCounter, parseAllDocuments, parseDocument, isAlias, isMap, isNode, isPair, isScalar, isSeq, visit, type Alias, type Document, type Node, type Pair, type YAMLError, type YAMLMap } from 'yaml';
 import { ConfigError, errorMessage, UsageError } from '../errors.js';
-import { closestName } from './closest-name.js';
+import { closestName, didYouMean } from './closest-name.js';
 import { NAME_PATTERN } from './names.js';
-import { MAX_SIZE, MAX_TIMER_MS, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
+import { MAX_SIZE, MAX_TIMER_MS, durationMs, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
 
 // verbose: an error carries its schema, whose known fields an unknown one is compared with (closestName)
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false, verbose: true });
@@ -23,8 +23,10 @@ const FORMATS: Record<string, { parse: (text: string) => unknown; phrase: string
   size: { parse: parseSize, phrase: 'a size (e.g. 4096, 512MiB, 50GiB)' },
   // a budget that cannot be empty ("0", "0GiB" and "0.5", which rounds down to 0 bytes, refused)
   'positive-size': { parse: parsePositiveSize, phrase: POSITIVE_SIZE_PHRASE },
+  // a well-formed duration, checked before its length so that "1h30" is not told it is too long
+  duration: { parse: durationMs, phrase: 'a duration such as 250ms, 30s, 5m' },
   // a timer's (a timeout, an interval): 24 days at most
-  duration: { parse: parseTimerDuration, phrase: 'a duration of at most 24 days (e.g. 250ms, 30s, 5m)' },
+  'timer-duration': { parse: parseTimerDuration, phrase: 'a duration of at most 24 days (e.g. 250ms, 30s, 5m)' },
   'positive-duration': { parse: parsePositiveDuration, phrase: 'a duration longer than 0 (e.g. 250ms, 30s, 5m)' },
   // an age (how old a thing may get): at most ten years
   age: { parse: parsePositiveDuration, phrase: 'a duration longer than 0 and at most ten years (e.g. 14d, 90d)' },
@@ -44,7 +46,7 @@ export function durationSchema(options: { default?: string; description?: string
     ...options,
     type: ['string', 'number'],
     if: { type: 'string' },
-    then: { minLength: 1, format: 'duration' },
+    then: { minLength: 1, allOf: [{ format: 'duration' }, { format: 'timer-duration' }] },
     else: { minimum: 0, maximum: MAX_TIMER_MS / 1000 },
   });
 }
@@ -56,7 +58,7 @@ export function ageSchema(options: { default?: string; description?: string } = 
     ...options,
     type: ['string', 'number'],
     if: { type: 'string' },
-    then: { minLength: 1, format: 'age' },
+    then: { minLength: 1, allOf: [{ format: 'duration' }, { format: 'age' }] },
     else: { exclusiveMinimum: 0, maximum: 10 * 365 * 86_400 },
   });
 }
@@ -67,7 +69,7 @@ export function positiveDurationSchema(options: { default?: string; description?
     ...options,
     type: ['string', 'number'],
     if: { type: 'string' },
-    then: { minLength: 1, allOf: [{ format: 'duration' }, { format: 'positive-duration' }] },
+    then: { minLength: 1, allOf: [{ format: 'duration' }, { format: 'timer-duration' }, { format: 'positive-duration' }] },
     else: { exclusiveMinimum: 0, maximum: MAX_TIMER_MS / 1000 },
   });
 }
@@ -247,13 +249,29 @@ function unknownBesideMissing(schema: TSchema, value: unknown, first: ErrorObjec
   return validateAll.errors?.find((e) => e.keyword === 'additionalProperties' && e.instancePath === first.instancePath);
 }
 
-/** `suggest`: an unknown field's message names the known one it likely misspells, if any. */
+/** A schema's own fields, by name (none for a schema that is not an object's). */
+function propertiesOf(schema: unknown): Record<string, unknown> {
+  return (schema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
+}
+
+/**
+ * The known fields an unknown one likely means: the same name one level down (`connect` for
+ * `timeouts.connect`, exact names only: a near name there would be a guess twice over),
+ * else a misspelling of a field beside it (closestName); none when nothing is near.
+ */
+function guessFields(extra: string, schema: unknown): string[] {
+  const known = propertiesOf(schema);
+  const nested = Object.entries(known).filter(([, child]) => Object.hasOwn(propertiesOf(child), extra)).map(([name]) => `${name}.${extra}`);
+  const misspelt = closestName(extra, Object.keys(known));
+  return nested.length > 0 ? nested : misspelt === undefined ? [] : [misspelt];
+}
+
+/** `suggest`: an unknown field's message names the known one it likely means, if any. */
 function describe(e: ErrorObject, { suggest = true } = {}): { pointer: string; message: string } {
   if (e.keyword === 'additionalProperties') {
     const extra = String((e.params as { additionalProperty: string }).additionalProperty);
-    const known = Object.keys((e.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
-    const guess = suggest ? closestName(extra, known) : undefined;
-    return { pointer: `${e.instancePath}/${extra}`, message: `unknown field "${extra}"${guess === undefined ? '' : ` (did you mean "${guess}"?)`}` };
+    const guesses = suggest ? guessFields(extra, e.parentSchema) : [];
+    return { pointer: `${e.instancePath}/${extra}`, message: `unknown field "${extra}"${didYouMean(guesses)}` };
   }
   if (e.keyword === 'required') {
     const missing = String((e.params as { missingProperty: string }).missingProperty);

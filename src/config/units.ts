@@ -71,7 +71,8 @@ function wholeMs(ms: number): number {
   return ms > 0 ? Math.max(1, Math.round(ms)) : ms;
 }
 
-function durationMs(text: string | number): number {
+/** A duration's milliseconds, any length: well-formed is all it checks (a config's format "duration"). */
+export function durationMs(text: string | number): number {
   if (typeof text === 'number') return text * 1000;
   const trimmed = text.trim();
   if (/^\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed) * 1000;

@@ -2,6 +2,7 @@
 // strings as written, null means "absent", unknown keys are ignored, and every error
 // names the file and line.
 import { LineCounter, parseAllDocuments, parseDocument, isAlias, isMap, isScalar, isSeq, type Document, type Node, type Scalar, type YAMLSeq } from 'yaml';
+import { closestName, didYouMean } from '../config/closest-name.js';
 import { FleetError } from '../errors.js';
 import { goInt64, resolveYamlV2Scalar, YAML11_FALSE, YAML11_TRUE } from './yaml-scalar.js';
 import type { EnvEntry, FieldOrigins, Origin, PlacedField } from './model.js';
@@ -34,6 +35,11 @@ export class Fields extends Map<string, Node | undefined> {
   /** `keys` are known though not read here (a backend type's options, checked by its schema). */
   known(keys: Iterable<string>): void {
     for (const key of keys) this.#read.add(key);
+  }
+
+  /** The known key an unread one likely misspells (the keys read are the ones the struct has), if any. */
+  meant(key: string): string | undefined {
+    return closestName(key, [...this.#read]);
   }
 
   unread(): string[] {
@@ -177,7 +183,8 @@ export class YamlFile {
   ignoredKeys(): string[] {
     const unknown = this.#fields.flatMap((f) => f.unread().map((key) => {
       const { line } = this.origin(f.keyNodes.get(key));
-      return `${this.file}:${line ?? '?'}: ${JSON.stringify(key)} is not a field of ${f.into} fleetcache knows: ignored`;
+      const meant = f.meant(key);
+      return `${this.file}:${line ?? '?'}: ${JSON.stringify(key)} is not a field of ${f.into} fleetcache knows${didYouMean(meant === undefined ? [] : [meant])}: ignored`;
     }));
     return [...unknown, ...this.#overridden];
   }

@@ -23,7 +23,11 @@ t.test('sizes and durations: a malformed one is refused with the file, line and 
   t.equal(resolveCacheConfig(parseCacheConfig(base, 'c.yaml')).fillMemory, 1024 ** 3, 'fillMemory: 1 GiB by default');
   t.throws(() => parseCacheConfig(`${base}fillMemory: lots\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: fillMemory: must be a size (e.g. 4096, 512MiB, 50GiB) or integer' });
   t.throws(() => parseCacheConfig(`${base}maxSize: 12 parsecs\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: maxSize: must be a size (e.g. 4096, 512MiB, 50GiB)' });
-  t.throws(() => parseCacheConfig(`${base}timeouts:\n  body: soon\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:3: timeouts.body: must be a duration of at most 24 days (e.g. 250ms, 30s, 5m)' });
+  // a malformed duration is told it is malformed, not that it is too long
+  for (const malformed of ['soon', '-1s', '1h30', '30 sec']) {
+    t.throws(() => parseCacheConfig(`${base}timeouts:\n  connect: ${malformed}\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:3: timeouts.connect: must be a duration such as 250ms, 30s, 5m' }, malformed);
+  }
+  t.throws(() => parseCacheConfig(`${base}clientHeaderTimeout: 1h30\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: clientHeaderTimeout: must be a duration such as 250ms, 30s, 5m' }, 'a timeout longer than 0, malformed');
   // a timer's longest wait is 2^31-1 ms: a longer one would fire at once
   t.throws(() => parseCacheConfig(`${base}timeouts:\n  body: 30d\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:3: timeouts.body: must be a duration of at most 24 days (e.g. 250ms, 30s, 5m)' });
   t.throws(() => parseCacheConfig(`${base}shutdownTimeout: .inf\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: /^c\.yaml:\d: shutdownTimeout: must be / });

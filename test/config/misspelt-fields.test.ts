@@ -46,3 +46,11 @@ t.test('no guess for a field like none of its mapping, nor for a short one', asy
     t.throws(() => parseCacheConfig(`${upstream}${unknown}: 1\n`, 'c.yaml'), { message: `c.yaml:2: ${unknown}: unknown field "${unknown}"` }, unknown);
   }
 });
+
+t.test('a known field written one level too high names where it belongs', async (t) => {
+  // `connect` is a field of `timeouts:`, not of the top level: the message used to say only 'unknown field "connect"'
+  t.throws(() => parseCacheConfig(`${upstream}connect: 5s\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: connect: unknown field "connect" (did you mean "timeouts.connect"?)' }, 'cache');
+  t.throws(() => parseConfig(OriginConfigSchema, 'idleTimeout: 2m\n', 'o.yaml'), { message: 'o.yaml:1: idleTimeout: unknown field "idleTimeout" (did you mean "limits.idleTimeout"?)' }, 'origin');
+  // exact names only one level down: a near one there is no hint ("conect" is no field of the top level)
+  t.throws(() => parseCacheConfig(`${upstream}conect: 5s\n`, 'c.yaml'), { message: 'c.yaml:2: conect: unknown field "conect"' }, 'a misspelling one level down');
+});

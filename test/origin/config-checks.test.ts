@@ -44,6 +44,7 @@ t.test('origin', async (t) => {
   t.equal(originError('retention: {keepBases: 3}\n'), 'origin.yaml:1: retention: missing required field "maxAge"', 'a retention without its age');
   t.match(originError('retention:\n  maxAge: 0s\n'), /^origin\.yaml:2: retention\.maxAge: must be a duration longer than 0/, 'maxAge 0 would delete everything');
   // a number of seconds is told what it breaks, not every branch of a union ("must be string or > 0")
+  t.equal(originError('retention:\n  maxAge: 30 days\n'), 'origin.yaml:2: retention.maxAge: must be a duration such as 250ms, 30s, 5m', 'a malformed age is told it is malformed');
   t.equal(originError('retention:\n  maxAge: 0\n'), 'origin.yaml:2: retention.maxAge: must be > 0', 'maxAge: 0 as a number');
   t.equal(originError('retention:\n  maxAge: -86400\n'), 'origin.yaml:2: retention.maxAge: must be > 0', 'a negative maxAge');
   t.match(originError('retention:\n  maxAge: 30d\n  keepBases: -1\n'), /^origin\.yaml:3: retention\.keepBases: must be >= 0/);

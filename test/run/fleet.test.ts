@@ -26,7 +26,7 @@ t.test('the fleetcache: key of spread.yaml, errors with file and line', async (t
   await writeFile(file, 'project: p\nfleetcache:\n  origin: http://o:1\n  startupLimt: 3\n');
   t.throws(() => loadFleetConfig(file, undefined), { message: /spread\.yaml:4: fleetcache\.startupLimt: unknown field "startupLimt"/ });
   await writeFile(file, 'project: p\nfleetcache:\n  origin: http://o:1\n  dispatchDelay: a while\n');
-  t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /spread\.yaml:4: fleetcache\.dispatchDelay: must be a duration of at most 24 days \(e\.g\. 250ms, 30s, 5m\)$/ });
+  t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /spread\.yaml:4: fleetcache\.dispatchDelay: must be a duration such as 250ms, 30s, 5m$/ });
   await writeFile(file, 'project: p\nfleetcache:\n  origin: http://o:1\n  dispatchDelay: 0.5\n');
   t.equal(loadFleetConfig(file, undefined)!.dispatchDelay, 0.5, 'a number of seconds, as every other duration takes');
   for (const zero of ['0', '0s']) {

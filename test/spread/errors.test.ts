@@ -53,6 +53,7 @@ const loadErrors: Array<[string, string, Record<string, string> | undefined, str
   ['ssh host written twice (the default port given)', project({ backends: '    farm:\n        type: ssh\n        hosts:\n            - address: h\n            - address: h:22\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:8: backend "farm" field hosts.1: the same host as hosts.0 (h:22): a host serves one machine at a time; list it once, with every system it serves'],
   ['ssh host address invalid', project({ backends: '    farm:\n        type: ssh\n        hosts:\n            - address: "h h"\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:7: backend "farm" field hosts.0.address: invalid address "h h" (expected host[:port])'],
   ['ssh host unknown field', project({ backends: '    farm:\n        type: ssh\n        hosts:\n            - address: h\n              bogus: 1\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:8: backend "farm" field hosts.0.bogus: unknown field'],
+  ['ssh host misspelt field', project({ backends: '    farm:\n        type: ssh\n        hosts:\n            - address: h\n              pasword: p\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:8: backend "farm" field hosts.0.pasword: unknown field (did you mean "password"?)'],
   ['adhoc duration', project({ backends: '    cloud:\n        type: adhoc\n        allocate: ADDRESS h\n        retry-delay: soon\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:7: backend "cloud" field retry-delay: invalid duration "soon" (examples: 250ms, 30s, 5m, 1h30m)'],
   ['local netns', project({ backends: '    local:\n        netns: "a b"\n        systems: [ubuntu-1]\n' }), undefined, /^spread\.yaml:5: backend "local" field netns: must match pattern/],
 ];
@@ -149,4 +150,13 @@ t.test('integer fields decode as yaml.v2 decodes a scalar into an int: floats tr
   }
   const negative = writeProject(t, { spread: systemWith('-1.5'), tasks: { 's/t': task() } });
   await t.rejects(loadProject(negative), { message: /backend "lxd" has system "ubuntu-1" with -1 workers/ }, 'a negative float truncates to a negative count');
+});
+
+t.test('a key fleetcache ignores that misspells a known one is named with the field it likely meant', async (t) => {
+  const spread = project({ backends: '    lxd:\n        sytems: [ubuntu-2]\n        systems: [ubuntu-1]\n' });
+  const p = await loadProject(writeProject(t, { spread, tasks: { 's/t': task('a', 'excute: echo\n') } }));
+  t.same(p.ignoredKeys, [
+    'spread.yaml:5: "sytems" is not a field of spread.Backend fleetcache knows (did you mean "systems"?): ignored',
+    's/t/task.yaml:3: "excute" is not a field of spread.Task fleetcache knows (did you mean "execute"?): ignored',
+  ]);
 });
