@@ -912,9 +912,7 @@ export class DiskStore {
       if (lacking > 0) {
         const freed = await this.makeRoom(lacking, true);
         this.#free.bytes += freed; // after the wait: reservations taken meanwhile stay counted
-        // The room is held by files being read, and comes back when they are closed: this
-        // fill is passed through, and the disk is not failing (no cool-down for every fill).
-        if (freed < lacking && lacking <= freed + this.#readBytes()) throw new StorageError(`no space left for ${size} bytes: ${this.#readBytes()} bytes are held by bodies being read`);
+        if (this.isHeldByReaders(lacking, freed)) throw new StorageError(`no space left for ${size} bytes: ${this.#readBytes()} bytes are held by bodies being read`);
       }
       this.#take(size, true);
     });
@@ -971,6 +969,15 @@ export class DiskStore {
     // debug: on a disk that holds the budget, every fill may come here (start-up warns of such a size limit)
     if (freed > 0) this.#log.debug({ freed, wanted: bytes }, 'evicted the least recently used objects to make room for a fill');
     return freed;
+  }
+
+  /**
+   * Whether the `lacking` bytes that evicting made only `freed` of are held by files being
+   * read: they come back when those are closed. The fill is then passed through, and the
+   * disk is not failing (no cool-down for every fill).
+   */
+  isHeldByReaders(lacking: number, freed: number): boolean {
+    return freed < lacking && lacking <= freed + this.#readBytes();
   }
 
   /** The bytes of the bodies being read (see #reading), those of the ids `counted` only if given. */

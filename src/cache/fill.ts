@@ -163,18 +163,24 @@ export class Fill extends FillProgress {
           // No room left, where none was reserved (a body of unknown length) or the figure
           // was wrong: the least recently used entries make some, as for a reservation,
           // until there are none left to evict; never for a body no entry will take.
-          if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || this.#unkept || (await this.#store.makeRoom(this.#roomStep(position + off, chunk.length - off))) === 0) throw err;
+          if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || this.#unkept) throw err;
+          const step = this.#roomStep(position + off, chunk.length - off);
+          if ((await this.#store.makeRoom(step)) > 0) continue;
+          throw this.#store.isHeldByReaders(step, 0) ? new StorageError(`no space left for a body of unknown length, ${position + off} bytes into it: the room is held by bodies being read`) : err;
         }
       }
       const settled = Math.min(chunk.length, this.#reserved);
       this.#reserved -= settled;
       this.#store.settle(settled);
     } catch (err) {
-      // A body not kept that finds no room (one grown larger than the cache) says nothing of
-      // the disk, nor of the room for the objects kept: no failure, no cool-down. Any other
-      // is logged (as an error), and the disk refuses writes for a while.
+      // A body not kept that finds no room (one grown larger than the cache), or one whose
+      // room is held by bodies being read, says nothing of the disk, nor of the room for the
+      // objects kept: no failure, no cool-down. Any other is logged (as an error), and the
+      // disk refuses writes for a while.
       if (this.#unkept && (err as NodeJS.ErrnoException).code === 'ENOSPC') {
         this.#log.info({ id: this.#spec.id, at: position }, 'a body not kept filled the disk: its fill goes on from memory');
+      } else if (err instanceof StorageError) {
+        this.#log.info({ id: this.#spec.id, at: position }, 'the room a body of unknown length lacks is held by bodies being read: its fill goes on from memory, not kept');
       } else {
         this.#store.storageFailure(err);
         this.#log.warn({ id: this.#spec.id, at: position }, 'the disk failed mid-fill: the fill goes on from memory, not kept');

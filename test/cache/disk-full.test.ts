@@ -736,16 +736,29 @@ function readRest(socket: net.Socket): Promise<[string, string]> {
 
 // Five 8 MiB objects on a 48 MiB disk under a 42 MiB budget leave 8 MiB free: a 16 MiB fill
 // needs two evicted. The `held` least recently used are being read by clients that read
-// nothing: their room comes back only when those close, whatever is evicted.
-for (const { held, kept } of [
+// nothing: their room comes back only when those close, whatever is evicted. A fill of known
+// length makes its room before it starts; one of unknown length (chunked) as its writes find
+// the disk full.
+for (const { held, chunked, kept } of [
   // the next two least recently used make the room
-  { held: 2, kept: [true, true, false, false, true, true] },
+  { held: 2, chunked: false, kept: [true, true, false, false, true, true] },
   // the one object not being read is not room enough: nothing evicted, the large one passed through
-  { held: 4, kept: [true, true, true, true, true, false] },
-]) t.test(`${held} objects being read by slow clients: their room is not counted as made by evicting them, and a fill that finds none is passed through with no storage failure`, { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  { held: 4, chunked: false, kept: [true, true, true, true, true, false] },
+  { held: 2, chunked: true, kept: [true, true, false, false, true, true] },
+  // the one object not being read is evicted, then the disk is full again: the large one is not kept
+  { held: 4, chunked: true, kept: [true, true, true, true, false, false] },
+]) t.test(`${held} objects being read by slow clients, a fill of ${chunked ? 'unknown' : 'known'} length: their room is not counted as made by evicting them, and a fill that finds none is passed through with no storage failure`, { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   // larger than what the sockets of a client that reads nothing take in: its file stays open
   const blobs = [8, 8, 8, 8, 8, 16].map((n) => up.addBlob(n * MiB));
+  const large = blobs[5]!;
+  // No Content-Length: nothing is reserved for it, and its writes meet the full disk.
+  if (chunked) up.handler = (req, res) => {
+    if (req.url !== `/cas/sha256/${large.hex}`) return false;
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    res.end(large.body);
+    return true;
+  };
   const { dir, unmount } = mountTmpfs('48m', 'evicted-open');
   const app = await buildCacheServer({ ...resolveCacheConfig({ region: 'room', listen: '127.0.0.1:0', upstream: upUrl, data: dir, maxSize: '42MiB' }), logLevel: 'silent' });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -759,8 +772,8 @@ for (const { held, kept } of [
   t.teardown(() => readers.forEach((s) => s.destroy())); // before the cache closes (teardowns run last first)
   await eventually('the slow readers\' files open', () => openFilesOf(blobs.slice(0, held).map((b) => b.hex)).length >= held, 5000);
   for (const b of blobs.slice(held, 5)) t.equal((await fetchHash(`${url}/cas/sha256/${b.hex}`)).xcache, 'HIT'); // the read ones the least recently used again
-  const larger = await fetchHash(`${url}/cas/sha256/${blobs[5]!.hex}`);
-  t.same([larger.status, larger.hash], [200, blobs[5]!.hex], 'the large object served whole');
+  const larger = await fetchHash(`${url}/cas/sha256/${large.hex}`);
+  t.same([larger.status, larger.hash], [200, large.hex], 'the large object served whole');
   await app.cache.fills.drain();
   t.same(blobs.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), kept, 'the objects being read are not evicted for room they would not give back');
   const evicted = kept.slice(0, 5).filter((k) => !k).length;
