@@ -50,6 +50,11 @@ export function failureFields(fe: FleetError, req: { readonly method?: string | 
   return { err: fe.message, code: fe.code, method: req.method, url: loggedPath(req.url ?? '') };
 }
 
+/** The JSON body of the cache's 416 to `range`, naming the object's size when it is known (upstream.ts's for a redirect target too). */
+export function unsatisfiableBody(range: string | undefined, size: number | string | undefined): string {
+  return JSON.stringify({ code: 'FC_ERR_RANGE', message: `range ${range} not satisfiable${size === undefined ? '' : ` (size ${size})`}` });
+}
+
 /** A URL as the logs show it: without its query string, which may carry a token or a signature (a pre-signed URL's). */
 export function loggedPath(url: string): string {
   const q = url.indexOf('?');
@@ -160,7 +165,7 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
   const range = wantsRange && size !== undefined ? rangeOf(rangeHeader, size) : undefined;
   if (range === 'unsatisfiable') {
     withoutObjectHeaders(reply, body).header('cache-control', 'no-store').header('content-range', `bytes */${size}`);
-    return void done(reply.code(416).type('application/json'), body, JSON.stringify({ code: 'FC_ERR_RANGE', message: `range ${rangeHeader} not satisfiable (size ${size})` }));
+    return void done(reply.code(416).type('application/json'), body, unsatisfiableBody(rangeHeader, size));
   }
   if (range) {
     const len = range.end - range.start + 1;

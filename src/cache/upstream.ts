@@ -12,7 +12,7 @@ import { errorMessage, UpstreamError } from '../errors.js';
 import { AnswerHandler, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
 import { isRunToken } from '../client/run-token.js';
 import { bearerToken } from '../http/auth.js';
-import { loggedPath } from './serve.js';
+import { loggedPath, unsatisfiableBody } from './serve.js';
 import { redactUrl } from '../redact-url.js';
 import { DEFAULT_UPSTREAM_CONNECTIONS, type UpstreamTimeouts } from './config.js';
 import { redirectConnector, RefusedTargetError, type PrivateRedirects } from './redirect-targets.js';
@@ -329,9 +329,8 @@ function isBlobAnswer(status: number, headers: HeaderMap): boolean {
 function ownUnsatisfiable(answer: UpstreamAnswer, range: string | undefined): UpstreamAnswer {
   answer.body?.destroy();
   const size = /^bytes \*\/(\d+)$/.exec(String(answer.headers['content-range']))?.[1];
-  const message = `range ${range} not satisfiable${size === undefined ? '' : ` (size ${size})`}`;
   const headers = { 'content-type': 'application/json', 'cache-control': 'no-store', ...(size === undefined ? {} : { 'content-range': `bytes */${size}` }) };
-  return { statusCode: 416, headers, whole: Buffer.from(JSON.stringify({ code: 'FC_ERR_RANGE', message })), redirected: true };
+  return { statusCode: 416, headers, whole: Buffer.from(unsatisfiableBody(range, size)), redirected: true };
 }
 
 /**
