@@ -17,7 +17,7 @@ import { formatBytes, parsePositiveDuration, parseTimerDuration } from '../confi
 import { ConfigError, errorMessage, FleetError, UsageError } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 import { exitOneOnError } from './exit-one.js';
-import { barSize, terminalBars, WIDEST_BYTES, type BarStream } from './progress.js';
+import { barSize, terminalBars, type BarStream } from './progress.js';
 import { requireHttpUrl } from './url-flags.js';
 import { repeatable } from './repeatable.js';
 
@@ -72,7 +72,7 @@ export function progressReporter(quiet: boolean, stream: BarStream = process.std
       const payload = { filename: p.filename, got: formatBytes(p.received), size: p.total === null ? '?' : formatBytes(p.total), source: p.source };
       if (!bar) {
         // "download": the longer of the sources a file's bar may show
-        bar = multi.create(p.total ?? 0, 0, payload, { barsize: barSize(stream, ` ${p.filename}  100% | ${WIDEST_BYTES} of ${payload.size} (download)`) });
+        bar = multi.create(p.total ?? 0, 0, payload, { barsize: barSize(stream, p.filename, payload.size, ' (download)') });
         bars.set(p.filename, bar);
       }
       bar.update(p.received, payload);

@@ -24,13 +24,16 @@ export function terminalBars(format: string, quiet = false, stream: BarStream = 
 const BAR_WIDTH = { max: 40, min: 10 };
 
 /** The widest `got` formatBytes draws (below the next unit, one decimal). */
-export const WIDEST_BYTES = '1023.9 KiB';
+const WIDEST_BYTES = '1023.9 KiB';
 
 /**
- * The width of a bar drawn on `stream` in a line that holds `besides` (at its widest) as well:
- * what the terminal's width leaves, so that the line does not run past its edge, where it is cut.
+ * The width of a bar drawn on `stream` in a line ' {name} {bar} {percentage}% | {got} of
+ * {size}' followed by `after` (a transfer's and an asset's format): what the terminal's width
+ * leaves beside the rest of the line at its widest, so that the line does not run past its
+ * edge, where it is cut.
  */
-export function barSize(stream: BarStream, besides: string): number {
+export function barSize(stream: BarStream, name: string, size: string, after = ''): number {
+  const besides = ` ${name}  100% | ${WIDEST_BYTES} of ${size}${after}`;
   return Math.max(BAR_WIDTH.min, Math.min(BAR_WIDTH.max, (stream.columns ?? 80) - besides.length));
 }
 
@@ -51,7 +54,7 @@ export function transferBars(stream: BarStream = process.stderr): { progress?: P
     progress: (fullLabel, total) => {
       const label = shownLabel(fullLabel);
       const shown = total === undefined ? '?' : formatBytes(total);
-      const barsize = barSize(stream, ` ${label}  100% | ${WIDEST_BYTES} of ${shown}`);
+      const barsize = barSize(stream, label, shown);
       const bar = multi.create(total ?? 0, 0, { label, got: formatBytes(0), size: shown }, { barsize });
       let n = 0;
       return (bytes) => {

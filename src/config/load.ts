@@ -408,10 +408,12 @@ export function parseConfig<S extends TSchema>(schema: S, text: string, file: st
 }
 
 /** parseConfig of a document parsed already: its syntax errors, then the schema's. */
-export function validateConfig<S extends TSchema>(schema: S, { doc, lc }: ConfigDocument, file: string, at: readonly string[] = []): Static<S> {
+export function validateConfig<S extends TSchema>(schema: S, parsed: ConfigDocument, file: string, at: readonly string[] = []): Static<S> {
+  const { doc, lc } = parsed;
   if (doc.errors.length > 0) throw syntaxError(doc.errors[0]!, doc, file, lc);
   // `at` validates one subtree (e.g. the `fleetcache:` key of spread.yaml), lines still exact.
   const node = at.length === 0 ? doc.contents : pairAt(doc, at)?.value;
+  const atPointer = at.map((a) => `/${a}`).join('');
   const value: unknown = (isNode(node) ? nodeValue(node, doc, file, lc) : node) ?? {};
   const validate = ajv.compile(schema);
   if (!validate(value)) {
@@ -419,10 +421,10 @@ export function validateConfig<S extends TSchema>(schema: S, { doc, lc }: Config
     const typo = unknownBesideMissing(schema, value, first);
     const described = typo ? describe(typo, { suggest: false }) : describe(first);
     const message = typo ? `${described.message} (a misspelling of the required field ${JSON.stringify((first.params as { missingProperty: string }).missingProperty)}?)` : describeUnion(validate.errors!) ?? described.message;
-    throw fieldError({ doc, lc }, file, at.map((a) => `/${a}`).join('') + described.pointer, message);
+    throw fieldError(parsed, file, atPointer + described.pointer, message);
   }
   const infinite = nonFinitePointer(value);
-  if (infinite !== undefined) throw fieldError({ doc, lc }, file, at.map((a) => `/${a}`).join('') + infinite, 'must be a finite number');
+  if (infinite !== undefined) throw fieldError(parsed, file, atPointer + infinite, 'must be a finite number');
   return value as Static<S>;
 }
 
