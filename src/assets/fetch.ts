@@ -12,8 +12,7 @@ import { chmod, copyFile, lstat, mkdir, open, rename, rm, stat, utimes } from 'n
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
-import { cacheLimits, clientAgentFor } from '../client/http.js';
-import { withSpeedFloor } from '../client/speed-floor.js';
+import { cacheLimits, limitedDispatch } from '../client/http.js';
 import { DigestMismatchError, errorMessage, FleetError, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError, type ErrorCode } from '../errors.js';
 import { createAssetHash, hashFile, inManifestOrder, readManifest, type DroppedRecord, type InvalidRecord, type ManifestRecord } from './manifest.js';
 import { unpackArchive, type ArchiveKind } from './unpack.js';
@@ -166,8 +165,7 @@ function shown(url: string, hop: number): string {
 async function openAsset(url: string, options: FetchAssetsOptions, cacheTimeoutMs: number | undefined): Promise<Dispatcher.ResponseData> {
   let target = url;
   let token = options.token;
-  const limits = cacheTimeoutMs === undefined ? {} : cacheLimits(cacheTimeoutMs);
-  const dispatcher = withSpeedFloor(options.dispatcher ?? clientAgentFor(limits.connectTimeout), limits.speedFloor);
+  const dispatch = limitedDispatch({ ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}), ...(cacheTimeoutMs === undefined ? {} : cacheLimits(cacheTimeoutMs)) });
   for (let hop = 0; ; hop++) {
     const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': USER_AGENT };
     if (token) headers.authorization = `Bearer ${token}`;
@@ -177,8 +175,7 @@ async function openAsset(url: string, options: FetchAssetsOptions, cacheTimeoutM
         method: 'GET',
         headers,
         signal: options.signal,
-        dispatcher,
-        ...(limits.idleTimeout !== undefined ? { headersTimeout: limits.idleTimeout, bodyTimeout: limits.idleTimeout } : {}),
+        ...dispatch,
       });
     } catch (err) {
       throw new UpstreamError(`GET ${shown(target, hop)}: ${errorMessage(err)}`, { cause: err });

@@ -159,7 +159,8 @@ class AdhocProvider implements Provider {
       this.#ctx.log?.(`Cannot allocate ${label}: ${why}`);
       await (options?.idle ?? holdingNothing)(() => sleepFor(this.#retryDelay, options?.signal));
     }
-    const holder = this.#holderOf(endpointOf(address));
+    const endpoint = endpointOf(address);
+    const holder = this.#holderOf(endpoint);
     if (holder !== undefined) {
       // not discarded: the address is the machine the run holds, whose discard (a lab's
       // re-image or power cycle, a cloud's delete by address) would pull it from under its
@@ -167,7 +168,7 @@ class AdhocProvider implements Provider {
       throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: the allocate script of backend ${this.name} gave address ${address}, which ${holder} holds (one machine serves one worker at a time)`);
     }
     const { host, port } = splitAddress(address);
-    this.#live.set(endpointOf(address), label);
+    this.#live.set(endpoint, label);
     try {
       this.#ctx.checkAddress?.(address);
       this.#ctx.log?.(`Waiting for ${label} to make SSH available at ${host}:${port}...`);
@@ -175,7 +176,7 @@ class AdhocProvider implements Provider {
       await waitForPort(host, port, this.#allocateTimeout, options?.signal);
       return await this.#connect(address, system, 30, options?.signal);
     } catch (err) {
-      this.#live.delete(endpointOf(address));
+      this.#live.delete(endpoint);
       await this.#release(system, address).catch(() => undefined);
       // interrupted: the abort itself, which a run stopping does not report as a failure of the machine
       if (options?.signal?.aborted) throw options.signal.reason;

@@ -23,7 +23,7 @@ const agentsByConnectTimeout = new Map<number, Agent>([[CONNECT_TIMEOUT_MS, clie
  * clientAgent, or with `connectTimeout` one like it whose connections may take that long to
  * open: undici sets the connect timeout per agent, not per request.
  */
-export function clientAgentFor(connectTimeout: number | undefined): Agent {
+function clientAgentFor(connectTimeout: number | undefined): Agent {
   if (connectTimeout === undefined) return clientAgent;
   let agent = agentsByConnectTimeout.get(connectTimeout);
   if (!agent) agentsByConnectTimeout.set(connectTimeout, (agent = agentConnectingWithin(connectTimeout)));
@@ -61,6 +61,18 @@ export type CacheLimits = Pick<RequestOptions, 'connectTimeout' | 'idleTimeout' 
  */
 export function cacheLimits(cacheTimeoutMs: number): CacheLimits {
   return { connectTimeout: Math.min(cacheTimeoutMs, CONNECT_TIMEOUT_MS), idleTimeout: cacheTimeoutMs, speedFloor: cacheSpeedFloor(cacheTimeoutMs) };
+}
+
+/**
+ * undici's dispatcher and timeouts for a request under `options`' limits (the caller's
+ * dispatcher, or clientAgent's connect timeout; the speed floor; the idle timeout): the
+ * same for send and for callers of undici's request itself (an asset's GET).
+ */
+export function limitedDispatch(options: Pick<RequestOptions, 'dispatcher' | 'connectTimeout' | 'idleTimeout' | 'speedFloor'>): { dispatcher: Dispatcher; headersTimeout?: number; bodyTimeout?: number } {
+  return {
+    dispatcher: withSpeedFloor(options.dispatcher ?? clientAgentFor(options.connectTimeout), options.speedFloor),
+    ...(options.idleTimeout !== undefined ? { headersTimeout: options.idleTimeout, bodyTimeout: options.idleTimeout } : {}),
+  };
 }
 
 /** `body` counted into `tick` as it is read. */
@@ -159,8 +171,7 @@ async function send(method: Dispatcher.HttpMethod, url: string, options: Request
       headers: headersFor(options),
       body,
       signal: options.signal,
-      dispatcher: withSpeedFloor(options.dispatcher ?? clientAgentFor(options.connectTimeout), options.speedFloor),
-      ...(options.idleTimeout !== undefined ? { headersTimeout: options.idleTimeout, bodyTimeout: options.idleTimeout } : {}),
+      ...limitedDispatch(options),
     });
   } catch (err) {
     if (err instanceof FleetError) throw err;

@@ -65,16 +65,18 @@ export function loadFleetConfig(spreadFile: string, fleetFile: string | undefine
     at = ['fleetcache'];
     config = validateConfig(FleetSchema, parsed, spreadFile, at);
   }
+  /** The file the configuration was read from, which its errors and relative paths are of. */
+  const file = fleetFile ?? spreadFile;
   // Caches without an origin would silently fall back to the embedded default: say so instead.
   if (!config.origin && Object.keys(config.regions).length > 0) {
-    throw new ConfigError(`${fleetFile ?? spreadFile}: fleet configuration lists regions but no origin`, fleetFile ?? spreadFile, undefined, 'origin');
+    throw new ConfigError(`${file}: fleet configuration lists regions but no origin`, file, undefined, 'origin');
   }
   if (!config.origin && config.defaultRegion !== undefined) {
-    throw new ConfigError(`${fleetFile ?? spreadFile}: fleet configuration sets defaultRegion but no origin (the embedded default has its own regions)`, fleetFile ?? spreadFile, undefined, 'defaultRegion');
+    throw new ConfigError(`${file}: fleet configuration sets defaultRegion but no origin (the embedded default has its own regions)`, file, undefined, 'defaultRegion');
   }
   // Paths in the file are its own, as knownHosts is (a --fleet file beside its token): not the run's directory's.
-  if (config.tokenFile !== undefined) config.tokenFile = resolve(dirname(fleetFile ?? spreadFile), config.tokenFile);
-  if (config.knownHosts !== undefined) config.knownHosts = checkedKnownHosts(config.knownHosts, fleetFile ?? spreadFile, fieldPlace(parsed, fleetFile ?? spreadFile, [...at, 'knownHosts']));
+  if (config.tokenFile !== undefined) config.tokenFile = resolve(dirname(file), config.tokenFile);
+  if (config.knownHosts !== undefined) config.knownHosts = checkedKnownHosts(config.knownHosts, file, fieldPlace(parsed, file, [...at, 'knownHosts']));
   return config;
 }
 
