@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { FleetError, UpstreamError } from '../errors.js';
 import { sleepFor } from '../long-timer.js';
+import { shellQuote } from '../shell-quote.js';
 import { waitForPort } from '../ssh/client.js';
 import { holdingNothing, type AllocateOptions, type BackendContext, type EnvEntry, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
 import { LocalExecutor } from './local.js';
@@ -66,11 +67,6 @@ function scriptFailure(what: 'allocate' | 'discard', r: AdhocOutcome): string {
   return `${what} script failed${how}${tail ? `: ${tail}` : ''}`;
 }
 
-/** Single quotes so passwords with `$` reach the script unchanged. */
-function literal(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
 class AdhocProvider implements Provider {
   readonly type = 'adhoc';
   readonly name: string;
@@ -109,13 +105,14 @@ class AdhocProvider implements Provider {
   /** Runs allocate or discard the way spread does (cwd project root, its env only, its fixed PATH); `signal` kills it. */
   async runScript(script: string, system: SystemSpec, address: string, signal?: AbortSignal): Promise<AdhocOutcome> {
     const env: EnvEntry[] = [
-      ['SPREAD_BACKEND', literal(this.name)],
-      ['SPREAD_SYSTEM', literal(system.name)],
-      ['SPREAD_SYSTEM_USERNAME', literal(system.username ?? '')],
-      ['SPREAD_SYSTEM_PASSWORD', literal(system.password ?? '')],
-      ['SPREAD_SYSTEM_ADDRESS', literal(address)],
+      // single-quoted, so that passwords with `$` reach the script unchanged
+      ['SPREAD_BACKEND', shellQuote(this.name)],
+      ['SPREAD_SYSTEM', shellQuote(system.name)],
+      ['SPREAD_SYSTEM_USERNAME', shellQuote(system.username ?? '')],
+      ['SPREAD_SYSTEM_PASSWORD', shellQuote(system.password ?? '')],
+      ['SPREAD_SYSTEM_ADDRESS', shellQuote(address)],
     ];
-    if (system.password === undefined) env.push(['SPREAD_PASSWORD', literal(this.#ctx.password)]);
+    if (system.password === undefined) env.push(['SPREAD_PASSWORD', shellQuote(this.#ctx.password)]);
     const label = `${this.name}:${system.name}`;
     // without the runner's (tests), spread's defaults
     const timeouts = this.#ctx.scriptTimeouts ?? levelTimeouts([]);

@@ -2,6 +2,7 @@
 // bounded output buffer, and the warn/kill timers.
 import { StringDecoder } from 'node:string_decoder';
 import { after, every } from '../long-timer.js';
+import { shellQuote } from '../shell-quote.js';
 import type { EnvEntry, ExecOptions } from './backend.js';
 
 /** Output kept per script; older bytes are dropped (scripts can print gigabytes). */
@@ -60,7 +61,7 @@ const SUDO_VARIABLES = ['SUDO_COMMAND', 'SUDO_USER', 'SUDO_UID', 'SUDO_GID'];
 
 /** cd, spread's fixed exports, then the environment's, in order (shared by scripts and shells). */
 function setupLines(o: RenderOptions): string[] {
-  const lines = [`cd '${o.dir.replace(/'/g, `'\\''`)}'`, ...(o.sudo ? SUDO_VARIABLES.map((v) => `unset ${v}`) : []), 'export DEBIAN_FRONTEND=noninteractive', 'export DEBIAN_PRIORITY=critical'];
+  const lines = [`cd ${shellQuote(o.dir)}`, ...(o.sudo ? SUDO_VARIABLES.map((v) => `unset ${v}`) : []), 'export DEBIAN_FRONTEND=noninteractive', 'export DEBIAN_PRIORITY=critical'];
   if (o.fixedPath) lines.push(`export PATH=${REMOTE_PATH}`);
   for (const entry of o.env ?? []) lines.push(exportLine(entry));
   return lines;
