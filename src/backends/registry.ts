@@ -3,6 +3,7 @@
 import { Ajv } from 'ajv';
 import type { Static, TSchema } from '@sinclair/typebox';
 import { closestName, didYouMean } from '../config/closest-name.js';
+import { propertiesOf } from '../config/load.js';
 import { ConfigError } from '../errors.js';
 import type { BackendContext, Provider } from './backend.js';
 import * as adhoc from './adhoc.js';
@@ -69,7 +70,7 @@ export function checkBackend(type: string, options: unknown): BackendProblem | n
     if (e.keyword === 'required') return { field, message: `missing field "${String((e.params as { missingProperty: string }).missingProperty)}"` };
     if (e.keyword === 'additionalProperties') {
       const extra = String((e.params as { additionalProperty: string }).additionalProperty);
-      const known = Object.keys((e.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
+      const known = Object.keys(propertiesOf(e.parentSchema));
       const guess = closestName(extra, known);
       return { field: [...field, extra], message: `unknown field${didYouMean(guess === undefined ? [] : [guess])}` };
     }

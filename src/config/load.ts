@@ -250,7 +250,7 @@ function unknownBesideMissing(schema: TSchema, value: unknown, first: ErrorObjec
 }
 
 /** A schema's own fields, by name (none for a schema that is not an object's). */
-function propertiesOf(schema: unknown): Record<string, unknown> {
+export function propertiesOf(schema: unknown): Record<string, unknown> {
   return (schema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
 }
 
