@@ -3,7 +3,7 @@
 // only here. docs/errors.md documents every code (a test keeps the two in step).
 // Retired codes are never reused.
 
-export interface ErrorSpec {
+interface ErrorSpec {
   /** HTTP status when the error reaches a server's error handler. */
   readonly status: number;
   /** Process exit code when the error reaches the CLI's main(). */

@@ -68,7 +68,7 @@ export async function makeDir(dir: string, what: string, mode?: number): Promise
 }
 
 /** makeDir, for the synchronous start-up steps. */
-export function makeDirSync(dir: string, what: string, mode?: number): void {
+function makeDirSync(dir: string, what: string, mode?: number): void {
   try {
     makeDirs(dir, mode);
   } catch (err) {

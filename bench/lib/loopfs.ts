@@ -8,7 +8,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { undoAtExit } from '../../test/helpers/processes.js';
 
-export interface LoopFs {
+interface LoopFs {
   readonly dir: string;
   unmount(): Promise<void>;
 }

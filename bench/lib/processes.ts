@@ -11,7 +11,7 @@ import { undoAtExit } from '../../test/helpers/processes.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-export interface BenchDir {
+interface BenchDir {
   readonly dir: string;
   remove(): void;
 }

@@ -261,7 +261,7 @@ function passedOn(reply: FastifyReply, status: number, headers: AnswerFields): v
 export type Direct = (answered?: UpstreamAnswer) => Promise<void>;
 
 /** How a route's passthrough answers: as its fill would decide, with what changes to upstream's fields. */
-export interface PassedThrough {
+interface PassedThrough {
   /** The fill's decision (FillSpec.decide): the status and fields a HEAD is answered with, those its GET would have. */
   readonly decide: (head: AnswerHead) => FillDecision;
   /** Applied to the fields of upstream's answer to a GET (a mirror's redirects). */

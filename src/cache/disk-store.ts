@@ -261,7 +261,7 @@ export interface Evicted {
  * never hold it); `left-to-its-fill`, dropped because a fill holds the blob's name and
  * stores the same bytes itself.
  */
-export type CommitOutcome = 'stored' | 'larger-than-cache' | 'left-to-its-fill';
+type CommitOutcome = 'stored' | 'larger-than-cache' | 'left-to-its-fill';
 
 interface DiskStoreOptions {
   /** Set in a worker: the index here is a local view, the primary's is the real one. */

@@ -19,9 +19,9 @@ export type CacheStatus = 'HIT' | 'STALE' | 'MISS' | 'COLLAPSED';
  * Sends bytes [start, start + length) of a body (length undefined: to the end) straight to
  * the socket, with the status and headers set on `reply` (send-file.ts, fill-cursor.ts).
  */
-export type BodySender = (reply: FastifyReply, start: number, length: number | undefined) => Promise<void>;
+type BodySender = (reply: FastifyReply, start: number, length: number | undefined) => Promise<void>;
 
-export interface Body {
+interface Body {
   readonly status: number;
   /** Headers without content-length (set here). */
   readonly headers: AnswerFields;
@@ -35,7 +35,7 @@ export interface Body {
   readonly discard?: () => void;
 }
 
-export interface SendContext {
+interface SendContext {
   readonly kind: Kind;
   readonly cache: CacheStatus;
   readonly ageSeconds: number;

@@ -7,7 +7,7 @@ import type { Server } from 'node:http';
 import type { FleetError } from '../errors.js';
 
 /** Counts one early answer; `method`: the request's, undefined when its line was not parsed. */
-export type EarlyAnswerCounter = (fe: FleetError, method: string | undefined) => void;
+type EarlyAnswerCounter = (fe: FleetError, method: string | undefined) => void;
 
 /** The method a count names for a request whose line was not parsed (a method Node does not know, a malformed line). */
 export const UNPARSED_METHOD = 'unparsed';

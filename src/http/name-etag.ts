@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { parseDigest, type Digest } from '../store/digest.js';
 
 /** The header fields of a name that its ETag covers besides its bytes. */
-export interface NameFields {
+interface NameFields {
   readonly contentType?: string;
   readonly contentDisposition?: string;
 }

@@ -261,7 +261,7 @@ const NOT_A_FILE = 'listed as a regular file, it is not one any more';
 const OPEN_LISTED = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 /** A regular file of the walk, open, and its stat. */
-export interface OpenFile {
+interface OpenFile {
   readonly fd: number;
   /** The fstat of the open file: its header's mode and size are those of the body read. */
   readonly st: Stats;

@@ -2,7 +2,7 @@
 // float into a Go int64: what spread accepts in `workers:`, `samples:` and `priority:`.
 
 /** A resolved plain scalar: integers as bigint (int64/uint64 range), floats as number. */
-export type ResolvedScalar =
+type ResolvedScalar =
   | { readonly tag: '!!int'; readonly value: bigint }
   | { readonly tag: '!!float'; readonly value: number }
   | { readonly tag: '!!str' | '!!bool' | '!!null' | '!!timestamp' };

@@ -26,7 +26,7 @@ function blobType(key: Buffer): string | undefined {
 }
 
 /** A key as `ssh-keygen -lf` names it: `SHA256:` and the unpadded base64 of its SHA-256. */
-export function fingerprint(key: Buffer): string {
+function fingerprint(key: Buffer): string {
   return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
 }
 
@@ -95,7 +95,7 @@ const ALGORITHMS = new Map<string, ServerHostKeyAlgorithm[]>([
   ['ssh-rsa', ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']],
 ]);
 
-export interface HostKeyCheck {
+interface HostKeyCheck {
   /**
    * The host-key algorithms to offer (those of the keys listed for the host, so that a host
    * with several keys shows the listed one), or undefined when none is listed.

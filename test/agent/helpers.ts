@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Test } from 'tap';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 
-export interface AgentRun {
+interface AgentRun {
   readonly code: number;
   readonly json: Record<string, unknown>;
   readonly stdout: string;

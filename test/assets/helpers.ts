@@ -89,7 +89,7 @@ export function makeZip(entries: readonly { name: string; body: string; mode?: n
   return Buffer.concat([...locals, cd, end]);
 }
 
-export interface SeenRequest {
+interface SeenRequest {
   readonly method: string;
   readonly url: string;
   readonly headers: IncomingHttpHeaders;
@@ -125,7 +125,7 @@ export class BlobServer {
   }
 }
 
-export interface CliRun {
+interface CliRun {
   readonly code: number | null;
   readonly stdout: string;
   readonly stderr: string;

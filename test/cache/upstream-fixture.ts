@@ -5,13 +5,13 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Test } from 'tap';
 
-export interface Obj {
+interface Obj {
   body: Buffer;
   headers?: Record<string, string>;
   status?: number;
 }
 
-export interface FixtureOptions {
+interface FixtureOptions {
   /** Bytes per second per response (0 = unlimited). */
   rate?: number;
   /** Close the socket after sending this many body bytes of the next GET (of every GET with `keepDying`). */

@@ -30,7 +30,7 @@ export async function compressToBuffer(vcdiff: Uint8Array, compression: Compress
   }
 }
 
-export interface VcdiffSummary {
+interface VcdiffSummary {
   /** The size of the file the delta rebuilds (sum of the target windows). */
   readonly targetSize: number;
   readonly windows: number;

@@ -37,7 +37,7 @@ function socketRows(table: string, inodeColumn: number, keep: (cols: string[]) =
   return new Set(rows.filter(keep).map((cols) => cols[inodeColumn]!));
 }
 
-export interface Held {
+interface Held {
   /** Files held open of the directories watched (the data directory, and others a test names). */
   readonly dataFiles: string[];
   /** TCP sockets that are not listening (a client's, or one to upstream). */

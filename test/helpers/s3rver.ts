@@ -13,7 +13,7 @@ import { stopWithTest } from './processes.js';
 /** s3rver's fixed credentials. */
 export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
 
-export interface TestS3Server {
+interface TestS3Server {
   readonly endpoint: string;
   readonly bucket: string;
   readonly pid: number;

@@ -6,13 +6,13 @@ import type { Test } from 'tap';
 import { Client, request } from 'undici';
 
 /** How a slow connection ended: when (ms after it was opened), and what the server sent. */
-export interface Ending {
+interface Ending {
   readonly ms: number;
   readonly answer: string;
 }
 
 /** A connection to the server of `url`, resolved once open, with when it was opened. */
-export function open(url: string): Promise<{ socket: Socket; opened: number }> {
+function open(url: string): Promise<{ socket: Socket; opened: number }> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = connect(Number(port), hostname, () => resolve({ socket, opened: Date.now() }));
@@ -21,7 +21,7 @@ export function open(url: string): Promise<{ socket: Socket; opened: number }> {
 }
 
 /** What `socket` receives until the server closes it (an error counts as closing), and when, after `since`. */
-export function untilClosed(socket: Socket, since: number): Promise<Ending> {
+function untilClosed(socket: Socket, since: number): Promise<Ending> {
   return new Promise((resolve) => {
     let answer = '';
     socket.setEncoding('latin1');
@@ -143,7 +143,7 @@ export async function slowGet(url: string, pauseMs: number): Promise<string> {
  * time, and an idle kept-alive connection waits for its next request as long as keep-alive
  * allows), then GETs `path`: resolves with both statuses.
  */
-export async function idleBetween(url: string, first: string, idleMs: number, path = '/-/healthz', firstHeaderLines = ''): Promise<[number, number]> {
+async function idleBetween(url: string, first: string, idleMs: number, path = '/-/healthz', firstHeaderLines = ''): Promise<[number, number]> {
   const { socket } = await open(url);
   try {
     const answered = await getOn(socket, url, first, firstHeaderLines);

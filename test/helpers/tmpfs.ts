@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { undoAtExit } from './processes.js';
 
-export interface Tmpfs {
+interface Tmpfs {
   readonly dir: string;
   /**
    * Unmounts and removes the mount point; the test's teardown calls it once nothing uses it.

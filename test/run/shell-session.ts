@@ -6,7 +6,7 @@ import type { Test } from 'tap';
 import { cliArgs, stopWithTest } from '../helpers/processes.js';
 
 /** A running `fleetcache run` to type into. */
-export interface ShellRun {
+interface ShellRun {
   /** Everything it printed so far (stdout and stderr; through a pty, one stream). */
   out(): string;
   type(text: string): void;

@@ -3,7 +3,7 @@ import type { Test } from 'tap';
 import { expandJobs, loadProject, type Job, type Project } from '../../src/spread/index.js';
 
 /** Task files: "suite/task" → task.yaml text. */
-export interface ProjectFiles {
+interface ProjectFiles {
   spread: string;
   tasks?: Record<string, string>;
 }

@@ -7,7 +7,7 @@ import type { BlobStore } from '../../src/store/blob-store.js';
 import type { Digest } from '../../src/store/digest.js';
 import { DigestMismatchError, NotFoundError } from '../../src/errors.js';
 
-export type StoreFactory = (t: Test) => Promise<BlobStore>;
+type StoreFactory = (t: Test) => Promise<BlobStore>;
 
 function digestOf(buf: Buffer, algo: 'sha256' | 'sha512' = 'sha256'): Digest {
   return { algo, hex: createHash(algo).update(buf).digest('hex') };

@@ -16,7 +16,7 @@ import { cliArgs, REPO_ROOT, undoAtExit } from '../helpers/processes.js';
 const ORIGIN_PORT = 8080;
 const CACHE_PORT = 8081;
 
-export interface TestBedOptions {
+interface TestBedOptions {
   /** Where the origin's and caches' data and logs go. */
   readonly dataDir: string;
   /** Region names (default region-a, region-b); the namespace suffix is the last character. */
