@@ -16,12 +16,9 @@
 // is to do with it (takeResume).
 import { maxHeaderSize, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { headArrived } from '../http/connection-limits.js';
+import { headArrived, KEEP_ALIVE_MARGIN_MS } from '../http/connection-limits.js';
 import { readPlainGet, type PlainGet } from './early-head.js';
 import { flatLatin1 } from '../http/flat-string.js';
-
-/** What node's server adds to keepAliveTimeout before it closes an idle connection (HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER). */
-const KEEP_ALIVE_MARGIN_MS = 1000;
 
 /** Writes one whole answer: `head`, its status line and fields without the blank line, then `body`. */
 export type SendAnswer = (head: string, body: Buffer) => void;

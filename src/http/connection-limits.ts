@@ -1,8 +1,8 @@
 // Limits on client connections that every fleetcache server process applies (the origin, a
 // cache, each worker of a cache): a request head (request line and header fields) must
-// arrive whole in time, as nginx's client_header_timeout, and an optional cap on the
-// connections open at once. Bodies are not concerned: uploads and downloads stream for
-// minutes, bounded by the idle timeouts only.
+// arrive whole in time, as nginx's client_header_timeout, the next one on a kept-alive
+// connection too, and an optional cap on the connections open at once. Bodies are not
+// concerned: uploads and downloads stream for minutes, bounded by the idle timeouts only.
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
@@ -25,6 +25,13 @@ export const DEFAULT_CLIENT_HEADER_TIMEOUT_MS = 15_000;
  * the connections in the middle of a request only.
  */
 export const HEAD_CHECK_INTERVAL_MS = 1_000;
+
+/**
+ * What node adds to a server's keepAliveTimeout before it closes an idle connection
+ * (HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER): the Keep-Alive field announces the timeout, and a
+ * client reusing the connection just before it does not race the close.
+ */
+export const KEEP_ALIVE_MARGIN_MS = 1000;
 
 /**
  * Client connections a server process keeps open at once by default (each worker of a cache
@@ -50,19 +57,25 @@ interface ConnectionLimits {
   readonly maxConnections: number;
 }
 
-/** The connections still waiting for their first request's head, each with the timer that cuts it. */
-const firstHeads = new WeakMap<Socket, NodeJS.Timeout>();
+/**
+ * The connections waiting for a request head with a deadline of their own (their first, the
+ * next after their answers), each with the timer that cuts it.
+ */
+const awaitedHeads = new WeakMap<Socket, NodeJS.Timeout>();
+
+/** Answers under way on each connection node parses (more than one when requests are pipelined). */
+const answersUnderWay = new WeakMap<Socket, number>();
 
 /**
- * The first request of `socket` arrived whole: its deadline is over. Node's own 'request'
- * event says so for the connections node parses; the cache's early answers (early-hits.ts),
- * which node never sees, call this.
+ * A request of `socket` arrived whole: its deadline is over. Node's own 'request' event says
+ * so for the connections node parses; the cache's early answers (early-hits.ts), which node
+ * never sees, call this for a connection's first request.
  */
 export function headArrived(socket: Socket): void {
-  const timer = firstHeads.get(socket);
+  const timer = awaitedHeads.get(socket);
   if (timer === undefined) return;
   clearTimeout(timer);
-  firstHeads.delete(socket);
+  awaitedHeads.delete(socket);
 }
 
 /** The error node's own head timeout gives, answered 408 by the servers' clientErrorHandler. */
@@ -80,7 +93,11 @@ function headTimeoutError(): NodeJS.ErrnoException {
  * arriving too long ago: it counts from a request's first byte (and from the connection's
  * start until one comes). A connection's first request is held to its start instead, by a
  * timer of its own until the head is whole: else a client silent for nearly the limit,
- * then sending a byte at a time, would hold it twice as long.
+ * then sending a byte at a time, would hold it twice as long. A kept-alive connection's next
+ * head is held, from its last answer's end, to the keep-alive limit (with node's margin)
+ * plus the head limit: node times it from its first byte only, and the empty lines a client
+ * may send before a request line (RFC 9112 §2.2), which node skips without counting them,
+ * reset its idle timers: a CRLF every few seconds kept a connection open for ever.
  *
  * The cap is counted here rather than by node's server.maxConnections: in a cache worker,
  * node's cluster hands a connection a worker refuses to another, and back, without end
@@ -93,17 +110,36 @@ export function limitConnections(server: Server, limits: ConnectionLimits, log: 
   server.headersTimeout = headMs;
 
   const cutLateHead = (socket: Socket): void => {
-    firstHeads.delete(socket);
+    awaitedHeads.delete(socket);
     if (socket.destroyed) return;
     // the servers' clientErrorHandler answers 408 and closes, as for node's own timeout
     if (!server.emit('clientError', headTimeoutError(), socket)) socket.destroy();
   };
-  server.on('request', (req) => headArrived(req.socket));
+  const awaitHead = (socket: Socket, ms: number): void => {
+    const timer = setTimeout(cutLateHead, ms, socket);
+    timer.unref();
+    awaitedHeads.set(socket, timer);
+  };
+  /** Once the last answer under way on `socket` ends, its next head is awaited (no keep-alive limit: node's own). */
+  const answering = (socket: Socket, res: ServerResponse): void => {
+    answersUnderWay.set(socket, (answersUnderWay.get(socket) ?? 0) + 1);
+    res.once('close', () => {
+      const left = answersUnderWay.get(socket)! - 1;
+      answersUnderWay.set(socket, left);
+      if (left > 0 || socket.destroyed || server.keepAliveTimeout <= 0) return;
+      awaitHead(socket, server.keepAliveTimeout + KEEP_ALIVE_MARGIN_MS + headMs);
+    });
+  };
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    headArrived(req.socket);
+    answering(req.socket, res);
+  });
   // An Expect other than 100-continue gets no 'request': node answers it 417 by itself, unless
   // someone listens here. The same answer (with its length, not node's chunked empty body),
   // once the head is known to have arrived.
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     headArrived(req.socket);
+    answering(req.socket, res);
     res.writeHead(417, { 'content-length': '0' }).end();
   });
 
@@ -132,9 +168,7 @@ export function limitConnections(server: Server, limits: ConnectionLimits, log: 
   server.on('connection', (socket: Socket) => {
     if (open >= maxConnections) return refuse(socket);
     open++;
-    const timer = setTimeout(cutLateHead, headMs, socket);
-    timer.unref();
-    firstHeads.set(socket, timer);
+    awaitHead(socket, headMs);
     socket.once('close', () => {
       open--;
       headArrived(socket);

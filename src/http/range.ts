@@ -3,7 +3,13 @@
 import { FleetError } from '../errors.js';
 import type { ReadRange } from '../store/blob-store.js';
 
-const ONE_RANGE = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i;
+/**
+ * `bytes=first-last`, blanks allowed around each part. Each position is optional with the
+ * blanks after it, never two runs of blanks side by side: written `\s*(\d*)\s*`, a blank
+ * run could be split between them in as many ways as it is long, and a Range of 15,000
+ * spaces then a letter took a quarter of a second of the server's only thread to refuse.
+ */
+const ONE_RANGE = /^\s*bytes\s*=\s*(?:(\d+)\s*)?-\s*(?:(\d+)\s*)?$/i;
 
 /**
  * The first and last byte (either may be '') of a header asking one byte range, which
@@ -14,7 +20,7 @@ const ONE_RANGE = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i;
 function oneRange(header: string): { first: string; last: string } | undefined {
   const m = ONE_RANGE.exec(header);
   if (!m) return undefined;
-  const [, first, last] = m as unknown as [string, string, string];
+  const [first = '', last = ''] = m.slice(1);
   if (first === '' && last === '') return undefined;
   if (first !== '' && last !== '' && Number(last) < Number(first)) return undefined;
   return { first, last };

@@ -57,7 +57,7 @@ export const OriginConfigSchema = Type.Object(
         }),
         clientHeaderTimeout: positiveDurationSchema({
           default: '15s',
-          description: 'a request head (request line and header fields) not whole this long after it started, or after the connection opened, has its connection closed (bodies are not concerned)',
+          description: 'a request head (request line and header fields) not whole this long after it started, after the connection opened, or after the keep-alive limit past the last answer, has its connection closed (bodies are not concerned)',
         }),
         maxConnections: Type.Integer({ minimum: 1, default: DEFAULT_MAX_CONNECTIONS, description: 'client connections open at once past which a new one is answered 503 and closed as it comes' }),
       },

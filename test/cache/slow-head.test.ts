@@ -1,11 +1,12 @@
 // A cache lets go of a connection whose request head does not arrive whole within
 // clientHeaderTimeout, on the path that answers small hits before node takes a connection
-// (early-hits.ts) as on node's own, but not of a body that takes longer; maxConnections
+// (early-hits.ts) as on node's own, the next head on a kept-alive connection too (empty
+// lines before it do not put it off), but not of a body that takes longer; maxConnections
 // closes a connection over it as it comes. (test/cache/workers-slow-head.test.ts: workers.)
 import t from 'tap';
 import { fetchHash, startCache } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';
-import { checkCapOfTwo, checkSlowHeads, slowGet, slowPut } from '../helpers/slow-client.js';
+import { checkCapOfTwo, checkEmptyLines, checkSlowHeads, slowGet, slowPut } from '../helpers/slow-client.js';
 
 const LIMIT_MS = 1000;
 
@@ -29,6 +30,15 @@ t.test('a late request head is cut, a slow body is not', async (t) => {
   t.test('a download that streams for longer than the limit', async (t) => {
     t.equal(await download, large.hex, 'whole');
   });
+});
+
+t.test('a kept-alive connection that sends empty lines only is cut by the keep-alive limit plus the head limit', async (t) => {
+  const { up, upUrl: upstream } = await startUpstream(t);
+  const cache = await startCache(t, { upstream, clientHeaderTimeout: '1s' }, t.testdir());
+  const small = up.addBlob(4096);
+  for (let hit = ''; hit !== 'HIT';) hit = (await fetchHash(`${cache.url}/cas/sha256/${small.hex}`)).xcache;
+  // the hit is answered before node takes the connection, which an empty line then hands to it
+  checkEmptyLines(t, cache.app.server, cache.url, LIMIT_MS, { 'an answer of node\'s': '/-/healthz', 'a hit answered early': `/cas/sha256/${small.hex}` });
 });
 
 t.test('maxConnections: a connection over it is closed as it comes', async (t) => {

@@ -1,9 +1,11 @@
 // Clients on raw sockets that are slow where a server must not wait for them: silent
 // connections, request heads sent a byte at a time (slowloris), and connections over a cap.
 import { createHash } from 'node:crypto';
+import type { Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { Test } from 'tap';
 import { Client, request } from 'undici';
+import { KEEP_ALIVE_MARGIN_MS } from '../../src/http/connection-limits.js';
 
 /** How a slow connection ended: when (ms after it was opened), and what the server sent. */
 interface Ending {
@@ -214,6 +216,62 @@ export function checkSlowHeads(t: Test, url: string, limitMs: number, firsts: Re
   });
   t.test('a connection idle past the limit after a 417 (an Expect the server does not know)', async (t) => {
     t.same(await idleAfter417, [417, 200], 'its next request is served');
+  });
+}
+
+/** The keep-alive limit checkEmptyLines gives a server: its tests last seconds, not the default's minutes. */
+const SHORT_KEEP_ALIVE_MS = 1000;
+
+/**
+ * Has GET `path` answered on a new connection, then sends an empty line (CRLF, which a
+ * server skips before a request line) every 200 ms, and nothing else, until the server closes
+ * the connection or `boundMs` passed (`ms` is then -1): `ms` counts from the answer.
+ */
+async function emptyLinesAfter(url: string, path: string, boundMs: number): Promise<Ending> {
+  const { socket } = await open(url);
+  await getOn(socket, url, path);
+  const answered = Date.now();
+  const ending = untilClosed(socket, answered);
+  const timer = setInterval(() => socket.writable && socket.write('\r\n'), 200);
+  const bound = setTimeout(() => socket.emit('bound'), boundMs);
+  const end = await Promise.race([ending, new Promise<Ending>((resolve) => socket.once('bound', () => resolve({ ms: -1, answer: '' })))]);
+  clearInterval(timer);
+  clearTimeout(bound);
+  socket.destroy();
+  return end;
+}
+
+/**
+ * Checks that `server` (at `url`, its head limit `limitMs`; its keepAliveTimeout made
+ * SHORT_KEEP_ALIVE_MS) answers 408 and closes a connection that, after an answer to each of
+ * `firsts` (named GETs), sends empty lines only: by the keep-alive limit, with node's margin,
+ * plus the head limit (sooner is right too: the cache's early path hands such a connection
+ * to node, which times its head from then). Node skips them without timing them, and they reset its idle timers.
+ * A stray empty line before a next request (RFC 9112 §2.2) is no reason to refuse it.
+ */
+export function checkEmptyLines(t: Test, server: Server, url: string, limitMs: number, firsts: Record<string, string>): void {
+  server.keepAliveTimeout = SHORT_KEEP_ALIVE_MS;
+  const deadline = SHORT_KEEP_ALIVE_MS + KEEP_ALIVE_MARGIN_MS + limitMs;
+  for (const [what, path] of Object.entries(firsts)) {
+    const ending = emptyLinesAfter(url, path, deadline + 2 * CHECK_SLACK_MS);
+    t.test(`empty lines only after ${what}`, async (t) => {
+      const { ms, answer } = await ending;
+      t.ok(ms >= 0 && ms <= deadline + CHECK_SLACK_MS, `closed ${ms} ms after the answer (deadline ${deadline} ms)`);
+      t.match(answer, /^HTTP\/1\.1 408 .*FC_ERR_REQUEST_TIMEOUT/s, 'answered 408');
+    });
+  }
+  const [, firstPath] = Object.entries(firsts)[0]!;
+  t.test('an empty line before the next request', async (t) => {
+    const { socket } = await open(url);
+    try {
+      t.equal(await getOn(socket, url, firstPath), 200);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      socket.write('\r\n');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      t.equal(await getOn(socket, url, '/-/healthz'), 200, 'the next request is served');
+    } finally {
+      socket.destroy();
+    }
   });
 }
 

@@ -1,14 +1,14 @@
 // The origin lets go of a connection whose request head does not arrive whole within
 // limits.clientHeaderTimeout (a silent one, a head sent a byte at a time, a kept-alive one's
-// next head), but not of a body that takes longer; limits.maxConnections closes a connection
-// over it as it comes.
+// next head, which empty lines sent before it do not put off), but not of a body that takes
+// longer; limits.maxConnections closes a connection over it as it comes.
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { originOptionsFrom } from '../../src/cli/origin.js';
 import { parseConfig } from '../../src/config/load.js';
 import { OriginConfigSchema, type OriginOptions } from '../../src/origin/config.js';
 import { startOrigin, TEST_TOKEN, uploadBlob } from '../helpers/origin.js';
-import { checkCapOfTwo, checkSlowHeads, slowGet, slowPut } from '../helpers/slow-client.js';
+import { checkCapOfTwo, checkEmptyLines, checkSlowHeads, slowGet, slowPut } from '../helpers/slow-client.js';
 
 const LIMIT_MS = 1000;
 
@@ -35,6 +35,11 @@ t.test('a late request head is cut, a slow body is not', async (t) => {
   t.test('a download read more slowly than the limit', async (t) => {
     t.equal(await download, hex, 'whole');
   });
+});
+
+t.test('a kept-alive connection that sends empty lines only is cut by the keep-alive limit plus the head limit', async (t) => {
+  const origin = await startOrigin(t, withLimits(t, '  clientHeaderTimeout: 1s\n'));
+  checkEmptyLines(t, origin.app.server, origin.url, LIMIT_MS, { 'an answer': '/-/healthz' });
 });
 
 t.test('limits.maxConnections: a connection over it is closed as it comes', async (t) => {
