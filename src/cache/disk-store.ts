@@ -248,6 +248,10 @@ interface StorePeer {
   readonly store: { readonly bytes: number; readonly objects: number; readonly evicted: Evicted };
   /** Asks the primary to evict (see DiskStore.makeRoom); resolves with the bytes it freed. */
   makeRoom(bytes: number, whole: boolean): Promise<number>;
+  /** This process opened the first reader of the body of `id` (`size` bytes), or closed its last (`size` undefined). */
+  reading(id: string, size: number | undefined): void;
+  /** The bytes of the bodies being read in every worker, as the primary's last answer to makeRoom said. */
+  readonly readBytes: number;
 }
 
 /** What the index evicted since start (the least recently used, over the budget or to make room). */
@@ -302,7 +306,8 @@ export class DiskStore {
   /**
    * Large bodies open for reading in this process, by id: how many readers and their size.
    * A file unlinked while open keeps its room until its last reader closes it (a slow
-   * client can hold it for minutes): evicting it makes no room now (see makeRoom).
+   * client can hold it for minutes): evicting it makes no room now (see makeRoom). In the
+   * primary, the readers are the workers that read the body (see readerOpened).
    */
   #reading = new Map<string, { readers: number; size: number }>();
 
@@ -720,17 +725,33 @@ export class DiskStore {
     return undefined;
   }
 
-  /** Counts `fh`, a reader of the body of `id`, until it is closed (see #reading). */
+  /**
+   * Counts `fh`, a reader of the body of `id`, until it is closed (see #reading). A worker
+   * tells the primary of its first reader of a body and of its last only: no message per hit.
+   */
   #countReader(id: string, size: number, fh: FileHandle): FileHandle {
+    if (this.readerOpened(id, size)) this.#peer?.reading(id, size);
+    // A FileHandle is an EventEmitter, told of its close by whoever closes it (node's types omit it).
+    (fh as FileHandle & EventEmitter).once('close', () => {
+      if (this.readerClosed(id)) this.#peer?.reading(id, undefined);
+    });
+    return fh;
+  }
+
+  /** A reader of the body of `id` (`size` bytes) opened it (in the primary: a worker's first); returns whether it is the first. */
+  readerOpened(id: string, size: number): boolean {
     const reading = this.#reading.get(id);
     if (reading) reading.readers++;
     else this.#reading.set(id, { readers: 1, size });
-    // A FileHandle is an EventEmitter, told of its close by whoever closes it (node's types omit it).
-    (fh as FileHandle & EventEmitter).once('close', () => {
-      const left = this.#reading.get(id);
-      if (left && --left.readers === 0) this.#reading.delete(id);
-    });
-    return fh;
+    return !reading;
+  }
+
+  /** A reader of the body of `id` closed it (in the primary: a worker's last); returns whether it was the last. */
+  readerClosed(id: string): boolean {
+    const left = this.#reading.get(id);
+    if (!left || --left.readers > 0) return false;
+    this.#reading.delete(id);
+    return true;
   }
 
   /**
@@ -912,7 +933,7 @@ export class DiskStore {
       if (lacking > 0) {
         const freed = await this.makeRoom(lacking, true);
         this.#free.bytes += freed; // after the wait: reservations taken meanwhile stay counted
-        if (this.isHeldByReaders(lacking, freed)) throw new StorageError(`no space left for ${size} bytes: ${this.#readBytes()} bytes are held by bodies being read`);
+        if (this.isHeldByReaders(lacking, freed)) throw new StorageError(`no space left for ${size} bytes: ${this.readBytes} bytes are held by bodies being read`);
       }
       this.#take(size, true);
     });
@@ -943,7 +964,8 @@ export class DiskStore {
    * resolves with the bytes freed once their files are unlinked. `whole`: only if the
    * entries hold all of `bytes`; else nothing is evicted (something else holds the disk,
    * and emptying the cache would not make the room). In a worker, the primary evicts (it
-   * decides what leaves the disk).
+   * decides what leaves the disk), passing over the bodies any worker reads, and tells the
+   * bytes they hold (readBytes).
    */
   async makeRoom(bytes: number, whole = false): Promise<number> {
     if (this.#peer) return this.#peer.makeRoom(bytes, whole);
@@ -977,7 +999,12 @@ export class DiskStore {
    * disk is not failing (no cool-down for every fill).
    */
   isHeldByReaders(lacking: number, freed: number): boolean {
-    return freed < lacking && lacking <= freed + this.#readBytes();
+    return freed < lacking && lacking <= freed + this.readBytes;
+  }
+
+  /** The bytes of the bodies being read in the whole cache (in a worker, as the primary last said: see makeRoom). */
+  get readBytes(): number {
+    return this.#peer ? this.#peer.readBytes : this.#readBytes();
   }
 
   /** The bytes of the bodies being read (see #reading), those of the ids `counted` only if given. */

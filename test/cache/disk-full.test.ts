@@ -21,7 +21,7 @@ import { fillMemoryInUse, setFillMemory } from '../../src/cache/fill-progress.js
 import { UpstreamError } from '../../src/errors.js';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { startOrigin, uploadBlob } from '../helpers/origin.js';
-import { startServerProcess } from '../helpers/processes.js';
+import { descendantsOf, startServerProcess, type RunningServer } from '../helpers/processes.js';
 import { mountTmpfs } from '../helpers/tmpfs.js';
 import { eventually } from '../helpers/wait.js';
 import { fetchHash } from './harness.js';
@@ -702,16 +702,23 @@ t.test('a PUT of unknown length that finds the disk full is only forwarded: no s
   t.notOk(app.cache.store.has(casId({ algo: 'sha256', hex })), 'and not kept');
 });
 
-/** This process's open files whose paths name one of `hexes` (a blob's file, held by a reader). */
-function openFilesOf(hexes: readonly string[]): string[] {
-  const target = (fd: string): string => {
+/** The open files of `pids` (this process by default) whose paths name one of `hexes` (a blob's file, held by a reader). */
+function openFilesOf(hexes: readonly string[], pids: readonly (number | 'self')[] = ['self']): string[] {
+  const target = (pid: number | 'self', fd: string): string => {
     try {
-      return readlinkSync(`/proc/self/fd/${fd}`);
+      return readlinkSync(`/proc/${pid}/fd/${fd}`);
     } catch {
       return ''; // closed meanwhile
     }
   };
-  return readdirSync('/proc/self/fd').map(target).filter((l) => hexes.some((h) => l.includes(h)));
+  const fds = (pid: number | 'self'): string[] => {
+    try {
+      return readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      return []; // gone meanwhile
+    }
+  };
+  return pids.flatMap((pid) => fds(pid).map((fd) => target(pid, fd))).filter((l) => hexes.some((h) => l.includes(h)));
 }
 
 /** A client that asks for `hex` and reads nothing: the cache's file of a large body stays open. */
@@ -781,4 +788,110 @@ for (const { held, chunked, kept } of [
   t.same(await Promise.all(readers.map(readRest)), blobs.slice(0, held).map((b) => ['HTTP/1.1 200', b.hex]), 'the slow readers got their whole objects');
   t.equal(app.cache.store.failures, 0, 'no storage failure');
   t.notOk(app.cache.store.isFull(), 'no cool-down: the disk takes writes');
+});
+
+/**
+ * A cache of two workers on a 48 MiB tmpfs under a 42 MiB budget (see the tests above), with
+ * `blobs` stored one after another (each a connection of its own: the workers take them in
+ * turn). `stored`: whether a blob's complete body is on its disk.
+ */
+async function workersHolding(t: Test, upUrl: string, blobs: readonly { hex: string }[]): Promise<{ cache: RunningServer; dir: string; stored: (hex: string) => boolean }> {
+  const { dir, unmount } = mountTmpfs('48m', 'evicted-open-workers');
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '42MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  t.teardown(async () => {
+    await cache.stop();
+    await unmount();
+  });
+  const stored = (hex: string): boolean => {
+    const file = path.join(dir, casId({ algo: 'sha256', hex }));
+    return existsSync(file) && (statSync(file).mode & 0o777) !== 0;
+  };
+  for (const b of blobs) {
+    await fetchHash(`${cache.url}/cas/sha256/${b.hex}`, {}, { fresh: true });
+    await eventually('stored', () => stored(b.hex), 5000);
+  }
+  return { cache, dir, stored };
+}
+
+/**
+ * Hits `blobs` through `cache`, one after another: each the most recently used in the
+ * primary's index once its worker has reported it (at most REPORT_FLUSH_MS, 200 ms, later:
+ * two workers' reports of hits closer together may come in either order).
+ */
+async function hitInTurn(t: Test, cache: RunningServer, blobs: readonly { hex: string }[]): Promise<void> {
+  for (const b of blobs) {
+    t.equal((await fetchHash(`${cache.url}/cas/sha256/${b.hex}`, {}, { fresh: true })).xcache, 'HIT');
+    await sleep(300);
+  }
+}
+
+/** Asks for `large` through `cache`; once its fill has ended (its temp file committed or removed), what `cache` evicted in all. */
+async function fillAndCountEvicted(t: Test, cache: RunningServer, dir: string, large: { hex: string }): Promise<{ evictedObjects: number; evictedBytes: number }> {
+  const larger = await fetchHash(`${cache.url}/cas/sha256/${large.hex}`, {}, { fresh: true });
+  t.same([larger.status, larger.hash], [200, large.hex], 'the large object served whole');
+  await eventually('its fill ended', () => readdirSync(path.join(dir, 'tmp')).length === 0, 5000);
+  const stats = (await (await request(`${cache.url}/-/stats`)).body.json()) as { store: { evictedObjects: number; evictedBytes: number } };
+  return stats.store;
+}
+
+// The same with two workers: the slow readers' files are open in the workers (the
+// connections taken in turn: two each when four read), and the primary evicts. Each worker
+// reports the bodies it reads, so the primary passes them over, and a fill counts the room
+// held by every worker's readers: a 32 MiB fill lacks 25 MiB, more than the readers of any
+// one worker but the one that would hold all four hold.
+for (const { held, largeMiB, kept } of [
+  { held: 2, largeMiB: 16, kept: [true, true, false, false, true, true] },
+  { held: 4, largeMiB: 32, kept: [true, true, true, true, true, false] },
+]) t.test(`two workers, ${held} objects being read by slow clients: the primary does not evict them for room they would not give back, and a fill that finds none is passed through with no storage failure`, { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const blobs = [8, 8, 8, 8, 8, largeMiB].map((n) => up.addBlob(n * MiB));
+  const { cache, dir, stored } = await workersHolding(t, upUrl, blobs.slice(0, 5));
+  const readers = blobs.slice(0, held).map((b) => slowReader(Number(new URL(cache.url).port), b.hex));
+  t.teardown(() => readers.forEach((s) => s.destroy())); // before the cache stops (teardowns run last first)
+  const workers = descendantsOf(cache.child.pid!);
+  await eventually('the slow readers\' files open in the workers', () => openFilesOf(blobs.slice(0, held).map((b) => b.hex), workers).length >= held, 5000);
+  await sleep(300); // their hits reported
+  await hitInTurn(t, cache, blobs.slice(held, 5)); // the read ones the least recently used again
+  const evicted = await fillAndCountEvicted(t, cache, dir, blobs[5]!);
+  t.same(blobs.map((b) => stored(b.hex)), kept, 'the objects being read are not evicted for room they would not give back');
+  const count = kept.slice(0, 5).filter((k) => !k).length;
+  t.same([evicted.evictedObjects, evicted.evictedBytes], [count, count * 8 * MiB], 'no more evicted than the room needed');
+  t.same(await Promise.all(readers.map(readRest)), blobs.slice(0, held).map((b) => ['HTTP/1.1 200', b.hex]), 'the slow readers got their whole objects');
+  t.notMatch(cache.stderr(), /storage failure/, 'no storage failure, no cool-down');
+});
+
+/** Kills the workers among `workers` that have one of `hexes` open, and waits for the cache to answer again. */
+async function killReadingWorkers(cache: RunningServer, workers: readonly number[], hexes: readonly string[]): Promise<void> {
+  const reading = workers.filter((pid) => openFilesOf(hexes, [pid]).length > 0);
+  for (const pid of reading) process.kill(pid, 'SIGKILL');
+  // Replaced once the primary has taken in their deaths; both killed, the port is refused until a replacement listens.
+  await eventually('the dead workers replaced', () => {
+    const now = descendantsOf(cache.child.pid!);
+    return now.length === workers.length && reading.every((pid) => !now.includes(pid));
+  }, 10_000);
+  await eventually('the cache answers', () => request(`${cache.url}/-/healthz`).then((r) => r.body.dump().then(() => r.statusCode === 200), () => false), 10_000);
+}
+
+// A worker reports the last reader of a body closing too, and the primary drops what a worker
+// that died was reading: the bodies read before are evicted again as the least recently used.
+for (const end of ['the slow clients read to the end', 'the workers reading die'] as const) t.test(`two workers, ${end}: the bodies they read are no longer passed over`, { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const blobs = [8, 8, 8, 8, 8, 16].map((n) => up.addBlob(n * MiB));
+  const { cache, dir, stored } = await workersHolding(t, upUrl, blobs.slice(0, 5));
+  const readers = blobs.slice(0, 2).map((b) => slowReader(Number(new URL(cache.url).port), b.hex));
+  t.teardown(() => readers.forEach((s) => s.destroy()));
+  const workers = descendantsOf(cache.child.pid!);
+  const hexes = blobs.slice(0, 2).map((b) => b.hex);
+  await eventually('the slow readers\' files open in the workers', () => openFilesOf(hexes, workers).length >= 2, 5000);
+  await sleep(300); // their hits, and the bodies read, reported
+  await hitInTurn(t, cache, blobs.slice(2, 5)); // the read ones the least recently used again
+  if (end === 'the workers reading die') await killReadingWorkers(cache, workers, hexes);
+  else {
+    t.same(await Promise.all(readers.map(readRest)), blobs.slice(0, 2).map((b) => ['HTTP/1.1 200', b.hex]), 'the slow readers got their whole objects');
+    await eventually('their files closed', () => openFilesOf(hexes, workers).length === 0, 5000);
+    await sleep(300); // reported
+  }
+  const evicted = await fillAndCountEvicted(t, cache, dir, blobs[5]!);
+  t.same(blobs.map((b) => stored(b.hex)), [false, false, true, true, true, true], 'the two least recently used evicted: nobody reads them now');
+  t.same([evicted.evictedObjects, evicted.evictedBytes], [2, 16 * MiB], 'and no more');
 });

@@ -1,7 +1,7 @@
-// The worker's side of the cluster protocol (see protocol.ts): reports commits, hits and
-// the count of fills it leads (batched on a timer) and deletions to the primary, hears
-// about evictions, and asks for the figures of the whole cache. Which worker fills an
-// object is settled without the primary (see fills.ts).
+// The worker's side of the cluster protocol (see protocol.ts): reports commits, hits, the
+// bodies it reads and the count of fills it leads (batched on a timer) and deletions to the
+// primary, hears about evictions, and asks for the figures of the whole cache. Which worker
+// fills an object is settled without the primary (see fills.ts).
 import type { KindTally } from '../metrics.js';
 import type { ErrorCode } from '../../errors.js';
 import { Outbox, unbatch, type Batch, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerEnv, type WorkerMessage } from './protocol.js';
@@ -27,6 +27,10 @@ export class ClusterLink {
   /** Ids hit since the last flush, each once (the store reports an id once per epoch). */
   #touched: string[] = [];
   #committed: { id: string; size: number; storedAt: number }[] = [];
+  /** Bodies whose first reader opened (their size) or last closed (undefined) since the last flush: the last change of each. */
+  #reading = new Map<string, number | undefined>();
+  /** The bytes of the bodies every worker reads, as the primary's last answer to makeRoom said. */
+  readBytes = 0;
   #leading: () => number = () => 0;
   #reportedLeading = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -81,7 +85,13 @@ export class ClusterLink {
     if (this.#touched.push(id) === 1) this.#schedule();
   }
 
-  /** Sends what is queued now (the commits, hits and count of fills gathered since the last flush, and the tallies, too). */
+  /** This worker opened its first reader of the body of `id` (`size` bytes), or closed its last (`size` undefined). */
+  reading(id: string, size: number | undefined): void {
+    this.#reading.set(id, size);
+    this.#schedule();
+  }
+
+  /** Sends what is queued now (the commits, hits, bodies read and count of fills gathered since the last flush, and the tallies, too). */
   flush(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -89,6 +99,8 @@ export class ClusterLink {
     this.#committed = [];
     if (this.#touched.length > 0) this.#outbox.push({ t: 'touched', ids: this.#touched });
     this.#touched = [];
+    if (this.#reading.size > 0) this.#outbox.push(readingReport(this.#reading));
+    this.#reading = new Map();
     this.epoch++;
     this.#outbox.push({ t: 'totals', kinds: this.#tally() });
     const leading = this.#leading();
@@ -140,8 +152,10 @@ export class ClusterLink {
   }
 
   async makeRoom(bytes: number, whole: boolean): Promise<number> {
-    this.flush(); // the commits gathered so far first: the primary evicts among them too
-    return (await this.#ask<Extract<Reply, { t: 'room' }>>({ t: 'room', req: 0, bytes, whole })).freed;
+    this.flush(); // the commits and bodies read gathered so far first: the primary evicts among them too
+    const answer = await this.#ask<Extract<Reply, { t: 'room' }>>({ t: 'room', req: 0, bytes, whole });
+    this.readBytes = answer.readBytes;
+    return answer.freed;
   }
 
   #ask<R extends Reply>(m: Extract<WorkerMessage, { req: number }>): Promise<R> {
@@ -177,4 +191,15 @@ export class ClusterLink {
       }
     }
   }
+}
+
+/** The 'reading' report of `changes` (see ClusterLink.reading): each body opened (with its size) or closed. */
+function readingReport(changes: ReadonlyMap<string, number | undefined>): Extract<WorkerMessage, { t: 'reading' }> {
+  const opened: [string, number][] = [];
+  const closed: string[] = [];
+  for (const [id, size] of changes) {
+    if (size === undefined) closed.push(id);
+    else opened.push([id, size]);
+  }
+  return { t: 'reading', opened, closed };
 }

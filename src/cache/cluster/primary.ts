@@ -53,6 +53,8 @@ interface LiveWorker {
   worker: Worker;
   outbox: Outbox<PrimaryMessage>;
   leading: number;
+  /** The bodies it reads, by id, with their size (counted in the store's readers: see DiskStore.readerOpened). */
+  reading: Map<string, number>;
   tally: Record<string, KindTally>;
   metrics?: MetricsJson;
   /** Listening, so asked every WATCH_MS. */
@@ -265,13 +267,24 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       case 'touched':
         for (const entry of m.ids) store.touch(entry);
         return;
+      case 'reading': {
+        const w = live.get(id);
+        if (!w) return;
+        for (const [body, size] of m.opened) {
+          if (w.reading.has(body)) continue;
+          w.reading.set(body, size);
+          store.readerOpened(body, size);
+        }
+        for (const body of m.closed) if (w.reading.delete(body)) store.readerClosed(body);
+        return;
+      }
       case 'deleted':
         store.forget(m.id); // the worker unlinked it already
         return broadcastFiguresSoon();
       case 'room':
         // never rejects in practice (unlink failures are ignored); an answer is owed either way
         void store.makeRoom(m.bytes, m.whole).catch(() => 0).then((freed) => {
-          send(id, { t: 'room', req: m.req, freed });
+          send(id, { t: 'room', req: m.req, freed, readBytes: store.readBytes });
           broadcastFiguresSoon();
         });
         return;
@@ -336,7 +349,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     // yes: harmless, its 'exit' follows; unhandled, the error ended the primary and the cache
     // (seen in CI: a worker killed just after it started listening).
     worker.on('error', (err: Error) => log.debug({ worker: worker.id, err: err.message }, 'a message to a cache worker was not delivered'));
-    const entry: LiveWorker = { worker, outbox, leading: 0, tally: {} };
+    const entry: LiveWorker = { worker, outbox, leading: 0, reading: new Map(), tally: {} };
     live.set(worker.id, entry);
     worker.on('message', (m: WorkerMessage | Batch<WorkerMessage>) => {
       entry.asked = undefined; // it answers
@@ -357,6 +370,8 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     worker.once('exit', (code, signal) => {
       const last = live.get(worker.id);
       live.delete(worker.id);
+      // The files it read were closed with its process.
+      for (const body of last?.reading.keys() ?? []) store.readerClosed(body);
       if (stopping) return;
       if (last) addTallies(retired, lastCounts(last.tally, last.metrics));
       // Its counters as last scraped or reported stay in the sums: Prometheus would take a drop for a reset.

@@ -3,10 +3,11 @@
 // Why several processes: one Node thread tops out far below what a regional cache must
 // serve (every hit costs a socket write in the kernel, every miss a file creation), so
 // `workers: N` runs N copies of the server on one port. What must stay single is kept in
-// the primary: the LRU index bounded in bytes (it unlinks what it evicts). Which worker
-// fills an object is settled by its claim file (fills.ts), so that each object is still
-// fetched from upstream once with no message on the miss path; a worker that loses the
-// race joins the fill over the leader's private Unix socket.
+// the primary: the LRU index bounded in bytes (it unlinks what it evicts, passing over the
+// bodies the workers read: an evicted file keeps its room until its last reader closes it).
+// Which worker fills an object is settled by its claim file (fills.ts), so that each object
+// is still fetched from upstream once with no message on the miss path; a worker that loses
+// the race joins the fill over the leader's private Unix socket.
 //
 // Messages sent during one turn of the event loop travel as one `batch` (see Outbox): a
 // message costs both processes a JSON round and a wake-up. Commits and hits are gathered
@@ -24,6 +25,11 @@ export type WorkerMessage =
   | { readonly t: 'leading'; readonly fills: number }
   | { readonly t: 'touched'; readonly ids: readonly string[] }
   | { readonly t: 'deleted'; readonly id: string }
+  /**
+   * Bodies the worker opened its first reader of (id and size) and closed its last reader of,
+   * since its last report: the primary does not count their room as made by evicting them.
+   */
+  | { readonly t: 'reading'; readonly opened: readonly (readonly [string, number])[]; readonly closed: readonly string[] }
   /** Evict at least `bytes` (the least recently used first): a fill needs the room (DiskStore.makeRoom, and its `whole`). */
   | { readonly t: 'room'; readonly req: number; readonly bytes: number; readonly whole: boolean }
   | { readonly t: 'stats'; readonly req: number }
@@ -47,8 +53,8 @@ export type PrimaryMessage =
   | { readonly t: 'stats'; readonly req: number; readonly kinds: Record<string, KindTally>; readonly store: StoreFigures; readonly startedAt: string; readonly workersLost: number }
   | { readonly t: 'metrics'; readonly req: number; readonly text: string; readonly contentType: string }
   | { readonly t: 'tally?'; readonly req: number }
-  /** The answer to 'room', once the evicted files are unlinked. */
-  | { readonly t: 'room'; readonly req: number; readonly freed: number }
+  /** The answer to 'room', once the evicted files are unlinked; `readBytes`: the bytes of the bodies every worker reads then. */
+  | { readonly t: 'room'; readonly req: number; readonly freed: number; readonly readBytes: number }
   | { readonly t: 'metrics?'; readonly req: number };
 
 /** A prom-client registry as JSON (Registry.getMetricsAsJSON). */
