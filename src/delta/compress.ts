@@ -6,7 +6,7 @@
 // numbers, anything else is tried as brotli.
 import { createReadStream, createWriteStream } from 'node:fs';
 import { copyFile, open, stat } from 'node:fs/promises';
-import { Writable, type Transform } from 'node:stream';
+import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants, createBrotliCompress, createBrotliDecompress, createGunzip, createGzip } from 'node:zlib';
 import { errorMessage, FleetError, SizeMismatchError } from '../errors.js';
@@ -73,29 +73,49 @@ export async function compressDelta(input: string, output: string, compression: 
 }
 
 /**
- * The size of the VCDIFF file `input` after the fast pass (brotli's; gzip's and none's only
- * pass), for ranking candidates before the slow pass of the one kept; nothing is written.
- * Counting stops once past `limit`: the result is then some size above it.
+ * The size of a VCDIFF after the fast pass (brotli's; gzip's and none's only pass), counted
+ * as the VCDIFF is written, for ranking candidates before the slow pass of the one kept;
+ * nothing is kept. A compressor only ever adds to what it wrote, so `counted` at any time is
+ * a lower bound of the final size: a candidate already past what could be chosen can stop
+ * its encode there, whatever its remaining bytes would compress to.
  */
-export async function quickCompressedSize(input: string, compression: Compression, limit = Infinity): Promise<number> {
-  const size = (await stat(input)).size;
-  const stream = compressor(compression, size, FAST_QUALITY);
-  if (!stream) return size;
-  let counted = 0;
-  const stop = new AbortController();
-  const counter = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      counted += chunk.length;
-      if (counted > limit) stop.abort();
-      done();
-    },
-  });
-  try {
-    await pipeline(createReadStream(input), stream, counter, { signal: stop.signal });
-  } catch (err) {
-    if (!stop.signal.aborted) throw err;
+export class QuickSizeCounter {
+  readonly #stream: Transform | undefined;
+  #counted = 0;
+
+  /** `sizeHint`: what the VCDIFF's size may come to (brotli tunes its pass to it). */
+  constructor(compression: Compression, sizeHint: number) {
+    this.#stream = compressor(compression, sizeHint, FAST_QUALITY);
+    this.#stream?.on('data', (chunk: Buffer) => (this.#counted += chunk.length));
   }
-  return counted;
+
+  /** Compressed bytes so far (raw bytes for `none`). */
+  get counted(): number {
+    return this.#counted;
+  }
+
+  /** Compresses `bytes` (copied: the caller may reuse its buffer once this resolves). */
+  async write(bytes: Uint8Array): Promise<void> {
+    const stream = this.#stream;
+    if (!stream) {
+      this.#counted += bytes.length;
+      return;
+    }
+    // resolves once the compressor took the chunk in: `counted` then trails by its pending block only
+    await new Promise<void>((resolve, reject) => stream.write(Buffer.from(bytes), (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** The final size, once the compressor flushed what it held. */
+  async end(): Promise<number> {
+    const stream = this.#stream;
+    if (stream) await new Promise<void>((resolve, reject) => stream.once('error', reject).once('end', resolve).end());
+    return this.#counted;
+  }
+
+  /** Frees the compressor of a count given up (an encode stopped or failed). */
+  destroy(): void {
+    this.#stream?.destroy();
+  }
 }
 
 export function detectCompression(bytes: Uint8Array): Compression {

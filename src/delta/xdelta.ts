@@ -86,6 +86,9 @@ function smallerLevel(level: number): number | undefined {
   return undefined;
 }
 
+/** Told of a piece of VCDIFF just written and the VCDIFF's size so far; true stops the encode after the window. */
+export type OutputWatch = (written: Uint8Array, size: number) => boolean | Promise<boolean>;
+
 export interface EncodeResult {
   /** Bytes of the raw VCDIFF (no secondary compression) written. */
   readonly size: number;
@@ -95,7 +98,7 @@ export interface EncodeResult {
   readonly memoryBytes: number;
   /** Calls to xdelta3 (target windows, each against its own source segment). */
   readonly windows: number;
-  /** False when the encode stopped once its VCDIFF was past `stopAbove`: the file then holds only its start. */
+  /** False when `onOutput` stopped the encode: the file then holds only its start. */
   readonly complete: boolean;
 }
 
@@ -128,10 +131,12 @@ export const DEFAULT_LEVEL_HELP = 'xdelta3 level 1-9 (default: 9 for a base up t
  * Should the host refuse the wasm memory, or xdelta3 run out of it, the encode is retried at
  * the next level with a smaller source table (184 MiB at level 6, 156 MiB at level 1).
  * `signal` is looked at between windows (a window's encode holds the thread).
- * `stopAbove`: the encode stops at the first window that takes the VCDIFF past this many
- * bytes (a caller that has a smaller delta already: the rest would be encoded for nothing).
+ * `watchOutput` gives, as each attempt starts (one at a lower level writes the VCDIFF anew),
+ * what is told of each piece of VCDIFF as it is written; once that answers true, the encode
+ * stops at the end of the window (a caller that has a better delta already, or knows this
+ * one cannot be used: the rest would be encoded for nothing).
  */
-export async function encodeDelta(base: DeltaInput, target: DeltaInput, output: string, options: { level?: number; signal?: AbortSignal; stopAbove?: number } = {}): Promise<EncodeResult> {
+export async function encodeDelta(base: DeltaInput, target: DeltaInput, output: string, options: { level?: number; signal?: AbortSignal; watchOutput?: () => OutputWatch } = {}): Promise<EncodeResult> {
   const given = options.level;
   if (given !== undefined && (!Number.isInteger(given) || given < 1 || given > 9)) throw new FleetError('FC_ERR_USAGE', `delta level must be 1-9, got ${given}`);
   const source = await OpenInput.open(base, 'base');
@@ -145,7 +150,7 @@ export async function encodeDelta(base: DeltaInput, target: DeltaInput, output: 
         let level = wanted;
         for (;;) {
           try {
-            return { ...(await encodeWindows(source, input, plan, level, out, options.signal, options.stopAbove ?? Infinity)), level, windows: plan.length };
+            return { ...(await encodeWindows(source, input, plan, level, out, options.signal, options.watchOutput?.())), level, windows: plan.length };
           } catch (err) {
             const lower = smallerLevel(level);
             if (!isOutOfMemory(err) || lower === undefined) throw err;
@@ -180,7 +185,7 @@ async function planEncode(base: OpenInput, target: OpenInput, signal: AbortSigna
 }
 
 async function encodeWindows(
-  base: OpenInput, target: OpenInput, plan: readonly WindowPlan[], level: number, out: FileHandle, signal: AbortSignal | undefined, stopAbove: number,
+  base: OpenInput, target: OpenInput, plan: readonly WindowPlan[], level: number, out: FileHandle, signal: AbortSignal | undefined, onOutput: OutputWatch | undefined,
 ): Promise<{ size: number; memoryBytes: number; complete: boolean }> {
   const sourceMax = plan.reduce((max, w) => Math.max(max, w.sourceEnd - w.sourceStart), 1);
   const targetMax = plan.reduce((max, w) => Math.max(max, w.targetEnd - w.targetStart), 1);
@@ -189,9 +194,11 @@ async function encodeWindows(
   const inputArea = xd.alloc(targetMax, 'target window');
   const outputArea = xd.alloc(encodeOutputMax(targetMax), 'output');
   let size = 0;
+  let stop = false;
   const write = async (bytes: Uint8Array): Promise<void> => {
     for (let done = 0; done < bytes.length;) done += (await out.write(bytes, done, bytes.length - done, size + done)).bytesWritten;
     size += bytes.length;
+    if (onOutput && (await onOutput(bytes, size))) stop = true;
   };
   await write(VCDIFF_HEADER);
   for (const w of plan) {
@@ -203,7 +210,7 @@ async function encodeWindows(
     const encoded = xd.encode(inputArea, targetLength, sourceLength > 0 ? sourceArea : undefined, sourceLength, outputArea, (level << COMPLEVEL_SHIFT) | XD3_ADLER32);
     // written before the next call writes the output area again
     for (const part of shiftedWindows(encoded, w.sourceStart)) await write(part);
-    if (size > stopAbove) return { size, memoryBytes: xd.memoryBytes, complete: false };
+    if (stop) return { size, memoryBytes: xd.memoryBytes, complete: false };
   }
   return { size, memoryBytes: xd.memoryBytes, complete: true };
 }

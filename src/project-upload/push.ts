@@ -9,8 +9,8 @@ import { copyFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { httpGetJson, httpHead, httpPut, joinUrl, type Progress, type RequestOptions } from '../client/http.js';
-import { compressDelta, DEFAULT_COMPRESSION, quickCompressedSize, type Compression } from '../delta/compress.js';
-import { encodeDelta } from '../delta/xdelta.js';
+import { compressDelta, DEFAULT_COMPRESSION, QuickSizeCounter, type Compression } from '../delta/compress.js';
+import { encodeDelta, type OutputWatch } from '../delta/xdelta.js';
 import { DAMAGED_CODES, DigestMismatchError, FleetError, NotFoundError, UpstreamError, type ErrorCode } from '../errors.js';
 import { parseSize } from '../config/units.js';
 import { packToFile } from '../pack/packer.js';
@@ -101,6 +101,17 @@ export interface PushResult {
   readonly skipped: readonly string[];
   /** Bases at the origin passed over: their blob is missing or damaged there (UNUSABLE_BASE_CODES). */
   readonly unusableBases: readonly UnusableBase[];
+  /** The encodes against candidate bases, in the order tried. */
+  readonly encodes: readonly CandidateEncode[];
+}
+
+/** What the encode against a candidate base wrote. */
+interface CandidateEncode {
+  readonly id: string;
+  /** Bytes of raw VCDIFF: the whole delta, or where the encode stopped. */
+  readonly vcdiffSize: number;
+  /** False when it stopped once the candidate could no longer be chosen. */
+  readonly complete: boolean;
 }
 
 /** A base passed over, and why. */
@@ -128,7 +139,7 @@ function stamp(): string {
 
 /**
  * VCDIFF of `target` against `base`, read from the local base cache, into the file `output`;
- * resolves to its size, and whether it is whole (the encode stops past `stopAbove` bytes).
+ * resolves to its size, and whether it is whole (the encode stops once `watchOutput`'s watch says so).
  * A base fetched is inflated to the plain size its record at the origin states at most, or
  * to UNSTATED_BASE_GROWTH times the target's size for a base pushed before push stated it,
  * or whose record states more:
@@ -137,12 +148,12 @@ function stamp(): string {
  * encode reads it; a missing or damaged copy (a crash, a disk error, an edit) is fetched
  * again, so no delta is made against wrong bytes.
  */
-async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: { path: string; size: number }, output: string, http: RequestOptions, stopAbove: number | undefined): Promise<{ size: number; complete: boolean; received: number; baseSize: number }> {
+async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: { path: string; size: number }, output: string, http: RequestOptions, watchOutput: () => OutputWatch): Promise<{ size: number; complete: boolean; received: number; baseSize: number }> {
   const local = baseCachePath(options.baseCache, base.digest);
   const encodeOptions = {
     ...(options.level === undefined ? {} : { level: options.level }),
     ...(options.signal ? { signal: options.signal } : {}),
-    ...(stopAbove === undefined ? {} : { stopAbove }),
+    watchOutput,
   };
   const known = await cachedDigest(local);
   if (known !== undefined) {
@@ -291,47 +302,76 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       let gzippedSize: number | undefined;
       void gzipping.then((gz) => (gzippedSize = gz.size), () => undefined);
       const tooLarge = (base: BaseInfo, fullSize: number): boolean => base.size > MAX_BASE_GROWTH * fullSize;
+      const encodes: CandidateEncode[] = [];
+      /**
+       * Whether a candidate whose VCDIFF has `size` bytes so far, `counted` after the fast
+       * pass, can no longer be chosen: its encode stops there. Under a best delta that ranks 0
+       * (its raw VCDIFF under the re-base bound), one past that delta's raw size. Otherwise,
+       * once the re-base bound is known (the tar's gzip ended), one whose raw VCDIFF is past
+       * it (it ranks by its fast pass then) and whose fast pass is already past the best's, or
+       * past 2 × bound, which no candidate is chosen above (a new base is made). `counted`
+       * only grows as the encode goes on, so the stop is sound whatever the rest of the
+       * VCDIFF compresses to. A raw size alone bounds nothing: a VCDIFF of many MB can
+       * compress to a few KB.
+       */
+      const hopeless = (size: number, counted: number): boolean => {
+        if (best?.quick === 0) return size > best.vcdiffSize;
+        if (gzippedSize === undefined) return false;
+        const bound = REBASE_RATIO * gzippedSize;
+        return size > bound && counted > Math.min(2 * bound, best?.quick ?? Infinity);
+      };
       for (const [i, base] of (same ? [] : candidates).entries()) {
         if (gzippedSize !== undefined && tooLarge(base, gzippedSize)) continue;
         const file = join(work, `candidate-${i}.vcdiff`);
-        // With a best delta under the re-base bound, ranked by its raw size (below), a
-        // candidate whose VCDIFF grows past that size cannot be chosen: its encode stops
-        // there. After a new base, the older candidates differ by whatever made it, and a
-        // push of a small change encoded all of that against each of them (minutes for
-        // a few hundred MB), to keep the newest.
-        const stopAbove = best?.quick === 0 ? best.vcdiffSize : undefined;
-        const encoded = await encodeAgainstBase(options, base, { path: tarFile, size: result.size }, file, http, stopAbove).catch((err: unknown) => {
-          if (!(err instanceof FleetError) || !UNUSABLE_BASE_CODES.has(err.code)) throw err;
-          unusableBases.push({ id: base.id, reason: err.message });
-          return undefined;
-        });
-        if (!encoded) continue;
-        const { size, complete, received, baseSize } = encoded;
-        bytesReceived += received;
-        if (!complete) {
+        // Each candidate's VCDIFF is compressed by the fast pass as it is written (the ranking
+        // below), so that an encode stops once the candidate can no longer be chosen: after a
+        // new base, the older candidates differ by whatever made it, and a push of a small
+        // change encoded all of that against each of them (minutes for a few hundred MB), and
+        // a push that makes a new base encoded every candidate in full first.
+        let counter: QuickSizeCounter | undefined;
+        const watchOutput = (): OutputWatch => {
+          counter?.destroy(); // an attempt at a lower level: the VCDIFF starts again
+          const count = (counter = new QuickSizeCounter(compression, result.size));
+          return async (bytes, size) => {
+            await count.write(bytes);
+            return hopeless(size, count.counted);
+          };
+        };
+        try {
+          const encoded = await encodeAgainstBase(options, base, { path: tarFile, size: result.size }, file, http, watchOutput).catch((err: unknown) => {
+            if (!(err instanceof FleetError) || !UNUSABLE_BASE_CODES.has(err.code)) throw err;
+            unusableBases.push({ id: base.id, reason: err.message });
+            return undefined;
+          });
+          if (!encoded) continue;
+          const { size, complete, received, baseSize } = encoded;
+          bytesReceived += received;
+          encodes.push({ id: base.id, vcdiffSize: size, complete });
+          if (!complete) {
+            used.add(baseCachePath(options.baseCache, base.digest));
+            await rm(file);
+            continue;
+          }
+          // Known once the tar is compressed: asked before the first encode, the gzip would not run beside it.
+          const fullSize = (await gzipping).size;
+          if (tooLarge(base, fullSize)) {
+            await rm(file);
+            continue;
+          }
           used.add(baseCachePath(options.baseCache, base.digest));
-          await rm(file);
-          continue;
-        }
-        // Known once the tar is compressed: asked before the first encode, the gzip would not run beside it.
-        const fullSize = (await gzipping).size;
-        if (tooLarge(base, fullSize)) {
-          await rm(file);
-          continue;
-        }
-        used.add(baseCachePath(options.baseCache, base.digest));
-        // Candidates are ranked by their fast compression (compressDelta's slow pass costs up
-        // to 1.6 s per MiB), or as 0 when the raw VCDIFF is under the re-base bound already: only
-        // the best gets the slow pass, and only when it can still come under the bound (the
-        // slow pass does not halve what the fast one leaves). Past 2 × bound a candidate
-        // cannot be chosen: counting stops there.
-        const bound = REBASE_RATIO * fullSize;
-        const quick = size <= bound ? 0 : await quickCompressedSize(file, compression, 2 * bound);
-        if (!best || quick < best.quick || (quick === best.quick && size < best.vcdiffSize)) {
-          if (best) await rm(best.file);
-          best = { base, baseSize, file, vcdiffSize: size, quick };
-        } else {
-          await rm(file);
+          // Candidates are ranked by their fast compression (compressDelta's slow pass costs up
+          // to 1.6 s per MiB), or as 0 when the raw VCDIFF is under the re-base bound already: only
+          // the best gets the slow pass, and only when it can still come under the bound (the
+          // slow pass does not halve what the fast one leaves).
+          const quick = size <= REBASE_RATIO * fullSize ? 0 : await (counter as QuickSizeCounter).end();
+          if (!best || quick < best.quick || (quick === best.quick && size < best.vcdiffSize)) {
+            if (best) await rm(best.file);
+            best = { base, baseSize, file, vcdiffSize: size, quick };
+          } else {
+            await rm(file);
+          }
+        } finally {
+          counter?.destroy(); // nothing once it ended
         }
       }
       const gz = await gzipping;
@@ -392,7 +432,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       });
       bytesSent += Buffer.byteLength(body);
       const pruned = await pruneBaseCache(options.baseCache, options.baseCacheSize ?? parseSize(DEFAULT_BASE_CACHE_SIZE), used);
-      return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased, pruned, skipped: packed.skipped, unusableBases };
+      return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased, pruned, skipped: packed.skipped, unusableBases, encodes };
     } finally {
       stopGzip.abort(); // nothing when it ended
       await gzipping.catch(() => undefined);

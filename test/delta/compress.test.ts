@@ -3,15 +3,14 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { quickCompressedSize } from '../../src/delta/compress.js';
+import { QuickSizeCounter } from '../../src/delta/compress.js';
 import { compressToBuffer } from '../helpers/delta.js';
 import { VCDIFF_HEADER } from '../../src/delta/vcdiff.js';
 import { inflateDelta } from './trees.js';
 
-const brotliAt = (bytes: Buffer, quality: number): Buffer =>
-  brotliCompressSync(bytes, { params: { [constants.BROTLI_PARAM_QUALITY]: quality, [constants.BROTLI_PARAM_LGWIN]: 24, [constants.BROTLI_PARAM_SIZE_HINT]: bytes.length } });
+const brotliAt = (bytes: Buffer, quality: number, sizeHint = bytes.length): Buffer =>
+  brotliCompressSync(bytes, { params: { [constants.BROTLI_PARAM_QUALITY]: quality, [constants.BROTLI_PARAM_LGWIN]: 24, [constants.BROTLI_PARAM_SIZE_HINT]: sizeHint } });
 
 t.test('a delta that does not compress skips the slow pass; one that does gets it', async (t) => {
   const file = join(t.testdir(), 'delta');
@@ -35,17 +34,24 @@ t.test('a delta above 1 MiB gets quality 9 in its slow pass, not 11 (seconds per
   t.same(await inflateDelta(join(t.testdir(), 'delta'), out), large);
 });
 
-t.test('quickCompressedSize: the fast pass\'s size, counting stopped past a limit', async (t) => {
-  const dir = t.testdir();
+t.test('QuickSizeCounter: the fast pass\'s size of what it was given piece by piece, never more so far than at the end', async (t) => {
   const text = Buffer.concat([VCDIFF_HEADER, Buffer.from(Array.from({ length: 20_000 }, (_, i) => `line ${i} of a source file ${i % 7}\n`).join(''))]);
-  const random = Buffer.concat([VCDIFF_HEADER, randomBytes(8 << 20)]);
-  writeFileSync(join(dir, 'text'), text);
-  writeFileSync(join(dir, 'random'), random);
-  t.equal(await quickCompressedSize(join(dir, 'text'), 'brotli'), brotliAt(text, 5).length, 'brotli: its fast pass');
-  t.equal(await quickCompressedSize(join(dir, 'text'), 'gzip'), gzipSync(text, { level: 9 }).length, 'gzip: its one pass');
-  t.equal(await quickCompressedSize(join(dir, 'text'), 'none'), text.length);
-  const stopped = await quickCompressedSize(join(dir, 'random'), 'brotli', 1 << 20);
-  t.ok(stopped > 1 << 20 && stopped < 4 << 20, `past the limit, and stopped well before the end (${stopped} of about ${random.length})`);
+  const random = Buffer.concat([VCDIFF_HEADER, randomBytes(4 << 20)]);
+  for (const [input, what] of [[text, 'text'], [random, 'random']] as const) {
+    const expected = { brotli: brotliAt(input, 5, text.length).length, gzip: gzipSync(input, { level: 9 }).length, none: input.length };
+    for (const compression of ['brotli', 'gzip', 'none'] as const) {
+      const counter = new QuickSizeCounter(compression, text.length);
+      const counts: number[] = [];
+      for (let at = 0; at < input.length; at += 256 * 1024) {
+        await counter.write(input.subarray(at, at + 256 * 1024));
+        counts.push(counter.counted);
+      }
+      const final = await counter.end();
+      t.equal(final, expected[compression], `${what}, ${compression}: its fast pass`);
+      t.ok(counts.every((c, i) => c <= final && c >= (counts[i - 1] ?? 0)), `${what}, ${compression}: the counts so far grow, up to the final size`);
+      if (what === 'random' && compression !== 'none') t.ok(counts[counts.length - 2]! > final / 2, `${what}, ${compression}: counted as it goes (${counts.join(', ')})`);
+    }
+  }
 });
 
 t.test('a delta that inflates past the size its manifest states is refused as it inflates', async (t) => {

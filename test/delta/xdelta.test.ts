@@ -130,21 +130,32 @@ t.test('stitching: windows moved into the coordinates of a larger base', async (
   t.throws(() => shiftedWindows(Buffer.from([0xd6, 0xc3, 0xc4, 0, 1, 2]), 0), { code: 'FC_ERR_DELTA', message: /secondary compression/ }, 'what it cannot re-emit is refused');
 });
 
-t.test('stopAbove: the encode stops at the first window that takes its VCDIFF past the bound', async (t) => {
+t.test('watchOutput: told of every piece of VCDIFF as written; the encode stops at the end of the window where it answers true', async (t) => {
   const { base, target } = pair(40 << 20); // three target windows, each mostly copied
   const whole = await encodeToBuffer(base, target, { level: 1 });
   t.equal(whole.complete, true);
   const windows = [...vcdiffWindows(whole.vcdiff)];
   t.ok(windows.length > 2, `several windows (${windows.length})`);
   const bound = windows[0]!.end - 1; // the first window is past it
-  const cut = await encodeToBuffer(base, target, { level: 1, stopAbove: bound });
+  const seen: Buffer[] = [];
+  const sizes: number[] = [];
+  const cut = await encodeToBuffer(base, target, {
+    level: 1,
+    watchOutput: () => (bytes, size) => {
+      seen.push(Buffer.from(bytes));
+      sizes.push(size);
+      return size > bound;
+    },
+  });
   t.equal(cut.complete, false, 'said to be cut');
   t.equal(cut.size, cut.vcdiff.length, 'its size is what the file holds');
+  t.same(Buffer.concat(seen), cut.vcdiff, 'the watch saw every byte written, in order');
+  t.equal(sizes.at(-1), cut.size, 'with the size so far');
   // an xdelta3 call writes its 16 MiB target window as 8 MiB VCDIFF windows: the first call's
   t.ok(cut.size < whole.size, `stopped before the end (${cut.size} of ${whole.size} bytes)`);
   t.ok(windows.some((w) => w.end === cut.size), 'at the end of a window');
   t.same(cut.vcdiff, whole.vcdiff.subarray(0, cut.size), 'what the whole encode begins with');
-  const notReached = await encodeToBuffer(base, target, { level: 1, stopAbove: whole.size });
-  t.equal(notReached.complete, true, 'a bound the whole VCDIFF stays within stops nothing');
+  const notReached = await encodeToBuffer(base, target, { level: 1, watchOutput: () => () => false });
+  t.equal(notReached.complete, true, 'a watch that never answers true stops nothing');
   t.same(notReached.vcdiff, whole.vcdiff);
 });

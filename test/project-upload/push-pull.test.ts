@@ -11,6 +11,7 @@ import { pullProject } from '../../src/project-upload/pull.js';
 import { runToken } from '../../src/client/run-token.js';
 import { baseCachePath } from '../../src/project-upload/base-cache.js';
 import { listBases, pushProject } from '../../src/project-upload/push.js';
+import { WINDOW_BYTES } from '../../src/delta/xdelta.js';
 import type { RunManifest } from '../../src/project-upload/manifest.js';
 import { casPath, parseDigestString } from '../../src/store/digest.js';
 import { sha256File } from '../../src/store/hashing.js';
@@ -146,6 +147,42 @@ t.test('a project that shrank gets a new base rather than a small delta against 
   // a small change: a delta against the small base, the old one passed over again
   writeFileSync(join(project, 'src', 'mod1.ts'), 'export const changed = 1;\n');
   t.equal((await pushProject({ ...common, run: 'changed' })).manifest.base.digest, small.manifest.base.digest, 'the small base serves the next run');
+});
+
+/**
+ * A project of new random content, over one encode window (WINDOW_BYTES, 16 MiB): 4 files of
+ * 5 MiB, pushed at level 1 (what is measured does not depend on the level). Against any other
+ * base its delta is as large as its tar.
+ */
+function replaceWithRandomTree(project: string): void {
+  rmSync(project, { recursive: true, force: true });
+  mkdirSync(project);
+  for (let i = 0; i < 4; i++) writeFileSync(join(project, `part${i}.bin`), randomBytes(5 << 20));
+}
+
+t.test('an encode against a candidate stops once the candidate cannot be chosen: past the delta a newer base gave, or past what makes a new base', async (t) => {
+  const { common, project } = await originWithProject(t, 'candidate-stop');
+  for (const run of ['old', 'newer']) {
+    replaceWithRandomTree(project);
+    t.ok((await pushProject({ ...common, run, level: 1 })).rebased, `${run}: a new base`);
+  }
+  writeFileSync(join(project, 'part2.bin'), 'a small change\n', { flag: 'a' });
+  const small = await pushProject({ ...common, run: 'small', level: 1 });
+  t.notOk(small.rebased, 'a small change: a delta');
+  t.same(small.encodes.map((e) => e.complete), [true, false], 'against the newest base whole; against the older one stopped');
+  const [chosen, older] = small.encodes;
+  // a delta of new content is about as large as the tar: stopped after the first encode window, it is about one window
+  const firstWindowOnly = (WINDOW_BYTES + small.manifest.result.size) / 2;
+  t.ok((older?.vcdiffSize ?? Infinity) < firstWindowOnly, `the older one stopped after its first window (${older?.vcdiffSize} of about ${small.manifest.result.size} bytes; the chosen delta has ${chosen?.vcdiffSize})`);
+
+  replaceWithRandomTree(project);
+  const rebased = await pushProject({ ...common, run: 'rebased', level: 1 });
+  t.ok(rebased.rebased, 'new content: a new base, no candidate was like it');
+  t.equal(rebased.encodes.length, 2, 'both bases were candidates');
+  // the first may be whole: the re-base bound is known once the tar's gzip ended, which it may not have during the first encode
+  const second = rebased.encodes[1];
+  t.equal(second?.complete, false, 'the second stopped: its fast pass was past twice the re-base bound');
+  t.ok((second?.vcdiffSize ?? Infinity) < (WINDOW_BYTES + rebased.manifest.result.size) / 2, `after its first window (${second?.vcdiffSize} of about ${rebased.manifest.result.size} bytes)`);
 });
 
 t.test('a delta as large as the tar (new content, or an old unrelated base among the candidates) is never whole in memory', async (t) => {
