@@ -239,6 +239,26 @@ t.test('a Range of a body of unknown size not kept: its client gone while waitin
   t.ok(Date.now() - left < UNREAD_GRACE_MS + 1000, `cut ${Date.now() - left} ms after its client left`);
 });
 
+t.test('a Range of a body of unknown size not kept: its client gone before upstream\'s head came, the fill stops after the grace', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const upstream = stalling(up, { 'cache-control': 'private' }); // chunked, no length; private: not kept
+  const release = up.hold('/mir/unknown-size');
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: `${upUrl}/mir/` } } }, t.testdir());
+  const clientClosed = firstConnectionClosed(app);
+  const controller = new AbortController();
+  const asked = request(`${url}/mirror/m/unknown-size`, { headers: { range: 'bytes=0-9' }, signal: controller.signal }).catch(() => undefined);
+  await eventually('upstream asked', () => up.requests.length > 0, 5000);
+  controller.abort();
+  await asked;
+  await eventually('the cache saw its client go', clientClosed, 5000);
+  release(); // the head comes now, to a fill whose request has gone
+  await eventually('the body streaming', upstream.streamed, 5000);
+  const streamed = Date.now();
+  await eventually('its upstream answer cut', upstream.cut, UNREAD_GRACE_MS + 3000).catch(() => undefined);
+  t.ok(upstream.cut(), 'the fill whose client left stopped');
+  t.ok(Date.now() - streamed < UNREAD_GRACE_MS + 1000, `cut ${Date.now() - streamed} ms after its body began`);
+});
+
 t.test('Range on an object still filling', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const { hex, body } = up.addBlob(16 * 1024 * 1024);
