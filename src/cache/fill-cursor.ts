@@ -104,7 +104,9 @@ export function readUntilClosed(fill: FillSource, res: ServerResponse): { file: 
     released = true;
     fill.release();
   };
-  res.once('close', release);
+  // Closed before (its client left while the fill waited for upstream's head): its 'close' is past.
+  if (res.destroyed) release();
+  else res.once('close', release);
   return { file, release };
 }
 

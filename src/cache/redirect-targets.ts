@@ -17,8 +17,8 @@ export const PRIVATE_REDIRECTS = ['auto', 'allow', 'refuse'] as const;
 export type PrivateRedirects = (typeof PRIVATE_REDIRECTS)[number];
 
 /**
- * Addresses a public server is never on, by what they are. IPv6 ones that embed an IPv4
- * address are checked as their IPv4 (embeddedIPv4), IPv4-mapped ones by BlockList itself.
+ * Addresses a public server is never on, by what they are. IPv6 ones that embed IPv4
+ * addresses are checked as those IPv4 (embeddedIPv4s), IPv4-mapped ones by BlockList itself.
  */
 const NOT_PUBLIC: ReadonlyArray<readonly [kind: string, subnets: ReadonlyArray<readonly [string, number]>]> = [
   ['loopback', [['127.0.0.0', 8], ['::1', 128]]],
@@ -27,8 +27,19 @@ const NOT_PUBLIC: ReadonlyArray<readonly [kind: string, subnets: ReadonlyArray<r
   ['private', [['10.0.0.0', 8], ['172.16.0.0', 12], ['192.168.0.0', 16], ['100.64.0.0', 10], ['fc00::', 7], ['64:ff9b:1::', 48]]],
   ['link-local', [['169.254.0.0', 16], ['fe80::', 10]]],
   ['multicast', [['224.0.0.0', 4], ['ff00::', 8]]],
-  ['reserved', [['192.0.0.0', 24], ['198.18.0.0', 15], ['240.0.0.0', 4], ['fec0::', 10], ['::', 96]]],
+  // 2001::/23: IETF protocol assignments, not globally reachable (RFC 6890) but for the blocks below
+  ['reserved', [['192.0.0.0', 24], ['198.18.0.0', 15], ['240.0.0.0', 4], ['fec0::', 10], ['::', 96], ['2001::', 23]]],
 ];
+
+/**
+ * The blocks of 2001::/23 that are globally reachable (IANA's IPv6 special-purpose registry):
+ * anycast PCP, TURN and DNS-SD SRP, AMT, AS112-v6, ORCHIDv2, drone remote ID; and Teredo
+ * (2001::/32, "N/A": reached through a relay), checked through the IPv4 addresses it embeds.
+ */
+const GLOBAL_IN_RESERVED = new BlockList();
+for (const [net, prefix] of [['2001:1::1', 128], ['2001:1::2', 128], ['2001:1::3', 128], ['2001:3::', 32], ['2001:4:112::', 48], ['2001:20::', 28], ['2001:30::', 28], ['2001::', 32]] as const) {
+  GLOBAL_IN_RESERVED.addSubnet(net, prefix, 'ipv6');
+}
 
 const LISTS = NOT_PUBLIC.map(([kind, subnets]) => {
   const list = new BlockList();
@@ -43,25 +54,28 @@ function kindIn(address: string, family: 'ipv4' | 'ipv6'): string | undefined {
 /** What `address` (an IP address) is when no public server is on it ("loopback", "link-local"…); undefined for a public one. */
 export function notPublicKind(address: string): string | undefined {
   if (!address.includes(':')) return kindIn(address, 'ipv4');
-  const embedded = embeddedIPv4(address);
-  return (embedded === undefined ? undefined : kindIn(embedded, 'ipv4')) ?? kindIn(address, 'ipv6');
+  const embedded = embeddedIPv4s(address).map((ipv4) => kindIn(ipv4, 'ipv4')).find((kind) => kind !== undefined);
+  return embedded ?? (GLOBAL_IN_RESERVED.check(address, 'ipv6') ? undefined : kindIn(address, 'ipv6'));
 }
 
 /**
- * The IPv4 address an IPv6 one reaches by design: NAT64's (64:ff9b::/96, RFC 6052, a
- * gateway connects to it), 6to4's (2002::/16, RFC 3056) and an IPv4-compatible one's
- * (::/96 but :: and ::1, RFC 4291). 64:ff9b::7f00:1 is 127.0.0.1 on a NAT64 network.
+ * The IPv4 addresses an IPv6 one reaches by design: NAT64's (64:ff9b::/96, RFC 6052, a
+ * gateway connects to it), 6to4's (2002::/16, RFC 3056), an IPv4-compatible one's (::/96
+ * but :: and ::1, RFC 4291) and Teredo's (2001::/32, RFC 4380: its server's in bits 32-63,
+ * its client's, each bit inverted, in the last 32, both on the relay's way to the client).
+ * 64:ff9b::7f00:1 is 127.0.0.1 on a NAT64 network.
  */
-function embeddedIPv4(address: string): string | undefined {
+function embeddedIPv4s(address: string): string[] {
   const g = ipv6Groups(address);
-  if (g === undefined) return undefined;
+  if (g === undefined) return [];
   const [g0, g1, g2, g3, g4, g5, g6, g7] = g;
   const ipv4 = (high: number, low: number): string => [high >> 8, high & 0xff, low >> 8, low & 0xff].join('.');
   const zeroFrom2To5 = (g2 | g3 | g4 | g5) === 0;
-  if (g0 === 0x64 && g1 === 0xff9b && zeroFrom2To5) return ipv4(g6, g7);
-  if (g0 === 0x2002) return ipv4(g1, g2);
-  if ((g0 | g1) === 0 && zeroFrom2To5 && (g6 !== 0 || g7 > 1)) return ipv4(g6, g7);
-  return undefined;
+  if (g0 === 0x64 && g1 === 0xff9b && zeroFrom2To5) return [ipv4(g6, g7)];
+  if (g0 === 0x2002) return [ipv4(g1, g2)];
+  if (g0 === 0x2001 && g1 === 0) return [ipv4(g2, g3), ipv4(g6 ^ 0xffff, g7 ^ 0xffff)];
+  if ((g0 | g1) === 0 && zeroFrom2To5 && (g6 !== 0 || g7 > 1)) return [ipv4(g6, g7)];
+  return [];
 }
 
 type Groups = [number, number, number, number, number, number, number, number];

@@ -2,11 +2,13 @@
 // mid-stream, an object larger than the cache, Range against an object still filling,
 // the claim a dead fill left.
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import t from 'tap';
 import { Agent, request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
-import { UNREAD_GRACE_MS } from '../../src/cache/fill-progress.js';
+import { UNREAD_GRACE_MS, WINDOW } from '../../src/cache/fill-progress.js';
 import { eventually } from '../helpers/wait.js';
 import { fetchHash, startCache } from './harness.js';
 import { startUpstream, type UpstreamFixture } from './upstream-fixture.js';
@@ -183,22 +185,28 @@ t.test('a fill not kept that its last reader left goes on for a request that joi
   const first = await request(`${url}/cas/sha256/${hex}`);
   for await (const chunk of first.body) if ((chunk as Buffer).length > 0) break; // some bytes, then gone
   first.body.destroy();
-  await new Promise((r) => setTimeout(r, UNREAD_GRACE_MS / 2));
+  // the fill goes on with no reader: another window pulled from upstream, well within the grace
+  const atLeaving = up.sent(`/cas/sha256/${hex}`);
+  await eventually('the fill going on unread', () => up.sent(`/cas/sha256/${hex}`) >= atLeaving + WINDOW, UNREAD_GRACE_MS / 2);
   const joined = await fetchHash(`${url}/cas/sha256/${hex}`);
   t.same([joined.status, joined.xcache, joined.hash, joined.size], [200, 'COLLAPSED', hex, size], 'it joined the fill and had all of it');
   t.equal(up.count(`/cas/sha256/${hex}`), 1, 'one upstream request');
 });
 
-/** An upstream that answers `headers` and 1 MiB of body, then stalls; `cut()` says whether its answer was closed. */
-function stalling(up: UpstreamFixture, headers: Record<string, string>): { cut: () => boolean } {
+/**
+ * An upstream that answers `headers` and 1 MiB of body, then stalls; `cut()` says whether
+ * its answer was closed, `streamed()` whether its 1 MiB left (was flushed to its socket).
+ */
+function stalling(up: UpstreamFixture, headers: Record<string, string>): { cut: () => boolean; streamed: () => boolean } {
   let cut = false;
+  let streamed = false;
   up.handler = (_req, res) => {
     res.writeHead(200, headers);
-    res.write(Buffer.alloc(1024 * 1024, 7)); // then nothing
+    res.write(Buffer.alloc(1024 * 1024, 7), () => (streamed = true)); // then nothing
     res.on('close', () => (cut = true));
     return true;
   };
-  return { cut: () => cut };
+  return { cut: () => cut, streamed: () => streamed };
 }
 
 t.test('a fill not kept whose only request was answered without its body (304) stops after the grace', async (t) => {
@@ -221,8 +229,8 @@ t.test('a Range of a body of unknown size not kept: its client gone while waitin
   const { url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: `${upUrl}/mir/` } } }, t.testdir());
   const controller = new AbortController();
   const asked = request(`${url}/mirror/m/unknown-size`, { headers: { range: 'bytes=0-9' }, signal: controller.signal }).catch(() => undefined);
-  await eventually('upstream asked', () => up.requests.length > 0 || upstream.cut(), 5000).catch(() => undefined);
-  await new Promise((r) => setTimeout(r, 200)); // its fill streams, the request waits for its end to know the size
+  // its fill streams, the request waits for its end to know the size
+  await eventually('the body streaming', upstream.streamed, 5000);
   controller.abort();
   await asked;
   const left = Date.now();
@@ -231,13 +239,33 @@ t.test('a Range of a body of unknown size not kept: its client gone while waitin
   t.ok(Date.now() - left < UNREAD_GRACE_MS + 1000, `cut ${Date.now() - left} ms after its client left`);
 });
 
+t.test('a Range of a body of unknown size not kept: its client gone before upstream\'s head came, the fill stops after the grace', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const upstream = stalling(up, { 'cache-control': 'private' }); // chunked, no length; private: not kept
+  const release = up.hold('/mir/unknown-size');
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: `${upUrl}/mir/` } } }, t.testdir());
+  const clientClosed = firstConnectionClosed(app);
+  const controller = new AbortController();
+  const asked = request(`${url}/mirror/m/unknown-size`, { headers: { range: 'bytes=0-9' }, signal: controller.signal }).catch(() => undefined);
+  await eventually('upstream asked', () => up.requests.length > 0, 5000);
+  controller.abort();
+  await asked;
+  await eventually('the cache saw its client go', clientClosed, 5000);
+  release(); // the head comes now, to a fill whose request has gone
+  await eventually('the body streaming', upstream.streamed, 5000);
+  const streamed = Date.now();
+  await eventually('its upstream answer cut', upstream.cut, UNREAD_GRACE_MS + 3000).catch(() => undefined);
+  t.ok(upstream.cut(), 'the fill whose client left stopped');
+  t.ok(Date.now() - streamed < UNREAD_GRACE_MS + 1000, `cut ${Date.now() - streamed} ms after its body began`);
+});
+
 t.test('Range on an object still filling', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const { hex, body } = up.addBlob(16 * 1024 * 1024);
   up.options.rate = 16 * 1024 * 1024; // one second to fill
   const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
   const full = fetchHash(`${url}/cas/sha256/${hex}`);
-  await new Promise((r) => setTimeout(r, 100));
+  await eventually('the fill streaming', () => up.sent(`/cas/sha256/${hex}`) > 0, 5000);
   const started = Date.now();
   const early = await request(`${url}/cas/sha256/${hex}`, { headers: { range: 'bytes=0-99' } });
   const chunks: Buffer[] = [];
@@ -293,12 +321,12 @@ t.test('a Range of a filling /cas object whose body turns out wrong is cut, neve
 
 t.test('readers that come late read the growing file, then the shared windows; one that leaves disturbs no one', async (t) => {
   const { up, upUrl } = await startUpstream(t);
-  // 48 MiB in about 1.5 s: after half a second, the first 16 MiB are no longer kept in memory.
+  // 48 MiB in about 1.5 s: once 20 MiB are in, the first 16 MiB are no longer kept in memory (RECENT_BYTES).
   const { hex, body } = up.addBlob(48 * 1024 * 1024);
   up.options.rate = 32 * 1024 * 1024;
   const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
   const first = fetchHash(`${url}/cas/sha256/${hex}`);
-  await new Promise((r) => setTimeout(r, 700));
+  await eventually('20 MiB filled', () => up.sent(`/cas/sha256/${hex}`) >= 20 * 1024 * 1024, 5000);
   const leaving = await request(`${url}/cas/sha256/${hex}`);
   const late = fetchHash(`${url}/cas/sha256/${hex}`);
   const head = await request(`${url}/cas/sha256/${hex}`, { headers: { range: 'bytes=1000000-1999999' } });
@@ -314,19 +342,26 @@ t.test('readers that come late read the growing file, then the shared windows; o
   t.equal(up.requests.length, 1, 'one upstream request');
 });
 
+/** Whether the first connection `app` accepts from now on was closed (seen by the cache's own server). */
+function firstConnectionClosed(app: FastifyInstance): () => boolean {
+  let closed = false;
+  app.server.once('connection', (socket: Socket) => socket.once('close', () => (closed = true)));
+  return () => closed;
+}
+
 t.test('a client that stops reading is cut after twice the upstream timeouts; the fill goes on for the others', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const { hex } = up.addBlob(64 * 1024 * 1024);
   // Idle limit: 2 × max(connect + headers, body) = 2 × 300 ms.
   const { app, url } = await startCache(t, { upstream: upUrl, timeouts: { connect: '100ms', headers: '100ms', body: '300ms' } }, t.testdir());
   up.options.rate = 64 * 1024 * 1024; // a second of filling
+  const stalledClosed = firstConnectionClosed(app);
   const stalled = await request(`${url}/cas/sha256/${hex}`);
   t.equal(stalled.statusCode, 200);
-  const started = Date.now();
   const reader = await fetchHash(`${url}/cas/sha256/${hex}`);
   t.equal(reader.hash, hex, 'a reading client gets the whole body');
-  await new Promise((r) => setTimeout(r, 1500 - (Date.now() - started)));
-  // The stalled client's connection was cut meanwhile: what it buffered ends in an error.
+  // The stalled client's connection was cut meanwhile (or soon): what it buffered ends in an error.
+  await eventually('the stalled client cut', stalledClosed, 3000);
   await t.rejects(stalled.body.arrayBuffer(), 'the client that stopped reading was cut');
   await app.cache.fills.drain(); // the readers' answers end before the commit lands
   t.ok(app.cache.store.has(`cas.v1/sha256/${hex.slice(0, 2)}/${hex}`), 'the fill was committed');
@@ -344,7 +379,8 @@ t.test('a client that stops reading a stored body is cut too, on a connection wh
   for (const b of [small, large]) t.equal((await fetchHash(`${filler.url}/cas/sha256/${b.hex}`)).hash, b.hex);
   await filler.app.cache.fills.drain();
   await filler.app.close();
-  const { url } = await startCache(t, { upstream: upUrl, timeouts: { connect: '100ms', headers: '100ms', body: '300ms' } }, dir);
+  const { app, url } = await startCache(t, { upstream: upUrl, timeouts: { connect: '100ms', headers: '100ms', body: '300ms' } }, dir);
+  const stalledClosed = firstConnectionClosed(app); // the one connection of `one`, small hits then the stalled body
   const one = new Agent({ connections: 1 });
   t.teardown(() => one.close());
   for (let i = 0; i < 3; i++) {
@@ -354,7 +390,7 @@ t.test('a client that stops reading a stored body is cut too, on a connection wh
   }
   const stalled = await request(`${url}/cas/sha256/${large.hex}`, { dispatcher: one });
   t.equal(stalled.headers['x-cache'], 'HIT');
-  await new Promise((r) => setTimeout(r, 1500));
+  await eventually('the stalled client cut', stalledClosed, 3000);
   await t.rejects(stalled.body.arrayBuffer(), 'the client that stopped reading was cut');
 });
 

@@ -211,3 +211,39 @@ t.test('cache → origin: a name re-uploaded with the same bytes but another Con
   t.same(await fields(), ['application/octet-stream', undefined], 'neither');
   t.same(await fields(), ['application/octet-stream', undefined], 'and again, from the revalidated copy');
 });
+
+t.test("cache → origin: a project's bases listing is revalidated with a 304 while unchanged, refetched once a base is added", async (t) => {
+  const { originUrl, app, url } = await originBehindCache(t);
+  const putBase = async (id: string): Promise<void> => {
+    const put = await request(`${originUrl}/projects/p/bases/${id}`, { method: 'PUT', body: `the tar of ${id}`, headers: { authorization: 'Bearer tok' } });
+    await put.body.dump();
+    t.equal(put.statusCode, 201, `base ${id} put`);
+  };
+  const upstreamBytes = (): number => app.cache.metrics.stats().kinds.projects?.bytesUpstream ?? 0;
+  const list = async (): Promise<{ ids: string[]; text: string; etag: unknown }> => {
+    const res = await request(`${url}/projects/p/bases/`);
+    const text = await res.body.text();
+    t.equal(res.statusCode, 200);
+    await app.cache.fills.drain();
+    return { ids: (JSON.parse(text) as { bases: { id: string }[] }).bases.map((b) => b.id), text, etag: res.headers.etag };
+  };
+  for (let i = 0; i < 20; i++) await putBase(`b${i}`); // a listing of some size
+  const first = await list();
+  t.equal(first.ids.length, 20);
+  t.match(first.etag, /^"sha256:[0-9a-f]{64}"$/, 'the listing has an ETag: the digest of its text');
+  const afterFirst = upstreamBytes();
+  t.ok(afterFirst >= Buffer.byteLength(first.text), `the first listing came from upstream (${afterFirst} bytes)`);
+  const again = await list();
+  t.same([again.text, again.etag], [first.text, first.etag], 'the same listing');
+  t.equal(upstreamBytes(), afterFirst, 'revalidated with a 304: not one byte of it fetched again');
+
+  await putBase('b20');
+  const changed = await list();
+  t.same([changed.ids.length, changed.ids.includes('b20')], [21, true], 'a base added: the new listing, not the stored one');
+  t.not(changed.etag, first.etag, 'under another ETag');
+  t.equal(upstreamBytes(), afterFirst + Buffer.byteLength(changed.text), 'fetched whole once');
+
+  const conditional = await request(`${originUrl}/projects/p/bases/`, { headers: { 'if-none-match': String(changed.etag) } });
+  await conditional.body.dump();
+  t.same([conditional.statusCode, conditional.headers.etag], [304, changed.etag], 'the origin answers a conditional GET of the current listing with a 304');
+});

@@ -221,7 +221,7 @@ t.test('a redirect target that answers other than with the blob: the cache\'s ow
   }
 });
 
-t.test('privateRedirects: refuse: a redirect to a loopback, private or link-local address is the cache\'s 502, the target never asked; by default a loopback upstream\'s are followed', async (t) => {
+t.test('privateRedirects: refuse: a redirect to a loopback, private, link-local or reserved address (Teredo\'s embedded ones too) is the cache\'s 502, the target never asked; by default a loopback upstream\'s are followed', async (t) => {
   const big = blob(3 * 1024 * 1024);
   const dirs = t.testdir({ refuse: {}, auto: {} });
   const pair = await tooltoolPair(t, new Map([[big.hex, big.body]]));
@@ -232,6 +232,8 @@ t.test('privateRedirects: refuse: a redirect to a loopback, private or link-loca
   const refused = [
     [`127.0.0.1:${storagePort}`, 'loopback'], [`localhost:${storagePort}`, 'loopback'], [`[::ffff:127.0.0.1]:${storagePort}`, 'loopback'],
     ['169.254.169.254', 'link-local'], ['[fe80::1]', 'link-local'], [`[64:ff9b::7f00:1]:${storagePort}`, 'loopback'], ['[2002:a9fe:a9fe::]', 'link-local'], ['10.1.2.3', 'private'], ['192.168.0.1', 'private'], ['[fd00::1]', 'private'], ['0.0.0.0', 'unspecified'],
+    // Teredo, embedding a private server address or a loopback client one (inverted in the last 32 bits); the rest of 2001::/23
+    ['[2001:0:a00:1::1]', 'private'], [`[2001:0:808:808:8000:63bf:80ff:fffe]:${storagePort}`, 'loopback'], ['[2001:2::1]', 'reserved'],
   ] as const;
   const cache = await startCache(t, { upstream: redirecting, maxSize: '1MiB', privateRedirects: 'refuse' }, join(dirs, 'refuse'));
   for (const [target, kind] of refused) {

@@ -35,6 +35,7 @@ export class UpstreamFixture {
   readonly puts = new Map<string, Buffer>();
   /** When the last body answered for each URL closed, and whether it was cut before its end. */
   readonly closes = new Map<string, { at: number; cut: boolean }>();
+  readonly #sent = new Map<string, number>();
   options: FixtureOptions = {};
   /** Cache-Control of PUT answers (as the origin's: how a GET of the object may be cached); undefined sends none. */
   putCacheControl: string | undefined = 'public, no-cache';
@@ -51,6 +52,11 @@ export class UpstreamFixture {
   async stop(): Promise<void> {
     this.#server.closeAllConnections();
     await new Promise<void>((r) => this.#server.close(() => r()));
+  }
+
+  /** Body bytes handed to the socket so far by the last answer for `url` (how far a fill got, give or take the socket's buffers). */
+  sent(url: string): number {
+    return this.#sent.get(url) ?? 0;
   }
 
   count(url: string, method = 'GET'): number {
@@ -113,16 +119,18 @@ export class UpstreamFixture {
     res.on('close', () => this.closes.set(req.url ?? '', { at: Date.now(), cut: !res.writableFinished }));
     const dieAfter = this.options.dieAfter;
     if (!this.options.keepDying) this.options.dieAfter = undefined;
-    void this.#send(res, obj.body, this.options.rate ?? 0, dieAfter);
+    void this.#send(req.url ?? '', res, obj.body, this.options.rate ?? 0, dieAfter);
   }
 
-  async #send(res: http.ServerResponse, body: Buffer, rate: number, dieAfter: number | undefined): Promise<void> {
+  async #send(url: string, res: http.ServerResponse, body: Buffer, rate: number, dieAfter: number | undefined): Promise<void> {
     const chunk = 64 * 1024;
     const limit = dieAfter ?? body.length;
     const start = Date.now();
     for (let off = 0; off < limit; off += chunk) {
       if (res.destroyed) return;
-      const ok = res.write(body.subarray(off, Math.min(off + chunk, limit)));
+      const end = Math.min(off + chunk, limit);
+      const ok = res.write(body.subarray(off, end));
+      this.#sent.set(url, end);
       if (!ok) await new Promise((r) => res.once('drain', r));
       if (rate > 0) {
         const due = start + ((off + chunk) / rate) * 1000;

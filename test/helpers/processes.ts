@@ -77,13 +77,17 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
+/** How a server process is started: as another user (`uid`, `gid`: the caller must be root), under a command that execs it (`under`: its argv before node's). */
+export type StartAs = Pick<SpawnOptions, 'uid' | 'gid'> & { readonly under?: readonly string[] };
+
 /**
  * Spawns `fleetcache <args>` and waits for its "listening http://…" line. The process is
- * stopped by its PID (SIGTERM, then SIGKILL) in the test's teardown. `as` runs it as
- * another user (the caller must be root).
+ * stopped by its PID (SIGTERM, then SIGKILL) in the test's teardown: a command it runs
+ * `under` must exec it, keeping its PID.
  */
-export async function startServerProcess(t: Test, args: string[], env: NodeJS.ProcessEnv = {}, as?: Pick<SpawnOptions, 'uid' | 'gid'>): Promise<RunningServer> {
-  const child = spawn(process.execPath, cliArgs(args), { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...as });
+export async function startServerProcess(t: Test, args: string[], env: NodeJS.ProcessEnv = {}, { under = [], ...as }: StartAs = {}): Promise<RunningServer> {
+  const [command, ...argv] = [...under, process.execPath, ...cliArgs(args)] as [string, ...string[]];
+  const child = spawn(command, argv, { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...as });
   let err = '';
   child.stderr!.on('data', (c: Buffer) => { err = (err + c.toString()).slice(-20_000); });
   const stop = stopWithTest(t, child);

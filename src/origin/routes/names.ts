@@ -24,9 +24,22 @@ function blobNameEtag(record: NameRecord): string {
   return nameEtag(record.digest, record);
 }
 
-/** The ETag of a run manifest: the digest of the JSON text it is answered with. */
-function runEtag(text: string): string {
+/** The ETag of a JSON document (a run manifest, a bases listing): the digest of the text it is answered with. */
+function jsonEtag(text: string): string {
   return `"sha256:${createHash('sha256').update(text).digest('hex')}"`;
+}
+
+/**
+ * Answers a JSON document read by name under its ETag: a conditional GET of an unchanged
+ * one is a 304, so that a cache revalidates it without fetching it again.
+ */
+function replyJson(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, text: string) {
+  const etag = jsonEtag(text);
+  const unchanged = checkReadPreconditions(request, etag, undefined); // a 412 goes out without the document's headers
+  reply.header('etag', etag).header('cache-control', nameCacheControl(ctx)).type('application/json');
+  if (unchanged) return reply.removeHeader('content-type').code(304).send(); // no representation metadata (RFC 9110 §15.4.5)
+  // HEAD (fastify's, server.ts) runs this too: the same headers, no body sent.
+  return reply.send(text);
 }
 
 /**
@@ -259,7 +272,7 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
     const bases = (await ctx.names.list(['projects', project, 'bases']))
       .map(([id, rec]) => ({ id, digest: rec.digest, size: rec.size, created: rec.created, ...(rec.plainSize === undefined ? {} : { plainSize: rec.plainSize }) }))
       .sort((a, b) => b.created - a.created || (a.id < b.id ? 1 : -1));
-    return reply.header('cache-control', nameCacheControl(ctx)).send({ project, bases });
+    return replyJson(ctx, request, reply, JSON.stringify({ project, bases }));
   });
 
   // ---- run manifests (small JSON documents) ------------------------------------
@@ -270,7 +283,7 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
     const segments = runSegments(request.params);
     let size = 0;
     let release = (): void => undefined;
-    const { created } = await conditionalPut<object>(ctx, request, segments, (current) => runEtag(JSON.stringify(current)), async () => {
+    const { created } = await conditionalPut<object>(ctx, request, segments, (current) => jsonEtag(JSON.stringify(current)), async () => {
       const body = await readSmallBody(request, ctx.maxRecordSize);
       size = body.length;
       let manifest: unknown;
@@ -287,12 +300,6 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
   app.get<RunParams>('/projects/:project/runs/:run', { config: { kind: 'projects' } }, async (request, reply) => {
     checkRead(ctx, request);
     const manifest = await ctx.names.get<object>(runSegments(request.params));
-    const text = JSON.stringify(manifest);
-    const etag = runEtag(text);
-    const unchanged = checkReadPreconditions(request, etag, undefined); // a 412 goes out without the manifest's headers
-    reply.header('etag', etag).header('cache-control', nameCacheControl(ctx)).type('application/json');
-    if (unchanged) return reply.removeHeader('content-type').code(304).send(); // no representation metadata (RFC 9110 §15.4.5)
-    // HEAD (fastify's, server.ts) runs this too: the same headers, no body sent.
-    return reply.send(text);
+    return replyJson(ctx, request, reply, JSON.stringify(manifest));
   });
 }
