@@ -27,13 +27,13 @@ t.test('a redirect to a name resolving to a public and a loopback address: refus
     storageAsked++;
     res.writeHead(200, { 'content-length': body.length }).end(body);
   });
-  // 8.8.8.8: a public address; only the loopback one has the storage behind it
+  // 203.0.113.7 (TEST-NET-3): public to the check, routed nowhere, so a broken check sends no traffic off the machine; only the loopback address has the storage behind it
   const upstreamPort = await listen(t, (_req, res) => void res.writeHead(302, { location: `http://${name}:${storagePort}/s3/sha512/${hex}?X-Amz-Signature=s3cret` }).end());
   const dir = t.testdir({ refuse: {}, allow: {} });
   const startCache = async (policy: 'refuse' | 'allow') => {
     writeFileSync(join(dir, policy, 'cache.yaml'), `upstream: http://127.0.0.1:${upstreamPort}/\nprivateRedirects: ${policy}\n`);
     const args = ['cache', '-c', join(dir, policy, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, policy, 'data')];
-    return startServerProcess(t, args, { FLEETCACHE_LOG_LEVEL: 'warn' }, underPrivateHosts(join(dir, policy), name, ['8.8.8.8', '127.0.0.1']));
+    return startServerProcess(t, args, { FLEETCACHE_LOG_LEVEL: 'warn' }, underPrivateHosts(join(dir, policy), name, ['203.0.113.7', '127.0.0.1']));
   };
 
   const refusing = await startCache('refuse');
