@@ -4,7 +4,7 @@
 // on disk and every blob served has the digest of its name, every name record parses and
 // points at a stored blob, and no temp file is left. FLEETCACHE_CRASH_SEED replays a run.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
@@ -12,6 +12,7 @@ import { request } from 'undici';
 import { filesUnder, seeded } from '../helpers/crash.js';
 import { runManifest } from '../helpers/run-manifest.js';
 import { startServerProcess, type RunningServer } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
 
 const TOKEN = 'crash-token-0123456789abcdef';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -130,4 +131,25 @@ t.test('an origin killed mid-upload restarts with every acknowledged upload whol
   const last = await start();
   await check(last.url, CRASHES);
   await last.stop();
+});
+
+t.test('truncated name records: the origin starts, and a truncated name is refused at read, never served empty', async (t) => {
+  const data = t.testdir();
+  const start = (): Promise<RunningServer> => startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', data], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' });
+  const first = await start();
+  const res = await request(`${first.url}/artifacts/r/job/out.txt`, { method: 'PUT', headers: AUTH, body: 'whole' });
+  await res.body.dump();
+  t.equal(res.statusCode, 201, 'an artifact stored');
+  await first.stop(); // a clean stop: its record written
+  // What a disk that lost the end of the records leaves (a crash cannot: they are renamed into place whole).
+  const record = path.join(data, 'names.v1', 'artifacts', 'r', 'job', 'out.txt.rec.json');
+  const stopped = path.join(data, 'names.v1', '_retention', 'stopped.rec.json');
+  for (const file of [record, stopped]) writeFileSync(file, readFileSync(file, 'utf8').slice(0, 9));
+  const again = await start();
+  t.match(again.stderr(), /the record of the last clean stop is damaged/, 'the damaged stop record is said');
+  const got = await request(`${again.url}/artifacts/r/job/out.txt`, { headers: AUTH });
+  const body = await got.body.json() as { code: string };
+  t.equal(got.statusCode, 500, 'the truncated name: an error, not an empty 200');
+  t.equal(body.code, 'FC_ERR_INTERNAL');
+  await eventually('the log names the damaged record', () => again.stderr().includes(`damaged name record ${record}`));
 });
