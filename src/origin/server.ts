@@ -105,6 +105,11 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
   const names = new NameStore(options.dataDir);
   await store.open();
   await names.open();
+  // An earlier process's clean stop, recorded (onClose below) and taken once: a crash leaves
+  // none. A damaged record (a disk's doing: it is renamed into place whole) counts as none,
+  // the cautious reading, rather than keep the origin from starting.
+  let damagedStop: unknown;
+  const stoppedAt = options.soleWriter ? undefined : (await names.find<{ at: number }>(STOPPED).catch((err: unknown) => void (damagedStop = err)))?.at;
   const context: OriginContext = {
     store,
     names,
@@ -115,8 +120,7 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
     maxRecordSize: options.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE,
     runBudget: new RunArtifactBudget(names, options.runArtifacts ?? DEFAULT_RUN_ARTIFACTS),
     internal: new Set(),
-    // an earlier process's clean stop, recorded (below) and taken once: a crash leaves none
-    references: new BlobReferences(options.soleWriter ? -Infinity : (await names.find<{ at: number }>(STOPPED))?.at ?? Date.now()),
+    references: new BlobReferences(options.soleWriter ? -Infinity : stoppedAt ?? Date.now()),
   };
   await names.delete(STOPPED);
   await loadInternalSet(context);
@@ -136,6 +140,7 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
   installErrorHandling(app);
+  if (damagedStop !== undefined) app.log.warn({ err: damagedStop }, 'the record of the last clean stop is damaged: started as after a crash (blobs stay protected from prunes for a while)');
   app.addHook('onResponse', async (request, reply) => {
     context.ledger.request(request.routeOptions.config.kind ?? 'other', request.method, reply.statusCode);
   });

@@ -38,9 +38,11 @@ async function lockSecret(dir: string): Promise<string> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  // written whole under a name of its own, then linked: two first starts agree on one secret
+  // written whole under a name of its own, then linked: two first starts agree on one secret.
+  // Flushed before the link: after a power loss the file is the secret or absent, never
+  // empty (an empty secret names the lock as anyone on the machine can, and take it first).
   const temp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}`;
-  await writeFile(temp, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+  await writeFile(temp, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flush: true });
   try {
     await link(temp, file);
   } catch (err) {

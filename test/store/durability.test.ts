@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
+import { LOCK_ID } from '../../src/store/dir-lock.js';
 import { REPO_ROOT } from '../helpers/processes.js';
 
 /** Runs `code` (an ES module body, in the repository) under strace with `options`; its trace, one system call a line. */
@@ -136,4 +137,20 @@ t.test('a prune syncs the removal of the names it deletes before it deletes thei
   t.ok(recordRemoved >= 0 && blobRemoved > recordRemoved, 'the record is removed, then the blob');
   const synced = lines.findIndex((l, i) => i > recordRemoved && l.includes(`fsync(`) && l.includes(`<${record}>`) && l.endsWith('= 0'));
   t.ok(synced > recordRemoved && synced < blobRemoved, 'the record\'s directory is synced in between');
+});
+
+t.test('the data directory\'s lock secret is synced before it is linked into place', async (t) => {
+  const scratch = t.testdir();
+  const dir = path.join(scratch, 'data');
+  // A power loss after the link but before the data reached the disk left .lock-id empty: the
+  // secret then was "", the lock's name one any local user can compute and take first.
+  const lines = straced(`
+    import { lockDataDir } from './src/store/dir-lock.ts';
+    await (await lockDataDir(${JSON.stringify(dir)})).release();
+  `, path.join(scratch, 'strace.txt'), ['-e', 'trace=fsync,fdatasync,link,linkat']).split('\n');
+  const temp = path.join(dir, `${LOCK_ID}.`);
+  const linked = lines.findIndex((l) => /link(at)?\(/.test(l) && l.includes(temp));
+  const synced = lines.findIndex((l) => /f(data)?sync\(\d+</.test(l) && l.includes(`<${temp}`) && l.endsWith('= 0'));
+  t.ok(linked >= 0, 'the secret is linked into place');
+  t.ok(synced >= 0 && synced < linked, 'its temp file is synced before');
 });
