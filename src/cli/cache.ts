@@ -61,7 +61,7 @@ export function registerCache(program: Command): void {
         import('../config/load.js'),
         import('../cache/config.js'),
         import('../log.js'),
-        import('../http/server-options.js'),
+        import('../http/server-logging.js'),
       ]);
       const file: Partial<CacheConfigFile> = flags.config ? loadCacheConfig(flags.config, flags.upstream !== undefined) : {};
       checkFlags(cacheConfigSchema, {

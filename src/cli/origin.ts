@@ -144,7 +144,7 @@ export function registerOrigin(program: Command): void {
         import('../origin/server.js'),
         import('./listen.js'),
         import('../log.js'),
-        import('../http/server-options.js'),
+        import('../http/server-logging.js'),
         import('../http/zero-copy.js'),
       ]);
       const config = await loadOriginConfig(flags.config);

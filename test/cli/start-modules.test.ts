@@ -72,7 +72,7 @@ t.test("--help, and each command's --help, load none of what the commands' work 
 /** The cache's server: its routes, its fills, its dashboard, what only a process that serves runs. */
 const SERVER_SOURCES = ['cache/server.ts', 'cache/fills.ts', 'cache/fill.ts', 'cache/context.ts', 'ui/dashboard.ts', 'cli/listen.ts'];
 
-t.test("a --workers cache's primary, which serves nothing, loads none of the server; its workers do", async (t) => {
+t.test("a --workers cache's primary, which serves nothing, loads none of the server, nor fastify; its workers do", async (t) => {
   const dir = t.testdir();
   const logger = loadLogger(dir);
   const child = spawn(process.execPath, ['--import', logger, ...cliArgs(['cache', '--upstream', 'http://127.0.0.1:1', '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--workers', '2'])], {
@@ -91,4 +91,6 @@ t.test("a --workers cache's primary, which serves nothing, loads none of the ser
   const serverIn = (pid?: number) => SERVER_SOURCES.filter((name) => sourcesOf(loadedFiles(stderr, pid)).some((source) => source.endsWith(`src/${name}`)));
   t.same(serverIn(), SERVER_SOURCES, 'the workers load the server (the check sees it)');
   t.same(serverIn(child.pid), [], 'the primary loads none of it');
+  t.ok(packagesOf(loadedFiles(stderr)).has('fastify'), 'the workers load fastify');
+  t.notOk(packagesOf(loadedFiles(stderr, child.pid)).has('fastify'), 'the primary does not');
 });
