@@ -7,7 +7,7 @@ import { durationSchema, loadConfigFile, parseConfig, positiveDurationSchema, po
 import { NAME_PATTERN, NamedMap } from '../config/names.js';
 import { parseDuration, parseHttpUrl, parseSize } from '../config/units.js';
 import { errorMessage, UsageError } from '../errors.js';
-import { logLevelSchema } from '../http/server-options.js';
+import { logLevelSchema } from '../http/server-logging.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../http/connection-limits.js';
 import { zeroCopyStatus } from '../http/zero-copy.js';
 import { redactUrl } from '../redact-url.js';

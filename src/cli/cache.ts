@@ -61,7 +61,7 @@ export function registerCache(program: Command): void {
         import('../config/load.js'),
         import('../cache/config.js'),
         import('../log.js'),
-        import('../http/server-options.js'),
+        import('../http/server-logging.js'),
       ]);
       const file: Partial<CacheConfigFile> = flags.config ? loadCacheConfig(flags.config, flags.upstream !== undefined) : {};
       checkFlags(cacheConfigSchema, {
@@ -81,15 +81,10 @@ export function registerCache(program: Command): void {
         ...(flags.workers ? { workers: parseWorkers(flags.workers, MAX_WORKERS) } : {}),
       };
       const config = resolveCacheConfig(merged, process.cwd());
-      const [{ useTempOrigin }, { buildCacheServer }, { serveUntilSignal }, { ClusterLink }, { runCachePrimary }] = await Promise.all([
-        import('../cache/disk-store.js'),
-        import('../cache/server.js'),
-        import('./listen.js'),
-        import('../cache/cluster/link.js'),
-        import('../cache/cluster/primary.js'),
-      ]);
       const workers = config.workers ?? 1;
       if (workers > 1 && cluster.isPrimary) {
+        // the primary serves nothing: the server (fastify, the routes, the fills) loads in the workers only
+        const { runCachePrimary } = await import('../cache/cluster/primary.js');
         const log = createLogger(serverLogLevel(config.logLevel));
         log.info({ ...startupFields(config), workers }, 'cache starting');
         const primary = await runCachePrimary(config, workers, log, merged.listen);
@@ -102,6 +97,12 @@ export function registerCache(program: Command): void {
         const endProbe = await startUpstreamProbe(config, log);
         return primary.stopped.finally(endProbe);
       }
+      const [{ useTempOrigin }, { buildCacheServer }, { serveUntilSignal }, { ClusterLink }] = await Promise.all([
+        import('../cache/disk-store.js'),
+        import('../cache/server.js'),
+        import('./listen.js'),
+        import('../cache/cluster/link.js'),
+      ]);
       const env = cluster.isWorker ? readWorkerEnv() : undefined;
       if (env?.tempOrigin) useTempOrigin(env.tempOrigin);
       const link = env ? new ClusterLink(env) : undefined;

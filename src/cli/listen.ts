@@ -3,7 +3,8 @@ import type { Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { parseListen } from '../config/units.js';
 import { ConfigError } from '../errors.js';
-import { CLOSE_MARGIN_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, ignoreHangup } from '../http/server-options.js';
+import { CLOSE_MARGIN_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../http/server-options.js';
+import { ignoreHangup } from '../http/server-logging.js';
 
 /**
  * The longest drain `app` can run: its pluginTimeout also bounds the preClose hook the drain

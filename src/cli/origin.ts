@@ -1,6 +1,5 @@
 // `fleetcache origin`: the artifact service.
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseDuration, parseSize } from '../config/units.js';
@@ -10,6 +9,7 @@ import { ConfigError } from '../errors.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { DiskBlobStore } from '../store/disk.js';
 import { dataDirError, makeDataDir } from '../path-checks.js';
+import { readOrCreate } from '../store/create-once.js';
 
 interface OriginFlags {
   config?: string;
@@ -35,15 +35,15 @@ export function resolveOriginTokens(tokenFile: string | undefined, dataDir: stri
     return { tokens: [env], source: 'FLEETCACHE_TOKEN' };
   }
   const file = join(dataDir, 'token');
-  if (!existsSync(file)) {
-    makeDataDir(dataDir);
-    try {
-      writeFileSync(file, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
-    } catch (err) {
-      throw dataDirError(err, dataDir, 'cannot hold its write token (token)');
-    }
+  makeDataDir(dataDir);
+  let token: string;
+  try {
+    // two origins started at once on a new directory agree on one (the lock then stops the second)
+    token = readOrCreate(file, () => randomBytes(24).toString('base64url'), 0o600);
+  } catch (err) {
+    throw dataDirError(err, dataDir, 'cannot hold its write token (token)');
   }
-  return { tokens: [readFileSync(file, 'utf8').trim()], source: file, file };
+  return { tokens: [token], source: file, file };
 }
 
 /**
@@ -144,7 +144,7 @@ export function registerOrigin(program: Command): void {
         import('../origin/server.js'),
         import('./listen.js'),
         import('../log.js'),
-        import('../http/server-options.js'),
+        import('../http/server-logging.js'),
         import('../http/zero-copy.js'),
       ]);
       const config = await loadOriginConfig(flags.config);

@@ -255,13 +255,24 @@ export function propertiesOf(schema: unknown): Record<string, unknown> {
 }
 
 /**
+ * Whether `schema` has the field `name`: one of its own, or of one of its shapes (a one-of
+ * setting's branches, if/then/else or anyOf/oneOf: the origin's `storage:`, s3's `bucket`).
+ */
+function hasField(schema: unknown, name: string): boolean {
+  if (Object.hasOwn(propertiesOf(schema), name)) return true;
+  const { then, else: otherwise, anyOf = [], oneOf = [] } = (schema ?? {}) as { then?: unknown; else?: unknown; anyOf?: unknown[]; oneOf?: unknown[] };
+  return [then, otherwise, ...anyOf, ...oneOf].some((shape) => shape !== undefined && hasField(shape, name));
+}
+
+/**
  * The known fields an unknown one likely means: the same name one level down (`connect` for
- * `timeouts.connect`, exact names only: a near name there would be a guess twice over),
- * else a misspelling of a field beside it (closestName); none when nothing is near.
+ * `timeouts.connect`, `bucket` for `storage.bucket`; exact names only: a near name there
+ * would be a guess twice over), else a misspelling of a field beside it (closestName); none
+ * when nothing is near.
  */
 function guessFields(extra: string, schema: unknown): string[] {
   const known = propertiesOf(schema);
-  const nested = Object.entries(known).filter(([, child]) => Object.hasOwn(propertiesOf(child), extra)).map(([name]) => `${name}.${extra}`);
+  const nested = Object.entries(known).filter(([, child]) => hasField(child, extra)).map(([name]) => `${name}.${extra}`);
   const misspelt = closestName(extra, Object.keys(known));
   return nested.length > 0 ? nested : misspelt === undefined ? [] : [misspelt];
 }

@@ -1,36 +1,16 @@
 // Options every fleetcache HTTP server shares (origin and cache alike).
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { Type } from '@sinclair/typebox';
 import { LogController, type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
 import { MAX_TIMER_MS } from '../config/units.js';
-import { ConfigError, FleetError } from '../errors.js';
+import { FleetError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { lockDataDir } from '../store/dir-lock.js';
+import { serverLogLevel } from './server-logging.js';
 import { ROUTED_METHODS } from './allowed-methods.js';
 import { HEAD_CHECK_INTERVAL_MS } from './connection-limits.js';
 import { earlyAnswered } from './early-answers.js';
 import { closingErrorAnswer, frameworkErrors, MAX_PARAM_LENGTH } from './errors.js';
-
-/** pino's levels, the `logLevel` of an origin or cache configuration. */
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-
-/**
- * A server's log level: `configured` (its file's `logLevel`, else info), unless the environment
- * variable FLEETCACHE_LOG_LEVEL names another: an operator debugging a deployed server without
- * editing its file, a test keeping a child server quiet.
- */
-export function serverLogLevel(configured: string | undefined): string {
-  const env = process.env.FLEETCACHE_LOG_LEVEL?.trim();
-  if (!env) return configured ?? 'info';
-  if (!(LOG_LEVELS as readonly string[]).includes(env)) throw new ConfigError(`FLEETCACHE_LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(env)}`);
-  return env;
-}
-
-/** The schema of `logLevel` (origin and cache): one of LOG_LEVELS, named in the validator's message. */
-export function logLevelSchema(options: { default?: (typeof LOG_LEVELS)[number] } = {}) {
-  return Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)), { description: LOG_LEVELS.join(', '), ...options });
-}
 
 /** Header fields a request may have, Host included (the origin's limits.maxHeaders, the cache's). */
 export const DEFAULT_MAX_HEADERS = 64;
@@ -215,14 +195,4 @@ export async function buildOnDataDir<T>(dir: string, build: () => Promise<T>, ap
     await lock.release();
     throw err;
   }
-}
-
-/**
- * SIGHUP: an operator's reflex after editing a token file or a configuration (`systemctl
- * reload`, `kill -HUP`), which by default ends the process at once, cutting every transfer,
- * and which systemd's Restart=on-failure takes for a clean exit. Nothing is reloaded: the
- * server says so and goes on. `warn`: false in a cache worker (its primary says it once).
- */
-export function ignoreHangup(log: Pick<FastifyBaseLogger, 'warn'>, warn = true): void {
-  if (warn) log.warn('SIGHUP ignored: the configuration and tokens are read at start; restart the server to apply changes (SIGTERM drains it first)');
 }

@@ -1,7 +1,8 @@
 // The origin's configuration: one TypeBox schema gives the type and the validation.
 import { Type, type Static } from '@sinclair/typebox';
 import { ageSchema, durationSchema, positiveDurationSchema, positiveSizeSchema } from '../config/load.js';
-import { DEFAULT_MAX_HEADERS, logLevelSchema } from '../http/server-options.js';
+import { DEFAULT_MAX_HEADERS } from '../http/server-options.js';
+import { logLevelSchema } from '../http/server-logging.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../http/connection-limits.js';
 import type { RetentionPolicy } from './retention.js';
 import type { RunArtifactLimits } from './run-budget.js';

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { durationSchema, fieldPlace, pairAt, parseConfigDocument, positiveDurationSchema, readConfigFile, validateConfig, type ConfigDocument } from '../config/load.js';
+import { closestName, didYouMean } from '../config/closest-name.js';
 import { NamedMap } from '../config/names.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import { parseKnownHosts } from '../ssh/known-hosts.js';
@@ -18,7 +19,7 @@ export const FleetSchema = Type.Object(
     tokenFile: Type.Optional(Type.String({ minLength: 1 })),
     /** Regions and their caches, nearest first within a region. */
     regions: NamedMap(Type.Object({ caches: Type.Array(Url, { minItems: 1 }) }, { additionalProperties: false }), { default: {} }),
-    /** Region of machines whose backend and system name none ("auto": the fastest cache). */
+    /** Region of machines whose backend and system name none: one of `regions` (checked at load), or "auto" (the fastest cache). */
     defaultRegion: Type.Optional(Type.String({ minLength: 1 })),
     /** At most this many machines of one host or backend in start-up at once. */
     startupLimit: Type.Integer({ minimum: 1, default: 4 }),
@@ -74,10 +75,28 @@ export function loadFleetConfig(spreadFile: string, fleetFile: string | undefine
   if (!config.origin && config.defaultRegion !== undefined) {
     throw new ConfigError(`${file}: fleet configuration sets defaultRegion but no origin (the embedded default has its own regions)`, file, undefined, 'defaultRegion');
   }
+  checkDefaultRegion(config, file, parsed, at);
   // Paths in the file are its own, as knownHosts is (a --fleet file beside its token): not the run's directory's.
   if (config.tokenFile !== undefined) config.tokenFile = resolve(dirname(file), config.tokenFile);
   if (config.knownHosts !== undefined) config.knownHosts = checkedKnownHosts(config.knownHosts, file, fieldPlace(parsed, file, [...at, 'knownHosts']));
   return config;
+}
+
+/**
+ * defaultRegion names one of the regions the same file lists, or is "auto": any other name is
+ * a typo (the regions are listed right there), which would send every machine naming no region
+ * through other regions' caches, across the links the caches exist to spare.
+ */
+function checkDefaultRegion(config: FleetConfig, file: string, parsed: ConfigDocument, at: readonly string[]): void {
+  const region = config.defaultRegion;
+  const known = Object.keys(config.regions);
+  if (region === undefined || region === 'auto' || known.includes(region)) return;
+  const { place, line, field } = fieldPlace(parsed, file, [...at, 'defaultRegion']);
+  const guess = closestName(region, known);
+  throw new ConfigError(
+    `${place}: "${region}" is not one of the regions (${known.join(', ') || 'none'})${didYouMean(guess ? [guess] : [])}; name one of them, or "auto" for the fastest cache`,
+    file, line, field,
+  );
 }
 
 /**

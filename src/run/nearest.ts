@@ -35,12 +35,12 @@ export function regionServing(fleet: FleetConfig, url: string): string {
  * Warnings for regions the jobs name that the fleet has no caches for (a typo in a region:
  * field, a region not deployed yet): their machines pull through the other regions' caches,
  * across the links the caches exist to spare, so the run says so once, up front. `regions`:
- * each job's region, undefined where it names none (it then goes where staticOrder sends it).
+ * each job's region, undefined where it names none (it then goes to defaultRegion, which
+ * loadFleetConfig checked, or where staticOrder sends it).
  */
 export function unservedRegions(fleet: FleetConfig, regions: ReadonlyArray<string | undefined>): string[] {
   const known = Object.keys(fleet.regions);
-  const named = new Set(regions.map((region) => region ?? fleet.defaultRegion));
-  return [...named]
+  return [...new Set(regions)]
     .filter((region): region is string => region !== undefined && region !== 'auto' && fleet.regions[region] === undefined)
     .map((region) => `WARNING: region ${region} has no cache in the fleet configuration (regions: ${known.join(', ') || 'none'}); its machines pull through the other regions' caches, then the origin.`);
 }

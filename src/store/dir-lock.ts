@@ -13,11 +13,11 @@
 // detected.
 import { createHash, randomBytes } from 'node:crypto';
 import { realpathSync } from 'node:fs';
-import { link, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { FleetError } from '../errors.js';
 import { makeDataDir } from '../path-checks.js';
+import { readOrCreate } from './create-once.js';
 
 /** The file of the directory's lock secret. */
 export const LOCK_ID = '.lock-id';
@@ -29,35 +29,14 @@ interface DataDirLock {
 
 const NO_LOCK: DataDirLock = { release: async () => undefined };
 
-/** The directory's lock secret, made by the first server to start on it. */
-async function lockSecret(dir: string): Promise<string> {
-  const file = join(dir, LOCK_ID);
-  const read = () => readFile(file, 'utf8').then((text) => text.trim());
-  try {
-    return await read();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  // written whole under a name of its own, then linked: two first starts agree on one secret.
-  // Flushed before the link: after a power loss the file is the secret or absent, never
-  // empty (an empty secret names the lock as anyone on the machine can, and take it first).
-  const temp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}`;
-  await writeFile(temp, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flush: true });
-  try {
-    await link(temp, file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  } finally {
-    await rm(temp, { force: true });
-  }
-  return read();
-}
-
 async function socketName(dir: string): Promise<string> {
-  const secret = await lockSecret(dir).catch((err: NodeJS.ErrnoException) => {
+  let secret: string;
+  try {
+    secret = readOrCreate(join(dir, LOCK_ID), () => randomBytes(32).toString('hex'), 0o600);
+  } catch (err) {
     // another user's directory (verify --remove run as someone else), a read-only disk
-    throw new FleetError('FC_ERR_CONFIG', `data directory ${dir}: cannot read or write its lock secret ${LOCK_ID}: ${err.message}`, { cause: err });
-  });
+    throw new FleetError('FC_ERR_CONFIG', `data directory ${dir}: cannot read or write its lock secret ${LOCK_ID}: ${(err as Error).message}`, { cause: err });
+  }
   const hash = createHash('sha256').update(secret).update('\0').update(realpathSync(dir));
   return `\0fleetcache-dir-${hash.digest('hex').slice(0, 40)}`;
 }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type Server } from 'node:net';
 import t, { type Test } from 'tap';
-import { cliArgs, isAlive, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
+import { cliArgs, isAlive, rememberProcess, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { cacheWorkers } from './harness.js';
 
@@ -57,21 +57,51 @@ t.test('SIGTERM while the workers start: the cache stops cleanly, exit 0', async
   for (const pid of workers) t.notOk(isAlive(pid), `worker ${pid} stopped`);
 });
 
+/**
+ * Node's arguments for a load hook running `action` (module code, in an async function) in
+ * each cluster worker as it is about to load the command's module (src/cli/cache.ts, or its
+ * chunk dist/cli/cache-HASH.js in the bundle): before the worker's code runs.
+ */
+function onCommandModuleInWorkers(t: Test, action: string): string[] {
+  // Not t.testdir(): startCache takes that one (and empties it) for the cache's data.
+  const dir = mkdtempSync(join(tmpdir(), 'fleetcache-hooks-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'hooks.mjs'), `export async function load(url, context, next) {\n  if (/\\/cli\\/cache(-[0-9A-Z]+)?\\.[jt]s$/.test(url)) { ${action} }\n  return next(url, context);\n}\n`);
+  // Loaded by every process; the hook only in cluster workers (FLEETCACHE_WORKER: node removes NODE_UNIQUE_ID before --import runs).
+  writeFileSync(join(dir, 'register.mjs'), "import { register } from 'node:module';\nif (process.env.FLEETCACHE_WORKER) register('./hooks.mjs', import.meta.url);\n");
+  return ['--import', join(dir, 'register.mjs')];
+}
+
 // As when a worker starts while dist/ is being rebuilt: the command's module (src/cli/cache.ts,
 // or its chunk dist/cli/cache-HASH.js in the bundle) throws on load,
 // main() reports it and sets the exit code, and the worker's IPC channel kept it alive.
 t.test('a worker whose command module does not load: the cache exits non-zero, never hangs', async (t) => {
-  // Not t.testdir(): startCache takes that one (and empties it) for the cache's data.
-  const dir = mkdtempSync(join(tmpdir(), 'fleetcache-hooks-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'hooks.mjs'), "export async function load(url, context, next) {\n  if (/\\/cli\\/cache(-[0-9A-Z]+)?\\.[jt]s$/.test(url)) throw new Error('simulated half-written module');\n  return next(url, context);\n}\n");
-  // Loaded by every process; the hook only in cluster workers (FLEETCACHE_WORKER: node removes NODE_UNIQUE_ID before --import runs).
-  writeFileSync(join(dir, 'register.mjs'), "import { register } from 'node:module';\nif (process.env.FLEETCACHE_WORKER) register('./hooks.mjs', import.meta.url);\n");
-  const cache = startCache(t, '127.0.0.1:0', ['--import', join(dir, 'register.mjs')]);
+  const cache = startCache(t, '127.0.0.1:0', onCommandModuleInWorkers(t, "throw new Error('simulated half-written module');"));
   await eventually('the cache exits', () => cache.child.exitCode !== null || cache.child.signalCode !== null, 30_000);
   t.not(await cache.exited, 0, cache.stderr());
   t.match(cache.stderr(), /simulated half-written module/, 'the worker said why');
   t.match(cache.stderr(), /cache worker \d+ exited \(code \d+\) before listening/, 'the primary says which worker');
   t.equal(cache.stdout(), '', 'never announced');
   t.same(cacheWorkers(cache.child.pid!), [], 'no worker left');
+});
+
+// The primary killed (SIGKILL: no stop for its workers) while its workers still load their
+// modules: the IPC channel closes before src/cli/cache.ts listens for its close. The hook
+// holds each worker's command module until the primary is gone (the worker's parent
+// changed), at most 30 s; the worker must then stop rather than run on, orphaned. Node's
+// cluster itself ends a worker whose channel closes unexpectedly (a 'disconnect' listener
+// of its own, there before any of ours); cache.ts's check of process.connected is the
+// second line, and a worker without either fails to listen (the primary hands out the port).
+t.test('a primary killed while its workers load their modules: the workers stop', async (t) => {
+  const hold = 'const parent = process.ppid; const until = Date.now() + 30_000; while (process.ppid === parent && Date.now() < until) await new Promise((r) => setTimeout(r, 20));';
+  const cache = startCache(t, '127.0.0.1:0', onCommandModuleInWorkers(t, hold));
+  const workers = await workersOf(cache.child.pid!);
+  for (const pid of workers) {
+    const worker = rememberProcess(pid);
+    t.teardown(() => worker.kill('SIGKILL'));
+  }
+  process.kill(cache.child.pid!, 'SIGKILL');
+  await cache.exited;
+  await eventually('the orphaned workers stop', () => workers.every((pid) => !isAlive(pid)), 20_000);
+  t.pass(`workers ${workers.join(', ')} stopped`);
 });

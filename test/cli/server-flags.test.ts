@@ -30,7 +30,7 @@ for (const [args, message] of cases) {
 }
 
 t.test('FLEETCACHE_LOG_LEVEL overrides a server\'s configured level; an unknown one is a configuration error', async (t) => {
-  const { serverLogLevel } = await import('../../src/http/server-options.js');
+  const { serverLogLevel } = await import('../../src/http/server-logging.js');
   const before = process.env.FLEETCACHE_LOG_LEVEL;
   t.teardown(() => {
     if (before === undefined) delete process.env.FLEETCACHE_LOG_LEVEL;

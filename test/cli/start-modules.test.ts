@@ -1,47 +1,56 @@
 // A command's --help, and the program's, load no more than the command line needs: not the
 // servers (fastify), the HTTP client (undici), the configuration's parsers (ajv, yaml), the
 // runner's SSH (ssh2), the AWS SDK, the packer (tar-stream). Each start of a one-shot command on a machine, and each
-// `--help`, paid for all of them. The child logs every module Node loads; a chunk of the
-// build stands for the modules its source map names.
+// `--help`, paid for all of them. Nor does a multi-process cache's primary load the server
+// its workers run. The child logs every module Node loads; a chunk of the build stands for
+// the modules its source map names.
 import t from 'tap';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cliArgs } from '../helpers/processes.js';
+import { cliArgs, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
 
 /** Packages only the command's work needs, never its usage. */
 const NOT_FOR_HELP = ['fastify', 'undici', 'ajv', 'yaml', 'ssh2', '@aws-sdk/client-s3', 'pino', 'prom-client', '@sinclair/typebox', 'tar-stream'];
 
 const LOADED = 'fleetcache-test-loaded ';
 
-/** A module registering a load hook that prints each file's URL on stderr. */
+/** A module registering a load hook that prints each file's URL on stderr, after the PID of the process loading it. */
 function loadLogger(dir: string): string {
-  const hooks = `export async function load(url, context, next) { if (url.startsWith('file:')) process._rawDebug(${JSON.stringify(LOADED)} + url); return next(url, context); }`;
+  const hooks = `export async function load(url, context, next) { if (url.startsWith('file:')) process._rawDebug(${JSON.stringify(LOADED)} + process.pid + ' ' + url); return next(url, context); }`;
   const file = join(dir, 'log-loads.mjs');
   writeFileSync(file, `import { register } from 'node:module';\nregister(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});\n`);
   return file;
+}
+
+/** The files `pid` loaded, from the lines of loadLogger's hook in `stderr` (every process's, by default). */
+function loadedFiles(stderr: string, pid?: number): string[] {
+  const lines = stderr.split('\n').filter((line) => line.startsWith(LOADED)).map((line) => line.slice(LOADED.length).split(' '));
+  return lines.filter(([by]) => pid === undefined || Number(by) === pid).map(([, url]) => fileURLToPath(url!));
 }
 
 function runLogged(logger: string, args: string[]): Promise<{ stdout: string; files: string[] }> {
   return new Promise((resolve, reject) => {
     execFile(process.execPath, ['--import', logger, ...cliArgs(args)], { timeout: 60_000 }, (err, stdout, stderr) => {
       if (err) return reject(new Error(`fleetcache ${args.join(' ')}: ${err.message}\n${stderr}`));
-      const urls = stderr.split('\n').filter((line) => line.startsWith(LOADED)).map((line) => line.slice(LOADED.length));
-      resolve({ stdout, files: urls.map((url) => fileURLToPath(url)) });
+      resolve({ stdout, files: loadedFiles(stderr) });
     });
   });
+}
+
+/** `files`, each chunk of the bundle as the sources its source map names. */
+function sourcesOf(files: readonly string[]): string[] {
+  return files.flatMap((file) => (file.includes('/dist/cli/') ? (JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources: string[] }).sources : [file]));
 }
 
 /** The packages of node_modules among `files`, or among the sources of the bundle's chunks. */
 function packagesOf(files: readonly string[]): Set<string> {
   const packages = new Set<string>();
-  for (const file of files) {
-    const sources = file.includes('/dist/cli/') ? (JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources: string[] }).sources : [file];
-    for (const source of sources) {
-      const name = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(source)?.[1];
-      if (name) packages.add(name);
-    }
+  for (const source of sourcesOf(files)) {
+    const name = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(source)?.[1];
+    if (name) packages.add(name);
   }
   return packages;
 }
@@ -58,4 +67,30 @@ t.test("--help, and each command's --help, load none of what the commands' work 
     const loaded = packagesOf(files);
     t.same(NOT_FOR_HELP.filter((name) => loaded.has(name)), [], `${what} loads none of ${NOT_FOR_HELP.join(', ')}`);
   }
+});
+
+/** The cache's server: its routes, its fills, its dashboard, what only a process that serves runs. */
+const SERVER_SOURCES = ['cache/server.ts', 'cache/fills.ts', 'cache/fill.ts', 'cache/context.ts', 'ui/dashboard.ts', 'cli/listen.ts'];
+
+t.test("a --workers cache's primary, which serves nothing, loads none of the server, nor fastify; its workers do", async (t) => {
+  const dir = t.testdir();
+  const logger = loadLogger(dir);
+  const child = spawn(process.execPath, ['--import', logger, ...cliArgs(['cache', '--upstream', 'http://127.0.0.1:1', '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--workers', '2'])], {
+    cwd: REPO_ROOT, env: { ...process.env, FLEETCACHE_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const stop = stopWithTest(t, child);
+  await eventually('the cache listening', () => {
+    if (child.exitCode !== null) throw new Error(`the cache exited (${child.exitCode}): ${stderr.slice(-2000)}`);
+    return stdout.startsWith('listening ');
+  }, 60_000);
+  await stop();
+  const serverIn = (pid?: number) => SERVER_SOURCES.filter((name) => sourcesOf(loadedFiles(stderr, pid)).some((source) => source.endsWith(`src/${name}`)));
+  t.same(serverIn(), SERVER_SOURCES, 'the workers load the server (the check sees it)');
+  t.same(serverIn(child.pid), [], 'the primary loads none of it');
+  t.ok(packagesOf(loadedFiles(stderr)).has('fastify'), 'the workers load fastify');
+  t.notOk(packagesOf(loadedFiles(stderr, child.pid)).has('fastify'), 'the primary does not');
 });

@@ -51,6 +51,9 @@ t.test('a known field written one level too high names where it belongs', async 
   // `connect` is a field of `timeouts:`, not of the top level: the message used to say only 'unknown field "connect"'
   t.throws(() => parseCacheConfig(`${upstream}connect: 5s\n`, 'c.yaml'), { code: 'FC_ERR_CONFIG', message: 'c.yaml:2: connect: unknown field "connect" (did you mean "timeouts.connect"?)' }, 'cache');
   t.throws(() => parseConfig(OriginConfigSchema, 'idleTimeout: 2m\n', 'o.yaml'), { message: 'o.yaml:1: idleTimeout: unknown field "idleTimeout" (did you mean "limits.idleTimeout"?)' }, 'origin');
+  // a field of one of a one-of setting's shapes (storage: disk or s3)
+  t.throws(() => parseConfig(OriginConfigSchema, 'storage:\n  type: s3\nbucket: b\n', 'o.yaml'), { message: 'o.yaml:3: bucket: unknown field "bucket" (did you mean "storage.bucket"?)' }, "origin: s3's bucket");
+  t.throws(() => parseConfig(OriginConfigSchema, 'storage:\n  type: s3\n  bucket: b\nforcePathStyle: true\n', 'o.yaml'), { message: 'o.yaml:4: forcePathStyle: unknown field "forcePathStyle" (did you mean "storage.forcePathStyle"?)' }, "origin: s3's forcePathStyle");
   // exact names only one level down: a near one there is no hint ("conect" is no field of the top level)
   t.throws(() => parseCacheConfig(`${upstream}conect: 5s\n`, 'c.yaml'), { message: 'c.yaml:2: conect: unknown field "conect"' }, 'a misspelling one level down');
 });

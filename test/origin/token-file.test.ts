@@ -1,7 +1,7 @@
 // The origin's token file: one write token per line, blank lines and # comments skipped (a
 // comment line was a token anyone could send), short tokens refused by line, and a warning
 // when the file is readable by others.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -89,4 +89,36 @@ t.test("a client reads a token file as the origin does: the server's own file wo
   process.env.FLEETCACHE_TOKEN = `${TOKEN}\nsecond`;
   t.throws(() => resolveToken(), { code: 'FC_ERR_USAGE', message: /^\$FLEETCACHE_TOKEN is not one word/ });
   t.throws(() => resolveOriginTokens(undefined, dir), { code: 'FC_ERR_CONFIG', message: /^\$FLEETCACHE_TOKEN is not one word/ }, 'the origin refuses it alike');
+});
+
+/**
+ * Runs resolveOriginTokens on `dataDir` in a process of its own, once the clock reaches
+ * `startAt` (each spins until then: two such processes call it within microseconds).
+ */
+function tokensInChild(dataDir: string, startAt: number): Promise<string> {
+  const module = new URL('../../src/cli/origin.js', import.meta.url).href;
+  const script = `const { resolveOriginTokens } = await import(${JSON.stringify(module)});
+while (Date.now() < ${startAt});
+try { console.log(JSON.stringify(resolveOriginTokens(undefined, ${JSON.stringify(dataDir)}).tokens)); }
+catch (err) { console.log(JSON.stringify({ code: err.code, message: err.message })); }`;
+  const env = { ...process.env };
+  delete env.FLEETCACHE_TOKEN;
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--input-type=module', '-e', script], { env, timeout: 30_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout.trim())));
+  });
+}
+
+t.test('two origins making the token of one new data directory at once agree on it', async (t) => {
+  const root = t.testdir();
+  for (let i = 0; i < 40; i++) {
+    const dataDir = join(root, `data-${i}`);
+    const startAt = Date.now() + 400; // after both children have loaded the module
+    const [a, b] = await Promise.all([tokensInChild(dataDir, startAt), tokensInChild(dataDir, startAt)]);
+    const token = JSON.parse(a) as unknown;
+    if (!Array.isArray(token) || token[0]?.length < 16 || a !== b) {
+      t.fail(`try ${i}: ${a} and ${b}`);
+      return;
+    }
+  }
+  t.pass('each pair read one whole token');
 });

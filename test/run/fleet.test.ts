@@ -83,9 +83,26 @@ t.test('a region the jobs name without caches in the fleet is warned about once'
   const [warning, ...rest] = unservedRegions(fleet, ['eu-wset', 'us-east', 'eu-wset']);
   t.same(rest, [], 'once per region');
   t.match(warning, /^WARNING: region eu-wset has no cache in the fleet configuration \(regions: eu-west, us-east\)/);
-  t.match(unservedRegions({ ...fleet, defaultRegion: 'ap-south' }, [undefined]), [/^WARNING: region ap-south has no cache/], 'a defaultRegion without caches');
   t.same(staticOrder(fleet, 'eu-wset'), { region: 'eu-wset', urls: ['http://c:2', 'http://c:3', 'http://o:1'], how: 'no cache for region eu-wset' }, "each machine's line names the region too");
   t.equal(staticOrder(fleet, 'us-east').how, 'region us-east');
+});
+
+t.test('defaultRegion: one of the regions or auto; another name is refused, naming file, line and field', async (t) => {
+  const dir = t.testdir({ 'spread.yaml': 'project: p\n' });
+  const fleetFile = join(dir, 'fleet.yaml');
+  const regions = 'origin: http://o:1\nregions:\n  us-east:\n    caches: [http://c:2]\n  eu-west:\n    caches: [http://c:3]\n';
+  for (const region of ['eu-west', 'auto']) {
+    await writeFile(fleetFile, `${regions}defaultRegion: ${region}\n`);
+    t.equal(loadFleetConfig(join(dir, 'spread.yaml'), fleetFile)!.defaultRegion, region, `defaultRegion: ${region}`);
+  }
+  await writeFile(fleetFile, `${regions}defaultRegion: us-eats\n`);
+  t.throws(() => loadFleetConfig(join(dir, 'spread.yaml'), fleetFile), {
+    code: 'FC_ERR_CONFIG',
+    message: `${fleetFile}:7: defaultRegion: "us-eats" is not one of the regions (us-east, eu-west) (did you mean "us-east"?); name one of them, or "auto" for the fastest cache`,
+  });
+  const spreadFile = join(dir, 'spread.yaml');
+  await writeFile(spreadFile, 'project: p\nfleetcache:\n  origin: http://o:1\n  defaultRegion: ap-south\n');
+  t.throws(() => loadFleetConfig(spreadFile, undefined), { code: 'FC_ERR_CONFIG', message: `${spreadFile}:4: fleetcache.defaultRegion: "ap-south" is not one of the regions (none); name one of them, or "auto" for the fastest cache` }, 'no regions at all');
 });
 
 t.test('tokenFile: resolved against the file that sets it, as knownHosts is, not against the directory the run is started in', async (t) => {

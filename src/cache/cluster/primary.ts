@@ -13,7 +13,7 @@ import { DiskStore, isCasId } from '../disk-store.js';
 import { FleetError } from '../../errors.js';
 import { parseListen } from '../../config/units.js';
 import { freePort } from '../../http/free-port.js';
-import { ignoreHangup } from '../../http/server-options.js';
+import { ignoreHangup } from '../../http/server-logging.js';
 import { lockDataDir } from '../../store/dir-lock.js';
 import { addTally, emptyTally, registerTallyCounters, TALLY_COUNTERS, type KindTally } from '../metrics.js';
 import { Outbox, unbatch, workerEnv, type Batch, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerMessage } from './protocol.js';

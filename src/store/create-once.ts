@@ -1,0 +1,30 @@
+// A file made by whichever of several processes starting at once gets there first (a data
+// directory's lock secret, an origin's own write token), read alike by all of them.
+import { randomBytes } from 'node:crypto';
+import { linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+
+/**
+ * The trimmed text of `file`, made with `make()`'s text (mode `mode`) when missing. Written
+ * whole under a name of its own, then linked: of two processes making it at once, one
+ * links and the other reads the winner's text, and neither reads it half-written. Flushed
+ * before the link: after a power loss the file is whole or absent, never empty (an empty
+ * lock secret names the lock as anyone on the machine can, and take it first).
+ */
+export function readOrCreate(file: string, make: () => string, mode: number): string {
+  const read = () => readFileSync(file, 'utf8').trim();
+  try {
+    return read();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const temp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}`;
+  writeFileSync(temp, `${make()}\n`, { mode, flush: true });
+  try {
+    linkSync(temp, file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    rmSync(temp, { force: true });
+  }
+  return read();
+}
