@@ -106,11 +106,9 @@ export function registerCache(program: Command): void {
       const env = cluster.isWorker ? readWorkerEnv() : undefined;
       if (env?.tempOrigin) useTempOrigin(env.tempOrigin);
       const link = env ? new ClusterLink(env) : undefined;
-      // A worker whose primary is gone (killed) stops too, cleanly; gone already while this
-      // worker loaded its modules (the channel closed before anyone listened), it stops now.
-      const orphaned = (): boolean => process.kill(process.pid, 'SIGTERM');
-      if (link) process.once('disconnect', orphaned);
-      if (link && !process.connected) orphaned();
+      // A worker whose primary is gone (killed) needs nothing here: node's cluster ends it
+      // (its own 'disconnect' listener, there before this code loads), and a worker that ran
+      // on could not listen: the primary hands out the port (test/cache/cluster-startup.test.ts).
       try {
         const app = await buildCacheServer(config, link ? { link } : {});
         if (!link) {
@@ -134,7 +132,6 @@ export function registerCache(program: Command): void {
       }
       if (link && process.connected) {
         // The IPC channel keeps a worker's event loop alive: closing it lets the process end.
-        process.off('disconnect', orphaned);
         process.disconnect();
       }
     });

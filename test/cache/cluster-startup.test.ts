@@ -86,12 +86,11 @@ t.test('a worker whose command module does not load: the cache exits non-zero, n
 });
 
 // The primary killed (SIGKILL: no stop for its workers) while its workers still load their
-// modules: the IPC channel closes before src/cli/cache.ts listens for its close. The hook
-// holds each worker's command module until the primary is gone (the worker's parent
-// changed), at most 30 s; the worker must then stop rather than run on, orphaned. Node's
-// cluster itself ends a worker whose channel closes unexpectedly (a 'disconnect' listener
-// of its own, there before any of ours); cache.ts's check of process.connected is the
-// second line, and a worker without either fails to listen (the primary hands out the port).
+// modules. The hook holds each worker's command module until the primary is gone (the
+// worker's parent changed), at most 30 s; the worker must then stop rather than run on,
+// orphaned. Node's cluster ends a worker whose channel closes unexpectedly (a 'disconnect'
+// listener of its own, there before any of ours), and one that ran on would fail to listen
+// (the primary hands out the port): fleetcache adds no guard of its own.
 t.test('a primary killed while its workers load their modules: the workers stop', async (t) => {
   const hold = 'const parent = process.ppid; const until = Date.now() + 30_000; while (process.ppid === parent && Date.now() < until) await new Promise((r) => setTimeout(r, 20));';
   const cache = startCache(t, '127.0.0.1:0', onCommandModuleInWorkers(t, hold));
