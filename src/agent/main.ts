@@ -19,6 +19,7 @@
 //              headers and then within its body, before it is skipped.
 //              → {ok:true, url, urlIndex, fromCache, bytesDownloaded, entries, resultDigest, skipped:[{url, code, error}]}
 //              fromCache: the URL used is not the last one (the origin).
+//              On failure the answer lists the URLs given up on before it as well (skipped).
 //   assets     {manifest, urls: string[], cacheFolder?, dest?, token?, cacheTimeoutMs?}
 //              cacheTimeoutMs: as for pull, for each file's download.
 //              → {ok, files:[{filename, source, url, bytesDownloaded, bytesFromCache, error?}], failed, bytesDownloaded, bytesFromCache,

@@ -234,6 +234,31 @@ t.test('a cache that accepts and never answers costs the first machine cacheTime
   t.ok(Date.now() - started < 45_000, 'no machine waited the client\'s minute');
 });
 
+t.test("a cache a machine's failed pull gave up on is tried last by the run's next machines", async (t) => {
+  const dir = await demoProject(t);
+  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  const live = await buildCacheServer({ region: 'region-b', upstream: origin.url, dataDir: join(dir, '..', 'region-b'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  // the first machine's pull: region-a's cache is down, then region-b's refuses its token (a
+  // failure that ends the pull); the second machine's pull is served
+  let refused = 0;
+  live.addHook('onRequest', async (req, reply) => {
+    if (req.method !== 'GET' || !/^\/projects\/[^/]+\/runs\/[^/?]+$/.test(req.url) || refused++ > 0) return;
+    return reply.code(403).send({ code: 'FC_ERR_FORBIDDEN', message: 'injected: token not accepted' });
+  });
+  await live.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => live.close());
+  const liveUrl = `http://127.0.0.1:${(live.server.address() as AddressInfo).port}`;
+  const down = await deadUrl();
+  const fleetFile = join(dir, 'fleet.yaml');
+  await writeFile(fleetFile, [`origin: ${origin.url}`, 'regions:', `  region-a:\n    caches: [${down}]`, `  region-b:\n    caches: [${liveUrl}]`, 'startupLimit: 1', 'dispatchDelay: 0s', ''].join('\n'));
+  const { log, text } = capture();
+  const result = await runProject({ cwd: dir, filters: ['alpha-1'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  t.equal(refused, 2, "region-b's cache refused the first pull only", { out: text() });
+  t.match(text(), /agent pull on [^\n]* failed: [^\n]*HTTP 403: injected: token not accepted/, "the first machine's pull failed");
+  t.match(text(), new RegExp(`pulls through ${liveUrl} \\(region region-a; tried last, unreachable for a machine of this run lately: ${down}\\)`), 'the next machine tried the dead cache last');
+  t.same(result.pulls.map((p) => p.url), [liveUrl], "the next machine's pull was served by region-b's cache");
+});
+
 t.test('an origin whose reads need a token: the machines read with their run token, through the cache', async (t) => {
   const dir = await demoProject(t);
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin'), readAccess: 'token' });
