@@ -8,7 +8,7 @@
 // send every machine of the region to the next URL for good.
 import { pullProject, type PullResult } from '../project-upload/pull.js';
 import { cacheLimits } from '../client/http.js';
-import { FleetError, isDamagedBytes, toFleetError, type ErrorCode } from '../errors.js';
+import { FleetError, isDamagedBytes, toFleetError, withDetails, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 import { inPasses, REFUSED_BY_CACHE_CODES } from '../url-passes.js';
 
@@ -113,7 +113,7 @@ async function pullOnce(options: FallbackPullOptions, skipped: Attempt[]): Promi
     } catch (err) {
       const { next, error } = classify(err);
       // the URLs given up on before it still go with the error: the runner has its next machines try them last
-      if (!next) throw new FleetError(error.code, error.message, { cause: error, details: { ...error.details, skipped } });
+      if (!next) throw withDetails(error, { skipped });
       // a cache's refusal of the request itself says nothing of a later pass over the list
       if (isOrigin || !REFUSED_BY_CACHE_CODES.has(error.code)) failures.push(error);
       skipped.push({ url: redactUrl(url), code: error.code, error: error.message });

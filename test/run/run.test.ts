@@ -170,6 +170,30 @@ t.test('a cache that refuses the artifacts upload itself (431: another version, 
   t.ok(result.ledger.links.some((l) => l.link === 'machines → origin (artifacts)' && (l.actualBytes ?? 0) > 0), 'the artifacts reached the origin');
 });
 
+t.test('a cache that fails one artifact: the upload goes through the next URL, and the files stored before are not sent again', async (t) => {
+  const dir = await demoProject(t);
+  await writeFile(join(dir, 'tests/artifacts/task.yaml'), 'summary: two artifacts\nartifacts: [a.bin, b.bin]\nexecute: |\n  head -c 1048576 /dev/urandom > a.bin\n  head -c 4096 /dev/urandom > b.bin\n');
+  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  const cache = await buildCacheServer({ region: 'region-a', upstream: origin.url, dataDir: join(dir, '..', 'region-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  cache.addHook('onRequest', async (req, reply) => {
+    if (req.method === 'PUT' && req.url.endsWith('/b.bin')) return reply.code(503).send({ code: 'FC_ERR_UNAVAILABLE', message: 'injected: the cache cannot take it' });
+  });
+  /** The artifact PUTs the origin was sent, by file name. */
+  const puts = new Map<string, number>();
+  origin.app.server.on('request', (req: IncomingMessage) => {
+    const name = req.url?.split('/').at(-1);
+    if (req.method === 'PUT' && req.url?.startsWith('/artifacts/') && name) puts.set(name, (puts.get(name) ?? 0) + 1);
+  });
+  const { fleetFile } = await fleetOfOneCache(t, dir, origin.url, cache);
+  const { log, text } = capture();
+  const result = await runProject({ cwd: dir, filters: ['alpha-1:tests/artifacts'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  t.equal(result.tally.ok, true, 'the job succeeded', { out: text() });
+  t.match(text(), new RegExp(`Artifacts of local:alpha-1:tests/artifacts went through ${origin.url}`));
+  t.same(Object.fromEntries(puts), { 'a.bin': 1, 'b.bin': 1, '_index.json': 1 }, 'a.bin, stored through the cache, was not sent again to the origin');
+  const index = await request(`${origin.url}/artifacts/${result.run}/local:alpha-1:tests/artifacts/_index.json`);
+  t.same(((await index.body.json()) as { files: Array<{ path: string }> }).files.map((f) => f.path), ['a.bin', 'b.bin'], 'the index lists both');
+});
+
 t.test('a cache that accepts and never answers costs the first machine cacheTimeout; the next ones try it last', async (t) => {
   const dir = await demoProject(t);
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
