@@ -19,13 +19,17 @@
 //              headers and then within its body, before it is skipped.
 //              → {ok:true, url, urlIndex, fromCache, bytesDownloaded, entries, resultDigest, skipped:[{url, code, error}]}
 //              fromCache: the URL used is not the last one (the origin).
+//              On failure the answer lists the URLs given up on before it as well (skipped).
 //   assets     {manifest, urls: string[], cacheFolder?, dest?, token?, cacheTimeoutMs?}
 //              cacheTimeoutMs: as for pull, for each file's download.
 //              → {ok, files:[{filename, source, url, bytesDownloaded, bytesFromCache, error?}], failed, bytesDownloaded, bytesFromCache,
 //                 skipped:[{url, code}] (each URL a file's download gave up on), warnings,
 //                 error? (when a file failed: the failed files' errors)}
-//   artifacts  {url, token?, run, job, cwd, paths: string[]}
-//              → {ok:true, files, bytes, missing:[paths], skipped:[paths]}
+//   artifacts  {url, token?, run, job, cwd, paths: string[], stored?: [{path, size, digest}]}
+//              stored: the files an earlier try stored (its failed answer's `stored`): not sent
+//              again while their content is the same.
+//              → {ok:true, files, bytes, missing:[paths], skipped:[paths]}; on failure the answer
+//              lists the files stored before it (stored), for the try through the next URL.
 //   version    {} → {ok:true, version, node}
 //
 // stdout carries exactly one JSON line. On failure it is {ok:false, error, code, …} and the
@@ -35,6 +39,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { artifactEntrySchema } from '../artifacts/names.js';
 import { errorMessage, UsageError, toFleetError } from '../errors.js';
 import { VERSION } from '../version.js';
 
@@ -59,7 +64,7 @@ const assetsArgs = Type.Object(
   { additionalProperties: false },
 );
 const artifactsArgs = Type.Object(
-  { url: Name, token: Type.Optional(Type.String()), run: Name, job: Name, cwd: Name, paths: Type.Array(Type.String()) },
+  { url: Name, token: Type.Optional(Type.String()), run: Name, job: Name, cwd: Name, paths: Type.Array(Type.String()), stored: Type.Optional(Type.Array(artifactEntrySchema)) },
   { additionalProperties: false },
 );
 const versionArgs = Type.Object({}, { additionalProperties: false });
@@ -141,7 +146,7 @@ async function assets(args: Static<typeof assetsArgs>): Promise<Output> {
 
 async function artifacts(args: Static<typeof artifactsArgs>): Promise<Output> {
   const { uploadArtifacts } = await import('../artifacts/upload.js');
-  const result = await uploadArtifacts({ url: args.url, run: args.run, job: args.job, cwd: args.cwd, paths: args.paths, ...(args.token ? { token: args.token } : {}) });
+  const result = await uploadArtifacts({ url: args.url, run: args.run, job: args.job, cwd: args.cwd, paths: args.paths, ...(args.token ? { token: args.token } : {}), ...(args.stored ? { stored: args.stored } : {}) });
   return { ok: true, files: result.files.length, bytes: result.bytes, missing: result.missing, skipped: result.skipped };
 }
 

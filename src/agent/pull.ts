@@ -8,7 +8,7 @@
 // send every machine of the region to the next URL for good.
 import { pullProject, type PullResult } from '../project-upload/pull.js';
 import { cacheLimits } from '../client/http.js';
-import { FleetError, isDamagedBytes, toFleetError, type ErrorCode } from '../errors.js';
+import { FleetError, isDamagedBytes, toFleetError, withDetails, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 import { inPasses, REFUSED_BY_CACHE_CODES } from '../url-passes.js';
 
@@ -78,12 +78,16 @@ export async function pullWithFallback(options: FallbackPullOptions): Promise<Fa
     ...(options.onRetry ? { onRetry: options.onRetry } : {}),
     giveUp: (failures) => {
       const summary = skipped.map((a) => `${a.url}: ${a.error}`).join('; ');
-      return new FleetError(failures.at(-1)!.code, `pull: every URL failed (${summary})`, { details: { attempts: skipped } });
+      return new FleetError(failures.at(-1)!.code, `pull: every URL failed (${summary})`, { details: { skipped } });
     },
   });
 }
 
-/** One pass over the URLs: the first pull that succeeds, else every URL's failure (also added to `skipped`). */
+/**
+ * One pass over the URLs: the first pull that succeeds, else every URL's failure (also added to
+ * `skipped`). A failure that ends the pull is thrown with `skipped` in its details, as the
+ * pull's giving up is.
+ */
 async function pullOnce(options: FallbackPullOptions, skipped: Attempt[]): Promise<{ result: FallbackPullResult } | { failures: FleetError[] }> {
   const failures: FleetError[] = [];
   for (const [index, url] of options.urls.entries()) {
@@ -108,7 +112,8 @@ async function pullOnce(options: FallbackPullOptions, skipped: Attempt[]): Promi
       return { result: { url, index, result, skipped } };
     } catch (err) {
       const { next, error } = classify(err);
-      if (!next) throw error;
+      // the URLs given up on before it still go with the error: the runner has its next machines try them last
+      if (!next) throw withDetails(error, { skipped });
       // a cache's refusal of the request itself says nothing of a later pass over the list
       if (isOrigin || !REFUSED_BY_CACHE_CODES.has(error.code)) failures.push(error);
       skipped.push({ url: redactUrl(url), code: error.code, error: error.message });

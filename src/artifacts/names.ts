@@ -12,11 +12,14 @@ import { checkSegment } from '../store/safe-name.js';
 export const INDEX_NAME = '_index.json';
 export const INDEX_FORMAT = 'fleetcache-artifacts/1';
 
+/** One stored file of a job's artifacts, as its index lists it. */
+export const artifactEntrySchema = Type.Object({ path: Type.String(), size: Type.Integer({ minimum: 0 }), digest: Type.String({ pattern: '^sha256:[0-9a-f]{64}$' }) });
+
 const artifactIndexSchema = Type.Object({
   format: Type.Literal(INDEX_FORMAT),
   run: Type.String(),
   job: Type.String(),
-  files: Type.Array(Type.Object({ path: Type.String(), size: Type.Integer({ minimum: 0 }), digest: Type.String({ pattern: '^sha256:[0-9a-f]{64}$' }) })),
+  files: Type.Array(artifactEntrySchema),
 });
 export type ArtifactIndex = Static<typeof artifactIndexSchema>;
 

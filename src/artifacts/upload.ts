@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { httpPut } from '../client/http.js';
-import { DigestMismatchError, FleetError } from '../errors.js';
+import { DigestMismatchError, FleetError, withDetails } from '../errors.js';
 import { hashingTap, sha256File } from '../store/hashing.js';
 import { artifactUrl, INDEX_FORMAT, INDEX_NAME, indexUrl, type ArtifactIndex } from './names.js';
 
@@ -22,6 +22,11 @@ interface UploadArtifactsOptions {
   readonly paths: readonly string[];
   /** Parallel PUTs (default 4). */
   readonly concurrency?: number;
+  /**
+   * Files an earlier try of this upload stored (through another URL, before it failed): not
+   * sent again while their content is the same, only listed in the index.
+   */
+  readonly stored?: readonly ArtifactEntry[];
 }
 
 type ArtifactEntry = ArtifactIndex['files'][number];
@@ -99,11 +104,10 @@ async function collectArtifacts(cwd: string, paths: readonly string[]): Promise<
 /**
  * PUTs one file, stating its digest (X-Fleetcache-Digest): the origin refuses a body that
  * does not match before it stores the blob or publishes the name (bytes damaged on the way,
- * through a cache). The file is read twice, first to hash it: a file that changed between
- * the two reads is refused the same way, and reported as such.
+ * through a cache). The file is read twice, first to hash it (`stated`): a file that changed
+ * between the two reads is refused the same way, and reported as such.
  */
-async function putFile(url: string, file: string, token: string | undefined): Promise<{ size: number; digest: string }> {
-  const stated = await sha256File(file);
+async function putFile(url: string, file: string, stated: { size: number; digest: string }, token: string | undefined): Promise<void> {
   const { tap, result } = hashingTap();
   const source = createReadStream(file);
   source.on('error', (err) => tap.destroy(err));
@@ -120,7 +124,6 @@ async function putFile(url: string, file: string, token: string | undefined): Pr
   });
   // The server hashed what it received and checked it against the stated digest.
   if (answer.digest !== undefined && answer.digest !== stated.digest) throw new DigestMismatchError(stated.digest, answer.digest);
-  return stated;
 }
 
 export async function uploadArtifacts(options: UploadArtifactsOptions): Promise<UploadArtifactsResult> {
@@ -129,20 +132,35 @@ export async function uploadArtifacts(options: UploadArtifactsOptions): Promise<
   // Validate every name (segment rules of the namespace) before the first PUT.
   const jobs = queue.map(([path, file]) => ({ path, file, url: artifactUrl(options.url, options.run, options.job, path) }));
   const files: ArtifactEntry[] = new Array<ArtifactEntry>(jobs.length);
+  const stored = new Map((options.stored ?? []).map((entry) => [entry.path, entry]));
   let next = 0;
+  let failed = false;
   const worker = async () => {
-    while (next < jobs.length) {
+    // after a failure no file is started, and those on their way finish: the error lists every stored one
+    while (next < jobs.length && !failed) {
       const i = next++;
       const job = jobs[i]!;
-      const sent = await putFile(job.url, job.file, options.token);
-      files[i] = { path: job.path, size: sent.size, digest: sent.digest };
+      const stated = await sha256File(job.file);
+      const earlier = stored.get(job.path);
+      if (earlier?.digest !== stated.digest || earlier.size !== stated.size) await putFile(job.url, job.file, stated, options.token);
+      files[i] = { path: job.path, size: stated.size, digest: stated.digest };
     }
   };
-  await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 4, Math.max(jobs.length, 1)) }, worker));
+  const workers = await Promise.allSettled(Array.from({ length: Math.min(options.concurrency ?? 4, Math.max(jobs.length, 1)) }, () => worker().catch((err: unknown) => {
+    failed = true;
+    throw err;
+  })));
   const index: ArtifactIndex = { format: INDEX_FORMAT, run: options.run, job: options.job, files };
-  await httpPut(indexUrl(options.url, options.run, options.job), JSON.stringify(index), {
-    ...(options.token ? { token: options.token } : {}),
-    headers: { 'content-type': 'application/json' },
-  });
+  try {
+    const failure = workers.find((w) => w.status === 'rejected');
+    if (failure) throw failure.reason;
+    await httpPut(indexUrl(options.url, options.run, options.job), JSON.stringify(index), {
+      ...(options.token ? { token: options.token } : {}),
+      headers: { 'content-type': 'application/json' },
+    });
+  } catch (err) {
+    // a try through the next URL sends only what is not stored yet
+    throw withDetails(err, { stored: files.filter(Boolean) });
+  }
   return { files, bytes: files.reduce((n, f) => n + f.size, 0), missing: collected.missing, skipped: collected.skipped };
 }

@@ -10,6 +10,7 @@ import { shellQuote } from '../shell-quote.js';
 import { waitForPort } from '../ssh/client.js';
 import { holdingNothing, type AllocateOptions, type BackendContext, type EnvEntry, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
 import { LocalExecutor } from './local.js';
+import { endpointOf } from './endpoint.js';
 import { SshMachine, splitAddress } from './ssh-machine.js';
 import { durationMs, durationOption as duration, rebootKeys, rebootSettings } from './ssh-reboot.js';
 import { levelTimeouts } from '../spread/scripts.js';
@@ -251,12 +252,6 @@ class AdhocProvider implements Provider {
   discardRecord(record: MachineRecord, system: SystemSpec): Promise<void> {
     return this.#release(system, record.address);
   }
-}
-
-/** One machine however its address is written (`h` and `h:22`, `H` and `h`). */
-function endpointOf(address: string): string {
-  const { host, port } = splitAddress(address);
-  return `${host.toLowerCase()}:${port}`;
 }
 
 export function verify(options: AdhocOptions): void {

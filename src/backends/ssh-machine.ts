@@ -1,12 +1,14 @@
 // A machine reached over SSH (the `ssh` and `adhoc` backends): an SshClient plus the
 // identity a provider needs to release it, and a reboot that swaps in a new client.
+import { isIPv6 } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { ExecOptions, ExecResult, Machine, MachineRecord, Provider, RebootOptions, ShellOptions, SystemSpec } from './backend.js';
 import { rebootOverSsh, type RebootSettings } from './ssh-reboot.js';
 import { SshClient, type ConnectOptions, type SshTarget } from '../ssh/client.js';
 
-/** Splits "host[:port]" (IPv6 in brackets) with a default port. */
+/** Splits "host[:port]" (IPv6 in brackets, or bare without a port) with a default port. */
 export function splitAddress(address: string, defaultPort = 22): { host: string; port: number } {
+  if (isIPv6(address)) return { host: address, port: defaultPort };
   const m = /^(?:\[([^\]]+)\]|([^:\s]+))(?::(\d+))?$/.exec(address);
   if (!m) throw new Error(`invalid address "${address}" (expected host[:port])`);
   return { host: (m[1] ?? m[2])!, port: m[3] ? Number(m[3]) : defaultPort };

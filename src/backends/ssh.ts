@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { ConfigError, errorMessage, UpstreamError } from '../errors.js';
 import { holdingNothing, NoMachineLeft, type AllocateOptions, type BackendContext, type Idle, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
+import { endpointOf } from './endpoint.js';
 import { SshMachine, splitAddress } from './ssh-machine.js';
 import { rebootKeys, rebootSettings } from './ssh-reboot.js';
 
@@ -197,17 +198,17 @@ export function keyFiles(options: SshOptions, projectRoot: string): string[] {
 
 /**
  * Refuses two entries of one host however they are written (`h` and `h:22`, `h` with
- * `port: 2222` and `h:2222`, `H` and `h`): each entry is a machine that serves one job at a
- * time, so two would put two of the run's machines on one host at once, each emptying the
- * project path under the other. A name and its address cannot be told apart here (no lookup).
+ * `port: 2222` and `h:2222`, `H` and `h`, `[::1]` and `0:0:0:0:0:0:0:1`: endpoint.ts): each
+ * entry is a machine that serves one job at a time, so two would put two of the run's machines
+ * on one host at once, each emptying the project path under the other. A name and its address
+ * cannot be told apart here (no lookup).
  */
 function checkDistinctHosts(hosts: readonly Host[]): void {
   const seen = new Map<string, number>();
   hosts.forEach((h, i) => {
     let endpoint: string;
     try {
-      const { host: hostname, port } = splitAddress(h.address, h.port ?? 22);
-      endpoint = `${hostname.toLowerCase()}:${port}`;
+      endpoint = endpointOf(h.address, h.port ?? 22);
     } catch (err) {
       throw new ConfigError(errorMessage(err), undefined, undefined, `hosts.${i}.address`);
     }

@@ -35,6 +35,11 @@ interface JobTransfersOptions {
   readonly cacheTimeoutMs?: number;
 }
 
+/** The files of a job's artifacts the last failed try stored at the origin (the agent's answer: agent/main.ts), for the next try. */
+interface StoredArtifacts {
+  files: unknown[] | undefined;
+}
+
 /** What the agent's `assets` answer says of one file (agent/main.ts). */
 interface AssetFileAnswer {
   readonly url?: unknown;
@@ -117,8 +122,10 @@ export class JobTransfers {
     const { log, signal } = this.#o;
     log.line(`Fetching artifacts of ${job.name}...`);
     // The nearest URL first; a cache that died since the pull is skipped for the next one;
-    // every URL failing at once (the origin restarting) is tried again a few times.
-    await inPasses(() => this.#artifactsOnce(choice, machine, job), {
+    // every URL failing at once (the origin restarting) is tried again a few times. The files
+    // a failed try stored at the origin are not sent again.
+    const stored: StoredArtifacts = { files: undefined };
+    await inPasses(() => this.#artifactsOnce(choice, machine, job, stored), {
       onRetry: (wait, last) => log.line(`Artifacts of ${job.name}: every URL failed (${last.message}); trying them again in ${wait / 1000} s.`),
       giveUp: (failures) => failures.at(-1)!,
       ...(signal ? { signal } : {}),
@@ -126,7 +133,7 @@ export class JobTransfers {
   }
 
   /** One pass over the URLs: done once one took the artifacts, else the last (passing) failure. */
-  async #artifactsOnce(choice: CacheChoice, machine: Machine, job: Job): Promise<{ result: undefined } | { failures: FleetError[] }> {
+  async #artifactsOnce(choice: CacheChoice, machine: Machine, job: Job, stored: StoredArtifacts): Promise<{ result: undefined } | { failures: FleetError[] }> {
     const { log, machineToken, run, artifactsDir, signal, cacheTimeoutMs } = this.#o;
     const token = machineToken?.();
     let lastError: FleetError | undefined;
@@ -139,7 +146,11 @@ export class JobTransfers {
           job: job.name,
           cwd: posix.join(machine.projectPath, job.task.name),
           paths: job.task.artifacts,
-        }, signal);
+          ...(stored.files ? { stored: stored.files } : {}),
+        }, signal).catch((err: unknown) => {
+          if (err instanceof AgentCommandError && Array.isArray(err.answer?.stored)) stored.files = err.answer.stored;
+          throw err;
+        });
         this.artifactBytes += Number(answer.bytes ?? 0);
         if (artifactsDir) {
           // a cache the next URL follows is given up on as a machine gives it up (docs/run.md)

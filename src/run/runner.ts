@@ -18,7 +18,7 @@ import { beginSnapshot, buildLedger, snapshotFleet, type FleetSnapshot, type Led
 import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Backend, type Job, type Project, type ResolvedFields } from '../spread/index.js';
 import { projectError } from '../spread/yaml.js';
 import { redactUrl } from '../redact-url.js';
-import { agentWorkDir, installAgent, runAgent } from './agent-client.js';
+import { AgentCommandError, agentWorkDir, installAgent, runAgent } from './agent-client.js';
 import { shellQuote } from '../shell-quote.js';
 import { ReusePool, RunningMachines } from './reuse.js';
 import { RunInterrupt } from './interrupt.js';
@@ -405,7 +405,11 @@ async function runJobs(
           if (kept || provider.type !== 'local') await emptyProjectPath(machine, signal);
           log.line(`Sending project content to ${label}...`);
           const pullArgs = { urls: choice.urls, project: project.name, run: push.run, dest: machine.projectPath, workDir, doneMarker, cacheTimeoutMs, ...(machineToken ? { token: machineToken() } : {}) };
-          const answer = await runAgent(machine, agent, 'pull', pullArgs, signal);
+          const answer = await runAgent(machine, agent, 'pull', pullArgs, signal).catch((err: unknown) => {
+            // a pull that failed still says which caches it gave up on
+            if (err instanceof AgentCommandError) unreachable.markSkipped(err.answer?.skipped);
+            throw err;
+          });
           unreachable.markSkipped(answer.skipped);
           const url = String(answer.url ?? choice.urls[0]);
           if (url !== choice.urls[0]) log.line(`Machine ${label} fell back to ${redactUrl(url)}.`);

@@ -5,10 +5,12 @@ import t from 'tap';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { cacheLimits, httpHead, httpPut } from '../../src/client/http.js';
 import { downloadArtifacts, resolveArtifactRef } from '../../src/artifacts/download.js';
-import { indexUrl, INDEX_FORMAT } from '../../src/artifacts/names.js';
+import { indexUrl, INDEX_FORMAT, INDEX_NAME } from '../../src/artifacts/names.js';
+import { runToken } from '../../src/client/run-token.js';
 import { fetchArtifacts } from '../../src/artifacts/download.js';
 import { startCache } from '../cache/harness.js';
 import { startOrigin } from '../helpers/origin.js';
@@ -96,6 +98,38 @@ t.test("the runner's artifact fetch from a cache that trickles gives up at the c
   t.equal(err?.code, 'FC_ERR_UPSTREAM_TIMEOUT');
   t.match(err?.message, /slower than 16 KiB\/s over 1 s/, 'the floor named');
   t.ok(Date.now() - started < 8000, `within seconds (${Date.now() - started} ms)`);
+});
+
+t.test('a failed upload lists the files it stored; the next try sends only the others, and a stored file whose content changed', async (t) => {
+  const agent = await installAgent(t);
+  const dir = t.testdir();
+  // room for two files of the run: the third is refused
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin'), runArtifacts: { maxBytes: 1024 * 1024, maxFiles: 2 } });
+  /** The artifact PUTs the origin was sent, by file name. */
+  const puts: string[] = [];
+  origin.app.server.on('request', (req: IncomingMessage) => {
+    if (req.method === 'PUT' && req.url?.startsWith('/artifacts/')) puts.push(req.url.split('/').at(-1)!);
+  });
+  const task = join(dir, 'task');
+  mkdirSync(task, { recursive: true });
+  const names = ['a.txt', 'b.txt', 'c.txt'];
+  for (const name of names) writeFileSync(join(task, name), `${name}\n`);
+  const args = { url: origin.url, run: 'run-1', job: JOB, cwd: task, paths: names };
+  const failed = await runAgent(agent, 'artifacts', { ...args, token: runToken(origin.token, 'run-1') });
+  t.match(failed.json, { ok: false, code: 'FC_ERR_QUOTA' }, "the run's budget refused one file");
+  const stored = failed.json.stored as Array<{ path: string; size: number; digest: string }>;
+  t.equal(stored.length, 2, 'the answer lists the two files stored');
+  const [kept, changed] = stored.map((f) => f.path);
+  const refused = names.find((n) => !stored.some((f) => f.path === n))!;
+  writeFileSync(join(task, changed!), 'changed since\n');
+  puts.length = 0;
+  // the next try (with a write token, which has no budget)
+  const res = await runAgent(agent, 'artifacts', { ...args, token: origin.token, stored });
+  t.match(res.json, { ok: true, files: 3 });
+  t.same(puts.sort(), [INDEX_NAME, changed, refused].sort(), `${kept} not sent again`);
+  const { files } = await fetchArtifacts({ from: origin.url, run: 'run-1', job: JOB, dest: join(dir, 'back'), token: origin.token });
+  t.same(files.map((f) => f.path).sort(), names, 'the index lists all three');
+  t.equal(readFileSync(join(dir, 'back', 'local:ubuntu-22.04:tests', 'main', 'foo:v1', changed!), 'utf8'), 'changed since\n', 'the changed file is stored as it is now');
 });
 
 t.test('escaping artifact paths are refused before anything is uploaded', async (t) => {

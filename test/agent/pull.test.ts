@@ -77,7 +77,7 @@ t.test('pull fails with one JSON line when no URL serves the run', async (t) => 
   const res = await runAgent(agent, 'pull', { urls: [await deadUrl(), origin.url], project: 'demo', run: 'nope', dest: join(dir, 'dest') });
   t.equal(res.code, 4, 'not-found exit code');
   t.match(res.json, { ok: false, code: 'FC_ERR_NOT_FOUND', error: /every URL failed/ });
-  t.equal((res.json.attempts as unknown[]).length, 2);
+  t.equal((res.json.skipped as unknown[]).length, 2, 'the URLs given up on are listed');
 
   const bad = await runAgent(agent, 'pull', { urls: [], project: 'demo', run: 'x', dest: join(dir, 'd') });
   t.equal(bad.code, 2, 'bad arguments are a usage error');

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { getEventListeners } from 'node:events';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createProvider } from '../../src/backends/registry.js';
 import { parseMarkers } from '../../src/backends/adhoc.js';
@@ -97,6 +97,14 @@ t.test('ssh: a reuse that cannot connect frees its host for the other workers', 
   t.ok(err, 'and failed to connect, as the reuse did');
 });
 
+/** b's allocation by `p` must be refused; a machine wrongly allocated is closed (its connection would hold the test open). */
+function refusedAllocation(t: Test, p: Provider, message: string | RegExp, why: string): Promise<void> {
+  return p.allocate({ name: 'b' }).then(async (m) => {
+    await m.close();
+    t.fail(`allocated at ${m.address}: ${why}`);
+  }, (err: unknown) => void t.match(err, { code: 'FC_ERR_UNAVAILABLE', message }, why));
+}
+
 t.test('ssh and adhoc backends against a real sshd', async (t) => {
   const dir = t.testdir();
   const sshd = await startSshd(t, dir);
@@ -179,17 +187,30 @@ t.test('ssh and adhoc backends against a real sshd', async (t) => {
     await again.discard();
   });
 
+  await t.test('adhoc: one IP address however it is written is one machine: held while allocated, or kept by an earlier run', async (t) => {
+    // the script gives the next spelling of its list at each allocation
+    const spellings = join(dir, 'spellings');
+    const spell = async (...addresses: string[]): Promise<void> => writeFile(spellings, `${addresses.join('\n')}\n`);
+    const allocate = `ADDRESS "$(head -n1 ${spellings})"; sed -i 1d ${spellings}`;
+    const p = createProvider('cloud', 'adhoc', { allocate, key: sshd.keyPath, 'allocate-timeout': '1s' }, ctx);
+    await spell(`127.0.0.1:${sshd.port}`, `127.1:${sshd.port}`);
+    const a = await p.allocate({ name: 'a' });
+    await refusedAllocation(t, p, `gave address 127.1:${sshd.port}, which machine cloud:a of this run holds`, 'an IPv4 shorthand of the held address');
+    await a.discard();
+    // no sshd listens on ::1: an address wrongly let through fails to connect instead
+    p.holdKept?.([{ backend: 'cloud', system: 'k', address: `[::1]:${sshd.port}` }, { backend: 'cloud', system: 'bare', address: '::1' }]);
+    await spell(`[0:0:0:0:0:0:0:1]:${sshd.port}`, '[::1]:22', '0:0:0:0:0:0:0:1');
+    await refusedAllocation(t, p, `gave address [0:0:0:0:0:0:0:1]:${sshd.port}, which machine cloud:k kept by an earlier run holds`, 'an IPv6 address written in full');
+    await refusedAllocation(t, p, 'gave address [::1]:22, which machine cloud:bare kept by an earlier run holds', 'a kept bare IPv6 address and its bracketed spelling');
+    await refusedAllocation(t, p, 'gave address 0:0:0:0:0:0:0:1, which machine cloud:bare kept by an earlier run holds', 'a bare IPv6 address written in full');
+  });
+
   await t.test('adhoc: the address of a machine an earlier run kept (holdKept) goes to no allocation, also after a reuse that failed', async (t) => {
     const address = `127.0.0.1:${sshd.port}`;
     const discarded = join(dir, 'held-discarded');
     const p = createProvider('cloud', 'adhoc', { allocate: `ADDRESS ${address}`, discard: `echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`, key: sshd.keyPath }, ctx);
     const kept: MachineRecord = { backend: 'cloud', system: 'a', address };
-    /** b's allocation must be refused; a machine wrongly allocated is closed (its connection would hold the test open). */
-    const refused = (message: string | RegExp, why: string): Promise<void> =>
-      p.allocate({ name: 'b' }).then(async (m) => {
-        await m.close();
-        t.fail(`allocated at ${m.address}: ${why}`);
-      }, (err: unknown) => void t.match(err, { code: 'FC_ERR_UNAVAILABLE', message }, why));
+    const refused = (message: string | RegExp, why: string): Promise<void> => refusedAllocation(t, p, message, why);
     p.holdKept?.([kept]);
     const held = `cannot allocate cloud:b: the allocate script of backend cloud gave address ${address}, which machine cloud:a kept by an earlier run holds (one machine serves one worker at a time)`;
     await refused(held, 'an --abend run allocates nothing onto the machine left for inspection');

@@ -170,6 +170,30 @@ t.test('a cache that refuses the artifacts upload itself (431: another version, 
   t.ok(result.ledger.links.some((l) => l.link === 'machines → origin (artifacts)' && (l.actualBytes ?? 0) > 0), 'the artifacts reached the origin');
 });
 
+t.test('a cache that fails one artifact: the upload goes through the next URL, and the files stored before are not sent again', async (t) => {
+  const dir = await demoProject(t);
+  await writeFile(join(dir, 'tests/artifacts/task.yaml'), 'summary: two artifacts\nartifacts: [a.bin, b.bin]\nexecute: |\n  head -c 1048576 /dev/urandom > a.bin\n  head -c 4096 /dev/urandom > b.bin\n');
+  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  const cache = await buildCacheServer({ region: 'region-a', upstream: origin.url, dataDir: join(dir, '..', 'region-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  cache.addHook('onRequest', async (req, reply) => {
+    if (req.method === 'PUT' && req.url.endsWith('/b.bin')) return reply.code(503).send({ code: 'FC_ERR_UNAVAILABLE', message: 'injected: the cache cannot take it' });
+  });
+  /** The artifact PUTs the origin was sent, by file name. */
+  const puts = new Map<string, number>();
+  origin.app.server.on('request', (req: IncomingMessage) => {
+    const name = req.url?.split('/').at(-1);
+    if (req.method === 'PUT' && req.url?.startsWith('/artifacts/') && name) puts.set(name, (puts.get(name) ?? 0) + 1);
+  });
+  const { fleetFile } = await fleetOfOneCache(t, dir, origin.url, cache);
+  const { log, text } = capture();
+  const result = await runProject({ cwd: dir, filters: ['alpha-1:tests/artifacts'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  t.equal(result.tally.ok, true, 'the job succeeded', { out: text() });
+  t.match(text(), new RegExp(`Artifacts of local:alpha-1:tests/artifacts went through ${origin.url}`));
+  t.same(Object.fromEntries(puts), { 'a.bin': 1, 'b.bin': 1, '_index.json': 1 }, 'a.bin, stored through the cache, was not sent again to the origin');
+  const index = await request(`${origin.url}/artifacts/${result.run}/local:alpha-1:tests/artifacts/_index.json`);
+  t.same(((await index.body.json()) as { files: Array<{ path: string }> }).files.map((f) => f.path), ['a.bin', 'b.bin'], 'the index lists both');
+});
+
 t.test('a cache that accepts and never answers costs the first machine cacheTimeout; the next ones try it last', async (t) => {
   const dir = await demoProject(t);
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
@@ -232,6 +256,31 @@ t.test('a cache that accepts and never answers costs the first machine cacheTime
   t.ok(pushStartedAt! < firstStatsEndedAt!, `the push began while the first read hung (${firstStatsEndedAt! - pushStartedAt!} ms before the read was given up)`);
   t.match(text(), new RegExp(`pulls through ${liveUrl} \\(region region-a; tried last, unreachable for a machine of this run lately: ${hungUrl}\\)`));
   t.ok(Date.now() - started < 45_000, 'no machine waited the client\'s minute');
+});
+
+t.test("a cache a machine's failed pull gave up on is tried last by the run's next machines", async (t) => {
+  const dir = await demoProject(t);
+  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  const live = await buildCacheServer({ region: 'region-b', upstream: origin.url, dataDir: join(dir, '..', 'region-b'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  // the first machine's pull: region-a's cache is down, then region-b's refuses its token (a
+  // failure that ends the pull); the second machine's pull is served
+  let refused = 0;
+  live.addHook('onRequest', async (req, reply) => {
+    if (req.method !== 'GET' || !/^\/projects\/[^/]+\/runs\/[^/?]+$/.test(req.url) || refused++ > 0) return;
+    return reply.code(403).send({ code: 'FC_ERR_FORBIDDEN', message: 'injected: token not accepted' });
+  });
+  await live.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => live.close());
+  const liveUrl = `http://127.0.0.1:${(live.server.address() as AddressInfo).port}`;
+  const down = await deadUrl();
+  const fleetFile = join(dir, 'fleet.yaml');
+  await writeFile(fleetFile, [`origin: ${origin.url}`, 'regions:', `  region-a:\n    caches: [${down}]`, `  region-b:\n    caches: [${liveUrl}]`, 'startupLimit: 1', 'dispatchDelay: 0s', ''].join('\n'));
+  const { log, text } = capture();
+  const result = await runProject({ cwd: dir, filters: ['alpha-1'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  t.equal(refused, 2, "region-b's cache refused the first pull only", { out: text() });
+  t.match(text(), /agent pull on [^\n]* failed: [^\n]*HTTP 403: injected: token not accepted/, "the first machine's pull failed");
+  t.match(text(), new RegExp(`pulls through ${liveUrl} \\(region region-a; tried last, unreachable for a machine of this run lately: ${down}\\)`), 'the next machine tried the dead cache last');
+  t.same(result.pulls.map((p) => p.url), [liveUrl], "the next machine's pull was served by region-b's cache");
 });
 
 t.test('an origin whose reads need a token: the machines read with their run token, through the cache', async (t) => {
