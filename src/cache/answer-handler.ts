@@ -38,6 +38,22 @@ export function endsWithConnection(headers: IncomingHttpHeaders): boolean {
   return announcedLength(headers) === undefined && !(typeof coding === 'string' && /\bchunked\b/i.test(coding));
 }
 
+/** The bytes of a body being gathered when a failure cut it, by that failure (see gatheredBefore). */
+const cutGathers = new WeakMap<Error, number>();
+
+/**
+ * The bytes of a small body upstream had sent when `err` (or the failure it wraps, as
+ * Upstream's UpstreamError does) cut it while it was gathered: they crossed the link though
+ * no answer came of them, and the accounting counts them (fill.ts). 0 for any other failure.
+ */
+export function gatheredBefore(err: unknown): number {
+  for (let e = err; e instanceof Error; e = e.cause) {
+    const n = cutGathers.get(e);
+    if (n !== undefined) return n;
+  }
+  return 0;
+}
+
 /** undici's own high-water mark for response bodies (its BodyReadable's). */
 const HIGH_WATER_MARK = 64 * 1024;
 
@@ -114,6 +130,9 @@ export class AnswerHandler implements Dispatcher.DispatchHandler {
     // never a clean end). As undici's own bodies, an error with no reader yet (the fill still
     // opening its file) is kept by the stream for its reader, not thrown at the process.
     if (this.#stream) this.#stream.on('error', () => undefined).destroy(err);
-    else this.#reject(err);
+    else {
+      if (this.#chunks) cutGathers.set(err, this.#gathered);
+      this.#reject(err);
+    }
   }
 }

@@ -20,7 +20,7 @@ import { isCasId, SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type 
 import { failureFields, newRequestId } from './serve.js';
 import { requestError } from '../http/errors.js';
 import type { AnswerFields } from './upstream.js';
-import { announcedLength, endsWithConnection, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
+import { announcedLength, endsWithConnection, gatheredBefore, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
 import { FillProgress, type FillHead } from './fill-progress.js';
 
 export interface FillDecision {
@@ -225,11 +225,15 @@ export class Fill extends FillProgress {
       this.#store.dropClaim(this.#claim);
     };
     let counted = false;
-    /** Counts the bytes received, once, before any reader hears the fill ended: a client that has its whole body then sees them in /-/stats. */
-    const countUpstream = (): void => {
+    /**
+     * Counts the bytes received, once, before any reader hears the fill ended: a client that
+     * has its whole body then sees them in /-/stats. `cut`: those of a small body cut while
+     * it was gathered, which never reached `written`.
+     */
+    const countUpstream = (cut = 0): void => {
       if (counted) return;
       counted = true;
-      this.#spec.onUpstreamBytes?.(this.written);
+      this.#spec.onUpstreamBytes?.(Math.max(this.written, cut));
     };
     // While the disk refuses writes (cooling down after a failure), a body is still fetched
     // once for every waiter, and not kept: a small one gathered whole, a large one streamed
@@ -350,7 +354,7 @@ export class Fill extends FillProgress {
       // Before the head, waiters see the failure itself (a StorageError turns into a passthrough); after it, the fill's.
       const failure = e instanceof UpstreamError || e instanceof StorageError ? e : new UpstreamError(e.message, { cause: e });
       const told = this.headKnown ? failure : e;
-      countUpstream();
+      countUpstream(gatheredBefore(e));
       this.rejectHead(e);
       if (!this.ended) this.fail(failure);
       this.#tell({ error: told });
