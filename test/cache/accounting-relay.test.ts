@@ -13,7 +13,7 @@ import { allExchanges, type WireExchange } from '../helpers/wire-messages.js';
 import { startCache } from './harness.js';
 import { randomish, startUpstream } from './upstream-fixture.js';
 
-interface Tally { bytesServed: number; bytesUpstream: number; bytesUploaded: number }
+interface Tally { bytesServed: number; bytesUpstream: number; bytesUploaded: number; savingsRatio: number }
 interface CacheStats { kinds: Record<string, Tally>; inflightFills: number }
 interface OriginStats { kinds: Record<string, { bytesIn: number; bytesOut: number }> }
 
@@ -139,6 +139,12 @@ t.test('the counters match what crossed the sockets, per link and kind', async (
   // Served: a streamed answer counts when it ends, so neither the aborted one nor the cut one (the large fill's) does.
   const whole = (e: WireExchange): boolean => read(e) && e.status !== undefined && e.status !== 502 && !e.target.endsWith(hex.cutLarge) && !e.target.endsWith(hex.aborted);
   t.same(nonZero(cache.kinds, (k) => k.bytesServed), byKind(machines, (e) => (whole(e) ? e.answerBody : 0)), 'bytes served: the bodies the machines got');
+
+  // savings = (served − upstream) / served (deploy/OPERATIONS.md): here negative for the blobs,
+  // whose ranges, aborted download and cut fills fetched more than the machines took
+  const ratios = (of: (k: Tally) => number): Record<string, string> => Object.fromEntries(Object.entries(cache.kinds).map(([kind, k]) => [kind, of(k).toFixed(6)]));
+  t.ok(cache.kinds.cas!.bytesUpstream > cache.kinds.cas!.bytesServed, 'the blobs cost the link more than they served');
+  t.same(ratios((k) => k.savingsRatio), ratios((k) => (k.bytesServed === 0 ? 0 : (k.bytesServed - k.bytesUpstream) / k.bytesServed)), 'each savingsRatio is as defined, a negative one too');
 
   // The origin counts what it hands its socket: of the answers the relay cut, more than crossed.
   const originAfter = await getJson<OriginStats>(`${origin.url}/-/stats`);
