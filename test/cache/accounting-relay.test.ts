@@ -164,3 +164,17 @@ t.test('the counters match what crossed the sockets, per link and kind', async (
 function kindFor<T>(stats: { kinds: Record<string, T> }, tally: T): string {
   return Object.entries(stats.kinds).find(([, v]) => v === tally)![0];
 }
+
+t.test('a changed name whose new body upstream cuts counts the bytes that came', async (t) => {
+  const { origin, toOrigin, cacheUrl } = await relayedFleet(t);
+  const name = `${origin.url}/artifacts/run1/job1/small.log`;
+  t.equal(await put(name, randomish(12_000), origin.token), 201);
+  t.equal(await get(`${cacheUrl}/artifacts/run1/job1/small.log`), 200, 'kept by the cache');
+  t.ok([200, 201].includes(await put(name, randomish(12_000), origin.token)), 'changed at the origin');
+  toOrigin.cutAnswerAfter(6_000); // the revalidation's 200, a small body the fill reads whole
+  t.equal(await get(`${cacheUrl}/artifacts/run1/job1/small.log`), 502);
+  const crossed = byKind(toOrigin, (e) => e.answerBody).artifacts ?? 0;
+  t.ok(crossed > 12_000, `the first body and part of the second crossed (${crossed} bytes)`);
+  await eventually('the cut fill counted', async () => (await getJson<CacheStats>(`${cacheUrl}/-/stats`)).inflightFills === 0);
+  t.equal((await getJson<CacheStats>(`${cacheUrl}/-/stats`)).kinds.artifacts?.bytesUpstream, crossed, 'bytes upstream: both bodies, the cut one as far as it came');
+});
