@@ -28,6 +28,7 @@ type ArtifactEntry = ArtifactIndex['files'][number];
 
 interface UploadArtifactsResult {
   readonly files: readonly ArtifactEntry[];
+  /** The bytes uploaded: the files' and their index's (as fetchArtifacts counts what it fetched). */
   readonly bytes: number;
   /** Requested paths that do not exist (a failed task may not have produced them). */
   readonly missing: readonly string[];
@@ -139,10 +140,10 @@ export async function uploadArtifacts(options: UploadArtifactsOptions): Promise<
     }
   };
   await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 4, Math.max(jobs.length, 1)) }, worker));
-  const index: ArtifactIndex = { format: INDEX_FORMAT, run: options.run, job: options.job, files };
-  await httpPut(indexUrl(options.url, options.run, options.job), JSON.stringify(index), {
+  const index = JSON.stringify({ format: INDEX_FORMAT, run: options.run, job: options.job, files } satisfies ArtifactIndex);
+  await httpPut(indexUrl(options.url, options.run, options.job), index, {
     ...(options.token ? { token: options.token } : {}),
     headers: { 'content-type': 'application/json' },
   });
-  return { files, bytes: files.reduce((n, f) => n + f.size, 0), missing: collected.missing, skipped: collected.skipped };
+  return { files, bytes: files.reduce((n, f) => n + f.size, Buffer.byteLength(index)), missing: collected.missing, skipped: collected.skipped };
 }
