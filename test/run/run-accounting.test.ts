@@ -33,8 +33,9 @@ t.test("the report's links carry what crossed the relays", async (t) => {
   const cacheUrl = await cache.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => cache.close());
   const machines = await startByteRelay(t, cacheUrl);
+  const controller = await startByteRelay(t, origin.url); // the runner's own way to the origin
   const fleetFile = join(root, 'fleet.yaml');
-  await writeFile(fleetFile, `origin: ${origin.url}\nregions:\n  region-a:\n    caches: [${machines.url}]\ndispatchDelay: 0s\n`);
+  await writeFile(fleetFile, `origin: ${controller.url}\nregions:\n  region-a:\n    caches: [${machines.url}]\ndispatchDelay: 0s\n`);
   const tokenFile = join(root, 'token');
   await writeFile(tokenFile, origin.token);
   let out = '';
@@ -47,4 +48,7 @@ t.test("the report's links carry what crossed the relays", async (t) => {
   const uploaded = sum(toOrigin, (e) => e.method === 'PUT' && e.target.startsWith('/artifacts/'), (e) => e.requestBody);
   t.ok(uploaded > 0, 'the machines uploaded artifacts through the cache');
   t.equal(link('machines → origin (artifacts)'), uploaded, 'machines → origin: the artifacts they uploaded, their index too');
+  const notOps = (e: WireExchange): boolean => !e.target.startsWith('/-/');
+  t.equal(link('controller → origin (project)'), sum(controller, (e) => e.method === 'PUT', (e) => e.requestBody), 'controller → origin: what the push uploaded');
+  t.equal(result.ledger.originEgress.actual, sum(controller, notOps, (e) => e.answerBody) + sum(toOrigin, notOps, (e) => e.answerBody), "the origin's egress: the bodies it sent the runner and the cache");
 });
