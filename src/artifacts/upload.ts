@@ -33,6 +33,7 @@ type ArtifactEntry = ArtifactIndex['files'][number];
 
 interface UploadArtifactsResult {
   readonly files: readonly ArtifactEntry[];
+  /** The bytes uploaded: the files' and their index's (as fetchArtifacts counts what it fetched). */
   readonly bytes: number;
   /** Requested paths that do not exist (a failed task may not have produced them). */
   readonly missing: readonly string[];
@@ -150,11 +151,11 @@ export async function uploadArtifacts(options: UploadArtifactsOptions): Promise<
     failed = true;
     throw err;
   })));
-  const index: ArtifactIndex = { format: INDEX_FORMAT, run: options.run, job: options.job, files };
+  const index = JSON.stringify({ format: INDEX_FORMAT, run: options.run, job: options.job, files } satisfies ArtifactIndex);
   try {
     const failure = workers.find((w) => w.status === 'rejected');
     if (failure) throw failure.reason;
-    await httpPut(indexUrl(options.url, options.run, options.job), JSON.stringify(index), {
+    await httpPut(indexUrl(options.url, options.run, options.job), index, {
       ...(options.token ? { token: options.token } : {}),
       headers: { 'content-type': 'application/json' },
     });
@@ -162,5 +163,5 @@ export async function uploadArtifacts(options: UploadArtifactsOptions): Promise<
     // a try through the next URL sends only what is not stored yet
     throw withDetails(err, { stored: files.filter(Boolean) });
   }
-  return { files, bytes: files.reduce((n, f) => n + f.size, 0), missing: collected.missing, skipped: collected.skipped };
+  return { files, bytes: files.reduce((n, f) => n + f.size, Buffer.byteLength(index)), missing: collected.missing, skipped: collected.skipped };
 }

@@ -38,6 +38,24 @@ export function endsWithConnection(headers: IncomingHttpHeaders): boolean {
   return announcedLength(headers) === undefined && !(typeof coding === 'string' && /\bchunked\b/i.test(coding));
 }
 
+/** The bytes of a body taken from upstream when a failure cut it, by that failure (see receivedBefore). */
+const cutBodies = new WeakMap<Error, number>();
+
+/**
+ * The bytes of a body undici had taken from upstream when `err` (or the failure it wraps, as
+ * Upstream's UpstreamError does) cut it: those of a small body being gathered, which no
+ * answer then brings, and those of a streamed one still in its buffer, which the stream drops
+ * as it fails. They crossed the link, and the accounting counts them (fill.ts). 0 for a failure
+ * before any body.
+ */
+export function receivedBefore(err: unknown): number {
+  for (let e = err; e instanceof Error; e = e.cause) {
+    const n = cutBodies.get(e);
+    if (n !== undefined) return n;
+  }
+  return 0;
+}
+
 /** undici's own high-water mark for response bodies (its BodyReadable's). */
 const HIGH_WATER_MARK = 64 * 1024;
 
@@ -52,6 +70,8 @@ export class AnswerHandler implements Dispatcher.DispatchHandler {
   #chunks: Buffer[] | undefined;
   #gathered = 0;
   #stream: Readable | undefined;
+  /** Bytes of a streamed body pushed into #stream. */
+  #streamed = 0;
   #ended = false;
 
   constructor(gatherMax: number) {
@@ -92,8 +112,9 @@ export class AnswerHandler implements Dispatcher.DispatchHandler {
       // buffer of its own cost a cold miss more than that is worth (A/B: 382 against 345 µs).
       this.#chunks.push(chunk);
       this.#gathered += chunk.length;
-    } else if (this.#stream && !this.#stream.push(chunk)) {
-      controller.pause();
+    } else if (this.#stream) {
+      this.#streamed += chunk.length;
+      if (!this.#stream.push(chunk)) controller.pause();
     }
   }
 
@@ -113,6 +134,7 @@ export class AnswerHandler implements Dispatcher.DispatchHandler {
     // Before the answer: the promise fails; after it, the stream (a reader sees an error,
     // never a clean end). As undici's own bodies, an error with no reader yet (the fill still
     // opening its file) is kept by the stream for its reader, not thrown at the process.
+    if (this.#chunks || this.#stream) cutBodies.set(err, this.#gathered + this.#streamed);
     if (this.#stream) this.#stream.on('error', () => undefined).destroy(err);
     else this.#reject(err);
   }

@@ -12,7 +12,6 @@
 // of a fill (windows, wake-ups, reader counts) is FillProgress, in fill-progress.ts.
 import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
-import { buffer } from 'node:stream/consumers';
 import { DigestMismatchError, UpstreamError } from '../errors.js';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { formatDigest, type Digest } from '../store/digest.js';
@@ -20,7 +19,7 @@ import { isCasId, SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type 
 import { failureFields, newRequestId } from './serve.js';
 import { requestError } from '../http/errors.js';
 import type { AnswerFields } from './upstream.js';
-import { announcedLength, endsWithConnection, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
+import { announcedLength, endsWithConnection, receivedBefore, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
 import { FillProgress, type FillHead } from './fill-progress.js';
 
 export interface FillDecision {
@@ -212,6 +211,19 @@ export class Fill extends FillProgress {
     return Math.max(pending, Math.min(written, ROOM_STEP, Math.floor(this.#store.maxSize * ROOM_STEP_SHARE)));
   }
 
+  /** Bytes of a small body read so far by #readSmall: counted even when it fails midway (they crossed the link). */
+  #smallRead = 0;
+
+  /** A small body that came as a stream (a name's answer to its revalidation), whole. */
+  async #readSmall(body: AsyncIterable<Buffer>): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of body) {
+      chunks.push(chunk);
+      this.#smallRead += chunk.length;
+    }
+    return Buffer.concat(chunks, this.#smallRead);
+  }
+
   async #run(): Promise<void> {
     let tmp: { path: string; fh: FileHandle } | undefined;
     let hash: Hash | undefined;
@@ -225,11 +237,15 @@ export class Fill extends FillProgress {
       this.#store.dropClaim(this.#claim);
     };
     let counted = false;
-    /** Counts the bytes received, once, before any reader hears the fill ended: a client that has its whole body then sees them in /-/stats. */
-    const countUpstream = (): void => {
+    /**
+     * Counts the bytes received, once, before any reader hears the fill ended: a client that
+     * has its whole body then sees them in /-/stats. `cut`: those undici took of a body cut
+     * short (receivedBefore), more than `written` when they never reached the fill.
+     */
+    const countUpstream = (cut = 0): void => {
       if (counted) return;
       counted = true;
-      this.#spec.onUpstreamBytes?.(this.written);
+      this.#spec.onUpstreamBytes?.(Math.max(this.written, cut));
     };
     // While the disk refuses writes (cooling down after a failure), a body is still fetched
     // once for every waiter, and not kept: a small one gathered whole, a large one streamed
@@ -275,7 +291,7 @@ export class Fill extends FillProgress {
         // Small fills take the body in one piece (no async iteration per chunk) and wake
         // their readers once, at the end.
         bodyRead = true;
-        body = answer.whole ?? (await buffer(answer.body));
+        body = answer.whole ?? (await this.#readSmall(answer.body));
         hash?.update(body);
         this.advance(body.length, false);
       } else {
@@ -350,7 +366,7 @@ export class Fill extends FillProgress {
       // Before the head, waiters see the failure itself (a StorageError turns into a passthrough); after it, the fill's.
       const failure = e instanceof UpstreamError || e instanceof StorageError ? e : new UpstreamError(e.message, { cause: e });
       const told = this.headKnown ? failure : e;
-      countUpstream();
+      countUpstream(Math.max(receivedBefore(e), this.#smallRead));
       this.rejectHead(e);
       if (!this.ended) this.fail(failure);
       this.#tell({ error: told });

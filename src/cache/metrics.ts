@@ -208,9 +208,13 @@ export class CacheMetrics {
     return Object.fromEntries(this.#tallies);
   }
 
-  /** JSON figures; savings = share of served bytes that did not come from upstream. */
+  /**
+   * JSON figures; savings = (served − upstream) / served, the share of served bytes that did
+   * not come from upstream: negative when the cache fetched more than it served (a range of
+   * a miss fills the whole blob, a download given up leaves its fill going), as a run's report shows it.
+   */
   stats(all: Record<Kind, KindTally> = this.tallies()): { kinds: Record<Kind, KindTally & { savingsRatio: number }>; total: KindTally & { savingsRatio: number } } {
-    const ratio = (t: KindTally): number => (t.bytesServed === 0 ? 0 : Math.max(0, 1 - t.bytesUpstream / t.bytesServed));
+    const ratio = (t: KindTally): number => (t.bytesServed === 0 ? 0 : 1 - t.bytesUpstream / t.bytesServed);
     const total = emptyTally();
     const kinds: Record<Kind, KindTally & { savingsRatio: number }> = {};
     for (const [kind, t] of Object.entries(all)) {
