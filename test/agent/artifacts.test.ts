@@ -47,7 +47,9 @@ t.test('agent artifacts uploads through the cache; artifacts get fetches them ba
     url: cache.url, token: origin.token, run: 'run-1', job: JOB, cwd: task, paths: ['out', 'report.json', 'missing.txt'],
   });
   t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
-  t.match(res.json, { ok: true, files: 4, bytes: big.length + 9 + 9 + 3, missing: ['missing.txt'], skipped: ['out/link'] });
+  // bytes: the files' and the job's index's, as it is stored at the origin
+  const storedIndex = await fetch(indexUrl(origin.url, 'run-1', JOB), { headers: { authorization: `Bearer ${origin.token}` } }).then((r) => (t.equal(r.status, 200, 'the index is stored'), r.arrayBuffer()));
+  t.match(res.json, { ok: true, files: 4, bytes: big.length + 9 + 9 + 3 + storedIndex.byteLength, missing: ['missing.txt'], skipped: ['out/link'] });
 
   const tokenFile = join(dir, 'token');
   writeFileSync(tokenFile, origin.token);
