@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Test } from 'tap';
 import { prng } from '../../src/run/scheduler.js';
 
-export interface Seeded {
+interface Seeded {
   readonly seed: number;
   /** In [0, 1). */
   random(): number;

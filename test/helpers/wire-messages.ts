@@ -67,7 +67,7 @@ function messages(data: Buffer, bodiless: (index: number, head: string) => boole
 }
 
 /** The exchanges of one connection, in order (one at a time on a connection: no pipelining here). */
-export function wireExchanges(c: RelayedConnection): WireExchange[] {
+function wireExchanges(c: RelayedConnection): WireExchange[] {
   const requests = messages(Buffer.concat(c.toServer), () => false);
   const methodOf = (i: number): string => requests[i]?.head.split(' ')[0] ?? '';
   const answers = messages(Buffer.concat(c.toClient), (i, head) => methodOf(i) === 'HEAD' || /^HTTP\/1\.1 (204|304) /.test(head));
