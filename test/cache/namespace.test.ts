@@ -106,6 +106,21 @@ t.test('only-if-cached (RFC 9111 §5.2.1.7): a stored blob, else a 504; a name (
   t.equal(up.requests.length, asked, 'upstream not asked');
 });
 
+t.test('only-if-cached right after a full GET of a large blob: served (its commit may still be flushing), upstream asked once', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  // large enough to be streamed through a temp file, flushed to disk after its readers end
+  const { hex } = up.addBlob(32 * 1024 * 1024);
+  const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const blob = `${url}/cas/sha256/${hex}`;
+  const full = await get(blob);
+  t.equal(full.status, 200, 'the GET that fills it');
+  const head = await get(blob, { 'cache-control': 'only-if-cached' }, 'HEAD');
+  t.same([head.status, head.headers['content-length']], [200, String(32 * 1024 * 1024)], 'the HEAD right after it: 200, not 504');
+  const again = await get(blob);
+  t.equal(again.status, 200, 'a GET right after it');
+  t.equal(up.count(`/cas/sha256/${hex}`), 1, 'upstream asked once');
+});
+
 t.test('a name is one entry however its path is spelled: a query or percent-encoding does not make another (fetched again over the slow link)', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const name = '/artifacts/run1/job%3A1/a.txt';
