@@ -1,4 +1,5 @@
-// The cache's disk: bodies plus JSON sidecars, indexed by an lru-cache bounded in bytes.
+// The cache's disk: bodies plus JSON sidecars, indexed by an lru-cache bounded in the
+// bytes their files take, in whole blocks (see DiskStore.footprint).
 //
 // Layout (versioned, sharded, restart-safe):
 //   <data>/cas.v1/<algo>/<2 hex>/<hex>        immutable blobs, by digest (no sidecar:
@@ -51,6 +52,8 @@ export interface EntryMeta {
 
 interface Entry {
   readonly size: number;
+  /** An http entry: the bytes of its sidecar, when known (a worker's probe does not read it). */
+  readonly sidecar?: number | undefined;
   meta: EntryMeta | undefined;
   /** The body itself, for small objects (served without touching the disk). */
   body?: Buffer;
@@ -165,6 +168,8 @@ const CLAIM_PREFIX = `${TEMP_PREFIX}fill-`;
 export const SMALL_MAX = 16 * 1024;
 const SMALL_BUDGET = 64 * 1024 * 1024;
 const STATFS_MAX_AGE_MS = 1000;
+/** The block size charged when the filesystem's cannot be read (statfs). */
+const DEFAULT_BLOCK = 4096;
 /**
  * Reservations of this size or more read the free space at once (statfsSync: a few µs, no
  * thread pool): against the last figure, up to a second old, they would miss what other
@@ -238,7 +243,8 @@ export function httpId(key: string): string {
  * bytes and unlinks what it evicts; this process only tells it what it did.
  */
 interface StorePeer {
-  committed(id: string, size: number, storedAt: number): void;
+  /** `sidecar`: the bytes of an http entry's sidecar. */
+  committed(id: string, size: number, storedAt: number, sidecar: number | undefined): void;
   /** Reported at most once per `epoch` for each id (the store checks). */
   touched(id: string): void;
   /** Changes each time the reports are sent: a hit is reported once per batch, however many there were. */
@@ -279,6 +285,8 @@ export class DiskStore {
   readonly maxSize: number;
   #log: Logger;
   #lru: LRUCache<string, Entry>;
+  /** The data filesystem's block: the unit of what an entry costs (see footprint), read at open. */
+  #block = DEFAULT_BLOCK;
   #peer: StorePeer | undefined;
   /** Set while dropping an entry the primary evicted (nothing to unlink or report). */
   #forgetting = false;
@@ -319,7 +327,7 @@ export class DiskStore {
     const onEvicted = options.onEvicted;
     this.#lru = new LRUCache<string, Entry>({
       maxSize,
-      sizeCalculation: (e) => Math.max(1, e.size),
+      sizeCalculation: (e, id) => this.footprint(id, e.size, e.sidecar),
       dispose: (e, id, reason) => {
         if (e.body) this.#smallBytes -= e.body.length;
         // 'set' replaced the entry in place (same file names, already renamed over).
@@ -343,7 +351,7 @@ export class DiskStore {
           }
         } else if (!this.#peer) {
           this.#evicted.objects++;
-          this.#evicted.bytes += e.size;
+          this.#evicted.bytes += this.footprint(id, e.size, e.sidecar);
           // Evictions unlink in the background. A worker's own 'evict' only forgets: the
           // primary decides what leaves the disk.
           this.#unlinking.set(id, (async () => {
@@ -373,9 +381,9 @@ export class DiskStore {
     return this.#peer ? this.#peer.store.evicted : this.#evicted;
   }
 
-  /** Primary: a worker committed `id`. */
-  adopt(id: string, size: number, storedAt: number): void {
-    this.#lru.set(id, { size, meta: undefined, storedAt });
+  /** Primary: a worker committed `id` (`sidecar`: its sidecar's bytes, when known). */
+  adopt(id: string, size: number, storedAt: number, sidecar?: number): void {
+    this.#lru.set(id, { size, sidecar, meta: undefined, storedAt });
   }
 
   /**
@@ -415,8 +423,9 @@ export class DiskStore {
         if (isDeadTemp(n)) await removeDeadTemp(shard, n);
         if (shardEntry(n, isCasId(shard), set) !== 'body' || this.#lru.has(id) || this.#unlinking.has(id)) continue;
         const st = await stat(path.join(this.dir, id)).catch(() => undefined);
+        const sidecar = isCasId(id) ? undefined : (await stat(path.join(this.dir, id + SIDECAR)).catch(() => undefined))?.size;
         if (!st || !isComplete(st) || this.#lru.has(id) || this.#unlinking.has(id)) continue;
-        this.adopt(id, st.size, st.mtimeMs);
+        this.adopt(id, st.size, st.mtimeMs, sidecar);
         adopted++;
       }
     });
@@ -554,9 +563,13 @@ export class DiskStore {
    */
   async open(): Promise<void> {
     // A worker finds objects as it is asked for them (see lookup); the primary rebuilt the index.
-    if (this.#peer) return void (await mkdir(path.join(this.dir, 'tmp'), { recursive: true }));
+    if (this.#peer) {
+      await mkdir(path.join(this.dir, 'tmp'), { recursive: true });
+      return void this.#readBlock();
+    }
     await rm(path.join(this.dir, 'tmp'), { recursive: true, force: true });
     await mkdir(path.join(this.dir, 'tmp'), { recursive: true });
+    this.#readBlock(); // before anything is indexed: each entry is charged in its blocks once, when set
     const list = (rel: string): string[] => {
       try {
         return readdirSync(path.join(this.dir, rel));
@@ -567,7 +580,7 @@ export class DiskStore {
     const shards: string[] = [];
     for (const algo of list('cas.v1')) for (const s of list(`cas.v1/${algo}`)) shards.push(`cas.v1/${algo}/${s}`);
     for (const s of list('http.v1')) shards.push(`http.v1/${s}`);
-    const found: { id: string; size: number; atimeMs: number; mtimeMs: number }[] = [];
+    const found: { id: string; size: number; sidecar: number | undefined; atimeMs: number; mtimeMs: number }[] = [];
     const orphans: string[] = [];
     for (const shard of shards) {
       const names = list(shard);
@@ -582,7 +595,7 @@ export class DiskStore {
           const st = statSync(path.join(this.dir, id), { throwIfNoEntry: false });
           // A blob claimed under its own name and never completed (a crash mid-fill).
           if (st && cas && !isComplete(st)) orphans.push(id);
-          else if (st) found.push({ id, size: st.size, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs });
+          else if (st) found.push({ id, size: st.size, sidecar: cas ? undefined : this.#sidecarBytes(id), atimeMs: st.atimeMs, mtimeMs: st.mtimeMs });
         }
       }
     }
@@ -593,12 +606,12 @@ export class DiskStore {
     if (left.length > 0) this.#log.warn({ count: left.length, first: left.slice(0, 5) }, 'cannot remove what the data directory holds beside the cache\'s objects: left as it is');
     found.sort((a, b) => a.atimeMs - b.atimeMs);
     for (const f of found) {
-      this.#lru.set(f.id, { size: f.size, meta: undefined, storedAt: f.mtimeMs, ...(needsSync(f.id, f.size) ? {} : { unverified: true }) });
+      this.#lru.set(f.id, { size: f.size, sidecar: f.sidecar, meta: undefined, storedAt: f.mtimeMs, ...(needsSync(f.id, f.size) ? {} : { unverified: true }) });
     }
     // More on disk than the size limit (lowered since, or mistyped): the oldest went, said
     // loudly, since a wrong limit would quietly empty the cache.
     if (this.#lru.size < found.length) {
-      const bytes = found.reduce((n, f) => n + Math.max(1, f.size), 0) - this.#lru.calculatedSize;
+      const bytes = found.reduce((n, f) => n + this.footprint(f.id, f.size, f.sidecar), 0) - this.#lru.calculatedSize;
       this.#log.warn(
         { evicted: found.length - this.#lru.size, evictedBytes: bytes, kept: this.#lru.size, maxSize: this.maxSize },
         `the data directory held more than the size limit (${formatBytes(this.maxSize)}): the ${found.length - this.#lru.size} least recently used objects were evicted at start`,
@@ -983,7 +996,7 @@ export class DiskStore {
       }
       const entry = id === undefined ? undefined : this.#lru.pop();
       if (id === undefined || !entry) break;
-      freed += entry.size;
+      freed += this.footprint(id, entry.size, entry.sidecar);
       const unlinking = this.#unlinking.get(id);
       if (unlinking) unlinked.push(unlinking);
     }
@@ -1047,10 +1060,43 @@ export class DiskStore {
   /**
    * Whether a body of `size` bytes is larger than the cache could ever hold: the one rule
    * of reservations, fills and commits (the index would refuse it, and its file would stay
-   * on disk, counted by nothing).
+   * on disk, counted by nothing). Its blocks are counted, as the index counts them; an http
+   * entry's sidecar, whose size is known at commit only, is counted there (#indexCommitted).
    */
   exceedsCache(size: number): boolean {
-    return size > this.maxSize;
+    return this.#blocks(size) > this.maxSize;
+  }
+
+  /**
+   * What an entry costs against the size limit: its files' bytes in whole blocks of the
+   * filesystem, a block at least per file (an empty one takes an inode), as bazel-remote
+   * and nginx count. Its body only, tiny answers (a 9-byte 404) were charged a few bytes
+   * each: a limit in gigabytes let hundreds of millions of them pile up, and the disk ran
+   * out of inodes, and the process of memory, long before the limit was reached. An http
+   * entry's sidecar counts as one block when its size is not known.
+   */
+  footprint(id: string, size: number, sidecar: number | undefined): number {
+    return this.#blocks(size) + (isCasId(id) ? 0 : this.#blocks(sidecar ?? 1));
+  }
+
+  /** The bytes of the sidecar of the http entry `id` on disk, if there (a blocking stat: at start only). */
+  #sidecarBytes(id: string): number | undefined {
+    return statSync(path.join(this.dir, id + SIDECAR), { throwIfNoEntry: false })?.size;
+  }
+
+  /** `bytes` rounded up to whole blocks, one at least. */
+  #blocks(bytes: number): number {
+    return Math.max(1, Math.ceil(bytes / this.#block)) * this.#block;
+  }
+
+  /** The filesystem's block (statfs), or DEFAULT_BLOCK when it says none. */
+  #readBlock(): void {
+    try {
+      const { bsize } = statfsSync(this.dir);
+      if (bsize > 0) this.#block = bsize;
+    } catch {
+      // no figure: the default, and the first reservation's statfs fails loudly if it must
+    }
   }
 
   isFull(): boolean {
@@ -1072,6 +1118,7 @@ export class DiskStore {
     const file = path.join(this.dir, id);
     const tmpSide = isCasId(id) ? undefined : this.tempPath();
     let ino: number | undefined;
+    let sidecar: number | undefined;
     try {
       if (needsSync(id, meta.size)) await tmp.fh.sync();
       if (tmpSide) ino = (await tmp.fh.stat()).ino;
@@ -1092,7 +1139,9 @@ export class DiskStore {
         this.#dirs.add(shard);
       }
       if (tmpSide) {
-        await writeFile(tmpSide, sidecarText(meta, ino!));
+        const text = sidecarText(meta, ino!);
+        sidecar = Buffer.byteLength(text);
+        await writeFile(tmpSide, text);
         await rename(tmpSide, file + SIDECAR);
       }
       await rename(tmp.path, file);
@@ -1102,8 +1151,7 @@ export class DiskStore {
       if (tmpSide) await rm(tmpSide, { force: true }).catch(() => undefined);
       throw this.storageFailure(err);
     }
-    this.#indexCommitted(id, meta, ino);
-    return 'stored';
+    return this.#indexCommitted(id, meta, ino, sidecar);
   }
 
   /**
@@ -1122,6 +1170,7 @@ export class DiskStore {
     const tmp = claim?.path ?? path.join(path.dirname(file), TEMP_PREFIX + tempName());
     const tmpSide = isCasId(id) ? undefined : this.tempPath();
     let ino: number | undefined;
+    let sidecar: number | undefined;
     try {
       if (claim?.fd !== undefined) {
         const fd = claim.fd;
@@ -1136,7 +1185,9 @@ export class DiskStore {
       }
       if (tmpSide) {
         ino = statSync(tmp).ino;
-        writeFileSync(tmpSide, sidecarText(meta, ino));
+        const text = sidecarText(meta, ino);
+        sidecar = Buffer.byteLength(text);
+        writeFileSync(tmpSide, text);
         renameSync(tmpSide, file + SIDECAR);
       }
       if (tmp !== file) renameSync(tmp, file);
@@ -1145,8 +1196,7 @@ export class DiskStore {
       for (const p of [claim ? undefined : tmp, tmpSide]) if (p) rmSync(p, { force: true });
       throw this.storageFailure(err);
     }
-    this.#indexCommitted(id, meta, ino);
-    return 'stored';
+    return this.#indexCommitted(id, meta, ino, sidecar);
   }
 
   /**
@@ -1154,9 +1204,19 @@ export class DiskStore {
    * meta follows from its id, and is made on its first hit (as for the blobs found at
    * start): one never asked again costs the index no objects to carry through collections.
    */
-  #indexCommitted(id: string, meta: EntryMeta, ino: number | undefined): void {
-    this.#lru.set(id, isCasId(id) ? { size: meta.size, meta: undefined, storedAt: meta.storedAt } : { size: meta.size, meta, ...(ino !== undefined ? { ino } : {}) });
-    this.#peer?.committed(id, meta.size, meta.storedAt);
+  #indexCommitted(id: string, meta: EntryMeta, ino: number | undefined, sidecar: number | undefined): 'stored' | 'larger-than-cache' {
+    this.#lru.set(id, isCasId(id) ? { size: meta.size, meta: undefined, storedAt: meta.storedAt } : { size: meta.size, sidecar, meta, ...(ino !== undefined ? { ino } : {}) });
+    if (!this.#lru.has(id)) {
+      // Refused by the index: a body that fits the limit, with a sidecar that does not (exceedsCache).
+      try {
+        for (const file of this.#entryFiles(id)) rmSync(file, { force: true });
+      } catch (err) {
+        this.storageFailure(err); // left on disk, counted by nothing: the next start drops or indexes it
+      }
+      return 'larger-than-cache';
+    }
+    this.#peer?.committed(id, meta.size, meta.storedAt, sidecar);
+    return 'stored';
   }
 
   /** The files of an entry: its body, and an http entry's sidecar. */

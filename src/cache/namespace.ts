@@ -116,13 +116,19 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
   // A GET that misses here asks the primary of a multi-process cache whether another
   // worker stored it (with its claim, see fillOnce) instead of looking on disk first.
   const probe = req.method === 'HEAD';
-  const cachedOnly = onlyIfCached(req); // a stored copy, or a 504: no fill joined or led
+  const cachedOnly = onlyIfCached(req); // a stored copy (or a fill whose body is all here), or a 504: no fill led
   if (cachedOnly || !ctx.fills.get(key)) {
     // A copy damaged on disk since it was verified (bit rot, a bad block): dropped and fetched
     // again, instead of sending every machine of the region to the origin for good.
     const hit = await unlessDamaged(ctx, req, await ctx.store.lookup(id, probe), d, 'stored blob does not match its digest');
     if (hit && (await serveHit(ctx, req, reply, kind, hit))) return;
-    if (cachedOnly) throw notCached();
+    if (cachedOnly) {
+      // A fill that received its whole body (verified) stores a blob after its readers end
+      // (they do not wait for its flush to disk): until then, it answers as the copy would.
+      const received = ctx.fills.get(key);
+      if (received?.ended) return serveFill(ctx, req, reply, kind, received, 'COLLAPSED', direct);
+      throw notCached();
+    }
     if (req.method === 'HEAD' && !ctx.fills.get(key)) {
       ctx.metrics.miss(kind);
       return direct();

@@ -44,7 +44,7 @@ export function registerCache(program: Command): void {
     .option('--listen <host:port>', 'address to listen on; port 0 picks a free one (default 127.0.0.1:8081)')
     .option('--upstream <url>', 'the origin, or a parent cache')
     .option('--data <dir>', 'data directory (default cache/region-<region>)')
-    .option('--max-size <size>', 'disk budget, e.g. 50GiB (default 50GiB)')
+    .option('--max-size <size>', 'disk budget: what the objects\' files take, in whole blocks, e.g. 50GiB (default 50GiB)')
     .option('--fill-memory <size>', 'memory per server process for the last bytes of fills in flight (default 1GiB)')
     .option('--region <name>', 'region name (default "default")')
     .option('--workers <n>', 'server processes sharing the port and the data: a number or "auto" (one per CPU; default 1)')

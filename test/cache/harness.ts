@@ -1,6 +1,6 @@
 // Starts a cache on loopback port 0 in front of a fixture upstream.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statfsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
@@ -21,6 +21,12 @@ export async function startCache(t: Test, file: Partial<CacheConfigFile> & { ups
     await app.cache.fills.drain();
   });
   return { app, url };
+}
+
+/** The bytes a file of `bytes` is charged in `dir`: whole blocks of its filesystem, one at least (DiskStore.footprint). */
+export function blocksOf(dir: string, bytes: number): number {
+  const { bsize } = statfsSync(dir);
+  return Math.max(1, Math.ceil(bytes / bsize)) * bsize;
 }
 
 /** How many requests a fill another request started is answering now (fleetcache_cache_fill_joiners in /-/metrics). */

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { casId, httpId } from '../../src/cache/disk-store.js';
 import { eventually } from '../helpers/wait.js';
-import { startCache } from './harness.js';
+import { blocksOf, startCache } from './harness.js';
 import { startUpstream, UpstreamFixture } from './upstream-fixture.js';
 
 async function get(url: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' = 'GET') {
@@ -104,6 +104,21 @@ t.test('only-if-cached (RFC 9111 §5.2.1.7): a stored blob, else a 504; a name (
   t.same([stored.status, stored.headers['x-cache']], [200, 'HIT'], 'a stored blob: served');
   t.equal((await get(url + name, onlyCached)).status, 504, 'a name: 504 (it would need upstream to revalidate)');
   t.equal(up.requests.length, asked, 'upstream not asked');
+});
+
+t.test('only-if-cached right after a full GET of a large blob: served (its commit may still be flushing), upstream asked once', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  // large enough to be streamed through a temp file, flushed to disk after its readers end
+  const { hex } = up.addBlob(32 * 1024 * 1024);
+  const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const blob = `${url}/cas/sha256/${hex}`;
+  const full = await get(blob);
+  t.equal(full.status, 200, 'the GET that fills it');
+  const head = await get(blob, { 'cache-control': 'only-if-cached' }, 'HEAD');
+  t.same([head.status, head.headers['content-length']], [200, String(32 * 1024 * 1024)], 'the HEAD right after it: 200, not 504');
+  const again = await get(blob);
+  t.equal(again.status, 200, 'a GET right after it');
+  t.equal(up.count(`/cas/sha256/${hex}`), 1, 'upstream asked once');
 });
 
 t.test('a name is one entry however its path is spelled: a query or percent-encoding does not make another (fetched again over the slow link)', async (t) => {
@@ -258,7 +273,8 @@ t.test('private answers are proxied, never kept nor shared', async (t) => {
 t.test('metrics and stats', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const { hex } = up.addBlob(10_000);
-  const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const dir = t.testdir();
+  const { app, url } = await startCache(t, { upstream: upUrl }, dir);
   await get(`${url}/cas/sha256/${hex}`);
   await app.cache.fills.drain();
   await get(`${url}/sha256/${hex}`);
@@ -269,7 +285,7 @@ t.test('metrics and stats', async (t) => {
   t.equal(stats.total.savingsRatio.toFixed(3), (1 - 10_000 / 30_000).toFixed(3));
   const metrics = (await get(`${url}/-/metrics`)).body.toString();
   t.match(metrics, /fleetcache_cache_hits_total\{kind="tooltool",role="cache",region="[^"]+"\} 2/);
-  t.match(metrics, /fleetcache_cache_lru_bytes\{role="cache",region="[^"]+"\} 10000/);
+  t.match(metrics, new RegExp(`fleetcache_cache_lru_bytes\\{role="cache",region="[^"]+"\\} ${blocksOf(dir, 10_000)}\n`), 'the blob, in the whole blocks it takes');
   t.equal((await get(`${url}/-/healthz`)).status, 200);
   // an upload through the cache: the region's bytes to the origin, counted once upstream took them
   const upload = Buffer.alloc(70_000, 7);

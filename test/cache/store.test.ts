@@ -1,13 +1,14 @@
 // The disk store across restarts: objects kept, LRU eviction under --max-size, temp
 // files removed, the index rebuilt quickly.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
 import { DiskStore, casId, httpId, type EntryMeta } from '../../src/cache/disk-store.js';
+import { formatBytes } from '../../src/config/units.js';
 import { cpuMsOf } from '../helpers/cpu.js';
 import { eventually } from '../helpers/wait.js';
-import { startCache } from './harness.js';
+import { blocksOf, startCache } from './harness.js';
 import { startServerProcess } from '../helpers/processes.js';
 import { startUpstream } from './upstream-fixture.js';
 import { pino } from 'pino';
@@ -65,11 +66,37 @@ t.test('LRU evicts the least recently used under max-size, and unlinks its files
   t.equal(await fetch(2), 'HIT');
   t.equal(await fetch(1), 'MISS', 'the evicted one comes from upstream again');
   t.ok(app.cache.store.bytes <= 1_000_000);
-  // 1 evicted for 2, then another for 1 again
-  t.same(app.cache.store.evicted, { objects: 2, bytes: 800_000 }, 'evictions counted');
+  // 1 evicted for 2, then another for 1 again; each counted in the blocks it took
+  const charged = blocksOf(dir, 400_000);
+  t.same(app.cache.store.evicted, { objects: 2, bytes: 2 * charged }, 'evictions counted');
   const metrics = await (await request(`${url}/-/metrics`)).body.text();
   t.match(metrics, /fleetcache_cache_evicted_objects_total\{[^}]*\} 2\n/);
-  t.match(metrics, /fleetcache_cache_evicted_bytes_total\{[^}]*\} 800000\n/);
+  t.match(metrics, new RegExp(`fleetcache_cache_evicted_bytes_total\\{[^}]*\\} ${2 * charged}\n`));
+});
+
+t.test('tiny answers are charged their blocks on disk: a 9-byte 404 under many keys stays within max-size, on disk too', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  up.handler = (_req, res) => {
+    res.writeHead(404, { 'cache-control': 'max-age=300', 'content-type': 'text/plain' }).end('not here!');
+    return true;
+  };
+  const dir = t.testdir();
+  const maxSize = 256 * 1024;
+  const { app, url } = await startCache(t, { upstream: upUrl, maxSize, mirrors: { m: { url: upUrl } } }, dir);
+  const asked = 200; // 2 files of at least a block each: several times the limit
+  const pad = 'p'.repeat(2000);
+  const statuses = new Set<number>();
+  for (let i = 0; i < asked; i++) statuses.add((await get(`${url}/mirror/m/x?q=${i}${pad}`)).status);
+  t.same([...statuses], [404], 'every answer is the 404');
+  await app.cache.fills.drain();
+  const files = (): string[] => readdirSync(path.join(dir, 'http.v1'), { recursive: true, encoding: 'utf8' }).map((n) => path.join(dir, 'http.v1', n)).filter((f) => statSync(f).isFile());
+  const onDisk = (): number => files().reduce((n, f) => n + statSync(f).blocks * 512, 0);
+  const metrics = await (await request(`${url}/-/metrics`)).body.text();
+  const lruBytes = Number(/^fleetcache_cache_lru_bytes\{[^}]*\} (\d+)$/m.exec(metrics)?.[1]);
+  t.ok(lruBytes <= maxSize, `the index counts ${lruBytes} bytes, within the limit`);
+  t.ok(app.cache.store.count < asked && app.cache.store.evicted.objects > 0, `the oldest were evicted (${app.cache.store.count} kept)`);
+  await eventually('the evicted files are unlinked', () => files().length === 2 * app.cache.store.count, 5000);
+  t.ok(onDisk() <= lruBytes, `what the files take on disk (${onDisk()} bytes) is no more than the index counts`);
 });
 
 t.test('index rebuild: 2,000 objects in well under a second (bench/cache.ts times 100,000)', async (t) => {
@@ -104,14 +131,16 @@ t.test('a size limit lowered below what the disk holds: the oldest objects go at
     utimesSync(path.join(dir, id), 1_000_000 + i, 1_000_000 + i); // accessed in this order
   }
   const logged: string[] = [];
-  const store = new DiskStore(dir, 4000, pino({ level: 'warn' }, { write: (line: string) => void logged.push(line) }));
+  const block = blocksOf(dir, 1); // each 1000-byte body takes a block
+  const store = new DiskStore(dir, 4 * block, pino({ level: 'warn' }, { write: (line: string) => void logged.push(line) }));
   await store.open();
   t.equal(store.count, 4, 'as many as fit');
   t.ok(ids.slice(6).every((id) => store.has(id)), 'the four last accessed kept');
   await eventually('the others unlinked', () => ids.slice(0, 6).every((id) => !existsSync(path.join(dir, id))));
-  t.match(logged.join(''), /"evicted":6,"evictedBytes":6000,"kept":4,"maxSize":4000,"msg":"the data directory held more than the size limit \(3\.9 KiB\): the 6 least recently used objects were evicted at start"/);
+  const said = `"evicted":6,"evictedBytes":${6 * block},"kept":4,"maxSize":${4 * block},"msg":"the data directory held more than the size limit (${formatBytes(4 * block)}): the 6 least recently used objects were evicted at start"`;
+  t.ok(logged.join('').includes(said), said);
   const quiet: string[] = [];
-  await new DiskStore(dir, 4000, pino({ level: 'warn' }, { write: (line: string) => void quiet.push(line) })).open();
+  await new DiskStore(dir, 4 * block, pino({ level: 'warn' }, { write: (line: string) => void quiet.push(line) })).open();
   t.same(quiet.filter((l) => l.includes('evicted')), [], 'nothing to say when all fits');
 });
 
@@ -234,7 +263,8 @@ t.test('a data directory holding directories inside its shards (not of this layo
 
 t.test('commit tells its caller whether it stored the body: one larger than the cache is dropped, and says so', async (t) => {
   const dir = t.testdir();
-  const store = new DiskStore(dir, 16, pino({ level: 'silent' }));
+  const block = blocksOf(dir, 1);
+  const store = new DiskStore(dir, 2 * block, pino({ level: 'silent' })); // a body's block and its sidecar's
   await store.open();
   const commitBody = async (key: string, body: string): Promise<{ outcome: string; tmpPath: string }> => {
     const tmp = await store.createTemp();
@@ -245,15 +275,17 @@ t.test('commit tells its caller whether it stored the body: one larger than the 
   const small = await commitBody('GET /small', 'fits');
   t.equal(small.outcome, 'stored');
   t.ok(await store.lookup(httpId('GET /small')), 'and it is found');
-  const large = await commitBody('GET /large', 'x'.repeat(17));
-  t.equal(large.outcome, 'larger-than-cache', 'a body over the size limit is not stored, and the caller is told');
+  const large = await commitBody('GET /large', 'x'.repeat(block + 1));
+  t.equal(large.outcome, 'larger-than-cache', 'a body that fits the limit, but not with its sidecar, is not stored, and the caller is told');
   t.equal(await store.lookup(httpId('GET /large')), undefined, 'nothing is found under its key');
   t.notOk(existsSync(large.tmpPath), 'its temp file is removed');
+  const file = path.join(dir, httpId('GET /large'));
+  t.same([existsSync(file), existsSync(`${file}.json`)], [false, false], 'neither its body nor its sidecar is left on disk, where no index would count them');
 });
 
 t.test('a small body larger than a cache smaller than 16 KiB: commitSmall drops it as commit does, and leaves no file on disk', async (t) => {
   const dir = t.testdir();
-  const maxSize = 16;
+  const maxSize = 2 * blocksOf(dir, 1); // a body's block and its sidecar's
   const store = new DiskStore(dir, maxSize, pino({ level: 'silent' }));
   await store.open();
   const stored = (key: string, body: string): string => store.commitSmall(httpId(key), Buffer.from(body), { key, status: 200, headers: {}, size: body.length, storedAt: Date.now() });

@@ -26,7 +26,7 @@ export class ClusterLink {
   #pending = new Map<number, (m: Reply) => void>();
   /** Ids hit since the last flush, each once (the store reports an id once per epoch). */
   #touched: string[] = [];
-  #committed: { id: string; size: number; storedAt: number }[] = [];
+  #committed: { id: string; size: number; storedAt: number; sidecar?: number | undefined }[] = [];
   /** Bodies whose first reader opened (their size) or last closed (undefined) since the last flush: the last change of each. */
   #reading = new Map<string, number | undefined>();
   /** The bytes of the bodies every worker reads, as the primary's last answer to makeRoom said. */
@@ -72,8 +72,8 @@ export class ClusterLink {
     this.#outbox.flush();
   }
 
-  committed(id: string, size: number, storedAt: number): void {
-    this.#committed.push({ id, size, storedAt });
+  committed(id: string, size: number, storedAt: number, sidecar: number | undefined): void {
+    this.#committed.push({ id, size, storedAt, sidecar });
     this.#schedule();
   }
 

@@ -261,7 +261,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
           // body in memory describe the old one. Told to forget whether this index knew the id
           // or not: two workers' reports of one id may come in either order.
           if (!isCasId(e.id)) for (const other of live.keys()) if (other !== id) send(other, { t: 'forget', id: e.id });
-          store.adopt(e.id, e.size, e.storedAt);
+          store.adopt(e.id, e.size, e.storedAt, e.sidecar);
         }
         return broadcastFiguresSoon();
       case 'touched':

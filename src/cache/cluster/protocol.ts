@@ -19,8 +19,8 @@ import type { KindTally } from '../metrics.js';
 
 /** Worker → primary. `req` numbers requests that expect a reply. */
 export type WorkerMessage =
-  /** Entries the worker committed, oldest first. */
-  | { readonly t: 'committed'; readonly entries: readonly { readonly id: string; readonly size: number; readonly storedAt: number }[] }
+  /** Entries the worker committed, oldest first (`sidecar`: an http entry's sidecar bytes, see DiskStore.footprint). */
+  | { readonly t: 'committed'; readonly entries: readonly { readonly id: string; readonly size: number; readonly storedAt: number; readonly sidecar?: number }[] }
   /** How many fills the worker leads now. */
   | { readonly t: 'leading'; readonly fills: number }
   | { readonly t: 'touched'; readonly ids: readonly string[] }
