@@ -39,7 +39,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { artifactEntrySchema } from '../artifacts/names.js';
+import { artifactEntrySchema } from '../artifacts/entry.js';
 import { errorMessage, UsageError, toFleetError } from '../errors.js';
 import { VERSION } from '../version.js';
 

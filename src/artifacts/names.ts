@@ -6,14 +6,12 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { joinUrl } from '../client/http.js';
 import { FleetError } from '../errors.js';
+import { artifactEntrySchema } from './entry.js';
 import { redactUrl } from '../redact-url.js';
 import { checkSegment } from '../store/safe-name.js';
 
 export const INDEX_NAME = '_index.json';
 export const INDEX_FORMAT = 'fleetcache-artifacts/1';
-
-/** One stored file of a job's artifacts, as its index lists it. */
-export const artifactEntrySchema = Type.Object({ path: Type.String(), size: Type.Integer({ minimum: 0 }), digest: Type.String({ pattern: '^sha256:[0-9a-f]{64}$' }) });
 
 const artifactIndexSchema = Type.Object({
   format: Type.Literal(INDEX_FORMAT),
