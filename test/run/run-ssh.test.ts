@@ -10,6 +10,8 @@ import { ensureAgentBundle } from '../../src/agent/paths.js';
 import type { MachineRecord } from '../../src/backends/backend.js';
 import { RunLog } from '../../src/run/report.js';
 import { REUSE_FILE } from '../../src/run/reuse.js';
+import { discardKeptMachines } from '../../src/run/discard.js';
+import { freePort } from '../../src/http/free-port.js';
 import { runProject } from '../../src/run/runner.js';
 import { cliArgs, descendantsOf, isAlive, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
@@ -353,6 +355,38 @@ t.test('an adhoc machine allocated after the others ran every job, whose discard
   t.equal((await readFile(discarded, 'utf8')).trim().split('\n').length, 2, 'each machine\'s discard script ran once');
   t.equal(out.match(/Error discarding cloud:debian-12 #\d: /g)?.length, 2, 'each failed discard said once');
   t.match(out, /2 machine\(s\) not discarded; discard them with: /, 'both left on record');
+});
+
+t.test('an adhoc machine whose SSH never answers and whose discard fails: the run says so, and the machine stays on record for run --discard', async (t) => {
+  const base = t.testdir();
+  const dir = join(base, 'project');
+  const discarded = join(base, 'discarded');
+  const cloudUp = join(base, 'cloud-up');
+  // a port nothing listens on: the machine died as it booted
+  const port = await freePort();
+  await mkdir(join(dir, 'tests', 'one'), { recursive: true });
+  await writeFile(join(dir, 'tests', 'one', 'task.yaml'), 'summary: one\nexecute: echo one\n');
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    [
+      'project: deadboot', `path: ${join(base, 'remote')}`, 'backends:', '  cloud:', '    type: adhoc', '    allocate-timeout: 1s',
+      '    allocate: |', `      ADDRESS 127.0.0.1:${port}`,
+      // the cloud's API fails the run's discard, answers the later run --discard
+      '    discard: |', `      [ -e ${cloudUp} ] || { echo "cloud API unavailable"; exit 1; }`, `      echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`,
+      '    systems:', '      - debian-12',
+      'suites:', '  tests/:', '    summary: one task', '',
+    ].join('\n'),
+  );
+  // a runner of its own: `run --discard` takes the machines of runners that are gone
+  const run = spawnSync(process.execPath, cliArgs(['run', '--data', join(base, 'cache')]), { cwd: dir, encoding: 'utf8', timeout: 120_000 });
+  const out = run.stdout + run.stderr;
+  t.equal(run.status, 1, 'unsuccessful run');
+  t.match(out, /Aborted tasks: 1\n/);
+  t.match(out, new RegExp(`Error preparing cloud:debian-12: .*127\\.0\\.0\\.1:${port}.*cannot discard cloud:debian-12 at 127\\.0\\.0\\.1:${port}: .*cloud API unavailable`), 'the failed discard is said');
+  t.match(out, /1 machine\(s\) not discarded; discard them with: /, 'the machine is on record');
+  await writeFile(cloudUp, '');
+  t.equal(await discardKeptMachines({ cwd: dir, dataRoot: join(base, 'cache'), log: new RunLog(() => undefined) }), 1, 'run --discard finds it');
+  t.equal(await readFile(discarded, 'utf8'), `127.0.0.1:${port}\n`, 'and its discard script ran with its address');
 });
 
 t.test('an adhoc allocate script that gives the address of a machine the run holds: that allocation fails, naming it, and what it allocated is discarded', async (t) => {
