@@ -8,7 +8,7 @@ import { FleetError, UpstreamError } from '../errors.js';
 import { sleepFor } from '../long-timer.js';
 import { shellQuote } from '../shell-quote.js';
 import { waitForPort } from '../ssh/client.js';
-import { holdingNothing, type AllocateOptions, type BackendContext, type EnvEntry, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
+import { holdingNothing, MachineLeft, type AllocateOptions, type BackendContext, type EnvEntry, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
 import { LocalExecutor } from './local.js';
 import { endpointOf } from './endpoint.js';
 import { SshMachine, splitAddress } from './ssh-machine.js';
@@ -60,6 +60,9 @@ export function parseMarkers(exitCode: number, output: string): AdhocOutcome {
   }
   return outcome;
 }
+
+/** Why a machine allocate made is released when the run stopped meanwhile. */
+const INTERRUPTED = 'the run was interrupted';
 
 /** Why a script that called neither ERROR nor FATAL failed, with the last lines of its output. */
 function scriptFailure(what: 'allocate' | 'discard', r: AdhocOutcome): string {
@@ -141,7 +144,7 @@ class AdhocProvider implements Provider {
       // one it announced (killed after its ADDRESS, or done as the signal came) is discarded,
       // not left running
       if (options?.signal?.aborted) {
-        if (r.address) await this.#release(system, r.address).catch((err: Error) => this.#ctx.log?.(`WARNING: ${err.message}`));
+        if (r.address) await this.#releaseOrLeave(system, r.address, INTERRUPTED);
         options.signal.throwIfAborted();
       }
       if (r.fatal) throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: ${r.fatal}`);
@@ -175,10 +178,11 @@ class AdhocProvider implements Provider {
       return await this.#connect(address, system, 30, options?.signal);
     } catch (err) {
       this.#live.delete(endpoint);
-      await this.#release(system, address).catch(() => undefined);
+      const failure = err instanceof FleetError ? err : new UpstreamError(`cannot connect to ${label} at ${address}`, { cause: err });
+      await this.#releaseOrLeave(system, address, options?.signal?.aborted ? INTERRUPTED : failure.message);
       // interrupted: the abort itself, which a run stopping does not report as a failure of the machine
       if (options?.signal?.aborted) throw options.signal.reason;
-      throw err instanceof FleetError ? err : new UpstreamError(`cannot connect to ${label} at ${address}`, { cause: err });
+      throw failure;
     }
   }
 
@@ -241,6 +245,19 @@ class AdhocProvider implements Provider {
     if (r.exitCode !== 0 || r.killed || r.error || r.fatal) {
       throw new FleetError('FC_ERR_UNAVAILABLE', `cannot discard ${this.name}:${system.name} at ${address}: ${r.fatal ?? r.error ?? scriptFailure('discard', r)}`);
     }
+  }
+
+  /**
+   * Releases a machine allocate made but will not hand out (`why`): one whose discard fails is
+   * left, so allocate fails with MachineLeft, naming it for the run's record (it was silently
+   * lost before: no line, no record for `run --discard`).
+   */
+  async #releaseOrLeave(system: SystemSpec, address: string, why: string): Promise<void> {
+    const unreleased = await this.#release(system, address).then(() => undefined, (err: Error) => err);
+    if (!unreleased) return;
+    // the record an SshMachine of the address would give (SshMachine.record)
+    const record = { backend: this.name, system: system.name, address, username: system.username ?? 'root', password: this.#password(system) };
+    throw new MachineLeft(`${why}; ${unreleased.message}`, record);
   }
 
   discard(machine: Machine): Promise<void> {

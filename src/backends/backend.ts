@@ -120,6 +120,17 @@ export interface Machine extends Executor {
  */
 export class NoMachineLeft extends Error {}
 
+/**
+ * allocate's error when the machine it made could not be set up (its SSH never answered) and
+ * could not be released either (its discard failed): the machine is left where it was made,
+ * and `record` names it, for the run to keep on record for `run --discard`.
+ */
+export class MachineLeft extends Error {
+  constructor(message: string, readonly record: MachineRecord) {
+    super(message);
+  }
+}
+
 export interface AllocateOptions {
   readonly signal?: AbortSignal;
   /**

@@ -69,7 +69,9 @@ export class SshMachine implements Machine {
   }
 
   async reboot(options: RebootOptions): Promise<void> {
-    const connect = (timeout: number) => SshClient.connect(this.#target, { timeout }, this.projectPath);
+    // the run's interrupt cuts an attempt short: a machine that takes connections and does not
+    // answer yet (its sshd not up, its packets dropped) held a stopping run for the attempt's 10 s
+    const connect = (timeout: number) => SshClient.connect(this.#target, { timeout, ...(options.signal ? { signal: options.signal } : {}) }, this.projectPath);
     this.#client = await rebootOverSsh(this.name, this.#client, connect, this.#reboot, options);
   }
 

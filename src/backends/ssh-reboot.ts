@@ -65,13 +65,14 @@ const FIRST_PAUSE = 250;
 const LONGEST_PAUSE = 4000;
 
 /**
- * The boot identity, or undefined when the command fails, prints nothing or takes longer
- * than an attempt may (a machine that vanishes mid-command gives no close for a while).
+ * The boot identity, or undefined when the command fails, prints nothing, takes longer
+ * than an attempt may (a machine that vanishes mid-command gives no close for a while) or
+ * is killed by `signal`.
  */
-async function bootId(client: SshClient, command: string): Promise<string | undefined> {
+async function bootId(client: SshClient, command: string, signal?: AbortSignal): Promise<string | undefined> {
   const ac = new AbortController();
   const late = sleep(ATTEMPT_TIMEOUT + 1000, undefined, { signal: ac.signal }).then(() => undefined, () => undefined);
-  const read = client.exec(command, { trace: false, cwd: '/', killTimeout: ATTEMPT_TIMEOUT }).then(
+  const read = client.exec(command, { trace: false, cwd: '/', killTimeout: ATTEMPT_TIMEOUT, ...(signal ? { signal } : {}) }).then(
     (r) => (r.exitCode === 0 && r.output.trim() !== '' ? r.output.trim() : undefined),
     () => undefined,
   );
@@ -125,7 +126,7 @@ export async function rebootOverSsh(
       }
       try {
         const next = await connect(Math.min(ATTEMPT_TIMEOUT, Math.max(left, LEAST_ATTEMPT)));
-        const now = await bootId(next, settings.bootIdCommand);
+        const now = await bootId(next, settings.bootIdCommand, o.signal);
         if (now !== undefined && now !== before) return next;
         last = now === undefined ? 'connected, no boot identity yet' : 'connected, boot identity unchanged';
         await next.close();

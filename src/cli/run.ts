@@ -153,7 +153,9 @@ export function registerRun(program: Command): void {
       // timestamped like every other line of the run, as spread logs them (spec §16)
       for (const line of result.tally.summaryLines()) log.line(line);
       process.stdout.write(`${formatLedger(result.ledger)}\n`);
-      if (!result.tally.ok) {
+      // a signal ends the run unsuccessful even when every job had passed: it killed what ran
+      // then (the last restores) and skipped the rest (docs/run.md)
+      if (!result.tally.ok || result.interrupted) {
         process.stderr.write('error: unsuccessful run\n');
         process.exitCode = EXIT.failure;
       }

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { NoMachineLeft, type Idle, type Machine, type MachineRecord } from '../backends/backend.js';
+import { MachineLeft, NoMachineLeft, type Idle, type Machine, type MachineRecord } from '../backends/backend.js';
 import { BACKENDS } from '../backends/registry.js';
 import { runTokenSource } from '../client/run-token.js';
 import { resolveToken } from '../client/token.js';
@@ -454,6 +454,8 @@ async function runJobs(
         try {
           machine = await provider.allocate(spec, { signal, idle });
         } catch (err) {
+          // made and not released: on record for `run --discard`, as a machine whose discard failed
+          if (err instanceof MachineLeft) await running.add(err.record);
           if (!(err instanceof NoMachineLeft)) throw err;
           log.line(`Not allocating ${label}: ${err.message}.`);
           return undefined;

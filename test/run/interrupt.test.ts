@@ -112,6 +112,20 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+t.test('a signal during the last restore, every job passed: the restore is killed and the run is unsuccessful (exit 1)', async (t) => {
+  const pidFile = join(t.testdirName, 'restore.pid');
+  const dir = await sleepingProject(t, join(t.testdirName, 'unused.pid'), ['restore: |', '  sleep 300 &', `  echo $! > ${pidFile}`, '  wait']);
+  const run = startRun(t, dir, ['s/b']);
+  const pid = await taskPid(t, pidFile);
+  run.child.kill('SIGTERM');
+  const { code } = await run.exited;
+  t.match(run.out(), /Successful tasks: 1\n\S+ \S+ Aborted tasks: 0\n/, 'the job had passed');
+  t.equal(code, 1, 'the project restore was killed: the run did not succeed');
+  t.match(run.out(), /error: unsuccessful run/);
+  await eventually("the restore's sleep was killed", () => !isAlive(pid));
+  t.same(await machinesOf(dir), [], 'the machine is discarded');
+});
+
 t.test('SIGINT while a machine\'s load is read (loadThreshold) and the read hangs: the read is killed and the run stops at once', async (t) => {
   const dir = join(t.testdir(), 'project');
   const bin = join(dir, '..', 'bin');

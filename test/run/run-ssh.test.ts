@@ -2,14 +2,18 @@
 // on a loopback port; the agent goes over SFTP, pulls the project through the embedded
 // cache and the tasks run through ssh2.
 import t, { type Test } from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createServer, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import type { MachineRecord } from '../../src/backends/backend.js';
 import { RunLog } from '../../src/run/report.js';
 import { REUSE_FILE } from '../../src/run/reuse.js';
+import { discardKeptMachines } from '../../src/run/discard.js';
+import { freePort } from '../../src/http/free-port.js';
 import { runProject } from '../../src/run/runner.js';
 import { cliArgs, descendantsOf, isAlive, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
@@ -78,6 +82,17 @@ t.test('the example project over the adhoc backend (allocate prints ADDRESS, dis
   t.equal((await readFile(discarded, 'utf8')).trim(), `127.0.0.1:${sshd.port}`, 'the discard script ran with the address');
 });
 
+/** `fleetcache run --data <base>/cache <args>` in `dir` as a child process, stopped by its PID when the test ends. */
+function startRun(t: Test, base: string, dir: string, args: string[]): { child: ChildProcess; out: () => string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, cliArgs(['run', '--data', join(base, 'cache'), ...args]), { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  stopWithTest(t, child, 'SIGKILL');
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, out: () => out, exited };
+}
+
 /**
  * How long the discard script of the next test sleeps: far longer than the test waits for it
  * to be killed, so that a script left running is seen alive, not taken for one that ended.
@@ -100,13 +115,8 @@ t.test('a second signal during a discard kills the discard script: the machine s
   );
   await mkdir(join(dir, 'tests', 'slow'), { recursive: true });
   await writeFile(join(dir, 'tests', 'slow', 'task.yaml'), 'summary: slow\nexecute: sleep 300\n');
-  const child = spawn(process.execPath, cliArgs(['run', '--data', join(base, 'cache'), 'tests/slow']), { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  stopWithTest(t, child, 'SIGKILL');
-  let out = '';
-  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  await eventually('the slow task runs', () => /Executing cloud:debian-12:tests\/slow/.test(out), 60_000);
+  const { child, out, exited } = startRun(t, base, dir, ['tests/slow']);
+  await eventually('the slow task runs', () => /Executing cloud:debian-12:tests\/slow/.test(out()), 60_000);
   child.kill('SIGINT');
   await eventually('the discard script started', async () => /^\d+\n$/.test(await readFile(started, 'utf8').catch(() => '')), 30_000);
   const pid = Number(await readFile(started, 'utf8'));
@@ -183,6 +193,39 @@ t.test('REBOOT over the ssh backend: the machine goes away, comes back, the task
   t.equal(result.tally.successful, 1);
   t.match(out, /Rebooting on lab:debian-12 \(lab:debian-12:tests\/reboot\) as requested\.\.\.\n.*Connected after reboot to lab:debian-12 \(lab:debian-12:tests\/reboot\)\n/);
   t.not(Number(await readFile(sshd.pidFile, 'utf8')), sshdBefore, 'the machine came back with a new sshd');
+});
+
+t.test('SIGINT while a rebooted machine is waited for and its address takes connections but never answers SSH: the run stops at once', async (t) => {
+  const { base, sshd, dir, remote } = await sshProject(t);
+  // the "reboot" takes sshd away for good; the test then holds its port, silent, as a machine
+  // whose network is up before its sshd (or whose packets are dropped)
+  const { rebootCommand, bootIdCommand } = writeRebootScript(sshd, base, 'forever');
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    ['project: fleet-demo', `path: ${remote}`, 'backends:', '  lab:', '    type: ssh', `    reboot-command: ${JSON.stringify(rebootCommand)}`, `    boot-id-command: ${JSON.stringify(bootIdCommand)}`, '    hosts:', `      - address: 127.0.0.1:${sshd.port}`, `        key: ${sshd.keyPath}`, '    systems:', '      - debian-12', 'suites:', '  tests/:', '    summary: over ssh', ''].join('\n'),
+  );
+  await mkdir(join(dir, 'tests/reboot'));
+  await writeFile(join(dir, 'tests/reboot/task.yaml'), 'summary: reboots\nkill-timeout: 5m\nexecute: |\n  if [ "$SPREAD_REBOOT" = 0 ]; then REBOOT; fi\n');
+  const { child, out, exited } = startRun(t, base, dir, ['tests/reboot']);
+  await eventually('the machine reboots', () => /Rebooting on lab:debian-12/.test(out()), 60_000);
+  await eventually('its sshd is gone', () => !isAlive(sshd.pid), 30_000);
+  const silent: Socket[] = [];
+  const host = createServer((socket) => silent.push(socket));
+  t.teardown(() => {
+    for (const socket of silent) socket.destroy();
+    host.close();
+  });
+  await eventually('the port is taken again', () => new Promise<boolean>((resolve) => {
+    host.once('error', () => resolve(false));
+    host.listen(sshd.port, '127.0.0.1', () => resolve(true));
+  }), 10_000);
+  await eventually('the run tries to reconnect', () => silent.length > 0, 30_000);
+  const sent = Date.now();
+  child.kill('SIGINT');
+  const code = await Promise.race([exited, sleep(15_000).then(() => 'waiting' as const)]);
+  t.ok(Date.now() - sent < 5000, `the run ended ${Date.now() - sent} ms after the signal, not when the connect attempt (10 s) timed out`);
+  t.equal(code, 1, 'unsuccessful run');
+  t.match(out(), /Aborted tasks: 1/);
 });
 
 /** A one-task project on the ssh backend (one host: the test sshd). */
@@ -353,6 +396,38 @@ t.test('an adhoc machine allocated after the others ran every job, whose discard
   t.equal((await readFile(discarded, 'utf8')).trim().split('\n').length, 2, 'each machine\'s discard script ran once');
   t.equal(out.match(/Error discarding cloud:debian-12 #\d: /g)?.length, 2, 'each failed discard said once');
   t.match(out, /2 machine\(s\) not discarded; discard them with: /, 'both left on record');
+});
+
+t.test('an adhoc machine whose SSH never answers and whose discard fails: the run says so, and the machine stays on record for run --discard', async (t) => {
+  const base = t.testdir();
+  const dir = join(base, 'project');
+  const discarded = join(base, 'discarded');
+  const cloudUp = join(base, 'cloud-up');
+  // a port nothing listens on: the machine died as it booted
+  const port = await freePort();
+  await mkdir(join(dir, 'tests', 'one'), { recursive: true });
+  await writeFile(join(dir, 'tests', 'one', 'task.yaml'), 'summary: one\nexecute: echo one\n');
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    [
+      'project: deadboot', `path: ${join(base, 'remote')}`, 'backends:', '  cloud:', '    type: adhoc', '    allocate-timeout: 1s',
+      '    allocate: |', `      ADDRESS 127.0.0.1:${port}`,
+      // the cloud's API fails the run's discard, answers the later run --discard
+      '    discard: |', `      [ -e ${cloudUp} ] || { echo "cloud API unavailable"; exit 1; }`, `      echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`,
+      '    systems:', '      - debian-12',
+      'suites:', '  tests/:', '    summary: one task', '',
+    ].join('\n'),
+  );
+  // a runner of its own: `run --discard` takes the machines of runners that are gone
+  const run = spawnSync(process.execPath, cliArgs(['run', '--data', join(base, 'cache')]), { cwd: dir, encoding: 'utf8', timeout: 120_000 });
+  const out = run.stdout + run.stderr;
+  t.equal(run.status, 1, 'unsuccessful run');
+  t.match(out, /Aborted tasks: 1\n/);
+  t.match(out, new RegExp(`Error preparing cloud:debian-12: .*127\\.0\\.0\\.1:${port}.*cannot discard cloud:debian-12 at 127\\.0\\.0\\.1:${port}: .*cloud API unavailable`), 'the failed discard is said');
+  t.match(out, /1 machine\(s\) not discarded; discard them with: /, 'the machine is on record');
+  await writeFile(cloudUp, '');
+  t.equal(await discardKeptMachines({ cwd: dir, dataRoot: join(base, 'cache'), log: new RunLog(() => undefined) }), 1, 'run --discard finds it');
+  t.equal(await readFile(discarded, 'utf8'), `127.0.0.1:${port}\n`, 'and its discard script ran with its address');
 });
 
 t.test('an adhoc allocate script that gives the address of a machine the run holds: that allocation fails, naming it, and what it allocated is discarded', async (t) => {
