@@ -242,9 +242,19 @@ export function onlyIfCached(req: FastifyRequest): boolean {
   return /(^|[\s,])only-if-cached\b/i.test(String(req.headers['cache-control'] ?? ''));
 }
 
-/** The answer to an only-if-cached request that no stored answer can serve. */
+/**
+ * The answer to an only-if-cached request that no stored answer can serve: the answer its
+ * client asked for (push asks so which bases a region's cache holds, on every push), not a
+ * failure, so neither logged nor counted as one (server.ts).
+ */
+export class NotCachedError extends FleetError {
+  constructor() {
+    super('FC_ERR_UPSTREAM_TIMEOUT', 'only-if-cached: no stored response can answer this request without asking upstream');
+  }
+}
+
 export function notCached(): FleetError {
-  return new FleetError('FC_ERR_UPSTREAM_TIMEOUT', 'only-if-cached: no stored response can answer this request without asking upstream');
+  return new NotCachedError();
 }
 
 /**

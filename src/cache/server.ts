@@ -6,7 +6,7 @@ import { NotFoundError } from '../errors.js';
 import { baseServerOptions, buildOnDataDir, continueOnlyWhenAllowed, DEFAULT_MAX_HEADERS, malformedRequest, refuseMalformedRequests } from '../http/server-options.js';
 import { clientIdleMs, DEFAULT_FILL_MEMORY, type CacheConfig } from './config.js';
 import type { ClusterLink } from './cluster/link.js';
-import type { CacheContext, Mirror } from './context.js';
+import { NotCachedError, type CacheContext, type Mirror } from './context.js';
 import { DiskStore } from './disk-store.js';
 import { answerEarly, takeResume } from './early-hits.js';
 import { plainBlobGet, sendEarlyHit, serveSmallHit } from './fast-hit.js';
@@ -119,8 +119,10 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
 
   app.setErrorHandler((err: unknown, req, reply) => {
     const fe = requestError(err);
-    metrics.error(fe.code, fe.status);
-    if (fe.status >= 500) req.log.error(failureFields(fe, req), 'request failed'); // req.log has the reqId
+    if (!(fe instanceof NotCachedError)) {
+      metrics.error(fe.code, fe.status);
+      if (fe.status >= 500) req.log.error(failureFields(fe, req), 'request failed'); // req.log has the reqId
+    }
     if (reply.raw.headersSent) return void reply.raw.destroy();
     closeUnreadBody(req.raw, reply); // an upload refused before its body was read is not read
     // An error is not the object: no cache in front keeps it (as the origin's errors say).

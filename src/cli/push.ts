@@ -12,6 +12,7 @@ import { DEFAULT_LEVEL_HELP } from '../delta/xdelta.js';
 import { requireInput } from '../path-checks.js';
 import { transferBars } from './progress.js';
 import { requireHttpUrl } from './url-flags.js';
+import { repeatable } from './repeatable.js';
 import { reportSkipped, rulesFrom, withRuleOptions, type RuleFlags } from './pack.js';
 
 function defaultBaseCache(): string {
@@ -24,6 +25,7 @@ interface PushFlags extends RuleFlags {
   run?: string;
   tokenFile?: string;
   baseCache: string;
+  cache: string[];
   baseCacheSize: string;
   compression: string;
   level?: string;
@@ -41,6 +43,7 @@ export function registerPush(program: Command): void {
       .option('--run <id>', 'run id (default: timestamp and random suffix)')
       .option('--token-file <file>', 'write token (default: $FLEETCACHE_TOKEN)')
       .option('--base-cache <dir>', 'local copies of the bases, by digest', defaultBaseCache())
+      .addOption(repeatable('--cache <url>', "a region's cache (the one its machines pull through), one per region; repeatable: a base a cache lacks counts its compressed size against a delta made with it", 'none: bases ranked by their delta alone'))
       .option('--base-cache-size <size>', 'bound of the base cache: the least recently used bases past it are removed after the push', DEFAULT_BASE_CACHE_SIZE)
       .option('--compression <c>', 'delta compression: none, gzip or brotli', DEFAULT_COMPRESSION)
       .option('--level <n>', DEFAULT_LEVEL_HELP)
@@ -49,6 +52,7 @@ export function registerPush(program: Command): void {
     if (!isCompression(flags.compression)) throw new UsageError(`--compression must be none, gzip or brotli, got "${flags.compression}"`);
     const level = parseLevel(flags.level);
     requireHttpUrl('--origin', flags.origin);
+    requireHttpUrl('--cache', ...flags.cache);
     await requireInput(dir, 'directory', 'project directory');
     const token = resolveToken(flags.tokenFile);
     const { pushProject, unusableBaseLine } = await import('../project-upload/push.js'); // not loaded for --help
@@ -58,6 +62,7 @@ export function registerPush(program: Command): void {
       project: flags.project,
       origin: flags.origin,
       baseCache: flags.baseCache,
+      regionCaches: flags.cache,
       baseCacheSize: parseSizeFlag('--base-cache-size', flags.baseCacheSize),
       rules: rulesFrom(flags, dir),
       compression: flags.compression,

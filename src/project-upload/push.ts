@@ -1,5 +1,7 @@
 // Uploading a project run: pack deterministically, pick the base (among the newest few the
-// origin has) that gives the smallest delta, upload only that delta and a run manifest. The
+// origin has) that sends the fewest bytes over the slow links (its delta, up once and down
+// to each region, plus the whole base to each region whose cache lacks it), upload only
+// that delta and a run manifest. The
 // first upload, or a delta above 10% of the gzip-compressed tar, stores the tar as a new base;
 // so does a push whose every candidate base is more than twice the size of that tar.
 // Bases are kept in a local directory by digest (base-cache.ts), so the slow link is crossed
@@ -22,6 +24,7 @@ import { writeAtomically } from './atomic-file.js';
 import { baseCachePath, cachedDigest, DEFAULT_BASE_CACHE_SIZE, markUsed, pruneBaseCache, recordCachedDigest, type PruneResult } from './base-cache.js';
 import { gzipFileInThread } from './gzip-thread.js';
 import { withTempDir } from './temp-dir.js';
+import { cachesLacking } from './cache-holdings.js';
 import { downloadBlob, UNSTATED_BASE_GROWTH, type PlainBound } from './transfer.js';
 import { sha256File } from '../store/hashing.js';
 import { checkSegment } from '../store/safe-name.js';
@@ -66,6 +69,12 @@ interface PushOptions {
   readonly run?: string;
   /** Where bases are kept by digest between runs. */
   readonly baseCache: string;
+  /**
+   * The cache each region's machines pull through (the nearest of the region's), asked which
+   * candidate bases they hold: a candidate one lacks costs its whole compressed base over
+   * that region's slow link. None: candidates are ranked by their delta alone.
+   */
+  readonly regionCaches?: readonly string[];
   /** Bytes the base cache keeps at most once the push is done (default DEFAULT_BASE_CACHE_SIZE). */
   readonly baseCacheSize?: number;
   readonly rules?: PackRules;
@@ -268,6 +277,10 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   const [bases] = await Promise.all([listBases(options.origin, options.project, http), checkWriteToken(options.origin, http)]);
   const unusableBases: UnusableBase[] = [];
   const candidates = await storedAtOrigin(options.origin, bases.slice(0, BASE_CANDIDATES), http, unusableBases);
+  const regionCaches = options.regionCaches ?? [];
+  // Asked while the tree is packed; it fails only when the push is stopped.
+  const lacking = cachesLacking(regionCaches, candidates, signal);
+  lacking.catch(() => undefined);
   return withTempDir('fleetcache-push-', async (work) => {
     const packedFile = join(work, 'packed.tar');
     // The work directory and the base cache may lie inside the project (TMPDIR=$PWD/tmp, push ~).
@@ -297,31 +310,46 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       const used = new Set<string>();
       if (same) used.add(baseCachePath(options.baseCache, same.digest));
       // Each VCDIFF goes to a file (it can be as large as the tar), the best one kept.
-      let best: { base: BaseInfo; baseSize: number; file: string; vcdiffSize: number; quick: number } | undefined;
+      let best: { base: BaseInfo; baseSize: number; file: string; vcdiffSize: number; quick: number; cost: number } | undefined;
+      /**
+       * A candidate's delta crosses the slow links once up, to the origin, and once down to
+       * each region: its rank counts that many times. To it is added `fetches`, its whole
+       * compressed base for each region whose cache lacks it (fetched there once).
+       */
+      const slowLinks = 1 + regionCaches.length;
+      const lackingCounts = await lacking;
+      const ranked = candidates
+        .map((base, i) => ({ base, i, fetches: (lackingCounts[i] ?? 0) * base.size }))
+        // the cheapest base first: a costlier one is then stopped early, or not fetched at all
+        .sort((a, b) => a.fetches - b.fetches);
       /** The compressed tar's size once its gzip ended: a base too large for it is then passed over before it is fetched and encoded. */
       let gzippedSize: number | undefined;
       void gzipping.then((gz) => (gzippedSize = gz.size), () => undefined);
       const tooLarge = (base: BaseInfo, fullSize: number): boolean => base.size > MAX_BASE_GROWTH * fullSize;
       const encodes: CandidateEncode[] = [];
       /**
-       * Whether a candidate whose VCDIFF has `size` bytes so far, `counted` after the fast
-       * pass, can no longer be chosen: its encode stops there. Under a best delta that ranks 0
-       * (its raw VCDIFF under the re-base bound), one past that delta's raw size. Otherwise,
-       * once the re-base bound is known (the tar's gzip ended), one whose raw VCDIFF is past
-       * it (it ranks by its fast pass then) and whose fast pass is already past the best's, or
-       * past 2 × bound, which no candidate is chosen above (a new base is made). `counted`
-       * only grows as the encode goes on, so the stop is sound whatever the rest of the
-       * VCDIFF compresses to. A raw size alone bounds nothing: a VCDIFF of many MB can
+       * Whether a candidate costing `fetches` whose VCDIFF has `size` bytes so far, `counted`
+       * after the fast pass, can no longer be chosen: its encode stops there (or is not
+       * started, at 0 bytes). Its cost is at least `fetches`, plus `counted` × slowLinks once
+       * the re-base bound is known (the tar's gzip ended) and its raw VCDIFF is past it (it
+       * ranks by its fast pass then, not as 0): it cannot be chosen past the best's cost, nor
+       * at the same cost with a larger VCDIFF (the tie's rule below), nor with a fast pass
+       * past 2 × bound, which no candidate is chosen above (a new base is made). `size` and
+       * `counted` only grow as the encode goes on, so the stop is sound whatever the rest of
+       * the VCDIFF compresses to. A raw size alone bounds nothing: a VCDIFF of many MB can
        * compress to a few KB.
        */
-      const hopeless = (size: number, counted: number): boolean => {
-        if (best?.quick === 0) return size > best.vcdiffSize;
-        if (gzippedSize === undefined) return false;
-        const bound = REBASE_RATIO * gzippedSize;
-        return size > bound && counted > Math.min(2 * bound, best?.quick ?? Infinity);
+      const hopeless = (fetches: number, size: number, counted: number): boolean => {
+        const bound = gzippedSize === undefined ? undefined : REBASE_RATIO * gzippedSize;
+        const byFastPass = bound !== undefined && size > bound;
+        if (byFastPass && counted > 2 * bound) return true;
+        if (!best) return false;
+        const least = fetches + (byFastPass ? counted * slowLinks : 0);
+        return least > best.cost || (least === best.cost && size > best.vcdiffSize);
       };
-      for (const [i, base] of (same ? [] : candidates).entries()) {
+      for (const { base, i, fetches } of same ? [] : ranked) {
         if (gzippedSize !== undefined && tooLarge(base, gzippedSize)) continue;
+        if (hopeless(fetches, 0, 0)) continue; // its base to the regions costs more than the best
         const file = join(work, `candidate-${i}.vcdiff`);
         // Each candidate's VCDIFF is compressed by the fast pass as it is written (the ranking
         // below), so that an encode stops once the candidate can no longer be chosen: after a
@@ -334,7 +362,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
           const count = (counter = new QuickSizeCounter(compression, result.size));
           return async (bytes, size) => {
             await count.write(bytes);
-            return hopeless(size, count.counted);
+            return hopeless(fetches, size, count.counted);
           };
         };
         try {
@@ -362,11 +390,16 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
           // Candidates are ranked by their fast compression (compressDelta's slow pass costs up
           // to 1.6 s per MiB), or as 0 when the raw VCDIFF is under the re-base bound already: only
           // the best gets the slow pass, and only when it can still come under the bound (the
-          // slow pass does not halve what the fast one leaves).
+          // slow pass does not halve what the fast one leaves). A delta ranked 0 counts as nothing
+          // beside a base a region lacks (a tenth of the tar at most, where that base is a whole tar).
           const quick = size <= REBASE_RATIO * fullSize ? 0 : await (counter as QuickSizeCounter).end();
-          if (!best || quick < best.quick || (quick === best.quick && size < best.vcdiffSize)) {
+          const cost = quick * slowLinks + fetches;
+          // Past 2 × the re-base bound, a delta is not chosen (a new base is made): nor can it
+          // push aside, by its cheaper base, a candidate that could be.
+          const choosable = quick <= 2 * REBASE_RATIO * fullSize;
+          if (choosable && (!best || cost < best.cost || (cost === best.cost && size < best.vcdiffSize))) {
             if (best) await rm(best.file);
-            best = { base, baseSize, file, vcdiffSize: size, quick };
+            best = { base, baseSize, file, vcdiffSize: size, quick, cost };
           } else {
             await rm(file);
           }
@@ -378,7 +411,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       const fullUploadBytes = gz.size;
       const bound = REBASE_RATIO * fullUploadBytes;
       const deltaFile = join(work, 'delta');
-      const chosen = best && best.quick <= 2 * bound ? { ...best, deltaSize: await compressDelta(best.file, deltaFile, compression) } : undefined;
+      const chosen = best ? { ...best, deltaSize: await compressDelta(best.file, deltaFile, compression) } : undefined;
 
       signal?.throwIfAborted();
       const created = new Date().toISOString();

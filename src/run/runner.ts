@@ -216,6 +216,8 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       secretFiles: [...(tokenFile ? [tokenFile] : []), ...backendKeyFiles(backends, fields, project.rootDir)],
       ...(o.run ? { run: o.run } : {}),
       baseCache: join(dataRoot, 'bases'),
+      // the nearest cache of each region: the one its machines pull through first
+      regionCaches: Object.values(fleet.regions).flatMap((region) => region.caches.slice(0, 1)),
       ...(o.baseCacheSize !== undefined ? { baseCacheSize: o.baseCacheSize } : {}),
       ...(project.repack ? { repack: project.repack, repackOptions: repackOptions(project, jobs, log) } : {}),
       rules: { ...(fields.include ? { include: fields.include } : {}), exclude: fields.exclude, rename: fields.rename, ...runnerState(project.rootDir, dataRoot) },

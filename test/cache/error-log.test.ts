@@ -43,6 +43,27 @@ t.test('request failed: method, path and request id, no secrets', async (t) => {
   await cache.stop();
 });
 
+t.test('an only-if-cached request the cache answers with a 504 (push asks so which bases it holds) is the answer asked for: neither logged nor counted as a failure', async (t) => {
+  const dir = t.testdir();
+  writeFileSync(join(dir, 'cache.yaml'), 'upstream: http://127.0.0.1:1/\n');
+  const cache = await startServerProcess(t, ['cache', '-c', join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data')], { FLEETCACHE_LOG_LEVEL: 'info' });
+  const blob = `/cas/sha256/${'c'.repeat(64)}`;
+  for (const method of ['HEAD', 'GET'] as const) {
+    const res = await request(`${cache.url}${blob}`, { method, headers: { 'cache-control': 'only-if-cached' } });
+    await res.body.dump();
+    t.equal(res.statusCode, 504, `${method} only-if-cached: 504`);
+  }
+  // a miss that does fail (nothing listens upstream), logged after the probes were answered
+  await (await request(`${cache.url}${blob}`)).body.dump();
+  const failed = (): Line[] => cache.stderr().split('\n').filter((l) => l.includes('"msg":"request failed"')).map((l) => JSON.parse(l) as Line);
+  await eventually('the failed miss logged', () => failed().length >= 1);
+  t.same(failed().map((l) => l.code), ['FC_ERR_UPSTREAM'], 'only the failed miss is a "request failed" line');
+  const metrics = await (await request(`${cache.url}/-/metrics`)).body.text();
+  t.notMatch(metrics, /^fleetcache_cache_errors_total\{code="FC_ERR_UPSTREAM_TIMEOUT"/m, 'the 504s asked for are not counted as errors');
+  t.match(metrics, /^fleetcache_cache_errors_total\{code="FC_ERR_UPSTREAM",status="502",role="cache",region="default"\} 1$/m);
+  await cache.stop();
+});
+
 t.test('warnings about a mirror upstream name the path, never its query (a signature, a token)', async (t) => {
   const dir = t.testdir();
   let calls = 0;

@@ -113,6 +113,33 @@ t.test('push and pull on the command line', async (t) => {
   t.notOk(existsSync(other));
 });
 
+t.test("push --cache URL asks each region's cache (repeatable) which bases it holds, without credentials; a URL that is not http is refused", async (t) => {
+  const { dir, url, src } = await originAndProject(t);
+  const common = ['--project', 'demo', '--origin', url, '--base-cache', join(dir, 'bases'), '--token-file', join(dir, 'token')];
+  writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
+  const first = await cli(['push', src, ...common]);
+  const runId = /^run\t(.+)$/m.exec(first)?.[1] ?? '';
+  const manifest = JSON.parse(await (await request(`${url}/projects/demo/runs/${runId}`)).body.text()) as { base: { digest: string } };
+  // caches that hold nothing: a 504 to every only-if-cached HEAD, each request kept
+  const asked: { cache: number; method?: string; url?: string; cacheControl?: string; authorization?: string }[] = [];
+  const caches = await Promise.all([0, 1].map(async (cache) => {
+    const server = createServer((req, res) => {
+      asked.push({ cache, method: req.method, url: req.url, cacheControl: req.headers['cache-control'], authorization: req.headers.authorization });
+      res.writeHead(504).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => server.close());
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }));
+  writeFileSync(join(src, 'VERSION'), '2\n');
+  t.match(await cli(['push', src, ...common, '--cache', caches[0]!, '--cache', caches[1]!]), /uploaded\tdelta against base /);
+  const path = `/cas/sha256/${manifest.base.digest.slice('sha256:'.length)}`;
+  t.same(asked.sort((a, b) => a.cache - b.cache), [0, 1].map((cache) => ({ cache, method: 'HEAD', url: path, cacheControl: 'only-if-cached', authorization: undefined })), 'each cache asked once for the base');
+  const refused = await captured(['push', src, ...common, '--cache', 'ftp://cache']);
+  t.equal(refused.code, EXIT.usage);
+  t.match(refused.err, /--cache: /);
+});
+
 t.test('push never packs its token file: a token file kept in the project stays off the machines and the origin', async (t) => {
   const { dir, url, src } = await originAndProject(t);
   // beside spread.yaml, as a project keeps what it .gitignores

@@ -3,6 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { closeSync, existsSync, mkdirSync, openSync, statSync, rmSync, readdirSync, readFileSync, symlinkSync, writeFileSync, writeSync, chmodSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { request } from 'undici';
@@ -18,6 +20,8 @@ import { sha256File } from '../../src/store/hashing.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
 import { cliArgs } from '../helpers/processes.js';
 import { describeTree } from '../helpers/tree.js';
+import { eventually } from '../helpers/wait.js';
+import { startCache } from '../cache/harness.js';
 
 const TOKEN = TEST_TOKEN;
 
@@ -159,6 +163,62 @@ function replaceWithRandomTree(project: string): void {
   mkdirSync(project);
   for (let i = 0; i < 4; i++) writeFileSync(join(project, `part${i}.bin`), randomBytes(5 << 20));
 }
+
+/** Whether the cache at `cacheUrl` holds the blob `digest`: its HEAD with only-if-cached (never asks the origin). */
+async function cacheHolds(cacheUrl: string, digest: string): Promise<boolean> {
+  const res = await request(`${cacheUrl}${casPath(parseDigestString(digest))}`, { method: 'HEAD', headers: { 'cache-control': 'only-if-cached' } });
+  await res.body.dump();
+  if (res.statusCode !== 200 && res.statusCode !== 504) throw new Error(`HEAD only-if-cached: HTTP ${res.statusCode}`);
+  return res.statusCode === 200;
+}
+
+/** Has the cache at `cacheUrl` fetch the blob `digest` from the origin, as a region's first pull does. */
+async function fillCache(cacheUrl: string, digest: string): Promise<void> {
+  const res = await request(`${cacheUrl}${casPath(parseDigestString(digest))}`);
+  await res.body.dump();
+  await eventually(`the cache stores ${digest}`, () => cacheHolds(cacheUrl, digest));
+}
+
+t.test("a base the region's cache holds is preferred to a slightly smaller delta against one it would fetch whole", async (t) => {
+  const { url, dir, project, common } = await originWithProject(t, 'cached-base');
+  const { url: cacheUrl } = await startCache(t, { upstream: url }, join(dir, 'cache-data'));
+  const older = await pushProject({ ...common, run: 'older' });
+  // the newer base: the older tree, a large file (a new base: its delta is past the re-base bound) and a small one
+  writeFileSync(join(project, 'large.bin'), randomBytes(512 << 10));
+  writeFileSync(join(project, 'small.bin'), randomBytes(4 << 10));
+  const newer = await pushProject({ ...common, run: 'newer' });
+  t.ok(newer.rebased, 'the newer base');
+  // the change: the large file gone, the small one kept, which the newer base has and the older does not
+  rmSync(join(project, 'large.bin'));
+  const plain = await pushProject({ ...common, run: 'no-caches' });
+  t.equal(plain.manifest.base.id, newer.manifest.base.id, 'without caches: the newer base, whose delta is smaller');
+  const [againstNewer, againstOlder] = plain.encodes;
+  t.ok(againstNewer && againstOlder && againstNewer.vcdiffSize < againstOlder.vcdiffSize, `its delta is smaller (${againstNewer?.vcdiffSize} < ${againstOlder?.vcdiffSize} bytes)`);
+
+  await fillCache(cacheUrl, older.manifest.base.digest);
+  const onlyOlder = await pushProject({ ...common, run: 'only-older-cached', regionCaches: [cacheUrl] });
+  t.equal(onlyOlder.manifest.base.id, older.manifest.base.id, 'the cache holding the older base only: the older base');
+  t.notOk(onlyOlder.rebased);
+  t.same(onlyOlder.encodes.map((e) => e.id), [older.manifest.base.id], 'the newer base not even encoded: its fetch by the region costs more than the delta');
+  t.notOk(await cacheHolds(cacheUrl, newer.manifest.base.digest), 'the probe did not have the cache fetch the newer base');
+
+  await fillCache(cacheUrl, newer.manifest.base.digest);
+  const both = await pushProject({ ...common, run: 'both-cached', regionCaches: [cacheUrl] });
+  t.equal(both.manifest.base.id, newer.manifest.base.id, 'the cache holding both: the newer base, whose delta is smaller');
+
+  // a cache that does not answer holds nothing: the base both lack the less of, the older, is chosen
+  const silent = createServer(() => undefined); // accepts, never answers
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    silent.closeAllConnections();
+    silent.close();
+  });
+  const silentUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const started = Date.now();
+  const withSilent = await pushProject({ ...common, run: 'silent-cache', regionCaches: [cacheUrl, silentUrl] });
+  t.equal(withSilent.manifest.base.id, older.manifest.base.id, 'a silent cache: both bases lacking there, the smaller one fetched');
+  t.ok(Date.now() - started < 30_000, 'the silent cache did not hold the push up past its probe timeout');
+});
 
 t.test('an encode against a candidate stops once the candidate cannot be chosen: past the delta a newer base gave, or past what makes a new base', async (t) => {
   const { common, project } = await originWithProject(t, 'candidate-stop');

@@ -554,3 +554,28 @@ t.test("a base lost at the origin is passed over with a warning: the run makes a
   t.match(second.out, new RegExp(`WARNING: base ${manifest.base.id} at the origin cannot be used, passed over .*: its blob sha256:${hex} is not at the origin \\(HTTP 404\\)`));
   t.match(second.out, /Sent .* to the origin as a new base/);
 });
+
+t.test("a configured fleet's run asks each region's cache which bases it holds, without credentials, before it picks one", async (t) => {
+  const dir = await demoProject(t);
+  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  const cache = await buildCacheServer({ region: 'region-a', upstream: origin.url, dataDir: join(dir, '..', 'region-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  const probes: { url: string; authorization: string | undefined }[] = [];
+  cache.addHook('onRequest', async (req) => {
+    if (req.method === 'HEAD' && /only-if-cached/.test(String(req.headers['cache-control']))) probes.push({ url: req.url, authorization: req.headers.authorization });
+  });
+  const { fleetFile } = await fleetOfOneCache(t, dir, origin.url, cache);
+  const token = await tokenFile(t, origin.token);
+  const run = async () => {
+    const { log, text } = capture();
+    const result = await runProject({ cwd: dir, filters: ['local:alpha-1:tests/hello'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: token });
+    if (!result.tally.ok) t.comment(text());
+    return result;
+  };
+  const first = await run();
+  t.same(probes, [], 'the first run: no base to ask about');
+  await writeFile(join(dir, 'NEW.md'), 'a change\n');
+  const second = await run();
+  t.equal(second.tally.ok, true);
+  const base = parseDigestString(first.push.manifest.base.digest).hex;
+  t.same(probes, [{ url: `/cas/sha256/${base}`, authorization: undefined }], "the second run asked region-a's cache for the first run's base, without the write token");
+});
