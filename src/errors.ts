@@ -50,7 +50,7 @@ export const ERROR_CODES = {
   FC_ERR_QUOTA: { status: 507, exit: EXIT.failure, summary: "A run's artifact budget at the origin (limits.maxRunArtifactsSize, maxRunArtifactsFiles) has no room for the upload; nothing was stored." },
   FC_ERR_LENGTH_REQUIRED: { status: 411, exit: EXIT.usage, summary: 'The upload must state its Content-Length (an artifact upload with a run token).' },
   FC_ERR_UNSUPPORTED_ENCODING: { status: 415, exit: EXIT.usage, summary: 'The upload has a Content-Encoding (gzip, …): the origin decodes none, and would serve the coded bytes as the content; nothing was stored.' },
-  FC_ERR_UPSTREAM: { status: 502, exit: EXIT.unavailable, summary: 'The upstream answered with an error or broke the connection, or redirected where the cache does not follow (another scheme, too many hops, a private address: privateRedirects).' },
+  FC_ERR_UPSTREAM: { status: 502, exit: EXIT.unavailable, summary: 'The upstream answered with an error or broke the connection, or redirected where the cache does not follow (another scheme, too many hops, an address that is not public: loopback, private, link-local, unspecified, multicast or reserved, an IPv6 one embedding such an IPv4 one included: privateRedirects).' },
   FC_ERR_UPSTREAM_TIMEOUT: { status: 504, exit: EXIT.unavailable, summary: 'The upstream did not answer in time.' },
   FC_ERR_UNAVAILABLE: { status: 503, exit: EXIT.unavailable, summary: 'The service or upstream is temporarily unavailable.' },
   FC_ERR_DELTA: { status: 422, exit: EXIT.failure, summary: 'A VCDIFF delta could not be encoded or decoded.' },

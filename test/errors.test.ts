@@ -3,6 +3,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { ERROR_CODES, EXIT, FleetError, toFleetError } from '../src/errors.js';
 import { errorAnswer } from '../src/http/errors.js';
+import { notPublicKind } from '../src/cache/redirect-targets.js';
 import { REPO_ROOT } from './helpers/processes.js';
 
 const doc = readFileSync(`${REPO_ROOT}docs/errors.md`, 'utf8');
@@ -50,4 +51,16 @@ t.test('a connection that fails raw (while a body streams) is an upstream error 
   t.same(['UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT'].map(of), ['FC_ERR_UPSTREAM_TIMEOUT', 'FC_ERR_UPSTREAM_TIMEOUT']);
   t.equal(toFleetError(Object.assign(new Error('x'), { code: 'UND_ERR_BODY_TIMEOUT' })).exitCode, EXIT.unavailable);
   t.same(['UND_ERR_ABORTED', 'UND_ERR_INVALID_ARG'].map(of), ['FC_ERR_INTERNAL', 'FC_ERR_INTERNAL'], 'an abort or a bad argument is not the network');
+});
+
+t.test('FC_ERR_UPSTREAM names every kind of address a redirect is refused to, in the catalogue and the document', async (t) => {
+  const row = doc.split('\n').find((l) => l.startsWith('| `FC_ERR_UPSTREAM`'))!;
+  // one address of each kind the cache refuses, Teredo (its client 127.0.0.1) and 2001::/23's reserved part among them
+  const refused = ['127.0.0.1', '10.0.0.1', '169.254.169.254', '0.0.0.0', '224.0.0.1', '240.0.0.1', '2001:0:4136:e378:8000:63bf:80ff:fffe', '2001:2::1'];
+  const kinds = new Set(refused.map((address) => notPublicKind(address)));
+  t.notOk(kinds.has(undefined), 'each address is refused');
+  for (const kind of kinds) {
+    t.match(ERROR_CODES.FC_ERR_UPSTREAM.summary, kind!, `src/errors.ts names ${kind}`);
+    t.match(row, kind!, `docs/errors.md names ${kind}`);
+  }
 });

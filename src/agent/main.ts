@@ -25,9 +25,11 @@
 //              → {ok, files:[{filename, source, url, bytesDownloaded, bytesFromCache, error?}], failed, bytesDownloaded, bytesFromCache,
 //                 skipped:[{url, code}] (each URL a file's download gave up on), warnings,
 //                 error? (when a file failed: the failed files' errors)}
-//   artifacts  {url, token?, run, job, cwd, paths: string[], stored?: [{path, size, digest}]}
+//   artifacts  {url, token?, run, job, cwd, paths: string[], stored?: [{path, size, digest}], cacheTimeoutMs?}
 //              stored: the files an earlier try stored (its failed answer's `stored`): not sent
 //              again while their content is the same.
+//              cacheTimeoutMs: given when url is a cache another URL follows: how long it may keep
+//              silent (taking no bytes of an upload, or not answering), as for pull.
 //              → {ok:true, files, bytes, missing:[paths], skipped:[paths]}; on failure the answer
 //              lists the files stored before it (stored), for the try through the next URL.
 //   version    {} → {ok:true, version, node}
@@ -64,7 +66,7 @@ const assetsArgs = Type.Object(
   { additionalProperties: false },
 );
 const artifactsArgs = Type.Object(
-  { url: Name, token: Type.Optional(Type.String()), run: Name, job: Name, cwd: Name, paths: Type.Array(Type.String()), stored: Type.Optional(Type.Array(artifactEntrySchema)) },
+  { url: Name, token: Type.Optional(Type.String()), run: Name, job: Name, cwd: Name, paths: Type.Array(Type.String()), stored: Type.Optional(Type.Array(artifactEntrySchema)), cacheTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })) },
   { additionalProperties: false },
 );
 const versionArgs = Type.Object({}, { additionalProperties: false });
@@ -145,8 +147,13 @@ async function assets(args: Static<typeof assetsArgs>): Promise<Output> {
 }
 
 async function artifacts(args: Static<typeof artifactsArgs>): Promise<Output> {
-  const { uploadArtifacts } = await import('../artifacts/upload.js');
-  const result = await uploadArtifacts({ url: args.url, run: args.run, job: args.job, cwd: args.cwd, paths: args.paths, ...(args.token ? { token: args.token } : {}), ...(args.stored ? { stored: args.stored } : {}) });
+  const [{ uploadArtifacts }, { cacheLimits }] = await Promise.all([import('../artifacts/upload.js'), import('../client/http.js')]);
+  const result = await uploadArtifacts({
+    url: args.url, run: args.run, job: args.job, cwd: args.cwd, paths: args.paths,
+    ...(args.token ? { token: args.token } : {}),
+    ...(args.stored ? { stored: args.stored } : {}),
+    ...(args.cacheTimeoutMs !== undefined ? { limits: cacheLimits(args.cacheTimeoutMs) } : {}),
+  });
   return { ok: true, files: result.files.length, bytes: result.bytes, missing: result.missing, skipped: result.skipped };
 }
 

@@ -6,7 +6,7 @@
 import { createReadStream } from 'node:fs';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { httpPut } from '../client/http.js';
+import { httpPut, type CacheLimits } from '../client/http.js';
 import { DigestMismatchError, FleetError, withDetails } from '../errors.js';
 import { hashingTap, sha256File } from '../store/hashing.js';
 import { artifactUrl, INDEX_FORMAT, INDEX_NAME, indexUrl, type ArtifactIndex } from './names.js';
@@ -27,6 +27,8 @@ interface UploadArtifactsOptions {
    * sent again while their content is the same, only listed in the index.
    */
   readonly stored?: readonly ArtifactEntry[];
+  /** What `url` is allowed, a cache's followed by another URL (cacheLimits): the client's defaults otherwise. */
+  readonly limits?: CacheLimits;
 }
 
 type ArtifactEntry = ArtifactIndex['files'][number];
@@ -108,13 +110,14 @@ async function collectArtifacts(cwd: string, paths: readonly string[]): Promise<
  * through a cache). The file is read twice, first to hash it (`stated`): a file that changed
  * between the two reads is refused the same way, and reported as such.
  */
-async function putFile(url: string, file: string, stated: { size: number; digest: string }, token: string | undefined): Promise<void> {
+async function putFile(url: string, file: string, stated: { size: number; digest: string }, token: string | undefined, limits: CacheLimits | undefined): Promise<void> {
   const { tap, result } = hashingTap();
   const source = createReadStream(file);
   source.on('error', (err) => tap.destroy(err));
   source.pipe(tap);
   const answer = await httpPut<{ digest?: string; size?: number }>(url, tap, {
     ...(token ? { token } : {}),
+    ...limits,
     headers: { 'content-type': 'application/octet-stream', 'content-length': String(stated.size), 'x-fleetcache-digest': stated.digest },
   }).catch((err: unknown) => {
     const sent = result();
@@ -143,7 +146,7 @@ export async function uploadArtifacts(options: UploadArtifactsOptions): Promise<
       const job = jobs[i]!;
       const stated = await sha256File(job.file);
       const earlier = stored.get(job.path);
-      if (earlier?.digest !== stated.digest || earlier.size !== stated.size) await putFile(job.url, job.file, stated, options.token);
+      if (earlier?.digest !== stated.digest || earlier.size !== stated.size) await putFile(job.url, job.file, stated, options.token, options.limits);
       files[i] = { path: job.path, size: stated.size, digest: stated.digest };
     }
   };
@@ -157,6 +160,7 @@ export async function uploadArtifacts(options: UploadArtifactsOptions): Promise<
     if (failure) throw failure.reason;
     await httpPut(indexUrl(options.url, options.run, options.job), index, {
       ...(options.token ? { token: options.token } : {}),
+      ...options.limits,
       headers: { 'content-type': 'application/json' },
     });
   } catch (err) {

@@ -11,7 +11,7 @@ import { waitForPort } from '../ssh/client.js';
 import { holdingNothing, MachineLeft, type AllocateOptions, type BackendContext, type EnvEntry, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
 import { LocalExecutor } from './local.js';
 import { endpointOf } from './endpoint.js';
-import { SshMachine, splitAddress } from './ssh-machine.js';
+import { parseAddress, SshMachine, splitAddress } from './ssh-machine.js';
 import { durationMs, durationOption as duration, rebootKeys, rebootSettings } from './ssh-reboot.js';
 import { levelTimeouts } from '../spread/scripts.js';
 
@@ -149,8 +149,9 @@ class AdhocProvider implements Provider {
       }
       if (r.fatal) throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: ${r.fatal}`);
       if (r.exitCode === 0 && !r.error && !r.killed) {
-        if (!r.address || /\s/.test(r.address)) {
-          throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: allocate script must print an address with ADDRESS <host[:port]>`);
+        if (!r.address || /\s/.test(r.address) || parseAddress(r.address) === undefined) {
+          const given = r.address ? `, not "${r.address}"` : '';
+          throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: allocate script must print an address with ADDRESS <host[:port]>${given}`);
         }
         address = r.address;
         break;

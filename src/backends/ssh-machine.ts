@@ -6,12 +6,18 @@ import type { ExecOptions, ExecResult, Machine, MachineRecord, Provider, RebootO
 import { rebootOverSsh, type RebootSettings } from './ssh-reboot.js';
 import { SshClient, type ConnectOptions, type SshTarget } from '../ssh/client.js';
 
-/** Splits "host[:port]" (IPv6 in brackets, or bare without a port) with a default port. */
-export function splitAddress(address: string, defaultPort = 22): { host: string; port: number } {
+/** "host[:port]" (IPv6 in brackets, or bare without a port) with a default port; undefined for anything else. */
+export function parseAddress(address: string, defaultPort = 22): { host: string; port: number } | undefined {
   if (isIPv6(address)) return { host: address, port: defaultPort };
   const m = /^(?:\[([^\]]+)\]|([^:\s]+))(?::(\d+))?$/.exec(address);
-  if (!m) throw new Error(`invalid address "${address}" (expected host[:port])`);
-  return { host: (m[1] ?? m[2])!, port: m[3] ? Number(m[3]) : defaultPort };
+  return m ? { host: (m[1] ?? m[2])!, port: m[3] ? Number(m[3]) : defaultPort } : undefined;
+}
+
+/** parseAddress for an address already checked (a configuration's, one an allocate script gave). */
+export function splitAddress(address: string, defaultPort = 22): { host: string; port: number } {
+  const parsed = parseAddress(address, defaultPort);
+  if (!parsed) throw new Error(`invalid address "${address}" (expected host[:port])`);
+  return parsed;
 }
 
 export class SshMachine implements Machine {

@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import { errorMessage, FleetError, NotFoundError, UpstreamError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
-import { cacheSpeedFloor, withSpeedFloor, type SpeedFloor } from './speed-floor.js';
+import { cacheSpeedFloor, uploadWithSpeedFloor, withSpeedFloor, type SpeedFloor } from './speed-floor.js';
 
 /** How long opening a connection (TCP, then TLS) may take, unless the request says (RequestOptions.connectTimeout). */
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -45,7 +45,7 @@ export interface RequestOptions {
    * body (clientAgent's 60 s and 120 s otherwise).
    */
   readonly idleTimeout?: number;
-  /** The least rate the answer's body may keep up over a window before it is given up on (speed-floor.ts). */
+  /** The least rate the answer's body, and a streamed upload's, may keep up over a window before it is given up on (speed-floor.ts). */
   readonly speedFloor?: SpeedFloor;
   /** How long opening the connection may take (clientAgent's 10 s otherwise); not with `dispatcher`, whose own applies. */
   readonly connectTimeout?: number;
@@ -165,6 +165,7 @@ async function send(method: Dispatcher.HttpMethod, url: string, options: Request
   if (options.progress && body && typeof body !== 'string' && !Buffer.isBuffer(body)) {
     body = counted(body, options.progress(`upload ${new URL(url).pathname.split('/').pop() ?? ''}`, declaredLength(options)));
   }
+  if (options.speedFloor && body && typeof body !== 'string' && !Buffer.isBuffer(body)) body = uploadWithSpeedFloor(body, options.speedFloor, method, url);
   try {
     return await request(url, {
       method,

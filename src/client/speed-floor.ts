@@ -5,8 +5,10 @@
 // take the next URL. Counted where undici receives the bytes (an interceptor), so every
 // reader of the body is covered; a window in which the reader itself held the body back
 // (backpressure: a slow disk) is not held against the server, and starts the window anew.
+// An upload's body is held to the same floor, counted as the request takes its bytes: a
+// cache that accepted an upload and then reads it a trickle at a time is given up on too.
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Duplex } from 'node:stream';
+import { Transform, type Duplex, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
@@ -41,8 +43,6 @@ class SpeedFloorHandler implements Dispatcher.DispatchHandler {
   #received = 0;
   /** Whether the reader held the body back (paused it) since the last sample. */
   #heldBack = false;
-  /** The byte counts at the last samples, oldest first. */
-  #samples: number[] = [];
   #timer: NodeJS.Timeout | undefined;
 
   constructor(inner: Dispatcher.DispatchHandler, floor: SpeedFloor, url: string) {
@@ -83,23 +83,55 @@ class SpeedFloorHandler implements Dispatcher.DispatchHandler {
   }
 
   #watch(controller: Dispatcher.DispatchController): void {
-    const { minBytesPerSecond, windowMs } = this.#floor;
-    this.#samples = [this.#received];
-    this.#timer = setInterval(() => {
+    this.#timer = watchRate(this.#floor, () => this.#received, () => {
       // held back by its reader: that window says nothing of the server
-      if (this.#heldBack || controller.paused) {
-        this.#heldBack = false;
-        this.#samples = [this.#received];
-        return;
-      }
-      this.#samples.push(this.#received);
-      if (this.#samples.length <= SAMPLES_PER_WINDOW) return;
-      const inWindow = this.#received - this.#samples.shift()!;
-      if (inWindow >= (minBytesPerSecond * windowMs) / 1000) return;
-      clearInterval(this.#timer);
-      const rule = `slower than ${minBytesPerSecond / 1024} KiB/s over ${windowMs / 1000} s`;
-      controller.abort(new UpstreamError(`GET ${redactUrl(this.#url)}: ${rule} (${inWindow} bytes in the last ${windowMs / 1000} s), given up on`, { timeout: true }));
-    }, windowMs / SAMPLES_PER_WINDOW);
-    this.#timer.unref();
+      const held = this.#heldBack || controller.paused;
+      this.#heldBack = false;
+      return held;
+    }, (rule) => controller.abort(new UpstreamError(`GET ${redactUrl(this.#url)}: ${rule}, given up on`, { timeout: true })));
   }
+}
+
+/**
+ * `body`, an upload's, under `floor`: the bytes the server takes of it (those the request
+ * reads; a server that stops reading soon stops the request too) must keep up the floor, else
+ * the body fails with an UpstreamError that names it and the request with it.
+ */
+export function uploadWithSpeedFloor(body: Readable, floor: SpeedFloor, method: string, url: string): Readable {
+  let taken = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      taken += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  // the source (a local file) is never the slow side: every window counts against the server
+  const timer = watchRate(floor, () => taken, () => false, (rule) => counter.destroy(new UpstreamError(`${method} ${redactUrl(url)}: the server took the upload ${rule}, given up on`, { timeout: true })));
+  counter.once('close', () => clearInterval(timer));
+  body.once('error', (err) => counter.destroy(err));
+  return body.pipe(counter);
+}
+
+/**
+ * Samples `count()` every tenth of the floor's window and calls `breached` (once, with the
+ * rule and what the window held) when the last window held fewer bytes than the floor asks;
+ * a sample at which `heldBack()` is true starts the window anew. The interval, to be cleared.
+ */
+function watchRate(floor: SpeedFloor, count: () => number, heldBack: () => boolean, breached: (rule: string) => void): NodeJS.Timeout {
+  const { minBytesPerSecond, windowMs } = floor;
+  let samples = [count()];
+  const timer = setInterval(() => {
+    if (heldBack()) {
+      samples = [count()];
+      return;
+    }
+    samples.push(count());
+    if (samples.length <= SAMPLES_PER_WINDOW) return;
+    const inWindow = count() - samples.shift()!;
+    if (inWindow >= (minBytesPerSecond * windowMs) / 1000) return;
+    clearInterval(timer);
+    breached(`slower than ${minBytesPerSecond / 1024} KiB/s over ${windowMs / 1000} s (${inWindow} bytes in the last ${windowMs / 1000} s)`);
+  }, windowMs / SAMPLES_PER_WINDOW);
+  timer.unref();
+  return timer;
 }

@@ -5,6 +5,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
 import { LineCounter, parseAllDocuments, parseDocument, isAlias, isMap, isNode, isPair, isScalar, isSeq, visit, type Alias, type Document, type Node, type Pair, type YAMLError, type YAMLMap } from 'yaml';
 import { ConfigError, errorMessage, UsageError } from '../errors.js';
+import { redactMalformedUrl } from '../redact-url.js';
 import { closestName, didYouMean } from './closest-name.js';
 import { NAME_PATTERN } from './names.js';
 import { MAX_SIZE, MAX_TIMER_MS, durationMs, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
@@ -468,7 +469,7 @@ function nonFinitePointer(value: unknown): string | undefined {
 /**
  * Checks command-line values against the fields of the schema they override, so a flag
  * meets the same rules as the file: `flags` maps a field to [flag name, value given].
- * Throws UsageError("--flag: message").
+ * Throws UsageError("--flag: message, not \"value\"").
  */
 export function checkFlags(schema: TObject, flags: Record<string, readonly [flag: string, value: unknown]>): void {
   for (const [field, [flag, value]] of Object.entries(flags)) {
@@ -476,9 +477,11 @@ export function checkFlags(schema: TObject, flags: Record<string, readonly [flag
     if (value === undefined || property === undefined) continue;
     const validate = ajv.compile(property);
     if (validate(value)) continue;
-    // A flag is always text: say what the text should look like, not the union's other branches.
+    // A flag is always text: say what the text should look like, not the union's other branches,
+    // and which text was given (as parseSizeFlag does), with any credentials of a URL hidden.
     const errors = validate.errors!;
-    throw new UsageError(`${flag}: ${describe(errors.find((e) => e.keyword === 'format' || e.keyword === 'pattern') ?? errors[0]!).message}`);
+    const refused = describe(errors.find((e) => e.keyword === 'format' || e.keyword === 'pattern') ?? errors[0]!).message;
+    throw new UsageError(`${flag}: ${refused}, not ${JSON.stringify(redactMalformedUrl(String(value)))}`);
   }
 }
 

@@ -10,7 +10,7 @@ import { buildCacheServer } from '../cache/server.js';
 import { DEFAULT_TIMEOUTS } from '../cache/config.js';
 import { resolveOriginTokens } from '../cli/origin.js';
 import { buildOrigin } from '../origin/server.js';
-import { splitAddress } from '../backends/ssh-machine.js';
+import { parseAddress } from '../backends/ssh-machine.js';
 import type { LocalOptions } from '../backends/local.js';
 import type { SshOptions } from '../backends/ssh.js';
 import { ConfigError, FleetError } from '../errors.js';
@@ -23,12 +23,7 @@ const GIVE_A_FLEET =
 
 /** The embedded servers listen on 127.0.0.1: only machines on this host can pull from them. */
 export function checkEmbeddedReach(backend: string, type: string, address: string): void {
-  let host: string;
-  try {
-    host = splitAddress(address).host;
-  } catch {
-    host = address;
-  }
+  const host = parseAddress(address)?.host ?? address;
   if (LOOPBACK.test(host)) return;
   throw new ConfigError(
     `backend ${backend} (${type}) has a machine at ${address}, but without a fleet configuration the runner's own origin and cache ` +

@@ -138,6 +138,8 @@ export class JobTransfers {
     const token = machineToken?.();
     let lastError: FleetError | undefined;
     for (const url of choice.urls) {
+      // a cache the next URL follows is given up on as a machine gives it up (docs/run.md)
+      const fromCache = cacheTimeoutMs !== undefined && choice.region !== ORIGIN_DIRECT && url !== choice.urls.at(-1);
       try {
         const answer = await runAgent(machine, agentPath(machine), 'artifacts', {
           url,
@@ -147,14 +149,14 @@ export class JobTransfers {
           cwd: posix.join(machine.projectPath, job.task.name),
           paths: job.task.artifacts,
           ...(stored.files ? { stored: stored.files } : {}),
+          ...(fromCache ? { cacheTimeoutMs } : {}),
         }, signal).catch((err: unknown) => {
           if (err instanceof AgentCommandError && Array.isArray(err.answer?.stored)) stored.files = err.answer.stored;
           throw err;
         });
         this.artifactBytes += Number(answer.bytes ?? 0);
         if (artifactsDir) {
-          // a cache the next URL follows is given up on as a machine gives it up (docs/run.md)
-          const limits = cacheTimeoutMs !== undefined && choice.region !== ORIGIN_DIRECT && url !== choice.urls.at(-1) ? { limits: cacheLimits(cacheTimeoutMs) } : {};
+          const limits = fromCache ? { limits: cacheLimits(cacheTimeoutMs) } : {};
           const fetched = await fetchArtifacts({ from: url, run, job: job.name, dest: artifactsDir, ...(token ? { token } : {}), ...limits });
           this.controllerBytesByCache[url] = (this.controllerBytesByCache[url] ?? 0) + fetched.bytes;
         }

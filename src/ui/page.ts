@@ -65,7 +65,8 @@ function figures(s) {
     // Answered without a fetch of their own: disk hits and requests that joined a fill.
     f.hitRatio = lookups ? (t.hits + t.collapsed) / lookups : null;
     f.served = t.bytesServed;
-    f.saved = Math.max(0, t.bytesServed - t.bytesUpstream);
+    // negative when the cache fetched more than it served, as /-/stats's savingsRatio (OPERATIONS.md)
+    f.saved = t.bytesServed - t.bytesUpstream;
     f.requests = lookups;
     f.links = [{ id: 'clients', label: 'cache → clients', bytes: t.bytesServed }, { id: 'upstream', label: 'upstream → cache', bytes: t.bytesUpstream }];
     for (const [k, v] of Object.entries(s.kinds || {})) f.kinds.push({ kind: k, out: v.bytesServed, in: v.bytesUpstream, requests: v.hits + v.misses + v.collapsed });

@@ -1,7 +1,7 @@
 // Artifacts round trip: the bundled agent uploads through a real cache, then
 // `fleetcache artifacts get` (the CLI as a child process) fetches them back into
 // DIR/<job name>/; escaping paths are refused on both sides.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -15,6 +15,7 @@ import { fetchArtifacts } from '../../src/artifacts/download.js';
 import { startCache } from '../cache/harness.js';
 import { startOrigin } from '../helpers/origin.js';
 import { pacedProxy } from '../helpers/paced-proxy.js';
+import { pacedUploadProxy } from '../helpers/paced-upload-proxy.js';
 import { cliArgs, REPO_ROOT } from '../helpers/processes.js';
 import { installAgent, runAgent } from './helpers.js';
 
@@ -26,6 +27,17 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
     });
   });
+}
+
+/** The agent, an origin, and a task directory holding big.bin of `size` random bytes. */
+async function machineWithBigFile(t: Test, size: number): Promise<{ agent: string; dir: string; origin: Awaited<ReturnType<typeof startOrigin>>; task: string }> {
+  const agent = await installAgent(t);
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const task = join(dir, 'machine');
+  mkdirSync(task, { recursive: true });
+  writeFileSync(join(task, 'big.bin'), randomBytes(size));
+  return { agent, dir, origin, task };
 }
 
 t.test('agent artifacts uploads through the cache; artifacts get fetches them back', async (t) => {
@@ -81,12 +93,7 @@ t.test('agent artifacts uploads through the cache; artifacts get fetches them ba
 });
 
 t.test("the runner's artifact fetch from a cache that trickles gives up at the cache floor (cacheLimits), for the next URL", async (t) => {
-  const agent = await installAgent(t);
-  const dir = t.testdir();
-  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
-  const task = join(dir, 'machine');
-  mkdirSync(task, { recursive: true });
-  writeFileSync(join(task, 'big.bin'), randomBytes(64 * 1024));
+  const { agent, dir, origin, task } = await machineWithBigFile(t, 64 * 1024);
   const res = await runAgent(agent, 'artifacts', { url: origin.url, token: origin.token, run: 'run-1', job: JOB, cwd: task, paths: ['big.bin'] });
   t.equal(res.code, 0, 'uploaded', { stderr: res.stderr });
   // a byte every 100 ms of each file: never silent for the 500 ms cacheTimeout, 10 bytes/s
@@ -100,6 +107,29 @@ t.test("the runner's artifact fetch from a cache that trickles gives up at the c
   t.equal(err?.code, 'FC_ERR_UPSTREAM_TIMEOUT');
   t.match(err?.message, /slower than 16 KiB\/s over 1 s/, 'the floor named');
   t.ok(Date.now() - started < 8000, `within seconds (${Date.now() - started} ms)`);
+});
+
+t.test('an upload to a cache that takes it a trickle at a time, or stops taking it, gives up at the cache limits (cacheTimeoutMs)', async (t) => {
+  // larger than what the sockets' buffers take in before the cache's pace holds the upload back
+  const { agent, origin, task } = await machineWithBigFile(t, 16 * 2 ** 20);
+  const cases: Array<[string, { bytes: number; everyMs: number }, RegExp]> = [
+    // 1 KiB every 100 ms: never silent for the 500 ms cacheTimeout, 10 KiB/s
+    // the file's chunks (64 KiB) then wait on the cache longer than it may keep silent, or its floor cuts it
+    ['trickles', { bytes: 1024, everyMs: 100 }, /big\.bin: (Headers Timeout Error|the server took the upload slower than 16 KiB\/s over 1 s)/],
+    ['stops reading', { bytes: 0, everyMs: 100 }, /big\.bin: (Headers Timeout Error|the server took the upload slower than 16 KiB\/s over 1 s)/],
+  ];
+  for (const [what, pace, message] of cases) {
+    const cache = await pacedUploadProxy(t, origin.url, (path) => path.endsWith('/big.bin'), pace);
+    const started = Date.now();
+    const res = await runAgent(agent, 'artifacts', { url: cache, token: origin.token, run: `run-${what.replace(' ', '-')}`, job: JOB, cwd: task, paths: ['big.bin'], cacheTimeoutMs: 500 });
+    t.not(res.code, 0, `${what}: the upload failed`);
+    t.match(res.json, { ok: false, code: 'FC_ERR_UPSTREAM_TIMEOUT', error: message }, what, { stderr: res.stderr });
+    t.ok(Date.now() - started < 10_000, `${what}: within seconds (${Date.now() - started} ms), not the client's minutes`);
+  }
+  // without cacheTimeoutMs (the origin, the last URL) the same file goes through a cache at its own pace
+  const healthy = await pacedUploadProxy(t, origin.url, () => false, { bytes: 0, everyMs: 100 });
+  const res = await runAgent(agent, 'artifacts', { url: healthy, token: origin.token, run: 'run-healthy', job: JOB, cwd: task, paths: ['big.bin'], cacheTimeoutMs: 500 });
+  t.match(res.json, { ok: true, files: 1 }, 'a cache that takes the upload passes it on', { stderr: res.stderr });
 });
 
 t.test('a failed upload lists the files it stored; the next try sends only the others, and a stored file whose content changed', async (t) => {

@@ -24,6 +24,18 @@ t.test('adhoc markers', async (t) => {
   t.equal(parseMarkers(0, 'ADDRESS=1.2.3.4\n').address, undefined, 'ADDRESS= does not work, as in spread');
 });
 
+t.test('adhoc: a malformed address from the allocate script is the backend\'s allocation error', async (t) => {
+  const dir = t.testdir();
+  const ctx: BackendContext = { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache') };
+  for (const address of ['a:b:c', 'host:port', '[::1']) {
+    const p = createProvider('lab', 'adhoc', { allocate: `ADDRESS '${address}'` }, ctx);
+    await t.rejects(p.allocate({ name: 'debian-12' }), {
+      code: 'FC_ERR_UNAVAILABLE',
+      message: `cannot allocate lab:debian-12: allocate script must print an address with ADDRESS <host[:port]>, not "${address}"`,
+    }, address);
+  }
+});
+
 t.test('adhoc: allocate and discard past their kill-timeout are killed, and the error says so', async (t) => {
   const dir = t.testdir();
   const pids = join(dir, 'pids');

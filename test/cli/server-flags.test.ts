@@ -12,7 +12,7 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const cache = ['cache', '--upstream', 'http://127.0.0.1:9', '--data', path.join(dir, 'data')];
 
 const cases: Array<[string[], RegExp]> = [
-  [[...cache, '--max-size', 'lots'], /^fleetcache: error: --max-size: must be a size \(e\.g\. 4096, 512MiB, 50GiB\)\n/],
+  [[...cache, '--max-size', 'lots'], /^fleetcache: error: --max-size: must be a size \(e\.g\. 4096, 512MiB, 50GiB\), not "lots"\n/],
   [[...cache, '--fill-memory', '1 bucket'], /^fleetcache: error: --fill-memory: must be a size/],
   [['cache', '--upstream', 'origin:8080', '--data', path.join(dir, 'data')], /^fleetcache: error: --upstream: must be an http or https URL/],
   [[...cache, '--region', 'a b'], /^fleetcache: error: --region: must be letters, digits, "\.", "_" and "-", starting with a letter or digit/],

@@ -30,7 +30,7 @@ t.test('the command: exit 3 for the file, 2 for the flag, before the data direct
   t.equal(fromFile.stderr, `fleetcache: error: ${file}:3: maxSize: must be ${phrase}\n`);
   const fromFlag = await runCli(['cache', '--upstream', 'http://127.0.0.1:9', '--listen', '127.0.0.1:0', '--data', data, '--max-size', '0']);
   t.equal(fromFlag.code, EXIT.usage, fromFlag.stderr);
-  t.equal(fromFlag.stderr, `fleetcache: error: --max-size: must be ${phrase}\n`);
+  t.equal(fromFlag.stderr, `fleetcache: error: --max-size: must be ${phrase}, not "0"\n`);
   t.notOk(existsSync(data), 'no data directory was made');
 });
 
@@ -53,6 +53,20 @@ t.test('a size too large to count is refused with file, line and field, or the f
   }
   const fromFlag = await runCli(['cache', '--upstream', 'http://127.0.0.1:9', '--listen', '127.0.0.1:0', '--data', data, '--max-size', huge]);
   t.equal(fromFlag.code, EXIT.usage, fromFlag.stderr);
-  t.equal(fromFlag.stderr, 'fleetcache: error: --max-size: must be a size (e.g. 4096, 512MiB, 50GiB)\n');
+  t.equal(fromFlag.stderr, `fleetcache: error: --max-size: must be a size (e.g. 4096, 512MiB, 50GiB), not "${huge}"\n`);
   t.notOk(existsSync(data), 'no data directory was made');
+});
+
+t.test('a size flag refused names the value given', async (t) => {
+  const data = path.join(t.testdir(), 'data');
+  for (const [flag, value] of [['--max-size', '50gigs'], ['--fill-memory', 'lots']]) {
+    const run = await runCli(['cache', '--upstream', 'http://127.0.0.1:9', '--listen', '127.0.0.1:0', '--data', data, flag!, value!]);
+    t.equal(run.code, EXIT.usage, run.stderr);
+    t.equal(run.stderr, `fleetcache: error: ${flag}: must be a size (e.g. 4096, 512MiB, 50GiB), not "${value}"\n`);
+  }
+  // an upstream's credentials are not echoed
+  const url = await runCli(['cache', '--upstream', 'ftp://alice:s3cret@127.0.0.1:9', '--listen', '127.0.0.1:0', '--data', data]);
+  t.equal(url.code, EXIT.usage, url.stderr);
+  t.match(url.stderr, /^fleetcache: error: --upstream: must be an http or https URL .*, not "ftp:\/\/\*\*\*@127\.0\.0\.1:9"\n$/);
+  t.notMatch(url.stderr, /s3cret/);
 });

@@ -22,7 +22,7 @@ t.test('cache: region and mirror names', async (t) => {
     if (name === '') continue; // the region's minLength says it first
     t.throws(() => parseCacheConfig(`upstream: http://127.0.0.1:1\n\nregion: ${quoted}\n`, 'cache.yaml'),
       { code: 'FC_ERR_CONFIG', message: `cache.yaml:3: region: ${RULE}`, line: 3 }, `region ${quoted}`);
-    t.throws(() => checkFlags(cacheConfigSchema, { region: ['--region', name] }), { code: 'FC_ERR_USAGE', message: `--region: ${RULE}` }, `--region ${quoted}`);
+    t.throws(() => checkFlags(cacheConfigSchema, { region: ['--region', name] }), { code: 'FC_ERR_USAGE', message: `--region: ${RULE}, not ${quoted}` }, `--region ${quoted}`);
   }
   for (const name of ACCEPTED) {
     const parsed = parseCacheConfig(`upstream: http://127.0.0.1:1\nregion: "${name}"\nmirrors:\n  "${name}": {url: "http://127.0.0.1:2"}\n`, 'cache.yaml');

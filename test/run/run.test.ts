@@ -194,6 +194,34 @@ t.test('a cache that fails one artifact: the upload goes through the next URL, a
   t.same(((await index.body.json()) as { files: Array<{ path: string }> }).files.map((f) => f.path), ['a.bin', 'b.bin'], 'the index lists both');
 });
 
+t.test('a cache that accepts the artifacts upload and takes none of it costs the machine cacheTimeout; the origin takes them', async (t) => {
+  const dir = await demoProject(t);
+  // larger than what the sockets' buffers take in of an upload no one reads
+  await writeFile(join(dir, 'tests/artifacts/task.yaml'), 'summary: a large artifact\nartifacts: [a.bin]\nexecute: |\n  head -c 16777216 /dev/urandom > a.bin\n');
+  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  const cache = await buildCacheServer({ region: 'region-a', upstream: origin.url, dataDir: join(dir, '..', 'region-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  // the uploads' connections, held: neither their bodies read nor answered
+  const held = new Set<Socket>();
+  const release = (): void => held.forEach((socket) => socket.destroy());
+  cache.addHook('onRequest', async (req, reply) => {
+    if (req.method !== 'PUT' || !req.url.startsWith('/artifacts/')) return;
+    held.add(req.raw.socket);
+    reply.hijack();
+  });
+  const { fleetFile } = await fleetOfOneCache(t, dir, origin.url, cache);
+  t.teardown(release);
+  await writeFile(fleetFile, `${await readFile(fleetFile, 'utf8')}cacheTimeout: 1s\n`);
+  const { log, text } = capture();
+  const started = Date.now();
+  const result = await runProject({ cwd: dir, filters: ['alpha-1:tests/artifacts'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  const took = Date.now() - started;
+  release();
+  t.equal(result.tally.ok, true, 'the job succeeded', { out: text() });
+  t.ok(held.size > 0, 'the cache was sent the upload');
+  t.match(text(), new RegExp(`Artifacts of local:alpha-1:tests/artifacts went through ${origin.url}`));
+  t.ok(took < 30_000, `the cache cost seconds (${took} ms), not the client's minute`);
+});
+
 t.test('a cache that accepts and never answers costs the first machine cacheTimeout; the next ones try it last', async (t) => {
   const dir = await demoProject(t);
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });

@@ -64,7 +64,7 @@ async function stats<T>(base: string): Promise<T> {
 function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB'];
   let i = 0;
-  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
   return `${i === 0 ? String(n) : n.toFixed(2)} ${units[i]}`;
 }
 
@@ -81,6 +81,23 @@ async function getBlob(url: string): Promise<void> {
   if (res.statusCode !== 200) throw new Error(`GET ${url} answered ${res.statusCode}: ${await res.body.text()}`);
   // Read to the end (dump() cuts a body over 128 KiB: the cache rightly counts no bytes served for it).
   await res.body.arrayBuffer();
+}
+
+async function startCache(t: Test, region: string, upstream: string): Promise<{ cache: Awaited<ReturnType<typeof buildCacheServer>>; url: string }> {
+  // Not t.testdir(): in a test that has an origin, that would empty the origin's directory.
+  const dir = mkdtempSync(join(tmpdir(), 'fleetcache-ui-cache-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const cache = await buildCacheServer(resolveCacheConfig({ region, listen: '127.0.0.1:0', upstream, data: dir, logLevel: 'silent' }));
+  await cache.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => cache.close());
+  const addr = cache.server.address();
+  return { cache, url: `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}` };
+}
+
+/** The cache's one fill has committed (just after its last byte is sent): the next requests are disk hits. */
+async function filled(cacheUrl: string): Promise<void> {
+  await until(async () => (await stats<{ inflightFills: number; store: { objects: number } }>(cacheUrl)).store.objects === 1, 5000);
+  await until(async () => (await stats<{ inflightFills: number }>(cacheUrl)).inflightFills === 0, 5000);
 }
 
 t.test('the page and its assets come from the server, with a CSP that forbids elsewhere', async (t) => {
@@ -102,20 +119,9 @@ t.test('in Chromium, origin and cache figures match /-/stats', { skip: existsSyn
   const a = await putBlob(origin.url, origin.token, randomBytes(1_500_000));
   await putBlob(origin.url, origin.token, randomBytes(70_000));
 
-  // Not t.testdir() again: that would empty the origin's directory.
-  const cacheDir = mkdtempSync(join(tmpdir(), 'fleetcache-ui-cache-'));
-  t.teardown(() => rmSync(cacheDir, { recursive: true, force: true }));
-  const cache = await buildCacheServer(resolveCacheConfig(
-    { region: 'eu-west', listen: '127.0.0.1:0', upstream: origin.url, data: cacheDir, logLevel: 'silent' },
-  ));
-  await cache.listen({ host: '127.0.0.1', port: 0 });
-  t.teardown(() => cache.close());
-  const addr = cache.server.address();
-  const cacheUrl = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  const { cache, url: cacheUrl } = await startCache(t, 'eu-west', origin.url);
   await getBlob(`${cacheUrl}/cas/sha256/${a}`); // miss: fetched from the origin
-  // The fill commits just after its last byte is sent; then the next requests are disk hits.
-  await until(async () => (await stats<{ inflightFills: number; store: { objects: number } }>(cacheUrl)).store.objects === 1, 5000);
-  await until(async () => (await stats<{ inflightFills: number }>(cacheUrl)).inflightFills === 0, 5000);
+  await filled(cacheUrl);
   await getBlob(`${cacheUrl}/cas/sha256/${a}`); // hit
   await getBlob(`${cacheUrl}/cas/sha256/${a}`); // hit
 
@@ -148,7 +154,7 @@ t.test('in Chromium, origin and cache figures match /-/stats', { skip: existsSyn
     t.equal(Number(await value(page, 'hit-ratio')), ratio);
     t.equal(await page.getByTestId('hit-ratio').textContent(), `${(ratio * 100).toFixed(1)} %`);
     t.equal(Number(await value(page, 'bytes-served')), s.total.bytesServed);
-    const saved = Math.max(0, s.total.bytesServed - s.total.bytesUpstream);
+    const saved = s.total.bytesServed - s.total.bytesUpstream;
     t.equal(Number(await value(page, 'bytes-saved')), saved);
     t.equal(await page.getByTestId('bytes-saved').textContent(), formatBytes(saved));
     t.equal(Number(await value(page, 'link-upstream')), s.total.bytesUpstream);
@@ -179,5 +185,21 @@ t.test('in Chromium, origin and cache figures match /-/stats', { skip: existsSyn
     await until(async () => Number(await value(page, 'disk', 'evicted')) === freed, 5000);
     const after = (await stats<{ store: { bytes: number; maxSize: number } }>(cacheUrl)).store;
     t.equal(await page.getByTestId('disk').textContent(), `${formatBytes(after.bytes)} of ${formatBytes(after.maxSize)}, ${formatBytes(freed)} evicted, refusing writes`);
+  });
+
+  t.test('a cache that fetched more than it served shows a negative saving, as savingsRatio', async (t) => {
+    // A Range of a miss fills the whole blob (deploy/OPERATIONS.md, "bytes saved").
+    const { url } = await startCache(t, 'us-east', origin.url);
+    const res = await request(`${url}/cas/sha256/${a}`, { headers: { range: 'bytes=0-99' } });
+    t.equal(res.statusCode, 206);
+    await res.body.arrayBuffer();
+    await filled(url);
+    const s = await stats<{ total: { bytesServed: number; bytesUpstream: number; savingsRatio: number } }>(url);
+    const saved = s.total.bytesServed - s.total.bytesUpstream;
+    t.ok(s.total.savingsRatio < 0, `savingsRatio ${s.total.savingsRatio} is negative`);
+    t.ok(saved < 0, `served ${s.total.bytesServed} < upstream ${s.total.bytesUpstream}`);
+    const { page } = await openDashboard(t, browser, url);
+    t.equal(Number(await value(page, 'bytes-saved')), saved);
+    t.equal(await page.getByTestId('bytes-saved').textContent(), formatBytes(saved));
   });
 });
