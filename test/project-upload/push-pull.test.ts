@@ -220,6 +220,23 @@ t.test("a base the region's cache holds is preferred to a slightly smaller delta
   t.ok(Date.now() - started < 30_000, 'the silent cache did not hold the push up past its probe timeout');
 });
 
+t.test("a base the region's cache holds does not win by a delta that then makes a new base, over a small delta against one it lacks", async (t) => {
+  const { url, dir, project, common } = await originWithProject(t, 'cached-rebase');
+  const { url: cacheUrl } = await startCache(t, { upstream: url }, join(dir, 'cache-data'));
+  const older = await pushProject({ ...common, run: 'older' });
+  // the newer base: the older tree and new content, past the re-base bound against the older base
+  writeFileSync(join(project, 'large.bin'), randomBytes(512 << 10));
+  writeFileSync(join(project, 'kept.bin'), randomBytes(200 << 10));
+  const newer = await pushProject({ ...common, run: 'newer' });
+  t.ok(newer.rebased, 'the newer base');
+  // the change: the large file gone; against the older base the kept file's new content makes a delta past the bound
+  rmSync(join(project, 'large.bin'));
+  await fillCache(cacheUrl, older.manifest.base.digest);
+  const pushed = await pushProject({ ...common, run: 'only-older-cached', regionCaches: [cacheUrl] });
+  t.notOk(pushed.rebased, 'a delta against the newer base, which the region fetches once, rather than a new base every region fetches');
+  t.equal(pushed.manifest.base.id, newer.manifest.base.id);
+});
+
 t.test('an encode against a candidate stops once the candidate cannot be chosen: past the delta a newer base gave, or past what makes a new base', async (t) => {
   const { common, project } = await originWithProject(t, 'candidate-stop');
   for (const run of ['old', 'newer']) {
