@@ -179,13 +179,13 @@ export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Wraps anything thrown into a FleetError, keeping FleetErrors as they are. */
 /** `err` as a FleetError of its code and message with `details` added: what a caller learnt before the failure (the URLs it gave up on, the files it stored). */
 export function withDetails(err: unknown, details: Record<string, unknown>): FleetError {
   const error = toFleetError(err);
   return new FleetError(error.code, error.message, { cause: error, details: { ...error.details, ...details } });
 }
 
+/** Wraps anything thrown into a FleetError, keeping FleetErrors as they are. */
 export function toFleetError(err: unknown): FleetError {
   if (err instanceof FleetError) return err;
   const message = errorMessage(err);

@@ -114,6 +114,19 @@ export interface PushResult {
   readonly encodes: readonly CandidateEncode[];
 }
 
+/** A candidate whose encode was whole, with its rank. */
+interface Ranked {
+  readonly base: BaseInfo;
+  readonly baseSize: number;
+  /** Its VCDIFF. */
+  readonly file: string;
+  readonly vcdiffSize: number;
+  /** Its fast pass's size, or 0 when its raw VCDIFF is under the re-base bound. */
+  readonly quick: number;
+  /** The bytes it sends over the slow links (the ranking's). */
+  readonly cost: number;
+}
+
 /** What the encode against a candidate base wrote. */
 interface CandidateEncode {
   readonly id: string;
@@ -310,7 +323,14 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       const used = new Set<string>();
       if (same) used.add(baseCachePath(options.baseCache, same.digest));
       // Each VCDIFF goes to a file (it can be as large as the tar), the best one kept.
-      let best: { base: BaseInfo; baseSize: number; file: string; vcdiffSize: number; quick: number; cost: number } | undefined;
+      let best: Ranked | undefined;
+      /**
+       * The best of the candidates ranked 0 (raw VCDIFF under the re-base bound: a delta for
+       * sure), kept beside a `best` ranked by its fast pass, whose slow pass may still leave it
+       * past the bound: a new base would then cost its whole tar up and to every region, where
+       * this delta costs at most its base to the regions lacking it.
+       */
+      let sure: Ranked | undefined;
       /**
        * A candidate's delta crosses the slow links once up, to the origin, and once down to
        * each region: its rank counts that many times. To it is added `fetches`, its whole
@@ -332,7 +352,8 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
        * after the fast pass, can no longer be chosen: its encode stops there (or is not
        * started, at 0 bytes). Its cost is at least `fetches`, plus `counted` × slowLinks once
        * the re-base bound is known (the tar's gzip ended) and its raw VCDIFF is past it (it
-       * ranks by its fast pass then, not as 0): it cannot be chosen past the best's cost, nor
+       * ranks by its fast pass then, not as 0): it cannot be chosen past the best's cost (the
+       * sure one's while its raw VCDIFF is under the bound: it may yet rank 0), nor
        * at the same cost with a larger VCDIFF (the tie's rule below), nor with a fast pass
        * past 2 × bound, which no candidate is chosen above (a new base is made). `size` and
        * `counted` only grow as the encode goes on, so the stop is sound whatever the rest of
@@ -343,9 +364,16 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
         const bound = gzippedSize === undefined ? undefined : REBASE_RATIO * gzippedSize;
         const byFastPass = bound !== undefined && size > bound;
         if (byFastPass && counted > 2 * bound) return true;
-        if (!best) return false;
+        // a VCDIFF still under the bound may end ranked 0: beaten by `sure` only, not by a best that may yet be a new base
+        const rival = byFastPass ? best : sure;
+        if (!rival) return false;
         const least = fetches + (byFastPass ? counted * slowLinks : 0);
-        return least > best.cost || (least === best.cost && size > best.vcdiffSize);
+        return least > rival.cost || (least === rival.cost && size > rival.vcdiffSize);
+      };
+      const beats = (candidate: Ranked, rival: Ranked | undefined): boolean => !rival || candidate.cost < rival.cost || (candidate.cost === rival.cost && candidate.vcdiffSize < rival.vcdiffSize);
+      /** Removes the VCDIFF of a candidate passed over, unless it is still the best or the sure one. */
+      const drop = async (dropped: Ranked | undefined): Promise<void> => {
+        if (dropped && dropped !== best && dropped !== sure) await rm(dropped.file);
       };
       for (const { base, i, fetches } of same ? [] : ranked) {
         if (gzippedSize !== undefined && tooLarge(base, gzippedSize)) continue;
@@ -397,12 +425,11 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
           // Past 2 × the re-base bound, a delta is not chosen (a new base is made): nor can it
           // push aside, by its cheaper base, a candidate that could be.
           const choosable = quick <= 2 * REBASE_RATIO * fullSize;
-          if (choosable && (!best || cost < best.cost || (cost === best.cost && size < best.vcdiffSize))) {
-            if (best) await rm(best.file);
-            best = { base, baseSize, file, vcdiffSize: size, quick, cost };
-          } else {
-            await rm(file);
-          }
+          const entry: Ranked = { base, baseSize, file, vcdiffSize: size, quick, cost };
+          const passed = [best, sure];
+          if (choosable && beats(entry, best)) best = entry;
+          if (quick === 0 && beats(entry, sure)) sure = entry;
+          for (const candidate of new Set([...passed, entry])) await drop(candidate);
         } finally {
           counter?.destroy(); // nothing once it ended
         }
@@ -411,7 +438,9 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       const fullUploadBytes = gz.size;
       const bound = REBASE_RATIO * fullUploadBytes;
       const deltaFile = join(work, 'delta');
-      const chosen = best ? { ...best, deltaSize: await compressDelta(best.file, deltaFile, compression) } : undefined;
+      let chosen = best ? { ...best, deltaSize: await compressDelta(best.file, deltaFile, compression) } : undefined;
+      // the best by its fast pass would make a new base: the sure delta costs less
+      if (chosen && chosen.deltaSize > bound && sure && sure !== best) chosen = { ...sure, deltaSize: await compressDelta(sure.file, deltaFile, compression) };
 
       signal?.throwIfAborted();
       const created = new Date().toISOString();

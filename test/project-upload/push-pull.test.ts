@@ -179,17 +179,26 @@ async function fillCache(cacheUrl: string, digest: string): Promise<void> {
   await eventually(`the cache stores ${digest}`, () => cacheHolds(cacheUrl, digest));
 }
 
-t.test("a base the region's cache holds is preferred to a slightly smaller delta against one it would fetch whole", async (t) => {
-  const { url, dir, project, common } = await originWithProject(t, 'cached-base');
+/**
+ * An origin with two bases of project `name` and a cache before it, which holds neither: the
+ * older base, then the newer: the older tree, a large file (a new base: its delta is past the
+ * re-base bound) and `keptBytes` of new content. The project then changes: the large file
+ * gone, the new content kept, which the newer base has and the older does not.
+ */
+async function olderAndNewerBase(t: Test, name: string, keptBytes: number) {
+  const { url, dir, project, common } = await originWithProject(t, name);
   const { url: cacheUrl } = await startCache(t, { upstream: url }, join(dir, 'cache-data'));
   const older = await pushProject({ ...common, run: 'older' });
-  // the newer base: the older tree, a large file (a new base: its delta is past the re-base bound) and a small one
   writeFileSync(join(project, 'large.bin'), randomBytes(512 << 10));
-  writeFileSync(join(project, 'small.bin'), randomBytes(4 << 10));
+  writeFileSync(join(project, 'kept.bin'), randomBytes(keptBytes));
   const newer = await pushProject({ ...common, run: 'newer' });
   t.ok(newer.rebased, 'the newer base');
-  // the change: the large file gone, the small one kept, which the newer base has and the older does not
   rmSync(join(project, 'large.bin'));
+  return { common, cacheUrl, older, newer };
+}
+
+t.test("a base the region's cache holds is preferred to a slightly smaller delta against one it would fetch whole", async (t) => {
+  const { common, cacheUrl, older, newer } = await olderAndNewerBase(t, 'cached-base', 4 << 10);
   const plain = await pushProject({ ...common, run: 'no-caches' });
   t.equal(plain.manifest.base.id, newer.manifest.base.id, 'without caches: the newer base, whose delta is smaller');
   const [againstNewer, againstOlder] = plain.encodes;
@@ -218,6 +227,15 @@ t.test("a base the region's cache holds is preferred to a slightly smaller delta
   const withSilent = await pushProject({ ...common, run: 'silent-cache', regionCaches: [cacheUrl, silentUrl] });
   t.equal(withSilent.manifest.base.id, older.manifest.base.id, 'a silent cache: both bases lacking there, the smaller one fetched');
   t.ok(Date.now() - started < 30_000, 'the silent cache did not hold the push up past its probe timeout');
+});
+
+t.test("a base the region's cache holds does not win by a delta that then makes a new base, over a small delta against one it lacks", async (t) => {
+  // against the older base the kept file's new content makes a delta past the re-base bound
+  const { common, cacheUrl, older, newer } = await olderAndNewerBase(t, 'cached-rebase', 200 << 10);
+  await fillCache(cacheUrl, older.manifest.base.digest);
+  const pushed = await pushProject({ ...common, run: 'only-older-cached', regionCaches: [cacheUrl] });
+  t.notOk(pushed.rebased, 'a delta against the newer base, which the region fetches once, rather than a new base every region fetches');
+  t.equal(pushed.manifest.base.id, newer.manifest.base.id);
 });
 
 t.test('an encode against a candidate stops once the candidate cannot be chosen: past the delta a newer base gave, or past what makes a new base', async (t) => {
