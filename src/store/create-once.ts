@@ -8,10 +8,17 @@ import { linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
  * whole under a name of its own, then linked: of two processes making it at once, one
  * links and the other reads the winner's text, and neither reads it half-written. Flushed
  * before the link: after a power loss the file is whole or absent, never empty (an empty
- * lock secret names the lock as anyone on the machine can, and take it first).
+ * lock secret names the lock as anyone on the machine can, and take it first); an empty
+ * one found is refused.
  */
 export function readOrCreate(file: string, make: () => string, mode: number): string {
-  const read = () => readFileSync(file, 'utf8').trim();
+  const read = (): string => {
+    const text = readFileSync(file, 'utf8').trim();
+    // What a power loss left before the flush above (a version without it): refused, not taken
+    // for a secret everyone knows. Removed, it is made anew.
+    if (text === '') throw new Error(`${file} is empty (a power loss after it was made?): remove it, and a new one is made at start`);
+    return text;
+  };
   try {
     return read();
   } catch (err) {

@@ -6,7 +6,7 @@
 // half written is left, and the index counts exactly the bodies on disk.
 // FLEETCACHE_CRASH_SEED replays a run.
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statfsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
@@ -81,7 +81,12 @@ async function crashTest(t: Test, workers: number): Promise<void> {
     await get(url, pick([...known.keys()]));
   };
 
-  /** The bodies on disk and their bytes (as the index counts them), what is half written, what is not whole. */
+  /** `size` bytes in whole blocks of the data's filesystem, one at least: what a file takes, as the index charges it (DiskStore.footprint). */
+  const inBlocks = (size: number): number => {
+    const { bsize } = statfsSync(data);
+    return Math.max(1, Math.ceil(size / bsize)) * bsize;
+  };
+  /** The bodies on disk and their bytes (as the index counts them: body and sidecar in whole blocks), what is half written, what is not whole. */
   const onDisk = (): { bodies: number; bytes: number; half: string[]; bad: string[] } => {
     const files = filesUnder(data).filter((f) => f.startsWith('cas.v1') || f.startsWith('http.v1'));
     const set = new Set(files);
@@ -108,7 +113,7 @@ async function crashTest(t: Test, workers: number): Promise<void> {
         if (p && known.has(p) && sha256(readFileSync(file)) !== known.get(p)) state.bad.push(`${rel}: not the body of ${p}`);
       }
       state.bodies++;
-      state.bytes += Math.max(1, st.size);
+      state.bytes += inBlocks(st.size) + (rel.startsWith('http.v1') ? inBlocks(statSync(`${file}.json`, { throwIfNoEntry: false })?.size ?? 1) : 0);
     }
     return state;
   };

@@ -72,3 +72,8 @@ t.test('a lock secret that cannot be read is a configuration error naming the di
   mkdirSync(join(data, LOCK_ID)); // a directory where the file should be: unreadable as a file, whoever runs the test
   await t.rejects(lockDataDir(data), { code: 'FC_ERR_CONFIG', message: new RegExp(`data directory ${data}: cannot read or write its lock secret \\.lock-id: `) });
 });
+
+t.test('an empty lock secret (a power loss before it was synced) is refused, naming it, not taken for the secret ""', async (t) => {
+  const data = t.testdir({ [LOCK_ID]: '\n' });
+  await t.rejects(lockDataDir(data), { code: 'FC_ERR_CONFIG', message: new RegExp(`${LOCK_ID}: \\S*${LOCK_ID} is empty .*remove it`) });
+});
