@@ -1,7 +1,8 @@
 // A file made by whichever of several processes starting at once gets there first (a data
 // directory's lock secret, an origin's own write token), read alike by all of them.
 import { randomBytes } from 'node:crypto';
-import { linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 /**
  * The trimmed text of `file`, made with `make()`'s text (mode `mode`) when missing. Written
@@ -9,7 +10,8 @@ import { linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
  * links and the other reads the winner's text, and neither reads it half-written. Flushed
  * before the link: after a power loss the file is whole or absent, never empty (an empty
  * lock secret names the lock as anyone on the machine can, and take it first); an empty
- * one found is refused.
+ * one found is refused. The directory is synced after the link: an origin's token lost to a
+ * power loss would be made anew, locking out the clients given the old one.
  */
 export function readOrCreate(file: string, make: () => string, mode: number): string {
   const read = (): string => {
@@ -33,5 +35,15 @@ export function readOrCreate(file: string, make: () => string, mode: number): st
   } finally {
     rmSync(temp, { force: true });
   }
+  syncDirectory(dirname(file));
   return read();
+}
+
+function syncDirectory(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -153,4 +153,6 @@ t.test('the data directory\'s lock secret is synced before it is linked into pla
   const synced = lines.findIndex((l) => /f(data)?sync\(\d+</.test(l) && l.includes(`<${temp}`) && l.endsWith('= 0'));
   t.ok(linked >= 0, 'the secret is linked into place');
   t.ok(synced >= 0 && synced < linked, 'its temp file is synced before');
+  const dirSynced = lines.findIndex((l, i) => i > linked && /f(data)?sync\(\d+</.test(l) && l.includes(`<${dir}>`) && l.endsWith('= 0'));
+  t.ok(dirSynced > linked, 'its directory is synced after the link (an origin token lost would lock out its clients)');
 });
