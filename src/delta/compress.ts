@@ -82,11 +82,17 @@ export async function compressDelta(input: string, output: string, compression: 
 export class QuickSizeCounter {
   readonly #stream: Transform | undefined;
   #counted = 0;
+  /**
+   * The compressor's error, kept for the next write or end: it may come between them, where
+   * an 'error' event nothing listens to would end the process.
+   */
+  #error: Error | undefined;
 
   /** `sizeHint`: what the VCDIFF's size may come to (brotli tunes its pass to it). */
   constructor(compression: Compression, sizeHint: number) {
     this.#stream = compressor(compression, sizeHint, FAST_QUALITY);
     this.#stream?.on('data', (chunk: Buffer) => (this.#counted += chunk.length));
+    this.#stream?.on('error', (err) => (this.#error ??= err));
   }
 
   /** Compressed bytes so far (raw bytes for `none`). */
@@ -101,6 +107,7 @@ export class QuickSizeCounter {
       this.#counted += bytes.length;
       return;
     }
+    if (this.#error) throw this.#error;
     // resolves once the compressor took the chunk in: `counted` then trails by its pending block only
     await new Promise<void>((resolve, reject) => stream.write(Buffer.from(bytes), (err) => (err ? reject(err) : resolve())));
   }
@@ -108,6 +115,7 @@ export class QuickSizeCounter {
   /** The final size, once the compressor flushed what it held. */
   async end(): Promise<number> {
     const stream = this.#stream;
+    if (this.#error) throw this.#error; // a stream that failed ends no more
     if (stream) await new Promise<void>((resolve, reject) => stream.once('error', reject).once('end', resolve).end());
     return this.#counted;
   }

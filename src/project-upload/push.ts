@@ -291,8 +291,10 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   const unusableBases: UnusableBase[] = [];
   const candidates = await storedAtOrigin(options.origin, bases.slice(0, BASE_CANDIDATES), http, unusableBases);
   const regionCaches = options.regionCaches ?? [];
-  // Asked while the tree is packed; it fails only when the push is stopped.
-  const lacking = cachesLacking(regionCaches, candidates, signal);
+  // Asked while the tree is packed; it fails only when the push is stopped. Stopped, not
+  // awaited, once the tar is a base already (nothing to encode): up to a probe timeout saved.
+  const stopProbes = new AbortController();
+  const lacking = cachesLacking(regionCaches, candidates, signal ? AbortSignal.any([signal, stopProbes.signal]) : stopProbes.signal);
   lacking.catch(() => undefined);
   return withTempDir('fleetcache-push-', async (work) => {
     const packedFile = join(work, 'packed.tar');
@@ -321,7 +323,10 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       const same = await baseHolding(options.baseCache, candidates, result.digest);
       /** The cached tars this push used or made: what pruning leaves in place. */
       const used = new Set<string>();
-      if (same) used.add(baseCachePath(options.baseCache, same.digest));
+      if (same) {
+        used.add(baseCachePath(options.baseCache, same.digest));
+        stopProbes.abort();
+      }
       // Each VCDIFF goes to a file (it can be as large as the tar), the best one kept.
       let best: Ranked | undefined;
       /**
@@ -337,7 +342,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
        * compressed base for each region whose cache lacks it (fetched there once).
        */
       const slowLinks = 1 + regionCaches.length;
-      const lackingCounts = await lacking;
+      const lackingCounts = same ? [] : await lacking;
       const ranked = candidates
         .map((base, i) => ({ base, i, fetches: (lackingCounts[i] ?? 0) * base.size }))
         // the cheapest base first: a costlier one is then stopped early, or not fetched at all

@@ -590,6 +590,24 @@ t.test('a push of a tree unchanged since a base names that base: nothing encoded
   t.equal(fresh.bytesReceived, first.manifest.base.size);
 });
 
+t.test('a push of an unchanged tree does not wait for the region caches\' probes: nothing is encoded, no base is weighed', async (t) => {
+  const { common } = await originWithProject(t, 'same-probes');
+  await pushProject({ ...common, run: 'run-1' });
+  const silent = createServer(() => undefined); // accepts, never answers
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    silent.closeAllConnections();
+    silent.close();
+  });
+  const started = Date.now();
+  const again = await pushProject({ ...common, run: 'run-2', regionCaches: [`http://127.0.0.1:${(silent.address() as AddressInfo).port}`] });
+  const elapsed = Date.now() - started;
+  t.equal(again.manifest.delta, null, 'the same tar: no delta');
+  t.same(again.encodes, [], 'nothing encoded');
+  // the probe's timeout is 2 s (cache-holdings.ts): a push waiting for the silent cache took that long at least
+  t.ok(elapsed < 2_000, `the push did not wait for the probe (${elapsed} ms)`);
+});
+
 t.test('a base cache record that names another tar is not believed: the push encodes, and the run pulls', async (t) => {
   const { url, dir, project, common } = await originWithProject(t, 'record');
   const first = await pushProject({ ...common, run: 'run-1' });
