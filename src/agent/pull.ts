@@ -77,10 +77,25 @@ export async function pullWithFallback(options: FallbackPullOptions): Promise<Fa
     ...(options.retryDelaysMs ? { delaysMs: options.retryDelaysMs } : {}),
     ...(options.onRetry ? { onRetry: options.onRetry } : {}),
     giveUp: (failures) => {
-      const summary = skipped.map((a) => `${a.url}: ${a.error}`).join('; ');
-      return new FleetError(failures.at(-1)!.code, `pull: every URL failed (${summary})`, { details: { skipped } });
+      return new FleetError(failures.at(-1)!.code, `pull: every URL failed (${attemptsByUrl(skipped)})`, { details: { skipped } });
     },
   });
+}
+
+/**
+ * The attempts of every pass, one entry per URL in the order first tried, each distinct reason
+ * once with how many times it was met: four passes over three caches and the origin read as
+ * four entries, not sixteen.
+ */
+function attemptsByUrl(attempts: readonly Attempt[]): string {
+  const reasons = new Map<string, Map<string, number>>();
+  for (const { url, error } of attempts) {
+    const ofUrl = reasons.get(url) ?? new Map<string, number>();
+    ofUrl.set(error, (ofUrl.get(error) ?? 0) + 1);
+    reasons.set(url, ofUrl);
+  }
+  const counted = (reason: string, times: number): string => (times > 1 ? `${reason} (${times} times)` : reason);
+  return [...reasons].map(([url, ofUrl]) => `${url}: ${[...ofUrl].map(([reason, times]) => counted(reason, times)).join(' / ')}`).join('; ');
 }
 
 /**

@@ -6,11 +6,17 @@ import type { ExecOptions, ExecResult, Machine, MachineRecord, Provider, RebootO
 import { rebootOverSsh, type RebootSettings } from './ssh-reboot.js';
 import { SshClient, type ConnectOptions, type SshTarget } from '../ssh/client.js';
 
-/** "host[:port]" (IPv6 in brackets, or bare without a port) with a default port; undefined for anything else. */
+/**
+ * "host[:port]" (IPv6 in brackets, or bare without a port) with a default port; undefined for
+ * anything else, a port outside 1–65535 included (refused here as malformed, not later as a
+ * connection that cannot be made).
+ */
 export function parseAddress(address: string, defaultPort = 22): { host: string; port: number } | undefined {
   if (isIPv6(address)) return { host: address, port: defaultPort };
   const m = /^(?:\[([^\]]+)\]|([^:\s]+))(?::(\d+))?$/.exec(address);
-  return m ? { host: (m[1] ?? m[2])!, port: m[3] ? Number(m[3]) : defaultPort } : undefined;
+  if (!m) return undefined;
+  const port = m[3] ? Number(m[3]) : defaultPort;
+  return port >= 1 && port <= 65535 ? { host: (m[1] ?? m[2])!, port } : undefined;
 }
 
 /** parseAddress for an address already checked (a configuration's, one an allocate script gave). */

@@ -9,7 +9,7 @@ import { BACKENDS } from '../backends/registry.js';
 import { runTokenSource } from '../client/run-token.js';
 import { resolveToken } from '../client/token.js';
 import { formatBytes, parseDuration } from '../config/units.js';
-import { errorMessage, FleetError } from '../errors.js';
+import { errorMessage, FleetError, toFleetError } from '../errors.js';
 import type { RepackOptions } from '../pack/repack.js';
 import { pushProject, unusableBaseLine, type PushResult } from '../project-upload/push.js';
 import { prunedLine } from '../project-upload/base-cache.js';
@@ -224,8 +224,11 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       ...(interrupt ? { signal: interrupt.signal } : {}),
     }).catch((err: unknown) => {
       // No machine exists yet: nothing to discard, and no summary to print but this.
-      if (!interrupt?.received) throw err;
-      throw new FleetError('FC_ERR_TASK_FAILED', `interrupted by ${interrupt.received} while the project was uploaded: no job ran (${jobs.length} aborted), no machine was allocated`);
+      if (interrupt?.received) throw new FleetError('FC_ERR_TASK_FAILED', `interrupted by ${interrupt.received} while the project was uploaded: no job ran (${jobs.length} aborted), no machine was allocated`);
+      // the run's first request of its own: an origin that is down or refuses the token is named
+      // here, with what was being done, and the failure keeps its code (the exit status)
+      const error = toFleetError(err);
+      throw new FleetError(error.code, `cannot push the project to the origin ${redactUrl(fleet.origin)}: ${error.message}`, { cause: error, ...(error.details ? { details: error.details } : {}) });
     });
     // spread's line as it prints it (scripts parse it), then what went to the origin
     for (const base of push.unusableBases) log.line(`WARNING: ${unusableBaseLine(base)}`);

@@ -162,6 +162,29 @@ t.test('every URL down at once (the origin restarting under its caches): the pul
   t.equal(readFileSync(join(dir, 'dest', 'a.txt'), 'utf8'), 'the tree\n');
 });
 
+t.test('a pull that fails on every pass names each URL once, with each distinct reason and how often it was met', async (t) => {
+  const dir = t.testdir();
+  // a cache answering 503 on the first pass and 502 after it: two reasons for one URL
+  let answered = 0;
+  const flaky = createServer((_req, res) => {
+    res.statusCode = answered++ === 0 ? 503 : 502;
+    res.end(JSON.stringify({ code: 'FC_ERR_UNAVAILABLE', message: `answer ${res.statusCode}` }));
+  });
+  await new Promise<void>((resolve) => flaky.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => flaky.close(() => resolve())));
+  const flakyUrl = `http://127.0.0.1:${(flaky.address() as AddressInfo).port}`;
+  const [deadCache, deadOrigin] = [await deadUrl(), await deadUrl()];
+  const retryDelaysMs = [10, 10, 10];
+  const passes = retryDelaysMs.length + 1;
+  const err = await pullWithFallback({ urls: [deadCache, flakyUrl, deadOrigin], project: 'demo', run: 'r1', dest: join(dir, 'dest'), retryDelaysMs }).catch((e: unknown) => e as Error);
+  t.ok(err instanceof Error, 'the pull failed');
+  const message = (err as Error).message;
+  t.equal(((err as { details?: { skipped?: unknown[] } }).details?.skipped ?? []).length, 3 * passes, 'every attempt is still in the details');
+  for (const url of [deadCache, flakyUrl, deadOrigin]) t.equal(message.split(`${url}: `).length - 1, 1, `one entry for ${url}`, { message });
+  t.match(message, new RegExp(`${deadCache}: GET ${deadCache}/[^;]*ECONNREFUSED[^;]* \\(${passes} times\\);`), "the dead cache's reason with its count");
+  t.match(message, new RegExp(`${flakyUrl}: [^;]*answer 503 / [^;]*answer 502 \\(${passes - 1} times\\);`), "the flaky cache's two reasons, the later one counted");
+});
+
 /** An origin with run r1 of project demo, whose tree is the one file `name` holding `content`. */
 async function originWithRun(t: Test, name: string, content: string | Buffer) {
   const dir = t.testdir();

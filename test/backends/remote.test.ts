@@ -27,7 +27,7 @@ t.test('adhoc markers', async (t) => {
 t.test('adhoc: a malformed address from the allocate script is the backend\'s allocation error', async (t) => {
   const dir = t.testdir();
   const ctx: BackendContext = { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache') };
-  for (const address of ['a:b:c', 'host:port', '[::1']) {
+  for (const address of ['a:b:c', 'host:port', '[::1', '127.0.0.1:70000', '127.0.0.1:0']) {
     const p = createProvider('lab', 'adhoc', { allocate: `ADDRESS '${address}'` }, ctx);
     await t.rejects(p.allocate({ name: 'debian-12' }), {
       code: 'FC_ERR_UNAVAILABLE',

@@ -5,6 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliArgs } from '../helpers/processes.js';
+import { deadUrl } from '../agent/helpers.js';
+import { ERROR_CODES } from '../../src/errors.js';
 
 /** A one-worker project on the local backend with tasks t1..tN in tests/. */
 async function project(t: Test, tasks: number, execute = 'echo ok'): Promise<string> {
@@ -116,4 +118,14 @@ t.test('--fail-logs DIR: the error and debug output of each failed job in its ow
   const text = await readFile(join(logs, 'local:alpha-1:tests_t2.log'), 'utf8');
   t.match(text, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d Error executing local:alpha-1:tests\/t2 \(local:alpha-1\) :\n-----\n(\+ .*\n)*output of tests\/t2\n/, 'the error block, as the log prints it');
   t.match(text, /Debug output for local:alpha-1:tests\/t2 \(local:alpha-1\) :\n-----\n(\+ .*\n)*debugging t2\n-----\n$/, 'then its debug output');
+});
+
+t.test('an origin that is down at run start: the error says the project push to that origin failed, with its reason and exit status', async (t) => {
+  const dir = await project(t, 1);
+  const origin = await deadUrl();
+  await writeFile(join(dir, 'fleet.yaml'), `origin: ${origin}\nregions:\n  region-a:\n    caches: [${origin}]\n`);
+  await writeFile(join(dir, 'token'), 'fc-token\n', { mode: 0o600 });
+  const res = run(t, dir, ['--fleet', 'fleet.yaml', '--token-file', 'token']);
+  t.equal(res.status, ERROR_CODES.FC_ERR_UPSTREAM.exit, "the connection failure's exit status");
+  t.match(res.out, new RegExp(`fleetcache: error: cannot push the project to the origin ${origin}: GET ${origin}/projects/small/bases/: connect ECONNREFUSED`));
 });
