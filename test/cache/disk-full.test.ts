@@ -745,15 +745,34 @@ function slowReader(port: number, hex: string): net.Socket {
   return socket;
 }
 
-/** What a paused client reads once it reads again (for 3 s): its status line and its body's hash. */
+/**
+ * What a paused client reads once it reads again: its status line and its body's hash, once
+ * the body its Content-Length announced has come (or after 10 s, with what has: a cut body).
+ */
 function readRest(socket: net.Socket): Promise<[string, string]> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    setTimeout(() => {
+    const done = () => {
+      clearTimeout(timer);
+      socket.off('data', onData);
       const all = Buffer.concat(chunks);
       resolve([all.subarray(0, 12).toString(), sha256(all.subarray(all.indexOf('\r\n\r\n') + 4))]);
-    }, 3000);
+    };
+    let received = 0;
+    let expected = Infinity; // the head's length and its Content-Length, once the head has come
+    const onData = (c: Buffer) => {
+      chunks.push(c);
+      received += c.length;
+      if (expected === Infinity) {
+        const head = Buffer.concat(chunks);
+        const headEnd = head.indexOf('\r\n\r\n');
+        const length = /\r\ncontent-length: *(\d+)/i.exec(head.subarray(0, Math.max(headEnd, 0)).toString())?.[1];
+        if (headEnd >= 0 && length !== undefined) expected = headEnd + 4 + Number(length);
+      }
+      if (received >= expected) done();
+    };
+    const timer = setTimeout(done, 10_000);
+    socket.on('data', onData);
     socket.resume();
   });
 }
