@@ -31,6 +31,11 @@ async function demoProject(t: Test): Promise<string> {
   return dir;
 }
 
+/** A cache of `region` in front of `upstream`, built but not listening: a test may add hooks first. */
+function regionCache(region: string, upstream: string, dataDir: string): Promise<FastifyInstance> {
+  return buildCacheServer({ region, upstream, dataDir, maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+}
+
 /** Starts `cache` on 127.0.0.1 (closed in teardown) and writes <dir>/fleet.yaml with it as region-a's cache. */
 async function fleetOfOneCache(t: Test, dir: string, origin: string, cache: FastifyInstance): Promise<{ cacheUrl: string; fleetFile: string }> {
   await cache.listen({ host: '127.0.0.1', port: 0 });
@@ -109,7 +114,7 @@ t.test('configured fleet: a cache that is down makes its machines fall back, the
   const caches: string[] = [];
   const apps: FastifyInstance[] = [];
   for (const region of ['region-a', 'region-b']) {
-    const app = await buildCacheServer({ region, upstream: origin.url, dataDir: join(dir, '..', region), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+    const app = await regionCache(region, origin.url, join(dir, '..', region));
     await app.listen({ host: '127.0.0.1', port: 0 });
     t.teardown(() => app.close());
     const addr = app.server.address();
@@ -153,7 +158,7 @@ t.test('configured fleet: a cache that is down makes its machines fall back, the
 t.test('a cache that refuses the artifacts upload itself (431: another version, a lower limit): the next URL takes it', async (t) => {
   const dir = await demoProject(t);
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
-  const cache = await buildCacheServer({ region: 'region-a', upstream: origin.url, dataDir: join(dir, '..', 'region-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  const cache = await regionCache('region-a', origin.url, join(dir, '..', 'region-a'));
   let refused = 0;
   cache.addHook('onRequest', async (req, reply) => {
     if (req.method !== 'PUT' || !req.url.startsWith('/artifacts/')) return;
@@ -174,7 +179,7 @@ t.test('a cache that fails one artifact: the upload goes through the next URL, a
   const dir = await demoProject(t);
   await writeFile(join(dir, 'tests/artifacts/task.yaml'), 'summary: two artifacts\nartifacts: [a.bin, b.bin]\nexecute: |\n  head -c 1048576 /dev/urandom > a.bin\n  head -c 4096 /dev/urandom > b.bin\n');
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
-  const cache = await buildCacheServer({ region: 'region-a', upstream: origin.url, dataDir: join(dir, '..', 'region-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  const cache = await regionCache('region-a', origin.url, join(dir, '..', 'region-a'));
   cache.addHook('onRequest', async (req, reply) => {
     if (req.method === 'PUT' && req.url.endsWith('/b.bin')) return reply.code(503).send({ code: 'FC_ERR_UNAVAILABLE', message: 'injected: the cache cannot take it' });
   });
@@ -199,7 +204,7 @@ t.test('a cache that accepts the artifacts upload and takes none of it costs the
   // larger than what the sockets' buffers take in of an upload no one reads
   await writeFile(join(dir, 'tests/artifacts/task.yaml'), 'summary: a large artifact\nartifacts: [a.bin]\nexecute: |\n  head -c 16777216 /dev/urandom > a.bin\n');
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
-  const cache = await buildCacheServer({ region: 'region-a', upstream: origin.url, dataDir: join(dir, '..', 'region-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  const cache = await regionCache('region-a', origin.url, join(dir, '..', 'region-a'));
   // the uploads' connections, held: neither their bodies read nor answered
   const held = new Set<Socket>();
   const release = (): void => held.forEach((socket) => socket.destroy());
@@ -225,7 +230,7 @@ t.test('a cache that accepts the artifacts upload and takes none of it costs the
 t.test('a cache that accepts and never answers costs the first machine cacheTimeout; the next ones try it last', async (t) => {
   const dir = await demoProject(t);
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
-  const live = await buildCacheServer({ region: 'region-b', upstream: origin.url, dataDir: join(dir, '..', 'region-b'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  const live = await regionCache('region-b', origin.url, join(dir, '..', 'region-b'));
   await live.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => live.close());
   const liveUrl = `http://127.0.0.1:${(live.server.address() as AddressInfo).port}`;
@@ -289,7 +294,7 @@ t.test('a cache that accepts and never answers costs the first machine cacheTime
 t.test("a cache a machine's failed pull gave up on is tried last by the run's next machines", async (t) => {
   const dir = await demoProject(t);
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
-  const live = await buildCacheServer({ region: 'region-b', upstream: origin.url, dataDir: join(dir, '..', 'region-b'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  const live = await regionCache('region-b', origin.url, join(dir, '..', 'region-b'));
   // the first machine's pull: region-a's cache is down, then region-b's refuses its token (a
   // failure that ends the pull); the second machine's pull is served
   let refused = 0;
@@ -314,7 +319,7 @@ t.test("a cache a machine's failed pull gave up on is tried last by the run's ne
 t.test('an origin whose reads need a token: the machines read with their run token, through the cache', async (t) => {
   const dir = await demoProject(t);
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin'), readAccess: 'token' });
-  const cache = await buildCacheServer({ region: 'region-a', upstream: origin.url, dataDir: join(dir, '..', 'region-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  const cache = await regionCache('region-a', origin.url, join(dir, '..', 'region-a'));
   const tokensSeen = new Set<string>();
   cache.addHook('onRequest', async (req) => void tokensSeen.add(String(req.headers.authorization ?? 'none')));
   const { cacheUrl, fleetFile } = await fleetOfOneCache(t, dir, origin.url, cache);
@@ -426,7 +431,7 @@ t.test('defaultRegion: auto: machines of systems naming no region pull through t
   const spread = await readFile(join(dir, 'spread.yaml'), 'utf8');
   await writeFile(join(dir, 'spread.yaml'), spread.replace(/^\s+region: region-[ab]\n/gm, ''));
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
-  const app = await buildCacheServer({ region: 'b', upstream: origin.url, dataDir: join(dir, '..', 'cache-b'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  const app = await regionCache('b', origin.url, join(dir, '..', 'cache-b'));
   await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => app.close());
   const live = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
@@ -586,7 +591,7 @@ t.test("a base lost at the origin is passed over with a warning: the run makes a
 t.test("a configured fleet's run asks each region's cache which bases it holds, without credentials, before it picks one", async (t) => {
   const dir = await demoProject(t);
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
-  const cache = await buildCacheServer({ region: 'region-a', upstream: origin.url, dataDir: join(dir, '..', 'region-a'), maxSize: DEFAULT_MAX_SIZE, timeouts: DEFAULT_TIMEOUTS, mirrors: new Map(), logLevel: 'silent' });
+  const cache = await regionCache('region-a', origin.url, join(dir, '..', 'region-a'));
   const probes: { url: string; authorization: string | undefined }[] = [];
   cache.addHook('onRequest', async (req) => {
     if (req.method === 'HEAD' && /only-if-cached/.test(String(req.headers['cache-control']))) probes.push({ url: req.url, authorization: req.headers.authorization });
