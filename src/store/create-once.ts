@@ -1,8 +1,9 @@
 // A file made by whichever of several processes starting at once gets there first (a data
 // directory's lock secret, an origin's own write token), read alike by all of them.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { fsyncFileSync } from './durable.js';
 
 /**
  * The trimmed text of `file`, made with `make()`'s text (mode `mode`) when missing. Written
@@ -35,15 +36,6 @@ export function readOrCreate(file: string, make: () => string, mode: number): st
   } finally {
     rmSync(temp, { force: true });
   }
-  syncDirectory(dirname(file));
+  fsyncFileSync(dirname(file));
   return read();
-}
-
-function syncDirectory(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }

@@ -1,5 +1,6 @@
 // What a power loss cannot take back: file contents, and the directory entries (renames,
 // new directories) that name them, synced before the caller goes on.
+import { closeSync, fsyncSync, openSync } from 'node:fs';
 import { mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
@@ -52,5 +53,15 @@ export async function fsyncFile(path: string): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+/** fsyncFile for the few callers that must stay synchronous (create-once.ts: read at start-up). */
+export function fsyncFileSync(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
