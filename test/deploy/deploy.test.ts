@@ -1,14 +1,16 @@
 // The files in deploy/ are what operators copy: the configurations must load with the
 // real schemas, and the units must keep their hardening.
 import t from 'tap';
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfigFile } from '../../src/config/load.js';
 import { loadCacheConfig, resolveCacheConfig } from '../../src/cache/config.js';
 import { OriginConfigSchema } from '../../src/origin/config.js';
 import { createBlobStore } from '../../src/cli/origin.js';
 import { S3BlobStore } from '../../src/store/s3.js';
-import { REPO_ROOT, startServerProcess } from '../helpers/processes.js';
+import { EXIT } from '../../src/errors.js';
+import { cliArgs, REPO_ROOT, startServerProcess } from '../helpers/processes.js';
 
 const DEPLOY = join(REPO_ROOT, 'deploy');
 
@@ -42,6 +44,36 @@ t.test('systemd units are hardened and write only their data directory', async (
     // A stopping signal ends a server with exit 0, which Restart=on-failure leaves stopped:
     // `systemctl reload` must not send one.
     t.notMatch(text, /^ExecReload=.*kill\b.*-(TERM|INT|KILL|15|2|9)\b/m, `${unit}: a reload does not stop the service`);
+  }
+});
+
+t.test("a configuration error stops the unit instead of restarting it every 2 s: the unit's own command, with a misspelt field, exits with a status the unit does not restart on", async (t) => {
+  for (const [unit, misspelt] of [['fleetcache-origin.service', 'listne: 127.0.0.1:0\n'], ['fleetcache-cache@.service', 'upstream: http://127.0.0.1:9\nmaxSzie: 1GiB\n']] as const) {
+    const text = readFileSync(join(DEPLOY, 'systemd', unit), 'utf8');
+    t.match(text, /^Restart=on-failure$/m, `${unit}: restarts on a failure`);
+    const noRestart = [...text.matchAll(/^RestartPreventExitStatus=(.*)$/gm)].flatMap((m) => m[1]!.trim().split(/\s+/)).map(Number);
+    t.ok(noRestart.includes(EXIT.config), `${unit}: not on a configuration error (exit ${EXIT.config}): RestartPreventExitStatus=${noRestart.join(' ')}`);
+    // The unit's ExecStart, with the host's paths (/etc, /var/lib, /opt, the credentials) in a test directory.
+    const dir = t.testdir({ tokens: 'a-write-token-of-32-characters!\n' });
+    const argv = /^ExecStart=\S+ \/opt\/fleetcache\/bin\/fleetcache\.js (.*)$/m.exec(text)![1]!.split(' ').map((arg) => arg
+      .replace(/^\/etc\/fleetcache\/\S+\.yaml$/, join(dir, 'config.yaml'))
+      .replace(/^\/var\/lib\/\S+$/, join(dir, 'data'))
+      .replace(/^%d\//, `${dir}/`));
+    t.notMatch(argv.join(' '), /%|\/etc\/|\/var\//, `${unit}: every host path replaced: ${argv.join(' ')}`);
+    writeFileSync(join(dir, 'config.yaml'), misspelt);
+    const run = spawnSync(process.execPath, cliArgs(argv), { encoding: 'utf8', timeout: 30_000 });
+    t.match(run.stderr, /unknown field/, `${unit}: the error names the field`);
+    t.ok(run.status !== null && noRestart.includes(run.status), `${unit}: exit ${run.status}, which the unit does not restart on`);
+  }
+});
+
+t.test('systemd-analyze verify finds no unknown key or bad value in the units', { skip: spawnSync('systemd-analyze', ['--version']).status === 0 ? false : 'no systemd-analyze here' }, async (t) => {
+  // The template is checked as an instance of itself, as systemctl enable would start it.
+  const dir = t.testdir();
+  for (const [unit, as] of [['fleetcache-origin.service', 'fleetcache-origin.service'], ['fleetcache-cache@.service', 'fleetcache-cache@eu-west.service']] as const) {
+    writeFileSync(join(dir, unit), readFileSync(join(DEPLOY, 'systemd', unit)));
+    const run = spawnSync('systemd-analyze', ['verify', join(dir, as)], { encoding: 'utf8', timeout: 30_000 });
+    t.notMatch(run.stderr, /Unknown (key|section)|Failed to parse|Invalid|[Ii]gnoring/, `${unit}: ${run.stderr.trim() || 'clean'}`);
   }
 });
 

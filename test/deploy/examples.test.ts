@@ -30,6 +30,10 @@ function undocumentedKeys(schema: unknown, files: string[]): string[] {
   return schemaKeys(schema).filter((key) => !new RegExp(`(^|[\\s{,#])${key.split('.').at(-1)}:`, 'm').test(text));
 }
 
+t.test('every file in config/ is one the tests load: a cache-<region>.yaml, origin.yaml or fleet.yaml (test/run/fleet.test.ts)', async (t) => {
+  t.same(readdirSync(CONFIG).filter((f) => !/^(cache-.+|origin|fleet)\.yaml$/.test(f)), [], 'no example left unchecked');
+});
+
 t.test('one cache per region, each in front of the origin', async (t) => {
   const files = readdirSync(CONFIG).filter((f) => /^cache-.*\.yaml$/.test(f)).sort();
   t.ok(files.length >= 2, `${files.length} regions`);
