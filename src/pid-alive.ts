@@ -1,6 +1,7 @@
 // Whether a process still runs, for the records processes leave behind them (a cache
 // primary's socket directories, a runner's list of its machines) when killed outright.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 
 /** True while `pid` runs, another user's included (EPERM). */
 export function isAlive(pid: number): boolean {
@@ -33,4 +34,29 @@ export function isRunning(pid: number, startTime: string | undefined): boolean {
   if (startTime === undefined) return true;
   const now = startTimeOf(pid);
   return now === undefined || now === startTime;
+}
+
+/**
+ * Removes what processes killed outright left in `dir`: the entries whose name `pidOf` reads
+ * a PID from (undefined: not such an entry) whose process is gone. One of a live PID (its
+ * process, or one reusing the PID since) is left alone, and so is one this user may not
+ * remove (another user's: its owner's next start sweeps it). A directory that cannot be read
+ * has nothing to sweep.
+ */
+export function removeLeftoversOfDeadPids(dir: string, pidOf: (name: string) => number | undefined): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = pidOf(name);
+    if (pid === undefined || isAlive(pid)) continue;
+    try {
+      rmSync(join(dir, name), { recursive: true, force: true });
+    } catch {
+      // another user's (EACCES, EPERM), a read-only directory: left to its owner
+    }
+  }
 }

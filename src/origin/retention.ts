@@ -10,7 +10,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { Counter, Gauge } from 'prom-client';
 import { errorMessage, FleetError, isNoRoom, NotFoundError } from '../errors.js';
-import { DIGEST_ALGORITHMS, parseDigestString } from '../store/digest.js';
+import { DIGEST_ALGORITHMS, isDigestAlgorithm, isStoredHex, parseDigestString } from '../store/digest.js';
 import type { NameRecord } from '../store/names.js';
 import { replacedRecord, uploadRecord, type OriginContext, type ReplacedRecord, type UploadRecord } from './context.js';
 
@@ -66,6 +66,15 @@ interface Due {
   readonly kind: keyof PruneReport['names'];
   /** The record as read: deleted only if still the same. */
   readonly text: string;
+}
+
+/** Whether `entry` of a PENDING list is one as written: a digest, a size, and when it was freed (absent from an earlier version's). */
+function isFreedEntry(entry: unknown): boolean {
+  if (!Array.isArray(entry) || entry.length < 2 || entry.length > 3) return false;
+  const [digest, size, freedAt] = entry as unknown[];
+  const [algo = '', hex = ''] = typeof digest === 'string' ? digest.split(':') : [];
+  const isDigest = isDigestAlgorithm(algo) && isStoredHex(algo, hex);
+  return isDigest && Number.isSafeInteger(size) && (size as number) >= 0 && (freedAt === undefined || Number.isFinite(freedAt));
 }
 
 type Blobs = Map<string, number>;
@@ -179,8 +188,8 @@ export class Retention {
     const replaced = await this.#replaced();
     const { due, kept, freed } = await this.#survey(cutoff);
     const all = new Map<string, Freed>();
-    const pending = (await names.find<PendingRecord>(PENDING))?.blobs;
-    for (const [digest, size, freedAt] of pending ?? []) {
+    const pending = await this.#readPending();
+    for (const [digest, size, freedAt] of pending?.blobs ?? []) {
       // Uploaded to /cas itself since it was freed (an asset, stored already: a 200): no longer
       // the expired name's to free (context.ts uploadRecord). A damaged record, or a list written
       // before entries had freedAt, counts as such an upload: a blob kept is bytes, an asset lost is not.
@@ -193,6 +202,30 @@ export class Retention {
     // bytes also uploaded to /cas itself (an asset) are not a replaced name's to free (context.ts uploadRecord)
     for (const r of replaced) if (!(await names.exists(uploadRecord(r.digest)))) all.set(r.digest, [r.digest, r.size, started]);
     return { due, candidates: [...all.values()].filter(([digest]) => !kept.has(digest) && !this.#ctx.internal.has(digest)), replaced, pending: pending !== undefined };
+  }
+
+  /**
+   * The list an earlier prune left (PENDING), undefined when there is none. One that cannot be
+   * read whole (a disk that lost its end: a crash cannot, it is renamed into place whole) is
+   * said and read as empty, the safe reading: the blobs it listed stay stored for good, as a
+   * crash's would, rather than any deleted on a guess. Found, it is written anew or removed
+   * by the prune (`blobs` empty), so the next one reads it whole.
+   */
+  async #readPending(): Promise<PendingRecord | undefined> {
+    const { names } = this.#ctx;
+    let problem: unknown;
+    try {
+      const record = await names.find<PendingRecord>(PENDING);
+      if (record === undefined || (Array.isArray(record.blobs) && record.blobs.every(isFreedEntry))) return record;
+      problem = 'not a list of [digest, size, freedAt]';
+    } catch (err) {
+      // a damaged record; an I/O error is not damage, and stops the prune as it would any read
+      if (!(err instanceof FleetError && err.code === 'FC_ERR_INTERNAL')) throw err;
+      problem = errorMessage(err);
+    }
+    const file = names.fileOf(PENDING);
+    this.#log?.warn({ file, problem }, `retention: the list of the blobs an earlier prune freed, ${file}, is damaged: the blobs it listed stay stored (never deleted on a guess), and the list is written anew`);
+    return { blobs: [] };
   }
 
   /** The blobs names pointed at before they were uploaded again (replacedRecord); a damaged record is left out. */

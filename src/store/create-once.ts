@@ -2,8 +2,12 @@
 // directory's lock secret, an origin's own write token), read alike by all of them.
 import { randomBytes } from 'node:crypto';
 import { linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
+import { removeLeftoversOfDeadPids } from '../pid-alive.js';
 import { fsyncFileSync } from './durable.js';
+
+/** The hex of a temp file's name (randomBytes(6)). */
+const TEMP_HEX_LENGTH = 12;
 
 /**
  * The trimmed text of `file`, made with `make()`'s text (mode `mode`) when missing. Written
@@ -22,12 +26,13 @@ export function readOrCreate(file: string, make: () => string, mode: number): st
     if (text === '') throw new Error(`${file} is empty (a power loss after it was made?): remove it, and a new one is made at start`);
     return text;
   };
+  removeDeadTemps(file);
   try {
     return read();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  const temp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}`;
+  const temp = `${file}.${process.pid}.${randomBytes(TEMP_HEX_LENGTH / 2).toString('hex')}`;
   writeFileSync(temp, `${make()}\n`, { mode, flush: true });
   try {
     linkSync(temp, file);
@@ -38,4 +43,18 @@ export function readOrCreate(file: string, make: () => string, mode: number): st
   }
   fsyncFileSync(dirname(file));
   return read();
+}
+
+/**
+ * Removes the temp files of `file` that a process killed between their writing and their link
+ * left (a SIGKILL, a power loss): those named with the PID of a process no longer running. A
+ * live one's may be about to be linked. One that cannot be removed keeps no start from going on.
+ */
+function removeDeadTemps(file: string): void {
+  const prefix = `${basename(file)}.`;
+  const rest = new RegExp(`^(\\d+)\\.[0-9a-f]{${TEMP_HEX_LENGTH}}$`);
+  removeLeftoversOfDeadPids(dirname(file), (name) => {
+    const pid = name.startsWith(prefix) ? rest.exec(name.slice(prefix.length))?.[1] : undefined;
+    return pid === undefined ? undefined : Number(pid);
+  });
 }

@@ -52,6 +52,11 @@ export class NameStore {
     return join(this.#root, ...prefix.map(segmentToFileName));
   }
 
+  /** The file of a name's record, for a message about it. */
+  fileOf(segments: readonly string[]): string {
+    return this.#pathOf(segments);
+  }
+
   #pathOf(segments: readonly string[]): string {
     const names = segments.map(segmentToFileName);
     names[names.length - 1] += SUFFIX;

@@ -3,10 +3,11 @@
 // never a blob a kept name, a tooltool upload alone or an internal upload accounts for.
 import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { pino } from 'pino';
 import { Agent, request } from 'undici';
 import { BlobReferences, RECENT_MS } from '../../src/origin/references.js';
 import { Retention, type PruneReport } from '../../src/origin/retention.js';
@@ -368,6 +369,34 @@ t.test('a prune stopped midway (the server closing) leaves the rest to the next 
   const second = await startOrigin(t, { dataDir });
   t.match(await new Retention(second.context, { maxAgeMs: 30 * DAY, keepBases: 3 }).prune({ now: afterUploads() }), { names: { artifacts: 0 }, blobs: 3, stopped: false });
   t.equal(await blobsLeft(second, 6), 0, 'the restarted origin deleted them');
+});
+
+t.test('a truncated list of pending blobs (a power loss) is said and written anew; the blobs it listed stay, and the prune goes on', async (t) => {
+  const origin = await oldArtifacts(t, 3);
+  const { names } = origin.context;
+  const warnings: string[] = [];
+  const log = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+  const retention = new Retention(origin.context, { maxAgeMs: 30 * DAY, keepBases: 3 }, log);
+  t.match(await retention.prune(), { names: { artifacts: 3 }, blobs: 0, heldBack: 3 }, 'the names go; their blobs, uploaded minutes ago, are pending');
+  const file = join(origin.dataDir, 'names.v1', '_retention', 'pending.rec.json');
+  const whole = readFileSync(file, 'utf8');
+  writeFileSync(file, whole.slice(0, Math.floor(whole.length / 2)));
+  // a fourth artifact expires meanwhile: this prune's own blob to free
+  await put(`${origin.url}/artifacts/r2/job/f3`, Buffer.from('artifact 3'));
+  await backdate(origin, ['artifacts', 'r2', 'job', 'f3'], Date.now() - 40 * DAY);
+  t.match(await retention.prune({ dryRun: true, now: afterUploads() }), { names: { artifacts: 1 }, blobs: 1 }, 'a dry run reports what is due besides');
+  t.match(await retention.prune({ now: afterUploads() }), { names: { artifacts: 1 }, blobs: 1, failed: 0 }, 'the prune deletes what it frees itself');
+  t.equal(await blobsLeft(origin, 3), 3, 'the blobs the damaged list named are all still stored: never deleted on a guess');
+  t.notOk(await origin.context.store.has(parseDigestString(`sha256:${sha(Buffer.from('artifact 3'))}`)), "this prune's own is deleted");
+  t.ok(warnings.some((w) => w.includes(file)), `a warning names ${file}`);
+  t.equal(await names.find(['_retention', 'pending']), undefined, 'the damaged list is gone: the next prune reads none');
+  t.match(await retention.prune({ now: afterUploads() }), { blobs: 0, failed: 0 });
+  // garbled rather than cut short: JSON, but not such a list
+  writeFileSync(file, '{"blobs":[["sha256:0a",12]]}');
+  warnings.length = 0;
+  t.match(await retention.prune({ now: afterUploads() }), { blobs: 0, failed: 0 });
+  t.ok(warnings.some((w) => w.includes(file)), 'a list of what are not digests is said to be damaged too');
+  t.notOk(existsSync(file), 'and removed');
 });
 
 t.test('a name that cannot be read stops the prune before anything is deleted', async (t) => {

@@ -9,7 +9,7 @@ import t from 'tap';
 import { EXIT } from '../../src/errors.js';
 import { LOCK_ID, lockDataDir } from '../../src/store/dir-lock.js';
 import { runCli } from '../helpers/cli.js';
-import { startServerProcess } from '../helpers/processes.js';
+import { exitedPid, startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 
 t.test('in one process: held until released, whatever the path it is named by', async (t) => {
@@ -76,4 +76,21 @@ t.test('a lock secret that cannot be read is a configuration error naming the di
 t.test('an empty lock secret (a power loss before it was synced) is refused, naming it, not taken for the secret ""', async (t) => {
   const data = t.testdir({ [LOCK_ID]: '\n' });
   await t.rejects(lockDataDir(data), { code: 'FC_ERR_CONFIG', message: new RegExp(`${LOCK_ID}: \\S*${LOCK_ID} is empty .*remove it`) });
+});
+
+t.test("a real origin's start removes the temp files of its lock secret and token that a killed process left, never a live process's", async (t) => {
+  const data = join(t.testdir(), 'data');
+  const first = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', data], { FLEETCACHE_TOKEN: '' });
+  await first.stop();
+  // What readOrCreate leaves when SIGKILLed between writing its temp file and linking it.
+  const dead = exitedPid();
+  const leftovers = [`${LOCK_ID}.${dead}.0123456789ab`, `token.${dead}.ba9876543210`];
+  const live = [`${LOCK_ID}.${process.pid}.0123456789ab`, `token.${process.pid}.ba9876543210`];
+  // not of that shape: another program's, or the operator's
+  const others = [`${LOCK_ID}.${dead}`, `token.${dead}.backup`, `token.bak.${dead}.0123456789ab`];
+  for (const name of [...leftovers, ...live, ...others]) writeFileSync(join(data, name), 'a secret\n', { mode: 0o600 });
+  const again = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', data], { FLEETCACHE_TOKEN: '' });
+  for (const name of leftovers) t.notOk(existsSync(join(data, name)), `${name} (pid ${dead}, gone) is removed`);
+  for (const name of [...live, ...others]) t.ok(existsSync(join(data, name)), `${name} stays`);
+  await again.stop();
 });

@@ -3,7 +3,7 @@
 // RESTART_LIMIT_BURST), and stops them all on SIGINT/SIGTERM (SIGHUP is ignored, said in the log).
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AggregatorRegistry, Registry } from 'prom-client';
@@ -17,7 +17,7 @@ import { ignoreHangup } from '../../http/server-logging.js';
 import { lockDataDir } from '../../store/dir-lock.js';
 import { addTally, emptyTally, registerTallyCounters, TALLY_COUNTERS, type KindTally } from '../metrics.js';
 import { Outbox, unbatch, workerEnv, type Batch, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerMessage } from './protocol.js';
-import { isAlive } from '../../pid-alive.js';
+import { removeLeftoversOfDeadPids } from '../../pid-alive.js';
 
 const STORE_BROADCAST_MS = 250;
 
@@ -88,21 +88,10 @@ const SOCKET_DIR = new RegExp(`^${SOCKET_DIR_PREFIX}(\\d+)-`);
  * remove (another user's cache left it; its owner's next start sweeps it).
  */
 export function removeStaleSocketDirs(parent: string): void {
-  let names: string[];
-  try {
-    names = readdirSync(parent);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const m = SOCKET_DIR.exec(name);
-    if (!m || isAlive(Number(m[1]))) continue;
-    try {
-      rmSync(path.join(parent, name), { recursive: true, force: true });
-    } catch {
-      // another user's (EACCES, EPERM): left to its owner
-    }
-  }
+  removeLeftoversOfDeadPids(parent, (name) => {
+    const pid = SOCKET_DIR.exec(name)?.[1];
+    return pid === undefined ? undefined : Number(pid);
+  });
 }
 
 function addTallies(into: Record<string, KindTally>, from: Record<string, KindTally>): void {
