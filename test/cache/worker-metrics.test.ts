@@ -51,8 +51,9 @@ t.test("what dead workers counted since the last scrape is in /-/metrics, as in 
   // an answer is counted once its last write is done, which can come after the client read it
   await eventually('every miss in /-/stats', async () => (await stats()).bytesServed === 8 * 4096);
   t.equal((await stats()).misses, 8, 'every miss in /-/stats');
-  // Past the 200 ms a worker's report of its counts waits for, with no scrape since the first.
-  await new Promise((resolve) => setTimeout(resolve, 600));
+  // With no scrape since the first: each /-/stats has every worker report its counts, its
+  // registry's after its tallies (cluster/link.ts flush); the next one comes after those.
+  await stats();
   for (const pid of workers) rememberProcess(pid).kill('SIGKILL');
   await eventually('both replaced', () => cacheWorkers(primary).filter((p) => !workers.includes(p)).length === 2, 30_000);
   await eventually('the replacements listen', async () => (await stats().catch(() => undefined)) !== undefined, 10_000);
@@ -76,8 +77,8 @@ t.test('the error answers and sendfile bytes of dead workers, counted since the 
   for (let i = 0; i < refused; i++) t.equal((await fetchHash(`${cache.url}/cas/sha256/not-a-digest-${i}`, {}, { fresh: true })).status, 400, 'refused by the cache itself');
   const served = async (): Promise<number> => ((await (await request(`${cache.url}/-/stats`)).body.json()) as { total: { bytesServed: number } }).total.bytesServed;
   await eventually('every answer counted', async () => (await served()) === 2 * 4 * 1024 * 1024);
-  // Past the 200 ms a worker's report waits for, with no scrape since the first.
-  await new Promise((resolve) => setTimeout(resolve, 600));
+  // With no scrape since the first: the registries the last /-/stats had reported are in (see above).
+  await served();
   for (const pid of workers) rememberProcess(pid).kill('SIGKILL');
   await eventually('both replaced', () => cacheWorkers(primary).filter((p) => !workers.includes(p)).length === 2, 30_000);
   await eventually('the replacements listen', async () => (await served().catch(() => -1)) >= 0, 10_000);
