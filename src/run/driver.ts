@@ -261,7 +261,11 @@ export async function runWorkers<M>(
     }
   }
 
-  await Promise.all(workers.map(work));
+  // Into the start-up gate (first come, first served) the first machine of every system,
+  // then the second of each, and so on: in plan order, a system of 16 machines waited for
+  // all 16 start-ups of the system before it, its jobs idle the while.
+  const startOrder = [...workers].sort((a, b) => a.index - b.index);
+  await Promise.all(startOrder.map(work));
   result.remaining = queue.remaining();
   return result;
 }

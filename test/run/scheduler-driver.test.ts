@@ -298,3 +298,33 @@ t.test('a start that waits through idle (a retry delay, a busy host) does not ho
   t.ok(fine < 300, `the other system started at ${fine} ms, not after the retries (500 ms and more)`);
   t.ok([...startedAt].filter(([k]) => k.startsWith('failing')).every(([, at]) => at >= 500), `the retries still ran (${JSON.stringify([...startedAt])})`);
 });
+
+t.test('start-up takes the first machine of every system, then the second of each: no system waits for all of another\'s', async (t) => {
+  const all = jobs(['x', 'y', 'z'], 6);
+  const q = new JobQueue(all, { seed: 2 });
+  const plan = workerPlan(all, () => 3);
+  const started: string[] = [];
+  // every job holds its machine until all nine have started (bounded), so none finds its system's jobs gone
+  let allStarted!: () => void;
+  const starts = new Promise<void>((resolve) => (allStarted = resolve));
+  const res = await runWorkers<number>(
+    q,
+    plan,
+    {
+      async start(w) {
+        started.push(`${w.system}#${w.index}`);
+        if (started.length === 9) allStarted();
+        return w.id;
+      },
+      async run() {
+        await Promise.race([starts, sleep(10_000, undefined, { ref: false })]);
+        return true;
+      },
+      async stop() {},
+    },
+    { startupLimit: 1, dispatchDelay: 0 },
+  );
+  t.same(res.failures, []);
+  t.same(res.remaining, []);
+  t.same(started, ['x#0', 'y#0', 'z#0', 'x#1', 'y#1', 'z#1', 'x#2', 'y#2', 'z#2'], 'one machine of each system in turn');
+});
