@@ -89,6 +89,19 @@ t.test('first push stores a base, later pushes send small deltas; pull rebuilds 
   t.equal(again.manifest.result.digest, second.manifest.result.digest, 'run-2 is still what it was');
 });
 
+t.test("a push's delta gets one compression pass: the fast pass counted while its VCDIFF was written is not run again", async (t) => {
+  const { url, dir, project, common } = await originWithProject(t, 'one-pass');
+  await pushProject({ ...common, run: 'base' });
+  // new text: a VCDIFF that compresses, so brotli's slow pass runs
+  writeFileSync(join(project, 'src', 'mod3.ts'), Array.from({ length: 2000 }, (_, i) => `export const changed${i} = ${i % 13};\n`).join(''));
+  const pushed = await pushProject({ ...common, run: 'changed' });
+  t.ok(pushed.manifest.delta, 'a delta');
+  t.equal(pushed.compressionPasses, 1, 'the slow pass only');
+  const out = join(dir, 'out');
+  await pullProject({ project: 'one-pass', run: 'changed', from: url, dir: out });
+  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }), 'the run pulls whole');
+});
+
 t.test('a work directory or base cache inside the project is never packed (TMPDIR=$PWD/tmp)', async (t) => {
   const { url, dir, project } = await originWithProject(t, 'inside');
   mkdirSync(join(project, 'tmp'));
