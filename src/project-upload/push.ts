@@ -235,7 +235,7 @@ export async function listBases(origin: string, project: string, options: Reques
     const answer = await httpGetJson<{ bases: BaseInfo[] }>(joinUrl(origin, `/projects/${encodeURIComponent(project)}/bases/`), options);
     return answer.bases;
   } catch (err) {
-    if (err instanceof NotFoundError) throw new NotFoundError(`no fleetcache origin answers at ${redactUrl(origin)} (${err.message}): check the origin URL`);
+    if (err instanceof NotFoundError) throw new NotFoundError(`${err.message}: no fleetcache origin answers there, check the origin URL`);
     throw err;
   }
 }
