@@ -105,7 +105,7 @@ async function measure(from: Side, to: Side): Promise<Row> {
     level = encoded.level;
     for (const c of ['none', 'gzip', 'brotli'] as const) {
       const cStart = performance.now();
-      ours[c] = await compressDelta(vcdiffFile, join(work, `out.${c}`), c);
+      ours[c] = (await compressDelta(vcdiffFile, join(work, `out.${c}`), c)).size;
       oursMs[c] = Math.min(oursMs[c], encodeMs + performance.now() - cStart);
     }
   }

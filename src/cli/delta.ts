@@ -35,7 +35,7 @@ export function registerDelta(program: Command): void {
       const { encoded, size } = await withTempDir('fleetcache-delta-', async (work) => {
         const vcdiff = join(work, 'delta.vcdiff');
         const encoded = await encodeDelta({ path: flags.base }, { path: target }, vcdiff, level === undefined ? {} : { level });
-        return { encoded, size: await writeAtomically(flags.output, (tmp) => compressDelta(vcdiff, tmp, compression)) };
+        return { encoded, size: await writeAtomically(flags.output, async (tmp) => (await compressDelta(vcdiff, tmp, compression)).size) };
       });
       process.stdout.write(`level ${encoded.level}\tvcdiff ${encoded.size}\t${compression} ${size}\t${flags.output}\n`);
     });

@@ -58,18 +58,32 @@ async function compressFile(input: string, output: string, compression: Compress
   return (await stat(output)).size;
 }
 
+/** What compressDelta wrote. */
+interface CompressedDelta {
+  /** Bytes of the compressed delta. */
+  readonly size: number;
+  /** Compression passes run over the VCDIFF: 1, or 2 when brotli's fast pass was run before its slow one. */
+  readonly passes: number;
+}
+
 /**
- * Compresses the VCDIFF file `input` into `output` (created or replaced), streamed; resolves
- * to the output's size. Brotli runs a fast pass first; when it saves under 1% the content
- * does not compress (new random or already compressed data) and the slow pass is skipped.
- * The slow pass is quality 11 up to SLOW_PASS_MAX_BYTES, LARGE_QUALITY above.
+ * Compresses the VCDIFF file `input` into `output` (created or replaced), streamed. Brotli
+ * runs a fast pass first; when it saves under 1% the content does not compress (new random
+ * or already compressed data) and the slow pass is skipped. The slow pass is quality 11 up
+ * to SLOW_PASS_MAX_BYTES, LARGE_QUALITY above. `fastPassSize`: the fast pass's size when the
+ * caller counted it already (QuickSizeCounter, as push does while the VCDIFF is written):
+ * the fast pass is then run only when its output is the one kept.
  */
-export async function compressDelta(input: string, output: string, compression: Compression): Promise<number> {
+export async function compressDelta(input: string, output: string, compression: Compression, fastPassSize?: number): Promise<CompressedDelta> {
   const size = (await stat(input)).size;
-  if (compression !== 'brotli') return compressFile(input, output, compression, size, 0);
-  const quick = await compressFile(input, output, compression, size, FAST_QUALITY);
-  if (quick > 0.99 * size) return quick;
-  return compressFile(input, output, compression, size, size <= SLOW_PASS_MAX_BYTES ? constants.BROTLI_MAX_QUALITY : LARGE_QUALITY);
+  if (compression !== 'brotli') return { size: await compressFile(input, output, compression, size, 0), passes: 1 };
+  const quick = fastPassSize ?? (await compressFile(input, output, compression, size, FAST_QUALITY));
+  const fastPassRun = fastPassSize === undefined ? 1 : 0;
+  const compresses = quick <= 0.99 * size;
+  if (!compresses && fastPassRun) return { size: quick, passes: 1 };
+  // a fast pass counted by the caller is run only when its output is the one kept
+  const quality = !compresses ? FAST_QUALITY : size <= SLOW_PASS_MAX_BYTES ? constants.BROTLI_MAX_QUALITY : LARGE_QUALITY;
+  return { size: await compressFile(input, output, compression, size, quality), passes: fastPassRun + 1 };
 }
 
 /**

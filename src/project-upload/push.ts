@@ -112,6 +112,11 @@ export interface PushResult {
   readonly unusableBases: readonly UnusableBase[];
   /** The encodes against candidate bases, in the order tried. */
   readonly encodes: readonly CandidateEncode[];
+  /**
+   * Compression passes run over the VCDIFFs of the deltas compressed for upload (compressDelta's):
+   * the fast pass counted as each VCDIFF was written is not run again.
+   */
+  readonly compressionPasses: number;
 }
 
 /** A candidate whose encode was whole, with its rank. */
@@ -123,6 +128,8 @@ interface Ranked {
   readonly vcdiffSize: number;
   /** Its fast pass's size, or 0 when its raw VCDIFF is under the re-base bound. */
   readonly quick: number;
+  /** Its fast pass's size, counted as its VCDIFF was written. */
+  readonly fastPass: number;
   /** The bytes it sends over the slow links (the ranking's). */
   readonly cost: number;
 }
@@ -228,7 +235,7 @@ export async function listBases(origin: string, project: string, options: Reques
     const answer = await httpGetJson<{ bases: BaseInfo[] }>(joinUrl(origin, `/projects/${encodeURIComponent(project)}/bases/`), options);
     return answer.bases;
   } catch (err) {
-    if (err instanceof NotFoundError) throw new NotFoundError(`no fleetcache origin answers at ${redactUrl(origin)} (${err.message}): check the origin URL`);
+    if (err instanceof NotFoundError) throw new NotFoundError(`${err.message}: no fleetcache origin answers there, check the origin URL`);
     throw err;
   }
 }
@@ -425,12 +432,13 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
           // the best gets the slow pass, and only when it can still come under the bound (the
           // slow pass does not halve what the fast one leaves). A delta ranked 0 counts as nothing
           // beside a base a region lacks (a tenth of the tar at most, where that base is a whole tar).
-          const quick = size <= REBASE_RATIO * fullSize ? 0 : await (counter as QuickSizeCounter).end();
+          const fastPass = await (counter as QuickSizeCounter).end();
+          const quick = size <= REBASE_RATIO * fullSize ? 0 : fastPass;
           const cost = quick * slowLinks + fetches;
           // Past 2 × the re-base bound, a delta is not chosen (a new base is made): nor can it
           // push aside, by its cheaper base, a candidate that could be.
           const choosable = quick <= 2 * REBASE_RATIO * fullSize;
-          const entry: Ranked = { base, baseSize, file, vcdiffSize: size, quick, cost };
+          const entry: Ranked = { base, baseSize, file, vcdiffSize: size, quick, fastPass, cost };
           const passed = [best, sure];
           if (choosable && beats(entry, best)) best = entry;
           if (quick === 0 && beats(entry, sure)) sure = entry;
@@ -443,9 +451,15 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       const fullUploadBytes = gz.size;
       const bound = REBASE_RATIO * fullUploadBytes;
       const deltaFile = join(work, 'delta');
-      let chosen = best ? { ...best, deltaSize: await compressDelta(best.file, deltaFile, compression) } : undefined;
+      let compressionPasses = 0;
+      const compressForUpload = async (ranked: Ranked): Promise<Ranked & { deltaSize: number }> => {
+        const { size, passes } = await compressDelta(ranked.file, deltaFile, compression, ranked.fastPass);
+        compressionPasses += passes;
+        return { ...ranked, deltaSize: size };
+      };
+      let chosen = best ? await compressForUpload(best) : undefined;
       // the best by its fast pass would make a new base: the sure delta costs less
-      if (chosen && chosen.deltaSize > bound && sure && sure !== best) chosen = { ...sure, deltaSize: await compressDelta(sure.file, deltaFile, compression) };
+      if (chosen && chosen.deltaSize > bound && sure && sure !== best) chosen = await compressForUpload(sure);
 
       signal?.throwIfAborted();
       const created = new Date().toISOString();
@@ -499,7 +513,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       });
       bytesSent += Buffer.byteLength(body);
       const pruned = await pruneBaseCache(options.baseCache, options.baseCacheSize ?? parseSize(DEFAULT_BASE_CACHE_SIZE), used);
-      return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased, pruned, skipped: packed.skipped, unusableBases, encodes };
+      return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased, pruned, skipped: packed.skipped, unusableBases, encodes, compressionPasses };
     } finally {
       stopGzip.abort(); // nothing when it ended
       await gzipping.catch(() => undefined);

@@ -226,9 +226,13 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       // No machine exists yet: nothing to discard, and no summary to print but this.
       if (interrupt?.received) throw new FleetError('FC_ERR_TASK_FAILED', `interrupted by ${interrupt.received} while the project was uploaded: no job ran (${jobs.length} aborted), no machine was allocated`);
       // the run's first request of its own: an origin that is down or refuses the token is named
-      // here, with what was being done, and the failure keeps its code (the exit status)
+      // here, with what was being done, and the failure keeps its code (the exit status). Its
+      // reason names the origin's URL already (the request's: "GET <url>: …"); a reason that
+      // does not failed on this host (a file of the project it cannot read, a full temp
+      // directory), and blames no origin.
       const error = toFleetError(err);
-      throw new FleetError(error.code, `cannot push the project to the origin ${redactUrl(fleet.origin)}: ${error.message}`, { cause: error, ...(error.details ? { details: error.details } : {}) });
+      const atOrigin = error.message.includes(redactUrl(fleet.origin).replace(/\/+$/, ''));
+      throw new FleetError(error.code, `cannot push the project${atOrigin ? ' to the origin' : ''}: ${error.message}`, { cause: error, ...(error.details ? { details: error.details } : {}) });
     });
     // spread's line as it prints it (scripts parse it), then what went to the origin
     for (const base of push.unusableBases) log.line(`WARNING: ${unusableBaseLine(base)}`);

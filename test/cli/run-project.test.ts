@@ -1,12 +1,16 @@
 // `fleetcache run` from the command line in a small project of its own: what the CLI
 // passes to the runner (seed, data root) as a user sees it.
 import t, { type Test } from 'tap';
-import { spawnSync } from 'node:child_process';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cliArgs } from '../helpers/processes.js';
 import { deadUrl } from '../agent/helpers.js';
 import { ERROR_CODES } from '../../src/errors.js';
+import { nobody } from '../helpers/nobody.js';
+import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
 
 /** A one-worker project on the local backend with tasks t1..tN in tests/. */
 async function project(t: Test, tasks: number, execute = 'echo ok'): Promise<string> {
@@ -127,5 +131,40 @@ t.test('an origin that is down at run start: the error says the project push to 
   await writeFile(join(dir, 'token'), 'fc-token\n', { mode: 0o600 });
   const res = run(t, dir, ['--fleet', 'fleet.yaml', '--token-file', 'token']);
   t.equal(res.status, ERROR_CODES.FC_ERR_UPSTREAM.exit, "the connection failure's exit status");
-  t.match(res.out, new RegExp(`fleetcache: error: cannot push the project to the origin ${origin}: GET ${origin}/projects/small/bases/: connect ECONNREFUSED`));
+  t.match(res.out, new RegExp(`fleetcache: error: cannot push the project to the origin: GET ${origin}/projects/small/bases/: connect ECONNREFUSED`));
+});
+
+t.test('an origin URL that answers 404 (a wrong path): the error names that URL once, with the request that failed', async (t) => {
+  const dir = await project(t, 1);
+  const { url } = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  const wrong = `${url}/wrong`;
+  await writeFile(join(dir, 'fleet.yaml'), `origin: ${wrong}\nregions:\n  region-a:\n    caches: [${url}]\n`);
+  await writeFile(join(dir, 'token'), `${TEST_TOKEN}\n`, { mode: 0o600 });
+  // not spawnSync: the origin answers from this process
+  const failed = await promisify(execFile)(process.execPath, cliArgs(['run', '--fleet', 'fleet.yaml', '--token-file', 'token']), { cwd: dir, timeout: 120_000 }).then(
+    () => ({ code: 0, stderr: '' }),
+    (err: { code: number; stderr: string }) => err,
+  );
+  t.equal(failed.code, ERROR_CODES.FC_ERR_NOT_FOUND.exit, "the 404's exit status");
+  const line = failed.stderr.split('\n').find((l) => l.startsWith('fleetcache: error: ')) ?? '';
+  t.match(line, new RegExp(`^fleetcache: error: cannot push the project to the origin: GET ${wrong}/projects/small/bases/: HTTP 404.*no fleetcache origin answers there, check the origin URL`));
+  t.equal(line.split(url).length - 1, 1, `the URL once: ${line}`);
+});
+
+const user = nobody();
+t.test('a file of the project the run cannot read: the error names the file, and blames no origin', { skip: typeof user === 'string' ? user : false }, async (t) => {
+  if (typeof user === 'string') return;
+  // where the unprivileged user reaches (root reads any file: only another user meets the mode)
+  const base = await mkdtemp(join(tmpdir(), 'fleetcache-unreadable-'));
+  t.teardown(() => rm(base, { recursive: true, force: true }));
+  await chmod(base, 0o777);
+  const dir = join(base, 'project');
+  const made = await project(t, 1);
+  await writeFile(join(made, 'secret.txt'), 'not for the run\n');
+  await cp(made, dir, { recursive: true });
+  await chmod(join(dir, 'secret.txt'), 0o600);
+  const res = spawnSync(process.execPath, cliArgs(['run', '--data', join(base, 'data')]), { cwd: dir, uid: user.uid, gid: user.gid, encoding: 'utf8', timeout: 120_000 });
+  t.equal(res.status, ERROR_CODES.FC_ERR_USAGE.exit, res.stderr);
+  t.match(res.stderr, `fleetcache: error: cannot push the project: packing ${dir}: ${join(dir, 'secret.txt')}: permission denied`);
+  t.notMatch(res.stderr, /origin/, 'no origin blamed');
 });

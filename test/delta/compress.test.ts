@@ -2,9 +2,10 @@
 // 1 s per MiB; 9 above) only where it can pay; deltaChunks reads what it wrote.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
 import { join } from 'node:path';
-import { QuickSizeCounter } from '../../src/delta/compress.js';
+import { compressDelta, QuickSizeCounter } from '../../src/delta/compress.js';
 import { compressToBuffer } from '../helpers/delta.js';
 import { VCDIFF_HEADER } from '../../src/delta/vcdiff.js';
 import { inflateDelta } from './trees.js';
@@ -22,6 +23,20 @@ t.test('a delta that does not compress skips the slow pass; one that does gets i
   const slow = await compressToBuffer(text, 'brotli');
   t.same(slow, brotliAt(text, 11), 'quality 11 where it compresses');
   t.same(await inflateDelta(file, slow), text);
+});
+
+t.test('a fast pass counted by the caller is not run again: the slow pass alone where the delta compresses, the fast pass alone where it does not', async (t) => {
+  const dir = t.testdir();
+  const [input, output] = [join(dir, 'vcdiff'), join(dir, 'out')];
+  const text = Buffer.concat([VCDIFF_HEADER, Buffer.from(Array.from({ length: 20_000 }, (_, i) => `line ${i} of a source file ${i % 7}\n`).join(''))]);
+  const random = Buffer.concat([VCDIFF_HEADER, randomBytes(1 << 20)]);
+  for (const [bytes, kept, what] of [[text, 11, 'text'], [random, 5, 'random']] as const) {
+    writeFileSync(input, bytes);
+    const fastPassSize = brotliAt(bytes, 5).length;
+    t.same(await compressDelta(input, output, 'brotli'), { size: brotliAt(bytes, kept).length, passes: what === 'text' ? 2 : 1 }, `${what}: uncounted, the fast pass is run first`);
+    t.same(await compressDelta(input, output, 'brotli', fastPassSize), { size: brotliAt(bytes, kept).length, passes: 1 }, `${what}: counted, one pass`);
+    t.same(readFileSync(output), brotliAt(bytes, kept), `${what}: the same bytes as uncounted`);
+  }
 });
 
 t.test('a delta above 1 MiB gets quality 9 in its slow pass, not 11 (seconds per MiB on the way of a push)', async (t) => {
