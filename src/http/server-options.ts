@@ -11,6 +11,7 @@ import { ROUTED_METHODS } from './allowed-methods.js';
 import { HEAD_CHECK_INTERVAL_MS } from './connection-limits.js';
 import { earlyAnswered } from './early-answers.js';
 import { closingErrorAnswer, frameworkErrors, MAX_PARAM_LENGTH } from './errors.js';
+import { afterAnswersInFlight } from './parse-error-order.js';
 
 /** Header fields a request may have, Host included (the origin's limits.maxHeaders, the cache's). */
 export const DEFAULT_MAX_HEADERS = 64;
@@ -141,7 +142,8 @@ function answerAndClose(server: Server, socket: Duplex, fe: FleetError, err?: Er
 /**
  * Answers a request Node's parser refused (two Content-Length, a header over 16 KiB, a
  * request that did not arrive in time) with a catalogued JSON error, as every other error
- * is answered, instead of fastify's own body. The connection is closed after it.
+ * is answered, instead of fastify's own body, after the answers in flight on its connection
+ * (parse-error-order.ts). The connection is closed after it.
  */
 function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Duplex): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
@@ -156,7 +158,7 @@ function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, s
     // and HTTP/2's preface (PRI * HTTP/2.0, a client with prior knowledge)
     : err.code === 'HPE_INVALID_VERSION' || err.code === 'HPE_PAUSED_H2_UPGRADE' ? new FleetError('FC_ERR_HTTP_VERSION', 'the request\'s HTTP version is not supported (HTTP/1.1 and 1.0 are)')
     : new FleetError('FC_ERR_BAD_REQUEST', `malformed HTTP request (${err.code ?? 'parse error'})`);
-  answerAndClose(this.server, socket, fe, err);
+  afterAnswersInFlight(socket, () => answerAndClose(this.server, socket, fe, err));
 }
 
 /** `shutdownTimeoutMs`: the longest drain this server will be asked for (see pluginTimeoutFor). */
