@@ -847,20 +847,36 @@ export class DiskStore {
       const { ino } = await stat(file);
       if (entry.ino !== undefined && ino !== entry.ino) return void this.#replaced(id);
       entry.meta = meta;
-      await writeFile(tmp, sidecarText(meta, ino));
+      const text = sidecarText(meta, ino);
+      await writeFile(tmp, text);
       await rename(tmp, file + SIDECAR);
       // The body evicted meanwhile (the primary unlinks in the background): the sidecar just
       // written would stay on disk without it, counted by no index, until a restart.
       if (!(await stat(file).catch(() => undefined))) {
         await rm(file + SIDECAR, { force: true });
         this.forget(id);
+        return;
       }
+      this.#recharge(id, entry, Buffer.byteLength(text));
     } catch (err) {
       await this.discardTemp(tmp);
       // evicted before the update: nothing to update
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return void this.forget(id);
       this.#log.error({ id, err: errorMessage(err) }, 'cannot update cache sidecar');
     }
+  }
+
+  /**
+   * Charges an entry whose sidecar was rewritten at its new size (a revalidation's 304 can
+   * bring longer headers), here and in the primary's index; one replaced meanwhile is left
+   * alone. One now larger than the cache could hold is deleted (files and all).
+   */
+  #recharge(id: string, entry: Entry, sidecar: number): void {
+    if (entry.sidecar === sidecar || this.#lru.peek(id) !== entry) return;
+    if (this.footprint(id, entry.size, sidecar) > this.maxSize) return this.delete(id);
+    // the same entry, sized anew: not disposed of (its body in memory stays counted)
+    this.#lru.set(id, { ...entry, sidecar }, { noDisposeOnSet: true });
+    this.#peer?.committed(id, entry.size, entry.meta?.storedAt ?? entry.storedAt ?? Date.now(), sidecar);
   }
 
   tempPath(): string {
