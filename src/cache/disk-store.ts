@@ -35,7 +35,7 @@ import { formatBytes } from '../config/units.js';
 import { etagOf, IMMUTABLE_CACHE_CONTROL } from '../http/blob-reply.js';
 import { mapLimit } from '../map-limit.js';
 import { formatDigest, isDigestAlgorithm, type Digest } from '../store/digest.js';
-import { errorMessage } from '../errors.js';
+import { ConfigError, errorMessage } from '../errors.js';
 
 export interface EntryMeta {
   /** The request key the entry answers (for humans and collision checks). */
@@ -570,6 +570,11 @@ export class DiskStore {
     await rm(path.join(this.dir, 'tmp'), { recursive: true, force: true });
     await mkdir(path.join(this.dir, 'tmp'), { recursive: true });
     this.#readBlock(); // before anything is indexed: each entry is charged in its blocks once, when set
+    // a budget below a name's or mirror entry's least footprint (a block for its body, one for its sidecar) would hold nothing, silently
+    const least = this.footprint(httpId(''), 0, 1);
+    if (this.maxSize < least) {
+      throw new ConfigError(`maxSize (--max-size): ${this.maxSize} bytes holds nothing; at least ${least} bytes (two blocks of ${this.#block} bytes, the block of the filesystem holding ${this.dir}: an object's body and its headers file)`, undefined, undefined, 'maxSize');
+    }
     const list = (rel: string): string[] => {
       try {
         return readdirSync(path.join(this.dir, rel));
