@@ -302,8 +302,10 @@ export async function passthrough(
   ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, upstream: Upstream, path: string, headers: HeaderMap,
   answered: UpstreamAnswer | undefined, how: PassedThrough,
 ): Promise<void> {
+  // a blob's source may redirect (a tooltool server, to a pre-signed URL): followed, as its fills do, the bodies dropped on the way counted
+  const follow = how.follow ? (n: number): void => ctx.metrics.upstream(kind, n) : undefined;
   if (req.method === 'HEAD') {
-    const head = await upstream.head(path, headers, how.follow);
+    const head = await upstream.head(path, headers, follow);
     const decision = how.decide(head);
     const body = { status: decision.status, headers: decision.headers, size: announcedLength(head.headers), content: NO_BODY };
     return sendBody(req, reply, body, { kind, cache: 'MISS', ageSeconds: 0, metrics: ctx.metrics });
@@ -315,8 +317,7 @@ export async function passthrough(
     res = undefined;
   }
   const ranged = withRange(req, headers);
-  // a blob's source may redirect (a tooltool server, to a pre-signed URL): followed, as its fills do
-  res ??= how.follow ? await upstream.fetch(path, ranged, 0, true) : await upstream.request(path, { method: 'GET', headers: ranged });
+  res ??= follow ? await upstream.fetch(path, ranged, 0, follow) : await upstream.request(path, { method: 'GET', headers: ranged });
   passedOn(reply, res.statusCode, res.redirected && res.statusCode < 300 ? redirectedBlobFields(res, how.decide) : adjust(endToEnd(res.headers)));
   if (res.whole !== undefined) {
     ctx.metrics.upstream(kind, res.whole.length);

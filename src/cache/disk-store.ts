@@ -35,7 +35,7 @@ import { formatBytes } from '../config/units.js';
 import { etagOf, IMMUTABLE_CACHE_CONTROL } from '../http/blob-reply.js';
 import { mapLimit } from '../map-limit.js';
 import { formatDigest, isDigestAlgorithm, type Digest } from '../store/digest.js';
-import { errorMessage } from '../errors.js';
+import { ConfigError, errorMessage } from '../errors.js';
 
 export interface EntryMeta {
   /** The request key the entry answers (for humans and collision checks). */
@@ -570,6 +570,11 @@ export class DiskStore {
     await rm(path.join(this.dir, 'tmp'), { recursive: true, force: true });
     await mkdir(path.join(this.dir, 'tmp'), { recursive: true });
     this.#readBlock(); // before anything is indexed: each entry is charged in its blocks once, when set
+    // a budget below a name's or mirror entry's least footprint (a block for its body, one for its sidecar) would hold nothing, silently
+    const least = this.footprint(httpId(''), 0, 1);
+    if (this.maxSize < least) {
+      throw new ConfigError(`maxSize (--max-size): ${this.maxSize} bytes holds nothing; at least ${least} bytes (two blocks of ${this.#block} bytes, the block of the filesystem holding ${this.dir}: an object's body and its headers file)`, undefined, undefined, 'maxSize');
+    }
     const list = (rel: string): string[] => {
       try {
         return readdirSync(path.join(this.dir, rel));
@@ -847,20 +852,36 @@ export class DiskStore {
       const { ino } = await stat(file);
       if (entry.ino !== undefined && ino !== entry.ino) return void this.#replaced(id);
       entry.meta = meta;
-      await writeFile(tmp, sidecarText(meta, ino));
+      const text = sidecarText(meta, ino);
+      await writeFile(tmp, text);
       await rename(tmp, file + SIDECAR);
       // The body evicted meanwhile (the primary unlinks in the background): the sidecar just
       // written would stay on disk without it, counted by no index, until a restart.
       if (!(await stat(file).catch(() => undefined))) {
         await rm(file + SIDECAR, { force: true });
         this.forget(id);
+        return;
       }
+      this.#recharge(id, entry, Buffer.byteLength(text));
     } catch (err) {
       await this.discardTemp(tmp);
       // evicted before the update: nothing to update
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return void this.forget(id);
       this.#log.error({ id, err: errorMessage(err) }, 'cannot update cache sidecar');
     }
+  }
+
+  /**
+   * Charges an entry whose sidecar was rewritten at its new size (a revalidation's 304 can
+   * bring longer headers), here and in the primary's index; one replaced meanwhile is left
+   * alone. One now larger than the cache could hold is deleted (files and all).
+   */
+  #recharge(id: string, entry: Entry, sidecar: number): void {
+    if (entry.sidecar === sidecar || this.#lru.peek(id) !== entry) return;
+    if (this.footprint(id, entry.size, sidecar) > this.maxSize) return this.delete(id);
+    // the same entry, sized anew: not disposed of (its body in memory stays counted)
+    this.#lru.set(id, { ...entry, sidecar }, { noDisposeOnSet: true });
+    this.#peer?.committed(id, entry.size, entry.meta?.storedAt ?? entry.storedAt ?? Date.now(), sidecar);
   }
 
   tempPath(): string {

@@ -17,7 +17,7 @@ import { httpId, type Hit } from './disk-store.js';
 import { isDigestAlgorithm, parseDigest, type Digest } from '../store/digest.js';
 import { getImmutable } from './namespace.js';
 import type { FillDecision, FillSpec } from './fill.js';
-import { endToEnd, requestEndToEnd, withoutRunToken, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
+import { dumpCounted, endToEnd, requestEndToEnd, withoutRunToken, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
 import { loggedPath } from './serve.js';
 import { parseHttpDate } from '../http/blob-reply.js';
 import type { AnswerHead, UpstreamAnswer } from './answer-handler.js';
@@ -352,7 +352,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     if (response && (!revalidation || !revalidation.synchronous)) {
       if (await serveHit(ctx, req, reply, kind, hit, replayed(answerFields(policy, response.headers)), conditional ? 'STALE' : 'HIT')) {
         // stale-while-revalidate: this answer was stale; the next ones will not be.
-        if (conditional) revalidateInBackground(ctx, upstream, { id, key, upath, hit, policy, policyReq, conditional }, fillSpec);
+        if (conditional) revalidateInBackground(ctx, upstream, { id, key, kind, upath, hit, policy, policyReq, conditional }, fillSpec);
         return;
       }
     } else if (conditional) {
@@ -384,7 +384,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
       if (!outcome.modified) kept = outcome.policy;
     }
     if (kept) {
-      await res?.body.dump();
+      if (res) await dumpCounted(res.body, (n) => ctx.metrics.upstream(kind, n));
       if (status === 304) await ctx.store.updateMeta(id, { ...hit.meta, policy: persisted(kept) });
       else ctx.log.warn({ url: loggedPath(upath), status }, 'mirror upstream failing: serving stale (stale-if-error)');
       if (!(await serveHit(ctx, req, reply, kind, hit, replayed(answerFields(kept)), status === 304 ? 'HIT' : 'STALE'))) await direct();
@@ -415,6 +415,8 @@ const revalidating = new WeakMap<CacheContext, Set<string>>();
 interface Stale {
   readonly id: string;
   readonly key: string;
+  /** What its bytes are counted under (CacheMetrics). */
+  readonly kind: string;
   readonly upath: string;
   readonly hit: Hit;
   readonly policy: CachePolicy;
@@ -440,7 +442,7 @@ function revalidateInBackground(ctx: CacheContext, upstream: Upstream, s: Stale,
   const run = async (): Promise<void> => {
     const res = await upstream.request(s.upath, { method: 'GET', headers: s.conditional });
     if (res.statusCode === 304 || res.statusCode >= 500) {
-      await res.body.dump();
+      await dumpCounted(res.body, (n) => ctx.metrics.upstream(s.kind, n));
       const kept = res.statusCode === 304 ? refreshedPolicy(s.policy, s.policyReq, policyHeaders(res.headers)) : undefined;
       // a 304 that matches not leaves the entry stale: once past stale-while-revalidate, a
       // request revalidates in the foreground and fetches the body again

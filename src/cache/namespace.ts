@@ -14,7 +14,7 @@ import { ALGO_HEX_ROUTE, casPath, parseDigest, type Digest } from '../store/dige
 import { authHeaders, cacheControlOf, fillOnce, notCached, onlyIfCached, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
-import { endToEnd, pickHeaders, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
+import { dumpCounted, endToEnd, pickHeaders, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
 import { loggedPath } from './serve.js';
 import type { AnswerHead } from './answer-handler.js';
 
@@ -92,12 +92,13 @@ export function originSource(ctx: CacheContext, kind: ImmutableKind, d: Digest):
  */
 export function immutableFill(ctx: CacheContext, source: BlobSource, d: Digest, fwd: HeaderMap): FillSpec {
   const { kind, upstream, path } = source;
+  const onUpstreamBytes = (n: number): void => ctx.metrics.upstream(kind, n);
   return {
     id: casId(d),
-    request: (gatherUpTo) => upstream.fetch(path, fwd, gatherUpTo, true),
+    request: (gatherUpTo) => upstream.fetch(path, fwd, gatherUpTo, onUpstreamBytes),
     decide: decideImmutable(d, fwd.authorization !== undefined),
     verify: d,
-    onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
+    onUpstreamBytes,
   };
 }
 
@@ -279,7 +280,7 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
   // would be served to anyone while upstream is down).
   if (res.statusCode === 404 || res.statusCode === 410 || res.statusCode === 401 || res.statusCode === 403) ctx.store.delete(id);
   if (res.statusCode >= 500) {
-    await res.body.dump();
+    await dumpCounted(res.body, onUpstreamBytes);
     if (await serveHit(ctx, req, reply, kind, hit, hit.meta.headers, 'STALE')) return;
     throw new UpstreamError(`upstream ${ctx.upstream.name}: HTTP ${res.statusCode}`, { status: res.statusCode });
   }

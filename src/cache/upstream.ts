@@ -118,6 +118,36 @@ function isTimeout(err: unknown): boolean {
   return typeof err === 'object' && err !== null && TIMEOUT_CODES.has(String((err as { code?: unknown }).code));
 }
 
+/** Told the bytes of a body read from upstream and dropped (CacheMetrics.upstream, for a kind). */
+type DroppedBytes = (bytes: number) => void;
+
+/** How much of a body to be dropped is read before the connection is cut instead (as undici's dump). */
+const DROP_READ_LIMIT = 128 * 1024;
+
+/** Drops an answer's body, gathered or not, telling `count` its bytes (dumpCounted). */
+async function dropCounted(answer: UpstreamAnswer, count: DroppedBytes): Promise<void> {
+  if (answer.body) await dumpCounted(answer.body, count);
+  else count(answer.whole.length);
+}
+
+/**
+ * Reads an answer's body to its end and drops it (a redirect's, a 5xx a stored copy is
+ * served instead of, a 304's), telling `count` its bytes as they come: they crossed the link
+ * all the same. Past DROP_READ_LIMIT bytes the body is destroyed. Never rejects.
+ */
+export async function dumpCounted(body: Readable, count: DroppedBytes): Promise<void> {
+  if (body.closed) return;
+  let read = 0;
+  await new Promise<void>((resolve) => {
+    body.once('close', resolve).on('error', () => undefined).on('data', (chunk: Buffer) => {
+      read += chunk.length;
+      count(chunk.length);
+      if (read > DROP_READ_LIMIT) body.destroy();
+    });
+    body.resume();
+  });
+}
+
 /**
  * Asks the upstream's /-/healthz once, as the cache starts, and warns on `log` when no answer
  * comes (a wrong host or port, an origin not started) or a 5xx does: the cache serves what it
@@ -223,38 +253,40 @@ export class Upstream {
    * `gatherUpTo` bytes (answer-handler.ts). `follow`: a redirect is followed, and the
    * answer is the target's (`redirected`); the target gets none of `headers` (the client's
    * credentials are upstream's alone, as tooltool's client sends them) but a range asked
-   * for (a passthrough's), only `accept-encoding: identity`. Throws UpstreamError.
+   * for (a passthrough's), only `accept-encoding: identity`. `follow` is told the bytes of
+   * the bodies read and dropped on the way (a redirect's). Throws UpstreamError.
    */
-  fetch(path: string, headers: HeaderMap, gatherUpTo: number, follow = false): Promise<UpstreamAnswer> {
+  fetch(path: string, headers: HeaderMap, gatherUpTo: number, follow?: DroppedBytes): Promise<UpstreamAnswer> {
     const answer = this.#attempt(() => dispatchGet(this.#pool, { path: this.#basePath + path, method: 'GET', headers: this.#credentialed(headers) }, gatherUpTo));
     if (!follow) return answer;
-    return answer.then((a) => (REDIRECTS.has(a.statusCode) ? this.#follow(a, path, gatherUpTo, { 'accept-encoding': 'identity', ...pickHeaders(headers, RANGE_FIELDS) }) : a));
+    return answer.then((a) => (REDIRECTS.has(a.statusCode) ? this.#follow(a, path, gatherUpTo, { 'accept-encoding': 'identity', ...pickHeaders(headers, RANGE_FIELDS) }, follow) : a));
   }
 
   /**
    * Upstream's answer to a HEAD of `path`, its head. `follow` (a blob's, whose fill follows
    * redirects): a redirect is followed with a GET of the target's first byte, since a
    * pre-signed URL is signed for a GET (a HEAD would not match its signature), and that
-   * answer read as the head of the whole object (wholeHead). Throws UpstreamError.
+   * answer read as the head of the whole object (wholeHead); `follow` is told the bytes
+   * read and dropped on the way (that first byte, a redirect's body). Throws UpstreamError.
    */
-  async head(path: string, headers: HeaderMap, follow = false): Promise<AnswerHead> {
+  async head(path: string, headers: HeaderMap, follow?: DroppedBytes): Promise<AnswerHead> {
     const res = await this.request(path, { method: 'HEAD', headers });
     await res.body.dump();
     const head = { statusCode: res.statusCode, headers: res.headers };
     if (!follow || !REDIRECTS.has(res.statusCode)) return head;
-    const target = await this.#follow({ ...head, whole: Buffer.alloc(0) }, path, 0, { 'accept-encoding': 'identity', range: 'bytes=0-0' });
-    target.body?.destroy();
+    const target = await this.#follow({ ...head, whole: Buffer.alloc(0) }, path, 0, { 'accept-encoding': 'identity', range: 'bytes=0-0' }, follow);
+    await dropCounted(target, follow);
     return wholeHead(target);
   }
 
   /** The answer at the end of upstream's redirects from `first`, its answer to `path`. */
-  async #follow(first: UpstreamAnswer, path: string, gatherUpTo: number, headers: HeaderMap): Promise<UpstreamAnswer> {
+  async #follow(first: UpstreamAnswer, path: string, gatherUpTo: number, headers: HeaderMap, dropped: DroppedBytes): Promise<UpstreamAnswer> {
     let answer = first;
     let from = `${this.#origin}${this.#basePath}${path}`;
     for (let hop = 0; REDIRECTS.has(answer.statusCode); hop++) {
       const location = answer.headers.location;
       if (typeof location !== 'string') break;
-      answer.body?.destroy();
+      await dropCounted(answer, dropped);
       const to = URL.canParse(location, from) ? new URL(location, from) : undefined;
       // The messages name no query string (a token, a signature): they reach the client and the log.
       if (!to) throw new UpstreamError(`upstream ${this.name}: a redirect to something that is not a URL, for ${loggedPath(path)}`);
@@ -271,7 +303,7 @@ export class Upstream {
       from = to.href;
     }
     if (answer.redirected && !isBlobAnswer(answer.statusCode, headers)) {
-      answer.body?.destroy();
+      await dropCounted(answer, dropped);
       // Neither the target's body nor its fields reach the client: a redirect can point
       // anywhere (127.0.0.1, a cloud's metadata address), and its answer is then not upstream's.
       throw new UpstreamError(`upstream ${this.name}: the URL it redirected to answered HTTP ${answer.statusCode} for ${loggedPath(path)}`, { status: answer.statusCode });

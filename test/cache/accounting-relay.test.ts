@@ -117,6 +117,11 @@ t.test('the counters match what crossed the sockets, per link and kind', async (
   up.objects.set('/pool/a.deb', { body: randomish(50_000), headers: { etag: '"a1"', 'cache-control': 'no-cache' } });
   t.equal(await get(`${via}/mirror/deb/pool/a.deb`), 200);
   t.equal(await get(`${via}/mirror/deb/pool/a.deb`), 200);
+  // a mirror's object whose revalidation meets a 5xx with a body: served stale (stale-if-error), the 5xx's body read and dropped
+  up.objects.set('/pool/b.deb', { body: randomish(20_000), headers: { etag: '"b1"', 'cache-control': 'max-age=0, stale-if-error=600' } });
+  t.equal(await get(`${via}/mirror/deb/pool/b.deb`), 200);
+  up.objects.set('/pool/b.deb', { status: 503, body: randomish(3_000), headers: { 'cache-control': 'no-store' } });
+  t.equal(await get(`${via}/mirror/deb/pool/b.deb`), 200, 'served stale');
   // a download the machine gives up after its first 100 kB (the fill goes on, to keep the blob)
   const aborted = await request(cas(hex.aborted));
   let taken = 0;
@@ -180,4 +185,40 @@ t.test('a changed name whose new body upstream cuts counts the bytes that came',
   t.ok(crossed > 12_000, `the first body and part of the second crossed (${crossed} bytes)`);
   await eventually('the cut fill counted', async () => (await getJson<CacheStats>(`${cacheUrl}/-/stats`)).inflightFills === 0);
   t.equal((await getJson<CacheStats>(`${cacheUrl}/-/stats`)).kinds.artifacts?.bytesUpstream, crossed, 'bytes upstream: both bodies, the cut one as far as it came');
+});
+
+t.test("a tooltool mirror's redirects: the body of a 302 and the first byte a HEAD's GET takes count as bytes upstream", async (t) => {
+  const stored = randomish(30_000);
+  const hex = createHash('sha512').update(stored).digest('hex');
+  const absent = 'f'.repeat(128); // HEAD: the storage has a blob under it the cache does not hold
+  const storage = await startUpstream(t);
+  const blobs = new Map([[`/s3/${hex}`, stored], [`/s3/${absent}`, randomish(9_000)]]);
+  // a storage host answers a range (the HEAD's GET asks for the first byte)
+  storage.up.handler = (req, res) => {
+    const body = blobs.get(req.url ?? '');
+    if (!body) return false;
+    if (req.headers.range === 'bytes=0-0') res.writeHead(206, { 'content-range': `bytes 0-0/${body.length}`, 'content-length': '1' }).end(body.subarray(0, 1));
+    else res.writeHead(200, { 'content-length': String(body.length) }).end(body);
+    return true;
+  };
+  const toStorage = await startByteRelay(t, storage.upUrl);
+  const tooltool = await startUpstream(t);
+  // a tooltool server's 302 carries a little HTML, as Flask's does
+  tooltool.up.handler = (req, res) => {
+    const m = /^\/sha512\/([0-9a-f]{128})$/.exec(req.url ?? '');
+    if (!m) return false;
+    res.writeHead(302, { location: `${toStorage.url}/s3/${m[1]}`, 'content-type': 'text/html' }).end(`<a href="${toStorage.url}/s3/${m[1]}">redirecting</a>`);
+    return true;
+  };
+  const toTooltool = await startByteRelay(t, tooltool.upUrl);
+  const { url } = await startCache(t, { upstream: 'http://127.0.0.1:9', mirrors: { tt: { url: toTooltool.url, tooltool: true } } }, t.testdir());
+  t.equal(await get(`${url}/mirror/tt/sha512/${hex}`), 200, 'a miss, filled through the redirect');
+  t.equal(await get(`${url}/mirror/tt/sha512/${hex}`), 200, 'a hit');
+  t.equal((await request(`${url}/mirror/tt/sha512/${absent}`, { method: 'HEAD' })).statusCode, 200, 'a HEAD of a blob not held, through the redirect');
+  const crossed = (relay: ByteRelay): number => allExchanges(relay.connections).reduce((sum, e) => sum + e.answerBody, 0);
+  const redirects = allExchanges(toTooltool.connections).filter((e) => e.status === 302 && e.answerBody > 0).length;
+  t.equal(redirects, 1, "the GET's redirect crossed with a body (the HEAD's has none)");
+  await eventually('fills ended', async () => (await getJson<CacheStats>(`${url}/-/stats`)).inflightFills === 0);
+  const counted = (await getJson<CacheStats>(`${url}/-/stats`)).kinds['mirror:tt']?.bytesUpstream;
+  t.equal(counted, crossed(toTooltool) + crossed(toStorage), `bytes upstream: the blob, the 302's body and the HEAD's first byte (${crossed(toTooltool)} + ${crossed(toStorage)})`);
 });

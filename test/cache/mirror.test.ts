@@ -9,7 +9,7 @@ import { request } from 'undici';
 import CachePolicy from 'http-cache-semantics';
 import { httpId } from '../../src/cache/disk-store.js';
 import { backgroundRevalidations } from '../../src/cache/mirror.js';
-import { startCache } from './harness.js';
+import { blocksOf, startCache } from './harness.js';
 import { startUpstream, UpstreamFixture } from './upstream-fixture.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -692,4 +692,30 @@ t.test('mirror: a HEAD of a stale entry revalidates it as a GET does, and gets i
   t.equal((await get(`${url}/mirror/m/h`)).body, 'body "h2"', 'which replaced the entry');
   down = true;
   t.same(await head(), { status: 200, cache: 'STALE', etag: '"h2"' }, 'upstream failing: the stale entry (stale-if-error)');
+});
+
+t.test('mirror: a sidecar a revalidation makes larger is charged its new size against maxSize', async (t) => {
+  const up = new UpstreamFixture();
+  const upUrl = await up.start();
+  t.teardown(() => up.stop());
+  // the 304 brings fields the 200 lacked: the refreshed policy, and so the sidecar, grows past a block
+  const added = Object.fromEntries(Array.from({ length: 24 }, (_, i) => [`x-added-${i}`, 'v'.repeat(400)]));
+  up.handler = (req, res) => {
+    if (req.url !== '/dists/Release') return false;
+    if (req.headers['if-none-match'] === '"r"') return reply(res, 304, { etag: '"r"', 'cache-control': 'no-cache', ...added });
+    return reply(res, 200, { etag: '"r"', 'cache-control': 'no-cache' }, 'release');
+  };
+  const dir = t.testdir();
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { deb: { url: upUrl } } }, dir);
+  const onDisk = (): number => {
+    const file = join(dir, httpId('mirror:deb:/dists/Release'));
+    return blocksOf(dir, statSync(file).size) + blocksOf(dir, statSync(`${file}.json`).size);
+  };
+  await get(`${url}/mirror/deb/dists/Release`);
+  await app.cache.fills.drain();
+  t.equal(app.cache.store.bytes, onDisk(), 'stored: the index counts the files');
+  const before = onDisk();
+  t.equal((await get(`${url}/mirror/deb/dists/Release`)).headers['x-cache'], 'HIT', 'revalidated with a 304');
+  t.ok(onDisk() > before, `the sidecar grew (${before} → ${onDisk()} bytes on disk)`);
+  t.equal(app.cache.store.bytes, onDisk(), 'revalidated: the index counts the larger sidecar');
 });

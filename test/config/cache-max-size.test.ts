@@ -1,12 +1,14 @@
 // A cache's disk budget of zero bytes ("0", "0GiB", --max-size 0) is refused like a malformed
 // one, with the file, line and field (or the flag): it used to reach the LRU index, which
 // threw a TypeError, and the cache exited 70 ("internal error, a bug").
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { parseCacheConfig, resolveCacheConfig } from '../../src/cache/config.js';
 import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
+import { startServerProcess } from '../helpers/processes.js';
+import { blocksOf } from '../cache/harness.js';
 
 const base = 'upstream: http://127.0.0.1:9\n';
 const phrase = 'a size of at least 1 byte (e.g. 4096, 512MiB, 50GiB)';
@@ -69,4 +71,21 @@ t.test('a size flag refused names the value given', async (t) => {
   t.equal(url.code, EXIT.usage, url.stderr);
   t.match(url.stderr, /^fleetcache: error: --upstream: must be an http or https URL .*, not "ftp:\/\/\*\*\*@127\.0\.0\.1:9"\n$/);
   t.notMatch(url.stderr, /s3cret/);
+});
+
+t.test('a budget below two blocks of the data filesystem (a name\'s body and its sidecar) fails the start, naming the field and the least', async (t) => {
+  const dir = t.testdir();
+  const data = path.join(dir, 'data');
+  mkdirSync(data);
+  const least = 2 * blocksOf(data, 1);
+  const file = path.join(dir, 'cache.yaml');
+  for (const [how, args] of [['file', ['--config', file]], ['flag', ['--upstream', 'http://127.0.0.1:9', '--max-size', String(least - 1)]]] as const) {
+    writeFileSync(file, `${base}maxSize: ${least - 1}\n`);
+    const run = await runCli(['cache', ...args, '--listen', '127.0.0.1:0', '--data', data]);
+    t.equal(run.code, EXIT.config, `${how}: ${run.stderr}`);
+    t.equal(run.stderr, `fleetcache: error: maxSize (--max-size): ${least - 1} bytes holds nothing; at least ${least} bytes (two blocks of ${least / 2} bytes, the block of the filesystem holding ${data}: an object's body and its headers file)\n`, how);
+  }
+  writeFileSync(file, `${base}maxSize: ${least}\n`);
+  const server = await startServerProcess(t, ['cache', '--config', file, '--listen', '127.0.0.1:0', '--data', data]);
+  t.equal((await fetch(`${server.url}/-/stats`)).status, 200, `${least} bytes: started`);
 });
