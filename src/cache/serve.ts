@@ -4,6 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError } from '../errors.js';
 import { checkReadPreconditions, parseHttpDate } from '../http/blob-reply.js';
 import { asksOneRange, parseRange } from '../http/range.js';
+import { loggedPath } from '../redact-url.js';
 import type { ReadRange } from '../store/blob-store.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import { singleField, type AnswerFields } from './upstream.js';
@@ -53,12 +54,6 @@ export function failureFields(fe: FleetError, req: { readonly method?: string | 
 /** The JSON body of the cache's 416 to `range`, naming the object's size when it is known (upstream.ts's for a redirect target too). */
 export function unsatisfiableBody(range: string | undefined, size: number | string | undefined): string {
   return JSON.stringify({ code: 'FC_ERR_RANGE', message: `range ${range} not satisfiable${size === undefined ? '' : ` (size ${size})`}` });
-}
-
-/** A URL as the logs show it: without its query string, which may carry a token or a signature (a pre-signed URL's). */
-export function loggedPath(url: string): string {
-  const q = url.indexOf('?');
-  return q < 0 ? url : url.slice(0, q);
 }
 
 let lastRequestId = 0;
