@@ -102,8 +102,10 @@ function readPreconditions(req: FastifyRequest, body: Body): boolean {
 /** Representation metadata a 304 leaves out (RFC 9110 §8.3–8.5, §15.4.5). */
 const REPRESENTATION_FIELDS = ['content-type', 'content-encoding', 'content-language'];
 
-function countOnFinish(reply: FastifyReply, ctx: SendContext, bytes: number): void {
-  if (bytes > 0) reply.raw.once('finish', () => ctx.metrics.served(ctx.kind, bytes));
+/** Counts `bytes` as served once the answer is handed whole; a body of unknown size (`bytes` undefined) by its final size. */
+function countOnFinish(reply: FastifyReply, ctx: SendContext, body: Body, bytes: number | undefined): void {
+  if (bytes === undefined) reply.raw.once('finish', () => body.finalSize?.().then((n) => ctx.metrics.served(ctx.kind, n), () => undefined));
+  else if (bytes > 0) reply.raw.once('finish', () => ctx.metrics.served(ctx.kind, bytes));
 }
 
 /** The Content-Type of a body upstream gave none: what fastify's reply.send gives a Buffer. */
@@ -131,7 +133,7 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
     reply.code(body.status);
     if (body.size !== undefined) reply.header('content-length', String(body.size));
     if (head) return void done(reply, body);
-    countOnFinish(reply, ctx, body.size ?? 0);
+    countOnFinish(reply, ctx, body, body.size);
     return sendContent(reply, body, 0, body.size);
   }
   if (unchanged) {
@@ -166,14 +168,13 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
     const len = range.end - range.start + 1;
     reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`).header('content-length', String(len));
     if (head) return void done(reply, body);
-    countOnFinish(reply, ctx, len);
+    countOnFinish(reply, ctx, body, len);
     return sendContent(reply, body, range.start, len);
   }
   reply.code(200);
   if (size !== undefined) reply.header('content-length', String(size));
   if (head) return void done(reply, body);
-  if (size !== undefined) countOnFinish(reply, ctx, size);
-  else reply.raw.once('finish', () => body.finalSize?.().then((n) => ctx.metrics.served(ctx.kind, n), () => undefined));
+  countOnFinish(reply, ctx, body, size);
   return sendContent(reply, body, 0, size);
 }
 

@@ -117,6 +117,8 @@ t.test('the counters match what crossed the sockets, per link and kind', async (
   up.objects.set('/pool/a.deb', { body: randomish(50_000), headers: { etag: '"a1"', 'cache-control': 'no-cache' } });
   t.equal(await get(`${via}/mirror/deb/pool/a.deb`), 200);
   t.equal(await get(`${via}/mirror/deb/pool/a.deb`), 200);
+  // one the mirror lacks: its 404, a body of no stated length (chunked), passed on to the machine
+  t.equal(await get(`${via}/mirror/deb/pool/missing.deb`), 404);
   // a download the machine gives up after its first 100 kB (the fill goes on, to keep the blob)
   const aborted = await request(cas(hex.aborted));
   let taken = 0;
