@@ -44,3 +44,9 @@ export function redactUrlAndQuery(url: string): string {
 export function redactMalformedUrl(text: string): string {
   return text.replace(/^((?:[a-z][a-z0-9+.-]*:?)?[/\\]+)?(?:[^/\\]*|[^/\\@:[]*:(?!\d*[/\\])[^@]*)@/i, '$1***@');
 }
+
+/** A URL as the logs show it: without its query string, which may carry a token or a signature (a pre-signed URL's). */
+export function loggedPath(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}

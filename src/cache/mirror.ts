@@ -18,7 +18,7 @@ import { isDigestAlgorithm, parseDigest, type Digest } from '../store/digest.js'
 import { getImmutable } from './namespace.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { dumpCounted, endToEnd, requestEndToEnd, withoutRunToken, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
-import { loggedPath } from './serve.js';
+import { loggedPath } from '../redact-url.js';
 import { parseHttpDate } from '../http/blob-reply.js';
 import type { AnswerHead, UpstreamAnswer } from './answer-handler.js';
 

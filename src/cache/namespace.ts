@@ -15,7 +15,7 @@ import { authHeaders, cacheControlOf, fillOnce, notCached, onlyIfCached, takeFil
 import { casHeaders, casId, httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { dumpCounted, endToEnd, pickHeaders, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
-import { loggedPath } from './serve.js';
+import { loggedPath } from '../redact-url.js';
 import type { AnswerHead } from './answer-handler.js';
 
 /** Immutable content: /cas/{algo}/{hex}, or the tooltool alias /{algo}/{hex}. */

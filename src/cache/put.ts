@@ -20,7 +20,7 @@ import { casHeaders, casId, httpId, type EntryMeta } from './disk-store.js';
 import { BROWSER_HEADERS, namePath } from './namespace.js';
 import type { Kind } from './metrics.js';
 import { endToEnd, pickHeaders, type HeaderMap } from './upstream.js';
-import { loggedPath } from './serve.js';
+import { loggedPath } from '../redact-url.js';
 
 // x-fleetcache-plain-size: a base's (push states it; the origin records it for later pushes' gunzip bound)
 const FORWARD = ['content-type', 'content-length', 'content-encoding', 'content-disposition', 'if-match', 'if-none-match', 'x-fleetcache-visibility', 'x-fleetcache-digest', 'x-fleetcache-plain-size'];

@@ -4,6 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError } from '../errors.js';
 import { checkReadPreconditions, parseHttpDate } from '../http/blob-reply.js';
 import { asksOneRange, parseRange } from '../http/range.js';
+import { loggedPath } from '../redact-url.js';
 import type { ReadRange } from '../store/blob-store.js';
 import type { CacheMetrics, Kind } from './metrics.js';
 import { singleField, type AnswerFields } from './upstream.js';
@@ -55,12 +56,6 @@ export function unsatisfiableBody(range: string | undefined, size: number | stri
   return JSON.stringify({ code: 'FC_ERR_RANGE', message: `range ${range} not satisfiable${size === undefined ? '' : ` (size ${size})`}` });
 }
 
-/** A URL as the logs show it: without its query string, which may carry a token or a signature (a pre-signed URL's). */
-export function loggedPath(url: string): string {
-  const q = url.indexOf('?');
-  return q < 0 ? url : url.slice(0, q);
-}
-
 let lastRequestId = 0;
 /** This process's part of its request ids: the workers of a cache each count from 1. */
 const REQUEST_ID_PREFIX = `req-${process.pid.toString(36)}-`;
@@ -107,8 +102,10 @@ function readPreconditions(req: FastifyRequest, body: Body): boolean {
 /** Representation metadata a 304 leaves out (RFC 9110 §8.3–8.5, §15.4.5). */
 const REPRESENTATION_FIELDS = ['content-type', 'content-encoding', 'content-language'];
 
-function countOnFinish(reply: FastifyReply, ctx: SendContext, bytes: number): void {
-  if (bytes > 0) reply.raw.once('finish', () => ctx.metrics.served(ctx.kind, bytes));
+/** Counts `bytes` as served once the answer is handed whole; a body of unknown size (`bytes` undefined) by its final size. */
+function countOnFinish(reply: FastifyReply, ctx: SendContext, body: Body, bytes: number | undefined): void {
+  if (bytes === undefined) reply.raw.once('finish', () => body.finalSize?.().then((n) => ctx.metrics.served(ctx.kind, n), () => undefined));
+  else if (bytes > 0) reply.raw.once('finish', () => ctx.metrics.served(ctx.kind, bytes));
 }
 
 /** The Content-Type of a body upstream gave none: what fastify's reply.send gives a Buffer. */
@@ -136,7 +133,7 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
     reply.code(body.status);
     if (body.size !== undefined) reply.header('content-length', String(body.size));
     if (head) return void done(reply, body);
-    countOnFinish(reply, ctx, body.size ?? 0);
+    countOnFinish(reply, ctx, body, body.size);
     return sendContent(reply, body, 0, body.size);
   }
   if (unchanged) {
@@ -171,14 +168,13 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
     const len = range.end - range.start + 1;
     reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`).header('content-length', String(len));
     if (head) return void done(reply, body);
-    countOnFinish(reply, ctx, len);
+    countOnFinish(reply, ctx, body, len);
     return sendContent(reply, body, range.start, len);
   }
   reply.code(200);
   if (size !== undefined) reply.header('content-length', String(size));
   if (head) return void done(reply, body);
-  if (size !== undefined) countOnFinish(reply, ctx, size);
-  else reply.raw.once('finish', () => body.finalSize?.().then((n) => ctx.metrics.served(ctx.kind, n), () => undefined));
+  countOnFinish(reply, ctx, body, size);
   return sendContent(reply, body, 0, size);
 }
 

@@ -12,8 +12,8 @@ import { errorMessage, UpstreamError } from '../errors.js';
 import { AnswerHandler, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
 import { isRunToken } from '../client/run-token.js';
 import { bearerToken } from '../http/auth.js';
-import { loggedPath, unsatisfiableBody } from './serve.js';
-import { redactUrl } from '../redact-url.js';
+import { unsatisfiableBody } from './serve.js';
+import { loggedPath, redactUrl } from '../redact-url.js';
 import { DEFAULT_UPSTREAM_CONNECTIONS, type UpstreamTimeouts } from './config.js';
 import { redirectConnector, RefusedTargetError, type PrivateRedirects } from './redirect-targets.js';
 

@@ -2,6 +2,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, toFleetError } from '../errors.js';
+import { loggedPath } from '../redact-url.js';
 import { BEARER_CHALLENGE } from './auth.js';
 import { closeUnreadBody } from './unread-body.js';
 import { earlyAnswered } from './early-answers.js';
@@ -60,9 +61,7 @@ export function requestError(err: unknown): FleetError {
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const fe = requestError(err);
-    // A run over its budget is a client's doing, 5xx as it is: no stack, no error line per upload.
-    if (fe.status >= 500 && fe.code !== 'FC_ERR_QUOTA') request.log.error({ err }, fe.message);
-    else request.log.info({ code: fe.code }, fe.message);
+    logFailure(request, fe, err);
     if (reply.sent || reply.raw.headersSent) {
       // A streamed body failed after the headers went out: cut the connection so the
       // client sees an aborted response, never a clean end of a truncated body.
@@ -75,8 +74,22 @@ export function installErrorHandling(app: FastifyInstance): void {
   });
   app.setNotFoundHandler((request, reply) => {
     closeUnreadBody(request.raw, reply);
-    void reply.code(404).header('cache-control', 'no-store').send(new FleetError('FC_ERR_NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`).toJSON());
+    const fe = new FleetError('FC_ERR_NOT_FOUND', `no route for ${request.method} ${loggedPath(request.url)}`);
+    logFailure(request, fe);
+    void reply.code(404).header('cache-control', 'no-store').send(fe.toJSON());
   });
+}
+
+/**
+ * The log line of a failed request: which one it was, as the cache's lines say it (its
+ * serve.ts failureFields), never with its query string (it may carry a token) or a header.
+ * A 5xx at error with the stack of `err`, a 4xx at info.
+ */
+function logFailure(request: FastifyRequest, fe: FleetError, err?: Error): void {
+  const failed = { code: fe.code, status: fe.status, method: request.method, url: loggedPath(request.url) };
+  // A run over its budget is a client's doing, 5xx as it is: no stack, no error line per upload.
+  if (fe.status >= 500 && fe.code !== 'FC_ERR_QUOTA') request.log.error({ err, ...failed }, fe.message);
+  else request.log.info(failed, fe.message);
 }
 
 /** For fastify's `frameworkErrors` option: malformed URLs and similar, before routing. */

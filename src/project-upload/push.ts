@@ -101,6 +101,8 @@ export interface PushResult {
   readonly bytesSent: number;
   /** What a full upload would have sent: the gzip-compressed tar, as spread sends it. */
   readonly fullUploadBytes: number;
+  /** The run manifest's body: uploaded once, and downloaded by every machine before its base and delta. */
+  readonly manifestBytes: number;
   /** Bytes downloaded to fill the local base cache. */
   readonly bytesReceived: number;
   readonly rebased: boolean;
@@ -511,9 +513,10 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
         }
         throw err;
       });
-      bytesSent += Buffer.byteLength(body);
+      const manifestBytes = Buffer.byteLength(body);
+      bytesSent += manifestBytes;
       const pruned = await pruneBaseCache(options.baseCache, options.baseCacheSize ?? parseSize(DEFAULT_BASE_CACHE_SIZE), used);
-      return { run, manifest, bytesSent, fullUploadBytes, bytesReceived, rebased, pruned, skipped: packed.skipped, unusableBases, encodes, compressionPasses };
+      return { run, manifest, bytesSent, fullUploadBytes, manifestBytes, bytesReceived, rebased, pruned, skipped: packed.skipped, unusableBases, encodes, compressionPasses };
     } finally {
       stopGzip.abort(); // nothing when it ended
       await gzipping.catch(() => undefined);

@@ -100,6 +100,8 @@ interface RunFigures {
   readonly basesReceived: number;
   /** The gzip-compressed project tar: what each machine would download without caches and deltas. */
   readonly fullUploadBytes: number;
+  /** The run manifest's body: without caches and deltas too, the push uploads it and each machine downloads it before the tar. */
+  readonly manifestBytes: number;
   readonly machinesByRegion: Readonly<Record<string, number>>;
   /** Bytes of the assets each machine needed (downloaded or found in its cache folder), by the region of the link each file crossed (ORIGIN_DIRECT: from the origin itself). */
   readonly assetNaiveByRegion: Readonly<Record<string, number>>;
@@ -108,7 +110,7 @@ interface RunFigures {
   readonly controllerBytesByCache?: Readonly<Record<string, number>>;
   /** Machines kept from an earlier run (`--reuse`) that had the project already. */
   readonly machinesReused?: number;
-  /** Bytes of the project the machines counted under ORIGIN_DIRECT pulled from the origin itself (every cache failed them). */
+  /** Bytes of the project (its run manifest too) the machines counted under ORIGIN_DIRECT pulled from the origin itself (every cache failed them). */
   readonly originPullBytes?: number;
   /** Bytes of the assets any machine downloaded from the origin itself (its caches failed them, or it had none). */
   readonly originAssetBytes?: number;
@@ -208,7 +210,9 @@ function coverageOf(before: CacheStats | undefined, after: CacheStats | undefine
 
 export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: RunFigures): Ledger {
   const machines = Object.values(run.machinesByRegion).reduce((a, b) => a + b, 0);
-  const naiveOf = (region: string) => (run.machinesByRegion[region] ?? 0) * run.fullUploadBytes + (run.assetNaiveByRegion[region] ?? 0);
+  // What a fleet without caches and deltas moves for the project: the whole tar and the run manifest naming it.
+  const naiveProject = run.fullUploadBytes + run.manifestBytes;
+  const naiveOf = (region: string) => (run.machinesByRegion[region] ?? 0) * naiveProject + (run.assetNaiveByRegion[region] ?? 0);
   const caches: CacheFigures[] = after.caches.map((c, i) => {
     const prior = before.caches[i]?.stats;
     const coverage = coverageOf(prior, c.stats, before.takenAt);
@@ -238,7 +242,7 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
       artifactBytesUpstream: counted((kind) => kind === ARTIFACTS).bytesUpstream,
     };
   });
-  const links: LedgerLink[] = [{ link: 'controller → origin (project)', actualBytes: run.bytesSent, naiveBytes: run.fullUploadBytes }];
+  const links: LedgerLink[] = [{ link: 'controller → origin (project)', actualBytes: run.bytesSent, naiveBytes: naiveProject }];
   // The price of the delta when the controller's base cache lacked the bases: the same slow link, the other way.
   if (run.basesReceived > 0) links.push({ link: 'origin → controller (bases)', actualBytes: run.basesReceived, naiveBytes: 0 });
   // One set of links per region: its machines' naive bytes are counted once, however many
@@ -271,7 +275,7 @@ export function buildLedger(before: FleetSnapshot, after: FleetSnapshot, run: Ru
   }
   // Machines that pulled from the origin itself: their bytes crossed the slow link once each.
   const direct = run.machinesByRegion[ORIGIN_DIRECT] ?? 0;
-  if (direct > 0) links.push({ link: 'origin → machines (project, direct)', actualBytes: run.originPullBytes ?? 0, naiveBytes: direct * run.fullUploadBytes });
+  if (direct > 0) links.push({ link: 'origin → machines (project, direct)', actualBytes: run.originPullBytes ?? 0, naiveBytes: direct * naiveProject });
   // and the assets any machine downloaded from the origin itself, which no cache counted either
   const directAssets = run.assetNaiveByRegion[ORIGIN_DIRECT] ?? 0;
   if (directAssets > 0) links.push({ link: 'origin → machines (assets, direct)', actualBytes: run.originAssetBytes ?? 0, naiveBytes: directAssets });
@@ -312,7 +316,7 @@ function counted(n: number, singular: string, plural = `${singular}s`): string {
 }
 
 /** What the naive column stands for, and what the figures are (printed under the table). */
-export const BASELINE = 'naive: every machine downloading the compressed project tar and its assets from the origin, and uploading its artifacts to it (and the runner downloading those it fetched); '
+export const BASELINE = 'naive: every machine downloading the compressed project tar, its run manifest and its assets from the origin, and uploading its artifacts to it (and the runner downloading those it fetched); '
   + 'actual: the servers\' counters over the run (other traffic through them meanwhile counts too)';
 
 /** A link's actual bytes and saving as printed: "?" when unknown, "≥" and "≤" when partial. */

@@ -538,13 +538,15 @@ async function runJobs(
   await timings.save().catch(() => undefined);
   const machinesByRegion: Record<string, number> = {};
   for (const p of pulls) machinesByRegion[p.region] = (machinesByRegion[p.region] ?? 0) + 1;
-  const originPullBytes = pulls.reduce((n, p) => n + (p.region === ORIGIN_DIRECT ? p.bytes : 0), 0);
+  // a pull's bytes are its base and delta: each such machine took the run manifest from the origin too
+  const originPullBytes = pulls.reduce((n, p) => n + (p.region === ORIGIN_DIRECT ? p.bytes + push.manifestBytes : 0), 0);
   const ledger = buildLedger(before, await snapshotFleet(fleet, o.statsTimeout), {
     run: push.run,
     project: project.name,
     bytesSent: push.bytesSent,
     basesReceived: push.bytesReceived,
     fullUploadBytes: push.fullUploadBytes,
+    manifestBytes: push.manifestBytes,
     machinesByRegion,
     originPullBytes,
     originAssetBytes: transfers.assetBytesByRegion[ORIGIN_DIRECT] ?? 0,

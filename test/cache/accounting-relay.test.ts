@@ -122,6 +122,8 @@ t.test('the counters match what crossed the sockets, per link and kind', async (
   t.equal(await get(`${via}/mirror/deb/pool/b.deb`), 200);
   up.objects.set('/pool/b.deb', { status: 503, body: randomish(3_000), headers: { 'cache-control': 'no-store' } });
   t.equal(await get(`${via}/mirror/deb/pool/b.deb`), 200, 'served stale');
+  // one the mirror lacks: its 404, a body of no stated length (chunked), passed on to the machine
+  t.equal(await get(`${via}/mirror/deb/pool/missing.deb`), 404);
   // a download the machine gives up after its first 100 kB (the fill goes on, to keep the blob)
   const aborted = await request(cas(hex.aborted));
   let taken = 0;

@@ -12,7 +12,7 @@ const cache = (served: number, upstream: number, hits: number, misses: number, c
   startedAt,
   kinds: { cas: { bytesServed: served, bytesUpstream: upstream, hits, misses, collapsed } },
 });
-const figures = { run: 'r1', project: 'p', bytesSent: 50, basesReceived: 0, fullUploadBytes: 1000, assetNaiveByRegion: {}, artifactBytes: 0 };
+const figures = { run: 'r1', project: 'p', bytesSent: 50, basesReceived: 0, fullUploadBytes: 1000, manifestBytes: 0, assetNaiveByRegion: {}, artifactBytes: 0 };
 
 t.test('actual against naive, per link and per cache, from counter differences', async (t) => {
   const before: FleetSnapshot = {
@@ -36,6 +36,7 @@ t.test('actual against naive, per link and per cache, from counter differences',
     bytesSent: 50,
     basesReceived: 0,
     fullUploadBytes: 1000,
+    manifestBytes: 0,
     machinesByRegion: { a: 3, b: 2 },
     assetNaiveByRegion: { a: 100 },
     artifactBytes: 7,
@@ -56,7 +57,7 @@ t.test('actual against naive, per link and per cache, from counter differences',
   t.match(text, /cache a: 6 hits, 3 joined a fill, 1 miss, hit ratio 90\.0%/);
   t.match(text, /origin egress: 300 B \(5\.9% of naive\)/);
   const down = buildLedger(before, { ...after, caches: [after.caches[0]!, { ...after.caches[1]!, stats: undefined }] }, {
-    run: 'r1', project: 'p', bytesSent: 50, basesReceived: 0, fullUploadBytes: 1000, machinesByRegion: { a: 3 }, assetNaiveByRegion: {}, artifactBytes: 0,
+    run: 'r1', project: 'p', bytesSent: 50, basesReceived: 0, fullUploadBytes: 1000, manifestBytes: 0, machinesByRegion: { a: 3 }, assetNaiveByRegion: {}, artifactBytes: 0,
   });
   t.match(formatLedger(down), /cache b: unreachable after the run, no figures/, 'a cache whose figures could not be read says so');
   t.match(formatLedger(down), /origin → cache b\s+\?\s/, 'its links are unknown, not 100% saved');
@@ -79,7 +80,7 @@ t.test('the HTML page: its SVG coordinates are rounded to a tenth of a pixel, it
   });
   // byte counts whose share of the largest is no round figure (1/3, 1/7 of the chart's width)
   const ledger = buildLedger(snapshot(0, 0), snapshot(7001, 3 * 7001), {
-    run: 'r1', project: 'p<&>', bytesSent: 1000, basesReceived: 0, fullUploadBytes: 7001, machinesByRegion: { 'a<b>&"c\'': 3 }, assetNaiveByRegion: {}, artifactBytes: 0,
+    run: 'r1', project: 'p<&>', bytesSent: 1000, basesReceived: 0, fullUploadBytes: 7001, manifestBytes: 0, machinesByRegion: { 'a<b>&"c\'': 3 }, assetNaiveByRegion: {}, artifactBytes: 0,
   });
   const html = ledgerHtml(ledger);
   const svg = html.match(/<svg[^]*?<\/svg>/g)!.join('');
@@ -100,7 +101,7 @@ t.test('two caches in one region: one pair of links, its naive bytes counted onc
     ],
   });
   const ledger = buildLedger(snapshot(0, 0), snapshot(3000, 1000), {
-    run: 'r1', project: 'p', bytesSent: 0, basesReceived: 3000, fullUploadBytes: 1000, machinesByRegion: { a: 4 }, assetNaiveByRegion: {}, artifactBytes: 0,
+    run: 'r1', project: 'p', bytesSent: 0, basesReceived: 3000, fullUploadBytes: 1000, manifestBytes: 0, machinesByRegion: { a: 4 }, assetNaiveByRegion: {}, artifactBytes: 0,
   });
   t.same(ledger.links[1], { link: 'origin → controller (bases)', actualBytes: 3000, naiveBytes: 0 }, 'bases the push downloaded cross the slow link too');
   t.match(formatLedger(ledger), /origin → controller \(bases\)\s+2\.9 KiB\s+0 B\s+-/);

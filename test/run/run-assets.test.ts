@@ -153,7 +153,7 @@ t.test('a machine that pulled through its cache but got its assets from the orig
   const link = result.ledger.links.find((l) => l.link === 'origin → machines (assets, direct)');
   t.same(link, { link: 'origin → machines (assets, direct)', actualBytes: tool.length, naiveBytes: tool.length }, 'the asset is on the origin\'s direct link');
   const machines = result.ledger.links.find((l) => l.link === 'cache region-a → machines');
-  t.equal(machines?.naiveBytes, result.push.fullUploadBytes, 'the region\'s naive bytes are its machine\'s project only');
+  t.equal(machines?.naiveBytes, result.push.fullUploadBytes + result.push.manifestBytes, 'the region\'s naive bytes are its machine\'s project (tar and run manifest) only');
 });
 
 /**

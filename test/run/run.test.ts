@@ -147,7 +147,7 @@ t.test('configured fleet: a cache that is down makes its machines fall back, the
   t.equal(result.ledger.links.find((l) => l.link === 'cache region-b → machines')?.naiveBytes, 0, 'the dead cache is charged no machine');
   const direct = result.pulls.filter((p) => p.region === '(origin)');
   const directLink = result.ledger.links.find((l) => l.link === 'origin → machines (project, direct)');
-  t.same(directLink?.actualBytes, direct.length > 0 ? direct.reduce((n, p) => n + p.bytes, 0) : undefined, 'pulls from the origin itself have their link');
+  t.same(directLink?.actualBytes, direct.length > 0 ? direct.reduce((n, p) => n + p.bytes + result.push.manifestBytes, 0) : undefined, 'pulls from the origin itself have their link: their base, delta and run manifest');
   t.match(text(), /fell back to/);
   t.ok(killed, 'region-a cache was stopped mid-run');
   t.match(text(), /Artifacts of local:alpha-1:tests\/artifacts went through /);
