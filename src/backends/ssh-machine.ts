@@ -94,6 +94,23 @@ export class SshMachine implements Machine {
     return r;
   }
 
+  /**
+   * Stops what the scripts whose connection was lost may have left running (SshClient
+   * lostScripts), over a new connection: a machine that never saw its connection drop (a
+   * network cut) runs them still. Rejects when it cannot (the machine does not answer): the
+   * machine must then serve no other job.
+   */
+  async stopLostScripts(): Promise<void> {
+    const lost = this.#client.lostScripts();
+    if (lost.length === 0) return;
+    const client = await SshClient.connect(this.#target, { timeout: 10_000, retries: 1 }, this.projectPath);
+    try {
+      await client.stopScripts(lost);
+    } finally {
+      await client.close();
+    }
+  }
+
   async discard(): Promise<void> {
     await this.close();
     await this.#provider.discard(this);

@@ -13,6 +13,7 @@ import { ConfigError, errorMessage, UpstreamError } from '../errors.js';
 import type { ExecOptions, ExecResult, Executor, ShellOptions } from '../backends/backend.js';
 import { OutputBuffer, renderScript, renderShell, ScriptLostError, utf8Chunks, watchScript } from '../backends/script.js';
 import { hostKeyCheck, HostKeyRefused } from './known-hosts.js';
+import { guardedShell, guardScript, scriptToken, sweepCommand } from './script-guard.js';
 import { shellQuote } from '../shell-quote.js';
 
 export interface SshTarget {
@@ -155,6 +156,8 @@ export class SshClient implements Executor {
   readonly #sudo: string;
   readonly #base: string;
   readonly #killGrace: number;
+  /** The tokens of scripts whose connection was lost before they ended (see lostScripts). */
+  readonly #lost = new Set<string>();
   #sftp: Promise<SFTPWrapper> | undefined;
 
   private constructor(client: Client, target: SshTarget, base: string, killGrace: number) {
@@ -227,7 +230,9 @@ export class SshClient implements Executor {
    * (and the abort signal) bound the whole call, opening the channel included.
    */
   exec(script: string, o: ExecOptions = {}): Promise<ExecResult> {
-    const text = renderScript(script, { dir: this.#path(o.cwd ?? '.'), env: o.env, trace: o.trace, fixedPath: true, sudo: this.#sudo !== '' });
+    const token = scriptToken();
+    // its processes end with the channel, dropped or closed (script-guard.ts)
+    const text = guardScript(renderScript(script, { dir: this.#path(o.cwd ?? '.'), env: o.env, trace: o.trace, fixedPath: true, sudo: this.#sudo !== '' }), token);
     const out = new OutputBuffer();
     let ch: ClientChannel | undefined;
     let pid: number | undefined;
@@ -243,7 +248,11 @@ export class SshClient implements Executor {
         if (pid !== undefined) this.command(`${this.#sudo}kill -KILL -- -${pid}`).catch(() => undefined);
         ch?.close();
         // A channel still opening has nothing to close yet: its connection goes at once.
-        grace = setTimeout(() => this.#client.destroy(), ch ? this.#killGrace : 0);
+        grace = setTimeout(() => {
+          // the kill may not have reached the machine: what the script started may still run there
+          if (ch) this.#lost.add(token);
+          this.#client.destroy();
+        }, ch ? this.#killGrace : 0);
       });
       const end = (): void => {
         disarm();
@@ -251,7 +260,7 @@ export class SshClient implements Executor {
       };
       const killedResult = (): ExecResult => ({ exitCode: 137, output: out.text(), killed: true });
       // sshd makes the session's command a process-group leader; its pid names the group.
-      this.#channel(`echo "<PID $$>" >&2; exec ${this.#sudo}/bin/bash -`).then((opened) => {
+      this.#channel(guardedShell(token, this.#sudo)).then((opened) => {
         ch = opened;
         if (killed) {
           // Killed while opening: the script was never sent, and bash ends on the close.
@@ -276,10 +285,14 @@ export class SshClient implements Executor {
           stderr.end();
           if (killed) return done(killedResult());
           // closed without an exit status: the connection dropped (spread's session.Wait error)
-          if (code === undefined) return fail(new ScriptLostError('remote command exited without exit status or exit signal (the connection to the machine was lost)', out.text()));
+          if (code === undefined) {
+            this.#lost.add(token);
+            return fail(new ScriptLostError('remote command exited without exit status or exit signal (the connection to the machine was lost)', out.text()));
+          }
           done({ exitCode: code, output: out.text(), killed: false });
         });
-        opened.end(text);
+        // stdin stays open: its end stops the script (script-guard.ts)
+        opened.write(text);
       }, (err: unknown) => {
         end();
         if (killed) done(killedResult());
@@ -430,6 +443,20 @@ export class SshClient implements Executor {
     }
     const chmod = mode === undefined ? '' : `chmod ${mode.toString(8)} ${part} && `;
     if ((await this.command(this.#asRoot(`${chmod}mv -f ${part} ${shellQuote(target)}`))) !== 0) throw new UpstreamError(`cannot write ${target} on the machine`);
+  }
+
+  /**
+   * The tokens of the scripts whose connection was lost before they told their exit status
+   * (or that a kill may not have reached): their processes may still run on the machine,
+   * when the machine did not see the connection drop (a network cut it never noticed).
+   */
+  lostScripts(): string[] {
+    return [...this.#lost];
+  }
+
+  /** Kills every process of the scripts of `tokens` (lostScripts of another client of the machine), as root. */
+  async stopScripts(tokens: readonly string[]): Promise<void> {
+    await this.#mustSucceed(this.#asRoot(`/bin/bash -c ${shellQuote(sweepCommand(tokens))}`), undefined, 'cannot stop the processes of the scripts whose connection was lost');
   }
 
   async close(): Promise<void> {
