@@ -13,7 +13,7 @@ import { ConfigError, errorMessage, UpstreamError } from '../errors.js';
 import type { ExecOptions, ExecResult, Executor, ShellOptions } from '../backends/backend.js';
 import { OutputBuffer, renderScript, renderShell, ScriptLostError, utf8Chunks, watchScript } from '../backends/script.js';
 import { hostKeyCheck, HostKeyRefused } from './known-hosts.js';
-import { guardedShell, guardScript, scriptToken, sweepCommand } from './script-guard.js';
+import { guardedShell, guardScript, scriptToken, sweepJob, sweepScripts } from './script-guard.js';
 import { shellQuote } from '../shell-quote.js';
 
 export interface SshTarget {
@@ -71,6 +71,9 @@ function afterPidMark(onPid: (pid: number) => void, pass: (bytes: Buffer) => voi
  * that waits for it never ends. Dropping the connection closes every channel on it.
  */
 const KILL_GRACE_MS = 5_000;
+
+/** How long killing what a job or a lost script left may take (SshClient stopJob, stopScripts). */
+const SWEEP_TIMEOUT_MS = 30_000;
 
 /** Ends the here-document carrying an interactive shell's wrapper (no line of it is this). */
 const SHELL_END = 'FLEETCACHE_SHELL_END';
@@ -260,7 +263,7 @@ export class SshClient implements Executor {
       };
       const killedResult = (): ExecResult => ({ exitCode: 137, output: out.text(), killed: true });
       // sshd makes the session's command a process-group leader; its pid names the group.
-      this.#channel(guardedShell(token, this.#sudo)).then((opened) => {
+      this.#channel(guardedShell(token, this.#sudo, o.job)).then((opened) => {
         ch = opened;
         if (killed) {
           // Killed while opening: the script was never sent, and bash ends on the close.
@@ -455,8 +458,23 @@ export class SshClient implements Executor {
   }
 
   /** Kills every process of the scripts of `tokens` (lostScripts of another client of the machine), as root. */
-  async stopScripts(tokens: readonly string[]): Promise<void> {
-    await this.#mustSucceed(this.#asRoot(`/bin/bash -c ${shellQuote(sweepCommand(tokens))}`), undefined, 'cannot stop the processes of the scripts whose connection was lost');
+  stopScripts(tokens: readonly string[]): Promise<void> {
+    return this.#sweep(sweepScripts(tokens), 'cannot stop the processes of the scripts whose connection was lost');
+  }
+
+  /** Kills every process the scripts of job `job` (ExecOptions.job) left running, as root; aborting `signal` cuts it. */
+  stopJob(job: string, signal?: AbortSignal): Promise<void> {
+    return this.#sweep(sweepJob(job), `cannot stop the processes job ${job} left`, signal);
+  }
+
+  /**
+   * Runs a sweep (script-guard.ts) as a script, as root: bounded by SWEEP_TIMEOUT_MS and
+   * `signal`, so that a machine that stopped answering does not hold the run.
+   */
+  async #sweep(bash: string, failure: string, signal?: AbortSignal): Promise<void> {
+    const r = await this.exec(bash, { cwd: '/', trace: false, killTimeout: SWEEP_TIMEOUT_MS, ...(signal ? { signal } : {}) });
+    const said = r.output.trim();
+    if (r.exitCode !== 0) throw new UpstreamError(`${failure} (${r.killed ? 'killed' : exitPhrase(r.exitCode)}${said ? `: ${said}` : ''})`);
   }
 
   async close(): Promise<void> {

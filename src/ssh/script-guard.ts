@@ -6,11 +6,15 @@
 // the script) stops every process of the script. Each process carries the script's token
 // in its environment (FLEETCACHE_SCRIPT), so that on Linux those that left the process
 // group (setsid, a daemon) are found too, by a sweep of /proc, also over a new connection
-// when the old one could not be trusted to do it (SshClient.stopScripts).
+// when the old one could not be trusted to do it (SshClient.stopScripts). The scripts of
+// one job carry its token too (FLEETCACHE_JOB): what they leave is killed at the job's end.
 import { randomBytes } from 'node:crypto';
+import { shellQuote } from '../shell-quote.js';
 
 /** The variable every process of a script run over SSH carries, set to the script's token. */
-const MARK = 'FLEETCACHE_SCRIPT';
+const SCRIPT_MARK = 'FLEETCACHE_SCRIPT';
+/** The variable every process of a job's script carries, set to the job's token (ExecOptions.job). */
+const JOB_MARK = 'FLEETCACHE_JOB';
 
 /** A new script's token: random, so that a sweep matches no process of any other script. */
 export function scriptToken(): string {
@@ -18,26 +22,29 @@ export function scriptToken(): string {
 }
 
 /**
- * The bash function `fleetcache_sweep TOKEN`: SIGKILL to every process whose environment
- * (/proc/PID/environ, Linux) has the token, but the shell running it. Twice: a process
- * forked behind the first pass's scan is caught by the second.
+ * The bash function `fleetcache_sweep NAME=VALUE`: SIGKILL to every process whose
+ * environment (/proc/PID/environ, Linux) has the variable, but the shell running it. Twice:
+ * a process forked behind the first pass's scan is caught by the second.
  */
 const SWEEP = [
   'fleetcache_sweep() {',
+  // run as a script (set -e): a process gone mid-scan fails a redirection, or a kill
+  '  set +e',
   '  local pass p v',
   '  for pass in 1 2; do',
   '    for p in /proc/[0-9]*; do',
   '      [ "${p#/proc/}" = "$BASHPID" ] && continue',
-  `      while IFS= read -r -d '' v; do if [ "$v" = "${MARK}=$1" ]; then kill -KILL "\${p#/proc/}"; break; fi; done < "$p/environ"`,
+  `      while IFS= read -r -d '' v; do if [ "$v" = "$1" ]; then kill -KILL "\${p#/proc/}"; break; fi; done < "$p/environ"`,
   '    done 2>/dev/null',
   '  done',
   '  return 0',
   '}',
 ].join('\n');
 
-/** The channel's command: tells its PID (its process group's), then runs bash on stdin, marked with the token. */
-export function guardedShell(token: string, sudo: string): string {
-  return `echo "<PID $$>" >&2; exec ${sudo}env ${MARK}=${token} /bin/bash -`;
+/** The channel's command: tells its PID (its process group's), then runs bash on stdin, marked with the script's token (and its job's). */
+export function guardedShell(token: string, sudo: string, job?: string): string {
+  const marks = [`${SCRIPT_MARK}=${token}`, ...(job === undefined ? [] : [shellQuote(`${JOB_MARK}=${job}`)])];
+  return `echo "<PID $$>" >&2; exec ${sudo}env ${marks.join(' ')} /bin/bash -`;
 }
 
 /**
@@ -51,7 +58,7 @@ export function guardScript(script: string, token: string): string {
   return [
     `{ ( ${script}) & job=$!`,
     SWEEP,
-    `( read -r _ || :; fleetcache_sweep ${token}; kill -KILL 0 ) <&0 >/dev/null 2>&1 & watch=$!`,
+    `( read -r _ || :; fleetcache_sweep ${SCRIPT_MARK}=${token}; kill -KILL 0 ) <&0 >/dev/null 2>&1 & watch=$!`,
     'wait "$job"; code=$?',
     'kill "$watch" 2>/dev/null',
     'exit "$code"; }',
@@ -59,7 +66,17 @@ export function guardScript(script: string, token: string): string {
   ].join('\n');
 }
 
-/** A bash command killing every process of the scripts of `tokens` (see SWEEP). */
-export function sweepCommand(tokens: readonly string[]): string {
-  return [SWEEP, ...tokens.map((token) => `fleetcache_sweep ${token}`), ''].join('\n');
+/** A bash command killing every process carrying one of `marks` (NAME=VALUE, see SWEEP). */
+function sweepCommand(marks: readonly string[]): string {
+  return [SWEEP, ...marks.map((mark) => `fleetcache_sweep ${shellQuote(mark)}`), ''].join('\n');
+}
+
+/** A bash command killing every process of the scripts of `tokens`. */
+export function sweepScripts(tokens: readonly string[]): string {
+  return sweepCommand(tokens.map((token) => `${SCRIPT_MARK}=${token}`));
+}
+
+/** A bash command killing every process of the scripts of job `job` (ExecOptions.job). */
+export function sweepJob(job: string): string {
+  return sweepCommand([`${JOB_MARK}=${job}`]);
 }

@@ -381,11 +381,22 @@ async function halfOpenRelay(t: Test, port: number): Promise<HalfOpenRelay> {
   };
 }
 
-/** Allocates the relay's host of `p`, runs leavingScript on it, cuts the client side of its connection: the script is lost, its sleeps run on. */
+/** An ssh backend `p` of one host, a real sshd reached through a HalfOpenRelay; what it logs goes to `lines`. */
+async function relayedHost(t: Test): Promise<{ dir: string; relay: HalfOpenRelay; p: Provider; lines: string[] }> {
+  const dir = t.testdir();
+  const sshd = await startSshd(t, dir);
+  const relay = await halfOpenRelay(t, sshd.port);
+  const lines: string[] = [];
+  const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache'), log: (l) => lines.push(l) };
+  const p = createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${relay.port}`, key: sshd.keyPath }], 'connect-retries': 0 }, ctx);
+  return { dir, relay, p, lines };
+}
+
+/** Allocates the relay's host of `p`, runs leavingScript on it and waits, cuts the client side of its connection: the script is lost, its sleeps run on. */
 async function lostMidScript(t: Test, p: Provider, relay: HalfOpenRelay, file: string): Promise<{ machine: Machine; left: number[] }> {
   const machine = await p.allocate({ name: 'debian-12' });
   let out = '';
-  const lost = machine.exec(leavingScript(file), { trace: false, cwd: '/', onOutput: (s) => (out += s) });
+  const lost = machine.exec(`${leavingScript(file)}; echo started; wait`, { trace: false, cwd: '/', onOutput: (s) => (out += s) });
   await eventually('the script started both sleeps', () => out.includes('started'), 20_000);
   const left = leftPids(t, file);
   relay.cut();
@@ -395,11 +406,7 @@ async function lostMidScript(t: Test, p: Provider, relay: HalfOpenRelay, file: s
 }
 
 t.test('ssh: a machine whose script lost its connection stops the script\'s processes, over a new connection, before its host serves another', async (t) => {
-  const dir = t.testdir();
-  const sshd = await startSshd(t, dir);
-  const relay = await halfOpenRelay(t, sshd.port);
-  const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache') };
-  const p = createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${relay.port}`, key: sshd.keyPath }] }, ctx);
+  const { dir, relay, p } = await relayedHost(t);
   const { machine, left } = await lostMidScript(t, p, relay, join(dir, 'pids'));
   await machine.discard();
   t.notOk(left.some(running), 'both sleeps are stopped once the machine is discarded, the one that left its process group too');
@@ -409,15 +416,24 @@ t.test('ssh: a machine whose script lost its connection stops the script\'s proc
 });
 
 t.test('ssh: a host where a script lost its connection and whose processes cannot be stopped serves no other machine', async (t) => {
-  const dir = t.testdir();
-  const sshd = await startSshd(t, dir);
-  const relay = await halfOpenRelay(t, sshd.port);
-  const lines: string[] = [];
-  const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache'), log: (l) => lines.push(l) };
-  const p = createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${relay.port}`, key: sshd.keyPath }], 'connect-retries': 0 }, ctx);
+  const { dir, relay, p, lines } = await relayedHost(t);
   const { machine } = await lostMidScript(t, p, relay, join(dir, 'pids'));
   await relay.refuse();
   await machine.discard();
   t.match(lines.join('\n'), new RegExp(`Host 127\\.0\\.0\\.1:${relay.port} of backend lab is passed over for the rest of the run: the processes of a script whose connection was lost could not be stopped`));
   await t.rejects(p.allocate({ name: 'debian-12' }), /may still run a script whose connection was lost/, 'the only host serves no other machine');
+});
+
+t.test("ssh: a job whose processes could not be stopped at its end (its connection lost) has them stopped when its machine is discarded", async (t) => {
+  const { dir, relay, p } = await relayedHost(t);
+  const machine = await p.allocate({ name: 'debian-12' });
+  const file = join(dir, 'pids');
+  // the job's first script ends, leaving its sleeps; then its connection is lost
+  t.equal((await machine.exec(leavingScript(file), { trace: false, cwd: '/', job: 'job-1' })).exitCode, 0);
+  const left = leftPids(t, file);
+  relay.cut();
+  await t.rejects(machine.stopJob!('job-1'), 'the job cannot be stopped over the lost connection');
+  t.ok(left.every(running), 'the machine never saw the connection drop: the sleeps run on');
+  await machine.discard();
+  t.notOk(left.some(running), "the job's sleeps are stopped once the machine is discarded");
 });

@@ -243,7 +243,7 @@ t.test('a connection that drops mid-script: the machine stops every process of t
   t.teardown(() => c.close());
   const file = join(dir, 'pids');
   let out = '';
-  const lost = c.exec(leavingScript(file), { trace: false, onOutput: (s) => (out += s) });
+  const lost = c.exec(`${leavingScript(file)}; echo started; wait`, { trace: false, onOutput: (s) => (out += s) });
   await eventually('the script started both sleeps', () => out.includes('started'), 20_000);
   const left = leftPids(t, file);
   t.equal(left.length, 2);

@@ -14,9 +14,9 @@ export function running(pid: number): boolean {
   }
 }
 
-/** The script: a sleep in its process group and one out of it (setsid), their PIDs appended to `file`; says `started`, then waits. */
+/** A script line: a sleep in the script's process group and one out of it (setsid), their PIDs appended to `file`, their output not the script's. */
 export function leavingScript(file: string): string {
-  return `sleep 300 & echo $! >> ${file}; setsid sleep 301 & echo $! >> ${file}; echo started; wait`;
+  return `sleep 300 >/dev/null 2>&1 & echo $! >> ${file}; setsid sleep 301 >/dev/null 2>&1 & echo $! >> ${file}`;
 }
 
 interface Teardown {
