@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
-import { FleetError, UpstreamError } from '../errors.js';
+import { errorMessage, FleetError, UpstreamError } from '../errors.js';
 import { sleepFor } from '../long-timer.js';
 import { shellQuote } from '../shell-quote.js';
 import { waitForPort } from '../ssh/client.js';
@@ -261,8 +261,16 @@ class AdhocProvider implements Provider {
     throw new MachineLeft(`${why}; ${unreleased.message}`, record);
   }
 
-  discard(machine: Machine): Promise<void> {
-    this.#live.delete(endpointOf(machine.address));
+  async discard(machine: Machine): Promise<void> {
+    const endpoint = endpointOf(machine.address);
+    const unstopped = machine instanceof SshMachine ? await machine.stopLostScripts().then(() => undefined, (err: unknown) => err) : undefined;
+    if (unstopped === undefined) this.#live.delete(endpoint);
+    else {
+      // a machine at a fixed address (a device) may come back from its discard as it was:
+      // where a job may still run, it serves no other job of this run
+      this.#live.set(endpoint, `${this.name}:${machine.system.name} (a script whose connection was lost may still run on it)`);
+      this.#ctx.log?.(`The processes of a script on ${this.name}:${machine.system.name} at ${machine.address} whose connection was lost could not be stopped: its address serves no other machine of this run: ${errorMessage(unstopped)}`);
+    }
     return this.#release(machine.system, machine.address);
   }
 

@@ -35,6 +35,11 @@ export interface ExecOptions {
   killTimeout?: number;
   /** Aborting kills the script like a kill timeout. */
   signal?: AbortSignal;
+  /**
+   * The job the script belongs to (a token of the caller's): on machines that have
+   * stopJob, the script's processes carry it, and stopJob kills those still running.
+   */
+  job?: string;
 }
 
 export interface ExecResult {
@@ -111,6 +116,11 @@ export interface Machine extends Executor {
   reboot(options: RebootOptions): Promise<void>;
   /** Closes connections and releases the machine through its provider. */
   discard(): Promise<void>;
+  /**
+   * Kills what the scripts run with ExecOptions.job `job` left running, on SSH machines;
+   * absent where a job's processes cannot be told apart (a local machine).
+   */
+  stopJob?(job: string, signal?: AbortSignal): Promise<void>;
 }
 
 /**

@@ -37,6 +37,8 @@ export class SshMachine implements Machine {
   readonly #provider: Provider;
   readonly #target: SshTarget;
   readonly #reboot: RebootSettings;
+  /** Jobs whose processes stopJob could not kill (the connection was lost): stopLostScripts does. */
+  readonly #jobsLeft: string[] = [];
 
   private constructor(provider: Provider, system: SystemSpec, address: string, target: SshTarget, client: SshClient, projectPath: string, reboot: RebootSettings) {
     this.#provider = provider;
@@ -92,6 +94,33 @@ export class SshMachine implements Machine {
     if (this.#target.username !== undefined) r.username = this.#target.username;
     if (this.#target.password !== undefined) r.password = this.#target.password;
     return r;
+  }
+
+  /**
+   * Stops what the scripts whose connection was lost may have left running (SshClient
+   * lostScripts), and the jobs stopJob could not stop, over a new connection: a machine that never saw its connection drop (a
+   * network cut) runs them still. Rejects when it cannot (the machine does not answer): the
+   * machine must then serve no other job.
+   */
+  async stopLostScripts(): Promise<void> {
+    const lost = this.#client.lostScripts();
+    if (lost.length === 0 && this.#jobsLeft.length === 0) return;
+    const client = await SshClient.connect(this.#target, { timeout: 10_000, retries: 1 }, this.projectPath);
+    try {
+      if (lost.length > 0) await client.stopScripts(lost);
+      for (const job of this.#jobsLeft) await client.stopJob(job);
+    } finally {
+      await client.close();
+    }
+  }
+
+  async stopJob(job: string, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.#client.stopJob(job, signal);
+    } catch (err) {
+      this.#jobsLeft.push(job);
+      throw err;
+    }
   }
 
   async discard(): Promise<void> {

@@ -184,7 +184,15 @@ class SshProvider implements Provider {
 
   async discard(machine: Machine): Promise<void> {
     const h = this.#hostOf(machine.address);
-    if (h) this.#release(h);
+    if (!h) return;
+    // a host where a job may still run serves no other: the next would run beside it
+    if (machine instanceof SshMachine) {
+      await machine.stopLostScripts().catch((err: unknown) => {
+        this.#down.set(h, new UpstreamError(`host ${addressOf(h)} of backend ${this.name} may still run a script whose connection was lost: ${errorMessage(err)}`));
+        this.#ctx.log?.(`Host ${addressOf(h)} of backend ${this.name} is passed over for the rest of the run: the processes of a script whose connection was lost could not be stopped: ${errorMessage(err)}`);
+      });
+    }
+    this.#release(h);
   }
 
   /** A kept host is busy in no process but the one that kept it: nothing to release. */

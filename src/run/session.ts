@@ -4,6 +4,7 @@
 // backend and project restore. Failures are tallied as spread counts them. Every script
 // may REBOOT the machine (reboot.ts); one that does not come back ends the session.
 // spread's -shell, -shell-before, -shell-after and -debug open shells around the scripts (shell.ts).
+import { randomUUID } from 'node:crypto';
 import type { EnvEntry, Machine } from '../backends/backend.js';
 import { lateWarning, ScriptLostError } from '../backends/script.js';
 import { jobDebug, jobEnvironment, jobPrepare, jobRestore, scriptTimeouts, type Job, type Project, type ScriptLevel } from '../spread/index.js';
@@ -87,6 +88,8 @@ export class MachineSession {
   #shelled = false;
   /** The current round's execute failed and was tallied so (an interrupt after it does not make the job aborted too). */
   #executeFailed = false;
+  /** The token the current job's scripts run with (ExecOptions.job): what they leave running is killed at its end. */
+  #jobMark: string | undefined;
 
   /** `label` names the machine in log lines (default its name, spread's `backend:system`). */
   constructor(ctx: SessionContext, machine: Machine, label = machine.name) {
@@ -151,6 +154,8 @@ export class MachineSession {
         ...(log.verbose > 1 ? { onOutput: (chunk: string) => log.output(chunk) } : {}),
         describe: running,
         log: (line) => log.line(line),
+        // the job's own scripts: not the project's, backend's or suite's, whose daemons may serve the jobs after it
+        ...(level === 'task' && this.#jobMark ? { job: this.#jobMark } : {}),
         ...(this.#ctx.stop ? { signal: this.#ctx.stop } : {}),
       });
     } catch (err) {
@@ -217,12 +222,27 @@ export class MachineSession {
 
   /** Runs one job; false when the machine must not take more jobs. */
   async run(job: Job): Promise<boolean> {
+    this.#jobMark = randomUUID();
     try {
       return await this.#run(job);
     } finally {
+      await this.#stopJob();
       // a job finished without executing gets its k now (spec §16)
       this.#ctx.progress.number(job.name);
     }
+  }
+
+  /**
+   * Kills what the job's scripts left running (a `cmd &`, a daemon), where the machine can
+   * tell them apart: not after an interrupt (the machine is discarded) or an -abend (kept
+   * for inspection as it is), nor on a machine that did not come back from a reboot.
+   */
+  async #stopJob(): Promise<void> {
+    const mark = this.#jobMark;
+    this.#jobMark = undefined;
+    if (mark === undefined || this.#lost || this.#halted || !this.machine.stopJob) return;
+    // one that cannot be reached now is reached again when it is discarded (SshMachine.stopJob)
+    await this.machine.stopJob(mark, this.#ctx.stop).catch(() => undefined);
   }
 
   async #run(job: Job): Promise<boolean> {

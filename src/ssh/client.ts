@@ -13,6 +13,7 @@ import { ConfigError, errorMessage, UpstreamError } from '../errors.js';
 import type { ExecOptions, ExecResult, Executor, ShellOptions } from '../backends/backend.js';
 import { OutputBuffer, renderScript, renderShell, ScriptLostError, utf8Chunks, watchScript } from '../backends/script.js';
 import { hostKeyCheck, HostKeyRefused } from './known-hosts.js';
+import { guardedShell, guardScript, scriptToken, sweepJob, sweepScripts } from './script-guard.js';
 import { shellQuote } from '../shell-quote.js';
 
 export interface SshTarget {
@@ -70,6 +71,9 @@ function afterPidMark(onPid: (pid: number) => void, pass: (bytes: Buffer) => voi
  * that waits for it never ends. Dropping the connection closes every channel on it.
  */
 const KILL_GRACE_MS = 5_000;
+
+/** How long killing what a job or a lost script left may take (SshClient stopJob, stopScripts). */
+const SWEEP_TIMEOUT_MS = 30_000;
 
 /** Ends the here-document carrying an interactive shell's wrapper (no line of it is this). */
 const SHELL_END = 'FLEETCACHE_SHELL_END';
@@ -155,6 +159,8 @@ export class SshClient implements Executor {
   readonly #sudo: string;
   readonly #base: string;
   readonly #killGrace: number;
+  /** The tokens of scripts whose connection was lost before they ended (see lostScripts). */
+  readonly #lost = new Set<string>();
   #sftp: Promise<SFTPWrapper> | undefined;
 
   private constructor(client: Client, target: SshTarget, base: string, killGrace: number) {
@@ -227,7 +233,9 @@ export class SshClient implements Executor {
    * (and the abort signal) bound the whole call, opening the channel included.
    */
   exec(script: string, o: ExecOptions = {}): Promise<ExecResult> {
-    const text = renderScript(script, { dir: this.#path(o.cwd ?? '.'), env: o.env, trace: o.trace, fixedPath: true, sudo: this.#sudo !== '' });
+    const token = scriptToken();
+    // its processes end with the channel, dropped or closed (script-guard.ts)
+    const text = guardScript(renderScript(script, { dir: this.#path(o.cwd ?? '.'), env: o.env, trace: o.trace, fixedPath: true, sudo: this.#sudo !== '' }), token);
     const out = new OutputBuffer();
     let ch: ClientChannel | undefined;
     let pid: number | undefined;
@@ -243,7 +251,11 @@ export class SshClient implements Executor {
         if (pid !== undefined) this.command(`${this.#sudo}kill -KILL -- -${pid}`).catch(() => undefined);
         ch?.close();
         // A channel still opening has nothing to close yet: its connection goes at once.
-        grace = setTimeout(() => this.#client.destroy(), ch ? this.#killGrace : 0);
+        grace = setTimeout(() => {
+          // the kill may not have reached the machine: what the script started may still run there
+          if (ch) this.#lost.add(token);
+          this.#client.destroy();
+        }, ch ? this.#killGrace : 0);
       });
       const end = (): void => {
         disarm();
@@ -251,7 +263,7 @@ export class SshClient implements Executor {
       };
       const killedResult = (): ExecResult => ({ exitCode: 137, output: out.text(), killed: true });
       // sshd makes the session's command a process-group leader; its pid names the group.
-      this.#channel(`echo "<PID $$>" >&2; exec ${this.#sudo}/bin/bash -`).then((opened) => {
+      this.#channel(guardedShell(token, this.#sudo, o.job)).then((opened) => {
         ch = opened;
         if (killed) {
           // Killed while opening: the script was never sent, and bash ends on the close.
@@ -276,10 +288,14 @@ export class SshClient implements Executor {
           stderr.end();
           if (killed) return done(killedResult());
           // closed without an exit status: the connection dropped (spread's session.Wait error)
-          if (code === undefined) return fail(new ScriptLostError('remote command exited without exit status or exit signal (the connection to the machine was lost)', out.text()));
+          if (code === undefined) {
+            this.#lost.add(token);
+            return fail(new ScriptLostError('remote command exited without exit status or exit signal (the connection to the machine was lost)', out.text()));
+          }
           done({ exitCode: code, output: out.text(), killed: false });
         });
-        opened.end(text);
+        // stdin stays open: its end stops the script (script-guard.ts)
+        opened.write(text);
       }, (err: unknown) => {
         end();
         if (killed) done(killedResult());
@@ -430,6 +446,35 @@ export class SshClient implements Executor {
     }
     const chmod = mode === undefined ? '' : `chmod ${mode.toString(8)} ${part} && `;
     if ((await this.command(this.#asRoot(`${chmod}mv -f ${part} ${shellQuote(target)}`))) !== 0) throw new UpstreamError(`cannot write ${target} on the machine`);
+  }
+
+  /**
+   * The tokens of the scripts whose connection was lost before they told their exit status
+   * (or that a kill may not have reached): their processes may still run on the machine,
+   * when the machine did not see the connection drop (a network cut it never noticed).
+   */
+  lostScripts(): string[] {
+    return [...this.#lost];
+  }
+
+  /** Kills every process of the scripts of `tokens` (lostScripts of another client of the machine), as root. */
+  stopScripts(tokens: readonly string[]): Promise<void> {
+    return this.#sweep(sweepScripts(tokens), 'cannot stop the processes of the scripts whose connection was lost');
+  }
+
+  /** Kills every process the scripts of job `job` (ExecOptions.job) left running, as root; aborting `signal` cuts it. */
+  stopJob(job: string, signal?: AbortSignal): Promise<void> {
+    return this.#sweep(sweepJob(job), `cannot stop the processes job ${job} left`, signal);
+  }
+
+  /**
+   * Runs a sweep (script-guard.ts) as a script, as root: bounded by SWEEP_TIMEOUT_MS and
+   * `signal`, so that a machine that stopped answering does not hold the run.
+   */
+  async #sweep(bash: string, failure: string, signal?: AbortSignal): Promise<void> {
+    const r = await this.exec(bash, { cwd: '/', trace: false, killTimeout: SWEEP_TIMEOUT_MS, ...(signal ? { signal } : {}) });
+    const said = r.output.trim();
+    if (r.exitCode !== 0) throw new UpstreamError(`${failure} (${r.killed ? 'killed' : exitPhrase(r.exitCode)}${said ? `: ${said}` : ''})`);
   }
 
   async close(): Promise<void> {

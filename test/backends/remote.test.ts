@@ -2,6 +2,7 @@ import t, { type Test } from 'tap';
 import { getEventListeners } from 'node:events';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { createProvider } from '../../src/backends/registry.js';
 import { parseMarkers } from '../../src/backends/adhoc.js';
 import type { BackendContext, Machine, MachineRecord, Provider } from '../../src/backends/backend.js';
@@ -9,6 +10,7 @@ import { REMOTE_PATH } from '../../src/backends/script.js';
 import { isAlive } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { freePort, startSshd } from '../ssh/sshd.js';
+import { leavingScript, leftPids, running } from '../ssh/leaving-script.js';
 
 /**
  * How long a test waits to see that an allocation did NOT happen. One that wrongly went
@@ -335,4 +337,103 @@ t.test('ssh: a worker waiting for a host leaves one abort listener on the run\'s
   run.abort();
   await waiting;
   await held.discard();
+});
+
+interface HalfOpenRelay {
+  port: number;
+  /** Drops the client side of every connection so far and leaves its server side open: a connection lost to the client that the server never sees drop (a network cut). */
+  cut(): void;
+  /** Takes no more connections (those open stay so). */
+  refuse(): Promise<void>;
+}
+
+/** A TCP relay on 127.0.0.1 to `port`, every socket of it destroyed in teardown. */
+async function halfOpenRelay(t: Test, port: number): Promise<HalfOpenRelay> {
+  const clients = new Set<Socket>();
+  const servers = new Set<Socket>();
+  const relay = createServer((client) => {
+    const server = connect(port, '127.0.0.1');
+    clients.add(client);
+    servers.add(server);
+    for (const s of [client, server]) s.on('error', () => undefined);
+    client.on('data', (chunk: Buffer) => server.write(chunk));
+    server.on('data', (chunk: Buffer) => client.write(chunk));
+    // the server's end reaches the client; the client's reaches the server only until the cut
+    server.once('close', () => client.destroy());
+    client.once('close', () => {
+      if (clients.has(client)) server.destroy();
+    });
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const s of [...clients, ...servers]) s.destroy();
+    relay.close();
+  });
+  return {
+    port: (relay.address() as AddressInfo).port,
+    cut() {
+      for (const c of clients) {
+        clients.delete(c);
+        c.destroy();
+      }
+    },
+    refuse: () => new Promise<void>((resolve) => relay.close(() => resolve())),
+  };
+}
+
+/** An ssh backend `p` of one host, a real sshd reached through a HalfOpenRelay; what it logs goes to `lines`. */
+async function relayedHost(t: Test): Promise<{ dir: string; relay: HalfOpenRelay; p: Provider; lines: string[] }> {
+  const dir = t.testdir();
+  const sshd = await startSshd(t, dir);
+  const relay = await halfOpenRelay(t, sshd.port);
+  const lines: string[] = [];
+  const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache'), log: (l) => lines.push(l) };
+  const p = createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${relay.port}`, key: sshd.keyPath }], 'connect-retries': 0 }, ctx);
+  return { dir, relay, p, lines };
+}
+
+/** Allocates the relay's host of `p`, runs leavingScript on it and waits, cuts the client side of its connection: the script is lost, its sleeps run on. */
+async function lostMidScript(t: Test, p: Provider, relay: HalfOpenRelay, file: string): Promise<{ machine: Machine; left: number[] }> {
+  const machine = await p.allocate({ name: 'debian-12' });
+  let out = '';
+  const lost = machine.exec(`${leavingScript(file)}; echo started; wait`, { trace: false, cwd: '/', onOutput: (s) => (out += s) });
+  await eventually('the script started both sleeps', () => out.includes('started'), 20_000);
+  const left = leftPids(t, file);
+  relay.cut();
+  await t.rejects(lost, { name: 'ScriptLostError' });
+  t.ok(left.every(running), 'the machine never saw the connection drop: the sleeps run on');
+  return { machine, left };
+}
+
+t.test('ssh: a machine whose script lost its connection stops the script\'s processes, over a new connection, before its host serves another', async (t) => {
+  const { dir, relay, p } = await relayedHost(t);
+  const { machine, left } = await lostMidScript(t, p, relay, join(dir, 'pids'));
+  await machine.discard();
+  t.notOk(left.some(running), 'both sleeps are stopped once the machine is discarded, the one that left its process group too');
+  const next = await p.allocate({ name: 'debian-12' });
+  t.equal(next.address, machine.address, 'the host serves the next machine');
+  await next.discard();
+});
+
+t.test('ssh: a host where a script lost its connection and whose processes cannot be stopped serves no other machine', async (t) => {
+  const { dir, relay, p, lines } = await relayedHost(t);
+  const { machine } = await lostMidScript(t, p, relay, join(dir, 'pids'));
+  await relay.refuse();
+  await machine.discard();
+  t.match(lines.join('\n'), new RegExp(`Host 127\\.0\\.0\\.1:${relay.port} of backend lab is passed over for the rest of the run: the processes of a script whose connection was lost could not be stopped`));
+  await t.rejects(p.allocate({ name: 'debian-12' }), /may still run a script whose connection was lost/, 'the only host serves no other machine');
+});
+
+t.test("ssh: a job whose processes could not be stopped at its end (its connection lost) has them stopped when its machine is discarded", async (t) => {
+  const { dir, relay, p } = await relayedHost(t);
+  const machine = await p.allocate({ name: 'debian-12' });
+  const file = join(dir, 'pids');
+  // the job's first script ends, leaving its sleeps; then its connection is lost
+  t.equal((await machine.exec(leavingScript(file), { trace: false, cwd: '/', job: 'job-1' })).exitCode, 0);
+  const left = leftPids(t, file);
+  relay.cut();
+  await t.rejects(machine.stopJob!('job-1'), 'the job cannot be stopped over the lost connection');
+  t.ok(left.every(running), 'the machine never saw the connection drop: the sleeps run on');
+  await machine.discard();
+  t.notOk(left.some(running), "the job's sleeps are stopped once the machine is discarded");
 });

@@ -18,6 +18,7 @@ import { runProject } from '../../src/run/runner.js';
 import { cliArgs, descendantsOf, isAlive, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { keygenFingerprint, publicKeyOf, startSshd, writeRebootScript, type Sshd } from '../ssh/sshd.js';
+import { leavingScript, leftPids, running } from '../ssh/leaving-script.js';
 
 /** A real sshd and a copy of the example project; the project path on the "machine" is removed in teardown. */
 async function sshProject(t: Test): Promise<{ base: string; sshd: Sshd; dir: string; remote: string }> {
@@ -380,9 +381,10 @@ t.test('an adhoc machine allocated after the others ran every job, whose discard
     join(dir, 'spread.yaml'),
     [
       'project: twice', `path: ${remote}`, 'backends:', '  cloud:', '    type: adhoc', `    key: ${sshd.keyPath}`,
-      // the first allocate answers at once; the second once the first machine ran both jobs
+      // the first allocate answers at once; the second once the first machine ran both jobs and
+      // its discard began (it is held until its jobs' leftovers are killed, after their end)
       '    allocate: |',
-      `      if ! mkdir ${join(base, 'first-allocate')} 2>/dev/null; then until [ "$(cat ${ran} 2>/dev/null | wc -l)" -ge 2 ]; do sleep 0.1; done; fi`,
+      `      if ! mkdir ${join(base, 'first-allocate')} 2>/dev/null; then until [ "$(cat ${ran} 2>/dev/null | wc -l)" -ge 2 ] && [ -s ${discarded} ]; do sleep 0.1; done; fi`,
       `      ADDRESS 127.0.0.1:${sshd.port}`,
       '    discard: |', `      echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`, '      exit 1',
       '    systems:', '      - debian-12:', '          workers: 2',
@@ -537,4 +539,19 @@ t.test('knownHosts with adhoc machines: a host the allocate script does not list
   const listed = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
   if (!listed.tally.ok) t.comment(out);
   t.equal(listed.tally.successful, 1, 'the key the allocate script appended is read at connect');
+});
+
+t.test("what a job's scripts leave running on an ssh machine is killed when the job ends, what left their process group too; a suite prepare's daemon serves on", async (t) => {
+  const { base, dir } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
+  const files = { prepare: join(base, 'prepare.pids'), execute: join(base, 'execute.pids'), suite: join(base, 'suite.pids') };
+  await writeFile(join(dir, 'tests', 'one', 'task.yaml'), `summary: one\nprepare: |\n  ${leavingScript(files.prepare)}\nexecute: |\n  ${leavingScript(files.execute)}\n`);
+  const spread = await readFile(join(dir, 'spread.yaml'), 'utf8');
+  await writeFile(join(dir, 'spread.yaml'), spread.replace('    summary: one\n', `    summary: one\n    prepare: |\n      ${leavingScript(files.suite)}\n`));
+  let out = '';
+  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  const [prepared, executed, suite] = [leftPids(t, files.prepare), leftPids(t, files.execute), leftPids(t, files.suite)];
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.successful, 1);
+  t.notOk([...prepared, ...executed].some(running), "the task's prepare and execute left nothing running, in their process group or out of it");
+  t.ok(suite.every(running), "the suite prepare's processes run on, as in spread");
 });

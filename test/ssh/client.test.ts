@@ -1,11 +1,14 @@
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { SshClient } from '../../src/ssh/client.js';
 import { descendantsOf } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
+import { leavingScript, leftPids, running } from './leaving-script.js';
 import { freePort, startSshd } from './sshd.js';
 
 t.test('ssh client against a real sshd', async (t) => {
@@ -231,4 +234,23 @@ t.test("a quick command's exit status in the same read as its channel's confirma
   t.teardown(() => c.close());
   holding = true;
   t.same(await Promise.all([c.command('true'), c.command('exit 3'), c.command(`mkdir -p ${join(dir, 'made')}`)]), [0, 3, 0]);
+});
+
+t.test('a connection that drops mid-script: the machine stops every process of the script, one that left its process group too', async (t) => {
+  const dir = t.testdir();
+  const sshd = await startSshd(t, dir);
+  const c = await SshClient.connect({ host: sshd.host, port: sshd.port, username: 'root', privateKey: sshd.key }, { timeout: 5000 });
+  t.teardown(() => c.close());
+  const file = join(dir, 'pids');
+  let out = '';
+  const lost = c.exec(`${leavingScript(file)}; echo started; wait`, { trace: false, onOutput: (s) => (out += s) });
+  await eventually('the script started both sleeps', () => out.includes('started'), 20_000);
+  const left = leftPids(t, file);
+  t.equal(left.length, 2);
+  t.ok(left.every(running), 'both sleeps run');
+  // the sshd processes serving the connection (not the listener, not the script's): as a connection cut
+  for (const p of descendantsOf(sshd.pid)) if (readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'sshd') process.kill(p, 'SIGKILL');
+  await t.rejects(lost, { name: 'ScriptLostError' });
+  await eventually('the sleeps are stopped', () => !left.some(running), 5000);
+  t.equal(c.lostScripts().length, 1, 'the script is on the client\'s list of lost ones');
 });
