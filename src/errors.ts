@@ -179,10 +179,18 @@ export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** `err` as a FleetError of its code and message with `details` added: what a caller learnt before the failure (the URLs it gave up on, the files it stored). */
+/**
+ * `err` as a FleetError with `details` added: what a caller learnt before the failure (the
+ * URLs it gave up on, the files it stored). A copy of the same class and fields (an
+ * UpstreamError stays one, with its upstreamStatus), so that `instanceof` still tells it.
+ */
 export function withDetails(err: unknown, details: Record<string, unknown>): FleetError {
   const error = toFleetError(err);
-  return new FleetError(error.code, error.message, { cause: error, details: { ...error.details, ...details } });
+  const copy: FleetError = Object.create(Object.getPrototypeOf(error), {
+    ...Object.getOwnPropertyDescriptors(error),
+    details: { value: { ...error.details, ...details }, enumerable: true, writable: true, configurable: true },
+  });
+  return copy;
 }
 
 /** Wraps anything thrown into a FleetError, keeping FleetErrors as they are. */

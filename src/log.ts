@@ -26,6 +26,12 @@ interface HeldText {
   _len: number;
 }
 
+/** Whether `stream` keeps its unwritten text as HeldText says (sonic-boom's own fields, not its API). */
+function holdsText(stream: object): stream is HeldText {
+  const fields: Partial<Record<keyof HeldText, unknown>> = stream;
+  return typeof fields._writingBuf === 'string' && Array.isArray(fields._bufs);
+}
+
 /** How long the exit's flush retries a stderr that is busy (EAGAIN, a non-blocking pipe). */
 const EXIT_FLUSH_MS = 1000;
 
@@ -62,12 +68,11 @@ function stderrDestination(): ReturnType<typeof pino.destination> {
   const destination = pino.destination({ fd: 2, sync: false, maxLength: HELD_MAX });
   // a failing write: dropped here, not re-emitted to a process that has no handler for it
   destination.on('error', () => undefined);
-  const held = destination as unknown as HeldText;
-  if (typeof held._writingBuf !== 'string' || !Array.isArray(held._bufs)) return destination; // another sonic-boom: as it is
-  destination.flushSync = () => flushOnce(held);
+  if (!holdsText(destination)) return destination; // another sonic-boom: as it is
+  destination.flushSync = () => flushOnce(destination);
   // at 'beforeExit' (a flush, then an end once drained): written once, at once
   destination.flush = (cb?: (err?: Error) => unknown) => {
-    flushOnce(held);
+    flushOnce(destination);
     cb?.();
   };
   return destination;

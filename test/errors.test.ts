@@ -1,7 +1,7 @@
 // Every error code is documented in docs/errors.md, and the document names no stale code.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { ERROR_CODES, EXIT, FleetError, toFleetError } from '../src/errors.js';
+import { ConfigError, DigestMismatchError, ERROR_CODES, EXIT, FleetError, toFleetError, UpstreamError, withDetails } from '../src/errors.js';
 import { errorAnswer } from '../src/http/errors.js';
 import { notPublicKind } from '../src/cache/redirect-targets.js';
 import { REPO_ROOT } from './helpers/processes.js';
@@ -27,6 +27,22 @@ t.test('FleetError carries status and exit code from the catalogue', async (t) =
   t.equal(e.status, 400);
   t.equal(e.exitCode, EXIT.integrity);
   t.same(e.toJSON(), { code: 'FC_ERR_DIGEST_MISMATCH', message: 'x' });
+});
+
+t.test('withDetails keeps the error\'s class, code, status and exit code, and adds its details', async (t) => {
+  const upstream = new UpstreamError('origin answered 503', { status: 503 });
+  const errors = [upstream, new DigestMismatchError('sha256:aa', 'sha256:bb'), new ConfigError('bad field', 'spread.yaml', 3, 'backends.x')];
+  for (const original of errors) {
+    const added = withDetails(original, { skipped: ['http://cache-a/'] });
+    t.ok(added instanceof original.constructor, `${original.name} stays a ${original.name}`);
+    t.ok(added instanceof FleetError, `${original.name} stays a FleetError`);
+    t.same([added.name, added.code, added.message, added.status, added.exitCode], [original.name, original.code, original.message, ERROR_CODES[original.code].status, ERROR_CODES[original.code].exit], `${original.name}: name, code, message, status and exit code`);
+    t.same(added.toJSON(), { ...original.toJSON(), skipped: ['http://cache-a/'] }, `${original.name}: its details and the added ones`);
+    t.notOk('skipped' in (original.details ?? {}), `${original.name}: the original is left as it was`);
+  }
+  const kept = withDetails(upstream, { skipped: [] });
+  t.ok(kept instanceof UpstreamError && kept.upstreamStatus === upstream.upstreamStatus, 'an upstream error keeps its upstream status');
+  t.equal(withDetails(Object.assign(new Error('ECONNRESET'), { code: 'ECONNRESET' }), {}) instanceof UpstreamError, true, 'a raw network error becomes an UpstreamError, as toFleetError makes it');
 });
 
 t.test('an error answer carries no unexpected error message (it may name server paths)', async (t) => {

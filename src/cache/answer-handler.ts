@@ -82,9 +82,10 @@ export class AnswerHandler implements Dispatcher.DispatchHandler {
     });
   }
 
-  /** Present so that undici calls this handler by its current API (it tells them apart by this method). */
+  /** Present so that undici calls this handler by its current API (it tells them apart by this method). @public undici calls it, which knip does not see. */
   onRequestStart(): void {}
 
+  /** @public undici calls it (Dispatcher.DispatchHandler), which knip does not see. */
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     if (statusCode < 200) return; // informational: the answer follows
     const size = announcedLength(headers);
@@ -104,6 +105,7 @@ export class AnswerHandler implements Dispatcher.DispatchHandler {
     this.#resolve({ statusCode, headers, body: this.#stream });
   }
 
+  /** @public undici calls it (Dispatcher.DispatchHandler), which knip does not see. */
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#chunks) {
       // undici hands each chunk as a view of a socket read of its own: safe to keep. A body
@@ -118,6 +120,7 @@ export class AnswerHandler implements Dispatcher.DispatchHandler {
     }
   }
 
+  /** @public undici calls it (Dispatcher.DispatchHandler), which knip does not see. */
   onResponseEnd(): void {
     this.#ended = true;
     const chunks = this.#chunks;
@@ -129,6 +132,7 @@ export class AnswerHandler implements Dispatcher.DispatchHandler {
     }
   }
 
+  /** @public undici calls it (Dispatcher.DispatchHandler), which knip does not see. */
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     this.#ended = true;
     // Before the answer: the promise fails; after it, the stream (a reader sees an error,

@@ -40,27 +40,33 @@ export function sizeSchema() {
   return Type.Union([Type.String({ minLength: 1, format: 'size' }), Type.Integer({ minimum: 0, maximum: MAX_SIZE })]);
 }
 
+/** What a schema built below may say besides its type: a default, a description. */
+type SchemaOptions = { default?: string; description?: string };
+
 /** A duration a timer waits: a number of seconds, or a duration string ("250ms", "30s", "1h30m"); 24 days at most. */
-export function durationSchema(options: { default?: string; description?: string } = {}) {
-  // if/then/else rather than a union: a number too large is told so ("must be <= …"), not "must be string or …"
-  return Type.Unsafe<string | number>({
-    ...options,
-    type: ['string', 'number'],
-    if: { type: 'string' },
-    then: { minLength: 1, allOf: [{ format: 'duration' }, { format: 'timer-duration' }] },
-    else: { minimum: 0, maximum: MAX_TIMER_MS / 1000 },
-  });
+export function durationSchema(options: SchemaOptions = {}) {
+  // a number too large is told so ("must be <= …")
+  return stringOrSecondsSchema(options, 'timer-duration', { minimum: 0, maximum: MAX_TIMER_MS / 1000 });
 }
 
 /** How old something may get: a positive duration, ten years at most (a number is seconds). */
-export function ageSchema(options: { default?: string; description?: string } = {}) {
-  // if/then/else rather than a union: a number 0 is told "must be > 0", not "must be string or > 0"
+export function ageSchema(options: SchemaOptions = {}) {
+  // a number 0 is told "must be > 0"
+  return stringOrSecondsSchema(options, 'age', { exclusiveMinimum: 0, maximum: 10 * 365 * 86_400 });
+}
+
+/**
+ * A duration string of `format` (besides 'duration') or a number of seconds within `bounds`.
+ * if/then/else rather than a union: a number out of bounds is told its bound, not "must be
+ * string or …".
+ */
+function stringOrSecondsSchema(options: SchemaOptions, format: string, bounds: Record<string, number>) {
   return Type.Unsafe<string | number>({
     ...options,
     type: ['string', 'number'],
     if: { type: 'string' },
-    then: { minLength: 1, allOf: [{ format: 'duration' }, { format: 'age' }] },
-    else: { exclusiveMinimum: 0, maximum: 10 * 365 * 86_400 },
+    then: { minLength: 1, allOf: [{ format: 'duration' }, { format }] },
+    else: bounds,
   });
 }
 

@@ -33,10 +33,9 @@ export function isOutOfMemory(err: unknown): boolean {
 interface WasmMemory {
   readonly buffer: ArrayBuffer;
 }
-interface WasmApi {
+declare const WebAssembly: {
   instantiate(bytes: Uint8Array, imports: object): Promise<{ instance: { exports: object } }>;
-}
-const wasmApi = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+};
 
 interface Xd3Exports {
   readonly memory: WasmMemory;
@@ -133,14 +132,15 @@ export class Xd3Instance {
     const pages = Math.max(ORIGINAL_PAGES, Math.ceil(bytes / PAGE));
     let instance: { exports: object };
     try {
-      ({ instance } = await wasmApi.instantiate(withMemoryPages(moduleBytes(), pages), {}));
+      ({ instance } = await WebAssembly.instantiate(withMemoryPages(moduleBytes(), pages), {}));
     } catch (err) {
       throw new FleetError('FC_ERR_DELTA', `cannot instantiate xdelta3 with ${pages * PAGE} bytes of memory: ${errorMessage(err)}`, {
         cause: err,
         details: { outOfMemory: true },
       });
     }
-    const exports = instance.exports as unknown as Xd3Exports;
+    // a module's exports are typed by nothing but the module: these are xdelta3-wasm's
+    const exports = instance.exports as Xd3Exports;
     exports._initialize?.();
     return new Xd3Instance(exports);
   }

@@ -45,7 +45,7 @@ export function checkEmbeddedBackends(backends: Iterable<Backend>, systems: Read
       );
     }
     if (b.type !== 'ssh') continue;
-    for (const h of (b.options as unknown as SshOptions).hosts) {
+    for (const h of (b.options as Partial<SshOptions>).hosts ?? []) {
       if (!h.systems || h.systems.some((s) => systems.has(`${b.name}:${s}`))) checkEmbeddedReach(b.name, b.type, h.address);
     }
   }

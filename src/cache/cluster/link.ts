@@ -22,6 +22,7 @@ export class ClusterLink {
   /** The other workers' sockets. */
   readonly peers: readonly string[];
   #outbox: Outbox<WorkerMessage>;
+  /** @public read by `this.#next++` in #ask, which knip does not count as a use. */
   #next = 1;
   #pending = new Map<number, (m: Reply) => void>();
   /** Ids hit since the last flush, each once (the store reports an id once per epoch). */
@@ -29,7 +30,7 @@ export class ClusterLink {
   #committed: { id: string; size: number; storedAt: number; sidecar?: number | undefined }[] = [];
   /** Bodies whose first reader opened (their size) or last closed (undefined) since the last flush: the last change of each. */
   #reading = new Map<string, number | undefined>();
-  /** The bytes of the bodies every worker reads, as the primary's last answer to makeRoom said. */
+  /** The bytes of the bodies every worker reads, as the primary's last answer to makeRoom said. @public DiskStore reads it through StorePeer, which knip does not follow. */
   readBytes = 0;
   #leading: () => number = () => 0;
   #reportedLeading = 0;
@@ -43,7 +44,7 @@ export class ClusterLink {
   startedAt: string | undefined;
   /** Workers that died while serving, as the primary's last stats answer said. */
   workersLost = 0;
-  /** Counts the flushes (StorePeer.epoch). */
+  /** Counts the flushes (StorePeer.epoch). @public DiskStore reads it through StorePeer, which knip does not follow. */
   epoch = 0;
 
   constructor(env: WorkerEnv, proc: NodeJS.Process = process) {
@@ -72,20 +73,23 @@ export class ClusterLink {
     this.#outbox.flush();
   }
 
+  /** @public DiskStore calls it through StorePeer, which knip does not follow. */
   committed(id: string, size: number, storedAt: number, sidecar: number | undefined): void {
     this.#committed.push({ id, size, storedAt, sidecar });
     this.#schedule();
   }
 
+  /** @public DiskStore calls it through StorePeer, which knip does not follow. */
   deleted(id: string): void {
     this.#outbox.push({ t: 'deleted', id });
   }
 
+  /** @public DiskStore calls it through StorePeer, which knip does not follow. */
   touched(id: string): void {
     if (this.#touched.push(id) === 1) this.#schedule();
   }
 
-  /** This worker opened its first reader of the body of `id` (`size` bytes), or closed its last (`size` undefined). */
+  /** This worker opened its first reader of the body of `id` (`size` bytes), or closed its last (`size` undefined). @public DiskStore calls it through StorePeer, which knip does not follow. */
   reading(id: string, size: number | undefined): void {
     this.#reading.set(id, size);
     this.#schedule();
@@ -151,6 +155,7 @@ export class ClusterLink {
     return { text: m.text, contentType: m.contentType };
   }
 
+  /** @public DiskStore calls it through StorePeer, which knip does not follow. */
   async makeRoom(bytes: number, whole: boolean): Promise<number> {
     this.flush(); // the commits and bodies read gathered so far first: the primary evicts among them too
     const answer = await this.#ask<Extract<Reply, { t: 'room' }>>({ t: 'room', req: 0, bytes, whole });
