@@ -364,7 +364,7 @@ export class DiskStore {
     });
   }
 
-  /** Replaces the logger (the server's, once it exists; tests capture errors with it). @public used by tests through app.cache.store, which knip does not follow. */
+  /** Replaces the logger given at construction (tests capture the store's warnings with it). @public used by tests through app.cache.store, which knip does not follow. */
   useLogger(log: Logger): void {
     this.#log = log;
   }
