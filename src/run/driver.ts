@@ -123,6 +123,9 @@ export class DispatchGate {
  * pause, and re-polls at once when a job on the same executor finishes (the likeliest
  * moment the load drops), so a waiting worker never spins.
  */
+/** How long a load reading at or below the threshold admits the machine's next jobs without another read. */
+const LOW_LOAD_FRESH_MS = 1000;
+
 export class LoadGate {
   readonly #threshold: number;
   readonly #poll: { initial: number; max: number };
@@ -149,6 +152,23 @@ export class LoadGate {
    */
   jobsTaken(key: string): void {
     for (const wake of this.#waiting.get(key)?.splice(0) ?? []) wake();
+  }
+
+  /**
+   * `load` of one machine, a reading at or below the threshold reused for LOW_LOAD_FRESH_MS
+   * from when it was asked for: a machine running short jobs is not asked before each one (a
+   * script on it, an SSH round trip; hundreds of spawns a second on a fleet of local machines).
+   * A high reading is never reused: a waiting machine reads its load again at each wake-up.
+   */
+  reader(load: () => Promise<number>): () => Promise<number> {
+    let low: { value: number; at: number } | undefined;
+    return async () => {
+      if (low && Date.now() - low.at < LOW_LOAD_FRESH_MS) return low.value;
+      const at = Date.now();
+      const value = await load();
+      low = value <= this.#threshold ? { value, at } : undefined;
+      return value;
+    };
   }
 
   /**
@@ -233,11 +253,11 @@ export async function runWorkers<M>(
     } finally {
       release();
     }
+    const load = loadGate && hooks.load ? loadGate.reader(hooks.load.bind(hooks, machine, signal)) : undefined;
     try {
       for (;;) {
         if (signal.aborted) break;
-        if (loadGate && hooks.load) {
-          const load = hooks.load.bind(hooks, machine, signal);
+        if (loadGate && load) {
           const onWait = o.onLoadWait && ((now: number, threshold: number) => o.onLoadWait!(w, now, threshold));
           await loadGate.admit(key, load, signal, onWait, () => queue.hasPending(w.backend, w.system)).catch(() => undefined);
           if (signal.aborted) break;

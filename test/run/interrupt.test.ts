@@ -139,7 +139,9 @@ t.test('SIGINT while a machine\'s load is read (loadThreshold) and the read hang
   await mkdir(join(dir, 's/a'), { recursive: true });
   await mkdir(join(dir, 's/b'), { recursive: true });
   await writeFile(join(dir, 'spread.yaml'), spread.join('\n'));
-  for (const task of ['a', 'b']) await writeFile(join(dir, `s/${task}/task.yaml`), `summary: ${task}\nexecute: touch ${started}\n`);
+  // the first job outlasts its load reading (a low one admits the jobs of the next second
+  // unread, driver.ts): the second job's admission reads the load again, and hangs
+  for (const task of ['a', 'b']) await writeFile(join(dir, `s/${task}/task.yaml`), `summary: ${task}\nexecute: sleep 1.5; touch ${started}\n`);
   const run = startRun(t, dir, [], { ...process.env, PATH: `${bin}:${process.env.PATH}` });
   const pid = await taskPid(t, pidFile);
   const sent = Date.now();

@@ -133,6 +133,30 @@ t.test('runWorkers over local machines: every job once, storm limit, load admiss
   for (const n of loadReads.values()) t.ok(n >= 2, 'admission re-polled after a high load');
 });
 
+t.test('load admission: a low reading admits the machine\'s jobs of the next second without another read', async (t) => {
+  const all = jobs(['x'], 5);
+  const reads: number[] = [];
+  const started = Date.now();
+  let ran = 0;
+  const res = await runWorkers<number>(
+    new JobQueue(all, { seed: 1 }),
+    [{ backend: 'b', system: 'x', count: 1 }],
+    {
+      start: async () => 0,
+      // the first job outlasts the reading: the next is admitted by a fresh one, which admits the rest
+      run: async () => {
+        if (ran++ === 0) await sleep(1100);
+        return true;
+      },
+      stop: async () => undefined,
+      load: async () => (reads.push(Date.now() - started), 0),
+    },
+    { dispatchDelay: 0, loadThreshold: 10 },
+  );
+  t.same(res.failures, []);
+  t.equal(reads.length, 2, `one read for the jobs of the first second, one after it (reads at ${reads.join(', ')} ms)`);
+});
+
 t.test('machines waiting for their load to drop stop waiting once their system has no job left: the run ends', async (t) => {
   const dir = t.testdir();
   const provider = createProvider('b', 'local', {}, { projectRoot: dir, remotePath: '/p', password: 'x', stateDir: dir });
