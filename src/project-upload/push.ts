@@ -92,6 +92,12 @@ interface PushOptions {
   readonly signal?: AbortSignal;
   /** Told of the transfers' bytes (a bar on a terminal). */
   readonly progress?: Progress;
+  /**
+   * Internal, for tests (not a user's setting): the largest target window of the encodes
+   * (default WINDOW_BYTES). An encode stops only at the end of a window, so a test of the
+   * stop rules on trees of a few MiB lowers it.
+   */
+  readonly windowBytes?: number;
 }
 
 export interface PushResult {
@@ -182,6 +188,7 @@ async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: {
   const encodeOptions = {
     ...(options.level === undefined ? {} : { level: options.level }),
     ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.windowBytes === undefined ? {} : { windowBytes: options.windowBytes }),
     watchOutput,
   };
   const known = await cachedDigest(local);
