@@ -86,6 +86,11 @@ export async function compressDelta(input: string, output: string, compression: 
   return { size: await compressFile(input, output, compression, size, quality), passes: fastPassRun + 1 };
 }
 
+/** What a QuickSizeCounter answers to a write or end once destroy() gave its count up. */
+function givenUpError(): FleetError {
+  return new FleetError('FC_ERR_INTERNAL', 'the fast-pass size count of a VCDIFF was given up (destroyed): nothing more can be written to it or counted');
+}
+
 /**
  * The size of a VCDIFF after the fast pass (brotli's; gzip's and none's only pass), counted
  * as the VCDIFF is written, for ranking candidates before the slow pass of the one kept;
@@ -101,6 +106,8 @@ export class QuickSizeCounter {
    * an 'error' event nothing listens to would end the process.
    */
   #error: Error | undefined;
+  /** destroy() was called: nothing more is counted. */
+  #givenUp = false;
 
   /** `sizeHint`: what the VCDIFF's size may come to (brotli tunes its pass to it). */
   constructor(compression: Compression, sizeHint: number) {
@@ -117,25 +124,34 @@ export class QuickSizeCounter {
   /** Compresses `bytes` (copied: the caller may reuse its buffer once this resolves). */
   async write(bytes: Uint8Array): Promise<void> {
     const stream = this.#stream;
+    if (this.#givenUp) throw givenUpError();
     if (!stream) {
       this.#counted += bytes.length;
       return;
     }
     if (this.#error) throw this.#error;
     // resolves once the compressor took the chunk in: `counted` then trails by its pending block only
-    await new Promise<void>((resolve, reject) => stream.write(Buffer.from(bytes), (err) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) => stream.write(Buffer.from(bytes), (err) => (err ? reject(this.#givenUp ? givenUpError() : err) : resolve())));
   }
 
   /** The final size, once the compressor flushed what it held. */
   async end(): Promise<number> {
     const stream = this.#stream;
+    if (this.#givenUp) throw givenUpError();
     if (this.#error) throw this.#error; // a stream that failed ends no more
-    if (stream) await new Promise<void>((resolve, reject) => stream.once('error', reject).once('end', resolve).end());
+    // a stream destroyed meanwhile closes without 'end' or 'error'
+    if (stream) await new Promise<void>((resolve, reject) => stream.once('error', reject).once('end', resolve).once('close', () => reject(givenUpError())).end());
     return this.#counted;
   }
 
-  /** Frees the compressor of a count given up (an encode stopped or failed). */
+  /**
+   * Frees the compressor of a count given up (an encode stopped or failed). A write or end
+   * after it, or pending at the time, rejects with FC_ERR_INTERNAL (push never makes one: it
+   * destroys a counter once its encode is over or restarted with a new one); without that, an
+   * end would never settle and a write would fail with Node's bare ERR_STREAM_DESTROYED.
+   */
   destroy(): void {
+    this.#givenUp = true;
     this.#stream?.destroy();
   }
 }

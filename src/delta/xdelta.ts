@@ -33,7 +33,6 @@ const LARGE_STEP: Record<number, number> = { 1: 26, 2: 15, 3: 8, 4: 8, 5: 8, 6: 
 export const WINDOW_BYTES = 16 * 2 ** 20;
 /** The largest source segment of one call: a power of two, as xdelta3 rounds it up to one. */
 export const SEGMENT_BYTES = 32 * 2 ** 20;
-const LIMITS: PlanLimits = { window: WINDOW_BYTES, segment: SEGMENT_BYTES };
 
 /** xd3_pow2_roundup / xd3_xoff_roundup. */
 function ceilPow2(n: number): number {
@@ -135,16 +134,23 @@ export const DEFAULT_LEVEL_HELP = 'xdelta3 level 1-9 (default: 9 for a base up t
  * what is told of each piece of VCDIFF as it is written; once that answers true, the encode
  * stops at the end of the window (a caller that has a better delta already, or knows this
  * one cannot be used: the rest would be encoded for nothing).
+ * `windowBytes` (internal, default WINDOW_BYTES, never above it): the largest target window,
+ * lowered by tests so that an encode of a few MiB has several windows to stop between.
  */
-export async function encodeDelta(base: DeltaInput, target: DeltaInput, output: string, options: { level?: number; signal?: AbortSignal; watchOutput?: () => OutputWatch } = {}): Promise<EncodeResult> {
+export async function encodeDelta(
+  base: DeltaInput, target: DeltaInput, output: string, options: { level?: number; signal?: AbortSignal; watchOutput?: () => OutputWatch; windowBytes?: number } = {},
+): Promise<EncodeResult> {
   const given = options.level;
   if (given !== undefined && (!Number.isInteger(given) || given < 1 || given > 9)) throw new FleetError('FC_ERR_USAGE', `delta level must be 1-9, got ${given}`);
+  const window = options.windowBytes ?? WINDOW_BYTES;
+  if (!Number.isInteger(window) || window < 1 || window > WINDOW_BYTES) throw new FleetError('FC_ERR_USAGE', `delta window must be 1-${WINDOW_BYTES} bytes, got ${window}`);
+  const limits: PlanLimits = { window, segment: SEGMENT_BYTES };
   const source = await OpenInput.open(base, 'base');
   try {
     const input = await OpenInput.open(target, 'target');
     try {
       const wanted = given ?? defaultLevel(source.size, source.index !== undefined && input.index !== undefined);
-      const plan = await planEncode(source, input, options.signal);
+      const plan = await planEncode(source, input, limits, options.signal);
       const out = await open(output, 'w');
       try {
         let level = wanted;
@@ -176,12 +182,12 @@ const SAMPLED_MIN_BYTES = 64 * 1024;
  * The plan of an encode (plan.ts); for tars with a base above one segment, with the
  * ContentSources of the files worth sampling (similar.ts), when there are enough bytes to sample.
  */
-async function planEncode(base: OpenInput, target: OpenInput, signal: AbortSignal | undefined): Promise<WindowPlan[]> {
-  if (!base.index || !target.index || base.size <= LIMITS.segment) return planWindows(target.size, target.index, base.size, base.index, LIMITS);
+async function planEncode(base: OpenInput, target: OpenInput, limits: PlanLimits, signal: AbortSignal | undefined): Promise<WindowPlan[]> {
+  if (!base.index || !target.index || base.size <= limits.segment) return planWindows(target.size, target.index, base.size, base.index, limits);
   const byName = uniqueNames(base.index);
-  const files = filesToSample(target.index, base.index, base.size, LIMITS, SKETCH_MIN, byName);
+  const files = filesToSample(target.index, base.index, base.size, limits, SKETCH_MIN, byName);
   const sources = await contentSources(base, target, files, signal, SAMPLED_MIN_BYTES);
-  return planWindows(target.size, target.index, base.size, base.index, LIMITS, sources, byName);
+  return planWindows(target.size, target.index, base.size, base.index, limits, sources, byName);
 }
 
 async function encodeWindows(

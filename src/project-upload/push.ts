@@ -25,6 +25,7 @@ import { baseCachePath, cachedDigest, DEFAULT_BASE_CACHE_SIZE, markUsed, pruneBa
 import { gzipFileInThread } from './gzip-thread.js';
 import { withTempDir } from './temp-dir.js';
 import { cachesLacking } from './cache-holdings.js';
+import { cannotBeChosen } from './candidate-stop.js';
 import { downloadBlob, UNSTATED_BASE_GROWTH, type PlainBound } from './transfer.js';
 import { sha256File } from '../store/hashing.js';
 import { checkSegment } from '../store/safe-name.js';
@@ -92,6 +93,12 @@ interface PushOptions {
   readonly signal?: AbortSignal;
   /** Told of the transfers' bytes (a bar on a terminal). */
   readonly progress?: Progress;
+  /**
+   * Internal, for tests (not a user's setting): the largest target window of the encodes
+   * (default WINDOW_BYTES). An encode stops only at the end of a window, so a test of the
+   * stop rules on trees of a few MiB lowers it.
+   */
+  readonly windowBytes?: number;
 }
 
 export interface PushResult {
@@ -184,6 +191,7 @@ async function encodeAgainstBase(options: PushOptions, base: BaseInfo, target: {
   const encodeOptions = {
     ...(options.level === undefined ? {} : { level: options.level }),
     ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.windowBytes === undefined ? {} : { windowBytes: options.windowBytes }),
     watchOutput,
   };
   const known = await cachedDigest(local);
@@ -361,28 +369,10 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       void gzipping.then((gz) => (gzippedSize = gz.size), () => undefined);
       const tooLarge = (base: BaseInfo, fullSize: number): boolean => base.size > MAX_BASE_GROWTH * fullSize;
       const encodes: CandidateEncode[] = [];
-      /**
-       * Whether a candidate costing `fetches` whose VCDIFF has `size` bytes so far, `counted`
-       * after the fast pass, can no longer be chosen: its encode stops there (or is not
-       * started, at 0 bytes). Its cost is at least `fetches`, plus `counted` × slowLinks once
-       * the re-base bound is known (the tar's gzip ended) and its raw VCDIFF is past it (it
-       * ranks by its fast pass then, not as 0): it cannot be chosen past the best's cost (the
-       * sure one's while its raw VCDIFF is under the bound: it may yet rank 0), nor
-       * at the same cost with a larger VCDIFF (the tie's rule below), nor with a fast pass
-       * past 2 × bound, which no candidate is chosen above (a new base is made). `size` and
-       * `counted` only grow as the encode goes on, so the stop is sound whatever the rest of
-       * the VCDIFF compresses to. A raw size alone bounds nothing: a VCDIFF of many MB can
-       * compress to a few KB.
-       */
+      /** Whether a candidate costing `fetches`, its VCDIFF `size` bytes so far, `counted` after the fast pass, can no longer be chosen (candidate-stop.ts). */
       const hopeless = (fetches: number, size: number, counted: number): boolean => {
         const bound = gzippedSize === undefined ? undefined : REBASE_RATIO * gzippedSize;
-        const byFastPass = bound !== undefined && size > bound;
-        if (byFastPass && counted > 2 * bound) return true;
-        // a VCDIFF still under the bound may end ranked 0: beaten by `sure` only, not by a best that may yet be a new base
-        const rival = byFastPass ? best : sure;
-        if (!rival) return false;
-        const least = fetches + (byFastPass ? counted * slowLinks : 0);
-        return least > rival.cost || (least === rival.cost && size > rival.vcdiffSize);
+        return cannotBeChosen({ fetches, size, counted }, { bound, best, sure, slowLinks });
       };
       const beats = (candidate: Ranked, rival: Ranked | undefined): boolean => !rival || candidate.cost < rival.cost || (candidate.cost === rival.cost && candidate.vcdiffSize < rival.vcdiffSize);
       /** Removes the VCDIFF of a candidate passed over, unless it is still the best or the sure one. */

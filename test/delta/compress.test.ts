@@ -69,6 +69,38 @@ t.test('QuickSizeCounter: the fast pass\'s size of what it was given piece by pi
   }
 });
 
+/** `settling`, or a rejection after 5 s: a promise that never settles fails its test, not the whole file's timeout. */
+function within5s<T>(settling: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('did not settle within 5 s')), 5000)));
+  return Promise.race([settling, late]).finally(() => clearTimeout(timer));
+}
+
+t.test('QuickSizeCounter after destroy(): a write or an end, or one pending then, rejects with a FleetError saying the count was given up', async (t) => {
+  const givenUp = { code: 'FC_ERR_INTERNAL', message: /size count of a VCDIFF was given up/ };
+  const input = Buffer.concat([VCDIFF_HEADER, randomBytes(4 << 20)]);
+  for (const compression of ['brotli', 'gzip', 'none'] as const) {
+    const after = new QuickSizeCounter(compression, input.length);
+    await after.write(input.subarray(0, 1024));
+    after.destroy();
+    await t.rejects(within5s(after.write(input.subarray(1024, 2048))), givenUp, `${compression}: a write after it`);
+    await t.rejects(within5s(after.end()), givenUp, `${compression}: an end after it`);
+
+    const pendingEnd = new QuickSizeCounter(compression, input.length);
+    await pendingEnd.write(input);
+    const ending = within5s(pendingEnd.end());
+    pendingEnd.destroy();
+    if (compression === 'none') t.equal(await ending, input.length, 'none: nothing pending, the end was counted at once');
+    else await t.rejects(ending, givenUp, `${compression}: an end pending then`);
+  }
+  // the first write is taken in at once; the second waits behind it
+  const pendingWrite = new QuickSizeCounter('brotli', input.length);
+  const writes = [pendingWrite.write(input), pendingWrite.write(input)].map(within5s);
+  pendingWrite.destroy();
+  await writes[0]!.catch((err: { code?: string }) => t.equal(err.code, 'FC_ERR_INTERNAL', 'the first, if refused, refused clearly'));
+  await t.rejects(writes[1]!, givenUp, 'brotli: a write pending then');
+});
+
 t.test('a delta that inflates past the size its manifest states is refused as it inflates', async (t) => {
   const file = join(t.testdir(), 'delta');
   // 16 MiB: the size the check stops at is the point, not the bomb's size (each full inflation below costs ~0.2 s per 16 MiB)

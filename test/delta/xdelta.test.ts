@@ -9,6 +9,7 @@ import { shiftedWindows, VCDIFF_HEADER, vcdiffWindows } from '../../src/delta/vc
 import { decodeVcdiff } from '../../src/delta/vcdiff-decode.js';
 import { compressToBuffer, encodeToBuffer, inspectVcdiff } from '../helpers/delta.js';
 import { withMemoryPages } from '../../src/delta/wasm.js';
+import { WINDOW_BYTES } from '../../src/delta/xdelta.js';
 import { inflateDelta } from './trees.js';
 
 /** A base and an edited copy: some bytes changed, inserted and removed. */
@@ -158,4 +159,15 @@ t.test('watchOutput: told of every piece of VCDIFF as written; the encode stops 
   const notReached = await encodeToBuffer(base, target, { level: 1, watchOutput: () => () => false });
   t.equal(notReached.complete, true, 'a watch that never answers true stops nothing');
   t.same(notReached.vcdiff, whole.vcdiff);
+});
+
+t.test('windowBytes (internal, for tests): the target is encoded in windows of that size, decoded whole; a window out of 1..WINDOW_BYTES is refused', async (t) => {
+  const { base, target } = pair(1 << 20);
+  const window = 128 << 10;
+  const encoded = await encodeToBuffer(base, target, { level: 1, windowBytes: window });
+  t.equal(encoded.windows, Math.ceil(target.length / window), `${encoded.windows} xdelta3 calls of at most ${window} bytes`);
+  t.same(await decode(base, encoded.vcdiff), target, 'decodes to the target');
+  for (const windowBytes of [0, 1.5, WINDOW_BYTES + 1]) {
+    await t.rejects(encodeToBuffer(base, target, { windowBytes }), { code: 'FC_ERR_USAGE', message: /delta window must be/ }, `${windowBytes} refused`);
+  }
 });

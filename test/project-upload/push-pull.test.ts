@@ -13,7 +13,6 @@ import { pullProject } from '../../src/project-upload/pull.js';
 import { runToken } from '../../src/client/run-token.js';
 import { baseCachePath } from '../../src/project-upload/base-cache.js';
 import { listBases, pushProject } from '../../src/project-upload/push.js';
-import { WINDOW_BYTES } from '../../src/delta/xdelta.js';
 import type { RunManifest } from '../../src/project-upload/manifest.js';
 import { casPath, parseDigestString } from '../../src/store/digest.js';
 import { sha256File } from '../../src/store/hashing.js';
@@ -167,14 +166,21 @@ t.test('a project that shrank gets a new base rather than a small delta against 
 });
 
 /**
- * A project of new random content, over one encode window (WINDOW_BYTES, 16 MiB): 4 files of
- * 5 MiB, pushed at level 1 (what is measured does not depend on the level). Against any other
- * base its delta is as large as its tar.
+ * The encode window of the pushes testing when an encode stops (it stops only at the end of a
+ * window): the product's 16 MiB would need trees of over 16 MiB, and half a minute per test.
+ */
+const TEST_WINDOW = 256 << 10;
+
+/**
+ * A project of new random content over many TEST_WINDOWs: 4 files of 2 MiB, pushed at level 1
+ * (what is measured does not depend on the level). Against any other base its delta is as
+ * large as its tar. Not smaller: the re-base bound is known once the tar's gzip (in a thread)
+ * ended, and at 2 MiB both encodes of a push could end before it.
  */
 function replaceWithRandomTree(project: string): void {
   rmSync(project, { recursive: true, force: true });
   mkdirSync(project);
-  for (let i = 0; i < 4; i++) writeFileSync(join(project, `part${i}.bin`), randomBytes(5 << 20));
+  for (let i = 0; i < 4; i++) writeFileSync(join(project, `part${i}.bin`), randomBytes(2 << 20));
 }
 
 /** Whether the cache at `cacheUrl` holds the blob `digest`: its HEAD with only-if-cached (never asks the origin). */
@@ -251,29 +257,43 @@ t.test("a base the region's cache holds does not win by a delta that then makes 
   t.equal(pushed.manifest.base.id, newer.manifest.base.id);
 });
 
-t.test('an encode against a candidate stops once the candidate cannot be chosen: past the delta a newer base gave, or past what makes a new base', async (t) => {
-  const { common, project } = await originWithProject(t, 'candidate-stop');
+/** An origin holding two bases of unrelated random content (replaceWithRandomTree), the project of the newer beside it, and push options with TEST_WINDOW. */
+async function twoRandomBases(t: Test, name: string) {
+  const { common: shared, project } = await originWithProject(t, name);
+  const common = { ...shared, windowBytes: TEST_WINDOW, level: 1 };
   for (const run of ['old', 'newer']) {
     replaceWithRandomTree(project);
-    t.ok((await pushProject({ ...common, run, level: 1 })).rebased, `${run}: a new base`);
+    t.ok((await pushProject({ ...common, run })).rebased, `${run}: a new base`);
   }
+  return { common, project };
+}
+
+t.test('an encode against a candidate stops once it is past the delta under the re-base bound a newer base gave, before its own raw VCDIFF reaches that bound', async (t) => {
+  const { common, project } = await twoRandomBases(t, 'candidate-stop-sure');
   writeFileSync(join(project, 'part2.bin'), 'a small change\n', { flag: 'a' });
-  const small = await pushProject({ ...common, run: 'small', level: 1 });
+  const small = await pushProject({ ...common, run: 'small' });
   t.notOk(small.rebased, 'a small change: a delta');
   t.same(small.encodes.map((e) => e.complete), [true, false], 'against the newest base whole; against the older one stopped');
   const [chosen, older] = small.encodes;
-  // a delta of new content is about as large as the tar: stopped after the first encode window, it is about one window
-  const firstWindowOnly = (WINDOW_BYTES + small.manifest.result.size) / 2;
-  t.ok((older?.vcdiffSize ?? Infinity) < firstWindowOnly, `the older one stopped after its first window (${older?.vcdiffSize} of about ${small.manifest.result.size} bytes; the chosen delta has ${chosen?.vcdiffSize})`);
+  // Under the bound, neither the fast pass nor twice the bound can stop an encode: only the
+  // delta ranked 0 (raw VCDIFF under the bound) against the newest base, with a smaller VCDIFF.
+  const bound = 0.1 * small.fullUploadBytes;
+  t.ok((older?.vcdiffSize ?? Infinity) < bound, `the older one stopped under the re-base bound (${older?.vcdiffSize} bytes, the bound ${bound}; the chosen delta has ${chosen?.vcdiffSize})`);
+});
 
+t.test('an encode against a candidate stops once its fast pass is past twice the re-base bound, no other candidate being choosable', async (t) => {
+  const { common, project } = await twoRandomBases(t, 'candidate-stop-twice');
   replaceWithRandomTree(project);
-  const rebased = await pushProject({ ...common, run: 'rebased', level: 1 });
+  const rebased = await pushProject({ ...common, run: 'rebased' });
   t.ok(rebased.rebased, 'new content: a new base, no candidate was like it');
   t.equal(rebased.encodes.length, 2, 'both bases were candidates');
-  // the first may be whole: the re-base bound is known once the tar's gzip ended, which it may not have during the first encode
+  // Neither delta is under the bound nor choosable (its fast pass is about the whole tar's
+  // gzip): no candidate is a rival to stop at, twice the bound alone stops an encode. The
+  // first may be whole: the bound is known once the tar's gzip ended, which it may not have
+  // during the first encode.
   const second = rebased.encodes[1];
-  t.equal(second?.complete, false, 'the second stopped: its fast pass was past twice the re-base bound');
-  t.ok((second?.vcdiffSize ?? Infinity) < (WINDOW_BYTES + rebased.manifest.result.size) / 2, `after its first window (${second?.vcdiffSize} of about ${rebased.manifest.result.size} bytes)`);
+  t.equal(second?.complete, false, 'the second stopped');
+  t.ok((second?.vcdiffSize ?? Infinity) < rebased.manifest.result.size - TEST_WINDOW, `windows before its end (${second?.vcdiffSize} of about ${rebased.manifest.result.size} bytes)`);
 });
 
 t.test('a delta as large as the tar (new content, or an old unrelated base among the candidates) is never whole in memory', async (t) => {
