@@ -18,7 +18,7 @@ import type { FillHead } from './fill-progress.js';
 import { forwardHeaders, immutableFill, originSource } from './namespace.js';
 import { failureFields, lacksType, newRequestId, UNTYPED_BODY } from './serve.js';
 import type { HeaderMap } from './upstream.js';
-import { errorAnswer, requestError } from '../http/errors.js';
+import { errorAnswer, isServerFault, requestError } from '../http/errors.js';
 
 /**
  * Starts answering `get` when it is a plain miss this process may lead, and returns true;
@@ -138,7 +138,7 @@ function answerError(ctx: CacheContext, req: IncomingMessage, res: ServerRespons
   ctx.metrics.error(fe.code, fe.status);
   // A request id only now: none is taken for the requests that succeed.
   const reqId = newRequestId();
-  if (fe.status >= 500) ctx.log.error({ reqId, ...failureFields(fe, req) }, 'request failed');
+  if (isServerFault(fe)) ctx.log.error({ reqId, ...failureFields(fe, req) }, 'request failed');
   if (res.headersSent) return void res.destroy();
   const json = JSON.stringify(errorAnswer(fe, reqId));
   res.writeHead(fe.status, { 'content-type': 'application/json; charset=utf-8', 'x-cache': 'MISS', 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(json)) });

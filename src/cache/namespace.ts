@@ -121,7 +121,9 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
   if (cachedOnly || !ctx.fills.get(key)) {
     // A copy damaged on disk since it was verified (bit rot, a bad block): dropped and fetched
     // again, instead of sending every machine of the region to the origin for good.
-    const hit = await unlessDamaged(ctx, req, await ctx.store.lookup(id, probe), d, 'stored blob does not match its digest');
+    // only-if-cached reaches no fillOnce: it looks on disk itself for what another worker
+    // stored (workers are told of evictions only, never of each other's commits).
+    const hit = await unlessDamaged(ctx, req, await ctx.store.lookup(id, probe || cachedOnly), d, 'stored blob does not match its digest');
     if (hit && (await serveHit(ctx, req, reply, kind, hit))) return;
     if (cachedOnly) {
       // A fill that received its whole body (verified) stores a blob after its readers end

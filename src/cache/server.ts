@@ -21,7 +21,7 @@ import { registerPutRoutes } from './put.js';
 import { failureFields, newRequestId } from './serve.js';
 import { collectRoutes } from '../http/allowed-methods.js';
 import { BEARER_CHALLENGE } from '../http/auth.js';
-import { errorAnswer, requestError } from '../http/errors.js';
+import { errorAnswer, isServerFault, requestError } from '../http/errors.js';
 import { closeUnreadBody } from '../http/unread-body.js';
 import { countEarlyAnswers } from '../http/early-answers.js';
 import { inPipelineOrder } from '../http/pipeline-order.js';
@@ -121,7 +121,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
     const fe = requestError(err);
     if (!(fe instanceof NotCachedError)) {
       metrics.error(fe.code, fe.status);
-      if (fe.status >= 500) req.log.error(failureFields(fe, req), 'request failed'); // req.log has the reqId
+      if (isServerFault(fe)) req.log.error(failureFields(fe, req), 'request failed'); // req.log has the reqId
     }
     if (reply.raw.headersSent) return void reply.raw.destroy();
     closeUnreadBody(req.raw, reply); // an upload refused before its body was read is not read

@@ -1,7 +1,7 @@
 // The one place where errors become HTTP answers: JSON bodies with a stable code.
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { FleetError, toFleetError } from '../errors.js';
+import { FleetError, toFleetError, type ErrorCode } from '../errors.js';
 import { loggedPath } from '../redact-url.js';
 import { BEARER_CHALLENGE } from './auth.js';
 import { closeUnreadBody } from './unread-body.js';
@@ -81,14 +81,25 @@ export function installErrorHandling(app: FastifyInstance): void {
 }
 
 /**
+ * The 5xx that answer what the client sent, not a fault of the server: a method no path has
+ * (501: a scanner's PROPFIND), an HTTP version other than 1.x (505), a run over its artifact
+ * budget (507). Logged as the 4xx are, or a scanner fills the error log and trips alerts.
+ */
+const CLIENTS_DOING: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['FC_ERR_NOT_IMPLEMENTED', 'FC_ERR_HTTP_VERSION', 'FC_ERR_QUOTA']);
+
+/** Whether the answer `fe` is the server's own failure, logged at error (origin and cache alike). */
+export function isServerFault(fe: FleetError): boolean {
+  return fe.status >= 500 && !CLIENTS_DOING.has(fe.code);
+}
+
+/**
  * The log line of a failed request: which one it was, as the cache's lines say it (its
  * serve.ts failureFields), never with its query string (it may carry a token) or a header.
- * A 5xx at error with the stack of `err`, a 4xx at info.
+ * A server fault at error with the stack of `err`, any other failure at info.
  */
 function logFailure(request: FastifyRequest, fe: FleetError, err?: Error): void {
   const failed = { code: fe.code, status: fe.status, method: request.method, url: loggedPath(request.url) };
-  // A run over its budget is a client's doing, 5xx as it is: no stack, no error line per upload.
-  if (fe.status >= 500 && fe.code !== 'FC_ERR_QUOTA') request.log.error({ err, ...failed }, fe.message);
+  if (isServerFault(fe)) request.log.error({ err, ...failed }, fe.message);
   else request.log.info(failed, fe.message);
 }
 
