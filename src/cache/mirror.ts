@@ -384,7 +384,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
       if (!outcome.modified) kept = outcome.policy;
     }
     if (kept) {
-      if (res) await dumpCounted(res.body, (n) => ctx.metrics.upstream(kind, n));
+      if (res) await dumpCounted(res, (n) => ctx.metrics.upstream(kind, n));
       if (status === 304) await ctx.store.updateMeta(id, { ...hit.meta, policy: persisted(kept) });
       else ctx.log.warn({ url: loggedPath(upath), status }, 'mirror upstream failing: serving stale (stale-if-error)');
       if (!(await serveHit(ctx, req, reply, kind, hit, replayed(answerFields(kept)), status === 304 ? 'HIT' : 'STALE'))) await direct();
@@ -442,7 +442,7 @@ function revalidateInBackground(ctx: CacheContext, upstream: Upstream, s: Stale,
   const run = async (): Promise<void> => {
     const res = await upstream.request(s.upath, { method: 'GET', headers: s.conditional });
     if (res.statusCode === 304 || res.statusCode >= 500) {
-      await dumpCounted(res.body, (n) => ctx.metrics.upstream(s.kind, n));
+      await dumpCounted(res, (n) => ctx.metrics.upstream(s.kind, n));
       const kept = res.statusCode === 304 ? refreshedPolicy(s.policy, s.policyReq, policyHeaders(res.headers)) : undefined;
       // a 304 that matches not leaves the entry stale: once past stale-while-revalidate, a
       // request revalidates in the foreground and fetches the body again

@@ -282,7 +282,7 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
   // would be served to anyone while upstream is down).
   if (res.statusCode === 404 || res.statusCode === 410 || res.statusCode === 401 || res.statusCode === 403) ctx.store.delete(id);
   if (res.statusCode >= 500) {
-    await dumpCounted(res.body, onUpstreamBytes);
+    await dumpCounted(res, onUpstreamBytes);
     if (await serveHit(ctx, req, reply, kind, hit, hit.meta.headers, 'STALE')) return;
     throw new UpstreamError(`upstream ${ctx.upstream.name}: HTTP ${res.statusCode}`, { status: res.statusCode });
   }

@@ -9,7 +9,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Agent, Pool, request, type Dispatcher } from 'undici';
 import { errorMessage, UpstreamError } from '../errors.js';
-import { AnswerHandler, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
+import { AnswerHandler, announcedLength, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
 import { isRunToken } from '../client/run-token.js';
 import { bearerToken } from '../http/auth.js';
 import { unsatisfiableBody } from './serve.js';
@@ -126,17 +126,24 @@ const DROP_READ_LIMIT = 128 * 1024;
 
 /** Drops an answer's body, gathered or not, telling `count` its bytes (dumpCounted). */
 async function dropCounted(answer: UpstreamAnswer, count: DroppedBytes): Promise<void> {
-  if (answer.body) await dumpCounted(answer.body, count);
+  if (answer.body) await dumpCounted(answer, count);
   else count(answer.whole.length);
 }
 
 /**
  * Reads an answer's body to its end and drops it (a redirect's, a 5xx a stored copy is
  * served instead of, a 304's), telling `count` its bytes as they come: they crossed the link
- * all the same. Past DROP_READ_LIMIT bytes the body is destroyed. Never rejects.
+ * all the same. Past DROP_READ_LIMIT bytes the body is destroyed; one announced longer is
+ * destroyed at once, as undici's dump does: a host that sends it slowly (a range-deaf
+ * storage's whole object, a stalled redirect page) would hold the request as long as it
+ * likes, a byte per body timeout. Never rejects.
  */
-export async function dumpCounted(body: Readable, count: DroppedBytes): Promise<void> {
+export async function dumpCounted({ headers, body }: { readonly headers: IncomingHttpHeaders; readonly body: Readable }, count: DroppedBytes): Promise<void> {
   if (body.closed) return;
+  if ((announcedLength(headers) ?? 0) > DROP_READ_LIMIT) {
+    count(body.readableLength); // what already crossed and waits unread
+    return void body.destroy();
+  }
   let read = 0;
   await new Promise<void>((resolve) => {
     body.once('close', resolve).on('error', () => undefined).on('data', (chunk: Buffer) => {

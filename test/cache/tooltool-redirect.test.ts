@@ -5,7 +5,7 @@
 // credentials is served to that client but not kept (the redirect hides its visibility).
 import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { startCache } from './harness.js';
@@ -303,4 +303,30 @@ t.test('a redirect target\'s blob: only the fields a blob\'s answer needs reach 
     for (const name of ['set-cookie', 'x-amz-request-id', 'x-amz-id-2', 'x-internal', 'server']) t.equal(res.headers[name], undefined, `${what}: not the target's ${name}`);
     t.match(res.headers.etag, /^"sha512:/, `${what}: the cache's own ETag`);
   }
+});
+
+t.test('a redirect or a range-deaf target whose body announces more than is worth reading and stalls: cut at once, as undici\'s dump cuts it, never waited for', async (t) => {
+  const { hex, body } = blob(4096);
+  const stalled: ServerResponse[] = []; // answers that send part of their body, then nothing
+  t.teardown(() => stalled.forEach((res) => res.destroy()));
+  const stall = (res: ServerResponse, status: number, fields: Record<string, string | number>, first: Buffer): void => {
+    res.writeHead(status, { ...fields, 'content-length': 10 * 1024 * 1024 });
+    if (res.req.method === 'HEAD') return void res.end(); // no body to stall
+    res.write(first);
+    stalled.push(res);
+  };
+  // a storage host that ignores Range: the whole object, announced, its first bytes and no more
+  const storage = await listen(t, (req, res) => {
+    if (req.headers.range) return void stall(res, 200, { 'content-type': 'binary/octet-stream' }, body.subarray(0, 16));
+    res.writeHead(200, { 'content-length': body.length }).end(body);
+  });
+  // a tooltool server whose 302 announces a long page and stalls after its first line
+  const tooltool = await listen(t, (req, res) => void stall(res, 302, { location: `${storage}/s3${req.url}` }, Buffer.from('<html>redirecting\n')));
+  const { url } = await startCache(t, { upstream: tooltool }, t.testdir());
+  // the cache's body timeout is a minute: an answer in 10 s is one that did not wait for the stalled bodies
+  const head = await request(`${url}/sha512/${hex}`, { method: 'HEAD', headersTimeout: 10_000 });
+  await head.body.dump();
+  t.equal(head.statusCode, 200, 'a HEAD: the redirect followed past its stalled body, the target\'s first bytes read and the rest cut');
+  const res = await request(`${url}/sha512/${hex}`, { headersTimeout: 10_000 });
+  t.ok(Buffer.from(await res.body.arrayBuffer()).equals(body), 'a GET: the blob, the redirect\'s stalled body cut');
 });
