@@ -123,6 +123,8 @@ type DroppedBytes = (bytes: number) => void;
 
 /** How much of a body to be dropped is read before the connection is cut instead (as undici's dump). */
 const DROP_READ_LIMIT = 128 * 1024;
+/** The longest a dropped body of unstated length is read (a chunked one stalling after its first chunk). */
+const DROP_READ_MS = 1_000;
 
 /** Drops an answer's body, gathered or not, telling `count` its bytes (dumpCounted). */
 async function dropCounted(answer: UpstreamAnswer, count: DroppedBytes): Promise<void> {
@@ -133,10 +135,10 @@ async function dropCounted(answer: UpstreamAnswer, count: DroppedBytes): Promise
 /**
  * Reads an answer's body to its end and drops it (a redirect's, a 5xx a stored copy is
  * served instead of, a 304's), telling `count` its bytes as they come: they crossed the link
- * all the same. Past DROP_READ_LIMIT bytes the body is destroyed; one announced longer is
- * destroyed at once, as undici's dump does: a host that sends it slowly (a range-deaf
- * storage's whole object, a stalled redirect page) would hold the request as long as it
- * likes, a byte per body timeout. Never rejects.
+ * all the same. Past DROP_READ_LIMIT bytes, or DROP_READ_MS, the body is destroyed; one
+ * announced longer is destroyed at once, as undici's dump does: a host that sends it slowly
+ * (a range-deaf storage's whole object, a stalled redirect page, chunked or not) would hold
+ * the request as long as it likes, a byte per body timeout. Never rejects.
  */
 export async function dumpCounted({ headers, body }: { readonly headers: IncomingHttpHeaders; readonly body: Readable }, count: DroppedBytes): Promise<void> {
   if (body.closed) return;
@@ -145,6 +147,7 @@ export async function dumpCounted({ headers, body }: { readonly headers: Incomin
     return void body.destroy();
   }
   let read = 0;
+  const deadline = setTimeout(() => body.destroy(), DROP_READ_MS);
   await new Promise<void>((resolve) => {
     body.once('close', resolve).on('error', () => undefined).on('data', (chunk: Buffer) => {
       read += chunk.length;
@@ -153,6 +156,7 @@ export async function dumpCounted({ headers, body }: { readonly headers: Incomin
     });
     body.resume();
   });
+  clearTimeout(deadline);
 }
 
 /**

@@ -330,3 +330,28 @@ t.test('a redirect or a range-deaf target whose body announces more than is wort
   const res = await request(`${url}/sha512/${hex}`, { headersTimeout: 10_000 });
   t.ok(Buffer.from(await res.body.arrayBuffer()).equals(body), 'a GET: the blob, the redirect\'s stalled body cut');
 });
+
+t.test('a redirect whose body of unstated length (chunked) stalls after its first chunk: cut after a second, never waited for', async (t) => {
+  const { hex, body } = blob(4096);
+  const stalled: ServerResponse[] = [];
+  t.teardown(() => stalled.forEach((res) => res.destroy()));
+  const storage = await listen(t, (req, res) => {
+    const range = req.headers.range === 'bytes=0-0';
+    res.writeHead(range ? 206 : 200, range ? { 'content-range': `bytes 0-0/${body.length}`, 'content-length': 1 } : { 'content-length': body.length });
+    res.end(range ? body.subarray(0, 1) : body);
+  });
+  // a tooltool server whose 302 has no length (chunked): its first line, then nothing
+  const tooltool = await listen(t, (req, res) => {
+    res.writeHead(302, { location: `${storage}/s3${req.url}` });
+    if (req.method === 'HEAD') return void res.end();
+    res.write('<html>redirecting\n');
+    stalled.push(res);
+  });
+  const { url } = await startCache(t, { upstream: tooltool }, t.testdir());
+  // the cache's body timeout is a minute: an answer in 10 s is one that did not wait for the stalled body
+  const head = await request(`${url}/sha512/${hex}`, { method: 'HEAD', headersTimeout: 10_000 });
+  await head.body.dump();
+  t.equal(head.statusCode, 200, 'a HEAD: the redirect followed past its stalled chunked body');
+  const res = await request(`${url}/sha512/${hex}`, { headersTimeout: 10_000 });
+  t.ok(Buffer.from(await res.body.arrayBuffer()).equals(body), 'a GET: the blob, the redirect\'s stalled chunked body cut');
+});
