@@ -27,7 +27,7 @@ export function scriptToken(): string {
  * a process forked behind the first pass's scan is caught by the second. GNU grep reads
  * every environ (-z: NUL-separated), run without the variable so that it does not find
  * itself, through xargs (no limit on the number of processes). Where grep lacks -z, bash
- * reads them variable by variable: ten times slower and more (2 s at 2,000 processes).
+ * reads them variable by variable: 1.5-2.5 s at 2,000 processes, where grep takes 0.3 s.
  */
 const SWEEP = [
   'fleetcache_sweep() {',
