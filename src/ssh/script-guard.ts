@@ -24,13 +24,25 @@ export function scriptToken(): string {
 /**
  * The bash function `fleetcache_sweep NAME=VALUE`: SIGKILL to every process whose
  * environment (/proc/PID/environ, Linux) has the variable, but the shell running it. Twice:
- * a process forked behind the first pass's scan is caught by the second.
+ * a process forked behind the first pass's scan is caught by the second. GNU grep reads
+ * every environ (-z: NUL-separated), run without the variable so that it does not find
+ * itself, through xargs (no limit on the number of processes). Where grep lacks -z, bash
+ * reads them variable by variable: 1.5-2.5 s at 2,000 processes, where grep takes 0.3 s.
  */
 const SWEEP = [
   'fleetcache_sweep() {',
   // run as a script (set -e): a process gone mid-scan fails a redirection, or a kill
   '  set +e',
   '  local pass p v',
+  `  if command -v xargs >/dev/null && printf 'A=1\\0B=2\\0' | grep -q -z -x -F -e B=2 2>/dev/null; then`,
+  '    for pass in 1 2; do',
+  `      for p in $(printf '%s\\0' /proc/[0-9]*/environ | env -u "\${1%%=*}" xargs -0 grep -l -s -z -x -F -e "$1"); do`,
+  '        p=${p#/proc/}; p=${p%/environ}',
+  '        [ "$p" = "$BASHPID" ] || kill -KILL "$p"',
+  '      done 2>/dev/null',
+  '    done',
+  '    return 0',
+  '  fi',
   '  for pass in 1 2; do',
   '    for p in /proc/[0-9]*; do',
   '      [ "${p#/proc/}" = "$BASHPID" ] && continue',

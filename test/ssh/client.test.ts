@@ -1,12 +1,15 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { shellQuote } from '../../src/shell-quote.js';
 import { SshClient } from '../../src/ssh/client.js';
-import { descendantsOf } from '../helpers/processes.js';
+import { sweepJob, sweepScripts } from '../../src/ssh/script-guard.js';
+import { descendantsOf, undoAtExit } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { leavingScript, leftPids, running } from './leaving-script.js';
 import { freePort, startSshd } from './sshd.js';
@@ -253,4 +256,70 @@ t.test('a connection that drops mid-script: the machine stops every process of t
   await t.rejects(lost, { name: 'ScriptLostError' });
   await eventually('the sleeps are stopped', () => !left.some(running), 5000);
   t.equal(c.lostScripts().length, 1, 'the script is on the client\'s list of lost ones');
+});
+
+/** A real sshd in the test's directory and a client connected to it as root, both stopped with the test. */
+async function rootClient(t: Test): Promise<{ dir: string; c: SshClient }> {
+  const dir = t.testdir();
+  const sshd = await startSshd(t, dir);
+  const c = await SshClient.connect({ host: sshd.host, port: sshd.port, username: 'root', privateKey: sshd.key }, { timeout: 5000 });
+  t.teardown(() => c.close());
+  return { dir, c };
+}
+
+/** A directory whose `grep` lacks -z (as BusyBox's may): put first on PATH, a sweep falls back to reading /proc with bash. */
+async function grepWithoutZ(dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'grep'), '#!/bin/sh\nfor a; do [ "$a" = -z ] && { echo "grep: unknown option -- z" >&2; exit 2; }; done\nexec /usr/bin/grep "$@"\n', { mode: 0o755 });
+  return dir;
+}
+
+t.test("a job's sweep kills every process of the job, and no process of a job whose token begins with its one; with grep and where grep lacks -z (bash)", async (t) => {
+  const { dir, c } = await rootClient(t);
+  const fallback = await grepWithoutZ(join(dir, 'no-z'));
+  for (const [name, path] of [['grep', ''], ['bash', `PATH=${fallback}:$PATH\n`]] as const) {
+    await t.test(name, async (t) => {
+      const [mine, other] = [join(dir, `${name}-mine`), join(dir, `${name}-other`)];
+      t.equal((await c.exec(leavingScript(mine), { trace: false, job: 'job-1' })).exitCode, 0);
+      t.equal((await c.exec(leavingScript(other), { trace: false, job: 'job-10' })).exitCode, 0);
+      const [left, othersLeft] = [leftPids(t, mine), leftPids(t, other)];
+      const swept = await c.exec(`${path}${sweepJob('job-1')}echo swept`, { trace: false, cwd: '/' });
+      t.same([swept.exitCode, swept.output], [0, 'swept\n']);
+      await eventually("the job's sleeps are stopped", () => !left.some(running), 5000);
+      t.ok(othersLeft.every(running), "the other job's sleeps run on");
+    });
+  }
+});
+
+t.test("the sweeping shell is spared though it carries the token it sweeps (a script's watcher)", async (t) => {
+  const { dir, c } = await rootClient(t);
+  const file = join(dir, 'pids');
+  const sweep = `${leavingScript(file)}; ${sweepScripts(['token-1'])}echo swept`;
+  let out = '';
+  t.equal(await c.command(`env FLEETCACHE_SCRIPT=token-1 bash -c ${shellQuote(sweep)} 2>/dev/null`, undefined, (s) => (out += s)), 0);
+  t.equal(out, 'swept\n', 'the shell ran on after its sweep');
+  const left = leftPids(t, file);
+  await eventually('the sleeps it started are stopped', () => !left.some(running), 5000);
+});
+
+t.test("a job's sweep on a host of many processes reads /proc in one grep pass, not variable by variable in bash", async (t) => {
+  const { dir, c } = await rootClient(t);
+  // idle processes of the host, in a process group of their own that the test kills by its leader's PID
+  const idle = spawn('bash', ['-c', 'for i in $(seq 500); do sleep 600 & done; wait'], { detached: true, stdio: 'ignore' });
+  const stop = (): void => void process.kill(-idle.pid!, 'SIGKILL');
+  const forget = undoAtExit(stop);
+  t.teardown(() => {
+    stop();
+    forget();
+  });
+  await eventually('the idle processes run', () => descendantsOf(idle.pid!).length >= 500, 20_000);
+  const fallback = await grepWithoutZ(join(dir, 'no-z'));
+  const timed = async (bash: string): Promise<number> => {
+    const started = performance.now();
+    t.equal((await c.exec(bash, { trace: false, cwd: '/' })).exitCode, 0);
+    return performance.now() - started;
+  };
+  const withGrep = await timed(sweepJob('job-1'));
+  const withBash = await timed(`PATH=${fallback}:$PATH\n${sweepJob('job-1')}`);
+  t.ok(withGrep * 3 < withBash, `the grep sweep (${Math.round(withGrep)} ms) takes under a third of the bash one (${Math.round(withBash)} ms)`);
 });
