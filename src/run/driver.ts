@@ -118,14 +118,15 @@ export class DispatchGate {
   }
 }
 
-/**
- * Holds a machine back while its load is above the threshold. Polls with a doubling
- * pause, and re-polls at once when a job on the same executor finishes (the likeliest
- * moment the load drops), so a waiting worker never spins.
- */
 /** How long a load reading at or below the threshold admits the machine's next jobs without another read. */
 const LOW_LOAD_FRESH_MS = 1000;
 
+/**
+ * Holds a machine back while its load is above the threshold. Polls with a doubling
+ * pause, and re-polls at once when a job on the same executor finishes (the likeliest
+ * moment the load drops), so a waiting worker never spins; a low reading is reused for
+ * LOW_LOAD_FRESH_MS (reader).
+ */
 export class LoadGate {
   readonly #threshold: number;
   readonly #poll: { initial: number; max: number };
