@@ -31,8 +31,9 @@ export function scriptToken(): string {
  */
 const SWEEP = [
   'fleetcache_sweep() {',
-  // run as a script (set -e): a process gone mid-scan fails a redirection, or a kill
-  '  set +e',
+  // run as a script (set -eu): a process gone mid-scan fails a redirection, or a kill; and
+  // bash 3.2 (macOS) has no $BASHPID, unbound
+  '  set +eu',
   '  local pass p v',
   `  if command -v xargs >/dev/null && printf 'A=1\\0B=2\\0' | grep -q -z -x -F -e B=2 2>/dev/null; then`,
   '    for pass in 1 2; do',

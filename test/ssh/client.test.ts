@@ -291,6 +291,17 @@ t.test("a job's sweep kills every process of the job, and no process of a job wh
   }
 });
 
+t.test("a job's sweep under the scripts' set -eu on a bash without $BASHPID (3.2, macOS's) ends well: nothing to sweep is no failure", async (t) => {
+  const { dir, c } = await rootClient(t);
+  const file = join(dir, 'pids');
+  t.equal((await c.exec(leavingScript(file), { trace: false, job: 'job-b' })).exitCode, 0);
+  const left = leftPids(t, file);
+  // unset, $BASHPID is unbound as in bash 3.2; the sweep runs as every script, under set -eu
+  const swept = await c.exec(`unset BASHPID\n${sweepJob('job-b')}echo swept`, { trace: false, cwd: '/' });
+  t.same([swept.exitCode, swept.output], [0, 'swept\n']);
+  await eventually("the job's sleeps are stopped", () => !left.some(running), 5000);
+});
+
 t.test("the sweeping shell is spared though it carries the token it sweeps (a script's watcher)", async (t) => {
   const { dir, c } = await rootClient(t);
   const file = join(dir, 'pids');
