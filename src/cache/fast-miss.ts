@@ -122,7 +122,8 @@ function send(ctx: CacheContext, res: ServerResponse, get: PlainBlobGet, fill: F
     if (body.length > 0) ctx.metrics.served(kind, body.length);
   } else if (size !== undefined) {
     if (size > 0) res.once('finish', () => ctx.metrics.served(kind, size));
-  } else if (head.status === 200) {
+  } else {
+    // a body of no stated length, a 404's too (serve.ts countOnFinish): by what the fill passed on
     res.once('finish', () => void fill.done.then(() => {
       if (!fill.error) ctx.metrics.served(kind, fill.written);
     }));
