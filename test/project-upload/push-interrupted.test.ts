@@ -3,6 +3,7 @@
 // nor a repack script running on (in its own process group, it would not see a ^C).
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cliArgs, rememberProcess, stopWithTest } from '../helpers/processes.js';
@@ -35,7 +36,9 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   t.test(`${signal} during a push's base download leaves no .partial in the base cache`, async (t) => {
     const base = { id: 'b1', digest: `sha256:${'b'.repeat(64)}`, size: STALLED_SIZE, created: 1 };
     const url = await stallingOrigin(t, { '/projects/p/bases': { bases: [base] } });
-    const dir = t.testdir({ proj: { 'a.txt': 'a\n' }, bases: {} });
+    // a tree whose gzip is over half the base (push.ts MAX_BASE_GROWTH): the base is worth
+    // downloading whether or not the tree's gzip has ended when the push weighs it
+    const dir = t.testdir({ proj: { 'a.bin': randomBytes(STALLED_SIZE / 2 + (64 << 10)) }, bases: {} });
     const bases = join(dir, 'bases');
     const args = ['push', '--project', 'p', '--origin', url, '--base-cache', bases, join(dir, 'proj')];
     t.equal(await interrupt(t, args, () => partials(bases).length > 0, signal), signal, `the push ends by ${signal}`);
