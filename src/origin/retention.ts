@@ -215,8 +215,10 @@ export class Retention {
     const { names } = this.#ctx;
     let problem: unknown;
     try {
-      const record = await names.find<PendingRecord>(PENDING);
-      if (record === undefined || (Array.isArray(record.blobs) && record.blobs.every(isFreedEntry))) return record;
+      // JSON, any: `null` too
+      const record = await names.find<PendingRecord | null>(PENDING);
+      if (record === undefined) return undefined;
+      if (Array.isArray(record?.blobs) && record.blobs.every(isFreedEntry)) return record;
       problem = 'not a list of [digest, size, freedAt]';
     } catch (err) {
       // a damaged record; an I/O error is not damage, and stops the prune as it would any read
