@@ -209,7 +209,7 @@ export class Retention {
    * read whole (a disk that lost its end: a crash cannot, it is renamed into place whole) is
    * said and read as empty, the safe reading: the blobs it listed stay stored for good, as a
    * crash's would, rather than any deleted on a guess. Found, it is written anew or removed
-   * by the prune (`blobs` empty), so the next one reads it whole.
+   * by the prune (`blobs` empty; a dry run leaves it as it is), so the next one reads it whole.
    */
   async #readPending(): Promise<PendingRecord | undefined> {
     const { names } = this.#ctx;
@@ -226,7 +226,7 @@ export class Retention {
       problem = errorMessage(err);
     }
     const file = names.fileOf(PENDING);
-    this.#log?.warn({ file, problem }, `retention: the list of the blobs an earlier prune freed, ${file}, is damaged: the blobs it listed stay stored (never deleted on a guess), and the list is written anew`);
+    this.#log?.warn({ file, problem }, `retention: the list of the blobs an earlier prune freed, ${file}, is damaged: the blobs it listed stay stored (never deleted on a guess), and a prune (not a dry run) writes the list anew`);
     return { blobs: [] };
   }
 
