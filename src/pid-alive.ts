@@ -1,5 +1,6 @@
 // Whether a process still runs, for the records processes leave behind them (a cache
-// primary's socket directories, a runner's list of its machines) when killed outright.
+// primary's socket directories, a runner's list of its machines, the temp files of
+// store/create-once.ts) when killed outright.
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 

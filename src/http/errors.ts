@@ -1,5 +1,5 @@
 // The one place where errors become HTTP answers: JSON bodies with a stable code.
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type Server } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, toFleetError, type ErrorCode } from '../errors.js';
 import { loggedPath } from '../redact-url.js';
@@ -16,7 +16,8 @@ function fromFastify(err: Error & Partial<FastifyError>): FleetError | undefined
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new FleetError('FC_ERR_TOO_LARGE', 'body exceeds the configured limit');
     case 'FST_ERR_BAD_URL':
-      return new FleetError('FC_ERR_BAD_NAME', `malformed URL: ${err.message}`);
+      // not fastify's message, which quotes the whole URL, its query string (a token) too: the log line names the path
+      return new FleetError('FC_ERR_BAD_NAME', 'malformed URL: its path does not decode (a % not followed by two hex digits, or bytes that are not UTF-8)');
     case 'FST_ERR_MAX_PARAM_LENGTH':
       // fastify's message holds the whole URL, too long to echo back.
       return new FleetError('FC_ERR_BAD_NAME', `a name in the URL is too long (a path segment is at most ${MAX_PARAM_LENGTH} characters here)`);
@@ -58,7 +59,11 @@ export function requestError(err: unknown): FleetError {
   return (err instanceof Error ? fromFastify(err) : undefined) ?? toFleetError(err);
 }
 
+/** The servers whose failed requests are each logged (the origin's, installErrorHandling), those refused before routing too. */
+const loggingEveryFailure = new WeakSet<Server>();
+
 export function installErrorHandling(app: FastifyInstance): void {
+  loggingEveryFailure.add(app.server);
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const fe = requestError(err);
     logFailure(request, fe, err);
@@ -106,6 +111,7 @@ function logFailure(request: FastifyRequest, fe: FleetError, err?: Error): void 
 /** For fastify's `frameworkErrors` option: malformed URLs and similar, before routing. */
 export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const fe = fromFastify(error) ?? new FleetError('FC_ERR_BAD_REQUEST', error.message);
+  if (loggingEveryFailure.has(request.server.server)) logFailure(request, fe);
   earlyAnswered(request.server.server, fe, request.method);
   void reply.code(fe.status).header('cache-control', 'no-store').send(fe.toJSON());
 }

@@ -209,14 +209,16 @@ export class Retention {
    * read whole (a disk that lost its end: a crash cannot, it is renamed into place whole) is
    * said and read as empty, the safe reading: the blobs it listed stay stored for good, as a
    * crash's would, rather than any deleted on a guess. Found, it is written anew or removed
-   * by the prune (`blobs` empty), so the next one reads it whole.
+   * by the prune (`blobs` empty; a dry run leaves it as it is), so the next one reads it whole.
    */
   async #readPending(): Promise<PendingRecord | undefined> {
     const { names } = this.#ctx;
     let problem: unknown;
     try {
-      const record = await names.find<PendingRecord>(PENDING);
-      if (record === undefined || (Array.isArray(record.blobs) && record.blobs.every(isFreedEntry))) return record;
+      // JSON, any: `null` too
+      const record = await names.find<PendingRecord | null>(PENDING);
+      if (record === undefined) return undefined;
+      if (Array.isArray(record?.blobs) && record.blobs.every(isFreedEntry)) return record;
       problem = 'not a list of [digest, size, freedAt]';
     } catch (err) {
       // a damaged record; an I/O error is not damage, and stops the prune as it would any read
@@ -224,7 +226,7 @@ export class Retention {
       problem = errorMessage(err);
     }
     const file = names.fileOf(PENDING);
-    this.#log?.warn({ file, problem }, `retention: the list of the blobs an earlier prune freed, ${file}, is damaged: the blobs it listed stay stored (never deleted on a guess), and the list is written anew`);
+    this.#log?.warn({ file, problem }, `retention: the list of the blobs an earlier prune freed, ${file}, is damaged: the blobs it listed stay stored (never deleted on a guess), and a prune (not a dry run) writes the list anew`);
     return { blobs: [] };
   }
 

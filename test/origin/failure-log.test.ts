@@ -1,7 +1,8 @@
 // A request the origin refuses or fails has a log line that says which request it was: its
 // method, its path (never the query string, which may carry a token), its status, code and
 // request id, as the cache's "request failed" lines (test/cache/error-log.test.ts); a path no
-// route takes too. Never a token: the Authorization header's, the query string's.
+// route takes, or one that does not decode (refused before routing), too. Never a token: the
+// Authorization header's, the query string's (which fastify's message for the latter quoted).
 import { createHash, randomBytes } from 'node:crypto';
 import t from 'tap';
 import { request } from 'undici';
@@ -23,6 +24,7 @@ t.test('a failed request: method, path, status, code and request id, no token', 
     { method: 'PUT', url: '/artifacts/r1/j1/out.txt', token: undefined, status: 401, code: 'FC_ERR_UNAUTHORIZED', what: 'an upload without a token' },
     { method: 'GET', url: `/cas/sha256/${'0'.repeat(64)}`, token: TOKEN, status: 404, code: 'FC_ERR_NOT_FOUND', what: 'a blob the origin lacks' },
     { method: 'GET', url: '/no/such/route', token: TOKEN, status: 404, code: 'FC_ERR_NOT_FOUND', what: 'a path no route takes' },
+    { method: 'GET', url: '/artifacts/r1/j1/%zz', token: TOKEN, status: 400, code: 'FC_ERR_BAD_NAME', what: 'a path that does not decode, refused before routing' },
   ] as const;
   for (const f of failures) {
     const res = await request(`${origin.url}${f.url}?token=${IN_QUERY}`, {

@@ -397,6 +397,12 @@ t.test('a truncated list of pending blobs (a power loss) is said and written ane
   t.match(await retention.prune({ now: afterUploads() }), { blobs: 0, failed: 0 });
   t.ok(warnings.some((w) => w.includes(file)), 'a list of what are not digests is said to be damaged too');
   t.notOk(existsSync(file), 'and removed');
+  // JSON, but no object at all
+  writeFileSync(file, 'null');
+  warnings.length = 0;
+  t.match(await retention.prune({ now: afterUploads() }), { blobs: 0, failed: 0 }, 'a list that is null does not fail the prune');
+  t.ok(warnings.some((w) => w.includes(file)), 'it is said to be damaged');
+  t.notOk(existsSync(file), 'and removed');
 });
 
 t.test('a name that cannot be read stops the prune before anything is deleted', async (t) => {

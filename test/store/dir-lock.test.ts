@@ -2,7 +2,7 @@
 // (exit 3, FC_ERR_DIR_IN_USE, the holder's PID) before it touches anything, and the lock
 // of a killed server is free at once.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, realpathSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, realpathSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
@@ -78,7 +78,7 @@ t.test('an empty lock secret (a power loss before it was synced) is refused, nam
   await t.rejects(lockDataDir(data), { code: 'FC_ERR_CONFIG', message: new RegExp(`${LOCK_ID}: \\S*${LOCK_ID} is empty .*remove it`) });
 });
 
-t.test("a real origin's start removes the temp files of its lock secret and token that a killed process left, never a live process's", async (t) => {
+t.test("a real origin's start removes the temp files of its lock secret and token that a killed process left, never a live process's nor a young one's", async (t) => {
   const data = join(t.testdir(), 'data');
   const first = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', data], { FLEETCACHE_TOKEN: '' });
   await first.stop();
@@ -88,9 +88,15 @@ t.test("a real origin's start removes the temp files of its lock secret and toke
   const live = [`${LOCK_ID}.${process.pid}.0123456789ab`, `token.${process.pid}.ba9876543210`];
   // not of that shape: another program's, or the operator's
   const others = [`${LOCK_ID}.${dead}`, `token.${dead}.backup`, `token.bak.${dead}.0123456789ab`];
-  for (const name of [...leftovers, ...live, ...others]) writeFileSync(join(data, name), 'a secret\n', { mode: 0o600 });
+  // A dead PID's written just now: maybe another host's or container's (a PID is this
+  // namespace's only), whose live process is about to link it.
+  const young = [`${LOCK_ID}.${dead}.cdef01234567`, `token.${dead}.76543210fedc`];
+  for (const name of [...leftovers, ...live, ...others, ...young]) writeFileSync(join(data, name), 'a secret\n', { mode: 0o600 });
+  // the others were written an hour ago: a temp file is linked within milliseconds
+  const anHourAgo = new Date(Date.now() - 3_600_000);
+  for (const name of [...leftovers, ...live, ...others]) utimesSync(join(data, name), anHourAgo, anHourAgo);
   const again = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', data], { FLEETCACHE_TOKEN: '' });
   for (const name of leftovers) t.notOk(existsSync(join(data, name)), `${name} (pid ${dead}, gone) is removed`);
-  for (const name of [...live, ...others]) t.ok(existsSync(join(data, name)), `${name} stays`);
+  for (const name of [...live, ...others, ...young]) t.ok(existsSync(join(data, name)), `${name} stays`);
   await again.stop();
 });
