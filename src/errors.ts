@@ -97,8 +97,9 @@ export class NotFoundError extends FleetError {
 }
 
 export class DigestMismatchError extends FleetError {
-  constructor(readonly expected: string, readonly actual: string) {
-    super('FC_ERR_DIGEST_MISMATCH', `digest mismatch: expected ${expected}, got ${actual}`, { details: { expected, actual } });
+  /** `source`: the request whose answer had the wrong digest ("PUT <url>"), when a server gave it. */
+  constructor(readonly expected: string, readonly actual: string, source?: string) {
+    super('FC_ERR_DIGEST_MISMATCH', `${source ? `${source}: ` : ''}digest mismatch: expected ${expected}, got ${actual}`, { details: { expected, actual } });
   }
 }
 

@@ -465,14 +465,16 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
         const id = `${stamp()}-${resultHex.slice(0, 12)}`;
         // Bases are stored gzip-compressed: the first upload and each region's first fetch cost
         // what spread's gzip upload would; the local base cache keeps the plain tar for deltas.
-        const stored = await httpPut<{ digest: string; size: number }>(joinUrl(options.origin, `${projectPath}/bases/${encodeURIComponent(id)}`), createReadStream(gzFile), {
+        const baseUrl = joinUrl(options.origin, `${projectPath}/bases/${encodeURIComponent(id)}`);
+        const stored = await httpPut<{ digest: string; size: number }>(baseUrl, createReadStream(gzFile), {
           ...http,
           // Checked by the origin before the base is published (a body damaged on the way is refused).
           // the plain size, listed with the base, bounds the gunzip of a push that fetches it
           headers: { 'content-type': 'application/gzip', 'content-length': String(gz.size), 'x-fleetcache-digest': gz.digest, 'x-fleetcache-plain-size': String(result.size) },
         });
         bytesSent += gz.size;
-        if (stored.digest !== gz.digest) throw new DigestMismatchError(gz.digest, stored.digest);
+        // the origin's answer names the URL: `run` says the push failed at the origin, not here
+        if (stored.digest !== gz.digest) throw new DigestMismatchError(gz.digest, stored.digest, `PUT ${redactUrl(baseUrl)}`);
         const local = baseCachePath(options.baseCache, stored.digest);
         used.add(local);
         if ((await cachedDigest(local)) !== result.digest) {

@@ -7,7 +7,7 @@ import type { Backend, Project, Suite, Task } from './model.js';
 import { decodeBackends, decodeScripts, decodeTimeouts, optionalStr } from './load-backend.js';
 import { runHostCommands } from './host.js';
 import { VALID_NAME, VALID_SUITE, VALID_TASK, invalidSystem } from './values.js';
-import { YamlFile, projectError } from './yaml.js';
+import { YamlFile, projectError, type Fields } from './yaml.js';
 import { errorMessage } from '../errors.js';
 
 const PROJECT_FILES = ['spread.yaml', '.spread.yaml'];
@@ -106,10 +106,7 @@ function loadSuite(y: YamlFile, rootDir: string, key: string, keyNode: Node, nod
   const f = y.fields(node, 'spread.Suite');
   const summary = y.str(f.get('summary')).trim();
   if (summary === '') throw y.fail(keyNode, `${label} is missing a summary`);
-  const environment = y.env(f.get('environment'), label);
-  const systems = y.list(f.get('systems'));
-  const bad = invalidSystem(systems);
-  if (bad !== undefined) throw y.fail(f.get('systems'), `${label} refers to invalid system name: ${JSON.stringify(bad)}`);
+  const selection = decodeSelection(y, f, label);
 
   const dir = path.join(rootDir, name.slice(0, -1));
   let entries: string[];
@@ -141,18 +138,10 @@ function loadSuite(y: YamlFile, rootDir: string, key: string, keyNode: Node, nod
     name,
     dir,
     summary,
-    systems,
-    backends: y.list(f.get('backends')),
-    variants: y.list(f.get('variants')),
-    environment,
+    ...selection,
     ...decodeScripts(y, f),
-    ...decodeTimeouts(y, f),
-    priority: y.int(f.get('priority')),
-    manual: y.bool(f.get('manual')),
-    assets: optionalStr(y, f.get('assets')),
     tasks,
     origin: y.origin(keyNode),
-    at: y.fieldOrigins(f, ['systems', 'backends', 'variants', 'environment']),
   };
 }
 
@@ -163,10 +152,7 @@ function loadTask(y: YamlFile, suite: string, entry: string, dir: string): Task 
   const summary = y.str(f.get('summary')).trim();
   if (summary === '') throw y.fail(y.root, `${name} is missing a summary`);
   const samples = y.int(f.get('samples')) ?? 0;
-  const environment = y.env(f.get('environment'), name);
-  const systems = y.list(f.get('systems'));
-  const bad = invalidSystem(systems);
-  if (bad !== undefined) throw y.fail(f.get('systems'), `${name} refers to invalid system name: ${JSON.stringify(bad)}`);
+  const selection = decodeSelection(y, f, name);
 
   const artifacts = y.list(f.get('artifacts')).map((p) => {
     // A trailing slash is accepted and normalised (README uses it; spec §17.5).
@@ -183,21 +169,32 @@ function loadTask(y: YamlFile, suite: string, entry: string, dir: string): Task 
     dir,
     summary,
     details: y.str(f.get('details')),
-    systems,
-    backends: y.list(f.get('backends')),
-    variants: y.list(f.get('variants')),
-    environment,
+    ...selection,
     samples: samples === 0 ? 1 : samples,
     prepare: y.script(f.get('prepare')),
     execute: y.script(f.get('execute')),
     restore: y.script(f.get('restore')),
     debug: y.script(f.get('debug')),
     artifacts,
+    origin: y.origin(y.root),
+  };
+}
+
+/** The fields a suite and a task both have: where their jobs run, with what environment and limits. `label` names the suite or task in errors. */
+function decodeSelection(y: YamlFile, f: Fields, label: string): Pick<Task, 'systems' | 'backends' | 'variants' | 'environment' | 'warnTimeout' | 'killTimeout' | 'priority' | 'manual' | 'assets' | 'at'> {
+  const environment = y.env(f.get('environment'), label);
+  const systems = y.list(f.get('systems'));
+  const bad = invalidSystem(systems);
+  if (bad !== undefined) throw y.fail(f.get('systems'), `${label} refers to invalid system name: ${JSON.stringify(bad)}`);
+  return {
+    systems,
+    backends: y.list(f.get('backends')),
+    variants: y.list(f.get('variants')),
+    environment,
     ...decodeTimeouts(y, f),
     priority: y.int(f.get('priority')),
     manual: y.bool(f.get('manual')),
     assets: optionalStr(y, f.get('assets')),
-    origin: y.origin(y.root),
     at: y.fieldOrigins(f, ['systems', 'backends', 'variants', 'environment']),
   };
 }

@@ -2,6 +2,8 @@
 // passes to the runner (seed, data root) as a user sees it.
 import t, { type Test } from 'tap';
 import { execFile, spawnSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -134,21 +136,47 @@ t.test('an origin that is down at run start: the error says the project push to 
   t.match(res.out, new RegExp(`fleetcache: error: cannot push the project to the origin: GET ${origin}/projects/small/bases/: connect ECONNREFUSED`));
 });
 
+/** Runs `fleetcache run` in `dir` (not spawnSync: the origin answers from this process); resolves to its exit code and its error line. */
+async function runAsync(dir: string, args: string[]): Promise<{ code: number; line: string }> {
+  const failed = await promisify(execFile)(process.execPath, cliArgs(['run', ...args]), { cwd: dir, timeout: 120_000 }).then(
+    () => ({ code: 0, stderr: '' }),
+    (err: { code: number; stderr: string }) => err,
+  );
+  return { code: failed.code, line: failed.stderr.split('\n').find((l) => l.startsWith('fleetcache: error: ')) ?? '' };
+}
+
 t.test('an origin URL that answers 404 (a wrong path): the error names that URL once, with the request that failed', async (t) => {
   const dir = await project(t, 1);
   const { url } = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
   const wrong = `${url}/wrong`;
   await writeFile(join(dir, 'fleet.yaml'), `origin: ${wrong}\nregions:\n  region-a:\n    caches: [${url}]\n`);
   await writeFile(join(dir, 'token'), `${TEST_TOKEN}\n`, { mode: 0o600 });
-  // not spawnSync: the origin answers from this process
-  const failed = await promisify(execFile)(process.execPath, cliArgs(['run', '--fleet', 'fleet.yaml', '--token-file', 'token']), { cwd: dir, timeout: 120_000 }).then(
-    () => ({ code: 0, stderr: '' }),
-    (err: { code: number; stderr: string }) => err,
-  );
-  t.equal(failed.code, ERROR_CODES.FC_ERR_NOT_FOUND.exit, "the 404's exit status");
-  const line = failed.stderr.split('\n').find((l) => l.startsWith('fleetcache: error: ')) ?? '';
+  const { code, line } = await runAsync(dir, ['--fleet', 'fleet.yaml', '--token-file', 'token']);
+  t.equal(code, ERROR_CODES.FC_ERR_NOT_FOUND.exit, "the 404's exit status");
   t.match(line, new RegExp(`^fleetcache: error: cannot push the project to the origin: GET ${wrong}/projects/small/bases/: HTTP 404.*no fleetcache origin answers there, check the origin URL`));
   t.equal(line.split(url).length - 1, 1, `the URL once: ${line}`);
+});
+
+t.test('an origin that answers a base upload with another digest: the error names that request, and says the push failed at the origin', async (t) => {
+  const dir = await project(t, 1);
+  const wrongDigest = `sha256:${'0'.repeat(64)}`;
+  // an origin without bases, that says it stored each base it is sent under a digest not the one sent
+  const server = createServer((req, res) => {
+    const answer = req.url === '/-/token' ? { scope: 'write' } : req.url === '/projects/small/bases/' ? { bases: [] } : req.method === 'PUT' && req.url?.startsWith('/projects/small/bases/') ? { digest: wrongDigest, size: 1 } : undefined;
+    req.resume();
+    req.on('end', () => (answer ? res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer)) : res.writeHead(404).end()));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await writeFile(join(dir, 'fleet.yaml'), `origin: ${origin}\nregions:\n  region-a:\n    caches: [${origin}]\n`);
+  await writeFile(join(dir, 'token'), 'fc-token\n', { mode: 0o600 });
+  const { code, line } = await runAsync(dir, ['--fleet', 'fleet.yaml', '--token-file', 'token']);
+  t.equal(code, ERROR_CODES.FC_ERR_DIGEST_MISMATCH.exit, "the digest mismatch's exit status");
+  t.match(line, new RegExp(`^fleetcache: error: cannot push the project to the origin: PUT ${origin}/projects/small/bases/\\S+: digest mismatch: expected sha256:[0-9a-f]{64}, got ${wrongDigest}$`));
 });
 
 const user = nobody();
