@@ -37,7 +37,7 @@ export class SshMachine implements Machine {
   readonly #provider: Provider;
   readonly #target: SshTarget;
   readonly #reboot: RebootSettings;
-  /** Jobs whose processes stopJob could not kill (the connection was lost): stopLostScripts does. */
+  /** Jobs whose processes stopJob could not kill (the connection was lost, not an interrupt): stopLostScripts does. */
   readonly #jobsLeft: string[] = [];
 
   private constructor(provider: Provider, system: SystemSpec, address: string, target: SshTarget, client: SshClient, projectPath: string, reboot: RebootSettings) {
@@ -118,7 +118,8 @@ export class SshMachine implements Machine {
     try {
       await this.#client.stopJob(job, signal);
     } catch (err) {
-      this.#jobsLeft.push(job);
+      // cut by the run's interrupt: nothing is killed after one (docs/run.md), at discard neither
+      if (!signal?.aborted) this.#jobsLeft.push(job);
       throw err;
     }
   }

@@ -241,7 +241,7 @@ export class MachineSession {
     const mark = this.#jobMark;
     this.#jobMark = undefined;
     if (mark === undefined || this.#lost || this.#halted || !this.machine.stopJob) return;
-    // one that cannot be reached now is reached again when it is discarded (SshMachine.stopJob)
+    // one that cannot be reached now is reached again when it is discarded, one an interrupt cut is not (SshMachine.stopJob)
     await this.machine.stopJob(mark, this.#ctx.stop).catch(() => undefined);
   }
 

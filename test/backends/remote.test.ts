@@ -437,3 +437,18 @@ t.test("ssh: a job whose processes could not be stopped at its end (its connecti
   await machine.discard();
   t.notOk(left.some(running), "the job's sleeps are stopped once the machine is discarded");
 });
+
+t.test('ssh: a job whose end-of-job sweep an interrupt cut has nothing killed when its machine is discarded either', async (t) => {
+  const { dir, p } = await relayedHost(t);
+  const machine = await p.allocate({ name: 'debian-12' });
+  const file = join(dir, 'pids');
+  t.equal((await machine.exec(leavingScript(file), { trace: false, cwd: '/', job: 'job-1' })).exitCode, 0);
+  const left = leftPids(t, file);
+  const interrupt = new AbortController();
+  const sweep = machine.stopJob!('job-1', interrupt.signal);
+  interrupt.abort(); // Ctrl-C while the sweep runs
+  await t.rejects(sweep, 'the sweep is cut');
+  t.ok(left.every(running), 'the cut sweep killed nothing');
+  await machine.discard();
+  t.ok(left.every(running), "nothing is killed after an interrupt (docs/run.md): the job's sleeps run on once the machine is discarded");
+});

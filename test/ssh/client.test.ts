@@ -1,6 +1,5 @@
 import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
@@ -12,7 +11,7 @@ import { sweepJob, sweepScripts } from '../../src/ssh/script-guard.js';
 import { descendantsOf, undoAtExit } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { leavingScript, leftPids, running } from './leaving-script.js';
-import { freePort, startSshd } from './sshd.js';
+import { freePort, isSshd, isSshdName, startSshd } from './sshd.js';
 
 t.test('ssh client against a real sshd', async (t) => {
   const dir = t.testdir();
@@ -252,10 +251,19 @@ t.test('a connection that drops mid-script: the machine stops every process of t
   t.equal(left.length, 2);
   t.ok(left.every(running), 'both sleeps run');
   // the sshd processes serving the connection (not the listener, not the script's): as a connection cut
-  for (const p of descendantsOf(sshd.pid)) if (readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'sshd') process.kill(p, 'SIGKILL');
+  const serving = descendantsOf(sshd.pid).filter(isSshd);
+  // none found: nothing would be cut, and the test would wait for tap's timeout
+  if (serving.length === 0) throw new Error(`no process of sshd ${sshd.pid} serves the connection (by the names isSshdName knows)`);
+  for (const p of serving) process.kill(p, 'SIGKILL');
   await t.rejects(lost, { name: 'ScriptLostError' });
   await eventually('the sleeps are stopped', () => !left.some(running), 5000);
   t.equal(c.lostScripts().length, 1, 'the script is on the client\'s list of lost ones');
+});
+
+t.test("sshd's processes are told by their names before OpenSSH 9.8 and from it", async (t) => {
+  // this host's OpenSSH names a connection's processes `sshd`; 9.8 and later `sshd-session`, 10.0 `sshd-auth` too
+  for (const name of ['sshd', 'sshd-session', 'sshd-auth']) t.ok(isSshdName(name), name);
+  for (const name of ['sleep', 'ssh', 'sshd-', 'bash']) t.notOk(isSshdName(name), name);
 });
 
 /** A real sshd in the test's directory and a client connected to it as root, both stopped with the test. */

@@ -116,10 +116,19 @@ export function publicKeyOf(file: string): string {
   return readFileSync(file, 'utf8').split(' ').slice(0, 2).join(' ');
 }
 
-/** Whether process `p` runs sshd (not a PID reused since the sshd it named ended). */
-function isSshd(p: number): boolean {
+/**
+ * Whether a process name (/proc/PID/comm) is one of sshd's: the listener is `sshd`; a
+ * connection's processes are `sshd` too before OpenSSH 9.8, `sshd-session` from it (and
+ * `sshd-auth` from 10.0).
+ */
+export function isSshdName(comm: string): boolean {
+  return comm === 'sshd' || comm === 'sshd-session' || comm === 'sshd-auth';
+}
+
+/** Whether process `p` runs sshd, its listener or a connection's (not a PID reused since the sshd it named ended). */
+export function isSshd(p: number): boolean {
   try {
-    return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'sshd';
+    return isSshdName(readFileSync(`/proc/${p}/comm`, 'utf8').trim());
   } catch {
     return false; // gone
   }
