@@ -98,7 +98,9 @@ t.test('runWorkers over local machines: every job once, storm limit, load admiss
         return m;
       },
       async run(m, job) {
-        const r = await m.exec(`echo ${job.task} >> ran.txt`, { trace: false });
+        // long enough that the first machines cannot take every job before the last two have
+        // started (a low load reading admits a machine's next jobs unread for a second)
+        const r = await m.exec(`sleep 0.3; echo ${job.task} >> ran.txt`, { trace: false });
         ran.push(job.name);
         return r.exitCode === 0;
       },
