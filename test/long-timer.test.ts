@@ -49,7 +49,7 @@ t.test('after, every and sleepFor wait through delays above 2^31-1 ms', async (t
 t.test('a script with warn and kill timeouts of 600h runs to its end, unwarned', async (t) => {
   const warnings = overflowWarnings(t);
   const dir = t.testdir();
-  const m = await createProvider('local', 'local', {}, { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache') }).allocate({ name: 's' });
+  const m = await (await createProvider('local', 'local', {}, { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache') })).allocate({ name: 's' });
   let warned = 0;
   const r = await m.exec('sleep 0.5; echo done', { trace: false, warnTimeout: H600, killTimeout: H600, onWarn: () => warned++ });
   t.equal(r.killed, false, 'not killed');
@@ -63,7 +63,7 @@ t.test('a script with warn and kill timeouts of 600h runs to its end, unwarned',
 t.test('adhoc: a retry-delay of 600h waits before the next allocate attempt', async (t) => {
   const dir = t.testdir();
   const attempts = join(dir, 'attempts');
-  const p = createProvider('cloud', 'adhoc', { allocate: `echo x >> ${attempts}; if [ $(wc -l < ${attempts}) -gt 1 ]; then FATAL second attempt; fi; ERROR not yet`, 'retry-delay': '600h' }, { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache') });
+  const p = await createProvider('cloud', 'adhoc', { allocate: `echo x >> ${attempts}; if [ $(wc -l < ${attempts}) -gt 1 ]; then FATAL second attempt; fi; ERROR not yet`, 'retry-delay': '600h' }, { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache') });
   const ac = new AbortController();
   const allocating = p.allocate({ name: 'debian-12' }, { signal: ac.signal });
   await sleep(1000);

@@ -3,38 +3,17 @@
 // then reached over SSH.
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Type, type Static } from '@sinclair/typebox';
 import { errorMessage, FleetError, UpstreamError } from '../errors.js';
 import { sleepFor } from '../long-timer.js';
 import { shellQuote } from '../shell-quote.js';
 import { waitForPort } from '../ssh/client.js';
 import { holdingNothing, MachineLeft, type AllocateOptions, type BackendContext, type EnvEntry, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
 import { LocalExecutor } from './local.js';
-import { endpointOf } from './endpoint.js';
-import { parseAddress, SshMachine, splitAddress } from './ssh-machine.js';
-import { durationMs, durationOption as duration, rebootKeys, rebootSettings } from './ssh-reboot.js';
+import { endpointOf, parseAddress, splitAddress } from './endpoint.js';
+import { SshMachine } from './ssh-machine.js';
+import { isKeyText, type AdhocOptions } from './adhoc-options.js';
+import { durationMs, rebootSettings } from './ssh-reboot.js';
 import { levelTimeouts } from '../spread/scripts.js';
-
-export const adhocOptions = Type.Object(
-  {
-    allocate: Type.String({ minLength: 1 }),
-    discard: Type.Optional(Type.String()),
-    /**
-     * spread's backend `key` (credentials), evaluated by the runner ($(HOST:…), trimmed): an SSH
-     * private key itself (PEM), or a private key file relative to the project root, used
-     * instead of the password. Anything else, a cloud credential, is ignored, as spread's
-     * adhoc backend ignores `key`.
-     */
-    key: Type.Optional(Type.String({ minLength: 1 })),
-    /** Pause between allocate attempts after ERROR or a failure (spread: 5s). */
-    'retry-delay': Type.Optional(duration),
-    /** Give up allocating after this long, then waiting for the SSH port after as long again (spread: 5m each). */
-    'allocate-timeout': Type.Optional(duration),
-    ...rebootKeys,
-  },
-  { additionalProperties: true },
-);
-type AdhocOptions = Static<typeof adhocOptions>;
 
 const ADDRESS_HELPER = `ADDRESS() { { set +xu; } 2>/dev/null; [ -z "\${1:-}" ] && echo '<ADDRESS>' || echo "<ADDRESS $1>"; }`;
 const MARKER = /^<(ADDRESS|ERROR|FATAL)(?: (.*))?>$/gm;
@@ -280,27 +259,11 @@ class AdhocProvider implements Provider {
   }
 }
 
-export function verify(options: AdhocOptions): void {
-  durationMs(options['retry-delay'], 'retry-delay', 0);
-  durationMs(options['allocate-timeout'], 'allocate-timeout', 0);
-  rebootSettings(options);
-}
-
 export function create(name: string, options: AdhocOptions, ctx: BackendContext): Provider {
   return new AdhocProvider(name, options, ctx);
 }
 
-/** Whether a backend `key` is a private key itself (PEM), not the name of its file. */
-function isKeyText(key: string): boolean {
-  return key.startsWith('-----BEGIN ');
-}
-
-/** The private key file the backend's `key` names, if it names one (registry.ts keyFiles). */
-export function keyFiles(options: AdhocOptions, projectRoot: string): string[] {
-  return options.key && !isKeyText(options.key) ? [resolve(projectRoot, options.key)] : [];
-}
-
-/** The SSH private key a backend `key` gives (see adhocOptions' `key`), or undefined. */
+/** The SSH private key a backend `key` gives (see adhocOptions' `key`, adhoc-options.ts), or undefined. */
 function privateKeyOf(key: string | undefined, projectRoot: string): string | Buffer | undefined {
   if (key === undefined || key === '') return undefined;
   if (isKeyText(key)) return key;

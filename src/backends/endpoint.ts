@@ -1,7 +1,27 @@
-// Which machine an SSH address names, however it is written: the `ssh` backend's hosts
-// listed twice, and the `adhoc` backend's addresses held by the run's machines.
+// SSH addresses (`host[:port]`) read, and which machine one names however it is written: the
+// `ssh` backend's hosts listed twice, and the `adhoc` backend's addresses held by the run's
+// machines. Apart from ssh-machine.ts, which loads ssh2: checking an address loads none of it.
 import { isIPv6 } from 'node:net';
-import { splitAddress } from './ssh-machine.js';
+
+/**
+ * "host[:port]" (IPv6 in brackets, or bare without a port) with a default port; undefined for
+ * anything else, a port outside 1–65535 included (refused here as malformed, not later as a
+ * connection that cannot be made).
+ */
+export function parseAddress(address: string, defaultPort = 22): { host: string; port: number } | undefined {
+  if (isIPv6(address)) return { host: address, port: defaultPort };
+  const m = /^(?:\[([^\]]+)\]|([^:\s]+))(?::(\d+))?$/.exec(address);
+  if (!m) return undefined;
+  const port = m[3] ? Number(m[3]) : defaultPort;
+  return port >= 1 && port <= 65535 ? { host: (m[1] ?? m[2])!, port } : undefined;
+}
+
+/** parseAddress for an address already checked (a configuration's, one an allocate script gave). */
+export function splitAddress(address: string, defaultPort = 22): { host: string; port: number } {
+  const parsed = parseAddress(address, defaultPort);
+  if (!parsed) throw new Error(`invalid address "${address}" (expected host[:port])`);
+  return parsed;
+}
 
 /**
  * `host:port` with the host in one spelling: a name in lower case, an IP literal as the WHATWG

@@ -6,9 +6,9 @@ import { closestName, didYouMean } from '../config/closest-name.js';
 import { propertiesOf } from '../config/load.js';
 import { ConfigError } from '../errors.js';
 import type { BackendContext, Provider } from './backend.js';
-import * as adhoc from './adhoc.js';
+import * as adhoc from './adhoc-options.js';
 import * as local from './local.js';
-import * as ssh from './ssh.js';
+import * as ssh from './ssh-options.js';
 
 interface BackendType<S extends TSchema = TSchema> {
   /** Backend-specific fields of the backend's YAML mapping (others pass through). */
@@ -20,15 +20,27 @@ interface BackendType<S extends TSchema = TSchema> {
    * project root): never packed with the project, which goes to every machine and the origin.
    */
   readonly keyFiles?: (options: Static<S>, projectRoot: string) => string[];
-  create(name: string, options: Static<S>, ctx: BackendContext): Provider;
+  create(name: string, options: Static<S>, ctx: BackendContext): Promise<Provider>;
 }
 
+/** A backend module's factory of providers. */
+interface Factory<S extends TSchema> {
+  create(name: string, o: Static<S>, ctx: BackendContext): Provider;
+}
+
+/**
+ * `load` gives the module that makes the providers. Those of the ssh and adhoc backends load
+ * ssh2 (about 14 MB of RSS, its poly1305 wasm included): they are imported only when a backend
+ * of theirs is created, as the runner forks itself for every script, at a cost that grows with
+ * its RSS. Their options (*-options.ts) load none of it: `list` and a local run check them.
+ */
 function entry<S extends TSchema>(
   options: S,
-  create: (name: string, o: Static<S>, ctx: BackendContext) => Provider,
+  load: () => Promise<Factory<S>>,
   verify?: (o: Static<S>) => void,
   keyFiles?: (o: Static<S>, projectRoot: string) => string[],
 ): BackendType {
+  const create = async (name: string, o: Static<S>, ctx: BackendContext): Promise<Provider> => (await load()).create(name, o, ctx);
   return {
     options,
     create: create as BackendType['create'],
@@ -38,9 +50,9 @@ function entry<S extends TSchema>(
 }
 
 export const BACKENDS: Readonly<Record<string, BackendType>> = {
-  local: entry(local.localOptions, local.create),
-  adhoc: entry(adhoc.adhocOptions, adhoc.create, adhoc.verify, adhoc.keyFiles),
-  ssh: entry(ssh.sshOptions, ssh.create, ssh.verify, ssh.keyFiles),
+  local: entry(local.localOptions, () => Promise.resolve({ create: local.create })),
+  adhoc: entry(adhoc.adhocOptions, () => import('./adhoc.js'), adhoc.verify, adhoc.keyFiles),
+  ssh: entry(ssh.sshOptions, () => import('./ssh.js'), ssh.verify, ssh.keyFiles),
 };
 
 /** What is wrong with a backend's options: the path to the field (empty: the backend itself) and why. */
@@ -85,12 +97,12 @@ export function checkBackend(type: string, options: unknown): BackendProblem | n
   return null;
 }
 
-/** Validates and constructs the provider of one backend. */
-export function createProvider(name: string, type: string, options: unknown, ctx: BackendContext): Provider {
+/** Validates and constructs the provider of one backend (loading its module: see entry). */
+export async function createProvider(name: string, type: string, options: unknown, ctx: BackendContext): Promise<Provider> {
   const problem = checkBackend(type, options);
   if (problem) throw new ConfigError(`backend ${name}: ${describe(problem)}`);
   try {
-    return BACKENDS[type]!.create(name, options, ctx);
+    return await BACKENDS[type]!.create(name, options, ctx);
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(`backend ${name}: ${err.field ? `${err.field}: ` : ''}${err.message}`);
     throw err;

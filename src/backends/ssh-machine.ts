@@ -1,30 +1,9 @@
 // A machine reached over SSH (the `ssh` and `adhoc` backends): an SshClient plus the
 // identity a provider needs to release it, and a reboot that swaps in a new client.
-import { isIPv6 } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { ExecOptions, ExecResult, Machine, MachineRecord, Provider, RebootOptions, ShellOptions, SystemSpec } from './backend.js';
 import { rebootOverSsh, type RebootSettings } from './ssh-reboot.js';
 import { SshClient, type ConnectOptions, type SshTarget } from '../ssh/client.js';
-
-/**
- * "host[:port]" (IPv6 in brackets, or bare without a port) with a default port; undefined for
- * anything else, a port outside 1–65535 included (refused here as malformed, not later as a
- * connection that cannot be made).
- */
-export function parseAddress(address: string, defaultPort = 22): { host: string; port: number } | undefined {
-  if (isIPv6(address)) return { host: address, port: defaultPort };
-  const m = /^(?:\[([^\]]+)\]|([^:\s]+))(?::(\d+))?$/.exec(address);
-  if (!m) return undefined;
-  const port = m[3] ? Number(m[3]) : defaultPort;
-  return port >= 1 && port <= 65535 ? { host: (m[1] ?? m[2])!, port } : undefined;
-}
-
-/** parseAddress for an address already checked (a configuration's, one an allocate script gave). */
-export function splitAddress(address: string, defaultPort = 22): { host: string; port: number } {
-  const parsed = parseAddress(address, defaultPort);
-  if (!parsed) throw new Error(`invalid address "${address}" (expected host[:port])`);
-  return parsed;
-}
 
 export class SshMachine implements Machine {
   readonly name: string;

@@ -2,38 +2,12 @@
 // machine at a time; allocate waits for a free host of the system when all are busy.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Type, type Static } from '@sinclair/typebox';
 import { ConfigError, errorMessage, UpstreamError } from '../errors.js';
 import { holdingNothing, NoMachineLeft, type AllocateOptions, type BackendContext, type Idle, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
-import { endpointOf } from './endpoint.js';
-import { SshMachine, splitAddress } from './ssh-machine.js';
-import { rebootKeys, rebootSettings } from './ssh-reboot.js';
-
-const host = Type.Object(
-  {
-    address: Type.String({ minLength: 1, description: 'host[:port]' }),
-    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
-    user: Type.Optional(Type.String({ minLength: 1 })),
-    password: Type.Optional(Type.String()),
-    /** Private key file, relative to the project root (never packed with the project: keyFiles). */
-    key: Type.Optional(Type.String({ minLength: 1 })),
-    /** Systems this host can serve (default: any). */
-    systems: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-  },
-  { additionalProperties: false },
-);
-
-export const sshOptions = Type.Object(
-  {
-    hosts: Type.Array(host, { minItems: 1 }),
-    'connect-timeout': Type.Optional(Type.Integer({ minimum: 1, description: 'ms per attempt' })),
-    'connect-retries': Type.Optional(Type.Integer({ minimum: 0 })),
-    ...rebootKeys,
-  },
-  { additionalProperties: true },
-);
-export type SshOptions = Static<typeof sshOptions>;
-type Host = Static<typeof host>;
+import { splitAddress } from './endpoint.js';
+import { SshMachine } from './ssh-machine.js';
+import { rebootSettings } from './ssh-reboot.js';
+import type { Host, SshOptions } from './ssh-options.js';
 
 /**
  * The address a host's machine goes by (its records, log lines, which host a discard
@@ -197,38 +171,6 @@ class SshProvider implements Provider {
 
   /** A kept host is busy in no process but the one that kept it: nothing to release. */
   async discardRecord(): Promise<void> {}
-}
-
-/** The private key files the hosts name (registry.ts keyFiles). */
-export function keyFiles(options: SshOptions, projectRoot: string): string[] {
-  return options.hosts.flatMap((h) => (h.key ? [resolve(projectRoot, h.key)] : []));
-}
-
-/**
- * Refuses two entries of one host however they are written (`h` and `h:22`, `h` with
- * `port: 2222` and `h:2222`, `H` and `h`, `[::1]` and `0:0:0:0:0:0:0:1`: endpoint.ts): each
- * entry is a machine that serves one job at a time, so two would put two of the run's machines
- * on one host at once, each emptying the project path under the other. A name and its address
- * cannot be told apart here (no lookup).
- */
-function checkDistinctHosts(hosts: readonly Host[]): void {
-  const seen = new Map<string, number>();
-  hosts.forEach((h, i) => {
-    let endpoint: string;
-    try {
-      endpoint = endpointOf(h.address, h.port ?? 22);
-    } catch (err) {
-      throw new ConfigError(errorMessage(err), undefined, undefined, `hosts.${i}.address`);
-    }
-    const first = seen.get(endpoint);
-    if (first !== undefined) throw new ConfigError(`the same host as hosts.${first} (${endpoint}): a host serves one machine at a time; list it once, with every system it serves`, undefined, undefined, `hosts.${i}`);
-    seen.set(endpoint, i);
-  });
-}
-
-export function verify(options: SshOptions): void {
-  rebootSettings(options);
-  checkDistinctHosts(options.hosts);
 }
 
 export function create(name: string, options: SshOptions, ctx: BackendContext): Provider {

@@ -25,7 +25,7 @@ export async function discardKeptMachines(o: { cwd: string; log?: RunLog; dataRo
   for (const r of orphans.records) if (!records.some((k) => sameMachine(k, r))) records.push(r);
   const backends = new Set(project.backends.filter((b) => records.some((r) => r.backend === b.name)));
   const fields = resolveProjectFields(project);
-  const providers = createProviders(backends, fields, {
+  const providers = await createProviders(backends, fields, {
     projectRoot: project.rootDir,
     remotePath: fields.remotePath,
     password: '',

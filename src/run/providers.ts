@@ -10,12 +10,12 @@ import { checkEmbeddedReach } from './embedded.js';
  * spread's defaults: not the project's (spec §15). With `embedded`, an address learnt at
  * allocation (adhoc) must be reachable from the embedded servers.
  */
-export function createProviders(backends: ReadonlySet<Backend>, fields: ResolvedFields, ctx: BackendContext, embedded = false): Map<string, Provider> {
+export async function createProviders(backends: ReadonlySet<Backend>, fields: ResolvedFields, ctx: BackendContext, embedded = false): Promise<Map<string, Provider>> {
   const providers = new Map<string, Provider>();
   for (const b of backends) {
     const reach = embedded ? { checkAddress: (address: string) => checkEmbeddedReach(b.name, b.type, address) } : {};
     const options = withEvaluatedKey(b.options, fields.keys.get(b.name));
-    providers.set(b.name, createProvider(b.name, b.type, options, { ...ctx, scriptTimeouts: levelTimeouts([b]), ...reach }));
+    providers.set(b.name, await createProvider(b.name, b.type, options, { ...ctx, scriptTimeouts: levelTimeouts([b]), ...reach }));
   }
   return providers;
 }

@@ -17,7 +17,7 @@ function ctx(dir: string): BackendContext {
 
 t.test('machines are private directories holding the project path', async (t) => {
   const dir = t.testdir();
-  const p = createProvider('local', 'local', {}, ctx(dir));
+  const p = await createProvider('local', 'local', {}, ctx(dir));
   const [a, b] = await Promise.all([p.allocate({ name: 'ubuntu' }), p.allocate({ name: 'ubuntu' })]);
   t.not(a!.projectPath, b!.projectPath, 'two machines never share a directory');
   t.ok(a!.projectPath.endsWith('/home/test'));
@@ -34,7 +34,7 @@ t.test('machines are private directories holding the project path', async (t) =>
 });
 
 t.test('environment order, quoting, helpers and exit codes', async (t) => {
-  const p = createProvider('local', 'local', {}, ctx(t.testdir()));
+  const p = await createProvider('local', 'local', {}, ctx(t.testdir()));
   const m = await p.allocate({ name: 's' });
   const env = [
     ['A', 'one'],
@@ -73,14 +73,14 @@ t.test("the runner's write token ($FLEETCACHE_TOKEN) is not in the machines' env
     if (before === undefined) delete process.env.FLEETCACHE_TOKEN;
     else process.env.FLEETCACHE_TOKEN = before;
   });
-  const m = await createProvider('local', 'local', {}, ctx(t.testdir())).allocate({ name: 's' });
+  const m = await (await createProvider('local', 'local', {}, ctx(t.testdir()))).allocate({ name: 's' });
   t.teardown(() => m.discard());
   const r = await m.exec('echo "token=[${FLEETCACHE_TOKEN:-}] home=[${HOME:+set}]"', { trace: false });
   t.equal(r.output, 'token=[] home=[set]\n', 'gone, the rest of the environment kept');
 });
 
 t.test('stdout and stderr are combined in the order they were written', async (t) => {
-  const m = await createProvider('local', 'local', {}, ctx(t.testdir())).allocate({ name: 's' });
+  const m = await (await createProvider('local', 'local', {}, ctx(t.testdir()))).allocate({ name: 's' });
   const r = await m.exec('for i in $(seq 200); do echo out$i; echo err$i >&2; done', { trace: false });
   const expected = Array.from({ length: 200 }, (_, i) => `out${i + 1}\nerr${i + 1}\n`).join('');
   t.equal(r.output, expected);
@@ -88,7 +88,7 @@ t.test('stdout and stderr are combined in the order they were written', async (t
 });
 
 t.test('UTF-8 output split between two pipe reads stays whole', async (t) => {
-  const m = await createProvider('local', 'local', {}, ctx(t.testdir())).allocate({ name: 's' });
+  const m = await (await createProvider('local', 'local', {}, ctx(t.testdir()))).allocate({ name: 's' });
   // 3-byte characters written by cat in large blocks: the pipe's reads end inside one
   const text = '日本語テキスト'.repeat(20_000);
   const r = await m.exec(`for i in $(seq 20000); do printf '%s' '日本語テキスト'; done > big.txt; cat big.txt`, { trace: false });
@@ -99,7 +99,7 @@ t.test('UTF-8 output split between two pipe reads stays whole', async (t) => {
 
 t.test('streaming output, warn timeout and kill timeout kill the group', async (t) => {
   const dir = t.testdir();
-  const p = createProvider('local', 'local', {}, ctx(dir));
+  const p = await createProvider('local', 'local', {}, ctx(dir));
   const m = await p.allocate({ name: 's' });
   const chunks: string[] = [];
   const warnings: string[] = [];
@@ -131,7 +131,7 @@ for (const [when, script] of [
 ] as const) {
   t.test(`the kill timeout holds when a process outside the group keeps the output open ${when}`, async (t) => {
     const dir = t.testdir();
-    const p = createProvider('local', 'local', {}, ctx(dir));
+    const p = await createProvider('local', 'local', {}, ctx(dir));
     const m = await p.allocate({ name: 's' });
     const started = Date.now();
     const r = await m.exec(script, { trace: false, killTimeout: 300 });
@@ -152,7 +152,7 @@ for (const [when, script] of [
 
 t.test('upload', async (t) => {
   const dir = t.testdir();
-  const p = createProvider('local', 'local', {}, ctx(dir));
+  const p = await createProvider('local', 'local', {}, ctx(dir));
   const m = await p.allocate({ name: 's' });
   await m.upload(Readable.from([Buffer.from('payload')]), 'sub/dir/file.txt', 0o600);
   const r = await m.exec('cat sub/dir/file.txt; echo; stat -c %a sub/dir/file.txt', { trace: false });
@@ -163,12 +163,12 @@ t.test('upload', async (t) => {
 });
 
 t.test('registry validates backend options', async (t) => {
-  t.throws(() => createProvider('x', 'nope', {}, ctx(t.testdir())), /backend x: type: unknown backend type "nope"/);
-  t.throws(() => createProvider('x', 'adhoc', {}, ctx(t.testdir())), /backend x: .*allocate/);
-  t.throws(() => createProvider('x', 'ssh', { hosts: [{ address: 'h', bogus: 1 }] }, ctx(t.testdir())), /hosts\.0/);
-  t.throws(() => createProvider('x', 'adhoc', { allocate: 'true', 'allocate-timeout': 'soon' }, ctx(t.testdir())), /backend x: allocate-timeout: invalid duration "soon"/, 'durations are read when the provider is made');
-  t.throws(() => createProvider('x', 'adhoc', { allocate: 'true', 'retry-delay': '-1' }, ctx(t.testdir())), /backend x: retry-delay: must not be negative/);
-  t.doesNotThrow(() => createProvider('x', 'adhoc', { allocate: 'true', 'retry-delay': '100us', 'allocate-timeout': '1m30s', 'reboot-timeout': 90 }, ctx(t.testdir())));
+  await t.rejects(createProvider('x', 'nope', {}, ctx(t.testdir())), /backend x: type: unknown backend type "nope"/);
+  await t.rejects(createProvider('x', 'adhoc', {}, ctx(t.testdir())), /backend x: .*allocate/);
+  await t.rejects(createProvider('x', 'ssh', { hosts: [{ address: 'h', bogus: 1 }] }, ctx(t.testdir())), /hosts\.0/);
+  await t.rejects(createProvider('x', 'adhoc', { allocate: 'true', 'allocate-timeout': 'soon' }, ctx(t.testdir())), /backend x: allocate-timeout: invalid duration "soon"/, 'durations are read when the provider is made');
+  await t.rejects(createProvider('x', 'adhoc', { allocate: 'true', 'retry-delay': '-1' }, ctx(t.testdir())), /backend x: retry-delay: must not be negative/);
+  await t.resolves(createProvider('x', 'adhoc', { allocate: 'true', 'retry-delay': '100us', 'allocate-timeout': '1m30s', 'reboot-timeout': 90 }, ctx(t.testdir())));
 });
 
 t.test('killLiveGroups ends what a script left running in the background too (its bash gone, its output held open)', async (t) => {

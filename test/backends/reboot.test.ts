@@ -18,7 +18,7 @@ import { startSshd, writeRebootScript } from '../ssh/sshd.js';
 
 t.test('local: a reboot ends what the machine left running, nothing of another machine; so does discard', async (t) => {
   const dir = t.testdir();
-  const p = createProvider('local', 'local', {}, { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache') });
+  const p = await createProvider('local', 'local', {}, { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache') });
   const [a, b] = (await Promise.all([p.allocate({ name: 's' }), p.allocate({ name: 's' })])) as [Machine, Machine];
   // One daemon left the script's process group (setsid), one stayed in it.
   const start = 'setsid sleep 600 >/dev/null 2>&1 & echo $! > daemon; sleep 600 >/dev/null 2>&1 & echo $! > child; touch kept';
@@ -44,7 +44,7 @@ t.test('ssh and adhoc machines against a real sshd that restarts', async (t) => 
 
   await t.test('ssh: the wait for a new boot identity gives up after reboot-timeout', async (t) => {
     // `true` reboots nothing: the kernel's boot_id stays the same, as on a machine that ignored the request.
-    const p = createProvider('lab', 'ssh', { hosts: [host], 'reboot-command': 'true', 'reboot-timeout': '1s' }, ctx);
+    const p = await createProvider('lab', 'ssh', { hosts: [host], 'reboot-command': 'true', 'reboot-timeout': '1s' }, ctx);
     const m = await p.allocate({ name: 'debian-12' });
     const started = Date.now();
     await t.rejects(m.reboot({ timeout: 60_000 }), { code: 'FC_ERR_REBOOT', message: /^lab:debian-12 did not come back with a new boot identity within 1 s of its reboot \(last attempt: connected, boot identity unchanged\)$/ });
@@ -58,7 +58,7 @@ t.test('ssh and adhoc machines against a real sshd that restarts', async (t) => 
   await t.test('adhoc: the machine goes away, comes back with a new boot identity, the machine reconnects', async (t) => {
     // down half a second: back before the runner's fourth attempt (backoff 250 ms, 500 ms, 1 s)
     const { rebootCommand, bootIdCommand } = writeRebootScript(sshd, dir, 0.5);
-    const p = createProvider('cloud', 'adhoc', { allocate: `ADDRESS ${host.address}`, key: sshd.keyPath, 'reboot-command': rebootCommand, 'boot-id-command': bootIdCommand }, ctx);
+    const p = await createProvider('cloud', 'adhoc', { allocate: `ADDRESS ${host.address}`, key: sshd.keyPath, 'reboot-command': rebootCommand, 'boot-id-command': bootIdCommand }, ctx);
     const m = await p.allocate({ name: 'debian-12' });
     const bootBefore = readFileSync(join(dir, 'boot_id'), 'utf8');
     const sshdBefore = Number(readFileSync(sshd.pidFile, 'utf8'));
@@ -79,7 +79,7 @@ t.test('ssh and adhoc machines against a real sshd that restarts', async (t) => 
 
   await t.test('ssh: a machine that never comes back fails with FC_ERR_REBOOT and the last connection error', async (t) => {
     const { rebootCommand, bootIdCommand } = writeRebootScript(sshd, dir, 'forever');
-    const p = createProvider('lab', 'ssh', { hosts: [host], 'reboot-command': rebootCommand, 'boot-id-command': bootIdCommand }, ctx);
+    const p = await createProvider('lab', 'ssh', { hosts: [host], 'reboot-command': rebootCommand, 'boot-id-command': bootIdCommand }, ctx);
     const m = await p.allocate({ name: 'debian-12' });
     await t.rejects(m.reboot({ timeout: 3000 }), { code: 'FC_ERR_REBOOT', message: /did not come back with a new boot identity within 3 s .*cannot connect to 127\.0\.0\.1:\d+: connect ECONNREFUSED/ });
     await m.discard();

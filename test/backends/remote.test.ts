@@ -30,7 +30,7 @@ t.test('adhoc: a malformed address from the allocate script is the backend\'s al
   const dir = t.testdir();
   const ctx: BackendContext = { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache') };
   for (const address of ['a:b:c', 'host:port', '[::1', '127.0.0.1:70000', '127.0.0.1:0']) {
-    const p = createProvider('lab', 'adhoc', { allocate: `ADDRESS '${address}'` }, ctx);
+    const p = await createProvider('lab', 'adhoc', { allocate: `ADDRESS '${address}'` }, ctx);
     await t.rejects(p.allocate({ name: 'debian-12' }), {
       code: 'FC_ERR_UNAVAILABLE',
       message: `cannot allocate lab:debian-12: allocate script must print an address with ADDRESS <host[:port]>, not "${address}"`,
@@ -50,7 +50,7 @@ t.test('adhoc: allocate and discard past their kill-timeout are killed, and the 
     if (!ended) for (const pid of await started()) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
   });
   const ctx: BackendContext = { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache'), scriptTimeouts: { warn: 60_000, kill: 300 } };
-  const p = createProvider('adhoc', 'adhoc', { allocate: hang, discard: hang, 'allocate-timeout': '100ms' }, ctx);
+  const p = await createProvider('adhoc', 'adhoc', { allocate: hang, discard: hang, 'allocate-timeout': '100ms' }, ctx);
   const allocating = Date.now();
   await t.rejects(p.allocate({ name: 'x' }), /^cannot allocate adhoc:x: allocate script failed: kill-timeout reached: started$/);
   t.ok(Date.now() - allocating < 5000, 'killed at its kill-timeout');
@@ -67,7 +67,7 @@ t.test("adhoc: allocate and discard run with spread's fixed PATH and its SPREAD_
   const seen = join(dir, 'seen');
   const report = `path=$PATH backend=$SPREAD_BACKEND system=$SPREAD_SYSTEM user=[$SPREAD_SYSTEM_USERNAME] syspw=[$SPREAD_SYSTEM_PASSWORD] pw=\${SPREAD_PASSWORD:-unset} addr=[$SPREAD_SYSTEM_ADDRESS] deb=$DEBIAN_FRONTEND`;
   const ctx: BackendContext = { projectRoot: dir, remotePath: '/home/test', password: 'session-pw', stateDir: join(dir, 'cache') };
-  const p = createProvider('cloud', 'adhoc', { allocate: `FATAL "${report}"`, discard: `echo "${report}" > ${seen}` }, ctx);
+  const p = await createProvider('cloud', 'adhoc', { allocate: `FATAL "${report}"`, discard: `echo "${report}" > ${seen}` }, ctx);
   t.not(process.env.PATH, REMOTE_PATH, "the test's own PATH differs from spread's");
   await t.rejects(p.allocate({ name: 'ubuntu-24.04', username: 'admin' }), { message: `cannot allocate cloud:ubuntu-24.04: path=${REMOTE_PATH} backend=cloud system=ubuntu-24.04 user=[admin] syspw=[] pw=session-pw addr=[] deb=noninteractive` });
   await p.discard({ system: { name: 'ubuntu-24.04', password: 'own' }, address: '10.0.0.7:22' } as Machine);
@@ -83,7 +83,7 @@ t.test('adhoc: the wait for the SSH port has a deadline of its own after a slow 
   // allocate-timeout 3s: the first attempt uses up 1.5 s of it (a margin of 1.5 s for the
   // shells under load), the second prints the address
   const allocate = `echo x >> ${attempts}; if [ $(wc -l < ${attempts}) -eq 1 ]; then sleep 1.5; ERROR not yet; fi; ADDRESS 127.0.0.1:${port}`;
-  const p = createProvider('cloud', 'adhoc', { allocate, 'allocate-timeout': '3s', 'retry-delay': '10ms' }, ctx);
+  const p = await createProvider('cloud', 'adhoc', { allocate, 'allocate-timeout': '3s', 'retry-delay': '10ms' }, ctx);
   await t.rejects(p.allocate({ name: 'x' }), { message: /^127\.0\.0\.1:\d+ does not accept connections$/ });
   const failed = Date.now();
   const waiting = lines.find((l) => l.includes('Waiting for cloud:x to make SSH available'));
@@ -96,7 +96,7 @@ t.test('ssh: a reuse that cannot connect frees its host for the other workers', 
   const dir = t.testdir();
   const address = `127.0.0.1:${await freePort()}`; // nothing listens: every connection is refused
   const ctx: BackendContext = { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache') };
-  const p = createProvider('lab', 'ssh', { hosts: [{ address }], 'connect-retries': 0 }, ctx);
+  const p = await createProvider('lab', 'ssh', { hosts: [{ address }], 'connect-retries': 0 }, ctx);
   await t.rejects(p.reuse({ backend: 'lab', system: 'debian-12', address }, { name: 'debian-12' }));
   // a host left busy would make this wait until the signal aborts it (a timer that holds the
   // process open, unlike AbortSignal.timeout's)
@@ -127,7 +127,7 @@ t.test('ssh and adhoc backends against a real sshd', async (t) => {
   const lines: string[] = [];
 
   await t.test('ssh: a static host list, one machine per host at a time', async (t) => {
-    const p = createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${sshd.port}`, key: sshd.keyPath, systems: ['debian-12'] }] }, ctx);
+    const p = await createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${sshd.port}`, key: sshd.keyPath, systems: ['debian-12'] }] }, ctx);
     await t.rejects(p.allocate({ name: 'fedora' }), /no host serves system fedora/);
     const m = await p.allocate({ name: 'debian-12' });
     t.equal(m.name, 'lab:debian-12');
@@ -154,7 +154,7 @@ t.test('ssh and adhoc backends against a real sshd', async (t) => {
       `ADDRESS 127.0.0.1:${sshd.port}`,
     ].join('\n');
     const discard = `echo "discard $SPREAD_SYSTEM_ADDRESS" >> ${log}`;
-    const p = createProvider('adhoc', 'adhoc', { allocate, discard, key: sshd.keyPath, 'retry-delay': '50ms' }, { ...ctx, log: (l) => lines.push(l) });
+    const p = await createProvider('adhoc', 'adhoc', { allocate, discard, key: sshd.keyPath, 'retry-delay': '50ms' }, { ...ctx, log: (l) => lines.push(l) });
     const m = await p.allocate({ name: 'debian-12' });
     t.equal(m.name, 'adhoc:debian-12');
     t.equal(m.address, `127.0.0.1:${sshd.port}`);
@@ -170,24 +170,24 @@ t.test('ssh and adhoc backends against a real sshd', async (t) => {
     t.match(lines.join('\n'), new RegExp(`Waiting for adhoc:debian-12 to make SSH available at 127.0.0.1:${sshd.port}`));
 
     // `key` as the private key's text (spread's $(HOST: cat …) idiom, evaluated by the runner)
-    const pem = createProvider('adhoc', 'adhoc', { allocate: `ADDRESS 127.0.0.1:${sshd.port}`, key: (await readFile(sshd.keyPath, 'utf8')).trim() }, ctx);
+    const pem = await createProvider('adhoc', 'adhoc', { allocate: `ADDRESS 127.0.0.1:${sshd.port}`, key: (await readFile(sshd.keyPath, 'utf8')).trim() }, ctx);
     const viaPem = await pem.allocate({ name: 'debian-12' });
     t.equal((await viaPem.exec('echo pem', { cwd: '/', trace: false })).output, 'pem\n', 'a key given as its text');
     await viaPem.discard();
-    const missing = createProvider('adhoc', 'adhoc', { allocate: `ADDRESS 127.0.0.1:${sshd.port}`, key: 'keys/missing' }, ctx);
+    const missing = await createProvider('adhoc', 'adhoc', { allocate: `ADDRESS 127.0.0.1:${sshd.port}`, key: 'keys/missing' }, ctx);
     await t.rejects(missing.allocate({ name: 'debian-12' }), { code: 'FC_ERR_CONFIG', message: /no private key file .*keys\/missing/ });
 
-    const fatal = createProvider('adhoc', 'adhoc', { allocate: 'FATAL out of quota' }, ctx);
+    const fatal = await createProvider('adhoc', 'adhoc', { allocate: 'FATAL out of quota' }, ctx);
     await t.rejects(fatal.allocate({ name: 'x' }), /cannot allocate adhoc:x: out of quota/);
-    const silent = createProvider('adhoc', 'adhoc', { allocate: 'echo ADDRESS=1.2.3.4' }, ctx);
+    const silent = await createProvider('adhoc', 'adhoc', { allocate: 'echo ADDRESS=1.2.3.4' }, ctx);
     await t.rejects(silent.allocate({ name: 'x' }), /must print an address with ADDRESS/);
-    const failing = createProvider('adhoc', 'adhoc', { allocate: 'echo boom; exit 3', 'retry-delay': '20ms', 'allocate-timeout': '100ms' }, ctx);
+    const failing = await createProvider('adhoc', 'adhoc', { allocate: 'echo boom; exit 3', 'retry-delay': '20ms', 'allocate-timeout': '100ms' }, ctx);
     await t.rejects(failing.allocate({ name: 'x' }), /exit code 3: boom/);
   });
 
   await t.test('adhoc: a fixed address serves one machine of the run at a time, allocated or taken back', async (t) => {
     const address = `127.0.0.1:${sshd.port}`;
-    const p = createProvider('cloud', 'adhoc', { allocate: `ADDRESS ${address}`, key: sshd.keyPath }, ctx);
+    const p = await createProvider('cloud', 'adhoc', { allocate: `ADDRESS ${address}`, key: sshd.keyPath }, ctx);
     const a = await p.allocate({ name: 'a' });
     await t.rejects(p.allocate({ name: 'b' }), { code: 'FC_ERR_UNAVAILABLE', message: `cannot allocate cloud:b: the allocate script of backend cloud gave address ${address}, which machine cloud:a of this run holds (one machine serves one worker at a time)` });
     // a machine an earlier run kept at that address is not taken back onto it either
@@ -206,7 +206,7 @@ t.test('ssh and adhoc backends against a real sshd', async (t) => {
     const spellings = join(dir, 'spellings');
     const spell = async (...addresses: string[]): Promise<void> => writeFile(spellings, `${addresses.join('\n')}\n`);
     const allocate = `ADDRESS "$(head -n1 ${spellings})"; sed -i 1d ${spellings}`;
-    const p = createProvider('cloud', 'adhoc', { allocate, key: sshd.keyPath, 'allocate-timeout': '1s' }, ctx);
+    const p = await createProvider('cloud', 'adhoc', { allocate, key: sshd.keyPath, 'allocate-timeout': '1s' }, ctx);
     await spell(`127.0.0.1:${sshd.port}`, `127.1:${sshd.port}`);
     const a = await p.allocate({ name: 'a' });
     await refusedAllocation(t, p, `gave address 127.1:${sshd.port}, which machine cloud:a of this run holds`, 'an IPv4 shorthand of the held address');
@@ -222,7 +222,7 @@ t.test('ssh and adhoc backends against a real sshd', async (t) => {
   await t.test('adhoc: the address of a machine an earlier run kept (holdKept) goes to no allocation, also after a reuse that failed', async (t) => {
     const address = `127.0.0.1:${sshd.port}`;
     const discarded = join(dir, 'held-discarded');
-    const p = createProvider('cloud', 'adhoc', { allocate: `ADDRESS ${address}`, discard: `echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`, key: sshd.keyPath }, ctx);
+    const p = await createProvider('cloud', 'adhoc', { allocate: `ADDRESS ${address}`, discard: `echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`, key: sshd.keyPath }, ctx);
     const kept: MachineRecord = { backend: 'cloud', system: 'a', address };
     const refused = (message: string | RegExp, why: string): Promise<void> => refusedAllocation(t, p, message, why);
     p.holdKept?.([kept]);
@@ -243,7 +243,7 @@ t.test('ssh: two hosts of one address with their own port: are two machines, eac
   const [a, b] = [await startSshd(t, join(dir, 'a')), await startSshd(t, join(dir, 'b'))];
   const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache') };
   const hosts = [a, b].map((s) => ({ address: '127.0.0.1', port: s.port, key: s.keyPath }));
-  const p = createProvider('lab', 'ssh', { hosts }, ctx);
+  const p = await createProvider('lab', 'ssh', { hosts }, ctx);
   // the port sshd serves the session on: SSH_CONNECTION's fourth field
   const portOf = async (m: Machine): Promise<number> => Number((await m.exec('echo $SSH_CONNECTION', { cwd: '/', trace: false })).output.trim().split(' ')[3]);
   const m1 = await p.allocate({ name: 'debian-12' });
@@ -260,7 +260,7 @@ t.test('ssh: two hosts of one address with their own port: are two machines, eac
   p.keep?.(m3);
   await m3.close();
   // by a later run, as a kept machine is
-  const again = await createProvider('lab', 'ssh', { hosts }, ctx).reuse(m3.record(), { name: 'debian-12' });
+  const again = await (await createProvider('lab', 'ssh', { hosts }, ctx)).reuse(m3.record(), { name: 'debian-12' });
   t.equal(await portOf(again), b.port, 'a kept machine is taken back on its own host');
   await again.discard();
   await m1.discard();
@@ -271,7 +271,7 @@ async function oneHostProvider(t: Test): Promise<{ p: Provider; kept: MachineRec
   const dir = t.testdir();
   const sshd = await startSshd(t, join(dir, 'sshd'));
   const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache') };
-  const p = createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${sshd.port}`, key: sshd.keyPath }] }, ctx);
+  const p = await createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${sshd.port}`, key: sshd.keyPath }] }, ctx);
   return { p, kept: { backend: 'lab', system: 'a', address: `127.0.0.1:${sshd.port}` } };
 }
 
@@ -305,7 +305,7 @@ t.test('ssh: a host that cannot be reached is passed over for a free one, and no
   const lines: string[] = [];
   const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache'), log: (l) => lines.push(l) };
   // the host that is down comes first: the first free host is the one each allocation took
-  const p = createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${down}` }, { address: `127.0.0.1:${sshd.port}`, key: sshd.keyPath }], 'connect-retries': 0 }, ctx);
+  const p = await createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${down}` }, { address: `127.0.0.1:${sshd.port}`, key: sshd.keyPath }], 'connect-retries': 0 }, ctx);
   const m = await p.allocate({ name: 'debian-12' });
   t.equal(m.address, `127.0.0.1:${sshd.port}`, 'the machine is on the host that answers');
   t.match(lines.join('\n'), new RegExp(`Host 127\\.0\\.0\\.1:${down} of backend lab is passed over for the rest of the run: cannot connect to 127\\.0\\.0\\.1:${down}`));
@@ -328,7 +328,7 @@ t.test('ssh: a worker waiting for a host leaves one abort listener on the run\'s
   const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache') };
   const address = `127.0.0.1:${sshd.port}`;
   // one host per system, both on the test sshd: each release of b's host wakes the worker waiting for a's
-  const p = createProvider('lab', 'ssh', { hosts: [{ address, key: sshd.keyPath, systems: ['a'] }, { address: `localhost:${sshd.port}`, key: sshd.keyPath, systems: ['b'] }] }, ctx);
+  const p = await createProvider('lab', 'ssh', { hosts: [{ address, key: sshd.keyPath, systems: ['a'] }, { address: `localhost:${sshd.port}`, key: sshd.keyPath, systems: ['b'] }] }, ctx);
   const held = await p.allocate({ name: 'a' });
   const run = new AbortController();
   const waiting = p.allocate({ name: 'a' }, { signal: run.signal }).then(() => t.fail('the host of a was never released'), () => undefined);
@@ -388,7 +388,7 @@ async function relayedHost(t: Test): Promise<{ dir: string; relay: HalfOpenRelay
   const relay = await halfOpenRelay(t, sshd.port);
   const lines: string[] = [];
   const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache'), log: (l) => lines.push(l) };
-  const p = createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${relay.port}`, key: sshd.keyPath }], 'connect-retries': 0 }, ctx);
+  const p = await createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${relay.port}`, key: sshd.keyPath }], 'connect-retries': 0 }, ctx);
   return { dir, relay, p, lines };
 }
 

@@ -2,11 +2,12 @@
 // servers (fastify), the HTTP client (undici), the configuration's parsers (ajv, yaml), the
 // runner's SSH (ssh2), the AWS SDK, the packer (tar-stream). Each start of a one-shot command on a machine, and each
 // `--help`, paid for all of them. Nor does a multi-process cache's primary load the server
-// its workers run. The child logs every module Node loads; a chunk of the build stands for
-// the modules its source map names.
+// its workers run, nor a run on the local backend ssh2 (the runner forks itself for every
+// script, at a cost that grows with its RSS). The child logs every module Node loads; a
+// chunk of the build stands for the modules its source map names.
 import t from 'tap';
 import { execFile, spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cliArgs, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
@@ -93,4 +94,36 @@ t.test("a --workers cache's primary, which serves nothing, loads none of the ser
   t.same(serverIn(child.pid), [], 'the primary loads none of it');
   t.ok(packagesOf(loadedFiles(stderr)).has('fastify'), 'the workers load fastify');
   t.notOk(packagesOf(loadedFiles(stderr, child.pid)).has('fastify'), 'the primary does not');
+});
+
+/** A project at `dir` of one task on one backend (`backend`: its fields, lines of YAML). */
+function writeProject(dir: string, backend: string): void {
+  mkdirSync(join(dir, 'tests', 't1'), { recursive: true });
+  writeFileSync(join(dir, 'spread.yaml'), `project: small\npath: /home/small\nbackends:\n  machines:\n${backend}    systems:\n      - alpha-1:\n          workers: 1\nsuites:\n  tests/:\n    summary: tasks\n`);
+  writeFileSync(join(dir, 'tests', 't1', 'task.yaml'), 'summary: t1\nexecute: |\n  echo ok\n');
+}
+
+/** `fleetcache <command>` in `dir` with loadLogger's hook. */
+function inProject(logger: string, dir: string, command: string): Promise<{ out: string; files: string[] }> {
+  return new Promise((resolve) => {
+    // a failed run (the adhoc one's) is an answer too: what it loaded is asked all the same
+    execFile(process.execPath, ['--import', logger, ...cliArgs([command])], { cwd: dir, timeout: 60_000 }, (_err, stdout, stderr) => resolve({ out: `${stdout}\n${stderr}`, files: loadedFiles(stderr) }));
+  });
+}
+
+t.test('a run on the local backend, and list, load no ssh2; a run on a backend reached over SSH does', async (t) => {
+  const dir = t.testdir();
+  const logger = loadLogger(dir);
+  writeProject(join(dir, 'local'), '    type: local\n');
+  writeProject(join(dir, 'adhoc'), '    type: adhoc\n    allocate: FATAL no machines here\n');
+  const local = await inProject(logger, join(dir, 'local'), 'run');
+  t.match(local.out, /Successful tasks: 1\b/, 'the local run ran its task');
+  t.notOk(packagesOf(local.files).has('ssh2'), 'the local run loads no ssh2');
+  // list checks the backends' options (those of adhoc too) and creates none
+  const list = await inProject(logger, join(dir, 'adhoc'), 'list');
+  t.match(list.out, /t1/, 'list listed the task');
+  t.notOk(packagesOf(list.files).has('ssh2'), 'list loads no ssh2, even for an adhoc backend');
+  const adhoc = await inProject(logger, join(dir, 'adhoc'), 'run');
+  t.match(adhoc.out, /no machines here/, 'the adhoc run created its backend');
+  t.ok(packagesOf(adhoc.files).has('ssh2'), 'the adhoc run loads ssh2 (the check sees it)');
 });

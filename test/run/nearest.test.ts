@@ -23,7 +23,7 @@ t.test('cache URLs holding a quote, $( ), a space or a glob run nothing on the m
   const quoted = `${base}/q'$(id>${mark})'`;
   const globbed = `${base}/g[1-2]{a,b}`;
   const spaced = `${base}/s; touch ${mark}`;
-  const machines = createProvider('local', 'local', {}, { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'state') });
+  const machines = await createProvider('local', 'local', {}, { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'state') });
   const machine = await machines.allocate({ name: 'alpha-1' });
   t.teardown(() => machine.discard());
   const choice = await measuredOrder(machine, { origin: `${base}/origin`, regions: { a: { caches: [quoted] }, b: { caches: [globbed] }, c: { caches: [spaced] } } });
@@ -59,7 +59,7 @@ t.test("a cache URL's password is on no command line of the machine while it is 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
   const url = `http://cacheuser:${password}@127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const machines = createProvider('local', 'local', {}, { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'state') });
+  const machines = await createProvider('local', 'local', {}, { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'state') });
   const machine = await machines.allocate({ name: 'alpha-1' });
   t.teardown(() => machine.discard());
   const choice = await measuredOrder(machine, { origin: 'http://127.0.0.1:1', regions: { a: { caches: [url] } } });

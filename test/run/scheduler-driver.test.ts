@@ -77,7 +77,7 @@ t.test('load gate: a finished job wakes the worker waiting longest, one, not eve
 
 t.test('runWorkers over local machines: every job once, storm limit, load admission', async (t) => {
   const dir = t.testdir();
-  const provider = createProvider('b', 'local', {}, { projectRoot: dir, remotePath: '/p', password: 'x', stateDir: dir });
+  const provider = await createProvider('b', 'local', {}, { projectRoot: dir, remotePath: '/p', password: 'x', stateDir: dir });
   const all = jobs(['x', 'y'], 6);
   const q = new JobQueue(all, { seed: 9 });
   const plan = workerPlan(all, () => 3);
@@ -161,7 +161,7 @@ t.test('load admission: a low reading admits the machine\'s jobs of the next sec
 
 t.test('machines waiting for their load to drop stop waiting once their system has no job left: the run ends', async (t) => {
   const dir = t.testdir();
-  const provider = createProvider('b', 'local', {}, { projectRoot: dir, remotePath: '/p', password: 'x', stateDir: dir });
+  const provider = await createProvider('b', 'local', {}, { projectRoot: dir, remotePath: '/p', password: 'x', stateDir: dir });
   const all = jobs(['x'], 3);
   const q = new JobQueue(all, { seed: 3 });
   const ran: string[] = [];
@@ -197,7 +197,7 @@ t.test('machines waiting for their load to drop stop waiting once their system h
 
 t.test('a machine whose load was being read when its system\'s last job was taken stops waiting then, not once that job ends', async (t) => {
   const dir = t.testdir();
-  const provider = createProvider('b', 'local', {}, { projectRoot: dir, remotePath: '/p', password: 'x', stateDir: dir });
+  const provider = await createProvider('b', 'local', {}, { projectRoot: dir, remotePath: '/p', password: 'x', stateDir: dir });
   const q = new JobQueue(jobs(['x'], 1), { seed: 1 });
   const stopped: number[] = [];
   let secondStopped!: () => void;

@@ -36,7 +36,7 @@ t.test('the example project over two regions in network namespaces', async (t) =
   for (const url of [bed.originUrl, ...Object.values(bed.caches)]) t.match(url, /^http:\/\/10\.213\.\d+\.\d+:\d+$/);
 
   // A machine of the local backend with `netns:` runs its scripts in that namespace.
-  const provider = createProvider('local-a', 'local', { netns: bed.namespaces['region-a'] }, { projectRoot: dir, remotePath: '/home/t', password: 'pw', stateDir: join(dir, 'probe') });
+  const provider = await createProvider('local-a', 'local', { netns: bed.namespaces['region-a'] }, { projectRoot: dir, remotePath: '/home/t', password: 'pw', stateDir: join(dir, 'probe') });
   const machine = await provider.allocate({ name: 'probe' });
   const probe = await machine.exec('ip -4 -o addr show dev eth0', { trace: false });
   await machine.discard();
