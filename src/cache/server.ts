@@ -19,6 +19,7 @@ import { registerMirrorRoutes } from './mirror.js';
 import { registerNamespaceRoutes } from './namespace.js';
 import { registerPutRoutes } from './put.js';
 import { failureFields, newRequestId } from './serve.js';
+import { loggedPath } from '../redact-url.js';
 import { collectRoutes } from '../http/allowed-methods.js';
 import { BEARER_CHALLENGE } from '../http/auth.js';
 import { errorAnswer, isServerFault, requestError } from '../http/errors.js';
@@ -130,7 +131,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
     void reply.code(fe.status).type('application/json').header('x-cache', 'MISS').header('cache-control', 'no-store').send(JSON.stringify(errorAnswer(fe, req.id)));
   });
   app.setNotFoundHandler((req) => {
-    throw new NotFoundError(`no route for ${req.method} ${req.url.split('?')[0]}`);
+    throw new NotFoundError(`no route for ${req.method} ${loggedPath(req.url)}`);
   });
 
   // Bodies are never buffered by a parser, on any route (the PUTs stream request.raw), so
