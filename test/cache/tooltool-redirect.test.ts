@@ -305,6 +305,18 @@ t.test('a redirect target\'s blob: only the fields a blob\'s answer needs reach 
   }
 });
 
+/**
+ * A HEAD and a GET of `blobUrl` through a cache whose upstream bodies stall: the cache's body
+ * timeout is a minute, so an answer within 10 s is one that did not wait for them.
+ */
+async function answeredPastStalls(t: Test, blobUrl: string, body: Buffer, says: { readonly head: string; readonly get: string }): Promise<void> {
+  const head = await request(blobUrl, { method: 'HEAD', headersTimeout: 10_000 });
+  await head.body.dump();
+  t.equal(head.statusCode, 200, says.head);
+  const res = await request(blobUrl, { headersTimeout: 10_000 });
+  t.ok(Buffer.from(await res.body.arrayBuffer()).equals(body), says.get);
+}
+
 t.test('a redirect or a range-deaf target whose body announces more than is worth reading and stalls: cut at once, as undici\'s dump cuts it, never waited for', async (t) => {
   const { hex, body } = blob(4096);
   const stalled: ServerResponse[] = []; // answers that send part of their body, then nothing
@@ -323,12 +335,10 @@ t.test('a redirect or a range-deaf target whose body announces more than is wort
   // a tooltool server whose 302 announces a long page and stalls after its first line
   const tooltool = await listen(t, (req, res) => void stall(res, 302, { location: `${storage}/s3${req.url}` }, Buffer.from('<html>redirecting\n')));
   const { url } = await startCache(t, { upstream: tooltool }, t.testdir());
-  // the cache's body timeout is a minute: an answer in 10 s is one that did not wait for the stalled bodies
-  const head = await request(`${url}/sha512/${hex}`, { method: 'HEAD', headersTimeout: 10_000 });
-  await head.body.dump();
-  t.equal(head.statusCode, 200, 'a HEAD: the redirect followed past its stalled body, the target\'s first bytes read and the rest cut');
-  const res = await request(`${url}/sha512/${hex}`, { headersTimeout: 10_000 });
-  t.ok(Buffer.from(await res.body.arrayBuffer()).equals(body), 'a GET: the blob, the redirect\'s stalled body cut');
+  await answeredPastStalls(t, `${url}/sha512/${hex}`, body, {
+    head: 'a HEAD: the redirect followed past its stalled body, the target\'s first bytes read and the rest cut',
+    get: 'a GET: the blob, the redirect\'s stalled body cut',
+  });
 });
 
 t.test('a redirect whose body of unstated length (chunked) stalls after its first chunk: cut after a second, never waited for', async (t) => {
@@ -348,10 +358,8 @@ t.test('a redirect whose body of unstated length (chunked) stalls after its firs
     stalled.push(res);
   });
   const { url } = await startCache(t, { upstream: tooltool }, t.testdir());
-  // the cache's body timeout is a minute: an answer in 10 s is one that did not wait for the stalled body
-  const head = await request(`${url}/sha512/${hex}`, { method: 'HEAD', headersTimeout: 10_000 });
-  await head.body.dump();
-  t.equal(head.statusCode, 200, 'a HEAD: the redirect followed past its stalled chunked body');
-  const res = await request(`${url}/sha512/${hex}`, { headersTimeout: 10_000 });
-  t.ok(Buffer.from(await res.body.arrayBuffer()).equals(body), 'a GET: the blob, the redirect\'s stalled chunked body cut');
+  await answeredPastStalls(t, `${url}/sha512/${hex}`, body, {
+    head: 'a HEAD: the redirect followed past its stalled chunked body',
+    get: 'a GET: the blob, the redirect\'s stalled chunked body cut',
+  });
 });
