@@ -4,14 +4,32 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** True while `pid` runs, another user's included (EPERM). */
+/**
+ * The fields of Linux's /proc/PID/stat from the third (the state) on, or undefined where
+ * there is no such file (no such process, or no /proc).
+ */
+function statFieldsOf(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count from its closing one.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * True while `pid` runs, another user's included (EPERM). A zombie (state Z: exited, not yet
+ * reaped by its parent) does not: signal 0 still reaches its PID, but it runs nothing and holds
+ * nothing of what it left behind.
+ */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  return statFieldsOf(pid)?.[0] !== 'Z';
 }
 
 /**
@@ -20,13 +38,7 @@ export function isAlive(pid: number): boolean {
  * a PID and its start time are not (until a reboot, which ends the process anyway).
  */
 export function startTimeOf(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces and parentheses: count from its closing one.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
+  return statFieldsOf(pid)?.[19];
 }
 
 /** True while the process `pid` that started at `startTime` runs; without a start time, isAlive. */

@@ -85,7 +85,9 @@ export async function pullWithFallback(options: FallbackPullOptions): Promise<Fa
 /**
  * The attempts of every pass, one entry per URL in the order first tried, each distinct reason
  * once with how many times it was met: four passes over three caches and the origin read as
- * four entries, not sixteen.
+ * four entries, not sixteen. Each reason is quoted (a JSON string): a reason of its own may hold
+ * "; " or " / " (a server's message, errors joined), which then cannot be taken for the next
+ * URL's entry or reason.
  */
 function attemptsByUrl(attempts: readonly Attempt[]): string {
   const reasons = new Map<string, Map<string, number>>();
@@ -94,7 +96,7 @@ function attemptsByUrl(attempts: readonly Attempt[]): string {
     ofUrl.set(error, (ofUrl.get(error) ?? 0) + 1);
     reasons.set(url, ofUrl);
   }
-  const counted = (reason: string, times: number): string => (times > 1 ? `${reason} (${times} times)` : reason);
+  const counted = (reason: string, times: number): string => `${JSON.stringify(reason)}${times > 1 ? ` (${times} times)` : ''}`;
   return [...reasons].map(([url, ofUrl]) => `${url}: ${[...ofUrl].map(([reason, times]) => counted(reason, times)).join(' / ')}`).join('; ');
 }
 

@@ -1,0 +1,36 @@
+// Whether a process runs, for the records a process killed outright leaves behind: a zombie
+// (exited, not reaped by its parent) runs no more than a process that is gone.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { isAlive, isRunning, removeLeftoversOfDeadPids, startTimeOf } from '../src/pid-alive.js';
+import { stopWithTest } from './helpers/processes.js';
+import { eventually } from './helpers/wait.js';
+import { running } from './ssh/leaving-script.js';
+
+t.test('a zombie is not alive: its PID answers signal 0, but it runs nothing', async (t) => {
+  // sh starts a sleep in the background and prints its PID, then becomes a sleep (exec) that
+  // never reaps a child: the first sleep, killed once the exec is done, stays a zombie
+  const parent = spawn('sh', ['-c', 'sleep 30 & echo $!; exec sleep 31'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  stopWithTest(t, parent, 'SIGKILL');
+  const line = await new Promise<string>((resolve) => parent.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString())));
+  const zombie = Number(line.trim());
+  // the first sleep, should the test end before it is killed
+  t.teardown(() => void (running(zombie) && process.kill(zombie, 'SIGKILL')));
+  await eventually('sh becomes the sleep', () => readFileSync(`/proc/${parent.pid}/cmdline`, 'utf8') === 'sleep\u000031\u0000');
+  process.kill(zombie, 'SIGKILL');
+  // not running (a zombie, by /proc), yet its /proc entry stays: not reaped
+  await eventually(`process ${zombie} ends unreaped`, () => !running(zombie) && existsSync(`/proc/${zombie}`));
+  t.doesNotThrow(() => process.kill(zombie, 0), 'signal 0 still reaches its PID');
+  t.notOk(isAlive(zombie), 'not alive');
+  t.notOk(isRunning(zombie, startTimeOf(zombie)), 'not running, with its own start time');
+  t.ok(isAlive(parent.pid!), 'its parent, asleep, is alive');
+
+  const dir = t.testdir();
+  mkdirSync(join(dir, String(zombie)));
+  mkdirSync(join(dir, String(parent.pid)));
+  removeLeftoversOfDeadPids(dir, Number);
+  t.notOk(existsSync(join(dir, String(zombie))), 'what the zombie left is removed');
+  t.ok(existsSync(join(dir, String(parent.pid))), 'what a live process left is kept');
+});
