@@ -1,7 +1,7 @@
 // spread's command line spells long flags with one dash; commander wants two.
 
 /** Long flags spelt with one dash as spread spells them (fleetcache's own -order, -fleet and -data too) that take no value... */
-const BOOLEAN_FLAGS = ['vv', 'abend', 'reuse', 'resend', 'discard', 'restore', 'list', 'order', 'debug', 'shell', 'shell-before', 'shell-after', 'gc'];
+const BOOLEAN_FLAGS = ['vv', 'abend', 'reuse', 'resend', 'discard', 'restore', 'list', 'order', 'debug', 'shell', 'shell-before', 'shell-after', 'gc', 'report'];
 /** ...and those that take one. */
 const VALUE_FLAGS = ['seed', 'artifacts', 'fleet', 'data', 'repeat', 'pass', 'reuse-pid'];
 /** A boolean flag given a value (-reuse=true), with one dash or two. */

@@ -96,6 +96,8 @@ t.test("spread's process-bound flags are refused with what to use instead", asyn
     [['-reuse-pid=123'], /does not support -reuse-pid\b.*-reuse/s],
     [['-reuse-pid', '123', '-discard'], /does not support -reuse-pid\b/],
     [['-gc'], /does not support -gc\b.*-discard/s],
+    [['-report'], /does not support -report\b.*spread_report\.xml.*--fail-logs DIR/s],
+    [['-report=true', 'tests/'], /does not support -report\b/],
   ];
   for (const [args, message] of cases) {
     const { code, stderr } = await runCli(normaliseSpreadFlags(['run', ...args]));
