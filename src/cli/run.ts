@@ -34,12 +34,14 @@ interface RunFlags {
   shellAfter?: boolean;
   reusePid?: string;
   gc?: boolean;
+  report?: boolean;
 }
 
 /** spread flags fleetcache cannot honour: each with why, and what to use instead. */
 const UNSUPPORTED: Array<[keyof RunFlags, string, string]> = [
   ['reusePid', 'reuse-pid', "the machines of a run that was killed are on record in its data directory, and -discard releases them whichever runner process kept them. Use -reuse to keep a run's machines and take them back in the next -reuse run"],
   ['gc', 'gc', 'there are no leftover backend resources to collect: every run discards its machines at the end. Use -discard to release machines kept with -reuse'],
+  ['report', 'report', "it writes no spread_report.xml or spread_report.json. The summary at the end lists every failed and aborted job, and --fail-logs DIR keeps the output of each failed one"],
 ];
 
 function refuseUnsupported(flags: RunFlags): void {
@@ -106,7 +108,8 @@ export function registerRun(program: Command): void {
     .option('--shell-after', "open a shell on the machine after each task's execute script, and after a script fails (spread -shell-after)")
     .addOption(new Option('--reuse-pid <pid>').hideHelp())
     .addOption(new Option('--gc').hideHelp())
-    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -reuse, -resend, -discard, -restore, -vv, -list, -debug, -shell, -shell-before, -shell-after) are accepted too, and so are -order, -fleet and -data; -reuse-pid and -gc are refused with what to use instead.\nShells (--debug, --shell, --shell-before, --shell-after) run bash on the machine with the job's environment in the directory its scripts run in (the task's; the project's for a project or backend script), one at a time, on this terminal: interactive when stdin is a terminal (a pty over SSH), else reading commands from stdin. The run goes on when the shell exits; the other machines go on meanwhile, their log lines held until it closes.\nExit status: 0 when every job succeeded, 1 when any failed or aborted; other errors use fleetcache's codes (2 command line, 3 spread.yaml or selection, 6 network, ...; docs/errors.md), where spread ends them all with 1.")
+    .addOption(new Option('--report').hideHelp())
+    .addHelpText('after', "\nspread's single-dash spellings (-seed=N, -artifacts DIR, -repeat N, -abend, -pass P, -reuse, -resend, -discard, -restore, -vv, -list, -debug, -shell, -shell-before, -shell-after, -help) are accepted too, a boolean one with a value as Go takes it (-reuse=true, -v=false), and so are -order, -fleet and -data; -reuse-pid, -gc and -report are refused with what to use instead.\nShells (--debug, --shell, --shell-before, --shell-after) run bash on the machine with the job's environment in the directory its scripts run in (the task's; the project's for a project or backend script), one at a time, on this terminal: interactive when stdin is a terminal (a pty over SSH), else reading commands from stdin. The run goes on when the shell exits; the other machines go on meanwhile, their log lines held until it closes.\nExit status: 0 when every job succeeded, 1 when any failed or aborted; other errors use fleetcache's codes (2 command line, 3 spread.yaml or selection, 6 network, ...; docs/errors.md), where spread ends them all with 1.")
     .action(async (filters: string[], flags: RunFlags) => {
       refuseModeMix(flags);
       refuseUnsupported(flags);

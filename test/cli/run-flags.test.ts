@@ -17,6 +17,24 @@ t.test("spread's spellings", async (t) => {
   t.same(normaliseSpreadFlags(['run', '-reuse=maybe']), ['run', '--reuse=maybe'], 'any other value is left for commander to refuse');
 });
 
+t.test("spread's -v takes a value and a second dash as Go's flag package does; -help is the help", async (t) => {
+  t.same(normaliseSpreadFlags(['run', '-v=true', '--v', '-v=false', '--v=1', 'tests/']), ['run', '-v', '-v', '-v', 'tests/']);
+  const cwd = process.cwd();
+  process.chdir(join(REPO_ROOT, 'examples/fleet-demo'));
+  try {
+    for (const flag of ['-v=true', '-v=false', '--v']) {
+      const res = await runCli(normaliseSpreadFlags(['run', flag, '-list']));
+      t.equal(res.code, 0, `${flag}: ${res.stderr}`);
+      t.match(res.stdout, /^local:/, flag);
+    }
+  } finally {
+    process.chdir(cwd);
+  }
+  const help = await runCli(normaliseSpreadFlags(['run', '-help']));
+  t.equal(help.code, 0, help.stderr);
+  t.match(help.stdout, /^Usage: fleetcache run /);
+});
+
 t.test('a bad --repeat is a usage error', async (t) => {
   const { code, stderr } = await runCli(['run', '--repeat', 'lots']);
   t.equal(code, EXIT.usage);
@@ -78,6 +96,8 @@ t.test("spread's process-bound flags are refused with what to use instead", asyn
     [['-reuse-pid=123'], /does not support -reuse-pid\b.*-reuse/s],
     [['-reuse-pid', '123', '-discard'], /does not support -reuse-pid\b/],
     [['-gc'], /does not support -gc\b.*-discard/s],
+    [['-report'], /does not support -report\b.*spread_report\.xml.*--fail-logs DIR/s],
+    [['-report=true', 'tests/'], /does not support -report\b/],
   ];
   for (const [args, message] of cases) {
     const { code, stderr } = await runCli(normaliseSpreadFlags(['run', ...args]));
