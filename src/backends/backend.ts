@@ -40,6 +40,12 @@ export interface ExecOptions {
    * stopJob, the script's processes carry it, and stopJob kills those still running.
    */
   job?: string;
+  /**
+   * With `job`: the script is the job's last. On machines that have stopJob, one that exits
+   * 0 then kills what the job left, as stopJob would, within the script's kill timeout
+   * (ExecResult.jobStopped says so): the job needs no stopJob after it.
+   */
+  endsJob?: boolean;
 }
 
 export interface ExecResult {
@@ -48,6 +54,8 @@ export interface ExecResult {
   output: string;
   /** True when the script was killed by the kill timeout or the signal. */
   killed: boolean;
+  /** True when the script (ExecOptions.endsJob) killed what its job left running. */
+  jobStopped?: boolean;
 }
 
 /** An interactive shell on the machine (spread's -shell, -debug, ...). */

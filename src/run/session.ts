@@ -90,6 +90,8 @@ export class MachineSession {
   #executeFailed = false;
   /** The token the current job's scripts run with (ExecOptions.job): what they leave running is killed at its end. */
   #jobMark: string | undefined;
+  /** A script of the current job ran with its token, and what it left is not known to be killed yet (see #stopJob). */
+  #jobLeftovers = false;
 
   /** `label` names the machine in log lines (default its name, spread's `backend:system`). */
   constructor(ctx: SessionContext, machine: Machine, label = machine.name) {
@@ -136,13 +138,19 @@ export class MachineSession {
     await this.#ctx.shell?.open(this.machine, message, this.#env(job), cwd, this.#ctx.stop);
   }
 
-  /** Runs a script with the timeouts of its level, rebooting as it asks. */
-  async #exec(job: Job, level: ScriptLevel, script: string, context: string, cwd: string): Promise<ScriptRun> {
+  /**
+   * Runs a script with the timeouts of its level, rebooting as it asks. `endsJob`: the job's
+   * last script, which kills what the job left when it passes (ExecOptions.endsJob).
+   */
+  async #exec(job: Job, level: ScriptLevel, script: string, context: string, cwd: string, endsJob = false): Promise<ScriptRun> {
     const { log } = this.#ctx;
     const { warn, kill } = scriptTimeouts(job, this.#ctx.project, level);
     // spread's client names a running script machine first (its c.job, `label (context)`) in
     // the lines it prints meanwhile, unlike the runner's `Executing context (label)` lines
     const running = `${this.label} (${context})`;
+    // the job's own scripts: not the project's, backend's or suite's, whose daemons may serve the jobs after it
+    const marked = level === 'task' && this.#jobMark !== undefined;
+    if (marked) this.#jobLeftovers = true;
     let res: ScriptRun;
     try {
       res = await execWithReboots(this.machine, script, {
@@ -154,8 +162,7 @@ export class MachineSession {
         ...(log.verbose > 1 ? { onOutput: (chunk: string) => log.output(chunk) } : {}),
         describe: running,
         log: (line) => log.line(line),
-        // the job's own scripts: not the project's, backend's or suite's, whose daemons may serve the jobs after it
-        ...(level === 'task' && this.#jobMark ? { job: this.#jobMark } : {}),
+        ...(marked ? { job: this.#jobMark, ...(endsJob ? { endsJob } : {}) } : {}),
         ...(this.#ctx.stop ? { signal: this.#ctx.stop } : {}),
       });
     } catch (err) {
@@ -167,14 +174,16 @@ export class MachineSession {
       return { exitCode: -1, output, killed: false, failure: `error: ${errorMessage(err)}` };
     }
     if (res.lost) this.#lost = this.#broken = true;
+    if (res.jobStopped) this.#jobLeftovers = false;
     return res;
   }
 
   /**
    * Runs a script; on failure prints its output and the matching debug output, tallies,
-   * returns false. Shells open around it as spread's run() opens them (shell.ts).
+   * returns false. Shells open around it as spread's run() opens them (shell.ts). `endsJob`:
+   * the script is the job's last (#exec); its debug script, run when it fails, is not.
    */
-  async #step(job: Job, level: ScriptLevel, script: string, context: string, verb: 'Preparing' | 'Executing' | 'Restoring', failure: FailureKind | 'execute', cwd: string, debug: string): Promise<boolean> {
+  async #step(job: Job, level: ScriptLevel, script: string, context: string, verb: 'Preparing' | 'Executing' | 'Restoring', failure: FailureKind | 'execute', cwd: string, debug: string, endsJob = false): Promise<boolean> {
     // After a lost machine the scripts still due are not run (nor tallied): nothing can run them.
     // Nor after an interrupt or -abend, and a script an interrupt killed is no failure of its own (the job is aborted).
     if (this.#lost || this.#halted) return false;
@@ -189,7 +198,7 @@ export class MachineSession {
       // -shell: the shell stands for the execute script, and the task counts as successful
       if (modes.shell) return true;
     }
-    const res = await this.#exec(job, level, script, context, cwd);
+    const res = await this.#exec(job, level, script, context, cwd, endsJob);
     if (this.#stopped) return false;
     if (res.exitCode === 0) {
       if (executing && modes.after) await this.#shell(job, cwd, `Starting shell after executing ${job.name}...`);
@@ -223,6 +232,7 @@ export class MachineSession {
   /** Runs one job; false when the machine must not take more jobs. */
   async run(job: Job): Promise<boolean> {
     this.#jobMark = randomUUID();
+    this.#jobLeftovers = false;
     try {
       return await this.#run(job);
     } finally {
@@ -235,12 +245,13 @@ export class MachineSession {
   /**
    * Kills what the job's scripts left running (a `cmd &`, a daemon), where the machine can
    * tell them apart: not after an interrupt (the machine is discarded) or an -abend (kept
-   * for inspection as it is), nor on a machine that did not come back from a reboot.
+   * for inspection as it is), nor on a machine that did not come back from a reboot. Not
+   * when no script of the job ran, or when its last one killed them already (#exec).
    */
   async #stopJob(): Promise<void> {
     const mark = this.#jobMark;
     this.#jobMark = undefined;
-    if (mark === undefined || this.#lost || this.#halted || !this.machine.stopJob) return;
+    if (mark === undefined || !this.#jobLeftovers || this.#lost || this.#halted || !this.machine.stopJob) return;
     // one that cannot be reached now is reached again when it is discarded, one an interrupt cut is not (SshMachine.stopJob)
     await this.machine.stopJob(mark, this.#ctx.stop).catch(() => undefined);
   }
@@ -326,8 +337,10 @@ export class MachineSession {
           tally.artifactsLost.push(summaryItem(job.name));
         });
       }
-      // the job's debug ran already if its prepare or execute failed: spread runs it once per job
-      const restored = await this.#step(job, 'task', jobRestore(job, project), job.name, 'Restoring', 'task restore', this.#taskDir(job), ok ? debug : '');
+      // the job's debug ran already if its prepare or execute failed: spread runs it once per job;
+      // the restore of the last round (-repeat), or of a failed one, is the job's last script
+      const last = !ok || round === rounds;
+      const restored = await this.#step(job, 'task', jobRestore(job, project), job.name, 'Restoring', 'task restore', this.#taskDir(job), ok ? debug : '', last);
       if (!restored) {
         this.#broken = true;
         return false;
@@ -348,7 +361,7 @@ export class MachineSession {
     this.#last = job;
     this.#suite = job.suite.name;
     const runs = !this.#halted;
-    const restored = await this.#step(job, 'task', jobRestore(job, this.#ctx.project), job.name, 'Restoring', 'task restore', this.#taskDir(job), jobDebug(job, this.#ctx.project));
+    const restored = await this.#step(job, 'task', jobRestore(job, this.#ctx.project), job.name, 'Restoring', 'task restore', this.#taskDir(job), jobDebug(job, this.#ctx.project), true);
     // not run (-abend elsewhere) or killed by an interrupt: aborted
     if (!restored && (!runs || this.#stopped)) return this.#abort(job);
     if (!restored) this.#broken = true;

@@ -235,7 +235,9 @@ export class SshClient implements Executor {
   exec(script: string, o: ExecOptions = {}): Promise<ExecResult> {
     const token = scriptToken();
     // its processes end with the channel, dropped or closed (script-guard.ts)
-    const text = guardScript(renderScript(script, { dir: this.#path(o.cwd ?? '.'), env: o.env, trace: o.trace, fixedPath: true, sudo: this.#sudo !== '' }), token);
+    // the job's last script kills what the job left once it passed (script-guard.ts)
+    const endJob = o.endsJob ? o.job : undefined;
+    const text = guardScript(renderScript(script, { dir: this.#path(o.cwd ?? '.'), env: o.env, trace: o.trace, fixedPath: true, sudo: this.#sudo !== '' }), token, endJob);
     const out = new OutputBuffer();
     let ch: ClientChannel | undefined;
     let pid: number | undefined;
@@ -292,7 +294,7 @@ export class SshClient implements Executor {
             this.#lost.add(token);
             return fail(new ScriptLostError('remote command exited without exit status or exit signal (the connection to the machine was lost)', out.text()));
           }
-          done({ exitCode: code, output: out.text(), killed: false });
+          done({ exitCode: code, output: out.text(), killed: false, ...(endJob !== undefined && code === 0 ? { jobStopped: true } : {}) });
         });
         // stdin stays open: its end stops the script (script-guard.ts)
         opened.write(text);

@@ -66,14 +66,18 @@ export function guardedShell(token: string, sudo: string, job?: string): string 
  * and whose first line is the script's (so bash's line numbers in errors stay the script's).
  * The script runs in the background; the watcher waits for the end of stdin, then sweeps
  * the token and kills its own process group; the script's exit status is the wrapper's.
+ * With `endJob` (the job's last script, ExecOptions.endsJob), a script that exits 0 is
+ * followed by its job's sweep (sweepJob's), which saves the job a command of its own: not
+ * one that failed, whose debug script and shell must find what it left as it left it.
  */
-export function guardScript(script: string, token: string): string {
+export function guardScript(script: string, token: string, endJob?: string): string {
   return [
     `{ ( ${script}) & job=$!`,
     SWEEP,
     `( read -r _ || :; fleetcache_sweep ${SCRIPT_MARK}=${token}; kill -KILL 0 ) <&0 >/dev/null 2>&1 & watch=$!`,
     'wait "$job"; code=$?',
     'kill "$watch" 2>/dev/null',
+    ...(endJob === undefined ? [] : [`[ "$code" != 0 ] || fleetcache_sweep ${shellQuote(`${JOB_MARK}=${endJob}`)}`]),
     'exit "$code"; }',
     '',
   ].join('\n');

@@ -14,6 +14,7 @@ import { runProject } from '../../src/run/runner.js';
 import { REPO_ROOT } from '../helpers/processes.js';
 import { sudoUser, sudoUserMissing } from '../helpers/sudo-user.js';
 import { startSshd } from '../ssh/sshd.js';
+import { leavingScript, leftPids, running } from '../ssh/leaving-script.js';
 
 /** A user of the test's own (see sudoUser) and a real sshd it logs in to, in a new directory `base`. */
 async function sshdForNewUser(t: Test): Promise<{ user: string; base: string; sshd: Awaited<ReturnType<typeof startSshd>> }> {
@@ -37,9 +38,11 @@ t.test('the example project over ssh as a user that is not root', { skip: sudoUs
     join(dir, 'spread.yaml'),
     `project: fleet-demo\npath: ${remote}\nenvironment:\n  GREETING: hello\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${join(base, 'sshd', 'client_key')}\n    systems:\n      - debian-12:\n          region: region-a\n          username: ${user}\nsuites:\n  tests/:\n    summary: over ssh, not as root\n`,
   );
-  // spread unsets what sudo sets: a task sees root's environment, not the user it came through
+  // spread unsets what sudo sets: a task sees root's environment, not the user it came through;
+  // what it leaves running is killed at the end of its restore, which runs through sudo too
+  const left = join(base, 'left.pids');
   await mkdir(join(dir, 'tests', 'sudo-env'));
-  await writeFile(join(dir, 'tests', 'sudo-env', 'task.yaml'), 'summary: no trace of sudo\nexecute: |\n  test "$(id -u)" = 0\n  env | NOMATCH "^SUDO_"\n');
+  await writeFile(join(dir, 'tests', 'sudo-env', 'task.yaml'), `summary: no trace of sudo\nexecute: |\n  test "$(id -u)" = 0\n  env | NOMATCH "^SUDO_"\n  ${leavingScript(left)}\nrestore: echo restored\n`);
   let out = '';
   const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
   if (!result.tally.ok) t.comment(out);
@@ -47,6 +50,7 @@ t.test('the example project over ssh as a user that is not root', { skip: sudoUs
   t.equal(result.tally.successful, 5);
   t.equal(result.pulls.length, 1, 'the project pulled once');
   t.equal((await stat(remote)).uid, 0, "the project's tree is root's, as spread's sudo -i tar x leaves it");
+  t.notOk(leftPids(t, left).some(running), 'what the task left running is killed, what left its process group too');
 });
 
 t.test('a project path that is the login user\'s home directory is not emptied: the machine is refused, the home kept', { skip: sudoUserMissing() }, async (t) => {

@@ -2,7 +2,7 @@
 // and authorized client key, stopped by its PID in teardown (and the PID in its PidFile,
 // for tests that restart it).
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -27,6 +27,8 @@ export interface Sshd {
   /** Its sshd_config and PidFile: a restarted sshd (`sshd -f config`) is stopped too. */
   config: string;
   pidFile: string;
+  /** Its log, at VERBOSE level (with `log: true`; undefined: no log is kept). */
+  logFile: string | undefined;
 }
 
 interface Teardown {
@@ -35,9 +37,9 @@ interface Teardown {
 
 /**
  * Starts sshd with its files under `<base>/sshd` (pass the test's one t.testdir(): a second call wipes it); `sftp: false`: no SFTP subsystem;
- * `hostKeyTypes`: host keys it has beside its ed25519 one (e.g. `rsa`).
+ * `hostKeyTypes`: host keys it has beside its ed25519 one (e.g. `rsa`); `log`: a log of every session it starts (commandSessions).
  */
-export async function startSshd(t: Teardown, base: string, options: { sftp?: boolean; hostKeyTypes?: string[] } = {}): Promise<Sshd> {
+export async function startSshd(t: Teardown, base: string, options: { sftp?: boolean; hostKeyTypes?: string[]; log?: boolean } = {}): Promise<Sshd> {
   const dir = resolve(base, 'sshd');
   mkdirSync(dir, { recursive: true });
   mkdirSync('/run/sshd', { recursive: true }); // sshd's privilege separation directory
@@ -47,6 +49,7 @@ export async function startSshd(t: Teardown, base: string, options: { sftp?: boo
   copyFileSync(join(dir, 'client_key.pub'), join(dir, 'authorized_keys'));
   const port = await freePort();
   const config = join(dir, 'sshd_config');
+  const logFile = options.log ? join(dir, 'sshd.log') : undefined;
   // Outside the testdir: tap removes that before teardowns run, which read this file.
   const pidFile = join(tmpdir(), `fleetcache-test-sshd-${process.pid}-${port}.pid`);
   writeFileSync(
@@ -70,11 +73,12 @@ export async function startSshd(t: Teardown, base: string, options: { sftp?: boo
       'SetEnv SHLVL=1',
       'MaxSessions 50',
       'MaxStartups 50',
-      'LogLevel ERROR',
+      // VERBOSE: a line for each session, which commandSessions counts
+      `LogLevel ${logFile ? 'VERBOSE' : 'ERROR'}`,
       '',
     ].join('\n'),
   );
-  const child = spawn('/usr/sbin/sshd', ['-D', '-f', config, '-e'], { stdio: 'ignore' });
+  const child = spawn('/usr/sbin/sshd', ['-D', '-f', config, ...(logFile ? ['-E', logFile] : ['-e'])], { stdio: 'ignore' });
   const pid = child.pid!;
   const stop = () => {
     let restarted: number | undefined;
@@ -103,7 +107,15 @@ export async function startSshd(t: Teardown, base: string, options: { sftp?: boo
     forget();
   });
   await waitForPort('127.0.0.1', port, 10_000);
-  return { host: '127.0.0.1', port, pid, keyPath: join(dir, 'client_key'), key: readFileSync(join(dir, 'client_key'), 'utf8'), hostKeyFile: join(dir, 'host_key.pub'), hostKeyFiles: new Map([...hostKeys].map(([type, file]) => [type, `${file}.pub`])), config, pidFile };
+  return { host: '127.0.0.1', port, pid, keyPath: join(dir, 'client_key'), key: readFileSync(join(dir, 'client_key'), 'utf8'), hostKeyFile: join(dir, 'host_key.pub'), hostKeyFiles: new Map([...hostKeys].map(([type, file]) => [type, `${file}.pub`])), config, pidFile, logFile };
+}
+
+/** How many commands (exec sessions: not SFTP, not shells) the sshd started with `log: true` ran so far. */
+export function commandSessions(sshd: Sshd): number {
+  if (!sshd.logFile) throw new Error('commandSessions: the sshd was started without log: true');
+  const log = existsSync(sshd.logFile) ? readFileSync(sshd.logFile, 'utf8') : '';
+  // OpenSSH's session.c: verbose("Starting session: %s%s%s for %s from ...", "command", ...)
+  return log.split('\n').filter((line) => line.includes('Starting session: command ')).length;
 }
 
 /** `ssh-keygen -lf FILE`'s fingerprint of a public key file (`SHA256:...`, its second field). */
