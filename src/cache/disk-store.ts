@@ -31,6 +31,7 @@ import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { CachePolicyObject } from 'http-cache-semantics';
 import type { FastifyBaseLogger as Logger } from 'fastify';
+import type { SettingPlace } from '../config/load.js';
 import { formatBytes } from '../config/units.js';
 import { etagOf, IMMUTABLE_CACHE_CONTROL } from '../http/blob-reply.js';
 import { mapLimit } from '../map-limit.js';
@@ -278,6 +279,8 @@ interface DiskStoreOptions {
   readonly peer?: StorePeer;
   /** Set in the primary: told of every eviction (workers drop their copies). */
   readonly onEvicted?: (id: string) => void;
+  /** Where maxSize was set, named by open's refusal of a budget too small; default "maxSize". */
+  readonly maxSizeSetting?: SettingPlace | undefined;
 }
 
 export class DiskStore {
@@ -288,6 +291,7 @@ export class DiskStore {
   /** The data filesystem's block: the unit of what an entry costs (see footprint), read at open. */
   #block = DEFAULT_BLOCK;
   #peer: StorePeer | undefined;
+  #maxSizeSetting: SettingPlace | undefined;
   /** Set while dropping an entry the primary evicted (nothing to unlink or report). */
   #forgetting = false;
   #fullUntil = 0;
@@ -324,6 +328,7 @@ export class DiskStore {
     this.maxSize = maxSize;
     this.#log = log;
     this.#peer = options.peer;
+    this.#maxSizeSetting = options.maxSizeSetting;
     const onEvicted = options.onEvicted;
     this.#lru = new LRUCache<string, Entry>({
       maxSize,
@@ -570,11 +575,7 @@ export class DiskStore {
     await rm(path.join(this.dir, 'tmp'), { recursive: true, force: true });
     await mkdir(path.join(this.dir, 'tmp'), { recursive: true });
     this.#readBlock(); // before anything is indexed: each entry is charged in its blocks once, when set
-    // a budget below a name's or mirror entry's least footprint (a block for its body, one for its sidecar) would hold nothing, silently
-    const least = this.footprint(httpId(''), 0, 1);
-    if (this.maxSize < least) {
-      throw new ConfigError(`maxSize (--max-size): ${this.maxSize} bytes holds nothing; at least ${least} bytes (two blocks of ${this.#block} bytes, the block of the filesystem holding ${this.dir}: an object's body and its headers file)`, undefined, undefined, 'maxSize');
-    }
+    this.#checkMaxSize();
     const list = (rel: string): string[] => {
       try {
         return readdirSync(path.join(this.dir, rel));
@@ -1098,6 +1099,19 @@ export class DiskStore {
    */
   footprint(id: string, size: number, sidecar: number | undefined): number {
     return this.#blocks(size) + (isCasId(id) ? 0 : this.#blocks(sidecar ?? 1));
+  }
+
+  /**
+   * Refuses a budget below a name's or mirror entry's least footprint (a block for its body,
+   * one for its sidecar): such entries would never be kept, silently. One block holds a
+   * blob of a block at most; less holds nothing.
+   */
+  #checkMaxSize(): void {
+    const least = this.footprint(httpId(''), 0, 1);
+    if (this.maxSize >= least) return;
+    const { place, field, file, line } = this.#maxSizeSetting ?? { place: 'maxSize', field: 'maxSize' };
+    const holds = this.maxSize < this.#block ? 'nothing (an object takes a block at least)' : `one blob of at most ${this.#block} bytes, and no name or mirror entry (a block for its body, one for its headers file)`;
+    throw new ConfigError(`${place}: ${this.maxSize} bytes would hold ${holds}; give at least ${least} bytes (two blocks of ${this.#block} bytes, the block of the filesystem holding ${this.dir})`, file, line, field);
   }
 
   /** The bytes of the sidecar of the http entry `id` on disk, if there (a blocking stat: at start only). */
