@@ -313,6 +313,8 @@ export class DiskStore {
   #roomTurns: Promise<void> = Promise.resolve();
   /** Evictions since start (this process's index: the primary's, or a single process's). */
   #evicted = { objects: 0, bytes: 0 };
+  /** Sidecar updates in flight, by id: the last one asked for each, which the next one waits for (see updateMeta). */
+  #metaUpdates = new Map<string, Promise<void>>();
   /** Primary: evicted entries whose files are being unlinked in the background, and when that is done. */
   #unlinking = new Map<string, Promise<void>>();
   /**
@@ -842,16 +844,41 @@ export class DiskStore {
     this.#lru.delete(id);
   }
 
-  /** Replaces the sidecar of a committed entry (after a revalidation). */
+  /**
+   * Replaces the sidecar of a committed entry (after a revalidation). Updates of one entry
+   * run one after another, in the order asked: two revalidations overlapping (two requests'
+   * 304s) each wrote their sidecar and charged its size, and the first one's could land
+   * last on disk, or stay in the index (the second's recharge found the entry the first
+   * had replaced, and left it alone). The last asked is the one kept, and charged.
+   */
   async updateMeta(id: string, meta: EntryMeta): Promise<void> {
+    const revalidated = this.#lru.peek(id);
+    if (!revalidated) return;
+    const run = (): Promise<void> => this.#updateMeta(id, revalidated, meta);
+    // after the one before, however it ended (its caller has its error)
+    const update = (this.#metaUpdates.get(id) ?? Promise.resolve()).then(run, run);
+    this.#metaUpdates.set(id, update);
+    try {
+      await update;
+    } finally {
+      if (this.#metaUpdates.get(id) === update) this.#metaUpdates.delete(id);
+    }
+  }
+
+  /** updateMeta's turn: `revalidated`, the entry as it was asked for, is updated if the index still holds its body. */
+  async #updateMeta(id: string, revalidated: Entry, meta: EntryMeta): Promise<void> {
+    // the entry as the index holds it now: the same, or the copy an update before this one
+    // charged anew (#recharge), with the inode that update learnt; not one committed since
     const entry = this.#lru.peek(id);
-    if (!entry) return;
+    if (!entry || (entry !== revalidated && (entry.ino === undefined || entry.ino !== revalidated.ino))) return;
     const file = path.join(this.dir, id);
     const tmp = this.tempPath();
     try {
       // another worker's body replaced the one revalidated: its own sidecar stays as it is
       const { ino } = await stat(file);
       if (entry.ino !== undefined && ino !== entry.ino) return void this.#replaced(id);
+      // known now, for the updates after this one (above)
+      revalidated.ino = entry.ino = ino;
       entry.meta = meta;
       const text = sidecarText(meta, ino);
       await writeFile(tmp, text);
