@@ -3,7 +3,7 @@
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
-import { durationSchema, loadConfigFile, parseConfig, positiveDurationSchema, positiveSizeSchema, sizeSchema } from '../config/load.js';
+import { durationSchema, filePlace, loadConfigFile, parseConfig, positiveDurationSchema, positiveSizeSchema, sizeSchema, type SettingPlace } from '../config/load.js';
 import { NAME_PATTERN, NamedMap } from '../config/names.js';
 import { parseDuration, parseHttpUrl, parseSize } from '../config/units.js';
 import { errorMessage, UsageError } from '../errors.js';
@@ -103,6 +103,8 @@ export interface CacheConfig {
   readonly upstream: string;
   readonly dataDir: string;
   readonly maxSize: number;
+  /** Where maxSize was set (the flag, the file's line), named by the start's refusal of one too small (DiskStore.open); default "maxSize". */
+  readonly maxSizeSetting?: SettingPlace;
   /** Bytes of recent windows the fills of one process keep at most (see fill-progress.ts); default DEFAULT_FILL_MEMORY. */
   readonly fillMemory?: number;
   readonly timeouts: UpstreamTimeouts;
@@ -207,6 +209,16 @@ export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.
     ...(file.upstreamConnections === undefined ? {} : { upstreamConnections: file.upstreamConnections }),
     ...(file.privateRedirects === undefined ? {} : { privateRedirects: file.privateRedirects }),
   };
+}
+
+/**
+ * Where the command's maxSize came from, for DiskStore.open's refusal of a budget too small:
+ * the flag `--max-size` when given, else the line of `configFile` (the file `file` was read
+ * from) when it sets one; undefined for the default.
+ */
+export function maxSizeSetting(flag: string | undefined, file: Partial<CacheConfigFile>, configFile: string | undefined): SettingPlace | undefined {
+  if (flag !== undefined) return { place: '--max-size', field: 'maxSize' };
+  return configFile !== undefined && file.maxSize !== undefined ? filePlace(configFile, ['maxSize']) : undefined;
 }
 
 export function parseCacheConfig(text: string, file: string): CacheConfigFile {

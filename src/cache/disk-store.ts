@@ -31,6 +31,7 @@ import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { CachePolicyObject } from 'http-cache-semantics';
 import type { FastifyBaseLogger as Logger } from 'fastify';
+import type { SettingPlace } from '../config/load.js';
 import { formatBytes } from '../config/units.js';
 import { etagOf, IMMUTABLE_CACHE_CONTROL } from '../http/blob-reply.js';
 import { mapLimit } from '../map-limit.js';
@@ -278,6 +279,8 @@ interface DiskStoreOptions {
   readonly peer?: StorePeer;
   /** Set in the primary: told of every eviction (workers drop their copies). */
   readonly onEvicted?: (id: string) => void;
+  /** Where maxSize was set, named by open's refusal of a budget too small; default "maxSize". */
+  readonly maxSizeSetting?: SettingPlace | undefined;
 }
 
 export class DiskStore {
@@ -288,6 +291,7 @@ export class DiskStore {
   /** The data filesystem's block: the unit of what an entry costs (see footprint), read at open. */
   #block = DEFAULT_BLOCK;
   #peer: StorePeer | undefined;
+  #maxSizeSetting: SettingPlace | undefined;
   /** Set while dropping an entry the primary evicted (nothing to unlink or report). */
   #forgetting = false;
   #fullUntil = 0;
@@ -309,6 +313,8 @@ export class DiskStore {
   #roomTurns: Promise<void> = Promise.resolve();
   /** Evictions since start (this process's index: the primary's, or a single process's). */
   #evicted = { objects: 0, bytes: 0 };
+  /** Sidecar updates in flight, by id: the last one asked for each, which the next one waits for (see updateMeta). */
+  #metaUpdates = new Map<string, Promise<void>>();
   /** Primary: evicted entries whose files are being unlinked in the background, and when that is done. */
   #unlinking = new Map<string, Promise<void>>();
   /**
@@ -324,6 +330,7 @@ export class DiskStore {
     this.maxSize = maxSize;
     this.#log = log;
     this.#peer = options.peer;
+    this.#maxSizeSetting = options.maxSizeSetting;
     const onEvicted = options.onEvicted;
     this.#lru = new LRUCache<string, Entry>({
       maxSize,
@@ -570,11 +577,7 @@ export class DiskStore {
     await rm(path.join(this.dir, 'tmp'), { recursive: true, force: true });
     await mkdir(path.join(this.dir, 'tmp'), { recursive: true });
     this.#readBlock(); // before anything is indexed: each entry is charged in its blocks once, when set
-    // a budget below a name's or mirror entry's least footprint (a block for its body, one for its sidecar) would hold nothing, silently
-    const least = this.footprint(httpId(''), 0, 1);
-    if (this.maxSize < least) {
-      throw new ConfigError(`maxSize (--max-size): ${this.maxSize} bytes holds nothing; at least ${least} bytes (two blocks of ${this.#block} bytes, the block of the filesystem holding ${this.dir}: an object's body and its headers file)`, undefined, undefined, 'maxSize');
-    }
+    this.#checkMaxSize();
     const list = (rel: string): string[] => {
       try {
         return readdirSync(path.join(this.dir, rel));
@@ -841,16 +844,41 @@ export class DiskStore {
     this.#lru.delete(id);
   }
 
-  /** Replaces the sidecar of a committed entry (after a revalidation). */
+  /**
+   * Replaces the sidecar of a committed entry (after a revalidation). Updates of one entry
+   * run one after another, in the order asked: two revalidations overlapping (two requests'
+   * 304s) each wrote their sidecar and charged its size, and the first one's could land
+   * last on disk, or stay in the index (the second's recharge found the entry the first
+   * had replaced, and left it alone). The last asked is the one kept, and charged.
+   */
   async updateMeta(id: string, meta: EntryMeta): Promise<void> {
+    const revalidated = this.#lru.peek(id);
+    if (!revalidated) return;
+    const run = (): Promise<void> => this.#updateMeta(id, revalidated, meta);
+    // after the one before, however it ended (its caller has its error)
+    const update = (this.#metaUpdates.get(id) ?? Promise.resolve()).then(run, run);
+    this.#metaUpdates.set(id, update);
+    try {
+      await update;
+    } finally {
+      if (this.#metaUpdates.get(id) === update) this.#metaUpdates.delete(id);
+    }
+  }
+
+  /** updateMeta's turn: `revalidated`, the entry as it was asked for, is updated if the index still holds its body. */
+  async #updateMeta(id: string, revalidated: Entry, meta: EntryMeta): Promise<void> {
+    // the entry as the index holds it now: the same, or the copy an update before this one
+    // charged anew (#recharge), with the inode that update learnt; not one committed since
     const entry = this.#lru.peek(id);
-    if (!entry) return;
+    if (!entry || (entry !== revalidated && (entry.ino === undefined || entry.ino !== revalidated.ino))) return;
     const file = path.join(this.dir, id);
     const tmp = this.tempPath();
     try {
       // another worker's body replaced the one revalidated: its own sidecar stays as it is
       const { ino } = await stat(file);
       if (entry.ino !== undefined && ino !== entry.ino) return void this.#replaced(id);
+      // known now, for the updates after this one (above)
+      revalidated.ino = entry.ino = ino;
       entry.meta = meta;
       const text = sidecarText(meta, ino);
       await writeFile(tmp, text);
@@ -1098,6 +1126,19 @@ export class DiskStore {
    */
   footprint(id: string, size: number, sidecar: number | undefined): number {
     return this.#blocks(size) + (isCasId(id) ? 0 : this.#blocks(sidecar ?? 1));
+  }
+
+  /**
+   * Refuses a budget below a name's or mirror entry's least footprint (a block for its body,
+   * one for its sidecar): such entries would never be kept, silently. One block holds a
+   * blob of a block at most; less holds nothing.
+   */
+  #checkMaxSize(): void {
+    const least = this.footprint(httpId(''), 0, 1);
+    if (this.maxSize >= least) return;
+    const { place, field, file, line } = this.#maxSizeSetting ?? { place: 'maxSize', field: 'maxSize' };
+    const holds = this.maxSize < this.#block ? 'nothing (an object takes a block at least)' : `one blob of at most ${this.#block} bytes, and no name or mirror entry (a block for its body, one for its headers file)`;
+    throw new ConfigError(`${place}: ${this.maxSize} bytes would hold ${holds}; give at least ${least} bytes (two blocks of ${this.#block} bytes, the block of the filesystem holding ${this.dir})`, file, line, field);
   }
 
   /** The bytes of the sidecar of the http entry `id` on disk, if there (a blocking stat: at start only). */

@@ -99,7 +99,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   limitConnections(app.server, { clientHeaderTimeoutMs: config.clientHeaderTimeoutMs ?? DEFAULT_CLIENT_HEADER_TIMEOUT_MS, maxConnections: config.maxConnections ?? DEFAULT_MAX_CONNECTIONS }, app.log);
   refuseMalformedRequests(app, DEFAULT_MAX_HEADERS);
   setFillMemory(config.fillMemory ?? DEFAULT_FILL_MEMORY);
-  const store = new DiskStore(config.dataDir, config.maxSize, app.log, link ? { peer: link } : {});
+  const store = new DiskStore(config.dataDir, config.maxSize, app.log, link ? { peer: link } : { maxSizeSetting: config.maxSizeSetting });
   await store.open();
   const fills = new Fills(store, app.log, link?.peers, link ? () => link.leadingChanged() : undefined);
   const { upstreamConnections: connections, privateRedirects } = config;

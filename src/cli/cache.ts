@@ -57,7 +57,7 @@ export function registerCache(program: Command): void {
       process.env.UV_THREADPOOL_SIZE ??= '16';
       // the configuration's parser, the server and the cluster's parts load once the command
       // runs, not for --help
-      const [{ checkFlags }, { cacheConfigSchema, loadCacheConfig, MAX_WORKERS, resolveCacheConfig, startupFields }, { createLogger }, { serverLogLevel }] = await Promise.all([
+      const [{ checkFlags }, { cacheConfigSchema, loadCacheConfig, MAX_WORKERS, maxSizeSetting, resolveCacheConfig, startupFields }, { createLogger }, { serverLogLevel }] = await Promise.all([
         import('../config/load.js'),
         import('../cache/config.js'),
         import('../log.js'),
@@ -80,7 +80,8 @@ export function registerCache(program: Command): void {
         ...(flags.fillMemory ? { fillMemory: flags.fillMemory } : {}),
         ...(flags.workers ? { workers: parseWorkers(flags.workers, MAX_WORKERS) } : {}),
       };
-      const config = resolveCacheConfig(merged, process.cwd());
+      const setting = maxSizeSetting(flags.maxSize, file, flags.config);
+      const config: CacheConfig = { ...resolveCacheConfig(merged, process.cwd()), ...(setting ? { maxSizeSetting: setting } : {}) };
       const workers = config.workers ?? 1;
       if (workers > 1 && cluster.isPrimary) {
         // the primary serves nothing: the server (fastify, the routes, the fills) loads in the workers only

@@ -206,6 +206,22 @@ export function fieldPlace({ doc, lc }: ConfigDocument, file: string, path: read
 }
 
 /**
+ * Where a setting was given, for an error refusing its value once the configuration was
+ * loaded (at start): `place` begins the message (`file:line: field`, or a flag).
+ */
+export interface SettingPlace {
+  readonly place: string;
+  readonly field: string;
+  readonly file?: string;
+  readonly line?: number | undefined;
+}
+
+/** The place of the setting at `path` of the configuration file `file`, which is read again for its lines. */
+export function filePlace(file: string, path: readonly string[]): SettingPlace {
+  return { file, ...fieldPlace(parseConfigDocument(readConfigFile(file)), file, path) };
+}
+
+/**
  * The pair at `path` (keys of nested maps) of the document, found through merge keys as the
  * merge reads them (`<<: *defaults` at the top level may hold the key): Document.getIn and
  * has see only the keys written in each map.

@@ -9,6 +9,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { FleetError } from '../errors.js';
 import { closingErrorAnswer } from './errors.js';
 import { earlyAnswered } from './early-answers.js';
+import { closeDiscardingRest } from './lingering-close.js';
 
 /**
  * How long a request head may take by default. A head is one packet or a few: 15 s is
@@ -43,8 +44,6 @@ export const DEFAULT_MAX_CONNECTIONS = 10_000;
 
 /** At most one warning about refused connections in this time (with the count since the last). */
 const REFUSED_WARNING_INTERVAL_MS = 60_000;
-/** The longest a refused connection is kept after its answer, for what the client sent to be read. */
-const REFUSED_LINGER_MS = 1_000;
 
 const OVER_CAP = new FleetError('FC_ERR_UNAVAILABLE', 'too many connections are open on this server (maxConnections); retry shortly');
 /** What a connection over the cap gets, before anything is read from it. */
@@ -151,10 +150,9 @@ export function limitConnections(server: Server, limits: ConnectionLimits, log: 
     // its own). What it sent meanwhile is read and dropped: closing a socket with unread data
     // sends a reset, which can reach the client before the answer it would have read.
     socket.on('error', () => undefined);
-    socket.end(OVER_CAP_ANSWER);
+    socket.write(OVER_CAP_ANSWER);
     earlyAnswered(server, OVER_CAP);
-    socket.resume();
-    setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
+    closeDiscardingRest(socket);
     refused++;
     const now = Date.now();
     if (now - warnedAt < REFUSED_WARNING_INTERVAL_MS) return;

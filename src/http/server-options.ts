@@ -11,6 +11,7 @@ import { ROUTED_METHODS } from './allowed-methods.js';
 import { HEAD_CHECK_INTERVAL_MS } from './connection-limits.js';
 import { earlyAnswered } from './early-answers.js';
 import { closingErrorAnswer, frameworkErrors, MAX_PARAM_LENGTH } from './errors.js';
+import { closeDiscardingRest } from './lingering-close.js';
 import { afterAnswersInFlight } from './parse-error-order.js';
 
 /** Header fields a request may have, Host included (the origin's limits.maxHeaders, the cache's). */
@@ -70,7 +71,7 @@ export function malformedRequest(req: IncomingMessage, max: number): FleetError 
 export function refuseMalformedRequests(app: FastifyInstance, max: number): void {
   app.server.maxHeadersCount = max + 1;
   app.addHook('onRequest', (request, _reply, done) => done(malformedRequest(request.raw, max)));
-  app.server.on('connect', (req: IncomingMessage, socket: Duplex) => answerAndClose(app.server, socket, notImplemented(req), undefined, req.method));
+  app.server.on('connect', (req: IncomingMessage, socket: Duplex) => answerAndClose(app.server, socket, notImplemented(req), req.method));
 }
 
 /**
@@ -129,14 +130,14 @@ function pluginTimeoutFor(shutdownTimeoutMs: number): number {
 
 /**
  * Answers, on `socket` itself, a request node's HTTP layer does not answer (of `method`,
- * when its line was parsed), counts the answer for `server`, and closes the socket.
+ * when its line was parsed), counts the answer for `server`, and closes the socket once the
+ * client had time to read it (lingering-close.ts): the client may still be sending.
  */
-function answerAndClose(server: Server, socket: Duplex, fe: FleetError, err?: Error, method?: string): void {
-  if (socket.writable) {
-    socket.write(closingErrorAnswer(fe));
-    earlyAnswered(server, fe, method);
-  }
-  socket.destroy(err);
+function answerAndClose(server: Server, socket: Duplex, fe: FleetError, method?: string): void {
+  if (!socket.writable) return void socket.destroy();
+  socket.write(closingErrorAnswer(fe));
+  earlyAnswered(server, fe, method);
+  closeDiscardingRest(socket);
 }
 
 /**
@@ -158,7 +159,7 @@ function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, s
     // and HTTP/2's preface (PRI * HTTP/2.0, a client with prior knowledge)
     : err.code === 'HPE_INVALID_VERSION' || err.code === 'HPE_PAUSED_H2_UPGRADE' ? new FleetError('FC_ERR_HTTP_VERSION', 'the request\'s HTTP version is not supported (HTTP/1.1 and 1.0 are)')
     : new FleetError('FC_ERR_BAD_REQUEST', `malformed HTTP request (${err.code ?? 'parse error'})`);
-  afterAnswersInFlight(socket, () => answerAndClose(this.server, socket, fe, err));
+  afterAnswersInFlight(socket, () => answerAndClose(this.server, socket, fe));
 }
 
 /** `shutdownTimeoutMs`: the longest drain this server will be asked for (see pluginTimeoutFor). */

@@ -296,3 +296,32 @@ t.test('a small body larger than a cache smaller than 16 KiB: commitSmall drops 
   const file = path.join(dir, httpId('GET /large'));
   t.same([existsSync(file), existsSync(`${file}.json`)], [false, false], 'neither its body nor its sidecar is on disk, where no index would count them');
 });
+
+t.test('two sidecar updates of one entry at once (two revalidations\' 304s): the later one is kept on disk, charged in the index and served', async (t) => {
+  const dir = t.testdir();
+  const store = new DiskStore(dir, 1e9, pino({ level: 'silent' }));
+  await store.open();
+  const key = 'mirror:m:/dists/Release';
+  const id = httpId(key);
+  const file = path.join(dir, id);
+  const meta = (headers: Record<string, string>): EntryMeta => ({ key, status: 200, headers: { etag: '"r"', ...headers }, size: 5, storedAt: Date.now() });
+  store.commitSmall(id, Buffer.from('hello'), meta({}));
+  // a sidecar of several blocks, and one of a block
+  const large = meta({ 'x-fields': 'v'.repeat(3 * blocksOf(dir, 1)) });
+  const small = meta({ 'x-fields': 'few' });
+  for (const [what, first, later] of [['large, then small', large, small], ['small, then large', small, large]] as const) {
+    await Promise.all([store.updateMeta(id, first), store.updateMeta(id, later)]);
+    const onDisk = JSON.parse(readFileSync(`${file}.json`, 'utf8')) as EntryMeta;
+    t.same(onDisk.headers, later.headers, `${what}: the later one on disk`);
+    t.equal(store.bytes, blocksOf(dir, statSync(file).size) + blocksOf(dir, statSync(`${file}.json`).size), `${what}: the index charges the files as they are`);
+    t.same((await store.lookup(id))?.meta.headers, later.headers, `${what}: and serves it`);
+  }
+  // a new body committed while they wait (the object fetched anew): neither writes over its sidecar
+  const fetchedAnew = { ...meta({ etag: '"r2"' }), size: 7 };
+  const updates = Promise.all([store.updateMeta(id, large), store.updateMeta(id, small)]);
+  store.commitSmall(id, Buffer.from('hello 2'), fetchedAnew);
+  await updates;
+  t.same((JSON.parse(readFileSync(`${file}.json`, 'utf8')) as EntryMeta).headers, fetchedAnew.headers, 'an entry committed meanwhile keeps its own sidecar');
+  t.same((await store.lookup(id))?.meta, fetchedAnew, 'and its own headers');
+  t.equal(store.bytes, blocksOf(dir, statSync(file).size) + blocksOf(dir, statSync(`${file}.json`).size), 'and its own charge');
+});

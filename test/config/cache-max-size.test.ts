@@ -73,17 +73,26 @@ t.test('a size flag refused names the value given', async (t) => {
   t.notMatch(url.stderr, /s3cret/);
 });
 
-t.test('a budget below two blocks of the data filesystem (a name\'s body and its sidecar) fails the start, naming the field and the least', async (t) => {
+t.test('a budget below two blocks of the data filesystem (a name\'s body and its sidecar) fails the start, naming the file\'s line or the flag, what it would hold and the least', async (t) => {
   const dir = t.testdir();
   const data = path.join(dir, 'data');
   mkdirSync(data);
-  const least = 2 * blocksOf(data, 1);
+  const block = blocksOf(data, 1);
+  const least = 2 * block;
   const file = path.join(dir, 'cache.yaml');
-  for (const [how, args] of [['file', ['--config', file]], ['flag', ['--upstream', 'http://127.0.0.1:9', '--max-size', String(least - 1)]]] as const) {
-    writeFileSync(file, `${base}maxSize: ${least - 1}\n`);
+  const why = `give at least ${least} bytes (two blocks of ${block} bytes, the block of the filesystem holding ${data})`;
+  const oneBlob = `would hold one blob of at most ${block} bytes, and no name or mirror entry (a block for its body, one for its headers file)`;
+  const cases = [
+    ['file', least - 1, ['--config', file], `${file}:3: maxSize: ${least - 1} bytes ${oneBlob}`],
+    ['file, two workers (the primary checks it)', least - 1, ['--config', file, '--workers', '2'], `${file}:3: maxSize: ${least - 1} bytes ${oneBlob}`],
+    ['flag', least - 1, ['--upstream', 'http://127.0.0.1:9', '--max-size', String(least - 1)], `--max-size: ${least - 1} bytes ${oneBlob}`],
+    ['file, below one block', block - 1, ['--config', file], `${file}:3: maxSize: ${block - 1} bytes would hold nothing (an object takes a block at least)`],
+  ] as const;
+  for (const [how, maxSize, args, message] of cases) {
+    writeFileSync(file, `${base}# the disk budget\nmaxSize: ${maxSize}\n`);
     const run = await runCli(['cache', ...args, '--listen', '127.0.0.1:0', '--data', data]);
     t.equal(run.code, EXIT.config, `${how}: ${run.stderr}`);
-    t.equal(run.stderr, `fleetcache: error: maxSize (--max-size): ${least - 1} bytes holds nothing; at least ${least} bytes (two blocks of ${least / 2} bytes, the block of the filesystem holding ${data}: an object's body and its headers file)\n`, how);
+    t.equal(run.stderr, `fleetcache: error: ${message}; ${why}\n`, how);
   }
   writeFileSync(file, `${base}maxSize: ${least}\n`);
   const server = await startServerProcess(t, ['cache', '--config', file, '--listen', '127.0.0.1:0', '--data', data]);

@@ -176,7 +176,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   const broadcast = (m: PrimaryMessage): void => {
     for (const { outbox } of live.values()) outbox.push(m);
   };
-  const store = new DiskStore(config.dataDir, config.maxSize, log, { onEvicted: (id) => broadcast({ t: 'forget', id }) });
+  const store = new DiskStore(config.dataDir, config.maxSize, log, { onEvicted: (id) => broadcast({ t: 'forget', id }), maxSizeSetting: config.maxSizeSetting });
   try {
     await store.open();
   } catch (err) {
