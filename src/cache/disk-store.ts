@@ -278,6 +278,8 @@ interface DiskStoreOptions {
   readonly peer?: StorePeer;
   /** Set in the primary: told of every eviction (workers drop their copies). */
   readonly onEvicted?: (id: string) => void;
+  /** How old a free-space figure may get (STATFS_MAX_AGE_MS): tests lower it. */
+  readonly statfsMaxAgeMs?: number;
 }
 
 export class DiskStore {
@@ -297,6 +299,7 @@ export class DiskStore {
   /** Shard directories known to exist (saves a mkdir per commit). */
   #dirs = new Set<string>();
   #free = { bytes: 0, at: 0 };
+  readonly #statfsMaxAgeMs: number;
   /**
    * Bytes this process's fills reserved and have not written yet (see settle): a statfs
    * figure does not count them, so each is taken off it. Without this, a fresh figure read
@@ -324,6 +327,7 @@ export class DiskStore {
     this.maxSize = maxSize;
     this.#log = log;
     this.#peer = options.peer;
+    this.#statfsMaxAgeMs = options.statfsMaxAgeMs ?? STATFS_MAX_AGE_MS;
     const onEvicted = options.onEvicted;
     this.#lru = new LRUCache<string, Entry>({
       maxSize,
@@ -943,7 +947,7 @@ export class DiskStore {
   async reserve(size: number, { unkept = false, evict = !unkept }: { unkept?: boolean; evict?: boolean } = {}): Promise<void> {
     if (this.exceedsCache(size) && !unkept) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
     if (size >= FRESH_FIGURE_MIN) this.#readFree();
-    const stale = this.#free.at !== 0 && Date.now() - this.#free.at > STATFS_MAX_AGE_MS;
+    const stale = this.#free.at !== 0 && Date.now() - this.#free.at > this.#statfsMaxAgeMs;
     // A figure is awaited when there is none yet, and before a refusal on an old one: nothing
     // reserves during a cool-down, and the space freed meanwhile would start another one.
     if (this.#free.at === 0 || (stale && this.#free.bytes < size + FREE_MARGIN)) await this.#refreshFree().catch((err: unknown) => { throw this.storageFailure(err); });
