@@ -118,7 +118,7 @@ t.test('a fill whose body is not kept stops once its last reader has gone; one t
   const big = up.addBlob(size); // larger than the cache
   const kept = up.addBlob(size / 8);
   up.options.rate = 3.2 * 1024 * 1024; // the big one takes 2.5 s
-  const { app, url } = await startCache(t, { upstream: upUrl, maxSize: `${size / 2}` }, t.testdir());
+  const { app, url } = await startCache(t, { upstream: upUrl, maxSize: `${size / 2}` }, t.testdir(), { unreadGraceMs: GRACE_MS });
   const leave = async (hex: string) => {
     const res = await request(`${url}/cas/sha256/${hex}`);
     for await (const chunk of res.body) if ((chunk as Buffer).length > 0) break; // some bytes, then gone
