@@ -2,12 +2,14 @@
 // duration for warn-timeout and kill-timeout, and a `600h` given to setTimeout or
 // setInterval as it is fires after 1 ms. Nothing here may fire within the test.
 import t, { type Test } from 'tap';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createProvider } from '../src/backends/registry.js';
 import { rebootOverSsh } from '../src/backends/ssh-reboot.js';
 import { after, every, MAX_TIMER_DELAY, sleepFor } from '../src/long-timer.js';
 import type { SshClient } from '../src/ssh/client.js';
+import { eventually } from './helpers/wait.js';
 
 const H600 = 600 * 3600_000;
 
@@ -66,7 +68,9 @@ t.test('adhoc: a retry-delay of 600h waits before the next allocate attempt', as
   const p = await createProvider('cloud', 'adhoc', { allocate: `echo x >> ${attempts}; if [ $(wc -l < ${attempts}) -gt 1 ]; then FATAL second attempt; fi; ERROR not yet`, 'retry-delay': '600h' }, { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'cache') });
   const ac = new AbortController();
   const allocating = p.allocate({ name: 'debian-12' }, { signal: ac.signal });
-  await sleep(1000);
+  // A 600h overflowing Node's timer would start the second attempt 1 ms after the first.
+  await eventually('the first allocate attempt', () => existsSync(attempts), 10_000);
+  await sleep(300);
   ac.abort();
   await t.rejects(allocating, { name: 'AbortError' }, 'still waiting to retry when aborted, not failed by a second attempt');
 });

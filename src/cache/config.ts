@@ -127,6 +127,8 @@ export interface CacheConfig {
   readonly upstreamConnections?: number;
   /** Where the redirects a blob's fill follows may lead (see the schema's privateRedirects); default auto. */
   readonly privateRedirects?: PrivateRedirects;
+  /** How long this process's fills not kept go on with no reader; default UNREAD_GRACE_MS. Internal (tests lower it): no file setting or flag. */
+  readonly unreadGraceMs?: number;
 }
 
 export const DEFAULT_WORKER_TIMEOUT_MS = 30_000;

@@ -281,6 +281,8 @@ interface DiskStoreOptions {
   readonly onEvicted?: (id: string) => void;
   /** Where maxSize was set, named by open's refusal of a budget too small; default "maxSize". */
   readonly maxSizeSetting?: SettingPlace | undefined;
+  /** How old a free-space figure may get (STATFS_MAX_AGE_MS): tests lower it. */
+  readonly statfsMaxAgeMs?: number;
 }
 
 export class DiskStore {
@@ -301,6 +303,7 @@ export class DiskStore {
   /** Shard directories known to exist (saves a mkdir per commit). */
   #dirs = new Set<string>();
   #free = { bytes: 0, at: 0 };
+  readonly #statfsMaxAgeMs: number;
   /**
    * Bytes this process's fills reserved and have not written yet (see settle): a statfs
    * figure does not count them, so each is taken off it. Without this, a fresh figure read
@@ -331,6 +334,7 @@ export class DiskStore {
     this.#log = log;
     this.#peer = options.peer;
     this.#maxSizeSetting = options.maxSizeSetting;
+    this.#statfsMaxAgeMs = options.statfsMaxAgeMs ?? STATFS_MAX_AGE_MS;
     const onEvicted = options.onEvicted;
     this.#lru = new LRUCache<string, Entry>({
       maxSize,
@@ -971,7 +975,7 @@ export class DiskStore {
   async reserve(size: number, { unkept = false, evict = !unkept }: { unkept?: boolean; evict?: boolean } = {}): Promise<void> {
     if (this.exceedsCache(size) && !unkept) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
     if (size >= FRESH_FIGURE_MIN) this.#readFree();
-    const stale = this.#free.at !== 0 && Date.now() - this.#free.at > STATFS_MAX_AGE_MS;
+    const stale = this.#free.at !== 0 && Date.now() - this.#free.at > this.#statfsMaxAgeMs;
     // A figure is awaited when there is none yet, and before a refusal on an old one: nothing
     // reserves during a cool-down, and the space freed meanwhile would start another one.
     if (this.#free.at === 0 || (stale && this.#free.bytes < size + FREE_MARGIN)) await this.#refreshFree().catch((err: unknown) => { throw this.storageFailure(err); });

@@ -168,8 +168,14 @@ export abstract class FillProgress implements FillSource {
   /** The last windows written, oldest first; the bytes are copied in as they come (the last one fills up). */
   #recent: { start: number; buf: Buffer }[] = [];
   #paused = false;
+  /** UNREAD_GRACE_MS, but for tests of the grace itself, which lower it. */
+  readonly #unreadGraceMs: number;
   /** Marks a pause and wakes readers waiting for a window (restarted on each write). */
   #pauseTimer: NodeJS.Timeout | undefined;
+
+  constructor(unreadGraceMs = UNREAD_GRACE_MS) {
+    this.#unreadGraceMs = unreadGraceMs;
+  }
 
   get head(): Promise<FillHead> {
     if (!this.#headPromise) {
@@ -276,7 +282,7 @@ export abstract class FillProgress implements FillSource {
    */
   protected abstract unread(): void;
 
-  /** Calls `stop` if the fill still runs with no reader after UNREAD_GRACE_MS. */
+  /** Calls `stop` if the fill still runs with no reader after UNREAD_GRACE_MS (see the constructor). */
   protected whenUnread(stop: () => void): void {
     setTimeout(() => {
       if (this.readers !== 0 || this.#ended || this.#error) return;
@@ -284,7 +290,7 @@ export abstract class FillProgress implements FillSource {
       // comes a few ticks later, and a request joining meanwhile would get a head and then a cut.
       this.#stopped = true;
       stop();
-    }, UNREAD_GRACE_MS).unref();
+    }, this.#unreadGraceMs).unref();
   }
 
   /**

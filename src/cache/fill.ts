@@ -102,8 +102,8 @@ export class Fill extends FillProgress {
   /** Of the room reserved for the body (DiskStore.reserve), the bytes not written yet: settled as they are, the rest at the end. */
   #reserved = 0;
 
-  constructor(store: DiskStore, log: Logger, spec: FillSpec, hooks: FillHooks = {}) {
-    super();
+  constructor(store: DiskStore, log: Logger, spec: FillSpec, hooks: FillHooks = {}, unreadGraceMs?: number) {
+    super(unreadGraceMs);
     this.#store = store;
     this.#log = log;
     this.#spec = spec;

@@ -33,12 +33,15 @@ export class Fills {
   #leading = 0;
   /** Told when a fill this process leads starts or ends. */
   #onLeading: () => void;
+  /** Given to the fills this process leads (see CacheConfig.unreadGraceMs); undefined: their default. */
+  readonly #unreadGraceMs: number | undefined;
 
-  constructor(store: DiskStore, log: Logger, peers: readonly string[] = [], onLeading: () => void = () => undefined) {
+  constructor(store: DiskStore, log: Logger, peers: readonly string[] = [], onLeading: () => void = () => undefined, unreadGraceMs?: number) {
     this.#store = store;
     this.#log = log;
     this.#peers = peers;
     this.#onLeading = onLeading;
+    this.#unreadGraceMs = unreadGraceMs;
   }
 
   get size(): number {
@@ -121,7 +124,7 @@ export class Fills {
   start(key: string, spec: FillSpec, hooks: Omit<FillHooks, 'ended'> = {}): Fill {
     this.#leading++;
     this.#onLeading();
-    const fill = new Fill(this.#store, this.#log, spec, { claim: hooks.claim, leader: hooks.leader, leaderRequest: hooks.leaderRequest, partial: hooks.partial, ended: (f) => this.#ended(key, f) });
+    const fill = new Fill(this.#store, this.#log, spec, { claim: hooks.claim, leader: hooks.leader, leaderRequest: hooks.leaderRequest, partial: hooks.partial, ended: (f) => this.#ended(key, f) }, this.#unreadGraceMs);
     this.#map.set(key, fill);
     return fill;
   }

@@ -101,7 +101,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   setFillMemory(config.fillMemory ?? DEFAULT_FILL_MEMORY);
   const store = new DiskStore(config.dataDir, config.maxSize, app.log, link ? { peer: link } : { maxSizeSetting: config.maxSizeSetting });
   await store.open();
-  const fills = new Fills(store, app.log, link?.peers, link ? () => link.leadingChanged() : undefined);
+  const fills = new Fills(store, app.log, link?.peers, link ? () => link.leadingChanged() : undefined, config.unreadGraceMs);
   const { upstreamConnections: connections, privateRedirects } = config;
   const upstream = new Upstream('origin', config.upstream, config.timeouts, { connections, privateRedirects });
   const mirrors = new Map<string, Mirror>();

@@ -8,10 +8,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { nobody } from '../helpers/nobody.js';
+import { cliArgs } from '../helpers/processes.js';
 import { formatManifest } from '../../src/assets/manifest.js';
 import { makeTar, sha512, type TarEntry } from './helpers.js';
-
-const CLI = path.resolve(import.meta.dirname, '../../bin/fleetcache.js');
 
 
 const user = nobody();
@@ -48,8 +47,9 @@ t.test('unprivileged: members the owner cannot read, read-only directories and a
   chmodSync(path.join(work, 'shared'), 0o777);
   chownSync(work, user.uid, user.gid);
 
-  // Without tap's hooks (NODE_OPTIONS), which write where this user may not.
-  const fetch = () => spawnSync(process.execPath, [CLI, 'assets', 'fetch', '-m', 'manifest.tt'], { cwd: work, uid: user.uid, gid: user.gid, env: { PATH: process.env.PATH, HOME: work }, encoding: 'utf8', timeout: 60_000 });
+  // Without tap's hooks (NODE_OPTIONS), which write where this user may not. The CLI as the
+  // other tests run it: the build if current, else the source (never a stale dist/).
+  const fetch = () => spawnSync(process.execPath, cliArgs(['assets', 'fetch', '-m', 'manifest.tt']), { cwd: work, uid: user.uid, gid: user.gid, env: { PATH: process.env.PATH, HOME: work }, encoding: 'utf8', timeout: 60_000 });
   for (const round of ['first fetch', 'second fetch (the earlier unpack removed first, as tooltool does)']) {
     const run = fetch();
     t.equal(run.status, 0, `${round}: ${run.stderr}`);

@@ -379,17 +379,18 @@ t.test('a size limit larger than the filesystem is warned about at start', { ski
 t.test('room made on a full disk is used at once: a refusal waits for a fresh free-space figure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { dir, unmount } = mountTmpfs('8m', 'regrow');
   t.teardown(unmount);
-  const store = new DiskStore(path.join(dir, 'data'), 1024 ** 3, pino({ level: 'silent' }));
+  const maxAgeMs = 100; // of a free-space figure (a second in a cache)
+  const store = new DiskStore(path.join(dir, 'data'), 1024 ** 3, pino({ level: 'silent' }), { statfsMaxAgeMs: maxAgeMs });
   await store.open();
   fillUp(path.join(dir, 'filler'));
-  await sleep(1100); // the figure taken at open is old: the next reservation refreshes it
-  await store.reserve(4 * MiB).catch(() => undefined);
+  // A large reservation reads the free space at once: refused on a fresh figure.
   await t.rejects(store.reserve(4 * MiB), { message: /no space left/ }, 'refused on a full disk');
   // Room is made (the tmpfs grown, as an operator would free space), and the figure the
-  // refusal was based on gets older than a second, as it always is after a cool-down.
+  // refusal was based on gets old, as it always is after a cool-down. A small reservation
+  // takes the last figure while it is young; an old one that would refuse it is read again.
   execFileSync('mount', ['-o', 'remount,size=64m', dir]);
-  await sleep(1100);
-  await store.reserve(4 * MiB); // refused again, on the old figure
+  await sleep(maxAgeMs + 50);
+  await store.reserve(256 * 1024); // without that read: refused again, on the old figure
   t.pass('reserved once room was made');
 });
 

@@ -8,12 +8,13 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import type { Test } from 'tap';
 import { Agent, request } from 'undici';
-import { resolveCacheConfig, type CacheConfigFile } from '../../src/cache/config.js';
+import { resolveCacheConfig, type CacheConfig, type CacheConfigFile } from '../../src/cache/config.js';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { descendantsOf } from '../helpers/processes.js';
 
-export async function startCache(t: Test, file: Partial<CacheConfigFile> & { upstream: string }, dataDir: string): Promise<{ app: FastifyInstance; url: string }> {
-  const config = { ...resolveCacheConfig({ region: 'test', listen: '127.0.0.1:0', ...file, data: dataDir }), logLevel: 'silent' };
+/** `internal`: settings a file cannot give, which tests lower. */
+export async function startCache(t: Test, file: Partial<CacheConfigFile> & { upstream: string }, dataDir: string, internal: Pick<CacheConfig, 'unreadGraceMs'> = {}): Promise<{ app: FastifyInstance; url: string }> {
+  const config = { ...resolveCacheConfig({ region: 'test', listen: '127.0.0.1:0', ...file, data: dataDir }), ...internal, logLevel: 'silent' };
   const app = await buildCacheServer(config);
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(async () => {
