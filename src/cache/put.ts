@@ -47,6 +47,9 @@ class Tee extends Transform {
   readonly hash: Hash;
   size = 0;
   storing = true;
+  /** Resolves once the body's first bytes, or its end, came (or the copy was stopped). */
+  readonly started: Promise<void>;
+  readonly #start: () => void;
   readonly #open: () => Promise<TeeCopy | undefined>;
   #copy: Promise<TeeCopy | undefined> | undefined;
 
@@ -54,10 +57,14 @@ class Tee extends Transform {
     super();
     this.hash = createHash(algo);
     this.#open = open;
+    let start!: () => void;
+    this.started = new Promise((resolve) => (start = resolve));
+    this.#start = start;
   }
 
   /** The copy: opened now unless it was, or the tee stopped storing (then none). */
   #opened(): Promise<TeeCopy | undefined> {
+    this.#start();
     this.#copy ??= this.storing ? this.#open() : Promise.resolve(undefined);
     return this.#copy;
   }
@@ -142,6 +149,11 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
   };
   const tee = new Tee(digest?.algo ?? 'sha256', open);
   const uploaded = pipeline(req.raw, tee).then(() => true, () => false);
+  // Nor is upstream asked before them: the request would wait for them on one of the
+  // connections to upstream (upstreamConnections), and a few hundred clients that sent
+  // heads only, with any token, took every one, each until upstream's head timeout: every
+  // miss of the cache waited meanwhile. (A client gone before them fails the request at once.)
+  await Promise.race([tee.started, uploaded]);
   let committed = false;
   try {
     const res = await ctx.upstream.request(upath, { method: 'PUT', headers, body: tee });

@@ -22,6 +22,7 @@ import { UpstreamError } from '../../src/errors.js';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { startOrigin, uploadBlob } from '../helpers/origin.js';
 import { descendantsOf, startServerProcess, type RunningServer } from '../helpers/processes.js';
+import { headOnlyPut } from '../helpers/raw-http.js';
 import { mountTmpfs } from '../helpers/tmpfs.js';
 import { eventually } from '../helpers/wait.js';
 import { fetchHash } from './harness.js';
@@ -712,14 +713,8 @@ t.test('a PUT that announces a body and sends none takes no room: with any token
   // cannot refuse the token: only the origin's head timeout would end it.
   const fs = statfsSync(app.cache.store.dir);
   const declared = fs.bavail * fs.bsize - MiB - 64 * 1024;
-  const { port } = new URL(url);
-  const withheld = net.connect(Number(port), '127.0.0.1');
-  t.teardown(() => void withheld.destroy());
-  withheld.on('error', () => undefined);
-  withheld.write(`PUT /cas/sha256/${next} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer not-a-token\r\nContent-Length: ${declared}\r\nExpect: 100-continue\r\n\r\n`);
-  let answered = '';
-  withheld.on('data', (chunk: Buffer) => void (answered += chunk.toString()));
-  await eventually('the cache asked for the body', () => answered.startsWith('HTTP/1.1 100 '), 5000);
+  const withheld = await headOnlyPut(url, `/cas/sha256/${next}`, 'not-a-token', declared);
+  t.teardown(() => void withheld.socket.destroy());
   const got = await fetchHash(`${url}/cas/sha256/${next}`);
   t.same([got.status, got.hash], [200, next], 'a miss meanwhile served');
   await app.cache.fills.drain();
