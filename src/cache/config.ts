@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { durationSchema, filePlace, loadConfigFile, parseConfig, positiveDurationSchema, positiveSizeSchema, sizeSchema, type SettingPlace } from '../config/load.js';
 import { NAME_PATTERN, NamedMap } from '../config/names.js';
-import { parseDuration, parseHttpUrl, parseSize } from '../config/units.js';
+import { parseBaseUrl, parseDuration, parseSize } from '../config/units.js';
 import { errorMessage, UsageError } from '../errors.js';
 import { logLevelSchema } from '../http/server-logging.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../http/connection-limits.js';
@@ -33,7 +33,7 @@ export const cacheConfigSchema = Type.Object(
     region: Type.String({ minLength: 1, pattern: NAME_PATTERN, default: 'default' }),
     listen: Type.String({ default: '127.0.0.1:8081', format: 'listen' }),
     /** The origin, or a parent cache. */
-    upstream: Type.String({ minLength: 1, format: 'http-url' }),
+    upstream: Type.String({ minLength: 1, format: 'base-url' }),
     /** Data directory; default cache/region-<region> under the working directory. */
     data: Type.Optional(Type.String({ minLength: 1 })),
     maxSize: Type.Optional(positiveSizeSchema()), // an LRU index cannot be bounded by nothing
@@ -66,7 +66,7 @@ export const cacheConfigSchema = Type.Object(
       NamedMap(
         Type.Object(
           {
-            url: Type.String({ minLength: 1, format: 'http-url' }),
+            url: Type.String({ minLength: 1, format: 'base-url' }),
             timeouts: Type.Optional(timeoutsSchema),
             /**
              * A tooltool server: its /{algo}/{hex} paths are blobs, kept under their digest (shared
@@ -167,7 +167,7 @@ function resolveTimeouts(t: Static<typeof timeoutsSchema> | undefined, base: Ups
 /** `url` without its trailing slashes, once checked (a config given as an object, not a file, skipped the schema). */
 function checkUrl(url: string, what: string): string {
   try {
-    parseHttpUrl(url);
+    parseBaseUrl(url);
   } catch (err) {
     throw new UsageError(`${what}: ${errorMessage(err)}`);
   }

@@ -27,6 +27,8 @@ const FORWARD = ['content-type', 'content-length', 'content-encoding', 'content-
 
 /** What a Tee does with the copy it writes. */
 interface TeeCopy {
+  /** The temp file the copy goes to. */
+  readonly path: string;
   readonly fh: FileHandle;
   /** The most it writes: past it (a body of unknown length larger than the cache), the copy stops. */
   readonly maxSize: number;
@@ -36,38 +38,67 @@ interface TeeCopy {
   readonly failed: (err: unknown) => void;
 }
 
-/** Passes chunks on unchanged while hashing them and writing them to a temp file; a disk error only stops the copy. */
+/**
+ * Passes chunks on unchanged while hashing them and writing them to a temp file; a disk error
+ * only stops the copy. The copy is opened (`open`: room taken, temp file made) once the
+ * body's first bytes come, or its end, and never after `stop`.
+ */
 class Tee extends Transform {
   readonly hash: Hash;
   size = 0;
-  storing: boolean;
-  #copy: TeeCopy | undefined;
+  storing = true;
+  /** Resolves once the body's first bytes, or its end, came (or the copy was stopped). */
+  readonly started: Promise<void>;
+  readonly #start: () => void;
+  readonly #open: () => Promise<TeeCopy | undefined>;
+  #copy: Promise<TeeCopy | undefined> | undefined;
 
-  constructor(algo: string, copy: TeeCopy | undefined) {
+  constructor(algo: string, open: () => Promise<TeeCopy | undefined>) {
     super();
     this.hash = createHash(algo);
-    this.#copy = copy;
-    this.storing = copy !== undefined;
+    this.#open = open;
+    let start!: () => void;
+    this.started = new Promise((resolve) => (start = resolve));
+    this.#start = start;
+  }
+
+  /** The copy: opened now unless it was, or the tee stopped storing (then none). */
+  #opened(): Promise<TeeCopy | undefined> {
+    this.#start();
+    this.#copy ??= this.storing ? this.#open() : Promise.resolve(undefined);
+    return this.#copy;
+  }
+
+  /** Stops the copy (no write starts after it, none opens it); resolves with it, once opened, if it was. */
+  stop(): Promise<TeeCopy | undefined> {
+    this.storing = false;
+    return this.#opened();
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.hash.update(chunk);
     const pos = this.size;
     this.size += chunk.length;
-    if (this.size > (this.#copy?.maxSize ?? 0)) this.storing = false; // not kept: not written either
-    if (!this.storing || !this.#copy) return cb(null, chunk);
-    const copy = this.#copy;
-    copy.fh.write(chunk, 0, chunk.length, pos).then(
-      () => {
-        copy.written(chunk.length);
-        cb(null, chunk);
-      },
-      (err: unknown) => {
-        this.storing = false;
-        copy.failed(err);
-        cb(null, chunk);
-      },
-    );
+    void this.#opened().then((copy) => {
+      if (this.size > (copy?.maxSize ?? 0)) this.storing = false; // not kept: not written either
+      if (!this.storing || !copy) return cb(null, chunk);
+      copy.fh.write(chunk, 0, chunk.length, pos).then(
+        () => {
+          copy.written(chunk.length);
+          cb(null, chunk);
+        },
+        (err: unknown) => {
+          this.storing = false;
+          copy.failed(err);
+          cb(null, chunk);
+        },
+      );
+    });
+  }
+
+  /** An empty body is copied too (an empty file). */
+  override _flush(cb: TransformCallback): void {
+    void this.#opened().then(() => cb());
   }
 }
 
@@ -84,24 +115,17 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
   if (!auth) throw missingToken();
   headers.authorization = auth;
 
-  // Room for a body of declared length is taken before a byte is written: one larger than
-  // the cache (reserve refuses it), or than the disk has free, is only forwarded. Written
-  // regardless, it filled the disk past the budget, and a full disk put every fill of the
-  // cache in a cool-down. Nothing is evicted for it: the cache cannot tell a token upstream
+  // Room for a body of declared length is taken before a byte of it is written: one larger
+  // than the cache (reserve refuses it), or than the disk has free, is only forwarded.
+  // Written regardless, it filled the disk past the budget, and a full disk put every fill of
+  // the cache in a cool-down. Nothing is evicted for it: the cache cannot tell a token upstream
   // will refuse, and any client with "Authorization: Bearer x" and a Content-Length the size
-  // of the cache emptied it (upstream's 403 came after the eviction).
+  // of the cache emptied it (upstream's 403 came after the eviction). Not before the body's
+  // first bytes come either: upstream sees the request only with them (undici sends its head
+  // with the body's first chunk), and a client that announced a body and sent none held the
+  // room it named, whatever its token, until upstream's head timeout; fills evicted for it.
   const declared = announcedLength(req.headers);
   let unsettled = 0;
-  let temp: { path: string; fh: FileHandle } | undefined;
-  try {
-    if (declared !== undefined) {
-      await ctx.store.reserve(declared, { evict: false });
-      unsettled = declared;
-    }
-    temp = await ctx.store.createTemp();
-  } catch {
-    temp = undefined; // refused (logged as the store's failure when it is one): forwarded only
-  }
   const settle = (bytes: number): void => {
     const settled = Math.min(bytes, unsettled);
     unsettled -= settled;
@@ -112,16 +136,34 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
   const failed = (err: unknown): void => {
     if (!isNoRoom(err)) ctx.store.storageFailure(err);
   };
-  const copy: TeeCopy | undefined = temp && { fh: temp.fh, maxSize: declared ?? ctx.store.maxSize, written: settle, failed };
-  const tee = new Tee(digest?.algo ?? 'sha256', copy);
+  const open = async (): Promise<TeeCopy | undefined> => {
+    try {
+      if (declared !== undefined) {
+        await ctx.store.reserve(declared, { evict: false });
+        unsettled = declared;
+      }
+      return { ...(await ctx.store.createTemp()), maxSize: declared ?? ctx.store.maxSize, written: settle, failed };
+    } catch {
+      return undefined; // refused (logged as the store's failure when it is one): forwarded only
+    }
+  };
+  const tee = new Tee(digest?.algo ?? 'sha256', open);
   const uploaded = pipeline(req.raw, tee).then(() => true, () => false);
+  // Nor is upstream asked before them: the request would wait for them on one of the
+  // connections to upstream (upstreamConnections), and a few hundred clients that sent
+  // heads only, with any token, took every one, each until upstream's head timeout: every
+  // miss of the cache waited meanwhile. (A client gone before them fails the request at once.)
+  await Promise.race([tee.started, uploaded]);
   let committed = false;
   try {
     const res = await ctx.upstream.request(upath, { method: 'PUT', headers, body: tee });
     const accepted = res.statusCode >= 200 && res.statusCode < 300;
     if (accepted) {
       ctx.metrics.uploaded(kind, tee.size); // upstream answers once it has the whole body
-      if (temp && (await uploaded) && tee.storing && isShareable(res.headers)) committed = await keep(ctx, kind, upath, headers, res.headers, tee, temp, digest);
+      if ((await uploaded) && tee.storing && isShareable(res.headers)) {
+        const copy = await tee.stop();
+        if (copy) committed = await keep(ctx, kind, upath, headers, res.headers, tee, copy, digest);
+      }
     } else if (closeUnreadBody(req.raw, reply)) {
       // Upstream refused before reading the whole body: it is not read further either.
       tee.destroy();
@@ -132,11 +174,11 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
     // The client's body may still be flowing into the tee (upstream failed before reading
     // it): no write may start on the file being closed, whose "file closed" error would be
     // taken for the disk's. A write already started is waited for by close.
-    tee.storing = false;
+    const copy = await tee.stop();
     settle(unsettled); // written by now, or never to be
-    if (temp) {
-      await temp.fh.close().catch(() => undefined);
-      if (!committed) await ctx.store.discardTemp(temp.path);
+    if (copy) {
+      await copy.fh.close().catch(() => undefined);
+      if (!committed) await ctx.store.discardTemp(copy.path);
     }
   }
 }

@@ -131,6 +131,18 @@ export function parseHttpUrl(text: string): URL {
   return url;
 }
 
+/**
+ * An http or https URL that requests are made below (an upstream, a mirror): with no query
+ * or fragment, which none of them would carry (its path is joined to theirs). Such a URL was
+ * taken, its query dropped unsaid (a mirror's `?token=…` never sent) and logged whole. The
+ * message names neither: a query may hold a secret.
+ */
+export function parseBaseUrl(text: string): URL {
+  const url = parseHttpUrl(text);
+  if (/[?#]/.test(text)) throw new FleetError('FC_ERR_USAGE', `the URL of ${url.origin}${url.pathname} has a query or fragment, which no request to it would carry (give its path only)`);
+  return url;
+}
+
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = n;

@@ -64,12 +64,25 @@ t.test('listen: HOST:PORT, checked with the file, line and field', async (t) => 
 });
 
 t.test('upstream and mirror URLs: http or https, checked with the file, line and field', async (t) => {
-  const phrase = 'must be an http or https URL (e.g. http://origin.example:8080)';
+  const phrase = 'must be an http or https URL with no query or fragment (e.g. http://origin.example:8080)';
   t.throws(() => parseCacheConfig('upstream: origin:8080\n', 'c.yaml'), { code: 'FC_ERR_CONFIG', message: `c.yaml:1: upstream: ${phrase}` });
   t.throws(() => parseCacheConfig('upstream: http://o:1\nmirrors:\n  debian:\n    url: ftp://deb.example/\n', 'c.yaml'), {
     code: 'FC_ERR_CONFIG', message: `c.yaml:4: mirrors.debian.url: ${phrase}`,
   });
   t.equal(resolveCacheConfig(parseCacheConfig('upstream: https://o.example/\n', 'c.yaml')).upstream, 'https://o.example', 'a trailing slash is dropped');
+});
+
+t.test('upstream and mirror URLs with a query or fragment are refused, not taken without it: it was never sent, and logged whole', async (t) => {
+  const phrase = 'must be an http or https URL with no query or fragment (e.g. http://origin.example:8080)';
+  t.throws(() => parseCacheConfig('upstream: http://o:1/?token=s3cret\n', 'c.yaml'), { code: 'FC_ERR_CONFIG', message: `c.yaml:1: upstream: ${phrase}` });
+  t.throws(() => parseCacheConfig('upstream: http://o:1\nmirrors:\n  s3:\n    url: https://bucket.example/base?X-Amz-Signature=s3cret\n', 'c.yaml'), {
+    code: 'FC_ERR_CONFIG', message: `c.yaml:4: mirrors.s3.url: ${phrase}`,
+  });
+  t.throws(() => parseCacheConfig('upstream: http://o:1#part\n', 'c.yaml'), { code: 'FC_ERR_CONFIG', message: `c.yaml:1: upstream: ${phrase}` });
+  // Given as flags (--upstream): the same refusal, naming neither query nor credentials.
+  t.throws(() => resolveCacheConfig({ region: 'a', listen: '127.0.0.1:0', upstream: 'http://u:pw@o.example:1/base?token=s3cret' }), {
+    message: 'upstream: the URL of http://o.example:1/base has a query or fragment, which no request to it would carry (give its path only)',
+  });
 });
 
 t.test('a cache holds no write token: tokenFile is refused (it made the cache write for whoever reached it)', async (t) => {

@@ -22,6 +22,7 @@ import { UpstreamError } from '../../src/errors.js';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { startOrigin, uploadBlob } from '../helpers/origin.js';
 import { descendantsOf, startServerProcess, type RunningServer } from '../helpers/processes.js';
+import { headOnlyPut } from '../helpers/raw-http.js';
 import { mountTmpfs } from '../helpers/tmpfs.js';
 import { eventually } from '../helpers/wait.js';
 import { fetchHash } from './harness.js';
@@ -684,19 +685,44 @@ t.test('a PUT takes room for its body before writing it, evicting nothing, and o
   t.notOk(app.cache.store.has(casId({ algo: 'sha256', hex: unkept.hex })), 'and not kept (a GET fetches it, evicting as fills do)');
 });
 
-t.test('a PUT with a token upstream refuses evicts nothing: any client could empty the cache with a Content-Length', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+/** A real origin, and a cache of it on a tmpfs (cacheOnTmpfs) that keeps five of its 1 MiB blobs (`hexes`). */
+async function originBlobsKept(t: Test, name: string) {
   const origin = await startOrigin(t, { dataDir: path.join(t.testdir(), 'origin') });
-  const { app, url } = await cacheOnTmpfs(t, 'put-refused', origin.url); // 8 MiB of disk, a budget of 7 MiB
+  const { app, url } = await cacheOnTmpfs(t, name, origin.url); // 8 MiB of disk, a budget of 7 MiB
   const hexes = [];
   for (let i = 0; i < 5; i++) hexes.push(await uploadBlob(origin.url, randomBytes(MiB)));
   for (const hex of hexes) await fetchHash(`${url}/cas/sha256/${hex}`);
   await app.cache.fills.drain();
+  return { origin, app, url, hexes };
+}
+
+t.test('a PUT with a token upstream refuses evicts nothing: any client could empty the cache with a Content-Length', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { app, url, hexes } = await originBlobsKept(t, 'put-refused');
   const body = Buffer.alloc(3 * MiB, 1);
   const res = await request(`${url}/cas/sha256/${sha256(body)}`, { method: 'PUT', body, headers: { authorization: 'Bearer not-a-token' } });
   t.equal(res.statusCode, 403, 'refused upstream');
   await res.body.dump();
   t.same(app.cache.store.evicted, { objects: 0, bytes: 0 }, 'nothing evicted');
   t.same(hexes.map((hex) => app.cache.store.has(casId({ algo: 'sha256', hex }))), hexes.map(() => true), 'every object still kept');
+});
+
+t.test('a PUT that announces a body and sends none takes no room: with any token, it held what its Content-Length named, and fills evicted for it', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { origin, app, url, hexes } = await originBlobsKept(t, 'put-withheld');
+  const next = await uploadBlob(origin.url, randomBytes(MiB / 2)); // the disk has room for it
+  // Every byte the disk has free but the store's margin: a fill then lacks room. The upstream
+  // never sees this PUT (its client sends the head with the first byte of the body), so it
+  // cannot refuse the token: only the origin's head timeout would end it.
+  const fs = statfsSync(app.cache.store.dir);
+  const declared = fs.bavail * fs.bsize - MiB - 64 * 1024;
+  const withheld = await headOnlyPut(url, `/cas/sha256/${next}`, 'not-a-token', declared);
+  t.teardown(() => void withheld.socket.destroy());
+  const got = await fetchHash(`${url}/cas/sha256/${next}`);
+  t.same([got.status, got.hash], [200, next], 'a miss meanwhile served');
+  await app.cache.fills.drain();
+  t.same(app.cache.store.evicted, { objects: 0, bytes: 0 }, 'nothing evicted for the body never sent');
+  t.same(hexes.map((hex) => app.cache.store.has(casId({ algo: 'sha256', hex }))), hexes.map(() => true), 'every object still kept');
+  t.ok(app.cache.store.has(casId({ algo: 'sha256', hex: next })), 'and the miss kept too');
+  t.equal(app.cache.store.failures, 0, 'no storage failure');
 });
 
 t.test('a PUT of unknown length that finds the disk full is only forwarded: no storage failure, no cool-down for every fill', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {

@@ -1,13 +1,15 @@
 // The shared namespace through the cache: immutable headers and client 304s, 404 pass-
 // through, names revalidated (304 → disk), stale names when upstream is down, PUT tee,
 // private answers never kept, clear 502/504 within the timeout, metrics and stats.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import t from 'tap';
 import { request } from 'undici';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { casId, httpId } from '../../src/cache/disk-store.js';
+import { startOrigin, uploadBlob } from '../helpers/origin.js';
+import { headOnlyPut } from '../helpers/raw-http.js';
 import { eventually } from '../helpers/wait.js';
 import { blocksOf, startCache } from './harness.js';
 import { startUpstream, UpstreamFixture } from './upstream-fixture.js';
@@ -233,6 +235,22 @@ t.test('PUT is forwarded with its Authorization and kept once accepted; /cas ver
     t.equal(res.statusCode, 201);
     t.notOk(app.cache.store.has(`cas.v1/sha256/${otherHex.slice(0, 2)}/${otherHex}`), `not kept when upstream answers Cache-Control ${cc ?? '(none)'}`);
   }
+});
+
+t.test('a PUT that sends its head only holds no connection to upstream: a few hundred, with any token, held every one, and every miss waited', async (t) => {
+  // The origin waits long for a head: the cache's client sends a PUT's only with its body's first bytes.
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: path.join(dir, 'origin'), clientHeaderTimeoutMs: 60_000 });
+  const hex = await uploadBlob(origin.url, randomBytes(1024));
+  const { url } = await startCache(t, { upstream: origin.url, upstreamConnections: 1 }, path.join(dir, 'cache'));
+  const body = Buffer.from('withheld');
+  const withheld = await headOnlyPut(url, '/artifacts/run/job/withheld', 'not-a-token', body.length);
+  t.teardown(() => void withheld.socket.destroy());
+  const res = await request(`${url}/cas/sha256/${hex}`, { signal: AbortSignal.timeout(5000) });
+  t.equal(res.statusCode, 200, 'a miss meanwhile answered, not held behind the PUT');
+  t.equal(createHash('sha256').update(Buffer.from(await res.body.arrayBuffer())).digest('hex'), hex, 'whole');
+  withheld.socket.write(body);
+  await eventually('the PUT answered once its body came', () => /^HTTP\/1\.1 100 [^]*HTTP\/1\.1 403 /.test(withheld.answer()), 5000);
 });
 
 t.test('a PUT of a blob a GET is filling leaves it to the fill: a failing fill takes nothing the index still counts', async (t) => {
