@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { httpGetJson, httpHead, httpPut, joinUrl, type Progress, type RequestOptions } from '../client/http.js';
 import { compressDelta, DEFAULT_COMPRESSION, QuickSizeCounter, type Compression } from '../delta/compress.js';
 import { encodeDelta, type OutputWatch } from '../delta/xdelta.js';
-import { DAMAGED_CODES, DigestMismatchError, FleetError, NotFoundError, UpstreamError, type ErrorCode } from '../errors.js';
+import { DAMAGED_CODES, DigestMismatchError, failedRequest, FleetError, NotFoundError, UpstreamError, type ErrorCode } from '../errors.js';
 import { parseSize } from '../config/units.js';
 import { packToFile } from '../pack/packer.js';
 import { checkRepackOutput, runRepack, type RepackOptions } from '../pack/repack.js';
@@ -474,7 +474,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
         });
         bytesSent += gz.size;
         // the origin's answer names the URL: `run` says the push failed at the origin, not here
-        if (stored.digest !== gz.digest) throw new DigestMismatchError(gz.digest, stored.digest, `PUT ${redactUrl(baseUrl)}`);
+        if (stored.digest !== gz.digest) throw new DigestMismatchError(gz.digest, stored.digest, failedRequest('PUT', baseUrl));
         const local = baseCachePath(options.baseCache, stored.digest);
         used.add(local);
         if ((await cachedDigest(local)) !== result.digest) {
