@@ -111,8 +111,8 @@ export class FleetError extends Error {
 
 /** The only error that means "absent": a store miss, an unknown name. */
 export class NotFoundError extends FleetError {
-  constructor(message: string) {
-    super('FC_ERR_NOT_FOUND', message);
+  constructor(message: string, request?: FailedRequest) {
+    super('FC_ERR_NOT_FOUND', message, { request });
   }
 }
 
@@ -166,10 +166,11 @@ export class UsageError extends FleetError {
 }
 
 export class UpstreamError extends FleetError {
-  constructor(message: string, options?: { cause?: unknown; timeout?: boolean; status?: number }) {
+  constructor(message: string, options?: { cause?: unknown; timeout?: boolean; status?: number; request?: FailedRequest }) {
     super(options?.timeout ? 'FC_ERR_UPSTREAM_TIMEOUT' : 'FC_ERR_UPSTREAM', message, {
       cause: options?.cause,
       details: options?.status === undefined ? undefined : { upstreamStatus: options.status },
+      request: options?.request,
     });
   }
 

@@ -245,7 +245,7 @@ export async function listBases(origin: string, project: string, options: Reques
     const answer = await httpGetJson<{ bases: BaseInfo[] }>(joinUrl(origin, `/projects/${encodeURIComponent(project)}/bases/`), options);
     return answer.bases;
   } catch (err) {
-    if (err instanceof NotFoundError) throw new NotFoundError(`${err.message}: no fleetcache origin answers there, check the origin URL`);
+    if (err instanceof NotFoundError) throw new NotFoundError(`${err.message}: no fleetcache origin answers there, check the origin URL`, err.request);
     throw err;
   }
 }
@@ -256,14 +256,15 @@ export async function listBases(origin: string, project: string, options: Reques
  * asked: its refusal comes with the first upload.
  */
 async function checkWriteToken(origin: string, http: RequestOptions): Promise<void> {
-  const grant = await httpGetJson<Grant>(joinUrl(origin, '/-/token'), http).catch((err: unknown) => {
+  const url = joinUrl(origin, '/-/token');
+  const grant = await httpGetJson<Grant>(url, http).catch((err: unknown) => {
     if (err instanceof NotFoundError) return undefined;
     if (err instanceof FleetError && err.code === 'FC_ERR_UNAUTHORIZED' && http.token === undefined) {
-      throw new FleetError('FC_ERR_UNAUTHORIZED', `a push needs a write token, and none was given (--token-file FILE, or $FLEETCACHE_TOKEN): ${err.message}`);
+      throw new FleetError('FC_ERR_UNAUTHORIZED', `a push needs a write token, and none was given (--token-file FILE, or $FLEETCACHE_TOKEN): ${err.message}`, { request: err.request });
     }
     throw err;
   });
-  if (grant && grant.scope !== 'write') throw new FleetError('FC_ERR_FORBIDDEN', `${redactUrl(origin)} takes this token as a run token (run ${grant.run}): a push needs a write token`);
+  if (grant && grant.scope !== 'write') throw new FleetError('FC_ERR_FORBIDDEN', `${redactUrl(origin)} takes this token as a run token (run ${grant.run}): a push needs a write token`, { request: failedRequest('GET', url) });
 }
 
 /**
