@@ -70,3 +70,17 @@ t.test('artifacts get through a cache that sends wrong bytes: the error names th
   t.match(longer.stderr, `GET ${cache}/artifacts/r/j/log.txt: size mismatch: expected ${stored!.size} bytes, got ${stored!.size + 1}`);
   t.notOk(existsSync(join(dir, 'b', 'j', 'log.txt')), 'nothing kept');
 });
+
+t.test('artifacts get through a cache that sends far more bytes than the index states: refused as they come, not once they are all written', async (t) => {
+  const dir = t.testdir({ task: { 'log.txt': 'a log line\n' } });
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const [stored] = (await uploadArtifacts({ url: origin.url, token: origin.token, run: 'r', job: 'j', cwd: join(dir, 'task'), paths: ['log.txt'] })).files;
+  const extra = 8 * 2 ** 20;
+  const cache = await startTamperingProxy(t, origin.url, (path, body) => (path === '/artifacts/r/j/log.txt' ? Buffer.concat([body, Buffer.alloc(extra)]) : body));
+  const got = await cliExit(['artifacts', 'get', 'r/j', '--from', cache, '-o', join(dir, 'out')]);
+  t.equal(got.code, EXIT.integrity, got.stderr);
+  const counted = new RegExp(`GET ${cache}/artifacts/r/j/log\\.txt: size mismatch: expected ${stored!.size} bytes, got (\\d+)`).exec(got.stderr);
+  t.ok(counted, got.stderr);
+  t.ok(Number(counted?.[1]) < extra, `stopped after ${counted?.[1]} bytes, not the ${stored!.size + extra} sent`);
+  t.same(readdirSync(join(dir, 'out', 'j')), [], 'no partial file left');
+});
