@@ -3,6 +3,8 @@
 // only here. docs/errors.md documents every code (a test keeps the two in step).
 // Retired codes are never reused.
 
+import { redactUrlAndQuery } from './redact-url.js';
+
 interface ErrorSpec {
   /** HTTP status when the error reaches a server's error handler. */
   readonly status: number;
@@ -64,16 +66,34 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/**
+ * The request whose answer an error is about: its method and URL (credentials and query
+ * string hidden: redactUrlAndQuery). What says which server failed (a cache, the origin),
+ * rather than the message's words.
+ */
+export interface FailedRequest {
+  readonly method: string;
+  readonly url: string;
+}
+
+/** `method` and `url` as a FailedRequest names them. */
+export function failedRequest(method: string, url: string): FailedRequest {
+  return { method, url: redactUrlAndQuery(url) };
+}
+
 export class FleetError extends Error {
   readonly code: ErrorCode;
   /** Extra machine-readable fields sent in the JSON error body. */
   readonly details: Record<string, unknown> | undefined;
+  /** The request whose answer failed, when a server's did (never sent in an error body). */
+  readonly request: FailedRequest | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown>; request?: FailedRequest }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
     this.details = options?.details;
+    this.request = options?.request;
   }
 
   get status(): number {
@@ -91,22 +111,38 @@ export class FleetError extends Error {
 
 /** The only error that means "absent": a store miss, an unknown name. */
 export class NotFoundError extends FleetError {
-  constructor(message: string) {
-    super('FC_ERR_NOT_FOUND', message);
+  constructor(message: string, request?: FailedRequest) {
+    super('FC_ERR_NOT_FOUND', message, { request });
   }
 }
 
+/** "GET <url>: " before a message about `request`'s answer; nothing without one. */
+function naming(request: FailedRequest | undefined): string {
+  return request ? `${request.method} ${request.url}: ` : '';
+}
+
 export class DigestMismatchError extends FleetError {
-  /** `source`: the request whose answer had the wrong digest ("PUT <url>"), when a server gave it. */
-  constructor(readonly expected: string, readonly actual: string, source?: string) {
-    super('FC_ERR_DIGEST_MISMATCH', `${source ? `${source}: ` : ''}digest mismatch: expected ${expected}, got ${actual}`, { details: { expected, actual } });
+  /** `request`: the one whose answer had the wrong digest, when a server gave it. */
+  constructor(readonly expected: string, readonly actual: string, request?: FailedRequest) {
+    super('FC_ERR_DIGEST_MISMATCH', `${naming(request)}digest mismatch: expected ${expected}, got ${actual}`, { details: { expected, actual }, request });
   }
 }
 
 export class SizeMismatchError extends FleetError {
-  constructor(readonly expected: number, readonly actual: number) {
-    super('FC_ERR_SIZE_MISMATCH', `size mismatch: expected ${expected} bytes, got ${actual}`, { details: { expected, actual } });
+  /** `request`: the one whose answer had the wrong size, when a server gave it. */
+  constructor(readonly expected: number, readonly actual: number, request?: FailedRequest) {
+    super('FC_ERR_SIZE_MISMATCH', `${naming(request)}size mismatch: expected ${expected} bytes, got ${actual}`, { details: { expected, actual }, request });
   }
+}
+
+/**
+ * `err` as the answer to `request` when it is a digest or size mismatch that names none (a
+ * hashing tap's, refusing bytes past the size as they come); anything else as it is.
+ */
+export function answerOf(err: unknown, request: FailedRequest): unknown {
+  if (err instanceof DigestMismatchError && !err.request) return new DigestMismatchError(err.expected, err.actual, request);
+  if (err instanceof SizeMismatchError && !err.request) return new SizeMismatchError(err.expected, err.actual, request);
+  return err;
 }
 
 /** Failures of the bytes themselves: a cache's damaged copy causes them, and a recheck (Cache-Control: no-cache) mends it. */
@@ -130,10 +166,11 @@ export class UsageError extends FleetError {
 }
 
 export class UpstreamError extends FleetError {
-  constructor(message: string, options?: { cause?: unknown; timeout?: boolean; status?: number }) {
+  constructor(message: string, options?: { cause?: unknown; timeout?: boolean; status?: number; request?: FailedRequest }) {
     super(options?.timeout ? 'FC_ERR_UPSTREAM_TIMEOUT' : 'FC_ERR_UPSTREAM', message, {
       cause: options?.cause,
       details: options?.status === undefined ? undefined : { upstreamStatus: options.status },
+      request: options?.request,
     });
   }
 

@@ -11,7 +11,7 @@ import { mkdir, realpath, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { httpGet, httpGetJson, httpGetJsonSized, type CacheLimits, type RequestOptions } from '../client/http.js';
-import { DigestMismatchError, FleetError, isDamagedBytes, NotFoundError, SizeMismatchError } from '../errors.js';
+import { answerOf, DigestMismatchError, failedRequest, FleetError, isDamagedBytes, NotFoundError, SizeMismatchError } from '../errors.js';
 import { isInside, walkDirs } from '../pack/safe-path.js';
 import { redactUrl } from '../redact-url.js';
 import { hashingTap } from '../store/hashing.js';
@@ -69,12 +69,17 @@ async function downloadOne(url: string, entry: ArtifactIndex['files'][number], t
 async function downloadOnce(url: string, entry: ArtifactIndex['files'][number], target: string, http: RequestOptions): Promise<void> {
   const temp = join(dirname(target), `.${randomBytes(6).toString('hex')}.fleetcache-partial`);
   try {
+    // named with the request: which cache, or the origin, sent the wrong bytes
+    const request = failedRequest('GET', url);
     const res = await httpGet(url, http);
-    const { tap, result } = hashingTap(http.progress?.(entry.path, entry.size));
-    await pipeline(res.body, tap, createWriteStream(temp, { flags: 'wx' }));
+    // more bytes than the index states are refused as they come, not once they filled the disk
+    const { tap, result } = hashingTap(http.progress?.(entry.path, entry.size), entry.size);
+    await pipeline(res.body, tap, createWriteStream(temp, { flags: 'wx' })).catch((err: unknown) => {
+      throw answerOf(err, request);
+    });
     const got = result();
-    if (got.size !== entry.size) throw new SizeMismatchError(entry.size, got.size);
-    if (got.digest !== entry.digest) throw new DigestMismatchError(entry.digest, got.digest);
+    if (got.size !== entry.size) throw new SizeMismatchError(entry.size, got.size, request);
+    if (got.digest !== entry.digest) throw new DigestMismatchError(entry.digest, got.digest, request);
     await rename(temp, target);
   } finally {
     await rm(temp, { force: true });

@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { httpPut, type CacheLimits } from '../client/http.js';
-import { DigestMismatchError, FleetError, withDetails } from '../errors.js';
+import { DigestMismatchError, failedRequest, FleetError, withDetails } from '../errors.js';
 import { hashingTap, sha256File } from '../store/hashing.js';
 import { artifactUrl, INDEX_FORMAT, INDEX_NAME, indexUrl, type ArtifactIndex } from './names.js';
 
@@ -127,7 +127,7 @@ async function putFile(url: string, file: string, stated: { size: number; digest
     throw err;
   });
   // The server hashed what it received and checked it against the stated digest.
-  if (answer.digest !== undefined && answer.digest !== stated.digest) throw new DigestMismatchError(stated.digest, answer.digest);
+  if (answer.digest !== undefined && answer.digest !== stated.digest) throw new DigestMismatchError(stated.digest, answer.digest, failedRequest('PUT', url));
 }
 
 export async function uploadArtifacts(options: UploadArtifactsOptions): Promise<UploadArtifactsResult> {

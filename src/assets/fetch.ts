@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
 import { cacheLimits, limitedDispatch } from '../client/http.js';
-import { DigestMismatchError, errorMessage, FleetError, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError, type ErrorCode } from '../errors.js';
+import { DigestMismatchError, errorMessage, failedRequest, FleetError, type FailedRequest, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError, type ErrorCode } from '../errors.js';
 import { createAssetHash, hashFile, inManifestOrder, readManifest, type DroppedRecord, type InvalidRecord, type ManifestRecord } from './manifest.js';
 import { unpackArchive, type ArchiveKind } from './unpack.js';
 import { redactUrl, redactUrlAndQuery } from '../redact-url.js';
@@ -125,7 +125,7 @@ const FILE_MODE = 0o600;
  * Streams `source` into a new file at `tmp` (mode 0600 whatever the umask) while hashing,
  * refusing more bytes than the record's size as soon as they arrive, then checks size and digest.
  */
-async function receive(source: AsyncIterable<Buffer>, tmp: string, record: ManifestRecord, onBytes: (n: number) => void): Promise<void> {
+async function receive(source: AsyncIterable<Buffer>, tmp: string, record: ManifestRecord, onBytes: (n: number) => void, from?: FailedRequest): Promise<void> {
   const hash = createAssetHash(record.algorithm);
   let size = 0;
   // Opened before the first byte: a stream that opened it itself could still create the file
@@ -137,7 +137,7 @@ async function receive(source: AsyncIterable<Buffer>, tmp: string, record: Manif
       for await (const chunk of chunks) {
         size += chunk.length;
         onBytes(chunk.length);
-        if (record.size !== null && size > record.size) throw new SizeMismatchError(record.size, size);
+        if (record.size !== null && size > record.size) throw new SizeMismatchError(record.size, size, from);
         hash.update(chunk);
         yield chunk;
       }
@@ -145,9 +145,9 @@ async function receive(source: AsyncIterable<Buffer>, tmp: string, record: Manif
     file.createWriteStream(),
   );
   await chmod(tmp, FILE_MODE); // the umask may have taken bits from the mode the file was created with
-  if (record.size !== null && size !== record.size) throw new SizeMismatchError(record.size, size);
+  if (record.size !== null && size !== record.size) throw new SizeMismatchError(record.size, size, from);
   const digest = hash.digest('hex');
-  if (digest !== record.digest) throw new DigestMismatchError(`${record.algorithm}:${record.digest}`, `${record.algorithm}:${digest}`);
+  if (digest !== record.digest) throw new DigestMismatchError(`${record.algorithm}:${record.digest}`, `${record.algorithm}:${digest}`, from);
 }
 
 /**
@@ -162,7 +162,7 @@ function shown(url: string, hop: number): string {
  * One GET, following redirects itself so the token goes to the first host only (like tooltool).
  * `cacheTimeoutMs` (a cache's answer): how long it may keep silent, and the floor under its rate.
  */
-async function openAsset(url: string, options: FetchAssetsOptions, cacheTimeoutMs: number | undefined): Promise<Dispatcher.ResponseData> {
+async function openAsset(url: string, options: FetchAssetsOptions, cacheTimeoutMs: number | undefined): Promise<{ res: Dispatcher.ResponseData; request: FailedRequest }> {
   let target = url;
   let token = options.token;
   const dispatch = limitedDispatch({ ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}), ...(cacheTimeoutMs === undefined ? {} : cacheLimits(cacheTimeoutMs)) });
@@ -181,7 +181,8 @@ async function openAsset(url: string, options: FetchAssetsOptions, cacheTimeoutM
       throw new UpstreamError(`GET ${shown(target, hop)}: ${errorMessage(err)}`, { cause: err });
     }
     const { statusCode } = res;
-    if (statusCode >= 200 && statusCode < 300) return res;
+    // the URL that answered (a redirect's target): what a mismatch of its bytes names
+    if (statusCode >= 200 && statusCode < 300) return { res, request: failedRequest('GET', target) };
     await res.body.dump().catch(() => undefined);
     const location = res.headers.location;
     if (statusCode >= 300 && statusCode < 400 && typeof location === 'string' && hop < MAX_REDIRECTS) {
@@ -292,11 +293,11 @@ class RecordFetch {
       const tmp = tempName(this.#dest, this.#record.filename);
       let received = 0;
       try {
-        const res = await openAsset(url, this.#options, isLast ? undefined : this.#options.cacheTimeoutMs);
+        const { res, request } = await openAsset(url, this.#options, isLast ? undefined : this.#options.cacheTimeoutMs);
         await receive(res.body, tmp, this.#record, (n) => {
           received += n;
           this.#progress(received, 'download', false);
-        });
+        }, request);
         await rename(tmp, this.#final);
         this.#progress(received, 'download', true);
         this.result.source = 'download';

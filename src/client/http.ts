@@ -3,7 +3,7 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
-import { errorMessage, FleetError, NotFoundError, UpstreamError, type ErrorCode } from '../errors.js';
+import { errorMessage, failedRequest, FleetError, NotFoundError, UpstreamError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 import { cacheSpeedFloor, uploadWithSpeedFloor, withSpeedFloor, type SpeedFloor } from './speed-floor.js';
 
@@ -151,14 +151,15 @@ async function failure(url: string, method: string, res: Dispatcher.ResponseData
   } catch {
     if (body) message += `: ${body.split('\n')[0]}`;
   }
-  if (res.statusCode === 404) throw new NotFoundError(message);
-  if (code !== undefined && REQUEST_CODES.has(code)) throw new FleetError(code as ErrorCode, message);
-  if (res.statusCode === 401) throw new FleetError('FC_ERR_UNAUTHORIZED', message);
-  if (res.statusCode === 403) throw new FleetError('FC_ERR_FORBIDDEN', message);
-  if (res.statusCode === 413) throw new FleetError('FC_ERR_TOO_LARGE', message);
-  if (res.statusCode === 412) throw new FleetError('FC_ERR_PRECONDITION_FAILED', message);
-  if (res.statusCode === 504) throw new UpstreamError(message, { timeout: true, status: res.statusCode });
-  throw new UpstreamError(message, { status: res.statusCode });
+  const request = failedRequest(method, url);
+  if (res.statusCode === 404) throw new NotFoundError(message, request);
+  if (code !== undefined && REQUEST_CODES.has(code)) throw new FleetError(code as ErrorCode, message, { request });
+  if (res.statusCode === 401) throw new FleetError('FC_ERR_UNAUTHORIZED', message, { request });
+  if (res.statusCode === 403) throw new FleetError('FC_ERR_FORBIDDEN', message, { request });
+  if (res.statusCode === 413) throw new FleetError('FC_ERR_TOO_LARGE', message, { request });
+  if (res.statusCode === 412) throw new FleetError('FC_ERR_PRECONDITION_FAILED', message, { request });
+  if (res.statusCode === 504) throw new UpstreamError(message, { timeout: true, status: res.statusCode, request });
+  throw new UpstreamError(message, { status: res.statusCode, request });
 }
 
 async function send(method: Dispatcher.HttpMethod, url: string, options: RequestOptions, body?: Readable | string | Buffer): Promise<Dispatcher.ResponseData> {
@@ -177,7 +178,7 @@ async function send(method: Dispatcher.HttpMethod, url: string, options: Request
   } catch (err) {
     if (err instanceof FleetError) throw err;
     const timeout = err instanceof Error && /timeout/i.test(err.name + err.message);
-    throw new UpstreamError(`${method} ${redactUrl(url)}: ${connectionFailure(err as NodeJS.ErrnoException)}`, { cause: err, timeout });
+    throw new UpstreamError(`${method} ${redactUrl(url)}: ${connectionFailure(err as NodeJS.ErrnoException)}`, { cause: err, timeout, request: failedRequest(method, url) });
   }
 }
 
@@ -213,18 +214,19 @@ export async function httpHead(url: string, options: RequestOptions = {}): Promi
  */
 async function jsonBody<T>(method: string, url: string, res: Dispatcher.ResponseData, empty?: T): Promise<{ value: T; bytes: number }> {
   const what = `${method} ${redactUrl(url)}`;
+  const request = failedRequest(method, url);
   const declared = Number(res.headers['content-length']);
   if (declared > MAX_JSON_BYTES) {
     res.body.destroy();
-    throw new UpstreamError(`${what}: a JSON answer of ${declared} bytes, more than the ${MAX_JSON_BYTES} read`);
+    throw new UpstreamError(`${what}: a JSON answer of ${declared} bytes, more than the ${MAX_JSON_BYTES} read`, { request });
   }
   const { text, whole } = await readAtMost(res.body, MAX_JSON_BYTES);
-  if (!whole) throw new UpstreamError(`${what}: a JSON answer of more than the ${MAX_JSON_BYTES} bytes read`);
+  if (!whole) throw new UpstreamError(`${what}: a JSON answer of more than the ${MAX_JSON_BYTES} bytes read`, { request });
   if (text === '' && empty !== undefined) return { value: empty, bytes: 0 };
   try {
     return { value: JSON.parse(text) as T, bytes: Buffer.byteLength(text) };
   } catch (err) {
-    throw new UpstreamError(`${what}: the answer is not JSON (${errorMessage(err)})`, { cause: err });
+    throw new UpstreamError(`${what}: the answer is not JSON (${errorMessage(err)})`, { cause: err, request });
   }
 }
 

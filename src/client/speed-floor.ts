@@ -10,7 +10,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Transform, type Duplex, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { UpstreamError } from '../errors.js';
+import { failedRequest, UpstreamError } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 
 export interface SpeedFloor {
@@ -88,7 +88,7 @@ class SpeedFloorHandler implements Dispatcher.DispatchHandler {
       const held = this.#heldBack || controller.paused;
       this.#heldBack = false;
       return held;
-    }, (rule) => controller.abort(new UpstreamError(`GET ${redactUrl(this.#url)}: ${rule}, given up on`, { timeout: true })));
+    }, (rule) => controller.abort(new UpstreamError(`GET ${redactUrl(this.#url)}: ${rule}, given up on`, { timeout: true, request: failedRequest('GET', this.#url) })));
   }
 }
 
@@ -106,7 +106,7 @@ export function uploadWithSpeedFloor(body: Readable, floor: SpeedFloor, method: 
     },
   });
   // the source (a local file) is never the slow side: every window counts against the server
-  const timer = watchRate(floor, () => taken, () => false, (rule) => counter.destroy(new UpstreamError(`${method} ${redactUrl(url)}: the server took the upload ${rule}, given up on`, { timeout: true })));
+  const timer = watchRate(floor, () => taken, () => false, (rule) => counter.destroy(new UpstreamError(`${method} ${redactUrl(url)}: the server took the upload ${rule}, given up on`, { timeout: true, request: failedRequest(method, url) })));
   counter.once('close', () => clearInterval(timer));
   body.once('error', (err) => counter.destroy(err));
   return body.pipe(counter);

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { httpGetJson, httpHead, httpPut, joinUrl, type Progress, type RequestOptions } from '../client/http.js';
 import { compressDelta, DEFAULT_COMPRESSION, QuickSizeCounter, type Compression } from '../delta/compress.js';
 import { encodeDelta, type OutputWatch } from '../delta/xdelta.js';
-import { DAMAGED_CODES, DigestMismatchError, FleetError, NotFoundError, UpstreamError, type ErrorCode } from '../errors.js';
+import { DAMAGED_CODES, DigestMismatchError, failedRequest, FleetError, NotFoundError, UpstreamError, type ErrorCode } from '../errors.js';
 import { parseSize } from '../config/units.js';
 import { packToFile } from '../pack/packer.js';
 import { checkRepackOutput, runRepack, type RepackOptions } from '../pack/repack.js';
@@ -245,7 +245,7 @@ export async function listBases(origin: string, project: string, options: Reques
     const answer = await httpGetJson<{ bases: BaseInfo[] }>(joinUrl(origin, `/projects/${encodeURIComponent(project)}/bases/`), options);
     return answer.bases;
   } catch (err) {
-    if (err instanceof NotFoundError) throw new NotFoundError(`${err.message}: no fleetcache origin answers there, check the origin URL`);
+    if (err instanceof NotFoundError) throw new NotFoundError(`${err.message}: no fleetcache origin answers there, check the origin URL`, err.request);
     throw err;
   }
 }
@@ -256,14 +256,15 @@ export async function listBases(origin: string, project: string, options: Reques
  * asked: its refusal comes with the first upload.
  */
 async function checkWriteToken(origin: string, http: RequestOptions): Promise<void> {
-  const grant = await httpGetJson<Grant>(joinUrl(origin, '/-/token'), http).catch((err: unknown) => {
+  const url = joinUrl(origin, '/-/token');
+  const grant = await httpGetJson<Grant>(url, http).catch((err: unknown) => {
     if (err instanceof NotFoundError) return undefined;
     if (err instanceof FleetError && err.code === 'FC_ERR_UNAUTHORIZED' && http.token === undefined) {
-      throw new FleetError('FC_ERR_UNAUTHORIZED', `a push needs a write token, and none was given (--token-file FILE, or $FLEETCACHE_TOKEN): ${err.message}`);
+      throw new FleetError('FC_ERR_UNAUTHORIZED', `a push needs a write token, and none was given (--token-file FILE, or $FLEETCACHE_TOKEN): ${err.message}`, { request: err.request });
     }
     throw err;
   });
-  if (grant && grant.scope !== 'write') throw new FleetError('FC_ERR_FORBIDDEN', `${redactUrl(origin)} takes this token as a run token (run ${grant.run}): a push needs a write token`);
+  if (grant && grant.scope !== 'write') throw new FleetError('FC_ERR_FORBIDDEN', `${redactUrl(origin)} takes this token as a run token (run ${grant.run}): a push needs a write token`, { request: failedRequest('GET', url) });
 }
 
 /**
@@ -474,7 +475,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
         });
         bytesSent += gz.size;
         // the origin's answer names the URL: `run` says the push failed at the origin, not here
-        if (stored.digest !== gz.digest) throw new DigestMismatchError(gz.digest, stored.digest, `PUT ${redactUrl(baseUrl)}`);
+        if (stored.digest !== gz.digest) throw new DigestMismatchError(gz.digest, stored.digest, failedRequest('PUT', baseUrl));
         const local = baseCachePath(options.baseCache, stored.digest);
         used.add(local);
         if ((await cachedDigest(local)) !== result.digest) {

@@ -3,7 +3,7 @@
 import { createGunzip } from 'node:zlib';
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { DigestMismatchError, FleetError, SizeMismatchError, type ErrorCode } from '../errors.js';
+import { answerOf, DigestMismatchError, failedRequest, FleetError, SizeMismatchError, type ErrorCode } from '../errors.js';
 import { httpGet, joinUrl, type RequestOptions } from '../client/http.js';
 import { casPath, parseDigestString } from '../store/digest.js';
 import { hashingTap } from '../store/hashing.js';
@@ -43,6 +43,8 @@ interface Downloaded {
  */
 export async function downloadBlob(baseUrl: string, digest: string, size: number, file: string, options: RequestOptions & { gunzip?: boolean; plainBound?: PlainBound; label?: string } = {}): Promise<Downloaded> {
   const url = joinUrl(baseUrl, casPath(parseDigestString(digest)));
+  // each failure of the bytes names the request: which cache, or the origin, sent them
+  const request = failedRequest('GET', url);
   // a unique name per download: pushes sharing a base cache may fetch the same base at once,
   // and each renames its own verified copy into place (the last one wins, same bytes)
   return writeAtomically(file, async (partial) => {
@@ -55,18 +57,22 @@ export async function downloadBlob(baseUrl: string, digest: string, size: number
     if (options.gunzip) {
       await pipeline(res.body, tap, createGunzip(), plain.tap, createWriteStream(partial)).catch((err: NodeJS.ErrnoException) => {
         // corrupt compressed bytes fail before the digest is known: the same integrity error
-        if (err.code?.startsWith('Z_')) throw new FleetError('FC_ERR_DIGEST_MISMATCH', `${redactUrl(url)}: corrupt gzip data (${err.message})`, { cause: err });
+        if (err.code?.startsWith('Z_')) throw new FleetError('FC_ERR_DIGEST_MISMATCH', `${redactUrl(url)}: corrupt gzip data (${err.message})`, { cause: err, request });
         // the plain tap's bound, not the blob's (whose tap has then counted past `size`)
         const bound = options.plainBound;
         if (bound && err instanceof SizeMismatchError && result().size <= size) {
-          throw new FleetError(bound.code, `${options.label ?? digest} ${redactUrl(url)}: its gzip inflates past ${bound.bytes} bytes, ${bound.what} (a gzip bomb?); refused, nothing kept`, { cause: err, details: { expected: bound.bytes, actual: err.actual } });
+          throw new FleetError(bound.code, `${options.label ?? digest} ${redactUrl(url)}: its gzip inflates past ${bound.bytes} bytes, ${bound.what} (a gzip bomb?); refused, nothing kept`, { cause: err, details: { expected: bound.bytes, actual: err.actual }, request });
         }
-        throw err;
+        throw answerOf(err, request);
       });
-    } else await pipeline(res.body, tap, createWriteStream(partial));
+    } else {
+      await pipeline(res.body, tap, createWriteStream(partial)).catch((err: unknown) => {
+        throw answerOf(err, request);
+      });
+    }
     const got = result();
-    if (got.size !== size) throw new SizeMismatchError(size, got.size);
-    if (got.digest !== digest) throw new DigestMismatchError(digest, got.digest);
+    if (got.size !== size) throw new SizeMismatchError(size, got.size, request);
+    if (got.digest !== digest) throw new DigestMismatchError(digest, got.digest, request);
     return { received: got.size, written: options.gunzip ? plain.result() : got };
   });
 }

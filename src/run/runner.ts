@@ -18,6 +18,7 @@ import { beginSnapshot, buildLedger, snapshotFleet, type FleetSnapshot, type Led
 import { expandJobs, findProject, jobParts, jobRegion, levelTimeouts, loadProject, repackEnvironment, resolveProjectFields, type Backend, type Job, type Project, type ResolvedFields } from '../spread/index.js';
 import { projectError } from '../spread/yaml.js';
 import { redactUrl } from '../redact-url.js';
+import { sentTo } from '../client/sent-to.js';
 import { AgentCommandError, agentWorkDir, installAgent, runAgent } from './agent-client.js';
 import { shellQuote } from '../shell-quote.js';
 import { ReusePool, RunningMachines } from './reuse.js';
@@ -227,11 +228,11 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       if (interrupt?.received) throw new FleetError('FC_ERR_TASK_FAILED', `interrupted by ${interrupt.received} while the project was uploaded: no job ran (${jobs.length} aborted), no machine was allocated`);
       // the run's first request of its own: an origin that is down or refuses the token is named
       // here, with what was being done, and the failure keeps its code (the exit status). Its
-      // reason names the origin's URL already (the request's: "GET <url>: …"); a reason that
-      // does not failed on this host (a file of the project it cannot read, a full temp
-      // directory), and blames no origin.
+      // reason names the origin's URL already (the request's: "GET <url>: …"); one that no
+      // request to the origin caused failed on this host (a file of the project it cannot
+      // read, a full temp directory), and blames no origin.
       const error = toFleetError(err);
-      const atOrigin = error.message.includes(redactUrl(fleet.origin).replace(/\/+$/, ''));
+      const atOrigin = sentTo(error, fleet.origin);
       throw new FleetError(error.code, `cannot push the project${atOrigin ? ' to the origin' : ''}: ${error.message}`, { cause: error, ...(error.details ? { details: error.details } : {}) });
     });
     // spread's line as it prints it (scripts parse it), then what went to the origin

@@ -2,6 +2,7 @@
 // flips one) are refused by the origin before it stores the blob or publishes the name.
 import t, { type Test } from 'tap';
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { uploadArtifacts } from '../../src/artifacts/upload.js';
@@ -57,4 +58,21 @@ t.test('a file named _index.json anywhere among the artifacts is refused before 
   const name = await request(`${origin.url}/artifacts/r1/j/log.txt`);
   await name.body.dump();
   t.equal(name.statusCode, 404, 'nothing was uploaded');
+});
+
+t.test("a server that answers an upload with another digest than the one sent: the error names that request (method and URL)", async (t) => {
+  const dir = t.testdir({ task: { 'log.txt': 'a log line\n' } });
+  const other = `sha256:${'0'.repeat(64)}`;
+  // a cache (or origin) that says it stored every upload under a digest not the one sent
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(req.method === 'PUT' ? 201 : 404, { 'content-type': 'application/json' }).end(JSON.stringify({ digest: other, size: 11 })));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await t.rejects(uploadArtifacts({ url, run: 'r1', job: 'j', cwd: join(dir, 'task'), paths: ['log.txt'] }), {
+    code: 'FC_ERR_DIGEST_MISMATCH',
+    message: new RegExp(`^PUT ${url}/artifacts/r1/j/log\\.txt: digest mismatch: expected sha256:[0-9a-f]{64}, got ${other}$`),
+  });
 });

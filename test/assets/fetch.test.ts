@@ -81,6 +81,10 @@ t.test('several records: good ones land, an archive unpacks, wrong size and wron
   t.equal(by.get('long.bin')!.error?.code, 'FC_ERR_SIZE_MISMATCH');
   t.equal(by.get('wrong-digest.bin')!.error?.code, 'FC_ERR_DIGEST_MISMATCH');
   t.match(by.get('wrong-digest.bin')!.error?.message, /every URL failed/);
+  // each mismatch names the request whose answer it was: which server sent the wrong bytes
+  t.match(by.get('wrong-digest.bin')!.error?.message, `GET ${liarUrl}/sha512/${wrongDigest.digest}: digest mismatch: expected sha512:${wrongDigest.digest}, got sha512:${sha512(C)}`);
+  t.match(by.get('short.bin')!.error?.message, `GET ${origin.url}/sha512/${sha512(C)}: size mismatch: expected ${C.length + 1} bytes, got ${C.length}`);
+  t.match(by.get('long.bin')!.error?.message, `GET ${origin.url}/sha512/${sha512(C)}: size mismatch: expected ${C.length - 1} bytes, got `);
   for (const name of ['short.bin', 'long.bin', 'wrong-digest.bin']) t.notOk(existsSync(join(dest, name)), `${name} never appears`);
   t.same(partials(dest), [], 'no partial file is left');
   t.same(progress, ['a.bin', 'b.txt', 'tool.tar.gz']);

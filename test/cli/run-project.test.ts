@@ -179,6 +179,17 @@ t.test('an origin that answers a base upload with another digest: the error name
   t.match(line, new RegExp(`^fleetcache: error: cannot push the project to the origin: PUT ${origin}/projects/small/bases/\\S+: digest mismatch: expected sha256:[0-9a-f]{64}, got ${wrongDigest}$`));
 });
 
+t.test("a push that fails on this host blames no origin, though its reason names the origin's URL (a repack script's last line)", async (t) => {
+  const dir = await project(t, 1);
+  const { url } = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  await writeFile(join(dir, 'spread.yaml'), `${await readFile(join(dir, 'spread.yaml'), 'utf8')}repack: |\n  echo "no mirror of ${url} here" >&2\n  exit 1\n`);
+  await writeFile(join(dir, 'fleet.yaml'), `origin: ${url}\nregions:\n  region-a:\n    caches: [${url}]\n`);
+  await writeFile(join(dir, 'token'), `${TEST_TOKEN}\n`, { mode: 0o600 });
+  const { code, line } = await runAsync(dir, ['--fleet', 'fleet.yaml', '--token-file', 'token']);
+  t.equal(code, ERROR_CODES.FC_ERR_PROJECT.exit, "the repack script's exit status");
+  t.equal(line, `fleetcache: error: cannot push the project: repack script failed (exit status 1): no mirror of ${url} here`);
+});
+
 const user = nobody();
 t.test('a file of the project the run cannot read: the error names the file, and blames no origin', { skip: typeof user === 'string' ? user : false }, async (t) => {
   if (typeof user === 'string') return;

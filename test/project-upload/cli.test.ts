@@ -13,6 +13,7 @@ import { casId } from '../../src/cache/disk-store.js';
 import { startCache } from '../cache/harness.js';
 import { main } from '../../src/cli/main.js';
 import { cliArgs } from '../helpers/processes.js';
+import { flipped, startTamperingProxy } from '../helpers/tampering-proxy.js';
 
 const run = promisify(execFile);
 const TOKEN = 'cli-test-token';
@@ -269,4 +270,29 @@ t.test("pull --recheck mends a cache's damaged copy; without it, the failure say
   t.equal(mended.code, 0, mended.err);
   t.equal(readFileSync(join(dir, 'm3', 'VERSION'), 'utf8'), '1\n');
   t.equal(createHash('sha256').update(readFileSync(stored)).digest('hex'), hex, 'the cache holds a good copy again');
+});
+
+t.test('a pull whose cache sends wrong bytes names that request (method and URL): a flipped byte, a byte too many', async (t) => {
+  const { dir, url, src } = await originAndProject(t);
+  const tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, `${TOKEN}\n`);
+  const push = (run: string) => captured(['push', src, '--project', 'named', '--origin', url, '--base-cache', join(dir, 'bases'), '--run', run, '--token-file', tokenFile]);
+  t.equal((await push('r1')).code, 0);
+  project(src, 2);
+  t.equal((await push('r2')).code, 0);
+  const manifest = (await (await request(`${url}/projects/named/runs/r2`)).body.json()) as { delta: { digest: string; size: number } | null };
+  const deltaPath = `/cas/sha256/${manifest.delta!.digest.slice('sha256:'.length)}`;
+  // in front of the origin, as a cache whose copy of the run's delta is wrong
+  let damage: (body: Buffer) => Buffer = flipped;
+  const cache = await startTamperingProxy(t, url, (path, body) => (path === deltaPath ? damage(body) : body));
+  const pull = (dest: string) => captured(['pull', '--project', 'named', '--run', 'r2', '--from', cache, join(dir, dest)]);
+
+  const flippedPull = await pull('m1');
+  t.equal(flippedPull.code, EXIT.integrity, flippedPull.err);
+  t.match(flippedPull.err, `fleetcache: error: GET ${cache}${deltaPath}: digest mismatch: expected ${manifest.delta!.digest}, got sha256:`);
+  damage = (body) => Buffer.concat([body, Buffer.from('x')]);
+  const longer = await pull('m2');
+  t.equal(longer.code, EXIT.integrity, longer.err);
+  t.match(longer.err, `fleetcache: error: GET ${cache}${deltaPath}: size mismatch: expected ${manifest.delta!.size} bytes, got ${manifest.delta!.size + 1}`);
+  t.notOk(existsSync(join(dir, 'm2', 'VERSION')), 'nothing unpacked');
 });
