@@ -84,7 +84,7 @@ export function recordingLogger<Line>(level = 'info'): { log: FastifyBaseLogger;
       done();
     },
   });
-  return { log: pino({ level }, sink) as unknown as FastifyBaseLogger, lines };
+  return { log: pino({ level }, sink), lines };
 }
 
 /** A plain HTTP server on loopback answering every request with `body`, closed at teardown; its port. */
