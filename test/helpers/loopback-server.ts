@@ -2,6 +2,7 @@
 // connections still open (a client left waiting on an answer never sent keeps none up).
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Test } from 'tap';
 
 /** Starts `server` on a free loopback port; its base URL, `http://127.0.0.1:PORT`. */
 export async function listenOnLoopback(server: Server): Promise<string> {
@@ -13,4 +14,11 @@ export async function listenOnLoopback(server: Server): Promise<string> {
 export async function closeWithConnections(server: Server): Promise<void> {
   server.closeAllConnections();
   await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+/** Starts `server` on a free loopback port, closed with its connections when the test ends; its base URL. */
+export async function serveOnLoopback(t: Test, server: Server): Promise<string> {
+  const url = await listenOnLoopback(server);
+  t.teardown(() => closeWithConnections(server));
+  return url;
 }
