@@ -78,12 +78,11 @@ t.test('adhoc: a retry-delay of 600h waits before the next allocate attempt', as
 t.test('a reboot with a warn-timeout of 600h says nothing while it waits', async (t) => {
   // a machine that answers with a new boot identity on the fourth connection
   let boots = 0;
-  const client = (boot: string): SshClient =>
-    ({
-      exec: async (command: string) => ({ exitCode: 0, output: command.startsWith('cat') ? `${boot}\n` : '', killed: false }),
-      close: async () => undefined,
-    }) as unknown as SshClient;
-  const connect = async (): Promise<SshClient> => {
+  const client = (boot: string): Pick<SshClient, 'exec' | 'close'> => ({
+    exec: async (command: string) => ({ exitCode: 0, output: command.startsWith('cat') ? `${boot}\n` : '', killed: false }),
+    close: async () => undefined,
+  });
+  const connect = async () => {
     boots++;
     if (boots < 4) throw new Error('connection refused');
     return client('new');

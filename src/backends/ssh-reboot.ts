@@ -64,12 +64,15 @@ const LEAST_ATTEMPT = 3_000;
 const FIRST_PAUSE = 250;
 const LONGEST_PAUSE = 4000;
 
+/** What a reboot needs of a connection to the machine: a command run, and its close. */
+type RebootConnection = Pick<SshClient, 'exec' | 'close'>;
+
 /**
  * The boot identity, or undefined when the command fails, prints nothing, takes longer
  * than an attempt may (a machine that vanishes mid-command gives no close for a while) or
  * is killed by `signal`.
  */
-async function bootId(client: SshClient, command: string, signal?: AbortSignal): Promise<string | undefined> {
+async function bootId(client: RebootConnection, command: string, signal?: AbortSignal): Promise<string | undefined> {
   const ac = new AbortController();
   const late = sleep(ATTEMPT_TIMEOUT + 1000, undefined, { signal: ac.signal }).then(() => undefined, () => undefined);
   const read = client.exec(command, { trace: false, cwd: '/', killTimeout: ATTEMPT_TIMEOUT, ...(signal ? { signal } : {}) }).then(
@@ -88,13 +91,13 @@ async function bootId(client: SshClient, command: string, signal?: AbortSignal):
  * with another boot identity. `connect` makes one connection attempt with the given
  * timeout. The old client is closed either way.
  */
-export async function rebootOverSsh(
+export async function rebootOverSsh<C extends RebootConnection>(
   label: string,
-  client: SshClient,
-  connect: (timeoutMs: number) => Promise<SshClient>,
+  client: C,
+  connect: (timeoutMs: number) => Promise<C>,
   settings: RebootSettings,
   o: RebootOptions,
-): Promise<SshClient> {
+): Promise<C> {
   const timeout = settings.timeout ?? o.timeout;
   const before = await bootId(client, settings.bootIdCommand);
   if (before === undefined) {

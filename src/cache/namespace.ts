@@ -293,27 +293,20 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
 
 export function registerNamespaceRoutes(app: FastifyInstance, ctx: CacheContext): void {
   const methods: ('GET' | 'HEAD')[] = ['GET', 'HEAD'];
-  app.route<{ Params: { algo: string; hex: string } }>({
-    method: methods,
-    url: '/cas/:algo/:hex',
-    exposeHeadRoute: false,
-    handler: async (req, reply) => {
-      const d = parseDigest(req.params.algo, req.params.hex);
-      await getImmutable(ctx, req, reply, originSource(ctx, 'cas', d), d);
-      return reply;
-    },
-  });
-  app.route<{ Params: { algo: string; hex: string } }>({
-    method: methods,
-    url: ALGO_HEX_ROUTE,
-    exposeHeadRoute: false,
-    handler: async (req, reply) => {
-      // tooltool alias: the query string (?region=…) is ignored.
-      const d = parseDigest(req.params.algo, req.params.hex);
-      await getImmutable(ctx, req, reply, originSource(ctx, 'tooltool', d), d);
-      return reply;
-    },
-  });
+  // A blob by its digest, as /cas/ or as tooltool's alias /{algo}/{hex} (whose query string, ?region=…, is ignored).
+  const digestRoutes: Array<[url: string, kind: ImmutableKind]> = [['/cas/:algo/:hex', 'cas'], [ALGO_HEX_ROUTE, 'tooltool']];
+  for (const [url, kind] of digestRoutes) {
+    app.route<{ Params: { algo: string; hex: string } }>({
+      method: methods,
+      url,
+      exposeHeadRoute: false,
+      handler: async (req, reply) => {
+        const d = parseDigest(req.params.algo, req.params.hex);
+        await getImmutable(ctx, req, reply, originSource(ctx, kind, d), d);
+        return reply;
+      },
+    });
+  }
   for (const kind of ['artifacts', 'projects'] as const) {
     app.route({ method: methods, url: `/${kind}/*`, exposeHeadRoute: false, handler: async (req, reply) => {
       await getName(ctx, req, reply, kind);

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 interface AgentRun {
   readonly code: number;
@@ -56,8 +57,5 @@ export async function statusServer(t: Test, status: number, code = 'FC_ERR_UNAVA
     res.statusCode = status;
     res.end(JSON.stringify({ code, message: 'test server' }));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const { port } = server.address() as { port: number };
-  return `http://127.0.0.1:${port}`;
+  return serveOnLoopback(t, server);
 }

@@ -20,6 +20,7 @@ import { blackHoleUrl } from '../helpers/black-hole.js';
 import { pacedProxy, type Pace } from '../helpers/paced-proxy.js';
 import { describeTree } from '../helpers/tree.js';
 import { eventually } from '../helpers/wait.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 import { deadUrl, installAgent, runAgent, statusServer } from './helpers.js';
 
 t.test('pull falls back in order, uses the cache, applies the delta and unpacks', async (t) => {
@@ -187,9 +188,7 @@ t.test('a pull that fails on every pass names each URL once, with each distinct 
     res.statusCode = answered++ === 0 ? 503 : 502;
     res.end(JSON.stringify({ code: 'FC_ERR_UNAVAILABLE', message: `answer ${res.statusCode}; http://127.0.0.1:9: "refused" / again` }));
   });
-  await new Promise<void>((resolve) => flaky.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => flaky.close(() => resolve())));
-  const flakyUrl = `http://127.0.0.1:${(flaky.address() as AddressInfo).port}`;
+  const flakyUrl = await serveOnLoopback(t, flaky);
   const [deadCache, deadOrigin] = [await deadUrl(), await deadUrl()];
   const retryDelaysMs = [10, 10, 10];
   const passes = retryDelaysMs.length + 1;
@@ -331,12 +330,7 @@ t.test("a cache that serves a wrong object larger than the blob: cut at the blob
     };
     more();
   });
-  await new Promise<void>((resolve) => wrong.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    wrong.closeAllConnections();
-    wrong.close();
-  });
-  const wrongUrl = `http://127.0.0.1:${(wrong.address() as AddressInfo).port}`;
+  const wrongUrl = await serveOnLoopback(t, wrong);
   // the machine's temporary files on a disk smaller than the wrong object
   const disk = mountTmpfs('16m', 'pull-wrong');
   t.teardown(() => disk.unmount());
@@ -359,12 +353,7 @@ t.test("a cache that answers with another run's manifest is passed over: the pul
     const path = req.url === '/projects/demo/runs/r2' ? '/projects/demo/runs/r1' : req.url;
     void request(`${origin.url}${path}`).then(async (up) => res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type']) }).end(Buffer.from(await up.body.arrayBuffer())));
   });
-  await new Promise<void>((resolve) => wrong.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    wrong.closeAllConnections();
-    wrong.close();
-  });
-  const wrongUrl = `http://127.0.0.1:${(wrong.address() as AddressInfo).port}`;
+  const wrongUrl = await serveOnLoopback(t, wrong);
   const res = await runAgent(agent, 'pull', { urls: [wrongUrl, origin.url], project: 'demo', run: 'r2', dest: join(dir, 'dest') });
   t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
   t.match(res.json, { ok: true, url: origin.url, skipped: [{ url: wrongUrl, code: 'FC_ERR_BAD_REQUEST', error: /not the run manifest asked for \(it names project "demo", run "r1"\)/ }] });

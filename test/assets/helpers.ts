@@ -4,11 +4,11 @@
 import { createHash } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { crc32, gzipSync } from 'node:zlib';
 import type { Test } from 'tap';
 import * as tarStream from 'tar-stream';
 import { cliArgs, stopWithTest } from '../helpers/processes.js';
+import { closeWithConnections, listenOnLoopback } from '../helpers/loopback-server.js';
 
 export function sha512(data: Buffer | string): string {
   return createHash('sha512').update(data).digest('hex');
@@ -114,14 +114,12 @@ export class BlobServer {
     });
   }
 
-  async start(): Promise<string> {
-    await new Promise<void>((res) => this.#server.listen(0, '127.0.0.1', res));
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+  start(): Promise<string> {
+    return listenOnLoopback(this.#server);
   }
 
-  async stop(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((res) => this.#server.close(() => res()));
+  stop(): Promise<void> {
+    return closeWithConnections(this.#server);
   }
 }
 

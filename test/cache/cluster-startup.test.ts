@@ -2,29 +2,14 @@
 // port is taken) stops the cache, every worker with it, and the primary exits non-zero
 // with the worker's error (exit 3), as does a worker whose code does not load. A signal
 // while the workers start stops it cleanly too.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type Server } from 'node:net';
 import t, { type Test } from 'tap';
-import { cliArgs, isAlive, rememberProcess, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
+import { isAlive, rememberProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
-import { cacheWorkers } from './harness.js';
-
-/** `fleetcache cache --workers 2` on `listen`, and what it writes; stopped by PID in the teardown. */
-function startCache(t: Test, listen: string, nodeArgs: string[] = []) {
-  const child = spawn(process.execPath, [...nodeArgs, ...cliArgs(['cache', '--upstream', 'http://127.0.0.1:1', '--listen', listen, '--data', t.testdir(), '--workers', '2'])], {
-    cwd: REPO_ROOT, env: { ...process.env, FLEETCACHE_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  stopWithTest(t, child);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, exited, stdout: () => stdout, stderr: () => stderr };
-}
+import { cacheWorkers, spawnWorkersCache } from './harness.js';
 
 /** The PIDs of the two workers, once both are forked. */
 async function workersOf(pid: number): Promise<number[]> {
@@ -38,7 +23,7 @@ t.test('a port in use: the cache exits non-zero, naming the address, its workers
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise<void>((resolve) => taken.close(() => resolve())));
   const { port } = taken.address() as { port: number };
-  const cache = startCache(t, `127.0.0.1:${port}`);
+  const cache = spawnWorkersCache(t, `127.0.0.1:${port}`, t.testdir());
   const workers = await workersOf(cache.child.pid!);
   await eventually('the cache exits', () => cache.child.exitCode !== null || cache.child.signalCode !== null, 30_000);
   const code = await cache.exited;
@@ -49,7 +34,7 @@ t.test('a port in use: the cache exits non-zero, naming the address, its workers
 });
 
 t.test('SIGTERM while the workers start: the cache stops cleanly, exit 0', async (t) => {
-  const cache = startCache(t, '127.0.0.1:0');
+  const cache = spawnWorkersCache(t, '127.0.0.1:0', t.testdir());
   const workers = await workersOf(cache.child.pid!);
   process.kill(cache.child.pid!, 'SIGTERM');
   t.equal(await cache.exited, 0, 'exit 0');
@@ -76,7 +61,7 @@ function onCommandModuleInWorkers(t: Test, action: string): string[] {
 // or its chunk dist/cli/cache-HASH.js in the bundle) throws on load,
 // main() reports it and sets the exit code, and the worker's IPC channel kept it alive.
 t.test('a worker whose command module does not load: the cache exits non-zero, never hangs', async (t) => {
-  const cache = startCache(t, '127.0.0.1:0', onCommandModuleInWorkers(t, "throw new Error('simulated half-written module');"));
+  const cache = spawnWorkersCache(t, '127.0.0.1:0', t.testdir(), onCommandModuleInWorkers(t, "throw new Error('simulated half-written module');"));
   await eventually('the cache exits', () => cache.child.exitCode !== null || cache.child.signalCode !== null, 30_000);
   t.not(await cache.exited, 0, cache.stderr());
   t.match(cache.stderr(), /simulated half-written module/, 'the worker said why');
@@ -93,7 +78,7 @@ t.test('a worker whose command module does not load: the cache exits non-zero, n
 // (the primary hands out the port): fleetcache adds no guard of its own.
 t.test('a primary killed while its workers load their modules: the workers stop', async (t) => {
   const hold = 'const parent = process.ppid; const until = Date.now() + 30_000; while (process.ppid === parent && Date.now() < until) await new Promise((r) => setTimeout(r, 20));';
-  const cache = startCache(t, '127.0.0.1:0', onCommandModuleInWorkers(t, hold));
+  const cache = spawnWorkersCache(t, '127.0.0.1:0', t.testdir(), onCommandModuleInWorkers(t, hold));
   const workers = await workersOf(cache.child.pid!);
   for (const pid of workers) {
     const worker = rememberProcess(pid);

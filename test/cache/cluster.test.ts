@@ -28,9 +28,9 @@ t.test('messages of one event-loop turn go as one batch; a lone one goes as itse
   await new Promise((r) => setImmediate(r));
   t.equal(sent.length, 3, 'and nothing twice');
   const got: number[] = [];
-  for (const m of sent) unbatch(m, (one) => got.push(one.n));
+  for (const m of sent) unbatch<M>(m, (one) => got.push(one.n));
   t.same(got, [1, 2, 3, 4, 5], 'unbatched in order');
-  for (const foreign of [null, 'text', { cmd: 'NODE_X' }]) unbatch(foreign as unknown as M, (one) => got.push(one.n));
+  for (const foreign of [null, 'text', { cmd: 'NODE_X' }]) unbatch<M>(foreign, (one) => got.push(one.n));
   t.same(got, [1, 2, 3, 4, 5], 'what is not one of ours is ignored');
 });
 

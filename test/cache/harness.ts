@@ -1,4 +1,5 @@
 // Starts a cache on loopback port 0 in front of a fixture upstream.
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, statfsSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -10,7 +11,7 @@ import type { Test } from 'tap';
 import { Agent, request } from 'undici';
 import { resolveCacheConfig, type CacheConfig, type CacheConfigFile } from '../../src/cache/config.js';
 import { buildCacheServer } from '../../src/cache/server.js';
-import { descendantsOf } from '../helpers/processes.js';
+import { cliArgs, descendantsOf, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
 
 /** `internal`: settings a file cannot give, which tests lower. */
 export async function startCache(t: Test, file: Partial<CacheConfigFile> & { upstream: string }, dataDir: string, internal: Pick<CacheConfig, 'unreadGraceMs'> = {}): Promise<{ app: FastifyInstance; url: string }> {
@@ -85,7 +86,7 @@ export function recordingLogger<Line>(level = 'info'): { log: FastifyBaseLogger;
       done();
     },
   });
-  return { log: pino({ level }, sink) as unknown as FastifyBaseLogger, lines };
+  return { log: pino({ level }, sink), lines };
 }
 
 /** A plain HTTP server on loopback answering every request with `body`, closed at teardown; its port. */
@@ -94,4 +95,21 @@ export async function bodyServer(t: Test, body: string | Buffer): Promise<number
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
   return (server.address() as AddressInfo).port;
+}
+
+/**
+ * `fleetcache cache --workers 2` on `listen` with its data in `data`, started with `nodeArgs`,
+ * and what it writes; stopped by PID in the teardown, or sooner by `stop`.
+ */
+export function spawnWorkersCache(t: Test, listen: string, data: string, nodeArgs: string[] = []) {
+  const child = spawn(process.execPath, [...nodeArgs, ...cliArgs(['cache', '--upstream', 'http://127.0.0.1:1', '--listen', listen, '--data', data, '--workers', '2'])], {
+    cwd: REPO_ROOT, env: { ...process.env, FLEETCACHE_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const stop = stopWithTest(t, child);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, exited, stop, stdout: () => stdout, stderr: () => stderr };
 }

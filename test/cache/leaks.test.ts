@@ -15,7 +15,7 @@ import t from 'tap';
 import { Agent, request } from 'undici';
 import { checkReleased, held, plainGet, rawExchange, unreadLeave } from '../helpers/held.js';
 import { startServerProcess } from '../helpers/processes.js';
-import { eventually } from '../helpers/wait.js';
+import { eventually, failIfSlower } from '../helpers/wait.js';
 import { cacheWorkers, fetchHash } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';
 
@@ -132,12 +132,7 @@ t.test('after a mixed load, each process of a two-worker cache holds no data fil
       await request(`${cache.url}/mirror/m/${p}`, { method: 'HEAD', dispatcher: keepAlive }).then((r) => r.body.dump());
     }
   };
-  const deadline = setTimeout(() => t.fail('the load took more than 60 s'), 60_000);
-  try {
-    await load();
-  } finally {
-    clearTimeout(deadline);
-  }
+  await failIfSlower(t, 'the load', 60_000, load);
   t.equal(await get(`/cas/sha256/${large[0]}`), 200, 'the cache still serves');
   await eventually('the answer larger than the cache cut', () => oversizeCut, 5000).catch(() => undefined);
   t.ok(oversizeCut, 'the answer larger than the cache, read by no one, was cut by the cache');

@@ -2,8 +2,8 @@
 // limit, a connection killed after N bytes, hanging, per-path request counts.
 import { createHash } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Test } from 'tap';
+import { closeWithConnections, listenOnLoopback } from '../helpers/loopback-server.js';
 
 interface Obj {
   body: Buffer;
@@ -44,14 +44,12 @@ export class UpstreamFixture {
   #server = http.createServer((req, res) => this.#handle(req, res));
   readonly #holds = new Map<string, Promise<void>>();
 
-  async start(): Promise<string> {
-    await new Promise<void>((r) => this.#server.listen(0, '127.0.0.1', r));
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+  start(): Promise<string> {
+    return listenOnLoopback(this.#server);
   }
 
-  async stop(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((r) => this.#server.close(() => r()));
+  stop(): Promise<void> {
+    return closeWithConnections(this.#server);
   }
 
   /** Body bytes handed to the socket so far by the last answer for `url` (how far a fill got, give or take the socket's buffers). */

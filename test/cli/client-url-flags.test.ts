@@ -5,7 +5,7 @@
 import t from 'tap';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliExit } from '../project-upload/cli-helpers.js';
+import { cliExit, expectCliError } from '../project-upload/cli-helpers.js';
 import { startOrigin } from '../helpers/origin.js';
 
 t.test('bad URLs on push, pull, artifacts and assets: exit 2 (assets fetch: 1) naming the flag', async (t) => {
@@ -18,12 +18,7 @@ t.test('bad URLs on push, pull, artifacts and assets: exit 2 (assets fetch: 1) n
     ['assets fetch, second --url bad', ['assets', 'fetch', '-m', p('m.tt'), '--url', 'http://127.0.0.1:9', '--url', 'nope', '--dest', p('dest')], /--url: invalid URL "nope"/, 1],
     ['assets upload --url bad', ['assets', 'upload', '-m', p('m.tt'), '--url', 'localhost:1', '--token-file', p('tok')], /--url: invalid URL "localhost:1"/],
   ];
-  for (const [name, args, message, code = 2] of cases) {
-    const got = await cliExit(args);
-    t.equal(got.code, code, `${name}: exit ${code}`);
-    t.match(got.stderr, message, name);
-    t.notMatch(got.stderr, /\n\s+at /, `${name}: no stack trace`);
-  }
+  for (const [name, args, message, code = 2] of cases) await expectCliError(t, name, args, code, message);
   t.same(readdirSync(dir).sort(), ['m.tt', 'proj', 'tok'], 'nothing written');
 });
 

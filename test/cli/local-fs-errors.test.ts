@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nobody } from '../helpers/nobody.js';
 import { cliArgs } from '../helpers/processes.js';
-import { cliExit } from '../project-upload/cli-helpers.js';
+import { cliExit, expectCliError } from '../project-upload/cli-helpers.js';
 import { unpackTar } from '../../src/pack/unpack.js';
 
 const ledger = {
@@ -42,12 +42,7 @@ t.test('report --html, assets add -m, pull into a file, a data directory or base
     ['cache --data under /proc', ['cache', '--listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:9', '--data', '/proc/fleetcache-no/data'], 3, /data directory \/proc\/fleetcache-no\/data cannot be created: ENOENT/],
     ['push --base-cache onto a file', ['push', p('data'), '--project', 'x', '--origin', 'http://127.0.0.1:9', '--base-cache', p('afile')], 2, /base cache .*afile is a file, not a directory/],
   ];
-  for (const [name, args, code, message] of cases) {
-    const got = await cliExit(args);
-    t.equal(got.code, code, `${name}: exit ${code}`);
-    t.match(got.stderr, message, name);
-    t.notMatch(got.stderr, /\n\s+at /, `${name}: no stack trace`);
-  }
+  for (const [name, args, code, message] of cases) await expectCliError(t, name, args, code, message);
   t.same(readdirSync(dir).sort(), ['afile', 'data', 'f.bin'], 'nothing written');
   t.equal(readFileSync(p('afile'), 'utf8'), 'not a directory\n', 'the file is untouched');
 });

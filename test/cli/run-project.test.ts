@@ -5,13 +5,12 @@ import { execFile, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
-import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliArgs } from '../helpers/processes.js';
 import { deadUrl } from '../agent/helpers.js';
 import { ERROR_CODES } from '../../src/errors.js';
-import { nobody } from '../helpers/nobody.js';
+import { nobody, tempDirNobodyReaches } from '../helpers/nobody.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
 
 /** A one-worker project on the local backend with tasks t1..tN in tests/. */
@@ -194,9 +193,7 @@ const user = nobody();
 t.test('a file of the project the run cannot read: the error names the file, and blames no origin', { skip: typeof user === 'string' ? user : false }, async (t) => {
   if (typeof user === 'string') return;
   // where the unprivileged user reaches (root reads any file: only another user meets the mode)
-  const base = await mkdtemp(join(tmpdir(), 'fleetcache-unreadable-'));
-  t.teardown(() => rm(base, { recursive: true, force: true }));
-  await chmod(base, 0o777);
+  const base = await tempDirNobodyReaches(t, 'fleetcache-unreadable-', true);
   const dir = join(base, 'project');
   const made = await project(t, 1);
   await writeFile(join(made, 'secret.txt'), 'not for the run\n');

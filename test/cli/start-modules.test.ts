@@ -6,12 +6,13 @@
 // script, at a cost that grows with its RSS). The child logs every module Node loads; a
 // chunk of the build stands for the modules its source map names.
 import t from 'tap';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cliArgs, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
+import { cliArgs } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
+import { spawnWorkersCache } from '../cache/harness.js';
 
 /** Packages only the command's work needs, never its usage. */
 const NOT_FOR_HELP = ['fastify', 'undici', 'ajv', 'yaml', 'ssh2', '@aws-sdk/client-s3', 'pino', 'prom-client', '@sinclair/typebox', 'tar-stream'];
@@ -76,24 +77,17 @@ const SERVER_SOURCES = ['cache/server.ts', 'cache/fills.ts', 'cache/fill.ts', 'c
 t.test("a --workers cache's primary, which serves nothing, loads none of the server, nor fastify; its workers do", async (t) => {
   const dir = t.testdir();
   const logger = loadLogger(dir);
-  const child = spawn(process.execPath, ['--import', logger, ...cliArgs(['cache', '--upstream', 'http://127.0.0.1:1', '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--workers', '2'])], {
-    cwd: REPO_ROOT, env: { ...process.env, FLEETCACHE_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const stop = stopWithTest(t, child);
+  const { child, stop, stdout, stderr } = spawnWorkersCache(t, '127.0.0.1:0', join(dir, 'data'), ['--import', logger]);
   await eventually('the cache listening', () => {
-    if (child.exitCode !== null) throw new Error(`the cache exited (${child.exitCode}): ${stderr.slice(-2000)}`);
-    return stdout.startsWith('listening ');
+    if (child.exitCode !== null) throw new Error(`the cache exited (${child.exitCode}): ${stderr().slice(-2000)}`);
+    return stdout().startsWith('listening ');
   }, 60_000);
   await stop();
-  const serverIn = (pid?: number) => SERVER_SOURCES.filter((name) => sourcesOf(loadedFiles(stderr, pid)).some((source) => source.endsWith(`src/${name}`)));
+  const serverIn = (pid?: number) => SERVER_SOURCES.filter((name) => sourcesOf(loadedFiles(stderr(), pid)).some((source) => source.endsWith(`src/${name}`)));
   t.same(serverIn(), SERVER_SOURCES, 'the workers load the server (the check sees it)');
   t.same(serverIn(child.pid), [], 'the primary loads none of it');
-  t.ok(packagesOf(loadedFiles(stderr)).has('fastify'), 'the workers load fastify');
-  t.notOk(packagesOf(loadedFiles(stderr, child.pid)).has('fastify'), 'the primary does not');
+  t.ok(packagesOf(loadedFiles(stderr())).has('fastify'), 'the workers load fastify');
+  t.notOk(packagesOf(loadedFiles(stderr(), child.pid)).has('fastify'), 'the primary does not');
 });
 
 /** A project at `dir` of one task on one backend (`backend`: its fields, lines of YAML). */

@@ -3,22 +3,18 @@
 // a trickle at a time is given up on.
 import t from 'tap';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { httpGet, httpPut } from '../../src/client/http.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 const FLOOR = { minBytesPerSecond: 16 * 1024, windowMs: 1000 };
 
 t.test('a fast server whose body the reader takes at half the floor, for three windows, is not given up on', async (t) => {
   const body = Buffer.alloc(8 << 20, 0x61);
   const server = createServer((_req, res) => res.writeHead(200, { 'content-length': String(body.length) }).end(body));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    server.closeAllConnections();
-    server.close();
-  });
-  const res = await httpGet(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, { speedFloor: FLOOR });
+  const url = await serveOnLoopback(t, server);
+  const res = await httpGet(`${url}/`, { speedFloor: FLOOR });
   let failure: Error | undefined;
   res.body.once('error', (err) => (failure = err));
   // 8 KiB/s: 1 KiB every 125 ms, a few undici chunks into its buffer, then paused for want of room
@@ -41,11 +37,7 @@ t.test('an upload the server takes below the floor, in chunks each within the id
     const step = setInterval(() => req.read(Math.min(1024, req.readableLength)), 100);
     req.once('close', () => clearInterval(step));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    server.closeAllConnections();
-    server.close();
-  });
+  const url = await serveOnLoopback(t, server);
   // small chunks, each written soon after the server made room: the idle timeout alone never fires
   const chunks = function* (): Generator<Buffer> {
     for (let i = 0; i < 32 * 1024; i++) yield Buffer.alloc(1024, 0x61);
@@ -53,7 +45,7 @@ t.test('an upload the server takes below the floor, in chunks each within the id
   const started = Date.now();
   let timer: NodeJS.Timeout | undefined;
   const err = await Promise.race([
-    httpPut(`http://127.0.0.1:${(server.address() as AddressInfo).port}/up`, Readable.from(chunks()), { speedFloor: FLOOR, idleTimeout: 30_000 })
+    httpPut(`${url}/up`, Readable.from(chunks()), { speedFloor: FLOOR, idleTimeout: 30_000 })
       .then(() => undefined, (e: unknown) => e as { code?: string; message?: string }),
     new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('still uploading after 15 s')), 15_000))),
   ]).finally(() => clearTimeout(timer));

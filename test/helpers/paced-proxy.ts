@@ -3,8 +3,8 @@
 // within any idle timeout), or a healthy link that is merely slow.
 import type { Test } from 'tap';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
+import { serveOnLoopback } from './loopback-server.js';
 
 export interface Pace {
   /** Bytes sent at each step. */
@@ -31,10 +31,5 @@ export async function pacedProxy(t: Test, upstream: string, paced: (path: string
       res.once('close', () => clearInterval(step));
     }, (err: Error) => res.destroy(err));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    server.closeAllConnections();
-    server.close();
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return serveOnLoopback(t, server);
 }

@@ -3,10 +3,10 @@
 // accepted an upload and then takes it a trickle at a time, or not at all (`bytes: 0`).
 import type { Test } from 'tap';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
 import type { Pace } from './paced-proxy.js';
+import { serveOnLoopback } from './loopback-server.js';
 
 /** The request headers passed on: those of the upload itself, not of the connection. */
 function passedOn(headers: IncomingHttpHeaders): Record<string, string> {
@@ -39,10 +39,5 @@ export async function pacedUploadProxy(t: Test, upstream: string, paced: (path: 
     res.once('close', () => clearInterval(step));
     req.once('close', () => clearInterval(step));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    server.closeAllConnections();
-    server.close();
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return serveOnLoopback(t, server);
 }

@@ -7,6 +7,10 @@ import { fileURLToPath } from 'node:url';
 import { onExit } from 'signal-exit';
 import type { Test } from 'tap';
 import { olderThanSources } from '../../src/agent/paths.js';
+import { startTimeOf } from '../../src/pid-alive.js';
+
+// Whether a process still runs (another user's included): the check the records of src/ use.
+export { isAlive } from '../../src/pid-alive.js';
 
 /**
  * The repository, with a trailing slash: from test/helpers, or from .test-build/test/helpers
@@ -112,26 +116,6 @@ export async function rssOf(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
   return m ? Number(m[1]) * 1024 : 0;
-}
-
-/** Whether a process with this PID exists (signal 0 checks without sending). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** When process `pid` started (field 22 of /proc/<pid>/stat, in clock ticks since boot); undefined once it is gone. */
-function startTimeOf(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
 }
 
 /**

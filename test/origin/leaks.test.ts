@@ -11,6 +11,7 @@ import t from 'tap';
 import { Agent, request } from 'undici';
 import { checkReleased, held, plainGet, rawExchange, unreadLeave } from '../helpers/held.js';
 import { startServerProcess } from '../helpers/processes.js';
+import { failIfSlower } from '../helpers/wait.js';
 
 const TOKEN = 'leaks-test-token-0123456789';
 /** Where the dashboard's assets are read from, with a read stream each time (src/ui/dashboard.ts). */
@@ -76,12 +77,7 @@ t.test('after a mixed load, the origin holds no data file or TCP connection open
     await rawExchange(port, [plainGet(`/cas/sha256/${big}`), ...Array(3).fill(plainGet('/-/ui/assets/uPlot.iife.min.js'))].join(''), (got) => got > 100);
     await rawExchange(port, 'GET /cas/sha256/', () => false, 100);
   };
-  const deadline = setTimeout(() => t.fail('the load took more than 60 s'), 60_000);
-  try {
-    await load();
-  } finally {
-    clearTimeout(deadline);
-  }
+  await failIfSlower(t, 'the load', 60_000, load);
   t.ok(busy.tcp > 0 && busy.dataFiles > 0, `while busy, TCP connections (${busy.tcp}) and data files (${busy.dataFiles}) were seen open`);
   t.equal(await call('GET', `/cas/sha256/${sha256(small[0]!)}`), 200, 'the origin still serves');
   await agent.close();

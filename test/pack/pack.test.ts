@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, truncateSync, unlinkSync, utimesSync, writeFileSync, createReadStream } from 'node:fs';
@@ -47,6 +47,18 @@ function describe(dir: string, rel = ''): Record<string, string> {
   return out;
 }
 
+/**
+ * A test directory holding the tree `p` of 50 files of 10,000 lines: its tar comes in blocks
+ * of 256 KiB, the first out long before the last file is read.
+ */
+function treeOfManyBlocks(t: Test): { dir: string; root: string } {
+  const dir = t.testdir();
+  const root = join(dir, 'p');
+  mkdirSync(root);
+  for (let i = 0; i < 50; i++) writeFileSync(join(root, `f${i}`), `file ${i}\n`.repeat(10_000));
+  return { dir, root };
+}
+
 t.test('deterministic: same tree, same bytes, whatever the mtimes', async (t) => {
   const dir = t.testdir();
   const root = join(dir, 'p');
@@ -65,11 +77,7 @@ t.test('deterministic: same tree, same bytes, whatever the mtimes', async (t) =>
 });
 
 t.test('an aborted signal stops the pack at the next file, with its reason', async (t) => {
-  const dir = t.testdir();
-  const root = join(dir, 'p');
-  mkdirSync(root);
-  // the tar comes in blocks of 256 KiB: the first is out long before the last file is read
-  for (let i = 0; i < 50; i++) writeFileSync(join(root, `f${i}`), `file ${i}\n`.repeat(10_000));
+  const { dir, root } = treeOfManyBlocks(t);
   const ac = new AbortController();
   const { stream, done } = packTree(root, {}, ac.signal);
   stream.once('data', () => ac.abort());
@@ -314,10 +322,7 @@ t.test('a path of the tree longer than PATH_MAX is refused by name (exit 2), not
 });
 
 t.test('a consumer that closes the stream before the end leaves no pack waiting: done rejects', async (t) => {
-  const dir = t.testdir();
-  const root = join(dir, 'p');
-  mkdirSync(root);
-  for (let i = 0; i < 50; i++) writeFileSync(join(root, `f${i}`), `file ${i}\n`.repeat(10_000));
+  const root = treeOfManyBlocks(t).root;
   const { stream, done } = packTree(root);
   stream.once('data', () => stream.destroy());
   await t.rejects(Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error('still pending 5 s after the close')), 5000).unref())]), { message: /closed before the pack was complete/ });

@@ -1,4 +1,5 @@
-// Shared by the CLI tests of pack/delta/apply: main() in-process, and a file that keeps growing.
+// Shared by the CLI tests of pack/delta/apply and the client commands: main() in-process, its
+// refusals, and a file that keeps growing.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { statSync, writeFileSync } from 'node:fs';
@@ -23,6 +24,14 @@ export async function cliExit(args: string[]): Promise<{ code: number; stderr: s
     stderr.write = realErr;
     process.exitCode = exitCode; // set by commands that end with exit status 1 (src/cli/exit-one.ts)
   }
+}
+
+/** A command line main() refuses: with exit status `code`, an error matching `message`, and no stack trace. */
+export async function expectCliError(t: Test, name: string, args: string[], code: number, message: RegExp): Promise<void> {
+  const got = await cliExit(args);
+  t.equal(got.code, code, `${name}: exit ${code}`);
+  t.match(got.stderr, message, name);
+  t.notMatch(got.stderr, /\n\s+at /, `${name}: no stack trace`);
 }
 
 /**

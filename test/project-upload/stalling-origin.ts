@@ -3,8 +3,8 @@
 import type { Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 const body = gzipSync(randomBytes(4 << 20), { level: 0 });
 /** The blob's size, for the records that point at it. */
@@ -25,10 +25,5 @@ export async function stallingOrigin(t: Test, json: Record<string, unknown>): Pr
       res.write(body.subarray(0, body.length >> 1)); // and never the rest
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    server.closeAllConnections();
-    server.close();
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return serveOnLoopback(t, server);
 }

@@ -5,12 +5,11 @@
 // credentials reach neither the run's log nor its report.
 import t, { type Test } from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
-import { nobody } from '../helpers/nobody.js';
+import { nobody, tempDirNobodyReaches } from '../helpers/nobody.js';
 import { startOrigin } from '../helpers/origin.js';
 import { cliArgs } from '../helpers/processes.js';
 import { LOCAL, project, run, spreadYaml, writeProject } from './project.js';
@@ -76,9 +75,7 @@ const user = nobody();
 t.test('a data directory of another user\'s is refused by name, nothing put in it', { skip: typeof user === 'string' ? user : false }, async (t) => {
   if (typeof user === 'string') return;
   // where the unprivileged user reaches: the temp directory, not the test's own
-  const base = await mkdtemp(join(tmpdir(), 'fleetcache-private-state-'));
-  t.teardown(() => rm(base, { recursive: true, force: true }));
-  await chmod(base, 0o755);
+  const base = await tempDirNobodyReaches(t, 'fleetcache-private-state-', false);
   const dir = await writeProject(join(base, 'project'), spreadYaml('theirs', LOCAL), { 's/t': 'summary: t\nexecute: echo\n' });
   // root's, open to all (0777): written into, its owner would read the embedded origin's token
   const data = join(base, 'shared');

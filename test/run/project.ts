@@ -30,9 +30,9 @@ export function spreadYaml(name: string, ...lines: string[][]): string {
 
 export const LOCAL = ['backends:', '  local:', '    type: local', '    systems: [alpha-1]'];
 
-/** Runs the project with its data in <dir>/cache; `out` is the log. */
-export async function run(dir: string, filters: string[] = [], extra: Partial<RunOptions> = {}): Promise<{ result: RunResult; out: string }> {
+/** Runs the project with its data in <dir>/cache, or in `extra.dataRoot`; `out` is the log. */
+export async function run(dir: string, filters: string[] = [], extra: Partial<Omit<RunOptions, 'cwd' | 'filters' | 'log'>> = {}): Promise<{ result: RunResult; out: string }> {
   let out = '';
-  const result = await runProject({ ...extra, cwd: dir, filters, agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(dir, 'cache') });
+  const result = await runProject({ agentBundle: await ensureAgentBundle(), dataRoot: join(dir, 'cache'), ...extra, cwd: dir, filters, log: new RunLog((s) => (out += s)) });
   return { result, out };
 }

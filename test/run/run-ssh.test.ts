@@ -19,6 +19,7 @@ import { cliArgs, descendantsOf, isAlive, REPO_ROOT, stopWithTest } from '../hel
 import { eventually } from '../helpers/wait.js';
 import { commandSessions, keygenFingerprint, publicKeyOf, startSshd, writeRebootScript, type Sshd } from '../ssh/sshd.js';
 import { leavingScript, leftPids, running } from '../ssh/leaving-script.js';
+import { run } from './project.js';
 
 /** A real sshd and a copy of the example project; the project path on the "machine" is removed in teardown. */
 async function sshProject(t: Test): Promise<{ base: string; sshd: Sshd; dir: string; remote: string }> {
@@ -38,8 +39,7 @@ t.test('the example project over the ssh backend', async (t) => {
     join(dir, 'spread.yaml'),
     `project: fleet-demo\npath: ${remote}\nenvironment:\n  GREETING: hello\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems:\n      - debian-12:\n          region: region-a\nsuites:\n  tests/:\n    summary: over ssh\n`,
   );
-  let out = '';
-  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.ok, true, 'every job succeeded over ssh');
   t.equal(result.tally.successful, 4);
@@ -75,8 +75,7 @@ t.test('the example project over the adhoc backend (allocate prints ADDRESS, dis
       '',
     ].join('\n'),
   );
-  let out = '';
-  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.ok, true, 'every job succeeded on the adhoc machine');
   t.equal(result.tally.successful, 4);
@@ -187,8 +186,7 @@ t.test('REBOOT over the ssh backend: the machine goes away, comes back, the task
     ].join('\n'),
   );
   const sshdBefore = Number(await readFile(sshd.pidFile, 'utf8'));
-  let out = '';
-  const result = await runProject({ cwd: dir, filters: ['tests/reboot'], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  const { result, out } = await run(dir, ['tests/reboot'], { dataRoot: join(base, 'cache') });
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.ok, true, 'the task passed after its reboot');
   t.equal(result.tally.successful, 1);
@@ -253,8 +251,7 @@ async function shipped(t: Test, dir: string, base: string, backend: string[]): P
   await mkdir(join(dir, 'tests', 'one'), { recursive: true });
   await writeFile(join(dir, 'tests', 'one', 'task.yaml'), `summary: one\nexecute: cd "$SPREAD_PATH" && find . -type f > ${listing}\n`);
   await writeFile(join(dir, 'spread.yaml'), [`project: keyed`, `path: ${join(base, 'remote-project')}`, 'backends:', ...backend, 'suites:', '  tests/:', '    summary: one', ''].join('\n'));
-  let out = '';
-  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.ok, true, 'the job ran with the key');
   const bases = join(base, 'cache', 'bases');
@@ -332,26 +329,21 @@ async function keptHostOfTwoSystems(t: Test, option: { reuse: true } | { abend: 
     join(dir, 'spread.yaml'),
     `project: onehost\npath: ${remote}\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems: [debian-12, ubuntu-24.04]\nsuites:\n  tests/:\n    summary: one\n`,
   );
-  const agentBundle = await ensureAgentBundle();
-  const run = async (system: string): Promise<string> => {
-    let out = '';
-    await runProject({ cwd: dir, filters: [`lab:${system}`], ...option, agentBundle, log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
-    return out;
-  };
-  t.match(await run('debian-12'), keeping);
+  const runOf = async (system: string): Promise<string> => (await run(dir, [`lab:${system}`], { ...option, dataRoot: join(base, 'cache') })).out;
+  t.match(await runOf('debian-12'), keeping);
   const keptTree = join(remote, 'kept-file');
   await writeFile(keptTree, 'of the kept machine');
-  const other = await run('ubuntu-24.04');
+  const other = await runOf('ubuntu-24.04');
   t.match(other, /Not allocating lab:ubuntu-24\.04: every host of backend lab serving ubuntu-24\.04 is kept\./);
   t.ok(existsSync(keptTree), "the kept machine's project tree is left as it was");
   const records = (JSON.parse(await readFile(join(dir, REUSE_FILE), 'utf8')) as { machines: MachineRecord[] }).machines;
   t.same(records.map((r) => r.system), ['debian-12'], 'the host is on record once, for the system that kept it');
-  return run;
+  return runOf;
 }
 
 t.test('--reuse: a host whose machine another system kept serves no worker of this run, and stays on record once', async (t) => {
-  const run = await keptHostOfTwoSystems(t, { reuse: true }, /Keeping lab:debian-12 at /);
-  t.match(await run('debian-12'), /Reusing project data on lab:debian-12\.\.\./, 'and its system takes it back');
+  const runOf = await keptHostOfTwoSystems(t, { reuse: true }, /Keeping lab:debian-12 at /);
+  t.match(await runOf('debian-12'), /Reusing project data on lab:debian-12\.\.\./, 'and its system takes it back');
 });
 
 t.test('--abend without --reuse: a host whose machine an earlier --abend run kept for inspection serves no worker, and stays on record once', async (t) => {
@@ -360,8 +352,7 @@ t.test('--abend without --reuse: a host whose machine an earlier --abend run kep
 
 t.test('a worker that gets its shared host after the others ran every job is discarded, its project never sent', async (t) => {
   const { base, dir } = await twoWorkersOneHost(t);
-  let out = '';
-  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.ok, true);
   t.equal(result.tally.successful, 2);
@@ -391,8 +382,7 @@ t.test('an adhoc machine allocated after the others ran every job, whose discard
       'suites:', '  tests/:', '    summary: two tasks', '',
     ].join('\n'),
   );
-  let out = '';
-  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
   t.equal(result.tally.successful, 2, 'one machine ran both jobs');
   t.match(out, /Discarding cloud:debian-12 #\d: the jobs of cloud:debian-12 were all taken while it was allocated\./);
   t.equal((await readFile(discarded, 'utf8')).trim().split('\n').length, 2, 'each machine\'s discard script ran once');
@@ -421,9 +411,9 @@ t.test('an adhoc machine whose SSH never answers and whose discard fails: the ru
     ].join('\n'),
   );
   // a runner of its own: `run --discard` takes the machines of runners that are gone
-  const run = spawnSync(process.execPath, cliArgs(['run', '--data', join(base, 'cache')]), { cwd: dir, encoding: 'utf8', timeout: 120_000 });
-  const out = run.stdout + run.stderr;
-  t.equal(run.status, 1, 'unsuccessful run');
+  const cli = spawnSync(process.execPath, cliArgs(['run', '--data', join(base, 'cache')]), { cwd: dir, encoding: 'utf8', timeout: 120_000 });
+  const out = cli.stdout + cli.stderr;
+  t.equal(cli.status, 1, 'unsuccessful run');
   t.match(out, /Aborted tasks: 1\n/);
   t.match(out, new RegExp(`Error preparing cloud:debian-12: .*127\\.0\\.0\\.1:${port}.*cannot discard cloud:debian-12 at 127\\.0\\.0\\.1:${port}: .*cloud API unavailable`), 'the failed discard is said');
   t.match(out, /1 machine\(s\) not discarded; discard them with: /, 'the machine is on record');
@@ -451,8 +441,7 @@ t.test('an adhoc allocate script that gives the address of a machine the run hol
       'suites:', '  tests/:', '    summary: two tasks', '',
     ].join('\n'),
   );
-  let out = '';
-  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
   if (!result.tally.ok) t.comment(out);
   t.match(out, new RegExp(`Error preparing cloud:debian-12 #\\d: cannot allocate cloud:debian-12: the allocate script of backend cloud gave address 127\\.0\\.0\\.1:${sshd.port}, which machine cloud:debian-12 of this run holds`));
   t.equal(result.tally.successful, 2, 'the machine the run holds ran both jobs, one at a time');
@@ -480,8 +469,7 @@ t.test('region: auto on a host that does not have the project path yet: the cach
   const { base, dir } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
   const spread = await readFile(join(dir, 'spread.yaml'), 'utf8');
   await writeFile(join(dir, 'spread.yaml'), spread.replace('    systems: [debian-12]\n', '    systems:\n      - debian-12:\n          region: auto\n'));
-  let out = '';
-  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.ok, true);
   t.match(out, /pulls through http:\/\/127\.0\.0\.1:\d+ \(auto: http:\/\/127\.0\.0\.1:\d+ answered in [\d.]+ ms\)/, 'the cache answered the measure');
@@ -494,8 +482,7 @@ t.test('an adhoc machine that serves run after run (one address, as a device of 
     `project: device\npath: ${remote}\nbackends:\n  external:\n    type: adhoc\n    key: ${sshd.keyPath}\n    allocate: ADDRESS 127.0.0.1:${sshd.port}\n    systems: [debian-12]\nsuites:\n  tests/:\n    summary: one\n`,
   );
   for (const round of ['first', 'second']) {
-    let out = '';
-    const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+    const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
     if (!result.tally.ok) t.comment(out);
     t.equal(result.tally.successful, 1, `the ${round} run passes`);
   }
@@ -510,15 +497,13 @@ t.test('knownHosts (fleetcache: in spread.yaml): an ssh host whose key is not th
   // another host's key listed for this one: as a machine in the middle would present
   spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(base, 'other_key')]);
   await writeFile(join(dir, 'known_hosts'), `${name} ${publicKeyOf(join(base, 'other_key.pub'))}\n`);
-  let out = '';
-  const refused = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  const { result: refused, out: refusedOut } = await run(dir, [], { dataRoot: join(base, 'cache') });
   t.equal(refused.tally.ok, false, 'the run fails');
   t.equal(refused.tally.successful, 0);
-  t.match(out, `Host 127.0.0.1:${sshd.port} of backend lab is passed over for the rest of the run: cannot connect to 127.0.0.1:${sshd.port}: host key verification failed: host ${name} presented the ssh-ed25519 key ${keygenFingerprint(sshd.hostKeyFile)}`);
+  t.match(refusedOut, `Host 127.0.0.1:${sshd.port} of backend lab is passed over for the rest of the run: cannot connect to 127.0.0.1:${sshd.port}: host key verification failed: host ${name} presented the ssh-ed25519 key ${keygenFingerprint(sshd.hostKeyFile)}`);
   await writeFile(join(dir, 'known_hosts'), `${name} ${hostKey}\n`);
-  out = '';
-  const listed = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
-  if (!listed.tally.ok) t.comment(out);
+  const { result: listed, out: listedOut } = await run(dir, [], { dataRoot: join(base, 'cache') });
+  if (!listed.tally.ok) t.comment(listedOut);
   t.equal(listed.tally.successful, 1, 'the host with its listed key runs the job');
 });
 
@@ -529,15 +514,13 @@ t.test('knownHosts with adhoc machines: a host the allocate script does not list
   const project = (allocate: string): string =>
     `project: adhoc\npath: ${remote}\nbackends:\n  cloud:\n    type: adhoc\n    key: ${sshd.keyPath}\n    allocate: |\n${allocate}    systems: [debian-12]\nsuites:\n  tests/:\n    summary: one\nfleetcache:\n  knownHosts: ${knownHosts}\n`;
   await writeFile(join(dir, 'spread.yaml'), project(`      ADDRESS 127.0.0.1:${sshd.port}\n`));
-  let out = '';
-  const refused = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  const { result: refused, out: refusedOut } = await run(dir, [], { dataRoot: join(base, 'cache') });
   t.equal(refused.tally.successful, 0, 'an unlisted adhoc host runs nothing');
-  t.match(out, `which ${knownHosts} does not list for [127.0.0.1]:${sshd.port}`);
+  t.match(refusedOut, `which ${knownHosts} does not list for [127.0.0.1]:${sshd.port}`);
   // what a cloud's allocate script does with the key its new machine reports
   await writeFile(join(dir, 'spread.yaml'), project(`      echo "[127.0.0.1]:${sshd.port} $(cut -d' ' -f1,2 ${sshd.hostKeyFile})" >> ${knownHosts}\n      ADDRESS 127.0.0.1:${sshd.port}\n`));
-  out = '';
-  const listed = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
-  if (!listed.tally.ok) t.comment(out);
+  const { result: listed, out: listedOut } = await run(dir, [], { dataRoot: join(base, 'cache') });
+  if (!listed.tally.ok) t.comment(listedOut);
   t.equal(listed.tally.successful, 1, 'the key the allocate script appended is read at connect');
 });
 
@@ -547,8 +530,7 @@ t.test("what a job's scripts leave running on an ssh machine is killed when the 
   await writeFile(join(dir, 'tests', 'one', 'task.yaml'), `summary: one\nprepare: |\n  ${leavingScript(files.prepare)}\nexecute: |\n  ${leavingScript(files.execute)}\n`);
   const spread = await readFile(join(dir, 'spread.yaml'), 'utf8');
   await writeFile(join(dir, 'spread.yaml'), spread.replace('    summary: one\n', `    summary: one\n    prepare: |\n      ${leavingScript(files.suite)}\n`));
-  let out = '';
-  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
   const [prepared, executed, suite] = [leftPids(t, files.prepare), leftPids(t, files.execute), leftPids(t, files.suite)];
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.successful, 1);

@@ -19,6 +19,20 @@ async function bytes(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/**
+ * A put of a body that never ends, aborted `afterMs` into it (time for the store to have
+ * begun its temporary file or key): it must reject as aborted. What it left, each store's
+ * own test looks at.
+ */
+export async function putAbortedAfter(t: Test, store: BlobStore, afterMs: number): Promise<void> {
+  const ac = new AbortController();
+  const body = new Readable({ read() {} });
+  body.push(randomBytes(10_000));
+  const put = store.put(body, { signal: ac.signal });
+  setTimeout(() => ac.abort(), afterMs);
+  await t.rejects(put, { code: 'FC_ERR_ABORTED' });
+}
+
 export function storeTests(t: Test, factory: StoreFactory): void {
   t.test('put, stat, read back, ranges', async (t) => {
     const store = await factory(t);

@@ -4,7 +4,7 @@
 // fills an object is settled without the primary (see fills.ts).
 import type { KindTally } from '../metrics.js';
 import type { ErrorCode } from '../../errors.js';
-import { Outbox, unbatch, type Batch, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerEnv, type WorkerMessage } from './protocol.js';
+import { Outbox, unbatch, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerEnv, type WorkerMessage } from './protocol.js';
 
 /**
  * Commits, hits and the count of fills led are reported at most this often: the primary's
@@ -53,7 +53,7 @@ export class ClusterLink {
     this.socket = env.socket;
     this.peers = env.peers;
     this.#outbox = new Outbox<WorkerMessage>((m) => void send(m));
-    proc.on('message', (m: PrimaryMessage | Batch<PrimaryMessage>) => unbatch(m, (one) => this.#receive(one)));
+    proc.on('message', (m: unknown) => unbatch<PrimaryMessage>(m, (one) => this.#receive(one)));
   }
 
   /**

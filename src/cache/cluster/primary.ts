@@ -16,7 +16,7 @@ import { freePort } from '../../http/free-port.js';
 import { ignoreHangup } from '../../http/server-logging.js';
 import { lockDataDir } from '../../store/dir-lock.js';
 import { addTally, emptyTally, registerTallyCounters, TALLY_COUNTERS, type KindTally } from '../metrics.js';
-import { Outbox, unbatch, workerEnv, type Batch, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerMessage } from './protocol.js';
+import { Outbox, unbatch, workerEnv, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerMessage } from './protocol.js';
 import { removeLeftoversOfDeadPids } from '../../pid-alive.js';
 
 const STORE_BROADCAST_MS = 250;
@@ -340,9 +340,9 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     worker.on('error', (err: Error) => log.debug({ worker: worker.id, err: err.message }, 'a message to a cache worker was not delivered'));
     const entry: LiveWorker = { worker, outbox, leading: 0, reading: new Map(), tally: {} };
     live.set(worker.id, entry);
-    worker.on('message', (m: WorkerMessage | Batch<WorkerMessage>) => {
+    worker.on('message', (m: unknown) => {
       entry.asked = undefined; // it answers
-      unbatch(m, (one) => onMessage(worker.id, one));
+      unbatch<WorkerMessage>(m, (one) => onMessage(worker.id, one));
     });
     worker.on('listening', (addr) => {
       if (addr.addressType === -1) return; // its private Unix socket

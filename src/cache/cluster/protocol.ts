@@ -97,13 +97,15 @@ export class Outbox<M> {
 }
 
 /**
- * Calls `handle` with each message of `m` (a batch or a single one). Anything on the
- * channel that is not one of ours (no string `t`) is ignored.
+ * Calls `handle` with each message of `m` (a batch or a single one), as it came off the IPC
+ * channel. Anything on the channel that is not one of ours (no string `t`: Node's cluster
+ * messages) is ignored.
  */
-export function unbatch<M>(m: M | Batch<M>, handle: (m: M) => void): void {
+export function unbatch<M>(m: unknown, handle: (m: M) => void): void {
   if (typeof m !== 'object' || m === null || typeof (m as { t?: unknown }).t !== 'string') return;
-  if (isBatch(m)) for (const one of m.m) handle(one);
-  else handle(m);
+  const ours = m as M | Batch<M>;
+  if (isBatch(ours)) for (const one of ours.m) handle(one);
+  else handle(ours);
 }
 
 function isBatch<M>(m: M | Batch<M>): m is Batch<M> {
