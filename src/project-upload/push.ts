@@ -236,6 +236,16 @@ async function baseHolding(baseCache: string, bases: readonly BaseInfo[], tarDig
 }
 
 /**
+ * Whether the tar being pushed may be one of `bases` (baseHolding): only when the local base
+ * cache records the tar of one of them. A host that has none (a fresh one, a pruned cache)
+ * encodes against them whatever the tree.
+ */
+async function mayBeBaseAlready(baseCache: string, bases: readonly BaseInfo[]): Promise<boolean> {
+  const recorded = await Promise.all(bases.map((base) => cachedDigest(baseCachePath(baseCache, base.digest))));
+  return recorded.some((digest) => digest !== undefined);
+}
+
+/**
  * The project's bases, newest first (none when the project is new: the origin answers an
  * empty list). A 404 means no origin answers at that URL (a wrong path in --origin): said so
  * before anything is packed.
@@ -309,11 +319,12 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   const unusableBases: UnusableBase[] = [];
   const candidates = await storedAtOrigin(options.origin, bases.slice(0, BASE_CANDIDATES), http, unusableBases);
   const regionCaches = options.regionCaches ?? [];
-  // Asked while the tree is packed; it fails only when the push is stopped. Stopped, not
-  // awaited, once the tar is a base already (nothing to encode): up to a probe timeout saved.
-  const stopProbes = new AbortController();
-  const lacking = cachesLacking(regionCaches, candidates, signal ? AbortSignal.any([signal, stopProbes.signal]) : stopProbes.signal);
-  lacking.catch(() => undefined);
+  const probe = (): Promise<number[]> => cachesLacking(regionCaches, candidates, signal);
+  // A tar that is a base already (an unchanged tree) asks the caches nothing: with a candidate's
+  // tar in the local base cache the tree may be unchanged, and they are asked once the tar is
+  // known not to be one; else at once, while the tree is packed (failing only when the push is stopped).
+  const earlyProbes = (await mayBeBaseAlready(options.baseCache, candidates)) ? undefined : probe();
+  earlyProbes?.catch(() => undefined);
   return withTempDir('fleetcache-push-', async (work) => {
     const packedFile = join(work, 'packed.tar');
     // The work directory and the base cache may lie inside the project (TMPDIR=$PWD/tmp, push ~).
@@ -341,10 +352,7 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
       const same = await baseHolding(options.baseCache, candidates, result.digest);
       /** The cached tars this push used or made: what pruning leaves in place. */
       const used = new Set<string>();
-      if (same) {
-        used.add(baseCachePath(options.baseCache, same.digest));
-        stopProbes.abort();
-      }
+      if (same) used.add(baseCachePath(options.baseCache, same.digest));
       // Each VCDIFF goes to a file (it can be as large as the tar), the best one kept.
       let best: Ranked | undefined;
       /**
@@ -360,7 +368,8 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
        * compressed base for each region whose cache lacks it (fetched there once).
        */
       const slowLinks = 1 + regionCaches.length;
-      const lackingCounts = same ? [] : await lacking;
+      // asked beside the tar's gzip, before the first encode (the cheapest base is encoded first)
+      const lackingCounts = same ? [] : await (earlyProbes ?? probe());
       const ranked = candidates
         .map((base, i) => ({ base, i, fetches: (lackingCounts[i] ?? 0) * base.size }))
         // the cheapest base first: a costlier one is then stopped early, or not fetched at all

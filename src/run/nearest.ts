@@ -23,6 +23,22 @@ export function staticOrder(fleet: FleetConfig & { origin: string }, region: str
   return { region: regionName, urls: [...own, ...others, fleet.origin], how: own.length > 0 ? `region ${regionName}` : `no cache for region ${regionName || '(none)'}` };
 }
 
+/**
+ * The cache the machines of each of `regions` pull through first, one per region: the caches
+ * push asks which bases they hold. `regions` are the run's jobs' (undefined where a job names
+ * none: the fleet's defaultRegion); a region the fleet has no cache for pulls through
+ * staticOrder's first. "auto" may end at any region: the first cache of each.
+ */
+export function pullingCaches(fleet: FleetConfig & { origin: string }, regions: ReadonlyArray<string | undefined>): string[] {
+  const caches = new Set<string>();
+  for (const named of new Set(regions)) {
+    const region = named ?? fleet.defaultRegion;
+    const firsts = region === 'auto' ? Object.values(fleet.regions).map((r) => r.caches[0]) : [staticOrder(fleet, region).urls[0]];
+    for (const url of firsts) if (url !== undefined && url !== fleet.origin) caches.add(url);
+  }
+  return [...caches];
+}
+
 /** Where machines that pulled from the origin itself are counted in a run's report (no region can be named so: config/names.ts). */
 export const ORIGIN_DIRECT = '(origin)';
 

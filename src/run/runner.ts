@@ -26,7 +26,7 @@ import { RunInterrupt } from './interrupt.js';
 import { runWorkers, type WorkerInfo } from './driver.js';
 import { checkEmbeddedBackends, startEmbeddedFleet, type EmbeddedFleet } from './embedded.js';
 import { loadFleetConfig, withScheduling, type FleetConfig } from './fleet.js';
-import { measuredOrder, ORIGIN_DIRECT, regionServing, staticOrder, UnreachableCaches, unservedRegions, type CacheChoice } from './nearest.js';
+import { measuredOrder, ORIGIN_DIRECT, pullingCaches, regionServing, staticOrder, UnreachableCaches, unservedRegions, type CacheChoice } from './nearest.js';
 import { JobCounter, RunLog, RunTally, summaryItem } from './report.js';
 import { chooseSeed, JobQueue, orderByFilters, workerPlan, type SchedJob } from './scheduler.js';
 import { MachineSession } from './session.js';
@@ -217,8 +217,9 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       secretFiles: [...(tokenFile ? [tokenFile] : []), ...backendKeyFiles(backends, fields, project.rootDir)],
       ...(o.run ? { run: o.run } : {}),
       baseCache: join(dataRoot, 'bases'),
-      // the nearest cache of each region: the one its machines pull through first
-      regionCaches: Object.values(fleet.regions).flatMap((region) => region.caches.slice(0, 1)),
+      // the cache the run's machines pull through first in each of their regions: a region no
+      // machine of this run is in fetches no base
+      regionCaches: pullingCaches(fleet, jobs.map(jobRegion)),
       ...(o.baseCacheSize !== undefined ? { baseCacheSize: o.baseCacheSize } : {}),
       ...(project.repack ? { repack: project.repack, repackOptions: repackOptions(project, jobs, log) } : {}),
       rules: { ...(fields.include ? { include: fields.include } : {}), exclude: fields.exclude, rename: fields.rename, ...runnerState(project.rootDir, dataRoot) },

@@ -5,7 +5,7 @@ import { readFileSync, statfsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import { pino } from 'pino';
 import type { Test } from 'tap';
 import { Agent, request } from 'undici';
@@ -13,10 +13,11 @@ import { resolveCacheConfig, type CacheConfig, type CacheConfigFile } from '../.
 import { buildCacheServer } from '../../src/cache/server.js';
 import { cliArgs, descendantsOf, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
 
-/** `internal`: settings a file cannot give, which tests lower. */
-export async function startCache(t: Test, file: Partial<CacheConfigFile> & { upstream: string }, dataDir: string, internal: Pick<CacheConfig, 'unreadGraceMs'> = {}): Promise<{ app: FastifyInstance; url: string }> {
+/** `internal`: settings a file cannot give, which tests lower. `onRequest`: told of each request the cache receives. */
+export async function startCache(t: Test, file: Partial<CacheConfigFile> & { upstream: string }, dataDir: string, internal: Pick<CacheConfig, 'unreadGraceMs'> = {}, onRequest?: (request: FastifyRequest) => void): Promise<{ app: FastifyInstance; url: string }> {
   const config = { ...resolveCacheConfig({ region: 'test', listen: '127.0.0.1:0', ...file, data: dataDir }), ...internal, logLevel: 'silent' };
   const app = await buildCacheServer(config);
+  if (onRequest) app.addHook('onRequest', async (request) => onRequest(request)); // before it listens
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(async () => {
     await app.close();

@@ -641,6 +641,36 @@ t.test('a push of an unchanged tree does not wait for the region caches\' probes
   t.ok(elapsed < 2_000, `the push did not wait for the probe (${elapsed} ms)`);
 });
 
+t.test("a push of an unchanged tree asks no region cache which bases it holds; a changed one asks", async (t) => {
+  const { dir, project, common } = await originWithProject(t, 'same-no-probe');
+  const probes: string[] = [];
+  const { url: cacheUrl } = await startCache(t, { upstream: common.origin }, join(dir, 'cache-data'), {}, (req) => {
+    if (req.method === 'HEAD' && /only-if-cached/.test(String(req.headers['cache-control']))) probes.push(req.url);
+  });
+  const first = await pushProject({ ...common, run: 'run-1' });
+  const again = await pushProject({ ...common, run: 'run-2', regionCaches: [cacheUrl] });
+  t.equal(again.manifest.result.digest, first.manifest.result.digest, 'the same tar');
+  t.same(probes, [], 'the cache was not asked: the tar is the base already');
+  writeFileSync(join(project, 'NEW.md'), 'a change\n');
+  const changed = await pushProject({ ...common, run: 'run-3', regionCaches: [cacheUrl] });
+  t.ok(changed.manifest.delta, 'a delta');
+  t.same(probes, [casPath(parseDigestString(first.manifest.base.digest))], 'a changed tree: the cache asked for the base, once');
+});
+
+t.test('a push from a host without the bases asks the region caches while it packs, not after', async (t) => {
+  const { dir, common } = await originWithProject(t, 'early-probe');
+  const asked = join(dir, 'asked');
+  const { url: cacheUrl } = await startCache(t, { upstream: common.origin }, join(dir, 'cache-data'), {}, (req) => {
+    if (req.method === 'HEAD' && /only-if-cached/.test(String(req.headers['cache-control']))) writeFileSync(asked, req.url);
+  });
+  await pushProject({ ...common, run: 'run-1' });
+  // The repack script runs once the tree is packed: it waits (10 s at most) for the cache's probe.
+  const seen = join(dir, 'seen-while-packing');
+  const repack = `i=0; while [ ! -e ${asked} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; if [ -e ${asked} ]; then : > ${seen}; fi; cat <&3 >&4`;
+  await pushProject({ ...common, run: 'run-2', baseCache: join(dir, 'fresh-bases'), regionCaches: [cacheUrl], repack });
+  t.ok(existsSync(seen), 'the cache was asked before the packed tree was known');
+});
+
 t.test('a base cache record that names another tar is not believed: the push encodes, and the run pulls', async (t) => {
   const { url, dir, project, common } = await originWithProject(t, 'record');
   const first = await pushProject({ ...common, run: 'run-1' });

@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createProvider } from '../../src/backends/registry.js';
-import { measuredOrder } from '../../src/run/nearest.js';
+import { measuredOrder, pullingCaches } from '../../src/run/nearest.js';
 
 t.test('cache URLs holding a quote, $( ), a space or a glob run nothing on the machine, and are measured as written', async (t) => {
   const dir = t.testdir();
@@ -66,4 +66,14 @@ t.test("a cache URL's password is on no command line of the machine while it is 
   t.equal(seen, false, 'not on a command line');
   t.equal(authorization, `Basic ${Buffer.from(`cacheuser:${password}`).toString('base64')}`, 'curl sent the credentials');
   t.equal(choice.urls[0], url, 'the cache measured');
+});
+
+t.test("pullingCaches: the first cache of each region the jobs' machines are in; defaultRegion for a job naming none, every region's for auto", async (t) => {
+  const fleet = { origin: 'http://origin', regions: { a: { caches: ['http://a1', 'http://a2'] }, b: { caches: ['http://b1'] }, c: { caches: ['http://c1'] } }, defaultRegion: 'c', startupLimit: 4, dispatchDelay: '1s', cacheTimeout: '30s' };
+  t.same(pullingCaches(fleet, ['b', 'b']), ['http://b1'], 'one region: its first cache, once');
+  t.same(pullingCaches(fleet, ['a', undefined]), ['http://a1', 'http://c1'], 'a job naming no region: the default region');
+  t.same(pullingCaches(fleet, ['nowhere']), ['http://a1'], 'a region without caches pulls through the first region listed');
+  t.same(pullingCaches(fleet, ['auto']), ['http://a1', 'http://b1', 'http://c1'], 'auto: any region');
+  t.same(pullingCaches({ ...fleet, defaultRegion: 'auto' }, [undefined]), ['http://a1', 'http://b1', 'http://c1'], 'a default of auto: any region');
+  t.same(pullingCaches({ ...fleet, regions: {} }, [undefined, 'a']), [], 'no caches: none (never the origin)');
 });

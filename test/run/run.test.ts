@@ -568,6 +568,41 @@ t.test('-reuse keeps machines and takes them back, -discard releases them; runne
   for (const m of kept.machines) await t.rejects(stat(m.address), { code: 'ENOENT' }, `machine directory ${m.address} removed`);
 });
 
+t.test("a run asks only the caches of its machines' regions which bases they hold: a region no machine of the run is in fetches no base", async (t) => {
+  const dir = await demoProject(t);
+  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  const regions = ['region-a', 'region-b', 'region-c'];
+  const probed = new Map<string, string[]>();
+  const urls: string[] = [];
+  for (const region of regions) {
+    const cache = await regionCache(region, origin.url, join(dir, '..', region));
+    probed.set(region, []);
+    cache.addHook('onRequest', async (req) => {
+      if (req.method === 'HEAD' && /only-if-cached/.test(String(req.headers['cache-control']))) probed.get(region)!.push(req.url);
+    });
+    await cache.listen({ host: '127.0.0.1', port: 0 });
+    t.teardown(() => cache.close());
+    urls.push(`http://127.0.0.1:${(cache.server.address() as AddressInfo).port}`);
+  }
+  const fleetFile = join(dir, 'fleet.yaml');
+  await writeFile(fleetFile, `origin: ${origin.url}\nregions:\n${regions.map((r, i) => `  ${r}:\n    caches: [${urls[i]}]\n`).join('')}dispatchDelay: 0s\n`);
+  const token = await tokenFile(t, origin.token);
+  // alpha-1 is in region-b here: neither the fleet's first region nor its only one
+  await writeFile(join(dir, 'spread.yaml'), (await readFile(join(dir, 'spread.yaml'), 'utf8')).replace('region: region-a', 'region: region-b'));
+  const run = async (): Promise<void> => {
+    const { log, text } = capture();
+    const result = await runProject({ cwd: dir, filters: ['local:alpha-1:tests/hello'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: token });
+    if (!result.tally.ok) t.comment(text());
+    t.equal(result.tally.ok, true);
+  };
+  await run();
+  await writeFile(join(dir, 'NEW.md'), 'a change\n');
+  await run();
+  t.equal(probed.get('region-b')!.length, 1, "the second run asked region-b's cache, its machine's, for the first run's base");
+  t.same(probed.get('region-a'), [], 'region-a, which no machine of the run is in, was not asked');
+  t.same(probed.get('region-c'), [], 'nor region-c');
+});
+
 t.test("a base lost at the origin is passed over with a warning: the run makes a new base and passes", async (t) => {
   const dir = await demoProject(t);
   const dataRoot = join(dir, 'cache');
