@@ -137,11 +137,14 @@ export class SizeMismatchError extends FleetError {
 
 /**
  * `err` as the answer to `request` when it is a digest or size mismatch that names none (a
- * hashing tap's, refusing bytes past the size as they come); anything else as it is.
+ * hashing tap's, refusing bytes past the size as they come), or the connection's failure
+ * while the answer's body came (cut, stalled: undici's raw error, which names no URL); anything
+ * else as it is: a local write's failure (a full disk) stays the raw error isNoRoom knows.
  */
 export function answerOf(err: unknown, request: FailedRequest): unknown {
   if (err instanceof DigestMismatchError && !err.request) return new DigestMismatchError(err.expected, err.actual, request);
   if (err instanceof SizeMismatchError && !err.request) return new SizeMismatchError(err.expected, err.actual, request);
+  if (isNetworkError(err)) return connectionFailure(err, request);
   return err;
 }
 
@@ -212,6 +215,15 @@ function isNetworkError(err: unknown): boolean {
   return code.startsWith('UND_ERR_') ? !NOT_NETWORK.has(code) : NETWORK_ERRNO.test(code);
 }
 
+/**
+ * A connection's failure (isNetworkError) as an UpstreamError, a timeout's code when it is
+ * one; `request`, when known, is named in its message and carried.
+ */
+function connectionFailure(err: unknown, request?: FailedRequest): UpstreamError {
+  const code = String((err as { code?: unknown }).code);
+  return new UpstreamError(`${naming(request)}${errorMessage(err)}`, { cause: err, timeout: /TIMEOUT|TIMEDOUT/.test(code), request });
+}
+
 /** The message of anything thrown: an Error's message, anything else as a string. */
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -235,8 +247,7 @@ export function withDetails(err: unknown, details: Record<string, unknown>): Fle
 export function toFleetError(err: unknown): FleetError {
   if (err instanceof FleetError) return err;
   const message = errorMessage(err);
-  const code = String((err as { code?: unknown } | null | undefined)?.code);
-  if (isNetworkError(err)) return new UpstreamError(message, { cause: err, timeout: /TIMEOUT|TIMEDOUT/.test(code) });
+  if (isNetworkError(err)) return connectionFailure(err);
   if (isNoRoom(err)) return new FleetError('FC_ERR_INSUFFICIENT_STORAGE', message, { cause: err });
   return new FleetError('FC_ERR_INTERNAL', message, { cause: err });
 }

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
 import { cacheLimits, limitedDispatch } from '../client/http.js';
-import { DigestMismatchError, errorMessage, failedRequest, FleetError, type FailedRequest, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError, type ErrorCode } from '../errors.js';
+import { answerOf, DigestMismatchError, errorMessage, failedRequest, FleetError, type FailedRequest, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError, type ErrorCode } from '../errors.js';
 import { createAssetHash, hashFile, inManifestOrder, readManifest, type DroppedRecord, type InvalidRecord, type ManifestRecord } from './manifest.js';
 import { unpackArchive, type ArchiveKind } from './unpack.js';
 import { redactUrl, redactUrlAndQuery } from '../redact-url.js';
@@ -143,7 +143,9 @@ async function receive(source: AsyncIterable<Buffer>, tmp: string, record: Manif
       }
     },
     file.createWriteStream(),
-  );
+  ).catch((err: unknown) => {
+    throw from ? answerOf(err, from) : err; // a download cut mid-body names its request
+  });
   await chmod(tmp, FILE_MODE); // the umask may have taken bits from the mode the file was created with
   if (record.size !== null && size !== record.size) throw new SizeMismatchError(record.size, size, from);
   const digest = hash.digest('hex');
@@ -178,7 +180,7 @@ async function openAsset(url: string, options: FetchAssetsOptions, cacheTimeoutM
         ...dispatch,
       });
     } catch (err) {
-      throw new UpstreamError(`GET ${shown(target, hop)}: ${errorMessage(err)}`, { cause: err });
+      throw new UpstreamError(`GET ${shown(target, hop)}: ${errorMessage(err)}`, { cause: err, request: failedRequest('GET', target) });
     }
     const { statusCode } = res;
     // the URL that answered (a redirect's target): what a mismatch of its bytes names

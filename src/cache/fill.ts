@@ -12,7 +12,7 @@
 // of a fill (windows, wake-ups, reader counts) is FillProgress, in fill-progress.ts.
 import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
-import { DigestMismatchError, UpstreamError } from '../errors.js';
+import { DigestMismatchError, UpstreamError, type FailedRequest } from '../errors.js';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { formatDigest, type Digest } from '../store/digest.js';
 import { isCasId, SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type FillClaim } from './disk-store.js';
@@ -42,6 +42,11 @@ export interface FillSpec {
   readonly decide: (res: AnswerHead) => FillDecision;
   /** /cas fills: the digest the body must hash to. */
   readonly verify?: Digest;
+  /**
+   * /cas fills: the request upstream was asked (Upstream.namedGet), which a body that does
+   * not hash to `verify` names in the cache's log: which upstream sent the wrong bytes.
+   */
+  readonly upstreamRequest?: () => FailedRequest;
   /** Called once with the number of bytes received from upstream. */
   readonly onUpstreamBytes?: (n: number) => void;
 }
@@ -74,6 +79,15 @@ export interface FillHooks {
    * refused (StorageError) and the request asks upstream for its part.
    */
   readonly partial?: boolean | undefined;
+}
+
+/**
+ * The message a fill's readers are told of a failure not upstream's nor the disk's: a
+ * mismatch without the upstream URL it names for the log (the cache's clients learn nothing
+ * of the network behind it, as upstream.ts's withoutAddress).
+ */
+function toldClients(e: Error): string {
+  return e instanceof DigestMismatchError ? new DigestMismatchError(e.expected, e.actual).message : e.message;
 }
 
 /** At most this many bytes evicted at a time for a fill whose write found the disk full (see roomStep). */
@@ -314,7 +328,7 @@ export class Fill extends FillProgress {
       if (hash && this.#spec.verify && decision.status === 200) {
         const actual = hash.digest('hex');
         if (actual !== this.#spec.verify.hex) {
-          throw new DigestMismatchError(formatDigest(this.#spec.verify), `${this.#spec.verify.algo}:${actual}`);
+          throw new DigestMismatchError(formatDigest(this.#spec.verify), `${this.#spec.verify.algo}:${actual}`, this.#spec.upstreamRequest?.());
         }
       }
       countUpstream();
@@ -364,7 +378,7 @@ export class Fill extends FillProgress {
         res?.body?.destroy();
       }
       // Before the head, waiters see the failure itself (a StorageError turns into a passthrough); after it, the fill's.
-      const failure = e instanceof UpstreamError || e instanceof StorageError ? e : new UpstreamError(e.message, { cause: e });
+      const failure = e instanceof UpstreamError || e instanceof StorageError ? e : new UpstreamError(toldClients(e), { cause: e });
       const told = this.headKnown ? failure : e;
       countUpstream(Math.max(receivedBefore(e), this.#smallRead));
       this.rejectHead(e);

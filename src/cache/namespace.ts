@@ -98,6 +98,7 @@ export function immutableFill(ctx: CacheContext, source: BlobSource, d: Digest, 
     request: (gatherUpTo) => upstream.fetch(path, fwd, gatherUpTo, onUpstreamBytes),
     decide: decideImmutable(d, fwd.authorization !== undefined),
     verify: d,
+    upstreamRequest: () => upstream.namedGet(path),
     onUpstreamBytes,
   };
 }

@@ -10,7 +10,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { isNoRoom } from '../errors.js';
+import { FleetError, isNoRoom } from '../errors.js';
 import { missingToken } from '../http/auth.js';
 import { closeUnreadBody } from '../http/unread-body.js';
 import { parseDigest, type Digest } from '../store/digest.js';
@@ -102,7 +102,21 @@ class Tee extends Transform {
   }
 }
 
-async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, upath: string, digest?: Digest): Promise<void> {
+/**
+ * Resolves true once `started` or `ended` did, false if neither did within `ms`: no timer is
+ * left behind either way.
+ */
+async function startsWithin(ms: number, started: Promise<unknown>, ended: Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(resolve, ms, false)));
+  try {
+    return await Promise.race([started.then(() => true), ended.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: Kind, upath: string, firstBytesMs: number, digest?: Digest): Promise<void> {
   const headers: HeaderMap = {};
   for (const name of FORWARD) {
     const v = req.headers[name];
@@ -153,9 +167,14 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
   // connections to upstream (upstreamConnections), and a few hundred clients that sent
   // heads only, with any token, took every one, each until upstream's head timeout: every
   // miss of the cache waited meanwhile. (A client gone before them fails the request at once.)
-  await Promise.race([tee.started, uploaded]);
+  // They must come within the head's own limit (clientHeaderTimeout), as upstream would have
+  // them: else a client that sent a head only held its connection, and this request, until
+  // the idle limit (minutes). The 408 closes the connection, its body unread (the error handler).
   let committed = false;
   try {
+    if (!(await startsWithin(firstBytesMs, tee.started, uploaded))) {
+      throw new FleetError('FC_ERR_REQUEST_TIMEOUT', `the body of the PUT did not start within ${firstBytesMs} ms of its head (clientHeaderTimeout)`);
+    }
     const res = await ctx.upstream.request(upath, { method: 'PUT', headers, body: tee });
     const accepted = res.statusCode >= 200 && res.statusCode < 300;
     if (accepted) {
@@ -224,15 +243,16 @@ async function keep(
   }
 }
 
-export function registerPutRoutes(app: FastifyInstance, ctx: CacheContext): void {
+/** `firstBytesMs`: how long after its head a PUT's body may take to start (clientHeaderTimeout). */
+export function registerPutRoutes(app: FastifyInstance, ctx: CacheContext, firstBytesMs: number): void {
   app.put<{ Params: { algo: string; hex: string } }>('/cas/:algo/:hex', async (req, reply) => {
     const d = parseDigest(req.params.algo, req.params.hex);
-    await ctx.uploads.track(forwardPut(ctx, req, reply, 'cas', `/cas/${d.algo}/${d.hex}`, d));
+    await ctx.uploads.track(forwardPut(ctx, req, reply, 'cas', `/cas/${d.algo}/${d.hex}`, firstBytesMs, d));
     return reply;
   });
   for (const kind of ['artifacts', 'projects'] as const) {
     app.put(`/${kind}/*`, async (req, reply) => {
-      await ctx.uploads.track(forwardPut(ctx, req, reply, kind, namePath(req.url)));
+      await ctx.uploads.track(forwardPut(ctx, req, reply, kind, namePath(req.url), firstBytesMs));
       return reply;
     });
   }

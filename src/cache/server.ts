@@ -96,7 +96,8 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
     },
   });
   // after answerEarly: a connection over the cap or late with its head is the same on both paths
-  limitConnections(app.server, { clientHeaderTimeoutMs: config.clientHeaderTimeoutMs ?? DEFAULT_CLIENT_HEADER_TIMEOUT_MS, maxConnections: config.maxConnections ?? DEFAULT_MAX_CONNECTIONS }, app.log);
+  const clientHeaderTimeoutMs = config.clientHeaderTimeoutMs ?? DEFAULT_CLIENT_HEADER_TIMEOUT_MS;
+  limitConnections(app.server, { clientHeaderTimeoutMs, maxConnections: config.maxConnections ?? DEFAULT_MAX_CONNECTIONS }, app.log);
   refuseMalformedRequests(app, DEFAULT_MAX_HEADERS);
   setFillMemory(config.fillMemory ?? DEFAULT_FILL_MEMORY);
   const store = new DiskStore(config.dataDir, config.maxSize, app.log, link ? { peer: link } : { maxSizeSetting: config.maxSizeSetting });
@@ -164,7 +165,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
 
   registerNamespaceRoutes(app, ctx);
   registerMirrorRoutes(app, ctx);
-  await app.register(async (scope) => registerPutRoutes(scope, ctx));
+  await app.register(async (scope) => registerPutRoutes(scope, ctx, clientHeaderTimeoutMs));
   await app.register(registerDashboard, { role: 'cache' });
 
   if (link) {

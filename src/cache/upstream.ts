@@ -8,7 +8,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Agent, Pool, request, type Dispatcher } from 'undici';
-import { errorMessage, UpstreamError } from '../errors.js';
+import { errorMessage, failedRequest, UpstreamError, type FailedRequest } from '../errors.js';
 import { AnswerHandler, announcedLength, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
 import { isRunToken } from '../client/run-token.js';
 import { bearerToken } from '../http/auth.js';
@@ -246,6 +246,14 @@ export class Upstream {
     this.#pool = new Pool(u.origin, options);
     const connect = redirectConnector(privateRedirects, u.hostname, timeouts.connectMs);
     this.#elsewhere = new Agent(connect ? { ...options, connect } : options);
+  }
+
+  /**
+   * A GET of `path` (a fill's) as an error names it (failedRequest: credentials and query
+   * hidden): the URL upstream was asked, before any redirect. For the cache's log only.
+   */
+  namedGet(path: string): FailedRequest {
+    return failedRequest('GET', `${this.#origin}${this.#basePath}${path}`);
   }
 
   /** Sends one request; `path` starts with "/" and may carry a query. Throws UpstreamError. */

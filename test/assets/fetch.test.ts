@@ -247,6 +247,8 @@ t.test('a truncated body is never kept; the next URL serves it; size null checks
   const only = await fetchAssets({ manifestPath: manifest, urls: [cutUrl], dest: join(root, 'dest2') });
   t.equal(only.failed, 1);
   t.same(readdirSync(join(root, 'dest2')), [], 'nothing at all when the only URL truncates');
+  const request = `GET ${cutUrl}/${record('a.bin', A).algorithm}/${record('a.bin', A).digest}`;
+  t.match(only.files[0]!.error, { code: 'FC_ERR_UPSTREAM', message: `${request}: `, cause: { request: { method: 'GET', url: request.slice(4) } } }, 'the cut names its request, as a mismatch does');
 });
 
 t.test('a file name as long as the file system allows is fetched (the temp name stays short)', async (t) => {

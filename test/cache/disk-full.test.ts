@@ -711,7 +711,7 @@ t.test('a PUT that announces a body and sends none takes no room: with any token
   const next = await uploadBlob(origin.url, randomBytes(MiB / 2)); // the disk has room for it
   // Every byte the disk has free but the store's margin: a fill then lacks room. The upstream
   // never sees this PUT (its client sends the head with the first byte of the body), so it
-  // cannot refuse the token: only the origin's head timeout would end it.
+  // cannot refuse the token: only a head limit (clientHeaderTimeout) would end it.
   const fs = statfsSync(app.cache.store.dir);
   const declared = fs.bavail * fs.bsize - MiB - 64 * 1024;
   const withheld = await headOnlyPut(url, `/cas/sha256/${next}`, 'not-a-token', declared);

@@ -253,6 +253,24 @@ t.test('a PUT that sends its head only holds no connection to upstream: a few hu
   await eventually('the PUT answered once its body came', () => /^HTTP\/1\.1 100 [^]*HTTP\/1\.1 403 /.test(withheld.answer()), 5000);
 });
 
+t.test('a PUT whose body does not start within clientHeaderTimeout is answered 408 and closed, not held until the idle limit', async (t) => {
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: path.join(dir, 'origin') });
+  const { url } = await startCache(t, { upstream: origin.url, clientHeaderTimeout: '1s' }, path.join(dir, 'cache'));
+  const sentAt = Date.now();
+  const withheld = await headOnlyPut(url, '/artifacts/run/job/withheld', 'not-a-token', 100);
+  t.teardown(() => void withheld.socket.destroy());
+  let closedAt = 0;
+  withheld.socket.on('close', () => (closedAt = Date.now()));
+  // the idle limit is minutes (twice the upstream's timeouts): the head limit, then a linger of a second
+  await eventually('the connection closed', () => closedAt > 0, 6000);
+  const answer = withheld.answer();
+  t.match(answer, /^HTTP\/1\.1 100 [^]*HTTP\/1\.1 408 /, '408 after the 100');
+  t.match(answer, /\r\nconnection: close\r\n/i, 'announced closing');
+  t.match(answer, /"code":"FC_ERR_REQUEST_TIMEOUT"/, 'the usual JSON error');
+  t.ok(closedAt - sentAt >= 1000, `not before the limit (${closedAt - sentAt} ms)`);
+});
+
 t.test('a PUT of a blob a GET is filling leaves it to the fill: a failing fill takes nothing the index still counts', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   up.putCacheControl = 'public, max-age=31536000, immutable'; // a PUT's body may be kept

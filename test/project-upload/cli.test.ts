@@ -212,10 +212,11 @@ t.test('push says what it left out and which bases it passed over; a pull whose 
   const { code, err } = await captured(['pull', '--project', 'cut', '--run', 'r1', '--from', from, join(dir, 'out')]);
   t.equal(code, EXIT.unavailable, err);
   t.notMatch(err, /\n\s+at /, 'no stack trace');
-
-  // The base's blob lost at the origin: a push from another machine (another base cache) passes it over, and says so.
   const manifest = (await (await request(`${url}/projects/cut/runs/r1`)).body.json()) as { base: { digest: string } };
   const hex = manifest.base.digest.split(':')[1];
+  t.match(err, `GET ${from}/cas/sha256/${hex}: `, 'names the request whose body was cut, as a mismatch does');
+
+  // The base's blob lost at the origin: a push from another machine (another base cache) passes it over, and says so.
   const blob = readdirSync(join(dir, 'origin'), { recursive: true, withFileTypes: true }).find((e) => e.isFile() && e.name === hex);
   rmSync(join(blob!.parentPath, blob!.name));
   const again = await captured(['push', src, '--project', 'cut', '--origin', url, '--base-cache', join(dir, 'bases-2'), '--run', 'r2', '--token-file', join(dir, 'token')]);
