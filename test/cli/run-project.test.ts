@@ -57,6 +57,23 @@ t.test('--seed N replays the order whatever the earlier runs recorded', async (t
   t.same(executed(second.out), executed(first.out), 'same seed, same order');
 });
 
+t.test("-seed is read as spread's Go flag package reads it: 010 is octal 8", async (t) => {
+  const dir = await project(t, 6);
+  const eight = run(t, dir, ['-seed=8']);
+  const octal = run(t, dir, ['-seed=010']);
+  const ten = run(t, dir, ['-seed=10']);
+  for (const res of [eight, octal, ten]) t.equal(res.status, 0, 'the run passes');
+  t.equal(executed(eight.out).length, 6);
+  t.notSame(executed(ten.out), executed(eight.out), 'seeds 8 and 10 give different orders (else this test proves nothing)');
+  t.same(executed(octal.out), executed(eight.out), '-seed=010 runs in the order of seed 8, as spread does');
+});
+
+t.test("-repeat is read as spread's Go flag package reads it: 010 is octal 8", async (t) => {
+  const repeated = run(t, await project(t, 1), ['-repeat=010']);
+  t.equal(repeated.status, 0, 'the run passes');
+  t.equal(executed(repeated.out).length, 1 + 0o10, 'the job runs once and 8 more times, not 10');
+});
+
 t.test("-seed=0 is spread's default: a seed is chosen and announced", async (t) => {
   const dir = await project(t, 3);
   const res = run(t, dir, ['-seed=0']);
