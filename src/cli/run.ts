@@ -6,6 +6,7 @@ import { parseSizeFlag } from '../config/units.js';
 import { EXIT, UsageError } from '../errors.js';
 import { DEFAULT_BASE_CACHE_SIZE } from '../project-upload/base-cache.js';
 import { DEFAULT_DATA_DIR } from '../run/state-dir.js';
+import { parseGoInt } from '../spread/go-int.js';
 import type { ShellModes } from '../run/shell.js';
 
 interface RunFlags {
@@ -68,13 +69,28 @@ function count(text: string, flag: string): number {
   return n;
 }
 
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** An integer as spread's Go flag package reads it (0x10, 0o17, 0b11, 010 octal, 1_000), if it is a safe one. */
+function goFlagInt(text: string): number | undefined {
+  const n = parseGoInt(text);
+  return n !== undefined && n >= -MAX_SAFE && n <= MAX_SAFE ? Number(n) : undefined;
+}
+
 /**
  * spread's -seed is a 64-bit integer, negative ones too; anything else would silently run as
  * seed 0. Past 2^53 a number no longer holds every integer: two seeds would be one.
  */
 function seedOf(text: string): number {
-  const n = Number(text);
-  if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(n)) throw new UsageError(`--seed needs an integer, negative too, of at most ${Number.MAX_SAFE_INTEGER} either way, not "${text}"`);
+  const n = goFlagInt(text);
+  if (n === undefined) throw new UsageError(`--seed needs an integer, negative too, of at most ${Number.MAX_SAFE_INTEGER} either way, not "${text}"`);
+  return n;
+}
+
+/** spread's -repeat, an int read as Go reads it; fleetcache refuses a negative one. */
+function repeatOf(text: string): number {
+  const n = goFlagInt(text);
+  if (n === undefined || n < 0) throw new UsageError(`--repeat needs a whole number, not "${text}"`);
   return n;
 }
 
@@ -85,11 +101,11 @@ export function registerRun(program: Command): void {
     .argument('[filter...]', 'job filters, as spread matches them')
     .option('--fleet <file>', 'fleet configuration (default: the fleetcache: key of spread.yaml, else the embedded default)')
     .option('--token-file <file>', "the fleet origin's write token (default: the fleet configuration's tokenFile:, else $FLEETCACHE_TOKEN); the embedded default makes its own")
-    .option('--seed <n>', "seed for the job order, an integer (negative too, as spread's int64 -seed); the same seed replays an order (spread -seed)")
+    .option('--seed <n>', "seed for the job order, an integer (negative too, as spread's int64 -seed) read as Go reads it (0x10, 0o10 or 010 octal, 0b10); the same seed replays an order (spread -seed)")
     .option('--artifacts <dir>', 'fetch task artifacts into DIR/<job name>/ (spread -artifacts)')
     .option('--data <dir>', `local state: embedded servers, machines, base cache, run reports; left out of the shipped project (default <project>/${DEFAULT_DATA_DIR})`)
     .option('--base-cache-size <size>', `bound of the base cache under the data directory: the least recently used bases past it are removed after the upload (default ${DEFAULT_BASE_CACHE_SIZE})`)
-    .option('--repeat <n>', 'run each job N more times, stopping at the first failure (spread -repeat)')
+    .option('--repeat <n>', 'run each job N more times, stopping at the first failure; N read as Go reads it (spread -repeat)')
     .option('--workers <n>', "machines per system, in place of each system's workers: (at most one per job); 1 runs each system's jobs on one machine")
     .option('--fail-logs <dir>', 'write the error and debug output of each failed job to DIR/<job name>.log (a "/" of the name as "_")')
     .option('--pass <password>', 'session password for machines whose system sets none (spread -pass; default random)')
@@ -114,7 +130,7 @@ export function registerRun(program: Command): void {
       refuseModeMix(flags);
       refuseUnsupported(flags);
       const seed = flags.seed === undefined ? undefined : seedOf(flags.seed);
-      const repeat = flags.repeat === undefined ? undefined : count(flags.repeat, '--repeat');
+      const repeat = flags.repeat === undefined ? undefined : repeatOf(flags.repeat);
       const workers = flags.workers === undefined ? undefined : count(flags.workers, '--workers');
       if (workers === 0) throw new UsageError('--workers needs at least 1');
       const shell = shellModes(flags);

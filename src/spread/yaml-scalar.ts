@@ -1,5 +1,6 @@
 // The type yaml.v2 (resolve.go) gives a plain scalar, and how its decode.go turns an int or
 // float into a Go int64: what spread accepts in `workers:`, `samples:` and `priority:`.
+import { parseGoInt, parseGoUint } from './go-int.js';
 
 /** A resolved plain scalar: integers as bigint (int64/uint64 range), floats as number. */
 type ResolvedScalar =
@@ -18,25 +19,11 @@ export const YAML11_FALSE = new Set(['n', 'N', 'no', 'No', 'NO', 'false', 'False
 const NULLS = new Set(['', '~', 'null', 'Null', 'NULL']);
 /** yaml.v2's yamlStyleFloat, tried after Go's ParseInt/ParseUint(base 0) fail. */
 const YAML_STYLE_FLOAT = /^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/;
-/** Go's strconv.ParseInt/ParseUint with base 0 (underscores already removed). */
-const GO_INT_BASE0 = /^([-+]?)(0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO][0-7]+|0[0-7]*|[1-9][0-9]*)$/;
 /** parseTimestamp's quick check (four digits and a dash), then its date-only and date-time layouts. */
 const TIMESTAMP = /^\d{4}-\d{1,2}-\d{1,2}(?:[Tt ]\d{1,2}:\d{1,2}:\d{1,2}(?:\.\d+)?(?:Z|[-+]\d{2}:\d{2})?)?$/;
 
 const INT64_MAX = 2n ** 63n - 1n;
 const INT64_MIN = -(2n ** 63n);
-const UINT64_MAX = 2n ** 64n - 1n;
-
-function goInt(plain: string): bigint | undefined {
-  const m = GO_INT_BASE0.exec(plain);
-  if (!m) return undefined;
-  const body = m[2]!;
-  // A leading 0 alone means octal in Go's base 0 (0755); BigInt would read it as decimal.
-  const digits = /^0[0-7]+$/.test(body) ? `0o${body.slice(1)}` : body;
-  const n = m[1] === '-' ? -BigInt(digits) : BigInt(digits);
-  if (n < INT64_MIN || n > UINT64_MAX || (m[1] !== '' && n > INT64_MAX)) return undefined;
-  return n;
-}
 
 /** yaml.v2 resolve() of an untagged plain scalar. */
 export function resolveYamlV2Scalar(text: string): ResolvedScalar {
@@ -49,7 +36,8 @@ export function resolveYamlV2Scalar(text: string): ResolvedScalar {
   if (!/^[-+0-9]/.test(text)) return { tag: '!!str' };
   if (TIMESTAMP.test(text)) return { tag: '!!timestamp' };
   const plain = text.replace(/_/g, '');
-  const int = goInt(plain);
+  // ParseInt first, then ParseUint (for integers past int64)
+  const int = parseGoInt(plain) ?? parseGoUint(plain);
   if (int !== undefined) return { tag: '!!int', value: int };
   // Go's ParseFloat fails on overflow (1e400): the scalar stays a string.
   if (YAML_STYLE_FLOAT.test(plain) && Number.isFinite(Number(plain))) return { tag: '!!float', value: Number(plain) };

@@ -4,6 +4,7 @@
 import { LineCounter, parseAllDocuments, parseDocument, isAlias, isMap, isScalar, isSeq, type Document, type Node, type Scalar, type YAMLSeq } from 'yaml';
 import { closestName, didYouMean } from '../config/closest-name.js';
 import { FleetError } from '../errors.js';
+import { decodeGoBase64 } from './go-base64.js';
 import { goInt64, resolveYamlV2Scalar, YAML11_FALSE, YAML11_TRUE } from './yaml-scalar.js';
 import type { EnvEntry, FieldOrigins, Origin, PlacedField } from './model.js';
 
@@ -192,7 +193,34 @@ export class YamlFile {
   str(node: Node | undefined): string {
     if (node === undefined) return '';
     if (!isScalar(node)) throw this.#typeError(node, 'string');
-    return this.#text(node);
+    return this.#goString(node);
+  }
+
+  /**
+   * A scalar decoded into a Go string as yaml.v2 does: the text as written whatever it would
+   * resolve to (yes, 0x1F, 1e3, .inf, `!!int "0x10"` stay as written), `!!binary` base64-decoded,
+   * and a scalar its explicit tag does not fit (`!!int abc`) refused.
+   */
+  #goString(node: Scalar): string {
+    const text = node.source ?? String(node.value);
+    const tag = node.tag?.startsWith(YAML_TAG) ? `!!${node.tag.slice(YAML_TAG.length)}` : undefined;
+    if (tag === '!!binary') return this.#binary(node, text);
+    if (tag === undefined || !CHECKED_TAGS.has(tag)) return text;
+    const resolved = resolveYamlV2Scalar(text).tag;
+    // resolve.go takes an integer as a !!float too
+    if (resolved !== tag && !(tag === '!!float' && resolved === '!!int')) throw this.failField(node, `cannot load ${this.file}: yaml: cannot decode ${resolved} \`${text}\` as a ${tag}`);
+    return tag === '!!null' ? '' : text;
+  }
+
+  #binary(node: Scalar, text: string): string {
+    const bytes = decodeGoBase64(text);
+    if (bytes === undefined) throw this.failField(node, `cannot load ${this.file}: yaml: !!binary value contains invalid base64 data`);
+    try {
+      return UTF8.decode(bytes);
+    } catch {
+      // Go keeps any bytes in a string; fleetcache's values are text, so it says so rather than alter them
+      throw this.failField(node, `cannot load ${this.file}: !!binary value decodes to bytes that are not UTF-8 text, which fleetcache cannot pass on unchanged`);
+    }
   }
 
   /** A script: trimmed of surrounding whitespace. */
@@ -259,4 +287,9 @@ export class YamlFile {
   }
 }
 
+const YAML_TAG = 'tag:yaml.org,2002:';
+/** The explicit tags yaml.v2 checks a scalar against (resolve.go's resolvableTag, less !!str). */
+const CHECKED_TAGS = new Set(['!!int', '!!float', '!!bool', '!!null', '!!timestamp']);
+/** Refuses bytes that are no UTF-8, and keeps a leading byte order mark as Go does. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const VARNAME = /^[a-zA-Z_][a-zA-Z0-9_]*(?:\/[a-zA-Z0-9_]+(?:,[a-zA-Z0-9_]+)*)?$/;

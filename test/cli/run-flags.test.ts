@@ -36,9 +36,12 @@ t.test("spread's -v takes a value and a second dash as Go's flag package does; -
 });
 
 t.test('a bad --repeat is a usage error', async (t) => {
-  const { code, stderr } = await runCli(['run', '--repeat', 'lots']);
-  t.equal(code, EXIT.usage);
-  t.match(stderr, /--repeat needs a whole number, not "lots"/);
+  // Number() would take '' as 0, 1e1 as 10 and Infinity as no number; Go's flag package takes none of them
+  for (const bad of ['lots', '', '1e1', '08', '-1', '0x', 'Infinity']) {
+    const { code, stderr } = await runCli(['run', ...normaliseSpreadFlags([`-repeat=${bad}`])]);
+    t.equal(code, EXIT.usage, bad);
+    t.match(stderr, `--repeat needs a whole number, not "${bad}"`, bad);
+  }
 });
 
 t.test('a bad --base-cache-size is a usage error', async (t) => {
@@ -48,7 +51,8 @@ t.test('a bad --base-cache-size is a usage error', async (t) => {
 });
 
 t.test('a --seed that is not an integer is a usage error, not seed 0', async (t) => {
-  for (const args of [['--seed', 'abc'], ['-seed=abc'], ['--seed', '1.5'], ['--seed='], ['--seed', '9007199254740992']]) {
+  // 08 is no octal number, 0x no hexadecimal one, and underscores stand only between digits, as in Go
+  for (const args of [['--seed', 'abc'], ['-seed=abc'], ['--seed', '1.5'], ['--seed='], ['--seed', '9007199254740992'], ['-seed=0x20000000000000'], ['-seed=08'], ['-seed=0x'], ['-seed=1__0'], ['-seed=_1'], ['-seed=1e3'], ['-seed', ' 1']]) {
     const { code, stderr } = await runCli(['run', ...normaliseSpreadFlags(args)]);
     t.equal(code, EXIT.usage, args.join(' '));
     t.match(stderr, /--seed needs an integer, negative too, of at most 9007199254740991 either way, not "/, args.join(' '));

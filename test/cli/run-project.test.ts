@@ -56,6 +56,68 @@ t.test('--seed N replays the order whatever the earlier runs recorded', async (t
   t.same(executed(second.out), executed(first.out), 'same seed, same order');
 });
 
+t.test("-seed is read as spread's Go flag package reads it: 010 is octal 8", async (t) => {
+  const dir = await project(t, 6);
+  const eight = run(t, dir, ['-seed=8']);
+  const octal = run(t, dir, ['-seed=010']);
+  const ten = run(t, dir, ['-seed=10']);
+  for (const res of [eight, octal, ten]) t.equal(res.status, 0, 'the run passes');
+  t.equal(executed(eight.out).length, 6);
+  t.notSame(executed(ten.out), executed(eight.out), 'seeds 8 and 10 give different orders (else this test proves nothing)');
+  t.same(executed(octal.out), executed(eight.out), '-seed=010 runs in the order of seed 8, as spread does');
+});
+
+t.test("-repeat is read as spread's Go flag package reads it: 010 is octal 8", async (t) => {
+  const repeated = run(t, await project(t, 1), ['-repeat=010']);
+  t.equal(repeated.status, 0, 'the run passes');
+  t.equal(executed(repeated.out).length, 1 + 0o10, 'the job runs once and 8 more times, not 10');
+});
+
+/** The project's spread.yaml with `environment` (lines of `  KEY: value`) after its path. */
+async function withEnvironment(dir: string, environment: string): Promise<void> {
+  const file = join(dir, 'spread.yaml');
+  await writeFile(file, (await readFile(file, 'utf8')).replace('path: /home/small\n', `path: /home/small\nenvironment:\n${environment}`));
+}
+
+t.test('environment values are the strings spread exports: !!binary decoded, the text of any other scalar as written', async (t) => {
+  const expected: Array<[string, string, string]> = [
+    ['BIN', '!!binary aGVsbG8=', 'hello'],
+    ['BIN_QUOTED', '!!binary "aGk="', 'hi'],
+    ['BIN_BLOCK', '!!binary |\n    aGVs\n    bG8=', 'hello'],
+    ['INT_QUOTED', '!!int "0x10"', '0x10'],
+    ['BOOL_QUOTED', '!!bool "yes"', 'yes'],
+    ['DATE_QUOTED', '!!timestamp "2001-12-14"', '2001-12-14'],
+    ['YES', 'yes', 'yes'],
+    ['OFF', 'off', 'off'],
+    ['NONE', '~', ''],
+    ['HEX', '0x1F', '0x1F'],
+    ['EXP', '1e3', '1e3'],
+    ['INF', '.inf', '.inf'],
+  ];
+  // each value printed, then compared: a wrong one fails the task and shows in the output
+  const check = expected.map(([key, , want]) => `echo "ENV_${key}=[$ENV_${key}]"; test "$ENV_${key}" = '${want}' || exit 1`).join('; ');
+  const dir = await project(t, 1, check);
+  await withEnvironment(dir, expected.map(([key, value]) => `  ENV_${key}: ${value}\n`).join(''));
+  const res = run(t, dir, ['-vv']);
+  t.equal(res.status, 0, 'the run passes: every value is what spread exports');
+  t.match(res.out, /ENV_BIN=\[hello\]/, 'the job saw the values');
+});
+
+t.test('a !!binary environment value Go cannot decode is refused by list and run, naming file, line and field', async (t) => {
+  const dir = await project(t, 1);
+  // folded to "aGVs bG8=": Go's base64 decoder skips line breaks but no space
+  await withEnvironment(dir, '  GREETING: !!binary aGVs\n    bG8=\n');
+  const line = (await readFile(join(dir, 'spread.yaml'), 'utf8')).split('\n').findIndex((l) => l.includes('GREETING')) + 1;
+  const message = `spread.yaml:${line}: cannot load spread.yaml: yaml: !!binary value contains invalid base64 data (field GREETING)`;
+  const res = run(t, dir, []);
+  t.equal(res.status, ERROR_CODES.FC_ERR_PROJECT.exit, 'run: an invalid project');
+  t.match(res.out, message, 'run');
+  const list = spawnSync(process.execPath, cliArgs(['list']), { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+  t.not(list.status, 0, 'list fails');
+  t.match(list.stderr, message, 'list');
+  t.equal(list.stdout, '', 'list prints no job');
+});
+
 t.test("-seed=0 is spread's default: a seed is chosen and announced", async (t) => {
   const dir = await project(t, 3);
   const res = run(t, dir, ['-seed=0']);

@@ -36,6 +36,10 @@ const loadErrors: Array<[string, string, Record<string, string> | undefined, str
   ['negative timeout', project({ tail: 'warn-timeout: 1m\nkill-timeout: -5m\n' }), undefined, /^spread\.yaml:10: cannot load spread\.yaml: timeout "-5m" is negative \(-1 or -1ns: no timeout\) \(field kill-timeout\)$/],
   ['bad size', project({ backends: '    qemu:\n        memory: 4GB\n        systems: [ubuntu-1]\n' }), undefined, /invalid size string: "4GB" \(field memory\)$/],
   ['bad size suffix', project({ backends: '    qemu:\n        memory: 4T\n        systems: [ubuntu-1]\n' }), undefined, /unknown size suffix in "4T", must be one of: B, K, M, G/],
+  // yaml.v2 checks a scalar against its explicit tag even when decoding it into a string
+  ['an explicit tag the value does not fit', project({ tail: 'environment:\n    N: !!int abc\n' }), undefined, 'spread.yaml:10: cannot load spread.yaml: yaml: cannot decode !!str `abc` as a !!int (field N)'],
+  ['!!null on a value', project({ tail: 'environment:\n    N: !!null x\n' }), undefined, 'spread.yaml:10: cannot load spread.yaml: yaml: cannot decode !!str `x` as a !!null (field N)'],
+  ['!!binary bytes that are not UTF-8', project({ tail: 'environment:\n    B: !!binary /w==\n' }), undefined, /^spread\.yaml:10: cannot load spread\.yaml: !!binary value decodes to bytes that are not UTF-8 text.* \(field B\)$/],
   ['yaml syntax', project({ tail: 'environment: [a\n' }), undefined, /^spread\.yaml:\d+: cannot load spread\.yaml: yaml: /],
   ['wrong type', project({ tail: 'exclude: a-string\n' }), undefined, /spread\.yaml:9: .*cannot unmarshal !!str `a-string` into \[\]string \(field exclude\)$/],
   ['list entry of a wrong type', project(), { 's/t': task('a', 'variants: [a, [b]]\n') }, 's/t/task.yaml:3: cannot load s/t/task.yaml: yaml: unmarshal errors: cannot unmarshal !!seq into string (field variants)'],
