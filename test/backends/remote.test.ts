@@ -2,13 +2,13 @@ import t, { type Test } from 'tap';
 import { getEventListeners } from 'node:events';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { createProvider } from '../../src/backends/registry.js';
 import { parseMarkers } from '../../src/backends/adhoc.js';
 import type { BackendContext, Machine, MachineRecord, Provider } from '../../src/backends/backend.js';
 import { REMOTE_PATH } from '../../src/backends/script.js';
 import { isAlive } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
+import { halfOpenRelay, type HalfOpenRelay } from '../helpers/half-open-relay.js';
 import { freePort, startSshd } from '../ssh/sshd.js';
 import { leavingScript, leftPids, running } from '../ssh/leaving-script.js';
 
@@ -338,48 +338,6 @@ t.test('ssh: a worker waiting for a host leaves one abort listener on the run\'s
   await waiting;
   await held.discard();
 });
-
-interface HalfOpenRelay {
-  port: number;
-  /** Drops the client side of every connection so far and leaves its server side open: a connection lost to the client that the server never sees drop (a network cut). */
-  cut(): void;
-  /** Takes no more connections (those open stay so). */
-  refuse(): Promise<void>;
-}
-
-/** A TCP relay on 127.0.0.1 to `port`, every socket of it destroyed in teardown. */
-async function halfOpenRelay(t: Test, port: number): Promise<HalfOpenRelay> {
-  const clients = new Set<Socket>();
-  const servers = new Set<Socket>();
-  const relay = createServer((client) => {
-    const server = connect(port, '127.0.0.1');
-    clients.add(client);
-    servers.add(server);
-    for (const s of [client, server]) s.on('error', () => undefined);
-    client.on('data', (chunk: Buffer) => server.write(chunk));
-    server.on('data', (chunk: Buffer) => client.write(chunk));
-    // the server's end reaches the client; the client's reaches the server only until the cut
-    server.once('close', () => client.destroy());
-    client.once('close', () => {
-      if (clients.has(client)) server.destroy();
-    });
-  });
-  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    for (const s of [...clients, ...servers]) s.destroy();
-    relay.close();
-  });
-  return {
-    port: (relay.address() as AddressInfo).port,
-    cut() {
-      for (const c of clients) {
-        clients.delete(c);
-        c.destroy();
-      }
-    },
-    refuse: () => new Promise<void>((resolve) => relay.close(() => resolve())),
-  };
-}
 
 /** An ssh backend `p` of one host, a real sshd reached through a HalfOpenRelay; what it logs goes to `lines`. */
 async function relayedHost(t: Test): Promise<{ dir: string; relay: HalfOpenRelay; p: Provider; lines: string[] }> {

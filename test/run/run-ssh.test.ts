@@ -20,6 +20,7 @@ import { eventually } from '../helpers/wait.js';
 import { commandSessions, keygenFingerprint, publicKeyOf, startSshd, writeRebootScript, type Sshd } from '../ssh/sshd.js';
 import { leavingScript, leftPids, running } from '../ssh/leaving-script.js';
 import { run } from './project.js';
+import { halfOpenRelay } from '../helpers/half-open-relay.js';
 
 /** A real sshd and a copy of the example project; the project path on the "machine" is removed in teardown. */
 async function sshProject(t: Test): Promise<{ base: string; sshd: Sshd; dir: string; remote: string }> {
@@ -620,4 +621,25 @@ t.test('an interrupt during the restore: what the job left runs on, the restore 
   t.equal(await exited, 1, 'unsuccessful run');
   t.match(out(), /Received SIGINT/);
   t.ok(leftPids(t, files.execute).every(running), 'nothing is killed after an interrupt (docs/run.md)');
+});
+
+t.test('--reuse: a machine kept after its connection was lost has the lost script\'s processes killed first, what left its process group too', async (t) => {
+  const { base, dir, sshd, remote } = await oneHostProject(t, 'summary: one\n');
+  const relay = await halfOpenRelay(t, sshd.port);
+  const file = join(base, 'execute.pids');
+  await writeFile(join(dir, 'tests', 'one', 'task.yaml'), `summary: one\nexecute: |\n  ${leavingScript(file)}\n  sleep 300\n`);
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    `project: onehost\npath: ${remote}\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${relay.port}\n        key: ${sshd.keyPath}\n    systems: [debian-12]\nsuites:\n  tests/:\n    summary: one\n`,
+  );
+  const kept = run(dir, [], { reuse: true, dataRoot: join(base, 'cache') });
+  await eventually('the execute started both sleeps', async () => (await readFile(file, 'utf8').catch(() => '')).trim().split('\n').length === 2, 60_000);
+  const left = leftPids(t, file);
+  relay.cut(); // the machine never sees the connection drop: the execute and its sleeps run on
+  const { result, out } = await kept;
+  t.notOk(result.tally.ok, 'the job whose connection was lost failed');
+  t.match(out, /Keeping lab:debian-12 at 127\.0\.0\.1:\d+\n/, 'the machine is kept');
+  t.notMatch(out, /may still run the processes of a script whose connection was lost/);
+  // a SIGKILLed process is gone once the kernel has run its exit: awaited, not assumed at once
+  await eventually('the sleeps the lost execute left are killed before the next run can take the machine back', () => !left.some(running), 5000);
 });
