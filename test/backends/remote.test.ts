@@ -339,14 +339,21 @@ t.test('ssh: a worker waiting for a host leaves one abort listener on the run\'s
   await held.discard();
 });
 
-/** An ssh backend `p` of one host, a real sshd reached through a HalfOpenRelay; what it logs goes to `lines`. */
-async function relayedHost(t: Test): Promise<{ dir: string; relay: HalfOpenRelay; p: Provider; lines: string[] }> {
+/**
+ * A backend `p` of one machine, a real sshd reached through a HalfOpenRelay: an ssh backend's
+ * host, or the address an adhoc backend's allocate script gives every time (its discard script
+ * appends the address to `<dir>/discarded`); what it logs goes to `lines`.
+ */
+async function relayedHost(t: Test, type: 'ssh' | 'adhoc' = 'ssh'): Promise<{ dir: string; relay: HalfOpenRelay; p: Provider; lines: string[] }> {
   const dir = t.testdir();
   const sshd = await startSshd(t, dir);
   const relay = await halfOpenRelay(t, sshd.port);
   const lines: string[] = [];
   const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache'), log: (l) => lines.push(l) };
-  const p = await createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${relay.port}`, key: sshd.keyPath }], 'connect-retries': 0 }, ctx);
+  const address = `127.0.0.1:${relay.port}`;
+  const p = type === 'ssh'
+    ? await createProvider('lab', 'ssh', { hosts: [{ address, key: sshd.keyPath }], 'connect-retries': 0 }, ctx)
+    : await createProvider('lab', 'adhoc', { allocate: `ADDRESS ${address}`, discard: `echo "$SPREAD_SYSTEM_ADDRESS" >> ${join(dir, 'discarded')}`, key: sshd.keyPath }, ctx);
   return { dir, relay, p, lines };
 }
 
@@ -377,10 +384,29 @@ t.test('ssh: a machine whose script lost its connection stops the script\'s proc
 t.test('ssh: a host where a script lost its connection and whose processes cannot be stopped serves no other machine', async (t) => {
   const { dir, relay, p, lines } = await relayedHost(t);
   const { machine } = await lostMidScript(t, p, relay, join(dir, 'pids'));
-  await relay.refuse();
+  relay.refuse();
   await machine.discard();
   t.match(lines.join('\n'), new RegExp(`Host 127\\.0\\.0\\.1:${relay.port} of backend lab is passed over for the rest of the run: the processes of a script whose connection was lost could not be stopped`));
   await t.rejects(p.allocate({ name: 'debian-12' }), /may still run a script whose connection was lost/, 'the only host serves no other machine');
+});
+
+t.test('adhoc: an address whose lost script could not be stopped is swept again when allocate gives it back, and serves the new machine once that succeeds', async (t) => {
+  const { dir, relay, p, lines } = await relayedHost(t, 'adhoc');
+  const { machine, left } = await lostMidScript(t, p, relay, join(dir, 'pids'));
+  const discarded = async (): Promise<number> => (await readFile(join(dir, 'discarded'), 'utf8')).trim().split('\n').length;
+  relay.refuse();
+  await machine.discard();
+  t.match(lines.join('\n'), /whose connection was lost could not be stopped: its address serves another machine of this run only once they are/);
+  t.equal(await discarded(), 1, 'the machine is discarded');
+  // still not answering: the new machine at the address serves no job, and is released, not leaked
+  await t.rejects(p.allocate({ name: 'debian-12' }), { code: 'FC_ERR_UNAVAILABLE', message: /may still run there, and its processes still cannot be stopped/ });
+  t.equal(await discarded(), 2, 'the machine refused is discarded');
+  t.ok(left.every(running), 'the sleeps run on');
+  relay.accept();
+  const next = await p.allocate({ name: 'debian-12' });
+  t.equal(next.address, machine.address, 'the address serves the next machine once it answers');
+  await eventually('the lost script\'s sleeps were stopped first, the one that left its process group too', () => !left.some(running), 5000);
+  await next.discard();
 });
 
 t.test("ssh: a job whose processes could not be stopped at its end (its connection lost) has them stopped when its machine is discarded", async (t) => {

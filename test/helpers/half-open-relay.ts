@@ -7,15 +7,19 @@ export interface HalfOpenRelay {
   port: number;
   /** Drops the client side of every connection so far and leaves its server side open: a connection lost to the client that the server never sees drop (a network cut). */
   cut(): void;
-  /** Takes no more connections (those open stay so). */
-  refuse(): Promise<void>;
+  /** Closes every new connection at once, before a byte is relayed: the machine does not answer (those open stay so). */
+  refuse(): void;
+  /** Relays new connections again, after refuse. */
+  accept(): void;
 }
 
 /** A TCP relay on 127.0.0.1 to `port`, every socket of it destroyed in teardown. */
 export async function halfOpenRelay(t: Test, port: number): Promise<HalfOpenRelay> {
   const clients = new Set<Socket>();
   const servers = new Set<Socket>();
+  let refusing = false;
   const relay = createServer((client) => {
+    if (refusing) return void client.destroy();
     const server = connect(port, '127.0.0.1');
     clients.add(client);
     servers.add(server);
@@ -41,6 +45,7 @@ export async function halfOpenRelay(t: Test, port: number): Promise<HalfOpenRela
         c.destroy();
       }
     },
-    refuse: () => new Promise<void>((resolve) => relay.close(() => resolve())),
+    refuse: () => void (refusing = true),
+    accept: () => void (refusing = false),
   };
 }
