@@ -10,7 +10,7 @@ import { isAlive } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { halfOpenRelay, type HalfOpenRelay } from '../helpers/half-open-relay.js';
 import { freePort, startSshd } from '../ssh/sshd.js';
-import { leavingScript, leftPids, running } from '../ssh/leaving-script.js';
+import { leavingScript, leftPids } from '../ssh/leaving-script.js';
 
 /**
  * How long a test waits to see that an allocation did NOT happen. One that wrongly went
@@ -366,7 +366,7 @@ async function lostMidScript(t: Test, p: Provider, relay: HalfOpenRelay, file: s
   const left = leftPids(t, file);
   relay.cut();
   await t.rejects(lost, { name: 'ScriptLostError' });
-  t.ok(left.every(running), 'the machine never saw the connection drop: the sleeps run on');
+  t.ok(left.every(isAlive), 'the machine never saw the connection drop: the sleeps run on');
   return { machine, left };
 }
 
@@ -375,7 +375,7 @@ t.test('ssh: a machine whose script lost its connection stops the script\'s proc
   const { machine, left } = await lostMidScript(t, p, relay, join(dir, 'pids'));
   await machine.discard();
   // a SIGKILLed process is gone once the kernel has run its exit: awaited, not assumed at once
-  await eventually('both sleeps are stopped once the machine is discarded, the one that left its process group too', () => !left.some(running), 5000);
+  await eventually('both sleeps are stopped once the machine is discarded, the one that left its process group too', () => !left.some(isAlive), 5000);
   const next = await p.allocate({ name: 'debian-12' });
   t.equal(next.address, machine.address, 'the host serves the next machine');
   await next.discard();
@@ -401,11 +401,11 @@ t.test('adhoc: an address whose lost script could not be stopped is swept again 
   // still not answering: the new machine at the address serves no job, and is released, not leaked
   await t.rejects(p.allocate({ name: 'debian-12' }), { code: 'FC_ERR_UNAVAILABLE', message: /may still run there, and its processes still cannot be stopped/ });
   t.equal(await discarded(), 2, 'the machine refused is discarded');
-  t.ok(left.every(running), 'the sleeps run on');
+  t.ok(left.every(isAlive), 'the sleeps run on');
   relay.accept();
   const next = await p.allocate({ name: 'debian-12' });
   t.equal(next.address, machine.address, 'the address serves the next machine once it answers');
-  await eventually('the lost script\'s sleeps were stopped first, the one that left its process group too', () => !left.some(running), 5000);
+  await eventually('the lost script\'s sleeps were stopped first, the one that left its process group too', () => !left.some(isAlive), 5000);
   await next.discard();
 });
 
@@ -418,9 +418,9 @@ t.test("ssh: a job whose processes could not be stopped at its end (its connecti
   const left = leftPids(t, file);
   relay.cut();
   await t.rejects(machine.stopJob!('job-1'), 'the job cannot be stopped over the lost connection');
-  t.ok(left.every(running), 'the machine never saw the connection drop: the sleeps run on');
+  t.ok(left.every(isAlive), 'the machine never saw the connection drop: the sleeps run on');
   await machine.discard();
-  await eventually("the job's sleeps are stopped once the machine is discarded", () => !left.some(running), 5000);
+  await eventually("the job's sleeps are stopped once the machine is discarded", () => !left.some(isAlive), 5000);
 });
 
 t.test('ssh: a job whose end-of-job sweep an interrupt cut has nothing killed when its machine is discarded either', async (t) => {
@@ -433,7 +433,7 @@ t.test('ssh: a job whose end-of-job sweep an interrupt cut has nothing killed wh
   const sweep = machine.stopJob!('job-1', interrupt.signal);
   interrupt.abort(); // Ctrl-C while the sweep runs
   await t.rejects(sweep, 'the sweep is cut');
-  t.ok(left.every(running), 'the cut sweep killed nothing');
+  t.ok(left.every(isAlive), 'the cut sweep killed nothing');
   await machine.discard();
-  t.ok(left.every(running), "nothing is killed after an interrupt (docs/run.md): the job's sleeps run on once the machine is discarded");
+  t.ok(left.every(isAlive), "nothing is killed after an interrupt (docs/run.md): the job's sleeps run on once the machine is discarded");
 });
