@@ -43,6 +43,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { artifactEntrySchema } from '../artifacts/entry.js';
 import { errorMessage, UsageError, toFleetError } from '../errors.js';
+import { quotedReasons } from '../quoted-reasons.js';
 import { VERSION } from '../version.js';
 
 const Urls = Type.Array(Type.String({ minLength: 1 }), { minItems: 1 });
@@ -127,7 +128,7 @@ async function assets(args: Static<typeof assetsArgs>): Promise<Output> {
   return {
     ok: result.failed === 0,
     // the runner's message when a file failed (it printed the whole answer)
-    ...(result.failed > 0 ? { error: result.files.flatMap((f) => (f.error ? [f.error.message] : [])).join('; ') } : {}),
+    ...(result.failed > 0 ? { error: quotedReasons(result.files.flatMap((f) => (f.error ? [f.error.message] : []))) } : {}),
     files: result.files.map((f) => ({
       filename: f.filename,
       source: f.source ?? null,

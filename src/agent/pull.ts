@@ -10,6 +10,7 @@ import { pullProject, type PullResult } from '../project-upload/pull.js';
 import { cacheLimits } from '../client/http.js';
 import { FleetError, isDamagedBytes, toFleetError, withDetails, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
+import { quotedReason } from '../quoted-reasons.js';
 import { inPasses, REFUSED_BY_CACHE_CODES } from '../url-passes.js';
 
 interface FallbackPullOptions {
@@ -85,9 +86,8 @@ export async function pullWithFallback(options: FallbackPullOptions): Promise<Fa
 /**
  * The attempts of every pass, one entry per URL in the order first tried, each distinct reason
  * once with how many times it was met: four passes over three caches and the origin read as
- * four entries, not sixteen. Each reason is quoted (a JSON string): a reason of its own may hold
- * "; " or " / " (a server's message, errors joined), which then cannot be taken for the next
- * URL's entry or reason.
+ * four entries, not sixteen. Each reason is quoted (quotedReason): one holding "; " or " / "
+ * cannot be taken for the next URL's entry or reason.
  */
 function attemptsByUrl(attempts: readonly Attempt[]): string {
   const reasons = new Map<string, Map<string, number>>();
@@ -96,7 +96,7 @@ function attemptsByUrl(attempts: readonly Attempt[]): string {
     ofUrl.set(error, (ofUrl.get(error) ?? 0) + 1);
     reasons.set(url, ofUrl);
   }
-  const counted = (reason: string, times: number): string => `${JSON.stringify(reason)}${times > 1 ? ` (${times} times)` : ''}`;
+  const counted = (reason: string, times: number): string => `${quotedReason(reason)}${times > 1 ? ` (${times} times)` : ''}`;
   return [...reasons].map(([url, ofUrl]) => `${url}: ${[...ofUrl].map(([reason, times]) => counted(reason, times)).join(' / ')}`).join('; ');
 }
 

@@ -17,6 +17,7 @@ import { answerOf, DigestMismatchError, errorMessage, failedRequest, FleetError,
 import { createAssetHash, hashFile, inManifestOrder, readManifest, type DroppedRecord, type InvalidRecord, type ManifestRecord } from './manifest.js';
 import { unpackArchive, type ArchiveKind } from './unpack.js';
 import { redactUrl, redactUrlAndQuery } from '../redact-url.js';
+import { quotedReasons } from '../quoted-reasons.js';
 import { VERSION } from '../version.js';
 
 /** 'skipped': not among the files named, and neither present nor in the cache folder (not downloaded). */
@@ -320,8 +321,7 @@ class RecordFetch {
     const rank = (e: FleetError): number =>
       e.code === 'FC_ERR_DIGEST_MISMATCH' || e.code === 'FC_ERR_SIZE_MISMATCH' ? 0 : e.code === 'FC_ERR_FORBIDDEN' || e.code === 'FC_ERR_UNAUTHORIZED' ? 1 : e.code === 'FC_ERR_NOT_FOUND' ? 3 : 2;
     const worst = [...failures].sort((a, b) => rank(a) - rank(b))[0]!;
-    const detail = failures.map((f) => f.message).join('; ');
-    throw new FleetError(worst.code, `${this.#record.filename}: every URL failed: ${detail}`, { cause: worst });
+    throw new FleetError(worst.code, `${this.#record.filename}: every URL failed: ${quotedReasons(failures.map((f) => f.message))}`, { cause: worst });
   }
 
   /** Adds the downloaded file to the cache folder (0700 dir, a 0600 copy, rename-committed); failures only warn. */

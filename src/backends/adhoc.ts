@@ -70,6 +70,12 @@ class AdhocProvider implements Provider {
    * no allocation, only to the worker taking the machine back (reuse).
    */
   readonly #kept = new Map<string, string>();
+  /**
+   * The machines discarded whose lost scripts' processes could not be stopped (discard), by
+   * endpoint: a machine at a fixed address (a device) may come back from its discard as it was,
+   * so their address serves another machine only once a new sweep of them succeeds (#sweepLeft).
+   */
+  readonly #unswept = new Map<string, SshMachine>();
 
   constructor(name: string, options: AdhocOptions, ctx: BackendContext) {
     this.name = name;
@@ -155,6 +161,7 @@ class AdhocProvider implements Provider {
       this.#ctx.log?.(`Waiting for ${label} to make SSH available at ${host}:${port}...`);
       // a deadline of its own, as in spread: a slow allocate leaves the port its full wait
       await waitForPort(host, port, this.#allocateTimeout, options?.signal);
+      await this.#sweepLeft(endpoint, label);
       return await this.#connect(address, system, 30, options?.signal);
     } catch (err) {
       this.#live.delete(endpoint);
@@ -190,6 +197,7 @@ class AdhocProvider implements Provider {
     this.#kept.delete(endpoint);
     this.#live.set(endpoint, `${this.name}:${system.name}`);
     try {
+      await this.#sweepLeft(endpoint, `${this.name}:${system.name}`);
       return await this.#connect(record.address, { ...system, username: record.username ?? system.username, password: record.password ?? system.password }, 1, signal);
     } catch (err) {
       this.#live.delete(endpoint);
@@ -243,14 +251,27 @@ class AdhocProvider implements Provider {
   async discard(machine: Machine): Promise<void> {
     const endpoint = endpointOf(machine.address);
     const unstopped = machine instanceof SshMachine ? await machine.stopLostScripts().then(() => undefined, (err: unknown) => err) : undefined;
-    if (unstopped === undefined) this.#live.delete(endpoint);
-    else {
-      // a machine at a fixed address (a device) may come back from its discard as it was:
-      // where a job may still run, it serves no other job of this run
-      this.#live.set(endpoint, `${this.name}:${machine.system.name} (a script whose connection was lost may still run on it)`);
-      this.#ctx.log?.(`The processes of a script on ${this.name}:${machine.system.name} at ${machine.address} whose connection was lost could not be stopped: its address serves no other machine of this run: ${errorMessage(unstopped)}`);
+    this.#live.delete(endpoint);
+    if (machine instanceof SshMachine && unstopped !== undefined) {
+      this.#unswept.set(endpoint, machine);
+      this.#ctx.log?.(`The processes of a script on ${this.name}:${machine.system.name} at ${machine.address} whose connection was lost could not be stopped: its address serves another machine of this run only once they are: ${errorMessage(unstopped)}`);
     }
     return this.#release(machine.system, machine.address);
+  }
+
+  /**
+   * Stops what the lost scripts of the machine discarded at `endpoint` (#unswept) left running,
+   * now that its address is back for `label`: where a job may still run, no other job runs.
+   */
+  async #sweepLeft(endpoint: string, label: string): Promise<void> {
+    const left = this.#unswept.get(endpoint);
+    if (left === undefined) return;
+    try {
+      await left.stopLostScripts();
+    } catch (err) {
+      throw new FleetError('FC_ERR_UNAVAILABLE', `cannot use ${left.address} for ${label}: a script of machine ${left.name} whose connection was lost may still run there, and its processes still cannot be stopped: ${errorMessage(err)}`);
+    }
+    this.#unswept.delete(endpoint);
   }
 
   /** The discard script needs only the address (SPREAD_SYSTEM_ADDRESS), as in spread. */

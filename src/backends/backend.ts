@@ -129,6 +129,11 @@ export interface Machine extends Executor {
    * absent where a job's processes cannot be told apart (a local machine).
    */
   stopJob?(job: string, signal?: AbortSignal): Promise<void>;
+  /**
+   * Kills what the scripts whose connection was lost (and the jobs stopJob could not stop)
+   * may have left running, on SSH machines; rejects when it cannot (the machine does not answer).
+   */
+  stopLostScripts?(): Promise<void>;
 }
 
 /**

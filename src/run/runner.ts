@@ -351,12 +351,17 @@ async function runJobs(
   const keepingWhy = (): string | undefined => (!pool ? undefined : abend?.signal.aborted ? ' (-abend)' : o.reuse ? '' : undefined);
   /** Keeps a machine on record in the reuse file (-reuse, -abend) instead of discarding it. */
   const keepMachine = async (machine: Machine, label: string, why: string): Promise<void> => {
+    // the next -reuse run takes it back to run its jobs: what a script whose connection was lost
+    // may have left running goes first, as at a discard; not after an interrupt or an -abend
+    // failure (nothing is killed then: kept as it is, for inspection)
+    const unstopped = stopping.some((s) => s.aborted) ? undefined : await machine.stopLostScripts?.().then(() => undefined, (err: unknown) => err);
     const record = machine.record();
     pool!.keep(record);
     kept.push(record);
     providers.get(record.backend)?.keep?.(machine);
     // spread's words, no closing period
     log.line(`Keeping ${label} at ${machine.address}${why}`);
+    if (unstopped !== undefined) log.line(`WARNING: ${label} at ${machine.address} may still run the processes of a script whose connection was lost: they could not be stopped: ${errorMessage(unstopped)}`);
     // kept, not discarded: its connections still close (an open SSH client keeps the process alive)
     await machine.close().catch(() => undefined);
   };

@@ -14,6 +14,7 @@ import { startOrigin, type TestOrigin } from '../helpers/origin.js';
 import { pacedProxy } from '../helpers/paced-proxy.js';
 import { blackHoleUrl } from '../helpers/black-hole.js';
 import { deadUrl, installAgent, runAgent } from './helpers.js';
+import { readQuotedList } from '../helpers/quoted-list.js';
 
 /** An origin under `dir` holding tool.bin (64 KiB) as an asset, and the manifest that names it. */
 async function originWithTool(t: Test, dir: string): Promise<{ origin: TestOrigin; tool: Buffer; manifest: string }> {
@@ -113,4 +114,22 @@ t.test('a cache that keeps silent, before its headers or within its body, costs 
   t.match(res.json.warnings, [new RegExp(`^tool\\.bin: ${urls[0]}/.*timeout`, 'i'), new RegExp(`^tool\\.bin: ${urls[1]}/.*timeout`, 'i')], 'both caches given up on, for their silence');
   t.ok(took < 10_000, `within seconds, not the client's minute (${took} ms)`);
   t.ok(readFileSync(join(dir, 'dest', 'tool.bin')).equals(tool));
+});
+
+t.test("a failed assets answer's error names each failed file's reason once, quoted: a file name holding \"; \" reads as one reason", async (t) => {
+  const agent = await installAgent(t);
+  const dir = t.testdir();
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  // two files the origin does not have
+  const missing = (filename: string): ManifestRecord => {
+    const data = randomBytes(64);
+    return { filename, size: data.length, algorithm: 'sha512', digest: createHash('sha512').update(data).digest('hex'), unpack: false, visibility: 'public' };
+  };
+  const manifest = join(dir, 'manifest.tt');
+  writeFileSync(manifest, formatManifest([missing('one; two.bin'), missing('three.bin')]));
+  const res = await runAgent(agent, 'assets', { manifest, urls: [origin.url], dest: join(dir, 'dest') });
+  t.equal(res.code, 1, 'the files that cannot be fetched fail the command');
+  const errors = (res.json.files as Array<{ error?: string }>).map((f) => f.error);
+  t.same(readQuotedList(String(res.json.error)), errors, `one reason per file, each whole: ${String(res.json.error)}`);
+  t.match(errors, [/^one; two\.bin: every URL failed: /, /^three\.bin: every URL failed: /]);
 });

@@ -11,6 +11,7 @@ import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.j
 import { uploadAssets } from '../../src/assets/upload.js';
 import { startOrigin } from '../helpers/origin.js';
 import { BlobServer, compress, makeTar, sha512 } from './helpers.js';
+import { readQuotedList } from '../helpers/quoted-list.js';
 
 const A = randomBytes(300 * 1024);
 const B = Buffer.from('plain text asset\n');
@@ -415,4 +416,20 @@ t.test('the URL a file came from is reported with its credentials hidden (it is 
   t.equal(res.failed, 0);
   t.equal(res.files[0]!.url, `${origin.url.replace('http://', 'http://***:***@')}/`);
   t.notMatch(JSON.stringify(res), /hunter2/);
+});
+
+t.test('a file no URL serves names each URL\'s reason once, quoted: one holding "; " reads as one reason', async (t) => {
+  const server = new BlobServer(); // holds nothing: every URL answers 404
+  const url = await server.start();
+  t.teardown(() => server.stop());
+  const dir = t.testdir();
+  const manifest = join(dir, 'manifest.tt');
+  await writeFile(manifest, formatManifest([record('missing.bin', C)]));
+  // tooltool appends the region to the URL as given: a reason naming the URL holds its "; "
+  const res = await fetchAssets({ manifestPath: manifest, urls: [`${url}/a/`, `${url}/b/`], region: 'eu; west', dest: join(dir, 'dest') });
+  const message = res.files[0]!.error?.message ?? '';
+  const list = /^missing\.bin: every URL failed: (.*)$/s.exec(message)?.[1];
+  const reasons = list === undefined ? undefined : readQuotedList(list);
+  t.equal(reasons?.length, 2, `one reason per URL: ${message}`);
+  t.match(reasons?.[0], /^GET http:\/\/127\.0\.0\.1:\d+\/a\/.*\?region=eu; west: HTTP 404$/, 'the first URL\'s reason whole, its "; " included');
 });

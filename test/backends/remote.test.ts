@@ -2,15 +2,15 @@ import t, { type Test } from 'tap';
 import { getEventListeners } from 'node:events';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { createProvider } from '../../src/backends/registry.js';
 import { parseMarkers } from '../../src/backends/adhoc.js';
 import type { BackendContext, Machine, MachineRecord, Provider } from '../../src/backends/backend.js';
 import { REMOTE_PATH } from '../../src/backends/script.js';
 import { isAlive } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
+import { halfOpenRelay, type HalfOpenRelay } from '../helpers/half-open-relay.js';
 import { freePort, startSshd } from '../ssh/sshd.js';
-import { leavingScript, leftPids, running } from '../ssh/leaving-script.js';
+import { leavingScript, leftPids } from '../ssh/leaving-script.js';
 
 /**
  * How long a test waits to see that an allocation did NOT happen. One that wrongly went
@@ -339,56 +339,21 @@ t.test('ssh: a worker waiting for a host leaves one abort listener on the run\'s
   await held.discard();
 });
 
-interface HalfOpenRelay {
-  port: number;
-  /** Drops the client side of every connection so far and leaves its server side open: a connection lost to the client that the server never sees drop (a network cut). */
-  cut(): void;
-  /** Takes no more connections (those open stay so). */
-  refuse(): Promise<void>;
-}
-
-/** A TCP relay on 127.0.0.1 to `port`, every socket of it destroyed in teardown. */
-async function halfOpenRelay(t: Test, port: number): Promise<HalfOpenRelay> {
-  const clients = new Set<Socket>();
-  const servers = new Set<Socket>();
-  const relay = createServer((client) => {
-    const server = connect(port, '127.0.0.1');
-    clients.add(client);
-    servers.add(server);
-    for (const s of [client, server]) s.on('error', () => undefined);
-    client.on('data', (chunk: Buffer) => server.write(chunk));
-    server.on('data', (chunk: Buffer) => client.write(chunk));
-    // the server's end reaches the client; the client's reaches the server only until the cut
-    server.once('close', () => client.destroy());
-    client.once('close', () => {
-      if (clients.has(client)) server.destroy();
-    });
-  });
-  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    for (const s of [...clients, ...servers]) s.destroy();
-    relay.close();
-  });
-  return {
-    port: (relay.address() as AddressInfo).port,
-    cut() {
-      for (const c of clients) {
-        clients.delete(c);
-        c.destroy();
-      }
-    },
-    refuse: () => new Promise<void>((resolve) => relay.close(() => resolve())),
-  };
-}
-
-/** An ssh backend `p` of one host, a real sshd reached through a HalfOpenRelay; what it logs goes to `lines`. */
-async function relayedHost(t: Test): Promise<{ dir: string; relay: HalfOpenRelay; p: Provider; lines: string[] }> {
+/**
+ * A backend `p` of one machine, a real sshd reached through a HalfOpenRelay: an ssh backend's
+ * host, or the address an adhoc backend's allocate script gives every time (its discard script
+ * appends the address to `<dir>/discarded`); what it logs goes to `lines`.
+ */
+async function relayedHost(t: Test, type: 'ssh' | 'adhoc' = 'ssh'): Promise<{ dir: string; relay: HalfOpenRelay; p: Provider; lines: string[] }> {
   const dir = t.testdir();
   const sshd = await startSshd(t, dir);
   const relay = await halfOpenRelay(t, sshd.port);
   const lines: string[] = [];
   const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache'), log: (l) => lines.push(l) };
-  const p = await createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${relay.port}`, key: sshd.keyPath }], 'connect-retries': 0 }, ctx);
+  const address = `127.0.0.1:${relay.port}`;
+  const p = type === 'ssh'
+    ? await createProvider('lab', 'ssh', { hosts: [{ address, key: sshd.keyPath }], 'connect-retries': 0 }, ctx)
+    : await createProvider('lab', 'adhoc', { allocate: `ADDRESS ${address}`, discard: `echo "$SPREAD_SYSTEM_ADDRESS" >> ${join(dir, 'discarded')}`, key: sshd.keyPath }, ctx);
   return { dir, relay, p, lines };
 }
 
@@ -401,7 +366,7 @@ async function lostMidScript(t: Test, p: Provider, relay: HalfOpenRelay, file: s
   const left = leftPids(t, file);
   relay.cut();
   await t.rejects(lost, { name: 'ScriptLostError' });
-  t.ok(left.every(running), 'the machine never saw the connection drop: the sleeps run on');
+  t.ok(left.every(isAlive), 'the machine never saw the connection drop: the sleeps run on');
   return { machine, left };
 }
 
@@ -410,7 +375,7 @@ t.test('ssh: a machine whose script lost its connection stops the script\'s proc
   const { machine, left } = await lostMidScript(t, p, relay, join(dir, 'pids'));
   await machine.discard();
   // a SIGKILLed process is gone once the kernel has run its exit: awaited, not assumed at once
-  await eventually('both sleeps are stopped once the machine is discarded, the one that left its process group too', () => !left.some(running), 5000);
+  await eventually('both sleeps are stopped once the machine is discarded, the one that left its process group too', () => !left.some(isAlive), 5000);
   const next = await p.allocate({ name: 'debian-12' });
   t.equal(next.address, machine.address, 'the host serves the next machine');
   await next.discard();
@@ -419,10 +384,29 @@ t.test('ssh: a machine whose script lost its connection stops the script\'s proc
 t.test('ssh: a host where a script lost its connection and whose processes cannot be stopped serves no other machine', async (t) => {
   const { dir, relay, p, lines } = await relayedHost(t);
   const { machine } = await lostMidScript(t, p, relay, join(dir, 'pids'));
-  await relay.refuse();
+  relay.refuse();
   await machine.discard();
   t.match(lines.join('\n'), new RegExp(`Host 127\\.0\\.0\\.1:${relay.port} of backend lab is passed over for the rest of the run: the processes of a script whose connection was lost could not be stopped`));
   await t.rejects(p.allocate({ name: 'debian-12' }), /may still run a script whose connection was lost/, 'the only host serves no other machine');
+});
+
+t.test('adhoc: an address whose lost script could not be stopped is swept again when allocate gives it back, and serves the new machine once that succeeds', async (t) => {
+  const { dir, relay, p, lines } = await relayedHost(t, 'adhoc');
+  const { machine, left } = await lostMidScript(t, p, relay, join(dir, 'pids'));
+  const discarded = async (): Promise<number> => (await readFile(join(dir, 'discarded'), 'utf8')).trim().split('\n').length;
+  relay.refuse();
+  await machine.discard();
+  t.match(lines.join('\n'), /whose connection was lost could not be stopped: its address serves another machine of this run only once they are/);
+  t.equal(await discarded(), 1, 'the machine is discarded');
+  // still not answering: the new machine at the address serves no job, and is released, not leaked
+  await t.rejects(p.allocate({ name: 'debian-12' }), { code: 'FC_ERR_UNAVAILABLE', message: /may still run there, and its processes still cannot be stopped/ });
+  t.equal(await discarded(), 2, 'the machine refused is discarded');
+  t.ok(left.every(isAlive), 'the sleeps run on');
+  relay.accept();
+  const next = await p.allocate({ name: 'debian-12' });
+  t.equal(next.address, machine.address, 'the address serves the next machine once it answers');
+  await eventually('the lost script\'s sleeps were stopped first, the one that left its process group too', () => !left.some(isAlive), 5000);
+  await next.discard();
 });
 
 t.test("ssh: a job whose processes could not be stopped at its end (its connection lost) has them stopped when its machine is discarded", async (t) => {
@@ -434,9 +418,9 @@ t.test("ssh: a job whose processes could not be stopped at its end (its connecti
   const left = leftPids(t, file);
   relay.cut();
   await t.rejects(machine.stopJob!('job-1'), 'the job cannot be stopped over the lost connection');
-  t.ok(left.every(running), 'the machine never saw the connection drop: the sleeps run on');
+  t.ok(left.every(isAlive), 'the machine never saw the connection drop: the sleeps run on');
   await machine.discard();
-  await eventually("the job's sleeps are stopped once the machine is discarded", () => !left.some(running), 5000);
+  await eventually("the job's sleeps are stopped once the machine is discarded", () => !left.some(isAlive), 5000);
 });
 
 t.test('ssh: a job whose end-of-job sweep an interrupt cut has nothing killed when its machine is discarded either', async (t) => {
@@ -449,7 +433,7 @@ t.test('ssh: a job whose end-of-job sweep an interrupt cut has nothing killed wh
   const sweep = machine.stopJob!('job-1', interrupt.signal);
   interrupt.abort(); // Ctrl-C while the sweep runs
   await t.rejects(sweep, 'the sweep is cut');
-  t.ok(left.every(running), 'the cut sweep killed nothing');
+  t.ok(left.every(isAlive), 'the cut sweep killed nothing');
   await machine.discard();
-  t.ok(left.every(running), "nothing is killed after an interrupt (docs/run.md): the job's sleeps run on once the machine is discarded");
+  t.ok(left.every(isAlive), "nothing is killed after an interrupt (docs/run.md): the job's sleeps run on once the machine is discarded");
 });

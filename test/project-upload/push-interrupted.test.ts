@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliArgs, rememberProcess, stopWithTest } from '../helpers/processes.js';
+import { cliArgs, isAlive, rememberProcess, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { STALLED_SIZE, stallingOrigin } from './stalling-origin.js';
 
@@ -18,16 +18,6 @@ async function interrupt(t: Test, args: string[], started: () => boolean, signal
   await eventually('the command is under way', started, 30_000);
   child.kill(signal);
   return exited;
-}
-
-/** Whether `pid` runs (a zombie waiting for its reaper does not). */
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 const partials = (dir: string): string[] => readdirSync(dir).filter((f) => f.endsWith('.partial'));
@@ -71,5 +61,5 @@ for (const [what, body] of Object.entries(REPACK_SCRIPTS)) for (const signal of 
   };
   t.equal(await interrupt(t, ['pack', join(dir, 'proj'), '-o', join(dir, 'out.tar'), '--repack', repack], started, signal), signal);
   t.same(readdirSync(dir).sort(), ['proj', 'ready', 'repack.pid']);
-  await eventually('the repack script ends with the pack', () => !running(pid!), 5000);
+  await eventually('the repack script ends with the pack', () => !isAlive(pid!), 5000);
 });

@@ -11,10 +11,10 @@ import t, { type Test } from 'tap';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { RunLog } from '../../src/run/report.js';
 import { runProject } from '../../src/run/runner.js';
-import { REPO_ROOT } from '../helpers/processes.js';
+import { isAlive, REPO_ROOT } from '../helpers/processes.js';
 import { sudoUser, sudoUserMissing } from '../helpers/sudo-user.js';
 import { startSshd } from '../ssh/sshd.js';
-import { leavingScript, leftPids, running } from '../ssh/leaving-script.js';
+import { leavingScript, leftPids } from '../ssh/leaving-script.js';
 
 /** A user of the test's own (see sudoUser) and a real sshd it logs in to, in a new directory `base`. */
 async function sshdForNewUser(t: Test): Promise<{ user: string; base: string; sshd: Awaited<ReturnType<typeof startSshd>> }> {
@@ -50,7 +50,7 @@ t.test('the example project over ssh as a user that is not root', { skip: sudoUs
   t.equal(result.tally.successful, 5);
   t.equal(result.pulls.length, 1, 'the project pulled once');
   t.equal((await stat(remote)).uid, 0, "the project's tree is root's, as spread's sudo -i tar x leaves it");
-  t.notOk(leftPids(t, left).some(running), 'what the task left running is killed, what left its process group too');
+  t.notOk(leftPids(t, left).some(isAlive), 'what the task left running is killed, what left its process group too');
 });
 
 t.test('a project path that is the login user\'s home directory is not emptied: the machine is refused, the home kept', { skip: sudoUserMissing() }, async (t) => {

@@ -18,8 +18,9 @@ import { runProject } from '../../src/run/runner.js';
 import { cliArgs, descendantsOf, isAlive, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { commandSessions, keygenFingerprint, publicKeyOf, startSshd, writeRebootScript, type Sshd } from '../ssh/sshd.js';
-import { leavingScript, leftPids, running } from '../ssh/leaving-script.js';
+import { leavingScript, leftPids } from '../ssh/leaving-script.js';
 import { run } from './project.js';
+import { halfOpenRelay } from '../helpers/half-open-relay.js';
 
 /** A real sshd and a copy of the example project; the project path on the "machine" is removed in teardown. */
 async function sshProject(t: Test): Promise<{ base: string; sshd: Sshd; dir: string; remote: string }> {
@@ -534,8 +535,8 @@ t.test("what a job's scripts leave running on an ssh machine is killed when the 
   const [prepared, executed, suite] = [leftPids(t, files.prepare), leftPids(t, files.execute), leftPids(t, files.suite)];
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.successful, 1);
-  t.notOk([...prepared, ...executed].some(running), "the task's prepare and execute left nothing running, in their process group or out of it");
-  t.ok(suite.every(running), "the suite prepare's processes run on, as in spread");
+  t.notOk([...prepared, ...executed].some(isAlive), "the task's prepare and execute left nothing running, in their process group or out of it");
+  t.ok(suite.every(isAlive), "the suite prepare's processes run on, as in spread");
 });
 
 /** A one-host project (oneHostProject) whose one job runs `task`; its run's tally and log. */
@@ -573,7 +574,7 @@ t.test("a job whose restore passes has what it left killed at that restore's end
   // what a run costs besides its jobs is the same in both: the two more jobs make the difference
   const scriptsPerJob = ['execute', 'restore'].length;
   t.equal((three.commands - one.commands) / 2, scriptsPerJob, "a job's SSH commands are its execute and its restore: its end-of-job kill ran in the restore");
-  t.notOk([...one.left, ...three.left].some(running), 'what every execute left is killed, what left its process group too');
+  t.notOk([...one.left, ...three.left].some(isAlive), 'what every execute left is killed, what left its process group too');
 });
 
 t.test('a job whose execute fails has what it left killed at the end of its restore', async (t) => {
@@ -581,7 +582,7 @@ t.test('a job whose execute fails has what it left killed at the end of its rest
   const { ok, out } = await runOneJob(t, `summary: one\nexecute: |\n  ${leavingScript(file)}\n  exit 1\nrestore: echo restored\n`);
   t.notOk(ok, 'the job failed');
   t.match(out, /Error executing lab:debian-12:tests\/one/);
-  t.notOk(leftPids(t, file).some(running), 'what the failed execute left is killed');
+  t.notOk(leftPids(t, file).some(isAlive), 'what the failed execute left is killed');
 });
 
 t.test("a job whose restore fails: its debug script finds what the restore left running, and it is killed after the debug script", async (t) => {
@@ -598,7 +599,7 @@ t.test("a job whose restore fails: its debug script finds what the restore left 
   t.notOk(ok, 'the job failed');
   const [executed, restored, debugged] = [leftPids(t, files.execute), leftPids(t, files.restore), leftPids(t, files.debug)];
   for (const p of [...executed, ...restored]) t.match(out, new RegExp(`^running ${p}$`, 'm'), `the debug script saw ${p} running`);
-  t.notOk([...executed, ...restored, ...debugged].some(running), 'what the execute, the restore and the debug script left is killed after it');
+  t.notOk([...executed, ...restored, ...debugged].some(isAlive), 'what the execute, the restore and the debug script left is killed after it');
 });
 
 t.test('--abend: a job whose restore fails has nothing killed (the machine is kept as it is for inspection)', async (t) => {
@@ -607,7 +608,7 @@ t.test('--abend: a job whose restore fails has nothing killed (the machine is ke
   const { ok, out } = await runOneJob(t, `summary: one\nexecute: |\n  ${leavingScript(files.execute)}\nrestore: |\n  ${leavingScript(files.restore)}\n  exit 1\n`, { abend: true });
   t.notOk(ok, 'the job failed');
   t.match(out, /\(-abend\)/, 'the machine is kept');
-  t.ok([...leftPids(t, files.execute), ...leftPids(t, files.restore)].every(running), 'what the execute and the failed restore left runs on');
+  t.ok([...leftPids(t, files.execute), ...leftPids(t, files.restore)].every(isAlive), 'what the execute and the failed restore left runs on');
 });
 
 t.test('an interrupt during the restore: what the job left runs on, the restore killed before it could kill it', async (t) => {
@@ -619,5 +620,26 @@ t.test('an interrupt during the restore: what the job left runs on, the restore 
   child.kill('SIGINT');
   t.equal(await exited, 1, 'unsuccessful run');
   t.match(out(), /Received SIGINT/);
-  t.ok(leftPids(t, files.execute).every(running), 'nothing is killed after an interrupt (docs/run.md)');
+  t.ok(leftPids(t, files.execute).every(isAlive), 'nothing is killed after an interrupt (docs/run.md)');
+});
+
+t.test('--reuse: a machine kept after its connection was lost has the lost script\'s processes killed first, what left its process group too', async (t) => {
+  const { base, dir, sshd, remote } = await oneHostProject(t, 'summary: one\n');
+  const relay = await halfOpenRelay(t, sshd.port);
+  const file = join(base, 'execute.pids');
+  await writeFile(join(dir, 'tests', 'one', 'task.yaml'), `summary: one\nexecute: |\n  ${leavingScript(file)}\n  sleep 300\n`);
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    `project: onehost\npath: ${remote}\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${relay.port}\n        key: ${sshd.keyPath}\n    systems: [debian-12]\nsuites:\n  tests/:\n    summary: one\n`,
+  );
+  const kept = run(dir, [], { reuse: true, dataRoot: join(base, 'cache') });
+  await eventually('the execute started both sleeps', async () => (await readFile(file, 'utf8').catch(() => '')).trim().split('\n').length === 2, 60_000);
+  const left = leftPids(t, file);
+  relay.cut(); // the machine never sees the connection drop: the execute and its sleeps run on
+  const { result, out } = await kept;
+  t.notOk(result.tally.ok, 'the job whose connection was lost failed');
+  t.match(out, /Keeping lab:debian-12 at 127\.0\.0\.1:\d+\n/, 'the machine is kept');
+  t.notMatch(out, /may still run the processes of a script whose connection was lost/);
+  // a SIGKILLed process is gone once the kernel has run its exit: awaited, not assumed at once
+  await eventually('the sleeps the lost execute left are killed before the next run can take the machine back', () => !left.some(isAlive), 5000);
 });

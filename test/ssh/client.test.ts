@@ -8,9 +8,9 @@ import { Readable } from 'node:stream';
 import { shellQuote } from '../../src/shell-quote.js';
 import { SshClient } from '../../src/ssh/client.js';
 import { sweepJob, sweepScripts } from '../../src/ssh/script-guard.js';
-import { descendantsOf } from '../helpers/processes.js';
+import { descendantsOf, isAlive } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
-import { leavingScript, leftPids, running } from './leaving-script.js';
+import { leavingScript, leftPids } from './leaving-script.js';
 import { freePort, isSshd, isSshdName, startSshd } from './sshd.js';
 
 t.test('ssh client against a real sshd', async (t) => {
@@ -249,14 +249,14 @@ t.test('a connection that drops mid-script: the machine stops every process of t
   await eventually('the script started both sleeps', () => out.includes('started'), 20_000);
   const left = leftPids(t, file);
   t.equal(left.length, 2);
-  t.ok(left.every(running), 'both sleeps run');
+  t.ok(left.every(isAlive), 'both sleeps run');
   // the sshd processes serving the connection (not the listener, not the script's): as a connection cut
   const serving = descendantsOf(sshd.pid).filter(isSshd);
   // none found: nothing would be cut, and the test would wait for tap's timeout
   if (serving.length === 0) throw new Error(`no process of sshd ${sshd.pid} serves the connection (by the names isSshdName knows)`);
   for (const p of serving) process.kill(p, 'SIGKILL');
   await t.rejects(lost, { name: 'ScriptLostError' });
-  await eventually('the sleeps are stopped', () => !left.some(running), 5000);
+  await eventually('the sleeps are stopped', () => !left.some(isAlive), 5000);
   t.equal(c.lostScripts().length, 1, 'the script is on the client\'s list of lost ones');
 });
 
@@ -293,8 +293,8 @@ t.test("a job's sweep kills every process of the job, and no process of a job wh
       const [left, othersLeft] = [leftPids(t, mine), leftPids(t, other)];
       const swept = await c.exec(`${path}${sweepJob('job-1')}echo swept`, { trace: false, cwd: '/' });
       t.same([swept.exitCode, swept.output], [0, 'swept\n']);
-      await eventually("the job's sleeps are stopped", () => !left.some(running), 5000);
-      t.ok(othersLeft.every(running), "the other job's sleeps run on");
+      await eventually("the job's sleeps are stopped", () => !left.some(isAlive), 5000);
+      t.ok(othersLeft.every(isAlive), "the other job's sleeps run on");
     });
   }
 });
@@ -307,7 +307,7 @@ t.test("a job's sweep under the scripts' set -eu on a bash without $BASHPID (3.2
   // unset, $BASHPID is unbound as in bash 3.2; the sweep runs as every script, under set -eu
   const swept = await c.exec(`unset BASHPID\n${sweepJob('job-b')}echo swept`, { trace: false, cwd: '/' });
   t.same([swept.exitCode, swept.output], [0, 'swept\n']);
-  await eventually("the job's sleeps are stopped", () => !left.some(running), 5000);
+  await eventually("the job's sleeps are stopped", () => !left.some(isAlive), 5000);
 });
 
 t.test("the sweeping shell is spared though it carries the token it sweeps (a script's watcher)", async (t) => {
@@ -318,7 +318,7 @@ t.test("the sweeping shell is spared though it carries the token it sweeps (a sc
   t.equal(await c.command(`env FLEETCACHE_SCRIPT=token-1 bash -c ${shellQuote(sweep)} 2>/dev/null`, undefined, (s) => (out += s)), 0);
   t.equal(out, 'swept\n', 'the shell ran on after its sweep');
   const left = leftPids(t, file);
-  await eventually('the sleeps it started are stopped', () => !left.some(running), 5000);
+  await eventually('the sleeps it started are stopped', () => !left.some(isAlive), 5000);
 });
 
 t.test("a job's sweep reads every process's /proc environ through grep -z, not variable by variable in bash (1.5-2.5 s at 2,000 processes)", async (t) => {
