@@ -123,7 +123,8 @@ export function serveFillEvents(app: FastifyInstance, ctx: CacheContext, socket:
     // longer joined: its disk failed mid-way): its claim must not be taken for an orphan's.
     // Asked only for a whole body, the fill to join once it has it (no claim is at stake).
     const fill = wholeOnly ? ctx.fills.get(key) : ctx.fills.get(key) ?? ctx.fills.claimHolder(key);
-    if (!(fill instanceof Fill) || fill.error || (wholeOnly && !fill.ended)) throw new NotFoundError('no such fill in flight');
+    // Answered, not thrown: another worker's question is no error of this cache's (fleetcache_cache_errors_total).
+    if (!(fill instanceof Fill) || fill.error || (wholeOnly && !fill.ended)) return reply.code(404).send({ fill: false });
     // One streamed from memory (its worker's disk refuses writes, or failed mid-fill) cannot be followed through its file.
     if (fill.memoryOnly) return reply.code(409).send({ followable: false });
     return reply.type('application/x-ndjson').send(Readable.from(fillEvents(fill, reply.raw)));

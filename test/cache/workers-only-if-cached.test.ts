@@ -125,6 +125,9 @@ t.test('two workers: only-if-cached GET in the other worker while a fill that ha
   const filled = filler.ask('GET', target);
   await lastByteAsked;
   t.equal(await other.ask('GET', target, onlyIfCached), 504, 'not served while the fill lacks its last byte');
+  // The other worker was asked for its fill: its "none whole" is no error answer of the cache's.
+  const metrics = await (await request(`${cache.url}/-/metrics`)).body.text();
+  t.notMatch(metrics, /^fleetcache_cache_errors_total\{/m, 'no error counted');
   lastByte();
   t.equal(await filled, 200, 'the GET that fills it has the whole blob');
   // At once: the fill's commit is under way (its reader does not wait for it).
