@@ -99,7 +99,7 @@ export async function serveHit(
     status: hit.meta.status,
     headers,
     size,
-    content: small ?? ((reply, start, length) => sendFileRange(reply, file!, start, length ?? size - start, () => undefined)),
+    content: small ?? ((reply, start, length, sent) => sendFileRange(reply, file!, start, length ?? size - start, sent)),
     ...(file ? { discard: () => void file.close().catch(() => undefined) } : {}),
   }, { kind, cache, ageSeconds: (Date.now() - hit.meta.storedAt) / 1000, metrics: ctx.metrics });
   return true;
@@ -161,7 +161,7 @@ async function answerFromFill(
       status: head.status,
       headers: head.headers,
       size: small ? small.length : head.size,
-      content: small ?? ((reply, start, length) => sendFill(takeOver(reply), fill, start, length === undefined ? Infinity : start + length - 1)),
+      content: small ?? ((reply, start, length, sent) => sendFill(takeOver(reply), fill, start, length === undefined ? Infinity : start + length - 1, sent)),
       finalSize: async () => {
         await fill.done;
         if (fill.error) throw fill.error;
@@ -326,12 +326,10 @@ export async function passthrough(
     return;
   }
   // Upstream's bytes counted as they come: a client that goes away mid-body (the stream is
-  // then destroyed) still cost them. Served ones at the end (an aborted answer's are not known).
-  let n = 0;
+  // then destroyed) still cost them. Each is handed to the socket as it comes (piped): served.
   res.body.on('data', (c: Buffer) => {
-    n += c.length;
     ctx.metrics.upstream(kind, c.length);
+    ctx.metrics.served(kind, c.length);
   });
-  res.body.once('end', () => ctx.metrics.served(kind, n));
   reply.send(res.body);
 }

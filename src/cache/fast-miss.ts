@@ -117,20 +117,12 @@ function missHeaders(head: FillHead, size: number | undefined): string[] {
 function send(ctx: CacheContext, res: ServerResponse, get: PlainBlobGet, fill: Fill, head: FillHead, body: Buffer | undefined): void {
   const size = body ? body.length : head.size;
   const kind = get.kind;
-  // A whole body is counted when handed to the socket, as a small hit is (fast-hit.ts).
-  if (body) {
-    if (body.length > 0) ctx.metrics.served(kind, body.length);
-  } else if (size !== undefined) {
-    if (size > 0) res.once('finish', () => ctx.metrics.served(kind, size));
-  } else {
-    // a body of no stated length, a 404's too (serve.ts countOnFinish): by what the fill passed on
-    res.once('finish', () => void fill.done.then(() => {
-      if (!fill.error) ctx.metrics.served(kind, fill.written);
-    }));
-  }
+  // Bytes are counted as handed to the socket, as serve.ts counts them: a whole body at once
+  // (as a small hit, fast-hit.ts), a streamed one chunk by chunk (what went out of one cut short).
+  if (body && body.length > 0) ctx.metrics.served(kind, body.length);
   res.writeHead(head.status, missHeaders(head, size));
   if (body) return void res.end(body);
-  void sendFill(res, fill, 0, size === undefined ? Infinity : size - 1);
+  void sendFill(res, fill, 0, size === undefined ? Infinity : size - 1, (n) => ctx.metrics.served(kind, n));
 }
 
 /** The cache's error answer (server.ts's error handler gives the same). */

@@ -114,9 +114,10 @@ export function readUntilClosed(fill: FillSource, res: ServerResponse): { file: 
  * Answers with bytes [start, last] of a large fill (last = Infinity: to the end), after the
  * status and headers set on `res`. A failure of the fill cuts the connection. A client
  * that goes away is noticed at the fill's next progress; it stops counting as a reader at
- * once (a fill nobody keeps stops when no reader is left: see Fill.unread).
+ * once (a fill nobody keeps stops when no reader is left: see Fill.unread). `sent` is told
+ * each chunk handed to the socket.
  */
-export async function sendFill(res: ServerResponse, fill: FillSource, start: number, last: number): Promise<void> {
+export async function sendFill(res: ServerResponse, fill: FillSource, start: number, last: number, sent: (bytes: number) => void): Promise<void> {
   const { file, release } = readUntilClosed(fill, res);
   const writer = new BodyWriter(FILE_CHUNK, SLOTS);
   writer.attach(res);
@@ -126,12 +127,14 @@ export async function sendFill(res: ServerResponse, fill: FillSource, start: num
   if (!res.headersSent) res.flushHeaders();
   const cursor = new FillCursor(fill, file, start, last);
   const scratch = () => writer.scratch();
-  const sendFile = (f: FileHandle, offset: number, length: number) => writer.sendFile(f, offset, length, () => undefined);
+  const sendFile = (f: FileHandle, offset: number, length: number) => writer.sendFile(f, offset, length, sent);
   try {
     while (await writer.ready()) {
       const bytes = await cursor.next(scratch, sendFile);
       if (!bytes) break;
-      if (bytes !== SENT) writer.write(bytes);
+      if (bytes === SENT || writer.closed) continue;
+      sent(bytes.length);
+      writer.write(bytes);
     }
     writer.end();
   } catch (err) {

@@ -141,6 +141,19 @@ export class Fills {
   }
 
   /**
+   * Another worker's fill of `key` that has its whole body, its commit still under way, for a
+   * request that takes nothing but a stored copy (only-if-cached): until the commit, the disk
+   * has no entry to find. Every other worker is asked at once, and nothing else is concluded
+   * from their answers (a claim none answers for is left to #findElsewhere). Not tracked: a
+   * request that may fill must not join a search that fails for a fill still running.
+   */
+  async findReceived(key: string): Promise<FillSource | undefined> {
+    const remotes = this.#peers.map((socket) => new RemoteFill(socket, key, true));
+    const received = await Promise.all(remotes.map((r) => r.head.then(() => true, () => false)));
+    return remotes[received.indexOf(true)];
+  }
+
+  /**
    * Asks every other worker at once for its fill of `key` (one worker leads a key at a
    * time: the others answer 404 at once), and follows the one that has it. When none has
    * it and the claim file is older than the question, its worker died mid-fill: the file

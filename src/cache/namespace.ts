@@ -129,8 +129,13 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
     if (cachedOnly) {
       // A fill that received its whole body (verified) stores a blob after its readers end
       // (they do not wait for its flush to disk): until then, it answers as the copy would.
-      const received = ctx.fills.get(key);
-      if (received?.ended) return serveFill(ctx, req, reply, kind, received, 'COLLAPSED', direct);
+      // The same in another worker (one process leads a key's fill): asked for only if whole.
+      const local = ctx.fills.get(key);
+      const received = local ? (local.ended ? local : undefined) : await ctx.fills.findReceived(key);
+      if (received) return serveFill(ctx, req, reply, kind, received, 'COLLAPSED', () => Promise.reject(notCached()));
+      // Stored since it was looked for (the other worker's fill ended meanwhile)
+      const stored = await ctx.store.lookup(id, true);
+      if (stored && (await serveHit(ctx, req, reply, kind, stored))) return;
       throw notCached();
     }
     if (req.method === 'HEAD' && !ctx.fills.get(key)) {

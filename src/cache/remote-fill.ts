@@ -51,6 +51,8 @@ function failure(e: FailedEvent): Error {
 }
 
 const KEY_HEADER = 'x-fleetcache-fill-key';
+/** Asks for the fill only if it has its whole body (ended, its commit under way): see Fills.findReceived. */
+const WHOLE_HEADER = 'x-fleetcache-fill-whole';
 
 /** Marks a request that came in on the private socket (a symbol no client can send). */
 const INTERNAL = Symbol('fleetcache.internal');
@@ -116,10 +118,13 @@ export function serveFillEvents(app: FastifyInstance, ctx: CacheContext, socket:
     const encoded = req.headers[KEY_HEADER];
     if (!isInternal(req) || typeof encoded !== 'string') throw new NotFoundError(`no route for GET /-/fill`);
     const key = Buffer.from(encoded, 'base64url').toString();
+    const wholeOnly = req.headers[WHOLE_HEADER] !== undefined;
     // The fill to join, else the one holding the claim that sent the follower here (one no
     // longer joined: its disk failed mid-way): its claim must not be taken for an orphan's.
-    const fill = ctx.fills.get(key) ?? ctx.fills.claimHolder(key);
-    if (!(fill instanceof Fill) || fill.error) throw new NotFoundError('no such fill in flight');
+    // Asked only for a whole body, the fill to join once it has it (no claim is at stake).
+    const fill = wholeOnly ? ctx.fills.get(key) : ctx.fills.get(key) ?? ctx.fills.claimHolder(key);
+    // Answered, not thrown: another worker's question is no error of this cache's (fleetcache_cache_errors_total).
+    if (!(fill instanceof Fill) || fill.error || (wholeOnly && !fill.ended)) return reply.code(404).send({ fill: false });
     // One streamed from memory (its worker's disk refuses writes, or failed mid-fill) cannot be followed through its file.
     if (fill.memoryOnly) return reply.code(409).send({ followable: false });
     return reply.type('application/x-ndjson').send(Readable.from(fillEvents(fill, reply.raw)));
@@ -166,9 +171,10 @@ export class RemoteFill extends FillProgress {
   /** Stops following (the leader's events), once they come. */
   #stop: (() => void) | undefined;
 
-  constructor(socket: string, key: string) {
+  /** `wholeOnly`: follows the fill only if it has its whole body already (else head fails with FillGoneError). */
+  constructor(socket: string, key: string, wholeOnly = false) {
     super();
-    this.done = this.#follow(socket, key).finally(() => this.release());
+    this.done = this.#follow(socket, key, wholeOnly).finally(() => this.release());
   }
 
   /** With no local reader left, the leader's fill is not followed further (its own readers, if any, go on). */
@@ -185,10 +191,11 @@ export class RemoteFill extends FillProgress {
     if (this.file) await this.rememberFrom(this.file, upTo);
   }
 
-  async #follow(socket: string, key: string): Promise<void> {
+  async #follow(socket: string, key: string, wholeOnly: boolean): Promise<void> {
     let headSeen = false;
+    const headers = { [KEY_HEADER]: Buffer.from(key).toString('base64url'), ...(wholeOnly ? { [WHOLE_HEADER]: '1' } : {}) };
     try {
-      const res = await poolFor(socket).request({ path: '/-/fill', method: 'GET', headers: { [KEY_HEADER]: Buffer.from(key).toString('base64url') } })
+      const res = await poolFor(socket).request({ path: '/-/fill', method: 'GET', headers })
         .catch((err: NodeJS.ErrnoException) => {
           // No one listens: dead, or being replaced. Anything else (no answer in time): alive, its claim kept.
           if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') throw new FillGoneError(`the worker is unreachable (${err.message})`);

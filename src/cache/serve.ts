@@ -18,9 +18,10 @@ export type CacheStatus = 'HIT' | 'STALE' | 'MISS' | 'COLLAPSED';
 
 /**
  * Sends bytes [start, start + length) of a body (length undefined: to the end) straight to
- * the socket, with the status and headers set on `reply` (send-file.ts, fill-cursor.ts).
+ * the socket, with the status and headers set on `reply` (send-file.ts, fill-cursor.ts),
+ * telling `sent` each chunk handed to the socket.
  */
-type BodySender = (reply: FastifyReply, start: number, length: number | undefined) => Promise<void>;
+type BodySender = (reply: FastifyReply, start: number, length: number | undefined, sent: (bytes: number) => void) => Promise<void>;
 
 interface Body {
   readonly status: number;
@@ -30,7 +31,7 @@ interface Body {
   readonly size: number | undefined;
   /** The bytes themselves (small bodies), or what sends them. */
   readonly content: Buffer | BodySender;
-  /** Resolves to the final size once known (fills without Content-Length). */
+  /** Resolves to the final size once known (fills without Content-Length): a Range of such a body waits for it. */
   readonly finalSize?: () => Promise<number>;
   /** Releases what `content` would have used when no body is sent (HEAD, 304, 416). */
   readonly discard?: () => void;
@@ -102,12 +103,6 @@ function readPreconditions(req: FastifyRequest, body: Body): boolean {
 /** Representation metadata a 304 leaves out (RFC 9110 §8.3–8.5, §15.4.5). */
 const REPRESENTATION_FIELDS = ['content-type', 'content-encoding', 'content-language'];
 
-/** Counts `bytes` as served once the answer is handed whole; a body of unknown size (`bytes` undefined) by its final size. */
-function countOnFinish(reply: FastifyReply, ctx: SendContext, body: Body, bytes: number | undefined): void {
-  if (bytes === undefined) reply.raw.once('finish', () => body.finalSize?.().then((n) => ctx.metrics.served(ctx.kind, n), () => undefined));
-  else if (bytes > 0) reply.raw.once('finish', () => ctx.metrics.served(ctx.kind, bytes));
-}
-
 /** The Content-Type of a body upstream gave none: what fastify's reply.send gives a Buffer. */
 export const UNTYPED_BODY = 'application/octet-stream';
 
@@ -133,8 +128,7 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
     reply.code(body.status);
     if (body.size !== undefined) reply.header('content-length', String(body.size));
     if (head) return void done(reply, body);
-    countOnFinish(reply, ctx, body, body.size);
-    return sendContent(reply, body, 0, body.size);
+    return sendContent(reply, ctx, body, 0, body.size);
   }
   if (unchanged) {
     // RFC 9110 §15.4.5: a 304 carries no metadata of the representation (a client's stored
@@ -168,14 +162,12 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, body: B
     const len = range.end - range.start + 1;
     reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`).header('content-length', String(len));
     if (head) return void done(reply, body);
-    countOnFinish(reply, ctx, body, len);
-    return sendContent(reply, body, range.start, len);
+    return sendContent(reply, ctx, body, range.start, len);
   }
   reply.code(200);
   if (size !== undefined) reply.header('content-length', String(size));
   if (head) return void done(reply, body);
-  countOnFinish(reply, ctx, body, size);
-  return sendContent(reply, body, 0, size);
+  return sendContent(reply, ctx, body, 0, size);
 }
 
 /** An error answer is not the object: none of its caching, validator or encoding headers. */
@@ -184,10 +176,17 @@ function withoutObjectHeaders(reply: FastifyReply, body: Body): FastifyReply {
   return reply.removeHeader('age');
 }
 
-function sendContent(reply: FastifyReply, body: Body, start: number, length: number | undefined): Promise<void> | undefined {
+/**
+ * Sends the body, its bytes counted as served as they are handed to the socket: a whole
+ * buffer at once (as fast-hit.ts does), a streamed body chunk by chunk, so that an answer
+ * cut short (its client gone, its fill failed upstream) counts what went out.
+ */
+function sendContent(reply: FastifyReply, ctx: SendContext, body: Body, start: number, length: number | undefined): Promise<void> | undefined {
   const content = body.content;
-  if (typeof content === 'function') return content(reply, start, length);
-  reply.send(content.subarray(start, length === undefined ? undefined : start + length));
+  if (typeof content === 'function') return content(reply, start, length, (n) => ctx.metrics.served(ctx.kind, n));
+  const bytes = content.subarray(start, length === undefined ? undefined : start + length);
+  if (bytes.length > 0 && !reply.raw.destroyed) ctx.metrics.served(ctx.kind, bytes.length);
+  reply.send(bytes);
   return undefined;
 }
 

@@ -146,9 +146,16 @@ t.test('the counters match what crossed the sockets, per link and kind', async (
   const upstreamSide = { ...byKind(toOrigin, (e) => (read(e) ? e.answerBody : 0)), ...byKind(toMirror, (e) => e.answerBody, 'deb') };
   t.same(nonZero(cache.kinds, (k) => k.bytesUpstream), upstreamSide, 'bytes upstream: the bodies that came from the origin and the mirror');
   t.same(nonZero(cache.kinds, (k) => k.bytesUploaded), byKind(toOrigin, (e) => (e.status !== undefined && e.status < 300 ? e.requestBody : 0)), 'bytes uploaded: the bodies of the PUTs the origin accepted');
-  // Served: a streamed answer counts when it ends, so neither the aborted one nor the cut one (the large fill's) does.
-  const whole = (e: WireExchange): boolean => read(e) && e.status !== undefined && e.status !== 502 && !e.target.endsWith(hex.cutLarge) && !e.target.endsWith(hex.aborted);
-  t.same(nonZero(cache.kinds, (k) => k.bytesServed), byKind(machines, (e) => (whole(e) ? e.answerBody : 0)), 'bytes served: the bodies the machines got');
+  // Served: what the cache hands its socket, so the aborted answer and the cut one (the large
+  // fill's) count what went out: at least what crossed the relay, at most their blobs.
+  const cutShort = (e: WireExchange): boolean => e.target.endsWith(hex.cutLarge) || e.target.endsWith(hex.aborted);
+  const whole = (e: WireExchange): boolean => read(e) && e.status !== undefined && e.status !== 502 && !cutShort(e);
+  const served = nonZero(cache.kinds, (k) => k.bytesServed);
+  const wholeServed = byKind(machines, (e) => (whole(e) ? e.answerBody : 0));
+  t.same({ ...served, cas: wholeServed.cas }, wholeServed, 'bytes served: the bodies the machines got, but the ones cut short');
+  const cutServed = (served.cas ?? 0) - (wholeServed.cas ?? 0);
+  const cutGot = byKind(machines, (e) => (read(e) && cutShort(e) ? e.answerBody : 0)).cas ?? 0;
+  t.ok(cutGot > 0 && cutGot <= cutServed && cutServed <= SIZES.aborted + SIZES.cutLarge, `the answers cut short: ${cutServed} bytes served, ${cutGot} crossed the relay`);
 
   // savings = (served − upstream) / served (deploy/OPERATIONS.md): here negative for the blobs,
   // whose ranges, aborted download and cut fills fetched more than the machines took
