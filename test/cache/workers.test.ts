@@ -22,7 +22,7 @@ async function get(url: string, headers: Record<string, string> = {}): Promise<F
   return fetchHash(url, headers, { fresh: true }).catch((err: Error) => ({ status: 0, hash: '', size: 0, xcache: '', error: err.message }));
 }
 
-async function stats(url: string): Promise<{ total: { hits: number; misses: number; collapsed: number; bytesUpstream: number; bytesServed: number }; store: { bytes: number; objects: number } }> {
+async function stats(url: string): Promise<{ total: { hits: number; misses: number; collapsed: number; bytesUpstream: number; bytesServed: number }; store: { bytes: number; objects: number; maxSize: number } }> {
   const res = await request(`${url}/-/stats`);
   return (await res.body.json()) as Awaited<ReturnType<typeof stats>>;
 }
@@ -150,6 +150,9 @@ t.test('two workers share one cache', async (t) => {
     t.ok(m, 'misses in the Prometheus text');
     t.equal(Number(m?.[1]), s.total.misses, 'the same figure as /-/stats');
     t.match(text, /^fleetcache_cache_fill_memory_limit_bytes\{role="cache",region="[^"]+"\} 6291456$/m, '--fill-memory 3MiB in each of the two workers');
+    const maxSize = /^fleetcache_cache_max_size_bytes\{role="cache",region="[^"]+"\} (\d+)$/m.exec(text);
+    t.equal(Number(maxSize?.[1]), 20 * 2 ** 20, '--max-size 20MiB, once for the cache (the workers share one budget): lru_bytes can be divided by it');
+    t.equal(Number(maxSize?.[1]), s.store.maxSize, 'the figure of /-/stats');
     const rss = /^fleetcache_process_resident_memory_bytes\{role="cache",region="[^"]+"\} (\d+)$/m.exec(text);
     t.ok(rss && Number(rss[1]) > 2 * 20 * 2 ** 20, `the workers' memory, summed (${rss?.[1]} bytes)`);
   });
