@@ -2,16 +2,9 @@
 // reading it. No error answer is given (the 200 had begun), so fleetcache_cache_errors_total
 // does not see it: fleetcache_cache_fills_cut_total does, summed over the workers.
 import t from 'tap';
-import { request } from 'undici';
 import { startServerProcess } from '../helpers/processes.js';
-import { fetchHash } from './harness.js';
+import { fetchHash, metricSum } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';
-
-/** The sum of the series of `name` (every label set) in the cache's /-/metrics. */
-async function metricSum(url: string, name: string): Promise<number> {
-  const text = await (await request(`${url}/-/metrics`)).body.text();
-  return text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `)).reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
-}
 
 t.test('a fill its upstream cut midway is counted; one that ends whole is not', async (t) => {
   const { up, upUrl } = await startUpstream(t);

@@ -94,3 +94,10 @@ export async function bodyServer(t: Test, body: string | Buffer): Promise<number
   t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
   return (server.address() as AddressInfo).port;
 }
+
+/** The sum of a Prometheus metric's series (every label set) in a cache's /-/metrics. */
+export async function metricSum(url: string, name: string): Promise<number> {
+  const text = await (await request(`${url}/-/metrics`)).body.text();
+  const series = text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+  return series.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+}

@@ -14,7 +14,7 @@ import { casId } from '../../src/cache/disk-store.js';
 import { isAlive, parentsByPid, startServerProcess } from '../helpers/processes.js';
 import { holderOf } from '../helpers/held.js';
 import { eventually } from '../helpers/wait.js';
-import { blocksOf, cacheWorkers, fetchHash, type Fetched } from './harness.js';
+import { blocksOf, cacheWorkers, fetchHash, metricSum, type Fetched } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';
 
 /** On a fresh connection each time (so that requests spread over both workers); a cut answer is an `error`. */
@@ -25,13 +25,6 @@ async function get(url: string, headers: Record<string, string> = {}): Promise<F
 async function stats(url: string): Promise<{ total: { hits: number; misses: number; collapsed: number; bytesUpstream: number; bytesServed: number }; store: { bytes: number; objects: number; maxSize: number } }> {
   const res = await request(`${url}/-/stats`);
   return (await res.body.json()) as Awaited<ReturnType<typeof stats>>;
-}
-
-/** The sum of a Prometheus metric's series in the cache's /-/metrics. */
-async function metricSum(url: string, name: string): Promise<number> {
-  const text = await (await request(`${url}/-/metrics`)).body.text();
-  const series = text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
-  return series.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
 }
 
 t.test('two workers share one cache', async (t) => {
