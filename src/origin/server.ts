@@ -167,6 +167,7 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
   }
   const retention = options.retention && new Retention(context, options.retention, app.log);
   if (retention) {
+    await retention.restore();
     const intervalMs = options.retention!.intervalMs;
     const firstAfterMs = firstPruneDelay(context.references.unseenUntil, Date.now(), options.retention!.firstAfterMs);
     const unschedule = intervalMs > 0 ? schedulePrunes(app, retention, intervalMs, firstAfterMs) : () => undefined;
