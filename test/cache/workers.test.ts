@@ -170,6 +170,7 @@ t.test('two workers share one cache', async (t) => {
     }
     t.equal(replaced.length, 2, 'two workers again');
     t.match(cache.stderr(), /cache worker died: starting another/, 'the death is logged');
+    t.equal(await metricSum(cache.url, 'fleetcache_cache_workers_lost_total'), 1, 'and counted in /-/metrics');
     await eventually('the new worker listens', () => /"msg":"replacement cache worker listening"/.test(cache.stderr()));
     const after = await Promise.all(Array.from({ length: 8 }, () => get(`${cache.url}/cas/sha256/${hex}`)));
     t.ok(after.every((r) => r.hash === hex), 'both serve again');
