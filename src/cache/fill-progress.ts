@@ -222,6 +222,11 @@ export abstract class FillProgress implements FillSource {
     return this.#fh ? (this.#fileEnd ?? this.#written) : 0;
   }
 
+  /** Whether the fill was stopped for want of readers (see whenUnread): its failure then cut nobody. */
+  protected get stoppedUnread(): boolean {
+    return this.#stopped;
+  }
+
   /** A fill whose file stopped is not joined: a reader of its first bytes would likely be cut past them. */
   get joinable(): boolean {
     if (this.#stopped) return false; // stopped for want of readers: its end is near, and is a failure

@@ -79,6 +79,8 @@ export interface FillHooks {
    * refused (StorageError) and the request asks upstream for its part.
    */
   readonly partial?: boolean | undefined;
+  /** Called when the fill fails after its answer began (upstream died or stalled mid-body): its readers see the answer cut. */
+  readonly cut?: () => void;
 }
 
 /**
@@ -108,6 +110,7 @@ export class Fill extends FillProgress {
   #leader: ((outcome: FillOutcome, fill: Fill) => void) | undefined;
   #leaderRequest: LeaderRequest | undefined;
   #onEnded: ((fill: Fill) => void) | undefined;
+  #onCut: (() => void) | undefined;
   #partial: boolean;
   /** Upstream's answer, once its head came. */
   #answer: UpstreamAnswer | undefined;
@@ -125,6 +128,7 @@ export class Fill extends FillProgress {
     this.#leader = hooks.leader;
     this.#leaderRequest = hooks.leaderRequest;
     this.#onEnded = hooks.ended;
+    this.#onCut = hooks.cut;
     this.#partial = hooks.partial === true;
     this.done = this.#run();
   }
@@ -380,6 +384,8 @@ export class Fill extends FillProgress {
       // Before the head, waiters see the failure itself (a StorageError turns into a passthrough); after it, the fill's.
       const failure = e instanceof UpstreamError || e instanceof StorageError ? e : new UpstreamError(toldClients(e), { cause: e });
       const told = this.headKnown ? failure : e;
+      // Before the head the failure is an error answer (fleetcache_cache_errors_total); a disk's is no cut (the fill went on from memory).
+      if (this.headKnown && !(e instanceof StorageError) && !this.stoppedUnread) this.#onCut?.();
       countUpstream(Math.max(receivedBefore(e), this.#smallRead));
       this.rejectHead(e);
       if (!this.ended) this.fail(failure);

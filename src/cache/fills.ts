@@ -31,6 +31,7 @@ export class Fills {
   /** Searches for another worker's fill in progress: concurrent local requests share one. */
   #finding = new Map<string, Promise<FillSource | undefined>>();
   #leading = 0;
+  #cut = 0;
   /** Told when a fill this process leads starts or ends. */
   #onLeading: () => void;
   /** Given to the fills this process leads (see CacheConfig.unreadGraceMs); undefined: their default. */
@@ -124,9 +125,14 @@ export class Fills {
   start(key: string, spec: FillSpec, hooks: Omit<FillHooks, 'ended'> = {}): Fill {
     this.#leading++;
     this.#onLeading();
-    const fill = new Fill(this.#store, this.#log, spec, { claim: hooks.claim, leader: hooks.leader, leaderRequest: hooks.leaderRequest, partial: hooks.partial, ended: (f) => this.#ended(key, f) }, this.#unreadGraceMs);
+    const fill = new Fill(this.#store, this.#log, spec, { claim: hooks.claim, leader: hooks.leader, leaderRequest: hooks.leaderRequest, partial: hooks.partial, ended: (f) => this.#ended(key, f), cut: () => this.#cut++ }, this.#unreadGraceMs);
     this.#map.set(key, fill);
     return fill;
+  }
+
+  /** Fills of this process that failed after their answer began (see FillHooks.cut). */
+  get cut(): number {
+    return this.#cut;
   }
 
   #ended(key: string, fill: Fill): void {

@@ -76,7 +76,7 @@ export class CacheMetrics {
    * `region`: a label on every series, with `role="cache"`, as the origin's carry
    * `role="origin"`: one dashboard reads both, and the regions apart.
    */
-  constructor(region: string, gauges: { inflight: () => number; lruBytes: () => number; lruObjects: () => number; evicted: () => Evicted; refusing: () => boolean; storageFailures: () => number; fillMemory: () => number; fillMemoryLimit: () => number }) {
+  constructor(region: string, gauges: { inflight: () => number; lruBytes: () => number; lruObjects: () => number; maxSize: () => number; evicted: () => Evicted; refusing: () => boolean; storageFailures: () => number; fillsCut: () => number; fillMemory: () => number; fillMemoryLimit: () => number }) {
     this.registry.setDefaultLabels({ role: 'cache', region });
     const registers = [this.registry];
     const tallies = this.#tallies;
@@ -117,6 +117,8 @@ export class CacheMetrics {
     });
     new Gauge({ name: 'fleetcache_cache_lru_bytes', help: 'Bytes held on disk by the LRU index.', registers, aggregator: 'max', collect() { this.set(gauges.lruBytes()); } });
     new Gauge({ name: 'fleetcache_cache_lru_objects', help: 'Objects held on disk by the LRU index.', registers, aggregator: 'max', collect() { this.set(gauges.lruObjects()); } });
+    // The budget lru_bytes is measured against, so that a dashboard or an alert can divide one by the other.
+    new Gauge({ name: 'fleetcache_cache_max_size_bytes', help: 'The maxSize budget of the LRU index, counted as fleetcache_cache_lru_bytes is (whole blocks).', registers, aggregator: 'max', collect() { this.set(gauges.maxSize()); } });
     // The index's (the primary's, in a multi-process cache: each worker tells what it last heard).
     new Counter({
       name: 'fleetcache_cache_evicted_objects_total', help: 'Objects the LRU index evicted: the least recently used, over the size limit or to make room on the disk for a fill.',
@@ -138,6 +140,10 @@ export class CacheMetrics {
     new Gauge({
       name: 'fleetcache_cache_fill_memory_limit_bytes', help: 'The fillMemory budget (summed over workers, like fleetcache_cache_fill_memory_bytes).',
       registers, collect() { this.set(gauges.fillMemoryLimit()); },
+    });
+    new Counter({
+      name: 'fleetcache_cache_fills_cut_total', help: 'Fills that failed after their answer began (upstream died, stalled or sent a body not matching its digest): the clients reading them, if any, saw the answer cut.',
+      registers, collect() { this.reset(); this.inc(gauges.fillsCut()); },
     });
     new Counter({
       name: 'fleetcache_cache_storage_failures_total', help: 'Writes the disk refused (full or failing), each starting 30 s without keeping anything.',

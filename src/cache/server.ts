@@ -108,7 +108,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   const mirrors = new Map<string, Mirror>();
   for (const [name, m] of config.mirrors) mirrors.set(name, { upstream: new Upstream(name, m.url, m.timeouts, { external: true, connections, privateRedirects }), tooltool: m.tooltool });
   const inflight = (): number => (link ? link.store.inflight : fills.size);
-  const metrics = new CacheMetrics(config.region, { inflight, lruBytes: () => store.bytes, lruObjects: () => store.count, evicted: () => store.evicted, refusing: () => store.isFull(), storageFailures: () => store.failures, fillMemory: fillMemoryInUse, fillMemoryLimit: fillMemoryBudget });
+  const metrics = new CacheMetrics(config.region, { inflight, lruBytes: () => store.bytes, lruObjects: () => store.count, maxSize: () => store.maxSize, evicted: () => store.evicted, refusing: () => store.isFull(), storageFailures: () => store.failures, fillsCut: () => fills.cut, fillMemory: fillMemoryInUse, fillMemoryLimit: fillMemoryBudget });
   if (link) {
     link.attach((id) => store.forget(id), () => fills.leading, () => metrics.tallies(), () => metrics.registry.getMetricsAsJSON());
     metrics.onChange(() => link.tallied());

@@ -1,10 +1,17 @@
 // Byte and request accounting for a server. One source of truth: the counters live
 // here; /-/stats serialises them and /-/metrics exposes them through prom-client.
-import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { registerZeroCopyMetrics } from '../http/zero-copy.js';
 
 /** What a route serves: cas, tooltool, artifacts, projects, mirror:<name>, ops. */
 type RouteKind = string;
+
+/**
+ * Bounds of the request duration histogram, in seconds: prom-client's defaults (5 ms to 10 s)
+ * for the small answers, then up to half an hour for blobs, uploads and downloads, which take
+ * as long as their size over the link.
+ */
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800];
 
 interface KindTotals {
   bytesIn: number;
@@ -18,6 +25,7 @@ export class TrafficLedger {
   readonly #requests: Counter<'kind' | 'method' | 'status'>;
   readonly #bytesIn: Counter<'kind'>;
   readonly #bytesOut: Counter<'kind'>;
+  readonly #durations: Histogram<'kind' | 'method'>;
   readonly startedAt = Date.now();
 
   constructor(readonly role: string, labels: Record<string, string> = {}) {
@@ -48,6 +56,13 @@ export class TrafficLedger {
       labelNames: ['kind'],
       registers: [this.registry],
     });
+    this.#durations = new Histogram({
+      name: 'fleetcache_request_duration_seconds',
+      help: 'Time from a routed request\'s start to its answer\'s end (the whole body handed to the socket), by kind of route and method',
+      labelNames: ['kind', 'method'],
+      buckets: DURATION_BUCKETS,
+      registers: [this.registry],
+    });
   }
 
   #totals(kind: RouteKind): KindTotals {
@@ -62,6 +77,11 @@ export class TrafficLedger {
   request(kind: RouteKind, method: string, status: number): void {
     this.#totals(kind).requests++;
     this.#requests.inc({ kind, method, status: String(status) });
+  }
+
+  /** A routed request's time, its start to its answer's end (not those answered before routing, which take none). */
+  requestTook(kind: RouteKind, method: string, seconds: number): void {
+    this.#durations.observe({ kind, method }, seconds);
   }
 
   bytesIn(kind: RouteKind, n: number): void {

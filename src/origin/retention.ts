@@ -52,6 +52,11 @@ interface RunRecord {
 
 /** Where a prune writes down the blobs it frees before deleting their names; removed once they are. */
 const PENDING = ['_retention', 'pending'];
+/**
+ * When the last prune completed (fleetcache_retention_last_prune_timestamp_seconds), kept for
+ * the next process: a gauge back at 0 after each restart fired the alert on its age at every deploy.
+ */
+const LAST_PRUNE = ['_retention', 'last-prune'];
 
 /** A blob freed and not deleted yet: digest, size, and when a prune freed it (ms since the epoch). */
 type Freed = [digest: string, size: number, freedAt: number];
@@ -110,7 +115,15 @@ export class Retention {
     for (const kind of ['artifacts', 'runs', 'bases'] as const) this.#namesDeleted.inc({ kind }, 0);
     this.#blobsDeleted = new Counter({ name: 'fleetcache_retention_blobs_deleted_total', help: 'Blobs deleted by retention prunes (no name left pointing at them)', registers });
     this.#bytesDeleted = new Counter({ name: 'fleetcache_retention_bytes_deleted_total', help: 'Bytes of the blobs deleted by retention prunes', registers });
-    this.#lastPrune = new Gauge({ name: 'fleetcache_retention_last_prune_timestamp_seconds', help: 'When the last prune (not a dry run, not stopped) completed without a failed deletion, Unix time', registers });
+    this.#lastPrune = new Gauge({ name: 'fleetcache_retention_last_prune_timestamp_seconds', help: 'When the last prune (not a dry run, not stopped) completed without a failed deletion, Unix time (kept across restarts; 0 before the first)', registers });
+  }
+
+  /** Takes the time of the last completed prune from disk (a previous process's), for the gauge. */
+  async restore(): Promise<void> {
+    const at = await this.#ctx.names.find<{ at?: unknown }>(LAST_PRUNE).then((r) => r?.at, (err: unknown) => {
+      this.#log?.warn({ err }, 'the record of the last prune is damaged: its time is unknown until the next prune');
+    });
+    if (typeof at === 'number' && Number.isFinite(at)) this.#lastPrune.set(at / 1000);
   }
 
   /** Runs one prune after any running one; `dryRun` deletes nothing and reports what is due. */
@@ -170,7 +183,11 @@ export class Retention {
       if (!stopped) {
         await names.removeEmptyDirs(['artifacts']);
         await names.removeEmptyDirs(['projects']);
-        if (failed === 0) this.#lastPrune.setToCurrentTime();
+        if (failed === 0) {
+          const at = Date.now();
+          this.#lastPrune.set(at / 1000);
+          await names.put(LAST_PRUNE, { at }).catch((err: unknown) => this.#log?.warn({ err }, 'cannot record the time of the last prune'));
+        }
       }
       return report(counts, blobs, bytes, held, failed, stopped);
     } finally {

@@ -142,7 +142,9 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
   installErrorHandling(app);
   if (damagedStop !== undefined) app.log.warn({ err: damagedStop }, 'the record of the last clean stop is damaged: started as after a crash (blobs stay protected from prunes for a while)');
   app.addHook('onResponse', async (request, reply) => {
-    context.ledger.request(request.routeOptions.config.kind ?? 'other', request.method, reply.statusCode);
+    const kind = request.routeOptions.config.kind ?? 'other';
+    context.ledger.request(kind, request.method, reply.statusCode);
+    context.ledger.requestTook(kind, request.method, reply.elapsedTime / 1000);
   });
   // refused before routing: no route, and for a request line not parsed, no method either
   countEarlyAnswers(app.server, (fe, method) => context.ledger.request('other', method ?? UNPARSED_METHOD, fe.status));
@@ -165,6 +167,7 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
   }
   const retention = options.retention && new Retention(context, options.retention, app.log);
   if (retention) {
+    await retention.restore();
     const intervalMs = options.retention!.intervalMs;
     const firstAfterMs = firstPruneDelay(context.references.unseenUntil, Date.now(), options.retention!.firstAfterMs);
     const unschedule = intervalMs > 0 ? schedulePrunes(app, retention, intervalMs, firstAfterMs) : () => undefined;

@@ -114,3 +114,10 @@ export function spawnWorkersCache(t: Test, listen: string, data: string, nodeArg
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return { child, exited, stop, stdout: () => stdout, stderr: () => stderr };
 }
+
+/** The sum of a Prometheus metric's series (every label set) in a cache's /-/metrics. */
+export async function metricSum(url: string, name: string): Promise<number> {
+  const text = await (await request(`${url}/-/metrics`)).body.text();
+  const series = text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+  return series.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+}

@@ -14,7 +14,7 @@ import { casId } from '../../src/cache/disk-store.js';
 import { isAlive, parentsByPid, startServerProcess } from '../helpers/processes.js';
 import { holderOf } from '../helpers/held.js';
 import { eventually } from '../helpers/wait.js';
-import { blocksOf, cacheWorkers, fetchHash, type Fetched } from './harness.js';
+import { blocksOf, cacheWorkers, fetchHash, metricSum, type Fetched } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';
 
 /** On a fresh connection each time (so that requests spread over both workers); a cut answer is an `error`. */
@@ -22,16 +22,9 @@ async function get(url: string, headers: Record<string, string> = {}): Promise<F
   return fetchHash(url, headers, { fresh: true }).catch((err: Error) => ({ status: 0, hash: '', size: 0, xcache: '', error: err.message }));
 }
 
-async function stats(url: string): Promise<{ total: { hits: number; misses: number; collapsed: number; bytesUpstream: number; bytesServed: number }; store: { bytes: number; objects: number } }> {
+async function stats(url: string): Promise<{ total: { hits: number; misses: number; collapsed: number; bytesUpstream: number; bytesServed: number }; store: { bytes: number; objects: number; maxSize: number } }> {
   const res = await request(`${url}/-/stats`);
   return (await res.body.json()) as Awaited<ReturnType<typeof stats>>;
-}
-
-/** The sum of a Prometheus metric's series in the cache's /-/metrics. */
-async function metricSum(url: string, name: string): Promise<number> {
-  const text = await (await request(`${url}/-/metrics`)).body.text();
-  const series = text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
-  return series.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
 }
 
 t.test('two workers share one cache', async (t) => {
@@ -150,6 +143,9 @@ t.test('two workers share one cache', async (t) => {
     t.ok(m, 'misses in the Prometheus text');
     t.equal(Number(m?.[1]), s.total.misses, 'the same figure as /-/stats');
     t.match(text, /^fleetcache_cache_fill_memory_limit_bytes\{role="cache",region="[^"]+"\} 6291456$/m, '--fill-memory 3MiB in each of the two workers');
+    const maxSize = /^fleetcache_cache_max_size_bytes\{role="cache",region="[^"]+"\} (\d+)$/m.exec(text);
+    t.equal(Number(maxSize?.[1]), 20 * 2 ** 20, '--max-size 20MiB, once for the cache (the workers share one budget): lru_bytes can be divided by it');
+    t.equal(Number(maxSize?.[1]), s.store.maxSize, 'the figure of /-/stats');
     const rss = /^fleetcache_process_resident_memory_bytes\{role="cache",region="[^"]+"\} (\d+)$/m.exec(text);
     t.ok(rss && Number(rss[1]) > 2 * 20 * 2 ** 20, `the workers' memory, summed (${rss?.[1]} bytes)`);
   });
@@ -174,6 +170,7 @@ t.test('two workers share one cache', async (t) => {
     }
     t.equal(replaced.length, 2, 'two workers again');
     t.match(cache.stderr(), /cache worker died: starting another/, 'the death is logged');
+    t.equal(await metricSum(cache.url, 'fleetcache_cache_workers_lost_total'), 1, 'and counted in /-/metrics');
     await eventually('the new worker listens', () => /"msg":"replacement cache worker listening"/.test(cache.stderr()));
     const after = await Promise.all(Array.from({ length: 8 }, () => get(`${cache.url}/cas/sha256/${hex}`)));
     t.ok(after.every((r) => r.hash === hex), 'both serve again');

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AggregatorRegistry, Registry } from 'prom-client';
+import { AggregatorRegistry, Counter, Registry } from 'prom-client';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { DEFAULT_WORKER_RESTART_DELAY_MS, DEFAULT_WORKER_TIMEOUT_MS, type CacheConfig } from '../config.js';
 import { DiskStore, isCasId } from '../disk-store.js';
@@ -166,6 +166,11 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   registerTallyCounters(retiredTallies, () => Object.entries(retired));
   /** Workers that died while serving (their last counts, at most REPORT_FLUSH_MS of them and their fills in flight, are lost). */
   let workersLost = 0;
+  // The primary's own series, with those of the dead workers: a worker's death otherwise shows only in /-/stats and the log.
+  new Counter({
+    name: 'fleetcache_cache_workers_lost_total', help: 'Workers that died (or were killed, not answering) since the cache started, each replaced.',
+    registers: [retiredTallies], collect() { this.reset(); this.inc(workersLost); },
+  });
   /** Questions asked of every worker, by request number: each answer is handed over with its worker's id. */
   const asking = new Map<number, (workerId: number, answer: unknown) => void>();
   let stopping = false;
