@@ -2,11 +2,12 @@
 // decided by content, the directory named like the archive minus its extensions is
 // removed first, and every entry, link target and parent directory must stay inside
 // the destination: no entry is created or written through a symlink (each component is
-// checked with lstat, pack/safe-path.ts), symlink targets must stay inside by name and,
-// once the whole archive is out, by what they resolve to; hard links may only join files
-// this archive wrote. tar goes through tar-stream; gzip through node:zlib; bzip2, xz (and
-// lzma-alone) and zstd through Debian's `bzip2`, `xz` and `zstd` as streaming filters (no
-// npm library for them is both streaming and well kept on Node 20); zip through yauzl.
+// checked with lstat, pack/safe-path.ts), symlink targets must stay inside by name (with
+// `..` only at their start) and, once the whole archive is out, by what they resolve to;
+// hard links may only join files this archive wrote. tar goes through tar-stream; gzip
+// through node:zlib; bzip2, xz (and lzma-alone) and zstd through Debian's `bzip2`, `xz`
+// and `zstd` as streaming filters (no npm library for them is both streaming and well
+// kept on Node 20); zip through yauzl.
 // A tar without any magic (v7) is known by its header checksum, as Python's tarfile
 // knows it. Tar members keep their mode and modification time (directories get theirs
 // once the archive is out, deepest first, as Python's extractall sets them: a shipped
@@ -199,8 +200,19 @@ class Target {
     await this.directory(dirname(full), name);
   }
 
+  /**
+   * A symlink's target: relative, inside by name, and with `..` only at its start
+   * (`../lib/x`). A `..` after a name (`q/..`) goes up from wherever that name leads, which a
+   * later entry, or a later archive unpacked here, can make a link (`q -> .`): the link
+   * would then point out of the destination, checked or not when its archive was out.
+   */
   linkTarget(full: string, target: string, name: string): void {
     if (isAbsolute(target)) throw refused(this.#archive, `link "${name}" points to the absolute path ${target}`);
+    const parts = target.split('/').filter((p) => p !== '' && p !== '.');
+    const firstName = parts.findIndex((p) => p !== '..');
+    if (firstName !== -1 && parts.slice(firstName).includes('..')) {
+      throw refused(this.#archive, `link "${name}" points to "${target}", with ".." after a name: where that leads depends on what the name is then (a link a later entry or archive makes), so ".." is taken only at the start of a link's target`);
+    }
     this.#inside(resolve(dirname(full), target), `link "${name}" points out of the destination`);
   }
 
