@@ -150,7 +150,8 @@ class Target {
   path(name: string): string {
     const clean = name.replace(/\/+$/, '');
     if (clean === '' || clean === '.' || clean === './') return this.#root;
-    if (isAbsolute(clean) || clean.includes('\0')) throw refused(this.#archive, `entry "${name}" has an absolute path`);
+    if (clean.includes('\0')) throw refused(this.#archive, `entry ${JSON.stringify(name)} contains NUL, which no file name may`);
+    if (isAbsolute(clean)) throw refused(this.#archive, `entry "${name}" has an absolute path`);
     const full = resolve(this.#root, clean);
     this.#inside(full, `entry "${name}" escapes the destination`);
     return full;

@@ -58,6 +58,10 @@ t.test('zip', async (t) => {
   // Refused, not stripped and unpacked inside as Python's extractall (tooltool) does: README says so.
   await writeFile(join(dir, 'abs.zip'), makeZip([{ name: `${dir}/abs.txt`, body: 'A' }]));
   await t.rejects(unpackArchive(join(dir, 'abs.zip'), 'abs.zip', dir), FleetError);
+  // yauzl passes a NUL in a name through: refused by name, not as an absolute path
+  await writeFile(join(dir, 'nul.zip'), makeZip([{ name: 'tool\0.txt', body: 'N' }]));
+  await t.rejects(unpackArchive(join(dir, 'nul.zip'), 'nul.zip', dir), { code: 'FC_ERR_BAD_NAME', message: /entry "tool\\u0000\.txt" contains NUL/ });
+  t.notOk(existsSync(join(dir, 'tool')), 'nothing made for it');
   t.notOk(existsSync(join(dir, 'abs.txt')));
 });
 
