@@ -262,15 +262,18 @@ class Target {
     this.#files.add(full);
   }
 
-  /** Removes whatever is at `full` (not a directory), so a new entry never writes through an old link. */
+  /**
+   * Removes whatever is at `full`, so a new file or link entry never writes through an old
+   * link; a directory there is refused (as Python's extractall fails on it), not removed.
+   */
   async clear(full: string, name: string): Promise<void> {
     const st = await lstatOrMissing(full);
-    if (st && `${st.dev}:${st.ino}` === this.#self) throw refused(this.#archive, `entry "${name}" would replace the archive being unpacked`);
-    if (st && !st.isDirectory()) {
-      await unlink(full);
-      this.#files.delete(full);
-      this.#links.delete(full);
-    }
+    if (!st) return;
+    if (`${st.dev}:${st.ino}` === this.#self) throw refused(this.#archive, `entry "${name}" would replace the archive being unpacked`);
+    if (st.isDirectory()) throw refused(this.#archive, `entry "${name}": a directory is in its place (the archive has this path twice, or it was there before)`);
+    await unlink(full);
+    this.#files.delete(full);
+    this.#links.delete(full);
   }
 }
 

@@ -318,6 +318,25 @@ t.test('nothing is created through a symlink, even one inside; hard links join o
   }
 });
 
+t.test('a file, symlink or hard link entry where a directory is refuses that entry by name', async (t) => {
+  const inPlace = /entry "d": a directory is in its place/;
+  const tars: [string, TarEntry[]][] = [
+    ['file', [{ name: 'd/', type: 'directory' }, { name: 'd', body: 'x' }]],
+    ['symlink', [{ name: 'd/', type: 'directory' }, { name: 'd', type: 'symlink', linkname: 'f' }]],
+    ['hard link', [{ name: 'f', body: 'x' }, { name: 'd/', type: 'directory' }, { name: 'd', type: 'link', linkname: 'f' }]],
+    ['file over a directory already there', [{ name: 'pre', body: 'x' }]],
+  ];
+  for (const [label, entries] of tars) {
+    const dest = t.testdir({ pre: { 'kept.txt': 'kept' } });
+    await writeFile(join(dest, 'a.tar'), await makeTar(entries));
+    await t.rejects(unpackArchive(join(dest, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: label.includes('already') ? /entry "pre": a directory is in its place/ : inPlace }, label);
+    t.equal(readFileSync(join(dest, 'pre/kept.txt'), 'utf8'), 'kept', `${label}: the directory is kept`);
+  }
+  const dest = t.testdir({});
+  await writeFile(join(dest, 'z.zip'), makeZip([{ name: 'd/', body: '' }, { name: 'd', body: 'x' }]));
+  await t.rejects(unpackArchive(join(dest, 'z.zip'), 'z.zip', dest), { code: 'FC_ERR_BAD_NAME', message: inPlace }, 'zip');
+});
+
 t.test('an entry named like the archive does not replace it', async (t) => {
   for (const type of ['file', 'symlink', 'link'] as const) {
     const dest = t.testdir({ 'other.txt': 'x' });
