@@ -398,9 +398,16 @@ async function extractFiltered(archive: string, command: readonly string[], targ
     child.kill();
     const code = await exited; // a spawn failure rejects here with the clearer message
     // A corrupt stream shows first as a short tar; the decompressor's own message is better.
-    if (code !== 0 && code !== null && stderr.trim()) throw unpackError(archive, `${cmd} exited with ${code}: ${stderr.trim()}`);
+    // Not over the verdict on an entry: the decompressor then fails only because its output
+    // was closed on it (bzip2: "I/O or other error", zstd: "Broken pipe").
+    if (!isEntryVerdict(err) && code !== 0 && code !== null && stderr.trim()) throw unpackError(archive, `${cmd} exited with ${code}: ${stderr.trim()}`);
     throw wrap(archive, err);
   }
+}
+
+/** An entry refused or not unpacked, said by the unpack itself: not a reading error wrapped (those keep their cause). */
+function isEntryVerdict(err: unknown): boolean {
+  return err instanceof FleetError && err.cause === undefined;
 }
 
 function openZip(path: string): Promise<yauzl.ZipFile> {
