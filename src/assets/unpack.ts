@@ -2,11 +2,12 @@
 // decided by content, the directory named like the archive minus its extensions is
 // removed first, and every entry, link target and parent directory must stay inside
 // the destination: no entry is created or written through a symlink (each component is
-// checked with lstat, pack/safe-path.ts), symlink targets must stay inside by name and,
-// once the whole archive is out, by what they resolve to; hard links may only join files
-// this archive wrote. tar goes through tar-stream; gzip through node:zlib; bzip2, xz (and
-// lzma-alone) and zstd through Debian's `bzip2`, `xz` and `zstd` as streaming filters (no
-// npm library for them is both streaming and well kept on Node 20); zip through yauzl.
+// checked with lstat, pack/safe-path.ts), symlink targets must stay inside by name (with
+// `..` only at their start) and, once the whole archive is out, by what they resolve to;
+// hard links may only join files this archive wrote. tar goes through tar-stream; gzip
+// through node:zlib; bzip2, xz (and lzma-alone) and zstd through Debian's `bzip2`, `xz`
+// and `zstd` as streaming filters (no npm library for them is both streaming and well
+// kept on Node 20); zip through yauzl.
 // A tar without any magic (v7) is known by its header checksum, as Python's tarfile
 // knows it. Tar members keep their mode and modification time (directories get theirs
 // once the archive is out, deepest first, as Python's extractall sets them: a shipped
@@ -149,7 +150,8 @@ class Target {
   path(name: string): string {
     const clean = name.replace(/\/+$/, '');
     if (clean === '' || clean === '.' || clean === './') return this.#root;
-    if (isAbsolute(clean) || clean.includes('\0')) throw refused(this.#archive, `entry "${name}" has an absolute path`);
+    if (clean.includes('\0')) throw refused(this.#archive, `entry ${JSON.stringify(name)} contains NUL, which no file name may`);
+    if (isAbsolute(clean)) throw refused(this.#archive, `entry "${name}" has an absolute path`);
     const full = resolve(this.#root, clean);
     this.#inside(full, `entry "${name}" escapes the destination`);
     return full;
@@ -199,8 +201,19 @@ class Target {
     await this.directory(dirname(full), name);
   }
 
+  /**
+   * A symlink's target: relative, inside by name, and with `..` only at its start
+   * (`../lib/x`). A `..` after a name (`q/..`) goes up from wherever that name leads, which a
+   * later entry, or a later archive unpacked here, can make a link (`q -> .`): the link
+   * would then point out of the destination, checked or not when its archive was out.
+   */
   linkTarget(full: string, target: string, name: string): void {
     if (isAbsolute(target)) throw refused(this.#archive, `link "${name}" points to the absolute path ${target}`);
+    const parts = target.split('/').filter((p) => p !== '' && p !== '.');
+    const firstName = parts.findIndex((p) => p !== '..');
+    if (firstName !== -1 && parts.slice(firstName).includes('..')) {
+      throw refused(this.#archive, `link "${name}" points to "${target}", with ".." after a name: where that leads depends on what the name is then (a link a later entry or archive makes), so ".." is taken only at the start of a link's target`);
+    }
     this.#inside(resolve(dirname(full), target), `link "${name}" points out of the destination`);
   }
 
@@ -249,15 +262,18 @@ class Target {
     this.#files.add(full);
   }
 
-  /** Removes whatever is at `full` (not a directory), so a new entry never writes through an old link. */
+  /**
+   * Removes whatever is at `full`, so a new file or link entry never writes through an old
+   * link; a directory there is refused (as Python's extractall fails on it), not removed.
+   */
   async clear(full: string, name: string): Promise<void> {
     const st = await lstatOrMissing(full);
-    if (st && `${st.dev}:${st.ino}` === this.#self) throw refused(this.#archive, `entry "${name}" would replace the archive being unpacked`);
-    if (st && !st.isDirectory()) {
-      await unlink(full);
-      this.#files.delete(full);
-      this.#links.delete(full);
-    }
+    if (!st) return;
+    if (`${st.dev}:${st.ino}` === this.#self) throw refused(this.#archive, `entry "${name}" would replace the archive being unpacked`);
+    if (st.isDirectory()) throw refused(this.#archive, `entry "${name}": a directory is in its place (the archive has this path twice, or it was there before)`);
+    await unlink(full);
+    this.#files.delete(full);
+    this.#links.delete(full);
   }
 }
 
@@ -382,9 +398,16 @@ async function extractFiltered(archive: string, command: readonly string[], targ
     child.kill();
     const code = await exited; // a spawn failure rejects here with the clearer message
     // A corrupt stream shows first as a short tar; the decompressor's own message is better.
-    if (code !== 0 && code !== null && stderr.trim()) throw unpackError(archive, `${cmd} exited with ${code}: ${stderr.trim()}`);
+    // Not over the verdict on an entry: the decompressor then fails only because its output
+    // was closed on it (bzip2: "I/O or other error", zstd: "Broken pipe").
+    if (!isEntryVerdict(err) && code !== 0 && code !== null && stderr.trim()) throw unpackError(archive, `${cmd} exited with ${code}: ${stderr.trim()}`);
     throw wrap(archive, err);
   }
+}
+
+/** An entry refused or not unpacked, said by the unpack itself: not a reading error wrapped (those keep their cause). */
+function isEntryVerdict(err: unknown): boolean {
+  return err instanceof FleetError && err.cause === undefined;
 }
 
 function openZip(path: string): Promise<yauzl.ZipFile> {

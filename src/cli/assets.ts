@@ -219,7 +219,7 @@ export function registerAssets(program: Command): void {
       'A file that fails (not found, wrong bytes, a record whose size, algorithm or digest is malformed) does not stop the others: ' +
       'every other file is fetched, each failure is named, and the exit status is 1 at the end, as tooltool.\n' +
       'Unpacks as tooltool, except that an archive with an entry or link that would land outside the directory (../, an absolute path) fails its file, zips included ' +
-      '(tooltool\'s zip unpack strips the .. and unpacks it anyway).\n' +
+      '(tooltool\'s zip unpack strips the .. and unpacks it anyway), and so does a link whose target has .. after a name (bin/../lib; ../lib is taken).\n' +
       'Prints: filename, present|cache|download|skipped|failed, size, bytes downloaded, bytes from the cache folder, URL, unpacked format.',
     async (flags, log, cmd) => {
       requireHttpUrl('--url', ...flags.url);

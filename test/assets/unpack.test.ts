@@ -1,10 +1,11 @@
 import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, realpathSync, statSync, symlinkSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { unpackArchive, unpackDirName } from '../../src/assets/unpack.js';
 import { FleetError } from '../../src/errors.js';
+import { isInside } from '../../src/pack/safe-path.js';
 import { compress, makeTar, makeZip, type TarEntry } from './helpers.js';
 
 const TREE: TarEntry[] = [
@@ -57,6 +58,10 @@ t.test('zip', async (t) => {
   // Refused, not stripped and unpacked inside as Python's extractall (tooltool) does: README says so.
   await writeFile(join(dir, 'abs.zip'), makeZip([{ name: `${dir}/abs.txt`, body: 'A' }]));
   await t.rejects(unpackArchive(join(dir, 'abs.zip'), 'abs.zip', dir), FleetError);
+  // yauzl passes a NUL in a name through: refused by name, not as an absolute path
+  await writeFile(join(dir, 'nul.zip'), makeZip([{ name: 'tool\0.txt', body: 'N' }]));
+  await t.rejects(unpackArchive(join(dir, 'nul.zip'), 'nul.zip', dir), { code: 'FC_ERR_BAD_NAME', message: /entry "tool\\u0000\.txt" contains NUL/ });
+  t.notOk(existsSync(join(dir, 'tool')), 'nothing made for it');
   t.notOk(existsSync(join(dir, 'abs.txt')));
 });
 
@@ -162,7 +167,7 @@ t.test('entries that escape the destination are refused', async (t) => {
         { name: 'd2', type: 'symlink', linkname: 'd/..' },
         { name: 'd2/x', body: 'x' },
       ],
-      /link "d2" points out of the destination/,
+      /link "d2" points to "d\/\.\.", with "\.\." after a name/,
     ],
     ['hard link out', [{ name: 'h', type: 'link', linkname: '../../etc/passwd' }], /escapes the destination/],
     ['setuid', [{ name: 'su', body: 'x', mode: 0o4755 }], /setuid/],
@@ -202,6 +207,22 @@ t.test('corrupt or unknown archives fail cleanly', async (t) => {
   await t.rejects(unpackArchive(join(dir, 'short.tar.gz'), 'short.tar.gz', dir), /cannot unpack/);
 });
 
+t.test('an entry refused in a compressed tar is named, whatever the decompressor says once its output is closed', async (t) => {
+  // The decompressor is still writing what follows the refused entry: its output is closed on
+  // it (bzip2 then exits 1, "I/O or other error"), which is not what is wrong with the archive.
+  // The links before it are checked again once the unpack fails, which gives it time to do so.
+  const rest = 'x'.repeat(4 * 1024 * 1024);
+  const links: TarEntry[] = Array.from({ length: 300 }, (_, i) => ({ name: `s${i}`, type: 'symlink', linkname: 'a' }));
+  const tar = await makeTar([...links, { name: 'l', type: 'symlink', linkname: '/etc' }, { name: 'a', body: rest }, { name: 'b', body: rest }]);
+  for (const kind of ['bz2', 'xz', 'zst', 'gz'] as const) {
+    const dest = t.testdir({});
+    await writeFile(join(dest, `a.tar.${kind}`), compress(tar, kind));
+    for (let i = 0; i < 3; i++) {
+      await t.rejects(unpackArchive(join(dest, `a.tar.${kind}`), `a.tar.${kind}`, dest), { code: 'FC_ERR_BAD_NAME', message: /link "l" points to the absolute path \/etc/ }, `${kind}, try ${i + 1}`);
+    }
+  }
+});
+
 t.test('unpackDirName strips like tooltool', async (t) => {
   t.equal(unpackDirName('toolchain.tar.gz', 'tar.gz'), 'toolchain');
   t.equal(unpackDirName('foo.tar', 'tar'), 'foo');
@@ -210,28 +231,70 @@ t.test('unpackDirName strips like tooltool', async (t) => {
 });
 
 t.test('links that dangle when made cannot lead any later entry out of the destination', async (t) => {
-  // p -> q/.. is inside by name and dangles until q -> . exists; then p is dest/..
+  // p -> q/.. is inside by name and dangles until q -> . exists; then p is dest/..: refused as it comes
   const chain: TarEntry[] = [
     { name: 'p', type: 'symlink', linkname: 'q/..' },
     { name: 'q', type: 'symlink', linkname: '.' },
   ];
-  const cases: [string, TarEntry[], RegExp][] = [
-    ['directory', [...chain, { name: 'p/escaped/', type: 'directory' }], /entry "p\/escaped\/": p is a symlink/],
-    ['nested directory', [...chain, { name: 'p/escaped/deeper/', type: 'directory' }], /p is a symlink/],
-    ['file', [...chain, { name: 'p/escaped', body: 'x' }], /p is a symlink/],
-    ['hard link', [...chain, { name: 'h', type: 'link', linkname: 'p/victim.txt' }], /hard link "h" to "p\/victim.txt": p is a symlink/],
-    ['link left behind', chain, /link "p" points out of the destination/],
+  const refusedLink = /link "p" points to "q\/\.\.", with "\.\." after a name/;
+  const cases: [string, TarEntry[]][] = [
+    ['directory', [...chain, { name: 'p/escaped/', type: 'directory' }]],
+    ['nested directory', [...chain, { name: 'p/escaped/deeper/', type: 'directory' }]],
+    ['file', [...chain, { name: 'p/escaped', body: 'x' }]],
+    ['hard link', [...chain, { name: 'h', type: 'link', linkname: 'p/victim.txt' }]],
+    ['link left behind', chain],
   ];
-  for (const [label, entries, re] of cases) {
+  for (const [label, entries] of cases) {
     const root = t.testdir({ dest: {}, 'victim.txt': 'keep' });
     const dest = join(root, 'dest');
     await writeFile(join(root, 'a.tar'), await makeTar(entries));
-    await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: re }, label);
+    await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: refusedLink }, label);
     t.notOk(existsSync(join(root, 'escaped')), `${label}: nothing created outside`);
     t.equal(statSync(join(root, 'victim.txt')).nlink, 1, `${label}: no hard link to the file outside`);
     t.notOk(existsSync(join(dest, 'h')), `${label}: no hard link made`);
     t.notOk(existsSync(join(dest, 'p')), `${label}: the link resolving outside is removed`);
   }
+});
+
+t.test('a link with ".." after a name is refused: a later archive unpacked into the same directory could make it point out', async (t) => {
+  // Each archive alone is inside; together, l0 -> l1/.. with l1 -> . is dest/.. (fetch unpacks
+  // every archive of a manifest into one directory). In the second case the later archive
+  // replaces the earlier one's l1 -> sub, which made l0 the destination itself.
+  const cases: [string, TarEntry[]][] = [
+    ['l1 dangling', [{ name: 'l0', type: 'symlink', linkname: 'l1/..' }]],
+    ['l1 replaced', [{ name: 'sub/x', body: 'x' }, { name: 'l1', type: 'symlink', linkname: 'sub' }, { name: 'l0', type: 'symlink', linkname: './l1/../' }]],
+  ];
+  for (const [label, first] of cases) {
+    const dest = t.testdir({});
+    await writeFile(join(dest, 'a.tar'), await makeTar(first));
+    await writeFile(join(dest, 'b.tar'), await makeTar([{ name: 'l1', type: 'symlink', linkname: '.' }]));
+    await unpackArchive(join(dest, 'a.tar'), 'a.tar', dest).then(
+      () => t.fail(`${label}: the first archive is unpacked`),
+      (err: unknown) => t.match(err, { code: 'FC_ERR_BAD_NAME', message: /link "l0" points to "[^"]*", with "\.\." after a name/ }, label),
+    );
+    t.equal(await unpackArchive(join(dest, 'b.tar'), 'b.tar', dest), 'tar', `${label}: the second archive unpacks`);
+    // the kernel's realpath: node's own (realpathSync) takes the ".." after a link by name
+    const l0 = existsSync(join(dest, 'l0')) ? realpathSync.native(join(dest, 'l0')) : undefined;
+    t.ok(l0 === undefined || isInside(realpathSync.native(dest), l0), `${label}: no link in the destination points out of it (l0 resolves to ${l0 ?? 'nothing'})`);
+  }
+  // a link to one the destination had (not an archive's) is still resolved: out is refused
+  const holding = t.testdir({});
+  symlinkSync('..', join(holding, 'up'));
+  await writeFile(join(holding, 'd.tar'), await makeTar([{ name: 'l', type: 'symlink', linkname: 'up' }]));
+  await t.rejects(unpackArchive(join(holding, 'd.tar'), 'd.tar', holding), { code: 'FC_ERR_BAD_NAME', message: /link "l" points out of the destination/ });
+  t.notOk(existsSync(join(holding, 'l')), 'the link resolving out is removed');
+  // ".." at the start of a target, as toolchains' links have them, is taken
+  const dest = t.testdir({});
+  const links: TarEntry[] = [
+    { name: 'pkg/lib/x.so.1', body: 'lib' },
+    { name: 'pkg/lib/x.so', type: 'symlink', linkname: './x.so.1' },
+    { name: 'pkg/bin/x', type: 'symlink', linkname: '../lib/x.so' },
+    { name: 'pkg/bin/deep/top', type: 'symlink', linkname: '../../..' },
+  ];
+  await writeFile(join(dest, 'c.tar'), await makeTar(links));
+  t.equal(await unpackArchive(join(dest, 'c.tar'), 'c.tar', dest), 'tar');
+  t.equal(readFileSync(join(dest, 'pkg/bin/x'), 'utf8'), 'lib');
+  t.equal(realpathSync.native(join(dest, 'pkg/bin/deep/top')), realpathSync.native(dest));
 });
 
 t.test('a chain of links resolving to / creates nothing and links nothing outside', async (t) => {
@@ -246,7 +309,7 @@ t.test('a chain of links resolving to / creates nothing and links nothing outsid
   for (const [destName, last] of lasts) {
     const dest = join(root, destName);
     await writeFile(join(root, 'a.tar'), await makeTar([...entries, last]));
-    await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: /l0 is a symlink/ }, last.name);
+    await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: /link "l0" points to "l1\/\.\.", with "\.\." after a name/ }, last.name);
     t.notOk(existsSync(join(dest, 'l0')), `${last.name}: the link to / is not left behind`);
   }
   t.equal(statSync(join(root, 'victim.txt')).nlink, 1, 'no hard link to the file outside');
@@ -269,6 +332,25 @@ t.test('nothing is created through a symlink, even one inside; hard links join o
     t.notOk(existsSync(join(dest, 'sub', 'x')), `${label}: nothing made through the link`);
     t.equal(statSync(join(dest, 'pre.txt')).nlink, 1, `${label}: the file already there is not linked`);
   }
+});
+
+t.test('a file, symlink or hard link entry where a directory is refuses that entry by name', async (t) => {
+  const inPlace = /entry "d": a directory is in its place/;
+  const tars: [string, TarEntry[]][] = [
+    ['file', [{ name: 'd/', type: 'directory' }, { name: 'd', body: 'x' }]],
+    ['symlink', [{ name: 'd/', type: 'directory' }, { name: 'd', type: 'symlink', linkname: 'f' }]],
+    ['hard link', [{ name: 'f', body: 'x' }, { name: 'd/', type: 'directory' }, { name: 'd', type: 'link', linkname: 'f' }]],
+    ['file over a directory already there', [{ name: 'pre', body: 'x' }]],
+  ];
+  for (const [label, entries] of tars) {
+    const dest = t.testdir({ pre: { 'kept.txt': 'kept' } });
+    await writeFile(join(dest, 'a.tar'), await makeTar(entries));
+    await t.rejects(unpackArchive(join(dest, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: label.includes('already') ? /entry "pre": a directory is in its place/ : inPlace }, label);
+    t.equal(readFileSync(join(dest, 'pre/kept.txt'), 'utf8'), 'kept', `${label}: the directory is kept`);
+  }
+  const dest = t.testdir({});
+  await writeFile(join(dest, 'z.zip'), makeZip([{ name: 'd/', body: '' }, { name: 'd', body: 'x' }]));
+  await t.rejects(unpackArchive(join(dest, 'z.zip'), 'z.zip', dest), { code: 'FC_ERR_BAD_NAME', message: inPlace }, 'zip');
 });
 
 t.test('an entry named like the archive does not replace it', async (t) => {
