@@ -27,7 +27,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { errorMessage, FleetError, NotFoundError } from '../errors.js';
 import { isAbort, uploadAborted, type BlobStat, type BlobStore, type PutOptions, type PutResult, type ReadRange } from './blob-store.js';
-import { isDigestAlgorithm, type Digest } from './digest.js';
+import { isDigestAlgorithm, isStoredHex, type Digest } from './digest.js';
 import { putMeter } from './put-meter.js';
 
 /** Temporary keys older than this are leftovers of a crash (another origin may share the bucket). */
@@ -207,7 +207,9 @@ export class S3BlobStore implements BlobStore {
     const base = `${this.#prefix}cas/`;
     for await (const obj of this.#listKeys(base)) {
       const [algo, shard, hex, ...rest] = obj.key.slice(base.length).split('/');
-      if (!algo || !isDigestAlgorithm(algo) || !hex || rest.length > 0 || shard !== hex.slice(0, 2)) continue;
+      // Only a blob's own key, as disk.ts: a key an operator or a tool left there (a copy
+      // `<hex>.bak`, an upper-case name) is no blob, and `verify --remove` would delete it.
+      if (!algo || !isDigestAlgorithm(algo) || !hex || rest.length > 0 || !isStoredHex(algo, hex) || shard !== hex.slice(0, 2)) continue;
       yield { digest: { algo, hex }, size: obj.size, mtimeMs: obj.lastModified };
     }
   }

@@ -7,6 +7,7 @@ import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/clien
 import { NotFoundError } from '../../src/errors.js';
 import { isMissingObjectError, S3BlobStore, type S3StoreOptions } from '../../src/store/s3.js';
 import { startS3rver, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
+import { verifyStore } from '../../src/origin/verify.js';
 import { putAbortedAfter, storeTests } from './conformance.js';
 
 const server = await startS3rver(t);
@@ -160,4 +161,32 @@ t.test('delete with credentials the storage refuses (403) fails: the object is t
   t.ok(await store.has(digest), 'still stored');
   t.equal(await store.delete(digest), true);
   t.equal(await store.delete(digest), false, 'a key that is not there is still absent');
+});
+
+t.test('keys under cas/ that are not a blob\'s own (a copy <hex>.bak, an upper-case name) are not listed, so verify --remove keeps them', async (t) => {
+  const store = storeAt('foreign');
+  const { digest } = await store.put(Readable.from([Buffer.from('a real blob')]));
+  const hex = 'ab'.repeat(32);
+  const foreign = [`foreign/cas/sha256/ab/${hex}.bak`, `foreign/cas/sha256/AB/${hex.toUpperCase()}`, 'foreign/cas/sha256/ab/abc'];
+  for (const Key of foreign) await raw.send(new PutObjectCommand({ Bucket: server.bucket, Key, Body: 'an operator\'s file' }));
+  const listed: string[] = [];
+  for await (const s of store.list()) listed.push(s.digest.hex);
+  t.same(listed, [digest.hex]);
+  const result = await verifyStore(store, { remove: true });
+  t.same(result.damaged, []);
+  t.same((await keysUnder('foreign/')).sort(), [store.keyOf(digest), ...foreign].sort(), 'nothing deleted');
+});
+
+t.test('list pages through more than 1000 keys (ListObjectsV2 answers 1000 at most)', async (t) => {
+  const store = storeAt('many');
+  const want: string[] = [];
+  for (let i = 0; i < 1005; i++) want.push(createHash('sha256').update(`object ${i}`).digest('hex'));
+  // written directly (a put each would take minutes): list reads keys, not bytes
+  for (let i = 0; i < want.length; i += 50) {
+    await Promise.all(want.slice(i, i + 50).map((hex) => raw.send(new PutObjectCommand({ Bucket: server.bucket, Key: store.keyOf({ algo: 'sha256', hex }), Body: 'x' }))));
+  }
+  const listed: string[] = [];
+  for await (const s of store.list()) listed.push(s.digest.hex);
+  t.equal(listed.length, want.length);
+  t.same(listed.sort(), want.sort());
 });
