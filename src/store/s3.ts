@@ -25,7 +25,8 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { errorMessage, FleetError, NotFoundError } from '../errors.js';
+import { ConfigError, errorMessage, FleetError, NotFoundError } from '../errors.js';
+import { redactUrl } from '../redact-url.js';
 import { isAbort, uploadAborted, type BlobStat, type BlobStore, type PutOptions, type PutResult, type ReadRange } from './blob-store.js';
 import { isDigestAlgorithm, isStoredHex, type Digest } from './digest.js';
 import { putMeter } from './put-meter.js';
@@ -63,6 +64,8 @@ export interface S3StoreOptions {
   readonly tmpMaxAgeMs?: number;
   /** A request (or a body read) with no traffic for this long fails (default 2 minutes); the SDK retries it. */
   readonly idleTimeoutMs?: number;
+  /** The configuration file these options come from, named when a listing finds them wrong (see misconfiguration). */
+  readonly configFile?: string;
 }
 
 /** The HTTP status of an S3 error, when it has one. */
@@ -90,6 +93,8 @@ export class S3BlobStore implements BlobStore {
   readonly #partSize: number;
   readonly #queueSize: number;
   readonly #tmpMaxAgeMs: number;
+  /** Where the bucket is and whose credentials ask, for the messages of misconfiguration(). */
+  readonly #setting: StorageSetting;
   /** The copy into each final key in progress here (see #commit). */
   readonly #committing = new Map<string, Promise<boolean>>();
 
@@ -115,6 +120,12 @@ export class S3BlobStore implements BlobStore {
     this.#partSize = Math.max(options.partSize ?? 8 * 1024 ** 2, 5 * 1024 ** 2);
     this.#queueSize = options.queueSize ?? 2;
     this.#tmpMaxAgeMs = options.tmpMaxAgeMs ?? DEFAULT_TMP_MAX_AGE_MS;
+    this.#setting = {
+      bucket: options.bucket,
+      where: options.endpoint === undefined ? `AWS S3 (region ${options.region})` : redactUrl(options.endpoint),
+      ownCredentials: options.credentials !== undefined,
+      file: options.configFile ?? '(configuration)',
+    };
   }
 
   keyOf(d: Digest): string {
@@ -270,7 +281,7 @@ export class S3BlobStore implements BlobStore {
     do {
       const page = await this.#client
         .send(new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }))
-        .catch((err: unknown) => Promise.reject(storageError('list', err)));
+        .catch((err: unknown) => Promise.reject(misconfiguration(err, this.#setting) ?? storageError('list', err)));
       for (const o of page.Contents ?? []) {
         if (o.Key) yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified?.getTime() ?? 0 };
       }
@@ -293,6 +304,37 @@ export class S3BlobStore implements BlobStore {
 function storageError(what: string, err: unknown): FleetError {
   const message = errorMessage(err);
   return new FleetError('FC_ERR_UNAVAILABLE', `object storage ${what} failed: ${message}`, { cause: err });
+}
+
+interface StorageSetting {
+  readonly bucket: string;
+  /** The endpoint, or AWS and its region. */
+  readonly where: string;
+  /** Whether the credentials come from the variables the configuration names, not the SDK's chain. */
+  readonly ownCredentials: boolean;
+  readonly file: string;
+}
+
+/**
+ * The configuration error (exit 3, naming the field) a listing's failure means: the listing
+ * is what the origin's start and `verify` ask first, and a bucket that is not there or
+ * credentials refused fail every start alike. Anything else (a network error, a 5xx, a clock
+ * skewed) is undefined: the storage may answer later.
+ */
+function misconfiguration(err: unknown, setting: StorageSetting): ConfigError | undefined {
+  const code = (err as { name?: unknown } | null)?.name;
+  const { bucket, where, ownCredentials, file } = setting;
+  const keyField = ownCredentials ? 'storage.accessKeyIdEnv' : 'storage';
+  const known: Record<string, [field: string, problem: string]> = {
+    NoSuchBucket: ['storage.bucket', `there is no bucket "${bucket}" at ${where}: create it, or correct storage.bucket (or storage.endpoint, storage.region)`],
+    InvalidAccessKeyId: [keyField, `${where} does not know the access key id ${ownCredentials ? 'in the variable storage.accessKeyIdEnv names' : "of the AWS SDK's default chain (no storage.accessKeyIdEnv)"}`],
+    SignatureDoesNotMatch: [ownCredentials ? 'storage.secretAccessKeyEnv' : 'storage', `${where} refused the signature: the secret key ${ownCredentials ? 'in the variable storage.secretAccessKeyEnv names' : "of the AWS SDK's default chain"} is not the access key's`],
+    AccessDenied: [keyField, `${where} refused to list bucket "${bucket}": the credentials need s3:ListBucket on it (and s3:GetObject, s3:PutObject, s3:DeleteObject, s3:AbortMultipartUpload)`],
+  };
+  const found = typeof code === 'string' ? known[code] : undefined;
+  if (!found) return undefined;
+  const [field, problem] = found;
+  return new ConfigError(`${file}: ${field}: ${problem}`, file, undefined, field);
 }
 
 /** A read answered 403: the origin's credentials, not the object, are the problem (a 503, logged). */
