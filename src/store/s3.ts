@@ -123,6 +123,7 @@ export class S3BlobStore implements BlobStore {
     this.#setting = {
       bucket: options.bucket,
       where: options.endpoint === undefined ? `AWS S3 (region ${options.region})` : redactUrl(options.endpoint),
+      region: options.region,
       ownCredentials: options.credentials !== undefined,
       file: options.configFile ?? '(configuration)',
     };
@@ -282,6 +283,11 @@ export class S3BlobStore implements BlobStore {
       const page = await this.#client
         .send(new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }))
         .catch((err: unknown) => Promise.reject(misconfiguration(err, this.#setting) ?? storageError('list', err)));
+      // Every S3 listing names its bucket. A server that is no S3 API (a web console, a proxy's
+      // page) answered 200 with none, and was taken for an empty bucket: the origin started,
+      // found every blob "there" (its HEADs answer 200 too), served its page as each blob,
+      // and told uploads they were stored, discarding them.
+      if (page.Name === undefined) throw notS3(this.#setting, 'a 200 that is no S3 listing');
       for (const o of page.Contents ?? []) {
         if (o.Key) yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified?.getTime() ?? 0 };
       }
@@ -310,6 +316,7 @@ interface StorageSetting {
   readonly bucket: string;
   /** The endpoint, or AWS and its region. */
   readonly where: string;
+  readonly region: string;
   /** Whether the credentials come from the variables the configuration names, not the SDK's chain. */
   readonly ownCredentials: boolean;
   readonly file: string;
@@ -323,18 +330,32 @@ interface StorageSetting {
  */
 function misconfiguration(err: unknown, setting: StorageSetting): ConfigError | undefined {
   const code = (err as { name?: unknown } | null)?.name;
-  const { bucket, where, ownCredentials, file } = setting;
+  const { bucket, where, region, ownCredentials, file } = setting;
   const keyField = ownCredentials ? 'storage.accessKeyIdEnv' : 'storage';
   const known: Record<string, [field: string, problem: string]> = {
     NoSuchBucket: ['storage.bucket', `there is no bucket "${bucket}" at ${where}: create it, or correct storage.bucket (or storage.endpoint, storage.region)`],
     InvalidAccessKeyId: [keyField, `${where} does not know the access key id ${ownCredentials ? 'in the variable storage.accessKeyIdEnv names' : "of the AWS SDK's default chain (no storage.accessKeyIdEnv)"}`],
     SignatureDoesNotMatch: [ownCredentials ? 'storage.secretAccessKeyEnv' : 'storage', `${where} refused the signature: the secret key ${ownCredentials ? 'in the variable storage.secretAccessKeyEnv names' : "of the AWS SDK's default chain"} is not the access key's`],
+    // AWS: a bucket of another region than storage.region (the second names the one expected)
+    PermanentRedirect: ['storage.region', `${where} says bucket "${bucket}" is not in region ${region}: correct storage.region`],
+    AuthorizationHeaderMalformed: ['storage.region', `${where} refused the request's region ${region}: ${errorMessage(err)}`],
     AccessDenied: [keyField, `${where} refused to list bucket "${bucket}": the credentials need s3:ListBucket on it (and s3:GetObject, s3:PutObject, s3:DeleteObject, s3:AbortMultipartUpload)`],
   };
   const found = typeof code === 'string' ? known[code] : undefined;
-  if (!found) return undefined;
+  // an S3 API answers a listing's 404 with NoSuchBucket, above; a bare one is another server's
+  if (!found) return statusOf(err) === 404 ? notS3(setting, 'HTTP 404 with no S3 error') : undefined;
   const [field, problem] = found;
   return new ConfigError(`${file}: ${field}: ${problem}`, file, undefined, field);
+}
+
+/** The configuration error of an endpoint that answered the listing of the bucket as no S3 API would. */
+function notS3(setting: StorageSetting, answer: string): ConfigError {
+  const { bucket, where, file } = setting;
+  const field = 'storage.endpoint';
+  return new ConfigError(
+    `${file}: ${field}: ${where} answered the listing of bucket "${bucket}" with ${answer}: is it the address of the S3 API (not of a web console), and storage.forcePathStyle right?`,
+    file, undefined, field,
+  );
 }
 
 /** A read answered 403: the origin's credentials, not the object, are the problem (a 503, logged). */
