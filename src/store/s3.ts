@@ -3,7 +3,7 @@
 //   <prefix>cas/<algo>/<2 hex>/<hex>   committed objects
 //   <prefix>tmp/<time>-<random>        uploads in progress
 // A put streams the body into a temporary key (a multipart upload through lib-storage,
-// so memory stays at partSize × queueSize) while hashing it, verifies size and digest,
+// so memory stays at a few parts, about 6 × partSize measured, whatever the size) while hashing it, verifies size and digest,
 // then copies the object server-side to its final key and deletes the temporary one.
 // The final key therefore only ever holds a whole, verified object; a crash leaves at
 // most a temporary key (removed once a day old, at open() and every hour by the origin) or an
@@ -36,6 +36,8 @@ const DEFAULT_TMP_MAX_AGE_MS = 24 * 3600 * 1000;
 /** CopyObject copies at most 5 GiB; larger objects are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 ** 3;
 const COPY_PART_SIZE = 1024 ** 3;
+/** A multipart upload has at most this many parts (S3's limit; lib-storage fails past it). */
+const MAX_PARTS = 10_000;
 /**
  * How long a request to the storage may go without a byte either way. The SDK waits without
  * end by default: a hung endpoint held every request (and the origin's start) for ever, and
@@ -56,9 +58,12 @@ export interface S3StoreOptions {
   readonly forcePathStyle?: boolean;
   /** Absent: the SDK's default chain (environment, instance role…). */
   readonly credentials?: { readonly accessKeyId: string; readonly secretAccessKey: string };
-  /** Multipart part size (min 5 MiB); with 10,000 parts at most, 8 MiB allows 80 GiB objects. */
+  /**
+   * Multipart part size (default 8 MiB, min 5 MiB). A put whose maxSize (or expectedSize)
+   * 10,000 parts of it would not hold uses parts of a ten-thousandth of that instead.
+   */
   readonly partSize?: number;
-  /** Parts uploaded at once; memory per upload is about partSize × queueSize. */
+  /** Parts uploaded at once; memory per upload is about partSize × (queueSize + 4), with those being gathered. */
   readonly queueSize?: number;
   /** open() and removeLeftovers() delete temporary keys older than this (default one day). */
   readonly tmpMaxAgeMs?: number;
@@ -175,7 +180,7 @@ export class S3BlobStore implements BlobStore {
     const upload = new Upload({
       client: this.#client,
       params: { Bucket: this.#bucket, Key: tmpKey, Body: meter },
-      partSize: this.#partSize,
+      partSize: partSizeFor(this.#partSize, options.expectedSize ?? options.maxSize),
       queueSize: this.#queueSize,
       leavePartsOnError: false,
     });
@@ -305,6 +310,16 @@ export class S3BlobStore implements BlobStore {
       throw storageError('read', err);
     }
   }
+}
+
+/**
+ * The part size of an upload of at most `largest` bytes: the configured one, or larger when
+ * 10,000 of those would not hold it. With 8 MiB parts, a body past 80 GiB (a maxBlobSize
+ * above it) failed once that much had streamed, as a 503 its client retried.
+ */
+function partSizeFor(configured: number, largest: number | undefined): number {
+  if (largest === undefined || !Number.isFinite(largest)) return configured;
+  return Math.max(configured, Math.ceil(largest / MAX_PARTS));
 }
 
 function storageError(what: string, err: unknown): FleetError {

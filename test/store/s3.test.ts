@@ -1,6 +1,6 @@
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -211,4 +211,30 @@ t.test('an endpoint that is no S3 API (a web console answering 200 or 404 with i
     await t.rejects((async () => { for await (const s of store.list()) void s; })(), { code: 'FC_ERR_CONFIG' }, `HTTP ${a.status}: verify's listing`);
     await new Promise<void>((resolve) => { page.closeAllConnections(); page.close(() => resolve()); });
   }
+});
+
+t.test('a put whose limit 10,000 parts would not hold uploads larger parts: a body past 80 GiB (maxBlobSize above it) no longer fails at its 10,001st part', async (t) => {
+  // In front of s3rver, a proxy that notes the size of each part uploaded.
+  const parts: number[] = [];
+  const target = new URL(server.endpoint);
+  const proxy = createServer((req, res) => {
+    if (new URL(req.url ?? '/', 'http://x').searchParams.has('partNumber')) parts.push(Number(req.headers['content-length']));
+    const forward = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    req.pipe(forward);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
+  const partSize = 5 * 1024 * 1024;
+  const store = storeAt('parts', { partSize, endpoint: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` });
+  // 10,000 parts of 6 MiB hold the limit, 10,000 of the configured 5 MiB would not
+  const wanted = 6 * 1024 * 1024;
+  const data = randomBytes(2 * wanted);
+  await store.put(Readable.from([data]), { maxSize: 10_000 * wanted });
+  t.same(parts, [wanted, wanted]);
+  parts.length = 0;
+  await store.put(Readable.from([randomBytes(2 * partSize + 1)]));
+  t.same(parts, [partSize, partSize, 1], 'no limit: the configured part size');
 });
