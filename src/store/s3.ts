@@ -357,8 +357,13 @@ function misconfiguration(err: unknown, setting: StorageSetting): ConfigError | 
     AccessDenied: [keyField, `${where} refused to list bucket "${bucket}": the credentials need s3:ListBucket on it (and s3:GetObject, s3:PutObject, s3:DeleteObject, s3:AbortMultipartUpload)`],
   };
   const found = typeof code === 'string' ? known[code] : undefined;
-  // an S3 API answers a listing's 404 with NoSuchBucket, above; a bare one is another server's
-  if (!found) return statusOf(err) === 404 ? notS3(setting, 'HTTP 404 with no S3 error') : undefined;
+  if (!found) {
+    // an S3 API answers a listing's 404 with NoSuchBucket, above; a bare one is another server's,
+    // as is a 200 the SDK could not read as a listing (JSON, text)
+    const status = statusOf(err);
+    if (status === 404) return notS3(setting, 'HTTP 404 with no S3 error');
+    return status === 200 ? notS3(setting, 'a 200 that is no S3 listing') : undefined;
+  }
   const [field, problem] = found;
   return new ConfigError(`${file}: ${field}: ${problem}`, file, undefined, field);
 }
