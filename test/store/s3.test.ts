@@ -191,11 +191,14 @@ t.test('list pages through more than 1000 keys (ListObjectsV2 answers 1000 at mo
   t.same(listed.sort(), want.sort());
 });
 
-t.test('an endpoint that is no S3 API (a web console answering 200 or 404 with its page, a JSON API) or a bucket of another region is a configuration error at open, naming the field', async (t) => {
+t.test('an endpoint that is no S3 API (a web console answering 200 or 404 with its page, a JSON API), a bucket of another region, or credentials refused are a configuration error at open, naming the field', async (t) => {
   const answers = [
     { status: 200, type: 'text/html', body: '<!doctype html><html><body>Object storage console</body></html>', said: /^origin\.yaml: storage\.endpoint: http:\/\/127\.0\.0\.1:\d+ answered the listing of bucket "b" with a 200 that is no S3 listing: is it the address of the S3 API/ },
     { status: 200, type: 'application/json', body: '{"status":"ok"}', said: /^origin\.yaml: storage\.endpoint: .* with a 200 that is no S3 listing/ },
     { status: 404, type: 'text/html', body: '<html>not found</html>', said: /^origin\.yaml: storage\.endpoint: .* with HTTP 404 with no S3 error/ },
+    // what S3 says to a secret key that is not the access key's, and to credentials without s3:ListBucket (s3rver checks neither)
+    { status: 403, type: 'application/xml', body: '<?xml version="1.0"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message></Error>', said: /^origin\.yaml: storage\.secretAccessKeyEnv: .* refused the signature: the secret key in the variable storage\.secretAccessKeyEnv names is not the access key's$/ },
+    { status: 403, type: 'application/xml', body: '<?xml version="1.0"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>', said: /^origin\.yaml: storage\.accessKeyIdEnv: .* refused to list bucket "b": the credentials need s3:ListBucket on it/ },
     { status: 301, type: 'application/xml', body: '<?xml version="1.0"?><Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message></Error>', said: /^origin\.yaml: storage\.region: .* says bucket "b" is not in region us-east-1/ },
   ];
   for (const a of answers) {
