@@ -88,6 +88,7 @@ export async function createBlobStore(storage: StorageConfig, dataDir: string, e
     ...(storage.prefix === undefined ? {} : { prefix: storage.prefix }),
     ...(storage.forcePathStyle === undefined ? {} : { forcePathStyle: storage.forcePathStyle }),
     ...(accessKeyId && secretAccessKey ? { credentials: { accessKeyId, secretAccessKey } } : {}),
+    configFile: file,
   });
 }
 

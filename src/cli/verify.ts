@@ -23,7 +23,8 @@ export function registerVerify(program: Command): void {
       '',
       'Prints one tab-separated line per damaged blob: digest, size, what it hashes to (or why it cannot',
       'be read), removed|kept; then a summary. Exit 0: every blob matches; 5: some do not; 3: the data',
-      'directory is in use (--remove while an origin runs); 4: there is no data directory at that path.',
+      'directory is in use (--remove while an origin runs), or the S3 bucket does not exist or refuses the',
+      'credentials (naming the field); 4: there is no data directory at that path.',
       'A blob deleted between the listing and its read (a live origin pruning) is skipped, counted in the summary.',
     ].join('\n'))
     .action(async (flags: VerifyFlags) => {

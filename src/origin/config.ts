@@ -3,6 +3,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { ageSchema, durationSchema, positiveDurationSchema, positiveSizeSchema } from '../config/load.js';
 import { DEFAULT_MAX_HEADERS } from '../http/server-options.js';
 import { logLevelSchema } from '../http/server-logging.js';
+import { NAME_PATTERN } from '../config/names.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../http/connection-limits.js';
 import type { RetentionPolicy } from './retention.js';
 import type { RunArtifactLimits } from './run-budget.js';
@@ -14,7 +15,8 @@ const S3StorageSchema = Type.Object(
   {
     type: Type.Literal('s3'),
     endpoint: Type.Optional(Type.String({ minLength: 1, format: 'http-url', description: 'e.g. https://minio.internal:9000; absent for AWS' })),
-    bucket: Type.String({ minLength: 1 }),
+    // a name only: "bucket/dir" (a prefix written into it) failed at start as an SDK message, exit 6, no line
+    bucket: Type.String({ minLength: 1, pattern: NAME_PATTERN, description: 'the bucket\'s name; a key prefix goes in prefix' }),
     region: Type.String({ minLength: 1, default: 'us-east-1' }),
     prefix: Type.Optional(Type.String({ description: 'key prefix, e.g. fleetcache/' })),
     forcePathStyle: Type.Optional(Type.Boolean({ description: 'bucket in the path (MinIO, Ceph RGW)' })),

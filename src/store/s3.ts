@@ -3,7 +3,7 @@
 //   <prefix>cas/<algo>/<2 hex>/<hex>   committed objects
 //   <prefix>tmp/<time>-<random>        uploads in progress
 // A put streams the body into a temporary key (a multipart upload through lib-storage,
-// so memory stays at partSize × queueSize) while hashing it, verifies size and digest,
+// so memory stays at a few parts, about 6 × partSize measured, whatever the size) while hashing it, verifies size and digest,
 // then copies the object server-side to its final key and deletes the temporary one.
 // The final key therefore only ever holds a whole, verified object; a crash leaves at
 // most a temporary key (removed once a day old, at open() and every hour by the origin) or an
@@ -25,9 +25,10 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { errorMessage, FleetError, NotFoundError } from '../errors.js';
+import { ConfigError, errorMessage, FleetError, NotFoundError } from '../errors.js';
+import { redactUrl } from '../redact-url.js';
 import { isAbort, uploadAborted, type BlobStat, type BlobStore, type PutOptions, type PutResult, type ReadRange } from './blob-store.js';
-import { isDigestAlgorithm, type Digest } from './digest.js';
+import { isDigestAlgorithm, isStoredHex, type Digest } from './digest.js';
 import { putMeter } from './put-meter.js';
 
 /** Temporary keys older than this are leftovers of a crash (another origin may share the bucket). */
@@ -35,6 +36,8 @@ const DEFAULT_TMP_MAX_AGE_MS = 24 * 3600 * 1000;
 /** CopyObject copies at most 5 GiB; larger objects are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 ** 3;
 const COPY_PART_SIZE = 1024 ** 3;
+/** A multipart upload has at most this many parts (S3's limit; lib-storage fails past it). */
+const MAX_PARTS = 10_000;
 /**
  * How long a request to the storage may go without a byte either way. The SDK waits without
  * end by default: a hung endpoint held every request (and the origin's start) for ever, and
@@ -55,14 +58,19 @@ export interface S3StoreOptions {
   readonly forcePathStyle?: boolean;
   /** Absent: the SDK's default chain (environment, instance role…). */
   readonly credentials?: { readonly accessKeyId: string; readonly secretAccessKey: string };
-  /** Multipart part size (min 5 MiB); with 10,000 parts at most, 8 MiB allows 80 GiB objects. */
+  /**
+   * Multipart part size (default 8 MiB, min 5 MiB). A put whose maxSize (or expectedSize)
+   * 10,000 parts of it would not hold uses parts of a ten-thousandth of that instead.
+   */
   readonly partSize?: number;
-  /** Parts uploaded at once; memory per upload is about partSize × queueSize. */
+  /** Parts uploaded at once; memory per upload is about partSize × (queueSize + 4), with those being gathered. */
   readonly queueSize?: number;
   /** open() and removeLeftovers() delete temporary keys older than this (default one day). */
   readonly tmpMaxAgeMs?: number;
   /** A request (or a body read) with no traffic for this long fails (default 2 minutes); the SDK retries it. */
   readonly idleTimeoutMs?: number;
+  /** The configuration file these options come from, named when a listing finds them wrong (see misconfiguration). */
+  readonly configFile?: string;
 }
 
 /** The HTTP status of an S3 error, when it has one. */
@@ -90,6 +98,8 @@ export class S3BlobStore implements BlobStore {
   readonly #partSize: number;
   readonly #queueSize: number;
   readonly #tmpMaxAgeMs: number;
+  /** Where the bucket is and whose credentials ask, for the messages of misconfiguration(). */
+  readonly #setting: StorageSetting;
   /** The copy into each final key in progress here (see #commit). */
   readonly #committing = new Map<string, Promise<boolean>>();
 
@@ -115,6 +125,13 @@ export class S3BlobStore implements BlobStore {
     this.#partSize = Math.max(options.partSize ?? 8 * 1024 ** 2, 5 * 1024 ** 2);
     this.#queueSize = options.queueSize ?? 2;
     this.#tmpMaxAgeMs = options.tmpMaxAgeMs ?? DEFAULT_TMP_MAX_AGE_MS;
+    this.#setting = {
+      bucket: options.bucket,
+      where: options.endpoint === undefined ? `AWS S3 (region ${options.region})` : redactUrl(options.endpoint),
+      region: options.region,
+      ownCredentials: options.credentials !== undefined,
+      file: options.configFile ?? '(configuration)',
+    };
   }
 
   keyOf(d: Digest): string {
@@ -163,7 +180,7 @@ export class S3BlobStore implements BlobStore {
     const upload = new Upload({
       client: this.#client,
       params: { Bucket: this.#bucket, Key: tmpKey, Body: meter },
-      partSize: this.#partSize,
+      partSize: partSizeFor(this.#partSize, options.expectedSize ?? options.maxSize),
       queueSize: this.#queueSize,
       leavePartsOnError: false,
     });
@@ -207,7 +224,9 @@ export class S3BlobStore implements BlobStore {
     const base = `${this.#prefix}cas/`;
     for await (const obj of this.#listKeys(base)) {
       const [algo, shard, hex, ...rest] = obj.key.slice(base.length).split('/');
-      if (!algo || !isDigestAlgorithm(algo) || !hex || rest.length > 0 || shard !== hex.slice(0, 2)) continue;
+      // Only a blob's own key, as disk.ts: a key an operator or a tool left there (a copy
+      // `<hex>.bak`, an upper-case name) is no blob, and `verify --remove` would delete it.
+      if (!algo || !isDigestAlgorithm(algo) || !hex || rest.length > 0 || !isStoredHex(algo, hex) || shard !== hex.slice(0, 2)) continue;
       yield { digest: { algo, hex }, size: obj.size, mtimeMs: obj.lastModified };
     }
   }
@@ -268,7 +287,12 @@ export class S3BlobStore implements BlobStore {
     do {
       const page = await this.#client
         .send(new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }))
-        .catch((err: unknown) => Promise.reject(storageError('list', err)));
+        .catch((err: unknown) => Promise.reject(misconfiguration(err, this.#setting) ?? storageError('list', err)));
+      // Every S3 listing names its bucket. A server that is no S3 API (a web console, a proxy's
+      // page) answered 200 with none, and was taken for an empty bucket: the origin started,
+      // found every blob "there" (its HEADs answer 200 too), served its page as each blob,
+      // and told uploads they were stored, discarding them.
+      if (page.Name === undefined) throw notS3(this.#setting, 'a 200 that is no S3 listing');
       for (const o of page.Contents ?? []) {
         if (o.Key) yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified?.getTime() ?? 0 };
       }
@@ -288,9 +312,70 @@ export class S3BlobStore implements BlobStore {
   }
 }
 
+/**
+ * The part size of an upload of at most `largest` bytes: the configured one, or larger when
+ * 10,000 of those would not hold it. With 8 MiB parts, a body past 80 GiB (a maxBlobSize
+ * above it) failed once that much had streamed, as a 503 its client retried.
+ */
+function partSizeFor(configured: number, largest: number | undefined): number {
+  if (largest === undefined || !Number.isFinite(largest)) return configured;
+  return Math.max(configured, Math.ceil(largest / MAX_PARTS));
+}
+
 function storageError(what: string, err: unknown): FleetError {
   const message = errorMessage(err);
   return new FleetError('FC_ERR_UNAVAILABLE', `object storage ${what} failed: ${message}`, { cause: err });
+}
+
+interface StorageSetting {
+  readonly bucket: string;
+  /** The endpoint, or AWS and its region. */
+  readonly where: string;
+  readonly region: string;
+  /** Whether the credentials come from the variables the configuration names, not the SDK's chain. */
+  readonly ownCredentials: boolean;
+  readonly file: string;
+}
+
+/**
+ * The configuration error (exit 3, naming the field) a listing's failure means: the listing
+ * is what the origin's start and `verify` ask first, and a bucket that is not there or
+ * credentials refused fail every start alike. Anything else (a network error, a 5xx, a clock
+ * skewed) is undefined: the storage may answer later.
+ */
+function misconfiguration(err: unknown, setting: StorageSetting): ConfigError | undefined {
+  const code = (err as { name?: unknown } | null)?.name;
+  const { bucket, where, region, ownCredentials, file } = setting;
+  const keyField = ownCredentials ? 'storage.accessKeyIdEnv' : 'storage';
+  const known: Record<string, [field: string, problem: string]> = {
+    NoSuchBucket: ['storage.bucket', `there is no bucket "${bucket}" at ${where}: create it, or correct storage.bucket (or storage.endpoint, storage.region)`],
+    InvalidAccessKeyId: [keyField, `${where} does not know the access key id ${ownCredentials ? 'in the variable storage.accessKeyIdEnv names' : "of the AWS SDK's default chain (no storage.accessKeyIdEnv)"}`],
+    SignatureDoesNotMatch: [ownCredentials ? 'storage.secretAccessKeyEnv' : 'storage', `${where} refused the signature: the secret key ${ownCredentials ? 'in the variable storage.secretAccessKeyEnv names' : "of the AWS SDK's default chain"} is not the access key's`],
+    // AWS: a bucket of another region than storage.region (the second names the one expected)
+    PermanentRedirect: ['storage.region', `${where} says bucket "${bucket}" is not in region ${region}: correct storage.region`],
+    AuthorizationHeaderMalformed: ['storage.region', `${where} refused the request's region ${region}: ${errorMessage(err)}`],
+    AccessDenied: [keyField, `${where} refused to list bucket "${bucket}": the credentials need s3:ListBucket on it (and s3:GetObject, s3:PutObject, s3:DeleteObject, s3:AbortMultipartUpload)`],
+  };
+  const found = typeof code === 'string' ? known[code] : undefined;
+  if (!found) {
+    // an S3 API answers a listing's 404 with NoSuchBucket, above; a bare one is another server's,
+    // as is a 200 the SDK could not read as a listing (JSON, text)
+    const status = statusOf(err);
+    if (status === 404) return notS3(setting, 'HTTP 404 with no S3 error');
+    return status === 200 ? notS3(setting, 'a 200 that is no S3 listing') : undefined;
+  }
+  const [field, problem] = found;
+  return new ConfigError(`${file}: ${field}: ${problem}`, file, undefined, field);
+}
+
+/** The configuration error of an endpoint that answered the listing of the bucket as no S3 API would. */
+function notS3(setting: StorageSetting, answer: string): ConfigError {
+  const { bucket, where, file } = setting;
+  const field = 'storage.endpoint';
+  return new ConfigError(
+    `${file}: ${field}: ${where} answered the listing of bucket "${bucket}" with ${answer}: is it the address of the S3 API (not of a web console), and storage.forcePathStyle right?`,
+    file, undefined, field,
+  );
 }
 
 /** A read answered 403: the origin's credentials, not the object, are the problem (a 503, logged). */

@@ -29,6 +29,8 @@ t.test('origin', async (t) => {
   t.equal(originError('limits:\n  maxRecordSize: many\n'), 'origin.yaml:2: limits.maxRecordSize: must be a size (e.g. 4096, 512MiB, 50GiB)', 'a malformed size says so');
   for (const ok of ['"1"', '0.5KiB', '20GiB', '1']) t.equal(originError(`limits:\n  maxBlobSize: ${ok}\n`), '(accepted)', `maxBlobSize ${ok}`);
   t.equal(originError('storage: {type: s3, bucket: b}\n'), '(accepted)');
+  t.equal(originError('storage:\n  type: s3\n  bucket: fleetcache/origin\n'), 'origin.yaml:3: storage.bucket: must be letters, digits, ".", "_" and "-", starting with a letter or digit (e.g. eu-west)', 'a prefix written into the bucket is refused with its line (the SDK refused it at start, naming no file)');
+  t.equal(originError('storage: {type: s3, bucket: my-bucket.example_1}\n'), '(accepted)');
   t.equal(originError("tokenFile: ''\n"), 'origin.yaml:1: tokenFile: must NOT have fewer than 1 characters', 'an empty token file (else the token would silently come from elsewhere)');
   for (const zero of ['0', '0s', '"0ms"']) {
     t.match(originError(`limits:\n  idleTimeout: ${zero}\n`), /^origin\.yaml:2: limits\.idleTimeout: must be (a duration longer than 0|> 0)/, `idleTimeout ${zero} (0 would turn the idle cut off)`);

@@ -169,3 +169,32 @@ t.test('a read S3 refuses (403: credentials rotated or wrong) is a 503 naming th
     else await res.body.dump();
   }
 });
+
+t.test('an origin (or verify) on a bucket that does not exist or with an access key S3 does not know stops at start with exit 3, naming the file and the field, never the secret', async (t) => {
+  const s3 = await startS3rver(t);
+  const dir = t.testdir();
+  const SECRET = 'the-secret-key-never-printed';
+  t.teardown(() => {
+    delete process.env.TEST_S3_KEY;
+    delete process.env.TEST_S3_SECRET;
+  });
+  const cases = [
+    { label: 'no such bucket', bucket: 'no-such-bucket', key: S3RVER_CREDENTIALS.accessKeyId, said: /: storage\.bucket: there is no bucket "no-such-bucket" at http:\/\/127\.0\.0\.1:\d+: create it/ },
+    // s3rver answers 403 InvalidAccessKeyId to a key it does not know, as S3 does
+    { label: 'unknown access key', bucket: s3.bucket, key: 'UNKNOWNKEY', said: /: storage\.accessKeyIdEnv: http:\/\/127\.0\.0\.1:\d+ does not know the access key id in the variable storage\.accessKeyIdEnv names/ },
+  ];
+  for (const c of cases) {
+    const config = join(dir, `${c.label.replace(/ /g, '-')}.yaml`);
+    writeFileSync(config, ['listen: 127.0.0.1:0', `data: ${join(dir, c.label.replace(/ /g, '-'))}`, `tokenFile: ${join(dir, 'tokens')}`, 'logLevel: warn', ...s3StorageYaml(s3.endpoint, c.bucket), ''].join('\n'));
+    writeFileSync(join(dir, 'tokens'), `${TOKEN}\n`);
+    process.env.TEST_S3_KEY = c.key;
+    process.env.TEST_S3_SECRET = SECRET;
+    for (const command of ['origin', 'verify']) {
+      const run = await runCli([command, '--config', config]);
+      t.equal(run.code, EXIT.config, `${c.label}, ${command}: ${run.stderr}`);
+      t.match(run.stderr, c.said, `${c.label}, ${command}`);
+      t.ok(run.stderr.includes(config), `${c.label}, ${command}: names the file`);
+      t.notOk(`${run.stdout}${run.stderr}`.includes(SECRET), `${c.label}, ${command}: no secret`);
+    }
+  }
+});

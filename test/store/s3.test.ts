@@ -1,12 +1,13 @@
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { NotFoundError } from '../../src/errors.js';
 import { isMissingObjectError, S3BlobStore, type S3StoreOptions } from '../../src/store/s3.js';
 import { startS3rver, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
+import { verifyStore } from '../../src/origin/verify.js';
 import { putAbortedAfter, storeTests } from './conformance.js';
 
 const server = await startS3rver(t);
@@ -160,4 +161,84 @@ t.test('delete with credentials the storage refuses (403) fails: the object is t
   t.ok(await store.has(digest), 'still stored');
   t.equal(await store.delete(digest), true);
   t.equal(await store.delete(digest), false, 'a key that is not there is still absent');
+});
+
+t.test('keys under cas/ that are not a blob\'s own (a copy <hex>.bak, an upper-case name) are not listed, so verify --remove keeps them', async (t) => {
+  const store = storeAt('foreign');
+  const { digest } = await store.put(Readable.from([Buffer.from('a real blob')]));
+  const hex = 'ab'.repeat(32);
+  const foreign = [`foreign/cas/sha256/ab/${hex}.bak`, `foreign/cas/sha256/AB/${hex.toUpperCase()}`, 'foreign/cas/sha256/ab/abc'];
+  for (const Key of foreign) await raw.send(new PutObjectCommand({ Bucket: server.bucket, Key, Body: 'an operator\'s file' }));
+  const listed: string[] = [];
+  for await (const s of store.list()) listed.push(s.digest.hex);
+  t.same(listed, [digest.hex]);
+  const result = await verifyStore(store, { remove: true });
+  t.same(result.damaged, []);
+  t.same((await keysUnder('foreign/')).sort(), [store.keyOf(digest), ...foreign].sort(), 'nothing deleted');
+});
+
+t.test('list pages through more than 1000 keys (ListObjectsV2 answers 1000 at most)', async (t) => {
+  const store = storeAt('many');
+  const want: string[] = [];
+  for (let i = 0; i < 1005; i++) want.push(createHash('sha256').update(`object ${i}`).digest('hex'));
+  // written directly (a put each would take minutes): list reads keys, not bytes
+  for (let i = 0; i < want.length; i += 50) {
+    await Promise.all(want.slice(i, i + 50).map((hex) => raw.send(new PutObjectCommand({ Bucket: server.bucket, Key: store.keyOf({ algo: 'sha256', hex }), Body: 'x' }))));
+  }
+  const listed: string[] = [];
+  for await (const s of store.list()) listed.push(s.digest.hex);
+  t.equal(listed.length, want.length);
+  t.same(listed.sort(), want.sort());
+});
+
+t.test('an endpoint that is no S3 API (a web console answering 200 or 404 with its page, a JSON API), a bucket of another region, or credentials refused are a configuration error at open, naming the field', async (t) => {
+  const answers = [
+    { status: 200, type: 'text/html', body: '<!doctype html><html><body>Object storage console</body></html>', said: /^origin\.yaml: storage\.endpoint: http:\/\/127\.0\.0\.1:\d+ answered the listing of bucket "b" with a 200 that is no S3 listing: is it the address of the S3 API/ },
+    { status: 200, type: 'application/json', body: '{"status":"ok"}', said: /^origin\.yaml: storage\.endpoint: .* with a 200 that is no S3 listing/ },
+    { status: 404, type: 'text/html', body: '<html>not found</html>', said: /^origin\.yaml: storage\.endpoint: .* with HTTP 404 with no S3 error/ },
+    // what S3 says to a secret key that is not the access key's, and to credentials without s3:ListBucket (s3rver checks neither)
+    { status: 403, type: 'application/xml', body: '<?xml version="1.0"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message></Error>', said: /^origin\.yaml: storage\.secretAccessKeyEnv: .* refused the signature: the secret key in the variable storage\.secretAccessKeyEnv names is not the access key's$/ },
+    { status: 403, type: 'application/xml', body: '<?xml version="1.0"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>', said: /^origin\.yaml: storage\.accessKeyIdEnv: .* refused to list bucket "b": the credentials need s3:ListBucket on it/ },
+    { status: 301, type: 'application/xml', body: '<?xml version="1.0"?><Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message></Error>', said: /^origin\.yaml: storage\.region: .* says bucket "b" is not in region us-east-1/ },
+  ];
+  for (const a of answers) {
+    const page = createServer((req, res) => {
+      req.resume();
+      res.writeHead(a.status, { 'content-type': a.type }).end(a.body);
+    });
+    await new Promise<void>((resolve) => page.listen(0, '127.0.0.1', resolve));
+    const store = new S3BlobStore({
+      endpoint: `http://127.0.0.1:${(page.address() as AddressInfo).port}`, bucket: 'b', region: 'us-east-1', forcePathStyle: true,
+      credentials: S3RVER_CREDENTIALS, configFile: 'origin.yaml',
+    });
+    await t.rejects(store.open(), { code: 'FC_ERR_CONFIG', message: a.said }, `HTTP ${a.status}`);
+    await t.rejects((async () => { for await (const s of store.list()) void s; })(), { code: 'FC_ERR_CONFIG' }, `HTTP ${a.status}: verify's listing`);
+    await new Promise<void>((resolve) => { page.closeAllConnections(); page.close(() => resolve()); });
+  }
+});
+
+t.test('a put whose limit 10,000 parts would not hold uploads larger parts: a body past 80 GiB (maxBlobSize above it) no longer fails at its 10,001st part', async (t) => {
+  // In front of s3rver, a proxy that notes the size of each part uploaded.
+  const parts: number[] = [];
+  const target = new URL(server.endpoint);
+  const proxy = createServer((req, res) => {
+    if (new URL(req.url ?? '/', 'http://x').searchParams.has('partNumber')) parts.push(Number(req.headers['content-length']));
+    const forward = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    req.pipe(forward);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
+  const partSize = 5 * 1024 * 1024;
+  const store = storeAt('parts', { partSize, endpoint: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` });
+  // 10,000 parts of 6 MiB hold the limit, 10,000 of the configured 5 MiB would not
+  const wanted = 6 * 1024 * 1024;
+  const data = randomBytes(2 * wanted);
+  await store.put(Readable.from([data]), { maxSize: 10_000 * wanted });
+  t.same(parts, [wanted, wanted]);
+  parts.length = 0;
+  await store.put(Readable.from([randomBytes(2 * partSize + 1)]));
+  t.same(parts, [partSize, partSize, 1], 'no limit: the configured part size');
 });
