@@ -13,6 +13,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, isNoRoom } from '../errors.js';
 import { missingToken } from '../http/auth.js';
 import { closeUnreadBody } from '../http/unread-body.js';
+import { uploadAborted } from '../store/blob-store.js';
 import { parseDigest, type Digest } from '../store/digest.js';
 import { announcedLength } from './answer-handler.js';
 import { isPrivate, type CacheContext } from './context.js';
@@ -162,6 +163,12 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
     }
   };
   const tee = new Tee(digest?.algo ?? 'sha256', open);
+  // The client's body failed (its client gone, or cut, midway): the request's own stream
+  // errs before the tee (destroyed first when upstream's request failed, and that one then).
+  let clientFailure: unknown;
+  req.raw.once('error', (err) => {
+    if (!tee.destroyed) clientFailure = err;
+  });
   const uploaded = pipeline(req.raw, tee).then(() => true, () => false);
   // Nor is upstream asked before them: the request would wait for them on one of the
   // connections to upstream (upstreamConnections), and a few hundred clients that sent
@@ -175,7 +182,11 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
     if (!(await startsWithin(firstBytesMs, tee.started, uploaded))) {
       throw new FleetError('FC_ERR_REQUEST_TIMEOUT', `the body of the PUT did not start within ${firstBytesMs} ms of its head (clientHeaderTimeout)`);
     }
-    const res = await ctx.upstream.request(upath, { method: 'PUT', headers, body: tee });
+    const res = await ctx.upstream.request(upath, { method: 'PUT', headers, body: tee }).catch((err: unknown) => {
+      // failed for the body its client cut (before it started, or midway), not for upstream's
+      // fault: else answered 502, logged at error and counted as upstream's failure
+      throw clientFailure === undefined ? err : uploadAborted(clientFailure);
+    });
     const accepted = res.statusCode >= 200 && res.statusCode < 300;
     if (accepted) {
       ctx.metrics.uploaded(kind, tee.size); // upstream answers once it has the whole body

@@ -3,6 +3,8 @@
 // private answers never kept, clear 502/504 within the timeout, metrics and stats.
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { request } from 'undici';
 import { existsSync } from 'node:fs';
@@ -10,6 +12,7 @@ import path from 'node:path';
 import { casId, httpId } from '../../src/cache/disk-store.js';
 import { startOrigin, uploadBlob } from '../helpers/origin.js';
 import { headOnlyPut } from '../helpers/raw-http.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 import { eventually } from '../helpers/wait.js';
 import { blocksOf, startCache } from './harness.js';
 import { startUpstream, UpstreamFixture } from './upstream-fixture.js';
@@ -269,6 +272,40 @@ t.test('a PUT whose body does not start within clientHeaderTimeout is answered 4
   t.match(answer, /\r\nconnection: close\r\n/i, 'announced closing');
   t.match(answer, /"code":"FC_ERR_REQUEST_TIMEOUT"/, 'the usual JSON error');
   t.ok(closedAt - sentAt >= 1000, `not before the limit (${closedAt - sentAt} ms)`);
+});
+
+t.test('a PUT whose client goes, before its body starts or midway, is answered as aborted, not as an upstream failure', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const errors = async (): Promise<string[]> => (await (await request(`${url}/-/metrics`)).body.text()).split('\n').filter((l) => l.startsWith('fleetcache_cache_errors_total{'));
+  const counted = async (code: string): Promise<number> => Number((await errors()).find((l) => l.includes(`code="${code}"`))?.split(' ')[1] ?? 0);
+  // a push cut (Ctrl-C) before its body's first bytes
+  const before = await headOnlyPut(url, '/artifacts/run/job/before', 'a-token', 100);
+  before.socket.destroy();
+  await eventually('the first PUT counted', async () => (await counted('FC_ERR_ABORTED')) + (await counted('FC_ERR_UPSTREAM')) >= 1, 5000);
+  // and one cut midway, while upstream reads its body
+  const midway = await headOnlyPut(url, '/artifacts/run/job/midway', 'a-token', 100);
+  midway.socket.write(Buffer.alloc(10));
+  await eventually('upstream asked for the second', () => up.count('/artifacts/run/job/midway', 'PUT') === 1, 5000);
+  midway.socket.destroy();
+  await eventually('the second PUT counted', async () => (await counted('FC_ERR_ABORTED')) + (await counted('FC_ERR_UPSTREAM')) >= 2, 5000);
+  t.equal(await counted('FC_ERR_ABORTED'), 2, `each counted as its client's abort (400): ${(await errors()).join('; ')}`);
+  t.equal(await counted('FC_ERR_UPSTREAM'), 0, 'neither as a failure of upstream (502)');
+});
+
+t.test('a PUT whose upstream dies midway, its client still sending, is upstream\'s failure, not an abort', async (t) => {
+  // upstream takes the head and the body's first bytes, then cuts the connection
+  const upUrl = await serveOnLoopback(t, http.createServer((req) => req.once('data', () => req.socket.destroy())));
+  const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const body = Readable.from((async function* () {
+    yield Buffer.alloc(1024);
+    await sleep(300); // the client still sending when upstream is gone
+    yield Buffer.alloc(1024);
+  })());
+  await request(`${url}/artifacts/r/j/cut.txt`, { method: 'PUT', body, headers: { authorization: 'Bearer t', 'content-length': '2048' } }).then((res) => res.body.dump(), () => undefined);
+  const metrics = await (await request(`${url}/-/metrics`)).body.text();
+  t.match(metrics, /^fleetcache_cache_errors_total\{code="FC_ERR_UPSTREAM",status="502"[^}]*\} 1$/m, 'counted as upstream\'s failure');
+  t.notMatch(metrics, /code="FC_ERR_ABORTED"/, 'not as its client\'s abort');
 });
 
 t.test('a PUT of a blob a GET is filling leaves it to the fill: a failing fill takes nothing the index still counts', async (t) => {
