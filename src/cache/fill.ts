@@ -384,8 +384,10 @@ export class Fill extends FillProgress {
       // Before the head, waiters see the failure itself (a StorageError turns into a passthrough); after it, the fill's.
       const failure = e instanceof UpstreamError || e instanceof StorageError ? e : new UpstreamError(toldClients(e), { cause: e });
       const told = this.headKnown ? failure : e;
-      // Before the head the failure is an error answer (fleetcache_cache_errors_total); a disk's is no cut (the fill went on from memory).
-      if (this.headKnown && !(e instanceof StorageError) && !this.stoppedUnread) this.#onCut?.();
+      // Before the head the failure is an error answer (fleetcache_cache_errors_total), and so
+      // is a small fill's (its readers wait for the whole body); a disk's is no cut (the fill
+      // went on from memory). Only the readers of a streamed body see their answer cut.
+      if (this.headKnown && this.streamed && !(e instanceof StorageError) && !this.stoppedUnread) this.#onCut?.();
       countUpstream(Math.max(receivedBefore(e), this.#smallRead));
       this.rejectHead(e);
       if (!this.ended) this.fail(failure);

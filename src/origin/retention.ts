@@ -120,10 +120,20 @@ export class Retention {
 
   /** Takes the time of the last completed prune from disk (a previous process's), for the gauge. */
   async restore(): Promise<void> {
-    const at = await this.#ctx.names.find<{ at?: unknown }>(LAST_PRUNE).then((r) => r?.at, (err: unknown) => {
-      this.#log?.warn({ err }, 'the record of the last prune is damaged: its time is unknown until the next prune');
-    });
-    if (typeof at === 'number' && Number.isFinite(at)) this.#lastPrune.set(at / 1000);
+    const { names } = this.#ctx;
+    let problem: string;
+    try {
+      // JSON, any: `null` too
+      const record = await names.find<{ at?: unknown } | null>(LAST_PRUNE);
+      if (record === undefined) return;
+      const at = record?.at;
+      if (typeof at === 'number' && Number.isFinite(at) && at >= 0) return void this.#lastPrune.set(at / 1000);
+      problem = 'not {"at": milliseconds since the epoch}';
+    } catch (err) {
+      problem = errorMessage(err);
+    }
+    const file = names.fileOf(LAST_PRUNE);
+    this.#log?.warn({ file, problem }, `retention: the record of the last prune, ${file}, cannot be read: its time is 0 (unknown) until the next prune, which writes it anew`);
   }
 
   /** Runs one prune after any running one; `dryRun` deletes nothing and reports what is due. */

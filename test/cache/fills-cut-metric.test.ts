@@ -23,3 +23,19 @@ t.test('a fill its upstream cut midway is counted; one that ends whole is not', 
   t.equal(await metricSum(cache.url, 'fleetcache_cache_fills_cut_total'), 1, 'and is not counted');
   await cache.stop();
 });
+
+// A small body (up to SMALL_MAX) is handed out whole once verified: a fill of one that fails
+// after its head (its bytes do not match the digest) gives its clients an error answer, which
+// errors_total counts; nobody's answer was cut.
+t.test('a small fill that fails after its head is an error answer, not a cut', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir()], { FLEETCACHE_LOG_LEVEL: 'error' });
+  const { hex } = up.addBlob(4096);
+  const { body: other } = up.addBlob(4096);
+  up.objects.set(`/cas/sha256/${hex}`, { body: other }); // upstream sends the wrong bytes
+  const got = await fetchHash(`${cache.url}/cas/sha256/${hex}`);
+  t.equal(got.status, 502, 'the client gets an error answer');
+  t.equal(await metricSum(cache.url, 'fleetcache_cache_errors_total'), 1, 'which errors_total counts');
+  t.equal(await metricSum(cache.url, 'fleetcache_cache_fills_cut_total'), 0, 'and no fill is counted as cut');
+  await cache.stop();
+});

@@ -2,7 +2,7 @@
 // few intervals"): a restarted origin must not show 0 until its first prune, which comes a
 // minute to ten after the start, or every deploy would fire that alert.
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
@@ -37,4 +37,20 @@ t.test('the time of the last prune survives a restart', async (t) => {
   const second = await startServerProcess(t, args, { FLEETCACHE_TOKEN: TOKEN });
   t.equal(await lastPrune(second.url), pruned, 'the restarted origin shows the same time, not 0');
   await second.stop();
+});
+
+t.test('a damaged record of the last prune is said, naming its file, and read as no prune', async (t) => {
+  const dir = t.testdir();
+  const config = path.join(dir, 'origin.yaml');
+  writeFileSync(config, 'retention:\n  maxAge: 30d\n  interval: 0s\n');
+  const data = path.join(dir, 'data');
+  const record = path.join(data, 'names.v1', '_retention', 'last-prune.rec.json');
+  mkdirSync(path.dirname(record), { recursive: true });
+  for (const damaged of ['{"at":"yesterday"}', '{"at": 17']) {
+    writeFileSync(record, damaged);
+    const origin = await startServerProcess(t, ['origin', '--config', config, '--listen', '127.0.0.1:0', '--data', data], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' });
+    t.equal(await lastPrune(origin.url), 0, `${damaged}: no time taken from it`);
+    t.ok(origin.stderr().includes(record), `${damaged}: the warning names ${record}`);
+    await origin.stop();
+  }
 });
