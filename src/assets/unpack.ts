@@ -15,7 +15,8 @@
 // time cannot be set, another user's directory, the unpack goes on, as Python's does);
 // setuid/setgid files are refused, as tooltool's tar unpack does, a directory's setgid
 // bit dropped; zip entries get no mode bits and no times at all, as with Python's
-// extractall. An earlier unpack is removed first even where it made read-only directories.
+// extractall. A name that is not valid UTF-8 or has a component over 255 bytes is refused by
+// name before anything is made for it, as project tars refuse it (pack/unpack.ts). An earlier unpack is removed first even where it made read-only directories.
 import { spawn } from 'node:child_process';
 import { close, constants, createReadStream, createWriteStream, fchmod, futimes } from 'node:fs';
 import { chmod, link, open, readdir, realpath, rm, stat, symlink, unlink } from 'node:fs/promises';
@@ -28,6 +29,7 @@ import * as tarStream from 'tar-stream';
 import yauzl from 'yauzl';
 import { errorMessage, FleetError } from '../errors.js';
 import { isInside, lstatOrMissing, walkDirs } from '../pack/safe-path.js';
+import { unnamableReason } from '../pack/unpack.js';
 
 /** 'tar.lzma': a tar in the legacy lzma-alone format (`xz --format=lzma`), which Python's tarfile reads too. */
 export type ArchiveKind = 'tar' | 'tar.gz' | 'tar.bz2' | 'tar.xz' | 'tar.lzma' | 'tar.zst' | 'zip';
@@ -151,6 +153,9 @@ class Target {
     const clean = name.replace(/\/+$/, '');
     if (clean === '' || clean === '.' || clean === './') return this.#root;
     if (clean.includes('\0')) throw refused(this.#archive, `entry ${JSON.stringify(name)} contains NUL, which no file name may`);
+    // before the disk is touched: such a name would be unpacked under another (U+FFFD) or fail midway (ENAMETOOLONG)
+    const unnamable = unnamableReason(clean);
+    if (unnamable !== undefined) throw refused(this.#archive, `entry ${JSON.stringify(name)}: ${unnamable}`);
     if (isAbsolute(clean)) throw refused(this.#archive, `entry "${name}" has an absolute path`);
     const full = resolve(this.#root, clean);
     this.#inside(full, `entry "${name}" escapes the destination`);
