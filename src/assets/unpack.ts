@@ -253,10 +253,14 @@ class Target {
     if (first !== undefined) throw first;
   }
 
-  /** Hard link target: a regular file this archive wrote, reached without any symlink. */
-  async hardLinkTarget(linkname: string, name: string): Promise<string> {
+  /**
+   * Hard link target: a regular file this archive wrote, reached without any symlink, and
+   * not the link's own path `linkPath` (clearing it for the link would delete the target).
+   */
+  async hardLinkTarget(linkname: string, name: string, linkPath: string): Promise<string> {
     const full = this.path(linkname);
     const refuse = (why: string): FleetError => refused(this.#archive, `hard link "${name}" to "${linkname}": ${why}`);
+    if (full === linkPath) throw refuse('a link to itself');
     await walkDirs(this.#root, this.#parts(dirname(full)), { create: false, refuse });
     const st = await lstatOrMissing(full);
     if (!this.#files.has(full) || !st?.isFile()) throw refuse('not a regular file of this archive');
@@ -365,7 +369,7 @@ async function extractTar(archive: string, streams: [Readable, ...Duplex[]], tar
           await target.linkCreated(full, name);
         } else {
           // hard link targets are archive paths, resolved from the root
-          const existing = await target.hardLinkTarget(linkname, name);
+          const existing = await target.hardLinkTarget(linkname, name, full);
           await target.clear(full, name);
           await link(existing, full);
           target.wrote(full);

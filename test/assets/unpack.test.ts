@@ -408,3 +408,13 @@ t.test('a name component longer than 255 bytes is refused by name before anythin
   await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: new RegExp(`entry "tool/${long}/x": its component "${long}" is 256 bytes long, more than the 255`) });
   t.notOk(existsSync(join(dest, 'tool')), 'nothing made for it');
 });
+
+t.test('a hard link to its own name is refused by name and leaves the file as it was', async (t) => {
+  for (const linkname of ['f', './f']) {
+    const root = t.testdir({ dest: {} });
+    const dest = join(root, 'dest');
+    await writeFile(join(root, 'a.tar'), await makeTar([{ name: 'f', body: 'kept' }, { name: 'f', type: 'link', linkname }]));
+    await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: /hard link "f" to "(\.\/)?f": a link to itself/ }, linkname);
+    t.equal(readFileSync(join(dest, 'f'), 'utf8'), 'kept', `${linkname}: the file is kept`);
+  }
+});
