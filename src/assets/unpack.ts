@@ -15,7 +15,8 @@
 // time cannot be set, another user's directory, the unpack goes on, as Python's does);
 // setuid/setgid files are refused, as tooltool's tar unpack does, a directory's setgid
 // bit dropped; zip entries get no mode bits and no times at all, as with Python's
-// extractall. An earlier unpack is removed first even where it made read-only directories.
+// extractall. A name that is not valid UTF-8 or has a component over 255 bytes is refused by
+// name before anything is made for it, as project tars refuse it (pack/unpack.ts). An earlier unpack is removed first even where it made read-only directories.
 import { spawn } from 'node:child_process';
 import { close, constants, createReadStream, createWriteStream, fchmod, futimes } from 'node:fs';
 import { chmod, link, open, readdir, realpath, rm, stat, symlink, unlink } from 'node:fs/promises';
@@ -28,6 +29,7 @@ import * as tarStream from 'tar-stream';
 import yauzl from 'yauzl';
 import { errorMessage, FleetError } from '../errors.js';
 import { isInside, lstatOrMissing, walkDirs } from '../pack/safe-path.js';
+import { unnamableReason } from '../pack/unpack.js';
 
 /** 'tar.lzma': a tar in the legacy lzma-alone format (`xz --format=lzma`), which Python's tarfile reads too. */
 export type ArchiveKind = 'tar' | 'tar.gz' | 'tar.bz2' | 'tar.xz' | 'tar.lzma' | 'tar.zst' | 'zip';
@@ -151,6 +153,9 @@ class Target {
     const clean = name.replace(/\/+$/, '');
     if (clean === '' || clean === '.' || clean === './') return this.#root;
     if (clean.includes('\0')) throw refused(this.#archive, `entry ${JSON.stringify(name)} contains NUL, which no file name may`);
+    // before the disk is touched: such a name would be unpacked under another (U+FFFD) or fail midway (ENAMETOOLONG)
+    const unnamable = unnamableReason(clean);
+    if (unnamable !== undefined) throw refused(this.#archive, `entry ${JSON.stringify(name)}: ${unnamable}`);
     if (isAbsolute(clean)) throw refused(this.#archive, `entry "${name}" has an absolute path`);
     const full = resolve(this.#root, clean);
     this.#inside(full, `entry "${name}" escapes the destination`);
@@ -248,10 +253,14 @@ class Target {
     if (first !== undefined) throw first;
   }
 
-  /** Hard link target: a regular file this archive wrote, reached without any symlink. */
-  async hardLinkTarget(linkname: string, name: string): Promise<string> {
+  /**
+   * Hard link target: a regular file this archive wrote, reached without any symlink, and
+   * not the link's own path `linkPath` (clearing it for the link would delete the target).
+   */
+  async hardLinkTarget(linkname: string, name: string, linkPath: string): Promise<string> {
     const full = this.path(linkname);
     const refuse = (why: string): FleetError => refused(this.#archive, `hard link "${name}" to "${linkname}": ${why}`);
+    if (full === linkPath) throw refuse('a link to itself');
     await walkDirs(this.#root, this.#parts(dirname(full)), { create: false, refuse });
     const st = await lstatOrMissing(full);
     if (!this.#files.has(full) || !st?.isFile()) throw refuse('not a regular file of this archive');
@@ -360,7 +369,7 @@ async function extractTar(archive: string, streams: [Readable, ...Duplex[]], tar
           await target.linkCreated(full, name);
         } else {
           // hard link targets are archive paths, resolved from the root
-          const existing = await target.hardLinkTarget(linkname, name);
+          const existing = await target.hardLinkTarget(linkname, name, full);
           await target.clear(full, name);
           await link(existing, full);
           target.wrote(full);

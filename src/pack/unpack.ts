@@ -40,19 +40,30 @@ export const PATH_MAX = 4096;
 const NOT_UTF8 = 'holds U+FFFD (the replacement character), which unpacking cannot tell from an invalid byte: not valid UTF-8';
 
 /**
+ * Why an archive entry's name (decoded by tar-stream or yauzl) cannot be the name of the
+ * file unpacked: not valid UTF-8, or a component longer than a file name may be. Undefined
+ * when it can. Shared by the project and the asset unpackers.
+ */
+export function unnamableReason(name: string): string | undefined {
+  if (name.includes('\uFFFD')) return NOT_UTF8;
+  const long = name.split('/').find((p) => Buffer.byteLength(p) > NAME_MAX);
+  if (long !== undefined) return `its component "${long}" is ${Buffer.byteLength(long)} bytes long, more than the ${NAME_MAX} a file name may have`;
+  return undefined;
+}
+
+/**
  * The entry's path as safe components relative to the target directory. A backslash or a
  * colon is part of a name, as for GNU tar on Linux (`a\\b`, `C:` are file names there, the
  * only system machines unpack on).
  */
 export function safeEntryPath(name: string): string {
   if (name.includes('\0')) refuse(name, 'contains NUL');
-  if (name.includes('\uFFFD')) refuse(name, NOT_UTF8);
   if (name.startsWith('/')) refuse(name, 'absolute');
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.length === 0) refuse(name, 'empty name');
   if (parts.includes('..')) refuse(name, 'escapes the target directory');
-  const long = parts.find((p) => Buffer.byteLength(p) > NAME_MAX);
-  if (long !== undefined) refuse(name, `its component "${long}" is ${Buffer.byteLength(long)} bytes long, more than the ${NAME_MAX} a file name may have`);
+  const unnamable = unnamableReason(name);
+  if (unnamable !== undefined) refuse(name, unnamable);
   const path = parts.join('/');
   if (Buffer.byteLength(path) >= PATH_MAX) refuse(name, `it is ${Buffer.byteLength(path)} bytes long, more than the ${PATH_MAX - 1} a path may have (PATH_MAX)`);
   return path;

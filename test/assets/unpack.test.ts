@@ -380,3 +380,41 @@ t.test('only a directory named like the archive is removed first, never a file',
   t.ok(lstatSync(join(dir, 'lib')).isSymbolicLink(), 'a link to a file (a record kept as present) stays too');
   t.equal(readFileSync(join(dir, 'other/x'), 'utf8'), 'x');
 });
+
+/** The tar's first header with the first `marker` byte of its name made 0xff (not valid UTF-8), its checksum made right again. */
+function withInvalidByte(tar: Buffer, marker: string): Buffer {
+  const out = Buffer.from(tar);
+  const at = out.subarray(0, 100).indexOf(marker);
+  out[at] = 0xff;
+  out.fill(0x20, 148, 156);
+  const sum = out.subarray(0, 512).reduce((a, b) => a + b, 0);
+  out.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return out;
+}
+
+t.test('an entry name that is not valid UTF-8 is refused by name, not unpacked under a changed name', async (t) => {
+  const root = t.testdir({ dest: {} });
+  const dest = join(root, 'dest');
+  await writeFile(join(root, 'a.tar'), withInvalidByte(await makeTar([{ name: 'tool/cafX.txt', body: 'x' }]), 'X'));
+  await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: /entry "tool\/caf\uFFFD\.txt": holds U\+FFFD .* not valid UTF-8/ });
+  t.notOk(existsSync(join(dest, 'tool')), 'nothing made for it');
+});
+
+t.test('a name component longer than 255 bytes is refused by name before anything is made for it', async (t) => {
+  const root = t.testdir({ dest: {} });
+  const dest = join(root, 'dest');
+  const long = 'é'.repeat(128); // 256 bytes, 128 characters
+  await writeFile(join(root, 'a.tar'), await makeTar([{ name: `tool/${long}/x`, body: 'x' }]));
+  await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: new RegExp(`entry "tool/${long}/x": its component "${long}" is 256 bytes long, more than the 255`) });
+  t.notOk(existsSync(join(dest, 'tool')), 'nothing made for it');
+});
+
+t.test('a hard link to its own name is refused by name and leaves the file as it was', async (t) => {
+  for (const linkname of ['f', './f']) {
+    const root = t.testdir({ dest: {} });
+    const dest = join(root, 'dest');
+    await writeFile(join(root, 'a.tar'), await makeTar([{ name: 'f', body: 'kept' }, { name: 'f', type: 'link', linkname }]));
+    await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: /hard link "f" to "(\.\/)?f": a link to itself/ }, linkname);
+    t.equal(readFileSync(join(dest, 'f'), 'utf8'), 'kept', `${linkname}: the file is kept`);
+  }
+});
