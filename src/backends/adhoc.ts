@@ -251,12 +251,17 @@ class AdhocProvider implements Provider {
   async discard(machine: Machine): Promise<void> {
     const endpoint = endpointOf(machine.address);
     const unstopped = machine instanceof SshMachine ? await machine.stopLostScripts().then(() => undefined, (err: unknown) => err) : undefined;
-    this.#live.delete(endpoint);
     if (machine instanceof SshMachine && unstopped !== undefined) {
       this.#unswept.set(endpoint, machine);
       this.#ctx.log?.(`The processes of a script on ${this.name}:${machine.system.name} at ${machine.address} whose connection was lost could not be stopped: its address serves another machine of this run only once they are: ${errorMessage(unstopped)}`);
     }
-    return this.#release(machine.system, machine.address);
+    try {
+      await this.#release(machine.system, machine.address);
+    } finally {
+      // held until the discard script ends: an allocation given the address meanwhile would
+      // get the machine being torn down (a re-image, a power cycle, a delete by address)
+      this.#live.delete(endpoint);
+    }
   }
 
   /**

@@ -201,6 +201,24 @@ t.test('ssh and adhoc backends against a real sshd', async (t) => {
     await again.discard();
   });
 
+  await t.test('adhoc: a fixed address is held until its discard script has ended', async (t) => {
+    const address = `127.0.0.1:${sshd.port}`;
+    const started = join(dir, 'slow-discard-started');
+    const finish = join(dir, 'slow-discard-finish');
+    // a slow discard (a re-image), bounded: it ends by itself after 20 s
+    const discard = `touch ${started}; for i in $(seq 400); do [ -e ${finish} ] && exit 0; sleep 0.05; done; exit 1`;
+    const p = await createProvider('cloud', 'adhoc', { allocate: `ADDRESS ${address}`, discard, key: sshd.keyPath }, ctx);
+    const a = await p.allocate({ name: 'a' });
+    const discarding = a.discard();
+    await eventually('the discard script started', () => readFile(started).then(() => true, () => false));
+    await refusedAllocation(t, p, `gave address ${address}, which machine cloud:a of this run holds`, 'the machine at the address is still being discarded');
+    await writeFile(finish, '');
+    await discarding;
+    const again = await p.allocate({ name: 'b' });
+    t.equal(again.address, address, 'free again once the discard script ended');
+    await again.discard();
+  });
+
   await t.test('adhoc: one IP address however it is written is one machine: held while allocated, or kept by an earlier run', async (t) => {
     // the script gives the next spelling of its list at each allocation
     const spellings = join(dir, 'spellings');
