@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { errorMessage, FleetError, UpstreamError } from '../errors.js';
 import { sleepFor } from '../long-timer.js';
 import { shellQuote } from '../shell-quote.js';
-import { waitForPort } from '../ssh/client.js';
+import { waitForPort, type ConnectOptions } from '../ssh/client.js';
 import { holdingNothing, MachineLeft, type AllocateOptions, type BackendContext, type EnvEntry, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
 import { LocalExecutor } from './local.js';
 import { endpointOf, parseAddress, splitAddress } from './endpoint.js';
@@ -17,6 +17,11 @@ import { levelTimeouts } from '../spread/scripts.js';
 
 const ADDRESS_HELPER = `ADDRESS() { { set +xu; } 2>/dev/null; [ -z "\${1:-}" ] && echo '<ADDRESS>' || echo "<ADDRESS $1>"; }`;
 const MARKER = /^<(ADDRESS|ERROR|FATAL)(?: (.*))?>$/gm;
+
+/** SSH retries to a machine allocate gave: spread retries SSH for about a minute after the port opens. */
+const ALLOCATED_RETRIES = 30;
+/** SSH retries to a machine taken back (--reuse): it was up when kept. */
+const REUSED_RETRIES = 1;
 
 interface AdhocOutcome {
   exitCode: number;
@@ -161,8 +166,8 @@ class AdhocProvider implements Provider {
       this.#ctx.log?.(`Waiting for ${label} to make SSH available at ${host}:${port}...`);
       // a deadline of its own, as in spread: a slow allocate leaves the port its full wait
       await waitForPort(host, port, this.#allocateTimeout, options?.signal);
-      await this.#sweepLeft(endpoint, label);
-      return await this.#connect(address, system, 30, options?.signal);
+      await this.#sweepLeft(endpoint, label, ALLOCATED_RETRIES, options?.signal);
+      return await this.#connect(address, system, ALLOCATED_RETRIES, options?.signal);
     } catch (err) {
       this.#live.delete(endpoint);
       const failure = err instanceof FleetError ? err : new UpstreamError(`cannot connect to ${label} at ${address}`, { cause: err });
@@ -173,7 +178,7 @@ class AdhocProvider implements Provider {
     }
   }
 
-  #connect(address: string, system: SystemSpec, retries = 30, signal?: AbortSignal): Promise<SshMachine> {
+  #connect(address: string, system: SystemSpec, retries: number, signal?: AbortSignal): Promise<SshMachine> {
     const { host, port } = splitAddress(address);
     const key = this.#options.key;
     const target = {
@@ -184,8 +189,7 @@ class AdhocProvider implements Provider {
       privateKey: privateKeyOf(key, this.#ctx.projectRoot),
       knownHosts: this.#ctx.knownHosts,
     };
-    // spread retries SSH for about a minute after the port opens.
-    return SshMachine.connect(this, system, address, target, this.#ctx.remotePath, { timeout: 10_000, retries, retryDelay: 2000, ...(signal ? { signal } : {}) }, rebootSettings(this.#options));
+    return SshMachine.connect(this, system, address, target, this.#ctx.remotePath, connectOptions(retries, signal), rebootSettings(this.#options));
   }
 
   async reuse(record: MachineRecord, system: SystemSpec, signal?: AbortSignal): Promise<Machine> {
@@ -197,8 +201,8 @@ class AdhocProvider implements Provider {
     this.#kept.delete(endpoint);
     this.#live.set(endpoint, `${this.name}:${system.name}`);
     try {
-      await this.#sweepLeft(endpoint, `${this.name}:${system.name}`);
-      return await this.#connect(record.address, { ...system, username: record.username ?? system.username, password: record.password ?? system.password }, 1, signal);
+      await this.#sweepLeft(endpoint, `${this.name}:${system.name}`, REUSED_RETRIES, signal);
+      return await this.#connect(record.address, { ...system, username: record.username ?? system.username, password: record.password ?? system.password }, REUSED_RETRIES, signal);
     } catch (err) {
       this.#live.delete(endpoint);
       // not taken back: it stays kept
@@ -251,23 +255,30 @@ class AdhocProvider implements Provider {
   async discard(machine: Machine): Promise<void> {
     const endpoint = endpointOf(machine.address);
     const unstopped = machine instanceof SshMachine ? await machine.stopLostScripts().then(() => undefined, (err: unknown) => err) : undefined;
-    this.#live.delete(endpoint);
     if (machine instanceof SshMachine && unstopped !== undefined) {
       this.#unswept.set(endpoint, machine);
       this.#ctx.log?.(`The processes of a script on ${this.name}:${machine.system.name} at ${machine.address} whose connection was lost could not be stopped: its address serves another machine of this run only once they are: ${errorMessage(unstopped)}`);
     }
-    return this.#release(machine.system, machine.address);
+    try {
+      await this.#release(machine.system, machine.address);
+    } finally {
+      // held until the discard script ends: an allocation given the address meanwhile would
+      // get the machine being torn down (a re-image, a power cycle, a delete by address)
+      this.#live.delete(endpoint);
+    }
   }
 
   /**
    * Stops what the lost scripts of the machine discarded at `endpoint` (#unswept) left running,
    * now that its address is back for `label`: where a job may still run, no other job runs.
+   * Tried as the connection to the new machine that follows is (`retries`): a device whose
+   * port opens before its sshd answers is not refused for a shorter wait.
    */
-  async #sweepLeft(endpoint: string, label: string): Promise<void> {
+  async #sweepLeft(endpoint: string, label: string, retries: number, signal?: AbortSignal): Promise<void> {
     const left = this.#unswept.get(endpoint);
     if (left === undefined) return;
     try {
-      await left.stopLostScripts();
+      await left.stopLostScripts(connectOptions(retries, signal));
     } catch (err) {
       throw new FleetError('FC_ERR_UNAVAILABLE', `cannot use ${left.address} for ${label}: a script of machine ${left.name} whose connection was lost may still run there, and its processes still cannot be stopped: ${errorMessage(err)}`);
     }
@@ -278,6 +289,11 @@ class AdhocProvider implements Provider {
   discardRecord(record: MachineRecord, system: SystemSpec): Promise<void> {
     return this.#release(system, record.address);
   }
+}
+
+/** How a machine of the backend is connected to over SSH, `retries` times after the first attempt. */
+function connectOptions(retries: number, signal?: AbortSignal): ConnectOptions {
+  return { timeout: 10_000, retries, retryDelay: 2000, ...(signal ? { signal } : {}) };
 }
 
 export function create(name: string, options: AdhocOptions, ctx: BackendContext): Provider {

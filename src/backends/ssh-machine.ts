@@ -79,12 +79,13 @@ export class SshMachine implements Machine {
    * Stops what the scripts whose connection was lost may have left running (SshClient
    * lostScripts), and the jobs stopJob could not stop, over a new connection: a machine that never saw its connection drop (a
    * network cut) runs them still. Rejects when it cannot (the machine does not answer): the
-   * machine must then serve no other job.
+   * machine must then serve no other job. `connect`: how the new connection is tried (default
+   * one attempt and one retry of 10 s each).
    */
-  async stopLostScripts(): Promise<void> {
+  async stopLostScripts(connect: ConnectOptions = { timeout: 10_000, retries: 1 }): Promise<void> {
     const lost = this.#client.lostScripts();
     if (lost.length === 0 && this.#jobsLeft.length === 0) return;
-    const client = await SshClient.connect(this.#target, { timeout: 10_000, retries: 1 }, this.projectPath);
+    const client = await SshClient.connect(this.#target, connect, this.projectPath);
     try {
       if (lost.length > 0) await client.stopScripts(lost);
       for (const job of this.#jobsLeft) await client.stopJob(job);

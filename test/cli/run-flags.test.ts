@@ -35,6 +35,27 @@ t.test("spread's -v takes a value and a second dash as Go's flag package does; -
   t.match(help.stdout, /^Usage: fleetcache run /);
 });
 
+t.test("a flag's value and what follows -- are taken as they are, as Go's flag package and commander take them", async (t) => {
+  const cwd = process.cwd();
+  process.chdir(join(REPO_ROOT, 'examples/fleet-demo'));
+  try {
+    // -abend=false as a password is that password, not a flag set false and left out (which
+    // left --pass without its value); -list first, so that no mistake runs the project
+    for (const args of [['-pass', '-abend=false'], ['--token-file', '-reuse=false'], ['-artifacts', '-v=false'], ['-pass', '-help']]) {
+      const res = await runCli(['run', '-list', ...args]);
+      t.equal(res.code, 0, `${args.join(' ')}: ${res.stderr}`);
+      t.match(res.stdout, /^local:/, args.join(' '));
+    }
+    // a filter after -- is a filter, whatever it looks like: not a flag set false, left out
+    // so that every job was listed
+    const filter = await runCli(['run', '-list', '--', '-abend=false']);
+    t.equal(filter.stdout, '');
+    t.match(filter.stderr, /nothing matches provider filter/);
+  } finally {
+    process.chdir(cwd);
+  }
+});
+
 t.test('a bad --repeat is a usage error', async (t) => {
   // Number() would take '' as 0, 1e1 as 10 and Infinity as no number; Go's flag package takes none of them
   for (const bad of ['lots', '', '1e1', '08', '-1', '0x', 'Infinity']) {

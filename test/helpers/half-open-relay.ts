@@ -11,6 +11,8 @@ export interface HalfOpenRelay {
   refuse(): void;
   /** Relays new connections again, after refuse. */
   accept(): void;
+  /** How many connections refuse has closed so far. */
+  refused(): number;
 }
 
 /** A TCP relay on 127.0.0.1 to `port`, every socket of it destroyed in teardown. */
@@ -18,8 +20,12 @@ export async function halfOpenRelay(t: Test, port: number): Promise<HalfOpenRela
   const clients = new Set<Socket>();
   const servers = new Set<Socket>();
   let refusing = false;
+  let refused = 0;
   const relay = createServer((client) => {
-    if (refusing) return void client.destroy();
+    if (refusing) {
+      refused++;
+      return void client.destroy();
+    }
     const server = connect(port, '127.0.0.1');
     clients.add(client);
     servers.add(server);
@@ -47,5 +53,6 @@ export async function halfOpenRelay(t: Test, port: number): Promise<HalfOpenRela
     },
     refuse: () => void (refusing = true),
     accept: () => void (refusing = false),
+    refused: () => refused,
   };
 }
