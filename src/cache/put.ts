@@ -182,6 +182,9 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
     if (!(await startsWithin(firstBytesMs, tee.started, uploaded))) {
       throw new FleetError('FC_ERR_REQUEST_TIMEOUT', `the body of the PUT did not start within ${firstBytesMs} ms of its head (clientHeaderTimeout)`);
     }
+    // Its client gone already (before the first bytes): upstream is not asked, only to fail
+    // at once on the destroyed body, after it took a connection to upstream.
+    if (clientFailure !== undefined || (req.raw.destroyed && !req.raw.complete)) throw uploadAborted(clientFailure);
     const res = await ctx.upstream.request(upath, { method: 'PUT', headers, body: tee }).catch((err: unknown) => {
       // failed for the body its client cut (before it started, or midway), not for upstream's
       // fault: else answered 502, logged at error and counted as upstream's failure

@@ -32,8 +32,7 @@ export function afterAnswersInFlight(socket: Duplex, answer: () => void): void {
   if (waiting.has(socket)) return; // the failed parser fails again on every later chunk
   waiting.add(socket);
   socket.pause(); // nothing more is parsed: the rest arriving is not read
-  const last = (socket as HttpSocket).parser?.incoming;
-  whenAnswered(socket as HttpSocket, last && !last.complete ? last : undefined, answer);
+  whenAnswered(socket as HttpSocket, cutRequest(socket), answer);
 }
 
 /**
@@ -46,4 +45,13 @@ function whenAnswered(socket: HttpSocket, cut: IncomingMessage | undefined, then
   const current = socket._httpMessage;
   if (!current || (current.req === cut && !current.headersSent)) return then();
   current.once('finish', () => whenAnswered(socket, cut, then));
+}
+
+/**
+ * `socket`'s last request when it is cut: handed to its route once its head came, its body
+ * has not all arrived (a parse error now is its client's close, or garbage, mid-body).
+ */
+export function cutRequest(socket: Duplex): IncomingMessage | undefined {
+  const last = (socket as HttpSocket).parser?.incoming;
+  return last && !last.complete ? last : undefined;
 }

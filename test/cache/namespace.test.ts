@@ -293,6 +293,23 @@ t.test('a PUT whose client goes, before its body starts or midway, is answered a
   t.equal(await counted('FC_ERR_UPSTREAM'), 0, 'neither as a failure of upstream (502)');
 });
 
+t.test('a PUT whose client goes before its body starts is answered as aborted without asking upstream', async (t) => {
+  // upstream counts what reaches it: a request, or only a connection (undici connects before it finds the body destroyed)
+  let connections = 0;
+  let requests = 0;
+  const upstream = http.createServer((_req, res) => {
+    requests++;
+    res.end();
+  }).on('connection', () => connections++);
+  const { url } = await startCache(t, { upstream: await serveOnLoopback(t, upstream) }, t.testdir());
+  const errors = async (): Promise<string[]> => (await (await request(`${url}/-/metrics`)).body.text()).split('\n').filter((l) => l.startsWith('fleetcache_cache_errors_total{'));
+  const put = await headOnlyPut(url, '/artifacts/run/job/gone', 'a-token', 100);
+  put.socket.destroy();
+  await eventually('the PUT counted', async () => (await errors()).some((l) => l.includes('FC_ERR_ABORTED')), 5000);
+  t.same({ connections, requests }, { connections: 0, requests: 0 }, 'upstream never asked');
+  t.match((await errors()).find((l) => l.includes('FC_ERR_ABORTED')), / 1$/, 'counted once, as its client\'s abort');
+});
+
 t.test('a PUT whose upstream dies midway, its client still sending, is upstream\'s failure, not an abort', async (t) => {
   // upstream takes the head and the body's first bytes, then cuts the connection
   const upUrl = await serveOnLoopback(t, http.createServer((req) => req.once('data', () => req.socket.destroy())));

@@ -7,7 +7,7 @@ import t from 'tap';
 import { request } from 'undici';
 import { startOrigin } from '../helpers/origin.js';
 import { startCache } from '../cache/harness.js';
-import { exchange, statusOf } from '../helpers/raw-http.js';
+import { exchange, headOnlyPut, statusOf } from '../helpers/raw-http.js';
 import { eventually } from '../helpers/wait.js';
 
 /** The early answers asked for, each by its request line and the answer's status and code. */
@@ -89,4 +89,23 @@ t.test('a connection over maxConnections is counted as the 503 it is answered', 
     });
     t.equal(seriesValue(scraped, name, labels), refusals, `${server}: each refusal counted`);
   }
+});
+
+t.test('a PUT its client closes midway is neither answered nor counted as a malformed request', async (t) => {
+  const dir = t.testdir({ origin: {}, cache: {} });
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
+  const cache = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
+  for (const [server, url, name, malformed] of [
+    ['cache', cache.url, 'fleetcache_cache_errors_total', { code: 'FC_ERR_BAD_REQUEST' }],
+    ['origin', origin.url, 'fleetcache_requests_total', { method: 'unparsed' }],
+  ] as const) {
+    const put = await headOnlyPut(url, '/artifacts/r/j/x', origin.token, 100);
+    const closed = new Promise<void>((resolve) => put.socket.once('close', () => resolve()));
+    put.socket.write(Buffer.alloc(10));
+    put.socket.end(); // the client stops sending (its request cut), and reads what it is answered
+    await closed;
+    t.equal(put.answer(), 'HTTP/1.1 100 Continue\r\n\r\n', `${server}: the cut request closed without a parse error's answer`);
+    t.equal(seriesValue(await metricsText(url), name, malformed), 0, `${server}: nor counted as one`);
+  }
+  await eventually('the cache counts the PUT as aborted, once', async () => seriesValue(await metricsText(cache.url), 'fleetcache_cache_errors_total', { code: 'FC_ERR_ABORTED' }) === 1, 5000);
 });
