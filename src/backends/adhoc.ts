@@ -202,7 +202,9 @@ class AdhocProvider implements Provider {
     this.#live.set(endpoint, `${this.name}:${system.name}`);
     try {
       await this.#sweepLeft(endpoint, `${this.name}:${system.name}`, REUSED_RETRIES, signal);
-      return await this.#connect(record.address, { ...system, username: record.username ?? system.username, password: record.password ?? system.password }, REUSED_RETRIES, signal);
+      const machine = await this.#connect(record.address, { ...system, username: record.username ?? system.username, password: record.password ?? system.password }, REUSED_RETRIES, signal);
+      await machine.stopLeftOnRecord(record);
+      return machine;
     } catch (err) {
       this.#live.delete(endpoint);
       // not taken back: it stays kept

@@ -103,6 +103,13 @@ export interface MachineRecord {
   password?: string;
   /** Backend-specific data (the local backend keeps its directory here). */
   data?: string;
+  /**
+   * Tokens of the scripts whose connection was lost, and of the jobs, whose processes could not
+   * be stopped before the machine was kept (SSH machines): reuse stops them before it hands the
+   * machine back. Absent from records written before, and where nothing was left.
+   */
+  lostScripts?: string[];
+  lostJobs?: string[];
 }
 
 export interface Machine extends Executor {

@@ -2,6 +2,7 @@
 // identity a provider needs to release it, and a reboot that swaps in a new client.
 import type { Readable } from 'node:stream';
 import type { ExecOptions, ExecResult, Machine, MachineRecord, Provider, RebootOptions, ShellOptions, SystemSpec } from './backend.js';
+import { errorMessage, UpstreamError } from '../errors.js';
 import { rebootOverSsh, type RebootSettings } from './ssh-reboot.js';
 import { SshClient, type ConnectOptions, type SshTarget } from '../ssh/client.js';
 
@@ -18,6 +19,9 @@ export class SshMachine implements Machine {
   readonly #reboot: RebootSettings;
   /** Jobs whose processes stopJob could not kill (the connection was lost, not an interrupt): stopLostScripts does. */
   readonly #jobsLeft: string[] = [];
+  /** Lost scripts' tokens stopLostScripts has stopped, and those of an earlier run's record it has yet to stop. */
+  readonly #scriptsStopped = new Set<string>();
+  #scriptsLeft: string[] = [];
 
   private constructor(provider: Provider, system: SystemSpec, address: string, target: SshTarget, client: SshClient, projectPath: string, reboot: RebootSettings) {
     this.#provider = provider;
@@ -72,7 +76,32 @@ export class SshMachine implements Machine {
     const r: MachineRecord = { backend: this.backendName, system: this.system.name, address: this.address };
     if (this.#target.username !== undefined) r.username = this.#target.username;
     if (this.#target.password !== undefined) r.password = this.#target.password;
+    // what stopLostScripts could not stop goes on record, for the run taking the machine back
+    const lostScripts = this.#lostScripts();
+    if (lostScripts.length > 0) r.lostScripts = lostScripts;
+    if (this.#jobsLeft.length > 0) r.lostJobs = [...this.#jobsLeft];
     return r;
+  }
+
+  /** The lost scripts' tokens not stopped yet: this run's (SshClient lostScripts) and the record's it was taken back with. */
+  #lostScripts(): string[] {
+    return [...this.#scriptsLeft, ...this.#client.lostScripts().filter((token) => !this.#scriptsStopped.has(token))];
+  }
+
+  /**
+   * Stops what the lost scripts and jobs of `record` (a machine kept by an earlier run that
+   * could not stop them) may still run, before the machine serves a job: rejects, its
+   * connection closed, when it cannot, and the machine is not taken back.
+   */
+  async stopLeftOnRecord(record: MachineRecord): Promise<void> {
+    this.#scriptsLeft = [...(record.lostScripts ?? [])];
+    this.#jobsLeft.push(...(record.lostJobs ?? []));
+    try {
+      await this.stopLostScripts();
+    } catch (err) {
+      await this.close().catch(() => undefined);
+      throw new UpstreamError(`the processes of a script whose connection was lost in an earlier run may still run there, and they cannot be stopped: ${errorMessage(err)}`);
+    }
   }
 
   /**
@@ -83,7 +112,7 @@ export class SshMachine implements Machine {
    * one attempt and one retry of 10 s each).
    */
   async stopLostScripts(connect: ConnectOptions = { timeout: 10_000, retries: 1 }): Promise<void> {
-    const lost = this.#client.lostScripts();
+    const lost = this.#lostScripts();
     if (lost.length === 0 && this.#jobsLeft.length === 0) return;
     const client = await SshClient.connect(this.#target, connect, this.projectPath);
     try {
@@ -92,6 +121,10 @@ export class SshMachine implements Machine {
     } finally {
       await client.close();
     }
+    // stopped: neither swept again nor kept on record
+    for (const token of lost) this.#scriptsStopped.add(token);
+    this.#scriptsLeft = [];
+    this.#jobsLeft.length = 0;
   }
 
   async stopJob(job: string, signal?: AbortSignal): Promise<void> {

@@ -107,7 +107,7 @@ class SshProvider implements Provider {
     return this.#options.hosts.find((h) => addressOf(h) === address) ?? this.#options.hosts.find((h) => h.address === address);
   }
 
-  async #connect(h: Host, system: SystemSpec, signal?: AbortSignal): Promise<Machine> {
+  async #connect(h: Host, system: SystemSpec, signal?: AbortSignal): Promise<SshMachine> {
     const { host: hostname, port } = splitAddress(h.address, h.port ?? 22);
     const target = {
       host: hostname,
@@ -147,7 +147,9 @@ class SshProvider implements Provider {
     if (!held && this.#busy.has(h)) throw new UpstreamError(`host ${addressOf(h)} of backend ${this.name} serves another machine of this run`);
     this.#busy.add(h);
     try {
-      return await this.#connect(h, system, signal);
+      const machine = await this.#connect(h, system, signal);
+      await machine.stopLeftOnRecord(record);
+      return machine;
     } catch (err) {
       // a kept machine not taken back stays kept: its host is still held
       if (held) this.#held.add(h);

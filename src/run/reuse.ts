@@ -14,11 +14,16 @@ export const REUSE_TEMP_FILE = `${REUSE_FILE}.tmp`;
 async function readRecords(file: string): Promise<MachineRecord[]> {
   try {
     const parsed = JSON.parse(await readFile(file, 'utf8')) as { machines?: MachineRecord[] };
-    return Array.isArray(parsed.machines) ? parsed.machines.filter((m) => typeof m?.backend === 'string' && typeof m.system === 'string' && typeof m.address === 'string') : [];
+    return Array.isArray(parsed.machines)
+      ? parsed.machines.filter((m) => typeof m?.backend === 'string' && typeof m.system === 'string' && typeof m.address === 'string' && tokensOrAbsent(m.lostScripts) && tokensOrAbsent(m.lostJobs))
+      : [];
   } catch {
     return [];
   }
 }
+
+/** A record's lost tokens are a list of strings or absent (a record written before they were kept). */
+const tokensOrAbsent = (tokens: unknown): boolean => tokens === undefined || (Array.isArray(tokens) && tokens.every((t) => typeof t === 'string'));
 
 /** Replaces the file at once (through a .tmp); removes it when nothing is listed. */
 async function writeRecords(file: string, machines: readonly MachineRecord[]): Promise<void> {

@@ -362,17 +362,18 @@ t.test('ssh: a worker waiting for a host leaves one abort listener on the run\'s
  * host, or the address an adhoc backend's allocate script gives every time (its discard script
  * appends the address to `<dir>/discarded`); what it logs goes to `lines`.
  */
-async function relayedHost(t: Test, type: 'ssh' | 'adhoc' = 'ssh'): Promise<{ dir: string; relay: HalfOpenRelay; p: Provider; lines: string[] }> {
+async function relayedHost(t: Test, type: 'ssh' | 'adhoc' = 'ssh'): Promise<{ dir: string; relay: HalfOpenRelay; p: Provider; lines: string[]; nextRun: () => Promise<Provider> }> {
   const dir = t.testdir();
   const sshd = await startSshd(t, dir);
   const relay = await halfOpenRelay(t, sshd.port);
   const lines: string[] = [];
   const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache'), log: (l) => lines.push(l) };
   const address = `127.0.0.1:${relay.port}`;
-  const p = type === 'ssh'
-    ? await createProvider('lab', 'ssh', { hosts: [{ address, key: sshd.keyPath }], 'connect-retries': 0 }, ctx)
-    : await createProvider('lab', 'adhoc', { allocate: `ADDRESS ${address}`, discard: `echo "$SPREAD_SYSTEM_ADDRESS" >> ${join(dir, 'discarded')}`, key: sshd.keyPath }, ctx);
-  return { dir, relay, p, lines };
+  // the backend as a later run makes it anew
+  const nextRun = (): Promise<Provider> => type === 'ssh'
+    ? createProvider('lab', 'ssh', { hosts: [{ address, key: sshd.keyPath }], 'connect-retries': 0 }, ctx)
+    : createProvider('lab', 'adhoc', { allocate: `ADDRESS ${address}`, discard: `echo "$SPREAD_SYSTEM_ADDRESS" >> ${join(dir, 'discarded')}`, key: sshd.keyPath }, ctx);
+  return { dir, relay, p: await nextRun(), lines, nextRun };
 }
 
 /** Allocates the relay's host of `p`, runs leavingScript on it and waits, cuts the client side of its connection: the script is lost, its sleeps run on. */
@@ -435,6 +436,24 @@ t.test('adhoc: an address whose lost script could not be stopped is swept again 
   await eventually('the lost script\'s sleeps were stopped first, the one that left its process group too', () => !left.some(isAlive), 5000);
   await next.discard();
   t.equal(await discarded(), 2, 'each machine discarded once');
+});
+
+t.test('adhoc: a machine kept with its lost script on record is taken back by the next run\'s reuse only after the script\'s processes are stopped', async (t) => {
+  const { dir, relay, p, nextRun } = await relayedHost(t, 'adhoc');
+  const { machine, left } = await lostMidScript(t, p, relay, join(dir, 'pids'));
+  relay.refuse();
+  await t.rejects(machine.stopLostScripts!(), 'the machine does not answer the sweep');
+  // kept as the runner keeps it: its record, its connections closed
+  const record = machine.record();
+  t.equal(record.lostScripts?.length, 1, 'the lost script is on record');
+  await machine.close();
+  t.ok(left.every(isAlive), 'the sleeps run on');
+  relay.accept();
+  const reused = await (await nextRun()).reuse(record, { name: 'debian-12' });
+  // a SIGKILLed process is gone once the kernel has run its exit: awaited, not assumed at once
+  await eventually('the lost script\'s sleeps were stopped before the machine was handed back, the one that left its process group too', () => !left.some(isAlive), 5000);
+  t.notOk(reused.record().lostScripts, 'nothing left on record once stopped');
+  await reused.close();
 });
 
 t.test("ssh: a job whose processes could not be stopped at its end (its connection lost) has them stopped when its machine is discarded", async (t) => {
