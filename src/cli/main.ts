@@ -82,9 +82,16 @@ function helpAsFlag(args: string[]): string[] {
   return COMMANDS.some(([name]) => name === topic[0]) ? [...topic, '--help'] : topic.slice(0, 1);
 }
 
+/**
+ * The commands that take spread's command line (`spread -list` is `run -list`). Only theirs
+ * is read as spread spells it: another command's value (`report --run -list`,
+ * `push --run -abend=false`) was turned into a flag or left out.
+ */
+const SPREAD_COMMANDS = new Set(['run', 'list']);
+
 /** Runs the CLI and resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const args = helpAsFlag(normaliseSpreadFlags(argv));
+  const args = helpAsFlag(SPREAD_COMMANDS.has(argv[0] ?? '') ? normaliseSpreadFlags(argv) : argv);
   try {
     await (await buildProgram(args)).parseAsync(args, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;

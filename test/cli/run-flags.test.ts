@@ -1,5 +1,6 @@
 // spread's single-dash flags reach commander, and bad values are usage errors (exit 2).
 import t from 'tap';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { normaliseSpreadFlags } from '../../src/cli/spread-flags.js';
 import { runCli } from '../helpers/cli.js';
@@ -188,5 +189,31 @@ t.test('-v names the keys of spread.yaml and task.yaml fleetcache ignores, and a
     t.equal((await runCli(['list', '-v'])).stderr, '', 'the example project has no such key');
   } finally {
     process.chdir(REPO_ROOT);
+  }
+});
+
+t.test("only run and list read spread's spellings: another command's value that looks like one of spread's flags is that value", async (t) => {
+  // report --run -list read the run id as --list (unknown option), push --run -abend=false lost its value
+  const data = t.testdir({ reports: {} });
+  const runIds = ['-list', '-abend=false', '-v=true', '-help'];
+  for (const [n, run] of runIds.entries()) {
+    const ledger = { run, project: 'p', machines: 1, links: [], caches: [], originEgress: { actual: n + 1, naive: 10 } };
+    await writeFile(join(data, 'reports', `${run}.json`), JSON.stringify(ledger));
+  }
+  for (const [n, run] of runIds.entries()) {
+    const res = await runCli(['report', '--data', data, '--json', '--run', run]);
+    t.equal(res.code, 0, `report --run ${run}: ${res.stderr}`);
+    t.equal((JSON.parse(res.stdout || '{}') as { originEgress?: { actual: number } }).originEgress?.actual, n + 1, `report --run ${run}`);
+  }
+  // and run's spread spellings still are spread's
+  const cwd = process.cwd();
+  process.chdir(join(REPO_ROOT, 'examples/fleet-demo'));
+  try {
+    const listed = await runCli(['list']);
+    const res = await runCli(['run', '-list', '-abend=false', '-v=false']);
+    t.equal(res.code, 0, res.stderr);
+    t.equal(res.stdout, listed.stdout, 'run -list prints the jobs as list does');
+  } finally {
+    process.chdir(cwd);
   }
 });
