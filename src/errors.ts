@@ -32,7 +32,7 @@ export const ERROR_CODES = {
   FC_ERR_CONFIG: { status: 500, exit: EXIT.config, summary: 'A configuration file is invalid; the message names file, line and field.' },
   FC_ERR_BAD_REQUEST: { status: 400, exit: EXIT.usage, summary: 'The request is malformed (bad header, bad JSON body).' },
   FC_ERR_BAD_DIGEST: { status: 400, exit: EXIT.usage, summary: 'A digest is malformed: unknown algorithm, non-hex, or wrong length.' },
-  FC_ERR_BAD_NAME: { status: 400, exit: EXIT.usage, summary: 'A name or path is refused: "..", absolute, backslash, NUL, control characters, too long, or not UTF-8 (a name to pack, an entry name of an archive to unpack).' },
+  FC_ERR_BAD_NAME: { status: 400, exit: EXIT.usage, summary: 'A name or path is refused: "..", absolute, backslash, NUL, control characters, too long, or not UTF-8 (a name to pack, an entry name or symlink target of an archive to unpack).' },
   FC_ERR_DIGEST_MISMATCH: { status: 400, exit: EXIT.integrity, summary: 'The content does not hash to the expected digest; nothing was stored.' },
   FC_ERR_SIZE_MISMATCH: { status: 400, exit: EXIT.integrity, summary: 'The content does not have the expected size; nothing was stored.' },
   FC_ERR_TOO_LARGE: { status: 413, exit: EXIT.failure, summary: 'The body exceeds the configured limit.' },

@@ -15,8 +15,9 @@
 // time cannot be set, another user's directory, the unpack goes on, as Python's does);
 // setuid/setgid files are refused, as tooltool's tar unpack does, a directory's setgid
 // bit dropped; zip entries get no mode bits and no times at all, as with Python's
-// extractall. A name that is not valid UTF-8 or has a component over 255 bytes is refused by
-// name before anything is made for it, as project tars refuse it (pack/unpack.ts). An earlier unpack is removed first even where it made read-only directories.
+// extractall. A name that is not valid UTF-8, has a component over 255 bytes or makes a path of
+// 4096 bytes or more below the destination, and a symlink target not valid UTF-8 or of 4096 bytes or
+// more, are refused by name before anything is made for them, as project tars refuse them (pack/unpack.ts). An earlier unpack is removed first even where it made read-only directories.
 import { spawn } from 'node:child_process';
 import { close, constants, createReadStream, createWriteStream, fchmod, futimes } from 'node:fs';
 import { chmod, link, open, readdir, realpath, rm, stat, symlink, unlink } from 'node:fs/promises';
@@ -29,7 +30,7 @@ import * as tarStream from 'tar-stream';
 import yauzl from 'yauzl';
 import { errorMessage, FleetError } from '../errors.js';
 import { isInside, lstatOrMissing, walkDirs } from '../pack/safe-path.js';
-import { unnamableReason } from '../pack/unpack.js';
+import { pathLengthReason, symlinkTargetReason, unnamableReason } from '../pack/unpack.js';
 
 /** 'tar.lzma': a tar in the legacy lzma-alone format (`xz --format=lzma`), which Python's tarfile reads too. */
 export type ArchiveKind = 'tar' | 'tar.gz' | 'tar.bz2' | 'tar.xz' | 'tar.lzma' | 'tar.zst' | 'zip';
@@ -159,6 +160,9 @@ class Target {
     if (isAbsolute(clean)) throw refused(this.#archive, `entry "${name}" has an absolute path`);
     const full = resolve(this.#root, clean);
     this.#inside(full, `entry "${name}" escapes the destination`);
+    // the destination's own path counts: a deep entry would otherwise fail midway (ENAMETOOLONG)
+    const tooLong = pathLengthReason(full);
+    if (tooLong !== undefined) throw refused(this.#archive, `entry ${JSON.stringify(name)}: ${tooLong}`);
     return full;
   }
 
@@ -213,6 +217,9 @@ class Target {
    * would then point out of the destination, checked or not when its archive was out.
    */
   linkTarget(full: string, target: string, name: string): void {
+    // not valid UTF-8, it would point elsewhere than the archive's link; too long, symlink(2) fails on it
+    const unlinkable = symlinkTargetReason(target);
+    if (unlinkable !== undefined) throw refused(this.#archive, `entry ${JSON.stringify(name)}: ${unlinkable}`);
     if (isAbsolute(target)) throw refused(this.#archive, `link "${name}" points to the absolute path ${target}`);
     const parts = target.split('/').filter((p) => p !== '' && p !== '.');
     const firstName = parts.findIndex((p) => p !== '..');

@@ -69,17 +69,37 @@ export function safeEntryPath(name: string): string {
   return path;
 }
 
-/** A symlink's target, refused where symlink(2) refuses it: longer than a path may be. */
-export function checkSymlinkTarget(name: string, target: string): void {
-  if (target.includes('\uFFFD')) refuse(name, `its symlink target ${NOT_UTF8}`);
+/**
+ * Why a symlink's target cannot be unpacked as the archive has it (undefined when it can): not
+ * valid UTF-8 (it would point elsewhere), or longer than symlink(2) takes. Shared by the
+ * project and the asset unpackers.
+ */
+export function symlinkTargetReason(target: string): string | undefined {
+  if (target.includes('\uFFFD')) return `its symlink target ${NOT_UTF8}`;
   const length = Buffer.byteLength(target);
-  if (length >= PATH_MAX) refuse(name, `its symlink target is ${length} bytes long, more than the ${PATH_MAX - 1} a path may have (PATH_MAX)`);
+  if (length >= PATH_MAX) return `its symlink target is ${length} bytes long, more than the ${PATH_MAX - 1} a path may have (PATH_MAX)`;
+  return undefined;
 }
 
-/** `abs`, the path an entry unpacks to, refused when Linux cannot take it (the target directory's own path counts). */
-function checkPathLength(abs: string, header: tar.Header): void {
+/** A symlink's target, refused where symlinkTargetReason says why. */
+export function checkSymlinkTarget(name: string, target: string): void {
+  const reason = symlinkTargetReason(target);
+  if (reason !== undefined) refuse(name, reason);
+}
+
+/**
+ * Why `abs`, the path an entry unpacks to, cannot be made (the target directory's own path
+ * counts): longer than Linux takes. Undefined when it can. Shared by the project and the asset unpackers.
+ */
+export function pathLengthReason(abs: string): string | undefined {
   const length = Buffer.byteLength(abs);
-  if (length >= PATH_MAX) refuse(header.name, `unpacked there, its path would be ${length} bytes long, more than the ${PATH_MAX - 1} a path may have (PATH_MAX): unpack into a directory with a shorter path`);
+  if (length >= PATH_MAX) return `unpacked there, its path would be ${length} bytes long, more than the ${PATH_MAX - 1} a path may have (PATH_MAX): unpack into a directory with a shorter path`;
+  return undefined;
+}
+
+function checkPathLength(abs: string, header: tar.Header): void {
+  const reason = pathLengthReason(abs);
+  if (reason !== undefined) refuse(header.name, reason);
 }
 
 /**

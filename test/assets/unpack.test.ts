@@ -381,10 +381,14 @@ t.test('only a directory named like the archive is removed first, never a file',
   t.equal(readFileSync(join(dir, 'other/x'), 'utf8'), 'x');
 });
 
-/** The tar's first header with the first `marker` byte of its name made 0xff (not valid UTF-8), its checksum made right again. */
-function withInvalidByte(tar: Buffer, marker: string): Buffer {
+/** Where a ustar header keeps an entry's name and its link target. */
+const HEADER_FIELDS = { name: [0, 100], linkname: [157, 257] } as const;
+
+/** The tar's first header with the first `marker` byte of its name (or link target) made 0xff (not valid UTF-8), its checksum made right again. */
+function withInvalidByte(tar: Buffer, marker: string, field: keyof typeof HEADER_FIELDS = 'name'): Buffer {
   const out = Buffer.from(tar);
-  const at = out.subarray(0, 100).indexOf(marker);
+  const [start, end] = HEADER_FIELDS[field];
+  const at = start + out.subarray(start, end).indexOf(marker);
   out[at] = 0xff;
   out.fill(0x20, 148, 156);
   const sum = out.subarray(0, 512).reduce((a, b) => a + b, 0);
@@ -398,6 +402,38 @@ t.test('an entry name that is not valid UTF-8 is refused by name, not unpacked u
   await writeFile(join(root, 'a.tar'), withInvalidByte(await makeTar([{ name: 'tool/cafX.txt', body: 'x' }]), 'X'));
   await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: /entry "tool\/caf\uFFFD\.txt": holds U\+FFFD .* not valid UTF-8/ });
   t.notOk(existsSync(join(dest, 'tool')), 'nothing made for it');
+});
+
+t.test('a symlink target that is not valid UTF-8 is refused by name, not linked to a changed target', async (t) => {
+  const root = t.testdir({ dest: {} });
+  const dest = join(root, 'dest');
+  await writeFile(join(root, 'a.tar'), withInvalidByte(await makeTar([{ name: 'tool/link', type: 'symlink', linkname: 'cafX.txt' }]), 'X', 'linkname'));
+  await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: /entry "tool\/link": its symlink target holds U\+FFFD .* not valid UTF-8/ });
+  t.notOk(existsSync(join(dest, 'tool', 'link')), 'no link made');
+});
+
+t.test('a symlink target of 4096 bytes or more is refused by name, not ENAMETOOLONG', async (t) => {
+  const root = t.testdir({ dest: {} });
+  const dest = join(root, 'dest');
+  const target = 'd/'.repeat(2047) + 'ff'; // 4096 bytes, inside the destination by name
+  await writeFile(join(root, 'a.tar'), await makeTar([{ name: 'link', type: 'symlink', linkname: target }]));
+  await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', dest), { code: 'FC_ERR_BAD_NAME', message: /entry "link": its symlink target is 4096 bytes long, more than the 4095 a path may have \(PATH_MAX\)/ });
+  await writeFile(join(root, 'b.tar'), await makeTar([{ name: 'link', type: 'symlink', linkname: target.slice(0, -1) }]));
+  await unpackArchive(join(root, 'b.tar'), 'b.tar', dest);
+  t.equal(readlinkSync(join(dest, 'link')), target.slice(0, -1), 'one byte shorter, it is linked');
+});
+
+t.test('an entry whose path below the destination reaches PATH_MAX is refused by name before anything is made for it, not ENAMETOOLONG', async (t) => {
+  const root = realpathSync(t.testdir({ o: {}, oo: {} }));
+  const component = 'x'.repeat(199);
+  // a name that takes the 4095 bytes a path may have when unpacked in o, one too many in oo
+  const room = 4095 - Buffer.byteLength(join(root, 'o/'));
+  const name = Array.from({ length: Math.ceil(room / 200) }, () => component).join('/').slice(0, room).replace(/\/$/, 'z');
+  await writeFile(join(root, 'a.tar'), await makeTar([{ name, body: 'deep' }]));
+  await t.rejects(unpackArchive(join(root, 'a.tar'), 'a.tar', join(root, 'oo')), { code: 'FC_ERR_BAD_NAME', message: /: entry ".*": unpacked there, its path would be 4096 bytes long, more than the 4095 a path may have \(PATH_MAX\): unpack into a directory with a shorter path/ });
+  t.notOk(existsSync(join(root, 'oo', component)), 'nothing made for it');
+  await unpackArchive(join(root, 'a.tar'), 'a.tar', join(root, 'o'));
+  t.equal(readFileSync(join(root, 'o', name), 'utf8'), 'deep', 'a destination one byte shorter takes it');
 });
 
 t.test('a name component longer than 255 bytes is refused by name before anything is made for it', async (t) => {
