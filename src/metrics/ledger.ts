@@ -40,7 +40,7 @@ export class TrafficLedger {
     registerZeroCopyMetrics(this.registry);
     this.#requests = new Counter({
       name: 'fleetcache_requests_total',
-      help: 'HTTP requests answered, by kind of route, method and status',
+      help: 'HTTP requests answered, by kind of route, method and status (aborted: the client went before its answer was sent)',
       labelNames: ['kind', 'method', 'status'],
       registers: [this.registry],
     });
@@ -74,7 +74,8 @@ export class TrafficLedger {
     return t;
   }
 
-  request(kind: RouteKind, method: string, status: number): void {
+  /** A request answered `status`, or `aborted`: its client went before its answer was sent. */
+  request(kind: RouteKind, method: string, status: number | 'aborted'): void {
     this.#totals(kind).requests++;
     this.#requests.inc({ kind, method, status: String(status) });
   }

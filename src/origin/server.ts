@@ -21,6 +21,7 @@ import { BlobReferences, RECENT_MS } from './references.js';
 import { Retention } from './retention.js';
 import { RunArtifactBudget, DEFAULT_RUN_ARTIFACTS } from './run-budget.js';
 import { after, every } from '../long-timer.js';
+import { countRoutedRequests } from './request-count.js';
 import { registerDashboard } from '../ui/dashboard.js';
 
 const DEFAULT_MAX_BLOB_SIZE = 20 * 1024 ** 3;
@@ -141,11 +142,7 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
   installErrorHandling(app);
   if (damagedStop !== undefined) app.log.warn({ err: damagedStop }, 'the record of the last clean stop is damaged: started as after a crash (blobs stay protected from prunes for a while)');
-  app.addHook('onResponse', async (request, reply) => {
-    const kind = request.routeOptions.config.kind ?? 'other';
-    context.ledger.request(kind, request.method, reply.statusCode);
-    context.ledger.requestTook(kind, request.method, reply.elapsedTime / 1000);
-  });
+  countRoutedRequests(app, context.ledger);
   // refused before routing: no route, and for a request line not parsed, no method either
   countEarlyAnswers(app.server, (fe, method) => context.ledger.request('other', method ?? UNPARSED_METHOD, fe.status));
   // The answers held whole in memory (lists of bases, PUT results, run manifests, errors)

@@ -109,3 +109,18 @@ t.test('a PUT its client closes midway is neither answered nor counted as a malf
   }
   await eventually('the cache counts the PUT as aborted, once', async () => seriesValue(await metricsText(cache.url), 'fleetcache_cache_errors_total', { code: 'FC_ERR_ABORTED' }) === 1, 5000);
 });
+
+t.test('the origin counts a PUT its client closes midway as aborted, once', async (t) => {
+  const origin = await startOrigin(t, { dataDir: t.testdir() });
+  const put = await headOnlyPut(origin.url, '/artifacts/r/j/x', origin.token, 100);
+  const closed = new Promise<void>((resolve) => put.socket.once('close', () => resolve()));
+  put.socket.write(Buffer.alloc(10));
+  put.socket.end(); // the request cut: never answered, so never seen by the hook that counts answers
+  await closed;
+  let scraped = '';
+  await eventually('the origin counts the PUT as aborted', async () => {
+    scraped = await metricsText(origin.url);
+    return seriesValue(scraped, 'fleetcache_requests_total', { method: 'PUT', status: 'aborted' }) === 1;
+  }, 5000);
+  t.equal(seriesValue(scraped, 'fleetcache_requests_total', { method: 'PUT' }), 1, 'counted under no other status');
+});
