@@ -256,10 +256,11 @@ class AdhocProvider implements Provider {
 
   async discard(machine: Machine): Promise<void> {
     const endpoint = endpointOf(machine.address);
-    const unstopped = machine instanceof SshMachine ? await machine.stopLostScripts().then(() => undefined, (err: unknown) => err) : undefined;
-    if (machine instanceof SshMachine && unstopped !== undefined) {
-      this.#unswept.set(endpoint, machine);
-      this.#ctx.log?.(`The processes of a script on ${this.name}:${machine.system.name} at ${machine.address} whose connection was lost could not be stopped: its address serves another machine of this run only once they are: ${errorMessage(unstopped)}`);
+    if (machine instanceof SshMachine) {
+      await machine.stopLostScripts().catch((err: unknown) => {
+        this.#unswept.set(endpoint, machine);
+        this.#ctx.log?.(`The processes of a script on ${this.name}:${machine.system.name} at ${machine.address} whose connection was lost could not be stopped: its address serves another machine of this run only once they are: ${errorMessage(err)}`);
+      });
     }
     try {
       await this.#release(machine.system, machine.address);
