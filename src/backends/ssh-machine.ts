@@ -106,10 +106,11 @@ export class SshMachine implements Machine {
 
   /**
    * Stops what the scripts whose connection was lost may have left running (SshClient
-   * lostScripts), and the jobs stopJob could not stop, over a new connection: a machine that never saw its connection drop (a
-   * network cut) runs them still. Rejects when it cannot (the machine does not answer): the
-   * machine must then serve no other job. `connect`: how the new connection is tried (default
-   * one attempt and one retry of 10 s each).
+   * lostScripts, and those an earlier run's record lists), and the jobs stopJob could not
+   * stop, over a new connection: a machine that never saw its connection drop (a network
+   * cut) runs them still. Rejects when it cannot (the machine does not answer): the machine
+   * must then serve no other job. `connect`: how the new connection is tried (default one
+   * attempt and one retry of 10 s each).
    */
   async stopLostScripts(connect: ConnectOptions = { timeout: 10_000, retries: 1 }): Promise<void> {
     const lost = this.#lostScripts();

@@ -63,4 +63,3 @@ export function verify(options: SshOptions): void {
   rebootSettings(options);
   checkDistinctHosts(options.hosts);
 }
-
