@@ -1,16 +1,20 @@
 // RemoteFill against a leader's socket that answers as a worker does in the races that
 // the two-worker test cannot time: the fill already ended (404), the leader's disk
-// refused it, upstream failed, the leader went away mid-fill. The whole path with two
-// real workers is in workers.test.ts.
+// refused it, upstream failed, the leader went away mid-fill; and only-if-cached's search
+// of the other workers (Fills.findReceived) when one of them is stuck. The whole path with
+// two real workers is in workers.test.ts.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { UpstreamError } from '../../src/errors.js';
-import { StorageError } from '../../src/cache/disk-store.js';
+import { DiskStore, StorageError } from '../../src/cache/disk-store.js';
+import { Fills } from '../../src/cache/fills.js';
 import { closeFollowerPools, FillGoneError, RemoteFill } from '../../src/cache/remote-fill.js';
 import { FillCursor } from '../../src/cache/fill-cursor.js';
+import { eventually, failIfSlower } from '../helpers/wait.js';
 
 async function leader(t: Test, answer: (res: http.ServerResponse) => void): Promise<string> {
   const dir = mkdtempSync(path.join(tmpdir(), 'fleetcache-remote-fill-'));
@@ -88,4 +92,24 @@ t.test('a small fill: the body comes with the end', async (t) => {
   await fill.head;
   t.equal(fill.acquireFile(), undefined, 'no file');
   t.equal((await fill.wholeBody())?.toString(), 'abcdefgh');
+});
+
+t.test('only-if-cached: the worker whose fill is whole is followed at once, a stuck one not waited for', async (t) => {
+  const body = Buffer.from('abcdefgh');
+  const whole = await leader(t, (res) => {
+    res.writeHead(200).end([{ following: true }, { head, file: null }, { end: 8, body: body.toString('base64') }].map((e) => JSON.stringify(e) + '\n').join(''));
+  });
+  // A worker that takes the question and never answers (stopped, wedged): its question times out after 5 s.
+  let unanswered = 0;
+  const stuck = await leader(t, (res) => {
+    unanswered++;
+    res.once('close', () => unanswered--);
+  });
+  const log = pino({ level: 'silent' });
+  const fills = new Fills(new DiskStore(t.testdir(), 1024 ** 2, log), log, [stuck, whole]);
+  // Well within the 2 s push's probe gives a cache (cache-holdings.ts), which took a cache
+  // with one stuck worker for one lacking what it holds.
+  const found = await failIfSlower(t, 'finding the whole fill', 2000, () => fills.findReceived('k'));
+  t.equal((await found?.wholeBody())?.toString(), 'abcdefgh', 'the whole fill is followed');
+  await eventually('the stuck worker\'s question dropped', () => unanswered === 0, 2000);
 });
