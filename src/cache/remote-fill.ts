@@ -65,6 +65,12 @@ function isInternal(req: FastifyRequest): boolean {
 export class FillGoneError extends Error {}
 
 /**
+ * Raised by RemoteFill.head when the leader had the fill but its file was gone before the
+ * follower could open it: renamed into place by its commit (or removed, a failed one).
+ */
+export class FillFileGoneError extends FillGoneError {}
+
+/**
  * Raised by RemoteFill.head when the leader's fill cannot be followed (it keeps its body
  * in memory only, or the leader does not answer in time): the follower passes its request
  * through, and the claim, still the leader's, stays.
@@ -225,7 +231,7 @@ export class RemoteFill extends FillProgress {
           if ('unfollowable' in e) throw new FillUnfollowableError('the worker leading this fill keeps it in memory only');
           if ('head' in e) {
             // Opened before the leader can rename it: the descriptor outlives the rename.
-            if (e.file) this.useFile(await open(e.file, 'r').catch(() => { throw new FillGoneError('the fill ended before its file was opened'); }));
+            if (e.file) this.useFile(await open(e.file, 'r').catch(() => { throw new FillFileGoneError('the fill ended before its file was opened'); }));
             headSeen = true;
             this.resolveHead(e.head);
           } else if ('w' in e) {

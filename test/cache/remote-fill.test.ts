@@ -14,6 +14,7 @@ import { DiskStore, StorageError } from '../../src/cache/disk-store.js';
 import { Fills } from '../../src/cache/fills.js';
 import { closeFollowerPools, FillGoneError, RemoteFill } from '../../src/cache/remote-fill.js';
 import { FillCursor } from '../../src/cache/fill-cursor.js';
+import type { FillSource } from '../../src/cache/fill-progress.js';
 import { eventually, failIfSlower } from '../helpers/wait.js';
 
 async function leader(t: Test, answer: (res: http.ServerResponse) => void): Promise<string> {
@@ -94,22 +95,39 @@ t.test('a small fill: the body comes with the end', async (t) => {
   t.equal((await fill.wholeBody())?.toString(), 'abcdefgh');
 });
 
-t.test('only-if-cached: the worker whose fill is whole is followed at once, a stuck one not waited for', async (t) => {
-  const body = Buffer.from('abcdefgh');
-  const whole = await leader(t, (res) => {
-    res.writeHead(200).end([{ following: true }, { head, file: null }, { end: 8, body: body.toString('base64') }].map((e) => JSON.stringify(e) + '\n').join(''));
-  });
-  // A worker that takes the question and never answers (stopped, wedged): its question times out after 5 s.
+/** A worker that takes the question and never answers (stopped, wedged): its question times out after 5 s. `unanswered()`: the questions it holds. */
+async function stuckWorker(t: Test): Promise<{ socket: string; unanswered: () => number }> {
   let unanswered = 0;
-  const stuck = await leader(t, (res) => {
+  const socket = await leader(t, (res) => {
     unanswered++;
     res.once('close', () => unanswered--);
   });
+  return { socket, unanswered: () => unanswered };
+}
+
+/** Fills.findReceived of a process whose peers are `peers`, which must end well within the 2 s push's probe gives a cache (cache-holdings.ts). */
+async function findReceived(t: Test, peers: string[]): Promise<FillSource | undefined> {
   const log = pino({ level: 'silent' });
-  const fills = new Fills(new DiskStore(t.testdir(), 1024 ** 2, log), log, [stuck, whole]);
-  // Well within the 2 s push's probe gives a cache (cache-holdings.ts), which took a cache
-  // with one stuck worker for one lacking what it holds.
-  const found = await failIfSlower(t, 'finding the whole fill', 2000, () => fills.findReceived('k'));
+  const fills = new Fills(new DiskStore(t.testdir(), 1024 ** 2, log), log, peers);
+  return failIfSlower(t, 'the search', 2000, () => fills.findReceived('k'));
+}
+
+const events = (list: object[]): string => list.map((e) => JSON.stringify(e) + '\n').join('');
+
+t.test('only-if-cached: the worker whose fill is whole is followed at once, a stuck one not waited for', async (t) => {
+  const body = Buffer.from('abcdefgh');
+  const whole = await leader(t, (res) => res.writeHead(200).end(events([{ following: true }, { head, file: null }, { end: 8, body: body.toString('base64') }])));
+  const stuck = await stuckWorker(t);
+  const found = await findReceived(t, [stuck.socket, whole]);
   t.equal((await found?.wholeBody())?.toString(), 'abcdefgh', 'the whole fill is followed');
-  await eventually('the stuck worker\'s question dropped', () => unanswered === 0, 2000);
+  await eventually('the stuck worker\'s question dropped', () => stuck.unanswered() === 0, 2000);
+});
+
+t.test('only-if-cached: the worker whose whole fill was committed as it answered ends the search at once (the caller looks on disk again)', async (t) => {
+  const dir = t.testdir();
+  // its file renamed into place (the entry) before the follower opened it
+  const committed = await leader(t, (res) => res.writeHead(200).end(events([{ following: true }, { head, file: path.join(dir, 'renamed-since') }, { end: 8 }])));
+  const stuck = await stuckWorker(t);
+  t.equal(await findReceived(t, [stuck.socket, committed]), undefined, 'nothing to follow');
+  await eventually('the stuck worker\'s question dropped', () => stuck.unanswered() === 0, 2000);
 });
