@@ -1,7 +1,7 @@
 // Whether a process still runs, for the records processes leave behind them (a cache
 // primary's socket directories, a runner's list of its machines, the temp files of
 // store/create-once.ts) when killed outright.
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -50,11 +50,21 @@ export function isRunning(pid: number, startTime: string | undefined): boolean {
 }
 
 /**
+ * How long what a process left must have gone unmodified to be taken for a leftover. A PID is
+ * this host's and this PID namespace's only: what one dead here left may be another host's (a
+ * shared directory) or another container's (a shared /tmp), whose process is alive and about
+ * to use it, or using it. Generous, for the clocks of hosts sharing a disk. A process that
+ * keeps something for longer (a cache primary's socket directory) touches it more often.
+ */
+const LEFTOVER_IDLE_MS = 10 * 60_000;
+
+/**
  * Removes what processes killed outright left in `dir`: the entries whose name `pidOf` reads
- * a PID from (undefined: not such an entry) whose process is gone. One of a live PID (its
- * process, or one reusing the PID since) is left alone, and so is one this user may not
- * remove (another user's: its owner's next start sweeps it). A directory that cannot be read
- * has nothing to sweep.
+ * a PID from (undefined: not such an entry) whose process is gone, unmodified for
+ * LEFTOVER_IDLE_MS. One of a live PID (its process, or one reusing the PID since) is left
+ * alone, and so is one modified since (its PID may not be this namespace's), and one this
+ * user may not remove (another user's: its owner's next start sweeps it). A directory that
+ * cannot be read has nothing to sweep.
  */
 export function removeLeftoversOfDeadPids(dir: string, pidOf: (name: string) => number | undefined): void {
   let names: string[];
@@ -63,13 +73,23 @@ export function removeLeftoversOfDeadPids(dir: string, pidOf: (name: string) => 
   } catch {
     return;
   }
+  const idleSince = Date.now() - LEFTOVER_IDLE_MS;
   for (const name of names) {
     const pid = pidOf(name);
-    if (pid === undefined || isAlive(pid)) continue;
+    if (pid === undefined || isAlive(pid) || !modifiedBefore(join(dir, name), idleSince)) continue;
     try {
       rmSync(join(dir, name), { recursive: true, force: true });
     } catch {
       // another user's (EACCES, EPERM), a read-only directory: left to its owner
     }
+  }
+}
+
+/** Whether `file` was last modified before `time` (false when it cannot be told: gone since, unreadable). */
+function modifiedBefore(file: string, time: number): boolean {
+  try {
+    return statSync(file).mtimeMs < time;
+  } catch {
+    return false;
   }
 }

@@ -1,7 +1,7 @@
 // Whether a process runs, for the records a process killed outright leaves behind: a zombie
 // (exited, not reaped by its parent) runs no more than a process that is gone.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { isAlive, isRunning, removeLeftoversOfDeadPids, startTimeOf } from '../src/pid-alive.js';
@@ -32,8 +32,11 @@ t.test('a zombie is not alive: its PID answers signal 0, but it runs nothing', a
   t.ok(isAlive(parent.pid!), 'its parent, asleep, is alive');
 
   const dir = t.testdir();
-  mkdirSync(join(dir, String(zombie)));
-  mkdirSync(join(dir, String(parent.pid)));
+  const anHourAgo = new Date(Date.now() - 3_600_000);
+  for (const pid of [zombie, parent.pid!]) {
+    mkdirSync(join(dir, String(pid)));
+    utimesSync(join(dir, String(pid)), anHourAgo, anHourAgo); // past LEFTOVER_IDLE_MS
+  }
   removeLeftoversOfDeadPids(dir, Number);
   t.notOk(existsSync(join(dir, String(zombie))), 'what the zombie left is removed');
   t.ok(existsSync(join(dir, String(parent.pid))), 'what a live process left is kept');

@@ -159,6 +159,15 @@ export class Fill extends FillProgress {
     this.whenUnread(() => this.#answer?.body?.destroy(new UpstreamError('every reader of a fill whose body is not kept went away')));
   }
 
+  /**
+   * Its answer is to be stored: known from its head on (an answer not kept, an upstream 404
+   * say, never is), and given up when the body turns out not to fit (see stopKeeping) or
+   * the fill fails.
+   */
+  get keeps(): boolean {
+    return this.headKnown && !this.#unkept && !this.error;
+  }
+
   /** The file being written (large fills), for workers that follow this fill. */
   get tempPath(): string | undefined {
     return this.#tempPath;

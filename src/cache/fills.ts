@@ -6,7 +6,7 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { DiskStore } from './disk-store.js';
 import { Fill, type FillHooks, type FillSpec } from './fill.js';
 import type { FillSource } from './fill-progress.js';
-import { FillGoneError, FillUnfollowableError, RemoteFill } from './remote-fill.js';
+import { FillFileGoneError, FillGoneError, FillUnfollowableError, RemoteFill } from './remote-fill.js';
 
 /** How a fill this process starts is led: who is told its outcome, and what its first request asks for. */
 type LeadHooks = Omit<FillHooks, 'claim' | 'ended'>;
@@ -147,16 +147,38 @@ export class Fills {
   }
 
   /**
-   * Another worker's fill of `key` that has its whole body, its commit still under way, for a
-   * request that takes nothing but a stored copy (only-if-cached): until the commit, the disk
-   * has no entry to find. Every other worker is asked at once, and nothing else is concluded
-   * from their answers (a claim none answers for is left to #findElsewhere). Not tracked: a
-   * request that may fill must not join a search that fails for a fill still running.
+   * The fill of `key` in this process that has its whole body and keeps it (its commit
+   * under way): for a request that takes nothing but a stored copy (only-if-cached), it
+   * answers as the copy will. One whose answer is not kept (an upstream 404, a private
+   * answer, a body larger than the cache) never is: nothing will be stored.
+   */
+  received(key: string): Fill | undefined {
+    const fill = this.#map.get(key);
+    return fill instanceof Fill && fill.ended && fill.keeps ? fill : undefined;
+  }
+
+  /**
+   * The fill of `key` that has its whole body and keeps it (see received), this process's
+   * or another worker's, for a request that takes nothing but a stored copy (only-if-cached):
+   * until the commit, the disk has no entry to find. A fill this process leads is the only
+   * one. Else every other worker is asked at once (this process may follow one's fill, but
+   * only its leader knows whether it keeps it), and the first that has it is followed, the
+   * others no longer waited for (one stuck answers only when its question times out). One
+   * that had it, its file renamed into place before it could be opened, ends the search
+   * too: undefined, and the caller looks on disk again. Nothing else is concluded from their
+   * answers (a claim none answers for is left to #findElsewhere). Not tracked: a request
+   * that may fill must not join a search that fails for a fill still running.
    */
   async findReceived(key: string): Promise<FillSource | undefined> {
+    if (this.#map.get(key) instanceof Fill) return this.received(key);
     const remotes = this.#peers.map((socket) => new RemoteFill(socket, key, true));
-    const received = await Promise.all(remotes.map((r) => r.head.then(() => true, () => false)));
-    return remotes[received.indexOf(true)];
+    const leaderAnswered = (err: unknown): undefined => {
+      if (err instanceof FillFileGoneError) return undefined;
+      throw err;
+    };
+    const found = await Promise.any(remotes.map((r) => r.head.then(() => r, leaderAnswered))).catch(() => undefined);
+    for (const r of remotes) if (r !== found) r.abandon();
+    return found;
   }
 
   /**

@@ -65,6 +65,12 @@ function isInternal(req: FastifyRequest): boolean {
 export class FillGoneError extends Error {}
 
 /**
+ * Raised by RemoteFill.head when the leader had the fill but its file was gone before the
+ * follower could open it: renamed into place by its commit (or removed, a failed one).
+ */
+export class FillFileGoneError extends FillGoneError {}
+
+/**
  * Raised by RemoteFill.head when the leader's fill cannot be followed (it keeps its body
  * in memory only, or the leader does not answer in time): the follower passes its request
  * through, and the claim, still the leader's, stays.
@@ -118,13 +124,12 @@ export function serveFillEvents(app: FastifyInstance, ctx: CacheContext, socket:
     const encoded = req.headers[KEY_HEADER];
     if (!isInternal(req) || typeof encoded !== 'string') throw new NotFoundError(`no route for GET /-/fill`);
     const key = Buffer.from(encoded, 'base64url').toString();
-    const wholeOnly = req.headers[WHOLE_HEADER] !== undefined;
     // The fill to join, else the one holding the claim that sent the follower here (one no
     // longer joined: its disk failed mid-way): its claim must not be taken for an orphan's.
-    // Asked only for a whole body, the fill to join once it has it (no claim is at stake).
-    const fill = wholeOnly ? ctx.fills.get(key) : ctx.fills.get(key) ?? ctx.fills.claimHolder(key);
+    // Asked only for a whole body, the fill that has it and keeps it (no claim is at stake).
+    const fill = req.headers[WHOLE_HEADER] !== undefined ? ctx.fills.received(key) : ctx.fills.get(key) ?? ctx.fills.claimHolder(key);
     // Answered, not thrown: another worker's question is no error of this cache's (fleetcache_cache_errors_total).
-    if (!(fill instanceof Fill) || fill.error || (wholeOnly && !fill.ended)) return reply.code(404).send({ fill: false });
+    if (!(fill instanceof Fill) || fill.error) return reply.code(404).send({ fill: false });
     // One streamed from memory (its worker's disk refuses writes, or failed mid-fill) cannot be followed through its file.
     if (fill.memoryOnly) return reply.code(409).send({ followable: false });
     return reply.type('application/x-ndjson').send(Readable.from(fillEvents(fill, reply.raw)));
@@ -170,11 +175,18 @@ export class RemoteFill extends FillProgress {
   readonly done: Promise<void>;
   /** Stops following (the leader's events), once they come. */
   #stop: (() => void) | undefined;
+  /** Aborts the question to the leader, answered or not (see abandon). */
+  readonly #abort = new AbortController();
 
   /** `wholeOnly`: follows the fill only if it has its whole body already (else head fails with FillGoneError). */
   constructor(socket: string, key: string, wholeOnly = false) {
     super();
     this.done = this.#follow(socket, key, wholeOnly).finally(() => this.release());
+  }
+
+  /** Not followed after all: the question is dropped, its answer not waited for (one stuck gives none until FOLLOW_ANSWER_MS). */
+  abandon(): void {
+    this.#abort.abort();
   }
 
   /** With no local reader left, the leader's fill is not followed further (its own readers, if any, go on). */
@@ -195,7 +207,7 @@ export class RemoteFill extends FillProgress {
     let headSeen = false;
     const headers = { [KEY_HEADER]: Buffer.from(key).toString('base64url'), ...(wholeOnly ? { [WHOLE_HEADER]: '1' } : {}) };
     try {
-      const res = await poolFor(socket).request({ path: '/-/fill', method: 'GET', headers })
+      const res = await poolFor(socket).request({ path: '/-/fill', method: 'GET', headers, signal: this.#abort.signal })
         .catch((err: NodeJS.ErrnoException) => {
           // No one listens: dead, or being replaced. Anything else (no answer in time): alive, its claim kept.
           if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') throw new FillGoneError(`the worker is unreachable (${err.message})`);
@@ -219,7 +231,7 @@ export class RemoteFill extends FillProgress {
           if ('unfollowable' in e) throw new FillUnfollowableError('the worker leading this fill keeps it in memory only');
           if ('head' in e) {
             // Opened before the leader can rename it: the descriptor outlives the rename.
-            if (e.file) this.useFile(await open(e.file, 'r').catch(() => { throw new FillGoneError('the fill ended before its file was opened'); }));
+            if (e.file) this.useFile(await open(e.file, 'r').catch(() => { throw new FillFileGoneError('the fill ended before its file was opened'); }));
             headSeen = true;
             this.resolveHead(e.head);
           } else if ('w' in e) {

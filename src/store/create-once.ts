@@ -1,21 +1,13 @@
 // A file made by whichever of several processes starting at once gets there first (a data
 // directory's lock secret, an origin's own write token), read alike by all of them.
 import { randomBytes } from 'node:crypto';
-import { linkSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { removeLeftoversOfDeadPids } from '../pid-alive.js';
 import { fsyncFileSync } from './durable.js';
 
 /** The hex of a temp file's name (randomBytes(6)). */
 const TEMP_HEX_LENGTH = 12;
-
-/**
- * How old a dead PID's temp file must be to be removed. A temp file is linked within
- * milliseconds of its writing; but a PID is this host's and this PID namespace's only: a
- * younger one may be another host's (a shared directory) or another container's, whose
- * process, alive, is about to link it. Generous, for the clocks of hosts sharing a disk.
- */
-const ABANDONED_AFTER_MS = 10 * 60_000;
 
 /**
  * The trimmed text of `file`, made with `make()`'s text (mode `mode`) when missing. Written
@@ -56,26 +48,15 @@ export function readOrCreate(file: string, make: () => string, mode: number): st
 /**
  * Removes the temp files of `file` that a process killed between their writing and their link
  * left (a SIGKILL, a power loss): those named with the PID of a process no longer running,
- * written ABANDONED_AFTER_MS ago or more. A live one's may be about to be linked. One that
- * cannot be removed keeps no start from going on.
+ * written long enough ago (see LEFTOVER_IDLE_MS: a young one may be another host's or
+ * container's, about to be linked). A live one's may be about to be linked. One that cannot
+ * be removed keeps no start from going on.
  */
 function removeDeadTemps(file: string): void {
-  const dir = dirname(file);
   const prefix = `${basename(file)}.`;
   const rest = new RegExp(`^(\\d+)\\.[0-9a-f]{${TEMP_HEX_LENGTH}}$`);
-  const abandonedBefore = Date.now() - ABANDONED_AFTER_MS;
-  removeLeftoversOfDeadPids(dir, (name) => {
+  removeLeftoversOfDeadPids(dirname(file), (name) => {
     const pid = name.startsWith(prefix) ? rest.exec(name.slice(prefix.length))?.[1] : undefined;
-    // a young one is left as though not a temp file: its PID may not be this host's
-    return pid === undefined || !writtenBefore(join(dir, name), abandonedBefore) ? undefined : Number(pid);
+    return pid === undefined ? undefined : Number(pid);
   });
-}
-
-/** Whether `file` was last written before `time` (false when it cannot be told: gone since, unreadable). */
-function writtenBefore(file: string, time: number): boolean {
-  try {
-    return statSync(file).mtimeMs < time;
-  } catch {
-    return false;
-  }
 }

@@ -1,7 +1,7 @@
 // Pieces of the multi-process cache that the two-worker test (workers.test.ts) cannot
 // observe: how messages are batched, and the sweep of socket directories left by a
 // primary killed with SIGKILL.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, utimesSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { Outbox, unbatch, type Batch } from '../../src/cache/cluster/protocol.js';
@@ -37,11 +37,16 @@ t.test('messages of one event-loop turn go as one batch; a lone one goes as itse
 t.test("socket directories of dead primaries are removed, live ones' kept", async (t) => {
   const parent = t.testdir();
   const dead = path.join(parent, `fleetcache-cache-${exitedPid()}-abc123`);
+  // touched lately: maybe a cache's in another PID namespace, its PID none here (see SOCKET_DIR_TOUCH_MS)
+  const touched = path.join(parent, `fleetcache-cache-${exitedPid()}-ghi789`);
   const live = path.join(parent, `fleetcache-cache-${process.pid}-def456`);
   const other = path.join(parent, 'fleetcache-cache-notapid');
-  for (const d of [dead, live, other]) mkdirSync(d);
+  for (const d of [dead, touched, live, other]) mkdirSync(d);
+  const anHourAgo = new Date(Date.now() - 3_600_000);
+  for (const d of [dead, live, other]) utimesSync(d, anHourAgo, anHourAgo);
   removeStaleSocketDirs(parent);
   t.notOk(existsSync(dead), 'a dead primary\'s directory is gone');
+  t.ok(existsSync(touched), 'one touched lately is kept');
   t.ok(existsSync(live), 'a live one\'s is kept');
   t.ok(existsSync(other), 'other names are not touched');
 });

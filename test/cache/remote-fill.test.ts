@@ -1,16 +1,21 @@
 // RemoteFill against a leader's socket that answers as a worker does in the races that
 // the two-worker test cannot time: the fill already ended (404), the leader's disk
-// refused it, upstream failed, the leader went away mid-fill. The whole path with two
-// real workers is in workers.test.ts.
+// refused it, upstream failed, the leader went away mid-fill; and only-if-cached's search
+// of the other workers (Fills.findReceived) when one of them is stuck. The whole path with
+// two real workers is in workers.test.ts.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { UpstreamError } from '../../src/errors.js';
-import { StorageError } from '../../src/cache/disk-store.js';
+import { DiskStore, StorageError } from '../../src/cache/disk-store.js';
+import { Fills } from '../../src/cache/fills.js';
 import { closeFollowerPools, FillGoneError, RemoteFill } from '../../src/cache/remote-fill.js';
 import { FillCursor } from '../../src/cache/fill-cursor.js';
+import type { FillSource } from '../../src/cache/fill-progress.js';
+import { eventually, failIfSlower } from '../helpers/wait.js';
 
 async function leader(t: Test, answer: (res: http.ServerResponse) => void): Promise<string> {
   const dir = mkdtempSync(path.join(tmpdir(), 'fleetcache-remote-fill-'));
@@ -88,4 +93,41 @@ t.test('a small fill: the body comes with the end', async (t) => {
   await fill.head;
   t.equal(fill.acquireFile(), undefined, 'no file');
   t.equal((await fill.wholeBody())?.toString(), 'abcdefgh');
+});
+
+/** A worker that takes the question and never answers (stopped, wedged): its question times out after 5 s. `unanswered()`: the questions it holds. */
+async function stuckWorker(t: Test): Promise<{ socket: string; unanswered: () => number }> {
+  let unanswered = 0;
+  const socket = await leader(t, (res) => {
+    unanswered++;
+    res.once('close', () => unanswered--);
+  });
+  return { socket, unanswered: () => unanswered };
+}
+
+/** Fills.findReceived of a process whose peers are `peers`, which must end well within the 2 s push's probe gives a cache (cache-holdings.ts). */
+async function findReceived(t: Test, peers: string[]): Promise<FillSource | undefined> {
+  const log = pino({ level: 'silent' });
+  const fills = new Fills(new DiskStore(t.testdir(), 1024 ** 2, log), log, peers);
+  return failIfSlower(t, 'the search', 2000, () => fills.findReceived('k'));
+}
+
+const events = (list: object[]): string => list.map((e) => JSON.stringify(e) + '\n').join('');
+
+t.test('only-if-cached: the worker whose fill is whole is followed at once, a stuck one not waited for', async (t) => {
+  const body = Buffer.from('abcdefgh');
+  const whole = await leader(t, (res) => res.writeHead(200).end(events([{ following: true }, { head, file: null }, { end: 8, body: body.toString('base64') }])));
+  const stuck = await stuckWorker(t);
+  const found = await findReceived(t, [stuck.socket, whole]);
+  t.equal((await found?.wholeBody())?.toString(), 'abcdefgh', 'the whole fill is followed');
+  await eventually('the stuck worker\'s question dropped', () => stuck.unanswered() === 0, 2000);
+});
+
+t.test('only-if-cached: the worker whose whole fill was committed as it answered ends the search at once (the caller looks on disk again)', async (t) => {
+  const dir = t.testdir();
+  // its file renamed into place (the entry) before the follower opened it
+  const committed = await leader(t, (res) => res.writeHead(200).end(events([{ following: true }, { head, file: path.join(dir, 'renamed-since') }, { end: 8 }])));
+  const stuck = await stuckWorker(t);
+  t.equal(await findReceived(t, [stuck.socket, committed]), undefined, 'nothing to follow');
+  await eventually('the stuck worker\'s question dropped', () => stuck.unanswered() === 0, 2000);
 });

@@ -4,7 +4,7 @@
 // name with mode 000 until complete, see DiskStore.claimFill) work for a process bound by
 // permissions: here every object is still fetched once, every body is right, what is
 // stored is complete and readable, and a restart serves it all from disk.
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -41,6 +41,8 @@ t.test('an unprivileged cache with two workers: each object fetched once, stored
   t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
   chmodSync(tmp, 0o1777);
   const rootsLeftover = mkdtempSync(path.join(tmp, `fleetcache-cache-${exitedPid()}-`));
+  const anHourAgo = new Date(Date.now() - 3_600_000);
+  utimesSync(rootsLeftover, anHourAgo, anHourAgo); // idle long enough to be swept (LEFTOVER_IDLE_MS), were it this user's
   // Without tap's hooks (NODE_OPTIONS), which write where this user may not.
   const start = () => startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', data, '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn', NODE_OPTIONS: '', TMPDIR: tmp }, user);
 

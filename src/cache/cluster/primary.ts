@@ -3,7 +3,7 @@
 // RESTART_LIMIT_BURST), and stops them all on SIGINT/SIGTERM (SIGHUP is ignored, said in the log).
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AggregatorRegistry, Counter, Registry } from 'prom-client';
@@ -44,6 +44,7 @@ const RESTART_LIMIT_WINDOW_MS = 60_000;
  * for longer than `workerTimeout`; it is then replaced as a worker that died. A tick that
  * comes far too late means the primary itself was stopped (the whole group: Ctrl-Z, a paused
  * machine): the questions in flight are asked again rather than held against the workers.
+ * Each look also touches the socket directory (see touchSocketDir).
  */
 const WATCH_MS = 5_000;
 const PING_REQ = 0;
@@ -84,14 +85,30 @@ const SOCKET_DIR = new RegExp(`^${SOCKET_DIR_PREFIX}(\\d+)-`);
 /**
  * Removes the socket directories (`fleetcache-cache-<pid>-*` in `parent`) of primaries that
  * are gone: one killed with SIGKILL cannot remove its own. A directory whose PID is alive
- * (another cache, or a PID reused since) is left alone, and so is one this user may not
- * remove (another user's cache left it; its owner's next start sweeps it).
+ * (another cache, or a PID reused since) is left alone, and so is one its primary touched
+ * lately (a live primary does on each look at its workers, see WATCH_MS: one in another PID
+ * namespace sharing `parent` has a PID that is none here), and one this user may not remove
+ * (another user's cache left it; its owner's next start sweeps it).
  */
 export function removeStaleSocketDirs(parent: string): void {
   removeLeftoversOfDeadPids(parent, (name) => {
     const pid = SOCKET_DIR.exec(name)?.[1];
     return pid === undefined ? undefined : Number(pid);
   });
+}
+
+/**
+ * Marks `dir`, a live primary's socket directory, as in use: a cache starting in another PID
+ * namespace (a container sharing /tmp) cannot tell the primary alive by its PID, and sweeps
+ * only a directory left unmodified for LEFTOVER_IDLE_MS (see removeStaleSocketDirs).
+ */
+function touchSocketDir(dir: string): void {
+  const now = new Date();
+  try {
+    utimesSync(dir, now, now);
+  } catch {
+    // gone (removed by hand): nothing left to keep
+  }
 }
 
 function addTallies(into: Record<string, KindTally>, from: Record<string, KindTally>): void {
@@ -410,6 +427,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   let lastTick = Date.now();
   const watch = setInterval(() => {
     const now = Date.now();
+    touchSocketDir(socketDir);
     const stalled = now - lastTick > 2 * tickMs; // this process was stopped, not (only) the workers
     lastTick = now;
     for (const [id, w] of live) {
