@@ -22,6 +22,8 @@ export function parseSize(text: string | number): number {
   if (!m || unit === undefined) {
     throw new FleetError('FC_ERR_USAGE', `invalid size "${text}" (examples: 4096, 512MiB, 50GiB, 1TB)`);
   }
+  // "1.5" is no count of bytes: most likely a unit left out (1.5GiB), never a byte and a half
+  if (unit === 1 && m[1]!.includes('.')) throw new FleetError('FC_ERR_USAGE', `invalid size "${text}": a number of bytes is whole; a fraction needs a unit (e.g. 1.5GiB)`);
   const bytes = Math.floor(Number(m[1]) * unit);
   // past 2^53 bytes (8 PiB) counts are no longer exact; "1e400" digits make Infinity
   if (bytes > MAX_SIZE) throw new FleetError('FC_ERR_USAGE', `invalid size "${text}": larger than 8 PiB`);

@@ -14,6 +14,8 @@ const cache = ['cache', '--upstream', 'http://127.0.0.1:9', '--data', path.join(
 const cases: Array<[string[], RegExp]> = [
   [[...cache, '--max-size', 'lots'], /^fleetcache: error: --max-size: must be a size \(e\.g\. 4096, 512MiB, 50GiB\), not "lots"\n/],
   [[...cache, '--fill-memory', '1 bucket'], /^fleetcache: error: --fill-memory: must be a size/],
+  // a unit left out (1.5 TiB meant) is no byte and a half, nor 1 byte
+  [[...cache, '--max-size', '1.5'], /^fleetcache: error: --max-size: must be a size/],
   [['cache', '--upstream', 'origin:8080', '--data', path.join(dir, 'data')], /^fleetcache: error: --upstream: must be an http or https URL/],
   [[...cache, '--region', 'a b'], /^fleetcache: error: --region: must be letters, digits, "\.", "_" and "-", starting with a letter or digit/],
   [[...cache, '--listen', '127.0.0.1:99999'], /^fleetcache: error: --listen: must be HOST:PORT/],

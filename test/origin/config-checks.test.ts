@@ -22,9 +22,11 @@ t.test('origin', async (t) => {
   t.equal(originError("data: ''\n"), 'origin.yaml:1: data: must NOT have fewer than 1 characters', 'an empty data directory (else the working directory)');
   t.equal(originError('storage: {type: nfs}\n'), 'origin.yaml:1: storage.type: must be "disk" or "s3"', 'an unknown storage type names the types');
   t.equal(originError('storage: {type: s3}\n'), 'origin.yaml:1: storage: missing required field "bucket"', 's3 still needs its bucket');
-  for (const zero of ['"0"', '0GiB', '0.0MiB', '"0.5"']) {
+  for (const zero of ['"0"', '0GiB', '0.0MiB']) {
     t.equal(originError(`limits:\n  maxBlobSize: ${zero}\n`), 'origin.yaml:2: limits.maxBlobSize: must be a size of at least 1 byte (e.g. 4096, 512MiB, 50GiB)', `maxBlobSize ${zero}, as 0 is`);
   }
+  // half a byte is no number of bytes at all (config/units.ts: a fraction needs a unit)
+  t.equal(originError('limits:\n  maxBlobSize: "0.5"\n'), 'origin.yaml:2: limits.maxBlobSize: must be a size (e.g. 4096, 512MiB, 50GiB)', 'maxBlobSize "0.5"');
   t.equal(originError('limits:\n  maxBlobSize: 0\n'), 'origin.yaml:2: limits.maxBlobSize: must be >= 1');
   t.equal(originError('limits:\n  maxRecordSize: many\n'), 'origin.yaml:2: limits.maxRecordSize: must be a size (e.g. 4096, 512MiB, 50GiB)', 'a malformed size says so');
   for (const ok of ['"1"', '0.5KiB', '20GiB', '1']) t.equal(originError(`limits:\n  maxBlobSize: ${ok}\n`), '(accepted)', `maxBlobSize ${ok}`);
