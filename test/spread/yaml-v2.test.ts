@@ -3,6 +3,7 @@
 // and each refusal here is what yaml.v2 gives for the same text.
 import t, { type Test } from 'tap';
 import { loadProject, type Project } from '../../src/spread/index.js';
+import { levelTimeouts } from '../../src/spread/scripts.js';
 import { task, writeProject } from './helpers.js';
 
 /** A project whose one system (ubuntu-1, line 6) has `systemLines` from line 7 on; `taskLines` go to s/t's task.yaml from line 3. */
@@ -99,4 +100,18 @@ t.test("a number starting with a dot is read as Go's ParseFloat reads it: unders
 t.test("not followed: yaml.v2's reading of a sign after 0b (0b-11 is -3 there), which is no integer in Go or YAML 1.1", async (t) => {
   await refused(t, field('workers', '0b-11'), 'spread.yaml:7: cannot load spread.yaml: yaml: unmarshal errors: cannot unmarshal !!str `0b-11` into int (field workers)');
   t.equal((await loaded(t, field('priority', '-0b11'))).backends[0]!.systems[0]!.priority, -3, 'the sign before it, as Go reads it');
+});
+
+t.test("a timeout is Go's time.ParseDuration within int64 nanoseconds: past it refused, under a nanosecond not set", async (t) => {
+  const timeout = async (written: string): Promise<number | undefined> => (await loaded(t, '', '', `kill-timeout: ${written}\n`)).killTimeout;
+  t.equal(await timeout('2562047h47m16.854775807s'), Number(2n ** 63n - 1n) / 1e6, 'the longest Go duration');
+  t.equal(await timeout('1.5µs'), 0.0015);
+  t.equal(await timeout('0.1234567890123456789h'), 444_444.440444, 'fraction digits as Go takes them, truncated to the nanosecond');
+  t.equal(await timeout('-0.000001ms'), -1, 'minus one nanosecond: no timeout');
+  // spread reads a zero duration as not set: the outer level's timeout or the default applies
+  t.equal(await timeout('0.5ns'), 0, 'under a nanosecond');
+  t.equal(levelTimeouts([{ warnTimeout: undefined, killTimeout: await timeout('0.5ns') }]).kill, levelTimeouts([]).kill, 'under a nanosecond: the default kill timeout');
+  for (const written of ['2562047h47m16.854775808s', '9999999h', '99999999999999999999ns', '5constructor']) {
+    await refused(t, '', `spread.yaml:10: cannot load spread.yaml: timeout must look like 10s or 15m or 1.5h, not "${written}" (field kill-timeout)`, '', `kill-timeout: ${written}\n`);
+  }
 });
