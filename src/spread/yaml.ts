@@ -118,16 +118,16 @@ export class YamlFile {
     return n;
   }
 
+  /** The tag yaml.v2's "cannot unmarshal" names: a scalar's explicit tag, else the one it resolves to. */
   #kind(node: Node): string {
     if (isMap(node)) return '!!map';
     if (isSeq(node)) return '!!seq';
-    return '!!str';
+    return isScalar(node) ? this.#resolve(node).tag : '!!str';
   }
 
-  /** yaml.v2's "cannot unmarshal": `tag`, for a scalar, the one it resolved to (as the error names it). */
-  #typeError(node: Node, into: string, tag = this.#kind(node)): FleetError {
+  #typeError(node: Node, into: string): FleetError {
     const shown = isScalar(node) ? ` \`${this.#text(node)}\`` : '';
-    return this.failField(node, `cannot load ${this.file}: yaml: unmarshal errors: cannot unmarshal ${tag}${shown} into ${into}`);
+    return this.failField(node, `cannot load ${this.file}: yaml: unmarshal errors: cannot unmarshal ${this.#kind(node)}${shown} into ${into}`);
   }
 
   /** A scalar's text as written (quotes and escapes undone): what yaml.v2 resolves and a Go string gets. */
@@ -282,7 +282,7 @@ export class YamlFile {
     const { tag, resolved } = this.#resolve(node);
     if (resolved?.tag === '!!bool') return resolved.value;
     if (tag === '!!null') return false;
-    throw this.#typeError(node, 'bool', tag);
+    throw this.#typeError(node, 'bool');
   }
 
   /**
@@ -297,7 +297,7 @@ export class YamlFile {
     const { tag, resolved } = this.#resolve(node);
     if (tag === '!!null') return undefined;
     const value = resolved?.tag === '!!int' || resolved?.tag === '!!float' ? goInt64(resolved) : undefined;
-    if (value === undefined) throw this.#typeError(node, into, tag);
+    if (value === undefined) throw this.#typeError(node, into);
     return value;
   }
 

@@ -115,3 +115,10 @@ t.test("a timeout is Go's time.ParseDuration within int64 nanoseconds: past it r
     await refused(t, '', `spread.yaml:10: cannot load spread.yaml: timeout must look like 10s or 15m or 1.5h, not "${written}" (field kill-timeout)`, '', `kill-timeout: ${written}\n`);
   }
 });
+
+t.test('a scalar where a mapping or list belongs is named by its tag, explicit or resolved, as yaml.v2 names it', async (t) => {
+  const cases: Array<[string, string]> = [['environment: 5', '!!int `5` into map[string]string (field environment)'], ['exclude: yes', '!!bool `yes` into []string (field exclude)'], ['rename: !!float 5', '!!float `5` into []string (field rename)'], ['exclude: "5"', '!!str `5` into []string (field exclude)']];
+  for (const [written, message] of cases) {
+    await refused(t, '', `spread.yaml:10: cannot load spread.yaml: yaml: unmarshal errors: cannot unmarshal ${message}`, '', `${written}\n`);
+  }
+});
