@@ -33,10 +33,27 @@ const YAML_STYLE_FLOAT = /^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/
 const DOT_FLOAT = /^\.[0-9_]+(?:[eE][-+]?[0-9][0-9_]*)?$/;
 /** An underscore that is not between two digits (strconv's underscoreOK refuses it). */
 const LONE_UNDERSCORE = /(?:^|[^0-9])_|_(?:[^0-9]|$)/;
-/** parseTimestamp's quick check (four digits and a dash), then its date-only and date-time layouts. */
-const TIMESTAMP = /^\d{4}-\d{1,2}-\d{1,2}(?:[Tt ]\d{1,2}:\d{1,2}:\d{1,2}(?:\.\d+)?(?:Z|[-+]\d{2}:\d{2})?)?$/;
+/**
+ * parseTimestamp's layouts for Go's time.Parse: a date; a date, `T` or `t`, a time and a zone
+ * (`Z`, `+hh:mm`); or a date, a space and a time without zone. Seconds take a fraction after
+ * `.` or `,`. Ranges are checked apart (isTimestamp).
+ */
+const TIMESTAMP = /^(\d{4})-(\d{1,2})-(\d{1,2})(?:[Tt](\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,]\d+)?(?:Z|[-+]\d{2}:\d{2})| (\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,]\d+)?)?$/;
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 /** 2^63 as a float64: math.MaxInt64 converted, the bound decode.go compares a float with. */
 const TWO_TO_63 = Number(-INT64_MIN);
+
+/** A timestamp time.Parse takes: TIMESTAMP, with the month, the day (in that month), the hour, minute and second in range. */
+function isTimestamp(text: string): boolean {
+  const m = TIMESTAMP.exec(text);
+  if (!m) return false;
+  const [year, month, day, hour, minute, second] = [m[1], m[2], m[3], m[4] ?? m[7], m[5] ?? m[8], m[6] ?? m[9]].map(Number) as [number, number, number, number, number, number];
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days = month === 2 && leap ? 29 : DAYS_IN_MONTH[month - 1];
+  if (days === undefined || day < 1 || day > days) return false;
+  // a date alone has no time: NaN fails no comparison below
+  return !(hour > 23 || minute > 59 || second > 59);
+}
 
 /** Go's ParseFloat of a finite float, else undefined (ParseFloat's range error on 1e400). */
 function finite(text: string): number | undefined {
@@ -58,7 +75,7 @@ export function resolveYamlV2Scalar(text: string, tag?: CheckedTag): ResolvedSca
     return f === undefined ? { tag: '!!str' } : { tag: '!!float', value: f };
   }
   if (!/^[-+0-9]/.test(text)) return { tag: '!!str' };
-  if ((tag === undefined || tag === '!!timestamp') && TIMESTAMP.test(text)) return { tag: '!!timestamp' };
+  if ((tag === undefined || tag === '!!timestamp') && isTimestamp(text)) return { tag: '!!timestamp' };
   const plain = text.replace(/_/g, '');
   // ParseInt first, then ParseUint (for integers past int64)
   const int = parseGoInt(plain) ?? parseGoUint(plain);

@@ -122,3 +122,14 @@ t.test('a scalar where a mapping or list belongs is named by its tag, explicit o
     await refused(t, '', `spread.yaml:10: cannot load spread.yaml: yaml: unmarshal errors: cannot unmarshal ${message}`, '', `${written}\n`);
   }
 });
+
+t.test("an explicit !!timestamp takes what Go's time.Parse takes in yaml.v2's layouts: dates in range, a zone after T only", async (t) => {
+  const env = (written: string): string => `environment:\n    K: !!timestamp ${written}\n`;
+  for (const written of ['2000-02-29', '2001-1-1T1:2:3Z', '2001-1-1t23:59:59-05:00', '2001-12-31 23:59:59', '2001-1-1 1:2:3.5']) {
+    t.same((await loaded(t, '', '', env(written))).environment, [['K', written]], written);
+  }
+  for (const written of ['2001-13-01', '2001-02-29', '1900-02-29', '2001-4-31', '2001-0-1', '2001-1-1T1:2:3', '2001-1-1 1:2:3Z', '2001-1-1t24:00:00Z', '2001-1-1T10:60:00Z']) {
+    await refused(t, '', `spread.yaml:11: cannot load spread.yaml: yaml: cannot decode !!str \`${written}\` as a !!timestamp (field K)`, '', env(written));
+  }
+  await refused(t, field('workers', '2001-1-1 1:2:3,5'), 'spread.yaml:7: cannot load spread.yaml: yaml: unmarshal errors: cannot unmarshal !!timestamp `2001-1-1 1:2:3,5` into int (field workers)');
+});
