@@ -1,7 +1,8 @@
 // Go's strconv.ParseInt and ParseUint with base 0 and bit size 64: how spread's Go flag
 // package reads -seed and -repeat, and how yaml.v2 reads an integer (underscores removed first).
 
-const INT64_LIMIT = 2n ** 63n;
+export const INT64_MIN = -(2n ** 63n);
+export const INT64_MAX = 2n ** 63n - 1n;
 const UINT64_MAX = 2n ** 64n - 1n;
 /** The base a prefix after the leading 0 names (its letter lower-cased). */
 const PREFIX_BASE: Readonly<Record<string, number>> = { b: 2, o: 8, x: 16 };
@@ -57,6 +58,6 @@ export function parseGoInt(text: string): bigint | undefined {
   const negative = text.startsWith('-');
   const unsigned = parseGoUint(/^[-+]/.test(text) ? text.slice(1) : text);
   if (unsigned === undefined) return undefined;
-  if (negative) return unsigned > INT64_LIMIT ? undefined : -unsigned;
-  return unsigned >= INT64_LIMIT ? undefined : unsigned;
+  const n = negative ? -unsigned : unsigned;
+  return n < INT64_MIN || n > INT64_MAX ? undefined : n;
 }

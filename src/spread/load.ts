@@ -192,7 +192,7 @@ function decodeSelection(y: YamlFile, f: Fields, label: string): Pick<Task, 'sys
     variants: y.list(f.get('variants')),
     environment,
     ...decodeTimeouts(y, f),
-    priority: y.int(f.get('priority')),
+    priority: y.int(f.get('priority'), 'int64'),
     manual: y.bool(f.get('manual')),
     assets: optionalStr(y, f.get('assets')),
     at: y.fieldOrigins(f, ['systems', 'backends', 'variants', 'environment']),

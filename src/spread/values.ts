@@ -1,22 +1,57 @@
 // Durations, sizes and names as spread's project.go parses and validates them.
+import { INT64_MAX } from './go-int.js';
 import { DISABLED_TIMEOUT } from './model.js';
 
-const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const DURATION = /^[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+$/;
-const PART = /(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g;
+/** Go's time unitMap, in nanoseconds (a Map: `5constructor` has no unit). */
+const UNIT_NS: ReadonlyMap<string, bigint> = new Map([['ns', 1n], ['us', 1_000n], ['µs', 1_000n], ['μs', 1_000n], ['ms', 1_000_000n], ['s', 1_000_000_000n], ['m', 60_000_000_000n], ['h', 3_600_000_000_000n]]);
+/** One component of a duration: digits, an optional fraction, a unit (any run of other characters). */
+const COMPONENT = /([0-9]*)(?:\.([0-9]*))?([^.0-9]*)/y;
+const TWO_TO_63 = INT64_MAX + 1n;
+
+/** Go's leadingFraction: the fraction's digits up to where they would pass int64 (the rest ignored), and their scale. */
+function leadingFraction(digits: string): [bigint, number] {
+  let x = 0n;
+  let scale = 1;
+  for (const c of digits) {
+    const y = x * 10n + BigInt(c);
+    if (x > INT64_MAX / 10n || y > TWO_TO_63) break;
+    x = y;
+    scale *= 10;
+  }
+  return [x, scale];
+}
+
+/** Go's time.ParseDuration, in nanoseconds; undefined where it errs (a syntax error, an unknown unit, past int64). */
+function goDurationNs(text: string): bigint | undefined {
+  const sign = /^[-+]/.exec(text)?.[0] ?? '';
+  const s = text.slice(sign.length);
+  if (s === '0') return 0n;
+  if (s === '') return undefined;
+  let total = 0n;
+  for (COMPONENT.lastIndex = 0; COMPONENT.lastIndex < s.length; ) {
+    const [, whole = '', fraction, unitName = ''] = COMPONENT.exec(s)!;
+    const unit = UNIT_NS.get(unitName);
+    // no digits (".s"), no unit ("10") or an unknown one ("10S")
+    if ((whole === '' && !fraction) || unit === undefined) return undefined;
+    const [f, scale] = leadingFraction(fraction ?? '');
+    // through a float64 as in Go, truncated to whole nanoseconds
+    total += BigInt(whole) * unit + BigInt(Math.trunc(Number(f) * (Number(unit) / scale)));
+    if (total > TWO_TO_63) return undefined;
+  }
+  if (sign === '-') return -total;
+  return total < TWO_TO_63 ? total : undefined;
+}
 
 /**
  * Go's time.ParseDuration, in milliseconds; undefined when invalid. `-1` and `-1ns`
  * both mean "disabled" (README documents `-1`; spread only accepts `-1ns`, spec §17.4).
+ * Less than a nanosecond is 0, not set, as in spread (`0.5ns`).
  */
 export function parseGoDuration(text: string): number | undefined {
   const s = text.trim();
-  if (s === '-1' || s === '-1ns') return DISABLED_TIMEOUT;
-  if (s === '0' || s === '+0' || s === '-0') return 0;
-  if (!DURATION.test(s)) return undefined;
-  let total = 0;
-  for (const m of s.matchAll(PART)) total += Number(m[1]) * UNIT_MS[m[2]!]!;
-  return s.startsWith('-') ? -total : total;
+  const ns = s === '-1' ? -1n : goDurationNs(s);
+  if (ns === undefined) return undefined;
+  return ns === -1n ? DISABLED_TIMEOUT : Number(ns) / 1e6 + 0;
 }
 
 export function timeoutMessage(text: string): string {

@@ -5,7 +5,7 @@ import { LineCounter, parseAllDocuments, parseDocument, isAlias, isMap, isScalar
 import { closestName, didYouMean } from '../config/closest-name.js';
 import { FleetError } from '../errors.js';
 import { decodeGoBase64 } from './go-base64.js';
-import { goInt64, resolveYamlV2Scalar, YAML11_FALSE, YAML11_TRUE } from './yaml-scalar.js';
+import { asTagged, goInt64, isCheckedTag, resolveYamlV2Scalar, type ResolvedScalar } from './yaml-scalar.js';
 import type { EnvEntry, FieldOrigins, Origin, PlacedField } from './model.js';
 
 /** Makes the one error type of the project model. */
@@ -118,10 +118,11 @@ export class YamlFile {
     return n;
   }
 
+  /** The tag yaml.v2's "cannot unmarshal" names: a scalar's explicit tag, else the one it resolves to. */
   #kind(node: Node): string {
     if (isMap(node)) return '!!map';
     if (isSeq(node)) return '!!seq';
-    return '!!str';
+    return isScalar(node) ? this.#resolve(node).tag : '!!str';
   }
 
   #typeError(node: Node, into: string): FleetError {
@@ -129,9 +130,28 @@ export class YamlFile {
     return this.failField(node, `cannot load ${this.file}: yaml: unmarshal errors: cannot unmarshal ${this.#kind(node)}${shown} into ${into}`);
   }
 
+  /** A scalar's text as written (quotes and escapes undone): what yaml.v2 resolves and a Go string gets. */
   #text(node: Scalar): string {
-    if (node.type === 'PLAIN' && node.source !== undefined) return node.source;
-    return String(node.value);
+    return node.source ?? String(node.value);
+  }
+
+  /**
+   * What yaml.v2's decoder makes of a scalar before it meets the field's type (decode.go's
+   * scalar(), resolve.go's resolve()): the tag it goes by (as an error names it), and for a
+   * resolvable one the value. Untagged quoted and block scalars are strings; !!str, !!binary
+   * and tags yaml.v2 does not resolve (`!`, `!foo`, !!set) stay as tagged; a scalar its
+   * explicit tag does not fit (`!!int abc`) is refused, whatever the field.
+   */
+  #resolve(node: Scalar): { tag: string; resolved?: ResolvedScalar } {
+    const tag = node.tag?.startsWith(YAML_TAG) ? `!!${node.tag.slice(YAML_TAG.length)}` : node.tag;
+    if (tag === undefined && node.type !== 'PLAIN') return { tag: '!!str' };
+    if (tag !== undefined && !isCheckedTag(tag)) return { tag };
+    const text = this.#text(node);
+    const written = resolveYamlV2Scalar(text, tag);
+    if (tag === undefined) return { tag: written.tag, resolved: written };
+    const resolved = asTagged(written, tag);
+    if (!resolved) throw this.failField(node, `cannot load ${this.file}: yaml: cannot decode ${written.tag} \`${text}\` as a ${tag}`);
+    return { tag, resolved };
   }
 
   /** The key/value pairs of a mapping, `<<` merge keys applied (explicit keys win). */
@@ -143,13 +163,14 @@ export class YamlFile {
     const written = new Map<string, Node>();
     for (const pair of node.items) {
       const keyNode = this.#value(pair.key as Node | null);
-      const key = keyNode && isScalar(keyNode) ? this.#text(keyNode) : '';
-      if (key === '<<' && keyNode && isScalar(keyNode) && keyNode.type === 'PLAIN') {
+      if (keyNode && this.#isMerge(keyNode)) {
         const src = this.#value(pair.value as Node | null);
         const sources = src && isSeq(src) ? src.items.map((i) => this.#value(i as Node)) : [src];
         for (const s of sources) merged.push(...this.pairs(s, into));
         continue;
       }
+      // a key is decoded into a Go string as any value is (`!!binary` decoded, a tag checked)
+      const key = this.str(keyNode);
       const value = this.#value(pair.value as Node | null);
       if (value) this.#keyOf.set(value, key);
       const at = keyNode ?? (pair.value as Node);
@@ -160,6 +181,12 @@ export class YamlFile {
     }
     const explicit = new Set(out.map((p) => p.key));
     return [...merged.filter((p) => !explicit.has(p.key)), ...out];
+  }
+
+  /** decode.go's isMerge: a `<<` key untagged and plain (or tagged `!`), or tagged !!merge. */
+  #isMerge(keyNode: Node): boolean {
+    if (!isScalar(keyNode) || this.#text(keyNode) !== '<<') return false;
+    return (keyNode.tag === undefined && keyNode.type === 'PLAIN') || keyNode.tag === '!' || keyNode.tag === `${YAML_TAG}merge`;
   }
 
   /** The pairs of a mapping decoded into a Go map: of duplicate keys the last wins, like yaml.v2. */
@@ -202,13 +229,11 @@ export class YamlFile {
    * and a scalar its explicit tag does not fit (`!!int abc`) refused.
    */
   #goString(node: Scalar): string {
-    const text = node.source ?? String(node.value);
-    const tag = node.tag?.startsWith(YAML_TAG) ? `!!${node.tag.slice(YAML_TAG.length)}` : undefined;
+    const text = this.#text(node);
+    // untagged: the text whatever it resolves to (no need to resolve it)
+    if (node.tag === undefined) return text;
+    const { tag } = this.#resolve(node);
     if (tag === '!!binary') return this.#binary(node, text);
-    if (tag === undefined || !CHECKED_TAGS.has(tag)) return text;
-    const resolved = resolveYamlV2Scalar(text).tag;
-    // resolve.go takes an integer as a !!float too
-    if (resolved !== tag && !(tag === '!!float' && resolved === '!!int')) throw this.failField(node, `cannot load ${this.file}: yaml: cannot decode ${resolved} \`${text}\` as a ${tag}`);
     return tag === '!!null' ? '' : text;
   }
 
@@ -250,26 +275,29 @@ export class YamlFile {
     });
   }
 
+  /** A Go bool as yaml.v2 decodes it: a scalar resolving to a YAML 1.1 boolean (`yes`, `!!bool "on"`); a quoted `"true"` is a string, refused. */
   bool(node: Node | undefined): boolean {
     if (node === undefined) return false;
-    const text = isScalar(node) ? this.#text(node) : '';
-    if (isScalar(node) && YAML11_TRUE.has(text)) return true;
-    if (isScalar(node) && YAML11_FALSE.has(text)) return false;
+    if (!isScalar(node)) throw this.#typeError(node, 'bool');
+    const { tag, resolved } = this.#resolve(node);
+    if (resolved?.tag === '!!bool') return resolved.value;
+    if (tag === '!!null') return false;
     throw this.#typeError(node, 'bool');
   }
 
   /**
    * An integer as yaml.v2 decodes a scalar into a Go int: undefined when absent (spread's
-   * OptionalInt "not set"); a float is truncated toward zero (`1.5` → 1), a quoted scalar is
-   * a string and refused, as are values outside int64.
+   * OptionalInt "not set"); a float is truncated toward zero (`1.5` → 1), an explicit tag
+   * counts (`!!int "2"` is 2), an untagged quoted scalar is a string and refused, as are
+   * values outside int64. `into`: the Go type errors name (spread's OptionalInt holds an int64).
    */
-  int(node: Node | undefined): number | undefined {
+  int(node: Node | undefined, into: 'int' | 'int64' = 'int'): number | undefined {
     if (node === undefined) return undefined;
-    if (!isScalar(node)) throw this.#typeError(node, 'int');
-    const text = this.#text(node);
-    const resolved = node.type === 'PLAIN' ? resolveYamlV2Scalar(text) : { tag: '!!str' as const };
-    const value = resolved.tag === '!!int' || resolved.tag === '!!float' ? goInt64(resolved) : undefined;
-    if (value === undefined) throw this.failField(node, `cannot load ${this.file}: yaml: unmarshal errors: cannot unmarshal ${resolved.tag} \`${text}\` into int`);
+    if (!isScalar(node)) throw this.#typeError(node, into);
+    const { tag, resolved } = this.#resolve(node);
+    if (tag === '!!null') return undefined;
+    const value = resolved?.tag === '!!int' || resolved?.tag === '!!float' ? goInt64(resolved) : undefined;
+    if (value === undefined) throw this.#typeError(node, into);
     return value;
   }
 
@@ -288,8 +316,6 @@ export class YamlFile {
 }
 
 const YAML_TAG = 'tag:yaml.org,2002:';
-/** The explicit tags yaml.v2 checks a scalar against (resolve.go's resolvableTag, less !!str). */
-const CHECKED_TAGS = new Set(['!!int', '!!float', '!!bool', '!!null', '!!timestamp']);
 /** Refuses bytes that are no UTF-8, and keeps a leading byte order mark as Go does. */
 const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const VARNAME = /^[a-zA-Z_][a-zA-Z0-9_]*(?:\/[a-zA-Z0-9_]+(?:,[a-zA-Z0-9_]+)*)?$/;
