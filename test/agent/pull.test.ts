@@ -5,7 +5,6 @@ import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
@@ -218,9 +217,7 @@ async function originWithRun(t: Test, name: string, content: string | Buffer) {
 t.test('a cache that stops in the middle of a body costs cacheTimeoutMs, then the next URL serves the pull', async (t) => {
   const { dir, origin } = await originWithRun(t, 'a.txt', 'the tree\n');
   // Passes the run manifest on from the origin; of a blob, the headers and the first half of its bytes, then nothing.
-  const sockets = new Set<Socket>();
   const frozen = createServer((req, res) => {
-    sockets.add(req.socket);
     if (!req.url?.startsWith('/cas/')) {
       void request(`${origin.url}${req.url}`).then(async (up) => res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type']) }).end(Buffer.from(await up.body.arrayBuffer())));
       return;
@@ -231,12 +228,7 @@ t.test('a cache that stops in the middle of a body costs cacheTimeoutMs, then th
       res.write(body.subarray(0, body.length >> 1));
     });
   });
-  await new Promise<void>((resolve) => frozen.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    frozen.close();
-  });
-  const frozenUrl = `http://127.0.0.1:${(frozen.address() as AddressInfo).port}`;
+  const frozenUrl = await serveOnLoopback(t, frozen);
   const started = Date.now();
   let timer: NodeJS.Timeout | undefined;
   const pulled = await Promise.race([

@@ -11,6 +11,7 @@ import { UpstreamError } from '../../src/errors.js';
 import { eventually } from '../helpers/wait.js';
 import { startCache } from './harness.js';
 import { randomish, sha256 } from './upstream-fixture.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 t.test('refused connections mark the upstream down for a pause, then it is tried again', async (t) => {
   // A port nobody listens on (taken, then released).
@@ -51,10 +52,9 @@ t.test('a burst of different misses opens no more connections to the upstream th
   });
   let connections = 0;
   server.on('connection', () => connections++);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+  const upstreamUrl = await serveOnLoopback(t, server);
   const cap = 4;
-  const { url } = await startCache(t, { upstream: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, upstreamConnections: cap }, t.testdir());
+  const { url } = await startCache(t, { upstream: upstreamUrl, upstreamConnections: cap }, t.testdir());
   const answers = Promise.all([...bodies.keys()].map(async (path) => {
     const res = await request(`${url}${path}`);
     return { status: res.statusCode, hash: sha256(Buffer.from(await res.body.arrayBuffer())), path };

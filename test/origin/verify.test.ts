@@ -4,7 +4,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import t from 'tap';
@@ -14,6 +13,7 @@ import { runCli } from '../helpers/cli.js';
 import { startServerProcess } from '../helpers/processes.js';
 import { startS3rver, s3StorageYaml, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
 import { S3BlobStore } from '../../src/store/s3.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 const TOKEN = 'verify-token-0123456789';
 
@@ -104,12 +104,11 @@ t.test('verify --remove keeps a blob its S3 storage could not read whole (a body
     upstream.on('error', () => res.socket?.destroy());
     req.pipe(upstream);
   });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
+  const proxyUrl = await serveOnLoopback(t, proxy);
   const config = join(dir, 'origin.yaml');
   writeFileSync(config, [
     `data: ${join(dir, 'data')}`,
-    ...s3StorageYaml(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, s3.bucket),
+    ...s3StorageYaml(proxyUrl, s3.bucket),
     '',
   ].join('\n'));
   process.env.TEST_S3_KEY = S3RVER_CREDENTIALS.accessKeyId;
@@ -145,10 +144,9 @@ t.test('a blob deleted between the listing and its read (an origin pruning besid
     if (req.method === 'GET' && req.url!.includes(`/cas/sha256/${pruned.hex.slice(0, 2)}/${pruned.hex}`)) void direct.delete(pruned).then(forward);
     else forward();
   });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
+  const proxyUrl = await serveOnLoopback(t, proxy);
   const config = join(dir, 'origin.yaml');
-  writeFileSync(config, [`data: ${join(dir, 'data')}`, ...s3StorageYaml(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, s3.bucket), ''].join('\n'));
+  writeFileSync(config, [`data: ${join(dir, 'data')}`, ...s3StorageYaml(proxyUrl, s3.bucket), ''].join('\n'));
   process.env.TEST_S3_KEY = S3RVER_CREDENTIALS.accessKeyId;
   process.env.TEST_S3_SECRET = S3RVER_CREDENTIALS.secretAccessKey;
   t.teardown(() => { delete process.env.TEST_S3_KEY; delete process.env.TEST_S3_SECRET; });

@@ -3,7 +3,6 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { request } from 'undici';
@@ -14,6 +13,7 @@ import { startCache } from '../cache/harness.js';
 import { main } from '../../src/cli/main.js';
 import { cliArgs } from '../helpers/processes.js';
 import { flipped, startTamperingProxy } from '../helpers/tampering-proxy.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 const run = promisify(execFile);
 const TOKEN = 'cli-test-token';
@@ -123,15 +123,10 @@ t.test("push --cache URL asks each region's cache (repeatable) which bases it ho
   const manifest = JSON.parse(await (await request(`${url}/projects/demo/runs/${runId}`)).body.text()) as { base: { digest: string } };
   // caches that hold nothing: a 504 to every only-if-cached HEAD, each request kept
   const asked: { cache: number; method?: string; url?: string; cacheControl?: string; authorization?: string }[] = [];
-  const caches = await Promise.all([0, 1].map(async (cache) => {
-    const server = createServer((req, res) => {
-      asked.push({ cache, method: req.method, url: req.url, cacheControl: req.headers['cache-control'], authorization: req.headers.authorization });
-      res.writeHead(504).end();
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    t.teardown(() => server.close());
-    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  }));
+  const caches = await Promise.all([0, 1].map((cache) => serveOnLoopback(t, createServer((req, res) => {
+    asked.push({ cache, method: req.method, url: req.url, cacheControl: req.headers['cache-control'], authorization: req.headers.authorization });
+    res.writeHead(504).end();
+  }))));
   writeFileSync(join(src, 'VERSION'), '2\n');
   t.match(await cli(['push', src, ...common, '--cache', caches[0]!, '--cache', caches[1]!]), /uploaded\tdelta against base /);
   const path = `/cas/sha256/${manifest.base.digest.slice('sha256:'.length)}`;
@@ -206,9 +201,7 @@ t.test('push says what it left out and which bases it passed over; a pull whose 
       res.write(body.subarray(0, body.length >> 1), () => setTimeout(() => res.socket?.destroy(), 50));
     });
   });
-  await new Promise<void>((resolve) => cutter.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => void cutter.close());
-  const from = `http://127.0.0.1:${(cutter.address() as AddressInfo).port}`;
+  const from = await serveOnLoopback(t, cutter);
   const { code, err } = await captured(['pull', '--project', 'cut', '--run', 'r1', '--from', from, join(dir, 'out')]);
   t.equal(code, EXIT.unavailable, err);
   t.notMatch(err, /\n\s+at /, 'no stack trace');

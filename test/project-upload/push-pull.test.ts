@@ -4,7 +4,6 @@ import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { closeSync, existsSync, mkdirSync, openSync, statSync, rmSync, readdirSync, readFileSync, symlinkSync, writeFileSync, writeSync, chmodSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { request } from 'undici';
@@ -21,6 +20,7 @@ import { cliArgs } from '../helpers/processes.js';
 import { describeTree } from '../helpers/tree.js';
 import { eventually } from '../helpers/wait.js';
 import { startCache } from '../cache/harness.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 const TOKEN = TEST_TOKEN;
 
@@ -235,13 +235,7 @@ t.test("a base the region's cache holds is preferred to a slightly smaller delta
   t.equal(both.manifest.base.id, newer.manifest.base.id, 'the cache holding both: the newer base, whose delta is smaller');
 
   // a cache that does not answer holds nothing: the base both lack the less of, the older, is chosen
-  const silent = createServer(() => undefined); // accepts, never answers
-  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    silent.closeAllConnections();
-    silent.close();
-  });
-  const silentUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const silentUrl = await serveOnLoopback(t, createServer(() => undefined)); // accepts, never answers
   const started = Date.now();
   const withSilent = await pushProject({ ...common, run: 'silent-cache', regionCaches: [cacheUrl, silentUrl] });
   t.equal(withSilent.manifest.base.id, older.manifest.base.id, 'a silent cache: both bases lacking there, the smaller one fetched');
@@ -626,14 +620,9 @@ t.test('a push of a tree unchanged since a base names that base: nothing encoded
 t.test('a push of an unchanged tree does not wait for the region caches\' probes: nothing is encoded, no base is weighed', async (t) => {
   const { common } = await originWithProject(t, 'same-probes');
   await pushProject({ ...common, run: 'run-1' });
-  const silent = createServer(() => undefined); // accepts, never answers
-  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    silent.closeAllConnections();
-    silent.close();
-  });
+  const silentUrl = await serveOnLoopback(t, createServer(() => undefined)); // accepts, never answers
   const started = Date.now();
-  const again = await pushProject({ ...common, run: 'run-2', regionCaches: [`http://127.0.0.1:${(silent.address() as AddressInfo).port}`] });
+  const again = await pushProject({ ...common, run: 'run-2', regionCaches: [silentUrl] });
   const elapsed = Date.now() - started;
   t.equal(again.manifest.delta, null, 'the same tar: no delta');
   t.same(again.encodes, [], 'nothing encoded');
