@@ -21,6 +21,7 @@ import { describeTree } from '../helpers/tree.js';
 import { eventually } from '../helpers/wait.js';
 import { serveOnLoopback } from '../helpers/loopback-server.js';
 import { deadUrl, installAgent, runAgent, statusServer } from './helpers.js';
+import { rotInPlace } from '../helpers/bit-rot.js';
 
 t.test('pull falls back in order, uses the cache, applies the delta and unpacks', async (t) => {
   const agent = await installAgent(t);
@@ -101,9 +102,7 @@ t.test('a cache copy damaged on disk: the agent asks again with no-cache, the ca
   // Bit rot in the cache's copy of the base: same size, one byte changed.
   const hex = pushed.manifest.base.digest.slice('sha256:'.length);
   const stored = join(cacheDir, casId({ algo: 'sha256', hex }));
-  const bytes = readFileSync(stored);
-  bytes[bytes.length >> 1]! ^= 0xff;
-  writeFileSync(stored, bytes);
+  rotInPlace(stored);
 
   const again = await pull('m2');
   t.equal(again.code, 0, again.stderr);
@@ -124,9 +123,7 @@ t.test('damaged bytes from the origin (the last URL) are not asked for again', a
   const pushed = await pushProject({ dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases'), run: 'r1' });
   const hex = pushed.manifest.base.digest.slice('sha256:'.length);
   const stored = join(originDir, 'cas.v1', 'sha256', hex.slice(0, 2), hex);
-  const bytes = readFileSync(stored);
-  bytes[bytes.length >> 1]! ^= 0xff;
-  writeFileSync(stored, bytes);
+  rotInPlace(stored);
   const res = await runAgent(agent, 'pull', { urls: [origin.url], project: 'demo', run: 'r1', dest: join(dir, 'm') });
   t.not(res.code, 0, 'the pull fails');
   t.notMatch(res.stderr, /asking again with no-cache/, 'without asking the origin twice');

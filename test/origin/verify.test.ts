@@ -2,7 +2,7 @@
 // (exit 5) and, with --remove, deleted so that its next upload stores it again. Reading runs
 // beside a live origin; --remove does not (the data directory is the origin's).
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -14,6 +14,7 @@ import { startServerProcess } from '../helpers/processes.js';
 import { startS3rver, s3StorageYaml, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
 import { S3BlobStore } from '../../src/store/s3.js';
 import { serveOnLoopback } from '../helpers/loopback-server.js';
+import { rotInPlace } from '../helpers/bit-rot.js';
 
 const TOKEN = 'verify-token-0123456789';
 
@@ -39,9 +40,7 @@ t.test('a damaged blob is found beside a live origin, removed once it is stopped
 
   // One bit flipped in the large blob's file, as a failing disk would.
   const file = join(data, 'cas.v1', 'sha256', hexes[0]!.slice(0, 2), hexes[0]!);
-  const bytes = readFileSync(file);
-  bytes[1_000_000]! ^= 1;
-  writeFileSync(file, bytes);
+  const bytes = rotInPlace(file, 1_000_000);
   const found = createHash('sha256').update(bytes).digest('hex');
 
   const live = await runCli(['verify', '--data', data]);

@@ -14,6 +14,7 @@ import { main } from '../../src/cli/main.js';
 import { cliArgs } from '../helpers/processes.js';
 import { flipped, startTamperingProxy } from '../helpers/tampering-proxy.js';
 import { serveOnLoopback } from '../helpers/loopback-server.js';
+import { rotInPlace } from '../helpers/bit-rot.js';
 
 const run = promisify(execFile);
 const TOKEN = 'cli-test-token';
@@ -253,9 +254,7 @@ t.test("pull --recheck mends a cache's damaged copy; without it, the failure say
   const manifest = (await (await request(`${url}/projects/demo/runs/r1`)).body.json()) as { base: { digest: string } };
   const hex = manifest.base.digest.slice('sha256:'.length);
   const stored = join(cacheDir, casId({ algo: 'sha256', hex }));
-  const bytes = readFileSync(stored);
-  bytes[bytes.length >> 1]! ^= 0xff;
-  writeFileSync(stored, bytes);
+  rotInPlace(stored);
 
   const failed = await pull('m2');
   t.equal(failed.code, EXIT.integrity);
