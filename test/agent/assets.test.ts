@@ -12,9 +12,9 @@ import { startCache } from '../cache/harness.js';
 import { startOrigin, type TestOrigin } from '../helpers/origin.js';
 import { pacedProxy } from '../helpers/paced-proxy.js';
 import { blackHoleUrl } from '../helpers/black-hole.js';
-import { deadUrl, installAgent, runAgent } from './helpers.js';
+import { installAgent, runAgent } from './helpers.js';
 import { readQuotedList } from '../helpers/quoted-list.js';
-import { serveOnLoopback } from '../helpers/loopback-server.js';
+import { deadUrl, serveOnLoopback } from '../helpers/loopback-server.js';
 
 /** An origin under `dir` holding tool.bin (64 KiB) as an asset, and the manifest that names it. */
 async function originWithTool(t: Test, dir: string): Promise<{ origin: TestOrigin; tool: Buffer; manifest: string }> {

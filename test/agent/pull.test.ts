@@ -19,8 +19,8 @@ import { blackHoleUrl } from '../helpers/black-hole.js';
 import { pacedProxy, type Pace } from '../helpers/paced-proxy.js';
 import { describeTree } from '../helpers/tree.js';
 import { eventually } from '../helpers/wait.js';
-import { serveOnLoopback } from '../helpers/loopback-server.js';
-import { deadUrl, installAgent, runAgent, statusServer } from './helpers.js';
+import { deadUrl, serveOnLoopback } from '../helpers/loopback-server.js';
+import { installAgent, runAgent, statusServer } from './helpers.js';
 import { rotInPlace } from '../helpers/bit-rot.js';
 
 t.test('pull falls back in order, uses the cache, applies the delta and unpacks', async (t) => {

@@ -7,11 +7,10 @@ import { promisify } from 'node:util';
 import { chmod, cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliArgs } from '../helpers/processes.js';
-import { deadUrl } from '../agent/helpers.js';
 import { ERROR_CODES } from '../../src/errors.js';
 import { nobody, tempDirNobodyReaches } from '../helpers/nobody.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
-import { serveOnLoopback } from '../helpers/loopback-server.js';
+import { deadUrl, serveOnLoopback } from '../helpers/loopback-server.js';
 
 /** A one-worker project on the local backend with tasks t1..tN in tests/. */
 async function project(t: Test, tasks: number, execute = 'echo ok'): Promise<string> {
