@@ -5,7 +5,6 @@ import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.js';
 import { uploadAssets } from '../../src/assets/upload.js';
@@ -13,8 +12,9 @@ import { startCache } from '../cache/harness.js';
 import { startOrigin, type TestOrigin } from '../helpers/origin.js';
 import { pacedProxy } from '../helpers/paced-proxy.js';
 import { blackHoleUrl } from '../helpers/black-hole.js';
-import { deadUrl, installAgent, runAgent } from './helpers.js';
+import { installAgent, runAgent } from './helpers.js';
 import { readQuotedList } from '../helpers/quoted-list.js';
+import { deadUrl, serveOnLoopback } from '../helpers/loopback-server.js';
 
 /** An origin under `dir` holding tool.bin (64 KiB) as an asset, and the manifest that names it. */
 async function originWithTool(t: Test, dir: string): Promise<{ origin: TestOrigin; tool: Buffer; manifest: string }> {
@@ -89,23 +89,12 @@ t.test('a cache that keeps silent, before its headers or within its body, costs 
   const dir = t.testdir();
   const { origin, tool, manifest } = await originWithTool(t, dir);
   // One never answers; the other sends the headers and half the file, then nothing.
-  const sockets = new Set<Socket>();
-  const silent = createServer((req) => sockets.add(req.socket));
-  const stalled = createServer((req, res) => {
-    sockets.add(req.socket);
+  const silent = createServer(() => undefined);
+  const stalled = createServer((_req, res) => {
     res.writeHead(200, { 'content-length': String(tool.length) });
     res.write(tool.subarray(0, tool.length >> 1));
   });
-  const urls: string[] = [];
-  for (const server of [silent, stalled]) {
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    urls.push(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
-  }
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    silent.close();
-    stalled.close();
-  });
+  const urls = [await serveOnLoopback(t, silent), await serveOnLoopback(t, stalled)];
   const started = Date.now();
   const res = await runAgent(agent, 'assets', { manifest, urls: [...urls, origin.url], dest: join(dir, 'dest'), cacheTimeoutMs: 500 });
   const took = Date.now() - started;

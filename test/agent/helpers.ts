@@ -42,15 +42,6 @@ export function runAgent(agent: string, command: string, args: object, cwd?: str
   });
 }
 
-/** A URL nothing listens on: a port bound and released. */
-export async function deadUrl(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `http://127.0.0.1:${port}`;
-}
-
 /** A server that answers every request with `status`. */
 export async function statusServer(t: Test, status: number, code = 'FC_ERR_UNAVAILABLE'): Promise<string> {
   const server: Server = createServer((_req, res) => {

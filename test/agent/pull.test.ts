@@ -5,7 +5,6 @@ import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { casId } from '../../src/cache/disk-store.js';
@@ -20,8 +19,9 @@ import { blackHoleUrl } from '../helpers/black-hole.js';
 import { pacedProxy, type Pace } from '../helpers/paced-proxy.js';
 import { describeTree } from '../helpers/tree.js';
 import { eventually } from '../helpers/wait.js';
-import { serveOnLoopback } from '../helpers/loopback-server.js';
-import { deadUrl, installAgent, runAgent, statusServer } from './helpers.js';
+import { deadUrl, serveOnLoopback } from '../helpers/loopback-server.js';
+import { installAgent, runAgent, statusServer } from './helpers.js';
+import { rotInPlace } from '../helpers/bit-rot.js';
 
 t.test('pull falls back in order, uses the cache, applies the delta and unpacks', async (t) => {
   const agent = await installAgent(t);
@@ -102,9 +102,7 @@ t.test('a cache copy damaged on disk: the agent asks again with no-cache, the ca
   // Bit rot in the cache's copy of the base: same size, one byte changed.
   const hex = pushed.manifest.base.digest.slice('sha256:'.length);
   const stored = join(cacheDir, casId({ algo: 'sha256', hex }));
-  const bytes = readFileSync(stored);
-  bytes[bytes.length >> 1]! ^= 0xff;
-  writeFileSync(stored, bytes);
+  rotInPlace(stored);
 
   const again = await pull('m2');
   t.equal(again.code, 0, again.stderr);
@@ -125,9 +123,7 @@ t.test('damaged bytes from the origin (the last URL) are not asked for again', a
   const pushed = await pushProject({ dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases'), run: 'r1' });
   const hex = pushed.manifest.base.digest.slice('sha256:'.length);
   const stored = join(originDir, 'cas.v1', 'sha256', hex.slice(0, 2), hex);
-  const bytes = readFileSync(stored);
-  bytes[bytes.length >> 1]! ^= 0xff;
-  writeFileSync(stored, bytes);
+  rotInPlace(stored);
   const res = await runAgent(agent, 'pull', { urls: [origin.url], project: 'demo', run: 'r1', dest: join(dir, 'm') });
   t.not(res.code, 0, 'the pull fails');
   t.notMatch(res.stderr, /asking again with no-cache/, 'without asking the origin twice');
@@ -218,9 +214,7 @@ async function originWithRun(t: Test, name: string, content: string | Buffer) {
 t.test('a cache that stops in the middle of a body costs cacheTimeoutMs, then the next URL serves the pull', async (t) => {
   const { dir, origin } = await originWithRun(t, 'a.txt', 'the tree\n');
   // Passes the run manifest on from the origin; of a blob, the headers and the first half of its bytes, then nothing.
-  const sockets = new Set<Socket>();
   const frozen = createServer((req, res) => {
-    sockets.add(req.socket);
     if (!req.url?.startsWith('/cas/')) {
       void request(`${origin.url}${req.url}`).then(async (up) => res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type']) }).end(Buffer.from(await up.body.arrayBuffer())));
       return;
@@ -231,12 +225,7 @@ t.test('a cache that stops in the middle of a body costs cacheTimeoutMs, then th
       res.write(body.subarray(0, body.length >> 1));
     });
   });
-  await new Promise<void>((resolve) => frozen.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    frozen.close();
-  });
-  const frozenUrl = `http://127.0.0.1:${(frozen.address() as AddressInfo).port}`;
+  const frozenUrl = await serveOnLoopback(t, frozen);
   const started = Date.now();
   let timer: NodeJS.Timeout | undefined;
   const pulled = await Promise.race([

@@ -8,7 +8,7 @@ import { fetchArtifacts } from '../../src/artifacts/download.js';
 import { indexUrl, INDEX_FORMAT } from '../../src/artifacts/names.js';
 import { startOrigin } from '../helpers/origin.js';
 import { flipped, startTamperingProxy } from '../helpers/tampering-proxy.js';
-import { cliExit } from '../project-upload/cli-helpers.js';
+import { runCli } from '../helpers/cli.js';
 import { uploadArtifacts } from '../../src/artifacts/upload.js';
 import { EXIT } from '../../src/errors.js';
 
@@ -60,7 +60,7 @@ t.test('artifacts get through a cache that sends wrong bytes: the error names th
   const [stored] = (await uploadArtifacts({ url: origin.url, token: origin.token, run: 'r', job: 'j', cwd: join(dir, 'task'), paths: ['log.txt'] })).files;
   let damage: (body: Buffer) => Buffer = flipped;
   const cache = await startTamperingProxy(t, origin.url, (path, body) => (path === '/artifacts/r/j/log.txt' ? damage(body) : body));
-  const get = (out: string) => cliExit(['artifacts', 'get', 'r/j', '--from', cache, '-o', join(dir, out)]);
+  const get = (out: string) => runCli(['artifacts', 'get', 'r/j', '--from', cache, '-o', join(dir, out)]);
   const flippedGet = await get('a');
   t.equal(flippedGet.code, EXIT.integrity, flippedGet.stderr);
   t.match(flippedGet.stderr, `GET ${cache}/artifacts/r/j/log.txt: digest mismatch: expected ${stored!.digest}, got sha256:`);
@@ -77,7 +77,7 @@ t.test('artifacts get through a cache that sends far more bytes than the index s
   const [stored] = (await uploadArtifacts({ url: origin.url, token: origin.token, run: 'r', job: 'j', cwd: join(dir, 'task'), paths: ['log.txt'] })).files;
   const extra = 8 * 2 ** 20;
   const cache = await startTamperingProxy(t, origin.url, (path, body) => (path === '/artifacts/r/j/log.txt' ? Buffer.concat([body, Buffer.alloc(extra)]) : body));
-  const got = await cliExit(['artifacts', 'get', 'r/j', '--from', cache, '-o', join(dir, 'out')]);
+  const got = await runCli(['artifacts', 'get', 'r/j', '--from', cache, '-o', join(dir, 'out')]);
   t.equal(got.code, EXIT.integrity, got.stderr);
   const counted = new RegExp(`GET ${cache}/artifacts/r/j/log\\.txt: size mismatch: expected ${stored!.size} bytes, got (\\d+)`).exec(got.stderr);
   t.ok(counted, got.stderr);

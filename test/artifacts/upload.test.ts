@@ -2,14 +2,14 @@
 // flips one) are refused by the origin before it stores the blob or publishes the name.
 import t, { type Test } from 'tap';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { uploadArtifacts } from '../../src/artifacts/upload.js';
 import { startOrigin } from '../helpers/origin.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 /** An HTTP proxy to `upstream` that flips the first byte of every PUT body. */
-async function damagingProxy(t: Test, upstream: string): Promise<string> {
+function damagingProxy(t: Test, upstream: string): Promise<string> {
   const server = http.createServer((req, res) => {
     const target = new URL(req.url ?? '/', upstream);
     const out = http.request(target, { method: req.method, headers: req.headers }, (answer) => {
@@ -27,10 +27,7 @@ async function damagingProxy(t: Test, upstream: string): Promise<string> {
     });
     req.on('end', () => out.end());
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const addr = server.address();
-  return `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  return serveOnLoopback(t, server);
 }
 
 t.test('a body damaged on the way is refused before the name exists', async (t) => {
@@ -68,9 +65,7 @@ t.test("a server that answers an upload with another digest than the one sent: t
     req.resume();
     req.on('end', () => res.writeHead(req.method === 'PUT' ? 201 : 404, { 'content-type': 'application/json' }).end(JSON.stringify({ digest: other, size: 11 })));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = await serveOnLoopback(t, server);
   await t.rejects(uploadArtifacts({ url, run: 'r1', job: 'j', cwd: join(dir, 'task'), paths: ['log.txt'] }), {
     code: 'FC_ERR_DIGEST_MISMATCH',
     message: new RegExp(`^PUT ${url}/artifacts/r1/j/log\\.txt: digest mismatch: expected sha256:[0-9a-f]{64}, got ${other}$`),

@@ -4,7 +4,6 @@ import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, sym
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { fetchAssets } from '../../src/assets/fetch.js';
 import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.js';
@@ -12,6 +11,7 @@ import { uploadAssets } from '../../src/assets/upload.js';
 import { startOrigin } from '../helpers/origin.js';
 import { BlobServer, compress, makeTar, sha512 } from './helpers.js';
 import { readQuotedList } from '../helpers/quoted-list.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 const A = randomBytes(300 * 1024);
 const B = Buffer.from('plain text asset\n');
@@ -232,9 +232,7 @@ t.test('a truncated body is never kept; the next URL serves it; size null checks
     res.writeHead(200, { 'content-length': A.length });
     res.write(A.subarray(0, A.length / 2), () => res.destroy());
   });
-  await new Promise<void>((res) => cut.listen(0, '127.0.0.1', res));
-  t.teardown(() => new Promise<void>((res) => { cut.closeAllConnections(); cut.close(() => res()); }));
-  const cutUrl = `http://127.0.0.1:${(cut.address() as AddressInfo).port}`;
+  const cutUrl = await serveOnLoopback(t, cut);
   const manifest = join(root, 'nosize.tt');
   await writeFile(manifest, formatManifest([record('a.bin', A, { size: null })]));
   const dest = join(root, 'dest');
@@ -398,9 +396,7 @@ t.test('messages never show a password in a URL nor the query string of a redire
     if (req.url?.startsWith('/redirect/')) res.writeHead(302, { location: '/signed?X-Amz-Signature=SECRETSIG' }).end();
     else res.writeHead(403).end();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const { port } = server.address() as AddressInfo;
+  const { port } = new URL(await serveOnLoopback(t, server));
   const res = await fetchAssets({ manifestPath: manifest, urls: [`http://alice:hunter2@127.0.0.1:${port}`, `http://127.0.0.1:${port}/redirect`], dest: join(root, 'dest') });
   t.equal(res.failed, 1);
   const shown = JSON.stringify(res);

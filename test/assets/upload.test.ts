@@ -4,7 +4,6 @@
 import t, { type Test } from 'tap';
 import { writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.js';
@@ -15,6 +14,7 @@ import { createHash } from 'node:crypto';
 import { Retention } from '../../src/origin/retention.js';
 import { RECENT_MS } from '../../src/origin/references.js';
 import type { NameRecord } from '../../src/store/names.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 const DAY = 86_400_000;
 
@@ -93,13 +93,11 @@ t.test('an origin that does not say the visibility: internal asked for an asset 
     methods.push(req.method!);
     res.writeHead(req.method === 'HEAD' ? 200 : 500).end();
   });
-  await new Promise<void>((resolve) => older.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { older.closeAllConnections(); older.close(() => resolve()); }));
+  const olderUrl = await serveOnLoopback(t, older);
   await writeFile(join(dir, 'a.bin'), data);
   const manifestPath = join(dir, 'manifest.tt');
   await writeFile(manifestPath, formatManifest([record('a.bin', data, 'internal')]));
-  const { port } = older.address() as AddressInfo;
-  await t.rejects(uploadAssets({ manifestPath, origin: `http://127.0.0.1:${port}`, token: 'token', dir }), {
+  await t.rejects(uploadAssets({ manifestPath, origin: olderUrl, token: 'token', dir }), {
     code: 'FC_ERR_USAGE',
     message: /a\.bin: the manifest asks visibility internal, but the origin already has it as public/,
   });

@@ -3,7 +3,6 @@
 // is never a clean end. A real node:http server on loopback plays upstream.
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
@@ -11,19 +10,15 @@ import { DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
 import { Upstream } from '../../src/cache/upstream.js';
 import { UpstreamError } from '../../src/errors.js';
 import { eventually } from '../helpers/wait.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
 /** An upstream answering by `routes[url]`, and the Upstream client to it. */
 async function start(t: Test, routes: Record<string, Handler>): Promise<Upstream> {
   const server = http.createServer((req, res) => (routes[req.url ?? ''] ?? ((_q, s) => s.writeHead(404).end()))(req, res));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const upstream = new Upstream('origin', `http://127.0.0.1:${(server.address() as AddressInfo).port}`, DEFAULT_TIMEOUTS);
-  t.teardown(async () => {
-    await upstream.close();
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
-  });
+  const upstream = new Upstream('origin', await serveOnLoopback(t, server), DEFAULT_TIMEOUTS);
+  t.teardown(() => upstream.close());
   return upstream;
 }
 

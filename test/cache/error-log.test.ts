@@ -9,6 +9,7 @@ import t from 'tap';
 import { request } from 'undici';
 import { startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 interface Line { msg?: string; reqId?: string; method?: string; url?: string; code?: string }
 
@@ -71,10 +72,8 @@ t.test('warnings about a mirror upstream name the path, never its query (a signa
     if (calls++ === 0) return void res.writeHead(200, { 'cache-control': 'max-age=0, stale-if-error=600', etag: '"v1"' }).end('kept');
     res.writeHead(500).end('down');
   });
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
-  const port = (upstream.address() as { port: number }).port;
-  writeFileSync(join(dir, 'cache.yaml'), `upstream: http://127.0.0.1:1/\nmirrors:\n  m:\n    url: http://127.0.0.1:${port}/\n`);
+  const upstreamUrl = await serveOnLoopback(t, upstream);
+  writeFileSync(join(dir, 'cache.yaml'), `upstream: http://127.0.0.1:1/\nmirrors:\n  m:\n    url: ${upstreamUrl}/\n`);
   const cache = await startServerProcess(t, ['cache', '-c', join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data')], { FLEETCACHE_LOG_LEVEL: 'info' });
   const get = async (): Promise<string> => (await request(`${cache.url}/mirror/m/obj?X-Amz-Signature=s3cret-sig`)).body.text();
   t.equal(await get(), 'kept', 'filled');

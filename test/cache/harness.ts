@@ -3,7 +3,6 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, statfsSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import { pino } from 'pino';
@@ -12,6 +11,7 @@ import { Agent, request } from 'undici';
 import { resolveCacheConfig, type CacheConfig, type CacheConfigFile } from '../../src/cache/config.js';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { cliArgs, descendantsOf, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 /** `internal`: settings a file cannot give, which tests lower. `onRequest`: told of each request the cache receives. */
 export async function startCache(t: Test, file: Partial<CacheConfigFile> & { upstream: string }, dataDir: string, internal: Pick<CacheConfig, 'unreadGraceMs'> = {}, onRequest?: (request: FastifyRequest) => void): Promise<{ app: FastifyInstance; url: string }> {
@@ -92,10 +92,7 @@ export function recordingLogger<Line>(level = 'info'): { log: FastifyBaseLogger;
 
 /** A plain HTTP server on loopback answering every request with `body`, closed at teardown; its port. */
 export async function bodyServer(t: Test, body: string | Buffer): Promise<number> {
-  const server = createServer((_req, res) => res.end(body));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
-  return (server.address() as AddressInfo).port;
+  return Number(new URL(await serveOnLoopback(t, createServer((_req, res) => res.end(body)))).port);
 }
 
 /**

@@ -1,7 +1,7 @@
 // A GET of a blob with Cache-Control: no-cache has the stored copy hashed again: one damaged
 // on disk since its fill (bit rot) is dropped and fetched anew, small or large. At most once
 // a minute per blob, so that no client can make the cache read a large blob whole at will.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path, { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
@@ -12,6 +12,7 @@ import { fetchArtifacts } from '../../src/artifacts/download.js';
 import { uploadArtifacts } from '../../src/artifacts/upload.js';
 import { startCache } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';
+import { rotInPlace } from '../helpers/bit-rot.js';
 
 async function get(url: string, headers: Record<string, string> = {}): Promise<{ xcache: string; body: Buffer }> {
   const res = await request(url, { headers });
@@ -25,11 +26,7 @@ async function oneBlob(t: Test, size: number) {
   const { app, url } = await startCache(t, { upstream: upUrl }, dir);
   const { hex, body } = up.addBlob(size);
   const file = path.join(dir, casId({ algo: 'sha256', hex }));
-  const damage = (at: number): void => {
-    const bytes = readFileSync(file);
-    bytes[at]! ^= 0xff;
-    writeFileSync(file, bytes);
-  };
+  const damage = (at: number): void => void rotInPlace(file, at);
   return { up, app, hex, body, file, damage, blob: `${url}/cas/sha256/${hex}` };
 }
 
@@ -75,9 +72,7 @@ t.test("no-cache re-hashes a stored name against its ETag (the digest of its byt
     t.equal((await get(artifact)).xcache, 'MISS');
     await app.cache.fills.drain();
     const file = path.join(dir, 'cache', httpId(`GET /artifacts/run1/job1/${name}`));
-    const bytes = readFileSync(file);
-    bytes[1000]! ^= 0xff;
-    writeFileSync(file, bytes);
+    rotInPlace(file, 1000);
     const unchecked = await get(artifact);
     t.equal(unchecked.xcache, 'HIT', 'revalidated (304) and served from disk');
     t.notOk(unchecked.body.equals(body), 'the damaged copy: a 304 compares ETags, not bytes');
@@ -97,9 +92,7 @@ t.test('fetching artifacts through a cache whose copy is damaged: the file is as
   await fetchArtifacts({ from: url, run: 'run1', job: 'job1', dest: join(dir, 'first') });
   await app.cache.fills.drain();
   const file = join(dir, 'cache', httpId('GET /artifacts/run1/job1/log.bin'));
-  const bytes = readFileSync(file);
-  bytes[1000]! ^= 0xff;
-  writeFileSync(file, bytes);
+  rotInPlace(file, 1000);
   await fetchArtifacts({ from: url, run: 'run1', job: 'job1', dest: join(dir, 'second') });
   t.ok(readFileSync(join(dir, 'second', 'job1', 'log.bin')).equals(readFileSync(join(dir, 'task', 'log.bin'))), 'the right bytes');
 });

@@ -10,12 +10,10 @@ import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { startServerProcess } from '../helpers/processes.js';
 import { privateHostsUnavailable, underPrivateHosts } from '../helpers/private-hosts.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 async function listen(t: Test, handler: Parameters<typeof createServer>[1]): Promise<number> {
-  const server = createServer(handler);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return (server.address() as { port: number }).port;
+  return Number(new URL(await serveOnLoopback(t, createServer(handler))).port);
 }
 
 t.test('a redirect to a name resolving to a public and a loopback address: refused under privateRedirects: refuse, followed under allow', { skip: privateHostsUnavailable() }, async (t) => {

@@ -9,6 +9,7 @@ import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'nod
 import { join } from 'node:path';
 import { request } from 'undici';
 import { startCache } from './harness.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 interface Seen {
   readonly path: string;
@@ -16,11 +17,8 @@ interface Seen {
   readonly method?: string;
 }
 
-async function listen(t: Test, handler: Parameters<typeof createServer>[1]): Promise<string> {
-  const server = createServer(handler);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+function listen(t: Test, handler: Parameters<typeof createServer>[1]): Promise<string> {
+  return serveOnLoopback(t, createServer(handler));
 }
 
 /** A storage host serving `blobs` by their sha512 under /s3/sha512/<hex>?X-Amz-Signature=…, and a tooltool server redirecting to it. */

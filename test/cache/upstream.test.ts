@@ -2,7 +2,6 @@
 // down for a pause (misses fail at once), then tried again; the connections it opens to an
 // upstream are bounded. Real sockets on loopback.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { request } from 'undici';
 import { DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
@@ -11,14 +10,11 @@ import { UpstreamError } from '../../src/errors.js';
 import { eventually } from '../helpers/wait.js';
 import { startCache } from './harness.js';
 import { randomish, sha256 } from './upstream-fixture.js';
+import { deadUrl, serveOnLoopback } from '../helpers/loopback-server.js';
 
 t.test('refused connections mark the upstream down for a pause, then it is tried again', async (t) => {
-  // A port nobody listens on (taken, then released).
-  const probe = http.createServer();
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-  const port = (probe.address() as AddressInfo).port;
-  await new Promise<void>((r) => probe.close(() => r()));
-  const upstream = new Upstream('origin', `http://127.0.0.1:${port}`, DEFAULT_TIMEOUTS, { breaker: { failures: 3, openMs: 400 } });
+  const dead = await deadUrl();
+  const upstream = new Upstream('origin', dead, DEFAULT_TIMEOUTS, { breaker: { failures: 3, openMs: 400 } });
   t.teardown(() => upstream.close());
   const attempt = () => upstream.request('/cas/x', { method: 'GET', headers: {} }).then(() => 'answered', (err: unknown) => err);
 
@@ -29,7 +25,7 @@ t.test('refused connections mark the upstream down for a pause, then it is tried
   }
   // The upstream comes back at once, but the breaker is open: no connection is tried.
   const server = http.createServer((_req, res) => res.end('ok'));
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  await new Promise<void>((r) => server.listen(Number(new URL(dead).port), '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
   const down = await attempt();
   t.ok(down instanceof UpstreamError, 'fails as an upstream error (502)');
@@ -51,10 +47,9 @@ t.test('a burst of different misses opens no more connections to the upstream th
   });
   let connections = 0;
   server.on('connection', () => connections++);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+  const upstreamUrl = await serveOnLoopback(t, server);
   const cap = 4;
-  const { url } = await startCache(t, { upstream: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, upstreamConnections: cap }, t.testdir());
+  const { url } = await startCache(t, { upstream: upstreamUrl, upstreamConnections: cap }, t.testdir());
   const answers = Promise.all([...bodies.keys()].map(async (path) => {
     const res = await request(`${url}${path}`);
     return { status: res.statusCode, hash: sha256(Buffer.from(await res.body.arrayBuffer())), path };

@@ -160,15 +160,10 @@ t.test('two workers share one cache', async (t) => {
     const { hex } = up.addBlob(4096);
     // A connection the primary hands to a worker at the instant it dies is lost (Node's
     // cluster hands connections over IPC): ask once the primary has seen the death.
-    for (let i = 0; i < 50 && !/cache worker died/.test(cache.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
+    await eventually('the primary saw the death', () => /cache worker died/.test(cache.stderr()), 5000);
     const during = await get(`${cache.url}/cas/sha256/${hex}`);
     t.equal(during.hash, hex, 'served while one worker is down');
-    let replaced: number[] = [];
-    for (let i = 0; i < 50 && replaced.length < 2; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      replaced = childrenOf(cache.child.pid!).filter((pid) => pid !== victim);
-    }
-    t.equal(replaced.length, 2, 'two workers again');
+    await eventually('two workers again', () => childrenOf(cache.child.pid!).filter((pid) => pid !== victim).length === 2, 5000);
     t.match(cache.stderr(), /cache worker died: starting another/, 'the death is logged');
     t.equal(await metricSum(cache.url, 'fleetcache_cache_workers_lost_total'), 1, 'and counted in /-/metrics');
     await eventually('the new worker listens', () => /"msg":"replacement cache worker listening"/.test(cache.stderr()));

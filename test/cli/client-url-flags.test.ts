@@ -5,7 +5,8 @@
 import t from 'tap';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliExit, expectCliError } from '../project-upload/cli-helpers.js';
+import { expectCliError } from '../project-upload/cli-helpers.js';
+import { runCli } from '../helpers/cli.js';
 import { startOrigin } from '../helpers/origin.js';
 
 t.test('bad URLs on push, pull, artifacts and assets: exit 2 (assets fetch: 1) naming the flag', async (t) => {
@@ -33,7 +34,7 @@ t.test('the credentials of a URL on a flag are not echoed in its errors', async 
     ['an "@" in the password', ['pull', join(dir, 'out'), '--project', 'x', '--run', 'r', '--from', 'ftp://alice:hun@ter2@127.0.0.1/x'], '--from: invalid URL "ftp://***@127.0.0.1/x"'],
   ];
   for (const [name, args, message] of cases) {
-    const got = await cliExit(args);
+    const got = await runCli(args);
     t.equal(got.code, 2, `${name}: exit 2`);
     t.match(got.stderr, message, `${name}: the URL shown without its credentials`);
     t.notMatch(got.stderr, /hunter2|ter2@/, `${name}: no password`);
@@ -42,7 +43,7 @@ t.test('the credentials of a URL on a flag are not echoed in its errors', async 
 
 t.test('artifacts get that finds nothing names the server without the credentials of its URL', async (t) => {
   const origin = await startOrigin(t, { dataDir: join(t.testdir(), 'origin') });
-  const got = await cliExit(['artifacts', 'get', 'run1/job', '--from', origin.url.replace('http://', 'http://alice:hunter2@'), '-o', join(t.testdir(), 'arts')]);
+  const got = await runCli(['artifacts', 'get', 'run1/job', '--from', origin.url.replace('http://', 'http://alice:hunter2@'), '-o', join(t.testdir(), 'arts')]);
   t.equal(got.code, 4, 'not found');
   t.match(got.stderr, `no artifacts for "run1/job" at ${origin.url.replace('http://', 'http://***:***@')}/ (no _index.json`);
   t.notMatch(got.stderr, /hunter2/);

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nobody } from '../helpers/nobody.js';
 import { cliArgs } from '../helpers/processes.js';
-import { cliExit, expectCliError } from '../project-upload/cli-helpers.js';
+import { expectCliError } from '../project-upload/cli-helpers.js';
+import { runCli } from '../helpers/cli.js';
 import { unpackTar } from '../../src/pack/unpack.js';
 
 const ledger = {
@@ -83,7 +84,7 @@ t.test('a token file named on the command line that is missing: configuration (e
     ['origin', '--listen', '127.0.0.1:0', '--data', join(dir, 'origin'), '--token-file', missing],
   ];
   for (const args of commands) {
-    const got = await cliExit(args);
+    const got = await runCli(args);
     t.equal(got.code, 3, `${args[0]} ${args[1]}: exit 3`);
     t.match(got.stderr, `fleetcache: error: ${missing}: cannot read token file`, `${args[0]}: names the file`);
   }

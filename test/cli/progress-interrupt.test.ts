@@ -4,12 +4,12 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import t from 'tap';
 import { cliArgs, descendantsOf, rememberProcess, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 const HIDE_CURSOR = '\x1b[?25l';
 const SHOW_CURSOR = '\x1b[?25h';
@@ -23,18 +23,11 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     const hex = createHash('sha512').update(content).digest('hex');
     writeFileSync(join(dir, 'manifest.tt'), JSON.stringify([{ filename: 'big.bin', size: content.length * 4, algorithm: 'sha512', digest: hex }]));
     // A server that sends a quarter of the body and then holds the download open.
-    const held: ServerResponse[] = [];
     const server = createServer((_req, res) => {
-      held.push(res);
       res.writeHead(200, { 'content-length': String(content.length * 4) });
       res.write(content);
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    t.teardown(() => {
-      for (const res of held) res.destroy();
-      server.close();
-    });
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const url = await serveOnLoopback(t, server);
     const command = [process.execPath, ...cliArgs(['assets', 'fetch', '-m', join(dir, 'manifest.tt'), '--dest', dir, '--url', url])]
       .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
       .join(' ');

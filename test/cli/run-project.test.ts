@@ -3,15 +3,14 @@
 import t, { type Test } from 'tap';
 import { execFile, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { chmod, cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliArgs } from '../helpers/processes.js';
-import { deadUrl } from '../agent/helpers.js';
 import { ERROR_CODES } from '../../src/errors.js';
 import { nobody, tempDirNobodyReaches } from '../helpers/nobody.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
+import { deadUrl, serveOnLoopback } from '../helpers/loopback-server.js';
 
 /** A one-worker project on the local backend with tasks t1..tN in tests/. */
 async function project(t: Test, tasks: number, execute = 'echo ok'): Promise<string> {
@@ -227,12 +226,7 @@ t.test('an origin that answers a base upload with another digest: the error name
     req.resume();
     req.on('end', () => (answer ? res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer)) : res.writeHead(404).end()));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    server.closeAllConnections();
-    server.close();
-  });
-  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const origin = await serveOnLoopback(t, server);
   await writeFile(join(dir, 'fleet.yaml'), `origin: ${origin}\nregions:\n  region-a:\n    caches: [${origin}]\n`);
   await writeFile(join(dir, 'token'), 'fc-token\n', { mode: 0o600 });
   const { code, line } = await runAsync(dir, ['--fleet', 'fleet.yaml', '--token-file', 'token']);

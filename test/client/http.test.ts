@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { cacheLimits, httpGet, httpGetJson, httpHead, httpPut, MAX_JSON_BYTES } from '../../src/client/http.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 /** The catalogued error each answer becomes (src/client/http.ts), and the server's error body. */
 const ANSWERS = [
@@ -12,7 +12,7 @@ const ANSWERS = [
 ] as const;
 
 /** A server on 127.0.0.1 answering `/<status>` with that status and a fleetcache error body (none to HEAD). */
-async function answering(t: Test): Promise<string> {
+function answering(t: Test): Promise<string> {
   const server = createServer((req, res) => {
     req.resume();
     req.on('end', () => {
@@ -22,9 +22,7 @@ async function answering(t: Test): Promise<string> {
       res.end(JSON.stringify(answer ? answer.server : { ok: true }));
     });
   });
-  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
-  t.teardown(() => new Promise<void>((res) => { server.closeAllConnections(); server.close(() => res()); }));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return serveOnLoopback(t, server);
 }
 
 t.test('httpHead: the headers of a 2xx, undefined for a 404, any other answer its catalogued error, never a crash', async (t) => {
@@ -68,9 +66,7 @@ t.test("a server's code for what is wrong with the request is the client's (its 
     const [status, code] = answers[Number(req.url!.slice(1))]!;
     res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ code, message: 'as the server says' }));
   });
-  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
-  t.teardown(() => new Promise<void>((res) => { server.closeAllConnections(); server.close(() => res()); }));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = await serveOnLoopback(t, server);
   for (const [i, [status, code, client]] of answers.entries()) {
     await t.rejects(httpPut(`${url}/${i}`, 'body'), { code: client, message: `PUT ${url}/${i}: HTTP ${status}: as the server says` }, `${status} ${code}`);
   }
@@ -109,9 +105,7 @@ t.test('a server cannot fill the client\'s memory: an error body is read 4 KiB f
     res.on('error', () => undefined);
     more();
   });
-  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
-  t.teardown(() => new Promise<void>((res) => { server.closeAllConnections(); server.close(() => res()); }));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = await serveOnLoopback(t, server);
   await t.rejects(httpGet(`${url}/error`), { code: 'FC_ERR_UPSTREAM', message: /^GET .*\/error: HTTP 500: / });
   t.ok(sent < 16 << 20, `the error answer was read no further than needed (${sent >> 20} MiB sent, socket buffers included)`);
   sent = 0;
@@ -124,9 +118,7 @@ t.test('a server cannot fill the client\'s memory: an error body is read 4 KiB f
 
 t.test('an answer that is not JSON is FC_ERR_UPSTREAM, not a raw SyntaxError', async (t) => {
   const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"cut'));
-  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
-  t.teardown(() => new Promise<void>((res) => { server.closeAllConnections(); server.close(() => res()); }));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = await serveOnLoopback(t, server);
   await t.rejects(httpGetJson(`${url}/x`), { code: 'FC_ERR_UPSTREAM', message: /^GET .*\/x: the answer is not JSON/ });
   await t.rejects(httpPut(`${url}/x`, 'body'), { code: 'FC_ERR_UPSTREAM', message: /^PUT .*\/x: the answer is not JSON/ });
 });

@@ -1,20 +1,18 @@
 // sentTo: which server an error came from, by the request it carries, not by its message.
 import t, { type Test } from 'tap';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { httpGet, httpPut } from '../../src/client/http.js';
 import { sentTo } from '../../src/client/sent-to.js';
 import { DigestMismatchError, failedRequest, FleetError, toFleetError } from '../../src/errors.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 /** A server on 127.0.0.1 answering every request 500, as a failing origin or cache would: its base URL. */
-async function failing(t: Test): Promise<string> {
+function failing(t: Test): Promise<string> {
   const server = createServer((req, res) => {
     req.resume();
     req.on('end', () => res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'FC_ERR_INTERNAL', message: 'disk error' })));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return serveOnLoopback(t, server);
 }
 
 /** What `request` rejected with, as a FleetError. */

@@ -2,8 +2,8 @@
 // chosen answers: a cache whose copy is damaged, or that serves another object, as a client
 // downloading through it meets it. Requests and other answers pass as they are.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Test } from 'tap';
+import { serveOnLoopback } from './loopback-server.js';
 
 /** The body to send instead of `body` (the upstream's 2xx answer to GET `path`); `body` itself to pass it. */
 type Tamper = (path: string, body: Buffer) => Buffer;
@@ -16,7 +16,7 @@ export function flipped(body: Buffer): Buffer {
 }
 
 /** The proxy's base URL (http://127.0.0.1:PORT); stopped in `t`'s teardown. */
-export async function startTamperingProxy(t: Test, upstream: string, tamper: Tamper): Promise<string> {
+export function startTamperingProxy(t: Test, upstream: string, tamper: Tamper): Promise<string> {
   const server = http.createServer((req, res) => {
     const path = req.url ?? '/';
     const out = http.request(new URL(path, upstream), { method: req.method, headers: req.headers }, (answer) => {
@@ -33,7 +33,5 @@ export async function startTamperingProxy(t: Test, upstream: string, tamper: Tam
     out.on('error', () => res.destroy());
     req.pipe(out);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return serveOnLoopback(t, server);
 }

@@ -4,7 +4,7 @@
 // content of a name. On the origin, and on a cache in front of it.
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type ServerResponse } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
@@ -14,6 +14,7 @@ import { exchange } from '../helpers/raw-http.js';
 import { BodyWriter } from '../../src/http/body-writer.js';
 import { inPipelineOrder, MAX_WAITING } from '../../src/http/pipeline-order.js';
 import { eventually } from '../helpers/wait.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 /** The status lines of the answers in `answer`, in order. */
 function statuses(answer: string): number[] {
@@ -61,9 +62,7 @@ t.test('a PUT pipelined behind a GET runs once the GET is answered (all must be 
     if (req.method === 'GET') setTimeout(() => { events.push('GET answered'); res.writeHead(200, { etag: '"v1"', 'cache-control': 'public, no-cache' }).end('first'); }, 300);
     else req.resume().on('end', () => res.writeHead(201, { 'cache-control': 'no-store' }).end('{}'));
   });
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { upstream.closeAllConnections(); upstream.close(() => resolve()); }));
-  const cache = await startCache(t, { upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` }, t.testdir());
+  const cache = await startCache(t, { upstream: await serveOnLoopback(t, upstream) }, t.testdir());
   const path = '/artifacts/run-1/job/order.txt';
   const answer = await exchange(cache.url, () => `GET ${path} HTTP/1.1\r\nHost: h\r\n\r\nPUT ${path} HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer ${TEST_TOKEN}\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecond`);
   t.same(statuses(answer), [200, 201]);
@@ -73,9 +72,7 @@ t.test('a PUT pipelined behind a GET runs once the GET is answered (all must be 
 t.test('requests waiting behind one that is not safe are bounded: past MAX_WAITING the connection is closed', async (t) => {
   // an upstream that takes the PUT and never answers: everything behind it waits
   const upstream = createServer((req) => void req.resume());
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { upstream.closeAllConnections(); upstream.close(() => resolve()); }));
-  const cache = await startCache(t, { upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` }, t.testdir());
+  const cache = await startCache(t, { upstream: await serveOnLoopback(t, upstream) }, t.testdir());
   const { port } = new URL(cache.url);
   const socket = connect(Number(port), '127.0.0.1');
   socket.on('error', () => undefined);
@@ -93,9 +90,7 @@ t.test('an answer queued behind another is closed when its client leaves (node g
   const server = createServer((req, res) => inPipelineOrder(req, res, () => {
     if (req.url === '/second') queued = res; // the first is never answered: the second waits behind it
   }));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
-  const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+  const socket = connect(Number(new URL(await serveOnLoopback(t, server)).port), '127.0.0.1');
   socket.on('error', () => undefined);
   const warnings: string[] = [];
   const onWarning = (w: Error): void => void warnings.push(w.name);

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readlink } from 'node:fs/promises';
 import { request } from 'undici';
 import { startOrigin, uploadBlob } from '../helpers/origin.js';
+import { eventually } from '../helpers/wait.js';
 
 const SIZE = 5 * 1024 * 1024 + 123; // five whole 1 MiB buffers and a short tail
 
@@ -53,13 +54,8 @@ t.test('a client that leaves mid-body: the file is closed, the server keeps serv
     for await (const _chunk of res.body) break;
     ac.abort();
   }
-  const deadline = Date.now() + 5000;
-  let open = await openBlobFiles(origin.dataDir);
-  while (open.length && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 50));
-    open = await openBlobFiles(origin.dataDir);
-  }
-  t.same(open, [], 'no blob file left open');
+  await eventually('the blob files closed', async () => (await openBlobFiles(origin.dataDir)).length === 0, 5000).catch(() => undefined);
+  t.same(await openBlobFiles(origin.dataDir), [], 'no blob file left open');
 
   const again = await request(`${origin.url}/cas/sha256/${hex}`);
   t.ok(Buffer.from(await again.body.arrayBuffer()).equals(blob), 'a later download is whole');

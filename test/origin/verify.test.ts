@@ -2,9 +2,8 @@
 // (exit 5) and, with --remove, deleted so that its next upload stores it again. Reading runs
 // beside a live origin; --remove does not (the data directory is the origin's).
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import t from 'tap';
@@ -14,6 +13,8 @@ import { runCli } from '../helpers/cli.js';
 import { startServerProcess } from '../helpers/processes.js';
 import { startS3rver, s3StorageYaml, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
 import { S3BlobStore } from '../../src/store/s3.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
+import { rotInPlace } from '../helpers/bit-rot.js';
 
 const TOKEN = 'verify-token-0123456789';
 
@@ -39,9 +40,7 @@ t.test('a damaged blob is found beside a live origin, removed once it is stopped
 
   // One bit flipped in the large blob's file, as a failing disk would.
   const file = join(data, 'cas.v1', 'sha256', hexes[0]!.slice(0, 2), hexes[0]!);
-  const bytes = readFileSync(file);
-  bytes[1_000_000]! ^= 1;
-  writeFileSync(file, bytes);
+  const bytes = rotInPlace(file, 1_000_000);
   const found = createHash('sha256').update(bytes).digest('hex');
 
   const live = await runCli(['verify', '--data', data]);
@@ -104,12 +103,11 @@ t.test('verify --remove keeps a blob its S3 storage could not read whole (a body
     upstream.on('error', () => res.socket?.destroy());
     req.pipe(upstream);
   });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
+  const proxyUrl = await serveOnLoopback(t, proxy);
   const config = join(dir, 'origin.yaml');
   writeFileSync(config, [
     `data: ${join(dir, 'data')}`,
-    ...s3StorageYaml(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, s3.bucket),
+    ...s3StorageYaml(proxyUrl, s3.bucket),
     '',
   ].join('\n'));
   process.env.TEST_S3_KEY = S3RVER_CREDENTIALS.accessKeyId;
@@ -145,10 +143,9 @@ t.test('a blob deleted between the listing and its read (an origin pruning besid
     if (req.method === 'GET' && req.url!.includes(`/cas/sha256/${pruned.hex.slice(0, 2)}/${pruned.hex}`)) void direct.delete(pruned).then(forward);
     else forward();
   });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
+  const proxyUrl = await serveOnLoopback(t, proxy);
   const config = join(dir, 'origin.yaml');
-  writeFileSync(config, [`data: ${join(dir, 'data')}`, ...s3StorageYaml(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, s3.bucket), ''].join('\n'));
+  writeFileSync(config, [`data: ${join(dir, 'data')}`, ...s3StorageYaml(proxyUrl, s3.bucket), ''].join('\n'));
   process.env.TEST_S3_KEY = S3RVER_CREDENTIALS.accessKeyId;
   process.env.TEST_S3_SECRET = S3RVER_CREDENTIALS.secretAccessKey;
   t.teardown(() => { delete process.env.TEST_S3_KEY; delete process.env.TEST_S3_SECRET; });

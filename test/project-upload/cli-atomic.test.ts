@@ -3,9 +3,10 @@
 import t from 'tap';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliExit, growingFile } from './cli-helpers.js';
+import { growingFile } from './cli-helpers.js';
+import { runCli } from '../helpers/cli.js';
 
-const cliCode = async (args: string[]): Promise<number> => (await cliExit(args)).code;
+const cliCode = async (args: string[]): Promise<number> => (await runCli(args)).code;
 
 t.test('pack that fails while reading leaves no tar', async (t) => {
   const dir = t.testdir({ proj: {} });

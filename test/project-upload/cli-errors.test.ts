@@ -3,14 +3,15 @@
 import t from 'tap';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliExit, expectCliError, growingFile } from './cli-helpers.js';
+import { expectCliError, growingFile } from './cli-helpers.js';
+import { runCli } from '../helpers/cli.js';
 import { packToFile } from '../../src/pack/packer.js';
 
 t.test('missing inputs, a file for a directory, a missing output folder', async (t) => {
   const dir = t.testdir({ proj: { 'a.txt': 'a\n' }, 'file.txt': 'not a dir\n' });
   const p = (name: string) => join(dir, name);
-  await cliExit(['pack', p('proj'), '-o', p('base.tar')]);
-  await cliExit(['delta', '--base', p('base.tar'), p('base.tar'), '-o', p('d.br')]);
+  await runCli(['pack', p('proj'), '-o', p('base.tar')]);
+  await runCli(['delta', '--base', p('base.tar'), p('base.tar'), '-o', p('d.br')]);
   const cases: [string, string[], number, RegExp][] = [
     ['pack of a missing directory', ['pack', p('nonexist'), '-o', p('o1.tar')], 4, /project directory .*nonexist does not exist/],
     ['pack of a file', ['pack', p('file.txt'), '-o', p('o2.tar')], 2, /file\.txt is not a directory/],
@@ -39,7 +40,7 @@ t.test('a file that changes while it is packed: exit 5 and a clear message', asy
   const grows = join(dir, 'proj', 'grows.log');
   const stopGrowing = await growingFile(t, grows);
   await t.rejects(packToFile(join(dir, 'proj'), join(dir, 'x.tar')), { code: 'FC_ERR_SIZE_MISMATCH', message: /grows\.log changed while it was packed/ });
-  const got = await cliExit(['pack', join(dir, 'proj'), '-o', join(dir, 'out.tar')]);
+  const got = await runCli(['pack', join(dir, 'proj'), '-o', join(dir, 'out.tar')]);
   await stopGrowing();
   t.equal(got.code, 5);
   t.match(got.stderr, /changed while it was packed/);

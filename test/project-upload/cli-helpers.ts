@@ -1,34 +1,16 @@
-// Shared by the CLI tests of pack/delta/apply and the client commands: main() in-process, its
-// refusals, and a file that keeps growing.
+// Shared by the CLI tests of pack/delta/apply and the client commands: main()'s refusals, and
+// a file that keeps growing.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { statSync, writeFileSync } from 'node:fs';
 import type { Test } from 'tap';
-import { main } from '../../src/cli/main.js';
+import { runCli } from '../helpers/cli.js';
 import { stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 
-/** main() in-process: exit code and stderr (stdout dropped); this process's exit code is left as it was. */
-export async function cliExit(args: string[]): Promise<{ code: number; stderr: string }> {
-  const err: string[] = [];
-  const { stdout, stderr } = process;
-  const realOut = stdout.write;
-  const realErr = stderr.write;
-  stdout.write = (() => true) as typeof stdout.write;
-  stderr.write = ((chunk: string | Uint8Array) => err.push(String(chunk)) > 0) as typeof stderr.write;
-  const exitCode = process.exitCode;
-  try {
-    return { code: await main(args), stderr: err.join('') };
-  } finally {
-    stdout.write = realOut;
-    stderr.write = realErr;
-    process.exitCode = exitCode; // set by commands that end with exit status 1 (src/cli/exit-one.ts)
-  }
-}
-
 /** A command line main() refuses: with exit status `code`, an error matching `message`, and no stack trace. */
 export async function expectCliError(t: Test, name: string, args: string[], code: number, message: RegExp): Promise<void> {
-  const got = await cliExit(args);
+  const got = await runCli(args);
   t.equal(got.code, code, `${name}: exit ${code}`);
   t.match(got.stderr, message, name);
   t.notMatch(got.stderr, /\n\s+at /, `${name}: no stack trace`);

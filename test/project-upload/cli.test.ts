@@ -3,7 +3,6 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { request } from 'undici';
@@ -11,9 +10,11 @@ import { EXIT } from '../../src/errors.js';
 import { buildOriginServer } from '../../src/origin/server.js';
 import { casId } from '../../src/cache/disk-store.js';
 import { startCache } from '../cache/harness.js';
-import { main } from '../../src/cli/main.js';
+import { runCli } from '../helpers/cli.js';
 import { cliArgs } from '../helpers/processes.js';
 import { flipped, startTamperingProxy } from '../helpers/tampering-proxy.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
+import { rotInPlace } from '../helpers/bit-rot.js';
 
 const run = promisify(execFile);
 const TOKEN = 'cli-test-token';
@@ -24,28 +25,11 @@ async function cliProcess(args: string[], env: NodeJS.ProcessEnv = {}): Promise<
   return stdout;
 }
 
-/** The same CLI in-process: main() with stdout and stderr captured. */
-async function captured(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const { stdout, stderr } = process;
-  const realOut = stdout.write;
-  const realErr = stderr.write;
-  stdout.write = ((chunk: string | Uint8Array) => out.push(String(chunk)) > 0) as typeof stdout.write;
-  stderr.write = ((chunk: string | Uint8Array) => err.push(String(chunk)) > 0) as typeof stderr.write;
-  try {
-    return { code: await main(args), out: out.join(''), err: err.join('') };
-  } finally {
-    stdout.write = realOut;
-    stderr.write = realErr;
-  }
-}
-
-/** captured(), for a command that must succeed: its stdout. */
+/** runCli(), for a command that must succeed: its stdout. */
 async function cli(args: string[]): Promise<string> {
-  const { code, out, err } = await captured(args);
-  if (code !== 0) throw new Error(`fleetcache ${args[0]} exited ${code}: ${err}`);
-  return out;
+  const { code, stdout, stderr } = await runCli(args);
+  if (code !== 0) throw new Error(`fleetcache ${args[0]} exited ${code}: ${stderr}`);
+  return stdout;
 }
 
 function project(root: string, version: number): void {
@@ -107,10 +91,10 @@ t.test('push and pull on the command line', async (t) => {
   const other = join(dir, 'bases', `${'f'.repeat(64)}.tar`);
   writeFileSync(other, 'another project');
   utimesSync(other, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000)); // last used an hour ago
-  const same = await captured(['push', src, ...common, '--token-file', tokenFile, '--base-cache-size', '1']);
+  const same = await runCli(['push', src, ...common, '--token-file', tokenFile, '--base-cache-size', '1']);
   t.equal(same.code, 0);
-  t.match(same.out, /uploaded\tsame as base /);
-  t.match(same.err, /^fleetcache: removed 1 least recently used base \(15 B\) from the base cache .*bases, bound 1 B\n$/);
+  t.match(same.stdout, /uploaded\tsame as base /);
+  t.match(same.stderr, /^fleetcache: removed 1 least recently used base \(15 B\) from the base cache .*bases, bound 1 B\n$/);
   t.notOk(existsSync(other));
 });
 
@@ -123,22 +107,17 @@ t.test("push --cache URL asks each region's cache (repeatable) which bases it ho
   const manifest = JSON.parse(await (await request(`${url}/projects/demo/runs/${runId}`)).body.text()) as { base: { digest: string } };
   // caches that hold nothing: a 504 to every only-if-cached HEAD, each request kept
   const asked: { cache: number; method?: string; url?: string; cacheControl?: string; authorization?: string }[] = [];
-  const caches = await Promise.all([0, 1].map(async (cache) => {
-    const server = createServer((req, res) => {
-      asked.push({ cache, method: req.method, url: req.url, cacheControl: req.headers['cache-control'], authorization: req.headers.authorization });
-      res.writeHead(504).end();
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    t.teardown(() => server.close());
-    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  }));
+  const caches = await Promise.all([0, 1].map((cache) => serveOnLoopback(t, createServer((req, res) => {
+    asked.push({ cache, method: req.method, url: req.url, cacheControl: req.headers['cache-control'], authorization: req.headers.authorization });
+    res.writeHead(504).end();
+  }))));
   writeFileSync(join(src, 'VERSION'), '2\n');
   t.match(await cli(['push', src, ...common, '--cache', caches[0]!, '--cache', caches[1]!]), /uploaded\tdelta against base /);
   const path = `/cas/sha256/${manifest.base.digest.slice('sha256:'.length)}`;
   t.same(asked.sort((a, b) => a.cache - b.cache), [0, 1].map((cache) => ({ cache, method: 'HEAD', url: path, cacheControl: 'only-if-cached', authorization: undefined })), 'each cache asked once for the base');
-  const refused = await captured(['push', src, ...common, '--cache', 'ftp://cache']);
+  const refused = await runCli(['push', src, ...common, '--cache', 'ftp://cache']);
   t.equal(refused.code, EXIT.usage);
-  t.match(refused.err, /--cache: /);
+  t.match(refused.stderr, /--cache: /);
 });
 
 t.test('push never packs its token file: a token file kept in the project stays off the machines and the origin', async (t) => {
@@ -191,9 +170,9 @@ t.test('push says what it left out and which bases it passed over; a pull whose 
   const { dir, url, src } = await originAndProject(t);
   writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
   await run('mkfifo', [join(src, 'a.fifo')]);
-  const pushed = await captured(['push', src, '--project', 'cut', '--origin', url, '--base-cache', join(dir, 'bases'), '--run', 'r1', '--token-file', join(dir, 'token')]);
-  t.equal(pushed.code, 0, pushed.err);
-  t.match(pushed.err, /^fleetcache: skipped a\.fifo \(not a file, directory or symlink\)$/m, 'push says what it left out, as pack does');
+  const pushed = await runCli(['push', src, '--project', 'cut', '--origin', url, '--base-cache', join(dir, 'bases'), '--run', 'r1', '--token-file', join(dir, 'token')]);
+  t.equal(pushed.code, 0, pushed.stderr);
+  t.match(pushed.stderr, /^fleetcache: skipped a\.fifo \(not a file, directory or symlink\)$/m, 'push says what it left out, as pack does');
   // In front of the origin: names pass whole; a blob's headers and half its body, then the connection is cut.
   const cutter = createServer((req, res) => {
     void request(`${url}${req.url}`).then(async (up) => {
@@ -206,10 +185,8 @@ t.test('push says what it left out and which bases it passed over; a pull whose 
       res.write(body.subarray(0, body.length >> 1), () => setTimeout(() => res.socket?.destroy(), 50));
     });
   });
-  await new Promise<void>((resolve) => cutter.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => void cutter.close());
-  const from = `http://127.0.0.1:${(cutter.address() as AddressInfo).port}`;
-  const { code, err } = await captured(['pull', '--project', 'cut', '--run', 'r1', '--from', from, join(dir, 'out')]);
+  const from = await serveOnLoopback(t, cutter);
+  const { code, stderr: err } = await runCli(['pull', '--project', 'cut', '--run', 'r1', '--from', from, join(dir, 'out')]);
   t.equal(code, EXIT.unavailable, err);
   t.notMatch(err, /\n\s+at /, 'no stack trace');
   const manifest = (await (await request(`${url}/projects/cut/runs/r1`)).body.json()) as { base: { digest: string } };
@@ -219,10 +196,10 @@ t.test('push says what it left out and which bases it passed over; a pull whose 
   // The base's blob lost at the origin: a push from another machine (another base cache) passes it over, and says so.
   const blob = readdirSync(join(dir, 'origin'), { recursive: true, withFileTypes: true }).find((e) => e.isFile() && e.name === hex);
   rmSync(join(blob!.parentPath, blob!.name));
-  const again = await captured(['push', src, '--project', 'cut', '--origin', url, '--base-cache', join(dir, 'bases-2'), '--run', 'r2', '--token-file', join(dir, 'token')]);
-  t.equal(again.code, 0, again.err);
-  t.match(again.err, /^fleetcache: base \S+ at the origin cannot be used, passed over \(its runs cannot be pulled; "fleetcache verify" at the origin lists damaged blobs\): .*HTTP 404/m);
-  t.match(again.out, /^uploaded\tnew base /m);
+  const again = await runCli(['push', src, '--project', 'cut', '--origin', url, '--base-cache', join(dir, 'bases-2'), '--run', 'r2', '--token-file', join(dir, 'token')]);
+  t.equal(again.code, 0, again.stderr);
+  t.match(again.stderr, /^fleetcache: base \S+ at the origin cannot be used, passed over \(its runs cannot be pulled; "fleetcache verify" at the origin lists damaged blobs\): .*HTTP 404/m);
+  t.match(again.stdout, /^uploaded\tnew base /m);
 });
 
 t.test('-o onto a device is written in place, through a symlink to its target; a tar in the tree it packs is not packed', async (t) => {
@@ -251,24 +228,22 @@ t.test("pull --recheck mends a cache's damaged copy; without it, the failure say
   writeFileSync(join(src, 'blob.bin'), randomBytes(256 * 1024)); // a base far above what a cache keeps in memory
   const tokenFile = join(dir, 'token');
   writeFileSync(tokenFile, `${TOKEN}\n`);
-  const pushed = await captured(['push', src, '--project', 'demo', '--origin', url, '--base-cache', join(dir, 'bases'), '--run', 'r1', '--token-file', tokenFile]);
-  t.equal(pushed.code, 0, pushed.err);
-  const pull = (dest: string, ...more: string[]) => captured(['pull', '--project', 'demo', '--run', 'r1', '--from', cache.url, ...more, join(dir, dest)]);
+  const pushed = await runCli(['push', src, '--project', 'demo', '--origin', url, '--base-cache', join(dir, 'bases'), '--run', 'r1', '--token-file', tokenFile]);
+  t.equal(pushed.code, 0, pushed.stderr);
+  const pull = (dest: string, ...more: string[]) => runCli(['pull', '--project', 'demo', '--run', 'r1', '--from', cache.url, ...more, join(dir, dest)]);
   t.equal((await pull('m1')).code, 0, 'the first pull fills the cache');
   await cache.app.cache.fills.drain();
   // bit rot in the cache's copy of the base: same size, one byte changed
   const manifest = (await (await request(`${url}/projects/demo/runs/r1`)).body.json()) as { base: { digest: string } };
   const hex = manifest.base.digest.slice('sha256:'.length);
   const stored = join(cacheDir, casId({ algo: 'sha256', hex }));
-  const bytes = readFileSync(stored);
-  bytes[bytes.length >> 1]! ^= 0xff;
-  writeFileSync(stored, bytes);
+  rotInPlace(stored);
 
   const failed = await pull('m2');
   t.equal(failed.code, EXIT.integrity);
-  t.match(failed.err, /pull again with --recheck/);
+  t.match(failed.stderr, /pull again with --recheck/);
   const mended = await pull('m3', '--recheck');
-  t.equal(mended.code, 0, mended.err);
+  t.equal(mended.code, 0, mended.stderr);
   t.equal(readFileSync(join(dir, 'm3', 'VERSION'), 'utf8'), '1\n');
   t.equal(createHash('sha256').update(readFileSync(stored)).digest('hex'), hex, 'the cache holds a good copy again');
 });
@@ -277,7 +252,7 @@ t.test('a pull whose cache sends wrong bytes names that request (method and URL)
   const { dir, url, src } = await originAndProject(t);
   const tokenFile = join(dir, 'token');
   writeFileSync(tokenFile, `${TOKEN}\n`);
-  const push = (run: string) => captured(['push', src, '--project', 'named', '--origin', url, '--base-cache', join(dir, 'bases'), '--run', run, '--token-file', tokenFile]);
+  const push = (run: string) => runCli(['push', src, '--project', 'named', '--origin', url, '--base-cache', join(dir, 'bases'), '--run', run, '--token-file', tokenFile]);
   t.equal((await push('r1')).code, 0);
   project(src, 2);
   t.equal((await push('r2')).code, 0);
@@ -286,14 +261,14 @@ t.test('a pull whose cache sends wrong bytes names that request (method and URL)
   // in front of the origin, as a cache whose copy of the run's delta is wrong
   let damage: (body: Buffer) => Buffer = flipped;
   const cache = await startTamperingProxy(t, url, (path, body) => (path === deltaPath ? damage(body) : body));
-  const pull = (dest: string) => captured(['pull', '--project', 'named', '--run', 'r2', '--from', cache, join(dir, dest)]);
+  const pull = (dest: string) => runCli(['pull', '--project', 'named', '--run', 'r2', '--from', cache, join(dir, dest)]);
 
   const flippedPull = await pull('m1');
-  t.equal(flippedPull.code, EXIT.integrity, flippedPull.err);
-  t.match(flippedPull.err, `fleetcache: error: GET ${cache}${deltaPath}: digest mismatch: expected ${manifest.delta!.digest}, got sha256:`);
+  t.equal(flippedPull.code, EXIT.integrity, flippedPull.stderr);
+  t.match(flippedPull.stderr, `fleetcache: error: GET ${cache}${deltaPath}: digest mismatch: expected ${manifest.delta!.digest}, got sha256:`);
   damage = (body) => Buffer.concat([body, Buffer.from('x')]);
   const longer = await pull('m2');
-  t.equal(longer.code, EXIT.integrity, longer.err);
-  t.match(longer.err, `fleetcache: error: GET ${cache}${deltaPath}: size mismatch: expected ${manifest.delta!.size} bytes, got ${manifest.delta!.size + 1}`);
+  t.equal(longer.code, EXIT.integrity, longer.stderr);
+  t.match(longer.stderr, `fleetcache: error: GET ${cache}${deltaPath}: size mismatch: expected ${manifest.delta!.size} bytes, got ${manifest.delta!.size + 1}`);
   t.notOk(existsSync(join(dir, 'm2', 'VERSION')), 'nothing unpacked');
 });

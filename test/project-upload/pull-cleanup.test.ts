@@ -4,12 +4,12 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { MANIFEST_FORMAT } from '../../src/project-upload/manifest.js';
 import { pullProject } from '../../src/project-upload/pull.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 /** A tar whose first entries unpack and whose last one is refused (a file through a symlink). */
 async function refusedLate(): Promise<Buffer> {
@@ -41,9 +41,7 @@ t.test('an unpack that fails midway empties the target again', async (t) => {
       res.writeHead(404).end();
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => server.close());
-  const from = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const from = await serveOnLoopback(t, server);
   const dir = join(t.testdir(), 'tree');
   await t.rejects(pullProject({ project: 'p', run: 'r', from, dir }), { code: 'FC_ERR_BAD_NAME' });
   t.ok(existsSync(dir), 'the target is still there');

@@ -2,17 +2,15 @@
 // http://user:password@cache/ that answers what is no run manifest).
 import t from 'tap';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { pullProject } from '../../src/project-upload/pull.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 t.test('a run manifest refused names its URL without the password in it', async (t) => {
   const server = createServer((_req, res) => {
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({ format: 'something else' }));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => server.close());
-  const port = (server.address() as AddressInfo).port;
+  const { port } = new URL(await serveOnLoopback(t, server));
   const pulled = pullProject({ from: `http://alice:hunter2@127.0.0.1:${port}`, project: 'p', run: 'r', dir: t.testdir() });
   await t.rejects(pulled, { code: 'FC_ERR_BAD_REQUEST', message: `http://***:***@127.0.0.1:${port}/projects/p/runs/r: not a run manifest` });
   await pulled.catch((err: Error) => t.notMatch(err.message, /hunter2/, 'no password'));

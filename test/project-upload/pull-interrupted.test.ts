@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { MANIFEST_FORMAT } from '../../src/project-upload/manifest.js';
 import { cliArgs, stopWithTest } from '../helpers/processes.js';
 import { STALLED_SIZE, stallingOrigin } from './stalling-origin.js';
+import { eventually } from '../helpers/wait.js';
 
 const hex = 'a'.repeat(64);
 
@@ -31,14 +32,9 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     });
     stopWithTest(t, child, 'SIGKILL');
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, sig) => resolve(sig)));
-    // wait until the download has started writing
-    const started = Date.now();
     const ours = (): string[] => readdirSync(tmp).filter((d) => d.startsWith('fleetcache-'));
     const partial = (): boolean => ours().some((d) => readdirSync(join(tmp, d)).some((f) => f.endsWith('.partial')));
-    while (!partial()) {
-      if (Date.now() - started > 30_000) throw new Error('the pull never started its download');
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await eventually('the pull started writing its download', partial, 30_000);
     child.kill(signal);
     t.equal(await exited, signal, `the pull ends by ${signal}`);
     t.same(ours(), [], 'nothing left in TMPDIR'); // (tsx keeps its cache there too)

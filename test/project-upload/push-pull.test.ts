@@ -4,12 +4,11 @@ import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { closeSync, existsSync, mkdirSync, openSync, statSync, rmSync, readdirSync, readFileSync, symlinkSync, writeFileSync, writeSync, chmodSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { request } from 'undici';
 import type { Test } from 'tap';
-import { pullProject } from '../../src/project-upload/pull.js';
+import { pullProject, type PullResult } from '../../src/project-upload/pull.js';
 import { runToken } from '../../src/client/run-token.js';
 import { baseCachePath } from '../../src/project-upload/base-cache.js';
 import { listBases, pushProject } from '../../src/project-upload/push.js';
@@ -21,6 +20,7 @@ import { cliArgs } from '../helpers/processes.js';
 import { describeTree } from '../helpers/tree.js';
 import { eventually } from '../helpers/wait.js';
 import { startCache } from '../cache/harness.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 const TOKEN = TEST_TOKEN;
 
@@ -38,6 +38,13 @@ async function originWithProject(t: Test, name: string) {
   mkdirSync(project);
   makeProject(project);
   return { url, dataDir, dir, project, common: { dir: project, project: name, origin: url, token: TOKEN, baseCache: join(dir, 'bases') } };
+}
+
+/** Pulls `run` of `project` from `url` into `out` and checks it rebuilt `tree` exactly (directory modes too); the pull's result. */
+async function pullsAs(t: Test, from: { url: string; project: string; run: string }, out: string, tree: string, what: string): Promise<PullResult> {
+  const pulled = await pullProject({ project: from.project, run: from.run, from: from.url, dir: out });
+  t.same(describeTree(out, { dirModes: true }), describeTree(tree, { dirModes: true }), what);
+  return pulled;
 }
 
 /** A project of ~3 MiB: text sources, a binary, a symlink, an empty dir, modes. */
@@ -97,8 +104,7 @@ t.test("a push's delta gets one compression pass: the fast pass counted while it
   t.ok(pushed.manifest.delta, 'a delta');
   t.equal(pushed.compressionPasses, 1, 'the slow pass only');
   const out = join(dir, 'out');
-  await pullProject({ project: 'one-pass', run: 'changed', from: url, dir: out });
-  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }), 'the run pulls whole');
+  await pullsAs(t, { url, project: 'one-pass', run: 'changed' }, out, project, 'the run pulls whole');
 });
 
 t.test('a work directory or base cache inside the project is never packed (TMPDIR=$PWD/tmp)', async (t) => {
@@ -135,8 +141,7 @@ t.test('re-base when the delta exceeds 10% of the compressed tar', async (t) => 
   t.notOk(c.rebased);
   t.equal(c.manifest.base.digest, b.manifest.base.digest, 'delta against the nearer (newest) base');
   const out = join(dir, 'out');
-  await pullProject({ project: 'rebase', run: 'c', from: url, dir: out });
-  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }));
+  await pullsAs(t, { url, project: 'rebase', run: 'c' }, out, project, 'the run pulls whole');
   // back to the first tree: the older base now gives the smaller delta and is chosen
   rmSync(project, { recursive: true });
   mkdirSync(project);
@@ -158,8 +163,7 @@ t.test('a project that shrank gets a new base rather than a small delta against 
   t.ok(small.rebased, `a new base (${small.manifest.base.size} bytes), not a delta against the old one (${big.manifest.base.size} bytes)`);
   t.ok(small.manifest.base.size <= 2 * small.fullUploadBytes, 'the run\'s base is not much larger than its tar');
   const out = join(dir, 'out');
-  await pullProject({ project: 'shrunk', run: 'small', from: url, dir: out });
-  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }), 'the run pulls whole');
+  await pullsAs(t, { url, project: 'shrunk', run: 'small' }, out, project, 'the run pulls whole');
   // a small change: a delta against the small base, the old one passed over again
   writeFileSync(join(project, 'src', 'mod1.ts'), 'export const changed = 1;\n');
   t.equal((await pushProject({ ...common, run: 'changed' })).manifest.base.digest, small.manifest.base.digest, 'the small base serves the next run');
@@ -235,13 +239,7 @@ t.test("a base the region's cache holds is preferred to a slightly smaller delta
   t.equal(both.manifest.base.id, newer.manifest.base.id, 'the cache holding both: the newer base, whose delta is smaller');
 
   // a cache that does not answer holds nothing: the base both lack the less of, the older, is chosen
-  const silent = createServer(() => undefined); // accepts, never answers
-  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    silent.closeAllConnections();
-    silent.close();
-  });
-  const silentUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const silentUrl = await serveOnLoopback(t, createServer(() => undefined)); // accepts, never answers
   const started = Date.now();
   const withSilent = await pushProject({ ...common, run: 'silent-cache', regionCaches: [cacheUrl, silentUrl] });
   t.equal(withSilent.manifest.base.id, older.manifest.base.id, 'a silent cache: both bases lacking there, the smaller one fetched');
@@ -444,8 +442,7 @@ t.test('names with a colon or a backslash (C:, a:b, x\\y) push and pull as they 
   symlinkSync('a:b', join(project, 'to\\a:b'));
   await pushProject({ ...common, run: 'r1' });
   const out = join(dir, 'out');
-  await pullProject({ project: 'names', run: 'r1', from: url, dir: out });
-  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }), 'the tree pulled is the tree pushed');
+  await pullsAs(t, { url, project: 'names', run: 'r1' }, out, project, 'the tree pulled is the tree pushed');
   // GNU tar of the same tree unpacks the same names
   const gnu = join(dir, 'gnu');
   mkdirSync(gnu);
@@ -555,8 +552,7 @@ t.test('a base whose blob the origin fails to read (a 5xx to its HEAD) is passed
   t.match(second.unusableBases[0]!.reason, /the origin failed to answer for its blob .*HTTP 500/);
   t.ok(second.rebased, 'no other base: a new one');
   const out = join(dir, 'out');
-  await pullProject({ project: 'unreadable', run: 'run-2', from: url, dir: out });
-  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }), 'its run pulls');
+  await pullsAs(t, { url, project: 'unreadable', run: 'run-2' }, out, project, 'its run pulls');
 });
 
 t.test("spread's repack script decides what is uploaded", async (t) => {
@@ -613,9 +609,8 @@ t.test('a push of a tree unchanged since a base names that base: nothing encoded
   t.equal(again.bytesReceived, 0);
   t.equal((await listBases(url, 'same')).length, 1, 'no second base stored');
   const out = join(dir, 'out');
-  const pulled = await pullProject({ project: 'same', run: 'run-2', from: url, dir: out });
+  const pulled = await pullsAs(t, { url, project: 'same', run: 'run-2' }, out, project, 'the tree rebuilt from the base alone');
   t.equal(pulled.manifest.result.digest, first.manifest.result.digest);
-  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }), 'the tree rebuilt from the base alone');
 
   // A machine that does not know the base's tar (an empty base cache) encodes a delta as before.
   const fresh = await pushProject({ ...common, run: 'run-3', baseCache: join(dir, 'fresh-cache') });
@@ -626,14 +621,9 @@ t.test('a push of a tree unchanged since a base names that base: nothing encoded
 t.test('a push of an unchanged tree does not wait for the region caches\' probes: nothing is encoded, no base is weighed', async (t) => {
   const { common } = await originWithProject(t, 'same-probes');
   await pushProject({ ...common, run: 'run-1' });
-  const silent = createServer(() => undefined); // accepts, never answers
-  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    silent.closeAllConnections();
-    silent.close();
-  });
+  const silentUrl = await serveOnLoopback(t, createServer(() => undefined)); // accepts, never answers
   const started = Date.now();
-  const again = await pushProject({ ...common, run: 'run-2', regionCaches: [`http://127.0.0.1:${(silent.address() as AddressInfo).port}`] });
+  const again = await pushProject({ ...common, run: 'run-2', regionCaches: [silentUrl] });
   const elapsed = Date.now() - started;
   t.equal(again.manifest.delta, null, 'the same tar: no delta');
   t.same(again.encodes, [], 'nothing encoded');
@@ -682,9 +672,8 @@ t.test('a base cache record that names another tar is not believed: the push enc
   const second = await pushProject({ ...common, run: 'run-2' });
   t.ok(second.manifest.delta, 'a delta, not the base named by the wrong record');
   const out = join(dir, 'out');
-  const pulled = await pullProject({ project: 'record', run: 'run-2', from: url, dir: out });
+  const pulled = await pullsAs(t, { url, project: 'record', run: 'run-2' }, out, project, 'the run pulls whole');
   t.equal(pulled.manifest.result.digest, other.manifest.result.digest);
-  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }));
 });
 
 t.test('a base damaged or missing at the origin is passed over: the push uses another, or makes a new base, and says so', async (t) => {
@@ -702,8 +691,7 @@ t.test('a base damaged or missing at the origin is passed over: the push uses an
   t.ok(second.rebased, 'no other base: a new one');
   t.not(second.manifest.base.id, first.manifest.base.id);
   const out = join(dir, 'out');
-  await pullProject({ project: 'damaged', run: 'run-2', from: url, dir: out });
-  t.same(describeTree(out, { dirModes: true }), describeTree(project, { dirModes: true }), 'its run pulls');
+  await pullsAs(t, { url, project: 'damaged', run: 'run-2' }, out, project, 'its run pulls');
 
   // The newest base's blob gone: the older (damaged) one is passed over too, and a new base made again.
   rmSync(findFile(dataDir, parseDigestString(second.manifest.base.digest).hex));
@@ -720,8 +708,7 @@ t.test('a base damaged or missing at the origin is passed over: the push uses an
   t.ok(local.unusableBases.some((b) => b.id === third.manifest.base.id && /is not at the origin \(HTTP 404\)/.test(b.reason)), 'the lost base is passed over, its tar at hand or not');
   t.ok(local.rebased);
   const out3 = join(dir, 'out3');
-  await pullProject({ project: 'damaged', run: 'run-3b', from: url, dir: out3 });
-  t.same(describeTree(out3, { dirModes: true }), describeTree(project, { dirModes: true }), 'its run pulls');
+  await pullsAs(t, { url, project: 'damaged', run: 'run-3b' }, out3, project, 'its run pulls');
 
   // The new base is the newest: the next push makes its delta against it (the others are still named).
   writeFileSync(join(project, 'NEW.md'), 'a third change\n');

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { LocalExecutor } from '../../src/backends/local.js';
 import { runAgent } from '../../src/run/agent-client.js';
 import { installAgent } from '../agent/helpers.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 /** The PIDs whose command line holds `text`. */
 function commandLinesHolding(text: string): number[] {
@@ -33,14 +34,12 @@ t.test('an agent token travels on stdin, not on any command line', async (t) => 
     req.resume();
     res.writeHead(503, { 'content-type': 'application/json' }).end('{"code":"FC_ERR_UNAVAILABLE","message":"test server"}');
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const { port } = server.address() as { port: number };
+  const url = await serveOnLoopback(t, server);
 
   const executor = new LocalExecutor(dir);
   const machine = { name: 'local:test', exec: executor.exec.bind(executor) };
   await t.rejects(
-    runAgent(machine, agent, 'artifacts', { url: `http://127.0.0.1:${port}`, token: secret, run: 'run-1', job: 'job', cwd: dir, paths: ['log.txt'] }),
+    runAgent(machine, agent, 'artifacts', { url, token: secret, run: 'run-1', job: 'job', cwd: dir, paths: ['log.txt'] }),
     { message: /HTTP 503: test server/ },
     'the server refused the upload',
   );

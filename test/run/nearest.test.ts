@@ -3,10 +3,10 @@
 import t from 'tap';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createProvider } from '../../src/backends/registry.js';
 import { measuredOrder, pullingCaches } from '../../src/run/nearest.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 t.test('cache URLs holding a quote, $( ), a space or a glob run nothing on the machine, and are measured as written', async (t) => {
   const dir = t.testdir();
@@ -15,9 +15,7 @@ t.test('cache URLs holding a quote, $( ), a space or a glob run nothing on the m
     paths.push(decodeURIComponent(req.url ?? ''));
     res.end('ok');
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const base = await serveOnLoopback(t, server);
   const mark = join(dir, 'ran');
   // no space in it (curl refuses a URL with one): were it shell syntax, `id` would write the file
   const quoted = `${base}/q'$(id>${mark})'`;
@@ -56,9 +54,7 @@ t.test("a cache URL's password is on no command line of the machine while it is 
     authorization = req.headers.authorization;
     res.end('ok');
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const url = `http://cacheuser:${password}@127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = (await serveOnLoopback(t, server)).replace('http://', `http://cacheuser:${password}@`);
   const machines = await createProvider('local', 'local', {}, { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: join(dir, 'state') });
   const machine = await machines.allocate({ name: 'alpha-1' });
   t.teardown(() => machine.discard());

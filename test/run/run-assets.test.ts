@@ -16,6 +16,7 @@ import { RunLog } from '../../src/run/report.js';
 import { startOrigin } from '../helpers/origin.js';
 import { eventually } from '../helpers/wait.js';
 import { LOCAL, project, run, spreadYaml } from './project.js';
+import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 t.test('an asset already in the task directory is used; the manifest\'s likely mistakes are warned of in the log', async (t) => {
   const tool = Buffer.from('a tool\n');
@@ -33,7 +34,7 @@ t.test('an asset already in the task directory is used; the manifest\'s likely m
 });
 
 /** A proxy to `origin` that answers 503 to every tooltool download (/sha512/…): a cache behind it fails its assets only. */
-async function assetlessProxy(t: Test, origin: string): Promise<string> {
+function assetlessProxy(t: Test, origin: string): Promise<string> {
   const server = http.createServer((req, res) => {
     if (req.url?.startsWith('/sha512/')) {
       res.writeHead(503).end('injected: no assets through this link\n');
@@ -46,9 +47,7 @@ async function assetlessProxy(t: Test, origin: string): Promise<string> {
     forward.on('error', () => res.destroy());
     req.pipe(forward);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return serveOnLoopback(t, server);
 }
 
 /**

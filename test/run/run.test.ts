@@ -20,7 +20,7 @@ import { parseDigestString } from '../../src/store/digest.js';
 import { DiskBlobStore } from '../../src/store/disk.js';
 import type { EmbeddedFleet } from '../../src/run/embedded.js';
 import { startOrigin } from '../helpers/origin.js';
-import { deadUrl } from '../agent/helpers.js';
+import { deadUrl } from '../helpers/loopback-server.js';
 import { buildOrigin } from '../../src/origin/server.js';
 import { REPO_ROOT } from '../helpers/processes.js';
 

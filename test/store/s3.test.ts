@@ -9,6 +9,7 @@ import { isMissingObjectError, S3BlobStore, type S3StoreOptions } from '../../sr
 import { startS3rver, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
 import { verifyStore } from '../../src/origin/verify.js';
 import { putAbortedAfter, storeTests } from './conformance.js';
+import { closeWithConnections, listenOnLoopback, serveOnLoopback } from '../helpers/loopback-server.js';
 
 const server = await startS3rver(t);
 let stores = 0;
@@ -99,10 +100,8 @@ t.test('a storage that refuses an upload is a 503, whatever its size; a body the
     req.resume();
     res.writeHead(403, { 'content-type': 'application/xml' }).end('<?xml version="1.0"?><Error><Code>AccessDenied</Code><Message>denied</Message></Error>');
   });
-  await new Promise<void>((resolve) => refusing.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { refusing.closeAllConnections(); refusing.close(() => resolve()); }));
   const store = new S3BlobStore({
-    endpoint: `http://127.0.0.1:${(refusing.address() as AddressInfo).port}`, bucket: 'b', region: 'us-east-1', forcePathStyle: true,
+    endpoint: await serveOnLoopback(t, refusing), bucket: 'b', region: 'us-east-1', forcePathStyle: true,
     credentials: S3RVER_CREDENTIALS,
   });
   for (const size of [1024 * 1024, 24 * 1024 * 1024]) {
@@ -206,14 +205,13 @@ t.test('an endpoint that is no S3 API (a web console answering 200 or 404 with i
       req.resume();
       res.writeHead(a.status, { 'content-type': a.type }).end(a.body);
     });
-    await new Promise<void>((resolve) => page.listen(0, '127.0.0.1', resolve));
     const store = new S3BlobStore({
-      endpoint: `http://127.0.0.1:${(page.address() as AddressInfo).port}`, bucket: 'b', region: 'us-east-1', forcePathStyle: true,
+      endpoint: await listenOnLoopback(page), bucket: 'b', region: 'us-east-1', forcePathStyle: true,
       credentials: S3RVER_CREDENTIALS, configFile: 'origin.yaml',
     });
     await t.rejects(store.open(), { code: 'FC_ERR_CONFIG', message: a.said }, `HTTP ${a.status}`);
     await t.rejects((async () => { for await (const s of store.list()) void s; })(), { code: 'FC_ERR_CONFIG' }, `HTTP ${a.status}: verify's listing`);
-    await new Promise<void>((resolve) => { page.closeAllConnections(); page.close(() => resolve()); });
+    await closeWithConnections(page);
   }
 });
 
@@ -229,10 +227,8 @@ t.test('a put whose limit 10,000 parts would not hold uploads larger parts: a bo
     });
     req.pipe(forward);
   });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
   const partSize = 5 * 1024 * 1024;
-  const store = storeAt('parts', { partSize, endpoint: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` });
+  const store = storeAt('parts', { partSize, endpoint: await serveOnLoopback(t, proxy) });
   // 10,000 parts of 6 MiB hold the limit, 10,000 of the configured 5 MiB would not
   const wanted = 6 * 1024 * 1024;
   const data = randomBytes(2 * wanted);

@@ -10,6 +10,7 @@ import { request } from 'undici';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { resolveCacheConfig } from '../../src/cache/config.js';
 import { startOrigin } from '../helpers/origin.js';
+import { eventually } from '../helpers/wait.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 
@@ -38,18 +39,9 @@ async function openDashboard(t: Test, context: BrowserContext, base: string): Pr
   page.on('pageerror', (err) => t.fail(`page error: ${err.message}`));
   await page.goto(`${base}/-/ui?interval=250`);
   // Three polls: two give a first point of the rate chart; uPlot then draws a canvas.
-  await until(async () => Number(await value(page, 'chart', 'points')) >= 2, 10_000);
+  await eventually('two points on the chart', async () => Number(await value(page, 'chart', 'points')) >= 2, 10_000);
   await page.locator('#chart canvas').first().waitFor({ timeout: 5000 });
   return { page, seen };
-}
-
-/** Polls a condition from the test side (the page's CSP forbids evaluating strings in it). */
-async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 async function value(page: Page, testid: string, attr = 'value'): Promise<string | null> {
@@ -96,8 +88,8 @@ async function startCache(t: Test, region: string, upstream: string): Promise<{ 
 
 /** The cache's one fill has committed (just after its last byte is sent): the next requests are disk hits. */
 async function filled(cacheUrl: string): Promise<void> {
-  await until(async () => (await stats<{ inflightFills: number; store: { objects: number } }>(cacheUrl)).store.objects === 1, 5000);
-  await until(async () => (await stats<{ inflightFills: number }>(cacheUrl)).inflightFills === 0, 5000);
+  await eventually('the fill committed', async () => (await stats<{ inflightFills: number; store: { objects: number } }>(cacheUrl)).store.objects === 1, 5000);
+  await eventually('no fill in flight', async () => (await stats<{ inflightFills: number }>(cacheUrl)).inflightFills === 0, 5000);
 }
 
 t.test('the page and its assets come from the server, with a CSP that forbids elsewhere', async (t) => {
@@ -139,7 +131,7 @@ t.test('in Chromium, origin and cache figures match /-/stats', { skip: existsSyn
     // Requests grow with every poll: the figure shown is one that a poll returned.
     // The page may draw a poll's figure before Playwright hands the test that poll's body: wait for it.
     const shown = Number(await value(page, 'requests'));
-    await until(async () => seen.some((j) => (j as typeof s).totals.requests === shown), 5000)
+    await eventually('the page received that /-/stats body', () => seen.some((j) => (j as typeof s).totals.requests === shown), 5000)
       .then(() => t.pass(`requests ${shown} is one /-/stats gave`), () => t.fail(`requests ${shown} is no /-/stats body the page received`));
     t.equal(await value(page, 'hit-ratio'), '', 'the origin has no hit ratio');
     t.equal(await page.getByTestId('hit-ratio').textContent(), '—');
@@ -166,8 +158,8 @@ t.test('in Chromium, origin and cache figures match /-/stats', { skip: existsSyn
     // A body's bytes are counted when its transfer ends, which can be after the client has it
     // all (and after a poll that already counts the request): wait for the cache, then the page.
     const served = 4 * 1_500_000; // the miss and three hits of blob a
-    await until(async () => (await stats<typeof s>(cacheUrl)).total.bytesServed === served, 5000);
-    await until(async () => Number(await value(page, 'bytes-served')) === served, 5000);
+    await eventually('the cache counted every byte served', async () => (await stats<typeof s>(cacheUrl)).total.bytesServed === served, 5000);
+    await eventually('the page shows them', async () => Number(await value(page, 'bytes-served')) === served, 5000);
     t.equal(Number(await value(page, 'requests')), 4);
     t.equal(Number(await value(page, 'hit-ratio')), 3 / 4);
 
@@ -178,11 +170,11 @@ t.test('in Chromium, origin and cache figures match /-/stats', { skip: existsSyn
     t.equal(await page.getByTestId('disk').textContent(), `${formatBytes(store.bytes)} of ${formatBytes(store.maxSize)}`);
     t.equal(await value(page, 'disk', 'full'), 'false');
     cache.cache.store.storageFailure(new Error('ENOSPC: no space left on device (the test)'));
-    await until(async () => (await value(page, 'disk', 'full')) === 'true', 5000);
+    await eventually('the page shows the disk full', async () => (await value(page, 'disk', 'full')) === 'true', 5000);
     t.equal(await page.getByTestId('disk').textContent(), `${formatBytes(store.bytes)} of ${formatBytes(store.maxSize)}, refusing writes`);
     // An eviction (the least recently used, as for a fill that needs the room) shows up too.
     const freed = await cache.cache.store.makeRoom(1);
-    await until(async () => Number(await value(page, 'disk', 'evicted')) === freed, 5000);
+    await eventually('the page shows the eviction', async () => Number(await value(page, 'disk', 'evicted')) === freed, 5000);
     const after = (await stats<{ store: { bytes: number; maxSize: number } }>(cacheUrl)).store;
     t.equal(await page.getByTestId('disk').textContent(), `${formatBytes(after.bytes)} of ${formatBytes(after.maxSize)}, ${formatBytes(freed)} evicted, refusing writes`);
   });
