@@ -1,7 +1,7 @@
 // Whether a process still runs, for the records processes leave behind them (a cache
 // primary's socket directories, a runner's list of its machines, the temp files of
-// store/create-once.ts) when killed outright.
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+// store/create-once.ts, the partial files of `artifacts get`) when killed outright.
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -71,5 +71,14 @@ export function removeLeftoversOfDeadPids(dir: string, pidOf: (name: string) => 
     } catch {
       // another user's (EACCES, EPERM), a read-only directory: left to its owner
     }
+  }
+}
+
+/** Whether `file` was last written before `time` (false when it cannot be told: gone since, unreadable). */
+export function writtenBefore(file: string, time: number): boolean {
+  try {
+    return statSync(file).mtimeMs < time;
+  } catch {
+    return false;
   }
 }

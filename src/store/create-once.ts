@@ -1,9 +1,9 @@
 // A file made by whichever of several processes starting at once gets there first (a data
 // directory's lock secret, an origin's own write token), read alike by all of them.
 import { randomBytes } from 'node:crypto';
-import { linkSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { removeLeftoversOfDeadPids } from '../pid-alive.js';
+import { removeLeftoversOfDeadPids, writtenBefore } from '../pid-alive.js';
 import { fsyncFileSync } from './durable.js';
 
 /** The hex of a temp file's name (randomBytes(6)). */
@@ -69,13 +69,4 @@ function removeDeadTemps(file: string): void {
     // a young one is left as though not a temp file: its PID may not be this host's
     return pid === undefined || !writtenBefore(join(dir, name), abandonedBefore) ? undefined : Number(pid);
   });
-}
-
-/** Whether `file` was last written before `time` (false when it cannot be told: gone since, unreadable). */
-function writtenBefore(file: string, time: number): boolean {
-  try {
-    return statSync(file).mtimeMs < time;
-  } catch {
-    return false;
-  }
 }
