@@ -1,0 +1,49 @@
+// The temp file a download goes into, beside its final name (the rename into place is then
+// atomic): `.<label>.<pid>-<hex>.fleetcache-part`, the label being the start of the final
+// file's name (a name up to NAME_MAX still fits). withPartialFile removes it when the work
+// ends, renamed or not, and if a signal (Ctrl-C, SIGTERM) ends the process first. One that a process killed outright (SIGKILL,
+// OOM) left is removed by the next download into its directory (removeAbandonedPartials):
+// repeated kills must not fill a user's directory with them. Used by `artifacts get` and
+// `assets fetch` (its destination and its cache folder).
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { removeLeftoversOfDeadPids, writtenBefore } from './pid-alive.js';
+import { removeOnSignal } from './project-upload/signal-cleanup.js';
+
+const PARTIAL = /^\..*\.(\d+)-[0-9a-f]{12}\.fleetcache-part$/s;
+
+/**
+ * How long a dead PID's partial file is left alone. A download writes its file every few
+ * seconds at most (the client's timeouts); but the PID is this host's and this PID
+ * namespace's only, and a directory may be shared with another host or container whose
+ * process, alive, writes it. Generous, for the clocks of hosts sharing a disk.
+ */
+const ABANDONED_AFTER_MS = 10 * 60_000;
+
+/**
+ * Runs `write(partial)` with a new partial file's path in `dir` (not created: `write` does,
+ * and renames it into place when whole and verified); the partial file is removed when
+ * `write` ends, and if a signal ends the process before. Its own removal failing (a
+ * read-only directory) is not `write`'s outcome.
+ */
+export async function withPartialFile<T>(dir: string, label: string, write: (partial: string) => Promise<T>): Promise<T> {
+  const partial = join(dir, `.${Array.from(label).slice(0, 32).join('')}.${process.pid}-${randomBytes(6).toString('hex')}.fleetcache-part`);
+  const forget = removeOnSignal(partial);
+  try {
+    return await write(partial);
+  } finally {
+    await rm(partial, { force: true }).catch(() => undefined);
+    forget();
+  }
+}
+
+/** Removes the partial files in `dir` of processes that are gone, unwritten for ABANDONED_AFTER_MS. */
+export function removeAbandonedPartials(dir: string): void {
+  const abandonedBefore = Date.now() - ABANDONED_AFTER_MS;
+  removeLeftoversOfDeadPids(dir, (name) => {
+    const pid = PARTIAL.exec(name)?.[1];
+    // a young one is left as though not a partial file: its PID may not be this host's
+    return pid === undefined || !writtenBefore(join(dir, name), abandonedBefore) ? undefined : Number(pid);
+  });
+}
