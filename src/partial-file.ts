@@ -1,15 +1,18 @@
 // The temp file a download goes into, beside its final name (the rename into place is then
 // atomic): `.<label>.<pid>-<hex>.fleetcache-part`, the label being the start of the final
 // file's name (a name up to NAME_MAX still fits). withPartialFile removes it when the work
-// ends, renamed or not, and if a signal (Ctrl-C, SIGTERM) ends the process first. One that a process killed outright (SIGKILL,
+// ends, renamed or not, and if a signal (Ctrl-C, SIGTERM) ends the process first; not at a
+// signal the process handles itself (a runner's first Ctrl-C stops the run, and the
+// artifacts being fetched still land). One that a process killed outright (SIGKILL,
 // OOM) left is removed by the next download into its directory (removeAbandonedPartials):
 // repeated kills must not fill a user's directory with them. Used by `artifacts get` and
 // `assets fetch` (its destination and its cache folder).
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { removeLeftoversOfDeadPids, writtenBefore } from './pid-alive.js';
-import { removeOnSignal } from './project-upload/signal-cleanup.js';
+import { atSignal } from './project-upload/signal-cleanup.js';
 
 const PARTIAL = /^\..*\.(\d+)-[0-9a-f]{12}\.fleetcache-part$/s;
 
@@ -29,7 +32,9 @@ const ABANDONED_AFTER_MS = 10 * 60_000;
  */
 export async function withPartialFile<T>(dir: string, label: string, write: (partial: string) => Promise<T>): Promise<T> {
   const partial = join(dir, `.${Array.from(label).slice(0, 32).join('')}.${process.pid}-${randomBytes(6).toString('hex')}.fleetcache-part`);
-  const forget = removeOnSignal(partial);
+  const forget = atSignal((_signal, ending) => {
+    if (ending) rmSync(partial, { force: true });
+  });
   try {
     return await write(partial);
   } finally {

@@ -13,7 +13,7 @@ import { fetchAssets } from '../src/assets/fetch.js';
 import { formatManifest } from '../src/assets/manifest.js';
 import { BlobServer, sha512 } from './assets/helpers.js';
 import { startOrigin } from './helpers/origin.js';
-import { cliArgs, stopWithTest } from './helpers/processes.js';
+import { cliArgs, REPO_ROOT, stopWithTest } from './helpers/processes.js';
 import { eventually } from './helpers/wait.js';
 import { STALLED_SIZE, stallingOrigin } from './project-upload/stalling-origin.js';
 
@@ -73,6 +73,34 @@ for (const [name, download] of Object.entries(DOWNLOADS)) {
     });
   }
 }
+
+t.test('a signal the process handles itself (a runner stops its run) leaves the partial file to the download, which still lands', async (t) => {
+  const dir = t.testdir();
+  const final = join(dir, 'artifact.txt');
+  // the download waits for the signal, then finishes: a runner's fetch still running at its first Ctrl-C
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `
+    import { renameSync, writeFileSync } from 'node:fs';
+    import { withPartialFile } from './src/partial-file.ts';
+    process.on('SIGINT', () => {}); // the process's own handling: it does not end by the signal
+    await withPartialFile(${JSON.stringify(dir)}, 'artifact.txt', async (partial) => {
+      writeFileSync(partial, 'whole\\n');
+      const alive = setInterval(() => {}, 1000); // a signal listener alone keeps no process waiting
+      const signalled = new Promise((resolve) => process.once('SIGINT', resolve));
+      process.stdout.write('writing\\n');
+      await signalled;
+      clearInterval(alive);
+      renameSync(partial, ${JSON.stringify(final)});
+    });
+  `], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  stopWithTest(t, child, 'SIGKILL');
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+  process.kill(child.pid!, 'SIGINT');
+  t.equal(await exited, 0, `the download finished (${stderr.trim()})`);
+  t.same(readdirSync(dir), ['artifact.txt'], 'its file landed, and no partial file is left');
+});
 
 /**
  * In `dir`, beside what a SIGKILLed process `pid` left: the partial files that must stay, an
