@@ -1,6 +1,7 @@
 // Whether a process still runs, for the records processes leave behind them (a cache
 // primary's socket directories, a runner's list of its machines, the temp files of
-// store/create-once.ts) when killed outright.
+// store/create-once.ts, the partial files of `artifacts get` and `assets fetch`) when killed
+// outright.
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 

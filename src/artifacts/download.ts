@@ -1,18 +1,19 @@
 // Fetching a job's artifacts from any cache or the origin into DIR/<job name>/<path>, as
 // spread's -artifacts lays them out. The job's _index.json says what exists; every file is
 // streamed into a temp file beside its target, checked against the index (size, sha256)
-// and renamed, so a partial or wrong file never carries the real name. Index paths are
+// and renamed, so a partial or wrong file never carries the real name (../partial-file.ts: a
+// download cut by a signal or a kill leaves none behind for long). Index paths are
 // validated segment by segment, and every directory below DIR is checked with lstat before
 // anything is created (pack/safe-path.ts): a symlink on the way is refused, so nothing is
 // created or written outside DIR.
-import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, realpath, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, realpath, rename } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { httpGet, httpGetJson, httpGetJsonSized, type CacheLimits, type RequestOptions } from '../client/http.js';
 import { answerOf, DigestMismatchError, failedRequest, FleetError, isDamagedBytes, NotFoundError, SizeMismatchError } from '../errors.js';
 import { isInside, walkDirs } from '../pack/safe-path.js';
+import { removeAbandonedPartials, withPartialFile } from '../partial-file.js';
 import { redactUrl } from '../redact-url.js';
 import { hashingTap } from '../store/hashing.js';
 import { artifactUrl, indexUrl, nameSegments, parseArtifactIndex, type ArtifactIndex } from './names.js';
@@ -67,8 +68,7 @@ async function downloadOne(url: string, entry: ArtifactIndex['files'][number], t
 }
 
 async function downloadOnce(url: string, entry: ArtifactIndex['files'][number], target: string, http: RequestOptions): Promise<void> {
-  const temp = join(dirname(target), `.${randomBytes(6).toString('hex')}.fleetcache-partial`);
-  try {
+  await withPartialFile(dirname(target), basename(target), async (temp) => {
     // named with the request: which cache, or the origin, sent the wrong bytes
     const request = failedRequest('GET', url);
     const res = await httpGet(url, http);
@@ -81,9 +81,7 @@ async function downloadOnce(url: string, entry: ArtifactIndex['files'][number], 
     if (got.size !== entry.size) throw new SizeMismatchError(entry.size, got.size, request);
     if (got.digest !== entry.digest) throw new DigestMismatchError(entry.digest, got.digest, request);
     await rename(temp, target);
-  } finally {
-    await rm(temp, { force: true });
-  }
+  });
 }
 
 /** Downloads the referenced artifacts into `dir`/<job name>/; returns what was written. */
@@ -111,6 +109,7 @@ export async function downloadArtifacts(from: string, ref: ArtifactRef, dir: str
     const target = join(realDir, ...parts);
     if (!isInside(realDir, target)) throw new FleetError('FC_ERR_BAD_NAME', `artifact path "${entry.path}" escapes ${dir}`);
     await walk(entry.path, parts, true); // again, creating: the tree may have changed while downloading
+    removeAbandonedPartials(dirname(target));
     await downloadOne(artifactUrl(from, ref.run, ref.job, entry.path), entry, target, http);
     out.push({ path: entry.path, size: entry.size, file: target });
   }

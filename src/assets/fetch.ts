@@ -6,7 +6,6 @@
 // partial or wrong file never appears. Unlike tooltool, a wrong body from one URL moves
 // on to the next URL (a broken mirror should not fail a machine), and cache-folder
 // entries are committed with a rename, so concurrent runs never read half a copy.
-import { randomBytes } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { chmod, copyFile, lstat, mkdir, open, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,6 +15,7 @@ import { cacheLimits, limitedDispatch } from '../client/http.js';
 import { answerOf, DigestMismatchError, errorMessage, failedRequest, FleetError, type FailedRequest, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError, type ErrorCode } from '../errors.js';
 import { createAssetHash, hashFile, inManifestOrder, readManifest, type DroppedRecord, type InvalidRecord, type ManifestRecord } from './manifest.js';
 import { unpackArchive, type ArchiveKind } from './unpack.js';
+import { removeAbandonedPartials, withPartialFile } from '../partial-file.js';
 import { redactUrl, redactUrlAndQuery } from '../redact-url.js';
 import { quotedReasons } from '../quoted-reasons.js';
 import { VERSION } from '../version.js';
@@ -107,11 +107,6 @@ const MAX_REDIRECTS = 5;
  */
 function assetUrl(base: string, record: Pick<ManifestRecord, 'algorithm' | 'digest'>): string {
   return new URL(`${record.algorithm}/${record.digest}`, `${base.replace(/\/+$/, '')}/`).href; // "a//" as urljoin takes it: a/
-}
-
-/** A hidden temp name beside the file; only the start of its name, so a name up to NAME_MAX still fits. */
-function tempName(dir: string, filename: string): string {
-  return join(dir, `.${Array.from(filename).slice(0, 32).join('')}.${randomBytes(6).toString('hex')}.fleetcache-part`);
 }
 
 /** Cleanup after a failure: its own error (a cache folder that is a file, read-only) must not replace the real outcome. */
@@ -268,13 +263,13 @@ class RecordFetch {
     if (!folder) return false;
     const entry = join(folder, this.#record.digest);
     if (!(await lstat(entry).catch(() => undefined))?.isFile()) return false;
-    const tmp = tempName(this.#dest, this.#record.filename);
     let received = 0;
     try {
-      await receive(createReadStream(entry), tmp, this.#record, (n) => this.#progress((received += n), 'cache', false));
-      await rename(tmp, this.#final);
+      await withPartialFile(this.#dest, this.#record.filename, async (tmp) => {
+        await receive(createReadStream(entry), tmp, this.#record, (n) => this.#progress((received += n), 'cache', false));
+        await rename(tmp, this.#final);
+      });
     } catch (err) {
-      await removeQuietly(tmp);
       await removeQuietly(entry);
       this.result.warnings.push(`cache folder entry ${entry} was invalid and was removed: ${errorMessage(err)}`);
       return false;
@@ -293,15 +288,16 @@ class RecordFetch {
       const isLast = index === this.#options.urls.length - 1;
       // tooltool appends the region as given, not percent-encoded: the same query reaches the server
       const url = assetUrl(base, this.#record) + (this.#options.region === undefined ? '' : `?region=${this.#options.region}`);
-      const tmp = tempName(this.#dest, this.#record.filename);
       let received = 0;
       try {
-        const { res, request } = await openAsset(url, this.#options, isLast ? undefined : this.#options.cacheTimeoutMs);
-        await receive(res.body, tmp, this.#record, (n) => {
-          received += n;
-          this.#progress(received, 'download', false);
-        }, request);
-        await rename(tmp, this.#final);
+        await withPartialFile(this.#dest, this.#record.filename, async (tmp) => {
+          const { res, request } = await openAsset(url, this.#options, isLast ? undefined : this.#options.cacheTimeoutMs);
+          await receive(res.body, tmp, this.#record, (n) => {
+            received += n;
+            this.#progress(received, 'download', false);
+          }, request);
+          await rename(tmp, this.#final);
+        });
         this.#progress(received, 'download', true);
         this.result.source = 'download';
         this.result.url = redactUrl(base);
@@ -309,7 +305,6 @@ class RecordFetch {
         return;
       } catch (err) {
         this.result.bytesDownloaded += received;
-        await removeQuietly(tmp);
         if (this.#options.signal?.aborted) throw toFleetError(err);
         const fe = toFleetError(err);
         failures.push(fe);
@@ -329,15 +324,15 @@ class RecordFetch {
     const folder = this.#options.cacheFolder;
     if (!folder) return;
     const entry = join(folder, this.#record.digest);
-    const tmp = tempName(folder, this.#record.digest);
     try {
       await mkdir(folder, { recursive: true, mode: 0o700 });
-      await copyFile(this.#final, tmp, constants.COPYFILE_EXCL);
-      await chmod(tmp, FILE_MODE); // a copy takes the source's mode; the entry is 0600 whatever that is
-      await rename(tmp, entry);
+      await withPartialFile(folder, this.#record.digest, async (tmp) => {
+        await copyFile(this.#final, tmp, constants.COPYFILE_EXCL);
+        await chmod(tmp, FILE_MODE); // a copy takes the source's mode; the entry is 0600 whatever that is
+        await rename(tmp, entry);
+      });
       await touch(entry);
     } catch (err) {
-      await removeQuietly(tmp);
       this.result.warnings.push(`cannot add to cache folder ${folder}: ${errorMessage(err)}`);
     }
   }
@@ -382,6 +377,8 @@ export async function fetchAssets(options: FetchAssetsOptions): Promise<FetchAss
   }
   const dest = options.dest ?? process.cwd();
   await mkdir(dest, { recursive: true });
+  // what fetches killed outright left (partial-file.ts)
+  for (const dir of [dest, ...(options.cacheFolder ? [options.cacheFolder] : [])]) removeAbandonedPartials(dir);
   const fetches = records.map((r) => new RecordFetch(r, options, dest, wanted?.has(r.filename) ?? true));
   for (const f of fetches) {
     try {

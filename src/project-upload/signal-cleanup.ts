@@ -6,10 +6,12 @@
 import { rmSync } from 'node:fs';
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-const cleanups = new Set<(signal: NodeJS.Signals) => void>();
+const cleanups = new Set<(signal: NodeJS.Signals, ending: boolean) => void>();
 
 function onSignal(signal: NodeJS.Signals): void {
-  for (const cleanup of cleanups) cleanup(signal);
+  // whether the signal ends the process (below), or a handler of its own decides (a runner's stops the run)
+  const ending = process.listeners(signal).every((listener) => listener === onSignal);
+  for (const cleanup of cleanups) cleanup(signal, ending);
   cleanups.clear();
   for (const s of SIGNALS) process.off(s, onSignal);
   // nobody else handles it: end the process as the signal would have; otherwise the other
@@ -17,8 +19,11 @@ function onSignal(signal: NodeJS.Signals): void {
   if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
 }
 
-/** Runs `cleanup` (synchronous) if a signal ends the process; call the result once it is no longer needed. */
-export function atSignal(cleanup: (signal: NodeJS.Signals) => void): () => void {
+/**
+ * Runs `cleanup` (synchronous) at the first signal: `ending` says whether it ends the process
+ * (no other handler of it). Call the result once it is no longer needed.
+ */
+export function atSignal(cleanup: (signal: NodeJS.Signals, ending: boolean) => void): () => void {
   if (cleanups.size === 0) for (const s of SIGNALS) process.prependListener(s, onSignal);
   cleanups.add(cleanup);
   return () => {

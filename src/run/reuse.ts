@@ -5,6 +5,8 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { dirname, join } from 'node:path';
 import type { MachineRecord } from '../backends/backend.js';
 import { isRunning, startTimeOf } from '../pid-alive.js';
+import { fsyncFile } from '../store/durable.js';
+import { isMissing } from '../store/missing.js';
 
 export const REUSE_FILE = '.fleetcache-reuse.json';
 /** The file writeRecords writes before its rename: a run killed between the two leaves it, machines' passwords in it. */
@@ -25,16 +27,26 @@ async function readRecords(file: string): Promise<MachineRecord[]> {
 /** A record's lost tokens are a list of strings or absent (a record written before they were kept). */
 const tokensOrAbsent = (tokens: unknown): boolean => tokens === undefined || (Array.isArray(tokens) && tokens.every((t) => typeof t === 'string'));
 
-/** Replaces the file at once (through a .tmp); removes it when nothing is listed. */
+/**
+ * Replaces the file at once (through a .tmp); removes it when nothing is listed. Durably:
+ * the records are what finds the machines again after the runner's host lost power (a
+ * preempted CI VM), and a list renamed into place before its bytes reached the disk can
+ * come back empty, the machines it named left running unlisted. The content is flushed
+ * before the rename, the directory after it (and after a removal).
+ */
 async function writeRecords(file: string, machines: readonly MachineRecord[]): Promise<void> {
   if (machines.length === 0) {
     await rm(file, { force: true });
-    return;
+  } else {
+    await mkdir(dirname(file), { recursive: true });
+    const temp = `${file}.tmp`; // REUSE_TEMP_FILE beside the project's REUSE_FILE
+    await writeFile(temp, `${JSON.stringify({ machines }, null, 2)}\n`, { mode: 0o600, flush: true });
+    await rename(temp, file);
   }
-  await mkdir(dirname(file), { recursive: true });
-  const temp = `${file}.tmp`; // REUSE_TEMP_FILE beside the project's REUSE_FILE
-  await writeFile(temp, `${JSON.stringify({ machines }, null, 2)}\n`, { mode: 0o600 });
-  await rename(temp, file);
+  // no directory (nothing was ever listed there): nothing to sync
+  await fsyncFile(dirname(file)).catch((err: unknown) => {
+    if (!isMissing(err)) throw err;
+  });
 }
 
 export class ReusePool {

@@ -1,6 +1,6 @@
 // A small tmpfs mounted by a test (needs root): a real filesystem that fills up.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readlinkSync, rmdirSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmdirSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { undoAtExit } from './processes.js';
@@ -61,4 +61,19 @@ function openBelow(dir: string): string[] {
       return []; // closed meanwhile
     }
   });
+}
+
+/**
+ * Takes the rest of the filesystem of `file`, to its last page, with that file (what the
+ * blobs of a busy server end up doing); removing it makes the room again.
+ */
+export function fillDisk(file: string): void {
+  const filler = openSync(file, 'w');
+  try {
+    for (const chunk of [Buffer.alloc(64 * 1024), Buffer.alloc(1024), Buffer.alloc(1)]) {
+      try { for (;;) writeSync(filler, chunk); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err; }
+    }
+  } finally {
+    closeSync(filler);
+  }
 }

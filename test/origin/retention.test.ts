@@ -3,7 +3,7 @@
 // never a blob a kept name, a tooltool upload alone or an internal upload accounts for.
 import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -15,7 +15,7 @@ import { DiskBlobStore } from '../../src/store/disk.js';
 import { parseDigestString } from '../../src/store/digest.js';
 import type { NameRecord } from '../../src/store/names.js';
 import { startOrigin, uploadBlob, TEST_TOKEN, type TestOrigin } from '../helpers/origin.js';
-import { mountTmpfs } from '../helpers/tmpfs.js';
+import { fillDisk, mountTmpfs } from '../helpers/tmpfs.js';
 import { buildOrigin } from '../../src/origin/server.js';
 import type { AddressInfo } from 'node:net';
 import { runManifest } from '../helpers/run-manifest.js';
@@ -303,12 +303,7 @@ t.test('a prune on a full disk deletes what is due, and so makes room, though it
     await put(`${url}/artifacts/r/job/f${i}`, Buffer.from(`artifact ${i}`));
     await backdate({ context } as TestOrigin, ['artifacts', 'r', 'job', `f${i}`], Date.now() - 40 * DAY);
   }
-  // the rest of the disk taken, to its last page (what the blobs of a busy origin end up doing)
-  const filler = openSync(join(dir, 'filler'), 'w');
-  for (const chunk of [Buffer.alloc(64 * 1024), Buffer.alloc(1024), Buffer.alloc(1)]) {
-    try { for (;;) writeSync(filler, chunk); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err; }
-  }
-  closeSync(filler);
+  fillDisk(join(dir, 'filler'));
   t.throws(() => writeFileSync(join(dir, 'small'), 'x'), { code: 'ENOSPC' }, 'the disk is full');
   const retention = new Retention(context, { maxAgeMs: 30 * DAY, keepBases: 3 });
   t.match(await retention.prune({ now: afterUploads() }), { names: { artifacts: 3 }, blobs: 3, failed: 0 });

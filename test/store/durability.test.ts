@@ -1,20 +1,10 @@
 // What a power loss cannot take back: a stored blob, a name record, and the directories
 // made for them. Checked by the system calls themselves (strace, from Debian): every new
 // directory's parent, the record file and the directory it was renamed in are fsynced.
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { LOCK_ID } from '../../src/store/dir-lock.js';
-import { REPO_ROOT } from '../helpers/processes.js';
-
-/** Runs `code` (an ES module body, in the repository) under strace with `options`; its trace, one system call a line. */
-function straced(code: string, trace: string, options: string[]): string {
-  execFileSync('strace', ['-f', '-qq', '-y', ...options, '-o', trace, process.execPath, '--import', 'tsx', '--input-type=module', '-e', code], {
-    cwd: REPO_ROOT, stdio: 'ignore', timeout: 60_000,
-  });
-  return readFileSync(trace, 'utf8');
-}
+import { straced } from '../helpers/strace.js';
 
 /** Runs `code` under strace; the paths fsync was called on. */
 function fsyncedPaths(code: string, trace: string): string[] {

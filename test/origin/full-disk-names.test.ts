@@ -1,0 +1,49 @@
+// A name written on a full disk (a real tmpfs filled to its last page): the blob it names is
+// stored already, its record cannot be written. Refused with 507; the name keeps its old
+// record, served whole; no temp file is left; once room is made the same write goes through.
+import t from 'tap';
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { request } from 'undici';
+import { buildOrigin } from '../../src/origin/server.js';
+import { TEST_TOKEN } from '../helpers/origin.js';
+import { fillDisk, mountTmpfs } from '../helpers/tmpfs.js';
+
+const AUTH = { authorization: `Bearer ${TEST_TOKEN}` };
+
+t.test('a name written again, or anew, on a full disk: 507, the old record served whole, no temp file; once room is made it is written', { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('4m', 'names-full');
+  const dataDir = join(dir, 'data');
+  const { app } = await buildOrigin({ dataDir, tokens: [TEST_TOKEN], logLevel: false });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(async () => {
+    await app.close();
+    await unmount();
+  });
+  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  const send = async (method: 'PUT' | 'GET', path: string, body?: Buffer): Promise<{ status: number; body: Buffer }> => {
+    const res = await request(url + path, { method, headers: AUTH, ...(body ? { body } : {}) });
+    return { status: res.statusCode, body: Buffer.from(await res.body.arrayBuffer()) };
+  };
+  const v1 = Buffer.from('version 1\n');
+  const empty = Buffer.alloc(0);
+  t.equal((await send('PUT', '/artifacts/r/job/out.txt', v1)).status, 201);
+  // the empty blob stored: an empty body needs no room for its blob, only for its record
+  t.equal((await send('PUT', '/artifacts/r/job/empty', empty)).status, 201);
+  fillDisk(join(dir, 'filler'));
+
+  for (const path of ['/artifacts/r/job/out.txt', '/artifacts/r/job/new.txt']) {
+    const refused = await send('PUT', path, empty);
+    t.equal(refused.status, 507, `${path}: refused for lack of room`);
+    t.match(JSON.parse(refused.body.toString()), { code: 'FC_ERR_INSUFFICIENT_STORAGE' });
+  }
+  t.same(await send('GET', '/artifacts/r/job/out.txt'), { status: 200, body: v1 }, 'the name written again keeps its old record, served whole');
+  t.equal((await send('GET', '/artifacts/r/job/new.txt')).status, 404, 'the new name has none');
+  t.same(readdirSync(join(dataDir, 'tmp')), [], 'no temp file left');
+
+  rmSync(join(dir, 'filler'));
+  const written = (await send('PUT', '/artifacts/r/job/out.txt', empty)).status;
+  t.ok(written >= 200 && written < 300, `room made: written (HTTP ${written})`);
+  t.same(await send('GET', '/artifacts/r/job/out.txt'), { status: 200, body: empty }, 'the new record is served');
+});
