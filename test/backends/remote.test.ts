@@ -191,7 +191,7 @@ t.test('ssh and adhoc backends against a real sshd', async (t) => {
     const a = await p.allocate({ name: 'a' });
     await t.rejects(p.allocate({ name: 'b' }), { code: 'FC_ERR_UNAVAILABLE', message: `cannot allocate cloud:b: the allocate script of backend cloud gave address ${address}, which machine cloud:a of this run holds (one machine serves one worker at a time)` });
     // a machine an earlier run kept at that address is not taken back onto it either
-    await t.rejects(p.reuse({ backend: 'cloud', system: 'b', address }, { name: 'b' }), { message: `cannot reuse cloud:b at ${address}: machine cloud:a of this run holds it` });
+    await t.rejects(p.reuse({ backend: 'cloud', system: 'b', address }, { name: 'b' }), { message: `cannot reuse cloud:b at ${address}, which machine cloud:a of this run holds` });
     await a.discard();
     const b = await p.reuse({ backend: 'cloud', system: 'b', address }, { name: 'b' });
     await t.rejects(p.allocate({ name: 'a' }), /which machine cloud:b of this run holds/, 'one taken back holds its address too');
@@ -211,12 +211,24 @@ t.test('ssh and adhoc backends against a real sshd', async (t) => {
     const a = await p.allocate({ name: 'a' });
     const discarding = a.discard();
     await eventually('the discard script started', () => readFile(started).then(() => true, () => false));
-    await refusedAllocation(t, p, `gave address ${address}, which machine cloud:a of this run holds`, 'the machine at the address is still being discarded');
+    const discarded = `gave address ${address}, where machine cloud:a of this run is being discarded (its discard script is running) (one machine serves one worker at a time)`;
+    await refusedAllocation(t, p, discarded, 'the machine at the address is still being discarded');
+    await t.rejects(p.reuse({ backend: 'cloud', system: 'b', address }, { name: 'b' }), { message: `cannot reuse cloud:b at ${address}, where machine cloud:a of this run is being discarded (its discard script is running)` });
     await writeFile(finish, '');
     await discarding;
     const again = await p.allocate({ name: 'b' });
     t.equal(again.address, address, 'free again once the discard script ended');
     await again.discard();
+  });
+
+  await t.test('adhoc: a fixed address whose discard failed serves no other machine of the run: the machine is left there, on record for run --discard', async (t) => {
+    const address = `127.0.0.1:${sshd.port}`;
+    const p = await createProvider('cloud', 'adhoc', { allocate: `ADDRESS ${address}`, discard: 'echo "no such machine"; exit 1', key: sshd.keyPath }, ctx);
+    const a = await p.allocate({ name: 'a' });
+    await t.rejects(a.discard(), /cannot discard cloud:a at .*: discard script failed with exit code 1: no such machine/);
+    const left = `where machine cloud:a of this run was left by its failed discard (on record for run --discard)`;
+    await refusedAllocation(t, p, `gave address ${address}, ${left} (one machine serves one worker at a time)`, 'the machine its discard left');
+    await t.rejects(p.reuse({ backend: 'cloud', system: 'b', address }, { name: 'b' }), { message: `cannot reuse cloud:b at ${address}, ${left}` });
   });
 
   await t.test('adhoc: one IP address however it is written is one machine: held while allocated, or kept by an earlier run', async (t) => {
