@@ -412,13 +412,31 @@ t.test('ssh: a machine whose script lost its connection stops the script\'s proc
   await next.discard();
 });
 
-t.test('ssh: a host where a script lost its connection and whose processes cannot be stopped serves no other machine', async (t) => {
-  const { dir, relay, p, lines } = await relayedHost(t);
-  const { machine } = await lostMidScript(t, p, relay, join(dir, 'pids'));
+t.test('ssh: a host where a script lost its connection and whose processes cannot be stopped is swept again when next taken: it serves once that succeeds, and is passed over while it still cannot', async (t) => {
+  const { dir, relay, p, lines, nextRun } = await relayedHost(t);
+  const { machine, left } = await lostMidScript(t, p, relay, join(dir, 'pids'));
   relay.refuse();
   await machine.discard();
-  t.match(lines.join('\n'), new RegExp(`Host 127\\.0\\.0\\.1:${relay.port} of backend lab is passed over for the rest of the run: the processes of a script whose connection was lost could not be stopped`));
-  await t.rejects(p.allocate({ name: 'debian-12' }), /may still run a script whose connection was lost/, 'the only host serves no other machine');
+  t.match(lines.join('\n'), new RegExp(`The processes of a script on host 127\\.0\\.0\\.1:${relay.port} of backend lab whose connection was lost could not be stopped: the host serves another machine of this run only once they are`));
+  t.notMatch(lines.join('\n'), /passed over/, 'the host is not lost to the run yet');
+  t.ok(left.every(isAlive), 'the sleeps run on');
+  // the host answers again (a network cut healed): the next allocation sweeps first, then is served
+  relay.accept();
+  const next = await p.allocate({ name: 'debian-12' });
+  t.equal(next.address, machine.address, 'the host serves the next machine');
+  await eventually('the lost script\'s sleeps were stopped first, the one that left its process group too', () => !left.some(isAlive), 5000);
+  await next.discard();
+
+  // a host that still does not answer when next taken: passed over for the rest of the run
+  const other = await nextRun();
+  const second = await lostMidScript(t, other, relay, join(dir, 'pids-2'));
+  relay.refuse();
+  await second.machine.discard();
+  const refused = /a script whose connection was lost may still run on host 127\.0\.0\.1:\d+ of backend lab: its processes still cannot be stopped/;
+  await t.rejects(other.allocate({ name: 'debian-12' }), { message: refused }, 'the only host serves no other machine');
+  t.match(lines.join('\n'), new RegExp(`Host 127\\.0\\.0\\.1:${relay.port} of backend lab is passed over for the rest of the run: ${refused.source}`));
+  relay.accept();
+  await t.rejects(other.allocate({ name: 'debian-12' }), { message: refused }, 'nor later in the run: it was passed over');
 });
 
 t.test('adhoc: an address whose lost script could not be stopped is swept again when it comes back, and serves the new machine once that succeeds', async (t) => {
