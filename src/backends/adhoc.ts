@@ -69,6 +69,14 @@ class AdhocProvider implements Provider {
    * two workers on one machine at once, each emptying the project path under the other.
    */
   readonly #live = new Map<string, string>();
+  /** The endpoints of #live whose discard script is running: the refusal says so. */
+  readonly #discarding = new Set<string>();
+  /**
+   * The machines of this run whose discard failed, by endpoint: still there as far as the run
+   * knows, on record for `run --discard` (which runs the discard again, on whatever then has
+   * the address), so their address goes to no other machine of the run.
+   */
+  readonly #left = new Map<string, string>();
   /**
    * The machines an earlier run kept (holdKept: a --reuse or --abend run), by endpoint, not
    * taken back yet: kept past this run whether taken back or not, so their addresses go to
@@ -152,12 +160,12 @@ class AdhocProvider implements Provider {
       await (options?.idle ?? holdingNothing)(() => sleepFor(this.#retryDelay, options?.signal));
     }
     const endpoint = endpointOf(address);
-    const holder = this.#holderOf(endpoint);
+    const holder = this.#runHolder(endpoint) ?? this.#keptHolder(endpoint);
     if (holder !== undefined) {
       // not discarded: the address is the machine the run holds, whose discard (a lab's
       // re-image or power cycle, a cloud's delete by address) would pull it from under its
       // job; it is discarded once, when the run is done with it
-      throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: the allocate script of backend ${this.name} gave address ${address}, which ${holder} holds (one machine serves one worker at a time)`);
+      throw new FleetError('FC_ERR_UNAVAILABLE', `cannot allocate ${label}: the allocate script of backend ${this.name} gave address ${address}, ${holder} (one machine serves one worker at a time)`);
     }
     const { host, port } = splitAddress(address);
     this.#live.set(endpoint, label);
@@ -194,8 +202,8 @@ class AdhocProvider implements Provider {
 
   async reuse(record: MachineRecord, system: SystemSpec, signal?: AbortSignal): Promise<Machine> {
     const endpoint = endpointOf(record.address);
-    const holder = this.#live.get(endpoint);
-    if (holder !== undefined) throw new UpstreamError(`cannot reuse ${this.name}:${system.name} at ${record.address}: machine ${holder} of this run holds it`);
+    const holder = this.#runHolder(endpoint);
+    if (holder !== undefined) throw new UpstreamError(`cannot reuse ${this.name}:${system.name} at ${record.address}, ${holder}`);
     const kept = this.#kept.get(endpoint);
     // held from now: an allocation while it connects is refused too
     this.#kept.delete(endpoint);
@@ -225,12 +233,19 @@ class AdhocProvider implements Provider {
     }
   }
 
-  /** Who holds `endpoint`: a machine of this run, or one an earlier run kept; undefined when free. */
-  #holderOf(endpoint: string): string | undefined {
+  /** Which machine of this run has `endpoint`, as a clause of the refusal (`..., which machine m of this run holds`); undefined when none. */
+  #runHolder(endpoint: string): string | undefined {
+    const left = this.#left.get(endpoint);
+    if (left !== undefined) return `where machine ${left} of this run was left by its failed discard (on record for run --discard)`;
     const live = this.#live.get(endpoint);
-    if (live !== undefined) return `machine ${live} of this run`;
+    if (live === undefined) return undefined;
+    return this.#discarding.has(endpoint) ? `where machine ${live} of this run is being discarded (its discard script is running)` : `which machine ${live} of this run holds`;
+  }
+
+  /** Which machine an earlier run kept at `endpoint` (holdKept), as a clause of the refusal; undefined when none. */
+  #keptHolder(endpoint: string): string | undefined {
     const kept = this.#kept.get(endpoint);
-    return kept === undefined ? undefined : `machine ${kept} kept by an earlier run`;
+    return kept === undefined ? undefined : `which machine ${kept} kept by an earlier run holds`;
   }
 
   async #release(system: SystemSpec, address: string): Promise<void> {
@@ -249,6 +264,8 @@ class AdhocProvider implements Provider {
   async #releaseOrLeave(system: SystemSpec, address: string, why: string): Promise<void> {
     const unreleased = await this.#release(system, address).then(() => undefined, (err: Error) => err);
     if (!unreleased) return;
+    // one a killed allocate printed may be malformed: no machine of the run is held there
+    if (parseAddress(address) !== undefined) this.#left.set(endpointOf(address), `${this.name}:${system.name}`);
     // the record an SshMachine of the address would give (SshMachine.record)
     const record = { backend: this.name, system: system.name, address, username: system.username ?? 'root', password: this.#password(system) };
     throw new MachineLeft(`${why}; ${unreleased.message}`, record);
@@ -262,11 +279,17 @@ class AdhocProvider implements Provider {
         this.#ctx.log?.(`The processes of a script on ${this.name}:${machine.system.name} at ${machine.address} whose connection was lost could not be stopped: its address serves another machine of this run only once they are: ${errorMessage(err)}`);
       });
     }
+    this.#discarding.add(endpoint);
     try {
       await this.#release(machine.system, machine.address);
+    } catch (err) {
+      this.#left.set(endpoint, machine.name);
+      throw err;
     } finally {
       // held until the discard script ends: an allocation given the address meanwhile would
-      // get the machine being torn down (a re-image, a power cycle, a delete by address)
+      // get the machine being torn down (a re-image, a power cycle, a delete by address);
+      // after a failed one, as the machine it left (#left)
+      this.#discarding.delete(endpoint);
       this.#live.delete(endpoint);
     }
   }

@@ -69,6 +69,8 @@ export class SshMachine implements Machine {
     // the run's interrupt cuts an attempt short: a machine that takes connections and does not
     // answer yet (its sshd not up, its packets dropped) held a stopping run for the attempt's 10 s
     const connect = (timeout: number) => SshClient.connect(this.#target, { timeout, ...(options.signal ? { signal: options.signal } : {}) }, this.projectPath);
+    // the old client's lost scripts (lostScripts) go with it, unswept: the machine answers with
+    // another boot identity, so nothing they started runs any more
     this.#client = await rebootOverSsh(this.name, this.#client, connect, this.#reboot, options);
   }
 

@@ -6,6 +6,7 @@ import { ConfigError, errorMessage, UpstreamError } from '../errors.js';
 import { holdingNothing, NoMachineLeft, type AllocateOptions, type BackendContext, type Idle, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
 import { splitAddress } from './endpoint.js';
 import { SshMachine } from './ssh-machine.js';
+import type { ConnectOptions } from '../ssh/client.js';
 import { rebootSettings } from './ssh-reboot.js';
 import type { Host, SshOptions } from './ssh-options.js';
 
@@ -29,11 +30,18 @@ class SshProvider implements Provider {
   /** Hosts of machines on record in the reuse file (holdKept), not taken back yet: busy and kept, for reuse alone. */
   readonly #held = new Set<Host>();
   /**
-   * Hosts no connection reached (every attempt failed), with why: passed over for the rest of
-   * the run. Left in the rotation, one that is down was the first free host again as soon as
+   * Hosts no connection reached (every attempt failed), or where a lost script's processes
+   * still could not be stopped (#sweepLeft), with why: passed over for the rest of the run. Left in the rotation, one that is down was the first free host again as soon as
    * its failure freed it, and took worker after worker down with it while others stood free.
    */
   readonly #down = new Map<Host, unknown>();
+  /**
+   * Hosts whose machine was discarded with the processes of a lost script not stopped (the
+   * sweep got no answer), with that machine. A host cut off for a while comes back: the sweep
+   * is tried again when the host is next taken (#sweepLeft), taken after the other free hosts
+   * to give it time, and passed over for the rest of the run (#down) only when it fails again.
+   */
+  readonly #unswept = new Map<Host, SshMachine>();
   readonly #waiters: Array<() => void> = [];
 
   constructor(name: string, options: SshOptions, ctx: BackendContext) {
@@ -51,7 +59,8 @@ class SshProvider implements Provider {
       throw new ConfigError(`backend ${this.name}: no host serves system ${system.name}`);
     }
     for (;;) {
-      const free = this.#options.hosts.find((h) => !this.#busy.has(h) && !this.#down.has(h) && this.#serves(h, system.name));
+      const isFree = (h: Host): boolean => !this.#busy.has(h) && !this.#down.has(h) && this.#serves(h, system.name);
+      const free = this.#options.hosts.find((h) => isFree(h) && !this.#unswept.has(h)) ?? this.#options.hosts.find(isFree);
       if (free) {
         this.#busy.add(free);
         return free;
@@ -117,14 +126,19 @@ class SshProvider implements Provider {
       privateKey: h.key ? readFileSync(resolve(this.#ctx.projectRoot, h.key)) : undefined,
       knownHosts: this.#ctx.knownHosts,
     };
-    const connect = { timeout: this.#options['connect-timeout'] ?? 10_000, retries: this.#options['connect-retries'] ?? 2, ...(signal ? { signal } : {}) };
-    return SshMachine.connect(this, system, addressOf(h), target, this.#ctx.remotePath, connect, rebootSettings(this.#options));
+    return SshMachine.connect(this, system, addressOf(h), target, this.#ctx.remotePath, this.#connectOptions(signal), rebootSettings(this.#options));
+  }
+
+  /** How a host of the backend is connected to: connect-timeout per attempt, connect-retries after the first. */
+  #connectOptions(signal?: AbortSignal): ConnectOptions {
+    return { timeout: this.#options['connect-timeout'] ?? 10_000, retries: this.#options['connect-retries'] ?? 2, ...(signal ? { signal } : {}) };
   }
 
   async allocate(system: SystemSpec, options?: AllocateOptions): Promise<Machine> {
     for (;;) {
       const h = await this.#take(system, options?.signal, options?.idle);
       try {
+        await this.#sweepLeft(h, options?.signal);
         return await this.#connect(h, system, options?.signal);
       } catch (err) {
         if (!options?.signal?.aborted) {
@@ -147,6 +161,7 @@ class SshProvider implements Provider {
     if (!held && this.#busy.has(h)) throw new UpstreamError(`host ${addressOf(h)} of backend ${this.name} serves another machine of this run`);
     this.#busy.add(h);
     try {
+      await this.#sweepLeft(h, signal);
       const machine = await this.#connect(h, system, signal);
       await machine.stopLeftOnRecord(record);
       return machine;
@@ -164,11 +179,29 @@ class SshProvider implements Provider {
     // a host where a job may still run serves no other: the next would run beside it
     if (machine instanceof SshMachine) {
       await machine.stopLostScripts().catch((err: unknown) => {
-        this.#down.set(h, new UpstreamError(`host ${addressOf(h)} of backend ${this.name} may still run a script whose connection was lost: ${errorMessage(err)}`));
-        this.#ctx.log?.(`Host ${addressOf(h)} of backend ${this.name} is passed over for the rest of the run: the processes of a script whose connection was lost could not be stopped: ${errorMessage(err)}`);
+        this.#unswept.set(h, machine);
+        this.#ctx.log?.(`The processes of a script on host ${addressOf(h)} of backend ${this.name} whose connection was lost could not be stopped: the host serves another machine of this run only once they are: ${errorMessage(err)}`);
       });
     }
     this.#release(h);
+  }
+
+  /**
+   * Stops what the lost scripts of the machine discarded from `h` (#unswept) left running, now
+   * that the host is taken again: where a job may still run, no other job runs. Tried as a
+   * connection to the host is (connect-timeout, connect-retries); rejects when it still cannot,
+   * and the host is then passed over (allocate).
+   */
+  async #sweepLeft(h: Host, signal?: AbortSignal): Promise<void> {
+    const left = this.#unswept.get(h);
+    if (left === undefined) return;
+    try {
+      await left.stopLostScripts(this.#connectOptions(signal));
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw new UpstreamError(`a script whose connection was lost may still run on host ${addressOf(h)} of backend ${this.name}: its processes still cannot be stopped: ${errorMessage(err)}`);
+    }
+    this.#unswept.delete(h);
   }
 
   /** A kept host is busy in no process but the one that kept it: nothing to release. */

@@ -6,11 +6,12 @@ import { withPort } from '../config/units.js';
 import type { CacheConfig, CacheConfigFile } from '../cache/config.js';
 import type { probeUpstream } from '../cache/upstream.js';
 import { readWorkerEnv } from '../cache/cluster/protocol.js';
+import { decimalWhole } from './decimal-flag.js';
 
 function parseWorkers(text: string, maxWorkers: number): number | 'auto' {
   if (text === 'auto') return 'auto';
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1 || n > maxWorkers) throw new UsageError(`--workers: expected a number from 1 to ${maxWorkers} or "auto", got "${text}"`);
+  const n = decimalWhole(text);
+  if (n === undefined || n < 1 || n > maxWorkers) throw new UsageError(`--workers: expected a number from 1 to ${maxWorkers} in decimal digits, or "auto", got "${text}"`);
   return n;
 }
 
@@ -78,7 +79,7 @@ export function registerCache(program: Command): void {
         ...(flags.data ? { data: flags.data } : {}),
         ...(flags.maxSize ? { maxSize: flags.maxSize } : {}),
         ...(flags.fillMemory ? { fillMemory: flags.fillMemory } : {}),
-        ...(flags.workers ? { workers: parseWorkers(flags.workers, MAX_WORKERS) } : {}),
+        ...(flags.workers !== undefined ? { workers: parseWorkers(flags.workers, MAX_WORKERS) } : {}),
       };
       const setting = maxSizeSetting(flags.maxSize, file, flags.config);
       const config: CacheConfig = { ...resolveCacheConfig(merged, process.cwd()), ...(setting ? { maxSizeSetting: setting } : {}) };

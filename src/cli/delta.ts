@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { compressDelta, DEFAULT_COMPRESSION, isCompression } from '../delta/compress.js';
 import { DEFAULT_LEVEL_HELP, encodeDelta } from '../delta/xdelta.js';
 import { UsageError } from '../errors.js';
+import { decimalWhole } from './decimal-flag.js';
 import { requireInput, requireOutput } from '../path-checks.js';
 import { writeAtomically } from '../project-upload/atomic-file.js';
 import { withTempDir } from '../project-upload/temp-dir.js';
@@ -11,8 +12,8 @@ import { withTempDir } from '../project-upload/temp-dir.js';
 /** The --level flag: undefined when not given (the encoder then uses defaultLevel()). */
 export function parseLevel(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
-  const level = Number(text);
-  if (!Number.isInteger(level) || level < 1 || level > 9) throw new UsageError(`--level must be 1-9, got "${text}"`);
+  const level = decimalWhole(text);
+  if (level === undefined || level < 1 || level > 9) throw new UsageError(`--level must be 1-9, got "${text}"`);
   return level;
 }
 

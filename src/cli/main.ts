@@ -1,8 +1,9 @@
 // The CLI: one commander program, one file per command under src/cli/, and one place
 // (here) where errors become exit codes.
-import { Command, CommanderError, Help, type Option } from 'commander';
+import { CommanderError, Help, type Command, type Option } from 'commander';
 import { EXIT, toFleetError } from '../errors.js';
 import { errorText } from './exit-one.js';
+import { FleetCommand } from './fleet-command.js';
 import { normaliseSpreadFlags } from './spread-flags.js';
 import { VERSION } from '../version.js';
 
@@ -37,7 +38,7 @@ const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<Regist
  * `--version`.
  */
 async function buildProgram(argv: string[] = []): Promise<Command> {
-  const program = new Command('fleetcache')
+  const program = new FleetCommand('fleetcache')
     .version(VERSION)
     .description('Regional caches, a content-addressed artifact service, delta-repacked project uploads and a spread-compatible runner for test fleets.')
     .showHelpAfterError('(run with --help for usage)')

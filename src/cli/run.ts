@@ -7,6 +7,7 @@ import { EXIT, UsageError } from '../errors.js';
 import { DEFAULT_BASE_CACHE_SIZE } from '../project-upload/base-cache.js';
 import { DEFAULT_DATA_DIR } from '../run/state-dir.js';
 import { parseGoInt } from '../spread/go-int.js';
+import { decimalWhole } from './decimal-flag.js';
 import type { ShellModes } from '../run/shell.js';
 
 interface RunFlags {
@@ -63,9 +64,10 @@ function shellModes(flags: RunFlags): ShellModes | undefined {
   return Object.values(modes).some(Boolean) ? modes : undefined;
 }
 
-function count(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} needs a whole number, not "${text}"`);
+/** --workers: a whole number of at least 1, in decimal digits (decimal-flag.ts). */
+function workersOf(text: string): number {
+  const n = decimalWhole(text);
+  if (n === undefined || n < 1) throw new UsageError(`--workers needs a whole number of at least 1, in decimal digits, not "${text}"`);
   return n;
 }
 
@@ -131,8 +133,7 @@ export function registerRun(program: Command): void {
       refuseUnsupported(flags);
       const seed = flags.seed === undefined ? undefined : seedOf(flags.seed);
       const repeat = flags.repeat === undefined ? undefined : repeatOf(flags.repeat);
-      const workers = flags.workers === undefined ? undefined : count(flags.workers, '--workers');
-      if (workers === 0) throw new UsageError('--workers needs at least 1');
+      const workers = flags.workers === undefined ? undefined : workersOf(flags.workers);
       const shell = shellModes(flags);
       if (flags.list) {
         const { printJobs } = await import('./list.js');

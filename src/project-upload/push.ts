@@ -319,7 +319,8 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
   const unusableBases: UnusableBase[] = [];
   const candidates = await storedAtOrigin(options.origin, bases.slice(0, BASE_CANDIDATES), http, unusableBases);
   const regionCaches = options.regionCaches ?? [];
-  const probe = (): Promise<number[]> => cachesLacking(regionCaches, candidates, signal);
+  // the caches' answers only rank the candidates against each other: one is used as it is
+  const probe = (): Promise<number[]> => (candidates.length > 1 ? cachesLacking(regionCaches, candidates, signal) : Promise.resolve([]));
   // A tar that is a base already (an unchanged tree) asks the caches nothing: with a candidate's
   // tar in the local base cache the tree may be unchanged, and they are asked once the tar is
   // known not to be one; else at once, while the tree is packed (failing only when the push is stopped).

@@ -98,7 +98,9 @@ export function expandJobs(project: Project, filters: readonly string[] = [], op
             { context: task.name, entries: task.variants, origin: fieldOrigin(task, 'variants') },
           ], 'variants').final;
           const variants = taskVariants.size === 1 && taskVariants.has('') ? [''] : [...taskVariants].filter((v) => v !== '').sort();
-          if (variants.length === 0) continue;
+          // as spread, a task's environment is evaluated for each of its jobs: a task of no sample
+          // makes none, and a $(HOST:...) of its that fails is no error
+          if (variants.length === 0 || task.samples < 1) continue;
 
           const envLevels = [
             projectEnv,

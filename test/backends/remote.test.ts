@@ -191,7 +191,7 @@ t.test('ssh and adhoc backends against a real sshd', async (t) => {
     const a = await p.allocate({ name: 'a' });
     await t.rejects(p.allocate({ name: 'b' }), { code: 'FC_ERR_UNAVAILABLE', message: `cannot allocate cloud:b: the allocate script of backend cloud gave address ${address}, which machine cloud:a of this run holds (one machine serves one worker at a time)` });
     // a machine an earlier run kept at that address is not taken back onto it either
-    await t.rejects(p.reuse({ backend: 'cloud', system: 'b', address }, { name: 'b' }), { message: `cannot reuse cloud:b at ${address}: machine cloud:a of this run holds it` });
+    await t.rejects(p.reuse({ backend: 'cloud', system: 'b', address }, { name: 'b' }), { message: `cannot reuse cloud:b at ${address}, which machine cloud:a of this run holds` });
     await a.discard();
     const b = await p.reuse({ backend: 'cloud', system: 'b', address }, { name: 'b' });
     await t.rejects(p.allocate({ name: 'a' }), /which machine cloud:b of this run holds/, 'one taken back holds its address too');
@@ -211,12 +211,24 @@ t.test('ssh and adhoc backends against a real sshd', async (t) => {
     const a = await p.allocate({ name: 'a' });
     const discarding = a.discard();
     await eventually('the discard script started', () => readFile(started).then(() => true, () => false));
-    await refusedAllocation(t, p, `gave address ${address}, which machine cloud:a of this run holds`, 'the machine at the address is still being discarded');
+    const discarded = `gave address ${address}, where machine cloud:a of this run is being discarded (its discard script is running) (one machine serves one worker at a time)`;
+    await refusedAllocation(t, p, discarded, 'the machine at the address is still being discarded');
+    await t.rejects(p.reuse({ backend: 'cloud', system: 'b', address }, { name: 'b' }), { message: `cannot reuse cloud:b at ${address}, where machine cloud:a of this run is being discarded (its discard script is running)` });
     await writeFile(finish, '');
     await discarding;
     const again = await p.allocate({ name: 'b' });
     t.equal(again.address, address, 'free again once the discard script ended');
     await again.discard();
+  });
+
+  await t.test('adhoc: a fixed address whose discard failed serves no other machine of the run: the machine is left there, on record for run --discard', async (t) => {
+    const address = `127.0.0.1:${sshd.port}`;
+    const p = await createProvider('cloud', 'adhoc', { allocate: `ADDRESS ${address}`, discard: 'echo "no such machine"; exit 1', key: sshd.keyPath }, ctx);
+    const a = await p.allocate({ name: 'a' });
+    await t.rejects(a.discard(), /cannot discard cloud:a at .*: discard script failed with exit code 1: no such machine/);
+    const left = `where machine cloud:a of this run was left by its failed discard (on record for run --discard)`;
+    await refusedAllocation(t, p, `gave address ${address}, ${left} (one machine serves one worker at a time)`, 'the machine its discard left');
+    await t.rejects(p.reuse({ backend: 'cloud', system: 'b', address }, { name: 'b' }), { message: `cannot reuse cloud:b at ${address}, ${left}` });
   });
 
   await t.test('adhoc: one IP address however it is written is one machine: held while allocated, or kept by an earlier run', async (t) => {
@@ -400,13 +412,31 @@ t.test('ssh: a machine whose script lost its connection stops the script\'s proc
   await next.discard();
 });
 
-t.test('ssh: a host where a script lost its connection and whose processes cannot be stopped serves no other machine', async (t) => {
-  const { dir, relay, p, lines } = await relayedHost(t);
-  const { machine } = await lostMidScript(t, p, relay, join(dir, 'pids'));
+t.test('ssh: a host where a script lost its connection and whose processes cannot be stopped is swept again when next taken: it serves once that succeeds, and is passed over while it still cannot', async (t) => {
+  const { dir, relay, p, lines, nextRun } = await relayedHost(t);
+  const { machine, left } = await lostMidScript(t, p, relay, join(dir, 'pids'));
   relay.refuse();
   await machine.discard();
-  t.match(lines.join('\n'), new RegExp(`Host 127\\.0\\.0\\.1:${relay.port} of backend lab is passed over for the rest of the run: the processes of a script whose connection was lost could not be stopped`));
-  await t.rejects(p.allocate({ name: 'debian-12' }), /may still run a script whose connection was lost/, 'the only host serves no other machine');
+  t.match(lines.join('\n'), new RegExp(`The processes of a script on host 127\\.0\\.0\\.1:${relay.port} of backend lab whose connection was lost could not be stopped: the host serves another machine of this run only once they are`));
+  t.notMatch(lines.join('\n'), /passed over/, 'the host is not lost to the run yet');
+  t.ok(left.every(isAlive), 'the sleeps run on');
+  // the host answers again (a network cut healed): the next allocation sweeps first, then is served
+  relay.accept();
+  const next = await p.allocate({ name: 'debian-12' });
+  t.equal(next.address, machine.address, 'the host serves the next machine');
+  await eventually('the lost script\'s sleeps were stopped first, the one that left its process group too', () => !left.some(isAlive), 5000);
+  await next.discard();
+
+  // a host that still does not answer when next taken: passed over for the rest of the run
+  const other = await nextRun();
+  const second = await lostMidScript(t, other, relay, join(dir, 'pids-2'));
+  relay.refuse();
+  await second.machine.discard();
+  const refused = /a script whose connection was lost may still run on host 127\.0\.0\.1:\d+ of backend lab: its processes still cannot be stopped/;
+  await t.rejects(other.allocate({ name: 'debian-12' }), { message: refused }, 'the only host serves no other machine');
+  t.match(lines.join('\n'), new RegExp(`Host 127\\.0\\.0\\.1:${relay.port} of backend lab is passed over for the rest of the run: ${refused.source}`));
+  relay.accept();
+  await t.rejects(other.allocate({ name: 'debian-12' }), { message: refused }, 'nor later in the run: it was passed over');
 });
 
 t.test('adhoc: an address whose lost script could not be stopped is swept again when it comes back, and serves the new machine once that succeeds', async (t) => {

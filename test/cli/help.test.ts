@@ -132,3 +132,22 @@ t.test("run --help attributes to spread none of fleetcache's own flags: spread h
   t.notMatch(spreads ?? '', /-order\b/, 'nor -order among them');
   t.match(stdout, /-order, -fleet and -data/, 'it is accepted with one dash, as fleetcache\'s');
 });
+
+t.test('an unknown option that begins real ones suggests them, not the nearest by edit distance (run --rep was offered --help)', async (t) => {
+  const cases: Array<[string[], string]> = [
+    [['run', '--rep'], '--repeat'],
+    [['run', '--rep=3'], '--repeat'],
+    [['run', '-rep'], '--repeat'], // spread's single dash
+    [['run', '--art'], '--artifacts'],
+    [['run', '--re'], 'one of --repeat, --resend, --restore, --reuse'],
+    [['assets', 'fetch', '--cache-f'], '--cache-folder'], // an option of the parent command
+    [['run', '--workrs'], '--workers'], // none begun: commander's suggestion by edit distance stays
+  ];
+  for (const [args, suggestion] of cases) {
+    const { code, stderr } = await runCli(args);
+    t.equal(code, EXIT.usage, args.join(' '));
+    t.match(stderr, `fleetcache: error: unknown option '${args.at(-1)}'\n(Did you mean ${suggestion}?)`, args.join(' '));
+  }
+  const hidden = await runCli(['run', '--reuse-']);
+  t.notMatch(hidden.stderr, /reuse-pid/, 'a hidden option is not suggested');
+});

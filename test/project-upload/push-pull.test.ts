@@ -631,33 +631,59 @@ t.test('a push of an unchanged tree does not wait for the region caches\' probes
   t.ok(elapsed < 2_000, `the push did not wait for the probe (${elapsed} ms)`);
 });
 
-t.test("a push of an unchanged tree asks no region cache which bases it holds; a changed one asks", async (t) => {
-  const { dir, project, common } = await originWithProject(t, 'same-no-probe');
+/** An origin with two bases of project `name` (the second made by a large new file: its delta is past the re-base bound), the project as the second. */
+async function twoBases(t: Test, name: string) {
+  const setup = await originWithProject(t, name);
+  const first = await pushProject({ ...setup.common, run: 'run-1' });
+  writeFileSync(join(setup.project, 'large.bin'), randomBytes(512 << 10));
+  const second = await pushProject({ ...setup.common, run: 'run-2' });
+  t.ok(second.rebased, 'a second base');
+  return { ...setup, bases: [first.manifest.base.digest, second.manifest.base.digest] };
+}
+
+/** A region cache before `origin` that records the paths of the probes it is sent (HEAD with only-if-cached). */
+async function probedCache(t: Test, origin: string, dataDir: string) {
   const probes: string[] = [];
-  const { url: cacheUrl } = await startCache(t, { upstream: common.origin }, join(dir, 'cache-data'), {}, (req) => {
+  const { url } = await startCache(t, { upstream: origin }, dataDir, {}, (req) => {
     if (req.method === 'HEAD' && /only-if-cached/.test(String(req.headers['cache-control']))) probes.push(req.url);
   });
-  const first = await pushProject({ ...common, run: 'run-1' });
-  const again = await pushProject({ ...common, run: 'run-2', regionCaches: [cacheUrl] });
-  t.equal(again.manifest.result.digest, first.manifest.result.digest, 'the same tar');
-  t.same(probes, [], 'the cache was not asked: the tar is the base already');
+  return { url, probes };
+}
+
+t.test("a push of an unchanged tree asks no region cache which bases it holds; a changed one asks", async (t) => {
+  const { dir, project, common, bases } = await twoBases(t, 'same-no-probe');
+  const cache = await probedCache(t, common.origin, join(dir, 'cache-data'));
+  const again = await pushProject({ ...common, run: 'run-3', regionCaches: [cache.url] });
+  t.equal(again.manifest.delta, null, 'the same tar');
+  t.same(cache.probes, [], 'the cache was not asked: the tar is the base already');
   writeFileSync(join(project, 'NEW.md'), 'a change\n');
-  const changed = await pushProject({ ...common, run: 'run-3', regionCaches: [cacheUrl] });
+  const changed = await pushProject({ ...common, run: 'run-4', regionCaches: [cache.url] });
   t.ok(changed.manifest.delta, 'a delta');
-  t.same(probes, [casPath(parseDigestString(first.manifest.base.digest))], 'a changed tree: the cache asked for the base, once');
+  t.same(cache.probes.sort(), bases.map((digest) => casPath(parseDigestString(digest))).sort(), 'a changed tree: the cache asked for each base, once');
+});
+
+t.test('a push with a single candidate base asks no region cache which bases it holds: there is nothing to rank', async (t) => {
+  const { dir, project, common } = await originWithProject(t, 'single-base');
+  const cache = await probedCache(t, common.origin, join(dir, 'cache-data'));
+  await pushProject({ ...common, run: 'run-1' });
+  writeFileSync(join(project, 'NEW.md'), 'a change\n');
+  for (const [run, baseCache] of [['run-2', common.baseCache], ['run-3', join(dir, 'fresh-bases')]] as const) {
+    const changed = await pushProject({ ...common, run, baseCache, regionCaches: [cache.url] });
+    t.ok(changed.manifest.delta, 'a delta against the one base');
+  }
+  t.same(cache.probes, [], 'the cache was not asked, with the base in the local base cache or not');
 });
 
 t.test('a push from a host without the bases asks the region caches while it packs, not after', async (t) => {
-  const { dir, common } = await originWithProject(t, 'early-probe');
+  const { dir, common } = await twoBases(t, 'early-probe');
   const asked = join(dir, 'asked');
   const { url: cacheUrl } = await startCache(t, { upstream: common.origin }, join(dir, 'cache-data'), {}, (req) => {
     if (req.method === 'HEAD' && /only-if-cached/.test(String(req.headers['cache-control']))) writeFileSync(asked, req.url);
   });
-  await pushProject({ ...common, run: 'run-1' });
   // The repack script runs once the tree is packed: it waits (10 s at most) for the cache's probe.
   const seen = join(dir, 'seen-while-packing');
   const repack = `i=0; while [ ! -e ${asked} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; if [ -e ${asked} ]; then : > ${seen}; fi; cat <&3 >&4`;
-  await pushProject({ ...common, run: 'run-2', baseCache: join(dir, 'fresh-bases'), regionCaches: [cacheUrl], repack });
+  await pushProject({ ...common, run: 'run-3', baseCache: join(dir, 'fresh-bases'), regionCaches: [cacheUrl], repack });
   t.ok(existsSync(seen), 'the cache was asked before the packed tree was known');
 });
 

@@ -374,10 +374,13 @@ t.test('an adhoc machine allocated after the others ran every job, whose discard
     [
       'project: twice', `path: ${remote}`, 'backends:', '  cloud:', '    type: adhoc', `    key: ${sshd.keyPath}`,
       // the first allocate answers at once; the second once the first machine ran both jobs and
-      // its discard began (it is held until its jobs' leftovers are killed, after their end)
+      // its discard began (it is held until its jobs' leftovers are killed, after their end),
+      // with the host's name: the address the first one's failed discard left serves no other
+      // machine of the run, and a name is not looked up
       '    allocate: |',
-      `      if ! mkdir ${join(base, 'first-allocate')} 2>/dev/null; then until [ "$(cat ${ran} 2>/dev/null | wc -l)" -ge 2 ] && [ -s ${discarded} ]; do sleep 0.1; done; fi`,
-      `      ADDRESS 127.0.0.1:${sshd.port}`,
+      `      if mkdir ${join(base, 'first-allocate')} 2>/dev/null; then ADDRESS 127.0.0.1:${sshd.port}; exit; fi`,
+      `      until [ "$(cat ${ran} 2>/dev/null | wc -l)" -ge 2 ] && [ -s ${discarded} ]; do sleep 0.1; done`,
+      `      ADDRESS localhost:${sshd.port}`,
       '    discard: |', `      echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`, '      exit 1',
       '    systems:', '      - debian-12:', '          workers: 2',
       'suites:', '  tests/:', '    summary: two tasks', '',

@@ -156,3 +156,14 @@ t.test('a failing $(HOST:...) command aborts with its stderr', async (t) => {
   const p = await load(t, { spread: base('        environment:\n            X: "$(HOST:echo bad >&2; echo worse >&2; exit 3)"\n'), tasks: { 'examples/t': task() } });
   t.throws(() => expandJobs(p), { message: '$(HOST:echo bad >&2; echo worse >&2; exit 3) in suite examples/ environment returned error: bad; worse' });
 });
+
+t.test('a task of no job (samples below 1) has its environment not evaluated, as spread evaluates it per job: its failing $(HOST:...) is no error', async (t) => {
+  const failing = 'environment:\n    X: "$(HOST:echo bad >&2; exit 3)"\n';
+  for (const samples of ['-1', '-5']) {
+    const p = await load(t, { spread: base(), tasks: { 'examples/none': task('no job', `samples: ${samples}\n${failing}`), 'examples/t': task() } });
+    t.same(expandJobs(p).map((job) => job.name), ['linode:ubuntu-16.04:examples/t', 'lxd:debian-sid:examples/t', 'lxd:ubuntu-14.04:examples/t', 'lxd:ubuntu-16.04:examples/t'], `samples: ${samples}`);
+  }
+  // one sample or more: the job's environment is evaluated, and the command's failure is the error
+  const p = await load(t, { spread: base(), tasks: { 'examples/none': task('a job', `samples: 1\n${failing}`), 'examples/t': task() } });
+  t.throws(() => expandJobs(p), { message: '$(HOST:echo bad >&2; exit 3) in examples/none environment returned error: bad' });
+});
