@@ -32,10 +32,11 @@ type Resume = (req: IncomingMessage, res: ServerResponse) => void;
 /**
  * The answer owed to a request taken for later, given once: `send` writes it whole, or
  * `handOff` gives the request (read again from its first byte) and the connection to node,
- * whose request handler gets `resume` for it. Both do nothing once the client is gone.
+ * whose request handler gets `resume` for it. Both do nothing once the client is gone:
+ * `send` returns whether it wrote (the bytes served).
  */
 export interface OwedAnswer {
-  send: SendAnswer;
+  send(head: string, body: Buffer): boolean;
   handOff(resume: Resume): void;
 }
 
@@ -124,12 +125,13 @@ export function answerEarly(server: Server, maxFields: number, answer: EarlyAnsw
       socket.setTimeout(0); // the fill's own timeouts bound the wait
       const taken = later!(get.target, get.authorization, {
         send: (answerHead, body) => {
-          if (!settle()) return;
+          if (!settle()) return false;
           send(answerHead, body);
           socket.setTimeout(idleTimeout);
-          if (endWhenAnswered.has(socket)) return void socket.end();
-          if (socket.writableNeedDrain) return handOff(Buffer.alloc(0));
-          socket.resume();
+          if (endWhenAnswered.has(socket)) socket.end();
+          else if (socket.writableNeedDrain) handOff(Buffer.alloc(0));
+          else socket.resume();
+          return true;
         },
         handOff: (resume) => {
           if (!settle()) return;

@@ -49,8 +49,8 @@ export function leadEarlyMiss(ctx: CacheContext, target: string, authorization: 
       const head = okHead(missHeaders(outcome.head, outcome.body.length));
       if (head !== null) {
         ctx.metrics.miss(get.kind);
-        owed.send(head, outcome.body);
-        if (outcome.body.length > 0) ctx.metrics.served(get.kind, outcome.body.length);
+        // served only when written: the client may have gone while the fill ran
+        if (owed.send(head, outcome.body) && outcome.body.length > 0) ctx.metrics.served(get.kind, outcome.body.length);
         return;
       }
     }
@@ -118,8 +118,9 @@ function send(ctx: CacheContext, res: ServerResponse, get: PlainBlobGet, fill: F
   const size = body ? body.length : head.size;
   const kind = get.kind;
   // Bytes are counted as handed to the socket, as serve.ts counts them: a whole body at once
-  // (as a small hit, fast-hit.ts), a streamed one chunk by chunk (what went out of one cut short).
-  if (body && body.length > 0) ctx.metrics.served(kind, body.length);
+  // (as a small hit, fast-hit.ts), unless its client went while the fill ran, a streamed one
+  // chunk by chunk (what went out of one cut short).
+  if (body && body.length > 0 && !res.destroyed) ctx.metrics.served(kind, body.length);
   res.writeHead(head.status, missHeaders(head, size));
   if (body) return void res.end(body);
   void sendFill(res, fill, 0, size === undefined ? Infinity : size - 1, (n) => ctx.metrics.served(kind, n));

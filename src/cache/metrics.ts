@@ -142,7 +142,7 @@ export class CacheMetrics {
       registers, collect() { this.set(gauges.fillMemoryLimit()); },
     });
     new Counter({
-      name: 'fleetcache_cache_fills_cut_total', help: 'Fills that failed after their answer began (upstream died, stalled or sent a body not matching its digest): the clients reading them, if any, saw the answer cut.',
+      name: 'fleetcache_cache_fills_cut_total', help: 'Fills that failed after their answer began (upstream died, stalled or sent a body not matching its digest): the clients reading them, if any, saw the answer cut; a kept fill with no reader left counts too.',
       registers, collect() { this.reset(); this.inc(gauges.fillsCut()); },
     });
     new Counter({
