@@ -40,8 +40,8 @@ export interface OwedAnswer {
   handOff(resume: Resume): void;
 }
 
-/** Takes the GET of `target` (with its Authorization) to answer it through `owed` later, and returns true; false takes nothing. */
-type LaterAnswer = (target: string, authorization: string | undefined, owed: OwedAnswer) => boolean;
+/** Takes the plain GET `get` to answer it through `owed` later, and returns true; false takes nothing. */
+type LaterAnswer = (get: PlainGet, owed: OwedAnswer) => boolean;
 
 const resumes = new WeakMap<Socket, Resume>();
 
@@ -123,7 +123,7 @@ export function answerEarly(server: Server, maxFields: number, answer: EarlyAnsw
       owing.add(socket);
       socket.pause();
       socket.setTimeout(0); // the fill's own timeouts bound the wait
-      const taken = later!(get.target, get.authorization, {
+      const taken = later!(get, {
         send: (answerHead, body) => {
           if (!settle()) return false;
           send(answerHead, body);

@@ -16,7 +16,8 @@ import { DigestMismatchError, failedRequest, UpstreamError, type FailedRequest }
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { formatDigest, type Digest } from '../store/digest.js';
 import { isCasId, SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type FillClaim } from './disk-store.js';
-import { failureFields, newRequestId } from './serve.js';
+import { failureFields } from './serve.js';
+import { newRequestId } from '../http/request-id.js';
 import { requestError } from '../http/errors.js';
 import type { AnswerFields } from './upstream.js';
 import { announcedLength, endsWithConnection, receivedBefore, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';

@@ -13,6 +13,7 @@ import { earlyAnswered } from './early-answers.js';
 import { closingErrorAnswer, frameworkErrors, MAX_PARAM_LENGTH } from './errors.js';
 import { closeDiscardingRest } from './lingering-close.js';
 import { afterAnswersInFlight } from './parse-error-order.js';
+import { requestIdOf } from './request-id.js';
 
 /** Header fields a request may have, Host included (the origin's limits.maxHeaders, the cache's). */
 export const DEFAULT_MAX_HEADERS = 64;
@@ -182,6 +183,8 @@ export function baseServerOptions(logLevel: string | false | undefined, bodyLimi
     // HEAD routes are explicit: the automatic ones would read a whole blob to discard it.
     exposeHeadRoutes: false,
     rewriteUrl: originForm,
+    // the id a request brings (a cache's, upstream), else a new one: in its log lines and error answer
+    genReqId: requestIdOf,
     // the server fastify creates (a serverFactory passes it itself): late heads cut soon (connection-limits.ts)
     http: { connectionsCheckingInterval: HEAD_CHECK_INTERVAL_MS },
     clientErrorHandler,
