@@ -47,10 +47,11 @@ t.test('withDetails keeps the error\'s class, code, status and exit code, and ad
 
 t.test('an error answer carries no unexpected error message (it may name server paths)', async (t) => {
   const fs = Object.assign(new Error("ENAMETOOLONG: name too long, open '/srv/fleetcache/names.v1/x'"), { code: 'ENAMETOOLONG' });
-  t.same(errorAnswer(toFleetError(fs), 'req-7'), { code: 'FC_ERR_INTERNAL', message: 'internal error (request req-7); the server log has the details' });
-  t.notMatch(JSON.stringify(errorAnswer(toFleetError(fs))), /srv/, 'nor without a request id (the cache fast path)');
+  t.same(errorAnswer(toFleetError(fs), 'req-7'), { code: 'FC_ERR_INTERNAL', message: 'internal error (request req-7); the server log has the details', requestId: 'req-7' });
+  t.notMatch(JSON.stringify(errorAnswer(toFleetError(fs))), /srv/, 'nor without a request id');
   const known = new FleetError('FC_ERR_BAD_NAME', 'name too long');
   t.same(errorAnswer(known), known.toJSON(), 'a catalogued error is answered as it is');
+  t.same(errorAnswer(known, 'req-7'), { ...known.toJSON(), requestId: 'req-7' }, 'with its request id');
 });
 
 t.test('a full disk or quota is the machine\'s state (507, exit 1), not an internal error', async (t) => {

@@ -189,10 +189,11 @@ async function openAsset(url: string, options: FetchAssetsOptions, cacheTimeoutM
       continue;
     }
     const message = `GET ${shown(target, hop)}: HTTP ${statusCode}`;
-    if (statusCode === 404) throw new NotFoundError(message);
-    if (statusCode === 401) throw new FleetError('FC_ERR_UNAUTHORIZED', message);
-    if (statusCode === 403) throw new FleetError('FC_ERR_FORBIDDEN', message);
-    throw new UpstreamError(message, { status: statusCode });
+    const answered = failedRequest('GET', target);
+    if (statusCode === 404) throw new NotFoundError(message, answered);
+    if (statusCode === 401) throw new FleetError('FC_ERR_UNAUTHORIZED', message, { request: answered });
+    if (statusCode === 403) throw new FleetError('FC_ERR_FORBIDDEN', message, { request: answered });
+    throw new UpstreamError(message, { status: statusCode, request: answered });
   }
 }
 
@@ -309,7 +310,8 @@ class RecordFetch {
         const fe = toFleetError(err);
         failures.push(fe);
         this.result.failedUrls.push({ url: redactUrl(base), code: fe.code });
-        this.result.warnings.push(`${redactUrl(url)}: ${fe.message}`);
+        // A failure of the request asked names its URL already: once (a redirect's target's names another)
+        this.result.warnings.push(fe.request?.url === failedRequest('GET', url).url ? fe.message : `${redactUrl(url)}: ${fe.message}`);
       }
     }
     // The most telling failure decides the code: bad content, then auth, then the rest.

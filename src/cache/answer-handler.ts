@@ -13,8 +13,8 @@ import { errors, type Dispatcher } from 'undici';
 export interface AnswerHead {
   readonly statusCode: number;
   readonly headers: IncomingHttpHeaders;
-  /** The answer of a URL upstream redirected to (see Upstream.fetch), not upstream's own. */
-  readonly redirected?: boolean;
+  /** The URL upstream redirected to, when this is its answer (see Upstream.fetch), not upstream's own. */
+  readonly redirected?: string;
 }
 
 /** A head and its body: gathered whole (`whole`), or as a stream (`body`). */

@@ -6,12 +6,16 @@
 // byte and answers it as it answers every request. So this code never decides what an
 // unusual request means, and a request it takes is one llhttp reads the same way.
 
+import { REQUEST_ID_HEADER } from '../http/request-id.js';
+
 /** The head of a plain GET found at `from`: its target, and where the next request starts. */
 export interface PlainGet {
   readonly target: string;
   readonly end: number;
   /** Its Authorization field's value, as llhttp gives it (a hit is the same for all; a miss is fetched with it). */
   readonly authorization: string | undefined;
+  /** Its X-Request-Id field's value (a miss takes it as its id when plausible: http/request-id.ts). */
+  readonly requestId: string | undefined;
 }
 
 /** origin-form only, the characters a request target may have unescaped (no space, no CTL). */
@@ -49,11 +53,12 @@ export function readPlainGet(text: string, from: number, maxFields: number, maxH
   let fields = 0;
   let hosts = 0;
   let authorization: string | undefined;
+  let requestId: string | undefined;
   for (;;) {
     const start = eol + 2;
     if (text.startsWith('\r\n', start)) {
       if (hosts !== 1 || start + 2 - from > maxHead) return undefined;
-      return { target, end: start + 2, authorization };
+      return { target, end: start + 2, authorization, requestId };
     }
     eol = text.indexOf('\r\n', start);
     if (eol < 0 || eol - from > maxHead || ++fields > maxFields) return undefined;
@@ -70,6 +75,9 @@ export function readPlainGet(text: string, from: number, maxFields: number, maxH
     else if (lower === 'authorization') {
       if (authorization !== undefined) return undefined;
       authorization = value.replace(OWS_AROUND, '');
+    } else if (lower === REQUEST_ID_HEADER) {
+      if (requestId !== undefined) return undefined; // node joins the two: left to it
+      requestId = value.replace(OWS_AROUND, '');
     } else if (TO_ROUTES.has(lower)) return undefined;
   }
 }

@@ -32,15 +32,16 @@ type Resume = (req: IncomingMessage, res: ServerResponse) => void;
 /**
  * The answer owed to a request taken for later, given once: `send` writes it whole, or
  * `handOff` gives the request (read again from its first byte) and the connection to node,
- * whose request handler gets `resume` for it. Both do nothing once the client is gone.
+ * whose request handler gets `resume` for it. Both do nothing once the client is gone:
+ * `send` returns whether it wrote (the bytes served).
  */
 export interface OwedAnswer {
-  send: SendAnswer;
+  send(head: string, body: Buffer): boolean;
   handOff(resume: Resume): void;
 }
 
-/** Takes the GET of `target` (with its Authorization) to answer it through `owed` later, and returns true; false takes nothing. */
-type LaterAnswer = (target: string, authorization: string | undefined, owed: OwedAnswer) => boolean;
+/** Takes the plain GET `get` to answer it through `owed` later, and returns true; false takes nothing. */
+type LaterAnswer = (get: PlainGet, owed: OwedAnswer) => boolean;
 
 const resumes = new WeakMap<Socket, Resume>();
 
@@ -122,14 +123,15 @@ export function answerEarly(server: Server, maxFields: number, answer: EarlyAnsw
       owing.add(socket);
       socket.pause();
       socket.setTimeout(0); // the fill's own timeouts bound the wait
-      const taken = later!(get.target, get.authorization, {
+      const taken = later!(get, {
         send: (answerHead, body) => {
-          if (!settle()) return;
+          if (!settle()) return false;
           send(answerHead, body);
           socket.setTimeout(idleTimeout);
-          if (endWhenAnswered.has(socket)) return void socket.end();
-          if (socket.writableNeedDrain) return handOff(Buffer.alloc(0));
-          socket.resume();
+          if (endWhenAnswered.has(socket)) socket.end();
+          else if (socket.writableNeedDrain) handOff(Buffer.alloc(0));
+          else socket.resume();
+          return true;
         },
         handOff: (resume) => {
           if (!settle()) return;

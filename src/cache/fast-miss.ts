@@ -16,7 +16,9 @@ import { sendFill } from './fill-cursor.js';
 import type { Fill, FillOutcome, LeaderRequest } from './fill.js';
 import type { FillHead } from './fill-progress.js';
 import { forwardHeaders, immutableFill, originSource } from './namespace.js';
-import { failureFields, lacksType, newRequestId, UNTYPED_BODY } from './serve.js';
+import { failureFields, lacksType, UNTYPED_BODY } from './serve.js';
+import { requestIdFrom, requestIdOf } from '../http/request-id.js';
+import type { PlainGet } from './early-head.js';
 import type { HeaderMap } from './upstream.js';
 import { errorAnswer, isServerFault, requestError } from '../http/errors.js';
 
@@ -26,35 +28,33 @@ import { errorAnswer, isServerFault, requestError } from '../http/errors.js';
  * refuses the fill.
  */
 export function leadMiss(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, toRoutes: () => void): boolean {
-  return lead(ctx, get, flightKey(get.id, req), forwardHeaders(req), req, (outcome, led) => answerOutcome(ctx, req, res, get, led, outcome, toRoutes));
+  const id = requestIdOf(req); // a miss's, sent upstream: its error answer and log line say it too
+  return lead(ctx, get, flightKey(get.id, req), forwardHeaders({ headers: req.headers, id }), req, (outcome, led) => answerOutcome(ctx, req, res, get, led, outcome, toRoutes, id));
 }
 
-/** What a request without credentials forwards (as forwardHeaders makes it). */
-const UNCREDENTIALED_FORWARD: HeaderMap = forwardHeaders({ headers: {} });
-
 /**
- * early-hits.ts's miss: leads the fill of the blob `target` names, as leadMiss does for a
- * GET with the same Authorization, and returns true; false takes nothing. A small body is
+ * early-hits.ts's miss: leads the fill of the blob the plain GET's target names, as leadMiss does for a
+ * GET with the same Authorization and X-Request-Id, and returns true; false takes nothing. A small body is
  * answered with `owed.send`, the bytes node would write; anything else (a large body to
  * stream, an error, a disk that refused the fill) is handed to node, whose request handler
  * answers it as leadMiss does (`toRoutes`: the routes, when the disk refused).
  */
-export function leadEarlyMiss(ctx: CacheContext, target: string, authorization: string | undefined, owed: OwedAnswer, toRoutes: (req: IncomingMessage, res: ServerResponse) => void): boolean {
+export function leadEarlyMiss(ctx: CacheContext, { target, authorization, requestId }: PlainGet, owed: OwedAnswer, toRoutes: (req: IncomingMessage, res: ServerResponse) => void): boolean {
   const get = blobGetAt(target, ctx.store);
   if (!get) return false;
   const asked = { headers: { authorization } };
-  const forward = authorization === undefined ? UNCREDENTIALED_FORWARD : forwardHeaders(asked);
-  return lead(ctx, get, flightKey(get.id, asked), forward, { method: 'GET', url: target }, (outcome, led) => {
+  const id = requestIdFrom(requestId);
+  return lead(ctx, get, flightKey(get.id, asked), forwardHeaders({ ...asked, id }), { method: 'GET', url: target }, (outcome, led) => {
     if (!outcome.error && outcome.body && outcome.head.status === 200) {
       const head = okHead(missHeaders(outcome.head, outcome.body.length));
       if (head !== null) {
         ctx.metrics.miss(get.kind);
-        owed.send(head, outcome.body);
-        if (outcome.body.length > 0) ctx.metrics.served(get.kind, outcome.body.length);
+        // served only when written: the client may have gone while the fill ran
+        if (owed.send(head, outcome.body) && outcome.body.length > 0) ctx.metrics.served(get.kind, outcome.body.length);
         return;
       }
     }
-    owed.handOff((req, res) => answerOutcome(ctx, req, res, get, led, outcome, () => toRoutes(req, res)));
+    owed.handOff((req, res) => answerOutcome(ctx, req, res, get, led, outcome, () => toRoutes(req, res), id));
   });
 }
 
@@ -73,25 +73,25 @@ function lead(ctx: CacheContext, get: PlainBlobGet, key: string, forward: Header
   return fill !== undefined; // undefined: another worker fills it, and the routes follow its fill
 }
 
-/** Answers the request that led `fill` from its outcome. */
-function answerOutcome(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, fill: Fill, outcome: FillOutcome, toRoutes: () => void): void {
+/** Answers the request that led `fill` (whose id is `id`) from its outcome. */
+function answerOutcome(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, fill: Fill, outcome: FillOutcome, toRoutes: () => void, id: string): void {
   try {
-    if (outcome.error) return failed(ctx, req, res, get, fill, outcome.error, toRoutes);
+    if (outcome.error) return failed(ctx, req, res, get, fill, outcome.error, toRoutes, id);
     ctx.metrics.miss(get.kind);
     send(ctx, res, get, fill, outcome.head, outcome.body);
   } catch (err) {
-    answerError(ctx, req, res, err);
+    answerError(ctx, req, res, err, id);
   }
 }
 
 /** The fill failed before an answer started: a passthrough when the disk refused it, else the error. */
-function failed(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, fill: Fill, err: Error, toRoutes: () => void): void {
+function failed(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, fill: Fill, err: Error, toRoutes: () => void, id: string): void {
   if (err instanceof StorageError) {
     markFillRefused(req, fill.takeUnkept());
     return toRoutes(); // the route passes it through, and counts it
   }
   ctx.metrics.miss(get.kind);
-  answerError(ctx, req, res, err);
+  answerError(ctx, req, res, err, id);
 }
 
 /**
@@ -118,19 +118,18 @@ function send(ctx: CacheContext, res: ServerResponse, get: PlainBlobGet, fill: F
   const size = body ? body.length : head.size;
   const kind = get.kind;
   // Bytes are counted as handed to the socket, as serve.ts counts them: a whole body at once
-  // (as a small hit, fast-hit.ts), a streamed one chunk by chunk (what went out of one cut short).
-  if (body && body.length > 0) ctx.metrics.served(kind, body.length);
+  // (as a small hit, fast-hit.ts), unless its client went while the fill ran, a streamed one
+  // chunk by chunk (what went out of one cut short).
+  if (body && body.length > 0 && !res.destroyed) ctx.metrics.served(kind, body.length);
   res.writeHead(head.status, missHeaders(head, size));
   if (body) return void res.end(body);
   void sendFill(res, fill, 0, size === undefined ? Infinity : size - 1, (n) => ctx.metrics.served(kind, n));
 }
 
-/** The cache's error answer (server.ts's error handler gives the same). */
-function answerError(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, err: unknown): void {
+/** The cache's error answer to the request whose id is `reqId` (server.ts's error handler gives the same). */
+function answerError(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, err: unknown, reqId: string): void {
   const fe = requestError(err);
   ctx.metrics.error(fe.code, fe.status);
-  // A request id only now: none is taken for the requests that succeed.
-  const reqId = newRequestId();
   if (isServerFault(fe)) ctx.log.error({ reqId, ...failureFields(fe, req) }, 'request failed');
   if (res.headersSent) return void res.destroy();
   const json = JSON.stringify(errorAnswer(fe, reqId));

@@ -12,11 +12,12 @@
 // of a fill (windows, wake-ups, reader counts) is FillProgress, in fill-progress.ts.
 import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
-import { DigestMismatchError, UpstreamError, type FailedRequest } from '../errors.js';
+import { DigestMismatchError, failedRequest, UpstreamError, type FailedRequest } from '../errors.js';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { formatDigest, type Digest } from '../store/digest.js';
 import { isCasId, SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type FillClaim } from './disk-store.js';
-import { failureFields, newRequestId } from './serve.js';
+import { failureFields } from './serve.js';
+import { newRequestId } from '../http/request-id.js';
 import { requestError } from '../http/errors.js';
 import type { AnswerFields } from './upstream.js';
 import { announcedLength, endsWithConnection, receivedBefore, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
@@ -44,7 +45,8 @@ export interface FillSpec {
   readonly verify?: Digest;
   /**
    * /cas fills: the request upstream was asked (Upstream.namedGet), which a body that does
-   * not hash to `verify` names in the cache's log: which upstream sent the wrong bytes.
+   * not hash to `verify` names in the cache's log: which upstream sent the wrong bytes
+   * (after a redirect, the target's URL is named instead).
    */
   readonly upstreamRequest?: () => FailedRequest;
   /** Called once with the number of bytes received from upstream. */
@@ -341,7 +343,9 @@ export class Fill extends FillProgress {
       if (hash && this.#spec.verify && decision.status === 200) {
         const actual = hash.digest('hex');
         if (actual !== this.#spec.verify.hex) {
-          throw new DigestMismatchError(formatDigest(this.#spec.verify), `${this.#spec.verify.algo}:${actual}`, this.#spec.upstreamRequest?.());
+          // The URL that sent the bytes: a redirect's target, not the one asked.
+          const sender = answer.redirected === undefined ? this.#spec.upstreamRequest?.() : failedRequest('GET', answer.redirected);
+          throw new DigestMismatchError(formatDigest(this.#spec.verify), `${this.#spec.verify.algo}:${actual}`, sender);
         }
       }
       countUpstream();

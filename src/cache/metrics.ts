@@ -46,6 +46,17 @@ export const TALLY_COUNTERS: ReadonlyArray<readonly [name: string, help: string,
  * the dead workers' of a multi-process cache (cluster/primary.ts). Requests only add to the
  * plain tallies (prom-client hashes the labels on every inc, a cost paid per request otherwise).
  */
+/**
+ * fleetcache_process_start_time_seconds, as the origin's (prom-client's default metric), in
+ * `registry`: when this process started. Aggregated by min, and registered by a
+ * multi-process cache's primary too: the cache's is then its primary's start, when its
+ * counters started (a worker replaced later does not reset them, see cluster/primary.ts).
+ */
+export function registerStartTime(registry: Registry): void {
+  const gauge = new Gauge({ name: 'fleetcache_process_start_time_seconds', help: 'Start time of the process since unix epoch in seconds.', registers: [registry], aggregator: 'min' });
+  gauge.set(Math.round(Date.now() / 1000 - process.uptime()));
+}
+
 export function registerTallyCounters(registry: Registry, tallies: () => Iterable<[Kind, KindTally]>): void {
   for (const [name, help, field] of TALLY_COUNTERS) {
     new Counter({
@@ -99,6 +110,7 @@ export class CacheMetrics {
     // observer and event-loop monitor work on every request path (one A/B of cold small
     // measured 5% more CPU per miss with them, within that figure's noise); these cost nothing
     // between scrapes.
+    registerStartTime(this.registry);
     new Gauge({ name: 'fleetcache_process_resident_memory_bytes', help: 'Resident memory size in bytes.', registers, collect() { this.set(process.memoryUsage.rss()); } });
     new Gauge({ name: 'fleetcache_nodejs_heap_size_used_bytes', help: 'Process heap size used from Node.js in bytes.', registers, collect() { this.set(process.memoryUsage().heapUsed); } });
     new Counter({
@@ -142,7 +154,7 @@ export class CacheMetrics {
       registers, collect() { this.set(gauges.fillMemoryLimit()); },
     });
     new Counter({
-      name: 'fleetcache_cache_fills_cut_total', help: 'Fills that failed after their answer began (upstream died, stalled or sent a body not matching its digest): the clients reading them, if any, saw the answer cut.',
+      name: 'fleetcache_cache_fills_cut_total', help: 'Fills that failed after their answer began (upstream died, stalled or sent a body not matching its digest): the clients reading them, if any, saw the answer cut; a kept fill with no reader left counts too.',
       registers, collect() { this.reset(); this.inc(gauges.fillsCut()); },
     });
     new Counter({

@@ -16,6 +16,7 @@ import { casHeaders, casId, httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { dumpCounted, endToEnd, pickHeaders, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
 import { loggedPath } from '../redact-url.js';
+import { REQUEST_ID_HEADER } from '../http/request-id.js';
 import type { AnswerHead } from './answer-handler.js';
 
 /** Immutable content: /cas/{algo}/{hex}, or the tooltool alias /{algo}/{hex}. */
@@ -69,9 +70,9 @@ function upstreamPath(kind: ImmutableKind, d: Digest): string {
   return kind === 'cas' ? `/cas/${d.algo}/${d.hex}` : `/${d.algo}/${d.hex}`;
 }
 
-/** Headers a GET sends upstream: the client's credentials, and no compression (bodies are stored as they are). */
-export function forwardHeaders(req: { readonly headers: IncomingHttpHeaders }): HeaderMap {
-  return { ...authHeaders(req), 'accept-encoding': 'identity' };
+/** Headers a GET sends upstream: the client's credentials, no compression (bodies are stored as they are), and the request's id. */
+export function forwardHeaders(req: { readonly headers: IncomingHttpHeaders; readonly id: string }): HeaderMap {
+  return { ...authHeaders(req), 'accept-encoding': 'identity', [REQUEST_ID_HEADER]: req.id };
 }
 
 /** Where a blob is fetched from, and whose figures it counts in. */

@@ -57,22 +57,6 @@ export function unsatisfiableBody(range: string | undefined, size: number | stri
   return JSON.stringify({ code: 'FC_ERR_RANGE', message: `range ${range} not satisfiable${size === undefined ? '' : ` (size ${size})`}` });
 }
 
-let lastRequestId = 0;
-/** This process's part of its request ids: the workers of a cache each count from 1. */
-const REQUEST_ID_PREFIX = `req-${process.pid.toString(36)}-`;
-
-/**
- * The cache's request ids, req-<pid>-1, req-<pid>-2… (pid and number in base 36), in the
- * form of fastify's own (its genReqId) with the process added, so that an id names one
- * request among all the workers of a cache: the routes take one per request, the fast
- * paths only for a request that failed (for its log line). Here beside failureFields, not
- * in context.ts: fill.ts logs with both, and context.ts's imports lead back to fill.ts.
- */
-export function newRequestId(): string {
-  lastRequestId = (lastRequestId + 1) & 0x7fffffff;
-  return REQUEST_ID_PREFIX + lastRequestId.toString(36);
-}
-
 /** The range of `header` to answer (http/range.ts, as the origin reads it), or 'unsatisfiable' (416). */
 function rangeOf(header: string, size: number): ReadRange | 'unsatisfiable' | undefined {
   try {

@@ -18,7 +18,7 @@ import { CacheMetrics } from './metrics.js';
 import { registerMirrorRoutes } from './mirror.js';
 import { registerNamespaceRoutes } from './namespace.js';
 import { registerPutRoutes } from './put.js';
-import { failureFields, newRequestId } from './serve.js';
+import { failureFields } from './serve.js';
 import { loggedPath } from '../redact-url.js';
 import { collectRoutes } from '../http/allowed-methods.js';
 import { BEARER_CHALLENGE } from '../http/auth.js';
@@ -53,7 +53,6 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   let fast: CacheContext | undefined; // set once the context exists, before listening
   const app = Fastify({
     ...baseServerOptions(config.logLevel, 1024 * 1024, config.shutdownTimeoutMs),
-    genReqId: newRequestId, // shared with the fast paths, which take one when a request fails
     // The server fastify would create, with small hits and plain cold misses of blobs
     // answered before fastify (fast-hit.ts, fast-miss.ts). Once closing, fastify answers all.
     serverFactory: (handler) => {
@@ -90,7 +89,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
         server,
         DEFAULT_MAX_HEADERS,
         (target, send) => fast !== undefined && sendEarlyHit(fast, target, send, false),
-        (target, authorization, owed) => fast !== undefined && (leadEarlyMiss(fast, target, authorization, owed, handler) || (link !== undefined && sendEarlyHit(fast, target, owed.send, true))),
+        (get, owed) => fast !== undefined && (leadEarlyMiss(fast, get, owed, handler) || (link !== undefined && sendEarlyHit(fast, get.target, owed.send, true))),
       );
       return server;
     },

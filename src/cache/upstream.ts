@@ -314,7 +314,7 @@ export class Upstream {
       }
       try {
         const target = await dispatchGet(this.#elsewhere, { origin: to.origin, path: to.pathname + to.search, method: 'GET', headers }, gatherUpTo);
-        answer = { ...target, redirected: true };
+        answer = { ...target, redirected: to.href };
       } catch (err) {
         if (err instanceof RefusedTargetError) throw new UpstreamError(`upstream ${this.name}: ${err.message} for ${loggedPath(path)}`, { cause: err });
         throw upstreamFailure(this.name, err);
@@ -381,7 +381,7 @@ function ownUnsatisfiable(answer: UpstreamAnswer, range: string | undefined): Up
   answer.body?.destroy();
   const size = /^bytes \*\/(\d+)$/.exec(String(answer.headers['content-range']))?.[1];
   const headers = { 'content-type': 'application/json', 'cache-control': 'no-store', ...(size === undefined ? {} : { 'content-range': `bytes */${size}` }) };
-  return { statusCode: 416, headers, whole: Buffer.from(unsatisfiableBody(range, size)), redirected: true };
+  return { statusCode: 416, headers, whole: Buffer.from(unsatisfiableBody(range, size)), redirected: answer.redirected };
 }
 
 /**
@@ -394,7 +394,7 @@ function wholeHead(answer: AnswerHead): AnswerHead {
   const size = typeof range === 'string' ? /\/(\d+)$/.exec(range)?.[1] : undefined;
   if (size === undefined || (answer.statusCode !== 206 && answer.statusCode !== 416)) return answer;
   const { 'content-range': _range, ...headers } = answer.headers;
-  return { statusCode: 200, headers: { ...headers, 'content-length': size }, redirected: true };
+  return { statusCode: 200, headers: { ...headers, 'content-length': size }, redirected: answer.redirected };
 }
 
 function dispatchGet(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, gatherUpTo: number): Promise<UpstreamAnswer> {

@@ -35,12 +35,14 @@ function fromFastify(err: Error & Partial<FastifyError>): FleetError | undefined
 }
 
 /**
- * The JSON body of an error answer. An unexpected error's message (an fs error, say) can
- * name server paths: the client gets the code and a reference to the log entry instead.
+ * The JSON body of an error answer, with its request's id (`requestId`), which the log lines
+ * about it carry too. An unexpected error's message (an fs error, say) can name server paths:
+ * the client gets the code and a reference to the log entry instead.
  */
 export function errorAnswer(fe: FleetError, requestId?: string): Record<string, unknown> {
-  if (fe.code !== 'FC_ERR_INTERNAL' || fe.cause === undefined) return fe.toJSON();
-  return { code: fe.code, message: `internal error${requestId === undefined ? '' : ` (request ${requestId})`}; the server log has the details` };
+  const id = requestId === undefined ? {} : { requestId };
+  if (fe.code !== 'FC_ERR_INTERNAL' || fe.cause === undefined) return { ...fe.toJSON(), ...id };
+  return { code: fe.code, message: `internal error${requestId === undefined ? '' : ` (request ${requestId})`}; the server log has the details`, ...id };
 }
 
 /**

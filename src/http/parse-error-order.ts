@@ -51,7 +51,7 @@ function whenAnswered(socket: HttpSocket, cut: IncomingMessage | undefined, then
  * `socket`'s last request when it is cut: handed to its route once its head came, its body
  * has not all arrived (a parse error now is its client's close, or garbage, mid-body).
  */
-export function cutRequest(socket: Duplex): IncomingMessage | undefined {
+function cutRequest(socket: Duplex): IncomingMessage | undefined {
   const last = (socket as HttpSocket).parser?.incoming;
   return last && !last.complete ? last : undefined;
 }

@@ -12,7 +12,8 @@ import { HEAD_CHECK_INTERVAL_MS } from './connection-limits.js';
 import { earlyAnswered } from './early-answers.js';
 import { closingErrorAnswer, frameworkErrors, MAX_PARAM_LENGTH } from './errors.js';
 import { closeDiscardingRest } from './lingering-close.js';
-import { afterAnswersInFlight, cutRequest } from './parse-error-order.js';
+import { afterAnswersInFlight } from './parse-error-order.js';
+import { requestIdOf } from './request-id.js';
 
 /** Header fields a request may have, Host included (the origin's limits.maxHeaders, the cache's). */
 export const DEFAULT_MAX_HEADERS = 64;
@@ -148,11 +149,12 @@ function answerAndClose(server: Server, socket: Duplex, fe: FleetError, method?:
  */
 function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Duplex): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  // Its client closed the connection in the middle of a request's body: nothing malformed.
-  // Closed once the answers before it are sent, the route that request went to sees it
-  // aborted, and answers it as such (the cache counts FC_ERR_ABORTED). Answered here too, it
-  // was counted a second time, as a malformed request (400 FC_ERR_BAD_REQUEST).
-  if (err.code === 'HPE_INVALID_EOF_STATE' && cutRequest(socket) !== undefined) return afterAnswersInFlight(socket, () => socket.destroy());
+  // Its client closed the connection in the middle of a request, its head or its body:
+  // nothing malformed, and nobody to read an answer. Closed once the answers before it are
+  // sent; a request cut mid-body is answered by its route, which sees it aborted (the cache
+  // counts FC_ERR_ABORTED). Answered here, it was counted as a malformed request (400
+  // FC_ERR_BAD_REQUEST): a request cut mid-body a second time.
+  if (err.code === 'HPE_INVALID_EOF_STATE') return afterAnswersInFlight(socket, () => socket.destroy());
   const fe =
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new FleetError('FC_ERR_REQUEST_TIMEOUT', 'the request did not arrive in time')
     : err.code === 'HPE_HEADER_OVERFLOW' ? new FleetError('FC_ERR_TOO_MANY_HEADERS', 'the request\'s header fields exceed 16 KiB')
@@ -181,6 +183,8 @@ export function baseServerOptions(logLevel: string | false | undefined, bodyLimi
     // HEAD routes are explicit: the automatic ones would read a whole blob to discard it.
     exposeHeadRoutes: false,
     rewriteUrl: originForm,
+    // the id a request brings (a cache's, upstream), else a new one: in its log lines and error answer
+    genReqId: requestIdOf,
     // the server fastify creates (a serverFactory passes it itself): late heads cut soon (connection-limits.ts)
     http: { connectionsCheckingInterval: HEAD_CHECK_INTERVAL_MS },
     clientErrorHandler,

@@ -20,7 +20,8 @@ interface Answer {
 }
 
 async function get(url: string): Promise<Answer> {
-  const res = await request(url);
+  // one request id for all: an error answer names it, the same whichever path answers
+  const res = await request(url, { headers: { 'x-request-id': 'fast-miss-test' } });
   const body = Buffer.from(await res.body.arrayBuffer());
   const { date: _date, connection: _connection, 'keep-alive': _keepAlive, ...headers } = res.headers;
   return { status: res.statusCode, headers, body };

@@ -1,17 +1,21 @@
-// The cache's request ids (serve.ts newRequestId) name one request among all the
+// The cache's request ids (http/request-id.ts newRequestId) name one request among all the
 // processes of a multi-process cache: each worker numbers its requests from 1, so the
 // numbers alone repeat from worker to worker, and a log line's reqId would not say which.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { newRequestId } from '../../src/cache/serve.js';
-import { REPO_ROOT } from '../helpers/processes.js';
+import { newRequestId } from '../../src/http/request-id.js';
+import { request } from 'undici';
+import { startOrigin } from '../helpers/origin.js';
+import { REPO_ROOT, startServerProcess } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
+import { randomish, sha256, startUpstream } from './upstream-fixture.js';
 
 const run = promisify(execFile);
 
 /** The first request ids of a new process, as a worker takes them. */
 async function firstIdsOfAProcess(): Promise<string[]> {
-  const script = "const { newRequestId } = await import('./src/cache/serve.ts'); console.log(JSON.stringify([newRequestId(), newRequestId()]))";
+  const script = "const { newRequestId } = await import('./src/http/request-id.ts'); console.log(JSON.stringify([newRequestId(), newRequestId()]))";
   const { stdout } = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO_ROOT });
   return JSON.parse(stdout) as string[];
 }
@@ -22,4 +26,38 @@ t.test('request ids differ between processes, and within one', async (t) => {
   const here = Array.from({ length: 1000 }, () => newRequestId());
   t.equal(new Set(here).size, here.length, 'one process: each its own');
   for (const id of [...a!, ...b!, here[0]!]) t.match(id, /^req-[0-9a-z]+-[0-9a-z]+$/, `${id}: req-<process>-<number>`);
+});
+
+t.test("a request's id joins the cache's error answer, its log line and its upstream request; one brought is kept when plausible", async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  // every blob's fill fails: a 502
+  up.handler = (req, res) => {
+    if (!req.url!.startsWith('/cas/')) return false;
+    res.destroy();
+    return true;
+  };
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir()], { FLEETCACHE_LOG_LEVEL: 'error' });
+  // A plain GET (the fast miss path), and one with a Range (the routes); with a plausible
+  // id, with none, and with ones too long or with characters a log line must not get.
+  const brought: [string | undefined, boolean][] = [['ci-job.42:7', true], [undefined, false], ['x'.repeat(65), false], ['a b', false], ['a"b', false]];
+  for (const range of [undefined, 'bytes=0-9']) {
+    for (const [id, kept] of brought) {
+      const hex = sha256(randomish(64 + up.requests.length));
+      const res = await request(`${cache.url}/cas/sha256/${hex}`, { headers: { ...(id === undefined ? {} : { 'x-request-id': id }), ...(range ? { range } : {}) } });
+      const answer = (await res.body.json()) as { code: string; requestId?: string };
+      const what = `${range ? 'a Range GET' : 'a plain GET'}, ${id === undefined ? 'no id' : JSON.stringify(id.slice(0, 10))}`;
+      t.equal(res.statusCode, 502, what);
+      t.ok(answer.requestId !== undefined && (kept ? answer.requestId === id : /^req-[0-9a-z]+-[0-9a-z]+$/.test(answer.requestId)), `${what}: the answer's id is ${answer.requestId}`);
+      t.same(up.requests.filter((r) => r.url.includes(hex)).map((r) => r.headers['x-request-id']), [answer.requestId], `${what}: sent upstream`);
+      await eventually('the log line', () => cache.stderr().includes(`"reqId":"${answer.requestId}"`), 5000);
+    }
+  }
+  await cache.stop();
+});
+
+t.test('the origin takes the id a cache sends: its error answer, passed on, names it', async (t) => {
+  const origin = await startOrigin(t, { dataDir: t.testdir() });
+  const res = await request(`${origin.url}/cas/sha256/${'0'.repeat(64)}`, { headers: { 'x-request-id': 'req-cache-1' } });
+  t.equal(res.statusCode, 404);
+  t.match(await res.body.json(), { code: 'FC_ERR_NOT_FOUND', requestId: 'req-cache-1' });
 });

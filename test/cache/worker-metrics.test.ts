@@ -1,11 +1,12 @@
 // /-/metrics of a multi-process cache across worker deaths: the counters of the dead
 // workers stay in the sums (Prometheus would take a drop for a reset), but the figures the
 // primary's index holds for the whole cache (evictions) are not added up once per death.
+import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { request } from 'undici';
 import { rememberProcess, startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
-import { cacheWorkers, fetchHash } from './harness.js';
+import { cacheWorkers, fetchHash, metricSum } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';
 
 /** The value of a Prometheus metric's one series (the first with the label `having`) in the cache's /-/metrics (-1 when absent). */
@@ -84,4 +85,26 @@ t.test('the error answers and sendfile bytes of dead workers, counted since the 
   await eventually('the replacements listen', async () => (await served().catch(() => -1)) >= 0, 10_000);
   t.equal(await badDigest(), refused, 'the dead workers\' error answers');
   t.ok((await metric(cache.url, 'fleetcache_sendfile_bytes_total')) > 0, 'the bytes their hits sent by sendfile');
+});
+
+t.test("fleetcache_process_start_time_seconds: a cache's start, one series, as the origin has; a multi-process cache's is its primary's, kept when its workers are replaced", async (t) => {
+  const { upUrl } = await startUpstream(t);
+  const before = Math.floor(Date.now() / 1000) - 1;
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const started = (): Promise<number> => metricSum(cache.url, 'fleetcache_process_start_time_seconds');
+  const start = await started();
+  t.ok(start >= before && start <= Date.now() / 1000 + 1, `${start}: when the cache started, once (not summed over its workers)`);
+  const single = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir()], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  const singleStart = await metricSum(single.url, 'fleetcache_process_start_time_seconds');
+  t.ok(singleStart >= before && singleStart <= Date.now() / 1000 + 1, `${singleStart}: a cache of one process has it too`);
+  await single.stop();
+  await sleep(1100); // a worker started now starts a second later
+  const primary = cache.child.pid!;
+  const first = cacheWorkers(primary);
+  for (const victim of first) {
+    rememberProcess(victim).kill('SIGKILL');
+    await eventually('replaced', () => cacheWorkers(primary).filter((p) => !first.includes(p)).length === first.indexOf(victim) + 1, 30_000);
+    await eventually('the replacement scrapes', async () => (await started().catch(() => -1)) > 0, 10_000);
+  }
+  t.equal(await started(), start, 'the same start once every first worker was replaced');
 });

@@ -3,7 +3,7 @@
 // answer is: in the cache's fleetcache_cache_errors_total, the origin's fleetcache_requests_total.
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { startOrigin } from '../helpers/origin.js';
 import { startCache } from '../cache/harness.js';
@@ -91,14 +91,24 @@ t.test('a connection over maxConnections is counted as the 503 it is answered', 
   }
 });
 
-t.test('a PUT its client closes midway is neither answered nor counted as a malformed request', async (t) => {
+/**
+ * An origin and a cache in front of it, each with the metric series a malformed request
+ * would count in: [server, url, metric, labels].
+ */
+async function bothServers(t: Test) {
   const dir = t.testdir({ origin: {}, cache: {} });
   const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
   const cache = await startCache(t, { upstream: origin.url }, join(dir, 'cache'));
-  for (const [server, url, name, malformed] of [
+  const servers = [
     ['cache', cache.url, 'fleetcache_cache_errors_total', { code: 'FC_ERR_BAD_REQUEST' }],
     ['origin', origin.url, 'fleetcache_requests_total', { method: 'unparsed' }],
-  ] as const) {
+  ] as const;
+  return { origin, cache, servers };
+}
+
+t.test('a PUT its client closes midway answered nor counted as a malformed request', async (t) => {
+  const { origin, cache, servers } = await bothServers(t);
+  for (const [server, url, name, malformed] of servers) {
     const put = await headOnlyPut(url, '/artifacts/r/j/x', origin.token, 100);
     const closed = new Promise<void>((resolve) => put.socket.once('close', () => resolve()));
     put.socket.write(Buffer.alloc(10));
@@ -123,4 +133,21 @@ t.test('the origin counts a PUT its client closes midway as aborted, once', asyn
     return seriesValue(scraped, 'fleetcache_requests_total', { method: 'PUT', status: 'aborted' }) === 1;
   }, 5000);
   t.equal(seriesValue(scraped, 'fleetcache_requests_total', { method: 'PUT' }), 1, 'counted under no other status');
+});
+
+t.test('a connection its client closes in the middle of a request head is neither answered nor counted as a malformed request', async (t) => {
+  const { servers } = await bothServers(t);
+  for (const [server, url, name, malformed] of servers) {
+    for (const head of ['GET /cas/sha256/ab HT', 'GET /cas/sha256/ab HTTP/1.1\r\nHost: x\r\nAccept: */']) {
+      const { hostname, port } = new URL(url);
+      const socket = connect(Number(port), hostname);
+      let answer = '';
+      socket.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      socket.end(head); // the client goes (it still reads what it is answered)
+      await closed;
+      t.equal(answer, '', `${server}, ${JSON.stringify(head)}: closed without an answer`);
+    }
+    t.equal(seriesValue(await metricsText(url), name, malformed), 0, `${server}: nor counted as malformed`);
+  }
 });

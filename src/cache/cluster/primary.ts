@@ -15,7 +15,7 @@ import { parseListen } from '../../config/units.js';
 import { freePort } from '../../http/free-port.js';
 import { ignoreHangup } from '../../http/server-logging.js';
 import { lockDataDir } from '../../store/dir-lock.js';
-import { addTally, emptyTally, registerTallyCounters, TALLY_COUNTERS, type KindTally } from '../metrics.js';
+import { addTally, emptyTally, registerStartTime, registerTallyCounters, TALLY_COUNTERS, type KindTally } from '../metrics.js';
 import { Outbox, unbatch, workerEnv, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerMessage } from './protocol.js';
 import { removeLeftoversOfDeadPids } from '../../pid-alive.js';
 
@@ -181,6 +181,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   const retiredTallies = new Registry();
   retiredTallies.setDefaultLabels({ role: 'cache', region: config.region });
   registerTallyCounters(retiredTallies, () => Object.entries(retired));
+  registerStartTime(retiredTallies); // the cache's start, before any worker's
   /** Workers that died while serving (their last counts, at most REPORT_FLUSH_MS of them and their fills in flight, are lost). */
   let workersLost = 0;
   // The primary's own series, with those of the dead workers: a worker's death otherwise shows only in /-/stats and the log.
