@@ -119,9 +119,7 @@ t.test('URL fallback: a 404 server first, then the origin', async (t) => {
   t.same(empty.requests.slice(2).map((r) => r.url), [`/sha512/${sha512(A)}`, `/mirror/sha512/${sha512(A)}`], 'as Python\'s urljoin builds them');
   t.same(res.files[0]!.warnings, [`GET ${emptyUrl}/tooltool/sha512/${sha512(A)}: HTTP 404`], 'the warning names the URL once');
   const redirecting = createServer((req, res) => void res.writeHead(302, { location: `${emptyUrl}/elsewhere${req.url}` }).end());
-  await new Promise<void>((resolve) => redirecting.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => redirecting.close(() => resolve())));
-  const redirectingUrl = `http://127.0.0.1:${(redirecting.address() as AddressInfo).port}`;
+  const redirectingUrl = await serveOnLoopback(t, redirecting);
   const redirected = await fetchAssets({ manifestPath: manifest, urls: [redirectingUrl, origin.url], dest: join(root, 'dest-redirected'), files: ['b.txt'] });
   t.same(redirected.files.find((f) => f.filename === 'b.txt')?.warnings, [`${redirectingUrl}/sha512/${sha512(B)}: GET ${emptyUrl}/elsewhere/sha512/${sha512(B)}: HTTP 404`], 'after a redirect, the URL asked and the one that answered');
   const h = empty.requests[0]!.headers;
