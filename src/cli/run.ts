@@ -2,6 +2,7 @@
 // The runner, its backends and ssh2 are loaded once the command runs: `run --help` and
 // usage errors need none of them.
 import { Option, type Command } from 'commander';
+import { readTokenFile } from '../client/token.js';
 import { parseSizeFlag } from '../config/units.js';
 import { EXIT, UsageError } from '../errors.js';
 import { DEFAULT_BASE_CACHE_SIZE } from '../project-upload/base-cache.js';
@@ -96,13 +97,22 @@ function repeatOf(text: string): number {
   return n;
 }
 
+/**
+ * The files named on the command line that -list and -discard do not use, read all the same:
+ * one that is missing or invalid is refused (exit 3) in every mode, as a run refuses it.
+ */
+async function checkNamedFiles(flags: RunFlags): Promise<void> {
+  if (flags.fleet) (await import('../run/fleet.js')).loadFleetFile(flags.fleet);
+  if (flags.tokenFile) readTokenFile(flags.tokenFile);
+}
+
 export function registerRun(program: Command): void {
   program
     .command('run')
     .description('Run the jobs of the spread project in the current directory (spread-compatible)')
     .argument('[filter...]', 'job filters, as spread matches them')
     .option('--fleet <file>', 'fleet configuration (default: the fleetcache: key of spread.yaml, else the embedded default)')
-    .option('--token-file <file>', "the fleet origin's write token (default: the fleet configuration's tokenFile:, else $FLEETCACHE_TOKEN); the embedded default makes its own")
+    .option('--token-file <file>', "the fleet origin's write token (default: the fleet configuration's tokenFile:, else $FLEETCACHE_TOKEN); the embedded default makes its own (a file named must still be readable)")
     .option('--seed <n>', "seed for the job order, an integer (negative too, as spread's int64 -seed) read as Go reads it (0x10, 0o10 or 010 octal, 0b10); the same seed replays an order (spread -seed)")
     .option('--artifacts <dir>', 'fetch task artifacts into DIR/<job name>/ (spread -artifacts)')
     .option('--data <dir>', `local state: embedded servers, machines, base cache, run reports; left out of the shipped project (default <project>/${DEFAULT_DATA_DIR})`)
@@ -135,6 +145,7 @@ export function registerRun(program: Command): void {
       const repeat = flags.repeat === undefined ? undefined : repeatOf(flags.repeat);
       const workers = flags.workers === undefined ? undefined : workersOf(flags.workers);
       const shell = shellModes(flags);
+      if (flags.list || flags.discard) await checkNamedFiles(flags);
       if (flags.list) {
         const { printJobs } = await import('./list.js');
         await printJobs(filters, false, flags.verbose > 0 || flags.vv === true);

@@ -47,27 +47,36 @@ export type FleetConfig = Static<typeof FleetSchema>;
 
 /** The fleet configuration: --fleet FILE, else spread.yaml's `fleetcache:` key, else undefined. */
 export function loadFleetConfig(spreadFile: string, fleetFile: string | undefined): FleetConfig | undefined {
-  let config: FleetConfig;
-  let parsed: ConfigDocument;
-  /** Where the fleet configuration is in its file: the top level of --fleet FILE, spread.yaml's `fleetcache:`. */
-  let at: string[] = [];
-  if (fleetFile) {
-    parsed = parseConfigDocument(readConfigFile(fleetFile));
-    config = validateConfig(FleetSchema, parsed, fleetFile);
-    // asked for by name: an empty one is a mistake, not the embedded default run silently
-    if (parsed.doc.contents === null) {
-      throw new ConfigError(`${fleetFile}: the fleet configuration is empty (it needs an origin and regions; without --fleet the run uses the embedded default)`, fleetFile);
-    }
-  } else {
-    // spread.yaml is read up to the end of its first YAML document, as spread reads it (spread/yaml.ts)
-    parsed = parseConfigDocument(readFileSync(spreadFile, 'utf8'), { firstDocument: true });
-    // the key may come through a merge key (`<<: *defaults`), as spread's own keys may
-    if (!pairAt(parsed.doc, ['fleetcache'])) return undefined;
-    at = ['fleetcache'];
-    config = validateConfig(FleetSchema, parsed, spreadFile, at);
+  if (fleetFile) return loadFleetFile(fleetFile);
+  // spread.yaml is read up to the end of its first YAML document, as spread reads it (spread/yaml.ts)
+  const parsed = parseConfigDocument(readFileSync(spreadFile, 'utf8'), { firstDocument: true });
+  // the key may come through a merge key (`<<: *defaults`), as spread's own keys may
+  if (!pairAt(parsed.doc, ['fleetcache'])) return undefined;
+  const at = ['fleetcache'];
+  return checkedFleet(validateConfig(FleetSchema, parsed, spreadFile, at), spreadFile, parsed, at);
+}
+
+/**
+ * The fleet configuration of --fleet FILE, the whole file. Also read where it is not used
+ * (`run -list`): a file named on the command line that is missing or invalid is refused by
+ * every mode alike.
+ */
+export function loadFleetFile(fleetFile: string): FleetConfig {
+  const parsed = parseConfigDocument(readConfigFile(fleetFile));
+  const config = validateConfig(FleetSchema, parsed, fleetFile);
+  // asked for by name: an empty one is a mistake, not the embedded default run silently
+  if (parsed.doc.contents === null) {
+    throw new ConfigError(`${fleetFile}: the fleet configuration is empty (it needs an origin and regions; without --fleet the run uses the embedded default)`, fleetFile);
   }
-  /** The file the configuration was read from, which its errors and relative paths are of. */
-  const file = fleetFile ?? spreadFile;
+  return checkedFleet(config, fleetFile, parsed, []);
+}
+
+/**
+ * `config` checked as a whole and its paths resolved. `file`: the file it was read from, which
+ * its errors and relative paths are of; `at`: where it is in that file (the top level of --fleet
+ * FILE, spread.yaml's `fleetcache:`).
+ */
+function checkedFleet(config: FleetConfig, file: string, parsed: ConfigDocument, at: readonly string[]): FleetConfig {
   // Caches without an origin would silently fall back to the embedded default: say so instead.
   if (!config.origin && Object.keys(config.regions).length > 0) {
     throw new ConfigError(`${file}: fleet configuration lists regions but no origin`, file, undefined, 'origin');

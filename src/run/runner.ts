@@ -7,7 +7,7 @@ import { join, posix } from 'node:path';
 import { MachineLeft, NoMachineLeft, type Idle, type Machine, type MachineRecord } from '../backends/backend.js';
 import { BACKENDS } from '../backends/registry.js';
 import { runTokenSource } from '../client/run-token.js';
-import { resolveToken } from '../client/token.js';
+import { readTokenFile, resolveToken } from '../client/token.js';
 import { formatBytes, parseDuration } from '../config/units.js';
 import { errorMessage, FleetError, toFleetError } from '../errors.js';
 import type { RepackOptions } from '../pack/repack.js';
@@ -199,7 +199,11 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
     await makePrivate(dataRoot);
   } else {
     checkEmbeddedBackends(backends, new Set(jobs.map((j) => `${j.backend.name}:${j.system.name}`)));
-    if (o.tokenFile) log.line(`Ignoring --token-file ${o.tokenFile}: no fleet configuration, and the embedded origin makes its own token.`);
+    if (o.tokenFile) {
+      // named on the command line: one that cannot be read is refused, as every command refuses it
+      readTokenFile(o.tokenFile);
+      log.line(`Ignoring --token-file ${o.tokenFile}: no fleet configuration, and the embedded origin makes its own token.`);
+    }
     await makePrivate(dataRoot);
     embedded = await startEmbeddedFleet(dataRoot, regionsOf(jobs), undefined, (line) => log.line(line));
     o.onEmbedded?.(embedded);

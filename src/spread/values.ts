@@ -1,5 +1,5 @@
 // Durations, sizes and names as spread's project.go parses and validates them.
-import { INT64_MAX } from './go-int.js';
+import { INT64_MAX, INT64_MIN } from './go-int.js';
 import { DISABLED_TIMEOUT } from './model.js';
 
 /** Go's time unitMap, in nanoseconds (a Map: `5constructor` has no unit). */
@@ -65,7 +65,8 @@ export function parseSize(text: string): number {
   if (text === '') return 0;
   if (text === 'preserve-size') return -1;
   const num = text.slice(0, -1);
-  if (!/^[-+]?\d+$/.test(num)) throw new Error(`invalid size string: ${JSON.stringify(text)}`);
+  // strconv.Atoi: decimal digits within int64, else "invalid size string"
+  if (!/^[-+]?\d+$/.test(num) || BigInt(num) < INT64_MIN || BigInt(num) > INT64_MAX) throw new Error(`invalid size string: ${JSON.stringify(text)}`);
   const unit = SIZE_UNIT[text.slice(-1)];
   if (unit === undefined) throw new Error(`unknown size suffix in ${JSON.stringify(text)}, must be one of: B, K, M, G`);
   return Number(num) * unit;

@@ -298,6 +298,9 @@ export class YamlFile {
     if (tag === '!!null') return undefined;
     const value = resolved?.tag === '!!int' || resolved?.tag === '!!float' ? goInt64(resolved) : undefined;
     if (value === undefined) throw this.#typeError(node, into);
+    // spread's int64 is exact where a number is not past 2^53: two priorities spread tells
+    // apart would compare equal here, so such a value is refused rather than rounded
+    if (!Number.isSafeInteger(value)) throw this.failField(node, `cannot load ${this.file}: ${this.#text(node)} is past ${Number.MAX_SAFE_INTEGER} either way, the largest integer fleetcache holds exactly`);
     return value;
   }
 

@@ -42,11 +42,15 @@ t.test("a flag's value and what follows -- are taken as they are, as Go's flag p
   try {
     // -abend=false as a password is that password, not a flag set false and left out (which
     // left --pass without its value); -list first, so that no mistake runs the project
-    for (const args of [['-pass', '-abend=false'], ['--token-file', '-reuse=false'], ['-artifacts', '-v=false'], ['-pass', '-help']]) {
+    for (const args of [['-pass', '-abend=false'], ['-artifacts', '-v=false'], ['-pass', '-help']]) {
       const res = await runCli(['run', '-list', ...args]);
       t.equal(res.code, 0, `${args.join(' ')}: ${res.stderr}`);
       t.match(res.stdout, /^local:/, args.join(' '));
     }
+    // a token file -list reads too: the one named is -reuse=false, which is not there
+    const token = await runCli(['run', '-list', '--token-file', '-reuse=false']);
+    t.equal(token.code, EXIT.config, '--token-file -reuse=false');
+    t.match(token.stderr, /^fleetcache: error: -reuse=false: cannot read token file: ENOENT/, 'the file named is -reuse=false');
     // a filter after -- is a filter, whatever it looks like: not a flag set false, left out
     // so that every job was listed
     const filter = await runCli(['run', '-list', '--', '-abend=false']);

@@ -186,6 +186,33 @@ t.test('--fail-logs DIR: the error and debug output of each failed job in its ow
   t.match(text, /Debug output for local:alpha-1:tests\/t2 \(local:alpha-1\) :\n-----\n(\+ .*\n)*debugging t2\n-----\n$/, 'then its debug output');
 });
 
+t.test('a --token-file or --fleet named on the command line that cannot be read (or is invalid) ends with 3 before anything runs: with the embedded fleet, and under -list and -discard too', async (t) => {
+  const dir = await project(t, 1);
+  const missing = join(dir, '..', 'missing');
+  await writeFile(join(dir, 'caches-only.yaml'), 'regions:\n  region-a:\n    caches: [http://127.0.0.1:1]\n');
+  const cases: Array<[string[], RegExp]> = [
+    [['--token-file', missing], /fleetcache: error: \S+missing: cannot read token file: ENOENT/],
+    [['--token-file', missing, '-list'], /fleetcache: error: \S+missing: cannot read token file: ENOENT/],
+    [['--token-file', missing, '-discard'], /fleetcache: error: \S+missing: cannot read token file: ENOENT/],
+    [['--fleet', missing, '-list'], /fleetcache: error: \S+missing: cannot read configuration: ENOENT/],
+    [['--fleet', missing, '-discard'], /fleetcache: error: \S+missing: cannot read configuration: ENOENT/],
+    [['--fleet', 'caches-only.yaml', '-list'], /fleetcache: error: caches-only\.yaml: fleet configuration lists regions but no origin/],
+  ];
+  for (const [args, error] of cases) {
+    const res = run(t, dir, args);
+    const label = args.map((arg) => (arg === missing ? '<missing>' : arg)).join(' ');
+    t.equal(res.status, ERROR_CODES.FC_ERR_CONFIG.exit, label);
+    t.match(res.out, error, `${label}: the file is named`);
+    t.notMatch(res.out, /Executing|^local:/m, `${label}: nothing ran or was listed`);
+  }
+  t.same((await readdir(dir)).sort(), ['caches-only.yaml', 'spread.yaml', 'tests'], 'no run state was made');
+  // a token file that can be read is still only checked: the embedded origin makes its own
+  await writeFile(join(dir, 'token'), 'fc-token-not-used-here\n', { mode: 0o600 });
+  const ran = run(t, dir, ['--token-file', 'token']);
+  t.equal(ran.status, 0, 'a readable token file: the run goes on');
+  t.match(ran.out, /Ignoring --token-file token: no fleet configuration/);
+});
+
 t.test('an origin that is down at run start: the error says the project push to that origin failed, with its reason and exit status', async (t) => {
   const dir = await project(t, 1);
   const origin = await deadUrl();

@@ -35,6 +35,10 @@ const loadErrors: Array<[string, string, Record<string, string> | undefined, str
   ['bad timeout', project({ tail: 'kill-timeout: 10 minutes\n' }), undefined, /timeout must look like 10s or 15m or 1.5h, not "10 minutes" \(field kill-timeout\)$/],
   ['negative timeout', project({ tail: 'warn-timeout: 1m\nkill-timeout: -5m\n' }), undefined, /^spread\.yaml:10: cannot load spread\.yaml: timeout "-5m" is negative \(-1 or -1ns: no timeout\) \(field kill-timeout\)$/],
   ['bad size', project({ backends: '    qemu:\n        memory: 4GB\n        systems: [ubuntu-1]\n' }), undefined, /invalid size string: "4GB" \(field memory\)$/],
+  // strconv.Atoi's range: a count past int64 is no size, before any unit multiplies it
+  ['size past int64', project({ backends: '    qemu:\n        memory: 99999999999999999999M\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:5: cannot load spread.yaml: invalid size string: "99999999999999999999M" (field memory)'],
+  ['size one past int64', project({ backends: '    qemu:\n        storage: 9223372036854775808B\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:5: cannot load spread.yaml: invalid size string: "9223372036854775808B" (field storage)'],
+  ['size one below int64', project({ backends: '    qemu:\n        memory: -9223372036854775809K\n        systems: [ubuntu-1]\n' }), undefined, 'spread.yaml:5: cannot load spread.yaml: invalid size string: "-9223372036854775809K" (field memory)'],
   ['bad size suffix', project({ backends: '    qemu:\n        memory: 4T\n        systems: [ubuntu-1]\n' }), undefined, /unknown size suffix in "4T", must be one of: B, K, M, G/],
   // yaml.v2 checks a scalar against its explicit tag even when decoding it into a string
   ['an explicit tag the value does not fit', project({ tail: 'environment:\n    N: !!int abc\n' }), undefined, 'spread.yaml:10: cannot load spread.yaml: yaml: cannot decode !!str `abc` as a !!int (field N)'],
@@ -159,6 +163,22 @@ t.test('integer fields decode as yaml.v2 decodes a scalar into an int: floats tr
   }
   const negative = writeProject(t, { spread: systemWith('-1.5'), tasks: { 's/t': task() } });
   await t.rejects(loadProject(negative), { message: /backend "lxd" has system "ubuntu-1" with -1 workers/ }, 'a negative float truncates to a negative count');
+});
+
+t.test('an integer past 2^53 is refused with file, line and field: a number would round it, and two priorities spread tells apart would be one', async (t) => {
+  const withPriority = (written: string): string => project({ backends: `    lxd:\n        systems:\n            - ubuntu-1:\n                priority: ${written}\n` });
+  const past = [`${Number.MAX_SAFE_INTEGER + 1}`, '9007199254740993', '-9007199254740993', '0x20000000000001', '1e17', '-1e19'];
+  for (const written of past) {
+    const system = writeProject(t, { spread: withPriority(written), tasks: { 's/t': task() } });
+    await t.rejects(loadProject(system), { code: 'FC_ERR_PROJECT', message: `spread.yaml:7: cannot load spread.yaml: ${written} is past ${Number.MAX_SAFE_INTEGER} either way, the largest integer fleetcache holds exactly (field priority)` }, `system priority: ${written}`);
+    const inTask = writeProject(t, { spread: project(), tasks: { 's/t': task('a', `priority: ${written}\n`) } });
+    await t.rejects(loadProject(inTask), { code: 'FC_ERR_PROJECT', message: `s/t/task.yaml:3: cannot load s/t/task.yaml: ${written} is past ${Number.MAX_SAFE_INTEGER} either way, the largest integer fleetcache holds exactly (field priority)` }, `task priority: ${written}`);
+  }
+  for (const edge of [Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER]) {
+    const p = await loadProject(writeProject(t, { spread: withPriority(String(edge)), tasks: { 's/t': task('a', `priority: ${edge}\n`) } }));
+    t.equal(p.backends[0]!.systems[0]!.priority, edge, `system priority ${edge} is held exactly`);
+    t.equal(p.suites[0]!.tasks[0]!.priority, edge, `task priority ${edge} is held exactly`);
+  }
 });
 
 t.test('a key fleetcache ignores that misspells a known one is named with the field it likely meant', async (t) => {
