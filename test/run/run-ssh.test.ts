@@ -394,7 +394,7 @@ t.test('an adhoc machine allocated after the others ran every job, whose discard
 
 t.test('a worker whose allocate keeps failing stops retrying once the other machines took every job of its system: the run ends with them', async (t) => {
   const { base, sshd, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
-  const calls = join(base, 'allocate-calls');
+  const held = join(base, 'cloud-machine');
   await mkdir(join(dir, 'tests', 'two'), { recursive: true });
   await writeFile(join(dir, 'tests', 'two', 'task.yaml'), 'summary: two\nexecute: echo two\n');
   // a cloud with room for one machine: every allocate after the first is refused (spread's ERROR, retried)
@@ -403,7 +403,7 @@ t.test('a worker whose allocate keeps failing stops retrying once the other mach
     [
       'project: full', `path: ${remote}`, 'fleetcache:', '  dispatchDelay: 50ms', 'backends:', '  cloud:', '    type: adhoc', `    key: ${sshd.keyPath}`,
       '    retry-delay: 100ms', '    allocate-timeout: 60s',
-      '    allocate: |', `      echo x >> ${calls}`, `      if [ $(wc -l < ${calls}) -gt 1 ]; then ERROR no capacity; fi`, `      ADDRESS 127.0.0.1:${sshd.port}`,
+      '    allocate: |', `      mkdir ${held} 2>/dev/null || ERROR no capacity`, `      ADDRESS 127.0.0.1:${sshd.port}`,
       '    systems:', '      - debian-12:', '          workers: 2',
       'suites:', '  tests/:', '    summary: two tasks', '',
     ].join('\n'),
