@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setMaxListeners } from 'node:events';
 import { sleepFor } from '../long-timer.js';
-import type { Idle } from '../backends/backend.js';
+import { NoMachineLeft, type Idle } from '../backends/backend.js';
 import type { JobQueue, SchedJob, WorkerId } from './scheduler.js';
 
 export interface WorkerInfo {
@@ -21,7 +21,8 @@ interface DriverHooks<M> {
    * Start-up phase (allocate, connect, send project); counted against storm limits, save
    * what it runs through `idle` (a backend's retry delays). Undefined: this worker gets no
    * machine, and leaves its jobs to the others. `needed`: whether its system still has a job
-   * pending (others may take them all while its machine is allocated).
+   * pending (others may take them all while its machine is allocated); `idle` throws
+   * NoMachineLeft once it has none.
    */
   start(worker: WorkerInfo, signal: AbortSignal, idle: Idle, needed: () => boolean): Promise<M | undefined>;
   /** Runs one job; resolve false when the machine is broken and the worker must stop. */
@@ -234,19 +235,30 @@ export async function runWorkers<M>(
     let machine: M | undefined;
     let release = await gate.enter(key, signal).catch(() => undefined);
     if (!release) return queue.leave(w.id);
-    // the slot is given back while the start waits (a retry's delay, a busy host), then taken again
+    const needed = (): boolean => queue.hasPending(w.backend, w.system);
+    /**
+     * A start that waits (a retry's delay, a busy host) gives up, as NoMachineLeft, once the
+     * other machines took every job of its system: an adhoc allocate refused for want of
+     * capacity was retried until its allocate-timeout, holding the run's end for minutes.
+     */
+    const giveUpUnlessNeeded = (): void => {
+      if (!signal.aborted && !needed()) throw new NoMachineLeft(`the jobs of ${w.backend}:${w.system} were all taken by the other machines`);
+    };
+    // the slot is given back while the start waits, then taken again
     const idle: Idle = async (wait) => {
+      giveUpUnlessNeeded();
       release!();
       try {
         return await wait();
       } finally {
+        giveUpUnlessNeeded();
         release = await gate.enter(key, signal);
       }
     };
     try {
       // Others may have drained this system's jobs while we waited for a slot.
-      if (signal.aborted || !queue.hasPending(w.backend, w.system)) return queue.leave(w.id);
-      machine = await hooks.start(w, signal, idle, () => queue.hasPending(w.backend, w.system));
+      if (signal.aborted || !needed()) return queue.leave(w.id);
+      machine = await hooks.start(w, signal, idle, needed);
       if (machine === undefined) return queue.leave(w.id);
     } catch (error) {
       fail({ worker: w, phase: 'start', error });

@@ -486,8 +486,8 @@ async function runJobs(
           await discardMachine(machine, label);
           throw err;
         });
-        // allocated after a wait (a shared ssh host, retries) while the others ran every job:
-        // the project is not sent to a machine that would run nothing
+        // allocated by a slow allocate (a start that waits through idle gives up instead) while
+        // the others ran every job: the project is not sent to a machine that would run nothing
         if (!signal.aborted && !needed()) {
           await discardMachine(machine, label, `Discarding ${label}: the jobs of ${sys} were all taken while it was allocated.`);
           return undefined;

@@ -351,7 +351,7 @@ t.test('--abend without --reuse: a host whose machine an earlier --abend run kep
   await keptHostOfTwoSystems(t, { abend: true }, /Keeping lab:debian-12 at .* \(-abend\)/);
 });
 
-t.test('a worker that gets its shared host after the others ran every job is discarded, its project never sent', async (t) => {
+t.test('a worker waiting for its shared host while the others run every job allocates nothing: never connected, its project never sent', async (t) => {
   const { base, dir } = await twoWorkersOneHost(t);
   const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
   if (!result.tally.ok) t.comment(out);
@@ -359,7 +359,8 @@ t.test('a worker that gets its shared host after the others ran every job is dis
   t.equal(result.tally.successful, 2);
   t.equal(result.pulls.length, 1, 'one machine pulled the project');
   t.equal(out.match(/Sending project content to /g)?.length, 1, 'sent once');
-  t.match(out, /Discarding lab:debian-12 #\d: the jobs of lab:debian-12 were all taken while it was allocated\./);
+  t.match(out, /Not allocating lab:debian-12 #\d: the jobs of lab:debian-12 were all taken by the other machines\./);
+  t.equal(out.match(/Connecting to /g)?.length, 1, 'the host was connected to once, by the machine that ran the jobs');
 });
 
 t.test('an adhoc machine allocated after the others ran every job, whose discard fails, is discarded once', async (t) => {
@@ -392,6 +393,33 @@ t.test('an adhoc machine allocated after the others ran every job, whose discard
   t.equal((await readFile(discarded, 'utf8')).trim().split('\n').length, 2, 'each machine\'s discard script ran once');
   t.equal(out.match(/Error discarding cloud:debian-12 #\d: /g)?.length, 2, 'each failed discard said once');
   t.match(out, /2 machine\(s\) not discarded; discard them with: /, 'both left on record');
+});
+
+t.test('a worker whose allocate keeps failing stops retrying once the other machines took every job of its system: the run ends with them', async (t) => {
+  const { base, sshd, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
+  const held = join(base, 'cloud-machine');
+  await mkdir(join(dir, 'tests', 'two'), { recursive: true });
+  await writeFile(join(dir, 'tests', 'two', 'task.yaml'), 'summary: two\nexecute: echo two\n');
+  // a cloud with room for one machine: every allocate after the first is refused (spread's ERROR, retried)
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    [
+      'project: full', `path: ${remote}`, 'fleetcache:', '  dispatchDelay: 50ms', 'backends:', '  cloud:', '    type: adhoc', `    key: ${sshd.keyPath}`,
+      '    retry-delay: 100ms', '    allocate-timeout: 60s',
+      '    allocate: |', `      mkdir ${held} 2>/dev/null || ERROR no capacity`, `      ADDRESS 127.0.0.1:${sshd.port}`,
+      '    systems:', '      - debian-12:', '          workers: 2',
+      'suites:', '  tests/:', '    summary: two tasks', '',
+    ].join('\n'),
+  );
+  const started = Date.now();
+  const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
+  const took = Date.now() - started;
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true, 'one machine ran both jobs');
+  t.equal(result.tally.successful, 2);
+  t.ok(took < 30_000, `the run ended with its jobs, not at the allocate-timeout of the worker still retrying (${took} ms)`);
+  t.match(out, /Not allocating cloud:debian-12 #\d: the jobs of cloud:debian-12 were all taken by the other machines\./);
+  t.notMatch(out, /Error preparing/, 'the refused allocations are no failure of the run');
 });
 
 t.test('an adhoc machine whose SSH never answers and whose discard fails: the run says so, and the machine stays on record for run --discard', async (t) => {

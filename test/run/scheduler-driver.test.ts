@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DispatchGate, LoadGate, runWorkers } from '../../src/run/driver.js';
 import { JobQueue, workerPlan, type SchedJob } from '../../src/run/scheduler.js';
 import { createProvider } from '../../src/backends/registry.js';
-import type { Machine } from '../../src/backends/backend.js';
+import { NoMachineLeft, type Machine } from '../../src/backends/backend.js';
 
 function jobs(systems: string[], perSystem: number): SchedJob[] {
   return systems.flatMap((system) =>
@@ -312,7 +312,9 @@ t.test('a start that waits through idle (a retry delay, a busy host) does not ho
         startedAt.set(`${w.system}#${w.index}`, Date.now() - began);
         return w.id;
       },
-      async run() {
+      async run(_machine, job) {
+        // the first failing machine up must not take both jobs before the other is up (it would give up then)
+        if (job.system === 'failing') await sleep(300);
         return true;
       },
       async stop() {},
@@ -323,6 +325,40 @@ t.test('a start that waits through idle (a retry delay, a busy host) does not ho
   const fine = startedAt.get('fine#0')!;
   t.ok(fine < 300, `the other system started at ${fine} ms, not after the retries (500 ms and more)`);
   t.ok([...startedAt].filter(([k]) => k.startsWith('failing')).every(([, at]) => at >= 500), `the retries still ran (${JSON.stringify([...startedAt])})`);
+});
+
+t.test('a start waiting through idle gives up (NoMachineLeft) once the other machines took every job of its system', async (t) => {
+  const all = jobs(['x'], 3);
+  const q = new JobQueue(all, { seed: 1 });
+  let retries = 0;
+  const ran: string[] = [];
+  const began = Date.now();
+  const res = await runWorkers<number>(
+    q,
+    workerPlan(all, () => 2),
+    {
+      async start(w, _signal, idle) {
+        // worker #1's allocation is refused, and retried every 20 ms for as long as it is let (4 s at most)
+        if (w.index === 1) for (let i = 0; i < 200; i++) await idle(() => (retries++, sleep(20)));
+        return w.id;
+      },
+      async run(_machine, job) {
+        ran.push(job.name);
+        await sleep(100);
+        return true;
+      },
+      async stop() {},
+    },
+    { dispatchDelay: 0 },
+  );
+  const took = Date.now() - began;
+  t.same(ran.sort(), all.map((j) => j.name).sort(), 'the machine that started ran every job');
+  t.equal(res.failures.length, 1);
+  t.ok(res.failures[0]!.error instanceof NoMachineLeft, 'the retrying start gave up as a worker that gets no machine');
+  t.match(res.failures[0]!.error, { message: 'the jobs of b:x were all taken by the other machines' });
+  // the last job was taken at about 200 ms: a few retries more, not retries for ever
+  t.ok(took < 2000, `the run ended with its jobs (${took} ms)`);
+  t.ok(retries < 50, `the retries stopped with the last job taken (${retries})`);
 });
 
 t.test('start-up takes the first machine of every system, then the second of each: no system waits for all of another\'s', async (t) => {
