@@ -64,7 +64,7 @@ t.test('a cache that trickles a file, each byte within cacheTimeoutMs, is given 
   const took = Date.now() - started;
   t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
   t.match(res.json, { ok: true, failed: 0, files: [{ filename: 'tool.bin', source: 'download', url: origin.url }] });
-  t.match(res.json.warnings, [new RegExp(`^tool\\.bin: ${cache}/.*slower than 16 KiB/s over 1 s`)], 'the cache was given up on for its rate');
+  t.match(res.json.warnings, [new RegExp(`^tool\\.bin: GET ${cache}/.*slower than 16 KiB/s over 1 s`)], 'the cache was given up on for its rate');
   t.ok(took < 10_000, `within seconds (${took} ms)`);
   t.ok(readFileSync(join(dir, 'dest', 'tool.bin')).equals(tool));
 });
@@ -79,7 +79,7 @@ t.test('a black-holed cache (its host drops the SYNs) costs cacheTimeoutMs to co
   const took = Date.now() - started;
   t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
   t.match(res.json, { ok: true, failed: 0, files: [{ filename: 'tool.bin', source: 'download', url: origin.url }] });
-  t.match(res.json.warnings, [new RegExp(`^tool\\.bin: ${blackHole}/.*connect`, 'i')], 'the cache was given up on, connecting');
+  t.match(res.json.warnings, [new RegExp(`^tool\\.bin: GET ${blackHole}/.*connect`, 'i')], 'the cache was given up on, connecting');
   t.ok(took < 8000, `within the 1 s cacheTimeoutMs and the agent's start (${took} ms)`);
   t.ok(readFileSync(join(dir, 'dest', 'tool.bin')).equals(tool));
 });
@@ -100,7 +100,7 @@ t.test('a cache that keeps silent, before its headers or within its body, costs 
   const took = Date.now() - started;
   t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
   t.match(res.json, { ok: true, failed: 0, files: [{ filename: 'tool.bin', source: 'download', url: origin.url }] });
-  t.match(res.json.warnings, [new RegExp(`^tool\\.bin: ${urls[0]}/.*timeout`, 'i'), new RegExp(`^tool\\.bin: ${urls[1]}/.*timeout`, 'i')], 'both caches given up on, for their silence');
+  t.match(res.json.warnings, [new RegExp(`^tool\\.bin: GET ${urls[0]}/.*timeout`, 'i'), new RegExp(`^tool\\.bin: GET ${urls[1]}/.*timeout`, 'i')], 'both caches given up on, for their silence');
   t.ok(took < 10_000, `within seconds, not the client's minute (${took} ms)`);
   t.ok(readFileSync(join(dir, 'dest', 'tool.bin')).equals(tool));
 });

@@ -197,7 +197,7 @@ t.test("a cache an asset fetch gave up on is tried last by the run's next machin
   t.equal(result.tally.ok, false, 'no machine had the asset');
   t.same(result.pulls.map((p) => p.url), [cacheUrl, otherUrl], "the second machine pulled through the other region's cache", { out });
   t.match(out, new RegExp(`pulls through ${otherUrl} \\(region region-a; tried last, unreachable for a machine of this run lately: ${cacheUrl}\\)`));
-  t.match(out, new RegExp(`WARNING: assets of [^\\n]*: tool\\.bin: ${cacheUrl}/`), "the fetch's warnings are logged too");
+  t.match(out, new RegExp(`WARNING: assets of [^\\n]*: tool\\.bin: GET ${cacheUrl}/`), "the fetch's warnings are logged too");
   t.match(out, /Error fetching assets of [^\n]*: agent assets on [^\n]* failed: "tool\.bin: every URL failed: [^\n]*"\n/, 'the error says which file failed and why, in words, quoted');
 });
 
