@@ -6,8 +6,9 @@
 // so memory stays at a few parts, about 6 × partSize measured, whatever the size) while hashing it, verifies size and digest,
 // then copies the object server-side to its final key and deletes the temporary one.
 // The final key therefore only ever holds a whole, verified object; a crash leaves at
-// most a temporary key (removed once a day old, at open() and every hour by the origin) or an
-// unfinished multipart upload (see the bucket lifecycle rule in deploy/OPERATIONS.md).
+// most a temporary key (removed once a day old, at open() and every hour by the origin, unless
+// a put of this process is still at it) or an unfinished multipart upload (see the bucket
+// lifecycle rule in deploy/OPERATIONS.md).
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -104,6 +105,12 @@ export class S3BlobStore implements BlobStore {
   readonly #setting: StorageSetting;
   /** The copy into each final key in progress here (see #commit). */
   readonly #committing = new Map<string, Promise<boolean>>();
+  /**
+   * The temporary keys of this store's puts in progress, which removeLeftovers keeps whatever
+   * their age: on S3 a multipart upload's key is as old as the upload, and one that took over
+   * tmpMaxAgeMs lost its key to the hourly sweep just before its copy, failing at the end.
+   */
+  readonly #putsInProgress = new Set<string>();
 
   constructor(options: S3StoreOptions) {
     const config: S3ClientConfig = {
@@ -151,7 +158,7 @@ export class S3BlobStore implements BlobStore {
   async removeLeftovers(): Promise<void> {
     const cutoff = Date.now() - this.#tmpMaxAgeMs;
     for await (const obj of this.#listKeys(`${this.#prefix}tmp/`)) {
-      if (obj.lastModified < cutoff) await this.#deleteKey(obj.key);
+      if (obj.lastModified < cutoff && !this.#putsInProgress.has(obj.key)) await this.#deleteKey(obj.key);
     }
   }
 
@@ -190,6 +197,7 @@ export class S3BlobStore implements BlobStore {
     });
     const onAbort = () => meter.destroy(uploadAborted());
     options.signal?.addEventListener('abort', onAbort, { once: true });
+    this.#putsInProgress.add(tmpKey);
     try {
       // Both must settle, and the first error is the one to report: a client that cuts its
       // body fails the upload after it, and an upload that fails (a refusal of the storage)
@@ -212,6 +220,7 @@ export class S3BlobStore implements BlobStore {
       if (!meter.destroyed) meter.destroy();
       // Deleting an absent key succeeds, so this also covers uploads that never completed.
       await this.#deleteKey(tmpKey).catch(() => undefined);
+      this.#putsInProgress.delete(tmpKey);
     }
   }
 
