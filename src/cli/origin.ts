@@ -80,7 +80,15 @@ export async function createBlobStore(storage: StorageConfig, dataDir: string, e
   if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
     throw new ConfigError(`${file}: storage: give both accessKeyIdEnv and secretAccessKeyEnv, or neither (the SDK default chain)`, file, undefined, 'storage');
   }
-  const { S3BlobStore } = await import('../store/s3.js');
+  const [{ S3BlobStore }, { filePlace }] = await Promise.all([import('../store/s3.js'), import('../config/load.js')]);
+  // read again only when an error names a field; a file gone meanwhile names no line
+  const lineOf = (field: string): number | undefined => {
+    try {
+      return filePlace(file, field.split('.')).line;
+    } catch {
+      return undefined;
+    }
+  };
   return new S3BlobStore({
     bucket: storage.bucket,
     region: storage.region,
@@ -89,6 +97,7 @@ export async function createBlobStore(storage: StorageConfig, dataDir: string, e
     ...(storage.forcePathStyle === undefined ? {} : { forcePathStyle: storage.forcePathStyle }),
     ...(accessKeyId && secretAccessKey ? { credentials: { accessKeyId, secretAccessKey } } : {}),
     configFile: file,
+    lineOf,
   });
 }
 

@@ -14,7 +14,8 @@ const DiskStorageSchema = Type.Object({ type: Type.Literal('disk') }, { addition
 const S3StorageSchema = Type.Object(
   {
     type: Type.Literal('s3'),
-    endpoint: Type.Optional(Type.String({ minLength: 1, format: 'http-url', description: 'e.g. https://minio.internal:9000; absent for AWS' })),
+    // no query or fragment (as a cache's upstream): the SDK dropped one unsaid (a ?token=… never sent)
+    endpoint: Type.Optional(Type.String({ minLength: 1, format: 'base-url', description: 'e.g. https://minio.internal:9000; absent for AWS' })),
     // a name only: "bucket/dir" (a prefix written into it) failed at start as an SDK message, exit 6, no line
     bucket: Type.String({ minLength: 1, pattern: NAME_PATTERN, description: 'the bucket\'s name; a key prefix goes in prefix' }),
     region: Type.String({ minLength: 1, default: 'us-east-1' }),

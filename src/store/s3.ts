@@ -6,8 +6,9 @@
 // so memory stays at a few parts, about 6 × partSize measured, whatever the size) while hashing it, verifies size and digest,
 // then copies the object server-side to its final key and deletes the temporary one.
 // The final key therefore only ever holds a whole, verified object; a crash leaves at
-// most a temporary key (removed once a day old, at open() and every hour by the origin) or an
-// unfinished multipart upload (see the bucket lifecycle rule in deploy/OPERATIONS.md).
+// most a temporary key (removed once a day old, at open() and every hour by the origin, unless
+// a put of this process is still at it) or an unfinished multipart upload (see the bucket
+// lifecycle rule in deploy/OPERATIONS.md).
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -71,6 +72,8 @@ export interface S3StoreOptions {
   readonly idleTimeoutMs?: number;
   /** The configuration file these options come from, named when a listing finds them wrong (see misconfiguration). */
   readonly configFile?: string;
+  /** The line of a field of configFile (e.g. "storage.endpoint"), named with it; asked only when a listing fails. */
+  readonly lineOf?: (field: string) => number | undefined;
 }
 
 /** The HTTP status of an S3 error, when it has one. */
@@ -102,6 +105,12 @@ export class S3BlobStore implements BlobStore {
   readonly #setting: StorageSetting;
   /** The copy into each final key in progress here (see #commit). */
   readonly #committing = new Map<string, Promise<boolean>>();
+  /**
+   * The temporary keys of this store's puts in progress, which removeLeftovers keeps whatever
+   * their age: on S3 a multipart upload's key is as old as the upload, and one that took over
+   * tmpMaxAgeMs lost its key to the hourly sweep just before its copy, failing at the end.
+   */
+  readonly #putsInProgress = new Set<string>();
 
   constructor(options: S3StoreOptions) {
     const config: S3ClientConfig = {
@@ -130,7 +139,9 @@ export class S3BlobStore implements BlobStore {
       where: options.endpoint === undefined ? `AWS S3 (region ${options.region})` : redactUrl(options.endpoint),
       region: options.region,
       ownCredentials: options.credentials !== undefined,
+      endpointGiven: options.endpoint !== undefined,
       file: options.configFile ?? '(configuration)',
+      lineOf: options.lineOf ?? (() => undefined),
     };
   }
 
@@ -147,7 +158,7 @@ export class S3BlobStore implements BlobStore {
   async removeLeftovers(): Promise<void> {
     const cutoff = Date.now() - this.#tmpMaxAgeMs;
     for await (const obj of this.#listKeys(`${this.#prefix}tmp/`)) {
-      if (obj.lastModified < cutoff) await this.#deleteKey(obj.key);
+      if (obj.lastModified < cutoff && !this.#putsInProgress.has(obj.key)) await this.#deleteKey(obj.key);
     }
   }
 
@@ -186,6 +197,7 @@ export class S3BlobStore implements BlobStore {
     });
     const onAbort = () => meter.destroy(uploadAborted());
     options.signal?.addEventListener('abort', onAbort, { once: true });
+    this.#putsInProgress.add(tmpKey);
     try {
       // Both must settle, and the first error is the one to report: a client that cuts its
       // body fails the upload after it, and an upload that fails (a refusal of the storage)
@@ -208,6 +220,7 @@ export class S3BlobStore implements BlobStore {
       if (!meter.destroyed) meter.destroy();
       // Deleting an absent key succeeds, so this also covers uploads that never completed.
       await this.#deleteKey(tmpKey).catch(() => undefined);
+      this.#putsInProgress.delete(tmpKey);
     }
   }
 
@@ -287,7 +300,7 @@ export class S3BlobStore implements BlobStore {
     do {
       const page = await this.#client
         .send(new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }))
-        .catch((err: unknown) => Promise.reject(misconfiguration(err, this.#setting) ?? storageError('list', err)));
+        .catch((err: unknown) => Promise.reject(misconfiguration(err, this.#setting) ?? listingError(err, this.#setting)));
       // Every S3 listing names its bucket. A server that is no S3 API (a web console, a proxy's
       // page) answered 200 with none, and was taken for an empty bucket: the origin started,
       // found every blob "there" (its HEADs answer 200 too), served its page as each blob,
@@ -334,7 +347,36 @@ interface StorageSetting {
   readonly region: string;
   /** Whether the credentials come from the variables the configuration names, not the SDK's chain. */
   readonly ownCredentials: boolean;
+  /** Whether storage.endpoint is set (else the SDK asks AWS's endpoint of storage.region). */
+  readonly endpointGiven: boolean;
   readonly file: string;
+  readonly lineOf: (field: string) => number | undefined;
+}
+
+/** Where `field` is set: "file:line: field" (the line when known), and the line. */
+function placeOf(setting: StorageSetting, field: string): { place: string; line: number | undefined } {
+  const line = setting.lineOf(field);
+  return { place: `${setting.file}${line === undefined ? '' : `:${line}`}: ${field}`, line };
+}
+
+/** A ConfigError naming the file, the line (when known) and the field of `setting` it is about. */
+function settingError(setting: StorageSetting, field: string, problem: string): ConfigError {
+  const { place, line } = placeOf(setting, field);
+  return new ConfigError(`${place}: ${problem}`, setting.file, line, field);
+}
+
+/**
+ * The error of a listing that failed otherwise (exit 6: the storage may answer later). One
+ * that got no answer at all (refused, reset, timed out) names where the endpoint is set: the
+ * origin's start and `verify` said only "connect ECONNREFUSED 127.0.0.1:9", and a wrong
+ * endpoint (a typo in its port) looked like a storage down.
+ */
+function listingError(err: unknown, setting: StorageSetting): FleetError {
+  const failed = storageError('list', err);
+  if (statusOf(err) !== undefined) return failed;
+  const field = setting.endpointGiven ? 'storage.endpoint' : 'storage.region';
+  const { place } = placeOf(setting, field);
+  return new FleetError('FC_ERR_UNAVAILABLE', `${place}: ${failed.message} (no answer from ${setting.where}: is ${field} right, and the storage up?)`, { cause: err });
 }
 
 /**
@@ -345,7 +387,7 @@ interface StorageSetting {
  */
 function misconfiguration(err: unknown, setting: StorageSetting): ConfigError | undefined {
   const code = (err as { name?: unknown } | null)?.name;
-  const { bucket, where, region, ownCredentials, file } = setting;
+  const { bucket, where, region, ownCredentials } = setting;
   const keyField = ownCredentials ? 'storage.accessKeyIdEnv' : 'storage';
   const known: Record<string, [field: string, problem: string]> = {
     NoSuchBucket: ['storage.bucket', `there is no bucket "${bucket}" at ${where}: create it, or correct storage.bucket (or storage.endpoint, storage.region)`],
@@ -365,17 +407,13 @@ function misconfiguration(err: unknown, setting: StorageSetting): ConfigError | 
     return status === 200 ? notS3(setting, 'a 200 that is no S3 listing') : undefined;
   }
   const [field, problem] = found;
-  return new ConfigError(`${file}: ${field}: ${problem}`, file, undefined, field);
+  return settingError(setting, field, problem);
 }
 
 /** The configuration error of an endpoint that answered the listing of the bucket as no S3 API would. */
 function notS3(setting: StorageSetting, answer: string): ConfigError {
-  const { bucket, where, file } = setting;
-  const field = 'storage.endpoint';
-  return new ConfigError(
-    `${file}: ${field}: ${where} answered the listing of bucket "${bucket}" with ${answer}: is it the address of the S3 API (not of a web console), and storage.forcePathStyle right?`,
-    file, undefined, field,
-  );
+  const { bucket, where } = setting;
+  return settingError(setting, 'storage.endpoint', `${where} answered the listing of bucket "${bucket}" with ${answer}: is it the address of the S3 API (not of a web console), and storage.forcePathStyle right?`);
 }
 
 /** A read answered 403: the origin's credentials, not the object, are the problem (a 503, logged). */

@@ -33,6 +33,11 @@ t.test('origin', async (t) => {
   t.equal(originError('storage: {type: s3, bucket: b}\n'), '(accepted)');
   t.equal(originError('storage:\n  type: s3\n  bucket: fleetcache/origin\n'), 'origin.yaml:3: storage.bucket: must be letters, digits, ".", "_" and "-", starting with a letter or digit (e.g. eu-west)', 'a prefix written into the bucket is refused with its line (the SDK refused it at start, naming no file)');
   t.equal(originError('storage: {type: s3, bucket: my-bucket.example_1}\n'), '(accepted)');
+  // as the cache's upstream (config/units.ts parseBaseUrl): the SDK dropped a query unsaid, and the start logged it whole
+  const baseUrl = 'must be an http or https URL with no query or fragment (e.g. http://origin.example:8080)';
+  t.equal(originError('storage:\n  type: s3\n  bucket: b\n  endpoint: https://minio.example:9000/?X-Amz-Security-Token=s3cret\n'), `origin.yaml:4: storage.endpoint: ${baseUrl}`, 'an S3 endpoint with a query');
+  t.equal(originError('storage:\n  type: s3\n  bucket: b\n  endpoint: https://minio.example:9000#s3\n'), `origin.yaml:4: storage.endpoint: ${baseUrl}`, 'an S3 endpoint with a fragment');
+  t.equal(originError('storage: {type: s3, bucket: b, endpoint: "https://minio.example:9000/s3"}\n'), '(accepted)', 'a path is kept');
   t.equal(originError("tokenFile: ''\n"), 'origin.yaml:1: tokenFile: must NOT have fewer than 1 characters', 'an empty token file (else the token would silently come from elsewhere)');
   for (const zero of ['0', '0s', '"0ms"']) {
     t.match(originError(`limits:\n  idleTimeout: ${zero}\n`), /^origin\.yaml:2: limits\.idleTimeout: must be (a duration longer than 0|> 0)/, `idleTimeout ${zero} (0 would turn the idle cut off)`);

@@ -16,6 +16,7 @@ import { buildOrigin } from '../../src/origin/server.js';
 import { S3BlobStore } from '../../src/store/s3.js';
 import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
+import { deadUrl } from '../helpers/loopback-server.js';
 
 const TOKEN = 'e2e-token-abcdef';
 
@@ -179,13 +180,15 @@ t.test('an origin (or verify) on a bucket that does not exist or with an access 
     delete process.env.TEST_S3_SECRET;
   });
   const cases = [
-    { label: 'no such bucket', bucket: 'no-such-bucket', key: S3RVER_CREDENTIALS.accessKeyId, said: /: storage\.bucket: there is no bucket "no-such-bucket" at http:\/\/127\.0\.0\.1:\d+: create it/ },
+    { label: 'no such bucket', bucket: 'no-such-bucket', key: S3RVER_CREDENTIALS.accessKeyId, field: 'bucket', said: /: storage\.bucket: there is no bucket "no-such-bucket" at http:\/\/127\.0\.0\.1:\d+: create it/ },
     // s3rver answers 403 InvalidAccessKeyId to a key it does not know, as S3 does
-    { label: 'unknown access key', bucket: s3.bucket, key: 'UNKNOWNKEY', said: /: storage\.accessKeyIdEnv: http:\/\/127\.0\.0\.1:\d+ does not know the access key id in the variable storage\.accessKeyIdEnv names/ },
+    { label: 'unknown access key', bucket: s3.bucket, key: 'UNKNOWNKEY', field: 'accessKeyIdEnv', said: /: storage\.accessKeyIdEnv: http:\/\/127\.0\.0\.1:\d+ does not know the access key id in the variable storage\.accessKeyIdEnv names/ },
   ];
   for (const c of cases) {
     const config = join(dir, `${c.label.replace(/ /g, '-')}.yaml`);
-    writeFileSync(config, ['listen: 127.0.0.1:0', `data: ${join(dir, c.label.replace(/ /g, '-'))}`, `tokenFile: ${join(dir, 'tokens')}`, 'logLevel: warn', ...s3StorageYaml(s3.endpoint, c.bucket), ''].join('\n'));
+    const lines = ['listen: 127.0.0.1:0', `data: ${join(dir, c.label.replace(/ /g, '-'))}`, `tokenFile: ${join(dir, 'tokens')}`, 'logLevel: warn', ...s3StorageYaml(s3.endpoint, c.bucket), ''];
+    writeFileSync(config, lines.join('\n'));
+    const fieldLine = lines.findIndex((l) => l.trim().startsWith(`${c.field}:`)) + 1;
     writeFileSync(join(dir, 'tokens'), `${TOKEN}\n`);
     process.env.TEST_S3_KEY = c.key;
     process.env.TEST_S3_SECRET = SECRET;
@@ -193,8 +196,30 @@ t.test('an origin (or verify) on a bucket that does not exist or with an access 
       const run = await runCli([command, '--config', config]);
       t.equal(run.code, EXIT.config, `${c.label}, ${command}: ${run.stderr}`);
       t.match(run.stderr, c.said, `${c.label}, ${command}`);
-      t.ok(run.stderr.includes(config), `${c.label}, ${command}: names the file`);
+      t.ok(run.stderr.includes(`${config}:${fieldLine}: storage.${c.field}: `), `${c.label}, ${command}: names the file and the line`);
       t.notOk(`${run.stdout}${run.stderr}`.includes(SECRET), `${c.label}, ${command}: no secret`);
     }
+  }
+});
+
+t.test('an origin (or verify) whose S3 endpoint cannot be reached stops at start with exit 6 (it may come back: the unit restarts it), naming the file, the line and storage.endpoint', async (t) => {
+  const dir = t.testdir();
+  t.teardown(() => {
+    delete process.env.TEST_S3_KEY;
+    delete process.env.TEST_S3_SECRET;
+  });
+  process.env.TEST_S3_KEY = S3RVER_CREDENTIALS.accessKeyId;
+  process.env.TEST_S3_SECRET = S3RVER_CREDENTIALS.secretAccessKey;
+  const endpoint = await deadUrl();
+  const lines = ['listen: 127.0.0.1:0', `data: ${join(dir, 'data')}`, `tokenFile: ${join(dir, 'tokens')}`, 'logLevel: warn', ...s3StorageYaml(endpoint, 'fleetcache'), ''];
+  const config = join(dir, 'origin.yaml');
+  writeFileSync(config, lines.join('\n'));
+  writeFileSync(join(dir, 'tokens'), `${TOKEN}\n`);
+  const endpointLine = lines.findIndex((l) => l.trim().startsWith('endpoint:')) + 1;
+  for (const command of ['origin', 'verify']) {
+    const run = await runCli([command, '--config', config]);
+    t.equal(run.code, EXIT.unavailable, `${command}: ${run.stderr}`);
+    t.ok(run.stderr.includes(`${config}:${endpointLine}: storage.endpoint: object storage list failed: `), `${command}: names the file, line and field: ${run.stderr}`);
+    t.match(run.stderr, /ECONNREFUSED/, `${command}: says why`);
   }
 });

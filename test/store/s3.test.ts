@@ -1,6 +1,6 @@
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, request as httpRequest } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -23,6 +23,16 @@ function storeAt(prefix: string, more: Partial<S3StoreOptions> = {}): S3BlobStor
 
 const raw = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
 t.teardown(() => raw.destroy());
+
+/** Passes a request on to s3rver and its answer back: the proxies below look at requests on the way. */
+function forwardToServer(req: IncomingMessage, res: ServerResponse): void {
+  const target = new URL(server.endpoint);
+  const forward = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+    res.writeHead(answer.statusCode ?? 502, answer.headers);
+    answer.pipe(res);
+  });
+  req.pipe(forward);
+}
 
 async function keysUnder(prefix: string): Promise<string[]> {
   const page = await raw.send(new ListObjectsV2Command({ Bucket: server.bucket, Prefix: prefix }));
@@ -198,6 +208,8 @@ t.test('an endpoint that is no S3 API (a web console answering 200 or 404 with i
     // what S3 says to a secret key that is not the access key's, and to credentials without s3:ListBucket (s3rver checks neither)
     { status: 403, type: 'application/xml', body: '<?xml version="1.0"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message></Error>', said: /^origin\.yaml: storage\.secretAccessKeyEnv: .* refused the signature: the secret key in the variable storage\.secretAccessKeyEnv names is not the access key's$/ },
     { status: 403, type: 'application/xml', body: '<?xml version="1.0"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>', said: /^origin\.yaml: storage\.accessKeyIdEnv: .* refused to list bucket "b": the credentials need s3:ListBucket on it/ },
+    // what AWS says to a request signed for another region than the bucket's (s3rver checks no region)
+    { status: 400, type: 'application/xml', body: '<?xml version="1.0"?><Error><Code>AuthorizationHeaderMalformed</Code><Message>The authorization header is malformed; the region \'us-east-1\' is wrong; expecting \'eu-west-1\'</Message><Region>eu-west-1</Region></Error>', said: /^origin\.yaml: storage\.region: .* refused the request's region us-east-1: The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'eu-west-1'$/ },
     { status: 301, type: 'application/xml', body: '<?xml version="1.0"?><Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message></Error>', said: /^origin\.yaml: storage\.region: .* says bucket "b" is not in region us-east-1/ },
   ];
   for (const a of answers) {
@@ -218,14 +230,9 @@ t.test('an endpoint that is no S3 API (a web console answering 200 or 404 with i
 t.test('a put whose limit 10,000 parts would not hold uploads larger parts: a body past 80 GiB (maxBlobSize above it) no longer fails at its 10,001st part', async (t) => {
   // In front of s3rver, a proxy that notes the size of each part uploaded.
   const parts: number[] = [];
-  const target = new URL(server.endpoint);
   const proxy = createServer((req, res) => {
     if (new URL(req.url ?? '/', 'http://x').searchParams.has('partNumber')) parts.push(Number(req.headers['content-length']));
-    const forward = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
-    req.pipe(forward);
+    forwardToServer(req, res);
   });
   const partSize = 5 * 1024 * 1024;
   const store = storeAt('parts', { partSize, endpoint: await serveOnLoopback(t, proxy) });
@@ -237,4 +244,41 @@ t.test('a put whose limit 10,000 parts would not hold uploads larger parts: a bo
   parts.length = 0;
   await store.put(Readable.from([randomBytes(2 * partSize + 1)]));
   t.same(parts, [partSize, partSize, 1], 'no limit: the configured part size');
+});
+
+t.test("the sweep of old temporary keys skips those of this store's puts still in progress: an upload longer than the sweep age lost its key just before its copy", async (t) => {
+  // In front of s3rver, a proxy that holds the copy of a put's temporary key to its final
+  // key until released: the moment a sweep may come, its key past the age (on S3 a
+  // multipart upload's key is as old as the upload, a day for one that took a day).
+  let release = () => {};
+  const released = new Promise<void>((resolve) => { release = resolve; });
+  let copyHeld = () => {};
+  const held = new Promise<void>((resolve) => { copyHeld = resolve; });
+  const proxy = createServer((req, res) => {
+    if (req.headers['x-amz-copy-source'] === undefined) return forwardToServer(req, res);
+    copyHeld();
+    void released.then(() => forwardToServer(req, res));
+  });
+  // a day is no time at all here
+  const store = storeAt('inflight', { endpoint: await serveOnLoopback(t, proxy), tmpMaxAgeMs: 0 });
+  await store.open();
+  const data = randomBytes(10_000);
+  const put = store.put(Readable.from([data]));
+  await held;
+  await new Promise((resolve) => setTimeout(resolve, 1100)); // LastModified has a one-second grain
+  t.equal((await keysUnder('inflight/tmp/')).length, 1, 'the temporary key, older than the sweep age');
+  await store.removeLeftovers();
+  t.equal((await keysUnder('inflight/tmp/')).length, 1, 'kept by the sweep');
+  release();
+  const { digest, created } = await put;
+  t.equal(created, true);
+  const got: Buffer[] = [];
+  for await (const c of await store.createReadStream(digest)) got.push(c as Buffer);
+  t.ok(Buffer.concat(got).equals(data), 'committed whole');
+  t.same(await keysUnder('inflight/tmp/'), [], 'the temporary key removed by its put');
+  // a key of no put of this store's, as old, is still swept
+  await raw.send(new PutObjectCommand({ Bucket: server.bucket, Key: 'inflight/tmp/crashed-upload', Body: 'partial' }));
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  await store.removeLeftovers();
+  t.same(await keysUnder('inflight/tmp/'), []);
 });
