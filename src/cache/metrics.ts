@@ -42,11 +42,6 @@ export const TALLY_COUNTERS: ReadonlyArray<readonly [name: string, help: string,
 ];
 
 /**
- * Registers TALLY_COUNTERS in `registry`, read from `tallies` when scraped: a process's, or
- * the dead workers' of a multi-process cache (cluster/primary.ts). Requests only add to the
- * plain tallies (prom-client hashes the labels on every inc, a cost paid per request otherwise).
- */
-/**
  * fleetcache_process_start_time_seconds, as the origin's (prom-client's default metric), in
  * `registry`: when this process started. Aggregated by min, and registered by a
  * multi-process cache's primary too: the cache's is then its primary's start, when its
@@ -57,6 +52,11 @@ export function registerStartTime(registry: Registry): void {
   gauge.set(Math.round(Date.now() / 1000 - process.uptime()));
 }
 
+/**
+ * Registers TALLY_COUNTERS in `registry`, read from `tallies` when scraped: a process's, or
+ * the dead workers' of a multi-process cache (cluster/primary.ts). Requests only add to the
+ * plain tallies (prom-client hashes the labels on every inc, a cost paid per request otherwise).
+ */
 export function registerTallyCounters(registry: Registry, tallies: () => Iterable<[Kind, KindTally]>): void {
   for (const [name, help, field] of TALLY_COUNTERS) {
     new Counter({

@@ -70,9 +70,11 @@ function upstreamPath(kind: ImmutableKind, d: Digest): string {
   return kind === 'cas' ? `/cas/${d.algo}/${d.hex}` : `/${d.algo}/${d.hex}`;
 }
 
-/** Headers a GET sends upstream: the client's credentials, no compression (bodies are stored as they are), and the request's id. */
-export function forwardHeaders(req: { readonly headers: IncomingHttpHeaders; readonly id: string }): HeaderMap {
-  return { ...authHeaders(req), 'accept-encoding': 'identity', [REQUEST_ID_HEADER]: req.id };
+/** Headers a GET sends upstream: the client's credentials, no compression (bodies are stored as they are), and the request's id if given. */
+export function forwardHeaders(req: { readonly headers: IncomingHttpHeaders; readonly id?: string }): HeaderMap {
+  const headers: HeaderMap = { ...authHeaders(req), 'accept-encoding': 'identity' };
+  if (req.id !== undefined) headers[REQUEST_ID_HEADER] = req.id;
+  return headers;
 }
 
 /** Where a blob is fetched from, and whose figures it counts in. */
@@ -109,7 +111,8 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
   const { kind } = source;
   const id = casId(d);
   const key = flightKey(id, req);
-  const fwd = forwardHeaders(req);
+  // A tooltool mirror's server is none of fleetcache's: the cache's request ids are not its business.
+  const fwd = forwardHeaders(source.upstream.external ? { headers: req.headers } : req);
   const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, source.upstream, source.path, fwd, answered, { decide: decideImmutable(d, fwd.authorization !== undefined), follow: true });
   const refused = takeFillRefused(req.raw);
   if (refused) {

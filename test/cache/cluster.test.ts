@@ -37,7 +37,7 @@ t.test('messages of one event-loop turn go as one batch; a lone one goes as itse
 t.test("socket directories of dead primaries are removed, live ones' kept", async (t) => {
   const parent = t.testdir();
   const dead = path.join(parent, `fleetcache-cache-${exitedPid()}-abc123`);
-  // touched lately: maybe a cache's in another PID namespace, its PID none here (see SOCKET_DIR_TOUCH_MS)
+  // touched lately: maybe a cache's in another PID namespace, its PID none here (see LEFTOVER_IDLE_MS, pid-alive.ts)
   const touched = path.join(parent, `fleetcache-cache-${exitedPid()}-ghi789`);
   const live = path.join(parent, `fleetcache-cache-${process.pid}-def456`);
   const other = path.join(parent, 'fleetcache-cache-notapid');

@@ -10,6 +10,7 @@ import { startOrigin } from '../helpers/origin.js';
 import { REPO_ROOT, startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { randomish, sha256, startUpstream } from './upstream-fixture.js';
+import { startCache } from './harness.js';
 
 const run = promisify(execFile);
 
@@ -60,4 +61,20 @@ t.test('the origin takes the id a cache sends: its error answer, passed on, name
   const res = await request(`${origin.url}/cas/sha256/${'0'.repeat(64)}`, { headers: { 'x-request-id': 'req-cache-1' } });
   t.equal(res.statusCode, 404);
   t.match(await res.body.json(), { code: 'FC_ERR_NOT_FOUND', requestId: 'req-cache-1' });
+});
+
+t.test('a mirror is sent no request id of the cache\'s, a tooltool one\'s blobs neither; the upstream is', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl }, tt: { url: upUrl, tooltool: true } } }, t.testdir());
+  const { hex, body } = up.addBlob(1000);
+  const idsSentTo = (path: string): (string | string[] | undefined)[] => up.requests.filter((r) => r.url === path).map((r) => r.headers['x-request-id']);
+  for (const mirror of ['tt', 'm']) {
+    const res = await request(`${url}/mirror/${mirror}/sha256/${hex}`);
+    t.same([res.statusCode, Buffer.compare(Buffer.from(await res.body.arrayBuffer()), body)], [200, 0], `/mirror/${mirror}: served`);
+    await app.cache.fills.drain();
+  }
+  t.same(idsSentTo(`/sha256/${hex}`), [undefined, undefined], 'neither mirror got an id');
+  const { hex: other } = up.addBlob(1000);
+  t.equal((await request(`${url}/cas/sha256/${other}`).then(async (res) => (await res.body.dump(), res.statusCode))), 200);
+  t.match(idsSentTo(`/cas/sha256/${other}`), [/^req-[0-9a-z]+-[0-9a-z]+$/], 'the upstream got the miss\'s id');
 });
