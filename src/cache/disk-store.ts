@@ -525,6 +525,16 @@ export class DiskStore {
     return st !== undefined && !isComplete(st);
   }
 
+  /**
+   * Whether a fill of `key` (an entry of `id`) holds its claim now: the claim file is there,
+   * and under the blob's own name not yet complete. A blocking stat, as storedElsewhere.
+   */
+  isClaimed(id: string, key: string): boolean {
+    const { path: p, inPlace } = this.#claimOf(id, key);
+    const st = statSync(p, { throwIfNoEntry: false });
+    return st !== undefined && !(inPlace && isComplete(st));
+  }
+
   /** Worker: whether another process stored `id` (a single process knows from its index). */
   storedElsewhere(id: string): boolean {
     if (!this.#peer) return false;

@@ -6,7 +6,7 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { DiskStore } from './disk-store.js';
 import { Fill, type FillHooks, type FillSpec } from './fill.js';
 import type { FillSource } from './fill-progress.js';
-import { FillFileGoneError, FillGoneError, FillUnfollowableError, RemoteFill } from './remote-fill.js';
+import { FillFileGoneError, FillGoneError, FillNotWholeError, FillUnfollowableError, RemoteFill } from './remote-fill.js';
 
 /** How a fill this process starts is led: who is told its outcome, and what its first request asks for. */
 type LeadHooks = Omit<FillHooks, 'claim' | 'ended'>;
@@ -158,25 +158,30 @@ export class Fills {
   }
 
   /**
-   * The fill of `key` that has its whole body and keeps it (see received), this process's
-   * or another worker's, for a request that takes nothing but a stored copy (only-if-cached):
-   * until the commit, the disk has no entry to find. A fill this process leads is the only
-   * one. Else every other worker is asked at once (this process may follow one's fill, but
-   * only its leader knows whether it keeps it), and the first that has it is followed, the
-   * others no longer waited for (one stuck answers only when its question times out). One
-   * that had it, its file renamed into place before it could be opened, ends the search
-   * too: undefined, and the caller looks on disk again. Nothing else is concluded from their
-   * answers (a claim none answers for is left to #findElsewhere). Not tracked: a request
-   * that may fill must not join a search that fails for a fill still running.
+   * The fill of `key` (an entry of `id`) that has its whole body and keeps it (see
+   * received), this process's or another worker's, for a request that takes nothing but a
+   * stored copy (only-if-cached): until the commit, the disk has no entry to find. A fill
+   * this process leads is the only one. Only a fill holding the key's claim can have it:
+   * with no claim on disk, nobody is asked (most such requests are push's probes of bases a
+   * region lacks, given 2 s, and a stuck worker answers only when its question times out).
+   * Else every other worker is asked at once (this process may follow one's fill, but only
+   * its leader knows whether it keeps it), and the first that has it is followed, the others
+   * no longer waited for. The search also ends, with nothing, when the claim's holder says
+   * its body is not whole, or it had it and its file was renamed into place before it could
+   * be opened, or when the claim is gone after any answer (the fill ended since: the caller
+   * looks on disk again). Nothing else is concluded from the answers (a claim none answers
+   * for is left to #findElsewhere). Not tracked: a request that may fill must not join a
+   * search that fails for a fill still running.
    */
-  async findReceived(key: string): Promise<FillSource | undefined> {
+  async findReceived(key: string, id: string): Promise<FillSource | undefined> {
     if (this.#map.get(key) instanceof Fill) return this.received(key);
+    if (!this.#store.isClaimed(id, key)) return undefined;
     const remotes = this.#peers.map((socket) => new RemoteFill(socket, key, true));
-    const leaderAnswered = (err: unknown): undefined => {
-      if (err instanceof FillFileGoneError) return undefined;
+    const searchEnds = (err: unknown): undefined => {
+      if (err instanceof FillFileGoneError || err instanceof FillNotWholeError || !this.#store.isClaimed(id, key)) return undefined;
       throw err;
     };
-    const found = await Promise.any(remotes.map((r) => r.head.then(() => r, leaderAnswered))).catch(() => undefined);
+    const found = await Promise.any(remotes.map((r) => r.head.then(() => r, searchEnds))).catch(() => undefined);
     for (const r of remotes) if (r !== found) r.abandon();
     return found;
   }

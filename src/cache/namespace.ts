@@ -134,7 +134,7 @@ export async function getImmutable(ctx: CacheContext, req: FastifyRequest, reply
       // A fill that received its whole body (verified) stores a blob after its readers end
       // (they do not wait for its flush to disk): until then, it answers as the copy would,
       // if it keeps it. The same in another worker (one process leads a key's fill).
-      const received = await ctx.fills.findReceived(key);
+      const received = await ctx.fills.findReceived(key, id);
       if (received) return serveFill(ctx, req, reply, kind, received, 'COLLAPSED', () => Promise.reject(notCached()));
       // Stored since it was looked for (the other worker's fill ended meanwhile)
       const stored = await ctx.store.lookup(id, true);

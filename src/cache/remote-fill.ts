@@ -77,6 +77,12 @@ export class FillFileGoneError extends FillGoneError {}
  */
 export class FillUnfollowableError extends FillGoneError {}
 
+/**
+ * Raised by RemoteFill.head, asked for a whole fill only, when the worker holding the key's
+ * claim has not its whole body (or will keep none): no other worker can have it.
+ */
+export class FillNotWholeError extends FillGoneError {}
+
 /** How long a leader may take to say it is there: it answers at once unless stuck. */
 const FOLLOW_ANSWER_MS = 5000;
 
@@ -127,9 +133,11 @@ export function serveFillEvents(app: FastifyInstance, ctx: CacheContext, socket:
     // The fill to join, else the one holding the claim that sent the follower here (one no
     // longer joined: its disk failed mid-way): its claim must not be taken for an orphan's.
     // Asked only for a whole body, the fill that has it and keeps it (no claim is at stake).
-    const fill = req.headers[WHOLE_HEADER] !== undefined ? ctx.fills.received(key) : ctx.fills.get(key) ?? ctx.fills.claimHolder(key);
+    const wholeOnly = req.headers[WHOLE_HEADER] !== undefined;
+    const fill = wholeOnly ? ctx.fills.received(key) : ctx.fills.get(key) ?? ctx.fills.claimHolder(key);
     // Answered, not thrown: another worker's question is no error of this cache's (fleetcache_cache_errors_total).
-    if (!(fill instanceof Fill) || fill.error) return reply.code(404).send({ fill: false });
+    // Holding the key's claim without a whole body to give, this worker says so: no other can have one.
+    if (!(fill instanceof Fill) || fill.error) return reply.code(404).send({ fill: false, ...(wholeOnly && ctx.fills.claimHolder(key) ? { claimHolder: true } : {}) });
     // One streamed from memory (its worker's disk refuses writes, or failed mid-fill) cannot be followed through its file.
     if (fill.memoryOnly) return reply.code(409).send({ followable: false });
     return reply.type('application/x-ndjson').send(Readable.from(fillEvents(fill, reply.raw)));
@@ -213,9 +221,13 @@ export class RemoteFill extends FillProgress {
           if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') throw new FillGoneError(`the worker is unreachable (${err.message})`);
           throw new FillUnfollowableError(`the worker leading this fill does not answer (${err.message})`);
         });
-      if (res.statusCode === 404 || res.statusCode === 409) {
+      if (res.statusCode === 409) {
         await res.body.dump();
-        if (res.statusCode === 409) throw new FillUnfollowableError('the worker leading this fill keeps it in memory only');
+        throw new FillUnfollowableError('the worker leading this fill keeps it in memory only');
+      }
+      if (res.statusCode === 404) {
+        const answer = (await res.body.json().catch(() => ({}))) as { claimHolder?: boolean };
+        if (wholeOnly && answer.claimHolder) throw new FillNotWholeError("the worker holding this fill's claim has not its whole body");
         throw new FillGoneError('the fill ended before it could be followed');
       }
       if (res.statusCode !== 200) throw new UpstreamError(`following a fill: worker answered HTTP ${res.statusCode}`);

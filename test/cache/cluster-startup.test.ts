@@ -1,8 +1,9 @@
 // A multi-process cache that cannot start does not hang: a worker that cannot listen (the
 // port is taken) stops the cache, every worker with it, and the primary exits non-zero
-// with the worker's error (exit 3), as does a worker whose code does not load. A signal
+// with the worker's error (exit 3), as does a worker whose code does not load, and a
+// temporary directory too long for the workers' sockets (before anything starts). A signal
 // while the workers start stops it cleanly too.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type Server } from 'node:net';
@@ -31,6 +32,23 @@ t.test('a port in use: the cache exits non-zero, naming the address, its workers
   t.match(cache.stderr(), new RegExp(`fleetcache: error: cannot listen on 127\\.0\\.0\\.1:${port}: the port is in use by another process \\(EADDRINUSE\\)\n`), 'the error names the address and why');
   t.notMatch(cache.stdout(), /listening/, 'never announced');
   for (const pid of workers) t.notOk(isAlive(pid), `worker ${pid} stopped`);
+});
+
+t.test("a temporary directory too long for the workers' socket paths: exit 3, naming the path and what to do, nothing started", async (t) => {
+  // A directory whose own path already takes the 108 bytes of a Unix socket's path on Linux (sun_path)
+  const base = t.testdir();
+  const tmp = join(base, 'x'.repeat(Math.max(1, 108 - base.length)));
+  mkdirSync(tmp);
+  const data = join(base, 'data');
+  const cache = spawnWorkersCache(t, '127.0.0.1:0', data, [], { TMPDIR: tmp });
+  t.equal(await cache.exited, 3, 'exit 3, a configuration error');
+  const said = cache.stderr();
+  t.ok(said.includes(`fleetcache: error: the cache workers' sockets would be at ${tmp}/fleetcache-cache-<pid>-XXXXXX/w1.sock, up to `), `the error names the sockets' path: ${said}`);
+  t.match(said, /, longer than the \d+ bytes a Unix socket path may have: set TMPDIR to a directory whose path is at most \d+ bytes long/, 'its length and what to do');
+  t.notMatch(said, /EADDRINUSE|port/, 'no word of a port');
+  t.notMatch(cache.stdout(), /listening/, 'never announced');
+  t.same(readdirSync(tmp).filter((name) => name.startsWith('fleetcache-')), [], 'no socket directory made');
+  t.notOk(existsSync(data), 'the data directory untouched');
 });
 
 t.test('SIGTERM while the workers start: the cache stops cleanly, exit 0', async (t) => {

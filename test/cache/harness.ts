@@ -96,12 +96,12 @@ export async function bodyServer(t: Test, body: string | Buffer): Promise<number
 }
 
 /**
- * `fleetcache cache --workers 2` on `listen` with its data in `data`, started with `nodeArgs`,
- * and what it writes; stopped by PID in the teardown, or sooner by `stop`.
+ * `fleetcache cache --workers 2` on `listen` with its data in `data`, started with `nodeArgs`
+ * and `env`, and what it writes; stopped by PID in the teardown, or sooner by `stop`.
  */
-export function spawnWorkersCache(t: Test, listen: string, data: string, nodeArgs: string[] = []) {
+export function spawnWorkersCache(t: Test, listen: string, data: string, nodeArgs: string[] = [], env: NodeJS.ProcessEnv = {}) {
   const child = spawn(process.execPath, [...nodeArgs, ...cliArgs(['cache', '--upstream', 'http://127.0.0.1:1', '--listen', listen, '--data', data, '--workers', '2'])], {
-    cwd: REPO_ROOT, env: { ...process.env, FLEETCACHE_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: REPO_ROOT, env: { ...process.env, FLEETCACHE_LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
   let stderr = '';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { UpstreamError } from '../../src/errors.js';
-import { DiskStore, StorageError } from '../../src/cache/disk-store.js';
+import { DiskStore, httpId, StorageError } from '../../src/cache/disk-store.js';
 import { Fills } from '../../src/cache/fills.js';
 import { closeFollowerPools, FillGoneError, RemoteFill } from '../../src/cache/remote-fill.js';
 import { FillCursor } from '../../src/cache/fill-cursor.js';
@@ -105,11 +105,19 @@ async function stuckWorker(t: Test): Promise<{ socket: string; unanswered: () =>
   return { socket, unanswered: () => unanswered };
 }
 
-/** Fills.findReceived of a process whose peers are `peers`, which must end well within the 2 s push's probe gives a cache (cache-holdings.ts). */
+/**
+ * Fills.findReceived of a process whose peers are `peers`, the key claimed (by a fill of
+ * another worker's: else nobody is asked), which must end well within the 2 s push's probe
+ * gives a cache (cache-holdings.ts).
+ */
 async function findReceived(t: Test, peers: string[]): Promise<FillSource | undefined> {
   const log = pino({ level: 'silent' });
-  const fills = new Fills(new DiskStore(t.testdir(), 1024 ** 2, log), log, peers);
-  return failIfSlower(t, 'the search', 2000, () => fills.findReceived('k'));
+  const store = new DiskStore(t.testdir(), 1024 ** 2, log);
+  const id = httpId('k');
+  const claim = store.claimFill(id, 'k');
+  t.teardown(() => claim && store.dropClaim(claim));
+  const fills = new Fills(store, log, peers);
+  return failIfSlower(t, 'the search', 2000, () => fills.findReceived('k', id));
 }
 
 const events = (list: object[]): string => list.map((e) => JSON.stringify(e) + '\n').join('');

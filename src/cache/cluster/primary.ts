@@ -10,7 +10,7 @@ import { AggregatorRegistry, Counter, Registry } from 'prom-client';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { DEFAULT_WORKER_RESTART_DELAY_MS, DEFAULT_WORKER_TIMEOUT_MS, type CacheConfig } from '../config.js';
 import { DiskStore, isCasId } from '../disk-store.js';
-import { FleetError } from '../../errors.js';
+import { ConfigError, FleetError } from '../../errors.js';
 import { parseListen } from '../../config/units.js';
 import { freePort } from '../../http/free-port.js';
 import { ignoreHangup } from '../../http/server-logging.js';
@@ -81,6 +81,37 @@ interface PrimaryHandle {
 
 const SOCKET_DIR_PREFIX = 'fleetcache-cache-';
 const SOCKET_DIR = new RegExp(`^${SOCKET_DIR_PREFIX}(\\d+)-`);
+
+/** A worker's private socket, in the primary's socket directory. */
+const socketName = (index: number): string => `w${index}.sock`;
+
+/**
+ * The longest path a Unix socket can listen on: sun_path holds 108 bytes on Linux (104 on
+ * macOS and the BSDs), its terminating NUL included. Past it, listening fails with an error
+ * that names no path (EADDRINUSE on Linux, taken for the cache's port).
+ */
+const SOCKET_PATH_MAX = (process.platform === 'linux' ? 108 : 104) - 1;
+
+/** The most digits a PID has (Linux's pid_max is at most 2^22). */
+const PID_DIGITS_MAX = 7;
+
+/**
+ * Refuses a temporary directory `parent` whose path leaves too little room for the workers'
+ * socket paths, before anything starts; reckoned with the longest PID, so that whether a
+ * cache starts does not depend on its PID.
+ */
+function checkSocketPaths(parent: string, workers: number): void {
+  // what mkdtemp gives: 6 characters after the prefix
+  const longest = (pid: string): string => path.join(parent, `${SOCKET_DIR_PREFIX}${pid}-XXXXXX`, socketName(workers - 1));
+  const bytes = Buffer.byteLength(longest('9'.repeat(PID_DIGITS_MAX)));
+  if (bytes <= SOCKET_PATH_MAX) return;
+  const room = Buffer.byteLength(parent) - (bytes - SOCKET_PATH_MAX);
+  throw new ConfigError(
+    `the cache workers' sockets would be at ${longest('<pid>')}, up to ${bytes} bytes, longer than the ${SOCKET_PATH_MAX} bytes a Unix socket path may have: ` +
+      `set TMPDIR to a directory whose path is at most ${room} bytes long (the temporary directory is ${parent})`,
+    undefined, undefined, 'TMPDIR',
+  );
+}
 
 /**
  * Removes the socket directories (`fleetcache-cache-<pid>-*` in `parent`) of primaries that
@@ -166,6 +197,7 @@ function addCounters(sum: MetricsJson, from: MetricsJson): MetricsJson {
 export async function runCachePrimary(config: CacheConfig, workers: number, log: Logger, listen: string): Promise<PrimaryHandle> {
   // The cache's counters start here: a worker replaced later does not reset them (/-/stats)
   const startedAt = new Date().toISOString();
+  checkSocketPaths(tmpdir(), workers);
   const { host, port: configuredPort } = parseListen(listen);
   const chosenPort = configuredPort === 0 ? await freePort(host) : undefined;
   // The primary holds the data directory for its workers, before the store opens (opening empties tmp/).
@@ -329,7 +361,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   }
 
   /** Each worker's private socket, where the others follow its fills (a replacement gets the same). */
-  const sockets = Array.from({ length: workers }, (_, i) => path.join(socketDir, `w${i}.sock`));
+  const sockets = Array.from({ length: workers }, (_, i) => path.join(socketDir, socketName(i)));
   let resolveUrl!: (url: string | undefined) => void;
   let rejectUrl!: (err: Error) => void;
   const url = new Promise<string | undefined>((resolve, reject) => { resolveUrl = resolve; rejectUrl = reject; });
