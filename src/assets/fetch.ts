@@ -103,10 +103,13 @@ const MAX_REDIRECTS = 5;
 /**
  * `<base>/<algorithm>/<digest>` as tooltool builds it (tooltool.md §3.1): urljoin of the base,
  * ending in one slash, and "<algorithm>/<digest>". The base's path prefix is kept, its query
- * and fragment dropped.
+ * and fragment dropped, and its empty segments too, as Python's urljoin drops them ("a//b/"
+ * is "a/b/"; "a//" is "a/").
  */
 function assetUrl(base: string, record: Pick<ManifestRecord, 'algorithm' | 'digest'>): string {
-  return new URL(`${record.algorithm}/${record.digest}`, `${base.replace(/\/+$/, '')}/`).href; // "a//" as urljoin takes it: a/
+  const prefix = new URL(`${base.replace(/\/+$/, '')}/`);
+  prefix.pathname = prefix.pathname.replace(/\/{2,}/g, '/');
+  return new URL(`${record.algorithm}/${record.digest}`, prefix).href;
 }
 
 /** A hidden temp name beside the file; only the start of its name, so a name up to NAME_MAX still fits. */

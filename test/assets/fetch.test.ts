@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -293,6 +294,27 @@ t.test("a record with Python's hashlib spelling is fetched from <base>/<that nam
   t.equal(res.failed, 0, res.files[0]!.error?.message ?? 'no error');
   t.same(server.requests.map((r) => r.url), [`/sha3_256/${digest}`]);
   t.ok(readFileSync(join(root, 'dest', 'b.txt')).equals(B));
+});
+
+t.test("a base URL's path is joined as tooltool's urljoin joins it: the request path Python's urljoin makes, empty segments dropped", async (t) => {
+  const server = new BlobServer();
+  const url = await server.start();
+  t.teardown(() => server.stop());
+  server.blobs.set(sha512(B), B);
+  const root = t.testdir({});
+  const manifest = join(root, 'manifest.tt');
+  await writeFile(manifest, formatManifest([record('b.txt', B)]));
+  const bases = ['/tooltool//v1/', '//tooltool/v1', '/tooltool/./v1/', '/a/../tooltool/', '/tooltool/?x=1'];
+  // tooltool adds the slash a base lacks, then urljoin(base, '<algorithm>/<digest>'): Python's own answer
+  const python = spawnSync('python3', ['-c', 'import sys, urllib.parse\nfor b in sys.argv[2:]: print(urllib.parse.urlsplit(urllib.parse.urljoin(b if b.endswith("/") else b + "/", sys.argv[1])).path)', `sha512/${sha512(B)}`, ...bases.map((b) => `${url}${b}`)], { encoding: 'utf8' });
+  t.equal(python.status, 0, python.stderr);
+  const expected = python.stdout.trim().split('\n');
+  for (const [i, base] of bases.entries()) {
+    const before = server.requests.length;
+    const res = await fetchAssets({ manifestPath: manifest, urls: [`${url}${base}`], dest: join(root, `dest${i}`) });
+    t.equal(res.failed, 0, `${base}: fetched`);
+    t.same(server.requests.slice(before).map((r) => r.url), [expected[i]], `${base}: asked for ${expected[i]}`);
+  }
 });
 
 t.test('a symlink at the file name is used like tooltool does: kept when its target is valid, replaced (not followed) when not', async (t) => {
