@@ -10,7 +10,7 @@ import { fetchAssets } from '../../src/assets/fetch.js';
 import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.js';
 import { uploadAssets } from '../../src/assets/upload.js';
 import { startOrigin } from '../helpers/origin.js';
-import { BlobServer, compress, makeTar, sha512 } from './helpers.js';
+import { BlobServer, compress, makeTar, serveBlobs, sha512 } from './helpers.js';
 import { readQuotedList } from '../helpers/quoted-list.js';
 import { serveOnLoopback } from '../helpers/loopback-server.js';
 
@@ -297,10 +297,7 @@ t.test("a record with Python's hashlib spelling is fetched from <base>/<that nam
 });
 
 t.test("a base URL's path is joined as tooltool's urljoin joins it: the request path Python's urljoin makes, empty segments dropped", async (t) => {
-  const server = new BlobServer();
-  const url = await server.start();
-  t.teardown(() => server.stop());
-  server.blobs.set(sha512(B), B);
+  const { server, url } = await serveBlobs(t, B);
   const root = t.testdir({});
   const manifest = join(root, 'manifest.tt');
   await writeFile(manifest, formatManifest([record('b.txt', B)]));
