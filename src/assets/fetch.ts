@@ -98,7 +98,8 @@ export interface FetchAssetsResult {
 }
 
 const USER_AGENT = `fleetcache-assets/${VERSION}`;
-const MAX_REDIRECTS = 5;
+/** Redirects followed per download: 10, as urllib's HTTPRedirectHandler (tooltool's client) follows. */
+const MAX_REDIRECTS = 10;
 
 /**
  * `<base>/<algorithm>/<digest>` as tooltool builds it (tooltool.md §3.1): urljoin of the base,

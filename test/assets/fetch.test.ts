@@ -409,6 +409,25 @@ t.test('fetched files and cache-folder entries are mode 0600 whatever the umask,
   }
 });
 
+t.test('up to 10 redirects are followed, as urllib (tooltool\'s client) follows them; the 11th fails the URL', async (t) => {
+  const root = t.testdir({});
+  const manifest = join(root, 'manifest.tt');
+  await writeFile(manifest, formatManifest([record('a.bin', A)]));
+  // /hops/N/<algo>/<hex> redirects N times (down to /hops/0/…), then serves the blob
+  const server = createServer((req, res) => {
+    const m = /^\/hops\/(\d+)\/(.*)$/.exec(req.url ?? '');
+    if (!m) return void res.writeHead(404).end();
+    const left = Number(m[1]);
+    if (left > 0) return void res.writeHead(302, { location: `/hops/${left - 1}/${m[2]!}` }).end();
+    res.writeHead(200, { 'content-length': A.length }).end(A);
+  });
+  const url = await serveOnLoopback(t, server);
+  const ten = await fetchAssets({ manifestPath: manifest, urls: [`${url}/hops/10/`], dest: join(root, 'ten') });
+  t.equal(ten.failed, 0, ten.files[0]!.error?.message ?? '10 redirects: fetched');
+  const eleven = await fetchAssets({ manifestPath: manifest, urls: [`${url}/hops/11/`], dest: join(root, 'eleven') });
+  t.equal(eleven.failed, 1, '11 redirects: that URL fails');
+});
+
 t.test('messages never show a password in a URL nor the query string of a redirect target (a signature)', async (t) => {
   const { root, manifest } = await originWith(t, [[record('a.bin', A), A]]);
   const server = createServer((req, res) => {
