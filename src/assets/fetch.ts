@@ -98,15 +98,19 @@ export interface FetchAssetsResult {
 }
 
 const USER_AGENT = `fleetcache-assets/${VERSION}`;
-const MAX_REDIRECTS = 5;
+/** Redirects followed per download: 10, as urllib's HTTPRedirectHandler (tooltool's client) follows. */
+const MAX_REDIRECTS = 10;
 
 /**
  * `<base>/<algorithm>/<digest>` as tooltool builds it (tooltool.md §3.1): urljoin of the base,
  * ending in one slash, and "<algorithm>/<digest>". The base's path prefix is kept, its query
- * and fragment dropped.
+ * and fragment dropped, and its empty segments too, as Python's urljoin drops them ("a//b/"
+ * is "a/b/"; "a//" is "a/").
  */
 function assetUrl(base: string, record: Pick<ManifestRecord, 'algorithm' | 'digest'>): string {
-  return new URL(`${record.algorithm}/${record.digest}`, `${base.replace(/\/+$/, '')}/`).href; // "a//" as urljoin takes it: a/
+  const prefix = new URL(`${base.replace(/\/+$/, '')}/`);
+  prefix.pathname = prefix.pathname.replace(/\/{2,}/g, '/');
+  return new URL(`${record.algorithm}/${record.digest}`, prefix).href;
 }
 
 /** Cleanup after a failure: its own error (a cache folder that is a file, read-only) must not replace the real outcome. */

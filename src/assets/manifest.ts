@@ -336,10 +336,12 @@ interface AddOptions {
  * in the order given, before the manifest's others, as tooltool's add writes its output
  * manifest; creates the manifest if needed. Without a visibility the record gets none, as
  * with tooltool: upload then asks for one, so nothing becomes public for good by default.
- * An identical file already there is not added (not among those returned: the CLI's exit
- * status 1); a different file under a name already in the manifest is refused.
+ * A file under a name already in the manifest is not added, and said why in `notAdded` (the
+ * CLI's exit status 1): identical, or another file, visibility or version; the others given
+ * are added all the same, as tooltool's add ("file already in old_manifest", "manifest already
+ * contains a different file") writes them.
  */
-export async function addToManifest(manifestPath: string, files: readonly string[], options: AddOptions = {}): Promise<ManifestRecord[]> {
+export async function addToManifest(manifestPath: string, files: readonly string[], options: AddOptions = {}): Promise<{ added: ManifestRecord[]; notAdded: string[] }> {
   let existing: readonly ManifestRecord[] = [];
   try {
     existing = (await readManifest(manifestPath)).records;
@@ -349,6 +351,7 @@ export async function addToManifest(manifestPath: string, files: readonly string
   await requireOutput(manifestPath); // before hashing what may be large files
   const records = [...existing];
   const added: ManifestRecord[] = [];
+  const notAdded: string[] = [];
   for (const path of files) {
     const filename = basename(path);
     const bad = checkFilename(filename);
@@ -370,21 +373,27 @@ export async function addToManifest(manifestPath: string, files: readonly string
     };
     const same = records.find((r) => r.filename === filename);
     if (same) {
-      if (same.digest !== record.digest || same.algorithm !== record.algorithm) {
-        throw new UsageError(`${manifestPath}: already has a different file named "${filename}" (digest ${same.digest.slice(0, 16)}…)`);
-      }
-      // Like tooltool, the record must match in visibility and version too: a silent no-op
-      // would leave the user believing the asset is now public (or relabelled).
-      if (same.visibility !== record.visibility || JSON.stringify(same.version) !== JSON.stringify(record.version)) {
-        const shown = (v: unknown): string => (v === undefined ? '(none)' : JSON.stringify(v));
-        const show = (r: ManifestRecord): string => `visibility ${r.visibility ?? shown(r.otherVisibility)}, version ${shown(r.version)}`;
-        throw new UsageError(`${manifestPath}: already has "${filename}" with ${show(same)}, not ${show(record)}; edit the manifest to change them`);
-      }
+      notAdded.push(whyNotAdded(manifestPath, same, record));
       continue;
     }
     records.push(record);
     added.push(record);
   }
   await writeManifest(manifestPath, [...added, ...existing]);
-  return added;
+  return { added, notAdded };
+}
+
+/** Why `record` is not added to the manifest at `manifestPath`, which has `same` under its name. */
+function whyNotAdded(manifestPath: string, same: ManifestRecord, record: ManifestRecord): string {
+  if (same.digest !== record.digest || same.algorithm !== record.algorithm) {
+    return `${manifestPath}: already has a different file named "${record.filename}" (digest ${same.digest.slice(0, 16)}…), not added`;
+  }
+  // Like tooltool, the record must match in visibility and version too: a silent no-op
+  // would leave the user believing the asset is now public (or relabelled).
+  if (same.visibility !== record.visibility || JSON.stringify(same.version) !== JSON.stringify(record.version)) {
+    const shown = (v: unknown): string => (v === undefined ? '(none)' : JSON.stringify(v));
+    const show = (r: ManifestRecord): string => `visibility ${r.visibility ?? shown(r.otherVisibility)}, version ${shown(r.version)}`;
+    return `${manifestPath}: already has "${record.filename}" with ${show(same)}, not ${show(record)}, not added; edit the manifest to change them`;
+  }
+  return `${record.filename}: already in ${manifestPath}, not added`;
 }

@@ -122,13 +122,20 @@ async function detectArchive(path: string): Promise<ArchiveKind | undefined> {
   return undefined;
 }
 
-/** `toolchain.tar.gz` → `toolchain` (tooltool strips two extensions; one for zip). */
+/**
+ * The directory an earlier unpack left, removed first: `toolchain.tar.gz` → `toolchain` (a tar:
+ * tooltool strips any two extensions); `pkg.zip` → `pkg` (a zip: only its `.zip`, as tooltool
+ * names it with `replace(".zip", "")`). A zip named otherwise (`browser.xpi`, `app.jar`) names
+ * none: the name itself, which is never removed (tooltool stops there, its rmtree refusing a
+ * file), so no directory such as `browser/` is taken for an earlier unpack.
+ */
 export function unpackDirName(filename: string, kind: ArchiveKind): string {
+  if (kind === 'zip') return filename.endsWith('.zip') ? filename.slice(0, -'.zip'.length) : filename;
   const strip = (name: string): string => {
     const dot = name.lastIndexOf('.');
     return dot > 0 ? name.slice(0, dot) : name;
   };
-  return kind === 'zip' ? strip(filename) : strip(strip(filename));
+  return strip(strip(filename));
 }
 
 class Target {

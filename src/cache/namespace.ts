@@ -10,7 +10,7 @@ import type { Dispatcher } from 'undici';
 import { FleetError, UpstreamError } from '../errors.js';
 import { etagOf } from '../http/blob-reply.js';
 import { etagDigest } from '../http/name-etag.js';
-import { ALGO_HEX_ROUTE, casPath, parseDigest, type Digest } from '../store/digest.js';
+import { ALGO_HEX_ROUTE, casPath, parseAliasDigest, parseDigest, type Digest } from '../store/digest.js';
 import { authHeaders, cacheControlOf, fillOnce, notCached, onlyIfCached, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
 import { casHeaders, casId, httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
@@ -303,14 +303,15 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
 export function registerNamespaceRoutes(app: FastifyInstance, ctx: CacheContext): void {
   const methods: ('GET' | 'HEAD')[] = ['GET', 'HEAD'];
   // A blob by its digest, as /cas/ or as tooltool's alias /{algo}/{hex} (whose query string, ?region=…, is ignored).
-  const digestRoutes: Array<[url: string, kind: ImmutableKind]> = [['/cas/:algo/:hex', 'cas'], [ALGO_HEX_ROUTE, 'tooltool']];
-  for (const [url, kind] of digestRoutes) {
+  // A malformed digest: /cas's 400, the tooltool alias's 404 (parseAliasDigest).
+  const digestRoutes: Array<[url: string, kind: ImmutableKind, parse: typeof parseDigest]> = [['/cas/:algo/:hex', 'cas', parseDigest], [ALGO_HEX_ROUTE, 'tooltool', parseAliasDigest]];
+  for (const [url, kind, parse] of digestRoutes) {
     app.route<{ Params: { algo: string; hex: string } }>({
       method: methods,
       url,
       exposeHeadRoute: false,
       handler: async (req, reply) => {
-        const d = parseDigest(req.params.algo, req.params.hex);
+        const d = parse(req.params.algo, req.params.hex);
         await getImmutable(ctx, req, reply, originSource(ctx, kind, d), d);
         return reply;
       },

@@ -4,7 +4,6 @@
 // as mozharness calls tooltool), and fetch, list, validate and purge end every failure
 // with exit status 1, as tooltool does. stdout gets one tab-separated line per file
 // (parseable); messages go to stderr; progress bars too, only on a terminal.
-import { basename } from 'node:path';
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { readAuthenticationFile, taskclusterNotSent } from '../assets/auth.js';
@@ -308,19 +307,17 @@ export function registerAssets(program: Command): void {
     .command('add')
     .description('Hash files (sha512) and add them to a tooltool manifest (-m), creating it if needed, with --visibility, --unpack and --asset-version; '
       + 'as tooltool, the new records come first, before the manifest\'s others, and without --visibility they have none (upload then asks for one); '
-      + 'a file the manifest has already (identical) is not added and makes the exit status 1, as tooltool')
+      + 'a file under a name the manifest has (identical, or another file, visibility or version there) is not added and makes the exit status 1, the others given still added, as tooltool')
     .argument('<files...>', 'files to add (their base names become the manifest filenames)')
     .action(async (files: string[], _flags: unknown, cmd: Command) => {
       const flags = cmd.optsWithGlobals<AssetsFlags>();
-      const added = await addToManifest(flags.manifest, files, { visibility: flags.visibility, unpack: flags.unpack, version: flags.assetVersion });
+      const { added, notAdded } = await addToManifest(flags.manifest, files, { visibility: flags.visibility, unpack: flags.unpack, version: flags.assetVersion });
       for (const r of added) process.stdout.write(`${r.filename}\t${r.size}\t${r.algorithm}:${r.digest}\n`);
-      // tooltool's add: "file already in old_manifest", and not every file added is a failure
-      const addedNames = new Set(added.map((r) => r.filename));
-      const already = files.map((f) => basename(f)).filter((name) => !addedNames.has(name));
+      // tooltool's add: a file whose name the manifest has is not added, and not every file added is a failure
       // an error as its other messages are (the exit status says a failure): shown with -q too
       const log = makeLog(flags.logLevel);
-      for (const name of already) log.error(`${name}: already in ${flags.manifest}, not added`);
-      if (already.length > 0) process.exitCode = 1;
+      for (const why of notAdded) log.error(why);
+      if (notAdded.length > 0) process.exitCode = 1;
     });
 
   assets

@@ -1,5 +1,5 @@
 // Digests as they appear in URLs and records: "<algo>:<hex>" in text, /<algo>/<hex> in paths.
-import { FleetError } from '../errors.js';
+import { FleetError, NotFoundError } from '../errors.js';
 
 export const DIGEST_ALGORITHMS = ['sha256', 'sha512'] as const;
 export type DigestAlgorithm = (typeof DIGEST_ALGORITHMS)[number];
@@ -37,6 +37,20 @@ export function parseDigest(algo: string, hex: string): Digest {
     throw new FleetError('FC_ERR_BAD_DIGEST', `malformed ${algo} digest: expected ${want} hex characters`);
   }
   return { algo, hex: hex.toLowerCase() };
+}
+
+/**
+ * parseDigest for the tooltool alias /{algo}/{hex}: a malformed digest there is not found
+ * (404), as tooltool's server answers it (its lookup comes first, tooltool.md §4), not a 400,
+ * which `mach artifact toolchain` takes for a proxy's hiccup and retries for minutes.
+ */
+export function parseAliasDigest(algo: string, hex: string): Digest {
+  try {
+    return parseDigest(algo, hex);
+  } catch (err) {
+    if (err instanceof FleetError && err.code === 'FC_ERR_BAD_DIGEST') throw new NotFoundError(`no such asset: ${err.message}`);
+    throw err;
+  }
 }
 
 /** Parses "sha256:<hex>". */

@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,7 +10,7 @@ import { fetchAssets } from '../../src/assets/fetch.js';
 import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.js';
 import { uploadAssets } from '../../src/assets/upload.js';
 import { startOrigin } from '../helpers/origin.js';
-import { BlobServer, compress, makeTar, sha512 } from './helpers.js';
+import { BlobServer, compress, makeTar, serveBlobs, sha512 } from './helpers.js';
 import { readQuotedList } from '../helpers/quoted-list.js';
 import { serveOnLoopback } from '../helpers/loopback-server.js';
 
@@ -299,6 +300,24 @@ t.test("a record with Python's hashlib spelling is fetched from <base>/<that nam
   t.ok(readFileSync(join(root, 'dest', 'b.txt')).equals(B));
 });
 
+t.test("a base URL's path is joined as tooltool's urljoin joins it: the request path Python's urljoin makes, empty segments dropped", async (t) => {
+  const { server, url } = await serveBlobs(t, B);
+  const root = t.testdir({});
+  const manifest = join(root, 'manifest.tt');
+  await writeFile(manifest, formatManifest([record('b.txt', B)]));
+  const bases = ['/tooltool//v1/', '//tooltool/v1', '/tooltool/./v1/', '/a/../tooltool/', '/tooltool/?x=1'];
+  // tooltool adds the slash a base lacks, then urljoin(base, '<algorithm>/<digest>'): Python's own answer
+  const python = spawnSync('python3', ['-c', 'import sys, urllib.parse\nfor b in sys.argv[2:]: print(urllib.parse.urlsplit(urllib.parse.urljoin(b if b.endswith("/") else b + "/", sys.argv[1])).path)', `sha512/${sha512(B)}`, ...bases.map((b) => `${url}${b}`)], { encoding: 'utf8' });
+  t.equal(python.status, 0, python.stderr);
+  const expected = python.stdout.trim().split('\n');
+  for (const [i, base] of bases.entries()) {
+    const before = server.requests.length;
+    const res = await fetchAssets({ manifestPath: manifest, urls: [`${url}${base}`], dest: join(root, `dest${i}`) });
+    t.equal(res.failed, 0, `${base}: fetched`);
+    t.same(server.requests.slice(before).map((r) => r.url), [expected[i]], `${base}: asked for ${expected[i]}`);
+  }
+});
+
 t.test('a symlink at the file name is used like tooltool does: kept when its target is valid, replaced (not followed) when not', async (t) => {
   const server = new BlobServer();
   const url = await server.start();
@@ -392,6 +411,25 @@ t.test('fetched files and cache-folder entries are mode 0600 whatever the umask,
       process.umask(previous);
     }
   }
+});
+
+t.test('up to 10 redirects are followed, as urllib (tooltool\'s client) follows them; the 11th fails the URL', async (t) => {
+  const root = t.testdir({});
+  const manifest = join(root, 'manifest.tt');
+  await writeFile(manifest, formatManifest([record('a.bin', A)]));
+  // /hops/N/<algo>/<hex> redirects N times (down to /hops/0/…), then serves the blob
+  const server = createServer((req, res) => {
+    const m = /^\/hops\/(\d+)\/(.*)$/.exec(req.url ?? '');
+    if (!m) return void res.writeHead(404).end();
+    const left = Number(m[1]);
+    if (left > 0) return void res.writeHead(302, { location: `/hops/${left - 1}/${m[2]!}` }).end();
+    res.writeHead(200, { 'content-length': A.length }).end(A);
+  });
+  const url = await serveOnLoopback(t, server);
+  const ten = await fetchAssets({ manifestPath: manifest, urls: [`${url}/hops/10/`], dest: join(root, 'ten') });
+  t.equal(ten.failed, 0, ten.files[0]!.error?.message ?? '10 redirects: fetched');
+  const eleven = await fetchAssets({ manifestPath: manifest, urls: [`${url}/hops/11/`], dest: join(root, 'eleven') });
+  t.equal(eleven.failed, 1, '11 redirects: that URL fails');
 });
 
 t.test('messages never show a password in a URL nor the query string of a redirect target (a signature)', async (t) => {

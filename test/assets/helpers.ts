@@ -123,6 +123,15 @@ export class BlobServer {
   }
 }
 
+/** A BlobServer on loopback serving `bodies` (by their sha512), stopped with the test. */
+export async function serveBlobs(t: Test, ...bodies: Buffer[]): Promise<{ server: BlobServer; url: string }> {
+  const server = new BlobServer();
+  const url = await server.start();
+  t.teardown(() => server.stop());
+  for (const body of bodies) server.blobs.set(sha512(body), body);
+  return { server, url };
+}
+
 interface CliRun {
   readonly code: number | null;
   readonly stdout: string;

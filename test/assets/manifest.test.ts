@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { addToManifest, droppedReason, formatManifest, hashFile, parseManifest, readManifest } from '../../src/assets/manifest.js';
-import { ConfigError, UsageError } from '../../src/errors.js';
+import { ConfigError } from '../../src/errors.js';
 import { sha512 } from './helpers.js';
 
 const D1 = sha512('one');
@@ -90,7 +90,7 @@ t.test('elements that are not objects are dropped, not fatal; any version is acc
 t.test('add writes a tooltool-shaped manifest; re-adding is a no-op; a different file is refused', async (t) => {
   const dir = t.testdir({ 'tool.tar.gz': 'archive bytes', 'blob.bin': 'blob', other: { 'blob.bin': 'different' } });
   const manifest = join(dir, 'manifest.tt');
-  const added = await addToManifest(manifest, [join(dir, 'tool.tar.gz')], { unpack: true, visibility: 'internal', version: 'v1' });
+  const { added } = await addToManifest(manifest, [join(dir, 'tool.tar.gz')], { unpack: true, visibility: 'internal', version: 'v1' });
   t.equal(added.length, 1);
   await addToManifest(manifest, [join(dir, 'blob.bin')]);
   const text = await readFile(manifest, 'utf8');
@@ -98,8 +98,10 @@ t.test('add writes a tooltool-shaped manifest; re-adding is a no-op; a different
   const parsed = JSON.parse(text) as Record<string, unknown>[];
   t.same(Object.keys(parsed[1]!), ['filename', 'size', 'algorithm', 'digest', 'unpack', 'version', 'visibility'], 'key order as tooltool writes it');
   t.same(parsed[0], { filename: 'blob.bin', size: 4, algorithm: 'sha512', digest: sha512('blob') }, 'no visibility unless given, as tooltool\'s add writes it');
-  t.same(await addToManifest(manifest, [join(dir, 'blob.bin')]), [], 'same file again adds nothing');
-  await t.rejects(addToManifest(manifest, [join(dir, 'other', 'blob.bin')]), UsageError);
+  t.same(await addToManifest(manifest, [join(dir, 'blob.bin')]), { added: [], notAdded: [`blob.bin: already in ${manifest}, not added`] }, 'same file again adds nothing');
+  const before = await readFile(manifest, 'utf8');
+  t.match(await addToManifest(manifest, [join(dir, 'other', 'blob.bin')]), { added: [], notAdded: [/already has a different file named "blob\.bin"/] }, 'a different file is refused');
+  t.equal(await readFile(manifest, 'utf8'), before, 'its record as it was');
   await t.rejects(addToManifest(manifest, [join(dir, 'missing')]), /cannot read/);
   await writeFile(join(dir, 'bad.tt'), '[{"filename": 3, "size": 1, "algorithm": "sha512", "digest": "x"}]');
   await t.rejects(addToManifest(join(dir, 'bad.tt'), [join(dir, 'blob.bin')]), ConfigError, 'a broken manifest is not overwritten');
@@ -118,7 +120,7 @@ t.test("add keeps every other record's version as tooltool writes it back: any t
   // tooltool compares versions too: re-adding the file with another label is refused
   await writeFile(join(dir, 'number'), 'x');
   await writeFile(manifest, JSON.stringify([{ filename: 'number', size: 1, algorithm: 'sha512', digest: sha512('x'), visibility: 'public', version: 4.9 }]));
-  await t.rejects(addToManifest(manifest, [join(dir, 'number')], { visibility: 'public', version: '4.9' }), { code: 'FC_ERR_USAGE', message: /version 4\.9, not visibility public, version "4\.9"/ });
+  t.match(await addToManifest(manifest, [join(dir, 'number')], { visibility: 'public', version: '4.9' }), { added: [], notAdded: [/version 4\.9, not visibility public, version "4\.9"/] });
 });
 
 t.test('null optional fields are absent, as tooltool reads them (obj.get → None)', async (t) => {
@@ -150,12 +152,9 @@ t.test('re-adding a file with another visibility or version is refused, not sile
   const dir = t.testdir({ 'notes.txt': 'notes' });
   const manifest = join(dir, 'manifest.tt');
   await addToManifest(manifest, [join(dir, 'notes.txt')], { visibility: 'internal', version: 'v1' });
-  await t.rejects(addToManifest(manifest, [join(dir, 'notes.txt')], { visibility: 'public', version: 'v1' }), {
-    code: 'FC_ERR_USAGE',
-    message: /already has "notes\.txt" with visibility internal/,
-  });
-  await t.rejects(addToManifest(manifest, [join(dir, 'notes.txt')], { visibility: 'internal', version: 'v2' }), { code: 'FC_ERR_USAGE', message: /version "v1"/ });
-  t.same(await addToManifest(manifest, [join(dir, 'notes.txt')], { visibility: 'internal', version: 'v1' }), [], 'the same record again: no-op');
+  t.match(await addToManifest(manifest, [join(dir, 'notes.txt')], { visibility: 'public', version: 'v1' }), { added: [], notAdded: [/already has "notes\.txt" with visibility internal/] });
+  t.match(await addToManifest(manifest, [join(dir, 'notes.txt')], { visibility: 'internal', version: 'v2' }), { added: [], notAdded: [/version "v1"/] });
+  t.same((await addToManifest(manifest, [join(dir, 'notes.txt')], { visibility: 'internal', version: 'v1' })).added, [], 'the same record again: no-op');
   t.match((await readManifest(manifest)).records, [{ filename: 'notes.txt', visibility: 'internal', version: 'v1' }]);
 });
 

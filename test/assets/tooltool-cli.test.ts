@@ -350,6 +350,20 @@ t.test('add of a file the manifest has already, identical, exits 1 as tooltool\'
   t.match(JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')), [{ filename: 'other.bin' }, { filename: 'tool.bin' }], 'the new one is added');
 });
 
+t.test('add of a file under a name the manifest has for other content or another visibility: not added, exit 1, the others given still added, as tooltool\'s add', async (t) => {
+  const work = t.testdir({ 'tool.bin': 'tool\n', 'other.bin': 'other\n', 'third.bin': 'third\n', v2: { 'tool.bin': 'tool, version 2\n' } });
+  t.equal((await runCli(t, ['assets', 'add', '--visibility', 'internal', 'tool.bin', '-m', 'm.tt'], work)).code, 0, 'the first add');
+  const changed = await runCli(t, ['assets', 'add', '--visibility', 'internal', 'v2/tool.bin', 'other.bin', '-m', 'm.tt'], work);
+  t.equal(changed.code, 1, 'tooltool: "manifest already contains a different file", not all files added');
+  t.match(changed.stderr, /^fleetcache: error: m\.tt: already has a different file named "tool\.bin" \(digest [0-9a-f]{16}…\), not added\n$/, 'said as the command\'s other errors are');
+  const visibility = await runCli(t, ['assets', 'add', '--visibility', 'public', 'tool.bin', 'third.bin', '-m', 'm.tt'], work);
+  t.equal(visibility.code, 1, 'another visibility: not added either');
+  t.match(visibility.stderr, /already has "tool\.bin" with visibility internal, version \(none\), not visibility public, version \(none\), not added/);
+  const written = JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')) as Array<{ filename: string; digest: string; visibility: string }>;
+  t.same(written.map((r) => [r.filename, r.visibility]), [['third.bin', 'public'], ['other.bin', 'internal'], ['tool.bin', 'internal']], 'the others given are added, new ones first');
+  t.equal(written[2]!.digest, sha512('tool\n'), 'tool.bin\'s record as it was');
+});
+
 t.test('add without --visibility writes none, as tooltool\'s add; upload then refuses the manifest and sends nothing', async (t) => {
   const root = t.testdir({ work: { 'tool.bin': 'tool\n' }, origin: {} });
   const work = join(root, 'work');

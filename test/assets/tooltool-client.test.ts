@@ -117,3 +117,26 @@ t.test('internal assets: the spec client needs its Bearer token at the origin an
   t.ok(viaCache.body.equals(data));
   t.equal((await tooltoolGet(cacheUrl, record)).status, 403, 'cache, no token, after the fill: still 403');
 });
+
+t.test('a malformed digest on the tooltool alias is a 404 at the origin and through the cache, as tooltool\'s server answers; /cas keeps its 400', async (t) => {
+  // tooltool's server looks the digest up first, so a malformed one is not found; `mach artifact
+  // toolchain` retries a 400 (a proxy's, it says) with a minute's sleep between tries.
+  const root = t.testdir({ origin: {}, cache: {} });
+  const origin = await startOrigin(t, { dataDir: join(root, 'origin') });
+  const cacheUrl = await startCache(t, origin.url, join(root, 'cache'));
+  const good = sha512('any asset');
+  const malformed: Array<Pick<ManifestRecord, 'algorithm' | 'digest'>> = [
+    { algorithm: 'sha512', digest: good.slice(0, 100) },
+    { algorithm: 'sha512', digest: `${good.slice(1)}z` },
+    { algorithm: 'sha256', digest: good },
+  ];
+  for (const base of [origin.url, cacheUrl]) {
+    for (const record of malformed) {
+      const label = `${base === origin.url ? 'origin' : 'cache'} /${record.algorithm}/${record.digest.slice(-4)} (${record.digest.length} characters)`;
+      const answer = await tooltoolGet(base, { filename: 'x', size: null, unpack: false, ...record });
+      t.same([answer.status, JSON.parse(answer.body.toString()).code], [404, 'FC_ERR_NOT_FOUND'], `${label}: 404`);
+      const cas = await tooltoolGet(`${base}/cas/`, { filename: 'x', size: null, unpack: false, ...record });
+      t.same([cas.status, JSON.parse(cas.body.toString()).code], [400, 'FC_ERR_BAD_DIGEST'], `${label} under /cas: 400`);
+    }
+  }
+});

@@ -65,6 +65,17 @@ t.test('zip', async (t) => {
   t.notOk(existsSync(join(dir, 'abs.txt')));
 });
 
+t.test('a zip not named .zip (an .xpi, a .jar) unpacks without removing the directory named like it: tooltool removes only <name minus .zip>', async (t) => {
+  const dir = t.testdir({ browser: { 'app.js': 'the user\'s own file' }, pkg: { stale: 'an earlier unpack' } });
+  await writeFile(join(dir, 'browser.xpi'), makeZip([{ name: 'manifest.json', body: '{}' }, { name: 'chrome/a.js', body: 'A' }]));
+  t.equal(await unpackArchive(join(dir, 'browser.xpi'), 'browser.xpi', dir), 'zip');
+  t.equal(readFileSync(join(dir, 'chrome/a.js'), 'utf8'), 'A', 'unpacked');
+  t.equal(readFileSync(join(dir, 'browser/app.js'), 'utf8'), 'the user\'s own file', 'browser/ is no earlier unpack of browser.xpi: kept');
+  await writeFile(join(dir, 'pkg.zip'), makeZip([{ name: 'pkg/a.txt', body: 'A' }]));
+  await unpackArchive(join(dir, 'pkg.zip'), 'pkg.zip', dir);
+  t.notOk(existsSync(join(dir, 'pkg/stale')), 'pkg.zip: pkg/ is removed first, as tooltool does');
+});
+
 t.test("tar members keep their mode and time as Python's tarfile gives them, directories' set once the archive is out", async (t) => {
   const at = (iso: string): Date => new Date(iso);
   const entries: TarEntry[] = [
@@ -227,6 +238,7 @@ t.test('unpackDirName strips like tooltool', async (t) => {
   t.equal(unpackDirName('toolchain.tar.gz', 'tar.gz'), 'toolchain');
   t.equal(unpackDirName('foo.tar', 'tar'), 'foo');
   t.equal(unpackDirName('pkg.zip', 'zip'), 'pkg');
+  t.equal(unpackDirName('browser.xpi', 'zip'), 'browser.xpi', 'a zip not named .zip: no directory (tooltool strips ".zip" only)');
   t.equal(unpackDirName('.tar.gz', 'tar.gz'), '.tar');
 });
 

@@ -2,7 +2,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FleetError } from '../../errors.js';
 import { checkWritePreconditions, etagOf, replyWithBlob } from '../../http/blob-reply.js';
-import { ALGO_HEX_ROUTE, formatDigest, parseDigest, type Digest } from '../../store/digest.js';
+import { ALGO_HEX_ROUTE, formatDigest, parseAliasDigest, parseDigest, type Digest } from '../../store/digest.js';
 import { blobCacheControl, checkUploadHead, checkRead, isInternal, uploadRecord, visibilityOf, type OriginContext, type UploadRecord, type Visibility } from '../context.js';
 
 interface DigestParams {
@@ -11,8 +11,8 @@ interface DigestParams {
 }
 
 export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promise<void> {
-  const get = (kind: string) => async (request: FastifyRequest<{ Params: DigestParams }>, reply: import('fastify').FastifyReply) => {
-    const digest = parseDigest(request.params.algo, request.params.hex);
+  const get = (kind: string, parse: typeof parseDigest) => async (request: FastifyRequest<{ Params: DigestParams }>, reply: import('fastify').FastifyReply) => {
+    const digest = parse(request.params.algo, request.params.hex);
     const internal = isInternal(ctx, digest);
     checkRead(ctx, request, internal);
     return replyWithBlob(request, reply, ctx.store, digest, {
@@ -24,9 +24,9 @@ export async function casRoutes(app: FastifyInstance, ctx: OriginContext): Promi
       extraHeaders: { 'x-fleetcache-visibility': internal ? 'internal' : 'public', 'x-content-type-options': 'nosniff' },
     });
   };
-  app.route<{ Params: DigestParams }>({ method: ['GET', 'HEAD'], url: '/cas/:algo/:hex', config: { kind: 'cas' }, handler: get('cas') });
+  app.route<{ Params: DigestParams }>({ method: ['GET', 'HEAD'], url: '/cas/:algo/:hex', config: { kind: 'cas' }, handler: get('cas', parseDigest) });
   // The tooltool alias: any query string (?region=…) is ignored by routing already.
-  app.route<{ Params: DigestParams }>({ method: ['GET', 'HEAD'], url: ALGO_HEX_ROUTE, config: { kind: 'tooltool' }, handler: get('tooltool') });
+  app.route<{ Params: DigestParams }>({ method: ['GET', 'HEAD'], url: ALGO_HEX_ROUTE, config: { kind: 'tooltool' }, handler: get('tooltool', parseAliasDigest) });
 
   /**
    * Uploads in flight of a digest not stored yet, and the visibility they all asked for:
