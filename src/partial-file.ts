@@ -3,10 +3,11 @@
 // file's name (a name up to NAME_MAX still fits). withPartialFile removes it when the work
 // ends, renamed or not, and if a signal (Ctrl-C, SIGTERM) ends the process first; not at a
 // signal the process handles itself (a runner's first Ctrl-C stops the run, and the
-// artifacts being fetched still land). One that a process killed outright (SIGKILL,
-// OOM) left is removed by the next download into its directory (removeAbandonedPartials):
-// repeated kills must not fill a user's directory with them. Used by `artifacts get` and
-// `assets fetch` (its destination and its cache folder).
+// artifacts being fetched still land), but at an exit before the work ends (the runner's
+// second Ctrl-C exits at once: process.exit runs no finally). One that a process killed
+// outright (SIGKILL, OOM) left is removed by the next download into its directory
+// (removeAbandonedPartials): repeated kills must not fill a user's directory with them.
+// Used by `artifacts get` and `assets fetch` (its destination and its cache folder).
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -16,22 +17,33 @@ import { atSignal } from './project-upload/signal-cleanup.js';
 
 const PARTIAL = /^\..*\.(\d+)-[0-9a-f]{12}\.fleetcache-part$/s;
 
+/** The partial files being written, removed by one 'exit' listener if the process exits first. */
+const writing = new Set<string>();
+
+function removeWriting(): void {
+  for (const partial of writing) rmSync(partial, { force: true });
+}
+
 /**
  * Runs `write(partial)` with a new partial file's path in `dir` (not created: `write` does,
  * and renames it into place when whole and verified); the partial file is removed when
- * `write` ends, and if a signal ends the process before. Its own removal failing (a
- * read-only directory) is not `write`'s outcome.
+ * `write` ends, and if a signal or an exit ends the process before. Its own removal failing
+ * (a read-only directory) is not `write`'s outcome.
  */
 export async function withPartialFile<T>(dir: string, label: string, write: (partial: string) => Promise<T>): Promise<T> {
   const partial = join(dir, `.${Array.from(label).slice(0, 32).join('')}.${process.pid}-${randomBytes(6).toString('hex')}.fleetcache-part`);
   const forget = atSignal((_signal, ending) => {
     if (ending) rmSync(partial, { force: true });
   });
+  if (writing.size === 0) process.on('exit', removeWriting);
+  writing.add(partial);
   try {
     return await write(partial);
   } finally {
     await rm(partial, { force: true }).catch(() => undefined);
     forget();
+    writing.delete(partial);
+    if (writing.size === 0) process.off('exit', removeWriting);
   }
 }
 

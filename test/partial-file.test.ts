@@ -5,6 +5,7 @@
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { INDEX_FORMAT } from '../src/artifacts/names.js';
 import { fetchArtifacts } from '../src/artifacts/download.js';
@@ -74,11 +75,25 @@ for (const [name, download] of Object.entries(DOWNLOADS)) {
   }
 }
 
+/**
+ * Runs `script` (an ES module, from the repository root) in a child that prints a line once
+ * its partial file is written; resolves with it, its stderr so far and its exit code to come.
+ */
+async function writingScript(t: Test, script: string) {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  stopWithTest(t, child, 'SIGKILL');
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+  return { child, exited, stderr: () => stderr };
+}
+
 t.test('a signal the process handles itself (a runner stops its run) leaves the partial file to the download, which still lands', async (t) => {
   const dir = t.testdir();
   const final = join(dir, 'artifact.txt');
   // the download waits for the signal, then finishes: a runner's fetch still running at its first Ctrl-C
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `
+  const { child, exited, stderr } = await writingScript(t, `
     import { renameSync, writeFileSync } from 'node:fs';
     import { withPartialFile } from './src/partial-file.ts';
     process.on('SIGINT', () => {}); // the process's own handling: it does not end by the signal
@@ -91,15 +106,34 @@ t.test('a signal the process handles itself (a runner stops its run) leaves the 
       clearInterval(alive);
       renameSync(partial, ${JSON.stringify(final)});
     });
-  `], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  stopWithTest(t, child, 'SIGKILL');
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+  `);
   process.kill(child.pid!, 'SIGINT');
-  t.equal(await exited, 0, `the download finished (${stderr.trim()})`);
+  t.equal(await exited, 0, `the download finished (${stderr().trim()})`);
   t.same(readdirSync(dir), ['artifact.txt'], 'its file landed, and no partial file is left');
+});
+
+t.test("a runner's second Ctrl-C, which exits at once, leaves no partial file of a download still running", async (t) => {
+  const dir = t.testdir();
+  // the runner's own interrupt handling (run/interrupt.ts): the first Ctrl-C stops the run and
+  // leaves the download running, the second exits (process.exit) while it still writes
+  const { child, exited, stderr } = await writingScript(t, `
+    import { writeFileSync } from 'node:fs';
+    import { withPartialFile } from './src/partial-file.ts';
+    import { RunInterrupt } from './src/run/interrupt.ts';
+    RunInterrupt.install({ line: (text) => process.stderr.write(text + '\\n'), release: () => {} }, 'fleetcache run --discard');
+    await withPartialFile(${JSON.stringify(dir)}, 'artifact.txt', async (partial) => {
+      writeFileSync(partial, 'part of it\\n');
+      process.stdout.write('writing\\n');
+      await new Promise(() => setInterval(() => {}, 1000)); // a download that never ends
+    });
+  `);
+  t.equal(readdirSync(dir).filter(isPartial).length, 1, 'the download is writing its partial file');
+  process.kill(child.pid!, 'SIGINT');
+  await eventually('the runner took the first Ctrl-C', () => stderr().includes('Received SIGINT, stopping'), 10_000);
+  t.equal(readdirSync(dir).filter(isPartial).length, 1, 'the first Ctrl-C leaves the download running');
+  process.kill(child.pid!, 'SIGINT');
+  t.equal(await exited, 128 + constants.signals.SIGINT, `it exits at the second (${stderr().trim()})`);
+  t.same(readdirSync(dir), [], 'no partial file is left');
 });
 
 /**

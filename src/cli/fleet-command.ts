@@ -7,8 +7,16 @@ import { Command } from 'commander';
 const commanderUnknownOption = (Command.prototype as unknown as { unknownOption(this: Command, flag: string): void }).unknownOption;
 
 export class FleetCommand extends Command {
+  /** What allowUnknownOption() set: commander keeps it in an untyped field of its own. */
+  #unknownAllowed = false;
+
   override createCommand(name?: string): Command {
     return new FleetCommand(name);
+  }
+
+  override allowUnknownOption(allowUnknown = true): this {
+    this.#unknownAllowed = allowUnknown;
+    return super.allowUnknownOption(allowUnknown);
   }
 
   /**
@@ -26,6 +34,8 @@ export class FleetCommand extends Command {
 
   /** Called by commander's parsing with the option as given (`--rep`, `--rep=3`, spread's `-rep`). */
   unknownOption(flag: string): void {
+    // taken as an argument, as commander's own would (it returns at once)
+    if (this.#unknownAllowed) return;
     const begun = optionsBegunBy(flag, this.#longOptions());
     if (begun.length === 0) return commanderUnknownOption.call(this, flag);
     const suggestion = begun.length === 1 ? begun[0] : `one of ${begun.join(', ')}`;

@@ -5,6 +5,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { FleetCommand } from '../../src/cli/fleet-command.js';
 import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
 import { cliArgs } from '../helpers/processes.js';
@@ -150,4 +151,14 @@ t.test('an unknown option that begins real ones suggests them, not the nearest b
   }
   const hidden = await runCli(['run', '--reuse-']);
   t.notMatch(hidden.stderr, /reuse-pid/, 'a hidden option is not suggested');
+});
+
+t.test("a command that allows unknown options takes one that begins a real one, as commander's allowUnknownOption says", async (t) => {
+  const program = new FleetCommand('fleetcache').exitOverride();
+  let given: string[] = [];
+  program.command('wrap').option('--repeat <n>').allowUnknownOption().argument('[rest...]').action((rest: string[]) => {
+    given = rest;
+  });
+  await program.parseAsync(['wrap', '--rep', 'x'], { from: 'user' });
+  t.same(given, ['--rep', 'x'], 'passed on as an argument, not refused with a suggestion');
 });
