@@ -201,6 +201,20 @@ t.test('a server that closes the connection mid-handshake: a clear error, no han
   t.ok(Date.now() - started < 2000, 'at once, not at the ready timeout');
 });
 
+t.test('a machine whose stderr never sends the PID line: its bytes are passed on as they come, not kept in memory until the channel closes and then dropped', async (t) => {
+  const dir = t.testdir();
+  const size = 300_000 + Math.floor(Math.random() * 1000);
+  // every command runs this instead (a hostile or broken machine): stderr with no line break, then stdout
+  const sshd = await startSshd(t, dir, { config: [`ForceCommand printf '%0${size}d' 0 | tr 0 x >&2; sleep 1; echo done`] });
+  const c = await SshClient.connect({ host: sshd.host, port: sshd.port, username: 'root', privateKey: sshd.key }, { timeout: 5000 });
+  t.teardown(() => c.close());
+  const r = await c.exec('true', { trace: false, killTimeout: 30_000 });
+  t.equal(r.exitCode, 0);
+  // compared as booleans and lengths: tap's diff of two 300 kB strings takes minutes
+  t.equal(r.output.length, size + 'done\n'.length, 'every byte');
+  t.ok(r.output === `${'x'.repeat(size)}done\n`, 'in order: the first line was passed on as it came, before what came after it');
+});
+
 t.test("a quick command's exit status in the same read as its channel's confirmation is not lost", async (t) => {
   const dir = t.testdir();
   const sshd = await startSshd(t, dir);
