@@ -214,7 +214,9 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       project: project.name,
       origin: fleet.origin,
       ...(token ? { token } : {}),
-      secretFiles: [...(tokenFile ? [tokenFile] : []), ...backendKeyFiles(backends, fields, project.rootDir)],
+      // every backend's key, not only those of the jobs selected: the project's tar goes to the
+      // origin and to every machine, whichever backend's key it would have held
+      secretFiles: [...(tokenFile ? [tokenFile] : []), ...backendKeyFiles(project.backends, fields, project.rootDir)],
       ...(o.run ? { run: o.run } : {}),
       baseCache: join(dataRoot, 'bases'),
       // the cache the run's machines pull through first in each of their regions: a region no
