@@ -448,7 +448,18 @@ export class SshClient implements Executor {
   }
 
   async #send(input: Readable, target: string, mode: number | undefined): Promise<void> {
-    await this.#mustSucceed(this.#asRoot(`mkdir -p ${shellQuote(posix.dirname(target))}`), undefined, `cannot create ${posix.dirname(target)} on the machine`);
+    const dir = shellQuote(posix.dirname(target));
+    // Root writes the file, and runs it (the agent): a directory another user owns, or may
+    // write to, would let them swap it (or plant a symlink it is written through) first. It
+    // is made root's when missing; one that is there (`path: /tmp/p` puts the agent's in /tmp)
+    // must be root's already.
+    // (ls -ld's mode: others' write bit, then the group's, which root's group may have)
+    const rootsAlone = `[ -d ${dir} ] && [ ! -L ${dir} ] && [ -O ${dir} ] && case "$(ls -ld -- ${dir})" in ????????w*) false ;; ?????w*) [ -G ${dir} ] ;; esac`;
+    await this.#mustSucceed(
+      this.#asRoot(`mkdir -p -- ${dir} && { ${rootsAlone} || { echo 'it is not root'"'"'s alone (another user owns it, or may write to it)' >&2; exit 1; }; }`),
+      undefined,
+      `cannot write into ${posix.dirname(target)} on the machine`,
+    );
     // Files are written by the user commands run as: another login user goes through
     // `sudo -i` (as spread's `sudo -i tar x`), into directories root made. SFTP writes as
     // the login user: root's only.
