@@ -9,7 +9,12 @@ import { NamedMap } from '../config/names.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import { parseKnownHosts } from '../ssh/known-hosts.js';
 
-const Url = Type.String({ format: 'http-url', description: 'http(s) URL' });
+/**
+ * The origin's and the caches' URLs: every request goes below one (its path joined to theirs),
+ * so a query or fragment is refused (units.ts parseBaseUrl). Taken, it swallowed every path
+ * joined to it, and a token in it was printed with each failed request and log line.
+ */
+const Url = Type.String({ format: 'base-url', description: 'http(s) URL with no query or fragment' });
 
 export const FleetSchema = Type.Object(
   {

@@ -24,7 +24,7 @@ export async function createProviders(backends: ReadonlySet<Backend>, fields: Re
  * The credential files the backends' options name (registry.ts keyFiles), their `key` as
  * spread evaluates it: a push never packs them.
  */
-export function backendKeyFiles(backends: ReadonlySet<Backend>, fields: ResolvedFields, projectRoot: string): string[] {
+export function backendKeyFiles(backends: Iterable<Backend>, fields: ResolvedFields, projectRoot: string): string[] {
   return [...backends].flatMap((b) => BACKENDS[b.type]?.keyFiles?.(withEvaluatedKey(b.options, fields.keys.get(b.name)), projectRoot) ?? []);
 }
 

@@ -190,11 +190,11 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
   let embedded: EmbeddedFleet | undefined;
   let fleet: FleetConfig & { origin: string };
   let token: string | undefined;
-  let tokenFile: string | undefined;
+  /** Token files never shipped: the one used, and the configuration's that --token-file overrode (a write token all the same). */
+  const tokenFiles = [o.tokenFile, configured?.tokenFile].filter((f): f is string => f !== undefined);
   if (configured?.origin) {
     fleet = { ...configured, origin: configured.origin };
-    tokenFile = o.tokenFile ?? configured.tokenFile;
-    token = resolveToken(tokenFile);
+    token = resolveToken(o.tokenFile ?? configured.tokenFile);
     for (const warning of unservedRegions(fleet, jobs.map(jobRegion))) log.line(warning);
     await makePrivate(dataRoot);
   } else {
@@ -218,7 +218,9 @@ async function runStarted(o: RunOptions, log: RunLog, project: Project, jobs: Jo
       project: project.name,
       origin: fleet.origin,
       ...(token ? { token } : {}),
-      secretFiles: [...(tokenFile ? [tokenFile] : []), ...backendKeyFiles(backends, fields, project.rootDir)],
+      // every backend's key, not only those of the jobs selected: the project's tar goes to the
+      // origin and to every machine, whichever backend's key it would have held
+      secretFiles: [...tokenFiles, ...backendKeyFiles(project.backends, fields, project.rootDir)],
       ...(o.run ? { run: o.run } : {}),
       baseCache: join(dataRoot, 'bases'),
       // the cache the run's machines pull through first in each of their regions: a region no

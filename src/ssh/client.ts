@@ -44,24 +44,37 @@ export interface ConnectOptions {
 }
 
 const PID_MARK = /^<PID (\d+)>$/;
+/**
+ * How much of stderr's first line is kept while its end is awaited: more than PID_MARK's
+ * longest. A machine that sends no line break (a broken or hostile one) had every byte it sent
+ * kept in memory until the channel closed, and then dropped.
+ */
+const PID_MARK_MAX = 32;
 
 /**
  * Reads the stderr of a channel whose command first echoes `<PID $$>` (see PID_MARK): tells
  * the PID, then hands every byte after that line on (all of them when the first line is not
- * the mark).
+ * the mark). `end`, at the channel's close, hands on a first line that never ended.
  */
-function afterPidMark(onPid: (pid: number) => void, pass: (bytes: Buffer) => void): (chunk: Buffer) => void {
+function afterPidMark(onPid: (pid: number) => void, pass: (bytes: Buffer) => void): { write: (chunk: Buffer) => void; end: () => void } {
   let first: Buffer | undefined = Buffer.alloc(0);
-  return (chunk) => {
-    if (!first) return pass(chunk);
-    first = Buffer.concat([first, chunk]);
-    const nl = first.indexOf(0x0a);
-    if (nl < 0) return;
-    const m = PID_MARK.exec(first.subarray(0, nl).toString('latin1'));
-    if (m) onPid(Number(m[1]));
-    const rest = m ? first.subarray(nl + 1) : first;
+  const passFirst = (rest: Buffer): void => {
     first = undefined;
     if (rest.length > 0) pass(rest);
+  };
+  return {
+    write: (chunk) => {
+      if (!first) return pass(chunk);
+      first = Buffer.concat([first, chunk]);
+      const nl = first.indexOf(0x0a);
+      if (nl < 0) return first.length > PID_MARK_MAX ? passFirst(first) : undefined;
+      const m = PID_MARK.exec(first.subarray(0, nl).toString('latin1'));
+      if (m) onPid(Number(m[1]));
+      passFirst(m ? first.subarray(nl + 1) : first);
+    },
+    end: () => {
+      if (first) passFirst(first);
+    },
   };
 }
 /**
@@ -277,7 +290,8 @@ export class SshClient implements Executor {
         const stdout = utf8Chunks(emit);
         const stderr = utf8Chunks(emit);
         opened.on('data', stdout.write);
-        opened.stderr.on('data', afterPidMark((p) => (pid = p), stderr.write));
+        const marked = afterPidMark((p) => (pid = p), stderr.write);
+        opened.stderr.on('data', marked.write);
         const codeOf = (c: number | null, sig?: string): number => c ?? (sig ? 128 + 9 : 255);
         opened.on('exit', (c: number | null, sig?: string) => (code = codeOf(c, sig)));
         opened.on('error', (err: Error) => (end(), fail(err)));
@@ -287,6 +301,7 @@ export class SshClient implements Executor {
           if (code === undefined && c !== undefined) code = codeOf(c, sig);
           end();
           stdout.end();
+          marked.end();
           stderr.end();
           if (killed) return done(killedResult());
           // closed without an exit status: the connection dropped (spread's session.Wait error)
@@ -339,7 +354,9 @@ export class SshClient implements Executor {
         stdout.on('resize', onResize);
         ch.stderr.pipe(stderr, { end: false });
       } else {
-        ch.stderr.on('data', afterPidMark((p) => (pid = p), (b) => void stderr.write(b)));
+        const marked = afterPidMark((p) => (pid = p), (b) => void stderr.write(b));
+        ch.stderr.on('data', marked.write);
+        ch.once('close', marked.end);
       }
       ch.pipe(stdout, { end: false });
       stdin.pipe(ch);
@@ -431,7 +448,18 @@ export class SshClient implements Executor {
   }
 
   async #send(input: Readable, target: string, mode: number | undefined): Promise<void> {
-    await this.#mustSucceed(this.#asRoot(`mkdir -p ${shellQuote(posix.dirname(target))}`), undefined, `cannot create ${posix.dirname(target)} on the machine`);
+    const dir = shellQuote(posix.dirname(target));
+    // Root writes the file, and runs it (the agent): a directory another user owns, or may
+    // write to, would let them swap it (or plant a symlink it is written through) first. It
+    // is made root's when missing; one that is there (`path: /tmp/p` puts the agent's in /tmp)
+    // must be root's already.
+    // (ls -ld's mode: others' write bit, then the group's, which root's group may have)
+    const rootsAlone = `[ -d ${dir} ] && [ ! -L ${dir} ] && [ -O ${dir} ] && case "$(ls -ld -- ${dir})" in ????????w*) false ;; ?????w*) [ -G ${dir} ] ;; esac`;
+    await this.#mustSucceed(
+      this.#asRoot(`mkdir -p -- ${dir} && { ${rootsAlone} || { echo 'it is not root'"'"'s alone (another user owns it, or may write to it)' >&2; exit 1; }; }`),
+      undefined,
+      `cannot write into ${posix.dirname(target)} on the machine`,
+    );
     // Files are written by the user commands run as: another login user goes through
     // `sudo -i` (as spread's `sudo -i tar x`), into directories root made. SFTP writes as
     // the login user: root's only.

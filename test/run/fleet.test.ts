@@ -22,7 +22,7 @@ t.test('the fleetcache: key of spread.yaml, errors with file and line', async (t
   const dir = t.testdir();
   const file = join(dir, 'spread.yaml');
   await writeFile(file, 'project: p\npath: /x\nfleetcache:\n  origin: http://o:1\n  regions:\n    a:\n      caches: [ftp://nope]\n');
-  t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /spread\.yaml:7: fleetcache\.regions\.a\.caches\[0\]: must be an http or https URL \(e\.g\. http:\/\/origin\.example:8080\)$/ });
+  t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /spread\.yaml:7: fleetcache\.regions\.a\.caches\[0\]: must be an http or https URL with no query or fragment \(e\.g\. http:\/\/origin\.example:8080\)$/ });
   await writeFile(file, 'project: p\nfleetcache:\n  origin: http://o:1\n  startupLimt: 3\n');
   t.throws(() => loadFleetConfig(file, undefined), { message: /spread\.yaml:4: fleetcache\.startupLimt: unknown field "startupLimt"/ });
   await writeFile(file, 'project: p\nfleetcache:\n  origin: http://o:1\n  dispatchDelay: a while\n');
@@ -37,6 +37,23 @@ t.test('the fleetcache: key of spread.yaml, errors with file and line', async (t
   t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG', message: /lists regions but no origin/ });
   await writeFile(file, 'project: p\nfleetcache:\n  origin: http://o:1\n  regions: {a: {caches: [http://c:2]}}\n');
   t.same(loadFleetConfig(file, undefined)!.regions, { a: { caches: ['http://c:2'] } });
+});
+
+t.test('an origin or cache URL with a query or fragment is refused, naming neither: every path was joined after it, and its token printed with each failed request', async (t) => {
+  const file = join(t.testdir(), 'spread.yaml');
+  const phrase = 'must be an http or https URL with no query or fragment (e.g. http://origin.example:8080)';
+  const cases: Array<[string, string, string]> = [
+    ['  origin: http://o:1/?token=s3cret\n', '3: fleetcache.origin', 'a query in the origin'],
+    ['  origin: http://o:1\n  regions:\n    a:\n      caches: ["https://c:2/base?X-Amz-Signature=s3cret"]\n', '6: fleetcache.regions.a.caches[0]', 'a query in a cache'],
+    ['  origin: http://o:1#s3cret\n', '3: fleetcache.origin', 'a fragment'],
+  ];
+  for (const [fleet, where, what] of cases) {
+    await writeFile(file, `project: p\nfleetcache:\n${fleet}`);
+    const err = t.throws(() => loadFleetConfig(file, undefined), { code: 'FC_ERR_CONFIG' }, what) as Error;
+    t.equal(err.message, `${file}:${where}: ${phrase}`, `${what}: the field, not the secret`);
+  }
+  await writeFile(file, 'project: p\nfleetcache:\n  origin: https://o.example:1/base/\n  regions: {a: {caches: [http://c:2/]}}\n');
+  t.match(loadFleetConfig(file, undefined), { origin: 'https://o.example:1/base/', regions: { a: { caches: ['http://c:2/'] } } }, 'a path is fine');
 });
 
 t.test('fleetcache: settings reached through a YAML merge key (<<: *name) are read, as spread reads its own keys, with their lines', async (t) => {

@@ -121,6 +121,26 @@ t.test('a token file kept in the project is not shipped: the write token reaches
   t.notOk(names.includes('.fleet-token'), 'the base (public at the origin) does not hold the write token');
 });
 
+t.test("the fleet configuration's token file kept in the project is not shipped when --token-file overrides it either", async (t) => {
+  const dir = await writeProject(join(t.testdir(), 'project'), spreadYaml('overridden', LOCAL), {
+    's/t': 'summary: t\nexecute: test ! -e "$SPREAD_PATH/.fleet-token" && test -f "$SPREAD_PATH/spread.yaml"\n',
+  });
+  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
+  const cacheUrl = await startCache(t, dir, origin.url);
+  // the configuration's file (a token being rotated out, say) is still a write token
+  await writeFile(join(dir, '.fleet-token'), `${origin.token}\n`, { mode: 0o600 });
+  const fleet = await fleetFile(dir, origin.url, cacheUrl);
+  await writeFile(fleet, `${await readFile(fleet, 'utf8')}tokenFile: ${join(dir, '.fleet-token')}\n`);
+  const override = join(dir, '..', 'override-token');
+  await writeFile(override, `${origin.token}\n`, { mode: 0o600 });
+  const { result, out } = await run(dir, [], { fleetFile: fleet, tokenFile: override });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true, 'the machine had the project without the configuration\'s token file');
+  const bases = join(dir, 'cache', 'bases');
+  const tar = (await readdir(bases)).find((f) => f.endsWith('.tar'))!;
+  t.notOk(execFileSync('tar', ['-tf', join(bases, tar)], { encoding: 'utf8' }).split('\n').includes('.fleet-token'), 'nor the base');
+});
+
 t.test('the reuse file\'s temp file that a run killed mid-write left (machines\' passwords in it) is not shipped', async (t) => {
   const dir = await writeProject(join(t.testdir(), 'project'), spreadYaml('leftover', LOCAL), {
     's/t': 'summary: t\nexecute: test ! -e "$SPREAD_PATH/.fleetcache-reuse.json.tmp" && test -f "$SPREAD_PATH/spread.yaml"\n',

@@ -247,12 +247,12 @@ async function oneHostProject(t: Test, task: string): Promise<{ base: string; ss
  * "machine" is this host) and in the run's base tar (the base cache's copy of what the
  * origin holds): what was shipped.
  */
-async function shipped(t: Test, dir: string, base: string, backend: string[]): Promise<{ machine: string[]; tar: string[] }> {
+async function shipped(t: Test, dir: string, base: string, backend: string[], filters: string[] = []): Promise<{ machine: string[]; tar: string[] }> {
   const listing = join(base, 'listing');
   await mkdir(join(dir, 'tests', 'one'), { recursive: true });
   await writeFile(join(dir, 'tests', 'one', 'task.yaml'), `summary: one\nexecute: cd "$SPREAD_PATH" && find . -type f > ${listing}\n`);
   await writeFile(join(dir, 'spread.yaml'), [`project: keyed`, `path: ${join(base, 'remote-project')}`, 'backends:', ...backend, 'suites:', '  tests/:', '    summary: one', ''].join('\n'));
-  const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
+  const { result, out } = await run(dir, filters, { dataRoot: join(base, 'cache') });
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.ok, true, 'the job ran with the key');
   const bases = join(base, 'cache', 'bases');
@@ -280,6 +280,24 @@ t.test('an SSH key file kept in the project reaches no machine and no base (ssh 
       t.notOk(tar.includes('keys/lab'), 'the base (public at the origin) does not hold the key');
     });
   }
+});
+
+t.test("the key file of a backend the run's filters leave out reaches no machine and no base either", async (t) => {
+  const { base, sshd, dir } = await sshProject(t);
+  await rm(join(dir, 'tests'), { recursive: true, force: true });
+  await mkdir(join(dir, 'keys'));
+  await cp(sshd.keyPath, join(dir, 'keys', 'lab'));
+  await cp(sshd.keyPath, join(dir, 'keys', 'spare'));
+  const backends = [
+    '  lab:', '    type: ssh', '    hosts:', `      - address: 127.0.0.1:${sshd.port}`, '        key: keys/lab', '    systems: [debian-12]',
+    // never allocated in this run: its key is a credential all the same
+    '  spare:', '    type: adhoc', '    key: keys/spare', '    allocate: ADDRESS 127.0.0.1:1', '    systems: [debian-12]',
+  ];
+  const { machine, tar } = await shipped(t, dir, base, backends, ['lab:']);
+  t.ok(machine.includes('./spread.yaml'), 'the machine has the project');
+  t.notOk(machine.includes('./keys/spare'), "not the key of the backend left out");
+  t.notOk(tar.includes('keys/spare'), 'nor the base (public at the origin)');
+  t.notOk(machine.includes('./keys/lab') || tar.includes('keys/lab'), "nor the run's own backend's");
 });
 
 /** Two tasks on one ssh host for a system of two workers: one worker waits for the host the other holds. */

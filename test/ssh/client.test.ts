@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { existsSync, readdirSync } from 'node:fs';
+import { chmod, chown, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -9,6 +9,7 @@ import { shellQuote } from '../../src/shell-quote.js';
 import { SshClient } from '../../src/ssh/client.js';
 import { sweepJob, sweepScripts } from '../../src/ssh/script-guard.js';
 import { descendantsOf, isAlive } from '../helpers/processes.js';
+import { nobody } from '../helpers/nobody.js';
 import { eventually } from '../helpers/wait.js';
 import { leavingScript, leftPids } from './leaving-script.js';
 import { freePort, isSshd, isSshdName, startSshd } from './sshd.js';
@@ -50,6 +51,35 @@ t.test('ssh client against a real sshd', async (t) => {
   await writeFile(join(dir, 'local.txt'), 'from a file');
   await c.upload(join(dir, 'local.txt'), `${base}/copied.txt`);
   t.equal((await c.exec('cat copied.txt', { trace: false })).output, 'from a file', 'a local file, to an absolute path');
+});
+
+t.test("an upload into a directory that is not root's alone is refused, over SFTP and through a shell: another user could swap the agent root runs", { skip: typeof nobody() === 'string' && (nobody() as string) }, async (t) => {
+  const who = nobody() as { uid: number; gid: number };
+  for (const sftp of [true, false]) {
+    await t.test(sftp ? 'sftp' : 'shell', async (t) => {
+      const dir = t.testdir();
+      const sshd = await startSshd(t, dir, { sftp });
+      const c = await SshClient.connect({ host: sshd.host, port: sshd.port, username: 'root', privateKey: sshd.key }, { timeout: 5000 });
+      t.teardown(() => c.close());
+      const owned = join(dir, 'owned');
+      await mkdir(owned);
+      await chown(owned, who.uid, who.gid);
+      await t.rejects(c.upload(Readable.from([Buffer.from('agent')]), join(owned, 'agent.mjs')), { message: /cannot write into .*\/owned on the machine \(exit 1: it is not root's alone/ }, 'a directory another user owns');
+      t.notOk(existsSync(join(owned, 'agent.mjs')), 'nothing written there');
+      const open = join(dir, 'open');
+      await mkdir(open);
+      await chmod(open, 0o777);
+      await t.rejects(c.upload(Readable.from([Buffer.from('agent')]), join(open, 'agent.mjs')), { message: /it is not root's alone/ }, 'a directory others may write to');
+      const linked = join(dir, 'linked');
+      await symlink(owned, linked);
+      await t.rejects(c.upload(Readable.from([Buffer.from('agent')]), join(linked, 'agent.mjs')), { message: /it is not root's alone/ }, 'a symlink to a directory');
+      await c.upload(Readable.from([Buffer.from('agent')]), join(dir, 'made', 'here', 'agent.mjs'));
+      t.equal(await readFile(join(dir, 'made', 'here', 'agent.mjs'), 'utf8'), 'agent', 'a directory it makes is root\'s');
+      await chmod(join(dir, 'made', 'here'), 0o775);
+      await c.upload(Readable.from([Buffer.from('again')]), join(dir, 'made', 'here', 'agent.mjs'));
+      t.equal(await readFile(join(dir, 'made', 'here', 'agent.mjs'), 'utf8'), 'again', "one root's group may write to is root's still");
+    });
+  }
 });
 
 t.test('a host without an SFTP server: files go through a shell, whole or not at all', async (t) => {
@@ -199,6 +229,20 @@ t.test('a server that closes the connection mid-handshake: a clear error, no han
     message: `cannot connect to 127.0.0.1:${port}: the server closed the connection during the handshake`,
   });
   t.ok(Date.now() - started < 2000, 'at once, not at the ready timeout');
+});
+
+t.test('a machine whose stderr never sends the PID line: its bytes are passed on as they come, not kept in memory until the channel closes and then dropped', async (t) => {
+  const dir = t.testdir();
+  const size = 300_000 + Math.floor(Math.random() * 1000);
+  // every command runs this instead (a hostile or broken machine): stderr with no line break, then stdout
+  const sshd = await startSshd(t, dir, { config: [`ForceCommand printf '%0${size}d' 0 | tr 0 x >&2; sleep 1; echo done`] });
+  const c = await SshClient.connect({ host: sshd.host, port: sshd.port, username: 'root', privateKey: sshd.key }, { timeout: 5000 });
+  t.teardown(() => c.close());
+  const r = await c.exec('true', { trace: false, killTimeout: 30_000 });
+  t.equal(r.exitCode, 0);
+  // compared as booleans and lengths: tap's diff of two 300 kB strings takes minutes
+  t.equal(r.output.length, size + 'done\n'.length, 'every byte');
+  t.ok(r.output === `${'x'.repeat(size)}done\n`, 'in order: the first line was passed on as it came, before what came after it');
 });
 
 t.test("a quick command's exit status in the same read as its channel's confirmation is not lost", async (t) => {

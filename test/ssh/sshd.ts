@@ -37,9 +37,10 @@ interface Teardown {
 
 /**
  * Starts sshd with its files under `<base>/sshd` (pass the test's one t.testdir(): a second call wipes it); `sftp: false`: no SFTP subsystem;
- * `hostKeyTypes`: host keys it has beside its ed25519 one (e.g. `rsa`); `log`: a log of every session it starts (commandSessions).
+ * `hostKeyTypes`: host keys it has beside its ed25519 one (e.g. `rsa`); `log`: a log of every session it starts (commandSessions);
+ * `config`: sshd_config lines of the test's own (e.g. a `ForceCommand` standing for a machine that misbehaves).
  */
-export async function startSshd(t: Teardown, base: string, options: { sftp?: boolean; hostKeyTypes?: string[]; log?: boolean } = {}): Promise<Sshd> {
+export async function startSshd(t: Teardown, base: string, options: { sftp?: boolean; hostKeyTypes?: string[]; log?: boolean; config?: string[] } = {}): Promise<Sshd> {
   const dir = resolve(base, 'sshd');
   mkdirSync(dir, { recursive: true });
   mkdirSync('/run/sshd', { recursive: true }); // sshd's privilege separation directory
@@ -75,6 +76,7 @@ export async function startSshd(t: Teardown, base: string, options: { sftp?: boo
       'MaxStartups 50',
       // VERBOSE: a line for each session, which commandSessions counts
       `LogLevel ${logFile ? 'VERBOSE' : 'ERROR'}`,
+      ...(options.config ?? []),
       '',
     ].join('\n'),
   );
