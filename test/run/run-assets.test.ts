@@ -228,6 +228,6 @@ t.test("a cache that never answers for an asset costs the machine the fleet's ca
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.successful, 1, 'the task found its asset');
   t.ok(hung.size > 0, 'the cache was asked for it first');
-  t.match(out, /WARNING: assets of local:alpha-1:s\/t \(local:alpha-1\): tool\.bin: http:\/\/127\.0\.0\.1:\d+\/sha512\/\S+: .*timeout/i, 'the cache given up on, for its silence');
+  t.match(out, /WARNING: assets of local:alpha-1:s\/t \(local:alpha-1\): tool\.bin: GET http:\/\/127\.0\.0\.1:\d+\/sha512\/\S+: .*timeout/i, 'the cache given up on, for its silence');
   t.ok(took < 30_000, `the run took seconds, not the client's minute of waiting for headers (${took} ms)`);
 });
