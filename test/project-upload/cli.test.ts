@@ -102,9 +102,15 @@ t.test("push --cache URL asks each region's cache (repeatable) which bases it ho
   const { dir, url, src } = await originAndProject(t);
   const common = ['--project', 'demo', '--origin', url, '--base-cache', join(dir, 'bases'), '--token-file', join(dir, 'token')];
   writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
-  const first = await cli(['push', src, ...common]);
-  const runId = /^run\t(.+)$/m.exec(first)?.[1] ?? '';
-  const manifest = JSON.parse(await (await request(`${url}/projects/demo/runs/${runId}`)).body.text()) as { base: { digest: string } };
+  // two candidate bases (the caches' answers rank candidates: one alone is not asked about)
+  const baseOf = async (pushed: string) => {
+    const runId = /^run\t(.+)$/m.exec(pushed)?.[1] ?? '';
+    return (JSON.parse(await (await request(`${url}/projects/demo/runs/${runId}`)).body.text()) as { base: { digest: string } }).base.digest;
+  };
+  const first = await baseOf(await cli(['push', src, ...common]));
+  writeFileSync(join(src, 'large.bin'), randomBytes(512 << 10));
+  const second = await baseOf(await cli(['push', src, ...common]));
+  t.not(second, first, 'a second base');
   // caches that hold nothing: a 504 to every only-if-cached HEAD, each request kept
   const asked: { cache: number; method?: string; url?: string; cacheControl?: string; authorization?: string }[] = [];
   const caches = await Promise.all([0, 1].map((cache) => serveOnLoopback(t, createServer((req, res) => {
@@ -113,8 +119,9 @@ t.test("push --cache URL asks each region's cache (repeatable) which bases it ho
   }))));
   writeFileSync(join(src, 'VERSION'), '2\n');
   t.match(await cli(['push', src, ...common, '--cache', caches[0]!, '--cache', caches[1]!]), /uploaded\tdelta against base /);
-  const path = `/cas/sha256/${manifest.base.digest.slice('sha256:'.length)}`;
-  t.same(asked.sort((a, b) => a.cache - b.cache), [0, 1].map((cache) => ({ cache, method: 'HEAD', url: path, cacheControl: 'only-if-cached', authorization: undefined })), 'each cache asked once for the base');
+  const paths = [first, second].map((digest) => `/cas/sha256/${digest.slice('sha256:'.length)}`).sort();
+  const byCacheAndPath = (a: { cache: number; url?: string }, b: { cache: number; url?: string }) => a.cache - b.cache || String(a.url).localeCompare(String(b.url));
+  t.same(asked.sort(byCacheAndPath), [0, 1].flatMap((cache) => paths.map((path) => ({ cache, method: 'HEAD', url: path, cacheControl: 'only-if-cached', authorization: undefined }))), 'each cache asked once for each base');
   const refused = await runCli(['push', src, ...common, '--cache', 'ftp://cache']);
   t.equal(refused.code, EXIT.usage);
   t.match(refused.stderr, /--cache: /);

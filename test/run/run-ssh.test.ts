@@ -333,7 +333,8 @@ t.test('--reuse with more workers than hosts: a worker waiting for a kept host a
   t.equal(kept.status, 0, `run --reuse exits by itself${kept.error ? `: ${kept.error.message}` : ''}`);
   if (kept.status !== 0) t.comment(out.slice(-2000));
   t.match(out, /Successful tasks: 2/);
-  t.match(out, /Not allocating lab:debian-12 #\d: every host of backend lab serving debian-12 is kept\./);
+  // which reason depends on when the waiting worker wakes: the jobs already all taken, or the host kept
+  t.match(out, /Not allocating lab:debian-12 #\d: (every host of backend lab serving debian-12 is kept|the jobs of lab:debian-12 were all taken by the other machines)\./);
   t.equal(cli(['--discard']).status, 0, 'its machine discarded');
 });
 
