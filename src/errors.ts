@@ -200,6 +200,14 @@ export function isNoRoom(err: unknown): boolean {
   return typeof code === 'string' && NO_ROOM.has(code);
 }
 
+/**
+ * The 507 for a write isNoRoom refused, said alike wherever the origin writes (`on`: the
+ * device, and what for) rather than as the system's "ENOSPC: no space left on device, write".
+ */
+export function noRoomError(on: string, cause: unknown): FleetError {
+  return new FleetError('FC_ERR_INSUFFICIENT_STORAGE', `no room left on ${on} (full, or over a quota or file size limit)`, { cause });
+}
+
 /** undici's codes that are not about the connection: a caller's abort, a bad argument. */
 const NOT_NETWORK = new Set(['UND_ERR_ABORTED', 'UND_ERR_INVALID_ARG', 'UND_ERR_INVALID_RETURN_VALUE', 'UND_ERR_NOT_SUPPORTED']);
 const NETWORK_ERRNO = /^E(CONNRESET|CONNREFUSED|PIPE|TIMEDOUT|HOSTUNREACH|NETUNREACH|AI_AGAIN)$/;

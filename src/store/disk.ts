@@ -9,7 +9,7 @@ import { link, mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { FleetError, isNoRoom, NotFoundError } from '../errors.js';
+import { FleetError, isNoRoom, noRoomError, NotFoundError } from '../errors.js';
 import { isAbort, uploadAborted, type BlobStat, type BlobStore, type PutOptions, type PutResult, type ReadRange } from './blob-store.js';
 import { DIGEST_ALGORITHMS, isStoredHex, type Digest } from './digest.js';
 import { putMeter } from './put-meter.js';
@@ -98,9 +98,7 @@ export class DiskBlobStore implements BlobStore {
       await rm(tmp, { force: true });
       if (err instanceof FleetError) throw err;
       if (isAbort(err)) throw uploadAborted(err);
-      if (isNoRoom(err)) {
-        throw new FleetError('FC_ERR_INSUFFICIENT_STORAGE', 'no room left on the store device (full, or over a quota or file size limit)', { cause: err });
-      }
+      if (isNoRoom(err)) throw noRoomError('the store device', err);
       throw err;
     }
   }

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { errorMessage, FleetError, NotFoundError } from '../errors.js';
+import { errorMessage, FleetError, isNoRoom, noRoomError, NotFoundError } from '../errors.js';
 import { fsyncFile, mkdirDurable } from './durable.js';
 import { isMissing } from './missing.js';
 import { RECORD_SUFFIX as SUFFIX, segmentToFileName } from './safe-name.js';
@@ -81,6 +81,7 @@ export class NameStore {
       }
     } catch (err) {
       await rm(tmp, { force: true });
+      if (isNoRoom(err)) throw noRoomError(`the data directory's device for the record of ${segments.join('/')}`, err);
       throw err;
     }
     await fsyncFile(dirname(target));

@@ -127,6 +127,11 @@ export class S3BlobStore implements BlobStore {
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
       ...(options.credentials ? { credentials: { ...options.credentials } } : {}),
     };
+    // The SDK's own opt-out, read when a client is made, of its multi-line warning (on every
+    // start under Node < 22) that its releases after January 2027 need Node 22: it cluttered
+    // error output and the JSON logs; deploy/OPERATIONS.md says it once. An operator's own
+    // setting of the variable wins.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.#client = new S3Client(config);
     this.#bucket = options.bucket;
     const prefix = options.prefix ?? '';
