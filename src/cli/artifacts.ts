@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { resolveToken } from '../client/token.js';
 import { transferBars } from './progress.js';
-import { requireHttpUrl } from './url-flags.js';
+import { requireBaseUrl } from './url-flags.js';
 
 /** For the runner's -artifacts DIR. */
 
@@ -24,7 +24,7 @@ export function registerArtifacts(program: Command): void {
     .option('-o, --output <dir>', 'target directory', '.')
     .option('--token-file <file>', 'token, when the server requires one for reads (default: $FLEETCACHE_TOKEN)')
     .action(async (ref: string, flags: GetFlags) => {
-      requireHttpUrl('--from', flags.from);
+      requireBaseUrl('--from', flags.from);
       const token = resolveToken(flags.tokenFile);
       const { downloadArtifacts, resolveArtifactRef } = await import('../artifacts/download.js'); // not loaded for --help
       const http = token ? { token } : {};

@@ -4,7 +4,7 @@ import { resolveToken } from '../client/token.js';
 import { requireInput } from '../path-checks.js';
 import { FleetError, isDamagedBytes } from '../errors.js';
 import { transferBars } from './progress.js';
-import { requireHttpUrl } from './url-flags.js';
+import { requireBaseUrl } from './url-flags.js';
 
 export function registerPull(program: Command): void {
   program
@@ -17,7 +17,7 @@ export function registerPull(program: Command): void {
     .option('--token-file <file>', 'token, when the server requires one for reads (default: $FLEETCACHE_TOKEN)')
     .option('--recheck', "ask for the blobs with Cache-Control: no-cache: a cache hashes its copy again and fetches a damaged one anew")
     .action(async (dir: string, flags: { project: string; run: string; from: string; tokenFile?: string; recheck?: boolean }) => {
-      requireHttpUrl('--from', flags.from);
+      requireBaseUrl('--from', flags.from);
       await requireInput(dir, 'directory', 'target directory', { missingOk: true });
       const token = resolveToken(flags.tokenFile);
       const { pullProject } = await import('../project-upload/pull.js'); // not loaded for --help

@@ -11,7 +11,7 @@ import { parseLevel } from './delta.js';
 import { DEFAULT_LEVEL_HELP } from '../delta/xdelta.js';
 import { requireInput } from '../path-checks.js';
 import { transferBars } from './progress.js';
-import { requireHttpUrl } from './url-flags.js';
+import { requireBaseUrl } from './url-flags.js';
 import { repeatable } from './repeatable.js';
 import { reportSkipped, rulesFrom, withRuleOptions, type RuleFlags } from './pack.js';
 
@@ -51,8 +51,8 @@ export function registerPush(program: Command): void {
   ).action(async (dir: string, flags: PushFlags) => {
     if (!isCompression(flags.compression)) throw new UsageError(`--compression must be none, gzip or brotli, got "${flags.compression}"`);
     const level = parseLevel(flags.level);
-    requireHttpUrl('--origin', flags.origin);
-    requireHttpUrl('--cache', ...flags.cache);
+    requireBaseUrl('--origin', flags.origin);
+    requireBaseUrl('--cache', ...flags.cache);
     await requireInput(dir, 'directory', 'project directory');
     const token = resolveToken(flags.tokenFile);
     const { pushProject, unusableBaseLine } = await import('../project-upload/push.js'); // not loaded for --help

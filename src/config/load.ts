@@ -8,7 +8,7 @@ import { ConfigError, errorMessage, UsageError } from '../errors.js';
 import { redactMalformedUrl } from '../redact-url.js';
 import { closestName, didYouMean } from './closest-name.js';
 import { NAME_PATTERN } from './names.js';
-import { MAX_SIZE, MAX_TIMER_MS, durationMs, parseBaseUrl, parseHttpUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
+import { MAX_SIZE, MAX_TIMER_MS, durationMs, parseBaseUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
 
 // verbose: an error carries its schema, whose known fields an unknown one is compared with (closestName)
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false, verbose: true });
@@ -17,7 +17,7 @@ const ajvAll = new Ajv({ allErrors: true, strict: false, verbose: true });
 
 /**
  * Human units as string formats (`format: 'size'`, `'positive-size'`, `'duration'`, `'listen'`,
- * `'http-url'`, `'base-url'`): a malformed value is refused with the file, line and field, not later by the
+ * `'base-url'`): a malformed value is refused with the file, line and field, not later by the
  * parse without them.
  */
 const FORMATS: Record<string, { parse: (text: string) => unknown; phrase: string }> = {
@@ -32,7 +32,6 @@ const FORMATS: Record<string, { parse: (text: string) => unknown; phrase: string
   // an age (how old a thing may get): at most ten years
   age: { parse: parsePositiveDuration, phrase: 'a duration longer than 0 and at most ten years (e.g. 14d, 90d)' },
   listen: { parse: parseListen, phrase: 'HOST:PORT (e.g. 127.0.0.1:8080, 0.0.0.0:8081, [::1]:0)' },
-  'http-url': { parse: parseHttpUrl, phrase: 'an http or https URL (e.g. http://origin.example:8080)' },
   // one requests are made below (units.ts parseBaseUrl)
   'base-url': { parse: parseBaseUrl, phrase: 'an http or https URL with no query or fragment (e.g. http://origin.example:8080)' },
 };

@@ -23,6 +23,27 @@ t.test('bad URLs on push, pull, artifacts and assets: exit 2 (assets fetch: 1) n
   t.same(readdirSync(dir).sort(), ['m.tt', 'proj', 'tok'], 'nothing written');
 });
 
+t.test('a base URL with a query or fragment on push, pull and artifacts get: exit 2, its query never echoed', async (t) => {
+  // Joined to it, every request's path went into the query, and the token there was printed
+  // with the failure; assets --url drops it instead, as tooltool's urljoin does (assetUrl).
+  const dir = t.testdir({ proj: { 'a.txt': 'a\n' } });
+  const p = (name: string) => join(dir, name);
+  const cases: [string, string[], string][] = [
+    ['push --origin', ['push', p('proj'), '--project', 'x', '--origin', 'http://127.0.0.1:9/?token=hunter2', '--base-cache', p('bc')], '--origin'],
+    ['push --cache', ['push', p('proj'), '--project', 'x', '--origin', 'http://127.0.0.1:9', '--cache', 'http://127.0.0.1:9/#hunter2', '--base-cache', p('bc')], '--cache'],
+    ['pull --from', ['pull', p('out'), '--project', 'x', '--run', 'r', '--from', 'http://127.0.0.1:9/base?token=hunter2'], '--from'],
+    ['artifacts get --from', ['artifacts', 'get', 'a/b', '--from', 'http://127.0.0.1:9/?token=hunter2', '-o', p('arts')], '--from'],
+  ];
+  for (const [name, args, flag] of cases) {
+    const got = await runCli(args);
+    t.equal(got.code, 2, `${name}: exit 2`);
+    t.match(got.stderr, `${flag}: the URL of http://127.0.0.1:9/`, `${name}: names the flag`);
+    t.match(got.stderr, 'has a query or fragment', `${name}: says why`);
+    t.notMatch(got.stderr, /hunter2/, `${name}: its query not echoed`);
+  }
+  t.same(readdirSync(dir), ['proj'], 'nothing written');
+});
+
 t.test('the credentials of a URL on a flag are not echoed in its errors', async (t) => {
   const dir = t.testdir({ proj: { 'a.txt': 'a\n' } });
   const cases: [string, string[], string][] = [
