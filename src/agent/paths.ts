@@ -14,13 +14,20 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 /** src/agent or dist/cli → the package root. */
 const ROOT = resolve(HERE, '..', '..');
 const FROM_SOURCE = basename(resolve(HERE, '..')) === 'src';
+/**
+ * The repository, whose src/ a build must be newer than and whose scripts build it. Compiled
+ * tests (scripts/build-tests.mjs) run this module from <repository>/.test-build/src, which
+ * holds only .js: their ROOT is .test-build, and its scripts/ a link, through which
+ * build-agent.mjs does not see itself run as the main module and builds nothing.
+ */
+const REPOSITORY = basename(ROOT) === '.test-build' ? dirname(ROOT) : ROOT;
 
 function agentBundlePath(): string {
   return join(ROOT, 'dist', 'agent.mjs');
 }
 
 function agentBuildScript(): string {
-  return join(ROOT, 'scripts', 'build-agent.mjs');
+  return join(REPOSITORY, 'scripts', 'build-agent.mjs');
 }
 
 async function newestSource(dir: string): Promise<number> {
@@ -37,7 +44,7 @@ async function newestSource(dir: string): Promise<number> {
 export async function olderThanSources(built: string, inputs: string[] = []): Promise<boolean> {
   if (!existsSync(built)) return true;
   const builtAt = (await stat(built)).mtimeMs;
-  if ((await newestSource(join(ROOT, 'src'))) > builtAt) return true;
+  if ((await newestSource(join(REPOSITORY, 'src'))) > builtAt) return true;
   for (const input of inputs) if ((await stat(input)).mtimeMs > builtAt) return true;
   return false;
 }
@@ -56,7 +63,7 @@ export async function ensureAgentBundle(): Promise<string> {
   if (!existsSync(agentBuildScript())) {
     throw new FleetError('FC_ERR_INTERNAL', `the machine agent ${bundle} is missing and ${agentBuildScript()} is not there to build it`);
   }
-  building ??= promisify(execFile)(process.execPath, [agentBuildScript(), bundle], { cwd: ROOT })
+  building ??= promisify(execFile)(process.execPath, [agentBuildScript(), bundle], { cwd: REPOSITORY })
     .then(() => bundle)
     .catch((err: unknown) => {
       throw new FleetError('FC_ERR_INTERNAL', `building the machine agent failed: ${(err as { stderr?: string }).stderr || errorMessage(err)}`, { cause: err });

@@ -17,15 +17,21 @@ export { isAlive } from '../../src/pid-alive.js';
  * when the suite runs compiled (scripts/build-tests.mjs), whose tree has no src/*.ts to run.
  */
 const ABOVE_TEST = fileURLToPath(new URL('../..', import.meta.url));
-export const REPO_ROOT = basename(ABOVE_TEST) === '.test-build' ? `${dirname(ABOVE_TEST)}/` : ABOVE_TEST;
+const COMPILED = basename(ABOVE_TEST) === '.test-build';
+export const REPO_ROOT = COMPILED ? `${dirname(ABOVE_TEST)}/` : ABOVE_TEST;
 
 /**
  * The built CLI when dist/ is newer than every source file and the build's own scripts
  * (`npm test` builds first), else the source through tsx: tests never run a stale build,
  * and a process started from the build is ready in a third of the time (tsx compiles every
- * module it loads).
+ * module it loads). Compiled tests refuse a stale build instead: they are what `npm test`
+ * and CI run, right after a build, so a stale dist/ there means src/ was edited without
+ * rebuilding, and the tests would check old code.
  */
 const FROM_BUILD = !(await olderThanSources(`${REPO_ROOT}dist/cli/bin.js`, ['build-cli.mjs', 'esbuild-node.mjs'].map((script) => `${REPO_ROOT}scripts/${script}`)));
+if (!FROM_BUILD && COMPILED) {
+  throw new Error(`${REPO_ROOT}dist/ is missing or older than src/ or its build scripts: run \`npm run build\` (and \`node scripts/build-tests.mjs\` after editing src/ or test/) before running the compiled tests`);
+}
 if (!FROM_BUILD) process.stderr.write('test/helpers/processes.ts: dist/ is missing or older than src/: the CLI runs from source through tsx, three times slower to start (`npm run build` to run the build)\n');
 
 /** tsx's loader by its own URL: `--import tsx` would be resolved from the child's working directory. */
