@@ -409,7 +409,8 @@ t.test('an adhoc machine allocated after the others ran every job, whose discard
   const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
   t.equal(result.tally.successful, 2, 'one machine ran both jobs');
   t.match(out, /Discarding cloud:debian-12 #\d: the jobs of cloud:debian-12 were all taken while it was allocated\./);
-  t.equal((await readFile(discarded, 'utf8')).trim().split('\n').length, 2, 'each machine\'s discard script ran once');
+  // in this order: the second allocate gave its address once the first machine's discard wrote its own
+  t.same((await readFile(discarded, 'utf8')).trim().split('\n'), [`127.0.0.1:${sshd.port}`, `localhost:${sshd.port}`], 'each machine\'s discard script ran once, with its address');
   t.equal(out.match(/Error discarding cloud:debian-12 #\d: /g)?.length, 2, 'each failed discard said once');
   t.match(out, /2 machine\(s\) not discarded; discard them with: /, 'both left on record');
 });
