@@ -11,23 +11,22 @@
 // (test/helpers/processes.ts), which is the same from either tree. Source maps point back
 // to the .ts files.
 //
-// `npx tap test/x.test.ts` still runs one file from source (test/helpers/preload.mjs).
-import { readdirSync, rmSync, symlinkSync } from 'node:fs';
+// `npx tap test/x.test.ts` still runs one file from source (test/helpers/preload.mjs). A
+// compiled test refuses to run when a source is newer than this build
+// (scripts/test-build-stamp.mjs, checked by test/helpers/preload.mjs).
+import { mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { finishStamp, startStamp, typescriptFiles } from './test-build-stamp.mjs';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const OUT = join(ROOT, '.test-build');
 const LINKED = ['dist', 'examples', 'scripts', 'bin', 'package.json'];
 
-function typescriptFiles(dir) {
-  return readdirSync(dir, { withFileTypes: true, recursive: true })
-    .filter((entry) => entry.isFile() && entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts'))
-    .map((entry) => join(entry.parentPath, entry.name));
-}
-
 rmSync(OUT, { recursive: true, force: true });
+mkdirSync(OUT);
+startStamp(OUT);
 await build({
   entryPoints: [...typescriptFiles(join(ROOT, 'src')), ...typescriptFiles(join(ROOT, 'test'))],
   outdir: OUT,
@@ -45,3 +44,4 @@ await build({
   logLevel: 'warning',
 });
 for (const name of LINKED) symlinkSync(relative(OUT, join(ROOT, name)), join(OUT, name));
+finishStamp(OUT);

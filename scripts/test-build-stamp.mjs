@@ -1,0 +1,55 @@
+// Whether the compiled tests (.test-build/, scripts/build-tests.mjs) are current. The tree
+// is compiled file by file from src/ and test/; a .ts file saved after that (an edit without
+// rerunning build-tests) leaves old code in it, and a test run there, a mutation check
+// above all, would silently check the old code. build-tests creates a stamp before it reads
+// a source and names it once the build succeeded: a source newer than the stamp, or no
+// stamp (a build that failed, or one from before the stamp), means the tree is stale.
+import { existsSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, relative } from 'node:path';
+
+const STAMP = 'compiled-sources-at';
+const BUILDING = `${STAMP}.building`;
+const SOURCE_DIRS = ['src', 'test'];
+
+/** The .ts files (not declarations) under `dir`: what build-tests compiles. */
+export function typescriptFiles(dir) {
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((entry) => entry.isFile() && entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts'))
+    .map((entry) => join(entry.parentPath, entry.name));
+}
+
+/** Before the build reads a source: its time is the stamp's, so a file saved during the build counts as newer. */
+export function startStamp(out) {
+  writeFileSync(join(out, BUILDING), 'the sources compiled here are the ones saved before this file (scripts/test-build-stamp.mjs)\n');
+}
+
+/** After the build succeeded. rename keeps the time of startStamp. */
+export function finishStamp(out) {
+  renameSync(join(out, BUILDING), join(out, STAMP));
+}
+
+/**
+ * Why the compiled tree holding `script` (<repository>/.test-build/...) is stale, saying to
+ * rerun build-tests: a .ts file of the repository's src/ or test/ is newer than the tree, or
+ * the tree has no stamp. undefined when it is current, or `script` is not in such a tree.
+ */
+export function staleTestBuild(script) {
+  let out = dirname(script);
+  while (basename(out) !== '.test-build') {
+    if (dirname(out) === out) return undefined;
+    out = dirname(out);
+  }
+  const repository = dirname(out);
+  const rebuild = `run \`node scripts/build-tests.mjs\` in ${repository}`;
+  const stamp = join(out, STAMP);
+  if (!existsSync(stamp)) return `${out} has no ${STAMP} stamp (its build failed or predates the stamp): ${rebuild}`;
+  const compiledAt = statSync(stamp).mtimeMs;
+  for (const dir of SOURCE_DIRS) {
+    for (const file of typescriptFiles(join(repository, dir))) {
+      if (statSync(file).mtimeMs > compiledAt) {
+        return `${relative(repository, file)} was saved after ${relative(repository, out)}/ was compiled, which still holds its old code: ${rebuild}`;
+      }
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,88 @@
+// A compiled test (under .test-build/, scripts/build-tests.mjs) is refused by
+// test/helpers/preload.mjs when a .ts file of src/ or test/ was saved after the tree was
+// compiled: it would check the old code. Run as tap runs a test file, on a repository of a
+// test directory.
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import t from 'tap';
+import { REPO_ROOT } from '../helpers/processes.js';
+
+const PRELOAD = `${REPO_ROOT}test/helpers/preload.mjs`;
+const STAMP_MODULE = pathToFileURL(`${REPO_ROOT}scripts/test-build-stamp.mjs`).href;
+
+/** A repository with a source in src/ and test/, both saved a minute ago, and a compiled test that prints "ran". */
+function repository(dir: string): { source: string; compiledTest: string } {
+  const source = join(dir, 'test', 'b.test.ts');
+  const compiledTest = join(dir, '.test-build', 'test', 'b.test.js');
+  for (const file of [join(dir, 'src', 'a.ts'), source]) {
+    mkdirSync(join(file, '..'), { recursive: true });
+    writeFileSync(file, 'export {};\n');
+    setSavedAt(file, Date.now() / 1000 - 60);
+  }
+  mkdirSync(join(compiledTest, '..'), { recursive: true });
+  writeFileSync(compiledTest, "console.log('ran');\n");
+  return { source, compiledTest };
+}
+
+function setSavedAt(file: string, seconds: number): void {
+  utimesSync(file, seconds, seconds);
+}
+
+/** build-tests' stamp steps on `out`, in a process of their own; `during` runs between them, as the build does. */
+function stamp(out: string, during: () => void = () => {}): void {
+  const step = (name: string) => execFileSync(process.execPath, ['--input-type=module', '-e', `(await import(${JSON.stringify(STAMP_MODULE)})).${name}(${JSON.stringify(out)})`], { timeout: 30_000 });
+  step('startStamp');
+  during();
+  step('finishStamp');
+}
+
+function runCompiled(compiledTest: string): Promise<{ code: number; stdout: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [`--import=${PRELOAD}`, compiledTest], { timeout: 30_000 }, (err, stdout) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout });
+    });
+  });
+}
+
+const REBUILD = /: run `node scripts\/build-tests\.mjs` in /;
+
+t.test('compiled after every source: the test runs; a source saved since: refused, naming it', async (t) => {
+  const dir = t.testdir();
+  const { source, compiledTest } = repository(dir);
+  stamp(join(dir, '.test-build'));
+  t.same(await runCompiled(compiledTest), { code: 0, stdout: 'ran\n' }, 'current: runs');
+
+  writeFileSync(source, 'export const edited = true;\n');
+  const stale = await runCompiled(compiledTest);
+  t.equal(stale.code, 1, 'stale: fails');
+  t.match(stale.stdout, /^Bail out! test\/b\.test\.ts was saved after \.test-build\/ was compiled/, 'a bail-out that names the source, ending the whole tap run');
+  t.match(stale.stdout, REBUILD, 'says to rebuild');
+  t.notMatch(stale.stdout, /ran/, 'the old code did not run');
+});
+
+t.test('a source saved while the tree was compiled (perhaps after esbuild read it): refused', async (t) => {
+  const dir = t.testdir();
+  const { source, compiledTest } = repository(dir);
+  stamp(join(dir, '.test-build'), () => writeFileSync(source, 'export const edited = true;\n'));
+  const stale = await runCompiled(compiledTest);
+  t.equal(stale.code, 1);
+  t.match(stale.stdout, /test\/b\.test\.ts was saved after/);
+});
+
+t.test('a tree with no stamp (its build failed): refused', async (t) => {
+  const { compiledTest } = repository(t.testdir());
+  const unstamped = await runCompiled(compiledTest);
+  t.equal(unstamped.code, 1);
+  t.match(unstamped.stdout, /has no compiled-sources-at stamp/);
+  t.match(unstamped.stdout, REBUILD);
+});
+
+t.test('a script outside a compiled tree is not checked', async (t) => {
+  const dir = t.testdir();
+  repository(dir);
+  const script = join(dir, 'test', 'plain.js');
+  writeFileSync(script, "console.log('ran');\n");
+  t.same(await runCompiled(script), { code: 0, stdout: 'ran\n' });
+});
