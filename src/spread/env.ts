@@ -1,23 +1,19 @@
-// Environments (spread-spec §4): `$(HOST:…)` substitution from recorded results, the
+// Environments (spread-spec §4): `$(HOST:…)` substitution (each command run on first use), the
 // cascade (a key set again moves to the end), and variant resolution for one job.
-import type { Env, EnvEntry, HostResult, Job } from './model.js';
-import { HOST_REF } from './host.js';
+import type { Env, EnvEntry, Job } from './model.js';
+import { HOST_REF, type HostCommands } from './host.js';
 import { projectError } from './yaml.js';
-
-type HostOutputs = Readonly<Record<string, HostResult>>;
 
 const VAR_REF = /\$(?:\(HOST:.+?\)|[a-zA-Z_][a-zA-Z0-9_]*|\{[a-zA-Z_][a-zA-Z0-9_]*\})/g;
 
-function hostOutput(host: HostOutputs, ref: string, context: string): string {
-  const cmd = ref.slice('$(HOST:'.length, -1);
-  const r = host[cmd];
-  if (r === undefined) throw projectError(`${ref} in ${context} environment was not evaluated at load time`);
+function hostOutput(host: HostCommands, ref: string, context: string): string {
+  const r = host.result(ref.slice('$(HOST:'.length, -1));
   if (!r.ok) throw projectError(`${ref} in ${context} environment returned error: ${r.error}`);
   return r.output;
 }
 
 /** One level with its `$(HOST:…)` references replaced (spread's evalenv with hostOnly). */
-export function evalHostOnly(env: Env, context: string, host: HostOutputs): Env {
+export function evalHostOnly(env: Env, context: string, host: HostCommands): Env {
   if (!env.some(([, v]) => v.includes('$(HOST:'))) return env;
   return env.map(([k, v]): EnvEntry => [k, v.includes('$(HOST:') ? v.replace(HOST_REF, (ref) => hostOutput(host, ref, context)) : v]);
 }
@@ -26,7 +22,7 @@ export function evalHostOnly(env: Env, context: string, host: HostOutputs): Env 
  * spread's evalenv: levels are cascaded in order; with `hostOnly` false, `$VAR` and
  * `${VAR}` are also replaced by the value cascaded so far (used for username/password).
  */
-export function evalCascade(levels: ReadonlyArray<{ context: string; env: Env }>, host: HostOutputs, hostOnly: boolean): Map<string, string> {
+export function evalCascade(levels: ReadonlyArray<{ context: string; env: Env }>, host: HostCommands, hostOnly: boolean): Map<string, string> {
   const result = new Map<string, string>();
   const re = hostOnly ? HOST_REF : VAR_REF;
   for (const { context, env } of levels) {
@@ -40,7 +36,7 @@ export function evalCascade(levels: ReadonlyArray<{ context: string; env: Env }>
 }
 
 /** Evaluates one value against levels (spread's evalone). */
-export function evalValue(context: string, value: string, levels: ReadonlyArray<{ context: string; env: Env }>, host: HostOutputs, hostOnly: boolean): string {
+export function evalValue(context: string, value: string, levels: ReadonlyArray<{ context: string; env: Env }>, host: HostCommands, hostOnly: boolean): string {
   const key = 'SPREAD_INTERNAL_EVAL';
   return evalCascade([...levels, { context, env: [[key, value]] }], host, hostOnly).get(key) ?? '';
 }

@@ -1,6 +1,6 @@
 // The job matrix (spread-spec §5, §6, §8, §9): suites × tasks × backends × systems ×
-// variants × samples, filtered, manual rule applied, sorted. Pure: no I/O; `$(HOST:…)`
-// outputs were recorded at load.
+// variants × samples, filtered, manual rule applied, sorted. No I/O but the `$(HOST:…)`
+// commands of the environments of the jobs made (host.ts), run as each is first needed.
 import { fieldOrigin, type Backend, type Env, type Job, type Project, type Suite, type System } from './model.js';
 import { evalHostOnly } from './env.js';
 import { compileFilter } from './filter.js';
@@ -30,7 +30,7 @@ function memo<K extends object, K2, V>(): (k: K, k2: K2, make: () => V) => V {
 
 export function expandJobs(project: Project, filters: readonly string[] = [], options: ExpandOptions = {}): Job[] {
   const filter = compileFilter(filters);
-  const host = project.hostOutputs;
+  const host = project.hostCommands;
   const remotePath = resolveRemotePath(project);
   const byName = new Map(project.backends.map((b) => [b.name, b]));
 

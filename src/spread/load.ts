@@ -1,11 +1,12 @@
-// spread.yaml and task.yaml → Project (spread-spec §1–3). All I/O of the model happens
-// here: reading files, listing suite directories, running `$(HOST:…)` commands.
+// spread.yaml and task.yaml → Project (spread-spec §1–3): reading files, listing suite
+// directories. `$(HOST:…)` commands are not run here but as jobs are made (host.ts), as
+// spread does.
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Node } from 'yaml';
-import type { Backend, Project, Suite, Task } from './model.js';
+import type { Project, Suite, Task } from './model.js';
 import { decodeBackends, decodeScripts, decodeTimeouts, optionalStr } from './load-backend.js';
-import { runHostCommands } from './host.js';
+import { HostCommands } from './host.js';
 import { VALID_NAME, VALID_SUITE, VALID_TASK, invalidSystem } from './values.js';
 import { YamlFile, projectError, type Fields } from './yaml.js';
 import { errorMessage } from '../errors.js';
@@ -30,7 +31,7 @@ export function findProject(cwd: string): string {
   throw projectError(`cannot load project file from ${start}: cannot find spread.yaml or .spread.yaml`);
 }
 
-/** Loads the project whose spread.yaml (or .spread.yaml) is in `dir`, running its `$(HOST:…)` commands. */
+/** Loads the project whose spread.yaml (or .spread.yaml) is in `dir`; runs none of its `$(HOST:…)` commands. */
 export async function loadProject(dir: string): Promise<Project> {
   const baseDir = path.resolve(dir);
   const file = projectFileIn(baseDir);
@@ -74,27 +75,7 @@ export async function loadProject(dir: string): Promise<Project> {
     at: y.fieldOrigins(f, ['path', 'backends', 'environment']),
   };
   const ignoredKeys = [y, ...taskFiles].flatMap((file) => file.ignoredKeys());
-  return { ...partial, ignoredKeys, hostOutputs: await runHostCommands(hostValues(partial, backends, suites)) };
-}
-
-/** Every value in which spread evaluates `$(HOST:…)`. */
-function* hostValues(p: Omit<Project, 'hostOutputs' | 'ignoredKeys'>, backends: readonly Backend[], suites: readonly Suite[]): Generator<string> {
-  yield p.remotePath;
-  yield* [...(p.include ?? []), ...p.exclude, ...p.rename];
-  for (const [, v] of p.environment) yield v;
-  for (const b of backends) {
-    yield b.key;
-    for (const [, v] of b.environment) yield v;
-    for (const s of b.systems) {
-      yield s.username;
-      yield s.password;
-      for (const [, v] of s.environment) yield v;
-    }
-  }
-  for (const s of suites) {
-    for (const [, v] of s.environment) yield v;
-    for (const t of s.tasks) for (const [, v] of t.environment) yield v;
-  }
+  return { ...partial, ignoredKeys, hostCommands: new HostCommands() };
 }
 
 /** `taskFiles`: each task file read is added there. */

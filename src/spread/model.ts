@@ -1,5 +1,6 @@
 // The spread project model: plain typed data produced by load.ts and read by expand.ts
 // and the runner. Field meanings follow spread's project.go (see spread-spec.md §2).
+import type { HostCommands } from './host.js';
 
 /** One environment entry; environments are ordered lists of these. */
 export type EnvEntry = readonly [key: string, value: string];
@@ -62,8 +63,8 @@ export interface Project extends LevelScripts, Timeouts {
   readonly include: readonly string[] | undefined;
   readonly exclude: readonly string[];
   readonly rename: readonly string[];
-  /** Output of every `$(HOST:…)` command the project mentions, by command text. */
-  readonly hostOutputs: Readonly<Record<string, HostResult>>;
+  /** Its `$(HOST:…)` commands, each run when first needed (spread's cmdcache). */
+  readonly hostCommands: HostCommands;
   /** Keys of spread.yaml and the task files that fleetcache does not know, each `file:line: …` (a verbose run says them). */
   readonly ignoredKeys: readonly string[];
   readonly origin: Origin;

@@ -21,7 +21,7 @@ export interface ResolvedFields {
 /** The evaluated `path:`; must be absolute and not `/`. */
 export function resolveRemotePath(project: Project): string {
   const penv = [{ context: 'project', env: project.environment }];
-  const value = path.posix.normalize(evalValue('remote project path', project.remotePath, penv, project.hostOutputs, true));
+  const value = path.posix.normalize(evalValue('remote project path', project.remotePath, penv, project.hostCommands, true));
   const clean = value.length > 1 ? value.replace(/\/+$/, '') : value;
   if (!path.posix.isAbsolute(clean) || clean === '/') {
     throw projectError(`remote project path must be absolute and not /: ${clean}`, fieldOrigin(project, 'path'));
@@ -32,7 +32,7 @@ export function resolveRemotePath(project: Project): string {
 const WHOLE_REF = /^\$(?:\(HOST:.+?\)|[a-zA-Z_][a-zA-Z0-9_]*|\{[a-zA-Z_][a-zA-Z0-9_]*\})/;
 
 export function resolveProjectFields(project: Project): ResolvedFields {
-  const host = project.hostOutputs;
+  const host = project.hostCommands;
   const penv = { context: 'project', env: project.environment };
   const keys = new Map<string, string>();
   const usernames = new Map<string, string>();
@@ -64,7 +64,7 @@ export function resolveProjectFields(project: Project): ResolvedFields {
 
 /** The environment of the repack script: project env without suffixed keys, plus SPREAD_BACKENDS. */
 export function repackEnvironment(project: Project, jobs: readonly Job[]): EnvEntry[] {
-  const env = evalCascade([{ context: 'project', env: project.environment }], project.hostOutputs, true);
+  const env = evalCascade([{ context: 'project', env: project.environment }], project.hostCommands, true);
   const entries = [...env].filter(([k]) => !k.includes('/'));
   const backends = [...new Set(jobs.map((j) => j.backend.name))].sort();
   return [...entries.filter(([k]) => k !== 'SPREAD_BACKENDS'), ['SPREAD_BACKENDS', backends.join(' ')]];

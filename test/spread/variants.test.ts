@@ -167,3 +167,43 @@ t.test('a task of no job (samples below 1) has its environment not evaluated, as
   const p = await load(t, { spread: base(), tasks: { 'examples/none': task('a job', `samples: 1\n${failing}`), 'examples/t': task() } });
   t.throws(() => expandJobs(p), { message: '$(HOST:echo bad >&2; exit 3) in examples/none environment returned error: bad' });
 });
+
+t.test('$(HOST:...) commands run only for the jobs spread makes (its Jobs), not at load', async (t) => {
+  const dir = t.testdir();
+  const { existsSync } = await import('node:fs');
+  const touch = (marker: string): string => `environment:\n    M: '$(HOST:touch ${dir}/${marker})'\n`;
+  const indent = (text: string, by: string): string => text.replace(/^/gm, by);
+  const spread = `project: demo
+path: /remote/demo
+backends:
+    lxd:
+        systems:
+            - ubuntu-16.04:
+${indent(touch('system-used'), '                ')}
+            - debian-sid:
+${indent(touch('system-unused'), '                ')}
+suites:
+    examples/:
+        summary: used
+        systems: [ubuntu-16.04]
+${indent(touch('suite-used'), '        ')}
+    idle/:
+        summary: a suite whose only task makes no job
+${indent(touch('suite-unused'), '        ')}
+`;
+  const p = await load(t, {
+    spread,
+    tasks: {
+      'examples/t': task('made', touch('task-made')),
+      'examples/filtered': task('made, then left out by the filter', touch('task-filtered')),
+      'examples/none': task('no sample', `samples: -1\n${touch('task-no-sample')}`),
+      'examples/elsewhere': task('no system of its', `systems: [-ubuntu-16.04]\n${touch('task-no-system')}`),
+      'idle/none': task('no sample', `samples: -1\n${touch('task-idle')}`),
+    },
+  });
+  const made = (): string[] => ['system-used', 'system-unused', 'suite-used', 'suite-unused', 'task-made', 'task-filtered', 'task-no-sample', 'task-no-system', 'task-idle'].filter((m) => existsSync(`${dir}/${m}`));
+  t.same(made(), [], 'loading runs none');
+  t.same(expandJobs(p, ['examples/t']).map((j) => j.name), ['lxd:ubuntu-16.04:examples/t']);
+  // spread evaluates a job's environment before its filter check: a job left out by the filter still runs its commands
+  t.same(made(), ['system-used', 'suite-used', 'task-made', 'task-filtered'], 'only the environments of jobs made');
+});
