@@ -46,7 +46,8 @@ export function staleTestBuild(script) {
   const compiledAt = statSync(stamp).mtimeMs;
   for (const dir of SOURCE_DIRS) {
     for (const file of typescriptFiles(join(repository, dir))) {
-      if (statSync(file).mtimeMs > compiledAt) {
+      // the same time counts too: file times tick coarsely (a few ms), a save just after the stamp may share its time
+      if (statSync(file).mtimeMs >= compiledAt) {
         return `${relative(repository, file)} was saved after ${relative(repository, out)}/ was compiled, which still holds its old code: ${rebuild}`;
       }
     }
