@@ -194,10 +194,13 @@ export class RebootError extends FleetError {
 /** A full disk or quota (or a file over the size limit): the machine's state, not a bug. */
 const NO_ROOM = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
 
-/** Whether `err` is a write refused for lack of room (a full disk, a quota). */
+/**
+ * Whether `err` is a write refused for lack of room (a full disk, a quota): the system's
+ * error, or the 507 noRoomError made of it (a name record's write, names.ts, says so).
+ */
 export function isNoRoom(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && NO_ROOM.has(code);
+  return typeof code === 'string' && (NO_ROOM.has(code) || code === 'FC_ERR_INSUFFICIENT_STORAGE');
 }
 
 /**

@@ -15,9 +15,8 @@ import { DiskBlobStore } from '../../src/store/disk.js';
 import { parseDigestString } from '../../src/store/digest.js';
 import type { NameRecord } from '../../src/store/names.js';
 import { startOrigin, uploadBlob, TEST_TOKEN, type TestOrigin } from '../helpers/origin.js';
-import { fillDisk, mountTmpfs } from '../helpers/tmpfs.js';
-import { buildOrigin } from '../../src/origin/server.js';
-import type { AddressInfo } from 'node:net';
+import { fillDisk } from '../helpers/tmpfs.js';
+import { NEEDS_ROOT, startOriginOnTmpfs } from '../helpers/tmpfs-origin.js';
 import { runManifest } from '../helpers/run-manifest.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -289,16 +288,8 @@ t.test('an asset uploaded to /cas while the prune deletes the blob of those byte
   t.equal(await status(`${origin.url}/cas/sha256/${hex}`), 200);
 });
 
-t.test('a prune on a full disk deletes what is due, and so makes room, though it cannot write down the blobs it frees first', { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
-  const { dir, unmount } = mountTmpfs('4m', 'prune-full');
-  const dataDir = join(dir, 'data');
-  const { app, context } = await buildOrigin({ dataDir, tokens: [TEST_TOKEN], logLevel: false });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  t.teardown(async () => {
-    await app.close();
-    await unmount();
-  });
-  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+t.test('a prune on a full disk deletes what is due, and so makes room, though it cannot write down the blobs it frees first', NEEDS_ROOT, async (t) => {
+  const { url, context, dir } = await startOriginOnTmpfs(t, '4m', 'prune-full');
   for (let i = 0; i < 3; i++) {
     await put(`${url}/artifacts/r/job/f${i}`, Buffer.from(`artifact ${i}`));
     await backdate({ context } as TestOrigin, ['artifacts', 'r', 'job', `f${i}`], Date.now() - 40 * DAY);

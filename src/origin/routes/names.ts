@@ -128,6 +128,16 @@ async function takeFromRunBudget(ctx: OriginContext, request: FastifyRequest, ru
   return { maxSize: size, end: await ctx.runBudget.reserve(run, size) };
 }
 
+/**
+ * Records that no name points at the blob `blob` any more (or ever will), for the next prune
+ * to free (context.ts replacedRecord). Not recorded (a full disk), it only stays on disk:
+ * said, not failed, as the request's own outcome stands.
+ */
+async function recordUnnamed(ctx: OriginContext, request: FastifyRequest, blob: { digest: string; size: number }, problem: string): Promise<void> {
+  await ctx.names.put<ReplacedRecord>(replacedRecord(blob.digest), { size: blob.size, at: Date.now() })
+    .catch((err: unknown) => request.log.warn({ err, digest: blob.digest }, `${problem}; retention will not free it`));
+}
+
 async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string, plainSize?: number) {
   let grant: Grant = { scope: 'write' };
   if (segments[0] === 'artifacts') grant = ctx.auth.requireArtifacts(request, segments[1]);
@@ -142,11 +152,14 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   const budget = grant.scope === 'run' ? await takeFromRunBudget(ctx, request, grant.run) : undefined;
   let release = (): void => undefined;
   let stored = false;
+  /** The blob this upload stored anew (not found stored already): no one else accounts for it. */
+  let storedNew: { digest: string; size: number } | undefined;
   const { record, created, previous } = await conditionalPut<NameRecord>(ctx, request, segments, blobNameEtag, async () => {
     const result = await ctx.store.put(request.raw, { maxSize: budget?.maxSize ?? ctx.maxBlobSize, ...(expected ? { expected } : {}) });
     stored = true;
     // held from the moment it is stored until the name points at it (references.ts)
     const digest = formatDigest(result.digest);
+    if (result.created) storedNew = { digest, size: result.size };
     release = ctx.references.hold([digest]);
     await ctx.references.confirm(ctx.store, [digest]);
     ctx.ledger.bytesIn(kind, result.size);
@@ -154,17 +167,23 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     const contentDisposition = request.headers['content-disposition'];
     return { digest, size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}), ...(contentDisposition ? { contentDisposition } : {}), ...(plainSize === undefined ? {} : { plainSize }) };
   })
+    .catch(async (err: unknown) => {
+      // Stored and then not named (a 412 once another PUT changed the name, a 507 for its
+      // record): no name will ever free the blob, the next prune does (retention.ts), unless
+      // something names it by then. Bytes found stored already are someone else's to free.
+      if (storedNew) await recordUnnamed(ctx, request, storedNew, 'cannot record a blob stored for a name not written');
+      throw err;
+    })
     .finally(() => {
       release();
-      // A blob stored and then not named (a 412 once another PUT changed the name) stays on
-      // disk, unreferenced: its bytes stay counted, or a run token could store without end.
+      // A blob stored and then not named stays counted: it was on disk, or a run token
+      // could store without end.
       budget?.end(stored);
     });
   // The blob the name pointed at before, which no expiring name will free any more: the next
-  // prune does (retention.ts). Not recorded, it only stays on disk: the upload succeeded.
+  // prune does (retention.ts).
   if (previous && previous.digest !== record.digest) {
-    await ctx.names.put<ReplacedRecord>(replacedRecord(previous.digest), { size: previous.size, at: Date.now() })
-      .catch((err: unknown) => request.log.warn({ err, digest: previous.digest }, 'cannot record the blob a name no longer points at; retention will not free it'));
+    await recordUnnamed(ctx, request, previous, 'cannot record the blob a name no longer points at');
   }
   // The ETag of the new representation lets a cache keep what it forwarded (RFC 9110 §9.3.4).
   // The headers its GETs get: a cache that keeps what it forwarded serves them too (cache/put.ts).
