@@ -4,7 +4,8 @@
 // ends, renamed or not, and if a signal (Ctrl-C, SIGTERM) ends the process first; not at a
 // signal the process handles itself (a runner's first Ctrl-C stops the run, and the
 // artifacts being fetched still land), but at an exit before the work ends (the runner's
-// second Ctrl-C exits at once: process.exit runs no finally). One that a process killed
+// second Ctrl-C exits at once: process.exit runs no finally) or at a later signal that
+// ends it (a SIGHUP, the terminal closed). One that a process killed
 // outright (SIGKILL, OOM) left is removed by the next download into its directory
 // (removeAbandonedPartials): repeated kills must not fill a user's directory with them.
 // Used by `artifacts get` and `assets fetch` (its destination and its cache folder).

@@ -112,11 +112,13 @@ t.test('a signal the process handles itself (a runner stops its run) leaves the 
   t.same(readdirSync(dir), ['artifact.txt'], 'its file landed, and no partial file is left');
 });
 
-t.test("a runner's second Ctrl-C, which exits at once, leaves no partial file of a download still running", async (t) => {
-  const dir = t.testdir();
-  // the runner's own interrupt handling (run/interrupt.ts): the first Ctrl-C stops the run and
-  // leaves the download running, the second exits (process.exit) while it still writes
-  const { child, exited, stderr } = await writingScript(t, `
+/**
+ * A runner (its own interrupt handling: run/interrupt.ts) whose download into `dir` never
+ * ends, after its first Ctrl-C: the run stopped, the download still running, writing its
+ * partial file.
+ */
+async function runnerStoppedMidDownload(t: Test, dir: string) {
+  const running = await writingScript(t, `
     import { writeFileSync } from 'node:fs';
     import { withPartialFile } from './src/partial-file.ts';
     import { RunInterrupt } from './src/run/interrupt.ts';
@@ -128,11 +130,27 @@ t.test("a runner's second Ctrl-C, which exits at once, leaves no partial file of
     });
   `);
   t.equal(readdirSync(dir).filter(isPartial).length, 1, 'the download is writing its partial file');
-  process.kill(child.pid!, 'SIGINT');
-  await eventually('the runner took the first Ctrl-C', () => stderr().includes('Received SIGINT, stopping'), 10_000);
+  process.kill(running.child.pid!, 'SIGINT');
+  await eventually('the runner took the first Ctrl-C', () => running.stderr().includes('Received SIGINT, stopping'), 10_000);
   t.equal(readdirSync(dir).filter(isPartial).length, 1, 'the first Ctrl-C leaves the download running');
+  return running;
+}
+
+t.test("a runner's second Ctrl-C, which exits at once, leaves no partial file of a download still running", async (t) => {
+  const dir = t.testdir();
+  const { child, exited, stderr } = await runnerStoppedMidDownload(t, dir);
   process.kill(child.pid!, 'SIGINT');
   t.equal(await exited, 128 + constants.signals.SIGINT, `it exits at the second (${stderr().trim()})`);
+  t.same(readdirSync(dir), [], 'no partial file is left');
+});
+
+t.test('a SIGHUP that ends a runner after its first Ctrl-C (the terminal closed) leaves no partial file of a download still running', async (t) => {
+  const dir = t.testdir();
+  // the runner takes SIGINT and SIGTERM, not SIGHUP: it ends the process as the signal does
+  const { child, exited, stderr } = await runnerStoppedMidDownload(t, dir);
+  process.kill(child.pid!, 'SIGHUP');
+  t.equal(await exited, null, `it ends by a signal (${stderr().trim()})`);
+  t.equal(child.signalCode, 'SIGHUP', 'by the SIGHUP');
   t.same(readdirSync(dir), [], 'no partial file is left');
 });
 

@@ -3,6 +3,7 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
+import { refuseQueryOrFragment } from '../config/units.js';
 import { errorMessage, failedRequest, FleetError, NotFoundError, UpstreamError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 import { cacheSpeedFloor, uploadWithSpeedFloor, withSpeedFloor, type SpeedFloor } from './speed-floor.js';
@@ -247,7 +248,12 @@ export async function httpPut<T = unknown>(url: string, body: Readable | string 
   return failure(url, 'PUT', res);
 }
 
-/** Joins a base URL ("http://h:p" or with a path prefix) and an absolute namespace path. */
+/**
+ * Joins a base URL ("http://h:p" or with a path prefix) and an absolute namespace path. A
+ * base with a query or fragment is refused (FC_ERR_USAGE): the path would land inside it,
+ * and the query (a token) be printed with each failed request.
+ */
 export function joinUrl(base: string, path: string): string {
+  refuseQueryOrFragment(base);
   return base.replace(/\/+$/, '') + path;
 }

@@ -141,8 +141,27 @@ export function parseHttpUrl(text: string): URL {
  */
 export function parseBaseUrl(text: string): URL {
   const url = parseHttpUrl(text);
-  if (/[?#]/.test(text)) throw new FleetError('FC_ERR_USAGE', `the URL of ${url.origin}${url.pathname} has a query or fragment, which no request to it would carry (give its path only)`);
+  refuseQueryOrFragment(text);
   return url;
+}
+
+/**
+ * Refuses a base URL with a query or fragment (see parseBaseUrl), naming neither; no parse,
+ * a scan of the text: joinUrl checks every base it is given, per request.
+ */
+export function refuseQueryOrFragment(text: string): void {
+  const end = text.search(/[?#]/);
+  if (end !== -1) throw new FleetError('FC_ERR_USAGE', `the URL of ${withoutCredentials(text.slice(0, end))} has a query or fragment, which no request to it would carry (give its path only)`);
+}
+
+/** A URL (one that may not parse) as a message names it: its origin and path, not its user name or password. */
+function withoutCredentials(text: string): string {
+  try {
+    const url = new URL(text);
+    return `${url.origin}${url.pathname}`;
+  } catch {
+    return redactMalformedUrl(text);
+  }
 }
 
 export function formatBytes(n: number): string {

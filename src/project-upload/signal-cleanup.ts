@@ -12,6 +12,9 @@ function onSignal(signal: NodeJS.Signals): void {
   // whether the signal ends the process (below), or a handler of its own decides (a runner's stops the run)
   const ending = process.listeners(signal).every((listener) => listener === onSignal);
   for (const cleanup of cleanups) cleanup(signal, ending);
+  // the process goes on, and so does the work: its cleanups stay for a signal that then ends
+  // it (a SIGHUP, the terminal closed, after a runner's first Ctrl-C)
+  if (!ending) return;
   cleanups.clear();
   for (const s of SIGNALS) process.off(s, onSignal);
   // nobody else handles it: end the process as the signal would have; otherwise the other
@@ -20,8 +23,8 @@ function onSignal(signal: NodeJS.Signals): void {
 }
 
 /**
- * Runs `cleanup` (synchronous) at the first signal: `ending` says whether it ends the process
- * (no other handler of it). Call the result once it is no longer needed.
+ * Runs `cleanup` (synchronous) at each signal up to the first that ends the process (no
+ * other handler of it), which `ending` says. Call the result once it is no longer needed.
  */
 export function atSignal(cleanup: (signal: NodeJS.Signals, ending: boolean) => void): () => void {
   if (cleanups.size === 0) for (const s of SIGNALS) process.prependListener(s, onSignal);

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { createServer } from 'node:http';
-import { cacheLimits, httpGet, httpGetJson, httpHead, httpPut, MAX_JSON_BYTES } from '../../src/client/http.js';
+import { cacheLimits, httpGet, httpGetJson, httpHead, httpPut, joinUrl, MAX_JSON_BYTES } from '../../src/client/http.js';
 import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 /** The catalogued error each answer becomes (src/client/http.ts), and the server's error body. */
@@ -77,6 +77,15 @@ t.test('credentials in a URL never appear in an error message', async (t) => {
   const withSecret = url.replace('http://', 'http://user:s3cret@');
   await t.rejects(httpGet(`${withSecret}/502`), { message: `GET ${url.replace('http://', 'http://***:***@')}/502: HTTP 502: the upstream broke the connection` }, 'an error answer');
   await t.rejects(httpGet('http://user:s3cret@127.0.0.1:1/x'), { message: /^GET http:\/\/\*\*\*:\*\*\*@127\.0\.0\.1:1\/x: / }, 'a connection that failed');
+});
+
+t.test('joinUrl refuses a base URL with a query or fragment, naming neither: every path joined would land inside it', async (t) => {
+  const url = await answering(t);
+  t.same(await httpGetJson(joinUrl(`${url}/`, '/200')), { ok: true }, 'a base URL, with or without its trailing slash, gets the path');
+  for (const [base, secret] of [[`${url}/prefix?token=s3cret`, 's3cret'], [`${url}/prefix#s3cret`, 's3cret'], [`${url}?a=b#frag`, 'a=b']] as const) {
+    t.throws(() => joinUrl(base, '/200'), { code: 'FC_ERR_USAGE', message: /has a query or fragment/ }, base);
+    t.notMatch(t.throws(() => joinUrl(base, '/200')), { message: secret }, `${base}: not named`);
+  }
 });
 
 t.test('an https:// URL for a plain HTTP server says so, not only in OpenSSL\'s words', async (t) => {
