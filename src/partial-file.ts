@@ -10,20 +10,12 @@
 // (removeAbandonedPartials): repeated kills must not fill a user's directory with them.
 // Used by `artifacts get` and `assets fetch` (its destination and its cache folder).
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { removeLeftoversOfDeadPids } from './pid-alive.js';
-import { atSignal } from './project-upload/signal-cleanup.js';
+import { removeIfProcessEnds } from './project-upload/signal-cleanup.js';
 
 const PARTIAL = /^\..*\.(\d+)-[0-9a-f]{12}\.fleetcache-part$/s;
-
-/** The partial files being written, removed by one 'exit' listener if the process exits first. */
-const writing = new Set<string>();
-
-function removeWriting(): void {
-  for (const partial of writing) rmSync(partial, { force: true });
-}
 
 /**
  * Runs `write(partial)` with a new partial file's path in `dir` (not created: `write` does,
@@ -33,18 +25,12 @@ function removeWriting(): void {
  */
 export async function withPartialFile<T>(dir: string, label: string, write: (partial: string) => Promise<T>): Promise<T> {
   const partial = join(dir, `.${Array.from(label).slice(0, 32).join('')}.${process.pid}-${randomBytes(6).toString('hex')}.fleetcache-part`);
-  const forget = atSignal((_signal, ending) => {
-    if (ending) rmSync(partial, { force: true });
-  });
-  if (writing.size === 0) process.on('exit', removeWriting);
-  writing.add(partial);
+  const forget = removeIfProcessEnds(partial);
   try {
     return await write(partial);
   } finally {
     await rm(partial, { force: true }).catch(() => undefined);
     forget();
-    writing.delete(partial);
-    if (writing.size === 0) process.off('exit', removeWriting);
   }
 }
 

@@ -14,7 +14,8 @@ import { fetchAssets } from '../src/assets/fetch.js';
 import { formatManifest } from '../src/assets/manifest.js';
 import { BlobServer, sha512 } from './assets/helpers.js';
 import { startOrigin } from './helpers/origin.js';
-import { cliArgs, REPO_ROOT, stopWithTest } from './helpers/processes.js';
+import { cliArgs, stopWithTest } from './helpers/processes.js';
+import { startScript } from './helpers/script-child.js';
 import { eventually } from './helpers/wait.js';
 import { STALLED_SIZE, stallingOrigin } from './project-upload/stalling-origin.js';
 
@@ -75,25 +76,11 @@ for (const [name, download] of Object.entries(DOWNLOADS)) {
   }
 }
 
-/**
- * Runs `script` (an ES module, from the repository root) in a child that prints a line once
- * its partial file is written; resolves with it, its stderr so far and its exit code to come.
- */
-async function writingScript(t: Test, script: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  stopWithTest(t, child, 'SIGKILL');
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
-  return { child, exited, stderr: () => stderr };
-}
-
 t.test('a signal the process handles itself (a runner stops its run) leaves the partial file to the download, which still lands', async (t) => {
   const dir = t.testdir();
   const final = join(dir, 'artifact.txt');
   // the download waits for the signal, then finishes: a runner's fetch still running at its first Ctrl-C
-  const { child, exited, stderr } = await writingScript(t, `
+  const { child, exited, stderr } = await startScript(t, `
     import { renameSync, writeFileSync } from 'node:fs';
     import { withPartialFile } from './src/partial-file.ts';
     process.on('SIGINT', () => {}); // the process's own handling: it does not end by the signal
@@ -118,7 +105,7 @@ t.test('a signal the process handles itself (a runner stops its run) leaves the 
  * partial file.
  */
 async function runnerStoppedMidDownload(t: Test, dir: string) {
-  const running = await writingScript(t, `
+  const running = await startScript(t, `
     import { writeFileSync } from 'node:fs';
     import { withPartialFile } from './src/partial-file.ts';
     import { RunInterrupt } from './src/run/interrupt.ts';

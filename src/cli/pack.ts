@@ -7,7 +7,7 @@ import { DEFAULT_DATA_DIR, runnerState } from '../run/state-dir.js';
 import { sha256File } from '../store/hashing.js';
 import { requireInput, requireOutput } from '../path-checks.js';
 import { tempNameFor, writeAtomically } from '../project-upload/atomic-file.js';
-import { removeOnSignal } from '../project-upload/signal-cleanup.js';
+import { removeIfProcessEnds } from '../project-upload/signal-cleanup.js';
 import { repeatable } from './repeatable.js';
 
 export interface RuleFlags {
@@ -55,7 +55,7 @@ export function registerPack(program: Command): void {
       }
       const repack = flags.repack;
       const packFile = tempNameFor(`${flags.output}.packed`);
-      const forget = removeOnSignal(packFile);
+      const forget = removeIfProcessEnds(packFile);
       try {
         const packed = await packToFile(dir, packFile, rulesFrom(flags, dir), undefined, [out, flags.output]);
         await runRepack(repack, packFile, out, { cwd: dir });

@@ -1,11 +1,12 @@
 // Files that appear whole or not at all: written under a unique temporary name beside the
 // final one (same directory, so the rename is atomic), flushed to disk, renamed on success,
-// removed on failure and when a signal ends the process. Concurrent writers of the same
-// content each rename their own whole copy.
+// removed on failure and when a signal or an exit ends the process first (not at a signal
+// the process handles and goes on: after a runner's first Ctrl-C the write still lands).
+// Concurrent writers of the same content each rename their own whole copy.
 import { randomBytes } from 'node:crypto';
 import { realpath, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { removeOnSignal } from './signal-cleanup.js';
+import { removeIfProcessEnds } from './signal-cleanup.js';
 import { fsyncFile } from '../store/durable.js';
 
 /** A fresh name beside `final` for its content in progress. */
@@ -24,7 +25,7 @@ export async function writeAtomically<T>(given: string, write: (tmp: string) => 
   if (existing && !existing.isFile()) return write(given);
   const final = existing ? await realpath(given) : given;
   const tmp = tempNameFor(final);
-  const forget = removeOnSignal(tmp);
+  const forget = removeIfProcessEnds(tmp);
   try {
     const result = await write(tmp);
     // the data before the name: after a power loss the final name is whole or absent, never empty

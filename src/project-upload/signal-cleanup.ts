@@ -1,8 +1,9 @@
 // What must happen when SIGINT/SIGTERM/SIGHUP ends the process, which would otherwise end it
 // without running any finally: the work directories of push and pull, and the partial
-// files written beside their final names (a base in the base cache, an -o output), are
-// removed; a repack script, in its own process group, gets the signal too. One handler does
-// it all at once; each `finally` that would have done it runs too late.
+// files written beside their final names (a base in the base cache, an -o output, a
+// runner's report, a download), are removed (also at an exit before their work ends); a
+// repack script, in its own process group, gets the signal too. One handler does it all at
+// once; each `finally` that would have done it runs too late.
 import { rmSync } from 'node:fs';
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -35,7 +36,37 @@ export function atSignal(cleanup: (signal: NodeJS.Signals, ending: boolean) => v
   };
 }
 
-/** Removes `path` (a file or a tree) if a signal ends the process; call the result once it is dealt with. */
-export function removeOnSignal(path: string): () => void {
-  return atSignal(() => rmSync(path, { recursive: true, force: true }));
+/** The paths still being written, removed by one 'exit' listener if the process exits first. */
+const removedAtExit = new Set<string>();
+
+/** Best effort: the process is ending, and one path it cannot remove (another user's) must not stop the others. */
+function remove(path: string): void {
+  try {
+    rmSync(path, { recursive: true, force: true });
+  } catch {
+    // left behind, as a process killed outright leaves it
+  }
+}
+
+function removeAll(): void {
+  for (const path of removedAtExit) remove(path);
+}
+
+/**
+ * Removes `path` (a file or a tree) if the process ends before its work does: by a signal
+ * that ends it, or by an exit (a runner's second Ctrl-C calls process.exit, which runs no
+ * finally). Not at a signal the process handles and goes on (a runner's first Ctrl-C stops
+ * the run): the work still writing it goes on too. Call the result once it is dealt with.
+ */
+export function removeIfProcessEnds(path: string): () => void {
+  const forget = atSignal((_signal, ending) => {
+    if (ending) remove(path);
+  });
+  if (removedAtExit.size === 0) process.on('exit', removeAll);
+  removedAtExit.add(path);
+  return () => {
+    forget();
+    removedAtExit.delete(path);
+    if (removedAtExit.size === 0) process.off('exit', removeAll);
+  };
 }

@@ -1,13 +1,13 @@
 // A working directory under TMPDIR for one push or pull, removed when the work ends: on
-// success, on failure, and on SIGINT/SIGTERM (which would otherwise end the process
-// without running any finally and leave a base tar of hundreds of MB behind). A process
+// success, on failure, and on a signal or an exit that ends the process first (which would
+// otherwise run no finally and leave a base tar of hundreds of MB behind). A process
 // killed outright (SIGKILL, OOM) runs none of that: its directory names its PID, and the
 // next push or pull removes those whose process is gone.
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isAlive } from '../pid-alive.js';
-import { removeOnSignal } from './signal-cleanup.js';
+import { removeIfProcessEnds } from './signal-cleanup.js';
 
 /**
  * Left alone while younger than this, its process gone or not: a PID from another PID
@@ -19,7 +19,7 @@ const ABANDONED_AFTER_MS = 60 * 60 * 1000;
 export async function withTempDir<T>(prefix: string, work: (dir: string) => Promise<T>): Promise<T> {
   await removeAbandoned(prefix);
   const dir = await mkdtemp(join(tmpdir(), `${prefix}${process.pid}-`));
-  const forget = removeOnSignal(dir);
+  const forget = removeIfProcessEnds(dir);
   try {
     return await work(dir);
   } finally {
