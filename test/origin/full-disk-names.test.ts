@@ -4,24 +4,15 @@
 import t from 'tap';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
-import { buildOrigin } from '../../src/origin/server.js';
 import { TEST_TOKEN } from '../helpers/origin.js';
-import { fillDisk, mountTmpfs } from '../helpers/tmpfs.js';
+import { fillDisk } from '../helpers/tmpfs.js';
+import { NEEDS_ROOT, startOriginOnTmpfs } from '../helpers/tmpfs-origin.js';
 
 const AUTH = { authorization: `Bearer ${TEST_TOKEN}` };
 
-t.test('a name written again, or anew, on a full disk: 507, the old record served whole, no temp file; once room is made it is written', { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
-  const { dir, unmount } = mountTmpfs('4m', 'names-full');
-  const dataDir = join(dir, 'data');
-  const { app } = await buildOrigin({ dataDir, tokens: [TEST_TOKEN], logLevel: false });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  t.teardown(async () => {
-    await app.close();
-    await unmount();
-  });
-  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+t.test('a name written again, or anew, on a full disk: 507, the old record served whole, no temp file; once room is made it is written', NEEDS_ROOT, async (t) => {
+  const { dir, dataDir, url } = await startOriginOnTmpfs(t, '4m', 'names-full');
   const send = async (method: 'PUT' | 'GET', path: string, body?: Buffer): Promise<{ status: number; body: Buffer }> => {
     const res = await request(url + path, { method, headers: AUTH, ...(body ? { body } : {}) });
     return { status: res.statusCode, body: Buffer.from(await res.body.arrayBuffer()) };
