@@ -105,11 +105,15 @@ export async function downloadArtifacts(from: string, ref: ArtifactRef, dir: str
   // (DIR/job/sub -> /elsewhere) must not see directories made behind it.
   for (const { entry, parts } of wanted) await walk(entry.path, parts, false);
   const out: DownloadedArtifact[] = [];
+  const swept = new Set<string>(); // each directory's leftovers looked for once, not once per file in it
   for (const { entry, parts } of wanted) {
     const target = join(realDir, ...parts);
     if (!isInside(realDir, target)) throw new FleetError('FC_ERR_BAD_NAME', `artifact path "${entry.path}" escapes ${dir}`);
     await walk(entry.path, parts, true); // again, creating: the tree may have changed while downloading
-    removeAbandonedPartials(dirname(target));
+    if (!swept.has(dirname(target))) {
+      swept.add(dirname(target));
+      removeAbandonedPartials(dirname(target));
+    }
     await downloadOne(artifactUrl(from, ref.run, ref.job, entry.path), entry, target, http);
     out.push({ path: entry.path, size: entry.size, file: target });
   }
