@@ -315,7 +315,7 @@ class RecordFetch {
         failures.push(fe);
         this.result.failedUrls.push({ url: redactUrl(base), code: fe.code });
         // A failure of the request asked names its URL already: once (a redirect's target's names another)
-        this.result.warnings.push(fe.request?.url === failedRequest('GET', url).url ? fe.message : `${redactUrl(url)}: ${fe.message}`);
+        this.result.warnings.push(fe.request?.url === redactUrlAndQuery(url) ? fe.message : `${redactUrl(url)}: ${fe.message}`);
       }
     }
     // The most telling failure decides the code: bad content, then auth, then the rest.

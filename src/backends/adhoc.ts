@@ -207,9 +207,10 @@ class AdhocProvider implements Provider {
     const kept = this.#kept.get(endpoint);
     // held from now: an allocation while it connects is refused too
     this.#kept.delete(endpoint);
-    this.#live.set(endpoint, `${this.name}:${system.name}`);
+    const label = `${this.name}:${system.name}`;
+    this.#live.set(endpoint, label);
     try {
-      await this.#sweepLeft(endpoint, `${this.name}:${system.name}`, REUSED_RETRIES, signal);
+      await this.#sweepLeft(endpoint, label, REUSED_RETRIES, signal);
       const machine = await this.#connect(record.address, { ...system, username: record.username ?? system.username, password: record.password ?? system.password }, REUSED_RETRIES, signal);
       await machine.stopLeftOnRecord(record);
       return machine;
