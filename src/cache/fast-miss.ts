@@ -28,8 +28,7 @@ import { errorAnswer, isServerFault, requestError } from '../http/errors.js';
  * refuses the fill.
  */
 export function leadMiss(ctx: CacheContext, req: IncomingMessage, res: ServerResponse, get: PlainBlobGet, toRoutes: () => void): boolean {
-  const id = requestIdOf(req); // a miss's, sent upstream: its error answer and log line say it too
-  return lead(ctx, get, flightKey(get.id, req), forwardHeaders({ headers: req.headers, id }), req, (outcome, led) => answerOutcome(ctx, req, res, get, led, outcome, toRoutes, id));
+  return lead(ctx, get, flightKey(get.id, req), () => requestIdOf(req), (id) => forwardHeaders({ headers: req.headers, id }), req, (outcome, led, id) => answerOutcome(ctx, req, res, get, led, outcome, toRoutes, id));
 }
 
 /**
@@ -43,8 +42,7 @@ export function leadEarlyMiss(ctx: CacheContext, { target, authorization, reques
   const get = blobGetAt(target, ctx.store);
   if (!get) return false;
   const asked = { headers: { authorization } };
-  const id = requestIdFrom(requestId);
-  return lead(ctx, get, flightKey(get.id, asked), forwardHeaders({ ...asked, id }), { method: 'GET', url: target }, (outcome, led) => {
+  return lead(ctx, get, flightKey(get.id, asked), () => requestIdFrom(requestId), (id) => forwardHeaders({ ...asked, id }), { method: 'GET', url: target }, (outcome, led, id) => {
     if (!outcome.error && outcome.body && outcome.head.status === 200) {
       const head = okHead(missHeaders(outcome.head, outcome.body.length));
       if (head !== null) {
@@ -58,15 +56,21 @@ export function leadEarlyMiss(ctx: CacheContext, { target, authorization, reques
   });
 }
 
-/** Leads the fill of `get` under `key` when no process has it or fills it; false when it takes nothing. */
-function lead(ctx: CacheContext, get: PlainBlobGet, key: string, forward: HeaderMap, leaderRequest: LeaderRequest, told: (outcome: FillOutcome, fill: Fill) => void): boolean {
+/**
+ * Leads the fill of `get` under `key` when no process has it or fills it; false when it takes
+ * nothing. Only a request it leads takes an id (`newId`, a miss's, sent upstream with the
+ * headers `forwardWith` makes, and said by its error answer and log line): a hit, a fill to
+ * join or another worker's copy goes on to the routes, which give it its id.
+ */
+function lead(ctx: CacheContext, get: PlainBlobGet, key: string, newId: () => string, forwardWith: (id: string) => HeaderMap, leaderRequest: LeaderRequest, told: (outcome: FillOutcome, fill: Fill, id: string) => void): boolean {
   if (ctx.store.has(get.id) || ctx.fills.get(key) || ctx.store.isFull()) return false;
   // A copy another worker stored: the claim under the blob's own name finds it (and the
   // routes serve it); another claim needs a look first.
   if (!ctx.store.claimsInPlace(get.id, key) && ctx.store.storedElsewhere(get.id)) return false;
+  const id = newId();
   let fill: Fill | undefined;
   try {
-    fill = ctx.fills.lead(key, immutableFill(ctx, originSource(ctx, get.kind, get.digest), get.digest, forward), { leader: told, leaderRequest });
+    fill = ctx.fills.lead(key, immutableFill(ctx, originSource(ctx, get.kind, get.digest), get.digest, forwardWith(id)), { leader: (outcome, led) => told(outcome, led, id), leaderRequest });
   } catch {
     return false; // the disk refuses: the routes pass it through
   }
