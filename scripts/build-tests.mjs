@@ -12,7 +12,8 @@
 // to the .ts files.
 //
 // `npx tap test/x.test.ts` still runs one file from source (test/helpers/preload.mjs). A
-// compiled test refuses to run when a source is newer than this build
+// compiled test refuses to run when a source, or an input of the build (this file,
+// scripts/test-build-stamp.mjs, tsconfig.json), is newer than this build
 // (scripts/test-build-stamp.mjs, checked by test/helpers/preload.mjs).
 import { mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';

@@ -1,15 +1,19 @@
 // Whether the compiled tests (.test-build/, scripts/build-tests.mjs) are current. The tree
 // is compiled file by file from src/ and test/; a .ts file saved after that (an edit without
 // rerunning build-tests) leaves old code in it, and a test run there, a mutation check
-// above all, would silently check the old code. build-tests creates a stamp before it reads
-// a source and names it once the build succeeded: a source newer than the stamp, or no
-// stamp (a build that failed, or one from before the stamp), means the tree is stale.
+// above all, would silently check the old code; so does a tree built by an older version of
+// the build (its script, this file, or tsconfig.json, which esbuild reads for each file).
+// build-tests creates a stamp before it reads a source and names it once the build
+// succeeded: a source or build input newer than the stamp, or no stamp (a build that
+// failed, or one from before the stamp), means the tree is stale.
 import { existsSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 
 const STAMP = 'compiled-sources-at';
 const BUILDING = `${STAMP}.building`;
 const SOURCE_DIRS = ['src', 'test'];
+/** What makes the compiled tree besides the sources, relative to the repository. */
+const BUILD_INPUTS = ['scripts/build-tests.mjs', 'scripts/test-build-stamp.mjs', 'tsconfig.json'];
 
 /** The .ts files (not declarations) under `dir`: what build-tests compiles. */
 export function typescriptFiles(dir) {
@@ -30,8 +34,9 @@ export function finishStamp(out) {
 
 /**
  * Why the compiled tree holding `script` (<repository>/.test-build/...) is stale, saying to
- * rerun build-tests: a .ts file of the repository's src/ or test/ is newer than the tree, or
- * the tree has no stamp. undefined when it is current, or `script` is not in such a tree.
+ * rerun build-tests: a .ts file of the repository's src/ or test/, or one of the build's
+ * inputs, is newer than the tree, or the tree has no stamp. undefined when it is current,
+ * or `script` is not in such a tree.
  */
 export function staleTestBuild(script) {
   let out = dirname(script);
@@ -44,13 +49,14 @@ export function staleTestBuild(script) {
   const stamp = join(out, STAMP);
   if (!existsSync(stamp)) return `${out} has no ${STAMP} stamp (its build failed or predates the stamp): ${rebuild}`;
   const compiledAt = statSync(stamp).mtimeMs;
+  // the same time counts too: file times tick coarsely (a few ms), a save just after the stamp may share its time
+  const savedSince = (file) => statSync(file).mtimeMs >= compiledAt;
+  const compiled = relative(repository, out);
   for (const dir of SOURCE_DIRS) {
-    for (const file of typescriptFiles(join(repository, dir))) {
-      // the same time counts too: file times tick coarsely (a few ms), a save just after the stamp may share its time
-      if (statSync(file).mtimeMs >= compiledAt) {
-        return `${relative(repository, file)} was saved after ${relative(repository, out)}/ was compiled, which still holds its old code: ${rebuild}`;
-      }
-    }
+    const source = typescriptFiles(join(repository, dir)).find(savedSince);
+    if (source !== undefined) return `${relative(repository, source)} was saved after ${compiled}/ was compiled, which still holds its old code: ${rebuild}`;
   }
+  const input = BUILD_INPUTS.map((name) => join(repository, name)).find((file) => existsSync(file) && savedSince(file));
+  if (input !== undefined) return `${relative(repository, input)} was saved after ${compiled}/ was compiled, by the build's old version: ${rebuild}`;
   return undefined;
 }

@@ -405,10 +405,10 @@ export class DiskStore {
    * unlinked after an eviction are skipped. `deadOrigin`: the dead worker's temp-name prefix;
    * its temp files are removed in the same walk of the shards.
    */
-  async adoptUnreported(deadOrigin?: string): Promise<number> {
+  async adoptUnreported(deadOrigin: string): Promise<number> {
     const names = async (rel: string): Promise<string[]> => readdir(path.join(this.dir, rel)).catch(() => []);
     // a dead worker's temp files (see useTempOrigin), in tmp/ and beside their final names
-    const isDeadTemp = (n: string): boolean => deadOrigin !== undefined && (n.startsWith(`${deadOrigin}-`) || n.startsWith(`${TEMP_PREFIX}${deadOrigin}-`));
+    const isDeadTemp = (n: string): boolean => n.startsWith(`${deadOrigin}-`) || n.startsWith(`${TEMP_PREFIX}${deadOrigin}-`);
     for (const n of await names('tmp')) if (isDeadTemp(n)) await rm(path.join(this.dir, 'tmp', n), { force: true });
     /** A dead worker's temp file in a shard; one linked to a claim (FillClaim.owner) takes the claim with it, if still the same file. */
     const removeDeadTemp = async (shard: string, n: string): Promise<void> => {

@@ -97,7 +97,10 @@ t.test('QuickSizeCounter after destroy(): a write or an end, or one pending then
   const pendingWrite = new QuickSizeCounter('brotli', input.length);
   const writes = [pendingWrite.write(input), pendingWrite.write(input)].map(within5s);
   pendingWrite.destroy();
-  await writes[0]!.catch((err: { code?: string }) => t.equal(err.code, 'FC_ERR_INTERNAL', 'the first, if refused, refused clearly'));
+  // Whether the compressor took the first in before destroy() depends on timing: one
+  // assertion either way (one only when refused made the file's count vary between runs).
+  const first = await writes[0]!.then(() => 'taken in', (err: { code?: string }) => `refused with ${err.code}`);
+  t.match(first, /^(taken in|refused with FC_ERR_INTERNAL)$/, 'the first taken in, or refused clearly');
   await t.rejects(writes[1]!, givenUp, 'brotli: a write pending then');
 });
 

@@ -1,7 +1,7 @@
 // A compiled test (under .test-build/, scripts/build-tests.mjs) is refused by
-// test/helpers/preload.mjs when a .ts file of src/ or test/ was saved after the tree was
-// compiled: it would check the old code. Run as tap runs a test file, on a repository of a
-// test directory.
+// test/helpers/preload.mjs when a .ts file of src/ or test/, or one of the build's own
+// inputs, was saved after the tree was compiled: it would check the old code. Run as tap
+// runs a test file, on a repository of a test directory.
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,11 +12,14 @@ import { REPO_ROOT } from '../helpers/processes.js';
 const PRELOAD = `${REPO_ROOT}test/helpers/preload.mjs`;
 const STAMP_MODULE = pathToFileURL(`${REPO_ROOT}scripts/test-build-stamp.mjs`).href;
 
-/** A repository with a source in src/ and test/, both saved a minute ago, and a compiled test that prints "ran". */
+/** What build-tests' output depends on besides the sources: its scripts, and the tsconfig esbuild reads. */
+const BUILD_INPUTS = ['scripts/build-tests.mjs', 'scripts/test-build-stamp.mjs', 'tsconfig.json'];
+
+/** A repository with a source in src/ and test/ and the build's inputs, all saved a minute ago, and a compiled test that prints "ran". */
 function repository(dir: string): { source: string; compiledTest: string } {
   const source = join(dir, 'test', 'b.test.ts');
   const compiledTest = join(dir, '.test-build', 'test', 'b.test.js');
-  for (const file of [join(dir, 'src', 'a.ts'), source]) {
+  for (const file of [join(dir, 'src', 'a.ts'), source, ...BUILD_INPUTS.map((name) => join(dir, name))]) {
     mkdirSync(join(file, '..'), { recursive: true });
     writeFileSync(file, 'export {};\n');
     setSavedAt(file, Date.now() / 1000 - 60);
@@ -69,6 +72,22 @@ t.test('a source saved while the tree was compiled (perhaps after esbuild read i
   const stale = await runCompiled(compiledTest);
   t.equal(stale.code, 1);
   t.match(stale.stdout, /test\/b\.test\.ts was saved after/);
+});
+
+t.test('a build input saved after the tree was compiled (the tree is the old build\'s output): refused, naming it', async (t) => {
+  for (const input of BUILD_INPUTS) {
+    await t.test(input, async (t) => {
+      const dir = t.testdir();
+      const { compiledTest } = repository(dir);
+      stamp(join(dir, '.test-build'));
+      t.same(await runCompiled(compiledTest), { code: 0, stdout: 'ran\n' }, 'older than the tree: runs');
+      writeFileSync(join(dir, input), '// edited\n');
+      const stale = await runCompiled(compiledTest);
+      t.equal(stale.code, 1, 'edited since: fails');
+      t.match(stale.stdout, new RegExp(`^Bail out! ${input.replaceAll('.', '\\.')} was saved after \\.test-build/ was compiled`), 'a bail-out naming it');
+      t.match(stale.stdout, REBUILD, 'says to rebuild');
+    });
+  }
 });
 
 t.test('a tree with no stamp (its build failed): refused', async (t) => {
