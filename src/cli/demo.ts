@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { FleetError } from '../errors.js';
 import { commandLine, pathForUser } from '../invoked-as.js';
+import { makeDataDir } from '../path-checks.js';
 import type { RunResult } from '../run/runner.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/fleet-demo', import.meta.url));
@@ -71,6 +72,9 @@ async function runDemo(flags: DemoFlags): Promise<void> {
   const dataRoot = resolve(flags.data);
   const demoDir = join(dataRoot, 'demo');
   const projectDir = join(demoDir, 'project');
+  // A --data that cannot be a directory (a file there, /proc) is refused by name, exit 3, as
+  // run's: the copy below failed with exit 70, or under /proc never returned (node's cp).
+  makeDataDir(dataRoot);
   // The project copy is fresh each time; the servers' data persists, so a re-run starts warm.
   await rm(projectDir, { recursive: true, force: true });
   await rm(join(dataRoot, 'machines'), { recursive: true, force: true });
