@@ -7,6 +7,7 @@ import type { CacheConfig, CacheConfigFile } from '../cache/config.js';
 import type { probeUpstream } from '../cache/upstream.js';
 import { readWorkerEnv } from '../cache/cluster/protocol.js';
 import { decimalWhole } from './decimal-flag.js';
+import { SERVER_HELP } from './server-help.js';
 
 function parseWorkers(text: string, maxWorkers: number): number | 'auto' {
   if (text === 'auto') return 'auto';
@@ -49,7 +50,7 @@ export function registerCache(program: Command): void {
     .option('--fill-memory <size>', 'memory per server process for the last bytes of fills in flight (default 1GiB)')
     .option('--region <name>', 'region name (default "default")')
     .option('--workers <n>', 'server processes sharing the port and the data: a number or "auto" (one per CPU; default 1)')
-    .addHelpText('after', '\nPrints "listening http://HOST:PORT" on stdout when ready; logs are JSON on stderr.\nStops cleanly on SIGINT or SIGTERM.')
+    .addHelpText('after', SERVER_HELP)
     .action(async (flags: CacheFlags) => {
       // Fills fsync, open and rename on the libuv thread pool: 4 threads starve a busy cache.
       // The pool starts at Node's first file read (its module loader's, before any code here

@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { FleetError } from '../errors.js';
 import { commandLine, pathForUser } from '../invoked-as.js';
+import { makeDataDir } from '../path-checks.js';
+import { lockDataDir } from '../store/dir-lock.js';
 import type { RunResult } from '../run/runner.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/fleet-demo', import.meta.url));
@@ -71,45 +73,59 @@ async function runDemo(flags: DemoFlags): Promise<void> {
   const dataRoot = resolve(flags.data);
   const demoDir = join(dataRoot, 'demo');
   const projectDir = join(demoDir, 'project');
-  // The project copy is fresh each time; the servers' data persists, so a re-run starts warm.
-  await rm(projectDir, { recursive: true, force: true });
-  await rm(join(dataRoot, 'machines'), { recursive: true, force: true });
-  await cp(EXAMPLE, projectDir, { recursive: true });
-  await addVendorTree(projectDir);
-  const manifest = await addAsset(projectDir, join(demoDir, 'assets'));
-
-  const fleet = await startEmbeddedFleet(dataRoot, REGIONS);
+  // A --data that cannot be a directory (a file there, /proc) is refused by name, exit 3, as
+  // run's: the copy below failed with exit 70, or under /proc never returned (node's cp).
+  makeDataDir(dataRoot);
+  // A second demo on the same data would copy the project and clear the machines afresh under
+  // the first one's running jobs.
+  const lock = await lockDataDir(demoDir).catch((err: unknown) => {
+    if (!(err instanceof FleetError) || err.code !== 'FC_ERR_DIR_IN_USE') throw err;
+    const pid = err.details?.pid;
+    throw new FleetError('FC_ERR_DIR_IN_USE', `${dataRoot} is in use by another demo${typeof pid === 'number' ? ` (pid ${pid})` : ''}: wait for it to end, or give it another --data`, { cause: err, details: err.details });
+  });
   try {
-    say(`origin ${fleet.fleet.origin}; caches ${REGIONS.map((r) => `${r} ${fleet.fleet.regions[r]!.caches[0]}`).join(', ')} (data in ${dataRoot})`);
-    const uploaded = await uploadAssets({ manifestPath: manifest, origin: fleet.fleet.origin, token: fleet.token, dir: join(demoDir, 'assets') });
-    say(`asset toolchain.bin ${uploaded[0]?.uploaded ? 'uploaded to' : 'already on'} the origin`);
-    const fleetFile = join(demoDir, 'fleet.yaml');
-    const tokenFile = join(demoDir, 'token');
-    await writeFile(tokenFile, fleet.token, { mode: 0o600 });
-    await writeFile(fleetFile, `${JSON.stringify({ ...fleet.fleet }, null, 2)}\n`);
+    // The project copy is fresh each time; the servers' data persists, so a re-run starts warm.
+    await rm(projectDir, { recursive: true, force: true });
+    await rm(join(dataRoot, 'machines'), { recursive: true, force: true });
+    await cp(EXAMPLE, projectDir, { recursive: true });
+    await addVendorTree(projectDir);
+    const manifest = await addAsset(projectDir, join(demoDir, 'assets'));
 
-    const agentBundle = await ensureAgentBundle();
-    const run = async (title: string): Promise<RunResult> => {
-      say(`\n== ${title} ==`);
-      const log = flags.verbose ? new RunLog() : new RunLog(() => undefined);
-      const result = await runProject({ cwd: projectDir, filters: [], fleetFile, tokenFile, agentBundle, log, dataRoot });
-      say(result.tally.summary());
-      say(formatLedger(result.ledger));
-      return result;
-    };
-    const first = await run('run 1');
-    await appendFile(join(projectDir, 'src/app.sh'), '# a small change between the runs\n');
-    const second = await run('run 2 (after a small change to src/app.sh)');
+    const fleet = await startEmbeddedFleet(dataRoot, REGIONS);
+    try {
+      say(`origin ${fleet.fleet.origin}; caches ${REGIONS.map((r) => `${r} ${fleet.fleet.regions[r]!.caches[0]}`).join(', ')} (data in ${dataRoot})`);
+      const uploaded = await uploadAssets({ manifestPath: manifest, origin: fleet.fleet.origin, token: fleet.token, dir: join(demoDir, 'assets') });
+      say(`asset toolchain.bin ${uploaded[0]?.uploaded ? 'uploaded to' : 'already on'} the origin`);
+      const fleetFile = join(demoDir, 'fleet.yaml');
+      const tokenFile = join(demoDir, 'token');
+      await writeFile(tokenFile, fleet.token, { mode: 0o600 });
+      await writeFile(fleetFile, `${JSON.stringify({ ...fleet.fleet }, null, 2)}\n`);
 
-    const job = 'local:beta-1:tests/artifacts';
-    const cacheB = fleet.fleet.regions['region-b']!.caches[0]!;
-    const { files } = await fetchArtifacts({ from: cacheB, run: second.run, job, dest: join(demoDir, 'artifacts'), token: fleet.token });
-    const report = files[0] ? (await readFile(files[0].file, 'utf8')).trim() : '';
-    say(`\nartifact ${job}/report.txt fetched back through the region-b cache: "${report}"`);
-    say(`demo finished in ${((Date.now() - started) / 1000).toFixed(1)} s; \`${commandLine(['report', '--data', pathForUser(flags.data)])}\` shows the last run again`);
-    if (!first.tally.ok || !second.tally.ok) throw new FleetError('FC_ERR_TASK_FAILED', 'a demo run was unsuccessful');
+      const agentBundle = await ensureAgentBundle();
+      const run = async (title: string): Promise<RunResult> => {
+        say(`\n== ${title} ==`);
+        const log = flags.verbose ? new RunLog() : new RunLog(() => undefined);
+        const result = await runProject({ cwd: projectDir, filters: [], fleetFile, tokenFile, agentBundle, log, dataRoot });
+        say(result.tally.summary());
+        say(formatLedger(result.ledger));
+        return result;
+      };
+      const first = await run('run 1');
+      await appendFile(join(projectDir, 'src/app.sh'), '# a small change between the runs\n');
+      const second = await run('run 2 (after a small change to src/app.sh)');
+
+      const job = 'local:beta-1:tests/artifacts';
+      const cacheB = fleet.fleet.regions['region-b']!.caches[0]!;
+      const { files } = await fetchArtifacts({ from: cacheB, run: second.run, job, dest: join(demoDir, 'artifacts'), token: fleet.token });
+      const report = files[0] ? (await readFile(files[0].file, 'utf8')).trim() : '';
+      say(`\nartifact ${job}/report.txt fetched back through the region-b cache: "${report}"`);
+      say(`demo finished in ${((Date.now() - started) / 1000).toFixed(1)} s; \`${commandLine(['report', '--data', pathForUser(flags.data)])}\` shows the last run again`);
+      if (!first.tally.ok || !second.tally.ok) throw new FleetError('FC_ERR_TASK_FAILED', 'a demo run was unsuccessful');
+    } finally {
+      await fleet.close();
+    }
   } finally {
-    await fleet.close();
+    await lock.release();
   }
 }
 

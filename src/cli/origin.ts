@@ -10,6 +10,7 @@ import type { BlobStore } from '../store/blob-store.js';
 import { DiskBlobStore } from '../store/disk.js';
 import { dataDirError, makeDataDir } from '../path-checks.js';
 import { readOrCreate } from '../store/create-once.js';
+import { SERVER_HELP } from './server-help.js';
 
 interface OriginFlags {
   config?: string;
@@ -143,7 +144,7 @@ export function registerOrigin(program: Command): void {
     .option('--listen <host:port>', 'address to listen on; port 0 picks a free one (default 127.0.0.1:8080)')
     .option('--data <dir>', 'data directory (default cache/origin)')
     .option('--token-file <file>', "file with the write token(s), one per line (default: the configuration file's tokenFile:, else $FLEETCACHE_TOKEN, else <data>/token)")
-    .addHelpText('after', '\nPrints "listening http://HOST:PORT" on stdout when ready; logs are JSON on stderr.\nStops cleanly on SIGINT or SIGTERM.\nWith retention: in the configuration, old runs, artifacts and bases are pruned (POST /-/prune?dry-run=1 with a write token shows what goes; deploy/OPERATIONS.md).')
+    .addHelpText('after', `${SERVER_HELP}\nWith retention: in the configuration, old runs, artifacts and bases are pruned (POST /-/prune?dry-run=1 with a write token shows what goes; deploy/OPERATIONS.md).`)
     .action(async (flags: OriginFlags) => {
       restrictCreatedFiles();
       // the configuration's parser and the server (fastify, its routes) load once the command

@@ -2,9 +2,12 @@
 // 60 s, runs the example twice with every job passing, shows the second run's savings,
 // fetches an artifact back, and works again when re-run on the same data.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cliArgs, REPO_ROOT } from '../helpers/processes.js';
+import { lockDataDir } from '../../src/store/dir-lock.js';
 
 /** Where the user is: no npm around the command (npm names its own start directory in INIT_CWD). */
 const { INIT_CWD: _npmStart, ...USER_ENV } = process.env;
@@ -38,4 +41,23 @@ t.test('demo runs twice, passes, saves, and re-runs', async (t) => {
   t.equal(shown.status, 0, `\`${told}\` exits 0 where the demo ran: ${shown.stderr}`);
   const lastRun = /Transfer report of run (\S+)/g;
   t.equal(/Transfer report of run (\S+)/.exec(shown.stdout)?.[1], [...again.out.matchAll(lastRun)].at(-1)?.[1], "and shows the demo's last run");
+});
+
+t.test('a demo on data another demo runs on is refused at once (exit 3, naming it), its project left alone', async (t) => {
+  const data = join(t.testdir({ cache: { demo: { project: { 'app.sh': 'the running demo\'s\n' } } } }), 'cache');
+  // held as a running demo holds it: the lock of its demo/ directory
+  const lock = await lockDataDir(join(data, 'demo'));
+  t.teardown(() => lock.release());
+  // not spawnSync: this process answers the second demo's question for the lock's holder
+  const child = spawn(process.execPath, cliArgs(['demo', '--data', data]), { cwd: REPO_ROOT, env: USER_ENV, stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
+  const [status] = (await once(child, 'close')) as [number | null];
+  const second = { status, out };
+  t.equal(second.status, 3, 'exit 3 (FC_ERR_DIR_IN_USE)');
+  t.match(second.out, `fleetcache: error: ${data} is in use by another demo (pid ${process.pid}): wait for it to end, or give it another --data`);
+  t.notMatch(second.out, /== run 1/, 'nothing run');
+  t.same(readdirSync(join(data, 'demo', 'project')), ['app.sh'], "the running demo's project is not copied over");
+  t.same(readdirSync(data).sort(), ['demo'], 'no servers started, no machines cleared');
 });

@@ -5,6 +5,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { FleetCommand } from '../../src/cli/fleet-command.js';
 import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
@@ -161,4 +162,26 @@ t.test("a command that allows unknown options takes one that begins a real one, 
   });
   await program.parseAsync(['wrap', '--rep', 'x'], { from: 'user' });
   t.same(given, ['--rep', 'x'], 'passed on as an argument, not refused with a suggestion');
+});
+
+t.test('origin and cache --help say how to set the log level (there is no --log-level), naming the levels the servers accept', async (t) => {
+  const dir = t.testdir();
+  const saved = process.env.FLEETCACHE_LOG_LEVEL;
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.FLEETCACHE_LOG_LEVEL;
+    else process.env.FLEETCACHE_LOG_LEVEL = saved;
+  });
+  for (const server of [['origin'], ['cache', '--upstream', 'http://127.0.0.1:9']]) {
+    const help = await runCli([server[0]!, '--help']);
+    t.match(help.stdout, /logs are JSON lines on stderr, at the\nconfiguration's logLevel: \(default info\), or \$FLEETCACHE_LOG_LEVEL, which overrides it\n/, `${server[0]} --help`);
+    const named = /\(([a-z, ]+) or ([a-z]+); deploy\/OPERATIONS\.md, "Logs"\)/.exec(help.stdout);
+    // the levels a server refuses a wrong one with, before it starts
+    process.env.FLEETCACHE_LOG_LEVEL = 'loud';
+    const refused = await runCli([...server, '--listen', '127.0.0.1:0', '--data', join(dir, server[0]!)]);
+    delete process.env.FLEETCACHE_LOG_LEVEL;
+    t.equal(refused.code, EXIT.config, `${server[0]}: an unknown level is exit 3`);
+    const accepted = /must be one of ([a-z, ]+), not "loud"/.exec(refused.stderr)?.[1];
+    t.ok(named && accepted, `${server[0]}: both list the levels`);
+    t.same(named ? [...named[1]!.split(', '), named[2]] : [], accepted?.split(', '), `${server[0]} --help names the levels it accepts`);
+  }
 });

@@ -1,4 +1,4 @@
-// Local filesystem mistakes on report, assets add, pull, push and the servers' data directories: a documented exit code and a
+// Local filesystem mistakes on report, assets add, pull, push and the servers' and demo's data directories: a documented exit code and a
 // one-line message naming the path, as pack/delta/apply give (src/path-checks.ts), not
 // exit 70 with a stack trace. A data directory that cannot be made or written is
 // configuration (exit 3), whichever way it fails.
@@ -46,6 +46,24 @@ t.test('report --html, assets add -m, pull into a file, a data directory or base
   for (const [name, args, code, message] of cases) await expectCliError(t, name, args, code, message);
   t.same(readdirSync(dir).sort(), ['afile', 'data', 'f.bin'], 'nothing written');
   t.equal(readFileSync(p('afile'), 'utf8'), 'not a directory\n', 'the file is untouched');
+});
+
+t.test('demo --data that cannot be a directory: exit 3 naming it, as run and the servers, and nothing copied', async (t) => {
+  const dir = t.testdir({ afile: 'not a directory\n' });
+  const cases: [string, string, RegExp][] = [
+    ['onto a file', join(dir, 'afile'), /^fleetcache: error: data directory .*afile is a file, not a directory\n$/],
+    ['under a file', join(dir, 'afile', 'sub'), /^fleetcache: error: data directory .*afile\/sub: a folder on its path is a file\n$/],
+    // node's recursive cp never returned there: bounded, in a process of its own
+    ['under /proc', '/proc/fleetcache-no/demo', /^fleetcache: error: data directory \/proc\/fleetcache-no\/demo cannot be created: ENOENT/],
+  ];
+  for (const [name, data, message] of cases) {
+    const run = spawnSync(process.execPath, cliArgs(['demo', '--data', data]), { encoding: 'utf8', timeout: 30_000 });
+    t.equal(run.status, 3, `demo --data ${name}: exit 3`);
+    t.match(run.stderr, message, `demo --data ${name}: one line naming it`);
+    t.equal(run.stdout, '', `demo --data ${name}: nothing started`);
+  }
+  t.same(readdirSync(dir), ['afile'], 'nothing written');
+  t.equal(readFileSync(join(dir, 'afile'), 'utf8'), 'not a directory\n', 'the file is untouched');
 });
 
 const user = nobody();
