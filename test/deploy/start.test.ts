@@ -1,7 +1,8 @@
 // The deployment as systemd runs it: each unit's ExecStart, with the environment, the
 // credential and the configuration the unit gives it (deploy/origin.yaml against a real S3
 // server, each deploy/regions/<region>.yaml as fleetcache-cache@<region>), started with the
-// real CLI. It prints `listening`, answers /-/healthz as its role, and on systemd's SIGTERM
+// real CLI. It prints `listening`, answers /-/healthz as its role and the scrape of
+// OPERATIONS.md's Prometheus configuration, and on systemd's SIGTERM
 // (sent to every process of the unit: a cache's workers too) finishes what is in flight and
 // exits 0, which Restart=on-failure leaves stopped, within the unit's TimeoutStopSec, past
 // which systemd would kill it. The examples in config/ start as their comments run them.
@@ -72,6 +73,16 @@ async function healthOf(url: string): Promise<unknown> {
   return res.body.json();
 }
 
+/** The path OPERATIONS.md's Prometheus scrape configuration reads. */
+const METRICS_PATH = /^\s+metrics_path: (\S+)$/m.exec(readFileSync(join(DEPLOY, 'OPERATIONS.md'), 'utf8'))?.[1] ?? 'none in OPERATIONS.md';
+
+/** Whether `url` answers the scrape of OPERATIONS.md with Prometheus text of fleetcache's series. */
+async function scraped(url: string): Promise<boolean> {
+  const res = await request(`${url}${METRICS_PATH}`, { headersTimeout: 10_000, bodyTimeout: 10_000 });
+  const text = await res.body.text();
+  return res.statusCode === 200 && /^text\/plain/.test(String(res.headers['content-type'])) && /^# TYPE fleetcache_\S+ counter$/m.test(text);
+}
+
 /**
  * Sends SIGTERM as systemd's default KillMode=control-group does, to the server and every
  * process under it at once, and resolves with its exit code and how long it took.
@@ -114,6 +125,7 @@ t.test('the origin unit with deploy/origin.yaml, its S3 storage on a real S3 ser
 
   const origin = await startServerProcess(t, [...argv, '--listen', '127.0.0.1:0'], { ...unitEnvironment(unit), ...s3Env });
   t.same(await healthOf(origin.url), { status: 'ok', role: 'origin' });
+  t.ok(await scraped(origin.url), `Prometheus scrapes ${METRICS_PATH}`);
   const upload = async (body: Buffer) => {
     const path = `/cas/sha256/${createHash('sha256').update(body).digest('hex')}`;
     const put = await headOnlyPut(origin.url, path, TOKEN, body.length);
@@ -148,6 +160,7 @@ t.test('the cache unit, one instance per deploy/regions/<region>.yaml: starts as
     const argv = execStartArgs(t, unit, { instance: region, etc: (file) => join(DEPLOY, 'regions', file.replace(/^cache-/, '')), data });
     const cache = await startServerProcess(t, [...argv, '--listen', '127.0.0.1:0'], unitEnvironment(unit));
     t.same(await healthOf(cache.url), { status: 'ok', role: 'cache', region }, `${region}: answers as its region`);
+    t.ok(await scraped(cache.url), `${region}: Prometheus scrapes ${METRICS_PATH}`);
     t.equal(descendantsOf(cache.child.pid!).length, config.workers, `${region}: ${config.workers} workers`);
     const { code, ms } = await stopAsSystemd(cache);
     t.equal(code, 0, `${region}: exit 0`);
