@@ -1,7 +1,9 @@
 // The files in deploy/ are what operators copy: the configurations must load with the
 // real schemas, and the units must keep their hardening.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfigFile } from '../../src/config/load.js';
@@ -9,8 +11,11 @@ import { loadCacheConfig, resolveCacheConfig } from '../../src/cache/config.js';
 import { OriginConfigSchema } from '../../src/origin/config.js';
 import { createBlobStore } from '../../src/cli/origin.js';
 import { S3BlobStore } from '../../src/store/s3.js';
+import { parseDuration } from '../../src/config/units.js';
 import { EXIT } from '../../src/errors.js';
-import { cliArgs, REPO_ROOT, startServerProcess } from '../helpers/processes.js';
+import { deadUrl, serveOnLoopback } from '../helpers/loopback-server.js';
+import { startOrigin } from '../helpers/origin.js';
+import { cliArgs, REPO_ROOT, startServerProcess, stopWithTest } from '../helpers/processes.js';
 
 const DEPLOY = join(REPO_ROOT, 'deploy');
 
@@ -86,6 +91,34 @@ t.test('the container image runs in its volume, which the user it runs as owns: 
   t.ok(user && volume, `runs as ${user}, keeps data on ${volume}`);
   t.equal(last('WORKDIR'), volume, 'the working directory is the volume');
   t.match(runtime, new RegExp(`^RUN .*\\bchown ${user}(:${user})? ${volume}\\b`, 'm'), `${user} owns ${volume}`);
+});
+
+t.test("the container image's health check passes while its server answers /-/healthz, and fails on a 404, a dead port or a server that does not answer (its own timeout, shorter than docker's)", async (t) => {
+  const text = readFileSync(join(DEPLOY, 'Containerfile'), 'utf8');
+  const runtime = text.slice(text.lastIndexOf('\nFROM ')).replace(/\\\n/g, ' ');
+  const check = /^HEALTHCHECK (.*?)\bCMD (\[.*\])$/m.exec(runtime);
+  if (!check) return t.fail('the runtime stage has a HEALTHCHECK');
+  const [program, ...args] = JSON.parse(check[2]!) as string[];
+  t.equal(program, 'node', 'run by the image\'s node: the slim image has no curl');
+  const dockerTimeoutMs = parseDuration(/--timeout=(\S+)/.exec(check[1]!)?.[1] ?? '30s'); // docker's default
+  // Past docker's, the check counts as failed without saying why; node's own start comes first.
+  const ownTimeoutMs = Number(/AbortSignal\.timeout\((\d+)\)/.exec(args.join(' '))?.[1]);
+  t.ok(ownTimeoutMs <= dockerTimeoutMs / 2, `its request gives up after ${ownTimeoutMs} ms, well within docker's --timeout (${dockerTimeoutMs} ms)`);
+  const byDefault = /^ENV FLEETCACHE_HEALTH_URL=(\S+)$/m.exec(runtime)?.[1];
+  const exposed = /^EXPOSE (.*)$/m.exec(runtime)?.[1]?.split(/\s+/) ?? [];
+  t.ok(byDefault && exposed.includes(new URL(byDefault).port) && new URL(byDefault).pathname === '/-/healthz', `by default, /-/healthz on a port the image exposes: ${byDefault}`);
+  const origin = await startOrigin(t);
+  const silent = await serveOnLoopback(t, createServer(() => undefined));
+  const cases: [url: string, healthy: boolean][] = [[`${origin.url}/-/healthz`, true], [`${origin.url}/-/health`, false], [`${await deadUrl()}/-/healthz`, false], [`${silent}/-/healthz`, false]];
+  for (const [url, healthy] of cases) {
+    // Not spawnSync: the origin answers from this process. A check that hangs is killed (no exit status).
+    const child = spawn(process.execPath, args, { env: { ...process.env, FLEETCACHE_HEALTH_URL: url }, stdio: 'ignore' });
+    const stop = stopWithTest(t, child, 'SIGKILL');
+    const timer = setTimeout(() => void stop(), 60_000);
+    const [status] = await once(child, 'exit') as [number | null];
+    clearTimeout(timer);
+    t.equal(status, healthy ? 0 : 1, `${url}: ${healthy ? 'healthy' : 'unhealthy'}`);
+  }
 });
 
 t.test('the install step of OPERATIONS.md builds once: npm ci runs the prepare script, which builds', async (t) => {
