@@ -7,7 +7,8 @@
 // directory either way.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
@@ -49,11 +50,15 @@ interface Setup {
  * under `name` with strace killing the process as it enters its first rename from then on:
  * the one that would record `name`.
  */
-async function killedBeforeName(t: Test, setup: Setup, kept: { path: string; body: Buffer } | undefined, name: string, body: Buffer): Promise<void> {
+async function killedBeforeName(t: Test, setup: Setup, kept: { path: string; body: Buffer } | undefined, name: string, body: Buffer): Promise<string> {
   const origin = await startServerProcess(t, setup.args, setup.env);
   if (kept) t.equal(await put(origin.url + kept.path, kept.body), 201, 'a name written before the kill');
   const exited = new Promise<NodeJS.Signals | null>((resolve) => origin.child.once('exit', (_code, signal) => resolve(signal)));
-  const tracer = spawn('strace', ['-f', '-p', String(origin.child.pid), '-o', '/dev/null', '-e', 'trace=rename', '-e', 'inject=rename:signal=KILL'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // not in t.testdir(), which a second call empties (the data directory may be there)
+  const traceDir = mkdtempSync(join(tmpdir(), 'fleetcache-strace-'));
+  t.teardown(() => rmSync(traceDir, { recursive: true, force: true }));
+  const trace = join(traceDir, 'trace');
+  const tracer = spawn('strace', ['-f', '-p', String(origin.child.pid), '-o', trace, '-e', 'trace=rename,link,openat', '-e', 'inject=rename:signal=KILL'], { stdio: ['ignore', 'ignore', 'pipe'] });
   stopWithTest(t, tracer);
   await new Promise<void>((resolve, reject) => {
     let err = '';
@@ -65,15 +70,25 @@ async function killedBeforeName(t: Test, setup: Setup, kept: { path: string; bod
   });
   await t.rejects(put(origin.url + name, body), 'the upload gets no answer: the origin is killed');
   t.equal(await exited, 'SIGKILL', 'killed as it was about to record the name');
+  return readFileSync(trace, 'utf8');
 }
 
-function checks(setup: (t: Test) => Promise<Setup & { dataDir: string }>) {
+/** On the disk store, from a trace of the killed upload: its mark was made before its blob was linked into place. */
+function markBeforeLink(t: Test, trace: string, body: Buffer): void {
+  const lines = trace.split('\n');
+  const mark = lines.findIndex((l) => l.includes('/naming/') && l.includes(`.sha256-${sha(body)}"`) && l.includes('O_CREAT'));
+  const linked = lines.findIndex((l) => l.includes('link(') && l.includes(`/cas.v1/sha256/${sha(body).slice(0, 2)}/${sha(body)}"`));
+  t.ok(mark >= 0 && linked > mark, `the mark is made (line ${mark}) before the blob is linked into place (line ${linked})`);
+}
+
+function checks(setup: (t: Test) => Promise<Setup & { dataDir: string; disk?: boolean }>) {
   return async (t: Test) => {
     const s = await setup(t);
     const kept = Buffer.from('named before the kill\n');
     const orphan = Buffer.from('stored, never named\n');
     const again = Buffer.from('stored, never named, then uploaded again and named\n');
-    await killedBeforeName(t, s, { path: '/artifacts/r/j/kept.bin', body: kept }, '/artifacts/r/j/orphan.bin', orphan);
+    const trace = await killedBeforeName(t, s, { path: '/artifacts/r/j/kept.bin', body: kept }, '/artifacts/r/j/orphan.bin', orphan);
+    if (s.disk) markBeforeLink(t, trace, orphan);
     await killedBeforeName(t, s, undefined, '/artifacts/r/j/again.bin', again);
     t.equal(readdirSync(join(s.dataDir, 'naming')).length, 2, 'each killed upload left its mark');
 
@@ -99,6 +114,7 @@ t.test('on the disk store: a blob stored for a name by an origin killed before i
   const dataDir = t.testdir();
   return {
     dataDir,
+    disk: true,
     args: ['origin', '--listen', '127.0.0.1:0', '--data', dataDir],
     env: { FLEETCACHE_TOKEN: TEST_TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' },
     store: () => new DiskBlobStore(dataDir),
