@@ -74,16 +74,24 @@ export function removeLeftoversOfDeadPids(dir: string, pidOf: (name: string) => 
   } catch {
     return;
   }
-  const idleSince = Date.now() - LEFTOVER_IDLE_MS;
   for (const name of names) {
     const pid = pidOf(name);
-    if (pid === undefined || isAlive(pid) || !modifiedBefore(join(dir, name), idleSince)) continue;
+    if (pid === undefined || !isLeftover(join(dir, name), pid)) continue;
     try {
       rmSync(join(dir, name), { recursive: true, force: true });
     } catch {
       // another user's (EACCES, EPERM), a read-only directory: left to its owner
     }
   }
+}
+
+/**
+ * Whether `file`, written by the process `pid` that started at `startTime` (startTimeOf; none:
+ * any process of that PID), is what that process left when killed: it no longer runs, and
+ * the file went unmodified for LEFTOVER_IDLE_MS before `now`.
+ */
+export function isLeftover(file: string, pid: number, startTime?: string, now = Date.now()): boolean {
+  return !isRunning(pid, startTime) && modifiedBefore(file, now - LEFTOVER_IDLE_MS);
 }
 
 /** Whether `file` was last modified before `time` (false when it cannot be told: gone since, unreadable). */

@@ -6,6 +6,7 @@ import type { BlobStore } from '../store/blob-store.js';
 import type { NameStore } from '../store/names.js';
 import { FleetError } from '../errors.js';
 import { formatDigest, type Digest } from '../store/digest.js';
+import type { NamingMarks } from './naming-marks.js';
 import type { BlobReferences } from './references.js';
 import type { RunArtifactBudget } from './run-budget.js';
 
@@ -23,6 +24,8 @@ export interface OriginContext {
   readonly internal: Set<string>;
   /** The blobs writes in flight are naming, which a retention prune must not delete. */
   readonly references: BlobReferences;
+  /** The blobs named uploads are storing, written down until named (naming-marks.ts). */
+  readonly marks: NamingMarks;
 }
 
 declare module 'fastify' {

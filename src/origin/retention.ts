@@ -2,7 +2,8 @@
 // prune deletes the names older than `maxAge` (artifacts and run manifests by when the origin
 // stored them, bases unless among the project's `keepBases` newest or named by a run kept),
 // then the blobs only those names pointed at, and those artifacts and bases pointed at before
-// they were uploaded again (context.ts replacedRecord). A blob no name ever pointed at (a tooltool
+// they were uploaded again (context.ts replacedRecord) or stored for a name by a process killed
+// before it wrote the name (naming-marks.ts). A blob no name ever pointed at (a tooltool
 // asset, uploaded to /cas alone) is never deleted, nor one uploaded internal; a write in
 // flight, or an upload of the last minutes, keeps what it names (references.ts). The blobs a
 // prune frees are written down before their names go (PENDING), so that a prune stopped
@@ -13,6 +14,7 @@ import { errorMessage, FleetError, isNoRoom, NotFoundError } from '../errors.js'
 import { DIGEST_ALGORITHMS, isDigestAlgorithm, isStoredHex, parseDigestString } from '../store/digest.js';
 import type { NameRecord } from '../store/names.js';
 import { replacedRecord, uploadRecord, type OriginContext, type ReplacedRecord, type UploadRecord } from './context.js';
+import type { LeftMark } from './naming-marks.js';
 
 export interface RetentionPolicy {
   /** Names older than this are deleted. */
@@ -158,7 +160,7 @@ export class Retention {
       heldBack: held.length, heldBackBytes: held.reduce((n, [, size]) => n + size, 0), stopped, durationMs: Date.now() - started,
     });
     if (dryRun) {
-      const { due, candidates } = await this.#plan(cutoff, started);
+      const { due, candidates } = await this.#plan(cutoff, started, now);
       const counts = { artifacts: 0, runs: 0, bases: 0 };
       for (const d of due) counts[d.kind]++;
       const deletable = candidates.filter(([d]) => !this.#ctx.references.inUse(d, now));
@@ -167,7 +169,7 @@ export class Retention {
     }
     this.#ctx.references.beginPrune(now);
     try {
-      const { due, candidates, replaced, pending } = await this.#plan(cutoff, started);
+      const { due, candidates, replaced, marks, pending } = await this.#plan(cutoff, started, now);
       // written down before any name goes: a prune stopped after this leaves them to the next. A
       // full disk refuses even this small file: the prune goes on without it, as what it deletes
       // makes the room (only a crash before its end would leak the blobs it frees).
@@ -178,6 +180,7 @@ export class Retention {
       }
       // pending now, or accounted for: a record written again since (the blob named and replaced again) stays
       for (const r of replaced) await names.deleteIf<ReplacedRecord>(replacedRecord(r.digest), (current) => current.at === r.at);
+      for (const m of marks) await this.#ctx.marks.remove(m.file);
       // Names first: a blob is never gone while a name still points at it.
       const counts = { artifacts: 0, runs: 0, bases: 0 };
       for (const d of due) {
@@ -207,12 +210,14 @@ export class Retention {
 
   /**
    * The names due, and the blobs to delete: those freed now, by names uploaded again
-   * (`replaced`, their records as read) or left by an earlier prune (PENDING), that no kept
-   * name and no internal upload accounts for.
+   * (`replaced`, their records as read), stored for a name by a process killed before it
+   * wrote the name (`marks`, naming-marks.ts) or left by an earlier prune (PENDING), that no
+   * kept name and no internal upload accounts for.
    */
-  async #plan(cutoff: number, started: number): Promise<{ due: Due[]; candidates: Freed[]; replaced: Array<{ digest: string } & ReplacedRecord>; pending: boolean }> {
+  async #plan(cutoff: number, started: number, now: number): Promise<{ due: Due[]; candidates: Freed[]; replaced: Array<{ digest: string } & ReplacedRecord>; marks: LeftMark[]; pending: boolean }> {
     const { names } = this.#ctx;
     const replaced = await this.#replaced();
+    const marks = await this.#ctx.marks.leftovers(now);
     const { due, kept, freed } = await this.#survey(cutoff);
     const all = new Map<string, Freed>();
     const pending = await this.#readPending();
@@ -228,7 +233,16 @@ export class Retention {
     for (const [digest, size] of freed) all.set(digest, [digest, size, started]);
     // bytes also uploaded to /cas itself (an asset) are not a replaced name's to free (context.ts uploadRecord)
     for (const r of replaced) if (!(await names.exists(uploadRecord(r.digest)))) all.set(r.digest, [r.digest, r.size, started]);
-    return { due, candidates: [...all.values()].filter(([digest]) => !kept.has(digest) && !this.#ctx.internal.has(digest)), replaced, pending: pending !== undefined };
+    for (const { digest } of marks) {
+      // a blob named since (uploaded again) is kept below; one gone since has nothing to free
+      if (all.has(digest) || (await names.exists(uploadRecord(digest)))) continue;
+      const size = await this.#ctx.store.stat(parseDigestString(digest)).then((st) => st.size, (err: unknown) => {
+        if (err instanceof NotFoundError) return undefined;
+        throw err;
+      });
+      if (size !== undefined) all.set(digest, [digest, size, started]);
+    }
+    return { due, candidates: [...all.values()].filter(([digest]) => !kept.has(digest) && !this.#ctx.internal.has(digest)), replaced, marks, pending: pending !== undefined };
   }
 
   /**

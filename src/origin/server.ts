@@ -18,6 +18,7 @@ import { casRoutes, loadInternalSet } from './routes/cas.js';
 import { nameRoutes } from './routes/names.js';
 import { opsRoutes } from './routes/ops.js';
 import { BlobReferences, RECENT_MS } from './references.js';
+import { NamingMarks } from './naming-marks.js';
 import { Retention } from './retention.js';
 import { RunArtifactBudget, DEFAULT_RUN_ARTIFACTS } from './run-budget.js';
 import { after, every } from '../long-timer.js';
@@ -106,6 +107,8 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
   const names = new NameStore(options.dataDir);
   await store.open();
   await names.open();
+  const marks = new NamingMarks(options.dataDir);
+  await marks.open();
   // An earlier process's clean stop, recorded (onClose below) and taken once: a crash leaves
   // none. A damaged record (a disk's doing: it is renamed into place whole) counts as none,
   // the cautious reading, rather than keep the origin from starting.
@@ -122,6 +125,7 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
     runBudget: new RunArtifactBudget(names, options.runArtifacts ?? DEFAULT_RUN_ARTIFACTS),
     internal: new Set(),
     references: new BlobReferences(options.soleWriter ? -Infinity : stoppedAt ?? Date.now()),
+    marks,
   };
   await names.delete(STOPPED);
   await loadInternalSet(context);

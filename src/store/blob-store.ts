@@ -21,6 +21,12 @@ export interface PutOptions {
   /** Refuse (FC_ERR_TOO_LARGE) as soon as more than this many bytes arrive. */
   readonly maxSize?: number;
   readonly signal?: AbortSignal;
+  /**
+   * Called once the bytes are verified, before they may become visible under their digest
+   * (whether this put creates the object or finds it there); a throw refuses the put. What
+   * must be written down before a blob exists (the origin's naming marks, naming-marks.ts).
+   */
+  readonly beforeCommit?: (digest: Digest, size: number) => Promise<void>;
 }
 
 export interface PutResult {

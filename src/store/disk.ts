@@ -76,6 +76,7 @@ export class DiskBlobStore implements BlobStore {
       await pipeline(body, meter, out, options.signal ? { signal: options.signal } : {});
       const { digest, size } = verify();
       await fsyncFile(tmp);
+      await options.beforeCommit?.(digest, size);
       const shard = dirname(this.pathOf(digest));
       await mkdirDurable(shard);
       // link, unlike rename, refuses a name that exists: of concurrent puts of one digest

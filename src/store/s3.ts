@@ -215,6 +215,7 @@ export class S3BlobStore implements BlobStore {
       await Promise.allSettled([pipeline(body, meter).catch(noted), upload.done().catch(noted)]);
       if (first) throw first.error;
       const { digest, size } = verify();
+      await options.beforeCommit?.(digest, size);
       return { digest, size, created: await this.#commit(tmpKey, digest, size) };
     } catch (err) {
       if (err instanceof FleetError) throw err;

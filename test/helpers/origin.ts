@@ -6,6 +6,7 @@ import { request } from 'undici';
 import { buildOrigin } from '../../src/origin/server.js';
 import type { OriginContext } from '../../src/origin/context.js';
 import type { OriginOptions } from '../../src/origin/config.js';
+import type { BlobStore } from '../../src/store/blob-store.js';
 
 export const TEST_TOKEN = 'test-token-0123456789';
 
@@ -17,9 +18,10 @@ export interface TestOrigin {
   readonly token: string;
 }
 
-export async function startOrigin(t: Test, options: Partial<OriginOptions> = {}): Promise<TestOrigin> {
+/** `store`: where its blobs live (default: its data directory, as buildOrigin's). */
+export async function startOrigin(t: Test, options: Partial<OriginOptions> = {}, store?: BlobStore): Promise<TestOrigin> {
   const dataDir = options.dataDir ?? t.testdir();
-  const { app, context } = await buildOrigin({ dataDir, tokens: [TEST_TOKEN], logLevel: false, ...options });
+  const { app, context } = await buildOrigin({ dataDir, tokens: [TEST_TOKEN], logLevel: false, ...options }, store);
   await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => app.close());
   const addr = app.server.address();

@@ -131,11 +131,13 @@ async function takeFromRunBudget(ctx: OriginContext, request: FastifyRequest, ru
 /**
  * Records that no name points at the blob `blob` any more (or ever will), for the next prune
  * to free (context.ts replacedRecord). Not recorded (a full disk), it only stays on disk:
- * said, not failed, as the request's own outcome stands.
+ * said, not failed, as the request's own outcome stands. Resolves whether it was recorded.
  */
-async function recordUnnamed(ctx: OriginContext, request: FastifyRequest, blob: { digest: string; size: number }, problem: string): Promise<void> {
-  await ctx.names.put<ReplacedRecord>(replacedRecord(blob.digest), { size: blob.size, at: Date.now() })
-    .catch((err: unknown) => request.log.warn({ err, digest: blob.digest }, `${problem}; retention will not free it`));
+async function recordUnnamed(ctx: OriginContext, request: FastifyRequest, blob: { digest: string; size: number }, problem: string): Promise<boolean> {
+  return ctx.names.put<ReplacedRecord>(replacedRecord(blob.digest), { size: blob.size, at: Date.now() }).then(() => true, (err: unknown) => {
+    request.log.warn({ err, digest: blob.digest }, `${problem}; retention will not free it`);
+    return false;
+  });
 }
 
 async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string, plainSize?: number) {
@@ -154,12 +156,25 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   let stored = false;
   /** The blob this upload stored anew (not found stored already): no one else accounts for it. */
   let storedNew: { digest: string; size: number } | undefined;
+  /** The mark written before the blob became visible, until the name (or its absence) is recorded (naming-marks.ts). */
+  let mark: string | undefined;
+  const unmark = async (): Promise<void> => {
+    if (mark === undefined) return;
+    // left, it keeps nothing: a later prune finds the blob named (or frees it), once this process is gone
+    await ctx.marks.remove(mark).catch((err: unknown) => request.log.warn({ err, mark }, 'cannot remove the mark of a named upload'));
+    mark = undefined;
+  };
   const { record, created, previous } = await conditionalPut<NameRecord>(ctx, request, segments, blobNameEtag, async () => {
-    const result = await ctx.store.put(request.raw, { maxSize: budget?.maxSize ?? ctx.maxBlobSize, ...(expected ? { expected } : {}) });
+    const result = await ctx.store.put(request.raw, {
+      maxSize: budget?.maxSize ?? ctx.maxBlobSize,
+      ...(expected ? { expected } : {}),
+      beforeCommit: async (digest) => void (mark = await ctx.marks.mark(digest)),
+    });
     stored = true;
     // held from the moment it is stored until the name points at it (references.ts)
     const digest = formatDigest(result.digest);
     if (result.created) storedNew = { digest, size: result.size };
+    else await unmark(); // stored before: someone else's to account for
     release = ctx.references.hold([digest]);
     await ctx.references.confirm(ctx.store, [digest]);
     ctx.ledger.bytesIn(kind, result.size);
@@ -171,7 +186,8 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
       // Stored and then not named (a 412 once another PUT changed the name, a 507 for its
       // record): no name will ever free the blob, the next prune does (retention.ts), unless
       // something names it by then. Bytes found stored already are someone else's to free.
-      if (storedNew) await recordUnnamed(ctx, request, storedNew, 'cannot record a blob stored for a name not written');
+      // Not recorded, the mark stays, for a prune after this process is gone.
+      if (!storedNew || (await recordUnnamed(ctx, request, storedNew, 'cannot record a blob stored for a name not written'))) await unmark();
       throw err;
     })
     .finally(() => {
@@ -180,6 +196,7 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
       // could store without end.
       budget?.end(stored);
     });
+  await unmark(); // named
   // The blob the name pointed at before, which no expiring name will free any more: the next
   // prune does (retention.ts).
   if (previous && previous.digest !== record.digest) {
