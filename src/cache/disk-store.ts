@@ -484,12 +484,10 @@ export class DiskStore {
    * none fills the key. Returns whether it did.
    */
   dropOrphanClaim(id: string, key: string, before: number): boolean {
-    const { path: p, inPlace } = this.#claimOf(id, key);
-    const st = statSync(p, { throwIfNoEntry: false });
-    // Under the blob's own name, a complete body is the entry itself, never an orphan.
-    if (!st || (inPlace && isComplete(st)) || st.mtimeMs >= before) return false;
+    const claim = this.#claimStat(id, key);
+    if (!claim || claim.st.mtimeMs >= before) return false;
     this.#log.warn({ id }, 'removing the claim of a fill whose worker is gone');
-    rmSync(p, { force: true });
+    rmSync(claim.path, { force: true });
     return true;
   }
 
@@ -530,9 +528,18 @@ export class DiskStore {
    * and under the blob's own name not yet complete. A blocking stat, as storedElsewhere.
    */
   isClaimed(id: string, key: string): boolean {
+    return this.#claimStat(id, key) !== undefined;
+  }
+
+  /**
+   * The claim file of `key` (an entry of `id`) and its stat while a fill holds it (a blocking
+   * stat); undefined when there is none: no file, or under the blob's own name a complete
+   * body, which is the entry itself, never a claim.
+   */
+  #claimStat(id: string, key: string): { path: string; st: Stats } | undefined {
     const { path: p, inPlace } = this.#claimOf(id, key);
     const st = statSync(p, { throwIfNoEntry: false });
-    return st !== undefined && !(inPlace && isComplete(st));
+    return st && !(inPlace && isComplete(st)) ? { path: p, st } : undefined;
   }
 
   /** Worker: whether another process stored `id` (a single process knows from its index). */
