@@ -204,11 +204,12 @@ export function isNoRoom(err: unknown): boolean {
 }
 
 /**
- * The 507 for a write isNoRoom refused, said alike wherever the origin writes (`on`: the
- * device, and what for) rather than as the system's "ENOSPC: no space left on device, write".
+ * The 507 for a write isNoRoom refused, said alike wherever the origin or a machine's pull
+ * writes (`where`: "on" or "in" the device or directory, and what for) rather than as the
+ * system's "ENOSPC: no space left on device, write".
  */
-export function noRoomError(on: string, cause: unknown): FleetError {
-  return new FleetError('FC_ERR_INSUFFICIENT_STORAGE', `no room left on ${on} (full, or over a quota or file size limit)`, { cause });
+export function noRoomError(where: string, cause: unknown): FleetError {
+  return new FleetError('FC_ERR_INSUFFICIENT_STORAGE', `no room left ${where} (full, or over a quota or file size limit)`, { cause });
 }
 
 /** undici's codes that are not about the connection: a caller's abort, a bad argument. */

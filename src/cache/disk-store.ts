@@ -15,8 +15,10 @@
 // Commit writes the sidecar first and renames the body last, so an http body on disk
 // always has its sidecar; start-up drops orphans and size mismatches. A sidecar names the
 // inode of its body: replacing an entry renames two files, and a crash between the two
-// renames pairs the new sidecar (its ETag, its freshness) with the old body, which the
-// first lookup then drops instead of serving as the new version.
+// renames pairs the new sidecar (its ETag, its freshness) with the old body, which a
+// lookup then takes for a miss instead of serving it as the new version: a single process
+// drops it, a worker leaves it (to another worker, it is the same pair as a replacement
+// between its renames, which removing would leave a body without its sidecar).
 //
 // Durability: bodies are fsynced before their rename, except small /cas blobs. Creating
 // a file is the dominant cost of a cold small object, and a flush per 4 KiB object
@@ -484,12 +486,10 @@ export class DiskStore {
    * none fills the key. Returns whether it did.
    */
   dropOrphanClaim(id: string, key: string, before: number): boolean {
-    const { path: p, inPlace } = this.#claimOf(id, key);
-    const st = statSync(p, { throwIfNoEntry: false });
-    // Under the blob's own name, a complete body is the entry itself, never an orphan.
-    if (!st || (inPlace && isComplete(st)) || st.mtimeMs >= before) return false;
+    const claim = this.#claimStat(id, key);
+    if (!claim || claim.st.mtimeMs >= before) return false;
     this.#log.warn({ id }, 'removing the claim of a fill whose worker is gone');
-    rmSync(p, { force: true });
+    rmSync(claim.path, { force: true });
     return true;
   }
 
@@ -530,9 +530,18 @@ export class DiskStore {
    * and under the blob's own name not yet complete. A blocking stat, as storedElsewhere.
    */
   isClaimed(id: string, key: string): boolean {
+    return this.#claimStat(id, key) !== undefined;
+  }
+
+  /**
+   * The claim file of `key` (an entry of `id`) and its stat while a fill holds it (a blocking
+   * stat); undefined when there is none: no file, or under the blob's own name a complete
+   * body, which is the entry itself, never a claim.
+   */
+  #claimStat(id: string, key: string): { path: string; st: Stats } | undefined {
     const { path: p, inPlace } = this.#claimOf(id, key);
     const st = statSync(p, { throwIfNoEntry: false });
-    return st !== undefined && !(inPlace && isComplete(st));
+    return st && !(inPlace && isComplete(st)) ? { path: p, st } : undefined;
   }
 
   /** Worker: whether another process stored `id` (a single process knows from its index). */
@@ -678,7 +687,13 @@ export class DiskStore {
       try {
         const { ino, ...meta } = JSON.parse(await readFile(file + SIDECAR, 'utf8')) as SidecarFile;
         if (meta.size !== entry.size) throw new Error(`sidecar says ${meta.size} bytes, body has ${entry.size}`);
-        if (ino !== undefined && ino !== (await stat(file)).ino) throw new Error('the sidecar describes another body (a crash between the renames of a replacement)');
+        if (ino !== undefined && ino !== (await stat(file)).ino) {
+          // In a worker, another worker's replacement may be between its two renames (see
+          // commit): a miss here, its files left to it (the primary's index still counts
+          // them; a crash's pair goes with the next commit of the key, or an eviction).
+          if (this.#peer) return void this.forget(id);
+          throw new Error('the sidecar describes another body (a crash between the renames of a replacement)');
+        }
         entry.meta = meta;
         if (ino !== undefined) entry.ino = ino;
       } catch (err) {

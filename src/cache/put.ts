@@ -12,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, isNoRoom } from '../errors.js';
 import { missingToken } from '../http/auth.js';
+import { REQUEST_ID_HEADER } from '../http/request-id.js';
 import { closeUnreadBody } from '../http/unread-body.js';
 import { uploadAborted } from '../store/blob-store.js';
 import { parseDigest, type Digest } from '../store/digest.js';
@@ -129,6 +130,8 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
   const auth = req.headers.authorization;
   if (!auth) throw missingToken();
   headers.authorization = auth;
+  // as a miss's GET does (forwardHeaders): upstream's log line and error answer name this request's id
+  headers[REQUEST_ID_HEADER] = req.id;
 
   // Room for a body of declared length is taken before a byte of it is written: one larger
   // than the cache (reserve refuses it), or than the disk has free, is only forwarded.

@@ -53,6 +53,12 @@ function failure(e: FailedEvent): Error {
 const KEY_HEADER = 'x-fleetcache-fill-key';
 /** Asks for the fill only if it has its whole body (ended, its commit under way): see Fills.findReceived. */
 const WHOLE_HEADER = 'x-fleetcache-fill-whole';
+/**
+ * On a 404 to a question for a whole body: the worker holds the key's claim without one. A
+ * field, not the body: a follower reads no 404's body (every cross-worker miss asks every
+ * other worker, and all but one answer 404).
+ */
+const CLAIM_HOLDER_HEADER = 'x-fleetcache-fill-claim-holder';
 
 /** Marks a request that came in on the private socket (a symbol no client can send). */
 const INTERNAL = Symbol('fleetcache.internal');
@@ -137,7 +143,10 @@ export function serveFillEvents(app: FastifyInstance, ctx: CacheContext, socket:
     const fill = wholeOnly ? ctx.fills.received(key) : ctx.fills.get(key) ?? ctx.fills.claimHolder(key);
     // Answered, not thrown: another worker's question is no error of this cache's (fleetcache_cache_errors_total).
     // Holding the key's claim without a whole body to give, this worker says so: no other can have one.
-    if (!(fill instanceof Fill) || fill.error) return reply.code(404).send({ fill: false, ...(wholeOnly && ctx.fills.claimHolder(key) ? { claimHolder: true } : {}) });
+    if (!(fill instanceof Fill) || fill.error) {
+      if (wholeOnly && ctx.fills.claimHolder(key)) reply.header(CLAIM_HOLDER_HEADER, '1');
+      return reply.code(404).send({ fill: false });
+    }
     // One streamed from memory (its worker's disk refuses writes, or failed mid-fill) cannot be followed through its file.
     if (fill.memoryOnly) return reply.code(409).send({ followable: false });
     return reply.type('application/x-ndjson').send(Readable.from(fillEvents(fill, reply.raw)));
@@ -226,8 +235,8 @@ export class RemoteFill extends FillProgress {
         throw new FillUnfollowableError('the worker leading this fill keeps it in memory only');
       }
       if (res.statusCode === 404) {
-        const answer = (await res.body.json().catch(() => ({}))) as { claimHolder?: boolean };
-        if (wholeOnly && answer.claimHolder) throw new FillNotWholeError("the worker holding this fill's claim has not its whole body");
+        await res.body.dump();
+        if (wholeOnly && res.headers[CLAIM_HOLDER_HEADER] !== undefined) throw new FillNotWholeError("the worker holding this fill's claim has not its whole body");
         throw new FillGoneError('the fill ended before it could be followed');
       }
       if (res.statusCode !== 200) throw new UpstreamError(`following a fill: worker answered HTTP ${res.statusCode}`);

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { httpGetJson, joinUrl, type CacheLimits, type Progress, type RequestOptions } from '../client/http.js';
 import { deltaChunks } from '../delta/compress.js';
 import { decodeVcdiffToFile } from '../delta/vcdiff-decode.js';
-import { DigestMismatchError, errorMessage, FleetError, isNoRoom, NotFoundError, SizeMismatchError } from '../errors.js';
+import { DigestMismatchError, FleetError, isNoRoom, noRoomError, NotFoundError, SizeMismatchError } from '../errors.js';
 import { unpackTar } from '../pack/unpack.js';
 import { redactUrl } from '../redact-url.js';
 import { parseRunManifest, type RunManifest } from './manifest.js';
@@ -122,7 +122,7 @@ async function namingFullDisk<T>(dir: string, what: string, write: () => Promise
     return await write();
   } catch (err) {
     if (!isNoRoom(err)) throw err;
-    throw new FleetError('FC_ERR_INSUFFICIENT_STORAGE', `no room left in ${dir} ${what}: ${errorMessage(err)}`, { cause: err });
+    throw noRoomError(`in ${dir} ${what}`, err);
   }
 }
 

@@ -99,7 +99,7 @@ export class DiskBlobStore implements BlobStore {
       await rm(tmp, { force: true });
       if (err instanceof FleetError) throw err;
       if (isAbort(err)) throw uploadAborted(err);
-      if (isNoRoom(err)) throw noRoomError('the store device', err);
+      if (isNoRoom(err)) throw noRoomError('on the store device', err);
       throw err;
     }
   }

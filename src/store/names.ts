@@ -81,7 +81,7 @@ export class NameStore {
       }
     } catch (err) {
       await rm(tmp, { force: true });
-      if (isNoRoom(err)) throw noRoomError(`the data directory's device for the record of ${segments.join('/')}`, err);
+      if (isNoRoom(err)) throw noRoomError(`on the data directory's device for the record of ${segments.join('/')}`, err);
       throw err;
     }
     await fsyncFile(dirname(target));

@@ -362,14 +362,14 @@ t.test('a full disk ends the pull with FC_ERR_INSUFFICIENT_STORAGE naming the di
 
   const work = await runAgent(agent, 'pull', { urls: [origin.url], project: 'demo', run: 'r2', dest: join(dir, 'dest'), workDir: disk.dir });
   t.equal(work.code, exit, `exit status ${exit}`, { stderr: work.stderr });
-  t.match(work.json, { ok: false, code: 'FC_ERR_INSUFFICIENT_STORAGE', error: `no room left in ${disk.dir} for the pull's base, delta and tar` });
+  t.match(work.json, { ok: false, code: 'FC_ERR_INSUFFICIENT_STORAGE', error: `no room left in ${disk.dir} for the pull's base, delta and tar (its working directory: TMPDIR, or the agent's workDir) (full, or over a quota or file size limit)` });
   t.same(readdirSync(disk.dir), [], 'no partial file left in the working directory');
   t.same(readdirSync(join(dir, 'dest')), [], 'nothing unpacked');
 
   const dest = join(disk.dir, 'dest');
   const tree = await runAgent(agent, 'pull', { urls: [origin.url], project: 'demo', run: 'r2', dest, workDir: join(dir, 'work') });
   t.equal(tree.code, exit, `exit status ${exit}`, { stderr: tree.stderr });
-  t.match(tree.json, { ok: false, code: 'FC_ERR_INSUFFICIENT_STORAGE', error: `no room left in ${dest} to unpack the project into` });
+  t.match(tree.json, { ok: false, code: 'FC_ERR_INSUFFICIENT_STORAGE', error: `no room left in ${dest} to unpack the project into (full, or over a quota or file size limit)` });
   t.same(readdirSync(dest), [], 'the part unpacked is removed: the project path is empty again');
   t.same(readdirSync(join(dir, 'work')), [], 'the tars are removed');
 });

@@ -63,6 +63,24 @@ t.test('the origin takes the id a cache sends: its error answer, passed on, name
   t.match(await res.body.json(), { code: 'FC_ERR_NOT_FOUND', requestId: 'req-cache-1' });
 });
 
+t.test("a PUT through the cache carries its id to the origin: the origin's refusal, passed on, names the id brought, else the cache's own", async (t) => {
+  const origin = await startOrigin(t, { dataDir: t.testdir() });
+  const cache = await startServerProcess(t, ['cache', '--upstream', origin.url, '--listen', '127.0.0.1:0', '--data', t.testdir()]);
+  // the cache's ids, req-<its pid in base 36>-<n>: not the origin's, which runs in this process
+  const ofTheCache = new RegExp(`^req-${cache.child.pid!.toString(36)}-[0-9a-z]+$`);
+  t.not(cache.child.pid, process.pid);
+  const body = randomish(1000);
+  for (const brought of ['ci-put.7', undefined]) {
+    // a token the origin refuses: its 403, with its requestId, is passed on as it is
+    const res = await request(`${cache.url}/cas/sha256/${sha256(body)}`, { method: 'PUT', body, headers: { authorization: 'Bearer not-a-token', ...(brought ? { 'x-request-id': brought } : {}) } });
+    const answer = (await res.body.json()) as { code: string; requestId?: string };
+    t.same([res.statusCode, answer.code], [403, 'FC_ERR_FORBIDDEN'], JSON.stringify(answer));
+    if (brought) t.equal(answer.requestId, brought, 'the id the client brought');
+    else t.match(answer.requestId, ofTheCache, "none brought: the cache's own");
+  }
+  await cache.stop();
+});
+
 t.test('a mirror is sent no request id of the cache\'s, a tooltool one\'s blobs neither; the upstream is', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl }, tt: { url: upUrl, tooltool: true } } }, t.testdir());
