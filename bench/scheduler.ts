@@ -21,7 +21,7 @@ interface World {
 }
 
 function makeWorld(seed: number): World {
-  const rnd = prng(seed);
+  const rnd = prng(BigInt(seed));
   const tasks = Math.ceil(JOBS / SYSTEMS);
   const taskBase = Array.from({ length: tasks }, () => (rnd() < 0.1 ? 120 + rnd() * 180 : 10 + rnd() * 30));
   const jobs: SchedJob[] = [];
@@ -39,7 +39,7 @@ function makeWorld(seed: number): World {
 
 /** Actual durations of one run: the true duration with ±NOISE jitter. */
 function runDurations(w: World, seed: number): Map<string, number> {
-  const rnd = prng(seed);
+  const rnd = prng(BigInt(seed));
   return new Map([...w.base].map(([k, d]) => [k, d * (1 - NOISE + 2 * NOISE * rnd())]));
 }
 
@@ -65,13 +65,13 @@ function simulate(actual: Map<string, number>, next: (system: number, worker: nu
 }
 
 function randomOrder(w: World, actual: Map<string, number>, seed: number): number {
-  const perm = permutation(w.jobs.length, seed);
+  const perm = permutation(w.jobs.length, BigInt(seed));
   const lists = Array.from({ length: SYSTEMS }, (_, s) => perm.map((i) => w.jobs[i]!).filter((j) => j.system === `sys${s}`));
   return simulate(actual, (s) => lists[s]!.shift());
 }
 
 function queueOrder(w: World, actual: Map<string, number>, seed: number, timings?: Timings): number {
-  const q = new JobQueue(w.jobs, { seed, duration: timings ? (j) => timings.estimate(j) : undefined });
+  const q = new JobQueue(w.jobs, { seed: BigInt(seed), duration: timings ? (j) => timings.estimate(j) : undefined });
   const ids = WORKERS.map((n, s) => Array.from({ length: n }, () => q.addWorker('ci', `sys${s}`)));
   return simulate(actual, (s, i) => q.next(ids[s]![i]!));
 }

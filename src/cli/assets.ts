@@ -16,6 +16,7 @@ import { formatBytes, parsePositiveDuration, parseTimerDuration } from '../confi
 import { ConfigError, errorMessage, FleetError, UsageError } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
 import { exitOneOnError } from './exit-one.js';
+import { pythonFloat } from './python-float.js';
 import { barSize, terminalBars, type BarStream } from './progress.js';
 import { requireHttpUrl } from './url-flags.js';
 import { repeatable } from './repeatable.js';
@@ -132,9 +133,10 @@ function parseCacheTimeout(value: string): number {
 }
 
 function parseGigabytes(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected gigabytes, a number 0 or more (e.g. 20 or 2.5)');
-  return n;
+  const n = pythonFloat(value);
+  if (n === undefined) throw new InvalidArgumentError("expected gigabytes, a number as tooltool's optparse reads it (Python's float(): e.g. 20, 2.5, 1e3, 1_000)");
+  // no free space reaches nan or inf: tooltool deletes every file, as with 0
+  return Number.isNaN(n) || n === Infinity ? 0 : n;
 }
 
 /** tooltool's options, on `assets` itself (add's too): commander then takes them before and after the command. */
@@ -151,7 +153,7 @@ function addTooltoolOptions(assets: Command): void {
     .option('-o, --overwrite', 'accepted, unused (as in tooltool)')
     .option('--message <text>', 'accepted, unused: tooltool\'s upload message (the origin keeps none)')
     .option('--digest <hex>', 'accepted, unused: for tooltool\'s change-visibility and delete, which fleetcache does not have (exit 1)')
-    .option('-s, --size <GB>', 'purge: gigabytes (GiB) to make free on the cache folder\'s filesystem; 0: delete every file (default: 0)', parseGigabytes)
+    .option('-s, --size <GB>', 'purge: gigabytes (GiB) to make free on the cache folder\'s filesystem, a number as tooltool reads it (Python\'s float(): 2.5, 1e3); 0, inf or nan: delete every file; a negative one: none (default: 0)', parseGigabytes)
     .addOption(new Option('--visibility <v>', 'add: the records\' visibility (default: none, as tooltool; upload refuses a record without one)').choices(['public', 'internal']))
     .option('--unpack', 'add: unpack the archive after fetching')
     .option('--asset-version <text>', 'add: free-form version label (the record\'s "version")')

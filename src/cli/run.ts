@@ -7,7 +7,7 @@ import { parseSizeFlag } from '../config/units.js';
 import { EXIT, UsageError } from '../errors.js';
 import { DEFAULT_BASE_CACHE_SIZE } from '../project-upload/base-cache.js';
 import { DEFAULT_DATA_DIR } from '../run/state-dir.js';
-import { parseGoInt } from '../spread/go-int.js';
+import { INT64_MAX, INT64_MIN, parseGoInt } from '../spread/go-int.js';
 import { decimalWhole } from './decimal-flag.js';
 import type { ShellModes } from '../run/shell.js';
 
@@ -72,29 +72,23 @@ function workersOf(text: string): number {
   return n;
 }
 
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-
-/** An integer as spread's Go flag package reads it (0x10, 0o17, 0b11, 010 octal, 1_000), if it is a safe one. */
-function goFlagInt(text: string): number | undefined {
-  const n = parseGoInt(text);
-  return n !== undefined && n >= -MAX_SAFE && n <= MAX_SAFE ? Number(n) : undefined;
-}
-
 /**
- * spread's -seed is a 64-bit integer, negative ones too; anything else would silently run as
- * seed 0. Past 2^53 a number no longer holds every integer: two seeds would be one.
+ * spread's -seed, an int64 read as Go's flag package reads it (0x10, 0o17, 0b11, 010 octal,
+ * 1_000), negative ones too; anything else would silently run as seed 0.
  */
-function seedOf(text: string): number {
-  const n = goFlagInt(text);
-  if (n === undefined) throw new UsageError(`--seed needs an integer, negative too, of at most ${Number.MAX_SAFE_INTEGER} either way, not "${text}"`);
+function seedOf(text: string): bigint {
+  const n = parseGoInt(text);
+  if (n === undefined) throw new UsageError(`--seed needs an integer from ${INT64_MIN} to ${INT64_MAX} (spread's int64), not "${text}"`);
   return n;
 }
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** spread's -repeat, an int read as Go reads it; fleetcache refuses a negative one. */
 function repeatOf(text: string): number {
-  const n = goFlagInt(text);
-  if (n === undefined || n < 0) throw new UsageError(`--repeat needs a whole number, not "${text}"`);
-  return n;
+  const n = parseGoInt(text);
+  if (n === undefined || n < 0n || n > MAX_SAFE) throw new UsageError(`--repeat needs a whole number, not "${text}"`);
+  return Number(n);
 }
 
 /**

@@ -43,7 +43,7 @@ export interface RunOptions {
   readonly filters: readonly string[];
   readonly fleetFile?: string;
   readonly tokenFile?: string;
-  readonly seed?: number;
+  readonly seed?: bigint;
   /** -order (fleetcache's own): jobs in the order the filters name them (orderByFilters), no priorities or shuffle. */
   readonly order?: boolean;
   /** Directory for local state: embedded servers, machines, base cache (default <root>/DEFAULT_DATA_DIR). */
@@ -286,8 +286,8 @@ async function runJobs(
   const systemOf = new Map(jobs.map((j) => [`${j.backend.name}\0${j.system.name}`, j]));
   const plan = workerPlan(sched, (b, s) => o.workers ?? systemOf.get(`${b}\0${s}`)?.system.workers ?? 1);
   // spread's -seed defaults to 0: a given 0 is no seed (one is chosen and announced)
-  const givenSeed = o.seed === 0 ? undefined : o.seed;
-  const { seed, announce } = o.order ? { seed: 0, announce: false } : chooseSeed(sched.length, plan.reduce((n, p) => n + p.count, 0), givenSeed);
+  const givenSeed = o.seed === 0n ? undefined : o.seed;
+  const { seed, announce } = o.order ? { seed: 0n, announce: false } : chooseSeed(sched.length, plan.reduce((n, p) => n + p.count, 0), givenSeed);
   if (announce) log.line(`Sequence of jobs produced with -seed=${seed}`);
   log.line(`If killed, discard machines with: ${discardHint}`);
   // A given seed replays the order of the run that announced it, with the estimates that

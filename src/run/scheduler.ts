@@ -24,7 +24,8 @@ export interface SchedJob {
 }
 
 interface QueueOptions {
-  seed: number;
+  /** An int64, as spread's -seed. */
+  seed: bigint;
   /**
    * Expected seconds of a job (Timings.estimate, or Timings.replay for a given seed);
    * undefined when unknown. The order depends only on the seed, the jobs, their priorities
@@ -56,20 +57,43 @@ export function orderByFilters<J extends Pick<SchedJob, 'name' | 'sample'>>(jobs
     .map((e) => e.job);
 }
 
-/** Seeded PRNG (mulberry32): same seed, same order. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
+const MASK64 = 2n ** 64n - 1n;
+const GOLDEN_GAMMA = 0x9e3779b97f4a7c15n;
+
+/** splitmix64's mix of state `x` mod 2^64 (a bijection of 64-bit words: no two states give one word). */
+function mix64(x: bigint): bigint {
+  let z = x & MASK64;
+  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
+  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK64;
+  return z ^ (z >> 31n);
+}
+
+/**
+ * Seeded PRNG (xoshiro128**, its 128-bit state from splitmix64 of the seed): same seed, same
+ * order, and every int64 seed a state of its own. (Its 32-bit mulberry32 took a seed mod
+ * 2^32: -seed=1 and -seed=4294967297 ran one order.)
+ */
+export function prng(seed: bigint): () => number {
+  const a = mix64(seed + GOLDEN_GAMMA);
+  // never all zero: mix64 is 0 only at 0, and the two states differ
+  const b = mix64(seed + 2n * GOLDEN_GAMMA);
+  let [s0, s1, s2, s3] = [a >> 32n, a, b >> 32n, b].map((w) => Number(BigInt.asIntN(32, w))) as [number, number, number, number];
+  const rotl = (x: number, k: number) => (x << k) | (x >>> (32 - k));
   return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    const result = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
+    const t = s1 << 9;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = rotl(s3, 11);
+    return result / 4294967296;
   };
 }
 
 /** A permutation of 0..n-1 (Fisher–Yates over the seeded PRNG). */
-export function permutation(n: number, seed: number): number[] {
+export function permutation(n: number, seed: bigint): number[] {
   const next = prng(seed);
   const p = Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {
@@ -83,10 +107,10 @@ export function permutation(n: number, seed: number): number[] {
  * spread's seed rule: the given one; else, with more jobs than workers, the current
  * Unix time (to be printed as `Sequence of jobs produced with -seed=N`); else 0.
  */
-export function chooseSeed(jobs: number, workers: number, given?: number): { seed: number; announce: boolean } {
+export function chooseSeed(jobs: number, workers: number, given?: bigint): { seed: bigint; announce: boolean } {
   if (given !== undefined) return { seed: given, announce: false };
-  if (jobs > workers) return { seed: Math.floor(Date.now() / 1000), announce: true };
-  return { seed: 0, announce: false };
+  if (jobs > workers) return { seed: BigInt(Math.floor(Date.now() / 1000)), announce: true };
+  return { seed: 0n, announce: false };
 }
 
 /** Workers per backend+system: min(configured workers, selected jobs), spread's rule. */
@@ -145,7 +169,7 @@ export class JobQueue {
   /** Task key (backend, system, task) of each job, and which tasks have samples > 1. */
   readonly #taskKey: string[];
   readonly #sampled = new Set<string>();
-  readonly #seed: number;
+  readonly #seed: bigint;
   readonly #ordered: boolean;
   readonly #workers: WorkerState[] = [];
   readonly #perSystem = new Map<string, number>();
@@ -202,13 +226,13 @@ export class JobQueue {
     });
   }
 
-  /** Adds worker i of its backend+system; its permutation is seeded with seed+i. */
+  /** Adds worker i of its backend+system; its permutation is seeded with seed+i (past int64 it wraps, as in Go: prng takes it mod 2^64). */
   addWorker(backend: string, system: string): WorkerId {
     const k = `${backend}\0${system}`;
     const i = this.#perSystem.get(k) ?? 0;
     this.#perSystem.set(k, i + 1);
     const own = this.#bySystem.get(k) ?? [];
-    const perm = this.#ordered ? [...own] : permutation(this.#jobs.length, this.#seed + i).filter((j) => this.#jobs[j]!.backend === backend && this.#jobs[j]!.system === system);
+    const perm = this.#ordered ? [...own] : permutation(this.#jobs.length, this.#seed + BigInt(i)).filter((j) => this.#jobs[j]!.backend === backend && this.#jobs[j]!.system === system);
     const lanes = new Map<string, { positions: number[]; start: number }>();
     perm.forEach((j, k) => {
       const lane = `${this.#jobs[j]!.suite}\0${this.#rank[j]}`;

@@ -143,7 +143,7 @@ export class Timings {
    * Keeps the estimates `jobs` are ordered by under the announced `seed` (saved with the
    * averages), so that replay(seed) gives them back.
    */
-  rememberSeed(seed: number, jobs: readonly TimedJob[]): void {
+  rememberSeed(seed: bigint, jobs: readonly TimedJob[]): void {
     const estimates: Estimates = {};
     for (const job of jobs) {
       const d = this.estimate(job);
@@ -157,7 +157,7 @@ export class Timings {
    * The estimates the run that announced `seed` ordered its jobs by; a seed not on record
    * (given by hand, or from another checkout) orders by the seed alone.
    */
-  replay(seed: number): (job: TimedJob) => number | undefined {
+  replay(seed: bigint): (job: TimedJob) => number | undefined {
     const estimates = this.#seeds.get(String(seed));
     return (job) => estimates?.[keyOf(job)];
   }

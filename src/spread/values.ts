@@ -1,12 +1,11 @@
 // Durations, sizes and names as spread's project.go parses and validates them.
-import { INT64_MAX, INT64_MIN } from './go-int.js';
+import { INT64_MAX, INT64_MIN, TWO_TO_63 } from './go-int.js';
 import { DISABLED_TIMEOUT } from './model.js';
 
 /** Go's time unitMap, in nanoseconds (a Map: `5constructor` has no unit). */
 const UNIT_NS: ReadonlyMap<string, bigint> = new Map([['ns', 1n], ['us', 1_000n], ['µs', 1_000n], ['μs', 1_000n], ['ms', 1_000_000n], ['s', 1_000_000_000n], ['m', 60_000_000_000n], ['h', 3_600_000_000_000n]]);
 /** One component of a duration: digits, an optional fraction, a unit (any run of other characters). */
 const COMPONENT = /([0-9]*)(?:\.([0-9]*))?([^.0-9]*)/y;
-const TWO_TO_63 = INT64_MAX + 1n;
 
 /** Go's leadingFraction: the fraction's digits up to where they would pass int64 (the rest ignored), and their scale. */
 function leadingFraction(digits: string): [bigint, number] {

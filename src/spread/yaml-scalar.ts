@@ -1,7 +1,7 @@
 // The type and value yaml.v2 (resolve.go) gives a scalar, plain or explicitly tagged, and how
 // its decode.go turns an int or float into a Go int64: what spread accepts in `workers:`,
 // `samples:` and `priority:`, and in `manual:` and `secure-boot:`.
-import { INT64_MAX, INT64_MIN, parseGoInt, parseGoUint } from './go-int.js';
+import { INT64_MAX, INT64_MIN, parseGoIntOrUint, TWO_TO_63, underscoresOk } from './go-int.js';
 
 /** A resolved scalar: integers as bigint (int64/uint64 range), floats as number. */
 export type ResolvedScalar =
@@ -31,8 +31,6 @@ const WORDS = new Map<string, ResolvedScalar>([
 const YAML_STYLE_FLOAT = /^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/;
 /** What Go's ParseFloat takes of a text starting with a dot: digits, then an exponent, underscores among the digits. */
 const DOT_FLOAT = /^\.[0-9_]+(?:[eE][-+]?[0-9][0-9_]*)?$/;
-/** An underscore that is not between two digits (strconv's underscoreOK refuses it). */
-const LONE_UNDERSCORE = /(?:^|[^0-9])_|_(?:[^0-9]|$)/;
 /**
  * parseTimestamp's layouts for Go's time.Parse: a date; a date, `T` or `t`, a time and a zone
  * (`Z`, `+hh:mm`); or a date, a space and a time without zone. Seconds take a fraction after
@@ -41,7 +39,7 @@ const LONE_UNDERSCORE = /(?:^|[^0-9])_|_(?:[^0-9]|$)/;
 const TIMESTAMP = /^(\d{4})-(\d{1,2})-(\d{1,2})(?:[Tt](\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,]\d+)?(?:Z|[-+]\d{2}:\d{2})| (\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,]\d+)?)?$/;
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 /** 2^63 as a float64: math.MaxInt64 converted, the bound decode.go compares a float with. */
-const TWO_TO_63 = Number(-INT64_MIN);
+const FLOAT_TWO_TO_63 = Number(TWO_TO_63);
 
 /** A timestamp time.Parse takes: TIMESTAMP, with the month, the day (in that month), the hour, minute and second in range. */
 function isTimestamp(text: string): boolean {
@@ -71,14 +69,14 @@ export function resolveYamlV2Scalar(text: string, tag?: CheckedTag): ResolvedSca
   if (word) return word;
   if (text.startsWith('.')) {
     // resolve.go hands the text as written to ParseFloat, which allows underscores between digits
-    const f = DOT_FLOAT.test(text) && !LONE_UNDERSCORE.test(text) ? finite(text.replace(/_/g, '')) : undefined;
+    const f = DOT_FLOAT.test(text) && underscoresOk(text) ? finite(text.replace(/_/g, '')) : undefined;
     return f === undefined ? { tag: '!!str' } : { tag: '!!float', value: f };
   }
   if (!/^[-+0-9]/.test(text)) return { tag: '!!str' };
   if ((tag === undefined || tag === '!!timestamp') && isTimestamp(text)) return { tag: '!!timestamp' };
   const plain = text.replace(/_/g, '');
   // ParseInt first, then ParseUint (for integers past int64)
-  const int = parseGoInt(plain) ?? parseGoUint(plain);
+  const int = parseGoIntOrUint(plain);
   if (int !== undefined) return { tag: '!!int', value: int };
   const f = YAML_STYLE_FLOAT.test(plain) ? finite(plain) : undefined;
   return f === undefined ? { tag: '!!str' } : { tag: '!!float', value: f };
@@ -103,7 +101,7 @@ export function asTagged(resolved: ResolvedScalar, tag: CheckedTag): ResolvedSca
 export function goInt64(resolved: Extract<ResolvedScalar, { tag: '!!int' | '!!float' }>): number | undefined {
   if (resolved.tag === '!!int') return resolved.value <= INT64_MAX ? Number(resolved.value) : undefined;
   const f = resolved.value;
-  if (Number.isNaN(f) || f > TWO_TO_63) return undefined;
-  if (f >= TWO_TO_63 || f < -TWO_TO_63) return Number(INT64_MIN);
+  if (Number.isNaN(f) || f > FLOAT_TWO_TO_63) return undefined;
+  if (f >= FLOAT_TWO_TO_63 || f < -FLOAT_TWO_TO_63) return Number(INT64_MIN);
   return Math.trunc(f) + 0;
 }

@@ -273,9 +273,30 @@ t.test('purge -c DIR deletes every file of the folder, oldest first; sub-directo
   const missing = await runCli(t, ['assets', '-c', join(root, 'nope'), 'purge'], join(root, 'work'));
   t.equal(missing.code, 1);
   t.match(missing.stderr, /cache folder .*nope does not exist/);
-  const badSize = await runCli(t, ['assets', 'purge', '-c', cache, '-s', 'lots'], join(root, 'work'));
-  t.equal(badSize.code, 2, 'a size that is no number: a usage error, as optparse');
+  for (const size of ['lots', '0x10', '', '1__0', '5GB']) {
+    const badSize = await runCli(t, ['assets', 'purge', '-c', cache, '-s', size], join(root, 'work'));
+    t.equal(badSize.code, 2, `-s ${JSON.stringify(size)}: no number to Python's float(), a usage error (exit 2), as optparse`);
+    t.match(badSize.stderr, /argument .* is invalid\. expected gigabytes, a number as tooltool's optparse reads it/);
+  }
   t.ok(existsSync(join(cache, 'aaa')));
+});
+
+t.test("purge -s takes what tooltool's float() takes: a negative size deletes nothing, nan and inf every file", async (t) => {
+  const root = t.testdir({ cache: {}, work: {} });
+  const cache = join(root, 'cache');
+  for (const size of ['-1', '-inf', '-1e3']) {
+    filesWithMtimes(cache, { aaa: 3000 }, 10);
+    const res = await runCli(t, ['assets', 'purge', '-c', cache, '-s', size], join(root, 'work'));
+    t.equal(res.code, 0, `-s ${size}: ${res.stderr}`);
+    t.same(readdirSync(cache), ['aaa'], `-s ${size}: any free space is enough, nothing is deleted`);
+  }
+  for (const size of ['nan', 'inf', 'Infinity', ' 0 ', '0_0', '0e5', '1e-400']) {
+    filesWithMtimes(cache, { aaa: 3000, bbb: 1000 }, 10);
+    const res = await runCli(t, ['assets', 'purge', '-c', cache, '-s', size], join(root, 'work'));
+    t.equal(res.code, 0, `-s ${JSON.stringify(size)}: ${res.stderr}`);
+    t.equal(res.stdout, 'bbb\t10\naaa\t10\n', `-s ${JSON.stringify(size)}: every file, oldest first`);
+    t.notMatch(res.stderr, /warning/, `-s ${JSON.stringify(size)}: asked for, no warning`);
+  }
 });
 
 t.test('purge -s GB deletes the oldest files until that much is free on the filesystem', { skip: process.getuid?.() !== 0 && 'mounting a tmpfs needs root' }, async (t) => {

@@ -66,6 +66,17 @@ t.test("-seed is read as spread's Go flag package reads it: 010 is octal 8", asy
   t.same(executed(octal.out), executed(eight.out), '-seed=010 runs in the order of seed 8, as spread does');
 });
 
+t.test("-seed takes spread's whole int64 range, and seeds 2^32 apart run orders of their own", async (t) => {
+  const dir = await project(t, 6);
+  const two = run(t, dir, ['-seed=2']);
+  const wrapped = run(t, dir, [`-seed=${2 + 2 ** 32}`]);
+  const largest = run(t, dir, ['-seed=9223372036854775807']);
+  for (const res of [two, wrapped, largest]) t.equal(res.status, 0, 'the run passes');
+  t.equal(executed(two.out).length, 6);
+  t.notSame(executed(wrapped.out), executed(two.out), 'seed 2^32+2 is not seed 2 again');
+  t.equal(executed(largest.out).length, 6, 'the largest int64 seed runs every job');
+});
+
 t.test("-repeat is read as spread's Go flag package reads it: 010 is octal 8", async (t) => {
   const repeated = run(t, await project(t, 1), ['-repeat=010']);
   t.equal(repeated.status, 0, 'the run passes');

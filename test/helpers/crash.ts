@@ -18,7 +18,7 @@ interface Seeded {
 export function seeded(t: Test): Seeded {
   const seed = Number(process.env.FLEETCACHE_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
   t.comment(`seed ${seed} (FLEETCACHE_CRASH_SEED=${seed} replays it)`);
-  const random = prng(seed);
+  const random = prng(BigInt(seed));
   return {
     seed,
     random,

@@ -79,7 +79,7 @@ t.test('runWorkers over local machines: every job once, storm limit, load admiss
   const dir = t.testdir();
   const provider = await createProvider('b', 'local', {}, { projectRoot: dir, remotePath: '/p', password: 'x', stateDir: dir });
   const all = jobs(['x', 'y'], 6);
-  const q = new JobQueue(all, { seed: 9 });
+  const q = new JobQueue(all, { seed: 9n });
   const plan = workerPlan(all, () => 3);
   let starting = 0;
   let peakStarting = 0;
@@ -141,7 +141,7 @@ t.test('load admission: a low reading admits the machine\'s jobs of the next sec
   const started = Date.now();
   let ran = 0;
   const res = await runWorkers<number>(
-    new JobQueue(all, { seed: 1 }),
+    new JobQueue(all, { seed: 1n }),
     [{ backend: 'b', system: 'x', count: 1 }],
     {
       start: async () => 0,
@@ -163,7 +163,7 @@ t.test('machines waiting for their load to drop stop waiting once their system h
   const dir = t.testdir();
   const provider = await createProvider('b', 'local', {}, { projectRoot: dir, remotePath: '/p', password: 'x', stateDir: dir });
   const all = jobs(['x'], 3);
-  const q = new JobQueue(all, { seed: 3 });
+  const q = new JobQueue(all, { seed: 3n });
   const ran: string[] = [];
   const waited: number[] = [];
   const stopped: number[] = [];
@@ -198,7 +198,7 @@ t.test('machines waiting for their load to drop stop waiting once their system h
 t.test('a machine whose load was being read when its system\'s last job was taken stops waiting then, not once that job ends', async (t) => {
   const dir = t.testdir();
   const provider = await createProvider('b', 'local', {}, { projectRoot: dir, remotePath: '/p', password: 'x', stateDir: dir });
-  const q = new JobQueue(jobs(['x'], 1), { seed: 1 });
+  const q = new JobQueue(jobs(['x'], 1), { seed: 1n });
   const stopped: number[] = [];
   let secondStopped!: () => void;
   const secondStops = new Promise<void>((resolve) => (secondStopped = resolve));
@@ -244,7 +244,7 @@ t.test('a machine whose load was being read when its system\'s last job was take
 
 t.test('a broken machine stops its worker; start failures leave jobs to others', async (t) => {
   const all = jobs(['x'], 6);
-  const q = new JobQueue(all, { seed: 1 });
+  const q = new JobQueue(all, { seed: 1n });
   const ran: string[] = [];
   const res = await runWorkers<number>(
     q,
@@ -279,7 +279,7 @@ t.test('a broken machine stops its worker; start failures leave jobs to others',
 
 t.test('abort: workers stop taking jobs and the rest is reported', async (t) => {
   const all = jobs(['x'], 10);
-  const q = new JobQueue(all, { seed: 1 });
+  const q = new JobQueue(all, { seed: 1n });
   const ac = new AbortController();
   let n = 0;
   const res = await runWorkers<number>(
@@ -298,7 +298,7 @@ t.test('abort: workers stop taking jobs and the rest is reported', async (t) => 
 
 t.test('a start that waits through idle (a retry delay, a busy host) does not hold its start-up slot', async (t) => {
   const all = jobs(['failing', 'fine'], 2);
-  const q = new JobQueue(all, { seed: 1 });
+  const q = new JobQueue(all, { seed: 1n });
   const plan = workerPlan(all, (_backend, system) => (system === 'failing' ? 2 : 1));
   const began = Date.now();
   const startedAt = new Map<string, number>();
@@ -329,7 +329,7 @@ t.test('a start that waits through idle (a retry delay, a busy host) does not ho
 
 t.test('a start waiting through idle gives up (NoMachineLeft) once the other machines took every job of its system', async (t) => {
   const all = jobs(['x'], 3);
-  const q = new JobQueue(all, { seed: 1 });
+  const q = new JobQueue(all, { seed: 1n });
   let retries = 0;
   const ran: string[] = [];
   const began = Date.now();
@@ -363,7 +363,7 @@ t.test('a start waiting through idle gives up (NoMachineLeft) once the other mac
 
 t.test('start-up takes the first machine of every system, then the second of each: no system waits for all of another\'s', async (t) => {
   const all = jobs(['x', 'y', 'z'], 6);
-  const q = new JobQueue(all, { seed: 2 });
+  const q = new JobQueue(all, { seed: 2n });
   const plan = workerPlan(all, () => 3);
   const started: string[] = [];
   // every job holds its machine until all nine have started (bounded), so none finds its system's jobs gone

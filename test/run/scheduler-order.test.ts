@@ -20,7 +20,7 @@ t.test('filter order: each job at the first argument that matches it, list order
 
 t.test('ordered queue: the list order, whatever the seed, priorities, suites and durations', async (t) => {
   const jobs = [job('x', 'b/', 't3'), job('x', 'a/', 't1', { priority: -5 }), job('y', 'a/', 'other'), job('x', 'b/', 't2'), job('x', 'a/', 't9', { priority: 50 }), job('x', 'c/', 't4')];
-  for (const seed of [0, 1, 99]) {
+  for (const seed of [0n, 1n, 99n]) {
     const q = new JobQueue(jobs, { seed, ordered: true, duration: (j) => (j.task === 'a/t9' ? 1 : 1000) });
     const w1 = q.addWorker('b', 'x');
     const w2 = q.addWorker('b', 'x');

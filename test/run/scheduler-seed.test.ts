@@ -20,7 +20,7 @@ function order(jobs: SchedJob[], options: ConstructorParameters<typeof JobQueue>
 
 t.test('a run given the seed another announced replays its order', async (t) => {
   const jobs = Array.from({ length: 10 }, (_, i) => job(`s${i % 3}/`, `t${i}`, i === 4 ? 1 : undefined));
-  for (const seed of [0, 2, 7]) await t.test(`seed ${seed}`, async (t) => {
+  for (const seed of [0n, 2n, 7n]) await t.test(`seed ${seed}`, async (t) => {
     const dir = t.testdir();
     const history = await Timings.load(dir);
     jobs.forEach((j, i) => history.record(j, 10 * 2 ** i)); // later jobs took longer
@@ -40,7 +40,7 @@ t.test('a run given the seed another announced replays its order', async (t) => 
     t.equal(announced[0], 'b:x:s1/t4', 'priorities still come first');
   });
   const unknown = await Timings.load(t.testdir());
-  t.same(order(jobs, { seed: 99, duration: unknown.replay(99) }), order(jobs, { seed: 99 }), 'a seed not on record: the seed alone');
+  t.same(order(jobs, { seed: 99n, duration: unknown.replay(99n) }), order(jobs, { seed: 99n }), 'a seed not on record: the seed alone');
 });
 
 t.test('only the newest 20 announced seeds are kept', async (t) => {
@@ -48,12 +48,12 @@ t.test('only the newest 20 announced seeds are kept', async (t) => {
   const jobs = [job('s/', 'a'), job('s/', 'b')];
   const timings = await Timings.load(dir);
   timings.record(jobs[0]!, 5);
-  for (let seed = 1; seed <= 25; seed++) timings.rememberSeed(seed, jobs);
+  for (let seed = 1n; seed <= 25n; seed++) timings.rememberSeed(seed, jobs);
   await timings.save();
   const loaded = await Timings.load(dir);
-  t.equal(loaded.replay(5)(jobs[0]!), undefined, 'seed 5 dropped');
-  t.equal(loaded.replay(6)(jobs[0]!), 5, 'seed 6 kept');
-  t.equal(loaded.replay(25)(jobs[1]!), undefined, 'a job without an estimate has none on replay');
+  t.equal(loaded.replay(5n)(jobs[0]!), undefined, 'seed 5 dropped');
+  t.equal(loaded.replay(6n)(jobs[0]!), 5, 'seed 6 kept');
+  t.equal(loaded.replay(25n)(jobs[1]!), undefined, 'a job without an estimate has none on replay');
 });
 
 t.test('two runs of one project at once: neither save drops the seed or the durations the other recorded', async (t) => {
@@ -65,11 +65,11 @@ t.test('two runs of one project at once: neither save drops the seed or the dura
   // both runs start from the same file and announce their seeds
   const first = await Timings.load(dir);
   const second = await Timings.load(dir);
-  first.rememberSeed(2, jobs);
+  first.rememberSeed(2n, jobs);
   await first.save();
-  const announced = order(jobs, { seed: 7, duration: (j) => second.estimate(j) });
-  t.not(announced.join(), order(jobs, { seed: 7 }).join(), 'durations do reorder');
-  second.rememberSeed(7, jobs);
+  const announced = order(jobs, { seed: 7n, duration: (j) => second.estimate(j) });
+  t.not(announced.join(), order(jobs, { seed: 7n }).join(), 'durations do reorder');
+  second.rememberSeed(7n, jobs);
   await second.save();
   // the second run ends first, with its jobs' durations; the first ends later, with its own
   second.record(jobs[0]!, 7777);
@@ -77,9 +77,9 @@ t.test('two runs of one project at once: neither save drops the seed or the dura
   first.record(jobs[1]!, 9999);
   await first.save();
   const later = await Timings.load(dir);
-  t.same(order(jobs, { seed: 7, duration: later.replay(7) }), announced, "-seed 7 replays the second run's order");
-  t.not(later.replay(7)(jobs[0]!), undefined, "the second run's seed is kept");
-  t.not(later.replay(2)(jobs[0]!), undefined, "the first run's seed is kept too");
+  t.same(order(jobs, { seed: 7n, duration: later.replay(7n) }), announced, "-seed 7 replays the second run's order");
+  t.not(later.replay(7n)(jobs[0]!), undefined, "the second run's seed is kept");
+  t.not(later.replay(2n)(jobs[0]!), undefined, "the first run's seed is kept too");
   t.not(later.estimate(jobs[0]!), 10, "the second run's duration is kept");
   t.not(later.estimate(jobs[1]!), 20, "the first run's duration is kept");
 });

@@ -18,14 +18,22 @@ function drain(q: JobQueue, w: number): string[] {
   return out;
 }
 
+t.test('every int64 seed orders on its own: none is taken mod 2^32, nor cut to 53 bits', async (t) => {
+  const max = 2n ** 63n - 1n;
+  // seeds a 32-bit generator folds together (n, n + 2^32, n - 2^32), and neighbours past 2^53
+  const pairs: Array<[bigint, bigint]> = [[1n, 1n + 2n ** 32n], [-1n, 2n ** 32n - 1n], [0n, -(2n ** 32n)], [2n ** 53n, 2n ** 53n + 1n], [max, max - 1n], [-max - 1n, -max]];
+  for (const [a, b] of pairs) t.not(permutation(20, a).join(), permutation(20, b).join(), `seeds ${a} and ${b}`);
+  for (const seed of [max, -max - 1n]) t.same([...permutation(20, seed)].sort((x, y) => x - y), Array.from({ length: 20 }, (_, i) => i), `seed ${seed}: a permutation`);
+});
+
 t.test('permutations and seeds', async (t) => {
-  t.same(permutation(10, 5), permutation(10, 5), 'same seed, same order');
-  t.not(permutation(10, 5).join(), permutation(10, 6).join());
-  t.same([...permutation(50, 1)].sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i));
-  t.same(chooseSeed(3, 5), { seed: 0, announce: false }, 'jobs ≤ workers: seed 0, silent');
-  t.same(chooseSeed(10, 2, 42), { seed: 42, announce: false });
+  t.same(permutation(10, 5n), permutation(10, 5n), 'same seed, same order');
+  t.not(permutation(10, 5n).join(), permutation(10, 6n).join());
+  t.same([...permutation(50, 1n)].sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i));
+  t.same(chooseSeed(3, 5), { seed: 0n, announce: false }, 'jobs ≤ workers: seed 0, silent');
+  t.same(chooseSeed(10, 2, 42n), { seed: 42n, announce: false });
   const s = chooseSeed(10, 2);
-  t.ok(s.announce && Math.abs(s.seed - Date.now() / 1000) < 5, 'more jobs than workers: time seed, announced');
+  t.ok(s.announce && Math.abs(Number(s.seed) - Date.now() / 1000) < 5, 'more jobs than workers: time seed, announced');
   const jobs = [job('x', 's/', 'a'), job('x', 's/', 'b'), job('y', 's/', 'a')];
   t.same(workerPlan(jobs, () => 4), [
     { backend: 'b', system: 'x', count: 2 },
@@ -35,7 +43,7 @@ t.test('permutations and seeds', async (t) => {
 
 t.test('priority tiers come first and jobs never cross systems', async (t) => {
   const jobs = [job('x', 's/', 'low', { priority: -1 }), job('x', 's/', 'mid'), job('x', 's/', 'high', { priority: 5 }), job('y', 's/', 'other', { priority: 100 })];
-  const q = new JobQueue(jobs, { seed: 1 });
+  const q = new JobQueue(jobs, { seed: 1n });
   const w = q.addWorker('b', 'x');
   t.same(drain(q, w), ['b:x:s/high', 'b:x:s/mid', 'b:x:s/low']);
   t.equal(q.pending, 1);
@@ -44,7 +52,7 @@ t.test('priority tiers come first and jobs never cross systems', async (t) => {
 
 t.test('suite affinity: a worker stays in its suite, others spread over suites', async (t) => {
   const jobs = ['a', 'b', 'c', 'd'].flatMap((task) => [job('x', 's1/', task), job('x', 's2/', task)]);
-  for (let seed = 0; seed < 20; seed++) {
+  for (let seed = 0n; seed < 20n; seed++) {
     const q = new JobQueue(jobs, { seed });
     const w1 = q.addWorker('b', 'x');
     const w2 = q.addWorker('b', 'x');
@@ -59,7 +67,7 @@ t.test('suite affinity: a worker stays in its suite, others spread over suites',
 
 t.test('samples: the lowest pending sample of the same task first', async (t) => {
   const jobs = [1, 2, 3].flatMap((n) => [job('x', 's/', 'multi', { sample: n }), job('x', 's/', `single${n}`)]);
-  const q = new JobQueue(jobs, { seed: 3 });
+  const q = new JobQueue(jobs, { seed: 3n });
   const w = q.addWorker('b', 'x');
   const order = drain(q, w);
   const i = order.indexOf('b:x:s/multi');
@@ -72,7 +80,7 @@ t.test('recorded durations: longest first without priorities, priorities still w
   jobs.forEach((j, i) => timings.record(j, i === 7 ? 300 : i === 2 ? 150 : 10 + i));
   await timings.save();
   t.equal((await Timings.load(join(t.testdir(), 'nowhere'))).size, 0, 'a missing file means no history');
-  for (let seed = 0; seed < 10; seed++) {
+  for (let seed = 0n; seed < 10n; seed++) {
     const q = new JobQueue(jobs, { seed, duration: (j) => timings.estimate(j) });
     const w = q.addWorker('b', 'x');
     const order = drain(q, w);
@@ -82,10 +90,10 @@ t.test('recorded durations: longest first without priorities, priorities still w
     t.equal(order[4], 'b:x:s2/t2', 'then the suite of the longest job left');
   }
   const withPriority = jobs.map((j, i) => (i === 0 ? { ...j, priority: 1 } : j));
-  const q = new JobQueue(withPriority, { seed: 1, duration: (j) => timings.estimate(j) });
+  const q = new JobQueue(withPriority, { seed: 1n, duration: (j) => timings.estimate(j) });
   t.equal(q.next(q.addWorker('b', 'x'))!.name, 'b:x:s0/t0', 'an explicit priority beats duration');
   const fresh = [...jobs, job('x', 's0/', 'new')];
-  const q2 = new JobQueue(fresh, { seed: 2, duration: (j) => timings.estimate(j) });
+  const q2 = new JobQueue(fresh, { seed: 2n, duration: (j) => timings.estimate(j) });
   t.ok(['b:x:s0/new', 'b:x:s1/t7'].includes(q2.next(q2.addWorker('b', 'x'))!.name), 'an unknown job counts as long');
 });
 
@@ -94,7 +102,7 @@ t.test('recorded durations never take a worker out of its suite: each suite ente
   // worker did a's slow jobs, b's, then came back to a for its fast ones).
   const jobs = ['a/', 'b/'].flatMap((suite) => ['fast1', 'fast2', 'slow1', 'slow2'].map((task) => job('x', suite, task)));
   const duration = (j: SchedJob): number => (j.task.includes('slow') ? 4.5 : 0.1);
-  for (let seed = 0; seed < 20; seed++) {
+  for (let seed = 0n; seed < 20n; seed++) {
     const q = new JobQueue(jobs, { seed, duration });
     const order = drain(q, q.addWorker('b', 'x')).map((n) => n.split(':')[2]!);
     const suites = order.map((n) => n.split('/')[0]!);
@@ -103,7 +111,7 @@ t.test('recorded durations never take a worker out of its suite: each suite ente
   }
   // Priority still takes a worker elsewhere, as in spread.
   const urgent = [...jobs, job('x', 'b/', 'urgent', { priority: 1 })];
-  const q = new JobQueue(urgent, { seed: 1, duration });
+  const q = new JobQueue(urgent, { seed: 1n, duration });
   t.equal(drain(q, q.addWorker('b', 'x'))[0], 'b:x:b/urgent');
 });
 
@@ -152,7 +160,7 @@ t.test('timings: estimating 20,000 jobs with no history of their own against 20,
 t.test('20,000 jobs of one system drained by 20 workers: each pick looks at a few jobs, not all', async (t) => {
   const jobs = Array.from({ length: 20_000 }, (_, i) => job('s0', `su${i % 7}/`, `t${i}`));
   const { result: seen, ms } = await cpuMsOf(() => {
-    const q = new JobQueue(jobs, { seed: 7 });
+    const q = new JobQueue(jobs, { seed: 7n });
     const workers = Array.from({ length: 20 }, () => q.addWorker('b', 's0'));
     const names = new Set<string>();
     for (let live = workers.length; live > 0;) {

@@ -1,7 +1,7 @@
 // Go's strconv.ParseInt/ParseUint with base 0, case by case: the base-0 cases of Go's own
 // atoi_test.go, and its underscore rules (underscoreOK) as the Go source states them.
 import t from 'tap';
-import { parseGoInt, parseGoUint } from '../../src/spread/go-int.js';
+import { parseGoInt, parseGoIntOrUint, parseGoUint, underscoresOk } from '../../src/spread/go-int.js';
 
 /** [text, what Go's ParseInt(text, 0, 64) gives, or undefined for its syntax and range errors] */
 const INT_CASES: Array<[string, bigint | undefined]> = [
@@ -92,4 +92,15 @@ t.test("parseGoInt is Go's strconv.ParseInt(s, 0, 64)", async (t) => {
 t.test("parseGoUint is Go's strconv.ParseUint(s, 0, 64)", async (t) => {
   for (const [text, want] of UINT_CASES) t.equal(parseGoUint(text), want, JSON.stringify(text));
   t.equal(parseGoInt('18446744073709551615'), undefined, 'past int64 only ParseUint takes it');
+});
+
+t.test('parseGoIntOrUint is ParseInt, else ParseUint, as yaml.v2 tries them', async (t) => {
+  for (const [text] of [...INT_CASES, ...UINT_CASES, ['+18446744073709551615'], ['-18446744073709551615']]) {
+    t.equal(parseGoIntOrUint(text), parseGoInt(text) ?? parseGoUint(text), JSON.stringify(text));
+  }
+});
+
+t.test("underscoresOk is Go's underscoreOK, which ParseFloat applies too", async (t) => {
+  for (const ok of ['1_000', '0x_ff', '.1_5', '.1_5e1_0', '1.5_0']) t.ok(underscoresOk(ok), ok);
+  for (const bad of ['_1', '1_', '1__0', '._1', '.1_e5', '.5e_1', '1_.5', '0_x1']) t.notOk(underscoresOk(bad), bad);
 });
