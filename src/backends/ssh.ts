@@ -6,6 +6,7 @@ import { ConfigError, errorMessage, UpstreamError } from '../errors.js';
 import { holdingNothing, NoMachineLeft, type AllocateOptions, type BackendContext, type Idle, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
 import { splitAddress } from './endpoint.js';
 import { SshMachine } from './ssh-machine.js';
+import { LostScriptSweeps } from './lost-script-sweeps.js';
 import type { ConnectOptions } from '../ssh/client.js';
 import { rebootSettings } from './ssh-reboot.js';
 import type { Host, SshOptions } from './ssh-options.js';
@@ -41,7 +42,7 @@ class SshProvider implements Provider {
    * is tried again when the host is next taken (#sweepLeft), taken after the other free hosts
    * to give it time, and passed over for the rest of the run (#down) only when it fails again.
    */
-  readonly #unswept = new Map<Host, SshMachine>();
+  readonly #unswept = new LostScriptSweeps<Host>();
   readonly #waiters: Array<() => void> = [];
 
   constructor(name: string, options: SshOptions, ctx: BackendContext) {
@@ -177,12 +178,9 @@ class SshProvider implements Provider {
     const h = this.#hostOf(machine.address);
     if (!h) return;
     // a host where a job may still run serves no other: the next would run beside it
-    if (machine instanceof SshMachine) {
-      await machine.stopLostScripts().catch((err: unknown) => {
-        this.#unswept.set(h, machine);
-        this.#ctx.log?.(`The processes of a script on host ${addressOf(h)} of backend ${this.name} whose connection was lost could not be stopped: the host serves another machine of this run only once they are: ${errorMessage(err)}`);
-      });
-    }
+    await this.#unswept.atDiscard(h, machine, (err) =>
+      this.#ctx.log?.(`The processes of a script on host ${addressOf(h)} of backend ${this.name} whose connection was lost could not be stopped: the host serves another machine of this run only once they are: ${errorMessage(err)}`),
+    );
     this.#release(h);
   }
 
@@ -192,16 +190,10 @@ class SshProvider implements Provider {
    * connection to the host is (connect-timeout, connect-retries); rejects when it still cannot,
    * and the host is then passed over (allocate).
    */
-  async #sweepLeft(h: Host, signal?: AbortSignal): Promise<void> {
-    const left = this.#unswept.get(h);
-    if (left === undefined) return;
-    try {
-      await left.stopLostScripts(this.#connectOptions(signal));
-    } catch (err) {
-      if (signal?.aborted) throw err;
-      throw new UpstreamError(`a script whose connection was lost may still run on host ${addressOf(h)} of backend ${this.name}: its processes still cannot be stopped: ${errorMessage(err)}`);
-    }
-    this.#unswept.delete(h);
+  #sweepLeft(h: Host, signal?: AbortSignal): Promise<void> {
+    return this.#unswept.sweepAgain(h, this.#connectOptions(signal), (err) =>
+      signal?.aborted ? err : new UpstreamError(`a script whose connection was lost may still run on host ${addressOf(h)} of backend ${this.name}: its processes still cannot be stopped: ${errorMessage(err)}`),
+    );
   }
 
   /** A kept host is busy in no process but the one that kept it: nothing to release. */
