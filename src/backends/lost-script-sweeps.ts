@@ -29,7 +29,8 @@ export class LostScriptSweeps<K> {
   /**
    * Sweeps again, connecting as `connect` says, what the machine discarded at `key` left (if
    * any), now that `key` is taken again: rejects with `refusal(err, machine)` when it still
-   * cannot, and `key` stays on record.
+   * cannot, and `key` stays on record. The signal of `connect` (the run's) cuts it short, the
+   * connection and the sweep alike: it then rejects with what the abort gave, no refusal of `key`.
    */
   async sweepAgain(key: K, connect: ConnectOptions, refusal: (err: unknown, machine: SshMachine) => unknown): Promise<void> {
     const left = this.#unswept.get(key);
@@ -37,6 +38,7 @@ export class LostScriptSweeps<K> {
     try {
       await left.stopLostScripts(connect);
     } catch (err) {
+      if (connect.signal?.aborted) throw err;
       throw refusal(err, left);
     }
     this.#unswept.delete(key);

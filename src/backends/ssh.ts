@@ -192,7 +192,7 @@ class SshProvider implements Provider {
    */
   #sweepLeft(h: Host, signal?: AbortSignal): Promise<void> {
     return this.#unswept.sweepAgain(h, this.#connectOptions(signal), (err) =>
-      signal?.aborted ? err : new UpstreamError(`a script whose connection was lost may still run on host ${addressOf(h)} of backend ${this.name}: its processes still cannot be stopped: ${errorMessage(err)}`),
+      new UpstreamError(`a script whose connection was lost may still run on host ${addressOf(h)} of backend ${this.name}: its processes still cannot be stopped: ${errorMessage(err)}`),
     );
   }
 
