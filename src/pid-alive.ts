@@ -1,7 +1,7 @@
 // Whether a process still runs, for the records processes leave behind them (a cache
 // primary's socket directories, a runner's list of its machines, the temp files of
-// store/create-once.ts, the partial files of `artifacts get` and `assets fetch`) when killed
-// outright.
+// store/create-once.ts, the partial files of `artifacts get` and `assets fetch`, the working
+// directories of push and pull) when killed outright.
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -61,22 +61,23 @@ const LEFTOVER_IDLE_MS = 10 * 60_000;
 
 /**
  * Removes what processes killed outright left in `dir`: the entries whose name `pidOf` reads
- * a PID from (undefined: not such an entry) whose process is gone, unmodified for
- * LEFTOVER_IDLE_MS. One of a live PID (its process, or one reusing the PID since) is left
+ * a PID from (undefined: not such an entry) whose process is gone, unmodified for `idleMs`
+ * (LEFTOVER_IDLE_MS unless what is in use is touched more seldom). One of a live PID (its process, or one reusing the PID since) is left
  * alone, and so is one modified since (its PID may not be this namespace's), and one this
  * user may not remove (another user's: its owner's next start sweeps it). A directory that
  * cannot be read has nothing to sweep.
  */
-export function removeLeftoversOfDeadPids(dir: string, pidOf: (name: string) => number | undefined): void {
+export function removeLeftoversOfDeadPids(dir: string, pidOf: (name: string) => number | undefined, idleMs = LEFTOVER_IDLE_MS): void {
   let names: string[];
   try {
     names = readdirSync(dir);
   } catch {
     return;
   }
+  const now = Date.now();
   for (const name of names) {
     const pid = pidOf(name);
-    if (pid === undefined || !isLeftover(join(dir, name), pid)) continue;
+    if (pid === undefined || !isLeftover(join(dir, name), pid, undefined, now, idleMs)) continue;
     try {
       rmSync(join(dir, name), { recursive: true, force: true });
     } catch {
@@ -88,10 +89,10 @@ export function removeLeftoversOfDeadPids(dir: string, pidOf: (name: string) => 
 /**
  * Whether `file`, written by the process `pid` that started at `startTime` (startTimeOf; none:
  * any process of that PID), is what that process left when killed: it no longer runs, and
- * the file went unmodified for LEFTOVER_IDLE_MS before `now`.
+ * the file went unmodified for `idleMs` before `now`.
  */
-export function isLeftover(file: string, pid: number, startTime?: string, now = Date.now()): boolean {
-  return !isRunning(pid, startTime) && modifiedBefore(file, now - LEFTOVER_IDLE_MS);
+export function isLeftover(file: string, pid: number, startTime?: string, now = Date.now(), idleMs = LEFTOVER_IDLE_MS): boolean {
+  return !isRunning(pid, startTime) && modifiedBefore(file, now - idleMs);
 }
 
 /** Whether `file` was last modified before `time` (false when it cannot be told: gone since, unreadable). */

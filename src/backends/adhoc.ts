@@ -11,6 +11,7 @@ import { holdingNothing, MachineLeft, type AllocateOptions, type BackendContext,
 import { LocalExecutor } from './local.js';
 import { endpointOf, parseAddress, splitAddress } from './endpoint.js';
 import { SshMachine } from './ssh-machine.js';
+import { LostScriptSweeps } from './lost-script-sweeps.js';
 import { isKeyText, type AdhocOptions } from './adhoc-options.js';
 import { durationMs, rebootSettings } from './ssh-reboot.js';
 import { levelTimeouts } from '../spread/scripts.js';
@@ -88,7 +89,7 @@ class AdhocProvider implements Provider {
    * endpoint: a machine at a fixed address (a device) may come back from its discard as it was,
    * so their address serves another machine only once a new sweep of them succeeds (#sweepLeft).
    */
-  readonly #unswept = new Map<string, SshMachine>();
+  readonly #unswept = new LostScriptSweeps<string>();
 
   constructor(name: string, options: AdhocOptions, ctx: BackendContext) {
     this.name = name;
@@ -274,12 +275,9 @@ class AdhocProvider implements Provider {
 
   async discard(machine: Machine): Promise<void> {
     const endpoint = endpointOf(machine.address);
-    if (machine instanceof SshMachine) {
-      await machine.stopLostScripts().catch((err: unknown) => {
-        this.#unswept.set(endpoint, machine);
-        this.#ctx.log?.(`The processes of a script on ${this.name}:${machine.system.name} at ${machine.address} whose connection was lost could not be stopped: its address serves another machine of this run only once they are: ${errorMessage(err)}`);
-      });
-    }
+    await this.#unswept.atDiscard(endpoint, machine, (err) =>
+      this.#ctx.log?.(`The processes of a script on ${this.name}:${machine.system.name} at ${machine.address} whose connection was lost could not be stopped: its address serves another machine of this run only once they are: ${errorMessage(err)}`),
+    );
     this.#discarding.add(endpoint);
     try {
       await this.#release(machine.system, machine.address);
@@ -301,15 +299,10 @@ class AdhocProvider implements Provider {
    * Tried as the connection to the new machine that follows is (`retries`): a device whose
    * port opens before its sshd answers is not refused for a shorter wait.
    */
-  async #sweepLeft(endpoint: string, label: string, retries: number, signal?: AbortSignal): Promise<void> {
-    const left = this.#unswept.get(endpoint);
-    if (left === undefined) return;
-    try {
-      await left.stopLostScripts(connectOptions(retries, signal));
-    } catch (err) {
-      throw new FleetError('FC_ERR_UNAVAILABLE', `cannot use ${left.address} for ${label}: a script of machine ${left.name} whose connection was lost may still run there, and its processes still cannot be stopped: ${errorMessage(err)}`);
-    }
-    this.#unswept.delete(endpoint);
+  #sweepLeft(endpoint: string, label: string, retries: number, signal?: AbortSignal): Promise<void> {
+    return this.#unswept.sweepAgain(endpoint, connectOptions(retries, signal), (err, left) =>
+      new FleetError('FC_ERR_UNAVAILABLE', `cannot use ${left.address} for ${label}: a script of machine ${left.name} whose connection was lost may still run there, and its processes still cannot be stopped: ${errorMessage(err)}`),
+    );
   }
 
   /** The discard script needs only the address (SPREAD_SYSTEM_ADDRESS), as in spread. */

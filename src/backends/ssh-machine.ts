@@ -112,15 +112,15 @@ export class SshMachine implements Machine {
    * stop, over a new connection: a machine that never saw its connection drop (a network
    * cut) runs them still. Rejects when it cannot (the machine does not answer): the machine
    * must then serve no other job. `connect`: how the new connection is tried (default one
-   * attempt and one retry of 10 s each).
+   * attempt and one retry of 10 s each); its signal (the run's) cuts the sweep too, connected or not.
    */
   async stopLostScripts(connect: ConnectOptions = { timeout: 10_000, retries: 1 }): Promise<void> {
     const lost = this.#lostScripts();
     if (lost.length === 0 && this.#jobsLeft.length === 0) return;
     const client = await SshClient.connect(this.#target, connect, this.projectPath);
     try {
-      if (lost.length > 0) await client.stopScripts(lost);
-      for (const job of this.#jobsLeft) await client.stopJob(job);
+      if (lost.length > 0) await client.stopScripts(lost, connect.signal);
+      for (const job of this.#jobsLeft) await client.stopJob(job, connect.signal);
     } finally {
       await client.close();
     }

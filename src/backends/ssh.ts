@@ -6,6 +6,7 @@ import { ConfigError, errorMessage, UpstreamError } from '../errors.js';
 import { holdingNothing, NoMachineLeft, type AllocateOptions, type BackendContext, type Idle, type Machine, type MachineRecord, type Provider, type SystemSpec } from './backend.js';
 import { splitAddress } from './endpoint.js';
 import { SshMachine } from './ssh-machine.js';
+import { LostScriptSweeps } from './lost-script-sweeps.js';
 import type { ConnectOptions } from '../ssh/client.js';
 import { rebootSettings } from './ssh-reboot.js';
 import type { Host, SshOptions } from './ssh-options.js';
@@ -17,6 +18,12 @@ import type { Host, SshOptions } from './ssh-options.js';
  */
 function addressOf(h: Host): string {
   return h.port === undefined || /:\d+$/.test(h.address) ? h.address : `${h.address}:${h.port}`;
+}
+
+/** A worker waiting for a host of `system`: `wake` ends its wait, handing it `h` (busy for it) or none, to look again. */
+interface Waiter {
+  system: string;
+  wake(h?: Host): void;
 }
 
 class SshProvider implements Provider {
@@ -41,8 +48,9 @@ class SshProvider implements Provider {
    * is tried again when the host is next taken (#sweepLeft), taken after the other free hosts
    * to give it time, and passed over for the rest of the run (#down) only when it fails again.
    */
-  readonly #unswept = new Map<Host, SshMachine>();
-  readonly #waiters: Array<() => void> = [];
+  readonly #unswept = new LostScriptSweeps<Host>();
+  /** The workers waiting for a free host of their system, first come first: see #release. */
+  readonly #waiters: Waiter[] = [];
 
   constructor(name: string, options: SshOptions, ctx: BackendContext) {
     this.name = name;
@@ -73,25 +81,52 @@ class SshProvider implements Provider {
         if (down) throw this.#down.get(down);
         throw new NoMachineLeft(`every host of backend ${this.name} serving ${system.name} is kept`);
       }
-      await idle(() => new Promise<void>((resolve) => {
-        // its listener goes with each wake-up: every release wakes every waiter, who waits again
-        const wake = (): void => {
-          signal?.removeEventListener('abort', wake);
-          resolve();
-        };
-        this.#waiters.push(wake);
-        signal?.addEventListener('abort', wake, { once: true });
-      }));
+      let handed: Host | undefined;
+      try {
+        await idle(() => new Promise<void>((resolve) => {
+          const waiter: Waiter = {
+            system: system.name,
+            // its listener goes with each wake-up, handed a host or not
+            wake: (h) => {
+              handed = h;
+              signal?.removeEventListener('abort', stop);
+              resolve();
+            },
+          };
+          // out of the queue, so that no host is handed to a worker that stopped waiting
+          const stop = (): void => {
+            this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+            waiter.wake();
+          };
+          this.#waiters.push(waiter);
+          signal?.addEventListener('abort', stop, { once: true });
+        }));
+      } catch (err) {
+        // handed a host and gone without it (the jobs were all taken, the run stopped while it
+        // took its start-up slot back): the next worker's
+        if (handed) this.#release(handed);
+        throw err;
+      }
+      if (handed) return handed;
     }
   }
 
+  /**
+   * Frees `h`, or hands it (busy still) to the first worker waiting whose system it serves: one
+   * worker woken, not every waiter to find it taken and wait again, each through the run's
+   * start-up slots; and not taken meanwhile by a worker that came later.
+   */
   #release(h: Host): void {
+    const next = this.#down.has(h) ? -1 : this.#waiters.findIndex((w) => this.#serves(h, w.system));
+    if (next >= 0) return this.#waiters.splice(next, 1)[0]!.wake(h);
     this.#busy.delete(h);
-    this.#wakeWaiters();
+    // passed over: those waiting for a host of its systems may wait for nothing now (#take)
+    if (this.#down.has(h)) this.#wakeWaiters();
   }
 
+  /** Wakes every waiter, handing none a host, to look again at what it waits for. */
   #wakeWaiters(): void {
-    for (const wake of this.#waiters.splice(0)) wake();
+    for (const waiter of this.#waiters.splice(0)) waiter.wake();
   }
 
   keep(machine: Machine): void {
@@ -177,12 +212,9 @@ class SshProvider implements Provider {
     const h = this.#hostOf(machine.address);
     if (!h) return;
     // a host where a job may still run serves no other: the next would run beside it
-    if (machine instanceof SshMachine) {
-      await machine.stopLostScripts().catch((err: unknown) => {
-        this.#unswept.set(h, machine);
-        this.#ctx.log?.(`The processes of a script on host ${addressOf(h)} of backend ${this.name} whose connection was lost could not be stopped: the host serves another machine of this run only once they are: ${errorMessage(err)}`);
-      });
-    }
+    await this.#unswept.atDiscard(h, machine, (err) =>
+      this.#ctx.log?.(`The processes of a script on host ${addressOf(h)} of backend ${this.name} whose connection was lost could not be stopped: the host serves another machine of this run only once they are: ${errorMessage(err)}`),
+    );
     this.#release(h);
   }
 
@@ -192,16 +224,10 @@ class SshProvider implements Provider {
    * connection to the host is (connect-timeout, connect-retries); rejects when it still cannot,
    * and the host is then passed over (allocate).
    */
-  async #sweepLeft(h: Host, signal?: AbortSignal): Promise<void> {
-    const left = this.#unswept.get(h);
-    if (left === undefined) return;
-    try {
-      await left.stopLostScripts(this.#connectOptions(signal));
-    } catch (err) {
-      if (signal?.aborted) throw err;
-      throw new UpstreamError(`a script whose connection was lost may still run on host ${addressOf(h)} of backend ${this.name}: its processes still cannot be stopped: ${errorMessage(err)}`);
-    }
-    this.#unswept.delete(h);
+  #sweepLeft(h: Host, signal?: AbortSignal): Promise<void> {
+    return this.#unswept.sweepAgain(h, this.#connectOptions(signal), (err) =>
+      new UpstreamError(`a script whose connection was lost may still run on host ${addressOf(h)} of backend ${this.name}: its processes still cannot be stopped: ${errorMessage(err)}`),
+    );
   }
 
   /** A kept host is busy in no process but the one that kept it: nothing to release. */

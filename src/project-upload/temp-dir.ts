@@ -3,10 +3,10 @@
 // otherwise run no finally and leave a base tar of hundreds of MB behind). A process
 // killed outright (SIGKILL, OOM) runs none of that: its directory names its PID, and the
 // next push or pull removes those whose process is gone.
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isAlive } from '../pid-alive.js';
+import { removeLeftoversOfDeadPids } from '../pid-alive.js';
 import { removeIfProcessEnds } from './signal-cleanup.js';
 
 /**
@@ -17,7 +17,7 @@ import { removeIfProcessEnds } from './signal-cleanup.js';
 const ABANDONED_AFTER_MS = 60 * 60 * 1000;
 
 export async function withTempDir<T>(prefix: string, work: (dir: string) => Promise<T>): Promise<T> {
-  await removeAbandoned(prefix);
+  removeAbandoned(prefix);
   const dir = await mkdtemp(join(tmpdir(), `${prefix}${process.pid}-`));
   const forget = removeIfProcessEnds(dir);
   try {
@@ -29,15 +29,9 @@ export async function withTempDir<T>(prefix: string, work: (dir: string) => Prom
 }
 
 /** Removes the working directories of `prefix` whose process is gone (killed outright) and that nothing touched for an hour. */
-async function removeAbandoned(prefix: string): Promise<void> {
-  const parent = tmpdir();
-  const names = await readdir(parent).catch(() => []);
-  for (const name of names) {
+function removeAbandoned(prefix: string): void {
+  removeLeftoversOfDeadPids(tmpdir(), (name) => {
     const pid = name.startsWith(prefix) ? /^(\d+)-/.exec(name.slice(prefix.length))?.[1] : undefined;
-    if (pid === undefined || isAlive(Number(pid))) continue;
-    const path = join(parent, name);
-    const since = await stat(path).then((s) => Date.now() - s.mtimeMs, () => 0);
-    // another user's fails (EACCES, EPERM): left to its owner
-    if (since > ABANDONED_AFTER_MS) await rm(path, { recursive: true, force: true }).catch(() => undefined);
-  }
+    return pid === undefined ? undefined : Number(pid);
+  }, ABANDONED_AFTER_MS);
 }

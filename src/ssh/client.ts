@@ -487,9 +487,9 @@ export class SshClient implements Executor {
     return [...this.#lost];
   }
 
-  /** Kills every process of the scripts of `tokens` (lostScripts of another client of the machine), as root. */
-  stopScripts(tokens: readonly string[]): Promise<void> {
-    return this.#sweep(sweepScripts(tokens), 'cannot stop the processes of the scripts whose connection was lost');
+  /** Kills every process of the scripts of `tokens` (lostScripts of another client of the machine), as root; aborting `signal` cuts it. */
+  stopScripts(tokens: readonly string[], signal?: AbortSignal): Promise<void> {
+    return this.#sweep(sweepScripts(tokens), 'cannot stop the processes of the scripts whose connection was lost', signal);
   }
 
   /** Kills every process the scripts of job `job` (ExecOptions.job) left running, as root; aborting `signal` cuts it. */

@@ -8,8 +8,8 @@ import type { BackendContext, Machine, MachineRecord, Provider } from '../../src
 import { REMOTE_PATH } from '../../src/backends/script.js';
 import { isAlive } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
-import { halfOpenRelay, type HalfOpenRelay } from '../helpers/half-open-relay.js';
 import { freePort, startSshd } from '../ssh/sshd.js';
+import { lostMidScript, relayedHost } from './relayed-host.js';
 import { leavingScript, leftPids } from '../ssh/leaving-script.js';
 
 /**
@@ -368,38 +368,6 @@ t.test('ssh: a worker waiting for a host leaves one abort listener on the run\'s
   await waiting;
   await held.discard();
 });
-
-/**
- * A backend `p` of one machine, a real sshd reached through a HalfOpenRelay: an ssh backend's
- * host, or the address an adhoc backend's allocate script gives every time (its discard script
- * appends the address to `<dir>/discarded`); what it logs goes to `lines`.
- */
-async function relayedHost(t: Test, type: 'ssh' | 'adhoc' = 'ssh'): Promise<{ dir: string; relay: HalfOpenRelay; p: Provider; lines: string[]; nextRun: () => Promise<Provider> }> {
-  const dir = t.testdir();
-  const sshd = await startSshd(t, dir);
-  const relay = await halfOpenRelay(t, sshd.port);
-  const lines: string[] = [];
-  const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache'), log: (l) => lines.push(l) };
-  const address = `127.0.0.1:${relay.port}`;
-  // the backend as a later run makes it anew
-  const nextRun = (): Promise<Provider> => type === 'ssh'
-    ? createProvider('lab', 'ssh', { hosts: [{ address, key: sshd.keyPath }], 'connect-retries': 0 }, ctx)
-    : createProvider('lab', 'adhoc', { allocate: `ADDRESS ${address}`, discard: `echo "$SPREAD_SYSTEM_ADDRESS" >> ${join(dir, 'discarded')}`, key: sshd.keyPath }, ctx);
-  return { dir, relay, p: await nextRun(), lines, nextRun };
-}
-
-/** Allocates the relay's host of `p`, runs leavingScript on it and waits, cuts the client side of its connection: the script is lost, its sleeps run on. */
-async function lostMidScript(t: Test, p: Provider, relay: HalfOpenRelay, file: string): Promise<{ machine: Machine; left: number[] }> {
-  const machine = await p.allocate({ name: 'debian-12' });
-  let out = '';
-  const lost = machine.exec(`${leavingScript(file)}; echo started; wait`, { trace: false, cwd: '/', onOutput: (s) => (out += s) });
-  await eventually('the script started both sleeps', () => out.includes('started'), 20_000);
-  const left = leftPids(t, file);
-  relay.cut();
-  await t.rejects(lost, { name: 'ScriptLostError' });
-  t.ok(left.every(isAlive), 'the machine never saw the connection drop: the sleeps run on');
-  return { machine, left };
-}
 
 t.test('ssh: a machine whose script lost its connection stops the script\'s processes, over a new connection, before its host serves another', async (t) => {
   const { dir, relay, p } = await relayedHost(t);
