@@ -122,7 +122,18 @@ export class OutputBuffer {
     while (this.#length > OUTPUT_CAP && this.#chunks.length > 1) this.#length -= this.#chunks.shift()!.length;
   }
 
+  /**
+   * The output kept, under a line saying how much was dropped before it, if any: a failed
+   * script's output is printed from here, and spread prints all of it (a log that starts
+   * mid-line gave no sign that its beginning was missing).
+   */
   text(): string {
+    const kept = this.#kept();
+    const dropped = this.#total - kept.length;
+    return dropped > 0 ? `(... ${dropped} characters of output above dropped: only the last ${OUTPUT_CAP} are kept ...)\n${kept}` : kept;
+  }
+
+  #kept(): string {
     const all = this.#chunks.join('');
     return all.length > OUTPUT_CAP ? all.slice(all.length - OUTPUT_CAP) : all;
   }
@@ -136,7 +147,7 @@ export class OutputBuffer {
   warnTail(): { tail: string } | { none: 'empty' | 'unchanged' } {
     if (this.#total === 0) return { none: 'empty' };
     if (this.#total === this.#seenAtWarn) return { none: 'unchanged' };
-    const text = this.text();
+    const text = this.#kept();
     const start = text.length - Math.min(this.#total - this.#seenAtWarn, text.length);
     const shownBefore = this.#seenAtWarn > 0;
     this.#seenAtWarn = this.#total;
