@@ -9,7 +9,7 @@ import { startCache } from '../cache/harness.js';
 import { startOrigin, uploadBlob } from '../helpers/origin.js';
 
 /** How long a client trickles its body at most: far past the server's linger after an answer (1 s). */
-const TRICKLE_MS = 6000;
+const TRICKLE_MS = 10_000;
 
 /**
  * Sends `head` to the server of `url`, then `piece` every 200 ms (a body that never ends),
