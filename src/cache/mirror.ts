@@ -17,13 +17,11 @@ import { httpId, type Hit } from './disk-store.js';
 import { isDigestAlgorithm, parseDigest, type Digest } from '../store/digest.js';
 import { getImmutable } from './namespace.js';
 import type { FillDecision, FillSpec } from './fill.js';
-import { dumpCounted, endToEnd, requestEndToEnd, withoutRunToken, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
+import { dumpCounted, endToEnd, withoutRunToken, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
 import { loggedPath } from '../redact-url.js';
+import { mirrorRequestFields, unkeyedFields } from './mirror-request.js';
 import { parseHttpDate } from '../http/blob-reply.js';
 import type { AnswerHead, UpstreamAnswer } from './answer-handler.js';
-
-/** Answered by the cache itself (or meaningless for a full fetch), so never forwarded. */
-const CLIENT_ONLY = ['range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since'];
 
 function flat(headers: CachePolicy.Headers): HeaderMap {
   const out: HeaderMap = {};
@@ -166,10 +164,10 @@ function persisted(policy: CachePolicy): CachePolicy.CachePolicyObject {
   return { ...o, reqh: Object.fromEntries(Object.entries(o.reqh).filter(([k]) => vary.has(k))) };
 }
 
-function upstreamHeaders(req: FastifyRequest): HeaderMap {
-  const h = requestEndToEnd(req.headers);
-  for (const name of CLIENT_ONLY) delete h[name];
-  return h;
+/** Whether `policyReq` has a field the stored answer of `policy` may not have been chosen by (unkeyedFields): it does not revalidate that answer. */
+function unkeyedFor(policy: CachePolicy, policyReq: CachePolicy.Request): boolean {
+  const { resh } = policy.toObject() as { resh: CachePolicy.Headers };
+  return unkeyedFields(policyReq.headers, varyFields(resh), resh['content-encoding']).length > 0;
 }
 
 /**
@@ -265,7 +263,8 @@ function decide(policyReq: CachePolicy.Request, key: string, adjust: Adjust) {
     // Nor one that varies on a credential (see SECRET_FIELDS), nor on "*", which no request
     // matches (RFC 9111 §4.1): kept, it was written anew by every request, evicting others.
     const vary = varyFields(resHeaders);
-    const unmatchable = vary.some((field) => SECRET_FIELDS.has(field) || field === '*');
+    // Nor one to a request with a field that may have chosen it unsaid (unkeyedFields).
+    const unmatchable = vary.some((field) => SECRET_FIELDS.has(field) || field === '*') || unkeyedFields(policyReq.headers, vary, res.headers['content-encoding']).length > 0;
     if (!keptStatus(res.statusCode, policy, resHeaders) || !policy.storable() || res.headers['set-cookie'] !== undefined || unmatchable) return { status: res.statusCode, headers: adjust(endToEnd(fields)) };
     const headers = adjust(flat(fields));
     return { status: res.statusCode, headers, meta: { key, status: res.statusCode, headers, policy: persisted(policy) } };
@@ -301,7 +300,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   const id = httpId(cacheKey);
   // A run token never reaches a mirror (Upstream leaves it out): the policy and the
   // collapsing do not see it either, or every machine's request would look authenticated.
-  const fwd = withoutRunToken(upstreamHeaders(req));
+  const fwd = withoutRunToken(mirrorRequestFields(req.headers));
   // Vary is unknown before the answer: only collapse requests that agree on the usual suspects.
   const key = flightKey(id, { headers: fwd }, `${req.headers.accept ?? ''}\0${req.headers['accept-encoding'] ?? ''}\0${req.headers['accept-language'] ?? ''}`);
   // The policy sees what upstream sees: its revalidation headers (a copy of the request's)
@@ -348,9 +347,11 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   let revalidate: HeaderMap | undefined;
   if (hit && policy) {
     const { response, revalidation } = evaluate(policy, policyReq);
-    const conditional = revalidation ? flat(revalidation.headers) : undefined;
+    // A request whose fields may choose another answer unsaid does not refresh nor replace the
+    // stored one (a 304's fields would join it): it is answered from it, or by upstream, unkept.
+    const conditional = revalidation && !unkeyedFor(policy, policyReq) ? flat(revalidation.headers) : undefined;
     if (response && (!revalidation || !revalidation.synchronous)) {
-      if (await serveHit(ctx, req, reply, kind, hit, replayed(answerFields(policy, response.headers)), conditional ? 'STALE' : 'HIT')) {
+      if (await serveHit(ctx, req, reply, kind, hit, replayed(answerFields(policy, response.headers)), revalidation ? 'STALE' : 'HIT')) {
         // stale-while-revalidate: this answer was stale; the next ones will not be.
         if (conditional) revalidateInBackground(ctx, upstream, { id, key, kind, upath, hit, policy, policyReq, conditional }, fillSpec);
         return;

@@ -23,7 +23,7 @@ import { loggedPath } from '../redact-url.js';
 import { collectRoutes } from '../http/allowed-methods.js';
 import { BEARER_CHALLENGE } from '../http/auth.js';
 import { errorAnswer, isServerFault, requestError } from '../http/errors.js';
-import { closeUnreadBody } from '../http/unread-body.js';
+import { closeAfterUnreadBodies, closeUnreadBody } from '../http/unread-body.js';
 import { countEarlyAnswers } from '../http/early-answers.js';
 import { inPipelineOrder } from '../http/pipeline-order.js';
 import { DEFAULT_CLIENT_HEADER_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, HEAD_CHECK_INTERVAL_MS, limitConnections } from '../http/connection-limits.js';
@@ -98,6 +98,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   const clientHeaderTimeoutMs = config.clientHeaderTimeoutMs ?? DEFAULT_CLIENT_HEADER_TIMEOUT_MS;
   limitConnections(app.server, { clientHeaderTimeoutMs, maxConnections: config.maxConnections ?? DEFAULT_MAX_CONNECTIONS }, app.log);
   refuseMalformedRequests(app, DEFAULT_MAX_HEADERS);
+  closeAfterUnreadBodies(app.server);
   setFillMemory(config.fillMemory ?? DEFAULT_FILL_MEMORY);
   const store = new DiskStore(config.dataDir, config.maxSize, app.log, link ? { peer: link } : { maxSizeSetting: config.maxSizeSetting });
   await store.open();

@@ -1,7 +1,7 @@
 // An answer given before the request's body was read to its end: an upload refused early
 // (a missing token, a false precondition, a size over the limit, a malformed path) by the
 // origin, by the cache, or by the upstream a cache forwards a PUT to.
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
 import { closeAfterLinger } from './lingering-close.js';
 
@@ -18,6 +18,23 @@ export function closeUnreadBody(request: IncomingMessage, reply: FastifyReply): 
   reply.header('connection', 'close');
   lingerAfterAnswer(reply);
   return true;
+}
+
+/**
+ * Closes a connection soon after the answer to a GET or HEAD that ended while its request's
+ * body was still coming: no route reads it. Kept alive, node reads the rest of that body to
+ * get to the next request, and each byte puts the idle limit off: a client with no token
+ * sending a GET an endless chunked body a byte every few seconds held its connection for
+ * ever, past clientHeaderTimeout (heads only), and, with as many, all maxConnections allows.
+ */
+export function closeAfterUnreadBodies(server: Server): void {
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return; // uploads: closeUnreadBody
+    res.once('finish', () => {
+      const socket = req.socket as IncomingMessage['socket'] | null; // null once node let the connection go
+      if (socket && !socket.destroyed && hasUnreadBody(req)) closeAfterLinger(socket);
+    });
+  });
 }
 
 /**
