@@ -50,3 +50,16 @@ export function unkeyedFields(fields: Readonly<Record<string, string | string[] 
   if (encoded && fields['accept-encoding'] !== undefined && !named.has('accept-encoding')) unkeyed.push('accept-encoding');
   return unkeyed;
 }
+
+/**
+ * What requests for one mirror path must agree on to share one upstream request (a fill):
+ * the usual suspects of Vary (Accept, Accept-Encoding, Accept-Language) and every field an
+ * answer may depend on unsaid (unkeyedFields: a Cookie, a client's own header). Vary is
+ * unknown before the answer; joined to a fill led by a request with a Cookie, a plain
+ * request would be given the answer chosen for that cookie.
+ */
+export function collapseKey(fields: Readonly<Record<string, string | string[] | undefined>>): string {
+  const agreed = ['accept', 'accept-encoding', 'accept-language'].map((field) => String(fields[field] ?? ''));
+  for (const field of Object.keys(fields).sort()) if (!KEYLESS_FIELDS.has(field)) agreed.push(`${field}:${String(fields[field])}`);
+  return agreed.join('\0');
+}

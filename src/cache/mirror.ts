@@ -19,7 +19,7 @@ import { getImmutable } from './namespace.js';
 import type { FillDecision, FillSpec } from './fill.js';
 import { dumpCounted, endToEnd, withoutRunToken, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
 import { loggedPath } from '../redact-url.js';
-import { mirrorRequestFields, unkeyedFields } from './mirror-request.js';
+import { collapseKey, mirrorRequestFields, unkeyedFields } from './mirror-request.js';
 import { parseHttpDate } from '../http/blob-reply.js';
 import type { AnswerHead, UpstreamAnswer } from './answer-handler.js';
 
@@ -301,8 +301,8 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   // A run token never reaches a mirror (Upstream leaves it out): the policy and the
   // collapsing do not see it either, or every machine's request would look authenticated.
   const fwd = withoutRunToken(mirrorRequestFields(req.headers));
-  // Vary is unknown before the answer: only collapse requests that agree on the usual suspects.
-  const key = flightKey(id, { headers: fwd }, `${req.headers.accept ?? ''}\0${req.headers['accept-encoding'] ?? ''}\0${req.headers['accept-language'] ?? ''}`);
+  // Vary is unknown before the answer: only collapse requests that agree on what it may name (collapseKey).
+  const key = flightKey(id, { headers: fwd }, collapseKey(fwd));
   // The policy sees what upstream sees: its revalidation headers (a copy of the request's)
   // then carry no Host (a name-based upstream answers 404 to ours), hop-by-hop header or
   // client conditional. Authorization stays, so that a shared cache keeps a response to

@@ -76,3 +76,30 @@ t.test('mirror: a field the cache does not key on neither reaches the kept answe
   const after = await get(`${m}/reval`);
   t.same([after.body, after.headers.link], ['reval', undefined], 'a request with an unkeyed field did not refresh the kept answer with its 304\'s fields');
 });
+
+t.test('mirror: a request does not share the upstream request of one whose unkeyed fields differ (a Cookie): it would be given the answer chosen for them', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const held: Array<() => void> = [];
+  let arrived: () => void = () => {};
+  const second = new Promise<void>((resolve) => (arrived = resolve));
+  up.handler = (req, res) => {
+    if (req.url !== '/greeting') return false;
+    const body = `hello ${req.headers.cookie ?? 'guest'}`;
+    // the answer starts at once and ends only when let go: the first request's fill is under way
+    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': String(body.length) });
+    res.write(body.slice(0, 1));
+    held.push(() => res.end(body.slice(1)));
+    if (held.length === 2) arrived();
+    return true;
+  };
+  const { url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
+  const withCookie = get(`${url}/mirror/m/greeting`, { cookie: 'session=alice' });
+  while (held.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  const plain = request(`${url}/mirror/m/greeting`, { signal: AbortSignal.timeout(5000) }).then(async (res) => ({ body: await res.body.text() }), (err: Error) => ({ body: err.message }));
+  // the plain request asks upstream itself; joined to the first fill, it never would (1 s is plenty on loopback)
+  await Promise.race([second, new Promise((resolve) => setTimeout(resolve, 1000))]);
+  for (const release of held) release();
+  t.equal((await withCookie).body, 'hello session=alice');
+  t.equal((await plain).body, 'hello guest', "the plain request is given its own answer, not the cookie's");
+  t.equal(up.count('/greeting'), 2, 'each asked upstream');
+});
