@@ -30,6 +30,7 @@ export function closeUnreadBody(request: IncomingMessage, reply: FastifyReply): 
 export function closeAfterUnreadBodies(server: Server): void {
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return; // uploads: closeUnreadBody
+    if (!announcesBody(req)) return; // nearly every GET: no listener on the hot path
     res.once('finish', () => {
       const socket = req.socket as IncomingMessage['socket'] | null; // null once node let the connection go
       if (socket && !socket.destroyed && hasUnreadBody(req)) closeAfterLinger(socket);
@@ -56,7 +57,11 @@ function lingerAfterAnswer(reply: FastifyReply): void {
  * synchronous answer (fastify's 404) was given.
  */
 function hasUnreadBody(request: IncomingMessage): boolean {
-  if (request.complete) return false;
+  return !request.complete && announcesBody(request);
+}
+
+/** Whether the request's head announces a body (chunked, or a length other than 0). */
+function announcesBody(request: IncomingMessage): boolean {
   const length = request.headers['content-length'];
   return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
