@@ -5,7 +5,7 @@ import { after, every } from '../long-timer.js';
 import { shellQuote } from '../shell-quote.js';
 import type { EnvEntry, ExecOptions } from './backend.js';
 
-/** Output kept per script; older bytes are dropped (scripts can print gigabytes). */
+/** Output kept per script, in UTF-16 code units (a character past U+FFFF is two); older ones are dropped (scripts can print gigabytes). */
 const OUTPUT_CAP = 1 << 20;
 /** spread's fixed PATH for remote scripts, and for its local ones (allocate, discard). */
 export const REMOTE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin';
@@ -108,7 +108,11 @@ const RC_KEYS = new Set(['PS1', 'SPREAD_PATH', 'SPREAD_BACKEND', 'SPREAD_SYSTEM'
 /** spread's mark of output an earlier warning showed. */
 const UNCHANGED = '(...)';
 
-/** Keeps the last OUTPUT_CAP characters of a stream of chunks. */
+function isLowSurrogate(code: number): boolean {
+  return code >= 0xdc00 && code <= 0xdfff;
+}
+
+/** Keeps the last OUTPUT_CAP code units of a stream of chunks (at most), no character cut in two. */
 export class OutputBuffer {
   #chunks: string[] = [];
   #length = 0;
@@ -135,7 +139,11 @@ export class OutputBuffer {
 
   #kept(): string {
     const all = this.#chunks.join('');
-    return all.length > OUTPUT_CAP ? all.slice(all.length - OUTPUT_CAP) : all;
+    if (all.length <= OUTPUT_CAP) return all;
+    let start = all.length - OUTPUT_CAP;
+    // not between the two halves of a character past U+FFFF (an emoji): printed, the half kept was a U+FFFD
+    if (isLowSurrogate(all.charCodeAt(start))) start++;
+    return all.slice(start);
   }
 
   /**
