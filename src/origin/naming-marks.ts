@@ -3,12 +3,15 @@
 // at: nothing says it was stored for a name. So before the blob may become visible
 // (BlobStore.put's beforeCommit) the upload writes a mark, an empty file whose name says who
 // wrote it and which blob it is about to name; it removes the mark once the name, or the
-// record that the blob went unnamed (context.ts replacedRecord), is written. A prune takes
-// the marks a process killed left (pid-alive.ts isLeftover) as blobs to free, unless
-// something names them by then (retention.ts).
+// record that the blob went unnamed (context.ts replacedRecord), is written. A name uploaded
+// again marks the blob it pointed at too, in the name's lock before the new record is written,
+// until that blob is recorded as named by nothing: killed in between, the process would leave
+// it named by nothing and recorded nowhere (routes/names.ts). A prune takes the marks a
+// process killed left (pid-alive.ts isLeftover) as blobs to free, unless something names them
+// by then (retention.ts).
 //
-// A mark is one file created, and later unlinked, per upload that stores a new blob: no
-// fsync. A SIGKILL keeps what the kernel was given; the blob's own fsyncs, after the mark,
+// A mark is one file created, and later unlinked, per upload that stores a new blob or points
+// a name at other bytes: no fsync. A SIGKILL keeps what the kernel was given; the blob's own fsyncs, after the mark,
 // commit its directory entry with them on a journaling file system (ext4, xfs). Where one
 // does not, a power loss may leak a blob's bytes, never lose a name: a mark only ever lets a
 // prune look at a blob.

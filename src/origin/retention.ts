@@ -2,8 +2,9 @@
 // prune deletes the names older than `maxAge` (artifacts and run manifests by when the origin
 // stored them, bases unless among the project's `keepBases` newest or named by a run kept),
 // then the blobs only those names pointed at, and those artifacts and bases pointed at before
-// they were uploaded again (context.ts replacedRecord) or stored for a name by a process killed
-// before it wrote the name (naming-marks.ts). A blob no name ever pointed at (a tooltool
+// they were uploaded again (context.ts replacedRecord), or stored for a name by a process killed
+// before it wrote the name, or named before by a name such a process wrote anew
+// (naming-marks.ts). A blob no name ever pointed at (a tooltool
 // asset, uploaded to /cas alone) is never deleted, nor one uploaded internal; a write in
 // flight, or an upload of the last minutes, keeps what it names (references.ts). The blobs a
 // prune frees are written down before their names go (PENDING), so that a prune stopped

@@ -46,7 +46,8 @@ function replyJson(ctx: OriginContext, request: FastifyRequest, reply: FastifyRe
  * Writes a name when If-Match / If-None-Match allow it. They are checked before the body is
  * read (no upload only to be refused) and again, with the write, once it is: another PUT
  * may have changed the name meanwhile. `created`: the name had no record before (201, not
- * 200: RFC 9110 §9.3.4); `previous`: the record it replaced (none when damaged).
+ * 200: RFC 9110 §9.3.4); `previous`: the record it replaced (none when damaged), which
+ * `beforeWrite` is given before the write.
  */
 async function conditionalPut<T extends object>(
   ctx: OriginContext,
@@ -54,6 +55,7 @@ async function conditionalPut<T extends object>(
   segments: string[],
   etagOf: (current: T) => string,
   read: () => Promise<T>,
+  beforeWrite?: (record: T, previous: T | undefined) => Promise<void>,
 ): Promise<{ record: T; created: boolean; previous: T | undefined }> {
   const conditional = request.headers['if-match'] !== undefined || request.headers['if-none-match'] !== undefined;
   /** Whether the name has a record, and the record (none when damaged), after checking the conditions against it. */
@@ -70,6 +72,7 @@ async function conditionalPut<T extends object>(
   const record = await read();
   const { existed, previous } = await ctx.names.exclusive(segments, async () => {
     const before = await check();
+    await beforeWrite?.(record, before.previous);
     await ctx.names.put(segments, record);
     return before;
   });
@@ -130,12 +133,13 @@ async function takeFromRunBudget(ctx: OriginContext, request: FastifyRequest, ru
 
 /**
  * Records that no name points at the blob `blob` any more (or ever will), for the next prune
- * to free (context.ts replacedRecord). Not recorded (a full disk), it only stays on disk:
- * said, not failed, as the request's own outcome stands. Resolves whether it was recorded.
+ * to free (context.ts replacedRecord). Not recorded (a full disk), its mark stays and a prune
+ * frees it once this process is gone (naming-marks.ts): said, not failed, as the request's own
+ * outcome stands. Resolves whether it was recorded (whether the caller may remove the mark).
  */
 async function recordUnnamed(ctx: OriginContext, request: FastifyRequest, blob: { digest: string; size: number }, problem: string): Promise<boolean> {
   return ctx.names.put<ReplacedRecord>(replacedRecord(blob.digest), { size: blob.size, at: Date.now() }).then(() => true, (err: unknown) => {
-    request.log.warn({ err, digest: blob.digest }, `${problem}; retention will not free it`);
+    request.log.warn({ err, digest: blob.digest }, `${problem}; retention frees it only once this process is gone (its mark stays)`);
     return false;
   });
 }
@@ -158,10 +162,13 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   let storedNew: { digest: string; size: number } | undefined;
   /** The mark written before the blob became visible, until the name (or its absence) is recorded (naming-marks.ts). */
   let mark: string | undefined;
+  /** The mark of the blob the name pointed at before, written with the new record, until that blob is recorded as named by nothing. */
+  let previousMark: string | undefined;
+  /** Removes a mark; left, it keeps nothing: a later prune finds the blob named (or frees it), once this process is gone. */
+  const removeMark = (file: string): Promise<void> => ctx.marks.remove(file).catch((err: unknown) => request.log.warn({ err, mark: file }, 'cannot remove the mark of a named upload'));
   const unmark = async (): Promise<void> => {
     if (mark === undefined) return;
-    // left, it keeps nothing: a later prune finds the blob named (or frees it), once this process is gone
-    await ctx.marks.remove(mark).catch((err: unknown) => request.log.warn({ err, mark }, 'cannot remove the mark of a named upload'));
+    await removeMark(mark);
     mark = undefined;
   };
   const { record, created, previous } = await conditionalPut<NameRecord>(ctx, request, segments, blobNameEtag, async () => {
@@ -181,6 +188,12 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     const contentType = request.headers['content-type'];
     const contentDisposition = request.headers['content-disposition'];
     return { digest, size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}), ...(contentDisposition ? { contentDisposition } : {}), ...(plainSize === undefined ? {} : { plainSize }) };
+  }, async (next, replaced) => {
+    // The blob the name points at until now, named by nothing once it is written: marked
+    // until recorded so below, or a kill in between leaves it to no prune (naming-marks.ts).
+    // A write that fails keeps the mark (it may have failed after the rename, its directory's
+    // fsync): a prune once this process is gone finds the blob named, or frees it.
+    if (replaced && replaced.digest !== next.digest) previousMark = await ctx.marks.mark(parseDigestString(replaced.digest));
   })
     .catch(async (err: unknown) => {
       // Stored and then not named (a 412 once another PUT changed the name, a 507 for its
@@ -200,7 +213,8 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   // The blob the name pointed at before, which no expiring name will free any more: the next
   // prune does (retention.ts).
   if (previous && previous.digest !== record.digest) {
-    await recordUnnamed(ctx, request, previous, 'cannot record the blob a name no longer points at');
+    const recorded = await recordUnnamed(ctx, request, previous, 'cannot record the blob a name no longer points at');
+    if (recorded && previousMark !== undefined) await removeMark(previousMark);
   }
   // The ETag of the new representation lets a cache keep what it forwarded (RFC 9110 §9.3.4).
   // The headers its GETs get: a cache that keeps what it forwarded serves them too (cache/put.ts).
