@@ -686,7 +686,7 @@ export class DiskStore {
     if (!entry.meta) {
       try {
         const { ino, ...meta } = JSON.parse(await readFile(file + SIDECAR, 'utf8')) as SidecarFile;
-        if (meta.size !== entry.size) throw new Error(`sidecar says ${meta.size} bytes, body has ${entry.size}`);
+        // The inode first: a replacement's sidecar beside the old body names another size as often as not.
         if (ino !== undefined && ino !== (await stat(file)).ino) {
           // In a worker, another worker's replacement may be between its two renames (see
           // commit): a miss here, its files left to it (the primary's index still counts
@@ -694,6 +694,7 @@ export class DiskStore {
           if (this.#peer) return void this.forget(id);
           throw new Error('the sidecar describes another body (a crash between the renames of a replacement)');
         }
+        if (meta.size !== entry.size) throw new Error(`sidecar says ${meta.size} bytes, body has ${entry.size}`);
         entry.meta = meta;
         if (ino !== undefined) entry.ino = ino;
       } catch (err) {

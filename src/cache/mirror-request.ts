@@ -25,13 +25,18 @@ export function mirrorRequestFields(headers: IncomingHttpHeaders): HeaderMap {
 
 /**
  * Request fields an answer may be kept for without its Vary naming them: those the usual
- * clients send (apt, pip, curl, fetch), whose values do not pick another content, those that
- * trace a request through proxies (new in each, or a request would never be served from the
- * cache), and those the caching rules judge themselves (Authorization, Cache-Control, Pragma).
+ * clients send (apt, pip, curl, fetch, npm), whose values do not pick another content, those
+ * that trace a request through proxies (new in each, or a request would never be served from
+ * the cache: W3C, Zipkin's b3 as Envoy adds it, and those an AWS or Google Cloud load balancer
+ * in front adds), and those the caching rules judge themselves (Authorization, Cache-Control,
+ * Pragma). npm sends npm-session new in each run, and the others (its command, its auth type,
+ * a package's scope) to every registry, which picks no content by them.
  */
 const KEYLESS_FIELDS = new Set([
   'accept', 'accept-encoding', 'accept-language', 'user-agent', 'sec-fetch-mode',
-  'x-request-id', 'traceparent', 'tracestate', 'via',
+  'npm-session', 'npm-command', 'npm-auth-type', 'npm-scope', 'npm-in-ci',
+  'x-request-id', 'traceparent', 'tracestate', 'via', 'b3', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'x-b3-sampled',
+  'x-amzn-trace-id', 'x-cloud-trace-context',
   'authorization', 'cache-control', 'pragma',
 ]);
 

@@ -103,3 +103,21 @@ t.test('mirror: a request does not share the upstream request of one whose unkey
   t.equal((await plain).body, 'hello guest', "the plain request is given its own answer, not the cookie's");
   t.equal(up.count('/greeting'), 2, 'each asked upstream');
 });
+
+t.test('mirror: an answer to npm, or through a load balancer that traces each request, is kept: their fields new in each request choose no content', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  up.handler = (req, res) => (req.url === '/pkg' ? reply(res, 200, { 'cache-control': 'max-age=600' }, 'metadata') : false);
+  const { url } = await startCache(t, { upstream: upUrl, mirrors: { m: { url: upUrl } } }, t.testdir());
+  // what npm (npm-registry-fetch) sends, a session new in each run, and an AWS, Google Cloud or Envoy front adds, new in each request
+  const sent = (run: number) => ({
+    'user-agent': 'npm/10.8.2 node/v20.18.1 linux x64 workspaces/false', accept: 'application/json',
+    'npm-session': `${run}a1b2c3d4e5f6a7`, 'npm-command': 'ci', 'npm-auth-type': 'web', 'npm-scope': '@fleet', 'npm-in-ci': 'true',
+    'x-amzn-trace-id': `Root=1-67891233-${run}bcdef012345678912345678`, 'x-cloud-trace-context': `${run}05f6c2bd4e97a2d2a6f1f2e7b5e1c3d/1;o=1`,
+    b3: `${run}e457b5a2e4d86bd-${run}05a5e1c3d9b2f1e-1`, 'x-b3-traceid': `${run}e457b5a2e4d86bd`, 'x-b3-spanid': `${run}05a5e1c3d9b2f1e`, 'x-b3-parentspanid': `${run}a2fb4a1d1a96d31`, 'x-b3-sampled': '1',
+  });
+  const runs = 3;
+  for (let run = 1; run <= runs; run++) t.equal((await get(`${url}/mirror/m/pkg`, sent(run))).body, 'metadata');
+  const seen = up.requests.find((r) => r.url === '/pkg')!.headers;
+  t.same(Object.keys(sent(1)).filter((field) => !(field in seen)), [], 'all reach upstream');
+  t.equal(up.count('/pkg'), 1, `kept at the first, served from the cache to the ${runs - 1} others`);
+});
