@@ -26,7 +26,7 @@
 // hashing it on its first read after a restart (small bodies are read whole anyway).
 import { createHash, randomBytes } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
-import { closeSync, constants as fsc, fchmodSync, fstatSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statfsSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fchmodSync, fstatSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statfsSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -37,6 +37,7 @@ import type { SettingPlace } from '../config/load.js';
 import { formatBytes } from '../config/units.js';
 import { etagOf, IMMUTABLE_CACHE_CONTROL } from '../http/blob-reply.js';
 import { mapLimit } from '../map-limit.js';
+import { linkUnlessTaken } from '../store/link-unless-taken.js';
 import { formatDigest, isDigestAlgorithm, type Digest } from '../store/digest.js';
 import { ConfigError, errorMessage } from '../errors.js';
 
@@ -320,6 +321,12 @@ export class DiskStore {
   #evicted = { objects: 0, bytes: 0 };
   /** Sidecar updates in flight, by id: the last one asked for each, which the next one waits for (see updateMeta). */
   #metaUpdates = new Map<string, Promise<void>>();
+  /**
+   * Commits of http entries in flight in this process, by id, and how many: from the rename
+   * of their sidecar until their indexing. Meanwhile the sidecar in place may name a body
+   * not renamed yet: no damage for a lookup to drop (see lookup).
+   */
+  #committing = new Map<string, number>();
   /** Primary: evicted entries whose files are being unlinked in the background, and when that is done. */
   #unlinking = new Map<string, Promise<void>>();
   /**
@@ -701,6 +708,9 @@ export class DiskStore {
         // Gone from the disk by another process's hand (the primary evicted it): forgotten,
         // nothing unlinked (another worker may have stored it anew meanwhile).
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return void this.forget(id);
+        // A commit of this process replacing the entry, between its renames or indexed since
+        // (a PUT kept while a GET read the headers): a miss, its files and its entry left to it.
+        if (this.#committing.has(id) || this.#lru.peek(id) !== entry) return undefined;
         this.#log.warn({ id, err: errorMessage(err) }, 'dropping unreadable cache entry');
         this.#lru.delete(id);
         return undefined;
@@ -902,6 +912,7 @@ export class DiskStore {
     const entry = this.#lru.peek(id);
     if (!entry || (entry !== revalidated && (entry.ino === undefined || entry.ino !== revalidated.ino))) return;
     const file = path.join(this.dir, id);
+    const side = file + SIDECAR;
     const tmp = this.tempPath();
     try {
       // another worker's body replaced the one revalidated: its own sidecar stays as it is
@@ -909,24 +920,83 @@ export class DiskStore {
       if (entry.ino !== undefined && ino !== entry.ino) return void this.#replaced(id);
       // known now, for the updates after this one (above)
       revalidated.ino = entry.ino = ino;
-      entry.meta = meta;
       const text = sidecarText(meta, ino);
       await writeFile(tmp, text);
-      await rename(tmp, file + SIDECAR);
+      // From here on without a pause: no commit of this process starts in between.
+      const mine = this.#swapSidecar(side, ino, tmp);
+      if (mine === undefined) return void this.#replaced(id);
+      entry.meta = meta;
       // The body evicted meanwhile (the primary unlinks in the background): the sidecar just
-      // written would stay on disk without it, counted by no index, until a restart.
-      if (!(await stat(file).catch(() => undefined))) {
-        await rm(file + SIDECAR, { force: true });
-        this.forget(id);
-        return;
+      // written would stay on disk without it, counted by no index, until a restart. Only
+      // this one goes: another process's commit may have put its own there since.
+      if (!statSync(file, { throwIfNoEntry: false })) {
+        const aside = this.#takeAside(side, mine);
+        if (aside) rmSync(aside, { force: true });
+        return void this.forget(id);
       }
       this.#recharge(id, entry, Buffer.byteLength(text));
     } catch (err) {
-      await this.discardTemp(tmp);
       // evicted before the update: nothing to update
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return void this.forget(id);
       this.#log.error({ id, err: errorMessage(err) }, 'cannot update cache sidecar');
+    } finally {
+      await this.discardTemp(tmp); // once linked in place, only a second name
     }
+  }
+
+  /**
+   * Puts the sidecar written at `tmp` (naming the body of inode `ino`) in place of `side`, as
+   * a compare-and-swap across processes: only over a sidecar naming the same body, never over
+   * a commit's between its two renames (its sidecar names its new body, not renamed yet), nor
+   * over one landing meanwhile. The one in place is renamed aside and put back unless it is
+   * the one checked; the new one is linked in, which fails on a name taken since (by a commit).
+   * For those few syscalls the entry has no sidecar: another worker looking it up then misses
+   * it (and fills it again), which is safe, where a sidecar naming the old body beside a new
+   * one loses the entry. Returns the new sidecar's inode, undefined when it was not put.
+   */
+  #swapSidecar(side: string, ino: number, tmp: string): number | undefined {
+    let held: { ino: number; names: number | undefined };
+    try {
+      const fd = openSync(side, 'r');
+      try {
+        held = { ino: fstatSync(fd).ino, names: (JSON.parse(readFileSync(fd, 'utf8')) as SidecarFile).ino };
+      } finally {
+        closeSync(fd);
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    // (a sidecar naming no body is older than commits that name theirs: never a commit's)
+    if (held.names !== undefined && held.names !== ino) return undefined;
+    const mine = statSync(tmp).ino;
+    const aside = this.#takeAside(side, held.ino);
+    if (!aside) return undefined;
+    try {
+      return linkUnlessTaken(tmp, side) ? mine : undefined; // not linked: a commit's sidecar, newer, landed meanwhile
+    } catch (err) {
+      linkUnlessTaken(aside, side);
+      throw err;
+    } finally {
+      rmSync(aside, { force: true });
+    }
+  }
+
+  /**
+   * Renames `file` aside when it is the inode `ino`, and returns where (the caller removes
+   * it); what was taken is put back when it is another file, and undefined returned.
+   */
+  #takeAside(file: string, ino: number): string | undefined {
+    const aside = this.tempPath();
+    try {
+      renameSync(file, aside);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    if (statSync(aside).ino === ino) return aside;
+    linkUnlessTaken(aside, file); // put back, unless a newer one took the name since
+    return undefined;
   }
 
   /**
@@ -1211,6 +1281,7 @@ export class DiskStore {
     const tmpSide = isCasId(id) ? undefined : this.tempPath();
     let ino: number | undefined;
     let sidecar: number | undefined;
+    let marked = false;
     try {
       if (needsSync(id, meta.size)) await tmp.fh.sync();
       if (tmpSide) ino = (await tmp.fh.stat()).ino;
@@ -1234,16 +1305,28 @@ export class DiskStore {
         const text = sidecarText(meta, ino!);
         sidecar = Buffer.byteLength(text);
         await writeFile(tmpSide, text);
+        this.#committing.set(id, (this.#committing.get(id) ?? 0) + 1);
+        marked = true;
         await rename(tmpSide, file + SIDECAR);
       }
       await rename(tmp.path, file);
     } catch (err) {
+      if (marked) this.#doneCommitting(id);
       // The body's temp file is the caller's to remove (a claim is removed exactly once, see Fill).
       // The sidecar's goes quietly: this failure is the one counted and logged.
       if (tmpSide) await rm(tmpSide, { force: true }).catch(() => undefined);
       throw this.storageFailure(err);
     }
-    return this.#indexCommitted(id, meta, ino, sidecar);
+    const outcome = this.#indexCommitted(id, meta, ino, sidecar);
+    if (marked) this.#doneCommitting(id);
+    return outcome;
+  }
+
+  /** A commit of `id` counted in #committing ended (indexed, or failed). */
+  #doneCommitting(id: string): void {
+    const left = (this.#committing.get(id) ?? 1) - 1;
+    if (left > 0) this.#committing.set(id, left);
+    else this.#committing.delete(id);
   }
 
   /**

@@ -1,10 +1,11 @@
 // A file made by whichever of several processes starting at once gets there first (a data
 // directory's lock secret, an origin's own write token), read alike by all of them.
 import { randomBytes } from 'node:crypto';
-import { linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { removeLeftoversOfDeadPids } from '../pid-alive.js';
 import { fsyncFileSync } from './durable.js';
+import { linkUnlessTaken } from './link-unless-taken.js';
 
 /** The hex of a temp file's name (randomBytes(6)). */
 const TEMP_HEX_LENGTH = 12;
@@ -34,13 +35,7 @@ export function readOrCreate(file: string, make: () => string, mode: number): st
   }
   const temp = `${file}.${process.pid}.${randomBytes(TEMP_HEX_LENGTH / 2).toString('hex')}`;
   writeFileSync(temp, `${make()}\n`, { mode, flush: true });
-  try {
-    linkSync(temp, file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  } finally {
-    rmSync(temp, { force: true });
-  }
+  linkUnlessTaken(temp, file);
   fsyncFileSync(dirname(file));
   return read();
 }
