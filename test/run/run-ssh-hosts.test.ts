@@ -1,0 +1,94 @@
+// `fleetcache run` over SSH, hosts that serve several machines: kept by --reuse or --abend,
+// shared by more workers than hosts, run after run. The sshd and project: ssh-project.ts.
+import t, { type Test } from 'tap';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { MachineRecord } from '../../src/backends/backend.js';
+import { REUSE_FILE } from '../../src/run/reuse.js';
+import { cliArgs } from '../helpers/processes.js';
+import { run } from './project.js';
+import { oneHostProject } from './ssh-project.js';
+
+/** Two tasks on one ssh host for a system of two workers: one worker waits for the host the other holds. */
+async function twoWorkersOneHost(t: Test): Promise<{ base: string; dir: string }> {
+  const { base, dir, sshd, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
+  await mkdir(join(dir, 'tests', 'two'), { recursive: true });
+  await writeFile(join(dir, 'tests', 'two', 'task.yaml'), 'summary: two\nexecute: echo two\n');
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    `project: onehost\npath: ${remote}\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems:\n      - debian-12:\n          workers: 2\nsuites:\n  tests/:\n    summary: one\n`,
+  );
+  return { base, dir };
+}
+
+t.test('the CLI exits after keeping its ssh machine (--reuse), and a host serves run after run', async (t) => {
+  const { base, dir } = await oneHostProject(t, 'summary: one\nexecute: echo hi\n');
+  const cli = (args: string[]) => spawnSync(process.execPath, cliArgs(['run', '--data', join(base, 'cache'), ...args]), { cwd: dir, encoding: 'utf8', timeout: 90_000 });
+  const kept = cli(['--reuse']);
+  t.equal(kept.status, 0, `run --reuse exits by itself (an open SSH client kept it alive)${kept.error ? `: ${kept.error.message}` : ''}`);
+  t.match(kept.stdout + kept.stderr, /Keeping lab:debian-12 at 127\.0\.0\.1:\d+\n/);
+  t.equal(cli(['--discard']).status, 0, 'its machine discarded');
+  // the host has the kept run's tree at the project path (discarding an ssh machine leaves it)
+  const res = cli([]);
+  t.equal(res.status, 0, 'the next run on the same host: the project path is emptied before the project is sent');
+  if (res.status !== 0) t.comment((res.stdout + res.stderr).slice(-2000));
+});
+
+t.test('--reuse with more workers than hosts: a worker waiting for a kept host allocates nothing, and the run exits', async (t) => {
+  const { base, dir } = await twoWorkersOneHost(t);
+  const cli = (args: string[]) => spawnSync(process.execPath, cliArgs(['run', '--data', join(base, 'cache'), ...args]), { cwd: dir, encoding: 'utf8', timeout: 45_000 });
+  const kept = cli(['--reuse']);
+  const out = kept.stdout + kept.stderr;
+  t.equal(kept.status, 0, `run --reuse exits by itself${kept.error ? `: ${kept.error.message}` : ''}`);
+  if (kept.status !== 0) t.comment(out.slice(-2000));
+  t.match(out, /Successful tasks: 2/);
+  // which reason depends on when the waiting worker wakes: the jobs already all taken, or the host kept
+  t.match(out, /Not allocating lab:debian-12 #\d: (every host of backend lab serving debian-12 is kept|the jobs of lab:debian-12 were all taken by the other machines)\./);
+  t.equal(cli(['--discard']).status, 0, 'its machine discarded');
+});
+
+/**
+ * One host serving two systems, whose debian-12 job fails: a run of debian-12 with `option`
+ * keeps its machine there, then a run of ubuntu-24.04 with it allocates nothing, the kept
+ * machine's tree is left as it was, and the host is on record once. Gives the runs.
+ */
+async function keptHostOfTwoSystems(t: Test, option: { reuse: true } | { abend: true }, keeping: RegExp): Promise<(system: string) => Promise<string>> {
+  const { base, dir, sshd, remote } = await oneHostProject(t, 'summary: one\nexecute: test "$SPREAD_SYSTEM" != debian-12\n');
+  await writeFile(
+    join(dir, 'spread.yaml'),
+    `project: onehost\npath: ${remote}\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems: [debian-12, ubuntu-24.04]\nsuites:\n  tests/:\n    summary: one\n`,
+  );
+  const runOf = async (system: string): Promise<string> => (await run(dir, [`lab:${system}`], { ...option, dataRoot: join(base, 'cache') })).out;
+  t.match(await runOf('debian-12'), keeping);
+  const keptTree = join(remote, 'kept-file');
+  await writeFile(keptTree, 'of the kept machine');
+  const other = await runOf('ubuntu-24.04');
+  t.match(other, /Not allocating lab:ubuntu-24\.04: every host of backend lab serving ubuntu-24\.04 is kept\./);
+  t.ok(existsSync(keptTree), "the kept machine's project tree is left as it was");
+  const records = (JSON.parse(await readFile(join(dir, REUSE_FILE), 'utf8')) as { machines: MachineRecord[] }).machines;
+  t.same(records.map((r) => r.system), ['debian-12'], 'the host is on record once, for the system that kept it');
+  return runOf;
+}
+
+t.test('--reuse: a host whose machine another system kept serves no worker of this run, and stays on record once', async (t) => {
+  const runOf = await keptHostOfTwoSystems(t, { reuse: true }, /Keeping lab:debian-12 at /);
+  t.match(await runOf('debian-12'), /Reusing project data on lab:debian-12\.\.\./, 'and its system takes it back');
+});
+
+t.test('--abend without --reuse: a host whose machine an earlier --abend run kept for inspection serves no worker, and stays on record once', async (t) => {
+  await keptHostOfTwoSystems(t, { abend: true }, /Keeping lab:debian-12 at .* \(-abend\)/);
+});
+
+t.test('a worker waiting for its shared host while the others run every job allocates nothing: never connected, its project never sent', async (t) => {
+  const { base, dir } = await twoWorkersOneHost(t);
+  const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
+  if (!result.tally.ok) t.comment(out);
+  t.equal(result.tally.ok, true);
+  t.equal(result.tally.successful, 2);
+  t.equal(result.pulls.length, 1, 'one machine pulled the project');
+  t.equal(out.match(/Sending project content to /g)?.length, 1, 'sent once');
+  t.match(out, /Not allocating lab:debian-12 #\d: the jobs of lab:debian-12 were all taken by the other machines\./);
+  t.equal(out.match(/Connecting to /g)?.length, 1, 'the host was connected to once, by the machine that ran the jobs');
+});
