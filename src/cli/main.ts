@@ -59,10 +59,17 @@ async function buildProgram(argv: string[] = []): Promise<Command> {
   for (const [, load] of named.length > 0 || version ? named : COMMANDS) (await load())(program);
   // After a command, -V and --version print the version as --help prints its usage, where
   // the command has no --version of its own: `push --version` was told that --project is
-  // missing, `cache --version` offered --region.
-  for (const command of program.commands) {
-    if (!command.options.some((option) => option.long === '--version')) command.version(VERSION);
-  }
+  // missing, `cache --version` offered --region. Subcommands too (`artifacts get`): there
+  // -V already worked through their parent, but their --help did not list it. Not those of
+  // a command with a --version of its own (`assets`: tooltool's, which they take).
+  const withVersion = (commands: readonly Command[]): void => {
+    for (const command of commands) {
+      if (command.options.some((option) => option.long === '--version')) continue;
+      command.version(VERSION);
+      withVersion(command.commands);
+    }
+  };
+  withVersion(program.commands);
   // fleetcache's own options (-V, --version) go before the command, so that after it a
   // command may have its own --version (assets add, as tooltool.py's). Set after the
   // commands are made: they do not inherit it, and their options stay where they are.

@@ -36,6 +36,6 @@ export function registerPull(program: Command): void {
           throw new FleetError(err.code, `${err.message} (from a cache, a damaged copy may be to blame: pull again with --recheck)`, { cause: err });
         })
         .finally(bars.stop);
-      process.stdout.write(`${result.manifest.result.digest}\t${result.entries} entries\t${result.bytesReceived} bytes received\t${dir}\n`);
+      process.stdout.write(`${result.manifest.result.digest}\t${result.entries} ${result.entries === 1 ? 'entry' : 'entries'}\t${result.bytesReceived} bytes received\t${dir}\n`);
     });
 }

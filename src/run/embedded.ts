@@ -2,8 +2,8 @@
 // start an origin and one cache per region in this process, on loopback ports, with
 // their data under the run's data directory (run: <project>/.fleetcache or --data; the
 // demo: cache/). Nothing listens beyond 127.0.0.1.
-import { rmSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { existsSync, rmSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildCacheServer } from '../cache/server.js';
@@ -127,11 +127,12 @@ async function startEmbeddedIn(dataRoot: string, regions: readonly string[], log
     servers.set('origin', origin);
     const originUrl = await listenLoopback(origin);
     const fleetRegions: FleetConfig['regions'] = {};
+    const dirs = cacheDirs(regions);
     for (const region of regions) {
       const cache = await buildCacheServer({
         region,
         upstream: originUrl,
-        dataDir: join(dataRoot, `region-${region}`),
+        dataDir: await movedFromOldName(dataRoot, region, dirs.get(region)!),
         maxSize: EMBEDDED_CACHE_SIZE,
         timeouts: DEFAULT_TIMEOUTS,
         mirrors: new Map(),
@@ -150,4 +151,26 @@ async function startEmbeddedIn(dataRoot: string, regions: readonly string[], log
     await close();
     throw err;
   }
+}
+
+/**
+ * Each region's cache directory under the data root: `region-<name>`, the prefix given once
+ * (region `a`: `region-a`; region `region-a`: `region-a` too, not `region-region-a`), but for
+ * regions whose names would then share a directory (`a` beside `region-a`): `region-<name>`.
+ */
+function cacheDirs(regions: readonly string[]): Map<string, string> {
+  const short = (region: string): string => (region.startsWith('region-') ? region : `region-${region}`);
+  const clash = new Set(regions.map(short)).size < regions.length;
+  return new Map(regions.map((region) => [region, clash ? `region-${region}` : short(region)]));
+}
+
+/**
+ * The cache directory `dir` of `region`, where the copies an earlier run or demo kept under the
+ * old name (`region-region-a`) are moved to, once: a cache starts warm, and no old copy is left.
+ */
+async function movedFromOldName(dataRoot: string, region: string, dir: string): Promise<string> {
+  const path = join(dataRoot, dir);
+  const old = join(dataRoot, `region-${region}`);
+  if (old !== path && existsSync(old) && !existsSync(path)) await rename(old, path);
+  return path;
 }

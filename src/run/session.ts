@@ -121,8 +121,7 @@ export class MachineSession {
   }
 
   #env(job: Job): EnvEntry[] {
-    // SPREAD_PATH names where the project really is on this machine (local machines nest it).
-    return jobEnvironment(job).map(([k, v]) => (k === 'SPREAD_PATH' ? [k, this.machine.projectPath] : [k, v]) as EnvEntry);
+    return jobEnvironment(job, this.machine.projectPath);
   }
 
   #announce(job: Job, context: string, verb: string): void {

@@ -85,11 +85,11 @@ function resolveVariant(env: ReadonlyMap<string, string>, variant: string): EnvE
 }
 
 /** The SPREAD_* variables every job starts with. */
-function spreadVariables(job: Job): EnvEntry[] {
+function spreadVariables(job: Job, projectPath: string): EnvEntry[] {
   return [
     ['SPREAD_JOB', job.name],
     ['SPREAD_PROJECT', job.projectName],
-    ['SPREAD_PATH', job.remotePath],
+    ['SPREAD_PATH', projectPath],
     ['SPREAD_BACKEND', job.backend.name],
     ['SPREAD_SYSTEM', job.system.name],
     ['SPREAD_SUITE', job.suite.name],
@@ -99,7 +99,11 @@ function spreadVariables(job: Job): EnvEntry[] {
   ];
 }
 
-/** The evaluated, ordered environment of a job, as its scripts see it. */
-export function jobEnvironment(job: Job): EnvEntry[] {
-  return resolveVariant(cascade([spreadVariables(job), ...job.envLevels]), job.variant);
+/**
+ * The evaluated, ordered environment of a job, as its scripts see it. `projectPath`: where
+ * the project is on the machine (local machines nest it), SPREAD_PATH's first value; an
+ * `environment:` that sets SPREAD_PATH overrides it, as in spread.
+ */
+export function jobEnvironment(job: Job, projectPath = job.remotePath): EnvEntry[] {
+  return resolveVariant(cascade([spreadVariables(job, projectPath), ...job.envLevels]), job.variant);
 }

@@ -11,6 +11,7 @@ import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
 import { cliArgs } from '../helpers/processes.js';
 
+const SUBCOMMANDS = [['assets', 'fetch'], ['assets', 'list'], ['assets', 'validate'], ['assets', 'purge'], ['assets', 'add'], ['assets', 'upload'], ['artifacts', 'get']] as const;
 const COMMANDS = ['demo', 'origin', 'run', 'report', 'cache', 'assets', 'list', 'artifacts', 'pack', 'delta', 'apply', 'push', 'pull', 'verify'];
 
 t.test('fleetcache --help lists every command', async (t) => {
@@ -46,14 +47,26 @@ t.test('after a command, --version and -V print the version as --help prints its
   t.match(tooltool.stderr, /option '--version <text>' argument missing/);
 });
 
+t.test("a subcommand's --help lists -V, --version exactly when -V prints the version", async (t) => {
+  const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  for (const args of SUBCOMMANDS) {
+    const help = await runCli([...args, '--help']);
+    const asked = await runCli([...args, '-V']);
+    const listed = /^ {2}-V, --version\b/m.test(help.stdout);
+    const printed = asked.code === EXIT.ok && asked.stdout === `${version}\n`;
+    t.equal(listed, printed, `${args.join(' ')}: listed ${listed}, printed ${printed}`);
+  }
+  t.match((await runCli(['artifacts', 'get', '--help'])).stdout, /^ {2}-V, --version\b/m, 'artifacts get lists it');
+});
+
 t.test('each command answers --help with its own usage', async (t) => {
   for (const name of COMMANDS) {
     const { code, stdout } = await runCli([name, '--help']);
     t.equal(code, EXIT.ok, `${name} --help exits 0`);
     t.match(stdout, new RegExp(`^Usage: fleetcache ${name} `), `${name} --help prints its usage`);
   }
-  for (const [parent, sub] of [['assets', 'fetch'], ['assets', 'list'], ['assets', 'validate'], ['assets', 'purge'], ['assets', 'add'], ['assets', 'upload'], ['artifacts', 'get']]) {
-    const { code, stdout } = await runCli([parent!, sub!, '--help']);
+  for (const [parent, sub] of SUBCOMMANDS) {
+    const { code, stdout } = await runCli([parent, sub, '--help']);
     t.equal(code, EXIT.ok);
     t.match(stdout, new RegExp(`^Usage: fleetcache ${parent} ${sub} `), `${parent} ${sub} --help`);
   }

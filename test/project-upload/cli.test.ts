@@ -155,6 +155,24 @@ t.test("pack and push leave out what fleetcache run keeps in a project it ran, a
   t.same(readdirSync(join(dir, 'out')).sort(), ['VERSION', 'lib'], 'push: the project alone reaches the origin and the machines');
 });
 
+t.test('pull counts one entry as one: "1 entry", not "1 entries"', async (t) => {
+  const { dir, url } = await originAndProject(t);
+  writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
+  const common = ['--project', 'one', '--origin', url, '--base-cache', join(dir, 'bases'), '--token-file', join(dir, 'token'), '--run', 'r1'];
+  const [one, two] = [join(dir, 'one'), join(dir, 'two')];
+  mkdirSync(one);
+  writeFileSync(join(one, 'README'), 'one file\n');
+  mkdirSync(two);
+  writeFileSync(join(two, 'a'), 'a\n');
+  writeFileSync(join(two, 'b'), 'b\n');
+  await cli(['push', one, ...common]);
+  await cli(['push', two, ...common.slice(0, -1), 'r2']);
+  const pulledOne = await cli(['pull', join(dir, 'out1'), '--project', 'one', '--run', 'r1', '--from', url]);
+  t.match(pulledOne, /^sha256:[0-9a-f]{64}\t1 entry\t/, pulledOne);
+  const pulledTwo = await cli(['pull', join(dir, 'out2'), '--project', 'one', '--run', 'r2', '--from', url]);
+  t.match(pulledTwo, /^sha256:[0-9a-f]{64}\t2 entries\t/, pulledTwo);
+});
+
 t.test('push and pull draw progress bars on a terminal, none in a pipe', async (t) => {
   const { dir, url, src } = await originAndProject(t);
   const common = ['--project', 'bars', '--origin', url, '--base-cache', join(dir, 'bases')];

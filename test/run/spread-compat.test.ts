@@ -117,6 +117,20 @@ t.test("a script running late is said as spread's client says it: the machine, t
   t.match(out, /WARNING: local:alpha-1 \(local:alpha-1:s\/t\) running late\. Current output:\n-----\n\+ sleep 1\n-----/);
 });
 
+t.test("an environment that sets SPREAD_PATH keeps its value, as in spread; without one, SPREAD_PATH is where the project is on the machine", async (t) => {
+  const seen = join(t.testdirName, 'seen');
+  const task = { 's/t': `summary: t\nexecute: echo "$SPREAD_PATH $(test -f "$SPREAD_PATH/spread.yaml" && echo unpacked)" > ${seen}\n` };
+  const dir = await project(t, spreadYaml('own-path', LOCAL, ['environment:', '  SPREAD_PATH: /own/path']), task);
+  const { result, out } = await run(dir);
+  t.equal(result.tally.successful, 1, out);
+  t.equal((await readFile(seen, 'utf8')).trim(), '/own/path', "the project's own SPREAD_PATH");
+  await writeFile(join(dir, 'spread.yaml'), spreadYaml('own-path', LOCAL));
+  const again = await run(dir);
+  t.equal(again.result.tally.successful, 1, again.out);
+  t.match((await readFile(seen, 'utf8')).trim(), /^\/\S+ unpacked$/, 'SPREAD_PATH is where the project was unpacked');
+  t.notMatch(await readFile(seen, 'utf8'), /^\/home\/own-path /, 'a local machine nests the project: not the path of spread.yaml');
+});
+
 t.test('repack gets the project environment, SPREAD_BACKENDS and the project timeouts', async (t) => {
   const seen = join(t.testdirName, 'seen');
   const spread = (repack: string, timeouts: string[] = []) =>
