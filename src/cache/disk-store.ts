@@ -1317,9 +1317,11 @@ export class DiskStore {
       if (tmpSide) await rm(tmpSide, { force: true }).catch(() => undefined);
       throw this.storageFailure(err);
     }
-    const outcome = this.#indexCommitted(id, meta, ino, sidecar);
-    if (marked) this.#doneCommitting(id);
-    return outcome;
+    try {
+      return this.#indexCommitted(id, meta, ino, sidecar);
+    } finally {
+      if (marked) this.#doneCommitting(id); // even when telling the primary fails: else lookups of id would miss for good
+    }
   }
 
   /** A commit of `id` counted in #committing ended (indexed, or failed). */
