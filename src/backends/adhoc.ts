@@ -273,11 +273,12 @@ class AdhocProvider implements Provider {
     throw new MachineLeft(`${why}; ${unreleased.message}`, record);
   }
 
-  async discard(machine: Machine): Promise<void> {
+  async discard(machine: Machine, signal?: AbortSignal): Promise<void> {
     const endpoint = endpointOf(machine.address);
+    // the signal cuts the sweep alone: the discard script runs after an interrupt too
     await this.#unswept.atDiscard(endpoint, machine, (err) =>
       this.#ctx.log?.(`The processes of a script on ${this.name}:${machine.system.name} at ${machine.address} whose connection was lost could not be stopped: its address serves another machine of this run only once they are: ${errorMessage(err)}`),
-    );
+    signal);
     this.#discarding.add(endpoint);
     try {
       await this.#release(machine.system, machine.address);

@@ -129,8 +129,8 @@ export interface Machine extends Executor {
    * (a new connection where there is one). Throws RebootError when it is not.
    */
   reboot(options: RebootOptions): Promise<void>;
-  /** Closes connections and releases the machine through its provider. */
-  discard(): Promise<void>;
+  /** Closes connections and releases the machine through its provider (Provider.discard, with `signal`). */
+  discard(signal?: AbortSignal): Promise<void>;
   /**
    * Kills what the scripts run with ExecOptions.job `job` left running, on SSH machines;
    * absent where a job's processes cannot be told apart (a local machine).
@@ -183,8 +183,12 @@ export interface Provider {
   allocate(system: SystemSpec, options?: AllocateOptions): Promise<Machine>;
   /** Reconnects to a machine kept by an earlier `-reuse` run; `signal` (the run's) cuts the connect short. */
   reuse(record: MachineRecord, system: SystemSpec, signal?: AbortSignal): Promise<Machine>;
-  /** Releases a machine (runs discard scripts, frees hosts, removes directories). */
-  discard(machine: Machine): Promise<void>;
+  /**
+   * Releases a machine (runs discard scripts, frees hosts, removes directories). `signal` (the
+   * run's) cuts short the sweep of what the machine's lost scripts left (SSH backends), not the
+   * release: the place then stays unswept.
+   */
+  discard(machine: Machine, signal?: AbortSignal): Promise<void>;
   /**
    * The machine is kept past the run (-reuse, -abend): a backend with a fixed set of hosts
    * gives it to no other worker of this run, and tells those waiting for it (NoMachineLeft).

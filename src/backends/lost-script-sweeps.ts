@@ -4,7 +4,7 @@
 // still run, no other job runs, so the place is swept again before it serves another machine.
 import type { Machine } from './backend.js';
 import type { ConnectOptions } from '../ssh/client.js';
-import { SshMachine } from './ssh-machine.js';
+import { LOST_SCRIPTS_CONNECT, SshMachine } from './ssh-machine.js';
 
 export class LostScriptSweeps<K> {
   readonly #unswept = new Map<K, SshMachine>();
@@ -16,13 +16,15 @@ export class LostScriptSweeps<K> {
 
   /**
    * Stops what the lost scripts of `machine`, being discarded from `key`, left running; when it
-   * cannot, `key` is on record for sweepAgain and `unstopped` is told why.
+   * cannot, `key` is on record for sweepAgain and `unstopped` is told why. `signal` (the run's)
+   * cuts it short, the connection and the sweep alike (as it does sweepAgain): `key` is then on
+   * record too, and `unstopped` is told the run was interrupted.
    */
-  async atDiscard(key: K, machine: Machine, unstopped: (err: unknown) => void): Promise<void> {
+  async atDiscard(key: K, machine: Machine, unstopped: (err: unknown) => void, signal?: AbortSignal): Promise<void> {
     if (!(machine instanceof SshMachine)) return;
-    await machine.stopLostScripts().catch((err: unknown) => {
+    await machine.stopLostScripts({ ...LOST_SCRIPTS_CONNECT, ...(signal ? { signal } : {}) }).catch((err: unknown) => {
       this.#unswept.set(key, machine);
-      unstopped(err);
+      unstopped(signal?.aborted ? new Error('the run was interrupted') : err);
     });
   }
 

@@ -6,6 +6,9 @@ import { errorMessage, UpstreamError } from '../errors.js';
 import { rebootOverSsh, type RebootSettings } from './ssh-reboot.js';
 import { SshClient, type ConnectOptions, type SshTarget } from '../ssh/client.js';
 
+/** How stopLostScripts connects unless told: one attempt and one retry of 10 s each. */
+export const LOST_SCRIPTS_CONNECT: ConnectOptions = { timeout: 10_000, retries: 1 };
+
 export class SshMachine implements Machine {
   readonly name: string;
   readonly address: string;
@@ -111,10 +114,10 @@ export class SshMachine implements Machine {
    * lostScripts, and those an earlier run's record lists), and the jobs stopJob could not
    * stop, over a new connection: a machine that never saw its connection drop (a network
    * cut) runs them still. Rejects when it cannot (the machine does not answer): the machine
-   * must then serve no other job. `connect`: how the new connection is tried (default one
-   * attempt and one retry of 10 s each); its signal (the run's) cuts the sweep too, connected or not.
+   * must then serve no other job. `connect`: how the new connection is tried; its signal (the
+   * run's) cuts the sweep too, connected or not.
    */
-  async stopLostScripts(connect: ConnectOptions = { timeout: 10_000, retries: 1 }): Promise<void> {
+  async stopLostScripts(connect: ConnectOptions = LOST_SCRIPTS_CONNECT): Promise<void> {
     const lost = this.#lostScripts();
     if (lost.length === 0 && this.#jobsLeft.length === 0) return;
     const client = await SshClient.connect(this.#target, connect, this.projectPath);
@@ -140,8 +143,8 @@ export class SshMachine implements Machine {
     }
   }
 
-  async discard(): Promise<void> {
+  async discard(signal?: AbortSignal): Promise<void> {
     await this.close();
-    await this.#provider.discard(this);
+    await this.#provider.discard(this, signal);
   }
 }

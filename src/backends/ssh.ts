@@ -208,13 +208,13 @@ class SshProvider implements Provider {
     }
   }
 
-  async discard(machine: Machine): Promise<void> {
+  async discard(machine: Machine, signal?: AbortSignal): Promise<void> {
     const h = this.#hostOf(machine.address);
     if (!h) return;
     // a host where a job may still run serves no other: the next would run beside it
     await this.#unswept.atDiscard(h, machine, (err) =>
       this.#ctx.log?.(`The processes of a script on host ${addressOf(h)} of backend ${this.name} whose connection was lost could not be stopped: the host serves another machine of this run only once they are: ${errorMessage(err)}`),
-    );
+    signal);
     this.#release(h);
   }
 

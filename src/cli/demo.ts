@@ -76,8 +76,9 @@ async function runDemo(flags: DemoFlags): Promise<void> {
   // A --data that cannot be a directory (a file there, /proc) is refused by name, exit 3, as
   // run's: the copy below failed with exit 70, or under /proc never returned (node's cp).
   makeDataDir(dataRoot);
-  // A second demo on the same data would copy the project and clear the machines afresh under
-  // the first one's running jobs.
+  // A second demo on the same data would copy the project afresh under the first one's
+  // running jobs. Runs share the data with it as with each other (local machines' directories
+  // are each their own, named by PID): nothing of theirs is touched, so none is locked out.
   const lock = await lockDataDir(demoDir).catch((err: unknown) => {
     if (!(err instanceof FleetError) || err.code !== 'FC_ERR_DIR_IN_USE') throw err;
     const pid = err.details?.pid;
@@ -86,7 +87,6 @@ async function runDemo(flags: DemoFlags): Promise<void> {
   try {
     // The project copy is fresh each time; the servers' data persists, so a re-run starts warm.
     await rm(projectDir, { recursive: true, force: true });
-    await rm(join(dataRoot, 'machines'), { recursive: true, force: true });
     await cp(EXAMPLE, projectDir, { recursive: true });
     await addVendorTree(projectDir);
     const manifest = await addAsset(projectDir, join(demoDir, 'assets'));

@@ -84,10 +84,13 @@ function seedOf(text: string): bigint {
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
-/** spread's -repeat, an int read as Go reads it; fleetcache refuses a negative one. */
+/**
+ * spread's -repeat, an int read as Go reads it; fleetcache refuses a negative one, and one past
+ * 2^53 - 1 (spread takes up to 2^63 - 1), which a JavaScript number does not hold exactly.
+ */
 function repeatOf(text: string): number {
   const n = parseGoInt(text);
-  if (n === undefined || n < 0n || n > MAX_SAFE) throw new UsageError(`--repeat needs a whole number, not "${text}"`);
+  if (n === undefined || n < 0n || n > MAX_SAFE) throw new UsageError(`--repeat needs a whole number from 0 to ${MAX_SAFE}, not "${text}"`);
   return Number(n);
 }
 

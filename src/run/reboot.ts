@@ -4,7 +4,7 @@
 // given. SPREAD_REBOOT is set on every run of every script, 0 on the first. A script
 // ending with `<ERROR msg>` (the ERROR helper) fails with that message as its output.
 import type { EnvEntry, ExecOptions, ExecResult, Machine } from '../backends/backend.js';
-import { lastMarker, MARKER_EXIT } from '../backends/script.js';
+import { lastMarker, MARKER_EXIT, OutputBuffer } from '../backends/script.js';
 import { RebootError } from '../errors.js';
 
 /**
@@ -34,10 +34,16 @@ export async function execWithReboots(machine: Machine, script: string, o: Reboo
   const { describe, log, ...exec } = o;
   const env: EnvEntry[] = (o.env ?? []).filter(([k]) => k !== 'SPREAD_REBOOT');
   let key = '0';
-  let output = '';
+  // every run's output in one buffer, capped as one run's is: the line saying what was dropped
+  // opens it once (joined, each run's own line came in the middle of the output)
+  const all = new OutputBuffer();
+  const onOutput = (chunk: string): void => {
+    all.push(chunk);
+    o.onOutput?.(chunk);
+  };
   for (let reboots = 0; ; reboots++) {
-    const res = await machine.exec(script, { ...exec, env: [...env, ['SPREAD_REBOOT', key]] });
-    output += res.output;
+    const res = await machine.exec(script, { ...exec, env: [...env, ['SPREAD_REBOOT', key]], onOutput });
+    const output = all.text();
     const marker = res.exitCode === MARKER_EXIT && !res.killed ? lastMarker(res.output) : undefined;
     // ERROR msg: the run fails with just the message, not the trace (spec §11)
     if (marker?.name === 'ERROR' && marker.value !== '') return { ...res, output: marker.value };
@@ -56,6 +62,6 @@ export async function execWithReboots(machine: Machine, script: string, o: Reboo
     }
     log(`Connected after reboot to ${describe}`);
     key = marker.value || String(reboots + 1);
-    output += '\n';
+    all.push('\n');
   }
 }

@@ -374,11 +374,12 @@ async function runJobs(
   /**
    * Discards a machine once: a failed discard is logged and the machine stays on record for
    * `run --discard` (never retried here, as an adhoc discard script may have done part of its work).
+   * The interrupt cuts short the sweep of what its lost scripts left (nothing is killed after one).
    */
   const discardMachine = async (machine: Machine, label: string, line = `Discarding ${label}...`): Promise<void> => {
     const record = machine.record();
     log.line(line);
-    await machine.discard().then(
+    await machine.discard(interrupt?.signal).then(
       () => running.remove(record),
       (err: Error) => log.line(`Error discarding ${label}: ${err.message}`),
     );

@@ -1,12 +1,15 @@
 // The README's first command, as a newcomer runs it: `fleetcache demo` exits 0 within
 // 60 s, runs the example twice with every job passing, shows the second run's savings,
-// fetches an artifact back, and works again when re-run on the same data.
+// fetches an artifact back, and works again when re-run on the same data; it shares its data
+// with a run (the machines of each are their own), not with another demo.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliArgs, REPO_ROOT } from '../helpers/processes.js';
+import { cliArgs, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
+import { LOCAL, project, spreadYaml } from '../run/project.js';
 import { lockDataDir } from '../../src/store/dir-lock.js';
 
 /** Where the user is: no npm around the command (npm names its own start directory in INIT_CWD). */
@@ -60,4 +63,30 @@ t.test('a demo on data another demo runs on is refused at once (exit 3, naming i
   t.notMatch(second.out, /== run 1/, 'nothing run');
   t.same(readdirSync(join(data, 'demo', 'project')), ['app.sh'], "the running demo's project is not copied over");
   t.same(readdirSync(data).sort(), ['demo'], 'no servers started, no machines cleared');
+});
+
+t.test("a demo on data a run is running on leaves the run's machine alone, and the run passes", async (t) => {
+  const data = join(t.testdir(), 'cache');
+  const started = join(data, '..', 'started');
+  const go = join(data, '..', 'go');
+  // a task that runs until told (2 minutes at most), then finds its directory on the machine as it was
+  const task = `summary: t\nexecute: |\n  touch ${started}\n  for i in $(seq 1200); do [ -e ${go} ] && break; sleep 0.1; done\n  test -e ${go}\n  test -e task.yaml\n`;
+  const dir = await project(t, spreadYaml('beside', LOCAL), { 's/t': task });
+  const runner = spawn(process.execPath, cliArgs(['run', '--data', data]), { cwd: dir, env: USER_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+  stopWithTest(t, runner, 'SIGKILL');
+  let runOut = '';
+  runner.stdout.on('data', (c: Buffer) => { runOut += c.toString(); });
+  runner.stderr.on('data', (c: Buffer) => { runOut += c.toString(); });
+  const runEnded = once(runner, 'close') as Promise<[number | null]>;
+  await eventually("the run's task started", () => existsSync(started), 60_000);
+  const machines = readdirSync(join(data, 'machines'));
+  t.equal(machines.length, 1, "the run's machine");
+  const shared = demo(data);
+  if (shared.status !== 0) t.comment(shared.out.slice(-3000));
+  t.equal(shared.status, 0, 'the demo beside the run exits 0');
+  t.ok(existsSync(join(data, 'machines', machines[0]!)), "the run's machine is still there");
+  writeFileSync(go, '');
+  const [status] = await runEnded;
+  if (status !== 0) t.comment(runOut.slice(-3000));
+  t.equal(status, 0, 'the run passes');
 });

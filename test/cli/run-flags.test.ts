@@ -61,12 +61,24 @@ t.test("a flag's value and what follows -- are taken as they are, as Go's flag p
   }
 });
 
-t.test('a bad --repeat is a usage error', async (t) => {
-  // Number() would take '' as 0, 1e1 as 10 and Infinity as no number; Go's flag package takes none of them
-  for (const bad of ['lots', '', '1e1', '08', '-1', '0x', 'Infinity']) {
+t.test('a bad --repeat is a usage error naming the numbers taken', async (t) => {
+  // Number() would take '' as 0, 1e1 as 10 and Infinity as no number; Go's flag package takes none of them.
+  // Past 2^53 - 1 a count is no longer exact in a JavaScript number: the limit, not the syntax, is what is wrong there.
+  const pastSafe = BigInt(Number.MAX_SAFE_INTEGER) + 1n;
+  for (const bad of ['lots', '', '1e1', '08', '-1', '0x', 'Infinity', String(pastSafe), `0x${pastSafe.toString(16)}`]) {
     const { code, stderr } = await runCli(['run', ...normaliseSpreadFlags([`-repeat=${bad}`])]);
     t.equal(code, EXIT.usage, bad);
-    t.match(stderr, `--repeat needs a whole number, not "${bad}"`, bad);
+    t.match(stderr, `--repeat needs a whole number from 0 to ${Number.MAX_SAFE_INTEGER}, not "${bad}"`, bad);
+  }
+  // the largest is taken: -list shows the jobs (and runs none)
+  const cwd = process.cwd();
+  process.chdir(join(REPO_ROOT, 'examples/fleet-demo'));
+  try {
+    const res = await runCli(['run', '-list', '--repeat', String(Number.MAX_SAFE_INTEGER)]);
+    t.equal(res.code, 0, `the limit itself is taken: ${res.stderr}`);
+    t.match(res.stdout, /^local:/);
+  } finally {
+    process.chdir(cwd);
   }
 });
 
