@@ -1238,7 +1238,7 @@ export class DiskStore {
     if (this.maxSize >= least) return;
     const { place, field, file, line } = this.#maxSizeSetting ?? { place: 'maxSize', field: 'maxSize' };
     const holds = this.maxSize < this.#block ? 'nothing (an object takes a block at least)' : `one blob of at most ${this.#block} bytes, and no name or mirror entry (a block for its body, one for its headers file)`;
-    throw new ConfigError(`${place}: ${this.maxSize} bytes would hold ${holds}; give at least ${least} bytes (two blocks of ${this.#block} bytes, the block of the filesystem holding ${this.dir})`, file, line, field);
+    throw new ConfigError(`${place}: ${this.maxSize} ${this.maxSize === 1 ? 'byte' : 'bytes'} would hold ${holds}; give at least ${least} bytes (two blocks of ${this.#block} bytes, the block of the filesystem holding ${this.dir})`, file, line, field);
   }
 
   /** The bytes of the sidecar of the http entry `id` on disk, if there (a blocking stat: at start only). */
