@@ -685,7 +685,6 @@ export class DiskStore {
   async lookup(id: string, probe = true): Promise<Hit | undefined> {
     const entry = this.#lru.get(id) ?? (this.#peer && probe ? this.#probe(id) : undefined);
     if (!entry) return undefined;
-    this.#reportHit(id, entry);
     const file = path.join(this.dir, id);
     // The digest is parsed only for a first lookup or a check, not on every hit.
     const digest = (!entry.meta || entry.unverified) && isCasId(id) ? casDigest(id) : undefined;
@@ -716,6 +715,8 @@ export class DiskStore {
         return undefined;
       }
     }
+    // Only now: a lookup that turned into a miss above must not make the entry the primary's most recently used.
+    this.#reportHit(id, entry);
     return {
       id,
       file,
