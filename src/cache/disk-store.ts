@@ -692,14 +692,18 @@ export class DiskStore {
     if (!entry.meta) {
       try {
         const { ino, ...meta } = JSON.parse(await readFile(file + SIDECAR, 'utf8')) as SidecarFile;
+        const body = await stat(file);
         // The inode first: a replacement's sidecar beside the old body names another size as often as not.
-        if (ino !== undefined && ino !== (await stat(file)).ino) {
+        if (ino !== undefined && ino !== body.ino) {
           // In a worker, another worker's replacement may be between its two renames (see
           // commit): a miss here, its files left to it (the primary's index still counts
           // them; a crash's pair goes with the next commit of the key, or an eviction).
           if (this.#peer) return void this.forget(id);
           throw new Error('the sidecar describes another body (a crash between the renames of a replacement)');
         }
+        // In a worker, another worker's replacement may have landed whole since the probe took
+        // the old body's size (before the primary tells of it): a miss, its files left to it.
+        if (this.#peer && meta.size === body.size && body.size !== entry.size) return void this.forget(id);
         if (meta.size !== entry.size) throw new Error(`sidecar says ${meta.size} bytes, body has ${entry.size}`);
         entry.meta = meta;
         if (ino !== undefined) entry.ino = ino;
