@@ -685,7 +685,6 @@ export class DiskStore {
   async lookup(id: string, probe = true): Promise<Hit | undefined> {
     const entry = this.#lru.get(id) ?? (this.#peer && probe ? this.#probe(id) : undefined);
     if (!entry) return undefined;
-    this.#reportHit(id, entry);
     const file = path.join(this.dir, id);
     // The digest is parsed only for a first lookup or a check, not on every hit.
     const digest = (!entry.meta || entry.unverified) && isCasId(id) ? casDigest(id) : undefined;
@@ -693,14 +692,18 @@ export class DiskStore {
     if (!entry.meta) {
       try {
         const { ino, ...meta } = JSON.parse(await readFile(file + SIDECAR, 'utf8')) as SidecarFile;
+        const body = await stat(file);
         // The inode first: a replacement's sidecar beside the old body names another size as often as not.
-        if (ino !== undefined && ino !== (await stat(file)).ino) {
+        if (ino !== undefined && ino !== body.ino) {
           // In a worker, another worker's replacement may be between its two renames (see
           // commit): a miss here, its files left to it (the primary's index still counts
           // them; a crash's pair goes with the next commit of the key, or an eviction).
           if (this.#peer) return void this.forget(id);
           throw new Error('the sidecar describes another body (a crash between the renames of a replacement)');
         }
+        // In a worker, another worker's replacement may have landed whole since the probe took
+        // the old body's size (before the primary tells of it): a miss, its files left to it.
+        if (this.#peer && meta.size === body.size && body.size !== entry.size) return void this.forget(id);
         if (meta.size !== entry.size) throw new Error(`sidecar says ${meta.size} bytes, body has ${entry.size}`);
         entry.meta = meta;
         if (ino !== undefined) entry.ino = ino;
@@ -716,6 +719,8 @@ export class DiskStore {
         return undefined;
       }
     }
+    // Only now: a lookup that turned into a miss above must not make the entry the primary's most recently used.
+    this.#reportHit(id, entry);
     return {
       id,
       file,
@@ -1238,7 +1243,7 @@ export class DiskStore {
     if (this.maxSize >= least) return;
     const { place, field, file, line } = this.#maxSizeSetting ?? { place: 'maxSize', field: 'maxSize' };
     const holds = this.maxSize < this.#block ? 'nothing (an object takes a block at least)' : `one blob of at most ${this.#block} bytes, and no name or mirror entry (a block for its body, one for its headers file)`;
-    throw new ConfigError(`${place}: ${this.maxSize} bytes would hold ${holds}; give at least ${least} bytes (two blocks of ${this.#block} bytes, the block of the filesystem holding ${this.dir})`, file, line, field);
+    throw new ConfigError(`${place}: ${this.maxSize} ${this.maxSize === 1 ? 'byte' : 'bytes'} would hold ${holds}; give at least ${least} bytes (two blocks of ${this.#block} bytes, the block of the filesystem holding ${this.dir})`, file, line, field);
   }
 
   /** The bytes of the sidecar of the http entry `id` on disk, if there (a blocking stat: at start only). */

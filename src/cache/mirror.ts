@@ -301,8 +301,11 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   // A run token never reaches a mirror (Upstream leaves it out): the policy and the
   // collapsing do not see it either, or every machine's request would look authenticated.
   const fwd = withoutRunToken(mirrorRequestFields(req.headers));
-  // Vary is unknown before the answer: only collapse requests that agree on what it may name (collapseKey).
-  const key = flightKey(id, { headers: fwd }, collapseKey(fwd));
+  // Vary is unknown before the answer: only collapse requests that agree on what it may name
+  // (collapseKey). Made only where a fill may be joined or started: it sorts the request's
+  // fields, a cost a hit need not pay.
+  let key: string | undefined;
+  const fillKey = (): string => (key ??= flightKey(id, { headers: fwd }, collapseKey(fwd)));
   // The policy sees what upstream sees: its revalidation headers (a copy of the request's)
   // then carry no Host (a name-based upstream answers 404 to ours), hop-by-hop header or
   // client conditional. Authorization stays, so that a shared cache keeps a response to
@@ -335,7 +338,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   // only-if-cached (RFC 9111 §5.2.1.7): a stored response that needs no upstream, else a 504
   const cachedOnly = onlyIfCached(req);
   // A fill that ended has stored its answer (or kept none): the entry is looked up, and revalidated if need be.
-  const joined = cachedOnly ? undefined : ctx.fills.get(key);
+  const joined = cachedOnly || ctx.fills.size === 0 ? undefined : ctx.fills.get(fillKey());
   if (joined && !joined.ended) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct, joins);
   let hit = await ctx.store.lookup(id);
   if (hit?.meta.policy && holdsSecret(hit.meta.policy)) {
@@ -353,7 +356,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     if (response && (!revalidation || !revalidation.synchronous)) {
       if (await serveHit(ctx, req, reply, kind, hit, replayed(answerFields(policy, response.headers)), revalidation ? 'STALE' : 'HIT')) {
         // stale-while-revalidate: this answer was stale; the next ones will not be.
-        if (conditional) revalidateInBackground(ctx, upstream, { id, key, kind, upath, hit, policy, policyReq, conditional }, fillSpec);
+        if (conditional) revalidateInBackground(ctx, upstream, { id, key: fillKey(), kind, upath, hit, policy, policyReq, conditional }, fillSpec);
         return;
       }
     } else if (conditional) {
@@ -367,7 +370,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     ctx.metrics.miss(kind);
     return direct();
   }
-  if (!revalidate) return fillOnce(ctx, req, reply, kind, key, fillSpec((gatherUpTo) => upstream.fetch(upath, fwd, gatherUpTo)), direct, true, freshness);
+  if (!revalidate) return fillOnce(ctx, req, reply, kind, fillKey(), fillSpec((gatherUpTo) => upstream.fetch(upath, fwd, gatherUpTo)), direct, true, freshness);
   let res: Dispatcher.ResponseData | undefined;
   let failure: unknown;
   try {
@@ -403,11 +406,11 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     // to be revalidated in vain by every request).
     await res.body.dump();
     ctx.store.delete(id);
-    return fillOnce(ctx, req, reply, kind, key, fillSpec((gatherUpTo) => upstream.fetch(upath, fwd, gatherUpTo)), direct, true, freshness);
+    return fillOnce(ctx, req, reply, kind, fillKey(), fillSpec((gatherUpTo) => upstream.fetch(upath, fwd, gatherUpTo)), direct, true, freshness);
   }
   const response = res;
   // A changed entry: this request's answer replaces it (others revalidate on their own).
-  return serveFill(ctx, req, reply, kind, ctx.fills.start(key, fillSpec(() => Promise.resolve(response))), 'MISS', direct);
+  return serveFill(ctx, req, reply, kind, ctx.fills.start(fillKey(), fillSpec(() => Promise.resolve(response))), 'MISS', direct);
 }
 
 /** Entries being revalidated in the background, per cache (one conditional request at a time each). */

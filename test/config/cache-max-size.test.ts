@@ -89,6 +89,7 @@ t.test('a budget below two blocks of the data filesystem (a name\'s body and its
     ['file, two workers (the primary checks it)', least - 1, ['--config', file, '--workers', '2'], `${file}:3: maxSize: ${least - 1} bytes ${oneBlob}`],
     ['flag', least - 1, ['--upstream', 'http://127.0.0.1:9', '--max-size', String(least - 1)], `--max-size: ${least - 1} bytes ${oneBlob}`],
     ['file, below one block', block - 1, ['--config', file], `${file}:3: maxSize: ${block - 1} bytes would hold nothing (an object takes a block at least)`],
+    ['flag, one byte (singular)', 1, ['--upstream', 'http://127.0.0.1:9', '--max-size', '1'], '--max-size: 1 byte would hold nothing (an object takes a block at least)'],
   ] as const;
   for (const [how, maxSize, args, message] of cases) {
     writeFileSync(file, `${base}# the disk budget\nmaxSize: ${maxSize}\n`);

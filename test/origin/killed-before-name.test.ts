@@ -11,7 +11,6 @@
 // runs them on any of its four. The mark of that blob, written with the new record, lets the
 // prune free it. On the disk store and on S3 (s3rver): the marks live in the data directory
 // either way.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,7 +25,8 @@ import { DiskBlobStore } from '../../src/store/disk.js';
 import { NameStore } from '../../src/store/names.js';
 import { S3BlobStore } from '../../src/store/s3.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
-import { startServerProcess, stopWithTest } from '../helpers/processes.js';
+import { startServerProcess } from '../helpers/processes.js';
+import { attachStrace } from '../helpers/strace.js';
 import { startS3rver, s3StorageYaml, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
 
 const DAY = 86_400_000;
@@ -90,16 +90,7 @@ async function killedBeforeName(t: Test, setup: Setup, kept: { path: string; bod
   const traceDir = mkdtempSync(join(tmpdir(), 'fleetcache-strace-'));
   t.teardown(() => rmSync(traceDir, { recursive: true, force: true }));
   const trace = join(traceDir, 'trace');
-  const tracer = spawn('strace', ['-f', '-p', String(origin.child.pid), '-o', trace, ...killOptions(setup.dataDir, kill)], { stdio: ['ignore', 'ignore', 'pipe'] });
-  stopWithTest(t, tracer);
-  await new Promise<void>((resolve, reject) => {
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`strace did not attach within 20 s: ${err}`)), 20_000);
-    tracer.stderr!.on('data', (c: Buffer) => {
-      err += c.toString();
-      if (/attached/.test(err)) { clearTimeout(timer); resolve(); }
-    });
-  });
+  await attachStrace(t, [origin.child.pid!], trace, killOptions(setup.dataDir, kill));
   await t.rejects(put(origin.url + name, body), 'the upload gets no answer: the origin is killed');
   t.equal(await exited, 'SIGKILL', kill.at === 'name' ? 'killed as it was about to record the name' : 'killed as it was about to record the blob the name pointed at before');
   return readFileSync(trace, 'utf8');
