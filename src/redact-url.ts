@@ -45,8 +45,16 @@ export function redactMalformedUrl(text: string): string {
   return text.replace(/^((?:[a-z][a-z0-9+.-]*:?)?[/\\]+)?(?:[^/\\]*|[^/\\@:[]*:(?!\d*[/\\])[^@]*)@/i, '$1***@');
 }
 
-/** A URL as the logs show it: without its query string, which may carry a token or a signature (a pre-signed URL's). */
+/** The characters of a path a log line or message quotes; a longer one is cut, its length said. */
+const MAX_LOGGED_PATH = 256;
+
+/**
+ * A URL as the logs show it: without its query string, which may carry a token or a signature
+ * (a pre-signed URL's), and past MAX_LOGGED_PATH characters cut, with its length: a client
+ * can send up to 16 KiB of path, which every log line about it would otherwise carry whole.
+ */
 export function loggedPath(url: string): string {
   const q = url.indexOf('?');
-  return q < 0 ? url : url.slice(0, q);
+  const path = q < 0 ? url : url.slice(0, q);
+  return path.length <= MAX_LOGGED_PATH ? path : `${path.slice(0, MAX_LOGGED_PATH)}… (${path.length} characters)`;
 }

@@ -1,6 +1,6 @@
 // What the origin's route groups share: storage, accounting, auth and limits.
 import type { FastifyRequest } from 'fastify';
-import type { TokenCheck } from '../http/auth.js';
+import { bearerToken, type TokenCheck } from '../http/auth.js';
 import type { TrafficLedger } from '../metrics/ledger.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { NameStore } from '../store/names.js';
@@ -86,14 +86,18 @@ export function isInternal(ctx: OriginContext, digest: Digest): boolean {
 }
 
 /**
- * Refuses a read that needs a token. `internal`: a read of an internal blob (isInternal),
- * which answers 403 without one, as tooltool does.
+ * Refuses a read that needs a token: 401 without one (or with another scheme's credentials,
+ * tooltool's Hawk), which the error handler sends with the Bearer challenge (RFC 9110
+ * §15.5.2), 403 with one not accepted, as writes. tooltool's server answers 403 to both; its
+ * client, `mach artifact toolchain` and fleetcache's tell them apart no more than that they
+ * failed. `internal`: a read of an internal blob (isInternal).
  */
 export function checkRead(ctx: OriginContext, request: FastifyRequest, internal = false): void {
   if (!internal && ctx.readAccess === 'public') return;
-  if (!ctx.auth.accepts(request)) {
-    throw new FleetError('FC_ERR_FORBIDDEN', internal ? 'this asset is internal: a bearer token is required' : 'reads need a bearer token');
-  }
+  if (ctx.auth.accepts(request)) return;
+  const what = internal ? 'this asset is internal' : 'reads need a token here';
+  if (bearerToken(request.headers.authorization) === undefined) throw new FleetError('FC_ERR_UNAUTHORIZED', `${what}: send "Authorization: Bearer <token>"`);
+  throw new FleetError('FC_ERR_FORBIDDEN', `${what}: the bearer token is not accepted`);
 }
 
 /** `private` when reading needs a token (readAccess: token, or an internal blob), so that no shared cache serves it to a client without one. */

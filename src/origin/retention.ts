@@ -12,7 +12,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { Counter, Gauge } from 'prom-client';
 import { errorMessage, FleetError, isNoRoom, NotFoundError } from '../errors.js';
-import { DIGEST_ALGORITHMS, isDigestAlgorithm, isStoredHex, parseDigestString } from '../store/digest.js';
+import { DIGEST_ALGORITHMS, isStoredDigest, parseDigestString } from '../store/digest.js';
 import type { NameRecord } from '../store/names.js';
 import { replacedRecord, uploadRecord, type OriginContext, type ReplacedRecord, type UploadRecord } from './context.js';
 import type { LeftMark } from './naming-marks.js';
@@ -80,9 +80,7 @@ interface Due {
 function isFreedEntry(entry: unknown): boolean {
   if (!Array.isArray(entry) || entry.length < 2 || entry.length > 3) return false;
   const [digest, size, freedAt] = entry as unknown[];
-  const [algo = '', hex = ''] = typeof digest === 'string' ? digest.split(':') : [];
-  const isDigest = isDigestAlgorithm(algo) && isStoredHex(algo, hex);
-  return isDigest && Number.isSafeInteger(size) && (size as number) >= 0 && (freedAt === undefined || Number.isFinite(freedAt));
+  return typeof digest === 'string' && isStoredDigest(digest) && Number.isSafeInteger(size) && (size as number) >= 0 && (freedAt === undefined || Number.isFinite(freedAt));
 }
 
 type Blobs = Map<string, number>;

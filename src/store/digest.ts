@@ -27,6 +27,12 @@ export function isStoredHex(algo: DigestAlgorithm, name: string): boolean {
   return name.length === HEX_LENGTH[algo] && /^[0-9a-f]+$/.test(name);
 }
 
+/** Whether `text` is a digest as records hold it and the stores write it: "<algo>:<hex>", lowercase, whole. */
+export function isStoredDigest(text: string): boolean {
+  const [algo = '', hex = '', ...rest] = text.split(':');
+  return rest.length === 0 && isDigestAlgorithm(algo) && isStoredHex(algo, hex);
+}
+
 /** Validates an algorithm and hex string from a URL or a record; throws FC_ERR_BAD_DIGEST. */
 export function parseDigest(algo: string, hex: string): Digest {
   if (!isDigestAlgorithm(algo)) {

@@ -181,15 +181,19 @@ export class NameStore {
   }
 
   async get<T = NameRecord>(segments: readonly string[]): Promise<T> {
-    const file = this.#pathOf(segments);
-    let text: string;
+    const text = await this.text(segments);
+    if (text === undefined) throw new NotFoundError(`no such name ${segments.join('/')}`);
+    return parseRecord<T>(text, this.#pathOf(segments));
+  }
+
+  /** The record's text as stored, undefined when there is none: what a damaged one still says. */
+  async text(segments: readonly string[]): Promise<string | undefined> {
     try {
-      text = await readFile(file, 'utf8');
+      return await readFile(this.#pathOf(segments), 'utf8');
     } catch (err) {
-      if (isMissing(err)) throw new NotFoundError(`no such name ${segments.join('/')}`);
+      if (isMissing(err)) return undefined;
       throw err;
     }
-    return parseRecord<T>(text, file);
   }
 
   /**
@@ -252,7 +256,14 @@ function parseRecord<T>(text: string, file: string): T {
   try {
     return JSON.parse(text) as T;
   } catch (err) {
-    // With its cause: the client gets a reference to the log, not the server's path.
-    throw new FleetError('FC_ERR_INTERNAL', `damaged name record ${file}: ${errorMessage(err)}`, { cause: err });
+    throw damagedRecord(file, err as Error);
   }
+}
+
+/**
+ * The error of a record found damaged (`cause` says how): the server's, a 500. With its
+ * cause: the client gets a reference to the log, not the server's path.
+ */
+export function damagedRecord(file: string, cause: Error): FleetError {
+  return new FleetError('FC_ERR_INTERNAL', `damaged name record ${file}: ${errorMessage(cause)}`, { cause });
 }

@@ -52,7 +52,7 @@ t.test('add, upload, fetch with a cache folder, then a failing fetch', async (t)
   const denied = await runCli(t, ['assets', 'fetch', '-m', join(work, 'manifest.tt'), '--url', origin.url, '--dest', join(root, 'dest3')], root);
   t.equal(denied.code, 1, 'an internal file without a token: exit 1, as tooltool (not the catalogue\'s 7)');
   t.match(denied.stdout, /^notes\.txt\tfailed\t/m);
-  t.match(denied.stderr, /HTTP 403/);
+  t.match(denied.stderr, /HTTP 401/);
   t.ok(existsSync(join(root, 'dest3', 'sdk.tar.gz')), 'the public file still arrived');
   t.notOk(existsSync(join(root, 'dest3', 'notes.txt')));
 

@@ -209,14 +209,14 @@ t.test('a symlink in the cache folder is never read nor written through: the ent
   }
 });
 
-t.test('internal visibility: 403 without a token, bytes with it', async (t) => {
+t.test('internal visibility: 401 without a token, bytes with it', async (t) => {
   const { root, origin, manifest } = await originWith(t, [[record('secret.bin', C, { visibility: 'internal' }), C], [record('b.txt', B), B]]);
   const anon = await request(`${origin.url}/sha512/${sha512(C)}`);
   await anon.body.dump();
-  t.equal(anon.statusCode, 403, 'the origin refuses an anonymous GET of an internal asset');
+  t.equal(anon.statusCode, 401, 'the origin refuses an anonymous GET of an internal asset');
 
   const without = await fetchAssets({ manifestPath: manifest, urls: [origin.url], dest: join(root, 'anon') });
-  t.equal(without.files[0]!.error?.code, 'FC_ERR_FORBIDDEN');
+  t.equal(without.files[0]!.error?.code, 'FC_ERR_UNAUTHORIZED');
   t.notOk(existsSync(join(root, 'anon', 'secret.bin')));
   t.equal(without.files[1]!.source, 'download', 'public assets still come without a token');
 

@@ -105,17 +105,17 @@ t.test('internal assets: the spec client needs its Bearer token at the origin an
   await writeFile(join(root, 'src', 'internal.bin'), data);
   await writeFile(join(root, 'src', 'manifest.tt'), formatManifest([record]));
   await uploadAssets({ manifestPath: join(root, 'src', 'manifest.tt'), origin: origin.url, token: origin.token, dir: join(root, 'src') });
-  t.equal((await tooltoolGet(origin.url, record)).status, 403, 'no token: 403');
+  t.equal((await tooltoolGet(origin.url, record)).status, 401, 'no token: 401');
   t.equal((await tooltoolGet(origin.url, record, undefined, 'Bearer wrong')).status, 403, 'wrong token: 403');
   const ok = await tooltoolGet(origin.url, record, undefined, `Bearer ${origin.token}`);
   t.equal(ok.status, 200);
   t.ok(ok.body.equals(data));
   const cacheUrl = await startCache(t, origin.url, join(root, 'cache'));
-  t.equal((await tooltoolGet(cacheUrl, record)).status, 403, 'cache, no token: 403');
+  t.equal((await tooltoolGet(cacheUrl, record)).status, 401, 'cache, no token: 401');
   const viaCache = await tooltoolGet(cacheUrl, record, 'eu', `Bearer ${origin.token}`);
   t.equal(viaCache.status, 200, 'cache, token: 200');
   t.ok(viaCache.body.equals(data));
-  t.equal((await tooltoolGet(cacheUrl, record)).status, 403, 'cache, no token, after the fill: still 403');
+  t.equal((await tooltoolGet(cacheUrl, record)).status, 401, 'cache, no token, after the fill: still 401');
 });
 
 t.test('a malformed digest on the tooltool alias is a 404 at the origin and through the cache, as tooltool\'s server answers; /cas keeps its 400', async (t) => {

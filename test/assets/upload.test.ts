@@ -22,7 +22,7 @@ function record(filename: string, data: string, visibility: 'public' | 'internal
   return { filename, size: data.length, algorithm: 'sha512', digest: sha512(data), unpack: false, visibility };
 }
 
-/** The status of an anonymous tooltool download: 200 public, 403 internal, 404 absent. */
+/** The status of an anonymous tooltool download: 200 public, 401 internal, 404 absent. */
 async function anonymousGet(origin: TestOrigin, data: string): Promise<number> {
   const res = await request(`${origin.url}/sha512/${sha512(data)}`);
   await res.body.dump();
@@ -68,7 +68,7 @@ t.test('public asked for an asset the origin keeps internal is refused, and noth
     { code: 'FC_ERR_USAGE', message: /secret\.bin: the manifest asks visibility public, but the origin already has it as internal: it cannot be downloaded without a token\. Visibility is fixed at the first upload .*nothing was uploaded/ },
   );
   t.equal(await anonymousGet(origin, files['new.bin']), 404, 'nothing was uploaded');
-  t.equal(await anonymousGet(origin, files['secret.bin']), 403, 'the asset is still internal');
+  t.equal(await anonymousGet(origin, files['secret.bin']), 401, 'the asset is still internal');
 });
 
 t.test('mismatches both ways are named together', async (t) => {
@@ -121,7 +121,7 @@ t.test('a token the origin refuses fails with its catalogued error, and nothing 
 
 t.test('one digest under two filenames with different visibilities is refused, and nothing is sent', async (t) => {
   // The origin keeps one visibility per digest: the second record would be reported
-  // "present" as public while the origin keeps it internal (403 to anyone without a token).
+  // "present" as public while the origin keeps it internal (401 to anyone without a token).
   const files = { 'a.bin': 'same bytes', 'b.bin': 'same bytes' };
   const { origin, upload } = await uploadSetup(t, files);
   await t.rejects(upload([record('a.bin', files['a.bin'], 'internal'), record('b.bin', files['b.bin'], 'public')]), {

@@ -138,7 +138,7 @@ t.test('cache → origin: a name of an internal blob is never served to a client
   t.equal(await withToken.body.text(), body.toString());
   const anonymous = await request(`${url}/artifacts/run1/job1/tool.bin`);
   await anonymous.body.dump();
-  t.equal(anonymous.statusCode, 403, 'neither the PUT nor the GET with a token left a copy served to others');
+  t.equal(anonymous.statusCode, 401, 'neither the PUT nor the GET with a token left a copy served to others');
 });
 
 t.test('cache → origin: a named upload\'s stated digest reaches the origin, which refuses a damaged body', async (t) => {

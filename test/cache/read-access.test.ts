@@ -36,13 +36,13 @@ t.test('an internal asset uploaded through the cache stays internal, and the cac
   const body = 'internal toolchain\n';
   const hex = createHash('sha512').update(body).digest('hex');
   t.ok((await put(`${url}/cas/sha512/${hex}`, body, { 'x-fleetcache-visibility': 'internal' })) < 300, 'uploaded through the cache');
-  t.equal((await status(`${originUrl}/sha512/${hex}`)).status, 403, 'the origin stored it internal (the visibility was forwarded)');
+  t.equal((await status(`${originUrl}/sha512/${hex}`)).status, 401, 'the origin stored it internal (the visibility was forwarded)');
   t.notOk(kept(`cas.v1/sha512/${hex.slice(0, 2)}/${hex}`), 'the cache did not keep it');
   for (const [via, path] of [['tooltool', `/sha512/${hex}`], ['cas', `/cas/sha512/${hex}`]] as const) {
-    t.equal((await status(`${url}${path}`)).status, 403, `${via}: refused without a token`);
+    t.equal((await status(`${url}${path}`)).status, 401, `${via}: refused without a token`);
     const withToken = await status(`${url}${path}`, auth);
     t.same([withToken.status, withToken.body], [200, body], `${via}: served with a token`);
-    t.equal((await status(`${url}${path}`)).status, 403, `${via}: still refused without a token after a read with one`);
+    t.equal((await status(`${url}${path}`)).status, 401, `${via}: still refused without a token after a read with one`);
   }
   t.notOk(kept(`cas.v1/sha512/${hex.slice(0, 2)}/${hex}`), 'never kept');
 
@@ -74,13 +74,13 @@ t.test('readAccess: token at the origin: blobs and names read through the cache 
   const filled = await status(`${url}/cas/sha256/${hex}`, auth);
   t.same([filled.status, filled.body], [200, body], 'read with the token');
   for (const [via, path] of [['cas', `/cas/sha256/${hex}`], ['tooltool', `/sha256/${hex}`]] as const) {
-    t.equal((await status(`${url}${path}`)).status, 403, `${via}: refused without the token after a read with it`);
+    t.equal((await status(`${url}${path}`)).status, 401, `${via}: refused without the token after a read with it`);
   }
   t.notOk(kept(`cas.v1/sha256/${hex.slice(0, 2)}/${hex}`), 'not kept: the cache cannot check tokens');
 
   t.ok((await put(`${url}/artifacts/run1/job1/log.txt`, 'log\n', {})) < 300);
   t.same((await status(`${url}/artifacts/run1/job1/log.txt`, auth)).body, 'log\n', 'a name read with the token');
-  t.equal((await status(`${url}/artifacts/run1/job1/log.txt`)).status, 403, 'and refused without it');
+  t.equal((await status(`${url}/artifacts/run1/job1/log.txt`)).status, 401, 'and refused without it');
 });
 
 t.test('a name uploaded through the cache is served with the type it was uploaded with, and the origin caching headers', async (t) => {

@@ -45,3 +45,21 @@ t.test('a failed request: method, path, status, code and request id, no token', 
   for (const secret of [TOKEN, WRONG, IN_QUERY]) t.notOk(origin.stderr().includes(secret), 'no token, from the Authorization header or the query string, in the log');
   await origin.stop();
 });
+
+t.test('a long path (a bad name of kilobytes) is quoted by its start and its length, in the line\'s url and its message', async (t) => {
+  const origin = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', t.testdir()], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'info' });
+  // 8000 characters: a line quoting one whole twice still fits the 20,000 characters of stderr the helper keeps
+  for (const [url, status] of [[`/artifacts/r1/j1/${'a'.repeat(8000)}`, 400], [`/no/such/${'b'.repeat(8000)}`, 404]] as const) {
+    const res = await request(`${origin.url}${url}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    await res.body.dump();
+    t.equal(res.statusCode, status, `${url.slice(0, 20)}…: refused`);
+    const start = url.slice(0, 40);
+    const line = (): string | undefined => origin.stderr().split('\n').findLast((l) => l.includes('"code":"FC_ERR_') && l.includes(`"url":"${start}`));
+    await eventually(`the line of ${start}…`, () => line() !== undefined);
+    const logged = JSON.parse(line()!) as Line;
+    t.equal(logged.url, `${url.slice(0, 256)}… (${url.length} characters)`, `${start}…: its start and its length`);
+    t.ok((logged.msg ?? '').length < 512, `${start}…: its message quotes no more (${logged.msg?.length} characters)`);
+    t.ok(line()!.length < 1024, `${start}…: the line is short (${line()!.length} characters)`);
+  }
+  await origin.stop();
+});

@@ -70,12 +70,13 @@ t.test('tooltool alias: query ignored, no encoding, 404 for unknown', async (t) 
   t.equal(missing.json().code, 'FC_ERR_NOT_FOUND');
 });
 
-t.test('internal assets need a token to read (403 without)', async (t) => {
+t.test('internal assets need a token to read (401 without, with the challenge)', async (t) => {
   const app = await origin(t);
   const body = 'internal toolchain';
   const url = `/sha512/${sha512(body)}`;
   await app.inject({ method: 'PUT', url: `/cas${url}`, payload: body, headers: { ...auth, 'x-fleetcache-visibility': 'internal' } });
-  t.equal((await app.inject({ url })).statusCode, 403);
+  const anonymous = await app.inject({ url });
+  t.same([anonymous.statusCode, anonymous.headers['www-authenticate']], [401, 'Bearer realm="fleetcache"']);
   const ok = await app.inject({ url, headers: auth });
   t.equal(ok.statusCode, 200);
   t.match(ok.headers['cache-control'], /^private/);

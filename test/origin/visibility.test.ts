@@ -18,7 +18,7 @@ async function put(origin: TestOrigin, body: string, visibility?: string) {
   return { status: res.statusCode, body: (await res.body.json()) as { code?: string; message?: string; visibility?: string } };
 }
 
-/** The status of an anonymous tooltool download: 200 public, 403 internal. */
+/** The status of an anonymous tooltool download: 200 public, 401 internal (no token). */
 async function anonymousGet(origin: TestOrigin, body: string): Promise<number> {
   const res = await request(`${origin.url}/sha512/${sha512(body)}`);
   await res.body.dump();
@@ -59,7 +59,7 @@ t.test('a public blob cannot be made internal, nor an internal one public', asyn
     t.equal(res.status, 400, `re-PUT with ${other ?? 'no header'}`);
     t.equal(res.body.visibility, 'internal');
   }
-  t.equal(await anonymousGet(origin, 'internal asset'), 403, 'still internal');
+  t.equal(await anonymousGet(origin, 'internal asset'), 401, 'still internal');
   t.equal((await put(origin, 'internal asset', 'internal')).status, 200);
 });
 
@@ -78,11 +78,11 @@ t.test('a new internal asset needs a token from its first byte; a failed upload 
   const origin = await startOrigin(t);
   const body = 'x'.repeat(200_000);
   const upload = heldUpload(origin, body, 'internal');
-  await eventually('the upload started', async () => (await anonymousGet(origin, body)) === 403);
+  await eventually('the upload started', async () => (await anonymousGet(origin, body)) === 401);
   upload.finish();
   const done = await upload.answer;
   t.equal(done.status, 201);
-  t.equal(await anonymousGet(origin, body), 403, 'internal once stored');
+  t.equal(await anonymousGet(origin, body), 401, 'internal once stored');
 
   const claimed = 'claimed content';
   const wrong = await request(`${origin.url}/cas/sha512/${sha512(claimed)}`, { method: 'PUT', body: 'other content', headers: { authorization: `Bearer ${origin.token}`, 'x-fleetcache-visibility': 'internal' } });
@@ -118,7 +118,7 @@ t.test('uploads of one new blob at once: one visibility, and a failed one does n
   const origin = await startOrigin(t);
   const body = 'y'.repeat(300_000);
   const a = heldUpload(origin, body, 'internal');
-  await eventually('the first upload marked it', async () => (await anonymousGet(origin, body)) === 403);
+  await eventually('the first upload marked it', async () => (await anonymousGet(origin, body)) === 401);
   const b = heldUpload(origin, body, 'internal');
   // B's first bytes are in: it runs beside A (the mark was there before it).
   // Uploads in progress are files in the store's tmp/ (disk.ts); name records pass there as rec-*.
@@ -129,10 +129,10 @@ t.test('uploads of one new blob at once: one visibility, and a failed one does n
   t.equal(publicTry.body.visibility, 'internal', 'and says which');
   a.abort();
   await t.rejects(a.answer, 'the first upload is cut');
-  t.equal(await anonymousGet(origin, body), 403, 'still marked: another internal upload runs');
+  t.equal(await anonymousGet(origin, body), 401, 'still marked: another internal upload runs');
   b.finish();
   t.equal((await b.answer).status, 201, 'the second one stores it');
-  t.equal(await anonymousGet(origin, body), 403, 'internal, as both asked');
+  t.equal(await anonymousGet(origin, body), 401, 'internal, as both asked');
 });
 
 t.test('a mark an unfinished upload left (a crash) does not make a later public upload internal', async (t) => {
@@ -156,7 +156,7 @@ t.test('a damaged mark still marks its blob internal', async (t) => {
   t.ok(existsSync(mark), 'the mark is a file of its own');
   writeFileSync(mark, ''); // a power loss before the record reached the disk
   const origin = await startOrigin(t, { dataDir });
-  t.equal(await anonymousGet(origin, 'secret tool'), 403, 'internal still (fail closed)');
+  t.equal(await anonymousGet(origin, 'secret tool'), 401, 'internal still (fail closed)');
 });
 
 t.test('marks that cannot be listed stop the start: the internal blobs are not served as public', async (t) => {
@@ -173,7 +173,7 @@ t.test('marks that cannot be listed stop the start: the internal blobs are not s
   rmSync(marks);
   renameSync(`${marks}.kept`, marks);
   const origin = await startOrigin(t, { dataDir });
-  t.equal(await anonymousGet(origin, 'secret tool'), 403, 'internal once the marks can be read');
+  t.equal(await anonymousGet(origin, 'secret tool'), 401, 'internal once the marks can be read');
 });
 
 t.test('a name of an internal blob reads as the blob: a token needed, private to caches', async (t) => {
@@ -191,7 +191,7 @@ t.test('a name of an internal blob reads as the blob: a token needed, private to
   for (const method of ['GET', 'HEAD'] as const) {
     const anonymous = await request(`${origin.url}/artifacts/run1/job1/internal.bin`, { method });
     await anonymous.body.dump();
-    t.equal(anonymous.statusCode, 403, `${method} without a token`);
+    t.equal(anonymous.statusCode, 401, `${method} without a token`);
   }
   const withToken = await request(`${origin.url}/artifacts/run1/job1/internal.bin`, { headers: auth });
   t.equal(withToken.statusCode, 200);

@@ -9,9 +9,10 @@ import { parseRunManifest, type RunManifest } from '../../project-upload/manifes
 import { parseDigestString, formatDigest, type Digest } from '../../store/digest.js';
 import { isAbort, uploadAborted } from '../../store/blob-store.js';
 import type { Grant } from '../../http/auth.js';
-import type { NameRecord } from '../../store/names.js';
+import { damagedRecord, type NameRecord } from '../../store/names.js';
 import { checkSegment, parseNamePath } from '../../store/safe-name.js';
 import { checkUploadHead, checkRead, isInternal, nameCacheControl, replacedRecord, visibilityOf, type OriginContext, type ReplacedRecord } from '../context.js';
+import { blobOfRecord, replacedBlob, type NamedBlob } from '../replaced-blob.js';
 
 /** The raw, still percent-encoded path after a prefix such as "/artifacts/". */
 function rawTail(request: FastifyRequest, prefix: string): string {
@@ -46,8 +47,7 @@ function replyJson(ctx: OriginContext, request: FastifyRequest, reply: FastifyRe
  * Writes a name when If-Match / If-None-Match allow it. They are checked before the body is
  * read (no upload only to be refused) and again, with the write, once it is: another PUT
  * may have changed the name meanwhile. `created`: the name had no record before (201, not
- * 200: RFC 9110 §9.3.4); `previous`: the record it replaced (none when damaged), which
- * `beforeWrite` is given before the write.
+ * 200: RFC 9110 §9.3.4). `beforeWrite` runs in the name's lock, before the write.
  */
 async function conditionalPut<T extends object>(
   ctx: OriginContext,
@@ -55,28 +55,26 @@ async function conditionalPut<T extends object>(
   segments: string[],
   etagOf: (current: T) => string,
   read: () => Promise<T>,
-  beforeWrite?: (record: T, previous: T | undefined) => Promise<void>,
-): Promise<{ record: T; created: boolean; previous: T | undefined }> {
+  beforeWrite?: (record: T) => Promise<void>,
+): Promise<{ record: T; created: boolean }> {
   const conditional = request.headers['if-match'] !== undefined || request.headers['if-none-match'] !== undefined;
-  /** Whether the name has a record, and the record (none when damaged), after checking the conditions against it. */
-  const check = async (): Promise<{ existed: boolean; previous: T | undefined }> => {
-    if (!conditional) {
-      // a record that cannot be read (damaged) exists, with no previous record
-      return ctx.names.find<T>(segments).then((current) => ({ existed: current !== undefined, previous: current }), () => ({ existed: true, previous: undefined }));
-    }
+  /** Whether the name has a record, after checking the conditions against it. */
+  const check = async (): Promise<boolean> => {
+    // a record that cannot be read (damaged) exists
+    if (!conditional) return ctx.names.find<T>(segments).then((current) => current !== undefined, () => true);
     const current = await ctx.names.find<T>(segments);
     checkWritePreconditions(request, current && etagOf(current));
-    return { existed: current !== undefined, previous: current };
+    return current !== undefined;
   };
   await check();
   const record = await read();
-  const { existed, previous } = await ctx.names.exclusive(segments, async () => {
+  const existed = await ctx.names.exclusive(segments, async () => {
     const before = await check();
-    await beforeWrite?.(record, before.previous);
+    await beforeWrite?.(record);
     await ctx.names.put(segments, record);
     return before;
   });
-  return { record, created: !existed, previous };
+  return { record, created: !existed };
 }
 
 /**
@@ -162,7 +160,9 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
   let storedNew: { digest: string; size: number } | undefined;
   /** The mark written before the blob became visible, until the name (or its absence) is recorded (naming-marks.ts). */
   let mark: string | undefined;
-  /** The mark of the blob the name pointed at before, written with the new record, until that blob is recorded as named by nothing. */
+  /** The blob the name pointed at before (replaced-blob.ts), read in its lock. */
+  let previous: NamedBlob | undefined;
+  /** The mark of that blob, written with the new record, until that blob is recorded as named by nothing. */
   let previousMark: string | undefined;
   /** Removes a mark; left, it keeps nothing: a later prune finds the blob named (or frees it), once this process is gone. */
   const removeMark = (file: string): Promise<void> => ctx.marks.remove(file).catch((err: unknown) => request.log.warn({ err, mark: file }, 'cannot remove the mark of a named upload'));
@@ -171,7 +171,7 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     await removeMark(mark);
     mark = undefined;
   };
-  const { record, created, previous } = await conditionalPut<NameRecord>(ctx, request, segments, blobNameEtag, async () => {
+  const { record, created } = await conditionalPut<NameRecord>(ctx, request, segments, blobNameEtag, async () => {
     const result = await ctx.store.put(request.raw, {
       maxSize: budget?.maxSize ?? ctx.maxBlobSize,
       ...(expected ? { expected } : {}),
@@ -188,12 +188,13 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     const contentType = request.headers['content-type'];
     const contentDisposition = request.headers['content-disposition'];
     return { digest, size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}), ...(contentDisposition ? { contentDisposition } : {}), ...(plainSize === undefined ? {} : { plainSize }) };
-  }, async (next, replaced) => {
+  }, async (next) => {
     // The blob the name points at until now, named by nothing once it is written: marked
     // until recorded so below, or a kill in between leaves it to no prune (naming-marks.ts).
     // A write that fails keeps the mark (it may have failed after the rename, its directory's
     // fsync): a prune once this process is gone finds the blob named, or frees it.
-    if (replaced && replaced.digest !== next.digest) previousMark = await ctx.marks.mark(parseDigestString(replaced.digest));
+    previous = await replacedBlob(ctx, request.log, segments);
+    if (previous && previous.digest !== next.digest) previousMark = await ctx.marks.mark(parseDigestString(previous.digest));
   })
     .catch(async (err: unknown) => {
       // Stored and then not named (a 412 once another PUT changed the name, a 507 for its
@@ -225,6 +226,8 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
 async function getNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: FastifyReply, segments: string[], kind: string) {
   checkRead(ctx, request);
   const record = await ctx.names.get(segments);
+  // a record hand-edited into another shape: the server's damage (500), not a bad digest the client sent (400)
+  if (!blobOfRecord(record)) throw damagedRecord(ctx.names.fileOf(segments), new TypeError('not a name record (a digest "<algo>:<hex>" and a size)'));
   const digest = parseDigestString(record.digest);
   // A name reads its blob as /cas would: an internal one (uploaded so to /cas, then named) needs a token.
   const internal = isInternal(ctx, digest);
