@@ -33,9 +33,11 @@ t.test('demo runs twice, passes, saves, and re-runs', async (t) => {
   const egress = /origin egress: .* \(([\d.]+)% of naive\)/.exec(runs[1] ?? '');
   t.ok(egress && Number(egress[1]) < 3, `second run origin egress ${egress?.[1]}% of naive`);
   t.match(first.out, /fetched back through the region-b cache: "report of local:beta-1:tests\/artifacts"/);
+  t.match(first.out, /^asset toolchain\.bin uploaded to the origin$/m);
   const again = demo(data);
   if (again.status !== 0) t.comment(again.out.slice(-3000));
   t.equal(again.status, 0, 're-run exits 0');
+  t.match(again.out, /^asset toolchain\.bin already on the origin$/m, 'the asset is made the same at every demo');
   t.equal(again.out.match(/^Successful tasks: 8$/gm)?.length, 2);
   // the command its last line gives, typed where the demo was run, shows the last run
   const told = /`([^`]+)` shows the last run again/.exec(again.out)?.[1];

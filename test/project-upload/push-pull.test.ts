@@ -47,14 +47,22 @@ async function pullsAs(t: Test, from: { url: string; project: string; run: strin
   return pulled;
 }
 
-/** A project of ~3 MiB: text sources, a binary, a symlink, an empty dir, modes. */
+/** How many text modules makeProject writes (src/mod0.ts …), about 30 KiB each. */
+const MODULES = 10;
+
+/**
+ * A project of ~600 KiB: text sources, a binary, a symlink, an empty dir, modes. Its random
+ * binary is most of its compressed tar, as in a real project with assets: replacing it makes a
+ * delta past the re-base bound, editing a module a tiny one. No larger: every push of it hashes,
+ * packs, encodes and compresses it whole, a few dozen times per file.
+ */
 function makeProject(root: string): void {
   mkdirSync(join(root, 'src'), { recursive: true });
   mkdirSync(join(root, 'empty'), { recursive: true });
-  for (let i = 0; i < 40; i++) {
+  for (let i = 0; i < MODULES; i++) {
     writeFileSync(join(root, 'src', `mod${i}.ts`), Array.from({ length: 800 }, (_, j) => `export const v${j} = ${(i * 31 + j) % 97}; // module ${i}\n`).join(''));
   }
-  writeFileSync(join(root, 'data.bin'), randomBytes(1 << 20));
+  writeFileSync(join(root, 'data.bin'), randomBytes(256 << 10));
   writeFileSync(join(root, 'run.sh'), '#!/bin/sh\nexit 0\n');
   chmodSync(join(root, 'run.sh'), 0o755);
   symlinkSync('src/mod0.ts', join(root, 'main.ts'));
@@ -129,7 +137,7 @@ t.test('re-base when the delta exceeds 10% of the compressed tar', async (t) => 
   const { url, dir, project, common } = await originWithProject(t, 'rebase');
   const a = await pushProject({ ...common, run: 'a' });
   const firstData = readFileSync(join(project, 'data.bin'));
-  writeFileSync(join(project, 'data.bin'), randomBytes(1 << 20)); // most of the compressed size changes
+  writeFileSync(join(project, 'data.bin'), randomBytes(256 << 10)); // most of the compressed size changes
   const b = await pushProject({ ...common, run: 'b' });
   t.ok(b.rebased, 'new base stored');
   t.equal(b.manifest.delta, null);
@@ -158,7 +166,7 @@ t.test('a project that shrank gets a new base rather than a small delta against 
   const big = await pushProject({ ...common, run: 'big' });
   // most of the tree goes: what is left is content of the base, so its delta is tiny
   rmSync(join(project, 'data.bin'));
-  for (let i = 2; i < 40; i++) rmSync(join(project, 'src', `mod${i}.ts`));
+  for (let i = 2; i < MODULES; i++) rmSync(join(project, 'src', `mod${i}.ts`));
   const small = await pushProject({ ...common, run: 'small' });
   t.ok(small.rebased, `a new base (${small.manifest.base.size} bytes), not a delta against the old one (${big.manifest.base.size} bytes)`);
   t.ok(small.manifest.base.size <= 2 * small.fullUploadBytes, 'the run\'s base is not much larger than its tar');
@@ -212,7 +220,8 @@ async function olderAndNewerBase(t: Test, name: string, keptBytes: number) {
   const { url, dir, project, common } = await originWithProject(t, name);
   const { url: cacheUrl } = await startCache(t, { upstream: url }, join(dir, 'cache-data'));
   const older = await pushProject({ ...common, run: 'older' });
-  writeFileSync(join(project, 'large.bin'), randomBytes(512 << 10));
+  // past the re-base bound, and not so large that the newer base is over twice the project's tar
+  writeFileSync(join(project, 'large.bin'), randomBytes(128 << 10));
   writeFileSync(join(project, 'kept.bin'), randomBytes(keptBytes));
   const newer = await pushProject({ ...common, run: 'newer' });
   t.ok(newer.rebased, 'the newer base');
@@ -330,14 +339,14 @@ t.test('a base that inflates past the size its run states (a gzip bomb) stops th
   const { url, dir, common } = await originWithProject(t, 'bomb');
   const first = await pushProject({ ...common, run: 'one' });
   t.notOk(first.manifest.delta, 'the first run is its base, no delta');
-  const bomb = gzipSync(Buffer.alloc(16 << 20)); // 16 MiB of zeros in ~16 KiB: 7 times the 2.2 MB the run states
+  const stated = first.manifest.result.size;
+  const bomb = gzipSync(Buffer.alloc(8 * stated)); // zeros: a few KiB that inflate to 8 times the size the run states
   const digest = `sha256:${createHash('sha256').update(bomb).digest('hex')}`;
   await request(`${url}${casPath(parseDigestString(digest))}`, { method: 'PUT', body: bomb, headers: { authorization: `Bearer ${TOKEN}` } }).then((r) => r.body.dump());
   const forged = { ...first.manifest, run: 'bomb', base: { ...first.manifest.base, digest, size: bomb.length } };
   await request(`${url}/projects/bomb/runs/bomb`, { method: 'PUT', body: JSON.stringify(forged), headers: { authorization: `Bearer ${TOKEN}` } }).then((r) => r.body.dump());
   const err = await pullProject({ project: 'bomb', run: 'bomb', from: url, dir: join(dir, 'out') }).then(() => undefined, (e: unknown) => e as { code?: string; details?: { actual?: number } });
   t.equal(err?.code, 'FC_ERR_SIZE_MISMATCH');
-  const stated = first.manifest.result.size;
   t.ok((err?.details?.actual ?? Infinity) < stated + (1 << 20), `stopped after ${err?.details?.actual} bytes, the run states ${stated}`);
 });
 
