@@ -108,10 +108,10 @@ export class AnswerHandler implements Dispatcher.DispatchHandler {
   /** @public undici calls it (Dispatcher.DispatchHandler), which knip does not see. */
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#chunks) {
-      // undici hands each chunk as a view of a socket read of its own: safe to keep. A body
-      // kept in memory (DiskStore.remember) thereby holds that read, the response's headers
-      // too: a few hundred bytes, at most undici's header limit. Copying each body into a
-      // buffer of its own cost a cold miss more than that is worth (A/B: 382 against 345 µs).
+      // undici hands each chunk as a view of a socket read of its own: safe to keep while
+      // the fill answers from it (a hit reads the stored file, never this buffer). Copying
+      // each body into a buffer of its own cost a cold miss more than that is worth (A/B:
+      // 382 against 345 µs).
       this.#chunks.push(chunk);
       this.#gathered += chunk.length;
     } else if (this.#stream) {

@@ -369,9 +369,9 @@ export class Fill extends FillProgress {
           const storedAt = Date.now();
           const meta: EntryMeta = policy ? { key, status, headers, size: written, storedAt, policy } : { key, status, headers, size: written, storedAt };
           // A body not stored (see CommitOutcome) gives its claim up, as an answer not kept does.
+          // A small one is not kept in memory here: its first hit reads it (DiskStore.smallHit).
           if (body) {
             committed = this.#store.commitSmall(this.#spec.id, body, meta, this.#claim) === 'stored';
-            if (committed) this.#store.remember(this.#spec.id, body);
           } else {
             committed = (await this.#store.commit(this.#spec.id, tmp!, meta, this.#claim)) === 'stored';
           }

@@ -22,7 +22,9 @@ t.test('a memory hit: the same answer as the full path, counted the same', async
   const path = `/cas/sha256/${hex}`;
   t.equal((await get(url + path)).headers['x-cache'], 'MISS');
   await app.cache.fills.drain();
-  // Held in memory: every answer below comes without the file.
+  // The first hit reads the file; held in memory since, every answer below comes without it.
+  const first = await get(url + path);
+  t.equal(first.headers['x-cache'], 'HIT');
   rmSync(join(app.cache.store.dir, `cas.v1/sha256/${hex.slice(0, 2)}/${hex}`));
 
   const fast = await get(url + path);
@@ -48,12 +50,28 @@ t.test('a memory hit: the same answer as the full path, counted the same', async
   t.equal(cond.status, 304);
 
   const stats = JSON.parse((await get(`${url}/-/stats`)).body.toString());
-  t.match(stats.kinds.cas, { misses: 1, hits: 5, bytesServed: 4096 * 3 + 10 }, 'hits and bytes counted on both paths');
+  t.match(stats.kinds.cas, { misses: 1, hits: 6, bytesServed: 4096 * 4 + 10 }, 'hits and bytes counted on both paths');
   t.match(stats.kinds.tooltool, { hits: 1, bytesServed: 4096 });
   const metrics = (await get(`${url}/-/metrics`)).body.toString();
-  t.match(metrics, /fleetcache_cache_hits_total\{kind="cas",role="cache",region="[^"]+"\} 5/);
+  t.match(metrics, /fleetcache_cache_hits_total\{kind="cas",role="cache",region="[^"]+"\} 6/);
   t.match(metrics, /fleetcache_cache_bytes_served_total\{kind="tooltool",role="cache",region="[^"]+"\} 4096/);
   t.equal(up.requests.filter((r) => r.url === path).length, 1, 'upstream asked once');
+});
+
+t.test('a fill keeps no small body in memory: its first hit reads the stored file', async (t) => {
+  // Kept from the fill, every cold miss held its body until the memory budget was full, for
+  // objects most of which nobody asks again (DiskStore's #remember).
+  const { up, upUrl } = await startUpstream(t);
+  const { hex, body } = up.addBlob(4096);
+  const { url, app } = await startCache(t, { upstream: upUrl }, t.testdir());
+  const path = `/cas/sha256/${hex}`;
+  const miss = await get(url + path);
+  t.same([miss.headers['x-cache'], miss.body], ['MISS', body]);
+  await app.cache.fills.drain();
+  rmSync(join(app.cache.store.dir, `cas.v1/sha256/${hex.slice(0, 2)}/${hex}`));
+  const again = await get(url + path);
+  t.same([again.status, again.headers['x-cache'], again.body], [200, 'MISS', body], 'the file gone, not served from memory: fetched again');
+  t.equal(up.requests.filter((r) => r.url === path).length, 2, 'upstream asked twice');
 });
 
 t.test('a body indexed at start is read once, hashed, then answered from memory', async (t) => {
