@@ -63,8 +63,9 @@ interface BackendProblem {
 
 const describe = (p: BackendProblem): string => `${p.field.join('.') || '(backend)'}: ${p.message}`;
 
-// verbose: an error carries its schema, whose known fields an unknown one is compared with (closestName)
-const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false, verbose: true });
+// verbose: an error carries its schema, whose known fields an unknown one is compared with (closestName);
+// validateSchema off as in src/config/load.ts (test/config/schemas-valid.test.ts checks the schemas)
+const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false, verbose: true, validateSchema: false });
 const validators = new Map<string, ReturnType<typeof ajv.compile>>();
 
 /**

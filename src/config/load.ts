@@ -10,10 +10,13 @@ import { closestName, didYouMean } from './closest-name.js';
 import { NAME_PATTERN } from './names.js';
 import { MAX_SIZE, MAX_TIMER_MS, durationMs, parseBaseUrl, parseListen, parsePositiveDuration, parsePositiveSize, parseSize, parseTimerDuration, POSITIVE_SIZE_PHRASE } from './units.js';
 
-// verbose: an error carries its schema, whose known fields an unknown one is compared with (closestName)
-const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false, verbose: true });
+// verbose: an error carries its schema, whose known fields an unknown one is compared with (closestName).
+// validateSchema off: checking our own TypeBox schemas against JSON Schema's meta-schema compiled
+// that meta-schema at every start, about a tenth of a second of CPU in each process of a cache
+// (test/config/schemas-valid.test.ts checks them once instead).
+const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false, verbose: true, validateSchema: false });
 /** Every error of a value at once, for a closer look at a failed one (unknownBesideMissing); it changes nothing. */
-const ajvAll = new Ajv({ allErrors: true, strict: false, verbose: true });
+const ajvAll = new Ajv({ allErrors: true, strict: false, verbose: true, validateSchema: false });
 
 /**
  * Human units as string formats (`format: 'size'`, `'positive-size'`, `'duration'`, `'listen'`,
