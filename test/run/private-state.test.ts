@@ -43,6 +43,13 @@ async function tokenFileOf(t: Test, token: string): Promise<string> {
   return file;
 }
 
+/** The names in the project tar the run's base cache (`<dir>/cache/bases`) kept: what went to the origin and the machines. */
+async function baseTarNames(dir: string): Promise<string[]> {
+  const bases = join(dir, 'cache', 'bases');
+  const tar = (await readdir(bases)).find((f) => f.endsWith('.tar'))!;
+  return execFileSync('tar', ['-tf', join(bases, tar)], { encoding: 'utf8' }).split('\n');
+}
+
 const modeOf = async (path: string): Promise<number> => (await stat(path)).mode & 0o777;
 
 t.test('a run with a configured fleet keeps its data directory (the base cache\'s project tars) to its user', async (t) => {
@@ -114,9 +121,7 @@ t.test('a token file kept in the project is not shipped: the write token reaches
   const { result, out } = await run(dir, [], { fleetFile: await fleetFile(dir, origin.url, cacheUrl), tokenFile });
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.ok, true, 'the machine had the project without the token file');
-  const bases = join(dir, 'cache', 'bases');
-  const tar = (await readdir(bases)).find((f) => f.endsWith('.tar'))!;
-  const names = execFileSync('tar', ['-tf', join(bases, tar)], { encoding: 'utf8' }).split('\n');
+  const names = await baseTarNames(dir);
   t.ok(names.includes('spread.yaml'), 'the base holds the project');
   t.notOk(names.includes('.fleet-token'), 'the base (public at the origin) does not hold the write token');
 });
@@ -136,28 +141,22 @@ t.test("the fleet configuration's token file kept in the project is not shipped 
   const { result, out } = await run(dir, [], { fleetFile: fleet, tokenFile: override });
   if (!result.tally.ok) t.comment(out);
   t.equal(result.tally.ok, true, 'the machine had the project without the configuration\'s token file');
-  const bases = join(dir, 'cache', 'bases');
-  const tar = (await readdir(bases)).find((f) => f.endsWith('.tar'))!;
-  t.notOk(execFileSync('tar', ['-tf', join(bases, tar)], { encoding: 'utf8' }).split('\n').includes('.fleet-token'), 'nor the base');
+  t.notOk((await baseTarNames(dir)).includes('.fleet-token'), 'nor the base');
 });
 
-t.test('the reuse file\'s temp file that a run killed mid-write left (machines\' passwords in it) is not shipped', async (t) => {
+// Both leftovers in one project and one run: the job fails if the machine's tree holds either.
+t.test('the temp files a run killed mid-write left are not shipped: the reuse file\'s (machines\' passwords in it) and the timings file\'s (between its write and its rename)', async (t) => {
   const dir = await writeProject(join(t.testdir(), 'project'), spreadYaml('leftover', LOCAL), {
-    's/t': 'summary: t\nexecute: test ! -e "$SPREAD_PATH/.fleetcache-reuse.json.tmp" && test -f "$SPREAD_PATH/spread.yaml"\n',
+    's/t': 'summary: t\nexecute: test ! -e "$SPREAD_PATH/.fleetcache-reuse.json.tmp" && test -z "$(ls -A "$SPREAD_PATH" | grep fleetcache-timings)" && test -f "$SPREAD_PATH/spread.yaml"\n',
   });
   await writeFile(join(dir, '.fleetcache-reuse.json.tmp'), '{"machines":[{"backend":"b","system":"s","address":"h","password":"secret"}]}\n', { mode: 0o600 });
-  const { result, out } = await run(dir, []);
-  if (!result.tally.ok) t.comment(out);
-  t.equal(result.tally.ok, true, 'the machine had the project without it');
-});
-
-t.test('the timings file\'s temp file that a run killed between its write and its rename left is not shipped', async (t) => {
-  const dir = await writeProject(join(t.testdir(), 'project'), spreadYaml('leftover-timings', LOCAL), {
-    's/t': 'summary: t\nexecute: test -z "$(ls -A "$SPREAD_PATH" | grep fleetcache-timings)" && test -f "$SPREAD_PATH/spread.yaml"\n',
-  });
   // named by the process that wrote it (Timings.save): not this run's
   await writeFile(join(dir, '.fleetcache-timings.json.4242.tmp'), '{"version":1,"jobs":{},"seeds":{}}\n');
   const { result, out } = await run(dir, []);
   if (!result.tally.ok) t.comment(out);
-  t.equal(result.tally.ok, true, 'the machine had the project without it');
+  t.equal(result.tally.ok, true, 'the machine had the project without them');
+  const names = await baseTarNames(dir);
+  t.ok(names.includes('spread.yaml'), 'the base holds the project');
+  t.notOk(names.includes('.fleetcache-reuse.json.tmp'), "nor the reuse file's temp file");
+  t.notOk(names.includes('.fleetcache-timings.json.4242.tmp'), "nor the timings file's");
 });

@@ -60,25 +60,30 @@ async function runDemo(t: Test, root: string, fleet: string, token: string): Pro
   return result;
 }
 
-t.test("the report's links carry what crossed the relays", async (t) => {
-  const { result, toOrigin, machines, controller } = await accountedRun(t);
-  const link = (name: string): number | null | undefined => result.ledger.links.find((l) => l.link === name)?.actualBytes;
-  t.equal(link('origin → cache region-a'), sum(toOrigin, machinesRead, (e) => e.answerBody), 'origin → cache: the bodies the origin sent for the machines');
-  t.equal(link('cache region-a → machines'), sum(machines, machinesRead, (e) => e.answerBody), 'cache → machines: the bodies the machines took');
-  const uploaded = sum(toOrigin, (e) => e.method === 'PUT' && e.target.startsWith('/artifacts/'), (e) => e.requestBody);
-  t.ok(uploaded > 0, 'the machines uploaded artifacts through the cache');
-  t.equal(link('machines → origin (artifacts)'), uploaded, 'machines → origin: the artifacts they uploaded, their index too');
-  const notOps = (e: WireExchange): boolean => !e.target.startsWith('/-/');
-  t.equal(link('controller → origin (project)'), sum(controller, (e) => e.method === 'PUT', (e) => e.requestBody), 'controller → origin: what the push uploaded');
-  t.equal(result.ledger.originEgress.actual, sum(controller, notOps, (e) => e.answerBody) + sum(toOrigin, notOps, (e) => e.answerBody), "the origin's egress: the bodies it sent the runner and the cache");
-});
+// One run behind the relays, read by both subtests: neither changes what the other reads.
+t.test('a first run of the alpha-1 jobs, every link behind a byte-counting relay', async (t) => {
+  const run = await accountedRun(t);
 
-t.test('a first run, which sends the whole project: its naive figures are what crossed, the run manifest too (nothing saved, nothing lost)', async (t) => {
-  const { result, machines, controller } = await accountedRun(t);
-  t.equal(result.push.manifest.delta, null, 'the push sent a whole base, no delta');
-  const naive = (name: string): number | undefined => result.ledger.links.find((l) => l.link === name)?.naiveBytes;
-  t.equal(naive('controller → origin (project)'), sum(controller, (e) => e.method === 'PUT', (e) => e.requestBody), 'controller → origin: the base and the run manifest');
-  t.equal(naive('cache region-a → machines'), sum(machines, machinesRead, (e) => e.answerBody), 'cache → machines: each machine took the base and the run manifest, as it would from the origin');
+  t.test("the report's links carry what crossed the relays", async (t) => {
+    const { result, toOrigin, machines, controller } = run;
+    const link = (name: string): number | null | undefined => result.ledger.links.find((l) => l.link === name)?.actualBytes;
+    t.equal(link('origin → cache region-a'), sum(toOrigin, machinesRead, (e) => e.answerBody), 'origin → cache: the bodies the origin sent for the machines');
+    t.equal(link('cache region-a → machines'), sum(machines, machinesRead, (e) => e.answerBody), 'cache → machines: the bodies the machines took');
+    const uploaded = sum(toOrigin, (e) => e.method === 'PUT' && e.target.startsWith('/artifacts/'), (e) => e.requestBody);
+    t.ok(uploaded > 0, 'the machines uploaded artifacts through the cache');
+    t.equal(link('machines → origin (artifacts)'), uploaded, 'machines → origin: the artifacts they uploaded, their index too');
+    const notOps = (e: WireExchange): boolean => !e.target.startsWith('/-/');
+    t.equal(link('controller → origin (project)'), sum(controller, (e) => e.method === 'PUT', (e) => e.requestBody), 'controller → origin: what the push uploaded');
+    t.equal(result.ledger.originEgress.actual, sum(controller, notOps, (e) => e.answerBody) + sum(toOrigin, notOps, (e) => e.answerBody), "the origin's egress: the bodies it sent the runner and the cache");
+  });
+
+  t.test('a first run, which sends the whole project: its naive figures are what crossed, the run manifest too (nothing saved, nothing lost)', async (t) => {
+    const { result, machines, controller } = run;
+    t.equal(result.push.manifest.delta, null, 'the push sent a whole base, no delta');
+    const naive = (name: string): number | undefined => result.ledger.links.find((l) => l.link === name)?.naiveBytes;
+    t.equal(naive('controller → origin (project)'), sum(controller, (e) => e.method === 'PUT', (e) => e.requestBody), 'controller → origin: the base and the run manifest');
+    t.equal(naive('cache region-a → machines'), sum(machines, machinesRead, (e) => e.answerBody), 'cache → machines: each machine took the base and the run manifest, as it would from the origin');
+  });
 });
 
 t.test('a fleet without caches: the machines\' direct link is what they took from the origin, the run manifest too', async (t) => {

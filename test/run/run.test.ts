@@ -25,10 +25,19 @@ import { deadUrl } from '../helpers/loopback-server.js';
 import { buildOrigin } from '../../src/origin/server.js';
 import { REPO_ROOT } from '../helpers/processes.js';
 
-/** The example project copied into <testdir>/project; other test files go beside it. */
-async function demoProject(t: Test): Promise<string> {
+/**
+ * The example project copied into <testdir>/project; other test files go beside it. `oneWorker`:
+ * one machine per system instead of two, for a test that needs no second machine (each machine
+ * costs its pull, a node process on it, and its system's scripts).
+ */
+async function demoProject(t: Test, { oneWorker = false } = {}): Promise<string> {
   const dir = join(t.testdir(), 'project');
   await cp(join(REPO_ROOT, 'examples/fleet-demo'), dir, { recursive: true });
+  if (oneWorker) {
+    const spread = await readFile(join(dir, 'spread.yaml'), 'utf8');
+    if (spread.match(/workers: 2\n/g)?.length !== 2) throw new Error('examples/fleet-demo/spread.yaml no longer gives each system two workers');
+    await writeFile(join(dir, 'spread.yaml'), spread.replaceAll('workers: 2\n', 'workers: 1\n'));
+  }
   return dir;
 }
 
@@ -103,7 +112,7 @@ t.test('embedded default: two regions, each machine pulls through its own cache'
 });
 
 t.test('a failing task is reported as spread does and the run is unsuccessful', async (t) => {
-  const dir = await demoProject(t);
+  const dir = await demoProject(t, { oneWorker: true });
   await writeFile(join(dir, 'tests/hello/task.yaml'), 'summary: fails\nexecute: |\n  echo about to fail\n  exit 3\n');
   const { log, text } = capture();
   const result = await runProject({ cwd: dir, filters: ['alpha-1'], agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache') });
@@ -111,11 +120,11 @@ t.test('a failing task is reported as spread does and the run is unsuccessful', 
   t.same(result.tally.failed, ['local:alpha-1:tests/hello']);
   t.equal(result.tally.successful, 3);
   t.match(result.tally.summary(), /Failed tasks: 1\n    - local:alpha-1:tests\/hello/);
-  t.match(text(), /Error executing local:alpha-1:tests\/hello \(local:alpha-1 #\d\) :\n-----\n[^]*about to fail/);
+  t.match(text(), /Error executing local:alpha-1:tests\/hello \(local:alpha-1\) :\n-----\n[^]*about to fail/);
 });
 
 t.test('configured fleet: a cache that is down makes its machines fall back, the run still passes', async (t) => {
-  const dir = await demoProject(t);
+  const dir = await demoProject(t, { oneWorker: true });
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
   const caches: string[] = [];
   const apps: FastifyInstance[] = [];
@@ -162,7 +171,7 @@ t.test('configured fleet: a cache that is down makes its machines fall back, the
 });
 
 t.test('a cache that refuses the artifacts upload itself (431: another version, a lower limit): the next URL takes it', async (t) => {
-  const dir = await demoProject(t);
+  const dir = await demoProject(t, { oneWorker: true });
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
   const cache = await regionCache('region-a', origin.url, join(dir, '..', 'region-a'));
   let refused = 0;
@@ -392,10 +401,25 @@ t.test('the origin restarting as a machine uploads its artifacts: the upload pas
   let restarted: Promise<unknown> | undefined;
   const log = new RunLog((s) => {
     out += s;
-    // logged just before the agent uploads: the origin goes away for a second, as a restart does
+    // logged just before the agent uploads: the origin goes away as a restart does, until the
+    // upload's first request reached its port and was cut (a fixed second was over before the
+    // agent, slow to start under load, tried at all: the test then failed)
     if (!restarted && /Fetching artifacts of local:alpha-1:tests\/artifacts/.test(s)) {
       restarted = origin.app.close().then(async () => {
-        await new Promise((resolve) => setTimeout(resolve, 1000));
+        await new Promise<void>((resolve) => {
+          const sockets = new Set<Socket>();
+          const down = createServer((socket) => {
+            sockets.add(socket);
+            socket.on('error', () => undefined);
+            socket.on('data', (chunk: Buffer) => {
+              socket.destroy();
+              if (!chunk.toString('latin1').startsWith('PUT /artifacts/')) return;
+              down.close(() => resolve());
+              for (const other of sockets) other.destroy();
+            });
+          });
+          down.listen(port, '127.0.0.1');
+        });
         const again = await buildOrigin({ dataDir, tokens: [origin.token], logLevel: false });
         await again.app.listen({ host: '127.0.0.1', port });
         t.teardown(() => again.app.close());
@@ -413,7 +437,7 @@ t.test('the origin restarting as a machine uploads its artifacts: the upload pas
 });
 
 t.test('artifacts that cannot be sent: logged as spread does, the run\'s outcome unchanged, the job listed last in the summary', async (t) => {
-  const dir = await demoProject(t);
+  const dir = await demoProject(t, { oneWorker: true });
   // a file the upload refuses before its first byte (it would read as the job's index)
   const task = join(dir, 'tests/artifacts/task.yaml');
   await writeFile(task, (await readFile(task, 'utf8')).replace('  - report.txt', '  - report.txt\n  - _index.json').replace('> report.txt', '> report.txt; echo {} > _index.json'));
@@ -452,29 +476,24 @@ t.test('defaultRegion: auto: machines of systems naming no region pull through t
   t.same(result.pulls.map((p) => p.url), [live]);
 });
 
-t.test('-repeat runs each job again; -abend stops at the first failure without restores', async (t) => {
+t.test('-repeat runs each job again', async (t) => {
   const dir = await demoProject(t);
   const repeated = capture();
   const r = await runProject({ cwd: dir, filters: ['alpha-1:tests/hello'], repeat: 2, agentBundle: await ensureAgentBundle(), log: repeated.log, dataRoot: join(dir, 'cache') });
   t.equal(r.tally.successful, 3, 'three rounds of one job');
   t.equal(repeated.text().match(/Executing local:alpha-1:tests\/hello \(local:alpha-1\) \(1\/1\)\.\.\./g)?.length, 3);
-
-  await writeFile(join(dir, 'tests/hello/task.yaml'), 'summary: fails\nexecute: exit 1\nrestore: echo restoring\n');
-  const abended = capture();
-  const a = await runProject({ cwd: dir, filters: ['alpha-1:tests/hello'], abend: true, agentBundle: await ensureAgentBundle(), log: abended.log, dataRoot: join(dir, 'cache') });
-  t.equal(a.tally.ok, false);
-  t.notMatch(abended.text(), /Restoring/, 'no restore script ran');
-  t.match(abended.text(), /Keeping local:alpha-1 at .* \(-abend\)/);
 });
 
-t.test('-abend keeps the machines on record: -reuse -restore takes them back, -discard releases them', async (t) => {
+t.test('-abend stops at the first failure without restores and keeps the machines on record: -reuse -restore takes them back, -discard releases them', async (t) => {
   const dir = await demoProject(t);
   const data = join(dir, 'cache');
   await writeFile(join(dir, 'tests/hello/task.yaml'), 'summary: fails\nexecute: exit 1\nrestore: echo restoring-hello\n');
   const opts = { cwd: dir, filters: ['alpha-1:tests/hello'], agentBundle: await ensureAgentBundle(), dataRoot: data };
   const reuseFile = async () => (JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: Array<{ address: string }> }).machines.map((m) => m.address);
   const abended = capture();
-  await runProject({ ...opts, abend: true, log: abended.log });
+  const a = await runProject({ ...opts, abend: true, log: abended.log });
+  t.equal(a.tally.ok, false);
+  t.notMatch(abended.text(), /Restoring/, 'no restore script ran');
   t.match(abended.text(), /Keeping local:alpha-1 at .* \(-abend\)/);
   const kept = await reuseFile();
   t.equal(kept.length, 1, 'the kept machine is recorded');
@@ -569,17 +588,18 @@ t.test('-reuse keeps machines and takes them back, -discard releases them; runne
   for (const m of kept.machines) await t.rejects(stat(m.address), { code: 'ENOENT' }, `machine directory ${m.address} removed`);
 });
 
-t.test("a run asks only the caches of its machines' regions which bases they hold: a region no machine of the run is in fetches no base", async (t) => {
+// One fleet of three regions' caches for both questions: which caches a run asks, and how.
+t.test("a run asks only the caches of its machines' regions which bases they hold, without credentials, before it picks one: a region no machine of the run is in fetches no base", async (t) => {
   const dir = await demoProject(t);
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
   const regions = ['region-a', 'region-b', 'region-c'];
-  const probed = new Map<string, string[]>();
+  const probed = new Map<string, Array<{ url: string; authorization: string | undefined }>>();
   const urls: string[] = [];
   for (const region of regions) {
     const cache = await regionCache(region, origin.url, join(dir, '..', region));
     probed.set(region, []);
     cache.addHook('onRequest', async (req) => {
-      if (req.method === 'HEAD' && /only-if-cached/.test(String(req.headers['cache-control']))) probed.get(region)!.push(req.url);
+      if (req.method === 'HEAD' && /only-if-cached/.test(String(req.headers['cache-control']))) probed.get(region)!.push({ url: req.url, authorization: req.headers.authorization });
     });
     await cache.listen({ host: '127.0.0.1', port: 0 });
     t.teardown(() => cache.close());
@@ -590,20 +610,24 @@ t.test("a run asks only the caches of its machines' regions which bases they hol
   const token = await tokenFile(t, origin.token);
   // alpha-1 is in region-b here: neither the fleet's first region nor its only one
   await writeFile(join(dir, 'spread.yaml'), (await readFile(join(dir, 'spread.yaml'), 'utf8')).replace('region: region-a', 'region: region-b'));
-  const run = async (): Promise<void> => {
+  const run = async () => {
     const { log, text } = capture();
     const result = await runProject({ cwd: dir, filters: ['local:alpha-1:tests/hello'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: token });
     if (!result.tally.ok) t.comment(text());
     t.equal(result.tally.ok, true);
+    return result;
   };
-  await run();
+  const first = await run();
+  t.same([...probed.values()].flat(), [], 'the first run: no base to ask about');
   // a second base: the caches are asked only to rank candidates, one alone is not asked about
   await writeFile(join(dir, 'large.bin'), randomBytes(512 << 10));
-  await run();
-  t.same([...probed.values()].flat(), [], 'one candidate base: no cache asked');
+  const second = await run();
+  t.same([...probed.values()].flat(), [], 'the second run: one candidate base, no cache asked');
+  t.not(second.push.manifest.base.digest, first.push.manifest.base.digest, 'a second base');
   await writeFile(join(dir, 'NEW.md'), 'a change\n');
   await run();
-  t.equal(probed.get('region-b')!.length, 2, "the third run asked region-b's cache, its machine's, for each base");
+  const bases = [first, second].map((r) => `/cas/sha256/${parseDigestString(r.push.manifest.base.digest).hex}`).sort();
+  t.same(probed.get('region-b')!.sort((x, y) => x.url.localeCompare(y.url)), bases.map((url) => ({ url, authorization: undefined })), "the third run asked region-b's cache, its machine's, for each base, without the write token");
   t.same(probed.get('region-a'), [], 'region-a, which no machine of the run is in, was not asked');
   t.same(probed.get('region-c'), [], 'nor region-c');
 });
@@ -631,33 +655,4 @@ t.test("a base lost at the origin is passed over with a warning: the run makes a
   t.equal(second.result.tally.ok, true, 'the run passes');
   t.match(second.out, new RegExp(`WARNING: base ${manifest.base.id} at the origin cannot be used, passed over .*: its blob sha256:${hex} is not at the origin \\(HTTP 404\\)`));
   t.match(second.out, /Sent .* to the origin as a new base/);
-});
-
-t.test("a configured fleet's run asks each region's cache which bases it holds, without credentials, before it picks one", async (t) => {
-  const dir = await demoProject(t);
-  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
-  const cache = await regionCache('region-a', origin.url, join(dir, '..', 'region-a'));
-  const probes: { url: string; authorization: string | undefined }[] = [];
-  cache.addHook('onRequest', async (req) => {
-    if (req.method === 'HEAD' && /only-if-cached/.test(String(req.headers['cache-control']))) probes.push({ url: req.url, authorization: req.headers.authorization });
-  });
-  const { fleetFile } = await fleetOfOneCache(t, dir, origin.url, cache);
-  const token = await tokenFile(t, origin.token);
-  const run = async () => {
-    const { log, text } = capture();
-    const result = await runProject({ cwd: dir, filters: ['local:alpha-1:tests/hello'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: token });
-    if (!result.tally.ok) t.comment(text());
-    return result;
-  };
-  const first = await run();
-  t.same(probes, [], 'the first run: no base to ask about');
-  await writeFile(join(dir, 'large.bin'), randomBytes(512 << 10));
-  const second = await run();
-  t.same(probes, [], 'the second run: one candidate base, nothing to rank');
-  t.not(second.push.manifest.base.digest, first.push.manifest.base.digest, 'a second base');
-  await writeFile(join(dir, 'NEW.md'), 'a change\n');
-  const third = await run();
-  t.equal(third.tally.ok, true);
-  const bases = [first, second].map((r) => `/cas/sha256/${parseDigestString(r.push.manifest.base.digest).hex}`).sort();
-  t.same(probes.sort((a, b) => a.url.localeCompare(b.url)), bases.map((url) => ({ url, authorization: undefined })), "the third run asked region-a's cache for each base, without the write token");
 });
