@@ -139,8 +139,9 @@ export interface Machine extends Executor {
   /**
    * Kills what the scripts whose connection was lost (and the jobs stopJob could not stop)
    * may have left running, on SSH machines; rejects when it cannot (the machine does not answer).
+   * `signal` (the run's interrupt) cuts it short, the connection and the kill alike.
    */
-  stopLostScripts?(): Promise<void>;
+  stopLostScripts?(signal?: AbortSignal): Promise<void>;
 }
 
 /**

@@ -4,7 +4,7 @@
 // still run, no other job runs, so the place is swept again before it serves another machine.
 import type { Machine } from './backend.js';
 import type { ConnectOptions } from '../ssh/client.js';
-import { LOST_SCRIPTS_CONNECT, SshMachine } from './ssh-machine.js';
+import { SshMachine } from './ssh-machine.js';
 
 export class LostScriptSweeps<K> {
   readonly #unswept = new Map<K, SshMachine>();
@@ -22,7 +22,7 @@ export class LostScriptSweeps<K> {
    */
   async atDiscard(key: K, machine: Machine, unstopped: (err: unknown) => void, signal?: AbortSignal): Promise<void> {
     if (!(machine instanceof SshMachine)) return;
-    await machine.stopLostScripts({ ...LOST_SCRIPTS_CONNECT, ...(signal ? { signal } : {}) }).catch((err: unknown) => {
+    await machine.stopLostScripts(signal).catch((err: unknown) => {
       this.#unswept.set(key, machine);
       unstopped(signal?.aborted ? new Error('the run was interrupted') : err);
     });
@@ -38,7 +38,7 @@ export class LostScriptSweeps<K> {
     const left = this.#unswept.get(key);
     if (left === undefined) return;
     try {
-      await left.stopLostScripts(connect);
+      await left.stopLostScriptsOver(connect);
     } catch (err) {
       if (connect.signal?.aborted) throw err;
       throw refusal(err, left);

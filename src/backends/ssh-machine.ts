@@ -6,8 +6,8 @@ import { errorMessage, UpstreamError } from '../errors.js';
 import { rebootOverSsh, type RebootSettings } from './ssh-reboot.js';
 import { SshClient, type ConnectOptions, type SshTarget } from '../ssh/client.js';
 
-/** How stopLostScripts connects unless told: one attempt and one retry of 10 s each. */
-export const LOST_SCRIPTS_CONNECT: ConnectOptions = { timeout: 10_000, retries: 1 };
+/** How stopLostScripts connects: one attempt and one retry of 10 s each. */
+const LOST_SCRIPTS_CONNECT: ConnectOptions = { timeout: 10_000, retries: 1 };
 
 export class SshMachine implements Machine {
   readonly name: string;
@@ -93,6 +93,11 @@ export class SshMachine implements Machine {
     return [...this.#scriptsLeft, ...this.#client.lostScripts().filter((token) => !this.#scriptsStopped.has(token))];
   }
 
+  /** Machine.stopLostScripts: connects as LOST_SCRIPTS_CONNECT says, `signal` (the run's) cutting it short. */
+  stopLostScripts(signal?: AbortSignal): Promise<void> {
+    return this.stopLostScriptsOver({ ...LOST_SCRIPTS_CONNECT, ...(signal ? { signal } : {}) });
+  }
+
   /**
    * Stops what the lost scripts and jobs of `record` (a machine kept by an earlier run that
    * could not stop them) may still run, before the machine serves a job: rejects, its
@@ -117,7 +122,7 @@ export class SshMachine implements Machine {
    * must then serve no other job. `connect`: how the new connection is tried; its signal (the
    * run's) cuts the sweep too, connected or not.
    */
-  async stopLostScripts(connect: ConnectOptions = LOST_SCRIPTS_CONNECT): Promise<void> {
+  async stopLostScriptsOver(connect: ConnectOptions): Promise<void> {
     const lost = this.#lostScripts();
     if (lost.length === 0 && this.#jobsLeft.length === 0) return;
     const client = await SshClient.connect(this.#target, connect, this.projectPath);

@@ -359,8 +359,11 @@ async function runJobs(
   const keepMachine = async (machine: Machine, label: string, why: string): Promise<void> => {
     // the next -reuse run takes it back to run its jobs: what a script whose connection was lost
     // may have left running goes first, as at a discard; not after an interrupt or an -abend
-    // failure (nothing is killed then: kept as it is, for inspection)
-    const unstopped = stopping.some((s) => s.aborted) ? undefined : await machine.stopLostScripts?.().then(() => undefined, (err: unknown) => err);
+    // failure (nothing is killed then: kept as it is, for inspection); the interrupt cuts it short
+    const signal = interrupt?.signal;
+    const unstopped = stopping.some((s) => s.aborted)
+      ? undefined
+      : await machine.stopLostScripts?.(signal).then(() => undefined, (err: unknown) => (signal?.aborted ? new Error('the run was interrupted') : err));
     const record = machine.record();
     pool!.keep(record);
     kept.push(record);
