@@ -60,8 +60,9 @@ async function conditionalPut<T extends object>(
   const conditional = request.headers['if-match'] !== undefined || request.headers['if-none-match'] !== undefined;
   /** Whether the name has a record, after checking the conditions against it. */
   const check = async (): Promise<boolean> => {
-    // a record that cannot be read (damaged) exists
-    if (!conditional) return ctx.names.find<T>(segments).then((current) => current !== undefined, () => true);
+    // a record that does not parse (damaged) exists, and is written over; one that cannot be
+    // read (EIO, EACCES) fails the request, changing nothing
+    if (!conditional) return (await ctx.names.text(segments)) !== undefined;
     const current = await ctx.names.find<T>(segments);
     checkWritePreconditions(request, current && etagOf(current));
     return current !== undefined;
