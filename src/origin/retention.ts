@@ -12,10 +12,11 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { Counter, Gauge } from 'prom-client';
 import { errorMessage, FleetError, isNoRoom, NotFoundError } from '../errors.js';
-import { DIGEST_ALGORITHMS, isStoredDigest, parseDigestString } from '../store/digest.js';
+import { DIGEST_ALGORITHMS, isStoredDigest, isStoredHex, parseDigestString } from '../store/digest.js';
 import type { NameRecord } from '../store/names.js';
 import { replacedRecord, uploadRecord, type OriginContext, type ReplacedRecord, type UploadRecord } from './context.js';
 import type { LeftMark } from './naming-marks.js';
+import { blobOfRecord } from './replaced-blob.js';
 
 export interface RetentionPolicy {
   /** Names older than this are deleted. */
@@ -83,11 +84,13 @@ function isFreedEntry(entry: unknown): boolean {
   return typeof digest === 'string' && isStoredDigest(digest) && Number.isSafeInteger(size) && (size as number) >= 0 && (freedAt === undefined || Number.isFinite(freedAt));
 }
 
-type Blobs = Map<string, number>;
-
-function addBlob(blobs: Blobs, digest: string | undefined, size: number | undefined): void {
-  if (digest !== undefined) blobs.set(digest, size ?? 0);
+/** Whether a replacedRecord reads as written: a size, and when. */
+function isReplacedRecord(value: unknown): value is ReplacedRecord {
+  const { size, at } = (value ?? {}) as { size?: unknown; at?: unknown };
+  return Number.isSafeInteger(size) && (size as number) >= 0 && Number.isFinite(at);
 }
+
+type Blobs = Map<string, number>;
 
 export class Retention {
   readonly #ctx: OriginContext;
@@ -275,8 +278,13 @@ export class Retention {
     const { names } = this.#ctx;
     const out: Array<{ digest: string } & ReplacedRecord> = [];
     for (const algo of DIGEST_ALGORITHMS) {
-      for (const [hex, record] of await names.list<ReplacedRecord>(replacedRecord(`${algo}:`).slice(0, -1))) {
-        out.push({ digest: `${algo}:${hex}`, size: record.size, at: record.at });
+      const damaged = (file: string, problem: string): void =>
+        this.#log?.warn({ file, problem }, `retention: the record of a blob a name no longer points at, ${file}, is damaged (${problem}): left out, that blob is freed by no prune`);
+      const prefix = replacedRecord(`${algo}:`).slice(0, -1);
+      for (const [hex, record] of await names.list(prefix, isReplacedRecord, (_, file, problem) => damaged(file, problem))) {
+        // its file's name is the digest: one not a digest (an editor's file) would fail the PENDING list
+        if (isStoredHex(algo, hex)) out.push({ digest: `${algo}:${hex}`, size: record.size, at: record.at });
+        else damaged(names.fileOf([...prefix, hex]), 'its name is no digest');
       }
     }
     return out;
@@ -346,16 +354,31 @@ export class Retention {
       }
       return record === undefined ? undefined : { record, text: JSON.stringify(record) };
     };
+    /**
+     * Says a record whose blob is not one (a digest edited by hand: valid JSON, no digest),
+     * which the prune skips: not deleted, no blob freed for it. Listed among the blobs to
+     * free, that digest would make their list damaged, and them never deleted.
+     */
+    const skip = (segments: string[]): void => {
+      const name = segments.join('/');
+      const file = names.fileOf(segments);
+      this.#log?.warn({ name, file }, `retention: the record of the name ${name}, ${file}, does not name a blob as a record does (a digest "<algo>:<hex>" and a size): skipped, neither deleted nor its blob freed`);
+    };
 
     for await (const segments of names.walk(['artifacts'])) {
       const found = await read<NameRecord>(segments);
       if (!found) continue;
       const { record } = found;
+      const blob = blobOfRecord(record);
+      if (!blob) {
+        skip(segments);
+        continue;
+      }
       if (record.created < cutoff) {
         due.push({ segments, kind: 'artifacts', text: found.text });
         // bytes also uploaded to /cas itself (an asset) are not the artifact's to free (context.ts uploadRecord)
-        if (!(await names.exists(uploadRecord(record.digest)))) addBlob(freed, record.digest, record.size);
-      } else kept.add(record.digest);
+        if (!(await names.exists(uploadRecord(blob.digest)))) freed.set(blob.digest, blob.size);
+      } else kept.add(blob.digest);
     }
 
     const bases = new Map<string, Array<{ segments: string[]; record: NameRecord; text: string }>>();
@@ -365,6 +388,11 @@ export class Retention {
       if (kind === 'bases') {
         const found = await read<NameRecord>(segments);
         if (!found) continue;
+        // not among the newest kept: the listing leaves it out, push does not see it
+        if (!blobOfRecord(found.record)) {
+          skip(segments);
+          continue;
+        }
         const list = bases.get(project) ?? [];
         list.push({ segments, ...found });
         bases.set(project, list);
@@ -381,8 +409,14 @@ export class Retention {
         throw err;
       });
       const blobs: Blobs = new Map();
-      addBlob(blobs, record.base?.digest, record.base?.size);
-      addBlob(blobs, record.delta?.digest ?? undefined, record.delta?.size);
+      const named = [record.base, record.delta ?? undefined].filter((b) => b !== undefined).map(blobOfRecord);
+      for (const blob of named) if (blob) blobs.set(blob.digest, blob.size);
+      if (named.includes(undefined)) {
+        // what it names whole stays: it may be the edited one's too
+        skip(segments);
+        for (const digest of blobs.keys()) kept.add(digest);
+        continue;
+      }
       if (created < cutoff) {
         due.push({ segments, kind: 'runs', text: found.text });
         for (const [digest, size] of blobs) freed.set(digest, size);
@@ -398,7 +432,7 @@ export class Retention {
         if (keep) kept.add(b.record.digest);
         else {
           due.push({ segments: b.segments, kind: 'bases', text: b.text });
-          addBlob(freed, b.record.digest, b.record.size);
+          freed.set(b.record.digest, b.record.size);
         }
       });
     }

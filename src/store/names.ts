@@ -234,18 +234,27 @@ export class NameStore {
   }
 
   /**
-   * Records directly under a prefix, as [decoded last segment, record]. A damaged record is
-   * left out (a GET of its name says so): one must not hide the others, e.g. every base of a
-   * project from the push that would write a new one.
+   * Records directly under a prefix that `sound` takes for what they are, as [decoded last
+   * segment, record]. A damaged record (not JSON, or of another shape: a digest edited by
+   * hand) is left out and told to `damaged`, which logs it (a GET of its name answers 500):
+   * one must not hide the others, e.g. every base of a project from the push that would write
+   * a new one. A record that cannot be read (EIO, EACCES) fails the listing.
    */
-  async list<T = NameRecord>(prefix: readonly string[]): Promise<Array<[string, T]>> {
+  async list<T>(prefix: readonly string[], sound: (value: unknown) => value is T, damaged: (segments: string[], file: string, problem: string) => void): Promise<Array<[string, T]>> {
     const out: Array<[string, T]> = [];
     for (const key of await this.keys(prefix)) {
-      const rec = await this.find<T>([...prefix, key]).catch((err: unknown) => {
-        if (err instanceof FleetError && err.code === 'FC_ERR_INTERNAL') return undefined;
-        throw err;
-      });
-      if (rec !== undefined) out.push([key, rec]); // undefined: damaged, or removed since the listing
+      const segments = [...prefix, key];
+      const text = await this.text(segments);
+      if (text === undefined) continue; // removed since the listing
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch (err) {
+        damaged(segments, this.#pathOf(segments), errorMessage(err));
+        continue;
+      }
+      if (sound(value)) out.push([key, value]);
+      else damaged(segments, this.#pathOf(segments), 'JSON of another shape');
     }
     return out;
   }

@@ -3,12 +3,15 @@
 // 400, not a 500), says so in the log with the name, and the blob the record named is freed
 // by the next prune when its text still names it whole; text that names none leaves it.
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
+import { pushProject } from '../../src/project-upload/push.js';
 import { RECENT_MS } from '../../src/origin/references.js';
 import { Retention } from '../../src/origin/retention.js';
+import type { NameRecord } from '../../src/store/names.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
 import { startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
@@ -76,5 +79,52 @@ t.test('the upload that replaces a damaged record says so in the log, with the n
   t.match(said('edited'), [{ level: 40, msg: /is damaged \(not a name record[^)]*\)\); this upload replaces it\. It names no blob that can be read: the blob it pointed at, if still stored, is freed by no prune/ }]);
   t.match(said('stub'), [{ level: 40, msg: /names\.v1\/artifacts\/r\/j\/stub\.rec\.json, is damaged .* freed by no prune/ }]);
   for (const name of Object.keys(DAMAGED)) t.equal(said(name).length, 1, `${name}: said once`);
+  await origin.stop();
+});
+
+t.test('a prune skips a record with a digest edited by hand, says so, and frees the other blobs as it would', async (t) => {
+  const origin = await startOrigin(t);
+  const { names } = origin.context;
+  const old = Date.now() - 40 * 86_400_000;
+  const bodies = ['the first old log\n', 'the second old log\n', 'the edited one\n'];
+  for (const [i, body] of bodies.entries()) {
+    t.equal(await put(`${origin.url}/artifacts/r/j/f${i}`, body), '201');
+    const record = await names.get<NameRecord>(['artifacts', 'r', 'j', `f${i}`]);
+    await names.put(['artifacts', 'r', 'j', `f${i}`], { ...record, created: old, ...(i === 2 ? { digest: 'sha256:edited-by-hand' } : {}) });
+  }
+  const edited = join(origin.dataDir, 'names.v1', 'artifacts', 'r', 'j', 'f2.rec.json');
+  const text = readFileSync(edited, 'utf8');
+  const warnings: string[] = [];
+  const retention = new Retention(origin.context, { maxAgeMs: 30 * 86_400_000, keepBases: 3 }, pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) }));
+  // uploaded minutes ago: their blobs wait in the list of the freed for the next prune
+  t.match(await retention.prune(), { names: { artifacts: 2 }, blobs: 0, heldBack: 2, failed: 0 }, 'the sound names go, their blobs held back');
+  t.match(await retention.prune({ now: Date.now() + RECENT_MS + 60_000 }), { blobs: 2, failed: 0 }, 'the next prune frees them');
+  for (const body of bodies.slice(0, 2)) t.equal((await get(`${origin.url}/cas/sha256/${sha(body)}`)).status, 404, `${body.trim()}: deleted`);
+  t.equal((await get(`${origin.url}/cas/sha256/${sha(bodies[2]!)}`)).status, 200, 'the blob the edited record named is not known: kept');
+  t.equal(readFileSync(edited, 'utf8'), text, 'the edited record is left as it is');
+  const said = warnings.map((w) => JSON.parse(w) as { name?: string; file?: string; msg: string }).filter((w) => w.name === 'artifacts/r/j/f2');
+  t.equal(said.length, 2, 'said by each prune');
+  t.match(said[0], { file: edited, msg: /does not name a blob as a record does .*skipped/ });
+  t.notOk(warnings.some((w) => w.includes('is damaged')), 'the list of the freed is not damaged by it');
+});
+
+t.test('the bases listing leaves out a base whose digest was edited by hand, says so, and a push goes on', async (t) => {
+  const dataDir = t.testdir();
+  const origin = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', join(dataDir, 'origin')], { FLEETCACHE_TOKEN: TEST_TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' });
+  for (const id of ['b1', 'b2']) t.equal(await put(`${origin.url}/projects/p/bases/${id}`, `tar ${id}`), '201', `${id}: uploaded`);
+  const file = join(dataDir, 'origin', 'names.v1', 'projects', 'p', 'bases', 'b1.rec.json');
+  writeFileSync(file, readFileSync(file, 'utf8').replace(/"sha256:[0-9a-f]+"/, '"sha256:edited-by-hand"'));
+  const listing = await get(`${origin.url}/projects/p/bases/`);
+  t.equal(listing.status, 200);
+  t.same((JSON.parse(listing.text) as { bases: Array<{ id: string }> }).bases.map((b) => b.id), ['b2'], 'the sound base alone');
+  await eventually('the log names it', () => origin.stderr().includes('"name":"projects/p/bases/b1"'));
+  t.match(origin.stderr(), `left out of the listing`);
+  t.match(origin.stderr(), file);
+
+  const project = join(dataDir, 'project');
+  mkdirSync(project);
+  writeFileSync(join(project, 'a.txt'), 'a project\n');
+  const pushed = await pushProject({ dir: project, project: 'p', origin: origin.url, token: TEST_TOKEN, baseCache: join(dataDir, 'bases'), run: 'r1' });
+  t.ok(pushed.rebased, 'the push stores a base of its own');
   await origin.stop();
 });

@@ -60,8 +60,9 @@ async function conditionalPut<T extends object>(
   const conditional = request.headers['if-match'] !== undefined || request.headers['if-none-match'] !== undefined;
   /** Whether the name has a record, after checking the conditions against it. */
   const check = async (): Promise<boolean> => {
-    // a record that cannot be read (damaged) exists
-    if (!conditional) return ctx.names.find<T>(segments).then((current) => current !== undefined, () => true);
+    // a record that does not parse (damaged) exists, and is written over; one that cannot be
+    // read (EIO, EACCES) fails the request, changing nothing
+    if (!conditional) return (await ctx.names.text(segments)) !== undefined;
     const current = await ctx.names.find<T>(segments);
     checkWritePreconditions(request, current && etagOf(current));
     return current !== undefined;
@@ -75,6 +76,11 @@ async function conditionalPut<T extends object>(
     return before;
   });
   return { record, created: !existed };
+}
+
+/** Whether a base's record is listed: it names a blob as a GET of it serves one (blobOfRecord), and says when it was made. */
+function isListedBase(value: unknown): value is NameRecord {
+  return blobOfRecord(value) !== undefined && Number.isFinite((value as { created?: unknown }).created);
 }
 
 /**
@@ -322,7 +328,14 @@ export async function nameRoutes(app: FastifyInstance, ctx: OriginContext): Prom
   app.get<{ Params: { project: string } }>('/projects/:project/bases/', { config: { kind: 'projects' } }, async (request, reply) => {
     checkRead(ctx, request);
     const project = checkSegment(request.params.project, 'project');
-    const bases = (await ctx.names.list(['projects', project, 'bases']))
+    // A base whose record is damaged (a GET of it is a 500) is left out, not answered as a 500
+    // for all: a push picks among the others, or uploads a new base, where a digest it cannot
+    // parse, listed, failed every push of the project.
+    const damaged = (segments: string[], file: string, problem: string): void => {
+      const name = segments.join('/');
+      request.log.warn({ name, file, problem }, `the record of the base ${name}, ${file}, is damaged (${problem}): left out of the listing; uploading the base again replaces it`);
+    };
+    const bases = (await ctx.names.list(['projects', project, 'bases'], isListedBase, damaged))
       .map(([id, rec]) => ({ id, digest: rec.digest, size: rec.size, created: rec.created, ...(rec.plainSize === undefined ? {} : { plainSize: rec.plainSize }) }))
       .sort((a, b) => b.created - a.created || (a.id < b.id ? 1 : -1));
     return replyJson(ctx, request, reply, JSON.stringify({ project, bases }));
