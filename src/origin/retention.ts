@@ -277,9 +277,9 @@ export class Retention {
   async #replaced(): Promise<Array<{ digest: string } & ReplacedRecord>> {
     const { names } = this.#ctx;
     const out: Array<{ digest: string } & ReplacedRecord> = [];
+    const damaged = (file: string, problem: string): void =>
+      this.#log?.warn({ file, problem }, `retention: the record of a blob a name no longer points at, ${file}, is damaged (${problem}): left out, that blob is freed by no prune`);
     for (const algo of DIGEST_ALGORITHMS) {
-      const damaged = (file: string, problem: string): void =>
-        this.#log?.warn({ file, problem }, `retention: the record of a blob a name no longer points at, ${file}, is damaged (${problem}): left out, that blob is freed by no prune`);
       const prefix = replacedRecord(`${algo}:`).slice(0, -1);
       for (const [hex, record] of await names.list(prefix, isReplacedRecord, (_, file, problem) => damaged(file, problem))) {
         // its file's name is the digest: one not a digest (an editor's file) would fail the PENDING list
