@@ -20,10 +20,12 @@
 // except for error classes (they report new.target.name, logs show it), where the build
 // fails instead.
 //
-// undici comes in through scripts/undici-core.cjs, not its index.js: that one also loads
-// and runs fetch, WebSocket, cookies, the cache stores and the mocks (none of which src/
-// uses), about a tenth of the CPU a cache takes to start. The check below fails the build
-// when src/ imports from undici a value that file does not give as index.js does.
+// undici and prom-client come in through scripts/undici-core.cjs and
+// scripts/prom-client-core.cjs, not their index.js: undici's also loads and runs fetch,
+// WebSocket, cookies, the cache stores and the mocks (none of which src/ uses), about a
+// tenth of the CPU a cache takes to start; prom-client's runs its default metrics, which
+// load @opentelemetry/api (the origin's only). The checks below fail the build when src/
+// imports from either a value its file does not give as index.js does.
 //
 // Built into a temp directory and swapped in: a process starting meanwhile sees the old
 // bundle or the new one, never half of each. What tsc wrote in dist/ before is removed.
@@ -38,7 +40,6 @@ import { NODE_ESM } from './esbuild-node.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(ROOT, 'dist/cli');
-const UNDICI_CORE = join(ROOT, 'scripts/undici-core.cjs');
 
 /** The text of every module of src/ (its .ts files, in and below `dir`). */
 async function sourceTexts(dir = join(ROOT, 'src')) {
@@ -91,28 +92,36 @@ async function valuesImported(pkg) {
   return names;
 }
 
+/** Each package that src/ imports through a file of its own (see the top of this file), and that file. */
+const CORES = new Map([
+  ['undici', join(ROOT, 'scripts/undici-core.cjs')],
+  ['prom-client', join(ROOT, 'scripts/prom-client-core.cjs')],
+]);
+
 /**
- * Fails unless every value src/ imports from undici is in UNDICI_CORE, the very object
- * undici's index.js exports, and index.js adds nothing more to the Dispatcher's prototype
- * (what an upgrade of undici could change).
+ * Fails unless every value src/ imports from a package of CORES is in its file, the very
+ * object the package's index.js exports, and undici's index.js adds nothing more to the
+ * Dispatcher's prototype than undici-core.cjs does (what an upgrade could change).
  */
-async function checkUndiciCore() {
+async function checkCores() {
   const require = createRequire(import.meta.url);
-  const core = require(UNDICI_CORE);
   const prototype = require('undici/lib/dispatcher/dispatcher').prototype;
+  const cores = new Map([...CORES].map(([pkg, file]) => [pkg, require(file)]));
   const methods = Object.keys(prototype).join(' ');
-  const undici = require('undici');
-  for (const name of await valuesImported('undici')) {
-    if (!(name in core) || core[name] !== undici[name]) throw new Error(`build-cli: src/ imports ${name} from undici, which ${UNDICI_CORE} does not give as undici's index.js does: add it there`);
+  for (const [pkg, core] of cores) {
+    const index = require(pkg);
+    for (const name of await valuesImported(pkg)) {
+      if (!(name in core) || core[name] !== index[name]) throw new Error(`build-cli: src/ imports ${name} from ${pkg}, which ${CORES.get(pkg)} does not give as its index.js does: add it there`);
+    }
   }
-  if (Object.keys(prototype).join(' ') !== methods) throw new Error(`build-cli: undici's index.js adds to the Dispatcher's prototype what ${UNDICI_CORE} does not (${methods} before it): do it there too`);
+  if (Object.keys(prototype).join(' ') !== methods) throw new Error(`build-cli: undici's index.js adds to the Dispatcher's prototype what ${CORES.get('undici')} does not (${methods} before it): do it there too`);
 }
 
-/** Resolves src/'s imports of undici to UNDICI_CORE (see the top of this file). */
-const undiciCore = {
-  name: 'undici-core',
+/** Resolves src/'s imports of the packages of CORES to their files (see the top of this file). */
+const cores = {
+  name: 'cores',
   setup(build) {
-    build.onResolve({ filter: /^undici$/ }, () => ({ path: UNDICI_CORE }));
+    build.onResolve({ filter: new RegExp(`^(?:${[...CORES.keys()].join('|')})$`) }, ({ path }) => ({ path: CORES.get(path) }));
   },
 };
 
@@ -131,7 +140,7 @@ async function removeTscOutput() {
 const temp = `${OUT}.${process.pid}.tmp`;
 const old = `${OUT}.${process.pid}.old`;
 try {
-  await checkUndiciCore();
+  await checkCores();
   await esbuild.build({
     ...NODE_ESM,
     entryPoints: [join(ROOT, 'src/cli/bin.ts')],
@@ -140,7 +149,7 @@ try {
     external: ['ssh2'],
     sourcemap: 'linked',
     keepNames: false,
-    plugins: [undiciCore],
+    plugins: [cores],
   });
   await checkErrorClassNames(temp);
   await rename(OUT, old).catch((err) => {
