@@ -10,7 +10,8 @@ import { constants, createReadStream } from 'node:fs';
 import { chmod, copyFile, lstat, mkdir, open, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { requestUrl } from '../http/request-url.js';
 import { cacheLimits, limitedDispatch } from '../client/http.js';
 import { answerOf, DigestMismatchError, errorMessage, failedRequest, FleetError, type FailedRequest, NotFoundError, SizeMismatchError, UpstreamError, UsageError, toFleetError, type ErrorCode } from '../errors.js';
 import { createAssetHash, hashFile, inManifestOrder, readManifest, type DroppedRecord, type InvalidRecord, type ManifestRecord } from './manifest.js';
@@ -167,17 +168,17 @@ function shown(url: string, hop: number): string {
 async function openAsset(url: string, options: FetchAssetsOptions, cacheTimeoutMs: number | undefined): Promise<{ res: Dispatcher.ResponseData; request: FailedRequest }> {
   let target = url;
   let token = options.token;
-  const dispatch = limitedDispatch({ ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}), ...(cacheTimeoutMs === undefined ? {} : cacheLimits(cacheTimeoutMs)) });
+  const { dispatcher, ...limits } = limitedDispatch({ ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}), ...(cacheTimeoutMs === undefined ? {} : cacheLimits(cacheTimeoutMs)) });
   for (let hop = 0; ; hop++) {
     const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': USER_AGENT };
     if (token) headers.authorization = `Bearer ${token}`;
     let res: Dispatcher.ResponseData;
     try {
-      res = await request(target, {
+      res = await requestUrl(dispatcher, target, {
         method: 'GET',
         headers,
         signal: options.signal,
-        ...dispatch,
+        ...limits,
       });
     } catch (err) {
       throw new UpstreamError(`GET ${shown(target, hop)}: ${errorMessage(err)}`, { cause: err, request: failedRequest('GET', target) });

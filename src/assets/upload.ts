@@ -16,7 +16,8 @@
 import { createReadStream } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { requestUrl } from '../http/request-url.js';
 import { clientAgent, httpHead, httpPut, joinUrl } from '../client/http.js';
 import { DigestMismatchError, errorMessage, FleetError, SizeMismatchError, UpstreamError, UsageError } from '../errors.js';
 import { unreadableFile } from '../path-checks.js';
@@ -146,7 +147,7 @@ function visibilityOf(headers: IncomingHttpHeaders): Visibility | undefined {
 async function readableWithoutToken(url: string, dispatcher: Dispatcher | undefined): Promise<boolean> {
   let status: number;
   try {
-    const res = await request(url, { method: 'HEAD', dispatcher: dispatcher ?? clientAgent });
+    const res = await requestUrl(dispatcher ?? clientAgent, url, { method: 'HEAD' });
     await res.body.dump();
     status = res.statusCode;
   } catch (err) {

@@ -7,11 +7,12 @@
 // neither keep nor hand to its clients in place of the blob.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { Agent, Pool, request, type Dispatcher } from 'undici';
+import { Agent, getGlobalDispatcher, Pool, type Dispatcher } from 'undici';
 import { errorMessage, failedRequest, UpstreamError, type FailedRequest } from '../errors.js';
 import { AnswerHandler, announcedLength, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
 import { isRunToken } from '../client/run-token.js';
 import { bearerToken } from '../http/auth.js';
+import { requestUrl } from '../http/request-url.js';
 import { unsatisfiableBody } from './serve.js';
 import { loggedPath, redactUrl } from '../redact-url.js';
 import { DEFAULT_UPSTREAM_CONNECTIONS, type UpstreamTimeouts } from './config.js';
@@ -168,7 +169,7 @@ export async function dumpCounted({ headers, body }: { readonly headers: Incomin
 export async function probeUpstream(upstream: string, timeoutMs: number, log: { warn(fields: object, message: string): void }, stopped: AbortSignal): Promise<void> {
   const url = `${upstream.replace(/\/+$/, '')}/-/healthz`;
   try {
-    const res = await request(url, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), stopped]) });
+    const res = await requestUrl(getGlobalDispatcher(), url, { method: 'GET', headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), stopped]) });
     await res.body.dump();
     if (res.statusCode >= 500) log.warn({ upstream: redactUrl(upstream), status: res.statusCode }, `the upstream answers HTTP ${res.statusCode}: misses will fail until it recovers`);
   } catch (err) {

@@ -1,10 +1,11 @@
 // The client side of the shared namespace, over undici: streaming GET and PUT with
 // errors mapped to the catalogue. Used by push/pull, assets, the agent and the runner.
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import { refuseQueryOrFragment } from '../config/units.js';
 import { errorMessage, failedRequest, FleetError, NotFoundError, UpstreamError, type ErrorCode } from '../errors.js';
+import { requestUrl } from '../http/request-url.js';
 import { redactUrl } from '../redact-url.js';
 import { cacheSpeedFloor, uploadWithSpeedFloor, withSpeedFloor, type SpeedFloor } from './speed-floor.js';
 
@@ -169,12 +170,13 @@ async function send(method: Dispatcher.HttpMethod, url: string, options: Request
   }
   if (options.speedFloor && body && typeof body !== 'string' && !Buffer.isBuffer(body)) body = uploadWithSpeedFloor(body, options.speedFloor, method, url);
   try {
-    return await request(url, {
+    const { dispatcher, ...limits } = limitedDispatch(options);
+    return await requestUrl(dispatcher, url, {
       method,
       headers: headersFor(options),
       body,
       signal: options.signal,
-      ...limitedDispatch(options),
+      ...limits,
     });
   } catch (err) {
     if (err instanceof FleetError) throw err;

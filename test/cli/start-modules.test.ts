@@ -3,7 +3,8 @@
 // runner's SSH (ssh2), the AWS SDK, the packer (tar-stream). Each start of a one-shot command on a machine, and each
 // `--help`, paid for all of them. Nor does a multi-process cache's primary load the server
 // its workers run, nor a run on the local backend ssh2 (the runner forks itself for every
-// script, at a cost that grows with its RSS). The child logs every module Node loads; a
+// script, at a cost that grows with its RSS), nor a cache undici's fetch and WebSocket.
+// The child logs every module Node loads; a
 // chunk of the build stands for the modules its source map names.
 import t from 'tap';
 import { execFile } from 'node:child_process';
@@ -88,6 +89,11 @@ t.test("a --workers cache's primary, which serves nothing, loads none of the ser
   t.same(serverIn(child.pid), [], 'the primary loads none of it');
   t.ok(packagesOf(loadedFiles(stderr())).has('fastify'), 'the workers load fastify');
   t.notOk(packagesOf(loadedFiles(stderr(), child.pid)).has('fastify'), 'the primary does not');
+  // undici's clients, not its index.js, which runs fetch, WebSocket, cookies and the mocks (scripts/undici-core.cjs)
+  const undici = sourcesOf(loadedFiles(stderr())).filter((source) => /node_modules\/undici\//.test(source));
+  t.ok(undici.some((source) => source.endsWith('undici/lib/dispatcher/pool.js')), 'the cache loads undici\'s Pool (the check sees undici)');
+  const notNeeded = /undici\/(?:index\.js|lib\/(?:mock|cache|web\/(?:websocket|cookies|cache|fetch\/index\.js)))/;
+  t.same(undici.filter((source) => notNeeded.test(source)), [], 'nor undici\'s index.js, its fetch, WebSocket, cookies, cache stores or mocks');
 });
 
 /** A project at `dir` of one task on one backend (`backend`: its fields, lines of YAML). */
