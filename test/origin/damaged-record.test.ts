@@ -3,7 +3,8 @@
 // 400, not a 500), says so in the log with the name, and the blob the record named is freed
 // by the next prune when its text still names it whole; text that names none leaves it.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
@@ -14,6 +15,7 @@ import { Retention } from '../../src/origin/retention.js';
 import type { NameRecord } from '../../src/store/names.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
 import { startServerProcess } from '../helpers/processes.js';
+import { attachStrace } from '../helpers/strace.js';
 import { eventually } from '../helpers/wait.js';
 
 const sha = (text: string) => createHash('sha256').update(text).digest('hex');
@@ -68,11 +70,21 @@ t.test('an upload replaces a damaged record; the blob it named goes with the nex
   for (const name of Object.keys(DAMAGED)) t.equal((await get(`${origin.url}/artifacts/r/j/${name}`)).status, 200, `${name}: the name stays`);
 });
 
-t.test('the upload that replaces a damaged record says so in the log, with the name and what becomes of its blob', async (t) => {
+t.test('the upload that replaces a damaged record says so in the log, with the name and what becomes of its blob, and reads the record once in its lock', async (t) => {
   const dataDir = t.testdir();
   const origin = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', dataDir], { FLEETCACHE_TOKEN: TEST_TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' });
   const firsts = await uploadAndDamage(origin.url, dataDir, t);
+  // strace, attached by PID, sees each open of the records (-P): the upload's check before its
+  // body, and its check in the name's lock, whose text tells the blob it replaces (a sound
+  // record's too: the same read)
+  const files = Object.keys(DAMAGED).map((name) => join(dataDir, 'names.v1', 'artifacts', 'r', 'j', `${name}.rec.json`));
+  const traceDir = mkdtempSync(join(tmpdir(), 'fleetcache-strace-'));
+  t.teardown(() => rmSync(traceDir, { recursive: true, force: true }));
+  const detach = await attachStrace(t, [origin.child.pid!], join(traceDir, 'trace'), [...files.flatMap((f) => ['-P', f]), '-e', 'trace=openat']);
   for (const name of Object.keys(DAMAGED)) t.equal(await put(`${origin.url}/artifacts/r/j/${name}`, `again ${name}`), '200', `${name}: replaced`);
+  await detach();
+  const trace = readFileSync(join(traceDir, 'trace'), 'utf8');
+  for (const file of files) t.equal(trace.split('\n').filter((l) => l.includes(`openat(AT_FDCWD, "${file}"`)).length, 2, `${file}: opened twice, before the body and once in the lock`);
   const said = (name: string) => origin.stderr().split('\n').filter((l) => l.includes(`"name":"artifacts/r/j/${name}"`)).map((l) => JSON.parse(l) as { level: number; msg: string; digest?: string });
   await eventually('a line for each damaged record', () => Object.keys(DAMAGED).every((name) => said(name).length > 0));
   t.match(said('cut'), [{ level: 40, digest: `sha256:${sha(firsts.cut)}`, msg: /is damaged \(Unterminated string in JSON[^)]*\); this upload replaces it\. The blob it named, sha256:\w+ \(read from its text\), is freed by the next prune/ }]);

@@ -9,7 +9,7 @@ import { parseRunManifest, type RunManifest } from '../../project-upload/manifes
 import { parseDigestString, formatDigest, type Digest } from '../../store/digest.js';
 import { isAbort, uploadAborted } from '../../store/blob-store.js';
 import type { Grant } from '../../http/auth.js';
-import { damagedRecord, type NameRecord } from '../../store/names.js';
+import { damagedRecord, parseRecord, type NameRecord } from '../../store/names.js';
 import { checkSegment, parseNamePath } from '../../store/safe-name.js';
 import { checkUploadHead, checkRead, isInternal, nameCacheControl, replacedRecord, visibilityOf, type OriginContext, type ReplacedRecord } from '../context.js';
 import { blobOfRecord, replacedBlob, type NamedBlob } from '../replaced-blob.js';
@@ -55,25 +55,28 @@ async function conditionalPut<T extends object>(
   segments: string[],
   etagOf: (current: T) => string,
   read: () => Promise<T>,
-  beforeWrite?: (record: T) => Promise<void>,
+  beforeWrite?: (record: T, replaced: string | undefined) => Promise<void>,
 ): Promise<{ record: T; created: boolean }> {
   const conditional = request.headers['if-match'] !== undefined || request.headers['if-none-match'] !== undefined;
-  /** Whether the name has a record, after checking the conditions against it. */
-  const check = async (): Promise<boolean> => {
+  /** The text of the name's record, undefined when there is none, after checking the conditions against it. */
+  const check = async (): Promise<string | undefined> => {
     // a record that does not parse (damaged) exists, and is written over; one that cannot be
     // read (EIO, EACCES) fails the request, changing nothing
-    if (!conditional) return (await ctx.names.text(segments)) !== undefined;
-    const current = await ctx.names.find<T>(segments);
-    checkWritePreconditions(request, current && etagOf(current));
-    return current !== undefined;
+    const text = await ctx.names.text(segments);
+    if (conditional) {
+      const current = text === undefined ? undefined : parseRecord<T>(text, ctx.names.fileOf(segments));
+      checkWritePreconditions(request, current && etagOf(current));
+    }
+    return text;
   };
   await check();
   const record = await read();
+  // the record is read once in the lock: the check and beforeWrite (the blob it replaces) share its text
   const existed = await ctx.names.exclusive(segments, async () => {
     const before = await check();
-    await beforeWrite?.(record);
+    await beforeWrite?.(record, before);
     await ctx.names.put(segments, record);
-    return before;
+    return before !== undefined;
   });
   return { record, created: !existed };
 }
@@ -194,12 +197,12 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     const contentType = request.headers['content-type'];
     const contentDisposition = request.headers['content-disposition'];
     return { digest, size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}), ...(contentDisposition ? { contentDisposition } : {}), ...(plainSize === undefined ? {} : { plainSize }) };
-  }, async (next) => {
+  }, async (next, replaced) => {
     // The blob the name points at until now, named by nothing once it is written: marked
     // until recorded so below, or a kill in between leaves it to no prune (naming-marks.ts).
     // A write that fails keeps the mark (it may have failed after the rename, its directory's
     // fsync): a prune once this process is gone finds the blob named, or frees it.
-    previous = await replacedBlob(ctx, request.log, segments);
+    previous = replaced === undefined ? undefined : await replacedBlob(ctx, request.log, segments, replaced);
     if (previous && previous.digest !== next.digest) previousMark = await ctx.marks.mark(parseDigestString(previous.digest));
   })
     .catch(async (err: unknown) => {
