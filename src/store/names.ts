@@ -260,8 +260,8 @@ export class NameStore {
   }
 }
 
-/** A record's text (of `file`) as JSON; one that is not is damage on the server's side (a disk, a restore), never the client's. */
-export function parseRecord<T>(text: string, file: string): T {
+/** A record that is not JSON is damage on the server's side (a disk, a restore), never the client's. */
+function parseRecord<T>(text: string, file: string): T {
   try {
     return JSON.parse(text) as T;
   } catch (err) {

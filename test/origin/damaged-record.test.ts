@@ -15,6 +15,7 @@ import { Retention } from '../../src/origin/retention.js';
 import type { NameRecord } from '../../src/store/names.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
 import { startServerProcess } from '../helpers/processes.js';
+import { uploadRunManifestBase } from '../helpers/run-manifest.js';
 import { attachStrace } from '../helpers/strace.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -92,6 +93,42 @@ t.test('the upload that replaces a damaged record says so in the log, with the n
   t.match(said('stub'), [{ level: 40, msg: /names\.v1\/artifacts\/r\/j\/stub\.rec\.json, is damaged .* freed by no prune/ }]);
   for (const name of Object.keys(DAMAGED)) t.equal(said(name).length, 1, `${name}: said once`);
   await origin.stop();
+});
+
+/** A PUT of `body` with `conditions`: its status, code and message. */
+async function conditionalPut(url: string, body: string, conditions: Record<string, string>): Promise<{ status: number; code?: string; message?: string }> {
+  const res = await request(url, { method: 'PUT', body, headers: { authorization: `Bearer ${TEST_TOKEN}`, ...conditions } });
+  const answer = (await res.body.json()) as { code?: string; message?: string };
+  return { status: res.statusCode, ...(answer.code ? { code: answer.code, message: answer.message } : {}) };
+}
+
+t.test('a conditional PUT of a name whose record is damaged: no ETag, so If-Match of one and If-None-Match: * are 412, If-Match: * and If-None-Match of a tag replace it', async (t) => {
+  const origin = await startOrigin(t);
+  const firsts = await uploadAndDamage(origin.url, origin.dataDir, t);
+  const runPath = '/projects/p/runs/r1';
+  t.equal(await put(`${origin.url}${runPath}`, JSON.stringify(await uploadRunManifestBase(origin.url, 'p', 'r1'))), '201', 'a run manifest uploaded');
+  const runFile = join(origin.dataDir, 'names.v1', 'projects', 'p', 'runs', 'r1.rec.json');
+  writeFileSync(runFile, readFileSync(runFile, 'utf8').slice(0, 40));
+  const refused = { status: 412, code: 'FC_ERR_PRECONDITION_FAILED', message: /the name's record is damaged .*so it has no ETag; a PUT without If-Match and If-None-Match, or with If-Match: \*, replaces it/ };
+  const runBody = JSON.stringify(await uploadRunManifestBase(origin.url, 'p', 'r1', 'again'));
+  const names = [
+    ...Object.keys(DAMAGED).map((name) => ({ path: `/artifacts/r/j/${name}`, file: join(origin.dataDir, 'names.v1', 'artifacts', 'r', 'j', `${name}.rec.json`), body: `${name}, replaced` })),
+    { path: runPath, file: runFile, body: runBody },
+  ];
+  for (const { path, file, body } of names) {
+    const text = readFileSync(file, 'utf8');
+    t.match(await conditionalPut(`${origin.url}${path}`, body, { 'if-match': `"sha256:${sha(firsts.cut)}"` }), { ...refused, message: new RegExp(`^If-Match: .*${refused.message.source}`) }, `${path}: If-Match of a tag`);
+    // a run pushed once more with its id: push's If-None-Match: * says it exists
+    t.match(await conditionalPut(`${origin.url}${path}`, body, { 'if-none-match': '*' }), { ...refused, message: new RegExp(`^If-None-Match: \\*: .*${refused.message.source}`) }, `${path}: If-None-Match: *`);
+    t.equal(readFileSync(file, 'utf8'), text, `${path}: the refused PUTs left it as it was`);
+    t.equal((await get(`${origin.url}${path}`)).status, 500, `${path}: a GET still fails`);
+  }
+  const [cut, edited, stub, run] = names as [typeof names[0], typeof names[0], typeof names[0], typeof names[0]];
+  t.match(await conditionalPut(`${origin.url}${cut.path}`, cut.body, { 'if-match': '*' }), { status: 200 }, 'If-Match: * holds: the record exists');
+  t.match(await conditionalPut(`${origin.url}${edited.path}`, edited.body, { 'if-none-match': `"sha256:${sha(firsts.edited)}"` }), { status: 200 }, 'If-None-Match of a tag holds: the record has none');
+  t.match(await conditionalPut(`${origin.url}${stub.path}`, stub.body, { 'if-none-match': '"x"' }), { status: 200 }, 'If-None-Match of another tag too');
+  t.match(await conditionalPut(`${origin.url}${run.path}`, run.body, { 'if-match': '*' }), { status: 200 }, 'the run manifest replaced');
+  for (const { path, body } of names) t.same(await get(`${origin.url}${path}`), { status: 200, text: body }, `${path}: the name names what replaced it`);
 });
 
 t.test('a prune skips a record with a digest edited by hand, says so, and frees the other blobs as it would', async (t) => {
