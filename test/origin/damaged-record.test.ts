@@ -13,9 +13,9 @@ import { pushProject } from '../../src/project-upload/push.js';
 import { RECENT_MS } from '../../src/origin/references.js';
 import { Retention } from '../../src/origin/retention.js';
 import type { NameRecord } from '../../src/store/names.js';
-import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
+import { startOrigin, TEST_TOKEN, uploadBlob } from '../helpers/origin.js';
 import { startServerProcess } from '../helpers/processes.js';
-import { uploadRunManifestBase } from '../helpers/run-manifest.js';
+import { runManifest, uploadRunManifestBase } from '../helpers/run-manifest.js';
 import { attachStrace } from '../helpers/strace.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -155,6 +155,33 @@ t.test('a prune skips a record with a digest edited by hand, says so, and frees 
   t.equal(said.length, 2, 'said by each prune');
   t.match(said[0], { file: edited, msg: /does not name a blob as a record does .*skipped/ });
   t.notOk(warnings.some((w) => w.includes('is damaged')), 'the list of the freed is not damaged by it');
+});
+
+t.test('a prune skips a run manifest whose base digest was edited by hand, says so, and keeps the blob it still names whole', async (t) => {
+  const origin = await startOrigin(t);
+  const { names } = origin.context;
+  const base = Buffer.from('the base tar\n');
+  const [delta, otherDelta] = [Buffer.from('the delta of r1\n'), Buffer.from('the delta of r2\n')];
+  await uploadBlob(origin.url, base);
+  // the deltas stored as artifacts that expire with the runs: their only other names
+  for (const [i, d] of [delta, otherDelta].entries()) t.equal(await put(`${origin.url}/artifacts/r/j/d${i}`, d.toString()), '201');
+  for (const [run, d] of [['r1', delta], ['r2', otherDelta]] as const) t.equal(await put(`${origin.url}/projects/p/runs/${run}`, JSON.stringify(runManifest('p', run, base, { delta: d }))), '201', `${run}: uploaded`);
+  const edited = ['projects', 'p', 'runs', 'r1'];
+  const manifest = await names.get<{ base: object }>(edited);
+  await names.put(edited, { ...manifest, base: { ...manifest.base, digest: 'sha256:edited-by-hand' } });
+  const file = names.fileOf(edited);
+  const text = readFileSync(file, 'utf8');
+  const warnings: string[] = [];
+  const retention = new Retention(origin.context, { maxAgeMs: 30 * 86_400_000, keepBases: 3 }, pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) }));
+  // 40 days on: every name is due, and no blob held back as just uploaded
+  const report = await retention.prune({ now: Date.now() + 40 * 86_400_000 });
+  t.match(report, { names: { artifacts: 2, runs: 1 }, blobs: 2, bytes: base.length + otherDelta.length, failed: 0 }, 'the artifacts and the sound run go, with the base and the delta of r2');
+  for (const [what, bytes, status] of [['the base', base, 404], ['the delta of r2', otherDelta, 404], ['the delta the edited run names whole', delta, 200]] as const) {
+    t.equal((await get(`${origin.url}/cas/sha256/${sha(bytes.toString())}`)).status, status, `${what}: ${status === 200 ? 'kept' : 'deleted'}`);
+  }
+  t.equal(readFileSync(file, 'utf8'), text, 'the edited run manifest is left as it is');
+  const said = warnings.map((w) => JSON.parse(w) as { name?: string; file?: string; msg: string }).filter((w) => w.name === 'projects/p/runs/r1');
+  t.match(said, [{ file, msg: /does not name a blob as a record does .*skipped/ }], 'said once, with its name and file');
 });
 
 t.test('the bases listing leaves out a base whose digest was edited by hand, says so, and a push goes on', async (t) => {
