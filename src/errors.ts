@@ -39,7 +39,7 @@ export const ERROR_CODES = {
   FC_ERR_TOO_MANY_HEADERS: { status: 431, exit: EXIT.usage, summary: 'The request has more header fields than the server accepts, or more than 16 KiB of them.' },
   FC_ERR_REQUEST_TIMEOUT: { status: 408, exit: EXIT.failure, summary: 'The request did not arrive in time: the server closed the connection.' },
   FC_ERR_RANGE: { status: 416, exit: EXIT.usage, summary: 'The requested byte range cannot be satisfied.' },
-  FC_ERR_PRECONDITION_FAILED: { status: 412, exit: EXIT.failure, summary: 'A condition is false: If-Match or If-None-Match of a write (nothing was written), If-Match or If-Unmodified-Since of a read (the object changed).' },
+  FC_ERR_PRECONDITION_FAILED: { status: 412, exit: EXIT.failure, summary: 'A condition is false: If-Match or If-None-Match of a write (nothing was written; a name whose record is damaged has no ETag, so If-Match of one and If-None-Match: * are false), If-Match or If-Unmodified-Since of a read (the object changed).' },
   FC_ERR_NOT_FOUND: { status: 404, exit: EXIT.notFound, summary: 'No such object, name or route.' },
   FC_ERR_METHOD_NOT_ALLOWED: { status: 405, exit: EXIT.usage, summary: 'The path exists but not with this method; Allow lists the methods it has.' },
   FC_ERR_NOT_IMPLEMENTED: { status: 501, exit: EXIT.usage, summary: 'The request method is one the server has on no path (neither GET, HEAD, PUT, POST, DELETE, PATCH, OPTIONS nor TRACE: PROPFIND, CONNECT, a method unknown to HTTP).' },

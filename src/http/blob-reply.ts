@@ -36,14 +36,15 @@ function ifNoneMatchHits(header: string | undefined, etag: string): boolean {
 /**
  * If-Match and If-None-Match of a write (RFC 9110 §13.1.1, §13.1.2, evaluated in the order
  * of §13.2.2): throws FC_ERR_PRECONDITION_FAILED (412) when one is false. `etag` is the
- * current representation's, undefined when there is none.
+ * current representation's, undefined when there is none or it has none (`exists`): only
+ * `*` then matches, in If-Match or If-None-Match.
  */
-export function checkWritePreconditions(request: FastifyRequest, etag: string | undefined): void {
-  checkIfMatch(request, etag);
+export function checkWritePreconditions(request: FastifyRequest, etag: string | undefined, exists = etag !== undefined): void {
+  checkIfMatch(request, etag, exists);
   const ifNoneMatch = request.headers['if-none-match'];
-  if (ifNoneMatch !== undefined && etag !== undefined && ifNoneMatchHits(ifNoneMatch, etag)) {
-    throw new FleetError('FC_ERR_PRECONDITION_FAILED', `If-None-Match: the current ETag is ${etag}`);
-  }
+  if (ifNoneMatch === undefined) return;
+  if (etag !== undefined && ifNoneMatchHits(ifNoneMatch, etag)) throw new FleetError('FC_ERR_PRECONDITION_FAILED', `If-None-Match: the current ETag is ${etag}`);
+  if (exists && ifNoneMatch.trim() === '*') throw new FleetError('FC_ERR_PRECONDITION_FAILED', 'If-None-Match: *: there is a current representation');
 }
 
 /**

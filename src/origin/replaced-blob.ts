@@ -36,13 +36,11 @@ function digestInText(text: string): string | undefined {
 }
 
 /**
- * The blob the record of `segments` names now, undefined when there is none: called in the
- * name's lock, before the upload's record replaces it. A damaged record is logged, with the
- * name and what becomes of the blob it named.
+ * The blob the record of `segments`, read as `text`, names now: called in the name's lock,
+ * before the upload's record replaces it. A damaged record is logged, with the name and what
+ * becomes of the blob it named.
  */
-export async function replacedBlob(ctx: OriginContext, log: FastifyBaseLogger, segments: readonly string[]): Promise<NamedBlob | undefined> {
-  const text = await ctx.names.text(segments);
-  if (text === undefined) return undefined;
+export async function replacedBlob(ctx: OriginContext, log: FastifyBaseLogger, segments: readonly string[], text: string): Promise<NamedBlob | undefined> {
   let value: unknown;
   let damage = 'not a name record (a digest "<algo>:<hex>" and a size)';
   try {

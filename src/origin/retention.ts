@@ -13,10 +13,9 @@ import type { FastifyBaseLogger } from 'fastify';
 import { Counter, Gauge } from 'prom-client';
 import { errorMessage, FleetError, isNoRoom, NotFoundError } from '../errors.js';
 import { DIGEST_ALGORITHMS, isStoredDigest, isStoredHex, parseDigestString } from '../store/digest.js';
-import type { NameRecord } from '../store/names.js';
 import { replacedRecord, uploadRecord, type OriginContext, type ReplacedRecord, type UploadRecord } from './context.js';
 import type { LeftMark } from './naming-marks.js';
-import { blobOfRecord } from './replaced-blob.js';
+import { surveyNames, type Due } from './retention-survey.js';
 
 export interface RetentionPolicy {
   /** Names older than this are deleted. */
@@ -48,12 +47,6 @@ export interface PruneReport {
   readonly durationMs: number;
 }
 
-/** A run manifest as far as retention reads it (the origin checked the rest when it was written). */
-interface RunRecord {
-  readonly base?: { digest?: string; size?: number };
-  readonly delta?: { digest?: string; size?: number } | null;
-}
-
 /** Where a prune writes down the blobs it frees before deleting their names; removed once they are. */
 const PENDING = ['_retention', 'pending'];
 /**
@@ -70,13 +63,6 @@ interface PendingRecord {
   readonly blobs: Array<Freed | [digest: string, size: number]>;
 }
 
-interface Due {
-  readonly segments: string[];
-  readonly kind: keyof PruneReport['names'];
-  /** The record as read: deleted only if still the same. */
-  readonly text: string;
-}
-
 /** Whether `entry` of a PENDING list is one as written: a digest, a size, and when it was freed (absent from an earlier version's). */
 function isFreedEntry(entry: unknown): boolean {
   if (!Array.isArray(entry) || entry.length < 2 || entry.length > 3) return false;
@@ -89,8 +75,6 @@ function isReplacedRecord(value: unknown): value is ReplacedRecord {
   const { size, at } = (value ?? {}) as { size?: unknown; at?: unknown };
   return Number.isSafeInteger(size) && (size as number) >= 0 && Number.isFinite(at);
 }
-
-type Blobs = Map<string, number>;
 
 export class Retention {
   readonly #ctx: OriginContext;
@@ -220,7 +204,7 @@ export class Retention {
     const { names } = this.#ctx;
     const replaced = await this.#replaced();
     const marks = await this.#ctx.marks.leftovers(now);
-    const { due, kept, freed } = await this.#survey(cutoff);
+    const { due, kept, freed } = await surveyNames(names, cutoff, this.#policy.keepBases, this.#log);
     const all = new Map<string, Freed>();
     const pending = await this.#readPending();
     for (const [digest, size, freedAt] of pending?.blobs ?? []) {
@@ -332,110 +316,5 @@ export class Retention {
       this.#bytesDeleted.inc(size);
     }
     return { blobs, bytes, failed, left, held };
-  }
-
-  /** Reads every name: which are due, the blobs the others point at, and those only due ones do. */
-  async #survey(cutoff: number): Promise<{ due: Due[]; kept: Set<string>; freed: Blobs }> {
-    const { names } = this.#ctx;
-    const due: Due[] = [];
-    const kept = new Set<string>();
-    const freed: Blobs = new Map();
-    /**
-     * A record, or undefined when it is gone since listed. One that cannot be read (damaged,
-     * an I/O error) stops the prune before anything is deleted: what it names is unknown,
-     * and a blob it shares with a due name would go with it.
-     */
-    const read = async <T>(segments: string[]): Promise<{ record: T; text: string } | undefined> => {
-      let record: T | undefined;
-      try {
-        record = await names.find<T>(segments);
-      } catch (err) {
-        throw new FleetError('FC_ERR_INTERNAL', `retention: cannot read the name ${segments.join('/')}, so nothing was deleted: ${errorMessage(err)}`, { cause: err });
-      }
-      return record === undefined ? undefined : { record, text: JSON.stringify(record) };
-    };
-    /**
-     * Says a record whose blob is not one (a digest edited by hand: valid JSON, no digest),
-     * which the prune skips: not deleted, no blob freed for it. Listed among the blobs to
-     * free, that digest would make their list damaged, and them never deleted.
-     */
-    const skip = (segments: string[]): void => {
-      const name = segments.join('/');
-      const file = names.fileOf(segments);
-      this.#log?.warn({ name, file }, `retention: the record of the name ${name}, ${file}, does not name a blob as a record does (a digest "<algo>:<hex>" and a size): skipped, neither deleted nor its blob freed`);
-    };
-
-    for await (const segments of names.walk(['artifacts'])) {
-      const found = await read<NameRecord>(segments);
-      if (!found) continue;
-      const { record } = found;
-      const blob = blobOfRecord(record);
-      if (!blob) {
-        skip(segments);
-        continue;
-      }
-      if (record.created < cutoff) {
-        due.push({ segments, kind: 'artifacts', text: found.text });
-        // bytes also uploaded to /cas itself (an asset) are not the artifact's to free (context.ts uploadRecord)
-        if (!(await names.exists(uploadRecord(blob.digest)))) freed.set(blob.digest, blob.size);
-      } else kept.add(blob.digest);
-    }
-
-    const bases = new Map<string, Array<{ segments: string[]; record: NameRecord; text: string }>>();
-    for await (const segments of names.walk(['projects'])) {
-      const [, project, kind] = segments;
-      if (segments.length !== 4 || project === undefined) continue;
-      if (kind === 'bases') {
-        const found = await read<NameRecord>(segments);
-        if (!found) continue;
-        // not among the newest kept: the listing leaves it out, push does not see it
-        if (!blobOfRecord(found.record)) {
-          skip(segments);
-          continue;
-        }
-        const list = bases.get(project) ?? [];
-        list.push({ segments, ...found });
-        bases.set(project, list);
-        continue;
-      }
-      if (kind !== 'runs') continue;
-      const found = await read<RunRecord>(segments);
-      if (!found) continue;
-      const { record } = found;
-      // dated by when the origin stored it (its file), not by the `created` the pushing
-      // machine's clock wrote in it
-      const created = await names.mtimeMs(segments).catch((err: unknown) => {
-        if (err instanceof NotFoundError) return Infinity; // gone since listed: not due
-        throw err;
-      });
-      const blobs: Blobs = new Map();
-      const named = [record.base, record.delta ?? undefined].filter((b) => b !== undefined).map(blobOfRecord);
-      for (const blob of named) if (blob) blobs.set(blob.digest, blob.size);
-      if (named.includes(undefined)) {
-        // what it names whole stays: it may be the edited one's too
-        skip(segments);
-        for (const digest of blobs.keys()) kept.add(digest);
-        continue;
-      }
-      if (created < cutoff) {
-        due.push({ segments, kind: 'runs', text: found.text });
-        for (const [digest, size] of blobs) freed.set(digest, size);
-      } else for (const digest of blobs.keys()) kept.add(digest);
-    }
-
-    for (const list of bases.values()) {
-      // newest first, as the base listing (and so push) orders them; a base a kept run
-      // names is kept as its blob (machines fetch a run's base by digest), and so its name
-      list.sort((a, b) => b.record.created - a.record.created || (a.segments[3]! < b.segments[3]! ? 1 : -1));
-      list.forEach((b, i) => {
-        const keep = i < this.#policy.keepBases || b.record.created >= cutoff || kept.has(b.record.digest);
-        if (keep) kept.add(b.record.digest);
-        else {
-          due.push({ segments: b.segments, kind: 'bases', text: b.text });
-          freed.set(b.record.digest, b.record.size);
-        }
-      });
-    }
-    return { due, kept, freed };
   }
 }

@@ -3,7 +3,8 @@
 // 400, not a 500), says so in the log with the name, and the blob the record named is freed
 // by the next prune when its text still names it whole; text that names none leaves it.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
@@ -12,8 +13,10 @@ import { pushProject } from '../../src/project-upload/push.js';
 import { RECENT_MS } from '../../src/origin/references.js';
 import { Retention } from '../../src/origin/retention.js';
 import type { NameRecord } from '../../src/store/names.js';
-import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
+import { startOrigin, TEST_TOKEN, uploadBlob } from '../helpers/origin.js';
 import { startServerProcess } from '../helpers/processes.js';
+import { runManifest, uploadRunManifestBase } from '../helpers/run-manifest.js';
+import { attachStrace } from '../helpers/strace.js';
 import { eventually } from '../helpers/wait.js';
 
 const sha = (text: string) => createHash('sha256').update(text).digest('hex');
@@ -68,11 +71,21 @@ t.test('an upload replaces a damaged record; the blob it named goes with the nex
   for (const name of Object.keys(DAMAGED)) t.equal((await get(`${origin.url}/artifacts/r/j/${name}`)).status, 200, `${name}: the name stays`);
 });
 
-t.test('the upload that replaces a damaged record says so in the log, with the name and what becomes of its blob', async (t) => {
+t.test('the upload that replaces a damaged record says so in the log, with the name and what becomes of its blob, and reads the record once in its lock', async (t) => {
   const dataDir = t.testdir();
   const origin = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', dataDir], { FLEETCACHE_TOKEN: TEST_TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' });
   const firsts = await uploadAndDamage(origin.url, dataDir, t);
+  // strace, attached by PID, sees each open of the records (-P): the upload's check before its
+  // body, and its check in the name's lock, whose text tells the blob it replaces (a sound
+  // record's too: the same read)
+  const files = Object.keys(DAMAGED).map((name) => join(dataDir, 'names.v1', 'artifacts', 'r', 'j', `${name}.rec.json`));
+  const traceDir = mkdtempSync(join(tmpdir(), 'fleetcache-strace-'));
+  t.teardown(() => rmSync(traceDir, { recursive: true, force: true }));
+  const detach = await attachStrace(t, [origin.child.pid!], join(traceDir, 'trace'), [...files.flatMap((f) => ['-P', f]), '-e', 'trace=openat']);
   for (const name of Object.keys(DAMAGED)) t.equal(await put(`${origin.url}/artifacts/r/j/${name}`, `again ${name}`), '200', `${name}: replaced`);
+  await detach();
+  const trace = readFileSync(join(traceDir, 'trace'), 'utf8');
+  for (const file of files) t.equal(trace.split('\n').filter((l) => l.includes(`openat(AT_FDCWD, "${file}"`)).length, 2, `${file}: opened twice, before the body and once in the lock`);
   const said = (name: string) => origin.stderr().split('\n').filter((l) => l.includes(`"name":"artifacts/r/j/${name}"`)).map((l) => JSON.parse(l) as { level: number; msg: string; digest?: string });
   await eventually('a line for each damaged record', () => Object.keys(DAMAGED).every((name) => said(name).length > 0));
   t.match(said('cut'), [{ level: 40, digest: `sha256:${sha(firsts.cut)}`, msg: /is damaged \(Unterminated string in JSON[^)]*\); this upload replaces it\. The blob it named, sha256:\w+ \(read from its text\), is freed by the next prune/ }]);
@@ -80,6 +93,42 @@ t.test('the upload that replaces a damaged record says so in the log, with the n
   t.match(said('stub'), [{ level: 40, msg: /names\.v1\/artifacts\/r\/j\/stub\.rec\.json, is damaged .* freed by no prune/ }]);
   for (const name of Object.keys(DAMAGED)) t.equal(said(name).length, 1, `${name}: said once`);
   await origin.stop();
+});
+
+/** A PUT of `body` with `conditions`: its status, code and message. */
+async function conditionalPut(url: string, body: string, conditions: Record<string, string>): Promise<{ status: number; code?: string; message?: string }> {
+  const res = await request(url, { method: 'PUT', body, headers: { authorization: `Bearer ${TEST_TOKEN}`, ...conditions } });
+  const answer = (await res.body.json()) as { code?: string; message?: string };
+  return { status: res.statusCode, ...(answer.code ? { code: answer.code, message: answer.message } : {}) };
+}
+
+t.test('a conditional PUT of a name whose record is damaged: no ETag, so If-Match of one and If-None-Match: * are 412, If-Match: * and If-None-Match of a tag replace it', async (t) => {
+  const origin = await startOrigin(t);
+  const firsts = await uploadAndDamage(origin.url, origin.dataDir, t);
+  const runPath = '/projects/p/runs/r1';
+  t.equal(await put(`${origin.url}${runPath}`, JSON.stringify(await uploadRunManifestBase(origin.url, 'p', 'r1'))), '201', 'a run manifest uploaded');
+  const runFile = join(origin.dataDir, 'names.v1', 'projects', 'p', 'runs', 'r1.rec.json');
+  writeFileSync(runFile, readFileSync(runFile, 'utf8').slice(0, 40));
+  const refused = { status: 412, code: 'FC_ERR_PRECONDITION_FAILED', message: /the name's record is damaged .*so it has no ETag; a PUT without If-Match and If-None-Match, or with If-Match: \*, replaces it/ };
+  const runBody = JSON.stringify(await uploadRunManifestBase(origin.url, 'p', 'r1', 'again'));
+  const names = [
+    ...Object.keys(DAMAGED).map((name) => ({ path: `/artifacts/r/j/${name}`, file: join(origin.dataDir, 'names.v1', 'artifacts', 'r', 'j', `${name}.rec.json`), body: `${name}, replaced` })),
+    { path: runPath, file: runFile, body: runBody },
+  ];
+  for (const { path, file, body } of names) {
+    const text = readFileSync(file, 'utf8');
+    t.match(await conditionalPut(`${origin.url}${path}`, body, { 'if-match': `"sha256:${sha(firsts.cut)}"` }), { ...refused, message: new RegExp(`^If-Match: .*${refused.message.source}`) }, `${path}: If-Match of a tag`);
+    // a run pushed once more with its id: push's If-None-Match: * says it exists
+    t.match(await conditionalPut(`${origin.url}${path}`, body, { 'if-none-match': '*' }), { ...refused, message: new RegExp(`^If-None-Match: \\*: .*${refused.message.source}`) }, `${path}: If-None-Match: *`);
+    t.equal(readFileSync(file, 'utf8'), text, `${path}: the refused PUTs left it as it was`);
+    t.equal((await get(`${origin.url}${path}`)).status, 500, `${path}: a GET still fails`);
+  }
+  const [cut, edited, stub, run] = names as [typeof names[0], typeof names[0], typeof names[0], typeof names[0]];
+  t.match(await conditionalPut(`${origin.url}${cut.path}`, cut.body, { 'if-match': '*' }), { status: 200 }, 'If-Match: * holds: the record exists');
+  t.match(await conditionalPut(`${origin.url}${edited.path}`, edited.body, { 'if-none-match': `"sha256:${sha(firsts.edited)}"` }), { status: 200 }, 'If-None-Match of a tag holds: the record has none');
+  t.match(await conditionalPut(`${origin.url}${stub.path}`, stub.body, { 'if-none-match': '"x"' }), { status: 200 }, 'If-None-Match of another tag too');
+  t.match(await conditionalPut(`${origin.url}${run.path}`, run.body, { 'if-match': '*' }), { status: 200 }, 'the run manifest replaced');
+  for (const { path, body } of names) t.same(await get(`${origin.url}${path}`), { status: 200, text: body }, `${path}: the name names what replaced it`);
 });
 
 t.test('a prune skips a record with a digest edited by hand, says so, and frees the other blobs as it would', async (t) => {
@@ -106,6 +155,33 @@ t.test('a prune skips a record with a digest edited by hand, says so, and frees 
   t.equal(said.length, 2, 'said by each prune');
   t.match(said[0], { file: edited, msg: /does not name a blob as a record does .*skipped/ });
   t.notOk(warnings.some((w) => w.includes('is damaged')), 'the list of the freed is not damaged by it');
+});
+
+t.test('a prune skips a run manifest whose base digest was edited by hand, says so, and keeps the blob it still names whole', async (t) => {
+  const origin = await startOrigin(t);
+  const { names } = origin.context;
+  const base = Buffer.from('the base tar\n');
+  const [delta, otherDelta] = [Buffer.from('the delta of r1\n'), Buffer.from('the delta of r2\n')];
+  await uploadBlob(origin.url, base);
+  // the deltas stored as artifacts that expire with the runs: their only other names
+  for (const [i, d] of [delta, otherDelta].entries()) t.equal(await put(`${origin.url}/artifacts/r/j/d${i}`, d.toString()), '201');
+  for (const [run, d] of [['r1', delta], ['r2', otherDelta]] as const) t.equal(await put(`${origin.url}/projects/p/runs/${run}`, JSON.stringify(runManifest('p', run, base, { delta: d }))), '201', `${run}: uploaded`);
+  const edited = ['projects', 'p', 'runs', 'r1'];
+  const manifest = await names.get<{ base: object }>(edited);
+  await names.put(edited, { ...manifest, base: { ...manifest.base, digest: 'sha256:edited-by-hand' } });
+  const file = names.fileOf(edited);
+  const text = readFileSync(file, 'utf8');
+  const warnings: string[] = [];
+  const retention = new Retention(origin.context, { maxAgeMs: 30 * 86_400_000, keepBases: 3 }, pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) }));
+  // 40 days on: every name is due, and no blob held back as just uploaded
+  const report = await retention.prune({ now: Date.now() + 40 * 86_400_000 });
+  t.match(report, { names: { artifacts: 2, runs: 1 }, blobs: 2, bytes: base.length + otherDelta.length, failed: 0 }, 'the artifacts and the sound run go, with the base and the delta of r2');
+  for (const [what, bytes, status] of [['the base', base, 404], ['the delta of r2', otherDelta, 404], ['the delta the edited run names whole', delta, 200]] as const) {
+    t.equal((await get(`${origin.url}/cas/sha256/${sha(bytes.toString())}`)).status, status, `${what}: ${status === 200 ? 'kept' : 'deleted'}`);
+  }
+  t.equal(readFileSync(file, 'utf8'), text, 'the edited run manifest is left as it is');
+  const said = warnings.map((w) => JSON.parse(w) as { name?: string; file?: string; msg: string }).filter((w) => w.name === 'projects/p/runs/r1');
+  t.match(said, [{ file, msg: /does not name a blob as a record does .*skipped/ }], 'said once, with its name and file');
 });
 
 t.test('the bases listing leaves out a base whose digest was edited by hand, says so, and a push goes on', async (t) => {

@@ -25,6 +25,11 @@ function blobNameEtag(record: NameRecord): string {
   return nameEtag(record.digest, record);
 }
 
+/** The ETag of a record read as JSON, undefined when it is no name record (a GET of it is a 500). */
+function recordEtag(value: unknown): string | undefined {
+  return blobOfRecord(value) && blobNameEtag(value as NameRecord);
+}
+
 /** The ETag of a JSON document (a run manifest, a bases listing): the digest of the text it is answered with. */
 function jsonEtag(text: string): string {
   return `"sha256:${createHash('sha256').update(text).digest('hex')}"`;
@@ -44,36 +49,67 @@ function replyJson(ctx: OriginContext, request: FastifyRequest, reply: FastifyRe
 }
 
 /**
- * Writes a name when If-Match / If-None-Match allow it. They are checked before the body is
- * read (no upload only to be refused) and again, with the write, once it is: another PUT
+ * Checks If-Match / If-None-Match against the name's record, read as `text` (undefined: there
+ * is none). A record that does not read as one of its kind (damaged: `etagOf` gives none, or
+ * it is not JSON; a GET of it is a 500) is a current representation without an ETag (RFC 9110
+ * §13.1.1, §13.1.2): If-Match of a tag and If-None-Match: * are false, a 412 that says so;
+ * If-Match: * and If-None-Match of a tag hold, and the PUT writes over it as one without them
+ * does (§13.2.1: those answered 2xx evaluate their conditions, not a 500).
+ */
+function checkNameConditions(ctx: OriginContext, request: FastifyRequest, segments: string[], text: string | undefined, etagOf: (current: unknown) => string | undefined): void {
+  if (text === undefined) return checkWritePreconditions(request, undefined);
+  let damage = 'not a record of its kind';
+  let etag: string | undefined;
+  try {
+    etag = etagOf(JSON.parse(text));
+  } catch (err) {
+    damage = errorMessage(err);
+  }
+  if (etag !== undefined) return checkWritePreconditions(request, etag);
+  try {
+    checkWritePreconditions(request, undefined, true);
+  } catch (err) {
+    const name = segments.join('/');
+    const file = ctx.names.fileOf(segments);
+    request.log.warn({ name, file, damage }, `the record of the name ${name}, ${file}, is damaged (${damage}): a conditional PUT of it is refused (412); a PUT without If-Match and If-None-Match replaces it`);
+    // the client is told the damage, not the server's path
+    throw new FleetError('FC_ERR_PRECONDITION_FAILED', `${errorMessage(err)}: the name's record is damaged (a GET of it fails), so it has no ETag; a PUT without If-Match and If-None-Match, or with If-Match: *, replaces it`, { cause: err });
+  }
+}
+
+/**
+ * Writes a name when If-Match / If-None-Match allow it (checkNameConditions; `etagOf`: the
+ * ETag of a record read, undefined for one not of its kind). They are checked before the body
+ * is read (no upload only to be refused) and again, with the write, once it is: another PUT
  * may have changed the name meanwhile. `created`: the name had no record before (201, not
- * 200: RFC 9110 §9.3.4). `beforeWrite` runs in the name's lock, before the write.
+ * 200: RFC 9110 §9.3.4). `beforeWrite` runs in the name's lock, before the write, with the
+ * text of the record it replaces.
  */
 async function conditionalPut<T extends object>(
   ctx: OriginContext,
   request: FastifyRequest,
   segments: string[],
-  etagOf: (current: T) => string,
+  etagOf: (current: unknown) => string | undefined,
   read: () => Promise<T>,
-  beforeWrite?: (record: T) => Promise<void>,
+  beforeWrite?: (record: T, replaced: string | undefined) => Promise<void>,
 ): Promise<{ record: T; created: boolean }> {
   const conditional = request.headers['if-match'] !== undefined || request.headers['if-none-match'] !== undefined;
-  /** Whether the name has a record, after checking the conditions against it. */
-  const check = async (): Promise<boolean> => {
+  /** The text of the name's record, undefined when there is none, after checking the conditions against it. */
+  const check = async (): Promise<string | undefined> => {
     // a record that does not parse (damaged) exists, and is written over; one that cannot be
     // read (EIO, EACCES) fails the request, changing nothing
-    if (!conditional) return (await ctx.names.text(segments)) !== undefined;
-    const current = await ctx.names.find<T>(segments);
-    checkWritePreconditions(request, current && etagOf(current));
-    return current !== undefined;
+    const text = await ctx.names.text(segments);
+    if (conditional) checkNameConditions(ctx, request, segments, text, etagOf);
+    return text;
   };
   await check();
   const record = await read();
+  // the record is read once in the lock: the check and beforeWrite (the blob it replaces) share its text
   const existed = await ctx.names.exclusive(segments, async () => {
     const before = await check();
-    await beforeWrite?.(record);
+    await beforeWrite?.(record, before);
     await ctx.names.put(segments, record);
-    return before;
+    return before !== undefined;
   });
   return { record, created: !existed };
 }
@@ -177,7 +213,7 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     await removeMark(mark);
     mark = undefined;
   };
-  const { record, created } = await conditionalPut<NameRecord>(ctx, request, segments, blobNameEtag, async () => {
+  const { record, created } = await conditionalPut<NameRecord>(ctx, request, segments, recordEtag, async () => {
     const result = await ctx.store.put(request.raw, {
       maxSize: budget?.maxSize ?? ctx.maxBlobSize,
       ...(expected ? { expected } : {}),
@@ -194,12 +230,12 @@ async function putNamedBlob(ctx: OriginContext, request: FastifyRequest, reply: 
     const contentType = request.headers['content-type'];
     const contentDisposition = request.headers['content-disposition'];
     return { digest, size: result.size, created: Date.now(), ...(contentType ? { contentType } : {}), ...(contentDisposition ? { contentDisposition } : {}), ...(plainSize === undefined ? {} : { plainSize }) };
-  }, async (next) => {
+  }, async (next, replaced) => {
     // The blob the name points at until now, named by nothing once it is written: marked
     // until recorded so below, or a kill in between leaves it to no prune (naming-marks.ts).
     // A write that fails keeps the mark (it may have failed after the rename, its directory's
     // fsync): a prune once this process is gone finds the blob named, or frees it.
-    previous = await replacedBlob(ctx, request.log, segments);
+    previous = replaced === undefined ? undefined : await replacedBlob(ctx, request.log, segments, replaced);
     if (previous && previous.digest !== next.digest) previousMark = await ctx.marks.mark(parseDigestString(previous.digest));
   })
     .catch(async (err: unknown) => {
