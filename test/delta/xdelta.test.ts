@@ -76,7 +76,7 @@ t.test('corrupt and hostile deltas fail cleanly', async (t) => {
 
 t.test('interop with Debian xdelta3 -S none, both ways; -S djw refused clearly', async (t) => {
   const dir = t.testdir();
-  const { base, target } = pair(6 << 20);
+  const { base, target } = pair(2 << 20);
   writeFileSync(join(dir, 'base'), base);
   writeFileSync(join(dir, 'target'), target);
   // ours → native
@@ -84,8 +84,9 @@ t.test('interop with Debian xdelta3 -S none, both ways; -S djw refused clearly',
   writeFileSync(join(dir, 'ours.vcdiff'), vcdiff);
   execFileSync('xdelta3', ['-d', '-f', '-s', join(dir, 'base'), join(dir, 'ours.vcdiff'), join(dir, 'native-out')]);
   t.same(readFileSync(join(dir, 'native-out')), target, 'native xdelta3 decodes our delta');
-  // native → ours
-  execFileSync('xdelta3', ['-e', '-9', '-S', 'none', '-f', '-s', join(dir, 'base'), join(dir, 'target'), join(dir, 'native.vcdiff')]);
+  // native → ours (-B 4 MiB: above the base, the delta of the default 64 MiB source window,
+  // without the 0.4 s -9 spends sizing its tables for 64 MiB)
+  execFileSync('xdelta3', ['-e', '-9', '-B', '4194304', '-S', 'none', '-f', '-s', join(dir, 'base'), join(dir, 'target'), join(dir, 'native.vcdiff')]);
   t.same(await decode({ path: join(dir, 'base') }, readFileSync(join(dir, 'native.vcdiff'))), target, 'we decode native -S none');
   // -1: the refusal reads the header's secondary compressor (the same bytes at -9), and -9 spent 2 s of CPU here
   execFileSync('xdelta3', ['-e', '-1', '-S', 'djw', '-f', '-s', join(dir, 'base'), join(dir, 'target'), join(dir, 'djw.vcdiff')]);
@@ -132,7 +133,9 @@ t.test('stitching: windows moved into the coordinates of a larger base', async (
 });
 
 t.test('watchOutput: told of every piece of VCDIFF as written; the encode stops at the end of the window where it answers true', async (t) => {
-  const { base, target } = pair(40 << 20); // three target windows, each mostly copied
+  // two xdelta3 calls (16 MiB windows), each mostly copied: the first written as two VCDIFF
+  // windows of 8 MiB, the encode told to stop in the first of them
+  const { base, target } = pair(20 << 20);
   const whole = await encodeToBuffer(base, target, { level: 1 });
   t.equal(whole.complete, true);
   const windows = [...vcdiffWindows(whole.vcdiff)];
