@@ -1,7 +1,8 @@
 // `fleetcache run` interrupted while it sweeps what a script whose connection was lost left on
 // its ssh machine, where the machine takes the sweep and never ends it: the run's SIGINT cuts
 // the sweep short, before the machine is kept (--reuse) as before it is discarded, and as a
-// --reuse run takes back a machine whose record lists lost scripts.
+// --reuse run takes back a machine whose record lists lost scripts; and so does an --abend
+// failure on another machine, before a machine is kept.
 import t, { type Test } from 'tap';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -107,4 +108,41 @@ t.test('--reuse: SIGINT cuts the sweep of what a kept machine\'s record says its
   t.match(out, /Reusing lab:debian-12 at 127\.0\.0\.1:\d+\.\.\./, 'the kept machine is being taken back');
   t.notMatch(out, /Cannot reuse/, 'the interrupt is no failure of the machine');
   t.same((JSON.parse(await readFile(join(dir, REUSE_FILE), 'utf8')) as { machines: MachineRecord[] }).machines, [record], 'the machine stays kept, its lost script on record for the next --reuse run to stop');
+});
+
+t.test('--reuse --abend: a failure on another machine cuts the sweep before a machine is kept, and its WARNING says the run stopped at it', async (t) => {
+  const base = t.testdir();
+  const at = (name: string): string => join(base, name);
+  // host a: the command after the one that made `failnext` fails (the job's own kill, a command
+  // of its own as the job has no restore: the job stays to be swept), and every later one (that
+  // sweep, before the machine is kept) hangs; host b answers once a's sweep hangs (its project
+  // path is a's too), then its job fails
+  const a = await startSshd(t, at('sshd-a'), {
+    sftp: false,
+    config: [`ForceCommand if [ -e ${at('hang')} ]; then echo $$ >> ${at('hung')}; exec sleep 300; fi; if [ -e ${at('failnext')} ]; then rm ${at('failnext')}; touch ${at('hang')}; exit 1; fi; eval "$SSH_ORIGINAL_COMMAND"`],
+  });
+  const b = await startSshd(t, at('sshd-b'), { sftp: false, config: [`ForceCommand for i in $(seq 600); do [ -e ${at('hung')} ] && break; sleep 0.1; done; eval "$SSH_ORIGINAL_COMMAND"`] });
+  const dir = at('project');
+  await mkdir(join(dir, 'tests', 'a'), { recursive: true });
+  await mkdir(join(dir, 'tests', 'b'), { recursive: true });
+  await writeFile(join(dir, 'tests', 'a', 'task.yaml'), `summary: a\nbackends: [a]\nexecute: |\n  touch ${at('failnext')}\n`);
+  await writeFile(join(dir, 'tests', 'b', 'task.yaml'), `summary: b\nbackends: [b]\nexecute: |\n  touch ${at('failing')}\n  exit 1\n`);
+  const host = (name: string, port: number, key: string) => `  ${name}:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${port}\n        key: ${key}\n    systems: [debian-12]\n`;
+  await writeFile(join(dir, 'spread.yaml'), `project: sweeps\npath: ${at('remote-project')}\nbackends:\n${host('a', a.port, a.keyPath)}${host('b', b.port, b.keyPath)}suites:\n  tests/:\n    summary: two\n`);
+  const run = startRun(t, base, dir, ['--reuse', '--abend']);
+  await eventually('the sweep before a is kept reached it', () => existsSync(at('hung')), 60_000);
+  leftPids(t, at('hung'));
+  await eventually("b's job failed", () => existsSync(at('failing')), 60_000);
+  const failed = Date.now();
+  const code = await Promise.race([run.exited, new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 45_000).unref())]);
+  const took = Date.now() - failed;
+  const out = run.out();
+  t.ok(took < STOPPED_WITHIN_MS, `the run ended ${took} ms after the failure`);
+  t.equal(code, 1, 'the run fails');
+  t.match(out, /Keeping a:debian-12 at 127\.0\.0\.1:\d+\n/, 'a is kept');
+  t.match(out, /WARNING: a:debian-12 at .* may still run the processes of a script whose connection was lost: they could not be stopped: the run stopped at a failure \(-abend\)\n/);
+  t.notMatch(out, /the run was interrupted/, 'no interrupt is reported');
+  t.match(out, /Keeping b:debian-12 at 127\.0\.0\.1:\d+ \(-abend\)\n/, 'b is kept for inspection');
+  const records = (JSON.parse(await readFile(join(dir, REUSE_FILE), 'utf8')) as { machines: MachineRecord[] }).machines;
+  t.equal(records.find((r) => r.backend === 'a')?.lostJobs?.length, 1, "a's job is on record, for the next --reuse run to stop what it left");
 });
