@@ -213,7 +213,7 @@ class AdhocProvider implements Provider {
     try {
       await this.#sweepLeft(endpoint, label, REUSED_RETRIES, signal);
       const machine = await this.#connect(record.address, { ...system, username: record.username ?? system.username, password: record.password ?? system.password }, REUSED_RETRIES, signal);
-      await machine.stopLeftOnRecord(record);
+      await machine.stopLeftOnRecord(record, signal);
       return machine;
     } catch (err) {
       this.#live.delete(endpoint);

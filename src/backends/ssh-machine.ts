@@ -101,13 +101,14 @@ export class SshMachine implements Machine {
   /**
    * Stops what the lost scripts and jobs of `record` (a machine kept by an earlier run that
    * could not stop them) may still run, before the machine serves a job: rejects, its
-   * connection closed, when it cannot, and the machine is not taken back.
+   * connection closed, when it cannot, and the machine is not taken back. `signal` (the run's)
+   * cuts it short, as it does stopLostScripts.
    */
-  async stopLeftOnRecord(record: MachineRecord): Promise<void> {
+  async stopLeftOnRecord(record: MachineRecord, signal?: AbortSignal): Promise<void> {
     this.#scriptsLeft = [...(record.lostScripts ?? [])];
     this.#jobsLeft.push(...(record.lostJobs ?? []));
     try {
-      await this.stopLostScripts();
+      await this.stopLostScripts(signal);
     } catch (err) {
       await this.close().catch(() => undefined);
       throw new UpstreamError(`the processes of a script whose connection was lost in an earlier run may still run there, and they cannot be stopped: ${errorMessage(err)}`);

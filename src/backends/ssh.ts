@@ -198,7 +198,7 @@ class SshProvider implements Provider {
     try {
       await this.#sweepLeft(h, signal);
       const machine = await this.#connect(h, system, signal);
-      await machine.stopLeftOnRecord(record);
+      await machine.stopLeftOnRecord(record, signal);
       return machine;
     } catch (err) {
       // a kept machine not taken back stays kept: its host is still held

@@ -42,13 +42,11 @@ export async function execWithReboots(machine: Machine, script: string, o: Reboo
     o.onOutput?.(chunk);
   };
   for (let reboots = 0; ; reboots++) {
-    const res = await machine.exec(script, { ...exec, env: [...env, ['SPREAD_REBOOT', key]], onOutput });
-    const output = all.text();
-    const marker = res.exitCode === MARKER_EXIT && !res.killed ? lastMarker(res.output) : undefined;
+    const { res, marker } = await runOnce(machine, script, { ...exec, env: [...env, ['SPREAD_REBOOT', key]], onOutput });
     // ERROR msg: the run fails with just the message, not the trace (spec §11)
     if (marker?.name === 'ERROR' && marker.value !== '') return { ...res, output: marker.value };
-    if (marker?.name !== 'REBOOT') return { ...res, output };
-    if (reboots >= MAX_REBOOTS) return { ...res, output, failure: `rebooted ${reboots} times and asked again: more than ${MAX_REBOOTS} reboots` };
+    if (marker?.name !== 'REBOOT') return { ...res, output: all.text() };
+    if (reboots >= MAX_REBOOTS) return { ...res, output: all.text(), failure: `rebooted ${reboots} times and asked again: more than ${MAX_REBOOTS} reboots` };
     log(`Rebooting on ${describe} as requested...`);
     try {
       await machine.reboot({
@@ -58,10 +56,21 @@ export async function execWithReboots(machine: Machine, script: string, o: Reboo
       });
     } catch (err) {
       if (!(err instanceof RebootError)) throw err;
-      return { ...res, output, failure: err.message, lost: true };
+      return { ...res, output: all.text(), failure: err.message, lost: true };
     }
     log(`Connected after reboot to ${describe}`);
     key = marker.value || String(reboots + 1);
     all.push('\n');
   }
+}
+
+/**
+ * Runs the script once: its result without its output (`all` in execWithReboots has it), and
+ * the marker its output ends with. The output stays here: a variable of execWithReboots holding
+ * it (or all.text()) was kept while the machine rebooted and the next run went, as each await
+ * keeps the function's variables, so a script that rebooted held its output up to three times.
+ */
+async function runOnce(machine: Machine, script: string, o: ExecOptions): Promise<{ res: Omit<ExecResult, 'output'>; marker: ReturnType<typeof lastMarker> }> {
+  const { output, ...res } = await machine.exec(script, o);
+  return { res, marker: res.exitCode === MARKER_EXIT && !res.killed ? lastMarker(output) : undefined };
 }

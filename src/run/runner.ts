@@ -334,6 +334,11 @@ async function runJobs(
 
   const abend = o.abend ? new AbortController() : undefined;
   const stopping = [abend?.signal, interrupt?.signal].filter((s) => s !== undefined);
+  /** Aborted when the run stops: interrupted, or at an -abend failure. */
+  const stop = stopping.length > 0 ? AbortSignal.any(stopping) : undefined;
+  /** Why the run stops, as a line ends it (`...: the run was interrupted`); undefined while it does not. */
+  const whyStopping = (): Error | undefined =>
+    interrupt?.signal.aborted ? new Error('the run was interrupted') : abend?.signal.aborted ? new Error('the run stopped at a failure (-abend)') : undefined;
   const sessionCtx = {
     project,
     log,
@@ -359,11 +364,8 @@ async function runJobs(
   const keepMachine = async (machine: Machine, label: string, why: string): Promise<void> => {
     // the next -reuse run takes it back to run its jobs: what a script whose connection was lost
     // may have left running goes first, as at a discard; not after an interrupt or an -abend
-    // failure (nothing is killed then: kept as it is, for inspection); the interrupt cuts it short
-    const signal = interrupt?.signal;
-    const unstopped = stopping.some((s) => s.aborted)
-      ? undefined
-      : await machine.stopLostScripts?.(signal).then(() => undefined, (err: unknown) => (signal?.aborted ? new Error('the run was interrupted') : err));
+    // failure (nothing is killed then: kept as it is, for inspection), and either cuts it short
+    const unstopped = stop?.aborted ? undefined : await machine.stopLostScripts?.(stop).then(() => undefined, (err: unknown) => whyStopping() ?? err);
     const record = machine.record();
     pool!.keep(record);
     kept.push(record);
@@ -537,13 +539,13 @@ async function runJobs(
       // that a system never got a machine
       onFailure: (f) => {
         // a start the interrupt or -abend cut short: the run has said why it stops
-        if (f.phase === 'start' && (f.error as Error | undefined)?.name === 'AbortError' && stopping.some((s) => s.aborted)) return;
+        if (f.phase === 'start' && (f.error as Error | undefined)?.name === 'AbortError' && stop?.aborted) return;
         const what = { start: 'preparing', run: 'running a job on', stop: 'discarding' }[f.phase];
         log.line(`Error ${what} ${workerLabel(f.worker)}: ${errorMessage(f.error)}`);
         // the job that was running when its machine failed is neither done nor pending
         if (f.job) tally.aborted.push(summaryItem(f.job.name));
       },
-      ...(stopping.length > 0 ? { signal: AbortSignal.any(stopping) } : {}),
+      ...(stop ? { signal: stop } : {}),
     },
   );
 

@@ -1,6 +1,9 @@
 // The output of a failed script in the run's log: spread prints all of it; fleetcache keeps
 // the last part of a long one and says, on its first line, how much came before.
 import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startScript } from '../helpers/script-child.js';
 import { LOCAL, project, run, spreadYaml } from './project.js';
 
 t.test("a failed script's long output starts with a line saying how much of it was dropped", async (t) => {
@@ -44,4 +47,49 @@ t.test("a long output across a reboot says once, on its first line, how much of 
   // dropped: the first run's a (and its trace, its REBOOT line), and the b above the kept part
   const droppedAB = printed + printed - tail.length;
   t.ok(dropped >= droppedAB && dropped < droppedAB + 400, `dropped ${dropped}: the ${printed} a of the first run and the ${printed - tail.length} b above the kept part, and the traces`);
+});
+
+t.test('a script that rebooted holds the output of its runs once, as one run holds its own: the first run\'s is not kept a second and third time while the next one runs', async (t) => {
+  const dir = t.testdir();
+  // A runner (a child: its heap measured alone, after a full GC) runs on a real local machine,
+  // once with one REBOOT (execWithReboots) and once without, a script whose last run prints more
+  // than is kept (two-byte characters, so each kept character counts twice), then waits. The heap
+  // grown by the time the last run waits is what the runner holds of the output.
+  const lines = 600_000;
+  const child = await startScript(t, `
+    import { setFlagsFromString } from 'node:v8';
+    import { runInNewContext } from 'node:vm';
+    import { existsSync, writeFileSync } from 'node:fs';
+    import { setTimeout as sleep } from 'node:timers/promises';
+    import { createProvider } from './src/backends/registry.ts';
+    import { execWithReboots } from './src/run/reboot.ts';
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc');
+    const heap = () => (gc(), gc(), process.memoryUsage().heapUsed);
+    const dir = ${JSON.stringify(dir)};
+    const p = await createProvider('local', 'local', {}, { projectRoot: dir, remotePath: '/home/test', password: 'pw', stateDir: dir + '/cache' });
+    /** Heap grown from before \`start\` (on a machine of its own) until the script printed all of it (file \`name\`), then lets it end. */
+    const grown = async (name, start) => {
+      const m = await p.allocate({ name: 's' });
+      await m.exec('true', { trace: false });
+      const printed = dir + '/' + name;
+      const before = heap();
+      const ran = start(m, 'if [ "$SPREAD_REBOOT" = 0 ]; then yes ж | head -n ${lines}; REBOOT; fi\\nyes ж | head -n ${lines}\\ntouch ' + printed + '\\nwhile [ ! -e ' + printed + '.go ]; do sleep 0.05; done\\n');
+      for (let i = 0; i < 600 && !existsSync(printed); i++) await sleep(50);
+      const held = heap() - before;
+      writeFileSync(printed + '.go', '');
+      const res = await ran;
+      await m.discard();
+      return { held, exitCode: res.exitCode };
+    };
+    const once = await grown('once', (m, script) => m.exec(script, { trace: false, env: [['SPREAD_REBOOT', '1']] }));
+    const rebooted = await grown('rebooted', (m, script) => execWithReboots(m, script, { trace: false, describe: 'm', log: () => {} }));
+    writeFileSync(dir + '/held.json', JSON.stringify({ once, rebooted }));
+    process.stdout.write('measured\\n');
+  `);
+  t.equal(await child.exited, 0, `the runner measured (${child.stderr().trim()})`);
+  const { once, rebooted } = JSON.parse(readFileSync(join(dir, 'held.json'), 'utf8')) as Record<'once' | 'rebooted', { held: number; exitCode: number }>;
+  t.equal(rebooted.exitCode, 0, 'the rebooted script ran again and passed');
+  t.ok(once.held > 0, `one run holds its output (${once.held} bytes)`);
+  t.ok(rebooted.held < 1.5 * once.held, `a script that rebooted holds ${rebooted.held} bytes as its last run waits: no more than one run (${once.held})`);
 });
