@@ -45,6 +45,10 @@ import { artifactEntrySchema } from '../artifacts/entry.js';
 import { errorMessage, UsageError, toFleetError } from '../errors.js';
 import { quotedReasons } from '../quoted-reasons.js';
 import { VERSION } from '../version.js';
+import { deferWasmTierUp } from '../wasm-tiering.js';
+
+// the few responses of a command are read by llhttp's baseline code (wasm-tiering.ts)
+deferWasmTierUp();
 
 const Urls = Type.Array(Type.String({ minLength: 1 }), { minItems: 1 });
 const Name = Type.String({ minLength: 1 });

@@ -1,5 +1,9 @@
 // Process entry point of the CLI (bin/fleetcache.js loads its bundle, dist/cli/bin.js).
 import { main } from './main.js';
+import { deferWasmTierUp } from '../wasm-tiering.js';
+
+// undici's HTTP parser (wasm) is optimized only in a process that reads many responses
+deferWasmTierUp();
 
 // A reader that stops early (`| head`) closes the pipe: what is left to print has nowhere to
 // go, which is no reason to crash, nor to stop a run before its machines are discarded.

@@ -22,7 +22,7 @@ import { casPath, parseDigestString } from '../store/digest.js';
 import { MANIFEST_FORMAT, type RunManifest } from './manifest.js';
 import { writeAtomically } from './atomic-file.js';
 import { baseCachePath, cachedDigest, DEFAULT_BASE_CACHE_SIZE, markUsed, pruneBaseCache, recordCachedDigest, type PruneResult } from './base-cache.js';
-import { gzipFileInThread } from './gzip-thread.js';
+import { gzipFile } from './gzip-thread.js';
 import { withTempDir } from './temp-dir.js';
 import { cachesLacking } from './cache-holdings.js';
 import { cannotBeChosen } from './candidate-stop.js';
@@ -340,11 +340,11 @@ export async function pushProject(options: PushOptions): Promise<PushResult> {
     }
     const resultHex = parseDigestString(result.digest).hex;
     const gzFile = `${tarFile}.gz`;
-    // Compressed in a thread of its own while this one encodes the candidates (gzip-thread.ts).
-    // Stopped before the work directory is removed when anything fails first; handled at
-    // once, as it may fail during an encode.
+    // Compressed in a thread of its own while this one encodes the candidates (a small tar
+    // here: gzip-thread.ts). Stopped before the work directory is removed when anything fails
+    // first; handled at once, as it may fail during an encode.
     const stopGzip = new AbortController();
-    const gzipping = gzipFileInThread(tarFile, gzFile, signal ? AbortSignal.any([signal, stopGzip.signal]) : stopGzip.signal);
+    const gzipping = gzipFile(tarFile, gzFile, result.size, signal ? AbortSignal.any([signal, stopGzip.signal]) : stopGzip.signal);
     gzipping.catch(() => undefined);
     try {
       let bytesReceived = 0;
