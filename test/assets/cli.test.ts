@@ -1,5 +1,6 @@
-// `fleetcache assets add | upload | fetch` as real child processes (stdout not a TTY:
-// no progress bar, one tab-separated line per file).
+// `fleetcache assets add | upload | fetch`: a fetch as a real child process (stdout and
+// stderr not a TTY: no progress bar, one tab-separated line per file) and one on a
+// pseudo-terminal; the other runs through main() in this process, as the process runs it.
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -11,7 +12,7 @@ import { formatBytes } from '../../src/config/units.js';
 import { cliArgs } from '../helpers/processes.js';
 import { startOrigin } from '../helpers/origin.js';
 import { pacedProxy } from '../helpers/paced-proxy.js';
-import { compress, makeTar, runCli, sha512 } from './helpers.js';
+import { compress, makeTar, runCli, runHere, sha512 } from './helpers.js';
 
 t.test('add, upload, fetch with a cache folder, then a failing fetch', async (t) => {
   const root = t.testdir({ work: {}, origin: {}, dest: {}, dest2: {} });
@@ -22,18 +23,18 @@ t.test('add, upload, fetch with a cache folder, then a failing fetch', async (t)
   await writeFile(join(work, 'notes.txt'), 'internal notes');
   await writeFile(join(work, 'token'), `${origin.token}\n`);
 
-  const add1 = await runCli(t, ['assets', 'add', 'notes.txt', '-m', 'manifest.tt', '--visibility', 'internal'], work);
+  const add1 = await runHere(['assets', 'add', 'notes.txt', '-m', 'manifest.tt', '--visibility', 'internal'], work);
   t.equal(add1.code, 0, add1.stderr);
-  const add2 = await runCli(t, ['assets', 'add', 'sdk.tar.gz', '-m', 'manifest.tt', '--unpack', '--asset-version', 'sdk 1.2.3', '--visibility', 'public'], work);
+  const add2 = await runHere(['assets', 'add', 'sdk.tar.gz', '-m', 'manifest.tt', '--unpack', '--asset-version', 'sdk 1.2.3', '--visibility', 'public'], work);
   t.equal(add2.code, 0, add2.stderr);
   t.equal(add2.stdout, `sdk.tar.gz\t${tgz.length}\tsha512:${sha512(tgz)}\n`);
   const manifest = JSON.parse(readFileSync(join(work, 'manifest.tt'), 'utf8')) as Record<string, unknown>[];
   t.match(manifest, [{ filename: 'sdk.tar.gz', unpack: true, version: 'sdk 1.2.3', visibility: 'public' }, { filename: 'notes.txt', visibility: 'internal' }], 'the last added first');
 
-  const noToken = await runCli(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url], work);
+  const noToken = await runHere(['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url], work);
   t.equal(noToken.code, 7, 'upload without a token: the missing-token exit code, as push (docs/errors.md)');
   t.match(noToken.stderr, /^fleetcache: error: assets upload needs a token: --token-file FILE, --authentication-file FILE or \$FLEETCACHE_TOKEN\n$/);
-  const up = await runCli(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url, '--token-file', 'token'], work);
+  const up = await runHere(['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url, '--token-file', 'token'], work);
   t.equal(up.code, 0, up.stderr);
   t.equal(up.stdout, `sdk.tar.gz\tuploaded\t${tgz.length}\tpublic\nnotes.txt\tuploaded\t14\tinternal\n`);
 
@@ -44,19 +45,19 @@ t.test('add, upload, fetch with a cache folder, then a failing fetch', async (t)
   t.equal(readFileSync(join(root, 'dest', 'sdk', 'VERSION'), 'utf8'), '1.2.3\n', 'unpacked in the current directory');
   t.notMatch(fetched.stderr, /\x1b\[/, 'no progress bar when stderr is not a terminal');
 
-  const warm = await runCli(t, ['assets', 'fetch', '-m', join(work, 'manifest.tt'), '--cache-folder', join(root, 'cache')], join(root, 'dest2'));
+  const warm = await runHere(['assets', 'fetch', '-m', join(work, 'manifest.tt'), '--cache-folder', join(root, 'cache')], join(root, 'dest2'));
   t.equal(warm.code, 0, 'a warm cache folder needs neither the network (nor a --url) nor the token');
   t.match(warm.stdout, /^sdk\.tar\.gz\tcache\t/m);
   t.match(warm.stdout, /^notes\.txt\tcache\t/m);
 
-  const denied = await runCli(t, ['assets', 'fetch', '-m', join(work, 'manifest.tt'), '--url', origin.url, '--dest', join(root, 'dest3')], root);
+  const denied = await runHere(['assets', 'fetch', '-m', join(work, 'manifest.tt'), '--url', origin.url, '--dest', join(root, 'dest3')], root);
   t.equal(denied.code, 1, 'an internal file without a token: exit 1, as tooltool (not the catalogue\'s 7)');
   t.match(denied.stdout, /^notes\.txt\tfailed\t/m);
   t.match(denied.stderr, /HTTP 401/);
   t.ok(existsSync(join(root, 'dest3', 'sdk.tar.gz')), 'the public file still arrived');
   t.notOk(existsSync(join(root, 'dest3', 'notes.txt')));
 
-  const offline = await runCli(t, ['assets', 'fetch', '-m', join(work, 'manifest.tt')], join(root, 'dest3'));
+  const offline = await runHere(['assets', 'fetch', '-m', join(work, 'manifest.tt')], join(root, 'dest3'));
   t.equal(offline.code, 1, 'no --url for a file not present: exit 1, as any failure of fetch');
   t.match(offline.stdout, /^sdk\.tar\.gz\tpresent\t/m, 'what is present needs no --url');
   t.match(offline.stderr, /notes\.txt: not present and no --url to fetch it from/);
@@ -68,15 +69,15 @@ t.test('fetch gives up on a --url that trickles (a cache) at the machines\' spee
   const origin = await startOrigin(t, { dataDir: join(root, 'origin') });
   await writeFile(join(work, 'big.bin'), randomBytes(64 * 1024));
   await writeFile(join(work, 'token'), `${origin.token}\n`);
-  t.equal((await runCli(t, ['assets', 'add', 'big.bin', '-m', 'manifest.tt', '--visibility', 'public'], work)).code, 0);
-  const up = await runCli(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url, '--token-file', 'token'], work);
+  t.equal((await runHere(['assets', 'add', 'big.bin', '-m', 'manifest.tt', '--visibility', 'public'], work)).code, 0);
+  const up = await runHere(['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url, '--token-file', 'token'], work);
   t.equal(up.code, 0, up.stderr);
   // a byte every 100 ms: never silent for the 1 s timeout, 10 bytes/s (64 KiB in almost two hours)
   const cache = await pacedProxy(t, origin.url, () => true, { bytes: 1, everyMs: 100 });
   const started = Date.now();
   let timer: NodeJS.Timeout | undefined;
   const fetched = await Promise.race([
-    runCli(t, ['assets', 'fetch', '-m', join(work, 'manifest.tt'), '--url', cache, '--url', origin.url, '--cache-timeout', '1s'], join(root, 'dest')),
+    runHere(['assets', 'fetch', '-m', join(work, 'manifest.tt'), '--url', cache, '--url', origin.url, '--cache-timeout', '1s'], join(root, 'dest')),
     new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('still fetching after 20 s')), 20_000))),
   ]).finally(() => clearTimeout(timer)); // a pending timer would keep the file's process alive
   t.equal(fetched.code, 0, fetched.stderr);
@@ -91,7 +92,7 @@ t.test('a record tooltool would skip is named by manifest file, line and record'
   const work = join(root, 'work');
   const origin = await startOrigin(t, { dataDir: join(root, 'origin') });
   await writeFile(join(work, 'manifest.tt'), `[\n  {"filename": "nosize.bin", "algorithm": "sha512", "digest": "${sha512('x')}"}\n]\n`);
-  const res = await runCli(t, ['assets', 'fetch', '-m', 'manifest.tt', '--url', origin.url], work);
+  const res = await runHere(['assets', 'fetch', '-m', 'manifest.tt', '--url', origin.url], work);
   t.equal(res.code, 0, 'skipped, as tooltool does');
   t.equal(res.stdout, '');
   t.match(res.stderr, /^fleetcache: warning: manifest\.tt:2: record 0 lacks size and is skipped \(as tooltool does\)\n$/);
@@ -100,7 +101,7 @@ t.test('a record tooltool would skip is named by manifest file, line and record'
   await writeFile(join(work, 'here.txt'), 'here');
   const record = { filename: 'here.txt', size: 4, algorithm: 'sha512', digest: sha512('here'), version: 2 };
   await writeFile(join(work, 'lenient.tt'), `[\n  "not a record",\n  null,\n  ${JSON.stringify(record)}\n]\n`);
-  const lenient = await runCli(t, ['assets', 'fetch', '-m', 'lenient.tt', '--url', origin.url], work);
+  const lenient = await runHere(['assets', 'fetch', '-m', 'lenient.tt', '--url', origin.url], work);
   t.equal(lenient.code, 0, lenient.stderr);
   t.equal(lenient.stdout, `here.txt\tpresent\t4\t0\t0\t-\t-\n`);
   t.equal(lenient.stderr, 'fleetcache: warning: lenient.tt:2: record 0 is not an object and is skipped (as tooltool does)\nfleetcache: warning: lenient.tt:3: record 1 is not an object and is skipped (as tooltool does)\n');
@@ -112,8 +113,8 @@ t.test('fetch on a terminal draws a bar per file with its size, known from the m
   const content = randomBytes(192 * 1024);
   await writeFile(join(root, 'big.bin'), content);
   await writeFile(join(root, 'token'), `${origin.token}\n`);
-  t.equal((await runCli(t, ['assets', 'add', 'big.bin', '-m', 'manifest.tt', '--visibility', 'public'], root)).code, 0);
-  t.equal((await runCli(t, ['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url, '--token-file', 'token'], root)).code, 0);
+  t.equal((await runHere(['assets', 'add', 'big.bin', '-m', 'manifest.tt', '--visibility', 'public'], root)).code, 0);
+  t.equal((await runHere(['assets', 'upload', '-m', 'manifest.tt', '--url', origin.url, '--token-file', 'token'], root)).code, 0);
   // util-linux script: the CLI on a pseudo-terminal, what it draws on our stdout
   const command = [process.execPath, ...cliArgs(['assets', 'fetch', '-m', join(root, 'manifest.tt'), '--url', origin.url, '--dest', join(root, 'dest')])]
     .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)

@@ -1,7 +1,9 @@
 // `fleetcache assets` in tooltool.py's place (shared/tooltool.md §2, §3.4): mozharness's
 // exact invocation against a real origin, --region, --authentication-file, the commands
 // list, validate and purge on real files, and exit status 1 for any failure, 2 for a bad
-// option, as tooltool's optparse gives. Each CLI run is a child process.
+// option, as tooltool's optparse gives. mozharness's invocation, a failure (1) and a bad
+// option (2) run the CLI as a child process, whose exit status a caller sees; the other
+// tests run the same main() in this process (a process each cost 0.3 s of CPU, 76 of them).
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
@@ -12,7 +14,7 @@ import { formatManifest, type ManifestRecord } from '../../src/assets/manifest.j
 import { uploadAssets } from '../../src/assets/upload.js';
 import { startOrigin } from '../helpers/origin.js';
 import { mountTmpfs } from '../helpers/tmpfs.js';
-import { BlobServer, compress, makeTar, runCli, sha512 } from './helpers.js';
+import { BlobServer, compress, makeTar, runCli, runHere, sha512 } from './helpers.js';
 
 const PUBLIC = Buffer.from('a public tool\n');
 const INTERNAL = randomBytes(70_000);
@@ -67,7 +69,7 @@ t.test('-r appends the region as given, not percent-encoded: the query tooltool 
   const { server, url } = await blobServer(t, [PUBLIC]);
   writeFileSync(join(root, 'manifest.tt'), formatManifest([record('public.txt', PUBLIC)]));
   // tooltool appends "?region=" + R to the URL string (shared/tooltool.md §2): "/", "&", "=" stay as they are
-  const res = await runCli(t, ['assets', 'fetch', '-m', '../manifest.tt', '--url', url, '-r', 'eu/west&tier=2'], join(root, 'work'));
+  const res = await runHere(['assets', 'fetch', '-m', '../manifest.tt', '--url', url, '-r', 'eu/west&tier=2'], join(root, 'work'));
   t.equal(res.code, 0, res.stderr);
   t.same(server.requests.map((r) => r.url), [`/sha512/${sha512(PUBLIC)}?region=eu/west&tier=2`]);
 });
@@ -76,14 +78,14 @@ t.test('-r puts ?region= on every download URL; --authentication-file after the 
   const root = t.testdir({ work: {}, plain: {}, 'token.txt': 'opaque-token-42\n\n' });
   const { server, url } = await blobServer(t, [PUBLIC, INTERNAL]);
   writeFileSync(join(root, 'manifest.tt'), formatManifest([record('public.txt', PUBLIC), record('internal.bin', INTERNAL)]));
-  const res = await runCli(t, ['assets', 'fetch', '-m', '../manifest.tt', '--url', url, '-r', 'us-west-2', '--authentication-file', join(root, 'token.txt')], join(root, 'work'));
+  const res = await runHere(['assets', 'fetch', '-m', '../manifest.tt', '--url', url, '-r', 'us-west-2', '--authentication-file', join(root, 'token.txt')], join(root, 'work'));
   t.equal(res.code, 0, res.stderr);
   t.same(
     server.requests.map((r) => [r.url, r.headers.authorization]),
     [[`/sha512/${sha512(PUBLIC)}?region=us-west-2`, 'Bearer opaque-token-42'], [`/sha512/${sha512(INTERNAL)}?region=us-west-2`, 'Bearer opaque-token-42']],
   );
   server.requests.length = 0;
-  const plain = await runCli(t, ['assets', '--region', 'eu-central-1', 'fetch', '-m', '../manifest.tt', '--url', url, 'public.txt'], join(root, 'plain'));
+  const plain = await runHere(['assets', '--region', 'eu-central-1', 'fetch', '-m', '../manifest.tt', '--url', url, 'public.txt'], join(root, 'plain'));
   t.equal(plain.code, 0, plain.stderr);
   t.same(server.requests.map((r) => [r.url, r.headers.authorization]), [[`/sha512/${sha512(PUBLIC)}?region=eu-central-1`, undefined]], '--region before the command; no token, no Authorization');
 });
@@ -95,10 +97,10 @@ t.test('--authentication-file ~user/…: that user\'s home from the user databas
   // The token file by way of the user's home (`~root/../tmp/…`): nothing is written outside the test's directory.
   const me = userInfo();
   const viaHome = `~${me.username}/${relative(me.homedir, join(root, 'token.txt'))}`;
-  const res = await runCli(t, ['assets', '--url', url, '--authentication-file', viaHome, 'fetch', '-m', '../manifest.tt'], join(root, 'work'), { HOME: join(root, 'home') });
+  const res = await runHere(['assets', '--url', url, '--authentication-file', viaHome, 'fetch', '-m', '../manifest.tt'], join(root, 'work'), { HOME: join(root, 'home') });
   t.equal(res.code, 0, res.stderr);
   t.same(server.requests.map((r) => r.headers.authorization), ['Bearer user-token']);
-  const unknown = await runCli(t, ['assets', '--url', url, '--authentication-file', '~no-such-user-here/token.txt', 'fetch', '-m', '../manifest.tt'], join(root, 'work'));
+  const unknown = await runHere(['assets', '--url', url, '--authentication-file', '~no-such-user-here/token.txt', 'fetch', '-m', '../manifest.tt'], join(root, 'work'));
   t.equal(unknown.code, 1, 'an unknown user: the path as it is, as expanduser leaves it');
   t.match(unknown.stderr, /~no-such-user-here\/token\.txt/);
 });
@@ -115,23 +117,23 @@ t.test('a JSON (Taskcluster) credential is never sent: fetch goes on without it 
   const warning = `fleetcache: warning: ${tc}: the authentication file holds JSON, which tooltool takes for Taskcluster credentials (Hawk authentication); fleetcache sends only bearer tokens: fetching without credentials (a file kept internal is refused)\n`;
 
   writeFileSync(join(root, 'public.tt'), formatManifest([both[0]!]));
-  const pub = await runCli(t, ['assets', '--url', `${origin.url}/`, '--authentication-file', tc, 'fetch', '-m', '../public.tt'], join(root, 'work'));
+  const pub = await runHere(['assets', '--url', `${origin.url}/`, '--authentication-file', tc, 'fetch', '-m', '../public.tt'], join(root, 'work'));
   t.equal(pub.code, 0, 'a public file needs no credentials, as with tooltool');
   t.equal(pub.stderr, warning, 'said once, naming the file; the secret is not printed');
   t.ok(readFileSync(join(root, 'work', 'public.txt')).equals(PUBLIC));
 
   writeFileSync(join(root, 'internal.tt'), formatManifest([both[1]!]));
-  const internal = await runCli(t, ['assets', '--url', `${origin.url}/`, '--authentication-file', tc, 'fetch', '-m', '../internal.tt'], join(root, 'work'));
+  const internal = await runHere(['assets', '--url', `${origin.url}/`, '--authentication-file', tc, 'fetch', '-m', '../internal.tt'], join(root, 'work'));
   t.equal(internal.code, 1);
   t.match(internal.stderr, /internal\.bin.*HTTP 40[13]/);
   t.notOk(existsSync(join(root, 'work', 'internal.bin')));
 
-  const up = await runCli(t, ['assets', 'upload', '-m', '../src/manifest.tt', '--url', origin.url, '--authentication-file', tc], join(root, 'work'));
+  const up = await runHere(['assets', 'upload', '-m', '../src/manifest.tt', '--url', origin.url, '--authentication-file', tc], join(root, 'work'));
   t.equal(up.code, 3, 'a configuration error: no token to upload with');
   t.match(up.stderr, new RegExp(`^fleetcache: error: ${tc}: the authentication file holds JSON, .*Hawk.*bearer tokens: put the token itself in the file`));
   t.notMatch(pub.stderr + internal.stderr + up.stderr, /secret/);
 
-  const twice = await runCli(t, ['assets', '--url', origin.url, '--authentication-file', join(root, 'token'), '--token-file', join(root, 'token'), 'fetch', '-m', '../public.tt'], join(root, 'work'));
+  const twice = await runHere(['assets', '--url', origin.url, '--authentication-file', join(root, 'token'), '--token-file', join(root, 'token'), 'fetch', '-m', '../public.tt'], join(root, 'work'));
   t.equal(twice.code, 1);
   t.match(twice.stderr, /--authentication-file and --token-file both name the token file: give one/);
 });
@@ -163,7 +165,7 @@ t.test('a record with a malformed digest, size or algorithm fails that file only
     good[1],
   ], null, 2);
   writeFileSync(join(root, 'manifest.tt'), text);
-  const res = await runCli(t, ['assets', '--url', `${url}/`, 'fetch', '-m', '../manifest.tt'], join(root, 'work'));
+  const res = await runHere(['assets', '--url', `${url}/`, 'fetch', '-m', '../manifest.tt'], join(root, 'work'));
   t.equal(res.code, 1);
   t.ok(readFileSync(join(root, 'work', 'public.txt')).equals(PUBLIC), 'the file before the bad records is fetched');
   t.ok(readFileSync(join(root, 'work', 'other.bin')).equals(other), 'and the file after them');
@@ -176,7 +178,7 @@ t.test('a record with a malformed digest, size or algorithm fails that file only
   t.match(res.stderr, /fleetcache: error: 3 of 5 files failed\n$/);
   t.equal(server.requests.length, 2, 'one GET per good file');
   // `fetch FILE...`: a malformed record not named is skipped as the others are, with its error as a warning
-  const named = await runCli(t, ['assets', '--url', `${url}/`, 'fetch', '-m', '../manifest.tt', 'public.txt'], join(root, 'work'));
+  const named = await runHere(['assets', '--url', `${url}/`, 'fetch', '-m', '../manifest.tt', 'public.txt'], join(root, 'work'));
   t.equal(named.code, 0, named.stderr);
   t.match(named.stdout, /^upper\.bin\tskipped\t/m);
   t.match(named.stderr, /warning: upper\.bin: \.\.\/manifest\.tt:\d+: record 1: digest must be/);
@@ -193,11 +195,11 @@ t.test('list shows a record with a malformed digest as present or not, never val
     { ...record('absent.bin', good), size: -1 },
   ], null, 2);
   writeFileSync(join(work, 'manifest.tt'), text);
-  const list = await runCli(t, ['assets', 'list', '-v'], work);
+  const list = await runHere(['assets', 'list', '-v'], work);
   t.equal(list.code, 0, list.stderr);
   t.equal(list.stdout, 'P\tV\tgood.bin\nP\t-\tupper.bin\n-\t-\tlater.bin\n-\t-\tabsent.bin\n', 'in manifest order');
   t.match(list.stderr, /debug: manifest\.tt:\d+: record 1: digest must be 128 lowercase hex/);
-  const validate = await runCli(t, ['assets', 'validate'], work);
+  const validate = await runHere(['assets', 'validate'], work);
   t.equal(validate.code, 1);
   t.match(validate.stderr, /error: manifest\.tt:\d+: record 1: digest must be 128 lowercase hex/);
   t.match(validate.stderr, /error: manifest\.tt:\d+: record 3: size must be a non-negative integer/);
@@ -214,15 +216,15 @@ t.test('list and validate check the files in the current directory against the m
   // A record without size: tooltool skips it silently; we warn.
   writeFileSync(join(work, 'manifest.tt'), manifest.replace(/^\[/, `[\n  {"filename": "nosize.bin", "algorithm": "sha512", "digest": "${sha512('x')}"},`));
 
-  const list = await runCli(t, ['assets', 'list'], work);
+  const list = await runHere(['assets', 'list'], work);
   t.equal(list.code, 0, list.stderr);
   t.equal(list.stdout, 'P\tV\tgood.bin\nP\t-\tbad.bin\n-\t-\tmissing.bin\n', "tooltool's columns: present, valid, filename");
   t.match(list.stderr, /^fleetcache: warning: manifest\.tt:2: record 0 lacks size and is skipped/);
-  t.equal((await runCli(t, ['assets', '-q', 'list'], work)).stderr, '', '-q: errors only');
-  const verbose = await runCli(t, ['assets', '-q', 'list', '-v'], work);
+  t.equal((await runHere(['assets', '-q', 'list'], work)).stderr, '', '-q: errors only');
+  const verbose = await runHere(['assets', '-q', 'list', '-v'], work);
   t.match(verbose.stderr, /debug: bad\.bin has sha512 [0-9a-f]+, the manifest says/, 'the last of -q and -v wins');
 
-  const invalid = await runCli(t, ['assets', '-m', 'manifest.tt', 'validate'], work);
+  const invalid = await runHere(['assets', '-m', 'manifest.tt', 'validate'], work);
   t.equal(invalid.code, 1);
   t.equal(invalid.stdout, '');
   t.match(invalid.stderr, /fleetcache: error: bad\.bin has sha512 /);
@@ -232,15 +234,15 @@ t.test('list and validate check the files in the current directory against the m
 
   writeFileSync(join(work, 'bad.bin'), bad);
   writeFileSync(join(work, 'missing.bin'), missing);
-  const valid = await runCli(t, ['assets', 'validate'], work);
+  const valid = await runHere(['assets', 'validate'], work);
   t.equal(valid.code, 0, valid.stderr);
   t.equal(valid.stdout, '');
-  const elsewhere = await runCli(t, ['assets', 'validate', '-m', join(work, 'manifest.tt'), '--dest', work], root);
+  const elsewhere = await runHere(['assets', 'validate', '-m', join(work, 'manifest.tt'), '--dest', work], root);
   t.equal(elsewhere.code, 0, `--dest: ${elsewhere.stderr}`);
 
   writeFileSync(join(work, 'broken.tt'), '[{');
   for (const command of ['list', 'validate']) {
-    const broken = await runCli(t, ['assets', command, '-m', 'broken.tt'], work);
+    const broken = await runHere(['assets', command, '-m', 'broken.tt'], work);
     t.equal(broken.code, 1, `${command}: a manifest that is not JSON: 1, as tooltool (not 3)`);
     t.match(broken.stderr, /broken\.tt.*invalid manifest/);
   }
@@ -259,22 +261,22 @@ t.test('purge -c DIR deletes every file of the folder, oldest first; sub-directo
   const cache = join(root, 'cache');
   for (const size of [[], ['-s', '0']]) {
     filesWithMtimes(cache, { aaa: 3000, bbb: 1000, ccc: 2000 }, 10);
-    const res = await runCli(t, ['assets', 'purge', '-c', cache, ...size], join(root, 'work'));
+    const res = await runHere(['assets', 'purge', '-c', cache, ...size], join(root, 'work'));
     t.equal(res.code, 0, res.stderr);
     t.equal(res.stdout, 'bbb\t10\nccc\t10\naaa\t10\n', `${size.join(' ') || 'no -s'}: oldest mtime first`);
     t.same(readdirSync(cache), ['sub']);
     t.ok(existsSync(join(cache, 'sub', 'inner.bin')));
   }
   filesWithMtimes(cache, { aaa: 3000 }, 10);
-  const noFolder = await runCli(t, ['assets', 'purge'], join(root, 'work'), { TOOLTOOL_CACHE: cache });
+  const noFolder = await runHere(['assets', 'purge'], join(root, 'work'), { TOOLTOOL_CACHE: cache });
   t.equal(noFolder.code, 1, 'no -c: refused, even with $TOOLTOOL_CACHE set');
   t.match(noFolder.stderr, /purge needs -c DIR/);
   t.ok(existsSync(join(cache, 'aaa')));
-  const missing = await runCli(t, ['assets', '-c', join(root, 'nope'), 'purge'], join(root, 'work'));
+  const missing = await runHere(['assets', '-c', join(root, 'nope'), 'purge'], join(root, 'work'));
   t.equal(missing.code, 1);
   t.match(missing.stderr, /cache folder .*nope does not exist/);
   for (const size of ['lots', '0x10', '', '1__0', '5GB']) {
-    const badSize = await runCli(t, ['assets', 'purge', '-c', cache, '-s', size], join(root, 'work'));
+    const badSize = await runHere(['assets', 'purge', '-c', cache, '-s', size], join(root, 'work'));
     t.equal(badSize.code, 2, `-s ${JSON.stringify(size)}: no number to Python's float(), a usage error (exit 2), as optparse`);
     t.match(badSize.stderr, /argument .* is invalid\. expected gigabytes, a number as tooltool's optparse reads it/);
   }
@@ -286,13 +288,13 @@ t.test("purge -s takes what tooltool's float() takes: a negative size deletes no
   const cache = join(root, 'cache');
   for (const size of ['-1', '-inf', '-1e3']) {
     filesWithMtimes(cache, { aaa: 3000 }, 10);
-    const res = await runCli(t, ['assets', 'purge', '-c', cache, '-s', size], join(root, 'work'));
+    const res = await runHere(['assets', 'purge', '-c', cache, '-s', size], join(root, 'work'));
     t.equal(res.code, 0, `-s ${size}: ${res.stderr}`);
     t.same(readdirSync(cache), ['aaa'], `-s ${size}: any free space is enough, nothing is deleted`);
   }
   for (const size of ['nan', 'inf', 'Infinity', ' 0 ', '0_0', '0e5', '1e-400']) {
     filesWithMtimes(cache, { aaa: 3000, bbb: 1000 }, 10);
-    const res = await runCli(t, ['assets', 'purge', '-c', cache, '-s', size], join(root, 'work'));
+    const res = await runHere(['assets', 'purge', '-c', cache, '-s', size], join(root, 'work'));
     t.equal(res.code, 0, `-s ${JSON.stringify(size)}: ${res.stderr}`);
     t.equal(res.stdout, 'bbb\t10\naaa\t10\n', `-s ${JSON.stringify(size)}: every file, oldest first`);
     t.notMatch(res.stderr, /warning/, `-s ${JSON.stringify(size)}: asked for, no warning`);
@@ -310,17 +312,17 @@ t.test('purge -s GB deletes the oldest files until that much is free on the file
   writeFileSync(join(dir, 'sub', 'old'), 'kept');
   utimesSync(join(dir, 'sub', 'old'), 1, 1);
 
-  const enough = await runCli(t, ['assets', 'purge', '-c', dir, '-s', String(1 / 1024)], work);
+  const enough = await runHere(['assets', 'purge', '-c', dir, '-s', String(1 / 1024)], work);
   t.equal(enough.code, 0, enough.stderr);
   t.equal(enough.stdout, '', '1 MiB wanted, 2 MiB free: nothing to delete');
   t.equal(readdirSync(dir).length, 7);
 
-  const some = await runCli(t, ['assets', 'purge', '-c', dir, '-s', String(3.5 / 1024)], work);
+  const some = await runHere(['assets', 'purge', '-c', dir, '-s', String(3.5 / 1024)], work);
   t.equal(some.code, 0, some.stderr);
   t.equal(some.stdout, `f6\t${MiB}\nf5\t${MiB}\n`, '3.5 MiB wanted: the two oldest (3 MiB free after one, 4 after two)');
   t.same(readdirSync(dir).sort(), ['f1', 'f2', 'f3', 'f4', 'sub']);
 
-  const all = await runCli(t, ['assets', 'purge', '-c', dir, '-s', '1'], work);
+  const all = await runHere(['assets', 'purge', '-c', dir, '-s', '1'], work);
   t.equal(all.code, 0, 'more than the filesystem holds: every file goes, a warning, not a failure');
   t.equal(all.stdout, `f4\t${MiB}\nf3\t${MiB}\nf2\t${MiB}\nf1\t${MiB}\n`);
   t.match(all.stderr, /warning: .* free after deleting every file it could, 1\.0 GiB wanted/);
@@ -336,21 +338,21 @@ t.test('an unknown option is a usage error (exit 2), as optparse gives', async (
 t.test('list, validate and purge ignore extra arguments with a warning, as tooltool (which never reads them); an unknown option is still exit 2', async (t) => {
   const work = t.testdir({ 'tool.bin': 'tool\n', cache: { old: 'x' } });
   writeFileSync(join(work, 'manifest.tt'), formatManifest([record('tool.bin', Buffer.from('tool\n'))]));
-  const list = await runCli(t, ['assets', 'list', 'tool.bin'], work);
+  const list = await runHere(['assets', 'list', 'tool.bin'], work);
   t.equal(list.code, 0, list.stderr);
   t.equal(list.stdout, 'P\tV\ttool.bin\n');
   t.match(list.stderr, /list: argument "tool\.bin" ignored \(as tooltool does\)/);
-  const validate = await runCli(t, ['assets', 'validate', 'tool.bin', 'other'], work);
+  const validate = await runHere(['assets', 'validate', 'tool.bin', 'other'], work);
   t.equal(validate.code, 0, validate.stderr);
-  const purge = await runCli(t, ['assets', 'purge', '-c', 'cache', 'now'], work);
+  const purge = await runHere(['assets', 'purge', '-c', 'cache', 'now'], work);
   t.equal(purge.code, 0, purge.stderr);
   t.same(readdirSync(join(work, 'cache')), [], 'purged');
-  t.equal((await runCli(t, ['assets', 'list', 'tool.bin', '--bogus'], work)).code, 2);
+  t.equal((await runHere(['assets', 'list', 'tool.bin', '--bogus'], work)).code, 2);
 });
 
 t.test('fetch of a name no record has: a warning, exit 0, as tooltool ignores it', async (t) => {
   const work = t.testdir({ 'manifest.tt': '[]\n' });
-  const res = await runCli(t, ['assets', 'fetch', '-m', 'manifest.tt', 'nope.bin'], work);
+  const res = await runHere(['assets', 'fetch', '-m', 'manifest.tt', 'nope.bin'], work);
   t.equal(res.code, 0, res.stderr);
   t.equal(res.stdout, '');
   t.match(res.stderr, /manifest\.tt: no record named "nope\.bin": ignored \(as tooltool does\)/);
@@ -358,26 +360,26 @@ t.test('fetch of a name no record has: a warning, exit 0, as tooltool ignores it
 
 t.test('add of a file the manifest has already, identical, exits 1 as tooltool\'s add does; the others given are added', async (t) => {
   const work = t.testdir({ 'tool.bin': 'tool\n', 'other.bin': 'other\n' });
-  t.equal((await runCli(t, ['assets', 'add', 'tool.bin', '-m', 'm.tt'], work)).code, 0, 'the first add');
+  t.equal((await runHere(['assets', 'add', 'tool.bin', '-m', 'm.tt'], work)).code, 0, 'the first add');
   const manifest = readFileSync(join(work, 'm.tt'), 'utf8');
-  const again = await runCli(t, ['assets', 'add', 'tool.bin', '-m', 'm.tt'], work);
+  const again = await runHere(['assets', 'add', 'tool.bin', '-m', 'm.tt'], work);
   t.equal(again.code, 1, 'tooltool: "file already in old_manifest", not all files added');
   t.equal(again.stderr, 'fleetcache: error: tool.bin: already in m.tt, not added\n', 'said as the command\'s other errors are');
-  const quiet = await runCli(t, ['assets', '-q', 'add', 'tool.bin', '-m', 'm.tt'], work);
+  const quiet = await runHere(['assets', '-q', 'add', 'tool.bin', '-m', 'm.tt'], work);
   t.same([quiet.code, quiet.stderr], [1, again.stderr], 'with -q too: a failure');
   t.equal(readFileSync(join(work, 'm.tt'), 'utf8'), manifest, 'the manifest as it was');
-  const both = await runCli(t, ['assets', 'add', 'tool.bin', 'other.bin', '-m', 'm.tt'], work);
+  const both = await runHere(['assets', 'add', 'tool.bin', 'other.bin', '-m', 'm.tt'], work);
   t.equal(both.code, 1);
   t.match(JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')), [{ filename: 'other.bin' }, { filename: 'tool.bin' }], 'the new one is added');
 });
 
 t.test('add of a file under a name the manifest has for other content or another visibility: not added, exit 1, the others given still added, as tooltool\'s add', async (t) => {
   const work = t.testdir({ 'tool.bin': 'tool\n', 'other.bin': 'other\n', 'third.bin': 'third\n', v2: { 'tool.bin': 'tool, version 2\n' } });
-  t.equal((await runCli(t, ['assets', 'add', '--visibility', 'internal', 'tool.bin', '-m', 'm.tt'], work)).code, 0, 'the first add');
-  const changed = await runCli(t, ['assets', 'add', '--visibility', 'internal', 'v2/tool.bin', 'other.bin', '-m', 'm.tt'], work);
+  t.equal((await runHere(['assets', 'add', '--visibility', 'internal', 'tool.bin', '-m', 'm.tt'], work)).code, 0, 'the first add');
+  const changed = await runHere(['assets', 'add', '--visibility', 'internal', 'v2/tool.bin', 'other.bin', '-m', 'm.tt'], work);
   t.equal(changed.code, 1, 'tooltool: "manifest already contains a different file", not all files added');
   t.match(changed.stderr, /^fleetcache: error: m\.tt: already has a different file named "tool\.bin" \(digest [0-9a-f]{16}…\), not added\n$/, 'said as the command\'s other errors are');
-  const visibility = await runCli(t, ['assets', 'add', '--visibility', 'public', 'tool.bin', 'third.bin', '-m', 'm.tt'], work);
+  const visibility = await runHere(['assets', 'add', '--visibility', 'public', 'tool.bin', 'third.bin', '-m', 'm.tt'], work);
   t.equal(visibility.code, 1, 'another visibility: not added either');
   t.match(visibility.stderr, /already has "tool\.bin" with visibility internal, version \(none\), not visibility public, version \(none\), not added/);
   const written = JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')) as Array<{ filename: string; digest: string; visibility: string }>;
@@ -389,11 +391,11 @@ t.test('add without --visibility writes none, as tooltool\'s add; upload then re
   const root = t.testdir({ work: { 'tool.bin': 'tool\n' }, origin: {} });
   const work = join(root, 'work');
   const origin = await startOrigin(t, { dataDir: join(root, 'origin') });
-  const add = await runCli(t, ['assets', 'add', 'tool.bin', '-m', 'm.tt'], work);
+  const add = await runHere(['assets', 'add', 'tool.bin', '-m', 'm.tt'], work);
   t.equal(add.code, 0, add.stderr);
   const [written] = JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')) as Record<string, unknown>[];
   t.notOk(written && 'visibility' in written, 'no visibility chosen for the user: tooltool writes none');
-  const up = await runCli(t, ['assets', 'upload', '-m', 'm.tt', '--url', origin.url], work, { FLEETCACHE_TOKEN: origin.token });
+  const up = await runHere(['assets', 'upload', '-m', 'm.tt', '--url', origin.url], work, { FLEETCACHE_TOKEN: origin.token });
   t.equal(up.code, 2, up.stderr);
   t.match(up.stderr, /tool\.bin: visibility \(public or internal\) is required to upload/);
   const head = await fetch(`${origin.url}/sha512/${sha512('tool\n')}`, { method: 'HEAD' });
@@ -402,8 +404,8 @@ t.test('add without --visibility writes none, as tooltool\'s add; upload then re
 
 t.test("add writes the new records first, in the order given, then the manifest's others, as tooltool's add", async (t) => {
   const work = t.testdir({ 'a.bin': 'a\n', 'b.bin': 'b\n', 'c.bin': 'c\n', 'd.bin': 'd\n' });
-  t.equal((await runCli(t, ['assets', 'add', 'a.bin', 'b.bin', '-m', 'm.tt'], work)).code, 0);
-  const res = await runCli(t, ['assets', 'add', 'd.bin', 'c.bin', '-m', 'm.tt'], work);
+  t.equal((await runHere(['assets', 'add', 'a.bin', 'b.bin', '-m', 'm.tt'], work)).code, 0);
+  const res = await runHere(['assets', 'add', 'd.bin', 'c.bin', '-m', 'm.tt'], work);
   t.equal(res.code, 0, res.stderr);
   const names = (JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')) as { filename: string }[]).map((r) => r.filename);
   t.same(names, ['d.bin', 'c.bin', 'a.bin', 'b.bin'], 'the manifest tooltool.py add would write (and so the order fetch takes)');
@@ -411,15 +413,15 @@ t.test("add writes the new records first, in the order given, then the manifest'
 
 t.test("add's options before or after the command, as optparse takes them; a bad --visibility is a usage error", async (t) => {
   const work = t.testdir({ 'tool.tar.gz': 'not really a tarball\n', 'notes.txt': 'notes\n' });
-  const before = await runCli(t, ['assets', '--visibility', 'internal', '--unpack', '--asset-version', 'tool 2', '-m', 'm.tt', 'add', 'tool.tar.gz'], work);
+  const before = await runHere(['assets', '--visibility', 'internal', '--unpack', '--asset-version', 'tool 2', '-m', 'm.tt', 'add', 'tool.tar.gz'], work);
   t.equal(before.code, 0, before.stderr);
-  const after = await runCli(t, ['assets', 'add', 'notes.txt', '-m', 'm.tt', '--visibility', 'internal'], work);
+  const after = await runHere(['assets', 'add', 'notes.txt', '-m', 'm.tt', '--visibility', 'internal'], work);
   t.equal(after.code, 0, after.stderr);
   t.match(JSON.parse(readFileSync(join(work, 'm.tt'), 'utf8')), [
     { filename: 'notes.txt', visibility: 'internal' },
     { filename: 'tool.tar.gz', unpack: true, version: 'tool 2', visibility: 'internal' },
   ]);
-  const bad = await runCli(t, ['assets', '--visibility', 'secret', 'add', 'notes.txt', '-m', 'bad.tt'], work);
+  const bad = await runHere(['assets', '--visibility', 'secret', 'add', 'notes.txt', '-m', 'bad.tt'], work);
   t.equal(bad.code, 2, 'as optparse refuses a value not among its choices');
   t.match(bad.stderr, /'secret' is invalid\. Allowed choices are public, internal/);
   t.notOk(existsSync(join(work, 'bad.tt')));
@@ -427,33 +429,33 @@ t.test("add's options before or after the command, as optparse takes them; a bad
 
 t.test("add takes tooltool's --version STR and -d sha512; fleetcache's own -V/--version go before 'assets' only", async (t) => {
   const work = t.testdir({ 'tool.bin': 'tool\n', 'other.bin': 'other\n' });
-  const add = await runCli(t, ['assets', 'add', '-d', 'sha512', '--version', 'gcc 4.9.4', 'tool.bin'], work);
+  const add = await runHere(['assets', 'add', '-d', 'sha512', '--version', 'gcc 4.9.4', 'tool.bin'], work);
   t.equal(add.code, 0, add.stderr);
   t.equal(add.stdout, `tool.bin\t5\tsha512:${sha512('tool\n')}\n`, 'the file added, not the program version printed');
-  const last = await runCli(t, ['assets', '--asset-version', 'one', 'add', 'other.bin', '--version', 'two'], work);
+  const last = await runHere(['assets', '--asset-version', 'one', 'add', 'other.bin', '--version', 'two'], work);
   t.equal(last.code, 0, last.stderr);
   t.match(JSON.parse(readFileSync(join(work, 'manifest.tt'), 'utf8')), [{ filename: 'other.bin', version: 'two' }, { filename: 'tool.bin', version: 'gcc 4.9.4' }], 'the last label given wins');
-  const sha256 = await runCli(t, ['assets', '-d', 'sha256', 'add', 'tool.bin', '-m', 'other.tt'], work);
+  const sha256 = await runHere(['assets', '-d', 'sha256', 'add', 'tool.bin', '-m', 'other.tt'], work);
   t.equal(sha256.code, 2, 'tooltool allows only sha512 (a usage error)');
   t.notOk(existsSync(join(work, 'other.tt')));
-  const version = await runCli(t, ['--version'], work);
+  const version = await runHere(['--version'], work);
   t.equal(version.code, 0);
   t.match(version.stdout, /^\d+\.\d+\.\d+\n$/);
 });
 
 t.test('an unknown command fails with exit 1, as tooltool ("not implemented"); no command, or a bad option, is a usage error', async (t) => {
   const work = t.testdir({ 'manifest.tt': '[]\n' });
-  const bogus = await runCli(t, ['assets', '-m', 'manifest.tt', 'fecth'], work);
+  const bogus = await runHere(['assets', '-m', 'manifest.tt', 'fecth'], work);
   t.equal(bogus.code, 1);
   t.equal(bogus.stderr, "fleetcache: error: unknown command 'fecth' (the commands of assets: fetch, list, validate, purge, add, upload)\n");
   // tooltool's own commands that fleetcache lacks, with tooltool's options for them.
-  const visibility = await runCli(t, ['assets', '--url', 'http://127.0.0.1:1/', 'change-visibility', '--digest', sha512('x'), '--visibility', 'public'], work);
+  const visibility = await runHere(['assets', '--url', 'http://127.0.0.1:1/', 'change-visibility', '--digest', sha512('x'), '--visibility', 'public'], work);
   t.equal(visibility.code, 1, visibility.stderr);
   t.match(visibility.stderr, /unknown command 'change-visibility'/);
-  const badOption = await runCli(t, ['assets', 'fecth', '--bogus'], work);
+  const badOption = await runHere(['assets', 'fecth', '--bogus'], work);
   t.equal(badOption.code, 2, 'optparse refuses the option first');
   t.match(badOption.stderr, /unknown option '--bogus'/);
-  const none = await runCli(t, ['assets', '-m', 'manifest.tt'], work);
+  const none = await runHere(['assets', '-m', 'manifest.tt'], work);
   t.equal(none.code, 2, 'no command: a usage error, as optparse\'s "You must specify a command"');
 });
 
@@ -463,18 +465,18 @@ t.test('a manifest with "unpack": "yes" and "visibility": "Internal": fetched an
   const { url } = await blobServer(t, [tgz]);
   const manifest = `[{"filename": "tool.tar.gz", "size": ${tgz.length}, "algorithm": "sha512", "digest": "${sha512(tgz)}", "unpack": "yes", "visibility": "Internal"}]\n`;
   writeFileSync(join(root, 'manifest.tt'), manifest);
-  const res = await runCli(t, ['assets', '--url', url, 'fetch', '-m', '../manifest.tt'], join(root, 'work'));
+  const res = await runHere(['assets', '--url', url, 'fetch', '-m', '../manifest.tt'], join(root, 'work'));
   t.equal(res.code, 0, res.stderr);
   t.equal(res.stdout, `tool.tar.gz\tdownload\t${tgz.length}\t${tgz.length}\t0\t${url}\ttar.gz\n`);
   t.equal(readFileSync(join(root, 'work', 'tool', 'VERSION'), 'utf8'), '2\n');
   t.match(res.stderr, /warning: \.\.\/manifest\.tt:1: record 0: unpack "yes" is not true or false: taken as true/);
   t.match(res.stderr, /warning: \.\.\/manifest\.tt:1: record 0: visibility "Internal" is neither "public" nor "internal"/);
-  const list = await runCli(t, ['assets', 'list', '-m', '../manifest.tt'], join(root, 'work'));
+  const list = await runHere(['assets', 'list', '-m', '../manifest.tt'], join(root, 'work'));
   t.equal(list.code, 0, list.stderr);
   t.equal(list.stdout, 'P\tV\ttool.tar.gz\n');
 
   writeFileSync(join(root, 'up', 'tool.tar.gz'), tgz);
-  const up = await runCli(t, ['assets', 'upload', '-m', '../manifest.tt', '--url', url], join(root, 'up'), { FLEETCACHE_TOKEN: 'token' });
+  const up = await runHere(['assets', 'upload', '-m', '../manifest.tt', '--url', url], join(root, 'up'), { FLEETCACHE_TOKEN: 'token' });
   t.equal(up.code, 2, 'never uploaded as some default visibility');
   t.match(up.stderr, /tool\.tar\.gz: visibility \(public or internal\) is required to upload, not "Internal"/);
 });

@@ -72,18 +72,26 @@ interface Worker {
   readonly conn: Connection;
 }
 
-/** A cache of `count` workers on `upUrl`, with a keep-alive connection to each. */
-async function cacheOf(t: Test, upUrl: string, count: number): Promise<{ cache: RunningServer; dataDir: string; workers: Worker[] }> {
+/** A cache of `count` workers on `upUrl`, and its workers' PIDs. */
+async function cacheOf(t: Test, upUrl: string, count: number): Promise<{ cache: RunningServer; dataDir: string; pids: number[] }> {
   const dataDir = t.testdir();
   const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dataDir, '--workers', String(count)], { FLEETCACHE_LOG_LEVEL: 'warn' });
-  const port = Number(new URL(cache.url).port);
   let pids: number[] = [];
   await eventually(`${count} workers`, () => (pids = cacheWorkers(cache.child.pid!)).length === count, 30_000);
+  return { cache, dataDir, pids };
+}
+
+/**
+ * A keep-alive connection of `t`'s own to each of the workers `pids` of `cache`: fresh for
+ * each subtest, none left idle while others run (the cache closes an idle one).
+ */
+async function connectEach(t: Test, cache: RunningServer, pids: readonly number[]): Promise<Worker[]> {
+  const port = Number(new URL(cache.url).port);
   const opened: Connection[] = [];
   t.teardown(() => opened.forEach((c) => c.close()));
   const workers = new Map<number, Worker>();
   // New connections until each worker took one (the primary hands them out in turn).
-  for (let i = 0; i < 4 * count && workers.size < count; i++) {
+  for (let i = 0; i < 4 * pids.length && workers.size < pids.length; i++) {
     const conn = new Connection(port);
     opened.push(conn);
     await new Promise((resolve) => conn.socket.once('connect', resolve));
@@ -91,8 +99,8 @@ async function cacheOf(t: Test, upUrl: string, count: number): Promise<{ cache: 
     await eventually('the worker of a connection', () => (pid = holderOf(pids, conn.socket.localPort!)) !== undefined);
     if (!workers.has(pid!)) workers.set(pid!, { pid: pid!, conn });
   }
-  t.equal(workers.size, count, 'a connection to each worker');
-  return { cache, dataDir, workers: [...workers.values()] };
+  t.equal(workers.size, pids.length, 'a connection to each worker');
+  return [...workers.values()];
 }
 
 /** Stops `pid` (SIGSTOP) as a worker wedged or frozen, until `t` ends (or `resume` is called). */
@@ -102,6 +110,11 @@ function stopWorker(t: Test, pid: number): { resume: () => void } {
   const resume = (): void => worker.kill('SIGCONT');
   t.teardown(resume);
   return { resume };
+}
+
+/** The objects the cache's store holds, as its primary counts them. */
+async function storedObjects(cache: RunningServer): Promise<number> {
+  return ((await (await request(`${cache.url}/-/stats`)).body.json()) as { store: { objects: number } }).store.objects;
 }
 
 /** What `ask` answers, and how long it took. */
@@ -131,111 +144,120 @@ function holdLastByte(up: UpstreamFixture, target: string, body: Buffer): { last
 
 const onlyIfCached = { 'cache-control': 'only-if-cached' };
 
-t.test('two workers: only-if-cached GET of a large blob another worker filled and stored is served, not 504', async (t) => {
-  const { up, upUrl } = await startUpstream(t);
-  // streamed through a file, committed after its reader has it all
-  const { hex } = up.addBlob(12 * 1024 * 1024);
-  const target = `/cas/sha256/${hex}`;
-  const { cache, workers: [filler, other] } = await cacheOf(t, upUrl, 2);
-
-  t.equal(await filler!.conn.ask('GET', target), 200, 'the GET that fills it');
-  t.equal(await filler!.conn.ask('GET', target, onlyIfCached), 200, 'only-if-cached GET in the worker that filled it');
-  // Stored: the primary counts the commit (the other worker is never told of it).
-  await eventually('the blob stored', async () => ((await (await request(`${cache.url}/-/stats`)).body.json()) as { store: { objects: number } }).store.objects === 1);
-  t.equal(await other!.conn.ask('GET', target, onlyIfCached), 200, 'only-if-cached GET in the other worker');
-  t.equal(await other!.conn.ask('HEAD', target, onlyIfCached), 200, 'only-if-cached HEAD in the other worker');
-  t.equal(up.count(target), 1, 'upstream asked once');
-  await cache.stop();
-});
-
-t.test('two workers: only-if-cached GET in the other worker while a fill that has its whole blob commits it is served, not 504', async (t) => {
-  const { up, upUrl } = await startUpstream(t);
-  // Large enough that its commit (a flush to disk) takes a while after its reader has it all.
-  const { hex, body } = up.addBlob(24 * 1024 * 1024);
-  const target = `/cas/sha256/${hex}`;
-  // The fill is then whole at a moment the test knows.
-  const { lastByteAsked, lastByte } = holdLastByte(up, target, body);
-  const { cache, workers: [filler, other] } = await cacheOf(t, upUrl, 2);
-  const filled = filler!.conn.ask('GET', target);
-  await lastByteAsked;
-  t.equal(await other!.conn.ask('GET', target, onlyIfCached), 504, 'not served while the fill lacks its last byte');
-  // The other worker was asked for its fill: its "none whole" is no error answer of the cache's.
-  const metrics = await (await request(`${cache.url}/-/metrics`)).body.text();
-  t.notMatch(metrics, /^fleetcache_cache_errors_total\{/m, 'no error counted');
-  lastByte();
-  t.equal(await filled, 200, 'the GET that fills it has the whole blob');
-  // At once: the fill's commit is under way (its reader does not wait for it).
-  t.equal(await other!.conn.ask('GET', target, onlyIfCached), 200, 'only-if-cached GET in the other worker');
-  t.equal(await other!.conn.ask('HEAD', target, onlyIfCached), 200, 'only-if-cached HEAD in the other worker');
-  t.equal(up.count(target), 1, 'upstream asked once');
-  await cache.stop();
-});
-
 // Push asks each region's cache, with only-if-cached, which bases it holds, and gives it 2 s
 // (cache-holdings.ts); a worker asks the others for a whole fill only while one holds the
 // key's claim, and a stopped one's question times out after 5 s (remote-fill.ts).
 const PUSH_PROBE_MS = 2000;
 
-t.test('two workers, one stopped: only-if-cached of a blob no worker holds or fills is a 504 at once, not once the question to the stopped one times out', async (t) => {
+// The subtests of each group share one cache: each asks for a blob of its own on connections
+// of its own, and a worker a subtest stops is resumed before the next (a cache each cost 1.5
+// to 2 s of CPU to start).
+// The subtest that counts the sockets a worker opens to ask the others runs first in its
+// group: none is open yet.
+t.test('two workers, one cache for three subtests', async (t) => {
   const { up, upUrl } = await startUpstream(t);
-  const { hex } = up.addBlob(4096);
-  const target = `/cas/sha256/${hex}`;
-  const { cache, workers: [asked, stopped] } = await cacheOf(t, upUrl, 2);
-  const { resume } = stopWorker(t, stopped!.pid);
-  for (const method of ['GET', 'HEAD'] as const) {
-    const { status, ms } = await timed(() => asked!.conn.ask(method, target, onlyIfCached));
-    t.equal(status, 504, `${method}: not stored`);
-    t.ok(ms < PUSH_PROBE_MS, `${method}: answered in ${Math.round(ms)} ms, within push's probe`);
-  }
-  t.equal(up.count(target), 0, 'upstream never asked');
-  resume();
+  const { cache, pids } = await cacheOf(t, upUrl, 2);
+
+  await t.test('two workers: only-if-cached GET of a large blob another worker filled and stored is served, not 504', async (t) => {
+    // streamed through a file, committed after its reader has it all
+    const { hex } = up.addBlob(12 * 1024 * 1024);
+    const target = `/cas/sha256/${hex}`;
+    const [filler, other] = await connectEach(t, cache, pids);
+    const objectsBefore = await storedObjects(cache);
+
+    t.equal(await filler!.conn.ask('GET', target), 200, 'the GET that fills it');
+    t.equal(await filler!.conn.ask('GET', target, onlyIfCached), 200, 'only-if-cached GET in the worker that filled it');
+    // Stored: the primary counts the commit (the other worker is never told of it).
+    await eventually('the blob stored', async () => (await storedObjects(cache)) === objectsBefore + 1);
+    t.equal(await other!.conn.ask('GET', target, onlyIfCached), 200, 'only-if-cached GET in the other worker');
+    t.equal(await other!.conn.ask('HEAD', target, onlyIfCached), 200, 'only-if-cached HEAD in the other worker');
+    t.equal(up.count(target), 1, 'upstream asked once');
+  });
+
+  await t.test('two workers: only-if-cached GET in the other worker while a fill that has its whole blob commits it is served, not 504', async (t) => {
+    // Large enough that its commit (a flush to disk) takes a while after its reader has it all.
+    const { hex, body } = up.addBlob(24 * 1024 * 1024);
+    const target = `/cas/sha256/${hex}`;
+    // The fill is then whole at a moment the test knows.
+    const { lastByteAsked, lastByte } = holdLastByte(up, target, body);
+    const [filler, other] = await connectEach(t, cache, pids);
+    const filled = filler!.conn.ask('GET', target);
+    await lastByteAsked;
+    t.equal(await other!.conn.ask('GET', target, onlyIfCached), 504, 'not served while the fill lacks its last byte');
+    // The other worker was asked for its fill: its "none whole" is no error answer of the cache's.
+    const metrics = await (await request(`${cache.url}/-/metrics`)).body.text();
+    t.notMatch(metrics, /^fleetcache_cache_errors_total\{/m, 'no error counted');
+    lastByte();
+    t.equal(await filled, 200, 'the GET that fills it has the whole blob');
+    // At once: the fill's commit is under way (its reader does not wait for it).
+    t.equal(await other!.conn.ask('GET', target, onlyIfCached), 200, 'only-if-cached GET in the other worker');
+    t.equal(await other!.conn.ask('HEAD', target, onlyIfCached), 200, 'only-if-cached HEAD in the other worker');
+    t.equal(up.count(target), 1, 'upstream asked once');
+  });
+
+  await t.test('two workers, one stopped: only-if-cached of a blob no worker holds or fills is a 504 at once, not once the question to the stopped one times out', async (t) => {
+    const { hex } = up.addBlob(4096);
+    const target = `/cas/sha256/${hex}`;
+    const [asked, stopped] = await connectEach(t, cache, pids);
+    const { resume } = stopWorker(t, stopped!.pid);
+    for (const method of ['GET', 'HEAD'] as const) {
+      const { status, ms } = await timed(() => asked!.conn.ask(method, target, onlyIfCached));
+      t.equal(status, 504, `${method}: not stored`);
+      t.ok(ms < PUSH_PROBE_MS, `${method}: answered in ${Math.round(ms)} ms, within push's probe`);
+    }
+    t.equal(up.count(target), 0, 'upstream never asked');
+    resume();
+  });
+
   await cache.stop();
 });
 
-t.test('three workers, one stopped: only-if-cached while another fills the blob, its body not all here, is a 504 at once (the fill\'s leader says so)', async (t) => {
+t.test('three workers, one cache for two subtests', async (t) => {
   const { up, upUrl } = await startUpstream(t);
-  const { hex, body } = up.addBlob(1024 * 1024);
-  const target = `/cas/sha256/${hex}`;
-  const { lastByteAsked, lastByte } = holdLastByte(up, target, body);
-  const { cache, workers: [filler, asked, stopped] } = await cacheOf(t, upUrl, 3);
-  const { resume } = stopWorker(t, stopped!.pid);
-  const filled = filler!.conn.ask('GET', target);
-  await lastByteAsked;
-  const { status, ms } = await timed(() => asked!.conn.ask('GET', target, onlyIfCached));
-  t.equal(status, 504, 'not served while the fill lacks its last byte');
-  t.ok(ms < PUSH_PROBE_MS, `answered in ${Math.round(ms)} ms, within push's probe`);
-  lastByte();
-  t.equal(await filled, 200, 'the GET that fills it');
-  t.equal(await asked!.conn.ask('GET', target, onlyIfCached), 200, 'served once the fill has its whole body');
-  resume();
-  await cache.stop();
-});
+  const { cache, dataDir, pids } = await cacheOf(t, upUrl, 3);
 
-t.test('three workers, one stopped: only-if-cached asked as the fill\'s leader commits it (it then answers "no such fill") is served at once from disk', async (t) => {
-  const { up, upUrl } = await startUpstream(t);
-  const { hex, body } = up.addBlob(4096);
-  const target = `/cas/sha256/${hex}`;
-  const { cache, dataDir, workers: [asked, leader, stopped] } = await cacheOf(t, upUrl, 3);
-  // The leader's claim, under the blob's own name with no permission bits (DiskStore.claimFill),
-  // made here: the test then commits the body itself, at the moment it chooses.
-  const file = path.join(dataDir, 'cas.v1', 'sha256', hex.slice(0, 2), hex);
-  mkdirSync(path.dirname(file), { recursive: true });
-  writeFileSync(file, '', { mode: 0o000 });
-  const { resume } = stopWorker(t, stopped!.pid);
-  const leaderStopped = stopWorker(t, leader!.pid);
-  const before = held(asked!.pid, []).unix;
-  const answer = timed(() => asked!.conn.ask('GET', target, onlyIfCached));
-  // Asked: a connection to each of the other workers' sockets (both stopped, neither answers yet).
-  await eventually('the other workers asked', () => held(asked!.pid, []).unix >= before + 2);
-  // The commit: the body renamed over the claim. Only then does the leader take the question.
-  const tmp = path.join(path.dirname(file), `.tmp-test-${hex}`);
-  writeFileSync(tmp, body);
-  renameSync(tmp, file);
-  leaderStopped.resume();
-  const { status, ms } = await answer;
-  t.equal(status, 200, 'the stored blob');
-  t.ok(ms < PUSH_PROBE_MS, `answered in ${Math.round(ms)} ms, within push's probe`);
-  t.equal(up.count(target), 0, 'upstream never asked');
-  resume();
+  await t.test('three workers, one stopped: only-if-cached asked as the fill\'s leader commits it (it then answers "no such fill") is served at once from disk', async (t) => {
+    const { hex, body } = up.addBlob(4096);
+    const target = `/cas/sha256/${hex}`;
+    const [asked, leader, stopped] = await connectEach(t, cache, pids);
+    // The leader's claim, under the blob's own name with no permission bits (DiskStore.claimFill),
+    // made here: the test then commits the body itself, at the moment it chooses.
+    const file = path.join(dataDir, 'cas.v1', 'sha256', hex.slice(0, 2), hex);
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, '', { mode: 0o000 });
+    const { resume } = stopWorker(t, stopped!.pid);
+    const leaderStopped = stopWorker(t, leader!.pid);
+    const before = held(asked!.pid, []).unix;
+    const answer = timed(() => asked!.conn.ask('GET', target, onlyIfCached));
+    // Asked: a connection to each of the other workers' sockets (both stopped, neither answers yet).
+    await eventually('the other workers asked', () => held(asked!.pid, []).unix >= before + 2);
+    // The commit: the body renamed over the claim. Only then does the leader take the question.
+    const tmp = path.join(path.dirname(file), `.tmp-test-${hex}`);
+    writeFileSync(tmp, body);
+    renameSync(tmp, file);
+    leaderStopped.resume();
+    const { status, ms } = await answer;
+    t.equal(status, 200, 'the stored blob');
+    t.ok(ms < PUSH_PROBE_MS, `answered in ${Math.round(ms)} ms, within push's probe`);
+    t.equal(up.count(target), 0, 'upstream never asked');
+    resume();
+  });
+
+  await t.test('three workers, one stopped: only-if-cached while another fills the blob, its body not all here, is a 504 at once (the fill\'s leader says so)', async (t) => {
+    const { hex, body } = up.addBlob(1024 * 1024);
+    const target = `/cas/sha256/${hex}`;
+    const { lastByteAsked, lastByte } = holdLastByte(up, target, body);
+    const [filler, asked, stopped] = await connectEach(t, cache, pids);
+    const { resume } = stopWorker(t, stopped!.pid);
+    const filled = filler!.conn.ask('GET', target);
+    await lastByteAsked;
+    const { status, ms } = await timed(() => asked!.conn.ask('GET', target, onlyIfCached));
+    t.equal(status, 504, 'not served while the fill lacks its last byte');
+    t.ok(ms < PUSH_PROBE_MS, `answered in ${Math.round(ms)} ms, within push's probe`);
+    lastByte();
+    t.equal(await filled, 200, 'the GET that fills it');
+    t.equal(await asked!.conn.ask('GET', target, onlyIfCached), 200, 'served once the fill has its whole body');
+    resume();
+  });
   await cache.stop();
 });
