@@ -170,6 +170,14 @@ export class Fill extends FillProgress {
     return this.headKnown && !this.#unkept && !this.error;
   }
 
+  /**
+   * Once ended, only a fill whose answer is kept is joined: one not kept (no-store, a 404)
+   * lingers until its cleanup is over, and a request arriving then must go upstream.
+   */
+  override get joinable(): boolean {
+    return super.joinable && (!this.ended || this.keeps);
+  }
+
   /** The file being written (large fills), for workers that follow this fill. */
   get tempPath(): string | undefined {
     return this.#tempPath;

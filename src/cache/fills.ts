@@ -56,7 +56,8 @@ export class Fills {
 
   /**
    * The fill in flight for `key`; a failed one is never joined (the next request starts
-   * anew), nor one kept in memory only whose first bytes may soon be gone (see joinable).
+   * anew), nor one kept in memory only whose first bytes may soon be gone, nor one ended
+   * whose answer is not kept (see Fill.joinable).
    */
   get(key: string): FillSource | undefined {
     const fill = this.#map.get(key);

@@ -19,9 +19,11 @@ export function straced(code: string, trace: string, options: string[]): string 
  * the children they fork), writing its trace to `trace`; resolves once every one is attached
  * (within 20 s). Stopped by PID in `t`'s teardown, or sooner by the function it resolves
  * with: stopped, strace detaches, and a system call it holds (a delay) goes on at once.
+ * `threadsOnly`: `pids` are threads, each traced alone (with -f, strace takes all threads of
+ * a thread's process).
  */
-export async function attachStrace(t: Pick<Test, 'teardown'>, pids: readonly number[], trace: string, options: string[]): Promise<() => Promise<void>> {
-  const tracer = spawn('strace', ['-f', ...pids.flatMap((pid) => ['-p', String(pid)]), '-o', trace, ...options], { stdio: ['ignore', 'ignore', 'pipe'] });
+export async function attachStrace(t: Pick<Test, 'teardown'>, pids: readonly number[], trace: string, options: string[], threadsOnly = false): Promise<() => Promise<void>> {
+  const tracer = spawn('strace', [...(threadsOnly ? [] : ['-f']), ...pids.flatMap((pid) => ['-p', String(pid)]), '-o', trace, ...options], { stdio: ['ignore', 'ignore', 'pipe'] });
   const stop = stopWithTest(t, tracer);
   await new Promise<void>((resolve, reject) => {
     let err = '';
