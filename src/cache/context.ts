@@ -15,7 +15,7 @@ import type { UploadsInFlight } from './uploads-in-flight.js';
 import { readUntilClosed, sendFill } from './fill-cursor.js';
 import { FillGoneError } from './remote-fill.js';
 import type { CacheMetrics, Kind } from './metrics.js';
-import { sendBody, type CacheStatus } from './serve.js';
+import { lacksType, sendBody, UNTYPED_BODY, type CacheStatus } from './serve.js';
 import { endToEnd, pickHeaders, RANGE_FIELDS, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
 import { announcedLength, type AnswerHead, type UpstreamAnswer } from './answer-handler.js';
 
@@ -260,10 +260,13 @@ export function notCached(): FleetError {
 /**
  * The status and fields of upstream's answer, passed on: its Age as upstream said it (a CDN's
  * or a parent cache's copy is that old already: an Age of 0 would have a cache downstream
- * keep it fresh that much longer), 0 when it said none.
+ * keep it fresh that much longer), 0 when it said none; UNTYPED_BODY when it gave a body no
+ * type, as every other way of answering does (fastify would type a small body, sent as a
+ * Buffer, and not a large one, sent as a stream).
  */
 function passedOn(reply: FastifyReply, status: number, headers: AnswerFields): void {
   reply.code(status).headers(headers).header('x-cache', 'MISS');
+  if (lacksType(status, headers)) reply.header('content-type', UNTYPED_BODY);
   if (headers.age === undefined) reply.header('age', '0');
 }
 
