@@ -41,15 +41,21 @@ import { NODE_ESM } from './esbuild-node.mjs';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(ROOT, 'dist/cli');
 
-/** The text of every module of src/ (its .ts files, in and below `dir`). */
-async function sourceTexts(dir = join(ROOT, 'src')) {
+/** The text of every module in and below `dir` (its .ts files). */
+async function readSources(dir) {
   const texts = [];
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
-    if (entry.isDirectory()) texts.push(...(await sourceTexts(path)));
+    if (entry.isDirectory()) texts.push(...(await readSources(path)));
     else if (entry.name.endsWith('.ts')) texts.push(await readFile(path, 'utf8'));
   }
   return texts;
+}
+
+let sources;
+/** The text of every module of src/, read once for the checks of this build. */
+function sourceTexts() {
+  return (sources ??= readSources(join(ROOT, 'src')));
 }
 
 /** The error classes declared in src/: those whose `extends` chain reaches Error. */
@@ -81,12 +87,18 @@ async function checkErrorClassNames(dir) {
   }
 }
 
-/** The values (not the types) that the modules of src/ import from `pkg`, by name. */
+/**
+ * The values (not the types) that the modules of src/ import from `pkg`, by name. Any other
+ * form of import of it (a namespace, a default, import()) fails the build: what it takes
+ * could not be checked against the package's file.
+ */
 async function valuesImported(pkg) {
   const names = new Set();
   for (const text of await sourceTexts()) {
-    for (const m of text.matchAll(new RegExp(`^import (?!type )\\{([^}]*)\\} from '${pkg}';`, 'gm'))) {
-      for (const item of m[1].split(',').map((name) => name.trim())) if (item && !item.startsWith('type ')) names.add(item.split(/\s+as\s+/)[0]);
+    for (const m of text.matchAll(new RegExp(`^import (?!type )([^;]*?)\\s*from '${pkg}';|\\bimport\\(\\s*'${pkg}'`, 'gm'))) {
+      const named = m[1]?.match(/^\{([^}]*)\}$/);
+      if (!named) throw new Error(`build-cli: src/ imports ${pkg} as \`${m[0]}\`: only \`import { … } from '${pkg}'\` can be checked against ${CORES.get(pkg)}`);
+      for (const item of named[1].split(',').map((name) => name.trim())) if (item && !item.startsWith('type ')) names.add(item.split(/\s+as\s+/)[0]);
     }
   }
   return names;
