@@ -7,9 +7,11 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { crc32, gzipSync } from 'node:zlib';
 import type { Test } from 'tap';
 import * as tarStream from 'tar-stream';
-import { runCli as runMain } from '../helpers/cli.js';
 import { cliArgs, stopWithTest } from '../helpers/processes.js';
 import { closeWithConnections, listenOnLoopback } from '../helpers/loopback-server.js';
+
+// the assets tests' in-process runs: the same helper as every other command's
+export { runHere } from '../helpers/cli.js';
 
 export function sha512(data: Buffer | string): string {
   return createHash('sha512').update(data).digest('hex');
@@ -151,26 +153,4 @@ export function runCli(t: Test, args: string[], cwd: string, env: NodeJS.Process
   child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
   child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
   return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
-}
-
-/**
- * `fleetcache <args>` through main() in this process, as runCli runs it as a process: in
- * `cwd`, with `env` over this process's and no $FLEETCACHE_TOKEN unless `env` gives one,
- * stdout and stderr not terminals. A third of a second of CPU less than a process each: for
- * the tests of a command's logic, not of the process (its exit status as a shell sees it).
- */
-export async function runHere(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<CliRun> {
-  const before = { cwd: process.cwd(), env: { ...process.env }, tty: [process.stdout.isTTY, process.stderr.isTTY] as const };
-  Object.assign(process.env, { FLEETCACHE_TOKEN: '', ...env });
-  process.chdir(cwd);
-  process.stdout.isTTY = false;
-  process.stderr.isTTY = false;
-  try {
-    return await runMain(args);
-  } finally {
-    process.chdir(before.cwd);
-    for (const name of Object.keys(process.env)) if (!(name in before.env)) delete process.env[name];
-    Object.assign(process.env, before.env);
-    [process.stdout.isTTY, process.stderr.isTTY] = before.tty;
-  }
 }

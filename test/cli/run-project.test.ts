@@ -1,12 +1,15 @@
 // `fleetcache run` from the command line in a small project of its own: what the CLI
-// passes to the runner (seed, data root) as a user sees it.
+// passes to the runner (seed, data root) as a user sees it. Most runs go through main() in
+// this process (runHere: the same flag parsing, output and exit code, without a process's
+// start); the real binary runs where its exit status is the point (1, 2, 3) and under
+// another user.
 import t, { type Test } from 'tap';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
-import { promisify } from 'node:util';
 import { chmod, cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliArgs } from '../helpers/processes.js';
+import { runHere } from '../helpers/cli.js';
 import { ERROR_CODES } from '../../src/errors.js';
 import { nobody, tempDirNobodyReaches } from '../helpers/nobody.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
@@ -27,11 +30,29 @@ async function project(t: Test, tasks: number, execute = 'echo ok'): Promise<str
   return dir;
 }
 
-function run(t: Test, cwd: string, args: string[]): { status: number | null; out: string } {
+interface Ran {
+  readonly status: number | null;
+  /** stdout, then stderr */
+  readonly out: string;
+  readonly stderr: string;
+}
+
+function ran(t: Test, status: number | null, stdout: string, stderr: string): Ran {
+  const out = `${stdout}\n${stderr}`;
+  if (status !== 0) t.comment(out.slice(-3000));
+  return { status, out, stderr };
+}
+
+/** `fleetcache run <args>` in `cwd`, through main() in this process. */
+async function run(t: Test, cwd: string, args: string[]): Promise<Ran> {
+  const res = await runHere(['run', ...args], cwd);
+  return ran(t, res.code, res.stdout, res.stderr);
+}
+
+/** `fleetcache run <args>` in `cwd` as a process of its own: the exit status a shell sees. */
+function runBinary(t: Test, cwd: string, args: string[]): Ran {
   const res = spawnSync(process.execPath, cliArgs(['run', ...args]), { cwd, encoding: 'utf8', timeout: 120_000 });
-  const out = `${res.stdout}\n${res.stderr}`;
-  if (res.status !== 0) t.comment(out.slice(-3000));
-  return { status: res.status, out };
+  return ran(t, res.status, res.stdout, res.stderr);
 }
 
 const executed = (out: string) => [...out.matchAll(/Executing (\S+)/g)].map((m) => m[1]);
@@ -46,10 +67,10 @@ async function timings(dir: string, tasks: number, long: number): Promise<void> 
 t.test('--seed N replays the order whatever the earlier runs recorded', async (t) => {
   const dir = await project(t, 6);
   await timings(dir, 6, 5);
-  const first = run(t, dir, ['--seed', '2']);
+  const first = await run(t, dir, ['--seed', '2']);
   t.equal(first.status, 0, 'first run passes');
   await timings(dir, 6, 2);
-  const second = run(t, dir, ['-seed=2']);
+  const second = await run(t, dir, ['-seed=2']);
   t.equal(second.status, 0, 'second run passes');
   t.equal(executed(first.out).length, 6);
   t.same(executed(second.out), executed(first.out), 'same seed, same order');
@@ -57,9 +78,9 @@ t.test('--seed N replays the order whatever the earlier runs recorded', async (t
 
 t.test("-seed is read as spread's Go flag package reads it: 010 is octal 8", async (t) => {
   const dir = await project(t, 6);
-  const eight = run(t, dir, ['-seed=8']);
-  const octal = run(t, dir, ['-seed=010']);
-  const ten = run(t, dir, ['-seed=10']);
+  const eight = await run(t, dir, ['-seed=8']);
+  const octal = await run(t, dir, ['-seed=010']);
+  const ten = await run(t, dir, ['-seed=10']);
   for (const res of [eight, octal, ten]) t.equal(res.status, 0, 'the run passes');
   t.equal(executed(eight.out).length, 6);
   t.notSame(executed(ten.out), executed(eight.out), 'seeds 8 and 10 give different orders (else this test proves nothing)');
@@ -68,9 +89,9 @@ t.test("-seed is read as spread's Go flag package reads it: 010 is octal 8", asy
 
 t.test("-seed takes spread's whole int64 range, and seeds 2^32 apart run orders of their own", async (t) => {
   const dir = await project(t, 6);
-  const two = run(t, dir, ['-seed=2']);
-  const wrapped = run(t, dir, [`-seed=${2 + 2 ** 32}`]);
-  const largest = run(t, dir, ['-seed=9223372036854775807']);
+  const two = await run(t, dir, ['-seed=2']);
+  const wrapped = await run(t, dir, [`-seed=${2 + 2 ** 32}`]);
+  const largest = await run(t, dir, ['-seed=9223372036854775807']);
   for (const res of [two, wrapped, largest]) t.equal(res.status, 0, 'the run passes');
   t.equal(executed(two.out).length, 6);
   t.notSame(executed(wrapped.out), executed(two.out), 'seed 2^32+2 is not seed 2 again');
@@ -78,7 +99,7 @@ t.test("-seed takes spread's whole int64 range, and seeds 2^32 apart run orders 
 });
 
 t.test("-repeat is read as spread's Go flag package reads it: 010 is octal 8", async (t) => {
-  const repeated = run(t, await project(t, 1), ['-repeat=010']);
+  const repeated = await run(t, await project(t, 1), ['-repeat=010']);
   t.equal(repeated.status, 0, 'the run passes');
   t.equal(executed(repeated.out).length, 1 + 0o10, 'the job runs once and 8 more times, not 10');
 });
@@ -108,7 +129,7 @@ t.test('environment values are the strings spread exports: !!binary decoded, the
   const check = expected.map(([key, , want]) => `echo "ENV_${key}=[$ENV_${key}]"; test "$ENV_${key}" = '${want}' || exit 1`).join('; ');
   const dir = await project(t, 1, check);
   await withEnvironment(dir, expected.map(([key, value]) => `  ENV_${key}: ${value}\n`).join(''));
-  const res = run(t, dir, ['-vv']);
+  const res = await run(t, dir, ['-vv']);
   t.equal(res.status, 0, 'the run passes: every value is what spread exports');
   t.match(res.out, /ENV_BIN=\[hello\]/, 'the job saw the values');
 });
@@ -119,26 +140,19 @@ t.test('a !!binary environment value Go cannot decode is refused by list and run
   await withEnvironment(dir, '  GREETING: !!binary aGVs\n    bG8=\n');
   const line = (await readFile(join(dir, 'spread.yaml'), 'utf8')).split('\n').findIndex((l) => l.includes('GREETING')) + 1;
   const message = `spread.yaml:${line}: cannot load spread.yaml: yaml: !!binary value contains invalid base64 data (field GREETING)`;
-  const res = run(t, dir, []);
+  const res = await run(t, dir, []);
   t.equal(res.status, ERROR_CODES.FC_ERR_PROJECT.exit, 'run: an invalid project');
   t.match(res.out, message, 'run');
-  const list = spawnSync(process.execPath, cliArgs(['list']), { cwd: dir, encoding: 'utf8', timeout: 60_000 });
-  t.not(list.status, 0, 'list fails');
+  const list = await runHere(['list'], dir);
+  t.not(list.code, 0, 'list fails');
   t.match(list.stderr, message, 'list');
   t.equal(list.stdout, '', 'list prints no job');
-});
-
-t.test("-seed=0 is spread's default: a seed is chosen and announced", async (t) => {
-  const dir = await project(t, 3);
-  const res = run(t, dir, ['-seed=0']);
-  t.equal(res.status, 0, 'the run passes');
-  t.match(res.out, /Sequence of jobs produced with -seed=[1-9]\d*\n/);
 });
 
 t.test('-order runs the jobs in the order the filters name them, whatever the timings', async (t) => {
   const dir = await project(t, 4);
   await timings(dir, 4, 1);
-  const res = run(t, dir, ['-order', 'tests/t3', 'tests/t1', 'tests/']);
+  const res = await run(t, dir, ['-order', 'tests/t3', 'tests/t1', 'tests/']);
   t.equal(res.status, 0, 'the run passes');
   t.same(executed(res.out).map((name) => name?.split(':').pop()), ['tests/t3', 'tests/t1', 'tests/t2', 'tests/t4']);
   t.notMatch(res.out, /Sequence of jobs produced/, 'no seed: nothing is shuffled');
@@ -148,17 +162,19 @@ t.test("the project's own cache/ directory is shipped: run keeps its state in .f
   const dir = await project(t, 1, '. "$SPREAD_PATH/cache/lib.sh"; test "$(greet)" = hello');
   await mkdir(join(dir, 'cache'));
   await writeFile(join(dir, 'cache', 'lib.sh'), 'greet() { echo hello; }\n');
-  const res = run(t, dir, []);
+  const res = await run(t, dir, []);
   t.equal(res.status, 0, 'the task found cache/lib.sh');
   t.match(res.out, /Successful tasks: 1/);
   t.ok((await readdir(join(dir, '.fleetcache'))).includes('reports'), 'the run report is under .fleetcache/');
   t.same(await readdir(join(dir, 'cache')), ['lib.sh'], "nothing of the runner's in the project's cache/");
 });
 
-t.test('the final summary lines carry the log timestamp, as every other line of the run', async (t) => {
+t.test("the real binary: an unsuccessful run ends with exit status 1, its final summary lines carry the log timestamp, as every other line of the run; -seed=0 is spread's default: a seed is chosen and announced", async (t) => {
   const dir = await project(t, 2, 'test "$SPREAD_TASK" != tests/t2');
-  const res = run(t, dir, []);
+  const res = runBinary(t, dir, ['-seed=0']);
   t.equal(res.status, 1, 'unsuccessful run');
+  t.match(res.stderr, /^error: unsuccessful run$/m, 'said on stderr');
+  t.match(res.out, /Sequence of jobs produced with -seed=[1-9]\d*\n/, 'the seed chosen is announced');
   const stamp = '\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d';
   t.match(res.out, new RegExp(`^${stamp} Successful tasks: 1\\n${stamp} Aborted tasks: 0\\n${stamp} Failed tasks: 1\\n    - local:alpha-1:tests/t2\\n`, 'm'));
   t.notMatch(res.out, /^(Successful|Aborted|Failed) tasks/m, 'no summary line without its timestamp');
@@ -169,17 +185,17 @@ t.test('--workers N replaces the systems\' workers; 0 or a non-number is a usage
   // dispatchDelay 0s: the three machines are asked for at once (the embedded default spaces them 250 ms
   // apart), so the third is asked for while jobs are still waiting, whatever the machine's speed
   await writeFile(join(dir, 'spread.yaml'), `${(await readFile(join(dir, 'spread.yaml'), 'utf8')).replace('workers: 1', 'workers: 3')}fleetcache:\n  dispatchDelay: 0s\n`);
-  const three = run(t, dir, []);
+  const three = await run(t, dir, []);
   t.equal(three.status, 0);
   t.match(three.out, /Allocating local:alpha-1 #3\.\.\./, 'the system asks for three machines');
   // One machine runs the jobs one after another: their sleeps would only add up.
   for (let i = 1; i <= 4; i++) await writeFile(join(dir, 'tests', `t${i}`, 'task.yaml'), `summary: t${i}\nexecute: |\n  echo ok\n`);
-  const one = run(t, dir, ['--workers', '1']);
+  const one = await run(t, dir, ['--workers', '1']);
   t.equal(one.status, 0);
   t.equal((one.out.match(/Allocating local:alpha-1/g) ?? []).length, 1, 'one machine');
   t.match(one.out, /Successful tasks: 4/);
-  for (const bad of ['0', 'two']) {
-    const res = run(t, dir, ['--workers', bad]);
+  // the real binary's exit status for a usage error once, the other through main()
+  for (const [bad, res] of [['0', await run(t, dir, ['--workers', '0'])], ['two', runBinary(t, dir, ['--workers', 'two'])]] as const) {
     t.equal(res.status, 2, `--workers ${bad}`);
     t.match(res.out, /--workers needs/);
   }
@@ -189,7 +205,7 @@ t.test('--fail-logs DIR: the error and debug output of each failed job in its ow
   const dir = await project(t, 3, 'echo "output of $SPREAD_TASK"; test "$SPREAD_TASK" != tests/t2');
   await writeFile(join(dir, 'tests', 't2', 'task.yaml'), 'summary: t2\nexecute: |\n  echo "output of $SPREAD_TASK"; exit 3\ndebug: |\n  echo "debugging t2"\n');
   const logs = join(dir, '..', 'fail-logs');
-  const res = run(t, dir, ['--fail-logs', logs]);
+  const res = await run(t, dir, ['--fail-logs', logs]);
   t.equal(res.status, 1, 'one task failed');
   t.same(await readdir(logs), ['local:alpha-1:tests_t2.log'], 'a file for the failed job only');
   const text = await readFile(join(logs, 'local:alpha-1:tests_t2.log'), 'utf8');
@@ -210,7 +226,8 @@ t.test('a --token-file or --fleet named on the command line that cannot be read 
     [['--fleet', 'caches-only.yaml', '-list'], /fleetcache: error: caches-only\.yaml: fleet configuration lists regions but no origin/],
   ];
   for (const [args, error] of cases) {
-    const res = run(t, dir, args);
+    // the first by the real binary: its exit status as a shell sees it
+    const res = args === cases[0]![0] ? runBinary(t, dir, args) : await run(t, dir, args);
     const label = args.map((arg) => (arg === missing ? '<missing>' : arg)).join(' ');
     t.equal(res.status, ERROR_CODES.FC_ERR_CONFIG.exit, label);
     t.match(res.out, error, `${label}: the file is named`);
@@ -219,7 +236,7 @@ t.test('a --token-file or --fleet named on the command line that cannot be read 
   t.same((await readdir(dir)).sort(), ['caches-only.yaml', 'spread.yaml', 'tests'], 'no run state was made');
   // a token file that can be read is still only checked: the embedded origin makes its own
   await writeFile(join(dir, 'token'), 'fc-token-not-used-here\n', { mode: 0o600 });
-  const ran = run(t, dir, ['--token-file', 'token']);
+  const ran = await run(t, dir, ['--token-file', 'token']);
   t.equal(ran.status, 0, 'a readable token file: the run goes on');
   t.match(ran.out, /Ignoring --token-file token: no fleet configuration/);
 });
@@ -229,18 +246,15 @@ t.test('an origin that is down at run start: the error says the project push to 
   const origin = await deadUrl();
   await writeFile(join(dir, 'fleet.yaml'), `origin: ${origin}\nregions:\n  region-a:\n    caches: [${origin}]\n`);
   await writeFile(join(dir, 'token'), 'fc-token\n', { mode: 0o600 });
-  const res = run(t, dir, ['--fleet', 'fleet.yaml', '--token-file', 'token']);
+  const res = await run(t, dir, ['--fleet', 'fleet.yaml', '--token-file', 'token']);
   t.equal(res.status, ERROR_CODES.FC_ERR_UPSTREAM.exit, "the connection failure's exit status");
   t.match(res.out, new RegExp(`fleetcache: error: cannot push the project to the origin: GET ${origin}/projects/small/bases/: connect ECONNREFUSED`));
 });
 
-/** Runs `fleetcache run` in `dir` (not spawnSync: the origin answers from this process); resolves to its exit code and its error line. */
-async function runAsync(dir: string, args: string[]): Promise<{ code: number; line: string }> {
-  const failed = await promisify(execFile)(process.execPath, cliArgs(['run', ...args]), { cwd: dir, timeout: 120_000 }).then(
-    () => ({ code: 0, stderr: '' }),
-    (err: { code: number; stderr: string }) => err,
-  );
-  return { code: failed.code, line: failed.stderr.split('\n').find((l) => l.startsWith('fleetcache: error: ')) ?? '' };
+/** Runs `fleetcache run` in `dir`; resolves to its exit code and its error line. */
+async function runError(dir: string, args: string[]): Promise<{ code: number; line: string }> {
+  const res = await runHere(['run', ...args], dir);
+  return { code: res.code, line: res.stderr.split('\n').find((l) => l.startsWith('fleetcache: error: ')) ?? '' };
 }
 
 t.test('an origin URL that answers 404 (a wrong path): the error names that URL once, with the request that failed', async (t) => {
@@ -249,7 +263,7 @@ t.test('an origin URL that answers 404 (a wrong path): the error names that URL 
   const wrong = `${url}/wrong`;
   await writeFile(join(dir, 'fleet.yaml'), `origin: ${wrong}\nregions:\n  region-a:\n    caches: [${url}]\n`);
   await writeFile(join(dir, 'token'), `${TEST_TOKEN}\n`, { mode: 0o600 });
-  const { code, line } = await runAsync(dir, ['--fleet', 'fleet.yaml', '--token-file', 'token']);
+  const { code, line } = await runError(dir, ['--fleet', 'fleet.yaml', '--token-file', 'token']);
   t.equal(code, ERROR_CODES.FC_ERR_NOT_FOUND.exit, "the 404's exit status");
   t.match(line, new RegExp(`^fleetcache: error: cannot push the project to the origin: GET ${wrong}/projects/small/bases/: HTTP 404.*no fleetcache origin answers there, check the origin URL`));
   t.equal(line.split(url).length - 1, 1, `the URL once: ${line}`);
@@ -267,7 +281,7 @@ t.test('an origin that answers a base upload with another digest: the error name
   const origin = await serveOnLoopback(t, server);
   await writeFile(join(dir, 'fleet.yaml'), `origin: ${origin}\nregions:\n  region-a:\n    caches: [${origin}]\n`);
   await writeFile(join(dir, 'token'), 'fc-token\n', { mode: 0o600 });
-  const { code, line } = await runAsync(dir, ['--fleet', 'fleet.yaml', '--token-file', 'token']);
+  const { code, line } = await runError(dir, ['--fleet', 'fleet.yaml', '--token-file', 'token']);
   t.equal(code, ERROR_CODES.FC_ERR_DIGEST_MISMATCH.exit, "the digest mismatch's exit status");
   t.match(line, new RegExp(`^fleetcache: error: cannot push the project to the origin: PUT ${origin}/projects/small/bases/\\S+: digest mismatch: expected sha256:[0-9a-f]{64}, got ${wrongDigest}$`));
 });
@@ -278,7 +292,7 @@ t.test("a push that fails on this host blames no origin, though its reason names
   await writeFile(join(dir, 'spread.yaml'), `${await readFile(join(dir, 'spread.yaml'), 'utf8')}repack: |\n  echo "no mirror of ${url} here" >&2\n  exit 1\n`);
   await writeFile(join(dir, 'fleet.yaml'), `origin: ${url}\nregions:\n  region-a:\n    caches: [${url}]\n`);
   await writeFile(join(dir, 'token'), `${TEST_TOKEN}\n`, { mode: 0o600 });
-  const { code, line } = await runAsync(dir, ['--fleet', 'fleet.yaml', '--token-file', 'token']);
+  const { code, line } = await runError(dir, ['--fleet', 'fleet.yaml', '--token-file', 'token']);
   t.equal(code, ERROR_CODES.FC_ERR_PROJECT.exit, "the repack script's exit status");
   t.equal(line, `fleetcache: error: cannot push the project: repack script failed (exit status 1): no mirror of ${url} here`);
 });

@@ -4,9 +4,10 @@
 // DeleteObject, ListObjectsV2 with continuation tokens (not UploadPartCopy).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Test } from 'tap';
 import { stopWithTest } from './processes.js';
 
@@ -17,6 +18,8 @@ interface TestS3Server {
   readonly endpoint: string;
   readonly bucket: string;
   readonly pid: number;
+  /** Where its filesystem store keeps the buckets. */
+  readonly dir: string;
 }
 
 export async function startS3rver(t: Test, bucket = 'fleetcache'): Promise<TestS3Server> {
@@ -42,7 +45,7 @@ export async function startS3rver(t: Test, bucket = 'fleetcache'): Promise<TestS
     });
     child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`s3rver exited with ${code}: ${err}`)); });
   });
-  return { endpoint, bucket, pid: child.pid! };
+  return { endpoint, bucket, pid: child.pid!, dir };
 }
 
 /**
@@ -55,4 +58,19 @@ export function s3StorageYaml(endpoint: string, bucket: string, prefix?: string)
     ...(prefix === undefined ? [] : [`  prefix: ${prefix}`]),
     '  forcePathStyle: true', '  accessKeyIdEnv: TEST_S3_KEY', '  secretAccessKeyEnv: TEST_S3_SECRET',
   ];
+}
+
+/**
+ * Objects of body `body` under `keys` of the server's bucket, written straight into its
+ * filesystem store as its PutObject leaves them (<dir>/<bucket>/<key>._S3rver_object; it
+ * makes an object's md5 file when it first reads it, and takes a missing metadata file for
+ * none): a thousand in a tenth of a second, where a PutObject each costs both processes
+ * 6 ms of CPU. For tests of listings, which read keys, not bytes.
+ */
+export async function writeObjectsDirectly(server: TestS3Server, keys: readonly string[], body: string): Promise<void> {
+  for (const key of keys) {
+    const file = join(server.dir, server.bucket, `${key}._S3rver_object`);
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, body);
+  }
 }
