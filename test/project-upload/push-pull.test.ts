@@ -275,32 +275,36 @@ async function twoRandomBases(t: Test, name: string) {
   return { common, project };
 }
 
-t.test('an encode against a candidate stops once it is past the delta under the re-base bound a newer base gave, before its own raw VCDIFF reaches that bound', async (t) => {
-  const { common, project } = await twoRandomBases(t, 'candidate-stop-sure');
-  writeFileSync(join(project, 'part2.bin'), 'a small change\n', { flag: 'a' });
-  const small = await pushProject({ ...common, run: 'small' });
-  t.notOk(small.rebased, 'a small change: a delta');
-  t.same(small.encodes.map((e) => e.complete), [true, false], 'against the newest base whole; against the older one stopped');
-  const [chosen, older] = small.encodes;
-  // Under the bound, neither the fast pass nor twice the bound can stop an encode: only the
-  // delta ranked 0 (raw VCDIFF under the bound) against the newest base, with a smaller VCDIFF.
-  const bound = 0.1 * small.fullUploadBytes;
-  t.ok((older?.vcdiffSize ?? Infinity) < bound, `the older one stopped under the re-base bound (${older?.vcdiffSize} bytes, the bound ${bound}; the chosen delta has ${chosen?.vcdiffSize})`);
-});
+// One origin for both: each push is of 8 MiB of random content, and the first neither adds a
+// base nor changes the two the second is weighed against.
+t.test('two bases of unrelated random content: when an encode against a candidate stops', async (t) => {
+  const { common, project } = await twoRandomBases(t, 'candidate-stop');
 
-t.test('an encode against a candidate stops once its fast pass is past twice the re-base bound, no other candidate being choosable', async (t) => {
-  const { common, project } = await twoRandomBases(t, 'candidate-stop-twice');
-  replaceWithRandomTree(project);
-  const rebased = await pushProject({ ...common, run: 'rebased' });
-  t.ok(rebased.rebased, 'new content: a new base, no candidate was like it');
-  t.equal(rebased.encodes.length, 2, 'both bases were candidates');
-  // Neither delta is under the bound nor choosable (its fast pass is about the whole tar's
-  // gzip): no candidate is a rival to stop at, twice the bound alone stops an encode. The
-  // first may be whole: the bound is known once the tar's gzip ended, which it may not have
-  // during the first encode.
-  const second = rebased.encodes[1];
-  t.equal(second?.complete, false, 'the second stopped');
-  t.ok((second?.vcdiffSize ?? Infinity) < rebased.manifest.result.size - TEST_WINDOW, `windows before its end (${second?.vcdiffSize} of about ${rebased.manifest.result.size} bytes)`);
+  await t.test('an encode against a candidate stops once it is past the delta under the re-base bound a newer base gave, before its own raw VCDIFF reaches that bound', async (t) => {
+    writeFileSync(join(project, 'part2.bin'), 'a small change\n', { flag: 'a' });
+    const small = await pushProject({ ...common, run: 'small' });
+    t.notOk(small.rebased, 'a small change: a delta');
+    t.same(small.encodes.map((e) => e.complete), [true, false], 'against the newest base whole; against the older one stopped');
+    const [chosen, older] = small.encodes;
+    // Under the bound, neither the fast pass nor twice the bound can stop an encode: only the
+    // delta ranked 0 (raw VCDIFF under the bound) against the newest base, with a smaller VCDIFF.
+    const bound = 0.1 * small.fullUploadBytes;
+    t.ok((older?.vcdiffSize ?? Infinity) < bound, `the older one stopped under the re-base bound (${older?.vcdiffSize} bytes, the bound ${bound}; the chosen delta has ${chosen?.vcdiffSize})`);
+  });
+
+  await t.test('an encode against a candidate stops once its fast pass is past twice the re-base bound, no other candidate being choosable', async (t) => {
+    replaceWithRandomTree(project);
+    const rebased = await pushProject({ ...common, run: 'rebased' });
+    t.ok(rebased.rebased, 'new content: a new base, no candidate was like it');
+    t.equal(rebased.encodes.length, 2, 'both bases were candidates');
+    // Neither delta is under the bound nor choosable (its fast pass is about the whole tar's
+    // gzip): no candidate is a rival to stop at, twice the bound alone stops an encode. The
+    // first may be whole: the bound is known once the tar's gzip ended, which it may not have
+    // during the first encode.
+    const second = rebased.encodes[1];
+    t.equal(second?.complete, false, 'the second stopped');
+    t.ok((second?.vcdiffSize ?? Infinity) < rebased.manifest.result.size - TEST_WINDOW, `windows before its end (${second?.vcdiffSize} of about ${rebased.manifest.result.size} bytes)`);
+  });
 });
 
 t.test('a delta as large as the tar (new content, or an old unrelated base among the candidates) is never whole in memory', async (t) => {
@@ -659,16 +663,33 @@ async function probedCache(t: Test, origin: string, dataDir: string) {
   return { url, probes };
 }
 
-t.test("a push of an unchanged tree asks no region cache which bases it holds; a changed one asks", async (t) => {
-  const { dir, project, common, bases } = await twoBases(t, 'same-no-probe');
-  const cache = await probedCache(t, common.origin, join(dir, 'cache-data'));
-  const again = await pushProject({ ...common, run: 'run-3', regionCaches: [cache.url] });
-  t.equal(again.manifest.delta, null, 'the same tar');
-  t.same(cache.probes, [], 'the cache was not asked: the tar is the base already');
-  writeFileSync(join(project, 'NEW.md'), 'a change\n');
-  const changed = await pushProject({ ...common, run: 'run-4', regionCaches: [cache.url] });
-  t.ok(changed.manifest.delta, 'a delta');
-  t.same(cache.probes.sort(), bases.map((digest) => casPath(parseDigestString(digest))).sort(), 'a changed tree: the cache asked for each base, once');
+// One origin with two bases for both: the pushes of the first add no base, and the second's
+// probes go to a cache of its own.
+t.test('two bases at the origin: which pushes ask the region caches, and when', async (t) => {
+  const { dir, project, common, bases } = await twoBases(t, 'probes');
+
+  await t.test("a push of an unchanged tree asks no region cache which bases it holds; a changed one asks", async (t) => {
+    const cache = await probedCache(t, common.origin, join(dir, 'cache-data'));
+    const again = await pushProject({ ...common, run: 'run-3', regionCaches: [cache.url] });
+    t.equal(again.manifest.delta, null, 'the same tar');
+    t.same(cache.probes, [], 'the cache was not asked: the tar is the base already');
+    writeFileSync(join(project, 'NEW.md'), 'a change\n');
+    const changed = await pushProject({ ...common, run: 'run-4', regionCaches: [cache.url] });
+    t.ok(changed.manifest.delta, 'a delta');
+    t.same(cache.probes.sort(), bases.map((digest) => casPath(parseDigestString(digest))).sort(), 'a changed tree: the cache asked for each base, once');
+  });
+
+  await t.test('a push from a host without the bases asks the region caches while it packs, not after', async (t) => {
+    const asked = join(dir, 'asked');
+    const { url: cacheUrl } = await startCache(t, { upstream: common.origin }, join(dir, 'early-cache-data'), {}, (req) => {
+      if (req.method === 'HEAD' && /only-if-cached/.test(String(req.headers['cache-control']))) writeFileSync(asked, req.url);
+    });
+    // The repack script runs once the tree is packed: it waits (10 s at most) for the cache's probe.
+    const seen = join(dir, 'seen-while-packing');
+    const repack = `i=0; while [ ! -e ${asked} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; if [ -e ${asked} ]; then : > ${seen}; fi; cat <&3 >&4`;
+    await pushProject({ ...common, run: 'run-5', baseCache: join(dir, 'early-fresh-bases'), regionCaches: [cacheUrl], repack });
+    t.ok(existsSync(seen), 'the cache was asked before the packed tree was known');
+  });
 });
 
 t.test('a push with a single candidate base asks no region cache which bases it holds: there is nothing to rank', async (t) => {
@@ -683,18 +704,6 @@ t.test('a push with a single candidate base asks no region cache which bases it 
   t.same(cache.probes, [], 'the cache was not asked, with the base in the local base cache or not');
 });
 
-t.test('a push from a host without the bases asks the region caches while it packs, not after', async (t) => {
-  const { dir, common } = await twoBases(t, 'early-probe');
-  const asked = join(dir, 'asked');
-  const { url: cacheUrl } = await startCache(t, { upstream: common.origin }, join(dir, 'cache-data'), {}, (req) => {
-    if (req.method === 'HEAD' && /only-if-cached/.test(String(req.headers['cache-control']))) writeFileSync(asked, req.url);
-  });
-  // The repack script runs once the tree is packed: it waits (10 s at most) for the cache's probe.
-  const seen = join(dir, 'seen-while-packing');
-  const repack = `i=0; while [ ! -e ${asked} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; if [ -e ${asked} ]; then : > ${seen}; fi; cat <&3 >&4`;
-  await pushProject({ ...common, run: 'run-3', baseCache: join(dir, 'fresh-bases'), regionCaches: [cacheUrl], repack });
-  t.ok(existsSync(seen), 'the cache was asked before the packed tree was known');
-});
 
 t.test('a base cache record that names another tar is not believed: the push encodes, and the run pulls', async (t) => {
   const { url, dir, project, common } = await originWithProject(t, 'record');
