@@ -20,6 +20,11 @@
 // except for error classes (they report new.target.name, logs show it), where the build
 // fails instead.
 //
+// Whitespace and comments are left out (minifyWhitespace, not the renaming of minify): a
+// cache's start reads and parses a third fewer bytes (3.2 MB → 2.1 MB), and Node decodes,
+// scans and compiles each byte it loads; names stay as they are, in stack traces too, whose
+// lines `node --enable-source-maps` maps back to src/.
+//
 // undici and prom-client come in through their core files, not their index.js (see
 // scripts/cores.mjs).
 //
@@ -56,7 +61,7 @@ async function checkErrorClassNames(dir) {
   const classes = await sourceErrorClasses();
   for (const file of (await readdir(dir)).filter((name) => name.endsWith('.js'))) {
     const code = await readFile(join(dir, file), 'utf8');
-    for (const m of code.matchAll(/\b(?:var ([A-Za-z_$][\w$]*) = class(?: (?!extends\b)([A-Za-z_$][\w$]*))?|class ([A-Za-z_$][\w$]*))[\s{]/g)) {
+    for (const m of code.matchAll(/\b(?:var ([A-Za-z_$][\w$]*)\s*=\s*class(?: (?!extends\b)([A-Za-z_$][\w$]*))?|class ([A-Za-z_$][\w$]*))[\s{]/g)) {
       const name = m[2] ?? m[1] ?? m[3];
       const source = name.replace(/^_/, '').replace(/\d+$/, '');
       if (name !== source && classes.has(source) && !classes.has(name)) {
@@ -90,6 +95,7 @@ try {
     external: ['ssh2'],
     sourcemap: 'linked',
     keepNames: false,
+    minifyWhitespace: true,
     plugins: [cores],
   });
   await checkErrorClassNames(temp);
