@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { checkCores, cores } from './cores.mjs';
 import { NODE_ESM } from './esbuild-node.mjs';
+import { lazyModules } from './lazy-modules.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const ENTRY = join(ROOT, 'src/agent/main.ts');
@@ -65,7 +66,7 @@ export async function buildAgent(outfile = join(ROOT, 'dist/agent.mjs')) {
       entryPoints: [ENTRY],
       outfile: temp,
       loader: { '.wasm': 'binary' },
-      plugins: [embedXdelta3, cores],
+      plugins: [embedXdelta3, cores, lazyModules],
       minify: true, // half the bytes to send to every machine
     });
     await rename(temp, outfile);

@@ -26,7 +26,8 @@
 // lines `node --enable-source-maps` maps back to src/.
 //
 // undici and prom-client come in through their core files, not their index.js (see
-// scripts/cores.mjs).
+// scripts/cores.mjs); what fastify and undici require for HTTP/2 and HTTPS only, when first
+// used (scripts/lazy-modules.mjs).
 //
 // Built into a temp directory and swapped in: a process starting meanwhile sees the old
 // bundle or the new one, never half of each. What tsc wrote in dist/ before is removed.
@@ -38,6 +39,7 @@ import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { checkCores, cores, sourceTexts } from './cores.mjs';
 import { NODE_ESM } from './esbuild-node.mjs';
+import { lazyModules } from './lazy-modules.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(ROOT, 'dist/cli');
@@ -96,7 +98,7 @@ try {
     sourcemap: 'linked',
     keepNames: false,
     minifyWhitespace: true,
-    plugins: [cores],
+    plugins: [cores, lazyModules],
   });
   await checkErrorClassNames(temp);
   await rename(OUT, old).catch((err) => {

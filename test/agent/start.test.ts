@@ -2,7 +2,9 @@
 // command evaluates only its own code. `version` (as a usage error would) loads none of
 // what the transfers need: the HTTP client (undici) and, with it, Node's http, tls and dns.
 // A transfer loads undici's clients only (scripts/undici-core.cjs), not its index.js, whose
-// fetch, WebSocket and cookies loaded Node's own copy of undici and its worker_threads.
+// fetch, WebSocket and cookies loaded Node's own copy of undici and its worker_threads; and
+// over plain HTTP, not undici's HTTP/2 client with Node's http2, https and tls
+// (scripts/lazy-modules.mjs).
 import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -32,10 +34,11 @@ t.test('the agent answers version without loading the transfer code', async (t) 
   t.same(TRANSFER_BUILTINS.filter((name) => loaded.has(name)), [], `none of ${TRANSFER_BUILTINS.join(', ')}`);
 });
 
-t.test("a transfer loads undici's clients, not Node's own undici nor worker_threads (undici's index.js)", async (t) => {
+t.test("a transfer loads undici's clients, not Node's own undici nor worker_threads (undici's index.js), nor http2, https, tls", async (t) => {
   const url = await statusServer(t, 200);
   const { answer, loaded } = await builtinsLoaded(t, 'artifacts', { url, run: 'r1', job: 'j1', cwd: t.testdir(), paths: [] });
   t.match(answer, { ok: true, files: 0 }, 'the upload was made');
   t.ok(loaded.has('http'), 'it loads http (the check sees the transfer)');
   t.same(['internal/deps/undici/undici', 'worker_threads'].filter((name) => loaded.has(name)), [], 'nor Node\'s undici, nor worker_threads');
+  t.same(['http2', 'https', 'tls'].filter((name) => loaded.has(name)), [], 'nor, over plain HTTP, http2, https or tls');
 });
