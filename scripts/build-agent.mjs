@@ -11,6 +11,10 @@
 // If the source no longer has the expected shape, the build fails instead of shipping an
 // agent that cannot apply deltas.
 //
+// undici comes in through scripts/undici-core.cjs, as in the CLI's bundle (scripts/cores.mjs):
+// its index.js brought fetch, WebSocket, cookies, the cache stores and the mocks, a third
+// of the bytes every machine parses at each start of the agent.
+//
 // Usage: node scripts/build-agent.mjs [OUTFILE]   (default: dist/agent.mjs)
 import { readdirSync } from 'node:fs';
 import { readFile, rename, rm } from 'node:fs/promises';
@@ -18,7 +22,9 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
+import { checkCores, cores } from './cores.mjs';
 import { NODE_ESM } from './esbuild-node.mjs';
+import { lazyModules } from './lazy-modules.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const ENTRY = join(ROOT, 'src/agent/main.ts');
@@ -54,12 +60,13 @@ const embedXdelta3 = {
 export async function buildAgent(outfile = join(ROOT, 'dist/agent.mjs')) {
   const temp = `${outfile}.${process.pid}.tmp`;
   try {
+    await checkCores();
     await esbuild.build({
       ...NODE_ESM,
       entryPoints: [ENTRY],
       outfile: temp,
       loader: { '.wasm': 'binary' },
-      plugins: [embedXdelta3],
+      plugins: [embedXdelta3, cores, lazyModules],
       minify: true, // half the bytes to send to every machine
     });
     await rename(temp, outfile);

@@ -1,8 +1,8 @@
-// What the CLI's bundle takes from undici (scripts/build-cli.mjs makes `import ... from
+// What the bundles take from undici (scripts/cores.mjs makes `import ... from
 // 'undici'` of src/ resolve here): the same objects as undici's index.js exports, from the
 // files it takes them from, without the rest that index.js loads and runs (fetch,
 // WebSocket, cookies, the cache stores, the mocks; cookies' brand check reads
-// globalThis.Headers, which loads Node's own copy of undici too). build-cli.mjs checks that
+// globalThis.Headers, which loads Node's own copy of undici too). cores.mjs checks that
 // every value src/ imports from undici is here, and is index.js's own.
 'use strict'
 

@@ -3,7 +3,8 @@
 // runner's SSH (ssh2), the AWS SDK, the packer (tar-stream). Each start of a one-shot command on a machine, and each
 // `--help`, paid for all of them. Nor does a multi-process cache's primary load the server
 // its workers run, nor a run on the local backend ssh2 (the runner forks itself for every
-// script, at a cost that grows with its RSS), nor a cache undici's fetch and WebSocket.
+// script, at a cost that grows with its RSS), nor a cache undici's fetch and WebSocket,
+// nor Node's http2, https and tls (scripts/lazy-modules.mjs).
 // The child logs every module Node loads; a
 // chunk of the build stands for the modules its source map names.
 import t from 'tap';
@@ -19,12 +20,15 @@ import { spawnWorkersCache } from '../cache/harness.js';
 const NOT_FOR_HELP = ['fastify', 'undici', 'ajv', 'yaml', 'ssh2', '@aws-sdk/client-s3', 'pino', 'prom-client', '@sinclair/typebox', 'tar-stream'];
 
 const LOADED = 'fleetcache-test-loaded ';
+const BUILTINS = 'fleetcache-test-builtins ';
 
 /** A module registering a load hook that prints each file's URL on stderr, after the PID of the process loading it. */
 function loadLogger(dir: string): string {
   const hooks = `export async function load(url, context, next) { if (url.startsWith('file:')) process._rawDebug(${JSON.stringify(LOADED)} + process.pid + ' ' + url); return next(url, context); }`;
   const file = join(dir, 'log-loads.mjs');
-  writeFileSync(file, `import { register } from 'node:module';\nregister(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});\n`);
+  // and, at exit, the builtins it loaded (their require() passes no load hook)
+  const builtins = `process.on('exit', () => process._rawDebug(${JSON.stringify(BUILTINS)} + process.pid + ' ' + process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)).join(' ')));`;
+  writeFileSync(file, `import { register } from 'node:module';\nregister(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});\n${builtins}\n`);
   return file;
 }
 
@@ -94,6 +98,10 @@ t.test("a --workers cache's primary, which serves nothing, loads none of the ser
   t.ok(undici.some((source) => source.endsWith('undici/lib/dispatcher/pool.js')), 'the cache loads undici\'s Pool (the check sees undici)');
   const notNeeded = /undici\/(?:index\.js|lib\/(?:mock|cache|web\/(?:websocket|cookies|cache|fetch\/index\.js)))/;
   t.same(undici.filter((source) => notNeeded.test(source)), [], 'nor undici\'s index.js, its fetch, WebSocket, cookies, cache stores or mocks');
+  // fastify's HTTP/2 and HTTPS servers, undici's HTTP/2 client: loaded when used (scripts/lazy-modules.mjs)
+  const builtins = stderr().split('\n').filter((line) => line.startsWith(BUILTINS)).map((line) => line.split(' ').slice(2));
+  t.ok(builtins.length > 1 && builtins.every((names) => names.includes('http')), 'every process logged its builtins, http among them (the check sees them)');
+  t.same([...new Set(builtins.flat())].filter((name) => ['http2', 'https', 'tls'].includes(name)), [], 'none loads http2, https or tls');
 });
 
 /** A project at `dir` of one task on one backend (`backend`: its fields, lines of YAML). */

@@ -28,7 +28,7 @@ export const REPO_ROOT = COMPILED ? `${dirname(ABOVE_TEST)}/` : ABOVE_TEST;
  * and CI run, right after a build, so a stale dist/ there means src/ was edited without
  * rebuilding, and the tests would check old code.
  */
-const FROM_BUILD = !(await olderThanSources(`${REPO_ROOT}dist/cli/bin.js`, ['build-cli.mjs', 'esbuild-node.mjs', 'undici-core.cjs', 'prom-client-core.cjs'].map((script) => `${REPO_ROOT}scripts/${script}`)));
+const FROM_BUILD = !(await olderThanSources(`${REPO_ROOT}dist/cli/bin.js`, ['build-cli.mjs', 'cores.mjs', 'lazy-modules.mjs', 'esbuild-node.mjs', 'undici-core.cjs', 'prom-client-core.cjs'].map((script) => `${REPO_ROOT}scripts/${script}`)));
 if (!FROM_BUILD && COMPILED) {
   throw new Error(`${REPO_ROOT}dist/ is missing or older than src/ or its build scripts: run \`npm run build\` (and \`node scripts/build-tests.mjs\` after editing src/ or test/) before running the compiled tests`);
 }
