@@ -913,25 +913,45 @@ async function fillAndCountEvicted(t: Test, cache: RunningServer, dir: string, l
 // reports the bodies it reads, so the primary passes them over, and a fill counts the room
 // held by every worker's readers: a 32 MiB fill lacks 25 MiB, more than the readers of any
 // one worker but the one that would hold all four hold.
-for (const { held, largeMiB, kept } of [
-  { held: 2, largeMiB: 16, kept: [true, true, false, false, true, true] },
-  { held: 4, largeMiB: 32, kept: [true, true, true, true, true, false] },
-]) t.test(`two workers, ${held} objects being read by slow clients: the primary does not evict them for room they would not give back, and a fill that finds none is passed through with no storage failure`, { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+// Then the readers end: a worker reports the last reader of a body closing too, and the
+// primary drops what a worker that died was reading, so the next fill that lacks room (16 MiB,
+// as much as two of the bodies read) evicts two of those as the least recently used. One
+// cache for both halves: the second starts from the state the first leaves (40 MiB kept, the
+// read bodies the least recently used); two readers end by dying (their answers are cut), four
+// by reading to the end (the test of the whole answers a slow reader gets).
+for (const { held, largeMiB, kept, end } of [
+  { held: 2, largeMiB: 16, kept: [true, true, false, false, true, true], end: 'the workers reading die' },
+  { held: 4, largeMiB: 32, kept: [true, true, true, true, true, false], end: 'the slow clients read to the end' },
+] as const) t.test(`two workers, ${held} objects being read by slow clients: the primary does not evict them for room they would not give back, and a fill that finds none is passed through with no storage failure; then ${end}: the bodies they read are no longer passed over`, { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const blobs = [8, 8, 8, 8, 8, largeMiB].map((n) => up.addBlob(n * MiB));
+  const next = up.addBlob(16 * MiB);
   const { cache, dir, stored } = await workersHolding(t, upUrl, blobs.slice(0, 5));
   const readers = blobs.slice(0, held).map((b) => slowReader(Number(new URL(cache.url).port), b.hex));
   t.teardown(() => readers.forEach((s) => s.destroy())); // before the cache stops (teardowns run last first)
   const workers = descendantsOf(cache.child.pid!);
-  await eventually('the slow readers\' files open in the workers', () => openFilesOf(blobs.slice(0, held).map((b) => b.hex), workers).length >= held, 5000);
+  const hexes = blobs.slice(0, held).map((b) => b.hex);
+  await eventually('the slow readers\' files open in the workers', () => openFilesOf(hexes, workers).length >= held, 5000);
   await eventually('their hits reported', async () => (await reportedHits(cache)) >= held, 5000);
   await hitInTurn(t, cache, blobs.slice(held, 5)); // the read ones the least recently used again
   const evicted = await fillAndCountEvicted(t, cache, dir, blobs[5]!);
   t.same(blobs.map((b) => stored(b.hex)), kept, 'the objects being read are not evicted for room they would not give back');
   const count = kept.slice(0, 5).filter((k) => !k).length;
   t.same([evicted.evictedObjects, evicted.evictedBytes], [count, count * 8 * MiB], 'no more evicted than the room needed');
-  t.same(await Promise.all(readers.map(readRest)), blobs.slice(0, held).map((b) => ['HTTP/1.1 200', b.hex]), 'the slow readers got their whole objects');
   t.notMatch(cache.stderr(), /storage failure/, 'no storage failure, no cool-down');
+
+  if (end === 'the workers reading die') await killReadingWorkers(cache, workers, hexes);
+  else {
+    t.same(await Promise.all(readers.map(readRest)), blobs.slice(0, held).map((b) => ['HTTP/1.1 200', b.hex]), 'the slow readers got their whole objects');
+    await eventually('their files closed', () => openFilesOf(hexes, workers).length === 0, 5000);
+    await reportedHits(cache); // their closing reported
+  }
+  // Passed over, the bodies read became the most recently used: the least recently used again.
+  await hitInTurn(t, cache, blobs.slice(held).filter((b) => stored(b.hex)));
+  const after = await fillAndCountEvicted(t, cache, dir, next);
+  // (the readers' hits were reported in either order: which two of four are the least recently used is not known)
+  t.same([blobs.slice(0, held).filter((b) => !stored(b.hex)).length, blobs.slice(held, 5).map((b) => stored(b.hex)), stored(next.hex)], [2, kept.slice(held, 5), true], 'two of the bodies read evicted: nobody reads them now; the others kept');
+  t.same([after.evictedObjects - evicted.evictedObjects, after.evictedBytes - evicted.evictedBytes], [2, 16 * MiB], 'and no more');
 });
 
 /** Kills the workers among `workers` that have one of `hexes` open, and waits for the cache to answer again. */
@@ -945,27 +965,3 @@ async function killReadingWorkers(cache: RunningServer, workers: readonly number
   }, 10_000);
   await eventually('the cache answers', () => request(`${cache.url}/-/healthz`).then((r) => r.body.dump().then(() => r.statusCode === 200), () => false), 10_000);
 }
-
-// A worker reports the last reader of a body closing too, and the primary drops what a worker
-// that died was reading: the bodies read before are evicted again as the least recently used.
-for (const end of ['the slow clients read to the end', 'the workers reading die'] as const) t.test(`two workers, ${end}: the bodies they read are no longer passed over`, { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
-  const { up, upUrl } = await startUpstream(t);
-  const blobs = [8, 8, 8, 8, 8, 16].map((n) => up.addBlob(n * MiB));
-  const { cache, dir, stored } = await workersHolding(t, upUrl, blobs.slice(0, 5));
-  const readers = blobs.slice(0, 2).map((b) => slowReader(Number(new URL(cache.url).port), b.hex));
-  t.teardown(() => readers.forEach((s) => s.destroy()));
-  const workers = descendantsOf(cache.child.pid!);
-  const hexes = blobs.slice(0, 2).map((b) => b.hex);
-  await eventually('the slow readers\' files open in the workers', () => openFilesOf(hexes, workers).length >= 2, 5000);
-  await eventually('their hits, and the bodies read, reported', async () => (await reportedHits(cache)) >= 2, 5000);
-  await hitInTurn(t, cache, blobs.slice(2, 5)); // the read ones the least recently used again
-  if (end === 'the workers reading die') await killReadingWorkers(cache, workers, hexes);
-  else {
-    t.same(await Promise.all(readers.map(readRest)), blobs.slice(0, 2).map((b) => ['HTTP/1.1 200', b.hex]), 'the slow readers got their whole objects');
-    await eventually('their files closed', () => openFilesOf(hexes, workers).length === 0, 5000);
-    await reportedHits(cache); // their closing reported
-  }
-  const evicted = await fillAndCountEvicted(t, cache, dir, blobs[5]!);
-  t.same(blobs.map((b) => stored(b.hex)), [false, false, true, true, true, true], 'the two least recently used evicted: nobody reads them now');
-  t.same([evicted.evictedObjects, evicted.evictedBytes], [2, 16 * MiB], 'and no more');
-});
