@@ -9,14 +9,14 @@ import { once } from 'node:events';
 import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { FleetError } from '../../src/errors.js';
 import { RunLog } from '../../src/run/report.js';
 import { discardKeptMachines } from '../../src/run/discard.js';
-import { runProject, type RunOptions, type RunResult } from '../../src/run/runner.js';
+import type { RunResult } from '../../src/run/runner.js';
 import { runCli } from '../helpers/cli.js';
 import { cliArgs, isAlive, rememberProcess, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
+import { endedWithin, runHere } from './run-here.js';
 
 /** A one-system local project whose task s/a starts a long sleep and writes its PID to `pidFile`. */
 async function sleepingProject(t: Test, pidFile: string, extra: string[] = []): Promise<string> {
@@ -63,41 +63,6 @@ async function taskPid(t: Test, pidFile: string): Promise<number> {
 const DISCARD_COMMAND = `node ${cliArgs([]).at(-1)} run --discard --data cache`;
 
 const machinesOf = (dir: string) => readdir(join(dir, 'cache', 'machines')).catch(() => []);
-
-interface HereRun {
-  out: () => string;
-  /** The run's result, or what it threw. */
-  ended: Promise<{ result?: RunResult; error?: unknown }>;
-  /** `signal` to this process, as a user sends it to the binary: the run's handlers (interrupt.ts) take it. */
-  interrupt: (signal?: NodeJS.Signals) => void;
-}
-
-/**
- * `fleetcache run` of `dir` in this process (runProject with its data in <dir>/cache, seed 1,
- * its SIGINT/SIGTERM handlers on this process), `bin` first on the PATH its local machines'
- * scripts inherit: what the run does when a signal cuts a step, without the second of CPU a
- * process of its own costs. The binary's own handling is tested with startRun.
- */
-function runHere(t: Test, dir: string, extra: Partial<RunOptions> = {}, bin?: string): HereRun {
-  const path = process.env.PATH;
-  const restorePath = () => {
-    process.env.PATH = path;
-  };
-  if (bin) process.env.PATH = `${bin}:${path ?? ''}`;
-  t.teardown(restorePath);
-  let out = '';
-  const log = new RunLog((s) => (out += s));
-  const ended = ensureAgentBundle()
-    .then((agentBundle) => runProject({ agentBundle, cwd: dir, filters: [], seed: 1n, dataRoot: join(dir, 'cache'), log, ...extra }))
-    .then((result) => ({ result }), (error: unknown) => ({ error }))
-    .finally(restorePath);
-  return { out: () => out, ended, interrupt: (signal = 'SIGINT') => process.kill(process.pid, signal) };
-}
-
-/** What `run` ended with, or 'waiting' once `ms` passed. */
-function endedWithin<T>(ended: Promise<T>, ms: number): Promise<T | 'waiting'> {
-  return Promise.race([ended, new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), ms).unref())]);
-}
 
 /** The summary lines the binary prints after the run. */
 const summaryOf = (ended: { result?: RunResult } | 'waiting') => (ended === 'waiting' ? '' : ended.result?.tally.summaryLines().join('\n') ?? '');
