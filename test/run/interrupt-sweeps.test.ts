@@ -2,7 +2,8 @@
 // its ssh machine, where the machine takes the sweep and never ends it: the run's SIGINT cuts
 // the sweep short, before the machine is kept (--reuse) as before it is discarded, and as a
 // --reuse run takes back a machine whose record lists lost scripts; and so does an --abend
-// failure on another machine, before a machine is kept.
+// failure on another machine, before a machine is kept. The runs run in the test's process
+// (run-here.ts), which the test signals.
 import t, { type Test } from 'tap';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -14,7 +15,7 @@ import { eventually } from '../helpers/wait.js';
 import { halfOpenRelay, type HalfOpenRelay } from '../helpers/half-open-relay.js';
 import { startSshd } from '../ssh/sshd.js';
 import { leavingScript, leftPids } from '../ssh/leaving-script.js';
-import { startRun } from './ssh-project.js';
+import { endedWithin, runHere } from './run-here.js';
 
 /**
  * How soon after the SIGINT the run must have ended: a killed command's channel may take the
@@ -28,7 +29,7 @@ const STOPPED_WITHIN_MS = 15_000;
  * command hangs once the file `hang` exists (its shell's PID appended to `hung`); the execute
  * leaves sleeps (their PIDs in `pids`) and sleeps on.
  */
-async function hangingHost(t: Test): Promise<{ base: string; dir: string; hang: string; hung: string; pids: string; relay: HalfOpenRelay }> {
+async function hangingHost(t: Test): Promise<{ dir: string; hang: string; hung: string; pids: string; relay: HalfOpenRelay }> {
   const base = t.testdir();
   const hang = join(base, 'hang');
   const hung = join(base, 'hung');
@@ -43,17 +44,17 @@ async function hangingHost(t: Test): Promise<{ base: string; dir: string; hang: 
     join(dir, 'spread.yaml'),
     `project: sweeps\npath: ${join(base, 'remote-project')}\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${relay.port}\n        key: ${sshd.keyPath}\n    systems: [debian-12]\nsuites:\n  tests/:\n    summary: one\n`,
   );
-  return { base, dir, hang, hung, pids, relay };
+  return { dir, hang, hung, pids, relay };
 }
 
-/** SIGINT to `run` once the hanging host took a command (`hung`); resolves when the run ended (or gave up waiting), with how long after the SIGINT. */
-async function interrupt(t: Test, run: ReturnType<typeof startRun>, hung: string): Promise<{ took: number; code: number | null | 'waiting'; out: string }> {
+/** SIGINT to `run` once the hanging host took a command (`hung`); resolves when the run ended (or gave up waiting), with how long after the SIGINT and the signal that stopped it. */
+async function interrupt(t: Test, run: ReturnType<typeof runHere>, hung: string): Promise<{ took: number; stopped: NodeJS.Signals | undefined | 'waiting'; out: string }> {
   await eventually('the sweep reached the machine', () => existsSync(hung), 30_000);
   leftPids(t, hung);
-  run.child.kill('SIGINT');
+  run.interrupt();
   const interrupted = Date.now();
-  const code = await Promise.race([run.exited, new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 45_000).unref())]);
-  return { took: Date.now() - interrupted, code, out: run.out() };
+  const ended = await endedWithin(run.ended, 45_000);
+  return { took: Date.now() - interrupted, stopped: ended === 'waiting' ? ended : ended.result?.interrupted, out: run.out() };
 }
 
 /**
@@ -62,9 +63,9 @@ async function interrupt(t: Test, run: ReturnType<typeof startRun>, hung: string
  * the machine. Returns when the run ended (or gave up waiting) with how long after the SIGINT,
  * what it printed, and the sleeps left.
  */
-async function interruptedSweep(t: Test, args: string[]): Promise<{ dir: string; took: number; code: number | null | 'waiting'; out: string; left: number[] }> {
-  const { base, dir, hang, hung, pids, relay } = await hangingHost(t);
-  const run = startRun(t, base, dir, args);
+async function interruptedSweep(t: Test, reuse: boolean): Promise<{ dir: string; took: number; stopped: NodeJS.Signals | undefined | 'waiting'; out: string; left: number[] }> {
+  const { dir, hang, hung, pids, relay } = await hangingHost(t);
+  const run = runHere(t, dir, { reuse });
   await eventually('the execute started both sleeps', async () => (await readFile(pids, 'utf8').catch(() => '')).trim().split('\n').length === 2, 60_000);
   const left = leftPids(t, pids);
   await writeFile(hang, '');
@@ -73,9 +74,9 @@ async function interruptedSweep(t: Test, args: string[]): Promise<{ dir: string;
 }
 
 t.test('--reuse: SIGINT cuts the sweep before a machine is kept; the machine is kept with its lost script on record', async (t) => {
-  const { dir, took, code, out, left } = await interruptedSweep(t, ['--reuse']);
+  const { dir, took, stopped, out, left } = await interruptedSweep(t, true);
   t.ok(took < STOPPED_WITHIN_MS, `the run ended ${took} ms after the interrupt`);
-  t.equal(code, 1, 'an interrupted run fails');
+  t.equal(stopped, 'SIGINT', 'an interrupted run fails');
   t.match(out, /Keeping lab:debian-12 at 127\.0\.0\.1:\d+\n/, 'the machine is kept');
   t.match(out, /WARNING: .* may still run the processes of a script whose connection was lost: they could not be stopped: the run was interrupted\n/);
   t.ok(left.every(isAlive), 'the cut sweep killed nothing');
@@ -84,16 +85,16 @@ t.test('--reuse: SIGINT cuts the sweep before a machine is kept; the machine is 
 });
 
 t.test('SIGINT cuts the sweep at the discard of a machine whose lost script runs on', async (t) => {
-  const { took, code, out, left } = await interruptedSweep(t, []);
+  const { took, stopped, out, left } = await interruptedSweep(t, false);
   t.ok(took < STOPPED_WITHIN_MS, `the run ended ${took} ms after the interrupt`);
-  t.equal(code, 1, 'an interrupted run fails');
+  t.equal(stopped, 'SIGINT', 'an interrupted run fails');
   t.match(out, /Discarding lab:debian-12/, 'the machine is discarded');
   t.match(out, /whose connection was lost could not be stopped: .*: the run was interrupted\n/);
   t.ok(left.every(isAlive), 'the cut sweep killed nothing');
 });
 
 t.test('--reuse: SIGINT cuts the sweep of what a kept machine\'s record says its lost scripts left, as the run takes it back; it stays kept, its record whole', async (t) => {
-  const { base, dir, hang, hung, relay } = await hangingHost(t);
+  const { dir, hang, hung, relay } = await hangingHost(t);
   // kept by an earlier run that could not stop its lost script: the first command the machine
   // is given is the sweep of that script's processes, and it never ends
   const record: MachineRecord = { backend: 'lab', system: 'debian-12', address: `127.0.0.1:${relay.port}`, lostScripts: ['lost-in-an-earlier-run'] };
@@ -101,10 +102,10 @@ t.test('--reuse: SIGINT cuts the sweep of what a kept machine\'s record says its
   pool.keep(record);
   await pool.save();
   await writeFile(hang, '');
-  const run = startRun(t, base, dir, ['--reuse']);
-  const { took, code, out } = await interrupt(t, run, hung);
+  const run = runHere(t, dir, { reuse: true });
+  const { took, stopped, out } = await interrupt(t, run, hung);
   t.ok(took < STOPPED_WITHIN_MS, `the run ended ${took} ms after the interrupt`);
-  t.equal(code, 1, 'an interrupted run fails');
+  t.equal(stopped, 'SIGINT', 'an interrupted run fails');
   t.match(out, /Reusing lab:debian-12 at 127\.0\.0\.1:\d+\.\.\./, 'the kept machine is being taken back');
   t.notMatch(out, /Cannot reuse/, 'the interrupt is no failure of the machine');
   t.same((JSON.parse(await readFile(join(dir, REUSE_FILE), 'utf8')) as { machines: MachineRecord[] }).machines, [record], 'the machine stays kept, its lost script on record for the next --reuse run to stop');
@@ -129,16 +130,16 @@ t.test('--reuse --abend: a failure on another machine cuts the sweep before a ma
   await writeFile(join(dir, 'tests', 'b', 'task.yaml'), `summary: b\nbackends: [b]\nexecute: |\n  touch ${at('failing')}\n  exit 1\n`);
   const host = (name: string, port: number, key: string) => `  ${name}:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${port}\n        key: ${key}\n    systems: [debian-12]\n`;
   await writeFile(join(dir, 'spread.yaml'), `project: sweeps\npath: ${at('remote-project')}\nbackends:\n${host('a', a.port, a.keyPath)}${host('b', b.port, b.keyPath)}suites:\n  tests/:\n    summary: two\n`);
-  const run = startRun(t, base, dir, ['--reuse', '--abend']);
+  const run = runHere(t, dir, { reuse: true, abend: true });
   await eventually('the sweep before a is kept reached it', () => existsSync(at('hung')), 60_000);
   leftPids(t, at('hung'));
   await eventually("b's job failed", () => existsSync(at('failing')), 60_000);
   const failed = Date.now();
-  const code = await Promise.race([run.exited, new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 45_000).unref())]);
+  const ended = await endedWithin(run.ended, 45_000);
   const took = Date.now() - failed;
   const out = run.out();
   t.ok(took < STOPPED_WITHIN_MS, `the run ended ${took} ms after the failure`);
-  t.equal(code, 1, 'the run fails');
+  t.equal(ended !== 'waiting' && ended.result?.tally.ok, false, 'the run fails');
   t.match(out, /Keeping a:debian-12 at 127\.0\.0\.1:\d+\n/, 'a is kept');
   t.match(out, /WARNING: a:debian-12 at .* may still run the processes of a script whose connection was lost: they could not be stopped: the run stopped at a failure \(-abend\)\n/);
   t.notMatch(out, /the run was interrupted/, 'no interrupt is reported');

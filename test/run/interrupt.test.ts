@@ -1,18 +1,22 @@
 // `fleetcache run` stopped from outside: SIGINT/SIGTERM end the running scripts and
 // discard the machines, a second signal exits at once, and the machines of a runner
-// killed outright (SIGKILL) are on record for `run --discard`.
+// killed outright (SIGKILL) are on record for `run --discard`. What the process does with a
+// signal (its exit status, a second signal, SIGKILL) is tested on the binary; what the run
+// does at each step it can be cut at, on a run in this process that the test signals.
 import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { FleetError } from '../../src/errors.js';
 import { RunLog } from '../../src/run/report.js';
 import { discardKeptMachines } from '../../src/run/discard.js';
+import type { RunResult } from '../../src/run/runner.js';
 import { runCli } from '../helpers/cli.js';
 import { cliArgs, isAlive, rememberProcess, stopWithTest } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
+import { endedWithin, runHere } from './run-here.js';
 
 /** A one-system local project whose task s/a starts a long sleep and writes its PID to `pidFile`. */
 async function sleepingProject(t: Test, pidFile: string, extra: string[] = []): Promise<string> {
@@ -60,6 +64,9 @@ const DISCARD_COMMAND = `node ${cliArgs([]).at(-1)} run --discard --data cache`;
 
 const machinesOf = (dir: string) => readdir(join(dir, 'cache', 'machines')).catch(() => []);
 
+/** The summary lines the binary prints after the run. */
+const summaryOf = (ended: { result?: RunResult } | 'waiting') => (ended === 'waiting' ? '' : ended.result?.tally.summaryLines().join('\n') ?? '');
+
 t.test('SIGINT while a machine measures the caches (region: auto): the measure is killed and the run stops at once', async (t) => {
   const curlPid = join(t.testdirName, 'curl.pid');
   const dir = await sleepingProject(t, join(t.testdirName, 'sleep.pid'));
@@ -70,16 +77,16 @@ t.test('SIGINT while a machine measures the caches (region: auto): the measure i
   await mkdir(bin, { recursive: true });
   await writeFile(join(bin, 'curl'), `#!/bin/sh\necho $$ > ${curlPid}\nexec sleep 300\n`);
   await chmod(join(bin, 'curl'), 0o755);
-  const run = startRun(t, dir, ['s/b'], { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` });
+  const run = runHere(t, dir, { filters: ['s/b'] }, bin);
   await eventually('the machine measures the caches', async () => /^\d+\n$/.test(await readFile(curlPid, 'utf8').catch(() => '')), 60_000);
   const pid = Number(await readFile(curlPid, 'utf8'));
   const curl = rememberProcess(pid);
   t.teardown(() => curl.kill('SIGKILL'));
-  run.child.kill('SIGINT');
+  run.interrupt();
   const started = Date.now();
-  const ended = await Promise.race([run.exited, new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 30_000).unref())]);
+  const ended = await endedWithin(run.ended, 30_000);
   t.not(ended, 'waiting', `the run ended (${Date.now() - started} ms after the signal), not when the measure would have`);
-  t.equal(ended !== 'waiting' && ended.code, 1, 'unsuccessful run');
+  t.equal(ended !== 'waiting' && ended.result?.interrupted, 'SIGINT', 'an interrupted run (unsuccessful)');
   await eventually('the measuring curl was killed', () => !isAlive(pid), 10_000);
   t.match(run.out(), /Discarding local:alpha-1\.\.\./);
   t.same(await machinesOf(dir), [], 'the machine directory is removed');
@@ -142,63 +149,67 @@ t.test('SIGINT while a machine\'s load is read (loadThreshold) and the read hang
   // the first job outlasts its load reading (a low one admits the jobs of the next second
   // unread, driver.ts): the second job's admission reads the load again, and hangs
   for (const task of ['a', 'b']) await writeFile(join(dir, `s/${task}/task.yaml`), `summary: ${task}\nexecute: sleep 1.5; touch ${started}\n`);
-  const run = startRun(t, dir, [], { ...process.env, PATH: `${bin}:${process.env.PATH}` });
+  const run = runHere(t, dir, {}, bin);
   const pid = await taskPid(t, pidFile);
   const sent = Date.now();
-  run.child.kill('SIGINT');
-  const ended = await Promise.race([run.exited, sleep(15_000).then(() => undefined)]);
-  t.ok(ended, `the run ended ${Date.now() - sent} ms after the signal, not after the hung read`);
-  t.equal(ended?.code, 1);
-  t.match(run.out(), /Successful tasks: 1\n\S+ \S+ Aborted tasks: 1\n/, 'the job waiting for the load is aborted');
+  run.interrupt();
+  const ended = await endedWithin(run.ended, 15_000);
+  t.not(ended, 'waiting', `the run ended ${Date.now() - sent} ms after the signal, not after the hung read`);
+  t.equal(ended !== 'waiting' && ended.result?.interrupted, 'SIGINT', 'an interrupted run (unsuccessful)');
+  t.match(summaryOf(ended), /Successful tasks: 1\nAborted tasks: 1(\n|$)/, 'the job waiting for the load is aborted');
   await eventually('the load read is killed', () => !isAlive(pid), 10_000);
   t.same(await machinesOf(dir), [], 'the machine is discarded');
 });
 
-for (const [step, args, tool, hangsOn] of [
-  ['checking that a kept machine has the project', [], 'grep', '-qxF'],
-  ['emptying a kept machine\'s project path (--resend)', ['--resend'], 'cut', '-d:'],
-] as const) {
-  t.test(`SIGINT while ${step} and the machine's shell hangs: the command is killed, the run stops at once, the machine stays kept`, async (t) => {
-    const dir = join(t.testdir(), 'project');
-    const bin = join(dir, '..', 'bin');
-    const pidFile = join(dir, '..', `${tool}.pid`);
-    await mkdir(join(dir, 's/a'), { recursive: true });
-    await writeFile(join(dir, 'spread.yaml'), ['project: keptset', 'path: /home/keptset', 'backends:', '  local:', '    type: local', '    systems: [alpha-1]', 'suites:', '  s/:', '    summary: s', ''].join('\n'));
-    await writeFile(join(dir, 's/a/task.yaml'), 'summary: a\nexecute: echo a\n');
-    const first = startRun(t, dir, ['--reuse']);
-    t.equal((await first.exited).code, 0, 'a first run keeps its machine');
-    const [kept] = (JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: unknown[] }).machines;
-    t.ok(kept, 'the machine is on record');
-    // the kept machine's shell hangs on this step's command (a local machine's scripts find it on the runner's PATH)
-    await mkdir(bin);
-    await writeFile(join(bin, tool), `#!/bin/sh\nif [ "$1" = ${hangsOn} ]; then echo $$ > ${pidFile}; exec sleep 300; fi\nexec /usr/bin/${tool} "$@"\n`);
-    await chmod(join(bin, tool), 0o755);
-    const run = startRun(t, dir, ['--reuse', ...args], { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` });
-    const pid = await taskPid(t, pidFile);
-    const sent = Date.now();
-    run.child.kill('SIGINT');
-    const ended = await Promise.race([run.exited, sleep(15_000).then(() => undefined)]);
-    t.ok(ended, `the run ended ${Date.now() - sent} ms after the signal, not when the hung command would have`);
-    t.equal(ended?.code, 1, 'unsuccessful run');
-    t.notMatch(run.out(), /Cannot reuse local:alpha-1|Error preparing local:alpha-1/, 'a step the interrupt cut short is no failure of the machine');
-    t.match(run.out(), /Aborted tasks: 1/);
-    await eventually(`the hung ${tool} is killed`, () => !isAlive(pid), 10_000);
-    t.same((JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: unknown[] }).machines, [kept], 'the machine stays kept');
-  });
-}
+t.test('a kept machine (--reuse) whose shell hangs on a step of taking it back', async (t) => {
+  // one kept machine for both steps: a run the interrupt cut leaves it kept, as it was
+  const dir = join(t.testdir(), 'project');
+  await mkdir(join(dir, 's/a'), { recursive: true });
+  await writeFile(join(dir, 'spread.yaml'), ['project: keptset', 'path: /home/keptset', 'backends:', '  local:', '    type: local', '    systems: [alpha-1]', 'suites:', '  s/:', '    summary: s', ''].join('\n'));
+  await writeFile(join(dir, 's/a/task.yaml'), 'summary: a\nexecute: echo a\n');
+  const first = await runHere(t, dir, { reuse: true }).ended;
+  t.ok(first.result?.tally.ok, 'a first run keeps its machine');
+  const [kept] = (JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: unknown[] }).machines;
+  t.ok(kept, 'the machine is on record');
+  for (const [step, resend, tool, hangsOn] of [
+    ['checking that a kept machine has the project', false, 'grep', '-qxF'],
+    ['emptying a kept machine\'s project path (--resend)', true, 'cut', '-d:'],
+  ] as const) {
+    await t.test(`SIGINT while ${step} and the machine's shell hangs: the command is killed, the run stops at once, the machine stays kept`, async (t) => {
+      const bin = join(dir, '..', `bin-${tool}`);
+      const pidFile = join(dir, '..', `${tool}.pid`);
+      // the kept machine's shell hangs on this step's command (a local machine's scripts find it on the runner's PATH)
+      await mkdir(bin);
+      await writeFile(join(bin, tool), `#!/bin/sh\nif [ "$1" = ${hangsOn} ]; then echo $$ > ${pidFile}; exec sleep 300; fi\nexec /usr/bin/${tool} "$@"\n`);
+      await chmod(join(bin, tool), 0o755);
+      const run = runHere(t, dir, { reuse: true, ...(resend ? { resend } : {}) }, bin);
+      const pid = await taskPid(t, pidFile);
+      const sent = Date.now();
+      run.interrupt();
+      const ended = await endedWithin(run.ended, 15_000);
+      t.not(ended, 'waiting', `the run ended ${Date.now() - sent} ms after the signal, not when the hung command would have`);
+      t.equal(ended !== 'waiting' && ended.result?.interrupted, 'SIGINT', 'an interrupted run (unsuccessful)');
+      t.notMatch(run.out(), /Cannot reuse local:alpha-1|Error preparing local:alpha-1/, 'a step the interrupt cut short is no failure of the machine');
+      t.match(summaryOf(ended), /Aborted tasks: 1/);
+      await eventually(`the hung ${tool} is killed`, () => !isAlive(pid), 10_000);
+      t.same((JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: unknown[] }).machines, [kept], 'the machine stays kept');
+    });
+  }
+});
 
 t.test('a signal while the project is uploaded stops it at once: the repack script is killed, no machine is allocated, exit 1', async (t) => {
   const pidFile = join(t.testdirName, 'repack.pid');
   const dir = await sleepingProject(t, join(t.testdirName, 'unused.pid'), ['repack: |', `  echo $$ > ${pidFile}`, '  exec sleep 300']);
-  const run = startRun(t, dir);
+  const run = runHere(t, dir);
   const pid = await taskPid(t, pidFile);
   const t0 = Date.now();
-  run.child.kill('SIGINT');
-  const { code } = await run.exited;
-  t.equal(code, 1, 'unsuccessful run, as after any first signal');
+  run.interrupt();
+  const ended = await endedWithin(run.ended, 30_000);
   t.ok(Date.now() - t0 < 10_000, `stopped at once (${Date.now() - t0} ms), not after the repack`);
+  const error = ended === 'waiting' ? undefined : ended.error;
+  t.ok(error instanceof FleetError && error.code === 'FC_ERR_TASK_FAILED', 'unsuccessful run, as after any first signal (FC_ERR_TASK_FAILED: exit 1)');
   t.match(run.out(), /Received SIGINT/);
-  t.match(run.out(), /interrupted by SIGINT while the project was uploaded: no job ran \(2 aborted\), no machine was allocated/);
+  t.match(error instanceof Error ? error.message : '', /interrupted by SIGINT while the project was uploaded: no job ran \(2 aborted\), no machine was allocated/);
   await eventually('the repack script was killed', () => !isAlive(pid));
   t.same(await machinesOf(dir), [], 'no machine');
 });
@@ -259,17 +270,17 @@ t.test('SIGINT while a machine is being allocated: the allocate script is killed
   ];
   await writeFile(join(dir, 'spread.yaml'), spread.join('\n'));
   await writeFile(join(dir, 's/a/task.yaml'), 'summary: a\nexecute: echo a\n');
-  const run = startRun(t, dir);
+  const run = runHere(t, dir);
   const pid = await taskPid(t, pidFile);
   const sent = Date.now();
-  run.child.kill('SIGINT');
-  const { code } = await run.exited;
+  run.interrupt();
+  const ended = await endedWithin(run.ended, 30_000);
   t.ok(Date.now() - sent < 15_000, `the run ended ${Date.now() - sent} ms after the signal, not after the allocate script's minute`);
-  t.equal(code, 1);
+  t.equal(ended !== 'waiting' && ended.result?.interrupted, 'SIGINT', 'an interrupted run (unsuccessful)');
   await eventually('the allocate script is gone', () => !isAlive(pid), 10_000);
   t.notMatch(run.out(), /Waiting for cloud:ubuntu-1 to make SSH available/, 'nothing after the allocation');
   t.notMatch(run.out(), /Error preparing cloud:ubuntu-1: This operation was aborted/, 'no error line for a start the interrupt cut short');
-  t.match(run.out(), /Aborted tasks: 1/);
+  t.match(summaryOf(ended), /Aborted tasks: 1/);
   t.equal(await readFile(discarded, 'utf8'), '127.0.0.1:1\n', 'the machine it announced is discarded, once');
 });
 
@@ -285,15 +296,15 @@ t.test('a signal while a job\'s assets are fetched: the fetch is killed, the job
   await mkdir(bin);
   await writeFile(join(bin, 'node'), `#!/bin/sh\ncase "$2" in assets) echo $$ > ${pidFile}; exec sleep 300;; esac\nexec ${process.execPath} "$@"\n`);
   await chmod(join(bin, 'node'), 0o755);
-  const run = startRun(t, dir, [], { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` });
+  const run = runHere(t, dir, {}, bin);
   const pid = await taskPid(t, pidFile);
-  run.child.kill('SIGINT');
-  const { code } = await run.exited;
-  t.equal(code, 1);
+  run.interrupt();
+  const ended = await endedWithin(run.ended, 30_000);
+  t.equal(ended !== 'waiting' && ended.result?.interrupted, 'SIGINT', 'an interrupted run (unsuccessful)');
   t.match(run.out(), /Received SIGINT/);
   t.notMatch(run.out(), /Error fetching assets/, 'a fetch the interrupt killed is no error of its own');
-  t.notMatch(run.out(), /Failed task prepare/);
-  t.match(run.out(), /Successful tasks: 0\n\S+ \S+ Aborted tasks: 1\n/);
+  t.notMatch(summaryOf(ended), /Failed task prepare/);
+  t.match(summaryOf(ended), /^Successful tasks: 0\nAborted tasks: 1$/);
   await eventually('the fetch was killed', () => !isAlive(pid));
 });
 
@@ -308,13 +319,13 @@ t.test('SIGINT while the run waits for an adhoc machine\'s SSH port: the machine
   ];
   await writeFile(join(dir, 'spread.yaml'), spread.join('\n'));
   await writeFile(join(dir, 's/a/task.yaml'), 'summary: a\nexecute: echo a\n');
-  const run = startRun(t, dir);
+  const run = runHere(t, dir);
   await eventually('the run waits for the port', () => /Waiting for cloud:ubuntu-1 to make SSH available at 127\.0\.0\.1:1/.test(run.out()), 60_000);
-  run.child.kill('SIGINT');
-  const { code } = await run.exited;
-  t.equal(code, 1);
+  run.interrupt();
+  const ended = await endedWithin(run.ended, 30_000);
+  t.equal(ended !== 'waiting' && ended.result?.interrupted, 'SIGINT', 'an interrupted run (unsuccessful)');
   t.notMatch(run.out(), /Error preparing cloud:ubuntu-1/, 'no error line for a start the interrupt cut short');
-  t.match(run.out(), /Aborted tasks: 1/);
+  t.match(summaryOf(ended), /Aborted tasks: 1/);
   t.equal(await readFile(discarded, 'utf8'), '127.0.0.1:1\n', 'the machine is discarded, once');
 });
 
@@ -336,14 +347,14 @@ t.test('SIGINT while a kept machine is taken back (--reuse) from a host that nev
   await writeFile(join(dir, 's/a/task.yaml'), 'summary: a\nexecute: echo a\n');
   const kept = { backend: 'fleet', system: 'ubuntu-1', address };
   await writeFile(join(dir, '.fleetcache-reuse.json'), JSON.stringify({ machines: [kept] }));
-  const run = startRun(t, dir, ['--reuse']);
+  const run = runHere(t, dir, { reuse: true });
   await eventually('the reuse connect reached the host', () => silent.length > 0 && /Reusing fleet:ubuntu-1 at /.test(run.out()), 60_000);
   const sent = Date.now();
-  run.child.kill('SIGINT');
-  const ended = await Promise.race([run.exited, new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 15_000).unref())]);
+  run.interrupt();
+  const ended = await endedWithin(run.ended, 15_000);
   t.not(ended, 'waiting', `the run ended ${Date.now() - sent} ms after the signal, not when the connect's 20 s timeout would have`);
-  t.equal(ended !== 'waiting' && ended.code, 1, 'unsuccessful run');
+  t.equal(ended !== 'waiting' && ended.result?.interrupted, 'SIGINT', 'an interrupted run (unsuccessful)');
   t.notMatch(run.out(), /Cannot reuse fleet:ubuntu-1|Error preparing fleet:ubuntu-1/, 'no failure of the machine, nor of the start, for a connect the interrupt cut short');
-  t.match(run.out(), /Aborted tasks: 1/);
+  t.match(summaryOf(ended), /Aborted tasks: 1/);
   t.same((JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: unknown[] }).machines, [kept], 'the machine stays kept');
 });

@@ -5,7 +5,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { RunLog } from '../../src/run/report.js';
-import { runProject, type RunOptions, type RunResult } from '../../src/run/runner.js';
+import type { RunOptions, RunResult } from '../../src/run/runner.js';
 
 /** Writes spread.yaml and `suite/task` → task.yaml into <testdir>/project. */
 export async function project(t: Test, spread: string, tasks: Record<string, string> = { 's/t': 'summary: t\nexecute: echo\n' }): Promise<string> {
@@ -33,6 +33,8 @@ export const LOCAL = ['backends:', '  local:', '    type: local', '    systems: 
 /** Runs the project with its data in <dir>/cache, or in `extra.dataRoot`; `out` is the log. */
 export async function run(dir: string, filters: string[] = [], extra: Partial<Omit<RunOptions, 'cwd' | 'filters' | 'log'>> = {}): Promise<{ result: RunResult; out: string }> {
   let out = '';
+  // loaded here: the files that only write projects (the shell tests) do not load the runner, a second of CPU
+  const { runProject } = await import('../../src/run/runner.js');
   const result = await runProject({ agentBundle: await ensureAgentBundle(), dataRoot: join(dir, 'cache'), ...extra, cwd: dir, filters, log: new RunLog((s) => (out += s)) });
   return { result, out };
 }
