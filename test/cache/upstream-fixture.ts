@@ -147,16 +147,20 @@ function pick(h: Record<string, string>, ...names: string[]): Record<string, str
   return out;
 }
 
-/** Fast non-repeating filler (random bytes are slow to make at 64 MiB). */
+/**
+ * Fast non-repeating filler (random bytes are slow to make at 64 MiB): xorshift32 words
+ * stored through a typed array, half the CPU of a writeUInt32LE call per word. Not pooled
+ * (allocUnsafeSlow): the words start at an aligned offset.
+ */
 export function randomish(size: number): Buffer {
-  const buf = Buffer.allocUnsafe(size);
-  let x = (Math.random() * 0xffffffff) >>> 0 || 1;
-  let i = 0;
-  for (; i + 4 <= size; i += 4) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    buf.writeUInt32LE(x, i);
+  const buf = Buffer.allocUnsafeSlow(size);
+  const words = new Int32Array(buf.buffer, buf.byteOffset, size >>> 2);
+  let x = (Math.random() * 0x7fffffff) | 1;
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    words[i] = x;
   }
-  for (; i < size; i++) buf[i] = i & 0xff;
+  for (let i = words.length * 4; i < size; i++) buf[i] = i & 0xff;
   return buf;
 }
 
