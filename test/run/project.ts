@@ -30,11 +30,18 @@ export function spreadYaml(name: string, ...lines: string[][]): string {
 
 export const LOCAL = ['backends:', '  local:', '    type: local', '    systems: [alpha-1]'];
 
+let bundle: Promise<string> | undefined;
+
+/** The agent's bundle, looked for once per test process (each look walks src/ for a newer file). */
+export function agentBundle(): Promise<string> {
+  return (bundle ??= ensureAgentBundle());
+}
+
 /** Runs the project with its data in <dir>/cache, or in `extra.dataRoot`; `out` is the log. */
 export async function run(dir: string, filters: string[] = [], extra: Partial<Omit<RunOptions, 'cwd' | 'filters' | 'log'>> = {}): Promise<{ result: RunResult; out: string }> {
   let out = '';
   // loaded here: the files that only write projects (the shell tests) do not load the runner, a second of CPU
   const { runProject } = await import('../../src/run/runner.js');
-  const result = await runProject({ agentBundle: await ensureAgentBundle(), dataRoot: join(dir, 'cache'), ...extra, cwd: dir, filters, log: new RunLog((s) => (out += s)) });
+  const result = await runProject({ agentBundle: await agentBundle(), dataRoot: join(dir, 'cache'), ...extra, cwd: dir, filters, log: new RunLog((s) => (out += s)) });
   return { result, out };
 }

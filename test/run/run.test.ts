@@ -10,7 +10,7 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
-import { ensureAgentBundle } from '../../src/agent/paths.js';
+import { agentBundle } from './project.js';
 import { buildCacheServer } from '../../src/cache/server.js';
 import { DEFAULT_MAX_SIZE, DEFAULT_TIMEOUTS } from '../../src/cache/config.js';
 import { RunLog } from '../../src/run/report.js';
@@ -69,7 +69,7 @@ t.test('embedded default: two regions, each machine pulls through its own cache'
   const result = await runProject({
     cwd: dir,
     filters: [],
-    agentBundle: await ensureAgentBundle(),
+    agentBundle: await agentBundle(),
     log,
     dataRoot: join(dir, 'cache'),
     artifactsDir: artifacts,
@@ -115,10 +115,11 @@ t.test('a failing task is reported as spread does and the run is unsuccessful', 
   const dir = await demoProject(t, { oneWorker: true });
   await writeFile(join(dir, 'tests/hello/task.yaml'), 'summary: fails\nexecute: |\n  echo about to fail\n  exit 3\n');
   const { log, text } = capture();
-  const result = await runProject({ cwd: dir, filters: ['alpha-1'], agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache') });
+  // the variants beside it, not the artifacts job: its upload (an agent command) proves nothing here
+  const result = await runProject({ cwd: dir, filters: ['alpha-1:tests/hello', 'alpha-1:tests/variants'], agentBundle: await agentBundle(), log, dataRoot: join(dir, 'cache') });
   t.equal(result.tally.ok, false);
   t.same(result.tally.failed, ['local:alpha-1:tests/hello']);
-  t.equal(result.tally.successful, 3);
+  t.equal(result.tally.successful, 2, 'both variants passed');
   t.match(result.tally.summary(), /Failed tasks: 1\n    - local:alpha-1:tests\/hello/);
   t.match(text(), /Error executing local:alpha-1:tests\/hello \(local:alpha-1\) :\n-----\n[^]*about to fail/);
 });
@@ -149,7 +150,8 @@ t.test('configured fleet: a cache that is down makes its machines fall back, the
     if (!killed && /Fetching artifacts of local:alpha-1:tests\/artifacts/.test(s)) killed = apps[0]!.close();
   });
   const text = () => out;
-  const result = await runProject({ cwd: dir, filters: [], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  // one job per region, with artifacts: a machine of each region, and uploads as region-a's cache dies
+  const result = await runProject({ cwd: dir, filters: ['tests/artifacts'], fleetFile, agentBundle: await agentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
   await killed;
   if (!result.tally.ok) t.comment(text());
   t.equal(result.tally.ok, true, 'every job succeeded');
@@ -170,48 +172,57 @@ t.test('configured fleet: a cache that is down makes its machines fall back, the
   t.ok(result.ledger.links.some((l) => l.link === 'machines → origin (artifacts)' && (l.actualBytes ?? 0) > 0), 'artifacts reached the origin');
 });
 
-t.test('a cache that refuses the artifacts upload itself (431: another version, a lower limit): the next URL takes it', async (t) => {
+// Two ways a cache fails an artifacts upload, a job for each on the one machine of one run
+// (a run each cost its pull and its runner): the cache tells the jobs' uploads apart by path.
+t.test('artifacts a cache fails go through the next URL', async (t) => {
   const dir = await demoProject(t, { oneWorker: true });
+  await mkdir(join(dir, 'tests/two'));
+  await writeFile(join(dir, 'tests/two/task.yaml'), 'summary: two artifacts\nartifacts: [a.bin, b.bin]\nexecute: |\n  head -c 1048576 /dev/urandom > a.bin\n  head -c 4096 /dev/urandom > b.bin\n');
   const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
   const cache = await regionCache('region-a', origin.url, join(dir, '..', 'region-a'));
+  /** The task of an artifact upload (`tests/<task>` of alpha-1) and its file, from the request's path. */
+  const upload = (url: string): { task: string; file: string } | undefined => {
+    const m = /^\/artifacts\/[^/]+\/local:alpha-1:tests\/([^/]+)\/(.+)$/.exec(decodeURIComponent(url));
+    return m ? { task: m[1]!, file: m[2]! } : undefined;
+  };
   let refused = 0;
   cache.addHook('onRequest', async (req, reply) => {
-    if (req.method !== 'PUT' || !req.url.startsWith('/artifacts/')) return;
-    refused++;
-    return reply.code(431).send({ code: 'FC_ERR_TOO_MANY_HEADERS', message: 'a lower limit than the origin\'s' });
+    const put = req.method === 'PUT' ? upload(req.url) : undefined;
+    if (put?.task === 'artifacts') {
+      refused++;
+      return reply.code(431).send({ code: 'FC_ERR_TOO_MANY_HEADERS', message: 'a lower limit than the origin\'s' });
+    }
+    if (put?.task === 'two' && put.file === 'b.bin') return reply.code(503).send({ code: 'FC_ERR_UNAVAILABLE', message: 'injected: the cache cannot take it' });
   });
-  const { fleetFile } = await fleetOfOneCache(t, dir, origin.url, cache);
-  const { log, text } = capture();
-  const result = await runProject({ cwd: dir, filters: ['alpha-1'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
-  if (!result.tally.ok) t.comment(text());
-  t.equal(result.tally.ok, true, 'every job succeeded');
-  t.ok(refused > 0, 'the cache refused the upload');
-  t.match(text(), new RegExp(`Artifacts of local:alpha-1:tests/artifacts went through ${origin.url}`));
-  t.ok(result.ledger.links.some((l) => l.link === 'machines → origin (artifacts)' && (l.actualBytes ?? 0) > 0), 'the artifacts reached the origin');
-});
-
-t.test('a cache that fails one artifact: the upload goes through the next URL, and the files stored before are not sent again', async (t) => {
-  const dir = await demoProject(t);
-  await writeFile(join(dir, 'tests/artifacts/task.yaml'), 'summary: two artifacts\nartifacts: [a.bin, b.bin]\nexecute: |\n  head -c 1048576 /dev/urandom > a.bin\n  head -c 4096 /dev/urandom > b.bin\n');
-  const origin = await startOrigin(t, { dataDir: join(dir, '..', 'origin') });
-  const cache = await regionCache('region-a', origin.url, join(dir, '..', 'region-a'));
-  cache.addHook('onRequest', async (req, reply) => {
-    if (req.method === 'PUT' && req.url.endsWith('/b.bin')) return reply.code(503).send({ code: 'FC_ERR_UNAVAILABLE', message: 'injected: the cache cannot take it' });
-  });
-  /** The artifact PUTs the origin was sent, by file name. */
-  const puts = new Map<string, number>();
+  /** The artifact PUTs the origin was sent, by task and file name. */
+  const puts = new Map<string, Record<string, number>>();
   origin.app.server.on('request', (req: IncomingMessage) => {
-    const name = req.url?.split('/').at(-1);
-    if (req.method === 'PUT' && req.url?.startsWith('/artifacts/') && name) puts.set(name, (puts.get(name) ?? 0) + 1);
+    const put = req.method === 'PUT' ? upload(req.url ?? '') : undefined;
+    if (!put) return;
+    const files = puts.get(put.task) ?? {};
+    files[put.file] = (files[put.file] ?? 0) + 1;
+    puts.set(put.task, files);
   });
   const { fleetFile } = await fleetOfOneCache(t, dir, origin.url, cache);
   const { log, text } = capture();
-  const result = await runProject({ cwd: dir, filters: ['alpha-1:tests/artifacts'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
-  t.equal(result.tally.ok, true, 'the job succeeded', { out: text() });
-  t.match(text(), new RegExp(`Artifacts of local:alpha-1:tests/artifacts went through ${origin.url}`));
-  t.same(Object.fromEntries(puts), { 'a.bin': 1, 'b.bin': 1, '_index.json': 1 }, 'a.bin, stored through the cache, was not sent again to the origin');
-  const index = await request(`${origin.url}/artifacts/${result.run}/local:alpha-1:tests/artifacts/_index.json`);
-  t.same(((await index.body.json()) as { files: Array<{ path: string }> }).files.map((f) => f.path), ['a.bin', 'b.bin'], 'the index lists both');
+  const filters = ['alpha-1:tests/artifacts', 'alpha-1:tests/two'];
+  const result = await runProject({ cwd: dir, filters, fleetFile, agentBundle: await agentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  t.equal(result.tally.ok, true, 'every job succeeded', { out: text() });
+  t.equal(result.tally.successful, 2);
+  t.ok(result.ledger.links.some((l) => l.link === 'machines → origin (artifacts)' && (l.actualBytes ?? 0) > 0), 'the artifacts reached the origin, as the report counts them');
+
+  t.test('a cache that refuses the artifacts upload itself (431: another version, a lower limit): the next URL takes it', async (t) => {
+    t.ok(refused > 0, 'the cache refused the upload');
+    t.match(text(), new RegExp(`Artifacts of local:alpha-1:tests/artifacts went through ${origin.url}`));
+    t.match(puts.get('artifacts'), { 'report.txt': 1 }, 'the artifacts reached the origin');
+  });
+
+  t.test('a cache that fails one artifact: the upload goes through the next URL, and the files stored before are not sent again', async (t) => {
+    t.match(text(), new RegExp(`Artifacts of local:alpha-1:tests/two went through ${origin.url}`));
+    t.same(puts.get('two'), { 'a.bin': 1, 'b.bin': 1, '_index.json': 1 }, 'a.bin, stored through the cache, was not sent again to the origin');
+    const index = await request(`${origin.url}/artifacts/${result.run}/local:alpha-1:tests/two/_index.json`);
+    t.same(((await index.body.json()) as { files: Array<{ path: string }> }).files.map((f) => f.path), ['a.bin', 'b.bin'], 'the index lists both');
+  });
 });
 
 t.test('a cache that accepts the artifacts upload and takes none of it costs the machine cacheTimeout; the origin takes them', async (t) => {
@@ -233,7 +244,7 @@ t.test('a cache that accepts the artifacts upload and takes none of it costs the
   await writeFile(fleetFile, `${await readFile(fleetFile, 'utf8')}cacheTimeout: 1s\n`);
   const { log, text } = capture();
   const started = Date.now();
-  const result = await runProject({ cwd: dir, filters: ['alpha-1:tests/artifacts'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  const result = await runProject({ cwd: dir, filters: ['alpha-1:tests/artifacts'], fleetFile, agentBundle: await agentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
   const took = Date.now() - started;
   release();
   t.equal(result.tally.ok, true, 'the job succeeded', { out: text() });
@@ -294,7 +305,7 @@ t.test('a cache that accepts and never answers costs the first machine cacheTime
   // was given up. (The push's end was measured against this bound before: under load it
   // took 1570 ms once, though it had not waited.)
   const statsTimeout = 1500;
-  const result = await runProject({ cwd: dir, filters: ['alpha-1'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token), statsTimeout });
+  const result = await runProject({ cwd: dir, filters: ['alpha-1'], fleetFile, agentBundle: await agentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token), statsTimeout });
   if (!result.tally.ok) t.comment(text());
   t.equal(result.tally.ok, true, 'every job succeeded');
   t.equal(result.pulls.length, 2, 'two machines of region-a');
@@ -324,7 +335,8 @@ t.test("a cache a machine's failed pull gave up on is tried last by the run's ne
   const fleetFile = join(dir, 'fleet.yaml');
   await writeFile(fleetFile, [`origin: ${origin.url}`, 'regions:', `  region-a:\n    caches: [${down}]`, `  region-b:\n    caches: [${liveUrl}]`, 'startupLimit: 1', 'dispatchDelay: 0s', ''].join('\n'));
   const { log, text } = capture();
-  const result = await runProject({ cwd: dir, filters: ['alpha-1'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  // no artifacts job: its upload (an agent command) proves nothing here
+  const result = await runProject({ cwd: dir, filters: ['alpha-1:tests/hello', 'alpha-1:tests/variants'], fleetFile, agentBundle: await agentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
   t.equal(refused, 2, "region-b's cache refused the first pull only", { out: text() });
   t.match(text(), /agent pull on [^\n]* failed: [^\n]*HTTP 403: injected: token not accepted/, "the first machine's pull failed");
   t.match(text(), new RegExp(`pulls through ${liveUrl} \\(region region-a; tried last, unreachable for a machine of this run lately: ${down}\\)`), 'the next machine tried the dead cache last');
@@ -340,7 +352,7 @@ t.test('an origin whose reads need a token: the machines read with their run tok
   const { cacheUrl, fleetFile } = await fleetOfOneCache(t, dir, origin.url, cache);
   const { log, text } = capture();
   const artifacts = join(dir, '..', 'artifacts');
-  const result = await runProject({ cwd: dir, filters: ['alpha-1'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token), artifactsDir: artifacts });
+  const result = await runProject({ cwd: dir, filters: ['alpha-1'], fleetFile, agentBundle: await agentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token), artifactsDir: artifacts });
   if (!result.tally.ok) t.comment(text());
   t.equal(result.tally.ok, true, 'every job succeeded: pulls, assets and artifacts');
   t.ok(result.pulls.every((p) => p.url === cacheUrl), 'through the cache');
@@ -371,8 +383,8 @@ t.test('an origin whose reads need a token: the machines read with their run tok
 t.test('the embedded origin prunes what is two weeks old as a run starts', async (t) => {
   const dir = await demoProject(t);
   const dataRoot = join(dir, 'cache');
-  const agentBundle = await ensureAgentBundle();
-  const first = await runProject({ cwd: dir, filters: ['alpha-1:tests/artifacts'], agentBundle, log: capture().log, dataRoot });
+  const bundle = await agentBundle();
+  const first = await runProject({ cwd: dir, filters: ['alpha-1:tests/artifacts'], agentBundle: bundle, log: capture().log, dataRoot });
   t.equal(first.tally.ok, true);
   // the first run's artifact, made 15 days old while no run is going
   const names = new NameStore(join(dataRoot, 'origin'));
@@ -383,7 +395,7 @@ t.test('the embedded origin prunes what is two weeks old as a run starts', async
   const store = new DiskBlobStore(join(dataRoot, 'origin'));
   const digest = parseDigestString(record.digest);
   t.ok(await store.has(digest));
-  const second = await runProject({ cwd: dir, filters: ['alpha-1:tests/hello'], agentBundle, log: capture().log, dataRoot });
+  const second = await runProject({ cwd: dir, filters: ['alpha-1:tests/hello'], agentBundle: bundle, log: capture().log, dataRoot });
   t.equal(second.tally.ok, true);
   t.equal(await names.find(artifact), undefined, 'pruned by the second run\'s embedded origin');
   t.notOk(await store.has(digest), 'its blob too: the embedded origin has no uploads of others to wait for');
@@ -426,7 +438,7 @@ t.test('the origin restarting as a machine uploads its artifacts: the upload pas
       });
     }
   });
-  const result = await runProject({ cwd: dir, filters: ['alpha-1:tests/artifacts'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  const result = await runProject({ cwd: dir, filters: ['alpha-1:tests/artifacts'], fleetFile, agentBundle: await agentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
   await restarted;
   t.equal(result.tally.ok, true, 'the job succeeded');
   t.match(out, /Artifacts of local:alpha-1:tests\/artifacts: every URL failed \(.*\); trying them again in 2 s\./);
@@ -442,7 +454,7 @@ t.test('artifacts that cannot be sent: logged as spread does, the run\'s outcome
   const task = join(dir, 'tests/artifacts/task.yaml');
   await writeFile(task, (await readFile(task, 'utf8')).replace('  - report.txt', '  - report.txt\n  - _index.json').replace('> report.txt', '> report.txt; echo {} > _index.json'));
   const { log, text } = capture();
-  const result = await runProject({ cwd: dir, filters: ['alpha-1:tests/'], agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache') });
+  const result = await runProject({ cwd: dir, filters: ['alpha-1:tests/artifacts'], agentBundle: await agentBundle(), log, dataRoot: join(dir, 'cache') });
   t.match(text(), /Error fetching artifacts of local:alpha-1:tests\/artifacts: /);
   t.equal(result.tally.ok, true, 'the run succeeds, as spread\'s does');
   const summary = result.tally.summaryLines();
@@ -469,7 +481,7 @@ t.test('defaultRegion: auto: machines of systems naming no region pull through t
   // region a's cache, first in the file, is down: measured, it comes last
   await writeFile(fleetFile, `origin: ${origin.url}\nregions:\n  a:\n    caches: [http://127.0.0.1:1]\n  b:\n    caches: [${live}]\ndefaultRegion: auto\ndispatchDelay: 0s\n`);
   const { log, text } = capture();
-  const result = await runProject({ cwd: dir, filters: ['local:alpha-1:tests/hello'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
+  const result = await runProject({ cwd: dir, filters: ['local:alpha-1:tests/hello'], fleetFile, agentBundle: await agentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: await tokenFile(t, origin.token) });
   if (!result.tally.ok) t.comment(text());
   t.ok(result.tally.ok, 'the run passes');
   t.match(text(), new RegExp(`pulls through ${live} \\(auto: `), 'the measured order, not region a by name');
@@ -479,7 +491,7 @@ t.test('defaultRegion: auto: machines of systems naming no region pull through t
 t.test('-repeat runs each job again', async (t) => {
   const dir = await demoProject(t);
   const repeated = capture();
-  const r = await runProject({ cwd: dir, filters: ['alpha-1:tests/hello'], repeat: 2, agentBundle: await ensureAgentBundle(), log: repeated.log, dataRoot: join(dir, 'cache') });
+  const r = await runProject({ cwd: dir, filters: ['alpha-1:tests/hello'], repeat: 2, agentBundle: await agentBundle(), log: repeated.log, dataRoot: join(dir, 'cache') });
   t.equal(r.tally.successful, 3, 'three rounds of one job');
   t.equal(repeated.text().match(/Executing local:alpha-1:tests\/hello \(local:alpha-1\) \(1\/1\)\.\.\./g)?.length, 3);
 });
@@ -488,7 +500,7 @@ t.test('-abend stops at the first failure without restores and keeps the machine
   const dir = await demoProject(t);
   const data = join(dir, 'cache');
   await writeFile(join(dir, 'tests/hello/task.yaml'), 'summary: fails\nexecute: exit 1\nrestore: echo restoring-hello\n');
-  const opts = { cwd: dir, filters: ['alpha-1:tests/hello'], agentBundle: await ensureAgentBundle(), dataRoot: data };
+  const opts = { cwd: dir, filters: ['alpha-1:tests/hello'], agentBundle: await agentBundle(), dataRoot: data };
   const reuseFile = async () => (JSON.parse(await readFile(join(dir, '.fleetcache-reuse.json'), 'utf8')) as { machines: Array<{ address: string }> }).machines.map((m) => m.address);
   const abended = capture();
   const a = await runProject({ ...opts, abend: true, log: abended.log });
@@ -520,7 +532,9 @@ t.test('-reuse keeps machines and takes them back, -discard releases them; runne
   // What an earlier run with the default data directory left, the embedded origin's write token with it.
   await mkdir(join(dir, '.fleetcache', 'origin'), { recursive: true });
   await writeFile(join(dir, '.fleetcache', 'origin', 'token'), 'token-left-by-an-earlier-run');
-  const opts = { cwd: dir, filters: ['alpha-1'], agentBundle: await ensureAgentBundle(), dataRoot: data, reuse: true };
+  // the artifacts job keeps its restore but sends nothing: an upload (an agent command) each run proves nothing here
+  await writeFile(join(dir, 'tests/artifacts/task.yaml'), 'summary: a task with a restore\nexecute: echo report > report.txt\nrestore: rm -f report.txt\n');
+  const opts = { cwd: dir, filters: ['alpha-1'], agentBundle: await agentBundle(), dataRoot: data, reuse: true };
   const first = capture();
   const r1 = await runProject({ ...opts, log: first.log });
   t.equal(r1.tally.ok, true);
@@ -612,7 +626,7 @@ t.test("a run asks only the caches of its machines' regions which bases they hol
   await writeFile(join(dir, 'spread.yaml'), (await readFile(join(dir, 'spread.yaml'), 'utf8')).replace('region: region-a', 'region: region-b'));
   const run = async () => {
     const { log, text } = capture();
-    const result = await runProject({ cwd: dir, filters: ['local:alpha-1:tests/hello'], fleetFile, agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: token });
+    const result = await runProject({ cwd: dir, filters: ['local:alpha-1:tests/hello'], fleetFile, agentBundle: await agentBundle(), log, dataRoot: join(dir, 'cache'), tokenFile: token });
     if (!result.tally.ok) t.comment(text());
     t.equal(result.tally.ok, true);
     return result;
@@ -637,7 +651,7 @@ t.test("a base lost at the origin is passed over with a warning: the run makes a
   const dataRoot = join(dir, 'cache');
   const run = async () => {
     const { log, text } = capture();
-    const result = await runProject({ cwd: dir, filters: ['local:alpha-1:tests/hello'], agentBundle: await ensureAgentBundle(), log, dataRoot });
+    const result = await runProject({ cwd: dir, filters: ['local:alpha-1:tests/hello'], agentBundle: await agentBundle(), log, dataRoot });
     if (!result.tally.ok) t.comment(text());
     return { result, out: text() };
   };

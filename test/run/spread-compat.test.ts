@@ -1,15 +1,14 @@
 // `fleetcache run` on small spread projects: what spread evaluates or reports beyond the
 // scripts themselves (credentials, timeouts, summary items, script helpers).
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { existsSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { REMOTE_PATH } from '../../src/backends/script.js';
 import { RunLog } from '../../src/run/report.js';
 import { runProject } from '../../src/run/runner.js';
-import { LOCAL, project, run, spreadYaml } from './project.js';
+import { agentBundle, LOCAL, project, run, spreadYaml } from './project.js';
 
 t.test('adhoc allocate sees the system username and password evaluated as spread does', async (t) => {
   const seen = join(t.testdirName, 'seen');
@@ -146,34 +145,34 @@ t.test('repack gets the project environment, SPREAD_BACKENDS and the project tim
   await writeFile(join(dir, 'spread.yaml'), spread('sleep 30', ['warn-timeout: 200ms', 'kill-timeout: 1s']));
   let out = '';
   const started = Date.now();
-  await t.rejects(runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(dir, 'cache') }), /kill-timeout reached/);
+  await t.rejects(runProject({ cwd: dir, filters: [], agentBundle: await agentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(dir, 'cache') }), /kill-timeout reached/);
   t.ok(Date.now() - started < 15_000, `killed after the project's kill-timeout (${Date.now() - started} ms)`);
   t.match(out, /WARNING: repack script running late/);
 });
 
-t.test('repack sees the project environment evaluated by the shell, as machine scripts do', async (t) => {
+// One run for both: each check reads its own file the repack script wrote.
+t.test('repack runs with the project environment evaluated by the shell and with spread\'s fixed PATH', async (t) => {
   const inRepack = join(t.testdirName, 'repack');
   const inTask = join(t.testdirName, 'task');
+  const pathSeen = join(t.testdirName, 'path');
   const show = 'echo "H=$H LATER=$LATER Q=$Q EMPTY=[$EMPTY]"';
-  const dir = await project(
-    t,
-    spreadYaml('evaluated', ['environment:', '  GREETING: hello', '  H: $HOME/x', '  LATER: $GREETING-world', `  Q: "'$HOME'"`, '  EMPTY: ""'], LOCAL, ['repack: |', `  ${show} > ${inRepack}`, '  cat <&3 >&4']),
-    { 's/t': `summary: t\nexecute: |\n  ${show} > ${inTask}\n` },
-  );
+  const env = ['environment:', '  GREETING: hello', '  H: $HOME/x', '  LATER: $GREETING-world', `  Q: "'$HOME'"`, '  EMPTY: ""', '  PATH: $PATH:/opt/extra'];
+  const dir = await project(t, spreadYaml('evaluated', env, LOCAL, ['repack: |', `  ${show} > ${inRepack}`, `  echo "$PATH" > ${pathSeen}`, '  cat <&3 >&4']), {
+    's/t': `summary: t\nexecute: |\n  ${show} > ${inTask}\n`,
+  });
   const { result } = await run(dir);
   t.equal(result.tally.successful, 1);
-  const repacked = (await readFile(inRepack, 'utf8')).trim();
-  t.equal(repacked, `H=${process.env.HOME}/x LATER=hello-world Q=$HOME EMPTY=[]`, '$VAR expanded in order, self-quoted values as written');
-  t.equal(repacked, (await readFile(inTask, 'utf8')).trim(), 'the same values as on the machine');
-});
 
-t.test("repack runs with spread's fixed PATH, not the caller's, as spread's other local scripts", async (t) => {
-  const seen = join(t.testdirName, 'seen');
-  const dir = await project(t, spreadYaml('fixed-path', ['environment:', '  PATH: $PATH:/opt/extra'], LOCAL, ['repack: |', `  echo "$PATH" > ${seen}`, '  cat <&3 >&4']));
-  t.not(process.env.PATH, REMOTE_PATH, "the test's own PATH differs from spread's");
-  const { result } = await run(dir);
-  t.equal(result.tally.successful, 1);
-  t.equal((await readFile(seen, 'utf8')).trim(), `${REMOTE_PATH}:/opt/extra`, "spread's PATH, extended by the project environment");
+  t.test('repack sees the project environment evaluated by the shell, as machine scripts do', async (t) => {
+    const repacked = (await readFile(inRepack, 'utf8')).trim();
+    t.equal(repacked, `H=${process.env.HOME}/x LATER=hello-world Q=$HOME EMPTY=[]`, '$VAR expanded in order, self-quoted values as written');
+    t.equal(repacked, (await readFile(inTask, 'utf8')).trim(), 'the same values as on the machine');
+  });
+
+  t.test("repack runs with spread's fixed PATH, not the caller's, as spread's other local scripts", async (t) => {
+    t.not(process.env.PATH, REMOTE_PATH, "the test's own PATH differs from spread's");
+    t.equal((await readFile(pathSeen, 'utf8')).trim(), `${REMOTE_PATH}:/opt/extra`, "spread's PATH, extended by the project environment");
+  });
 });
 
 t.test('debug scripts are killed at the kill-timeout of their level', async (t) => {
@@ -186,16 +185,6 @@ t.test('debug scripts are killed at the kill-timeout of their level', async (t) 
   t.ok(Date.now() - started < 15_000, `the debug script did not run its 20 s (${Date.now() - started} ms)`);
   t.match(out, /Error debugging local:alpha-1:s\/t \(local:alpha-1\) :\n-----\n[^]*debugging\n[^]*\n<kill-timeout reached>\n-----/, 'a debug script killed is an error of its own, as spread has it');
   t.notMatch(out, /debug-done/);
-});
-
-t.test('a debug script that fails is "Error debugging", as in spread', async (t) => {
-  const dir = await project(t, spreadYaml('debugged', [], LOCAL), {
-    's/fails': 'summary: t\nexecute: exit 1\ndebug: |\n  echo the-debug-said\n  exit 2\n',
-  });
-  const { result, out } = await run(dir);
-  t.same(result.tally.failed, ['local:alpha-1:s/fails']);
-  t.match(out, /Error debugging local:alpha-1:s\/fails \(local:alpha-1\) :\n-----\n[^]*the-debug-said\n\+ exit 2\n-----/);
-  t.notMatch(out, /Debug output for/);
 });
 
 t.test("adhoc scripts use the backend's timeouts, then spread's defaults, never the project's", async (t) => {
@@ -244,46 +233,66 @@ t.test('the summary names failed backend and project scripts as spread does', as
   );
 });
 
-t.test("a failed script's block as spread's client words it: the kill-timeout marker, the exit status when there is no output", async (t) => {
-  const dir = await project(t, spreadYaml('worded', LOCAL), {
+// Failing scripts on one machine: each task below fails its own way, and one run serves the
+// checks of all of them (a run of one machine per check cost a pull and a run each).
+t.test('failed scripts on one machine, as spread words and counts them', async (t) => {
+  const dir = await project(t, spreadYaml('failing', LOCAL), {
     's/killed': 'summary: killed\nkill-timeout: 1s\nexecute: |\n  echo started\n  sleep 20\n',
     // no trace, no output: nothing but the exit status to show
     's/silent': 'summary: silent\nexecute: |\n  { set +x; } 2>/dev/null\n  exit 3\n',
-  });
-  const { result, out } = await run(dir);
-  t.same([...result.tally.failed].sort(), ['local:alpha-1:s/killed', 'local:alpha-1:s/silent']);
-  t.match(out, /Error executing local:alpha-1:s\/killed \(local:alpha-1\) :\n-----\n[^]*\nstarted\n[^]*\n<kill-timeout reached>\n-----\n/, 'the marker in angle brackets after the output');
-  t.match(out, /Error executing local:alpha-1:s\/silent \(local:alpha-1\) : Process exited with status 3\n/, 'one line with the exit status');
-  t.notMatch(out, /-----\n\n-----/, 'no empty block');
-});
-
-t.test('ERROR msg fails the script with just that message', async (t) => {
-  const dir = await project(t, spreadYaml('errors', LOCAL), {
-    's/a': 'summary: a\nexecute: |\n  echo lots of output\n  ERROR "custom failure message"\n',
-    's/b': 'summary: b\nexecute: |\n  echo hello | MATCH hello\n  echo hello | MATCH bye\n',
-  });
-  const { result, out } = await run(dir);
-  t.same([...result.tally.failed].sort(), ['local:alpha-1:s/a', 'local:alpha-1:s/b']);
-  // spread's outputErr: one line of output goes on the error's own line, several between dashes
-  t.match(out, /Error executing local:alpha-1:s\/a \(local:alpha-1\) : custom failure message\n/);
-  t.notMatch(out, /lots of output|<ERROR/);
-  t.match(out, /Error executing local:alpha-1:s\/b \(local:alpha-1\) :\n-----\n[^]*grep error: pattern not found, got:\nhello\n-----/, 'other failures keep their output');
-});
-
-t.test("MATCH and NOMATCH as spread's: set +xu stays inside them, pipefail cannot fail a match, spread's words", async (t) => {
-  const dir = await project(t, spreadYaml('matching', LOCAL), {
+    's/error': 'summary: a\nexecute: |\n  echo lots of output\n  ERROR "custom failure message"\n',
+    's/nomatch': 'summary: b\nexecute: |\n  echo hello | MATCH hello\n  echo hello | MATCH bye\n',
     // fed from a here-string, the helper runs in the script's own shell: tracing and nounset must survive it
     's/unset': 'summary: u\nexecute: |\n  MATCH hel <<< "hello"\n  echo "traced after MATCH"\n  echo "[$NEVER_SET]"\n',
     // grep -q stops at the first line; a pipe into it breaks, and under pipefail that read as "not found"
     's/early': 'summary: e\nexecute: |\n  set -o pipefail\n  seq 1 100000 | MATCH "^1$"\n  seq 1 100000 | NOMATCH "^0$"\n',
     's/late': 'summary: l\nexecute: |\n  set -o pipefail\n  seq 1 100000 | NOMATCH "^1$"\n',
-    's/words': 'summary: w\nexecute: |\n  echo hello | MATCH bye\n',
+    's/debug-fails': 'summary: t\nexecute: exit 1\ndebug: |\n  echo the-debug-said\n  exit 2\n',
+    // last: a task restore that fails ends the machine's jobs (the rest would be aborted)
+    's/debug-once': 'summary: t\nexecute: exit 1\nrestore: exit 1\ndebug: echo DEBUG-RAN\npriority: -1\n',
   });
   const { result, out } = await run(dir);
-  t.same([...result.tally.failed].sort(), ['local:alpha-1:s/late', 'local:alpha-1:s/unset', 'local:alpha-1:s/words']);
-  t.match(out, /Error executing local:alpha-1:s\/unset [^]*\+ echo 'traced after MATCH'\n[^]*NEVER_SET: unbound variable/, 'still traced, and set -u still on');
-  t.match(out, /Error executing local:alpha-1:s\/late [^]*NOMATCH pattern='\^1\$' found in:\n1\n2\n/, 'NOMATCH finds a match at the start of a long input');
-  t.match(out, /Error executing local:alpha-1:s\/words [^]*grep error: pattern not found, got:\nhello\n-----/, "spread's message");
+  /** Asserts in `t` that each of `names` (tasks of s/) failed. */
+  const failed = (t: Test, ...names: string[]) => t.same([...result.tally.failed].filter((f) => names.includes(f.split(':s/')[1]!)).sort(), names.map((n) => `local:alpha-1:s/${n}`).sort());
+  t.equal(result.tally.failed.length, 8, `every task but s/early failed (${result.tally.failed.join(', ')})`);
+  t.equal(result.tally.successful, 1, 's/early passed');
+  t.same(result.tally.aborted, [], 'every job ran');
+
+  t.test("a failed script's block as spread's client words it: the kill-timeout marker, the exit status when there is no output", async (t) => {
+    failed(t, 'killed', 'silent');
+    t.match(out, /Error executing local:alpha-1:s\/killed \(local:alpha-1\) :\n-----\n[^]*\nstarted\n[^]*\n<kill-timeout reached>\n-----\n/, 'the marker in angle brackets after the output');
+    t.match(out, /Error executing local:alpha-1:s\/silent \(local:alpha-1\) : Process exited with status 3\n/, 'one line with the exit status');
+    t.notMatch(out, /-----\n\n-----/, 'no empty block');
+  });
+
+  t.test('ERROR msg fails the script with just that message', async (t) => {
+    failed(t, 'error', 'nomatch');
+    // spread's outputErr: one line of output goes on the error's own line, several between dashes
+    t.match(out, /Error executing local:alpha-1:s\/error \(local:alpha-1\) : custom failure message\n/);
+    t.notMatch(out, /lots of output|<ERROR/);
+    t.match(out, /Error executing local:alpha-1:s\/nomatch \(local:alpha-1\) :\n-----\n[^]*grep error: pattern not found, got:\nhello\n-----/, 'other failures keep their output');
+  });
+
+  t.test("MATCH and NOMATCH as spread's: set +xu stays inside them, pipefail cannot fail a match, spread's words", async (t) => {
+    failed(t, 'late', 'unset', 'nomatch');
+    t.notMatch(out, /Error executing local:alpha-1:s\/early /, 'a match at the start of a long input, under pipefail');
+    t.match(out, /Error executing local:alpha-1:s\/unset [^]*\+ echo 'traced after MATCH'\n[^]*NEVER_SET: unbound variable/, 'still traced, and set -u still on');
+    t.match(out, /Error executing local:alpha-1:s\/late [^]*NOMATCH pattern='\^1\$' found in:\n1\n2\n/, 'NOMATCH finds a match at the start of a long input');
+    t.match(out, /Error executing local:alpha-1:s\/nomatch [^]*grep error: pattern not found, got:\nhello\n-----/, "spread's message");
+  });
+
+  t.test('a debug script that fails is "Error debugging", as in spread', async (t) => {
+    failed(t, 'debug-fails');
+    t.match(out, /Error debugging local:alpha-1:s\/debug-fails \(local:alpha-1\) :\n-----\n[^]*the-debug-said\n\+ exit 2\n-----/);
+    t.notMatch(out, /Debug output for local:alpha-1:s\/debug-fails /);
+  });
+
+  t.test("a job's debug script runs once, also when its restore fails after a failed execute", async (t) => {
+    failed(t, 'debug-once');
+    t.same(result.tally.failures.get('task restore'), ['local:alpha-1:s/debug-once']);
+    t.equal(out.match(/Debug output for local:alpha-1:s\/debug-once /g)?.length, 1, 'one debug output');
+    t.equal(out.match(/^DEBUG-RAN$/gm)?.length, 1);
+  });
 });
 
 t.test('a script that cannot run fails as spread counts it, and the machine is still discarded', async (t) => {
@@ -506,15 +515,6 @@ t.test('a backend type fleetcache has no provider for is refused before anything
   await t.rejects(readdir(join(dir, 'cache')), { code: 'ENOENT' }, 'no origin started, nothing packed');
 });
 
-t.test("a job's debug script runs once, also when its restore fails after a failed execute", async (t) => {
-  const dir = await project(t, spreadYaml('debug-once', LOCAL), { 's/t': 'summary: t\nexecute: exit 1\nrestore: exit 1\ndebug: echo DEBUG-RAN\n' });
-  const { result, out } = await run(dir);
-  t.same(result.tally.failed, ['local:alpha-1:s/t']);
-  t.same(result.tally.failures.get('task restore'), ['local:alpha-1:s/t']);
-  t.equal(out.match(/Debug output for local:alpha-1:s\/t /g)?.length, 1, 'one debug output');
-  t.equal(out.match(/^DEBUG-RAN$/gm)?.length, 1);
-});
-
 t.test('the machines of a system with several workers are told apart in log lines', async (t) => {
   const flags = join(t.testdirName, 'flags');
   const yaml = spreadYaml('two-workers', ['kill-timeout: 20s', 'backends:', '  local:', '    type: local', '    systems:', '      - alpha-1:', '          workers: 2']);
@@ -550,7 +550,7 @@ t.test('a system whose machine cannot start is said at once, not when the run en
     out += s;
     if (/Error preparing adhoc:ubuntu-1: /.test(s)) writeFileSync(said, '');
   });
-  const result = await runProject({ cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log, dataRoot: join(dir, 'cache') });
+  const result = await runProject({ cwd: dir, filters: [], agentBundle: await agentBundle(), log, dataRoot: join(dir, 'cache') });
   t.equal(result.tally.successful, 1);
   const lines = out.split('\n');
   const error = lines.findIndex((l) => /Error preparing adhoc:ubuntu-1: .*no machines for you/.test(l));
