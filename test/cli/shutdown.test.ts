@@ -174,7 +174,8 @@ const longDrain = (async () => {
   const downloads = await Promise.all(servers.map((s) => pausedDownload(s.url)));
   const data = join(dir, 'data');
   // the blob's fill (its body in tmp/) committed: the next file in tmp/ is the upload's
-  await eventually('the fill committed', () => leftBesideBlob(data).length === 0);
+  // (generous: three files at once on two loaded cores took more than 10 s)
+  await eventually('the fill committed', () => leftBesideBlob(data).length === 0, 60_000);
   const body = randomBytes(4 * MiB);
   // 32 KiB every 200 ms: 25 s at the least, still coming when the cut comes at 10.5 s.
   async function* slowly(): AsyncGenerator<Buffer> {
