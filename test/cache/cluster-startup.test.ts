@@ -10,7 +10,8 @@ import { createServer, type Server } from 'node:net';
 import t, { type Test } from 'tap';
 import { isAlive, rememberProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
-import { cacheWorkers, spawnWorkersCache } from './harness.js';
+import { cacheWorkers } from './harness.js';
+import { spawnWorkersCache } from './spawn-workers-cache.js';
 
 /** The PIDs of the two workers, once both are forked. */
 async function workersOf(pid: number): Promise<number[]> {

@@ -1,5 +1,4 @@
 // Starts a cache on loopback port 0 in front of a fixture upstream.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, statfsSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -10,7 +9,7 @@ import type { Test } from 'tap';
 import { Agent, request } from 'undici';
 import { resolveCacheConfig, type CacheConfig, type CacheConfigFile } from '../../src/cache/config.js';
 import { buildCacheServer } from '../../src/cache/server.js';
-import { cliArgs, descendantsOf, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
+import { descendantsOf } from '../helpers/processes.js';
 import { serveOnLoopback } from '../helpers/loopback-server.js';
 
 /** `internal`: settings a file cannot give, which tests lower. `onRequest`: told of each request the cache receives. */
@@ -93,23 +92,6 @@ export function recordingLogger<Line>(level = 'info'): { log: FastifyBaseLogger;
 /** A plain HTTP server on loopback answering every request with `body`, closed at teardown; its port. */
 export async function bodyServer(t: Test, body: string | Buffer): Promise<number> {
   return Number(new URL(await serveOnLoopback(t, createServer((_req, res) => res.end(body)))).port);
-}
-
-/**
- * `fleetcache cache --workers 2` on `listen` with its data in `data`, started with `nodeArgs`
- * and `env`, and what it writes; stopped by PID in the teardown, or sooner by `stop`.
- */
-export function spawnWorkersCache(t: Test, listen: string, data: string, nodeArgs: string[] = [], env: NodeJS.ProcessEnv = {}) {
-  const child = spawn(process.execPath, [...nodeArgs, ...cliArgs(['cache', '--upstream', 'http://127.0.0.1:1', '--listen', listen, '--data', data, '--workers', '2'])], {
-    cwd: REPO_ROOT, env: { ...process.env, FLEETCACHE_LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const stop = stopWithTest(t, child);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, exited, stop, stdout: () => stdout, stderr: () => stderr };
 }
 
 /** The sum of a Prometheus metric's series (every label set) in a cache's /-/metrics. */

@@ -6,15 +6,17 @@
 // script, at a cost that grows with its RSS), nor a cache undici's fetch and WebSocket,
 // nor Node's http2, https and tls (scripts/lazy-modules.mjs).
 // The child logs every module Node loads; a
-// chunk of the build stands for the modules its source map names.
+// chunk of the build stands for the modules its source map names. The commands' --help run
+// one after the other in one process: what one loads stays loaded, so a package any of them
+// loads is seen, on the first that loads it.
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cliArgs } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
-import { spawnWorkersCache } from '../cache/harness.js';
+import { spawnWorkersCache } from '../cache/spawn-workers-cache.js';
 
 /** Packages only the command's work needs, never its usage. */
 const NOT_FOR_HELP = ['fastify', 'undici', 'ajv', 'yaml', 'ssh2', '@aws-sdk/client-s3', 'pino', 'prom-client', '@sinclair/typebox', 'tar-stream'];
@@ -38,18 +40,46 @@ function loadedFiles(stderr: string, pid?: number): string[] {
   return lines.filter(([by]) => pid === undefined || Number(by) === pid).map(([, url]) => fileURLToPath(url!));
 }
 
-function runLogged(logger: string, args: string[]): Promise<{ stdout: string; files: string[] }> {
+function runLogged(logger: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--import', logger, ...cliArgs(args)], { timeout: 60_000 }, (err, stdout, stderr) => {
-      if (err) return reject(new Error(`fleetcache ${args.join(' ')}: ${err.message}\n${stderr}`));
-      resolve({ stdout, files: loadedFiles(stderr) });
+    execFile(process.execPath, ['--import', logger, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+      if (err) return reject(new Error(`${args.join(' ')}: ${err.message}\n${stderr}`));
+      resolve({ stdout, stderr });
     });
   });
 }
 
+const HELP_OF = 'fleetcache-test-help-of ';
+
+/**
+ * `fleetcache <command> --help` for each of `commands`, one after the other in one process
+ * (the CLI's entry module imported anew for each, its chunks once); the files each loaded first.
+ */
+async function helpOfEach(dir: string, logger: string, commands: readonly string[]): Promise<Map<string, string[]>> {
+  const [bin] = cliArgs([]);
+  const driver = join(dir, 'help-of-each.mjs');
+  writeFileSync(driver, `for (const command of process.argv.slice(2)) {
+  process._rawDebug(${JSON.stringify(HELP_OF)} + command);
+  process.argv = [process.argv[0], ${JSON.stringify(bin)}, command, '--help'];
+  await import(${JSON.stringify(pathToFileURL(bin!).href)} + '?' + command);
+}
+`);
+  const { stderr } = await runLogged(logger, [driver, ...commands]);
+  const loads = new Map<string, string[]>();
+  for (const part of stderr.split(HELP_OF).slice(1)) loads.set(part.slice(0, part.indexOf('\n')), loadedFiles(part));
+  return loads;
+}
+
+const mapSources = new Map<string, string[]>();
+
 /** `files`, each chunk of the bundle as the sources its source map names. */
 function sourcesOf(files: readonly string[]): string[] {
-  return files.flatMap((file) => (file.includes('/dist/cli/') ? (JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources: string[] }).sources : [file]));
+  return files.flatMap((file) => {
+    if (!file.includes('/dist/cli/')) return [file];
+    let sources = mapSources.get(file);
+    if (!sources) mapSources.set(file, (sources = (JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources: string[] }).sources));
+    return sources;
+  });
 }
 
 /** The packages of node_modules among `files`, or among the sources of the bundle's chunks. */
@@ -63,12 +93,13 @@ function packagesOf(files: readonly string[]): Set<string> {
 }
 
 t.test("--help, and each command's --help, load none of what the commands' work needs", async (t) => {
-  const logger = loadLogger(t.testdir());
-  const program = await runLogged(logger, ['--help']);
+  const dir = t.testdir();
+  const logger = loadLogger(dir);
+  const program = await runLogged(logger, cliArgs(['--help']));
   const commands = [...program.stdout.split('\nCommands:\n')[1]!.matchAll(/^  ([a-z]+)\b/gm)].map((m) => m[1]!).filter((name) => name !== 'help');
   t.ok(commands.length > 1, `commands listed: ${commands.join(' ')}`);
-  const runs: Array<[string, string[]]> = [['--help', program.files]];
-  for (const command of commands) runs.push([`${command} --help`, (await runLogged(logger, [command, '--help'])).files]);
+  const each = await helpOfEach(dir, logger, commands);
+  const runs: Array<[string, string[]]> = [['--help', loadedFiles(program.stderr)], ...commands.map((command): [string, string[]] => [`${command} --help`, each.get(command) ?? []])];
   for (const [what, files] of runs) {
     t.ok(files.length > 0, `${what}: loads were logged`);
     const loaded = packagesOf(files);
