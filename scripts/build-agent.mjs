@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Bundles the machine agent (src/agent/main.ts) into dist/agent.mjs: one self-contained ESM
 // file for Node 20 that the runner sends over SFTP to machines without node_modules.
-// A command's code is imported with import() by src/agent/main.ts: without code splitting
+// A command's code is imported with import() by src/agent/commands.ts: without code splitting
 // esbuild keeps it in the file and evaluates it only when imported: `version` evaluates
 // neither the transfers nor undici, `artifacts` not the pull's code.
 //

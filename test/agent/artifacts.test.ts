@@ -1,6 +1,6 @@
 // Artifacts round trip: the bundled agent uploads through a real cache, then
-// `fleetcache artifacts get` (the CLI as a child process) fetches them back into
-// DIR/<job name>/; escaping paths are refused on both sides.
+// `fleetcache artifacts get` fetches them back into DIR/<job name>/; escaping paths are
+// refused on both sides. The agent's other uploads run its command in this process.
 import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -17,7 +17,8 @@ import { startOrigin } from '../helpers/origin.js';
 import { pacedProxy } from '../helpers/paced-proxy.js';
 import { pacedUploadProxy } from '../helpers/paced-upload-proxy.js';
 import { cliArgs, REPO_ROOT } from '../helpers/processes.js';
-import { installAgent, runAgent } from './helpers.js';
+import { runHere } from '../helpers/cli.js';
+import { installAgent, runAgent, runAgentHere } from './helpers.js';
 
 const JOB = 'local:ubuntu-22.04:tests/main/foo:v1';
 
@@ -29,15 +30,14 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
   });
 }
 
-/** The agent, an origin, and a task directory holding big.bin of `size` random bytes. */
-async function machineWithBigFile(t: Test, size: number): Promise<{ agent: string; dir: string; origin: Awaited<ReturnType<typeof startOrigin>>; task: string }> {
-  const agent = await installAgent(t);
+/** An origin, and a task directory holding big.bin of `size` random bytes. */
+async function machineWithBigFile(t: Test, size: number): Promise<{ dir: string; origin: Awaited<ReturnType<typeof startOrigin>>; task: string }> {
   const dir = t.testdir();
   const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
   const task = join(dir, 'machine');
   mkdirSync(task, { recursive: true });
   writeFileSync(join(task, 'big.bin'), randomBytes(size));
-  return { agent, dir, origin, task };
+  return { dir, origin, task };
 }
 
 t.test('agent artifacts uploads through the cache; artifacts get fetches them back', async (t) => {
@@ -66,7 +66,7 @@ t.test('agent artifacts uploads through the cache; artifacts get fetches them ba
   const tokenFile = join(dir, 'token');
   writeFileSync(tokenFile, origin.token);
   const all = join(dir, 'all');
-  const got = await cli(['artifacts', 'get', `run-1/${JOB}`, '--from', cache.url, '-o', all, '--token-file', tokenFile]);
+  const got = await runHere(['artifacts', 'get', `run-1/${JOB}`, '--from', cache.url, '-o', all, '--token-file', tokenFile], dir);
   t.equal(got.code, 0, 'get exits 0', { stderr: got.stderr });
   t.equal(got.stdout.trim().split('\n').length, 4, 'one line per file');
   const jobDir = join(all, 'local:ubuntu-22.04:tests', 'main', 'foo:v1');
@@ -93,8 +93,8 @@ t.test('agent artifacts uploads through the cache; artifacts get fetches them ba
 });
 
 t.test("the runner's artifact fetch from a cache that trickles gives up at the cache floor (cacheLimits), for the next URL", async (t) => {
-  const { agent, dir, origin, task } = await machineWithBigFile(t, 64 * 1024);
-  const res = await runAgent(agent, 'artifacts', { url: origin.url, token: origin.token, run: 'run-1', job: JOB, cwd: task, paths: ['big.bin'] });
+  const { dir, origin, task } = await machineWithBigFile(t, 64 * 1024);
+  const res = await runAgentHere('artifacts', { url: origin.url, token: origin.token, run: 'run-1', job: JOB, cwd: task, paths: ['big.bin'] });
   t.equal(res.code, 0, 'uploaded', { stderr: res.stderr });
   // a byte every 100 ms of each file: never silent for the 500 ms cacheTimeout, 10 bytes/s
   const cache = await pacedProxy(t, origin.url, (path) => !path.endsWith('/_index.json'), { bytes: 1, everyMs: 100 });
@@ -111,7 +111,7 @@ t.test("the runner's artifact fetch from a cache that trickles gives up at the c
 
 t.test('an upload to a cache that takes it a trickle at a time, or stops taking it, gives up at the cache limits (cacheTimeoutMs)', async (t) => {
   // larger than what the sockets' buffers take in before the cache's pace holds the upload back
-  const { agent, origin, task } = await machineWithBigFile(t, 16 * 2 ** 20);
+  const { origin, task } = await machineWithBigFile(t, 16 * 2 ** 20);
   const cases: Array<[string, { bytes: number; everyMs: number }, RegExp]> = [
     // 1 KiB every 100 ms: never silent for the 500 ms cacheTimeout, 10 KiB/s
     // the file's chunks (64 KiB) then wait on the cache longer than it may keep silent, or its floor cuts it
@@ -121,19 +121,18 @@ t.test('an upload to a cache that takes it a trickle at a time, or stops taking 
   for (const [what, pace, message] of cases) {
     const cache = await pacedUploadProxy(t, origin.url, (path) => path.endsWith('/big.bin'), pace);
     const started = Date.now();
-    const res = await runAgent(agent, 'artifacts', { url: cache, token: origin.token, run: `run-${what.replace(' ', '-')}`, job: JOB, cwd: task, paths: ['big.bin'], cacheTimeoutMs: 500 });
+    const res = await runAgentHere('artifacts', { url: cache, token: origin.token, run: `run-${what.replace(' ', '-')}`, job: JOB, cwd: task, paths: ['big.bin'], cacheTimeoutMs: 500 });
     t.not(res.code, 0, `${what}: the upload failed`);
     t.match(res.json, { ok: false, code: 'FC_ERR_UPSTREAM_TIMEOUT', error: message }, what, { stderr: res.stderr });
     t.ok(Date.now() - started < 10_000, `${what}: within seconds (${Date.now() - started} ms), not the client's minutes`);
   }
   // without cacheTimeoutMs (the origin, the last URL) the same file goes through a cache at its own pace
   const healthy = await pacedUploadProxy(t, origin.url, () => false, { bytes: 0, everyMs: 100 });
-  const res = await runAgent(agent, 'artifacts', { url: healthy, token: origin.token, run: 'run-healthy', job: JOB, cwd: task, paths: ['big.bin'], cacheTimeoutMs: 500 });
+  const res = await runAgentHere('artifacts', { url: healthy, token: origin.token, run: 'run-healthy', job: JOB, cwd: task, paths: ['big.bin'], cacheTimeoutMs: 500 });
   t.match(res.json, { ok: true, files: 1 }, 'a cache that takes the upload passes it on', { stderr: res.stderr });
 });
 
 t.test('a failed upload lists the files it stored; the next try sends only the others, and a stored file whose content changed', async (t) => {
-  const agent = await installAgent(t);
   const dir = t.testdir();
   // room for two files of the run: the third is refused
   const origin = await startOrigin(t, { dataDir: join(dir, 'origin'), runArtifacts: { maxBytes: 1024 * 1024, maxFiles: 2 } });
@@ -147,7 +146,7 @@ t.test('a failed upload lists the files it stored; the next try sends only the o
   const names = ['a.txt', 'b.txt', 'c.txt'];
   for (const name of names) writeFileSync(join(task, name), `${name}\n`);
   const args = { url: origin.url, run: 'run-1', job: JOB, cwd: task, paths: names };
-  const failed = await runAgent(agent, 'artifacts', { ...args, token: runToken(origin.token, 'run-1') });
+  const failed = await runAgentHere('artifacts', { ...args, token: runToken(origin.token, 'run-1') });
   t.match(failed.json, { ok: false, code: 'FC_ERR_QUOTA' }, "the run's budget refused one file");
   const stored = failed.json.stored as Array<{ path: string; size: number; digest: string }>;
   t.equal(stored.length, 2, 'the answer lists the two files stored');
@@ -156,7 +155,7 @@ t.test('a failed upload lists the files it stored; the next try sends only the o
   writeFileSync(join(task, changed!), 'changed since\n');
   puts.length = 0;
   // the next try (with a write token, which has no budget)
-  const res = await runAgent(agent, 'artifacts', { ...args, token: origin.token, stored });
+  const res = await runAgentHere('artifacts', { ...args, token: origin.token, stored });
   t.match(res.json, { ok: true, files: 3 });
   t.same(puts.sort(), [INDEX_NAME, changed, refused].sort(), `${kept} not sent again`);
   const { files } = await fetchArtifacts({ from: origin.url, run: 'run-1', job: JOB, dest: join(dir, 'back'), token: origin.token });
@@ -165,7 +164,6 @@ t.test('a failed upload lists the files it stored; the next try sends only the o
 });
 
 t.test('escaping artifact paths are refused before anything is uploaded', async (t) => {
-  const agent = await installAgent(t);
   const dir = t.testdir();
   const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
   const task = join(dir, 'task');
@@ -176,7 +174,7 @@ t.test('escaping artifact paths are refused before anything is uploaded', async 
   const base = { url: origin.url, token: origin.token, run: 'r', job: 'j', cwd: task };
 
   for (const [path, why] of [['../secret.txt', /escapes the task directory/], ['/etc/hostname', /must be relative/], ['sneaky', /through a symlink/], ['a/../../secret.txt', /escapes/]] as const) {
-    const res = await runAgent(agent, 'artifacts', { ...base, paths: ['ok.txt', path] });
+    const res = await runAgentHere('artifacts', { ...base, paths: ['ok.txt', path] });
     t.equal(res.code, 2, `${path}: refused with a usage exit code`);
     t.match(res.json, { ok: false, code: 'FC_ERR_BAD_NAME', error: why }, path);
   }

@@ -1,11 +1,13 @@
 // Running the bundled agent as a machine would: a copy of dist/agent.mjs alone in a temp
-// directory outside the repository (no node_modules anywhere above it), started with node.
+// directory outside the repository (no node_modules anywhere above it), started with node;
+// or a command's logic in the test's own process (runAgentHere), half a second of CPU less.
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
+import { runAgent as runAgentCommand } from '../../src/agent/commands.js';
 import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { serveOnLoopback } from '../helpers/loopback-server.js';
 
@@ -40,6 +42,30 @@ export function runAgent(agent: string, command: string, args: object, cwd?: str
       resolve({ code, json, stdout, stderr });
     });
   });
+}
+
+type Write = typeof process.stderr.write;
+
+/**
+ * `node agent.mjs <command> --json-args <args>` run in this process: the command's answer
+ * and exit code as the agent would print and exit with, and what it wrote to stderr. The
+ * environment ($TMPDIR, which pull's workDir sets) is restored after it. For the tests of a
+ * command's logic; the bundle (its embedded xdelta3) and the process need runAgent.
+ */
+export async function runAgentHere(command: string, args: object): Promise<Omit<AgentRun, 'stdout'>> {
+  const env = { ...process.env };
+  const write = process.stderr.write;
+  const stderr: string[] = [];
+  process.stderr.write = ((chunk: string | Uint8Array) => (stderr.push(String(chunk)), true)) as Write;
+  try {
+    const { output, exitCode } = await runAgentCommand([command, '--json-args', JSON.stringify(args)]);
+    const json = JSON.parse(JSON.stringify(output)) as Record<string, unknown>; // as read from the line
+    return { code: exitCode, json, stderr: stderr.join('') };
+  } finally {
+    process.stderr.write = write;
+    for (const name of Object.keys(process.env)) if (!(name in env)) delete process.env[name];
+    Object.assign(process.env, env);
+  }
 }
 
 /** A server that answers every request with `status`. */

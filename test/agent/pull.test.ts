@@ -20,7 +20,7 @@ import { pacedProxy, type Pace } from '../helpers/paced-proxy.js';
 import { describeTree } from '../helpers/tree.js';
 import { eventually } from '../helpers/wait.js';
 import { deadUrl, serveOnLoopback } from '../helpers/loopback-server.js';
-import { installAgent, runAgent, statusServer } from './helpers.js';
+import { installAgent, runAgent, runAgentHere, statusServer } from './helpers.js';
 import { rotInPlace } from '../helpers/bit-rot.js';
 
 t.test('pull falls back in order, uses the cache, applies the delta and unpacks', async (t) => {
@@ -65,7 +65,7 @@ t.test('pull falls back in order, uses the cache, applies the delta and unpacks'
   t.same(readdirSync(join(dir, 'machine', 'work')), [], 'temporary tars are gone');
 
   const direct = join(dir, 'machine2');
-  const res2 = await runAgent(agent, 'pull', { urls: [dead, origin.url], project: 'demo', run: 'r1', dest: direct });
+  const res2 = await runAgentHere('pull', { urls: [dead, origin.url], project: 'demo', run: 'r1', dest: direct });
   t.equal(res2.code, 0, 'exit status 0', { stderr: res2.stderr });
   t.match(res2.json, { ok: true, url: origin.url, urlIndex: 1, fromCache: false });
   t.equal(readFileSync(join(direct, 'src', 'm3.txt'), 'utf8'), 'module 3\n'.repeat(500), 'run r1 has the old content');
@@ -80,13 +80,12 @@ t.test('pull fails with one JSON line when no URL serves the run', async (t) => 
   t.match(res.json, { ok: false, code: 'FC_ERR_NOT_FOUND', error: /every URL failed/ });
   t.equal((res.json.skipped as unknown[]).length, 2, 'the URLs given up on are listed');
 
-  const bad = await runAgent(agent, 'pull', { urls: [], project: 'demo', run: 'x', dest: join(dir, 'd') });
+  const bad = await runAgentHere('pull', { urls: [], project: 'demo', run: 'x', dest: join(dir, 'd') });
   t.equal(bad.code, 2, 'bad arguments are a usage error');
   t.match(bad.json, { ok: false, code: 'FC_ERR_USAGE', error: /\/urls/ });
 });
 
 t.test('a cache copy damaged on disk: the agent asks again with no-cache, the cache fetches it anew', async (t) => {
-  const agent = await installAgent(t);
   const dir = t.testdir();
   const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
   const cacheDir = join(dir, 'cache');
@@ -95,7 +94,7 @@ t.test('a cache copy damaged on disk: the agent asks again with no-cache, the ca
   mkdirSync(project, { recursive: true });
   writeFileSync(join(project, 'blob.bin'), randomBytes(256 * 1024)); // a base far above what a cache keeps in memory
   const pushed = await pushProject({ dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases'), run: 'r1' });
-  const pull = (dest: string) => runAgent(agent, 'pull', { urls: [cache.url, origin.url], project: 'demo', run: 'r1', dest: join(dir, dest) });
+  const pull = (dest: string) => runAgentHere('pull', { urls: [cache.url, origin.url], project: 'demo', run: 'r1', dest: join(dir, dest) });
   t.match((await pull('m1')).json, { ok: true, url: cache.url }, 'the first pull fills the cache');
   await cache.app.cache.fills.drain();
 
@@ -113,7 +112,6 @@ t.test('a cache copy damaged on disk: the agent asks again with no-cache, the ca
 });
 
 t.test('damaged bytes from the origin (the last URL) are not asked for again', async (t) => {
-  const agent = await installAgent(t);
   const dir = t.testdir();
   const originDir = join(dir, 'origin');
   const origin = await startOrigin(t, { dataDir: originDir });
@@ -124,7 +122,7 @@ t.test('damaged bytes from the origin (the last URL) are not asked for again', a
   const hex = pushed.manifest.base.digest.slice('sha256:'.length);
   const stored = join(originDir, 'cas.v1', 'sha256', hex.slice(0, 2), hex);
   rotInPlace(stored);
-  const res = await runAgent(agent, 'pull', { urls: [origin.url], project: 'demo', run: 'r1', dest: join(dir, 'm') });
+  const res = await runAgentHere('pull', { urls: [origin.url], project: 'demo', run: 'r1', dest: join(dir, 'm') });
   t.not(res.code, 0, 'the pull fails');
   t.notMatch(res.stderr, /asking again with no-cache/, 'without asking the origin twice');
 });
@@ -282,18 +280,17 @@ t.test('a cache on a healthy slow link (4 x the floor, for longer than the windo
   t.same(pulled.skipped, []);
 });
 
-/** The agent, an origin, and an empty project beside it with the options its pushes share. */
-async function agentOriginProject(t: Test) {
-  const agent = await installAgent(t);
+/** An origin, and an empty project beside it with the options its pushes share. */
+async function originProject(t: Test) {
   const dir = t.testdir();
   const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
   const project = join(dir, 'project');
   mkdirSync(project);
-  return { agent, dir, origin, project, common: { dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases') } };
+  return { dir, origin, project, common: { dir: project, project: 'demo', origin: origin.url, token: origin.token, baseCache: join(dir, 'bases') } };
 }
 
 t.test("a cache that serves a wrong object larger than the blob: cut at the blob's size, and the next URL serves the pull (the machine's disk is not filled first)", { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
-  const { agent, dir, origin, project, common } = await agentOriginProject(t);
+  const { dir, origin, project, common } = await originProject(t);
   writeFileSync(join(project, 'blob.bin'), randomBytes(256 * 1024));
   await pushProject({ ...common, run: 'r1' });
   writeFileSync(join(project, 'new.bin'), randomBytes(1024));
@@ -323,7 +320,7 @@ t.test("a cache that serves a wrong object larger than the blob: cut at the blob
   // the machine's temporary files on a disk smaller than the wrong object
   const disk = mountTmpfs('16m', 'pull-wrong');
   t.teardown(() => disk.unmount());
-  const res = await runAgent(agent, 'pull', { urls: [wrongUrl, origin.url], project: 'demo', run: 'r2', dest: join(dir, 'dest'), workDir: disk.dir });
+  const res = await runAgentHere('pull', { urls: [wrongUrl, origin.url], project: 'demo', run: 'r2', dest: join(dir, 'dest'), workDir: disk.dir });
   t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
   t.match(res.json, { ok: true, url: origin.url, skipped: [{ url: wrongUrl, code: 'FC_ERR_SIZE_MISMATCH' }] });
   t.equal(sent.length, 2, 'asked twice: once more with no-cache');
@@ -332,7 +329,7 @@ t.test("a cache that serves a wrong object larger than the blob: cut at the blob
 });
 
 t.test("a cache that answers with another run's manifest is passed over: the pull does not rebuild that run's tree", async (t) => {
-  const { agent, dir, origin, project, common } = await agentOriginProject(t);
+  const { dir, origin, project, common } = await originProject(t);
   writeFileSync(join(project, 'a.txt'), 'run 1\n');
   await pushProject({ ...common, run: 'r1' });
   writeFileSync(join(project, 'a.txt'), 'run 2\n');
@@ -343,14 +340,14 @@ t.test("a cache that answers with another run's manifest is passed over: the pul
     void request(`${origin.url}${path}`).then(async (up) => res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type']) }).end(Buffer.from(await up.body.arrayBuffer())));
   });
   const wrongUrl = await serveOnLoopback(t, wrong);
-  const res = await runAgent(agent, 'pull', { urls: [wrongUrl, origin.url], project: 'demo', run: 'r2', dest: join(dir, 'dest') });
+  const res = await runAgentHere('pull', { urls: [wrongUrl, origin.url], project: 'demo', run: 'r2', dest: join(dir, 'dest') });
   t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
   t.match(res.json, { ok: true, url: origin.url, skipped: [{ url: wrongUrl, code: 'FC_ERR_BAD_REQUEST', error: /not the run manifest asked for \(it names project "demo", run "r1"\)/ }] });
   t.equal(readFileSync(join(dir, 'dest', 'a.txt'), 'utf8'), 'run 2\n', "run r2's tree");
 });
 
 t.test('a full disk ends the pull with FC_ERR_INSUFFICIENT_STORAGE naming the disk: the working directory of the tars, or the project path (left empty)', { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
-  const { agent, dir, origin, project, common } = await agentOriginProject(t);
+  const { dir, origin, project, common } = await originProject(t);
   writeFileSync(join(project, 'blob.bin'), randomBytes(1 << 20));
   await pushProject({ ...common, run: 'r1' });
   writeFileSync(join(project, 'new.bin'), randomBytes(64 * 1024));
@@ -360,14 +357,14 @@ t.test('a full disk ends the pull with FC_ERR_INSUFFICIENT_STORAGE naming the di
   t.teardown(() => disk.unmount());
   const exit = ERROR_CODES.FC_ERR_INSUFFICIENT_STORAGE.exit;
 
-  const work = await runAgent(agent, 'pull', { urls: [origin.url], project: 'demo', run: 'r2', dest: join(dir, 'dest'), workDir: disk.dir });
+  const work = await runAgentHere('pull', { urls: [origin.url], project: 'demo', run: 'r2', dest: join(dir, 'dest'), workDir: disk.dir });
   t.equal(work.code, exit, `exit status ${exit}`, { stderr: work.stderr });
   t.match(work.json, { ok: false, code: 'FC_ERR_INSUFFICIENT_STORAGE', error: `no room left in ${disk.dir} for the pull's base, delta and tar (its working directory: TMPDIR, or the agent's workDir) (full, or over a quota or file size limit)` });
   t.same(readdirSync(disk.dir), [], 'no partial file left in the working directory');
   t.same(readdirSync(join(dir, 'dest')), [], 'nothing unpacked');
 
   const dest = join(disk.dir, 'dest');
-  const tree = await runAgent(agent, 'pull', { urls: [origin.url], project: 'demo', run: 'r2', dest, workDir: join(dir, 'work') });
+  const tree = await runAgentHere('pull', { urls: [origin.url], project: 'demo', run: 'r2', dest, workDir: join(dir, 'work') });
   t.equal(tree.code, exit, `exit status ${exit}`, { stderr: tree.stderr });
   t.match(tree.json, { ok: false, code: 'FC_ERR_INSUFFICIENT_STORAGE', error: `no room left in ${dest} to unpack the project into (full, or over a quota or file size limit)` });
   t.same(readdirSync(dest), [], 'the part unpacked is removed: the project path is empty again');

@@ -1,14 +1,16 @@
 // The origin as a real process on loopback: large streamed round trips, aborts,
-// concurrency, restarts and raw path escapes.
+// concurrency, restarts and raw path escapes. The tests that do not stop the origin or need
+// a data directory of their own share one process.
 import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { startOrigin } from '../helpers/origin.js';
-import { rssOf, startServerProcess } from '../helpers/processes.js';
+import { rssOf, startServerProcess, type RunningServer } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 
 const TOKEN = 'streaming-test-token';
@@ -40,13 +42,23 @@ function generated(size: number): { body: Readable; digest: Promise<string> } {
   return { body, digest };
 }
 
-async function startOriginProcess(t: Test, dataDir: string) {
-  return startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', dataDir], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' });
+async function startOriginProcess(t: Test, dataDir: string, logLevel = 'warn') {
+  return startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', dataDir], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: logLevel });
+}
+
+let shared: Promise<{ server: RunningServer; dataDir: string }> | undefined;
+/** The file's shared origin process (logging at info, for the test that reads its log), started by the first test that asks. */
+function sharedOrigin(): Promise<{ server: RunningServer; dataDir: string }> {
+  shared ??= (async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'fleetcache-streaming-'));
+    t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+    return { server: await startOriginProcess(t, dataDir, 'info'), dataDir };
+  })();
+  return shared;
 }
 
 t.test('200 MiB round trip, streamed, RSS grows by less than 100 MiB', async (t) => {
-  const dataDir = t.testdir();
-  const server = await startOriginProcess(t, dataDir);
+  const { server } = await sharedOrigin();
   const size = 200 * MiB;
   const up = generated(size);
   const rssBefore = await rssOf(server.child.pid!);
@@ -80,8 +92,7 @@ t.test('200 MiB round trip, streamed, RSS grows by less than 100 MiB', async (t)
 });
 
 t.test('an upload aborted mid-way stores nothing and leaves no temporary file', async (t) => {
-  const dataDir = t.testdir();
-  const server = await startOriginProcess(t, dataDir);
+  const { server, dataDir } = await sharedOrigin();
   const digest = randomBytes(32).toString('hex'); // any well-formed digest: the upload never completes
   const ac = new AbortController();
   let sent = 0;
@@ -139,7 +150,7 @@ t.test('concurrent puts of one digest, restart keeps every object', async (t) =>
 });
 
 t.test('raw dot segments over a socket never leave the namespace', async (t) => {
-  const server = await startOriginProcess(t, t.testdir());
+  const { server } = await sharedOrigin();
   const { port, hostname } = new URL(server.url);
   const raw = async (path: string) =>
     new Promise<number>((resolve, reject) => {
@@ -186,15 +197,18 @@ t.test('a client that stops reading a download is cut after the idle timeout; a 
 });
 
 t.test('a run manifest upload cut mid-body is the client\'s abort (logged at info), not a server error', async (t) => {
-  const server = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', t.testdir()], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'info' });
+  const { server } = await sharedOrigin();
+  // this test's lines only: an upload aborted by an earlier test is logged the same way
+  const logged = server.stderr().length;
+  const log = () => server.stderr().slice(logged);
   const { hostname, port } = new URL(server.url);
   const socket = connect(Number(port), hostname, () => {
     socket.write(`PUT /projects/p/runs/cut HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: 100\r\n\r\n{"format":`);
     setImmediate(() => socket.destroy());
   });
   socket.on('error', () => undefined);
-  await eventually('the abort logged', () => /upload aborted before completion/.test(server.stderr()));
-  const line = server.stderr().split('\n').find((l) => l.includes('upload aborted before completion'))!;
+  await eventually('the abort logged', () => /upload aborted before completion/.test(log()));
+  const line = log().split('\n').find((l) => l.includes('upload aborted before completion'))!;
   t.match(JSON.parse(line), { level: 30, code: 'FC_ERR_ABORTED' }, 'at info, with its code');
   t.notMatch(server.stderr(), /"level":50/, 'no error logged');
   t.equal((await request(`${server.url}/projects/p/runs/cut`, { headers: { authorization: `Bearer ${TOKEN}` } })).statusCode, 404, 'nothing stored');
