@@ -3,7 +3,7 @@
 import { Ajv } from 'ajv';
 import type { Static, TSchema } from '@sinclair/typebox';
 import { closestName, didYouMean } from '../config/closest-name.js';
-import { propertiesOf } from '../config/load.js';
+import { propertiesOf } from '../config/validate.js';
 import { ConfigError } from '../errors.js';
 import type { BackendContext, Provider } from './backend.js';
 import * as adhoc from './adhoc-options.js';

@@ -3,7 +3,8 @@
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
-import { durationSchema, filePlace, loadConfigFile, parseConfig, positiveDurationSchema, positiveSizeSchema, sizeSchema, type SettingPlace } from '../config/load.js';
+import type { SettingPlace } from '../config/load.js';
+import { durationSchema, positiveDurationSchema, positiveSizeSchema, sizeSchema } from '../config/validate.js';
 import { NAME_PATTERN, NamedMap } from '../config/names.js';
 import { parseBaseUrl, parseDuration, parseSize } from '../config/units.js';
 import { errorMessage, UsageError } from '../errors.js';
@@ -215,24 +216,10 @@ export function resolveCacheConfig(file: CacheConfigFile, cwd: string = process.
 
 /**
  * Where the command's maxSize came from, for DiskStore.open's refusal of a budget too small:
- * the flag `--max-size` when given, else the line of `configFile` (the file `file` was read
- * from) when it sets one; undefined for the default.
+ * the flag `--max-size` when given, else its line in the configuration file `file` was read
+ * from (`placeInFile`, none without a file) when it sets one; undefined for the default.
  */
-export function maxSizeSetting(flag: string | undefined, file: Partial<CacheConfigFile>, configFile: string | undefined): SettingPlace | undefined {
+export function maxSizeSetting(flag: string | undefined, file: Partial<CacheConfigFile>, placeInFile: ((path: readonly string[]) => SettingPlace) | undefined): SettingPlace | undefined {
   if (flag !== undefined) return { place: '--max-size', field: 'maxSize' };
-  return configFile !== undefined && file.maxSize !== undefined ? filePlace(configFile, ['maxSize']) : undefined;
-}
-
-export function parseCacheConfig(text: string, file: string): CacheConfigFile {
-  return parseConfig(cacheConfigSchema, text, file);
-}
-
-/** A configuration file whose upstream `cache --upstream URL` gives (flags override the file). */
-const cacheFileWithoutUpstream = Type.Object({ ...cacheConfigSchema.properties, upstream: Type.Optional(cacheConfigSchema.properties.upstream) }, { additionalProperties: false });
-
-/** Loads a cache's configuration file; `upstreamGiven`: the command line names the upstream, which the file may then leave out. */
-export function loadCacheConfig(file: string): CacheConfigFile;
-export function loadCacheConfig(file: string, upstreamGiven: boolean): Partial<CacheConfigFile>;
-export function loadCacheConfig(file: string, upstreamGiven = false): Partial<CacheConfigFile> {
-  return upstreamGiven ? loadConfigFile(cacheFileWithoutUpstream, file) : loadConfigFile(cacheConfigSchema, file);
+  return placeInFile !== undefined && file.maxSize !== undefined ? placeInFile(['maxSize']) : undefined;
 }

@@ -59,13 +59,16 @@ export function registerCache(program: Command): void {
       process.env.UV_THREADPOOL_SIZE ??= '16';
       // the configuration's parser, the server and the cluster's parts load once the command
       // runs, not for --help
-      const [{ checkFlags }, { cacheConfigSchema, loadCacheConfig, MAX_WORKERS, maxSizeSetting, resolveCacheConfig, startupFields }, { createLogger }, { serverLogLevel }] = await Promise.all([
-        import('../config/load.js'),
+      const [{ checkFlags }, { cacheConfigSchema, MAX_WORKERS, maxSizeSetting, resolveCacheConfig, startupFields }, { createLogger }, { serverLogLevel }] = await Promise.all([
+        import('../config/validate.js'),
         import('../cache/config.js'),
         import('../log.js'),
         import('../http/server-logging.js'),
       ]);
-      const file: Partial<CacheConfigFile> = flags.config ? loadCacheConfig(flags.config, flags.upstream !== undefined) : {};
+      // the YAML parser loads for a --config file only: a start from flags alone has none to read
+      const configFile = flags.config;
+      const fromFile = configFile ? await Promise.all([import('../cache/config-file.js'), import('../config/load.js')]) : undefined;
+      const file: Partial<CacheConfigFile> = configFile && fromFile ? fromFile[0].loadCacheConfig(configFile, flags.upstream !== undefined) : {};
       checkFlags(cacheConfigSchema, {
         listen: ['--listen', flags.listen], upstream: ['--upstream', flags.upstream], data: ['--data', flags.data],
         maxSize: ['--max-size', flags.maxSize], fillMemory: ['--fill-memory', flags.fillMemory], region: ['--region', flags.region],
@@ -82,7 +85,7 @@ export function registerCache(program: Command): void {
         ...(flags.fillMemory ? { fillMemory: flags.fillMemory } : {}),
         ...(flags.workers !== undefined ? { workers: parseWorkers(flags.workers, MAX_WORKERS) } : {}),
       };
-      const setting = maxSizeSetting(flags.maxSize, file, flags.config);
+      const setting = maxSizeSetting(flags.maxSize, file, configFile && fromFile ? (path) => fromFile[1].filePlace(configFile, path) : undefined);
       const config: CacheConfig = { ...resolveCacheConfig(merged, process.cwd()), ...(setting ? { maxSizeSetting: setting } : {}) };
       const workers = config.workers ?? 1;
       if (workers > 1 && cluster.isPrimary) {

@@ -59,8 +59,10 @@ function restrictCreatedFiles(): void {
 
 /** The origin's configuration from `file`, else the defaults (`origin` and `verify` read it alike). */
 export async function loadOriginConfig(file: string | undefined): Promise<OriginConfig> {
-  const [{ loadConfigFile, parseConfig }, { OriginConfigSchema }] = await Promise.all([import('../config/load.js'), import('../origin/config.js')]);
-  return file ? loadConfigFile(OriginConfigSchema, file) : parseConfig(OriginConfigSchema, '{}', '(defaults)');
+  const { OriginConfigSchema } = await import('../origin/config.js');
+  // the YAML parser loads for a file only
+  if (!file) return (await import('../config/validate.js')).defaultsOf(OriginConfigSchema);
+  return (await import('../config/load.js')).loadConfigFile(OriginConfigSchema, file);
 }
 
 /**
@@ -150,7 +152,7 @@ export function registerOrigin(program: Command): void {
       // the configuration's parser and the server (fastify, its routes) load once the command
       // runs, not for --help
       const [{ checkFlags }, { OriginConfigSchema }, { buildOriginServer }, { serveUntilSignal }, { createLogger }, { serverLogLevel }, { zeroCopyStatus }] = await Promise.all([
-        import('../config/load.js'),
+        import('../config/validate.js'),
         import('../origin/config.js'),
         import('../origin/server.js'),
         import('./listen.js'),

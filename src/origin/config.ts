@@ -1,6 +1,6 @@
 // The origin's configuration: one TypeBox schema gives the type and the validation.
 import { Type, type Static } from '@sinclair/typebox';
-import { ageSchema, durationSchema, positiveDurationSchema, positiveSizeSchema } from '../config/load.js';
+import { ageSchema, durationSchema, positiveDurationSchema, positiveSizeSchema } from '../config/validate.js';
 import { DEFAULT_MAX_HEADERS } from '../http/server-options.js';
 import { logLevelSchema } from '../http/server-logging.js';
 import { NAME_PATTERN } from '../config/names.js';

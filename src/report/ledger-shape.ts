@@ -3,7 +3,7 @@
 // wrong field, never a TypeError from deep inside the formatting.
 import { Type, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { fieldPath } from '../config/load.js';
+import { fieldPath } from '../config/validate.js';
 import type { Ledger } from './ledger.js';
 
 // Each schema's description is what the refusal says the field should be.

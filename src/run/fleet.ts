@@ -3,7 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
-import { durationSchema, fieldPlace, pairAt, parseConfigDocument, positiveDurationSchema, readConfigFile, validateConfig, type ConfigDocument } from '../config/load.js';
+import { fieldPlace, pairAt, parseConfigDocument, readConfigFile, validateConfig, type ConfigDocument } from '../config/load.js';
+import { durationSchema, positiveDurationSchema } from '../config/validate.js';
 import { closestName, didYouMean } from '../config/closest-name.js';
 import { NamedMap } from '../config/names.js';
 import { ConfigError, errorMessage } from '../errors.js';

@@ -1,7 +1,8 @@
 // The cache's YAML configuration: `workers` and the message for a value that matches no
 // branch of a union (file, line, field, and every accepted form); sizes, durations, listen, URLs.
 import t from 'tap';
-import { parseCacheConfig, resolveCacheConfig } from '../../src/cache/config.js';
+import { resolveCacheConfig } from '../../src/cache/config.js';
+import { parseCacheConfig } from '../../src/cache/config-file.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../../src/http/connection-limits.js';
 import { fetchHash, startCache } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';

@@ -124,6 +124,8 @@ t.test("a --workers cache's primary, which serves nothing, loads none of the ser
   t.same(serverIn(child.pid), [], 'the primary loads none of it');
   t.ok(packagesOf(loadedFiles(stderr())).has('fastify'), 'the workers load fastify');
   t.notOk(packagesOf(loadedFiles(stderr(), child.pid)).has('fastify'), 'the primary does not');
+  // started from flags alone: no file to parse, so no YAML parser (the next test shows the check sees it)
+  t.notOk(packagesOf(loadedFiles(stderr())).has('yaml'), 'no process of a cache started from flags loads yaml');
   // undici's clients, not its index.js, which runs fetch, WebSocket, cookies and the mocks (scripts/undici-core.cjs)
   const undici = sourcesOf(loadedFiles(stderr())).filter((source) => /node_modules\/undici\//.test(source));
   t.ok(undici.some((source) => source.endsWith('undici/lib/dispatcher/pool.js')), 'the cache loads undici\'s Pool (the check sees undici)');
@@ -133,6 +135,18 @@ t.test("a --workers cache's primary, which serves nothing, loads none of the ser
   const builtins = stderr().split('\n').filter((line) => line.startsWith(BUILTINS)).map((line) => line.split(' ').slice(2));
   t.ok(builtins.length > 1 && builtins.every((names) => names.includes('http')), 'every process logged its builtins, http among them (the check sees them)');
   t.same([...new Set(builtins.flat())].filter((name) => ['http2', 'https', 'tls'].includes(name)), [], 'none loads http2, https or tls');
+});
+
+t.test('a cache given a --config file loads yaml to read it', async (t) => {
+  const dir = t.testdir({ 'cache.yaml': 'upstream: [unclosed\n' });
+  const logger = loadLogger(dir);
+  // the file's syntax error stops the cache once the file is parsed: no server to stop
+  const { code, files } = await new Promise<{ code: number | null; files: string[] }>((resolve) => {
+    execFile(process.execPath, ['--import', logger, ...cliArgs(['cache', '--config', join(dir, 'cache.yaml'), '--data', join(dir, 'data')])], { timeout: 60_000 }, (err, _stdout, stderr) =>
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, files: loadedFiles(stderr) }));
+  });
+  t.equal(code, 3, 'the configuration error exits 3');
+  t.ok(packagesOf(files).has('yaml'), 'yaml is loaded');
 });
 
 /** A project at `dir` of one task on one backend (`backend`: its fields, lines of YAML). */

@@ -4,7 +4,8 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { parseCacheConfig, resolveCacheConfig } from '../../src/cache/config.js';
+import { resolveCacheConfig } from '../../src/cache/config.js';
+import { parseCacheConfig } from '../../src/cache/config-file.js';
 import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
 import { startServerProcess } from '../helpers/processes.js';

@@ -6,7 +6,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { parseCacheConfig } from '../../src/cache/config.js';
+import { parseCacheConfig } from '../../src/cache/config-file.js';
 import { EXIT } from '../../src/errors.js';
 import { loadFleetConfig } from '../../src/run/fleet.js';
 import { runCli } from '../helpers/cli.js';

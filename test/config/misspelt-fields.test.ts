@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { parseCacheConfig } from '../../src/cache/config.js';
+import { parseCacheConfig } from '../../src/cache/config-file.js';
 import { parseConfig } from '../../src/config/load.js';
 import { EXIT } from '../../src/errors.js';
 import { OriginConfigSchema } from '../../src/origin/config.js';

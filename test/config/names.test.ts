@@ -6,8 +6,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { cacheConfigSchema, parseCacheConfig } from '../../src/cache/config.js';
-import { checkFlags } from '../../src/config/load.js';
+import { cacheConfigSchema } from '../../src/cache/config.js';
+import { parseCacheConfig } from '../../src/cache/config-file.js';
+import { checkFlags } from '../../src/config/validate.js';
 import { loadFleetConfig } from '../../src/run/fleet.js';
 
 const RULE = 'must be letters, digits, ".", "_" and "-", starting with a letter or digit (e.g. eu-west)';

@@ -2,7 +2,7 @@
 // and systemd's, decimal KB/MB/GB/TB, IEC KiB…, any case, a space allowed; anything else refused.
 import t from 'tap';
 import { join } from 'node:path';
-import { loadCacheConfig } from '../../src/cache/config.js';
+import { loadCacheConfig } from '../../src/cache/config-file.js';
 import { parseSize } from '../../src/config/units.js';
 
 t.test('the documented size forms', async (t) => {

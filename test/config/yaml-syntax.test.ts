@@ -5,7 +5,7 @@ import t from 'tap';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { loadConfigFile, parseConfig } from '../../src/config/load.js';
-import { loadCacheConfig } from '../../src/cache/config.js';
+import { loadCacheConfig } from '../../src/cache/config-file.js';
 
 const Any = Type.Object({}, { additionalProperties: true });
 

@@ -4,7 +4,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { cacheConfigSchema, loadCacheConfig, resolveCacheConfig } from '../../src/cache/config.js';
+import { cacheConfigSchema, resolveCacheConfig } from '../../src/cache/config.js';
+import { loadCacheConfig } from '../../src/cache/config-file.js';
 import { originOptionsFrom } from '../../src/cli/origin.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../../src/http/connection-limits.js';

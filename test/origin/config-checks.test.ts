@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { parseConfig } from '../../src/config/load.js';
 import { OriginConfigSchema } from '../../src/origin/config.js';
-import { parseCacheConfig } from '../../src/cache/config.js';
+import { parseCacheConfig } from '../../src/cache/config-file.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../../src/http/connection-limits.js';
 import { REPO_ROOT } from '../helpers/processes.js';
 
