@@ -66,9 +66,8 @@ export function registerCache(program: Command): void {
         import('../http/server-logging.js'),
       ]);
       // the YAML parser loads for a --config file only: a start from flags alone has none to read
-      const configFile = flags.config;
-      const fromFile = configFile ? await Promise.all([import('../cache/config-file.js'), import('../config/load.js')]) : undefined;
-      const file: Partial<CacheConfigFile> = configFile && fromFile ? fromFile[0].loadCacheConfig(configFile, flags.upstream !== undefined) : {};
+      const fromFile = flags.config ? (await import('../cache/config-file.js')).readCacheConfigFile(flags.config, flags.upstream !== undefined) : undefined;
+      const file: Partial<CacheConfigFile> = fromFile?.settings ?? {};
       checkFlags(cacheConfigSchema, {
         listen: ['--listen', flags.listen], upstream: ['--upstream', flags.upstream], data: ['--data', flags.data],
         maxSize: ['--max-size', flags.maxSize], fillMemory: ['--fill-memory', flags.fillMemory], region: ['--region', flags.region],
@@ -85,7 +84,7 @@ export function registerCache(program: Command): void {
         ...(flags.fillMemory ? { fillMemory: flags.fillMemory } : {}),
         ...(flags.workers !== undefined ? { workers: parseWorkers(flags.workers, MAX_WORKERS) } : {}),
       };
-      const setting = maxSizeSetting(flags.maxSize, file, configFile && fromFile ? (path) => fromFile[1].filePlace(configFile, path) : undefined);
+      const setting = maxSizeSetting(flags.maxSize, file, fromFile?.placeOf);
       const config: CacheConfig = { ...resolveCacheConfig(merged, process.cwd()), ...(setting ? { maxSizeSetting: setting } : {}) };
       const workers = config.workers ?? 1;
       if (workers > 1 && cluster.isPrimary) {

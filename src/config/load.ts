@@ -251,7 +251,6 @@ function fieldError({ doc, lc }: ConfigDocument, file: string, pointer: string, 
   return new ConfigError(`${file}:${line ?? '?'}: ${field}: ${message}${empty ? ' (the file is empty)' : ''}`, file, line, field);
 }
 
-
 export function loadConfigFile<S extends TSchema>(schema: S, file: string): Static<S> {
   return parseConfig(schema, readConfigFile(file), file);
 }
