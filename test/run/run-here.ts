@@ -3,9 +3,9 @@
 // on this process, and the test signals it as a user signals the binary.
 import type { Test } from 'tap';
 import { join } from 'node:path';
-import { ensureAgentBundle } from '../../src/agent/paths.js';
 import { RunLog } from '../../src/run/report.js';
 import { runProject, type RunOptions, type RunResult } from '../../src/run/runner.js';
+import { agentBundle } from './project.js';
 
 interface HereRun {
   out: () => string;
@@ -30,7 +30,7 @@ export function runHere(t: Test, dir: string, extra: Partial<RunOptions> = {}, b
   t.teardown(restorePath);
   let out = '';
   const log = new RunLog((s) => (out += s));
-  const ended = ensureAgentBundle()
+  const ended = agentBundle()
     .then((agentBundle) => runProject({ agentBundle, cwd: dir, filters: [], seed: 1n, dataRoot: join(dir, 'cache'), log, ...extra }))
     .then((result) => ({ result }), (error: unknown) => ({ error }))
     .finally(restorePath);
