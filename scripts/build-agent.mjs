@@ -15,13 +15,16 @@
 // its index.js brought fetch, WebSocket, cookies, the cache stores and the mocks, a third
 // of the bytes every machine parses at each start of the agent.
 //
+// Skipped when OUTFILE is as the last build left it and nothing it was built from changed
+// (OUTFILE.built.json, see scripts/build-record.mjs and scripts/build-cli.mjs).
+//
 // Usage: node scripts/build-agent.mjs [OUTFILE]   (default: dist/agent.mjs)
 import { readdirSync } from 'node:fs';
 import { readFile, rename, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as esbuild from 'esbuild';
+import { bundleInputs, isCurrent, startRecord, writeRecord } from './build-record.mjs';
 import { checkCores, cores } from './cores.mjs';
 import { NODE_ESM } from './esbuild-node.mjs';
 import { lazyModules } from './lazy-modules.mjs';
@@ -30,6 +33,9 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const ENTRY = join(ROOT, 'src/agent/main.ts');
 const EMBEDDED = 'fleetcache-embedded:xdelta3.wasm';
 const ANCHOR = 'function moduleBytes(): Uint8Array {\n  if (!originalModule) {';
+// esbuild is imported only to build: its module alone costs a skipped build a third more
+const KEY = { step: 'agent', esbuild: createRequire(import.meta.url)('esbuild/package.json').version };
+const SCRIPTS = ['build-agent.mjs', 'cores.mjs', 'esbuild-node.mjs', 'lazy-modules.mjs', 'undici-core.cjs', 'prom-client-core.cjs'].map((name) => join(ROOT, 'scripts', name));
 
 function xdelta3WasmFile() {
   const dist = join(dirname(createRequire(import.meta.url).resolve('xdelta3-wasm/package.json')), 'dist');
@@ -56,20 +62,25 @@ const embedXdelta3 = {
   },
 };
 
-/** Builds the bundle; written to a temp name and renamed, so concurrent builds never expose half a file. */
+/** Builds the bundle unless current; written to a temp name and renamed, so concurrent builds never expose half a file. */
 export async function buildAgent(outfile = join(ROOT, 'dist/agent.mjs')) {
+  const record = `${outfile}.built.json`;
+  if (isCurrent(record, KEY)) return outfile;
+  const startedNs = startRecord(record);
   const temp = `${outfile}.${process.pid}.tmp`;
   try {
     await checkCores();
-    await esbuild.build({
+    const { metafile } = await (await import('esbuild')).build({
       ...NODE_ESM,
       entryPoints: [ENTRY],
       outfile: temp,
       loader: { '.wasm': 'binary' },
       plugins: [embedXdelta3, cores, lazyModules],
       minify: true, // half the bytes to send to every machine
+      metafile: true,
     });
     await rename(temp, outfile);
+    writeRecord(record, KEY, { inputs: bundleInputs(metafile, SCRIPTS), outputs: [outfile] }, startedNs);
   } finally {
     await rm(temp, { force: true });
   }

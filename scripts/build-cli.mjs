@@ -32,17 +32,25 @@
 // Built into a temp directory and swapped in: a process starting meanwhile sees the old
 // bundle or the new one, never half of each. What tsc wrote in dist/ before is removed.
 //
+// Skipped when dist/cli/ is as the last build left it and nothing it was built from changed
+// (dist/cli.built.json, bundleInputs in scripts/build-record.mjs).
+//
 // Usage: node scripts/build-cli.mjs
 import { readdir, readFile, rename, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as esbuild from 'esbuild';
+import { bundleInputs, filesUnder, isCurrent, startRecord, writeRecord } from './build-record.mjs';
 import { checkCores, cores, sourceTexts } from './cores.mjs';
 import { NODE_ESM } from './esbuild-node.mjs';
 import { lazyModules } from './lazy-modules.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(ROOT, 'dist/cli');
+const RECORD = join(ROOT, 'dist/cli.built.json');
+// esbuild is imported only to build: its module alone costs a skipped build a third more
+const KEY = { step: 'cli', esbuild: createRequire(import.meta.url)('esbuild/package.json').version };
+const SCRIPTS = ['build-cli.mjs', 'cores.mjs', 'esbuild-node.mjs', 'lazy-modules.mjs', 'undici-core.cjs', 'prom-client-core.cjs'].map((name) => join(ROOT, 'scripts', name));
 
 /** The error classes declared in src/: those whose `extends` chain reaches Error. */
 async function sourceErrorClasses() {
@@ -85,11 +93,13 @@ async function removeTscOutput() {
   }
 }
 
+if (isCurrent(RECORD, KEY)) process.exit(0);
+const startedNs = startRecord(RECORD);
 const temp = `${OUT}.${process.pid}.tmp`;
 const old = `${OUT}.${process.pid}.old`;
 try {
   await checkCores();
-  await esbuild.build({
+  const { metafile } = await (await import('esbuild')).build({
     ...NODE_ESM,
     entryPoints: [join(ROOT, 'src/cli/bin.ts')],
     outdir: temp,
@@ -98,6 +108,7 @@ try {
     sourcemap: 'linked',
     keepNames: false,
     minifyWhitespace: true,
+    metafile: true,
     plugins: [cores, lazyModules],
   });
   await checkErrorClassNames(temp);
@@ -106,6 +117,7 @@ try {
   });
   await rename(temp, OUT);
   await removeTscOutput();
+  writeRecord(RECORD, KEY, { inputs: bundleInputs(metafile, SCRIPTS), outputs: [OUT, ...filesUnder(OUT)] }, startedNs);
 } finally {
   await rm(temp, { recursive: true, force: true });
   await rm(old, { recursive: true, force: true });

@@ -9,7 +9,7 @@ import { REPO_ROOT } from '../helpers/processes.js';
 const BUILD_STEPS = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: { build: string } }).scripts.build.split('&&').map((step) => step.trim());
 
 t.test('the build writes dist/ (CLI, agent, addon) before its type check, which is its last step', async (t) => {
-  const typeCheck = BUILD_STEPS.findIndex((step) => step.startsWith('tsc '));
+  const typeCheck = BUILD_STEPS.findIndex((step) => step === 'node scripts/check-types.mjs');
   t.equal(typeCheck, BUILD_STEPS.length - 1, `the type check is last: ${BUILD_STEPS.join(' && ')}`);
   for (const script of ['build-cli.mjs', 'build-agent.mjs', 'build-native.mjs']) {
     const at = BUILD_STEPS.findIndex((step) => step === `node scripts/${script}`);
