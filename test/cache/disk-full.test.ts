@@ -26,7 +26,7 @@ import { headOnlyPut } from '../helpers/raw-http.js';
 import { mountTmpfs } from '../helpers/tmpfs.js';
 import { eventually } from '../helpers/wait.js';
 import { fetchHash } from './harness.js';
-import { sha256, startUpstream, UpstreamFixture } from './upstream-fixture.js';
+import { randomish, sha256, startUpstream, UpstreamFixture } from './upstream-fixture.js';
 
 const isRoot = process.getuid?.() === 0;
 const MiB = 1024 * 1024;
@@ -804,6 +804,23 @@ function readRest(socket: net.Socket): Promise<[string, string]> {
   });
 }
 
+/** Blobs made once for the slow-reader tests below (a cache and an upstream each): 400 MiB of bodies made anew took about 2 s of CPU. */
+const readerBodies = new Map<string, { hex: string; body: Buffer }>();
+
+/** Blobs of `sizes` (MiB) served by `up`, each the n-th of its size made for this file. */
+function readerBlobs(up: UpstreamFixture, sizes: readonly number[]): { hex: string; body: Buffer }[] {
+  return sizes.map((n, i) => {
+    const name = `${n} MiB, ${sizes.slice(0, i).filter((m) => m === n).length}`;
+    let blob = readerBodies.get(name);
+    if (!blob) {
+      const body = randomish(n * MiB);
+      blob = { hex: sha256(body), body };
+      readerBodies.set(name, blob);
+    }
+    return up.serveBlob(blob);
+  });
+}
+
 // Five 8 MiB objects on a 48 MiB disk under a 42 MiB budget leave 8 MiB free: a 16 MiB fill
 // needs two evicted. The `held` least recently used are being read by clients that read
 // nothing: their room comes back only when those close, whatever is evicted. A fill of known
@@ -820,7 +837,7 @@ for (const { held, chunked, kept } of [
 ]) t.test(`${held} objects being read by slow clients, a fill of ${chunked ? 'unknown' : 'known'} length: their room is not counted as made by evicting them, and a fill that finds none is passed through with no storage failure`, { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   // larger than what the sockets of a client that reads nothing take in: its file stays open
-  const blobs = [8, 8, 8, 8, 8, 16].map((n) => up.addBlob(n * MiB));
+  const blobs = readerBlobs(up, [8, 8, 8, 8, 8, 16]);
   const large = blobs[5]!;
   // No Content-Length: nothing is reserved for it, and its writes meet the full disk.
   if (chunked) up.handler = (req, res) => {
@@ -924,8 +941,8 @@ for (const { held, largeMiB, kept, end } of [
   { held: 4, largeMiB: 32, kept: [true, true, true, true, true, false], end: 'the slow clients read to the end' },
 ] as const) t.test(`two workers, ${held} objects being read by slow clients: the primary does not evict them for room they would not give back, and a fill that finds none is passed through with no storage failure; then ${end}: the bodies they read are no longer passed over`, { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
-  const blobs = [8, 8, 8, 8, 8, largeMiB].map((n) => up.addBlob(n * MiB));
-  const next = up.addBlob(16 * MiB);
+  const blobs = readerBlobs(up, [8, 8, 8, 8, 8, largeMiB, 16]);
+  const next = blobs.pop()!;
   const { cache, dir, stored } = await workersHolding(t, upUrl, blobs.slice(0, 5));
   const readers = blobs.slice(0, held).map((b) => slowReader(Number(new URL(cache.url).port), b.hex));
   t.teardown(() => readers.forEach((s) => s.destroy())); // before the cache stops (teardowns run last first)

@@ -64,7 +64,11 @@ export class UpstreamFixture {
   /** Adds a random blob under /cas/sha256/<hex> and /sha256/<hex>; returns its hex digest. */
   addBlob(size: number, headers?: Record<string, string>): { hex: string; body: Buffer } {
     const body = randomish(size);
-    const hex = createHash('sha256').update(body).digest('hex');
+    return this.serveBlob({ hex: createHash('sha256').update(body).digest('hex'), body }, headers);
+  }
+
+  /** Serves `blob` as addBlob does: one made once for the tests of a file (each with an upstream of its own). */
+  serveBlob({ hex, body }: { hex: string; body: Buffer }, headers?: Record<string, string>): { hex: string; body: Buffer } {
     const obj = { body, headers: { etag: `"sha256:${hex}"`, ...headers } };
     this.objects.set(`/cas/sha256/${hex}`, obj);
     this.objects.set(`/sha256/${hex}`, obj);

@@ -1,6 +1,6 @@
-// only-if-cached (which push asks with, to learn which bases a cache holds) in a cache of two
+// only-if-cached (which push asks with, to learn which bases a cache holds) in a cache of
 // workers, after the GET that filled a large blob: served by the worker that filled it and by
-// the other, which never hears of another worker's commits and must look on disk. And with a
+// another, which never hears of another worker's commits and must look on disk. And with a
 // worker stopped (SIGSTOP): a miss is still a 504 within push's probe, whether the blob is
 // being filled by another worker or not at all, or its fill has just been committed.
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -149,70 +149,13 @@ const onlyIfCached = { 'cache-control': 'only-if-cached' };
 // key's claim, and a stopped one's question times out after 5 s (remote-fill.ts).
 const PUSH_PROBE_MS = 2000;
 
-// The subtests of each group share one cache: each asks for a blob of its own on connections
-// of its own, and a worker a subtest stops is resumed before the next (a cache each cost 1.5
-// to 2 s of CPU to start).
-// The subtest that counts the sockets a worker opens to ask the others runs first in its
-// group: none is open yet.
-t.test('two workers, one cache for three subtests', async (t) => {
-  const { up, upUrl } = await startUpstream(t);
-  const { cache, pids } = await cacheOf(t, upUrl, 2);
-
-  await t.test('two workers: only-if-cached GET of a large blob another worker filled and stored is served, not 504', async (t) => {
-    // streamed through a file, committed after its reader has it all
-    const { hex } = up.addBlob(12 * 1024 * 1024);
-    const target = `/cas/sha256/${hex}`;
-    const [filler, other] = await connectEach(t, cache, pids);
-    const objectsBefore = await storedObjects(cache);
-
-    t.equal(await filler!.conn.ask('GET', target), 200, 'the GET that fills it');
-    t.equal(await filler!.conn.ask('GET', target, onlyIfCached), 200, 'only-if-cached GET in the worker that filled it');
-    // Stored: the primary counts the commit (the other worker is never told of it).
-    await eventually('the blob stored', async () => (await storedObjects(cache)) === objectsBefore + 1);
-    t.equal(await other!.conn.ask('GET', target, onlyIfCached), 200, 'only-if-cached GET in the other worker');
-    t.equal(await other!.conn.ask('HEAD', target, onlyIfCached), 200, 'only-if-cached HEAD in the other worker');
-    t.equal(up.count(target), 1, 'upstream asked once');
-  });
-
-  await t.test('two workers: only-if-cached GET in the other worker while a fill that has its whole blob commits it is served, not 504', async (t) => {
-    // Large enough that its commit (a flush to disk) takes a while after its reader has it all.
-    const { hex, body } = up.addBlob(24 * 1024 * 1024);
-    const target = `/cas/sha256/${hex}`;
-    // The fill is then whole at a moment the test knows.
-    const { lastByteAsked, lastByte } = holdLastByte(up, target, body);
-    const [filler, other] = await connectEach(t, cache, pids);
-    const filled = filler!.conn.ask('GET', target);
-    await lastByteAsked;
-    t.equal(await other!.conn.ask('GET', target, onlyIfCached), 504, 'not served while the fill lacks its last byte');
-    // The other worker was asked for its fill: its "none whole" is no error answer of the cache's.
-    const metrics = await (await request(`${cache.url}/-/metrics`)).body.text();
-    t.notMatch(metrics, /^fleetcache_cache_errors_total\{/m, 'no error counted');
-    lastByte();
-    t.equal(await filled, 200, 'the GET that fills it has the whole blob');
-    // At once: the fill's commit is under way (its reader does not wait for it).
-    t.equal(await other!.conn.ask('GET', target, onlyIfCached), 200, 'only-if-cached GET in the other worker');
-    t.equal(await other!.conn.ask('HEAD', target, onlyIfCached), 200, 'only-if-cached HEAD in the other worker');
-    t.equal(up.count(target), 1, 'upstream asked once');
-  });
-
-  await t.test('two workers, one stopped: only-if-cached of a blob no worker holds or fills is a 504 at once, not once the question to the stopped one times out', async (t) => {
-    const { hex } = up.addBlob(4096);
-    const target = `/cas/sha256/${hex}`;
-    const [asked, stopped] = await connectEach(t, cache, pids);
-    const { resume } = stopWorker(t, stopped!.pid);
-    for (const method of ['GET', 'HEAD'] as const) {
-      const { status, ms } = await timed(() => asked!.conn.ask(method, target, onlyIfCached));
-      t.equal(status, 504, `${method}: not stored`);
-      t.ok(ms < PUSH_PROBE_MS, `${method}: answered in ${Math.round(ms)} ms, within push's probe`);
-    }
-    t.equal(up.count(target), 0, 'upstream never asked');
-    resume();
-  });
-
-  await cache.stop();
-});
-
-t.test('three workers, one cache for two subtests', async (t) => {
+// The subtests share one cache of three workers: each asks for a blob of its own on
+// connections of its own, and a worker a subtest stops is resumed before the next (a cache
+// each cost 1.5 to 2 s of CPU to start). Those that need only two workers leave the third
+// idle, and ask it too: what the other workers answer is what two would.
+// The subtest that counts the sockets a worker opens to ask the others runs first: none is
+// open yet.
+t.test('three workers, one cache for five subtests', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const { cache, dataDir, pids } = await cacheOf(t, upUrl, 3);
 
@@ -259,5 +202,57 @@ t.test('three workers, one cache for two subtests', async (t) => {
     t.equal(await asked!.conn.ask('GET', target, onlyIfCached), 200, 'served once the fill has its whole body');
     resume();
   });
+
+  await t.test('three workers: only-if-cached GET of a large blob another worker filled and stored is served, not 504', async (t) => {
+    // streamed through a file, committed after its reader has it all
+    const { hex } = up.addBlob(12 * 1024 * 1024);
+    const target = `/cas/sha256/${hex}`;
+    const [filler, other] = await connectEach(t, cache, pids);
+    const objectsBefore = await storedObjects(cache);
+
+    t.equal(await filler!.conn.ask('GET', target), 200, 'the GET that fills it');
+    t.equal(await filler!.conn.ask('GET', target, onlyIfCached), 200, 'only-if-cached GET in the worker that filled it');
+    // Stored: the primary counts the commit (the other workers are never told of it).
+    await eventually('the blob stored', async () => (await storedObjects(cache)) === objectsBefore + 1);
+    t.equal(await other!.conn.ask('GET', target, onlyIfCached), 200, 'only-if-cached GET in another worker');
+    t.equal(await other!.conn.ask('HEAD', target, onlyIfCached), 200, 'only-if-cached HEAD in another worker');
+    t.equal(up.count(target), 1, 'upstream asked once');
+  });
+
+  await t.test('three workers: only-if-cached GET in another worker while a fill that has its whole blob commits it is served, not 504', async (t) => {
+    // Large enough that its commit (a flush to disk) takes a while after its reader has it all.
+    const { hex, body } = up.addBlob(24 * 1024 * 1024);
+    const target = `/cas/sha256/${hex}`;
+    // The fill is then whole at a moment the test knows.
+    const { lastByteAsked, lastByte } = holdLastByte(up, target, body);
+    const [filler, other] = await connectEach(t, cache, pids);
+    const filled = filler!.conn.ask('GET', target);
+    await lastByteAsked;
+    t.equal(await other!.conn.ask('GET', target, onlyIfCached), 504, 'not served while the fill lacks its last byte');
+    // The other workers were asked for their fills: a "none whole" is no error answer of the cache's.
+    const metrics = await (await request(`${cache.url}/-/metrics`)).body.text();
+    t.notMatch(metrics, /^fleetcache_cache_errors_total\{/m, 'no error counted');
+    lastByte();
+    t.equal(await filled, 200, 'the GET that fills it has the whole blob');
+    // At once: the fill's commit is under way (its reader does not wait for it).
+    t.equal(await other!.conn.ask('GET', target, onlyIfCached), 200, 'only-if-cached GET in another worker');
+    t.equal(await other!.conn.ask('HEAD', target, onlyIfCached), 200, 'only-if-cached HEAD in another worker');
+    t.equal(up.count(target), 1, 'upstream asked once');
+  });
+
+  await t.test('three workers, one stopped: only-if-cached of a blob no worker holds or fills is a 504 at once, not once the question to the stopped one times out', async (t) => {
+    const { hex } = up.addBlob(4096);
+    const target = `/cas/sha256/${hex}`;
+    const [asked, stopped] = await connectEach(t, cache, pids);
+    const { resume } = stopWorker(t, stopped!.pid);
+    for (const method of ['GET', 'HEAD'] as const) {
+      const { status, ms } = await timed(() => asked!.conn.ask(method, target, onlyIfCached));
+      t.equal(status, 504, `${method}: not stored`);
+      t.ok(ms < PUSH_PROBE_MS, `${method}: answered in ${Math.round(ms)} ms, within push's probe`);
+    }
+    t.equal(up.count(target), 0, 'upstream never asked');
+    resume();
+  });
+
   await cache.stop();
 });

@@ -2,8 +2,7 @@
 // directory, started as a real child process. Each object is still fetched once (a
 // worker that loses the race joins the other's fill over its private socket), a body
 // one worker stored is a hit in the other, the byte budget holds for the whole cache,
-// an upstream that dies mid-stream aborts every waiter in both, and the figures add up;
-// with three, the workers that did not lead a fill find it among the other two.
+// an upstream that dies mid-stream aborts every waiter in both, and the figures add up.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -205,20 +204,6 @@ t.test('two workers share one cache', async (t) => {
     t.equal(code, 0, 'the primary exits with 0');
     t.same(workers.filter(isAlive), [], 'no worker left behind');
   });
-});
-
-// Two workers prove what three did: the requests in the worker that does not lead follow the
-// fill of the one that does (a worker each cost half a second of CPU to start).
-t.test('two workers: a stampede spread over them makes one upstream request, the worker that did not lead follows the one that did', async (t) => {
-  const { up, upUrl } = await startUpstream(t);
-  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
-  t.equal(childrenOf(cache.child.pid!).length, 2, 'two worker processes');
-  const { hex } = up.addBlob(8 * 1024 * 1024);
-  up.options.rate = 16 * 1024 * 1024; // half a second of filling: every request comes meanwhile
-  const all = await Promise.all(Array.from({ length: 24 }, () => get(`${cache.url}/cas/sha256/${hex}`)));
-  t.ok(all.every((r) => r.hash === hex), 'every body right');
-  t.equal(up.count(`/cas/sha256/${hex}`), 1, 'upstream asked once');
-  t.equal(all.filter((r) => r.xcache === 'MISS').length, 1, 'one led the fill, the others joined it');
 });
 
 /** A GET with a connection of its own, read raw: `started` once body bytes came, `ended` with the body's size and hash once the server closed. */
