@@ -134,6 +134,17 @@ t.test('an upload is cut by its abort signal (the run interrupted), over SFTP an
   }
 });
 
+t.test('an upload aborted while its directory is made (before the source is piped) fails with the abort, nothing uncaught', async (t) => {
+  const c = await rootClient();
+  const dir = t.testdir();
+  const source = new Readable({ read() { this.push(null); } });
+  const ac = new AbortController();
+  const upload = c.upload(source, join(dir, 'never.bin'), 0o644, ac.signal);
+  ac.abort(); // the mkdir is on its way to the machine
+  await t.rejects(upload, { name: 'AbortError' });
+  t.notOk(existsSync(join(dir, 'never.bin')), 'nothing written');
+});
+
 t.test('connect retries, then fails with a clear error', async (t) => {
   const port = await freePort();
   const started = Date.now();
