@@ -439,15 +439,20 @@ export class SshClient implements Executor {
     const input = typeof source === 'string' ? createReadStream(source) : source;
     // an abort cuts the source: the transfer fails as with a source that breaks (a part file is removed)
     const cut = (): void => void input.destroy(signal?.reason instanceof Error ? signal.reason : new Error('upload aborted'));
+    // cut while the directory is made, the source is not piped yet: its error had no listener
+    // and was thrown as uncaught; the upload fails with the abort before anything is sent
+    const unpiped = (): void => undefined;
+    input.once('error', unpiped);
     signal?.addEventListener('abort', cut, { once: true });
     try {
-      await this.#send(input, this.#path(remotePath), mode);
+      await this.#send(input, this.#path(remotePath), mode, signal);
     } finally {
+      input.off('error', unpiped);
       signal?.removeEventListener('abort', cut);
     }
   }
 
-  async #send(input: Readable, target: string, mode: number | undefined): Promise<void> {
+  async #send(input: Readable, target: string, mode: number | undefined, signal?: AbortSignal): Promise<void> {
     const dir = shellQuote(posix.dirname(target));
     // Root writes the file, and runs it (the agent): a directory another user owns, or may
     // write to, would let them swap it (or plant a symlink it is written through) first. It
@@ -460,6 +465,7 @@ export class SshClient implements Executor {
       undefined,
       `cannot write into ${posix.dirname(target)} on the machine`,
     );
+    signal?.throwIfAborted();
     // Files are written by the user commands run as: another login user goes through
     // `sudo -i` (as spread's `sudo -i tar x`), into directories root made. SFTP writes as
     // the login user: root's only.

@@ -8,7 +8,7 @@ import type { BackendContext, Machine, MachineRecord, Provider } from '../../src
 import { REMOTE_PATH } from '../../src/backends/script.js';
 import { isAlive } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
-import { freePort, startSshd } from '../ssh/sshd.js';
+import { freePort, startSshd, type Sshd } from '../ssh/sshd.js';
 import { lostMidScript, relayedHost } from './relayed-host.js';
 import { leavingScript, leftPids } from '../ssh/leaving-script.js';
 
@@ -111,6 +111,16 @@ t.test('ssh: a reuse that cannot connect frees its host for the other workers', 
   t.ok(err, 'and failed to connect, as the reuse did');
 });
 
+let shared: Promise<Sshd> | undefined;
+/**
+ * One real sshd for the tests whose machines it serves as it is (neither stopped, relayed nor
+ * reconfigured; each test its own provider): started by the first, stopped at the end of the file.
+ */
+function sharedSshd(): Promise<Sshd> {
+  shared ??= startSshd(t, t.testdir());
+  return shared;
+}
+
 /** b's allocation by `p` must be refused; a machine wrongly allocated is closed (its connection would hold the test open). */
 function refusedAllocation(t: Test, p: Provider, message: string | RegExp, why: string): Promise<void> {
   return p.allocate({ name: 'b' }).then(async (m) => {
@@ -121,7 +131,7 @@ function refusedAllocation(t: Test, p: Provider, message: string | RegExp, why: 
 
 t.test('ssh and adhoc backends against a real sshd', async (t) => {
   const dir = t.testdir();
-  const sshd = await startSshd(t, dir);
+  const sshd = await sharedSshd();
   const remotePath = join(dir, 'remote-project');
   const ctx: BackendContext = { projectRoot: dir, remotePath, password: 'session-pw', stateDir: join(dir, 'cache') };
   const lines: string[] = [];
@@ -299,7 +309,7 @@ t.test('ssh: two hosts of one address with their own port: are two machines, eac
 /** An ssh provider of one host (a real sshd), and a record of system a's machine kept on it by an earlier run. */
 async function oneHostProvider(t: Test): Promise<{ p: Provider; kept: MachineRecord }> {
   const dir = t.testdir();
-  const sshd = await startSshd(t, join(dir, 'sshd'));
+  const sshd = await sharedSshd();
   const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache') };
   const p = await createProvider('lab', 'ssh', { hosts: [{ address: `127.0.0.1:${sshd.port}`, key: sshd.keyPath }] }, ctx);
   return { p, kept: { backend: 'lab', system: 'a', address: `127.0.0.1:${sshd.port}` } };
@@ -330,7 +340,7 @@ t.test('ssh: a host held for its kept machine (holdKept) goes to no other system
 
 t.test('ssh: a host that cannot be reached is passed over for a free one, and no machine goes to it again this run', async (t) => {
   const dir = t.testdir();
-  const sshd = await startSshd(t, join(dir, 'live'));
+  const sshd = await sharedSshd();
   const down = await freePort(); // nothing listens: every connection is refused
   const lines: string[] = [];
   const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache'), log: (l) => lines.push(l) };
@@ -354,7 +364,7 @@ t.test('ssh: a host that cannot be reached is passed over for a free one, and no
 
 t.test('ssh: a worker waiting for a host leaves one abort listener on the run\'s signal however often it is woken', async (t) => {
   const dir = t.testdir();
-  const sshd = await startSshd(t, join(dir, 'sshd'));
+  const sshd = await sharedSshd();
   const ctx: BackendContext = { projectRoot: dir, remotePath: join(dir, 'remote-project'), password: 'pw', stateDir: join(dir, 'cache') };
   const address = `127.0.0.1:${sshd.port}`;
   // one host per system, both on the test sshd: each release of b's host wakes the worker waiting for a's

@@ -6,7 +6,7 @@
 import path from 'node:path';
 import t from 'tap';
 import { REUSE_FILE, RUNNING_DIR } from '../../src/run/reuse.js';
-import { straced } from '../helpers/strace.js';
+import { srcModule, straced } from '../helpers/strace.js';
 
 const machine = { backend: 'local', system: 'alpha-1', address: 'local:alpha-1' };
 
@@ -15,7 +15,7 @@ t.test('the running list and the reuse file: flushed before their rename, their 
   const data = path.join(scratch, 'data');
   const project = path.join(scratch, 'project');
   const lines = straced(`
-    import { ReusePool, RunningMachines } from './src/run/reuse.ts';
+    import { ReusePool, RunningMachines } from '${srcModule('run/reuse')}';
     const machine = ${JSON.stringify(machine)};
     const running = new RunningMachines(${JSON.stringify(data)});
     await running.add(machine);

@@ -5,6 +5,20 @@ import { JobQueue, workerPlan, type SchedJob } from '../../src/run/scheduler.js'
 import { createProvider } from '../../src/backends/registry.js';
 import { NoMachineLeft, type Machine } from '../../src/backends/backend.js';
 
+/**
+ * Whether `promise` settles within `ms`. The timer is cleared once it does: a bare sleep in a
+ * race ran on after it, holding the test process open for its whole length (15 s after the
+ * last test had ended).
+ */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  const bound = new AbortController();
+  try {
+    return await Promise.race([promise.then(() => true), sleep(ms, false, { signal: bound.signal })]);
+  } finally {
+    bound.abort();
+  }
+}
+
 function jobs(systems: string[], perSystem: number): SchedJob[] {
   return systems.flatMap((system) =>
     Array.from({ length: perSystem }, (_, i) => ({ name: `b:${system}:s/t${i}`, backend: 'b', system, suite: 's/', task: `s/t${i}`, variant: '', sample: 1 })),
@@ -188,7 +202,7 @@ t.test('machines waiting for their load to drop stop waiting once their system h
     },
     { dispatchDelay: 0, loadThreshold: 10, loadPoll: poll, onLoadWait: (w) => waited.push(w.index) },
   );
-  const ended = await Promise.race([done.then(() => true), sleep(10_000).then(() => false)]);
+  const ended = await settlesWithin(done, 10_000);
   t.ok(ended, 'the run ended');
   t.same([...waited].sort(), [0, 1], 'the busy machines waited');
   t.same([...ran].sort(), all.map((j) => j.name).sort(), 'the free machine ran every job');
@@ -215,7 +229,7 @@ t.test('a machine whose load was being read when its system\'s last job was take
       async run() {
         takeJob();
         // a long last job: the waiting machine has nothing left to wait for meanwhile
-        stoppedWhileTheJobRan = await Promise.race([secondStops.then(() => true), sleep(5000).then(() => false)]);
+        stoppedWhileTheJobRan = await settlesWithin(secondStops, 5000);
         return true;
       },
       async stop(m) {
@@ -236,7 +250,7 @@ t.test('a machine whose load was being read when its system\'s last job was take
     },
     { dispatchDelay: 0, loadThreshold: 10, loadPoll: { initial: 60_000, max: 60_000 } },
   );
-  const ended = await Promise.race([done.then(() => true), sleep(15_000).then(() => false)]);
+  const ended = await settlesWithin(done, 15_000);
   t.ok(ended, 'the run ended');
   t.equal(stoppedWhileTheJobRan, true, 'the waiting machine stopped while the last job ran');
   t.same([...stopped].sort(), [0, 1], 'every machine was stopped');

@@ -1,4 +1,4 @@
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
@@ -12,11 +12,21 @@ import { descendantsOf, isAlive } from '../helpers/processes.js';
 import { nobody } from '../helpers/nobody.js';
 import { eventually } from '../helpers/wait.js';
 import { leavingScript, leftPids } from './leaving-script.js';
-import { freePort, isSshd, isSshdName, startSshd } from './sshd.js';
+import { freePort, isSshd, isSshdName, startSshd, type Sshd } from './sshd.js';
+
+let shared: Promise<Sshd> | undefined;
+/**
+ * One real sshd for the tests that neither stop, freeze nor reconfigure theirs (each its own
+ * directories and scripts): started by the first, stopped at the end of the file.
+ */
+function sharedSshd(): Promise<Sshd> {
+  shared ??= startSshd(t, t.testdir());
+  return shared;
+}
 
 t.test('ssh client against a real sshd', async (t) => {
   const dir = t.testdir();
-  const sshd = await startSshd(t, dir);
+  const sshd = await sharedSshd();
   const base = join(dir, 'remote');
   const c = await SshClient.connect({ host: sshd.host, port: sshd.port, username: 'root', privateKey: sshd.key }, { timeout: 5000 }, base);
   t.teardown(() => c.close());
@@ -122,6 +132,17 @@ t.test('an upload is cut by its abort signal (the run interrupted), over SFTP an
       if (!sftp) t.equal((await c.exec('ls stalled.bin* 2>&1 || true', { trace: false })).output.includes('No such file'), true, 'no file left, not even the part');
     });
   }
+});
+
+t.test('an upload aborted while its directory is made (before the source is piped) fails with the abort, nothing uncaught', async (t) => {
+  const c = await rootClient();
+  const dir = t.testdir();
+  const source = new Readable({ read() { this.push(null); } });
+  const ac = new AbortController();
+  const upload = c.upload(source, join(dir, 'never.bin'), 0o644, ac.signal);
+  ac.abort(); // the mkdir is on its way to the machine
+  await t.rejects(upload, { name: 'AbortError' });
+  t.notOk(existsSync(join(dir, 'never.bin')), 'nothing written');
 });
 
 t.test('connect retries, then fails with a clear error', async (t) => {
@@ -247,7 +268,7 @@ t.test('a machine whose stderr never sends the PID line: its bytes are passed on
 
 t.test("a quick command's exit status in the same read as its channel's confirmation is not lost", async (t) => {
   const dir = t.testdir();
-  const sshd = await startSshd(t, dir);
+  const sshd = await sharedSshd();
   // Between client and sshd: once connected, what the server sends is held and passed on in
   // one write every 300 ms, so that `true`'s whole answer (channel confirmed, exit status,
   // close) arrives in one read, as it may from a busy or distant host. The handshake's many
@@ -310,13 +331,15 @@ t.test("sshd's processes are told by their names before OpenSSH 9.8 and from it"
   for (const name of ['sleep', 'ssh', 'sshd-', 'bash']) t.notOk(isSshdName(name), name);
 });
 
-/** A real sshd in the test's directory and a client connected to it as root, both stopped with the test. */
-async function rootClient(t: Test): Promise<{ dir: string; c: SshClient }> {
-  const dir = t.testdir();
-  const sshd = await startSshd(t, dir);
-  const c = await SshClient.connect({ host: sshd.host, port: sshd.port, username: 'root', privateKey: sshd.key }, { timeout: 5000 });
-  t.teardown(() => c.close());
-  return { dir, c };
+let sharedRoot: Promise<SshClient> | undefined;
+/** A client connected as root to the shared sshd, for the sweeps' tests (each kills only what its own scripts and jobs left): closed at the end of the file. */
+function rootClient(): Promise<SshClient> {
+  sharedRoot ??= sharedSshd().then(async (sshd) => {
+    const c = await SshClient.connect({ host: sshd.host, port: sshd.port, username: 'root', privateKey: sshd.key }, { timeout: 5000 });
+    t.teardown(() => c.close());
+    return c;
+  });
+  return sharedRoot;
 }
 
 /** A directory whose `grep` lacks -z (as BusyBox's may): put first on PATH, a sweep falls back to reading /proc with bash. */
@@ -327,7 +350,8 @@ async function grepWithoutZ(dir: string): Promise<string> {
 }
 
 t.test("a job's sweep kills every process of the job, and no process of a job whose token begins with its one; with grep and where grep lacks -z (bash)", async (t) => {
-  const { dir, c } = await rootClient(t);
+  const dir = t.testdir();
+  const c = await rootClient();
   const fallback = await grepWithoutZ(join(dir, 'no-z'));
   for (const [name, path] of [['grep', ''], ['bash', `PATH=${fallback}:$PATH\n`]] as const) {
     await t.test(name, async (t) => {
@@ -344,7 +368,8 @@ t.test("a job's sweep kills every process of the job, and no process of a job wh
 });
 
 t.test("a job's sweep under the scripts' set -eu on a bash without $BASHPID (3.2, macOS's) ends well: nothing to sweep is no failure", async (t) => {
-  const { dir, c } = await rootClient(t);
+  const dir = t.testdir();
+  const c = await rootClient();
   const file = join(dir, 'pids');
   t.equal((await c.exec(leavingScript(file), { trace: false, job: 'job-b' })).exitCode, 0);
   const left = leftPids(t, file);
@@ -355,7 +380,8 @@ t.test("a job's sweep under the scripts' set -eu on a bash without $BASHPID (3.2
 });
 
 t.test("the sweeping shell is spared though it carries the token it sweeps (a script's watcher)", async (t) => {
-  const { dir, c } = await rootClient(t);
+  const dir = t.testdir();
+  const c = await rootClient();
   const file = join(dir, 'pids');
   const sweep = `${leavingScript(file)}; ${sweepScripts(['token-1'])}echo swept`;
   let out = '';
@@ -366,7 +392,8 @@ t.test("the sweeping shell is spared though it carries the token it sweeps (a sc
 });
 
 t.test("a job's sweep reads every process's /proc environ through grep -z, not variable by variable in bash (1.5-2.5 s at 2,000 processes)", async (t) => {
-  const { dir, c } = await rootClient(t);
+  const dir = t.testdir();
+  const c = await rootClient();
   // a grep first on PATH that notes how many environ files each call is given, then runs grep
   const bin = join(dir, 'counting-grep');
   const log = join(dir, 'grep.log');
