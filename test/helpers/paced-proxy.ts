@@ -1,11 +1,10 @@
-// A stand-in cache that passes each request on to an upstream and sends the bodies of the
-// GETs of the paths it paces a few bytes at a time: a cache that trickles (a byte now and
-// then, each well within any idle timeout), or a healthy link that is merely slow.
+// A stand-in cache that passes each GET on to an upstream and sends the bodies of the paths
+// it paces a few bytes at a time: a cache that trickles (a byte now and then, each well
+// within any idle timeout), or a healthy link that is merely slow.
 import type { Test } from 'tap';
 import { createServer } from 'node:http';
-import { request, type Dispatcher } from 'undici';
+import { request } from 'undici';
 import { serveOnLoopback } from './loopback-server.js';
-import { passedOn } from './paced-upload-proxy.js';
 
 export interface Pace {
   /** Bytes sent at each step. */
@@ -18,9 +17,7 @@ export interface Pace {
 export async function pacedProxy(t: Test, upstream: string, paced: (path: string) => boolean, pace: Pace): Promise<string> {
   const server = createServer((req, res) => {
     const path = req.url ?? '/';
-    // an upload is passed on as it comes, with its headers
-    const upload = req.method === 'GET' || req.method === 'HEAD' ? {} : { method: req.method as Dispatcher.HttpMethod, headers: passedOn(req.headers), body: req };
-    request(`${upstream}${path}`, upload).then(async (up) => {
+    request(`${upstream}${path}`).then(async (up) => {
       const body = Buffer.from(await up.body.arrayBuffer());
       res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type'] ?? 'application/octet-stream'), 'content-length': String(body.length) });
       if (up.statusCode !== 200 || !paced(path)) return void res.end(body);

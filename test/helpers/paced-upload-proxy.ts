@@ -9,7 +9,7 @@ import type { Pace } from './paced-proxy.js';
 import { serveOnLoopback } from './loopback-server.js';
 
 /** The request headers passed on: those of the upload itself, not of the connection. */
-export function passedOn(headers: IncomingHttpHeaders): Record<string, string> {
+function passedOn(headers: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name of ['authorization', 'content-type', 'content-length', 'x-fleetcache-digest']) {
     const value = headers[name];
