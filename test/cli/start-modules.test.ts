@@ -8,7 +8,8 @@
 // The child logs every module Node loads; a
 // chunk of the build stands for the modules its source map names. The commands' --help run
 // one after the other in one process: what one loads stays loaded, so a package any of them
-// loads is seen, on the first that loads it.
+// loads is seen, on the first that loads it; the program's --help, which lists the commands,
+// runs first.
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -52,19 +53,27 @@ function runLogged(logger: string, args: string[]): Promise<{ stdout: string; st
 const HELP_OF = 'fleetcache-test-help-of ';
 
 /**
- * `fleetcache <command> --help` for each of `commands`, one after the other in one process
- * (the CLI's entry module imported anew for each, its chunks once); the files each loaded first.
+ * `fleetcache --help`, then `fleetcache <command> --help` for each command it lists, one
+ * after the other in one process (the CLI's entry module imported anew for each, its chunks
+ * once); the files each loaded first, by command ('--help': the program's).
  */
-async function helpOfEach(dir: string, logger: string, commands: readonly string[]): Promise<Map<string, string[]>> {
+async function helpOfEach(dir: string, logger: string): Promise<Map<string, string[]>> {
   const [bin] = cliArgs([]);
   const driver = join(dir, 'help-of-each.mjs');
-  writeFileSync(driver, `for (const command of process.argv.slice(2)) {
-  process._rawDebug(${JSON.stringify(HELP_OF)} + command);
-  process.argv = [process.argv[0], ${JSON.stringify(bin)}, command, '--help'];
-  await import(${JSON.stringify(pathToFileURL(bin!).href)} + '?' + command);
-}
+  writeFileSync(driver, `const help = (args) => {
+  process._rawDebug(${JSON.stringify(HELP_OF)} + (args[0] ?? '--help'));
+  process.argv = [process.argv[0], ${JSON.stringify(bin)}, ...args, '--help'];
+  return import(${JSON.stringify(pathToFileURL(bin!).href)} + '?' + args.join(' '));
+};
+const out = [];
+const write = process.stdout.write;
+process.stdout.write = (chunk, ...rest) => { out.push(String(chunk)); return write.call(process.stdout, chunk, ...rest); };
+await help([]);
+process.stdout.write = write;
+const commands = [...out.join('').split('\\nCommands:\\n')[1].matchAll(/^  ([a-z]+)\\b/gm)].map((m) => m[1]).filter((name) => name !== 'help');
+for (const command of commands) await help([command]);
 `);
-  const { stderr } = await runLogged(logger, [driver, ...commands]);
+  const { stderr } = await runLogged(logger, [driver]);
   const loads = new Map<string, string[]>();
   for (const part of stderr.split(HELP_OF).slice(1)) loads.set(part.slice(0, part.indexOf('\n')), loadedFiles(part));
   return loads;
@@ -95,11 +104,10 @@ function packagesOf(files: readonly string[]): Set<string> {
 t.test("--help, and each command's --help, load none of what the commands' work needs", async (t) => {
   const dir = t.testdir();
   const logger = loadLogger(dir);
-  const program = await runLogged(logger, cliArgs(['--help']));
-  const commands = [...program.stdout.split('\nCommands:\n')[1]!.matchAll(/^  ([a-z]+)\b/gm)].map((m) => m[1]!).filter((name) => name !== 'help');
+  const each = await helpOfEach(dir, logger);
+  const commands = [...each.keys()].filter((command) => command !== '--help');
   t.ok(commands.length > 1, `commands listed: ${commands.join(' ')}`);
-  const each = await helpOfEach(dir, logger, commands);
-  const runs: Array<[string, string[]]> = [['--help', loadedFiles(program.stderr)], ...commands.map((command): [string, string[]] => [`${command} --help`, each.get(command) ?? []])];
+  const runs: Array<[string, string[]]> = [['--help', each.get('--help') ?? []], ...commands.map((command): [string, string[]] => [`${command} --help`, each.get(command) ?? []])];
   for (const [what, files] of runs) {
     t.ok(files.length > 0, `${what}: loads were logged`);
     const loaded = packagesOf(files);

@@ -24,6 +24,11 @@ import { descendantsOf, REPO_ROOT, startServerProcess, type RunningServer } from
 import { headOnlyPut } from '../helpers/raw-http.js';
 import { S3RVER_CREDENTIALS, startS3rver } from '../helpers/s3rver.js';
 
+// The three tests share nothing (servers, directories and ports of their own): run at once,
+// the caches start and stop while the origin's drain waits out the deployed shutdownTimeout
+// (20 s of the file's 40 s of wall, idle).
+t.jobs = 3;
+
 const DEPLOY = join(REPO_ROOT, 'deploy');
 const CONFIG = join(REPO_ROOT, 'config');
 const TOKEN = 'a-write-token-of-32-characters!!';

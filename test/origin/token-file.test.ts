@@ -29,26 +29,20 @@ t.test('tokens, comments and short lines', async (t) => {
   t.equal(exposedSecretWarning(file), `${file} can be read by others than its owner (mode 0644): chmod 600 it`);
 });
 
-t.test('a real origin: a comment is no token, and a readable token file is warned of', async (t) => {
+// One origin process for both: what it checks of its token file and what it stores do not meet.
+t.test('a real origin: a comment is no token, a readable token file is warned of, and what it stores is not readable by other local users, whatever the umask it was started with', async (t) => {
   const dir = t.testdir();
   const file = join(dir, 'tokens');
   writeFileSync(file, `#comment\n${TOKEN}\n`, { mode: 0o644 });
   chmodSync(file, 0o644);
+  const previous = process.umask(0o022); // the children inherit it
+  t.teardown(() => void process.umask(previous));
   const origin = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--token-file', file]);
   const put = (token: string) => request(`${origin.url}/artifacts/r/j/f.txt`, { method: 'PUT', body: 'x', headers: { authorization: `Bearer ${token}` } }).then((r) => r.body.dump().then(() => r.statusCode));
   t.equal(await put('#comment'), 403, 'a comment line is not a token');
   t.equal(await put(TOKEN), 201);
   await eventually('the warning', () => /can be read by others than its owner \(mode 0644\)/.test(origin.stderr()));
   t.notMatch(origin.stderr(), new RegExp(TOKEN), 'the token is not logged');
-});
-
-t.test('what the origin stores is not readable by other local users, whatever the umask it was started with', async (t) => {
-  const dir = t.testdir();
-  const file = join(dir, 'tokens');
-  writeFileSync(file, `${TOKEN}\n`, { mode: 0o600 });
-  const previous = process.umask(0o022); // the children inherit it
-  t.teardown(() => void process.umask(previous));
-  const origin = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--token-file', file]);
   const body = 'an internal asset';
   const hex = createHash('sha256').update(body).digest('hex');
   const res = await request(`${origin.url}/cas/sha256/${hex}?visibility=internal`, { method: 'PUT', body, headers: { authorization: `Bearer ${TOKEN}` } });
@@ -91,20 +85,27 @@ t.test("a client reads a token file as the origin does: the server's own file wo
   t.throws(() => resolveOriginTokens(undefined, dir), { code: 'FC_ERR_CONFIG', message: /^\$FLEETCACHE_TOKEN is not one word/ }, 'the origin refuses it alike');
 });
 
-/** Milliseconds between two tries: each child is back spinning well before the next one. */
+/** Milliseconds between two tries: each child is back waiting well before the next one. */
 const TRY_INTERVAL_MS = 10;
+
+/** Spun, not slept, before each try: a sleeper wakes that much late at most (on an idle core). */
+const SPIN_MS = 2;
 
 /**
  * Runs resolveOriginTokens on each of `dataDirs` in turn in a process of its own, the i-th
- * once the clock reaches `startAt` + i tries' interval (each spins until then: two such
- * processes call it within microseconds). One line of JSON per directory.
+ * once the clock reaches `startAt` + i tries' interval (each sleeps until SPIN_MS before,
+ * then spins: two such processes call it within microseconds, and a child does not spin
+ * through the whole interval, most of a core for two seconds). One line of JSON per directory.
  */
 function tokensInChild(dataDirs: string[], startAt: number): Promise<string[]> {
   const module = new URL('../../src/cli/origin.js', import.meta.url).href;
   const script = `const { resolveOriginTokens } = await import(${JSON.stringify(module)});
 const dataDirs = ${JSON.stringify(dataDirs)};
+const asleep = new Int32Array(new SharedArrayBuffer(4));
 for (let i = 0; i < dataDirs.length; i++) {
   const at = ${startAt} + i * ${TRY_INTERVAL_MS};
+  const sleep = at - ${SPIN_MS} - Date.now();
+  if (sleep > 0) Atomics.wait(asleep, 0, 0, sleep);
   while (Date.now() < at);
   try { console.log(JSON.stringify(resolveOriginTokens(undefined, dataDirs[i]).tokens)); }
   catch (err) { console.log(JSON.stringify({ code: err.code, message: err.message })); }

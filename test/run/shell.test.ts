@@ -87,7 +87,9 @@ t.test('shells take the terminal one at a time; the other machines go on, their 
   t.match(after.slice(0, after.indexOf('Continuing...')).join('\n'), /Discarding local:alpha-1 #\d\.\.\./, "the other machine's lines were held");
 });
 
-t.test('two shells never share the terminal: the second opens when the first exits', async (t) => {
+// The second shell is left open and the run interrupted: one run for both (an interrupted
+// shell is the end of any run).
+t.test('two shells never share the terminal: the second opens when the first exits; an interrupt ends an open shell with the rest of the run, its job aborted', async (t) => {
   // each task's prepare leaves a file: both there, the second machine is at its shell
   const flags = join(t.testdirName, 'flags');
   const dir = await project(t, SPREAD(2), {
@@ -102,12 +104,16 @@ t.test('two shells never share the terminal: the second opens when the first exi
   t.equal(run.out().match(/Starting shell/g)?.length, 1, 'one shell while the first is open');
   run.type('echo FIRST-$SPREAD_TASK; exit\n');
   await run.seen(/Starting shell instead of executing/, 2);
-  run.type('echo SECOND-$SPREAD_TASK; exit\n');
-  t.equal(await run.exit(), 0);
-  const lines = run.out().split('\n');
+  run.type('echo SECOND-$SPREAD_TASK\n');
+  await run.seen(/^SECOND-/m);
+  process.kill(run.pid, 'SIGINT');
+  t.equal(await run.exit(30_000), 1);
+  const out = run.out();
+  const lines = out.split('\n');
   const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
   t.ok(at(/^FIRST-/) < at(/Continuing/) && at(/Continuing/) < at(/^SECOND-/), 'first shell, Continuing..., second shell');
-  t.match(run.out(), /Successful tasks: 2/);
+  t.match(out, /Received SIGINT, stopping[^]*Continuing\.\.\.\n[^]*Successful tasks: 1\n.*Aborted tasks: 1\n/, 'the first task passed, the interrupted one is aborted');
+  t.notMatch(out, /Error running debug shell/, 'a shell ended by the interrupt is no error of its own');
 });
 
 t.test('on a terminal: an interactive bash with spread\'s prompt; Ctrl-C reaches the shell, not the run', { skip: !HAS_SCRIPT && 'util-linux script is not installed' }, async (t) => {
@@ -123,19 +129,6 @@ t.test('on a terminal: an interactive bash with spread\'s prompt; Ctrl-C reaches
   const out = run.out().replace(/\r/g, '');
   t.match(out, /MARK-s\/one\n\/dev\/pts\/\d+\n/, 'the shell has the terminal');
   t.match(out, /Continuing\.\.\.\n[^]*Successful tasks: 1\n.*Aborted tasks: 0/);
-});
-
-t.test('an interrupt ends an open shell with the rest of the run: the job is aborted', async (t) => {
-  const dir = await project(t, SPREAD(1), { 's/one': 'summary: one\nexecute: echo\n' });
-  const run = startRun(t, dir, ['-shell']);
-  await run.seen(/Starting shell instead of executing/);
-  run.type('echo SHELL-OPEN\n');
-  await run.seen(/^SHELL-OPEN$/m);
-  process.kill(run.pid, 'SIGINT');
-  t.equal(await run.exit(30_000), 1);
-  const out = run.out();
-  t.match(out, /Received SIGINT, stopping[^]*Continuing\.\.\.\n[^]*Successful tasks: 0\n.*Aborted tasks: 1\n/);
-  t.notMatch(out, /Error running debug shell/, 'a shell ended by the interrupt is no error of its own');
 });
 
 t.test('an interrupt in a -debug shell: the failed task counts as failed only, not aborted too', async (t) => {
