@@ -97,7 +97,7 @@ t.test('mirror: a request does not share the upstream request of one whose unkey
   while (held.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
   const plain = request(`${url}/mirror/m/greeting`, { signal: AbortSignal.timeout(5000) }).then(async (res) => ({ body: await res.body.text() }), (err: Error) => ({ body: err.message }));
   // the plain request asks upstream itself; joined to the first fill, it never would (1 s is plenty on loopback)
-  await Promise.race([second, new Promise((resolve) => setTimeout(resolve, 1000))]);
+  await Promise.race([second, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
   for (const release of held) release();
   t.equal((await withCookie).body, 'hello session=alice');
   t.equal((await plain).body, 'hello guest', "the plain request is given its own answer, not the cookie's");

@@ -200,7 +200,7 @@ t.test('two workers share one cache', async (t) => {
     t.equal(workers.length, 2, 'two worker processes');
     const exited = new Promise<number | null>((resolve) => cache.child.once('exit', (code) => resolve(code)));
     process.kill(pid, 'SIGTERM');
-    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 10_000))]);
+    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 10_000).unref())]); // unref'd: it must not hold the file's process open
     t.equal(code, 0, 'the primary exits with 0');
     t.same(workers.filter(isAlive), [], 'no worker left behind');
   });

@@ -194,7 +194,7 @@ t.test('SIGINT while a rebooted machine is waited for and its address takes conn
   await eventually('the run tries to reconnect', () => silent.length > 0, 30_000);
   const sent = Date.now();
   child.kill('SIGINT');
-  const code = await Promise.race([exited, sleep(15_000).then(() => 'waiting' as const)]);
+  const code = await Promise.race([exited, sleep(15_000, undefined, { ref: false }).then(() => 'waiting' as const)]); // unref'd: it must not hold the file's process open
   t.ok(Date.now() - sent < 5000, `the run ended ${Date.now() - sent} ms after the signal, not when the connect attempt (10 s) timed out`);
   t.equal(code, 1, 'unsuccessful run');
   t.match(out(), /Aborted tasks: 1/);
