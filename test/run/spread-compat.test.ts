@@ -253,7 +253,12 @@ t.test('failed scripts on one machine, as spread words and counts them', async (
     // last: a task restore that fails ends the machine's jobs (the rest would be aborted)
     's/debug-once': 'summary: t\nexecute: exit 1\nrestore: exit 1\ndebug: echo DEBUG-RAN\npriority: -1\n',
   });
-  const { result, out } = await run(dir);
+  const { result, out: log } = await run(dir);
+  // s/late's NOMATCH lists its whole input (588 KB) in the log, and each assertion below formats
+  // the string it is given (tap's diff: half a second of CPU each): the listing is cut after its
+  // first lines, the only ones looked at
+  const out = log.replace(/(found in:\n1\n2\n)(?:\d+\n)+/, '$1[...]\n');
+  t.ok(out.length < log.length / 10, 'the listing was cut');
   /** Asserts in `t` that each of `names` (tasks of s/) failed. */
   const failed = (t: Test, ...names: string[]) => t.same([...result.tally.failed].filter((f) => names.includes(f.split(':s/')[1]!)).sort(), names.map((n) => `local:alpha-1:s/${n}`).sort());
   t.equal(result.tally.failed.length, 8, `every task but s/early failed (${result.tally.failed.join(', ')})`);
