@@ -11,15 +11,19 @@
 // (test/helpers/processes.ts), which is the same from either tree. Source maps point back
 // to the .ts files.
 //
+// The heavy packages those files import are bundled into .test-build/node_modules/, which
+// Node finds first from there (scripts/vendor-test-packages.mjs).
+//
 // `npx tap test/x.test.ts` still runs one file from source (test/helpers/preload.mjs). A
 // compiled test refuses to run when a source, or an input of the build (this file,
-// scripts/test-build-stamp.mjs, tsconfig.json), is newer than this build
+// scripts/test-build-stamp.mjs, tsconfig.json, package-lock.json...), is newer than this build
 // (scripts/test-build-stamp.mjs, checked by test/helpers/preload.mjs).
 import { mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { finishStamp, startStamp, typescriptFiles } from './test-build-stamp.mjs';
+import { vendorTestPackages } from './vendor-test-packages.mjs';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const OUT = join(ROOT, '.test-build');
@@ -45,4 +49,5 @@ await build({
   logLevel: 'warning',
 });
 for (const name of LINKED) symlinkSync(relative(OUT, join(ROOT, name)), join(OUT, name));
+await vendorTestPackages(OUT);
 finishStamp(OUT);

@@ -2,7 +2,10 @@
 // is compiled file by file from src/ and test/; a .ts file saved after that (an edit without
 // rerunning build-tests) leaves old code in it, and a test run there, a mutation check
 // above all, would silently check the old code; so does a tree built by an older version of
-// the build (its script, this file, or tsconfig.json, which esbuild reads for each file).
+// the build (its scripts, this file, or tsconfig.json, which esbuild reads for each file), and
+// one whose bundled packages (.test-build/node_modules, scripts/vendor-test-packages.mjs) are
+// older than those installed: package-lock.json, or a patch of patches/ that
+// patch-package applies, saved since.
 // build-tests creates a stamp before it reads a source and names it once the build
 // succeeded: a source or build input newer than the stamp, or no stamp (a build that
 // failed, or one from before the stamp), means the tree is stale.
@@ -13,7 +16,9 @@ const STAMP = 'compiled-sources-at';
 const BUILDING = `${STAMP}.building`;
 const SOURCE_DIRS = ['src', 'test'];
 /** What makes the compiled tree besides the sources, relative to the repository. */
-const BUILD_INPUTS = ['scripts/build-tests.mjs', 'scripts/test-build-stamp.mjs', 'tsconfig.json'];
+const BUILD_INPUTS = ['scripts/build-tests.mjs', 'scripts/test-build-stamp.mjs', 'scripts/vendor-test-packages.mjs', 'scripts/esbuild-node.mjs', 'tsconfig.json'];
+/** What says which packages are installed: the versions, and patch-package's patches (a directory). */
+const PACKAGE_INPUTS = ['package-lock.json', 'patches'];
 
 /** The .ts files (not declarations) under `dir`: what build-tests compiles. */
 export function typescriptFiles(dir) {
@@ -58,5 +63,10 @@ export function staleTestBuild(script) {
   }
   const input = BUILD_INPUTS.map((name) => join(repository, name)).find((file) => existsSync(file) && savedSince(file));
   if (input !== undefined) return `${relative(repository, input)} was saved after ${compiled}/ was compiled, by the build's old version: ${rebuild}`;
+  const packages = PACKAGE_INPUTS.map((name) => join(repository, name))
+    .filter((path) => existsSync(path))
+    .flatMap((path) => (statSync(path).isDirectory() ? readdirSync(path).map((name) => join(path, name)) : [path]))
+    .find(savedSince);
+  if (packages !== undefined) return `${relative(repository, packages)} was saved after ${compiled}/ was compiled, whose node_modules/ bundles the packages installed before: ${rebuild}`;
   return undefined;
 }

@@ -1,25 +1,29 @@
 // A compiled test (under .test-build/, scripts/build-tests.mjs) is refused by
 // test/helpers/preload.mjs when a .ts file of src/ or test/, or one of the build's own
-// inputs, was saved after the tree was compiled: it would check the old code. Run as tap
+// inputs, was saved after the tree was compiled: it would check the old code; so was the
+// package-lock.json or a patch of patches/ (.test-build/node_modules bundles the packages
+// installed then: it would check the old packages). Run as tap
 // runs a test file, on a repository of a test directory.
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { REPO_ROOT } from '../helpers/processes.js';
 
 const PRELOAD = `${REPO_ROOT}test/helpers/preload.mjs`;
 const STAMP_MODULE = pathToFileURL(`${REPO_ROOT}scripts/test-build-stamp.mjs`).href;
 
 /** What build-tests' output depends on besides the sources: its scripts, and the tsconfig esbuild reads. */
-const BUILD_INPUTS = ['scripts/build-tests.mjs', 'scripts/test-build-stamp.mjs', 'tsconfig.json'];
+const BUILD_INPUTS = ['scripts/build-tests.mjs', 'scripts/test-build-stamp.mjs', 'scripts/vendor-test-packages.mjs', 'scripts/esbuild-node.mjs', 'tsconfig.json'];
+/** What says which packages are installed, bundled into .test-build/node_modules: the lock file, patch-package's patches. */
+const PACKAGE_INPUTS = ['package-lock.json', 'patches/undici+7.30.2.patch'];
 
 /** A repository with a source in src/ and test/ and the build's inputs, all saved a minute ago, and a compiled test that prints "ran". */
 function repository(dir: string): { source: string; compiledTest: string } {
   const source = join(dir, 'test', 'b.test.ts');
   const compiledTest = join(dir, '.test-build', 'test', 'b.test.js');
-  for (const file of [join(dir, 'src', 'a.ts'), source, ...BUILD_INPUTS.map((name) => join(dir, name))]) {
+  for (const file of [join(dir, 'src', 'a.ts'), source, ...[...BUILD_INPUTS, ...PACKAGE_INPUTS].map((name) => join(dir, name))]) {
     mkdirSync(join(file, '..'), { recursive: true });
     writeFileSync(file, 'export {};\n');
     setSavedAt(file, Date.now() / 1000 - 60);
@@ -74,8 +78,9 @@ t.test('a source saved while the tree was compiled (perhaps after esbuild read i
   t.match(stale.stdout, /test\/b\.test\.ts was saved after/);
 });
 
-t.test('a build input saved after the tree was compiled (the tree is the old build\'s output): refused, naming it', async (t) => {
-  for (const input of BUILD_INPUTS) {
+/** Each of `inputs`, saved after the tree was compiled: the compiled test is refused, by a bail-out naming it and saying `why`. */
+async function refusedOnceEdited(t: Test, inputs: readonly string[], why: string): Promise<void> {
+  for (const input of inputs) {
     await t.test(input, async (t) => {
       const dir = t.testdir();
       const { compiledTest } = repository(dir);
@@ -84,11 +89,17 @@ t.test('a build input saved after the tree was compiled (the tree is the old bui
       writeFileSync(join(dir, input), '// edited\n');
       const stale = await runCompiled(compiledTest);
       t.equal(stale.code, 1, 'edited since: fails');
-      t.match(stale.stdout, new RegExp(`^Bail out! ${input.replaceAll('.', '\\.')} was saved after \\.test-build/ was compiled`), 'a bail-out naming it');
+      t.match(stale.stdout, new RegExp(`^Bail out! ${input.replace(/[.+]/g, '\\$&')} was saved after \\.test-build/ was compiled, ${why}`), 'a bail-out naming it');
       t.match(stale.stdout, REBUILD, 'says to rebuild');
     });
   }
-});
+}
+
+t.test('a build input saved after the tree was compiled (the tree is the old build\'s output): refused, naming it', (t) => refusedOnceEdited(t, BUILD_INPUTS, "by the build's old version"));
+
+t.test('packages installed after the tree was compiled (its node_modules/ bundles the old ones): refused, naming what changed', (t) =>
+  refusedOnceEdited(t, PACKAGE_INPUTS, 'whose node_modules/ bundles the packages installed before'),
+);
 
 t.test('a tree with no stamp (its build failed): refused', async (t) => {
   const { compiledTest } = repository(t.testdir());
