@@ -24,7 +24,7 @@ import { readFile, rename, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bundleInputs, isCurrent, startRecord, writeRecord } from './build-record.mjs';
+import { bundleInputs, bundleKey, isCurrent, startRecord, writeRecord } from './build-record.mjs';
 import { checkCores, cores } from './cores.mjs';
 import { NODE_ESM } from './esbuild-node.mjs';
 import { lazyModules } from './lazy-modules.mjs';
@@ -33,9 +33,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const ENTRY = join(ROOT, 'src/agent/main.ts');
 const EMBEDDED = 'fleetcache-embedded:xdelta3.wasm';
 const ANCHOR = 'function moduleBytes(): Uint8Array {\n  if (!originalModule) {';
-// esbuild is imported only to build: its module alone costs a skipped build a third more
-const KEY = { step: 'agent', esbuild: createRequire(import.meta.url)('esbuild/package.json').version };
-const SCRIPTS = ['build-agent.mjs', 'cores.mjs', 'esbuild-node.mjs', 'lazy-modules.mjs', 'undici-core.cjs', 'prom-client-core.cjs'].map((name) => join(ROOT, 'scripts', name));
+const KEY = bundleKey('agent');
 
 function xdelta3WasmFile() {
   const dist = join(dirname(createRequire(import.meta.url).resolve('xdelta3-wasm/package.json')), 'dist');
@@ -80,7 +78,7 @@ export async function buildAgent(outfile = join(ROOT, 'dist/agent.mjs')) {
       metafile: true,
     });
     await rename(temp, outfile);
-    writeRecord(record, KEY, { inputs: bundleInputs(metafile, SCRIPTS), outputs: [outfile] }, startedNs);
+    writeRecord(record, KEY, { inputs: bundleInputs(metafile, fileURLToPath(import.meta.url)), outputs: [outfile] }, startedNs);
   } finally {
     await rm(temp, { force: true });
   }

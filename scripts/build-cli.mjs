@@ -37,10 +37,9 @@
 //
 // Usage: node scripts/build-cli.mjs
 import { readdir, readFile, rename, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bundleInputs, filesUnder, isCurrent, startRecord, writeRecord } from './build-record.mjs';
+import { bundleInputs, bundleKey, filesUnder, isCurrent, startRecord, writeRecord } from './build-record.mjs';
 import { checkCores, cores, sourceTexts } from './cores.mjs';
 import { NODE_ESM } from './esbuild-node.mjs';
 import { lazyModules } from './lazy-modules.mjs';
@@ -48,9 +47,7 @@ import { lazyModules } from './lazy-modules.mjs';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(ROOT, 'dist/cli');
 const RECORD = join(ROOT, 'dist/cli.built.json');
-// esbuild is imported only to build: its module alone costs a skipped build a third more
-const KEY = { step: 'cli', esbuild: createRequire(import.meta.url)('esbuild/package.json').version };
-const SCRIPTS = ['build-cli.mjs', 'cores.mjs', 'esbuild-node.mjs', 'lazy-modules.mjs', 'undici-core.cjs', 'prom-client-core.cjs'].map((name) => join(ROOT, 'scripts', name));
+const KEY = bundleKey('cli');
 
 /** The error classes declared in src/: those whose `extends` chain reaches Error. */
 async function sourceErrorClasses() {
@@ -117,7 +114,7 @@ try {
   });
   await rename(temp, OUT);
   await removeTscOutput();
-  writeRecord(RECORD, KEY, { inputs: bundleInputs(metafile, SCRIPTS), outputs: [OUT, ...filesUnder(OUT)] }, startedNs);
+  writeRecord(RECORD, KEY, { inputs: bundleInputs(metafile, fileURLToPath(import.meta.url)), outputs: [OUT, ...filesUnder(OUT)] }, startedNs);
 } finally {
   await rm(temp, { recursive: true, force: true });
   await rm(old, { recursive: true, force: true });

@@ -60,12 +60,20 @@ export function packageFiles(files) {
  * (esbuild's `metafile` names them relative to the working directory, and those of a plugin's
  * namespace with its prefix) and their packages' package.json; every module of src/ (the
  * checks of the build read them all, and tests take a bundle older than any for stale); what
- * this process required (the checks of scripts/cores.mjs); the build's `scripts`.
+ * this process required (the checks of scripts/cores.mjs); the bundle's `script` and the scripts both bundles share.
  */
-export function bundleInputs(metafile, scripts) {
+export function bundleInputs(metafile, script) {
   const bundled = Object.keys(metafile.inputs).filter((name) => !/^[\w-]+:/.test(name)).map((name) => resolve(name));
   const required = Object.keys(createRequire(import.meta.url).cache);
-  return [...bundled, ...packageFiles(bundled), ...filesUnder(join(ROOT, 'src'), ['.ts']), ...required, ...PACKAGE_INPUTS, ...scripts];
+  return [...bundled, ...packageFiles(bundled), ...filesUnder(join(ROOT, 'src'), ['.ts']), ...required, ...PACKAGE_INPUTS, script, ...BUNDLE_SCRIPTS];
+}
+
+/** The scripts both bundles are made with besides their own: the cores plugin and its checks, the shared options, the lazy stand-ins. */
+const BUNDLE_SCRIPTS = ['cores.mjs', 'esbuild-node.mjs', 'lazy-modules.mjs', 'undici-core.cjs', 'prom-client-core.cjs'].map((name) => join(ROOT, 'scripts', name));
+
+/** The key of a bundle's record: its step and esbuild's version, read from esbuild's package.json (its module is imported only to build: loading it alone costs a skipped build a third more). */
+export function bundleKey(step) {
+  return { step, esbuild: createRequire(import.meta.url)('esbuild/package.json').version };
 }
 
 /** What esbuild and tsc read besides the files they name: the tsconfig, the package's manifest (its "type"), npm's record of node_modules (what npm installed). */
