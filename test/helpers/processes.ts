@@ -17,7 +17,8 @@ export { isAlive } from '../../src/pid-alive.js';
  * when the suite runs compiled (scripts/build-tests.mjs), whose tree has no src/*.ts to run.
  */
 const ABOVE_TEST = fileURLToPath(new URL('../..', import.meta.url));
-const COMPILED = basename(ABOVE_TEST) === '.test-build';
+/** Whether the suite runs compiled (scripts/build-tests.mjs), from .test-build/. */
+export const COMPILED = basename(ABOVE_TEST) === '.test-build';
 export const REPO_ROOT = COMPILED ? `${dirname(ABOVE_TEST)}/` : ABOVE_TEST;
 
 /**

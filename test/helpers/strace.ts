@@ -4,10 +4,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { Test } from 'tap';
-import { REPO_ROOT, stopWithTest } from './processes.js';
-
-/** Whether this helper runs compiled (scripts/build-tests.mjs), beside the compiled src/. */
-const COMPILED = import.meta.url.endsWith('.js');
+import { COMPILED, REPO_ROOT, stopWithTest } from './processes.js';
 
 /**
  * The URL a straced module body imports src/`name` (`store/disk`) from: the compiled module
