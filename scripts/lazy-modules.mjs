@@ -8,6 +8,8 @@
 // plugin-utils.js takes semver, which it runs for plugins that name the fastify versions
 // they need (src/ registers none), and whose load alone compiles a hundred regexps. pino
 // takes thread-stream (its worker thread) for transports, which src/ never configures.
+// prom-client's CPU metric (the origin's default metrics) takes @opentelemetry/api for
+// exemplars, which src/ never enables.
 // This esbuild plugin hands each a stand-in that loads the real module when first used: a
 // cache's start, and every transfer of the agent, compile neither http2 nor (plain HTTP)
 // https and tls, and a server's start evaluates none of the rest.
@@ -36,6 +38,7 @@ const LAZY = [
   { importer: '/@fastify/ajv-compiler/lib/serializer-compiler.js', path: 'ajv/dist/jtd' },
   { importer: '/fastify/lib/plugin-utils.js', path: 'semver' },
   { importer: '/pino/lib/transport.js', path: 'thread-stream' },
+  { importer: '/prom-client/lib/metrics/processCpuTotal.js', path: '@opentelemetry/api' },
 ];
 
 const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
