@@ -4,7 +4,9 @@
 // `--help`, paid for all of them. Nor does a multi-process cache's primary load the server
 // its workers run, nor a run on the local backend ssh2 (the runner forks itself for every
 // script, at a cost that grows with its RSS), nor a cache undici's fetch and WebSocket,
-// nor Node's http2, https and tls (scripts/lazy-modules.mjs).
+// nor Node's http2, https and tls, nor fastify's schema compilers' fast-json-stringify and
+// JTD ajv, its semver, pino's thread-stream, prom-client's @opentelemetry/api
+// (scripts/lazy-modules.mjs).
 // The child logs every module Node loads; a
 // chunk of the build stands for the modules its source map names. The commands' --help run
 // one after the other in one process: what one loads stays loaded, so a package any of them
@@ -115,6 +117,9 @@ t.test("--help, and each command's --help, load none of what the commands' work 
   }
 });
 
+/** What a server's packages require at load and src/ never uses, each handed a stand-in. */
+const LAZY_IN_SERVERS = ['semver/index.js', 'fast-json-stringify/index.js', 'ajv/dist/jtd.js', 'thread-stream/index.js', '@opentelemetry/api/dist/index.cjs'];
+
 /** The cache's server: its routes, its fills, its dashboard, what only a process that serves runs. */
 const SERVER_SOURCES = ['cache/server.ts', 'cache/fills.ts', 'cache/fill.ts', 'cache/context.ts', 'ui/dashboard.ts', 'cli/listen.ts'];
 
@@ -143,6 +148,13 @@ t.test("a --workers cache's primary, which serves nothing, loads none of the ser
   const builtins = stderr().split('\n').filter((line) => line.startsWith(BUILTINS)).map((line) => line.split(' ').slice(2));
   t.ok(builtins.length > 1 && builtins.every((names) => names.includes('http')), 'every process logged its builtins, http among them (the check sees them)');
   t.same([...new Set(builtins.flat())].filter((name) => ['http2', 'https', 'tls'].includes(name)), [], 'none loads http2, https or tls');
+  // what fastify, pino and prom-client require at load for what src/ never uses (response
+  // schemas, JTD schemas, plugins naming fastify versions, transports, exemplars; the
+  // origin's default metrics share the cache's chunk of prom-client): a stand-in in their place, which
+  // evaluates the package on first use (scripts/lazy-modules.mjs)
+  const standIns = sourcesOf(loadedFiles(stderr())).filter((source) => source.startsWith('lazy-modules:'));
+  t.ok(standIns.some((source) => source.endsWith('/undici/lib/dispatcher/client-h2.js')), "undici's HTTP/2 client is a stand-in (the check sees them)");
+  for (const lazy of LAZY_IN_SERVERS) t.ok(standIns.some((source) => source.endsWith(`/node_modules/${lazy}`)), `${lazy} is a stand-in, evaluated when first used`);
 });
 
 t.test('a cache given a --config file loads yaml to read it', async (t) => {
