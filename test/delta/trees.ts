@@ -139,12 +139,12 @@ export async function roundTrips(dir: string, base: string, target: string, vcdi
   return { ours: ours.digests['sha256'] === expected, native: (await sha256(join(dir, 'native.out'))) === expected };
 }
 
-/** The plan the encoder makes for these two files. */
-export async function planOf(base: string, target: string): Promise<WindowPlan[]> {
+/** The plan the encoder makes for these two files (with windows of `window` bytes, as encodeDelta's windowBytes). */
+export async function planOf(base: string, target: string, window = WINDOW_BYTES): Promise<WindowPlan[]> {
   const b = await OpenInput.open({ path: base }, 'base');
   const n = await OpenInput.open({ path: target }, 'target');
   try {
-    return planWindows(n.size, n.index, b.size, b.index, { window: WINDOW_BYTES, segment: SEGMENT_BYTES });
+    return planWindows(n.size, n.index, b.size, b.index, { window, segment: SEGMENT_BYTES });
   } finally {
     await b.close();
     await n.close();

@@ -3,7 +3,6 @@
 // (and delta) are stored already.
 import { createHash } from 'node:crypto';
 import { MANIFEST_FORMAT, type RunManifest } from '../../src/project-upload/manifest.js';
-import { uploadBlob } from './origin.js';
 
 const digestOf = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
@@ -31,6 +30,8 @@ export function runManifest(project: string, run: string, base: Buffer, options:
  * a failure).
  */
 export async function uploadRunManifestBase(url: string, project: string, run: string, variant = ''): Promise<RunManifest> {
+  // loaded here: origin.js loads the origin server, which the files that only make manifests do not
+  const { uploadBlob } = await import('./origin.js');
   const base = Buffer.from(`base tar of ${project}/${run}${variant}`);
   await uploadBlob(url, base);
   return runManifest(project, run, base);

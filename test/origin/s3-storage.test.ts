@@ -19,9 +19,11 @@ import { runCli } from '../helpers/cli.js';
 import { deadUrl } from '../helpers/loopback-server.js';
 
 const TOKEN = 'e2e-token-abcdef';
+// One S3 server for the file (a start is a node process and s3rver's modules): each test
+// keeps to a key prefix of its own.
+const s3 = await startS3rver(t);
 
 t.test('PUT and GET /cas and artifacts through an origin whose blobs live in S3', async (t) => {
-  const s3 = await startS3rver(t);
   const dir = t.testdir();
   const config = join(dir, 'origin.yaml');
   writeFileSync(join(dir, 'tokens'), `old-token-rotated-out\n${TOKEN}\n`);
@@ -110,14 +112,13 @@ t.test('createBlobStore refuses a credentials variable that is not set', async (
 });
 
 t.test('an origin on S3 removes at start the half-written name records a crash left in its data directory\'s tmp/', async (t) => {
-  const s3 = await startS3rver(t);
   const dir = t.testdir();
   const config = join(dir, 'origin.yaml');
   writeFileSync(config, [
     'listen: 127.0.0.1:0',
     `data: ${join(dir, 'data')}`,
     'logLevel: warn',
-    ...s3StorageYaml(s3.endpoint, s3.bucket),
+    ...s3StorageYaml(s3.endpoint, s3.bucket, 'restart'),
     '',
   ].join('\n'));
   // what a SIGKILL between a record's write and its rename leaves (names.ts)
@@ -131,24 +132,22 @@ t.test('an origin on S3 removes at start the half-written name records a crash l
 });
 
 t.test('a running origin on S3 removes the temporary keys interrupted uploads left, not only at its next start', async (t) => {
-  const s3 = await startS3rver(t);
   const raw = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
   t.teardown(() => raw.destroy());
   // a day is a second here (LastModified has a one-second grain)
-  const store = new S3BlobStore({ endpoint: s3.endpoint, bucket: s3.bucket, region: 'us-east-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS, prefix: 'origin', tmpMaxAgeMs: 1000 });
+  const store = new S3BlobStore({ endpoint: s3.endpoint, bucket: s3.bucket, region: 'us-east-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS, prefix: 'sweep', tmpMaxAgeMs: 1000 });
   const { app } = await buildOrigin({ dataDir: t.testdir(), tokens: [TOKEN], logLevel: false, leftoverSweepMs: 200 }, store);
   t.teardown(() => app.close());
   await app.listen({ port: 0, host: '127.0.0.1' });
   // what a crash of another origin sharing the bucket left, or a put whose final delete failed
-  await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: 'origin/tmp/interrupted-upload', Body: 'partial' }));
-  const tmpKeys = async () => ((await raw.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'origin/tmp/' }))).Contents ?? []).map((o) => o.Key);
-  t.same(await tmpKeys(), ['origin/tmp/interrupted-upload']);
+  await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: 'sweep/tmp/interrupted-upload', Body: 'partial' }));
+  const tmpKeys = async () => ((await raw.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'sweep/tmp/' }))).Contents ?? []).map((o) => o.Key);
+  t.same(await tmpKeys(), ['sweep/tmp/interrupted-upload']);
   await eventually('the leftover removed', async () => (await tmpKeys()).length === 0, 10_000);
 });
 
 t.test('a read S3 refuses (403: credentials rotated or wrong) is a 503 naming the credentials and s3:ListBucket, not a 404', async (t) => {
-  const s3 = await startS3rver(t);
-  const options = { endpoint: s3.endpoint, bucket: s3.bucket, region: 'us-east-1', forcePathStyle: true, prefix: 'origin' };
+  const options = { endpoint: s3.endpoint, bucket: s3.bucket, region: 'us-east-1', forcePathStyle: true, prefix: 'refused' };
   const good = new S3BlobStore({ ...options, credentials: S3RVER_CREDENTIALS });
   const data = randomBytes(1000);
   const { digest } = await good.put(Readable.from([data]));
@@ -174,7 +173,6 @@ t.test('a read S3 refuses (403: credentials rotated or wrong) is a 503 naming th
 });
 
 t.test('an origin (or verify) on a bucket that does not exist or with an access key S3 does not know stops at start with exit 3, naming the file and the field, never the secret', async (t) => {
-  const s3 = await startS3rver(t);
   const dir = t.testdir();
   const SECRET = 'the-secret-key-never-printed';
   t.teardown(() => {
