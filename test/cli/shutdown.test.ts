@@ -10,14 +10,17 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
 import { Agent, request } from 'undici';
+import { filesUnder } from '../helpers/crash.js';
 import { pacedProxy } from '../helpers/paced-proxy.js';
 import { descendantsOf, startServerProcess, type RunningServer } from '../helpers/processes.js';
-import { describeTree } from '../helpers/tree.js';
 import { eventually } from '../helpers/wait.js';
 
 const TOKEN = 'shutdown-test-token';
 const MiB = 1024 * 1024;
-const blob = randomBytes(32 * MiB); // far more than loopback buffers: a paused reader holds the answer open
+// More than loopback buffers hold: a paused reader holds the answer open. 1 MiB did not (the
+// drain tests fail: the transfers end), 5 MiB did; 16 MiB leaves room, and each of the file's
+// uploads, fills and downloads costs half what 32 MiB did.
+const blob = randomBytes(16 * MiB);
 const hex = createHash('sha256').update(blob).digest('hex');
 
 /**
@@ -60,9 +63,6 @@ function refusesConnections(url: string): Promise<boolean> {
     s.once('error', () => resolve(true));
   });
 }
-
-/** The files under a data directory (not its folders), by their paths in it. */
-const filesIn = (data: string): string[] => Object.entries(describeTree(data)).filter(([, what]) => what.startsWith('file')).map(([f]) => f);
 
 const exited = (server: RunningServer): Promise<number | null> =>
   server.child.exitCode !== null ? Promise.resolve(server.child.exitCode) : new Promise((resolve) => server.child.once('exit', (code) => resolve(code)));
@@ -154,8 +154,12 @@ t.test('cache with workers: SIGHUP, then SIGINT twice (one process for both: a S
   });
 });
 
-/** The files under a cache's data directory but its lock secret and the blob's entries. */
-const leftBesideBlob = (data: string): string[] => filesIn(data).filter((f) => f !== '.lock-id' && !f.includes(hex));
+/**
+ * The files under a cache's data directory but its lock secret and the blob's entries. By
+ * name only (filesUnder): the waits below ask every 20 ms, and reading and hashing every
+ * file each time (describeTree), the blob and the growing temp files too, cost seconds.
+ */
+const leftBesideBlob = (data: string): string[] => filesUnder(data).filter((f) => f !== '.lock-id' && !f.includes(hex));
 
 // fastify's pluginTimeout (10 s by default) bounds close hooks too: a drain that outlasted it
 // crashed the process (exit 1, AVV_ERR_READY_TIMEOUT) at 10 s, each worker of a cache too.
@@ -206,11 +210,11 @@ t.test('cache with workers: a fill cut at shutdownTimeout leaves no temp file be
   writeFileSync(join(dir, 'cache.yaml'), `upstream: ${slowUpstream}\nshutdownTimeout: 1s\n`);
   const cache = await startServerProcess(t, ['cache', '-c', join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const download = await pausedDownload(cache.url);
-  await eventually('the fill has its temp file', () => filesIn(join(dir, 'data')).some((f) => f.startsWith('tmp/') || f.includes('/.tmp-')));
+  await eventually('the fill has its temp file', () => filesUnder(join(dir, 'data')).some((f) => f.startsWith('tmp/') || f.includes('/.tmp-')));
   process.kill(cache.child.pid!, 'SIGTERM');
   t.equal(await exited(cache), 0, 'exit 0');
   await t.rejects(download.finish(), 'the cut transfer errors');
-  t.same(filesIn(join(dir, 'data')), ['.lock-id'], 'no claim, link or temp file of the cut fill is left: only the lock secret');
+  t.same(filesUnder(join(dir, 'data')), ['.lock-id'], 'no claim, link or temp file of the cut fill is left: only the lock secret');
 });
 
 t.test('a drain longer than 10 s is cut at shutdownTimeout, exit 0: origin, cache with workers', async (t) => {

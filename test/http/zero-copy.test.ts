@@ -6,12 +6,11 @@ import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { join } from 'node:path';
 import { request } from 'undici';
 import { zeroCopyStatus } from '../../src/http/zero-copy.js';
 import { fetchHash, startCache } from '../cache/harness.js';
 import { sha256, startUpstream } from '../cache/upstream-fixture.js';
-import { startOrigin, TEST_TOKEN, uploadBlob } from '../helpers/origin.js';
+import { startOrigin, TEST_TOKEN, uploadBlob, type TestOrigin } from '../helpers/origin.js';
 import { startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -22,6 +21,22 @@ const SIZE = 24 * MiB + 7;
 const MEDIUM = 8 * MiB + 7;
 /** What src/http/send-file.ts writes itself, with the headers. */
 const FIRST = 64 * 1024;
+/** The bodies, made once for the file (random bytes cost CPU; no test needs bodies of its own). */
+const large = randomBytes(SIZE);
+const medium = randomBytes(MEDIUM);
+
+/**
+ * The origin of the tests that neither stop nor reconfigure theirs, with `large` and `medium`
+ * uploaded once for the file. Its idle timeout is the stalled client's: the checks of that
+ * test fit well within it, and the other clients read on.
+ */
+let sharedOrigin: Promise<{ origin: TestOrigin; largeHex: string; mediumHex: string }> | undefined;
+function originWithBlobs(): NonNullable<typeof sharedOrigin> {
+  return (sharedOrigin ??= (async () => {
+    const origin = await startOrigin(t, { idleTimeoutMs: 1500 });
+    return { origin, largeHex: await uploadBlob(origin.url, large), mediumHex: await uploadBlob(origin.url, medium) };
+  })());
+}
 
 /** A series of a server's /-/metrics (its first sample). */
 async function metric(url: string, name: string): Promise<number> {
@@ -47,21 +62,20 @@ t.test('the addon is built and loads (CI builds it: scripts/build-native.mjs)', 
 });
 
 t.test('whole bodies and ranges go by sendfile, exact and counted once', async (t) => {
-  const origin = await startOrigin(t);
-  const blob = randomBytes(MEDIUM);
-  const hex = await uploadBlob(origin.url, blob);
-  const uploadAnswer = origin.context.ledger.snapshot().kinds.cas?.bytesOut ?? 0; // the JSON answer to the PUT
+  const { origin, mediumHex: hex } = await originWithBlobs();
+  const uploadAnswer = origin.context.ledger.snapshot().kinds.cas?.bytesOut ?? 0; // the JSON answers to the PUTs
   const before = await sendfileBytes(origin.url);
-  const whole = await request(`${origin.url}/cas/sha256/${hex}`);
-  t.equal(whole.statusCode, 200);
-  t.equal(sha256(Buffer.from(await whole.body.arrayBuffer())), hex, 'whole body');
+  // Whole bodies are hashed as they come (fetchHash), not gathered into one buffer first.
+  const whole = await fetchHash(`${origin.url}/cas/sha256/${hex}`);
+  t.equal(whole.status, 200);
+  t.equal(whole.hash, hex, 'whole body');
   // All but the first 64 KiB (written with the headers) went by sendfile.
   await eventually('sendfile bytes of the whole body', async () => (await sendfileBytes(origin.url)) - before === MEDIUM - FIRST);
   let served = MEDIUM;
   for (const [start, end] of [[MiB - 1, 5 * MiB], [MEDIUM - 3 * MiB, MEDIUM - 1], [7, 7 + MiB]] as const) {
     const res = await request(`${origin.url}/cas/sha256/${hex}`, { headers: { range: `bytes=${start}-${end}` } });
     t.equal(res.statusCode, 206);
-    t.ok(Buffer.from(await res.body.arrayBuffer()).equals(blob.subarray(start, end + 1)), `range ${start}-${end}`);
+    t.ok(Buffer.from(await res.body.arrayBuffer()).equals(medium.subarray(start, end + 1)), `range ${start}-${end}`);
     served += end - start + 1;
   }
   // Counted when a transfer ends, which the client may see after its last byte.
@@ -70,8 +84,7 @@ t.test('whole bodies and ranges go by sendfile, exact and counted once', async (
 });
 
 t.test('a client that stops reading is cut after the idle timeout, and its transfer ends', async (t) => {
-  const origin = await startOrigin(t, { idleTimeoutMs: 1500 }); // the checks below fit well within it
-  const hex = await uploadBlob(origin.url, randomBytes(SIZE));
+  const { origin, largeHex: hex } = await originWithBlobs(); // its idle timeout: 1.5 s
   const { port } = new URL(origin.url);
   const sock = connect(Number(port), '127.0.0.1', () => sock.write(`GET /cas/sha256/${hex} HTTP/1.1\r\nHost: x\r\n\r\n`));
   t.teardown(() => void sock.destroy());
@@ -97,13 +110,11 @@ t.test('a client that stops reading is cut after the idle timeout, and its trans
   sock.resume();
   await closed;
   t.ok(bytes < SIZE, `cut short (${bytes} bytes, headers included, of a ${SIZE} byte body)`);
-  const again = await request(`${origin.url}/cas/sha256/${hex}`);
-  t.equal(sha256(Buffer.from(await again.body.arrayBuffer())), hex, 'the server goes on');
+  t.equal((await fetchHash(`${origin.url}/cas/sha256/${hex}`)).hash, hex, 'the server goes on');
 });
 
 t.test('clients that leave mid-body end their transfers; the server keeps serving', async (t) => {
-  const origin = await startOrigin(t);
-  const hex = await uploadBlob(origin.url, randomBytes(SIZE));
+  const { origin, largeHex: hex } = await originWithBlobs();
   await Promise.all(Array.from({ length: 8 }, async () => {
     const ac = new AbortController();
     const res = await request(`${origin.url}/cas/sha256/${hex}`, { signal: ac.signal });
@@ -115,31 +126,24 @@ t.test('clients that leave mid-body end their transfers; the server keeps servin
     ac.abort();
   }));
   await eventually('every transfer thread ended', async () => (await transferThreads()) === 0);
-  const again = await request(`${origin.url}/cas/sha256/${hex}`);
-  t.equal(sha256(Buffer.from(await again.body.arrayBuffer())), hex, 'a later download is whole');
+  t.equal((await fetchHash(`${origin.url}/cas/sha256/${hex}`)).hash, hex, 'a later download is whole');
 });
 
 t.test('FLEETCACHE_SENDFILE=0: the same bytes through buffers, said at start-up', async (t) => {
   const dir = t.testdir();
   const server = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', dir], { FLEETCACHE_SENDFILE: '0', FLEETCACHE_TOKEN: TEST_TOKEN });
-  const blob = randomBytes(MEDIUM);
-  const hex = await uploadBlob(server.url, blob);
-  const res = await request(`${server.url}/cas/sha256/${hex}`);
-  t.equal(sha256(Buffer.from(await res.body.arrayBuffer())), hex);
+  const hex = await uploadBlob(server.url, medium);
+  t.equal((await fetchHash(`${server.url}/cas/sha256/${hex}`)).hash, hex);
   t.equal(await sendfileBytes(server.url), 0, 'nothing by sendfile');
   await eventually('the start-up line', () => /"sendfile":\{"enabled":false,"reason":"FLEETCACHE_SENDFILE=0"\}/.test(server.stderr()));
 });
 
 t.test('a cache sends its large hits by sendfile, and says so at start-up', async (t) => {
-  const dir = t.testdir();
-  const origin = await startOrigin(t, { dataDir: join(dir, 'origin') });
-  const blob = randomBytes(MEDIUM);
-  const hex = await uploadBlob(origin.url, blob);
-  const cache = await startServerProcess(t, ['cache', '--upstream', origin.url, '--listen', '127.0.0.1:0', '--data', join(dir, 'cache'), '--region', 'zc']);
+  const { origin, mediumHex: hex } = await originWithBlobs();
+  const cache = await startServerProcess(t, ['cache', '--upstream', origin.url, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--region', 'zc']);
   // stderr and stdout are two pipes: the start-up line may be read after "listening".
   await eventually('the start-up line', () => /"sendfile":\{"enabled":true\}/.test(cache.stderr()));
-  const miss = await request(`${cache.url}/cas/sha256/${hex}`);
-  t.equal(sha256(Buffer.from(await miss.body.arrayBuffer())), hex, 'the miss');
+  t.equal((await fetchHash(`${cache.url}/cas/sha256/${hex}`)).hash, hex, 'the miss');
   // The hit once the fill is committed (the miss's answer may end just before).
   await eventually('the object is stored', async () => {
     const r = await request(`${cache.url}/cas/sha256/${hex}`, { method: 'HEAD' });
@@ -147,13 +151,13 @@ t.test('a cache sends its large hits by sendfile, and says so at start-up', asyn
     return r.headers['x-cache'] === 'HIT';
   });
   const before = await sendfileBytes(cache.url);
-  const hit = await request(`${cache.url}/cas/sha256/${hex}`);
-  t.equal(hit.headers['x-cache'], 'HIT');
-  t.equal(sha256(Buffer.from(await hit.body.arrayBuffer())), hex, 'the hit');
+  const hit = await fetchHash(`${cache.url}/cas/sha256/${hex}`);
+  t.equal(hit.xcache, 'HIT');
+  t.equal(hit.hash, hex, 'the hit');
   await eventually('all but the first 64 KiB by sendfile', async () => (await sendfileBytes(cache.url)) - before === MEDIUM - FIRST);
   const tail = await request(`${cache.url}/cas/sha256/${hex}`, { headers: { range: `bytes=${5 * MiB}-` } });
   t.equal(tail.statusCode, 206);
-  t.ok(Buffer.from(await tail.body.arrayBuffer()).equals(blob.subarray(5 * MiB)), 'a range of the hit');
+  t.ok(Buffer.from(await tail.body.arrayBuffer()).equals(medium.subarray(5 * MiB)), 'a range of the hit');
 });
 
 t.test('a reader that joins a fill late takes what was written from the file by sendfile, then follows', async (t) => {
@@ -189,9 +193,7 @@ t.test('a reader that joins a fill late takes what was written from the file by 
 });
 
 t.test('pipelined requests: the answer after a sendfile body comes whole, after it', async (t) => {
-  const origin = await startOrigin(t);
-  const blob = randomBytes(MEDIUM);
-  const hex = await uploadBlob(origin.url, blob);
+  const { origin, mediumHex: hex } = await originWithBlobs();
   const small = randomBytes(1000);
   const smallHex = await uploadBlob(origin.url, small);
   const { port } = new URL(origin.url);

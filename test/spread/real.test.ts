@@ -34,8 +34,9 @@ t.test('snapd: 147,191 jobs in well under 10 s', async (t) => {
   const lines = out.text.split('\n').filter(Boolean);
   t.equal(lines.length, 147191);
   t.ok(cpuMs < 10_000, `load + expand + print: ${Math.round(cpuMs)} ms CPU, ${Math.round(wallMs)} ms wall`);
-  t.same([...lines].sort(), lines, 'output is sorted by name');
-  t.equal(new Set(lines).size, lines.length, 'names are unique');
+  // One pass, not t.same of two 147k arrays (which costs more CPU than the listing): the
+  // first line not strictly after the one before it, sorted and unique both (-1: none).
+  t.equal(lines.findIndex((line, i) => i > 0 && !(lines[i - 1]! < line)), -1, 'output is sorted by name, names unique');
 });
 
 t.test('mir loads; glob variants appear literally', async (t) => {
