@@ -7,9 +7,9 @@
 // every relative import and every `new URL('../..', import.meta.url)` lands where it does
 // from the source; what the code reaches that way (dist, examples, scripts, bin,
 // package.json) is a link to the repository's own. Tests that need the repository itself (a
-// working directory, src/*.ts run by a child through tsx) take REPO_ROOT
-// (test/helpers/processes.ts), which is the same from either tree. Source maps point back
-// to the .ts files.
+// working directory) take REPO_ROOT (test/helpers/processes.ts), which is the same from
+// either tree; a child that runs a module of src/ or test/ runs its compiled copy here
+// (treeModule there), without tsx. Source maps point back to the .ts files.
 //
 // The heavy packages those files import are bundled into .test-build/node_modules/, which
 // Node finds first from there (scripts/vendor-test-packages.mjs).

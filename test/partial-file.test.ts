@@ -14,7 +14,7 @@ import { fetchAssets } from '../src/assets/fetch.js';
 import { formatManifest } from '../src/assets/manifest.js';
 import { BlobServer, sha512 } from './assets/helpers.js';
 import { startOrigin } from './helpers/origin.js';
-import { cliArgs, stopWithTest } from './helpers/processes.js';
+import { cliArgs, stopWithTest, treeModule } from './helpers/processes.js';
 import { startScript } from './helpers/script-child.js';
 import { eventually } from './helpers/wait.js';
 import { STALLED_SIZE, stallingOrigin } from './project-upload/stalling-origin.js';
@@ -82,7 +82,7 @@ t.test('a signal the process handles itself (a runner stops its run) leaves the 
   // the download waits for the signal, then finishes: a runner's fetch still running at its first Ctrl-C
   const { child, exited, stderr } = await startScript(t, `
     import { renameSync, writeFileSync } from 'node:fs';
-    import { withPartialFile } from './src/partial-file.ts';
+    import { withPartialFile } from '${treeModule('src/partial-file')}';
     process.on('SIGINT', () => {}); // the process's own handling: it does not end by the signal
     await withPartialFile(${JSON.stringify(dir)}, 'artifact.txt', async (partial) => {
       writeFileSync(partial, 'whole\\n');
@@ -107,8 +107,8 @@ t.test('a signal the process handles itself (a runner stops its run) leaves the 
 async function runnerStoppedMidDownload(t: Test, dir: string) {
   const running = await startScript(t, `
     import { writeFileSync } from 'node:fs';
-    import { withPartialFile } from './src/partial-file.ts';
-    import { RunInterrupt } from './src/run/interrupt.ts';
+    import { withPartialFile } from '${treeModule('src/partial-file')}';
+    import { RunInterrupt } from '${treeModule('src/run/interrupt')}';
     RunInterrupt.install({ line: (text) => process.stderr.write(text + '\\n'), release: () => {} }, 'fleetcache run --discard');
     await withPartialFile(${JSON.stringify(dir)}, 'artifact.txt', async (partial) => {
       writeFileSync(partial, 'part of it\\n');

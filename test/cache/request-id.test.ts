@@ -7,7 +7,7 @@ import t from 'tap';
 import { newRequestId } from '../../src/http/request-id.js';
 import { request } from 'undici';
 import { startOrigin } from '../helpers/origin.js';
-import { REPO_ROOT, startServerProcess } from '../helpers/processes.js';
+import { REPO_ROOT, SOURCE_LOADER, startServerProcess, treeModule } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { randomish, sha256, startUpstream } from './upstream-fixture.js';
 import { startCache } from './harness.js';
@@ -16,8 +16,8 @@ const run = promisify(execFile);
 
 /** The first request ids of a new process, as a worker takes them. */
 async function firstIdsOfAProcess(): Promise<string[]> {
-  const script = "const { newRequestId } = await import('./src/http/request-id.ts'); console.log(JSON.stringify([newRequestId(), newRequestId()]))";
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO_ROOT });
+  const script = `const { newRequestId } = await import('${treeModule('src/http/request-id')}'); console.log(JSON.stringify([newRequestId(), newRequestId()]))`;
+  const { stdout } = await run(process.execPath, [...SOURCE_LOADER, '--input-type=module', '-e', script], { cwd: REPO_ROOT });
   return JSON.parse(stdout) as string[];
 }
 

@@ -3,14 +3,15 @@
 // stops the processes it started and unmounts what it mounted (undoAtExit in processes.ts).
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { isAlive, rememberProcess, REPO_ROOT, stopWithTest } from './processes.js';
+import { isAlive, rememberProcess, SOURCE_LOADER, stopWithTest, treeModule } from './processes.js';
 import { eventually } from './wait.js';
 
 for (const signal of ['SIGALRM', 'SIGINT'] as const) t.test(`killed by ${signal}: its server process is stopped and its tmpfs unmounted`, async (t) => {
   // Outside tap's reach: no TAP_* variables and no loader hooks, as if run by a runner of its own.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TAP')));
-  const child = spawn(process.execPath, ['--import', 'tsx', `${REPO_ROOT}test/helpers/fixtures/abandoned.ts`], {
+  const child = spawn(process.execPath, [...SOURCE_LOADER, fileURLToPath(treeModule('test/helpers/fixtures/abandoned'))], {
     env: { ...env, NODE_OPTIONS: '' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -18,7 +18,7 @@ export { isAlive } from '../../src/pid-alive.js';
  */
 const ABOVE_TEST = fileURLToPath(new URL('../..', import.meta.url));
 /** Whether the suite runs compiled (scripts/build-tests.mjs), from .test-build/. */
-export const COMPILED = basename(ABOVE_TEST) === '.test-build';
+const COMPILED = basename(ABOVE_TEST) === '.test-build';
 export const REPO_ROOT = COMPILED ? `${dirname(ABOVE_TEST)}/` : ABOVE_TEST;
 
 /**
@@ -42,6 +42,19 @@ const TSX_LOADER = import.meta.resolve('tsx');
 export function cliArgs(args: string[]): string[] {
   return FROM_BUILD ? [`${REPO_ROOT}dist/cli/bin.js`, ...args] : ['--import', TSX_LOADER, `${REPO_ROOT}src/cli/bin.ts`, ...args];
 }
+
+/**
+ * The URL of the repository's module `path` (`src/store/disk`, `test/helpers/fixtures/x`, no
+ * extension) for a child process to run or import: the compiled module when the suite runs
+ * compiled, so that the child needs no tsx (which compiles every module the child loads: 1
+ * to 4 s of CPU a child), else the source, which the child loads with SOURCE_LOADER.
+ */
+export function treeModule(path: string): string {
+  return new URL(`../../${path}.${COMPILED ? 'js' : 'ts'}`, import.meta.url).href;
+}
+
+/** node's arguments, before the module or `-e`, for a child that runs or imports a treeModule. */
+export const SOURCE_LOADER: readonly string[] = COMPILED ? [] : ['--import', TSX_LOADER];
 
 /**
  * Runs `undo` (synchronous) if this process ends before the returned function is called:

@@ -1,12 +1,12 @@
-// A child process running an ES module given as text, from the repository root (through
-// tsx: it imports ./src/*.ts), that prints a line once it reached the point under test.
+// A child process running an ES module given as text, from the repository root (importing
+// src/ through treeModule, processes.ts), that prints a line once it reached the point under test.
 import { spawn } from 'node:child_process';
 import type { Test } from 'tap';
-import { REPO_ROOT, stopWithTest } from './processes.js';
+import { REPO_ROOT, SOURCE_LOADER, stopWithTest } from './processes.js';
 
 /** Starts `script`; resolves once it printed its line, with its stderr so far and its exit code to come. */
 export async function startScript(t: Test, script: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...SOURCE_LOADER, '--input-type=module', '-e', script], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   stopWithTest(t, child, 'SIGKILL');
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));

@@ -4,20 +4,11 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { Test } from 'tap';
-import { COMPILED, REPO_ROOT, stopWithTest } from './processes.js';
+import { REPO_ROOT, SOURCE_LOADER, stopWithTest } from './processes.js';
 
-/**
- * The URL a straced module body imports src/`name` (`store/disk`) from: the compiled module
- * when the suite runs compiled, so that the body needs no tsx (which compiled every module it
- * loaded: 1 to 4 s of CPU a body), else the source.
- */
-export function srcModule(name: string): string {
-  return new URL(`../../src/${name}.${COMPILED ? 'js' : 'ts'}`, import.meta.url).href;
-}
-
-/** Runs `code` (an ES module body importing src/ through srcModule) under strace with `options`; its trace, one system call a line. */
+/** Runs `code` (an ES module body importing src/ through treeModule, processes.ts) under strace with `options`; its trace, one system call a line. */
 export function straced(code: string, trace: string, options: string[]): string {
-  execFileSync('strace', ['-f', '-qq', '-y', ...options, '-o', trace, process.execPath, ...(COMPILED ? [] : ['--import', 'tsx']), '--input-type=module', '-e', code], {
+  execFileSync('strace', ['-f', '-qq', '-y', ...options, '-o', trace, process.execPath, ...SOURCE_LOADER, '--input-type=module', '-e', code], {
     cwd: REPO_ROOT, stdio: 'ignore', timeout: 60_000,
   });
   return readFileSync(trace, 'utf8');

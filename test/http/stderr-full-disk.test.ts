@@ -7,7 +7,7 @@ import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
-import { cliArgs, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
+import { cliArgs, REPO_ROOT, SOURCE_LOADER, stopWithTest, treeModule } from '../helpers/processes.js';
 import { mountTmpfs } from '../helpers/tmpfs.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -75,7 +75,7 @@ t.test('stderr on a full disk: the server serves, its lines wait, it stops when 
 function runLogging(t: Test, errFile: string, code: string): Promise<{ code: number | null; ms: number }> {
   const err = openSync(errFile, 'a');
   const started = Date.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `import { createLogger } from './src/log.ts';\n${code}`], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', err] });
+  const child = spawn(process.execPath, [...SOURCE_LOADER, '--input-type=module', '-e', `import { createLogger } from '${treeModule('src/log')}';\n${code}`], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', err] });
   closeSync(err);
   stopWithTest(t, child, 'SIGKILL');
   const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);

@@ -6,6 +6,7 @@ import t, { type Test } from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
+import { treeModule } from '../helpers/processes.js';
 import { startScript } from '../helpers/script-child.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -17,7 +18,7 @@ interface Writer {
 const WRITERS: Record<'writeAtomically' | 'withTempDir', Writer> = {
   writeAtomically: {
     write: (_dir, final, pause) => `
-      const { writeAtomically } = await import('./src/project-upload/atomic-file.ts');
+      const { writeAtomically } = await import('${treeModule('src/project-upload/atomic-file')}');
       await writeAtomically(${JSON.stringify(final)}, async (tmp) => {
         writeFileSync(tmp, content);
         await ${pause};
@@ -26,7 +27,7 @@ const WRITERS: Record<'writeAtomically' | 'withTempDir', Writer> = {
   withTempDir: {
     write: (dir, final, pause) => `
       process.env.TMPDIR = ${JSON.stringify(dir)};
-      const { withTempDir } = await import('./src/project-upload/temp-dir.ts');
+      const { withTempDir } = await import('${treeModule('src/project-upload/temp-dir')}');
       await withTempDir('fleetcache-push-', async (work) => {
         writeFileSync(join(work, 'base.tar'), content);
         await ${pause};
@@ -42,7 +43,7 @@ async function runnerWriting(t: Test, writer: Writer, dir: string, final: string
   const running = await startScript(t, `
     import { copyFileSync, writeFileSync } from 'node:fs';
     import { join } from 'node:path';
-    import { RunInterrupt } from './src/run/interrupt.ts';
+    import { RunInterrupt } from '${treeModule('src/run/interrupt')}';
     const interrupt = RunInterrupt.install({ line: (text) => process.stderr.write(text + '\\n'), release: () => {} }, 'fleetcache run --discard');
     const content = ${JSON.stringify(CONTENT)};
     const alive = setInterval(() => {}, 1000); // a signal listener alone keeps no process waiting

@@ -6,7 +6,8 @@
 import path from 'node:path';
 import t from 'tap';
 import { REUSE_FILE, RUNNING_DIR } from '../../src/run/reuse.js';
-import { srcModule, straced } from '../helpers/strace.js';
+import { treeModule } from '../helpers/processes.js';
+import { straced } from '../helpers/strace.js';
 
 const machine = { backend: 'local', system: 'alpha-1', address: 'local:alpha-1' };
 
@@ -15,7 +16,7 @@ t.test('the running list and the reuse file: flushed before their rename, their 
   const data = path.join(scratch, 'data');
   const project = path.join(scratch, 'project');
   const lines = straced(`
-    import { ReusePool, RunningMachines } from '${srcModule('run/reuse')}';
+    import { ReusePool, RunningMachines } from '${treeModule('src/run/reuse')}';
     const machine = ${JSON.stringify(machine)};
     const running = new RunningMachines(${JSON.stringify(data)});
     await running.add(machine);

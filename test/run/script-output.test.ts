@@ -3,6 +3,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { treeModule } from '../helpers/processes.js';
 import { startScript } from '../helpers/script-child.js';
 import { LOCAL, project, run, spreadYaml } from './project.js';
 
@@ -61,8 +62,8 @@ t.test('a script that rebooted holds the output of its runs once, as one run hol
     import { runInNewContext } from 'node:vm';
     import { existsSync, writeFileSync } from 'node:fs';
     import { setTimeout as sleep } from 'node:timers/promises';
-    import { createProvider } from './src/backends/registry.ts';
-    import { execWithReboots } from './src/run/reboot.ts';
+    import { createProvider } from '${treeModule('src/backends/registry')}';
+    import { execWithReboots } from '${treeModule('src/run/reboot')}';
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc');
     const heap = () => (gc(), gc(), process.memoryUsage().heapUsed);

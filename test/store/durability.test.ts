@@ -4,7 +4,8 @@
 import path from 'node:path';
 import t from 'tap';
 import { LOCK_ID } from '../../src/store/dir-lock.js';
-import { srcModule, straced } from '../helpers/strace.js';
+import { treeModule } from '../helpers/processes.js';
+import { straced } from '../helpers/strace.js';
 
 /** Runs `code` under strace; the paths fsync was called on. */
 function fsyncedPaths(code: string, trace: string): string[] {
@@ -16,8 +17,8 @@ function fsyncedPaths(code: string, trace: string): string[] {
 function afterFirstPut(dir: string, rest: string): string {
   return `
     import { Readable } from 'node:stream';
-    import { DiskBlobStore } from '${srcModule('store/disk')}';
-    import { NameStore } from '${srcModule('store/names')}';
+    import { DiskBlobStore } from '${treeModule('src/store/disk')}';
+    import { NameStore } from '${treeModule('src/store/names')}';
     const blobs = new DiskBlobStore(${JSON.stringify(dir)});
     await blobs.open();
     await blobs.put(Readable.from([Buffer.from('durable')]));
@@ -50,8 +51,8 @@ t.test('opening a new store makes its directories durable: cas.v1/<algo>, names.
   // Each store opened alone on a new data directory: the parents of the directories it makes are synced.
   for (const [store, parents] of [['DiskBlobStore', [dir, path.join(dir, 'cas.v1')]], ['NameStore', [dir]]] as const) {
     const synced = fsyncedPaths(`
-      import { DiskBlobStore } from '${srcModule('store/disk')}';
-      import { NameStore } from '${srcModule('store/names')}';
+      import { DiskBlobStore } from '${treeModule('src/store/disk')}';
+      import { NameStore } from '${treeModule('src/store/names')}';
       await new ${store}(${JSON.stringify(path.join(dir, store))}).open();
     `, path.join(scratch, `strace-${store}.txt`));
     for (const parent of parents) {
@@ -85,7 +86,7 @@ t.test('a put that finds a new shard another put is making answers only once the
   const code = `
     import { existsSync } from 'node:fs';
     import { Readable } from 'node:stream';
-    import { DiskBlobStore } from '${srcModule('store/disk')}';
+    import { DiskBlobStore } from '${treeModule('src/store/disk')}';
     const blobs = new DiskBlobStore(${JSON.stringify(dir)});
     await blobs.open();
     const put = (name) => blobs.put(Readable.from([Buffer.from('durable')])).then(() => existsSync(${JSON.stringify(path.join(scratch, 'answered-'))} + name));
@@ -110,9 +111,9 @@ t.test('a prune syncs the removal of the names it deletes before it deletes thei
   // sha256("durable") = 54da...: an artifact of those bytes, expired, and a prune.
   const code = `
     import { Readable } from 'node:stream';
-    import { buildOrigin } from '${srcModule('origin/server')}';
-    import { Retention } from '${srcModule('origin/retention')}';
-    import { RECENT_MS } from '${srcModule('origin/references')}';
+    import { buildOrigin } from '${treeModule('src/origin/server')}';
+    import { Retention } from '${treeModule('src/origin/retention')}';
+    import { RECENT_MS } from '${treeModule('src/origin/references')}';
     const { app, context } = await buildOrigin({ dataDir: ${JSON.stringify(dir)}, tokens: ['t'.repeat(24)], logLevel: false });
     const { digest, size } = await context.store.put(Readable.from([Buffer.from('durable')]));
     await context.names.put(['artifacts', 'r', 'job', 'out.txt'], { digest: digest.algo + ':' + digest.hex, size, created: 0 });
@@ -135,7 +136,7 @@ t.test('the data directory\'s lock secret is synced before it is linked into pla
   // A power loss after the link but before the data reached the disk left .lock-id empty: the
   // secret then was "", the lock's name one any local user can compute and take first.
   const lines = straced(`
-    import { lockDataDir } from '${srcModule('store/dir-lock')}';
+    import { lockDataDir } from '${treeModule('src/store/dir-lock')}';
     await (await lockDataDir(${JSON.stringify(dir)})).release();
   `, path.join(scratch, 'strace.txt'), ['-e', 'trace=fsync,fdatasync,link,linkat']).split('\n');
   const temp = path.join(dir, `${LOCK_ID}.`);
