@@ -2,13 +2,13 @@
 // they share one scan of /proc, read with a bounded number of descriptors, and a scan that
 // cannot read a process fails rather than report it gone.
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { REPO_ROOT } from '../helpers/processes.js';
+import { REPO_ROOT, SOURCE_LOADER, treeModule } from '../helpers/processes.js';
 
 t.test('40 machines ended at once under a limit of 256 descriptors: none of their processes survives', async (t) => {
-  const script = join(REPO_ROOT, 'test/backends/fixtures/end-many.ts');
-  const res = spawnSync('bash', ['-c', 'ulimit -n 256 && exec "$0" --import tsx "$1"', process.execPath, script], { encoding: 'utf8', timeout: 60_000, cwd: REPO_ROOT });
+  const script = fileURLToPath(treeModule('test/backends/fixtures/end-many'));
+  const res = spawnSync('bash', ['-c', 'ulimit -n 256 && exec "$0" "$@"', process.execPath, ...SOURCE_LOADER, script], { encoding: 'utf8', timeout: 60_000, cwd: REPO_ROOT });
   t.equal(res.status, 0, res.stderr);
   const out = JSON.parse(res.stdout.trim().split('\n').pop() ?? '{}') as { survivors: number; failed: string[] };
   t.same(out.failed, [], 'no discard failed');
