@@ -97,21 +97,23 @@ t.test('run --discard reaches no machine, tries every record and keeps those it 
   t.same(await addresses(orphan), ['127.0.0.1:3'], "the dead runner's machine not discarded stays in its file");
 });
 
-/**
- * A project whose one machine an earlier `run --reuse` kept, and a `node` for the machine's
- * scripts (first on their PATH) that runs `fakeNode` instead: the agent's project pull is
- * what it runs. Returns the kept machine's address.
- */
-async function keptMachine(t: Test, fakeNode: string): Promise<{ dir: string; kept: string; bin: string }> {
+/** A project whose one machine an earlier `run --reuse` kept; returns the kept machine's address. */
+async function keptMachine(t: Test): Promise<{ dir: string; kept: string }> {
   const dir = await project(t, spreadYaml('keptstart', LOCAL));
   const first = await run(dir, [], { reuse: true });
   t.equal(first.result.tally.successful, 1);
   const [kept] = await addresses(reuseFile(dir));
-  const bin = join(t.testdirName, 'bin');
-  await mkdir(bin, { recursive: true });
+  return { dir, kept: kept! };
+}
+
+/** A `node` for the machine's scripts (first on their PATH) that runs `fakeNode` instead: the agent's project pull is what it runs. */
+async function fakeNodeBin(t: Test, fakeNode: string): Promise<string> {
+  // a fresh test directory: no file of an earlier run of this test left in it
+  const bin = join(t.testdir(), 'bin');
+  await mkdir(bin);
   await writeFile(join(bin, 'node'), `#!/bin/sh\n${fakeNode}\n`);
   await chmod(join(bin, 'node'), 0o755);
-  return { dir, kept: kept!, bin };
+  return bin;
 }
 
 /** `fleetcache run --reuse --resend` in `dir` with `bin` first on PATH; stopped by its PID when the test ends. */
@@ -129,33 +131,38 @@ function resendRun(t: Test, dir: string, bin: string) {
   return { child, out: () => out, exited };
 }
 
-t.test('-reuse: a kept machine whose project cannot be sent again stays kept (as in spread), not discarded', async (t) => {
-  const { dir, kept, bin } = await keptMachine(t, 'echo "no node on this machine" >&2; exit 1');
-  const res = resendRun(t, dir, bin);
-  t.equal(await res.exited, 1, 'the job had no machine: aborted');
-  t.ok(res.out().includes(`Cannot reuse local:alpha-1 at ${kept}: agent pull on local:alpha-1 failed: no node on this machine`), 'said, and the next kept machine looked for');
-  t.match(res.out(), /Not allocating local:alpha-1: -reuse, and the kept machines of local:alpha-1 are taken or cannot be reused\./);
-  t.notMatch(res.out(), /Discarding local:alpha-1/);
-  t.same(await addresses(reuseFile(dir)), [kept], 'still in the reuse file');
-  t.ok((await stat(kept)).isDirectory(), 'the kept machine is still there');
-  t.same(await readdir(join(dir, 'cache', 'running')).catch(() => []), [], 'on record in the reuse file only');
-});
+// Both leave the machine kept as it was (what they prove): the second takes back the machine the first did not lose.
+t.test('a kept machine whose project is sent again', async (t) => {
+  const { dir, kept } = await keptMachine(t);
 
-t.test('-reuse: SIGINT while a kept machine is sent the project keeps it on record, as every machine of an interrupted -reuse run', async (t) => {
-  const pidFile = join(t.testdirName, 'pull.pid');
-  const { dir, kept, bin } = await keptMachine(t, `echo $$ > ${pidFile}; exec sleep 300`);
-  const res = resendRun(t, dir, bin);
-  await eventually('the pull started', async () => /^\d+\n$/.test(await readFile(pidFile, 'utf8').catch(() => '')), 60_000);
-  const pid = Number(await readFile(pidFile, 'utf8'));
-  const pull = rememberProcess(pid);
-  t.teardown(() => pull.kill('SIGKILL'));
-  res.child.kill('SIGINT');
-  t.equal(await res.exited, 1);
-  t.match(res.out(), /Received SIGINT/);
-  t.notMatch(res.out(), /Error preparing/, 'no error line for a start the interrupt cut short');
-  t.notMatch(res.out(), /Discarding local:alpha-1/);
-  t.match(res.out(), /Keeping local:alpha-1 at /);
-  t.same(await addresses(reuseFile(dir)), [kept], 'still in the reuse file');
-  t.ok((await stat(kept)).isDirectory(), 'the kept machine is still there');
-  await eventually('the pull was killed', () => !isAlive(pid));
+  t.test('-reuse: a kept machine whose project cannot be sent again stays kept (as in spread), not discarded', async (t) => {
+    const bin = await fakeNodeBin(t, 'echo "no node on this machine" >&2; exit 1');
+    const res = resendRun(t, dir, bin);
+    t.equal(await res.exited, 1, 'the job had no machine: aborted');
+    t.ok(res.out().includes(`Cannot reuse local:alpha-1 at ${kept}: agent pull on local:alpha-1 failed: no node on this machine`), 'said, and the next kept machine looked for');
+    t.match(res.out(), /Not allocating local:alpha-1: -reuse, and the kept machines of local:alpha-1 are taken or cannot be reused\./);
+    t.notMatch(res.out(), /Discarding local:alpha-1/);
+    t.same(await addresses(reuseFile(dir)), [kept], 'still in the reuse file');
+    t.ok((await stat(kept)).isDirectory(), 'the kept machine is still there');
+    t.same(await readdir(join(dir, 'cache', 'running')).catch(() => []), [], 'on record in the reuse file only');
+  });
+
+  t.test('-reuse: SIGINT while a kept machine is sent the project keeps it on record, as every machine of an interrupted -reuse run', async (t) => {
+    const pidFile = join(t.testdirName, 'pull.pid');
+    const bin = await fakeNodeBin(t, `echo $$ > ${pidFile}; exec sleep 300`);
+    const res = resendRun(t, dir, bin);
+    await eventually('the pull started', async () => /^\d+\n$/.test(await readFile(pidFile, 'utf8').catch(() => '')), 60_000);
+    const pid = Number(await readFile(pidFile, 'utf8'));
+    const pull = rememberProcess(pid);
+    t.teardown(() => pull.kill('SIGKILL'));
+    res.child.kill('SIGINT');
+    t.equal(await res.exited, 1);
+    t.match(res.out(), /Received SIGINT/);
+    t.notMatch(res.out(), /Error preparing/, 'no error line for a start the interrupt cut short');
+    t.notMatch(res.out(), /Discarding local:alpha-1/);
+    t.match(res.out(), /Keeping local:alpha-1 at /);
+    t.same(await addresses(reuseFile(dir)), [kept], 'still in the reuse file');
+    t.ok((await stat(kept)).isDirectory(), 'the kept machine is still there');
+    await eventually('the pull was killed', () => !isAlive(pid));
+  });
 });
