@@ -17,8 +17,12 @@ const BUILDING = `${STAMP}.building`;
 const SOURCE_DIRS = ['src', 'test'];
 /** What makes the compiled tree besides the sources, relative to the repository. */
 const BUILD_INPUTS = ['scripts/build-tests.mjs', 'scripts/test-build-stamp.mjs', 'scripts/vendor-test-packages.mjs', 'scripts/esbuild-node.mjs', 'tsconfig.json'];
-/** What says which packages are installed: the versions, and patch-package's patches (a directory). */
-const PACKAGE_INPUTS = ['package-lock.json', 'patches'];
+/**
+ * What says which packages are installed: the versions, patch-package's patches (a
+ * directory), and tap's test class as `tap build` made it for package.json's plugins (the
+ * tap of the compiled tests is a bundle, scripts/vendor-test-packages.mjs).
+ */
+const PACKAGE_INPUTS = ['package-lock.json', 'patches', 'node_modules/@tapjs/test/test-built/dist/esm/index.js'];
 
 /** The .ts files (not declarations) under `dir`: what build-tests compiles. */
 export function typescriptFiles(dir) {

@@ -15,9 +15,12 @@
 // re-exported as it is; a CommonJS one is default-exported (its module.exports) with the
 // named exports Node gives it, taken from Node's own import of it.
 //
-// Left out: tap and its plugins (the runner resolves them from the repository), packages
-// that read files beside themselves at run time (ssh2's native module, xdelta3-wasm's .wasm),
-// and small ones that bundling gains nothing on.
+// tap, as the test files import it, is a bundle of its own (bundleTap): its ~200 modules
+// cost every test process about 0.2 s of CPU to load one by one. The runner and the
+// modules it hands each test process (--import of @tapjs/processinfo) stay the repository's.
+//
+// Left out: packages that read files beside themselves at run time (ssh2's native module,
+// xdelta3-wasm's .wasm), and small ones that bundling gains nothing on.
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -107,7 +110,51 @@ export async function vendorTestPackages(out) {
   });
   for (const name of new Set(specifiers.map(packageOf))) {
     const exports = Object.fromEntries(specifiers.filter((specifier) => packageOf(specifier) === name).map((specifier) => [`.${specifier.slice(name.length)}`, `./${entryName(specifier).slice(name.length + 1)}.mjs`]));
-    mkdirSync(join(modules, name), { recursive: true });
-    writeFileSync(join(modules, name, 'package.json'), `${JSON.stringify({ name, type: 'module', exports }, null, 2)}\n`);
+    writePackage(modules, name, exports);
   }
+  await bundleTap(modules);
+}
+
+function writePackage(modules, name, exports) {
+  mkdirSync(join(modules, name), { recursive: true });
+  writeFileSync(join(modules, name, 'package.json'), `${JSON.stringify({ name, type: 'module', exports }, null, 2)}\n`);
+}
+
+/** tcompare's module that loads react-element-to-jsx-string (and React) as it is imported, for formatting React elements. */
+const TCOMPARE_REACT = /[\\/]tcompare[\\/]dist[\\/]esm[\\/]react-element-to-jsx-string\.js$/;
+
+/**
+ * tap in one file, `modules`/tap/index.mjs, apart from the other packages' chunks: it
+ * shares no state with them. Its test class is the one `tap build` made for the plugins of
+ * package.json (test-build-stamp counts it among the build's inputs).
+ */
+async function bundleTap(modules) {
+  await build({
+    ...NODE_ESM,
+    // @tapjs/stack leaves tap's own frames out of the stacks it reports (the `at` of a
+    // failure is the test's line either way) by the path of the packages they are in:
+    // the bundle's is node_modules/tap.
+    stdin: {
+      contents: "import { addIgnoredPackage } from '@tapjs/stack';\naddIgnoredPackage('tap');\nexport * from 'tap';\nexport { default } from 'tap';\n",
+      resolveDir: dirname(modules),
+      loader: 'js',
+    },
+    outfile: join(modules, 'tap', 'index.mjs'),
+    conditions: [],
+    mainFields: ['main'],
+    minifyWhitespace: true,
+    plugins: [
+      {
+        // loaded on first use instead (a test never formats a React element): ~25 ms of every test process
+        name: 'lazy-react-formatting',
+        setup(build) {
+          build.onLoad({ filter: TCOMPARE_REACT }, ({ path }) => ({
+            contents: `import { createRequire } from 'node:module';\nconst require = createRequire(${JSON.stringify(path)});\nexport default (...args) => require('react-element-to-jsx-string').default(...args);\n`,
+            loader: 'js',
+          }));
+        },
+      },
+    ],
+  });
+  writePackage(modules, 'tap', { '.': './index.mjs' });
 }

@@ -1,8 +1,9 @@
 // A compiled test (under .test-build/, scripts/build-tests.mjs) is refused by
 // test/helpers/preload.mjs when a .ts file of src/ or test/, or one of the build's own
 // inputs, was saved after the tree was compiled: it would check the old code; so was the
-// package-lock.json or a patch of patches/ (.test-build/node_modules bundles the packages
-// installed then: it would check the old packages). Run as tap
+// package-lock.json, a patch of patches/ or tap's test class as `tap build` made it
+// (.test-build/node_modules bundles the packages installed then: it would check the old
+// packages). Run as tap
 // runs a test file, on a repository of a test directory.
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
@@ -16,8 +17,8 @@ const STAMP_MODULE = pathToFileURL(`${REPO_ROOT}scripts/test-build-stamp.mjs`).h
 
 /** What build-tests' output depends on besides the sources: its scripts, and the tsconfig esbuild reads. */
 const BUILD_INPUTS = ['scripts/build-tests.mjs', 'scripts/test-build-stamp.mjs', 'scripts/vendor-test-packages.mjs', 'scripts/esbuild-node.mjs', 'tsconfig.json'];
-/** What says which packages are installed, bundled into .test-build/node_modules: the lock file, patch-package's patches. */
-const PACKAGE_INPUTS = ['package-lock.json', 'patches/undici+7.30.2.patch'];
+/** What says which packages are installed, bundled into .test-build/node_modules: the lock file, patch-package's patches, tap's test class as `tap build` made it. */
+const PACKAGE_INPUTS = ['package-lock.json', 'patches/undici+7.30.2.patch', 'node_modules/@tapjs/test/test-built/dist/esm/index.js'];
 
 /** A repository with a source in src/ and test/ and the build's inputs, all saved a minute ago, and a compiled test that prints "ran". */
 function repository(dir: string): { source: string; compiledTest: string } {
