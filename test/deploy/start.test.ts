@@ -5,7 +5,8 @@
 // OPERATIONS.md's Prometheus configuration, and on systemd's SIGTERM
 // (sent to every process of the unit: a cache's workers too) finishes what is in flight and
 // exits 0, which Restart=on-failure leaves stopped, within the unit's TimeoutStopSec, past
-// which systemd would kill it. The examples in config/ start as their comments run them.
+// which systemd would kill it. The examples in config/ start as their comments run them
+// (a cache as one process).
 // The schema tests (deploy.test.ts, examples.test.ts) load these files; this starts them.
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -175,13 +176,15 @@ t.test('the cache unit, one instance per deploy/regions/<region>.yaml: starts as
   }
 });
 
-t.test('the examples in config/ start as their comments run them, on the data and token they are given', async (t) => {
+t.test('the examples in config/ start as their comments run them, on the data and token they are given (a cache as one process: --workers 1)', async (t) => {
   const dir = t.testdir({ tokens: `${TOKEN}\n` });
   chmodSync(join(dir, 'tokens'), 0o600);
   const servers: [file: string, args: string[], health: object][] = [
     ['origin.yaml', ['origin', '--token-file', join(dir, 'tokens')], { status: 'ok', role: 'origin' }],
     ...readdirSync(CONFIG).filter((f) => /^cache-.*\.yaml$/.test(f)).map((f): [string, string[], object] =>
-      [f, ['cache'], { status: 'ok', role: 'cache', region: resolveCacheConfig(loadCacheConfig(join(CONFIG, f))).region }]),
+      // One process per cache: the examples' `workers: auto` starts a primary and a worker per
+      // CPU, each costing a cache start's CPU, which the deploy units above start and stop.
+      [f, ['cache', '--workers', '1'], { status: 'ok', role: 'cache', region: resolveCacheConfig(loadCacheConfig(join(CONFIG, f))).region }]),
   ];
   for (const [file, args, health] of servers) {
     const data = join(dir, file.replace(/\.yaml$/, ''));

@@ -92,32 +92,54 @@ t.test('SIGINT while a machine measures the caches (region: auto): the measure i
   t.same(await machinesOf(dir), [], 'the machine directory is removed');
 });
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  t.test(`${signal}: the running script is killed, no restore runs, the machine is discarded, the summary is printed`, async (t) => {
-    const pidFile = join(t.testdirName, 'sleep.pid');
-    const dir = await sleepingProject(t, pidFile);
-    const run = startRun(t, dir, ['s/a', 's/b']);
-    const pid = await taskPid(t, pidFile);
-    t.equal((await machinesOf(dir)).length, 1, 'one machine allocated');
-    run.child.kill(signal);
-    const { code } = await run.exited;
-    t.equal(code, 1, 'unsuccessful run');
-    t.match(run.out(), new RegExp(`Received ${signal}`));
-    t.match(run.out(), /Discarding local:alpha-1\.\.\./);
-    t.notMatch(run.out(), /Restoring|restoring-a/, 'no restore ran');
-    t.match(run.out(), /Successful tasks: 0\n\S+ \S+ Aborted tasks: 2\n/, 'the running job and the pending one are aborted');
-    t.match(run.out(), /error: unsuccessful run/);
-    await eventually("the task's sleep was killed (and reaped)", () => !isAlive(pid));
-    t.same(await machinesOf(dir), [], 'the machine directory is removed');
-    t.same(await readdir(join(dir, 'cache', 'running')).catch(() => []), [], 'no machine left on record');
-    // the run's transfer report says it was cut short
-    const [report] = await readdir(join(dir, 'cache', 'reports'));
-    const ledger = JSON.parse(await readFile(join(dir, 'cache', 'reports', report!), 'utf8')) as { interrupted?: unknown };
-    t.same(ledger.interrupted, { signal, abortedJobs: 2 }, 'the report is marked as interrupted');
-    const shown = await runCli(['report', '--data', join(dir, 'cache')]);
-    t.match(shown.stdout, `interrupted by ${signal}, 2 jobs aborted: the figures are those of the jobs that ran before it`, 'and fleetcache report says so');
-  });
+/**
+ * What a run cut by `signal` while s/a ran (its sleep `pid`) printed (`out`) and left: no
+ * restore, the machine discarded, the report marked interrupted with both jobs aborted.
+ */
+async function checkInterrupted(t: Test, dir: string, pid: number, signal: NodeJS.Signals, out: string): Promise<void> {
+  t.match(out, new RegExp(`Received ${signal}`));
+  t.match(out, /Discarding local:alpha-1\.\.\./);
+  t.notMatch(out, /Restoring|restoring-a/, 'no restore ran');
+  await eventually("the task's sleep was killed (and reaped)", () => !isAlive(pid));
+  t.same(await machinesOf(dir), [], 'the machine directory is removed');
+  t.same(await readdir(join(dir, 'cache', 'running')).catch(() => []), [], 'no machine left on record');
+  // the run's transfer report says it was cut short
+  const [report] = await readdir(join(dir, 'cache', 'reports'));
+  const ledger = JSON.parse(await readFile(join(dir, 'cache', 'reports', report!), 'utf8')) as { interrupted?: unknown };
+  t.same(ledger.interrupted, { signal, abortedJobs: 2 }, 'the report is marked as interrupted');
+  const shown = await runCli(['report', '--data', join(dir, 'cache')]);
+  t.match(shown.stdout, `interrupted by ${signal}, 2 jobs aborted: the figures are those of the jobs that ran before it`, 'and fleetcache report says so');
 }
+
+t.test('SIGINT to the binary: the running script is killed, no restore runs, the machine is discarded, the summary is printed, exit 1', async (t) => {
+  const pidFile = join(t.testdirName, 'sleep.pid');
+  const dir = await sleepingProject(t, pidFile);
+  const run = startRun(t, dir, ['s/a', 's/b']);
+  const pid = await taskPid(t, pidFile);
+  t.equal((await machinesOf(dir)).length, 1, 'one machine allocated');
+  run.child.kill('SIGINT');
+  const { code } = await run.exited;
+  t.equal(code, 1, 'unsuccessful run');
+  t.match(run.out(), /Successful tasks: 0\n\S+ \S+ Aborted tasks: 2\n/, 'the running job and the pending one are aborted, in the summary printed');
+  t.match(run.out(), /error: unsuccessful run/);
+  await checkInterrupted(t, dir, pid, 'SIGINT', run.out());
+});
+
+// The binary's exit status after a SIGTERM is the SIGINT's above (the CLI maps an interrupted
+// run to exit 1 whatever the signal), and its SIGTERM handler is proved on the binary by the
+// second-signal test below: the run it cuts is this process's, signalled as the binary is.
+t.test('SIGTERM: the running script is killed, no restore runs, the machine is discarded, the run is interrupted', async (t) => {
+  const pidFile = join(t.testdirName, 'sleep.pid');
+  const dir = await sleepingProject(t, pidFile);
+  const run = runHere(t, dir, { filters: ['s/a', 's/b'] });
+  const pid = await taskPid(t, pidFile);
+  t.equal((await machinesOf(dir)).length, 1, 'one machine allocated');
+  run.interrupt('SIGTERM');
+  const ended = await endedWithin(run.ended, 60_000);
+  t.equal(ended !== 'waiting' && ended.result?.interrupted, 'SIGTERM', 'an interrupted run (unsuccessful)');
+  t.match(summaryOf(ended), /^Successful tasks: 0\nAborted tasks: 2$/, 'the running job and the pending one are aborted');
+  await checkInterrupted(t, dir, pid, 'SIGTERM', run.out());
+});
 
 t.test('a signal during the last restore, every job passed: the restore is killed and the run is unsuccessful (exit 1)', async (t) => {
   const pidFile = join(t.testdirName, 'restore.pid');
