@@ -644,11 +644,15 @@ t.test('a push of an unchanged tree does not wait for the region caches\' probes
   t.ok(elapsed < 2_000, `the push did not wait for the probe (${elapsed} ms)`);
 });
 
-/** An origin with two bases of project `name` (the second made by a large new file: its delta is past the re-base bound), the project as the second. */
+/**
+ * An origin with two bases of project `name` (the second made by a new random file: its delta
+ * is past the re-base bound), the project as the second. 64 KiB: about twice the bound (a
+ * tenth of the ~350 KiB compressed tar); every push after it encodes against both bases.
+ */
 async function twoBases(t: Test, name: string) {
   const setup = await originWithProject(t, name);
   const first = await pushProject({ ...setup.common, run: 'run-1' });
-  writeFileSync(join(setup.project, 'large.bin'), randomBytes(512 << 10));
+  writeFileSync(join(setup.project, 'large.bin'), randomBytes(64 << 10));
   const second = await pushProject({ ...setup.common, run: 'run-2' });
   t.ok(second.rebased, 'a second base');
   return { ...setup, bases: [first.manifest.base.digest, second.manifest.base.digest] };
