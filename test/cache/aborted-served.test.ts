@@ -9,12 +9,20 @@ import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { startServerProcess, type RunningServer } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
-import { startUpstream } from './upstream-fixture.js';
+import { randomish, sha256, startUpstream } from './upstream-fixture.js';
 
 const SIZE = 64 * 1024 * 1024;
 const HALF = SIZE / 2;
 /** Longer than a worker takes to report its counts (cluster/link.ts). */
 const SETTLE_MS = 500;
+/**
+ * The large blobs, made once for the file: one per subtest that reads one, the same in both
+ * caches (each has a data directory and an upstream of its own: a cold miss in each).
+ */
+const LARGE = Array.from({ length: 3 }, () => {
+  const body = randomish(SIZE);
+  return { hex: sha256(body), body };
+});
 
 /** Bytes served of /cas blobs, in /-/stats. */
 async function statsServed(cache: RunningServer): Promise<number> {
@@ -81,7 +89,7 @@ for (const workers of [1, 2]) {
     const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', t.testdir(), '--workers', String(workers)], { FLEETCACHE_LOG_LEVEL: 'warn' });
 
     await t.test('a hit read half-way', async (t) => {
-      const target = `/cas/sha256/${up.addBlob(SIZE).hex}`;
+      const target = `/cas/sha256/${up.serveBlob(LARGE[0]!).hex}`;
       t.equal(await readPart(cache, target), SIZE, 'filled whole first');
       await eventually('stored', async () => (await request(`${cache.url}${target}`, { method: 'HEAD', headers: { 'cache-control': 'only-if-cached' } })).statusCode === 200);
       let read = 0;
@@ -91,7 +99,7 @@ for (const workers of [1, 2]) {
     });
 
     await t.test('a fill read half-way by the request leading it and one joining it', async (t) => {
-      const target = `/cas/sha256/${up.addBlob(SIZE).hex}`;
+      const target = `/cas/sha256/${up.serveBlob(LARGE[1]!).hex}`;
       up.options.rate = SIZE / 2; // two seconds: the second request joins a fill in flight
       t.teardown(() => (up.options.rate = undefined));
       let reads: number[] = [];
@@ -103,7 +111,7 @@ for (const workers of [1, 2]) {
     });
 
     await t.test('a fill whose upstream dies mid-body', async (t) => {
-      const target = `/cas/sha256/${up.addBlob(SIZE).hex}`;
+      const target = `/cas/sha256/${up.serveBlob(LARGE[2]!).hex}`;
       up.options.dieAfter = HALF;
       let read = 0;
       const served = await addedBy(cache, statsServed, async () => (read = await readPart(cache, target)));

@@ -29,12 +29,12 @@ async function stats(url: string): Promise<{ total: { hits: number; misses: numb
 t.test('two workers share one cache', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const dir = t.testdir();
-  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '20MiB', '--fill-memory', '3MiB'], { FLEETCACHE_LOG_LEVEL: 'info' });
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '10MiB', '--fill-memory', '3MiB'], { FLEETCACHE_LOG_LEVEL: 'info' });
 
   await t.test('32 clients on one cold object: one upstream request, every body right', async (t) => {
-    const size = 8 * 1024 * 1024;
+    const size = 4 * 1024 * 1024; // more than a worker's fill memory (3 MiB)
     const { hex } = up.addBlob(size);
-    up.options.rate = 16 * 1024 * 1024; // half a second of filling: every client arrives during it
+    up.options.rate = 8 * 1024 * 1024; // half a second of filling: every client arrives during it
     const results = await Promise.all(Array.from({ length: 32 }, () => get(`${cache.url}/cas/sha256/${hex}`)));
     up.options.rate = 0;
     t.equal(up.count(`/cas/sha256/${hex}`), 1, 'one upstream request for both workers');
@@ -71,11 +71,11 @@ t.test('two workers share one cache', async (t) => {
   });
 
   await t.test('upstream dies mid-stream: every waiter in both workers errors, nothing kept', async (t) => {
-    const size = 8 * 1024 * 1024;
+    const size = 4 * 1024 * 1024;
     const { hex } = up.addBlob(size);
     // A second of filling before upstream dies. A client that comes after the failure
     // (a loaded machine) rightly starts a new fill: upstream dies for every one of them.
-    up.options = { rate: 4 * 1024 * 1024, dieAfter: 4 * 1024 * 1024, keepDying: true };
+    up.options = { rate: 2 * 1024 * 1024, dieAfter: 2 * 1024 * 1024, keepDying: true };
     const results = await Promise.all(Array.from({ length: 16 }, () => get(`${cache.url}/cas/sha256/${hex}`)));
     const failed = up.count(`/cas/sha256/${hex}`);
     up.options = {};
@@ -88,7 +88,7 @@ t.test('two workers share one cache', async (t) => {
   });
 
   await t.test('the byte budget is the whole cache\'s: the primary evicts the least recently used', async (t) => {
-    const blobs = Array.from({ length: 6 }, () => up.addBlob(6 * 1024 * 1024));
+    const blobs = Array.from({ length: 6 }, () => up.addBlob(3 * 1024 * 1024));
     for (const b of blobs) {
       t.equal((await get(`${cache.url}/cas/sha256/${b.hex}`)).hash, b.hex);
       // Committed (flushed first: it may take a while on a busy disk) before the next one.
@@ -97,9 +97,9 @@ t.test('two workers share one cache', async (t) => {
     // Workers report commits every 200 ms, and the primary broadcasts its figures every 250 ms.
     const oldest = path.join(dir, casId({ algo: 'sha256', hex: blobs[0]!.hex }));
     await eventually('the oldest body unlinked', () => !existsSync(oldest));
-    await eventually('the store back within 20 MiB', async () => (await stats(cache.url)).store.bytes <= 20 * 1024 * 1024);
+    await eventually('the store back within 10 MiB', async () => (await stats(cache.url)).store.bytes <= 10 * 1024 * 1024);
     const s = await stats(cache.url);
-    t.ok(s.store.bytes <= 20 * 1024 * 1024, `store within 20 MiB (${s.store.bytes} bytes)`);
+    t.ok(s.store.bytes <= 10 * 1024 * 1024, `store within 10 MiB (${s.store.bytes} bytes)`);
     t.notOk(existsSync(oldest), 'the oldest body is unlinked');
     t.ok(existsSync(path.join(dir, casId({ algo: 'sha256', hex: blobs[5]!.hex }))), 'the newest is kept');
     t.equal((await get(`${cache.url}/cas/sha256/${blobs[0]!.hex}`)).xcache, 'MISS', 'an evicted object is fetched again, in either worker');
@@ -117,7 +117,7 @@ t.test('two workers share one cache', async (t) => {
     const reported = (): Promise<unknown> => stats(cache.url);
     const small = up.addBlob(4096);
     // Sizes of their own: the store's byte count changes with each commit, evictions or not.
-    const large = Array.from({ length: 4 }, (_, i) => up.addBlob(6 * 1024 * 1024 + (i + 1) * 4096));
+    const large = Array.from({ length: 4 }, (_, i) => up.addBlob(3 * 1024 * 1024 + (i + 1) * 4096));
     for (const b of [small, ...large.slice(0, 3)]) {
       const before = (await stats(cache.url)).store.bytes;
       t.equal((await get(`${cache.url}/cas/sha256/${b.hex}`)).hash, b.hex);
@@ -128,7 +128,7 @@ t.test('two workers share one cache', async (t) => {
     const hits = await Promise.all(Array.from({ length: 4 }, () => get(`${cache.url}/cas/sha256/${small.hex}`)));
     t.same(hits.map((h) => h.xcache), ['HIT', 'HIT', 'HIT', 'HIT'], 'the small one is asked again (in both workers)');
     await reported();
-    t.equal((await get(`${cache.url}/cas/sha256/${large[3]!.hex}`)).hash, large[3]!.hex, 'over 24 MiB > 20: one must go');
+    t.equal((await get(`${cache.url}/cas/sha256/${large[3]!.hex}`)).hash, large[3]!.hex, 'over 12 MiB > 10: one must go');
     await eventually('the least recently used body unlinked', () => !existsSync(file(large[0]!.hex)));
     t.ok(existsSync(file(small.hex)), 'the small one, older but hit since, is kept');
     t.ok(large.slice(1).every((b) => existsSync(file(b.hex))), 'the others are kept');
@@ -143,7 +143,7 @@ t.test('two workers share one cache', async (t) => {
     t.equal(Number(m?.[1]), s.total.misses, 'the same figure as /-/stats');
     t.match(text, /^fleetcache_cache_fill_memory_limit_bytes\{role="cache",region="[^"]+"\} 6291456$/m, '--fill-memory 3MiB in each of the two workers');
     const maxSize = /^fleetcache_cache_max_size_bytes\{role="cache",region="[^"]+"\} (\d+)$/m.exec(text);
-    t.equal(Number(maxSize?.[1]), 20 * 2 ** 20, '--max-size 20MiB, once for the cache (the workers share one budget): lru_bytes can be divided by it');
+    t.equal(Number(maxSize?.[1]), 10 * 2 ** 20, '--max-size 10MiB, once for the cache (the workers share one budget): lru_bytes can be divided by it');
     t.equal(Number(maxSize?.[1]), s.store.maxSize, 'the figure of /-/stats');
     const rss = /^fleetcache_process_resident_memory_bytes\{role="cache",region="[^"]+"\} (\d+)$/m.exec(text);
     t.ok(rss && Number(rss[1]) > 2 * 20 * 2 ** 20, `the workers' memory, summed (${rss?.[1]} bytes)`);
