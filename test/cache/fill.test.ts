@@ -11,7 +11,22 @@ import { casId } from '../../src/cache/disk-store.js';
 import { UNREAD_GRACE_MS, WINDOW } from '../../src/cache/fill-progress.js';
 import { eventually } from '../helpers/wait.js';
 import { fetchHash, startCache } from './harness.js';
-import { startUpstream, type UpstreamFixture } from './upstream-fixture.js';
+import { randomish, sha256, startUpstream, type UpstreamFixture } from './upstream-fixture.js';
+
+/**
+ * The blobs of the subtests below (each with an upstream of its own), made once: the first
+ * `size` bytes of one random 64 MiB body (about 190 MiB of bodies made anew, subtest by
+ * subtest, took about a second of CPU). Never changed in place: a subtest that corrupts a
+ * body makes its own (addBlob).
+ */
+const SHARED = randomish(64 * 1024 * 1024);
+const sharedHexes = new Map<number, string>();
+function sharedBlob(up: UpstreamFixture, size: number): { hex: string; body: Buffer } {
+  const body = SHARED.subarray(0, size);
+  let hex = sharedHexes.get(size);
+  if (hex === undefined) sharedHexes.set(size, (hex = sha256(body)));
+  return up.serveBlob({ hex, body });
+}
 
 /** The grace of fills not kept (UNREAD_GRACE_MS) in the subtests that wait it out: only that it ends is under test. */
 const GRACE_MS = 200;
@@ -25,7 +40,7 @@ t.test('32 clients on one cold 32 MiB object: one upstream request, every body r
   // Twice the windows a fill keeps in memory (RECENT_BYTES).
   const size = 32 * 1024 * 1024;
   const clients = 32;
-  const { hex } = up.addBlob(size);
+  const { hex } = sharedBlob(up, size);
   up.options.rate = 64 * 1024 * 1024; // slow enough that all arrive while it fills
   const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
   const results = await Promise.all(Array.from({ length: clients }, () => fetchHash(`${url}/cas/sha256/${hex}`)));
@@ -51,7 +66,7 @@ t.test('32 clients on one cold 32 MiB object: one upstream request, every body r
 
 t.test('upstream killed mid-stream: every waiter errors, nothing kept, next request refetches', async (t) => {
   const { up, upUrl } = await startUpstream(t);
-  const { hex } = up.addBlob(8 * 1024 * 1024);
+  const { hex } = sharedBlob(up, 8 * 1024 * 1024);
   up.options.rate = 32 * 1024 * 1024;
   up.options.dieAfter = 3 * 1024 * 1024;
   const { app, url } = await startCache(t, { upstream: upUrl }, t.testdir());
@@ -78,7 +93,7 @@ t.test('a body that does not hash to its digest is refused and never kept', asyn
 t.test('an object larger than the cache: fetched once for every waiter through a temp file, not kept', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const size = 2 * 1024 * 1024;
-  const { hex } = up.addBlob(size);
+  const { hex } = sharedBlob(up, size);
   up.options.rate = 4 * 1024 * 1024; // half a second: every client arrives meanwhile
   const dir = t.testdir();
   const { app, url } = await startCache(t, { upstream: upUrl, maxSize: '1MiB' }, dir);
@@ -98,7 +113,7 @@ t.test('an object larger than the cache: fetched once for every waiter through a
 
 t.test('an object larger than the cache without Content-Length: its claim goes as its fill ends, and the next requests share one fill', async (t) => {
   const { up, upUrl } = await startUpstream(t);
-  const { hex, body } = up.addBlob(2 * 1024 * 1024);
+  const { hex, body } = sharedBlob(up, 2 * 1024 * 1024);
   up.handler = (req, res) => {
     if (req.url !== `/cas/sha256/${hex}`) return false;
     res.writeHead(200, { 'content-type': 'application/octet-stream' }); // chunked: the size is known at the end only
@@ -120,8 +135,8 @@ t.test('an object larger than the cache without Content-Length: its claim goes a
 t.test('a fill whose body is not kept stops once its last reader has gone; one that is kept goes on', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const size = 8 * 1024 * 1024;
-  const big = up.addBlob(size); // larger than the cache
-  const kept = up.addBlob(size / 8);
+  const big = sharedBlob(up, size); // larger than the cache
+  const kept = sharedBlob(up, size / 8);
   up.options.rate = 3.2 * 1024 * 1024; // the big one takes 2.5 s
   const { app, url } = await startCache(t, { upstream: upUrl, maxSize: `${size / 2}` }, t.testdir(), { unreadGraceMs: GRACE_MS });
   const leave = async (hex: string) => {
@@ -143,7 +158,7 @@ t.test('a fill whose body is not kept stops once its last reader has gone; one t
 
 t.test('a fill not kept whose upstream stalled stops too once its last reader has gone', async (t) => {
   const { up, upUrl } = await startUpstream(t);
-  const { hex } = up.addBlob(4 * 1024 * 1024); // larger than the cache
+  const { hex } = sharedBlob(up, 4 * 1024 * 1024); // larger than the cache
   let cut = false;
   up.handler = (req, res) => {
     res.writeHead(200, { 'content-length': String(4 * 1024 * 1024) });
@@ -187,7 +202,7 @@ t.test('a body of unknown length that its last reader left while it was kept sto
 t.test('a fill not kept that its last reader left goes on for a request that joins it within the grace', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const size = 4 * 1024 * 1024;
-  const { hex } = up.addBlob(size); // larger than the cache
+  const { hex } = sharedBlob(up, size); // larger than the cache
   up.options.rate = 2 * 1024 * 1024; // two seconds
   const { url } = await startCache(t, { upstream: upUrl, maxSize: '1MiB' }, t.testdir());
   const first = await request(`${url}/cas/sha256/${hex}`);
@@ -219,7 +234,7 @@ function stalling(up: UpstreamFixture, headers: Record<string, string>): { cut: 
 
 t.test('a fill not kept whose only request was answered without its body (304) stops after the grace', async (t) => {
   const { up, upUrl } = await startUpstream(t);
-  const { hex } = up.addBlob(4 * 1024 * 1024); // larger than the cache
+  const { hex } = sharedBlob(up, 4 * 1024 * 1024); // larger than the cache
   const upstream = stalling(up, { 'content-length': String(4 * 1024 * 1024) });
   const { url } = await startCache(t, { upstream: upUrl, maxSize: '1MiB' }, t.testdir(), { unreadGraceMs: GRACE_MS });
   const res = await request(`${url}/cas/sha256/${hex}`, { headers: { 'if-none-match': `"sha256:${hex}"` } });
@@ -272,7 +287,7 @@ t.test('a Range of a body of unknown size not kept: its client gone before upstr
 
 t.test('Range on an object still filling', async (t) => {
   const { up, upUrl } = await startUpstream(t);
-  const { hex, body } = up.addBlob(16 * 1024 * 1024);
+  const { hex, body } = sharedBlob(up, 16 * 1024 * 1024);
   up.options.rate = 16 * 1024 * 1024; // one second to fill
   const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
   const full = fetchHash(`${url}/cas/sha256/${hex}`);
@@ -333,7 +348,7 @@ t.test('a Range of a filling /cas object whose body turns out wrong is cut, neve
 t.test('readers that come late read the growing file, then the shared windows; one that leaves disturbs no one', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   // 48 MiB in about 1.5 s: once 20 MiB are in, the first 16 MiB are no longer kept in memory (RECENT_BYTES).
-  const { hex, body } = up.addBlob(48 * 1024 * 1024);
+  const { hex, body } = sharedBlob(up, 48 * 1024 * 1024);
   up.options.rate = 32 * 1024 * 1024;
   const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
   const first = fetchHash(`${url}/cas/sha256/${hex}`);
@@ -366,7 +381,7 @@ function firstConnectionClosed(app: FastifyInstance): () => boolean {
 t.test('a cache whose idle limit is 2 × 300 ms, a 64 MiB object', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const small = up.addBlob(4096);
-  const large = up.addBlob(64 * 1024 * 1024);
+  const large = sharedBlob(up, 64 * 1024 * 1024);
   // Idle limit: 2 × max(connect + headers, body) = 2 × 300 ms.
   const { app, url } = await startCache(t, { upstream: upUrl, timeouts: { connect: '100ms', headers: '100ms', body: '300ms' } }, t.testdir());
 

@@ -17,21 +17,44 @@ import { eventually } from '../helpers/wait.js';
 import { cacheWorkers, fetchHash } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';
 
-// One cache for two subtests: the first stops a worker and kills it, the second counts that
-// death as the first of five (a cache start is half a second of CPU, and each worker more).
-t.test('two workers, NODE_CLUSTER_SCHED_POLICY=none, workerRestartDelay 100ms: a worker stopped then killed, then each replacement killed in turn', async (t) => {
+// One cache for three subtests (a cache start is half a second of CPU, and each worker more):
+// the first pauses it whole, the second stops a worker, which the primary kills after
+// workerTimeout, the third counts that death as the first of five.
+t.test('two workers, NODE_CLUSTER_SCHED_POLICY=none, workerTimeout 1s, workerRestartDelay 100ms: a pause of the whole cache, a stopped worker killed by the primary, then each replacement killed in turn', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const blob = up.addBlob(4096);
   const dir = t.testdir();
-  // 100 ms, 200, 400, 800 (the default's 250 ms, 0.5, 1, 2 s in all took 3.75 s)
-  writeFileSync(path.join(dir, 'cache.yaml'), 'workerRestartDelay: 100ms\n');
-  const cache = await startServerProcess(t, ['cache', '-c', path.join(dir, 'cache.yaml'), '--upstream', 'http://127.0.0.1:1', '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn', NODE_CLUSTER_SCHED_POLICY: 'none' });
+  // the file without an upstream: --upstream gives it (flags override the file)
+  // workerTimeout 1 s (the primary looks every 333 ms): the waits below are in proportion to it.
+  // workerRestartDelay 100 ms, 200, 400, 800 (the default's 250 ms, 0.5, 1, 2 s in all took 3.75 s)
+  writeFileSync(path.join(dir, 'cache.yaml'), 'workerTimeout: 1s\nworkerRestartDelay: 100ms\n');
+  const cache = await startServerProcess(t, ['cache', '-c', path.join(dir, 'cache.yaml'), '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn', NODE_CLUSTER_SCHED_POLICY: 'none' });
   const exited = new Promise<number | null>((resolve) => cache.child.once('exit', (code) => resolve(code)));
   const primary = cache.child.pid!;
   const [first, survivor] = cacheWorkers(primary);
   /** When the last worker was killed. */
   let killedAt = 0;
 
+  await t.test('a pause of the whole cache longer than workerTimeout kills no worker', async (t) => {
+    // The whole cache stopped for longer than workerTimeout (Ctrl-Z, a paused machine), then
+    // resumed: nobody is killed, since the primary was stopped too. The workers are stopped
+    // a little before the primary (under workerTimeout), so that the primary, which looks
+    // every workerTimeout / 3, has asked them a question they left unanswered: a primary that
+    // took the pause for their silence would kill them at its first look after it, well
+    // within the wait below.
+    const workers = [first!, survivor!];
+    for (const pid of workers) process.kill(pid, 'SIGSTOP');
+    await new Promise((r) => setTimeout(r, 600));
+    process.kill(primary, 'SIGSTOP');
+    await new Promise((r) => setTimeout(r, 1500));
+    for (const pid of [primary, ...workers]) process.kill(pid, 'SIGCONT');
+    await new Promise((r) => setTimeout(r, 1250));
+    t.notMatch(cache.stderr(), /does not answer/, 'a pause of the whole cache kills no worker');
+    t.ok(workers.every((pid) => isAlive(pid)), 'both workers live on');
+  });
+
   // The setting deploy/OPERATIONS.md offers against connections lost with a dying worker.
-  await t.test('NODE_CLUSTER_SCHED_POLICY=none: a worker stopped, then killed, is left no connection; every fresh one is answered', async (t) => {
+  await t.test('a worker that stops answering (SIGSTOP) is killed after workerTimeout and replaced; with NODE_CLUSTER_SCHED_POLICY=none it is left no connection, every fresh one is answered', async (t) => {
     const stopped = rememberProcess(first!);
     t.teardown(() => stopped.kill('SIGKILL'));
     stopped.kill('SIGSTOP');
@@ -45,18 +68,25 @@ t.test('two workers, NODE_CLUSTER_SCHED_POLICY=none, workerRestartDelay 100ms: a
         (err: Error) => settled.push(`${i}:${err.message}`),
       );
     }
-    await eventually('half of them settled', () => settled.length >= 3, 10_000);
-    stopped.kill('SIGKILL');
-    killedAt = Date.now();
+    await eventually('the silent worker is killed', () => !isAlive(first!), 15_000);
+    let killLine: RegExpExecArray | null = null;
+    await eventually('the kill logged', () => (killLine = /"time":(\d+),.*"silentMs":\d+,"msg":"cache worker does not answer: killing it"/.exec(cache.stderr())) !== null);
+    killedAt = Number(killLine![1]); // logged just before the kill
+    await eventually('replaced as a worker that died', () => /"signal":"SIGKILL".*"msg":"cache worker died: starting another"/.test(cache.stderr()));
     // (on failure, the ones left are ended by the cache's stop at the test's end)
     await eventually('every one settled', () => settled.length === 6, 10_000).catch((err: Error) => t.fail(`${err.message}: ${settled.join(' ')}`));
     t.equal(settled.filter((s) => s.endsWith(':200')).length, 6, `all six answered 200 (${settled.join(' ')})`);
+    await eventually('a replacement runs', () => cacheWorkers(primary).length === 2, 30_000);
+    // on fresh connections, spread over both workers: each answered
+    const got = await Promise.all(Array.from({ length: 12 }, () => fetchHash(`${cache.url}/cas/sha256/${blob.hex}`, {}, { fresh: true })));
+    t.ok(got.every((g) => g.status === 200 && g.hash === blob.hex), 'twelve answers');
+    t.equal(cache.child.exitCode, null, 'the cache serves on');
   });
 
   await t.test('a worker killed five times within a minute: replaced with back-off, then the cache gives up', async (t) => {
     t.ok(survivor !== undefined && first !== undefined, 'two workers');
-    // The worker stopped above was the first death. Each replacement of the one killed
-    // before is killed in turn; the other worker lives on.
+    // The worker the primary killed above was the first death. Each replacement of the one
+    // killed before is killed in turn; the other worker lives on.
     const seen = new Set([survivor, first]);
     let victim = first!;
     for (let death = 1; death <= 5; death++) {
@@ -164,40 +194,4 @@ t.test('a cache of two workers, both killed twice', async (t) => {
     t.same(claims(), []);
     t.equal((await fetchHash(`${cache.url}/cas/sha256/${inTemp.hex}`)).hash, inTemp.hex, 'the object is filled again');
   });
-});
-
-t.test('a worker that stops answering (SIGSTOP) is killed after workerTimeout and replaced: no connection hangs on it for long', async (t) => {
-  const { up, upUrl } = await startUpstream(t);
-  const blob = up.addBlob(4096);
-  const dir = t.testdir();
-  // the file without an upstream: --upstream gives it (flags override the file)
-  // 1 s (the primary looks every 333 ms): the waits below are in proportion to it.
-  writeFileSync(path.join(dir, 'cache.yaml'), 'workerTimeout: 1s\n');
-  const cache = await startServerProcess(t, ['cache', '-c', path.join(dir, 'cache.yaml'), '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
-  const primary = cache.child.pid!;
-  const workers = cacheWorkers(primary);
-  // The whole cache stopped for longer than workerTimeout (Ctrl-Z, a paused machine), then
-  // resumed: nobody is killed, since the primary was stopped too. The workers are stopped
-  // a little before the primary (under workerTimeout), so that the primary, which looks
-  // every workerTimeout / 3, has asked them a question they left unanswered: a primary that
-  // took the pause for their silence would kill them at its first look after it, well
-  // within the wait below.
-  for (const pid of workers) process.kill(pid, 'SIGSTOP');
-  await new Promise((r) => setTimeout(r, 600));
-  process.kill(primary, 'SIGSTOP');
-  await new Promise((r) => setTimeout(r, 1500));
-  for (const pid of [primary, ...workers]) process.kill(pid, 'SIGCONT');
-  await new Promise((r) => setTimeout(r, 1250));
-  t.notMatch(cache.stderr(), /does not answer/, 'a pause of the whole cache kills no worker');
-  t.ok(workers.every((pid) => isAlive(pid)), 'both workers live on');
-  const stopped = workers[1];
-  process.kill(stopped!, 'SIGSTOP');
-  await eventually('the silent worker is killed', () => !isAlive(stopped!), 15_000);
-  await eventually('the kill logged', () => /"silentMs":\d+,"msg":"cache worker does not answer: killing it"/.test(cache.stderr()));
-  await eventually('replaced as a worker that died', () => /"signal":"SIGKILL".*"msg":"cache worker died: starting another"/.test(cache.stderr()));
-  await eventually('a replacement runs', () => cacheWorkers(primary).length === 2, 30_000);
-  // on fresh connections, spread over both workers: each answered
-  const got = await Promise.all(Array.from({ length: 12 }, () => fetchHash(`${cache.url}/cas/sha256/${blob.hex}`, {}, { fresh: true })));
-  t.ok(got.every((g) => g.status === 200 && g.hash === blob.hex), 'twelve answers');
-  t.equal(cache.child.exitCode, null, 'the cache serves on');
 });
