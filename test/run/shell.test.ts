@@ -35,19 +35,29 @@ t.test('-shell: a shell instead of each execute script, in the task directory wi
   t.match(out, /Successful tasks: 2\n.*Aborted tasks: 0\n/);
 });
 
+// The interrupt goes to the shell of a second failing task, run last: one run for both.
 t.test('-debug: a failing script opens a shell after its debug output; the failure counts and the restore runs', async (t) => {
   const dir = await project(t, SPREAD(1), {
     's/good': 'summary: good\nexecute: echo fine\n',
     's/bad': 'summary: bad\nexecute: echo EXECUTED-bad; false\ndebug: echo DEBUG-bad\nrestore: echo RESTORED-bad\n',
+    's/last': 'summary: last\nexecute: "false"\npriority: -1\n',
   });
   const run = startRun(t, dir, ['-debug', '-seed', '1']);
   await run.seen(/Starting shell to debug\.\.\./);
   run.type(PROBE);
-  t.equal(await run.exit(), 1, 'unsuccessful run');
+  await run.seen(/Starting shell to debug\.\.\./, 2);
+  run.type('echo SHELL-OPEN\n');
+  await run.seen(/^SHELL-OPEN$/m);
+  process.kill(run.pid, 'SIGINT');
+  t.equal(await run.exit(30_000), 1, 'unsuccessful run');
   const out = run.out();
-  t.match(out, /Error executing local:alpha-1:s\/bad \(local:alpha-1\) :\n-----\n[^]*EXECUTED-bad\n[^]*-----\n.* Debug output for local:alpha-1:s\/bad \(local:alpha-1\) :\n-----\n[^]*DEBUG-bad\n-----\n.* Starting shell to debug\.\.\.\nMARK-s\/bad-hello\nPWD=\/\S+\/home\/shells\/s\/bad\n.* Continuing\.\.\.\n.* Restoring local:alpha-1:s\/bad/);
-  t.equal(out.match(/Starting shell/g)?.length, 1, 'no shell for the task that passed');
-  t.match(out, /Successful tasks: 1\n.*Aborted tasks: 0\n.*Failed tasks: 1\n    - local:alpha-1:s\/bad\n/);
+  t.match(out, /Error executing local:alpha-1:s\/bad \(local:alpha-1\) :\n-----\n[^]*EXECUTED-bad\n[^]*-----\n.* Debug output for local:alpha-1:s\/bad \(local:alpha-1\) :\n-----\n[^]*DEBUG-bad\n-----\n.* Starting shell to debug\.\.\.\nMARK-s\/bad-hello\nPWD=\/\S+\/home\/shells\/s\/bad\n.* Continuing\.\.\.\n.* Restoring local:alpha-1:s\/bad \(/);
+  t.equal(out.match(/Starting shell/g)?.length, 2, 'a shell for each failed task, none for the task that passed');
+
+  t.test('an interrupt in a -debug shell: the failed task counts as failed only, not aborted too', async (t) => {
+    t.match(out, /Error executing local:alpha-1:s\/last [^]*Starting shell to debug\.\.\.\nSHELL-OPEN\n[^]*Received SIGINT/, "the interrupt came in s/last's shell");
+    t.match(out, /Successful tasks: 1\n.*Aborted tasks: 0\n.*Failed tasks: 2\n    - local:alpha-1:s\/bad\n    - local:alpha-1:s\/last\n/);
+  });
 });
 
 t.test('-shell-before -shell-after: a shell before the execute script and one after it', async (t) => {
@@ -129,15 +139,4 @@ t.test('on a terminal: an interactive bash with spread\'s prompt; Ctrl-C reaches
   const out = run.out().replace(/\r/g, '');
   t.match(out, /MARK-s\/one\n\/dev\/pts\/\d+\n/, 'the shell has the terminal');
   t.match(out, /Continuing\.\.\.\n[^]*Successful tasks: 1\n.*Aborted tasks: 0/);
-});
-
-t.test('an interrupt in a -debug shell: the failed task counts as failed only, not aborted too', async (t) => {
-  const dir = await project(t, SPREAD(1), { 's/bad': 'summary: bad\nexecute: "false"\n' });
-  const run = startRun(t, dir, ['-debug']);
-  await run.seen(/Starting shell to debug\.\.\./);
-  run.type('echo SHELL-OPEN\n');
-  await run.seen(/^SHELL-OPEN$/m);
-  process.kill(run.pid, 'SIGINT');
-  t.equal(await run.exit(30_000), 1);
-  t.match(run.out(), /Successful tasks: 0\n.*Aborted tasks: 0\n.*Failed tasks: 1\n    - local:alpha-1:s\/bad\n/);
 });

@@ -63,27 +63,28 @@ t.test('more than ten machines running at once: no MaxListenersExceededWarning',
   t.same(warnings.filter((w) => w.includes('MaxListeners')), []);
 });
 
-t.test('-repeat records the time of one round, not of all of them together', async (t) => {
+// One run of -repeat 2 for both: a job of each suite on the one machine, one after the other.
+t.test('-repeat records the time of one round of each job', async (t) => {
   // a round sleeps 2 s: one round's time stays under 4 s with the overhead of a loaded CI
   // machine (a bound of 1.2 s on a 0.5 s sleep failed there), three rounds take 6 s or more
-  const dir = await project(t, spreadYaml('rounds', LOCAL), { 's/t': 'summary: t\nexecute: sleep 2\n' });
-  const { result } = await run(dir, [], { repeat: 2 });
-  t.equal(result.tally.successful, 3, 'three rounds');
-  const file = JSON.parse(await readFile(join(dir, '.fleetcache-timings.json'), 'utf8')) as { jobs: Record<string, { avg: number }> };
-  const avg = file.jobs['local:alpha-1:s/t']?.avg ?? NaN;
-  t.ok(avg >= 2 && avg < 4, `one round's time: ${avg} s (three rounds take 6 s or more)`);
-});
-
-t.test('-repeat: a job whose suite prepare-each fails in a later round records the time of the rounds that ran', async (t) => {
   const once = join(t.testdirName, 'prepared-once');
-  const yaml = ['project: later', 'path: /home/later', ...LOCAL, 'suites:', '  s/:', '    summary: s', `    prepare-each: if [ -e ${once} ]; then exit 1; fi; touch ${once}`, ''].join('\n');
-  const dir = await project(t, yaml, { 's/t': 'summary: t\nexecute: sleep 2\n' }); // as above: a round of 2 s
+  const yaml = ['project: rounds', 'path: /home/rounds', ...LOCAL, 'suites:', '  s/:', '    summary: s', '  later/:', '    summary: later', `    prepare-each: if [ -e ${once} ]; then exit 1; fi; touch ${once}`, ''].join('\n');
+  const round = 'summary: t\nexecute: sleep 2\n';
+  const dir = await project(t, yaml, { 's/t': round, 'later/t': round });
   const { result } = await run(dir, [], { repeat: 2 });
-  t.equal(result.tally.successful, 1, 'the first round ran');
-  t.same(result.tally.aborted, ['local:alpha-1:s/t'], "the second round's prepare failed");
-  const file = JSON.parse(await readFile(join(dir, '.fleetcache-timings.json'), 'utf8').catch(() => '{"jobs":{}}')) as { jobs: Record<string, { avg: number }> };
-  const avg = file.jobs['local:alpha-1:s/t']?.avg ?? NaN;
-  t.ok(avg >= 2 && avg < 4, `the first round's time: ${avg} s (not averaged with the round that did not run)`);
+  t.equal(result.tally.successful, 4, "s/t's three rounds, later/t's first");
+  t.same(result.tally.aborted, ['local:alpha-1:later/t'], "later/t's second round's prepare failed");
+  const file = JSON.parse(await readFile(join(dir, '.fleetcache-timings.json'), 'utf8')) as { jobs: Record<string, { avg: number }> };
+
+  t.test('not of all the rounds together', async (t) => {
+    const avg = file.jobs['local:alpha-1:s/t']?.avg ?? NaN;
+    t.ok(avg >= 2 && avg < 4, `one round's time: ${avg} s (three rounds take 6 s or more)`);
+  });
+
+  t.test('a job whose suite prepare-each fails in a later round: of the rounds that ran, not of the one that did not', async (t) => {
+    const avg = file.jobs['local:alpha-1:later/t']?.avg ?? NaN;
+    t.ok(avg >= 2 && avg < 4, `the first round's time: ${avg} s (not averaged with the round that did not run)`);
+  });
 });
 
 t.test("a job whose prepare fails never ran: its duration on record stays as it was", async (t) => {
@@ -338,15 +339,6 @@ t.test('a machine that cannot be put on record (running/ cannot be written) is d
   t.notMatch(out, /not discarded/, 'no machine left to run --discard, which would not know it');
 });
 
-t.test('-abend: a failed project prepare stops everything, no restore runs', async (t) => {
-  const yaml = spreadYaml('abend-project', ['prepare: exit 1', 'restore: echo project-restore'], LOCAL).replace('    summary: s\n', '    summary: s\n    restore: echo suite-restore\n');
-  const dir = await project(t, yaml);
-  const { result, out } = await run(dir, [], { abend: true });
-  t.same(result.tally.failures.get('project prepare'), ['local:alpha-1:project']);
-  t.notMatch(out, /Restoring|project-restore/, 'the project restore did not run');
-  t.match(out, /Keeping local:alpha-1 at .* \(-abend\)\n/, "spread's line: no period after it");
-});
-
 t.test('-abend: no artifacts are fetched after the failure', async (t) => {
   const dir = await project(t, spreadYaml('abend-artifacts', LOCAL), { 's/t': 'summary: t\nartifacts: [out.txt]\nexecute: |\n  echo x > out.txt\n  exit 1\nrestore: echo task-restore\n' });
   const { result, out } = await run(dir, [], { abend: true, artifactsDir: join(t.testdirName, 'artifacts') });
@@ -355,20 +347,21 @@ t.test('-abend: no artifacts are fetched after the failure', async (t) => {
   t.notMatch(out, /Restoring/);
 });
 
-t.test('-abend: after a failure on one machine the others start no new job and run no restore', async (t) => {
+t.test('-abend: a failed project prepare stops everything: the other machines start no new job, no restore runs', async (t) => {
   const flag = join(t.testdirName, 'failed');
   const yaml = spreadYaml(
     'abend-workers',
     ['prepare: |', `  if [ "$SPREAD_SYSTEM" = alpha-1 ]; then touch ${flag}; exit 1; fi`, 'restore: echo project-restore'],
     ['backends:', '  local:', '    type: local', '    systems: [alpha-1, alpha-2]'],
-  );
+  ).replace('    summary: s\n', '    summary: s\n    restore: echo suite-restore\n');
   // alpha-2's first job runs until alpha-1 has failed, then a while more: the abend happens during it
   const task = `summary: t\nexecute: |\n  while [ ! -e ${flag} ]; do sleep 0.05; done\n  sleep 1\nrestore: echo task-restore\n`;
   const dir = await project(t, yaml, { 's/t1': task, 's/t2': task, 's/t3': task });
   const { result, out } = await run(dir, [], { abend: true });
   t.same(result.tally.failures.get('project prepare'), ['local:alpha-1:project']);
   t.ok((out.match(/Executing local:alpha-2:/g)?.length ?? 0) <= 1, 'alpha-2 started no job after the failure');
-  t.notMatch(out, /Restoring/, 'no restore on either machine');
+  t.notMatch(out, /Restoring|project-restore|suite-restore|task-restore/, 'no restore on either machine, of any level');
+  t.match(out, /Keeping local:alpha-1 at .* \(-abend\)\n/, "spread's line: no period after it");
   t.equal(result.tally.successful + result.tally.aborted.length, 6, 'every job done or aborted');
 });
 
@@ -395,6 +388,12 @@ t.test('a failed suite prepare aborts every later job of that suite on the machi
   t.same([...result.tally.aborted].sort(), ['local:alpha-1:s1/a', 'local:alpha-1:s1/b']);
   t.equal(result.tally.successful, 1, 's2/c ran');
   t.match(out, /Executing local:alpha-1:s2\/c /);
+
+  t.test('(k/n): a job finished without executing takes its number too', async (t) => {
+    // s1/a, aborted by its suite prepare, is 1/3: s2/c executes as 2/3
+    const executing = [...out.matchAll(/Executing (\S+) \(local:alpha-1\) (\(\d\/\d\))/g)].map((m) => `${m[1]} ${m[2]}`);
+    t.same(executing, ['local:alpha-1:s2/c (2/3)']);
+  });
 });
 
 t.test('a suite prepare that cannot run (the machine dropped off) stops its worker: the suite\'s other jobs go to the other machine', async (t) => {
@@ -482,17 +481,6 @@ t.test('a suite restore that fails when leaving the suite is tried again when th
   const lines = out.split('\n').filter((l) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (Restoring|Preparing|Executing) /.test(l)).map((l) => l.slice(20).replace(/ \(local:alpha-1\).*/, ''));
   t.same(lines, ['Executing local:alpha-1:s1/a', 'Restoring local:alpha-1:s1/', 'Restoring local:alpha-1:s1/', 'Restoring local:alpha-1'], 'the retry comes before the project restore; s2 is never entered');
   t.notMatch(out, /S2-RESTORE/);
-});
-
-t.test('(k/n): a job finished without executing takes its number too', async (t) => {
-  const yaml = ['project: numbered', 'path: /home/numbered', ...LOCAL, 'suites:', '  s1/:', '    summary: s1', '    prepare: exit 1', '  s2/:', '    summary: s2', ''].join('\n');
-  // one machine; priorities give the order s1/a (aborted by its suite prepare), s2/b, s2/c
-  const task = (priority: number) => `summary: t\nexecute: echo\npriority: ${priority}\n`;
-  const dir = await project(t, yaml, { 's1/a': task(10), 's2/b': task(5), 's2/c': task(0) });
-  const { result, out } = await run(dir);
-  t.same(result.tally.aborted, ['local:alpha-1:s1/a']);
-  const executing = [...out.matchAll(/Executing (\S+) \(local:alpha-1\) (\(\d\/\d\))/g)].map((m) => `${m[1]} ${m[2]}`);
-  t.same(executing, ['local:alpha-1:s2/b (2/3)', 'local:alpha-1:s2/c (3/3)']);
 });
 
 t.test('(k/n): a job is numbered when it starts executing, not when its prepare starts', async (t) => {
