@@ -94,9 +94,6 @@ export async function vendorTestPackages(out) {
     outdir: modules,
     outExtension: { '.js': '.mjs' },
     splitting: true,
-    // as the CLI's bundle: a third fewer bytes for Node to read, scan and compile (~20 ms of
-    // each test process importing them); names kept
-    minifyWhitespace: true,
     chunkNames: '.vendored/[name]-[hash]',
     // as Node resolves: no "module" condition, no `module` field
     conditions: [],
