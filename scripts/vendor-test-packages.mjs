@@ -83,6 +83,9 @@ const entryName = (specifier) => {
   return `${name}/${specifier.slice(name.length + 1) || 'index'}`;
 };
 
+/** Package resolution as Node's: no "module" condition, no `module` field. */
+const AS_NODE_RESOLVES = { conditions: [], mainFields: ['main'] };
+
 /** Bundles the packages the compiled tree `out` imports into `out`/node_modules. */
 export async function vendorTestPackages(out) {
   const specifiers = importedSpecifiers(out);
@@ -95,9 +98,7 @@ export async function vendorTestPackages(out) {
     outExtension: { '.js': '.mjs' },
     splitting: true,
     chunkNames: '.vendored/[name]-[hash]',
-    // as Node resolves: no "module" condition, no `module` field
-    conditions: [],
-    mainFields: ['main'],
+    ...AS_NODE_RESOLVES,
     plugins: [
       {
         name: 'vendor-entries',
@@ -140,12 +141,13 @@ async function bundleTap(modules) {
       loader: 'js',
     },
     outfile: join(modules, 'tap', 'index.mjs'),
-    conditions: [],
-    mainFields: ['main'],
+    ...AS_NODE_RESOLVES,
     minifyWhitespace: true,
     plugins: [
       {
-        // loaded on first use instead (a test never formats a React element): ~25 ms of every test process
+        // loaded on first use instead (a test never formats a React element): ~25 ms of every test
+        // process. Not scripts/lazy-modules.mjs's stand-ins: tcompare loads the package with a
+        // require() of its own (createRequire) at run time, which esbuild leaves alone.
         name: 'lazy-react-formatting',
         setup(build) {
           build.onLoad({ filter: TCOMPARE_REACT }, ({ path }) => ({

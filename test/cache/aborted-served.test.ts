@@ -9,7 +9,7 @@ import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { startServerProcess, type RunningServer } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
-import { randomish, sha256, startUpstream } from './upstream-fixture.js';
+import { randomBlob, startUpstream } from './upstream-fixture.js';
 
 const SIZE = 64 * 1024 * 1024;
 const HALF = SIZE / 2;
@@ -19,10 +19,7 @@ const SETTLE_MS = 500;
  * The large blobs, made once for the file: one per subtest that reads one, the same in both
  * caches (each has a data directory and an upstream of its own: a cold miss in each).
  */
-const LARGE = Array.from({ length: 3 }, () => {
-  const body = randomish(SIZE);
-  return { hex: sha256(body), body };
-});
+const LARGE = Array.from({ length: 3 }, () => randomBlob(SIZE));
 
 /** Bytes served of /cas blobs, in /-/stats. */
 async function statsServed(cache: RunningServer): Promise<number> {

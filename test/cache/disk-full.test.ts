@@ -26,7 +26,7 @@ import { headOnlyPut } from '../helpers/raw-http.js';
 import { mountTmpfs } from '../helpers/tmpfs.js';
 import { eventually } from '../helpers/wait.js';
 import { fetchHash } from './harness.js';
-import { randomish, sha256, startUpstream, UpstreamFixture } from './upstream-fixture.js';
+import { randomBlob, sha256, startUpstream, UpstreamFixture } from './upstream-fixture.js';
 
 const isRoot = process.getuid?.() === 0;
 const MiB = 1024 * 1024;
@@ -814,11 +814,7 @@ function readerBlobs(up: UpstreamFixture, sizes: readonly number[]): { hex: stri
   return sizes.map((n, i) => {
     const name = `${n} MiB, ${sizes.slice(0, i).filter((m) => m === n).length}`;
     let blob = readerBodies.get(name);
-    if (!blob) {
-      const body = randomish(n * MiB);
-      blob = { hex: sha256(body), body };
-      readerBodies.set(name, blob);
-    }
+    if (!blob) readerBodies.set(name, (blob = randomBlob(n * MiB)));
     return up.serveBlob(blob);
   });
 }

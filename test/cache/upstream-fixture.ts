@@ -63,8 +63,7 @@ export class UpstreamFixture {
 
   /** Adds a random blob under /cas/sha256/<hex> and /sha256/<hex>; returns its hex digest. */
   addBlob(size: number, headers?: Record<string, string>): { hex: string; body: Buffer } {
-    const body = randomish(size);
-    return this.serveBlob({ hex: createHash('sha256').update(body).digest('hex'), body }, headers);
+    return this.serveBlob(randomBlob(size), headers);
   }
 
   /** Serves `blob` as addBlob does: one made once for the tests of a file (each with an upstream of its own). */
@@ -166,6 +165,12 @@ export function randomish(size: number): Buffer {
   }
   for (let i = words.length * 4; i < size; i++) buf[i] = i & 0xff;
   return buf;
+}
+
+/** A random body of `size` bytes and its sha256 (hex): what addBlob serves, or serveBlob for one made once per file. */
+export function randomBlob(size: number): { hex: string; body: Buffer } {
+  const body = randomish(size);
+  return { hex: sha256(body), body };
 }
 
 export function sha256(b: Buffer): string {
