@@ -321,7 +321,7 @@ t.test("a cache that serves a wrong object larger than the blob: cut at the blob
   const disk = mountTmpfs('16m', 'pull-wrong');
   t.teardown(() => disk.unmount());
   const res = await runAgentHere('pull', { urls: [wrongUrl, origin.url], project: 'demo', run: 'r2', dest: join(dir, 'dest'), workDir: disk.dir });
-  t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr });
+  t.equal(res.code, 0, 'exit status 0', { stderr: res.stderr, answer: res.json });
   t.match(res.json, { ok: true, url: origin.url, skipped: [{ url: wrongUrl, code: 'FC_ERR_SIZE_MISMATCH' }] });
   t.equal(sent.length, 2, 'asked twice: once more with no-cache');
   t.ok(sent.every((bytes) => bytes < 16 << 20), `each download was cut before it could fill the disk (${sent.join(', ')} bytes sent, counting what the sockets buffered)`);
