@@ -109,7 +109,7 @@ async function crashTest(t: Test, workers: number, crashes: number): Promise<voi
       } else {
         const meta = JSON.parse(readFileSync(`${file}.json`, 'utf8')) as { size: number; key: string };
         if (meta.size !== st.size) state.bad.push(`${rel}: sidecar says ${meta.size} bytes, body has ${st.size}`);
-        const p = /^\/artifacts\/[^\0]*/.exec(meta.key)?.[0];
+        const p = /^GET (\/artifacts\/[^\0]*)/.exec(meta.key)?.[1];
         if (p && known.has(p) && sha256(readFileSync(file)) !== known.get(p)) state.bad.push(`${rel}: not the body of ${p}`);
       }
       state.bodies++;
