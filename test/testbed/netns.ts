@@ -61,6 +61,18 @@ function ip(args: readonly string[], cmd = 'ip'): string {
 
 const tc = (args: readonly string[]) => ip(args, 'tc');
 
+/**
+ * `ip` commands (one a line, without "ip"), in namespace `ns` if given, run by one `ip
+ * -batch` (a process start of this test's size costs more than the command). `force`: go on
+ * past a failed line (and say nothing), for a teardown.
+ */
+function ipBatch(lines: readonly string[], { ns, force = false }: { ns?: string; force?: boolean } = {}): void {
+  const args = [...(ns ? ['-n', ns] : []), ...(force ? ['-force'] : []), '-batch', '-'];
+  const r = spawnSync('ip', args, { encoding: 'utf8', input: lines.join('\n') + '\n' });
+  if (r.error) throw new Error(`ip ${args.join(' ')}: ${r.error.message}`);
+  if (r.status !== 0 && !force) throw new Error(`ip ${args.join(' ')} failed (exit ${r.status}) on ${JSON.stringify(lines)}: ${r.stderr.trim()}`);
+}
+
 /** Whether this kernel has netem (some are built with tbf and htb only); tried on the bed's own loopback. */
 function hasNetem(ns: string): boolean {
   const r = spawnSync('tc', ['-n', ns, 'qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', '0ms'], { encoding: 'utf8' });
@@ -153,12 +165,12 @@ export async function startTestBed(o: TestBedOptions): Promise<TestBed> {
           // already gone
         }
       }
-      // Deleting our end removes the pair at once; a namespace's deletion would remove it
-      // too, but asynchronously, after `ip netns del` has returned.
-      spawnSync('ip', ['link', 'del', `${ns}_v`]);
-      spawnSync('ip', ['netns', 'del', ns]);
     }
-    spawnSync('ip', ['link', 'del', bridge]);
+    // Deleting our end removes the pair at once; a namespace's deletion would remove it
+    // too, but asynchronously, after `ip netns del` has returned. What is not there (a bed
+    // half set up, or closed before) is passed over.
+    const ends = Object.values(namespaces).flatMap((ns) => [`link del ${ns}_v`, `netns del ${ns}`]);
+    ipBatch([...ends, `link del ${bridge}`], { force: true });
   };
   // A crashed, interrupted or timed-out test still leaves no namespace behind.
   const forget = undoAtExit(teardownSync);
@@ -172,21 +184,19 @@ export async function startTestBed(o: TestBedOptions): Promise<TestBed> {
 
   try {
     await mkdir(o.dataDir, { recursive: true });
-    ip(['link', 'add', bridge, 'type', 'bridge']);
-    ip(['link', 'set', bridge, 'up']);
+    ipBatch([`link add ${bridge} type bridge`, `link set ${bridge} up`]);
     const x = claimSubnet(bridge);
-    let netem = false;
     const addr = Object.fromEntries(roles.map((r, i) => [r, `10.213.${x}.${r === 'origin' ? 2 : 10 + i}`]));
+    // Each namespace, its veth pair and its end on the bridge; then, inside it, its address.
+    ipBatch(roles.flatMap((role) => {
+      const ns = namespaces[role]!;
+      return [`netns add ${ns}`, `link add ${ns}_v type veth peer name eth0 netns ${ns}`, `link set ${ns}_v master ${bridge} up`];
+    }));
+    for (const role of roles) ipBatch([`addr add ${addr[role]}/24 dev eth0`, 'link set eth0 up', 'link set lo up'], { ns: namespaces[role]! });
+    const netem = hasNetem(namespaces.origin!);
     for (const role of roles) {
       const ns = namespaces[role]!;
       const veth = `${ns}_v`;
-      ip(['netns', 'add', ns]);
-      if (role === 'origin') netem = hasNetem(ns);
-      ip(['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-      ip(['link', 'set', veth, 'master', bridge, 'up']);
-      ip(['-n', ns, 'addr', 'add', `${addr[role]}/24`, 'dev', 'eth0']);
-      ip(['-n', ns, 'link', 'set', 'eth0', 'up']);
-      ip(['-n', ns, 'link', 'set', 'lo', 'up']);
       if (role === 'origin') {
         // Both directions of the origin's link: its egress inside, its ingress at the root end.
         shape(ns, 'eth0', o.originDelayMs ?? 20, o.rateMbit ?? 100, netem);
