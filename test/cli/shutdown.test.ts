@@ -69,15 +69,16 @@ const exited = (server: RunningServer): Promise<number | null> =>
   server.child.exitCode !== null ? Promise.resolve(server.child.exitCode) : new Promise((resolve) => server.child.once('exit', (code) => resolve(code)));
 
 /**
- * The upstream of the caches whose own shutdown is tested: never signalled, so started once
- * for the file (a process start and a 32 MiB upload less per test), in a directory of its own.
+ * The upstream of the caches whose own shutdown is tested, started once for the file (a
+ * process start and a 16 MiB upload less per test), in a directory of its own: signalled only
+ * by the last test, the origin's own drain, once every cache in front of it is gone.
  */
 let sharedUpstream: Promise<RunningServer> | undefined;
 function upstreamOrigin(test: Test): Promise<RunningServer> {
   return (sharedUpstream ??= (() => {
     const dir = mkdtempSync(join(tmpdir(), 'fleetcache-shutdown-upstream-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    return startOriginWithBlob(test, dir, '1s', { owner: t });
+    return startOriginWithBlob(test, dir, '30s', { owner: t, logLevel: 'info' });
   })());
 }
 
@@ -94,20 +95,6 @@ async function startCacheWithWorkers(t: Test, shutdownTimeout: string, { dir = t
   await first.body.dump();
   return cache;
 }
-
-t.test('origin: a transfer in flight finishes, then the process exits, saying in its log that a signal stopped it', async (t) => {
-  const origin = await startOriginWithBlob(t, t.testdir(), '30s', { logLevel: 'info' });
-  const download = await pausedDownload(origin.url);
-  const t0 = Date.now();
-  process.kill(origin.child.pid!, 'SIGTERM');
-  await sleep(300);
-  t.ok(await refusesConnections(origin.url), 'no new connection is taken while draining');
-  t.equal(origin.child.exitCode, null, 'still running: a transfer is in flight');
-  t.equal(await download.finish(), hex, 'the transfer in flight ends whole');
-  t.equal(await exited(origin), 0, 'exit 0');
-  t.ok(Date.now() - t0 < 10_000, `exited once the transfer ended (${Date.now() - t0} ms), not at the timeout`);
-  t.match(origin.stderr(), /"signal":"SIGTERM","msg":"stopping: draining the requests in flight"/, 'the log says a signal stopped it');
-});
 
 t.test('cache with workers: SIGTERM to the primary and its workers (systemd) lets a transfer finish', async (t) => {
   const cache = await startCacheWithWorkers(t, '30s');
@@ -228,4 +215,19 @@ t.test('cache with workers: a fill and an upload cut at shutdownTimeout leave no
   const { upload, data } = await longDrain;
   await t.rejects(upload, 'the cut upload errors');
   t.same(leftBesideBlob(data), [], 'no claim, link or temp file of the cut fill, no temp file of the cut upload is left: only the lock secret and the blob');
+});
+
+t.test('origin: a transfer in flight finishes, then the process exits, saying in its log that a signal stopped it (the shared upstream, last: its caches are gone)', async (t) => {
+  await longDrain.catch(() => undefined); // its cache, the last in front of the shared upstream, is gone
+  const origin = await upstreamOrigin(t);
+  const download = await pausedDownload(origin.url);
+  const t0 = Date.now();
+  process.kill(origin.child.pid!, 'SIGTERM');
+  await sleep(300);
+  t.ok(await refusesConnections(origin.url), 'no new connection is taken while draining');
+  t.equal(origin.child.exitCode, null, 'still running: a transfer is in flight');
+  t.equal(await download.finish(), hex, 'the transfer in flight ends whole');
+  t.equal(await exited(origin), 0, 'exit 0');
+  t.ok(Date.now() - t0 < 10_000, `exited once the transfer ended (${Date.now() - t0} ms), not at the timeout`);
+  t.match(origin.stderr(), /"signal":"SIGTERM","msg":"stopping: draining the requests in flight"/, 'the log says a signal stopped it');
 });
