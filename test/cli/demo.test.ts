@@ -5,7 +5,7 @@
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { cliArgs, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
 import { startOrigin, TEST_TOKEN } from '../helpers/origin.js';
@@ -44,7 +44,7 @@ t.test('demo runs twice, passes, saves; re-runs on the same data beside a runnin
   t.match(first.out, /fetched back through the region-b cache: "report of local:beta-1:tests\/artifacts"/);
   t.match(first.out, /^asset toolchain\.bin uploaded to the origin$/m);
 
-  // A run on the same data, whose task runs until told (2 minutes at most), then finds its
+  // A run on the same data, whose task waits until told (2 minutes at most), then finds its
   // directory on the machine as it was. Its servers are its own (--fleet): with the embedded
   // ones it would hold the demo's, and the demo beside it would start on fresh servers of its
   // own, not re-run warm (that fallback is run's, test/run/embedded-reach.test.ts).
@@ -52,8 +52,10 @@ t.test('demo runs twice, passes, saves; re-runs on the same data beside a runnin
   writeFileSync(join(dir, 'fleet.yaml'), `origin: ${origin.url}\n`);
   writeFileSync(join(dir, 'token'), `${TEST_TOKEN}\n`, { mode: 0o600 });
   const started = join(dir, 'started');
+  // told through a FIFO its bash reads, blocked: a loop looking for a file every 0.1 s
+  // started a sleep process each time, the length of the demo beside it
   const go = join(dir, 'go');
-  const task = `summary: t\nexecute: |\n  touch ${started}\n  for i in $(seq 1200); do [ -e ${go} ] && break; sleep 0.1; done\n  test -e ${go}\n  test -e task.yaml\n`;
+  const task = `summary: t\nexecute: |\n  mkfifo ${go}\n  touch ${started}\n  read -r -t 120 word <> ${go} || true\n  test "$word" = go\n  test -e task.yaml\n`;
   const projectDir = await writeProject(join(dir, 'project'), spreadYaml('beside', LOCAL), { 's/t': task });
   const runner = spawn(process.execPath, cliArgs(['run', '--data', data, '--fleet', join(dir, 'fleet.yaml'), '--token-file', join(dir, 'token')]), { cwd: projectDir, env: USER_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
   stopWithTest(t, runner, 'SIGKILL');
@@ -80,7 +82,10 @@ t.test('demo runs twice, passes, saves; re-runs on the same data beside a runnin
   const lastRun = /Transfer report of run (\S+)/g;
   t.equal(/Transfer report of run (\S+)/.exec(shown.stdout)?.[1], [...again.out.matchAll(lastRun)].at(-1)?.[1], "and shows the demo's last run");
 
-  writeFileSync(go, '');
+  // not blocking (a FIFO's open for writing waits for a reader): ENXIO if the task's read is not there
+  const release = openSync(go, constants.O_WRONLY | constants.O_NONBLOCK);
+  writeSync(release, 'go\n');
+  closeSync(release);
   const [status] = await runEnded;
   if (status !== 0) t.comment(runOut.slice(-3000));
   t.equal(status, 0, 'the run passes');

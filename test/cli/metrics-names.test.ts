@@ -1,11 +1,13 @@
-// /-/metrics of a real origin and cache (one process, and several) against Prometheus'
+// /-/metrics of a real origin (in this process: its metrics are buildOrigin's) and cache
+// (a process, and one with workers, whose metrics their primary gathers) against Prometheus'
 // naming rules, as `promtool check metrics` lints them: what an operator's CI would run;
 // and against deploy/OPERATIONS.md, whose alerts and dashboards are written with its names.
 import t from 'tap';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { lintMetricNames } from '../helpers/prom-lint.js';
+import { startOrigin } from '../helpers/origin.js';
 import { REPO_ROOT, startServerProcess, type RunningServer } from '../helpers/processes.js';
 
 /** The metric names deploy/OPERATIONS.md gives, each with the labels it names (`name{a,b}`), and its wildcards (`fleetcache_process_*`) as prefixes. */
@@ -34,9 +36,8 @@ function exposedMetrics(text: string): { types: Map<string, string>; samples: Ar
 
 t.test('the metrics of an origin and of caches follow the naming rules promtool checks, and are those deploy/OPERATIONS.md names', async (t) => {
   const dir = t.testdir();
-  // retention: its metrics are exposed only with it
-  writeFileSync(join(dir, 'origin.yaml'), 'retention:\n  maxAge: 30d\n');
-  const origin = await startServerProcess(t, ['origin', '--config', join(dir, 'origin.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'origin')], { FLEETCACHE_TOKEN: 'metrics-names-test-token' });
+  // retention: its metrics are exposed only with it (30 days, hourly, as a config file would give)
+  const origin = await startOrigin(t, { dataDir: join(dir, 'origin'), retention: { maxAgeMs: 30 * 86_400_000, keepBases: 3, intervalMs: 3_600_000 } });
   const single = await startServerProcess(t, ['cache', '--upstream', origin.url, '--listen', '127.0.0.1:0', '--data', join(dir, 'cache')]);
   const workers = await startServerProcess(t, ['cache', '--upstream', origin.url, '--listen', '127.0.0.1:0', '--data', join(dir, 'workers'), '--workers', '2']);
   // A miss the origin answers 404 and a digest the cache refuses itself, so that labelled series have samples.
@@ -45,7 +46,7 @@ t.test('the metrics of an origin and of caches follow the naming rules promtool 
   }
   const { names: documented, prefixes } = documentedMetrics(readFileSync(join(REPO_ROOT, 'deploy/OPERATIONS.md'), 'utf8'));
   const families = new Map<string, string>();
-  const servers: Array<[what: string, server: RunningServer, ownLabels: readonly string[]]> = [['origin', origin, ['role']], ['cache', single, ['role', 'region']], ['cache with workers', workers, ['role', 'region']]];
+  const servers: Array<[what: string, server: Pick<RunningServer, 'url'>, ownLabels: readonly string[]]> = [['origin', origin, ['role']], ['cache', single, ['role', 'region']], ['cache with workers', workers, ['role', 'region']]];
   for (const [what, server, ownLabels] of servers) {
     const res = await request(`${server.url}/-/metrics`);
     t.equal(res.statusCode, 200, `${what}: /-/metrics answers`);

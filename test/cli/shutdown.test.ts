@@ -13,6 +13,7 @@ import { Agent, request } from 'undici';
 import { filesUnder } from '../helpers/crash.js';
 import { pacedProxy } from '../helpers/paced-proxy.js';
 import { descendantsOf, startServerProcess, type RunningServer } from '../helpers/processes.js';
+import { uploadBlob } from '../helpers/origin.js';
 import { eventually } from '../helpers/wait.js';
 
 const TOKEN = 'shutdown-test-token';
@@ -37,10 +38,10 @@ async function startOriginWithBlob(t: Test, dir: string, shutdownTimeout: string
   return origin;
 }
 
-/** Starts a download on a connection of its own and reads nothing yet: `finish()` reads it whole and hashes it. */
-async function pausedDownload(url: string): Promise<{ finish: () => Promise<string> }> {
+/** Starts a download (of the blob, or of `digest`) on a connection of its own and reads nothing yet: `finish()` reads it whole and hashes it. */
+async function pausedDownload(url: string, digest = hex): Promise<{ finish: () => Promise<string> }> {
   const dispatcher = new Agent();
-  const res = await request(`${url}/cas/sha256/${hex}`, { dispatcher });
+  const res = await request(`${url}/cas/sha256/${digest}`, { dispatcher });
   res.body.pause();
   return {
     finish: async () => {
@@ -68,44 +69,32 @@ const exited = (server: RunningServer): Promise<number | null> =>
   server.child.exitCode !== null ? Promise.resolve(server.child.exitCode) : new Promise((resolve) => server.child.once('exit', (code) => resolve(code)));
 
 /**
- * The upstream of the caches whose own shutdown is tested: never signalled, so started once
- * for the file (a process start and a 32 MiB upload less per test), in a directory of its own.
+ * The upstream of the caches whose own shutdown is tested, started once for the file (a
+ * process start and a 16 MiB upload less per test), in a directory of its own: signalled only
+ * by the last test, the origin's own drain, once every cache in front of it is gone.
  */
 let sharedUpstream: Promise<RunningServer> | undefined;
 function upstreamOrigin(test: Test): Promise<RunningServer> {
   return (sharedUpstream ??= (() => {
     const dir = mkdtempSync(join(tmpdir(), 'fleetcache-shutdown-upstream-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    return startOriginWithBlob(test, dir, '1s', { owner: t });
+    return startOriginWithBlob(test, dir, '30s', { owner: t, logLevel: 'info' });
   })());
 }
 
 /**
- * A two-worker cache in front of an origin holding the blob, the blob already asked once: a
- * first client left after the first bytes (dump's limit), and the fill it started goes on.
+ * A two-worker cache in front of an origin holding the blob (the shared one unless `upstream`
+ * names another URL), the blob already asked once: a first client left after the first bytes
+ * (dump's limit), and the fill it started goes on.
  */
-async function startCacheWithWorkers(t: Test, shutdownTimeout: string, { dir = t.testdir({ origin: {} }), upstream }: { dir?: string; upstream?: RunningServer } = {}): Promise<RunningServer> {
-  const origin = upstream ?? await upstreamOrigin(t);
-  writeFileSync(join(dir, 'cache.yaml'), `upstream: ${origin.url}\nshutdownTimeout: ${shutdownTimeout}\n`);
+async function startCacheWithWorkers(t: Test, shutdownTimeout: string, { dir = t.testdir({ origin: {} }), upstream }: { dir?: string; upstream?: string } = {}): Promise<RunningServer> {
+  const origin = upstream ?? (await upstreamOrigin(t)).url;
+  writeFileSync(join(dir, 'cache.yaml'), `upstream: ${origin}\nshutdownTimeout: ${shutdownTimeout}\n`);
   const cache = await startServerProcess(t, ['cache', '-c', join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const first = await request(`${cache.url}/cas/sha256/${hex}`);
   await first.body.dump();
   return cache;
 }
-
-t.test('origin: a transfer in flight finishes, then the process exits, saying in its log that a signal stopped it', async (t) => {
-  const origin = await startOriginWithBlob(t, t.testdir(), '30s', { logLevel: 'info' });
-  const download = await pausedDownload(origin.url);
-  const t0 = Date.now();
-  process.kill(origin.child.pid!, 'SIGTERM');
-  await sleep(300);
-  t.ok(await refusesConnections(origin.url), 'no new connection is taken while draining');
-  t.equal(origin.child.exitCode, null, 'still running: a transfer is in flight');
-  t.equal(await download.finish(), hex, 'the transfer in flight ends whole');
-  t.equal(await exited(origin), 0, 'exit 0');
-  t.ok(Date.now() - t0 < 10_000, `exited once the transfer ended (${Date.now() - t0} ms), not at the timeout`);
-  t.match(origin.stderr(), /"signal":"SIGTERM","msg":"stopping: draining the requests in flight"/, 'the log says a signal stopped it');
-});
 
 t.test('cache with workers: SIGTERM to the primary and its workers (systemd) lets a transfer finish', async (t) => {
   const cache = await startCacheWithWorkers(t, '30s');
@@ -165,21 +154,30 @@ const leftBesideBlob = (data: string): string[] => filesUnder(data).filter((f) =
 // crashed the process (exit 1, AVV_ERR_READY_TIMEOUT) at 10 s, each worker of a cache too.
 // Its 10.5 s of waiting are spent while the tests above run: started with the file (its
 // servers the file's, in a directory of its own), checked by the tests below. The cache
-// also has an upload in flight, still coming when the cut comes.
+// also has a fill and an upload in flight, both still coming when the cut comes.
 const LONG_DRAIN = '10500ms';
 const longDrain = (async () => {
   const dir = mkdtempSync(join(tmpdir(), 'fleetcache-shutdown-drain-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   mkdirSync(join(dir, 'origin'));
   const origin = await startOriginWithBlob(t, join(dir, 'origin'), LONG_DRAIN);
-  // the cache in front of the shared upstream: the origin here has one transfer in flight, the paused download
-  const cache = await startCacheWithWorkers(t, LONG_DRAIN, { dir });
+  // The cache in front of the shared upstream (the origin here has one transfer in flight, the
+  // paused download), through a proxy that trickles a second blob: 16 KiB every 100 ms, 25 s
+  // at the least for 4 MiB, so its fill is still coming when the cut comes at 10.5 s.
+  const upstream = await upstreamOrigin(t);
+  const trickled = await uploadBlob(upstream.url, randomBytes(4 * MiB), TOKEN);
+  const slowUpstream = await pacedProxy(t, upstream.url, (path) => path.endsWith(trickled), { bytes: 16 * 1024, everyMs: 100 });
+  const cache = await startCacheWithWorkers(t, LONG_DRAIN, { dir, upstream: slowUpstream });
   const servers = [origin, cache];
   const downloads = await Promise.all(servers.map((s) => pausedDownload(s.url)));
   const data = join(dir, 'data');
-  // the blob's fill (its body in tmp/) committed: the next file in tmp/ is the upload's
+  // the blob's fill (its body in tmp/) committed: what comes next in tmp/ is the cut ones'
   // (generous: three files at once on two loaded cores took more than 10 s)
   await eventually('the fill committed', () => leftBesideBlob(data).length === 0, 60_000);
+  downloads.push(await pausedDownload(cache.url, trickled));
+  const temps = () => leftBesideBlob(data).filter((f) => f.startsWith('tmp/') || f.includes('/.tmp-')).length;
+  await eventually('the trickled fill has its temp file', () => temps() > 0);
+  const filling = temps();
   const body = randomBytes(4 * MiB);
   // 32 KiB every 200 ms: 25 s at the least, still coming when the cut comes at 10.5 s.
   async function* slowly(): AsyncGenerator<Buffer> {
@@ -194,7 +192,7 @@ const longDrain = (async () => {
     method: 'PUT', body: Readable.from(slowly()), dispatcher, headers: { authorization: `Bearer ${TOKEN}`, 'content-length': String(body.length) },
   });
   void upload.catch(() => undefined); // checked below
-  await eventually('the upload has its temp file', () => leftBesideBlob(data).some((f) => f.startsWith('tmp/')));
+  await eventually('the upload has its temp file too', () => temps() > filling);
   const t0 = Date.now();
   for (const s of servers) process.kill(s.child.pid!, 'SIGTERM');
   const codes = await Promise.all(servers.map(exited));
@@ -202,22 +200,7 @@ const longDrain = (async () => {
 })();
 void longDrain.catch(() => undefined); // the tests below report it
 
-t.test('cache with workers: a fill cut at shutdownTimeout leaves no temp file behind', async (t) => {
-  const origin = await upstreamOrigin(t);
-  // An upstream slower than the drain: the fill is still coming when the cut comes.
-  const slowUpstream = await pacedProxy(t, origin.url, (path) => path.startsWith('/cas/'), { bytes: 64 * 1024, everyMs: 50 });
-  const dir = t.testdir();
-  writeFileSync(join(dir, 'cache.yaml'), `upstream: ${slowUpstream}\nshutdownTimeout: 1s\n`);
-  const cache = await startServerProcess(t, ['cache', '-c', join(dir, 'cache.yaml'), '--listen', '127.0.0.1:0', '--data', join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
-  const download = await pausedDownload(cache.url);
-  await eventually('the fill has its temp file', () => filesUnder(join(dir, 'data')).some((f) => f.startsWith('tmp/') || f.includes('/.tmp-')));
-  process.kill(cache.child.pid!, 'SIGTERM');
-  t.equal(await exited(cache), 0, 'exit 0');
-  await t.rejects(download.finish(), 'the cut transfer errors');
-  t.same(filesUnder(join(dir, 'data')), ['.lock-id'], 'no claim, link or temp file of the cut fill is left: only the lock secret');
-});
-
-t.test('a drain longer than 10 s is cut at shutdownTimeout, exit 0: origin, cache with workers', async (t) => {
+t.test('a drain longer than 10 s is cut at shutdownTimeout, exit 0: origin, cache with workers (a download of a committed blob and one following a fill)', async (t) => {
   const { servers, downloads, codes, took } = await longDrain;
   t.same(codes, [0, 0], 'each exits 0');
   t.ok(took >= 10_400, `after the shutdown timeout (${took} ms)`);
@@ -228,8 +211,23 @@ t.test('a drain longer than 10 s is cut at shutdownTimeout, exit 0: origin, cach
   for (const s of servers) t.notMatch(s.stderr(), /AVV_ERR_READY_TIMEOUT|did not start in time/, 'no close timeout');
 });
 
-t.test('cache with workers: an upload cut at shutdownTimeout leaves no temp file behind', async (t) => {
+t.test('cache with workers: a fill and an upload cut at shutdownTimeout leave no temp file behind', async (t) => {
   const { upload, data } = await longDrain;
   await t.rejects(upload, 'the cut upload errors');
-  t.same(leftBesideBlob(data), [], 'no temp file of the cut upload is left: only the lock secret and the blob');
+  t.same(leftBesideBlob(data), [], 'no claim, link or temp file of the cut fill, no temp file of the cut upload is left: only the lock secret and the blob');
+});
+
+t.test('origin: a transfer in flight finishes, then the process exits, saying in its log that a signal stopped it (the shared upstream, last: its caches are gone)', async (t) => {
+  await longDrain.catch(() => undefined); // its cache, the last in front of the shared upstream, is gone
+  const origin = await upstreamOrigin(t);
+  const download = await pausedDownload(origin.url);
+  const t0 = Date.now();
+  process.kill(origin.child.pid!, 'SIGTERM');
+  await sleep(300);
+  t.ok(await refusesConnections(origin.url), 'no new connection is taken while draining');
+  t.equal(origin.child.exitCode, null, 'still running: a transfer is in flight');
+  t.equal(await download.finish(), hex, 'the transfer in flight ends whole');
+  t.equal(await exited(origin), 0, 'exit 0');
+  t.ok(Date.now() - t0 < 10_000, `exited once the transfer ended (${Date.now() - t0} ms), not at the timeout`);
+  t.match(origin.stderr(), /"signal":"SIGTERM","msg":"stopping: draining the requests in flight"/, 'the log says a signal stopped it');
 });

@@ -8,13 +8,15 @@
 // JTD ajv, its semver, pino's thread-stream, prom-client's @opentelemetry/api
 // (scripts/lazy-modules.mjs).
 // The child logs every module Node loads; a
-// chunk of the build stands for the modules its source map names. The commands' --help run
-// one after the other in one process: what one loads stays loaded, so a package any of them
-// loads is seen, on the first that loads it; the program's --help, which lists the commands,
-// runs first.
+// chunk of the build stands for the modules its source map names. The commands' --help, then
+// a cache with a broken --config, a run on the local backend, list and a run on an adhoc
+// backend, run one after the other in one process: what one loads stays loaded, so a package
+// any of them loads is seen, on the first that loads it; the program's --help, which lists the
+// commands, runs first, and the one step meant to load ssh2 (the adhoc run) last.
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cliArgs } from '../helpers/processes.js';
@@ -45,40 +47,61 @@ function loadedFiles(stderr: string, pid?: number): string[] {
 
 function runLogged(logger: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--import', logger, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+    // every command's --help and a run in one process: ~10 s on a loaded machine, 2 minutes at most
+    execFile(process.execPath, ['--import', logger, ...args], { timeout: 120_000 }, (err, stdout, stderr) => {
       if (err) return reject(new Error(`${args.join(' ')}: ${err.message}\n${stderr}`));
       resolve({ stdout, stderr });
     });
   });
 }
 
-const HELP_OF = 'fleetcache-test-help-of ';
+const STEP = 'fleetcache-test-step ';
+const EXIT = 'fleetcache-test-exit ';
+
+/** A command line run after the helps, in `cwd` (the driver's directory by default). */
+interface Step { readonly name: string; readonly args: readonly string[]; readonly cwd?: string }
+
+/** What one step loaded first, wrote (stdout, then stderr: not interleaved) and exited with. */
+interface StepResult { readonly files: string[]; readonly out: string; readonly code: number }
 
 /**
- * `fleetcache --help`, then `fleetcache <command> --help` for each command it lists, one
- * after the other in one process (the CLI's entry module imported anew for each, its chunks
- * once); the files each loaded first, by command ('--help': the program's).
+ * `fleetcache --help`, then `fleetcache <command> --help` for each command it lists, then
+ * `steps`, one after the other in one process (the CLI's entry module imported anew for each,
+ * its chunks once); each one's result, by name ('--help': the program's, a command's name for
+ * its --help).
  */
-async function helpOfEach(dir: string, logger: string): Promise<Map<string, string[]>> {
+async function stepsInOneProcess(dir: string, logger: string, steps: readonly Step[]): Promise<Map<string, StepResult>> {
   const [bin] = cliArgs([]);
-  const driver = join(dir, 'help-of-each.mjs');
-  writeFileSync(driver, `const help = (args) => {
-  process._rawDebug(${JSON.stringify(HELP_OF)} + (args[0] ?? '--help'));
-  process.argv = [process.argv[0], ${JSON.stringify(bin)}, ...args, '--help'];
-  return import(${JSON.stringify(pathToFileURL(bin!).href)} + '?' + args.join(' '));
+  const driver = join(dir, 'steps.mjs');
+  writeFileSync(driver, `const run = async (name, args, cwd) => {
+  process._rawDebug(${JSON.stringify(STEP)} + name);
+  process.stdout.write(${JSON.stringify(STEP)} + name + '\\n');
+  process.chdir(cwd);
+  process.argv = [process.argv[0], ${JSON.stringify(bin)}, ...args];
+  await import(${JSON.stringify(pathToFileURL(bin!).href)} + '?' + encodeURIComponent(name));
+  process._rawDebug(${JSON.stringify(EXIT)} + (process.exitCode ?? 0));
+  process.exitCode = 0;
 };
 const out = [];
 const write = process.stdout.write;
 process.stdout.write = (chunk, ...rest) => { out.push(String(chunk)); return write.call(process.stdout, chunk, ...rest); };
-await help([]);
+await run('--help', ['--help'], process.cwd());
 process.stdout.write = write;
 const commands = [...out.join('').split('\\nCommands:\\n')[1].matchAll(/^  ([a-z]+)\\b/gm)].map((m) => m[1]).filter((name) => name !== 'help');
-for (const command of commands) await help([command]);
+for (const command of commands) await run(command, [command, '--help'], process.cwd());
+for (const { name, args, cwd } of ${JSON.stringify(steps.map((step) => ({ ...step, cwd: step.cwd ?? dir })))}) await run(name, args, cwd);
 `);
-  const { stderr } = await runLogged(logger, [driver]);
-  const loads = new Map<string, string[]>();
-  for (const part of stderr.split(HELP_OF).slice(1)) loads.set(part.slice(0, part.indexOf('\n')), loadedFiles(part));
-  return loads;
+  const { stdout, stderr } = await runLogged(logger, [driver]);
+  const outOf = new Map(stdout.split(STEP).slice(1).map((part) => [part.slice(0, part.indexOf('\n')), part.slice(part.indexOf('\n') + 1)]));
+  const results = new Map<string, StepResult>();
+  for (const part of stderr.split(STEP).slice(1)) {
+    const name = part.slice(0, part.indexOf('\n'));
+    const lines = part.split('\n');
+    const exit = lines.find((line) => line.startsWith(EXIT));
+    const written = lines.slice(1).filter((line) => !line.startsWith(LOADED) && !line.startsWith(BUILTINS) && !line.startsWith(EXIT)).join('\n');
+    results.set(name, { files: loadedFiles(part), out: `${outOf.get(name) ?? ''}\n${written}`, code: Number(exit?.slice(EXIT.length) ?? NaN) });
+  }
+  return results;
 }
 
 const mapSources = new Map<string, string[]>();
@@ -103,13 +126,43 @@ function packagesOf(files: readonly string[]): Set<string> {
   return packages;
 }
 
+/** A project at `dir` of one task on one backend (`backend`: its fields, lines of YAML). */
+function writeProject(dir: string, backend: string): void {
+  mkdirSync(join(dir, 'tests', 't1'), { recursive: true });
+  writeFileSync(join(dir, 'spread.yaml'), `project: small\npath: /home/small\nbackends:\n  machines:\n${backend}    systems:\n      - alpha-1:\n          workers: 1\nsuites:\n  tests/:\n    summary: tasks\n`);
+  writeFileSync(join(dir, 'tests', 't1', 'task.yaml'), 'summary: t1\nexecute: |\n  echo ok\n');
+}
+
+const CACHE_CONFIG = 'cache --config (a syntax error)';
+const LOCAL_RUN = 'run (a local backend)';
+const LIST = 'list (an adhoc backend)';
+const ADHOC_RUN = 'run (an adhoc backend)';
+
+/** The one logged process of the helps and the steps below, in a directory of the file's own. */
+const logged = (() => {
+  const dir = mkdtempSync(join(tmpdir(), 'fleetcache-start-modules-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'cache.yaml'), 'upstream: [unclosed\n');
+  writeProject(join(dir, 'local'), '    type: local\n');
+  writeProject(join(dir, 'adhoc'), '    type: adhoc\n    allocate: FATAL no machines here\n');
+  return stepsInOneProcess(dir, loadLogger(dir), [
+    // the file's syntax error stops the cache once the file is parsed: no server to stop
+    { name: CACHE_CONFIG, args: ['cache', '--config', join(dir, 'cache.yaml'), '--data', join(dir, 'data')] },
+    { name: LOCAL_RUN, args: ['run'], cwd: join(dir, 'local') },
+    // list checks the backends' options (those of adhoc too) and creates none
+    { name: LIST, args: ['list'], cwd: join(dir, 'adhoc') },
+    // last, the one step that loads ssh2; a failed run is an answer too: what it loaded is asked all the same
+    { name: ADHOC_RUN, args: ['run'], cwd: join(dir, 'adhoc') },
+  ]);
+})();
+void logged.catch(() => undefined); // the tests report it
+
 t.test("--help, and each command's --help, load none of what the commands' work needs", async (t) => {
-  const dir = t.testdir();
-  const logger = loadLogger(dir);
-  const each = await helpOfEach(dir, logger);
-  const commands = [...each.keys()].filter((command) => command !== '--help');
+  const each = await logged;
+  const steps = new Set([CACHE_CONFIG, LOCAL_RUN, LIST, ADHOC_RUN]);
+  const commands = [...each.keys()].filter((name) => name !== '--help' && !steps.has(name));
   t.ok(commands.length > 1, `commands listed: ${commands.join(' ')}`);
-  const runs: Array<[string, string[]]> = [['--help', each.get('--help') ?? []], ...commands.map((command): [string, string[]] => [`${command} --help`, each.get(command) ?? []])];
+  const runs: Array<[string, string[]]> = [['--help', each.get('--help')?.files ?? []], ...commands.map((command): [string, string[]] => [`${command} --help`, each.get(command)?.files ?? []])];
   for (const [what, files] of runs) {
     t.ok(files.length > 0, `${what}: loads were logged`);
     const loaded = packagesOf(files);
@@ -158,45 +211,18 @@ t.test("a --workers cache's primary, which serves nothing, loads none of the ser
 });
 
 t.test('a cache given a --config file loads yaml to read it', async (t) => {
-  const dir = t.testdir({ 'cache.yaml': 'upstream: [unclosed\n' });
-  const logger = loadLogger(dir);
-  // the file's syntax error stops the cache once the file is parsed: no server to stop
-  const { code, files } = await new Promise<{ code: number | null; files: string[] }>((resolve) => {
-    execFile(process.execPath, ['--import', logger, ...cliArgs(['cache', '--config', join(dir, 'cache.yaml'), '--data', join(dir, 'data')])], { timeout: 60_000 }, (err, _stdout, stderr) =>
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, files: loadedFiles(stderr) }));
-  });
-  t.equal(code, 3, 'the configuration error exits 3');
-  t.ok(packagesOf(files).has('yaml'), 'yaml is loaded');
+  const cache = (await logged).get(CACHE_CONFIG);
+  t.equal(cache?.code, 3, 'the configuration error exits 3');
+  t.ok(packagesOf(cache?.files ?? []).has('yaml'), 'yaml is loaded');
 });
 
-/** A project at `dir` of one task on one backend (`backend`: its fields, lines of YAML). */
-function writeProject(dir: string, backend: string): void {
-  mkdirSync(join(dir, 'tests', 't1'), { recursive: true });
-  writeFileSync(join(dir, 'spread.yaml'), `project: small\npath: /home/small\nbackends:\n  machines:\n${backend}    systems:\n      - alpha-1:\n          workers: 1\nsuites:\n  tests/:\n    summary: tasks\n`);
-  writeFileSync(join(dir, 'tests', 't1', 'task.yaml'), 'summary: t1\nexecute: |\n  echo ok\n');
-}
-
-/** `fleetcache <command>` in `dir` with loadLogger's hook. */
-function inProject(logger: string, dir: string, command: string): Promise<{ out: string; files: string[] }> {
-  return new Promise((resolve) => {
-    // a failed run (the adhoc one's) is an answer too: what it loaded is asked all the same
-    execFile(process.execPath, ['--import', logger, ...cliArgs([command])], { cwd: dir, timeout: 60_000 }, (_err, stdout, stderr) => resolve({ out: `${stdout}\n${stderr}`, files: loadedFiles(stderr) }));
-  });
-}
-
 t.test('a run on the local backend, and list, load no ssh2; a run on a backend reached over SSH does', async (t) => {
-  const dir = t.testdir();
-  const logger = loadLogger(dir);
-  writeProject(join(dir, 'local'), '    type: local\n');
-  writeProject(join(dir, 'adhoc'), '    type: adhoc\n    allocate: FATAL no machines here\n');
-  const local = await inProject(logger, join(dir, 'local'), 'run');
-  t.match(local.out, /Successful tasks: 1\b/, 'the local run ran its task');
-  t.notOk(packagesOf(local.files).has('ssh2'), 'the local run loads no ssh2');
-  // list checks the backends' options (those of adhoc too) and creates none
-  const list = await inProject(logger, join(dir, 'adhoc'), 'list');
-  t.match(list.out, /t1/, 'list listed the task');
-  t.notOk(packagesOf(list.files).has('ssh2'), 'list loads no ssh2, even for an adhoc backend');
-  const adhoc = await inProject(logger, join(dir, 'adhoc'), 'run');
-  t.match(adhoc.out, /no machines here/, 'the adhoc run created its backend');
-  t.ok(packagesOf(adhoc.files).has('ssh2'), 'the adhoc run loads ssh2 (the check sees it)');
+  const each = await logged;
+  const [local, list, adhoc] = [LOCAL_RUN, LIST, ADHOC_RUN].map((name) => each.get(name) ?? { files: [], out: '', code: NaN });
+  t.match(local!.out, /Successful tasks: 1\b/, 'the local run ran its task');
+  t.notOk(packagesOf(local!.files).has('ssh2'), 'the local run loads no ssh2');
+  t.match(list!.out, /t1/, 'list listed the task');
+  t.notOk(packagesOf(list!.files).has('ssh2'), 'list loads no ssh2, even for an adhoc backend');
+  t.match(adhoc!.out, /no machines here/, 'the adhoc run created its backend');
+  t.ok(packagesOf(adhoc!.files).has('ssh2'), 'the adhoc run loads ssh2 (the check sees it)');
 });
