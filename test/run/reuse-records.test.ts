@@ -1,14 +1,14 @@
 // Kept machines (-reuse, spread-spec §14) that cannot be taken back or discarded: their
 // records stay on file until a discard succeeds, and the run or the discard goes on.
 import t, { type Test } from 'tap';
-import { spawn } from 'node:child_process';
 import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cliArgs, isAlive, rememberProcess, stopWithTest } from '../helpers/processes.js';
+import { isAlive, rememberProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { RunLog } from '../../src/run/report.js';
 import { discardKeptMachines } from '../../src/run/discard.js';
 import { LOCAL, project, run, spreadYaml } from './project.js';
+import { endedWithin, runHere } from './run-here.js';
 
 const reuseFile = (dir: string) => join(dir, '.fleetcache-reuse.json');
 const addresses = async (file: string) => (JSON.parse(await readFile(file, 'utf8')) as { machines: Array<{ address: string }> }).machines.map((m) => m.address);
@@ -116,29 +116,15 @@ async function fakeNodeBin(t: Test, fakeNode: string): Promise<string> {
   return bin;
 }
 
-/** `fleetcache run --reuse --resend` in `dir` with `bin` first on PATH; stopped by its PID when the test ends. */
-function resendRun(t: Test, dir: string, bin: string) {
-  const child = spawn(process.execPath, cliArgs(['run', '--reuse', '--resend', '--data', join(dir, 'cache')]), {
-    cwd: dir,
-    env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  stopWithTest(t, child, 'SIGKILL');
-  return { child, out: () => out, exited };
-}
-
 // Both leave the machine kept as it was (what they prove): the second takes back the machine the first did not lose.
 t.test('a kept machine whose project is sent again', async (t) => {
   const { dir, kept } = await keptMachine(t);
 
   t.test('-reuse: a kept machine whose project cannot be sent again stays kept (as in spread), not discarded', async (t) => {
     const bin = await fakeNodeBin(t, 'echo "no node on this machine" >&2; exit 1');
-    const res = resendRun(t, dir, bin);
-    t.equal(await res.exited, 1, 'the job had no machine: aborted');
+    const res = runHere(t, dir, { reuse: true, resend: true }, bin);
+    const { result } = await res.ended;
+    t.same(result?.tally.aborted, ['local:alpha-1:s/t'], 'the job had no machine: aborted');
     t.ok(res.out().includes(`Cannot reuse local:alpha-1 at ${kept}: agent pull on local:alpha-1 failed: no node on this machine`), 'said, and the next kept machine looked for');
     t.match(res.out(), /Not allocating local:alpha-1: -reuse, and the kept machines of local:alpha-1 are taken or cannot be reused\./);
     t.notMatch(res.out(), /Discarding local:alpha-1/);
@@ -150,13 +136,14 @@ t.test('a kept machine whose project is sent again', async (t) => {
   t.test('-reuse: SIGINT while a kept machine is sent the project keeps it on record, as every machine of an interrupted -reuse run', async (t) => {
     const pidFile = join(t.testdirName, 'pull.pid');
     const bin = await fakeNodeBin(t, `echo $$ > ${pidFile}; exec sleep 300`);
-    const res = resendRun(t, dir, bin);
+    const res = runHere(t, dir, { reuse: true, resend: true }, bin);
     await eventually('the pull started', async () => /^\d+\n$/.test(await readFile(pidFile, 'utf8').catch(() => '')), 60_000);
     const pid = Number(await readFile(pidFile, 'utf8'));
     const pull = rememberProcess(pid);
     t.teardown(() => pull.kill('SIGKILL'));
-    res.child.kill('SIGINT');
-    t.equal(await res.exited, 1);
+    res.interrupt();
+    const ended = await endedWithin(res.ended, 30_000);
+    t.equal(ended !== 'waiting' && ended.result?.interrupted, 'SIGINT', 'an interrupted run (unsuccessful)');
     t.match(res.out(), /Received SIGINT/);
     t.notMatch(res.out(), /Error preparing/, 'no error line for a start the interrupt cut short');
     t.notMatch(res.out(), /Discarding local:alpha-1/);
