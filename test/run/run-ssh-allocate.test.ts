@@ -12,10 +12,14 @@ import { runProject } from '../../src/run/runner.js';
 import { cliArgs, descendantsOf } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { run } from './project.js';
-import { oneHostProject } from './ssh-project.js';
+import { fileSshd, oneHostProject } from './ssh-project.js';
+
+// one sshd for the file: no test stops it (the dropped connection's, last, kills only the
+// processes serving its run's connection), and each has a project path of its own
+const shared = await fileSshd(t);
 
 t.test('an adhoc machine allocated after the others ran every job, whose discard fails, is discarded once', async (t) => {
-  const { base, sshd, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo\n');
+  const { base, sshd, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo\n', shared);
   const ran = join(base, 'ran');
   const discarded = join(base, 'discarded');
   await writeFile(join(dir, 'tests', 'one', 'task.yaml'), `summary: one\nexecute: echo one >> ${ran}\n`);
@@ -48,7 +52,7 @@ t.test('an adhoc machine allocated after the others ran every job, whose discard
 });
 
 t.test('a worker whose allocate keeps failing stops retrying once the other machines took every job of its system: the run ends with them', async (t) => {
-  const { base, sshd, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
+  const { base, sshd, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n', shared);
   const held = join(base, 'cloud-machine');
   await mkdir(join(dir, 'tests', 'two'), { recursive: true });
   await writeFile(join(dir, 'tests', 'two', 'task.yaml'), 'summary: two\nexecute: echo two\n');
@@ -107,7 +111,7 @@ t.test('an adhoc machine whose SSH never answers and whose discard fails: the ru
 });
 
 t.test('an adhoc allocate script that gives the address of a machine the run holds: that allocation fails, naming it, and what it allocated is discarded', async (t) => {
-  const { base, sshd, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo\n');
+  const { base, sshd, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo\n', shared);
   const busy = join(base, 'busy');
   const discarded = join(base, 'discarded');
   // each job holds the host alone for a while: a second machine at the same address breaks it
@@ -133,7 +137,7 @@ t.test('an adhoc allocate script that gives the address of a machine the run hol
 });
 
 t.test('a connection that drops mid-script fails it with a reason, and the machine takes no more jobs', async (t) => {
-  const { base, sshd, dir } = await oneHostProject(t, 'summary: one\nexecute: |\n  echo started\n  sleep 30\n');
+  const { base, sshd, dir } = await oneHostProject(t, 'summary: one\nexecute: |\n  echo started\n  sleep 30\n', shared);
   await mkdir(join(dir, 'tests', 'two'), { recursive: true });
   await writeFile(join(dir, 'tests', 'two', 'task.yaml'), 'summary: two\nexecute: echo two\n');
   let out = '';

@@ -6,7 +6,12 @@ import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { keygenFingerprint, publicKeyOf } from '../ssh/sshd.js';
 import { run } from './project.js';
-import { oneHostProject, sshProject } from './ssh-project.js';
+import { fileSshd, oneHostProject, sshProject } from './ssh-project.js';
+
+// one sshd for the file, answering at a second loopback address too: the knownHosts runs reach
+// it as a host of the ssh backend at 127.0.0.1 and as an adhoc machine at 127.0.0.2, which the
+// known_hosts file names apart
+const sshd = await fileSshd(t, { config: ['ListenAddress 127.0.0.2'] });
 
 /**
  * The project's files on the machine (the task lists them in a file of the test: the
@@ -29,27 +34,21 @@ async function shipped(t: Test, dir: string, base: string, backend: string[], fi
   };
 }
 
-t.test('an SSH key file kept in the project reaches no machine and no base (ssh and adhoc backends)', async (t) => {
-  for (const type of ['ssh', 'adhoc'] as const) {
-    await t.test(type, async (t) => {
-      const { base, sshd, dir } = await sshProject(t);
-      await rm(join(dir, 'tests'), { recursive: true, force: true });
-      await mkdir(join(dir, 'keys'));
-      await cp(sshd.keyPath, join(dir, 'keys', 'lab'));
-      const backend = type === 'ssh'
-        ? ['  lab:', '    type: ssh', '    hosts:', `      - address: 127.0.0.1:${sshd.port}`, '        key: keys/lab', '    systems: [debian-12]']
-        : ['  lab:', '    type: adhoc', '    key: keys/lab', '    allocate: |', `      ADDRESS 127.0.0.1:${sshd.port}`, '    systems: [debian-12]'];
-      const { machine, tar } = await shipped(t, dir, base, backend);
-      t.ok(machine.includes('./spread.yaml'), 'the machine has the project');
-      t.notOk(machine.includes('./keys/lab'), 'not the key that logs into every host of the backend');
-      t.ok(tar.includes('spread.yaml'), 'the base holds the project');
-      t.notOk(tar.includes('keys/lab'), 'the base (public at the origin) does not hold the key');
-    });
-  }
+t.test('an SSH key file kept in the project reaches no machine and no base (adhoc backend; the ssh backend: below)', async (t) => {
+  const { base, dir } = await sshProject(t, sshd);
+  await rm(join(dir, 'tests'), { recursive: true, force: true });
+  await mkdir(join(dir, 'keys'));
+  await cp(sshd.keyPath, join(dir, 'keys', 'lab'));
+  const backend = ['  lab:', '    type: adhoc', '    key: keys/lab', '    allocate: |', `      ADDRESS 127.0.0.1:${sshd.port}`, '    systems: [debian-12]'];
+  const { machine, tar } = await shipped(t, dir, base, backend);
+  t.ok(machine.includes('./spread.yaml'), 'the machine has the project');
+  t.notOk(machine.includes('./keys/lab'), 'not the key that logs into every host of the backend');
+  t.ok(tar.includes('spread.yaml'), 'the base holds the project');
+  t.notOk(tar.includes('keys/lab'), 'the base (public at the origin) does not hold the key');
 });
 
-t.test("the key file of a backend the run's filters leave out reaches no machine and no base either", async (t) => {
-  const { base, sshd, dir } = await sshProject(t);
+t.test("over the ssh backend: neither its own key file nor that of a backend the run's filters leave out reaches a machine or the base", async (t) => {
+  const { base, dir } = await sshProject(t, sshd);
   await rm(join(dir, 'tests'), { recursive: true, force: true });
   await mkdir(join(dir, 'keys'));
   await cp(sshd.keyPath, join(dir, 'keys', 'lab'));
@@ -61,43 +60,40 @@ t.test("the key file of a backend the run's filters leave out reaches no machine
   ];
   const { machine, tar } = await shipped(t, dir, base, backends, ['lab:']);
   t.ok(machine.includes('./spread.yaml'), 'the machine has the project');
+  t.ok(tar.includes('spread.yaml'), 'the base holds the project');
   t.notOk(machine.includes('./keys/spare'), "not the key of the backend left out");
   t.notOk(tar.includes('keys/spare'), 'nor the base (public at the origin)');
   t.notOk(machine.includes('./keys/lab') || tar.includes('keys/lab'), "nor the run's own backend's");
 });
 
-t.test('knownHosts (fleetcache: in spread.yaml): an ssh host whose key is not the listed one fails to connect, naming its fingerprint; the listed key runs', async (t) => {
-  const { base, sshd, dir } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
-  const spread = (await readFile(join(dir, 'spread.yaml'), 'utf8')) + 'fleetcache:\n  knownHosts: known_hosts\n';
-  await writeFile(join(dir, 'spread.yaml'), spread);
-  const name = `[127.0.0.1]:${sshd.port}`;
+t.test('knownHosts (in spread.yaml): an ssh host whose key is not the listed one and an adhoc host not listed are refused; the listed key runs, and one the allocate script appends before ADDRESS', async (t) => {
+  const { base, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n', sshd);
+  const knownHosts = join(dir, 'known_hosts');
+  const [labName, cloudName] = [`[127.0.0.1]:${sshd.port}`, `[127.0.0.2]:${sshd.port}`];
   const hostKey = publicKeyOf(sshd.hostKeyFile);
-  // another host's key listed for this one: as a machine in the middle would present
+  // a job on each backend: one of them is refused in each run, so they never share the project path
+  const project = (allocate: string[]): string =>
+    [
+      'project: keyed', `path: ${remote}`, 'backends:',
+      '  lab:', '    type: ssh', '    hosts:', `      - address: 127.0.0.1:${sshd.port}`, `        key: ${sshd.keyPath}`, '    systems: [debian-12]',
+      '  cloud:', '    type: adhoc', `    key: ${sshd.keyPath}`, '    allocate: |', ...allocate.map((line) => `      ${line}`), '    systems: [debian-12]',
+      'suites:', '  tests/:', '    summary: one', 'fleetcache:', '  knownHosts: known_hosts', '',
+    ].join('\n');
+  // another host's key listed for the ssh host: as a machine in the middle would present; the
+  // adhoc script appends its machine's key, as a cloud's does with the key its new machine reports
   spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(base, 'other_key')]);
-  await writeFile(join(dir, 'known_hosts'), `${name} ${publicKeyOf(join(base, 'other_key.pub'))}\n`);
-  const { result: refused, out: refusedOut } = await run(dir, [], { dataRoot: join(base, 'cache') });
-  t.equal(refused.tally.ok, false, 'the run fails');
-  t.equal(refused.tally.successful, 0);
-  t.match(refusedOut, `Host 127.0.0.1:${sshd.port} of backend lab is passed over for the rest of the run: cannot connect to 127.0.0.1:${sshd.port}: host key verification failed: host ${name} presented the ssh-ed25519 key ${keygenFingerprint(sshd.hostKeyFile)}`);
-  await writeFile(join(dir, 'known_hosts'), `${name} ${hostKey}\n`);
-  const { result: listed, out: listedOut } = await run(dir, [], { dataRoot: join(base, 'cache') });
-  if (!listed.tally.ok) t.comment(listedOut);
-  t.equal(listed.tally.successful, 1, 'the host with its listed key runs the job');
-});
-
-t.test('knownHosts with adhoc machines: a host the allocate script does not list is refused; one it appends to the file before ADDRESS connects', async (t) => {
-  const { base, sshd, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
-  const knownHosts = join(base, 'known_hosts');
-  await writeFile(knownHosts, '');
-  const project = (allocate: string): string =>
-    `project: adhoc\npath: ${remote}\nbackends:\n  cloud:\n    type: adhoc\n    key: ${sshd.keyPath}\n    allocate: |\n${allocate}    systems: [debian-12]\nsuites:\n  tests/:\n    summary: one\nfleetcache:\n  knownHosts: ${knownHosts}\n`;
-  await writeFile(join(dir, 'spread.yaml'), project(`      ADDRESS 127.0.0.1:${sshd.port}\n`));
-  const { result: refused, out: refusedOut } = await run(dir, [], { dataRoot: join(base, 'cache') });
-  t.equal(refused.tally.successful, 0, 'an unlisted adhoc host runs nothing');
-  t.match(refusedOut, `which ${knownHosts} does not list for [127.0.0.1]:${sshd.port}`);
-  // what a cloud's allocate script does with the key its new machine reports
-  await writeFile(join(dir, 'spread.yaml'), project(`      echo "[127.0.0.1]:${sshd.port} $(cut -d' ' -f1,2 ${sshd.hostKeyFile})" >> ${knownHosts}\n      ADDRESS 127.0.0.1:${sshd.port}\n`));
-  const { result: listed, out: listedOut } = await run(dir, [], { dataRoot: join(base, 'cache') });
-  if (!listed.tally.ok) t.comment(listedOut);
-  t.equal(listed.tally.successful, 1, 'the key the allocate script appended is read at connect');
+  await writeFile(knownHosts, `${labName} ${publicKeyOf(join(base, 'other_key.pub'))}\n`);
+  await writeFile(join(dir, 'spread.yaml'), project([`echo "${cloudName} $(cut -d' ' -f1,2 ${sshd.hostKeyFile})" >> ${knownHosts}`, `ADDRESS 127.0.0.2:${sshd.port}`]));
+  const first = await run(dir, [], { dataRoot: join(base, 'cache') });
+  t.match(first.out, `Host 127.0.0.1:${sshd.port} of backend lab is passed over for the rest of the run: cannot connect to 127.0.0.1:${sshd.port}: host key verification failed: host ${labName} presented the ssh-ed25519 key ${keygenFingerprint(sshd.hostKeyFile)}`);
+  t.same(first.result.tally.aborted, ['lab:debian-12:tests/one'], 'the ssh host with another key listed runs nothing');
+  t.equal(first.result.tally.successful, 1, 'the key the allocate script appended is read at connect');
+  if (first.result.tally.successful !== 1) t.comment(first.out);
+  await writeFile(knownHosts, `${labName} ${hostKey}\n`);
+  await writeFile(join(dir, 'spread.yaml'), project([`ADDRESS 127.0.0.2:${sshd.port}`]));
+  const second = await run(dir, [], { dataRoot: join(base, 'cache') });
+  t.match(second.out, `which ${knownHosts} does not list for ${cloudName}`);
+  t.same(second.result.tally.aborted, ['cloud:debian-12:tests/one'], 'an unlisted adhoc host runs nothing');
+  t.equal(second.result.tally.successful, 1, 'the ssh host with its listed key runs the job');
+  if (second.result.tally.successful !== 1) t.comment(second.out);
 });

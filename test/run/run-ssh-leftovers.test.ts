@@ -10,28 +10,53 @@ import { RunLog } from '../../src/run/report.js';
 import { runProject } from '../../src/run/runner.js';
 import { isAlive } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
-import { commandSessions, startSshd } from '../ssh/sshd.js';
+import { commandSessions } from '../ssh/sshd.js';
 import { leavingScript, leftPids } from '../ssh/leaving-script.js';
-import { run } from './project.js';
-import { oneHostProject, startRun } from './ssh-project.js';
+import { fileSshd, oneHostProject, startRun } from './ssh-project.js';
 
-t.test("what a job's scripts leave running on an ssh machine is killed when the job ends, what left their process group too; a suite prepare's daemon serves on", async (t) => {
-  const { base, dir } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
-  const files = { prepare: join(base, 'prepare.pids'), execute: join(base, 'execute.pids'), suite: join(base, 'suite.pids') };
-  await writeFile(join(dir, 'tests', 'one', 'task.yaml'), `summary: one\nprepare: |\n  ${leavingScript(files.prepare)}\nexecute: |\n  ${leavingScript(files.execute)}\n`);
+// one sshd for the file (its log counts SSH commands): no test stops or breaks it, and each has a project path of its own
+const sshd = await fileSshd(t, { log: true });
+
+t.test("what a job's scripts leave running on an ssh machine is killed at its end, what left their process group too, whether its execute or its restore fails; a suite prepare's daemon serves on", async (t) => {
+  const { base, dir } = await oneHostProject(t, 'summary: one\nexecute: echo one\n', sshd);
+  const file = (name: string): string => join(base, `${name}.pids`);
+  const files = { prepare: file('prepare'), execute: file('execute'), suite: file('suite'), failedExecute: file('failed-execute'), beforeRestore: file('before-restore'), restore: file('restore'), debug: file('debug') };
+  const tasks = {
+    passes: `summary: passes\nprepare: |\n  ${leavingScript(files.prepare)}\nexecute: |\n  ${leavingScript(files.execute)}\n`,
+    'execute-fails': `summary: its execute fails\nexecute: |\n  ${leavingScript(files.failedExecute)}\n  exit 1\nrestore: echo restored\n`,
+    // last: a machine whose restore failed takes no more jobs
+    'restore-fails': [
+      'summary: its restore fails', 'execute: |', `  ${leavingScript(files.beforeRestore)}`, 'restore: |', `  ${leavingScript(files.restore)}`, '  exit 1',
+      // a killed process not reaped yet (a zombie) is not running: kill -0 would say it is
+      'debug: |', `  ${leavingScript(files.debug)}`, `  for p in $(cat ${files.beforeRestore} ${files.restore}); do s=$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null) && [ "$s" != Z ] && echo "running $p"; done`, '',
+    ].join('\n'),
+  };
+  await rm(join(dir, 'tests', 'one'), { recursive: true });
+  for (const [name, yaml] of Object.entries(tasks)) {
+    await mkdir(join(dir, 'tests', name));
+    await writeFile(join(dir, 'tests', name, 'task.yaml'), yaml);
+  }
   const spread = await readFile(join(dir, 'spread.yaml'), 'utf8');
   await writeFile(join(dir, 'spread.yaml'), spread.replace('    summary: one\n', `    summary: one\n    prepare: |\n      ${leavingScript(files.suite)}\n`));
-  const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
-  const [prepared, executed, suite] = [leftPids(t, files.prepare), leftPids(t, files.execute), leftPids(t, files.suite)];
-  if (!result.tally.ok) t.comment(out);
-  t.equal(result.tally.successful, 1);
-  t.notOk([...prepared, ...executed].some(isAlive), "the task's prepare and execute left nothing running, in their process group or out of it");
-  t.ok(suite.every(isAlive), "the suite prepare's processes run on, as in spread");
+  let out = '';
+  const result = await runProject({ cwd: dir, filters: Object.keys(tasks).map((name) => `tests/${name}`), order: true, agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
+  const left = Object.fromEntries(Object.entries(files).map(([name, f]) => [name, leftPids(t, f)])) as Record<keyof typeof files, number[]>;
+  // spread's counts: a task whose restore fails was successful, its restore failed
+  t.equal(result.tally.successful, 2, 'the two executes that pass');
+  t.same(result.tally.failed, ['lab:debian-12:tests/execute-fails'], 'the execute that fails');
+  t.same(result.tally.failures.get('task restore'), ['lab:debian-12:tests/restore-fails'], 'the restore that fails');
+  if (result.tally.successful !== 2) t.comment(out);
+  t.notOk([...left.prepare, ...left.execute].some(isAlive), "the passing task's prepare and execute left nothing running, in their process group or out of it");
+  t.match(out, /Error executing lab:debian-12:tests\/execute-fails/);
+  t.notOk(left.failedExecute.some(isAlive), 'what the failed execute left is killed at the end of its restore');
+  for (const p of [...left.beforeRestore, ...left.restore]) t.match(out, new RegExp(`^running ${p}$`, 'm'), `the failed restore's debug script saw ${p} running`);
+  t.notOk([...left.beforeRestore, ...left.restore, ...left.debug].some(isAlive), 'what the execute, the failed restore and the debug script left is killed after it');
+  t.ok(left.suite.every(isAlive), "the suite prepare's processes run on, as in spread");
 });
 
 /** A one-host project (oneHostProject) whose one job runs `task`; its run's tally and log. */
 async function runOneJob(t: Test, task: string, options: { abend?: true } = {}): Promise<{ ok: boolean; out: string }> {
-  const { base, dir } = await oneHostProject(t, task);
+  const { base, dir } = await oneHostProject(t, task, sshd);
   let out = '';
   const result = await runProject({ ...options, cwd: dir, filters: [], agentBundle: await ensureAgentBundle(), log: new RunLog((s) => (out += s)), dataRoot: join(base, 'cache') });
   return { ok: result.tally.ok, out };
@@ -39,7 +64,6 @@ async function runOneJob(t: Test, task: string, options: { abend?: true } = {}):
 
 t.test("a job whose restore passes has what it left killed at that restore's end: one SSH command per script of the job, none for the kill", async (t) => {
   const base = t.testdir();
-  const sshd = await startSshd(t, join(base, 'sshd'), { log: true });
   /** A run of `jobs` jobs on the sshd, each execute leaving sleeps, each restore passing: the SSH commands it took, and the sleeps. */
   const runJobs = async (name: string, jobs: number): Promise<{ commands: number; left: number[] }> => {
     const dir = join(base, name);
@@ -67,31 +91,6 @@ t.test("a job whose restore passes has what it left killed at that restore's end
   t.notOk([...one.left, ...two.left].some(isAlive), 'what every execute left is killed, what left its process group too');
 });
 
-t.test('a job whose execute fails has what it left killed at the end of its restore', async (t) => {
-  const file = join(t.testdir(), 'execute.pids');
-  const { ok, out } = await runOneJob(t, `summary: one\nexecute: |\n  ${leavingScript(file)}\n  exit 1\nrestore: echo restored\n`);
-  t.notOk(ok, 'the job failed');
-  t.match(out, /Error executing lab:debian-12:tests\/one/);
-  t.notOk(leftPids(t, file).some(isAlive), 'what the failed execute left is killed');
-});
-
-t.test("a job whose restore fails: its debug script finds what the restore left running, and it is killed after the debug script", async (t) => {
-  const base = t.testdir();
-  const files = { execute: join(base, 'execute.pids'), restore: join(base, 'restore.pids'), debug: join(base, 'debug.pids') };
-  const { ok, out } = await runOneJob(
-    t,
-    [
-      'summary: one', 'execute: |', `  ${leavingScript(files.execute)}`, 'restore: |', `  ${leavingScript(files.restore)}`, '  exit 1',
-      // a killed process not reaped yet (a zombie) is not running: kill -0 would say it is
-      'debug: |', `  ${leavingScript(files.debug)}`, `  for p in $(cat ${files.execute} ${files.restore}); do s=$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null) && [ "$s" != Z ] && echo "running $p"; done`, '',
-    ].join('\n'),
-  );
-  t.notOk(ok, 'the job failed');
-  const [executed, restored, debugged] = [leftPids(t, files.execute), leftPids(t, files.restore), leftPids(t, files.debug)];
-  for (const p of [...executed, ...restored]) t.match(out, new RegExp(`^running ${p}$`, 'm'), `the debug script saw ${p} running`);
-  t.notOk([...executed, ...restored, ...debugged].some(isAlive), 'what the execute, the restore and the debug script left is killed after it');
-});
-
 t.test('--abend: a job whose restore fails has nothing killed (the machine is kept as it is for inspection)', async (t) => {
   const base = t.testdir();
   const files = { execute: join(base, 'execute.pids'), restore: join(base, 'restore.pids') };
@@ -102,7 +101,7 @@ t.test('--abend: a job whose restore fails has nothing killed (the machine is ke
 });
 
 t.test('an interrupt during the restore: what the job left runs on, the restore killed before it could kill it', async (t) => {
-  const { base, dir } = await oneHostProject(t, 'summary: one\n');
+  const { base, dir } = await oneHostProject(t, 'summary: one\n', sshd);
   const files = { execute: join(base, 'execute.pids'), restoring: join(base, 'restoring') };
   await writeFile(join(dir, 'tests', 'one', 'task.yaml'), `summary: one\nexecute: |\n  ${leavingScript(files.execute)}\nrestore: |\n  touch ${files.restoring}\n  sleep 300\n`);
   const { child, out, exited } = startRun(t, base, dir, []);

@@ -14,11 +14,14 @@ import { isAlive } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { writeRebootScript } from '../ssh/sshd.js';
 import { run } from './project.js';
-import { oneHostProject, sshProject, startRun } from './ssh-project.js';
+import { fileSshd, sshProject, startRun } from './ssh-project.js';
+
+// one sshd for the tests that neither stop nor break it (the REBOOT tests start their own); each has a project path of its own
+const shared = await fileSshd(t);
 
 t.test('the example project over the ssh backend', async (t) => {
   // One host: the project path lives on it, so one worker per system, one system.
-  const { base, sshd, dir, remote } = await sshProject(t);
+  const { base, sshd, dir, remote } = await sshProject(t, shared);
   await writeFile(
     join(dir, 'spread.yaml'),
     `project: fleet-demo\npath: ${remote}\nenvironment:\n  GREETING: hello\nbackends:\n  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems:\n      - debian-12:\n          region: region-a\nsuites:\n  tests/:\n    summary: over ssh\n`,
@@ -32,8 +35,8 @@ t.test('the example project over the ssh backend', async (t) => {
   t.match(out, /Executing lab:debian-12:tests\/hello \(lab:debian-12\)/);
 });
 
-t.test('the example project over the adhoc backend (allocate prints ADDRESS, discard runs at the end)', async (t) => {
-  const { base, sshd, dir, remote } = await sshProject(t);
+t.test('the example project over the adhoc backend (allocate prints ADDRESS, discard runs at the end; region: auto measured on a machine without the project path yet), and the address serving the next run', async (t) => {
+  const { base, sshd, dir, remote } = await sshProject(t, shared);
   const discarded = join(base, 'discarded');
   await writeFile(
     join(dir, 'spread.yaml'),
@@ -52,7 +55,8 @@ t.test('the example project over the adhoc backend (allocate prints ADDRESS, dis
       '    discard: |',
       `      echo "$SPREAD_SYSTEM_ADDRESS" >> ${discarded}`,
       '    systems:',
-      '      - debian-12',
+      '      - debian-12:',
+      '          region: auto',
       'suites:',
       '  tests/:',
       '    summary: over adhoc',
@@ -64,6 +68,14 @@ t.test('the example project over the adhoc backend (allocate prints ADDRESS, dis
   t.equal(result.tally.ok, true, 'every job succeeded on the adhoc machine');
   t.equal(result.tally.successful, 4);
   t.equal((await readFile(discarded, 'utf8')).trim(), `127.0.0.1:${sshd.port}`, 'the discard script ran with the address');
+  // the project path is not there yet when the caches are measured: the measure runs from /
+  t.match(out, /pulls through http:\/\/127\.0\.0\.1:\d+ \(auto: http:\/\/127\.0\.0\.1:\d+ answered in [\d.]+ ms\)/, 'the cache answered the measure');
+  // one address serving run after run (as a device of spread's external backend): what the last
+  // run left at the project path goes before the project is sent
+  const next = await run(dir, ['tests/hello'], { dataRoot: join(base, 'cache') });
+  if (!next.result.tally.ok) t.comment(next.out);
+  t.equal(next.result.tally.successful, 1, 'the next run on the same address passes');
+  t.equal((await readFile(discarded, 'utf8')).trim(), `127.0.0.1:${sshd.port}\n127.0.0.1:${sshd.port}`, 'and its discard ran too');
 });
 
 /**
@@ -73,7 +85,7 @@ t.test('the example project over the adhoc backend (allocate prints ADDRESS, dis
 const DISCARD_SECONDS = 60;
 
 t.test('a second signal during a discard kills the discard script: the machine stays on record, discarded once by run --discard', async (t) => {
-  const { base, sshd, dir, remote } = await sshProject(t);
+  const { base, sshd, dir, remote } = await sshProject(t, shared);
   const started = join(base, 'discard.pid');
   const ended = join(base, 'discard.ended');
   await writeFile(
@@ -198,27 +210,4 @@ t.test('SIGINT while a rebooted machine is waited for and its address takes conn
   t.ok(Date.now() - sent < 5000, `the run ended ${Date.now() - sent} ms after the signal, not when the connect attempt (10 s) timed out`);
   t.equal(code, 1, 'unsuccessful run');
   t.match(out(), /Aborted tasks: 1/);
-});
-
-t.test('region: auto on a host that does not have the project path yet: the caches are measured there all the same', async (t) => {
-  const { base, dir } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
-  const spread = await readFile(join(dir, 'spread.yaml'), 'utf8');
-  await writeFile(join(dir, 'spread.yaml'), spread.replace('    systems: [debian-12]\n', '    systems:\n      - debian-12:\n          region: auto\n'));
-  const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
-  if (!result.tally.ok) t.comment(out);
-  t.equal(result.tally.ok, true);
-  t.match(out, /pulls through http:\/\/127\.0\.0\.1:\d+ \(auto: http:\/\/127\.0\.0\.1:\d+ answered in [\d.]+ ms\)/, 'the cache answered the measure');
-});
-
-t.test('an adhoc machine that serves run after run (one address, as a device of spread\'s external backend): what the last run left at the project path goes before the project is sent', async (t) => {
-  const { base, sshd, dir, remote } = await oneHostProject(t, 'summary: one\nexecute: echo one\n');
-  await writeFile(
-    join(dir, 'spread.yaml'),
-    `project: device\npath: ${remote}\nbackends:\n  external:\n    type: adhoc\n    key: ${sshd.keyPath}\n    allocate: ADDRESS 127.0.0.1:${sshd.port}\n    systems: [debian-12]\nsuites:\n  tests/:\n    summary: one\n`,
-  );
-  for (const round of ['first', 'second']) {
-    const { result, out } = await run(dir, [], { dataRoot: join(base, 'cache') });
-    if (!result.tally.ok) t.comment(out);
-    t.equal(result.tally.successful, 1, `the ${round} run passes`);
-  }
 });

@@ -6,31 +6,21 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startSshd } from '../ssh/sshd.js';
 import { writeProject } from './project.js';
 import { HAS_SCRIPT, startRun } from './shell-session.js';
+import { fileSshd } from './ssh-project.js';
 
-/** A project of tasks on one ssh host; the project path on the "machine" is removed in teardown. */
+// one sshd for the file: no test stops or breaks it, and each has a project path of its own
+const sshd = await fileSshd(t);
+
+/** A project of tasks on the file's ssh host; the project path on the "machine" is removed in teardown. */
 async function sshProject(t: Test, tasks: Record<string, string>): Promise<string> {
   const base = t.testdir();
-  const sshd = await startSshd(t, join(base, 'sshd'));
   const remote = join(base, 'remote-project');
   t.teardown(() => rm(remote, { recursive: true, force: true }));
   const lab = `  lab:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${sshd.port}\n        key: ${sshd.keyPath}\n    systems: [debian-12]\n`;
   return writeProject(join(base, 'project'), `project: shells\npath: ${remote}\nenvironment:\n  GREETING: hello\nbackends:\n${lab}suites:\n  s/:\n    summary: s\n`, tasks);
 }
-
-t.test('-shell over ssh with stdin a pipe: the job environment, the task directory, then the run goes on', async (t) => {
-  const dir = await sshProject(t, { 's/one': 'summary: one\nexecute: echo EXECUTED-one\n' });
-  const run = startRun(t, dir, ['-shell', '-vv']);
-  await run.seen(/Starting shell instead of executing lab:debian-12:s\/one\.\.\./);
-  run.type('echo "MARK-$SPREAD_TASK-$GREETING"; echo "PWD=$PWD"; test -t 0 || echo NO-TTY; exit\n');
-  t.equal(await run.exit(), 0);
-  const out = run.out();
-  t.match(out, /Starting shell instead of executing lab:debian-12:s\/one\.\.\.\nMARK-s\/one-hello\nPWD=\/\S+\/remote-project\/s\/one\nNO-TTY\n.* Continuing\.\.\.\n/);
-  t.notMatch(out, /EXECUTED-one/);
-  t.match(out, /Successful tasks: 1\n.*Aborted tasks: 0\n/);
-});
 
 t.test('-debug over ssh: the shell opens after the debug output, the failure counts', async (t) => {
   const dir = await sshProject(t, { 's/bad': 'summary: bad\nexecute: "false"\ndebug: echo DEBUG-bad\n' });
@@ -42,15 +32,16 @@ t.test('-debug over ssh: the shell opens after the debug output, the failure cou
   t.match(run.out(), /Failed tasks: 1\n    - lab:debian-12:s\/bad\n/);
 });
 
-t.test('over ssh with stdin a pipe: a job left in the background does not hold the shell open; an interrupt ends the shell and what it started', async (t) => {
-  const dir = await sshProject(t, { 's/one': 'summary: one\nexecute: echo\n', 's/two': 'summary: two\nexecute: echo\n' });
-  const run = startRun(t, dir, ['-shell', '-seed', '1']);
+t.test('-shell over ssh with stdin a pipe: the job environment and the task directory; a job left in the background does not hold the shell open and the run goes on; an interrupt ends the shell and what it started', async (t) => {
+  const dir = await sshProject(t, { 's/one': 'summary: one\nexecute: echo EXECUTED-one\n', 's/two': 'summary: two\nexecute: echo EXECUTED-two\n' });
+  const run = startRun(t, dir, ['-shell', '-vv', '-seed', '1']);
   await run.seen(/Starting shell instead of executing/);
   // a unique name, to find the remote sleep by its command line
   const marker = `${process.pid}${Date.now() % 100000}`;
-  run.type(`sleep 1${marker} & echo BG-STARTED; exit\n`);
+  run.type(`echo "MARK-$SPREAD_TASK-$GREETING"; echo "PWD=$PWD"; test -t 0 || echo NO-TTY; sleep 1${marker} & echo BG-STARTED; exit\n`);
   await run.seen(/^BG-STARTED$/m);
   await run.seen(/Continuing\.\.\./, 1, 10_000); // not the background sleep's hours
+  t.match(run.out(), /Starting shell instead of executing lab:debian-12:(s\/\w+)\.\.\.\nMARK-\1-hello\nPWD=\/\S+\/remote-project\/\1\nNO-TTY\nBG-STARTED\n.* Continuing\.\.\.\n/, 'the job environment, in the task directory, no terminal');
   await run.seen(/Starting shell instead of executing/, 2);
   run.type(`echo SHELL-OPEN; sleep 2${marker}\n`);
   await run.seen(/^SHELL-OPEN$/m);
@@ -66,7 +57,10 @@ t.test('over ssh with stdin a pipe: a job left in the background does not hold t
   };
   t.notOk(pgrep(`sleep 2${marker}`), 'the interrupted shell\'s command was killed');
   execFileSync('pkill', ['-f', `sleep 1${marker}`]); // the job the first shell left, on purpose
-  t.match(run.out(), /Received SIGINT, stopping[^]*Continuing\.\.\.\n/);
+  const out = run.out();
+  t.match(out, /Received SIGINT, stopping[^]*Continuing\.\.\.\n/);
+  t.notMatch(out, /EXECUTED-/, 'a shell instead of each execute');
+  t.match(out, /Successful tasks: 1\n/, 'the shell that exited counts as its task run');
 });
 
 /** The pseudo-terminal the process `pid` has as its stdin. */

@@ -7,15 +7,26 @@ import { join } from 'node:path';
 import { cliArgs, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
 import { startSshd, type Sshd } from '../ssh/sshd.js';
 
-/** A real sshd and a copy of the example project; the project path on the "machine" is removed in teardown. */
-export async function sshProject(t: Test): Promise<{ base: string; sshd: Sshd; dir: string; remote: string }> {
+/**
+ * A real sshd and a copy of the example project; the project path on the "machine" is removed in teardown.
+ * `shared`: the sshd of the test file (fileSshd), for a test that neither stops nor breaks it; else one of the test's own.
+ */
+export async function sshProject(t: Test, shared?: Sshd): Promise<{ base: string; sshd: Sshd; dir: string; remote: string }> {
   const base = t.testdir();
-  const sshd = await startSshd(t, join(base, 'sshd'));
+  const sshd = shared ?? (await startSshd(t, join(base, 'sshd')));
   const dir = join(base, 'project');
   await cp(join(REPO_ROOT, 'examples/fleet-demo'), dir, { recursive: true });
   const remote = join(base, 'remote-project');
   t.teardown(() => rm(remote, { recursive: true, force: true }));
   return { base, sshd, dir, remote };
+}
+
+/**
+ * One sshd for the tests of a file (the root `t` of tap), stopped when the file ends: each start
+ * is two ssh-keygen runs and an sshd, and the tests that share it each have a project path of their own.
+ */
+export function fileSshd(t: Test, options?: Parameters<typeof startSshd>[2]): Promise<Sshd> {
+  return startSshd(t, join(t.testdir(), 'sshd'), options);
 }
 
 /** `fleetcache run --data <base>/cache <args>` in `dir` as a child process, stopped by its PID when the test ends. */
@@ -29,9 +40,9 @@ export function startRun(t: Test, base: string, dir: string, args: string[]): { 
   return { child, out: () => out, exited };
 }
 
-/** A one-task project on the ssh backend (one host: the test sshd). */
-export async function oneHostProject(t: Test, task: string): Promise<{ base: string; sshd: Sshd; dir: string; remote: string }> {
-  const setup = await sshProject(t);
+/** A one-task project on the ssh backend (one host: the test's sshd, or `shared` as in sshProject). */
+export async function oneHostProject(t: Test, task: string, shared?: Sshd): Promise<{ base: string; sshd: Sshd; dir: string; remote: string }> {
+  const setup = await sshProject(t, shared);
   const { dir, sshd, remote } = setup;
   await rm(join(dir, 'tests'), { recursive: true, force: true });
   await mkdir(join(dir, 'tests', 'one'), { recursive: true });
