@@ -442,16 +442,18 @@ t.test('BlobReferences: a blob deleted by the prune before the last is still kno
 });
 
 t.test('POST /-/prune outlasts the idle timeout of its connection', async (t) => {
-  const origin = await startOrigin(t, { idleTimeoutMs: 300, retention: { maxAgeMs: 30 * DAY, keepBases: 3, intervalMs: 0 } });
+  // an idle timeout a loaded machine does not reach before the request is read (300 ms was,
+  // once, in a CI run at a load of 15: "other side closed" with nothing read)
+  const origin = await startOrigin(t, { idleTimeoutMs: 1500, retention: { maxAgeMs: 30 * DAY, keepBases: 3, intervalMs: 0 } });
   await put(`${origin.url}/artifacts/r/job/a.txt`, Buffer.from('a'));
   await backdate(origin, ['artifacts', 'r', 'job', 'a.txt'], Date.now() - 40 * DAY);
   const { names } = origin.context;
   const realDeleteIf = names.deleteIf.bind(names);
   names.deleteIf = async (...args) => {
-    await new Promise((resolve) => setTimeout(resolve, 800)); // a prune longer than the idle timeout
+    await new Promise((resolve) => setTimeout(resolve, 3000)); // a prune longer than the idle timeout
     return realDeleteIf(...args);
   };
-  // a connection of its own: one the PUT above left idle may be closed by the 300 ms timeout as it is reused
+  // a connection of its own: one the PUT above left idle may be closed by the idle timeout as it is reused
   const fresh = new Agent();
   t.teardown(() => fresh.close());
   const res = await request(`${origin.url}/-/prune`, { method: 'POST', headers: auth, dispatcher: fresh });
