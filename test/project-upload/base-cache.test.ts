@@ -66,7 +66,8 @@ t.test('a cached base without a recorded digest (older cache, crash) is fetched 
 
 t.test('pushes sharing one base cache fetch the same base at the same time', async (t) => {
   const { dir, url, project, common } = await setup(t);
-  writeFileSync(join(project, 'big.bin'), randomBytes(4 << 20));
+  // 1 MiB: downloads of several chunks, which the three pushes interleave (4 MiB spent CPU on no more)
+  writeFileSync(join(project, 'big.bin'), randomBytes(1 << 20));
   await pushProject({ ...common, run: 'r0' });
   writeFileSync(join(project, 'src', 'm3.txt'), 'changed\n');
   const shared = join(dir, 'shared-cache');
