@@ -162,7 +162,9 @@ t.test('a cache sends its large hits by sendfile, and says so at start-up', asyn
 
 t.test('a reader that joins a fill late takes what was written from the file by sendfile, then follows', async (t) => {
   const { up, upUrl } = await startUpstream(t);
-  const { hex } = up.addBlob(48 * MiB);
+  // 48 MiB: the file's large body twice (what the fill holds is the point, not random bytes)
+  const twice = Buffer.concat([large, large]);
+  const { hex } = up.serveBlob({ hex: sha256(twice), body: twice });
   up.options.rate = 32 * MiB; // 1.5 s of filling
   const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
   const before = await sendfileBytes(url);
@@ -216,13 +218,14 @@ t.test('pipelined requests: the answer after a sendfile body comes whole, after 
 
 t.test('a request pipelined behind a long sendfile answer (it re-arms the idle timeout) does not cut it', async (t) => {
   const { up, upUrl } = await startUpstream(t);
-  const large = up.addBlob(SIZE);
+  // the file's large body, its digest known from the shared origin's upload
+  const long = up.serveBlob({ hex: (await originWithBlobs()).largeHex, body: large });
   const small = up.addBlob(4096);
   // Idle limit for clients: 2 × 300 ms.
   const { url } = await startCache(t, { upstream: upUrl, timeouts: { connect: '100ms', headers: '100ms', body: '300ms' } }, t.testdir());
-  t.equal((await fetchHash(`${url}/cas/sha256/${large.hex}`)).hash, large.hex);
+  t.equal((await fetchHash(`${url}/cas/sha256/${long.hex}`)).hash, long.hex);
   await eventually('the large object is stored', async () => {
-    const r = await request(`${url}/cas/sha256/${large.hex}`, { method: 'HEAD' });
+    const r = await request(`${url}/cas/sha256/${long.hex}`, { method: 'HEAD' });
     await r.body.dump();
     return r.headers['x-cache'] === 'HIT';
   });
@@ -235,7 +238,7 @@ t.test('a request pipelined behind a long sendfile answer (it re-arms the idle t
     const chunks: Buffer[] = [];
     let got = 0;
     let nextPause = MiB;
-    const sock = connect(Number(port), '127.0.0.1', () => sock.write(`GET /cas/sha256/${large.hex} HTTP/1.1\r\nHost: x\r\n\r\n`));
+    const sock = connect(Number(port), '127.0.0.1', () => sock.write(`GET /cas/sha256/${long.hex} HTTP/1.1\r\nHost: x\r\n\r\n`));
     sock.on('data', (c: Buffer) => {
       chunks.push(c);
       got += c.length;
@@ -252,7 +255,7 @@ t.test('a request pipelined behind a long sendfile answer (it re-arms the idle t
   });
   t.ok(Date.now() - started > 1200, 'the answer lasted two idle limits at least');
   const head = raw.indexOf('\r\n\r\n') + 4;
-  t.equal(sha256(raw.subarray(head, head + SIZE)), large.hex, 'the large body, whole');
+  t.equal(sha256(raw.subarray(head, head + SIZE)), long.hex, 'the large body, whole');
   const second = raw.subarray(head + SIZE).toString('latin1');
   t.match(second, /^HTTP\/1\.1 200 OK\r\n/, 'then the pipelined answer');
   t.equal(sha256(Buffer.from(second.slice(second.indexOf('\r\n\r\n') + 4), 'latin1')), small.hex, 'its body');

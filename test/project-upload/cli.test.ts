@@ -10,7 +10,7 @@ import { EXIT } from '../../src/errors.js';
 import { buildOriginServer } from '../../src/origin/server.js';
 import { casId } from '../../src/cache/disk-store.js';
 import { startCache } from '../cache/harness.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, runHere } from '../helpers/cli.js';
 import { cliArgs } from '../helpers/processes.js';
 import { flipped, startTamperingProxy } from '../helpers/tampering-proxy.js';
 import { serveOnLoopback } from '../helpers/loopback-server.js';
@@ -18,11 +18,6 @@ import { rotInPlace } from '../helpers/bit-rot.js';
 
 const run = promisify(execFile);
 const TOKEN = 'cli-test-token';
-
-/** The real CLI as a child process, its output in pipes (slow to start: used once, to prove the wiring). */
-async function cliProcess(args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return run(process.execPath, cliArgs(args), { env: { ...process.env, FLEETCACHE_LOG_LEVEL: 'warn' } });
-}
 
 /** runCli(), for a command that must succeed: its stdout. */
 async function cli(args: string[]): Promise<string> {
@@ -186,7 +181,9 @@ t.test('push and pull draw progress bars on a terminal, none in a pipe', async (
   t.notMatch(pushed, /of \?/, 'no bar without its total: every upload states its length');
   const pulledOnTerminal = await onTerminal(['pull', join(dir, 'tree1'), '--project', 'bars', '--run', 'r1', '--from', url]);
   t.match(pulledOnTerminal, / base \S+ 100% \| [\d.]+ KiB of [\d.]+ KiB/, 'pull: the base download has its bar');
-  const piped = await cliProcess(['pull', join(dir, 'tree2'), '--project', 'bars', '--run', 'r1', '--from', url]);
+  // in a pipe: in this process, its stdout and stderr no terminals (runHere), as the real binary's in pipes
+  const piped = await runHere(['pull', join(dir, 'tree2'), '--project', 'bars', '--run', 'r1', '--from', url], dir, { FLEETCACHE_LOG_LEVEL: 'warn' });
+  t.equal(piped.code, 0, piped.stderr);
   t.notMatch(piped.stdout, /\x1b|%/, 'in a pipe: the result line alone');
   t.notMatch(piped.stderr, /\x1b|%/, 'and no bar on stderr');
   t.match(piped.stdout, /^sha256:[0-9a-f]{64}\t\d+ entries\t/);
