@@ -17,6 +17,9 @@ import { serveOnLoopback } from '../helpers/loopback-server.js';
 import { rotInPlace } from '../helpers/bit-rot.js';
 
 const TOKEN = 'verify-token-0123456789';
+// One S3 server for the file's two tests on S3 (a start is a node process and s3rver's
+// modules): each keeps to a key prefix of its own.
+const s3 = await startS3rver(t);
 
 async function put(url: string, body: Buffer): Promise<string> {
   const hex = createHash('sha256').update(body).digest('hex');
@@ -84,7 +87,6 @@ t.test('a path that is not an origin data directory (a typo, a file, another dir
 });
 
 t.test('verify --remove keeps a blob its S3 storage could not read whole (a body cut short): only a blob read whole and hashing to another digest is damage', async (t) => {
-  const s3 = await startS3rver(t);
   const dir = t.testdir();
   // Between verify and S3: GETs of blobs answer their headers and half their body, then the connection is cut.
   const proxy = createServer((req, res) => {
@@ -107,13 +109,13 @@ t.test('verify --remove keeps a blob its S3 storage could not read whole (a body
   const config = join(dir, 'origin.yaml');
   writeFileSync(config, [
     `data: ${join(dir, 'data')}`,
-    ...s3StorageYaml(proxyUrl, s3.bucket),
+    ...s3StorageYaml(proxyUrl, s3.bucket, 'cut'),
     '',
   ].join('\n'));
   process.env.TEST_S3_KEY = S3RVER_CREDENTIALS.accessKeyId;
   process.env.TEST_S3_SECRET = S3RVER_CREDENTIALS.secretAccessKey;
   t.teardown(() => { delete process.env.TEST_S3_KEY; delete process.env.TEST_S3_SECRET; });
-  const direct = new S3BlobStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
+  const direct = new S3BlobStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: S3RVER_CREDENTIALS, prefix: 'cut' });
   const body = randomBytes(200_000);
   const { digest } = await direct.put(Readable.from([body]));
 
@@ -124,9 +126,8 @@ t.test('verify --remove keeps a blob its S3 storage could not read whole (a body
 });
 
 t.test('a blob deleted between the listing and its read (an origin pruning beside verify) is skipped, not reported unreadable', async (t) => {
-  const s3 = await startS3rver(t);
   const dir = t.testdir();
-  const direct = new S3BlobStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
+  const direct = new S3BlobStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: S3RVER_CREDENTIALS, prefix: 'pruned' });
   const kept = randomBytes(1000);
   await direct.put(Readable.from([kept]));
   const { digest: pruned } = await direct.put(Readable.from([randomBytes(2000)]));
@@ -145,7 +146,7 @@ t.test('a blob deleted between the listing and its read (an origin pruning besid
   });
   const proxyUrl = await serveOnLoopback(t, proxy);
   const config = join(dir, 'origin.yaml');
-  writeFileSync(config, [`data: ${join(dir, 'data')}`, ...s3StorageYaml(proxyUrl, s3.bucket), ''].join('\n'));
+  writeFileSync(config, [`data: ${join(dir, 'data')}`, ...s3StorageYaml(proxyUrl, s3.bucket, 'pruned'), ''].join('\n'));
   process.env.TEST_S3_KEY = S3RVER_CREDENTIALS.accessKeyId;
   process.env.TEST_S3_SECRET = S3RVER_CREDENTIALS.secretAccessKey;
   t.teardown(() => { delete process.env.TEST_S3_KEY; delete process.env.TEST_S3_SECRET; });
