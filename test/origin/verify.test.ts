@@ -1,40 +1,32 @@
 // `fleetcache verify`: every blob of an origin's store hashed again; a damaged one is listed
 // (exit 5) and, with --remove, deleted so that its next upload stores it again. Reading runs
-// beside a live origin; --remove does not (the data directory is the origin's).
+// beside a live origin; --remove does not (the data directory is the origin's). The origins
+// and verify run in the test's process: the data directory's lock refuses a second holder
+// there as it does another process (test/store/dir-lock.test.ts).
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import t from 'tap';
-import { request } from 'undici';
 import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
-import { startServerProcess } from '../helpers/processes.js';
+import { startOrigin, uploadBlob } from '../helpers/origin.js';
 import { startS3rver, s3StorageYaml, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
 import { S3BlobStore } from '../../src/store/s3.js';
 import { serveOnLoopback } from '../helpers/loopback-server.js';
 import { rotInPlace } from '../helpers/bit-rot.js';
 
-const TOKEN = 'verify-token-0123456789';
 // One S3 server for the file's two tests on S3 (a start is a node process and s3rver's
 // modules): each keeps to a key prefix of its own.
 const s3 = await startS3rver(t);
 
-async function put(url: string, body: Buffer): Promise<string> {
-  const hex = createHash('sha256').update(body).digest('hex');
-  const res = await request(`${url}/cas/sha256/${hex}`, { method: 'PUT', body, headers: { authorization: `Bearer ${TOKEN}` } });
-  await res.body.dump();
-  if (res.statusCode >= 300) throw new Error(`PUT answered ${res.statusCode}`);
-  return hex;
-}
-
 t.test('a damaged blob is found beside a live origin, removed once it is stopped, then uploaded again', async (t) => {
   const data = join(t.testdir(), 'data');
-  const origin = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', data], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' });
+  const origin = await startOrigin(t, { dataDir: data });
   const bodies = [randomBytes(3 * 1024 * 1024), randomBytes(10), Buffer.from('third\n')];
   const hexes: string[] = [];
-  for (const b of bodies) hexes.push(await put(origin.url, b));
+  for (const b of bodies) hexes.push(await uploadBlob(origin.url, b));
   const total = bodies.reduce((n, b) => n + b.length, 0);
 
   const clean = await runCli(['verify', '--data', data]);
@@ -56,15 +48,15 @@ t.test('a damaged blob is found beside a live origin, removed once it is stopped
   t.match(refused.stderr, /in use/);
   t.ok(existsSync(file), 'nothing removed');
 
-  await origin.stop();
+  await origin.app.close();
   const removed = await runCli(['verify', '--data', data, '--remove']);
   t.equal(removed.code, EXIT.integrity);
   t.match(removed.stdout, new RegExp(`^sha256:${hexes[0]}\\t\\d+\\tsha256:${found}\\tremoved\\nchecked 3 blobs, ${total} bytes: 1 damaged, 1 removed\\n$`));
   t.notOk(existsSync(file), 'the damaged blob is gone');
 
-  const again = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', data], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' });
-  await put(again.url, bodies[0]!);
-  await again.stop();
+  const again = await startOrigin(t, { dataDir: data });
+  await uploadBlob(again.url, bodies[0]!);
+  await again.app.close();
   const restored = await runCli(['verify', '--data', data]);
   t.equal(restored.code, EXIT.ok, 'uploaded again, whole');
   t.equal(restored.stdout, `checked 3 blobs, ${total} bytes: 0 damaged\n`);
