@@ -1,37 +1,32 @@
 // `fleetcache verify`: every blob of an origin's store hashed again; a damaged one is listed
 // (exit 5) and, with --remove, deleted so that its next upload stores it again. Reading runs
-// beside a live origin; --remove does not (the data directory is the origin's).
+// beside a live origin; --remove does not (the data directory is the origin's). The origins
+// and verify run in the test's process: the data directory's lock refuses a second holder
+// there as it does another process (test/store/dir-lock.test.ts).
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import t from 'tap';
-import { request } from 'undici';
 import { EXIT } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
-import { startServerProcess } from '../helpers/processes.js';
+import { startOrigin, uploadBlob } from '../helpers/origin.js';
 import { startS3rver, s3StorageYaml, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
 import { S3BlobStore } from '../../src/store/s3.js';
 import { serveOnLoopback } from '../helpers/loopback-server.js';
 import { rotInPlace } from '../helpers/bit-rot.js';
 
-const TOKEN = 'verify-token-0123456789';
-
-async function put(url: string, body: Buffer): Promise<string> {
-  const hex = createHash('sha256').update(body).digest('hex');
-  const res = await request(`${url}/cas/sha256/${hex}`, { method: 'PUT', body, headers: { authorization: `Bearer ${TOKEN}` } });
-  await res.body.dump();
-  if (res.statusCode >= 300) throw new Error(`PUT answered ${res.statusCode}`);
-  return hex;
-}
+// One S3 server for the file's two tests on S3 (a start is a node process and s3rver's
+// modules): each keeps to a key prefix of its own.
+const s3 = await startS3rver(t);
 
 t.test('a damaged blob is found beside a live origin, removed once it is stopped, then uploaded again', async (t) => {
   const data = join(t.testdir(), 'data');
-  const origin = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', data], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' });
+  const origin = await startOrigin(t, { dataDir: data });
   const bodies = [randomBytes(3 * 1024 * 1024), randomBytes(10), Buffer.from('third\n')];
   const hexes: string[] = [];
-  for (const b of bodies) hexes.push(await put(origin.url, b));
+  for (const b of bodies) hexes.push(await uploadBlob(origin.url, b));
   const total = bodies.reduce((n, b) => n + b.length, 0);
 
   const clean = await runCli(['verify', '--data', data]);
@@ -53,15 +48,15 @@ t.test('a damaged blob is found beside a live origin, removed once it is stopped
   t.match(refused.stderr, /in use/);
   t.ok(existsSync(file), 'nothing removed');
 
-  await origin.stop();
+  await origin.app.close();
   const removed = await runCli(['verify', '--data', data, '--remove']);
   t.equal(removed.code, EXIT.integrity);
   t.match(removed.stdout, new RegExp(`^sha256:${hexes[0]}\\t\\d+\\tsha256:${found}\\tremoved\\nchecked 3 blobs, ${total} bytes: 1 damaged, 1 removed\\n$`));
   t.notOk(existsSync(file), 'the damaged blob is gone');
 
-  const again = await startServerProcess(t, ['origin', '--listen', '127.0.0.1:0', '--data', data], { FLEETCACHE_TOKEN: TOKEN, FLEETCACHE_LOG_LEVEL: 'warn' });
-  await put(again.url, bodies[0]!);
-  await again.stop();
+  const again = await startOrigin(t, { dataDir: data });
+  await uploadBlob(again.url, bodies[0]!);
+  await again.app.close();
   const restored = await runCli(['verify', '--data', data]);
   t.equal(restored.code, EXIT.ok, 'uploaded again, whole');
   t.equal(restored.stdout, `checked 3 blobs, ${total} bytes: 0 damaged\n`);
@@ -84,7 +79,6 @@ t.test('a path that is not an origin data directory (a typo, a file, another dir
 });
 
 t.test('verify --remove keeps a blob its S3 storage could not read whole (a body cut short): only a blob read whole and hashing to another digest is damage', async (t) => {
-  const s3 = await startS3rver(t);
   const dir = t.testdir();
   // Between verify and S3: GETs of blobs answer their headers and half their body, then the connection is cut.
   const proxy = createServer((req, res) => {
@@ -107,13 +101,13 @@ t.test('verify --remove keeps a blob its S3 storage could not read whole (a body
   const config = join(dir, 'origin.yaml');
   writeFileSync(config, [
     `data: ${join(dir, 'data')}`,
-    ...s3StorageYaml(proxyUrl, s3.bucket),
+    ...s3StorageYaml(proxyUrl, s3.bucket, 'cut'),
     '',
   ].join('\n'));
   process.env.TEST_S3_KEY = S3RVER_CREDENTIALS.accessKeyId;
   process.env.TEST_S3_SECRET = S3RVER_CREDENTIALS.secretAccessKey;
   t.teardown(() => { delete process.env.TEST_S3_KEY; delete process.env.TEST_S3_SECRET; });
-  const direct = new S3BlobStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
+  const direct = new S3BlobStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: S3RVER_CREDENTIALS, prefix: 'cut' });
   const body = randomBytes(200_000);
   const { digest } = await direct.put(Readable.from([body]));
 
@@ -124,9 +118,8 @@ t.test('verify --remove keeps a blob its S3 storage could not read whole (a body
 });
 
 t.test('a blob deleted between the listing and its read (an origin pruning beside verify) is skipped, not reported unreadable', async (t) => {
-  const s3 = await startS3rver(t);
   const dir = t.testdir();
-  const direct = new S3BlobStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
+  const direct = new S3BlobStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: S3RVER_CREDENTIALS, prefix: 'pruned' });
   const kept = randomBytes(1000);
   await direct.put(Readable.from([kept]));
   const { digest: pruned } = await direct.put(Readable.from([randomBytes(2000)]));
@@ -145,7 +138,7 @@ t.test('a blob deleted between the listing and its read (an origin pruning besid
   });
   const proxyUrl = await serveOnLoopback(t, proxy);
   const config = join(dir, 'origin.yaml');
-  writeFileSync(config, [`data: ${join(dir, 'data')}`, ...s3StorageYaml(proxyUrl, s3.bucket), ''].join('\n'));
+  writeFileSync(config, [`data: ${join(dir, 'data')}`, ...s3StorageYaml(proxyUrl, s3.bucket, 'pruned'), ''].join('\n'));
   process.env.TEST_S3_KEY = S3RVER_CREDENTIALS.accessKeyId;
   process.env.TEST_S3_SECRET = S3RVER_CREDENTIALS.secretAccessKey;
   t.teardown(() => { delete process.env.TEST_S3_KEY; delete process.env.TEST_S3_SECRET; });
