@@ -157,6 +157,9 @@ const logged = (() => {
 })();
 void logged.catch(() => undefined); // the tests report it
 
+/** What the step `name` of the logged process did; a step that did not run fails every check. */
+const stepOf = async (name: string): Promise<StepResult> => (await logged).get(name) ?? { files: [], out: '', code: NaN };
+
 t.test("--help, and each command's --help, load none of what the commands' work needs", async (t) => {
   const each = await logged;
   const steps = new Set([CACHE_CONFIG, LOCAL_RUN, LIST, ADHOC_RUN]);
@@ -211,18 +214,19 @@ t.test("a --workers cache's primary, which serves nothing, loads none of the ser
 });
 
 t.test('a cache given a --config file loads yaml to read it', async (t) => {
-  const cache = (await logged).get(CACHE_CONFIG);
-  t.equal(cache?.code, 3, 'the configuration error exits 3');
-  t.ok(packagesOf(cache?.files ?? []).has('yaml'), 'yaml is loaded');
+  const cache = await stepOf(CACHE_CONFIG);
+  t.equal(cache.code, 3, 'the configuration error exits 3');
+  t.ok(packagesOf(cache.files).has('yaml'), 'yaml is loaded');
 });
 
 t.test('a run on the local backend, and list, load no ssh2; a run on a backend reached over SSH does', async (t) => {
-  const each = await logged;
-  const [local, list, adhoc] = [LOCAL_RUN, LIST, ADHOC_RUN].map((name) => each.get(name) ?? { files: [], out: '', code: NaN });
-  t.match(local!.out, /Successful tasks: 1\b/, 'the local run ran its task');
-  t.notOk(packagesOf(local!.files).has('ssh2'), 'the local run loads no ssh2');
-  t.match(list!.out, /t1/, 'list listed the task');
-  t.notOk(packagesOf(list!.files).has('ssh2'), 'list loads no ssh2, even for an adhoc backend');
-  t.match(adhoc!.out, /no machines here/, 'the adhoc run created its backend');
-  t.ok(packagesOf(adhoc!.files).has('ssh2'), 'the adhoc run loads ssh2 (the check sees it)');
+  const local = await stepOf(LOCAL_RUN);
+  t.match(local.out, /Successful tasks: 1\b/, 'the local run ran its task');
+  t.notOk(packagesOf(local.files).has('ssh2'), 'the local run loads no ssh2');
+  const list = await stepOf(LIST);
+  t.match(list.out, /t1/, 'list listed the task');
+  t.notOk(packagesOf(list.files).has('ssh2'), 'list loads no ssh2, even for an adhoc backend');
+  const adhoc = await stepOf(ADHOC_RUN);
+  t.match(adhoc.out, /no machines here/, 'the adhoc run created its backend');
+  t.ok(packagesOf(adhoc.files).has('ssh2'), 'the adhoc run loads ssh2 (the check sees it)');
 });

@@ -20,6 +20,10 @@ import { rotInPlace } from '../helpers/bit-rot.js';
 // One S3 server for the file's two tests on S3 (a start is a node process and s3rver's
 // modules): each keeps to a key prefix of its own.
 const s3 = await startS3rver(t);
+// the credentials their origin.yaml names (s3StorageYaml)
+process.env.TEST_S3_KEY = S3RVER_CREDENTIALS.accessKeyId;
+process.env.TEST_S3_SECRET = S3RVER_CREDENTIALS.secretAccessKey;
+t.teardown(() => { delete process.env.TEST_S3_KEY; delete process.env.TEST_S3_SECRET; });
 
 t.test('a damaged blob is found beside a live origin, removed once it is stopped, then uploaded again', async (t) => {
   const data = join(t.testdir(), 'data');
@@ -104,9 +108,6 @@ t.test('verify --remove keeps a blob its S3 storage could not read whole (a body
     ...s3StorageYaml(proxyUrl, s3.bucket, 'cut'),
     '',
   ].join('\n'));
-  process.env.TEST_S3_KEY = S3RVER_CREDENTIALS.accessKeyId;
-  process.env.TEST_S3_SECRET = S3RVER_CREDENTIALS.secretAccessKey;
-  t.teardown(() => { delete process.env.TEST_S3_KEY; delete process.env.TEST_S3_SECRET; });
   const direct = new S3BlobStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: S3RVER_CREDENTIALS, prefix: 'cut' });
   const body = randomBytes(200_000);
   const { digest } = await direct.put(Readable.from([body]));
@@ -139,9 +140,6 @@ t.test('a blob deleted between the listing and its read (an origin pruning besid
   const proxyUrl = await serveOnLoopback(t, proxy);
   const config = join(dir, 'origin.yaml');
   writeFileSync(config, [`data: ${join(dir, 'data')}`, ...s3StorageYaml(proxyUrl, s3.bucket, 'pruned'), ''].join('\n'));
-  process.env.TEST_S3_KEY = S3RVER_CREDENTIALS.accessKeyId;
-  process.env.TEST_S3_SECRET = S3RVER_CREDENTIALS.secretAccessKey;
-  t.teardown(() => { delete process.env.TEST_S3_KEY; delete process.env.TEST_S3_SECRET; });
 
   const res = await runCli(['verify', '--config', config]);
   t.equal(res.code, 0, res.stderr);
