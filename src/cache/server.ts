@@ -3,7 +3,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { NotFoundError } from '../errors.js';
-import { baseServerOptions, buildOnDataDir, continueOnlyWhenAllowed, DEFAULT_MAX_HEADERS, malformedRequest, refuseMalformedRequests } from '../http/server-options.js';
+import { answerUnavailableWhileClosing, baseServerOptions, buildOnDataDir, continueOnlyWhenAllowed, DEFAULT_MAX_HEADERS, malformedRequest, refuseMalformedRequests } from '../http/server-options.js';
 import { clientIdleMs, DEFAULT_FILL_MEMORY, type CacheConfig } from './config.js';
 import type { ClusterLink } from './cluster/link.js';
 import { NotCachedError, type CacheContext, type Mirror } from './context.js';
@@ -98,6 +98,7 @@ async function buildOnLockedDir(config: CacheConfig, link: ClusterLink | undefin
   const clientHeaderTimeoutMs = config.clientHeaderTimeoutMs ?? DEFAULT_CLIENT_HEADER_TIMEOUT_MS;
   limitConnections(app.server, { clientHeaderTimeoutMs, maxConnections: config.maxConnections ?? DEFAULT_MAX_CONNECTIONS }, app.log);
   refuseMalformedRequests(app, DEFAULT_MAX_HEADERS);
+  answerUnavailableWhileClosing(app);
   closeAfterUnreadBodies(app.server);
   setFillMemory(config.fillMemory ?? DEFAULT_FILL_MEMORY);
   const store = new DiskStore(config.dataDir, config.maxSize, app.log, link ? { peer: link } : { maxSizeSetting: config.maxSizeSetting });

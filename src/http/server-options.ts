@@ -10,7 +10,7 @@ import { serverLogLevel } from './server-logging.js';
 import { ROUTED_METHODS } from './allowed-methods.js';
 import { HEAD_CHECK_INTERVAL_MS } from './connection-limits.js';
 import { earlyAnswered } from './early-answers.js';
-import { closingErrorAnswer, frameworkErrors, MAX_PARAM_LENGTH } from './errors.js';
+import { closingErrorAnswer, errorAnswer, frameworkErrors, MAX_PARAM_LENGTH } from './errors.js';
 import { closeDiscardingRest } from './lingering-close.js';
 import { afterAnswersInFlight } from './parse-error-order.js';
 import { requestIdOf } from './request-id.js';
@@ -73,6 +73,26 @@ export function refuseMalformedRequests(app: FastifyInstance, max: number): void
   app.server.maxHeadersCount = max + 1;
   app.addHook('onRequest', (request, _reply, done) => done(malformedRequest(request.raw, max)));
   app.server.on('connect', (req: IncomingMessage, socket: Duplex) => answerAndClose(app.server, socket, notImplemented(req), req.method));
+}
+
+/**
+ * A request that arrives while the server stops (on a connection already open: the drain
+ * takes no new one) is answered 503 FC_ERR_UNAVAILABLE with the catalogued JSON error every
+ * other failure has, and Connection: close, in place of fastify's own body
+ * (return503OnClosing), which has no code. The flag is set by a preClose hook added here, at
+ * build, so that it runs before the drain (cli/listen.ts), a later preClose hook.
+ */
+export function answerUnavailableWhileClosing(app: FastifyInstance): void {
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onRequest', (request, reply, done) => {
+    if (!closing) return done();
+    const fe = new FleetError('FC_ERR_UNAVAILABLE', 'the server is stopping: ask again on a new connection');
+    void reply.code(fe.status).header('connection', 'close').header('cache-control', 'no-store').send(errorAnswer(fe, request.id));
+  });
 }
 
 /**
@@ -178,7 +198,8 @@ export function baseServerOptions(logLevel: string | false | undefined, bodyLimi
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     bodyLimit,
-    return503OnClosing: true,
+    // answerUnavailableWhileClosing answers instead, with the catalogued JSON error
+    return503OnClosing: false,
     forceCloseConnections: true,
     // HEAD routes are explicit: the automatic ones would read a whole blob to discard it.
     exposeHeadRoutes: false,

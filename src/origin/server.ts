@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { collectRoutes } from '../http/allowed-methods.js';
 import { TokenCheck } from '../http/auth.js';
 import { installErrorHandling } from '../http/errors.js';
-import { baseServerOptions, buildOnDataDir, continueOnlyWhenAllowed, DEFAULT_MAX_HEADERS, refuseMalformedRequests } from '../http/server-options.js';
+import { answerUnavailableWhileClosing, baseServerOptions, buildOnDataDir, continueOnlyWhenAllowed, DEFAULT_MAX_HEADERS, refuseMalformedRequests } from '../http/server-options.js';
 import { closeAfterUnreadBodies } from '../http/unread-body.js';
 import { inPipelineOrder } from '../http/pipeline-order.js';
 import { countEarlyAnswers, UNPARSED_METHOD } from '../http/early-answers.js';
@@ -140,6 +140,7 @@ async function buildOnLockedDir(options: OriginOptions, store: BlobStore): Promi
   });
   limitConnections(app.server, { clientHeaderTimeoutMs: options.clientHeaderTimeoutMs ?? DEFAULT_CLIENT_HEADER_TIMEOUT_MS, maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS }, app.log);
   refuseMalformedRequests(app, options.maxHeaders ?? DEFAULT_MAX_HEADERS);
+  answerUnavailableWhileClosing(app);
   closeAfterUnreadBodies(app.server);
   app.addHook('onRequest', (request, reply, done) => inPipelineOrder(request.raw, reply.raw, () => done()));
   continueOnlyWhenAllowed(app.server, (path) => (RUN_MANIFEST_PATH.test(path) ? context.maxRecordSize : context.maxBlobSize));
