@@ -144,7 +144,7 @@ async function answerFromFill(
   // A range of a fill checked only once whole (FillHead.verified) holds its last byte back
   // to the end; a fill kept in memory only has dropped it by then: passed through instead.
   const unservableRange = head.verified && fill.memoryOnly && req.method === 'GET' && req.headers.range !== undefined;
-  if (unservableRange || (cache === 'COLLAPSED' && joins && !joins(head))) {
+  if (unservableRange || (cache === 'COLLAPSED' && joins && !(await joins(head)))) {
     ctx.metrics.miss(kind);
     return passthrough();
   }
@@ -175,10 +175,11 @@ async function answerFromFill(
 
 /**
  * Whether the answer a fill got may also answer a request that joined it (a mirror's
- * answer can be one client's: Set-Cookie, private, another Vary variant). Without one,
- * every joiner is served by the fill it joined.
+ * answer can be one client's: Set-Cookie, private, another Vary variant; a name's may be
+ * older than the request, namespace.ts's nameJoins). Without one, every joiner is served by
+ * the fill it joined; one refused passes through.
  */
-export type JoinCheck = (head: FillHead) => boolean;
+export type JoinCheck = (head: FillHead) => boolean | Promise<boolean>;
 
 /** How a request whose answer must be fresh for it (a mirror's, RFC 9111) uses other requests' answers. */
 export interface Freshness {
@@ -186,9 +187,9 @@ export interface Freshness {
   /**
    * Serves the request from the entry another worker's fill just stored as it serves any
    * entry it finds: fresh for it, or revalidated (a request with no-cache is never
-   * answered from it as it stands).
+   * answered from it as it stands). Without it, the entry is served as it is found.
    */
-  readonly stored: () => Promise<void>;
+  readonly stored?: () => Promise<void>;
 }
 
 function countFill(ctx: CacheContext, kind: Kind, cache: CacheStatus): void {
@@ -217,7 +218,7 @@ export async function fillOnce(
     return direct();
   }
   // Another worker's fill that ended meanwhile: its entry is likely stored.
-  if (!got) return freshness ? freshness.stored() : serveStored(ctx, req, reply, kind, spec.id, direct);
+  if (!got) return freshness?.stored ? freshness.stored() : serveStored(ctx, req, reply, kind, spec.id, direct);
   return serveFill(ctx, req, reply, kind, got.fill, got.lead ? 'MISS' : 'COLLAPSED', direct, freshness?.joins);
 }
 

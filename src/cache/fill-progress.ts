@@ -22,6 +22,12 @@ export interface FillHead {
   readonly verified: boolean;
   /** A kept mirror answer's RFC 9111 policy (http-cache-semantics' toObject): see mirror.ts's joins. */
   readonly policy: EntryMeta['policy'];
+  /**
+   * When upstream's answer came (Date.now() of the leading process: the workers of a cache
+   * share one clock): a request for a name that joins later asks whether it changed since
+   * (namespace.ts, nameJoins).
+   */
+  readonly at: number;
 }
 /**
  * Readers hand bytes on in windows of this size, aligned on multiples of it: a reader at

@@ -320,7 +320,7 @@ export class Fill extends FillProgress {
       // A body whose end is the connection's may be a cut one: served, not kept (a blob's digest tells, it is).
       const uncertain = !this.#spec.verify && endsWithConnection(answer.headers);
       this.#unkept = unkeptOnly || oversize || uncertain || decision.meta === undefined;
-      const head: FillHead = { status: decision.status, headers: decision.headers, size, verified: this.#spec.verify !== undefined, policy: decision.meta?.policy };
+      const head: FillHead = { status: decision.status, headers: decision.headers, size, verified: this.#spec.verify !== undefined, policy: decision.meta?.policy, at: Date.now() };
       this.resolveHead(head);
       if (!small) this.#tell({ head });
       if (this.#spec.verify) hash = createHash(this.#spec.verify.algo);

@@ -11,10 +11,10 @@ import { FleetError, UpstreamError } from '../errors.js';
 import { etagOf } from '../http/blob-reply.js';
 import { etagDigest } from '../http/name-etag.js';
 import { ALGO_HEX_ROUTE, casPath, parseAliasDigest, parseDigest, type Digest } from '../store/digest.js';
-import { authHeaders, cacheControlOf, fillOnce, notCached, onlyIfCached, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext } from './context.js';
+import { authHeaders, cacheControlOf, fillOnce, notCached, onlyIfCached, takeFillRefused, type Direct, flightKey, isPrivate, passthrough, serveFill, serveHit, type CacheContext, type JoinCheck } from './context.js';
 import { casHeaders, casId, httpId, type Hit } from './disk-store.js';
 import type { FillDecision, FillSpec } from './fill.js';
-import { dumpCounted, endToEnd, pickHeaders, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
+import { dumpCounted, endToEnd, pickHeaders, singleField, type AnswerFields, type HeaderMap, type Upstream } from './upstream.js';
 import { loggedPath } from '../redact-url.js';
 import { REQUEST_ID_HEADER } from '../http/request-id.js';
 import type { AnswerHead } from './answer-handler.js';
@@ -234,7 +234,34 @@ export function namePath(url: string): string {
   }).join('/');
 }
 
+/**
+ * Whether a request for a name that came at `arrivedAt` may be served by the fill in flight
+ * it joins: at once when the fill's answer came after the request (the requests of a
+ * stampede); else only when upstream says the name is unchanged since that answer (a HEAD
+ * with its ETag: 304), as a stored copy is revalidated. A name is revalidated on every
+ * request: a fill behind a slow upstream or led by a stalled worker must not hand out, for
+ * as long as it runs, a version older than an upload completed before the request came.
+ * Upstream failing that question: the fill's answer, as a stored copy is served then.
+ */
+function nameJoins(ctx: CacheContext, upath: string, fwd: HeaderMap, arrivedAt: number): JoinCheck {
+  return async (head) => {
+    if (head.at >= arrivedAt) return true;
+    const etag = singleField(head.headers, 'etag');
+    if (etag === undefined) return false;
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await ctx.upstream.request(upath, { method: 'HEAD', headers: { ...fwd, 'if-none-match': etag } });
+    } catch (err) {
+      if (err instanceof UpstreamError) return true;
+      throw err;
+    }
+    await res.body.dump();
+    return res.statusCode === 304;
+  };
+}
+
 async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyReply, kind: 'artifacts' | 'projects'): Promise<void> {
+  const arrivedAt = Date.now();
   const upath = namePath(req.url);
   const cacheKey = `GET ${upath}`;
   const id = httpId(cacheKey);
@@ -244,8 +271,9 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
   const direct: Direct = (answered) => passthrough(ctx, req, reply, kind, ctx.upstream, upath, fwd, answered, { decide });
   // a stored name is revalidated before it is served (no-cache): never without upstream
   if (onlyIfCached(req)) throw notCached();
+  const joins = nameJoins(ctx, upath, fwd, arrivedAt);
   const joined = ctx.fills.get(key);
-  if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct);
+  if (joined) return serveFill(ctx, req, reply, kind, joined, 'COLLAPSED', direct, joins);
   const stored = await ctx.store.lookup(id);
   // A revalidation compares ETags, not bytes: a copy damaged on disk would be confirmed by
   // every 304. A no-cache request has it hashed against its ETag, the digest of its bytes.
@@ -258,7 +286,7 @@ async function getName(ctx: CacheContext, req: FastifyRequest, reply: FastifyRep
   }
   const onUpstreamBytes = (n: number): void => ctx.metrics.upstream(kind, n);
   if (!hit) {
-    return fillOnce(ctx, req, reply, kind, key, { id, request: (gatherUpTo) => ctx.upstream.fetch(upath, fwd, gatherUpTo), decide, onUpstreamBytes }, direct);
+    return fillOnce(ctx, req, reply, kind, key, { id, request: (gatherUpTo) => ctx.upstream.fetch(upath, fwd, gatherUpTo), decide, onUpstreamBytes }, direct, true, { joins });
   }
   let res: Dispatcher.ResponseData;
   try {

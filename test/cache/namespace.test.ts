@@ -91,6 +91,48 @@ t.test('names: revalidated each time, upstream 304 served from disk, stale when 
   t.ok(Date.now() - started < 3000, 'quickly');
 });
 
+t.test('a name\'s fill in flight is joined as it is only by requests that came before its answer; a later one asks upstream first, and never gets a version older than one uploaded before it came', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
+  // Its body takes about 2 s to come: the fill runs while the others come.
+  const name = '/artifacts/run1/job1/big.bin';
+  const v1 = randomBytes(256 * 1024);
+  up.objects.set(name, { body: v1, headers: { etag: '"v1"' } });
+  up.options = { rate: 128 * 1024 };
+  const leader = get(url + name);
+  await eventually('the fill has its answer and is taking its body', () => up.sent(name) > 0);
+  await sleep(20);
+  const unchanged = get(url + name);
+  await eventually('the later request asked upstream', () => up.count(name, 'HEAD') === 1);
+  // Uploaded anew while the fill still runs: a request that comes now gets the new version.
+  const v2 = Buffer.from('version 2');
+  up.objects.set(name, { body: v2, headers: { etag: '"v2"' } });
+  const changed = await get(url + name);
+  t.equal(changed.body.toString(), 'version 2', 'the new version, not the fill\'s older one');
+  t.not(changed.headers['x-cache'], 'COLLAPSED', 'not served by the fill');
+  t.equal(up.sent(name) < v1.length, true, 'while the fill still ran');
+  const joined = await unchanged;
+  t.same([joined.headers['x-cache'], joined.body.equals(v1)], ['COLLAPSED', true], 'unchanged upstream when it asked: joined the fill');
+  const heads = up.requests.filter((r) => r.url === name && r.method === 'HEAD');
+  t.same(heads.map((r) => r.headers['if-none-match']), ['"v1"', '"v1"'], 'each later request asked first, with the fill\'s ETag');
+  const first = await leader;
+  t.same([first.headers['x-cache'], first.body.equals(v1)], ['MISS', true], 'the fill\'s own request has its answer');
+
+  // A stampede: requests that come while the fill waits for upstream's answer join it at once.
+  const other = '/artifacts/run1/job1/other.bin';
+  up.objects.set(other, { body: Buffer.from('other'), headers: { etag: '"o1"' } });
+  up.options = {};
+  const release = up.hold(other);
+  const asked = [get(url + other), get(url + other), get(url + other)];
+  await eventually('the fill asked upstream', () => up.count(other) === 1);
+  await sleep(50);
+  release();
+  const answers = await Promise.all(asked);
+  t.same(answers.map((a) => a.body.toString()), ['other', 'other', 'other']);
+  t.same(answers.map((a) => a.headers['x-cache']).sort(), ['COLLAPSED', 'COLLAPSED', 'MISS'], 'one fill');
+  t.same([up.count(other), up.count(other, 'HEAD')], [1, 0], 'one request upstream, no question');
+});
+
 t.test('only-if-cached (RFC 9111 §5.2.1.7): a stored blob, else a 504; a name (revalidated before it is served) a 504; never upstream', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const { hex } = up.addBlob(4096);
