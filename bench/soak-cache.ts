@@ -1,0 +1,602 @@
+// Soak of the regional cache under faults: real origin and cache processes (the compiled
+// CLI, the cache with workers and a disk budget far smaller than the data), clients asking
+// at once for whole blobs, ranges, heads, missing blobs, uploads (right and wrong digests),
+// artifact names and a mirror's files, while proxies in front of the origin and the mirror
+// cut, stall and refuse answers (lib/chaos-proxy.ts) and the cache's workers are killed or
+// stopped, or the whole cache killed or restarted.
+// Every answer is checked against what the soak knows: a body that ends cleanly is the
+// right one whole, a missing blob is never served, a name is never older than its last
+// completed upload (unless the cache says STALE), a mirror's answer is a version its server
+// gave, never served past its max-age after it was replaced (unless STALE), errors are
+// 502/503/504 with a JSON body, nothing hangs. At the end, calm again, everything is asked
+// twice through the cache, and again after a clean restart: nothing kept from a fault may
+// be served, and the restart keeps what the disk held.
+// Run: node --import tsx bench/soak-cache.ts [--seconds 120] [--seed N] [--clients 24] [--disk MiB]
+// Exit status 1 when any check failed; what failed is printed, and the data directory (with
+// the cache's log) is kept. Runs are summed up by hand in RESULTS.md.
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Agent, request, type Dispatcher } from 'undici';
+import { startChaosProxy, type ChaosAct } from './lib/chaos-proxy.js';
+import { undoAtExit } from '../test/helpers/processes.js';
+import { benchDir, freePort, startFleetcache, type BenchProcess } from './lib/processes.js';
+
+const { values: opts } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '120' },
+    seed: { type: 'string' },
+    clients: { type: 'string', default: '24' },
+    blobs: { type: 'string', default: '160' },
+    // the cache's data on a tmpfs of this many MiB (root): a disk that fills before the budget
+    disk: { type: 'string' },
+  },
+});
+const SECONDS = Number(opts.seconds);
+const SEED = opts.seed === undefined ? randomBytes(4).readUInt32BE() : Number(opts.seed);
+const CLIENTS = Number(opts.clients);
+const BLOBS = Number(opts.blobs);
+const DISK_MIB = opts.disk === undefined ? undefined : Number(opts.disk);
+const MAX_SIZE = 96 * 1024 * 1024;
+/** No answer may take longer than this (the cache's own bounds are seconds). */
+const HANG_MS = 45_000;
+
+/** mulberry32: the soak's choices from its seed (the blobs' bytes are random anyway). */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const random = prng(SEED);
+const between = (low: number, high: number): number => low + Math.floor(random() * (high - low + 1));
+const pick = <T>(items: readonly T[]): T | undefined => items[Math.floor(random() * items.length)];
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+/** What the origin holds of a blob, as far as the soak knows. */
+type KnownBlobState = 'absent' | 'present' | 'maybe';
+interface KnownBlob { readonly hex: string; readonly data: Buffer; state: KnownBlobState; busy: boolean }
+interface NameVersion { readonly hex: string; readonly index: number }
+interface Name { readonly path: string; readonly versions: Map<string, NameVersion>; started: number; completed: number; busy: boolean }
+
+function makeBlob(): KnownBlob {
+  const r = random();
+  const size = r < 0.45 ? between(1, 16 * 1024) : r < 0.85 ? between(16 * 1024, 1024 * 1024) : between(1024 * 1024, 12 * 1024 * 1024);
+  const data = randomBytes(size);
+  return { hex: sha256(data), data, state: 'absent', busy: false };
+}
+
+const violations: string[] = [];
+const outcomes = new Map<string, number>();
+function count(op: string, outcome: string): void {
+  const key = `${op} ${outcome}`;
+  outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+}
+function violation(op: string, what: string): void {
+  count(op, 'VIOLATION');
+  violations.push(`${new Date().toISOString()} ${op}: ${what}`);
+  console.log(`VIOLATION ${op}: ${what}`);
+}
+
+const clientAgent = new Agent({ connections: 64, headersTimeout: HANG_MS, bodyTimeout: HANG_MS });
+
+/** An answer's body read whole: its bytes, or 'cut' when the connection ended before its end. */
+async function readBody(res: Dispatcher.ResponseData): Promise<Buffer | 'cut'> {
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of res.body) chunks.push(chunk as Buffer);
+  } catch {
+    return 'cut';
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * The answers a fault may give in place of the expected one: an error status with a JSON
+ * body, the connection refused or cut (the cache restarting). Anything else is checked by
+ * the caller; a hang is a violation.
+ */
+async function faultOutcome(op: string, method: string, res: Dispatcher.ResponseData): Promise<string | undefined> {
+  if (res.statusCode !== 502 && res.statusCode !== 503 && res.statusCode !== 504) return undefined;
+  if (method === 'HEAD') {
+    if (!String(res.headers['content-type']).startsWith('application/json')) violation(op, `HEAD ${res.statusCode} of content-type ${String(res.headers['content-type'])}`);
+    return `status-${res.statusCode}`;
+  }
+  const body = await readBody(res);
+  if (body === 'cut') return 'error-status-cut';
+  try {
+    const parsed = JSON.parse(body.toString()) as { code?: unknown };
+    if (typeof parsed.code !== 'string') violation(op, `${res.statusCode} JSON without a code: ${body.toString().slice(0, 200)}`);
+  } catch {
+    violation(op, `${res.statusCode} with a body that is not JSON: ${body.toString().slice(0, 200)}`);
+  }
+  return `status-${res.statusCode}`;
+}
+
+/** Requests in flight, for a look when one hangs. */
+const inFlight = new Set<string>();
+
+async function ask(op: string, path: string, options: Omit<Dispatcher.RequestOptions, 'origin' | 'path'> & { method: Dispatcher.HttpMethod }, check: (res: Dispatcher.ResponseData) => Promise<string>): Promise<void> {
+  const started = Date.now();
+  const label = `${new Date(started).toISOString()} ${op} ${options.method} ${path}`;
+  inFlight.add(label);
+  try {
+    await askOnce(op, path, options, check, started);
+  } finally {
+    inFlight.delete(label);
+  }
+}
+
+async function askOnce(op: string, path: string, options: Omit<Dispatcher.RequestOptions, 'origin' | 'path'> & { method: Dispatcher.HttpMethod }, check: (res: Dispatcher.ResponseData) => Promise<string>, started: number): Promise<void> {
+  const signal = AbortSignal.timeout(HANG_MS + 5000);
+  let res: Dispatcher.ResponseData;
+  try {
+    res = await request(`${cacheUrl}${path}`, { ...options, dispatcher: clientAgent, signal });
+  } catch (err) {
+    if (Date.now() - started >= HANG_MS) return violation(op, `no answer to ${options.method} ${path} in ${Date.now() - started} ms: ${(err as Error).message}`);
+    count(op, 'connection-error');
+    // the cache restarting: not a loop of refused connections meanwhile
+    return sleep(20);
+  }
+  try {
+    const fault = await faultOutcome(op, options.method, res);
+    count(op, fault ?? (await check(res)));
+  } catch (err) {
+    violation(op, `${options.method} ${path}: ${(err as Error).stack ?? String(err)}`);
+  } finally {
+    // a body the check left unread (its abort is no error here)
+    if (!res.body.destroyed) res.body.on('error', () => undefined).destroy();
+  }
+  if (Date.now() - started >= HANG_MS) violation(op, `${options.method} ${path} took ${Date.now() - started} ms`);
+}
+
+/** What a status says of a blob of `state`: a violation when the cache's answer contradicts it. */
+function checkPresence(op: string, blob: KnownBlob, status: number, path: string): 'present' | 'absent' | undefined {
+  if (status === 404) {
+    if (blob.state === 'present') violation(op, `404 for ${path}, stored at the origin (${blob.data.length} bytes)`);
+    return 'absent';
+  }
+  if (status === 200 || status === 206) {
+    if (blob.state === 'absent') violation(op, `${status} for ${path}, never uploaded`);
+    return 'present';
+  }
+  violation(op, `status ${status} for ${path}`);
+  return undefined;
+}
+
+const blobPath = (blob: KnownBlob): string => `/cas/sha256/${blob.hex}`;
+
+async function getWhole(blob: KnownBlob, op = 'get'): Promise<void> {
+  await ask(op, blobPath(blob), { method: 'GET' }, async (res) => {
+    if (checkPresence(op, blob, res.statusCode, blobPath(blob)) !== 'present') return `status-${res.statusCode}`;
+    const body = await readBody(res);
+    if (body === 'cut') return 'body-cut';
+    if (body.length !== blob.data.length || sha256(body) !== blob.hex) violation(op, `wrong body for ${blobPath(blob)}: ${body.length} bytes (want ${blob.data.length}), x-cache ${String(res.headers['x-cache'])}`);
+    return `ok-${String(res.headers['x-cache'] ?? 'none')}`;
+  });
+}
+
+async function getRange(blob: KnownBlob): Promise<void> {
+  const size = blob.data.length;
+  const start = between(0, size - 1);
+  const end = Math.min(size - 1, start + between(0, random() < 0.5 ? 4096 : size));
+  const suffix = random() < 0.15;
+  const header = suffix ? `bytes=-${end - start + 1}` : `bytes=${start}-${end}`;
+  const [from, to] = suffix ? [size - (end - start + 1), size - 1] : [start, end];
+  await ask('range', blobPath(blob), { method: 'GET', headers: { range: header } }, async (res) => {
+    if (checkPresence('range', blob, res.statusCode, blobPath(blob)) !== 'present') return `status-${res.statusCode}`;
+    const body = await readBody(res);
+    if (body === 'cut') return 'body-cut';
+    if (res.statusCode === 200) {
+      if (!body.equals(blob.data)) violation('range', `200 to ${header} with a wrong body (${body.length} bytes of ${size})`);
+      return 'whole';
+    }
+    if (res.headers['content-range'] !== `bytes ${from}-${to}/${size}`) violation('range', `${header} of ${size} bytes: content-range ${String(res.headers['content-range'])}`);
+    if (!body.equals(blob.data.subarray(from, to + 1))) violation('range', `${header} of ${blobPath(blob)} (${size} bytes): wrong bytes (${body.length}), x-cache ${String(res.headers['x-cache'])}`);
+    return `ok-${String(res.headers['x-cache'] ?? 'none')}`;
+  });
+}
+
+async function head(blob: KnownBlob): Promise<void> {
+  await ask('head', blobPath(blob), { method: 'HEAD' }, async (res) => {
+    if (checkPresence('head', blob, res.statusCode, blobPath(blob)) !== 'present') return `status-${res.statusCode}`;
+    if (res.headers['content-length'] !== String(blob.data.length)) violation('head', `content-length ${String(res.headers['content-length'])} for ${blob.data.length} bytes`);
+    return 'ok';
+  });
+}
+
+/** A GET the client gives up midway: the fill it started or joined must go on for the others. */
+async function abandon(blob: KnownBlob): Promise<void> {
+  await ask('abandon', blobPath(blob), { method: 'GET' }, async (res) => {
+    let left = between(0, blob.data.length);
+    try {
+      for await (const chunk of res.body) {
+        left -= (chunk as Buffer).length;
+        if (left <= 0) return 'left';
+      }
+    } catch {
+      return 'body-cut';
+    }
+    return 'whole';
+  });
+}
+
+async function put(blob: KnownBlob): Promise<void> {
+  const before = blob.state;
+  blob.busy = true;
+  if (blob.state === 'absent') blob.state = 'maybe';
+  try {
+    await ask('put', blobPath(blob), { method: 'PUT', body: blob.data, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' } }, async (res) => {
+      await res.body.dump();
+      if (res.statusCode === 200 || res.statusCode === 201) {
+        blob.state = 'present';
+        return `ok-${res.statusCode}`;
+      }
+      violation('put', `status ${res.statusCode} for ${blobPath(blob)} (was ${before})`);
+      return `status-${res.statusCode}`;
+    });
+  } finally {
+    blob.busy = false;
+  }
+}
+
+/** An upload whose bytes are not the digest's: refused, and nothing stored for the digest. */
+async function putWrong(blob: KnownBlob): Promise<void> {
+  blob.busy = true;
+  try {
+    const wrong = randomBytes(blob.data.length);
+    await ask('put-wrong', blobPath(blob), { method: 'PUT', body: wrong, headers: { authorization: `Bearer ${token}` } }, async (res) => {
+      await res.body.dump();
+      if (res.statusCode >= 200 && res.statusCode < 300) violation('put-wrong', `${res.statusCode} for wrong bytes at ${blobPath(blob)}`);
+      return `status-${res.statusCode}`;
+    });
+  } finally {
+    blob.busy = false;
+  }
+}
+
+function nameVersion(name: Name, body: Buffer): NameVersion | undefined {
+  return name.versions.get(sha256(body));
+}
+
+async function putName(name: Name): Promise<void> {
+  name.busy = true;
+  const data = randomBytes(random() < 0.7 ? between(1, 64 * 1024) : between(64 * 1024, 3 * 1024 * 1024));
+  const version = { hex: sha256(data), index: name.started++ };
+  name.versions.set(version.hex, version);
+  try {
+    await ask('put-name', name.path, { method: 'PUT', body: data, headers: { authorization: `Bearer ${token}` } }, async (res) => {
+      await res.body.dump();
+      if (res.statusCode === 200 || res.statusCode === 201) {
+        name.completed = version.index;
+        return `ok-${res.statusCode}`;
+      }
+      violation('put-name', `status ${res.statusCode} for ${name.path}`);
+      return `status-${res.statusCode}`;
+    });
+  } finally {
+    name.busy = false;
+  }
+}
+
+async function getName(name: Name, op = 'get-name'): Promise<void> {
+  const completed = name.completed;
+  await ask(op, name.path, { method: 'GET' }, async (res) => {
+    const xcache = String(res.headers['x-cache'] ?? 'none');
+    if (res.statusCode === 404) {
+      if (completed >= 0) violation(op, `404 for ${name.path}, uploaded (version ${completed})`);
+      return 'status-404';
+    }
+    if (res.statusCode !== 200) {
+      violation(op, `status ${res.statusCode} for ${name.path}`);
+      return `status-${res.statusCode}`;
+    }
+    const body = await readBody(res);
+    if (body === 'cut') return 'body-cut';
+    const version = nameVersion(name, body);
+    if (version === undefined) violation(op, `${name.path}: a body that is no version uploaded (${body.length} bytes, x-cache ${xcache})`);
+    else if (version.index < completed && xcache !== 'STALE') violation(op, `${name.path}: version ${version.index}, older than ${completed} (completed before the request), x-cache ${xcache}`);
+    return `ok-${xcache}`;
+  });
+}
+
+/** A mirror's path: the versions its server has given, each with when it was replaced. */
+interface MirrorVersion { readonly hex: string; readonly body: Buffer; readonly etag: string; replacedAt: number | undefined }
+interface MirrorPath { readonly path: string; readonly versions: MirrorVersion[]; readonly byHex: Map<string, MirrorVersion> }
+/** How long a mirror answer is fresh (Cache-Control: max-age), seconds. */
+const MIRROR_MAX_AGE = 2;
+
+function newMirrorVersion(path: MirrorPath): void {
+  const body = randomBytes(between(1, 200 * 1024));
+  const version = { hex: sha256(body), body, etag: `"${sha256(body).slice(0, 16)}"`, replacedAt: undefined };
+  const current = path.versions.at(-1);
+  if (current) current.replacedAt = Date.now();
+  path.versions.push(version);
+  path.byHex.set(version.hex, version);
+}
+
+/** A plain HTTP server with ETags and max-age, whose bodies change now and then: a distribution mirror. */
+async function startMirrorServer(paths: readonly MirrorPath[]): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = createServer((req, res) => {
+    const path = paths.find((p) => p.path === req.url);
+    if (!path) return void res.writeHead(404).end();
+    const version = path.versions.at(-1)!;
+    const headers = { etag: version.etag, 'cache-control': `max-age=${MIRROR_MAX_AGE}`, 'content-type': 'application/octet-stream' };
+    if (req.headers['if-none-match'] === version.etag) return void res.writeHead(304, headers).end();
+    res.writeHead(200, { ...headers, 'content-length': String(version.body.length) });
+    res.end(req.method === 'HEAD' ? undefined : version.body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }) };
+}
+
+async function getMirror(path: MirrorPath, op = 'mirror'): Promise<void> {
+  const started = Date.now();
+  await ask(op, `/mirror/soak${path.path}`, { method: 'GET' }, async (res) => {
+    const xcache = String(res.headers['x-cache'] ?? 'none');
+    if (res.statusCode !== 200) {
+      violation(op, `status ${res.statusCode} for ${path.path}`);
+      return `status-${res.statusCode}`;
+    }
+    const body = await readBody(res);
+    if (body === 'cut') return 'body-cut';
+    const version = path.byHex.get(sha256(body));
+    if (version === undefined) violation(op, `${path.path}: a body its server never gave (${body.length} bytes, x-cache ${xcache})`);
+    // fresh for max-age after it was replaced (its last copy may have been taken just before), a second of slack
+    else if (version.replacedAt !== undefined && xcache !== 'STALE' && started > version.replacedAt + (MIRROR_MAX_AGE + 1) * 1000) {
+      violation(op, `${path.path}: a version replaced ${started - version.replacedAt} ms before the request, x-cache ${xcache}, age ${String(res.headers.age)}`);
+    }
+    return `ok-${xcache}`;
+  });
+}
+
+// ---- the processes ----
+
+const { dir, remove } = benchDir('fleetcache-soak-');
+let cacheUrl = '';
+let token = '';
+let cache: BenchProcess | undefined;
+/** Exits of the cache the soak did not cause. */
+let expectedExit = false;
+const errorLines: string[] = [];
+let errorLineCount = 0;
+
+async function startCache(configFile: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const started = await startFleetcache(['cache', '--config', configFile]);
+      cache = started;
+      expectedExit = false;
+      started.child.stderr!.on('data', (chunk: Buffer) => {
+        appendFileSync(join(dir, 'cache.log'), chunk);
+        for (const line of chunk.toString().split('\n')) {
+          if (!/"level":(50|60)/.test(line)) continue;
+          errorLineCount++;
+          if (errorLines.length < 20) errorLines.push(line.slice(0, 600));
+        }
+      });
+      started.child.once('exit', (code, signal) => {
+        if (!expectedExit) violation('cache', `exited on its own (${code ?? signal}): ${started.stderr().slice(-2000)}`);
+      });
+      return;
+    } catch (err) {
+      // the port of a killed cache may still be held by its last worker for a moment
+      if (attempt === 20) throw err;
+      await sleep(250);
+    }
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+async function killCache(signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
+  const running = cache;
+  if (running?.child.pid === undefined || running.child.exitCode !== null || running.child.signalCode !== null) return;
+  expectedExit = true;
+  const exited = new Promise<void>((resolve) => running.child.once('exit', () => resolve()));
+  const workers = childrenOf(running.child.pid);
+  if (signal === 'SIGKILL') for (const pid of [running.child.pid, ...workers]) {
+    try { process.kill(pid, 'SIGKILL'); } catch { /* gone already */ }
+  } else process.kill(running.child.pid, 'SIGTERM');
+  await exited;
+  // the workers of a killed primary: wait until they are gone too
+  for (let i = 0; i < 100 && workers.some((pid) => { try { process.kill(pid, 0); return true; } catch { return false; } }); i++) await sleep(50);
+}
+
+async function main(): Promise<void> {
+  console.log(`soak: seed ${SEED}, ${SECONDS} s, ${CLIENTS} clients, ${BLOBS} blobs, cache budget ${MAX_SIZE / 1048576} MiB`);
+  const origin = await startFleetcache(['origin', '--listen', '127.0.0.1:0', '--data', join(dir, 'origin')], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  token = readFileSync(join(dir, 'origin', 'token'), 'utf8').trim().split('\n')[0]!;
+
+  const blobs = Array.from({ length: BLOBS }, makeBlob);
+  const total = blobs.reduce((sum, b) => sum + b.data.length, 0);
+  console.log(`blobs: ${(total / 1048576).toFixed(1)} MiB in all`);
+  // three quarters at the origin before the start; the rest uploaded through the cache
+  const uploadAgent = new Agent({ connections: 8 });
+  await Promise.all(blobs.slice(0, Math.floor(BLOBS * 0.75)).map(async (blob) => {
+    const res = await request(`${origin.url}${blobPath(blob)}`, { method: 'PUT', body: blob.data, headers: { authorization: `Bearer ${token}` }, dispatcher: uploadAgent });
+    await res.body.dump();
+    if (res.statusCode !== 201 && res.statusCode !== 200) throw new Error(`upload: ${res.statusCode}`);
+    blob.state = 'present';
+  }));
+  await uploadAgent.close();
+  const names: Name[] = Array.from({ length: 8 }, (_, i) => ({ path: `/artifacts/soak/job-${i}/out.bin`, versions: new Map(), started: 0, completed: -1, busy: false }));
+
+  const act = (method: string): ChaosAct => {
+    const r = random();
+    if (method === 'PUT') return r < 0.05 ? 'cut' : 'pass';
+    return r < 0.04 ? 'cut' : r < 0.06 ? 'stall' : r < 0.08 ? 'refuse' : 'pass';
+  };
+  const proxy = await startChaosProxy(origin.url, { act, random, stallMs: 2500 });
+  const mirrorPaths: MirrorPath[] = Array.from({ length: 12 }, (_, i) => ({ path: `/pool/m${i}.bin`, versions: [], byHex: new Map() }));
+  for (const path of mirrorPaths) newMirrorVersion(path);
+  const mirror = await startMirrorServer(mirrorPaths);
+  const mirrorProxy = await startChaosProxy(mirror.url, { act, random, stallMs: 2500 });
+  // a path changes now and then: often enough that stale copies would be seen
+  const changes = setInterval(() => newMirrorVersion(pick(mirrorPaths)!), 300);
+
+  const port = await freePort();
+  cacheUrl = `http://127.0.0.1:${port}`;
+  const configFile = join(dir, 'cache.yaml');
+  mkdirSync(join(dir, 'cache'));
+  let unmount = (): void => undefined;
+  if (DISK_MIB !== undefined) {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${DISK_MIB}m`, 'soak', join(dir, 'cache')]);
+    const unmountNow = (): void => void execFileSync('umount', ['-l', join(dir, 'cache')]);
+    const forget = undoAtExit(unmountNow);
+    unmount = () => { forget(); unmountNow(); };
+  }
+  writeFileSync(configFile, [
+    'region: soak', `listen: 127.0.0.1:${port}`, `upstream: ${proxy.url}`, `data: ${join(dir, 'cache')}`, `maxSize: ${MAX_SIZE}`,
+    'workers: 2', 'logLevel: warn', 'shutdownTimeout: 3s', 'workerTimeout: 10s',
+    'timeouts:', '  connect: 1s', '  headers: 3s', '  body: 2s',
+    'mirrors:', '  soak:', `    url: ${mirrorProxy.url}`, '',
+  ].join('\n'));
+  await startCache(configFile);
+
+  let stopping = false;
+  const client = async (): Promise<void> => {
+    while (!stopping) {
+      // a turn that found nothing to do must not keep the event loop to itself
+      await new Promise((resolve) => setImmediate(resolve));
+      const r = random();
+      const idle = blobs.filter((b) => !b.busy);
+      const blob = pick(idle.length > 0 ? idle : blobs)!;
+      if (r < 0.40) await getWhole(blob);
+      else if (r < 0.55) await getRange(blob);
+      else if (r < 0.63) await head(blob);
+      else if (r < 0.70) await abandon(blob);
+      else if (r < 0.76) {
+        const target = pick(blobs.filter((b) => !b.busy && b.state !== 'present')) ?? pick(idle);
+        if (target !== undefined) await put(target);
+      } else if (r < 0.78) {
+        const target = pick(blobs.filter((b) => !b.busy && b.state === 'absent'));
+        if (target !== undefined) await putWrong(target);
+      } else if (r < 0.84) {
+        const name = pick(names.filter((n) => !n.busy));
+        if (name !== undefined) await putName(name);
+      } else if (r < 0.92) await getName(pick(names)!);
+      else await getMirror(pick(mirrorPaths)!);
+    }
+  };
+
+  const faults = { outage: 0, 'kill-worker': 0, 'stop-worker': 0, 'kill-cache': 0, 'restart-cache': 0 };
+  const chaos = async (): Promise<void> => {
+    const workerKills: number[] = [];
+    while (!stopping) {
+      await sleep(between(3000, 8000));
+      if (stopping) break;
+      const r = random();
+      if (r < 0.3) {
+        faults.outage++;
+        proxy.down();
+        mirrorProxy.down();
+        await sleep(between(1000, 3000));
+        proxy.up();
+        mirrorProxy.up();
+      } else if (r < 0.6) {
+        // no more than two a minute: the fifth worker death within a minute stops the cache, by
+        // design, and a worker stopped past workerTimeout (10 s) is killed by its primary
+        const now = Date.now();
+        if (workerKills.filter((at) => now - at < 60_000).length >= 2) continue;
+        const worker = pick(childrenOf(cache!.child.pid!));
+        if (worker === undefined) continue;
+        workerKills.push(now);
+        if (r < 0.45) {
+          faults['kill-worker']++;
+          process.kill(worker, 'SIGKILL');
+          continue;
+        }
+        // a wedged worker: its clients wait, the other worker's do not
+        faults['stop-worker']++;
+        process.kill(worker, 'SIGSTOP');
+        await sleep(between(2000, 12_000));
+        try { process.kill(worker, 'SIGCONT'); } catch { /* killed by its primary meanwhile */ }
+      } else if (r < 0.72) {
+        faults['kill-cache']++;
+        await killCache('SIGKILL');
+        await sleep(between(100, 1500));
+        await startCache(configFile);
+      } else if (r < 0.85) {
+        faults['restart-cache']++;
+        await killCache('SIGTERM');
+        await startCache(configFile);
+      }
+    }
+  };
+
+  const deadline = sleep(SECONDS * 1000).then(() => { stopping = true; });
+  const progress = setInterval(() => {
+    const done = [...outcomes.values()].reduce((a, b) => a + b, 0);
+    console.log(`… ${done} answers, ${violations.length} violations, faults ${JSON.stringify(faults)}, proxy ${JSON.stringify(proxy.counts)}`);
+    const old = [...inFlight].filter((label) => Date.now() - Date.parse(label.slice(0, 24)) > 10_000);
+    if (old.length > 0) console.log(`  in flight for over 10 s:\n    ${old.join('\n    ')}`);
+    const stuck = proxy.stuck(10_000);
+    if (stuck.length > 0) console.log(`  at the proxy for over 10 s (${stuck.length}):\n    ${stuck.slice(0, 10).join('\n    ')}`);
+  }, 10_000);
+  await Promise.all([deadline, chaos(), ...Array.from({ length: CLIENTS }, client)]);
+
+  // calm: everything asked twice through the cache, then again after a clean restart
+  proxy.calm();
+  proxy.up();
+  mirrorProxy.calm();
+  mirrorProxy.up();
+  // `queue` is asked from its end: the pass after the restart asks first what the pass before
+  // asked last, which a budget smaller than the blobs kept, if the restart kept anything
+  const finalPass = async (label: string, queue = [...blobs]): Promise<void> => {
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      for (let blob = queue.pop(); blob !== undefined; blob = queue.pop()) await getWhole(blob, label);
+    }));
+    for (const name of names) await getName(name, `${label}-name`);
+    for (const path of mirrorPaths) await getMirror(path, `${label}-mirror`);
+  };
+  console.log('calm: every blob and name asked twice');
+  await finalPass('calm-1');
+  await finalPass('calm-2');
+  const stats = await request(`${cacheUrl}/-/stats`, { dispatcher: clientAgent });
+  const statsText = await stats.body.text();
+  if (stats.statusCode !== 200) violation('stats', `status ${stats.statusCode}: ${statsText.slice(0, 300)}`);
+  const du = Number(execFileSync('du', ['-s', '--block-size=1', join(dir, 'cache')], { encoding: 'utf8' }).split('\t')[0]);
+  if (du > MAX_SIZE * 1.25) violation('disk', `the cache's directory takes ${du} bytes, over its budget ${MAX_SIZE}`);
+  console.log('a clean restart, then every blob and name asked again');
+  await killCache('SIGTERM');
+  await startCache(configFile);
+  await finalPass('restarted', [...blobs].reverse());
+  if (!outcomes.has('restarted ok-HIT')) violation('restarted', 'no blob was a hit after the restart: the cache kept nothing');
+  await killCache('SIGTERM');
+  clearInterval(progress);
+  clearInterval(changes);
+  await proxy.close();
+  await mirrorProxy.close();
+  await mirror.close();
+  await origin.stop();
+  await clientAgent.close();
+  unmount();
+
+  console.log(`\nfaults: ${JSON.stringify(faults)}; proxy: ${JSON.stringify(proxy.counts)}; cache directory ${(du / 1048576).toFixed(1)} MiB of ${MAX_SIZE / 1048576}`);
+  for (const [key, n] of [...outcomes].sort()) console.log(`${key.padEnd(36)} ${n}`);
+  console.log(`cache log lines at error level: ${errorLineCount}`);
+  for (const line of errorLines) console.log(`  ${line}`);
+  console.log(`\n${violations.length} violations (seed ${SEED})`);
+  for (const v of violations.slice(0, 40)) console.log(`  ${v}`);
+  if (violations.length === 0) remove();
+  else console.log(`kept for a look: ${dir} (cache.log: the cache's warnings and errors)`);
+  process.exitCode = violations.length > 0 ? 1 : 0;
+}
+
+await main();
