@@ -238,7 +238,8 @@ export function namePath(url: string): string {
  * Whether a request for a name that came at `arrivedAt` may be served by the fill in flight
  * it joins: at once when the fill's answer came after the request (the requests of a
  * stampede); else only when upstream says the name is unchanged since that answer (a HEAD
- * with its ETag: 304), as a stored copy is revalidated. A name is revalidated on every
+ * with its ETag: 304, or the same ETag from an upstream that answers conditions with the
+ * whole answer), as a stored copy is revalidated. A name is revalidated on every
  * request: a fill behind a slow upstream or led by a stalled worker must not hand out, for
  * as long as it runs, a version older than an upload completed before the request came.
  * Upstream failing that question: the fill's answer, as a stored copy is served then.
@@ -256,7 +257,7 @@ function nameJoins(ctx: CacheContext, upath: string, fwd: HeaderMap, arrivedAt: 
       throw err;
     }
     await res.body.dump();
-    return res.statusCode === 304;
+    return res.statusCode === 304 || (res.statusCode === 200 && res.headers.etag === etag);
   };
 }
 
