@@ -3,7 +3,7 @@
 // at once for whole blobs, ranges, heads, missing blobs, uploads (right and wrong digests),
 // artifact names and a mirror's files, while proxies in front of the origin and the mirror
 // cut, stall and refuse answers (lib/chaos-proxy.ts) and the cache's workers are killed or
-// stopped, or the whole cache killed or restarted.
+// stopped, the whole cache killed or restarted, or the origin killed mid-upload and restarted.
 // Every answer is checked against what the soak knows: a body that ends cleanly is the
 // right one whole, a missing blob is never served, a name is never older than its last
 // completed upload (unless the cache says STALE), a mirror's answer is a version its server
@@ -420,7 +420,25 @@ async function killCache(signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
 
 async function main(): Promise<void> {
   console.log(`soak: seed ${SEED}, ${SECONDS} s, ${CLIENTS} clients, ${BLOBS} blobs, cache budget ${MAX_SIZE / 1048576} MiB`);
-  const origin = await startFleetcache(['origin', '--listen', '127.0.0.1:0', '--data', join(dir, 'origin')], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  // on a port of its own: restarted after a kill, the proxy finds it there again
+  const originArgs = ['origin', '--listen', `127.0.0.1:${await freePort()}`, '--data', join(dir, 'origin')];
+  let originStopping = false;
+  const startOriginProcess = async (): Promise<BenchProcess & { url: string }> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const started = await startFleetcache(originArgs, { FLEETCACHE_LOG_LEVEL: 'warn' });
+        originStopping = false;
+        started.child.once('exit', (code, signal) => {
+          if (!originStopping) violation('origin', `exited on its own (${code ?? signal}): ${started.stderr().slice(-2000)}`);
+        });
+        return started;
+      } catch (err) {
+        if (attempt === 20) throw err;
+        await sleep(250);
+      }
+    }
+  };
+  let origin = await startOriginProcess();
   token = readFileSync(join(dir, 'origin', 'token'), 'utf8').trim().split('\n')[0]!;
 
   const blobs = Array.from({ length: BLOBS }, makeBlob);
@@ -495,7 +513,7 @@ async function main(): Promise<void> {
     }
   };
 
-  const faults = { outage: 0, 'kill-worker': 0, 'stop-worker': 0, 'kill-cache': 0, 'restart-cache': 0 };
+  const faults = { outage: 0, 'kill-worker': 0, 'stop-worker': 0, 'kill-cache': 0, 'restart-cache': 0, 'kill-origin': 0 };
   const chaos = async (): Promise<void> => {
     const workerKills: number[] = [];
     while (!stopping) {
@@ -536,6 +554,15 @@ async function main(): Promise<void> {
         faults['restart-cache']++;
         await killCache('SIGTERM');
         await startCache(configFile);
+      } else if (r < 0.93) {
+        // the origin killed mid-upload: what it answered 201 for stays, nothing half-written is served
+        faults['kill-origin']++;
+        const exited = new Promise<void>((resolve) => origin.child.once('exit', () => resolve()));
+        originStopping = true;
+        origin.child.kill('SIGKILL');
+        await exited;
+        await sleep(between(300, 2000));
+        origin = await startOriginProcess();
       }
     }
   };
@@ -584,6 +611,7 @@ async function main(): Promise<void> {
   await proxy.close();
   await mirrorProxy.close();
   await mirror.close();
+  originStopping = true;
   await origin.stop();
   await clientAgent.close();
   unmount();
