@@ -11,7 +11,7 @@
 // 502/503/504 with a JSON body, nothing hangs. At the end, calm again, everything is asked
 // twice through the cache, and again after a clean restart: nothing kept from a fault may
 // be served, and the restart keeps what the disk held.
-// Run: node --import tsx bench/soak-cache.ts [--seconds 120] [--seed N] [--clients 24] [--disk MiB]
+// Run: node --import tsx bench/soak-cache.ts [--seconds 120] [--seed N] [--clients 24] [--workers 2] [--disk MiB]
 // Exit status 1 when any check failed; what failed is printed, and the data directory (with
 // the cache's log) is kept. Runs are summed up by hand in RESULTS.md.
 import { execFileSync } from 'node:child_process';
@@ -31,6 +31,7 @@ const { values: opts } = parseArgs({
     seed: { type: 'string' },
     clients: { type: 'string', default: '24' },
     blobs: { type: 'string', default: '160' },
+    workers: { type: 'string', default: '2' },
     // the cache's data on a tmpfs of this many MiB (root): a disk that fills before the budget
     disk: { type: 'string' },
   },
@@ -39,6 +40,7 @@ const SECONDS = Number(opts.seconds);
 const SEED = opts.seed === undefined ? randomBytes(4).readUInt32BE() : Number(opts.seed);
 const CLIENTS = Number(opts.clients);
 const BLOBS = Number(opts.blobs);
+const WORKERS = Number(opts.workers);
 const DISK_MIB = opts.disk === undefined ? undefined : Number(opts.disk);
 const MAX_SIZE = 96 * 1024 * 1024;
 /** No answer may take longer than this (the cache's own bounds are seconds). */
@@ -419,7 +421,7 @@ async function killCache(signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  console.log(`soak: seed ${SEED}, ${SECONDS} s, ${CLIENTS} clients, ${BLOBS} blobs, cache budget ${MAX_SIZE / 1048576} MiB`);
+  console.log(`soak: seed ${SEED}, ${SECONDS} s, ${CLIENTS} clients, ${BLOBS} blobs, ${WORKERS} workers, cache budget ${MAX_SIZE / 1048576} MiB`);
   // on a port of its own: restarted after a kill, the proxy finds it there again
   const originArgs = ['origin', '--listen', `127.0.0.1:${await freePort()}`, '--data', join(dir, 'origin')];
   let originStopping = false;
@@ -481,7 +483,7 @@ async function main(): Promise<void> {
   }
   writeFileSync(configFile, [
     'region: soak', `listen: 127.0.0.1:${port}`, `upstream: ${proxy.url}`, `data: ${join(dir, 'cache')}`, `maxSize: ${MAX_SIZE}`,
-    'workers: 2', 'logLevel: warn', 'shutdownTimeout: 3s', 'workerTimeout: 10s',
+    `workers: ${WORKERS}`, 'logLevel: warn', 'shutdownTimeout: 3s', 'workerTimeout: 10s',
     'timeouts:', '  connect: 1s', '  headers: 3s', '  body: 2s',
     'mirrors:', '  soak:', `    url: ${mirrorProxy.url}`, '',
   ].join('\n'));
