@@ -67,7 +67,7 @@ const sha256 = (data: Buffer): string => createHash('sha256').update(data).diges
 type KnownBlobState = 'absent' | 'present' | 'maybe';
 interface KnownBlob { readonly hex: string; readonly data: Buffer; state: KnownBlobState; busy: boolean }
 interface NameVersion { readonly hex: string; readonly index: number }
-interface Name { readonly path: string; readonly versions: Map<string, NameVersion>; started: number; completed: number; busy: boolean }
+interface Name { readonly path: string; readonly versions: Map<string, NameVersion>; readonly bodies: Map<string, Buffer>; started: number; completed: number; busy: boolean }
 
 function makeBlob(): KnownBlob {
   const r = random();
@@ -265,6 +265,42 @@ async function putWrong(blob: KnownBlob): Promise<void> {
   }
 }
 
+/** Every blob and name of the soak, for a look at a wrong body (likeness). */
+const known: { blobs: readonly KnownBlob[]; names: readonly Name[] } = { blobs: [], names: [] };
+
+/**
+ * How a body that is no version of `name` relates to what the soak knows: a prefix of one of
+ * its versions, one's length, parts of two; or the bytes of another entry (a blob, another name).
+ */
+function likeness(body: Buffer, name: Name): string {
+  const hex = sha256(body);
+  const blob = known.blobs.find((b) => b.hex === hex);
+  if (blob) return `the blob ${blob.hex}`;
+  const other = known.names.find((n) => n.versions.has(hex));
+  if (other) return `version ${other.versions.get(hex)!.index} of ${other.path}`;
+  const said: string[] = [];
+  for (const b of known.blobs) {
+    const common = commonPrefix(body, b.data);
+    if (common >= 4096) said.push(`its first ${common} bytes are the blob ${b.hex}'s (${b.data.length} bytes)`);
+  }
+  for (const [hex, { index }] of name.versions) {
+    const data = name.bodies.get(hex)!;
+    const common = commonPrefix(body, data);
+    if (data.length === body.length) said.push(`as long as version ${index}`);
+    if (common === body.length) said.push(`a prefix of version ${index} (${data.length} bytes)`);
+    else if (common > 0) said.push(`its first ${common} bytes are version ${index}'s (${data.length} bytes)`);
+    if (data.length < body.length && body.subarray(body.length - data.length).equals(data)) said.push(`ends with version ${index}`);
+  }
+  return said.join('; ') || 'nothing in common with any version';
+}
+
+function commonPrefix(a: Buffer, b: Buffer): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
+
 function nameVersion(name: Name, body: Buffer): NameVersion | undefined {
   return name.versions.get(sha256(body));
 }
@@ -274,6 +310,7 @@ async function putName(name: Name): Promise<void> {
   const data = randomBytes(random() < 0.7 ? between(1, 64 * 1024) : between(64 * 1024, 3 * 1024 * 1024));
   const version = { hex: sha256(data), index: name.started++ };
   name.versions.set(version.hex, version);
+  name.bodies.set(version.hex, data);
   try {
     await ask('put-name', name.path, { method: 'PUT', body: data, headers: { authorization: `Bearer ${token}` } }, async (res) => {
       await res.body.dump();
@@ -304,7 +341,7 @@ async function getName(name: Name, op = 'get-name'): Promise<void> {
     const body = await readBody(res);
     if (body === 'cut') return 'body-cut';
     const version = nameVersion(name, body);
-    if (version === undefined) violation(op, `${name.path}: a body that is no version uploaded (${body.length} bytes, x-cache ${xcache})`);
+    if (version === undefined) violation(op, `${name.path}: a body that is no version uploaded (${body.length} bytes, x-cache ${xcache}, etag ${String(res.headers.etag)}, age ${String(res.headers.age)}): ${likeness(body, name)}`);
     else if (version.index < completed && xcache !== 'STALE') violation(op, `${name.path}: version ${version.index}, older than ${completed} (completed before the request), x-cache ${xcache}`);
     return `ok-${xcache}`;
   });
@@ -363,7 +400,7 @@ async function getMirror(path: MirrorPath, op = 'mirror'): Promise<void> {
 
 // ---- the processes ----
 
-const { dir, remove } = benchDir('fleetcache-soak-');
+const { dir, remove, keep } = benchDir('fleetcache-soak-');
 let cacheUrl = '';
 let token = '';
 let cache: BenchProcess | undefined;
@@ -455,7 +492,9 @@ async function main(): Promise<void> {
     blob.state = 'present';
   }));
   await uploadAgent.close();
-  const names: Name[] = Array.from({ length: 8 }, (_, i) => ({ path: `/artifacts/soak/job-${i}/out.bin`, versions: new Map(), started: 0, completed: -1, busy: false }));
+  known.blobs = blobs;
+  const names: Name[] = Array.from({ length: 8 }, (_, i) => ({ path: `/artifacts/soak/job-${i}/out.bin`, versions: new Map(), bodies: new Map(), started: 0, completed: -1, busy: false }));
+  known.names = names;
 
   const act = (method: string): ChaosAct => {
     const r = random();
@@ -475,11 +514,13 @@ async function main(): Promise<void> {
   const configFile = join(dir, 'cache.yaml');
   mkdirSync(join(dir, 'cache'));
   let unmount = (): void => undefined;
+  let keepMounted = (): void => undefined;
   if (DISK_MIB !== undefined) {
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${DISK_MIB}m`, 'soak', join(dir, 'cache')]);
     const unmountNow = (): void => void execFileSync('umount', ['-l', join(dir, 'cache')]);
     const forget = undoAtExit(unmountNow);
     unmount = () => { forget(); unmountNow(); };
+    keepMounted = forget;
   }
   writeFileSync(configFile, [
     'region: soak', `listen: 127.0.0.1:${port}`, `upstream: ${proxy.url}`, `data: ${join(dir, 'cache')}`, `maxSize: ${MAX_SIZE}`,
@@ -616,7 +657,7 @@ async function main(): Promise<void> {
   originStopping = true;
   await origin.stop();
   await clientAgent.close();
-  unmount();
+  if (violations.length === 0) unmount();
 
   console.log(`\nfaults: ${JSON.stringify(faults)}; proxy: ${JSON.stringify(proxy.counts)}; cache directory ${(du / 1048576).toFixed(1)} MiB of ${MAX_SIZE / 1048576}`);
   for (const [key, n] of [...outcomes].sort()) console.log(`${key.padEnd(36)} ${n}`);
@@ -625,7 +666,11 @@ async function main(): Promise<void> {
   console.log(`\n${violations.length} violations (seed ${SEED})`);
   for (const v of violations.slice(0, 40)) console.log(`  ${v}`);
   if (violations.length === 0) remove();
-  else console.log(`kept for a look: ${dir} (cache.log: the cache's warnings and errors)`);
+  else {
+    keep();
+    keepMounted();
+    console.log(`kept for a look: ${dir} (cache.log: the cache's warnings and errors)${DISK_MIB === undefined ? '' : `; its cache/ is still a tmpfs: umount it after`}`);
+  }
   process.exitCode = violations.length > 0 ? 1 : 0;
 }
 

@@ -14,17 +14,20 @@ export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 interface BenchDir {
   readonly dir: string;
   remove(): void;
+  /** Leaves the directory in place at exit, for a look. */
+  keep(): void;
 }
 
 /**
  * A new directory under the system's temp directory for one bench run, removed by
- * `remove()` or, if the bench is interrupted, at exit after everything else was undone.
+ * `remove()` or, if the bench is interrupted, at exit after everything else was undone
+ * (unless kept).
  */
 export function benchDir(prefix: string): BenchDir {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   const removeNow = () => rmSync(dir, { recursive: true, force: true });
   const forget = undoAtExit(removeNow, { last: true });
-  return { dir, remove: () => { forget(); removeNow(); } };
+  return { dir, remove: () => { forget(); removeNow(); }, keep: forget };
 }
 
 export interface BenchProcess {

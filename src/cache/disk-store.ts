@@ -1050,11 +1050,20 @@ export class DiskStore {
     }
     claim.fd = undefined;
     if (claim.inPlace) return this.createTemp();
+    let fh: FileHandle;
     try {
-      return { path: claim.path, fh: await open(claim.path, 'r+') };
+      fh = await open(claim.path, 'r+');
     } catch (err) {
       throw this.storageFailure(err);
     }
+    // Opened again by its name: the file there must still be this claim's. Another's (the
+    // claim taken for an orphan's and claimed anew meanwhile) would get two fills' bytes.
+    const ino = await fh.stat().then((st) => st.ino, () => undefined);
+    if (claim.ino !== undefined && ino !== claim.ino) {
+      await fh.close().catch(() => undefined);
+      throw new StorageError('the claim of this fill is no longer its file (taken for an orphan\'s): nothing is written');
+    }
+    return { path: claim.path, fh };
   }
 
   /** Opens a new, exclusive temp file for a fill. Throws StorageError when the disk refuses. */

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
-import { DiskStore, casId, httpId, type EntryMeta } from '../../src/cache/disk-store.js';
+import { DiskStore, StorageError, casId, httpId, type EntryMeta } from '../../src/cache/disk-store.js';
 import { formatBytes } from '../../src/config/units.js';
 import { cpuMsOf } from '../helpers/cpu.js';
 import { eventually } from '../helpers/wait.js';
@@ -183,6 +183,25 @@ t.test('giving a claim up removes the claim only, never a body another process c
   const claim = store.claimFill(id, `${id}\0\0`)!;
   store.dropClaim(claim);
   t.notOk(existsSync(claim.path), 'a claim nobody replaced is removed');
+});
+
+t.test('a fill whose claim was taken for an orphan\'s and claimed anew meanwhile never writes into the new claim', async (t) => {
+  const dir = t.testdir();
+  const store = new DiskStore(dir, 1e9, pino({ level: 'silent' }));
+  await store.open();
+  const key = 'GET /artifacts/run-1/big.bin';
+  const id = httpId(key);
+  const first = store.claimFill(id, key)!;
+  t.notOk(first.inPlace, 'a name\'s claim is a file of its own, which its fill writes');
+  // Another worker, told by none that it fills the key, removes the claim as an orphan's and claims it.
+  t.ok(store.dropOrphanClaim(id, key, Date.now() + 10_000), 'taken for an orphan\'s');
+  const second = store.claimFill(id, key)!;
+  t.ok(second, 'claimed anew, under the same name');
+  const refused: unknown = await store.openClaim(first).then(({ fh }) => fh.close(), (err: unknown) => err);
+  t.ok(refused instanceof StorageError, 'the first fill is refused the file (a storage failure: its requests pass through), not given the second claim\'s');
+  const { fh } = await store.openClaim(second);
+  t.equal((await fh.stat()).size, 0, 'the second claim holds nothing of the first fill');
+  await fh.close();
 });
 
 t.test('a replacement cut between its two renames never pairs the new sidecar with the old body', async (t) => {
