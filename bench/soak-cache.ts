@@ -181,7 +181,13 @@ async function getWhole(blob: KnownBlob, op = 'get'): Promise<void> {
     if (checkPresence(op, blob, res.statusCode, blobPath(blob)) !== 'present') return `status-${res.statusCode}`;
     const body = await readBody(res);
     if (body === 'cut') return 'body-cut';
-    if (body.length !== blob.data.length || sha256(body) !== blob.hex) violation(op, `wrong body for ${blobPath(blob)}: ${body.length} bytes (want ${blob.data.length}), x-cache ${String(res.headers['x-cache'])}`);
+    if (body.length !== blob.data.length || sha256(body) !== blob.hex) {
+      // kept beside the run's directory, for a look at what was sent instead
+      const saved = join(dir, `wrong-${blob.hex}-${Date.now()}`);
+      writeFileSync(saved, body);
+      const other = known.blobs.find((b) => b.hex === sha256(body));
+      violation(op, `wrong body for ${blobPath(blob)}: ${body.length} bytes (want ${blob.data.length}), x-cache ${String(res.headers['x-cache'])}, first wrong byte at ${commonPrefix(body, blob.data)}${other ? `, the blob ${other.hex}` : ''}; saved as ${saved}`);
+    }
     return `ok-${String(res.headers['x-cache'] ?? 'none')}`;
   });
 }
